@@ -1,0 +1,797 @@
+//! Loading a configuration file: read, parse, validate, resolve paths.
+//!
+//! The text is parsed once into toml's spanned document ([`DeTable`]); serde
+//! then reads the typed [`Config`] from that same document piece by piece
+//! (`[agent]`, each application, each of its metrics, alarms and
+//! interpreters), so that one mistake does not hide the next: every piece
+//! that fails is reported, and the pieces that parse are validated. Because
+//! the document keeps the span of every key and value, each error, whether
+//! from the parser, from serde or from [`validate`](super::validate), is
+//! located at its file, line and column and named by its field path as the
+//! user wrote it: `application "clickstream".alarm "scale-out".metric`.
+//!
+//! [`load_str`] is pure (no filesystem). [`load`] reads the file and, once
+//! the configuration is valid, checks the environment: that every plugin
+//! file exists.
+
+use std::fmt;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use toml::Spanned;
+use toml::de::{DeTable, DeValue, ValueDeserializer};
+
+use super::validate::{self, FieldPath, Problem, Segment, display_key};
+use super::{AgentConfig, ApplicationConfig, Config, PluginConfig};
+
+/// A 1-based line and column (in characters) in a file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Position {
+    /// Line, from 1.
+    pub line: usize,
+    /// Column in characters, from 1.
+    pub column: usize,
+}
+
+/// One located error in a configuration file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The configuration file, as it was named to the loader.
+    pub file: PathBuf,
+    /// Where in the file; `None` when the file could not be read at all.
+    pub position: Option<Position>,
+    /// The field as a user reads it, e.g.
+    /// `application "clickstream".alarm "scale-out".metric`; empty for
+    /// syntax errors and file-level errors.
+    pub field: String,
+    /// What is wrong.
+    pub message: String,
+    /// What would be valid, when known.
+    pub hint: Option<String>,
+}
+
+impl fmt::Display for ConfigError {
+    /// `file:line:column: field: message (hint)`, as compilers print.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if let Some(Position { line, column }) = self.position {
+            write!(f, ":{line}:{column}")?;
+        }
+        if !self.field.is_empty() {
+            write!(f, ": {}", self.field)?;
+        }
+        write!(f, ": {}", self.message)?;
+        if let Some(hint) = &self.hint {
+            write!(f, " ({hint})")?;
+        }
+        Ok(())
+    }
+}
+
+/// Every error found in a configuration, in file order. Displays one error
+/// per line, ready to print.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ConfigErrors {
+    errors: Vec<ConfigError>,
+}
+
+impl ConfigErrors {
+    fn new(mut errors: Vec<ConfigError>) -> Self {
+        // Stable, so errors at one spot keep the order they were found in.
+        errors.sort_by_key(|e| e.position);
+        Self { errors }
+    }
+
+    /// The errors, in file order.
+    pub fn errors(&self) -> &[ConfigError] {
+        &self.errors
+    }
+
+    /// How many errors there are (at least one).
+    pub fn len(&self) -> usize {
+        self.errors.len()
+    }
+
+    /// Always false: a `ConfigErrors` is only made from at least one error.
+    pub fn is_empty(&self) -> bool {
+        self.errors.is_empty()
+    }
+}
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, error) in self.errors.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{error}")?;
+        }
+        Ok(())
+    }
+}
+
+impl IntoIterator for ConfigErrors {
+    type Item = ConfigError;
+    type IntoIter = std::vec::IntoIter<ConfigError>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.errors.into_iter()
+    }
+}
+
+/// The resolved plugin files of one application, in the order of its
+/// configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PluginPaths {
+    /// The policy's component.
+    pub policy: PathBuf,
+    /// Each interpreter's component, in configuration order.
+    pub interpreters: Vec<PathBuf>,
+}
+
+/// A validated configuration with its paths resolved.
+#[derive(Debug, Clone)]
+pub struct LoadedConfig {
+    /// The configuration, valid.
+    pub config: Config,
+    /// The configuration file, as it was named to the loader.
+    pub file: PathBuf,
+    /// The absolute folder of the configuration file; relative paths in the
+    /// file are relative to it.
+    pub base_dir: PathBuf,
+    /// `[agent].plugin_dir`, absolute.
+    pub plugin_dir: PathBuf,
+    /// `[agent].state_dir`, absolute.
+    pub state_dir: PathBuf,
+    /// Per application (same order as `config.applications`), the plugin
+    /// files: `plugin = "step"` is `<plugin_dir>/step.wasm`; a value
+    /// containing `/` or ending in `.wasm` is a path relative to `base_dir`.
+    pub plugins: Vec<PluginPaths>,
+}
+
+/// Reads, parses and validates the configuration at `path`, then checks
+/// that every plugin file exists. Returns every error found.
+pub fn load(path: &Path) -> Result<LoadedConfig, ConfigErrors> {
+    let text = std::fs::read_to_string(path).map_err(|error| {
+        ConfigErrors::new(vec![ConfigError {
+            file: path.to_path_buf(),
+            position: None,
+            field: String::new(),
+            message: format!("cannot read the configuration: {error}"),
+            hint: None,
+        }])
+    })?;
+    load_text(&text, path, true)
+}
+
+/// Parses and validates `text` as if read from `origin` (which names the file
+/// in errors and anchors relative paths), without touching the filesystem.
+pub fn load_str(text: &str, origin: &Path) -> Result<LoadedConfig, ConfigErrors> {
+    load_text(text, origin, false)
+}
+
+/// A plugin's parameters as the JSON object text its `configure` receives.
+///
+/// Datetimes become their RFC 3339 strings; non-finite floats (refused by
+/// validation, since JSON has none) become `null`.
+pub fn params_json(table: &toml::Table) -> String {
+    fn convert(value: &toml::Value) -> serde_json::Value {
+        match value {
+            toml::Value::String(s) => serde_json::Value::String(s.clone()),
+            toml::Value::Integer(i) => serde_json::Value::from(*i),
+            toml::Value::Float(f) => serde_json::Number::from_f64(*f)
+                .map_or(serde_json::Value::Null, serde_json::Value::Number),
+            toml::Value::Boolean(b) => serde_json::Value::Bool(*b),
+            toml::Value::Datetime(d) => serde_json::Value::String(d.to_string()),
+            toml::Value::Array(items) => {
+                serde_json::Value::Array(items.iter().map(convert).collect())
+            }
+            toml::Value::Table(table) => object(table),
+        }
+    }
+    fn object(table: &toml::Table) -> serde_json::Value {
+        serde_json::Value::Object(
+            table
+                .iter()
+                .map(|(key, value)| (key.clone(), convert(value)))
+                .collect(),
+        )
+    }
+    object(table).to_string()
+}
+
+fn load_text(
+    text: &str,
+    origin: &Path,
+    check_environment: bool,
+) -> Result<LoadedConfig, ConfigErrors> {
+    let (root, syntax_errors) = DeTable::parse_recoverable(text);
+    let root_span = root.span();
+    let document = Document {
+        file: origin,
+        text,
+        root: Spanned::new(root_span, DeValue::Table(root.into_inner())),
+    };
+    if !syntax_errors.is_empty() {
+        // The recovered document is a guess; validating it would report
+        // consequences of the syntax error as errors of their own.
+        let errors = syntax_errors
+            .iter()
+            .map(|e| document.error_at(e.span(), String::new(), e.message(), None))
+            .collect();
+        return Err(ConfigErrors::new(errors));
+    }
+
+    let parsed = document.deserialize();
+    let applications: Vec<(usize, &ApplicationConfig)> = parsed
+        .applications
+        .iter()
+        .map(|(i, app)| (*i, app))
+        .collect();
+    let mut problems = validate::validate_parts(parsed.agent.as_ref(), &applications);
+    if !parsed.has_applications {
+        problems.push(validate::no_application());
+    }
+    let mut errors = parsed.errors;
+    errors.extend(problems.iter().map(|p| document.locate(p)));
+    if !errors.is_empty() {
+        return Err(ConfigErrors::new(errors));
+    }
+    let config = Config {
+        // `agent` is only `None` alongside an error, returned above.
+        agent: parsed.agent.unwrap_or_default(),
+        applications: parsed
+            .applications
+            .into_iter()
+            .map(|(_, app)| app)
+            .collect(),
+    };
+
+    let loaded = resolve(config, origin);
+    if check_environment {
+        let errors = missing_plugins(&loaded)
+            .iter()
+            .map(|p| document.locate(p))
+            .collect::<Vec<_>>();
+        if !errors.is_empty() {
+            return Err(ConfigErrors::new(errors));
+        }
+    }
+    Ok(loaded)
+}
+
+/// Resolves the relative paths of a valid configuration against the folder
+/// of `origin`.
+fn resolve(config: Config, origin: &Path) -> LoadedConfig {
+    let absolute = std::path::absolute(origin).unwrap_or_else(|_| origin.to_path_buf());
+    let base_dir = absolute.parent().map(Path::to_path_buf).unwrap_or_default();
+    let plugin_dir = base_dir.join(&config.agent.plugin_dir);
+    let state_dir = base_dir.join(&config.agent.state_dir);
+    let plugin = |p: &PluginConfig| resolve_plugin(&p.plugin, &base_dir, &plugin_dir);
+    let plugins = config
+        .applications
+        .iter()
+        .map(|app| PluginPaths {
+            policy: plugin(&app.policy),
+            interpreters: app.interpreters.iter().map(plugin).collect(),
+        })
+        .collect();
+    LoadedConfig {
+        file: origin.to_path_buf(),
+        base_dir: base_dir.clone(),
+        plugin_dir,
+        state_dir,
+        plugins,
+        config,
+    }
+}
+
+/// Whether a `plugin` value is a path rather than a name.
+fn is_plugin_path(value: &str) -> bool {
+    value.contains('/') || value.ends_with(".wasm")
+}
+
+fn resolve_plugin(value: &str, base_dir: &Path, plugin_dir: &Path) -> PathBuf {
+    if is_plugin_path(value) {
+        base_dir.join(value)
+    } else {
+        plugin_dir.join(format!("{value}.wasm"))
+    }
+}
+
+/// The environment step: every plugin file must exist.
+fn missing_plugins(loaded: &LoadedConfig) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    for (i, (app, paths)) in loaded
+        .config
+        .applications
+        .iter()
+        .zip(&loaded.plugins)
+        .enumerate()
+    {
+        let at = FieldPath::root().key("application").index(i);
+        let plugins = std::iter::once((at.key("policy"), &app.policy, &paths.policy)).chain(
+            app.interpreters
+                .iter()
+                .zip(&paths.interpreters)
+                .enumerate()
+                .map(|(j, (config, path))| (at.key("interpreter").index(j), config, path)),
+        );
+        for (at, config, path) in plugins {
+            if path.is_file() {
+                continue;
+            }
+            let hint = if is_plugin_path(&config.plugin) {
+                "a path is relative to the configuration file's folder".to_owned()
+            } else {
+                available_plugins(&loaded.plugin_dir)
+            };
+            problems.push(Problem {
+                path: at.key("plugin"),
+                message: format!("plugin {:?} not found at {}", config.plugin, path.display()),
+                hint: Some(hint),
+            });
+        }
+    }
+    problems
+}
+
+/// What `plugin_dir` offers, for the hint of a plugin that is not there.
+fn available_plugins(plugin_dir: &Path) -> String {
+    let Ok(entries) = std::fs::read_dir(plugin_dir) else {
+        return format!(
+            "plugin_dir {} does not exist; `cargo plugins` builds the shipped plugins",
+            plugin_dir.display()
+        );
+    };
+    let mut names: Vec<String> = entries
+        .filter_map(|entry| {
+            let path = entry.ok()?.path();
+            (path.extension()? == "wasm" && path.is_file())
+                .then(|| path.file_stem()?.to_str().map(|s| format!("{s:?}")))
+                .flatten()
+        })
+        .collect();
+    names.sort();
+    if names.is_empty() {
+        format!("no .wasm file in plugin_dir {}", plugin_dir.display())
+    } else {
+        format!("valid: {}", names.join(", "))
+    }
+}
+
+/// Whether `offset` falls in `node` or anything below it.
+fn subtree_contains(node: &Spanned<DeValue<'_>>, offset: usize) -> bool {
+    node.span().contains(&offset)
+        || match node.get_ref() {
+            DeValue::Table(table) => table.iter().any(|(key, value)| {
+                key.span().contains(&offset) || subtree_contains(value, offset)
+            }),
+            DeValue::Array(items) => items.iter().any(|item| subtree_contains(item, offset)),
+            _ => false,
+        }
+}
+
+/// A stand-in `[application.policy]` while the real one is read separately.
+fn placeholder_plugin<'a>(span: Range<usize>) -> DeValue<'a> {
+    let mut table = DeTable::default();
+    table.insert(
+        Spanned::new(span.clone(), "plugin".into()),
+        Spanned::new(span, DeValue::String("".into())),
+    );
+    DeValue::Table(table)
+}
+
+/// What serde could read, and what it could not.
+struct Parsed {
+    agent: Option<AgentConfig>,
+    /// The applications that parsed, with their index in the file.
+    applications: Vec<(usize, ApplicationConfig)>,
+    /// Whether the file has a non-empty `application` entry at all.
+    has_applications: bool,
+    errors: Vec<ConfigError>,
+}
+
+/// The configuration text and its spanned document.
+struct Document<'a> {
+    file: &'a Path,
+    text: &'a str,
+    root: Spanned<DeValue<'a>>,
+}
+
+impl<'a> Document<'a> {
+    /// Reads the typed configuration piece by piece (see the module doc).
+    fn deserialize(&self) -> Parsed {
+        let mut errors = Vec::new();
+        let mut rest = match self.root.get_ref() {
+            DeValue::Table(table) => table.clone(),
+            _ => DeTable::default(),
+        };
+        let applications_value = rest.remove("application");
+        let agent_value = rest.remove("agent");
+        // What remains can only hold unknown top-level keys.
+        if let Err(root_errors) = self.collect::<Config>(self.root.span(), rest) {
+            errors.extend(root_errors);
+        }
+        let agent = match agent_value {
+            None => Some(AgentConfig::default()),
+            Some(value) => self
+                .table_or_value::<AgentConfig>(value)
+                .map_err(|agent_errors| errors.extend(agent_errors))
+                .ok(),
+        };
+
+        let mut applications = Vec::new();
+        let mut has_applications = false;
+        if let Some(value) = applications_value {
+            match value.get_ref() {
+                DeValue::Array(items) => {
+                    has_applications = !items.is_empty();
+                    for (i, item) in items.iter().enumerate() {
+                        match self.application(item) {
+                            Ok(app) => applications.push((i, app)),
+                            Err(app_errors) => errors.extend(app_errors),
+                        }
+                    }
+                }
+                _ => {
+                    // Not an array of tables: let serde say what it expected.
+                    has_applications = true;
+                    if let Err(error) =
+                        Vec::<ApplicationConfig>::deserialize(ValueDeserializer::from(value))
+                    {
+                        errors.push(self.serde_error(&error));
+                    }
+                }
+            }
+        }
+        Parsed {
+            agent,
+            applications,
+            has_applications,
+            errors,
+        }
+    }
+
+    /// Reads one `[[application]]`, each sub-table on its own.
+    fn application(
+        &self,
+        item: &Spanned<DeValue<'a>>,
+    ) -> Result<ApplicationConfig, Vec<ConfigError>> {
+        let DeValue::Table(table) = item.get_ref() else {
+            return self.table_or_value(item.clone());
+        };
+        let mut rest = table.clone();
+        let metrics = rest.remove("metric");
+        let alarms = rest.remove("alarm");
+        let interpreters = rest.remove("interpreter");
+        let mut errors = Vec::new();
+        // The policy is read on its own so that its errors and the
+        // application's are all reported; a placeholder keeps serde from
+        // calling it missing meanwhile.
+        let policy = match rest.get_key_value("policy") {
+            Some((key, value)) => {
+                let (key, value) = (key.clone(), value.clone());
+                rest.insert(
+                    key,
+                    Spanned::new(value.span(), placeholder_plugin(value.span())),
+                );
+                self.table_or_value::<PluginConfig>(value)
+                    .map_err(|policy_errors| errors.extend(policy_errors))
+                    .ok()
+            }
+            None => None,
+        };
+        let app = self
+            .collect::<ApplicationConfig>(item.span(), rest)
+            .map_err(|app_errors| errors.extend(app_errors))
+            .ok();
+        let metrics = self.list(metrics, &mut errors);
+        let alarms = self.list(alarms, &mut errors);
+        let interpreters = self.list(interpreters, &mut errors);
+        match (app, policy) {
+            (Some(mut app), Some(policy)) if errors.is_empty() => {
+                app.policy = policy;
+                app.metrics = metrics;
+                app.alarms = alarms;
+                app.interpreters = interpreters;
+                Ok(app)
+            }
+            _ => Err(errors),
+        }
+    }
+
+    /// Reads an array of tables element by element.
+    fn list<T: DeserializeOwned>(
+        &self,
+        value: Option<Spanned<DeValue<'a>>>,
+        errors: &mut Vec<ConfigError>,
+    ) -> Vec<T> {
+        let Some(value) = value else {
+            return Vec::new();
+        };
+        let DeValue::Array(items) = value.get_ref() else {
+            return Vec::<T>::deserialize(ValueDeserializer::from(value))
+                .map_err(|error| errors.push(self.serde_error(&error)))
+                .unwrap_or_default();
+        };
+        items
+            .iter()
+            .filter_map(|item| {
+                self.table_or_value::<T>(item.clone())
+                    .map_err(|item_errors| errors.extend(item_errors))
+                    .ok()
+            })
+            .collect()
+    }
+
+    /// Reads a table with [`Self::collect`], or anything else as serde does
+    /// (which reports the wrong type).
+    fn table_or_value<T: DeserializeOwned>(
+        &self,
+        value: Spanned<DeValue<'a>>,
+    ) -> Result<T, Vec<ConfigError>> {
+        let span = value.span();
+        match value.into_inner() {
+            DeValue::Table(table) => self.collect(span, table),
+            other => T::deserialize(ValueDeserializer::from(Spanned::new(span, other)))
+                .map_err(|error| vec![self.serde_error(&error)]),
+        }
+    }
+
+    /// Reads a struct from a table, reporting every bad entry, not only the
+    /// first: serde stops at the first error, so the entry at fault is
+    /// removed and the table read again until it parses or nothing is left
+    /// to remove. A "missing field" error for an entry removed that way is a
+    /// consequence, not news, and is dropped.
+    fn collect<T: DeserializeOwned>(
+        &self,
+        span: Range<usize>,
+        mut table: DeTable<'a>,
+    ) -> Result<T, Vec<ConfigError>> {
+        let mut errors = Vec::new();
+        let mut removed: Vec<String> = Vec::new();
+        loop {
+            let result = T::deserialize(ValueDeserializer::from(Spanned::new(
+                span.clone(),
+                DeValue::Table(table.clone()),
+            )));
+            let error = match result {
+                Ok(value) if errors.is_empty() => return Ok(value),
+                Ok(_) => return Err(errors),
+                Err(error) => error,
+            };
+            let consequence = error
+                .message()
+                .strip_prefix("missing field `")
+                .and_then(|rest| rest.strip_suffix('`'))
+                .is_some_and(|field| removed.iter().any(|r| r == field));
+            if !consequence {
+                errors.push(self.serde_error(&error));
+            }
+            let culprit = error.span().and_then(|at| {
+                table
+                    .iter()
+                    .find(|(key, value)| {
+                        key.span().contains(&at.start) || subtree_contains(value, at.start)
+                    })
+                    .map(|(key, _)| key.get_ref().to_string())
+            });
+            match culprit {
+                Some(key) if !consequence => {
+                    table.remove(key.as_str());
+                    removed.push(key);
+                }
+                _ => return Err(errors),
+            }
+        }
+    }
+
+    /// Locates a validation problem: at the field, or at the nearest table
+    /// that exists when the field was left out.
+    fn locate(&self, problem: &Problem) -> ConfigError {
+        let mut node = &self.root;
+        for segment in problem.path.segments() {
+            let next = match (segment, node.get_ref()) {
+                (Segment::Key(key), DeValue::Table(table)) => table.get(key.as_str()),
+                (Segment::Index(index), DeValue::Array(items)) => items.get(*index),
+                _ => None,
+            };
+            match next {
+                Some(next) => node = next,
+                None => break,
+            }
+        }
+        self.error_at(
+            Some(node.span()),
+            self.render(&problem.path),
+            &problem.message,
+            problem.hint.clone(),
+        )
+    }
+
+    /// Locates a serde error at its span, naming the field found there.
+    fn serde_error(&self, error: &toml::de::Error) -> ConfigError {
+        let span = error.span();
+        let field = span
+            .as_ref()
+            .map(|span| self.render(&self.path_at(span.start)))
+            .unwrap_or_default();
+        let (message, hint) = explain_serde(error.message());
+        self.error_at(span, field, &message, hint)
+    }
+
+    fn error_at(
+        &self,
+        span: Option<Range<usize>>,
+        field: String,
+        message: &str,
+        hint: Option<String>,
+    ) -> ConfigError {
+        ConfigError {
+            file: self.file.to_path_buf(),
+            position: Some(self.position(span.map_or(0, |s| s.start))),
+            field,
+            message: message.to_owned(),
+            hint,
+        }
+    }
+
+    fn position(&self, offset: usize) -> Position {
+        let offset = offset.min(self.text.len());
+        let before = self.text.get(..offset).unwrap_or(self.text);
+        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+        Position {
+            line: before.matches('\n').count() + 1,
+            column: before[line_start..].chars().count() + 1,
+        }
+    }
+
+    /// The path of the innermost key or value at byte `offset`. A table
+    /// written with a header has its header as span and its entries
+    /// elsewhere, so every node is searched, not just those containing the
+    /// offset; the deepest match wins.
+    fn path_at(&self, offset: usize) -> FieldPath {
+        fn contains(span: &Range<usize>, offset: usize) -> bool {
+            span.contains(&offset) || (span.is_empty() && span.start == offset)
+        }
+        fn search(
+            node: &Spanned<DeValue<'_>>,
+            at: &FieldPath,
+            offset: usize,
+            best: &mut FieldPath,
+        ) {
+            if contains(&node.span(), offset) && at.segments().len() >= best.segments().len() {
+                *best = at.clone();
+            }
+            match node.get_ref() {
+                DeValue::Table(table) => {
+                    for (key, value) in table.iter() {
+                        let at = at.key(key.get_ref());
+                        if contains(&key.span(), offset)
+                            && at.segments().len() >= best.segments().len()
+                        {
+                            *best = at.clone();
+                        }
+                        search(value, &at, offset, best);
+                    }
+                }
+                DeValue::Array(items) => {
+                    for (i, item) in items.iter().enumerate() {
+                        search(item, &at.index(i), offset, best);
+                    }
+                }
+                _ => {}
+            }
+        }
+        let mut best = FieldPath::root();
+        search(&self.root, &FieldPath::root(), offset, &mut best);
+        best
+    }
+
+    /// Renders a path with the names the user gave: an application by its
+    /// `name`, a metric or alarm by its `id`, anything else by index.
+    fn render(&self, path: &FieldPath) -> String {
+        let mut out = String::new();
+        let mut node = Some(&self.root);
+        for (depth, segment) in path.segments().iter().enumerate() {
+            let parent_key = match depth.checked_sub(1).map(|d| &path.segments()[d]) {
+                Some(Segment::Key(key)) => Some(key.as_str()),
+                _ => None,
+            };
+            match segment {
+                Segment::Key(key) => {
+                    if depth > 0 {
+                        out.push('.');
+                    }
+                    out.push_str(&display_key(key));
+                    node = node.and_then(|n| match n.get_ref() {
+                        DeValue::Table(table) => table.get(key.as_str()),
+                        _ => None,
+                    });
+                }
+                Segment::Index(index) => {
+                    node = node.and_then(|n| match n.get_ref() {
+                        DeValue::Array(items) => items.get(*index),
+                        _ => None,
+                    });
+                    let label_key = match (depth, parent_key) {
+                        (1, Some("application")) => Some("name"),
+                        (3, Some("metric" | "alarm")) => Some("id"),
+                        _ => None,
+                    };
+                    let label = label_key.and_then(|k| match node.map(Spanned::get_ref) {
+                        Some(DeValue::Table(table)) => {
+                            table.get(k).and_then(|v| v.get_ref().as_str())
+                        }
+                        _ => None,
+                    });
+                    match label {
+                        Some(label) => out.push_str(&format!(" {label:?}")),
+                        None => out.push_str(&format!("[{index}]")),
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+/// Splits serde's "X, expected Y" into a message and a hint, and says Rust's
+/// integer types in words.
+fn explain_serde(message: &str) -> (String, Option<String>) {
+    let Some((what, expected)) = message.split_once(", expected ") else {
+        return (message.to_owned(), None);
+    };
+    let expected = match expected {
+        "u32" => "an integer from 0 to 4294967295".to_owned(),
+        "u64" => "an integer from 0 to 18446744073709551615".to_owned(),
+        "f64" => "a number".to_owned(),
+        other => other.to_owned(),
+    };
+    let suggestion = what
+        .strip_prefix("unknown field `")
+        .or_else(|| what.strip_prefix("unknown variant `"))
+        .and_then(|rest| rest.strip_suffix('`'))
+        .and_then(|given| closest(given, &expected));
+    let hint = match suggestion {
+        Some(name) => format!("did you mean `{name}`? expected {expected}"),
+        None => format!("expected {expected}"),
+    };
+    (what.to_owned(), Some(hint))
+}
+
+/// The candidate in serde's backquoted list nearest to `given`, if near
+/// enough to be a typo.
+fn closest<'e>(given: &str, expected: &'e str) -> Option<&'e str> {
+    expected
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .map(|candidate| (edit_distance(given, candidate), candidate))
+        .filter(|&(distance, candidate)| {
+            distance <= 2.max(candidate.len() / 3)
+                || (given.len() >= 4 && candidate.starts_with(given))
+        })
+        .min_by_key(|&(distance, _)| distance)
+        .map(|(_, candidate)| candidate)
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, &cb) in b.iter().enumerate() {
+            let above = row[j + 1];
+            row[j + 1] = (above + 1)
+                .min(row[j] + 1)
+                .min(diagonal + usize::from(ca != cb));
+            diagonal = above;
+        }
+    }
+    row[b.len()]
+}

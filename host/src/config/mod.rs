@@ -1,0 +1,249 @@
+//! What the user writes: the agent's TOML configuration.
+//!
+//! Loading is two steps, as in Vector: serde parses the text into these types
+//! (`deny_unknown_fields`, so a misspelt key is an error), then a pure
+//! validation step ([`validate`]) checks everything serde cannot and collects
+//! *every* error, each located at its file, line and column. Nothing touches
+//! the network or the plugins until a configuration has passed both.
+//!
+//! The doc comment of each field is its user documentation.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+pub mod load;
+#[cfg(test)]
+mod tests;
+pub mod validate;
+
+pub use load::{ConfigError, ConfigErrors, LoadedConfig, load, load_str, params_json};
+
+use serde::Deserialize;
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Settings of the agent process.
+    #[serde(default)]
+    pub agent: AgentConfig,
+    /// The applications to scale (`[[application]]`), at least one.
+    #[serde(default, rename = "application")]
+    pub applications: Vec<ApplicationConfig>,
+}
+
+/// `[agent]`: settings of the agent process.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentConfig {
+    /// Folder where plugins named by `plugin = "NAME"` are found as
+    /// `NAME.wasm`; relative to the configuration file's folder.
+    #[serde(default = "default_plugin_dir")]
+    pub plugin_dir: PathBuf,
+    /// Folder for the agent's durable state; relative to the configuration
+    /// file's folder.
+    #[serde(default = "default_state_dir")]
+    pub state_dir: PathBuf,
+    /// AWS region; when absent, the SDK's usual chain (AWS_REGION, profile).
+    #[serde(default)]
+    pub region: Option<String>,
+    /// Wall-clock deadline of one plugin call, in milliseconds.
+    #[serde(default = "default_plugin_timeout_ms")]
+    pub plugin_timeout_ms: u64,
+    /// Memory cap of one plugin instance, in bytes.
+    #[serde(default = "default_plugin_memory_limit_bytes")]
+    pub plugin_memory_limit_bytes: u64,
+}
+
+impl Default for AgentConfig {
+    fn default() -> Self {
+        Self {
+            plugin_dir: default_plugin_dir(),
+            state_dir: default_state_dir(),
+            region: None,
+            plugin_timeout_ms: default_plugin_timeout_ms(),
+            plugin_memory_limit_bytes: default_plugin_memory_limit_bytes(),
+        }
+    }
+}
+
+/// `[[application]]`: one application and its scaling rules.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApplicationConfig {
+    /// The MSF application name (as in DescribeApplication). Unique.
+    pub name: String,
+    /// Lowest KPU the agent sets (reference design: MinKPU).
+    #[serde(default = "default_min_kpu")]
+    pub min_kpu: u32,
+    /// Highest KPU the agent sets (reference design: MaxKPU).
+    #[serde(default = "default_max_kpu")]
+    pub max_kpu: u32,
+    /// Seconds between evaluations while idle; defaults to the shortest
+    /// metric period.
+    #[serde(default)]
+    pub evaluation_interval_secs: Option<u32>,
+    /// Seconds between DescribeApplication polls while the application is
+    /// UPDATING (reference design: UpdateApplicationWaitingTime).
+    #[serde(default = "default_update_poll_secs")]
+    pub update_poll_secs: u32,
+    /// Give up waiting for an update to finish after this many seconds.
+    #[serde(default = "default_update_timeout_secs")]
+    pub update_timeout_secs: u32,
+    /// Seconds to wait after an update before evaluating again (reference
+    /// design: the cooling-down period).
+    #[serde(default = "default_grace_period_secs")]
+    pub grace_period_secs: u32,
+    /// The metrics to collect (`[[application.metric]]`).
+    #[serde(default, rename = "metric")]
+    pub metrics: Vec<MetricConfig>,
+    /// Alarms evaluated locally on those metrics (`[[application.alarm]]`).
+    #[serde(default, rename = "alarm")]
+    pub alarms: Vec<AlarmConfig>,
+    /// Interpreter plugins that derive signals (`[[application.interpreter]]`).
+    #[serde(default, rename = "interpreter")]
+    pub interpreters: Vec<PluginConfig>,
+    /// The policy plugin that decides (`[application.policy]`).
+    pub policy: PluginConfig,
+}
+
+/// `[[application.metric]]`: one CloudWatch metric.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricConfig {
+    /// Id used by alarms and plugins to name this metric; unique within the
+    /// application; letters, digits and `_`, starting with a lower-case
+    /// letter (a CloudWatch query id).
+    pub id: String,
+    /// Namespace, e.g. `AWS/KinesisAnalytics`, `AWS/Kafka`, `AWS/Kinesis`,
+    /// or a custom one.
+    pub namespace: String,
+    /// Metric name, e.g. `containerCPUUtilization`.
+    pub metric_name: String,
+    /// Dimensions, e.g. `{ Application = "my-app" }`.
+    #[serde(default)]
+    pub dimensions: BTreeMap<String, String>,
+    /// Statistic: Average, Maximum, Minimum, Sum, SampleCount, or a
+    /// percentile pNN or pNN.NN.
+    pub statistic: String,
+    /// Period in seconds: 10, 20, 30 or a multiple of 60.
+    #[serde(default = "default_period_secs")]
+    pub period_secs: u32,
+}
+
+/// A CloudWatch comparison operator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+pub enum Comparison {
+    /// value >= threshold.
+    GreaterThanOrEqualToThreshold,
+    /// value > threshold.
+    GreaterThanThreshold,
+    /// value < threshold.
+    LessThanThreshold,
+    /// value <= threshold.
+    LessThanOrEqualToThreshold,
+}
+
+impl Comparison {
+    /// Whether `value` breaches `threshold` under this operator.
+    pub fn breaches(self, value: f64, threshold: f64) -> bool {
+        match self {
+            Self::GreaterThanOrEqualToThreshold => value >= threshold,
+            Self::GreaterThanThreshold => value > threshold,
+            Self::LessThanThreshold => value < threshold,
+            Self::LessThanOrEqualToThreshold => value <= threshold,
+        }
+    }
+}
+
+/// CloudWatch's TreatMissingData.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum TreatMissingData {
+    /// Missing points are neither breaching nor not (the default).
+    #[default]
+    Missing,
+    /// Missing points breach.
+    Breaching,
+    /// Missing points do not breach.
+    NotBreaching,
+    /// Missing points keep the alarm's current state.
+    Ignore,
+}
+
+/// `[[application.alarm]]`: an M-of-N alarm on one metric, evaluated locally
+/// with CloudWatch's semantics.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlarmConfig {
+    /// Id that policies use to name this alarm; unique within the application.
+    pub id: String,
+    /// The `id` of the metric it watches.
+    pub metric: String,
+    /// Comparison operator (CloudWatch's ComparisonOperator).
+    pub comparison: Comparison,
+    /// Threshold (reference design: 80 for scale-out, 20 for scale-in).
+    pub threshold: f64,
+    /// N: how many periods are evaluated (reference design: 5).
+    pub evaluation_periods: u32,
+    /// M: how many of the N must breach; defaults to `evaluation_periods`.
+    #[serde(default)]
+    pub datapoints_to_alarm: Option<u32>,
+    /// How missing datapoints count.
+    #[serde(default)]
+    pub treat_missing_data: TreatMissingData,
+}
+
+impl AlarmConfig {
+    /// M, with its default applied.
+    pub fn datapoints_to_alarm(&self) -> u32 {
+        self.datapoints_to_alarm.unwrap_or(self.evaluation_periods)
+    }
+}
+
+/// `[application.policy]` or `[[application.interpreter]]`: a plugin and its
+/// parameters.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginConfig {
+    /// A plugin name (found as `<plugin_dir>/<name>.wasm`) or a path to a
+    /// `.wasm` component (relative to the configuration file's folder).
+    pub plugin: String,
+    /// Parameters, passed to the plugin as a JSON object. By convention a
+    /// parameter whose name ends in `_alarm` names an alarm id and one
+    /// ending in `_metric` a metric id (`_alarms` / `_metrics`: an array of
+    /// them); validation checks that those ids exist in the application.
+    #[serde(default)]
+    pub params: toml::Table,
+}
+
+fn default_plugin_dir() -> PathBuf {
+    PathBuf::from("plugins")
+}
+fn default_state_dir() -> PathBuf {
+    PathBuf::from("state")
+}
+fn default_plugin_timeout_ms() -> u64 {
+    100
+}
+fn default_plugin_memory_limit_bytes() -> u64 {
+    64 * 1024 * 1024
+}
+fn default_min_kpu() -> u32 {
+    1
+}
+fn default_max_kpu() -> u32 {
+    10
+}
+fn default_update_poll_secs() -> u32 {
+    60
+}
+fn default_update_timeout_secs() -> u32 {
+    1800
+}
+fn default_grace_period_secs() -> u32 {
+    300
+}
+fn default_period_secs() -> u32 {
+    60
+}

@@ -1,0 +1,868 @@
+//! Tests of configuration loading and validation: the example files, each
+//! class of error with the line, column and field a user would see, and the
+//! environment step.
+
+use std::path::{Path, PathBuf};
+
+use super::validate::{is_statistic, validate};
+use super::*;
+
+/// The rendered errors of `text`, one per line, or a failure if it is valid.
+fn errors(text: &str) -> Vec<String> {
+    match load_str(text, Path::new("config/x.toml")) {
+        Ok(_) => panic!("expected errors, the configuration is valid:\n{text}"),
+        Err(errors) => errors.to_string().lines().map(str::to_owned).collect(),
+    }
+}
+
+/// Asserts that `text` is rejected with exactly the error `expected` among
+/// its errors.
+#[track_caller]
+fn assert_error(text: &str, expected: &str) {
+    let errors = errors(text);
+    assert!(
+        errors.iter().any(|e| e == expected),
+        "missing error:\n  {expected}\ngot:\n  {}",
+        errors.join("\n  ")
+    );
+}
+
+fn valid(text: &str) -> LoadedConfig {
+    match load_str(text, Path::new("config/x.toml")) {
+        Ok(loaded) => loaded,
+        Err(errors) => panic!("expected a valid configuration, got:\n{errors}"),
+    }
+}
+
+fn config_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../config")
+}
+
+const EXAMPLES: [&str; 6] = [
+    "msf-cpu.toml",
+    "msk-lag.toml",
+    "kinesis-iterator-age.toml",
+    "kinesis-efo.toml",
+    "custom-metric.toml",
+    "multi-app.toml",
+];
+
+#[test]
+fn every_example_in_config_passes_validation() {
+    let mut seen = Vec::new();
+    for entry in std::fs::read_dir(config_dir()).expect("config/ exists") {
+        let path = entry.expect("readable entry").path();
+        if path.extension().is_none_or(|e| e != "toml") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).expect("readable example");
+        let loaded = match load_str(&text, &path) {
+            Ok(loaded) => loaded,
+            Err(errors) => panic!("{} is invalid:\n{errors}", path.display()),
+        };
+        assert!(
+            validate(&loaded.config).is_empty(),
+            "{}: the pure validator disagrees with the loader",
+            path.display()
+        );
+        assert!(
+            loaded
+                .config
+                .applications
+                .iter()
+                .all(|a| a.policy.plugin == "step"),
+            "{}: the examples use the step policy",
+            path.display()
+        );
+        seen.push(path.file_name().unwrap().to_string_lossy().into_owned());
+    }
+    for example in EXAMPLES {
+        assert!(
+            seen.iter().any(|s| s == example),
+            "config/{example} is missing"
+        );
+    }
+}
+
+#[test]
+fn examples_cover_each_metric_family() {
+    let families = [
+        (
+            "msf-cpu.toml",
+            "AWS/KinesisAnalytics",
+            "containerCPUUtilization",
+            vec!["Application"],
+        ),
+        (
+            "msk-lag.toml",
+            "AWS/Kafka",
+            "MaxOffsetLag",
+            vec!["Cluster Name", "Consumer Group", "Topic"],
+        ),
+        (
+            "kinesis-iterator-age.toml",
+            "AWS/Kinesis",
+            "GetRecords.IteratorAgeMilliseconds",
+            vec!["StreamName"],
+        ),
+        (
+            "kinesis-efo.toml",
+            "AWS/Kinesis",
+            "SubscribeToShardEvent.MillisBehindLatest",
+            vec!["ConsumerName", "StreamName"],
+        ),
+    ];
+    for (file, namespace, metric_name, dimensions) in families {
+        let path = config_dir().join(file);
+        let text = std::fs::read_to_string(&path).expect("readable example");
+        let loaded = load_str(&text, &path).expect("valid example");
+        let metric = &loaded.config.applications[0].metrics[0];
+        assert_eq!(
+            (metric.namespace.as_str(), metric.metric_name.as_str()),
+            (namespace, metric_name),
+            "{file}"
+        );
+        assert_eq!(
+            metric
+                .dimensions
+                .keys()
+                .map(String::as_str)
+                .collect::<Vec<_>>(),
+            dimensions,
+            "{file}"
+        );
+    }
+    let text = std::fs::read_to_string(config_dir().join("custom-metric.toml")).unwrap();
+    let loaded = load_str(&text, Path::new("config/custom-metric.toml")).unwrap();
+    assert!(
+        !loaded.config.applications[0].metrics[0]
+            .namespace
+            .starts_with("AWS/")
+    );
+    let text = std::fs::read_to_string(config_dir().join("multi-app.toml")).unwrap();
+    let loaded = load_str(&text, Path::new("config/multi-app.toml")).unwrap();
+    assert!(loaded.config.applications.len() >= 2);
+    assert!(
+        loaded
+            .config
+            .applications
+            .iter()
+            .all(|a| a.metrics.len() >= 2)
+    );
+}
+
+#[test]
+fn msf_cpu_example_has_the_reference_defaults() {
+    let path = config_dir().join("msf-cpu.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let loaded = load_str(&text, &path).unwrap();
+    let app = &loaded.config.applications[0];
+    assert_eq!((app.min_kpu, app.max_kpu), (1, 10));
+    assert_eq!((app.update_poll_secs, app.grace_period_secs), (60, 300));
+    let metric = &app.metrics[0];
+    assert_eq!(
+        (metric.statistic.as_str(), metric.period_secs),
+        ("Maximum", 60)
+    );
+    let out = app.alarms.iter().find(|a| a.id == "scale-out").unwrap();
+    let inn = app.alarms.iter().find(|a| a.id == "scale-in").unwrap();
+    assert_eq!(
+        (out.comparison, out.threshold),
+        (Comparison::GreaterThanThreshold, 80.0)
+    );
+    assert_eq!(
+        (inn.comparison, inn.threshold),
+        (Comparison::LessThanOrEqualToThreshold, 20.0)
+    );
+    for alarm in [out, inn] {
+        assert_eq!(
+            (alarm.evaluation_periods, alarm.datapoints_to_alarm()),
+            (5, 5)
+        );
+    }
+    let params: serde_json::Value = serde_json::from_str(&params_json(&app.policy.params)).unwrap();
+    assert_eq!(
+        params,
+        serde_json::json!({
+            "scale_out_alarm": "scale-out", "scale_in_alarm": "scale-in",
+            "operation": "multiply", "scale_out_factor": 2, "scale_in_factor": 2
+        })
+    );
+    // `cargo plugins` output, relative to config/.
+    assert_eq!(
+        loaded.plugins[0].policy,
+        config_dir().join("../target/wasm32-wasip2/release/step.wasm")
+    );
+}
+
+/// A minimal valid application; tests append to it or change it.
+const APP: &str = r#"[[application]]
+name = "a"
+[application.policy]
+plugin = "step"
+"#;
+
+#[test]
+fn minimal_application_is_valid_with_defaults() {
+    let loaded = valid(APP);
+    let app = &loaded.config.applications[0];
+    assert_eq!(
+        (
+            app.min_kpu,
+            app.max_kpu,
+            app.update_poll_secs,
+            app.grace_period_secs
+        ),
+        (1, 10, 60, 300)
+    );
+    assert!(loaded.base_dir.is_absolute());
+    assert_eq!(loaded.plugin_dir, loaded.base_dir.join("plugins"));
+    assert_eq!(loaded.state_dir, loaded.base_dir.join("state"));
+    assert_eq!(
+        loaded.plugins[0].policy,
+        loaded.base_dir.join("plugins/step.wasm")
+    );
+}
+
+#[test]
+fn plugin_names_and_paths_resolve_against_the_right_folders() {
+    let text = r#"[agent]
+plugin_dir = "../wasm"
+state_dir = "/var/lib/flinkscale"
+[[application]]
+name = "a"
+[application.policy]
+plugin = "policies/target.wasm"
+[[application.interpreter]]
+plugin = "rate"
+[[application.interpreter]]
+plugin = "local.wasm"
+"#;
+    let loaded = load_str(text, Path::new("/etc/flinkscale/agent.toml")).unwrap();
+    assert_eq!(loaded.base_dir, Path::new("/etc/flinkscale"));
+    assert_eq!(loaded.plugin_dir, Path::new("/etc/flinkscale/../wasm"));
+    assert_eq!(loaded.state_dir, Path::new("/var/lib/flinkscale"));
+    assert_eq!(
+        loaded.plugins[0].policy,
+        Path::new("/etc/flinkscale/policies/target.wasm")
+    );
+    assert_eq!(
+        loaded.plugins[0].interpreters,
+        vec![
+            PathBuf::from("/etc/flinkscale/../wasm/rate.wasm"),
+            PathBuf::from("/etc/flinkscale/local.wasm")
+        ]
+    );
+}
+
+#[test]
+fn syntax_errors_are_all_located() {
+    let errors = errors("[[application]\nname = = \"a\"\n");
+    assert_eq!(
+        errors,
+        [
+            "config/x.toml:1:15: unclosed array table, expected `]`",
+            "config/x.toml:2:8: extra `=`, expected nothing",
+            "config/x.toml:2:10: unexpected key or value, expected newline, `#`",
+        ]
+    );
+}
+
+#[test]
+fn unknown_field_is_located_with_the_valid_names() {
+    let text = format!(
+        "{APP}[[application.alarm]]\nid = \"x\"\nmetric = \"m\"\ncomparison = \"GreaterThanThreshold\"\nthreshold = 1.0\nevaluation_periods = 1\ntreat_missing = \"ignore\"\n"
+    );
+    assert_error(
+        &text,
+        "config/x.toml:11:1: application \"a\".alarm \"x\".treat_missing: unknown field `treat_missing` (did you mean `treat_missing_data`? expected one of `id`, `metric`, `comparison`, `threshold`, `evaluation_periods`, `datapoints_to_alarm`, `treat_missing_data`)",
+    );
+    assert_error(
+        "[agnet]\nplugin_dir = \"p\"\n",
+        "config/x.toml:1:2: agnet: unknown field `agnet` (did you mean `agent`? expected `agent` or `application`)",
+    );
+}
+
+#[test]
+fn wrong_type_is_located() {
+    let text = APP.replace("name = \"a\"", "name = \"a\"\nmax_kpu = \"ten\"");
+    assert_error(
+        &text,
+        "config/x.toml:3:11: application \"a\".max_kpu: invalid type: string \"ten\" (expected an integer from 0 to 4294967295)",
+    );
+    let text = format!(
+        "{APP}[[application.metric]]\nid = \"m\"\nnamespace = \"N\"\nmetric_name = \"M\"\nstatistic = \"Sum\"\ndimensions = [\"Application\"]\n"
+    );
+    assert_error(
+        &text,
+        "config/x.toml:10:14: application \"a\".metric \"m\".dimensions: invalid type: sequence (expected a map)",
+    );
+}
+
+#[test]
+fn negative_values_are_located() {
+    let text = APP.replace(
+        "name = \"a\"",
+        "name = \"a\"\nmin_kpu = -1\ngrace_period_secs = -5",
+    );
+    let errors = errors(&text);
+    assert_eq!(
+        errors,
+        [
+            "config/x.toml:3:11: application \"a\".min_kpu: invalid value: integer `-1` (expected an integer from 0 to 4294967295)",
+            "config/x.toml:4:21: application \"a\".grace_period_secs: invalid value: integer `-5` (expected an integer from 0 to 4294967295)",
+        ]
+    );
+}
+
+#[test]
+fn missing_required_field_points_at_its_table() {
+    assert_error(
+        "[[application]]\nname = \"a\"\n",
+        "config/x.toml:1:1: application \"a\": missing field `policy`",
+    );
+    let text = format!(
+        "{APP}[[application.metric]]\nid = \"m\"\nnamespace = \"N\"\nstatistic = \"Sum\"\n"
+    );
+    assert_error(
+        &text,
+        "config/x.toml:5:1: application \"a\".metric \"m\": missing field `metric_name`",
+    );
+}
+
+#[test]
+fn no_application_is_an_error() {
+    assert_eq!(
+        errors("[agent]\nplugin_dir = \"p\"\n"),
+        [
+            "config/x.toml:1:1: application: no application is configured (add an [[application]] table with a name and an [application.policy])"
+        ]
+    );
+    assert_eq!(errors("").len(), 1);
+}
+
+#[test]
+fn duplicate_application_names_are_reported_at_the_second() {
+    let text = format!("{APP}{APP}");
+    assert_eq!(
+        errors(&text),
+        [
+            "config/x.toml:6:8: application \"a\".name: application \"a\" is configured twice (each application appears once; first at application[0])"
+        ]
+    );
+}
+
+#[test]
+fn kpu_bounds_are_checked() {
+    let text = APP.replace("name = \"a\"", "name = \"a\"\nmin_kpu = 0");
+    assert_error(
+        &text,
+        "config/x.toml:3:11: application \"a\".min_kpu: min_kpu is 0 (valid: 1 or more; an MSF application runs on at least 1 KPU)",
+    );
+    let text = APP.replace("name = \"a\"", "name = \"a\"\nmin_kpu = 12");
+    assert_eq!(
+        errors(&text),
+        [
+            "config/x.toml:3:11: application \"a\".min_kpu: min_kpu 12 is greater than max_kpu 10 (valid: min_kpu <= max_kpu)"
+        ]
+    );
+}
+
+#[test]
+fn zero_intervals_are_refused_but_a_zero_grace_period_is_allowed() {
+    let text = APP.replace(
+        "name = \"a\"",
+        "name = \"a\"\nupdate_poll_secs = 0\nupdate_timeout_secs = 0\nevaluation_interval_secs = 0",
+    );
+    assert_eq!(
+        errors(&text),
+        [
+            "config/x.toml:3:20: application \"a\".update_poll_secs: update_poll_secs is 0 (valid: 1 or more; the reference design polls every 60)",
+            "config/x.toml:4:23: application \"a\".update_timeout_secs: update_timeout_secs is 0 (valid: 1 or more; default 1800)",
+            "config/x.toml:5:28: application \"a\".evaluation_interval_secs: evaluation_interval_secs is 0 (valid: 1 or more, or leave it out to use the shortest metric period)",
+        ]
+    );
+    valid(&APP.replace("name = \"a\"", "name = \"a\"\ngrace_period_secs = 0"));
+}
+
+#[test]
+fn a_defaulted_field_in_error_points_at_its_table_header() {
+    // update_timeout_secs is left at its default (1800), shorter than the poll.
+    let text = APP.replace("name = \"a\"", "name = \"a\"\nupdate_poll_secs = 3600");
+    assert_eq!(
+        errors(&text),
+        [
+            "config/x.toml:1:1: application \"a\".update_timeout_secs: update_timeout_secs 1800 is shorter than update_poll_secs 3600, so an update would time out before its first poll (valid: update_timeout_secs >= update_poll_secs)"
+        ]
+    );
+}
+
+/// APP with one metric `cpu`, then `extra` lines appended.
+fn with_metric(metric: &str, extra: &str) -> String {
+    format!(
+        "{APP}[[application.metric]]\nnamespace = \"AWS/KinesisAnalytics\"\nmetric_name = \"containerCPUUtilization\"\n{metric}\n{extra}"
+    )
+}
+
+#[test]
+fn metric_ids_must_be_query_ids_and_unique() {
+    let text = with_metric("id = \"Cpu\"\nstatistic = \"Maximum\"", "");
+    assert_error(
+        &text,
+        "config/x.toml:8:6: application \"a\".metric \"Cpu\".id: \"Cpu\" is not a valid metric id (a lower-case letter, then letters, digits or '_' (a CloudWatch query id), e.g. \"cpu\" or \"max_lag\")",
+    );
+    for id in ["1cpu", "cpu-max", "", "c\u{e9}"] {
+        let text = with_metric(&format!("id = {id:?}\nstatistic = \"Maximum\""), "");
+        assert_eq!(errors(&text).len(), 1, "{id:?} accepted");
+    }
+    valid(&with_metric(
+        "id = \"cpu_Max2\"\nstatistic = \"Maximum\"",
+        "",
+    ));
+    let twice = with_metric(
+        "id = \"cpu\"\nstatistic = \"Maximum\"",
+        "[[application.metric]]\nid = \"cpu\"\nnamespace = \"N\"\nmetric_name = \"M\"\nstatistic = \"Sum\"\n",
+    );
+    assert_eq!(
+        errors(&twice),
+        [
+            "config/x.toml:11:6: application \"a\".metric \"cpu\".id: metric id \"cpu\" is used twice in this application (metric ids are unique within an application)"
+        ]
+    );
+}
+
+#[test]
+fn statistics_are_the_named_ones_or_percentiles() {
+    for ok in [
+        "Average",
+        "Maximum",
+        "Minimum",
+        "Sum",
+        "SampleCount",
+        "p99",
+        "p50",
+        "p100",
+        "p99.9",
+        "p99.99",
+        "p0.1",
+        "p1",
+    ] {
+        assert!(is_statistic(ok), "{ok} refused");
+    }
+    for bad in [
+        "maximum", "Max", "p", "p0", "p0.00", "p100.01", "p101", "p99.999", "p-1", "p 99", "p99.",
+        "p.5", "P99", "",
+    ] {
+        assert!(!is_statistic(bad), "{bad} accepted");
+    }
+    assert_error(
+        &with_metric("id = \"cpu\"\nstatistic = \"max\"", ""),
+        "config/x.toml:9:13: application \"a\".metric \"cpu\".statistic: \"max\" is not a statistic (valid: \"Average\", \"Maximum\", \"Minimum\", \"Sum\", \"SampleCount\", or a percentile \"pNN\" or \"pNN.NN\" above 0 and up to 100, e.g. \"p99\")",
+    );
+}
+
+#[test]
+fn periods_are_those_cloudwatch_accepts() {
+    for ok in [10, 20, 30, 60, 120, 300, 3600, 86400] {
+        valid(&with_metric(
+            &format!("id = \"cpu\"\nstatistic = \"Sum\"\nperiod_secs = {ok}"),
+            "",
+        ));
+    }
+    for bad in [0, 1, 5, 15, 45, 90, 61] {
+        let errors = errors(&with_metric(
+            &format!("id = \"cpu\"\nstatistic = \"Sum\"\nperiod_secs = {bad}"),
+            "",
+        ));
+        assert_eq!(
+            errors,
+            [format!(
+                "config/x.toml:10:15: application \"a\".metric \"cpu\".period_secs: period_secs {bad} is not a CloudWatch period (valid: 10, 20, 30 or a multiple of 60)"
+            )]
+        );
+    }
+}
+
+/// APP with metric `cpu` (60 s) and one alarm made of `alarm` lines.
+fn with_alarm(alarm: &str) -> String {
+    with_metric(
+        "id = \"cpu\"\nstatistic = \"Maximum\"",
+        &format!(
+            "[[application.alarm]]\nid = \"scale-out\"\ncomparison = \"GreaterThanThreshold\"\n{alarm}\n"
+        ),
+    )
+}
+
+#[test]
+fn an_alarm_must_name_an_existing_metric() {
+    let text = with_alarm("metric = \"cpuu\"\nthreshold = 80.0\nevaluation_periods = 5");
+    assert_eq!(
+        errors(&text),
+        [
+            "config/x.toml:13:10: application \"a\".alarm \"scale-out\".metric: no metric with id \"cpuu\" in this application (valid: \"cpu\")"
+        ]
+    );
+}
+
+#[test]
+fn alarm_periods_and_datapoints_are_checked() {
+    let text = with_alarm(
+        "metric = \"cpu\"\nthreshold = 80.0\nevaluation_periods = 5\ndatapoints_to_alarm = 6",
+    );
+    assert_eq!(
+        errors(&text),
+        [
+            "config/x.toml:16:23: application \"a\".alarm \"scale-out\".datapoints_to_alarm: datapoints_to_alarm 6 is not between 1 and evaluation_periods 5 (valid: 1 to 5)"
+        ]
+    );
+    let text = with_alarm(
+        "metric = \"cpu\"\nthreshold = 80.0\nevaluation_periods = 5\ndatapoints_to_alarm = 0",
+    );
+    assert_eq!(errors(&text).len(), 1);
+    let text = with_alarm("metric = \"cpu\"\nthreshold = 80.0\nevaluation_periods = 0");
+    assert_eq!(
+        errors(&text),
+        [
+            "config/x.toml:15:22: application \"a\".alarm \"scale-out\".evaluation_periods: evaluation_periods is 0 (valid: 1 or more; the reference design uses 5)"
+        ]
+    );
+    valid(&with_alarm(
+        "metric = \"cpu\"\nthreshold = 80.0\nevaluation_periods = 1440",
+    ));
+    let text = with_alarm("metric = \"cpu\"\nthreshold = 80.0\nevaluation_periods = 1441");
+    assert_eq!(
+        errors(&text),
+        [
+            "config/x.toml:15:22: application \"a\".alarm \"scale-out\".evaluation_periods: evaluation_periods 1441 x period_secs 60 of metric \"cpu\" = 86460 s, more than one day (valid: evaluation_periods x period_secs <= 86400, here evaluation_periods <= 1440)"
+        ]
+    );
+}
+
+#[test]
+fn thresholds_must_be_finite() {
+    for value in ["nan", "inf", "-inf"] {
+        let text = with_alarm(&format!(
+            "metric = \"cpu\"\nthreshold = {value}\nevaluation_periods = 5"
+        ));
+        let errors = errors(&text);
+        assert_eq!(errors.len(), 1, "{value}: {errors:?}");
+        assert!(
+            errors[0].starts_with(
+                "config/x.toml:14:13: application \"a\".alarm \"scale-out\".threshold: threshold "
+            ),
+            "{}",
+            errors[0]
+        );
+    }
+}
+
+#[test]
+fn alarm_ids_must_be_unique() {
+    let alarm = "[[application.alarm]]\nid = \"out\"\nmetric = \"cpu\"\ncomparison = \"GreaterThanThreshold\"\nthreshold = 1.0\nevaluation_periods = 1\n";
+    let text = with_metric(
+        "id = \"cpu\"\nstatistic = \"Sum\"",
+        &format!("{alarm}{alarm}"),
+    );
+    assert_eq!(
+        errors(&text),
+        [
+            "config/x.toml:17:6: application \"a\".alarm \"out\".id: alarm id \"out\" is used twice in this application (alarm ids are unique within an application)"
+        ]
+    );
+}
+
+/// APP with a metric `cpu`, alarms `high` and `low`, and the policy params
+/// replaced by `params`.
+fn with_params(params: &str) -> String {
+    let alarms = "[[application.alarm]]\nid = \"high\"\nmetric = \"cpu\"\ncomparison = \"GreaterThanThreshold\"\nthreshold = 80.0\nevaluation_periods = 5\n\
+                  [[application.alarm]]\nid = \"low\"\nmetric = \"cpu\"\ncomparison = \"LessThanOrEqualToThreshold\"\nthreshold = 20.0\nevaluation_periods = 5\n";
+    with_metric("id = \"cpu\"\nstatistic = \"Maximum\"", alarms).replace(
+        "plugin = \"step\"\n",
+        &format!("plugin = \"step\"\nparams = {params}\n"),
+    )
+}
+
+#[test]
+fn policy_params_naming_alarms_and_metrics_are_checked() {
+    valid(&with_params(
+        "{ scale_out_alarm = \"high\", scale_in_alarm = \"low\", operation = \"multiply\", scale_out_factor = 2, scale_in_factor = 2 }",
+    ));
+    let text = with_params("{ scale_out_alarm = \"hihg\", scale_in_alarm = \"low\" }");
+    assert_eq!(
+        errors(&text),
+        [
+            "config/x.toml:5:30: application \"a\".policy.params.scale_out_alarm: no alarm with id \"hihg\" in this application (valid: \"high\", \"low\")"
+        ]
+    );
+    let text = with_params(
+        "{ scale_in_alarm = 3, watch_metric = \"mem\", extra_metrics = [\"cpu\", \"lag\"] }",
+    );
+    assert_eq!(
+        errors(&text),
+        [
+            "config/x.toml:5:29: application \"a\".policy.params.scale_in_alarm: scale_in_alarm must be a string naming an alarm id, not an integer (valid: \"high\", \"low\")",
+            "config/x.toml:5:47: application \"a\".policy.params.watch_metric: no metric with id \"mem\" in this application (valid: \"cpu\")",
+            "config/x.toml:5:78: application \"a\".policy.params.extra_metrics[1]: no metric with id \"lag\" in this application (valid: \"cpu\")",
+        ]
+    );
+    // Interpreters follow the same convention.
+    let text = format!(
+        "{APP}[[application.interpreter]]\nplugin = \"rate\"\nparams = {{ input_metric = \"x\" }}\n"
+    );
+    assert_eq!(
+        errors(&text),
+        [
+            "config/x.toml:7:27: application \"a\".interpreter[0].params.input_metric: no metric with id \"x\" in this application (this application defines no metrics)"
+        ]
+    );
+}
+
+#[test]
+fn params_that_json_cannot_carry_are_refused() {
+    let text = with_params("{ weights = [1.0, { w = nan }] }");
+    assert_eq!(
+        errors(&text),
+        [
+            "config/x.toml:5:34: application \"a\".policy.params.weights[1].w: NaN cannot be passed to a plugin (plugin parameters are JSON, which has no nan or inf)"
+        ]
+    );
+}
+
+#[test]
+fn plugin_limits_are_checked() {
+    let text = format!("[agent]\nplugin_timeout_ms = 0\nplugin_memory_limit_bytes = 65536\n{APP}");
+    assert_eq!(
+        errors(&text),
+        [
+            "config/x.toml:2:21: agent.plugin_timeout_ms: plugin_timeout_ms 0 is out of range (valid: 1 to 60000; default 100)",
+            "config/x.toml:3:29: agent.plugin_memory_limit_bytes: plugin_memory_limit_bytes 65536 is out of range (valid: 1048576 (1 MiB) to 4294967296 (4 GiB); default 67108864 (64 MiB))",
+        ]
+    );
+    valid(&format!(
+        "[agent]\nplugin_timeout_ms = 250\nplugin_memory_limit_bytes = 1048576\n{APP}"
+    ));
+}
+
+#[test]
+fn every_error_in_a_file_is_reported_in_file_order() {
+    let text = r#"[agent]
+plugin_timeout_ms = -3
+
+[[application]]
+name = "first"
+min_kpu = 4
+max_kpu = 2
+colour = "blue"
+
+[[application.metric]]
+id = "lag"
+namespace = "AWS/Kafka"
+metric_name = "MaxOffsetLag"
+statistic = "Maximum"
+period_secs = 45
+
+[[application.alarm]]
+id = "out"
+metric = "lagg"
+comparison = "GreaterThanThreshold"
+threshold = 1.0
+evaluation_periods = 3
+datapoints_to_alarm = 4
+
+[application.policy]
+plugin = "step"
+params = { scale_out_alarm = "ot" }
+
+[[application]]
+name = "second"
+min_kpu = 0
+[application.policy]
+plugin = "step"
+"#;
+    assert_eq!(
+        errors(text),
+        [
+            "config/x.toml:2:21: agent.plugin_timeout_ms: invalid value: integer `-3` (expected an integer from 0 to 18446744073709551615)",
+            "config/x.toml:8:1: application \"first\".colour: unknown field `colour` (expected one of `name`, `min_kpu`, `max_kpu`, `evaluation_interval_secs`, `update_poll_secs`, `update_timeout_secs`, `grace_period_secs`, `metric`, `alarm`, `interpreter`, `policy`)",
+            "config/x.toml:31:11: application \"second\".min_kpu: min_kpu is 0 (valid: 1 or more; an MSF application runs on at least 1 KPU)",
+        ],
+        "an application with a parse error is not validated further; the others are"
+    );
+    let fixed = text
+        .replace("plugin_timeout_ms = -3", "")
+        .replace("colour = \"blue\"", "");
+    assert_eq!(
+        errors(&fixed),
+        [
+            "config/x.toml:6:11: application \"first\".min_kpu: min_kpu 4 is greater than max_kpu 2 (valid: min_kpu <= max_kpu)",
+            "config/x.toml:15:15: application \"first\".metric \"lag\".period_secs: period_secs 45 is not a CloudWatch period (valid: 10, 20, 30 or a multiple of 60)",
+            "config/x.toml:19:10: application \"first\".alarm \"out\".metric: no metric with id \"lagg\" in this application (valid: \"lag\")",
+            "config/x.toml:23:23: application \"first\".alarm \"out\".datapoints_to_alarm: datapoints_to_alarm 4 is not between 1 and evaluation_periods 3 (valid: 1 to 3)",
+            "config/x.toml:27:30: application \"first\".policy.params.scale_out_alarm: no alarm with id \"ot\" in this application (valid: \"out\")",
+            "config/x.toml:31:11: application \"second\".min_kpu: min_kpu is 0 (valid: 1 or more; an MSF application runs on at least 1 KPU)",
+        ]
+    );
+}
+
+#[test]
+fn several_parse_errors_in_one_table_are_all_reported() {
+    let text = r#"[[application]]
+name = 5
+min_kpu = "one"
+max_kpus = 3
+[application.policy]
+plugin = "step"
+params = 7
+[[application.metric]]
+id = "m"
+namespace = "N"
+metric_name = "M"
+statistic = "Sum"
+period_secs = "60"
+dimensions = { A = 1 }
+"#;
+    let errors = errors(text);
+    let located: Vec<&str> = errors
+        .iter()
+        .map(|e| e.split(": ").next().unwrap())
+        .collect();
+    assert_eq!(
+        located,
+        [
+            "config/x.toml:2:8",
+            "config/x.toml:3:11",
+            "config/x.toml:4:1",
+            "config/x.toml:7:10",
+            "config/x.toml:13:15",
+            "config/x.toml:14:20"
+        ],
+        "{errors:#?}"
+    );
+    assert!(
+        errors.iter().all(|e| !e.contains("missing field")),
+        "{errors:#?}"
+    );
+}
+
+#[test]
+fn the_environment_step_finds_missing_plugins() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("plugins")).unwrap();
+    std::fs::write(dir.path().join("plugins/step.wasm"), b"\0asm").unwrap();
+    std::fs::write(dir.path().join("plugins/target.wasm"), b"\0asm").unwrap();
+    let path = dir.path().join("agent.toml");
+    std::fs::write(&path, APP).unwrap();
+    let loaded = load(&path).expect("step.wasm is there");
+    assert_eq!(
+        loaded.plugins[0].policy,
+        dir.path().join("plugins/step.wasm")
+    );
+
+    let text = format!(
+        "{}[[application.interpreter]]\nplugin = \"lib/rate.wasm\"\n",
+        APP.replace("\"step\"", "\"stpe\"")
+    );
+    std::fs::write(&path, text).unwrap();
+    let rendered = load(&path).unwrap_err().to_string();
+    let file = path.display();
+    let root = dir.path().display();
+    assert_eq!(
+        rendered,
+        format!(
+            "{file}:4:10: application \"a\".policy.plugin: plugin \"stpe\" not found at {root}/plugins/stpe.wasm (valid: \"step\", \"target\")\n\
+             {file}:6:10: application \"a\".interpreter[0].plugin: plugin \"lib/rate.wasm\" not found at {root}/lib/rate.wasm (a path is relative to the configuration file's folder)"
+        )
+    );
+
+    // Without the plugin folder, the hint says how to get it.
+    std::fs::write(&path, APP).unwrap();
+    std::fs::remove_dir_all(dir.path().join("plugins")).unwrap();
+    let rendered = load(&path).unwrap_err().to_string();
+    assert!(
+        rendered.contains("does not exist; `cargo plugins` builds the shipped plugins"),
+        "{rendered}"
+    );
+}
+
+#[test]
+fn the_environment_step_runs_only_on_a_valid_configuration() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("agent.toml");
+    std::fs::write(
+        &path,
+        APP.replace("name = \"a\"", "name = \"a\"\nmin_kpu = 0"),
+    )
+    .unwrap();
+    let errors = load(&path).unwrap_err();
+    assert_eq!(errors.len(), 1, "{errors}");
+    assert!(errors.errors()[0].message.contains("min_kpu is 0"));
+}
+
+#[test]
+fn an_unreadable_file_is_one_error() {
+    let errors = load(Path::new("/nonexistent/flinkscale.toml")).unwrap_err();
+    assert_eq!(errors.len(), 1);
+    let rendered = errors.to_string();
+    assert!(
+        rendered.starts_with("/nonexistent/flinkscale.toml: cannot read the configuration: "),
+        "{rendered}"
+    );
+}
+
+#[test]
+fn config_errors_expose_their_parts() {
+    let errors = load_str(
+        &APP.replace("name = \"a\"", "name = \"a\"\nmin_kpu = 0"),
+        Path::new("c.toml"),
+    )
+    .unwrap_err();
+    let error = &errors.errors()[0];
+    assert_eq!(error.file, Path::new("c.toml"));
+    assert_eq!(
+        error.position,
+        Some(load::Position {
+            line: 3,
+            column: 11
+        })
+    );
+    assert_eq!(error.field, "application \"a\".min_kpu");
+    assert_eq!(error.message, "min_kpu is 0");
+    assert!(
+        error
+            .hint
+            .as_deref()
+            .is_some_and(|h| h.starts_with("valid: 1 or more"))
+    );
+    let boxed: Box<dyn std::error::Error> = Box::new(errors);
+    assert!(boxed.to_string().starts_with("c.toml:3:11: "));
+}
+
+#[test]
+fn params_json_round_trips_nested_tables_and_arrays() {
+    let table: toml::Table = toml::from_str(
+        r#"
+name = "step"
+factor = 2
+ratio = 0.5
+enabled = true
+at = 2026-11-05T10:00:00Z
+levels = [1, 2, [3, "four"]]
+nested = { a = { b = [{ c = 1 }, { d = "e" }] }, empty = {} }
+"#,
+    )
+    .unwrap();
+    let json: serde_json::Value = serde_json::from_str(&params_json(&table)).expect("valid JSON");
+    assert_eq!(
+        json,
+        serde_json::json!({
+            "name": "step",
+            "factor": 2,
+            "ratio": 0.5,
+            "enabled": true,
+            "at": "2026-11-05T10:00:00Z",
+            "levels": [1, 2, [3, "four"]],
+            "nested": { "a": { "b": [{ "c": 1 }, { "d": "e" }] }, "empty": {} }
+        })
+    );
+    assert_eq!(params_json(&toml::Table::new()), "{}");
+}

@@ -1,0 +1,690 @@
+//! Validation of a parsed configuration: everything serde cannot check.
+//!
+//! This step is pure: it reads a [`Config`] and returns every [`Problem`] it
+//! finds, each naming the field by its path in the file (as indices and
+//! keys). It knows nothing of text or spans; [`super::load`] turns each
+//! path into a file, line and column, and renders it with the names a user
+//! wrote (`application "clickstream".alarm "scale-out".metric`).
+//!
+//! Conventions checked here that serde cannot express:
+//! - a plugin parameter whose key ends in `_alarm` is a string naming an
+//!   alarm `id` of the same application, one ending in `_alarms` an array of
+//!   such strings; likewise `_metric` / `_metrics` name metric ids. This is
+//!   how the `step` policy's `scale_out_alarm` / `scale_in_alarm` are
+//!   checked without the host knowing the policy;
+//! - `grace_period_secs = 0` is accepted (evaluate again as soon as the
+//!   update has finished), while a zero poll interval, update timeout or
+//!   evaluation interval would make the agent spin and is refused.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+
+use super::{AgentConfig, AlarmConfig, ApplicationConfig, Config, MetricConfig, PluginConfig};
+
+/// One step of a [`FieldPath`]: a table key or an array index.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Segment {
+    /// A key of a table, as written in the file (`alarm`, not `alarms`).
+    Key(String),
+    /// An index into an array (0-based).
+    Index(usize),
+}
+
+/// Where a value lives in the file: the keys and indices leading to it, as
+/// written in the TOML (`application`, 0, `alarm`, 1, `metric`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct FieldPath(pub Vec<Segment>);
+
+impl FieldPath {
+    /// The path of the whole document.
+    pub fn root() -> Self {
+        Self(Vec::new())
+    }
+
+    /// This path followed by a table key.
+    pub fn key(&self, key: &str) -> Self {
+        let mut segments = self.0.clone();
+        segments.push(Segment::Key(key.to_owned()));
+        Self(segments)
+    }
+
+    /// This path followed by an array index.
+    pub fn index(&self, index: usize) -> Self {
+        let mut segments = self.0.clone();
+        segments.push(Segment::Index(index));
+        Self(segments)
+    }
+
+    /// The segments, outermost first.
+    pub fn segments(&self) -> &[Segment] {
+        &self.0
+    }
+}
+
+impl fmt::Display for FieldPath {
+    /// The index form, `application[0].alarm[1].metric`; the loader renders
+    /// the friendlier named form from the document.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, segment) in self.0.iter().enumerate() {
+            match segment {
+                Segment::Key(key) if i == 0 => write!(f, "{}", display_key(key))?,
+                Segment::Key(key) => write!(f, ".{}", display_key(key))?,
+                Segment::Index(index) => write!(f, "[{index}]")?,
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A key as a user would write it: bare when TOML allows, quoted otherwise
+/// (`dimensions."Cluster Name"`).
+pub(crate) fn display_key(key: &str) -> String {
+    let bare = !key.is_empty()
+        && key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    if bare {
+        key.to_owned()
+    } else {
+        format!("{key:?}")
+    }
+}
+
+/// One thing wrong with a configuration, not yet located in the text.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Problem {
+    /// The field at fault; when it is absent from the file (defaulted), the
+    /// loader points at the table that would hold it.
+    pub path: FieldPath,
+    /// What is wrong.
+    pub message: String,
+    /// What would be valid, when that can be said briefly.
+    pub hint: Option<String>,
+}
+
+impl Problem {
+    fn new(path: FieldPath, message: impl Into<String>) -> Self {
+        Self {
+            path,
+            message: message.into(),
+            hint: None,
+        }
+    }
+
+    fn hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.path, self.message)?;
+        if let Some(hint) = &self.hint {
+            write!(f, " ({hint})")?;
+        }
+        Ok(())
+    }
+}
+
+/// CloudWatch evaluates an alarm over at most one day.
+const MAX_ALARM_RANGE_SECS: u64 = 86_400;
+/// Below this a component cannot even hold its stack and data.
+const MIN_PLUGIN_MEMORY_BYTES: u64 = 1024 * 1024;
+/// wasm32 linear memory cannot exceed 4 GiB.
+const MAX_PLUGIN_MEMORY_BYTES: u64 = 4 * 1024 * 1024 * 1024;
+/// A policy answering slower than this stalls its controller; a deadline
+/// beyond it is a mistake rather than a choice.
+const MAX_PLUGIN_TIMEOUT_MS: u64 = 60_000;
+/// CloudWatch limits on query ids, names and dimensions.
+const MAX_CLOUDWATCH_NAME_CHARS: usize = 255;
+const MAX_DIMENSIONS: usize = 30;
+/// MSF application names: 1 to 128 of `[a-zA-Z0-9_.-]`.
+const MAX_APPLICATION_NAME_CHARS: usize = 128;
+
+const STATISTICS: [&str; 5] = ["Average", "Maximum", "Minimum", "Sum", "SampleCount"];
+
+/// Checks a whole configuration and returns every problem found (empty when
+/// it is valid).
+pub fn validate(config: &Config) -> Vec<Problem> {
+    let applications: Vec<(usize, &ApplicationConfig)> =
+        config.applications.iter().enumerate().collect();
+    let mut problems = validate_parts(Some(&config.agent), &applications);
+    if applications.is_empty() {
+        problems.push(no_application());
+    }
+    problems
+}
+
+/// Checks the parts of a configuration that serde could read: `agent` when
+/// it parsed, and the applications that parsed, each with its index in the
+/// file. Parts that failed to parse are left out rather than guessed at, so
+/// one typo does not cascade into errors about fields that are fine.
+pub(crate) fn validate_parts(
+    agent: Option<&AgentConfig>,
+    applications: &[(usize, &ApplicationConfig)],
+) -> Vec<Problem> {
+    let mut problems = agent.map(validate_agent).unwrap_or_default();
+    let names: Vec<(usize, &str)> = applications
+        .iter()
+        .map(|&(i, app)| (i, app.name.as_str()))
+        .collect();
+    problems.extend(validate_application_names(&names));
+    for &(i, app) in applications {
+        problems.extend(validate_application(i, app));
+    }
+    problems
+}
+
+/// The problem of a file with no `[[application]]`.
+pub(crate) fn no_application() -> Problem {
+    Problem::new(
+        FieldPath::root().key("application"),
+        "no application is configured",
+    )
+    .hint("add an [[application]] table with a name and an [application.policy]")
+}
+
+/// Checks `[agent]`.
+fn validate_agent(agent: &AgentConfig) -> Vec<Problem> {
+    let at = FieldPath::root().key("agent");
+    let mut problems = Vec::new();
+    if agent.plugin_dir.as_os_str().is_empty() {
+        problems.push(
+            Problem::new(at.key("plugin_dir"), "plugin_dir is empty")
+                .hint("a folder, relative to the configuration file's folder"),
+        );
+    }
+    if agent.state_dir.as_os_str().is_empty() {
+        problems.push(
+            Problem::new(at.key("state_dir"), "state_dir is empty")
+                .hint("a folder, relative to the configuration file's folder"),
+        );
+    }
+    if let Some(region) = &agent.region
+        && (region.is_empty() || region.chars().any(char::is_whitespace))
+    {
+        problems.push(
+            Problem::new(at.key("region"), format!("{region:?} is not an AWS region"))
+                .hint("e.g. \"eu-west-1\", or leave it out to use AWS_REGION or the profile"),
+        );
+    }
+    if agent.plugin_timeout_ms == 0 || agent.plugin_timeout_ms > MAX_PLUGIN_TIMEOUT_MS {
+        problems.push(
+            Problem::new(
+                at.key("plugin_timeout_ms"),
+                format!(
+                    "plugin_timeout_ms {} is out of range",
+                    agent.plugin_timeout_ms
+                ),
+            )
+            .hint(format!("valid: 1 to {MAX_PLUGIN_TIMEOUT_MS}; default 100")),
+        );
+    }
+    let memory = agent.plugin_memory_limit_bytes;
+    if !(MIN_PLUGIN_MEMORY_BYTES..=MAX_PLUGIN_MEMORY_BYTES).contains(&memory) {
+        problems.push(
+            Problem::new(
+                at.key("plugin_memory_limit_bytes"),
+                format!("plugin_memory_limit_bytes {memory} is out of range"),
+            )
+            .hint(format!(
+                "valid: {MIN_PLUGIN_MEMORY_BYTES} (1 MiB) to {MAX_PLUGIN_MEMORY_BYTES} (4 GiB); default 67108864 (64 MiB)"
+            )),
+        );
+    }
+    problems
+}
+
+/// Checks that application names are well formed and unique; `names` pairs
+/// each name with its application's index in the file.
+fn validate_application_names(names: &[(usize, &str)]) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    let mut first: HashMap<&str, usize> = HashMap::new();
+    for &(index, name) in names {
+        let at = FieldPath::root()
+            .key("application")
+            .index(index)
+            .key("name");
+        let well_formed = !name.is_empty()
+            && name.chars().count() <= MAX_APPLICATION_NAME_CHARS
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+        if !well_formed {
+            problems.push(
+                Problem::new(
+                    at.clone(),
+                    format!("{name:?} is not an MSF application name"),
+                )
+                .hint("1 to 128 letters, digits, '_', '.' or '-'"),
+            );
+        }
+        match first.get(name) {
+            Some(&earlier) => problems.push(
+                Problem::new(at, format!("application {name:?} is configured twice")).hint(
+                    format!("each application appears once; first at application[{earlier}]"),
+                ),
+            ),
+            None => {
+                first.insert(name, index);
+            }
+        }
+    }
+    problems
+}
+
+/// Checks one `[[application]]`, at index `index` in the file.
+fn validate_application(index: usize, app: &ApplicationConfig) -> Vec<Problem> {
+    let at = FieldPath::root().key("application").index(index);
+    let mut problems = Vec::new();
+
+    let mut bounds_ok = true;
+    for (field, value) in [("min_kpu", app.min_kpu), ("max_kpu", app.max_kpu)] {
+        if value == 0 {
+            bounds_ok = false;
+            problems.push(
+                Problem::new(at.key(field), format!("{field} is 0"))
+                    .hint("valid: 1 or more; an MSF application runs on at least 1 KPU"),
+            );
+        }
+    }
+    if bounds_ok && app.min_kpu > app.max_kpu {
+        problems.push(
+            Problem::new(
+                at.key("min_kpu"),
+                format!(
+                    "min_kpu {} is greater than max_kpu {}",
+                    app.min_kpu, app.max_kpu
+                ),
+            )
+            .hint("valid: min_kpu <= max_kpu"),
+        );
+    }
+
+    if app.evaluation_interval_secs == Some(0) {
+        problems.push(
+            Problem::new(
+                at.key("evaluation_interval_secs"),
+                "evaluation_interval_secs is 0",
+            )
+            .hint("valid: 1 or more, or leave it out to use the shortest metric period"),
+        );
+    }
+    if app.update_poll_secs == 0 {
+        problems.push(
+            Problem::new(at.key("update_poll_secs"), "update_poll_secs is 0")
+                .hint("valid: 1 or more; the reference design polls every 60"),
+        );
+    }
+    if app.update_timeout_secs == 0 {
+        problems.push(
+            Problem::new(at.key("update_timeout_secs"), "update_timeout_secs is 0")
+                .hint("valid: 1 or more; default 1800"),
+        );
+    } else if app.update_poll_secs > 0 && app.update_timeout_secs < app.update_poll_secs {
+        problems.push(
+            Problem::new(
+                at.key("update_timeout_secs"),
+                format!(
+                    "update_timeout_secs {} is shorter than update_poll_secs {}, so an update would time out before its first poll",
+                    app.update_timeout_secs, app.update_poll_secs
+                ),
+            )
+            .hint("valid: update_timeout_secs >= update_poll_secs"),
+        );
+    }
+
+    let mut metric_ids: BTreeMap<&str, &MetricConfig> = BTreeMap::new();
+    for (i, metric) in app.metrics.iter().enumerate() {
+        let at = at.key("metric").index(i);
+        problems.extend(validate_metric(&at, metric));
+        if metric_ids.insert(metric.id.as_str(), metric).is_some() {
+            problems.push(
+                Problem::new(
+                    at.key("id"),
+                    format!(
+                        "metric id {:?} is used twice in this application",
+                        metric.id
+                    ),
+                )
+                .hint("metric ids are unique within an application"),
+            );
+        }
+    }
+
+    let mut alarm_ids: Vec<&str> = Vec::new();
+    for (i, alarm) in app.alarms.iter().enumerate() {
+        let at = at.key("alarm").index(i);
+        problems.extend(validate_alarm(&at, alarm, &metric_ids));
+        if alarm_ids.contains(&alarm.id.as_str()) {
+            problems.push(
+                Problem::new(
+                    at.key("id"),
+                    format!("alarm id {:?} is used twice in this application", alarm.id),
+                )
+                .hint("alarm ids are unique within an application"),
+            );
+        } else {
+            alarm_ids.push(&alarm.id);
+        }
+    }
+    alarm_ids.sort_unstable();
+
+    let known = KnownIds {
+        metrics: metric_ids.keys().copied().collect(),
+        alarms: alarm_ids,
+    };
+    problems.extend(validate_plugin(&at.key("policy"), &app.policy, &known));
+    for (i, interpreter) in app.interpreters.iter().enumerate() {
+        problems.extend(validate_plugin(
+            &at.key("interpreter").index(i),
+            interpreter,
+            &known,
+        ));
+    }
+    problems
+}
+
+/// Whether `id` is a CloudWatch GetMetricData query id.
+fn is_query_id(id: &str) -> bool {
+    let mut chars = id.chars();
+    chars.next().is_some_and(|c| c.is_ascii_lowercase())
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && id.len() <= MAX_CLOUDWATCH_NAME_CHARS
+}
+
+/// Whether `statistic` is one GetMetricData accepts here: a named statistic
+/// or a percentile `pNN` / `pNN.NN` with 0 < NN <= 100.
+pub(crate) fn is_statistic(statistic: &str) -> bool {
+    if STATISTICS.contains(&statistic) {
+        return true;
+    }
+    let Some(number) = statistic.strip_prefix('p') else {
+        return false;
+    };
+    let (whole, fraction) = match number.split_once('.') {
+        Some((whole, fraction)) => (whole, Some(fraction)),
+        None => (number, None),
+    };
+    let digits = |s: &str, max: usize| {
+        !s.is_empty() && s.len() <= max && s.chars().all(|c| c.is_ascii_digit())
+    };
+    if !digits(whole, 3) || fraction.is_some_and(|f| !digits(f, 2)) {
+        return false;
+    }
+    number.parse::<f64>().is_ok_and(|p| p > 0.0 && p <= 100.0)
+}
+
+/// Whether CloudWatch accepts `period_secs` as a metric period.
+fn is_period(period_secs: u32) -> bool {
+    matches!(period_secs, 10 | 20 | 30) || (period_secs > 0 && period_secs.is_multiple_of(60))
+}
+
+fn validate_metric(at: &FieldPath, metric: &MetricConfig) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    if !is_query_id(&metric.id) {
+        problems.push(
+            Problem::new(
+                at.key("id"),
+                format!("{:?} is not a valid metric id", metric.id),
+            )
+            .hint("a lower-case letter, then letters, digits or '_' (a CloudWatch query id), e.g. \"cpu\" or \"max_lag\""),
+        );
+    }
+    for (field, value) in [
+        ("namespace", &metric.namespace),
+        ("metric_name", &metric.metric_name),
+    ] {
+        if value.is_empty() || value.chars().count() > MAX_CLOUDWATCH_NAME_CHARS {
+            problems.push(
+                Problem::new(at.key(field), format!("{field} {value:?} is not valid"))
+                    .hint("1 to 255 characters"),
+            );
+        }
+    }
+    if metric.dimensions.len() > MAX_DIMENSIONS {
+        problems.push(
+            Problem::new(
+                at.key("dimensions"),
+                format!("{} dimensions are too many", metric.dimensions.len()),
+            )
+            .hint("CloudWatch accepts at most 30"),
+        );
+    }
+    for (name, value) in &metric.dimensions {
+        let valid = |s: &str| !s.is_empty() && s.chars().count() <= MAX_CLOUDWATCH_NAME_CHARS;
+        if !valid(name) || !valid(value) {
+            problems.push(
+                Problem::new(
+                    at.key("dimensions").key(name),
+                    format!("dimension {name:?} = {value:?} is not valid"),
+                )
+                .hint("names and values of 1 to 255 characters"),
+            );
+        }
+    }
+    if !is_statistic(&metric.statistic) {
+        problems.push(
+            Problem::new(
+                at.key("statistic"),
+                format!("{:?} is not a statistic", metric.statistic),
+            )
+            .hint("valid: \"Average\", \"Maximum\", \"Minimum\", \"Sum\", \"SampleCount\", or a percentile \"pNN\" or \"pNN.NN\" above 0 and up to 100, e.g. \"p99\""),
+        );
+    }
+    if !is_period(metric.period_secs) {
+        problems.push(
+            Problem::new(
+                at.key("period_secs"),
+                format!(
+                    "period_secs {} is not a CloudWatch period",
+                    metric.period_secs
+                ),
+            )
+            .hint("valid: 10, 20, 30 or a multiple of 60"),
+        );
+    }
+    problems
+}
+
+fn validate_alarm(
+    at: &FieldPath,
+    alarm: &AlarmConfig,
+    metrics: &BTreeMap<&str, &MetricConfig>,
+) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    let valid_id = !alarm.id.is_empty()
+        && alarm
+            .id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+    if !valid_id {
+        problems.push(
+            Problem::new(
+                at.key("id"),
+                format!("{:?} is not a valid alarm id", alarm.id),
+            )
+            .hint("letters, digits, '_', '-' or '.', e.g. \"scale-out\""),
+        );
+    }
+    let metric = metrics.get(alarm.metric.as_str());
+    if metric.is_none() {
+        problems.push(
+            Problem::new(
+                at.key("metric"),
+                format!("no metric with id {:?} in this application", alarm.metric),
+            )
+            .hint(valid_list(metrics.keys().copied(), "metric")),
+        );
+    }
+    if !alarm.threshold.is_finite() {
+        problems.push(
+            Problem::new(
+                at.key("threshold"),
+                format!("threshold {} is not a finite number", alarm.threshold),
+            )
+            .hint("a number such as 80.0"),
+        );
+    }
+    let n = alarm.evaluation_periods;
+    if n == 0 {
+        problems.push(
+            Problem::new(at.key("evaluation_periods"), "evaluation_periods is 0")
+                .hint("valid: 1 or more; the reference design uses 5"),
+        );
+    } else if let Some(metric) = metric {
+        let range = u64::from(n) * u64::from(metric.period_secs);
+        if range > MAX_ALARM_RANGE_SECS {
+            problems.push(
+                Problem::new(
+                    at.key("evaluation_periods"),
+                    format!(
+                        "evaluation_periods {n} x period_secs {} of metric {:?} = {range} s, more than one day",
+                        metric.period_secs, metric.id
+                    ),
+                )
+                .hint(format!(
+                    "valid: evaluation_periods x period_secs <= {MAX_ALARM_RANGE_SECS}, here evaluation_periods <= {}",
+                    MAX_ALARM_RANGE_SECS / u64::from(metric.period_secs.max(1))
+                )),
+            );
+        }
+    }
+    if let Some(m) = alarm.datapoints_to_alarm
+        && n > 0
+        && (m == 0 || m > n)
+    {
+        problems.push(
+            Problem::new(
+                at.key("datapoints_to_alarm"),
+                format!("datapoints_to_alarm {m} is not between 1 and evaluation_periods {n}"),
+            )
+            .hint(format!("valid: 1 to {n}")),
+        );
+    }
+    problems
+}
+
+/// The ids a plugin's parameters may name.
+struct KnownIds<'a> {
+    metrics: Vec<&'a str>,
+    alarms: Vec<&'a str>,
+}
+
+fn validate_plugin(at: &FieldPath, plugin: &PluginConfig, known: &KnownIds<'_>) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    if plugin.plugin.trim().is_empty() {
+        problems.push(
+            Problem::new(at.key("plugin"), "plugin is empty")
+                .hint("a plugin name such as \"step\" (found as <plugin_dir>/step.wasm) or a path to a .wasm file"),
+        );
+    }
+    let params = at.key("params");
+    for (key, value) in &plugin.params {
+        let at = params.key(key);
+        if let Some(kind) = referenced_kind(key) {
+            let (ids, noun) = match kind {
+                Reference::Alarm => (&known.alarms, "alarm"),
+                Reference::Metric => (&known.metrics, "metric"),
+            };
+            let check = |at: FieldPath, value: &toml::Value| match value.as_str() {
+                Some(id) if ids.contains(&id) => None,
+                Some(id) => Some(
+                    Problem::new(at, format!("no {noun} with id {id:?} in this application"))
+                        .hint(valid_list(ids.iter().copied(), noun)),
+                ),
+                None => Some(
+                    Problem::new(
+                        at,
+                        format!(
+                            "{key} must be a string naming an {noun} id, not {}",
+                            with_article(value.type_str())
+                        ),
+                    )
+                    .hint(valid_list(ids.iter().copied(), noun)),
+                ),
+            };
+            if key.ends_with('s') {
+                match value.as_array() {
+                    Some(items) => problems.extend(
+                        items
+                            .iter()
+                            .enumerate()
+                            .filter_map(|(i, item)| check(at.index(i), item)),
+                    ),
+                    None => problems.push(
+                        Problem::new(
+                            at.clone(),
+                            format!(
+                                "{key} must be an array of {noun} ids, not {}",
+                                with_article(value.type_str())
+                            ),
+                        )
+                        .hint(valid_list(ids.iter().copied(), noun)),
+                    ),
+                }
+            } else {
+                problems.extend(check(at.clone(), value));
+            }
+        }
+        problems.extend(non_finite_floats(&at, value));
+    }
+    problems
+}
+
+/// What a parameter key names, by the `_alarm(s)` / `_metric(s)` convention.
+enum Reference {
+    Alarm,
+    Metric,
+}
+
+fn referenced_kind(key: &str) -> Option<Reference> {
+    if key.ends_with("_alarm") || key.ends_with("_alarms") {
+        Some(Reference::Alarm)
+    } else if key.ends_with("_metric") || key.ends_with("_metrics") {
+        Some(Reference::Metric)
+    } else {
+        None
+    }
+}
+
+/// NaN and infinities have no JSON form, so they cannot reach a plugin.
+fn non_finite_floats(at: &FieldPath, value: &toml::Value) -> Vec<Problem> {
+    match value {
+        toml::Value::Float(f) if !f.is_finite() => vec![
+            Problem::new(at.clone(), format!("{f} cannot be passed to a plugin"))
+                .hint("plugin parameters are JSON, which has no nan or inf"),
+        ],
+        toml::Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .flat_map(|(i, item)| non_finite_floats(&at.index(i), item))
+            .collect(),
+        toml::Value::Table(table) => table
+            .iter()
+            .flat_map(|(key, item)| non_finite_floats(&at.key(key), item))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// "an integer", "a string".
+fn with_article(noun: &str) -> String {
+    let article = if noun.starts_with(['a', 'e', 'i', 'o', 'u']) {
+        "an"
+    } else {
+        "a"
+    };
+    format!("{article} {noun}")
+}
+
+/// `valid: "a", "b"`, or a note that there is nothing to name.
+fn valid_list<'a>(ids: impl Iterator<Item = &'a str>, noun: &str) -> String {
+    let ids: Vec<String> = ids.map(|id| format!("{id:?}")).collect();
+    if ids.is_empty() {
+        format!("this application defines no {noun}s")
+    } else {
+        format!("valid: {}", ids.join(", "))
+    }
+}
