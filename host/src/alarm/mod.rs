@@ -1,0 +1,295 @@
+//! Evaluate: local alarm evaluation with CloudWatch semantics.
+//!
+//! An alarm watches one configured metric and is evaluated, like a
+//! CloudWatch metric alarm, over an *evaluation range* of recent whole
+//! periods: N (`evaluation_periods`) of them must be judged, M
+//! (`datapoints_to_alarm`) of those must breach, and `treat_missing_data`
+//! says what a missing period counts as. The evaluator ([`evaluate_range`])
+//! is pure; [`range_from_series`] turns a fetched series into the range it
+//! reads, and [`AlarmTracker`] keeps each alarm's state between
+//! evaluations for the controller. The cases it reproduces, and the rule
+//! derived from them, are in the project's `ALARM_CASES.md` (taken from the
+//! CloudWatch user guide, "How alarm state is evaluated when data is
+//! missing").
+
+use crate::config::{AlarmConfig, Comparison, MetricConfig, TreatMissingData};
+use crate::metrics::{Datapoint, Series};
+use crate::model::{AlarmState, AlarmStatus};
+
+#[cfg(test)]
+mod tests;
+
+/// How many periods the evaluation range holds beyond the N evaluated ones.
+///
+/// CloudWatch does not document the size of its evaluation range; the
+/// user guide's examples use 5 datapoints for N = 3, so the range here is
+/// N + 2 periods, for every N.
+pub const EXTRA_RANGE_PERIODS: usize = 2;
+
+/// What the evaluator needs to know about one alarm.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AlarmRule {
+    /// How a value is compared with the threshold.
+    pub comparison: Comparison,
+    /// The threshold.
+    pub threshold: f64,
+    /// N: how many datapoints are judged.
+    pub evaluation_periods: u32,
+    /// M: how many of the N must breach for ALARM.
+    pub datapoints_to_alarm: u32,
+    /// What a missing period counts as.
+    pub treat_missing: TreatMissingData,
+}
+
+impl AlarmRule {
+    /// Length of the evaluation range: N + [`EXTRA_RANGE_PERIODS`] periods.
+    pub fn range_periods(&self) -> usize {
+        self.evaluation_periods as usize + EXTRA_RANGE_PERIODS
+    }
+}
+
+impl From<&AlarmConfig> for AlarmRule {
+    fn from(config: &AlarmConfig) -> Self {
+        Self {
+            comparison: config.comparison,
+            threshold: config.threshold,
+            evaluation_periods: config.evaluation_periods,
+            datapoints_to_alarm: config.datapoints_to_alarm(),
+            treat_missing: config.treat_missing_data,
+        }
+    }
+}
+
+/// Evaluates one alarm over its evaluation range and returns its new state.
+///
+/// `range` holds one slot per period, oldest first, `None` (or NaN) where
+/// the period has no datapoint; it is meant to be N + 2 periods long (see
+/// [`EXTRA_RANGE_PERIODS`]). `current` is the alarm's state before this
+/// evaluation, which `ignore` may keep.
+///
+/// With k real datapoints in the range, exactly N datapoints are judged
+/// and fewer than M breaching gives OK, otherwise ALARM:
+/// - k >= N: the most recent N real datapoints are judged, whatever
+///   `treat_missing_data` says.
+/// - k < N, `breaching` / `notBreaching`: the k real ones (however old)
+///   plus N - k filled ones of that kind.
+/// - k < N, `missing`: no real datapoint gives INSUFFICIENT_DATA; at least
+///   M real breaching ones give ALARM; with no real non-breaching one, a
+///   breaching one at least M periods old (M or more periods of the range
+///   come after it) gives ALARM; a real non-breaching one gives OK;
+///   anything else is INSUFFICIENT_DATA.
+/// - k < N, `ignore`: as `missing`, except that where `missing` would give
+///   INSUFFICIENT_DATA or decide by the age of a breaching datapoint, the
+///   current state is kept.
+///
+/// CloudWatch documents cases, not this rule; the rule is the simplest one
+/// that reproduces every documented case.
+pub fn evaluate_range(range: &[Option<f64>], alarm: &AlarmRule, current: AlarmState) -> AlarmState {
+    let n = alarm.evaluation_periods as usize;
+    let m = alarm.datapoints_to_alarm as usize;
+    // (periods after it in the range, breaches?) for every real datapoint, oldest first.
+    let real: Vec<(usize, bool)> = range
+        .iter()
+        .enumerate()
+        .filter_map(|(index, slot)| {
+            let value = slot.filter(|value| !value.is_nan())?;
+            let age = range.len() - 1 - index;
+            Some((age, alarm.comparison.breaches(value, alarm.threshold)))
+        })
+        .collect();
+    let verdict = |breaching: usize| {
+        if breaching >= m {
+            AlarmState::Alarm
+        } else {
+            AlarmState::Ok
+        }
+    };
+    let k = real.len();
+    if k >= n {
+        return verdict(real[k - n..].iter().filter(|(_, b)| *b).count());
+    }
+    let real_breaching = real.iter().filter(|(_, b)| *b).count();
+    match alarm.treat_missing {
+        TreatMissingData::Breaching => verdict(real_breaching + (n - k)),
+        TreatMissingData::NotBreaching => verdict(real_breaching),
+        TreatMissingData::Missing => match sparse_verdict(&real, m) {
+            Sparse::Alarm | Sparse::AgedAlarm => AlarmState::Alarm,
+            Sparse::Ok => AlarmState::Ok,
+            Sparse::Undecided => AlarmState::InsufficientData,
+        },
+        TreatMissingData::Ignore => match sparse_verdict(&real, m) {
+            Sparse::Alarm => AlarmState::Alarm,
+            Sparse::Ok => AlarmState::Ok,
+            Sparse::AgedAlarm | Sparse::Undecided => current,
+        },
+    }
+}
+
+/// What fewer than N real datapoints say when missing ones are not filled.
+enum Sparse {
+    /// At least M of them breach.
+    Alarm,
+    /// None is non-breaching and a breaching one is at least M periods old.
+    AgedAlarm,
+    /// One of them does not breach.
+    Ok,
+    /// They do not tell.
+    Undecided,
+}
+
+/// The `missing` / `ignore` part of the rule of [`evaluate_range`]; `real`
+/// is (age in periods, breaches) per real datapoint, oldest first.
+fn sparse_verdict(real: &[(usize, bool)], m: usize) -> Sparse {
+    let breaching = real.iter().filter(|(_, b)| *b).count();
+    let any_non_breaching = real.iter().any(|(_, b)| !*b);
+    let oldest_breaching_age = real.iter().find(|(_, b)| *b).map(|(age, _)| *age);
+    if real.is_empty() {
+        Sparse::Undecided
+    } else if breaching >= m {
+        Sparse::Alarm
+    } else if !any_non_breaching && oldest_breaching_age.is_some_and(|age| age >= m) {
+        Sparse::AgedAlarm
+    } else if any_non_breaching {
+        Sparse::Ok
+    } else {
+        Sparse::Undecided
+    }
+}
+
+/// Lays a fetched series out as an evaluation range: the last `periods`
+/// whole periods before `now_ms`, oldest first, one slot per period.
+///
+/// Periods are aligned to multiples of `period_secs` since the Unix epoch,
+/// as CloudWatch aligns them, and the range ends at the period boundary at
+/// or before `now_ms`, so the period still in progress is never judged. A
+/// slot holds the value of the datapoint whose timestamp is that period's
+/// start; it is `None` where there is none, where the value is NaN, or
+/// when `period_secs` is 0. Datapoints off the boundaries or outside the
+/// range are ignored.
+pub fn range_from_series(
+    points: &[Datapoint],
+    period_secs: u32,
+    periods: usize,
+    now_ms: i64,
+) -> Vec<Option<f64>> {
+    let mut range = vec![None; periods];
+    if period_secs == 0 {
+        return range;
+    }
+    // i128 so that no timestamp, however far off, can overflow.
+    let period_ms = i128::from(period_secs) * 1000;
+    let end = i128::from(now_ms).div_euclid(period_ms) * period_ms;
+    for point in points {
+        if point.value.is_nan() {
+            continue;
+        }
+        let before_end = end - i128::from(point.timestamp_ms);
+        if before_end <= 0 || before_end % period_ms != 0 {
+            continue;
+        }
+        let back = before_end / period_ms;
+        if let Some(slot) = usize::try_from(back)
+            .ok()
+            .and_then(|back| periods.checked_sub(back))
+        {
+            range[slot] = Some(point.value);
+        }
+    }
+    range
+}
+
+/// How many seconds of history the controller must fetch so that every
+/// alarm's evaluation range is covered: (N + 2) x period for the longest
+/// alarm, plus one period.
+///
+/// The extra period is there because a range ends at the period boundary
+/// at or before now, not at now, so a window that simply ends at now must
+/// reach up to one period further back to hold the range's oldest period.
+/// An alarm whose metric is not among `metrics` is skipped (validation
+/// rejects it). 0 when there is no alarm.
+pub fn window_secs(alarms: &[AlarmConfig], metrics: &[MetricConfig]) -> u32 {
+    alarms
+        .iter()
+        .filter_map(|alarm| {
+            let metric = metrics.iter().find(|metric| metric.id == alarm.metric)?;
+            let periods = u64::from(alarm.evaluation_periods) + EXTRA_RANGE_PERIODS as u64 + 1;
+            Some(periods.saturating_mul(u64::from(metric.period_secs)))
+        })
+        .max()
+        .map_or(0, |secs| u32::try_from(secs).unwrap_or(u32::MAX))
+}
+
+/// One tracked alarm.
+#[derive(Debug, Clone)]
+struct Tracked {
+    id: String,
+    metric: String,
+    rule: AlarmRule,
+    state: AlarmState,
+    since_ms: i64,
+}
+
+impl Tracked {
+    fn status(&self) -> AlarmStatus {
+        AlarmStatus {
+            name: self.id.clone(),
+            state: self.state,
+            since_ms: self.since_ms,
+        }
+    }
+}
+
+/// The states of one application's alarms between evaluations.
+///
+/// Every alarm starts in INSUFFICIENT_DATA, since the tracker's creation,
+/// as a new CloudWatch alarm does. `since_ms` moves only when the state
+/// changes, so a policy can tell how long an alarm has held its state.
+#[derive(Debug, Clone)]
+pub struct AlarmTracker {
+    alarms: Vec<Tracked>,
+}
+
+impl AlarmTracker {
+    /// A tracker for `alarms` (a validated configuration's), created at
+    /// `now_ms`.
+    pub fn new(alarms: &[AlarmConfig], now_ms: i64) -> Self {
+        Self {
+            alarms: alarms
+                .iter()
+                .map(|alarm| Tracked {
+                    id: alarm.id.clone(),
+                    metric: alarm.metric.clone(),
+                    rule: AlarmRule::from(alarm),
+                    state: AlarmState::InsufficientData,
+                    since_ms: now_ms,
+                })
+                .collect(),
+        }
+    }
+
+    /// Evaluates every alarm on the fetched `series` at `now_ms` and returns
+    /// the statuses in configuration order.
+    ///
+    /// An alarm's series is the one whose query id is the alarm's metric; an
+    /// alarm whose series is absent sees a range with every period missing.
+    pub fn update(&mut self, series: &[Series], now_ms: i64) -> Vec<AlarmStatus> {
+        for alarm in &mut self.alarms {
+            let periods = alarm.rule.range_periods();
+            let range = match series.iter().find(|s| s.query.id == alarm.metric) {
+                Some(s) => range_from_series(&s.points, s.query.period_secs, periods, now_ms),
+                None => vec![None; periods],
+            };
+            let state = evaluate_range(&range, &alarm.rule, alarm.state);
+            if state != alarm.state {
+                alarm.state = state;
+                alarm.since_ms = now_ms;
+            }
+        }
+        self.statuses()
+    }
+
+    /// The statuses as of the last update, in configuration order.
+    pub fn statuses(&self) -> Vec<AlarmStatus> {
+        self.alarms.iter().map(Tracked::status).collect()
+    }
+}

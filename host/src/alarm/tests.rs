@@ -1,0 +1,540 @@
+use std::collections::BTreeMap;
+
+use super::*;
+
+const MINUTE_MS: i64 = 60_000;
+
+/// The tables of `ALARM_CASES.md` (the CloudWatch user guide's cases),
+/// copied as written there: datapoints oldest first (`0` not breaching,
+/// `X` breaching, `-` missing), then the state for TreatMissingData =
+/// missing, ignore, breaching, notBreaching.
+const M3_N3: &str = "
+| 0 - X - X | OK | OK | OK | OK |
+| 0 - - - - | OK | OK | OK | OK |
+| - - - - - | INSUFFICIENT_DATA | keep current | ALARM | OK |
+| 0 X X - X | ALARM | ALARM | ALARM | ALARM |
+| - - - - X | INSUFFICIENT_DATA | keep current | ALARM | OK |
+| X - - - - | ALARM | keep current | ALARM | OK |
+";
+
+const M2_N3: &str = "
+| 0 - X - X | ALARM | ALARM | ALARM | ALARM |
+| 0 0 X 0 X | ALARM | ALARM | ALARM | ALARM |
+| 0 - X - - | OK | OK | ALARM | OK |
+| - - - - 0 | OK | OK | ALARM | OK |
+| - - - - X | INSUFFICIENT_DATA | keep current | ALARM | OK |
+";
+
+const COLUMNS: [TreatMissingData; 4] = [
+    TreatMissingData::Missing,
+    TreatMissingData::Ignore,
+    TreatMissingData::Breaching,
+    TreatMissingData::NotBreaching,
+];
+
+const ALL_STATES: [AlarmState; 3] = [
+    AlarmState::Ok,
+    AlarmState::Alarm,
+    AlarmState::InsufficientData,
+];
+
+/// An expected cell of a table.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Expected {
+    State(AlarmState),
+    KeepCurrent,
+}
+
+fn rule(comparison: Comparison, m: u32, n: u32, treat_missing: TreatMissingData) -> AlarmRule {
+    AlarmRule {
+        comparison,
+        threshold: 50.0,
+        evaluation_periods: n,
+        datapoints_to_alarm: m,
+        treat_missing,
+    }
+}
+
+/// Parses `0 - X` notation into a range, with `breach` / `calm` standing
+/// for `X` / `0`.
+fn parse_range(notation: &str, breach: f64, calm: f64) -> Vec<Option<f64>> {
+    notation
+        .split_whitespace()
+        .map(|token| match token {
+            "X" => Some(breach),
+            "0" => Some(calm),
+            "-" => None,
+            other => panic!("unknown datapoint {other:?} in {notation:?}"),
+        })
+        .collect()
+}
+
+fn parse_expected(cell: &str) -> Expected {
+    match cell {
+        "OK" => Expected::State(AlarmState::Ok),
+        "ALARM" => Expected::State(AlarmState::Alarm),
+        "INSUFFICIENT_DATA" => Expected::State(AlarmState::InsufficientData),
+        "keep current" => Expected::KeepCurrent,
+        other => panic!("unknown cell {other:?}"),
+    }
+}
+
+/// Parses a table into (datapoints, one expectation per column).
+fn parse_table(table: &str) -> Vec<(String, [Expected; 4])> {
+    table
+        .lines()
+        .filter(|line| !line.trim().is_empty())
+        .map(|line| {
+            let cells: Vec<&str> = line
+                .trim()
+                .trim_matches('|')
+                .split('|')
+                .map(str::trim)
+                .collect();
+            assert_eq!(cells.len(), 5, "row {line:?}");
+            let expected = [1, 2, 3, 4].map(|i| parse_expected(cells[i]));
+            (cells[0].to_owned(), expected)
+        })
+        .collect()
+}
+
+/// Checks every cell of a table, under an operator where `X` is
+/// `breach` and `0` is `calm`. A definite state must come out whatever
+/// the current state; "keep current" must return each current state
+/// unchanged.
+fn check_table(table: &str, m: u32, n: u32, comparison: Comparison, breach: f64, calm: f64) {
+    let rows = parse_table(table);
+    assert!(!rows.is_empty());
+    for (notation, expected) in rows {
+        let range = parse_range(&notation, breach, calm);
+        assert_eq!(range.len(), n as usize + EXTRA_RANGE_PERIODS, "{notation}");
+        for (treat, expected) in COLUMNS.into_iter().zip(expected) {
+            let alarm = rule(comparison, m, n, treat);
+            for current in ALL_STATES {
+                let want = match expected {
+                    Expected::State(state) => state,
+                    Expected::KeepCurrent => current,
+                };
+                assert_eq!(
+                    evaluate_range(&range, &alarm, current),
+                    want,
+                    "M={m} N={n} `{notation}` {treat:?} from {current}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn table_m3_n3_matches_the_user_guide() {
+    check_table(M3_N3, 3, 3, Comparison::GreaterThanThreshold, 90.0, 10.0);
+}
+
+#[test]
+fn table_m2_n3_matches_the_user_guide() {
+    check_table(M2_N3, 2, 3, Comparison::GreaterThanThreshold, 90.0, 10.0);
+}
+
+#[test]
+fn tables_hold_for_a_scale_in_operator() {
+    // Breaching means "low" here; the outcome depends on breaching, not on size.
+    check_table(
+        M3_N3,
+        3,
+        3,
+        Comparison::LessThanOrEqualToThreshold,
+        10.0,
+        90.0,
+    );
+    check_table(
+        M2_N3,
+        2,
+        3,
+        Comparison::LessThanOrEqualToThreshold,
+        10.0,
+        90.0,
+    );
+}
+
+#[test]
+fn keep_current_really_differs_by_current_state() {
+    // Guards the table check: "keep current" cells are proven from both OK
+    // and ALARM, so a constant answer would fail one of them.
+    let range = parse_range("- - - - -", 90.0, 10.0);
+    let alarm = rule(
+        Comparison::GreaterThanThreshold,
+        3,
+        3,
+        TreatMissingData::Ignore,
+    );
+    assert_eq!(
+        evaluate_range(&range, &alarm, AlarmState::Ok),
+        AlarmState::Ok
+    );
+    assert_eq!(
+        evaluate_range(&range, &alarm, AlarmState::Alarm),
+        AlarmState::Alarm
+    );
+}
+
+#[test]
+fn each_operator_at_the_threshold_boundary() {
+    let cases = [
+        (
+            Comparison::GreaterThanOrEqualToThreshold,
+            [false, true, true],
+        ),
+        (Comparison::GreaterThanThreshold, [false, false, true]),
+        (Comparison::LessThanThreshold, [true, false, false]),
+        (Comparison::LessThanOrEqualToThreshold, [true, true, false]),
+    ];
+    for (comparison, breaches) in cases {
+        let alarm = rule(comparison, 1, 1, TreatMissingData::Missing);
+        for (value, breach) in [49.999, 50.0, 50.001].into_iter().zip(breaches) {
+            let range = [None, None, Some(value)];
+            let want = if breach {
+                AlarmState::Alarm
+            } else {
+                AlarmState::Ok
+            };
+            assert_eq!(
+                evaluate_range(&range, &alarm, AlarmState::InsufficientData),
+                want,
+                "{comparison:?} with {value}"
+            );
+        }
+    }
+}
+
+#[test]
+fn m_of_n_breaches_need_not_be_consecutive() {
+    let alarm = rule(
+        Comparison::GreaterThanThreshold,
+        3,
+        5,
+        TreatMissingData::Missing,
+    );
+    let eval =
+        |notation: &str| evaluate_range(&parse_range(notation, 90.0, 10.0), &alarm, AlarmState::Ok);
+    assert_eq!(eval("0 0 X 0 X 0 X"), AlarmState::Alarm);
+    assert_eq!(eval("0 0 X 0 X 0 0"), AlarmState::Ok);
+    // With N real points present only the newest N count: three old
+    // breaches outside them do not raise the alarm.
+    assert_eq!(eval("X X X 0 0 0 0"), AlarmState::Ok);
+    assert_eq!(eval("X X 0 X 0 0 X"), AlarmState::Ok);
+    // Missing points are skipped, not counted, when N real ones exist.
+    assert_eq!(eval("X - X 0 X 0 -"), AlarmState::Alarm);
+}
+
+#[test]
+fn missing_reads_age_as_periods_after_the_point() {
+    // Not pinned by the user guide's tables (they only show ages 0 and 4):
+    // a lone breaching point is "M periods old" when M periods of the range
+    // come after it. This pins the chosen reading so a change is deliberate.
+    let alarm = rule(
+        Comparison::GreaterThanThreshold,
+        2,
+        3,
+        TreatMissingData::Missing,
+    );
+    let eval =
+        |notation: &str| evaluate_range(&parse_range(notation, 90.0, 10.0), &alarm, AlarmState::Ok);
+    assert_eq!(eval("- - X - -"), AlarmState::Alarm);
+    assert_eq!(eval("- - - X -"), AlarmState::InsufficientData);
+    // Any real non-breaching point, even older, rules the age rule out.
+    assert_eq!(eval("0 - X - -"), AlarmState::Ok);
+}
+
+#[test]
+fn nan_in_the_range_counts_as_missing() {
+    let alarm = rule(
+        Comparison::LessThanThreshold,
+        1,
+        1,
+        TreatMissingData::Missing,
+    );
+    // A NaN compared as a number would "not breach" and give OK.
+    let range = [None, None, Some(f64::NAN)];
+    assert_eq!(
+        evaluate_range(&range, &alarm, AlarmState::Alarm),
+        AlarmState::InsufficientData
+    );
+}
+
+#[test]
+fn range_is_n_plus_two_periods() {
+    let alarm = rule(
+        Comparison::GreaterThanThreshold,
+        3,
+        3,
+        TreatMissingData::Missing,
+    );
+    assert_eq!(alarm.range_periods(), 5);
+    let now_ms = 100 * MINUTE_MS;
+    let lone_breach = |minutes_back: i64| {
+        let points = [Datapoint {
+            timestamp_ms: now_ms - minutes_back * MINUTE_MS,
+            value: 90.0,
+        }];
+        let range = range_from_series(&points, 60, alarm.range_periods(), now_ms);
+        evaluate_range(&range, &alarm, AlarmState::Ok)
+    };
+    // The oldest period of the range: `X - - - -`, ALARM by the table.
+    assert_eq!(lone_breach(5), AlarmState::Alarm);
+    // One period older: out of the range, so no data at all.
+    assert_eq!(lone_breach(6), AlarmState::InsufficientData);
+}
+
+fn point(timestamp_ms: i64, value: f64) -> Datapoint {
+    Datapoint {
+        timestamp_ms,
+        value,
+    }
+}
+
+#[test]
+fn range_from_series_aligns_to_period_boundaries() {
+    // Mid-period: the range is the three whole minutes 7, 8, 9.
+    let now_ms = 10 * MINUTE_MS + 30_000;
+    let points = [
+        point(6 * MINUTE_MS, 6.0),     // before the range
+        point(7 * MINUTE_MS, 7.0),     // oldest slot, exactly on its boundary
+        point(8 * MINUTE_MS + 1, 8.5), // not on a boundary
+        point(9 * MINUTE_MS, 9.0),     // newest slot
+        point(10 * MINUTE_MS, 10.0),   // the period still in progress
+        point(11 * MINUTE_MS, 11.0),   // newer than now
+    ];
+    assert_eq!(
+        range_from_series(&points, 60, 3, now_ms),
+        vec![Some(7.0), None, Some(9.0)]
+    );
+    // Exactly on a boundary, the period starting now is not yet whole.
+    assert_eq!(
+        range_from_series(&points, 60, 3, 10 * MINUTE_MS),
+        vec![Some(7.0), None, Some(9.0)]
+    );
+    // A full period later, the range moves by one slot.
+    assert_eq!(
+        range_from_series(&points, 60, 3, 11 * MINUTE_MS),
+        vec![None, Some(9.0), Some(10.0)]
+    );
+}
+
+#[test]
+fn range_from_series_aligns_to_the_epoch_not_to_now() {
+    // 5-minute periods: boundaries at multiples of 300 s since the epoch.
+    let period_ms = 300_000;
+    let now_ms = 1_000 * period_ms + 299_999;
+    let points = [
+        point(999 * period_ms, 1.0),
+        point(999 * period_ms + 60_000, 2.0), // a minute boundary, not a 5-minute one
+        point(1_000 * period_ms, 3.0),
+    ];
+    assert_eq!(
+        range_from_series(&points, 300, 2, now_ms),
+        vec![None, Some(1.0)]
+    );
+}
+
+#[test]
+fn range_from_series_treats_nan_as_missing() {
+    let now_ms = 3 * MINUTE_MS;
+    let points = [
+        point(0, 1.0),
+        point(MINUTE_MS, f64::NAN),
+        point(2 * MINUTE_MS, 3.0),
+    ];
+    assert_eq!(
+        range_from_series(&points, 60, 3, now_ms),
+        vec![Some(1.0), None, Some(3.0)]
+    );
+}
+
+#[test]
+fn range_from_series_survives_odd_input() {
+    let points = [point(i64::MIN, 1.0), point(i64::MAX, 2.0)];
+    assert_eq!(range_from_series(&points, 60, 2, 0), vec![None, None]);
+    assert_eq!(
+        range_from_series(&[point(0, 1.0)], 0, 2, MINUTE_MS),
+        vec![None, None]
+    );
+    assert!(range_from_series(&[point(0, 1.0)], 60, 0, MINUTE_MS).is_empty());
+    // Before the epoch the boundaries still fall on multiples of the period.
+    assert_eq!(
+        range_from_series(&[point(-2 * MINUTE_MS, 4.0)], 60, 1, -1),
+        vec![Some(4.0)]
+    );
+}
+
+fn alarm_config(id: &str, metric: &str, treat: TreatMissingData) -> AlarmConfig {
+    AlarmConfig {
+        id: id.to_owned(),
+        metric: metric.to_owned(),
+        comparison: Comparison::GreaterThanThreshold,
+        threshold: 80.0,
+        evaluation_periods: 3,
+        datapoints_to_alarm: None,
+        treat_missing_data: treat,
+    }
+}
+
+fn metric_config(id: &str, period_secs: u32) -> MetricConfig {
+    MetricConfig {
+        id: id.to_owned(),
+        namespace: "AWS/KinesisAnalytics".to_owned(),
+        metric_name: "containerCPUUtilization".to_owned(),
+        dimensions: BTreeMap::new(),
+        statistic: "Average".to_owned(),
+        period_secs,
+    }
+}
+
+fn series(id: &str, period_secs: u32, points: Vec<Datapoint>) -> Series {
+    let metric = metric_config(id, period_secs);
+    Series {
+        query: crate::metrics::MetricQuery {
+            id: metric.id,
+            namespace: metric.namespace,
+            metric_name: metric.metric_name,
+            dimensions: metric.dimensions,
+            statistic: metric.statistic,
+            period_secs,
+        },
+        points,
+    }
+}
+
+/// One point per minute in [from, to) minutes, all of `value`.
+fn minutes(from: i64, to: i64, value: f64) -> Vec<Datapoint> {
+    (from..to).map(|m| point(m * MINUTE_MS, value)).collect()
+}
+
+#[test]
+fn tracker_starts_insufficient_since_creation() {
+    let tracker = AlarmTracker::new(
+        &[alarm_config("out", "cpu", TreatMissingData::Missing)],
+        1_234,
+    );
+    assert_eq!(
+        tracker.statuses(),
+        vec![AlarmStatus {
+            name: "out".to_owned(),
+            state: AlarmState::InsufficientData,
+            since_ms: 1_234,
+        }]
+    );
+}
+
+#[test]
+fn tracker_since_moves_only_on_a_state_change() {
+    let created = 10 * MINUTE_MS;
+    let mut tracker = AlarmTracker::new(
+        &[alarm_config("out", "cpu", TreatMissingData::Missing)],
+        created,
+    );
+    let state_since = |statuses: Vec<AlarmStatus>| (statuses[0].state, statuses[0].since_ms);
+
+    // No data yet: still INSUFFICIENT_DATA, since creation.
+    let t1 = 11 * MINUTE_MS;
+    let got = tracker.update(&[series("cpu", 60, vec![])], t1);
+    assert_eq!(state_since(got), (AlarmState::InsufficientData, created));
+
+    // Three breaching minutes: ALARM from now.
+    let t2 = 14 * MINUTE_MS;
+    let got = tracker.update(&[series("cpu", 60, minutes(11, 14, 95.0))], t2);
+    assert_eq!(state_since(got), (AlarmState::Alarm, t2));
+
+    // Still breaching a minute later: the state holds, so does since.
+    let t3 = 15 * MINUTE_MS;
+    let got = tracker.update(&[series("cpu", 60, minutes(11, 15, 95.0))], t3);
+    assert_eq!(state_since(got), (AlarmState::Alarm, t2));
+
+    // A calm minute: OK from now.
+    let t4 = 16 * MINUTE_MS;
+    let mut points = minutes(11, 15, 95.0);
+    points.push(point(15 * MINUTE_MS, 10.0));
+    let got = tracker.update(&[series("cpu", 60, points)], t4);
+    assert_eq!(state_since(got), (AlarmState::Ok, t4));
+}
+
+#[test]
+fn tracker_ignore_keeps_the_state_and_its_since() {
+    let mut tracker = AlarmTracker::new(&[alarm_config("out", "cpu", TreatMissingData::Ignore)], 0);
+    let t1 = 4 * MINUTE_MS;
+    tracker.update(&[series("cpu", 60, minutes(1, 4, 95.0))], t1);
+    // The metric stops reporting: `ignore` keeps ALARM, and since with it.
+    let got = tracker.update(&[series("cpu", 60, vec![])], 20 * MINUTE_MS);
+    assert_eq!((got[0].state, got[0].since_ms), (AlarmState::Alarm, t1));
+}
+
+#[test]
+fn tracker_matches_series_by_id_and_keeps_configuration_order() {
+    let mut tracker = AlarmTracker::new(
+        &[
+            alarm_config("lag-high", "lag", TreatMissingData::Missing),
+            alarm_config("cpu-high", "cpu", TreatMissingData::Missing),
+            alarm_config("gone", "absent", TreatMissingData::Breaching),
+            alarm_config("gone-quiet", "absent", TreatMissingData::Missing),
+        ],
+        0,
+    );
+    let now_ms = 5 * MINUTE_MS;
+    // Series in another order than the alarms.
+    let got = tracker.update(
+        &[
+            series("cpu", 60, minutes(0, 5, 95.0)),
+            series("lag", 60, minutes(0, 5, 5.0)),
+        ],
+        now_ms,
+    );
+    let summary: Vec<(&str, AlarmState)> = got.iter().map(|s| (s.name.as_str(), s.state)).collect();
+    assert_eq!(
+        summary,
+        vec![
+            ("lag-high", AlarmState::Ok),
+            ("cpu-high", AlarmState::Alarm),
+            ("gone", AlarmState::Alarm),
+            ("gone-quiet", AlarmState::InsufficientData),
+        ]
+    );
+}
+
+#[test]
+fn tracker_uses_the_series_period() {
+    let mut tracker = AlarmTracker::new(
+        &[alarm_config("out", "cpu", TreatMissingData::NotBreaching)],
+        0,
+    );
+    // Three breaching 5-minute periods; read as 60 s periods, only one of
+    // them would fall in the range and the filled calm ones would give OK.
+    let points = (0..3).map(|p| point(p * 300_000, 95.0)).collect();
+    let got = tracker.update(&[series("cpu", 300, points)], 900_000);
+    assert_eq!(got[0].state, AlarmState::Alarm);
+}
+
+#[test]
+fn window_covers_the_longest_alarm() {
+    let metrics = [metric_config("cpu", 60), metric_config("lag", 300)];
+    let mut lag = alarm_config("lag-high", "lag", TreatMissingData::Missing);
+    lag.evaluation_periods = 2;
+    let cpu = alarm_config("cpu-high", "cpu", TreatMissingData::Missing);
+    // cpu: (3 + 2 + 1) x 60 = 360; lag: (2 + 2 + 1) x 300 = 1500.
+    assert_eq!(window_secs(&[cpu.clone(), lag.clone()], &metrics), 1_500);
+    assert_eq!(window_secs(&[cpu], &metrics), 360);
+    assert_eq!(window_secs(&[], &metrics), 0);
+}
+
+#[test]
+fn a_window_ending_now_holds_the_oldest_period_of_the_range() {
+    let metrics = [metric_config("cpu", 60)];
+    let alarm = alarm_config("cpu-high", "cpu", TreatMissingData::Missing);
+    let window_ms = i64::from(window_secs(std::slice::from_ref(&alarm), &metrics)) * 1000;
+    let periods = AlarmRule::from(&alarm).range_periods() as i64;
+    for now_ms in [10 * MINUTE_MS, 10 * MINUTE_MS + 1, 11 * MINUTE_MS - 1] {
+        let oldest_period_start = (now_ms.div_euclid(MINUTE_MS) - periods) * MINUTE_MS;
+        assert!(
+            now_ms - window_ms <= oldest_period_start,
+            "now {now_ms}: window starts after the range"
+        );
+    }
+}
