@@ -1,0 +1,394 @@
+//! Batches the metric queries of many controllers into few GetMetricData calls.
+//!
+//! Every application has its own controller task, and each asks for its own
+//! metrics on its own tick. Ticks of one agent tend to fall together, and a
+//! GetMetricData call costs the same for 1 query as for 500, so a
+//! [`BatchingSource`] holds the first request of a batch for a short window
+//! (20 ms by default), merges every request that arrives meanwhile into one
+//! fetch from the inner source over the union of their windows (earliest
+//! start, latest end), and hands each caller only its own series, trimmed to
+//! its own window, in its own order. Identical queries of different callers
+//! are fetched once. The inner source splits the merged queries by its own
+//! per-call limit. A failed fetch fails every request of the batch.
+//!
+//! The batching runs in one tokio task, started on the first fetch (so a
+//! source can be built outside a runtime) and stopped when the source is
+//! dropped. It waits on tokio time, so it runs unchanged on a paused clock.
+
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+
+use super::{MetricQuery, MetricSource, MetricsError, Series};
+
+/// How long the first request of a batch waits for others by default.
+pub const DEFAULT_WINDOW: Duration = Duration::from_millis(20);
+
+/// Bound of the request queue; callers wait for room beyond it.
+const QUEUE_CAPACITY: usize = 1024;
+
+/// One caller's request and where its answer goes.
+struct Request {
+    queries: Vec<MetricQuery>,
+    start_ms: i64,
+    end_ms: i64,
+    reply: oneshot::Sender<Result<Vec<Series>, MetricsError>>,
+}
+
+/// A [`MetricSource`] that merges concurrent fetches into one fetch of an
+/// inner source. See the module documentation.
+pub struct BatchingSource {
+    inner: Arc<dyn MetricSource>,
+    window: Duration,
+    sender: OnceLock<mpsc::Sender<Request>>,
+}
+
+impl std::fmt::Debug for BatchingSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BatchingSource")
+            .field("window", &self.window)
+            .finish_non_exhaustive()
+    }
+}
+
+impl BatchingSource {
+    /// Batches fetches to `inner` with the [`DEFAULT_WINDOW`].
+    pub fn new<S: MetricSource + 'static>(inner: S) -> Self {
+        Self::with_window(Arc::new(inner), DEFAULT_WINDOW)
+    }
+
+    /// Batches fetches to a shared `inner`, holding the first request of each
+    /// batch for `window` (zero merges only requests already queued).
+    pub fn with_window(inner: Arc<dyn MetricSource>, window: Duration) -> Self {
+        Self {
+            inner,
+            window,
+            sender: OnceLock::new(),
+        }
+    }
+
+    /// The queue to the batching task, which is started on first use.
+    fn sender(&self) -> &mpsc::Sender<Request> {
+        self.sender.get_or_init(|| {
+            let (sender, receiver) = mpsc::channel(QUEUE_CAPACITY);
+            tokio::spawn(run_batches(self.inner.clone(), self.window, receiver));
+            sender
+        })
+    }
+}
+
+#[async_trait]
+impl MetricSource for BatchingSource {
+    async fn fetch(
+        &self,
+        queries: &[MetricQuery],
+        start_ms: i64,
+        end_ms: i64,
+    ) -> Result<Vec<Series>, MetricsError> {
+        if queries.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (reply, answer) = oneshot::channel();
+        let request = Request {
+            queries: queries.to_vec(),
+            start_ms,
+            end_ms,
+            reply,
+        };
+        let stopped = || MetricsError::Source("the metric batching task has stopped".into());
+        self.sender().send(request).await.map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())?
+    }
+}
+
+/// The batching task: collects a batch, fetches it, answers, and repeats
+/// until every sender is gone.
+async fn run_batches(
+    inner: Arc<dyn MetricSource>,
+    window: Duration,
+    mut receiver: mpsc::Receiver<Request>,
+) {
+    while let Some(first) = receiver.recv().await {
+        let mut batch = vec![first];
+        let deadline = Instant::now() + window;
+        loop {
+            tokio::select! {
+                biased;
+                request = receiver.recv() => match request {
+                    Some(request) => batch.push(request),
+                    None => break,
+                },
+                () = tokio::time::sleep_until(deadline) => break,
+            }
+        }
+        // Requests already queued at the deadline join too: they cost nothing
+        // to add, and waiting for the next batch would cost them a window.
+        while let Ok(request) = receiver.try_recv() {
+            batch.push(request);
+        }
+        serve(inner.as_ref(), batch).await;
+    }
+}
+
+/// Fetches the union of a batch's requests once and answers each request.
+async fn serve(inner: &dyn MetricSource, batch: Vec<Request>) {
+    let mut merged: Vec<MetricQuery> = Vec::new();
+    let mut index_of: HashMap<MetricQuery, usize> = HashMap::new();
+    // For each request, the merged index of each of its queries.
+    let mut positions: Vec<Vec<usize>> = Vec::with_capacity(batch.len());
+    for request in &batch {
+        let mut indices = Vec::with_capacity(request.queries.len());
+        for query in &request.queries {
+            // The configured id is the caller's name for the metric, not part
+            // of what is fetched.
+            let key = MetricQuery {
+                id: String::new(),
+                ..query.clone()
+            };
+            let index = *index_of.entry(key).or_insert_with(|| {
+                merged.push(query.clone());
+                merged.len() - 1
+            });
+            indices.push(index);
+        }
+        positions.push(indices);
+    }
+    let start_ms = batch.iter().map(|r| r.start_ms).min().unwrap_or(0);
+    let end_ms = batch.iter().map(|r| r.end_ms).max().unwrap_or(0);
+
+    let answer = match inner.fetch(&merged, start_ms, end_ms).await {
+        Ok(series) if series.len() == merged.len() => Ok(series),
+        Ok(series) => Err(MetricsError::Source(format!(
+            "the metric source answered {} series for {} queries",
+            series.len(),
+            merged.len()
+        ))),
+        Err(error) => Err(error),
+    };
+    for (request, indices) in batch.into_iter().zip(positions) {
+        let reply = match &answer {
+            Ok(series) => Ok(request
+                .queries
+                .into_iter()
+                .zip(indices)
+                .map(|(query, index)| Series {
+                    query,
+                    points: series[index]
+                        .points
+                        .iter()
+                        .filter(|p| (request.start_ms..request.end_ms).contains(&p.timestamp_ms))
+                        .copied()
+                        .collect(),
+                })
+                .collect()),
+            Err(error) => Err(copy_error(error)),
+        };
+        // A caller that gave up (its task was cancelled) needs no answer.
+        let _ = request.reply.send(reply);
+    }
+}
+
+/// The same error for another caller ([`MetricsError`] holds no source, so
+/// nothing is lost).
+fn copy_error(error: &MetricsError) -> MetricsError {
+    match error {
+        MetricsError::Throttled(message) => MetricsError::Throttled(message.clone()),
+        MetricsError::Source(message) => MetricsError::Source(message.clone()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+    use crate::metrics::Datapoint;
+
+    /// An inner source that records its calls and answers every query with
+    /// one point per minute over the window, valued by metric name so that
+    /// a mix-up between callers shows.
+    #[derive(Default)]
+    struct Fake {
+        calls: AtomicUsize,
+        seen: Mutex<Vec<(usize, i64, i64)>>,
+        fail: Option<fn() -> MetricsError>,
+    }
+
+    fn value_of(query: &MetricQuery) -> f64 {
+        query
+            .metric_name
+            .trim_start_matches('m')
+            .parse()
+            .unwrap_or(f64::NAN)
+    }
+
+    #[async_trait]
+    impl MetricSource for Fake {
+        async fn fetch(
+            &self,
+            queries: &[MetricQuery],
+            start_ms: i64,
+            end_ms: i64,
+        ) -> Result<Vec<Series>, MetricsError> {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            self.seen
+                .lock()
+                .expect("lock")
+                .push((queries.len(), start_ms, end_ms));
+            if let Some(fail) = self.fail {
+                return Err(fail());
+            }
+            Ok(queries
+                .iter()
+                .map(|q| Series {
+                    query: q.clone(),
+                    points: (start_ms..end_ms)
+                        .step_by(60_000)
+                        .map(|timestamp_ms| Datapoint {
+                            timestamp_ms,
+                            value: value_of(q),
+                        })
+                        .collect(),
+                })
+                .collect())
+        }
+    }
+
+    fn query(id: &str, metric: usize) -> MetricQuery {
+        MetricQuery {
+            id: id.into(),
+            namespace: "AWS/KinesisAnalytics".into(),
+            metric_name: format!("m{metric}"),
+            dimensions: Default::default(),
+            statistic: "Maximum".into(),
+            period_secs: 60,
+        }
+    }
+
+    fn batching(fake: Fake) -> (Arc<Fake>, BatchingSource) {
+        let fake = Arc::new(fake);
+        let source = BatchingSource::with_window(fake.clone(), DEFAULT_WINDOW);
+        (fake, source)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn concurrent_callers_share_one_inner_call() {
+        let (fake, source) = batching(Fake::default());
+        let a = [query("cpu", 1)];
+        let b = [query("cpu", 2), query("lag", 3)];
+        let c = [query("cpu", 4)];
+        let (ra, rb, rc) = tokio::join!(
+            source.fetch(&a, 0, 300_000),
+            source.fetch(&b, 0, 300_000),
+            source.fetch(&c, 0, 300_000),
+        );
+        assert_eq!(fake.calls.load(Ordering::SeqCst), 1);
+        let (ra, rb, rc) = (ra.expect("a"), rb.expect("b"), rc.expect("c"));
+        assert_eq!(ra[0].points[0].value, 1.0);
+        assert_eq!(rb[0].points[0].value, 2.0);
+        assert_eq!(rb[1].query.id, "lag");
+        assert_eq!(rb[1].points[0].value, 3.0);
+        assert_eq!(rc[0].points[0].value, 4.0);
+        assert_eq!(rc[0].points.len(), 5);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn requests_further_apart_than_the_window_make_separate_calls() {
+        let (fake, source) = batching(Fake::default());
+        source
+            .fetch(&[query("a", 1)], 0, 60_000)
+            .await
+            .expect("first");
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        source
+            .fetch(&[query("a", 1)], 0, 60_000)
+            .await
+            .expect("second");
+        assert_eq!(fake.calls.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn many_queries_come_back_to_their_callers_in_order() {
+        let (fake, source) = batching(Fake::default());
+        // 1200 distinct metrics over three callers, each in its own order.
+        let first: Vec<_> = (0..400).map(|i| query(&format!("x{i}"), i)).collect();
+        let second: Vec<_> = (400..800)
+            .rev()
+            .map(|i| query(&format!("y{i}"), i))
+            .collect();
+        let third: Vec<_> = (800..1200).map(|i| query(&format!("z{i}"), i)).collect();
+        let (r1, r2, r3) = tokio::join!(
+            source.fetch(&first, 0, 120_000),
+            source.fetch(&second, 0, 120_000),
+            source.fetch(&third, 0, 120_000),
+        );
+        assert_eq!(fake.calls.load(Ordering::SeqCst), 1);
+        assert_eq!(fake.seen.lock().expect("lock")[0].0, 1200);
+        for (asked, answered) in [(first, r1), (second, r2), (third, r3)] {
+            let answered = answered.expect("answer");
+            assert_eq!(answered.len(), asked.len());
+            for (q, s) in asked.iter().zip(&answered) {
+                assert_eq!(&s.query, q);
+                assert_eq!(s.points.len(), 2);
+                assert!(s.points.iter().all(|p| p.value == value_of(q)));
+            }
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn identical_queries_of_different_callers_are_fetched_once() {
+        let (fake, source) = batching(Fake::default());
+        let a = [query("cpu", 7)];
+        let b = [query("load", 7), query("other", 8)];
+        let (ra, rb) = tokio::join!(source.fetch(&a, 0, 60_000), source.fetch(&b, 0, 60_000));
+        assert_eq!(fake.seen.lock().expect("lock")[0].0, 2);
+        assert_eq!(ra.expect("a")[0].query.id, "cpu");
+        let rb = rb.expect("b");
+        assert_eq!(rb[0].query.id, "load");
+        assert_eq!(rb[0].points[0].value, 7.0);
+        assert_eq!(rb[1].points[0].value, 8.0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn each_caller_gets_only_its_own_window() {
+        let (fake, source) = batching(Fake::default());
+        let a = [query("a", 1)];
+        let b = [query("b", 1)];
+        let (short, long) = tokio::join!(
+            source.fetch(&a, 240_000, 360_000),
+            source.fetch(&b, 0, 600_000),
+        );
+        assert_eq!(fake.seen.lock().expect("lock")[..], [(1, 0, 600_000)]);
+        let times = |s: &[Series]| {
+            s[0].points
+                .iter()
+                .map(|p| p.timestamp_ms)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(times(&short.expect("short")), [240_000, 300_000]);
+        assert_eq!(times(&long.expect("long")).len(), 10);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_error_reaches_every_caller_of_the_batch() {
+        let (fake, source) = batching(Fake {
+            fail: Some(|| MetricsError::Throttled("Throttling: slow down".into())),
+            ..Fake::default()
+        });
+        let a = [query("a", 1)];
+        let b = [query("b", 2)];
+        let (ra, rb) = tokio::join!(source.fetch(&a, 0, 60_000), source.fetch(&b, 0, 60_000));
+        assert_eq!(fake.calls.load(Ordering::SeqCst), 1);
+        for result in [ra, rb] {
+            match result {
+                Err(MetricsError::Throttled(message)) => assert!(message.contains("slow down")),
+                other => panic!("expected Throttled, got {other:?}"),
+            }
+        }
+    }
+}

@@ -1,0 +1,144 @@
+//! Act and follow: the thing being scaled.
+//!
+//! A [`ScalingTarget`] reports an application's status and capacity and
+//! applies a new capacity. Implementations: Managed Service for Apache Flink
+//! ([`msf`]), and, in later stages, the simulator and the Flink REST API.
+
+pub mod msf;
+
+use async_trait::async_trait;
+
+/// Lifecycle status of an application (MSF's `ApplicationStatus`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum AppStatus {
+    /// Created or stopped.
+    Ready,
+    /// Starting.
+    Starting,
+    /// Running: the only status in which the agent rescales.
+    Running,
+    /// An update is being applied.
+    Updating,
+    /// MSF's own autoscaling is acting.
+    Autoscaling,
+    /// Stopping.
+    Stopping,
+    /// Force-stopping.
+    ForceStopping,
+    /// Rolling back a failed update.
+    RollingBack,
+    /// A failed update was rolled back.
+    RolledBack,
+    /// Under maintenance.
+    Maintenance,
+    /// Being deleted.
+    Deleting,
+    /// Anything else.
+    Unknown,
+}
+
+impl AppStatus {
+    /// Parses MSF's spelling (`RUNNING`, `ROLLED_BACK`, ...).
+    pub fn from_msf(s: &str) -> Self {
+        match s {
+            "READY" => Self::Ready,
+            "STARTING" => Self::Starting,
+            "RUNNING" => Self::Running,
+            "UPDATING" => Self::Updating,
+            "AUTOSCALING" => Self::Autoscaling,
+            "STOPPING" => Self::Stopping,
+            "FORCE_STOPPING" => Self::ForceStopping,
+            "ROLLING_BACK" => Self::RollingBack,
+            "ROLLED_BACK" => Self::RolledBack,
+            "MAINTENANCE" => Self::Maintenance,
+            "DELETING" => Self::Deleting,
+            _ => Self::Unknown,
+        }
+    }
+
+    /// Whether the status is one an update passes through on its way back to
+    /// RUNNING (the controller keeps polling while it is).
+    pub fn is_transitional(self) -> bool {
+        matches!(
+            self,
+            Self::Updating
+                | Self::Autoscaling
+                | Self::Starting
+                | Self::RollingBack
+                | Self::Maintenance
+        )
+    }
+}
+
+impl std::fmt::Display for AppStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let s = serde_json::to_value(self).ok();
+        f.write_str(s.as_ref().and_then(|v| v.as_str()).unwrap_or("UNKNOWN"))
+    }
+}
+
+/// What DescribeApplication says about capacity and status.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct AppState {
+    /// Status.
+    pub status: AppStatus,
+    /// Current parallelism.
+    pub parallelism: u32,
+    /// Parallelism per KPU (1..=8).
+    pub parallelism_per_kpu: u32,
+    /// The version id that UpdateApplication must quote.
+    pub version_id: u64,
+    /// Whether MSF's own autoscaling is enabled.
+    pub autoscaling_enabled: bool,
+}
+
+impl AppState {
+    /// KPU = ceil(parallelism / parallelism_per_kpu).
+    pub fn kpu(&self) -> u32 {
+        self.parallelism.div_ceil(self.parallelism_per_kpu.max(1))
+    }
+}
+
+/// How a call to the target failed, classified by what the caller should do.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TargetError {
+    /// Throttled: retry later.
+    #[error("throttled: {0}")]
+    Throttled(String),
+    /// The version id was stale: re-read and re-decide.
+    #[error("concurrent modification: {0}")]
+    ConcurrentModification(String),
+    /// The application is busy (not RUNNING): wait and re-check.
+    #[error("resource in use: {0}")]
+    ResourceInUse(String),
+    /// The account's KPU limit was hit.
+    #[error("limit exceeded: {0}")]
+    LimitExceeded(String),
+    /// The request was invalid: do not retry.
+    #[error("invalid request: {0}")]
+    Invalid(String),
+    /// No such application.
+    #[error("not found: {0}")]
+    NotFound(String),
+    /// Network failures, timeouts, 5xx: retry later.
+    #[error("transient failure: {0}")]
+    Transient(String),
+}
+
+/// The thing being scaled.
+#[async_trait]
+pub trait ScalingTarget: Send + Sync {
+    /// Reads the application's status, capacity and version id.
+    async fn describe(&self, application: &str) -> Result<AppState, TargetError>;
+
+    /// Sets the application's capacity to `kpu` (parallelism = kpu x
+    /// parallelism per KPU, which is left unchanged), quoting the version id
+    /// of `current`. Returns the new version id.
+    async fn rescale(
+        &self,
+        application: &str,
+        kpu: u32,
+        current: &AppState,
+    ) -> Result<u64, TargetError>;
+}
