@@ -1,0 +1,357 @@
+//! The plugin host: one wasmtime engine, one linker, the component cache,
+//! and the contract-version dispatch that turns a file into a ready
+//! instance.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use wasmtime::component::{Component, HasSelf, InstancePre, Linker, Resource};
+use wasmtime::{Config, Engine};
+use wasmtime_wasi::p2::DynPollable;
+
+use super::cache::ComponentCache;
+use super::instance::{Pre, Sandbox};
+use super::sandbox::{GuestLog, State};
+use super::{
+    InterpreterInstance, PluginError, PluginKind, PluginMetadata, PolicyInstance, SandboxLimits,
+    v0_1_0,
+};
+
+/// How often the epoch advances. Deadlines are counted in ticks, so a call
+/// may overrun its deadline by up to one tick: 10 ms is a tenth of the
+/// default 100 ms deadline, precise enough, and costs 100 wake-ups a second
+/// (a 1 ms tick would cost ten times that, all day, on a sidecar, for a
+/// precision nobody needs).
+pub(crate) const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// One export this host knows how to bind: the interface name a component
+/// exports, the world it implies, and the contract version.
+struct SupportedExport {
+    name: &'static str,
+    kind: PluginKind,
+    contract_version: &'static str,
+}
+
+/// Every export of every contract version this host accepts. A new
+/// contract version adds its rows (and a bindings module); old rows stay.
+const SUPPORTED: &[SupportedExport] = &[
+    SupportedExport {
+        name: v0_1_0::POLICY_EXPORT,
+        kind: PluginKind::Policy,
+        contract_version: v0_1_0::VERSION,
+    },
+    SupportedExport {
+        name: v0_1_0::INTERPRETER_EXPORT,
+        kind: PluginKind::Interpreter,
+        contract_version: v0_1_0::VERSION,
+    },
+];
+
+/// Loads plugin components and runs them in sandboxes; one per agent.
+///
+/// Calls into plugins are synchronous and may take up to the call timeout.
+/// They are safe to make from inside a tokio runtime (the guest then runs
+/// on a scoped helper thread, because wasmtime-wasi's synchronous bindings
+/// block on a runtime of their own), but they do block the calling thread.
+pub struct PluginHost {
+    engine: Engine,
+    linker: Linker<State>,
+    cache: ComponentCache,
+    limits: SandboxLimits,
+}
+
+impl PluginHost {
+    /// Starts the engine (and its epoch ticker thread) with `limits` for
+    /// every instance, caching compiled components in memory only.
+    pub fn new(limits: SandboxLimits) -> Result<Self, PluginError> {
+        Self::build(limits, None)
+    }
+
+    /// Like [`PluginHost::new`], and also keeps compiled components in
+    /// `cache_dir` (created if missing), so that a restart does not compile
+    /// again. The directory must be writable only by the agent: its files
+    /// are loaded as native code.
+    pub fn with_cache_dir(limits: SandboxLimits, cache_dir: PathBuf) -> Result<Self, PluginError> {
+        Self::build(limits, Some(cache_dir))
+    }
+
+    fn build(limits: SandboxLimits, cache_dir: Option<PathBuf>) -> Result<Self, PluginError> {
+        let mut config = Config::new();
+        config.wasm_component_model(true);
+        config.epoch_interruption(true);
+        let engine = Engine::new(&config).map_err(|e| PluginError::Engine(describe(&e)))?;
+        start_ticker(&engine)?;
+
+        // One linker serves every world and contract version: they import
+        // the same WASI interfaces, and each version's `host` interface has
+        // its own versioned name.
+        let mut linker = Linker::<State>::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
+            .map_err(|e| PluginError::Engine(describe(&e)))?;
+        forbid_waiting(&mut linker).map_err(|e| PluginError::Engine(describe(&e)))?;
+        v0_1_0::policy::flinkscale::plugin::host::add_to_linker::<State, HasSelf<State>>(
+            &mut linker,
+            |state| state,
+        )
+        .map_err(|e| PluginError::Engine(describe(&e)))?;
+
+        let cache = ComponentCache::new(&engine, cache_dir);
+        Ok(Self {
+            engine,
+            linker,
+            cache,
+            limits,
+        })
+    }
+
+    /// The limits every instance runs under.
+    pub fn limits(&self) -> SandboxLimits {
+        self.limits
+    }
+
+    /// Loads the scaling policy at `path` for `application`: compiles it
+    /// (or takes it from the cache), checks it implements a supported
+    /// version of `scaling-policy`, instantiates it and calls `configure`
+    /// with `params_json`. A configure error is [`PluginError::Configure`]
+    /// with the plugin's own message.
+    pub fn load_policy(
+        &self,
+        path: &Path,
+        params_json: &str,
+        application: &str,
+    ) -> Result<PolicyInstance, PluginError> {
+        let sandbox = self.sandbox(path, PluginKind::Policy, params_json, application)?;
+        PolicyInstance::start(sandbox)
+    }
+
+    /// Loads the metric interpreter at `path` for `application`, as
+    /// [`PluginHost::load_policy`] does for policies.
+    pub fn load_interpreter(
+        &self,
+        path: &Path,
+        params_json: &str,
+        application: &str,
+    ) -> Result<InterpreterInstance, PluginError> {
+        let sandbox = self.sandbox(path, PluginKind::Interpreter, params_json, application)?;
+        InterpreterInstance::start(sandbox)
+    }
+
+    /// Loads the plugin at `path`, of either world, instantiates it and asks
+    /// its metadata, without configuring it (`flinkscale validate
+    /// --environment`).
+    pub fn check(&self, path: &Path) -> Result<PluginMetadata, PluginError> {
+        let (component, export) = self.compile(path, None)?;
+        let pre = self.pre(path, &component, export)?;
+        let mut sandbox = self.new_sandbox(path, pre, export, "{}", "");
+        sandbox.start(false)?;
+        Ok(sandbox.metadata())
+    }
+
+    fn sandbox(
+        &self,
+        path: &Path,
+        kind: PluginKind,
+        params_json: &str,
+        application: &str,
+    ) -> Result<Sandbox, PluginError> {
+        let (component, export) = self.compile(path, Some(kind))?;
+        let pre = self.pre(path, &component, export)?;
+        Ok(self.new_sandbox(path, pre, export, params_json, application))
+    }
+
+    fn new_sandbox(
+        &self,
+        path: &Path,
+        pre: Pre,
+        export: &'static SupportedExport,
+        params_json: &str,
+        application: &str,
+    ) -> Sandbox {
+        let stem = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "plugin".to_owned());
+        let log = Arc::new(GuestLog::new(&stem, application));
+        Sandbox::new(
+            self.engine.clone(),
+            pre,
+            self.limits,
+            deadline_ticks(self.limits.call_timeout),
+            super::PluginIdentity {
+                name: stem,
+                version: "?".to_owned(),
+                path: path.to_owned(),
+                application: application.to_owned(),
+            },
+            export.kind,
+            export.contract_version,
+            params_json.to_owned(),
+            log,
+        )
+    }
+
+    /// Reads and compiles `path` and finds which supported export it
+    /// implements; `expected` (if any) is the world the caller needs.
+    fn compile(
+        &self,
+        path: &Path,
+        expected: Option<PluginKind>,
+    ) -> Result<(Component, &'static SupportedExport), PluginError> {
+        let bytes = std::fs::read(path).map_err(|source| PluginError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let component = self
+            .cache
+            .get_or_compile(&self.engine, &bytes)
+            .map_err(|e| PluginError::NotAComponent {
+                path: path.to_owned(),
+                detail: describe(&e),
+            })?;
+        let export = dispatch(&self.engine, &component, path, expected)?;
+        Ok((component, export))
+    }
+
+    /// Links `component` once, with the bindings of its contract version.
+    fn pre(
+        &self,
+        path: &Path,
+        component: &Component,
+        export: &'static SupportedExport,
+    ) -> Result<Pre, PluginError> {
+        let link_error = |e: wasmtime::Error| PluginError::Link {
+            path: path.to_owned(),
+            detail: describe(&e),
+        };
+        let pre: InstancePre<State> = self.linker.instantiate_pre(component).map_err(link_error)?;
+        match (export.contract_version, export.kind) {
+            (v0_1_0::VERSION, PluginKind::Policy) => {
+                v0_1_0::policy::ScalingPolicyPre::new(pre).map(Pre::PolicyV0_1_0)
+            }
+            (v0_1_0::VERSION, PluginKind::Interpreter) => {
+                v0_1_0::interpreter::MetricInterpreterPre::new(pre).map(Pre::InterpreterV0_1_0)
+            }
+            (version, _) => {
+                // Unreachable as long as SUPPORTED and this match agree; an
+                // error rather than a panic all the same.
+                return Err(PluginError::UnsupportedContract {
+                    path: path.to_owned(),
+                    found: vec![format!("{} ({version})", export.name)],
+                    supported: supported_names(),
+                });
+            }
+        }
+        .map_err(link_error)
+    }
+}
+
+/// The monotonic clock interface as wasmtime-wasi defines it (semver
+/// matching makes this name serve guests built against any 0.2.x).
+const MONOTONIC_CLOCK: &str = "wasi:clocks/monotonic-clock@0.2.12";
+
+/// Replaces the monotonic clock's `subscribe-*` functions (what a guest's
+/// `sleep` and timed waits use) with traps. A wait blocks in host code,
+/// where epoch interruption cannot reach, so a guest sleeping an hour would
+/// hold its controller for an hour; and a plugin has no business waiting:
+/// the contract gives it no clock.
+fn forbid_waiting(linker: &mut Linker<State>) -> wasmtime::Result<()> {
+    fn refuse(
+        _store: wasmtime::StoreContextMut<'_, State>,
+        _when: (u64,),
+    ) -> wasmtime::Result<(Resource<DynPollable>,)> {
+        wasmtime::bail!("plugins cannot sleep or wait: the sandbox gives them no clock")
+    }
+    linker.allow_shadowing(true);
+    let mut clock = linker.instance(MONOTONIC_CLOCK)?;
+    clock.func_wrap("subscribe-duration", refuse)?;
+    clock.func_wrap("subscribe-instant", refuse)?;
+    linker.allow_shadowing(false);
+    Ok(())
+}
+
+/// Finds the supported export a component implements, or explains why none.
+fn dispatch(
+    engine: &Engine,
+    component: &Component,
+    path: &Path,
+    expected: Option<PluginKind>,
+) -> Result<&'static SupportedExport, PluginError> {
+    let ty = component.component_type();
+    let found: Vec<String> = ty
+        .exports(engine)
+        .map(|(name, _)| name.to_owned())
+        .collect();
+    let mut matches = SUPPORTED
+        .iter()
+        .filter(|s| found.iter().any(|name| name == s.name));
+    let Some(first) = matches.next() else {
+        return Err(PluginError::UnsupportedContract {
+            path: path.to_owned(),
+            found,
+            supported: supported_names(),
+        });
+    };
+    match expected {
+        None => Ok(first),
+        Some(kind) => std::iter::once(first)
+            .chain(matches)
+            .find(|s| s.kind == kind)
+            .ok_or_else(|| PluginError::WrongWorld {
+                path: path.to_owned(),
+                expected: kind,
+                found: first.kind,
+                export: first.name.to_owned(),
+            }),
+    }
+}
+
+fn supported_names() -> Vec<String> {
+    SUPPORTED.iter().map(|s| s.name.to_owned()).collect()
+}
+
+/// Epoch ticks for a call timeout: rounded up, plus one because the first
+/// tick may come at once.
+pub(crate) fn deadline_ticks(timeout: Duration) -> u64 {
+    let tick = EPOCH_TICK.as_millis().max(1);
+    u64::try_from(timeout.as_millis().div_ceil(tick))
+        .unwrap_or(u64::MAX / 2)
+        .max(1)
+        + 1
+}
+
+/// Starts the thread that advances the engine's epoch. It holds the engine
+/// only weakly, so it ends on its own once the host and every instance are
+/// gone (instances keep the engine alive, and with it their deadlines).
+fn start_ticker(engine: &Engine) -> Result<(), PluginError> {
+    let weak = engine.weak();
+    std::thread::Builder::new()
+        .name("flinkscale-epoch".to_owned())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(EPOCH_TICK);
+                match weak.upgrade() {
+                    Some(engine) => engine.increment_epoch(),
+                    None => break,
+                }
+            }
+        })
+        .map(|_| ())
+        .map_err(|e| PluginError::Engine(format!("cannot start the epoch ticker thread: {e}")))
+}
+
+/// An error's whole chain on one line.
+pub(crate) fn describe(error: &wasmtime::Error) -> String {
+    let mut text = String::new();
+    for cause in error.chain() {
+        let cause = cause.to_string();
+        if text.contains(&cause) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&cause);
+    }
+    text
+}

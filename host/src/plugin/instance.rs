@@ -1,0 +1,401 @@
+//! One plugin instance per application: a store, its bindings, and the
+//! discipline around every call (deadline, memory cap, log budget, failure
+//! classification, and rebuilding after a trap).
+
+use std::sync::Arc;
+
+use wasmtime::{Engine, Store, Trap};
+
+use super::sandbox::{GuestLog, State};
+use super::validate::sanitize_text;
+use super::{
+    FailureClass, PluginError, PluginIdentity, PluginKind, PluginMetadata, SandboxLimits, v0_1_0,
+};
+use crate::metrics::Series;
+use crate::model::{Application, Decision, Evaluation, Signal};
+
+/// Longest error text kept from a plugin or a trap, in bytes.
+const MAX_DETAIL_BYTES: usize = 512;
+
+/// A component linked with the bindings of its contract version, ready to
+/// instantiate.
+pub(crate) enum Pre {
+    /// World `scaling-policy`, contract 0.1.0.
+    PolicyV0_1_0(v0_1_0::policy::ScalingPolicyPre<State>),
+    /// World `metric-interpreter`, contract 0.1.0.
+    InterpreterV0_1_0(v0_1_0::interpreter::MetricInterpreterPre<State>),
+}
+
+/// An instantiated component's exports.
+enum Bindings {
+    PolicyV0_1_0(v0_1_0::policy::ScalingPolicy),
+    InterpreterV0_1_0(v0_1_0::interpreter::MetricInterpreter),
+}
+
+/// A live instance: a store and the exports instantiated in it.
+struct Live {
+    store: Store<State>,
+    bindings: Bindings,
+}
+
+/// One plugin instance and everything needed to rebuild it.
+pub(crate) struct Sandbox {
+    engine: Engine,
+    pre: Pre,
+    limits: SandboxLimits,
+    deadline_ticks: u64,
+    identity: PluginIdentity,
+    kind: PluginKind,
+    contract_version: &'static str,
+    params_json: String,
+    log: Arc<GuestLog>,
+    /// `None` before the first start and after a trap (a trapped store is
+    /// poisoned and never called again).
+    live: Option<Live>,
+    consecutive_failures: u32,
+}
+
+impl Sandbox {
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        engine: Engine,
+        pre: Pre,
+        limits: SandboxLimits,
+        deadline_ticks: u64,
+        identity: PluginIdentity,
+        kind: PluginKind,
+        contract_version: &'static str,
+        params_json: String,
+        log: Arc<GuestLog>,
+    ) -> Self {
+        Self {
+            engine,
+            pre,
+            limits,
+            deadline_ticks,
+            identity,
+            kind,
+            contract_version,
+            params_json,
+            log,
+            live: None,
+            consecutive_failures: 0,
+        }
+    }
+
+    /// What is known of the plugin (its own name and version once it has
+    /// been started).
+    pub(crate) fn metadata(&self) -> PluginMetadata {
+        PluginMetadata {
+            name: self.identity.name.clone(),
+            version: self.identity.version.clone(),
+            kind: self.kind,
+            contract_version: self.contract_version,
+        }
+    }
+
+    /// Builds a fresh store and instance, asks the plugin's metadata and,
+    /// if `configure`, configures it; each step under its own deadline.
+    pub(crate) fn start(&mut self, configure: bool) -> Result<(), PluginError> {
+        self.live = None;
+        let mut store = Store::new(
+            &self.engine,
+            State::new(self.limits.memory_limit_bytes, self.log.clone()),
+        );
+        store.limiter(|state| &mut state.limiter);
+
+        let pre = &self.pre;
+        let instantiated = guarded(&mut store, self.deadline_ticks, |store| match pre {
+            Pre::PolicyV0_1_0(pre) => pre.instantiate(store).map(Bindings::PolicyV0_1_0),
+            Pre::InterpreterV0_1_0(pre) => pre.instantiate(store).map(Bindings::InterpreterV0_1_0),
+        });
+        let bindings = match instantiated {
+            Ok(bindings) => bindings,
+            Err(error) => return Err(self.trapped("instantiate", &store, &error)),
+        };
+
+        let metadata = guarded(&mut store, self.deadline_ticks, |store| match &bindings {
+            Bindings::PolicyV0_1_0(b) => b.flinkscale_plugin_policy().call_metadata(store),
+            Bindings::InterpreterV0_1_0(b) => {
+                b.flinkscale_plugin_interpreter().call_metadata(store)
+            }
+        });
+        let metadata = match metadata {
+            Ok(metadata) => metadata,
+            Err(error) => return Err(self.trapped("metadata", &store, &error)),
+        };
+        let name = sanitize_text(&metadata.name, 64);
+        let version = sanitize_text(&metadata.version, 64);
+        if name.trim().is_empty() || version.trim().is_empty() {
+            return Err(self.failed(
+                "metadata",
+                FailureClass::Invalid,
+                "the plugin's name or version is empty".to_owned(),
+            ));
+        }
+        self.log.set_identity(&name, &version);
+        self.identity.name = name;
+        self.identity.version = version;
+
+        if configure {
+            let params = self.params_json.as_str();
+            let configured = guarded(&mut store, self.deadline_ticks, |store| match &bindings {
+                Bindings::PolicyV0_1_0(b) => {
+                    b.flinkscale_plugin_policy().call_configure(store, params)
+                }
+                Bindings::InterpreterV0_1_0(b) => b
+                    .flinkscale_plugin_interpreter()
+                    .call_configure(store, params),
+            });
+            match configured {
+                Ok(Ok(())) => {}
+                Ok(Err(message)) => {
+                    self.consecutive_failures = self.consecutive_failures.saturating_add(1);
+                    return Err(PluginError::Configure {
+                        plugin: Box::new(self.identity.clone()),
+                        message: sanitize_text(&message, MAX_DETAIL_BYTES),
+                    });
+                }
+                Err(error) => return Err(self.trapped("configure", &store, &error)),
+            }
+        }
+        self.live = Some(Live { store, bindings });
+        Ok(())
+    }
+
+    /// Calls `function` through `call`, (re)starting the instance first if
+    /// it has none. Counts failures; forgets a trapped store.
+    fn invoke<R: Send>(
+        &mut self,
+        function: &'static str,
+        call: impl FnOnce(&mut Store<State>, &Bindings) -> wasmtime::Result<Result<R, String>> + Send,
+    ) -> Result<R, PluginError> {
+        if self.live.is_none() {
+            self.start(true)?;
+        }
+        let Some(live) = self.live.as_mut() else {
+            return Err(self.failed(function, FailureClass::Trap, "no live instance".to_owned()));
+        };
+        let bindings = &live.bindings;
+        let result = guarded(&mut live.store, self.deadline_ticks, |store| {
+            call(store, bindings)
+        });
+        match result {
+            Ok(Ok(value)) => {
+                self.consecutive_failures = 0;
+                Ok(value)
+            }
+            Ok(Err(message)) => Err(self.failed(
+                function,
+                FailureClass::GuestError,
+                sanitize_text(&message, MAX_DETAIL_BYTES),
+            )),
+            Err(error) => {
+                let Some(live) = self.live.take() else {
+                    return Err(self.failed(function, FailureClass::Trap, describe_trap(&error)));
+                };
+                Err(self.trapped(function, &live.store, &error))
+            }
+        }
+    }
+
+    /// A failure of a call that did not return: classifies it from the
+    /// error and the store's limiter, and leaves no live instance behind.
+    fn trapped(
+        &mut self,
+        function: &'static str,
+        store: &Store<State>,
+        error: &wasmtime::Error,
+    ) -> PluginError {
+        self.live = None;
+        let (class, detail) = if store.data().limiter.refused {
+            (
+                FailureClass::OutOfMemory,
+                format!(
+                    "exceeded the memory limit of {} bytes",
+                    self.limits.memory_limit_bytes
+                ),
+            )
+        } else if matches!(error.downcast_ref::<Trap>(), Some(Trap::Interrupt)) {
+            (
+                FailureClass::Timeout,
+                format!(
+                    "no answer within the {} ms deadline",
+                    self.limits.call_timeout.as_millis()
+                ),
+            )
+        } else {
+            (FailureClass::Trap, describe_trap(error))
+        };
+        tracing::debug!(
+            message = "Plugin call trapped.",
+            plugin = %self.identity.name,
+            plugin_version = %self.identity.version,
+            application = %self.identity.application,
+            function,
+            error = ?error,
+        );
+        self.failed(function, class, detail)
+    }
+
+    fn failed(
+        &mut self,
+        function: &'static str,
+        class: FailureClass,
+        detail: String,
+    ) -> PluginError {
+        self.consecutive_failures = self.consecutive_failures.saturating_add(1);
+        PluginError::Call {
+            plugin: Box::new(self.identity.clone()),
+            function,
+            class,
+            detail,
+        }
+    }
+}
+
+/// Runs one call into a guest under the deadline, with a fresh log budget
+/// and a cleared memory-refusal flag. When the caller is inside a tokio
+/// runtime the guest runs on a scoped helper thread: wasmtime-wasi's
+/// synchronous bindings (guest stdout, for one) block on a runtime, which
+/// panics on a thread that is already driving one.
+fn guarded<R: Send>(
+    store: &mut Store<State>,
+    deadline_ticks: u64,
+    call: impl FnOnce(&mut Store<State>) -> R + Send,
+) -> R {
+    store.set_epoch_deadline(deadline_ticks);
+    store.data_mut().limiter.refused = false;
+    let log = store.data().log.clone();
+    log.begin_call();
+    let result = if tokio::runtime::Handle::try_current().is_ok() {
+        std::thread::scope(|scope| match scope.spawn(|| call(store)).join() {
+            Ok(result) => result,
+            Err(panic) => std::panic::resume_unwind(panic),
+        })
+    } else {
+        call(store)
+    };
+    log.end_call();
+    result
+}
+
+/// A trap's own message (`wasm trap: ...`, or a host function's refusal)
+/// rather than the wasm backtrace that wraps it (which goes to the debug
+/// log), cut to a log-friendly length.
+fn describe_trap(error: &wasmtime::Error) -> String {
+    let text = match error.downcast_ref::<Trap>() {
+        Some(trap) => trap.to_string(),
+        None => error.root_cause().to_string(),
+    };
+    sanitize_text(&text, MAX_DETAIL_BYTES)
+}
+
+/// A scaling policy instance serving one application.
+pub struct PolicyInstance {
+    sandbox: Sandbox,
+}
+
+impl PolicyInstance {
+    pub(crate) fn start(mut sandbox: Sandbox) -> Result<Self, PluginError> {
+        sandbox.start(true)?;
+        Ok(Self { sandbox })
+    }
+
+    /// Asks the policy to decide on `evaluation`. The answer is the
+    /// plugin's, unvalidated: pass it through
+    /// [`super::validate::validate_decision`] before acting. After a trap
+    /// or timeout the next call runs on a fresh instance (configured
+    /// again).
+    pub fn decide(&mut self, evaluation: &Evaluation) -> Result<Decision, PluginError> {
+        let evaluation = v0_1_0::evaluation(evaluation);
+        self.sandbox
+            .invoke("decide", |store, bindings| match bindings {
+                Bindings::PolicyV0_1_0(b) => {
+                    b.flinkscale_plugin_policy().call_decide(store, &evaluation)
+                }
+                Bindings::InterpreterV0_1_0(_) => {
+                    Ok(Err("a metric interpreter cannot decide".to_owned()))
+                }
+            })
+            .map(v0_1_0::decision)
+    }
+
+    /// The plugin's name, version, world and contract version.
+    pub fn metadata(&self) -> PluginMetadata {
+        self.sandbox.metadata()
+    }
+
+    /// The plugin as named in logs and errors.
+    pub fn identity(&self) -> &PluginIdentity {
+        &self.sandbox.identity
+    }
+
+    /// `name version`, e.g. `step 0.1.0`.
+    pub fn label(&self) -> String {
+        label(&self.sandbox.identity)
+    }
+
+    /// Failed calls since the last successful one (for quarantine).
+    pub fn consecutive_failures(&self) -> u32 {
+        self.sandbox.consecutive_failures
+    }
+}
+
+/// A metric interpreter instance serving one application.
+pub struct InterpreterInstance {
+    sandbox: Sandbox,
+}
+
+impl InterpreterInstance {
+    pub(crate) fn start(mut sandbox: Sandbox) -> Result<Self, PluginError> {
+        sandbox.start(true)?;
+        Ok(Self { sandbox })
+    }
+
+    /// Asks the interpreter for signals. NaN and infinite values are
+    /// dropped, as the contract says.
+    pub fn interpret(
+        &mut self,
+        now_ms: i64,
+        app: &Application,
+        metrics: &[Series],
+    ) -> Result<Vec<Signal>, PluginError> {
+        let app = v0_1_0::application(app);
+        let metrics: Vec<_> = metrics.iter().map(v0_1_0::series).collect();
+        self.sandbox
+            .invoke("interpret", |store, bindings| match bindings {
+                Bindings::InterpreterV0_1_0(b) => b
+                    .flinkscale_plugin_interpreter()
+                    .call_interpret(store, now_ms, &app, &metrics),
+                Bindings::PolicyV0_1_0(_) => {
+                    Ok(Err("a scaling policy cannot interpret".to_owned()))
+                }
+            })
+            .map(v0_1_0::signals)
+    }
+
+    /// The plugin's name, version, world and contract version.
+    pub fn metadata(&self) -> PluginMetadata {
+        self.sandbox.metadata()
+    }
+
+    /// The plugin as named in logs and errors.
+    pub fn identity(&self) -> &PluginIdentity {
+        &self.sandbox.identity
+    }
+
+    /// `name version`, e.g. `lag 0.1.0`.
+    pub fn label(&self) -> String {
+        label(&self.sandbox.identity)
+    }
+
+    /// Failed calls since the last successful one (for quarantine).
+    pub fn consecutive_failures(&self) -> u32 {
+        self.sandbox.consecutive_failures
+    }
+}
+
+fn label(identity: &PluginIdentity) -> String {
+    format!("{} {}", identity.name, identity.version)
+}

@@ -1,0 +1,234 @@
+//! The sandboxed WebAssembly plugin host: the decide (and interpret) stage.
+//!
+//! A [`PluginHost`] owns one wasmtime engine for the whole agent, compiles a
+//! plugin component once (cached by the wasm's sha256, in memory and
+//! optionally on disk), finds which contract version and world it was built
+//! against, and hands out one [`PolicyInstance`] or [`InterpreterInstance`]
+//! per application. Every call into a plugin runs under a wall-clock
+//! deadline and a memory cap, in an empty WASI context; a plugin that
+//! fails is reported as a [`PluginError`] naming it, and a trapped instance
+//! is rebuilt before its next call. What a policy answers is checked by
+//! [`validate::validate_decision`] before anyone acts on it.
+
+mod cache;
+mod engine;
+mod instance;
+mod sandbox;
+pub mod v0_1_0;
+pub mod validate;
+
+#[cfg(test)]
+mod tests;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub use engine::PluginHost;
+pub use instance::{InterpreterInstance, PolicyInstance};
+
+/// The resources one plugin instance may use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SandboxLimits {
+    /// Wall-clock deadline of one call into a plugin (configure, metadata,
+    /// decide, interpret). Enforced by epoch interruption, so the effective
+    /// deadline is rounded up to the host's epoch tick (10 ms).
+    pub call_timeout: Duration,
+    /// Most linear memory one instance may grow to, in bytes.
+    pub memory_limit_bytes: u64,
+}
+
+impl Default for SandboxLimits {
+    fn default() -> Self {
+        Self {
+            call_timeout: Duration::from_millis(100),
+            memory_limit_bytes: 64 * 1024 * 1024,
+        }
+    }
+}
+
+/// Which of the contract's worlds a component exports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PluginKind {
+    /// World `scaling-policy`: decides a target capacity.
+    Policy,
+    /// World `metric-interpreter`: derives signals from series.
+    Interpreter,
+}
+
+impl std::fmt::Display for PluginKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            PluginKind::Policy => "scaling policy",
+            PluginKind::Interpreter => "metric interpreter",
+        })
+    }
+}
+
+/// Who a plugin says it is, plus what the host found out about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PluginMetadata {
+    /// The plugin's name, from its `metadata()`.
+    pub name: String,
+    /// The plugin's own version, from its `metadata()`.
+    pub version: String,
+    /// The world it exports.
+    pub kind: PluginKind,
+    /// The contract version it was built against, e.g. `0.1.0`.
+    pub contract_version: &'static str,
+}
+
+/// A plugin as named in logs and errors: what it says it is, where it was
+/// loaded from, and the application it serves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PluginIdentity {
+    /// The plugin's name (the file stem until `metadata()` has answered).
+    pub name: String,
+    /// The plugin's version (`?` until `metadata()` has answered).
+    pub version: String,
+    /// The component file.
+    pub path: PathBuf,
+    /// The application this instance serves (empty for `check`).
+    pub application: String,
+}
+
+impl std::fmt::Display for PluginIdentity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "plugin {} {} ({})",
+            self.name,
+            self.version,
+            self.path.display()
+        )?;
+        if !self.application.is_empty() {
+            write!(f, " for application {:?}", self.application)?;
+        }
+        Ok(())
+    }
+}
+
+/// Why a call into a plugin produced no usable answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FailureClass {
+    /// The call ran past its deadline and was interrupted.
+    Timeout,
+    /// The instance tried to grow its memory past the cap.
+    OutOfMemory,
+    /// The guest trapped (`unreachable`, a panic, an out-of-bounds access).
+    Trap,
+    /// The guest returned an error of its own.
+    GuestError,
+    /// The guest answered something the contract does not allow.
+    Invalid,
+}
+
+impl std::fmt::Display for FailureClass {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            FailureClass::Timeout => "Timeout",
+            FailureClass::OutOfMemory => "OutOfMemory",
+            FailureClass::Trap => "Trap",
+            FailureClass::GuestError => "GuestError",
+            FailureClass::Invalid => "Invalid",
+        })
+    }
+}
+
+/// Everything that can go wrong loading or calling a plugin.
+#[derive(Debug, thiserror::Error)]
+pub enum PluginError {
+    /// The WebAssembly engine could not be set up.
+    #[error("cannot start the WebAssembly engine: {0}")]
+    Engine(String),
+    /// The component file could not be read.
+    #[error("cannot read plugin {}: {source}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// What the OS said.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not a component this host can compile (a core module, a
+    /// component using features the engine lacks, or not wasm at all).
+    #[error(
+        "plugin {} is not a WebAssembly component this host can load \
+         (build it for wasm32-wasip2): {detail}",
+        path.display()
+    )]
+    NotAComponent {
+        /// The file.
+        path: PathBuf,
+        /// What the compiler said.
+        detail: String,
+    },
+    /// The component exports no contract version this host supports.
+    #[error(
+        "plugin {} exports no flinkscale plugin interface this host supports; \
+         found exports [{}]; supported: [{}]",
+        path.display(),
+        found.join(", "),
+        supported.join(", ")
+    )]
+    UnsupportedContract {
+        /// The file.
+        path: PathBuf,
+        /// The component's export names.
+        found: Vec<String>,
+        /// The export names this host accepts.
+        supported: Vec<String>,
+    },
+    /// The component implements the other world.
+    #[error("plugin {} is a {found} (exports {export}), but a {expected} is needed here", path.display())]
+    WrongWorld {
+        /// The file.
+        path: PathBuf,
+        /// What was asked for.
+        expected: PluginKind,
+        /// What the component is.
+        found: PluginKind,
+        /// The export that tells.
+        export: String,
+    },
+    /// The component imports something the sandbox does not offer (for
+    /// example sockets from a newer WASI, or HTTP).
+    #[error("plugin {} imports what the sandbox does not provide: {detail}", path.display())]
+    Link {
+        /// The file.
+        path: PathBuf,
+        /// What the linker said.
+        detail: String,
+    },
+    /// The plugin refused its parameters.
+    #[error("{plugin} rejected its params: {message}")]
+    Configure {
+        /// The plugin.
+        plugin: Box<PluginIdentity>,
+        /// The plugin's own explanation.
+        message: String,
+    },
+    /// A call into the plugin failed.
+    #[error("{plugin} failed in {function}: {class}: {detail}")]
+    Call {
+        /// The plugin.
+        plugin: Box<PluginIdentity>,
+        /// The exported function (or `instantiate`).
+        function: &'static str,
+        /// The kind of failure.
+        class: FailureClass,
+        /// What happened, for people.
+        detail: String,
+    },
+}
+
+impl PluginError {
+    /// The kind of failure of a failed call (configure counts as a guest
+    /// error); none for load errors.
+    pub fn class(&self) -> Option<FailureClass> {
+        match self {
+            PluginError::Call { class, .. } => Some(*class),
+            PluginError::Configure { .. } => Some(FailureClass::GuestError),
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,382 @@
+//! What one plugin store holds: an empty WASI context, a memory limiter that
+//! remembers it refused, and the plugin's log (the `host.log` import plus
+//! the guest's stdout and stderr), bounded per call and tagged with the
+//! plugin and the application.
+
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll};
+
+use wasmtime::ResourceLimiter;
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
+use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
+use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+
+use super::v0_1_0;
+use super::validate::sanitize_text;
+
+/// Longest log line kept from a plugin, in bytes; the rest is cut.
+pub(crate) const MAX_LOG_LINE_BYTES: usize = 1024;
+/// Most lines one call may log (host `log` and stdout/stderr together); the
+/// rest are counted and reported once at the end of the call.
+pub(crate) const MAX_LOG_LINES_PER_CALL: u32 = 64;
+/// Most table elements one instance may have; generous for any real
+/// plugin, small enough to stop a table-growth bomb.
+const MAX_TABLE_ELEMENTS: usize = 100_000;
+
+/// The data of one plugin store.
+pub(crate) struct State {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    /// The memory cap, consulted by wasmtime on every growth.
+    pub(crate) limiter: Limiter,
+    /// Where the plugin's log lines go.
+    pub(crate) log: Arc<GuestLog>,
+}
+
+impl State {
+    /// A store state with an empty WASI context: no preopened directories,
+    /// no environment, no arguments, no sockets, stdin closed, stdout and
+    /// stderr to the agent's log.
+    pub(crate) fn new(memory_limit_bytes: u64, log: Arc<GuestLog>) -> Self {
+        let wasi = WasiCtxBuilder::new()
+            .stdout(LogStream {
+                log: log.clone(),
+                stream: Stream::Stdout,
+            })
+            .stderr(LogStream {
+                log: log.clone(),
+                stream: Stream::Stderr,
+            })
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .build();
+        Self {
+            wasi,
+            table: ResourceTable::new(),
+            limiter: Limiter::new(memory_limit_bytes),
+            log,
+        }
+    }
+}
+
+impl WasiView for State {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl v0_1_0::Host for State {
+    fn log(&mut self, level: v0_1_0::Level, message: String) {
+        let level = match level {
+            v0_1_0::Level::Trace => tracing::Level::TRACE,
+            v0_1_0::Level::Debug => tracing::Level::DEBUG,
+            v0_1_0::Level::Info => tracing::Level::INFO,
+            v0_1_0::Level::Warn => tracing::Level::WARN,
+            v0_1_0::Level::Error => tracing::Level::ERROR,
+        };
+        self.log.line(level, "log", message.as_bytes());
+    }
+}
+
+/// Caps the total linear memory of a store (all its memories together, so a
+/// component with several memories gets no more than one with one) and
+/// remembers that it refused, so that the resulting trap is reported as
+/// out-of-memory rather than as a plain trap.
+pub(crate) struct Limiter {
+    limit: usize,
+    used: usize,
+    /// Set when a growth was refused or failed.
+    pub(crate) refused: bool,
+}
+
+impl Limiter {
+    fn new(limit_bytes: u64) -> Self {
+        Self {
+            limit: usize::try_from(limit_bytes).unwrap_or(usize::MAX),
+            used: 0,
+            refused: false,
+        }
+    }
+}
+
+impl ResourceLimiter for Limiter {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let used = self.used.saturating_sub(current).saturating_add(desired);
+        if used > self.limit || maximum.is_some_and(|max| desired > max) {
+            self.refused = true;
+            // An error (not `Ok(false)`) makes the growth trap at once, as
+            // `StoreLimits::trap_on_grow_failure` does: a guest allocator
+            // that handles a failed grow gracefully would otherwise keep
+            // running and report something misleading.
+            wasmtime::bail!(
+                "memory limit of {} bytes reached (wanted {used} bytes)",
+                self.limit
+            );
+        }
+        self.used = used;
+        Ok(true)
+    }
+
+    fn memory_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.refused = true;
+        Err(error.context("memory growth failed"))
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > MAX_TABLE_ELEMENTS || maximum.is_some_and(|max| desired > max) {
+            wasmtime::bail!("table limit of {MAX_TABLE_ELEMENTS} elements reached");
+        }
+        Ok(true)
+    }
+}
+
+/// Which standard stream a line came from.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Stream {
+    Stdout,
+    Stderr,
+}
+
+/// The log of one plugin instance: tags lines with the plugin and the
+/// application, cuts long lines, and stops after
+/// [`MAX_LOG_LINES_PER_CALL`] lines per call so that a chatty or hostile
+/// plugin cannot flood the agent's log.
+pub(crate) struct GuestLog {
+    state: Mutex<LogState>,
+}
+
+struct LogState {
+    name: String,
+    version: String,
+    application: String,
+    lines_left: u32,
+    suppressed: u32,
+    stdout: Vec<u8>,
+    stderr: Vec<u8>,
+}
+
+impl GuestLog {
+    /// A log for `name` (until the plugin tells its own) serving
+    /// `application`.
+    pub(crate) fn new(name: &str, application: &str) -> Self {
+        Self {
+            state: Mutex::new(LogState {
+                name: name.to_owned(),
+                version: "?".to_owned(),
+                application: application.to_owned(),
+                lines_left: MAX_LOG_LINES_PER_CALL,
+                suppressed: 0,
+                stdout: Vec::new(),
+                stderr: Vec::new(),
+            }),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, LogState> {
+        // A panic while logging leaves nothing half-updated that matters.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Tags further lines with the plugin's own name and version.
+    pub(crate) fn set_identity(&self, name: &str, version: &str) {
+        let mut state = self.lock();
+        state.name = name.to_owned();
+        state.version = version.to_owned();
+    }
+
+    /// Starts a call: the line budget is per call.
+    pub(crate) fn begin_call(&self) {
+        let mut state = self.lock();
+        state.lines_left = MAX_LOG_LINES_PER_CALL;
+        state.suppressed = 0;
+    }
+
+    /// Ends a call: writes out unterminated stdout/stderr text and says how
+    /// many lines were dropped.
+    pub(crate) fn end_call(&self) {
+        let mut state = self.lock();
+        for stream in [Stream::Stdout, Stream::Stderr] {
+            let pending = std::mem::take(state.buffer(stream));
+            if !pending.is_empty() {
+                state.emit(stream.level(), stream.name(), &pending);
+            }
+        }
+        if state.suppressed > 0 {
+            tracing::warn!(
+                message = "Plugin log lines suppressed.",
+                plugin = %state.name,
+                plugin_version = %state.version,
+                application = %state.application,
+                suppressed = state.suppressed,
+                limit_per_call = MAX_LOG_LINES_PER_CALL,
+            );
+            state.suppressed = 0;
+        }
+    }
+
+    /// Logs one line from `source` (`log`, `stdout` or `stderr`).
+    pub(crate) fn line(&self, level: tracing::Level, source: &'static str, text: &[u8]) {
+        self.lock().emit(level, source, text);
+    }
+
+    /// Appends guest output to a stream's buffer, logging each complete
+    /// line (and any line grown past the length cap).
+    pub(crate) fn write(&self, stream: Stream, bytes: &[u8]) {
+        let mut state = self.lock();
+        let mut rest = bytes;
+        while let Some(newline) = rest.iter().position(|b| *b == b'\n') {
+            let (line, tail) = rest.split_at(newline);
+            let buffer = state.buffer(stream);
+            buffer.extend_from_slice(line);
+            let text = std::mem::take(buffer);
+            state.emit(stream.level(), stream.name(), &text);
+            rest = &tail[1..];
+        }
+        let buffer = state.buffer(stream);
+        let room = (MAX_LOG_LINE_BYTES + 1).saturating_sub(buffer.len());
+        buffer.extend_from_slice(&rest[..rest.len().min(room)]);
+        if buffer.len() > MAX_LOG_LINE_BYTES {
+            let text = std::mem::take(buffer);
+            state.emit(stream.level(), stream.name(), &text);
+        }
+    }
+}
+
+impl LogState {
+    fn buffer(&mut self, stream: Stream) -> &mut Vec<u8> {
+        match stream {
+            Stream::Stdout => &mut self.stdout,
+            Stream::Stderr => &mut self.stderr,
+        }
+    }
+
+    fn emit(&mut self, level: tracing::Level, source: &'static str, text: &[u8]) {
+        if self.lines_left == 0 {
+            self.suppressed = self.suppressed.saturating_add(1);
+            return;
+        }
+        self.lines_left -= 1;
+        let text = sanitize_text(&String::from_utf8_lossy(text), MAX_LOG_LINE_BYTES);
+        let (plugin, version, application) = (&self.name, &self.version, &self.application);
+        // `tracing` needs the level at compile time, hence one call per level.
+        macro_rules! emit {
+            ($macro:ident) => {
+                tracing::$macro!(
+                    target: "flinkscale::plugin::guest",
+                    plugin = %plugin,
+                    plugin_version = %version,
+                    application = %application,
+                    source,
+                    "{text}"
+                )
+            };
+        }
+        match level {
+            tracing::Level::TRACE => emit!(trace),
+            tracing::Level::DEBUG => emit!(debug),
+            tracing::Level::INFO => emit!(info),
+            tracing::Level::WARN => emit!(warn),
+            _ => emit!(error),
+        }
+    }
+}
+
+impl Stream {
+    fn level(self) -> tracing::Level {
+        match self {
+            Stream::Stdout => tracing::Level::INFO,
+            Stream::Stderr => tracing::Level::WARN,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Stream::Stdout => "stdout",
+            Stream::Stderr => "stderr",
+        }
+    }
+}
+
+/// A guest's stdout or stderr, written line by line to its [`GuestLog`].
+#[derive(Clone)]
+struct LogStream {
+    log: Arc<GuestLog>,
+    stream: Stream,
+}
+
+impl IsTerminal for LogStream {
+    fn is_terminal(&self) -> bool {
+        false
+    }
+}
+
+impl StdoutStream for LogStream {
+    fn p2_stream(&self) -> Box<dyn OutputStream> {
+        Box::new(self.clone())
+    }
+
+    fn async_stream(&self) -> Box<dyn tokio::io::AsyncWrite + Send + Sync> {
+        Box::new(self.clone())
+    }
+}
+
+#[wasmtime_wasi::async_trait]
+impl Pollable for LogStream {
+    async fn ready(&mut self) {}
+}
+
+impl OutputStream for LogStream {
+    fn write(&mut self, bytes: bytes::Bytes) -> StreamResult<()> {
+        self.log.write(self.stream, &bytes);
+        Ok(())
+    }
+
+    fn flush(&mut self) -> StreamResult<()> {
+        Ok(())
+    }
+
+    fn check_write(&mut self) -> StreamResult<usize> {
+        // Always ready: writing only appends to a bounded buffer.
+        Ok(64 * 1024)
+    }
+}
+
+impl tokio::io::AsyncWrite for LogStream {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        self.log.write(self.stream, buf);
+        Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}

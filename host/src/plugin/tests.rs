@@ -1,0 +1,259 @@
+//! Unit tests of the plugin host that need no compiled plugin: contract
+//! dispatch errors and the host's own plumbing. Tests with the real `step`
+//! and `misbehave` components are in `host/tests/plugin_host.rs`.
+
+use std::path::{Path, PathBuf};
+
+use super::*;
+
+fn host() -> PluginHost {
+    PluginHost::new(SandboxLimits::default()).expect("the engine starts")
+}
+
+/// Writes `bytes` as a `.wasm` file in a fresh directory.
+fn wasm_file(bytes: &[u8]) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("plugin.wasm");
+    std::fs::write(&path, bytes).expect("write wasm");
+    (dir, path)
+}
+
+/// A component that exports one empty instance under `name`: the smallest
+/// thing that looks like a plugin of some contract version.
+fn component_exporting(name: &str) -> Vec<u8> {
+    let mut bytes = vec![0x00, 0x61, 0x73, 0x6d, 0x0d, 0x00, 0x01, 0x00];
+    // Instance section: one instance made of zero inline exports.
+    bytes.extend([0x05, 0x03, 0x01, 0x01, 0x00]);
+    // Export section: that instance under `name`, no type ascription.
+    let name = name.as_bytes();
+    let mut export = vec![0x01, 0x00, u8::try_from(name.len()).expect("short name")];
+    export.extend(name);
+    export.extend([0x05, 0x00, 0x00]);
+    bytes.push(0x0b);
+    bytes.push(u8::try_from(export.len()).expect("short section"));
+    bytes.extend(export);
+    bytes
+}
+
+fn load_error(path: &Path) -> PluginError {
+    match host().load_policy(path, "{}", "orders") {
+        Ok(_) => panic!("{} loaded as a policy", path.display()),
+        Err(error) => error,
+    }
+}
+
+#[test]
+fn a_missing_file_is_a_read_error_naming_it() {
+    let error = load_error(Path::new("/nonexistent/step.wasm"));
+    assert!(matches!(error, PluginError::Read { .. }), "{error:?}");
+    assert!(
+        error.to_string().contains("/nonexistent/step.wasm"),
+        "{error}"
+    );
+}
+
+#[test]
+fn a_file_that_is_not_wasm_is_refused_with_the_file_named() {
+    let (_dir, path) = wasm_file(b"#!/bin/sh\necho hello\n");
+    let error = load_error(&path);
+    assert!(
+        matches!(error, PluginError::NotAComponent { .. }),
+        "{error:?}"
+    );
+    let text = error.to_string();
+    assert!(text.contains(&path.display().to_string()), "{text}");
+    assert!(text.contains("wasm32-wasip2"), "{text}");
+}
+
+#[test]
+fn a_core_module_is_not_a_component() {
+    // The smallest valid core module: magic and version 1.
+    let (_dir, path) = wasm_file(&[0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00]);
+    let error = load_error(&path);
+    assert!(
+        matches!(error, PluginError::NotAComponent { .. }),
+        "{error:?}"
+    );
+}
+
+#[test]
+fn a_component_without_the_contract_lists_what_it_exports_and_what_is_supported() {
+    let (_dir, path) = wasm_file(&component_exporting("example:other/thing"));
+    let error = load_error(&path);
+    let PluginError::UnsupportedContract {
+        found, supported, ..
+    } = &error
+    else {
+        panic!("expected an unsupported contract, got {error:?}");
+    };
+    assert_eq!(found, &["example:other/thing".to_owned()]);
+    assert!(supported.contains(&"flinkscale:plugin/policy@0.1.0".to_owned()));
+    let text = error.to_string();
+    assert!(text.contains("example:other/thing"), "{text}");
+    assert!(text.contains("flinkscale:plugin/policy@0.1.0"), "{text}");
+}
+
+#[test]
+fn a_future_contract_version_is_refused_naming_the_versions() {
+    let (_dir, path) = wasm_file(&component_exporting("flinkscale:plugin/policy@9.0.0"));
+    let error = load_error(&path);
+    assert!(
+        matches!(error, PluginError::UnsupportedContract { .. }),
+        "{error:?}"
+    );
+    let text = error.to_string();
+    assert!(text.contains("flinkscale:plugin/policy@9.0.0"), "{text}");
+    assert!(text.contains("flinkscale:plugin/policy@0.1.0"), "{text}");
+    // `check` dispatches the same way.
+    assert!(matches!(
+        host().check(&path),
+        Err(PluginError::UnsupportedContract { .. })
+    ));
+}
+
+#[test]
+fn an_interpreter_export_is_the_wrong_world_for_a_policy() {
+    let (_dir, path) = wasm_file(&component_exporting("flinkscale:plugin/interpreter@0.1.0"));
+    let error = load_error(&path);
+    let PluginError::WrongWorld {
+        expected, found, ..
+    } = &error
+    else {
+        panic!("expected the wrong world, got {error:?}");
+    };
+    assert_eq!(
+        (*expected, *found),
+        (PluginKind::Policy, PluginKind::Interpreter)
+    );
+    assert!(error.to_string().contains("metric interpreter"), "{error}");
+}
+
+#[test]
+fn an_export_of_the_right_name_but_the_wrong_shape_fails_to_link() {
+    // The empty instance has none of the policy's functions.
+    let (_dir, path) = wasm_file(&component_exporting("flinkscale:plugin/policy@0.1.0"));
+    let error = load_error(&path);
+    assert!(matches!(error, PluginError::Link { .. }), "{error:?}");
+}
+
+#[test]
+fn the_deadline_is_never_shorter_than_the_timeout() {
+    use std::time::Duration;
+    let tick = engine::EPOCH_TICK.as_millis() as u64;
+    for ms in [1, 9, 10, 11, 100, 250] {
+        let ticks = engine::deadline_ticks(Duration::from_millis(ms));
+        // The first tick may come at once, so one tick is not counted.
+        assert!((ticks - 1) * tick >= ms, "{ms} ms -> {ticks} ticks");
+        assert!(
+            (ticks - 2) * tick < ms,
+            "{ms} ms -> {ticks} ticks is too many"
+        );
+    }
+}
+
+#[test]
+fn instances_can_move_to_controller_tasks() {
+    fn assert_send<T: Send>() {}
+    assert_send::<PolicyInstance>();
+    assert_send::<InterpreterInstance>();
+    fn assert_shared<T: Send + Sync>() {}
+    assert_shared::<PluginHost>();
+}
+
+/// Collects everything logged through `tracing` while `f` runs.
+fn captured_logs(f: impl FnOnce()) -> String {
+    use std::sync::{Arc, Mutex};
+    #[derive(Clone)]
+    struct Buffer(Arc<Mutex<Vec<u8>>>);
+    impl std::io::Write for Buffer {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().expect("log buffer").extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let buffer = Buffer(Arc::new(Mutex::new(Vec::new())));
+    let writer = buffer.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    tracing::subscriber::with_default(subscriber, f);
+    let bytes = buffer.0.lock().expect("log buffer").clone();
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+#[test]
+fn a_flood_of_plugin_log_lines_is_cut_per_call_and_counted() {
+    use sandbox::{GuestLog, MAX_LOG_LINES_PER_CALL};
+    let log = GuestLog::new("chatty", "orders");
+    let logs = captured_logs(|| {
+        for _call in 0..2 {
+            log.begin_call();
+            for i in 0..1000 {
+                log.line(tracing::Level::INFO, "log", format!("line {i}").as_bytes());
+            }
+            log.end_call();
+        }
+    });
+    let kept = logs.lines().filter(|l| l.contains("line ")).count();
+    assert_eq!(kept, 2 * MAX_LOG_LINES_PER_CALL as usize);
+    let notices: Vec<_> = logs
+        .lines()
+        .filter(|l| l.contains("Plugin log lines suppressed."))
+        .collect();
+    assert_eq!(notices.len(), 2, "{logs}");
+    let dropped = 1000 - MAX_LOG_LINES_PER_CALL;
+    assert!(
+        notices[0].contains(&format!("suppressed={dropped}")),
+        "{}",
+        notices[0]
+    );
+}
+
+#[test]
+fn guest_stdout_is_logged_line_by_line_and_long_lines_are_cut() {
+    use sandbox::{GuestLog, MAX_LOG_LINE_BYTES, Stream};
+    let log = GuestLog::new("printer", "orders");
+    let logs = captured_logs(|| {
+        log.begin_call();
+        log.write(Stream::Stdout, b"first li");
+        log.write(Stream::Stdout, b"ne\nsecond line\nunterminated");
+        log.write(Stream::Stderr, &[b'x'; 5000]);
+        log.end_call();
+    });
+    let lines: Vec<_> = logs.lines().collect();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains(": first line plugin=printer")),
+        "{logs}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains(": second line plugin=printer")),
+        "{logs}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains(": unterminated plugin=printer")),
+        "{logs}"
+    );
+    let long = lines
+        .iter()
+        .find(|l| l.contains("xxxx"))
+        .unwrap_or_else(|| panic!("no stderr line in {logs}"));
+    let xs = long.chars().filter(|c| *c == 'x').count();
+    assert!(xs < MAX_LOG_LINE_BYTES, "{xs} bytes kept");
+    assert!(long.contains("WARN"), "{long}");
+    // 5000 bytes make at most a handful of cut lines, not 5000 lines.
+    assert!(
+        lines.iter().filter(|l| l.contains("xxxx")).count() <= 5,
+        "{logs}"
+    );
+}

@@ -1,0 +1,248 @@
+//! The host's check of a policy's decision, before anyone acts on it.
+//!
+//! A plugin is untrusted: whatever it answers, the agent never sets a
+//! capacity of zero or one outside the configured `[min_kpu, max_kpu]`,
+//! never asks to be woken up every millisecond or never, and never writes a
+//! reason with terminal escapes into the log. Every adjustment is said in the
+//! reason, so the record shows what the plugin asked for and what was done.
+//! Pure: plain values in, plain values out.
+
+use crate::model::{Action, Application, Decision};
+
+/// Longest reason kept from a plugin, in bytes (before the host's own
+/// notes are appended).
+pub const MAX_REASON_BYTES: usize = 512;
+/// Shortest delay a policy may ask for before its next evaluation.
+pub const MIN_NEXT_EVALUATION_SECS: u32 = 1;
+/// Longest delay a policy may ask for before its next evaluation (a day).
+pub const MAX_NEXT_EVALUATION_SECS: u32 = 86_400;
+
+/// Checks a policy's `decision` for `app` and returns what the host will do:
+/// `scale-to(0)` becomes `hold`; a target outside `[min_kpu, max_kpu]` is
+/// clamped; a target equal to the current KPU becomes `hold`; the reason is
+/// cut to [`MAX_REASON_BYTES`] and rid of control characters; the next
+/// evaluation delay is clamped to
+/// [`MIN_NEXT_EVALUATION_SECS`]`..=`[`MAX_NEXT_EVALUATION_SECS`].
+pub fn validate_decision(decision: Decision, app: &Application) -> Decision {
+    let mut reason = sanitize_text(&decision.reason, MAX_REASON_BYTES);
+    if reason.trim().is_empty() {
+        reason = "no reason given".to_owned();
+    }
+    let mut note = |text: String| {
+        reason.push_str("; ");
+        reason.push_str(&text);
+    };
+    let action = match decision.action {
+        Action::Hold => Action::Hold,
+        Action::ScaleTo(0) => {
+            note("refused scale-to(0): capacity cannot be zero, holding".to_owned());
+            Action::Hold
+        }
+        Action::ScaleTo(_) if app.min_kpu > app.max_kpu => {
+            // Configuration validation rejects this; never act on it anyway.
+            note(format!(
+                "refused to scale: min_kpu {} exceeds max_kpu {}, holding",
+                app.min_kpu, app.max_kpu
+            ));
+            Action::Hold
+        }
+        Action::ScaleTo(asked) => {
+            let low = app.min_kpu.max(1);
+            let target = asked.clamp(low, app.max_kpu.max(low));
+            if target != asked {
+                let bound = if target > asked { "min_kpu" } else { "max_kpu" };
+                note(format!("clamped from {asked} to {target} KPU ({bound})"));
+            }
+            if target == app.kpu {
+                note(format!("already at {target} KPU, holding"));
+                Action::Hold
+            } else {
+                Action::ScaleTo(target)
+            }
+        }
+    };
+    let next_evaluation_secs = decision
+        .next_evaluation_secs
+        .map(|secs| secs.clamp(MIN_NEXT_EVALUATION_SECS, MAX_NEXT_EVALUATION_SECS));
+    Decision {
+        action,
+        reason,
+        next_evaluation_secs,
+    }
+}
+
+/// Makes plugin text safe for one log line: control characters (newlines,
+/// escapes) become spaces and the text is cut to at most `max_bytes` bytes
+/// on a character boundary, ending in `…` when cut.
+pub fn sanitize_text(text: &str, max_bytes: usize) -> String {
+    const ELLIPSIS: char = '…';
+    let mut out = String::with_capacity(text.len().min(max_bytes));
+    for c in text.trim_end().chars() {
+        let c = if c.is_control() { ' ' } else { c };
+        if out.len() + c.len_utf8() > max_bytes {
+            while out.len() + ELLIPSIS.len_utf8() > max_bytes {
+                if out.pop().is_none() {
+                    return out;
+                }
+            }
+            out.push(ELLIPSIS);
+            return out;
+        }
+        out.push(c);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::target::AppStatus;
+
+    fn app(kpu: u32, min_kpu: u32, max_kpu: u32) -> Application {
+        Application {
+            name: "orders".to_owned(),
+            status: AppStatus::Running,
+            kpu,
+            parallelism: kpu,
+            parallelism_per_kpu: 1,
+            min_kpu,
+            max_kpu,
+            version_id: 7,
+            last_rescale_ms: None,
+            last_update_duration_secs: None,
+        }
+    }
+
+    fn scale_to(kpu: u32) -> Decision {
+        Decision {
+            action: Action::ScaleTo(kpu),
+            reason: "asked".to_owned(),
+            next_evaluation_secs: None,
+        }
+    }
+
+    #[test]
+    fn a_valid_scale_passes_unchanged() {
+        let d = validate_decision(scale_to(4), &app(2, 1, 10));
+        assert_eq!(d, scale_to(4));
+    }
+
+    #[test]
+    fn scale_to_zero_is_refused() {
+        let d = validate_decision(scale_to(0), &app(2, 1, 10));
+        assert_eq!(d.action, Action::Hold);
+        assert!(d.reason.starts_with("asked; "), "{}", d.reason);
+        assert!(d.reason.contains("refused scale-to(0)"), "{}", d.reason);
+    }
+
+    #[test]
+    fn scale_to_zero_is_refused_even_when_min_kpu_is_zero() {
+        let d = validate_decision(scale_to(0), &app(2, 0, 10));
+        assert_eq!(d.action, Action::Hold);
+    }
+
+    #[test]
+    fn a_target_above_max_is_clamped_and_said() {
+        let d = validate_decision(scale_to(1_000_000), &app(2, 1, 10));
+        assert_eq!(d.action, Action::ScaleTo(10));
+        assert!(
+            d.reason
+                .contains("clamped from 1000000 to 10 KPU (max_kpu)"),
+            "{}",
+            d.reason
+        );
+    }
+
+    #[test]
+    fn a_target_below_min_is_clamped_and_said() {
+        let d = validate_decision(scale_to(1), &app(4, 3, 10));
+        assert_eq!(d.action, Action::ScaleTo(3));
+        assert!(
+            d.reason.contains("clamped from 1 to 3 KPU (min_kpu)"),
+            "{}",
+            d.reason
+        );
+    }
+
+    #[test]
+    fn a_target_clamped_to_the_current_kpu_holds() {
+        let d = validate_decision(scale_to(50), &app(10, 1, 10));
+        assert_eq!(d.action, Action::Hold);
+        assert!(d.reason.contains("clamped from 50 to 10"), "{}", d.reason);
+        assert!(d.reason.contains("already at 10 KPU"), "{}", d.reason);
+    }
+
+    #[test]
+    fn scaling_to_the_current_kpu_holds() {
+        let d = validate_decision(scale_to(2), &app(2, 1, 10));
+        assert_eq!(d.action, Action::Hold);
+        assert!(d.reason.contains("already at 2 KPU"), "{}", d.reason);
+    }
+
+    #[test]
+    fn inverted_bounds_never_scale() {
+        let d = validate_decision(scale_to(4), &app(2, 8, 3));
+        assert_eq!(d.action, Action::Hold);
+        assert!(
+            d.reason.contains("min_kpu 8 exceeds max_kpu 3"),
+            "{}",
+            d.reason
+        );
+    }
+
+    #[test]
+    fn hold_passes_unchanged() {
+        let hold = Decision::hold("quiet");
+        assert_eq!(validate_decision(hold.clone(), &app(2, 1, 10)), hold);
+    }
+
+    #[test]
+    fn a_long_reason_is_cut() {
+        let mut d = Decision::hold("é".repeat(2000));
+        d = validate_decision(d, &app(2, 1, 10));
+        assert!(d.reason.len() <= MAX_REASON_BYTES, "{}", d.reason.len());
+        assert!(d.reason.ends_with('…'));
+    }
+
+    #[test]
+    fn control_characters_are_removed_from_the_reason() {
+        let d = validate_decision(
+            Decision::hold("line one\nline two\u{1b}[31m red\r"),
+            &app(2, 1, 10),
+        );
+        assert_eq!(d.reason, "line one line two [31m red");
+    }
+
+    #[test]
+    fn an_empty_reason_is_replaced() {
+        let d = validate_decision(Decision::hold("  "), &app(2, 1, 10));
+        assert_eq!(d.reason, "no reason given");
+    }
+
+    #[test]
+    fn next_evaluation_is_clamped_to_a_sane_range() {
+        let mut d = Decision::hold("soon");
+        d.next_evaluation_secs = Some(0);
+        assert_eq!(
+            validate_decision(d.clone(), &app(2, 1, 10)).next_evaluation_secs,
+            Some(1)
+        );
+        d.next_evaluation_secs = Some(u32::MAX);
+        assert_eq!(
+            validate_decision(d.clone(), &app(2, 1, 10)).next_evaluation_secs,
+            Some(86_400)
+        );
+        d.next_evaluation_secs = Some(120);
+        assert_eq!(
+            validate_decision(d, &app(2, 1, 10)).next_evaluation_secs,
+            Some(120)
+        );
+    }
+
+    #[test]
+    fn sanitize_cuts_on_a_character_boundary() {
+        assert_eq!(sanitize_text("abcdef", 4), "a…");
+        assert_eq!(sanitize_text("abc", 4), "abc");
+        assert_eq!(sanitize_text("ééé", 5), "é…");
+    }
+}

@@ -1,0 +1,583 @@
+//! The plugin host with the real compiled plugins: the `step` policy and
+//! the `misbehave` fixture, built by `cargo plugins` into
+//! `target/wasm32-wasip2/release/`. Each misbehaviour is shown to be
+//! contained: the agent gets an error naming the plugin (or a decision the
+//! host's validation fixes), never a crash, a hang or a leak.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::{Arc, LazyLock, Mutex};
+use std::time::{Duration, Instant};
+
+use flinkscale::metrics::{Datapoint, MetricQuery, Series};
+use flinkscale::model::{Action, AlarmState, AlarmStatus, Application, Decision, Evaluation};
+use flinkscale::plugin::validate::validate_decision;
+use flinkscale::plugin::{
+    FailureClass, PluginError, PluginHost, PluginKind, PolicyInstance, SandboxLimits,
+};
+use flinkscale::target::AppStatus;
+
+const STEP_PARAMS: &str = r#"{"scale_out_alarm": "cpu-high", "scale_in_alarm": "cpu-low"}"#;
+
+/// The folder `cargo plugins` writes to, honouring `CARGO_TARGET_DIR`.
+fn wasm_dir() -> PathBuf {
+    let workspace = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let target = match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) => workspace.join(dir),
+        None => workspace.join("target"),
+    };
+    target.join("wasm32-wasip2").join("release")
+}
+
+/// A compiled plugin; fails the test (never skips it) when it is absent.
+fn plugin(name: &str) -> PathBuf {
+    let path = wasm_dir().join(format!("{name}.wasm"));
+    assert!(
+        path.is_file(),
+        "{} is missing: run `cargo plugins` (from the workspace root) to build the plugins \
+         before running these tests",
+        path.display()
+    );
+    path
+}
+
+/// One host for the tests, as in the agent: each component is compiled
+/// once (compiling is slow in a debug build) and shared by every instance.
+fn host() -> &'static PluginHost {
+    static HOST: LazyLock<PluginHost> =
+        LazyLock::new(|| PluginHost::new(SandboxLimits::default()).expect("the engine starts"));
+    &HOST
+}
+
+fn app(kpu: u32, min_kpu: u32, max_kpu: u32) -> Application {
+    Application {
+        name: "orders".to_owned(),
+        status: AppStatus::Running,
+        kpu,
+        parallelism: kpu * 2,
+        parallelism_per_kpu: 2,
+        min_kpu,
+        max_kpu,
+        version_id: 3,
+        last_rescale_ms: None,
+        last_update_duration_secs: None,
+    }
+}
+
+fn evaluation(app: Application, scale_out: AlarmState, scale_in: AlarmState) -> Evaluation {
+    let now_ms = 1_764_000_000_000;
+    Evaluation {
+        now_ms,
+        app,
+        metrics: vec![Series {
+            query: MetricQuery {
+                id: "cpu".to_owned(),
+                namespace: "AWS/KinesisAnalytics".to_owned(),
+                metric_name: "containerCPUUtilization".to_owned(),
+                dimensions: [("Application".to_owned(), "orders".to_owned())].into(),
+                statistic: "Average".to_owned(),
+                period_secs: 60,
+            },
+            points: (0..5)
+                .map(|i| Datapoint {
+                    timestamp_ms: now_ms - (5 - i) * 60_000,
+                    value: 85.0,
+                })
+                .collect(),
+        }],
+        alarms: vec![
+            AlarmStatus {
+                name: "cpu-high".to_owned(),
+                state: scale_out,
+                since_ms: now_ms - 300_000,
+            },
+            AlarmStatus {
+                name: "cpu-low".to_owned(),
+                state: scale_in,
+                since_ms: now_ms - 300_000,
+            },
+        ],
+        signals: vec![],
+    }
+}
+
+fn quiet() -> Evaluation {
+    evaluation(app(2, 1, 10), AlarmState::Ok, AlarmState::Ok)
+}
+
+fn step() -> PolicyInstance {
+    host()
+        .load_policy(&plugin("step"), STEP_PARAMS, "orders")
+        .expect("step loads")
+}
+
+fn misbehave(host: &PluginHost, mode: &str) -> Result<PolicyInstance, PluginError> {
+    host.load_policy(
+        &plugin("misbehave"),
+        &format!(r#"{{"mode": "{mode}"}}"#),
+        "orders",
+    )
+}
+
+fn misbehaving(mode: &str) -> PolicyInstance {
+    misbehave(host(), mode).unwrap_or_else(|e| panic!("misbehave {mode} loads: {e}"))
+}
+
+/// The class and detail of a failed call, with the error's text checked to
+/// name the plugin, its version and the application.
+fn call_failure(result: Result<Decision, PluginError>) -> (FailureClass, String) {
+    let error = match result {
+        Ok(decision) => panic!("expected a failure, got {decision:?}"),
+        Err(error) => error,
+    };
+    let text = error.to_string();
+    assert!(text.contains("plugin misbehave 0.1.0"), "{text}");
+    assert!(text.contains("\"orders\""), "{text}");
+    match error {
+        PluginError::Call { class, detail, .. } => {
+            assert!(text.contains(&class.to_string()), "{text}");
+            (class, detail)
+        }
+        other => panic!("expected a call failure, got {other:?}"),
+    }
+}
+
+/// Collects everything logged through `tracing` while `f` runs.
+fn captured_logs(f: impl FnOnce()) -> String {
+    #[derive(Clone)]
+    struct Buffer(Arc<Mutex<Vec<u8>>>);
+    impl Write for Buffer {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().expect("log buffer").extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let buffer = Buffer(Arc::new(Mutex::new(Vec::new())));
+    let writer = buffer.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    tracing::subscriber::with_default(subscriber, f);
+    let bytes = buffer.0.lock().expect("log buffer").clone();
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+// ---- step, the reference policy ----
+
+#[test]
+fn step_scales_out_when_the_scale_out_alarm_is_in_alarm() {
+    let mut step = step();
+    let raw = step
+        .decide(&evaluation(
+            app(2, 1, 10),
+            AlarmState::Alarm,
+            AlarmState::Ok,
+        ))
+        .expect("step decides");
+    let decision = validate_decision(raw, &app(2, 1, 10));
+    assert_eq!(decision.action, Action::ScaleTo(4), "{}", decision.reason);
+    assert!(decision.reason.contains("cpu-high"), "{}", decision.reason);
+    assert_eq!(step.consecutive_failures(), 0);
+}
+
+#[test]
+fn step_holds_at_max_kpu() {
+    let mut step = step();
+    let decision = step
+        .decide(&evaluation(
+            app(10, 1, 10),
+            AlarmState::Alarm,
+            AlarmState::Ok,
+        ))
+        .expect("step decides");
+    assert_eq!(decision.action, Action::Hold);
+    assert!(
+        decision.reason.contains("already at max"),
+        "{}",
+        decision.reason
+    );
+}
+
+#[test]
+fn step_scales_in_when_the_scale_in_alarm_is_in_alarm() {
+    let mut step = step();
+    let decision = step
+        .decide(&evaluation(
+            app(4, 1, 10),
+            AlarmState::Ok,
+            AlarmState::Alarm,
+        ))
+        .expect("step decides");
+    assert_eq!(decision.action, Action::ScaleTo(2), "{}", decision.reason);
+}
+
+#[test]
+fn step_holds_when_no_alarm_fires() {
+    let mut step = step();
+    let decision = step.decide(&quiet()).expect("step decides");
+    assert_eq!(decision.action, Action::Hold);
+}
+
+#[test]
+fn step_reports_its_name_version_and_contract() {
+    let step = step();
+    assert_eq!(step.label(), "step 0.1.0");
+    let metadata = host().check(&plugin("step")).expect("step checks");
+    assert_eq!(metadata.name, "step");
+    assert_eq!(metadata.kind, PluginKind::Policy);
+    assert_eq!(metadata.contract_version, "0.1.0");
+}
+
+#[test]
+fn step_rejects_a_missing_parameter_with_its_own_message() {
+    let error = match host().load_policy(
+        &plugin("step"),
+        r#"{"scale_out_alarm": "cpu-high"}"#,
+        "orders",
+    ) {
+        Ok(_) => panic!("step accepted params without scale_in_alarm"),
+        Err(error) => error,
+    };
+    let PluginError::Configure { message, .. } = &error else {
+        panic!("expected a configure error, got {error:?}");
+    };
+    assert!(message.contains("scale_in_alarm"), "{message}");
+    assert!(error.to_string().contains("plugin step 0.1.0"), "{error}");
+}
+
+#[test]
+fn a_policy_is_not_accepted_as_an_interpreter() {
+    let error = match host().load_interpreter(&plugin("step"), "{}", "orders") {
+        Ok(_) => panic!("step loaded as an interpreter"),
+        Err(error) => error,
+    };
+    assert!(
+        matches!(
+            error,
+            PluginError::WrongWorld {
+                expected: PluginKind::Interpreter,
+                found: PluginKind::Policy,
+                ..
+            }
+        ),
+        "{error:?}"
+    );
+    assert!(error.to_string().contains("step.wasm"), "{error}");
+}
+
+#[test]
+fn compiled_components_are_reused_from_the_disk_cache() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let first = PluginHost::with_cache_dir(SandboxLimits::default(), dir.path().to_owned())
+        .expect("engine");
+    first
+        .load_policy(&plugin("step"), STEP_PARAMS, "orders")
+        .expect("step loads");
+    let cached: Vec<_> = std::fs::read_dir(dir.path())
+        .expect("cache dir")
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(cached.len(), 1, "{cached:?}");
+    assert!(cached[0].ends_with(".cwasm"), "{cached:?}");
+
+    // A second agent loads the artifact instead of compiling, and it works.
+    let second = PluginHost::with_cache_dir(SandboxLimits::default(), dir.path().to_owned())
+        .expect("engine");
+    let mut step = second
+        .load_policy(&plugin("step"), STEP_PARAMS, "orders")
+        .expect("step loads from the cache");
+    let decision = step
+        .decide(&evaluation(
+            app(2, 1, 10),
+            AlarmState::Alarm,
+            AlarmState::Ok,
+        ))
+        .expect("step decides");
+    assert_eq!(decision.action, Action::ScaleTo(4));
+}
+
+// ---- misbehave: every misbehaviour is contained ----
+
+#[test]
+fn misbehave_ok_answers() {
+    let mut plugin = misbehaving("ok");
+    let decision = plugin.decide(&quiet()).expect("ok mode decides");
+    assert_eq!(decision, Decision::hold("fine"));
+}
+
+#[test]
+fn an_endless_loop_times_out_near_the_deadline_and_the_next_call_gets_a_fresh_instance() {
+    let mut plugin = misbehaving("loop");
+    for attempt in 1..=2 {
+        let started = Instant::now();
+        let (class, detail) = call_failure(plugin.decide(&quiet()));
+        let elapsed = started.elapsed();
+        assert_eq!(class, FailureClass::Timeout, "{detail}");
+        assert!(detail.contains("100 ms"), "{detail}");
+        assert!(
+            elapsed >= Duration::from_millis(100),
+            "stopped early: {elapsed:?}"
+        );
+        // Generous: the deadline is 100 ms plus one 10 ms tick, but the
+        // machine running the tests may be busy.
+        assert!(
+            elapsed < Duration::from_secs(2),
+            "stopped late: {elapsed:?}"
+        );
+        assert_eq!(plugin.consecutive_failures(), attempt);
+    }
+}
+
+#[test]
+fn a_trapped_instance_is_rebuilt_for_the_next_call() {
+    // The same trap twice means the second call ran on a fresh instance: a
+    // poisoned store would refuse entry with a different trap ("cannot
+    // enter component instance").
+    let mut plugin = misbehaving("trap");
+    let (_, first) = call_failure(plugin.decide(&quiet()));
+    let (class, second) = call_failure(plugin.decide(&quiet()));
+    assert_eq!(class, FailureClass::Trap);
+    assert_eq!(first, second);
+    assert!(second.contains("unreachable"), "{second}");
+    assert_eq!(plugin.consecutive_failures(), 2);
+}
+
+#[test]
+fn a_memory_bomb_is_stopped_at_the_cap() {
+    let mut plugin = misbehaving("memory");
+    let (class, detail) = call_failure(plugin.decide(&quiet()));
+    assert_eq!(class, FailureClass::OutOfMemory, "{detail}");
+    assert!(detail.contains(&(64 * 1024 * 1024).to_string()), "{detail}");
+    // And again on the rebuilt instance: the cap holds every time.
+    let (class, _) = call_failure(plugin.decide(&quiet()));
+    assert_eq!(class, FailureClass::OutOfMemory);
+}
+
+#[test]
+fn a_smaller_memory_cap_is_honoured() {
+    let host = PluginHost::new(SandboxLimits {
+        memory_limit_bytes: 16 * 1024 * 1024,
+        ..SandboxLimits::default()
+    })
+    .expect("engine");
+    let mut plugin = misbehave(&host, "memory").expect("loads");
+    let (class, detail) = call_failure(plugin.decide(&quiet()));
+    assert_eq!(class, FailureClass::OutOfMemory);
+    assert!(detail.contains(&(16 * 1024 * 1024).to_string()), "{detail}");
+}
+
+#[test]
+fn a_trap_is_reported_as_a_trap() {
+    let mut plugin = misbehaving("trap");
+    let (class, detail) = call_failure(plugin.decide(&quiet()));
+    assert_eq!(class, FailureClass::Trap);
+    assert!(detail.contains("unreachable"), "{detail}");
+}
+
+#[test]
+fn a_panic_is_a_trap_and_its_message_reaches_the_log() {
+    let mut plugin = misbehaving("panic");
+    let mut result = None;
+    let logs = captured_logs(|| result = Some(plugin.decide(&quiet())));
+    let (class, _) = call_failure(result.expect("ran"));
+    assert_eq!(class, FailureClass::Trap);
+    assert!(logs.contains("misbehave: panic mode"), "{logs}");
+    assert!(logs.contains("source=\"stderr\""), "{logs}");
+    assert!(logs.contains("application=orders"), "{logs}");
+}
+
+#[test]
+fn scale_to_zero_is_refused_by_validation() {
+    let mut plugin = misbehaving("zero");
+    let raw = plugin.decide(&quiet()).expect("zero mode answers");
+    assert_eq!(raw.action, Action::ScaleTo(0));
+    let decision = validate_decision(raw, &app(2, 1, 10));
+    assert_eq!(decision.action, Action::Hold);
+    assert!(
+        decision.reason.contains("refused scale-to(0)"),
+        "{}",
+        decision.reason
+    );
+}
+
+#[test]
+fn a_huge_target_is_clamped_to_max_kpu() {
+    let mut plugin = misbehaving("huge");
+    let raw = plugin.decide(&quiet()).expect("huge mode answers");
+    let decision = validate_decision(raw, &app(2, 1, 10));
+    assert_eq!(decision.action, Action::ScaleTo(10));
+    assert!(
+        decision.reason.contains("clamped from 1000000 to 10"),
+        "{}",
+        decision.reason
+    );
+}
+
+#[test]
+fn a_guest_error_is_reported_with_its_message_and_keeps_the_instance() {
+    let mut plugin = misbehaving("error");
+    for attempt in 1..=2 {
+        let (class, detail) = call_failure(plugin.decide(&quiet()));
+        assert_eq!(class, FailureClass::GuestError);
+        assert_eq!(detail, "misbehave: error mode");
+        assert_eq!(plugin.consecutive_failures(), attempt);
+    }
+}
+
+#[test]
+fn the_filesystem_is_out_of_reach() {
+    let escape = std::path::Path::new("/tmp/flinkscale-misbehave");
+    let _ = std::fs::remove_file(escape);
+    let mut plugin = misbehaving("file");
+    let raw = plugin.decide(&quiet()).expect("file mode answers");
+    let decision = validate_decision(raw, &app(2, 1, 10));
+    assert_eq!(decision.action, Action::Hold, "{}", decision.reason);
+    assert!(
+        decision.reason.contains("read failed"),
+        "{}",
+        decision.reason
+    );
+    assert!(
+        decision.reason.contains("write failed"),
+        "{}",
+        decision.reason
+    );
+    assert!(!escape.exists(), "the plugin wrote {}", escape.display());
+}
+
+#[test]
+fn the_environment_is_out_of_reach() {
+    // Cargo gives every test process variables of its own.
+    assert!(std::env::var_os("CARGO_PKG_NAME").is_some());
+    assert!(std::env::vars_os().count() > 0);
+    let mut plugin = misbehaving("env");
+    let decision = plugin.decide(&quiet()).expect("env mode answers");
+    assert_eq!(decision, Decision::hold("no environment"));
+}
+
+#[test]
+fn a_configure_error_reaches_the_user_with_the_plugins_message() {
+    let error = match misbehave(host(), "configure-error") {
+        Ok(_) => panic!("configure-error mode loaded"),
+        Err(error) => error,
+    };
+    let PluginError::Configure { message, plugin } = &error else {
+        panic!("expected a configure error, got {error:?}");
+    };
+    assert_eq!(message, "misbehave: configure-error mode");
+    assert_eq!(plugin.application, "orders");
+    assert!(error.to_string().contains("misbehave 0.1.0"), "{error}");
+}
+
+#[test]
+fn an_unknown_mode_is_a_configure_error() {
+    let error = misbehave(host(), "sideways").err().expect("refused");
+    assert!(error.to_string().contains("sideways"), "{error}");
+}
+
+#[test]
+fn a_configure_that_never_returns_times_out_at_load() {
+    // Compiled beforehand, so that only the load is timed.
+    host()
+        .check(&plugin("misbehave"))
+        .expect("misbehave checks");
+    let started = Instant::now();
+    let error = misbehave(host(), "slow-configure").err().expect("refused");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    let PluginError::Call {
+        function, class, ..
+    } = &error
+    else {
+        panic!("expected a call failure, got {error:?}");
+    };
+    assert_eq!((*function, *class), ("configure", FailureClass::Timeout));
+    assert!(error.to_string().contains("misbehave 0.1.0"), "{error}");
+}
+
+#[test]
+fn plugin_log_lines_reach_the_agent_log_tagged() {
+    let mut plugin = misbehaving("log");
+    let mut decision = None;
+    let logs = captured_logs(|| decision = Some(plugin.decide(&quiet())));
+    assert_eq!(
+        decision.expect("ran").expect("log mode answers"),
+        Decision::hold("logged")
+    );
+    for level in ["trace", "debug", "info", "warn", "error"] {
+        let line = logs
+            .lines()
+            .find(|l| l.contains(&format!("misbehave: {level}")))
+            .unwrap_or_else(|| panic!("no {level} line in:\n{logs}"));
+        assert!(line.contains(&level.to_uppercase()), "{line}");
+        assert!(line.contains("plugin=misbehave"), "{line}");
+        assert!(line.contains("plugin_version=0.1.0"), "{line}");
+        assert!(line.contains("application=orders"), "{line}");
+    }
+}
+
+#[tokio::test]
+async fn plugins_can_be_called_from_inside_a_tokio_runtime() {
+    // Guest stderr goes through wasmtime-wasi's synchronous bindings, which
+    // block on a runtime: the host must not do that on a runtime thread.
+    let mut plugin = misbehaving("panic");
+    let (class, _) = call_failure(plugin.decide(&quiet()));
+    assert_eq!(class, FailureClass::Trap);
+    let mut step = step();
+    let decision = step
+        .decide(&evaluation(
+            app(2, 1, 10),
+            AlarmState::Alarm,
+            AlarmState::Ok,
+        ))
+        .expect("step decides");
+    assert_eq!(decision.action, Action::ScaleTo(4));
+}
+
+#[test]
+#[ignore = "a measurement, not a check: cargo test --test plugin_host -- --ignored --nocapture"]
+fn measure_step_latency() {
+    let path = plugin("step");
+    let alarm = evaluation(app(2, 1, 10), AlarmState::Alarm, AlarmState::Ok);
+
+    let started = Instant::now();
+    let host = PluginHost::new(SandboxLimits::default()).expect("the engine starts");
+    let engine = started.elapsed();
+
+    let started = Instant::now();
+    let mut first = host
+        .load_policy(&path, STEP_PARAMS, "orders")
+        .expect("loads");
+    let compile_and_load = started.elapsed();
+
+    // Cold: a new instance (compiled component cached) and its first call.
+    let started = Instant::now();
+    let mut cold = host
+        .load_policy(&path, STEP_PARAMS, "orders")
+        .expect("loads");
+    let decision = cold.decide(&alarm).expect("decides");
+    let cold_time = started.elapsed();
+    assert_eq!(decision.action, Action::ScaleTo(4));
+
+    let rounds = 10_000u32;
+    let started = Instant::now();
+    for _ in 0..rounds {
+        let decision = first.decide(&alarm).expect("decides");
+        assert_eq!(decision.action, Action::ScaleTo(4));
+    }
+    let warm = started.elapsed() / rounds;
+    println!(
+        "step: engine start {engine:?}; compile + instantiate + configure {compile_and_load:?}; \
+         cold instantiate + configure + first decide (compiled) {cold_time:?}; \
+         warm decide {warm:?} (mean of {rounds})"
+    );
+}
