@@ -1,0 +1,271 @@
+//! The subcommands' bodies.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use aws_credential_types::provider::ProvideCredentials;
+use tokio::sync::watch;
+use tracing::info;
+
+use crate::agent::{Agent, OnceReport};
+use crate::config::load::{self, LoadedConfig};
+use crate::controller::ActOutcome;
+use crate::model::Action;
+use crate::plugin::{PluginHost, SandboxLimits};
+use crate::telemetry::Events;
+
+/// Loads and validates `path`, printing every error; `None` if invalid.
+fn load_or_report(path: &Path) -> Option<LoadedConfig> {
+    match load::load(path) {
+        Ok(loaded) => Some(loaded),
+        Err(errors) => {
+            eprintln!("{errors}");
+            None
+        }
+    }
+}
+
+/// `flinkscale run`.
+pub async fn run(config: &Path, dry_run: bool) -> anyhow::Result<ExitCode> {
+    let Some(loaded) = load_or_report(config) else {
+        return Ok(ExitCode::FAILURE);
+    };
+    let agent = Agent::on_aws(&loaded, dry_run, Events::log_only())
+        .await
+        .context("cannot start the agent")?;
+    info!(
+        message = "Agent started.",
+        applications = loaded.config.applications.len(),
+        dry_run,
+    );
+    let (stop, stopped) = watch::channel(false);
+    let running = tokio::spawn(agent.run(stopped));
+    shutdown_signal().await;
+    info!(message = "Shutting down.");
+    let _ = stop.send(true);
+    let _ = running.await;
+    info!(message = "Agent stopped.");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Resolves on ctrl-c or SIGTERM.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// `flinkscale once`.
+pub async fn once(config: &Path, dry_run: bool, json: bool) -> anyhow::Result<ExitCode> {
+    let Some(loaded) = load_or_report(config) else {
+        return Ok(ExitCode::FAILURE);
+    };
+    let mut agent = Agent::on_aws(&loaded, dry_run, Events::log_only())
+        .await
+        .context("cannot start the agent")?;
+    let reports = agent.once().await;
+    let mut ok = true;
+    for report in &reports {
+        ok &= report.result.is_ok();
+        if json {
+            println!("{}", once_json(report));
+        } else {
+            print!("{}", once_text(report, dry_run));
+        }
+    }
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn iso(ms: i64) -> String {
+    aws_smithy_types::DateTime::from_millis(ms)
+        .fmt(aws_smithy_types::date_time::Format::DateTime)
+        .unwrap_or_else(|_| ms.to_string())
+}
+
+fn once_text(report: &OnceReport, dry_run: bool) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let name = &report.application;
+    let (assessment, outcome) = match &report.result {
+        Ok(r) => r,
+        Err(error) => return format!("application {name:?}: evaluation failed: {error}\n"),
+    };
+    let s = &assessment.state;
+    let _ = writeln!(
+        out,
+        "application {name:?}: {}, {} KPU (parallelism {}, {} per KPU), version {}",
+        s.status,
+        s.kpu(),
+        s.parallelism,
+        s.parallelism_per_kpu,
+        s.version_id
+    );
+    let _ = writeln!(out, "  metrics:");
+    for series in &assessment.evaluation.metrics {
+        let q = &series.query;
+        let latest = series
+            .points
+            .last()
+            .map(|p| format!("latest {} at {}", p.value, iso(p.timestamp_ms)))
+            .unwrap_or_else(|| "no data".to_owned());
+        let _ = writeln!(
+            out,
+            "    {:<12} {} {} {} {}s: {} points, {latest}",
+            q.id,
+            q.namespace,
+            q.metric_name,
+            q.statistic,
+            q.period_secs,
+            series.points.len()
+        );
+    }
+    if !assessment.evaluation.alarms.is_empty() {
+        let _ = writeln!(out, "  alarms:");
+        for alarm in &assessment.evaluation.alarms {
+            let _ = writeln!(
+                out,
+                "    {:<12} {:<17} since {}",
+                alarm.name,
+                alarm.state.to_string(),
+                iso(alarm.since_ms)
+            );
+        }
+    }
+    for signal in &assessment.evaluation.signals {
+        let _ = writeln!(out, "  signal {} = {}", signal.name, signal.value);
+    }
+    let d = &assessment.decision;
+    let action = match d.action {
+        Action::Hold => "hold".to_owned(),
+        Action::ScaleTo(k) => format!("scale to {k} KPU"),
+    };
+    let _ = writeln!(out, "  decision: {action}: {}", d.reason);
+    let done = match (outcome, d.action) {
+        (ActOutcome::Held, Action::ScaleTo(_)) if dry_run => {
+            "dry run: UpdateApplication not sent".to_owned()
+        }
+        (ActOutcome::Held, _) => "nothing to do".to_owned(),
+        (ActOutcome::Started { to_kpu, .. }, _) => {
+            format!("UpdateApplication sent: {} -> {to_kpu} KPU", s.kpu())
+        }
+        (ActOutcome::NotSent { .. }, _) => "UpdateApplication not sent (see the log)".to_owned(),
+    };
+    let _ = writeln!(out, "  action: {done}");
+    out
+}
+
+fn once_json(report: &OnceReport) -> serde_json::Value {
+    match &report.result {
+        Ok((assessment, outcome)) => serde_json::json!({
+            "application": report.application,
+            "state": assessment.state,
+            "evaluation": assessment.evaluation,
+            "decision": assessment.decision,
+            "outcome": match outcome {
+                ActOutcome::Held => serde_json::json!({"kind": "held"}),
+                ActOutcome::Started { to_kpu, at_ms } =>
+                    serde_json::json!({"kind": "update_sent", "to_kpu": to_kpu, "at_ms": at_ms}),
+                ActOutcome::NotSent { retry_after } =>
+                    serde_json::json!({"kind": "not_sent", "retry_after_secs": retry_after.as_secs()}),
+            },
+        }),
+        Err(error) => serde_json::json!({
+            "application": report.application,
+            "error": error.to_string(),
+        }),
+    }
+}
+
+/// `flinkscale validate`.
+pub async fn validate(config: &Path, environment: bool) -> anyhow::Result<ExitCode> {
+    let Some(loaded) = load_or_report(config) else {
+        return Ok(ExitCode::FAILURE);
+    };
+    if environment {
+        let mut failures = 0;
+        let agent = &loaded.config.agent;
+        let host = PluginHost::new(SandboxLimits {
+            call_timeout: std::time::Duration::from_millis(agent.plugin_timeout_ms),
+            memory_limit_bytes: agent.plugin_memory_limit_bytes,
+        })
+        .context("cannot start the plugin host")?;
+        for (app, paths) in loaded.config.applications.iter().zip(&loaded.plugins) {
+            let checks = std::iter::once((&app.policy, &paths.policy, true)).chain(
+                app.interpreters
+                    .iter()
+                    .zip(&paths.interpreters)
+                    .map(|(c, p)| (c, p, false)),
+            );
+            for (plugin, path, is_policy) in checks {
+                let params = load::params_json(&plugin.params);
+                let result = if is_policy {
+                    host.load_policy(path, &params, &app.name)
+                        .map(|p| p.label())
+                } else {
+                    host.load_interpreter(path, &params, &app.name)
+                        .map(|p| p.label())
+                };
+                match result {
+                    Ok(label) => println!(
+                        "{}: application {:?}: plugin {label} loads and accepts its params",
+                        config.display(),
+                        app.name
+                    ),
+                    Err(error) => {
+                        failures += 1;
+                        println!("{}: application {:?}: {error}", config.display(), app.name);
+                    }
+                }
+            }
+        }
+        let sdk = crate::aws::sdk_config(agent.region.as_deref()).await;
+        match sdk.credentials_provider() {
+            Some(provider) => match provider.provide_credentials().await {
+                Ok(_) => println!("AWS credentials: found"),
+                Err(error) => {
+                    failures += 1;
+                    println!("AWS credentials: not found: {error}");
+                }
+            },
+            None => {
+                failures += 1;
+                println!("AWS credentials: no provider configured");
+            }
+        }
+        if failures > 0 {
+            return Ok(ExitCode::FAILURE);
+        }
+    }
+    println!(
+        "{}: valid ({} application{})",
+        config.display(),
+        loaded.config.applications.len(),
+        if loaded.config.applications.len() == 1 {
+            ""
+        } else {
+            "s"
+        }
+    );
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,506 @@
+//! The whole loop over in-process fakes, on tokio's paused clock: scale out,
+//! poll while UPDATING, wait the grace period, re-check, scale again, stop at
+//! max; plus dry run, an application busy with somebody else's update, a
+//! failing policy and a stale version id.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+
+use super::*;
+use crate::config::Config;
+use crate::metrics::Datapoint;
+use crate::model::AlarmState;
+use crate::telemetry::Event;
+
+/// A period-aligned epoch time, so that metric periods start at t = 0.
+const T0_MS: i64 = 1_700_000_100_000;
+
+#[derive(Debug, Clone, PartialEq)]
+enum Call {
+    Describe {
+        at_secs: u64,
+        status: AppStatus,
+    },
+    Update {
+        at_secs: u64,
+        parallelism: u32,
+        version_id: u64,
+    },
+}
+
+struct TargetState {
+    status: AppStatus,
+    parallelism: u32,
+    parallelism_per_kpu: u32,
+    version_id: u64,
+    updating_until: Option<Instant>,
+    pending_parallelism: u32,
+    calls: Vec<Call>,
+    /// Fail the next UpdateApplication with this error.
+    fail_next_update: Option<TargetError>,
+}
+
+/// An application that takes `update_secs` to apply an update, with MSF's
+/// rules: updates only while RUNNING and only with the current version id.
+struct FakeTarget {
+    origin: Instant,
+    update_secs: u64,
+    state: Mutex<TargetState>,
+}
+
+impl FakeTarget {
+    fn new(kpu: u32, update_secs: u64) -> Arc<Self> {
+        Arc::new(Self {
+            origin: Instant::now(),
+            update_secs,
+            state: Mutex::new(TargetState {
+                status: AppStatus::Running,
+                parallelism: kpu,
+                parallelism_per_kpu: 1,
+                version_id: 1,
+                updating_until: None,
+                pending_parallelism: kpu,
+                calls: Vec::new(),
+                fail_next_update: None,
+            }),
+        })
+    }
+
+    fn at_secs(&self) -> u64 {
+        self.origin.elapsed().as_secs()
+    }
+
+    fn settle(&self, s: &mut TargetState) {
+        if let Some(until) = s.updating_until
+            && Instant::now() >= until
+        {
+            s.status = AppStatus::Running;
+            s.parallelism = s.pending_parallelism;
+            s.updating_until = None;
+        }
+    }
+
+    fn begin_update(&self, s: &mut TargetState, parallelism: u32) {
+        s.status = AppStatus::Updating;
+        s.version_id += 1;
+        s.pending_parallelism = parallelism;
+        s.updating_until = Some(Instant::now() + Duration::from_secs(self.update_secs));
+    }
+
+    fn calls(&self) -> Vec<Call> {
+        self.state.lock().unwrap().calls.clone()
+    }
+
+    fn updates(&self) -> Vec<(u64, u32)> {
+        self.calls()
+            .into_iter()
+            .filter_map(|c| match c {
+                Call::Update {
+                    at_secs,
+                    parallelism,
+                    ..
+                } => Some((at_secs, parallelism)),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+#[async_trait]
+impl ScalingTarget for FakeTarget {
+    async fn describe(&self, _application: &str) -> Result<AppState, TargetError> {
+        let mut s = self.state.lock().unwrap();
+        self.settle(&mut s);
+        let at_secs = self.at_secs();
+        let status = s.status;
+        s.calls.push(Call::Describe { at_secs, status });
+        Ok(AppState {
+            status,
+            parallelism: s.parallelism,
+            parallelism_per_kpu: s.parallelism_per_kpu,
+            version_id: s.version_id,
+            autoscaling_enabled: false,
+        })
+    }
+
+    async fn rescale(
+        &self,
+        _application: &str,
+        kpu: u32,
+        current: &AppState,
+    ) -> Result<u64, TargetError> {
+        let mut s = self.state.lock().unwrap();
+        self.settle(&mut s);
+        let at_secs = self.at_secs();
+        let parallelism = kpu * current.parallelism_per_kpu;
+        s.calls.push(Call::Update {
+            at_secs,
+            parallelism,
+            version_id: current.version_id,
+        });
+        if let Some(error) = s.fail_next_update.take() {
+            return Err(error);
+        }
+        if s.status != AppStatus::Running {
+            return Err(TargetError::ResourceInUse("not RUNNING".into()));
+        }
+        if current.version_id != s.version_id {
+            return Err(TargetError::ConcurrentModification("stale version".into()));
+        }
+        self.begin_update(&mut s, parallelism);
+        Ok(s.version_id)
+    }
+}
+
+/// Publishes `value` for every complete period up to the last one, as a
+/// CloudWatch metric would with no delay.
+struct ConstantSource {
+    value: Mutex<f64>,
+}
+
+#[async_trait]
+impl MetricSource for ConstantSource {
+    async fn fetch(
+        &self,
+        queries: &[MetricQuery],
+        start_ms: i64,
+        end_ms: i64,
+    ) -> Result<Vec<Series>, MetricsError> {
+        let value = *self.value.lock().unwrap();
+        Ok(queries
+            .iter()
+            .map(|q| {
+                let period_ms = i64::from(q.period_secs) * 1000;
+                let first = start_ms.div_euclid(period_ms) * period_ms;
+                let points = (0..)
+                    .map(|i| first + i * period_ms)
+                    .take_while(|t| t + period_ms <= end_ms)
+                    .filter(|t| *t >= start_ms)
+                    .map(|timestamp_ms| Datapoint {
+                        timestamp_ms,
+                        value,
+                    })
+                    .collect();
+                Series {
+                    query: q.clone(),
+                    points,
+                }
+            })
+            .collect())
+    }
+}
+
+/// The reference rule in Rust: double on "high" in ALARM, halve on "low".
+struct Doubling;
+
+impl Decide for Doubling {
+    fn decide(&mut self, e: &Evaluation) -> Result<Decision, String> {
+        let state = |id: &str| e.alarms.iter().find(|a| a.name == id).map(|a| a.state);
+        let kpu = e.app.kpu;
+        let (action, reason) = if state("high") == Some(AlarmState::Alarm) {
+            (Action::ScaleTo(kpu * 2), "high in ALARM")
+        } else if state("low") == Some(AlarmState::Alarm) {
+            (Action::ScaleTo(kpu / 2), "low in ALARM")
+        } else {
+            (Action::Hold, "no alarm")
+        };
+        Ok(Decision {
+            action,
+            reason: reason.into(),
+            next_evaluation_secs: None,
+        })
+    }
+    fn label(&self) -> String {
+        "doubling (test)".into()
+    }
+}
+
+struct Failing;
+
+impl Decide for Failing {
+    fn decide(&mut self, _: &Evaluation) -> Result<Decision, String> {
+        Err("boom".into())
+    }
+    fn label(&self) -> String {
+        "failing (test)".into()
+    }
+}
+
+const CONFIG: &str = r#"
+[[application]]
+name = "app"
+min_kpu = 1
+max_kpu = 10
+update_poll_secs = 60
+grace_period_secs = 300
+
+[[application.metric]]
+id = "cpu"
+namespace = "AWS/KinesisAnalytics"
+metric_name = "containerCPUUtilization"
+dimensions = { Application = "app" }
+statistic = "Maximum"
+period_secs = 60
+
+[[application.alarm]]
+id = "high"
+metric = "cpu"
+comparison = "GreaterThanThreshold"
+threshold = 80.0
+evaluation_periods = 5
+
+[[application.alarm]]
+id = "low"
+metric = "cpu"
+comparison = "LessThanOrEqualToThreshold"
+threshold = 20.0
+evaluation_periods = 5
+
+[application.policy]
+plugin = "doubling"
+"#;
+
+struct Harness {
+    target: Arc<FakeTarget>,
+    source: Arc<ConstantSource>,
+    events: mpsc::UnboundedReceiver<Event>,
+    shutdown: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Harness {
+    fn start(cpu: f64, kpu: u32, dry_run: bool, policy: Box<dyn Decide>) -> Self {
+        let config: Config = toml::from_str(CONFIG).expect("test config parses");
+        let app = &config.applications[0];
+        let target = FakeTarget::new(kpu, 90);
+        let source = Arc::new(ConstantSource {
+            value: Mutex::new(cpu),
+        });
+        let (tx, events) = mpsc::unbounded_channel();
+        let controller = Controller::new(
+            app,
+            dry_run,
+            source.clone(),
+            target.clone(),
+            policy,
+            Vec::new(),
+            Clock::starting_at(T0_MS),
+            Events::with_channel(tx),
+        );
+        let (shutdown, rx) = watch::channel(false);
+        let task = tokio::spawn(controller.run(rx));
+        Self {
+            target,
+            source,
+            events,
+            shutdown,
+            task,
+        }
+    }
+
+    async fn stop(mut self) -> (Arc<FakeTarget>, Vec<Event>) {
+        self.shutdown.send(true).unwrap();
+        self.task.await.unwrap();
+        let mut events = Vec::new();
+        while let Ok(e) = self.events.try_recv() {
+            events.push(e);
+        }
+        (self.target, events)
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn scales_out_follows_update_waits_grace_and_stops_at_max() {
+    let h = Harness::start(95.0, 1, false, Box::new(Doubling));
+    tokio::time::sleep(Duration::from_secs(3600)).await;
+    let (target, events) = h.stop().await;
+
+    // Every rescale is 60 s poll (UPDATING) + 60 s poll (RUNNING, 90 s update
+    // done) + 300 s grace = 420 s after the previous one; 8 -> 16 is clamped
+    // to max 10, and at 10 the loop settles.
+    assert_eq!(
+        target.updates(),
+        vec![(0, 2), (420, 4), (840, 8), (1260, 10)]
+    );
+    let calls = target.calls();
+    let first_update = calls
+        .iter()
+        .position(|c| matches!(c, Call::Update { .. }))
+        .unwrap();
+    assert_eq!(
+        calls[first_update + 1..first_update + 3],
+        [
+            Call::Describe {
+                at_secs: 60,
+                status: AppStatus::Updating
+            },
+            Call::Describe {
+                at_secs: 120,
+                status: AppStatus::Running
+            },
+        ],
+        "polls every update_poll_secs while UPDATING"
+    );
+    // Never an UpdateApplication while the application was UPDATING.
+    let mut updating = false;
+    for c in &calls {
+        match c {
+            Call::Describe { status, .. } => updating = *status == AppStatus::Updating,
+            Call::Update { .. } => assert!(!updating, "update sent while UPDATING: {calls:?}"),
+        }
+    }
+    let clamped = events.iter().any(|e| matches!(e,
+        Event::Evaluated { decision, .. } if decision.action == Action::ScaleTo(10) && decision.reason.contains("clamped")));
+    assert!(
+        clamped,
+        "the 8 -> 16 decision is clamped to 10 with a reason"
+    );
+    let completed = events
+        .iter()
+        .filter(|e| {
+            matches!(
+                e,
+                Event::RescaleCompleted {
+                    update_secs: 120,
+                    ..
+                }
+            )
+        })
+        .count();
+    assert_eq!(completed, 4);
+}
+
+#[tokio::test(start_paused = true)]
+async fn scales_in_to_min_and_settles() {
+    let h = Harness::start(5.0, 8, false, Box::new(Doubling));
+    tokio::time::sleep(Duration::from_secs(3600)).await;
+    let (target, _) = h.stop().await;
+    assert_eq!(target.updates(), vec![(0, 4), (420, 2), (840, 1)]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn holds_when_no_alarm_fires_and_reacts_when_load_rises() {
+    let h = Harness::start(50.0, 2, false, Box::new(Doubling));
+    tokio::time::sleep(Duration::from_secs(630)).await;
+    assert!(h.target.updates().is_empty());
+    *h.source.value.lock().unwrap() = 90.0;
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    let (target, _) = h.stop().await;
+    // Evaluations every 60 s (the metric period); the first one after the
+    // change (at 660 s) sees 5 of 5 breaching periods.
+    assert_eq!(target.updates(), vec![(660, 4)]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn dry_run_decides_but_never_updates() {
+    let h = Harness::start(95.0, 1, true, Box::new(Doubling));
+    tokio::time::sleep(Duration::from_secs(1800)).await;
+    let (target, events) = h.stop().await;
+    assert!(target.updates().is_empty());
+    let dry = events
+        .iter()
+        .filter(|e| matches!(e, Event::Evaluated { dry_run: true, decision, .. } if decision.action == Action::ScaleTo(2)))
+        .count();
+    assert!(dry >= 30, "one dry-run decision a minute, got {dry}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failing_policy_holds() {
+    let h = Harness::start(95.0, 1, false, Box::new(Failing));
+    tokio::time::sleep(Duration::from_secs(600)).await;
+    let (target, events) = h.stop().await;
+    assert!(target.updates().is_empty());
+    assert!(events.iter().any(|e| matches!(e,
+        Event::Failed { class, message, .. } if class == "plugin" && message.contains("boom"))));
+    assert!(events.iter().any(|e| matches!(e,
+        Event::Evaluated { decision, .. } if decision.action == Action::Hold && decision.reason.contains("failing (test)"))));
+}
+
+#[tokio::test(start_paused = true)]
+async fn never_updates_an_application_that_is_not_running() {
+    let target_busy = {
+        let h = Harness::start(95.0, 1, false, Box::new(Doubling));
+        // Somebody else starts an update before our first evaluation.
+        {
+            let mut s = h.target.state.lock().unwrap();
+            h.target.begin_update(&mut s, 3);
+        }
+        tokio::time::sleep(Duration::from_secs(200)).await;
+        h.stop().await.0
+    };
+    let updates = target_busy.updates();
+    // The foreign update ends at 90 s; the controller re-checks every
+    // update_poll_secs (60 s) and sends its own at 120 s, from 3 KPU.
+    assert_eq!(updates, vec![(120, 6)]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stale_version_is_re_read_not_retried_blindly() {
+    let h = Harness::start(95.0, 2, false, Box::new(Doubling));
+    h.target.state.lock().unwrap().fail_next_update =
+        Some(TargetError::ConcurrentModification("stale".into()));
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    let (target, events) = h.stop().await;
+    let calls = target.calls();
+    // The failed update is followed by a fresh DescribeApplication before the
+    // next update.
+    let updates: Vec<usize> = calls
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| matches!(c, Call::Update { .. }))
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(updates.len(), 2, "{calls:?}");
+    assert!(
+        calls[updates[0] + 1..updates[1]]
+            .iter()
+            .any(|c| matches!(c, Call::Describe { .. }))
+    );
+    assert!(
+        events.iter().any(
+            |e| matches!(e, Event::Failed { class, .. } if class == "concurrent_modification")
+        )
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_lost_answer_to_an_accepted_update_is_not_sent_again() {
+    // The update takes effect, but the agent sees a timeout.
+    struct Lossy(Arc<FakeTarget>);
+    #[async_trait]
+    impl ScalingTarget for Lossy {
+        async fn describe(&self, a: &str) -> Result<AppState, TargetError> {
+            self.0.describe(a).await
+        }
+        async fn rescale(&self, a: &str, kpu: u32, c: &AppState) -> Result<u64, TargetError> {
+            self.0.rescale(a, kpu, c).await?;
+            Err(TargetError::Transient("connection reset".into()))
+        }
+    }
+    let config: Config = toml::from_str(CONFIG).unwrap();
+    let target = FakeTarget::new(2, 90);
+    let source = Arc::new(ConstantSource {
+        value: Mutex::new(95.0),
+    });
+    let controller = Controller::new(
+        &config.applications[0],
+        false,
+        source,
+        Arc::new(Lossy(target.clone())),
+        Box::new(Doubling),
+        Vec::new(),
+        Clock::starting_at(T0_MS),
+        Events::log_only(),
+    );
+    let (tx, rx) = watch::channel(false);
+    let task = tokio::spawn(controller.run(rx));
+    tokio::time::sleep(Duration::from_secs(400)).await;
+    tx.send(true).unwrap();
+    task.await.unwrap();
+    // One update only: the controller saw the new version id and followed it.
+    assert_eq!(target.updates(), vec![(0, 4)]);
+}
