@@ -1,0 +1,240 @@
+//! The workload simulator's model: simulated MSF applications under a load
+//! trace, with the metrics they publish to CloudWatch (`SIMULATION.md`).
+//!
+//! A [`World`] holds every application of a [`Scenario`] and a simulated
+//! clock in whole seconds. Drivers advance it (the HTTP emulator in real
+//! time, the benchmark on a paused clock) and put MSF's and CloudWatch's
+//! questions to it: [`World::describe`], [`World::update_application`],
+//! [`World::metric_data`], [`World::list_metrics`]. The model is pure: the
+//! only I/O is reading scenario and trace files. [`score`] turns a finished
+//! run into the scores every report states.
+
+pub mod model;
+pub mod publish;
+pub mod scenario;
+pub mod score;
+pub mod trace;
+
+#[cfg(test)]
+mod tests;
+
+use crate::metrics::{Datapoint, MetricQuery};
+
+pub use model::{
+    ApiError, ApiErrorKind, AppModel, AppView, History, Sample, SimStatus, UpdateEvent,
+};
+pub use publish::{MetricDescriptor, MetricKind, Statistic};
+pub use scenario::{AppParams, Scenario, ScenarioApp, ScenarioError, SourceNames};
+pub use score::{MODEL_VERSION, Scores};
+pub use trace::{Trace, TraceError, TraceValue};
+
+/// Every application of a scenario on one simulated clock.
+#[derive(Debug, Clone)]
+pub struct World {
+    scenario_name: String,
+    duration_secs: u64,
+    start_epoch_secs: i64,
+    now_secs: u64,
+    apps: Vec<AppModel>,
+}
+
+impl World {
+    /// The applications of `scenario` at t = 0, which is `start_epoch_ms`
+    /// (rounded down to a whole second) in wall-clock terms.
+    pub fn from_scenario(scenario: &Scenario, start_epoch_ms: i64) -> Self {
+        let start_epoch_secs = start_epoch_ms.div_euclid(1000);
+        Self {
+            scenario_name: scenario.name.clone(),
+            duration_secs: scenario.duration_secs,
+            start_epoch_secs,
+            now_secs: 0,
+            apps: scenario
+                .applications
+                .iter()
+                .map(|a| AppModel::new(a, start_epoch_secs * 1000))
+                .collect(),
+        }
+    }
+
+    /// The scenario's name.
+    pub fn scenario_name(&self) -> &str {
+        &self.scenario_name
+    }
+
+    /// The scenario's run length in seconds (the world steps on beyond it if
+    /// asked, with the traces' last values held).
+    pub fn duration_secs(&self) -> u64 {
+        self.duration_secs
+    }
+
+    /// Steps every application up to simulated second `t_secs` (steps
+    /// 0..t_secs are then done). Asking for a time already passed does
+    /// nothing.
+    pub fn advance_to(&mut self, t_secs: u64) {
+        if t_secs <= self.now_secs {
+            return;
+        }
+        for app in &mut self.apps {
+            app.advance_to(t_secs);
+        }
+        self.now_secs = t_secs;
+    }
+
+    /// The simulated time in seconds since the start.
+    pub fn now_secs(&self) -> u64 {
+        self.now_secs
+    }
+
+    /// The simulated time in milliseconds since the Unix epoch.
+    pub fn now_ms(&self) -> i64 {
+        (self.start_epoch_secs + self.now_secs as i64) * 1000
+    }
+
+    /// Wall-clock milliseconds of the start (t = 0).
+    pub fn start_epoch_ms(&self) -> i64 {
+        self.start_epoch_secs * 1000
+    }
+
+    /// The applications' names, in scenario order.
+    pub fn application_names(&self) -> Vec<String> {
+        self.apps.iter().map(|a| a.name().to_owned()).collect()
+    }
+
+    /// One application's model (parameters, history, sources).
+    pub fn application(&self, name: &str) -> Result<&AppModel, ApiError> {
+        self.apps
+            .iter()
+            .find(|a| a.name() == name)
+            .ok_or_else(|| not_found(name))
+    }
+
+    fn application_mut(&mut self, name: &str) -> Result<&mut AppModel, ApiError> {
+        self.apps
+            .iter_mut()
+            .find(|a| a.name() == name)
+            .ok_or_else(|| not_found(name))
+    }
+
+    /// Every application's model, in scenario order.
+    pub fn applications(&self) -> &[AppModel] {
+        &self.apps
+    }
+
+    /// DescribeApplication.
+    pub fn describe(&self, name: &str) -> Result<AppView, ApiError> {
+        self.application(name).map(AppModel::view)
+    }
+
+    /// UpdateApplication at the current simulated time, with the semantics
+    /// and errors of `SIMULATION.md`.
+    pub fn update_application(
+        &mut self,
+        name: &str,
+        current_version_id: u64,
+        parallelism: Option<u32>,
+        parallelism_per_kpu: Option<u32>,
+        autoscaling_enabled: Option<bool>,
+    ) -> Result<AppView, ApiError> {
+        let now_ms = self.now_ms();
+        self.application_mut(name)?.update(
+            current_version_id,
+            parallelism,
+            parallelism_per_kpu,
+            autoscaling_enabled,
+            now_ms,
+        )
+    }
+
+    /// Changes an application's load factor from now on.
+    pub fn set_load_factor(&mut self, name: &str, factor: f64) -> Result<(), ApiError> {
+        if !(factor.is_finite() && factor >= 0.0) {
+            return Err(ApiError::new(
+                ApiErrorKind::InvalidArgument,
+                format!("The load factor {factor} must be a non-negative number."),
+            ));
+        }
+        self.application_mut(name)?.set_load_factor(factor);
+        Ok(())
+    }
+
+    /// One application's per-second history (for scores and plots).
+    pub fn history(&self, name: &str) -> Result<&History, ApiError> {
+        self.application(name).map(AppModel::history)
+    }
+
+    /// Every metric the world publishes, sorted.
+    pub fn list_metrics(&self) -> Vec<MetricDescriptor> {
+        let mut all: Vec<MetricDescriptor> = self
+            .apps
+            .iter()
+            .flat_map(|app| {
+                MetricKind::ALL.iter().map(move |kind| MetricDescriptor {
+                    namespace: kind.namespace().to_owned(),
+                    metric_name: kind.metric_name().to_owned(),
+                    dimensions: kind.dimensions(app.name(), app.sources()),
+                })
+            })
+            .collect();
+        all.sort();
+        all.dedup();
+        all
+    }
+
+    /// GetMetricData for one MetricStat over `[start_ms, end_ms)`: the
+    /// datapoints visible now, oldest first. A metric nobody publishes
+    /// gives no datapoints (as in CloudWatch); a bad statistic or period is
+    /// an error. The dimensions must match exactly.
+    pub fn metric_data(
+        &self,
+        query: &MetricQuery,
+        start_ms: i64,
+        end_ms: i64,
+    ) -> Result<Vec<Datapoint>, ApiError> {
+        let statistic = Statistic::parse(&query.statistic)?;
+        publish::validate_period(query.period_secs)?;
+        let found = self.apps.iter().find_map(|app| {
+            MetricKind::ALL
+                .iter()
+                .find(|kind| {
+                    kind.namespace() == query.namespace
+                        && kind.metric_name() == query.metric_name
+                        && kind.dimensions(app.name(), app.sources()) == query.dimensions
+                })
+                .map(|kind| (app, *kind))
+        });
+        let Some((app, kind)) = found else {
+            return Ok(Vec::new());
+        };
+        let timeline = publish::Timeline {
+            start_epoch_secs: self.start_epoch_secs,
+            now_ms: self.now_ms(),
+            delay_secs: app.params().metric_delay_secs,
+        };
+        Ok(publish::aggregate(
+            app.history(),
+            app.params(),
+            kind,
+            statistic,
+            query.period_secs,
+            timeline,
+            start_ms..end_ms,
+        ))
+    }
+
+    /// The scores of the run so far, over every application.
+    pub fn scores(&self) -> Scores {
+        let runs: Vec<(&History, &AppParams)> = self
+            .apps
+            .iter()
+            .map(|a| (a.history(), a.params()))
+            .collect();
+        score::score(&runs)
+    }
+}
+
+fn not_found(name: &str) -> ApiError {
+    ApiError::new(
+        ApiErrorKind::ResourceNotFound,
+        format!("Application {name} does not exist."),
+    )
+}

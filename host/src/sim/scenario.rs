@@ -1,0 +1,558 @@
+//! Scenarios: what a simulated run plays (applications, their parameters,
+//! and the load), read from a TOML file.
+//!
+//! # The scenario format
+//!
+//! A scenario is a TOML file plus the trace CSV files it names. Paths are
+//! relative to the scenario file.
+//!
+//! ```toml
+//! name = "demo"                      # defaults to the file's stem
+//! description = "Load rises from 800 to 3500 records/s, holds, falls back."
+//! trace = "demo.csv"                 # the load of every application without its own
+//! trace_value = "per_second"         # or "sum_per_period" (then trace_period_secs is required)
+//! trace_period_secs = 60             # the period of a "sum_per_period" trace
+//! duration_secs = 1800               # defaults to the last timestamp of the traces
+//!
+//! [[application]]                    # one table per application; none means one named "app"
+//! name = "app"
+//! load_factor = 1.0                  # multiplies the trace
+//! # trace, trace_value, trace_period_secs: this application's own trace
+//! records_per_subtask_per_sec = 1000.0
+//! parallelism_per_kpu = 1
+//! usl_sigma = 0.02
+//! usl_kappa = 0.0002
+//! max_parallelism = 256
+//! account_kpu_limit = 64
+//! initial_kpu = 1
+//! min_kpu = 1
+//! max_kpu = 32
+//! update_secs = 90
+//! metric_delay_secs = 60
+//! cpu_idle_percent = 5.0
+//! noise_percent = 2.0
+//! seed = 42
+//! max_lag_secs = 60.0
+//! stream_name = "app-stream"         # AWS/Kinesis StreamName
+//! consumer_name = "app-efo"          # AWS/Kinesis ConsumerName (enhanced fan-out)
+//! cluster_name = "app-cluster"       # AWS/Kafka "Cluster Name"
+//! consumer_group = "app-group"       # AWS/Kafka "Consumer Group"
+//! topic = "app-topic"                # AWS/Kafka "Topic"
+//! ```
+//!
+//! Every value above except `trace` is the default and may be left out; the
+//! parameters mean what `SIMULATION.md` says. Unknown keys are errors.
+//!
+//! The trace is a CSV file with rows `t_secs,records_per_sec` (an optional
+//! header line, `#` comments and blank lines are skipped): the rate is
+//! interpolated linearly between rows, held before the first and after the
+//! last; two rows with the same time make a step. A CloudWatch export works
+//! as it is: rows of a timestamp (ISO-8601 such as `2025-03-01T12:00:00Z`,
+//! or epoch seconds or milliseconds) and a value, in any order; the first
+//! timestamp becomes t = 0 and empty values are skipped. A value that is a
+//! per-period `Sum` (e.g. `IncomingRecords` Sum over 60 s) needs
+//! `trace_value = "sum_per_period"` and `trace_period_secs = 60`.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::Deserialize;
+
+use super::trace::{Trace, TraceError, TraceValue};
+
+/// Why a scenario could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ScenarioError {
+    /// The scenario file could not be read.
+    #[error("cannot read scenario {file}: {source}")]
+    Io {
+        /// The file.
+        file: String,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for a scenario.
+    #[error("invalid scenario {file}: {source}")]
+    Parse {
+        /// The file.
+        file: String,
+        /// The TOML error (it names the line and the key).
+        #[source]
+        source: toml::de::Error,
+    },
+    /// A trace could not be read.
+    #[error(transparent)]
+    Trace(#[from] TraceError),
+    /// The scenario is well-formed but some values are wrong: every problem
+    /// found, one per line.
+    #[error("invalid scenario {file}:\n  {}", problems.join("\n  "))]
+    Invalid {
+        /// The file.
+        file: String,
+        /// Every problem found.
+        problems: Vec<String>,
+    },
+}
+
+/// The parameters of one simulated application (`SIMULATION.md`, "Model").
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct AppParams {
+    /// Throughput of one parallel subtask, records/s (mu).
+    pub records_per_subtask_per_sec: f64,
+    /// ParallelismPerKPU at the start.
+    pub parallelism_per_kpu: u32,
+    /// USL contention.
+    pub usl_sigma: f64,
+    /// USL coherency.
+    pub usl_kappa: f64,
+    /// Beyond this many subtasks more add nothing (source partitions).
+    pub max_parallelism: u32,
+    /// UpdateApplication above this KPU fails with LimitExceededException.
+    pub account_kpu_limit: u32,
+    /// KPU at t = 0.
+    pub initial_kpu: u32,
+    /// The lower KPU limit the agent is configured with.
+    pub min_kpu: u32,
+    /// The upper KPU limit the agent is configured with.
+    pub max_kpu: u32,
+    /// Seconds an UpdateApplication keeps the application UPDATING.
+    pub update_secs: u32,
+    /// A datapoint of the period [t, t+P) becomes visible at t+P+delay.
+    pub metric_delay_secs: u32,
+    /// CPU of an idle application, percent.
+    pub cpu_idle_percent: f64,
+    /// Standard deviation of the Gaussian noise on CPU samples, percent.
+    pub noise_percent: f64,
+    /// PRNG seed.
+    pub seed: u64,
+    /// The SLO: lag above it is a violation, seconds.
+    pub max_lag_secs: f64,
+}
+
+impl Default for AppParams {
+    fn default() -> Self {
+        Self {
+            records_per_subtask_per_sec: 1000.0,
+            parallelism_per_kpu: 1,
+            usl_sigma: 0.02,
+            usl_kappa: 0.0002,
+            max_parallelism: 256,
+            account_kpu_limit: 64,
+            initial_kpu: 1,
+            min_kpu: 1,
+            max_kpu: 32,
+            update_secs: 90,
+            metric_delay_secs: 60,
+            cpu_idle_percent: 5.0,
+            noise_percent: 2.0,
+            seed: 42,
+            max_lag_secs: 60.0,
+        }
+    }
+}
+
+impl AppParams {
+    /// The USL capacity in records/s of `parallelism` subtasks.
+    pub fn capacity(&self, parallelism: u32) -> f64 {
+        let q = f64::from(parallelism.min(self.max_parallelism));
+        if q <= 0.0 {
+            return 0.0;
+        }
+        self.records_per_subtask_per_sec
+            / (1.0 + self.usl_sigma * (q - 1.0) + self.usl_kappa * q * (q - 1.0))
+            * q
+    }
+}
+
+/// The names of the source system's metric dimensions of one application.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct SourceNames {
+    /// Kinesis `StreamName`.
+    pub stream_name: String,
+    /// Kinesis enhanced fan-out `ConsumerName`.
+    pub consumer_name: String,
+    /// Kafka `Cluster Name`.
+    pub cluster_name: String,
+    /// Kafka `Consumer Group`.
+    pub consumer_group: String,
+    /// Kafka `Topic`.
+    pub topic: String,
+}
+
+impl SourceNames {
+    /// The default names derived from an application's name.
+    pub fn derived(app: &str) -> Self {
+        Self {
+            stream_name: format!("{app}-stream"),
+            consumer_name: format!("{app}-efo"),
+            cluster_name: format!("{app}-cluster"),
+            consumer_group: format!("{app}-group"),
+            topic: format!("{app}-topic"),
+        }
+    }
+}
+
+/// One application of a validated scenario.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScenarioApp {
+    /// The application's name (unique in the scenario).
+    pub name: String,
+    /// Its parameters.
+    pub params: AppParams,
+    /// Its load before the load factor.
+    pub trace: Arc<Trace>,
+    /// Multiplier on the trace.
+    pub load_factor: f64,
+    /// Source-system dimension values.
+    pub sources: SourceNames,
+}
+
+impl ScenarioApp {
+    /// An application with default parameters and names.
+    pub fn new(name: &str, trace: Trace) -> Self {
+        Self {
+            name: name.to_owned(),
+            params: AppParams::default(),
+            trace: Arc::new(trace),
+            load_factor: 1.0,
+            sources: SourceNames::derived(name),
+        }
+    }
+}
+
+/// A validated scenario.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Scenario {
+    /// Its name.
+    pub name: String,
+    /// What it shows.
+    pub description: String,
+    /// Length of a run in seconds.
+    pub duration_secs: u64,
+    /// Its applications, at least one, names unique.
+    pub applications: Vec<ScenarioApp>,
+}
+
+/// The scenario file as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ScenarioFile {
+    name: Option<String>,
+    #[serde(default)]
+    description: String,
+    trace: Option<PathBuf>,
+    trace_value: Option<TraceValueName>,
+    trace_period_secs: Option<f64>,
+    duration_secs: Option<u64>,
+    #[serde(default)]
+    application: Vec<AppFile>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq)]
+#[serde(rename_all = "snake_case")]
+enum TraceValueName {
+    PerSecond,
+    SumPerPeriod,
+}
+
+/// One `[[application]]` table as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AppFile {
+    name: Option<String>,
+    trace: Option<PathBuf>,
+    trace_value: Option<TraceValueName>,
+    trace_period_secs: Option<f64>,
+    load_factor: Option<f64>,
+    records_per_subtask_per_sec: Option<f64>,
+    parallelism_per_kpu: Option<u32>,
+    usl_sigma: Option<f64>,
+    usl_kappa: Option<f64>,
+    max_parallelism: Option<u32>,
+    account_kpu_limit: Option<u32>,
+    initial_kpu: Option<u32>,
+    min_kpu: Option<u32>,
+    max_kpu: Option<u32>,
+    update_secs: Option<u32>,
+    metric_delay_secs: Option<u32>,
+    cpu_idle_percent: Option<f64>,
+    noise_percent: Option<f64>,
+    seed: Option<u64>,
+    max_lag_secs: Option<f64>,
+    stream_name: Option<String>,
+    consumer_name: Option<String>,
+    cluster_name: Option<String>,
+    consumer_group: Option<String>,
+    topic: Option<String>,
+}
+
+impl Scenario {
+    /// Loads a scenario file and its traces.
+    pub fn load(path: &Path) -> Result<Self, ScenarioError> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| ScenarioError::Io {
+            file: file.clone(),
+            source,
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        let stem = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "scenario".to_owned());
+        Self::from_toml(&text, &file, &stem, base)
+    }
+
+    /// Parses scenario text; `file` names it in errors, `default_name` is the
+    /// scenario's name when it gives none, and trace paths are relative to
+    /// `base_dir`.
+    pub fn from_toml(
+        text: &str,
+        file: &str,
+        default_name: &str,
+        base_dir: &Path,
+    ) -> Result<Self, ScenarioError> {
+        let raw: ScenarioFile = toml::from_str(text).map_err(|source| ScenarioError::Parse {
+            file: file.to_owned(),
+            source,
+        })?;
+        let mut problems = Vec::new();
+        let apps = if raw.application.is_empty() {
+            vec![AppFile::default()]
+        } else {
+            raw.application
+        };
+        let scenario_value = trace_value(
+            raw.trace_value,
+            raw.trace_period_secs,
+            "scenario",
+            &mut problems,
+        );
+        let mut names = BTreeSet::new();
+        let mut validated = Vec::new();
+        let mut traces_to_load = Vec::new();
+        for (i, app) in apps.into_iter().enumerate() {
+            let name = app.name.clone().unwrap_or_else(|| "app".to_owned());
+            let label = format!("application {name:?}");
+            if name.is_empty()
+                || name.len() > 128
+                || !name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.')
+            {
+                problems.push(format!(
+                    "application {i}: name {name:?} must be 1-128 of [A-Za-z0-9_.-] as in MSF"
+                ));
+            }
+            if !names.insert(name.clone()) {
+                problems.push(format!("{label} is defined twice"));
+            }
+            let (trace_path, value) = match (&app.trace, &raw.trace) {
+                (Some(own), _) => (
+                    Some(own.clone()),
+                    trace_value(
+                        app.trace_value,
+                        app.trace_period_secs,
+                        &label,
+                        &mut problems,
+                    ),
+                ),
+                (None, Some(shared)) => {
+                    if app.trace_value.is_some() || app.trace_period_secs.is_some() {
+                        problems.push(format!(
+                            "{label}: trace_value and trace_period_secs need the application's own trace"
+                        ));
+                    }
+                    (Some(shared.clone()), scenario_value)
+                }
+                (None, None) => {
+                    problems.push(format!("{label} has no trace and the scenario gives none"));
+                    (None, TraceValue::PerSecond)
+                }
+            };
+            traces_to_load.push(trace_path.map(|p| (base_dir.join(p), value)));
+            let (params, load_factor, sources) = app_params(app, &name, &label, &mut problems);
+            validated.push(ScenarioApp {
+                name,
+                params,
+                trace: Arc::new(Trace::constant(0.0)),
+                load_factor,
+                sources,
+            });
+        }
+        if raw.duration_secs == Some(0) {
+            problems.push("duration_secs must be at least 1".to_owned());
+        }
+        if !problems.is_empty() {
+            return Err(ScenarioError::Invalid {
+                file: file.to_owned(),
+                problems,
+            });
+        }
+        // I/O only after validation; a trace shared by all is read once.
+        let mut loaded: Vec<(PathBuf, TraceValue, Arc<Trace>)> = Vec::new();
+        for (app, to_load) in validated.iter_mut().zip(traces_to_load) {
+            let Some((path, value)) = to_load else {
+                continue;
+            };
+            if let Some((_, _, t)) = loaded.iter().find(|(p, v, _)| *p == path && *v == value) {
+                app.trace = t.clone();
+                continue;
+            }
+            let trace = Arc::new(Trace::load(&path, value)?);
+            loaded.push((path, value, trace.clone()));
+            app.trace = trace;
+        }
+        let duration_secs = match raw.duration_secs {
+            Some(d) => d,
+            None => {
+                let last = validated
+                    .iter()
+                    .map(|a| a.trace.last_secs())
+                    .fold(0.0, f64::max)
+                    .ceil() as u64;
+                if last == 0 {
+                    return Err(ScenarioError::Invalid {
+                        file: file.to_owned(),
+                        problems: vec!["the trace ends at t = 0: give duration_secs".to_owned()],
+                    });
+                }
+                last
+            }
+        };
+        Ok(Self {
+            name: raw.name.unwrap_or_else(|| default_name.to_owned()),
+            description: raw.description,
+            duration_secs,
+            applications: validated,
+        })
+    }
+
+    /// A one-application scenario with default parameters (for tests and
+    /// programmatic runs).
+    pub fn single(name: &str, trace: Trace, duration_secs: u64) -> Self {
+        Self {
+            name: name.to_owned(),
+            description: String::new(),
+            duration_secs,
+            applications: vec![ScenarioApp::new("app", trace)],
+        }
+    }
+}
+
+fn trace_value(
+    name: Option<TraceValueName>,
+    period: Option<f64>,
+    label: &str,
+    problems: &mut Vec<String>,
+) -> TraceValue {
+    match (name.unwrap_or(TraceValueName::PerSecond), period) {
+        (TraceValueName::PerSecond, None) => TraceValue::PerSecond,
+        (TraceValueName::PerSecond, Some(_)) => {
+            problems.push(format!(
+                "{label}: trace_period_secs is only meaningful with trace_value = \"sum_per_period\""
+            ));
+            TraceValue::PerSecond
+        }
+        (TraceValueName::SumPerPeriod, Some(p)) if p.is_finite() && p > 0.0 => {
+            TraceValue::SumPerPeriod { period_secs: p }
+        }
+        (TraceValueName::SumPerPeriod, Some(p)) => {
+            problems.push(format!("{label}: trace_period_secs {p} must be positive"));
+            TraceValue::PerSecond
+        }
+        (TraceValueName::SumPerPeriod, None) => {
+            problems.push(format!(
+                "{label}: trace_value = \"sum_per_period\" needs trace_period_secs"
+            ));
+            TraceValue::PerSecond
+        }
+    }
+}
+
+/// Applies the defaults and checks the ranges of one application's values.
+fn app_params(
+    app: AppFile,
+    name: &str,
+    label: &str,
+    problems: &mut Vec<String>,
+) -> (AppParams, f64, SourceNames) {
+    let d = AppParams::default();
+    let p = AppParams {
+        records_per_subtask_per_sec: app
+            .records_per_subtask_per_sec
+            .unwrap_or(d.records_per_subtask_per_sec),
+        parallelism_per_kpu: app.parallelism_per_kpu.unwrap_or(d.parallelism_per_kpu),
+        usl_sigma: app.usl_sigma.unwrap_or(d.usl_sigma),
+        usl_kappa: app.usl_kappa.unwrap_or(d.usl_kappa),
+        max_parallelism: app.max_parallelism.unwrap_or(d.max_parallelism),
+        account_kpu_limit: app.account_kpu_limit.unwrap_or(d.account_kpu_limit),
+        initial_kpu: app.initial_kpu.unwrap_or(d.initial_kpu),
+        min_kpu: app.min_kpu.unwrap_or(d.min_kpu),
+        max_kpu: app.max_kpu.unwrap_or(d.max_kpu),
+        update_secs: app.update_secs.unwrap_or(d.update_secs),
+        metric_delay_secs: app.metric_delay_secs.unwrap_or(d.metric_delay_secs),
+        cpu_idle_percent: app.cpu_idle_percent.unwrap_or(d.cpu_idle_percent),
+        noise_percent: app.noise_percent.unwrap_or(d.noise_percent),
+        seed: app.seed.unwrap_or(d.seed),
+        max_lag_secs: app.max_lag_secs.unwrap_or(d.max_lag_secs),
+    };
+    let mut bad = |field: &str, why: &str| problems.push(format!("{label}: {field} {why}"));
+    if !(p.records_per_subtask_per_sec.is_finite() && p.records_per_subtask_per_sec > 0.0) {
+        bad("records_per_subtask_per_sec", "must be positive");
+    }
+    if !(1..=8).contains(&p.parallelism_per_kpu) {
+        bad("parallelism_per_kpu", "must be in 1..=8 as in MSF");
+    }
+    if !(p.usl_sigma.is_finite() && (0.0..=1.0).contains(&p.usl_sigma)) {
+        bad("usl_sigma", "must be in 0..=1");
+    }
+    if !(p.usl_kappa.is_finite() && (0.0..=1.0).contains(&p.usl_kappa)) {
+        bad("usl_kappa", "must be in 0..=1");
+    }
+    if p.max_parallelism == 0 {
+        bad("max_parallelism", "must be at least 1");
+    }
+    if p.account_kpu_limit == 0 {
+        bad("account_kpu_limit", "must be at least 1");
+    }
+    if p.min_kpu == 0 {
+        bad("min_kpu", "must be at least 1");
+    }
+    if p.min_kpu > p.max_kpu {
+        bad("min_kpu", "must not exceed max_kpu");
+    }
+    let initial_parallelism = u64::from(p.initial_kpu) * u64::from(p.parallelism_per_kpu);
+    if p.initial_kpu == 0 || initial_parallelism > 256 {
+        bad(
+            "initial_kpu",
+            "must give a parallelism (initial_kpu x parallelism_per_kpu) in 1..=256",
+        );
+    }
+    if p.initial_kpu > p.account_kpu_limit {
+        bad("initial_kpu", "must not exceed account_kpu_limit");
+    }
+    if !(p.cpu_idle_percent.is_finite() && (0.0..=100.0).contains(&p.cpu_idle_percent)) {
+        bad("cpu_idle_percent", "must be in 0..=100");
+    }
+    if !(p.noise_percent.is_finite() && p.noise_percent >= 0.0) {
+        bad("noise_percent", "must be non-negative");
+    }
+    if !(p.max_lag_secs.is_finite() && p.max_lag_secs >= 0.0) {
+        bad("max_lag_secs", "must be non-negative");
+    }
+    let load_factor = app.load_factor.unwrap_or(1.0);
+    if !(load_factor.is_finite() && load_factor >= 0.0) {
+        bad("load_factor", "must be non-negative");
+    }
+    let derived = SourceNames::derived(name);
+    let sources = SourceNames {
+        stream_name: app.stream_name.unwrap_or(derived.stream_name),
+        consumer_name: app.consumer_name.unwrap_or(derived.consumer_name),
+        cluster_name: app.cluster_name.unwrap_or(derived.cluster_name),
+        consumer_group: app.consumer_group.unwrap_or(derived.consumer_group),
+        topic: app.topic.unwrap_or(derived.topic),
+    };
+    (p, load_factor, sources)
+}
