@@ -1,0 +1,141 @@
+//! The `flinkscale` binary as a user runs it: `validate` on the shipped
+//! examples and on a broken file, and `--help`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn flinkscale(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_flinkscale"))
+        .args(args)
+        .current_dir(repo())
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("the flinkscale binary runs");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn every_shipped_example_validates() {
+    let mut checked = 0;
+    for entry in std::fs::read_dir(repo().join("config")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            let shown = path.to_string_lossy().into_owned();
+            let (code, stdout, stderr) = flinkscale(&["validate", &shown]);
+            assert_eq!(code, 0, "{shown}: {stdout}{stderr}");
+            assert!(stdout.contains("valid"), "{stdout}");
+            checked += 1;
+        }
+    }
+    assert!(checked >= 6, "expected the six examples, found {checked}");
+}
+
+#[test]
+fn a_broken_file_gets_every_error_located_and_exit_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("bad.toml");
+    std::fs::write(
+        &file,
+        r#"[[application]]
+name = "a"
+min_kpu = 5
+max_kpu = 2
+
+[[application.metric]]
+id = "cpu"
+namespace = "AWS/KinesisAnalytics"
+metric_name = "containerCPUUtilization"
+statistic = "Maximum"
+period_secs = 45
+
+[[application.alarm]]
+id = "hi"
+metric = "cpuu"
+comparison = "GreaterThanThreshold"
+threshold = 80.0
+evaluation_periods = 3
+datapoints_to_alarm = 4
+
+[application.policy]
+plugin = "step"
+params = { scale_out_alarm = "hii", scale_in_alarm = "hi" }
+"#,
+    )
+    .unwrap();
+    let shown = file.to_string_lossy().into_owned();
+    let (code, _, stderr) = flinkscale(&["validate", &shown]);
+    assert_eq!(code, 1, "{stderr}");
+    for expected in [
+        format!("{shown}:3:11: application \"a\".min_kpu"),
+        format!("{shown}:11:15: application \"a\".metric \"cpu\".period_secs"),
+        format!("{shown}:15:10: application \"a\".alarm \"hi\".metric"),
+        format!("{shown}:19:23: application \"a\".alarm \"hi\".datapoints_to_alarm"),
+        format!("{shown}:23:30: application \"a\".policy.params.scale_out_alarm"),
+    ] {
+        assert!(
+            stderr.contains(&expected),
+            "missing {expected:?} in:\n{stderr}"
+        );
+    }
+    assert_eq!(stderr.lines().count(), 5, "{stderr}");
+}
+
+#[test]
+fn a_missing_plugin_is_reported_with_what_exists() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(repo().join("config/msf-cpu.toml"))
+        .unwrap()
+        .replace("plugin = \"step\"", "plugin = \"stepp\"")
+        .replace(
+            "plugin_dir = \"../target/wasm32-wasip2/release\"",
+            &format!("plugin_dir = {:?}", dir.path().join("plugins")),
+        );
+    std::fs::create_dir(dir.path().join("plugins")).unwrap();
+    std::fs::write(dir.path().join("plugins/step.wasm"), b"\0asm").unwrap();
+    let file = dir.path().join("c.toml");
+    std::fs::write(&file, text).unwrap();
+    let (code, _, stderr) = flinkscale(&["validate", &file.to_string_lossy()]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("policy.plugin"), "{stderr}");
+    assert!(stderr.contains("stepp"), "{stderr}");
+    assert!(
+        stderr.contains("(valid: \"step\")"),
+        "lists what exists: {stderr}"
+    );
+}
+
+#[test]
+fn validate_environment_instantiates_the_plugin_and_checks_its_params() {
+    let dir = tempfile::tempdir().unwrap();
+    let release = repo().join("target/wasm32-wasip2/release");
+    assert!(
+        release.join("step.wasm").exists(),
+        "run `cargo plugins` first: {} is missing",
+        release.join("step.wasm").display()
+    );
+    let text = std::fs::read_to_string(repo().join("config/msf-cpu.toml"))
+        .unwrap()
+        .replace("operation = \"multiply\"", "operation = \"multiplY\"")
+        .replace(
+            "plugin_dir = \"../target/wasm32-wasip2/release\"",
+            &format!("plugin_dir = {release:?}"),
+        );
+    let file = dir.path().join("c.toml");
+    std::fs::write(&file, text).unwrap();
+    let (code, stdout, stderr) =
+        flinkscale(&["validate", "--environment", &file.to_string_lossy()]);
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    assert!(stdout.contains("step 0.1.0"), "names the plugin: {stdout}");
+    assert!(
+        stdout.contains("multiplY"),
+        "the plugin's own message: {stdout}"
+    );
+}
