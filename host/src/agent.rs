@@ -56,9 +56,20 @@ impl Agent {
         events: Events,
     ) -> Result<Self, AgentError> {
         let sdk = crate::aws::sdk_config(loaded.config.agent.region.as_deref()).await;
+        Self::on_sdk(loaded, dry_run, events, &sdk)
+    }
+
+    /// An agent on the AWS endpoints, region and credentials of `sdk` (the
+    /// demo points it at the emulator).
+    pub fn on_sdk(
+        loaded: &LoadedConfig,
+        dry_run: bool,
+        events: Events,
+        sdk: &aws_config::SdkConfig,
+    ) -> Result<Self, AgentError> {
         let source: Arc<dyn MetricSource> =
-            Arc::new(BatchingSource::new(CloudWatchSource::new(&sdk)));
-        let target: Arc<dyn ScalingTarget> = Arc::new(MsfTarget::new(&sdk));
+            Arc::new(BatchingSource::new(CloudWatchSource::new(sdk)));
+        let target: Arc<dyn ScalingTarget> = Arc::new(MsfTarget::new(sdk));
         Self::assemble(loaded, dry_run, events, source, target, Clock::system())
     }
 

@@ -269,3 +269,80 @@ pub async fn validate(config: &Path, environment: bool) -> anyhow::Result<ExitCo
     );
     Ok(ExitCode::SUCCESS)
 }
+
+/// The arguments of `flinkscale simulate`.
+pub struct SimulateArgs {
+    /// Scenario file.
+    pub scenario: std::path::PathBuf,
+    /// Preset or plugin.
+    pub policy: String,
+    /// JSON parameters.
+    pub params: Option<String>,
+    /// A configuration instead of a preset.
+    pub config: Option<std::path::PathBuf>,
+    /// Plugin folder.
+    pub plugin_dir: Option<std::path::PathBuf>,
+    /// JSON output.
+    pub json: bool,
+}
+
+/// `flinkscale simulate` (synchronous: the simulation runs its own paused
+/// runtime on a plain thread).
+pub async fn simulate(args: SimulateArgs) -> anyhow::Result<ExitCode> {
+    tokio::task::spawn_blocking(move || simulate_blocking(args)).await?
+}
+
+fn simulate_blocking(args: SimulateArgs) -> anyhow::Result<ExitCode> {
+    use crate::sim::{Scenario, presets, report};
+    let scenario = Scenario::load(&args.scenario)?;
+    let plugin_dir = args.plugin_dir.unwrap_or_else(presets::shipped_plugin_dir);
+    let (loaded, name) = match &args.config {
+        Some(path) => match load::load(path) {
+            Ok(l) => (l, path.display().to_string()),
+            Err(errors) => {
+                eprintln!("{errors}");
+                return Ok(ExitCode::FAILURE);
+            }
+        },
+        None => {
+            let params = match &args.params {
+                None => serde_json::Map::new(),
+                Some(text) => match serde_json::from_str(text) {
+                    Ok(serde_json::Value::Object(m)) => m,
+                    _ => anyhow::bail!(
+                        "--params must be a JSON object, e.g. '{{\"catch_up_secs\": 120}}'"
+                    ),
+                },
+            };
+            let choice = presets::PolicyChoice {
+                name: args.policy.clone(),
+                params,
+            };
+            match presets::config(&scenario, &choice, &plugin_dir) {
+                Ok(l) => (l, args.policy.clone()),
+                Err(errors) => {
+                    eprintln!("{errors}");
+                    return Ok(ExitCode::FAILURE);
+                }
+            }
+        }
+    };
+    let started = std::time::Instant::now();
+    let outcome = crate::sim::driver::simulate(&scenario, &loaded)?;
+    let wall = started.elapsed().as_secs_f64().max(1e-9);
+    let first = &loaded.config.applications[0];
+    let params = serde_json::from_str(&load::params_json(&first.policy.params))
+        .unwrap_or(serde_json::Value::Null);
+    let report = report::SimReport {
+        scenario: scenario.name.clone(),
+        policy: report::PolicyInfo::new(&name, &loaded.plugins[0].policy, params),
+        sim_speed: outcome.scores.duration_secs as f64 / wall,
+        scores: outcome.scores,
+    };
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        print!("{}", report.text());
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -51,6 +51,31 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Replay a scenario against a policy on a virtual clock (the production
+    /// controller and plugin host, the workload model of SIMULATION.md) and
+    /// print the scores.
+    Simulate {
+        /// The scenario file (see tests/scenarios/).
+        #[arg(long)]
+        scenario: PathBuf,
+        /// A policy preset (seed, msf-builtin, hold, target-tracking, rate),
+        /// or a plugin name or .wasm path with the standard metrics.
+        #[arg(long, default_value = "rate")]
+        policy: String,
+        /// Parameters overriding the preset's, as a JSON object.
+        #[arg(long)]
+        params: Option<String>,
+        /// An agent configuration instead of a preset (its applications
+        /// must be in the scenario).
+        #[arg(long, conflicts_with_all = ["policy", "params"])]
+        config: Option<PathBuf>,
+        /// Where the plugins are (default: where `cargo plugins` puts them).
+        #[arg(long)]
+        plugin_dir: Option<PathBuf>,
+        /// Print one JSON object instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Check a configuration file and report every error at once; exit 1 if
     /// there is any.
     Validate {
@@ -85,6 +110,24 @@ pub fn main() -> ExitCode {
                 dry_run,
                 json,
             } => commands::once(&config, dry_run, json).await,
+            Command::Simulate {
+                scenario,
+                policy,
+                params,
+                config,
+                plugin_dir,
+                json,
+            } => {
+                commands::simulate(commands::SimulateArgs {
+                    scenario,
+                    policy,
+                    params,
+                    config,
+                    plugin_dir,
+                    json,
+                })
+                .await
+            }
             Command::Validate {
                 config,
                 environment,

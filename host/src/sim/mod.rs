@@ -9,8 +9,11 @@
 //! only I/O is reading scenario and trace files. [`score`] turns a finished
 //! run into the scores every report states.
 
+pub mod driver;
 pub mod model;
+pub mod presets;
 pub mod publish;
+pub mod report;
 pub mod scenario;
 pub mod score;
 pub mod trace;

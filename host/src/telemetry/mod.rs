@@ -74,22 +74,51 @@ pub enum Event {
 #[derive(Debug, Clone, Default)]
 pub struct Events {
     tx: Option<UnboundedSender<Event>>,
+    quiet: bool,
 }
 
 impl Events {
     /// Events that are only logged.
     pub fn log_only() -> Self {
-        Self { tx: None }
+        Self {
+            tx: None,
+            quiet: false,
+        }
     }
 
     /// Events that are logged and also sent to `tx`.
     pub fn with_channel(tx: UnboundedSender<Event>) -> Self {
-        Self { tx: Some(tx) }
+        Self {
+            tx: Some(tx),
+            quiet: false,
+        }
+    }
+
+    /// Events that are only sent to `tx`, not logged (the simulator records
+    /// thousands of them per run and reports them itself).
+    pub fn quiet_with_channel(tx: UnboundedSender<Event>) -> Self {
+        Self {
+            tx: Some(tx),
+            quiet: true,
+        }
     }
 
     /// Logs `event` and forwards it to the listener, if any.
     pub fn emit(&self, event: Event) {
-        match &event {
+        if !self.quiet {
+            log_event(&event);
+        }
+        if let Some(tx) = &self.tx {
+            // A listener that went away is not the controller's problem.
+            let _ = tx.send(event);
+        }
+    }
+}
+
+/// Writes `event` as one structured log line.
+fn log_event(event: &Event) {
+    {
+        match event {
             Event::Evaluated {
                 application,
                 kpu,
@@ -140,10 +169,6 @@ impl Events {
                     warn!(message = "Step failed.", application = %application, class = %class, error = %message)
                 }
             }
-        }
-        if let Some(tx) = &self.tx {
-            // A listener that went away is not the controller's problem.
-            let _ = tx.send(event);
         }
     }
 }

@@ -1,0 +1,219 @@
+//! The in-process simulator: the workload model behind the controller's own
+//! ports, on tokio's paused clock.
+//!
+//! [`SimSource`] and [`SimTarget`] put the controller's questions to a
+//! shared [`World`], first advancing it to the current tokio time, so the
+//! production controller and plugin host run unchanged while a week of
+//! workload replays in seconds. [`simulate`] runs a whole scenario that way.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+
+use super::{ApiError, ApiErrorKind, Scenario, Scores, World};
+use crate::agent::{Agent, AgentError};
+use crate::clock::Clock;
+use crate::config::load::LoadedConfig;
+use crate::metrics::{MetricQuery, MetricSource, MetricsError, Series};
+use crate::target::{AppState, AppStatus, ScalingTarget, TargetError};
+use crate::telemetry::{Event, Events};
+
+/// The wall-clock time of t = 0 in every simulation (2026-01-01T00:00:00Z):
+/// fixed, so that runs are reproducible to the record.
+pub const SIM_EPOCH_MS: i64 = 1_767_225_600_000;
+
+/// A [`World`] shared by the simulator's ports, advanced lazily to tokio
+/// time.
+#[derive(Clone)]
+pub struct SharedWorld {
+    world: Arc<Mutex<World>>,
+    origin: Instant,
+}
+
+impl SharedWorld {
+    /// Shares `world`; its t = 0 is the current tokio instant.
+    pub fn new(world: World) -> Self {
+        Self {
+            world: Arc::new(Mutex::new(world)),
+            origin: Instant::now(),
+        }
+    }
+
+    /// The world, advanced to the current tokio time.
+    pub fn now(&self) -> MutexGuard<'_, World> {
+        let t = self.origin.elapsed().as_secs();
+        let mut world = self.lock();
+        world.advance_to(t);
+        world
+    }
+
+    /// The world as it stands.
+    pub fn lock(&self) -> MutexGuard<'_, World> {
+        // A panic while holding the lock leaves a world that is still
+        // consistent at a step boundary: keep using it.
+        self.world.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// CloudWatch, played by the model.
+pub struct SimSource(pub SharedWorld);
+
+#[async_trait]
+impl MetricSource for SimSource {
+    async fn fetch(
+        &self,
+        queries: &[MetricQuery],
+        start_ms: i64,
+        end_ms: i64,
+    ) -> Result<Vec<Series>, MetricsError> {
+        let world = self.0.now();
+        queries
+            .iter()
+            .map(|q| {
+                let points = world
+                    .metric_data(q, start_ms, end_ms)
+                    .map_err(|e| MetricsError::Source(e.to_string()))?;
+                Ok(Series {
+                    query: q.clone(),
+                    points,
+                })
+            })
+            .collect()
+    }
+}
+
+/// MSF, played by the model.
+pub struct SimTarget(pub SharedWorld);
+
+fn target_error(e: ApiError) -> TargetError {
+    let message = e.to_string();
+    match e.kind {
+        ApiErrorKind::ResourceNotFound => TargetError::NotFound(message),
+        ApiErrorKind::ResourceInUse => TargetError::ResourceInUse(message),
+        ApiErrorKind::ConcurrentModification => TargetError::ConcurrentModification(message),
+        ApiErrorKind::LimitExceeded => TargetError::LimitExceeded(message),
+        ApiErrorKind::InvalidArgument | ApiErrorKind::InvalidParameterValue => {
+            TargetError::Invalid(message)
+        }
+    }
+}
+
+#[async_trait]
+impl ScalingTarget for SimTarget {
+    async fn describe(&self, application: &str) -> Result<AppState, TargetError> {
+        let view = self.0.now().describe(application).map_err(target_error)?;
+        Ok(AppState {
+            status: AppStatus::from_msf(view.status),
+            parallelism: view.parallelism,
+            parallelism_per_kpu: view.parallelism_per_kpu,
+            version_id: view.version_id,
+            autoscaling_enabled: view.autoscaling_enabled,
+        })
+    }
+
+    async fn rescale(
+        &self,
+        application: &str,
+        kpu: u32,
+        current: &AppState,
+    ) -> Result<u64, TargetError> {
+        let parallelism = kpu.saturating_mul(current.parallelism_per_kpu);
+        let view = self
+            .0
+            .now()
+            .update_application(
+                application,
+                current.version_id,
+                Some(parallelism),
+                Some(current.parallelism_per_kpu),
+                Some(false),
+            )
+            .map_err(target_error)?;
+        Ok(view.version_id)
+    }
+}
+
+/// Why a simulation could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum SimulateError {
+    /// The agent could not be assembled (plugin loading).
+    #[error(transparent)]
+    Agent(#[from] AgentError),
+    /// An application of the configuration is not in the scenario.
+    #[error("application {0:?} of the configuration is not in the scenario (it has: {1})")]
+    UnknownApplication(String, String),
+    /// The async runtime could not start.
+    #[error("cannot start the simulation runtime: {0}")]
+    Runtime(#[source] std::io::Error),
+}
+
+/// What a simulated run came to.
+#[derive(Debug, Clone)]
+pub struct SimulationOutcome {
+    /// The scores of SIMULATION.md.
+    pub scores: Scores,
+    /// The finished world (per-second history for plots).
+    pub world: World,
+    /// Every event the agent emitted, in order.
+    pub events: Vec<Event>,
+}
+
+/// Plays `scenario` against the agent of `loaded` (production controller and
+/// plugin host) on a paused tokio clock, for the scenario's duration.
+///
+/// Blocking: it runs its own single-threaded runtime, so call it from plain
+/// threads, not from inside another runtime.
+pub fn simulate(
+    scenario: &Scenario,
+    loaded: &LoadedConfig,
+) -> Result<SimulationOutcome, SimulateError> {
+    let names: Vec<&str> = scenario
+        .applications
+        .iter()
+        .map(|a| a.name.as_str())
+        .collect();
+    for app in &loaded.config.applications {
+        if !names.contains(&app.name.as_str()) {
+            return Err(SimulateError::UnknownApplication(
+                app.name.clone(),
+                names.join(", "),
+            ));
+        }
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+        .map_err(SimulateError::Runtime)?;
+    runtime.block_on(async {
+        let shared = SharedWorld::new(World::from_scenario(scenario, SIM_EPOCH_MS));
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let agent = Agent::assemble(
+            loaded,
+            false,
+            Events::quiet_with_channel(tx),
+            Arc::new(SimSource(shared.clone())),
+            Arc::new(SimTarget(shared.clone())),
+            Clock::starting_at(SIM_EPOCH_MS),
+        )?;
+        let (stop, stopped) = watch::channel(false);
+        let task = tokio::spawn(agent.run(stopped));
+        tokio::time::sleep(Duration::from_secs(scenario.duration_secs)).await;
+        let _ = stop.send(true);
+        let _ = task.await;
+        let mut events = Vec::new();
+        while let Ok(e) = rx.try_recv() {
+            events.push(e);
+        }
+        let mut world = shared.lock().clone();
+        world.advance_to(scenario.duration_secs);
+        Ok(SimulationOutcome {
+            scores: world.scores(),
+            world,
+            events,
+        })
+    })
+}

@@ -1,0 +1,218 @@
+//! Agent configurations for simulated runs: which metrics, alarms, timings
+//! and parameters a policy gets when `flinkscale simulate` or `bench` is
+//! given only a policy name.
+//!
+//! A preset is written as the TOML a user would write, then loaded through
+//! the normal validation, so a simulated agent is configured exactly like a
+//! real one. Every application of the scenario gets the same preset, with
+//! its own name, bounds and source-system dimensions.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use super::{Scenario, ScenarioApp};
+use crate::config::load::{self, ConfigErrors, LoadedConfig};
+
+/// The policies with a preset, by the name users give.
+pub const PRESETS: &[&str] = &["seed", "msf-builtin", "hold", "target-tracking", "rate"];
+
+/// A policy to simulate: a preset name, or a plugin name/path with the
+/// standard metrics and no alarms.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PolicyChoice {
+    /// The name given (`seed`, `rate`, `./my.wasm`, ...).
+    pub name: String,
+    /// Parameters that override the preset's, as a JSON object.
+    pub params: serde_json::Map<String, serde_json::Value>,
+}
+
+struct Preset {
+    plugin: String,
+    update_poll_secs: u32,
+    grace_period_secs: u32,
+    /// `[[application.alarm]]` tables (metric ids of the standard set).
+    alarms: &'static str,
+    params: serde_json::Map<String, serde_json::Value>,
+}
+
+fn params(v: serde_json::Value) -> serde_json::Map<String, serde_json::Value> {
+    match v {
+        serde_json::Value::Object(m) => m,
+        _ => serde_json::Map::new(),
+    }
+}
+
+/// The reference design's alarms: CPU Maximum > 80 for 5 of 5 minutes, <= 20
+/// for 5 of 5.
+const SEED_ALARMS: &str = r#"
+[[application.alarm]]
+id = "scale-out"
+metric = "cpu"
+comparison = "GreaterThanThreshold"
+threshold = 80.0
+evaluation_periods = 5
+datapoints_to_alarm = 5
+
+[[application.alarm]]
+id = "scale-in"
+metric = "cpu"
+comparison = "LessThanOrEqualToThreshold"
+threshold = 20.0
+evaluation_periods = 5
+datapoints_to_alarm = 5
+"#;
+
+/// MSF's own rule: CPU Maximum >= 75 for 15 consecutive minutes doubles,
+/// < 10 for 6 hours halves.
+const MSF_ALARMS: &str = r#"
+[[application.alarm]]
+id = "scale-out"
+metric = "cpu"
+comparison = "GreaterThanOrEqualToThreshold"
+threshold = 75.0
+evaluation_periods = 15
+datapoints_to_alarm = 15
+
+[[application.alarm]]
+id = "scale-in"
+metric = "cpu"
+comparison = "LessThanThreshold"
+threshold = 10.0
+evaluation_periods = 360
+datapoints_to_alarm = 360
+"#;
+
+fn preset(name: &str) -> Preset {
+    let step = |factor: u32| {
+        params(serde_json::json!({
+            "scale_out_alarm": "scale-out",
+            "scale_in_alarm": "scale-in",
+            "operation": "multiply",
+            "scale_out_factor": factor,
+            "scale_in_factor": factor,
+        }))
+    };
+    match name {
+        "seed" => Preset {
+            plugin: "step".into(),
+            update_poll_secs: 60,
+            grace_period_secs: 300,
+            alarms: SEED_ALARMS,
+            params: step(2),
+        },
+        "msf-builtin" => Preset {
+            plugin: "step".into(),
+            update_poll_secs: 60,
+            grace_period_secs: 300,
+            alarms: MSF_ALARMS,
+            params: step(2),
+        },
+        other => Preset {
+            plugin: other.into(),
+            update_poll_secs: 15,
+            grace_period_secs: 60,
+            alarms: "",
+            params: serde_json::Map::new(),
+        },
+    }
+}
+
+/// The standard metrics every simulated application publishes, by id.
+fn metrics(app: &ScenarioApp) -> String {
+    let n = &app.name;
+    let s = &app.sources;
+    let mut out = String::new();
+    for (id, metric, stat) in [
+        ("cpu", "containerCPUUtilization", "Maximum"),
+        ("busy", "busyTimeMsPerSecond", "Average"),
+        ("records_in", "numRecordsInPerSecond", "Average"),
+        ("lag_ms", "millisBehindLatest", "Maximum"),
+        ("kpus", "KPUs", "Maximum"),
+    ] {
+        let _ = write!(
+            out,
+            "\n[[application.metric]]\nid = {id:?}\nnamespace = \"AWS/KinesisAnalytics\"\nmetric_name = {metric:?}\ndimensions = {{ Application = {n:?} }}\nstatistic = {stat:?}\nperiod_secs = 60\n"
+        );
+    }
+    let _ = write!(
+        out,
+        "\n[[application.metric]]\nid = \"backlog\"\nnamespace = \"AWS/Kafka\"\nmetric_name = \"SumOffsetLag\"\ndimensions = {{ \"Cluster Name\" = {:?}, \"Consumer Group\" = {:?}, Topic = {:?} }}\nstatistic = \"Maximum\"\nperiod_secs = 60\n",
+        s.cluster_name, s.consumer_group, s.topic
+    );
+    let _ = write!(
+        out,
+        "\n[[application.metric]]\nid = \"iterator_age_ms\"\nnamespace = \"AWS/Kinesis\"\nmetric_name = \"GetRecords.IteratorAgeMilliseconds\"\ndimensions = {{ StreamName = {:?} }}\nstatistic = \"Maximum\"\nperiod_secs = 60\n",
+        s.stream_name
+    );
+    out
+}
+
+fn toml_value(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::Null => "\"\"".into(),
+        serde_json::Value::Bool(b) => b.to_string(),
+        serde_json::Value::Number(n) => n.to_string(),
+        serde_json::Value::String(s) => format!("{s:?}"),
+        serde_json::Value::Array(a) => {
+            let items: Vec<String> = a.iter().map(toml_value).collect();
+            format!("[{}]", items.join(", "))
+        }
+        serde_json::Value::Object(m) => {
+            let items: Vec<String> = m
+                .iter()
+                .map(|(k, v)| format!("{k:?} = {}", toml_value(v)))
+                .collect();
+            format!("{{ {} }}", items.join(", "))
+        }
+    }
+}
+
+/// Where `cargo plugins` puts the shipped plugins in this checkout
+/// (`CARGO_TARGET_DIR` honoured), the default plugin folder of
+/// `simulate` and `bench`.
+pub fn shipped_plugin_dir() -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    target.join("wasm32-wasip2/release")
+}
+
+/// The configuration text for `choice` on every application of `scenario`.
+pub fn config_text(scenario: &Scenario, choice: &PolicyChoice, plugin_dir: &Path) -> String {
+    let preset = preset(&choice.name);
+    let mut params = preset.params.clone();
+    params.extend(choice.params.clone());
+    let mut out = format!(
+        "[agent]\nplugin_dir = {:?}\nplugin_timeout_ms = 1000\n",
+        plugin_dir.to_string_lossy()
+    );
+    for app in &scenario.applications {
+        let p = &app.params;
+        let _ = write!(
+            out,
+            "\n[[application]]\nname = {:?}\nmin_kpu = {}\nmax_kpu = {}\nupdate_poll_secs = {}\nupdate_timeout_secs = 3600\ngrace_period_secs = {}\n",
+            app.name, p.min_kpu, p.max_kpu, preset.update_poll_secs, preset.grace_period_secs
+        );
+        out.push_str(&metrics(app));
+        out.push_str(preset.alarms);
+        let _ = write!(
+            out,
+            "\n[application.policy]\nplugin = {:?}\nparams = {}\n",
+            preset.plugin,
+            toml_value(&serde_json::Value::Object(params.clone()))
+        );
+    }
+    out
+}
+
+/// The validated configuration for `choice` on `scenario`, with plugins
+/// looked up in `plugin_dir`.
+pub fn config(
+    scenario: &Scenario,
+    choice: &PolicyChoice,
+    plugin_dir: &Path,
+) -> Result<LoadedConfig, ConfigErrors> {
+    let text = config_text(scenario, choice, plugin_dir);
+    let origin = PathBuf::from(format!("<preset {}>.toml", choice.name));
+    load::load_str(&text, &origin)
+}
