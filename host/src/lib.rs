@@ -14,6 +14,8 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod controller;
+pub mod demo;
+pub mod emulator;
 pub mod metrics;
 pub mod model;
 pub mod plugin;

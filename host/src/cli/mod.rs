@@ -1,4 +1,5 @@
-//! The command-line interface: `flinkscale run | once | validate`.
+//! The command-line interface: `flinkscale run | once | validate | demo |
+//! emulate | simulate`.
 //!
 //! This is the binary's edge: errors become `anyhow` reports and exit codes
 //! here and nowhere else.
@@ -51,6 +52,41 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Watch the agent scale an emulated application: starts the built-in
+    /// emulator of MSF and CloudWatch and runs the real agent against it
+    /// over HTTP with the bundled configuration and the `step` policy.
+    Demo {
+        /// Model seconds per wall second; lower runs longer (the bundled
+        /// scenario is 30 simulated minutes: 2 minutes at 15).
+        #[arg(long, default_value_t = 15.0)]
+        speed: f64,
+        /// A scenario file instead of the bundled one.
+        #[arg(long)]
+        scenario: Option<PathBuf>,
+        /// An agent configuration instead of the bundled one.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Where the plugins are (default: the configuration's plugin_dir).
+        #[arg(long)]
+        plugin_dir: Option<PathBuf>,
+    },
+    /// Serve the emulator of MSF (kinesisanalyticsv2) and CloudWatch on
+    /// loopback, playing a scenario, until ctrl-c or SIGTERM. Prints
+    /// `flinkscale emulator listening on URL` once ready.
+    Emulate {
+        /// The scenario file.
+        #[arg(long)]
+        scenario: PathBuf,
+        /// Address to listen on (port 0: any free port).
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: std::net::SocketAddr,
+        /// Model seconds per wall second.
+        #[arg(long, default_value_t = 1.0)]
+        speed: f64,
+        /// GetMetricData datapoints per page.
+        #[arg(long, default_value_t = crate::emulator::DEFAULT_PAGE_SIZE)]
+        page_size: usize,
+    },
     /// Replay a scenario against a policy on a virtual clock (the production
     /// controller and plugin host, the workload model of SIMULATION.md) and
     /// print the scores.
@@ -75,7 +111,13 @@ pub enum Command {
         /// Print one JSON object instead of a table.
         #[arg(long)]
         json: bool,
+        /// Also write an HTML page with plots of the run to DIR/report.html.
+        #[arg(long, value_name = "DIR")]
+        report: Option<PathBuf>,
     },
+    /// Run every scenario with every policy (in one process) and write the
+    /// scores as a markdown table and JSON rows.
+    Bench(commands::BenchArgs),
     /// Check a configuration file and report every error at once; exit 1 if
     /// there is any.
     Validate {
@@ -110,6 +152,34 @@ pub fn main() -> ExitCode {
                 dry_run,
                 json,
             } => commands::once(&config, dry_run, json).await,
+            Command::Demo {
+                speed,
+                scenario,
+                config,
+                plugin_dir,
+            } => crate::demo::run(crate::demo::DemoOptions {
+                speed,
+                scenario,
+                config,
+                plugin_dir,
+            })
+            .await
+            .map(|_| ExitCode::SUCCESS),
+            Command::Emulate {
+                scenario,
+                listen,
+                speed,
+                page_size,
+            } => {
+                let mut options = crate::emulator::EmulatorOptions::new(scenario);
+                options.listen = listen;
+                options.speed = speed;
+                options.page_size = page_size;
+                crate::emulator::serve_until_signal(options)
+                    .await
+                    .map(|()| ExitCode::SUCCESS)
+                    .map_err(anyhow::Error::from)
+            }
             Command::Simulate {
                 scenario,
                 policy,
@@ -117,6 +187,7 @@ pub fn main() -> ExitCode {
                 config,
                 plugin_dir,
                 json,
+                report,
             } => {
                 commands::simulate(commands::SimulateArgs {
                     scenario,
@@ -125,9 +196,11 @@ pub fn main() -> ExitCode {
                     config,
                     plugin_dir,
                     json,
+                    report,
                 })
                 .await
             }
+            Command::Bench(args) => commands::bench(args).await,
             Command::Validate {
                 config,
                 environment,

@@ -1,0 +1,298 @@
+//! `flinkscale demo`: the whole agent against the built-in emulator, with
+//! nothing to set up.
+//!
+//! The emulator (MSF and CloudWatch over their real wire protocols, played
+//! by the workload model) starts in-process on a free loopback port; the
+//! real agent is pointed at it through the real AWS SDK clients over HTTP,
+//! with the bundled configuration (`config/demo.toml`) and the shipped
+//! `step` policy. While it runs, each evaluation is printed with the load,
+//! capacity and lag the emulator sees; at the end, a summary of the run's
+//! scores and of the AWS calls the agent made.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+use aws_credential_types::Credentials;
+use tokio::sync::{mpsc, watch};
+
+use crate::agent::Agent;
+use crate::config::load;
+use crate::emulator::{self, EmulatorHandle, EmulatorOptions};
+use crate::model::Action;
+use crate::sim::Scenario;
+use crate::telemetry::{Event, Events};
+
+/// The bundled scenario and its trace.
+const SCENARIO: &str = include_str!("../../tests/scenarios/demo.toml");
+const SCENARIO_TRACE: &str = include_str!("../../tests/scenarios/demo.csv");
+/// The bundled agent configuration.
+const CONFIG: &str = include_str!("../../config/demo.toml");
+
+/// What the demo runs.
+#[derive(Debug, Clone)]
+pub struct DemoOptions {
+    /// Model seconds per wall second (10: the bundled 20-minute scenario
+    /// plays in two minutes).
+    pub speed: f64,
+    /// Another scenario file instead of the bundled one.
+    pub scenario: Option<PathBuf>,
+    /// Another agent configuration instead of the bundled one; its
+    /// applications must exist in the scenario.
+    pub config: Option<PathBuf>,
+    /// Where the plugins are, overriding the configuration's `plugin_dir`.
+    pub plugin_dir: Option<PathBuf>,
+}
+
+/// How the demo went, for the summary and for tests.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct DemoSummary {
+    /// The emulator's scores of the run.
+    pub scores: crate::sim::Scores,
+    /// AWS calls the agent made, by operation.
+    pub calls: BTreeMap<String, usize>,
+    /// Evaluations the agent made.
+    pub evaluations: usize,
+    /// Wall-clock length of the run.
+    pub wall_secs: f64,
+}
+
+/// Runs the demo, printing as it goes; returns the summary.
+pub async fn run(options: DemoOptions) -> anyhow::Result<DemoSummary> {
+    let scenario = match &options.scenario {
+        Some(path) => {
+            Scenario::load(path).with_context(|| format!("loading {}", path.display()))?
+        }
+        None => bundled_scenario()?,
+    };
+    let duration_secs = scenario.duration_secs;
+    let mut loaded = match &options.config {
+        Some(path) => load::load(path).map_err(|e| anyhow::anyhow!("{e}"))?,
+        None => {
+            // Resolved as if read from the checkout's config/ folder, so the
+            // plugins built by `cargo plugins` are found.
+            let origin = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/demo.toml");
+            load::load_str(CONFIG, &origin).map_err(|e| anyhow::anyhow!("{e}"))?
+        }
+    };
+    if let Some(dir) = &options.plugin_dir {
+        for (app, paths) in loaded.config.applications.iter().zip(&mut loaded.plugins) {
+            if !app.policy.plugin.contains('/') && !app.policy.plugin.ends_with(".wasm") {
+                paths.policy = dir.join(format!("{}.wasm", app.policy.plugin));
+            }
+        }
+    }
+    for paths in &loaded.plugins {
+        anyhow::ensure!(
+            paths.policy.exists(),
+            "plugin {} is missing: build the plugins first with `cargo plugins`",
+            paths.policy.display()
+        );
+    }
+
+    let mut emulator_options = EmulatorOptions::new(scenario);
+    emulator_options.speed = options.speed;
+    let emulator = emulator::start(emulator_options)
+        .await
+        .context("starting the emulator")?;
+    let endpoint = emulator.endpoint_url();
+    println!(
+        "flinkscale demo: emulator on {endpoint}, model {}x real time; scenario {:?}, {} simulated seconds (~{:.0} s here).\n[mm:ss] is simulated time; each line is one evaluation by the agent.",
+        options.speed,
+        emulator.state().scenario,
+        duration_secs,
+        duration_secs as f64 / options.speed
+    );
+
+    let sdk = crate::aws::config_loader(Some("us-east-1"))
+        .endpoint_url(&endpoint)
+        .credentials_provider(Credentials::new(
+            "demo",
+            "demo",
+            None,
+            None,
+            "flinkscale-demo",
+        ))
+        .load()
+        .await;
+    let (tx, mut events) = mpsc::unbounded_channel();
+    let agent = Agent::on_sdk(&loaded, false, Events::with_channel(tx), &sdk)
+        .context("starting the agent")?;
+    let (stop, stopped) = watch::channel(false);
+    let started = std::time::Instant::now();
+    let running = tokio::spawn(agent.run(stopped));
+
+    let wall = Duration::from_secs_f64(duration_secs as f64 / options.speed);
+    let deadline = tokio::time::sleep(wall);
+    tokio::pin!(deadline);
+    let mut evaluations = 0;
+    loop {
+        tokio::select! {
+            _ = &mut deadline => break,
+            _ = tokio::signal::ctrl_c() => break,
+            event = events.recv() => match event {
+                Some(event) => {
+                    if matches!(event, Event::Evaluated { .. }) {
+                        evaluations += 1;
+                    }
+                    if let Some(line) = describe(&event, &emulator) {
+                        println!("{line}");
+                    }
+                }
+                None => break,
+            },
+        }
+    }
+    let _ = stop.send(true);
+    let _ = running.await;
+
+    let state = emulator.state();
+    let mut calls = BTreeMap::new();
+    for call in emulator.calls() {
+        *calls.entry(call.operation).or_insert(0) += 1;
+    }
+    emulator.shutdown().await;
+    let summary = DemoSummary {
+        scores: state.scores,
+        calls,
+        evaluations,
+        wall_secs: started.elapsed().as_secs_f64(),
+    };
+    print!("{}", summary_text(&summary));
+    Ok(summary)
+}
+
+fn bundled_scenario() -> anyhow::Result<Scenario> {
+    // The scenario names its trace by a relative path: give it a folder.
+    let dir = std::env::temp_dir().join(format!("flinkscale-demo-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    std::fs::write(dir.join("demo.csv"), SCENARIO_TRACE)?;
+    let file = dir.join("demo.toml");
+    std::fs::write(&file, SCENARIO)?;
+    let scenario = Scenario::load(&file);
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(scenario?)
+}
+
+/// One line per event worth a person's attention, with what the emulator
+/// knows of the application at that moment.
+fn describe(event: &Event, emulator: &EmulatorHandle) -> Option<String> {
+    let state = emulator.state();
+    let t = |app: &str| {
+        state
+            .applications
+            .iter()
+            .find(|a| a.name == app)
+            .map(|a| {
+                (
+                    format!(
+                        "{:>2}:{:02}",
+                        a.model_time_secs / 60,
+                        a.model_time_secs % 60
+                    ),
+                    format!(
+                        "load {:>5.0} rec/s  capacity {:>5.0}  {} KPU  lag {:>5.1} s",
+                        a.lambda, a.capacity, a.kpu, a.lag_secs
+                    ),
+                )
+            })
+            .unwrap_or_default()
+    };
+    match event {
+        Event::Evaluated {
+            application,
+            alarms,
+            decision,
+            latest,
+            ..
+        } => {
+            let (at, app) = t(application);
+            let mut line = format!("[{at}] {app}");
+            for (id, value) in latest {
+                match value {
+                    Some(v) => {
+                        let _ = write!(line, "  {id} {v:.0}");
+                    }
+                    None => {
+                        let _ = write!(line, "  {id} -");
+                    }
+                }
+            }
+            let firing: Vec<&str> = alarms
+                .iter()
+                .filter(|a| a.state == crate::model::AlarmState::Alarm)
+                .map(|a| a.name.as_str())
+                .collect();
+            if !firing.is_empty() {
+                let _ = write!(line, "  ALARM: {}", firing.join(", "));
+            }
+            match decision.action {
+                Action::Hold => {
+                    let _ = write!(line, "\n         hold: {}", decision.reason);
+                }
+                Action::ScaleTo(k) => {
+                    let _ = write!(line, "\n         SCALE TO {k} KPU: {}", decision.reason);
+                }
+            }
+            Some(line)
+        }
+        Event::RescaleStarted {
+            application,
+            from_kpu,
+            to_kpu,
+            version_id,
+            ..
+        } => {
+            let (at, _) = t(application);
+            Some(format!(
+                "[{at}] UpdateApplication {from_kpu} -> {to_kpu} KPU (version {version_id}); the application is UPDATING"
+            ))
+        }
+        Event::RescaleCompleted {
+            application,
+            kpu,
+            update_secs,
+            ..
+        } => {
+            let (at, _) = t(application);
+            Some(format!(
+                "[{at}] RUNNING again at {kpu} KPU after {update_secs} s (wall); grace period starts"
+            ))
+        }
+        Event::Failed {
+            application,
+            class,
+            message,
+            ..
+        } => {
+            let (at, _) = t(application);
+            Some(format!("[{at}] {class}: {message}"))
+        }
+    }
+}
+
+fn summary_text(s: &DemoSummary) -> String {
+    let sc = &s.scores;
+    let calls: Vec<String> = s.calls.iter().map(|(op, n)| format!("{op} {n}")).collect();
+    format!(
+        "\nsummary (model version {}): {} rescales, {} s updating, peak lag {:.1} s, p99 lag {:.1} s, {} s with lag above the SLO\n\
+         capacity: {:.3} KPU-hours (${:.3}); a per-second perfect scaler needs {:.3} (efficiency {:.2}), the physical bound is {:.3}\n\
+         agent: {} evaluations in {:.0} s; AWS calls: {}\n",
+        sc.model_version,
+        sc.rescales,
+        sc.downtime_secs,
+        sc.max_lag_secs,
+        sc.p99_lag_secs,
+        sc.slo_violation_secs,
+        sc.kpu_hours,
+        sc.cost_usd,
+        sc.clairvoyant_kpu_hours,
+        sc.efficiency,
+        sc.lower_bound_kpu_hours,
+        s.evaluations,
+        s.wall_secs,
+        calls.join(", "),
+    )
+}

@@ -1,0 +1,236 @@
+//! Fault injection: an error or a delay for the next N calls of an
+//! operation, or for a seeded fraction of them.
+//!
+//! A fault is decided before the operation runs, so a faulted
+//! UpdateApplication changes nothing; a `Delay` waits and then lets the
+//! operation run. The fraction's draws depend only on the seed and on how
+//! many matching calls came before, so a test that sends the same calls
+//! sees the same faults.
+
+use serde::{Deserialize, Serialize};
+
+use super::value::AwsError;
+
+/// The `error` of a fault that delays instead of failing.
+pub const DELAY: &str = "Delay";
+
+/// A fault to inject (`POST /_emulator/faults`).
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct FaultSpec {
+    /// The operation it applies to, e.g. `UpdateApplication` or
+    /// `GetMetricData`; `*` for every AWS operation.
+    pub operation: String,
+    /// What the call answers: an error code (`ThrottlingException`,
+    /// `InternalFailure` (HTTP 500), `ServiceUnavailable` (503),
+    /// `ConcurrentModificationException`, `ResourceInUseException`,
+    /// `LimitExceededException`, or any other code, HTTP 400), or `Delay`
+    /// to answer normally after `delay_ms`.
+    pub error: String,
+    /// How long to wait before answering, milliseconds (required for
+    /// `Delay`; with an error code, the error comes after the wait).
+    #[serde(default)]
+    pub delay_ms: u64,
+    /// Applies to the next `count` matching calls, then ends.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub count: Option<u32>,
+    /// Applies to this fraction (0..=1) of matching calls, drawn from
+    /// `seed`, until cleared. With neither `count` nor `fraction`, every
+    /// matching call is faulted until cleared.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fraction: Option<f64>,
+    /// The seed of the fraction's draws (default 42).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed: Option<u64>,
+    /// The HTTP status of the error, instead of the code's usual one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http_status: Option<u16>,
+    /// The error message, instead of a generic one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+impl FaultSpec {
+    /// A fault failing the next `count` calls of `operation` with `error`.
+    pub fn error(operation: &str, error: &str, count: u32) -> Self {
+        Self {
+            operation: operation.to_owned(),
+            error: error.to_owned(),
+            delay_ms: 0,
+            count: Some(count),
+            fraction: None,
+            seed: None,
+            http_status: None,
+            message: None,
+        }
+    }
+
+    /// Checks the spec; the message says what is wrong.
+    pub fn validate(&self) -> Result<(), String> {
+        let mut problems = Vec::new();
+        if self.operation.is_empty() {
+            problems.push("operation must not be empty".to_owned());
+        }
+        let code_ok = self
+            .error
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic())
+            && self
+                .error
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '.');
+        if !code_ok {
+            problems.push(format!(
+                "error {:?} is not an error code or Delay",
+                self.error
+            ));
+        }
+        if self.error == DELAY && self.delay_ms == 0 {
+            problems.push("a Delay needs delay_ms above 0".to_owned());
+        }
+        if self.delay_ms > 600_000 {
+            problems.push("delay_ms must be at most 600000".to_owned());
+        }
+        if self.count.is_some() && self.fraction.is_some() {
+            problems.push("give count or fraction, not both".to_owned());
+        }
+        if self.count == Some(0) {
+            problems.push("count must be at least 1".to_owned());
+        }
+        if let Some(f) = self.fraction
+            && !(0.0..=1.0).contains(&f)
+        {
+            problems.push(format!("fraction {f} must be between 0 and 1"));
+        }
+        if let Some(s) = self.http_status
+            && !(400..=599).contains(&s)
+        {
+            problems.push(format!("http_status {s} must be between 400 and 599"));
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(problems.join("; "))
+        }
+    }
+
+    /// The error this fault answers with, `None` for a `Delay`.
+    fn answer(&self) -> Option<AwsError> {
+        if self.error == DELAY {
+            return None;
+        }
+        let status = self.http_status.unwrap_or(match self.error.as_str() {
+            "InternalFailure" | "InternalServiceError" | "InternalServerError" => 500,
+            "ServiceUnavailable" | "ServiceUnavailableException" => 503,
+            _ => 400,
+        });
+        let message = self
+            .message
+            .clone()
+            .unwrap_or_else(|| format!("Injected by the emulator: {}.", self.error));
+        Some(AwsError::with_status(self.error.clone(), message, status))
+    }
+}
+
+/// What an injected fault does to one call.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Injected {
+    /// Wait this long first.
+    pub delay_ms: u64,
+    /// Then answer this error, or run the operation when `None`.
+    pub error: Option<AwsError>,
+}
+
+/// A fault in force.
+#[derive(Debug, Clone)]
+struct Active {
+    spec: FaultSpec,
+    /// Calls still to fault, for a `count` fault.
+    remaining: Option<u32>,
+    /// Matching calls seen so far (the index of the next draw).
+    seen: u64,
+}
+
+/// The faults in force, in the order they were added.
+#[derive(Debug, Clone, Default)]
+pub struct Faults {
+    active: Vec<Active>,
+}
+
+impl Faults {
+    /// Adds a fault after checking it.
+    pub fn add(&mut self, spec: FaultSpec) -> Result<(), String> {
+        spec.validate()?;
+        self.active.push(Active {
+            remaining: spec.count,
+            spec,
+            seen: 0,
+        });
+        Ok(())
+    }
+
+    /// Removes every fault.
+    pub fn clear(&mut self) {
+        self.active.clear();
+    }
+
+    /// The faults in force, with what is left of their counts.
+    pub fn list(&self) -> Vec<FaultSpec> {
+        self.active
+            .iter()
+            .map(|a| FaultSpec {
+                count: a.remaining,
+                ..a.spec.clone()
+            })
+            .collect()
+    }
+
+    /// Decides the fault (if any) of one call of `operation`: the first
+    /// fault in force that matches and fires.
+    pub fn take(&mut self, operation: &str) -> Option<Injected> {
+        let mut fired = None;
+        for (index, active) in self.active.iter_mut().enumerate() {
+            if active.spec.operation != "*" && active.spec.operation != operation {
+                continue;
+            }
+            let draw = active.seen;
+            active.seen += 1;
+            let fires = match active.spec.fraction {
+                Some(fraction) => uniform(active.spec.seed.unwrap_or(42), draw) < fraction,
+                None => true,
+            };
+            if fires {
+                if let Some(n) = active.remaining.as_mut() {
+                    *n = n.saturating_sub(1);
+                }
+                fired = Some((
+                    index,
+                    Injected {
+                        delay_ms: active.spec.delay_ms,
+                        error: active.spec.answer(),
+                    },
+                ));
+                break;
+            }
+        }
+        let (index, injected) = fired?;
+        if self.active[index].remaining == Some(0) {
+            self.active.remove(index);
+        }
+        Some(injected)
+    }
+}
+
+/// A uniform number in [0, 1) that depends only on (seed, n).
+fn uniform(seed: u64, n: u64) -> f64 {
+    (splitmix64(seed ^ splitmix64(n)) >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// splitmix64's output function.
+fn splitmix64(x: u64) -> u64 {
+    let mut z = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}

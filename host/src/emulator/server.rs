@@ -1,0 +1,384 @@
+//! The HTTP side: accepting connections (hyper 1, HTTP/1.1), routing a
+//! request to its service and protocol, checking that it is signed,
+//! injecting faults, logging the call, and encoding the answer.
+//!
+//! Routes: `POST /service/GraniteServiceVersion20100801/operation/<Op>`
+//! is CloudWatch over Smithy RPC v2 CBOR; `POST /` with `X-Amz-Target:
+//! GraniteServiceVersion20100801.<Op>` is CloudWatch over AWS JSON 1.0;
+//! `POST /` with `X-Amz-Target: KinesisAnalytics_20180523.<Op>` is
+//! kinesisanalyticsv2 over AWS JSON 1.1; `/_emulator/...` is the control
+//! API. A signature is accepted whatever it says (no credentials are real
+//! here), but an AWS request without an `Authorization` header is refused
+//! as AWS refuses it.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::header::{CONTENT_TYPE, HeaderMap, HeaderValue};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tracing::{debug, warn};
+
+use super::value::{AwsError, Value};
+use super::{Protocol, Service, Shared, cbor, control, json};
+
+/// Request bodies above this size are refused.
+const MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
+/// CloudWatch's service name in paths and targets.
+const CLOUDWATCH_SERVICE: &str = "GraniteServiceVersion20100801";
+/// kinesisanalyticsv2's target prefix.
+const KINESIS_TARGET: &str = "KinesisAnalytics_20180523";
+
+type Body = Full<Bytes>;
+
+/// Accepts connections until `shutdown` turns true or its sender is
+/// dropped, then lets every open connection finish its request in flight.
+pub(crate) async fn serve(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut connections = tokio::task::JoinSet::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    connections.spawn(serve_connection(stream, shared.clone(), shutdown.clone()));
+                }
+                Err(error) => {
+                    // Out of file descriptors and the like: back off rather
+                    // than spin.
+                    warn!(message = "Accepting a connection failed.", %error);
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            _ = shutdown.changed() => break,
+        }
+        // Reap finished connections so the set does not grow.
+        while connections.try_join_next().is_some() {}
+    }
+    while connections.join_next().await.is_some() {}
+}
+
+async fn serve_connection(
+    stream: TcpStream,
+    shared: Arc<Shared>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let service = service_fn(move |request| {
+        let shared = shared.clone();
+        async move { Ok::<_, Infallible>(handle(&shared, request).await) }
+    });
+    let connection = http1::Builder::new().serve_connection(TokioIo::new(stream), service);
+    let mut connection = std::pin::pin!(connection);
+    tokio::select! {
+        result = connection.as_mut() => {
+            if let Err(error) = result {
+                debug!(message = "Connection ended with an error.", %error);
+            }
+        }
+        _ = shutdown.changed() => {
+            connection.as_mut().graceful_shutdown();
+            let _ = connection.await;
+        }
+    }
+}
+
+/// Where a request goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Route {
+    /// The control API.
+    Control,
+    /// An AWS operation.
+    Aws {
+        /// The wire protocol.
+        protocol: Protocol,
+        /// The service.
+        service: Service,
+        /// The operation's name, e.g. `GetMetricData`.
+        operation: String,
+    },
+    /// Nothing the emulator serves.
+    Unknown,
+}
+
+/// Routes a request by method, path and `X-Amz-Target`.
+pub(crate) fn route(method: &Method, path: &str, headers: &HeaderMap) -> Route {
+    if path == "/_emulator" || path.starts_with("/_emulator/") {
+        return Route::Control;
+    }
+    if method != Method::POST {
+        return Route::Unknown;
+    }
+    if let Some(operation) = path
+        .strip_prefix("/service/")
+        .and_then(|rest| rest.strip_prefix(CLOUDWATCH_SERVICE))
+        .and_then(|rest| rest.strip_prefix("/operation/"))
+    {
+        return Route::Aws {
+            protocol: Protocol::RpcV2Cbor,
+            service: Service::CloudWatch,
+            operation: operation.to_owned(),
+        };
+    }
+    if path != "/" {
+        return Route::Unknown;
+    }
+    let target = headers
+        .get("x-amz-target")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    match target.split_once('.') {
+        Some((CLOUDWATCH_SERVICE, op)) => Route::Aws {
+            protocol: Protocol::AwsJson10,
+            service: Service::CloudWatch,
+            operation: op.to_owned(),
+        },
+        Some((KINESIS_TARGET, op)) => Route::Aws {
+            protocol: Protocol::AwsJson11,
+            service: Service::Kinesis,
+            operation: op.to_owned(),
+        },
+        _ => Route::Unknown,
+    }
+}
+
+async fn handle(shared: &Shared, request: Request<Incoming>) -> Response<Body> {
+    let (parts, body) = request.into_parts();
+    let body = match Limited::new(body, MAX_BODY_BYTES).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(error) => {
+            return json_response(
+                413,
+                &serde_json::json!({"__type": "SerializationException", "message": format!("Cannot read the request body: {error}")}),
+                &[],
+            );
+        }
+    };
+    match route(&parts.method, parts.uri.path(), &parts.headers) {
+        Route::Control => {
+            let (status, answer) = control::handle(
+                shared,
+                &parts.method,
+                parts.uri.path(),
+                parts.uri.query(),
+                &body,
+            );
+            json_response(status, &answer, &[])
+        }
+        Route::Aws {
+            protocol,
+            service,
+            operation,
+        } => aws_call(shared, protocol, service, &operation, &parts.headers, &body).await,
+        Route::Unknown => json_response(
+            404,
+            &serde_json::json!({
+                "__type": "UnknownOperationException",
+                "message": format!("The emulator serves no {} {}.", parts.method, parts.uri.path()),
+            }),
+            &[],
+        ),
+    }
+}
+
+/// Decodes a request body in its protocol.
+fn decode(protocol: Protocol, body: &[u8]) -> Result<Value, AwsError> {
+    let decoded = match protocol {
+        Protocol::RpcV2Cbor => cbor::decode(body).map_err(|e| e.to_string()),
+        Protocol::AwsJson10 | Protocol::AwsJson11 => json::decode(body).map_err(|e| e.to_string()),
+    };
+    match decoded {
+        Ok(value @ Value::Map(_)) => Ok(value),
+        Ok(_) => Err(AwsError::new(
+            "SerializationException",
+            "The request body must be a structure.",
+        )),
+        Err(message) => Err(AwsError::new("SerializationException", message)),
+    }
+}
+
+async fn aws_call(
+    shared: &Shared,
+    protocol: Protocol,
+    service: Service,
+    operation: &str,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Response<Body> {
+    let input = decode(protocol, body);
+    // What the call log shows of the request, even when it is refused.
+    let logged = input.as_ref().ok();
+    if !headers.contains_key(hyper::header::AUTHORIZATION) {
+        let error = AwsError::with_status(
+            "MissingAuthenticationTokenException",
+            "Missing Authentication Token: the request carries no Authorization header.",
+            403,
+        );
+        let (mut core, now) = shared.lock_synced();
+        let seq = core.record(
+            now,
+            protocol,
+            service,
+            operation,
+            logged,
+            Err(&error),
+            403,
+            false,
+        );
+        return error_response(protocol, &error, seq);
+    }
+    let input = match input {
+        Ok(input) => input,
+        Err(error) => {
+            let (mut core, now) = shared.lock_synced();
+            let seq = core.record(
+                now,
+                protocol,
+                service,
+                operation,
+                None,
+                Err(&error),
+                error.status,
+                false,
+            );
+            return error_response(protocol, &error, seq);
+        }
+    };
+    let injected = shared.lock_synced().0.faults.take(operation);
+    if let Some(fault) = &injected
+        && fault.delay_ms > 0
+    {
+        tokio::time::sleep(Duration::from_millis(fault.delay_ms)).await;
+    }
+    let (mut core, now) = shared.lock_synced();
+    if let Some(error) = injected.and_then(|fault| fault.error) {
+        let seq = core.record(
+            now,
+            protocol,
+            service,
+            operation,
+            Some(&input),
+            Err(&error),
+            error.status,
+            true,
+        );
+        return error_response(protocol, &error, seq);
+    }
+    match core.call(service, operation, &input, now) {
+        Ok(output) => {
+            let seq = core.record(
+                now,
+                protocol,
+                service,
+                operation,
+                Some(&input),
+                Ok(()),
+                200,
+                false,
+            );
+            drop(core);
+            success_response(protocol, &output, seq)
+        }
+        Err(error) => {
+            let seq = core.record(
+                now,
+                protocol,
+                service,
+                operation,
+                Some(&input),
+                Err(&error),
+                error.status,
+                false,
+            );
+            drop(core);
+            error_response(protocol, &error, seq)
+        }
+    }
+}
+
+fn content_type(protocol: Protocol) -> &'static str {
+    match protocol {
+        Protocol::RpcV2Cbor => "application/cbor",
+        Protocol::AwsJson10 => "application/x-amz-json-1.0",
+        Protocol::AwsJson11 => "application/x-amz-json-1.1",
+    }
+}
+
+fn encode(protocol: Protocol, value: &Value) -> Vec<u8> {
+    match protocol {
+        Protocol::RpcV2Cbor => cbor::encode(value),
+        Protocol::AwsJson10 | Protocol::AwsJson11 => json::encode(value),
+    }
+}
+
+fn response(status: u16, body: Vec<u8>, headers: &[(&str, String)]) -> Response<Body> {
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST);
+    let map = response.headers_mut();
+    for (name, value) in headers {
+        if let (Ok(name), Ok(value)) = (
+            hyper::header::HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(value),
+        ) {
+            map.insert(name, value);
+        }
+    }
+    response
+}
+
+fn protocol_headers(protocol: Protocol, seq: u64) -> Vec<(&'static str, String)> {
+    let mut headers = vec![
+        (CONTENT_TYPE.as_str(), content_type(protocol).to_owned()),
+        ("x-amzn-requestid", format!("flinkscale-emulator-{seq}")),
+    ];
+    if protocol == Protocol::RpcV2Cbor {
+        headers.push(("smithy-protocol", "rpc-v2-cbor".to_owned()));
+    }
+    headers
+}
+
+fn success_response(protocol: Protocol, output: &Value, seq: u64) -> Response<Body> {
+    response(
+        200,
+        encode(protocol, output),
+        &protocol_headers(protocol, seq),
+    )
+}
+
+/// An error in the protocol's shape: a `{__type, message}` structure; the
+/// query-compatible CloudWatch also names the code in `x-amzn-query-error`,
+/// which both the SDK and boto3 read.
+fn error_response(protocol: Protocol, error: &AwsError, seq: u64) -> Response<Body> {
+    let mut headers = protocol_headers(protocol, seq);
+    match protocol {
+        Protocol::RpcV2Cbor | Protocol::AwsJson10 => headers.push((
+            "x-amzn-query-error",
+            format!("{};{}", error.code, error.fault()),
+        )),
+        Protocol::AwsJson11 => headers.push(("x-amzn-errortype", error.code.clone())),
+    }
+    let body = Value::map([
+        ("__type", Value::str(&error.code)),
+        ("message", Value::str(&error.message)),
+    ]);
+    response(error.status, encode(protocol, &body), &headers)
+}
+
+fn json_response(
+    status: u16,
+    body: &serde_json::Value,
+    headers: &[(&str, String)],
+) -> Response<Body> {
+    let mut all = vec![(CONTENT_TYPE.as_str(), "application/json".to_owned())];
+    all.extend(headers.iter().map(|(k, v)| (*k, v.clone())));
+    response(status, serde_json::to_vec(body).unwrap_or_default(), &all)
+}
