@@ -284,6 +284,8 @@ pub struct SimulateArgs {
     pub plugin_dir: Option<std::path::PathBuf>,
     /// JSON output.
     pub json: bool,
+    /// Folder for the HTML report.
+    pub report: Option<std::path::PathBuf>,
 }
 
 /// `flinkscale simulate` (synchronous: the simulation runs its own paused
@@ -343,6 +345,88 @@ fn simulate_blocking(args: SimulateArgs) -> anyhow::Result<ExitCode> {
         println!("{}", serde_json::to_string(&report)?);
     } else {
         print!("{}", report.text());
+    }
+    if let Some(dir) = &args.report {
+        simulate_report(dir, &scenario, &report, &outcome.world)?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Writes the HTML page of `simulate --report DIR` and says where (on
+/// stderr, so that `--json` output stays one object).
+fn simulate_report(
+    dir: &Path,
+    scenario: &crate::sim::Scenario,
+    report: &crate::sim::report::SimReport,
+    world: &crate::sim::World,
+) -> anyhow::Result<()> {
+    let path = crate::sim::report_html::write_report(dir, scenario, report, world)?;
+    eprintln!("report: {}", path.display());
+    Ok(())
+}
+
+/// The arguments of `flinkscale bench`.
+#[derive(Debug, clap::Args)]
+pub struct BenchArgs {
+    /// A folder of scenarios (every *.toml but demo and e2e-*) or a
+    /// scenario file; repeatable. Default: tests/scenarios.
+    #[arg(long = "scenarios", value_name = "DIR|FILE")]
+    pub scenarios: Vec<std::path::PathBuf>,
+    /// The policies, comma-separated (presets, plugin names or .wasm paths).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "seed,msf-builtin,hold,target-tracking,rate"
+    )]
+    pub policies: Vec<String>,
+    /// Where to write bench.json, bench.md and the HTML pages.
+    #[arg(long, default_value = "target/bench")]
+    pub out: std::path::PathBuf,
+    /// Runs at a time (each on its own thread).
+    #[arg(long, default_value_t = 2)]
+    pub jobs: usize,
+    /// Where the plugins are (default: where `cargo plugins` puts them).
+    #[arg(long)]
+    pub plugin_dir: Option<std::path::PathBuf>,
+    /// Do not write an HTML page per run under OUT/reports/.
+    #[arg(long)]
+    pub no_reports: bool,
+}
+
+/// `flinkscale bench`.
+pub async fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
+    tokio::task::spawn_blocking(move || bench_blocking(args)).await?
+}
+
+fn bench_blocking(args: BenchArgs) -> anyhow::Result<ExitCode> {
+    use crate::sim::{bench, presets};
+    let sources = if args.scenarios.is_empty() {
+        vec![bench::default_scenario_dir()]
+    } else {
+        args.scenarios.clone()
+    };
+    let mut scenarios = Vec::new();
+    for source in sources {
+        if source.is_dir() {
+            scenarios.extend(bench::scenario_files(&source)?);
+        } else {
+            scenarios.push(source);
+        }
+    }
+    let options = bench::BenchOptions {
+        scenarios,
+        policies: args.policies.clone(),
+        plugin_dir: args.plugin_dir.unwrap_or_else(presets::shipped_plugin_dir),
+        jobs: args.jobs.max(1),
+        report_dir: (!args.no_reports).then(|| args.out.join("reports")),
+    };
+    let result = bench::run(&options)?;
+    let (json, md) = bench::write(&result, &args.out)?;
+    print!("{}", bench::markdown(&result));
+    println!("\n{}", bench::speed_line(&result));
+    eprintln!("wrote {} and {}", md.display(), json.display());
+    if let Some(dir) = &options.report_dir {
+        eprintln!("HTML pages: {}/<scenario>/<policy>.html", dir.display());
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -9,11 +9,13 @@
 //! only I/O is reading scenario and trace files. [`score`] turns a finished
 //! run into the scores every report states.
 
+pub mod bench;
 pub mod driver;
 pub mod model;
 pub mod presets;
 pub mod publish;
 pub mod report;
+pub mod report_html;
 pub mod scenario;
 pub mod score;
 pub mod trace;

@@ -1,0 +1,701 @@
+//! The scaling benchmark (`flinkscale bench`): every scenario x every
+//! policy in one process, as JSON rows for machines and a markdown table
+//! for people, with the bounds no policy can beat per scenario.
+//!
+//! Runs are independent and each blocks its own thread on a paused-clock
+//! runtime, so a few plain worker threads pull them from a shared queue;
+//! the rows come out in scenario x policy order whatever finished first,
+//! so the table is reproducible. Any run that fails fails the benchmark: a
+//! missing row would silently flatter a policy.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
+
+use serde::Serialize;
+
+use super::driver::{SimulateError, SimulationOutcome, simulate};
+use super::presets::{self, PolicyChoice};
+use super::report::{PolicyInfo, SimReport};
+use super::report_html::{self, ReportError};
+use super::{Scenario, ScenarioError};
+use crate::config::load::{self, LoadedConfig};
+
+/// The policies `bench` compares by default: the references, then the
+/// shipped better ones.
+pub const DEFAULT_POLICIES: &[&str] = &["seed", "msf-builtin", "hold", "target-tracking", "rate"];
+
+/// Why the benchmark could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    /// The scenario folder could not be listed.
+    #[error("cannot list scenarios in {dir}: {source}")]
+    ListScenarios {
+        /// The folder.
+        dir: String,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// No scenario to run.
+    #[error("no scenario (*.toml) in {0}")]
+    NoScenarios(String),
+    /// A scenario is invalid.
+    #[error(transparent)]
+    Scenario(#[from] ScenarioError),
+    /// A policy cannot be configured (most often: its plugin is not built).
+    #[error(
+        "policy {policy:?} cannot run on scenario {scenario:?}:\n{errors}\n\
+         (if a plugin is missing, run `cargo plugins` to build the shipped plugins)"
+    )]
+    Policy {
+        /// The policy.
+        policy: String,
+        /// The scenario.
+        scenario: String,
+        /// The configuration errors.
+        errors: String,
+    },
+    /// A plugin file is not there.
+    #[error(
+        "policy {policy:?}: plugin {path} not found; run `cargo plugins` to build the shipped plugins \
+         (or give --plugin-dir)"
+    )]
+    MissingPlugin {
+        /// The policy.
+        policy: String,
+        /// The plugin file looked for.
+        path: String,
+    },
+    /// A run failed.
+    #[error("scenario {scenario:?} with policy {policy:?}: {source}")]
+    Run {
+        /// The scenario.
+        scenario: String,
+        /// The policy.
+        policy: String,
+        /// Why (boxed: the agent's errors are large).
+        #[source]
+        source: Box<SimulateError>,
+    },
+    /// A report page could not be written.
+    #[error(transparent)]
+    Report(#[from] ReportError),
+    /// The table or the JSON rows could not be written.
+    #[error("cannot write {path}: {source}")]
+    Write {
+        /// The file.
+        path: String,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct BenchOptions {
+    /// The scenarios, in order.
+    pub scenarios: Vec<PathBuf>,
+    /// The policies (preset names or plugins), in order.
+    pub policies: Vec<String>,
+    /// Where the plugins are.
+    pub plugin_dir: PathBuf,
+    /// Worker threads (at least 1).
+    pub jobs: usize,
+    /// Folder for one HTML page per run (`<dir>/<scenario>/<policy>.html`),
+    /// or none.
+    pub report_dir: Option<PathBuf>,
+}
+
+/// The bounds of one scenario, which no policy can beat.
+#[derive(Debug, Clone, Serialize)]
+pub struct ScenarioBounds {
+    /// The scenario.
+    pub scenario: String,
+    /// Its length, seconds.
+    pub duration_secs: u64,
+    /// Every arrival processed at full per-subtask speed, KPU-hours (the
+    /// runs' own lower bound counts only the records they processed).
+    pub lower_bound_kpu_hours: f64,
+    /// The per-second perfect scaler's KPU-hours.
+    pub clairvoyant_kpu_hours: f64,
+}
+
+/// Everything the benchmark produced.
+#[derive(Debug, Clone, Serialize)]
+pub struct BenchResult {
+    /// One row per scenario x policy, scenario-major.
+    pub rows: Vec<SimReport>,
+    /// One entry per scenario.
+    pub bounds: Vec<ScenarioBounds>,
+    /// Simulated seconds of all runs.
+    pub simulated_secs: u64,
+    /// Wall-clock seconds of the whole benchmark.
+    pub wall_secs: f64,
+    /// Sum of the runs' own wall-clock seconds (more than `wall_secs` when
+    /// runs overlap).
+    pub run_wall_secs: f64,
+    /// Worker threads used.
+    pub jobs: usize,
+}
+
+impl BenchResult {
+    /// Simulated seconds per wall second of the whole benchmark (all workers).
+    pub fn throughput(&self) -> f64 {
+        self.simulated_secs as f64 / self.wall_secs.max(1e-9)
+    }
+
+    /// Simulated seconds per wall second of one run on one thread.
+    pub fn per_run_speed(&self) -> f64 {
+        self.simulated_secs as f64 / self.run_wall_secs.max(1e-9)
+    }
+}
+
+/// The scenario files of `dir`, sorted by name: every `*.toml` except the
+/// bundled demo (`demo.toml`, tuned to be watched, not judged) and the
+/// end-to-end test fixtures (`e2e-*.toml`).
+pub fn scenario_files(dir: &Path) -> Result<Vec<PathBuf>, BenchError> {
+    let list_err = |source| BenchError::ListScenarios {
+        dir: dir.display().to_string(),
+        source,
+    };
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(list_err)? {
+        let path = entry.map_err(list_err)?.path();
+        let stem = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let is_toml = path.extension().is_some_and(|e| e == "toml");
+        if is_toml && stem != "demo" && !stem.starts_with("e2e-") {
+            files.push(path);
+        }
+    }
+    files.sort();
+    if files.is_empty() {
+        return Err(BenchError::NoScenarios(dir.display().to_string()));
+    }
+    Ok(files)
+}
+
+/// The shipped scenarios' folder: `tests/scenarios` under the current
+/// folder if it exists, else in this checkout.
+pub fn default_scenario_dir() -> PathBuf {
+    let here = PathBuf::from("tests/scenarios");
+    if here.is_dir() {
+        return here;
+    }
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/scenarios")
+}
+
+/// The agent configuration of `choice` on `scenario`, every plugin file
+/// checked to be there.
+pub fn configure(
+    scenario: &Scenario,
+    choice: &PolicyChoice,
+    plugin_dir: &Path,
+) -> Result<LoadedConfig, BenchError> {
+    let loaded =
+        presets::config(scenario, choice, plugin_dir).map_err(|errors| BenchError::Policy {
+            policy: choice.name.clone(),
+            scenario: scenario.name.clone(),
+            errors: errors.to_string(),
+        })?;
+    for paths in &loaded.plugins {
+        for path in std::iter::once(&paths.policy).chain(&paths.interpreters) {
+            if !path.is_file() {
+                return Err(BenchError::MissingPlugin {
+                    policy: choice.name.clone(),
+                    path: path.display().to_string(),
+                });
+            }
+        }
+    }
+    Ok(loaded)
+}
+
+/// Runs `choice` on `scenario`: the report row and the finished run.
+pub fn run_one(
+    scenario: &Scenario,
+    choice: &PolicyChoice,
+    plugin_dir: &Path,
+) -> Result<(SimReport, SimulationOutcome), BenchError> {
+    let loaded = configure(scenario, choice, plugin_dir)?;
+    let started = Instant::now();
+    let outcome = simulate(scenario, &loaded).map_err(|source| BenchError::Run {
+        scenario: scenario.name.clone(),
+        policy: choice.name.clone(),
+        source: Box::new(source),
+    })?;
+    let wall = started.elapsed().as_secs_f64().max(1e-9);
+    let (plugin, params) = match (loaded.config.applications.first(), loaded.plugins.first()) {
+        (Some(app), Some(paths)) => (
+            paths.policy.clone(),
+            serde_json::from_str(&load::params_json(&app.policy.params))
+                .unwrap_or(serde_json::Value::Null),
+        ),
+        _ => (PathBuf::new(), serde_json::Value::Null),
+    };
+    let report = SimReport {
+        scenario: scenario.name.clone(),
+        policy: PolicyInfo::new(&choice.name, &plugin, params),
+        sim_speed: outcome.scores.duration_secs as f64 / wall,
+        scores: outcome.scores.clone(),
+    };
+    Ok((report, outcome))
+}
+
+/// The bounds of `scenario` from a finished run's load (the same for every
+/// policy).
+fn bounds(scenario: &Scenario, outcome: &SimulationOutcome) -> ScenarioBounds {
+    let lower_bound_kpu_hours = outcome
+        .world
+        .applications()
+        .iter()
+        .map(|app| {
+            let p = app.params();
+            let arrivals: f64 = app.history().lambda.iter().sum();
+            arrivals
+                / (p.records_per_subtask_per_sec * f64::from(p.parallelism_per_kpu.max(1)))
+                / 3600.0
+        })
+        .sum();
+    ScenarioBounds {
+        scenario: scenario.name.clone(),
+        duration_secs: scenario.duration_secs,
+        lower_bound_kpu_hours,
+        clairvoyant_kpu_hours: outcome.scores.clairvoyant_kpu_hours,
+    }
+}
+
+/// A file-name-safe form of a policy name or path.
+fn file_part(name: &str) -> String {
+    let base = Path::new(name)
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| name.to_owned());
+    base.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// Runs every scenario x every policy, `options.jobs` at a time. Every
+/// policy is configured on every scenario before anything runs, so a
+/// missing plugin fails at once.
+pub fn run(options: &BenchOptions) -> Result<BenchResult, BenchError> {
+    let started = Instant::now();
+    let scenarios = options
+        .scenarios
+        .iter()
+        .map(|p| Scenario::load(p))
+        .collect::<Result<Vec<_>, _>>()?;
+    let choices: Vec<PolicyChoice> = options
+        .policies
+        .iter()
+        .map(|name| PolicyChoice {
+            name: name.clone(),
+            params: serde_json::Map::new(),
+        })
+        .collect();
+    for scenario in &scenarios {
+        for choice in &choices {
+            configure(scenario, choice, &options.plugin_dir)?;
+        }
+    }
+    // Longest first, so the long runs do not end up alone at the end.
+    let mut jobs: Vec<(usize, usize)> = (0..scenarios.len())
+        .flat_map(|s| (0..choices.len()).map(move |c| (s, c)))
+        .collect();
+    jobs.sort_by_key(|&(s, _)| std::cmp::Reverse(scenarios[s].duration_secs));
+    let next = AtomicUsize::new(0);
+    type Done = (usize, usize, SimReport, Option<ScenarioBounds>, f64);
+    let done: Mutex<Vec<Done>> = Mutex::new(Vec::new());
+    let failure: Mutex<Option<BenchError>> = Mutex::new(None);
+    let workers = options.jobs.clamp(1, jobs.len().max(1));
+    std::thread::scope(|scope| {
+        for _ in 0..workers {
+            scope.spawn(|| {
+                loop {
+                    if failure.lock().map(|f| f.is_some()).unwrap_or(true) {
+                        return;
+                    }
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(&(s, c)) = jobs.get(i) else {
+                        return;
+                    };
+                    let (scenario, choice) = (&scenarios[s], &choices[c]);
+                    let run_started = Instant::now();
+                    let result = run_one(scenario, choice, &options.plugin_dir).and_then(
+                        |(report, outcome)| {
+                            if let Some(dir) = &options.report_dir {
+                                let path = dir
+                                    .join(file_part(&scenario.name))
+                                    .join(format!("{}.html", file_part(&choice.name)));
+                                let html = report_html::render(scenario, &report, &outcome.world);
+                                report_html::write_page(&path, &html)?;
+                            }
+                            let b = (c == 0).then(|| bounds(scenario, &outcome));
+                            Ok((report, b))
+                        },
+                    );
+                    let wall = run_started.elapsed().as_secs_f64();
+                    match result {
+                        Ok((report, b)) => {
+                            eprintln!(
+                                "bench: {} / {}: {} simulated seconds in {wall:.1} s",
+                                scenario.name, choice.name, report.scores.duration_secs
+                            );
+                            if let Ok(mut d) = done.lock() {
+                                d.push((s, c, report, b, wall));
+                            }
+                        }
+                        Err(e) => {
+                            if let Ok(mut f) = failure.lock() {
+                                f.get_or_insert(e);
+                            }
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    if let Some(e) = failure.into_inner().unwrap_or_else(|p| p.into_inner()) {
+        return Err(e);
+    }
+    let mut done = done.into_inner().unwrap_or_else(|p| p.into_inner());
+    done.sort_by_key(|&(s, c, ..)| (s, c));
+    let run_wall_secs = done.iter().map(|d| d.4).sum();
+    let simulated_secs = done.iter().map(|d| d.2.scores.duration_secs).sum();
+    let mut bounds = Vec::new();
+    let mut rows = Vec::new();
+    for (_, _, report, b, _) in done {
+        bounds.extend(b);
+        rows.push(report);
+    }
+    Ok(BenchResult {
+        rows,
+        bounds,
+        simulated_secs,
+        wall_secs: started.elapsed().as_secs_f64(),
+        run_wall_secs,
+        jobs: workers,
+    })
+}
+
+/// The markdown tables: one row per run, then the bounds per scenario.
+pub fn markdown(result: &BenchResult) -> String {
+    let mut out = String::new();
+    let version = result
+        .rows
+        .first()
+        .map(|r| r.scores.model_version)
+        .unwrap_or(super::MODEL_VERSION);
+    let _ = writeln!(
+        out,
+        "Model version {version}. Lag SLO violations, lag and downtime in seconds; \
+         efficiency = clairvoyant KPU-hours / KPU-hours, bound_efficiency = lower bound / KPU-hours.\n"
+    );
+    out.push_str(
+        "| scenario | policy | kpu_hours | cost_usd | slo_violation_secs | max_lag_secs | p99_lag_secs | rescales | downtime_secs | efficiency | bound_efficiency |\n\
+         |---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+    );
+    for r in &result.rows {
+        let s = &r.scores;
+        let _ = writeln!(
+            out,
+            "| {} | {} | {:.2} | {:.2} | {} | {:.0} | {:.0} | {} | {} | {:.3} | {:.3} |",
+            r.scenario,
+            r.policy.name,
+            s.kpu_hours,
+            s.cost_usd,
+            s.slo_violation_secs,
+            s.max_lag_secs,
+            s.p99_lag_secs,
+            s.rescales,
+            s.downtime_secs,
+            s.efficiency,
+            s.bound_efficiency
+        );
+    }
+    out.push_str(
+        "\nBounds per scenario (no policy can use fewer KPU-hours than the lower bound; \
+         the clairvoyant scaler rescales every second for free):\n\n\
+         | scenario | duration_secs | lower_bound_kpu_hours | clairvoyant_kpu_hours |\n\
+         |---|---:|---:|---:|\n",
+    );
+    for b in &result.bounds {
+        let _ = writeln!(
+            out,
+            "| {} | {} | {:.2} | {:.2} |",
+            b.scenario, b.duration_secs, b.lower_bound_kpu_hours, b.clairvoyant_kpu_hours
+        );
+    }
+    out
+}
+
+/// One line on the benchmark's speed.
+pub fn speed_line(result: &BenchResult) -> String {
+    format!(
+        "{} runs, {} simulated seconds in {:.1} wall seconds on {} worker(s): \
+         {:.0} simulated seconds per wall second ({:.0} per run on one thread)",
+        result.rows.len(),
+        result.simulated_secs,
+        result.wall_secs,
+        result.jobs,
+        result.throughput(),
+        result.per_run_speed()
+    )
+}
+
+/// Writes `bench.json` (the rows) and `bench.md` (the tables) to `out`
+/// and returns their paths.
+pub fn write(result: &BenchResult, out: &Path) -> Result<(PathBuf, PathBuf), BenchError> {
+    let fail = |p: &Path| {
+        let path = p.display().to_string();
+        move |source| BenchError::Write { path, source }
+    };
+    std::fs::create_dir_all(out).map_err(fail(out))?;
+    let json_path = out.join("bench.json");
+    let json = serde_json::to_string_pretty(&result.rows)
+        .map_err(|e| fail(&json_path)(std::io::Error::other(e)))?;
+    std::fs::write(&json_path, json + "\n").map_err(fail(&json_path))?;
+    let md_path = out.join("bench.md");
+    std::fs::write(&md_path, markdown(result)).map_err(fail(&md_path))?;
+    Ok((json_path, md_path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::score::{Clairvoyant, score};
+    use super::super::{AppParams, Trace, World};
+    use super::*;
+
+    fn close(a: f64, b: f64) -> bool {
+        (a - b).abs() <= 1e-9 * b.abs().max(1.0)
+    }
+
+    fn scenario(name: &str) -> Scenario {
+        let path = default_scenario_dir().join(format!("{name}.toml"));
+        Scenario::load(&path).unwrap_or_else(|e| panic!("{name}: {e}"))
+    }
+
+    /// Every shipped benchmark scenario loads, says what it is, and its peak
+    /// fits under max_kpu, so a good policy can meet the SLO on it.
+    #[test]
+    fn shipped_scenarios_are_all_there_and_feasible() {
+        let files = scenario_files(&default_scenario_dir()).expect("listed");
+        let names: Vec<String> = files
+            .iter()
+            .map(|f| {
+                f.file_stem()
+                    .unwrap_or_default()
+                    .to_string_lossy()
+                    .into_owned()
+            })
+            .collect();
+        for expected in [
+            "diurnal",
+            "flash-crowd",
+            "ramp",
+            "sawtooth",
+            "spike",
+            "step",
+            "weekly",
+        ] {
+            assert!(
+                names.iter().any(|n| n == expected),
+                "{expected} in {names:?}"
+            );
+        }
+        assert!(!names.iter().any(|n| n == "demo" || n.starts_with("e2e-")));
+        for name in &names {
+            let s = scenario(name);
+            assert!(!s.description.is_empty(), "{name} describes itself");
+            for app in &s.applications {
+                let c = Clairvoyant::new(&app.params);
+                let peak = (0..=s.duration_secs)
+                    .map(|t| app.trace.rate_at(t as f64) * app.load_factor)
+                    .fold(0.0, f64::max);
+                let p = c
+                    .parallelism(peak)
+                    .unwrap_or_else(|| panic!("{name}: peak {peak} beyond the USL peak"));
+                assert!(
+                    p <= app.params.max_kpu * app.params.parallelism_per_kpu,
+                    "{name}: peak {peak} needs {p} subtasks"
+                );
+                let start = app.trace.rate_at(0.0) * app.load_factor;
+                assert!(
+                    app.params.capacity(app.params.initial_kpu) > start,
+                    "{name}: the start load {start} fits the initial KPU"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn shipped_scenarios_have_the_documented_shapes() {
+        let rate = |s: &Scenario, t: f64| s.applications[0].trace.rate_at(t);
+        let spike = scenario("spike");
+        assert_eq!(spike.duration_secs, 7200);
+        assert_eq!(rate(&spike, 2000.0), 5.0 * rate(&spike, 0.0));
+        assert_eq!(rate(&spike, 2400.0), rate(&spike, 0.0));
+        let ramp = scenario("ramp");
+        assert_eq!(rate(&ramp, 6.5 * 3600.0), 10.0 * rate(&ramp, 0.0));
+        assert!(close(rate(&ramp, 3.5 * 3600.0), 5500.0), "linear");
+        let flash = scenario("flash-crowd");
+        assert_eq!(rate(&flash, 1800.0), 12.0 * rate(&flash, 0.0));
+        // One time constant later: 1000 + 11000 / e.
+        assert!((rate(&flash, 3000.0) - (1000.0 + 11000.0 / std::f64::consts::E)).abs() < 1.0);
+        let saw = scenario("sawtooth");
+        assert_eq!((rate(&saw, 2399.0) / 100.0).round(), 60.0);
+        assert_eq!(rate(&saw, 2400.0), 1000.0);
+        assert_eq!(scenario("diurnal").duration_secs, 86_400);
+        let weekly = scenario("weekly");
+        assert_eq!(weekly.duration_secs, 7 * 86_400);
+        // Wednesday 15:00 is busier than Saturday 15:00.
+        let wed = rate(&weekly, (2.0 * 24.0 + 15.0) * 3600.0);
+        let sat = rate(&weekly, (5.0 * 24.0 + 15.0) * 3600.0);
+        assert!(wed > 1.5 * sat, "weekday {wed} vs weekend {sat}");
+    }
+
+    /// A run of the model with a constant overload, scored: lambda 1500 on
+    /// one subtask of 1000 records/s for 300 s. The backlog grows by 500/s
+    /// and the lag at the end of step t is (t + 1) / 3.
+    #[test]
+    fn scores_of_a_constant_overload_by_hand() {
+        let mut s = Scenario::single("overload", Trace::constant(1500.0), 300);
+        s.applications[0].params.max_lag_secs = 50.5;
+        s.applications[0].params.max_kpu = 8;
+        let mut world = World::from_scenario(&s, 0);
+        world.advance_to(300);
+        let sc = world.scores();
+        // (t + 1) / 3 > 50.5 from t = 151: steps 151..=299.
+        assert_eq!(sc.slo_violation_secs, 149);
+        assert!(close(sc.max_lag_secs, 100.0), "{}", sc.max_lag_secs);
+        // Nearest rank 297 of 300 sorted lags k / 3.
+        assert!(close(sc.p99_lag_secs, 99.0), "{}", sc.p99_lag_secs);
+        assert!(close(sc.kpu_hours, 300.0 / 3600.0));
+        // 300 000 records processed at 1000/s per KPU: 300 KPU-seconds.
+        assert!(close(sc.lower_bound_kpu_hours, 300.0 / 3600.0));
+        // 1500 records/s needs 2 subtasks (C(2) = 1960).
+        assert!(close(sc.clairvoyant_kpu_hours, 600.0 / 3600.0));
+        assert!(close(sc.efficiency, 2.0));
+        assert!(close(sc.bound_efficiency, 1.0));
+        assert!(close(sc.cost_usd, 0.11 * 600.0 / 3600.0));
+    }
+
+    /// Two applications pool: bounds, KPU-hours and violations add up, and
+    /// the clairvoyant scaler never goes below min_kpu.
+    #[test]
+    fn scores_of_two_applications_add_up() {
+        let busy = History {
+            lambda: vec![3000.0, 3000.0],
+            capacity: vec![1000.0; 2],
+            processed: vec![1000.0; 2],
+            backlog: vec![2000.0, 4000.0],
+            lag_secs: vec![61.0, 62.0],
+            kpu: vec![1, 1],
+            billed_kpu: vec![1, 1],
+            updating: vec![false; 2],
+            cpu_percent: vec![100.0; 2],
+            updates: vec![],
+        };
+        let idle = History {
+            lambda: vec![0.0, 0.0],
+            capacity: vec![1000.0; 2],
+            processed: vec![0.0; 2],
+            backlog: vec![0.0; 2],
+            lag_secs: vec![0.0; 2],
+            kpu: vec![2, 2],
+            billed_kpu: vec![2, 2],
+            updating: vec![false; 2],
+            cpu_percent: vec![5.0; 2],
+            updates: vec![],
+        };
+        let p = AppParams::default();
+        let floor = AppParams {
+            min_kpu: 3,
+            ..AppParams::default()
+        };
+        let s = score(&[(&busy, &p), (&idle, &floor)]);
+        assert_eq!(s.slo_violation_secs, 2);
+        assert_eq!(s.duration_secs, 2);
+        assert!(close(s.kpu_hours, 6.0 / 3600.0));
+        // Two orchestration KPUs for 2 s each.
+        assert!(close(s.cost_usd, 0.11 * 10.0 / 3600.0));
+        assert!(close(s.lower_bound_kpu_hours, 2.0 / 3600.0));
+        // p*(3000) = 4 for 2 s, plus the idle app held at min_kpu 3 for 2 s.
+        assert!(close(s.clairvoyant_kpu_hours, 14.0 / 3600.0));
+        assert!(close(s.efficiency, 14.0 / 6.0));
+        // Nearest rank 4 of 4 pooled lags.
+        assert_eq!(s.p99_lag_secs, 62.0);
+    }
+
+    use super::super::History;
+
+    #[test]
+    fn markdown_has_a_row_per_run_and_the_bounds() {
+        let s = Scenario::single("tiny", Trace::constant(500.0), 10);
+        let mut world = World::from_scenario(&s, 0);
+        world.advance_to(10);
+        let row = SimReport {
+            scenario: "tiny".into(),
+            policy: PolicyInfo {
+                name: "hold".into(),
+                plugin: "hold.wasm".into(),
+                wasm_sha256: "ab".into(),
+                params: serde_json::Value::Null,
+            },
+            scores: world.scores(),
+            sim_speed: 1.0,
+        };
+        let result = BenchResult {
+            rows: vec![row],
+            bounds: vec![ScenarioBounds {
+                scenario: "tiny".into(),
+                duration_secs: 10,
+                lower_bound_kpu_hours: 0.0014,
+                clairvoyant_kpu_hours: 0.0028,
+            }],
+            simulated_secs: 10,
+            wall_secs: 0.5,
+            run_wall_secs: 0.5,
+            jobs: 1,
+        };
+        let md = markdown(&result);
+        assert!(
+            md.contains("| tiny | hold | 0.00 | 0.00 | 0 | 0 | 0 | 0 | 0 | 1.000 | 0.500 |"),
+            "{md}"
+        );
+        assert!(md.contains("| tiny | 10 | 0.00 | 0.00 |"), "{md}");
+        assert!(speed_line(&result).contains("20 simulated seconds per wall second"));
+    }
+
+    #[test]
+    fn a_missing_plugin_says_to_run_cargo_plugins() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let err = run(&BenchOptions {
+            scenarios: vec![default_scenario_dir().join("step.toml")],
+            policies: vec!["no-such-policy".into()],
+            plugin_dir: dir.path().to_owned(),
+            jobs: 1,
+            report_dir: None,
+        })
+        .expect_err("no plugin")
+        .to_string();
+        assert!(
+            err.contains("no-such-policy") && err.contains("cargo plugins"),
+            "{err}"
+        );
+    }
+}
