@@ -1,0 +1,574 @@
+//! The end-to-end harness: `flinkscale emulate` and the agent as separate
+//! processes on loopback, a minimal HTTP/1.1 client for the emulator's
+//! control API, and waits that fail with the call log printed.
+//!
+//! Every process is owned by a [`Running`] guard that stops it when dropped,
+//! including while a failed assertion unwinds, so no test leaves an
+//! emulator or an agent behind.
+
+// Each test crate that includes this module uses only part of it.
+#![allow(dead_code)]
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Mutex, mpsc};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde_json::{Value, json};
+
+/// The `flinkscale` binary cargo built for these tests.
+pub const BIN: &str = env!("CARGO_BIN_EXE_flinkscale");
+
+/// The workspace root.
+pub fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("the host crate sits in the workspace")
+        .to_path_buf()
+}
+
+/// A file of `tests/scenarios/`.
+pub fn scenario(name: &str) -> PathBuf {
+    workspace().join("tests/scenarios").join(name)
+}
+
+/// Where `cargo plugins` puts the shipped plugins: the workspace's target
+/// directory (or `CARGO_TARGET_DIR`), `wasm32-wasip2/release`. Fails the
+/// test when `step.wasm` is not there: an end-to-end test without the real
+/// policy proves nothing, so it must not skip.
+pub fn plugin_dir() -> PathBuf {
+    let target = match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) if Path::new(&dir).is_absolute() => PathBuf::from(dir),
+        Some(dir) => workspace().join(dir),
+        None => workspace().join("target"),
+    };
+    let dir = target.join("wasm32-wasip2/release");
+    let step = dir.join("step.wasm");
+    assert!(
+        step.is_file(),
+        "{} is missing: run `cargo plugins` first (it builds the shipped policies to wasm32-wasip2)",
+        step.display()
+    );
+    dir
+}
+
+/// Wall-clock now, milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// A child process that is stopped (SIGTERM, then SIGKILL after a few
+/// seconds) when the guard is dropped.
+pub struct Running {
+    name: String,
+    // Behind a lock so that a wait's condition and its diagnostics can both
+    // look at the process.
+    child: Mutex<Child>,
+    log: PathBuf,
+}
+
+impl Running {
+    /// Spawns `command` with stdout and stderr appended to `log`.
+    pub fn spawn(name: &str, mut command: Command, log: &Path) -> Self {
+        let out = File::create(log).expect("the log file can be created");
+        let err = out.try_clone().expect("the log file handle can be cloned");
+        command.stdout(out).stderr(err).stdin(Stdio::null());
+        let child = command
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+        Self {
+            name: name.to_owned(),
+            child: Mutex::new(child),
+            log: log.to_path_buf(),
+        }
+    }
+
+    /// `None` while the process runs; its exit status once it has ended.
+    pub fn exited(&self) -> Option<std::process::ExitStatus> {
+        self.child
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .try_wait()
+            .ok()
+            .flatten()
+    }
+
+    /// Fails the test, with `diagnose()`, if the process has ended.
+    pub fn assert_running(&self, diagnose: impl Fn() -> String) {
+        if let Some(status) = self.exited() {
+            panic!("{} exited early ({status})\n{}", self.name, diagnose());
+        }
+    }
+
+    /// The last `lines` lines of its output.
+    pub fn log_tail(&self, lines: usize) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let all: Vec<&str> = text.lines().collect();
+        let from = all.len().saturating_sub(lines);
+        format!(
+            "--- last {} lines of {} ({}) ---\n{}",
+            all.len() - from,
+            self.name,
+            self.log.display(),
+            all[from..].join("\n")
+        )
+    }
+
+    /// Its whole output so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Stops it: SIGTERM (a graceful shutdown), then SIGKILL.
+    pub fn stop(&self) {
+        if self.exited().is_some() {
+            return;
+        }
+        let mut child = self.child.lock().unwrap_or_else(|e| e.into_inner());
+        // std has no SIGTERM; `kill` by this process's own pid is the
+        // portable way without a libc dependency.
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if child.try_wait().ok().flatten().is_some() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// An HTTP response: status and body.
+#[derive(Debug)]
+pub struct Response {
+    /// The status code.
+    pub status: u16,
+    /// The headers, names in lower case.
+    pub headers: Vec<(String, String)>,
+    /// The body.
+    pub body: Vec<u8>,
+}
+
+/// One HTTP/1.1 request over a fresh loopback connection
+/// (`Connection: close`, so the body ends where the stream does).
+pub fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> std::io::Result<Response> {
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+    stream.set_write_timeout(Some(Duration::from_secs(10)))?;
+    let mut head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes())?;
+    stream.write_all(body)?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw)?;
+    parse_response(&raw)
+}
+
+fn parse_response(raw: &[u8]) -> std::io::Result<Response> {
+    let bad = |what: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_owned());
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or_else(|| bad("no end of headers"))?;
+    let head = std::str::from_utf8(&raw[..split]).map_err(|_| bad("headers not UTF-8"))?;
+    let mut lines = head.split("\r\n");
+    let status = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| bad("no status line"))?;
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    let rest = &raw[split + 4..];
+    let header = |name: &str| {
+        headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    };
+    let body = if header("transfer-encoding").is_some_and(|v| v.contains("chunked")) {
+        let mut body = Vec::new();
+        let mut at = 0;
+        loop {
+            let eol = rest[at..]
+                .windows(2)
+                .position(|w| w == b"\r\n")
+                .ok_or_else(|| bad("bad chunk"))?;
+            let size_text =
+                std::str::from_utf8(&rest[at..at + eol]).map_err(|_| bad("bad chunk"))?;
+            let size = usize::from_str_radix(size_text.split(';').next().unwrap_or("").trim(), 16)
+                .map_err(|_| bad("bad chunk size"))?;
+            at += eol + 2;
+            if size == 0 {
+                break;
+            }
+            body.extend_from_slice(rest.get(at..at + size).ok_or_else(|| bad("short chunk"))?);
+            at += size + 2;
+        }
+        body
+    } else if let Some(len) = header("content-length").and_then(|v| v.parse::<usize>().ok()) {
+        rest.get(..len).ok_or_else(|| bad("short body"))?.to_vec()
+    } else {
+        rest.to_vec()
+    };
+    Ok(Response {
+        status,
+        headers,
+        body,
+    })
+}
+
+/// A running `flinkscale emulate`.
+pub struct Emulator {
+    /// The process.
+    pub process: Running,
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// `http://127.0.0.1:PORT`, for `AWS_ENDPOINT_URL`.
+    pub endpoint: String,
+    /// Wall-clock ms just before it was started (its model's t = 0 is this,
+    /// rounded down to a second, or a little later).
+    pub started_ms: i64,
+    /// The model's speed.
+    pub speed: f64,
+}
+
+impl Emulator {
+    /// Starts `flinkscale emulate --scenario SCENARIO --speed SPEED` (plus
+    /// `extra` arguments) and reads its endpoint from the line it prints.
+    pub fn start(scenario: &Path, speed: f64, extra: &[&str], dir: &Path) -> Self {
+        let log = dir.join("emulator.log");
+        let started_ms = now_ms();
+        let mut command = Command::new(BIN);
+        command
+            .arg("emulate")
+            .arg("--scenario")
+            .arg(scenario)
+            .arg("--listen")
+            .arg("127.0.0.1:0")
+            .arg("--speed")
+            .arg(speed.to_string())
+            .args(extra)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(File::create(&log).expect("the log file can be created"))
+            .stdin(Stdio::null());
+        let mut child = command
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start `flinkscale emulate`: {e}"));
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let (tx, rx) = mpsc::channel();
+        // Reads the first line for the endpoint, then keeps draining so the
+        // emulator never blocks on a full pipe.
+        std::thread::spawn(move || {
+            let mut lines = BufReader::new(stdout).lines();
+            if let Some(Ok(line)) = lines.next() {
+                let _ = tx.send(line);
+            }
+            for _ in lines {}
+        });
+        let process = Running {
+            name: "flinkscale emulate".to_owned(),
+            child: Mutex::new(child),
+            log,
+        };
+        let line = match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(line) => line,
+            Err(_) => panic!(
+                "`flinkscale emulate` printed no endpoint within 30 s\n{}",
+                process.log_tail(40)
+            ),
+        };
+        let endpoint = line
+            .strip_prefix("flinkscale emulator listening on ")
+            .unwrap_or_else(|| {
+                panic!(
+                    "unexpected first line from `flinkscale emulate`: {line:?}\n{}",
+                    process.log_tail(40)
+                )
+            })
+            .trim()
+            .to_owned();
+        let addr: SocketAddr = endpoint
+            .strip_prefix("http://")
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| panic!("the endpoint {endpoint:?} is not http://IP:PORT"));
+        let emulator = Self {
+            process,
+            addr,
+            endpoint,
+            started_ms,
+            speed,
+        };
+        let health = emulator.get("/_emulator/health");
+        assert_eq!(health["status"], "ok", "health: {health}");
+        emulator
+    }
+
+    /// A control-API request; panics (with the emulator's log) on a
+    /// transport error or a status other than 200.
+    pub fn control(&self, method: &str, path: &str, body: Option<&Value>) -> Value {
+        let bytes = body.map(|b| b.to_string().into_bytes()).unwrap_or_default();
+        let headers: &[(&str, &str)] = if body.is_some() {
+            &[("Content-Type", "application/json")]
+        } else {
+            &[]
+        };
+        let response = http(self.addr, method, path, headers, &bytes).unwrap_or_else(|e| {
+            panic!("{method} {path} failed: {e}\n{}", self.process.log_tail(40))
+        });
+        let text = String::from_utf8_lossy(&response.body).into_owned();
+        assert_eq!(
+            response.status, 200,
+            "{method} {path} answered {}: {text}",
+            response.status
+        );
+        serde_json::from_str(&text)
+            .unwrap_or_else(|e| panic!("{method} {path} answered no JSON ({e}): {text}"))
+    }
+
+    /// `GET path`.
+    pub fn get(&self, path: &str) -> Value {
+        self.control("GET", path, None)
+    }
+
+    /// Every AWS call received so far.
+    pub fn calls(&self) -> Vec<Value> {
+        match self
+            .get("/_emulator/calls")
+            .get_mut("calls")
+            .map(Value::take)
+        {
+            Some(Value::Array(calls)) => calls,
+            other => panic!("GET /_emulator/calls has no calls array: {other:?}"),
+        }
+    }
+
+    /// The model's state.
+    pub fn state(&self) -> Value {
+        self.get("/_emulator/state")
+    }
+
+    /// One application's entry of the state.
+    pub fn app(&self, name: &str) -> Value {
+        let state = self.state();
+        state["applications"]
+            .as_array()
+            .and_then(|apps| apps.iter().find(|a| a["name"] == name))
+            .cloned()
+            .unwrap_or_else(|| panic!("no application {name:?} in the state: {state}"))
+    }
+
+    /// Multiplies an application's trace by `factor` from now on.
+    pub fn set_load(&self, application: &str, factor: f64) {
+        self.control(
+            "POST",
+            "/_emulator/load",
+            Some(&json!({"application": application, "factor": factor})),
+        );
+    }
+
+    /// The call log in one line per call, for failure messages.
+    pub fn call_summary(&self) -> String {
+        let calls = match http(self.addr, "GET", "/_emulator/calls", &[], b"") {
+            Ok(r) => serde_json::from_slice::<Value>(&r.body).unwrap_or(Value::Null)["calls"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default(),
+            Err(e) => return format!("(the call log is unreadable: {e})"),
+        };
+        summarize(&calls, self.started_ms)
+    }
+}
+
+/// One line per call: number, seconds since `origin_ms`, operation,
+/// application, outcome, and for UpdateApplication the version and target.
+pub fn summarize(calls: &[Value], origin_ms: i64) -> String {
+    let mut out = format!("--- call log ({} calls) ---\n", calls.len());
+    let from = calls.len().saturating_sub(300);
+    if from > 0 {
+        out.push_str(&format!("({from} earlier calls left out)\n"));
+    }
+    for call in &calls[from..] {
+        let t = (call["wall_ms"].as_i64().unwrap_or(0) - origin_ms) as f64 / 1000.0;
+        let mut line = format!(
+            "#{} +{t:.1}s model {}s {} {} {} -> {}",
+            call["seq"],
+            call["model_secs"],
+            call["service"].as_str().unwrap_or("?"),
+            call["operation"].as_str().unwrap_or("?"),
+            call["application"].as_str().unwrap_or("-"),
+            call["outcome"].as_str().unwrap_or("?"),
+        );
+        if call["operation"] == "UpdateApplication" {
+            line.push_str(&format!(
+                " (version {}, parallelism {})",
+                call["params"]["CurrentApplicationVersionId"],
+                parallelism_update(call).map_or("-".to_owned(), |p| p.to_string())
+            ));
+        }
+        if call["injected"] == true {
+            line.push_str(" [injected]");
+        }
+        out.push_str(&line);
+        out.push('\n');
+    }
+    out
+}
+
+/// The `ParallelismUpdate` of an UpdateApplication call.
+pub fn parallelism_update(call: &Value) -> Option<u64> {
+    parallelism_config(call)?["ParallelismUpdate"].as_u64()
+}
+
+/// The `ParallelismConfigurationUpdate` of an UpdateApplication call.
+pub fn parallelism_config(call: &Value) -> Option<&Value> {
+    call["params"]
+        .get("ApplicationConfigurationUpdate")?
+        .get("FlinkApplicationConfigurationUpdate")?
+        .get("ParallelismConfigurationUpdate")
+}
+
+/// The calls of one operation (and, if given, one application).
+pub fn calls_of<'a>(
+    calls: &'a [Value],
+    operation: &str,
+    application: Option<&str>,
+) -> Vec<&'a Value> {
+    calls
+        .iter()
+        .filter(|c| c["operation"] == operation)
+        .filter(|c| application.is_none_or(|a| c["application"] == a))
+        .collect()
+}
+
+/// Sets the AWS environment of a flinkscale process pointed at the
+/// emulator: endpoint, region, static credentials, no profile, no
+/// instance metadata, and no shared config files of this machine.
+pub fn aws_env(command: &mut Command, endpoint: &str, dir: &Path) {
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("AWS_") {
+            command.env_remove(key);
+        }
+    }
+    command
+        .env("AWS_ENDPOINT_URL", endpoint)
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ACCESS_KEY_ID", "AKIDEXAMPLEE2E")
+        .env("AWS_SECRET_ACCESS_KEY", "e2e-secret-not-real")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_CONFIG_FILE", dir.join("no-aws-config"))
+        .env(
+            "AWS_SHARED_CREDENTIALS_FILE",
+            dir.join("no-aws-credentials"),
+        );
+}
+
+/// Starts `flinkscale --log-format json run --config CONFIG [args]`
+/// against the emulator.
+pub fn start_agent(emulator: &Emulator, config: &Path, args: &[&str], dir: &Path) -> Running {
+    let mut command = Command::new(BIN);
+    command
+        .args(["--log-format", "json", "run", "--config"])
+        .arg(config)
+        .args(args)
+        .current_dir(dir)
+        .env("RUST_LOG", "info");
+    aws_env(&mut command, &emulator.endpoint, dir);
+    Running::spawn("flinkscale run", command, &dir.join("agent.log"))
+}
+
+/// Polls `condition` every 250 ms until it holds; after `timeout`, fails
+/// with `what` and the diagnostics `diagnose` gives (the call log, the
+/// state, the agent's log).
+pub fn wait_until(
+    timeout: Duration,
+    what: &str,
+    mut condition: impl FnMut() -> bool,
+    diagnose: impl Fn() -> String,
+) -> Duration {
+    let start = Instant::now();
+    loop {
+        if condition() {
+            return start.elapsed();
+        }
+        if start.elapsed() > timeout {
+            panic!(
+                "timed out after {:.0} s waiting for {what}\n{}",
+                timeout.as_secs_f64(),
+                diagnose()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// The fields of the agent's JSON log lines whose message is `message`
+/// (tracing-subscriber's JSON puts them under `fields`).
+pub fn log_events(log: &str, message: &str) -> Vec<Value> {
+    log.lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .map(|mut v| match v.get_mut("fields").map(Value::take) {
+            Some(fields @ Value::Object(_)) => fields,
+            _ => v,
+        })
+        .filter(|fields| fields["message"] == message)
+        .collect()
+}
+
+/// The state as text for failure messages, without failing again if the
+/// emulator is gone.
+pub fn state_text(emulator: &Emulator) -> String {
+    match http(emulator.addr, "GET", "/_emulator/state", &[], b"") {
+        Ok(r) => format!("--- state ---\n{}", String::from_utf8_lossy(&r.body)),
+        Err(e) => format!("(the state is unreadable: {e})"),
+    }
+}
+
+/// Writes a copy of the configuration `source` into `dir` with
+/// `[agent] plugin_dir` set to the absolute plugin directory (a relative
+/// `state_dir` then lands in `dir`), and returns its path.
+pub fn config_copy(source: &Path, dir: &Path) -> PathBuf {
+    let text = std::fs::read_to_string(source)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", source.display()));
+    let mut doc: toml_edit::DocumentMut = text
+        .parse()
+        .unwrap_or_else(|e| panic!("{} is not TOML: {e}", source.display()));
+    let plugins = plugin_dir();
+    doc["agent"]["plugin_dir"] = toml_edit::value(plugins.to_string_lossy().as_ref());
+    let file = dir.join(source.file_name().expect("a file name"));
+    std::fs::write(&file, doc.to_string()).expect("the config copy can be written");
+    file
+}
