@@ -9,7 +9,7 @@ command -v chromium >/dev/null || (apt-get update && apt-get install -y chromium
 rustup target add wasm32-wasip2
 cargo fmt --all -- --check
 cargo plugins
-cargo test -p flinkscale -p step -p flinkscale-plugin
+cargo test --workspace
 
 # The boto3 peer check (tests/peer): boto3, a client nobody here wrote, judges
 # the emulator's wire format. It runs the `flinkscale` binary that the cargo

@@ -16,7 +16,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::{
-    BIN, Emulator, Running, aws_env, calls_of, config_copy, log_events, now_ms, parallelism_config,
+    BIN, Emulator, Running, aws_env, calls_of, config_copy, log_events, parallelism_config,
     parallelism_update, plugin_dir, scenario, start_agent, state_text, summarize, wait_until,
     workspace,
 };
@@ -480,19 +480,15 @@ fn every_metric_family_of_the_examples_works_against_the_emulator() {
     let test_start = Instant::now();
     let dir = tempfile::tempdir().expect("a temp dir");
     let speed = 10.0;
-    let emu = Emulator::start(&scenario("e2e-families.toml"), speed, &[], dir.path());
-    // The examples use 60 s periods: a datapoint exists once the first
-    // minute boundary after the emulator's start has passed, plus the
-    // publication delay (30 model seconds = 3 wall seconds) and a margin.
-    let ready_ms = (emu.started_ms.div_euclid(60_000) + 1) * 60_000 + 3_000 + 1_500;
-    wait_until(
-        Duration::from_secs(75),
-        "the first 60 s period to be published",
-        || {
-            emu.process.assert_running(|| diagnostics(&emu, None));
-            now_ms() >= ready_ms
-        },
-        || diagnostics(&emu, None),
+    const HISTORY_SECS: i64 = 600;
+    // Ten wall minutes of history (100 simulated minutes at speed 10): the
+    // examples' 60 s periods and 5-period alarms have their datapoints at
+    // once.
+    let emu = Emulator::start(
+        &scenario("e2e-families.toml"),
+        speed,
+        &["--history-secs", &HISTORY_SECS.to_string()],
+        dir.path(),
     );
 
     for family in &families {
@@ -606,8 +602,8 @@ fn every_metric_family_of_the_examples_works_against_the_emulator() {
                 );
                 assert!(t > previous, "timestamps not ascending\n{}", context());
                 assert!(
-                    t >= emu.started_ms - period_ms,
-                    "a datapoint before the emulator started\n{}",
+                    t >= emu.started_ms - HISTORY_SECS * 1000 - period_ms,
+                    "a datapoint before the emulated history began\n{}",
                     context()
                 );
                 previous = t;

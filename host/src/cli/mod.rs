@@ -86,6 +86,10 @@ pub enum Command {
         /// GetMetricData datapoints per page.
         #[arg(long, default_value_t = crate::emulator::DEFAULT_PAGE_SIZE)]
         page_size: usize,
+        /// Start with this many wall-clock seconds of history already
+        /// played, so that metrics have datapoints at once.
+        #[arg(long, default_value_t = 0)]
+        history_secs: u64,
     },
     /// Replay a scenario against a policy on a virtual clock (the production
     /// controller and plugin host, the workload model of SIMULATION.md) and
@@ -170,8 +174,14 @@ pub fn main() -> ExitCode {
                 listen,
                 speed,
                 page_size,
+                history_secs,
             } => {
                 let mut options = crate::emulator::EmulatorOptions::new(scenario);
+                if history_secs > 0 {
+                    let now_ms = crate::clock::Clock::system().now_ms();
+                    options.start_epoch_ms =
+                        Some(now_ms - i64::try_from(history_secs).unwrap_or(0) * 1000);
+                }
                 options.listen = listen;
                 options.speed = speed;
                 options.page_size = page_size;
