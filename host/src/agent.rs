@@ -2,9 +2,11 @@
 //! policy instance (and its interpreters) per application, the metric source
 //! and the scaling target, and one [`Controller`] per application.
 //!
-//! Production wires CloudWatch (batched across applications) and MSF; the
-//! simulator and tests wire their own source and target into the same
-//! [`Agent::assemble`], so that they run exactly the production controller.
+//! Production wires CloudWatch (batched across applications) and MSF, and
+//! gives each controller its journal in the state folder; the simulator
+//! and tests wire their own source and target into the same
+//! [`Agent::assemble`] (without a journal: a simulated run has nothing to
+//! resume), so that they run exactly the production controller.
 
 use std::sync::Arc;
 
@@ -12,13 +14,18 @@ use tokio::sync::watch;
 
 use crate::clock::Clock;
 use crate::config::load::LoadedConfig;
-use crate::controller::{ActOutcome, Assessment, Controller, Decide, EvaluateError, Interpret};
+use crate::controller::{
+    ActOutcome, Assessment, Controller, Decide, EvaluateError, Interpret, QuarantinePolicy,
+};
 use crate::metrics::MetricSource;
 use crate::metrics::Series;
 use crate::metrics::batch::BatchingSource;
 use crate::metrics::cloudwatch::CloudWatchSource;
 use crate::model::{Application, Decision, Evaluation, Signal};
-use crate::plugin::{InterpreterInstance, PluginError, PluginHost, PolicyInstance, SandboxLimits};
+use crate::plugin::{
+    InterpreterInstance, PluginError, PluginHost, PolicyInstance, Reloading, SandboxLimits,
+};
+use crate::state::{StateError, StateStore};
 use crate::target::ScalingTarget;
 use crate::target::msf::MsfTarget;
 use crate::telemetry::Events;
@@ -38,6 +45,9 @@ pub enum AgentError {
         #[source]
         source: PluginError,
     },
+    /// The state folder or a journal could not be opened.
+    #[error("cannot open the agent's state: {0}")]
+    State(#[source] StateError),
 }
 
 /// The controllers of every configured application.
@@ -49,31 +59,60 @@ pub struct Agent {
 
 impl Agent {
     /// An agent on AWS: CloudWatch metrics (batched across applications) and
-    /// MSF, with the SDK's standard configuration chain.
+    /// MSF, with the SDK's standard configuration chain. Unless `dry_run`,
+    /// each application's controller keeps its journal in the configured
+    /// `state_dir` (created if missing) and resumes from it.
     pub async fn on_aws(
         loaded: &LoadedConfig,
         dry_run: bool,
         events: Events,
     ) -> Result<Self, AgentError> {
         let sdk = crate::aws::sdk_config(loaded.config.agent.region.as_deref()).await;
-        Self::on_sdk(loaded, dry_run, events, &sdk)
+        // A dry run must not touch the journal of an agent that acts.
+        let state = if dry_run {
+            None
+        } else {
+            Some(StateStore::open(&loaded.state_dir).map_err(AgentError::State)?)
+        };
+        Self::on_sdk_with_state(loaded, dry_run, events, &sdk, state.as_ref())
     }
 
     /// An agent on the AWS endpoints, region and credentials of `sdk` (the
-    /// demo points it at the emulator).
+    /// demo points it at the emulator), keeping no journal.
     pub fn on_sdk(
         loaded: &LoadedConfig,
         dry_run: bool,
         events: Events,
         sdk: &aws_config::SdkConfig,
     ) -> Result<Self, AgentError> {
+        Self::on_sdk_with_state(loaded, dry_run, events, sdk, None)
+    }
+
+    /// An agent on the AWS endpoints of `sdk`, journaling in `state` when
+    /// given.
+    pub fn on_sdk_with_state(
+        loaded: &LoadedConfig,
+        dry_run: bool,
+        events: Events,
+        sdk: &aws_config::SdkConfig,
+        state: Option<&StateStore>,
+    ) -> Result<Self, AgentError> {
         let source: Arc<dyn MetricSource> =
             Arc::new(BatchingSource::new(CloudWatchSource::new(sdk)));
         let target: Arc<dyn ScalingTarget> = Arc::new(MsfTarget::new(sdk));
-        Self::assemble(loaded, dry_run, events, source, target, Clock::system())
+        Self::assemble_with_state(
+            loaded,
+            dry_run,
+            events,
+            source,
+            target,
+            Clock::system(),
+            state,
+        )
     }
 
-    /// An agent over the given source and target.
+    /// An agent over the given source and target, keeping no journal (the
+    /// simulator's).
     pub fn assemble(
         loaded: &LoadedConfig,
         dry_run: bool,
@@ -81,6 +120,21 @@ impl Agent {
         source: Arc<dyn MetricSource>,
         target: Arc<dyn ScalingTarget>,
         clock: Clock,
+    ) -> Result<Self, AgentError> {
+        Self::assemble_with_state(loaded, dry_run, events, source, target, clock, None)
+    }
+
+    /// An agent over the given source and target; with `state`, each
+    /// controller holds its application's journal (locked against other
+    /// agents) and resumes from it. A dry run never journals.
+    pub fn assemble_with_state(
+        loaded: &LoadedConfig,
+        dry_run: bool,
+        events: Events,
+        source: Arc<dyn MetricSource>,
+        target: Arc<dyn ScalingTarget>,
+        clock: Clock,
+        state: Option<&StateStore>,
     ) -> Result<Self, AgentError> {
         let agent = &loaded.config.agent;
         let host = Arc::new(
@@ -90,31 +144,35 @@ impl Agent {
             })
             .map_err(AgentError::Host)?,
         );
+        let quarantine = QuarantinePolicy::from_config(
+            agent.plugin_quarantine_after_failures,
+            agent.plugin_quarantine_secs,
+        );
         let mut controllers = Vec::new();
         for (app, paths) in loaded.config.applications.iter().zip(&loaded.plugins) {
             let plugin_error = |source| AgentError::Plugin {
                 application: app.name.clone(),
                 source,
             };
-            let policy = host
-                .load_policy(
-                    &paths.policy,
-                    &crate::config::load::params_json(&app.policy.params),
-                    &app.name,
-                )
-                .map_err(plugin_error)?;
+            let policy = Reloading::policy(
+                host.clone(),
+                paths.policy.clone(),
+                crate::config::load::params_json(&app.policy.params),
+                app.name.clone(),
+            )
+            .map_err(plugin_error)?;
             let mut interpreters: Vec<Box<dyn Interpret>> = Vec::new();
             for (config, path) in app.interpreters.iter().zip(&paths.interpreters) {
-                let instance = host
-                    .load_interpreter(
-                        path,
-                        &crate::config::load::params_json(&config.params),
-                        &app.name,
-                    )
-                    .map_err(plugin_error)?;
+                let instance = Reloading::interpreter(
+                    host.clone(),
+                    path.clone(),
+                    crate::config::load::params_json(&config.params),
+                    app.name.clone(),
+                )
+                .map_err(plugin_error)?;
                 interpreters.push(Box::new(PluginInterpreter(instance)));
             }
-            controllers.push(Controller::new(
+            let mut controller = Controller::new(
                 app,
                 dry_run,
                 source.clone(),
@@ -123,7 +181,15 @@ impl Agent {
                 interpreters,
                 clock,
                 events.clone(),
-            ));
+            )
+            .with_quarantine(quarantine);
+            if let Some(store) = state
+                && !dry_run
+            {
+                let journal = store.journal(&app.name).map_err(AgentError::State)?;
+                controller = controller.with_journal(journal);
+            }
+            controllers.push(controller);
         }
         Ok(Self {
             controllers,
@@ -179,20 +245,25 @@ pub struct OnceReport {
     pub result: Result<(Assessment, ActOutcome), EvaluateError>,
 }
 
-/// A policy plugin instance as the controller's decide stage.
-struct PluginPolicy(PolicyInstance);
+/// A policy plugin, following its file, as the controller's decide stage.
+pub struct PluginPolicy(pub Reloading<PolicyInstance>);
 
 impl Decide for PluginPolicy {
     fn decide(&mut self, evaluation: &Evaluation) -> Result<Decision, String> {
-        self.0.decide(evaluation).map_err(|e| e.to_string())
+        let instance = self.0.get().map_err(|e| e.to_string())?;
+        instance.decide(evaluation).map_err(|e| e.to_string())
     }
     fn label(&self) -> String {
         self.0.label()
     }
+    fn changed(&mut self) -> bool {
+        self.0.changed()
+    }
 }
 
-/// An interpreter plugin instance as the controller's interpret stage.
-struct PluginInterpreter(InterpreterInstance);
+/// An interpreter plugin, following its file, as the controller's
+/// interpret stage.
+pub struct PluginInterpreter(pub Reloading<InterpreterInstance>);
 
 impl Interpret for PluginInterpreter {
     fn interpret(
@@ -201,11 +272,15 @@ impl Interpret for PluginInterpreter {
         app: &Application,
         metrics: &[Series],
     ) -> Result<Vec<Signal>, String> {
-        self.0
+        let instance = self.0.get().map_err(|e| e.to_string())?;
+        instance
             .interpret(now_ms, app, metrics)
             .map_err(|e| e.to_string())
     }
     fn label(&self) -> String {
         self.0.label()
+    }
+    fn changed(&mut self) -> bool {
+        self.0.changed()
     }
 }

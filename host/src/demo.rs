@@ -270,6 +270,32 @@ fn describe(event: &Event, emulator: &EmulatorHandle) -> Option<String> {
             let (at, _) = t(application);
             Some(format!("[{at}] {class}: {message}"))
         }
+        Event::LimitRecorded {
+            application,
+            refused_kpu,
+            ceiling_kpu,
+            ..
+        } => {
+            let (at, _) = t(application);
+            Some(format!(
+                "[{at}] the account's KPU limit refused {refused_kpu} KPU; staying at or below {ceiling_kpu}"
+            ))
+        }
+        Event::PluginQuarantined {
+            application,
+            plugin,
+            failures,
+            ..
+        } => {
+            let (at, _) = t(application);
+            Some(format!(
+                "[{at}] plugin {plugin} quarantined after {failures} failures; holding"
+            ))
+        }
+        Event::Resumed { .. }
+        | Event::LimitLifted { .. }
+        | Event::PluginRetried { .. }
+        | Event::PluginRecovered { .. } => None,
     }
 }
 

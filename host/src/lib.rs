@@ -3,9 +3,9 @@
 //! The data path reads top to bottom, one module per stage:
 //! [`config`] (what the user wrote) -> [`metrics`] (collect) -> [`plugin`]
 //! interpreters (interpret) -> [`alarm`] (evaluate) -> [`plugin`] policies
-//! (decide) -> [`target`] (act, follow) -> [`telemetry`] (record). The
-//! [`controller`] runs that loop for one application; [`cli`] is the
-//! binary's front door.
+//! (decide) -> [`target`] (act, follow) -> [`telemetry`] and [`state`]
+//! (record). The [`controller`] runs that loop for one application; [`cli`]
+//! is the binary's front door.
 
 pub mod agent;
 pub mod alarm;
@@ -20,5 +20,6 @@ pub mod metrics;
 pub mod model;
 pub mod plugin;
 pub mod sim;
+pub mod state;
 pub mod target;
 pub mod telemetry;

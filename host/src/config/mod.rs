@@ -53,6 +53,17 @@ pub struct AgentConfig {
     /// Memory cap of one plugin instance, in bytes.
     #[serde(default = "default_plugin_memory_limit_bytes")]
     pub plugin_memory_limit_bytes: u64,
+    /// A plugin (policy or interpreter) whose calls fail this many times in
+    /// a row (errors, traps, timeouts, memory cap) is quarantined for that
+    /// application: it is not called, and the application holds, until its
+    /// quarantine ends or its file changes.
+    #[serde(default = "default_plugin_quarantine_after_failures")]
+    pub plugin_quarantine_after_failures: u32,
+    /// How long a quarantined plugin is left alone before it is tried again,
+    /// in seconds; each failed retry doubles it, up to an hour. A plugin
+    /// whose `.wasm` file is replaced is tried again at once.
+    #[serde(default = "default_plugin_quarantine_secs")]
+    pub plugin_quarantine_secs: u32,
 }
 
 impl Default for AgentConfig {
@@ -63,6 +74,8 @@ impl Default for AgentConfig {
             region: None,
             plugin_timeout_ms: default_plugin_timeout_ms(),
             plugin_memory_limit_bytes: default_plugin_memory_limit_bytes(),
+            plugin_quarantine_after_failures: default_plugin_quarantine_after_failures(),
+            plugin_quarantine_secs: default_plugin_quarantine_secs(),
         }
     }
 }
@@ -228,6 +241,12 @@ fn default_plugin_timeout_ms() -> u64 {
 }
 fn default_plugin_memory_limit_bytes() -> u64 {
     64 * 1024 * 1024
+}
+fn default_plugin_quarantine_after_failures() -> u32 {
+    3
+}
+fn default_plugin_quarantine_secs() -> u32 {
+    300
 }
 fn default_min_kpu() -> u32 {
     1

@@ -644,6 +644,27 @@ fn plugin_limits_are_checked() {
 }
 
 #[test]
+fn plugin_quarantine_settings_are_checked() {
+    let loaded = valid(APP);
+    assert_eq!(loaded.config.agent.plugin_quarantine_after_failures, 3);
+    assert_eq!(loaded.config.agent.plugin_quarantine_secs, 300);
+    let text = format!(
+        "[agent]\nplugin_quarantine_after_failures = 0\nplugin_quarantine_secs = 7200\n{APP}"
+    );
+    assert_eq!(
+        errors(&text),
+        [
+            "config/x.toml:2:36: agent.plugin_quarantine_after_failures: plugin_quarantine_after_failures 0 is out of range (valid: 1 to 1000; default 3)",
+            "config/x.toml:3:26: agent.plugin_quarantine_secs: plugin_quarantine_secs 7200 is out of range (valid: 1 to 3600 (an hour, the longest quarantine); default 300)",
+        ]
+    );
+    let loaded = valid(&format!(
+        "[agent]\nplugin_quarantine_after_failures = 1\nplugin_quarantine_secs = 3600\n{APP}"
+    ));
+    assert_eq!(loaded.config.agent.plugin_quarantine_after_failures, 1);
+}
+
+#[test]
 fn every_error_in_a_file_is_reported_in_file_order() {
     let text = r#"[agent]
 plugin_timeout_ms = -3

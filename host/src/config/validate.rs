@@ -136,6 +136,12 @@ const MAX_PLUGIN_MEMORY_BYTES: u64 = 4 * 1024 * 1024 * 1024;
 /// A policy answering slower than this stalls its controller; a deadline
 /// beyond it is a mistake rather than a choice.
 const MAX_PLUGIN_TIMEOUT_MS: u64 = 60_000;
+/// Beyond this many failures in a row, a plugin would never be quarantined
+/// in practice: a typo rather than a choice.
+const MAX_QUARANTINE_AFTER_FAILURES: u32 = 1000;
+/// The longest quarantine (doubling stops there), so also the longest first
+/// one.
+const MAX_QUARANTINE_SECS: u32 = 3600;
 /// CloudWatch limits on query ids, names and dimensions.
 const MAX_CLOUDWATCH_NAME_CHARS: usize = 255;
 const MAX_DIMENSIONS: usize = 30;
@@ -230,6 +236,30 @@ fn validate_agent(agent: &AgentConfig) -> Vec<Problem> {
             )
             .hint(format!(
                 "valid: {MIN_PLUGIN_MEMORY_BYTES} (1 MiB) to {MAX_PLUGIN_MEMORY_BYTES} (4 GiB); default 67108864 (64 MiB)"
+            )),
+        );
+    }
+    let after = agent.plugin_quarantine_after_failures;
+    if !(1..=MAX_QUARANTINE_AFTER_FAILURES).contains(&after) {
+        problems.push(
+            Problem::new(
+                at.key("plugin_quarantine_after_failures"),
+                format!("plugin_quarantine_after_failures {after} is out of range"),
+            )
+            .hint(format!(
+                "valid: 1 to {MAX_QUARANTINE_AFTER_FAILURES}; default 3"
+            )),
+        );
+    }
+    let secs = agent.plugin_quarantine_secs;
+    if !(1..=MAX_QUARANTINE_SECS).contains(&secs) {
+        problems.push(
+            Problem::new(
+                at.key("plugin_quarantine_secs"),
+                format!("plugin_quarantine_secs {secs} is out of range"),
+            )
+            .hint(format!(
+                "valid: 1 to {MAX_QUARANTINE_SECS} (an hour, the longest quarantine); default 300"
             )),
         );
     }

@@ -8,11 +8,14 @@
 //! deadline and a memory cap, in an empty WASI context; a plugin that
 //! fails is reported as a [`PluginError`] naming it, and a trapped instance
 //! is rebuilt before its next call. What a policy answers is checked by
-//! [`validate::validate_decision`] before anyone acts on it.
+//! [`validate::validate_decision`] before anyone acts on it. A
+//! [`Reloading`] instance follows its file, so that a plugin quarantined by
+//! its controller is retried as soon as a new file is deployed.
 
 mod cache;
 mod engine;
 mod instance;
+pub mod reload;
 mod sandbox;
 pub mod v0_1_0;
 pub mod validate;
@@ -25,6 +28,7 @@ use std::time::Duration;
 
 pub use engine::PluginHost;
 pub use instance::{InterpreterInstance, PolicyInstance};
+pub use reload::Reloading;
 
 /// The resources one plugin instance may use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

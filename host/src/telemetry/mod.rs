@@ -5,6 +5,9 @@
 //! demo, tests), also sends it down a channel, so that the printed summary
 //! and the log can never disagree.
 
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
 use serde::Serialize;
 use tokio::sync::mpsc::UnboundedSender;
 use tracing::{error, info, warn};
@@ -63,18 +66,129 @@ pub enum Event {
         application: String,
         /// When (ms since the epoch).
         at_ms: i64,
-        /// Failure class (e.g. `metrics`, `plugin`, `throttled`, `update_timeout`).
+        /// Failure class (e.g. `metrics`, `plugin`, `throttled`,
+        /// `update_timeout`; the list is [`crate::controller::Failure`]).
         class: String,
         /// What happened.
         message: String,
     },
+    /// A controller resolved a phase in doubt: one found in its journal at
+    /// start, or an update whose answer was lost.
+    Resumed {
+        /// Application name.
+        application: String,
+        /// When (ms since the epoch).
+        at_ms: i64,
+        /// The journaled phase (`idle`, `decided`, `sending`, `sent`,
+        /// `updating`, `grace`).
+        phase: String,
+        /// What the controller does about it.
+        resume: String,
+        /// The application's version id now, as DescribeApplication says.
+        version_id: u64,
+    },
+    /// UpdateApplication was refused for the account's KPU limit: decisions
+    /// stay at or below `ceiling_kpu` until the limit is lifted.
+    LimitRecorded {
+        /// Application name.
+        application: String,
+        /// When (ms since the epoch).
+        at_ms: i64,
+        /// The KPU that was refused.
+        refused_kpu: u32,
+        /// The highest KPU the agent now asks for.
+        ceiling_kpu: u32,
+    },
+    /// A recorded KPU limit no longer applies.
+    LimitLifted {
+        /// Application name.
+        application: String,
+        /// When (ms since the epoch).
+        at_ms: i64,
+        /// The KPU that had been refused.
+        refused_kpu: u32,
+        /// Why it was lifted.
+        reason: String,
+    },
+    /// A plugin failed too often in a row and is not called for this
+    /// application until `until_ms` (or until its file changes); the
+    /// application holds meanwhile.
+    PluginQuarantined {
+        /// Application name.
+        application: String,
+        /// When (ms since the epoch).
+        at_ms: i64,
+        /// The plugin (`name version`).
+        plugin: String,
+        /// Failures in a row that led here.
+        failures: u32,
+        /// End of the quarantine (ms since the epoch).
+        until_ms: i64,
+    },
+    /// A quarantined plugin is called again.
+    PluginRetried {
+        /// Application name.
+        application: String,
+        /// When (ms since the epoch).
+        at_ms: i64,
+        /// The plugin (`name version`).
+        plugin: String,
+        /// Why now: its back-off ended, or its file changed.
+        reason: String,
+    },
+    /// A plugin answered again after a quarantine.
+    PluginRecovered {
+        /// Application name.
+        application: String,
+        /// When (ms since the epoch).
+        at_ms: i64,
+        /// The plugin (`name version`).
+        plugin: String,
+    },
 }
 
-/// Where a controller's events go: the log always, a channel when given.
+/// How many failures of each class each application had: the numbers behind
+/// `flinkscale_failures_total{application, class}`. Shared by every clone of
+/// an [`Events`].
+#[derive(Debug, Default)]
+pub struct FailureCounts {
+    counts: Mutex<BTreeMap<(String, String), u64>>,
+}
+
+impl FailureCounts {
+    fn count(&self, application: &str, class: &str) {
+        let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        *counts
+            .entry((application.to_owned(), class.to_owned()))
+            .or_insert(0) += 1;
+    }
+
+    /// Failures of `class` for `application` so far.
+    pub fn get(&self, application: &str, class: &str) -> u64 {
+        let counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        counts
+            .get(&(application.to_owned(), class.to_owned()))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Every (application, class, count), sorted by application then class.
+    pub fn snapshot(&self) -> Vec<(String, String, u64)> {
+        let counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        counts
+            .iter()
+            .map(|((app, class), n)| (app.clone(), class.clone(), *n))
+            .collect()
+    }
+}
+
+/// Where a controller's events go: the log always, a channel when given;
+/// failures are also counted.
 #[derive(Debug, Clone, Default)]
 pub struct Events {
     tx: Option<UnboundedSender<Event>>,
     quiet: bool,
+    failures: Arc<FailureCounts>,
 }
 
 impl Events {
@@ -83,6 +197,7 @@ impl Events {
         Self {
             tx: None,
             quiet: false,
+            failures: Arc::default(),
         }
     }
 
@@ -91,6 +206,7 @@ impl Events {
         Self {
             tx: Some(tx),
             quiet: false,
+            failures: Arc::default(),
         }
     }
 
@@ -100,11 +216,24 @@ impl Events {
         Self {
             tx: Some(tx),
             quiet: true,
+            failures: Arc::default(),
         }
     }
 
-    /// Logs `event` and forwards it to the listener, if any.
+    /// The failure counters, shared by every clone of these events.
+    pub fn failure_counts(&self) -> Arc<FailureCounts> {
+        self.failures.clone()
+    }
+
+    /// Logs `event`, counts it if it is a failure, and forwards it to the
+    /// listener, if any.
     pub fn emit(&self, event: Event) {
+        if let Event::Failed {
+            application, class, ..
+        } = &event
+        {
+            self.failures.count(application, class);
+        }
         if !self.quiet {
             log_event(&event);
         }
@@ -114,6 +243,19 @@ impl Events {
         }
     }
 }
+
+/// Failure classes logged at error level: they need a person (a plugin to
+/// fix, an update that did not go through, a request AWS will never accept,
+/// a journal that cannot be written).
+const ERROR_CLASSES: &[&str] = &[
+    "plugin",
+    "update_failed",
+    "update_timeout",
+    "invalid",
+    "not_found",
+    "limit_exceeded",
+    "journal",
+];
 
 /// Writes `event` as one structured log line.
 fn log_event(event: &Event) {
@@ -163,12 +305,81 @@ fn log_event(event: &Event) {
                 message,
                 ..
             } => {
-                if class == "plugin" || class == "update_timeout" || class == "rejected" {
+                // Errors need a person; warnings are expected to pass.
+                if ERROR_CLASSES.contains(&class.as_str()) {
                     error!(message = "Step failed.", application = %application, class = %class, error = %message)
                 } else {
                     warn!(message = "Step failed.", application = %application, class = %class, error = %message)
                 }
             }
+            Event::Resumed {
+                application,
+                phase,
+                resume,
+                version_id,
+                ..
+            } => info!(
+                message = "Resolved a phase in doubt.",
+                application = %application,
+                phase = %phase,
+                resume = %resume,
+                version_id,
+            ),
+            Event::LimitRecorded {
+                application,
+                refused_kpu,
+                ceiling_kpu,
+                ..
+            } => error!(
+                message = "The account's KPU limit refused the update; decisions now stay at or below the ceiling.",
+                application = %application,
+                refused_kpu,
+                ceiling_kpu,
+            ),
+            Event::LimitLifted {
+                application,
+                refused_kpu,
+                reason,
+                ..
+            } => info!(
+                message = "KPU limit lifted.",
+                application = %application,
+                refused_kpu,
+                reason = %reason,
+            ),
+            Event::PluginQuarantined {
+                application,
+                plugin,
+                failures,
+                until_ms,
+                at_ms,
+            } => error!(
+                message = "Plugin quarantined; the application holds.",
+                application = %application,
+                plugin = %plugin,
+                failures,
+                quarantine_secs = (until_ms - at_ms).max(0) / 1000,
+            ),
+            Event::PluginRetried {
+                application,
+                plugin,
+                reason,
+                ..
+            } => info!(
+                message = "Retrying a quarantined plugin.",
+                application = %application,
+                plugin = %plugin,
+                reason = %reason,
+            ),
+            Event::PluginRecovered {
+                application,
+                plugin,
+                ..
+            } => info!(
+                message = "Plugin recovered.",
+                application = %application,
+                plugin = %plugin,
+            ),
         }
     }
 }

@@ -1,7 +1,14 @@
 //! The whole loop over in-process fakes, on tokio's paused clock: scale out,
 //! poll while UPDATING, wait the grace period, re-check, scale again, stop at
 //! max; plus dry run, an application busy with somebody else's update, a
-//! failing policy and a stale version id.
+//! failing policy and a stale version id. The submodules restart the
+//! controller from its journal ([`restart`]), inject each class of AWS
+//! failure ([`faults`]), and quarantine real misbehaving plugins
+//! ([`quarantine`]).
+
+mod faults;
+mod quarantine;
+mod restart;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -11,7 +18,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 use super::*;
-use crate::config::Config;
+use crate::config::{ApplicationConfig, Config};
 use crate::metrics::Datapoint;
 use crate::model::AlarmState;
 use crate::telemetry::Event;
@@ -42,13 +49,18 @@ struct TargetState {
     calls: Vec<Call>,
     /// Fail the next UpdateApplication with this error.
     fail_next_update: Option<TargetError>,
+    /// Fail the next DescribeApplication calls with these errors.
+    fail_describes: Vec<TargetError>,
+    /// The status an update ends in (RUNNING unless a test says otherwise).
+    end_status: AppStatus,
+    /// How long an update takes.
+    update_secs: u64,
 }
 
 /// An application that takes `update_secs` to apply an update, with MSF's
 /// rules: updates only while RUNNING and only with the current version id.
 struct FakeTarget {
     origin: Instant,
-    update_secs: u64,
     state: Mutex<TargetState>,
 }
 
@@ -56,7 +68,6 @@ impl FakeTarget {
     fn new(kpu: u32, update_secs: u64) -> Arc<Self> {
         Arc::new(Self {
             origin: Instant::now(),
-            update_secs,
             state: Mutex::new(TargetState {
                 status: AppStatus::Running,
                 parallelism: kpu,
@@ -66,6 +77,9 @@ impl FakeTarget {
                 pending_parallelism: kpu,
                 calls: Vec::new(),
                 fail_next_update: None,
+                fail_describes: Vec::new(),
+                end_status: AppStatus::Running,
+                update_secs,
             }),
         })
     }
@@ -78,8 +92,10 @@ impl FakeTarget {
         if let Some(until) = s.updating_until
             && Instant::now() >= until
         {
-            s.status = AppStatus::Running;
-            s.parallelism = s.pending_parallelism;
+            s.status = s.end_status;
+            if s.end_status == AppStatus::Running {
+                s.parallelism = s.pending_parallelism;
+            }
             s.updating_until = None;
         }
     }
@@ -88,7 +104,7 @@ impl FakeTarget {
         s.status = AppStatus::Updating;
         s.version_id += 1;
         s.pending_parallelism = parallelism;
-        s.updating_until = Some(Instant::now() + Duration::from_secs(self.update_secs));
+        s.updating_until = Some(Instant::now() + Duration::from_secs(s.update_secs));
     }
 
     fn calls(&self) -> Vec<Call> {
@@ -114,6 +130,9 @@ impl FakeTarget {
 impl ScalingTarget for FakeTarget {
     async fn describe(&self, _application: &str) -> Result<AppState, TargetError> {
         let mut s = self.state.lock().unwrap();
+        if !s.fail_describes.is_empty() {
+            return Err(s.fail_describes.remove(0));
+        }
         self.settle(&mut s);
         let at_secs = self.at_secs();
         let status = s.status;
@@ -311,6 +330,111 @@ impl Harness {
         }
         (self.target, events)
     }
+}
+
+/// The application of [`CONFIG`].
+fn test_app() -> ApplicationConfig {
+    let config: Config = toml::from_str(CONFIG).expect("test config parses");
+    config.applications[0].clone()
+}
+
+fn constant(cpu: f64) -> Arc<ConstantSource> {
+    Arc::new(ConstantSource {
+        value: Mutex::new(cpu),
+    })
+}
+
+/// A controller running over the fakes, started at any tokio time: its
+/// wall clock reads `T0_MS` plus the time since `origin` (the fake
+/// target's), as a restarted agent's would.
+struct Running {
+    events: mpsc::UnboundedReceiver<Event>,
+    counts: Arc<crate::telemetry::FailureCounts>,
+    shutdown: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Running {
+    fn launch(
+        origin: Instant,
+        target: Arc<dyn ScalingTarget>,
+        source: Arc<ConstantSource>,
+        policy: Box<dyn Decide>,
+        interpreters: Vec<Box<dyn Interpret>>,
+        configure: impl FnOnce(Controller) -> Controller,
+    ) -> Self {
+        let (tx, events) = mpsc::unbounded_channel();
+        let events_out = Events::with_channel(tx);
+        let counts = events_out.failure_counts();
+        let clock = Clock::starting_at(T0_MS + origin.elapsed().as_millis() as i64);
+        let controller = configure(Controller::new(
+            &test_app(),
+            false,
+            source,
+            target,
+            policy,
+            interpreters,
+            clock,
+            events_out,
+        ));
+        let (shutdown, rx) = watch::channel(false);
+        let task = tokio::spawn(controller.run(rx));
+        Self {
+            events,
+            counts,
+            shutdown,
+            task,
+        }
+    }
+
+    fn drain(&mut self) -> Vec<Event> {
+        let mut events = Vec::new();
+        while let Ok(e) = self.events.try_recv() {
+            events.push(e);
+        }
+        events
+    }
+
+    /// Stops the controller as `kill -9` would: wherever it is, with no
+    /// chance to write anything more.
+    async fn kill(mut self) -> Vec<Event> {
+        self.task.abort();
+        let _ = (&mut self.task).await;
+        self.drain()
+    }
+
+    /// Stops the controller through its shutdown signal.
+    async fn stop(mut self) -> Vec<Event> {
+        self.shutdown.send(true).unwrap();
+        (&mut self.task).await.unwrap();
+        self.drain()
+    }
+}
+
+/// The failure events of `class`.
+fn failures<'a>(events: &'a [Event], class: &str) -> Vec<&'a str> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Failed {
+                class: c, message, ..
+            } if c == class => Some(message.as_str()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Seconds since `origin` of each Evaluated event, with its decision.
+fn evaluations(events: &[Event]) -> Vec<(i64, Decision)> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Evaluated {
+                at_ms, decision, ..
+            } => Some(((at_ms - T0_MS) / 1000, decision.clone())),
+            _ => None,
+        })
+        .collect()
 }
 
 #[tokio::test(start_paused = true)]

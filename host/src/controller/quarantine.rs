@@ -1,0 +1,166 @@
+//! When a plugin is called: the quarantine of a plugin that keeps failing,
+//! as pure logic over wall-clock milliseconds.
+//!
+//! A plugin failing `after_failures` calls in a row is quarantined for
+//! `base`; when that ends it gets one call: a success lifts the quarantine,
+//! a failure quarantines it again for twice as long (up to `longest`). A
+//! new file ends a quarantine at once and starts the doubling afresh: it is
+//! new code.
+
+use std::time::Duration;
+
+/// The quarantine rule of one agent (`[agent] plugin_quarantine_*`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QuarantinePolicy {
+    /// Failures in a row that quarantine a plugin (1 or more).
+    pub after_failures: u32,
+    /// The first quarantine.
+    pub base: Duration,
+    /// The longest quarantine.
+    pub longest: Duration,
+}
+
+impl QuarantinePolicy {
+    /// The agent's defaults: after 3 failures, 5 minutes, doubling up to an
+    /// hour.
+    pub const DEFAULT: Self = Self {
+        after_failures: 3,
+        base: Duration::from_secs(300),
+        longest: Duration::from_secs(3600),
+    };
+
+    /// From the configuration's values; the longest quarantine is an hour
+    /// (or `base_secs`, if longer).
+    pub fn from_config(after_failures: u32, base_secs: u32) -> Self {
+        let base = Duration::from_secs(u64::from(base_secs.max(1)));
+        Self {
+            after_failures: after_failures.max(1),
+            base,
+            longest: base.max(Self::DEFAULT.longest),
+        }
+    }
+
+    /// The `level`-th quarantine in a row (0 for the first).
+    fn duration(&self, level: u32) -> Duration {
+        self.base
+            .saturating_mul(1u32 << level.min(16))
+            .min(self.longest)
+    }
+}
+
+impl Default for QuarantinePolicy {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
+}
+
+/// Why a quarantined plugin is called again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RetryReason {
+    /// Its quarantine ended.
+    BackoffElapsed,
+    /// Its file changed.
+    FileChanged,
+}
+
+impl RetryReason {
+    /// For events and logs.
+    pub fn describe(self) -> &'static str {
+        match self {
+            RetryReason::BackoffElapsed => "its quarantine ended",
+            RetryReason::FileChanged => "its file changed",
+        }
+    }
+}
+
+/// Whether to call a plugin now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Gate {
+    /// Call it.
+    Call,
+    /// Call it, ending its quarantine.
+    Retry(RetryReason),
+    /// Do not call it: quarantined until then (ms since the epoch).
+    Skip {
+        /// End of the quarantine.
+        until_ms: i64,
+    },
+}
+
+/// What a failure came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AfterFailure {
+    /// Counted; the plugin is still called.
+    Counted {
+        /// Failures in a row.
+        failures: u32,
+    },
+    /// The plugin is quarantined until then (ms since the epoch).
+    Quarantined {
+        /// Failures in a row.
+        failures: u32,
+        /// End of the quarantine.
+        until_ms: i64,
+    },
+}
+
+/// One plugin's health, as its controller sees it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PluginHealth {
+    failures_in_row: u32,
+    until_ms: Option<i64>,
+    /// Quarantines in a row without a success in between.
+    level: u32,
+    /// The current call ends a quarantine: its failure re-quarantines at
+    /// once.
+    retrying: bool,
+}
+
+impl PluginHealth {
+    /// Whether to call the plugin at `now_ms`; `file_changed` is asked only
+    /// while quarantined (it may read the file).
+    pub fn gate(&mut self, now_ms: i64, file_changed: impl FnOnce() -> bool) -> Gate {
+        let Some(until_ms) = self.until_ms else {
+            return Gate::Call;
+        };
+        let reason = if file_changed() {
+            self.level = 0;
+            RetryReason::FileChanged
+        } else if now_ms >= until_ms {
+            RetryReason::BackoffElapsed
+        } else {
+            return Gate::Skip { until_ms };
+        };
+        self.until_ms = None;
+        self.retrying = true;
+        Gate::Retry(reason)
+    }
+
+    /// Records a successful call; true if it ends a quarantine.
+    pub fn succeeded(&mut self) -> bool {
+        let recovered = self.retrying;
+        *self = Self::default();
+        recovered
+    }
+
+    /// Records a failed call at `now_ms`.
+    pub fn failed(&mut self, now_ms: i64, policy: &QuarantinePolicy) -> AfterFailure {
+        self.failures_in_row = self.failures_in_row.saturating_add(1);
+        let failures = self.failures_in_row;
+        if !self.retrying && failures < policy.after_failures {
+            return AfterFailure::Counted { failures };
+        }
+        let duration = policy.duration(self.level);
+        self.level = self.level.saturating_add(1);
+        self.retrying = false;
+        let until_ms =
+            now_ms.saturating_add(i64::try_from(duration.as_millis()).unwrap_or(i64::MAX));
+        self.until_ms = Some(until_ms);
+        AfterFailure::Quarantined { failures, until_ms }
+    }
+
+    /// Whether the plugin is quarantined now.
+    pub fn is_quarantined(&self) -> bool {
+        self.until_ms.is_some()
+    }
+}

@@ -1,0 +1,326 @@
+//! Each class of AWS failure, injected into the fakes on the paused clock:
+//! what the controller does next, that it never repeats a stale or refused
+//! update, and that every failure is logged once and counted under its
+//! class.
+
+use super::*;
+use crate::telemetry::FailureCounts;
+
+fn launch(target: &Arc<FakeTarget>) -> Running {
+    Running::launch(
+        target.origin,
+        target.clone(),
+        constant(95.0),
+        Box::new(Doubling),
+        Vec::new(),
+        |c| c,
+    )
+}
+
+/// Every failure event was counted, once, under its class.
+fn assert_counted(events: &[Event], counts: &FailureCounts) {
+    let mut expected: std::collections::BTreeMap<(String, String), u64> = Default::default();
+    for e in events {
+        if let Event::Failed {
+            application, class, ..
+        } = e
+        {
+            *expected
+                .entry((application.clone(), class.clone()))
+                .or_insert(0) += 1;
+        }
+    }
+    let expected: Vec<(String, String, u64)> =
+        expected.into_iter().map(|((a, c), n)| (a, c, n)).collect();
+    assert_eq!(counts.snapshot(), expected);
+}
+
+#[test]
+fn the_back_off_doubles_with_jitter_within_its_band() {
+    for failures in 1..=10u32 {
+        let ceiling =
+            (Duration::from_secs(5) * (1 << (failures - 1).min(6))).min(Duration::from_secs(300));
+        assert_eq!(backoff_delay(failures, 0.0), ceiling / 2);
+        assert!(backoff_delay(failures, 0.999_999) <= ceiling);
+        let mid = backoff_delay(failures, 0.5);
+        assert!(mid > ceiling / 2 && mid < ceiling, "{failures}: {mid:?}");
+    }
+    // Garbage draws cannot stretch or shrink it.
+    assert_eq!(backoff_delay(1, f64::NAN), Duration::from_millis(2500));
+    assert_eq!(backoff_delay(1, 7.0), Duration::from_secs(5));
+}
+
+#[test]
+fn jitter_is_reproducible_and_differs_between_applications() {
+    let draws = |name: &str| {
+        let mut j = Jitter::seeded(name);
+        (0..8).map(|_| j.next()).collect::<Vec<f64>>()
+    };
+    assert_eq!(draws("orders"), draws("orders"));
+    assert_ne!(draws("orders"), draws("payments"));
+    assert!(draws("orders").iter().all(|u| (0.0..1.0).contains(u)));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_throttled_update_is_retried_after_a_jittered_back_off() {
+    let target = FakeTarget::new(2, 90);
+    target.state.lock().unwrap().fail_next_update =
+        Some(TargetError::Throttled("Rate exceeded".into()));
+    let run = launch(&target);
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    let counts = run.counts.clone();
+    let events = run.stop().await;
+    let delay = backoff_delay(1, Jitter::seeded("app").next());
+    assert!(delay >= Duration::from_millis(2500) && delay <= Duration::from_secs(5));
+    // Refused at 0 (the version id did not move: not applied), sent again
+    // after the back-off: the same decision, re-evaluated, sent once more.
+    assert_eq!(target.updates(), vec![(0, 4), (delay.as_secs(), 4)]);
+    let throttled = failures(&events, "throttled");
+    assert_eq!(throttled.len(), 1, "{events:?}");
+    assert!(throttled[0].contains("Rate exceeded"), "{throttled:?}");
+    assert_counted(&events, &counts);
+}
+
+#[tokio::test(start_paused = true)]
+async fn describe_failures_back_off_longer_each_time() {
+    let target = FakeTarget::new(2, 90);
+    // The first failure goes to the start-up check, which only warns.
+    target.state.lock().unwrap().fail_describes =
+        vec![TargetError::Transient("HTTP 500".into()); 5];
+    let run = launch(&target);
+    tokio::time::sleep(Duration::from_secs(120)).await;
+    let counts = run.counts.clone();
+    let events = run.stop().await;
+    let at: Vec<i64> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Failed { class, at_ms, .. } if class == "transient" => Some(*at_ms),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(at.len(), 4, "{events:?}");
+    for (i, pair) in at.windows(2).enumerate() {
+        let gap = Duration::from_millis((pair[1] - pair[0]) as u64);
+        let ceiling = Duration::from_secs(5) * (1 << i);
+        assert!(
+            gap >= ceiling / 2 && gap <= ceiling,
+            "back-off {i}: {gap:?} outside [{:?}, {ceiling:?}]",
+            ceiling / 2
+        );
+    }
+    // Then it recovers and scales.
+    assert_eq!(target.updates().len(), 1);
+    assert_counted(&events, &counts);
+}
+
+/// Passes UpdateApplication on, then loses the answer; with
+/// `describe_fails`, the check that follows fails too.
+struct LostAnswer {
+    inner: Arc<FakeTarget>,
+    describe_fails: bool,
+}
+
+#[async_trait]
+impl ScalingTarget for LostAnswer {
+    async fn describe(&self, a: &str) -> Result<AppState, TargetError> {
+        self.inner.describe(a).await
+    }
+    async fn rescale(&self, a: &str, kpu: u32, c: &AppState) -> Result<u64, TargetError> {
+        self.inner.rescale(a, kpu, c).await?;
+        if self.describe_fails {
+            self.inner.state.lock().unwrap().fail_describes =
+                vec![TargetError::Transient("connection reset".into())];
+        }
+        Err(TargetError::Transient("timed out".into()))
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_update_of_unknown_outcome_is_resolved_before_anything_is_decided() {
+    let target = FakeTarget::new(2, 90);
+    let run = Running::launch(
+        target.origin,
+        Arc::new(LostAnswer {
+            inner: target.clone(),
+            describe_fails: true,
+        }),
+        constant(95.0),
+        Box::new(Doubling),
+        Vec::new(),
+        |c| c,
+    );
+    tokio::time::sleep(Duration::from_secs(400)).await;
+    let counts = run.counts.clone();
+    let events = run.stop().await;
+    // Sent once; the next tick found the version id moved and followed it.
+    assert_eq!(target.updates(), vec![(0, 4)]);
+    assert!(events.iter().any(|e| matches!(e,
+        Event::Resumed { phase, resume, .. } if phase == "sending" && resume.starts_with("follow"))));
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, Event::RescaleCompleted { kpu: 4, .. }))
+    );
+    assert_counted(&events, &counts);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_concurrent_update_is_re_read_and_decided_afresh() {
+    /// Somebody else's update to 3 KPU lands just before ours.
+    struct Raced(Arc<FakeTarget>, std::sync::atomic::AtomicBool);
+    #[async_trait]
+    impl ScalingTarget for Raced {
+        async fn describe(&self, a: &str) -> Result<AppState, TargetError> {
+            self.0.describe(a).await
+        }
+        async fn rescale(&self, a: &str, kpu: u32, c: &AppState) -> Result<u64, TargetError> {
+            if self.1.swap(false, std::sync::atomic::Ordering::SeqCst) {
+                let mut s = self.0.state.lock().unwrap();
+                s.version_id += 1;
+                s.parallelism = 3;
+                s.pending_parallelism = 3;
+            }
+            self.0.rescale(a, kpu, c).await
+        }
+    }
+    let target = FakeTarget::new(2, 90);
+    let run = Running::launch(
+        target.origin,
+        Arc::new(Raced(target.clone(), true.into())),
+        constant(95.0),
+        Box::new(Doubling),
+        Vec::new(),
+        |c| c,
+    );
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    let counts = run.counts.clone();
+    let events = run.stop().await;
+    let updates: Vec<(u32, u64)> = target
+        .calls()
+        .into_iter()
+        .filter_map(|c| match c {
+            Call::Update {
+                parallelism,
+                version_id,
+                ..
+            } => Some((parallelism, version_id)),
+            _ => None,
+        })
+        .collect();
+    // The stale 2 -> 4 is never sent again: re-read (3 KPU, version 2) and
+    // decided afresh (3 -> 6) with the new version id.
+    assert_eq!(updates, vec![(4, 1), (6, 2)]);
+    assert_eq!(failures(&events, "concurrent_modification").len(), 1);
+    assert_counted(&events, &counts);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_busy_application_is_re_checked_after_the_poll_interval() {
+    let target = FakeTarget::new(2, 90);
+    target.state.lock().unwrap().fail_next_update =
+        Some(TargetError::ResourceInUse("operation in progress".into()));
+    let run = launch(&target);
+    tokio::time::sleep(Duration::from_secs(90)).await;
+    let counts = run.counts.clone();
+    let events = run.stop().await;
+    assert_eq!(target.updates(), vec![(0, 4), (60, 4)]);
+    assert_eq!(failures(&events, "resource_in_use").len(), 1);
+    assert_counted(&events, &counts);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_account_kpu_limit_becomes_a_ceiling_and_is_not_hammered() {
+    let target = FakeTarget::new(2, 90);
+    target.state.lock().unwrap().fail_next_update = Some(TargetError::LimitExceeded(
+        "Maximum KPUs per account reached".into(),
+    ));
+    let run = launch(&target);
+    tokio::time::sleep(Duration::from_secs(3000)).await;
+    // Refused 4; decided again under the ceiling of 3; then held at 3.
+    assert_eq!(target.updates(), vec![(0, 4), (60, 3)]);
+    tokio::time::sleep(Duration::from_secs(700)).await;
+    let counts = run.counts.clone();
+    let events = run.stop().await;
+    assert_counted(&events, &counts);
+    assert!(events.iter().any(|e| matches!(
+        e,
+        Event::LimitRecorded {
+            refused_kpu: 4,
+            ceiling_kpu: 3,
+            ..
+        }
+    )));
+    assert_eq!(failures(&events, "limit_exceeded").len(), 1);
+    let noted = evaluations(&events).iter().any(|(t, d)| {
+        *t > 500
+            && *t < 3600
+            && d.action == Action::Hold
+            && d.reason.contains("account's KPU limit refused 4 KPU")
+    });
+    assert!(noted, "holds at the ceiling say why");
+    // After an hour the limit is tried again.
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, Event::LimitLifted { .. }))
+    );
+    assert_eq!(target.updates(), vec![(0, 4), (60, 3), (3600, 6)]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_invalid_update_is_not_sent_again() {
+    let target = FakeTarget::new(2, 90);
+    target.state.lock().unwrap().fail_next_update = Some(TargetError::Invalid(
+        "InvalidApplicationConfigurationException: parallelism".into(),
+    ));
+    let run = launch(&target);
+    tokio::time::sleep(Duration::from_secs(3000)).await;
+    assert_eq!(target.updates(), vec![(0, 4)]);
+    let counts = run.counts.clone();
+    let events = run.stop().await;
+    assert_eq!(failures(&events, "invalid").len(), 1);
+    let holds = evaluations(&events)
+        .iter()
+        .filter(|(_, d)| d.action == Action::Hold && d.reason.contains("refused 4 KPU as invalid"))
+        .count();
+    assert!(holds >= 40, "one explained hold a minute, got {holds}");
+    assert_counted(&events, &counts);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_update_that_rolls_back_is_an_error_and_is_not_retried_blindly() {
+    let target = FakeTarget::new(2, 90);
+    target.state.lock().unwrap().end_status = AppStatus::RolledBack;
+    let run = launch(&target);
+    tokio::time::sleep(Duration::from_secs(600)).await;
+    let counts = run.counts.clone();
+    let events = run.stop().await;
+    assert_eq!(target.updates(), vec![(0, 4)]);
+    let failed = failures(&events, "update_failed");
+    assert_eq!(failed, ["update to 4 KPU ended in ROLLED_BACK"]);
+    // Afterwards the application is not RUNNING: decisions wait.
+    assert!(!failures(&events, "not_running").is_empty());
+    assert_counted(&events, &counts);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_update_that_never_ends_times_out() {
+    let target = FakeTarget::new(2, 100_000);
+    let run = launch(&target);
+    tokio::time::sleep(Duration::from_secs(2000)).await;
+    let counts = run.counts.clone();
+    let events = run.stop().await;
+    assert_eq!(target.updates(), vec![(0, 4)]);
+    let timed_out: Vec<i64> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Failed { class, at_ms, .. } if class == "update_timeout" => {
+                Some((at_ms - T0_MS) / 1000)
+            }
+            _ => None,
+        })
+        .collect();
+    // update_timeout_secs defaults to 1800; polls every 60 s.
+    assert_eq!(timed_out, [1800]);
+    assert_counted(&events, &counts);
+}

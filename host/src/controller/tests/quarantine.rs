@@ -1,0 +1,352 @@
+//! Plugin quarantine: the rule as plain values, then the real `misbehave`
+//! fixture (and `step`), built by `cargo plugins` into
+//! `target/wasm32-wasip2/release/`, driven through the controller over the
+//! fakes on the paused clock. A failing plugin never scales anything.
+
+use std::path::PathBuf;
+use std::sync::LazyLock;
+
+use super::*;
+use crate::agent::PluginPolicy;
+use crate::plugin::{PluginHost, Reloading, SandboxLimits};
+
+const MINUTE_MS: i64 = 60_000;
+
+#[test]
+fn quarantine_after_n_failures_then_double_up_to_the_longest() {
+    let policy = QuarantinePolicy::from_config(3, 600);
+    let mut health = PluginHealth::default();
+    let now = 0;
+    assert_eq!(
+        health.failed(now, &policy),
+        AfterFailure::Counted { failures: 1 }
+    );
+    assert_eq!(
+        health.failed(now, &policy),
+        AfterFailure::Counted { failures: 2 }
+    );
+    assert_eq!(
+        health.failed(now, &policy),
+        AfterFailure::Quarantined {
+            failures: 3,
+            until_ms: 600_000
+        }
+    );
+    assert_eq!(
+        health.gate(599_999, || false),
+        Gate::Skip { until_ms: 600_000 }
+    );
+    let mut until = 600_000;
+    for expected_secs in [1200, 2400, 3600, 3600] {
+        assert_eq!(
+            health.gate(until, || false),
+            Gate::Retry(RetryReason::BackoffElapsed)
+        );
+        // One failed retry is enough to go back.
+        let AfterFailure::Quarantined { until_ms, .. } = health.failed(until, &policy) else {
+            panic!("a failed retry quarantines again");
+        };
+        assert_eq!(until_ms - until, expected_secs * 1000);
+        until = until_ms;
+    }
+    // A new file is tried at once, and starts the doubling afresh.
+    assert_eq!(
+        health.gate(until - 1, || true),
+        Gate::Retry(RetryReason::FileChanged)
+    );
+    let AfterFailure::Quarantined { until_ms, .. } = health.failed(until, &policy) else {
+        panic!("a failed retry quarantines again");
+    };
+    assert_eq!(until_ms - until, 600_000);
+    // A success ends it all.
+    assert_eq!(
+        health.gate(until_ms, || false),
+        Gate::Retry(RetryReason::BackoffElapsed)
+    );
+    assert!(health.succeeded(), "the retry's success is a recovery");
+    assert!(!health.is_quarantined());
+    assert!(!health.succeeded(), "later successes are not");
+    assert_eq!(
+        health.failed(0, &policy),
+        AfterFailure::Counted { failures: 1 }
+    );
+}
+
+#[test]
+fn the_file_is_only_looked_at_while_quarantined() {
+    let mut health = PluginHealth::default();
+    let mut asked = false;
+    assert_eq!(
+        health.gate(0, || {
+            asked = true;
+            true
+        }),
+        Gate::Call
+    );
+    assert!(!asked);
+}
+
+/// The folder `cargo plugins` writes to, honouring `CARGO_TARGET_DIR`.
+fn wasm(name: &str) -> PathBuf {
+    let workspace = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let target = match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) => workspace.join(dir),
+        None => workspace.join("target"),
+    };
+    let path = target
+        .join("wasm32-wasip2")
+        .join("release")
+        .join(format!("{name}.wasm"));
+    assert!(
+        path.is_file(),
+        "{} is missing: run `cargo plugins` (from the workspace root) first",
+        path.display()
+    );
+    path
+}
+
+/// One plugin host for these tests: each component is compiled once.
+fn host() -> Arc<PluginHost> {
+    static HOST: LazyLock<Arc<PluginHost>> = LazyLock::new(|| {
+        Arc::new(PluginHost::new(SandboxLimits::default()).expect("the engine starts"))
+    });
+    HOST.clone()
+}
+
+fn misbehaving(mode: &str) -> Box<dyn Decide> {
+    let policy = Reloading::policy(
+        host(),
+        wasm("misbehave"),
+        format!(r#"{{"mode": "{mode}"}}"#),
+        "app".into(),
+    )
+    .expect("misbehave loads");
+    Box::new(PluginPolicy(policy))
+}
+
+fn launch(
+    target: &Arc<FakeTarget>,
+    policy: Box<dyn Decide>,
+    quarantine: QuarantinePolicy,
+) -> Running {
+    Running::launch(
+        target.origin,
+        target.clone(),
+        constant(95.0),
+        policy,
+        Vec::new(),
+        move |c| c.with_quarantine(quarantine),
+    )
+}
+
+/// (seconds, failures, quarantine seconds) of each PluginQuarantined.
+fn quarantines(events: &[Event]) -> Vec<(i64, u32, i64)> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::PluginQuarantined {
+                at_ms,
+                failures,
+                until_ms,
+                ..
+            } => Some(((at_ms - T0_MS) / 1000, *failures, (until_ms - at_ms) / 1000)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// (seconds, reason) of each PluginRetried.
+fn retries(events: &[Event]) -> Vec<(i64, String)> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::PluginRetried { at_ms, reason, .. } => {
+                Some(((at_ms - T0_MS) / 1000, reason.clone()))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+fn failure_times(events: &[Event], class: &str) -> Vec<i64> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Failed {
+                class: c, at_ms, ..
+            } if c == class => Some((at_ms - T0_MS) / 1000),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_erroring_policy_is_quarantined_holds_and_is_retried_after_its_back_off() {
+    let target = FakeTarget::new(1, 90);
+    let run = launch(&target, misbehaving("error"), QuarantinePolicy::DEFAULT);
+    tokio::time::sleep(Duration::from_secs(1100)).await;
+    let counts = run.counts.clone();
+    let events = run.stop().await;
+
+    assert!(target.updates().is_empty(), "a failing policy never scales");
+    // Called at 0, 60, 120 (quarantined for 300 s), retried at 420
+    // (again, for 600 s) and at 1020 (for 1200 s).
+    assert_eq!(failure_times(&events, "plugin"), [0, 60, 120, 420, 1020]);
+    assert_eq!(counts.get("app", "plugin"), 5);
+    assert_eq!(
+        quarantines(&events),
+        [(120, 3, 300), (420, 4, 600), (1020, 5, 1200)]
+    );
+    assert_eq!(
+        retries(&events),
+        [
+            (420, "its quarantine ended".to_owned()),
+            (1020, "its quarantine ended".to_owned())
+        ]
+    );
+    // Meanwhile the application holds, and says why.
+    let quarantined: Vec<i64> = evaluations(&events)
+        .into_iter()
+        .filter(|(_, d)| d.action == Action::Hold && d.reason.contains("is quarantined"))
+        .map(|(t, _)| t)
+        .collect();
+    assert_eq!(quarantined[..4], [180, 240, 300, 360]);
+    let first = evaluations(&events)
+        .into_iter()
+        .find(|(t, _)| *t == 180)
+        .expect("an evaluation at 180 s");
+    assert!(
+        first.1.reason.contains("misbehave") && first.1.reason.contains("another 240 s"),
+        "{}",
+        first.1.reason
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_trapping_policy_is_quarantined_after_the_configured_failures() {
+    let target = FakeTarget::new(1, 90);
+    let rule = QuarantinePolicy::from_config(2, 60);
+    let run = launch(&target, misbehaving("trap"), rule);
+    tokio::time::sleep(Duration::from_secs(450)).await;
+    let events = run.stop().await;
+    assert!(target.updates().is_empty());
+    // Quarantined after 2 failures for 60 s, then 120, 240, ...
+    assert_eq!(
+        quarantines(&events),
+        [(60, 2, 60), (120, 3, 120), (240, 4, 240)]
+    );
+    let trapped = failures(&events, "plugin");
+    assert!(trapped.iter().all(|m| m.contains("Trap")), "{trapped:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_quarantined_policy_is_retried_at_once_when_its_file_is_replaced() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("policy.wasm");
+    std::fs::copy(wasm("misbehave"), &path).unwrap();
+    // The application's parameters are step's: the deployed file is the
+    // wrong plugin, and refuses them at every load.
+    let policy = Reloading::policy_deferred(
+        host(),
+        path.clone(),
+        r#"{"scale_out_alarm": "high", "scale_in_alarm": "low"}"#.into(),
+        "app".into(),
+    );
+    let target = FakeTarget::new(1, 90);
+    let run = launch(
+        &target,
+        Box::new(PluginPolicy(policy)),
+        QuarantinePolicy::DEFAULT,
+    );
+    tokio::time::sleep(Duration::from_secs(150)).await;
+    assert!(target.updates().is_empty());
+
+    // The right plugin is deployed, the way deployments should: written
+    // aside, then renamed over the old file.
+    let staged = dir.path().join("policy.wasm.new");
+    std::fs::copy(wasm("step"), &staged).unwrap();
+    std::fs::rename(&staged, &path).unwrap();
+    tokio::time::sleep(Duration::from_secs(100)).await;
+    let events = run.stop().await;
+
+    assert_eq!(failure_times(&events, "plugin"), [0, 60, 120]);
+    assert_eq!(quarantines(&events), [(120, 3, 300)]);
+    // Retried at the first evaluation after the change, not at 420 s.
+    assert_eq!(retries(&events), [(180, "its file changed".to_owned())]);
+    assert!(events.iter().any(|e| matches!(e,
+        Event::PluginRecovered { plugin, at_ms, .. } if plugin.starts_with("step") && *at_ms == T0_MS + 3 * MINUTE_MS)));
+    assert_eq!(target.updates(), [(180, 2)]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn touching_the_file_without_changing_it_does_not_end_a_quarantine() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("policy.wasm");
+    std::fs::copy(wasm("misbehave"), &path).unwrap();
+    let policy = Reloading::policy(
+        host(),
+        path.clone(),
+        r#"{"mode": "error"}"#.into(),
+        "app".into(),
+    )
+    .expect("misbehave loads");
+    let target = FakeTarget::new(1, 90);
+    let run = launch(
+        &target,
+        Box::new(PluginPolicy(policy)),
+        QuarantinePolicy::DEFAULT,
+    );
+    tokio::time::sleep(Duration::from_secs(150)).await;
+    // Same bytes, new modification time.
+    let bytes = std::fs::read(&path).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    std::fs::write(&path, &bytes).unwrap();
+    tokio::time::sleep(Duration::from_secs(300)).await;
+    let events = run.stop().await;
+    assert_eq!(retries(&events), [(420, "its quarantine ended".to_owned())]);
+}
+
+/// An interpreter that always fails.
+struct BrokenInterpreter;
+
+impl Interpret for BrokenInterpreter {
+    fn interpret(
+        &mut self,
+        _now_ms: i64,
+        _app: &Application,
+        _metrics: &[Series],
+    ) -> Result<Vec<Signal>, String> {
+        Err("lag series malformed".into())
+    }
+    fn label(&self) -> String {
+        "lag (test)".into()
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failing_interpreter_holds_the_application_and_is_quarantined() {
+    let target = FakeTarget::new(1, 90);
+    let run = Running::launch(
+        target.origin,
+        target.clone(),
+        constant(95.0),
+        Box::new(Doubling),
+        vec![Box::new(BrokenInterpreter)],
+        |c| c,
+    );
+    tokio::time::sleep(Duration::from_secs(400)).await;
+    let events = run.stop().await;
+    // The policy would scale (95 % CPU), but not on half the picture.
+    assert!(target.updates().is_empty());
+    assert_eq!(quarantines(&events), [(120, 3, 300)]);
+    let reasons: Vec<String> = evaluations(&events)
+        .into_iter()
+        .map(|(_, d)| d.reason)
+        .collect();
+    assert!(reasons[0].contains("interpreter lag (test) failed: lag series malformed"));
+    assert!(reasons[3].contains("interpreter lag (test) is quarantined"));
+    assert!(
+        reasons.iter().all(|r| r.ends_with("holding")),
+        "{reasons:?}"
+    );
+}

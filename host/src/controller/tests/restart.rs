@@ -1,0 +1,310 @@
+//! A controller killed at each point of a scaling cycle and started again
+//! on the same journal: it resumes where it was. An update already sent is
+//! never sent again, a grace period continues, a decision that never left
+//! is decided again, and a journal that is corrupt or cannot be written
+//! never leads to a blind update.
+
+use std::path::Path;
+
+use super::*;
+use crate::state::{Journal, JournalFile, Phase, StateStore};
+
+fn journal(dir: &Path) -> Journal {
+    StateStore::open(dir)
+        .expect("state folder")
+        .journal("app")
+        .expect("journal")
+}
+
+fn journaled(dir: &Path) -> JournalFile {
+    let text = std::fs::read_to_string(dir.join("app.json")).expect("a journal");
+    serde_json::from_str(&text).expect("a valid journal")
+}
+
+fn resumed(events: &[Event]) -> Vec<(String, String)> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Resumed { phase, resume, .. } => Some((phase.clone(), resume.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Starts a controller on the journal in `dir`, deciding with [`Doubling`]
+/// at 95 % CPU.
+fn launch(target: &Arc<FakeTarget>, dir: &Path) -> Running {
+    launch_on(target.origin, target.clone(), dir)
+}
+
+fn launch_on(origin: Instant, target: Arc<dyn ScalingTarget>, dir: &Path) -> Running {
+    let journal = journal(dir);
+    Running::launch(
+        origin,
+        target,
+        constant(95.0),
+        Box::new(Doubling),
+        Vec::new(),
+        |c| c.with_journal(journal),
+    )
+}
+
+/// A target whose UpdateApplication never answers: with `forward`, the
+/// request reaches the service first (the answer is lost); without, the
+/// agent dies before the request leaves.
+struct Stuck {
+    inner: Arc<FakeTarget>,
+    forward: bool,
+}
+
+#[async_trait]
+impl ScalingTarget for Stuck {
+    async fn describe(&self, a: &str) -> Result<AppState, TargetError> {
+        self.inner.describe(a).await
+    }
+    async fn rescale(&self, a: &str, kpu: u32, c: &AppState) -> Result<u64, TargetError> {
+        if self.forward {
+            let _ = self.inner.rescale(a, kpu, c).await;
+        }
+        std::future::pending().await
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_uninterrupted_run_journals_every_phase_and_settles_idle() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = FakeTarget::new(1, 90);
+    let run = launch(&target, dir.path());
+    let mut phases = Vec::new();
+    // Sample the journal inside each phase of the first cycle.
+    for at in [30, 70, 200] {
+        let now = target.at_secs();
+        tokio::time::sleep(Duration::from_secs(at - now)).await;
+        phases.push(journaled(dir.path()).record.phase.name());
+    }
+    assert_eq!(phases, ["sent", "updating", "grace"]);
+    tokio::time::sleep(Duration::from_secs(2000)).await;
+    run.stop().await;
+    // At max KPU the policy holds: settled.
+    let file = journaled(dir.path());
+    assert_eq!(file.record.phase, Phase::Idle);
+    assert!(file.record.last_rescale_ms.is_some());
+    assert_eq!(
+        target.updates(),
+        vec![(0, 2), (420, 4), (840, 8), (1260, 10)]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_restart_during_updating_follows_the_update_instead_of_resending_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = FakeTarget::new(1, 90);
+    let first = launch(&target, dir.path());
+    // Killed after its poll at 60 s saw UPDATING.
+    tokio::time::sleep(Duration::from_secs(70)).await;
+    first.kill().await;
+    assert_eq!(journaled(dir.path()).record.phase.name(), "updating");
+
+    let second = launch(&target, dir.path());
+    tokio::time::sleep(Duration::from_secs(1000)).await;
+    let events = second.stop().await;
+    // The restarted controller polls at 130 s (RUNNING), waits the grace
+    // period, and only then scales again: the update of 0 s is not sent
+    // twice, and the cycle keeps the uninterrupted rhythm shifted by the
+    // restart.
+    assert_eq!(target.updates(), vec![(0, 2), (430, 4), (850, 8)]);
+    assert_eq!(
+        resumed(&events),
+        [(
+            "updating".to_owned(),
+            "follow the update in progress".to_owned()
+        )]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_restart_mid_grace_waits_out_the_rest_of_the_grace_period() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = FakeTarget::new(1, 90);
+    let first = launch(&target, dir.path());
+    tokio::time::sleep(Duration::from_secs(200)).await;
+    first.kill().await;
+    let phase = journaled(dir.path()).record.phase;
+    assert_eq!(
+        phase,
+        Phase::Grace {
+            kpu: 2,
+            until_ms: T0_MS + 420_000
+        }
+    );
+
+    let second = launch(&target, dir.path());
+    tokio::time::sleep(Duration::from_secs(700)).await;
+    let events = second.stop().await;
+    // Exactly as without the restart: the next update at 420 s.
+    assert_eq!(target.updates(), vec![(0, 2), (420, 4), (840, 8)]);
+    let first_evaluation = evaluations(&events).first().map(|(t, _)| *t);
+    assert_eq!(
+        first_evaluation,
+        Some(420),
+        "no evaluation during the grace"
+    );
+    assert_eq!(
+        resumed(&events),
+        [("grace".to_owned(), "continue the grace period".to_owned())]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_restart_before_the_call_left_decides_again_and_sends_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = FakeTarget::new(1, 90);
+    let stuck = Arc::new(Stuck {
+        inner: target.clone(),
+        forward: false,
+    });
+    let first = launch_on(target.origin, stuck, dir.path());
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    first.kill().await;
+    let file = journaled(dir.path());
+    let Phase::Sending { update } = &file.record.phase else {
+        panic!("journaled before the call: {:?}", file.record.phase);
+    };
+    assert_eq!((update.target_kpu, update.quoted_version_id), (2, 1));
+    assert!(target.updates().is_empty());
+
+    let second = launch(&target, dir.path());
+    tokio::time::sleep(Duration::from_secs(100)).await;
+    let events = second.stop().await;
+    // The version id did not move: the update never happened, and the
+    // restarted controller decides again (here the same) and sends once.
+    assert_eq!(target.updates(), vec![(10, 2)]);
+    assert_eq!(
+        resumed(&events),
+        [(
+            "sending".to_owned(),
+            "update never took effect: re-evaluate".to_owned()
+        )]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_restart_after_the_call_before_the_answer_follows_the_update() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = FakeTarget::new(1, 90);
+    let stuck = Arc::new(Stuck {
+        inner: target.clone(),
+        forward: true,
+    });
+    let first = launch_on(target.origin, stuck, dir.path());
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    first.kill().await;
+    assert_eq!(journaled(dir.path()).record.phase.name(), "sending");
+    assert_eq!(target.updates(), vec![(0, 2)]);
+
+    let second = launch(&target, dir.path());
+    tokio::time::sleep(Duration::from_secs(600)).await;
+    let events = second.stop().await;
+    // The version id moved past the quoted one: the update took effect.
+    // Followed (RUNNING at the poll at 130 s), grace, then the next step.
+    assert_eq!(target.updates(), vec![(0, 2), (430, 4)]);
+    assert_eq!(
+        resumed(&events),
+        [(
+            "sending".to_owned(),
+            "follow the update in progress".to_owned()
+        )]
+    );
+    let completed = events.iter().any(
+        |e| matches!(e, Event::RescaleCompleted { kpu: 2, at_ms, .. } if *at_ms == T0_MS + 130_000),
+    );
+    assert!(completed, "{events:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_update_that_finished_while_the_agent_was_down_starts_the_grace_period() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = FakeTarget::new(1, 90);
+    let first = launch(&target, dir.path());
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    first.kill().await;
+    // Down for a while; the update ends at 90 s meanwhile.
+    tokio::time::sleep(Duration::from_secs(170)).await;
+
+    let second = launch(&target, dir.path());
+    tokio::time::sleep(Duration::from_secs(400)).await;
+    let events = second.stop().await;
+    assert_eq!(target.updates(), vec![(0, 2), (500, 4)]);
+    assert_eq!(
+        resumed(&events),
+        [(
+            "sent".to_owned(),
+            "update finished: grace period".to_owned()
+        )]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_update_that_rolled_back_while_the_agent_was_down_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = FakeTarget::new(1, 90);
+    target.state.lock().unwrap().end_status = AppStatus::RolledBack;
+    let first = launch(&target, dir.path());
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    first.kill().await;
+    tokio::time::sleep(Duration::from_secs(100)).await;
+
+    let second = launch(&target, dir.path());
+    tokio::time::sleep(Duration::from_secs(300)).await;
+    let events = second.stop().await;
+    // Never updated again while the application is not RUNNING.
+    assert_eq!(target.updates(), vec![(0, 2)]);
+    let failed = failures(&events, "update_failed");
+    assert_eq!(failed.len(), 1, "{events:?}");
+    assert!(failed[0].contains("ROLLED_BACK"), "{failed:?}");
+    assert_eq!(journaled(dir.path()).record.phase.name(), "decided");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_corrupt_journal_is_reported_set_aside_and_ignored() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("app.json"), b"{\"format\": 1, \"reco").unwrap();
+    let target = FakeTarget::new(1, 90);
+    let run = launch(&target, dir.path());
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    let events = run.stop().await;
+    let reported = failures(&events, "journal");
+    assert_eq!(reported.len(), 1, "{events:?}");
+    assert!(
+        reported[0].contains("app.json.corrupt") && reported[0].contains("no state"),
+        "{reported:?}"
+    );
+    assert_eq!(
+        std::fs::read(dir.path().join("app.json.corrupt")).unwrap(),
+        b"{\"format\": 1, \"reco"
+    );
+    // No state means nothing in flight: evaluated and scaled as usual, and
+    // journaled afresh.
+    assert_eq!(target.updates(), vec![(0, 2)]);
+    assert_eq!(journaled(dir.path()).record.phase.name(), "sent");
+}
+
+#[tokio::test(start_paused = true)]
+async fn no_update_is_sent_when_the_journal_cannot_record_it() {
+    let dir = tempfile::tempdir().unwrap();
+    // A folder where the temporary file should go: every save fails, even
+    // for root.
+    let blocker = dir.path().join(".app.json.tmp");
+    std::fs::create_dir(&blocker).unwrap();
+    let target = FakeTarget::new(1, 90);
+    let run = launch(&target, dir.path());
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    assert!(target.updates().is_empty(), "{:?}", target.updates());
+    assert!(run.counts.get("app", "journal") >= 2);
+    // Once the journal works again, the update goes out.
+    std::fs::remove_dir(&blocker).unwrap();
+    tokio::time::sleep(Duration::from_secs(300)).await;
+    let events = run.stop().await;
+    assert_eq!(target.updates().len(), 1, "{:?}", target.updates());
+    assert!(failures(&events, "journal")[0].contains(".app.json.tmp"));
+}

@@ -1,0 +1,540 @@
+//! Record: the controller's durable state, one journal file per application
+//! in `[agent].state_dir`, so that a restarted agent resumes each
+//! application where it was instead of guessing.
+//!
+//! A journal holds one [`AppRecord`]: the phase of the scaling cycle
+//! ([`Phase`]: idle, decision taken, UpdateApplication about to be sent,
+//! sent, UPDATING observed, grace period) and what outlives a cycle (when
+//! the last rescale ended, the account KPU limit met). It is rewritten
+//! whole at each step that matters, atomically: a temporary file in the
+//! same folder is written and fsynced, renamed over the journal, and the
+//! folder is fsynced, so a crash at any instant leaves either the old
+//! record or the new one, never a mix. The `Sending` record is written
+//! *before* UpdateApplication goes out, which is what makes "never scale
+//! twice" hold across a `kill -9`: on restart, [`resume`] compares the
+//! version id quoted in that record with the one DescribeApplication reports
+//! now, and only a version that did not move means the update never
+//! happened (and is then decided again, never re-sent blindly).
+//!
+//! The folder is created readable by the agent's user only (0700, files
+//! 0600), and each journal is held under an exclusive advisory lock for the
+//! life of its controller, so two agents sharing a state folder cannot
+//! interleave their records for one application. The simulator and dry runs
+//! keep no journal at all.
+
+#[cfg(test)]
+mod tests;
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::target::{AppState, AppStatus};
+
+/// The journal format written by this version; a file with another number
+/// is reported as unreadable rather than misread.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// An UpdateApplication of this agent: what it asked for and on what basis.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Update {
+    /// KPU requested.
+    pub target_kpu: u32,
+    /// KPU when the decision was taken.
+    pub from_kpu: u32,
+    /// The version id quoted in the request (`CurrentApplicationVersionId`):
+    /// a version id above it later means the update took effect.
+    pub quoted_version_id: u64,
+    /// The policy's reason.
+    pub reason: String,
+    /// When the update was about to be sent (ms since the epoch); the
+    /// update timeout counts from here.
+    pub started_ms: i64,
+}
+
+/// Where an application is in its scaling cycle.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Phase {
+    /// Nothing in flight: the last evaluation held (settled), or the agent
+    /// never acted.
+    #[default]
+    Idle,
+    /// A policy decided to scale, but the update was not sent (the
+    /// application was not RUNNING). On restart it is decided again.
+    Decided {
+        /// KPU decided.
+        target_kpu: u32,
+        /// The policy's reason.
+        reason: String,
+        /// When (ms since the epoch).
+        at_ms: i64,
+    },
+    /// UpdateApplication is about to be sent, or was sent and its answer
+    /// is not known: written before the call.
+    Sending {
+        /// The update.
+        update: Update,
+    },
+    /// UpdateApplication was accepted.
+    Sent {
+        /// The update.
+        update: Update,
+        /// The version id the service answered.
+        new_version_id: u64,
+    },
+    /// The application was seen UPDATING after the update.
+    Updating {
+        /// The update.
+        update: Update,
+        /// When UPDATING was first seen (ms since the epoch).
+        observed_ms: i64,
+    },
+    /// The update finished; no evaluation before `until_ms`.
+    Grace {
+        /// KPU the update ended at.
+        kpu: u32,
+        /// End of the grace period (ms since the epoch, wall clock).
+        until_ms: i64,
+    },
+}
+
+impl Phase {
+    /// The phase's name in the journal (`idle`, `sending`, ...).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Phase::Idle => "idle",
+            Phase::Decided { .. } => "decided",
+            Phase::Sending { .. } => "sending",
+            Phase::Sent { .. } => "sent",
+            Phase::Updating { .. } => "updating",
+            Phase::Grace { .. } => "grace",
+        }
+    }
+
+    /// The update this phase is about, if one may be in flight.
+    pub fn update(&self) -> Option<&Update> {
+        match self {
+            Phase::Sending { update }
+            | Phase::Sent { update, .. }
+            | Phase::Updating { update, .. } => Some(update),
+            Phase::Idle | Phase::Decided { .. } | Phase::Grace { .. } => None,
+        }
+    }
+}
+
+/// A KPU count UpdateApplication refused with LimitExceededException: the
+/// account's limit, which later decisions stay below.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KpuLimit {
+    /// The KPU that was refused.
+    pub refused_kpu: u32,
+    /// When (ms since the epoch).
+    pub at_ms: i64,
+}
+
+impl KpuLimit {
+    /// The highest KPU decisions may ask for while this limit holds.
+    pub fn ceiling(&self) -> u32 {
+        self.refused_kpu.saturating_sub(1).max(1)
+    }
+}
+
+/// What a journal holds about one application.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct AppRecord {
+    /// The phase of the scaling cycle.
+    pub phase: Phase,
+    /// When the last rescale by this agent completed (ms since the epoch).
+    #[serde(default)]
+    pub last_rescale_ms: Option<i64>,
+    /// How long the last rescale kept the application from RUNNING.
+    #[serde(default)]
+    pub last_update_duration_secs: Option<u32>,
+    /// The account KPU limit met, if any.
+    #[serde(default)]
+    pub kpu_limit: Option<KpuLimit>,
+}
+
+/// A journal file: the record and what identifies it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JournalFile {
+    /// [`FORMAT_VERSION`] of the writer.
+    pub format: u32,
+    /// The application it belongs to.
+    pub application: String,
+    /// Write counter, 1 for the first record of a journal.
+    pub seq: u64,
+    /// When it was written (ms since the epoch).
+    pub written_ms: i64,
+    /// The record.
+    pub record: AppRecord,
+}
+
+/// What a restarted controller does first, given the journaled phase and
+/// the application as DescribeApplication reports it now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Resume {
+    /// Nothing was in flight: evaluate.
+    Evaluate,
+    /// A decision was taken but never sent: evaluate again (its inputs are
+    /// stale), never send it as it was.
+    Reevaluate {
+        /// KPU that had been decided.
+        decided_kpu: u32,
+    },
+    /// The update may have been sent, but the version id did not move past
+    /// the one it quoted: it never took effect. Evaluate again.
+    NotApplied {
+        /// The update.
+        update: Update,
+    },
+    /// The update took effect and the application is still on its way:
+    /// follow it (poll while UPDATING), then the grace period.
+    Follow {
+        /// The update.
+        update: Update,
+    },
+    /// The update took effect and finished while the agent was away: start
+    /// the grace period now.
+    Finished {
+        /// The update.
+        update: Update,
+    },
+    /// The update took effect but the application ended in a status other
+    /// than RUNNING (ROLLED_BACK, READY, ...): an error, then back off.
+    Failed {
+        /// The update.
+        update: Update,
+        /// The status found.
+        status: AppStatus,
+    },
+    /// A grace period is running: wait out the rest, then evaluate.
+    Grace {
+        /// What is left of it.
+        remaining: Duration,
+    },
+}
+
+impl Resume {
+    /// A short name for logs and events.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Resume::Evaluate => "evaluate",
+            Resume::Reevaluate { .. } => "re-evaluate the unsent decision",
+            Resume::NotApplied { .. } => "update never took effect: re-evaluate",
+            Resume::Follow { .. } => "follow the update in progress",
+            Resume::Finished { .. } => "update finished: grace period",
+            Resume::Failed { .. } => "update failed: back off",
+            Resume::Grace { .. } => "continue the grace period",
+        }
+    }
+}
+
+/// The resume decision table: what to do on restart for the journaled
+/// `phase`, the application as it is now (`app`), the current wall time
+/// and the configured grace period (a grace period is never resumed for
+/// longer than that, whatever the clock did meanwhile).
+///
+/// | phase                     | version id now vs quoted | status now         | resume |
+/// |---------------------------|--------------------------|--------------------|--------|
+/// | idle                      | -                        | -                  | evaluate |
+/// | decided                   | -                        | -                  | re-evaluate |
+/// | sending / sent / updating | not above                | any                | not applied: re-evaluate |
+/// | sending / sent / updating | above                    | UPDATING (or other transitional) | follow |
+/// | sending / sent / updating | above                    | RUNNING            | finished: grace now |
+/// | sending / sent / updating | above                    | ROLLED_BACK, READY, ... | failed: error, back off |
+/// | grace                     | -                        | -                  | wait until - now (capped at the grace period), or evaluate if past |
+///
+/// A version id above the quoted one may also come from somebody else's
+/// update; following it is then still right (the application is busy, and
+/// a grace period after it is harmless), and the only way to be sure the
+/// agent's own update is never sent twice.
+pub fn resume(phase: &Phase, app: &AppState, now_ms: i64, grace_period: Duration) -> Resume {
+    match phase {
+        Phase::Idle => Resume::Evaluate,
+        Phase::Decided { target_kpu, .. } => Resume::Reevaluate {
+            decided_kpu: *target_kpu,
+        },
+        Phase::Grace { until_ms, .. } => {
+            let left_ms = until_ms.saturating_sub(now_ms);
+            if left_ms <= 0 {
+                Resume::Evaluate
+            } else {
+                let remaining = Duration::from_millis(left_ms.unsigned_abs()).min(grace_period);
+                Resume::Grace { remaining }
+            }
+        }
+        Phase::Sending { update } | Phase::Sent { update, .. } | Phase::Updating { update, .. } => {
+            let update = update.clone();
+            if app.version_id <= update.quoted_version_id {
+                Resume::NotApplied { update }
+            } else if app.status == AppStatus::Running {
+                Resume::Finished { update }
+            } else if app.status.is_transitional() {
+                Resume::Follow { update }
+            } else {
+                Resume::Failed {
+                    update,
+                    status: app.status,
+                }
+            }
+        }
+    }
+}
+
+/// Why the journal could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    /// A file operation failed.
+    #[error("cannot {action} {}: {source}", path.display())]
+    Io {
+        /// What was being done (`create`, `write`, `rename`, ...).
+        action: &'static str,
+        /// The file or folder.
+        path: PathBuf,
+        /// What the OS said.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The journal file is not a journal this agent can read.
+    #[error("journal {} is unreadable: {detail}", path.display())]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        detail: String,
+    },
+    /// Another process holds the application's journal.
+    #[error(
+        "journal {} is locked by another process: is another agent running with the same state_dir for this application?",
+        path.display()
+    )]
+    Locked {
+        /// The lock file.
+        path: PathBuf,
+    },
+    /// The application name cannot be a file name.
+    #[error("application name {0:?} cannot name a journal file")]
+    BadName(String),
+}
+
+/// The state folder: where every application's journal lives.
+#[derive(Debug, Clone)]
+pub struct StateStore {
+    dir: PathBuf,
+}
+
+impl StateStore {
+    /// Opens `dir`, creating it (and its parents) readable by this user
+    /// only when missing. An existing folder is used as it is; a warning
+    /// says so if others may read it.
+    pub fn open(dir: &Path) -> Result<Self, StateError> {
+        let io = |action| {
+            move |source| StateError::Io {
+                action,
+                path: dir.to_owned(),
+                source,
+            }
+        };
+        let mut builder = std::fs::DirBuilder::new();
+        builder.recursive(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::DirBuilderExt;
+            builder.mode(0o700);
+        }
+        builder.create(dir).map_err(io("create"))?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(dir)
+                .map_err(io("inspect"))?
+                .permissions()
+                .mode();
+            if mode & 0o077 != 0 {
+                tracing::warn!(
+                    message = "The state folder is readable by other users; 0700 is advised.",
+                    path = %dir.display(),
+                    mode = format!("{:o}", mode & 0o777),
+                );
+            }
+        }
+        Ok(Self {
+            dir: dir.to_owned(),
+        })
+    }
+
+    /// The folder.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The journal of `application`, locked for this process until the
+    /// returned [`Journal`] is dropped.
+    pub fn journal(&self, application: &str) -> Result<Journal, StateError> {
+        let safe = !application.is_empty()
+            && application != "."
+            && application != ".."
+            && application
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+        if !safe {
+            return Err(StateError::BadName(application.to_owned()));
+        }
+        let lock_path = self.dir.join(format!("{application}.lock"));
+        let lock = private_file(&lock_path, false).map_err(|source| StateError::Io {
+            action: "open",
+            path: lock_path.clone(),
+            source,
+        })?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(StateError::Locked { path: lock_path });
+            }
+            Err(std::fs::TryLockError::Error(source)) => {
+                return Err(StateError::Io {
+                    action: "lock",
+                    path: lock_path,
+                    source,
+                });
+            }
+        }
+        Ok(Journal {
+            dir: self.dir.clone(),
+            application: application.to_owned(),
+            path: self.dir.join(format!("{application}.json")),
+            temp: self.dir.join(format!(".{application}.json.tmp")),
+            seq: 0,
+            _lock: lock,
+        })
+    }
+}
+
+/// One application's journal, exclusively held.
+#[derive(Debug)]
+pub struct Journal {
+    dir: PathBuf,
+    application: String,
+    path: PathBuf,
+    temp: PathBuf,
+    seq: u64,
+    // Held for the advisory lock; released when the journal is dropped
+    // (or the process dies, however it dies).
+    _lock: File,
+}
+
+impl Journal {
+    /// The journal file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Reads the journal: `None` when there is none yet.
+    pub fn load(&mut self) -> Result<Option<JournalFile>, StateError> {
+        let text = match std::fs::read(&self.path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(source) => {
+                return Err(StateError::Io {
+                    action: "read",
+                    path: self.path.clone(),
+                    source,
+                });
+            }
+        };
+        let corrupt = |detail: String| StateError::Corrupt {
+            path: self.path.clone(),
+            detail,
+        };
+        let file: JournalFile =
+            serde_json::from_slice(&text).map_err(|e| corrupt(e.to_string()))?;
+        if file.format != FORMAT_VERSION {
+            return Err(corrupt(format!(
+                "format {} (this agent reads format {FORMAT_VERSION})",
+                file.format
+            )));
+        }
+        if file.application != self.application {
+            return Err(corrupt(format!(
+                "it belongs to application {:?}",
+                file.application
+            )));
+        }
+        self.seq = file.seq;
+        Ok(Some(file))
+    }
+
+    /// Keeps an unreadable journal as `<name>.json.corrupt` for inspection,
+    /// so that the next [`Journal::save`] does not destroy the evidence.
+    pub fn set_aside(&self) -> Result<PathBuf, StateError> {
+        let aside = self.dir.join(format!("{}.json.corrupt", self.application));
+        std::fs::rename(&self.path, &aside).map_err(|source| StateError::Io {
+            action: "set aside",
+            path: self.path.clone(),
+            source,
+        })?;
+        Ok(aside)
+    }
+
+    /// Replaces the journal with `record`, atomically and durably: when
+    /// this returns Ok, the record survives a crash or power loss.
+    pub fn save(&mut self, record: &AppRecord, now_ms: i64) -> Result<(), StateError> {
+        let file = JournalFile {
+            format: FORMAT_VERSION,
+            application: self.application.clone(),
+            seq: self.seq + 1,
+            written_ms: now_ms,
+            record: record.clone(),
+        };
+        let mut text = serde_json::to_vec_pretty(&file).map_err(|e| StateError::Corrupt {
+            path: self.path.clone(),
+            detail: format!("cannot encode the record: {e}"),
+        })?;
+        text.push(b'\n');
+        let io = |action, path: &Path| {
+            let path = path.to_owned();
+            move |source| StateError::Io {
+                action,
+                path,
+                source,
+            }
+        };
+        let mut temp = private_file(&self.temp, true).map_err(io("create", &self.temp))?;
+        temp.write_all(&text).map_err(io("write", &self.temp))?;
+        temp.sync_all().map_err(io("fsync", &self.temp))?;
+        drop(temp);
+        std::fs::rename(&self.temp, &self.path).map_err(io("rename", &self.temp))?;
+        // The rename is durable only once the folder's entry is.
+        File::open(&self.dir)
+            .and_then(|dir| dir.sync_all())
+            .map_err(io("fsync", &self.dir))?;
+        self.seq = file.seq;
+        Ok(())
+    }
+}
+
+/// Opens (creating) `path` for writing, readable and writable by this user
+/// only; `truncate` empties it.
+fn private_file(path: &Path, truncate: bool) -> std::io::Result<File> {
+    let mut options = OpenOptions::new();
+    options.write(true).create(true).truncate(truncate);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let file = options.open(path)?;
+    #[cfg(unix)]
+    {
+        // `mode` applies only when the file is created; a leftover from
+        // elsewhere is tightened too.
+        use std::os::unix::fs::PermissionsExt;
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    }
+    Ok(file)
+}

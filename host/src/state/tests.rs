@@ -1,0 +1,233 @@
+//! The resume decision table with plain values, and the journal's file
+//! discipline: round trip, permissions, no temporary left behind, corrupt
+//! and foreign files refused, one holder at a time.
+
+use super::*;
+
+const NOW: i64 = 1_700_000_000_000;
+const GRACE: Duration = Duration::from_secs(300);
+
+fn update() -> Update {
+    Update {
+        target_kpu: 4,
+        from_kpu: 2,
+        quoted_version_id: 7,
+        reason: "high in ALARM".into(),
+        started_ms: NOW - 30_000,
+    }
+}
+
+fn app(status: AppStatus, version_id: u64) -> AppState {
+    AppState {
+        status,
+        parallelism: 4,
+        parallelism_per_kpu: 1,
+        version_id,
+        autoscaling_enabled: false,
+    }
+}
+
+fn in_flight() -> Vec<Phase> {
+    vec![
+        Phase::Sending { update: update() },
+        Phase::Sent {
+            update: update(),
+            new_version_id: 8,
+        },
+        Phase::Updating {
+            update: update(),
+            observed_ms: NOW - 20_000,
+        },
+    ]
+}
+
+#[test]
+fn nothing_in_flight_evaluates() {
+    let now = app(AppStatus::Running, 7);
+    assert_eq!(resume(&Phase::Idle, &now, NOW, GRACE), Resume::Evaluate);
+    let decided = Phase::Decided {
+        target_kpu: 4,
+        reason: "r".into(),
+        at_ms: NOW - 1000,
+    };
+    assert_eq!(
+        resume(&decided, &now, NOW, GRACE),
+        Resume::Reevaluate { decided_kpu: 4 },
+        "a decision never sent is decided again, not sent"
+    );
+}
+
+#[test]
+fn an_update_whose_version_did_not_move_never_happened() {
+    for phase in in_flight() {
+        for status in [AppStatus::Running, AppStatus::Updating, AppStatus::Ready] {
+            // The quoted version, or an older one (a re-created application).
+            for version in [7, 3] {
+                assert_eq!(
+                    resume(&phase, &app(status, version), NOW, GRACE),
+                    Resume::NotApplied { update: update() },
+                    "{phase:?} {status} v{version}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn an_update_whose_version_moved_is_followed_never_resent() {
+    for phase in in_flight() {
+        assert_eq!(
+            resume(&phase, &app(AppStatus::Updating, 8), NOW, GRACE),
+            Resume::Follow { update: update() },
+            "{phase:?}"
+        );
+        assert_eq!(
+            resume(&phase, &app(AppStatus::Autoscaling, 9), NOW, GRACE),
+            Resume::Follow { update: update() },
+            "{phase:?}"
+        );
+        assert_eq!(
+            resume(&phase, &app(AppStatus::Running, 8), NOW, GRACE),
+            Resume::Finished { update: update() },
+            "{phase:?}"
+        );
+        for status in [AppStatus::RolledBack, AppStatus::Ready, AppStatus::Deleting] {
+            assert_eq!(
+                resume(&phase, &app(status, 8), NOW, GRACE),
+                Resume::Failed {
+                    update: update(),
+                    status
+                },
+                "{phase:?} {status}"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_grace_period_continues_where_it_was() {
+    let grace = |until_ms| Phase::Grace { kpu: 4, until_ms };
+    let now = app(AppStatus::Running, 8);
+    assert_eq!(
+        resume(&grace(NOW + 120_000), &now, NOW, GRACE),
+        Resume::Grace {
+            remaining: Duration::from_secs(120)
+        }
+    );
+    assert_eq!(resume(&grace(NOW), &now, NOW, GRACE), Resume::Evaluate);
+    assert_eq!(resume(&grace(NOW - 5), &now, NOW, GRACE), Resume::Evaluate);
+    // A clock that jumped back does not stretch the wait past the period.
+    assert_eq!(
+        resume(&grace(NOW + 86_400_000), &now, NOW, GRACE),
+        Resume::Grace { remaining: GRACE }
+    );
+}
+
+fn record(phase: Phase) -> AppRecord {
+    AppRecord {
+        phase,
+        last_rescale_ms: Some(NOW - 60_000),
+        last_update_duration_secs: Some(120),
+        kpu_limit: Some(KpuLimit {
+            refused_kpu: 16,
+            at_ms: NOW - 5000,
+        }),
+    }
+}
+
+#[test]
+fn a_saved_record_loads_back_and_the_write_leaves_no_temporary() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = StateStore::open(&dir.path().join("state")).unwrap();
+    let mut journal = store.journal("orders").unwrap();
+    assert_eq!(journal.load().unwrap(), None);
+    for (i, phase) in in_flight().into_iter().enumerate() {
+        journal
+            .save(&record(phase.clone()), NOW + i as i64)
+            .unwrap();
+        let file = journal.load().unwrap().expect("a record");
+        assert_eq!(file.record, record(phase));
+        assert_eq!(file.seq, i as u64 + 1);
+        assert_eq!(file.application, "orders");
+        assert_eq!(file.format, FORMAT_VERSION);
+    }
+    let names: Vec<String> = std::fs::read_dir(store.dir())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        names.iter().all(|n| !n.contains("tmp")),
+        "temporary left behind: {names:?}"
+    );
+    // The format is JSON a person can read: the phase is named.
+    let text = std::fs::read_to_string(journal.path()).unwrap();
+    assert!(text.contains("\"kind\": \"updating\""), "{text}");
+    assert!(text.contains("\"quoted_version_id\": 7"), "{text}");
+}
+
+#[cfg(unix)]
+#[test]
+fn the_folder_and_files_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("a/b/state");
+    let store = StateStore::open(&state).unwrap();
+    let mut journal = store.journal("orders").unwrap();
+    journal.save(&record(Phase::Idle), NOW).unwrap();
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&state), 0o700);
+    assert_eq!(mode(journal.path()), 0o600);
+    assert_eq!(mode(&state.join("orders.lock")), 0o600);
+}
+
+#[test]
+fn a_corrupt_or_foreign_journal_is_an_error_not_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = StateStore::open(dir.path()).unwrap();
+    let mut journal = store.journal("orders").unwrap();
+    for text in [
+        &b"{\"format\": 1, \"applic"[..],
+        b"\xff\xfe garbage",
+        b"",
+        b"{\"format\": 99, \"application\": \"orders\", \"seq\": 1, \"written_ms\": 0, \"record\": {\"phase\": {\"kind\": \"idle\"}}}",
+        b"{\"format\": 1, \"application\": \"other\", \"seq\": 1, \"written_ms\": 0, \"record\": {\"phase\": {\"kind\": \"idle\"}}}",
+        b"{\"format\": 1, \"application\": \"orders\", \"seq\": 1, \"written_ms\": 0, \"record\": {\"phase\": {\"kind\": \"teleporting\"}}}",
+    ] {
+        std::fs::write(journal.path(), text).unwrap();
+        let error = journal.load().expect_err("refused");
+        assert!(matches!(error, StateError::Corrupt { .. }), "{error:?}");
+        assert!(error.to_string().contains("orders.json"), "{error}");
+    }
+    let aside = journal.set_aside().unwrap();
+    assert!(aside.is_file());
+    assert_eq!(
+        journal.load().unwrap(),
+        None,
+        "the corrupt file is set aside"
+    );
+}
+
+#[test]
+fn one_holder_per_application_journal() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = StateStore::open(dir.path()).unwrap();
+    let first = store.journal("orders").unwrap();
+    let error = store.journal("orders").expect_err("second holder refused");
+    assert!(matches!(error, StateError::Locked { .. }), "{error:?}");
+    // Other applications are independent.
+    let _other = store.journal("payments").unwrap();
+    drop(first);
+    store.journal("orders").expect("free again once dropped");
+}
+
+#[test]
+fn names_that_are_not_file_names_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = StateStore::open(dir.path()).unwrap();
+    for name in ["", ".", "..", "a/b", "../x", "a\0b"] {
+        assert!(
+            matches!(store.journal(name), Err(StateError::BadName(_))),
+            "{name:?}"
+        );
+    }
+}
