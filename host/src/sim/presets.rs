@@ -28,6 +28,9 @@ pub struct PolicyChoice {
 
 struct Preset {
     plugin: String,
+    /// `evaluation_interval_secs`; `None` for the default (the shortest
+    /// metric period).
+    evaluation_interval_secs: Option<u32>,
     update_poll_secs: u32,
     grace_period_secs: u32,
     /// `[[application.alarm]]` tables (metric ids of the standard set).
@@ -95,6 +98,7 @@ fn preset(name: &str) -> Preset {
     match name {
         "seed" => Preset {
             plugin: "step".into(),
+            evaluation_interval_secs: None,
             update_poll_secs: 60,
             grace_period_secs: 300,
             alarms: SEED_ALARMS,
@@ -102,13 +106,45 @@ fn preset(name: &str) -> Preset {
         },
         "msf-builtin" => Preset {
             plugin: "step".into(),
+            evaluation_interval_secs: None,
             update_poll_secs: 60,
             grace_period_secs: 300,
             alarms: MSF_ALARMS,
             params: step(2),
         },
+        // The observe-only baseline: nothing to time.
+        "hold" => Preset {
+            plugin: "hold".into(),
+            evaluation_interval_secs: None,
+            update_poll_secs: 15,
+            grace_period_secs: 60,
+            alarms: "",
+            params: serde_json::Map::new(),
+        },
+        // The metric-driven policies ignore datapoints from before the last
+        // rescale themselves, so the grace period only has to cover the
+        // restart; a 15 s poll sees the end of an update (and a 15 s
+        // evaluation a newly published period) without waiting a whole
+        // minute. Cargo names the component after the library, with `_`.
+        "target-tracking" => Preset {
+            plugin: "target_tracking".into(),
+            evaluation_interval_secs: Some(15),
+            update_poll_secs: 15,
+            grace_period_secs: 15,
+            alarms: "",
+            params: serde_json::Map::new(),
+        },
+        "rate" => Preset {
+            plugin: "rate".into(),
+            evaluation_interval_secs: Some(15),
+            update_poll_secs: 15,
+            grace_period_secs: 15,
+            alarms: "",
+            params: serde_json::Map::new(),
+        },
         other => Preset {
             plugin: other.into(),
+            evaluation_interval_secs: None,
             update_poll_secs: 15,
             grace_period_secs: 60,
             alarms: "",
@@ -193,6 +229,9 @@ pub fn config_text(scenario: &Scenario, choice: &PolicyChoice, plugin_dir: &Path
             "\n[[application]]\nname = {:?}\nmin_kpu = {}\nmax_kpu = {}\nupdate_poll_secs = {}\nupdate_timeout_secs = 3600\ngrace_period_secs = {}\n",
             app.name, p.min_kpu, p.max_kpu, preset.update_poll_secs, preset.grace_period_secs
         );
+        if let Some(secs) = preset.evaluation_interval_secs {
+            let _ = writeln!(out, "evaluation_interval_secs = {secs}");
+        }
         out.push_str(&metrics(app));
         out.push_str(preset.alarms);
         let _ = write!(

@@ -1,0 +1,216 @@
+//! Estimates from the observed periods: the true input rate, the capacity
+//! at the current parallelism, the backlog now, and the rate's trend.
+//!
+//! The processed rate alone under-reads the load whenever the job is
+//! saturated (it processes its capacity, not its input). What it does not
+//! process piles up in the source, so the input rate of a period is its
+//! processed rate plus the growth of the backlog over it (DS2's "true
+//! rate"). The capacity comes from the job's own busy time: a job busy a
+//! fraction `u` of the time while processing `r` records/s could process
+//! `r / u`.
+
+use crate::observe::Observed;
+
+/// Below this utilisation the ratio processed / utilisation is dominated by
+/// rounding and idle overhead, so it is not used to measure capacity.
+pub const MIN_UTILISATION: f64 = 0.05;
+
+/// The input rate of each fresh period whose rate can be told, as (period
+/// start, records/s), oldest first.
+///
+/// With a backlog series, the rate of period k is its processed rate plus
+/// (B(k) - B(k-1)) / P, and both periods must be fresh: the backlog is a
+/// per-period Maximum, which on a falling backlog is the value at the
+/// period's start, so the difference spans the previous period, which must
+/// have run at the same capacity. Without a backlog series the processed
+/// rate is all there is.
+pub fn input_rates(observed: &Observed, fresh_from_ms: i64) -> Vec<(i64, f64)> {
+    let period_secs = observed.period_ms as f64 / 1000.0;
+    let mut rates = Vec::new();
+    for (i, period) in observed.periods.iter().enumerate() {
+        if period.start_ms < fresh_from_ms {
+            continue;
+        }
+        let Some(processed) = period.records_in else {
+            continue;
+        };
+        if !observed.has_backlog {
+            rates.push((period.start_ms, processed));
+            continue;
+        }
+        let Some(previous) = i.checked_sub(1).map(|j| &observed.periods[j]) else {
+            continue;
+        };
+        if previous.start_ms != period.start_ms - observed.period_ms
+            || previous.start_ms < fresh_from_ms
+        {
+            continue;
+        }
+        if let (Some(now), Some(before)) = (period.backlog, previous.backlog) {
+            rates.push((
+                period.start_ms,
+                (processed + (now - before) / period_secs).max(0.0),
+            ));
+        }
+    }
+    rates
+}
+
+/// The capacity at the current parallelism, in records/s: processed /
+/// utilisation over the fresh periods busy enough to tell.
+pub fn capacity(observed: &Observed, fresh_from_ms: i64) -> Option<f64> {
+    let (mut processed, mut busy) = (0.0, 0.0);
+    for period in &observed.periods {
+        if period.start_ms < fresh_from_ms {
+            continue;
+        }
+        if let (Some(r), Some(u)) = (period.records_in, period.utilisation)
+            && u >= MIN_UTILISATION
+        {
+            processed += r;
+            busy += u;
+        }
+    }
+    (busy > 0.0).then(|| processed / busy)
+}
+
+/// The backlog now, extrapolated from the latest datapoint `(start_ms,
+/// records)`: it grows by the input rate and shrinks by the capacity for
+/// the time since that period ended, and never goes below zero.
+pub fn backlog_now(
+    latest: Option<(i64, f64)>,
+    period_ms: i64,
+    now_ms: i64,
+    input_rate: f64,
+    capacity: f64,
+) -> f64 {
+    let Some((start_ms, records)) = latest else {
+        return 0.0;
+    };
+    let elapsed_secs = (now_ms - start_ms - period_ms).max(0) as f64 / 1000.0;
+    (records + (input_rate - capacity) * elapsed_secs).max(0.0)
+}
+
+/// The least-squares slope of the rates, in records/s per second; `None`
+/// with fewer than three points.
+pub fn trend(rates: &[(i64, f64)]) -> Option<f64> {
+    if rates.len() < 3 {
+        return None;
+    }
+    let n = rates.len() as f64;
+    let t0 = rates[0].0;
+    let xs = rates.iter().map(|(t, _)| (t - t0) as f64 / 1000.0);
+    let mean_x = xs.clone().sum::<f64>() / n;
+    let mean_y = rates.iter().map(|(_, y)| y).sum::<f64>() / n;
+    let (mut sxy, mut sxx) = (0.0, 0.0);
+    for (x, (_, y)) in xs.zip(rates) {
+        sxy += (x - mean_x) * (y - mean_y);
+        sxx += (x - mean_x) * (x - mean_x);
+    }
+    (sxx > 0.0).then(|| sxy / sxx)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::observe::Period;
+
+    const P: i64 = 60_000;
+
+    fn period(i: i64, records_in: Option<f64>, busy: Option<f64>, backlog: f64) -> Period {
+        Period {
+            start_ms: i * P,
+            records_in,
+            utilisation: busy,
+            backlog: Some(backlog),
+        }
+    }
+
+    fn observed(periods: Vec<Period>) -> Observed {
+        Observed {
+            period_ms: P,
+            periods,
+            has_backlog: true,
+        }
+    }
+
+    #[test]
+    fn saturated_job_reads_processed_plus_backlog_growth() {
+        // Capacity 1960, input 4000: the backlog grows by 2040 x 60 a period.
+        let o = observed(vec![
+            period(0, Some(1960.0), Some(1.0), 0.0),
+            period(1, Some(1960.0), Some(1.0), 122_400.0),
+        ]);
+        assert_eq!(input_rates(&o, 0), vec![(P, 4000.0)]);
+    }
+
+    #[test]
+    fn draining_backlog_lowers_the_rate_below_processed() {
+        let o = observed(vec![
+            period(0, Some(9000.0), Some(1.0), 600_000.0),
+            period(1, Some(9000.0), Some(1.0), 300_000.0),
+        ]);
+        assert_eq!(input_rates(&o, 0), vec![(P, 4000.0)]);
+    }
+
+    #[test]
+    fn periods_before_the_rescale_are_not_used() {
+        // Period 1 was UPDATING (no records in; the backlog grew by 4000/s
+        // to 340000). Period 2 is the first after the restart, draining at
+        // 9000 - 4000 = 5000/s: its Maximum is its first second, so its
+        // difference to period 1 spans the downtime.
+        let o = observed(vec![
+            period(0, Some(2000.0), Some(1.0), 100_000.0),
+            period(1, None, None, 340_000.0),
+            period(2, Some(9000.0), Some(1.0), 340_000.0),
+            period(3, Some(9000.0), Some(1.0), 40_000.0),
+        ]);
+        let fresh_from = 2 * P - 5_000;
+        assert_eq!(input_rates(&o, fresh_from), vec![(3 * P, 4000.0)]);
+        assert_eq!(capacity(&o, fresh_from), Some(9000.0));
+        // Without the freshness rule the restart would read as 9000/s.
+        assert_eq!(input_rates(&o, 0)[0], (2 * P, 9000.0));
+    }
+
+    #[test]
+    fn without_a_backlog_series_the_processed_rate_is_the_input() {
+        let mut o = observed(vec![period(0, Some(1500.0), Some(0.5), 0.0)]);
+        o.has_backlog = false;
+        assert_eq!(input_rates(&o, 0), vec![(0, 1500.0)]);
+    }
+
+    #[test]
+    fn capacity_is_processed_over_utilisation() {
+        let o = observed(vec![
+            period(0, Some(1000.0), Some(0.5), 0.0),
+            period(1, Some(1500.0), Some(0.75), 0.0),
+            // Idle periods say nothing about capacity.
+            period(2, Some(10.0), Some(0.01), 0.0),
+        ]);
+        assert_eq!(capacity(&o, 0), Some(2000.0));
+        assert_eq!(capacity(&o, 3 * P), None);
+    }
+
+    #[test]
+    fn backlog_is_extrapolated_to_now() {
+        // Latest period [0, 60 s): 60 s later a 2000/s shortfall added 120000.
+        assert_eq!(
+            backlog_now(Some((0, 100_000.0)), P, 2 * P, 4000.0, 2000.0),
+            220_000.0
+        );
+        // A spare capacity empties it, but not below zero.
+        assert_eq!(
+            backlog_now(Some((0, 10_000.0)), P, 2 * P, 1000.0, 2000.0),
+            0.0
+        );
+        assert_eq!(backlog_now(None, P, 2 * P, 4000.0, 2000.0), 0.0);
+    }
+
+    #[test]
+    fn trend_is_the_least_squares_slope() {
+        let rising: Vec<(i64, f64)> = (0..5).map(|i| (i * P, 1000.0 + 60.0 * i as f64)).collect();
+        let slope = trend(&rising).expect("five points");
+        assert!((slope - 1.0).abs() < 1e-9, "{slope}");
+        assert_eq!(trend(&rising[..2]), None);
+    }
+}

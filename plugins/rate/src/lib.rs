@@ -1,0 +1,362 @@
+//! `rate`: a DS2-style policy that sizes the capacity for the true input
+//! rate plus the backlog, and gets there in one rescale.
+//!
+//! Threshold policies (`step`, MSF's own rule) see only that the job is
+//! busy, not how far behind it is, so they step up by a factor and look
+//! again, paying a restart each time. This policy measures what is needed:
+//!
+//! - **Input rate**: the processed rate (`numRecordsInPerSecond`) plus the
+//!   growth of the source's backlog (`SumOffsetLag`), per period. A
+//!   saturated job processes its capacity, not its input; what it does not
+//!   process piles up in the source.
+//! - **Capacity at the current parallelism**: processed rate / utilisation
+//!   (`busyTimeMsPerSecond` / 1000). Extrapolated to another parallelism
+//!   through the Universal Scalability Law (`usl_sigma`, `usl_kappa`), so
+//!   the job's sub-linear scaling is accounted for.
+//! - **Backlog now**: the latest backlog datapoint, carried forward to now
+//!   at (input - capacity).
+//!
+//! **Scale-out**, when the input passes `scale_out_utilisation` of the
+//! capacity, or a backlog is waiting that riding out at the current
+//! capacity would keep the lag above `max_lag_secs` for longer than a
+//! rescale would (a restart adds its own downtime to the lag at once, so a
+//! backlog that is draining is usually best left to drain): the capacity
+//! needed is the larger of (a) the input rate, projected along its trend
+//! to `horizon_secs` past the restart, at `target_utilisation`, and (b) the
+//! input rate plus the backlog waiting at the restart drained within
+//! `catch_up_secs`, where that backlog includes what arrives during the
+//! rescale's own downtime (the host's measured `last-update-duration-secs`,
+//! else `update_secs`), when nothing is processed. One rescale goes there.
+//!
+//! **Scale-in**, only when the input rate has been seen over a whole
+//! `scale_in_window_secs` with no rescale in it, or over at least
+//! `settle_secs` since the last rescale, no backlog is left and the peak
+//! input over that span is below `scale_in_utilisation` of the capacity:
+//! to the least capacity that carries that peak at `target_utilisation`.
+//! The short span lets a capacity that was sized to catch up on a backlog
+//! come back down once the backlog is gone, in the step change's second
+//! (and last) rescale.
+//!
+//! **Stale data is never used.** A job metric of a period that started
+//! before the last completed rescale describes the old capacity, or the
+//! restart, when the job published nothing; only periods that started after
+//! it count. The policy therefore holds after a rescale until the first
+//! fresh periods are visible (CloudWatch publishes a period only after it
+//! ends, plus its delay). The policy holds while the application is not
+//! RUNNING.
+//!
+//! # Parameters
+//!
+//! | parameter                     | default        | meaning |
+//! |-------------------------------|----------------|---------|
+//! | `target_utilisation`          | `0.8`          | utilisation a new capacity is sized for, in (0, 1] |
+//! | `scale_out_utilisation`       | `0.95`         | scale out when the input passes this fraction of the capacity; in [`target_utilisation`, 1] |
+//! | `scale_in_utilisation`        | `0.5`          | scale in only when the window's peak input is below this fraction of the capacity; in (0, `target_utilisation`) |
+//! | `catch_up_secs`               | `120`          | drain the backlog waiting at the restart within this many seconds |
+//! | `scale_in_window_secs`        | `1800`         | how long the input must have stayed low before a scale-in |
+//! | `settle_secs`                 | `600`          | the shorter span that suffices when it covers everything since the last rescale; at most `scale_in_window_secs` |
+//! | `horizon_secs`                | `0`            | on scale-out, project a rising input rate this far past the restart |
+//! | `trend_window_secs`           | `900`          | the input rates the trend is fitted on |
+//! | `update_secs`                 | `90`           | downtime of a rescale, until the host has measured one |
+//! | `max_lag_secs`                | `60`           | the lag objective; a backlog below the saturation point triggers a rescale only when riding it out would keep the lag above this for longer than the rescale would |
+//! | `usl_sigma`                   | `0.02`         | contention of the scalability law, in [0, 1) |
+//! | `usl_kappa`                   | `0.0002`       | coherency of the scalability law, at least 0 |
+//! | `records_per_subtask_per_sec` | none           | one subtask's throughput, used only until utilisation has been measured |
+//! | `records_in_metric`           | `"records_in"` | metric id of `numRecordsInPerSecond` (Average) |
+//! | `busy_metric`                 | `"busy"`       | metric id of `busyTimeMsPerSecond` (Average) |
+//! | `backlog_metric`              | `"backlog"`    | metric id of the source's backlog in records (`AWS/Kafka SumOffsetLag` Maximum); without it the input rate is the processed rate |
+//!
+//! Unknown parameters are an error, so a misspelt one cannot silently fall
+//! back to its default.
+//!
+//! # State
+//!
+//! The input rates of past periods are cached between evaluations, since
+//! the scale-in window is longer than the metric window the host fetches.
+//! A fresh instance starts with an empty cache, which only delays a
+//! scale-in: it never causes one.
+
+#![warn(missing_docs)]
+
+use std::collections::BTreeMap;
+
+use flinkscale_plugin::{AppStatus, Decision, Evaluation, Params, Policy, export_policy};
+
+pub mod estimate;
+pub mod observe;
+pub mod plan;
+pub mod usl;
+
+use observe::{MetricIds, Observed};
+use plan::{Plan, Rules, Situation};
+use usl::Usl;
+
+/// The parameters this policy accepts.
+const KNOWN_PARAMS: &[&str] = &[
+    "target_utilisation",
+    "scale_out_utilisation",
+    "scale_in_utilisation",
+    "catch_up_secs",
+    "scale_in_window_secs",
+    "settle_secs",
+    "horizon_secs",
+    "trend_window_secs",
+    "update_secs",
+    "max_lag_secs",
+    "usl_sigma",
+    "usl_kappa",
+    "records_per_subtask_per_sec",
+    "records_in_metric",
+    "busy_metric",
+    "backlog_metric",
+];
+
+/// A scale-in window counts as seen when at least this fraction of its
+/// periods have a known input rate.
+const WINDOW_COVERAGE: f64 = 0.8;
+
+/// The configured policy and its cache of input rates.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RatePolicy {
+    rules: Rules,
+    scale_in_window_ms: i64,
+    settle_ms: i64,
+    trend_window_ms: i64,
+    update_secs: f64,
+    records_per_subtask: Option<f64>,
+    ids: MetricIds,
+    /// Input rate by period start (ms); a cache, see the crate docs.
+    rates: BTreeMap<i64, f64>,
+}
+
+impl Policy for RatePolicy {
+    fn configure(params: Params) -> Result<Self, String> {
+        params.deny_unknown(KNOWN_PARAMS)?;
+        let target_utilisation = params.get_f64_or("target_utilisation", 0.8)?;
+        in_range(
+            "target_utilisation",
+            target_utilisation,
+            0.0,
+            false,
+            1.0,
+            true,
+        )?;
+        let scale_out_utilisation = params.get_f64_or("scale_out_utilisation", 0.95)?;
+        in_range(
+            "scale_out_utilisation",
+            scale_out_utilisation,
+            target_utilisation,
+            true,
+            1.0,
+            true,
+        )?;
+        let scale_in_utilisation = params.get_f64_or("scale_in_utilisation", 0.5)?;
+        in_range(
+            "scale_in_utilisation",
+            scale_in_utilisation,
+            0.0,
+            false,
+            target_utilisation,
+            false,
+        )?;
+        let catch_up_secs = params.get_f64_or("catch_up_secs", 120.0)?;
+        positive("catch_up_secs", catch_up_secs)?;
+        let scale_in_window_secs = params.get_u32_or("scale_in_window_secs", 1800)?;
+        let settle_secs = params
+            .get_u32_or("settle_secs", 600)?
+            .min(scale_in_window_secs);
+        let horizon_secs = params.get_f64_or("horizon_secs", 0.0)?;
+        in_range("horizon_secs", horizon_secs, 0.0, true, 86_400.0, true)?;
+        let trend_window_secs = params.get_u32_or("trend_window_secs", 900)?;
+        let update_secs = params.get_f64_or("update_secs", 90.0)?;
+        in_range("update_secs", update_secs, 0.0, true, 86_400.0, true)?;
+        let max_lag_secs = params.get_f64_or("max_lag_secs", 60.0)?;
+        positive("max_lag_secs", max_lag_secs)?;
+        let sigma = params.get_f64_or("usl_sigma", 0.02)?;
+        in_range("usl_sigma", sigma, 0.0, true, 1.0, false)?;
+        let kappa = params.get_f64_or("usl_kappa", 0.0002)?;
+        in_range("usl_kappa", kappa, 0.0, true, 1.0, false)?;
+        let records_per_subtask = params.get_opt_f64("records_per_subtask_per_sec")?;
+        if let Some(mu) = records_per_subtask {
+            positive("records_per_subtask_per_sec", mu)?;
+        }
+        let ids = MetricIds {
+            records_in: params
+                .get_str_or("records_in_metric", "records_in")?
+                .to_owned(),
+            busy: params.get_str_or("busy_metric", "busy")?.to_owned(),
+            backlog: params.get_str_or("backlog_metric", "backlog")?.to_owned(),
+        };
+        Ok(RatePolicy {
+            rules: Rules {
+                target_utilisation,
+                scale_out_utilisation,
+                scale_in_utilisation,
+                catch_up_secs,
+                horizon_secs,
+                max_lag_secs,
+                usl: Usl { sigma, kappa },
+            },
+            scale_in_window_ms: i64::from(scale_in_window_secs) * 1000,
+            settle_ms: i64::from(settle_secs) * 1000,
+            trend_window_ms: i64::from(trend_window_secs) * 1000,
+            update_secs,
+            records_per_subtask,
+            ids,
+            rates: BTreeMap::new(),
+        })
+    }
+
+    fn decide(&mut self, evaluation: &Evaluation) -> Result<Decision, String> {
+        let app = &evaluation.app;
+        if app.status != AppStatus::Running {
+            return Ok(Decision::hold(format!(
+                "application is {}, not RUNNING",
+                app.status
+            )));
+        }
+        let observed = Observed::from_evaluation(evaluation, &self.ids)?;
+        let period_ms = observed.period_ms;
+        let fresh_from = app.last_rescale_ms.unwrap_or(i64::MIN);
+        let fresh_rates = estimate::input_rates(&observed, fresh_from);
+        self.remember(&fresh_rates, evaluation.now_ms, period_ms);
+        let Some(&(latest_ms, input_rate)) = fresh_rates.last() else {
+            return Ok(Decision::hold(
+                "no input rate measured since the last rescale yet",
+            ));
+        };
+        let capacity = estimate::capacity(&observed, fresh_from).or_else(|| {
+            self.records_per_subtask
+                .map(|mu| self.rules.usl.capacity(mu, app.parallelism))
+        });
+        let Some(capacity) = capacity else {
+            return Ok(Decision::hold(format!(
+                "input {input_rate:.0} records/s, but no capacity measured since the last \
+                 rescale yet (utilisation below {:.0} %)",
+                100.0 * estimate::MIN_UTILISATION
+            )));
+        };
+        let backlog = estimate::backlog_now(
+            observed.latest_backlog(),
+            period_ms,
+            evaluation.now_ms,
+            input_rate,
+            capacity,
+        );
+        let trend_points: Vec<(i64, f64)> = self
+            .rates
+            .range(latest_ms - self.trend_window_ms + period_ms..)
+            .map(|(t, r)| (*t, *r))
+            .collect();
+        let situation = Situation {
+            kpu: app.kpu,
+            parallelism: app.parallelism,
+            per_kpu: app.parallelism_per_kpu,
+            min_kpu: app.min_kpu,
+            max_kpu: app.max_kpu,
+            input_rate,
+            slope: estimate::trend(&trend_points),
+            data_age_secs: (evaluation.now_ms - latest_ms - period_ms).max(0) as f64 / 1000.0,
+            window_peak_rate: self.window_peak(latest_ms, period_ms, app.last_rescale_ms),
+            capacity,
+            backlog,
+            downtime_secs: app
+                .last_update_duration_secs
+                .map_or(self.update_secs, f64::from),
+        };
+        Ok(match plan::plan(&self.rules, &situation) {
+            Plan::Hold(reason) => Decision::hold(reason),
+            Plan::ScaleTo(kpu, reason) => Decision::scale_to(kpu, reason),
+        })
+    }
+}
+
+impl RatePolicy {
+    /// Adds fresh rates to the cache and forgets what no window needs.
+    fn remember(&mut self, fresh: &[(i64, f64)], now_ms: i64, period_ms: i64) {
+        self.rates.extend(fresh.iter().copied());
+        let keep_ms = self.scale_in_window_ms.max(self.trend_window_ms) + 10 * period_ms;
+        self.rates = self.rates.split_off(&(now_ms - keep_ms));
+    }
+
+    /// The peak input rate over the scale-in window that ends with the
+    /// period starting at `latest_ms`, once that window is known.
+    ///
+    /// The window is the last `scale_in_window_secs`, or, when the last
+    /// rescale is more recent, the time since it, which must be at least
+    /// `settle_secs`: a scale-out sized to catch up on a backlog leaves a
+    /// surplus as soon as the backlog is gone, and rates seen at the new
+    /// capacity are all there is to judge it by.
+    fn window_peak(
+        &self,
+        latest_ms: i64,
+        period_ms: i64,
+        last_rescale_ms: Option<i64>,
+    ) -> Option<f64> {
+        let end = latest_ms + period_ms;
+        let full_start = end - self.scale_in_window_ms;
+        let start = match last_rescale_ms {
+            Some(at) if at > full_start => {
+                if end - at < self.settle_ms {
+                    return None;
+                }
+                at
+            }
+            _ => full_start,
+        };
+        let expected = ((end - start) / period_ms.max(1)).max(1) as f64;
+        let rates: Vec<f64> = self
+            .rates
+            .range(start..=latest_ms)
+            .map(|(_, r)| *r)
+            .collect();
+        if (rates.len() as f64) < WINDOW_COVERAGE * expected {
+            return None;
+        }
+        rates.into_iter().reduce(f64::max)
+    }
+}
+
+/// Checks that `value` lies in the range, naming the parameter otherwise.
+fn in_range(
+    name: &str,
+    value: f64,
+    low: f64,
+    low_inclusive: bool,
+    high: f64,
+    high_inclusive: bool,
+) -> Result<(), String> {
+    let above = if low_inclusive {
+        value >= low
+    } else {
+        value > low
+    };
+    let below = if high_inclusive {
+        value <= high
+    } else {
+        value < high
+    };
+    if value.is_finite() && above && below {
+        return Ok(());
+    }
+    Err(format!(
+        "parameter `{name}` must be in {}{low}, {high}{}, found {value}",
+        if low_inclusive { "[" } else { "(" },
+        if high_inclusive { "]" } else { ")" },
+    ))
+}
+
+/// Checks that `value` is a positive finite number.
+fn positive(name: &str, value: f64) -> Result<(), String> {
+    if value.is_finite() && value > 0.0 {
+        return Ok(());
+    }
+    Err(format!(
+        "parameter `{name}` must be a positive number, found {value}"
+    ))
+}
+
+export_policy!(RatePolicy);
+
+#[cfg(test)]
+mod tests;

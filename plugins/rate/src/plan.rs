@@ -1,0 +1,401 @@
+//! The decision arithmetic: from the estimates to a target KPU, free of the
+//! plugin plumbing so that it is tested with plain numbers.
+//!
+//! Scale-out sizes the capacity for two needs and takes the larger: the
+//! input rate at the target utilisation (projected along its trend to
+//! when the new capacity will be running), and the input rate plus the
+//! backlog that will be waiting when the job restarts, drained within
+//! `catch_up_secs`. That backlog is the one seen now plus what arrives
+//! during the rescale's own downtime, when nothing is processed. The
+//! capacity is turned into a parallelism through the scalability law,
+//! anchored on the capacity measured at the current parallelism, and
+//! reached in one step.
+//!
+//! A backlog below the saturation point triggers a scale-out only when
+//! riding it out would keep the lag above the objective for longer than
+//! the rescale would, counting the rescale's downtime, during which the lag
+//! grows by one second per second.
+//!
+//! Scale-in waits until the input rate has stayed below
+//! `scale_in_utilisation` of the capacity over the window the caller
+//! vouches for, with no backlog left, and then sizes for the window's peak
+//! rate at the target utilisation.
+
+use crate::usl::{MAX_PARALLELISM, Usl, kpu_for};
+
+/// The tunable rules (the policy's parameters).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Rules {
+    /// Utilisation a new capacity is sized for.
+    pub target_utilisation: f64,
+    /// Scale out when the input rate passes this fraction of the capacity.
+    pub scale_out_utilisation: f64,
+    /// Scale in only when the window's peak rate is below this fraction of
+    /// the capacity.
+    pub scale_in_utilisation: f64,
+    /// Time to drain the backlog present at the restart.
+    pub catch_up_secs: f64,
+    /// How far past the restart a rising rate is projected.
+    pub horizon_secs: f64,
+    /// The lag objective: lag above it is a violation.
+    pub max_lag_secs: f64,
+    /// The scalability law used to extrapolate the measured capacity.
+    pub usl: Usl,
+}
+
+/// What the policy knows at one evaluation.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Situation {
+    /// Current KPU.
+    pub kpu: u32,
+    /// Current parallelism.
+    pub parallelism: u32,
+    /// Subtasks per KPU.
+    pub per_kpu: u32,
+    /// Lowest KPU allowed.
+    pub min_kpu: u32,
+    /// Highest KPU allowed.
+    pub max_kpu: u32,
+    /// The latest input rate, records/s.
+    pub input_rate: f64,
+    /// Its trend, records/s per second, if known.
+    pub slope: Option<f64>,
+    /// Seconds from the end of the period of `input_rate` to now.
+    pub data_age_secs: f64,
+    /// The highest input rate over the scale-in window, if that window has
+    /// been seen (see the crate docs).
+    pub window_peak_rate: Option<f64>,
+    /// Measured capacity at the current parallelism, records/s.
+    pub capacity: f64,
+    /// Records waiting now.
+    pub backlog: f64,
+    /// Seconds a rescale keeps the job down.
+    pub downtime_secs: f64,
+}
+
+/// What to do.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Plan {
+    /// Keep the capacity, for this reason.
+    Hold(String),
+    /// Rescale to this KPU, for this reason.
+    ScaleTo(u32, String),
+}
+
+/// Backlog under this many seconds of input counts as none: what is left
+/// of a drained backlog at the resolution of a per-period Maximum.
+const NEGLIGIBLE_BACKLOG_SECS: f64 = 5.0;
+
+/// Decides what to do in `situation` under `rules`.
+pub fn plan(rules: &Rules, s: &Situation) -> Plan {
+    let rate = s.input_rate;
+    let capacity = s.capacity.max(f64::MIN_POSITIVE);
+    let utilisation = rate / capacity;
+    let negligible = rate * NEGLIGIBLE_BACKLOG_SECS;
+    let state = format!(
+        "input {rate:.0} records/s on capacity {capacity:.0} records/s (utilisation {:.0} %), backlog {:.0} records",
+        100.0 * utilisation,
+        s.backlog
+    );
+    let saturated = utilisation > rules.scale_out_utilisation;
+    if saturated || s.backlog > negligible {
+        let ahead = s.data_age_secs + s.downtime_secs + rules.horizon_secs;
+        let projected = rate + s.slope.unwrap_or(0.0).max(0.0) * ahead;
+        let at_restart = s.backlog + rate * s.downtime_secs;
+        let for_rate = projected / rules.target_utilisation;
+        let for_backlog = rate + at_restart / rules.catch_up_secs;
+        let needed = for_rate.max(for_backlog);
+        let why = if for_backlog >= for_rate {
+            format!(
+                "needs {needed:.0} records/s to carry the input and drain the {at_restart:.0} records waiting after a {:.0} s restart within {:.0} s",
+                s.downtime_secs, rules.catch_up_secs
+            )
+        } else {
+            format!(
+                "needs {needed:.0} records/s to carry {projected:.0} records/s at {:.0} % utilisation",
+                100.0 * rules.target_utilisation
+            )
+        };
+        let Some((kpu, parallelism, new_capacity)) = target(rules, s, needed) else {
+            return Plan::Hold(format!(
+                "{state}: {why}, but the capacity measurement is unusable"
+            ));
+        };
+        if kpu <= s.kpu {
+            return if s.kpu >= s.max_kpu {
+                Plan::Hold(format!(
+                    "{state}: {why}, but already at max KPU ({})",
+                    s.max_kpu
+                ))
+            } else {
+                Plan::Hold(format!("{state}: {why}, which the current capacity covers"))
+            };
+        }
+        if !saturated {
+            // A restart adds its downtime to the lag at once; it pays only
+            // when riding the backlog out would breach the lag objective
+            // for longer.
+            let lag = s.backlog / rate.max(f64::MIN_POSITIVE);
+            let stay = violation_staying(lag, capacity / rate, rules.max_lag_secs);
+            let go = violation_rescaling(
+                lag,
+                s.downtime_secs,
+                new_capacity / rate,
+                rules.max_lag_secs,
+            );
+            if go >= stay {
+                return Plan::Hold(format!(
+                    "{state}: the backlog (lag about {lag:.0} s) drains at the current capacity with about {stay:.0} s above the {:.0} s lag objective, a rescale would cost about {go:.0} s",
+                    rules.max_lag_secs
+                ));
+            }
+        }
+        return Plan::ScaleTo(
+            kpu,
+            format!("{state}: {why}: parallelism {parallelism}, {kpu} KPU"),
+        );
+    }
+    let Some(peak) = s.window_peak_rate else {
+        return Plan::Hold(format!(
+            "{state}: within bounds, scale-in window incomplete"
+        ));
+    };
+    if s.backlog > negligible || peak >= capacity * rules.scale_in_utilisation {
+        return Plan::Hold(format!(
+            "{state}: within bounds (window peak {peak:.0} records/s)"
+        ));
+    }
+    let needed = peak / rules.target_utilisation;
+    match target(rules, s, needed) {
+        Some((kpu, parallelism, _)) if kpu < s.kpu => Plan::ScaleTo(
+            kpu,
+            format!(
+                "{state}: the peak over the window was {peak:.0} records/s, below {:.0} % of capacity; {needed:.0} records/s at {:.0} % utilisation needs parallelism {parallelism}, {kpu} KPU",
+                100.0 * rules.scale_in_utilisation,
+                100.0 * rules.target_utilisation
+            ),
+        ),
+        _ => Plan::Hold(format!(
+            "{state}: low, but already at the least KPU that carries the window peak {peak:.0} records/s"
+        )),
+    }
+}
+
+/// Seconds the lag stays above `max_lag` when a backlog of `lag` seconds is
+/// drained at `ratio` = capacity / input rate.
+pub fn violation_staying(lag: f64, ratio: f64, max_lag: f64) -> f64 {
+    if lag <= max_lag {
+        0.0
+    } else if ratio <= 1.0 {
+        f64::INFINITY
+    } else {
+        (lag - max_lag) / (ratio - 1.0)
+    }
+}
+
+/// Seconds the lag stays above `max_lag` when the job first stops for
+/// `downtime` (the lag grows one second per second) and then drains at
+/// `ratio` = new capacity / input rate.
+pub fn violation_rescaling(lag: f64, downtime: f64, ratio: f64, max_lag: f64) -> f64 {
+    let peak = lag + downtime;
+    if peak <= max_lag {
+        return 0.0;
+    }
+    let while_down = (peak - max_lag).min(downtime);
+    if ratio <= 1.0 {
+        return f64::INFINITY;
+    }
+    while_down + (peak - max_lag) / (ratio - 1.0)
+}
+
+/// The KPU (within the limits), parallelism and capacity that reach
+/// `needed`; `None` when the measured capacity is unusable.
+fn target(rules: &Rules, s: &Situation, needed: f64) -> Option<(u32, u32, f64)> {
+    let mu = rules.usl.base_throughput(s.capacity, s.parallelism);
+    if !(mu.is_finite() && mu > 0.0 && needed.is_finite()) {
+        return None;
+    }
+    let max_q = s
+        .max_kpu
+        .saturating_mul(s.per_kpu.max(1))
+        .min(MAX_PARALLELISM);
+    let parallelism = rules.usl.parallelism_for(mu, needed, max_q);
+    let kpu = kpu_for(parallelism, s.per_kpu).clamp(s.min_kpu.max(1), s.max_kpu.max(1));
+    let parallelism = parallelism.min(kpu.saturating_mul(s.per_kpu.max(1)));
+    Some((kpu, parallelism, rules.usl.capacity(mu, parallelism)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const RULES: Rules = Rules {
+        target_utilisation: 0.8,
+        scale_out_utilisation: 0.9,
+        scale_in_utilisation: 0.5,
+        catch_up_secs: 120.0,
+        horizon_secs: 0.0,
+        max_lag_secs: 60.0,
+        usl: Usl {
+            sigma: 0.02,
+            kappa: 0.0002,
+        },
+    };
+
+    /// 2 KPU (capacity 1960 records/s) under `rate` with `backlog`.
+    fn situation(rate: f64, backlog: f64) -> Situation {
+        Situation {
+            kpu: 2,
+            parallelism: 2,
+            per_kpu: 1,
+            min_kpu: 1,
+            max_kpu: 32,
+            input_rate: rate,
+            slope: None,
+            data_age_secs: 60.0,
+            window_peak_rate: None,
+            capacity: RULES.usl.capacity(1000.0, 2),
+            backlog,
+            downtime_secs: 90.0,
+        }
+    }
+
+    fn scale_to(plan: Plan) -> u32 {
+        match plan {
+            Plan::ScaleTo(kpu, _) => kpu,
+            Plan::Hold(reason) => panic!("held: {reason}"),
+        }
+    }
+
+    #[test]
+    fn a_step_is_sized_for_the_rate_plus_the_backlog_in_one_jump() {
+        // 4000/s on 1960/s with 242000 waiting: after 90 s down, 602000
+        // must drain within 120 s: 4000 + 5017 = 9017/s needs 12 subtasks
+        // (C(11) = 9002, C(12) = 9627).
+        let plan = plan(&RULES, &situation(4000.0, 242_000.0));
+        assert_eq!(scale_to(plan.clone()), 12);
+        let Plan::ScaleTo(_, reason) = plan else {
+            unreachable!()
+        };
+        assert!(reason.contains("drain the 602000 records"), "{reason}");
+    }
+
+    #[test]
+    fn without_backlog_the_downtime_alone_sets_the_catch_up() {
+        // 1900/s on 1960/s (97 %): 1900 + 1900 x 90 / 120 = 3325/s -> 4
+        // subtasks (C(3) = 2877, C(4) = 3765); 1900 / 0.8 = 2375 is less.
+        assert_eq!(scale_to(plan(&RULES, &situation(1900.0, 0.0))), 4);
+    }
+
+    #[test]
+    fn a_rising_trend_is_projected_past_the_restart() {
+        let mut s = situation(1900.0, 0.0);
+        // +1 record/s per second over 60 + 90 + 1800 s: 3850/s at 80 %
+        // needs 4812/s: 6 subtasks (C(5) = 4612, C(6) = 5425).
+        s.slope = Some(1.0);
+        let rules = Rules {
+            horizon_secs: 1800.0,
+            ..RULES
+        };
+        assert_eq!(scale_to(plan(&rules, &s)), 6);
+        // A falling trend is not projected on the way out.
+        s.slope = Some(-1.0);
+        assert_eq!(scale_to(plan(&rules, &s)), 4);
+    }
+
+    #[test]
+    fn a_backlog_far_behind_the_objective_scales_out() {
+        // 1500/s on 1960/s with 1.5 M waiting (lag 1000 s): riding it out
+        // breaches the objective for 940 / 0.31 = 3000 s; a restart to
+        // 1500 + (1.5 M + 135000) / 120 = 15125/s costs 90 + 1030 / 9 s.
+        assert!(matches!(
+            plan(&RULES, &situation(1500.0, 1_500_000.0)),
+            Plan::ScaleTo(..)
+        ));
+    }
+
+    #[test]
+    fn a_backlog_that_drains_soon_is_ridden_out() {
+        // Lag 90 s (just after a restart) at 1.36 x the input: 30 s over
+        // the objective drain in 84 s; another restart would add 90 s.
+        let mut s = situation(4000.0, 360_000.0);
+        s.kpu = 6;
+        s.parallelism = 6;
+        s.capacity = RULES.usl.capacity(1000.0, 6);
+        let Plan::Hold(reason) = plan(&RULES, &s) else {
+            panic!("restarted to drain a backlog that drains by itself")
+        };
+        assert!(
+            reason.contains("drains at the current capacity"),
+            "{reason}"
+        );
+    }
+
+    #[test]
+    fn violation_arithmetic() {
+        assert_eq!(violation_staying(50.0, 1.5, 60.0), 0.0);
+        assert_eq!(violation_staying(90.0, 1.5, 60.0), 60.0);
+        assert_eq!(violation_staying(90.0, 1.0, 60.0), f64::INFINITY);
+        // From an empty backlog a 90 s restart breaches a 60 s objective
+        // for its last 30 s, then for 30 / (2 - 1) s while draining.
+        assert_eq!(violation_rescaling(0.0, 90.0, 2.0, 60.0), 60.0);
+        assert_eq!(violation_rescaling(0.0, 50.0, 2.0, 60.0), 0.0);
+        assert_eq!(violation_rescaling(100.0, 90.0, 3.0, 60.0), 90.0 + 65.0);
+    }
+
+    #[test]
+    fn at_max_kpu_it_holds_and_says_so() {
+        let mut s = situation(40_000.0, 0.0);
+        s.max_kpu = 2;
+        let Plan::Hold(reason) = plan(&RULES, &s) else {
+            panic!("scaled past max KPU")
+        };
+        assert!(reason.ends_with("already at max KPU (2)"), "{reason}");
+    }
+
+    #[test]
+    fn scale_in_waits_for_a_complete_low_window() {
+        let mut s = situation(400.0, 0.0);
+        s.kpu = 8;
+        s.parallelism = 8;
+        s.capacity = RULES.usl.capacity(1000.0, 8);
+        assert!(matches!(plan(&RULES, &s), Plan::Hold(r) if r.contains("window incomplete")));
+        // Peak 3000/s over the window is 43 % of C(8) = 6950: scale in to
+        // 3750/s -> 4 subtasks (C(4) = 3765).
+        s.window_peak_rate = Some(3000.0);
+        assert_eq!(scale_to(plan(&RULES, &s)), 4);
+        // A peak above half the capacity holds.
+        s.window_peak_rate = Some(3600.0);
+        assert!(matches!(plan(&RULES, &s), Plan::Hold(_)));
+    }
+
+    #[test]
+    fn scale_in_never_leaves_a_backlog_behind() {
+        let mut s = situation(400.0, 50_000.0);
+        s.kpu = 8;
+        s.parallelism = 8;
+        s.capacity = RULES.usl.capacity(1000.0, 8);
+        s.window_peak_rate = Some(500.0);
+        assert!(matches!(plan(&RULES, &s), Plan::Hold(_)));
+    }
+
+    #[test]
+    fn scale_in_respects_min_kpu() {
+        let mut s = situation(100.0, 0.0);
+        s.kpu = 4;
+        s.parallelism = 4;
+        s.min_kpu = 4;
+        s.capacity = RULES.usl.capacity(1000.0, 4);
+        s.window_peak_rate = Some(100.0);
+        assert!(matches!(plan(&RULES, &s), Plan::Hold(_)));
+    }
+
+    #[test]
+    fn parallelism_per_kpu_packs_subtasks() {
+        let mut s = situation(4000.0, 242_000.0);
+        s.per_kpu = 4;
+        s.kpu = 1;
+        // 12 subtasks at 4 per KPU.
+        assert_eq!(scale_to(plan(&RULES, &s)), 3);
+    }
+}

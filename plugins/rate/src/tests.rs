@@ -1,0 +1,269 @@
+//! The policy as the agent calls it: parameters as JSON, an evaluation with
+//! CloudWatch-shaped series in, a decision out.
+
+use flinkscale_plugin::{Action, AppStatus, Application, Datapoint, Series};
+
+use super::*;
+
+/// Start of the first period of every test.
+const T0: i64 = 1_767_225_600_000;
+/// One 60 s period, in ms.
+const P: i64 = 60_000;
+
+fn policy(json: &str) -> RatePolicy {
+    RatePolicy::configure(Params::from_json(json).expect("JSON object"))
+        .unwrap_or_else(|error| panic!("configure({json}) failed: {error}"))
+}
+
+fn configure_error(json: &str) -> String {
+    match RatePolicy::configure(Params::from_json(json).expect("JSON object")) {
+        Ok(policy) => panic!("configure({json}) accepted: {policy:?}"),
+        Err(error) => error,
+    }
+}
+
+fn series(id: &str, points: &[(i64, f64)]) -> Series {
+    Series {
+        id: id.to_owned(),
+        namespace: "AWS/KinesisAnalytics".to_owned(),
+        metric_name: id.to_owned(),
+        statistic: "Average".to_owned(),
+        period_secs: 60,
+        points: points
+            .iter()
+            .map(|&(timestamp_ms, value)| Datapoint {
+                timestamp_ms,
+                value,
+            })
+            .collect(),
+    }
+}
+
+/// One period as published: records in per second, busy ms per second and
+/// the backlog (Maximum).
+#[derive(Clone, Copy)]
+struct Row {
+    records_in: f64,
+    busy_ms: f64,
+    backlog: f64,
+}
+
+/// An evaluation at `now_ms` of an application at `kpu` (parallelism =
+/// KPU) that published `rows`, one per period from `first_ms` on.
+fn evaluation(kpu: u32, first_ms: i64, rows: &[Row], now_ms: i64) -> Evaluation {
+    let at = |i: usize| first_ms + i as i64 * P;
+    let column = |f: fn(&Row) -> f64| -> Vec<(i64, f64)> {
+        rows.iter()
+            .enumerate()
+            .map(|(i, r)| (at(i), f(r)))
+            .collect()
+    };
+    Evaluation {
+        now_ms,
+        app: Application {
+            name: "orders".to_owned(),
+            status: AppStatus::Running,
+            kpu,
+            parallelism: kpu,
+            parallelism_per_kpu: 1,
+            min_kpu: 1,
+            max_kpu: 32,
+            version_id: 3,
+            last_rescale_ms: None,
+            last_update_duration_secs: None,
+        },
+        metrics: vec![
+            series("records_in", &column(|r| r.records_in)),
+            series("busy", &column(|r| r.busy_ms)),
+            series("backlog", &column(|r| r.backlog)),
+        ],
+        alarms: Vec::new(),
+        signals: Vec::new(),
+    }
+}
+
+/// 4000 records/s arriving at 2 KPU (capacity 1960/s): the backlog grows
+/// by 2040 x 60 = 122400 a period. Visible 60 s after the second period.
+fn saturated_step() -> Evaluation {
+    let rows = [
+        Row {
+            records_in: 1960.0,
+            busy_ms: 1000.0,
+            backlog: 0.0,
+        },
+        Row {
+            records_in: 1960.0,
+            busy_ms: 1000.0,
+            backlog: 122_400.0,
+        },
+    ];
+    evaluation(2, T0, &rows, T0 + 3 * P)
+}
+
+#[test]
+fn defaults_are_valid_and_unknown_parameters_are_not() {
+    policy("{}");
+    let error = configure_error(r#"{"catch_up_sec": 60}"#);
+    assert!(
+        error.starts_with("unknown parameter `catch_up_sec`")
+            && error.contains("did you mean `catch_up_secs`?"),
+        "{error}"
+    );
+}
+
+#[test]
+fn parameters_out_of_range_are_named() {
+    for (json, name) in [
+        (r#"{"target_utilisation": 1.5}"#, "target_utilisation"),
+        (r#"{"scale_out_utilisation": 0.5}"#, "scale_out_utilisation"),
+        (r#"{"scale_in_utilisation": 0.9}"#, "scale_in_utilisation"),
+        (r#"{"catch_up_secs": 0}"#, "catch_up_secs"),
+        (r#"{"usl_sigma": 1.0}"#, "usl_sigma"),
+        (
+            r#"{"records_per_subtask_per_sec": -5}"#,
+            "records_per_subtask_per_sec",
+        ),
+        (r#"{"max_lag_secs": "a minute"}"#, "max_lag_secs"),
+    ] {
+        let error = configure_error(json);
+        assert!(error.contains(&format!("`{name}`")), "{json}: {error}");
+    }
+}
+
+#[test]
+fn a_saturated_job_jumps_to_carry_the_input_and_drain_the_backlog() {
+    // Input 1960 + 122400 / 60 = 4000/s; backlog now 122400 + 2040 x 60 =
+    // 244800, plus 90 s x 4000 while restarting = 604800, drained within
+    // 120 s: 9040/s, which needs 12 subtasks (C(11) = 9002, C(12) = 9627).
+    let decision = policy("{}").decide(&saturated_step()).expect("decides");
+    assert_eq!(decision.action, Action::ScaleTo(12), "{}", decision.reason);
+    assert!(
+        decision.reason.contains("input 4000 records/s"),
+        "{}",
+        decision.reason
+    );
+}
+
+#[test]
+fn the_measured_update_time_replaces_the_default() {
+    let mut evaluation = saturated_step();
+    evaluation.app.last_rescale_ms = Some(T0 - P);
+    evaluation.app.last_update_duration_secs = Some(30);
+    // 244800 + 30 x 4000 = 364800 within 120 s: 7040/s -> 9 subtasks.
+    let decision = policy("{}").decide(&evaluation).expect("decides");
+    assert_eq!(decision.action, Action::ScaleTo(9), "{}", decision.reason);
+}
+
+#[test]
+fn data_from_before_the_last_rescale_is_not_acted_on() {
+    let mut evaluation = saturated_step();
+    // The rescale ended during the first period: the second alone is
+    // fresh, and its backlog difference spans the restart.
+    evaluation.app.last_rescale_ms = Some(T0 + P / 2);
+    let decision = policy("{}").decide(&evaluation).expect("decides");
+    assert_eq!(decision.action, Action::Hold);
+    assert!(
+        decision.reason.contains("since the last rescale"),
+        "{}",
+        decision.reason
+    );
+}
+
+#[test]
+fn nothing_is_decided_while_updating() {
+    let mut evaluation = saturated_step();
+    evaluation.app.status = AppStatus::Updating;
+    let decision = policy("{}").decide(&evaluation).expect("decides");
+    assert_eq!(decision.action, Action::Hold);
+    assert_eq!(decision.reason, "application is UPDATING, not RUNNING");
+}
+
+#[test]
+fn a_missing_rate_metric_is_an_error_naming_it() {
+    let mut evaluation = saturated_step();
+    evaluation.metrics.remove(0);
+    let error = policy("{}").decide(&evaluation).expect_err("no records_in");
+    assert!(error.contains("`records_in`"), "{error}");
+}
+
+/// 1000 records/s on 8 KPU, no backlog, for `minutes` periods ending just
+/// before `now`.
+fn quiet(minutes: usize, now_ms: i64) -> Evaluation {
+    with_peak(minutes, now_ms, None)
+}
+
+/// As [`quiet`], but 4000 records/s in the period starting at `peak_ms`.
+fn with_peak(minutes: usize, now_ms: i64, peak_ms: Option<i64>) -> Evaluation {
+    let first = now_ms - 2 * P - (minutes as i64 - 1) * P;
+    let rows: Vec<Row> = (0..minutes)
+        .map(|i| {
+            let records_in = if Some(first + i as i64 * P) == peak_ms {
+                4000.0
+            } else {
+                1000.0
+            };
+            Row {
+                records_in,
+                busy_ms: 1000.0 * records_in / plan_capacity(8),
+                backlog: 0.0,
+            }
+        })
+        .collect();
+    evaluation(8, first, &rows, now_ms)
+}
+
+fn plan_capacity(q: u32) -> f64 {
+    Usl {
+        sigma: 0.02,
+        kappa: 0.0002,
+    }
+    .capacity(1000.0, q)
+}
+
+#[test]
+fn scale_in_waits_for_the_window_then_sizes_for_its_peak() {
+    let mut rate = policy(r#"{"scale_in_window_secs": 1800}"#);
+    // The host fetches ten periods (nine rates); the policy remembers the
+    // rest. 80 % of the 30-period window is 24 rates: the 16th evaluation.
+    let mut now = T0 + 12 * P;
+    let mut first_scale = None;
+    for i in 0..30 {
+        let decision = rate.decide(&quiet(10, now)).expect("decides");
+        if decision.action != Action::Hold {
+            // 1000/s at 80 % needs 1250/s: 2 subtasks (1960/s).
+            assert_eq!(decision.action, Action::ScaleTo(2), "{}", decision.reason);
+            first_scale = Some(i);
+            break;
+        }
+        now += P;
+    }
+    assert_eq!(first_scale, Some(15));
+    // A fresh instance has not seen the window and holds.
+    let decision = policy(r#"{"scale_in_window_secs": 1800}"#)
+        .decide(&quiet(10, now))
+        .expect("decides");
+    assert_eq!(decision.action, Action::Hold, "{}", decision.reason);
+}
+
+#[test]
+fn a_peak_inside_the_window_blocks_the_scale_in() {
+    let mut rate = policy(r#"{"scale_in_window_secs": 1800}"#);
+    let mut now = T0 + 12 * P;
+    // One period at 4000/s (58 % of capacity) among the quiet ones.
+    let peak = Some(now - 6 * P);
+    for _ in 0..25 {
+        let decision = rate.decide(&with_peak(10, now, peak)).expect("decides");
+        assert_eq!(decision.action, Action::Hold, "{}", decision.reason);
+        now += P;
+    }
+    // Once it has left the window, the scale-in goes ahead.
+    let mut decision = rate.decide(&with_peak(10, now, peak)).expect("decides");
+    for _ in 0..10 {
+        if decision.action != Action::Hold {
+            break;
+        }
+        now += P;
+        decision = rate.decide(&with_peak(10, now, peak)).expect("decides");
+    }
+    assert_eq!(decision.action, Action::ScaleTo(2), "{}", decision.reason);
+}
