@@ -146,7 +146,8 @@ pub struct LoadedConfig {
     /// `[agent].state_dir`, absolute.
     pub state_dir: PathBuf,
     /// Per application (same order as `config.applications`), the plugin
-    /// files: `plugin = "step"` is `<plugin_dir>/step.wasm`; a value
+    /// files: `plugin = "step"` is `<plugin_dir>/step.wasm` (a `-` in the
+    /// name also finds Cargo's `_` spelling); a value
     /// containing `/` or ending in `.wasm` is a path relative to `base_dir`.
     pub plugins: Vec<PluginPaths>,
 }
@@ -295,9 +296,17 @@ fn is_plugin_path(value: &str) -> bool {
 
 fn resolve_plugin(value: &str, base_dir: &Path, plugin_dir: &Path) -> PathBuf {
     if is_plugin_path(value) {
-        base_dir.join(value)
+        return base_dir.join(value);
+    }
+    let named = plugin_dir.join(format!("{value}.wasm"));
+    // Cargo names a component after its library, with `_` for `-`: the
+    // crate `target-tracking` builds `target_tracking.wasm`. Accept the
+    // name users know when only Cargo's spelling exists.
+    let cargo_spelling = plugin_dir.join(format!("{}.wasm", value.replace('-', "_")));
+    if !named.exists() && cargo_spelling.exists() {
+        cargo_spelling
     } else {
-        plugin_dir.join(format!("{value}.wasm"))
+        named
     }
 }
 

@@ -806,6 +806,27 @@ fn the_environment_step_finds_missing_plugins() {
 }
 
 #[test]
+fn a_hyphenated_plugin_name_finds_cargos_underscored_component() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("plugins")).unwrap();
+    std::fs::write(dir.path().join("plugins/target_tracking.wasm"), b"\0asm").unwrap();
+    let path = dir.path().join("agent.toml");
+    std::fs::write(&path, APP.replace("\"step\"", "\"target-tracking\"")).unwrap();
+    let loaded = load(&path).expect("target_tracking.wasm is found for target-tracking");
+    assert_eq!(
+        loaded.plugins[0].policy,
+        dir.path().join("plugins/target_tracking.wasm")
+    );
+    // The name as written wins when both exist.
+    std::fs::write(dir.path().join("plugins/target-tracking.wasm"), b"\0asm").unwrap();
+    let loaded = load(&path).unwrap();
+    assert_eq!(
+        loaded.plugins[0].policy,
+        dir.path().join("plugins/target-tracking.wasm")
+    );
+}
+
+#[test]
 fn the_environment_step_runs_only_on_a_valid_configuration() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("agent.toml");

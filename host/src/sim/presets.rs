@@ -125,9 +125,9 @@ fn preset(name: &str) -> Preset {
         // rescale themselves, so the grace period only has to cover the
         // restart; a 15 s poll sees the end of an update (and a 15 s
         // evaluation a newly published period) without waiting a whole
-        // minute. Cargo names the component after the library, with `_`.
+        // minute.
         "target-tracking" => Preset {
-            plugin: "target_tracking".into(),
+            plugin: "target-tracking".into(),
             evaluation_interval_secs: Some(15),
             update_poll_secs: 15,
             grace_period_secs: 15,
