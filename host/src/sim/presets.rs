@@ -28,6 +28,9 @@ pub struct PolicyChoice {
 
 struct Preset {
     plugin: String,
+    /// Whether the policy reads only `cpu` (the alarm-driven presets): the
+    /// reference design fetches one metric, and so does its preset.
+    cpu_only: bool,
     /// `evaluation_interval_secs`; `None` for the default (the shortest
     /// metric period).
     evaluation_interval_secs: Option<u32>,
@@ -98,6 +101,7 @@ fn preset(name: &str) -> Preset {
     match name {
         "seed" => Preset {
             plugin: "step".into(),
+            cpu_only: true,
             evaluation_interval_secs: None,
             update_poll_secs: 60,
             grace_period_secs: 300,
@@ -106,6 +110,7 @@ fn preset(name: &str) -> Preset {
         },
         "msf-builtin" => Preset {
             plugin: "step".into(),
+            cpu_only: true,
             evaluation_interval_secs: None,
             update_poll_secs: 60,
             grace_period_secs: 300,
@@ -115,6 +120,7 @@ fn preset(name: &str) -> Preset {
         // The observe-only baseline: nothing to time.
         "hold" => Preset {
             plugin: "hold".into(),
+            cpu_only: false,
             evaluation_interval_secs: None,
             update_poll_secs: 15,
             grace_period_secs: 60,
@@ -128,6 +134,7 @@ fn preset(name: &str) -> Preset {
         // minute.
         "target-tracking" => Preset {
             plugin: "target-tracking".into(),
+            cpu_only: false,
             evaluation_interval_secs: Some(15),
             update_poll_secs: 15,
             grace_period_secs: 15,
@@ -136,6 +143,7 @@ fn preset(name: &str) -> Preset {
         },
         "rate" => Preset {
             plugin: "rate".into(),
+            cpu_only: false,
             evaluation_interval_secs: Some(15),
             update_poll_secs: 15,
             grace_period_secs: 15,
@@ -144,6 +152,7 @@ fn preset(name: &str) -> Preset {
         },
         other => Preset {
             plugin: other.into(),
+            cpu_only: false,
             evaluation_interval_secs: None,
             update_poll_secs: 15,
             grace_period_secs: 60,
@@ -154,10 +163,17 @@ fn preset(name: &str) -> Preset {
 }
 
 /// The standard metrics every simulated application publishes, by id.
-fn metrics(app: &ScenarioApp) -> String {
+fn metrics(app: &ScenarioApp, cpu_only: bool) -> String {
     let n = &app.name;
     let s = &app.sources;
     let mut out = String::new();
+    if cpu_only {
+        let _ = write!(
+            out,
+            "\n[[application.metric]]\nid = \"cpu\"\nnamespace = \"AWS/KinesisAnalytics\"\nmetric_name = \"containerCPUUtilization\"\ndimensions = {{ Application = {n:?} }}\nstatistic = \"Maximum\"\nperiod_secs = 60\n"
+        );
+        return out;
+    }
     for (id, metric, stat) in [
         ("cpu", "containerCPUUtilization", "Maximum"),
         ("busy", "busyTimeMsPerSecond", "Average"),
@@ -232,7 +248,7 @@ pub fn config_text(scenario: &Scenario, choice: &PolicyChoice, plugin_dir: &Path
         if let Some(secs) = preset.evaluation_interval_secs {
             let _ = writeln!(out, "evaluation_interval_secs = {secs}");
         }
-        out.push_str(&metrics(app));
+        out.push_str(&metrics(app, preset.cpu_only));
         out.push_str(preset.alarms);
         let _ = write!(
             out,
