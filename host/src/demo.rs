@@ -26,8 +26,8 @@ use crate::sim::Scenario;
 use crate::telemetry::{Event, Events};
 
 /// The bundled scenario and its trace.
-const SCENARIO: &str = include_str!("../../tests/scenarios/demo.toml");
-const SCENARIO_TRACE: &str = include_str!("../../tests/scenarios/demo.csv");
+const SCENARIO: &str = include_str!("../../tests/fixtures/scenarios/demo.toml");
+const SCENARIO_TRACE: &str = include_str!("../../tests/fixtures/scenarios/demo.csv");
 /// The bundled agent configuration.
 const CONFIG: &str = include_str!("../../config/demo.toml");
 

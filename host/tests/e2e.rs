@@ -22,7 +22,7 @@ use common::{
 };
 use serde_json::Value;
 
-/// The application of `tests/scenarios/e2e-scale.toml`.
+/// The application of `tests/fixtures/scenarios/e2e-scale.toml`.
 const APP: &str = "e2e-app";
 /// Its KPU bounds, as the scenario and the agent's configuration set them.
 const MIN_KPU: u64 = 2;

@@ -11,7 +11,7 @@ timestamp in the wrong unit or an error in the wrong shape fails here.
 
 Run from the repository root with `scripts/test.sh`, or
 `FLINKSCALE_BIN=target/debug/flinkscale .venv/bin/python -m pytest -q tests/peer`.
-The scenario is tests/scenarios/e2e-peer.toml.
+The scenario is tests/fixtures/scenarios/e2e-peer.toml.
 """
 
 import datetime
@@ -30,7 +30,7 @@ import pytest
 from botocore.config import Config
 
 REPO = Path(__file__).resolve().parents[2]
-SCENARIO = REPO / "tests" / "scenarios" / "e2e-peer.toml"
+SCENARIO = REPO / "tests" / "fixtures" / "scenarios" / "e2e-peer.toml"
 # Model seconds per wall second: 5 s periods cover 50 model seconds.
 SPEED = 10
 # GetMetricData datapoints per page: small, so that paging is exercised.

@@ -154,9 +154,9 @@ impl BenchResult {
     }
 }
 
-/// The scenario files of `dir`, sorted by name: every `*.toml` except the
-/// bundled demo (`demo.toml`, tuned to be watched, not judged) and the
-/// end-to-end test fixtures (`e2e-*.toml`).
+/// The scenario files of `dir`, sorted by name: every `*.toml` in it (the
+/// demo's and the tests' own scenarios live in `tests/fixtures/scenarios`,
+/// tuned to be watched or to exercise a path, not to be judged).
 pub fn scenario_files(dir: &Path) -> Result<Vec<PathBuf>, BenchError> {
     let list_err = |source| BenchError::ListScenarios {
         dir: dir.display().to_string(),
@@ -165,12 +165,8 @@ pub fn scenario_files(dir: &Path) -> Result<Vec<PathBuf>, BenchError> {
     let mut files = Vec::new();
     for entry in std::fs::read_dir(dir).map_err(list_err)? {
         let path = entry.map_err(list_err)?.path();
-        let stem = path
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_default();
         let is_toml = path.extension().is_some_and(|e| e == "toml");
-        if is_toml && stem != "demo" && !stem.starts_with("e2e-") {
+        if is_toml {
             files.push(path);
         }
     }
@@ -517,7 +513,7 @@ mod tests {
                 "{expected} in {names:?}"
             );
         }
-        assert!(!names.iter().any(|n| n == "demo" || n.starts_with("e2e-")));
+        assert_eq!(names.len(), 7, "only the benchmark scenarios: {names:?}");
         for name in &names {
             let s = scenario(name);
             assert!(!s.description.is_empty(), "{name} describes itself");

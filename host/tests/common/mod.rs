@@ -30,9 +30,9 @@ pub fn workspace() -> PathBuf {
         .to_path_buf()
 }
 
-/// A file of `tests/scenarios/`.
+/// A scenario of `tests/fixtures/scenarios/`.
 pub fn scenario(name: &str) -> PathBuf {
-    workspace().join("tests/scenarios").join(name)
+    workspace().join("tests/fixtures/scenarios").join(name)
 }
 
 /// Where `cargo plugins` puts the shipped plugins: the workspace's target
@@ -122,6 +122,44 @@ impl Running {
     /// Its whole output so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Its process id.
+    pub fn pid(&self) -> u32 {
+        self.child.lock().unwrap_or_else(|e| e.into_inner()).id()
+    }
+
+    /// `kill -9`: ends it at once, whatever it was doing, and reaps it.
+    pub fn kill9(&self) {
+        let mut child = self.child.lock().unwrap_or_else(|e| e.into_inner());
+        // Child::kill is SIGKILL on Unix.
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+
+    /// SIGTERM, then waits up to `timeout` for it to end: its exit status,
+    /// or `None` if it had to be killed (or had already ended before).
+    pub fn terminate(&self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        if self.exited().is_some() {
+            return None;
+        }
+        let mut child = self.child.lock().unwrap_or_else(|e| e.into_inner());
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Some(status) = child.try_wait().ok().flatten() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        None
     }
 
     /// Stops it: SIGTERM (a graceful shutdown), then SIGKILL.
@@ -376,6 +414,24 @@ impl Emulator {
         }
     }
 
+    /// The AWS calls numbered above `seq`.
+    pub fn calls_since(&self, seq: u64) -> Vec<Value> {
+        match self
+            .get(&format!("/_emulator/calls?since={seq}"))
+            .get_mut("calls")
+            .map(Value::take)
+        {
+            Some(Value::Array(calls)) => calls,
+            other => panic!("GET /_emulator/calls?since={seq} has no calls array: {other:?}"),
+        }
+    }
+
+    /// Injects a fault (`POST /_emulator/faults`; see the README for the
+    /// fields).
+    pub fn add_fault(&self, fault: &Value) {
+        self.control("POST", "/_emulator/faults", Some(fault));
+    }
+
     /// The model's state.
     pub fn state(&self) -> Value {
         self.get("/_emulator/state")
@@ -499,6 +555,22 @@ pub fn aws_env(command: &mut Command, endpoint: &str, dir: &Path) {
 /// Starts `flinkscale --log-format json run --config CONFIG [args]`
 /// against the emulator.
 pub fn start_agent(emulator: &Emulator, config: &Path, args: &[&str], dir: &Path) -> Running {
+    spawn_agent(&emulator.endpoint, config, args, dir, "agent.log", &[])
+}
+
+/// Starts `flinkscale --log-format json run --config CONFIG [args]` in
+/// `dir` against `endpoint` (the emulator, or a [`TagProxy`] in front of
+/// it), logging to `dir/log_name`, with `RUST_LOG=info` and the emulator's
+/// AWS environment, then `env` on top (e.g. other credentials or
+/// `RUST_LOG`).
+pub fn spawn_agent(
+    endpoint: &str,
+    config: &Path,
+    args: &[&str],
+    dir: &Path,
+    log_name: &str,
+    env: &[(&str, &str)],
+) -> Running {
     let mut command = Command::new(BIN);
     command
         .args(["--log-format", "json", "run", "--config"])
@@ -506,8 +578,190 @@ pub fn start_agent(emulator: &Emulator, config: &Path, args: &[&str], dir: &Path
         .args(args)
         .current_dir(dir)
         .env("RUST_LOG", "info");
-    aws_env(&mut command, &emulator.endpoint, dir);
-    Running::spawn("flinkscale run", command, &dir.join("agent.log"))
+    aws_env(&mut command, endpoint, dir);
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    Running::spawn("flinkscale run", command, &dir.join(log_name))
+}
+
+/// splitmix64: a tiny seeded generator, so that a test's random choices
+/// (kill points) are printed as one seed and replayed from it.
+pub struct SplitMix64(u64);
+
+impl SplitMix64 {
+    /// A generator starting from `seed`.
+    pub fn new(seed: u64) -> Self {
+        Self(seed)
+    }
+
+    /// The next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// A uniform number in `0..n` (0 when `n` is 0).
+    pub fn below(&mut self, n: u64) -> u64 {
+        if n == 0 {
+            return 0;
+        }
+        // Multiply-shift: no modulo bias worth speaking of for small n.
+        ((u128::from(self.next_u64()) * u128::from(n)) >> 64) as u64
+    }
+
+    /// A uniform number in [0, 1).
+    pub fn unit(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+/// A loopback HTTP proxy in front of the emulator that writes
+/// `"_agent": TAG` into the JSON body of every kinesisanalyticsv2 request
+/// (AWS JSON 1.1) it forwards. The emulator ignores the unknown member but
+/// keeps it in the call log's `params`, so two agents pointed at two
+/// proxies can be told apart there. Other requests (CloudWatch's CBOR)
+/// pass unchanged. One request per connection: the proxy answers with
+/// `Connection: close`.
+pub struct TagProxy {
+    /// `http://127.0.0.1:PORT`, for `AWS_ENDPOINT_URL`.
+    pub endpoint: String,
+    addr: SocketAddr,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl TagProxy {
+    /// Starts a proxy to `upstream` that tags requests with `tag`.
+    pub fn start(upstream: SocketAddr, tag: &str) -> Self {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let listener =
+            std::net::TcpListener::bind("127.0.0.1:0").expect("the proxy can listen on loopback");
+        let addr = listener.local_addr().expect("the proxy has an address");
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let stopping = stop.clone();
+        let tag = tag.to_owned();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                if stopping.load(Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(stream) = stream else { continue };
+                let tag = tag.clone();
+                std::thread::spawn(move || {
+                    let _ = proxy_one(stream, upstream, &tag);
+                });
+            }
+        });
+        Self {
+            endpoint: format!("http://{addr}"),
+            addr,
+            stop,
+        }
+    }
+}
+
+impl Drop for TagProxy {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        // Wakes the accept loop so that it sees the flag.
+        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_millis(200));
+    }
+}
+
+/// Forwards one request from `client` to `upstream`, tagged, and its
+/// answer back.
+fn proxy_one(mut client: TcpStream, upstream: SocketAddr, tag: &str) -> std::io::Result<()> {
+    let bad = |what: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_owned());
+    client.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 16 * 1024];
+    let head_end = loop {
+        if let Some(at) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
+            break at;
+        }
+        let n = client.read(&mut buf)?;
+        if n == 0 {
+            return Err(bad("the client closed before a whole request"));
+        }
+        raw.extend_from_slice(&buf[..n]);
+    };
+    let head = std::str::from_utf8(&raw[..head_end])
+        .map_err(|_| bad("headers not UTF-8"))?
+        .to_owned();
+    let mut lines = head.split("\r\n");
+    let request_line = lines.next().unwrap_or_default().to_owned();
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+        .collect();
+    let header = |name: &str| {
+        headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    };
+    let length: usize = header("content-length")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let mut body = raw[head_end + 4..].to_vec();
+    while body.len() < length {
+        let n = client.read(&mut buf)?;
+        if n == 0 {
+            return Err(bad("the client closed mid-body"));
+        }
+        body.extend_from_slice(&buf[..n]);
+    }
+    body.truncate(length);
+    let json = header("content-type").is_some_and(|v| v.contains("amz-json"));
+    if json && body.first() == Some(&b'{') {
+        let member = format!("{}:{}", Value::from("_agent"), Value::from(tag));
+        let rest = &body[1..];
+        let empty = rest.iter().all(|b| b.is_ascii_whitespace() || *b == b'}');
+        let mut tagged = format!("{{{member}").into_bytes();
+        if !empty {
+            tagged.push(b',');
+        }
+        tagged.extend_from_slice(rest);
+        body = tagged;
+    }
+    let mut forward = format!("{request_line}\r\n");
+    for (name, value) in &headers {
+        if name.eq_ignore_ascii_case("content-length") || name.eq_ignore_ascii_case("connection") {
+            continue;
+        }
+        forward.push_str(&format!("{name}: {value}\r\n"));
+    }
+    forward.push_str(&format!(
+        "Content-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    ));
+    let mut server = TcpStream::connect_timeout(&upstream, Duration::from_secs(5))?;
+    server.set_read_timeout(Some(Duration::from_secs(60)))?;
+    server.write_all(forward.as_bytes())?;
+    server.write_all(&body)?;
+    let mut answer = Vec::new();
+    server.read_to_end(&mut answer)?;
+    // The client must not reuse this connection: say so if the emulator
+    // did not.
+    if let Some(at) = answer.windows(2).position(|w| w == b"\r\n") {
+        let head_len = answer
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .unwrap_or(answer.len());
+        let says_close = String::from_utf8_lossy(&answer[..head_len])
+            .to_ascii_lowercase()
+            .contains("connection: close");
+        if !says_close {
+            answer.splice(at + 2..at + 2, b"connection: close\r\n".iter().copied());
+        }
+    }
+    client.write_all(&answer)?;
+    client.flush()?;
+    let _ = client.shutdown(std::net::Shutdown::Both);
+    Ok(())
 }
 
 /// Polls `condition` every 250 ms until it holds; after `timeout`, fails
