@@ -103,6 +103,17 @@ fn iso(ms: i64) -> String {
         .unwrap_or_else(|_| ms.to_string())
 }
 
+/// A value for people: at most three decimals, no trailing zeros.
+fn number(v: f64) -> String {
+    let text = format!("{v:.3}");
+    let text = text.trim_end_matches('0').trim_end_matches('.');
+    if text == "-0" {
+        "0".to_owned()
+    } else {
+        text.to_owned()
+    }
+}
+
 fn once_text(report: &OnceReport, dry_run: bool) -> String {
     use std::fmt::Write;
     let mut out = String::new();
@@ -127,7 +138,7 @@ fn once_text(report: &OnceReport, dry_run: bool) -> String {
         let latest = series
             .points
             .last()
-            .map(|p| format!("latest {} at {}", p.value, iso(p.timestamp_ms)))
+            .map(|p| format!("latest {} at {}", number(p.value), iso(p.timestamp_ms)))
             .unwrap_or_else(|| "no data".to_owned());
         let _ = writeln!(
             out,
@@ -153,7 +164,7 @@ fn once_text(report: &OnceReport, dry_run: bool) -> String {
         }
     }
     for signal in &assessment.evaluation.signals {
-        let _ = writeln!(out, "  signal {} = {}", signal.name, signal.value);
+        let _ = writeln!(out, "  signal {} = {}", signal.name, number(signal.value));
     }
     let d = &assessment.decision;
     let action = match d.action {
