@@ -85,7 +85,7 @@ use flinkscale_plugin::{AppStatus, Decision, Evaluation, Params, Policy, export_
 pub mod estimate;
 pub mod observe;
 pub mod plan;
-pub mod usl;
+pub use flinkscale_plugin::usl;
 
 use observe::{MetricIds, Observed};
 use plan::{Plan, Rules, Situation};

@@ -21,7 +21,7 @@
 //! vouches for, with no backlog left, and then sizes for the window's peak
 //! rate at the target utilisation.
 
-use crate::usl::{MAX_PARALLELISM, Usl, kpu_for};
+use flinkscale_plugin::usl::{MAX_PARALLELISM, Usl, kpu_for};
 
 /// The tunable rules (the policy's parameters).
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -88,6 +88,7 @@ extern crate self as flinkscale_plugin;
 mod evaluation;
 pub mod log;
 mod params;
+pub mod usl;
 
 pub use params::Params;
 #[doc(no_inline)]

@@ -56,7 +56,7 @@ use std::collections::BTreeMap;
 use flinkscale_plugin::{AppStatus, Decision, Evaluation, Params, Policy, export_policy};
 
 pub mod track;
-pub mod usl;
+pub use flinkscale_plugin::usl;
 
 use track::{Band, Step};
 use usl::Usl;

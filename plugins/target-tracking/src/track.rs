@@ -1,7 +1,7 @@
 //! The target-tracking arithmetic, free of the plugin plumbing so that it is
 //! tested with plain numbers.
 
-use crate::usl::{MAX_PARALLELISM, Usl, kpu_for};
+use flinkscale_plugin::usl::{MAX_PARALLELISM, Usl, kpu_for};
 
 /// The utilisation band.
 #[derive(Debug, Clone, Copy, PartialEq)]

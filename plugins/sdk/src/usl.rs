@@ -5,7 +5,7 @@
 //! resources (`sigma`) and pay for keeping each other coherent (`kappa`,
 //! shuffles, checkpoint barriers). With `q` subtasks of base throughput
 //! `mu` the capacity is `mu q / (1 + sigma (q - 1) + kappa q (q - 1))`,
-//! which peaks and then falls. The policy measures the capacity at the
+//! which peaks and then falls. A policy measures the capacity at the
 //! current parallelism and uses the law only to extrapolate to another one.
 
 /// The highest parallelism MSF accepts; the search for a parallelism stops
