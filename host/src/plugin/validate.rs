@@ -38,8 +38,8 @@ pub fn validate_decision(decision: Decision, app: &Application) -> Decision {
             note("refused scale-to(0): capacity cannot be zero, holding".to_owned());
             Action::Hold
         }
-        Action::ScaleTo(_) if app.min_kpu > app.max_kpu => {
-            // Configuration validation rejects this; never act on it anyway.
+        Action::ScaleTo(_) if app.min_kpu > app.max_kpu || app.max_kpu == 0 => {
+            // Configuration validation rejects both; never act on them anyway.
             note(format!(
                 "refused to scale: min_kpu {} exceeds max_kpu {}, holding",
                 app.min_kpu, app.max_kpu
