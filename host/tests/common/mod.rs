@@ -625,12 +625,15 @@ impl SplitMix64 {
 /// keeps it in the call log's `params`, so two agents pointed at two
 /// proxies can be told apart there. Other requests (CloudWatch's CBOR)
 /// pass unchanged. One request per connection: the proxy answers with
-/// `Connection: close`.
+/// `Connection: close`. It can also hold this agent's UpdateApplication
+/// requests for a while before forwarding them ([`TagProxy::hold_updates`]),
+/// as a slow network path of one agent only.
 pub struct TagProxy {
     /// `http://127.0.0.1:PORT`, for `AWS_ENDPOINT_URL`.
     pub endpoint: String,
     addr: SocketAddr,
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    hold_ms: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl TagProxy {
@@ -642,6 +645,8 @@ impl TagProxy {
         let addr = listener.local_addr().expect("the proxy has an address");
         let stop = std::sync::Arc::new(AtomicBool::new(false));
         let stopping = stop.clone();
+        let hold_ms = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let holding = hold_ms.clone();
         let tag = tag.to_owned();
         std::thread::spawn(move || {
             for stream in listener.incoming() {
@@ -650,8 +655,9 @@ impl TagProxy {
                 }
                 let Ok(stream) = stream else { continue };
                 let tag = tag.clone();
+                let hold = Duration::from_millis(holding.load(Ordering::SeqCst));
                 std::thread::spawn(move || {
-                    let _ = proxy_one(stream, upstream, &tag);
+                    let _ = proxy_one(stream, upstream, &tag, hold);
                 });
             }
         });
@@ -659,7 +665,14 @@ impl TagProxy {
             endpoint: format!("http://{addr}"),
             addr,
             stop,
+            hold_ms,
         }
+    }
+
+    /// From now on, holds each UpdateApplication `ms` milliseconds before
+    /// forwarding it (0: not at all).
+    pub fn hold_updates(&self, ms: u64) {
+        self.hold_ms.store(ms, std::sync::atomic::Ordering::SeqCst);
     }
 }
 
@@ -671,9 +684,14 @@ impl Drop for TagProxy {
     }
 }
 
-/// Forwards one request from `client` to `upstream`, tagged, and its
-/// answer back.
-fn proxy_one(mut client: TcpStream, upstream: SocketAddr, tag: &str) -> std::io::Result<()> {
+/// Forwards one request from `client` to `upstream`, tagged (and, for an
+/// UpdateApplication, after `hold_update`), and its answer back.
+fn proxy_one(
+    mut client: TcpStream,
+    upstream: SocketAddr,
+    tag: &str,
+    hold_update: Duration,
+) -> std::io::Result<()> {
     let bad = |what: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_owned());
     client.set_read_timeout(Some(Duration::from_secs(30)))?;
     let mut raw = Vec::new();
@@ -738,6 +756,9 @@ fn proxy_one(mut client: TcpStream, upstream: SocketAddr, tag: &str) -> std::io:
         "Content-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
     ));
+    if header("x-amz-target").is_some_and(|t| t.ends_with(".UpdateApplication")) {
+        std::thread::sleep(hold_update);
+    }
     let mut server = TcpStream::connect_timeout(&upstream, Duration::from_secs(5))?;
     server.set_read_timeout(Some(Duration::from_secs(60)))?;
     server.write_all(forward.as_bytes())?;
