@@ -137,13 +137,18 @@ impl Agent {
         state: Option<&StateStore>,
     ) -> Result<Self, AgentError> {
         let agent = &loaded.config.agent;
-        let host = Arc::new(
-            PluginHost::new(SandboxLimits {
-                call_timeout: std::time::Duration::from_millis(agent.plugin_timeout_ms),
-                memory_limit_bytes: agent.plugin_memory_limit_bytes,
-            })
-            .map_err(AgentError::Host)?,
-        );
+        let limits = SandboxLimits {
+            call_timeout: std::time::Duration::from_millis(agent.plugin_timeout_ms),
+            memory_limit_bytes: agent.plugin_memory_limit_bytes,
+        };
+        // An agent that keeps state also keeps its compiled plugins there
+        // (inside the 0700 state folder, since a compiled component is
+        // native code), so a restart does not pay the compile again.
+        let host = match state {
+            Some(_) => PluginHost::with_cache_dir(limits, loaded.state_dir.join("plugin-cache")),
+            None => PluginHost::new(limits),
+        };
+        let host = Arc::new(host.map_err(AgentError::Host)?);
         let quarantine = QuarantinePolicy::from_config(
             agent.plugin_quarantine_after_failures,
             agent.plugin_quarantine_secs,

@@ -404,10 +404,27 @@ pub enum LogFormat {
 }
 
 /// Installs the global tracing subscriber, writing to stderr. The level comes
-/// from `RUST_LOG` (default `info`).
+/// from `RUST_LOG` (default `info`); the code generator of the plugin
+/// compiler logs only warnings unless `RUST_LOG` names `cranelift`.
 pub fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let asked = std::env::var("RUST_LOG").unwrap_or_default();
+    let mut filter = tracing_subscriber::EnvFilter::try_new(&asked)
+        .ok()
+        .filter(|_| !asked.is_empty())
+        .unwrap_or_else(|| tracing_subscriber::EnvFilter::new("info"));
+    // Cranelift logs hundreds of megabytes per plugin compile at trace
+    // level: keep it to warnings unless the user names it.
+    if !asked.contains("cranelift") {
+        for target in [
+            "cranelift_codegen",
+            "cranelift_frontend",
+            "wasmtime_internal_cranelift",
+        ] {
+            if let Ok(directive) = format!("{target}=warn").parse() {
+                filter = filter.add_directive(directive);
+            }
+        }
+    }
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
