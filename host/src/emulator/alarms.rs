@@ -467,19 +467,7 @@ fn describe_alarms(core: &Core, input: &Value) -> Result<Value, AwsError> {
             })
         })
         .collect();
-    let offset = match r.opt_str("NextToken")? {
-        None => 0,
-        Some(token) => token
-            .parse::<usize>()
-            .ok()
-            .filter(|o| *o > 0 && *o < matching.len())
-            .ok_or_else(|| {
-                AwsError::new(
-                    "InvalidNextToken",
-                    "The NextToken is not one this service gave.",
-                )
-            })?,
-    };
+    let offset = cloudwatch::page_offset(&r, matching.len())?;
     let end = (offset + max_records).min(matching.len());
     let mut output = Value::map([
         (

@@ -336,6 +336,25 @@ pub(crate) fn get_metric_data(core: &Core, input: &Value, now_ms: i64) -> Result
 
 /// ListMetrics: the metrics the model publishes, filtered by namespace,
 /// metric name and dimensions (a name alone, or a name and a value).
+/// Where a listing resumes: the `NextToken` of a list operation is the
+/// offset of the next item, as this emulator handed it out; anything else
+/// is CloudWatch's InvalidNextToken.
+pub(crate) fn page_offset(r: &Reader<'_>, len: usize) -> Result<usize, AwsError> {
+    match r.opt_str("NextToken")? {
+        None => Ok(0),
+        Some(token) => token
+            .parse::<usize>()
+            .ok()
+            .filter(|o| *o > 0 && *o < len)
+            .ok_or_else(|| {
+                AwsError::new(
+                    "InvalidNextToken",
+                    "The NextToken is not one this service gave.",
+                )
+            }),
+    }
+}
+
 pub(crate) fn list_metrics(core: &Core, input: &Value) -> Result<Value, AwsError> {
     let r = Reader::new(input, CODES);
     let namespace = r.opt_str("Namespace")?;
@@ -354,19 +373,7 @@ pub(crate) fn list_metrics(core: &Core, input: &Value) -> Result<Value, AwsError
         .into_iter()
         .filter(|m| m.matches(namespace, metric_name, &filters))
         .collect();
-    let offset = match r.opt_str("NextToken")? {
-        None => 0,
-        Some(token) => token
-            .parse::<usize>()
-            .ok()
-            .filter(|o| *o > 0 && *o < matching.len())
-            .ok_or_else(|| {
-                AwsError::new(
-                    "InvalidNextToken",
-                    "The NextToken is not one this service gave.",
-                )
-            })?,
-    };
+    let offset = page_offset(&r, matching.len())?;
     let end = (offset + LIST_METRICS_PAGE).min(matching.len());
     let metrics = matching[offset..end]
         .iter()
