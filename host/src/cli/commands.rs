@@ -2,6 +2,7 @@
 
 use std::path::Path;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::Context;
 use aws_credential_types::provider::ProvideCredentials;
@@ -13,7 +14,7 @@ use crate::config::load::{self, LoadedConfig};
 use crate::controller::ActOutcome;
 use crate::model::Action;
 use crate::plugin::{PluginHost, SandboxLimits};
-use crate::telemetry::Events;
+use crate::telemetry::{self, Events, Registry};
 
 /// Loads and validates `path`, printing every error; `None` if invalid.
 fn load_or_report(path: &Path) -> Option<LoadedConfig> {
@@ -31,7 +32,18 @@ pub async fn run(config: &Path, dry_run: bool) -> anyhow::Result<ExitCode> {
     let Some(loaded) = load_or_report(config) else {
         return Ok(ExitCode::FAILURE);
     };
-    let agent = Agent::on_aws(&loaded, dry_run, Events::log_only())
+    let registry = Arc::new(Registry::for_config(&loaded.config, wall_ms()));
+    // Bound before the agent starts, so that a taken port fails at once.
+    let listener = match loaded.config.agent.listen {
+        Some(addr) => Some(
+            telemetry::http::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on {addr} ([agent] listen)"))?,
+        ),
+        None => None,
+    };
+    let events = Events::log_only().with_registry(registry.clone());
+    let agent = Agent::on_aws(&loaded, dry_run, events)
         .await
         .context("cannot start the agent")?;
     info!(
@@ -40,13 +52,35 @@ pub async fn run(config: &Path, dry_run: bool) -> anyhow::Result<ExitCode> {
         dry_run,
     );
     let (stop, stopped) = watch::channel(false);
+    // Plugins are compiled by now: staleness counts from here.
+    registry.mark_started(wall_ms());
+    let server = listener.map(|listener| {
+        if let Ok(addr) = listener.local_addr() {
+            info!(message = "Serving /metrics and /healthz.", %addr);
+        }
+        tokio::spawn(telemetry::http::serve(
+            listener,
+            registry.clone(),
+            stopped.clone(),
+        ))
+    });
     let running = tokio::spawn(agent.run(stopped));
     shutdown_signal().await;
     info!(message = "Shutting down.");
     let _ = stop.send(true);
     let _ = running.await;
+    if let Some(server) = server {
+        let _ = server.await;
+    }
     info!(message = "Agent stopped.");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Wall-clock now, ms since the epoch, as the controllers stamp events.
+fn wall_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 /// Resolves on ctrl-c or SIGTERM.

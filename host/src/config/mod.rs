@@ -9,6 +9,7 @@
 //! The doc comment of each field is its user documentation.
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 
 pub mod load;
@@ -64,6 +65,12 @@ pub struct AgentConfig {
     /// whose `.wasm` file is replaced is tried again at once.
     #[serde(default = "default_plugin_quarantine_secs")]
     pub plugin_quarantine_secs: u32,
+    /// Address (`IP:PORT`) where `flinkscale run` serves `GET /metrics`
+    /// (Prometheus text format) and `GET /healthz`; when absent, no HTTP
+    /// server is started. E.g. `"127.0.0.1:9464"`, or `"0.0.0.0:9464"` to
+    /// be scraped from other hosts.
+    #[serde(default)]
+    pub listen: Option<SocketAddr>,
 }
 
 impl Default for AgentConfig {
@@ -76,6 +83,7 @@ impl Default for AgentConfig {
             plugin_memory_limit_bytes: default_plugin_memory_limit_bytes(),
             plugin_quarantine_after_failures: default_plugin_quarantine_after_failures(),
             plugin_quarantine_secs: default_plugin_quarantine_secs(),
+            listen: None,
         }
     }
 }

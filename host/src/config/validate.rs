@@ -263,6 +263,15 @@ fn validate_agent(agent: &AgentConfig) -> Vec<Problem> {
             )),
         );
     }
+    // Port 0 would bind a port nobody knows, so nothing could scrape it.
+    if let Some(listen) = agent.listen
+        && listen.port() == 0
+    {
+        problems.push(
+            Problem::new(at.key("listen"), format!("listen {listen} has port 0"))
+                .hint("a fixed port that Prometheus can scrape, e.g. \"127.0.0.1:9464\""),
+        );
+    }
     problems
 }
 

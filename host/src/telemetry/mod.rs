@@ -3,7 +3,9 @@
 //! Every step that matters is an [`Event`]. A controller logs each event as
 //! one structured line and, when somebody listens (the `once` command, the
 //! demo, tests), also sends it down a channel, so that the printed summary
-//! and the log can never disagree.
+//! and the log can never disagree. With a [`Registry`] attached
+//! ([`Events::with_registry`]) the same events feed the agent's
+//! `GET /metrics` and `GET /healthz` ([`http`]).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -14,6 +16,11 @@ use tracing::{error, info, warn};
 
 use crate::model::{AlarmStatus, Decision};
 use crate::target::AppStatus;
+
+pub mod http;
+pub mod prometheus;
+
+pub use prometheus::Registry;
 
 /// Something a controller did or saw.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -189,6 +196,7 @@ pub struct Events {
     tx: Option<UnboundedSender<Event>>,
     quiet: bool,
     failures: Arc<FailureCounts>,
+    registry: Option<Arc<Registry>>,
 }
 
 impl Events {
@@ -198,6 +206,7 @@ impl Events {
             tx: None,
             quiet: false,
             failures: Arc::default(),
+            registry: None,
         }
     }
 
@@ -207,6 +216,7 @@ impl Events {
             tx: Some(tx),
             quiet: false,
             failures: Arc::default(),
+            registry: None,
         }
     }
 
@@ -217,7 +227,16 @@ impl Events {
             tx: Some(tx),
             quiet: true,
             failures: Arc::default(),
+            registry: None,
         }
+    }
+
+    /// These events, also recorded in `registry` (which then reports the
+    /// failures these events count).
+    pub fn with_registry(mut self, registry: Arc<Registry>) -> Self {
+        self.failures = registry.failure_counts();
+        self.registry = Some(registry);
+        self
     }
 
     /// The failure counters, shared by every clone of these events.
@@ -233,6 +252,9 @@ impl Events {
         } = &event
         {
             self.failures.count(application, class);
+        }
+        if let Some(registry) = &self.registry {
+            registry.record(&event);
         }
         if !self.quiet {
             log_event(&event);

@@ -1,0 +1,313 @@
+//! `[agent] listen`: `flinkscale run` against `flinkscale emulate` serves
+//! `GET /healthz` and `GET /metrics` (Prometheus text format) on the
+//! configured address, and the configuration refuses addresses nobody
+//! could scrape.
+//!
+//! Needs the plugins built (`cargo plugins`); fails, not skips, without
+//! them. Every wait is bounded.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use common::{Emulator, Running, http, plugin_dir, scenario, start_agent, wait_until};
+
+/// The application of `tests/fixtures/scenarios/e2e-scale.toml`.
+const APP: &str = "e2e-app";
+
+/// A loopback port nobody listens on right now.
+fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("an ephemeral port");
+    listener.local_addr().expect("a bound address").port()
+}
+
+/// The agent's configuration: the `hold` policy on CPU, evaluated every
+/// 2 s, serving on `listen`.
+fn config(dir: &Path, listen: SocketAddr) -> PathBuf {
+    let plugins = toml_edit::Value::from(plugin_dir().to_string_lossy().as_ref()).to_string();
+    let text = format!(
+        r#"[agent]
+plugin_dir = {plugins}
+state_dir = "state"
+listen = "{listen}"
+
+[[application]]
+name = "{APP}"
+min_kpu = 2
+max_kpu = 7
+evaluation_interval_secs = 2
+
+[[application.metric]]
+id = "cpu"
+namespace = "AWS/KinesisAnalytics"
+metric_name = "containerCPUUtilization"
+dimensions = {{ Application = "{APP}" }}
+statistic = "Average"
+period_secs = 10
+
+[application.policy]
+plugin = "hold"
+"#
+    );
+    let file = dir.join("agent.toml");
+    std::fs::write(&file, text).expect("the agent configuration can be written");
+    file
+}
+
+/// One sample line of the text format: `name{labels} value`.
+#[derive(Debug)]
+struct Sample {
+    name: String,
+    labels: BTreeMap<String, String>,
+    value: f64,
+}
+
+/// Parses the samples of a text-format exposition, checking that each
+/// family's `# TYPE` comes before its samples; panics on a malformed line.
+fn parse(text: &str) -> Vec<Sample> {
+    let mut typed = Vec::<String>::new();
+    let mut samples = Vec::new();
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let name = rest
+                .split_whitespace()
+                .next()
+                .expect("a TYPE names a metric");
+            typed.push(name.to_owned());
+            continue;
+        }
+        if line.starts_with('#') || line.is_empty() {
+            continue;
+        }
+        let (series, value) = line.rsplit_once(' ').expect("a sample has a value");
+        let value: f64 = value
+            .parse()
+            .unwrap_or_else(|_| panic!("bad value in {line:?}"));
+        let (name, labels) = match series.split_once('{') {
+            Some((name, rest)) => {
+                let body = rest.strip_suffix('}').expect("labels end with }");
+                (name, parse_labels(body))
+            }
+            None => (series, BTreeMap::new()),
+        };
+        assert!(
+            typed.iter().any(|t| t == name),
+            "{name} has a sample before its # TYPE"
+        );
+        samples.push(Sample {
+            name: name.to_owned(),
+            labels,
+            value,
+        });
+    }
+    samples
+}
+
+/// `a="x",b="y\"z"` with the format's escapes undone.
+fn parse_labels(body: &str) -> BTreeMap<String, String> {
+    let mut labels = BTreeMap::new();
+    let mut chars = body.chars().peekable();
+    while chars.peek().is_some() {
+        let name: String = chars.by_ref().take_while(|c| *c != '=').collect();
+        assert_eq!(chars.next(), Some('"'), "a label value is quoted");
+        let mut value = String::new();
+        loop {
+            match chars.next().expect("a label value ends with a quote") {
+                '\\' => match chars.next() {
+                    Some('n') => value.push('\n'),
+                    Some(c) => value.push(c),
+                    None => panic!("a dangling escape"),
+                },
+                '"' => break,
+                c => value.push(c),
+            }
+        }
+        labels.insert(name.trim_start_matches(',').to_owned(), value);
+        if chars.peek() == Some(&',') {
+            chars.next();
+        }
+    }
+    labels
+}
+
+/// The value of `name` with exactly `labels`.
+fn value(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    samples
+        .iter()
+        .find(|s| {
+            s.name == name
+                && s.labels.len() == labels.len()
+                && labels
+                    .iter()
+                    .all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v))
+        })
+        .map(|s| s.value)
+}
+
+fn get(addr: SocketAddr, path: &str) -> Option<common::Response> {
+    http(addr, "GET", path, &[], b"").ok()
+}
+
+#[test]
+fn run_serves_health_and_prometheus_metrics() {
+    let dir = tempfile::tempdir().expect("a temporary folder");
+    let emulator = Emulator::start(&scenario("e2e-scale.toml"), 20.0, &[], dir.path());
+    let listen: SocketAddr = format!("127.0.0.1:{}", free_port())
+        .parse()
+        .expect("an address");
+    let agent: Running = start_agent(&emulator, &config(dir.path(), listen), &[], dir.path());
+    let diagnose = || format!("{}\n{}", agent.log_tail(60), emulator.process.log_tail(20));
+
+    // Two evaluations at a 2 s interval, after the plugin compiles.
+    let mut samples = Vec::new();
+    wait_until(
+        Duration::from_secs(90),
+        "flinkscale_evaluations_total >= 2 on /metrics",
+        || {
+            agent.assert_running(diagnose);
+            let Some(response) = get(listen, "/metrics") else {
+                return false;
+            };
+            assert_eq!(
+                response.status, 200,
+                "/metrics answered {}",
+                response.status
+            );
+            samples = parse(&String::from_utf8_lossy(&response.body));
+            value(
+                &samples,
+                "flinkscale_evaluations_total",
+                &[("application", APP)],
+            )
+            .is_some_and(|n| n >= 2.0)
+        },
+        diagnose,
+    );
+
+    let metrics = get(listen, "/metrics").expect("/metrics answers");
+    let content_type = metrics
+        .headers
+        .iter()
+        .find(|(k, _)| k == "content-type")
+        .map(|(_, v)| v.as_str());
+    assert_eq!(
+        content_type,
+        Some("text/plain; version=0.0.4; charset=utf-8")
+    );
+    let text = String::from_utf8_lossy(&metrics.body).into_owned();
+    let samples = parse(&text);
+    let app = [("application", APP)];
+    let holds = value(
+        &samples,
+        "flinkscale_decisions_total",
+        &[("application", APP), ("action", "hold")],
+    )
+    .unwrap_or_else(|| panic!("no hold decisions counted:\n{text}"));
+    let evaluations = value(&samples, "flinkscale_evaluations_total", &app)
+        .unwrap_or_else(|| panic!("no evaluations counted:\n{text}"));
+    assert!(evaluations >= 2.0, "{text}");
+    // The hold policy never scales: every evaluation is a hold.
+    assert!(holds >= 2.0, "{text}");
+    assert_eq!(
+        value(
+            &samples,
+            "flinkscale_decisions_total",
+            &[("application", APP), ("action", "scale")]
+        ),
+        Some(0.0),
+        "{text}"
+    );
+    assert_eq!(
+        value(&samples, "flinkscale_rescales_total", &app),
+        Some(0.0),
+        "{text}"
+    );
+    // The scenario starts the application at 2 KPU.
+    assert_eq!(value(&samples, "flinkscale_kpu", &app), Some(2.0), "{text}");
+    assert_eq!(
+        value(&samples, "flinkscale_plugin_quarantined", &app),
+        Some(0.0),
+        "{text}"
+    );
+    let last = value(
+        &samples,
+        "flinkscale_last_evaluation_timestamp_seconds",
+        &app,
+    )
+    .unwrap_or_else(|| panic!("no last evaluation time:\n{text}"));
+    let now_secs = common::now_ms() as f64 / 1000.0;
+    assert!(
+        last <= now_secs && last > now_secs - 60.0,
+        "last evaluation at {last}, now {now_secs}"
+    );
+    for family in [
+        "flinkscale_evaluations_total",
+        "flinkscale_decisions_total",
+        "flinkscale_rescales_total",
+        "flinkscale_failures_total",
+        "flinkscale_kpu",
+        "flinkscale_last_evaluation_timestamp_seconds",
+        "flinkscale_plugin_quarantined",
+    ] {
+        assert!(text.contains(&format!("# HELP {family} ")), "{text}");
+        assert!(text.contains(&format!("# TYPE {family} ")), "{text}");
+    }
+
+    let health = get(listen, "/healthz").expect("/healthz answers");
+    assert_eq!(
+        health.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&health.body)
+    );
+    assert_eq!(String::from_utf8_lossy(&health.body).trim(), "ok");
+
+    let other = get(listen, "/").expect("/ answers");
+    assert_eq!(other.status, 404);
+
+    // A graceful stop closes the port.
+    assert!(
+        agent.terminate(Duration::from_secs(15)).is_some(),
+        "the agent did not stop on SIGTERM\n{}",
+        agent.log_tail(40)
+    );
+    assert!(
+        get(listen, "/healthz").is_none(),
+        "still serving after exit"
+    );
+}
+
+#[test]
+fn listen_must_be_a_scrapable_address() {
+    let base = "[[application]]\nname = \"a\"\n[application.policy]\nplugin = \"hold\"\n";
+    let origin = Path::new("config/x.toml");
+    let load = |listen: &str| {
+        flinkscale::config::load_str(&format!("[agent]\nlisten = {listen}\n{base}"), origin)
+    };
+    let loaded = load("\"127.0.0.1:9464\"").expect("a valid address is accepted");
+    assert_eq!(
+        loaded.config.agent.listen,
+        Some("127.0.0.1:9464".parse().expect("an address"))
+    );
+    let no_listen = flinkscale::config::load_str(base, origin).expect("listen is optional");
+    assert_eq!(no_listen.config.agent.listen, None);
+
+    for (bad, expected) in [
+        ("\"localhost\"", "listen"),
+        ("\"127.0.0.1\"", "listen"),
+        ("9464", "listen"),
+        ("\"127.0.0.1:0\"", "port 0"),
+    ] {
+        let errors = load(bad)
+            .err()
+            .unwrap_or_else(|| panic!("listen = {bad} was accepted"))
+            .to_string();
+        assert!(
+            errors.contains("config/x.toml:2:") && errors.contains(expected),
+            "listen = {bad}: {errors}"
+        );
+    }
+}
