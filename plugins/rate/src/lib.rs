@@ -31,11 +31,26 @@
 //! **Scale-in**, only when the input rate has been seen over a whole
 //! `scale_in_window_secs` with no rescale in it, or over at least
 //! `settle_secs` since the last rescale, no backlog is left and the peak
-//! input over that span is below `scale_in_utilisation` of the capacity:
-//! to the least capacity that carries that peak at `target_utilisation`.
-//! The short span lets a capacity that was sized to catch up on a backlog
-//! come back down once the backlog is gone, in the step change's second
-//! (and last) rescale.
+//! input over that span is below a fraction of the capacity: to the least
+//! capacity that carries that peak at `target_utilisation`. The fraction
+//! depends on why the capacity is too large:
+//!
+//! - **The load fell** (a whole window with no rescale in it):
+//!   `scale_in_utilisation`, by default half of `target_utilisation`, so
+//!   a scale-in at least halves the capacity. Every rescale costs at least
+//!   `update_secs - max_lag_secs` of violation plus its drain, and a
+//!   scale-out without backlog roughly doubles the capacity (the input at
+//!   `scale_out_utilisation`, plus what arrives during the restart drained
+//!   within `catch_up_secs`); a scale-in of the same size keeps the number
+//!   of rescales over a slow cycle proportional to the logarithm of its
+//!   range rather than to its length, and leaves room for the input to
+//!   turn up again before the next scale-out.
+//! - **The capacity was sized to catch up** (the span since the last
+//!   rescale, at least `settle_secs`): `settle_utilisation`, closer to the
+//!   target. That surplus is the catch-up share the scale-out chose on
+//!   purpose, and it is known to be transient once the backlog is gone, so
+//!   it comes back down in the step change's second (and last) rescale, and
+//!   a decaying load is followed down step by step.
 //!
 //! **Stale data is never used.** A job metric of a period that started
 //! before the last completed rescale describes the old capacity, or the
@@ -51,7 +66,8 @@
 //! |-------------------------------|----------------|---------|
 //! | `target_utilisation`          | `0.8`          | utilisation a new capacity is sized for, in (0, 1] |
 //! | `scale_out_utilisation`       | `0.95`         | scale out when the input passes this fraction of the capacity; in [`target_utilisation`, 1] |
-//! | `scale_in_utilisation`        | `0.5`          | scale in only when the window's peak input is below this fraction of the capacity; in (0, `target_utilisation`) |
+//! | `scale_in_utilisation`        | `target_utilisation / 2` | scale in, after a whole `scale_in_window_secs` with no rescale, only when the window's peak input is below this fraction of the capacity; in (0, `target_utilisation`) |
+//! | `settle_utilisation`          | `0.5`          | the same, when the window is the span (at least `settle_secs`) since the last rescale; in (0, `target_utilisation`) |
 //! | `catch_up_secs`               | `120`          | drain the backlog waiting at the restart within this many seconds |
 //! | `scale_in_window_secs`        | `1800`         | how long the input must have stayed low before a scale-in |
 //! | `settle_secs`                 | `600`          | the shorter span that suffices when it covers everything since the last rescale; at most `scale_in_window_secs` |
@@ -96,6 +112,7 @@ const KNOWN_PARAMS: &[&str] = &[
     "target_utilisation",
     "scale_out_utilisation",
     "scale_in_utilisation",
+    "settle_utilisation",
     "catch_up_secs",
     "scale_in_window_secs",
     "settle_secs",
@@ -150,10 +167,20 @@ impl Policy for RatePolicy {
             1.0,
             true,
         )?;
-        let scale_in_utilisation = params.get_f64_or("scale_in_utilisation", 0.5)?;
+        let scale_in_utilisation =
+            params.get_f64_or("scale_in_utilisation", target_utilisation / 2.0)?;
         in_range(
             "scale_in_utilisation",
             scale_in_utilisation,
+            0.0,
+            false,
+            target_utilisation,
+            false,
+        )?;
+        let settle_utilisation = params.get_f64_or("settle_utilisation", 0.5)?;
+        in_range(
+            "settle_utilisation",
+            settle_utilisation,
             0.0,
             false,
             target_utilisation,
@@ -192,6 +219,7 @@ impl Policy for RatePolicy {
                 target_utilisation,
                 scale_out_utilisation,
                 scale_in_utilisation,
+                settle_utilisation,
                 catch_up_secs,
                 horizon_secs,
                 max_lag_secs,
@@ -248,6 +276,7 @@ impl Policy for RatePolicy {
             .range(latest_ms - self.trend_window_ms + period_ms..)
             .map(|(t, r)| (*t, *r))
             .collect();
+        let window = self.window_peak(latest_ms, period_ms, app.last_rescale_ms);
         let situation = Situation {
             kpu: app.kpu,
             parallelism: app.parallelism,
@@ -257,7 +286,8 @@ impl Policy for RatePolicy {
             input_rate,
             slope: estimate::trend(&trend_points),
             data_age_secs: (evaluation.now_ms - latest_ms - period_ms).max(0) as f64 / 1000.0,
-            window_peak_rate: self.window_peak(latest_ms, period_ms, app.last_rescale_ms),
+            window_peak_rate: window.map(|(peak, _)| peak),
+            settling: window.is_some_and(|(_, settling)| settling),
             capacity,
             backlog,
             downtime_secs: app
@@ -280,7 +310,8 @@ impl RatePolicy {
     }
 
     /// The peak input rate over the scale-in window that ends with the
-    /// period starting at `latest_ms`, once that window is known.
+    /// period starting at `latest_ms`, once that window is known, and
+    /// whether that window is the settle span since the last rescale.
     ///
     /// The window is the last `scale_in_window_secs`, or, when the last
     /// rescale is more recent, the time since it, which must be at least
@@ -292,17 +323,17 @@ impl RatePolicy {
         latest_ms: i64,
         period_ms: i64,
         last_rescale_ms: Option<i64>,
-    ) -> Option<f64> {
+    ) -> Option<(f64, bool)> {
         let end = latest_ms + period_ms;
         let full_start = end - self.scale_in_window_ms;
-        let start = match last_rescale_ms {
+        let (start, settling) = match last_rescale_ms {
             Some(at) if at > full_start => {
                 if end - at < self.settle_ms {
                     return None;
                 }
-                at
+                (at, true)
             }
-            _ => full_start,
+            _ => (full_start, false),
         };
         let expected = ((end - start) / period_ms.max(1)).max(1) as f64;
         let rates: Vec<f64> = self
@@ -313,7 +344,10 @@ impl RatePolicy {
         if (rates.len() as f64) < WINDOW_COVERAGE * expected {
             return None;
         }
-        rates.into_iter().reduce(f64::max)
+        rates
+            .into_iter()
+            .reduce(f64::max)
+            .map(|peak| (peak, settling))
     }
 }
 

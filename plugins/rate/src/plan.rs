@@ -18,8 +18,9 @@
 //!
 //! Scale-in waits until the input rate has stayed below
 //! `scale_in_utilisation` of the capacity over the window the caller
-//! vouches for, with no backlog left, and then sizes for the window's peak
-//! rate at the target utilisation.
+//! vouches for (`settle_utilisation` when that window is only the span
+//! since the last rescale), with no backlog left, and then sizes for the
+//! window's peak rate at the target utilisation.
 
 use flinkscale_plugin::usl::{MAX_PARALLELISM, Usl, kpu_for};
 
@@ -31,8 +32,11 @@ pub struct Rules {
     /// Scale out when the input rate passes this fraction of the capacity.
     pub scale_out_utilisation: f64,
     /// Scale in only when the window's peak rate is below this fraction of
-    /// the capacity.
+    /// the capacity (a whole window with no rescale in it: the load fell).
     pub scale_in_utilisation: f64,
+    /// The same, when the window is the settle span since the last rescale
+    /// (the capacity was sized to catch up on a backlog that is gone).
+    pub settle_utilisation: f64,
     /// Time to drain the backlog present at the restart.
     pub catch_up_secs: f64,
     /// How far past the restart a rising rate is projected.
@@ -65,6 +69,8 @@ pub struct Situation {
     /// The highest input rate over the scale-in window, if that window has
     /// been seen (see the crate docs).
     pub window_peak_rate: Option<f64>,
+    /// Whether that window is only the settle span since the last rescale.
+    pub settling: bool,
     /// Measured capacity at the current parallelism, records/s.
     pub capacity: f64,
     /// Records waiting now.
@@ -160,7 +166,12 @@ pub fn plan(rules: &Rules, s: &Situation) -> Plan {
             "{state}: within bounds, scale-in window incomplete"
         ));
     };
-    if s.backlog > negligible || peak >= capacity * rules.scale_in_utilisation {
+    let below = if s.settling {
+        rules.settle_utilisation
+    } else {
+        rules.scale_in_utilisation
+    };
+    if s.backlog > negligible || peak >= capacity * below {
         return Plan::Hold(format!(
             "{state}: within bounds (window peak {peak:.0} records/s)"
         ));
@@ -171,7 +182,7 @@ pub fn plan(rules: &Rules, s: &Situation) -> Plan {
             kpu,
             format!(
                 "{state}: the peak over the window was {peak:.0} records/s, below {:.0} % of capacity; {needed:.0} records/s at {:.0} % utilisation needs parallelism {parallelism}, {kpu} KPU",
-                100.0 * rules.scale_in_utilisation,
+                100.0 * below,
                 100.0 * rules.target_utilisation
             ),
         ),
@@ -232,7 +243,8 @@ mod tests {
     const RULES: Rules = Rules {
         target_utilisation: 0.8,
         scale_out_utilisation: 0.9,
-        scale_in_utilisation: 0.5,
+        scale_in_utilisation: 0.4,
+        settle_utilisation: 0.5,
         catch_up_secs: 120.0,
         horizon_secs: 0.0,
         max_lag_secs: 60.0,
@@ -254,6 +266,7 @@ mod tests {
             slope: None,
             data_age_secs: 60.0,
             window_peak_rate: None,
+            settling: false,
             capacity: RULES.usl.capacity(1000.0, 2),
             backlog,
             downtime_secs: 90.0,
@@ -360,11 +373,28 @@ mod tests {
         s.parallelism = 8;
         s.capacity = RULES.usl.capacity(1000.0, 8);
         assert!(matches!(plan(&RULES, &s), Plan::Hold(r) if r.contains("window incomplete")));
-        // Peak 3000/s over the window is 43 % of C(8) = 6950: scale in to
-        // 3750/s -> 4 subtasks (C(4) = 3765).
-        s.window_peak_rate = Some(3000.0);
+        // Peak 2700/s over the window is 39 % of C(8) = 6950: scale in to
+        // 3375/s -> 4 subtasks (C(4) = 3765), half the capacity.
+        s.window_peak_rate = Some(2700.0);
         assert_eq!(scale_to(plan(&RULES, &s)), 4);
-        // A peak above half the capacity holds.
+        // A peak above 40 % of the capacity holds: the load fell, but not
+        // enough for a scale-in to halve the capacity.
+        s.window_peak_rate = Some(3000.0);
+        assert!(matches!(plan(&RULES, &s), Plan::Hold(_)));
+    }
+
+    #[test]
+    fn a_catch_up_surplus_settles_at_the_higher_threshold() {
+        // 8 KPU sized to catch up on a backlog that is gone: 3000/s (43 %)
+        // is enough to give the surplus back, to 3750/s -> 4 subtasks.
+        let mut s = situation(3000.0, 0.0);
+        s.kpu = 8;
+        s.parallelism = 8;
+        s.capacity = RULES.usl.capacity(1000.0, 8);
+        s.window_peak_rate = Some(3000.0);
+        s.settling = true;
+        assert_eq!(scale_to(plan(&RULES, &s)), 4);
+        // A peak above half the capacity holds even then.
         s.window_peak_rate = Some(3600.0);
         assert!(matches!(plan(&RULES, &s), Plan::Hold(_)));
     }

@@ -117,6 +117,7 @@ fn parameters_out_of_range_are_named() {
         (r#"{"target_utilisation": 1.5}"#, "target_utilisation"),
         (r#"{"scale_out_utilisation": 0.5}"#, "scale_out_utilisation"),
         (r#"{"scale_in_utilisation": 0.9}"#, "scale_in_utilisation"),
+        (r#"{"settle_utilisation": 0.8}"#, "settle_utilisation"),
         (r#"{"catch_up_secs": 0}"#, "catch_up_secs"),
         (r#"{"usl_sigma": 1.0}"#, "usl_sigma"),
         (
@@ -266,4 +267,61 @@ fn a_peak_inside_the_window_blocks_the_scale_in() {
         decision = rate.decide(&with_peak(10, now, peak)).expect("decides");
     }
     assert_eq!(decision.action, Action::ScaleTo(2), "{}", decision.reason);
+}
+
+/// 3000 records/s on 8 KPU (43 % of C(8) = 6950), no backlog, for
+/// `minutes` periods ending just before `now`.
+fn fallen(minutes: usize, now_ms: i64, last_rescale_ms: Option<i64>) -> Evaluation {
+    let first = now_ms - 2 * P - (minutes as i64 - 1) * P;
+    let rows: Vec<Row> = (0..minutes)
+        .map(|_| Row {
+            records_in: 3000.0,
+            busy_ms: 1000.0 * 3000.0 / plan_capacity(8),
+            backlog: 0.0,
+        })
+        .collect();
+    let mut evaluation = evaluation(8, first, &rows, now_ms);
+    evaluation.app.last_rescale_ms = last_rescale_ms;
+    evaluation
+}
+
+#[test]
+fn a_load_that_fell_must_halve_the_capacity_but_a_catch_up_surplus_need_not() {
+    // A whole quiet window at 43 %: above the default 40 % (half the 80 %
+    // target), so no scale-in.
+    let mut rate = policy("{}");
+    let mut now = T0 + 12 * P;
+    for _ in 0..40 {
+        let decision = rate.decide(&fallen(10, now, None)).expect("decides");
+        assert_eq!(decision.action, Action::Hold, "{}", decision.reason);
+        now += P;
+    }
+    // The same 43 % in the settle span after a rescale (which was sized
+    // to catch up) gives the surplus back: 3750/s needs 4 subtasks.
+    let mut rate = policy("{}");
+    let rescaled = T0;
+    let mut now = T0 + 12 * P;
+    let decision = loop {
+        let decision = rate
+            .decide(&fallen(10, now, Some(rescaled)))
+            .expect("decides");
+        if decision.action != Action::Hold || now > T0 + 30 * P {
+            break decision;
+        }
+        now += P;
+    };
+    assert_eq!(decision.action, Action::ScaleTo(4), "{}", decision.reason);
+    // The default threshold follows the target: at 90 % it is 45 %, so the
+    // same fallen load scales in once the window is seen, to 3333/s: 4
+    // subtasks.
+    let mut rate = policy(r#"{"target_utilisation": 0.9}"#);
+    let mut now = T0 + 12 * P;
+    let decision = loop {
+        let decision = rate.decide(&fallen(10, now, None)).expect("decides");
+        if decision.action != Action::Hold || now > T0 + 52 * P {
+            break decision;
+        }
+        now += P;
+    };
+    assert_eq!(decision.action, Action::ScaleTo(4), "{}", decision.reason);
 }
