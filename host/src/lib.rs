@@ -16,6 +16,7 @@ pub mod config;
 pub mod controller;
 pub mod demo;
 pub mod emulator;
+mod http;
 pub mod metrics;
 pub mod model;
 pub mod plugin;

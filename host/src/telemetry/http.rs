@@ -2,22 +2,16 @@
 //! Prometheus and `GET /healthz` for a liveness probe, served with hyper 1
 //! over HTTP/1.1 like the emulator. Everything else is 404.
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::header::{ALLOW, CONTENT_TYPE, HeaderValue};
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tracing::{debug, warn};
 
 use super::prometheus::Registry;
 
@@ -35,51 +29,13 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
 pub async fn serve(
     listener: TcpListener,
     registry: Arc<Registry>,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) {
-    let mut connections = tokio::task::JoinSet::new();
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => {
-                    connections.spawn(serve_connection(stream, registry.clone(), shutdown.clone()));
-                }
-                Err(error) => {
-                    // Out of file descriptors and the like: back off rather
-                    // than spin.
-                    warn!(message = "Accepting a metrics connection failed.", %error);
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            },
-            _ = shutdown.changed() => break,
-        }
-        while connections.try_join_next().is_some() {}
-    }
-    while connections.join_next().await.is_some() {}
-}
-
-async fn serve_connection(
-    stream: TcpStream,
-    registry: Arc<Registry>,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    let service = service_fn(move |request: Request<Incoming>| {
+    let handler = move |request: Request<Incoming>| {
         let registry = registry.clone();
-        async move { Ok::<_, Infallible>(handle(&registry, &request, wall_ms())) }
-    });
-    let connection = http1::Builder::new().serve_connection(TokioIo::new(stream), service);
-    let mut connection = std::pin::pin!(connection);
-    tokio::select! {
-        result = connection.as_mut() => {
-            if let Err(error) = result {
-                debug!(message = "Metrics connection ended with an error.", %error);
-            }
-        }
-        _ = shutdown.changed() => {
-            connection.as_mut().graceful_shutdown();
-            let _ = connection.await;
-        }
-    }
+        async move { handle(&registry, &request, wall_ms()) }
+    };
+    crate::http::serve(listener, handler, shutdown, "metrics").await;
 }
 
 /// Wall-clock now in ms since the epoch: the controllers stamp their events
