@@ -216,48 +216,27 @@ async fn aws_call(
         tokio::time::sleep(Duration::from_millis(fault.delay_ms)).await;
     }
     let (mut core, now) = shared.lock_synced();
-    if let Some(error) = injected.and_then(|fault| fault.error) {
-        let seq = core.record(
-            now,
-            protocol,
-            service,
-            operation,
-            Some(&input),
-            Err(&error),
-            error.status,
-            true,
-        );
-        return error_response(protocol, &error, seq);
-    }
-    match core.call(service, operation, &input, now) {
-        Ok(output) => {
-            let seq = core.record(
-                now,
-                protocol,
-                service,
-                operation,
-                Some(&input),
-                Ok(()),
-                200,
-                false,
-            );
-            drop(core);
-            success_response(protocol, &output, seq)
-        }
-        Err(error) => {
-            let seq = core.record(
-                now,
-                protocol,
-                service,
-                operation,
-                Some(&input),
-                Err(&error),
-                error.status,
-                false,
-            );
-            drop(core);
-            error_response(protocol, &error, seq)
-        }
+    // An injected error answers instead of the operation, which then never
+    // runs; either way the call is logged once, with its outcome.
+    let (result, injected) = match injected.and_then(|fault| fault.error) {
+        Some(error) => (Err(error), true),
+        None => (core.call(service, operation, &input, now), false),
+    };
+    let status = result.as_ref().map_or_else(|e| e.status, |_| 200);
+    let seq = core.record(
+        now,
+        protocol,
+        service,
+        operation,
+        Some(&input),
+        result.as_ref().map(|_| ()),
+        status,
+        injected,
+    );
+    drop(core);
+    match result {
+        Ok(output) => success_response(protocol, &output, seq),
+        Err(error) => error_response(protocol, &error, seq),
     }
 }
 
