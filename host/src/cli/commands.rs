@@ -390,6 +390,10 @@ fn simulate_blocking(args: SimulateArgs) -> anyhow::Result<ExitCode> {
         println!("{}", serde_json::to_string(&report)?);
     } else {
         print!("{}", report.text());
+        let timeline = report::timeline_text(&outcome.world, &outcome.events);
+        if !timeline.is_empty() {
+            print!("\nrescales\n{timeline}");
+        }
     }
     if let Some(dir) = &args.report {
         simulate_report(dir, &scenario, &report, &outcome.world)?;

@@ -102,3 +102,103 @@ impl SimReport {
         )
     }
 }
+
+/// The rescales of a simulated run, one line each, for people: when (h:mm:ss
+/// of simulated time), from and to which KPU, the input rate then, and the
+/// reason the policy gave (the last non-hold decision at or before it).
+pub fn timeline_text(world: &crate::sim::World, events: &[crate::telemetry::Event]) -> String {
+    use crate::model::Action;
+    use crate::telemetry::Event;
+    let mut out = String::new();
+    for app in world.applications() {
+        let history = app.history();
+        for update in &history.updates {
+            let at_ms = crate::sim::driver::SIM_EPOCH_MS + (update.t_secs as i64) * 1000;
+            let reason = events
+                .iter()
+                .filter_map(|e| match e {
+                    Event::Evaluated {
+                        application,
+                        at_ms: t,
+                        decision,
+                        ..
+                    } if application == app.name()
+                        && *t <= at_ms
+                        && decision.action != Action::Hold =>
+                    {
+                        Some(decision.reason.as_str())
+                    }
+                    _ => None,
+                })
+                .next_back()
+                .unwrap_or("");
+            let lambda = history.get(update.t_secs).map_or(0.0, |s| s.lambda);
+            let t = update.t_secs;
+            out.push_str(&format!(
+                "{} {:>2}:{:02}:{:02}  {:>3} -> {:<3} KPU  input {:>8.0}/s  {}\n",
+                app.name(),
+                t / 3600,
+                t / 60 % 60,
+                t % 60,
+                update.from_kpu,
+                update.to_kpu,
+                lambda,
+                reason
+            ));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Action, Decision};
+    use crate::sim::driver::SIM_EPOCH_MS;
+    use crate::sim::{Scenario, Trace, World};
+    use crate::telemetry::Event;
+
+    fn evaluated(at_secs: i64, action: Action, reason: &str) -> Event {
+        Event::Evaluated {
+            application: "app".into(),
+            at_ms: SIM_EPOCH_MS + at_secs * 1000,
+            kpu: 1,
+            latest: vec![],
+            alarms: vec![],
+            decision: Decision {
+                action,
+                reason: reason.into(),
+                next_evaluation_secs: None,
+            },
+            dry_run: false,
+        }
+    }
+
+    #[test]
+    fn the_timeline_names_each_rescale_with_the_reason_that_led_to_it() {
+        let scenario = Scenario::single("t", Trace::constant(1500.0), 7200);
+        let mut world = World::from_scenario(&scenario, SIM_EPOCH_MS);
+        world.advance_to(3725);
+        let version = world.describe("app").expect("app").version_id;
+        world
+            .update_application("app", version, Some(2), None, None)
+            .expect("accepted");
+        world.advance_to(7200);
+        let events = [
+            evaluated(60, Action::ScaleTo(4), "an older decision"),
+            evaluated(3720, Action::ScaleTo(2), "input 1500 on 980"),
+            evaluated(3725, Action::Hold, "a hold says nothing"),
+            evaluated(3780, Action::ScaleTo(8), "a later decision"),
+        ];
+        let text = timeline_text(&world, &events);
+        assert_eq!(text.lines().count(), 1, "{text}");
+        assert!(
+            text.starts_with("app  1:02:05    1 -> 2   KPU  input     1500/s  input 1500 on 980"),
+            "{text}"
+        );
+        assert_eq!(
+            timeline_text(&World::from_scenario(&scenario, SIM_EPOCH_MS), &events),
+            ""
+        );
+    }
+}
