@@ -375,7 +375,18 @@ fn simulate_blocking(args: SimulateArgs) -> anyhow::Result<ExitCode> {
         }
     };
     let started = std::time::Instant::now();
-    let outcome = crate::sim::driver::simulate(&scenario, &loaded)?;
+    let outcome = match ProgressLine::on_terminal(&scenario.name) {
+        Some(mut bar) => {
+            let outcome = crate::sim::driver::simulate_with_progress(
+                &scenario,
+                &loaded,
+                Some(&mut |done, total| bar.draw(done, total)),
+            );
+            bar.clear();
+            outcome?
+        }
+        None => crate::sim::driver::simulate(&scenario, &loaded)?,
+    };
     let wall = started.elapsed().as_secs_f64().max(1e-9);
     let first = &loaded.config.applications[0];
     let params = serde_json::from_str(&load::params_json(&first.policy.params))
@@ -399,6 +410,58 @@ fn simulate_blocking(args: SimulateArgs) -> anyhow::Result<ExitCode> {
         simulate_report(dir, &scenario, &report, &outcome.world)?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A one-line progress bar on stderr for `simulate`, redrawn at most five
+/// times a second, shown only when stderr is a terminal (a log or a pipe
+/// gets nothing).
+struct ProgressLine {
+    label: String,
+    started: std::time::Instant,
+    drawn: Option<std::time::Instant>,
+}
+
+impl ProgressLine {
+    /// A bar labelled `label` if stderr is a terminal.
+    fn on_terminal(label: &str) -> Option<Self> {
+        use std::io::IsTerminal;
+        std::io::stderr().is_terminal().then(|| Self {
+            label: label.to_owned(),
+            started: std::time::Instant::now(),
+            drawn: None,
+        })
+    }
+
+    /// Redraws the bar for `done` of `total` simulated seconds.
+    fn draw(&mut self, done: u64, total: u64) {
+        let now = std::time::Instant::now();
+        if self
+            .drawn
+            .is_some_and(|t| now - t < std::time::Duration::from_millis(200))
+            && done < total
+        {
+            return;
+        }
+        self.drawn = Some(now);
+        let fraction = done as f64 / total.max(1) as f64;
+        let filled = (fraction * 30.0).round() as usize;
+        let speed = done as f64 / self.started.elapsed().as_secs_f64().max(1e-9);
+        eprint!(
+            "\r{} [{}{}] {:>3.0} %  {:.1} of {:.1} simulated hours, {:.0} simulated s per s ",
+            self.label,
+            "#".repeat(filled),
+            " ".repeat(30 - filled.min(30)),
+            100.0 * fraction,
+            done as f64 / 3600.0,
+            total as f64 / 3600.0,
+            speed
+        );
+    }
+
+    /// Erases the bar.
+    fn clear(self) {
+        eprint!("\r\x1b[2K");
+    }
 }
 
 /// Writes the HTML page of `simulate --report DIR` and says where (on

@@ -170,6 +170,23 @@ pub fn simulate(
     scenario: &Scenario,
     loaded: &LoadedConfig,
 ) -> Result<SimulationOutcome, SimulateError> {
+    simulate_with_progress(scenario, loaded, None)
+}
+
+/// Receives the simulated seconds done and the scenario's total, about 200
+/// times over a run (see [`simulate_with_progress`]).
+pub type Progress<'a> = &'a mut dyn FnMut(u64, u64);
+
+/// [`simulate`], calling `progress` (when given) as simulated time passes:
+/// the run is cut into about 200 equal stretches of simulated time. The
+/// outcome is the same with or without it: the agent's timers fire at the
+/// same simulated instants, and the world advances only when the agent
+/// asks it something.
+pub fn simulate_with_progress(
+    scenario: &Scenario,
+    loaded: &LoadedConfig,
+    mut progress: Option<Progress<'_>>,
+) -> Result<SimulationOutcome, SimulateError> {
     let names: Vec<&str> = scenario
         .applications
         .iter()
@@ -201,7 +218,20 @@ pub fn simulate(
         )?;
         let (stop, stopped) = watch::channel(false);
         let task = tokio::spawn(agent.run(stopped));
-        tokio::time::sleep(Duration::from_secs(scenario.duration_secs)).await;
+        let total = scenario.duration_secs;
+        match progress.as_mut() {
+            None => tokio::time::sleep(Duration::from_secs(total)).await,
+            Some(report) => {
+                let stretch = (total / 200).max(1);
+                let start = Instant::now();
+                let mut done = 0;
+                while done < total {
+                    done = (done + stretch).min(total);
+                    tokio::time::sleep_until(start + Duration::from_secs(done)).await;
+                    report(done, total);
+                }
+            }
+        }
         let _ = stop.send(true);
         let _ = task.await;
         let mut events = Vec::new();
