@@ -331,6 +331,8 @@ pub struct SimulateArgs {
     pub json: bool,
     /// Folder for the HTML report.
     pub report: Option<std::path::PathBuf>,
+    /// Print every evaluation, not only the rescales.
+    pub decisions: bool,
 }
 
 /// `flinkscale simulate` (synchronous: the simulation runs its own paused
@@ -404,6 +406,9 @@ fn simulate_blocking(args: SimulateArgs) -> anyhow::Result<ExitCode> {
         let timeline = report::timeline_text(&outcome.world, &outcome.events);
         if !timeline.is_empty() {
             print!("\nrescales\n{timeline}");
+        }
+        if args.decisions {
+            print!("\nevaluations\n{}", report::decisions_text(&outcome.events));
         }
     }
     if let Some(dir) = &args.report {

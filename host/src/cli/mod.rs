@@ -118,6 +118,10 @@ pub enum Command {
         /// Also write an HTML page with plots of the run to DIR/report.html.
         #[arg(long, value_name = "DIR")]
         report: Option<PathBuf>,
+        /// Also print every evaluation (time, KPU, decision and its reason),
+        /// not only the ones that led to a rescale.
+        #[arg(long)]
+        decisions: bool,
     },
     /// Run every scenario with every policy (in one process) and write the
     /// scores as a markdown table and JSON rows.
@@ -198,6 +202,7 @@ pub fn main() -> ExitCode {
                 plugin_dir,
                 json,
                 report,
+                decisions,
             } => {
                 commands::simulate(commands::SimulateArgs {
                     scenario,
@@ -207,6 +212,7 @@ pub fn main() -> ExitCode {
                     plugin_dir,
                     json,
                     report,
+                    decisions,
                 })
                 .await
             }

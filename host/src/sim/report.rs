@@ -150,6 +150,38 @@ pub fn timeline_text(world: &crate::sim::World, events: &[crate::telemetry::Even
     out
 }
 
+/// Every evaluation of a simulated run, one line each: when (h:mm:ss of
+/// simulated time), the application, its KPU, the decision and its reason.
+pub fn decisions_text(events: &[crate::telemetry::Event]) -> String {
+    use crate::model::Action;
+    use crate::telemetry::Event;
+    let mut out = String::new();
+    for event in events {
+        if let Event::Evaluated {
+            application,
+            at_ms,
+            kpu,
+            decision,
+            ..
+        } = event
+        {
+            let t = u64::try_from((at_ms - crate::sim::driver::SIM_EPOCH_MS) / 1000).unwrap_or(0);
+            let action = match decision.action {
+                Action::Hold => "hold".to_owned(),
+                Action::ScaleTo(k) => format!("scale to {k}"),
+            };
+            out.push_str(&format!(
+                "{application} {:>2}:{:02}:{:02}  {kpu:>3} KPU  {action:<12}  {}\n",
+                t / 3600,
+                t / 60 % 60,
+                t % 60,
+                decision.reason
+            ));
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
