@@ -28,29 +28,38 @@
 //! rescale's own downtime (the host's measured `last-update-duration-secs`,
 //! else `update_secs`), when nothing is processed. One rescale goes there.
 //!
-//! **Scale-in**, only when the input rate has been seen over a whole
-//! `scale_in_window_secs` with no rescale in it, or over at least
-//! `settle_secs` since the last rescale, no backlog is left and the peak
-//! input over that span is below a fraction of the capacity: to the least
-//! capacity that carries that peak at `target_utilisation`. The fraction
-//! depends on why the capacity is too large:
+//! **Scale-in**, only when no backlog is left and the peak input over a
+//! window is below a fraction of the capacity: to the least capacity that
+//! carries that peak at `target_utilisation`. Which window, and which
+//! fraction, depends on why the capacity is too large:
 //!
-//! - **The load fell** (a whole window with no rescale in it):
-//!   `scale_in_utilisation`, by default half of `target_utilisation`, so
-//!   a scale-in at least halves the capacity. Every rescale costs at least
-//!   `update_secs - max_lag_secs` of violation plus its drain, and a
-//!   scale-out without backlog roughly doubles the capacity (the input at
-//!   `scale_out_utilisation`, plus what arrives during the restart drained
-//!   within `catch_up_secs`); a scale-in of the same size keeps the number
-//!   of rescales over a slow cycle proportional to the logarithm of its
-//!   range rather than to its length, and leaves room for the input to
-//!   turn up again before the next scale-out.
-//! - **The capacity was sized to catch up** (the span since the last
-//!   rescale, at least `settle_secs`): `settle_utilisation`, closer to the
-//!   target. That surplus is the catch-up share the scale-out chose on
-//!   purpose, and it is known to be transient once the backlog is gone, so
-//!   it comes back down in the step change's second (and last) rescale, and
-//!   a decaying load is followed down step by step.
+//! - **The load fell**: a whole `scale_in_window_secs` with no rescale in
+//!   it, and `scale_in_utilisation`, by default half of
+//!   `target_utilisation`, so a scale-in at least halves the capacity.
+//!   Every rescale costs at least `update_secs - max_lag_secs` of violation
+//!   plus its drain, and a scale-out without backlog roughly doubles the
+//!   capacity (the input at `scale_out_utilisation`, plus what arrives
+//!   during the restart drained within `catch_up_secs`); a scale-in of the
+//!   same size keeps the number of rescales over a slow cycle proportional
+//!   to the logarithm of its range rather than to its length, and leaves
+//!   room for the input to turn up again before the next scale-out. After
+//!   a scale-in, this is the only way further down: following a falling
+//!   load by a rescale every few minutes would pay a restart each time.
+//! - **A scale-out was sized to catch up on a backlog** (this policy asked
+//!   for it, with a backlog waiting): the settle span, the last
+//!   `settle_secs` (all after the scale-out), and `settle_utilisation`,
+//!   closer to the target. That surplus is the catch-up share the
+//!   scale-out chose on purpose, and it is known to be transient once the
+//!   backlog is gone. (A scale-out for saturation alone has only its own
+//!   downtime to catch up on; its surplus is the headroom of a load that
+//!   is still rising, and stays until a whole window says otherwise.) The span slides, so a load still falling after the
+//!   scale-out (a flash crowd dispersing) is judged by where it is now, not
+//!   by the peak it fell from. When the input dropped by more than a
+//!   quarter from one period to the next within the span (a burst that
+//!   ended), only the periods since the drop count, once they are half the
+//!   span: the burst's level is history. When the latest input rate is more
+//!   than 10 % above the median of the span, the load is coming back (a
+//!   sawtooth's next ramp): no scale-in.
 //!
 //! **Stale data is never used.** A job metric of a period that started
 //! before the last completed rescale describes the old capacity, or the
@@ -67,10 +76,10 @@
 //! | `target_utilisation`          | `0.8`          | utilisation a new capacity is sized for, in (0, 1] |
 //! | `scale_out_utilisation`       | `0.95`         | scale out when the input passes this fraction of the capacity; in [`target_utilisation`, 1] |
 //! | `scale_in_utilisation`        | `target_utilisation / 2` | scale in, after a whole `scale_in_window_secs` with no rescale, only when the window's peak input is below this fraction of the capacity; in (0, `target_utilisation`) |
-//! | `settle_utilisation`          | `0.5`          | the same, when the window is the span (at least `settle_secs`) since the last rescale; in (0, `target_utilisation`) |
+//! | `settle_utilisation`          | `0.5`          | the same, when the window is the settle span after a scale-out; in (0, `target_utilisation`) |
 //! | `catch_up_secs`               | `120`          | drain the backlog waiting at the restart within this many seconds |
 //! | `scale_in_window_secs`        | `1800`         | how long the input must have stayed low before a scale-in |
-//! | `settle_secs`                 | `600`          | the shorter span that suffices when it covers everything since the last rescale; at most `scale_in_window_secs` |
+//! | `settle_secs`                 | `600`          | the settle span after a scale-out; at most `scale_in_window_secs` |
 //! | `horizon_secs`                | `0`            | on scale-out, project a rising input rate this far past the restart |
 //! | `trend_window_secs`           | `900`          | the input rates the trend is fitted on |
 //! | `update_secs`                 | `90`           | downtime of a rescale, until the host has measured one |
@@ -88,9 +97,12 @@
 //! # State
 //!
 //! The input rates of past periods are cached between evaluations, since
-//! the scale-in window is longer than the metric window the host fetches.
-//! A fresh instance starts with an empty cache, which only delays a
-//! scale-in: it never causes one.
+//! the scale-in window is longer than the metric window the host fetches,
+//! and so are the KPU seen at the last evaluation and whether the last
+//! scale-out asked for was to catch up on a backlog, to tell which rule a
+//! rescale leaves in force. A fresh instance starts with an empty cache and
+//! knows of no scale-out, which only delays a scale-in: it never causes
+//! one.
 
 #![warn(missing_docs)]
 
@@ -104,7 +116,7 @@ pub mod plan;
 pub use flinkscale_plugin::usl;
 
 use observe::{MetricIds, Observed};
-use plan::{Plan, Rules, Situation};
+use plan::{Plan, Rules, Situation, Window};
 use usl::Usl;
 
 /// The parameters this policy accepts.
@@ -144,6 +156,15 @@ pub struct RatePolicy {
     ids: MetricIds,
     /// Input rate by period start (ms); a cache, see the crate docs.
     rates: BTreeMap<i64, f64>,
+    /// The KPU seen at the previous evaluation.
+    seen_kpu: Option<u32>,
+    /// Whether the last scale-out this policy asked for (if it has not been
+    /// seen to happen yet) was sized to catch up on a backlog, not only on
+    /// its own downtime.
+    asked_up: Option<bool>,
+    /// Whether the last change of KPU seen was a scale-out that this
+    /// policy sized to catch up on a backlog: only its surplus settles.
+    settle_allowed: bool,
 }
 
 impl Policy for RatePolicy {
@@ -232,11 +253,21 @@ impl Policy for RatePolicy {
             records_per_subtask,
             ids,
             rates: BTreeMap::new(),
+            seen_kpu: None,
+            asked_up: None,
+            settle_allowed: false,
         })
     }
 
     fn decide(&mut self, evaluation: &Evaluation) -> Result<Decision, String> {
         let app = &evaluation.app;
+        if let Some(seen) = self.seen_kpu
+            && seen != app.kpu
+        {
+            self.settle_allowed = app.kpu > seen && self.asked_up == Some(true);
+            self.asked_up = None;
+        }
+        self.seen_kpu = Some(app.kpu);
         if app.status != AppStatus::Running {
             return Ok(Decision::hold(format!(
                 "application is {}, not RUNNING",
@@ -276,7 +307,7 @@ impl Policy for RatePolicy {
             .range(latest_ms - self.trend_window_ms + period_ms..)
             .map(|(t, r)| (*t, *r))
             .collect();
-        let window = self.window_peak(latest_ms, period_ms, app.last_rescale_ms);
+        let window = self.window(latest_ms, period_ms, app.last_rescale_ms);
         let situation = Situation {
             kpu: app.kpu,
             parallelism: app.parallelism,
@@ -286,8 +317,7 @@ impl Policy for RatePolicy {
             input_rate,
             slope: estimate::trend(&trend_points),
             data_age_secs: (evaluation.now_ms - latest_ms - period_ms).max(0) as f64 / 1000.0,
-            window_peak_rate: window.map(|(peak, _)| peak),
-            settling: window.is_some_and(|(_, settling)| settling),
+            window,
             capacity,
             backlog,
             downtime_secs: app
@@ -296,7 +326,13 @@ impl Policy for RatePolicy {
         };
         Ok(match plan::plan(&self.rules, &situation) {
             Plan::Hold(reason) => Decision::hold(reason),
-            Plan::ScaleTo(kpu, reason) => Decision::scale_to(kpu, reason),
+            Plan::ScaleTo(kpu, reason) => {
+                if kpu > app.kpu {
+                    let catch_up = backlog > input_rate * plan::NEGLIGIBLE_BACKLOG_SECS;
+                    self.asked_up = Some(catch_up);
+                }
+                Decision::scale_to(kpu, reason)
+            }
         })
     }
 }
@@ -309,47 +345,85 @@ impl RatePolicy {
         self.rates = self.rates.split_off(&(now_ms - keep_ms));
     }
 
-    /// The peak input rate over the scale-in window that ends with the
-    /// period starting at `latest_ms`, once that window is known, and
-    /// whether that window is the settle span since the last rescale.
+    /// The scale-in window that ends with the period starting at
+    /// `latest_ms`, once it is known (see [`Window`]).
     ///
-    /// The window is the last `scale_in_window_secs`, or, when the last
-    /// rescale is more recent, the time since it, which must be at least
-    /// `settle_secs`: a scale-out sized to catch up on a backlog leaves a
-    /// surplus as soon as the backlog is gone, and rates seen at the new
-    /// capacity are all there is to judge it by.
-    fn window_peak(
-        &self,
-        latest_ms: i64,
-        period_ms: i64,
-        last_rescale_ms: Option<i64>,
-    ) -> Option<(f64, bool)> {
+    /// The window is the last `scale_in_window_secs` with no rescale in it,
+    /// or, after a scale-out this policy sized to catch up on a backlog,
+    /// the settle span: the last `settle_secs`, all of them after the
+    /// rescale. A scale-out sized to catch up on a
+    /// backlog leaves a surplus as soon as the backlog is gone, and rates
+    /// seen at the new capacity are all there is to judge it by. The span
+    /// slides, so a load that keeps falling after the scale-out (a flash
+    /// crowd dispersing) is judged by where it is now, not by the peak it
+    /// fell from. After any other rescale, or when the last one is unknown
+    /// (a fresh instance), only a whole window counts:
+    /// following a falling load down by a rescale every `settle_secs` would
+    /// pay a restart each time.
+    fn window(&self, latest_ms: i64, period_ms: i64, last_rescale_ms: Option<i64>) -> Window {
         let end = latest_ms + period_ms;
         let full_start = end - self.scale_in_window_ms;
         let (start, settling) = match last_rescale_ms {
             Some(at) if at > full_start => {
-                if end - at < self.settle_ms {
-                    return None;
+                if end - at < self.settle_ms || !self.settle_allowed {
+                    return Window::Unseen;
                 }
-                (at, true)
+                ((end - self.settle_ms).max(at), true)
             }
             _ => (full_start, false),
         };
         let expected = ((end - start) / period_ms.max(1)).max(1) as f64;
-        let rates: Vec<f64> = self
+        let points: Vec<f64> = self
             .rates
             .range(start..=latest_ms)
             .map(|(_, r)| *r)
             .collect();
-        if (rates.len() as f64) < WINDOW_COVERAGE * expected {
-            return None;
+        if (points.len() as f64) < WINDOW_COVERAGE * expected {
+            return Window::Unseen;
         }
-        rates
-            .into_iter()
-            .reduce(f64::max)
-            .map(|peak| (peak, settling))
+        if !settling {
+            return peak_of(&points).map_or(Window::Unseen, Window::Whole);
+        }
+        // A load that dropped within the settle span is judged by the rates
+        // since the drop, once there are enough of them to show a level.
+        let since_drop = points
+            .windows(2)
+            .rposition(|w| w[1] < (1.0 - DROP) * w[0])
+            .map(|i| &points[i + 1..]);
+        let judged = match since_drop {
+            None => &points[..],
+            Some(level) if (level.len() as f64) >= LEVEL_SHARE * expected => level,
+            Some(level) => return Window::Dropped(level.len()),
+        };
+        let Some(peak) = peak_of(judged) else {
+            return Window::Unseen;
+        };
+        let mut sorted = judged.to_vec();
+        sorted.sort_by(f64::total_cmp);
+        let median = sorted[sorted.len() / 2];
+        if judged.last().is_some_and(|r| *r > (1.0 + RISING) * median) {
+            return Window::Rising(peak);
+        }
+        Window::Settle(peak)
     }
 }
+
+/// The highest of `rates`.
+fn peak_of(rates: &[f64]) -> Option<f64> {
+    rates.iter().copied().reduce(f64::max)
+}
+
+/// An input rate this fraction below the period before is a drop (a burst
+/// that ended); a smooth decay loses far less from one period to the next.
+const DROP: f64 = 0.25;
+
+/// After a drop, this share of the settle span must have been seen at the
+/// new level before it is judged (five minutes of the default ten).
+const LEVEL_SHARE: f64 = 0.5;
+
+/// A settle span whose latest input rate is this fraction above its median
+/// is rising.
+const RISING: f64 = 0.10;
 
 /// Checks that `value` lies in the range, naming the parameter otherwise.
 fn in_range(

@@ -17,10 +17,13 @@
 //! grows by one second per second.
 //!
 //! Scale-in waits until the input rate has stayed below
-//! `scale_in_utilisation` of the capacity over the window the caller
-//! vouches for (`settle_utilisation` when that window is only the span
-//! since the last rescale), with no backlog left, and then sizes for the
-//! window's peak rate at the target utilisation.
+//! `scale_in_utilisation` of the capacity over a whole window
+//! (`settle_utilisation` over the settle span after a scale-out that
+//! caught up on a backlog, unless
+//! that span's input is rising again or dropped too recently to show its
+//! new level), with no backlog left, and then sizes for the window's peak
+//! rate at the target utilisation. The caller says which window it has
+//! seen ([`Window`]).
 
 use flinkscale_plugin::usl::{MAX_PARALLELISM, Usl, kpu_for};
 
@@ -47,6 +50,28 @@ pub struct Rules {
     pub usl: Usl,
 }
 
+/// What the policy has seen of the scale-in window (see the crate docs).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Window {
+    /// Not seen yet (too few rates since it began, or a recent rescale
+    /// that was not a scale-out).
+    Unseen,
+    /// A whole `scale_in_window_secs` with no rescale in it, with its peak
+    /// input rate.
+    Whole(f64),
+    /// The settle span after a scale-out, with its peak input rate (since
+    /// the last drop in it, if any).
+    Settle(f64),
+    /// The settle span, but its latest input rate is more than `RISING` (10 %)
+    /// above its median (which a stray low period just after a restart does
+    /// not move): the load is coming back, so no scale-in. With the peak.
+    Rising(f64),
+    /// The input dropped by more than `DROP` (25 %) from one period to the next
+    /// within the settle span, only this many periods ago: too few to know the new
+    /// level, so no scale-in yet.
+    Dropped(usize),
+}
+
 /// What the policy knows at one evaluation.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Situation {
@@ -66,11 +91,8 @@ pub struct Situation {
     pub slope: Option<f64>,
     /// Seconds from the end of the period of `input_rate` to now.
     pub data_age_secs: f64,
-    /// The highest input rate over the scale-in window, if that window has
-    /// been seen (see the crate docs).
-    pub window_peak_rate: Option<f64>,
-    /// Whether that window is only the settle span since the last rescale.
-    pub settling: bool,
+    /// What has been seen of the scale-in window.
+    pub window: Window,
     /// Measured capacity at the current parallelism, records/s.
     pub capacity: f64,
     /// Records waiting now.
@@ -90,7 +112,7 @@ pub enum Plan {
 
 /// Backlog under this many seconds of input counts as none: what is left
 /// of a drained backlog at the resolution of a per-period Maximum.
-const NEGLIGIBLE_BACKLOG_SECS: f64 = 5.0;
+pub const NEGLIGIBLE_BACKLOG_SECS: f64 = 5.0;
 
 /// Decides what to do in `situation` under `rules`.
 pub fn plan(rules: &Rules, s: &Situation) -> Plan {
@@ -161,19 +183,29 @@ pub fn plan(rules: &Rules, s: &Situation) -> Plan {
             format!("{state}: {why}: parallelism {parallelism}, {kpu} KPU"),
         );
     }
-    let Some(peak) = s.window_peak_rate else {
-        return Plan::Hold(format!(
-            "{state}: within bounds, scale-in window incomplete"
-        ));
-    };
-    let below = if s.settling {
-        rules.settle_utilisation
-    } else {
-        rules.scale_in_utilisation
+    let (peak, below, rising) = match s.window {
+        Window::Unseen => {
+            return Plan::Hold(format!(
+                "{state}: within bounds, scale-in window incomplete"
+            ));
+        }
+        Window::Dropped(periods) => {
+            return Plan::Hold(format!(
+                "{state}: the input dropped {periods} period(s) ago; waiting to see its new level"
+            ));
+        }
+        Window::Rising(peak) => (peak, rules.settle_utilisation, true),
+        Window::Settle(peak) => (peak, rules.settle_utilisation, false),
+        Window::Whole(peak) => (peak, rules.scale_in_utilisation, false),
     };
     if s.backlog > negligible || peak >= capacity * below {
         return Plan::Hold(format!(
             "{state}: within bounds (window peak {peak:.0} records/s)"
+        ));
+    }
+    if rising {
+        return Plan::Hold(format!(
+            "{state}: low, but rising again since the last rescale (window peak {peak:.0} records/s)"
         ));
     }
     let needed = peak / rules.target_utilisation;
@@ -265,8 +297,7 @@ mod tests {
             input_rate: rate,
             slope: None,
             data_age_secs: 60.0,
-            window_peak_rate: None,
-            settling: false,
+            window: Window::Unseen,
             capacity: RULES.usl.capacity(1000.0, 2),
             backlog,
             downtime_secs: 90.0,
@@ -375,11 +406,11 @@ mod tests {
         assert!(matches!(plan(&RULES, &s), Plan::Hold(r) if r.contains("window incomplete")));
         // Peak 2700/s over the window is 39 % of C(8) = 6950: scale in to
         // 3375/s -> 4 subtasks (C(4) = 3765), half the capacity.
-        s.window_peak_rate = Some(2700.0);
+        s.window = Window::Whole(2700.0);
         assert_eq!(scale_to(plan(&RULES, &s)), 4);
         // A peak above 40 % of the capacity holds: the load fell, but not
         // enough for a scale-in to halve the capacity.
-        s.window_peak_rate = Some(3000.0);
+        s.window = Window::Whole(3000.0);
         assert!(matches!(plan(&RULES, &s), Plan::Hold(_)));
     }
 
@@ -391,12 +422,17 @@ mod tests {
         s.kpu = 8;
         s.parallelism = 8;
         s.capacity = RULES.usl.capacity(1000.0, 8);
-        s.window_peak_rate = Some(3000.0);
-        s.settling = true;
+        s.window = Window::Settle(3000.0);
         assert_eq!(scale_to(plan(&RULES, &s)), 4);
         // A peak above half the capacity holds even then.
-        s.window_peak_rate = Some(3600.0);
+        s.window = Window::Settle(3600.0);
         assert!(matches!(plan(&RULES, &s), Plan::Hold(_)));
+        // So does a settle span whose input rises again, or that saw a
+        // drop too recently to know the new level.
+        s.window = Window::Rising(3000.0);
+        assert!(matches!(plan(&RULES, &s), Plan::Hold(r) if r.contains("rising again")));
+        s.window = Window::Dropped(2);
+        assert!(matches!(plan(&RULES, &s), Plan::Hold(r) if r.contains("dropped 2 period(s) ago")));
     }
 
     #[test]
@@ -405,7 +441,7 @@ mod tests {
         s.kpu = 8;
         s.parallelism = 8;
         s.capacity = RULES.usl.capacity(1000.0, 8);
-        s.window_peak_rate = Some(500.0);
+        s.window = Window::Whole(500.0);
         assert!(matches!(plan(&RULES, &s), Plan::Hold(_)));
     }
 
@@ -416,7 +452,7 @@ mod tests {
         s.parallelism = 4;
         s.min_kpu = 4;
         s.capacity = RULES.usl.capacity(1000.0, 4);
-        s.window_peak_rate = Some(100.0);
+        s.window = Window::Whole(100.0);
         assert!(matches!(plan(&RULES, &s), Plan::Hold(_)));
     }
 

@@ -296,11 +296,12 @@ fn a_load_that_fell_must_halve_the_capacity_but_a_catch_up_surplus_need_not() {
         assert_eq!(decision.action, Action::Hold, "{}", decision.reason);
         now += P;
     }
-    // The same 43 % in the settle span after a rescale (which was sized
+    // The same 43 % in the settle span after a scale-out (which was sized
     // to catch up) gives the surplus back: 3750/s needs 4 subtasks.
     let mut rate = policy("{}");
     let rescaled = T0;
     let mut now = T0 + 12 * P;
+    asked_to_catch_up(&mut rate);
     let decision = loop {
         let decision = rate
             .decide(&fallen(10, now, Some(rescaled)))
@@ -324,4 +325,170 @@ fn a_load_that_fell_must_halve_the_capacity_but_a_catch_up_surplus_need_not() {
         now += P;
     };
     assert_eq!(decision.action, Action::ScaleTo(4), "{}", decision.reason);
+}
+
+/// Lets `rate` see the application at `kpu` (at `now_ms`, with nothing to
+/// act on), so that a later evaluation at another KPU is a rescale it saw.
+fn saw_kpu(rate: &mut RatePolicy, kpu: u32, now_ms: i64) {
+    let mut evaluation = evaluation(kpu, now_ms, &[], now_ms);
+    evaluation.app.status = AppStatus::Updating;
+    rate.decide(&evaluation).expect("decides");
+}
+
+/// Has `rate` ask for a scale-out from 2 KPU to catch up on a backlog (the
+/// saturated step), so that a later evaluation at more KPU is that
+/// scale-out.
+fn asked_to_catch_up(rate: &mut RatePolicy) {
+    let decision = rate.decide(&saturated_step()).expect("decides");
+    assert!(
+        matches!(decision.action, Action::ScaleTo(k) if k > 2),
+        "{}",
+        decision.reason
+    );
+}
+
+/// An evaluation at `now_ms` of `kpu` (rescaled at `rescaled_ms`) that
+/// published the input `rates`, one per period, the last one ending a
+/// period before `now_ms` (the host fetches the last ten).
+fn after_rescale(kpu: u32, rates: &[f64], now_ms: i64, rescaled_ms: i64) -> Evaluation {
+    let shown = &rates[rates.len().saturating_sub(10)..];
+    let first = now_ms - 2 * P - (shown.len() as i64 - 1) * P;
+    let rows: Vec<Row> = shown
+        .iter()
+        .map(|&r| Row {
+            records_in: r,
+            busy_ms: 1000.0 * r / plan_capacity(kpu),
+            backlog: 0.0,
+        })
+        .collect();
+    let mut evaluation = evaluation(kpu, first, &rows, now_ms);
+    evaluation.app.last_rescale_ms = Some(rescaled_ms);
+    evaluation
+}
+
+/// Feeds `rate` one period of `load(i)` after another at `kpu`, from a
+/// rescale at T0, and returns the first non-hold decision with the number
+/// of periods seen by then, or the last hold after `periods`.
+fn run_after_rescale(
+    rate: &mut RatePolicy,
+    kpu: u32,
+    periods: usize,
+    load: impl Fn(usize) -> f64,
+) -> (usize, Decision) {
+    let mut rates = Vec::new();
+    let mut last = None;
+    for i in 0..periods {
+        rates.push(load(i));
+        // Period i is [T0 + i P, T0 + (i + 1) P), published one period later.
+        let now = T0 + (i as i64 + 2) * P;
+        let decision = rate
+            .decide(&after_rescale(kpu, &rates, now, T0))
+            .expect("decides");
+        if decision.action != Action::Hold {
+            return (rates.len(), decision);
+        }
+        last = Some(decision);
+    }
+    (periods, last.expect("at least one period"))
+}
+
+#[test]
+fn only_a_scale_out_that_caught_up_on_a_backlog_settles() {
+    // 2000/s on 8 KPU (29 %): low enough for either rule, to 2500/s: 3
+    // subtasks (C(3) = 2877). After a scale-out this policy sized to catch
+    // up on a backlog, the settle span (10 periods) suffices; after a
+    // scale-in, a scale-out for saturation alone (its surplus is headroom
+    // for a load still rising), or from a fresh instance, the whole
+    // 30-period window must pass the rescale.
+    let mut caught_up = policy("{}");
+    asked_to_catch_up(&mut caught_up);
+    let (seen, decision) = run_after_rescale(&mut caught_up, 8, 40, |_| 2000.0);
+    assert_eq!(decision.action, Action::ScaleTo(3), "{}", decision.reason);
+    assert_eq!(seen, 10);
+    let mut down = policy("{}");
+    saw_kpu(&mut down, 16, T0 - P);
+    let (seen, decision) = run_after_rescale(&mut down, 8, 40, |_| 2000.0);
+    assert_eq!(decision.action, Action::ScaleTo(3), "{}", decision.reason);
+    assert_eq!(seen, 30);
+    let mut saturated = policy("{}");
+    let mut full = saturated_step();
+    for series in &mut full.metrics {
+        for point in &mut series.points {
+            if series.id == "backlog" {
+                point.value = 0.0;
+            }
+        }
+    }
+    let asked = saturated.decide(&full).expect("decides");
+    assert!(
+        matches!(asked.action, Action::ScaleTo(_)),
+        "{}",
+        asked.reason
+    );
+    let (seen, _) = run_after_rescale(&mut saturated, 8, 40, |_| 2000.0);
+    assert_eq!(seen, 30);
+    let (seen, _) = run_after_rescale(&mut policy("{}"), 8, 40, |_| 2000.0);
+    assert_eq!(seen, 30);
+}
+
+#[test]
+fn a_burst_that_ended_is_judged_by_the_level_after_it() {
+    // Scaled out to 32 KPU (17598/s) for 7500/s, which drops back to
+    // 1500/s after 6 periods. The span's peak (7500/s, 43 %) would size
+    // 12 KPU; the level after the drop, once 5 periods show it, sizes
+    // 1875/s: 2 subtasks, in one rescale.
+    let mut rate = policy("{}");
+    asked_to_catch_up(&mut rate);
+    let burst = |i: usize| if i < 6 { 7500.0 } else { 1500.0 };
+    let (seen, hold) = run_after_rescale(&mut rate, 32, 10, burst);
+    assert_eq!(hold.action, Action::Hold);
+    assert!(
+        hold.reason.contains("dropped 4 period(s) ago"),
+        "{}",
+        hold.reason
+    );
+    let mut rate = policy("{}");
+    asked_to_catch_up(&mut rate);
+    let (seen_then, decision) = run_after_rescale(&mut rate, 32, 30, burst);
+    assert_eq!(decision.action, Action::ScaleTo(2), "{}", decision.reason);
+    assert_eq!((seen, seen_then), (10, 11));
+}
+
+#[test]
+fn a_settle_span_that_rises_again_holds() {
+    // Scaled out to 8 KPU (6950/s); the input drops from 6000/s to
+    // 1000/s and climbs 125/s a period: low, but coming back.
+    let mut rate = policy("{}");
+    asked_to_catch_up(&mut rate);
+    let saw = |i: usize| {
+        if i < 5 {
+            6000.0
+        } else {
+            1000.0 + 125.0 * (i - 5) as f64
+        }
+    };
+    let (seen, decision) = run_after_rescale(&mut rate, 8, 25, saw);
+    assert_eq!(decision.action, Action::Hold, "{}", decision.reason);
+    assert_eq!(seen, 25);
+    assert!(
+        decision.reason.contains("rising again") || decision.reason.contains("within bounds"),
+        "{}",
+        decision.reason
+    );
+}
+
+#[test]
+fn a_load_still_falling_after_a_scale_out_is_judged_on_the_last_settle_span() {
+    // Scaled out to 32 KPU (17598/s) for 10000/s that decays by 4 % a
+    // period: no period drops by a quarter, and the peak since the rescale
+    // stays at 10000/s (57 %). The sliding span's peak falls below half the
+    // capacity (8799/s) once the span starts at period 4 (8493/s; period 3
+    // is 8847/s), 14 periods in: 8493/s at 80 % needs 10617/s, 14
+    // subtasks (C(14) = 10799).
+    let mut rate = policy("{}");
+    asked_to_catch_up(&mut rate);
+    let decay = |i: usize| 10_000.0 * 0.96f64.powi(i as i32);
+    let (seen, decision) = run_after_rescale(&mut rate, 32, 30, decay);
+    assert_eq!(decision.action, Action::ScaleTo(14), "{}", decision.reason);
+    assert_eq!(seen, 14);
 }
