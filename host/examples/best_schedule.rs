@@ -1,12 +1,12 @@
-//! The best fixed schedule of up to three rescales on a jump-then-fall
+//! The best fixed schedule of a few rescales on a jump-then-fall
 //! scenario (`spike`, `flash-crowd`): how efficient any policy can be there
 //! while keeping the SLO violation within a budget.
 //!
 //! A policy sees a jump in load only when the first datapoint of it is
 //! published: a 60 s period ends, plus the 60 s metric delay. The first
 //! rescale is therefore put at `--first` (that moment, for an online
-//! policy; earlier for one that knew the future) to any KPU, and up to two
-//! more rescales follow it, each to a lower KPU, at any time on a grid. The
+//! policy; earlier for one that knew the future) to any KPU, and up to
+//! `--rescales` - 1 more rescales (default 2) follow it, each to a lower KPU, at any time on a grid. The
 //! search replays every such schedule on the scenario's own model (the one
 //! `simulate` and `bench` score), sharing the simulated prefix between
 //! schedules that agree up to a rescale, and prints each schedule that
@@ -53,6 +53,7 @@ fn run() -> Result<(), String> {
     let mut path = None;
     let (mut first, mut budget, mut grid, mut span) = (None, None, 60u64, None);
     let mut first_span = 0u64;
+    let mut rescales = 3u32;
     while let Some(arg) = args.next() {
         let mut value = |name: &str| -> Result<u64, String> {
             args.next()
@@ -65,6 +66,12 @@ fn run() -> Result<(), String> {
             "--grid" => grid = value("--grid")?.max(1),
             "--span" => span = Some(value("--span")?),
             "--first-span" => first_span = value("--first-span")?,
+            "--rescales" => {
+                rescales = u32::try_from(value("--rescales")?)
+                    .ok()
+                    .filter(|n| *n >= 1)
+                    .ok_or("--rescales needs a whole number of at least 1")?;
+            }
             _ if path.is_none() => path = Some(PathBuf::from(arg)),
             _ => return Err(format!("unexpected argument {arg:?}")),
         }
@@ -107,7 +114,7 @@ fn run() -> Result<(), String> {
                 continue;
             }
             let mut plan = vec![(t1, k1)];
-            search.follow(&w, &name, &mut plan, 2, &mut schedules);
+            search.follow(&w, &name, &mut plan, rescales - 1, &mut schedules);
         }
         t1 += grid;
     }

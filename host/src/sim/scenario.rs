@@ -4,7 +4,9 @@
 //! # The scenario format
 //!
 //! A scenario is a TOML file plus the trace CSV files it names. Paths are
-//! relative to the scenario file.
+//! relative to the scenario file. A trace CSV given where a scenario is
+//! expected is a scenario of its own: that trace, one application `app`,
+//! every default below.
 //!
 //! ```toml
 //! name = "demo"                      # defaults to the file's stem
@@ -289,18 +291,34 @@ struct AppFile {
 }
 
 impl Scenario {
-    /// Loads a scenario file and its traces.
+    /// Loads a scenario file and its traces. A `.csv` file is a scenario of
+    /// its own: that trace (records per second), one application `app`
+    /// with every default, named after the file.
     pub fn load(path: &Path) -> Result<Self, ScenarioError> {
         let file = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| ScenarioError::Io {
-            file: file.clone(),
-            source,
-        })?;
         let base = path.parent().unwrap_or(Path::new("."));
         let stem = path
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_else(|| "scenario".to_owned());
+        if path
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("csv"))
+        {
+            let name = path
+                .file_name()
+                .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+            let text = format!(
+                "description = {:?}\ntrace = {:?}\n",
+                format!("The trace {name} on one application with the default parameters."),
+                name
+            );
+            return Self::from_toml(&text, &file, &stem, base);
+        }
+        let text = std::fs::read_to_string(path).map_err(|source| ScenarioError::Io {
+            file: file.clone(),
+            source,
+        })?;
         Self::from_toml(&text, &file, &stem, base)
     }
 

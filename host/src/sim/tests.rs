@@ -666,6 +666,35 @@ fn trace_errors_name_the_file_and_line() {
     }
 }
 
+#[test]
+fn a_trace_csv_is_a_scenario_of_its_own() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let csv = dir.path().join("Export.CSV");
+    std::fs::write(
+        &csv,
+        "Timestamp,Value\n2025-03-01T12:00:00Z,800\n2025-03-01T13:00:00Z,2400\n",
+    )
+    .expect("write");
+    let s = Scenario::load(&csv).expect("valid");
+    assert_eq!((s.name.as_str(), s.duration_secs), ("Export", 3600));
+    assert_eq!(s.applications.len(), 1);
+    let app = &s.applications[0];
+    assert_eq!(
+        (
+            app.name.as_str(),
+            app.params.initial_kpu,
+            app.params.max_kpu
+        ),
+        ("app", 1, 32)
+    );
+    assert_eq!(app.trace.rate_at(1800.0), 1600.0);
+    assert!(s.description.contains("Export.CSV"), "{}", s.description);
+    // A trace that is not one names its file and line.
+    std::fs::write(&csv, "0,1\nnoon,2\n").expect("write");
+    let err = Scenario::load(&csv).expect_err("bad row").to_string();
+    assert!(err.contains("Export.CSV:2:"), "{err}");
+}
+
 fn scenarios_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/scenarios")
 }
