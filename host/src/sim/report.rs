@@ -135,11 +135,9 @@ pub fn timeline_text(world: &crate::sim::World, events: &[crate::telemetry::Even
             let lambda = history.get(update.t_secs).map_or(0.0, |s| s.lambda);
             let t = update.t_secs;
             out.push_str(&format!(
-                "{} {:>2}:{:02}:{:02}  {:>3} -> {:<3} KPU  input {:>8.0}/s  {}\n",
+                "{} {}  {:>3} -> {:<3} KPU  input {:>8.0}/s  {}\n",
                 app.name(),
-                t / 3600,
-                t / 60 % 60,
-                t % 60,
+                clock(t),
                 update.from_kpu,
                 update.to_kpu,
                 lambda,
@@ -171,15 +169,19 @@ pub fn decisions_text(events: &[crate::telemetry::Event]) -> String {
                 Action::ScaleTo(k) => format!("scale to {k}"),
             };
             out.push_str(&format!(
-                "{application} {:>2}:{:02}:{:02}  {kpu:>3} KPU  {action:<12}  {}\n",
-                t / 3600,
-                t / 60 % 60,
-                t % 60,
+                "{application} {}  {kpu:>3} KPU  {action:<12}  {}\n",
+                clock(t),
                 decision.reason
             ));
         }
     }
     out
+}
+
+/// Simulated seconds as h:mm:ss, the hours right-aligned to two places
+/// (a week runs to 168:00:00).
+fn clock(t: u64) -> String {
+    format!("{:>2}:{:02}:{:02}", t / 3600, t / 60 % 60, t % 60)
 }
 
 #[cfg(test)]
