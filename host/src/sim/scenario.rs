@@ -308,10 +308,15 @@ impl Scenario {
             let name = path
                 .file_name()
                 .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+            // TOML's own quoting: a file name may hold quotes, backslashes
+            // or control characters.
+            let quoted = |text: String| toml::Value::String(text).to_string();
             let text = format!(
-                "description = {:?}\ntrace = {:?}\n",
-                format!("The trace {name} on one application with the default parameters."),
-                name
+                "description = {}\ntrace = {}\n",
+                quoted(format!(
+                    "The trace {name} on one application with the default parameters."
+                )),
+                quoted(name)
             );
             return Self::from_toml(&text, &file, &stem, base);
         }

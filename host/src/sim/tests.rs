@@ -689,6 +689,11 @@ fn a_trace_csv_is_a_scenario_of_its_own() {
     );
     assert_eq!(app.trace.rate_at(1800.0), 1600.0);
     assert!(s.description.contains("Export.CSV"), "{}", s.description);
+    // Any file name is quoted as TOML wants it.
+    let odd = dir.path().join("it's \"q\\uoted\"\u{1b}.csv");
+    std::fs::write(&odd, "0,5\n60,5\n").expect("write");
+    let s = Scenario::load(&odd).expect("an odd name is still a name");
+    assert_eq!(s.name, "it's \"q\\uoted\"\u{1b}");
     // A trace that is not one names its file and line.
     std::fs::write(&csv, "0,1\nnoon,2\n").expect("write");
     let err = Scenario::load(&csv).expect_err("bad row").to_string();
