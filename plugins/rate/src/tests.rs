@@ -195,22 +195,38 @@ fn quiet(minutes: usize, now_ms: i64) -> Evaluation {
 
 /// As [`quiet`], but 4000 records/s in the period starting at `peak_ms`.
 fn with_peak(minutes: usize, now_ms: i64, peak_ms: Option<i64>) -> Evaluation {
-    let first = now_ms - 2 * P - (minutes as i64 - 1) * P;
-    let rows: Vec<Row> = (0..minutes)
+    let first = first_published(minutes, now_ms);
+    let rates: Vec<f64> = (0..minutes)
         .map(|i| {
-            let records_in = if Some(first + i as i64 * P) == peak_ms {
+            if Some(first + i as i64 * P) == peak_ms {
                 4000.0
             } else {
                 1000.0
-            };
-            Row {
-                records_in,
-                busy_ms: 1000.0 * records_in / plan_capacity(8),
-                backlog: 0.0,
             }
         })
         .collect();
-    evaluation(8, first, &rows, now_ms)
+    published(8, &rates, now_ms)
+}
+
+/// The start of the first of `periods` periods whose last ends a period
+/// before `now_ms` (so it is just published).
+fn first_published(periods: usize, now_ms: i64) -> i64 {
+    now_ms - 2 * P - (periods as i64 - 1) * P
+}
+
+/// An evaluation at `now_ms` of `kpu` (parallelism = KPU), no backlog,
+/// that published the input `rates`, one per period, the last one just
+/// published; busy time is what the rate costs at `kpu`.
+fn published(kpu: u32, rates: &[f64], now_ms: i64) -> Evaluation {
+    let rows: Vec<Row> = rates
+        .iter()
+        .map(|&r| Row {
+            records_in: r,
+            busy_ms: 1000.0 * r / plan_capacity(kpu),
+            backlog: 0.0,
+        })
+        .collect();
+    evaluation(kpu, first_published(rates.len(), now_ms), &rows, now_ms)
 }
 
 fn plan_capacity(q: u32) -> f64 {
@@ -272,15 +288,7 @@ fn a_peak_inside_the_window_blocks_the_scale_in() {
 /// 3000 records/s on 8 KPU (43 % of C(8) = 6950), no backlog, for
 /// `minutes` periods ending just before `now`.
 fn fallen(minutes: usize, now_ms: i64, last_rescale_ms: Option<i64>) -> Evaluation {
-    let first = now_ms - 2 * P - (minutes as i64 - 1) * P;
-    let rows: Vec<Row> = (0..minutes)
-        .map(|_| Row {
-            records_in: 3000.0,
-            busy_ms: 1000.0 * 3000.0 / plan_capacity(8),
-            backlog: 0.0,
-        })
-        .collect();
-    let mut evaluation = evaluation(8, first, &rows, now_ms);
+    let mut evaluation = published(8, &vec![3000.0; minutes], now_ms);
     evaluation.app.last_rescale_ms = last_rescale_ms;
     evaluation
 }
@@ -352,16 +360,7 @@ fn asked_to_catch_up(rate: &mut RatePolicy) {
 /// period before `now_ms` (the host fetches the last ten).
 fn after_rescale(kpu: u32, rates: &[f64], now_ms: i64, rescaled_ms: i64) -> Evaluation {
     let shown = &rates[rates.len().saturating_sub(10)..];
-    let first = now_ms - 2 * P - (shown.len() as i64 - 1) * P;
-    let rows: Vec<Row> = shown
-        .iter()
-        .map(|&r| Row {
-            records_in: r,
-            busy_ms: 1000.0 * r / plan_capacity(kpu),
-            backlog: 0.0,
-        })
-        .collect();
-    let mut evaluation = evaluation(kpu, first, &rows, now_ms);
+    let mut evaluation = published(kpu, shown, now_ms);
     evaluation.app.last_rescale_ms = Some(rescaled_ms);
     evaluation
 }
