@@ -541,7 +541,12 @@ fn bench_blocking(args: BenchArgs) -> anyhow::Result<ExitCode> {
     let (json, md) = bench::write(&result, &args.out)?;
     print!("{}", bench::markdown(&result));
     println!("\n{}", bench::speed_line(&result));
-    eprintln!("wrote {} and {}", md.display(), json.display());
+    eprintln!(
+        "wrote {}, {} and the README's table, {}",
+        md.display(),
+        json.display(),
+        args.out.join("readme.md").display()
+    );
     if let Some(dir) = &options.report_dir {
         eprintln!("HTML pages: {}/<scenario>/<policy>.html", dir.display());
     }

@@ -439,6 +439,41 @@ pub fn markdown(result: &BenchResult) -> String {
     out
 }
 
+/// The policy the README recommends, set in bold in its table.
+pub const RECOMMENDED: &str = "rate";
+
+/// The README's benchmark table: a row per run with the scores a reader
+/// compares (fewer columns than [`markdown`]), the recommended policy in
+/// bold. `bench` writes it to `readme.md`; a test checks that the README
+/// carries it unchanged.
+pub fn readme_table(result: &BenchResult) -> String {
+    let mut out = String::from(
+        "| scenario | policy | KPU-hours | cost $ | SLO violation s | max lag s | p99 lag s | rescales | efficiency |\n\
+         |---|---|---:|---:|---:|---:|---:|---:|---:|\n",
+    );
+    for r in &result.rows {
+        let s = &r.scores;
+        let policy = if r.policy.name == RECOMMENDED {
+            format!("**{}**", r.policy.name)
+        } else {
+            r.policy.name.clone()
+        };
+        let _ = writeln!(
+            out,
+            "| {} | {policy} | {:.2} | {:.2} | {} | {:.0} | {:.0} | {} | {:.3} |",
+            r.scenario,
+            s.kpu_hours,
+            s.cost_usd,
+            s.slo_violation_secs,
+            s.max_lag_secs,
+            s.p99_lag_secs,
+            s.rescales,
+            s.efficiency
+        );
+    }
+    out
+}
+
 /// One line on the benchmark's speed.
 pub fn speed_line(result: &BenchResult) -> String {
     format!(
@@ -453,8 +488,9 @@ pub fn speed_line(result: &BenchResult) -> String {
     )
 }
 
-/// Writes `bench.json` (the rows) and `bench.md` (the tables) to `out`
-/// and returns their paths.
+/// Writes `bench.json` (the rows), `bench.md` (the tables) and
+/// `readme.md` (the README's table, [`readme_table`]) to `out` and returns
+/// the paths of the first two.
 pub fn write(result: &BenchResult, out: &Path) -> Result<(PathBuf, PathBuf), BenchError> {
     let fail = |p: &Path| {
         let path = p.display().to_string();
@@ -467,6 +503,8 @@ pub fn write(result: &BenchResult, out: &Path) -> Result<(PathBuf, PathBuf), Ben
     std::fs::write(&json_path, json + "\n").map_err(fail(&json_path))?;
     let md_path = out.join("bench.md");
     std::fs::write(&md_path, markdown(result)).map_err(fail(&md_path))?;
+    let readme_path = out.join("readme.md");
+    std::fs::write(&readme_path, readme_table(result)).map_err(fail(&readme_path))?;
     Ok((json_path, md_path))
 }
 
@@ -668,6 +706,10 @@ mod tests {
             run_wall_secs: 0.5,
             jobs: 1,
         };
+        assert_eq!(
+            readme_table(&result).lines().nth(2),
+            Some("| tiny | hold | 0.00 | 0.00 | 0 | 0 | 0 | 0 | 1.000 |")
+        );
         let md = markdown(&result);
         assert!(
             md.contains("| tiny | hold | 0.00 | 0.00 | 0 | 0 | 0 | 0 | 0 | 1.000 | 0.500 |"),
