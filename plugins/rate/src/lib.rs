@@ -328,8 +328,7 @@ impl Policy for RatePolicy {
             Plan::Hold(reason) => Decision::hold(reason),
             Plan::ScaleTo(kpu, reason) => {
                 if kpu > app.kpu {
-                    let catch_up = backlog > input_rate * plan::NEGLIGIBLE_BACKLOG_SECS;
-                    self.asked_up = Some(catch_up);
+                    self.asked_up = Some(situation.backlog_waiting());
                 }
                 Decision::scale_to(kpu, reason)
             }
@@ -351,15 +350,14 @@ impl RatePolicy {
     /// The window is the last `scale_in_window_secs` with no rescale in it,
     /// or, after a scale-out this policy sized to catch up on a backlog,
     /// the settle span: the last `settle_secs`, all of them after the
-    /// rescale. A scale-out sized to catch up on a
-    /// backlog leaves a surplus as soon as the backlog is gone, and rates
-    /// seen at the new capacity are all there is to judge it by. The span
-    /// slides, so a load that keeps falling after the scale-out (a flash
-    /// crowd dispersing) is judged by where it is now, not by the peak it
-    /// fell from. After any other rescale, or when the last one is unknown
-    /// (a fresh instance), only a whole window counts:
-    /// following a falling load down by a rescale every `settle_secs` would
-    /// pay a restart each time.
+    /// rescale. A scale-out sized to catch up on a backlog leaves a surplus
+    /// as soon as the backlog is gone, and rates seen at the new capacity
+    /// are all there is to judge it by. The span slides, so a load that
+    /// keeps falling after the scale-out (a flash crowd dispersing) is
+    /// judged by where it is now, not by the peak it fell from. After any
+    /// other rescale, or when the last one is unknown (a fresh instance),
+    /// only a whole window counts: following a falling load down by a
+    /// rescale every `settle_secs` would pay a restart each time.
     fn window(&self, latest_ms: i64, period_ms: i64, last_rescale_ms: Option<i64>) -> Window {
         let end = latest_ms + period_ms;
         let full_start = end - self.scale_in_window_ms;

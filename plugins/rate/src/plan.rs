@@ -101,6 +101,15 @@ pub struct Situation {
     pub downtime_secs: f64,
 }
 
+impl Situation {
+    /// Whether records are waiting: more than `NEGLIGIBLE_BACKLOG_SECS` of
+    /// input (less is what is left of a drained backlog at the resolution
+    /// of a per-period Maximum).
+    pub fn backlog_waiting(&self) -> bool {
+        self.backlog > self.input_rate * NEGLIGIBLE_BACKLOG_SECS
+    }
+}
+
 /// What to do.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Plan {
@@ -112,21 +121,20 @@ pub enum Plan {
 
 /// Backlog under this many seconds of input counts as none: what is left
 /// of a drained backlog at the resolution of a per-period Maximum.
-pub const NEGLIGIBLE_BACKLOG_SECS: f64 = 5.0;
+const NEGLIGIBLE_BACKLOG_SECS: f64 = 5.0;
 
 /// Decides what to do in `situation` under `rules`.
 pub fn plan(rules: &Rules, s: &Situation) -> Plan {
     let rate = s.input_rate;
     let capacity = s.capacity.max(f64::MIN_POSITIVE);
     let utilisation = rate / capacity;
-    let negligible = rate * NEGLIGIBLE_BACKLOG_SECS;
     let state = format!(
         "input {rate:.0} records/s on capacity {capacity:.0} records/s (utilisation {:.0} %), backlog {:.0} records",
         100.0 * utilisation,
         s.backlog
     );
     let saturated = utilisation > rules.scale_out_utilisation;
-    if saturated || s.backlog > negligible {
+    if saturated || s.backlog_waiting() {
         let ahead = s.data_age_secs + s.downtime_secs + rules.horizon_secs;
         let projected = rate + s.slope.unwrap_or(0.0).max(0.0) * ahead;
         let at_restart = s.backlog + rate * s.downtime_secs;
@@ -198,7 +206,7 @@ pub fn plan(rules: &Rules, s: &Situation) -> Plan {
         Window::Settle(peak) => (peak, rules.settle_utilisation, false),
         Window::Whole(peak) => (peak, rules.scale_in_utilisation, false),
     };
-    if s.backlog > negligible || peak >= capacity * below {
+    if s.backlog_waiting() || peak >= capacity * below {
         return Plan::Hold(format!(
             "{state}: within bounds (window peak {peak:.0} records/s)"
         ));
