@@ -229,6 +229,10 @@ pub enum Failure {
     Plugin,
     /// The journal could not be read or written.
     Journal,
+    /// AWS refused the agent's identity or its permissions (AccessDenied,
+    /// UnrecognizedClient, ExpiredToken), or no credentials could be
+    /// loaded: an operator must act; retrying changes nothing.
+    Permission,
 }
 
 impl Failure {
@@ -249,8 +253,28 @@ impl Failure {
             Failure::Metrics => "metrics",
             Failure::Plugin => "plugin",
             Failure::Journal => "journal",
+            Failure::Permission => "permission",
         }
     }
+
+    /// Every class, so that counters can start at 0 for each.
+    pub const ALL: [Failure; 15] = [
+        Failure::Throttled,
+        Failure::Transient,
+        Failure::ConcurrentModification,
+        Failure::ResourceInUse,
+        Failure::LimitExceeded,
+        Failure::Invalid,
+        Failure::NotFound,
+        Failure::NotRunning,
+        Failure::UpdateFailed,
+        Failure::UpdateTimeout,
+        Failure::UpdateResult,
+        Failure::Metrics,
+        Failure::Plugin,
+        Failure::Journal,
+        Failure::Permission,
+    ];
 
     /// The class of a failed call to the target.
     pub fn of(error: &TargetError) -> Self {
@@ -262,6 +286,7 @@ impl Failure {
             TargetError::LimitExceeded(_) => Failure::LimitExceeded,
             TargetError::Invalid(_) => Failure::Invalid,
             TargetError::NotFound(_) => Failure::NotFound,
+            TargetError::Permission(_) => Failure::Permission,
         }
     }
 }
@@ -520,6 +545,7 @@ impl Controller {
             Err(error) => {
                 let class = match &error {
                     EvaluateError::Metrics(MetricsError::Throttled(_)) => Failure::Throttled,
+                    EvaluateError::Metrics(MetricsError::Permission(_)) => Failure::Permission,
                     EvaluateError::Metrics(_) => Failure::Metrics,
                     EvaluateError::Target(e) => Failure::of(e),
                 };
@@ -1000,6 +1026,7 @@ impl Controller {
                     self.backoff()
                 }
             }
+            TargetError::Permission(_) => self.backoff(),
             TargetError::Invalid(_) | TargetError::NotFound(_) => {
                 self.refused = Some(RefusedTarget {
                     kpu: update.target_kpu,

@@ -198,6 +198,7 @@ fn copy_error(error: &MetricsError) -> MetricsError {
     match error {
         MetricsError::Throttled(message) => MetricsError::Throttled(message.clone()),
         MetricsError::Source(message) => MetricsError::Source(message.clone()),
+        MetricsError::Permission(message) => MetricsError::Permission(message.clone()),
     }
 }
 

@@ -53,6 +53,10 @@ pub enum MetricsError {
     /// The service throttled the request.
     #[error("metric source throttled the request: {0}")]
     Throttled(String),
+    /// The agent's identity or permissions were refused, or no credentials
+    /// could be loaded.
+    #[error("metric source refused the agent's permissions: {0}")]
+    Permission(String),
     /// Any other failure of the source (network, 5xx, malformed answer).
     #[error("metric source failed: {0}")]
     Source(String),

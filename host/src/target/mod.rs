@@ -121,6 +121,10 @@ pub enum TargetError {
     /// No such application.
     #[error("not found: {0}")]
     NotFound(String),
+    /// The agent's identity or permissions were refused (AccessDenied,
+    /// UnrecognizedClient, ExpiredToken), or no credentials could be loaded.
+    #[error("permission denied: {0}")]
+    Permission(String),
     /// Network failures, timeouts, 5xx: retry later.
     #[error("transient failure: {0}")]
     Transient(String),
