@@ -15,7 +15,8 @@ use tokio::sync::watch;
 use crate::clock::Clock;
 use crate::config::load::LoadedConfig;
 use crate::controller::{
-    ActOutcome, Assessment, Controller, Decide, EvaluateError, Interpret, QuarantinePolicy,
+    ActOutcome, Assessment, Controller, Decide, EvaluateError, Interpret, PluginThreads,
+    QuarantinePolicy,
 };
 use crate::metrics::MetricSource;
 use crate::metrics::Series;
@@ -191,8 +192,14 @@ impl Agent {
             if let Some(store) = state
                 && !dry_run
             {
-                let journal = store.journal(&app.name).map_err(AgentError::State)?;
-                controller = controller.with_journal(journal);
+                let mut journal = store.journal(&app.name).map_err(AgentError::State)?;
+                let loaded = journal.load();
+                // A journal only a newer agent can read is neither misread
+                // nor replaced: the operator upgrades or removes it.
+                if let Err(error @ StateError::Newer { .. }) = loaded {
+                    return Err(AgentError::State(error));
+                }
+                controller = controller.with_journal(journal, loaded);
             }
             controllers.push(controller);
         }
@@ -200,6 +207,17 @@ impl Agent {
             controllers,
             _host: host,
         })
+    }
+
+    /// Runs every controller's plugin calls as `threads` says (the
+    /// simulator runs them inline on its own paused runtime).
+    pub fn with_plugin_threads(mut self, threads: PluginThreads) -> Self {
+        self.controllers = self
+            .controllers
+            .into_iter()
+            .map(|c| c.with_plugin_threads(threads))
+            .collect();
+        self
     }
 
     /// Runs every controller as its own task until `shutdown` turns true.

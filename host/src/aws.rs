@@ -62,3 +62,37 @@ pub fn config_loader(region: Option<&str>) -> ConfigLoader {
 pub async fn sdk_config(region: Option<&str>) -> SdkConfig {
     config_loader(region).load().await
 }
+
+/// Whether an AWS error code says the agent's identity or permissions were
+/// refused.
+pub fn is_permission_code(code: &str) -> bool {
+    matches!(
+        code,
+        "AccessDenied"
+            | "AccessDeniedException"
+            | "UnrecognizedClient"
+            | "UnrecognizedClientException"
+            | "ExpiredToken"
+            | "ExpiredTokenException"
+            | "InvalidClientTokenId"
+            | "SignatureDoesNotMatch"
+            | "MissingAuthenticationToken"
+    )
+}
+
+/// Whether a failed call failed because no credentials could be loaded
+/// (the SDK reports the credentials provider's error as a dispatch
+/// failure; its source chain holds a `CredentialsError`).
+pub fn is_credentials_failure(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(error);
+    while let Some(error) = next {
+        if error
+            .downcast_ref::<aws_credential_types::provider::error::CredentialsError>()
+            .is_some()
+        {
+            return true;
+        }
+        next = error.source();
+    }
+    false
+}

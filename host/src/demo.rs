@@ -295,7 +295,8 @@ fn describe(event: &Event, emulator: &EmulatorHandle) -> Option<String> {
         Event::Resumed { .. }
         | Event::LimitLifted { .. }
         | Event::PluginRetried { .. }
-        | Event::PluginRecovered { .. } => None,
+        | Event::PluginRecovered { .. }
+        | Event::Panicked { .. } => None,
     }
 }
 

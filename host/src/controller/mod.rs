@@ -3,35 +3,37 @@
 //!
 //! This is the reference design's state machine, as code: evaluate; on a
 //! scale decision call UpdateApplication; poll every `update_poll_secs`
-//! while the application is UPDATING (giving up after
-//! `update_timeout_secs`); wait `grace_period_secs`; evaluate again and
-//! scale again if the policy still says so; settle when it holds (a policy
-//! holds at min or max KPU). One controller task owns one application, so
-//! an application never has two updates in flight, and an application that
-//! is not RUNNING is never updated.
+//! while the application is UPDATING; wait `grace_period_secs`; evaluate
+//! again and scale again if the policy still says so; settle when it holds
+//! (a policy holds at min or max KPU). One controller task owns one
+//! application, so an application never has two updates in flight, and an
+//! application that is not RUNNING is never updated.
 //!
-//! Like a kube-rs reconciler, each [`Controller::tick`] reads the world,
-//! decides, acts and returns when it next wants to run. All waiting is on
-//! tokio time, so the simulator can drive the same code on a paused clock.
+//! The decisions about what to do next live in a pure state machine
+//! ([`machine`]): `step(observation, settings, now) -> (next command or
+//! requeue, events)`, with the durable record inside, and no I/O. This
+//! module is its driver, in the manner of a kube-rs reconciler: it runs the
+//! command the machine asks for (DescribeApplication, an evaluation,
+//! UpdateApplication), persists the record whenever it changed (the
+//! `sending` record before UpdateApplication goes out: write-ahead), emits
+//! the events, and sleeps on tokio time when the machine says wait, so the
+//! simulator drives the same code on a paused clock.
 //!
 //! Three disciplines make it safe to leave running unattended:
-//! - **Durable state.** With a [`Journal`], every phase that matters is
-//!   recorded before the action it announces (the `sending` record before
-//!   UpdateApplication), and a restarted controller first resolves the
-//!   journaled phase with [`crate::state::resume`]: an update already sent
-//!   is never sent again, a grace period continues, a decision not sent is
-//!   decided again.
-//! - **Classified AWS failures** ([`Failure`]), each logged once and
-//!   counted: throttling and 5xx back off exponentially with jitter (after
-//!   the SDK's own retries); a stale version id (ConcurrentModification)
-//!   re-reads and re-decides; a busy application (ResourceInUse) is polled;
-//!   the account KPU limit (LimitExceeded) becomes a ceiling for later
-//!   decisions; an invalid request is not repeated; an update that ends
-//!   ROLLED_BACK or times out backs off.
-//! - **Plugin quarantine** ([`quarantine`]): a policy or interpreter that
-//!   keeps failing is left alone for a while and the application holds; a
-//!   failing plugin never produces a scaling action.
+//! - **Durable state.** With a [`Journal`], a restarted controller resumes
+//!   the journaled phase ([`Machine::resume`]): an update already sent is
+//!   never sent again, a grace period continues, a decision not sent is
+//!   decided again. An unreadable journal fails closed ([`Machine::unknown`]):
+//!   the application is read and one grace period held before deciding.
+//! - **Classified AWS failures** ([`Failure`]), each logged and counted by
+//!   one error policy in the machine: UpdateApplication is sent once (the
+//!   SDK does not retry it) and any failure of it is resolved against
+//!   DescribeApplication before anything else is decided.
+//! - **Plugins off the runtime.** Every plugin call runs on a blocking
+//!   thread (`spawn_blocking`), never on a tokio worker, and a plugin that
+//!   keeps failing is quarantined ([`quarantine`]): the application holds.
 
+pub mod machine;
 pub mod quarantine;
 #[cfg(test)]
 mod tests;
@@ -39,6 +41,7 @@ mod tests;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::FutureExt;
 use tokio::sync::watch;
 
 use crate::alarm::AlarmTracker;
@@ -46,10 +49,11 @@ use crate::clock::Clock;
 use crate::config::ApplicationConfig;
 use crate::metrics::{MetricQuery, MetricSource, MetricsError, Series};
 use crate::model::{Action, Application, Decision, Evaluation, Signal};
-use crate::state::{AppRecord, Journal, KpuLimit, Phase, Resume, StateError, Update};
-use crate::target::{AppState, AppStatus, ScalingTarget, TargetError};
+use crate::state::{AppRecord, Journal, JournalFile, Phase, StateError};
+use crate::target::{AppState, ScalingTarget, TargetError};
 use crate::telemetry::{Event, Events};
 
+pub use machine::{Command, Evaluated, Jitter, Machine, Next, Observation, backoff_delay};
 pub use quarantine::{AfterFailure, Gate, PluginHealth, QuarantinePolicy, RetryReason};
 
 /// The decide stage: a policy (in production, a sandboxed plugin instance).
@@ -151,7 +155,8 @@ pub fn fetch_window_secs(app: &ApplicationConfig) -> u32 {
         .max()
         .unwrap_or(60);
     let alarm_need = crate::alarm::window_secs(&app.alarms, &app.metrics);
-    alarm_need.max(10 * longest_period).max(600)
+    // Saturating: a huge `period_secs` must not wrap into a tiny window.
+    alarm_need.max(longest_period.saturating_mul(10)).max(600)
 }
 
 /// Why an evaluation could not be made.
@@ -163,6 +168,10 @@ pub enum EvaluateError {
     /// GetMetricData failed.
     #[error("could not fetch metrics: {0}")]
     Metrics(#[source] MetricsError),
+    /// A plugin call panicked on its thread (a bug of the host, never of a
+    /// plugin: guest failures are traps, not panics).
+    #[error("a plugin call panicked: {0}")]
+    Panicked(String),
 }
 
 /// The result of one evaluation, before acting on it.
@@ -287,77 +296,26 @@ impl Failure {
             TargetError::Invalid(_) => Failure::Invalid,
             TargetError::NotFound(_) => Failure::NotFound,
             TargetError::Permission(_) => Failure::Permission,
+            TargetError::Request(_) => Failure::Invalid,
         }
     }
 }
 
-/// Shortest and longest back-off after a failed step.
-const BACKOFF_MIN: Duration = Duration::from_secs(5);
-const BACKOFF_MAX: Duration = Duration::from_secs(300);
-
-/// How long a target that AWS refused as invalid is not asked for again:
-/// the same request would be refused the same way, and an hour lets a
-/// fixed application configuration be picked up without a restart.
-const REFUSED_TARGET_HOLD_MS: i64 = 3_600_000;
-
-/// How long a KPU limit met holds before the agent dares the refused size
-/// again: other applications may have scaled in, or the quota been raised.
-/// One refused call an hour is not a loop.
-const LIMIT_RETRY_MS: i64 = 3_600_000;
-
-/// The back-off after `failures` consecutive failed steps (1 or more):
-/// 5 s, 10 s, 20 s, ... up to 5 minutes, with "equal jitter": half of it
-/// fixed, the other half scaled by `unit` (in `[0, 1)`), so that
-/// controllers that failed together do not retry together, and none
-/// retries sooner than half its back-off.
-pub fn backoff_delay(failures: u32, unit: f64) -> Duration {
-    let factor = 1u32 << failures.saturating_sub(1).min(6);
-    let ceiling = (BACKOFF_MIN * factor).min(BACKOFF_MAX);
-    let half = ceiling / 2;
-    let unit = if unit.is_finite() {
-        unit.clamp(0.0, 1.0)
-    } else {
-        0.0
-    };
-    // Whole milliseconds, so that runs on a paused clock are reproducible.
-    let jitter = Duration::from_millis((half.as_millis() as f64 * unit) as u64);
-    half + jitter
+/// How plugin calls are run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PluginThreads {
+    /// On tokio's blocking pool (`spawn_blocking`): a slow plugin never
+    /// holds a runtime worker, so the other controllers, the metrics
+    /// batcher, the HTTP listener and the SDK's timers keep running.
+    Blocking,
+    /// On the controller's own task. Only for a runtime that runs nothing
+    /// else and waits on a paused clock: the simulator, where a call
+    /// handed to another thread would only cost time.
+    Inline,
 }
 
-/// A deterministic jitter source (splitmix64): seeded from the
-/// application's name, so two applications draw differently while a test
-/// (or a replay) draws the same numbers every run.
-#[derive(Debug, Clone)]
-struct Jitter(u64);
-
-impl Jitter {
-    fn seeded(name: &str) -> Self {
-        // FNV-1a of the name.
-        let seed = name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-            (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
-        });
-        Self(seed)
-    }
-
-    /// A number in `[0, 1)`.
-    fn next(&mut self) -> f64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^= z >> 31;
-        (z >> 11) as f64 / (1u64 << 53) as f64
-    }
-}
-
-/// A target AWS refused as invalid, not asked for again before `until_ms`.
-#[derive(Debug, Clone, Copy)]
-struct RefusedTarget {
-    kpu: u32,
-    until_ms: i64,
-}
-
-/// The control loop of one application.
+/// The control loop of one application: the [`Machine`] and the ports it
+/// drives.
 pub struct Controller {
     settings: Settings,
     queries: Vec<MetricQuery>,
@@ -365,33 +323,18 @@ pub struct Controller {
     alarms: AlarmTracker,
     source: Arc<dyn MetricSource>,
     target: Arc<dyn ScalingTarget>,
-    policy: Box<dyn Decide>,
+    /// Taken out while a call runs on a blocking thread.
+    policy: Option<Box<dyn Decide>>,
     interpreters: Vec<Box<dyn Interpret>>,
     clock: Clock,
     events: Events,
-    /// What the journal holds (or would hold, without one).
-    durable: AppRecord,
+    machine: Machine,
     journal: Option<Journal>,
     /// The last record the journal accepted.
     saved: Option<AppRecord>,
-    /// A phase whose outcome is unknown (journaled before a restart, or an
-    /// update whose answer was lost): resolved before the next decision.
-    pending: Option<Phase>,
-    consecutive_failures: u32,
-    jitter: Jitter,
-    refused: Option<RefusedTarget>,
     policy_health: PluginHealth,
     interpreter_health: Vec<PluginHealth>,
-}
-
-/// What resolving an in-doubt phase came to.
-enum Step {
-    /// Nothing in flight any more: evaluate now.
-    Evaluate,
-    /// Run again after this long.
-    Next(Duration),
-    /// Shutdown was requested.
-    Stop,
+    threads: PluginThreads,
 }
 
 impl Controller {
@@ -429,39 +372,40 @@ impl Controller {
             alarms: AlarmTracker::new(&app.alarms, clock.now_ms()),
             source,
             target,
-            policy,
+            policy: Some(policy),
             interpreters,
             clock,
             events,
-            durable: AppRecord::default(),
+            machine: Machine::new(Jitter::seeded(&app.name)),
             journal: None,
             saved: None,
-            pending: None,
-            consecutive_failures: 0,
-            jitter: Jitter::seeded(&app.name),
-            refused: None,
             policy_health: PluginHealth::default(),
             interpreter_health,
+            threads: PluginThreads::Blocking,
         }
     }
 
-    /// Keeps the controller's state in `journal`, and resumes from what it
-    /// holds: an in-flight phase is resolved at the first tick, before
-    /// anything is decided. An unreadable journal is reported (and set
-    /// aside) and the controller starts with no state. A dry-run
-    /// controller takes no journal (it would overwrite the record of an
-    /// agent that acts): the journal is dropped, and its lock released.
-    pub fn with_journal(mut self, mut journal: Journal) -> Self {
+    /// Keeps the controller's state in `journal`, resuming from `loaded`,
+    /// what [`Journal::load`] read from it: an in-flight phase is resolved
+    /// at the first step, before anything is decided. An unreadable
+    /// journal (`Err`) fails closed: it is kept aside for inspection, and
+    /// the application is read and one grace period held before any
+    /// decision. A dry-run controller takes no journal (it would overwrite
+    /// the record of an agent that acts): the journal is dropped, and its
+    /// lock released.
+    pub fn with_journal(
+        mut self,
+        journal: Journal,
+        loaded: Result<Option<JournalFile>, StateError>,
+    ) -> Self {
         if self.settings.dry_run {
             return self;
         }
-        match journal.load() {
+        let jitter = Jitter::seeded(&self.settings.name);
+        match loaded {
             Ok(Some(file)) => {
-                self.durable = file.record.clone();
-                self.saved = Some(file.record);
-                if self.durable.phase != Phase::Idle {
-                    self.pending = Some(self.durable.phase.clone());
-                }
+                self.saved = Some(file.record.clone());
+                self.machine = Machine::resume(file.record, jitter);
             }
             Ok(None) => {}
             Err(error) => {
@@ -474,11 +418,17 @@ impl Controller {
                 };
                 self.fail(
                     Failure::Journal,
-                    format!("{error}{aside}; starting with no state"),
+                    format!(
+                        "{error}{aside}; the outcome of anything in flight is unknown: reading the application and holding one grace period before deciding"
+                    ),
                 );
+                self.machine = Machine::unknown(self.clock.now_ms(), jitter);
             }
         }
         self.journal = Some(journal);
+        // The record in force is journaled at once, so that a crash before
+        // the first step does not forget that it is in doubt.
+        self.persist();
         self
     }
 
@@ -488,10 +438,16 @@ impl Controller {
         self
     }
 
+    /// Runs plugin calls as `threads` says instead of on blocking threads.
+    pub fn with_plugin_threads(mut self, threads: PluginThreads) -> Self {
+        self.threads = threads;
+        self
+    }
+
     /// Seeds the back-off jitter with `seed` instead of the application's
     /// name.
     pub fn with_jitter_seed(mut self, seed: u64) -> Self {
-        self.jitter = Jitter(seed);
+        self.machine.set_jitter(Jitter::new(seed));
         self
     }
 
@@ -502,22 +458,98 @@ impl Controller {
 
     /// What the controller would journal now.
     pub fn record(&self) -> &AppRecord {
-        &self.durable
+        &self.machine.record
     }
 
     /// Runs the loop until `shutdown` becomes true. The first evaluation is
-    /// immediate (after resolving a journaled phase).
+    /// immediate (after resolving a journaled phase). A panic in a step is
+    /// caught, reported, and whatever was in flight resolved again: one
+    /// application's bug does not stop its controller for good.
     pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
         self.warn_if_autoscaling().await;
-        let mut delay = Duration::ZERO;
+        let mut observation = Observation::Wake;
         loop {
-            if sleep_or_shutdown(delay, &mut shutdown).await {
-                return;
+            let next = self.step(observation);
+            observation = match next {
+                Next::Wait(delay) => {
+                    if sleep_or_shutdown(delay, &mut shutdown).await {
+                        return;
+                    }
+                    Observation::Wake
+                }
+                Next::Run(command) => {
+                    // A command in flight is finished (an answer dropped
+                    // halfway is an update in doubt), but none is started
+                    // after shutdown was asked for.
+                    if *shutdown.borrow() {
+                        return;
+                    }
+                    self.execute(command).await
+                }
+            };
+        }
+    }
+
+    /// Steps the machine at the current time, emits its events and
+    /// persists its record.
+    fn step(&mut self, observation: Observation) -> Next {
+        let now_ms = self.clock.now_ms();
+        let transition = self.machine.step(observation, &self.settings, now_ms);
+        for event in transition.events {
+            self.events.emit(event);
+        }
+        let journaled = self.persist();
+        match transition.next {
+            // Write-ahead: no update goes out that the journal does not
+            // know about.
+            Next::Run(Command::Update { .. }) if !journaled => self.step(Observation::NotJournaled),
+            next => next,
+        }
+    }
+
+    /// Runs one command and returns what it observed; a panic on the way
+    /// is observed too.
+    async fn execute(&mut self, command: Command) -> Observation {
+        let run = std::panic::AssertUnwindSafe(self.run_command(command)).catch_unwind();
+        match run.await {
+            Ok(observation) => observation,
+            Err(panic) => {
+                let message = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| (*s).to_owned())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "a panic with no message".to_owned());
+                Observation::Panicked(message)
             }
-            match self.tick(&mut shutdown).await {
-                Some(next) => delay = next,
-                None => return,
+        }
+    }
+
+    async fn run_command(&mut self, command: Command) -> Observation {
+        let name = &self.settings.name;
+        match command {
+            Command::Describe => Observation::Described(self.target.describe(name).await),
+            Command::Update { update, current } => {
+                Observation::Updated(self.target.rescale(name, update.target_kpu, &current).await)
             }
+            Command::Evaluate => match self.evaluate().await {
+                Ok(assessment) => {
+                    self.emit_evaluated(&assessment);
+                    Observation::Evaluated(Ok(Evaluated {
+                        state: assessment.state,
+                        decision: assessment.decision,
+                    }))
+                }
+                Err(error) => {
+                    let class = match &error {
+                        EvaluateError::Metrics(MetricsError::Throttled(_)) => Failure::Throttled,
+                        EvaluateError::Metrics(MetricsError::Permission(_)) => Failure::Permission,
+                        EvaluateError::Metrics(_) => Failure::Metrics,
+                        EvaluateError::Target(e) => Failure::of(e),
+                        EvaluateError::Panicked(_) => Failure::Plugin,
+                    };
+                    Observation::Evaluated(Err((class, error.to_string())))
+                }
+            },
         }
     }
 
@@ -526,103 +558,6 @@ impl Controller {
             && state.autoscaling_enabled
         {
             crate::telemetry::warn_autoscaling_enabled(&self.settings.name, state.status);
-        }
-    }
-
-    /// One pass of the loop: resolve a phase in doubt, evaluate, act, and
-    /// follow an update through to its grace period. Returns when to run
-    /// next, or `None` on shutdown.
-    pub async fn tick(&mut self, shutdown: &mut watch::Receiver<bool>) -> Option<Duration> {
-        if let Some(phase) = self.pending.take() {
-            match self.resolve(phase, shutdown).await {
-                Step::Evaluate => {}
-                Step::Next(delay) => return Some(delay),
-                Step::Stop => return None,
-            }
-        }
-        let assessment = match self.evaluate().await {
-            Ok(a) => a,
-            Err(error) => {
-                let class = match &error {
-                    EvaluateError::Metrics(MetricsError::Throttled(_)) => Failure::Throttled,
-                    EvaluateError::Metrics(MetricsError::Permission(_)) => Failure::Permission,
-                    EvaluateError::Metrics(_) => Failure::Metrics,
-                    EvaluateError::Target(e) => Failure::of(e),
-                };
-                self.fail(class, error.to_string());
-                return Some(self.backoff());
-            }
-        };
-        match self.act(&assessment).await {
-            ActOutcome::Held => {
-                self.consecutive_failures = 0;
-                let next = assessment
-                    .decision
-                    .next_evaluation_secs
-                    .map(secs)
-                    .unwrap_or(self.settings.evaluation_interval);
-                Some(next)
-            }
-            ActOutcome::NotSent { retry_after } => Some(retry_after),
-            ActOutcome::Started { .. } => {
-                self.consecutive_failures = 0;
-                let Some(update) = self.durable.phase.update().cloned() else {
-                    // `started` always records the update; should that ever
-                    // change, re-check rather than stop.
-                    return Some(self.settings.update_poll);
-                };
-                match self.follow_through(&update, shutdown).await {
-                    Step::Next(delay) => Some(delay),
-                    Step::Stop => None,
-                    Step::Evaluate => Some(Duration::ZERO),
-                }
-            }
-        }
-    }
-
-    /// Resolves a phase whose outcome is unknown, against what
-    /// DescribeApplication says now (see [`crate::state::resume`]).
-    async fn resolve(&mut self, phase: Phase, shutdown: &mut watch::Receiver<bool>) -> Step {
-        let name = self.settings.name.clone();
-        let state = match self.target.describe(&name).await {
-            Ok(state) => state,
-            Err(error) => {
-                self.fail(
-                    Failure::of(&error),
-                    format!("cannot resolve the {} phase: {error}", phase.name()),
-                );
-                self.pending = Some(phase);
-                return Step::Next(self.backoff());
-            }
-        };
-        let now_ms = self.clock.now_ms();
-        let resume = crate::state::resume(&phase, &state, now_ms, self.settings.grace_period);
-        self.events.emit(Event::Resumed {
-            application: name.clone(),
-            at_ms: now_ms,
-            phase: phase.name().to_owned(),
-            resume: resume.name().to_owned(),
-            version_id: state.version_id,
-        });
-        match resume {
-            Resume::Evaluate | Resume::Reevaluate { .. } | Resume::NotApplied { .. } => {
-                self.set_phase(Phase::Idle);
-                Step::Evaluate
-            }
-            Resume::Grace { remaining } => Step::Next(remaining),
-            Resume::Follow { update } => self.follow_through(&update, shutdown).await,
-            Resume::Finished { update } => Step::Next(self.completed(&update, &state)),
-            Resume::Failed { update, status } => {
-                self.fail(
-                    Failure::UpdateFailed,
-                    format!(
-                        "the update to {} KPU (version {}) ended in {status}",
-                        update.target_kpu, update.quoted_version_id
-                    ),
-                );
-                self.set_phase(Phase::Idle);
-                Step::Next(self.backoff())
-            }
         }
     }
 
@@ -643,7 +578,6 @@ impl Controller {
                 .await
                 .map_err(EvaluateError::Metrics)?
         };
-        self.review_limit(state.kpu(), now_ms);
         let app = Application {
             name: name.clone(),
             status: state.status,
@@ -651,12 +585,12 @@ impl Controller {
             parallelism: state.parallelism,
             parallelism_per_kpu: state.parallelism_per_kpu,
             min_kpu: self.settings.min_kpu,
-            max_kpu: self.max_kpu(),
+            max_kpu: self.machine.max_kpu(&self.settings, state.kpu(), now_ms),
             version_id: state.version_id,
-            last_rescale_ms: self.durable.last_rescale_ms,
-            last_update_duration_secs: self.durable.last_update_duration_secs,
+            last_rescale_ms: self.machine.record.last_rescale_ms,
+            last_update_duration_secs: self.machine.record.last_update_duration_secs,
         };
-        let (signals, trouble) = self.interpret(now_ms, &app, &metrics);
+        let (signals, trouble) = self.interpret(now_ms, &app, &metrics).await?;
         let alarms = self.alarms.update(&metrics, now_ms);
         let evaluation = Evaluation {
             now_ms,
@@ -669,10 +603,12 @@ impl Controller {
             // Signals are missing: deciding without them could scale on
             // half the picture.
             Some(why) => Decision::hold(format!("{why}; holding")),
-            None => self.decide(&evaluation),
+            None => self.decide(&evaluation).await?,
         };
         let decision = crate::plugin::validate::validate_decision(raw, &evaluation.app);
-        let decision = self.apply_refusals(decision, &evaluation.app, now_ms);
+        let decision = self
+            .machine
+            .refine(&self.settings, decision, &evaluation.app, now_ms);
         Ok(Assessment {
             state,
             evaluation,
@@ -680,157 +616,233 @@ impl Controller {
         })
     }
 
-    /// The highest KPU decisions may reach: `max_kpu`, or below a KPU the
-    /// account's limit refused.
-    fn max_kpu(&self) -> u32 {
-        match self.durable.kpu_limit {
-            Some(limit) => limit
-                .ceiling()
-                .min(self.settings.max_kpu)
-                .max(self.settings.min_kpu),
-            None => self.settings.max_kpu,
+    /// Records an evaluation and, unless holding or in dry-run, sends the
+    /// update, resolving a failed one against DescribeApplication, but
+    /// without following it (the `once` command). Never sends one to an
+    /// application that is not RUNNING.
+    pub async fn act(&mut self, assessment: &Assessment) -> ActOutcome {
+        self.emit_evaluated(assessment);
+        let mut observation = Observation::Evaluated(Ok(Evaluated {
+            state: assessment.state.clone(),
+            decision: assessment.decision.clone(),
+        }));
+        let mut started = None;
+        loop {
+            let phase_before = self.machine.record.phase.clone();
+            let next = self.step(observation);
+            if let (Phase::Sending { update }, Phase::Sent { .. }) =
+                (&phase_before, &self.machine.record.phase)
+            {
+                started = Some(ActOutcome::Started {
+                    to_kpu: update.target_kpu,
+                    at_ms: self.clock.now_ms(),
+                });
+            }
+            match next {
+                Next::Run(command @ (Command::Update { .. } | Command::Describe)) => {
+                    observation = self.execute(command).await;
+                }
+                Next::Run(Command::Evaluate) | Next::Wait(_) if started.is_some() => {
+                    return started.unwrap_or(ActOutcome::Held);
+                }
+                Next::Run(Command::Evaluate) => {
+                    return ActOutcome::NotSent {
+                        retry_after: Duration::ZERO,
+                    };
+                }
+                Next::Wait(delay) => {
+                    let sent = matches!(assessment.decision.action, Action::ScaleTo(_));
+                    return if sent && !self.settings.dry_run {
+                        ActOutcome::NotSent { retry_after: delay }
+                    } else {
+                        ActOutcome::Held
+                    };
+                }
+            }
         }
     }
 
-    /// Lifts a recorded KPU limit that no longer says anything: the
-    /// application runs at or above the refused size, or the limit is old.
-    fn review_limit(&mut self, kpu: u32, now_ms: i64) {
-        let Some(limit) = self.durable.kpu_limit else {
-            return;
-        };
-        let reason = if kpu >= limit.refused_kpu {
-            format!(
-                "the application runs at {kpu} KPU, not below the {} KPU refused",
-                limit.refused_kpu
-            )
-        } else if now_ms - limit.at_ms >= LIMIT_RETRY_MS {
-            format!(
-                "{} s have passed; the limit may have been raised",
-                LIMIT_RETRY_MS / 1000
-            )
-        } else {
-            return;
-        };
-        self.durable.kpu_limit = None;
-        self.persist();
-        self.events.emit(Event::LimitLifted {
+    fn emit_evaluated(&self, assessment: &Assessment) {
+        let Assessment {
+            state,
+            evaluation,
+            decision,
+        } = assessment;
+        self.events.emit(Event::Evaluated {
             application: self.settings.name.clone(),
-            at_ms: now_ms,
-            refused_kpu: limit.refused_kpu,
-            reason,
+            at_ms: evaluation.now_ms,
+            kpu: state.kpu(),
+            latest: evaluation
+                .metrics
+                .iter()
+                .map(|s| (s.query.id.clone(), s.points.last().map(|p| p.value)))
+                .collect(),
+            alarms: evaluation.alarms.clone(),
+            decision: decision.clone(),
+            dry_run: self.settings.dry_run,
         });
     }
 
-    /// Says why a decision stops below `max_kpu` (a KPU limit met), and
-    /// holds instead of asking again for a target AWS refused as invalid.
-    fn apply_refusals(&self, mut decision: Decision, app: &Application, now_ms: i64) -> Decision {
-        if let Some(limit) = self.durable.kpu_limit {
-            let at_ceiling = match decision.action {
-                Action::ScaleTo(kpu) => kpu == app.max_kpu,
-                Action::Hold => app.kpu == app.max_kpu,
-            };
-            if at_ceiling && app.max_kpu < self.settings.max_kpu {
-                decision.reason.push_str(&format!(
-                    "; max lowered to {} KPU: the account's KPU limit refused {} KPU",
-                    app.max_kpu, limit.refused_kpu
-                ));
+    /// Runs `call` with the plugin `plugin` as [`PluginThreads`] says:
+    /// on a blocking thread, or inline.
+    async fn off_runtime<P, R>(
+        threads: PluginThreads,
+        plugin: P,
+        call: impl FnOnce(&mut P) -> R + Send + 'static,
+    ) -> Result<(P, R), EvaluateError>
+    where
+        P: Send + 'static,
+        R: Send + 'static,
+    {
+        let mut plugin = plugin;
+        match threads {
+            PluginThreads::Inline => {
+                let result = call(&mut plugin);
+                Ok((plugin, result))
             }
+            PluginThreads::Blocking => tokio::task::spawn_blocking(move || {
+                let result = call(&mut plugin);
+                (plugin, result)
+            })
+            .await
+            .map_err(|e| EvaluateError::Panicked(e.to_string())),
         }
-        if let (Action::ScaleTo(kpu), Some(refused)) = (decision.action, self.refused)
-            && kpu == refused.kpu
-            && now_ms < refused.until_ms
-        {
-            decision.action = Action::Hold;
-            decision.reason.push_str(&format!(
-                "; UpdateApplication refused {kpu} KPU as invalid, not asked again for another {} s, holding",
-                secs_until(refused.until_ms, now_ms)
-            ));
-        }
-        decision
     }
 
-    /// Runs every interpreter that is not quarantined. Returns the signals,
-    /// and why the evaluation must hold if an interpreter failed or is
-    /// quarantined.
-    fn interpret(
+    /// Runs every interpreter that is not quarantined, off the runtime.
+    /// Returns the signals, and why the evaluation must hold if an
+    /// interpreter failed or is quarantined.
+    async fn interpret(
         &mut self,
         now_ms: i64,
         app: &Application,
         metrics: &[Series],
-    ) -> (Vec<Signal>, Option<String>) {
+    ) -> Result<(Vec<Signal>, Option<String>), EvaluateError> {
+        if self.interpreters.is_empty() {
+            return Ok((Vec::new(), None));
+        }
+        let interpreters = std::mem::take(&mut self.interpreters);
+        let health = std::mem::take(&mut self.interpreter_health);
+        let quarantine = self.settings.quarantine;
+        let (app, metrics) = (app.clone(), metrics.to_vec());
+        let ((interpreters, health), outcomes) = Self::off_runtime(
+            self.threads,
+            (interpreters, health),
+            move |(interpreters, health)| {
+                interpreters
+                    .iter_mut()
+                    .zip(health.iter_mut())
+                    .map(|(interpreter, health)| {
+                        let gate = health.gate(now_ms, || interpreter.changed());
+                        let result = match gate {
+                            Gate::Skip { until_ms } => Err(Gate::Skip { until_ms }),
+                            gate => Ok((gate, interpreter.interpret(now_ms, &app, &metrics))),
+                        };
+                        let after = match &result {
+                            Ok((_, Ok(_))) => None,
+                            Ok((_, Err(_))) => Some(health.failed(now_ms, &quarantine)),
+                            Err(_) => None,
+                        };
+                        let recovered = matches!(&result, Ok((_, Ok(_)))) && health.succeeded();
+                        (interpreter.label(), result, after, recovered)
+                    })
+                    .collect::<Vec<_>>()
+            },
+        )
+        .await?;
+        self.interpreters = interpreters;
+        self.interpreter_health = health;
         let mut signals = Vec::new();
         let mut trouble = Vec::new();
-        for i in 0..self.interpreters.len() {
-            let gate = {
-                let interpreter = &mut self.interpreters[i];
-                self.interpreter_health[i].gate(now_ms, || interpreter.changed())
-            };
-            let label = self.interpreters[i].label();
-            match gate {
-                Gate::Skip { until_ms } => {
-                    trouble.push(format!(
-                        "interpreter {label} is quarantined for another {} s",
-                        secs_until(until_ms, now_ms)
-                    ));
-                    continue;
-                }
-                Gate::Retry(reason) => self.plugin_retried(&label, reason, now_ms),
-                Gate::Call => {}
-            }
-            match self.interpreters[i].interpret(now_ms, app, metrics) {
-                Ok(found) => {
-                    if self.interpreter_health[i].succeeded() {
-                        self.plugin_recovered(&self.interpreters[i].label(), now_ms);
+        for (label, result, after, recovered) in outcomes {
+            match result {
+                Err(Gate::Skip { until_ms }) => trouble.push(format!(
+                    "interpreter {label} is quarantined for another {} s",
+                    machine::secs_until(until_ms, now_ms)
+                )),
+                Err(_) => {}
+                Ok((gate, result)) => {
+                    if let Gate::Retry(reason) = gate {
+                        self.plugin_retried(&label, reason, now_ms);
                     }
-                    signals.extend(found.into_iter().filter(|s| s.value.is_finite()));
-                }
-                Err(error) => {
-                    let label = self.interpreters[i].label();
-                    let after =
-                        self.interpreter_health[i].failed(now_ms, &self.settings.quarantine);
-                    let message = format!("interpreter {label} failed: {error}");
-                    self.plugin_failed(&label, message.clone(), after, now_ms);
-                    trouble.push(message);
+                    match result {
+                        Ok(found) => {
+                            if recovered {
+                                self.plugin_recovered(&label, now_ms);
+                            }
+                            signals.extend(found.into_iter().filter(|s| s.value.is_finite()));
+                        }
+                        Err(error) => {
+                            let message = format!("interpreter {label} failed: {error}");
+                            if let Some(after) = after {
+                                self.plugin_failed(&label, message.clone(), after, now_ms);
+                            }
+                            trouble.push(message);
+                        }
+                    }
                 }
             }
         }
         let trouble = (!trouble.is_empty()).then(|| trouble.join("; "));
-        (signals, trouble)
+        Ok((signals, trouble))
     }
 
-    /// Asks the policy, unless it is quarantined; a failure is a hold.
-    fn decide(&mut self, evaluation: &Evaluation) -> Decision {
+    /// Asks the policy, off the runtime, unless it is quarantined; a
+    /// failure is a hold.
+    async fn decide(&mut self, evaluation: &Evaluation) -> Result<Decision, EvaluateError> {
         let now_ms = evaluation.now_ms;
-        let gate = {
-            let policy = &mut self.policy;
-            self.policy_health.gate(now_ms, || policy.changed())
+        let Some(policy) = self.policy.take() else {
+            // Only a panic in an earlier call can lose it.
+            return Ok(Decision::hold(
+                "the policy was lost to an earlier panic; holding".to_owned(),
+            ));
         };
-        match gate {
-            Gate::Skip { until_ms } => {
-                return Decision::hold(format!(
-                    "policy {} is quarantined for another {} s after failing repeatedly; holding",
-                    self.policy.label(),
-                    secs_until(until_ms, now_ms)
-                ));
+        let health = std::mem::take(&mut self.policy_health);
+        let evaluation = evaluation.clone();
+        let ((policy, health), (gate, result)) =
+            Self::off_runtime(self.threads, (policy, health), move |(policy, health)| {
+                let gate = health.gate(now_ms, || policy.changed());
+                let result = match gate {
+                    Gate::Skip { .. } => None,
+                    _ => Some(policy.decide(&evaluation)),
+                };
+                (gate, result)
+            })
+            .await?;
+        let label = policy.label();
+        self.policy = Some(policy);
+        self.policy_health = health;
+        let result = match (gate, result) {
+            (gate, None) => {
+                let until_ms = match gate {
+                    Gate::Skip { until_ms } => until_ms,
+                    _ => now_ms,
+                };
+                return Ok(Decision::hold(format!(
+                    "policy {label} is quarantined for another {} s after failing repeatedly; holding",
+                    machine::secs_until(until_ms, now_ms)
+                )));
             }
-            Gate::Retry(reason) => self.plugin_retried(&self.policy.label(), reason, now_ms),
-            Gate::Call => {}
-        }
-        match self.policy.decide(evaluation) {
+            (Gate::Retry(reason), Some(result)) => {
+                self.plugin_retried(&label, reason, now_ms);
+                result
+            }
+            (_, Some(result)) => result,
+        };
+        Ok(match result {
             Ok(decision) => {
                 if self.policy_health.succeeded() {
-                    self.plugin_recovered(&self.policy.label(), now_ms);
+                    self.plugin_recovered(&label, now_ms);
                 }
                 decision
             }
             Err(error) => {
-                let label = self.policy.label();
                 let after = self.policy_health.failed(now_ms, &self.settings.quarantine);
                 let message = format!("policy {label} failed: {error}");
                 self.plugin_failed(&label, message.clone(), after, now_ms);
                 Decision::hold(format!("{message}; holding"))
             }
-        }
+        })
     }
 
     fn plugin_failed(&self, label: &str, message: String, after: AfterFailure, now_ms: i64) {
@@ -863,298 +875,18 @@ impl Controller {
         });
     }
 
-    /// Records an evaluation and, unless holding or in dry-run, sends the
-    /// update. Never sends one to an application that is not RUNNING.
-    pub async fn act(&mut self, assessment: &Assessment) -> ActOutcome {
-        let Assessment {
-            state,
-            evaluation,
-            decision,
-        } = assessment;
-        self.events.emit(Event::Evaluated {
-            application: self.settings.name.clone(),
-            at_ms: evaluation.now_ms,
-            kpu: state.kpu(),
-            latest: evaluation
-                .metrics
-                .iter()
-                .map(|s| (s.query.id.clone(), s.points.last().map(|p| p.value)))
-                .collect(),
-            alarms: evaluation.alarms.clone(),
-            decision: decision.clone(),
-            dry_run: self.settings.dry_run,
-        });
-        if self.settings.dry_run {
-            return ActOutcome::Held;
-        }
-        let Action::ScaleTo(to_kpu) = decision.action else {
-            // Settled (or still holding): nothing is in flight.
-            self.set_phase(Phase::Idle);
-            return ActOutcome::Held;
-        };
-        if state.status != AppStatus::Running {
-            let already = matches!(&self.durable.phase,
-                Phase::Decided { target_kpu, .. } if *target_kpu == to_kpu);
-            if !already {
-                self.set_phase(Phase::Decided {
-                    target_kpu: to_kpu,
-                    reason: decision.reason.clone(),
-                    at_ms: evaluation.now_ms,
-                });
-            }
-            self.fail(
-                Failure::NotRunning,
-                format!(
-                    "application is {}, not RUNNING; rescale to {to_kpu} KPU deferred",
-                    state.status
-                ),
-            );
-            return ActOutcome::NotSent {
-                retry_after: self.settings.update_poll,
-            };
-        }
-        self.send_update(state, to_kpu, &decision.reason).await
-    }
-
-    /// Journals the update, then sends it. A decision sent at once is
-    /// journaled as `sending` only (it carries the decision's target,
-    /// reason and time): the recovery is the same as with a `decided`
-    /// record first, for one fsync instead of two.
-    async fn send_update(&mut self, state: &AppState, to_kpu: u32, reason: &str) -> ActOutcome {
-        let name = self.settings.name.clone();
-        let update = Update {
-            target_kpu: to_kpu,
-            from_kpu: state.kpu(),
-            quoted_version_id: state.version_id,
-            reason: reason.to_owned(),
-            started_ms: self.clock.now_ms(),
-        };
-        if !self.set_phase(Phase::Sending {
-            update: update.clone(),
-        }) {
-            // Without the record, a crash after the call could not tell
-            // whether it went out: better not to send it at all.
-            return ActOutcome::NotSent {
-                retry_after: self.backoff(),
-            };
-        }
-        let error = match self.target.rescale(&name, to_kpu, state).await {
-            Ok(new_version_id) => return self.started(update, new_version_id),
-            Err(error) => error,
-        };
-        let class = Failure::of(&error);
-        let message = format!("UpdateApplication to {to_kpu} KPU failed: {error}");
-        if matches!(error, TargetError::Transient(_) | TargetError::Throttled(_)) {
-            // A lost answer may hide an update that took effect: the
-            // version id tells, so the same decision is never sent twice.
-            match self.target.describe(&name).await {
-                Ok(now) if now.version_id > update.quoted_version_id => {
-                    self.fail(
-                        class,
-                        format!(
-                            "{message}; the version id moved to {}, so it took effect",
-                            now.version_id
-                        ),
-                    );
-                    return self.started(update, now.version_id);
-                }
-                Ok(_) => {}
-                Err(describe_error) => {
-                    // Unknown: keep the `sending` record and resolve it
-                    // before deciding anything else.
-                    self.fail(
-                        class,
-                        format!(
-                            "{message}; whether it took effect is unknown until DescribeApplication answers ({describe_error})"
-                        ),
-                    );
-                    self.pending = Some(self.durable.phase.clone());
-                    return ActOutcome::NotSent {
-                        retry_after: self.backoff(),
-                    };
-                }
-            }
-        }
-        self.fail(class, message);
-        self.not_sent(&update, &error)
-    }
-
-    /// UpdateApplication was accepted (or its effect seen).
-    fn started(&mut self, update: Update, new_version_id: u64) -> ActOutcome {
-        let at_ms = self.clock.now_ms();
-        let to_kpu = update.target_kpu;
-        self.events.emit(Event::RescaleStarted {
-            application: self.settings.name.clone(),
-            at_ms,
-            from_kpu: update.from_kpu,
-            to_kpu,
-            version_id: update.quoted_version_id,
-        });
-        self.set_phase(Phase::Sent {
-            update,
-            new_version_id,
-        });
-        ActOutcome::Started { to_kpu, at_ms }
-    }
-
-    /// What to do after UpdateApplication certainly did not take effect.
-    fn not_sent(&mut self, update: &Update, error: &TargetError) -> ActOutcome {
-        let now_ms = self.clock.now_ms();
-        let retry_after = match error {
-            // Somebody else updated it: re-read and re-decide at once, with
-            // the new version id and status.
-            TargetError::ConcurrentModification(_) => Duration::from_secs(1),
-            TargetError::ResourceInUse(_) => self.settings.update_poll,
-            TargetError::Throttled(_) | TargetError::Transient(_) => self.backoff(),
-            TargetError::LimitExceeded(_) => {
-                // Only a scale-out says where the ceiling is; asking for
-                // less than now and being refused says nothing about more.
-                if update.target_kpu > update.from_kpu {
-                    let limit = KpuLimit {
-                        refused_kpu: update.target_kpu,
-                        at_ms: now_ms,
-                    };
-                    self.durable.kpu_limit = Some(limit);
-                    self.events.emit(Event::LimitRecorded {
-                        application: self.settings.name.clone(),
-                        at_ms: now_ms,
-                        refused_kpu: limit.refused_kpu,
-                        ceiling_kpu: limit.ceiling(),
-                    });
-                    self.settings.evaluation_interval
-                } else {
-                    self.backoff()
-                }
-            }
-            TargetError::Permission(_) => self.backoff(),
-            TargetError::Invalid(_) | TargetError::NotFound(_) => {
-                self.refused = Some(RefusedTarget {
-                    kpu: update.target_kpu,
-                    until_ms: now_ms + REFUSED_TARGET_HOLD_MS,
-                });
-                self.backoff()
-            }
-        };
-        self.set_phase(Phase::Idle);
-        ActOutcome::NotSent { retry_after }
-    }
-
-    /// Follows an update that took effect to its end, then starts the
-    /// grace period (or backs off if it failed).
-    async fn follow_through(
-        &mut self,
-        update: &Update,
-        shutdown: &mut watch::Receiver<bool>,
-    ) -> Step {
-        match self.follow(update, shutdown).await {
-            Follow::Running(state) => Step::Next(self.completed(update, &state)),
-            Follow::GaveUp => {
-                self.set_phase(Phase::Idle);
-                Step::Next(self.backoff())
-            }
-            Follow::Shutdown => Step::Stop,
-        }
-    }
-
-    /// Polls the application every `update_poll` until it is RUNNING again,
-    /// it fails, or `update_timeout` has passed since the update was sent.
-    async fn follow(&mut self, update: &Update, shutdown: &mut watch::Receiver<bool>) -> Follow {
-        let name = self.settings.name.clone();
-        let to_kpu = update.target_kpu;
-        let timeout_ms = self.settings.update_timeout.as_millis() as i64;
-        loop {
-            if sleep_or_shutdown(self.settings.update_poll, shutdown).await {
-                return Follow::Shutdown;
-            }
-            let now_ms = self.clock.now_ms();
-            match self.target.describe(&name).await {
-                Ok(state) if state.status == AppStatus::Running => {
-                    return Follow::Running(state);
-                }
-                Ok(state) if !state.status.is_transitional() => {
-                    self.fail(
-                        Failure::UpdateFailed,
-                        format!("update to {to_kpu} KPU ended in {}", state.status),
-                    );
-                    return Follow::GaveUp;
-                }
-                Ok(_) => {
-                    if !matches!(self.durable.phase, Phase::Updating { .. }) {
-                        self.set_phase(Phase::Updating {
-                            update: update.clone(),
-                            observed_ms: now_ms,
-                        });
-                    }
-                }
-                Err(error) => self.fail(
-                    Failure::of(&error),
-                    format!("DescribeApplication while following the update to {to_kpu} KPU failed: {error}"),
-                ),
-            }
-            if now_ms - update.started_ms >= timeout_ms {
-                self.fail(
-                    Failure::UpdateTimeout,
-                    format!(
-                        "application not RUNNING {} s after the update to {to_kpu} KPU",
-                        self.settings.update_timeout.as_secs()
-                    ),
-                );
-                return Follow::GaveUp;
-            }
-        }
-    }
-
-    /// The update is over and the application RUNNING: records it and
-    /// starts the grace period, whose length is returned.
-    fn completed(&mut self, update: &Update, state: &AppState) -> Duration {
-        let now_ms = self.clock.now_ms();
-        let update_secs =
-            u32::try_from((now_ms - update.started_ms).max(0) / 1000).unwrap_or(u32::MAX);
-        self.durable.last_rescale_ms = Some(now_ms);
-        self.durable.last_update_duration_secs = Some(update_secs);
-        self.events.emit(Event::RescaleCompleted {
-            application: self.settings.name.clone(),
-            at_ms: now_ms,
-            kpu: state.kpu(),
-            update_secs,
-        });
-        if state.kpu() != update.target_kpu {
-            self.fail(
-                Failure::UpdateResult,
-                format!(
-                    "application is RUNNING at {} KPU, not the {} KPU requested",
-                    state.kpu(),
-                    update.target_kpu
-                ),
-            );
-        }
-        let grace = self.settings.grace_period;
-        self.set_phase(Phase::Grace {
-            kpu: state.kpu(),
-            until_ms: now_ms + grace.as_millis() as i64,
-        });
-        grace
-    }
-
-    /// Moves to `phase` and journals it. Returns false if the journal
-    /// refused the record (already reported).
-    fn set_phase(&mut self, phase: Phase) -> bool {
-        self.durable.phase = phase;
-        self.persist()
-    }
-
     /// Writes the record if it differs from the last one written. Returns
     /// false if the journal refused it (reported as a `journal` failure).
     fn persist(&mut self) -> bool {
-        if self.saved.as_ref() == Some(&self.durable) {
+        if self.saved.as_ref() == Some(&self.machine.record) {
             return true;
         }
         let Some(journal) = self.journal.as_mut() else {
             return true;
         };
-        match journal.save(&self.durable, self.clock.now_ms()) {
+        match journal.save(&self.machine.record, self.clock.now_ms()) {
             Ok(()) => {
-                self.saved = Some(self.durable.clone());
+                self.saved = Some(self.machine.record.clone());
                 true
             }
             Err(error) => {
@@ -1172,24 +904,6 @@ impl Controller {
             message,
         });
     }
-
-    /// The next back-off after one more consecutive failed step; see
-    /// [`backoff_delay`].
-    fn backoff(&mut self) -> Duration {
-        self.consecutive_failures = self.consecutive_failures.saturating_add(1);
-        backoff_delay(self.consecutive_failures, self.jitter.next())
-    }
-}
-
-/// Whole seconds from `now_ms` to `until_ms`, rounded up.
-fn secs_until(until_ms: i64, now_ms: i64) -> i64 {
-    (until_ms.saturating_sub(now_ms).max(0) + 999) / 1000
-}
-
-enum Follow {
-    Running(AppState),
-    GaveUp,
-    Shutdown,
 }
 
 /// Sleeps for `delay`; returns true if shutdown was requested meanwhile (or

@@ -17,6 +17,7 @@ use super::{ApiError, ApiErrorKind, Scenario, Scores, World};
 use crate::agent::{Agent, AgentError};
 use crate::clock::Clock;
 use crate::config::load::LoadedConfig;
+use crate::controller::PluginThreads;
 use crate::metrics::{MetricQuery, MetricSource, MetricsError, Series};
 use crate::target::{AppState, AppStatus, ScalingTarget, TargetError};
 use crate::telemetry::{Event, Events};
@@ -215,7 +216,10 @@ pub fn simulate_with_progress(
             Arc::new(SimSource(shared.clone())),
             Arc::new(SimTarget(shared.clone())),
             Clock::starting_at(SIM_EPOCH_MS),
-        )?;
+        )?
+        // This runtime runs nothing but the simulated agent on a paused
+        // clock: handing each plugin call to another thread only costs time.
+        .with_plugin_threads(PluginThreads::Inline);
         let (stop, stopped) = watch::channel(false);
         let task = tokio::spawn(agent.run(stopped));
         let total = scenario.duration_secs;

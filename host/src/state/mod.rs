@@ -93,6 +93,13 @@ pub enum Phase {
         /// When UPDATING was first seen (ms since the epoch).
         observed_ms: i64,
     },
+    /// The journal could not be read: whatever was in flight has an
+    /// unknown outcome. The application is read and one grace period held
+    /// before anything is decided.
+    Unknown {
+        /// When the agent found the journal unreadable (ms since the epoch).
+        since_ms: i64,
+    },
     /// The update finished; no evaluation before `until_ms`.
     Grace {
         /// KPU the update ended at.
@@ -112,6 +119,7 @@ impl Phase {
             Phase::Sent { .. } => "sent",
             Phase::Updating { .. } => "updating",
             Phase::Grace { .. } => "grace",
+            Phase::Unknown { .. } => "unknown",
         }
     }
 
@@ -121,7 +129,9 @@ impl Phase {
             Phase::Sending { update }
             | Phase::Sent { update, .. }
             | Phase::Updating { update, .. } => Some(update),
-            Phase::Idle | Phase::Decided { .. } | Phase::Grace { .. } => None,
+            Phase::Idle | Phase::Decided { .. } | Phase::Grace { .. } | Phase::Unknown { .. } => {
+                None
+            }
         }
     }
 }
@@ -248,6 +258,7 @@ impl Resume {
 /// | sending / sent / updating | above                    | RUNNING            | finished: grace now |
 /// | sending / sent / updating | above                    | ROLLED_BACK, READY, ... | failed: error, back off |
 /// | grace                     | -                        | -                  | wait until - now (capped at the grace period), or evaluate if past |
+/// | unknown (unreadable journal) | -                     | -                  | hold one whole grace period |
 ///
 /// A version id above the quoted one may also come from somebody else's
 /// update; following it is then still right (the application is busy, and
@@ -256,6 +267,11 @@ impl Resume {
 pub fn resume(phase: &Phase, app: &AppState, now_ms: i64, grace_period: Duration) -> Resume {
     match phase {
         Phase::Idle => Resume::Evaluate,
+        // Nothing is known: hold a whole grace period (the controller
+        // waits first while the application is busy).
+        Phase::Unknown { .. } => Resume::Grace {
+            remaining: grace_period,
+        },
         Phase::Decided { target_kpu, .. } => Resume::Reevaluate {
             decided_kpu: *target_kpu,
         },
@@ -307,6 +323,18 @@ pub enum StateError {
         path: PathBuf,
         /// What is wrong with it.
         detail: String,
+    },
+    /// The journal was written by a newer agent, in a format this one
+    /// cannot read: it is left as it is.
+    #[error(
+        "journal {} was written by a newer flinkscale (format {format}, this agent reads format {FORMAT_VERSION}): upgrade the agent or remove the file",
+        path.display()
+    )]
+    Newer {
+        /// The file.
+        path: PathBuf,
+        /// Its format.
+        format: u32,
     },
     /// Another process holds the application's journal.
     #[error(
@@ -453,6 +481,12 @@ impl Journal {
         };
         let file: JournalFile =
             serde_json::from_slice(&text).map_err(|e| corrupt(e.to_string()))?;
+        if file.format > FORMAT_VERSION {
+            return Err(StateError::Newer {
+                path: self.path.clone(),
+                format: file.format,
+            });
+        }
         if file.format != FORMAT_VERSION {
             return Err(corrupt(format!(
                 "format {} (this agent reads format {FORMAT_VERSION})",

@@ -125,6 +125,10 @@ pub enum TargetError {
     /// UnrecognizedClient, ExpiredToken), or no credentials could be loaded.
     #[error("permission denied: {0}")]
     Permission(String),
+    /// The request could not be built, so it never left the agent (a KPU
+    /// count out of the API's range): certainly not applied.
+    #[error("request not sent: {0}")]
+    Request(String),
     /// Network failures, timeouts, 5xx: retry later.
     #[error("transient failure: {0}")]
     Transient(String),

@@ -11,6 +11,7 @@
 
 use async_trait::async_trait;
 use aws_config::SdkConfig;
+use aws_config::retry::RetryConfig;
 use aws_sdk_kinesisanalyticsv2::Client;
 use aws_sdk_kinesisanalyticsv2::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_kinesisanalyticsv2::operation::describe_application::DescribeApplicationError;
@@ -67,19 +68,19 @@ impl ScalingTarget for MsfTarget {
             .checked_mul(current.parallelism_per_kpu)
             .and_then(|p| i32::try_from(p).ok())
             .ok_or_else(|| {
-                TargetError::Invalid(format!(
+                TargetError::Request(format!(
                     "{kpu} KPU x {} parallelism per KPU is out of range",
                     current.parallelism_per_kpu
                 ))
             })?;
         let parallelism_per_kpu = i32::try_from(current.parallelism_per_kpu).map_err(|_| {
-            TargetError::Invalid(format!(
+            TargetError::Request(format!(
                 "parallelism per KPU {} is out of range",
                 current.parallelism_per_kpu
             ))
         })?;
         let version_id = i64::try_from(current.version_id).map_err(|_| {
-            TargetError::Invalid(format!("version id {} is out of range", current.version_id))
+            TargetError::Request(format!("version id {} is out of range", current.version_id))
         })?;
         let update = ApplicationConfigurationUpdate::builder()
             .flink_application_configuration_update(
@@ -95,12 +96,22 @@ impl ScalingTarget for MsfTarget {
                     .build(),
             )
             .build();
+        // One attempt, whatever the client's retry policy: a retried
+        // attempt after a lost answer quotes a version id the first one
+        // already moved, and its ConcurrentModification would hide that
+        // the update took effect. The controller resolves every failure
+        // against DescribeApplication instead.
         let output = self
             .client
             .update_application()
             .application_name(application)
             .current_application_version_id(version_id)
             .application_configuration_update(update)
+            .customize()
+            .config_override(
+                aws_sdk_kinesisanalyticsv2::config::Builder::default()
+                    .retry_config(RetryConfig::disabled()),
+            )
             .send()
             .await
             .map_err(|error| classify("UpdateApplication", &error))?;
@@ -210,6 +221,7 @@ fn class_of_code(code: &str) -> Option<fn(String) -> TargetError> {
         | "UnsupportedOperationException"
         | "CodeValidationException" => TargetError::Invalid,
         "ResourceNotFoundException" => TargetError::NotFound,
+        code if crate::aws::is_permission_code(code) => TargetError::Permission,
         _ => return None,
     })
 }
@@ -226,6 +238,10 @@ where
             service
                 .class()
                 .or_else(|| service.code().and_then(class_of_code))
+        })
+        .or_else(|| {
+            crate::aws::is_credentials_failure(error)
+                .then_some(TargetError::Permission as fn(String) -> TargetError)
         })
         .or_else(|| {
             // A bare 429 without a code is throttling all the same.

@@ -152,6 +152,16 @@ pub enum Event {
         /// The plugin (`name version`).
         plugin: String,
     },
+    /// A controller step panicked; the controller carries on and resolves
+    /// whatever was in flight again.
+    Panicked {
+        /// Application name.
+        application: String,
+        /// When (ms since the epoch).
+        at_ms: i64,
+        /// The panic's message.
+        message: String,
+    },
 }
 
 /// How many failures of each class each application had: the numbers behind
@@ -401,6 +411,15 @@ fn log_event(event: &Event) {
                 message = "Plugin recovered.",
                 application = %application,
                 plugin = %plugin,
+            ),
+            Event::Panicked {
+                application,
+                message,
+                ..
+            } => error!(
+                message = "Controller step panicked; resolving what was in flight again.",
+                application = %application,
+                panic = %message,
             ),
         }
     }

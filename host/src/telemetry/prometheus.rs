@@ -108,7 +108,8 @@ impl Registry {
             Event::Evaluated { application, .. }
             | Event::RescaleStarted { application, .. }
             | Event::PluginQuarantined { application, .. }
-            | Event::PluginRecovered { application, .. } => application,
+            | Event::PluginRecovered { application, .. }
+            | Event::Panicked { application, .. } => application,
             _ => return,
         };
         let app = apps.entry(application.clone()).or_default();

@@ -54,7 +54,7 @@ fn the_back_off_doubles_with_jitter_within_its_band() {
 fn jitter_is_reproducible_and_differs_between_applications() {
     let draws = |name: &str| {
         let mut j = Jitter::seeded(name);
-        (0..8).map(|_| j.next()).collect::<Vec<f64>>()
+        (0..8).map(|_| j.next_unit()).collect::<Vec<f64>>()
     };
     assert_eq!(draws("orders"), draws("orders"));
     assert_ne!(draws("orders"), draws("payments"));
@@ -70,7 +70,7 @@ async fn a_throttled_update_is_retried_after_a_jittered_back_off() {
     tokio::time::sleep(Duration::from_secs(30)).await;
     let counts = run.counts.clone();
     let events = run.stop().await;
-    let delay = backoff_delay(1, Jitter::seeded("app").next());
+    let delay = backoff_delay(1, Jitter::seeded("app").next_unit());
     assert!(delay >= Duration::from_millis(2500) && delay <= Duration::from_secs(5));
     // Refused at 0 (the version id did not move: not applied), sent again
     // after the back-off: the same decision, re-evaluated, sent once more.
@@ -152,10 +152,20 @@ async fn an_update_of_unknown_outcome_is_resolved_before_anything_is_decided() {
     tokio::time::sleep(Duration::from_secs(400)).await;
     let counts = run.counts.clone();
     let events = run.stop().await;
-    // Sent once; the next tick found the version id moved and followed it.
+    // Sent once; DescribeApplication failed too, so the update stayed in
+    // doubt until a later read found the version id moved, and it was
+    // followed as the agent's own.
     assert_eq!(target.updates(), vec![(0, 4)]);
-    assert!(events.iter().any(|e| matches!(e,
-        Event::Resumed { phase, resume, .. } if phase == "sending" && resume.starts_with("follow"))));
+    let transient = failures(&events, "transient");
+    assert!(
+        transient.iter().any(|m| m.contains("so it took effect")),
+        "{transient:?}"
+    );
+    let started = events
+        .iter()
+        .filter(|e| matches!(e, Event::RescaleStarted { to_kpu: 4, .. }))
+        .count();
+    assert_eq!(started, 1, "{events:?}");
     assert!(
         events
             .iter()
@@ -323,4 +333,101 @@ async fn an_update_that_never_ends_times_out() {
     // update_timeout_secs defaults to 1800; polls every 60 s.
     assert_eq!(timed_out, [1800]);
     assert_counted(&events, &counts);
+}
+
+/// UpdateApplication takes effect, then answers `error`: what a lost
+/// answer (a 500 or a timeout after the effect) looks like, and what the
+/// SDK's own retry would have met after it (the first attempt's effect
+/// makes the second stale, or finds the application UPDATING).
+struct AppliedThenFails {
+    inner: Arc<FakeTarget>,
+    error: TargetError,
+    /// Only the first update fails this way.
+    armed: std::sync::atomic::AtomicBool,
+}
+
+#[async_trait]
+impl ScalingTarget for AppliedThenFails {
+    async fn describe(&self, a: &str) -> Result<AppState, TargetError> {
+        self.inner.describe(a).await
+    }
+    async fn rescale(&self, a: &str, kpu: u32, c: &AppState) -> Result<u64, TargetError> {
+        let version = self.inner.rescale(a, kpu, c).await?;
+        if self.armed.swap(false, std::sync::atomic::Ordering::SeqCst) {
+            return Err(self.error.clone());
+        }
+        Ok(version)
+    }
+}
+
+/// Fails on main before #9: a ConcurrentModification or ResourceInUse
+/// answer went straight to "not sent" (phase idle, no grace period), so
+/// the next evaluation 1 s or one poll later decided again on metrics from
+/// before the first rescale, and sent a second update the moment the first
+/// was over.
+#[tokio::test(start_paused = true)]
+async fn an_update_that_took_effect_and_then_failed_is_followed_and_its_grace_period_kept() {
+    let errors = [
+        TargetError::ConcurrentModification("stale version id".into()),
+        TargetError::ResourceInUse("application is UPDATING".into()),
+        TargetError::Transient("HTTP 500 after the effect".into()),
+        TargetError::Transient("attempt timeout".into()),
+    ];
+    for error in errors {
+        let dir = tempfile::tempdir().unwrap();
+        let fake = FakeTarget::new(2, 90);
+        let target = Arc::new(AppliedThenFails {
+            inner: fake.clone(),
+            error: error.clone(),
+            armed: true.into(),
+        });
+        let mut journal = crate::state::StateStore::open(dir.path())
+            .unwrap()
+            .journal("app")
+            .unwrap();
+        let loaded = journal.load();
+        let run = Running::launch(
+            fake.origin,
+            target,
+            constant(95.0),
+            Box::new(Doubling),
+            Vec::new(),
+            |c| c.with_journal(journal, loaded),
+        );
+        // The first update is sent at 0 s and takes 90 s; the answer lost.
+        tokio::time::sleep(Duration::from_secs(150)).await;
+        let journal_now = std::fs::read_to_string(dir.path().join("app.json")).unwrap();
+        let record: crate::state::JournalFile = serde_json::from_str(&journal_now).unwrap();
+        assert_eq!(
+            record.record.phase.name(),
+            "grace",
+            "{error}: the journal must reach the grace period: {record:?}"
+        );
+        tokio::time::sleep(Duration::from_secs(600)).await;
+        let events = run.stop().await;
+        let updates = fake.updates();
+        assert!(updates.len() >= 2, "{error}: {updates:?}");
+        assert_eq!(updates[0], (0, 4), "{error}");
+        let completed: Vec<i64> = events
+            .iter()
+            .filter_map(|e| match e {
+                Event::RescaleCompleted { at_ms, .. } => Some((at_ms - T0_MS) / 1000),
+                _ => None,
+            })
+            .collect();
+        // The second update comes no earlier than the grace period (300 s)
+        // after the first completed.
+        let first_done = completed[0];
+        assert!(
+            updates[1].0 as i64 >= first_done + 300,
+            "{error}: second update at {} s, first completed at {first_done} s",
+            updates[1].0
+        );
+        assert_eq!(updates[1].1, 8, "{error}: decided afresh from 4 KPU");
+        let started = events
+            .iter()
+            .filter(|e| matches!(e, Event::RescaleStarted { to_kpu: 4, .. }))
+            .count();
+        assert_eq!(started, 1, "{error}");
+    }
 }

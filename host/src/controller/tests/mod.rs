@@ -6,6 +6,7 @@
 //! failure ([`faults`]), and quarantine real misbehaving plugins
 //! ([`quarantine`]).
 
+mod exhaustive;
 mod faults;
 mod quarantine;
 mod restart;
@@ -21,6 +22,7 @@ use super::*;
 use crate::config::{ApplicationConfig, Config};
 use crate::metrics::Datapoint;
 use crate::model::AlarmState;
+use crate::target::AppStatus;
 use crate::telemetry::Event;
 
 /// A period-aligned epoch time, so that metric periods start at t = 0.

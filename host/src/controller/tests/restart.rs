@@ -38,14 +38,15 @@ fn launch(target: &Arc<FakeTarget>, dir: &Path) -> Running {
 }
 
 fn launch_on(origin: Instant, target: Arc<dyn ScalingTarget>, dir: &Path) -> Running {
-    let journal = journal(dir);
+    let mut journal = journal(dir);
+    let loaded = journal.load();
     Running::launch(
         origin,
         target,
         constant(95.0),
         Box::new(Doubling),
         Vec::new(),
-        |c| c.with_journal(journal),
+        |c| c.with_journal(journal, loaded),
     )
 }
 
@@ -266,7 +267,7 @@ async fn an_update_that_rolled_back_while_the_agent_was_down_is_an_error() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_corrupt_journal_is_reported_set_aside_and_ignored() {
+async fn a_corrupt_journal_fails_closed_holding_one_grace_period() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("app.json"), b"{\"format\": 1, \"reco").unwrap();
     let target = FakeTarget::new(1, 90);
@@ -276,16 +277,25 @@ async fn a_corrupt_journal_is_reported_set_aside_and_ignored() {
     let reported = failures(&events, "journal");
     assert_eq!(reported.len(), 1, "{events:?}");
     assert!(
-        reported[0].contains("app.json.corrupt") && reported[0].contains("no state"),
+        reported[0].contains("app.json.corrupt")
+            && reported[0].contains("outcome of anything in flight is unknown"),
         "{reported:?}"
     );
     assert_eq!(
         std::fs::read(dir.path().join("app.json.corrupt")).unwrap(),
         b"{\"format\": 1, \"reco"
     );
-    // No state means nothing in flight: evaluated and scaled as usual, and
-    // journaled afresh.
-    assert_eq!(target.updates(), vec![(0, 2)]);
+    // Fails closed: the unknown outcome is journaled at once, the
+    // application read, and a whole grace period (300 s) held before the
+    // first decision; only then is it scaled as usual.
+    assert!(target.updates().is_empty(), "{:?}", target.updates());
+    assert_eq!(journaled(dir.path()).record.phase.name(), "grace");
+    assert!(events.iter().any(|e| matches!(e,
+        Event::Resumed { phase, resume, .. } if phase == "unknown" && resume.contains("grace"))));
+    let run = launch(&target, dir.path());
+    tokio::time::sleep(Duration::from_secs(300)).await;
+    run.stop().await;
+    assert_eq!(target.updates(), vec![(300, 2)]);
     assert_eq!(journaled(dir.path()).record.phase.name(), "sent");
 }
 

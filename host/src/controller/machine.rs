@@ -1,0 +1,818 @@
+//! The control loop of one application as a pure state machine.
+//!
+//! [`Machine::step`] takes what the driver observed (a timer ran out, an
+//! answer of DescribeApplication or UpdateApplication, an evaluation's
+//! decision) and the time, and returns what to do next: run one
+//! [`Command`] (read the application, evaluate, send an update) or wait.
+//! It changes its durable [`AppRecord`] on the way and says what happened
+//! as [`Event`]s. It does no I/O and reads no clock, so every path through
+//! it can be tested with plain values, exhaustively (see the tests'
+//! `exhaustive` module), and the driver in [`super`] stays a thin loop:
+//! persist the record, emit the events, run the command or sleep.
+//!
+//! The rules that make it safe:
+//! - **Write ahead.** The `sending` record is changed before
+//!   [`Command::Update`] is returned; the driver persists it before it
+//!   sends, and answers [`Observation::NotJournaled`] instead when it
+//!   cannot (nothing was sent).
+//! - **Every failed update is resolved before anything is decided.** Any
+//!   error of UpdateApplication except one raised before the request left
+//!   the agent ([`TargetError::Request`]) may hide an update that took
+//!   effect (a lost answer, a timeout, or the ConcurrentModification /
+//!   ResourceInUse that a retried attempt gets from the first one's
+//!   effect). The machine keeps the `sending` record and reads the
+//!   application: a version id above the quoted one means it took effect
+//!   (it is then followed and its grace period waited out like any
+//!   other); only one that did not move lets the error's own consequence
+//!   apply. The resolution is journaled.
+//! - **Nothing is decided while an update of the agent is in flight or in
+//!   its grace period**: evaluating happens only from `idle`, `decided`,
+//!   or a `grace` whose end has passed. An update that does not end within
+//!   `update_timeout` is reported, then still followed (at a backed-off
+//!   pace) until the application leaves its transitional status.
+//! - **One error policy** ([`Machine::failed`]) maps each failure class to
+//!   its delay: exponential back-off with jitter for most, the poll
+//!   interval for a busy application; permission failures are reported once
+//!   per change of message, not at every retry.
+
+use std::time::Duration;
+
+use super::{Failure, Settings};
+use crate::model::{Action, Application, Decision};
+use crate::state::{AppRecord, KpuLimit, Phase, Resume, Update};
+use crate::target::{AppState, AppStatus, TargetError};
+use crate::telemetry::Event;
+
+/// Shortest and longest back-off after a failed step.
+const BACKOFF_MIN: Duration = Duration::from_secs(5);
+const BACKOFF_MAX: Duration = Duration::from_secs(300);
+
+/// How long a target that AWS refused as invalid is not asked for again:
+/// the same request would be refused the same way, and an hour lets a
+/// fixed application configuration be picked up without a restart.
+pub const REFUSED_TARGET_HOLD_MS: i64 = 3_600_000;
+
+/// How long a KPU limit met holds before the agent dares the refused size
+/// again: other applications may have scaled in, or the quota been raised.
+/// One refused call an hour is not a loop.
+pub const LIMIT_RETRY_MS: i64 = 3_600_000;
+
+/// The back-off after `failures` consecutive failed steps (1 or more):
+/// 5 s, 10 s, 20 s, ... up to 5 minutes, with "equal jitter": half of it
+/// fixed, the other half scaled by `unit` (in `[0, 1)`), so that
+/// controllers that failed together do not retry together, and none
+/// retries sooner than half its back-off.
+pub fn backoff_delay(failures: u32, unit: f64) -> Duration {
+    let factor = 1u32 << failures.saturating_sub(1).min(6);
+    let ceiling = (BACKOFF_MIN * factor).min(BACKOFF_MAX);
+    let half = ceiling / 2;
+    let unit = if unit.is_finite() {
+        unit.clamp(0.0, 1.0)
+    } else {
+        0.0
+    };
+    // Whole milliseconds, so that runs on a paused clock are reproducible.
+    let jitter = Duration::from_millis((half.as_millis() as f64 * unit) as u64);
+    half + jitter
+}
+
+/// A deterministic jitter source (splitmix64): seeded from the
+/// application's name, so two applications draw differently while a test
+/// (or a replay) draws the same numbers every run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Jitter(u64);
+
+impl Jitter {
+    /// A source seeded with `seed`.
+    pub fn new(seed: u64) -> Self {
+        Self(seed)
+    }
+
+    /// A source seeded from `name` (FNV-1a).
+    pub fn seeded(name: &str) -> Self {
+        let seed = name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+        });
+        Self(seed)
+    }
+
+    /// A number in `[0, 1)`.
+    pub fn next_unit(&mut self) -> f64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^= z >> 31;
+        (z >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+/// What the driver runs for the machine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// Read the application (DescribeApplication): to follow an update or
+    /// to resolve a phase whose outcome is unknown. Answered with
+    /// [`Observation::Described`].
+    Describe,
+    /// Collect, interpret, evaluate alarms and decide. Answered with
+    /// [`Observation::Evaluated`].
+    Evaluate,
+    /// Send UpdateApplication for `update`, quoting the version id of
+    /// `current`. The `sending` record is already in the machine's record:
+    /// the driver must persist it first, and answer
+    /// [`Observation::NotJournaled`] without sending if it cannot.
+    /// Otherwise answered with [`Observation::Updated`].
+    Update {
+        /// What is asked for.
+        update: Update,
+        /// The application as the decision saw it.
+        current: AppState,
+    },
+}
+
+/// What the machine wants next.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Next {
+    /// Run this command now and step with its answer.
+    Run(Command),
+    /// Step with [`Observation::Wake`] after this long.
+    Wait(Duration),
+}
+
+/// An evaluation's result, as the machine needs it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Evaluated {
+    /// The application as DescribeApplication reported it.
+    pub state: AppState,
+    /// The decision, validated and refined by [`Machine::refine`].
+    pub decision: Decision,
+}
+
+/// What the driver observed.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Observation {
+    /// The wait ran out, or the controller starts.
+    Wake,
+    /// The answer to [`Command::Describe`].
+    Described(Result<AppState, TargetError>),
+    /// The answer to [`Command::Evaluate`]: the decision, or the class and
+    /// message of why there is none.
+    Evaluated(Result<Evaluated, (Failure, String)>),
+    /// The answer to [`Command::Update`]: the new version id, or the error.
+    Updated(Result<u64, TargetError>),
+    /// The `sending` record could not be journaled, so the update was not
+    /// sent.
+    NotJournaled,
+    /// The driver caught a panic while running the machine's last command
+    /// (the message says where): whatever was in flight is resolved again.
+    Panicked(String),
+}
+
+/// What one step came to.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Transition {
+    /// What to do next.
+    pub next: Next,
+    /// What happened, to log and count.
+    pub events: Vec<Event>,
+}
+
+/// Why a phase must be resolved against DescribeApplication before
+/// anything else is done.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Doubt {
+    /// The phase comes from the journal of a previous life (or the driver
+    /// panicked mid-command).
+    Restart,
+    /// UpdateApplication answered this error: it may have taken effect.
+    Answer(TargetError),
+}
+
+/// A target AWS refused as invalid, not asked for again before `until_ms`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct RefusedTarget {
+    kpu: u32,
+    until_ms: i64,
+}
+
+/// The state of one application's loop: the durable record plus what a
+/// restart may forget.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Machine {
+    /// What the journal holds (or would hold, without one).
+    pub record: AppRecord,
+    doubt: Option<Doubt>,
+    failures: u32,
+    jitter: Jitter,
+    refused: Option<RefusedTarget>,
+    /// The permission failure last reported, so that a retry with the same
+    /// answer is not reported again.
+    permission: Option<String>,
+    /// Whether the update being followed was reported as timed out.
+    timed_out: bool,
+}
+
+impl Machine {
+    /// A machine with nothing in flight.
+    pub fn new(jitter: Jitter) -> Self {
+        Self {
+            record: AppRecord::default(),
+            doubt: None,
+            failures: 0,
+            jitter,
+            refused: None,
+            permission: None,
+            timed_out: false,
+        }
+    }
+
+    /// A machine resuming from a journaled record: anything but `idle` is
+    /// resolved against DescribeApplication at the first step.
+    pub fn resume(record: AppRecord, jitter: Jitter) -> Self {
+        let doubt = (record.phase != Phase::Idle).then_some(Doubt::Restart);
+        Self {
+            record,
+            doubt,
+            ..Self::new(jitter)
+        }
+    }
+
+    /// A machine whose journal could not be read: the outcome of whatever
+    /// was in flight is unknown, so it is resolved against
+    /// DescribeApplication and one grace period is held before deciding.
+    pub fn unknown(since_ms: i64, jitter: Jitter) -> Self {
+        Self::resume(
+            AppRecord {
+                phase: Phase::Unknown { since_ms },
+                ..AppRecord::default()
+            },
+            jitter,
+        )
+    }
+
+    /// Reseeds the back-off jitter.
+    pub fn set_jitter(&mut self, jitter: Jitter) {
+        self.jitter = jitter;
+    }
+
+    /// Consecutive failed steps so far.
+    pub fn failures(&self) -> u32 {
+        self.failures
+    }
+
+    /// The highest KPU decisions may reach at `now_ms` for an application
+    /// running at `kpu`: `max_kpu`, or below a KPU the account's limit
+    /// refused while that limit still holds.
+    pub fn max_kpu(&self, settings: &Settings, kpu: u32, now_ms: i64) -> u32 {
+        match self.limit_in_force(kpu, now_ms) {
+            Some(limit) => limit.ceiling().min(settings.max_kpu).max(settings.min_kpu),
+            None => settings.max_kpu,
+        }
+    }
+
+    /// The recorded KPU limit, unless it no longer says anything: the
+    /// application runs at or above the refused size, or the limit is old.
+    fn limit_in_force(&self, kpu: u32, now_ms: i64) -> Option<KpuLimit> {
+        self.record
+            .kpu_limit
+            .filter(|limit| kpu < limit.refused_kpu && now_ms - limit.at_ms < LIMIT_RETRY_MS)
+    }
+
+    /// Says why a decision stops below `max_kpu` (a KPU limit met), and
+    /// holds instead of asking again for a target AWS refused as invalid.
+    /// `app` is what the policy was given.
+    pub fn refine(
+        &self,
+        settings: &Settings,
+        mut decision: Decision,
+        app: &Application,
+        now_ms: i64,
+    ) -> Decision {
+        if let Some(limit) = self.limit_in_force(app.kpu, now_ms) {
+            let at_ceiling = match decision.action {
+                Action::ScaleTo(kpu) => kpu == app.max_kpu,
+                Action::Hold => app.kpu == app.max_kpu,
+            };
+            if at_ceiling && app.max_kpu < settings.max_kpu {
+                decision.reason.push_str(&format!(
+                    "; max lowered to {} KPU: the account's KPU limit refused {} KPU",
+                    app.max_kpu, limit.refused_kpu
+                ));
+            }
+        }
+        if let (Action::ScaleTo(kpu), Some(refused)) = (decision.action, self.refused)
+            && kpu == refused.kpu
+            && now_ms < refused.until_ms
+        {
+            decision.action = Action::Hold;
+            decision.reason.push_str(&format!(
+                "; UpdateApplication refused {kpu} KPU as invalid, not asked again for another {} s, holding",
+                secs_until(refused.until_ms, now_ms)
+            ));
+        }
+        decision
+    }
+
+    /// One step: what `observation` at `now_ms` changes, and what to do
+    /// next.
+    pub fn step(
+        &mut self,
+        observation: Observation,
+        settings: &Settings,
+        now_ms: i64,
+    ) -> Transition {
+        let mut out = Out {
+            name: &settings.name,
+            now_ms,
+            events: Vec::new(),
+        };
+        let next = match observation {
+            Observation::Wake => self.wake(settings, now_ms),
+            Observation::Described(Ok(app)) => self.described(app, settings, &mut out),
+            Observation::Described(Err(error)) => {
+                let what = match self.record.phase.update() {
+                    Some(update) => format!(
+                        "DescribeApplication while following the update to {} KPU failed",
+                        update.target_kpu
+                    ),
+                    None => format!(
+                        "cannot resolve the {} phase: DescribeApplication failed",
+                        self.record.phase.name()
+                    ),
+                };
+                let class = Failure::of(&error);
+                self.check_timeout(settings, &mut out);
+                Next::Wait(self.failed(class, format!("{what}: {error}"), settings, &mut out))
+            }
+            Observation::Evaluated(Ok(evaluated)) => self.evaluated(evaluated, settings, &mut out),
+            Observation::Evaluated(Err((class, message))) => {
+                Next::Wait(self.failed(class, message, settings, &mut out))
+            }
+            Observation::Updated(Ok(new_version_id)) => {
+                let Phase::Sending { update } = self.record.phase.clone() else {
+                    // Only a `sending` phase runs the command; anything
+                    // else is a driver bug, best resolved by a fresh read.
+                    self.doubt = Some(Doubt::Restart);
+                    return out.done(Next::Run(Command::Describe));
+                };
+                self.failures = 0;
+                self.started(update, new_version_id, &mut out);
+                Next::Wait(settings.update_poll)
+            }
+            Observation::Updated(Err(error)) => self.update_failed(error, settings, &mut out),
+            Observation::NotJournaled => {
+                // Without the record a crash after the call could not tell
+                // whether it went out: it was not sent at all.
+                self.record.phase = Phase::Idle;
+                Next::Wait(self.backoff())
+            }
+            Observation::Panicked(message) => {
+                out.events.push(Event::Panicked {
+                    application: settings.name.clone(),
+                    at_ms: now_ms,
+                    message,
+                });
+                if self.record.phase != Phase::Idle && self.doubt.is_none() {
+                    self.doubt = Some(Doubt::Restart);
+                }
+                Next::Wait(self.backoff())
+            }
+        };
+        out.done(next)
+    }
+
+    /// The wait ran out: resolve, follow, wait out the grace period, or
+    /// evaluate.
+    fn wake(&mut self, settings: &Settings, now_ms: i64) -> Next {
+        if self.doubt.is_some() {
+            return Next::Run(Command::Describe);
+        }
+        match &self.record.phase {
+            Phase::Sending { .. }
+            | Phase::Sent { .. }
+            | Phase::Updating { .. }
+            | Phase::Unknown { .. } => Next::Run(Command::Describe),
+            Phase::Grace { until_ms, .. } if *until_ms > now_ms => {
+                let left = Duration::from_millis((until_ms - now_ms).unsigned_abs());
+                Next::Wait(left.min(settings.grace_period))
+            }
+            Phase::Grace { .. } | Phase::Idle | Phase::Decided { .. } => {
+                Next::Run(Command::Evaluate)
+            }
+        }
+    }
+
+    /// DescribeApplication answered: resolve a phase in doubt, or follow
+    /// the update in flight.
+    fn described(&mut self, app: AppState, settings: &Settings, out: &mut Out) -> Next {
+        self.permission = None;
+        let phase = self.record.phase.clone();
+        let doubt = self.doubt.take();
+        if let Phase::Unknown { .. } = phase {
+            out.events.push(Event::Resumed {
+                application: settings.name.clone(),
+                at_ms: out.now_ms,
+                phase: phase.name().to_owned(),
+                resume: if app.status.is_transitional() {
+                    "outcome unknown: wait while the application is busy".to_owned()
+                } else {
+                    "outcome unknown: hold one grace period".to_owned()
+                },
+                version_id: app.version_id,
+            });
+            if app.status.is_transitional() {
+                return Next::Wait(settings.update_poll);
+            }
+            return Next::Wait(self.grace(app.kpu(), settings, out.now_ms));
+        }
+        let mut resume = crate::state::resume(&phase, &app, out.now_ms, settings.grace_period);
+        if let (Some(Doubt::Answer(_)), Resume::Finished { update }) = (&doubt, &resume)
+            && app.kpu() != update.target_kpu
+        {
+            // The version moved, but the application runs, settled, at
+            // another size: somebody else's update, and the error was
+            // about it (a ConcurrentModification). Ours did not apply.
+            resume = Resume::NotApplied {
+                update: update.clone(),
+            };
+        }
+        if doubt == Some(Doubt::Restart) {
+            out.events.push(Event::Resumed {
+                application: settings.name.clone(),
+                at_ms: out.now_ms,
+                phase: phase.name().to_owned(),
+                resume: resume.name().to_owned(),
+                version_id: app.version_id,
+            });
+        }
+        // Following an update seen through (not resolving one in doubt).
+        let followed = doubt.is_none();
+        let answer = match doubt {
+            Some(Doubt::Answer(error)) => Some(error),
+            _ => None,
+        };
+        match resume {
+            Resume::Evaluate | Resume::Reevaluate { .. } => {
+                self.record.phase = Phase::Idle;
+                Next::Run(Command::Evaluate)
+            }
+            Resume::Grace { remaining } => Next::Wait(remaining),
+            Resume::NotApplied { update } => match answer {
+                Some(error) => self.not_applied(&update, &error, settings, out),
+                None => {
+                    self.record.phase = Phase::Idle;
+                    Next::Run(Command::Evaluate)
+                }
+            },
+            Resume::Follow { update } => {
+                if let Some(error) = answer {
+                    self.took_effect(&update, &error, app.version_id, settings, out);
+                }
+                if !matches!(self.record.phase, Phase::Updating { .. }) {
+                    self.record.phase = Phase::Updating {
+                        update: update.clone(),
+                        observed_ms: out.now_ms,
+                    };
+                }
+                if self.check_timeout(settings, out) {
+                    Next::Wait(self.backoff().max(settings.update_poll))
+                } else {
+                    Next::Wait(settings.update_poll)
+                }
+            }
+            Resume::Finished { update } => {
+                if let Some(error) = answer {
+                    self.took_effect(&update, &error, app.version_id, settings, out);
+                }
+                Next::Wait(self.completed(&update, &app, settings, out))
+            }
+            Resume::Failed { update, status } => {
+                if let Some(error) = answer {
+                    self.took_effect(&update, &error, app.version_id, settings, out);
+                }
+                self.timed_out = false;
+                self.record.phase = Phase::Idle;
+                let message = if followed {
+                    format!("update to {} KPU ended in {status}", update.target_kpu)
+                } else {
+                    format!(
+                        "the update to {} KPU (version {}) ended in {status}",
+                        update.target_kpu, update.quoted_version_id
+                    )
+                };
+                Next::Wait(self.failed(Failure::UpdateFailed, message, settings, out))
+            }
+        }
+    }
+
+    /// An evaluation's decision: hold, defer, or send.
+    fn evaluated(&mut self, evaluated: Evaluated, settings: &Settings, out: &mut Out) -> Next {
+        self.permission = None;
+        let Evaluated { state, decision } = evaluated;
+        self.review_limit(state.kpu(), settings, out);
+        let hold_for = decision
+            .next_evaluation_secs
+            .map(|s| Duration::from_secs(u64::from(s)))
+            .unwrap_or(settings.evaluation_interval);
+        if settings.dry_run {
+            self.failures = 0;
+            return Next::Wait(hold_for);
+        }
+        let Action::ScaleTo(to_kpu) = decision.action else {
+            // Settled (or still holding): nothing is in flight.
+            self.failures = 0;
+            self.record.phase = Phase::Idle;
+            return Next::Wait(hold_for);
+        };
+        if state.status != AppStatus::Running {
+            let already = matches!(&self.record.phase,
+                Phase::Decided { target_kpu, .. } if *target_kpu == to_kpu);
+            if !already {
+                self.record.phase = Phase::Decided {
+                    target_kpu: to_kpu,
+                    reason: decision.reason.clone(),
+                    at_ms: out.now_ms,
+                };
+            }
+            out.failed(
+                Failure::NotRunning,
+                format!(
+                    "application is {}, not RUNNING; rescale to {to_kpu} KPU deferred",
+                    state.status
+                ),
+            );
+            return Next::Wait(settings.update_poll);
+        }
+        let update = Update {
+            target_kpu: to_kpu,
+            from_kpu: state.kpu(),
+            quoted_version_id: state.version_id,
+            reason: decision.reason,
+            started_ms: out.now_ms,
+        };
+        self.record.phase = Phase::Sending {
+            update: update.clone(),
+        };
+        Next::Run(Command::Update {
+            update,
+            current: state,
+        })
+    }
+
+    /// UpdateApplication failed. Unless the request never left the agent,
+    /// whether it took effect is resolved first.
+    fn update_failed(&mut self, error: TargetError, settings: &Settings, out: &mut Out) -> Next {
+        let Phase::Sending { update } = self.record.phase.clone() else {
+            self.doubt = Some(Doubt::Restart);
+            return Next::Run(Command::Describe);
+        };
+        if let TargetError::Request(_) = error {
+            return self.not_applied(&update, &error, settings, out);
+        }
+        self.doubt = Some(Doubt::Answer(error));
+        Next::Run(Command::Describe)
+    }
+
+    /// An update whose answer was an error took effect all the same (the
+    /// version id moved past the one it quoted).
+    fn took_effect(
+        &mut self,
+        update: &Update,
+        error: &TargetError,
+        version_id: u64,
+        settings: &Settings,
+        out: &mut Out,
+    ) {
+        out.failed(
+            Failure::of(error),
+            format!(
+                "UpdateApplication to {} KPU failed: {error}; the version id moved to {version_id}, so it took effect",
+                update.target_kpu
+            ),
+        );
+        let _ = settings;
+        self.failures = 0;
+        self.started(update.clone(), version_id, out);
+    }
+
+    /// What an update that certainly did not take effect leaves behind.
+    fn not_applied(
+        &mut self,
+        update: &Update,
+        error: &TargetError,
+        settings: &Settings,
+        out: &mut Out,
+    ) -> Next {
+        self.record.phase = Phase::Idle;
+        let class = Failure::of(error);
+        let message = format!(
+            "UpdateApplication to {} KPU failed: {error}",
+            update.target_kpu
+        );
+        match error {
+            TargetError::LimitExceeded(_) if update.target_kpu > update.from_kpu => {
+                // Only a scale-out says where the ceiling is; asking for
+                // less than now and being refused says nothing about more.
+                out.failed(class, message);
+                let limit = KpuLimit {
+                    refused_kpu: update.target_kpu,
+                    at_ms: out.now_ms,
+                };
+                self.record.kpu_limit = Some(limit);
+                out.events.push(Event::LimitRecorded {
+                    application: settings.name.clone(),
+                    at_ms: out.now_ms,
+                    refused_kpu: limit.refused_kpu,
+                    ceiling_kpu: limit.ceiling(),
+                });
+                Next::Wait(settings.evaluation_interval)
+            }
+            TargetError::Invalid(_) | TargetError::NotFound(_) | TargetError::Request(_) => {
+                self.refused = Some(RefusedTarget {
+                    kpu: update.target_kpu,
+                    until_ms: out.now_ms + REFUSED_TARGET_HOLD_MS,
+                });
+                Next::Wait(self.failed(class, message, settings, out))
+            }
+            _ => Next::Wait(self.failed(class, message, settings, out)),
+        }
+    }
+
+    /// UpdateApplication was accepted (or its effect seen).
+    fn started(&mut self, update: Update, new_version_id: u64, out: &mut Out) {
+        out.events.push(Event::RescaleStarted {
+            application: out.name.to_owned(),
+            at_ms: out.now_ms,
+            from_kpu: update.from_kpu,
+            to_kpu: update.target_kpu,
+            version_id: update.quoted_version_id,
+        });
+        self.timed_out = false;
+        self.record.phase = Phase::Sent {
+            update,
+            new_version_id,
+        };
+    }
+
+    /// The update is over and the application RUNNING: records it and
+    /// starts the grace period, whose length is returned.
+    fn completed(
+        &mut self,
+        update: &Update,
+        app: &AppState,
+        settings: &Settings,
+        out: &mut Out,
+    ) -> Duration {
+        let update_secs =
+            u32::try_from((out.now_ms - update.started_ms).max(0) / 1000).unwrap_or(u32::MAX);
+        self.timed_out = false;
+        self.record.last_rescale_ms = Some(out.now_ms);
+        self.record.last_update_duration_secs = Some(update_secs);
+        out.events.push(Event::RescaleCompleted {
+            application: settings.name.clone(),
+            at_ms: out.now_ms,
+            kpu: app.kpu(),
+            update_secs,
+        });
+        if app.kpu() != update.target_kpu {
+            out.failed(
+                Failure::UpdateResult,
+                format!(
+                    "application is RUNNING at {} KPU, not the {} KPU requested",
+                    app.kpu(),
+                    update.target_kpu
+                ),
+            );
+        }
+        self.grace(app.kpu(), settings, out.now_ms)
+    }
+
+    /// Starts a grace period now; returns its length.
+    fn grace(&mut self, kpu: u32, settings: &Settings, now_ms: i64) -> Duration {
+        let grace = settings.grace_period;
+        self.record.phase = Phase::Grace {
+            kpu,
+            until_ms: now_ms.saturating_add(i64::try_from(grace.as_millis()).unwrap_or(i64::MAX)),
+        };
+        grace
+    }
+
+    /// Reports an update still not over after `update_timeout` (once per
+    /// update). Returns whether it has timed out.
+    fn check_timeout(&mut self, settings: &Settings, out: &mut Out) -> bool {
+        let Some(update) = self.record.phase.update() else {
+            return false;
+        };
+        if matches!(self.record.phase, Phase::Sending { .. }) {
+            return false;
+        }
+        let timeout_ms = i64::try_from(settings.update_timeout.as_millis()).unwrap_or(i64::MAX);
+        if out.now_ms - update.started_ms < timeout_ms {
+            return false;
+        }
+        if !self.timed_out {
+            self.timed_out = true;
+            out.failed(
+                Failure::UpdateTimeout,
+                format!(
+                    "application not RUNNING {} s after the update to {} KPU; still following it",
+                    settings.update_timeout.as_secs(),
+                    update.target_kpu
+                ),
+            );
+        }
+        true
+    }
+
+    /// Lifts a recorded KPU limit that no longer says anything.
+    fn review_limit(&mut self, kpu: u32, settings: &Settings, out: &mut Out) {
+        let Some(limit) = self.record.kpu_limit else {
+            return;
+        };
+        if self.limit_in_force(kpu, out.now_ms).is_some() {
+            return;
+        }
+        let reason = if kpu >= limit.refused_kpu {
+            format!(
+                "the application runs at {kpu} KPU, not below the {} KPU refused",
+                limit.refused_kpu
+            )
+        } else {
+            format!(
+                "{} s have passed; the limit may have been raised",
+                LIMIT_RETRY_MS / 1000
+            )
+        };
+        self.record.kpu_limit = None;
+        out.events.push(Event::LimitLifted {
+            application: settings.name.clone(),
+            at_ms: out.now_ms,
+            refused_kpu: limit.refused_kpu,
+            reason,
+        });
+    }
+
+    /// The error policy: reports a failed step (a permission failure only
+    /// when its message changed) and returns how long to wait before the
+    /// next one. A busy application is polled; everything else backs off.
+    fn failed(
+        &mut self,
+        class: Failure,
+        message: String,
+        settings: &Settings,
+        out: &mut Out,
+    ) -> Duration {
+        if class == Failure::Permission {
+            if self.permission.as_deref() != Some(message.as_str()) {
+                self.permission = Some(message.clone());
+                out.failed(class, message);
+            }
+        } else {
+            out.failed(class, message);
+        }
+        match class {
+            Failure::ResourceInUse | Failure::NotRunning => {
+                self.failures = self.failures.saturating_add(1);
+                settings.update_poll
+            }
+            _ => self.backoff(),
+        }
+    }
+
+    /// The next back-off after one more consecutive failed step; see
+    /// [`backoff_delay`].
+    fn backoff(&mut self) -> Duration {
+        self.failures = self.failures.saturating_add(1);
+        backoff_delay(self.failures, self.jitter.next_unit())
+    }
+}
+
+/// The events of one step, and what they are stamped with.
+struct Out<'a> {
+    name: &'a str,
+    now_ms: i64,
+    events: Vec<Event>,
+}
+
+impl Out<'_> {
+    fn failed(&mut self, class: Failure, message: String) {
+        self.events.push(Event::Failed {
+            application: self.name.to_owned(),
+            at_ms: self.now_ms,
+            class: class.as_str().to_owned(),
+            message,
+        });
+    }
+
+    fn done(self, next: Next) -> Transition {
+        Transition {
+            next,
+            events: self.events,
+        }
+    }
+}
+
+/// Whole seconds from `now_ms` to `until_ms`, rounded up.
+pub fn secs_until(until_ms: i64, now_ms: i64) -> i64 {
+    (until_ms.saturating_sub(now_ms).max(0) + 999) / 1000
+}
