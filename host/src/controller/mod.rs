@@ -466,8 +466,13 @@ impl Controller {
     /// caught, reported, and whatever was in flight resolved again: one
     /// application's bug does not stop its controller for good.
     pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
-        self.warn_if_autoscaling().await;
-        let mut observation = Observation::Wake;
+        let warned = std::panic::AssertUnwindSafe(self.warn_if_autoscaling())
+            .catch_unwind()
+            .await;
+        let mut observation = match warned {
+            Ok(()) => Observation::Wake,
+            Err(panic) => Observation::Panicked(panic_message(panic.as_ref())),
+        };
         loop {
             let next = self.step(observation);
             observation = match next {
@@ -513,14 +518,7 @@ impl Controller {
         let run = std::panic::AssertUnwindSafe(self.run_command(command)).catch_unwind();
         match run.await {
             Ok(observation) => observation,
-            Err(panic) => {
-                let message = panic
-                    .downcast_ref::<&str>()
-                    .map(|s| (*s).to_owned())
-                    .or_else(|| panic.downcast_ref::<String>().cloned())
-                    .unwrap_or_else(|| "a panic with no message".to_owned());
-                Observation::Panicked(message)
-            }
+            Err(panic) => Observation::Panicked(panic_message(panic.as_ref())),
         }
     }
 
@@ -539,6 +537,7 @@ impl Controller {
                         decision: assessment.decision,
                     }))
                 }
+                Err(EvaluateError::Panicked(message)) => Observation::Panicked(message),
                 Err(error) => {
                     let class = match &error {
                         EvaluateError::Metrics(MetricsError::Throttled(_)) => Failure::Throttled,
@@ -684,28 +683,32 @@ impl Controller {
     }
 
     /// Runs `call` with the plugin `plugin` as [`PluginThreads`] says:
-    /// on a blocking thread, or inline.
+    /// on a blocking thread, or inline. A panic in the call is caught
+    /// where it happens, so the plugin is handed back whatever the call
+    /// did (guest failures are traps, not panics: a panic is a host bug).
     async fn off_runtime<P, R>(
         threads: PluginThreads,
         plugin: P,
         call: impl FnOnce(&mut P) -> R + Send + 'static,
-    ) -> Result<(P, R), EvaluateError>
+    ) -> Result<(P, Result<R, EvaluateError>), EvaluateError>
     where
         P: Send + 'static,
         R: Send + 'static,
     {
-        let mut plugin = plugin;
+        let run = move || {
+            let mut plugin = plugin;
+            let result =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| call(&mut plugin)))
+                    .map_err(|panic| EvaluateError::Panicked(panic_message(panic.as_ref())));
+            (plugin, result)
+        };
         match threads {
-            PluginThreads::Inline => {
-                let result = call(&mut plugin);
-                Ok((plugin, result))
-            }
-            PluginThreads::Blocking => tokio::task::spawn_blocking(move || {
-                let result = call(&mut plugin);
-                (plugin, result)
-            })
-            .await
-            .map_err(|e| EvaluateError::Panicked(e.to_string())),
+            PluginThreads::Inline => Ok(run()),
+            // The closure catches its own panics: only a runtime shutting
+            // down cancels it, and the plugin goes with it.
+            PluginThreads::Blocking => tokio::task::spawn_blocking(run)
+                .await
+                .map_err(|e| EvaluateError::Panicked(format!("the call was cancelled: {e}"))),
         }
     }
 
@@ -752,6 +755,7 @@ impl Controller {
         .await?;
         self.interpreters = interpreters;
         self.interpreter_health = health;
+        let outcomes = outcomes?;
         let mut signals = Vec::new();
         let mut trouble = Vec::new();
         for (label, result, after, recovered) in outcomes {
@@ -792,14 +796,14 @@ impl Controller {
     async fn decide(&mut self, evaluation: &Evaluation) -> Result<Decision, EvaluateError> {
         let now_ms = evaluation.now_ms;
         let Some(policy) = self.policy.take() else {
-            // Only a panic in an earlier call can lose it.
-            return Ok(Decision::hold(
-                "the policy was lost to an earlier panic; holding".to_owned(),
+            // Only a runtime shutting down mid-call loses it.
+            return Err(EvaluateError::Panicked(
+                "the policy was lost with a cancelled call".to_owned(),
             ));
         };
         let health = std::mem::take(&mut self.policy_health);
         let evaluation = evaluation.clone();
-        let ((policy, health), (gate, result)) =
+        let ((policy, health), outcome) =
             Self::off_runtime(self.threads, (policy, health), move |(policy, health)| {
                 let gate = health.gate(now_ms, || policy.changed());
                 let result = match gate {
@@ -812,6 +816,7 @@ impl Controller {
         let label = policy.label();
         self.policy = Some(policy);
         self.policy_health = health;
+        let (gate, result) = outcome?;
         let result = match (gate, result) {
             (gate, None) => {
                 let until_ms = match gate {
@@ -904,6 +909,15 @@ impl Controller {
             message,
         });
     }
+}
+
+/// The message a panic was raised with.
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic with no message".to_owned())
 }
 
 /// Sleeps for `delay`; returns true if shutdown was requested meanwhile (or

@@ -431,3 +431,74 @@ async fn an_update_that_took_effect_and_then_failed_is_followed_and_its_grace_pe
         assert_eq!(started, 1, "{error}");
     }
 }
+
+/// Panics at its first call, then doubles like [`Doubling`].
+struct PanicsOnce(bool);
+
+impl Decide for PanicsOnce {
+    fn decide(&mut self, e: &Evaluation) -> Result<Decision, String> {
+        if !std::mem::replace(&mut self.0, true) {
+            panic!("a bug in the policy's host glue");
+        }
+        Doubling.decide(e)
+    }
+    fn label(&self) -> String {
+        "panics once (test)".into()
+    }
+}
+
+/// A target whose first DescribeApplication panics.
+struct DescribePanicsOnce(Arc<FakeTarget>, std::sync::atomic::AtomicBool);
+
+#[async_trait]
+impl ScalingTarget for DescribePanicsOnce {
+    async fn describe(&self, a: &str) -> Result<AppState, TargetError> {
+        if self.1.swap(false, std::sync::atomic::Ordering::SeqCst) {
+            panic!("a bug in the target adapter");
+        }
+        self.0.describe(a).await
+    }
+    async fn rescale(&self, a: &str, kpu: u32, c: &AppState) -> Result<u64, TargetError> {
+        self.0.rescale(a, kpu, c).await
+    }
+}
+
+/// Fails on main before #9: a panic ended the controller's task for good
+/// (the agent only logged it), so the application was never scaled again.
+#[tokio::test(start_paused = true)]
+async fn a_panic_is_reported_and_the_controller_carries_on() {
+    for what in ["policy", "target"] {
+        let fake = FakeTarget::new(2, 90);
+        let (target, policy): (Arc<dyn ScalingTarget>, Box<dyn Decide>) = match what {
+            "policy" => (fake.clone(), Box::new(PanicsOnce(false))),
+            _ => (
+                Arc::new(DescribePanicsOnce(fake.clone(), true.into())),
+                Box::new(Doubling),
+            ),
+        };
+        let run = Running::launch(
+            fake.origin,
+            target,
+            constant(95.0),
+            policy,
+            Vec::new(),
+            |c| c,
+        );
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        let events = run.stop().await;
+        let panics: Vec<&String> = events
+            .iter()
+            .filter_map(|e| match e {
+                Event::Panicked { message, .. } => Some(message),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(panics.len(), 1, "{what}: {events:?}");
+        assert!(panics[0].contains("a bug in the"), "{what}: {panics:?}");
+        // After its back-off (2.5 to 5 s) it decided and scaled as usual.
+        let updates = fake.updates();
+        assert_eq!(updates.len(), 1, "{what}: {updates:?}");
+        assert_eq!(updates[0].1, 4, "{what}");
+        assert!(updates[0].0 <= 5, "{what}: {updates:?}");
+    }
+}
