@@ -276,11 +276,11 @@ async fn a_corrupt_journal_is_reported_set_aside_and_ignored() {
     let reported = failures(&events, "journal");
     assert_eq!(reported.len(), 1, "{events:?}");
     assert!(
-        reported[0].contains("app.json.corrupt") && reported[0].contains("no state"),
+        reported[0].contains("app.json.corrupt.1") && reported[0].contains("no state"),
         "{reported:?}"
     );
     assert_eq!(
-        std::fs::read(dir.path().join("app.json.corrupt")).unwrap(),
+        std::fs::read(dir.path().join("app.json.corrupt.1")).unwrap(),
         b"{\"format\": 1, \"reco"
     );
     // No state means nothing in flight: evaluated and scaled as usual, and
