@@ -199,6 +199,7 @@ fn copy_error(error: &MetricsError) -> MetricsError {
         MetricsError::Throttled(message) => MetricsError::Throttled(message.clone()),
         MetricsError::Source(message) => MetricsError::Source(message.clone()),
         MetricsError::Permission(message) => MetricsError::Permission(message.clone()),
+        MetricsError::Invalid(message) => MetricsError::Invalid(message.clone()),
     }
 }
 
