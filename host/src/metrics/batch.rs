@@ -9,7 +9,15 @@
 //! start, latest end), and hands each caller only its own series, trimmed to
 //! its own window, in its own order. Identical queries of different callers
 //! are fetched once. The inner source splits the merged queries by its own
-//! per-call limit. A failed fetch fails every request of the batch.
+//! per-call limit.
+//!
+//! A failed merged fetch fails every request of the batch only when the
+//! failure cannot be any one caller's: throttling, 5xx, network errors. A
+//! failure that may come from one caller's queries (a request refused as
+//! invalid, a metric the agent may not read: [`MetricsError::Invalid`],
+//! [`MetricsError::Permission`]) is not visited on the others: each request
+//! of the batch is then fetched on its own (a few at a time), so only the
+//! caller whose queries are at fault gets the error.
 //!
 //! The batching runs in one tokio task, started on the first fetch (so a
 //! source can be built outside a runtime) and stopped when the source is
@@ -30,6 +38,11 @@ pub const DEFAULT_WINDOW: Duration = Duration::from_millis(20);
 
 /// Bound of the request queue; callers wait for room beyond it.
 const QUEUE_CAPACITY: usize = 1024;
+
+/// How many requests of a failed batch are fetched on their own at once:
+/// enough that a large batch is not served one round trip at a time, few
+/// enough not to spend the account's GetMetricData call rate in a burst.
+const APART_CONCURRENCY: usize = 4;
 
 /// One caller's request and where its answer goes.
 struct Request {
@@ -130,12 +143,14 @@ async fn run_batches(
         while let Ok(request) = receiver.try_recv() {
             batch.push(request);
         }
-        serve(inner.as_ref(), batch).await;
+        serve(&inner, batch).await;
     }
 }
 
-/// Fetches the union of a batch's requests once and answers each request.
-async fn serve(inner: &dyn MetricSource, batch: Vec<Request>) {
+/// Fetches the union of a batch's requests once and answers each request;
+/// when that fails in a way that may be one caller's fault, fetches each
+/// request on its own instead.
+async fn serve(inner: &Arc<dyn MetricSource>, batch: Vec<Request>) {
     let mut merged: Vec<MetricQuery> = Vec::new();
     let mut index_of: HashMap<MetricQuery, usize> = HashMap::new();
     // For each request, the merged index of each of its queries.
@@ -160,15 +175,19 @@ async fn serve(inner: &dyn MetricSource, batch: Vec<Request>) {
     let start_ms = batch.iter().map(|r| r.start_ms).min().unwrap_or(0);
     let end_ms = batch.iter().map(|r| r.end_ms).max().unwrap_or(0);
 
-    let answer = match inner.fetch(&merged, start_ms, end_ms).await {
-        Ok(series) if series.len() == merged.len() => Ok(series),
-        Ok(series) => Err(MetricsError::Source(format!(
-            "the metric source answered {} series for {} queries",
-            series.len(),
-            merged.len()
-        ))),
-        Err(error) => Err(error),
-    };
+    let answer = fetch_checked(inner.as_ref(), &merged, start_ms, end_ms).await;
+    if let Err(error) = &answer
+        && batch.len() > 1
+        && may_be_one_callers(error)
+    {
+        tracing::debug!(
+            message = "A merged metric fetch failed in a way one caller may cause; fetching each caller apart.",
+            callers = batch.len(),
+            %error,
+        );
+        serve_apart(inner, batch).await;
+        return;
+    }
     for (request, indices) in batch.into_iter().zip(positions) {
         let reply = match &answer {
             Ok(series) => Ok(request
@@ -192,6 +211,62 @@ async fn serve(inner: &dyn MetricSource, batch: Vec<Request>) {
     }
 }
 
+/// Whether a failed fetch may be due to some of its queries rather than to
+/// the service or the network, so that the same queries split between
+/// callers may fail for some and succeed for the others.
+fn may_be_one_callers(error: &MetricsError) -> bool {
+    match error {
+        MetricsError::Invalid(_) | MetricsError::Permission(_) => true,
+        MetricsError::Throttled(_) | MetricsError::Source(_) => false,
+    }
+}
+
+/// Fetches every request of `batch` on its own, at most
+/// [`APART_CONCURRENCY`] at a time, and answers each with its own result.
+async fn serve_apart(inner: &Arc<dyn MetricSource>, batch: Vec<Request>) {
+    let mut waiting = batch.into_iter();
+    let mut running = tokio::task::JoinSet::new();
+    loop {
+        while running.len() < APART_CONCURRENCY {
+            let Some(request) = waiting.next() else {
+                break;
+            };
+            let inner = inner.clone();
+            running.spawn(async move {
+                let answer = fetch_checked(
+                    inner.as_ref(),
+                    &request.queries,
+                    request.start_ms,
+                    request.end_ms,
+                )
+                .await;
+                let _ = request.reply.send(answer);
+            });
+        }
+        if running.join_next().await.is_none() {
+            break;
+        }
+    }
+}
+
+/// One fetch of the inner source, checked to answer one series per query.
+async fn fetch_checked(
+    inner: &dyn MetricSource,
+    queries: &[MetricQuery],
+    start_ms: i64,
+    end_ms: i64,
+) -> Result<Vec<Series>, MetricsError> {
+    match inner.fetch(queries, start_ms, end_ms).await {
+        Ok(series) if series.len() == queries.len() => Ok(series),
+        Ok(series) => Err(MetricsError::Source(format!(
+            "the metric source answered {} series for {} queries",
+            series.len(),
+            queries.len()
+        ))),
+        Err(error) => Err(error),
+    }
+}
+
 /// The same error for another caller ([`MetricsError`] holds no source, so
 /// nothing is lost).
 fn copy_error(error: &MetricsError) -> MetricsError {
@@ -211,6 +286,8 @@ mod tests {
     use super::*;
     use crate::metrics::Datapoint;
 
+    type MakeError = fn() -> MetricsError;
+
     /// An inner source that records its calls and answers every query with
     /// one point per minute over the window, valued by metric name so that
     /// a mix-up between callers shows.
@@ -218,7 +295,10 @@ mod tests {
     struct Fake {
         calls: AtomicUsize,
         seen: Mutex<Vec<(usize, i64, i64)>>,
-        fail: Option<fn() -> MetricsError>,
+        fail: Option<MakeError>,
+        /// Fails any fetch that holds a query of this metric name, with
+        /// that error, as CloudWatch refuses a whole call for one bad query.
+        reject: Option<(&'static str, MakeError)>,
     }
 
     fn value_of(query: &MetricQuery) -> f64 {
@@ -244,6 +324,11 @@ mod tests {
                 .push((queries.len(), start_ms, end_ms));
             if let Some(fail) = self.fail {
                 return Err(fail());
+            }
+            if let Some((name, error)) = self.reject
+                && queries.iter().any(|q| q.metric_name == name)
+            {
+                return Err(error());
             }
             Ok(queries
                 .iter()
@@ -391,6 +476,60 @@ mod tests {
                 Err(MetricsError::Throttled(message)) => assert!(message.contains("slow down")),
                 other => panic!("expected Throttled, got {other:?}"),
             }
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn one_callers_bad_query_fails_only_that_caller() {
+        let errors: [MakeError; 2] = [
+            || MetricsError::Invalid("InvalidParameterValue: bad stat".into()),
+            || MetricsError::Permission("AccessDenied: not for you".into()),
+        ];
+        for error in errors {
+            let (fake, source) = batching(Fake {
+                reject: Some(("m666", error)),
+                ..Fake::default()
+            });
+            let a = [query("cpu", 1)];
+            let bad = [query("cpu", 2), query("odd", 666)];
+            let c = [query("cpu", 3), query("lag", 4)];
+            let (ra, rbad, rc) = tokio::join!(
+                source.fetch(&a, 0, 120_000),
+                source.fetch(&bad, 0, 120_000),
+                source.fetch(&c, 60_000, 180_000),
+            );
+            let ra = ra.expect("the first caller is not at fault");
+            assert_eq!(ra[0].points.len(), 2);
+            assert!(ra[0].points.iter().all(|p| p.value == 1.0));
+            let rc = rc.expect("the third caller is not at fault");
+            assert_eq!(rc[0].query.id, "cpu");
+            assert_eq!(rc[1].query.id, "lag");
+            assert_eq!(rc[1].points[0].value, 4.0);
+            assert_eq!(rc[1].points[0].timestamp_ms, 60_000);
+            match (rbad, error()) {
+                (Err(MetricsError::Invalid(got)), MetricsError::Invalid(want))
+                | (Err(MetricsError::Permission(got)), MetricsError::Permission(want)) => {
+                    assert_eq!(got, want)
+                }
+                (other, want) => panic!("expected {want:?}, got {other:?}"),
+            }
+            // One merged call, then one per caller.
+            assert_eq!(fake.calls.load(Ordering::SeqCst), 4);
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failure_of_the_service_is_not_retried_per_caller() {
+        let (fake, source) = batching(Fake {
+            fail: Some(|| MetricsError::Source("InternalServiceError: boom".into())),
+            ..Fake::default()
+        });
+        let a = [query("a", 1)];
+        let b = [query("b", 2)];
+        let (ra, rb) = tokio::join!(source.fetch(&a, 0, 60_000), source.fetch(&b, 0, 60_000));
+        assert_eq!(fake.calls.load(Ordering::SeqCst), 1);
+        for result in [ra, rb] {
+            assert!(matches!(result, Err(MetricsError::Source(_))), "{result:?}");
         }
     }
 }
