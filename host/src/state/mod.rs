@@ -435,6 +435,7 @@ impl StateStore {
             path: self.dir.join(format!("{application}.json")),
             temp: self.dir.join(format!(".{application}.json.tmp")),
             seq: 0,
+            newer: None,
             _lock: lock,
         })
     }
@@ -448,6 +449,9 @@ pub struct Journal {
     path: PathBuf,
     temp: PathBuf,
     seq: u64,
+    // The format of a journal found written by a newer agent: once seen,
+    // this journal is never written over.
+    newer: Option<u64>,
     // Held for the advisory lock; released when the journal is dropped
     // (or the process dies, however it dies).
     _lock: File,
@@ -485,6 +489,7 @@ impl Journal {
         }
         let probe: Probe = serde_json::from_slice(&text).map_err(|e| corrupt(e.to_string()))?;
         if probe.format > u64::from(FORMAT_VERSION) {
+            self.newer = Some(probe.format);
             return Err(StateError::Newer {
                 path: self.path.clone(),
                 format: probe.format,
@@ -554,7 +559,17 @@ impl Journal {
 
     /// Replaces the journal with `record`, atomically and durably: when
     /// this returns Ok, the record survives a crash or power loss.
+    ///
+    /// A journal that [`Journal::load`] found written by a newer agent is
+    /// never replaced: every save fails with [`StateError::Newer`], so that
+    /// a caller that goes on regardless still cannot destroy it.
     pub fn save(&mut self, record: &AppRecord, now_ms: i64) -> Result<(), StateError> {
+        if let Some(format) = self.newer {
+            return Err(StateError::Newer {
+                path: self.path.clone(),
+                format,
+            });
+        }
         let file = JournalFile {
             format: FORMAT_VERSION,
             application: self.application.clone(),

@@ -274,6 +274,25 @@ fn a_newer_journal_is_refused_by_name_and_left_untouched() {
 }
 
 #[test]
+fn a_newer_journal_is_never_saved_over() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = StateStore::open(dir.path()).unwrap();
+    let mut journal = store.journal("orders").unwrap();
+    let text = newer_journal(2);
+    std::fs::write(journal.path(), &text).unwrap();
+    assert!(journal.load().is_err());
+    // A caller that goes on regardless, as if it had started with no state.
+    let error = journal
+        .save(&record(Phase::Idle), NOW)
+        .expect_err("not saved over");
+    assert!(
+        matches!(error, StateError::Newer { format: 2, .. }),
+        "{error:?}"
+    );
+    assert_eq!(std::fs::read_to_string(journal.path()).unwrap(), text);
+}
+
+#[test]
 fn a_set_aside_journal_never_overwrites_an_earlier_one() {
     let dir = tempfile::tempdir().unwrap();
     let store = StateStore::open(dir.path()).unwrap();
