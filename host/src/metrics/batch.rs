@@ -17,13 +17,17 @@
 //! invalid, a metric the agent may not read: [`MetricsError::Invalid`],
 //! [`MetricsError::Permission`]) is not visited on the others: each request
 //! of the batch is then fetched on its own (a few at a time), so only the
-//! caller whose queries are at fault gets the error.
+//! caller whose queries are at fault gets the error. The queries of a
+//! request that then fails on its own are remembered as suspect: while they
+//! are, that request is fetched apart from the start, so one bad
+//! application costs one extra call per batch, not one per application.
+//! A suspect request that succeeds on its own is merged again.
 //!
 //! The batching runs in one tokio task, started on the first fetch (so a
 //! source can be built outside a runtime) and stopped when the source is
 //! dropped. It waits on tokio time, so it runs unchanged on a paused clock.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -125,6 +129,7 @@ async fn run_batches(
     window: Duration,
     mut receiver: mpsc::Receiver<Request>,
 ) {
+    let mut suspects = HashSet::new();
     while let Some(first) = receiver.recv().await {
         let mut batch = vec![first];
         let deadline = Instant::now() + window;
@@ -143,14 +148,70 @@ async fn run_batches(
         while let Ok(request) = receiver.try_recv() {
             batch.push(request);
         }
-        serve(&inner, batch).await;
+        serve(&inner, batch, &mut suspects).await;
     }
 }
 
-/// Fetches the union of a batch's requests once and answers each request;
-/// when that fails in a way that may be one caller's fault, fetches each
-/// request on its own instead.
-async fn serve(inner: &Arc<dyn MetricSource>, batch: Vec<Request>) {
+/// A query as fetched: the configured id is the caller's name for the
+/// metric, not part of what is fetched.
+fn fetch_key(query: &MetricQuery) -> MetricQuery {
+    MetricQuery {
+        id: String::new(),
+        ..query.clone()
+    }
+}
+
+/// Answers a batch: requests holding a `suspects` query are fetched apart,
+/// the rest in one merged fetch, itself split apart when it fails in a way
+/// that may be one caller's fault. `suspects` learns from every request
+/// fetched on its own.
+async fn serve(
+    inner: &Arc<dyn MetricSource>,
+    batch: Vec<Request>,
+    suspects: &mut HashSet<MetricQuery>,
+) {
+    let (mut apart, together): (Vec<Request>, Vec<Request>) =
+        batch.into_iter().partition(|request| {
+            request
+                .queries
+                .iter()
+                .any(|query| suspects.contains(&fetch_key(query)))
+        });
+    match serve_merged(inner, together).await {
+        Merged::Answered => {}
+        Merged::Refused(keys) => suspects.extend(keys),
+        Merged::Split(requests) => apart.extend(requests),
+    }
+    for (keys, outcome) in serve_apart(inner, apart).await {
+        match outcome {
+            Outcome::Fetched => keys.iter().for_each(|key| {
+                suspects.remove(key);
+            }),
+            Outcome::Refused => suspects.extend(keys),
+            Outcome::Failed => {}
+        }
+    }
+}
+
+/// What [`serve_merged`] did with its batch.
+enum Merged {
+    /// Every request was answered.
+    Answered,
+    /// The lone request was answered with a refusal only its own queries
+    /// can cause: these fetch keys are suspect.
+    Refused(Vec<MetricQuery>),
+    /// The merged fetch of several requests failed in a way one of them may
+    /// cause: none was answered; fetch them apart.
+    Split(Vec<Request>),
+}
+
+/// Fetches the union of `batch`'s requests once and answers each request,
+/// unless that fails in a way one of several callers may cause (see
+/// [`Merged`]).
+async fn serve_merged(inner: &Arc<dyn MetricSource>, batch: Vec<Request>) -> Merged {
+    if batch.is_empty() {
+        return Merged::Answered;
+    }
     let mut merged: Vec<MetricQuery> = Vec::new();
     let mut index_of: HashMap<MetricQuery, usize> = HashMap::new();
     // For each request, the merged index of each of its queries.
@@ -158,13 +219,7 @@ async fn serve(inner: &Arc<dyn MetricSource>, batch: Vec<Request>) {
     for request in &batch {
         let mut indices = Vec::with_capacity(request.queries.len());
         for query in &request.queries {
-            // The configured id is the caller's name for the metric, not part
-            // of what is fetched.
-            let key = MetricQuery {
-                id: String::new(),
-                ..query.clone()
-            };
-            let index = *index_of.entry(key).or_insert_with(|| {
+            let index = *index_of.entry(fetch_key(query)).or_insert_with(|| {
                 merged.push(query.clone());
                 merged.len() - 1
             });
@@ -176,17 +231,13 @@ async fn serve(inner: &Arc<dyn MetricSource>, batch: Vec<Request>) {
     let end_ms = batch.iter().map(|r| r.end_ms).max().unwrap_or(0);
 
     let answer = fetch_checked(inner.as_ref(), &merged, start_ms, end_ms).await;
-    if let Err(error) = &answer
-        && batch.len() > 1
-        && may_be_one_callers(error)
-    {
+    let refused = answer.as_ref().is_err_and(may_be_one_callers);
+    if refused && batch.len() > 1 {
         tracing::debug!(
             message = "A merged metric fetch failed in a way one caller may cause; fetching each caller apart.",
             callers = batch.len(),
-            %error,
         );
-        serve_apart(inner, batch).await;
-        return;
+        return Merged::Split(batch);
     }
     for (request, indices) in batch.into_iter().zip(positions) {
         let reply = match &answer {
@@ -209,6 +260,11 @@ async fn serve(inner: &Arc<dyn MetricSource>, batch: Vec<Request>) {
         // A caller that gave up (its task was cancelled) needs no answer.
         let _ = request.reply.send(reply);
     }
+    if refused {
+        Merged::Refused(merged.iter().map(fetch_key).collect())
+    } else {
+        Merged::Answered
+    }
 }
 
 /// Whether a failed fetch may be due to some of its queries rather than to
@@ -221,9 +277,24 @@ fn may_be_one_callers(error: &MetricsError) -> bool {
     }
 }
 
+/// How a request fetched on its own fared.
+enum Outcome {
+    /// It was answered: its queries are fine.
+    Fetched,
+    /// It was refused in a way only its queries can cause.
+    Refused,
+    /// Anything else (throttling, an outage): nothing learnt.
+    Failed,
+}
+
 /// Fetches every request of `batch` on its own, at most
-/// [`APART_CONCURRENCY`] at a time, and answers each with its own result.
-async fn serve_apart(inner: &Arc<dyn MetricSource>, batch: Vec<Request>) {
+/// [`APART_CONCURRENCY`] at a time, answers each with its own result, and
+/// says how each fared (by its fetch keys).
+async fn serve_apart(
+    inner: &Arc<dyn MetricSource>,
+    batch: Vec<Request>,
+) -> Vec<(Vec<MetricQuery>, Outcome)> {
+    let mut outcomes = Vec::with_capacity(batch.len());
     let mut waiting = batch.into_iter();
     let mut running = tokio::task::JoinSet::new();
     loop {
@@ -240,13 +311,25 @@ async fn serve_apart(inner: &Arc<dyn MetricSource>, batch: Vec<Request>) {
                     request.end_ms,
                 )
                 .await;
+                let outcome = match &answer {
+                    Ok(_) => Outcome::Fetched,
+                    Err(error) if may_be_one_callers(error) => Outcome::Refused,
+                    Err(_) => Outcome::Failed,
+                };
+                let keys = request.queries.iter().map(fetch_key).collect();
                 let _ = request.reply.send(answer);
+                (keys, outcome)
             });
         }
-        if running.join_next().await.is_none() {
-            break;
+        match running.join_next().await {
+            Some(Ok(done)) => outcomes.push(done),
+            // A panicked fetch dropped its reply: its caller hears that the
+            // batching failed, and nothing is learnt.
+            Some(Err(_)) => {}
+            None => break,
         }
     }
+    outcomes
 }
 
 /// One fetch of the inner source, checked to answer one series per query.
@@ -299,6 +382,8 @@ mod tests {
         /// Fails any fetch that holds a query of this metric name, with
         /// that error, as CloudWatch refuses a whole call for one bad query.
         reject: Option<(&'static str, MakeError)>,
+        /// Stops the rejecting (the query was fixed, the permission granted).
+        healed: std::sync::atomic::AtomicBool,
     }
 
     fn value_of(query: &MetricQuery) -> f64 {
@@ -326,6 +411,7 @@ mod tests {
                 return Err(fail());
             }
             if let Some((name, error)) = self.reject
+                && !self.healed.load(Ordering::SeqCst)
                 && queries.iter().any(|q| q.metric_name == name)
             {
                 return Err(error());
@@ -531,5 +617,47 @@ mod tests {
         for result in [ra, rb] {
             assert!(matches!(result, Err(MetricsError::Source(_))), "{result:?}");
         }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_caller_refused_on_its_own_is_fetched_apart_until_it_succeeds() {
+        let (fake, source) = batching(Fake {
+            reject: Some(("m666", || MetricsError::Invalid("bad stat".into()))),
+            ..Fake::default()
+        });
+        let a = [query("cpu", 1)];
+        let bad = [query("odd", 666)];
+        let c = [query("cpu", 3)];
+        let round = || async {
+            let (ra, rbad, rc) = tokio::join!(
+                source.fetch(&a, 0, 60_000),
+                source.fetch(&bad, 0, 60_000),
+                source.fetch(&c, 0, 60_000),
+            );
+            assert_eq!(ra.expect("a")[0].points[0].value, 1.0);
+            assert_eq!(rc.expect("c")[0].points[0].value, 3.0);
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            rbad.is_ok()
+        };
+        let calls = || fake.calls.load(Ordering::SeqCst);
+        // Merged, refused, then each apart.
+        assert!(!round().await);
+        assert_eq!(calls(), 4);
+        // The refused caller is now fetched apart from the start.
+        assert!(!round().await);
+        assert_eq!(calls(), 6);
+        // Fixed: it succeeds on its own, and is merged again after that.
+        fake.healed.store(true, Ordering::SeqCst);
+        assert!(round().await);
+        assert_eq!(calls(), 8);
+        assert!(round().await);
+        assert_eq!(calls(), 9);
+        // A lone refused request is suspect at once, at the cost of its
+        // one call.
+        fake.healed.store(false, Ordering::SeqCst);
+        assert!(source.fetch(&bad, 0, 60_000).await.is_err());
+        assert_eq!(calls(), 10);
+        assert!(!round().await);
+        assert_eq!(calls(), 12);
     }
 }
