@@ -44,17 +44,41 @@ fn startup_failure(error: AgentError) -> anyhow::Result<ExitCode> {
 /// [`crate::plugin::validate::sanitize_text`] (which blanks them for log
 /// lines), escaping shows the operator what was sent.
 fn printable(text: &str) -> String {
-    let hidden = |c: char| {
-        c.is_control()
-            || matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2069}' | '\u{FEFF}')
-    };
-    if !text.chars().any(hidden) {
+    if !text.chars().any(acts_on_terminals) {
         return text.to_owned();
     }
     let mut out = String::with_capacity(text.len() + 8);
     for c in text.chars() {
-        if hidden(c) {
+        if acts_on_terminals(c) {
             out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Whether `c` is a control character or one that reorders or hides text.
+fn acts_on_terminals(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2069}' | '\u{FEFF}')
+}
+
+/// `value` as one line of JSON fit for a terminal: serde_json escapes the
+/// C0 controls only, so DEL, the C1 controls (U+009B is a CSI to some
+/// terminals) and the characters [`printable`] escapes are written as
+/// `\uXXXX` escapes too. They occur only inside strings, so the JSON means
+/// exactly the same.
+fn json_line(value: &serde_json::Value) -> String {
+    let text = value.to_string();
+    if !text.chars().any(acts_on_terminals) {
+        return text;
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if acts_on_terminals(c) {
+            // All of them are in the Basic Multilingual Plane.
+            out.push_str(&format!("\\u{:04x}", u32::from(c)));
         } else {
             out.push(c);
         }
@@ -167,7 +191,7 @@ pub async fn once(config: &Path, dry_run: bool, json: bool) -> anyhow::Result<Ex
     for report in &reports {
         ok &= report.result.is_ok();
         if json {
-            println!("{}", once_json(report));
+            println!("{}", json_line(&once_json(report)));
         } else {
             print!("{}", once_text(report, dry_run));
         }
@@ -741,5 +765,21 @@ mod tests {
             format!("{error:#}").contains("cannot start the agent"),
             "{error:#}"
         );
+    }
+
+    #[test]
+    fn once_json_escapes_what_serde_json_leaves_raw() {
+        let reason = "scale\u{9b}2J\u{7f} \u{202E}olleh \x1b[2J\r";
+        let value = once_json(&report(reason, "lag"));
+        let line = json_line(&value);
+        assert_inert(&line);
+        assert!(
+            !line.contains('\u{9b}') && !line.contains('\u{7f}') && !line.contains('\n'),
+            "{line:?}"
+        );
+        assert!(line.contains(r"\u009b2J\u007f \u202eolleh"), "{line}");
+        let back: serde_json::Value = serde_json::from_str(&line).expect("JSON");
+        assert_eq!(back, value);
+        assert_eq!(back["decision"]["reason"], reason);
     }
 }
