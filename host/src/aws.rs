@@ -182,6 +182,28 @@ mod tests {
     }
 
     #[test]
+    fn a_credentials_failure_is_recognised_for_every_client() {
+        use aws_sdk_kinesisanalyticsv2::error::ConnectorError;
+        use aws_sdk_kinesisanalyticsv2::operation::update_application::UpdateApplicationError;
+        // The MSF client's SdkError is the same type as CloudWatch's, so
+        // the target can use the same recognition.
+        let missing: SdkError<UpdateApplicationError> =
+            SdkError::dispatch_failure(ConnectorError::other(
+                Box::new(CredentialsError::provider_error(
+                    "the SSO session has expired",
+                )),
+                None,
+            ));
+        assert!(is_credentials_failure(&missing));
+        let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        let network: SdkError<UpdateApplicationError> =
+            SdkError::dispatch_failure(ConnectorError::io(Box::new(refused)));
+        assert!(!is_credentials_failure(&network));
+        let timeout: SdkError<UpdateApplicationError> = SdkError::timeout_error("slow");
+        assert!(!is_credentials_failure(&timeout));
+    }
+
+    #[test]
     fn the_missing_action_is_read_from_the_refusal() {
         assert_eq!(
             missing_action(
