@@ -465,7 +465,7 @@ impl Journal {
 
     /// Reads the journal: `None` when there is none yet.
     pub fn load(&mut self) -> Result<Option<JournalFile>, StateError> {
-        let text = match std::fs::read(&self.path) {
+        let text = match read_no_follow(&self.path) {
             Ok(text) => text,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(source) => {
@@ -612,6 +612,21 @@ impl Journal {
         self.seq = file.seq;
         Ok(())
     }
+}
+
+/// Reads the whole file at `path`, refusing a symbolic link (`ELOOP`)
+/// rather than reading whatever it points to.
+fn read_no_follow(path: &Path) -> std::io::Result<Vec<u8>> {
+    let mut options = OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.custom_flags(libc::O_NOFOLLOW);
+    }
+    let mut text = Vec::new();
+    std::io::Read::read_to_end(&mut options.open(path)?, &mut text)?;
+    Ok(text)
 }
 
 /// How [`private_file`] treats an existing file.

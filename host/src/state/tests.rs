@@ -387,3 +387,31 @@ fn a_link_planted_at_the_lock_path_is_refused() {
         "a file was created outside the state folder"
     );
 }
+
+#[cfg(unix)]
+#[test]
+fn a_link_planted_at_the_journal_path_is_not_read() {
+    let outside = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let store = StateStore::open(dir.path()).unwrap();
+    let mut journal = store.journal("orders").unwrap();
+    // A well-formed record elsewhere, claiming an update in flight.
+    journal.save(&record(in_flight().remove(0)), NOW).unwrap();
+    let elsewhere = outside.path().join("planted.json");
+    std::fs::rename(journal.path(), &elsewhere).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, journal.path()).unwrap();
+
+    let error = journal.load().expect_err("a link is not the journal");
+    assert!(
+        matches!(&error, StateError::Io { action: "read", .. }),
+        "{error:?}"
+    );
+    // Saving replaces the link itself, never the file it points to.
+    let planted = std::fs::read(&elsewhere).unwrap();
+    journal.save(&record(Phase::Idle), NOW).unwrap();
+    assert_eq!(std::fs::read(&elsewhere).unwrap(), planted);
+    assert_eq!(
+        journal.load().unwrap().expect("a record").record,
+        record(Phase::Idle)
+    );
+}
