@@ -9,12 +9,21 @@
 //! chain (environment, profile, SSO, web identity, ECS, IMDS). The agent only
 //! pins the retry policy and the timeouts, and lets the configuration file
 //! override the region.
+//!
+//! It also holds what every adapter needs to recognise the `permission`
+//! failure class the same way: AWS's error codes for a refused identity or
+//! action ([`is_permission_code`]), a credentials provider that could not
+//! produce credentials ([`is_credentials_failure`]), and the action a refusal
+//! names ([`missing_action`]). Such failures do not heal by retrying.
 
+use std::error::Error;
 use std::time::Duration;
 
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, ConfigLoader, Region, SdkConfig};
+use aws_credential_types::provider::error::CredentialsError;
+use aws_sdk_cloudwatch::error::SdkError;
 
 /// Attempts per call, the first included.
 ///
@@ -63,36 +72,186 @@ pub async fn sdk_config(region: Option<&str>) -> SdkConfig {
     config_loader(region).load().await
 }
 
-/// Whether an AWS error code says the agent's identity or permissions were
-/// refused.
+/// Error codes with which AWS refuses the caller's identity or the action
+/// it asked for, across services and protocols (query, JSON, CBOR).
+pub const PERMISSION_CODES: &[&str] = &[
+    "AccessDenied",
+    "AccessDeniedException",
+    "UnauthorizedOperation",
+    "UnrecognizedClientException",
+    "InvalidClientTokenId",
+    "ExpiredToken",
+    "ExpiredTokenException",
+    "RequestExpired",
+    "SignatureDoesNotMatch",
+    "IncompleteSignature",
+    "MissingAuthenticationToken",
+    "MissingAuthenticationTokenException",
+];
+
+/// Whether `code` says the agent's identity or permissions were refused
+/// (see [`PERMISSION_CODES`]).
 pub fn is_permission_code(code: &str) -> bool {
-    matches!(
-        code,
-        "AccessDenied"
-            | "AccessDeniedException"
-            | "UnrecognizedClient"
-            | "UnrecognizedClientException"
-            | "ExpiredToken"
-            | "ExpiredTokenException"
-            | "InvalidClientTokenId"
-            | "SignatureDoesNotMatch"
-            | "MissingAuthenticationToken"
-    )
+    PERMISSION_CODES.contains(&code)
 }
 
-/// Whether a failed call failed because no credentials could be loaded
-/// (the SDK reports the credentials provider's error as a dispatch
-/// failure; its source chain holds a `CredentialsError`).
-pub fn is_credentials_failure(error: &(dyn std::error::Error + 'static)) -> bool {
-    let mut next = Some(error);
-    while let Some(error) = next {
-        if error
-            .downcast_ref::<aws_credential_types::provider::error::CredentialsError>()
-            .is_some()
-        {
+/// Whether the SDK failed because its credentials provider could not
+/// produce credentials (none configured, an expired SSO session, a role that
+/// cannot be assumed, ...), rather than because of the call.
+///
+/// The SDK resolves the identity at the start of each attempt; a
+/// provider's [`CredentialsError`] is passed up unchanged and, the request
+/// not having been sent, surfaces as [`SdkError::DispatchFailure`] wrapping
+/// a connector error of kind "other" whose source is that
+/// `CredentialsError` (aws-smithy-runtime's `try_attempt` and
+/// `convert_dispatch_error`). It is recognised by finding the
+/// `CredentialsError` in the error's source chain, wherever a later SDK
+/// version may put it, so a network failure (also a dispatch failure) is
+/// never mistaken for one.
+pub fn is_credentials_failure<E, R>(error: &SdkError<E, R>) -> bool
+where
+    E: Error + 'static,
+    R: std::fmt::Debug + 'static,
+{
+    let mut next: Option<&(dyn Error + 'static)> = Some(error);
+    while let Some(current) = next {
+        if current.is::<CredentialsError>() {
             return true;
         }
-        next = error.source();
+        next = current.source();
     }
     false
+}
+
+/// The IAM action an AWS refusal names, e.g. `cloudwatch:GetMetricData`
+/// from "User: arn:aws:iam::1:user/a is not authorized to perform:
+/// cloudwatch:GetMetricData because no identity-based policy allows ...".
+pub fn missing_action(message: &str) -> Option<&str> {
+    const MARK: &str = "not authorized to perform:";
+    let rest = message[message.find(MARK)? + MARK.len()..].trim_start();
+    let action = rest
+        .split(|c: char| c.is_whitespace() || c == ',' || c == ';')
+        .next()?
+        .trim_end_matches('.');
+    let (service, name) = action.split_once(':')?;
+    let word = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+    (word(service) && word(name)).then_some(action)
+}
+
+/// The text of a permission failure of a call that needs `call_action`
+/// (`cloudwatch:GetMetricData`): the code and AWS's message, and the
+/// action to grant, as AWS named it or, for a plain refusal that names
+/// none, the call's own.
+pub fn permission_message(call_action: &str, code: &str, message: &str) -> String {
+    match missing_action(message) {
+        Some(action) => format!("{code}: missing permission {action}: {message}"),
+        None if code.starts_with("AccessDenied") || code == "UnauthorizedOperation" => {
+            format!("{code}: {message} (the call needs {call_action})")
+        }
+        None => format!("{code}: {message}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn permission_codes_are_recognised_and_others_are_not() {
+        for code in [
+            "AccessDenied",
+            "AccessDeniedException",
+            "UnrecognizedClientException",
+            "ExpiredToken",
+            "ExpiredTokenException",
+            "InvalidClientTokenId",
+            "SignatureDoesNotMatch",
+        ] {
+            assert!(is_permission_code(code), "{code}");
+        }
+        for code in [
+            "ThrottlingException",
+            "InvalidParameterValue",
+            "InternalServiceError",
+            "ResourceNotFoundException",
+            "accessdenied",
+            "",
+        ] {
+            assert!(!is_permission_code(code), "{code}");
+        }
+    }
+
+    #[test]
+    fn a_credentials_failure_is_recognised_for_every_client() {
+        use aws_sdk_kinesisanalyticsv2::error::ConnectorError;
+        use aws_sdk_kinesisanalyticsv2::operation::update_application::UpdateApplicationError;
+        // The MSF client's SdkError is the same type as CloudWatch's, so
+        // the target can use the same recognition.
+        let missing: SdkError<UpdateApplicationError> =
+            SdkError::dispatch_failure(ConnectorError::other(
+                Box::new(CredentialsError::provider_error(
+                    "the SSO session has expired",
+                )),
+                None,
+            ));
+        assert!(is_credentials_failure(&missing));
+        let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        let network: SdkError<UpdateApplicationError> =
+            SdkError::dispatch_failure(ConnectorError::io(Box::new(refused)));
+        assert!(!is_credentials_failure(&network));
+        let timeout: SdkError<UpdateApplicationError> = SdkError::timeout_error("slow");
+        assert!(!is_credentials_failure(&timeout));
+    }
+
+    #[test]
+    fn the_missing_action_is_read_from_the_refusal() {
+        assert_eq!(
+            missing_action(
+                "User: arn:aws:sts::123456789012:assumed-role/agent/i-0 is not authorized to perform: cloudwatch:GetMetricData because no identity-based policy allows the cloudwatch:GetMetricData action"
+            ),
+            Some("cloudwatch:GetMetricData")
+        );
+        assert_eq!(
+            missing_action(
+                "User: arn:aws:iam::1:user/a is not authorized to perform: kinesisanalytics:UpdateApplication on resource: arn:aws:kinesisanalytics:us-east-1:1:application/orders"
+            ),
+            Some("kinesisanalytics:UpdateApplication")
+        );
+        assert_eq!(
+            missing_action("... not authorized to perform: cloudwatch:GetMetricData."),
+            Some("cloudwatch:GetMetricData")
+        );
+        for message in [
+            "Access denied",
+            "not authorized to perform:",
+            "not authorized to perform: something odd",
+            "not authorized to perform: \u{1b}[2J:x",
+        ] {
+            assert_eq!(missing_action(message), None, "{message}");
+        }
+    }
+
+    #[test]
+    fn a_permission_message_names_the_action_to_grant() {
+        let named = permission_message(
+            "cloudwatch:GetMetricData",
+            "AccessDenied",
+            "User: u is not authorized to perform: cloudwatch:GetMetricData",
+        );
+        assert!(
+            named.starts_with("AccessDenied: missing permission cloudwatch:GetMetricData: "),
+            "{named}"
+        );
+        let plain = permission_message(
+            "cloudwatch:GetMetricData",
+            "AccessDeniedException",
+            "denied",
+        );
+        assert_eq!(
+            plain,
+            "AccessDeniedException: denied (the call needs cloudwatch:GetMetricData)"
+        );
+        let expired = permission_message("cloudwatch:GetMetricData", "ExpiredToken", "expired");
+        assert_eq!(expired, "ExpiredToken: expired");
+    }
 }

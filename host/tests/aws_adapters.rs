@@ -482,7 +482,7 @@ async fn other_service_errors_map_to_source_with_code() {
 }
 
 #[tokio::test]
-async fn a_forbidden_result_is_an_error() {
+async fn a_forbidden_result_is_a_permission_error() {
     let stub = Stub::start(|_| {
         get_metric_data_reply(
             &[PageResult {
@@ -502,7 +502,7 @@ async fn a_forbidden_result_is_an_error() {
         .expect_err("forbidden");
 
     assert!(
-        matches!(&error, MetricsError::Source(m) if m.contains("Forbidden")),
+        matches!(&error, MetricsError::Permission(m) if m.contains("Forbidden")),
         "{error:?}"
     );
 }

@@ -24,7 +24,7 @@ use aws_sdk_kinesisanalyticsv2::types::{
 };
 use flinkscale::emulator::{self, EmulatorHandle, EmulatorOptions, FaultSpec};
 use flinkscale::metrics::cloudwatch::CloudWatchSource;
-use flinkscale::metrics::{MetricQuery, MetricSource};
+use flinkscale::metrics::{MetricQuery, MetricSource, MetricsError};
 use flinkscale::target::msf::MsfTarget;
 use flinkscale::target::{AppStatus, ScalingTarget};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -836,6 +836,61 @@ async fn injected_faults_show_in_the_sdk_error_and_in_the_call_log() {
     assert_eq!(
         serde_json::from_slice::<serde_json::Value>(&body).unwrap()["faults"],
         serde_json::json!([])
+    );
+    emu.shutdown().await;
+}
+
+/// A refused identity is its own class through the real SDK, with the
+/// action to grant named, and is told apart from throttling and 5xx.
+#[tokio::test]
+async fn permission_faults_reach_the_adapter_as_permission_errors() {
+    let (emu, _dir) = start(HOUR_MS, 1.0, 100).await;
+    let source = CloudWatchSource::new(&sdk_config(&emu).await);
+    let query = model_query("busy", "containerCPUUtilization", "Average", 60);
+    let end = now_ms();
+    let fetch = || source.fetch(std::slice::from_ref(&query), end - 600_000, end);
+
+    let mut denied = FaultSpec::error("GetMetricData", "AccessDeniedException", 1);
+    denied.http_status = Some(403);
+    denied.message = Some(
+        "User: arn:aws:sts::123456789012:assumed-role/flinkscale/i-0 is not authorized to perform: cloudwatch:GetMetricData because no identity-based policy allows the cloudwatch:GetMetricData action".to_owned(),
+    );
+    emu.inject_fault(denied).expect("fault");
+    let error = fetch().await.expect_err("denied");
+    assert!(
+        matches!(&error, MetricsError::Permission(m)
+            if m.contains("AccessDeniedException") && m.contains("missing permission cloudwatch:GetMetricData")),
+        "{error:?}"
+    );
+
+    emu.inject_fault(FaultSpec::error(
+        "GetMetricData",
+        "ExpiredTokenException",
+        1,
+    ))
+    .expect("fault");
+    let error = fetch().await.expect_err("expired");
+    assert!(
+        matches!(&error, MetricsError::Permission(m) if m.contains("ExpiredTokenException")),
+        "{error:?}"
+    );
+
+    emu.inject_fault(FaultSpec::error("GetMetricData", "InternalFailure", 1))
+        .expect("fault");
+    let error = fetch().await.expect_err("5xx");
+    assert!(matches!(&error, MetricsError::Source(_)), "{error:?}");
+
+    // The faults were for one call each.
+    assert!(!fetch().await.expect("clean")[0].points.is_empty());
+    let outcomes: Vec<_> = emu.calls().iter().map(|c| c.outcome.clone()).collect();
+    assert_eq!(
+        outcomes,
+        [
+            "AccessDeniedException",
+            "ExpiredTokenException",
+            "InternalFailure",
+            "ok"
+        ]
     );
     emu.shutdown().await;
 }

@@ -525,6 +525,28 @@ fn window_covers_the_longest_alarm() {
 }
 
 #[test]
+fn a_window_of_huge_periods_saturates_instead_of_overflowing() {
+    // (1 + 2 + 1) x 2^31 s and (u32::MAX + 3) x u32::MAX s do not fit in
+    // u32 seconds: the window is the longest one expressible, never a
+    // panic nor a wrapped, short window.
+    for (period_secs, evaluation_periods) in [
+        (1 << 31, 1),
+        (u32::MAX, 1),
+        (u32::MAX, u32::MAX),
+        (60, u32::MAX),
+    ] {
+        let metrics = [metric_config("cpu", period_secs)];
+        let mut alarm = alarm_config("cpu-high", "cpu", TreatMissingData::Missing);
+        alarm.evaluation_periods = evaluation_periods;
+        assert_eq!(
+            window_secs(std::slice::from_ref(&alarm), &metrics),
+            u32::MAX,
+            "{period_secs} s x {evaluation_periods}"
+        );
+    }
+}
+
+#[test]
 fn a_window_ending_now_holds_the_oldest_period_of_the_range() {
     let metrics = [metric_config("cpu", 60)];
     let alarm = alarm_config("cpu-high", "cpu", TreatMissingData::Missing);

@@ -1,4 +1,8 @@
 //! The subcommands' bodies.
+//!
+//! What they print to a terminal never carries a plugin's or AWS's control
+//! characters: every such string goes through [`printable`] first, so a
+//! decision reason cannot clear the screen or rewrite a line it follows.
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -9,12 +13,78 @@ use aws_credential_types::provider::ProvideCredentials;
 use tokio::sync::watch;
 use tracing::info;
 
-use crate::agent::{Agent, OnceReport};
+use crate::agent::{Agent, AgentError, OnceReport};
 use crate::config::load::{self, LoadedConfig};
 use crate::controller::ActOutcome;
 use crate::model::Action;
 use crate::plugin::{PluginHost, SandboxLimits};
+use crate::state::StateError;
 use crate::telemetry::{self, Events, Registry};
+
+/// The exit status for a configuration error (`EX_CONFIG` in sysexits.h):
+/// the agent refuses to start, and restarting it as it is will not help.
+pub const EX_CONFIG: u8 = 78;
+
+/// The exit status of `run` or `once` when the agent could not be
+/// assembled: [`EX_CONFIG`] (after saying why on stderr) for a journal
+/// written by a newer agent, which this one must neither read nor replace;
+/// any other failure is returned as an error (exit status 1).
+fn startup_failure(error: AgentError) -> anyhow::Result<ExitCode> {
+    if let AgentError::State(StateError::Newer { .. }) = &error {
+        eprintln!("error: cannot start the agent: {error}");
+        return Ok(ExitCode::from(EX_CONFIG));
+    }
+    Err(anyhow::Error::new(error).context("cannot start the agent"))
+}
+
+/// `text` fit for a terminal: control characters (escape, carriage return,
+/// newline, ...) and the invisible characters that reorder or hide text
+/// (bidirectional overrides, zero-width marks) are shown escaped (`\u{1b}`,
+/// `\r`) instead of acting on the terminal. Unlike
+/// [`crate::plugin::validate::sanitize_text`] (which blanks them for log
+/// lines), escaping shows the operator what was sent.
+fn printable(text: &str) -> String {
+    if !text.chars().any(acts_on_terminals) {
+        return text.to_owned();
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if acts_on_terminals(c) {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Whether `c` is a control character or one that reorders or hides text.
+fn acts_on_terminals(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2069}' | '\u{FEFF}')
+}
+
+/// `value` as one line of JSON fit for a terminal: serde_json escapes the
+/// C0 controls only, so DEL, the C1 controls (U+009B is a CSI to some
+/// terminals) and the characters [`printable`] escapes are written as
+/// `\uXXXX` escapes too. They occur only inside strings, so the JSON means
+/// exactly the same.
+fn json_line(value: &serde_json::Value) -> String {
+    let text = value.to_string();
+    if !text.chars().any(acts_on_terminals) {
+        return text;
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if acts_on_terminals(c) {
+            // All of them are in the Basic Multilingual Plane.
+            out.push_str(&format!("\\u{:04x}", u32::from(c)));
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
 
 /// Loads and validates `path`, printing every error; `None` if invalid.
 fn load_or_report(path: &Path) -> Option<LoadedConfig> {
@@ -43,9 +113,10 @@ pub async fn run(config: &Path, dry_run: bool) -> anyhow::Result<ExitCode> {
         None => None,
     };
     let events = Events::log_only().with_registry(registry.clone());
-    let agent = Agent::on_aws(&loaded, dry_run, events)
-        .await
-        .context("cannot start the agent")?;
+    let agent = match Agent::on_aws(&loaded, dry_run, events).await {
+        Ok(agent) => agent,
+        Err(error) => return startup_failure(error),
+    };
     info!(
         message = "Agent started.",
         applications = loaded.config.applications.len(),
@@ -111,15 +182,16 @@ pub async fn once(config: &Path, dry_run: bool, json: bool) -> anyhow::Result<Ex
     let Some(loaded) = load_or_report(config) else {
         return Ok(ExitCode::FAILURE);
     };
-    let mut agent = Agent::on_aws(&loaded, dry_run, Events::log_only())
-        .await
-        .context("cannot start the agent")?;
+    let mut agent = match Agent::on_aws(&loaded, dry_run, Events::log_only()).await {
+        Ok(agent) => agent,
+        Err(error) => return startup_failure(error),
+    };
     let reports = agent.once().await;
     let mut ok = true;
     for report in &reports {
         ok &= report.result.is_ok();
         if json {
-            println!("{}", once_json(report));
+            println!("{}", json_line(&once_json(report)));
         } else {
             print!("{}", once_text(report, dry_run));
         }
@@ -154,7 +226,12 @@ fn once_text(report: &OnceReport, dry_run: bool) -> String {
     let name = &report.application;
     let (assessment, outcome) = match &report.result {
         Ok(r) => r,
-        Err(error) => return format!("application {name:?}: evaluation failed: {error}\n"),
+        Err(error) => {
+            return format!(
+                "application {name:?}: evaluation failed: {}\n",
+                printable(&error.to_string())
+            );
+        }
     };
     let s = &assessment.state;
     let _ = writeln!(
@@ -177,10 +254,10 @@ fn once_text(report: &OnceReport, dry_run: bool) -> String {
         let _ = writeln!(
             out,
             "    {:<12} {} {} {} {}s: {} points, {latest}",
-            q.id,
-            q.namespace,
-            q.metric_name,
-            q.statistic,
+            printable(&q.id),
+            printable(&q.namespace),
+            printable(&q.metric_name),
+            printable(&q.statistic),
             q.period_secs,
             series.points.len()
         );
@@ -191,21 +268,26 @@ fn once_text(report: &OnceReport, dry_run: bool) -> String {
             let _ = writeln!(
                 out,
                 "    {:<12} {:<17} since {}",
-                alarm.name,
+                printable(&alarm.name),
                 alarm.state.to_string(),
                 iso(alarm.since_ms)
             );
         }
     }
     for signal in &assessment.evaluation.signals {
-        let _ = writeln!(out, "  signal {} = {}", signal.name, number(signal.value));
+        let _ = writeln!(
+            out,
+            "  signal {} = {}",
+            printable(&signal.name),
+            number(signal.value)
+        );
     }
     let d = &assessment.decision;
     let action = match d.action {
         Action::Hold => "hold".to_owned(),
         Action::ScaleTo(k) => format!("scale to {k} KPU"),
     };
-    let _ = writeln!(out, "  decision: {action}: {}", d.reason);
+    let _ = writeln!(out, "  decision: {action}: {}", printable(&d.reason));
     let done = match (outcome, d.action) {
         (ActOutcome::Held, Action::ScaleTo(_)) if dry_run => {
             "dry run: UpdateApplication not sent".to_owned()
@@ -273,13 +355,19 @@ pub async fn validate(config: &Path, environment: bool) -> anyhow::Result<ExitCo
                 };
                 match result {
                     Ok(label) => println!(
-                        "{}: application {:?}: plugin {label} loads and accepts its params",
+                        "{}: application {:?}: plugin {} loads and accepts its params",
                         config.display(),
-                        app.name
+                        app.name,
+                        printable(&label)
                     ),
                     Err(error) => {
                         failures += 1;
-                        println!("{}: application {:?}: {error}", config.display(), app.name);
+                        println!(
+                            "{}: application {:?}: {}",
+                            config.display(),
+                            app.name,
+                            printable(&error.to_string())
+                        );
                     }
                 }
             }
@@ -290,7 +378,10 @@ pub async fn validate(config: &Path, environment: bool) -> anyhow::Result<ExitCo
                 Ok(_) => println!("AWS credentials: found"),
                 Err(error) => {
                     failures += 1;
-                    println!("AWS credentials: not found: {error}");
+                    println!(
+                        "AWS credentials: not found: {}",
+                        printable(&error.to_string())
+                    );
                 }
             },
             None => {
@@ -551,4 +642,144 @@ fn bench_blocking(args: BenchArgs) -> anyhow::Result<ExitCode> {
         eprintln!("HTML pages: {}/<scenario>/<policy>.html", dir.display());
     }
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use super::*;
+    use crate::controller::{Assessment, EvaluateError};
+    use crate::metrics::MetricsError;
+    use crate::model::{Application, Decision, Evaluation, Signal};
+    use crate::target::{AppState, AppStatus};
+
+    fn report(reason: &str, signal: &str) -> OnceReport {
+        let state = AppState {
+            status: AppStatus::Running,
+            parallelism: 2,
+            parallelism_per_kpu: 1,
+            version_id: 3,
+            autoscaling_enabled: false,
+        };
+        let app = Application {
+            name: "orders".into(),
+            status: AppStatus::Running,
+            kpu: 2,
+            parallelism: 2,
+            parallelism_per_kpu: 1,
+            min_kpu: 1,
+            max_kpu: 8,
+            version_id: 3,
+            last_rescale_ms: None,
+            last_update_duration_secs: None,
+        };
+        let assessment = Assessment {
+            state,
+            evaluation: Evaluation {
+                now_ms: 1_700_000_000_000,
+                app,
+                metrics: Vec::new(),
+                alarms: Vec::new(),
+                signals: vec![Signal {
+                    name: signal.into(),
+                    value: 1.5,
+                }],
+            },
+            decision: Decision {
+                action: Action::ScaleTo(4),
+                reason: reason.into(),
+                next_evaluation_secs: None,
+            },
+        };
+        OnceReport {
+            application: "orders".into(),
+            result: Ok((assessment, ActOutcome::Held)),
+        }
+    }
+
+    fn assert_inert(text: &str) {
+        assert!(
+            !text.contains('\x1b') && !text.contains('\r') && !text.contains('\u{202E}'),
+            "{text:?}"
+        );
+    }
+
+    #[test]
+    fn once_prints_plugin_text_without_terminal_controls() {
+        let text = once_text(
+            &report(
+                "backlog\x1b[2J\rall good \u{202E}evil",
+                "lag\x1b]0;title\x07",
+            ),
+            true,
+        );
+        assert_inert(&text);
+        assert!(
+            text.contains(r"decision: scale to 4 KPU: backlog\u{1b}[2J\rall good \u{202e}evil"),
+            "{text}"
+        );
+        assert!(
+            text.contains(r"signal lag\u{1b}]0;title\u{7} = 1.5"),
+            "{text}"
+        );
+        // Every line the report prints is its own line.
+        assert_eq!(text.lines().count(), 5, "{text}");
+    }
+
+    #[test]
+    fn once_prints_aws_errors_without_terminal_controls() {
+        let report = OnceReport {
+            application: "orders".into(),
+            result: Err(EvaluateError::Metrics(MetricsError::Source(
+                "GetMetricData failed: \x1b[31mred\x1b[0m\nforged line".into(),
+            ))),
+        };
+        let text = once_text(&report, false);
+        assert_inert(&text);
+        assert_eq!(text.lines().count(), 1, "{text}");
+        assert!(text.contains(r"\u{1b}[31mred"), "{text}");
+    }
+
+    #[test]
+    fn plain_text_is_printed_as_it_is() {
+        let text = "p99 lag over 30 s: scale to 4 (é, ✓)";
+        assert_eq!(printable(text), text);
+    }
+
+    #[test]
+    fn a_newer_journal_exits_with_the_configuration_status() {
+        let newer = AgentError::State(StateError::Newer {
+            path: PathBuf::from("/var/lib/flinkscale/orders.json"),
+            format: 2,
+        });
+        assert_eq!(
+            startup_failure(newer).expect("an exit status"),
+            ExitCode::from(78)
+        );
+        let other = AgentError::State(StateError::Locked {
+            path: PathBuf::from("/var/lib/flinkscale/orders.lock"),
+        });
+        let error = startup_failure(other).expect_err("an error, exit status 1");
+        assert!(
+            format!("{error:#}").contains("cannot start the agent"),
+            "{error:#}"
+        );
+    }
+
+    #[test]
+    fn once_json_escapes_what_serde_json_leaves_raw() {
+        let reason = "scale\u{9b}2J\u{7f} \u{202E}olleh \x1b[2J\r";
+        let value = once_json(&report(reason, "lag"));
+        let line = json_line(&value);
+        assert_inert(&line);
+        assert!(
+            !line.contains('\u{9b}') && !line.contains('\u{7f}') && !line.contains('\n'),
+            "{line:?}"
+        );
+        assert!(line.contains(r"\u009b2J\u007f \u202eolleh"), "{line}");
+        let back: serde_json::Value = serde_json::from_str(&line).expect("JSON");
+        assert_eq!(back, value);
+        assert_eq!(back["decision"]["reason"], reason);
+    }
 }

@@ -9,13 +9,25 @@
 //! start, latest end), and hands each caller only its own series, trimmed to
 //! its own window, in its own order. Identical queries of different callers
 //! are fetched once. The inner source splits the merged queries by its own
-//! per-call limit. A failed fetch fails every request of the batch.
+//! per-call limit.
+//!
+//! A failed merged fetch fails every request of the batch only when the
+//! failure cannot be any one caller's: throttling, 5xx, network errors. A
+//! failure that may come from one caller's queries (a request refused as
+//! invalid, a metric the agent may not read: [`MetricsError::Invalid`],
+//! [`MetricsError::Permission`]) is not visited on the others: each request
+//! of the batch is then fetched on its own (a few at a time), so only the
+//! caller whose queries are at fault gets the error. The queries of a
+//! request that then fails on its own are remembered as suspect: while they
+//! are, that request is fetched apart from the start, so one bad
+//! application costs one extra call per batch, not one per application.
+//! A suspect request that succeeds on its own is merged again.
 //!
 //! The batching runs in one tokio task, started on the first fetch (so a
 //! source can be built outside a runtime) and stopped when the source is
 //! dropped. It waits on tokio time, so it runs unchanged on a paused clock.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -30,6 +42,11 @@ pub const DEFAULT_WINDOW: Duration = Duration::from_millis(20);
 
 /// Bound of the request queue; callers wait for room beyond it.
 const QUEUE_CAPACITY: usize = 1024;
+
+/// How many requests of a failed batch are fetched on their own at once:
+/// enough that a large batch is not served one round trip at a time, few
+/// enough not to spend the account's GetMetricData call rate in a burst.
+const APART_CONCURRENCY: usize = 4;
 
 /// One caller's request and where its answer goes.
 struct Request {
@@ -112,6 +129,7 @@ async fn run_batches(
     window: Duration,
     mut receiver: mpsc::Receiver<Request>,
 ) {
+    let mut suspects = HashSet::new();
     while let Some(first) = receiver.recv().await {
         let mut batch = vec![first];
         let deadline = Instant::now() + window;
@@ -130,12 +148,70 @@ async fn run_batches(
         while let Ok(request) = receiver.try_recv() {
             batch.push(request);
         }
-        serve(inner.as_ref(), batch).await;
+        serve(&inner, batch, &mut suspects).await;
     }
 }
 
-/// Fetches the union of a batch's requests once and answers each request.
-async fn serve(inner: &dyn MetricSource, batch: Vec<Request>) {
+/// A query as fetched: the configured id is the caller's name for the
+/// metric, not part of what is fetched.
+fn fetch_key(query: &MetricQuery) -> MetricQuery {
+    MetricQuery {
+        id: String::new(),
+        ..query.clone()
+    }
+}
+
+/// Answers a batch: requests holding a `suspects` query are fetched apart,
+/// the rest in one merged fetch, itself split apart when it fails in a way
+/// that may be one caller's fault. `suspects` learns from every request
+/// fetched on its own.
+async fn serve(
+    inner: &Arc<dyn MetricSource>,
+    batch: Vec<Request>,
+    suspects: &mut HashSet<MetricQuery>,
+) {
+    let (mut apart, together): (Vec<Request>, Vec<Request>) =
+        batch.into_iter().partition(|request| {
+            request
+                .queries
+                .iter()
+                .any(|query| suspects.contains(&fetch_key(query)))
+        });
+    match serve_merged(inner, together).await {
+        Merged::Answered => {}
+        Merged::Refused(keys) => suspects.extend(keys),
+        Merged::Split(requests) => apart.extend(requests),
+    }
+    for (keys, outcome) in serve_apart(inner, apart).await {
+        match outcome {
+            Outcome::Fetched => keys.iter().for_each(|key| {
+                suspects.remove(key);
+            }),
+            Outcome::Refused => suspects.extend(keys),
+            Outcome::Failed => {}
+        }
+    }
+}
+
+/// What [`serve_merged`] did with its batch.
+enum Merged {
+    /// Every request was answered.
+    Answered,
+    /// The lone request was answered with a refusal only its own queries
+    /// can cause: these fetch keys are suspect.
+    Refused(Vec<MetricQuery>),
+    /// The merged fetch of several requests failed in a way one of them may
+    /// cause: none was answered; fetch them apart.
+    Split(Vec<Request>),
+}
+
+/// Fetches the union of `batch`'s requests once and answers each request,
+/// unless that fails in a way one of several callers may cause (see
+/// [`Merged`]).
+async fn serve_merged(inner: &Arc<dyn MetricSource>, batch: Vec<Request>) -> Merged {
+    if batch.is_empty() {
+        return Merged::Answered;
+    }
     let mut merged: Vec<MetricQuery> = Vec::new();
     let mut index_of: HashMap<MetricQuery, usize> = HashMap::new();
     // For each request, the merged index of each of its queries.
@@ -143,13 +219,7 @@ async fn serve(inner: &dyn MetricSource, batch: Vec<Request>) {
     for request in &batch {
         let mut indices = Vec::with_capacity(request.queries.len());
         for query in &request.queries {
-            // The configured id is the caller's name for the metric, not part
-            // of what is fetched.
-            let key = MetricQuery {
-                id: String::new(),
-                ..query.clone()
-            };
-            let index = *index_of.entry(key).or_insert_with(|| {
+            let index = *index_of.entry(fetch_key(query)).or_insert_with(|| {
                 merged.push(query.clone());
                 merged.len() - 1
             });
@@ -160,15 +230,15 @@ async fn serve(inner: &dyn MetricSource, batch: Vec<Request>) {
     let start_ms = batch.iter().map(|r| r.start_ms).min().unwrap_or(0);
     let end_ms = batch.iter().map(|r| r.end_ms).max().unwrap_or(0);
 
-    let answer = match inner.fetch(&merged, start_ms, end_ms).await {
-        Ok(series) if series.len() == merged.len() => Ok(series),
-        Ok(series) => Err(MetricsError::Source(format!(
-            "the metric source answered {} series for {} queries",
-            series.len(),
-            merged.len()
-        ))),
-        Err(error) => Err(error),
-    };
+    let answer = fetch_checked(inner.as_ref(), &merged, start_ms, end_ms).await;
+    let refused = answer.as_ref().is_err_and(may_be_one_callers);
+    if refused && batch.len() > 1 {
+        tracing::debug!(
+            message = "A merged metric fetch failed in a way one caller may cause; fetching each caller apart.",
+            callers = batch.len(),
+        );
+        return Merged::Split(batch);
+    }
     for (request, indices) in batch.into_iter().zip(positions) {
         let reply = match &answer {
             Ok(series) => Ok(request
@@ -190,6 +260,94 @@ async fn serve(inner: &dyn MetricSource, batch: Vec<Request>) {
         // A caller that gave up (its task was cancelled) needs no answer.
         let _ = request.reply.send(reply);
     }
+    if refused {
+        Merged::Refused(merged.iter().map(fetch_key).collect())
+    } else {
+        Merged::Answered
+    }
+}
+
+/// Whether a failed fetch may be due to some of its queries rather than to
+/// the service or the network, so that the same queries split between
+/// callers may fail for some and succeed for the others.
+fn may_be_one_callers(error: &MetricsError) -> bool {
+    match error {
+        MetricsError::Invalid(_) | MetricsError::Permission(_) => true,
+        MetricsError::Throttled(_) | MetricsError::Source(_) => false,
+    }
+}
+
+/// How a request fetched on its own fared.
+enum Outcome {
+    /// It was answered: its queries are fine.
+    Fetched,
+    /// It was refused in a way only its queries can cause.
+    Refused,
+    /// Anything else (throttling, an outage): nothing learnt.
+    Failed,
+}
+
+/// Fetches every request of `batch` on its own, at most
+/// [`APART_CONCURRENCY`] at a time, answers each with its own result, and
+/// says how each fared (by its fetch keys).
+async fn serve_apart(
+    inner: &Arc<dyn MetricSource>,
+    batch: Vec<Request>,
+) -> Vec<(Vec<MetricQuery>, Outcome)> {
+    let mut outcomes = Vec::with_capacity(batch.len());
+    let mut waiting = batch.into_iter();
+    let mut running = tokio::task::JoinSet::new();
+    loop {
+        while running.len() < APART_CONCURRENCY {
+            let Some(request) = waiting.next() else {
+                break;
+            };
+            let inner = inner.clone();
+            running.spawn(async move {
+                let answer = fetch_checked(
+                    inner.as_ref(),
+                    &request.queries,
+                    request.start_ms,
+                    request.end_ms,
+                )
+                .await;
+                let outcome = match &answer {
+                    Ok(_) => Outcome::Fetched,
+                    Err(error) if may_be_one_callers(error) => Outcome::Refused,
+                    Err(_) => Outcome::Failed,
+                };
+                let keys = request.queries.iter().map(fetch_key).collect();
+                let _ = request.reply.send(answer);
+                (keys, outcome)
+            });
+        }
+        match running.join_next().await {
+            Some(Ok(done)) => outcomes.push(done),
+            // A panicked fetch dropped its reply: its caller hears that the
+            // batching failed, and nothing is learnt.
+            Some(Err(_)) => {}
+            None => break,
+        }
+    }
+    outcomes
+}
+
+/// One fetch of the inner source, checked to answer one series per query.
+async fn fetch_checked(
+    inner: &dyn MetricSource,
+    queries: &[MetricQuery],
+    start_ms: i64,
+    end_ms: i64,
+) -> Result<Vec<Series>, MetricsError> {
+    match inner.fetch(queries, start_ms, end_ms).await {
+        Ok(series) if series.len() == queries.len() => Ok(series),
+        Ok(series) => Err(MetricsError::Source(format!(
+            "the metric source answered {} series for {} queries",
+            series.len(),
+            queries.len()
+        ))),
+        Err(error) => Err(error),
+    }
 }
 
 /// The same error for another caller ([`MetricsError`] holds no source, so
@@ -199,6 +357,7 @@ fn copy_error(error: &MetricsError) -> MetricsError {
         MetricsError::Throttled(message) => MetricsError::Throttled(message.clone()),
         MetricsError::Source(message) => MetricsError::Source(message.clone()),
         MetricsError::Permission(message) => MetricsError::Permission(message.clone()),
+        MetricsError::Invalid(message) => MetricsError::Invalid(message.clone()),
     }
 }
 
@@ -210,6 +369,8 @@ mod tests {
     use super::*;
     use crate::metrics::Datapoint;
 
+    type MakeError = fn() -> MetricsError;
+
     /// An inner source that records its calls and answers every query with
     /// one point per minute over the window, valued by metric name so that
     /// a mix-up between callers shows.
@@ -217,7 +378,12 @@ mod tests {
     struct Fake {
         calls: AtomicUsize,
         seen: Mutex<Vec<(usize, i64, i64)>>,
-        fail: Option<fn() -> MetricsError>,
+        fail: Option<MakeError>,
+        /// Fails any fetch that holds a query of this metric name, with
+        /// that error, as CloudWatch refuses a whole call for one bad query.
+        reject: Option<(&'static str, MakeError)>,
+        /// Stops the rejecting (the query was fixed, the permission granted).
+        healed: std::sync::atomic::AtomicBool,
     }
 
     fn value_of(query: &MetricQuery) -> f64 {
@@ -243,6 +409,12 @@ mod tests {
                 .push((queries.len(), start_ms, end_ms));
             if let Some(fail) = self.fail {
                 return Err(fail());
+            }
+            if let Some((name, error)) = self.reject
+                && !self.healed.load(Ordering::SeqCst)
+                && queries.iter().any(|q| q.metric_name == name)
+            {
+                return Err(error());
             }
             Ok(queries
                 .iter()
@@ -391,5 +563,101 @@ mod tests {
                 other => panic!("expected Throttled, got {other:?}"),
             }
         }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn one_callers_bad_query_fails_only_that_caller() {
+        let errors: [MakeError; 2] = [
+            || MetricsError::Invalid("InvalidParameterValue: bad stat".into()),
+            || MetricsError::Permission("AccessDenied: not for you".into()),
+        ];
+        for error in errors {
+            let (fake, source) = batching(Fake {
+                reject: Some(("m666", error)),
+                ..Fake::default()
+            });
+            let a = [query("cpu", 1)];
+            let bad = [query("cpu", 2), query("odd", 666)];
+            let c = [query("cpu", 3), query("lag", 4)];
+            let (ra, rbad, rc) = tokio::join!(
+                source.fetch(&a, 0, 120_000),
+                source.fetch(&bad, 0, 120_000),
+                source.fetch(&c, 60_000, 180_000),
+            );
+            let ra = ra.expect("the first caller is not at fault");
+            assert_eq!(ra[0].points.len(), 2);
+            assert!(ra[0].points.iter().all(|p| p.value == 1.0));
+            let rc = rc.expect("the third caller is not at fault");
+            assert_eq!(rc[0].query.id, "cpu");
+            assert_eq!(rc[1].query.id, "lag");
+            assert_eq!(rc[1].points[0].value, 4.0);
+            assert_eq!(rc[1].points[0].timestamp_ms, 60_000);
+            match (rbad, error()) {
+                (Err(MetricsError::Invalid(got)), MetricsError::Invalid(want))
+                | (Err(MetricsError::Permission(got)), MetricsError::Permission(want)) => {
+                    assert_eq!(got, want)
+                }
+                (other, want) => panic!("expected {want:?}, got {other:?}"),
+            }
+            // One merged call, then one per caller.
+            assert_eq!(fake.calls.load(Ordering::SeqCst), 4);
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failure_of_the_service_is_not_retried_per_caller() {
+        let (fake, source) = batching(Fake {
+            fail: Some(|| MetricsError::Source("InternalServiceError: boom".into())),
+            ..Fake::default()
+        });
+        let a = [query("a", 1)];
+        let b = [query("b", 2)];
+        let (ra, rb) = tokio::join!(source.fetch(&a, 0, 60_000), source.fetch(&b, 0, 60_000));
+        assert_eq!(fake.calls.load(Ordering::SeqCst), 1);
+        for result in [ra, rb] {
+            assert!(matches!(result, Err(MetricsError::Source(_))), "{result:?}");
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_caller_refused_on_its_own_is_fetched_apart_until_it_succeeds() {
+        let (fake, source) = batching(Fake {
+            reject: Some(("m666", || MetricsError::Invalid("bad stat".into()))),
+            ..Fake::default()
+        });
+        let a = [query("cpu", 1)];
+        let bad = [query("odd", 666)];
+        let c = [query("cpu", 3)];
+        let round = || async {
+            let (ra, rbad, rc) = tokio::join!(
+                source.fetch(&a, 0, 60_000),
+                source.fetch(&bad, 0, 60_000),
+                source.fetch(&c, 0, 60_000),
+            );
+            assert_eq!(ra.expect("a")[0].points[0].value, 1.0);
+            assert_eq!(rc.expect("c")[0].points[0].value, 3.0);
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            rbad.is_ok()
+        };
+        let calls = || fake.calls.load(Ordering::SeqCst);
+        // Merged, refused, then each apart.
+        assert!(!round().await);
+        assert_eq!(calls(), 4);
+        // The refused caller is now fetched apart from the start.
+        assert!(!round().await);
+        assert_eq!(calls(), 6);
+        // Fixed: it succeeds on its own, and is merged again after that.
+        fake.healed.store(true, Ordering::SeqCst);
+        assert!(round().await);
+        assert_eq!(calls(), 8);
+        assert!(round().await);
+        assert_eq!(calls(), 9);
+        // A lone refused request is suspect at once, at the cost of its
+        // one call.
+        fake.healed.store(false, Ordering::SeqCst);
+        assert!(source.fetch(&bad, 0, 60_000).await.is_err());
+        assert_eq!(calls(), 10);
+        assert!(!round().await);
+        assert_eq!(calls(), 12);
     }
 }

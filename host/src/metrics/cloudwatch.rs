@@ -173,10 +173,17 @@ fn collect_result(
                 .iter()
                 .map(|m| format!("{}: {}", m.code().unwrap_or(""), m.value().unwrap_or("")))
                 .collect();
-            return Err(MetricsError::Source(format!(
+            let text = format!(
                 "GetMetricData answered {status} for query {id}: {}",
                 messages.join("; ")
-            )));
+            );
+            // Forbidden is this query's metric refused to the agent's
+            // identity (e.g. another account's), not a failed call.
+            return Err(if result.status_code() == Some(&StatusCode::Forbidden) {
+                MetricsError::Permission(text)
+            } else {
+                MetricsError::Source(text)
+            });
         }
         // PartialData only means "more on the next page", which the caller
         // follows with the NextToken.
@@ -211,17 +218,43 @@ fn normalise(mut points: Vec<Datapoint>) -> Vec<Datapoint> {
     points
 }
 
-/// Maps an SDK failure to the controller's two classes: slow down, or failed.
+/// The IAM action a GetMetricData call needs.
+const ACTION: &str = "cloudwatch:GetMetricData";
+
+/// Maps an SDK failure to its class: slow down ([`MetricsError::Throttled`]),
+/// the agent's identity or permissions refused or its credentials missing
+/// ([`MetricsError::Permission`]), the request refused as invalid
+/// ([`MetricsError::Invalid`]), or failed (anything else, including
+/// network errors, timeouts and 5xx: [`MetricsError::Source`]).
 fn classify_error(error: &SdkError<GetMetricDataError>) -> MetricsError {
     let code = error.code();
     let status = error.raw_response().map(|r| r.status().as_u16());
     let full = DisplayErrorContext(error).to_string();
+    let message = error.message().unwrap_or(&full);
     if code.is_some_and(|c| THROTTLING_CODES.contains(&c)) || status == Some(429) {
         return MetricsError::Throttled(format!(
-            "{}: {}",
-            code.unwrap_or("TooManyRequests"),
-            error.message().unwrap_or(&full)
+            "{}: {message}",
+            code.unwrap_or("TooManyRequests")
         ));
+    }
+    if crate::aws::is_credentials_failure(error) {
+        return MetricsError::Permission(format!(
+            "GetMetricData was not sent: the agent has no usable AWS credentials: {full}"
+        ));
+    }
+    if code.is_some_and(crate::aws::is_permission_code) || status == Some(403) {
+        let code = code.unwrap_or("HTTP 403");
+        return MetricsError::Permission(format!(
+            "GetMetricData refused: {}",
+            crate::aws::permission_message(ACTION, code, message)
+        ));
+    }
+    let client_error = status.is_some_and(|s| (400..500).contains(&s));
+    if client_error || matches!(error, SdkError::ConstructionFailure(_)) {
+        return MetricsError::Invalid(match code {
+            Some(code) => format!("GetMetricData failed with {code}: {full}"),
+            None => format!("GetMetricData failed: {full}"),
+        });
     }
     match code {
         Some(code) => MetricsError::Source(format!("GetMetricData failed with {code}: {full}")),
@@ -231,7 +264,144 @@ fn classify_error(error: &SdkError<GetMetricDataError>) -> MetricsError {
 
 #[cfg(test)]
 mod tests {
+    use aws_credential_types::provider::error::CredentialsError;
+    use aws_credential_types::provider::{ProvideCredentials, future};
+    use aws_sdk_cloudwatch::config::http::HttpResponse;
+    use aws_sdk_cloudwatch::error::{ConnectorError, ErrorMetadata};
+    use aws_smithy_types::body::SdkBody;
+
     use super::*;
+
+    /// A service error as the SDK hands it over after parsing an answer.
+    fn service(status: u16, code: &str, message: &str) -> SdkError<GetMetricDataError> {
+        let error = GetMetricDataError::generic(
+            ErrorMetadata::builder().code(code).message(message).build(),
+        );
+        let raw = HttpResponse::new(status.try_into().expect("status"), SdkBody::empty());
+        SdkError::service_error(error, raw)
+    }
+
+    #[test]
+    fn refused_identities_and_actions_are_permission_errors() {
+        for code in crate::aws::PERMISSION_CODES {
+            for status in [400, 403] {
+                let class = classify_error(&service(status, code, "refused"));
+                assert!(
+                    matches!(&class, MetricsError::Permission(m) if m.contains(code)),
+                    "{code} {status}: {class:?}"
+                );
+            }
+        }
+        let denied = classify_error(&service(
+            403,
+            "AccessDenied",
+            "User: arn:aws:iam::1:user/agent is not authorized to perform: cloudwatch:GetMetricData because no identity-based policy allows the cloudwatch:GetMetricData action",
+        ));
+        assert!(
+            matches!(&denied, MetricsError::Permission(m) if m.contains("missing permission cloudwatch:GetMetricData")),
+            "{denied:?}"
+        );
+        let plain = classify_error(&service(400, "AccessDeniedException", "Access denied"));
+        assert!(
+            matches!(&plain, MetricsError::Permission(m) if m.contains("needs cloudwatch:GetMetricData")),
+            "{plain:?}"
+        );
+    }
+
+    #[test]
+    fn a_credentials_provider_failure_is_a_permission_error() {
+        let error: SdkError<GetMetricDataError> =
+            SdkError::dispatch_failure(ConnectorError::other(
+                Box::new(CredentialsError::not_loaded("no credentials in the chain")),
+                None,
+            ));
+        let class = classify_error(&error);
+        assert!(
+            matches!(&class, MetricsError::Permission(m) if m.contains("no usable AWS credentials")),
+            "{class:?}"
+        );
+        // A network failure is a dispatch failure too, and stays transient.
+        let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        let network: SdkError<GetMetricDataError> =
+            SdkError::dispatch_failure(ConnectorError::io(Box::new(refused)));
+        assert!(!crate::aws::is_credentials_failure(&network));
+        assert!(
+            matches!(classify_error(&network), MetricsError::Source(_)),
+            "{network:?}"
+        );
+    }
+
+    #[test]
+    fn other_failures_keep_their_classes() {
+        let class = |status, code| classify_error(&service(status, code, "m"));
+        assert!(matches!(
+            class(400, "Throttling"),
+            MetricsError::Throttled(_)
+        ));
+        assert!(matches!(class(429, "Whatever"), MetricsError::Throttled(_)));
+        assert!(matches!(
+            class(400, "InvalidParameterValue"),
+            MetricsError::Invalid(m) if m.contains("InvalidParameterValue")
+        ));
+        assert!(matches!(
+            class(400, "InvalidParameterCombination"),
+            MetricsError::Invalid(_)
+        ));
+        assert!(matches!(
+            class(500, "InternalServiceError"),
+            MetricsError::Source(_)
+        ));
+        assert!(matches!(
+            class(503, "ServiceUnavailable"),
+            MetricsError::Source(_)
+        ));
+        let timeout: SdkError<GetMetricDataError> = SdkError::timeout_error("attempt timed out");
+        assert!(matches!(classify_error(&timeout), MetricsError::Source(_)));
+    }
+
+    /// A credentials chain that finds nothing, as on a host with no role.
+    #[derive(Debug)]
+    struct NoCredentials;
+
+    impl ProvideCredentials for NoCredentials {
+        fn provide_credentials<'a>(&'a self) -> future::ProvideCredentials<'a>
+        where
+            Self: 'a,
+        {
+            future::ProvideCredentials::ready(Err(CredentialsError::not_loaded(
+                "no credentials in the chain",
+            )))
+        }
+    }
+
+    /// The real SDK: a provider that cannot produce credentials fails the
+    /// call before anything is sent, and that reads as a permission error,
+    /// whatever the endpoint (here one where nothing listens).
+    #[tokio::test]
+    async fn the_sdk_without_credentials_gives_a_permission_error() {
+        let config = crate::aws::config_loader(Some("us-east-1"))
+            .endpoint_url("http://127.0.0.1:9")
+            .credentials_provider(NoCredentials)
+            .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(1))
+            .load()
+            .await;
+        let query = MetricQuery {
+            id: "cpu".into(),
+            namespace: "AWS/KinesisAnalytics".into(),
+            metric_name: "containerCPUUtilization".into(),
+            dimensions: Default::default(),
+            statistic: "Maximum".into(),
+            period_secs: 60,
+        };
+        let error = CloudWatchSource::new(&config)
+            .fetch(&[query], 0, 60_000)
+            .await
+            .expect_err("no credentials");
+        assert!(
+            matches!(&error, MetricsError::Permission(m) if m.contains("no credentials in the chain")),
+            "{error:?}"
+        );
+    }
 
     #[test]
     fn query_ids_round_trip_and_reject_foreign_ids() {

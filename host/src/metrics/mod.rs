@@ -57,6 +57,11 @@ pub enum MetricsError {
     /// could be loaded.
     #[error("metric source refused the agent's permissions: {0}")]
     Permission(String),
+    /// The service refused the request itself as invalid (a 4xx other than
+    /// throttling and permissions, e.g. a malformed query): the queries
+    /// are at fault, and sending them again unchanged will not help.
+    #[error("metric source refused the request as invalid: {0}")]
+    Invalid(String),
     /// Any other failure of the source (network, 5xx, malformed answer).
     #[error("metric source failed: {0}")]
     Source(String),

@@ -17,10 +17,15 @@
 //! happened (and is then decided again, never re-sent blindly).
 //!
 //! The folder is created readable by the agent's user only (0700, files
-//! 0600), and each journal is held under an exclusive advisory lock for the
-//! life of its controller, so two agents sharing a state folder cannot
-//! interleave their records for one application. The simulator and dry runs
-//! keep no journal at all.
+//! 0600), no symbolic link in it is followed, and each journal is held
+//! under an exclusive advisory lock for the life of its controller, so two
+//! agents sharing a state folder cannot interleave their records for one
+//! application. The simulator and dry runs keep no journal at all.
+//!
+//! A journal this agent cannot read is evidence, never discarded: an
+//! unreadable one is set aside under a new number
+//! (`<app>.json.corrupt.1`, `.2`, ...), and one written by a newer agent
+//! ([`StateError::Newer`]) is not touched at all.
 
 #[cfg(test)]
 mod tests;
@@ -34,9 +39,15 @@ use serde::{Deserialize, Serialize};
 
 use crate::target::{AppState, AppStatus};
 
-/// The journal format written by this version; a file with another number
-/// is reported as unreadable rather than misread.
+/// The journal format written by this version. A file with a higher number
+/// comes from a newer agent and is refused untouched
+/// ([`StateError::Newer`]); one with a lower number is unreadable.
 pub const FORMAT_VERSION: u32 = 1;
+
+/// How many `.corrupt.N` files [`Journal::set_aside`] numbers before it
+/// gives up: far more than a sane folder holds, few enough that a full or
+/// hostile folder cannot keep it looping.
+const MAX_SET_ASIDE: u32 = 10_000;
 
 /// An UpdateApplication of this agent: what it asked for and on what basis.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -325,16 +336,18 @@ pub enum StateError {
         detail: String,
     },
     /// The journal was written by a newer agent, in a format this one
-    /// cannot read: it is left as it is.
+    /// cannot read. It is left as it is: renaming or overwriting it would
+    /// lose what the newer agent knew (an update in flight, a grace period).
     #[error(
-        "journal {} was written by a newer flinkscale (format {format}, this agent reads format {FORMAT_VERSION}): upgrade the agent or remove the file",
-        path.display()
+        "journal {} was written by a newer flinkscale (format {format}, this agent reads {}): upgrade the agent or remove the file",
+        path.display(),
+        FORMAT_VERSION
     )]
     Newer {
         /// The file.
         path: PathBuf,
-        /// Its format.
-        format: u32,
+        /// The format it declares.
+        format: u64,
     },
     /// Another process holds the application's journal.
     #[error(
@@ -414,7 +427,7 @@ impl StateStore {
             return Err(StateError::BadName(application.to_owned()));
         }
         let lock_path = self.dir.join(format!("{application}.lock"));
-        let lock = private_file(&lock_path, false).map_err(|source| StateError::Io {
+        let lock = private_file(&lock_path, Create::OrOpen).map_err(|source| StateError::Io {
             action: "open",
             path: lock_path.clone(),
             source,
@@ -438,6 +451,7 @@ impl StateStore {
             path: self.dir.join(format!("{application}.json")),
             temp: self.dir.join(format!(".{application}.json.tmp")),
             seq: 0,
+            newer: None,
             _lock: lock,
         })
     }
@@ -451,6 +465,9 @@ pub struct Journal {
     path: PathBuf,
     temp: PathBuf,
     seq: u64,
+    // The format of a journal found written by a newer agent: once seen,
+    // this journal is never written over.
+    newer: Option<u64>,
     // Held for the advisory lock; released when the journal is dropped
     // (or the process dies, however it dies).
     _lock: File,
@@ -464,7 +481,7 @@ impl Journal {
 
     /// Reads the journal: `None` when there is none yet.
     pub fn load(&mut self) -> Result<Option<JournalFile>, StateError> {
-        let text = match std::fs::read(&self.path) {
+        let text = match read_no_follow(&self.path) {
             Ok(text) => text,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(source) => {
@@ -479,20 +496,29 @@ impl Journal {
             path: self.path.clone(),
             detail,
         };
-        let file: JournalFile =
-            serde_json::from_slice(&text).map_err(|e| corrupt(e.to_string()))?;
-        if file.format > FORMAT_VERSION {
+        // The format is read on its own first: a newer agent may have
+        // changed everything else, and its file must be recognised as
+        // newer, not misread as corrupt.
+        #[derive(Deserialize)]
+        struct Probe {
+            format: u64,
+        }
+        let probe: Probe = serde_json::from_slice(&text).map_err(|e| corrupt(e.to_string()))?;
+        if probe.format > u64::from(FORMAT_VERSION) {
+            self.newer = Some(probe.format);
             return Err(StateError::Newer {
                 path: self.path.clone(),
-                format: file.format,
+                format: probe.format,
             });
         }
-        if file.format != FORMAT_VERSION {
+        if probe.format != u64::from(FORMAT_VERSION) {
             return Err(corrupt(format!(
                 "format {} (this agent reads format {FORMAT_VERSION})",
-                file.format
+                probe.format
             )));
         }
+        let file: JournalFile =
+            serde_json::from_slice(&text).map_err(|e| corrupt(e.to_string()))?;
         if file.application != self.application {
             return Err(corrupt(format!(
                 "it belongs to application {:?}",
@@ -503,21 +529,63 @@ impl Journal {
         Ok(Some(file))
     }
 
-    /// Keeps an unreadable journal as `<name>.json.corrupt` for inspection,
-    /// so that the next [`Journal::save`] does not destroy the evidence.
+    /// Keeps an unreadable journal as `<name>.json.corrupt.N` for
+    /// inspection, N the first number not yet taken, so that the next
+    /// [`Journal::save`] does not destroy the evidence and no earlier
+    /// `.corrupt` file is ever overwritten.
+    ///
+    /// The name is claimed with a hard link, which (unlike a rename) fails
+    /// when the name exists; the journal is removed only once the link
+    /// holds. A crash in between leaves the journal in place as well, and
+    /// the next start sets it aside again under the next number: a copy too
+    /// many, never one too few.
     pub fn set_aside(&self) -> Result<PathBuf, StateError> {
-        let aside = self.dir.join(format!("{}.json.corrupt", self.application));
-        std::fs::rename(&self.path, &aside).map_err(|source| StateError::Io {
+        for n in 1..=MAX_SET_ASIDE {
+            let aside = self
+                .dir
+                .join(format!("{}.json.corrupt.{n}", self.application));
+            match std::fs::hard_link(&self.path, &aside) {
+                Ok(()) => {
+                    std::fs::remove_file(&self.path).map_err(|source| StateError::Io {
+                        action: "remove the set-aside journal",
+                        path: self.path.clone(),
+                        source,
+                    })?;
+                    return Ok(aside);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+                Err(source) => {
+                    return Err(StateError::Io {
+                        action: "set aside",
+                        path: self.path.clone(),
+                        source,
+                    });
+                }
+            }
+        }
+        Err(StateError::Io {
             action: "set aside",
             path: self.path.clone(),
-            source,
-        })?;
-        Ok(aside)
+            source: std::io::Error::other(format!(
+                "{MAX_SET_ASIDE} set-aside copies exist already: remove old {}.json.corrupt.N files",
+                self.application
+            )),
+        })
     }
 
     /// Replaces the journal with `record`, atomically and durably: when
     /// this returns Ok, the record survives a crash or power loss.
+    ///
+    /// A journal that [`Journal::load`] found written by a newer agent is
+    /// never replaced: every save fails with [`StateError::Newer`], so that
+    /// a caller that goes on regardless still cannot destroy it.
     pub fn save(&mut self, record: &AppRecord, now_ms: i64) -> Result<(), StateError> {
+        if let Some(format) = self.newer {
+            return Err(StateError::Newer {
+                path: self.path.clone(),
+                format,
+            });
+        }
         let file = JournalFile {
             format: FORMAT_VERSION,
             application: self.application.clone(),
@@ -538,7 +606,17 @@ impl Journal {
                 source,
             }
         };
-        let mut temp = private_file(&self.temp, true).map_err(io("create", &self.temp))?;
+        // A leftover temporary (a crash mid-save), or anything planted in
+        // its place, is removed first; `remove_file` removes a symbolic link
+        // itself, never what it points to. The new one is then created
+        // exclusively, so a link planted in between fails the save instead
+        // of redirecting the write.
+        match std::fs::remove_file(&self.temp) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(source) => return Err(io("remove the stale", &self.temp)(source)),
+        }
+        let mut temp = private_file(&self.temp, Create::New).map_err(io("create", &self.temp))?;
         temp.write_all(&text).map_err(io("write", &self.temp))?;
         temp.sync_all().map_err(io("fsync", &self.temp))?;
         drop(temp);
@@ -552,21 +630,53 @@ impl Journal {
     }
 }
 
-/// Opens (creating) `path` for writing, readable and writable by this user
-/// only; `truncate` empties it.
-fn private_file(path: &Path, truncate: bool) -> std::io::Result<File> {
+/// Reads the whole file at `path`, refusing a symbolic link (`ELOOP`)
+/// rather than reading whatever it points to.
+fn read_no_follow(path: &Path) -> std::io::Result<Vec<u8>> {
     let mut options = OpenOptions::new();
-    options.write(true).create(true).truncate(truncate);
+    options.read(true);
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
+        options.custom_flags(libc::O_NOFOLLOW);
+    }
+    let mut text = Vec::new();
+    std::io::Read::read_to_end(&mut options.open(path)?, &mut text)?;
+    Ok(text)
+}
+
+/// How [`private_file`] treats an existing file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Create {
+    /// Fail if anything exists at the path (the journal's temporary).
+    New,
+    /// Open an existing regular file as it is, or create it (the lock).
+    OrOpen,
+}
+
+/// Opens `path` for writing, readable and writable by this user only.
+///
+/// A symbolic link at `path` is never followed (`O_NOFOLLOW`, and
+/// `O_EXCL` for [`Create::New`]): the state folder's files must be the
+/// agent's own, not a write or a `chmod` redirected to a file elsewhere.
+fn private_file(path: &Path, create: Create) -> std::io::Result<File> {
+    let mut options = OpenOptions::new();
+    options.write(true);
+    match create {
+        Create::New => options.create_new(true),
+        Create::OrOpen => options.create(true).truncate(false),
+    };
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600).custom_flags(libc::O_NOFOLLOW);
     }
     let file = options.open(path)?;
     #[cfg(unix)]
     {
         // `mode` applies only when the file is created; a leftover from
-        // elsewhere is tightened too.
+        // elsewhere is tightened too (it is the file itself: no link was
+        // followed to reach it).
         use std::os::unix::fs::PermissionsExt;
         file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
     }

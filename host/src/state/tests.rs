@@ -1,6 +1,7 @@
 //! The resume decision table with plain values, and the journal's file
 //! discipline: round trip, permissions, no temporary left behind, corrupt
-//! and foreign files refused, one holder at a time.
+//! and foreign files refused (and kept, numbered), newer files left alone,
+//! no symbolic link followed, one holder at a time.
 
 use super::*;
 
@@ -189,7 +190,8 @@ fn a_corrupt_or_foreign_journal_is_an_error_not_a_panic() {
         &b"{\"format\": 1, \"applic"[..],
         b"\xff\xfe garbage",
         b"",
-        b"{\"format\": 99, \"application\": \"orders\", \"seq\": 1, \"written_ms\": 0, \"record\": {\"phase\": {\"kind\": \"idle\"}}}",
+        b"{\"format\": 0, \"application\": \"orders\", \"seq\": 1, \"written_ms\": 0, \"record\": {\"phase\": {\"kind\": \"idle\"}}}",
+        b"{\"format\": -1, \"application\": \"orders\"}",
         b"{\"format\": 1, \"application\": \"other\", \"seq\": 1, \"written_ms\": 0, \"record\": {\"phase\": {\"kind\": \"idle\"}}}",
         b"{\"format\": 1, \"application\": \"orders\", \"seq\": 1, \"written_ms\": 0, \"record\": {\"phase\": {\"kind\": \"teleporting\"}}}",
     ] {
@@ -200,6 +202,11 @@ fn a_corrupt_or_foreign_journal_is_an_error_not_a_panic() {
     }
     let aside = journal.set_aside().unwrap();
     assert!(aside.is_file());
+    assert!(
+        aside.to_string_lossy().ends_with("orders.json.corrupt.1"),
+        "{}",
+        aside.display()
+    );
     assert_eq!(
         journal.load().unwrap(),
         None,
@@ -230,4 +237,181 @@ fn names_that_are_not_file_names_are_refused() {
             "{name:?}"
         );
     }
+}
+
+/// A journal as a newer agent might write it: a higher format number, and
+/// a shape this agent does not know.
+fn newer_journal(format: u64) -> String {
+    format!(
+        "{{\"format\": {format}, \"application\": \"orders\", \"records\": [{{\"kind\": \"warp\"}}]}}\n"
+    )
+}
+
+#[test]
+fn a_newer_journal_is_refused_by_name_and_left_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = StateStore::open(dir.path()).unwrap();
+    let mut journal = store.journal("orders").unwrap();
+    for format in [u64::from(FORMAT_VERSION) + 1, 99, u64::from(u32::MAX) + 7] {
+        let text = newer_journal(format);
+        std::fs::write(journal.path(), &text).unwrap();
+        let error = journal.load().expect_err("refused");
+        let message = error.to_string();
+        assert!(
+            message.contains("newer flinkscale")
+                && message.contains(&format!("format {format}"))
+                && message.contains(&format!("this agent reads {FORMAT_VERSION}"))
+                && message.contains("upgrade the agent or remove the file")
+                && message.contains("orders.json"),
+            "{message}"
+        );
+        assert!(
+            matches!(&error, StateError::Newer { format: f, path } if *f == format && path == journal.path()),
+            "{error:?}"
+        );
+        assert_eq!(std::fs::read_to_string(journal.path()).unwrap(), text);
+    }
+}
+
+#[test]
+fn a_newer_journal_is_never_saved_over() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = StateStore::open(dir.path()).unwrap();
+    let mut journal = store.journal("orders").unwrap();
+    let text = newer_journal(2);
+    std::fs::write(journal.path(), &text).unwrap();
+    assert!(journal.load().is_err());
+    // A caller that goes on regardless, as if it had started with no state.
+    let error = journal
+        .save(&record(Phase::Idle), NOW)
+        .expect_err("not saved over");
+    assert!(
+        matches!(error, StateError::Newer { format: 2, .. }),
+        "{error:?}"
+    );
+    assert_eq!(std::fs::read_to_string(journal.path()).unwrap(), text);
+}
+
+#[test]
+fn a_set_aside_journal_never_overwrites_an_earlier_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = StateStore::open(dir.path()).unwrap();
+    let mut journal = store.journal("orders").unwrap();
+    // What an older agent set aside, and a first numbered copy.
+    let legacy = dir.path().join("orders.json.corrupt");
+    let first = dir.path().join("orders.json.corrupt.1");
+    std::fs::write(&legacy, b"legacy evidence").unwrap();
+    std::fs::write(&first, b"first evidence").unwrap();
+
+    std::fs::write(journal.path(), b"second evidence").unwrap();
+    let second = journal.set_aside().unwrap();
+    assert_eq!(second, dir.path().join("orders.json.corrupt.2"));
+    std::fs::write(journal.path(), b"third evidence").unwrap();
+    let third = journal.set_aside().unwrap();
+    assert_eq!(third, dir.path().join("orders.json.corrupt.3"));
+
+    assert_eq!(std::fs::read(&legacy).unwrap(), b"legacy evidence");
+    assert_eq!(std::fs::read(&first).unwrap(), b"first evidence");
+    assert_eq!(std::fs::read(&second).unwrap(), b"second evidence");
+    assert_eq!(std::fs::read(&third).unwrap(), b"third evidence");
+    assert_eq!(journal.load().unwrap(), None, "the journal itself is gone");
+}
+
+/// A file outside the state folder that planted links point at.
+#[cfg(unix)]
+fn victim(outside: &Path) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let victim = outside.join("victim");
+    std::fs::write(&victim, b"not the agent's").unwrap();
+    std::fs::set_permissions(&victim, std::fs::Permissions::from_mode(0o644)).unwrap();
+    victim
+}
+
+#[cfg(unix)]
+fn assert_untouched(victim: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::read(victim).unwrap(), b"not the agent's");
+    let mode = std::fs::metadata(victim).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o644, "mode of {}", victim.display());
+}
+
+#[cfg(unix)]
+#[test]
+fn a_link_planted_at_the_temporary_path_is_not_written_through() {
+    let outside = tempfile::tempdir().unwrap();
+    let victim = victim(outside.path());
+    let dir = tempfile::tempdir().unwrap();
+    let store = StateStore::open(dir.path()).unwrap();
+    let mut journal = store.journal("orders").unwrap();
+    std::os::unix::fs::symlink(&victim, dir.path().join(".orders.json.tmp")).unwrap();
+
+    journal.save(&record(Phase::Idle), NOW).expect("saved");
+
+    assert_untouched(&victim);
+    assert_eq!(
+        journal.load().unwrap().expect("a record").record,
+        record(Phase::Idle)
+    );
+    assert!(
+        !std::fs::symlink_metadata(journal.path())
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+}
+
+#[cfg(unix)]
+#[test]
+fn a_link_planted_at_the_lock_path_is_refused() {
+    let outside = tempfile::tempdir().unwrap();
+    let victim = victim(outside.path());
+    let dir = tempfile::tempdir().unwrap();
+    let store = StateStore::open(dir.path()).unwrap();
+    std::os::unix::fs::symlink(&victim, dir.path().join("orders.lock")).unwrap();
+    let missing = outside.path().join("created-elsewhere");
+    std::os::unix::fs::symlink(&missing, dir.path().join("payments.lock")).unwrap();
+
+    for app in ["orders", "payments"] {
+        let error = store
+            .journal(app)
+            .expect_err("a link is not the agent's lock");
+        assert!(
+            matches!(&error, StateError::Io { action: "open", .. })
+                && error.to_string().contains(&format!("{app}.lock")),
+            "{error:?}"
+        );
+    }
+    assert_untouched(&victim);
+    assert!(
+        !missing.exists(),
+        "a file was created outside the state folder"
+    );
+}
+
+#[cfg(unix)]
+#[test]
+fn a_link_planted_at_the_journal_path_is_not_read() {
+    let outside = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let store = StateStore::open(dir.path()).unwrap();
+    let mut journal = store.journal("orders").unwrap();
+    // A well-formed record elsewhere, claiming an update in flight.
+    journal.save(&record(in_flight().remove(0)), NOW).unwrap();
+    let elsewhere = outside.path().join("planted.json");
+    std::fs::rename(journal.path(), &elsewhere).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, journal.path()).unwrap();
+
+    let error = journal.load().expect_err("a link is not the journal");
+    assert!(
+        matches!(&error, StateError::Io { action: "read", .. }),
+        "{error:?}"
+    );
+    // Saving replaces the link itself, never the file it points to.
+    let planted = std::fs::read(&elsewhere).unwrap();
+    journal.save(&record(Phase::Idle), NOW).unwrap();
+    assert_eq!(std::fs::read(&elsewhere).unwrap(), planted);
+    assert_eq!(
+        journal.load().unwrap().expect("a record").record,
+        record(Phase::Idle)
+    );
 }

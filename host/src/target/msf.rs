@@ -250,6 +250,15 @@ where
         })
         .unwrap_or(TargetError::Transient);
     let message = match error.code() {
+        // Name the permission to grant, as AWS's refusal says it.
+        Some(code) if crate::aws::is_permission_code(code) => format!(
+            "{operation} failed with {}",
+            crate::aws::permission_message(
+                &format!("kinesisanalytics:{operation}"),
+                code,
+                error.message().unwrap_or("no message")
+            )
+        ),
         Some(code) => format!(
             "{operation} failed with {code}: {}",
             error.message().unwrap_or("no message")
@@ -279,5 +288,12 @@ mod tests {
             Some(TargetError::Invalid(String::new()))
         );
         assert_eq!(class("InternalFailure"), None);
+        for code in [
+            "AccessDeniedException",
+            "UnrecognizedClientException",
+            "ExpiredTokenException",
+        ] {
+            assert_eq!(class(code), Some(TargetError::Permission(String::new())));
+        }
     }
 }

@@ -277,12 +277,12 @@ async fn a_corrupt_journal_fails_closed_holding_one_grace_period() {
     let reported = failures(&events, "journal");
     assert_eq!(reported.len(), 1, "{events:?}");
     assert!(
-        reported[0].contains("app.json.corrupt")
+        reported[0].contains("app.json.corrupt.1")
             && reported[0].contains("outcome of anything in flight is unknown"),
         "{reported:?}"
     );
     assert_eq!(
-        std::fs::read(dir.path().join("app.json.corrupt")).unwrap(),
+        std::fs::read(dir.path().join("app.json.corrupt.1")).unwrap(),
         b"{\"format\": 1, \"reco"
     );
     // Fails closed: the unknown outcome is journaled at once, the
