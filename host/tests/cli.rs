@@ -139,3 +139,76 @@ fn validate_environment_instantiates_the_plugin_and_checks_its_params() {
         "the plugin's own message: {stdout}"
     );
 }
+
+/// A journal written by a newer agent stops `run` before anything is read
+/// or sent, with exit code 78 (EX_CONFIG) and the file untouched: an older
+/// agent must neither misread nor replace what the newer one knew. Fails
+/// on main before #9, where the file was set aside as corrupt and the
+/// agent started with no state.
+#[test]
+fn a_journal_of_a_newer_format_stops_run_with_exit_78_and_is_left_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    std::fs::create_dir(&state).unwrap();
+    let journal = state.join("orders.json");
+    let newer = r#"{"format": 9, "application": "orders", "something": "new"}"#;
+    std::fs::write(&journal, newer).unwrap();
+    let plugins = repo().join("target/wasm32-wasip2/release");
+    let plugins = std::env::var_os("CARGO_TARGET_DIR")
+        .map(|t| Path::new(&t).join("wasm32-wasip2/release"))
+        .filter(|p| p.is_absolute())
+        .unwrap_or(plugins);
+    let quoted = |p: &Path| toml_edit::Value::from(p.to_string_lossy().as_ref()).to_string();
+    let (plugins, state_quoted) = (quoted(&plugins), quoted(&state));
+    let config = dir.path().join("agent.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"[agent]
+plugin_dir = {plugins}
+state_dir = {state_quoted}
+region = "us-east-1"
+
+[[application]]
+name = "orders"
+min_kpu = 1
+max_kpu = 4
+
+[[application.metric]]
+id = "cpu"
+namespace = "AWS/KinesisAnalytics"
+metric_name = "containerCPUUtilization"
+dimensions = {{ Application = "orders" }}
+statistic = "Maximum"
+period_secs = 60
+
+[application.policy]
+plugin = "hold"
+"#,
+        ),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_flinkscale"))
+        .args(["run", "--config"])
+        .arg(&config)
+        .env_remove("RUST_LOG")
+        // Nowhere to go: the agent must stop before any AWS call.
+        .env("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+        .env("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
+        .env("AWS_SECRET_ACCESS_KEY", "secret")
+        .output()
+        .expect("the flinkscale binary runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(78), "{stderr}");
+    assert!(
+        stderr.contains("newer flinkscale") && stderr.contains("orders.json"),
+        "{stderr}"
+    );
+    assert_eq!(std::fs::read_to_string(&journal).unwrap(), newer);
+    let names: Vec<_> = std::fs::read_dir(&state)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("corrupt"))
+        .collect();
+    assert!(names.is_empty(), "{names:?}");
+}
