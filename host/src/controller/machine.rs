@@ -327,7 +327,7 @@ impl Machine {
             events: Vec::new(),
         };
         let next = match observation {
-            Observation::Wake => self.wake(settings, now_ms),
+            Observation::Wake => self.wake(),
             Observation::Described(Ok(app)) => self.described(app, settings, &mut out),
             Observation::Described(Err(error)) => {
                 let what = match self.record.phase.update() {
@@ -383,7 +383,7 @@ impl Machine {
 
     /// The wait ran out: resolve, follow, wait out the grace period, or
     /// evaluate.
-    fn wake(&mut self, settings: &Settings, now_ms: i64) -> Next {
+    fn wake(&mut self) -> Next {
         if self.doubt.is_some() {
             return Next::Run(Command::Describe);
         }
@@ -392,10 +392,10 @@ impl Machine {
             | Phase::Sent { .. }
             | Phase::Updating { .. }
             | Phase::Unknown { .. } => Next::Run(Command::Describe),
-            Phase::Grace { until_ms, .. } if *until_ms > now_ms => {
-                let left = Duration::from_millis((until_ms - now_ms).unsigned_abs());
-                Next::Wait(left.min(settings.grace_period))
-            }
+            // A grace period is waited out on monotonic time: the wait
+            // that ends here was the grace period (or what a resumed one
+            // had left), so a wall clock stepped back meanwhile does not
+            // stretch it. Only a restart reads the journaled end.
             Phase::Grace { .. } | Phase::Idle | Phase::Decided { .. } => {
                 Next::Run(Command::Evaluate)
             }

@@ -318,3 +318,92 @@ async fn no_update_is_sent_when_the_journal_cannot_record_it() {
     assert_eq!(target.updates().len(), 1, "{:?}", target.updates());
     assert!(failures(&events, "journal")[0].contains(".app.json.tmp"));
 }
+
+/// A metric source that records the window of every fetch, and when (in
+/// tokio seconds since `origin`) it was asked.
+struct Recording {
+    inner: Arc<ConstantSource>,
+    origin: Instant,
+    windows: Mutex<Vec<(u64, i64, i64)>>,
+}
+
+#[async_trait]
+impl MetricSource for Recording {
+    async fn fetch(
+        &self,
+        queries: &[MetricQuery],
+        start_ms: i64,
+        end_ms: i64,
+    ) -> Result<Vec<Series>, MetricsError> {
+        let at = self.origin.elapsed().as_secs();
+        self.windows.lock().unwrap().push((at, start_ms, end_ms));
+        self.inner.fetch(queries, start_ms, end_ms).await
+    }
+}
+
+thread_local! {
+    /// The stepping wall clock of the test below: tokio time since its
+    /// origin, plus a step (the controller runs on the test's thread).
+    static WALL: std::cell::Cell<Option<(Instant, i64)>> = const { std::cell::Cell::new(None) };
+}
+
+fn stepping_wall() -> i64 {
+    let (origin, step) = WALL
+        .with(|w| w.get())
+        .expect("the test sets the wall clock");
+    T0_MS + origin.elapsed().as_millis() as i64 + step
+}
+
+/// Fails on main before #9, where the wall clock was read once at start:
+/// after NTP steps the clock back an hour, every CloudWatch window stayed
+/// an hour ahead until a restart. Now the window follows the stepped wall
+/// clock at once, while the grace period, an interval, still ends on
+/// monotonic time (it is not stretched by the hour).
+#[tokio::test(start_paused = true)]
+async fn a_wall_clock_step_moves_the_metric_window_but_not_the_grace_period() {
+    let target = FakeTarget::new(1, 90);
+    let origin = target.origin;
+    WALL.with(|w| w.set(Some((origin, 0))));
+    let source = Arc::new(Recording {
+        inner: constant(95.0),
+        origin,
+        windows: Mutex::new(Vec::new()),
+    });
+    let (tx, _events) = mpsc::unbounded_channel();
+    let mut app = test_app();
+    app.max_kpu = 2;
+    // 95 % from the start: one rescale (1 -> 2), then max.
+    let controller = Controller::new(
+        &app,
+        false,
+        source.clone(),
+        target.clone(),
+        Box::new(Doubling),
+        Vec::new(),
+        Clock::with_wall(&stepping_wall),
+        Events::with_channel(tx),
+    );
+    let (shutdown, rx) = watch::channel(false);
+    let task = tokio::spawn(controller.run(rx));
+    // The update (0 s) is RUNNING at the 120 s poll; grace until 420 s. At
+    // 200 s the wall clock steps back an hour.
+    tokio::time::sleep(Duration::from_secs(200)).await;
+    WALL.with(|w| w.set(Some((origin, -3_600_000))));
+    tokio::time::sleep(Duration::from_secs(300)).await;
+    shutdown.send(true).unwrap();
+    task.await.unwrap();
+    let windows = source.windows.lock().unwrap().clone();
+    assert_eq!(target.updates(), vec![(0, 2)]);
+    let after: Vec<_> = windows.iter().filter(|(at, _, _)| *at > 0).collect();
+    let &&(at, start_ms, end_ms) = after.first().expect("an evaluation after the grace period");
+    assert_eq!(
+        at, 420,
+        "the grace period ends on monotonic time: {windows:?}"
+    );
+    assert_eq!(
+        end_ms,
+        T0_MS + 420_000 - 3_600_000,
+        "the window ends at the stepped wall clock: {windows:?}"
+    );
+    assert!(start_ms < end_ms);
+}
