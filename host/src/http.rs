@@ -3,7 +3,6 @@
 //! the caller's handler, and on shutdown let every open connection finish
 //! the request in flight.
 
-use std::convert::Infallible;
 use std::future::Future;
 use std::time::Duration;
 
@@ -19,7 +18,9 @@ use tokio::sync::watch;
 use tracing::{debug, warn};
 
 /// Serves `listener` with `handler` until `shutdown` turns true or its
-/// sender is dropped. `what` names the server in logs.
+/// sender is dropped. `what` names the server in logs. A handler answers a
+/// `Response`, or an `Option` of one where `None` closes the connection
+/// without an answer (the emulator's `Drop` fault).
 pub(crate) async fn serve<H, F>(
     listener: TcpListener,
     handler: H,
@@ -27,7 +28,8 @@ pub(crate) async fn serve<H, F>(
     what: &'static str,
 ) where
     H: Fn(Request<Incoming>) -> F + Clone + Send + Sync + 'static,
-    F: Future<Output = Response<Full<Bytes>>> + Send + 'static,
+    F: Future + Send + 'static,
+    F::Output: Into<Option<Response<Full<Bytes>>>>,
 {
     let mut connections = tokio::task::JoinSet::new();
     loop {
@@ -51,6 +53,11 @@ pub(crate) async fn serve<H, F>(
     while connections.join_next().await.is_some() {}
 }
 
+/// The handler chose to close the connection without an answer.
+#[derive(Debug, thiserror::Error)]
+#[error("the handler closed the connection without an answer")]
+struct NoAnswer;
+
 async fn serve_connection<H, F>(
     stream: TcpStream,
     handler: H,
@@ -58,11 +65,14 @@ async fn serve_connection<H, F>(
     what: &'static str,
 ) where
     H: Fn(Request<Incoming>) -> F + Send + Sync + 'static,
-    F: Future<Output = Response<Full<Bytes>>> + Send + 'static,
+    F: Future + Send + 'static,
+    F::Output: Into<Option<Response<Full<Bytes>>>>,
 {
     let service = service_fn(move |request| {
         let answer = handler(request);
-        async move { Ok::<_, Infallible>(answer.await) }
+        // hyper closes the connection, writing nothing, when the service
+        // fails.
+        async move { answer.await.into().ok_or(NoAnswer) }
     });
     let connection = http1::Builder::new().serve_connection(TokioIo::new(stream), service);
     let mut connection = std::pin::pin!(connection);

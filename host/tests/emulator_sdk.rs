@@ -840,58 +840,230 @@ async fn injected_faults_show_in_the_sdk_error_and_in_the_call_log() {
     emu.shutdown().await;
 }
 
-/// A refused identity is its own class through the real SDK, with the
-/// action to grant named, and is told apart from throttling and 5xx.
+/// The version and status DescribeApplication shows of `app`.
+async fn version_and_status(msf: &aws_sdk_kinesisanalyticsv2::Client, app: &str) -> (i64, String) {
+    let d = msf
+        .describe_application()
+        .application_name(app)
+        .send()
+        .await
+        .expect("describe");
+    let d = d.application_detail().expect("a detail");
+    (
+        d.application_version_id(),
+        d.application_status().as_str().to_owned(),
+    )
+}
+
 #[tokio::test]
-async fn permission_faults_reach_the_adapter_as_permission_errors() {
-    let (emu, _dir) = start(HOUR_MS, 1.0, 100).await;
-    let source = CloudWatchSource::new(&sdk_config(&emu).await);
-    let query = model_query("busy", "containerCPUUtilization", "Average", 60);
-    let end = now_ms();
-    let fetch = || source.fetch(std::slice::from_ref(&query), end - 600_000, end);
-
-    let mut denied = FaultSpec::error("GetMetricData", "AccessDeniedException", 1);
-    denied.http_status = Some(403);
-    denied.message = Some(
-        "User: arn:aws:sts::123456789012:assumed-role/flinkscale/i-0 is not authorized to perform: cloudwatch:GetMetricData because no identity-based policy allows the cloudwatch:GetMetricData action".to_owned(),
-    );
-    emu.inject_fault(denied).expect("fault");
-    let error = fetch().await.expect_err("denied");
-    assert!(
-        matches!(&error, MetricsError::Permission(m)
-            if m.contains("AccessDeniedException") && m.contains("missing permission cloudwatch:GetMetricData")),
-        "{error:?}"
-    );
-
-    emu.inject_fault(FaultSpec::error(
-        "GetMetricData",
-        "ExpiredTokenException",
-        1,
-    ))
-    .expect("fault");
-    let error = fetch().await.expect_err("expired");
-    assert!(
-        matches!(&error, MetricsError::Permission(m) if m.contains("ExpiredTokenException")),
-        "{error:?}"
-    );
-
-    emu.inject_fault(FaultSpec::error("GetMetricData", "InternalFailure", 1))
-        .expect("fault");
-    let error = fetch().await.expect_err("5xx");
-    assert!(matches!(&error, MetricsError::Source(_)), "{error:?}");
-
-    // The faults were for one call each.
-    assert!(!fetch().await.expect("clean")[0].points.is_empty());
-    let outcomes: Vec<_> = emu.calls().iter().map(|c| c.outcome.clone()).collect();
-    assert_eq!(
-        outcomes,
-        [
-            "AccessDeniedException",
-            "ExpiredTokenException",
+async fn an_after_effect_fault_fails_the_sdk_call_of_an_update_that_took_effect() {
+    // Each loss on a fresh emulator: calm at version 1, RUNNING.
+    let losses = [
+        (
+            "500 after the effect",
+            serde_json::json!({"operation": "UpdateApplication", "error": "InternalFailure", "after_effect": true, "count": 1}),
             "InternalFailure",
-            "ok"
+        ),
+        (
+            "the connection dropped after the effect",
+            serde_json::json!({"operation": "UpdateApplication", "error": "Drop", "after_effect": true, "count": 1}),
+            "Drop",
+        ),
+        (
+            "the answer held past the attempt timeout",
+            serde_json::json!({"operation": "UpdateApplication", "error": "Delay", "delay_ms": 1500, "after_effect": true, "count": 1}),
+            "ok",
+        ),
+    ];
+    for (what, fault, logged) in losses {
+        let (emu, _dir) = start(HOUR_MS, 1.0, 100).await;
+        let config = flinkscale::aws::config_loader(Some("us-east-1"))
+            .endpoint_url(emu.endpoint_url())
+            .test_credentials()
+            .retry_config(RetryConfig::standard().with_max_attempts(1))
+            .timeout_config(
+                aws_config::timeout::TimeoutConfig::builder()
+                    .operation_attempt_timeout(std::time::Duration::from_millis(400))
+                    .build(),
+            )
+            .load()
+            .await;
+        let msf = aws_sdk_kinesisanalyticsv2::Client::new(&config);
+        let (status, _, body) = http(
+            emu.local_addr(),
+            "POST",
+            "/_emulator/faults",
+            &[],
+            fault.to_string().as_bytes(),
+        )
+        .await;
+        assert_eq!(status, 200, "{what}: {}", String::from_utf8_lossy(&body));
+        let err = msf
+            .update_application()
+            .application_name("calm")
+            .current_application_version_id(1)
+            .application_configuration_update(parallelism_update(2))
+            .send()
+            .await
+            .expect_err(what);
+        match logged {
+            "InternalFailure" => assert_eq!(
+                err.raw_response().map(|r| r.status().as_u16()),
+                Some(500),
+                "{what}: {err:?}"
+            ),
+            "Drop" => assert!(
+                matches!(
+                    err,
+                    aws_sdk_kinesisanalyticsv2::error::SdkError::DispatchFailure(_)
+                ),
+                "{what}: the SDK sees no answer at all: {err:?}"
+            ),
+            _ => assert!(
+                matches!(
+                    err,
+                    aws_sdk_kinesisanalyticsv2::error::SdkError::TimeoutError(_)
+                ),
+                "{what}: {err:?}"
+            ),
+        }
+        // The SDK call failed, yet the update took effect.
+        assert_eq!(
+            version_and_status(&msf, "calm").await,
+            (2, "UPDATING".to_owned()),
+            "{what}"
+        );
+        let calls = emu.calls();
+        let update = calls
+            .iter()
+            .find(|c| c.operation == "UpdateApplication")
+            .expect("the update is logged");
+        assert_eq!(
+            (update.outcome.as_str(), update.injected, update.took_effect),
+            (logged, true, true),
+            "{what}"
+        );
+        assert!(
+            calls
+                .iter()
+                .filter(|c| c.operation != "UpdateApplication")
+                .all(|c| !c.took_effect && !c.injected),
+            "{what}: {calls:?}"
+        );
+        emu.shutdown().await;
+    }
+}
+
+#[tokio::test]
+async fn the_sdks_own_retry_of_an_update_whose_answer_was_lost_is_refused() {
+    // What defect 1 of issue 9 is made of: with the agent's retry policy
+    // (3 attempts), attempt 1 takes effect and its answer is lost, attempt
+    // 2 quotes the same version and finds the application UPDATING.
+    let (emu, _dir) = start(HOUR_MS, 1.0, 100).await;
+    let config = flinkscale::aws::config_loader(Some("us-east-1"))
+        .endpoint_url(emu.endpoint_url())
+        .test_credentials()
+        .retry_config(RetryConfig::standard().with_max_attempts(3))
+        .load()
+        .await;
+    let msf = aws_sdk_kinesisanalyticsv2::Client::new(&config);
+    emu.inject_fault(FaultSpec {
+        after_effect: true,
+        ..FaultSpec::error("UpdateApplication", "InternalFailure", 1)
+    })
+    .expect("fault");
+    let err = msf
+        .update_application()
+        .application_name("calm")
+        .current_application_version_id(1)
+        .application_configuration_update(parallelism_update(2))
+        .send()
+        .await
+        .expect_err("the retry is refused")
+        .into_service_error();
+    assert!(err.is_resource_in_use_exception(), "{err:?}");
+    assert_eq!(
+        version_and_status(&msf, "calm").await,
+        (2, "UPDATING".to_owned())
+    );
+    let updates: Vec<(String, bool, bool)> = emu
+        .calls()
+        .iter()
+        .filter(|c| c.operation == "UpdateApplication")
+        .map(|c| (c.outcome.clone(), c.injected, c.took_effect))
+        .collect();
+    assert_eq!(
+        updates,
+        [
+            ("InternalFailure".to_owned(), true, true),
+            ("ResourceInUseException".to_owned(), false, false)
         ]
     );
+    emu.shutdown().await;
+}
+
+#[tokio::test]
+async fn permission_faults_reach_the_sdk_as_aws_answers_them() {
+    let (emu, _dir) = start(HOUR_MS, 1.0, 100).await;
+    let config = sdk_config(&emu).await;
+    let cw = aws_sdk_cloudwatch::Client::new(&config);
+    let msf = aws_sdk_kinesisanalyticsv2::Client::new(&config);
+    for (error, status) in [
+        ("AccessDenied", 400),
+        ("UnrecognizedClientException", 400),
+        ("ExpiredTokenException", 400),
+    ] {
+        emu.inject_fault(FaultSpec::error("DescribeApplication", error, 1))
+            .expect("fault");
+        let err = msf
+            .describe_application()
+            .application_name("calm")
+            .send()
+            .await
+            .expect_err(error);
+        let code = if error == "AccessDenied" {
+            "AccessDeniedException"
+        } else {
+            error
+        };
+        assert_eq!(err.code(), Some(code));
+        assert_eq!(
+            err.raw_response().map(|r| r.status().as_u16()),
+            Some(status)
+        );
+        if error == "AccessDenied" {
+            assert!(
+                err.message()
+                    .is_some_and(|m| m.contains("kinesisanalytics:DescribeApplication")),
+                "{err:?}"
+            );
+        }
+    }
+    for (error, code, status) in [
+        ("AccessDeniedException", "AccessDenied", 403),
+        (
+            "UnrecognizedClientException",
+            "UnrecognizedClientException",
+            400,
+        ),
+        ("ExpiredTokenException", "ExpiredTokenException", 400),
+    ] {
+        emu.inject_fault(FaultSpec::error("ListMetrics", error, 1))
+            .expect("fault");
+        let err = cw.list_metrics().send().await.expect_err(error);
+        assert_eq!(err.code(), Some(code), "{err:?}");
+        assert_eq!(
+            err.raw_response().map(|r| r.status().as_u16()),
+            Some(status)
+        );
+        if code == "AccessDenied" {
+            assert!(
+                err.message()
+                    .is_some_and(|m| m.contains("cloudwatch:ListMetrics")),
+                "{err:?}"
+            );
+        }
+    }
     emu.shutdown().await;
 }
 
@@ -1049,6 +1221,63 @@ async fn cloudwatch_speaks_json_1_0_as_boto3_sends_it() {
         answer["message"]
             .as_str()
             .is_some_and(|m| m.contains("StartTime"))
+    );
+    emu.shutdown().await;
+}
+
+/// A refused identity is its own class through the real SDK, with the
+/// action to grant named, and is told apart from throttling and 5xx.
+#[tokio::test]
+async fn permission_faults_reach_the_adapter_as_permission_errors() {
+    let (emu, _dir) = start(HOUR_MS, 1.0, 100).await;
+    let source = CloudWatchSource::new(&sdk_config(&emu).await);
+    let query = model_query("busy", "containerCPUUtilization", "Average", 60);
+    let end = now_ms();
+    let fetch = || source.fetch(std::slice::from_ref(&query), end - 600_000, end);
+
+    let mut denied = FaultSpec::error("GetMetricData", "AccessDeniedException", 1);
+    denied.http_status = Some(403);
+    denied.message = Some(
+        "User: arn:aws:sts::123456789012:assumed-role/flinkscale/i-0 is not authorized to perform: cloudwatch:GetMetricData because no identity-based policy allows the cloudwatch:GetMetricData action".to_owned(),
+    );
+    emu.inject_fault(denied).expect("fault");
+    let error = fetch().await.expect_err("denied");
+    assert!(
+        matches!(&error, MetricsError::Permission(m)
+            // CloudWatch spells it AccessDenied (query-compatible), as the
+            // emulator now answers.
+            if m.contains("AccessDenied: missing permission cloudwatch:GetMetricData")),
+        "{error:?}"
+    );
+
+    emu.inject_fault(FaultSpec::error(
+        "GetMetricData",
+        "ExpiredTokenException",
+        1,
+    ))
+    .expect("fault");
+    let error = fetch().await.expect_err("expired");
+    assert!(
+        matches!(&error, MetricsError::Permission(m) if m.contains("ExpiredTokenException")),
+        "{error:?}"
+    );
+
+    emu.inject_fault(FaultSpec::error("GetMetricData", "InternalFailure", 1))
+        .expect("fault");
+    let error = fetch().await.expect_err("5xx");
+    assert!(matches!(&error, MetricsError::Source(_)), "{error:?}");
+
+    // The faults were for one call each.
+    assert!(!fetch().await.expect("clean")[0].points.is_empty());
+    let outcomes: Vec<_> = emu.calls().iter().map(|c| c.outcome.clone()).collect();
+    assert_eq!(
+        outcomes,
+        [
+            "AccessDenied",
+            "ExpiredTokenException",
+            "InternalFailure",
+            "ok"
+        ]
     );
     emu.shutdown().await;
 }

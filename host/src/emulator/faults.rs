@@ -1,18 +1,28 @@
-//! Fault injection: an error or a delay for the next N calls of an
-//! operation, or for a seeded fraction of them.
+//! Fault injection: an error, a dropped connection or a delay for the next
+//! N calls of an operation, or for a seeded fraction of them.
 //!
-//! A fault is decided before the operation runs, so a faulted
-//! UpdateApplication changes nothing; a `Delay` waits and then lets the
-//! operation run. The fraction's draws depend only on the seed and on how
-//! many matching calls came before, so a test that sends the same calls
-//! sees the same faults.
+//! A fault is drawn when the call arrives. By default it strikes before the
+//! operation runs, so a faulted UpdateApplication changes nothing (a
+//! request lost on its way, or refused); a `Delay` waits and then lets the
+//! operation run. With `after_effect` the operation runs first and takes
+//! effect as if nothing were wrong, and only then is the answer lost: an
+//! error instead of the real answer, the connection closed with no answer
+//! (`Drop`), or the answer held past the client's deadline. That is the
+//! fault a client cannot tell from "never applied" without reading the
+//! state back, which is what it exists to test. The fraction's draws
+//! depend only on the seed and on how many matching calls came before, so a
+//! test that sends the same calls sees the same faults.
 
 use serde::{Deserialize, Serialize};
 
+use super::Service;
 use super::value::AwsError;
 
 /// The `error` of a fault that delays instead of failing.
 pub const DELAY: &str = "Delay";
+
+/// The `error` of a fault that closes the connection without an answer.
+pub const DROP: &str = "Drop";
 
 /// A fault to inject (`POST /_emulator/faults`).
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
@@ -24,13 +34,22 @@ pub struct FaultSpec {
     /// What the call answers: an error code (`ThrottlingException`,
     /// `InternalFailure` (HTTP 500), `ServiceUnavailable` (503),
     /// `ConcurrentModificationException`, `ResourceInUseException`,
-    /// `LimitExceededException`, or any other code, HTTP 400), or `Delay`
-    /// to answer normally after `delay_ms`.
+    /// `LimitExceededException`, the permission errors `AccessDenied`
+    /// (see [`FaultSpec::answer`] for their statuses per service),
+    /// `UnrecognizedClientException`, `ExpiredTokenException`, or any other
+    /// code, HTTP 400); `Delay` to answer normally after `delay_ms`; or
+    /// `Drop` to close the connection without any answer.
     pub error: String,
-    /// How long to wait before answering, milliseconds (required for
-    /// `Delay`; with an error code, the error comes after the wait).
+    /// How long to wait, milliseconds (required for `Delay`): before the
+    /// operation runs, or with `after_effect` after it took effect and
+    /// before the answer (or the drop) goes out.
     #[serde(default)]
     pub delay_ms: u64,
+    /// Let the operation run and take effect first, then answer the error,
+    /// drop the connection, or wait `delay_ms` before the normal answer:
+    /// an answer lost after the effect.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub after_effect: bool,
     /// Applies to the next `count` matching calls, then ends.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub count: Option<u32>,
@@ -57,6 +76,7 @@ impl FaultSpec {
             operation: operation.to_owned(),
             error: error.to_owned(),
             delay_ms: 0,
+            after_effect: false,
             count: Some(count),
             fraction: None,
             seed: None,
@@ -82,7 +102,7 @@ impl FaultSpec {
                 .all(|c| c.is_ascii_alphanumeric() || c == '.');
         if !code_ok {
             problems.push(format!(
-                "error {:?} is not an error code or Delay",
+                "error {:?} is not an error code, Delay or Drop",
                 self.error
             ));
         }
@@ -115,31 +135,95 @@ impl FaultSpec {
         }
     }
 
-    /// The error this fault answers with, `None` for a `Delay`.
-    fn answer(&self) -> Option<AwsError> {
-        if self.error == DELAY {
-            return None;
+    /// What this fault answers on `service` for `operation`.
+    ///
+    /// The permission errors take the status and the code the service
+    /// really answers: kinesisanalyticsv2 (AWS JSON 1.1) answers
+    /// `AccessDeniedException` with HTTP 400; CloudWatch, being
+    /// query-compatible, names the query code `AccessDenied` (in
+    /// `x-amzn-query-error`, which is what the SDK reads) with HTTP 403.
+    /// `AccessDenied` and `AccessDeniedException` are both accepted for
+    /// either service. The default message of a permission error is the
+    /// one AWS writes, naming the action that was refused.
+    pub fn answer(&self, service: Service, operation: &str) -> Answer {
+        match self.error.as_str() {
+            DELAY => return Answer::Normal,
+            DROP => return Answer::Drop,
+            _ => {}
         }
-        let status = self.http_status.unwrap_or(match self.error.as_str() {
-            "InternalFailure" | "InternalServiceError" | "InternalServerError" => 500,
-            "ServiceUnavailable" | "ServiceUnavailableException" => 503,
-            _ => 400,
-        });
-        let message = self
-            .message
-            .clone()
-            .unwrap_or_else(|| format!("Injected by the emulator: {}.", self.error));
-        Some(AwsError::with_status(self.error.clone(), message, status))
+        let (code, status, message) = match (self.error.as_str(), service) {
+            ("AccessDenied" | "AccessDeniedException", Service::Kinesis) => (
+                "AccessDeniedException",
+                400,
+                access_denied_message(service, operation),
+            ),
+            ("AccessDenied" | "AccessDeniedException", Service::CloudWatch) => (
+                "AccessDenied",
+                403,
+                access_denied_message(service, operation),
+            ),
+            ("UnrecognizedClientException", _) => (
+                "UnrecognizedClientException",
+                400,
+                "The security token included in the request is invalid.".to_owned(),
+            ),
+            ("ExpiredTokenException", _) => (
+                "ExpiredTokenException",
+                400,
+                "The security token included in the request is expired".to_owned(),
+            ),
+            (code @ ("InternalFailure" | "InternalServiceError" | "InternalServerError"), _) => {
+                (code, 500, format!("Injected by the emulator: {code}."))
+            }
+            (code @ ("ServiceUnavailable" | "ServiceUnavailableException"), _) => {
+                (code, 503, format!("Injected by the emulator: {code}."))
+            }
+            (code, _) => (code, 400, format!("Injected by the emulator: {code}.")),
+        };
+        Answer::Error(AwsError::with_status(
+            code,
+            self.message.clone().unwrap_or(message),
+            self.http_status.unwrap_or(status),
+        ))
     }
+}
+
+/// AWS's message for a refused action: the role, the action, the resource.
+fn access_denied_message(service: Service, operation: &str) -> String {
+    let (prefix, resource) = match service {
+        Service::Kinesis => (
+            "kinesisanalytics",
+            "arn:aws:kinesisanalytics:us-east-1:123456789012:application/*",
+        ),
+        Service::CloudWatch => ("cloudwatch", "*"),
+    };
+    format!(
+        "User: arn:aws:sts::123456789012:assumed-role/flinkscale-agent/flinkscale \
+         is not authorized to perform: {prefix}:{operation} on resource: {resource} \
+         because no identity-based policy allows the {prefix}:{operation} action"
+    )
+}
+
+/// What a faulted call answers.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Answer {
+    /// The operation's own answer (a `Delay`).
+    Normal,
+    /// This error.
+    Error(AwsError),
+    /// No answer: the connection is closed.
+    Drop,
 }
 
 /// What an injected fault does to one call.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Injected {
-    /// Wait this long first.
+    /// Wait this long: before the operation, or after its effect.
     pub delay_ms: u64,
-    /// Then answer this error, or run the operation when `None`.
-    pub error: Option<AwsError>,
+    /// What the call answers.
+    pub answer: Answer,
+    /// Whether the operation runs (and takes effect) before the answer.
+    pub after_effect: bool,
 }
 
 /// A fault in force.
@@ -186,9 +270,9 @@ impl Faults {
             .collect()
     }
 
-    /// Decides the fault (if any) of one call of `operation`: the first
-    /// fault in force that matches and fires.
-    pub fn take(&mut self, operation: &str) -> Option<Injected> {
+    /// Decides the fault (if any) of one call of `operation` on `service`:
+    /// the first fault in force that matches and fires.
+    pub fn take(&mut self, service: Service, operation: &str) -> Option<Injected> {
         let mut fired = None;
         for (index, active) in self.active.iter_mut().enumerate() {
             if active.spec.operation != "*" && active.spec.operation != operation {
@@ -208,7 +292,8 @@ impl Faults {
                     index,
                     Injected {
                         delay_ms: active.spec.delay_ms,
-                        error: active.spec.answer(),
+                        answer: active.spec.answer(service, operation),
+                        after_effect: active.spec.after_effect,
                     },
                 ));
                 break;

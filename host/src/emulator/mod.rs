@@ -195,7 +195,9 @@ pub enum Service {
 pub struct CallRecord {
     /// Its number, from 1, in arrival order.
     pub seq: u64,
-    /// When it was answered, wall-clock ms since the Unix epoch.
+    /// When it ran (took effect, or was refused), wall-clock ms since the
+    /// Unix epoch. That is when it was answered, but for an after-effect
+    /// fault with a delay, whose answer comes `delay_ms` later.
     pub wall_ms: i64,
     /// The model second at that time.
     pub model_secs: u64,
@@ -210,12 +212,18 @@ pub struct CallRecord {
     pub application: Option<String>,
     /// The request's parameters, as JSON (timestamps as epoch seconds).
     pub params: serde_json::Value,
-    /// `ok`, or the error code answered.
+    /// `ok`, the error code answered, or `Drop` (no answer: the
+    /// connection was closed).
     pub outcome: String,
-    /// The HTTP status answered.
+    /// The HTTP status answered, 0 when the connection was dropped.
     pub http_status: u16,
     /// Whether the outcome was an injected fault.
     pub injected: bool,
+    /// Whether the call changed the emulated state (an UpdateApplication
+    /// that moved the version, an alarm put or deleted), whatever it
+    /// answered: with an after-effect fault, a failed answer hides an
+    /// effect that happened.
+    pub took_effect: bool,
 }
 
 /// One application as the control API shows it.
@@ -335,7 +343,6 @@ impl Core {
     }
 
     /// Appends a call to the log and returns its number.
-    #[allow(clippy::too_many_arguments)]
     pub(crate) fn record(
         &mut self,
         now_ms: i64,
@@ -343,9 +350,7 @@ impl Core {
         service: Service,
         operation: &str,
         input: Option<&value::Value>,
-        outcome: Result<(), &value::AwsError>,
-        http_status: u16,
-        injected: bool,
+        logged: server::Logged,
     ) -> u64 {
         let seq = self.calls.len() as u64 + 1;
         self.calls.push(CallRecord {
@@ -357,12 +362,10 @@ impl Core {
             operation: operation.to_owned(),
             application: input.and_then(application_of),
             params: input.map_or(serde_json::Value::Null, value::Value::to_json),
-            outcome: match outcome {
-                Ok(()) => "ok".to_owned(),
-                Err(error) => error.code.clone(),
-            },
-            http_status,
-            injected,
+            outcome: logged.outcome,
+            http_status: logged.http_status,
+            injected: logged.injected,
+            took_effect: logged.took_effect,
         });
         seq
     }
@@ -414,6 +417,15 @@ pub(crate) fn unknown_operation(operation: &str) -> value::AwsError {
         "UnknownOperationException",
         format!("The emulator does not implement the operation {operation}."),
     )
+}
+
+/// Whether a successful call of `operation` changes the emulated state:
+/// what the call log's `took_effect` counts.
+pub(crate) fn changes_state(service: Service, operation: &str) -> bool {
+    match service {
+        Service::Kinesis => operation == "UpdateApplication",
+        Service::CloudWatch => matches!(operation, "PutMetricAlarm" | "DeleteAlarms"),
+    }
 }
 
 /// The application a request concerns: its `ApplicationName`, else the

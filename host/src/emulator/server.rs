@@ -1,6 +1,7 @@
 //! The HTTP side: accepting connections (hyper 1, HTTP/1.1), routing a
 //! request to its service and protocol, checking that it is signed,
-//! injecting faults, logging the call, and encoding the answer.
+//! injecting faults, logging the call, and encoding the answer (or, for a
+//! `Drop` fault, closing the connection without one).
 //!
 //! Routes: `POST /service/GraniteServiceVersion20100801/operation/<Op>`
 //! is CloudWatch over Smithy RPC v2 CBOR; `POST /` with `X-Amz-Target:
@@ -22,6 +23,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use super::faults::{Answer, Injected};
 use super::value::{AwsError, Value};
 use super::{Protocol, Service, Shared, cbor, control, json};
 
@@ -107,16 +109,17 @@ pub(crate) fn route(method: &Method, path: &str, headers: &HeaderMap) -> Route {
     }
 }
 
-async fn handle(shared: &Shared, request: Request<Incoming>) -> Response<Body> {
+/// Answers one request; `None` closes the connection without an answer.
+async fn handle(shared: &Shared, request: Request<Incoming>) -> Option<Response<Body>> {
     let (parts, body) = request.into_parts();
     let body = match Limited::new(body, MAX_BODY_BYTES).collect().await {
         Ok(collected) => collected.to_bytes(),
         Err(error) => {
-            return json_response(
+            return Some(json_response(
                 413,
                 &serde_json::json!({"__type": "SerializationException", "message": format!("Cannot read the request body: {error}")}),
                 &[],
-            );
+            ));
         }
     };
     match route(&parts.method, parts.uri.path(), &parts.headers) {
@@ -128,21 +131,21 @@ async fn handle(shared: &Shared, request: Request<Incoming>) -> Response<Body> {
                 parts.uri.query(),
                 &body,
             );
-            json_response(status, &answer, &[])
+            Some(json_response(status, &answer, &[]))
         }
         Route::Aws {
             protocol,
             service,
             operation,
         } => aws_call(shared, protocol, service, &operation, &parts.headers, &body).await,
-        Route::Unknown => json_response(
+        Route::Unknown => Some(json_response(
             404,
             &serde_json::json!({
                 "__type": "UnknownOperationException",
                 "message": format!("The emulator serves no {} {}.", parts.method, parts.uri.path()),
             }),
             &[],
-        ),
+        )),
     }
 }
 
@@ -162,6 +165,8 @@ fn decode(protocol: Protocol, body: &[u8]) -> Result<Value, AwsError> {
     }
 }
 
+/// Serves one AWS call: checks it, draws its fault, runs it (unless a
+/// fault strikes first), logs it once, and answers.
 async fn aws_call(
     shared: &Shared,
     protocol: Protocol,
@@ -169,7 +174,7 @@ async fn aws_call(
     operation: &str,
     headers: &HeaderMap,
     body: &[u8],
-) -> Response<Body> {
+) -> Option<Response<Body>> {
     let input = decode(protocol, body);
     // What the call log shows of the request, even when it is refused.
     let logged = input.as_ref().ok();
@@ -186,11 +191,9 @@ async fn aws_call(
             service,
             operation,
             logged,
-            Err(&error),
-            403,
-            false,
+            Logged::answered(Err(&error), 403),
         );
-        return error_response(protocol, &error, seq);
+        return Some(error_response(protocol, &error, seq));
     }
     let input = match input {
         Ok(input) => input,
@@ -202,38 +205,168 @@ async fn aws_call(
                 service,
                 operation,
                 None,
-                Err(&error),
-                error.status,
-                false,
+                Logged::answered(Err(&error), error.status),
             );
-            return error_response(protocol, &error, seq);
+            return Some(error_response(protocol, &error, seq));
         }
     };
-    let injected = shared.lock_synced().0.faults.take(operation);
+    let injected = shared.lock_synced().0.faults.take(service, operation);
     if let Some(fault) = &injected
+        && !fault.after_effect
         && fault.delay_ms > 0
     {
+        // A client that hangs up meanwhile drops this future: the call is
+        // then neither run nor logged, as a request lost on the network.
         tokio::time::sleep(Duration::from_millis(fault.delay_ms)).await;
     }
-    let (mut core, now) = shared.lock_synced();
-    // An injected error answers instead of the operation, which then never
-    // runs; either way the call is logged once, with its outcome.
-    let (result, injected) = match injected.and_then(|fault| fault.error) {
-        Some(error) => (Err(error), true),
-        None => (core.call(service, operation, &input, now), false),
+    let served = {
+        let (mut core, now) = shared.lock_synced();
+        run_call(
+            &mut core, now, protocol, service, operation, &input, injected,
+        )
     };
-    let status = result.as_ref().map_or_else(|e| e.status, |_| 200);
-    let seq = core.record(
-        now,
-        protocol,
-        service,
-        operation,
-        Some(&input),
-        result.as_ref().map(|_| ()),
-        status,
-        injected,
-    );
-    drop(core);
+    if served.delay_after_ms > 0 {
+        tokio::time::sleep(Duration::from_millis(served.delay_after_ms)).await;
+    }
+    served
+        .reply
+        .map(|result| answer(protocol, result, served.seq))
+}
+
+/// One call run against the core, its answer still to be sent.
+#[derive(Debug)]
+pub(crate) struct Served {
+    /// Its number in the call log.
+    pub(crate) seq: u64,
+    /// What to answer, `None` to close the connection without an answer.
+    pub(crate) reply: Option<Result<Value, AwsError>>,
+    /// How long to wait before answering (an after-effect delay).
+    pub(crate) delay_after_ms: u64,
+}
+
+/// Runs one decoded call at wall time `now` (the core synced to it) under
+/// its fault, if any, and logs it once. A fault without `after_effect`
+/// answers instead of the operation, which then never runs (a `Delay`,
+/// whose wait is over, lets it run). With `after_effect`, the operation
+/// runs and takes effect (or fails on its own), the call is logged at that
+/// instant, and the fault's answer replaces the real one, after its wait.
+pub(crate) fn run_call(
+    core: &mut super::Core,
+    now: i64,
+    protocol: Protocol,
+    service: Service,
+    operation: &str,
+    input: &Value,
+    fault: Option<Injected>,
+) -> Served {
+    let (reply, logged, delay_after_ms) = match fault {
+        None => {
+            let result = core.call(service, operation, input, now);
+            let logged = Logged::ran(service, operation, &result, false);
+            (Some(result), logged, 0)
+        }
+        Some(fault) if !fault.after_effect => match fault.answer {
+            Answer::Normal => {
+                let result = core.call(service, operation, input, now);
+                let logged = Logged::ran(service, operation, &result, false);
+                (Some(result), logged, 0)
+            }
+            Answer::Error(error) => {
+                let logged = Logged::injected(Err(&error), error.status, false);
+                (Some(Err(error)), logged, 0)
+            }
+            Answer::Drop => (None, Logged::dropped(false), 0),
+        },
+        Some(fault) => {
+            let result = core.call(service, operation, input, now);
+            let took_effect = Logged::ran(service, operation, &result, true).took_effect;
+            match fault.answer {
+                Answer::Normal => {
+                    let logged = Logged::ran(service, operation, &result, true);
+                    (Some(result), logged, fault.delay_ms)
+                }
+                Answer::Error(error) => {
+                    let logged = Logged::injected(Err(&error), error.status, took_effect);
+                    (Some(Err(error)), logged, fault.delay_ms)
+                }
+                Answer::Drop => (None, Logged::dropped(took_effect), fault.delay_ms),
+            }
+        }
+    };
+    let seq = core.record(now, protocol, service, operation, Some(input), logged);
+    Served {
+        seq,
+        reply,
+        delay_after_ms,
+    }
+}
+
+/// What the call log records of one call's outcome.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Logged {
+    /// `ok`, the error code answered, or `Drop`.
+    pub(crate) outcome: String,
+    /// The HTTP status answered, 0 when none was.
+    pub(crate) http_status: u16,
+    /// Whether a fault decided the answer.
+    pub(crate) injected: bool,
+    /// Whether the call changed the emulated state.
+    pub(crate) took_effect: bool,
+}
+
+impl Logged {
+    /// A call answered without running the operation (or after it failed).
+    pub(crate) fn answered(outcome: Result<(), &AwsError>, http_status: u16) -> Self {
+        Self {
+            outcome: outcome.map_or_else(|e| e.code.clone(), |()| "ok".to_owned()),
+            http_status,
+            injected: false,
+            took_effect: false,
+        }
+    }
+
+    /// A call whose answer a fault chose.
+    pub(crate) fn injected(
+        outcome: Result<(), &AwsError>,
+        http_status: u16,
+        took_effect: bool,
+    ) -> Self {
+        Self {
+            injected: true,
+            took_effect,
+            ..Self::answered(outcome, http_status)
+        }
+    }
+
+    /// A call whose connection a fault closed without an answer.
+    pub(crate) fn dropped(took_effect: bool) -> Self {
+        Self {
+            outcome: super::faults::DROP.to_owned(),
+            http_status: 0,
+            injected: true,
+            took_effect,
+        }
+    }
+
+    /// A call the operation answered itself (`injected` when a fault
+    /// delayed it after its effect).
+    pub(crate) fn ran<T>(
+        service: Service,
+        operation: &str,
+        result: &Result<T, AwsError>,
+        injected: bool,
+    ) -> Self {
+        let status = result.as_ref().map_or_else(|e| e.status, |_| 200);
+        Self {
+            injected,
+            took_effect: result.is_ok() && super::changes_state(service, operation),
+            ..Self::answered(result.as_ref().map(|_| ()), status)
+        }
+    }
+}
+
+/// The answer of an operation that ran.
+fn answer(protocol: Protocol, result: Result<Value, AwsError>, seq: u64) -> Response<Body> {
     match result {
         Ok(output) => success_response(protocol, &output, seq),
         Err(error) => error_response(protocol, &error, seq),

@@ -10,8 +10,8 @@ use minicbor::Encoder;
 use minicbor::data::{IanaTag, Tag};
 
 use super::cloudwatch::{self, MetricStat};
-use super::faults::{FaultSpec, Faults};
-use super::server::{Route, route};
+use super::faults::{Answer, FaultSpec, Faults, Injected};
+use super::server::{Logged, Route, route, run_call};
 use super::value::{AwsError, Value};
 use super::{Clock, Core, Protocol, Service, cbor, json};
 use crate::metrics::MetricQuery;
@@ -825,16 +825,24 @@ fn count_faults_end_and_fraction_faults_are_seeded() {
             2,
         ))
         .unwrap();
-    assert!(faults.take("DescribeApplication").is_none());
+    assert!(
+        faults
+            .take(Service::Kinesis, "DescribeApplication")
+            .is_none()
+    );
     for _ in 0..2 {
-        let injected = faults.take("UpdateApplication").expect("faulted");
-        let error = injected.error.expect("an error");
+        let injected = faults
+            .take(Service::Kinesis, "UpdateApplication")
+            .expect("faulted");
+        let Answer::Error(error) = injected.answer else {
+            panic!("an error, not {:?}", injected.answer);
+        };
         assert_eq!(
             (error.code.as_str(), error.status),
             ("ThrottlingException", 400)
         );
     }
-    assert!(faults.take("UpdateApplication").is_none());
+    assert!(faults.take(Service::Kinesis, "UpdateApplication").is_none());
     assert!(faults.list().is_empty());
 
     let half = FaultSpec {
@@ -847,7 +855,13 @@ fn count_faults_end_and_fraction_faults_are_seeded() {
         let mut f = Faults::default();
         f.add(spec.clone()).unwrap();
         (0..1000)
-            .map(|_| f.take("GetMetricData").map(|i| i.error.map(|e| e.status)))
+            .map(|_| {
+                f.take(Service::CloudWatch, "GetMetricData")
+                    .map(|i| match i.answer {
+                        Answer::Error(e) => Some(e.status),
+                        _ => None,
+                    })
+            })
             .collect::<Vec<_>>()
     };
     let first = draws(&half);
@@ -935,14 +949,271 @@ fn the_call_log_names_the_application_and_the_outcome() {
         Service::CloudWatch,
         "GetMetricData",
         Some(&input),
-        Err(&error),
-        400,
-        true,
+        Logged::injected(Err(&error), 400, false),
     );
     let record = &c.calls[0];
     assert_eq!(record.seq, 1);
     assert_eq!(record.application.as_deref(), Some("app"));
     assert_eq!(record.outcome, "ThrottlingException");
     assert!(record.injected);
+    assert!(!record.took_effect);
     assert_eq!(record.params["StartTime"], serde_json::json!(1_699_998_780));
+}
+
+/// Runs one UpdateApplication (to 4 KPU, quoting `version`) at `now`
+/// under `fault`, as the server does once the fault is drawn.
+fn update_under(
+    c: &mut Core,
+    version: i64,
+    now: i64,
+    fault: Option<Injected>,
+) -> super::server::Served {
+    c.sync(now);
+    let input = update_input("app", version, 4);
+    run_call(
+        c,
+        now,
+        Protocol::AwsJson11,
+        Service::Kinesis,
+        "UpdateApplication",
+        &input,
+        fault,
+    )
+}
+
+fn version_and_status(c: &mut Core, now: i64) -> (Option<i64>, String) {
+    let d = describe(c, "app", now);
+    (
+        d.get("ApplicationVersionId").and_then(|v| match v {
+            Value::Int(n) => Some(*n),
+            _ => None,
+        }),
+        d.get("ApplicationStatus")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned(),
+    )
+}
+
+#[test]
+fn an_after_effect_fault_applies_the_update_then_loses_the_answer() {
+    let error = AwsError::with_status("InternalFailure", "lost", 500);
+    let cases = [
+        ("500 after the effect", Answer::Error(error.clone()), 0),
+        ("a dropped connection", Answer::Drop, 0),
+        ("an answer past the deadline", Answer::Normal, 12_000),
+    ];
+    for (what, answer, delay_ms) in cases {
+        let mut c = core(vec![app("app", 100.0)], 10.0, 100);
+        let t = T0 + 60_000;
+        let served = update_under(
+            &mut c,
+            1,
+            t,
+            Some(Injected {
+                delay_ms,
+                answer: answer.clone(),
+                after_effect: true,
+            }),
+        );
+        // The update happened exactly as if it had succeeded...
+        assert_eq!(
+            version_and_status(&mut c, t),
+            (Some(2), "UPDATING".to_owned()),
+            "{what}"
+        );
+        // ...and the call log says so, beside what the client got.
+        let record = c.calls.last().unwrap().clone();
+        assert_eq!(record.seq, served.seq);
+        assert!(record.injected && record.took_effect, "{what}: {record:?}");
+        assert_eq!(served.delay_after_ms, delay_ms, "{what}");
+        match answer {
+            Answer::Error(_) => {
+                assert_eq!(served.reply.unwrap().unwrap_err(), error, "{what}");
+                assert_eq!(
+                    (record.outcome.as_str(), record.http_status),
+                    ("InternalFailure", 500)
+                );
+            }
+            Answer::Drop => {
+                assert!(served.reply.is_none(), "{what}: nothing is answered");
+                assert_eq!((record.outcome.as_str(), record.http_status), ("Drop", 0));
+            }
+            Answer::Normal => {
+                let detail = served.reply.unwrap().unwrap();
+                assert_eq!(
+                    detail
+                        .get("ApplicationDetail")
+                        .and_then(|d| d.get("ApplicationVersionId")),
+                    Some(&Value::Int(2))
+                );
+                assert_eq!((record.outcome.as_str(), record.http_status), ("ok", 200));
+            }
+        }
+        // A retry of the same request, as the SDK sends it, finds the
+        // application busy: what the client sees of its own first attempt.
+        let retry = update_under(&mut c, 1, t + 500, None);
+        assert_eq!(
+            retry.reply.unwrap().unwrap_err().code,
+            "ResourceInUseException",
+            "{what}"
+        );
+        assert!(!c.calls.last().unwrap().took_effect, "{what}");
+        assert_eq!(version_and_status(&mut c, t + 500).0, Some(2), "{what}");
+    }
+}
+
+#[test]
+fn a_fault_before_the_effect_changes_nothing_and_the_log_says_which_calls_did() {
+    let mut c = core(vec![app("app", 100.0)], 10.0, 100);
+    let t = T0 + 60_000;
+    for answer in [
+        Answer::Error(AwsError::with_status("InternalFailure", "lost", 500)),
+        Answer::Drop,
+    ] {
+        let served = update_under(
+            &mut c,
+            1,
+            t,
+            Some(Injected {
+                delay_ms: 0,
+                answer,
+                after_effect: false,
+            }),
+        );
+        assert!(served.reply.is_none_or(|r| r.is_err()));
+        let record = c.calls.last().unwrap();
+        assert!(record.injected && !record.took_effect, "{record:?}");
+        assert_eq!(
+            version_and_status(&mut c, t),
+            (Some(1), "RUNNING".to_owned())
+        );
+    }
+    // An after-effect fault on an update that fails on its own (a stale
+    // version) answers the fault, and the log says nothing changed.
+    let served = update_under(
+        &mut c,
+        7,
+        t,
+        Some(Injected {
+            delay_ms: 0,
+            answer: Answer::Drop,
+            after_effect: true,
+        }),
+    );
+    assert!(served.reply.is_none());
+    let record = c.calls.last().unwrap();
+    assert!(record.injected && !record.took_effect, "{record:?}");
+    assert_eq!(version_and_status(&mut c, t).0, Some(1));
+
+    // Unfaulted: an accepted update took effect, a DescribeApplication or
+    // a refused update did not.
+    let first = c.calls.len();
+    update_under(&mut c, 1, t, None);
+    update_under(&mut c, 1, t, None);
+    let served = run_call(
+        &mut c,
+        t,
+        Protocol::AwsJson11,
+        Service::Kinesis,
+        "DescribeApplication",
+        &Value::map([("ApplicationName", Value::str("app"))]),
+        None,
+    );
+    assert!(served.reply.unwrap().is_ok());
+    let flags: Vec<(&str, bool, bool)> = c.calls[first..]
+        .iter()
+        .map(|r| (r.outcome.as_str(), r.injected, r.took_effect))
+        .collect();
+    assert_eq!(
+        flags,
+        [
+            ("ok", false, true),
+            ("ResourceInUseException", false, false),
+            ("ok", false, false)
+        ]
+    );
+    let json = serde_json::to_value(&c.calls[first]).unwrap();
+    assert_eq!(json["took_effect"], true);
+}
+
+#[test]
+fn faults_parse_after_effect_and_drop_and_refuse_what_makes_no_sense() {
+    let spec: FaultSpec = serde_json::from_str(
+        r#"{"operation": "UpdateApplication", "error": "Drop", "after_effect": true, "fraction": 0.2, "seed": 9}"#,
+    )
+    .unwrap();
+    assert!(spec.after_effect);
+    let mut faults = Faults::default();
+    faults.add(spec).unwrap();
+    let fired = (0..200)
+        .filter_map(|_| faults.take(Service::Kinesis, "UpdateApplication"))
+        .collect::<Vec<_>>();
+    assert!((20..60).contains(&fired.len()), "{} of 200", fired.len());
+    assert!(
+        fired
+            .iter()
+            .all(|i| i.after_effect && i.answer == Answer::Drop)
+    );
+    // The list shows the flag, and only when set.
+    assert_eq!(
+        serde_json::to_value(&faults.list()[0]).unwrap()["after_effect"],
+        true
+    );
+    let plain = serde_json::to_value(FaultSpec::error("X", "Drop", 1)).unwrap();
+    assert!(plain.get("after_effect").is_none(), "{plain}");
+    // An after-effect Delay still needs its delay.
+    let delay = FaultSpec {
+        after_effect: true,
+        ..FaultSpec::error("X", "Delay", 1)
+    };
+    assert!(Faults::default().add(delay).is_err());
+    let unknown = serde_json::from_str::<FaultSpec>(
+        r#"{"operation": "X", "error": "Drop", "after_efect": true}"#,
+    );
+    assert!(unknown.is_err(), "a misspelt field is refused");
+}
+
+#[test]
+fn permission_faults_answer_as_each_service_does() {
+    let answer = |error: &str, service| match FaultSpec::error("*", error, 1)
+        .answer(service, "UpdateApplication")
+    {
+        Answer::Error(e) => (e.code, e.status, e.message),
+        other => panic!("{error}: {other:?}"),
+    };
+    for error in ["AccessDenied", "AccessDeniedException"] {
+        let (code, status, message) = answer(error, Service::Kinesis);
+        assert_eq!((code.as_str(), status), ("AccessDeniedException", 400));
+        assert!(
+            message.contains("is not authorized to perform: kinesisanalytics:UpdateApplication"),
+            "{message}"
+        );
+        let (code, status, message) = answer(error, Service::CloudWatch);
+        assert_eq!((code.as_str(), status), ("AccessDenied", 403));
+        assert!(
+            message.contains("cloudwatch:UpdateApplication"),
+            "{message}"
+        );
+    }
+    for service in [Service::Kinesis, Service::CloudWatch] {
+        let (code, status, _) = answer("UnrecognizedClientException", service);
+        assert_eq!(
+            (code.as_str(), status),
+            ("UnrecognizedClientException", 400)
+        );
+        let (code, status, message) = answer("ExpiredTokenException", service);
+        assert_eq!((code.as_str(), status), ("ExpiredTokenException", 400));
+        assert!(message.contains("expired"), "{message}");
+    }
+    // An explicit status and message win.
+    let spec = FaultSpec {
+        http_status: Some(401),
+        message: Some("no".to_owned()),
+        ..FaultSpec::error("*", "AccessDenied", 1)
+    };
+    assert_eq!(
+        spec.answer(Service::Kinesis, "X"),
+        Answer::Error(AwsError::with_status("AccessDeniedException", "no", 401))
+    );
 }

@@ -470,7 +470,8 @@ impl Emulator {
 }
 
 /// One line per call: number, seconds since `origin_ms`, operation,
-/// application, outcome, and for UpdateApplication the version and target.
+/// application, outcome, for UpdateApplication the version and target, and
+/// whether a fault chose the answer and whether the call took effect.
 pub fn summarize(calls: &[Value], origin_ms: i64) -> String {
     let mut out = format!("--- call log ({} calls) ---\n", calls.len());
     let from = calls.len().saturating_sub(300);
@@ -497,6 +498,9 @@ pub fn summarize(calls: &[Value], origin_ms: i64) -> String {
         }
         if call["injected"] == true {
             line.push_str(" [injected]");
+        }
+        if call["took_effect"] == true {
+            line.push_str(" [took effect]");
         }
         out.push_str(&line);
         out.push('\n');
