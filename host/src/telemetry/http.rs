@@ -1,6 +1,7 @@
 //! The agent's own HTTP endpoint (`[agent] listen`): `GET /metrics` for
 //! Prometheus and `GET /healthz` for a liveness probe, served with hyper 1
-//! over HTTP/1.1 like the emulator. Everything else is 404.
+//! over HTTP/1.1 like the emulator (and with its limits, [`crate::http`]).
+//! Everything else is 404.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -10,18 +11,35 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::header::{ALLOW, CONTENT_TYPE, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::watch;
 
 use super::prometheus::Registry;
 
+pub use crate::http::{HEADER_READ_TIMEOUT, MAX_CONNECTIONS, SHUTDOWN_DRAIN};
+
 /// The content type of the Prometheus text format 0.0.4.
 pub const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Connections the kernel queues before the server accepts them. std's
+/// 128 lets a burst of connections (a crowd at the connection cap) fill the
+/// queue, after which a scraper's connection attempt is dropped and
+/// retried only a second later.
+const LISTEN_BACKLOG: u32 = 1024;
 
 /// Binds `addr` for [`serve`]; fails at start rather than later when the
 /// port is taken.
 pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    TcpListener::bind(addr).await
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    // As std does: a restarted agent rebinds at once.
+    #[cfg(unix)]
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
 }
 
 /// Answers `/metrics` and `/healthz` from `registry` until `shutdown` turns
