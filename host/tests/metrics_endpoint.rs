@@ -1,8 +1,9 @@
 //! `[agent] listen`: `flinkscale run` against `flinkscale emulate` serves
-//! `GET /healthz` and `GET /metrics` (Prometheus text format) on the
-//! configured address; slow or stuck clients neither lock the scraper out
-//! nor keep SIGTERM from stopping the agent; and the configuration refuses
-//! addresses nobody could scrape.
+//! `GET /livez`, `GET /readyz`, `GET /healthz` and `GET /metrics`
+//! (Prometheus text format) on the configured address; an AWS outage fails
+//! readiness, never liveness; slow or stuck clients neither lock the
+//! scraper out nor keep SIGTERM from stopping the agent; and the
+//! configuration refuses addresses nobody could scrape.
 //!
 //! Needs the plugins built (`cargo plugins`); fails, not skips, without
 //! them. Every wait is bounded.
@@ -17,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use common::{Emulator, Running, http, plugin_dir, scenario, start_agent, wait_until};
 use flinkscale::telemetry::http::{HEADER_READ_TIMEOUT, MAX_CONNECTIONS, SHUTDOWN_DRAIN};
+use serde_json::json;
 
 /// The application of `tests/fixtures/scenarios/e2e-scale.toml`.
 const APP: &str = "e2e-app";
@@ -259,14 +261,12 @@ fn run_serves_health_and_prometheus_metrics() {
         assert!(text.contains(&format!("# TYPE {family} ")), "{text}");
     }
 
-    let health = get(listen, "/healthz").expect("/healthz answers");
-    assert_eq!(
-        health.status,
-        200,
-        "{}",
-        String::from_utf8_lossy(&health.body)
-    );
-    assert_eq!(String::from_utf8_lossy(&health.body).trim(), "ok");
+    for probe in ["/healthz", "/livez", "/readyz"] {
+        let answer = get(listen, probe).unwrap_or_else(|| panic!("{probe} did not answer"));
+        let body = String::from_utf8_lossy(&answer.body);
+        assert_eq!(answer.status, 200, "{probe}: {body}");
+        assert_eq!(body.trim(), "ok", "{probe}");
+    }
 
     let other = get(listen, "/").expect("/ answers");
     assert_eq!(other.status, 404);
@@ -488,4 +488,84 @@ fn a_thousand_half_requests_neither_starve_metrics_nor_stay_open() {
     );
     let metrics = get(listen, "/metrics").expect("/metrics answers after the crowd");
     assert_eq!(metrics.status, 200);
+}
+
+#[test]
+fn an_aws_outage_fails_readiness_never_liveness() {
+    let dir = tempfile::tempdir().expect("a temporary folder");
+    let (emulator, agent, listen) = serving(dir.path());
+    let diagnose = || format!("{}\n{}", agent.log_tail(60), emulator.process.log_tail(20));
+
+    // CloudWatch answers 500 to every call from now on.
+    emulator.add_fault(&json!({"operation": "GetMetricData", "error": "InternalFailure"}));
+    // Evaluated every 2 s: not ready after 3 x 2 s + 60 s without an
+    // evaluation. Alive all along.
+    let mut ready = None;
+    wait_until(
+        Duration::from_secs(120),
+        "/readyz to answer 503",
+        || {
+            agent.assert_running(diagnose);
+            for probe in ["/livez", "/healthz"] {
+                let answer = get(listen, probe).unwrap_or_else(|| panic!("{probe} did not answer"));
+                assert_eq!(
+                    answer.status,
+                    200,
+                    "{probe} failed during a CloudWatch outage: {}",
+                    String::from_utf8_lossy(&answer.body)
+                );
+            }
+            ready = get(listen, "/readyz");
+            ready.as_ref().is_some_and(|r| r.status == 503)
+        },
+        diagnose,
+    );
+    let body = ready
+        .map(|r| String::from_utf8_lossy(&r.body).into_owned())
+        .unwrap_or_default();
+    assert!(
+        body.starts_with(&format!("not ready: application \"{APP}\": "))
+            && body.contains(" s since its last evaluation; last failure ")
+            && body.contains(" ago: metrics: "),
+        "{body}"
+    );
+
+    let text = String::from_utf8_lossy(&get(listen, "/metrics").expect("/metrics answers").body)
+        .into_owned();
+    let samples = parse(&text);
+    let app = [("application", APP)];
+    let class = |class| [("application", APP), ("class", class)];
+    assert_eq!(
+        value(&samples, "flinkscale_last_failure", &class("metrics")),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        value(&samples, "flinkscale_last_failure", &class("permission")),
+        Some(0.0),
+        "{text}"
+    );
+    assert!(
+        value(&samples, "flinkscale_failures_total", &class("metrics")).is_some_and(|n| n >= 1.0),
+        "{text}"
+    );
+    assert_eq!(
+        value(&samples, "flinkscale_failures_total", &class("permission")),
+        Some(0.0),
+        "{text}"
+    );
+    assert!(
+        value(&samples, "flinkscale_staleness_seconds", &app).is_some_and(|s| s > 66.0),
+        "{text}"
+    );
+    assert!(
+        value(&samples, "flinkscale_last_failure_timestamp_seconds", &app).is_some_and(|t| t
+            > value(
+                &samples,
+                "flinkscale_last_evaluation_timestamp_seconds",
+                &app
+            )
+            .unwrap_or(f64::MAX)),
+        "{text}"
+    );
 }
