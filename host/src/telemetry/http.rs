@@ -150,7 +150,10 @@ fn handle<B>(registry: &Registry, request: &Request<B>, now: Now) -> Response<Fu
 /// failure that explains it.
 fn not_ready_line(app: &NotReady, now_ms: i64) -> String {
     let mut why = Vec::new();
-    {
+    if let Some(message) = &app.panicked {
+        why.push(format!("panicked: {}", one_line(message)));
+    }
+    if app.stale {
         let since = if app.ever_evaluated {
             "since its last evaluation"
         } else {
@@ -165,8 +168,11 @@ fn not_ready_line(app: &NotReady, now_ms: i64) -> String {
             one_line(&failure.class),
             one_line(&failure.message)
         )),
-        None if app.ever_evaluated => why.push("no failure recorded since".to_owned()),
-        None => why.push("no failure recorded".to_owned()),
+        None if app.stale && app.ever_evaluated => {
+            why.push("no failure recorded since".to_owned());
+        }
+        None if app.stale => why.push("no failure recorded".to_owned()),
+        None => {}
     }
     format!(
         "not ready: application {:?}: {}\n",
@@ -385,5 +391,33 @@ mod tests {
                 "{probe}"
             );
         }
+    }
+
+    #[tokio::test]
+    async fn a_panic_is_not_ready_until_the_next_evaluation() {
+        let registry = registry();
+        registry.record(&evaluated(1_000));
+        registry.record(&Event::Panicked {
+            application: "app".to_owned(),
+            at_ms: 2_000,
+            message: "index out of bounds\n\u{1b}[31mred".to_owned(),
+        });
+        // Well within the staleness limit: the panic alone makes it not ready.
+        let ready = handle(&registry, &get("/readyz"), at(&registry, 3_000));
+        assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            body(ready).await,
+            "not ready: application \"app\": panicked: index out of bounds\\n\\u{1b}[31mred\n"
+        );
+        // A panic is not a reason to restart the process.
+        assert_eq!(
+            handle(&registry, &get("/livez"), at(&registry, 3_000)).status(),
+            StatusCode::OK
+        );
+        registry.record(&evaluated(4_000));
+        assert_eq!(
+            handle(&registry, &get("/readyz"), at(&registry, 5_000)).status(),
+            StatusCode::OK
+        );
     }
 }

@@ -152,6 +152,17 @@ pub enum Event {
         /// The plugin (`name version`).
         plugin: String,
     },
+    /// A controller task panicked (a bug in flinkscale); the agent restarts
+    /// it, and `/readyz` reports the application as not ready until its
+    /// next evaluation.
+    Panicked {
+        /// Application name.
+        application: String,
+        /// When (ms since the epoch).
+        at_ms: i64,
+        /// The panic's message.
+        message: String,
+    },
 }
 
 /// How many failures of each class each application had: the numbers behind
@@ -411,6 +422,15 @@ fn log_event(event: &Event) {
                 message = "Plugin recovered.",
                 application = %application,
                 plugin = %plugin,
+            ),
+            Event::Panicked {
+                application,
+                message,
+                ..
+            } => error!(
+                message = "Controller panicked; it is restarted.",
+                application = %application,
+                panic = %message,
             ),
         }
     }

@@ -59,10 +59,14 @@ struct AppMetrics {
     holds: u64,
     scales: u64,
     rescales: u64,
+    panics: u64,
     kpu: Option<u32>,
     last_evaluation_ms: Option<i64>,
     last_rescale_ms: Option<i64>,
     last_failure: Option<LastFailure>,
+    /// The message of a panic since the last evaluation: the application is
+    /// not ready until it evaluates again.
+    panicked: Option<String>,
     quarantined: bool,
 }
 
@@ -79,7 +83,7 @@ pub struct Registry {
 }
 
 /// Why `GET /readyz` answers 503 for an application: it has not evaluated
-/// for too long.
+/// for too long, or its controller panicked since it last did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NotReady {
     /// Application name.
@@ -92,6 +96,8 @@ pub struct NotReady {
     /// Whether `silent_ms` is past its limit (3 x its evaluation interval +
     /// 60 s, plus the update timeout and grace period after a rescale).
     pub stale: bool,
+    /// The message of a panic of its controller since its last evaluation.
+    pub panicked: Option<String>,
     /// Its last failure, if it came after its last evaluation: why it does
     /// not evaluate.
     pub failure: Option<LastFailure>,
@@ -164,6 +170,7 @@ impl Registry {
             Event::Evaluated { application, .. }
             | Event::RescaleStarted { application, .. }
             | Event::Failed { application, .. }
+            | Event::Panicked { application, .. }
             | Event::PluginQuarantined { application, .. }
             | Event::PluginRecovered { application, .. } => application,
             _ => return,
@@ -183,6 +190,7 @@ impl Registry {
                 }
                 app.kpu = Some(*kpu);
                 app.last_evaluation_ms = Some(*at_ms);
+                app.panicked = None;
             }
             Event::RescaleStarted { at_ms, .. } => {
                 app.rescales += 1;
@@ -200,14 +208,19 @@ impl Registry {
                     at_ms: *at_ms,
                 });
             }
+            Event::Panicked { message, .. } => {
+                app.panics += 1;
+                app.panicked = Some(message.clone());
+            }
             Event::PluginQuarantined { .. } => app.quarantined = true,
             Event::PluginRecovered { .. } => app.quarantined = false,
             _ => {}
         }
     }
 
-    /// The applications that are not ready at `now_ms` (stale), sorted by
-    /// name; empty when every application is ready.
+    /// The applications that are not ready at `now_ms` (stale, or panicked
+    /// since their last evaluation), sorted by name; empty when every
+    /// application is ready.
     pub fn not_ready(&self, now_ms: i64) -> Vec<NotReady> {
         let apps = self.apps.lock().unwrap_or_else(|p| p.into_inner());
         let started_ms = *self.started_ms.lock().unwrap_or_else(|p| p.into_inner());
@@ -227,11 +240,12 @@ impl Registry {
                     );
                 }
                 let stale = now_ms > deadline;
-                stale.then(|| NotReady {
+                (stale || app.panicked.is_some()).then(|| NotReady {
                     application: name.clone(),
                     silent_ms: now_ms.saturating_sub(since),
                     ever_evaluated: app.last_evaluation_ms.is_some(),
                     stale,
+                    panicked: app.panicked.clone(),
                     failure: app
                         .last_failure
                         .clone()
@@ -338,6 +352,12 @@ impl Registry {
                     now_ms.saturating_sub(a.last_evaluation_ms.unwrap_or(started_ms)),
                 ))
             }),
+        );
+        family(
+            "flinkscale_controller_panics_total",
+            "counter",
+            "Panics of the application's controller (each one restarted).",
+            per_app(&|a| Some(a.panics.to_string())),
         );
         family(
             "flinkscale_kpu",
@@ -451,6 +471,7 @@ mod tests {
             ("flinkscale_last_failure", "gauge"),
             ("flinkscale_last_failure_timestamp_seconds", "gauge"),
             ("flinkscale_staleness_seconds", "gauge"),
+            ("flinkscale_controller_panics_total", "counter"),
             ("flinkscale_kpu", "gauge"),
             ("flinkscale_last_evaluation_timestamp_seconds", "gauge"),
             ("flinkscale_plugin_quarantined", "gauge"),
@@ -664,6 +685,50 @@ mod tests {
             registry
                 .render(31_000)
                 .contains("flinkscale_staleness_seconds{application=\"a\"} 1.000\n")
+        );
+    }
+
+    #[test]
+    fn a_panic_is_counted_and_reported_until_the_next_evaluation() {
+        let registry = Registry::for_config(&config(&["a", "b"]), 0);
+        assert!(
+            registry
+                .render(0)
+                .contains("flinkscale_controller_panics_total{application=\"b\"} 0\n")
+        );
+        registry.record(&evaluated("a", 1_000, 1, Action::Hold));
+        registry.record(&failed("a", 1_500, "metrics"));
+        registry.record(&Event::Panicked {
+            application: "a".to_owned(),
+            at_ms: 2_000,
+            message: "boom".to_owned(),
+        });
+        let text = registry.render(3_000);
+        assert!(text.contains("flinkscale_controller_panics_total{application=\"a\"} 1\n"));
+        assert!(text.contains("flinkscale_controller_panics_total{application=\"b\"} 0\n"));
+        let not_ready = registry.not_ready(3_000);
+        assert_eq!(
+            not_ready,
+            vec![NotReady {
+                application: "a".to_owned(),
+                silent_ms: 2_000,
+                ever_evaluated: true,
+                stale: false,
+                panicked: Some("boom".to_owned()),
+                failure: Some(LastFailure {
+                    class: "metrics".to_owned(),
+                    message: "metrics at 1500".to_owned(),
+                    at_ms: 1_500,
+                }),
+            }]
+        );
+        registry.record(&evaluated("a", 4_000, 1, Action::Hold));
+        assert!(registry.not_ready(5_000).is_empty());
+        // The count stays.
+        assert!(
+            registry
+                .render(5_000)
+                .contains("flinkscale_controller_panics_total{application=\"a\"} 1\n")
         );
     }
 }
