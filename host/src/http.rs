@@ -5,8 +5,9 @@
 //! Neither server may be held hostage by its clients, so that a stuck or
 //! hostile client can neither keep the agent from stopping nor lock the
 //! scraper out:
-//! - a request head must arrive whole within [`HEADER_READ_TIMEOUT`] (this
-//!   also closes keep-alive connections idle for that long);
+//! - a new connection must send its first request head whole within
+//!   [`HEADER_READ_TIMEOUT`], and a keep-alive connection is closed after
+//!   [`IDLE_TIMEOUT`] without a whole request head;
 //! - at most [`MAX_CONNECTIONS`] are served at once; at the cap, a new
 //!   connection takes over the place of the one that has waited longest
 //!   without a request in progress, at once (that one closes as soon as its
@@ -35,12 +36,21 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
 use tokio::time::Instant;
 use tracing::{debug, warn};
 
-/// How long a client may take to send a whole request head (request line
-/// and headers) before its connection is closed. Every client of these
+/// How long a new connection may take to send its first whole request head
+/// (request line and headers) before it is closed. Every client of these
 /// servers (an AWS SDK, a Prometheus scraper, a probe) sends its head in one
-/// write, so this only ever ends slow or stuck clients, and keep-alive
-/// connections idle for as long.
+/// write right after connecting, so this only ever ends slow or stuck
+/// clients.
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a keep-alive connection may wait for its next whole request
+/// head (hyper's header-read timeout, whose clock also runs between
+/// requests). Were it [`HEADER_READ_TIMEOUT`], a client asking every 10 s
+/// would send each request just as the server closes the connection.
+/// Longer than the AWS SDK's 90 s pool idle timeout, so that the emulator
+/// never closes a connection the SDK may be reusing, and than the usual
+/// scrape intervals, so that a scraper's connection lasts.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(100);
 
 /// The most connections a server keeps open at once. A scraper, a probe
 /// and an agent's SDK clients need a handful; the cap bounds the memory and
@@ -291,18 +301,30 @@ async fn serve_connection<H, F>(
     let mut builder = http1::Builder::new();
     builder
         .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT);
+        .header_read_timeout(IDLE_TIMEOUT);
     let connection = builder.serve_connection(TokioIo::new(stream), service);
     let mut connection = std::pin::pin!(connection);
-    let stopping = tokio::select! {
-        result = connection.as_mut() => {
-            if let Err(error) = result {
-                debug!(message = "Connection ended with an error.", server = what, %error);
+    let first_head = tokio::time::sleep(HEADER_READ_TIMEOUT);
+    let mut first_head = std::pin::pin!(first_head);
+    let mut awaiting_first_head = true;
+    let stopping = loop {
+        tokio::select! {
+            result = connection.as_mut() => {
+                if let Err(error) = result {
+                    debug!(message = "Connection ended with an error.", server = what, %error);
+                }
+                return;
             }
-            return;
+            _ = first_head.as_mut(), if awaiting_first_head => {
+                if slot.state.load(Ordering::Acquire) == FRESH {
+                    debug!(message = "No request head within the header read timeout; closing.", server = what);
+                    return;
+                }
+                awaiting_first_head = false;
+            }
+            _ = slot.close.notified() => break false,
+            _ = shutdown.changed() => break true,
         }
-        _ = slot.close.notified() => false,
-        _ = shutdown.changed() => true,
     };
     // The service runs inside this task's polls of `connection`, so the
     // state read here is final until `connection` is polled again.
@@ -369,6 +391,31 @@ mod tests {
         // A reset after a drop counts as the end.
         let _ = client.read_to_end(&mut answer).await;
         String::from_utf8_lossy(&answer).into_owned()
+    }
+
+    #[tokio::test]
+    async fn a_keep_alive_connection_outlives_the_first_head_timeout() {
+        let (addr, _stop, _server) = slow_server(Duration::ZERO).await;
+        let mut client = send_request(addr).await;
+        let mut first = vec![0u8; 1024];
+        let n = client.read(&mut first).await.expect("an answer");
+        assert!(
+            String::from_utf8_lossy(&first[..n]).ends_with("done"),
+            "{:?}",
+            String::from_utf8_lossy(&first[..n])
+        );
+        // A client asking at the pace of the first-head timeout must find
+        // its connection open.
+        tokio::time::sleep(HEADER_READ_TIMEOUT + Duration::from_millis(500)).await;
+        client
+            .write_all(b"GET / HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
+            .await
+            .expect("the connection is still open for writing");
+        let answer = read_all(&mut client).await;
+        assert!(
+            answer.starts_with("HTTP/1.1 200 OK") && answer.ends_with("done"),
+            "the second request on the connection got {answer:?}"
+        );
     }
 
     #[tokio::test]

@@ -24,7 +24,7 @@ use tokio::time::MissedTickBehavior;
 
 use super::prometheus::{HEARTBEAT_INTERVAL, NotReady, Registry};
 
-pub use crate::http::{HEADER_READ_TIMEOUT, MAX_CONNECTIONS, SHUTDOWN_DRAIN};
+pub use crate::http::{HEADER_READ_TIMEOUT, IDLE_TIMEOUT, MAX_CONNECTIONS, SHUTDOWN_DRAIN};
 
 /// The content type of the Prometheus text format 0.0.4.
 pub const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
