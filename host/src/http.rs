@@ -419,6 +419,47 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn at_the_cap_the_longest_idle_keep_alive_connection_makes_room() {
+        let (addr, _stop, _server) = slow_server(Duration::ZERO).await;
+        // Fill every place with a keep-alive connection that has been
+        // answered once and now idles.
+        let mut idle = Vec::new();
+        for _ in 0..MAX_CONNECTIONS {
+            let mut client = send_request(addr).await;
+            let mut answer = vec![0u8; 1024];
+            let n = client.read(&mut answer).await.expect("an answer");
+            assert!(String::from_utf8_lossy(&answer[..n]).ends_with("done"));
+            idle.push(client);
+        }
+        let mut newcomer = TcpStream::connect(addr).await.expect("a connection");
+        newcomer
+            .write_all(b"GET / HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
+            .await
+            .expect("a request");
+        let answer = tokio::time::timeout(Duration::from_secs(5), read_all(&mut newcomer))
+            .await
+            .expect("the newcomer is answered without waiting for a timeout");
+        assert!(answer.ends_with("done"), "{answer:?}");
+        // The one idle longest was closed, cleanly, to make room.
+        let mut byte = [0u8; 1];
+        let oldest = tokio::time::timeout(Duration::from_secs(5), idle[0].read(&mut byte))
+            .await
+            .expect("the oldest idle connection is closed");
+        assert_eq!(
+            oldest.ok(),
+            Some(0),
+            "the oldest idle connection ends cleanly"
+        );
+        let last = idle.last_mut().expect("idle connections");
+        assert!(
+            tokio::time::timeout(Duration::from_millis(200), last.read(&mut byte))
+                .await
+                .is_err(),
+            "the most recently used idle connection was closed"
+        );
+    }
+
+    #[tokio::test]
     async fn a_request_in_flight_is_answered_through_shutdown() {
         let (addr, stop, server) = slow_server(Duration::from_millis(500)).await;
         let mut client = send_request(addr).await;
