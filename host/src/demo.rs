@@ -292,11 +292,18 @@ fn describe(event: &Event, emulator: &EmulatorHandle) -> Option<String> {
                 "[{at}] plugin {plugin} quarantined after {failures} failures; holding"
             ))
         }
+        Event::Panicked {
+            application,
+            message,
+            ..
+        } => {
+            let (at, _) = t(application);
+            Some(format!("[{at}] the controller panicked: {message}"))
+        }
         Event::Resumed { .. }
         | Event::LimitLifted { .. }
         | Event::PluginRetried { .. }
-        | Event::PluginRecovered { .. }
-        | Event::Panicked { .. } => None,
+        | Event::PluginRecovered { .. } => None,
     }
 }
 

@@ -1,7 +1,9 @@
 //! `[agent] listen`: `flinkscale run` against `flinkscale emulate` serves
-//! `GET /healthz` and `GET /metrics` (Prometheus text format) on the
-//! configured address, and the configuration refuses addresses nobody
-//! could scrape.
+//! `GET /livez`, `GET /readyz`, `GET /healthz` and `GET /metrics`
+//! (Prometheus text format) on the configured address; an AWS outage fails
+//! readiness, never liveness; slow or stuck clients neither lock the
+//! scraper out nor keep SIGTERM from stopping the agent; and the
+//! configuration refuses addresses nobody could scrape.
 //!
 //! Needs the plugins built (`cargo plugins`); fails, not skips, without
 //! them. Every wait is bounded.
@@ -9,11 +11,14 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::net::{SocketAddr, TcpListener};
+use std::io::{ErrorKind, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::{Emulator, Running, http, plugin_dir, scenario, start_agent, wait_until};
+use flinkscale::telemetry::http::{HEADER_READ_TIMEOUT, MAX_CONNECTIONS, SHUTDOWN_DRAIN};
+use serde_json::json;
 
 /// The application of `tests/fixtures/scenarios/e2e-scale.toml`.
 const APP: &str = "e2e-app";
@@ -256,14 +261,12 @@ fn run_serves_health_and_prometheus_metrics() {
         assert!(text.contains(&format!("# TYPE {family} ")), "{text}");
     }
 
-    let health = get(listen, "/healthz").expect("/healthz answers");
-    assert_eq!(
-        health.status,
-        200,
-        "{}",
-        String::from_utf8_lossy(&health.body)
-    );
-    assert_eq!(String::from_utf8_lossy(&health.body).trim(), "ok");
+    for probe in ["/healthz", "/livez", "/readyz"] {
+        let answer = get(listen, probe).unwrap_or_else(|| panic!("{probe} did not answer"));
+        let body = String::from_utf8_lossy(&answer.body);
+        assert_eq!(answer.status, 200, "{probe}: {body}");
+        assert_eq!(body.trim(), "ok", "{probe}");
+    }
 
     let other = get(listen, "/").expect("/ answers");
     assert_eq!(other.status, 404);
@@ -310,4 +313,259 @@ fn listen_must_be_a_scrapable_address() {
             "listen = {bad}: {errors}"
         );
     }
+}
+
+/// The emulator and an agent serving on a free port, once the agent has
+/// evaluated at least once (its plugin compiled, its server up).
+fn serving(dir: &Path) -> (Emulator, Running, SocketAddr) {
+    let emulator = Emulator::start(&scenario("e2e-scale.toml"), 20.0, &[], dir);
+    let listen: SocketAddr = format!("127.0.0.1:{}", free_port())
+        .parse()
+        .expect("an address");
+    let agent = start_agent(&emulator, &config(dir, listen), &[], dir);
+    let diagnose = || format!("{}\n{}", agent.log_tail(60), emulator.process.log_tail(20));
+    wait_until(
+        Duration::from_secs(90),
+        "a first evaluation on /metrics",
+        || {
+            agent.assert_running(diagnose);
+            get(listen, "/metrics").is_some_and(|r| {
+                value(
+                    &parse(&String::from_utf8_lossy(&r.body)),
+                    "flinkscale_evaluations_total",
+                    &[("application", APP)],
+                )
+                .is_some_and(|n| n >= 1.0)
+            })
+        },
+        diagnose,
+    );
+    (emulator, agent, listen)
+}
+
+/// A connection that has sent half a request line and nothing more: a
+/// slow or stuck client.
+fn half_request(addr: SocketAddr) -> TcpStream {
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
+        .unwrap_or_else(|e| panic!("cannot connect to {addr}: {e}"));
+    stream
+        .write_all(b"GET /metr")
+        .expect("half a request line can be sent");
+    stream
+        .set_nonblocking(true)
+        .expect("the stream can be made non-blocking");
+    stream
+}
+
+/// Whether the server still holds `stream` open: nothing to read yet, no
+/// end of stream, no reset. (An answer, e.g. a 408, also counts as ended.)
+fn still_open(stream: &mut TcpStream) -> bool {
+    let mut byte = [0u8; 1];
+    matches!(stream.read(&mut byte), Err(e) if e.kind() == ErrorKind::WouldBlock)
+}
+
+/// The soft limit on open files of this process, where the system says
+/// (`/proc/self/limits`); `None` if unknown or unlimited.
+fn open_file_limit() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = text.lines().find(|l| l.starts_with("Max open files"))?;
+    line.split_whitespace().nth(3)?.parse().ok()
+}
+
+#[test]
+fn sigterm_stops_the_agent_despite_a_half_sent_request() {
+    let dir = tempfile::tempdir().expect("a temporary folder");
+    let (emulator, agent, listen) = serving(dir.path());
+    let _slow = half_request(listen);
+    // Connections are accepted in order: once a later one is answered, the
+    // slow one is held by the server.
+    let metrics = get(listen, "/metrics").expect("/metrics answers");
+    assert_eq!(metrics.status, 200);
+
+    let asked = Instant::now();
+    let status = agent.terminate(Duration::from_secs(30));
+    let took = asked.elapsed();
+    eprintln!("SIGTERM to exit with a half-sent request open: {took:?}");
+    let status = status.unwrap_or_else(|| {
+        panic!(
+            "the agent did not stop within 30 s of SIGTERM with a half-sent request open\n{}\n{}",
+            agent.log_tail(40),
+            emulator.process.log_tail(10)
+        )
+    });
+    assert!(status.success(), "the agent exited with {status}");
+    // The server drains requests in flight for at most SHUTDOWN_DRAIN, and
+    // a half-sent request is not one: it must not wait for it, nor for the
+    // header timeout to end it.
+    assert!(
+        took < SHUTDOWN_DRAIN,
+        "the agent took {took:?} to stop, more than the {SHUTDOWN_DRAIN:?} drain\n{}",
+        agent.log_tail(40)
+    );
+}
+
+#[test]
+fn a_thousand_half_requests_neither_starve_metrics_nor_stay_open() {
+    let dir = tempfile::tempdir().expect("a temporary folder");
+    let (emulator, agent, listen) = serving(dir.path());
+    let diagnose = || format!("{}\n{}", agent.log_tail(60), emulator.process.log_tail(20));
+
+    // Each slow connection is a descriptor here and one in the agent (which
+    // inherits this limit); keep a margin for everything else.
+    let wanted = 1_000;
+    let slow_count = match open_file_limit() {
+        Some(limit) if limit < wanted + 300 => {
+            let n = usize::try_from(limit.saturating_sub(300)).unwrap_or(0);
+            eprintln!(
+                "the open-file limit is {limit}: opening {n} half-request connections, not {wanted}"
+            );
+            n
+        }
+        _ => usize::try_from(wanted).unwrap_or(usize::MAX),
+    };
+    assert!(
+        slow_count > MAX_CONNECTIONS + 100,
+        "the open-file limit leaves room for only {slow_count} connections, too few to pass the \
+         cap of {MAX_CONNECTIONS}: raise it (ulimit -n 2048)"
+    );
+
+    let opened_at = Instant::now();
+    let mut slow: Vec<TcpStream> = (0..slow_count).map(|_| half_request(listen)).collect();
+    let opening = opened_at.elapsed();
+    let asked = Instant::now();
+    let metrics = get(listen, "/metrics").unwrap_or_else(|| {
+        panic!(
+            "/metrics did not answer beside the slow connections\n{}",
+            diagnose()
+        )
+    });
+    let answered_in = asked.elapsed();
+    eprintln!(
+        "{slow_count} half-request connections opened in {opening:?}; /metrics answered in {answered_in:?}"
+    );
+    assert_eq!(metrics.status, 200, "/metrics answered {}", metrics.status);
+    // Not by waiting for the header timeout to free a place.
+    assert!(
+        opened_at.elapsed() < HEADER_READ_TIMEOUT,
+        "/metrics answered only after {answered_in:?}\n{}",
+        diagnose()
+    );
+
+    // The cap: the server holds at most MAX_CONNECTIONS, having closed the
+    // ones that waited longest, long before any header timeout.
+    let mut open = Vec::new();
+    wait_until(
+        Duration::from_secs(5),
+        "the server to hold at most MAX_CONNECTIONS of the slow connections",
+        || {
+            open = slow.iter_mut().map(still_open).collect();
+            open.iter().filter(|o| **o).count() <= MAX_CONNECTIONS
+        },
+        diagnose,
+    );
+    let held = open.iter().filter(|o| **o).count();
+    eprintln!("the server holds {held} of {slow_count} slow connections");
+    assert!(
+        opened_at.elapsed() < HEADER_READ_TIMEOUT,
+        "the slow connections were closed only by the header timeout: no cap"
+    );
+    assert!(
+        held + 2 >= MAX_CONNECTIONS,
+        "the server closed more than it needed to: {held} held, cap {MAX_CONNECTIONS}"
+    );
+    assert!(!open[0], "the oldest slow connection is still open");
+    assert!(
+        open[slow_count - 1],
+        "the newest slow connection was closed, not the ones waiting longest"
+    );
+
+    // The header timeout ends the rest.
+    wait_until(
+        HEADER_READ_TIMEOUT + Duration::from_secs(10),
+        "the header read timeout to close every slow connection",
+        || slow.iter_mut().all(|s| !still_open(s)),
+        diagnose,
+    );
+    let metrics = get(listen, "/metrics").expect("/metrics answers after the crowd");
+    assert_eq!(metrics.status, 200);
+}
+
+#[test]
+fn an_aws_outage_fails_readiness_never_liveness() {
+    let dir = tempfile::tempdir().expect("a temporary folder");
+    let (emulator, agent, listen) = serving(dir.path());
+    let diagnose = || format!("{}\n{}", agent.log_tail(60), emulator.process.log_tail(20));
+
+    // CloudWatch answers 500 to every call from now on.
+    emulator.add_fault(&json!({"operation": "GetMetricData", "error": "InternalFailure"}));
+    // Evaluated every 2 s: not ready after 3 x 2 s + 60 s without an
+    // evaluation. Alive all along.
+    let mut ready = None;
+    wait_until(
+        Duration::from_secs(120),
+        "/readyz to answer 503",
+        || {
+            agent.assert_running(diagnose);
+            for probe in ["/livez", "/healthz"] {
+                let answer = get(listen, probe).unwrap_or_else(|| panic!("{probe} did not answer"));
+                assert_eq!(
+                    answer.status,
+                    200,
+                    "{probe} failed during a CloudWatch outage: {}",
+                    String::from_utf8_lossy(&answer.body)
+                );
+            }
+            ready = get(listen, "/readyz");
+            ready.as_ref().is_some_and(|r| r.status == 503)
+        },
+        diagnose,
+    );
+    let body = ready
+        .map(|r| String::from_utf8_lossy(&r.body).into_owned())
+        .unwrap_or_default();
+    assert!(
+        body.starts_with(&format!("not ready: application \"{APP}\": "))
+            && body.contains(" s since its last evaluation; last failure ")
+            && body.contains(" ago: metrics: "),
+        "{body}"
+    );
+
+    let text = String::from_utf8_lossy(&get(listen, "/metrics").expect("/metrics answers").body)
+        .into_owned();
+    let samples = parse(&text);
+    let app = [("application", APP)];
+    let class = |class| [("application", APP), ("class", class)];
+    assert_eq!(
+        value(&samples, "flinkscale_last_failure", &class("metrics")),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        value(&samples, "flinkscale_last_failure", &class("permission")),
+        Some(0.0),
+        "{text}"
+    );
+    assert!(
+        value(&samples, "flinkscale_failures_total", &class("metrics")).is_some_and(|n| n >= 1.0),
+        "{text}"
+    );
+    assert_eq!(
+        value(&samples, "flinkscale_failures_total", &class("permission")),
+        Some(0.0),
+        "{text}"
+    );
+    assert!(
+        value(&samples, "flinkscale_staleness_seconds", &app).is_some_and(|s| s > 66.0),
+        "{text}"
+    );
+    assert!(
+        value(&samples, "flinkscale_last_failure_timestamp_seconds", &app).is_some_and(|t| t
+            > value(
+                &samples,
+                "flinkscale_last_evaluation_timestamp_seconds",
+                &app
+            )
+            .unwrap_or(f64::MAX)),
+        "{text}"
+    );
 }

@@ -127,7 +127,7 @@ pub async fn run(config: &Path, dry_run: bool) -> anyhow::Result<ExitCode> {
     registry.mark_started(wall_ms());
     let server = listener.map(|listener| {
         if let Ok(addr) = listener.local_addr() {
-            info!(message = "Serving /metrics and /healthz.", %addr);
+            info!(message = "Serving /metrics, /livez, /readyz and /healthz.", %addr);
         }
         tokio::spawn(telemetry::http::serve(
             listener,

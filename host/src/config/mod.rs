@@ -66,7 +66,8 @@ pub struct AgentConfig {
     #[serde(default = "default_plugin_quarantine_secs")]
     pub plugin_quarantine_secs: u32,
     /// Address (`IP:PORT`) where `flinkscale run` serves `GET /metrics`
-    /// (Prometheus text format) and `GET /healthz`; when absent, no HTTP
+    /// (Prometheus text format), `GET /livez` (liveness; `/healthz` is the
+    /// same) and `GET /readyz` (readiness); when absent, no HTTP
     /// server is started. E.g. `"127.0.0.1:9464"`, or `"0.0.0.0:9464"` to
     /// be scraped from other hosts.
     #[serde(default)]

@@ -1,58 +1,116 @@
-//! The agent's own HTTP endpoint (`[agent] listen`): `GET /metrics` for
-//! Prometheus and `GET /healthz` for a liveness probe, served with hyper 1
-//! over HTTP/1.1 like the emulator. Everything else is 404.
+//! The agent's own HTTP endpoint (`[agent] listen`), served with hyper 1
+//! over HTTP/1.1 like the emulator (and with its limits, [`crate::http`]):
+//! - `GET /metrics` for Prometheus;
+//! - `GET /livez` for a liveness probe: the process runs its loops (its
+//!   heartbeat is recent); `GET /healthz` is the same, for configurations
+//!   written before `/livez`;
+//! - `GET /readyz` for a readiness probe: every application evaluated
+//!   recently, or the ones that did not, named with why.
+//!
+//! Everything else is 404.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Instant;
 
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::header::{ALLOW, CONTENT_TYPE, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::watch;
+use tokio::time::MissedTickBehavior;
 
-use super::prometheus::Registry;
+use super::prometheus::{HEARTBEAT_INTERVAL, NotReady, Registry};
+
+pub use crate::http::{HEADER_READ_TIMEOUT, IDLE_TIMEOUT, MAX_CONNECTIONS, SHUTDOWN_DRAIN};
 
 /// The content type of the Prometheus text format 0.0.4.
 pub const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
+/// Connections the kernel queues before the server accepts them. std's
+/// 128 lets a burst of connections (a crowd at the connection cap) fill the
+/// queue, after which a scraper's connection attempt is dropped and
+/// retried only a second later.
+const LISTEN_BACKLOG: u32 = 1024;
+
 /// Binds `addr` for [`serve`]; fails at start rather than later when the
 /// port is taken.
 pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    TcpListener::bind(addr).await
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    // As std does: a restarted agent rebinds at once.
+    #[cfg(unix)]
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
 }
 
-/// Answers `/metrics` and `/healthz` from `registry` until `shutdown` turns
-/// true or its sender is dropped.
+/// Answers `/metrics`, `/livez`, `/healthz` and `/readyz` from `registry`,
+/// and beats the heartbeat `/livez` judges, until `shutdown` turns true or
+/// its sender is dropped.
 pub async fn serve(
     listener: TcpListener,
     registry: Arc<Registry>,
     shutdown: watch::Receiver<bool>,
 ) {
+    // A task of its own, so that it is scheduled like the controllers: when
+    // it cannot run, neither can they.
+    let heartbeat = tokio::spawn(heartbeat(registry.clone(), shutdown.clone()));
     let handler = move |request: Request<Incoming>| {
         let registry = registry.clone();
-        async move { handle(&registry, &request, wall_ms()) }
+        async move { handle(&registry, &request, Now::system()) }
     };
     crate::http::serve(listener, handler, shutdown, "metrics").await;
+    let _ = heartbeat.await;
 }
 
-/// Wall-clock now in ms since the epoch: the controllers stamp their events
-/// with the system clock, so staleness is measured against it.
-fn wall_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+/// Beats every [`HEARTBEAT_INTERVAL`] until `shutdown`.
+async fn heartbeat(registry: Arc<Registry>, mut shutdown: watch::Receiver<bool>) {
+    let mut ticks = tokio::time::interval(HEARTBEAT_INTERVAL);
+    // After a freeze, beat once and carry on; no burst of beats.
+    ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticks.tick() => registry.beat(Instant::now()),
+            _ = shutdown.changed() => return,
+        }
+    }
 }
 
-/// The answer to `request` at `now_ms`.
-fn handle<B>(registry: &Registry, request: &Request<B>, now_ms: i64) -> Response<Full<Bytes>> {
+/// The two clocks a request is judged by: the wall clock, as the
+/// controllers stamp their events (staleness), and the monotonic clock of
+/// the heartbeat (liveness), which a wall-clock step does not move.
+#[derive(Debug, Clone, Copy)]
+struct Now {
+    /// ms since the epoch.
+    wall_ms: i64,
+    monotonic: Instant,
+}
+
+impl Now {
+    fn system() -> Self {
+        let wall_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+        Self {
+            wall_ms,
+            monotonic: Instant::now(),
+        }
+    }
+}
+
+/// The answer to `request` at `now`.
+fn handle<B>(registry: &Registry, request: &Request<B>, now: Now) -> Response<Full<Bytes>> {
     let path = request.uri().path();
-    if path != "/metrics" && path != "/healthz" {
+    if !matches!(path, "/metrics" | "/livez" | "/healthz" | "/readyz") {
         return text(
             StatusCode::NOT_FOUND,
-            "not found: try /metrics or /healthz\n",
+            "not found: try /metrics, /livez, /readyz or /healthz\n",
         );
     }
     if request.method() != Method::GET && request.method() != Method::HEAD {
@@ -63,30 +121,79 @@ fn handle<B>(registry: &Registry, request: &Request<B>, now_ms: i64) -> Response
         return response;
     }
     if path == "/metrics" {
-        let mut response = Response::new(Full::new(Bytes::from(registry.render())));
+        let mut response = Response::new(Full::new(Bytes::from(registry.render(now.wall_ms))));
         response
             .headers_mut()
             .insert(CONTENT_TYPE, HeaderValue::from_static(METRICS_CONTENT_TYPE));
         return response;
     }
-    let stale = registry.stale(now_ms);
-    if stale.is_empty() {
-        return text(StatusCode::OK, "ok\n");
-    }
     let mut body = String::new();
-    for s in &stale {
-        let since = if s.ever_evaluated {
+    if let Some(silent) = registry.frozen_for(now.monotonic) {
+        body.push_str(&format!(
+            "frozen: the agent's heartbeat has not run for {} s\n",
+            silent.as_secs()
+        ));
+    }
+    if path == "/readyz" {
+        for app in registry.not_ready(now.wall_ms) {
+            body.push_str(&not_ready_line(&app, now.wall_ms));
+        }
+    }
+    if body.is_empty() {
+        text(StatusCode::OK, "ok\n")
+    } else {
+        text(StatusCode::SERVICE_UNAVAILABLE, &body)
+    }
+}
+
+/// One line of `/readyz`: the application, what is wrong, and the last
+/// failure that explains it.
+fn not_ready_line(app: &NotReady, now_ms: i64) -> String {
+    let mut why = Vec::new();
+    if let Some(message) = &app.panicked {
+        why.push(format!("panicked: {}", one_line(message)));
+    }
+    if app.stale {
+        let since = if app.ever_evaluated {
             "since its last evaluation"
         } else {
             "since the agent started, without an evaluation"
         };
-        body.push_str(&format!(
-            "stale: application {:?}: {} s {since}\n",
-            s.application,
-            s.silent_ms / 1000
-        ));
+        why.push(format!("{} s {since}", app.silent_ms / 1000));
     }
-    text(StatusCode::SERVICE_UNAVAILABLE, &body)
+    match &app.failure {
+        Some(failure) => why.push(format!(
+            "last failure {} s ago: {}: {}",
+            now_ms.saturating_sub(failure.at_ms).max(0) / 1000,
+            one_line(&failure.class),
+            one_line(&failure.message)
+        )),
+        None if app.stale && app.ever_evaluated => {
+            why.push("no failure recorded since".to_owned());
+        }
+        None if app.stale => why.push("no failure recorded".to_owned()),
+        None => {}
+    }
+    format!(
+        "not ready: application {:?}: {}\n",
+        app.application,
+        why.join("; ")
+    )
+}
+
+/// `text` on one line: control characters (line breaks, terminal escapes)
+/// written as escapes, so that each application stays one line and a
+/// message cannot drive the reader's terminal.
+fn one_line(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_control() {
+            out.extend(c.escape_debug());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 fn text(status: StatusCode, body: &str) -> Response<Full<Bytes>> {
@@ -102,7 +209,9 @@ fn text(status: StatusCode, body: &str) -> Response<Full<Bytes>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::Decision;
     use http_body_util::BodyExt;
+    use std::time::Duration;
 
     fn registry() -> Registry {
         let config: crate::config::Config = toml::from_str(
@@ -117,6 +226,13 @@ mod tests {
         Request::get(path).body(()).expect("a request")
     }
 
+    /// `wall_ms` on the wall clock, the heartbeat having beaten just now.
+    fn at(registry: &Registry, wall_ms: i64) -> Now {
+        let monotonic = Instant::now();
+        registry.beat(monotonic);
+        Now { wall_ms, monotonic }
+    }
+
     async fn body(response: Response<Full<Bytes>>) -> String {
         let bytes = response
             .into_body()
@@ -127,10 +243,37 @@ mod tests {
         String::from_utf8_lossy(&bytes).into_owned()
     }
 
+    fn evaluated(at_ms: i64) -> Event {
+        Event::Evaluated {
+            application: "app".to_owned(),
+            at_ms,
+            kpu: 2,
+            latest: Vec::new(),
+            alarms: Vec::new(),
+            decision: Decision {
+                action: crate::model::Action::Hold,
+                reason: "test".to_owned(),
+                next_evaluation_secs: None,
+            },
+            dry_run: false,
+        }
+    }
+
+    fn failed(at_ms: i64, class: &str, message: &str) -> Event {
+        Event::Failed {
+            application: "app".to_owned(),
+            at_ms,
+            class: class.to_owned(),
+            message: message.to_owned(),
+        }
+    }
+
+    use super::super::Event;
+
     #[tokio::test]
-    async fn routes_metrics_health_and_nothing_else() {
+    async fn routes_metrics_probes_and_nothing_else() {
         let registry = registry();
-        let metrics = handle(&registry, &get("/metrics"), 0);
+        let metrics = handle(&registry, &get("/metrics"), at(&registry, 0));
         assert_eq!(metrics.status(), StatusCode::OK);
         assert_eq!(
             metrics
@@ -144,32 +287,137 @@ mod tests {
                 .await
                 .contains("flinkscale_evaluations_total{application=\"app\"} 0")
         );
-        let health = handle(&registry, &get("/healthz"), 1_000);
-        assert_eq!(health.status(), StatusCode::OK);
-        assert_eq!(body(health).await, "ok\n");
+        for probe in ["/livez", "/healthz", "/readyz"] {
+            let answer = handle(&registry, &get(probe), at(&registry, 1_000));
+            assert_eq!(answer.status(), StatusCode::OK, "{probe}");
+            assert_eq!(body(answer).await, "ok\n", "{probe}");
+        }
+        let missing = handle(&registry, &get("/"), at(&registry, 0));
+        assert_eq!(missing.status(), StatusCode::NOT_FOUND);
+        assert!(body(missing).await.contains("/readyz"));
         assert_eq!(
-            handle(&registry, &get("/"), 0).status(),
+            handle(&registry, &get("/metrics/x"), at(&registry, 0)).status(),
             StatusCode::NOT_FOUND
         );
+        let post = Request::post("/readyz").body(()).expect("a request");
         assert_eq!(
-            handle(&registry, &get("/metrics/x"), 0).status(),
-            StatusCode::NOT_FOUND
-        );
-        let post = Request::post("/metrics").body(()).expect("a request");
-        assert_eq!(
-            handle(&registry, &post, 0).status(),
+            handle(&registry, &post, at(&registry, 0)).status(),
             StatusCode::METHOD_NOT_ALLOWED
         );
     }
 
     #[tokio::test]
-    async fn health_names_the_stale_application() {
+    async fn an_aws_outage_fails_readiness_never_liveness() {
         let registry = registry();
-        // 10 s interval: 3 x 10 s + 60 s without an evaluation.
-        let health = handle(&registry, &get("/healthz"), 91_000);
-        assert_eq!(health.status(), StatusCode::SERVICE_UNAVAILABLE);
-        let text = body(health).await;
-        assert!(text.contains("\"app\""), "{text}");
-        assert!(text.contains("91 s"), "{text}");
+        registry.record(&evaluated(1_000));
+        registry.record(&failed(
+            5_000,
+            "permission",
+            "AccessDenied: not authorized to perform: cloudwatch:GetMetricData",
+        ));
+        registry.record(&failed(85_000, "metrics", "CloudWatch answered 503"));
+        // 10 s interval: stale 3 x 10 s + 60 s after the evaluation at 1 s.
+        let now = at(&registry, 96_000);
+        for probe in ["/livez", "/healthz"] {
+            let answer = handle(&registry, &get(probe), now);
+            assert_eq!(answer.status(), StatusCode::OK, "{probe}");
+            assert_eq!(body(answer).await, "ok\n", "{probe}");
+        }
+        let ready = handle(&registry, &get("/readyz"), now);
+        assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            body(ready).await,
+            "not ready: application \"app\": 95 s since its last evaluation; \
+             last failure 11 s ago: metrics: CloudWatch answered 503\n"
+        );
+        // The next evaluation makes it ready again.
+        registry.record(&evaluated(97_000));
+        let ready = handle(&registry, &get("/readyz"), at(&registry, 98_000));
+        assert_eq!(ready.status(), StatusCode::OK);
+    }
+
+    #[tokio::test]
+    async fn readiness_names_an_application_that_never_evaluated() {
+        let registry = registry();
+        registry.record(&failed(
+            30_000,
+            "permission",
+            "AccessDenied: not authorized to perform: kinesisanalytics:DescribeApplication",
+        ));
+        let ready = handle(&registry, &get("/readyz"), at(&registry, 91_000));
+        assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            body(ready).await,
+            "not ready: application \"app\": 91 s since the agent started, without an \
+             evaluation; last failure 61 s ago: permission: AccessDenied: not authorized to \
+             perform: kinesisanalytics:DescribeApplication\n"
+        );
+        let fresh = registry_without_failures_ready_line(91_000).await;
+        assert_eq!(
+            fresh,
+            "not ready: application \"app\": 91 s since the agent started, without an \
+             evaluation; no failure recorded\n"
+        );
+    }
+
+    async fn registry_without_failures_ready_line(now_ms: i64) -> String {
+        let registry = registry();
+        body(handle(&registry, &get("/readyz"), at(&registry, now_ms))).await
+    }
+
+    #[tokio::test]
+    async fn a_frozen_heartbeat_fails_liveness_and_readiness() {
+        let registry = registry();
+        let beat = Instant::now();
+        registry.beat(beat);
+        let alive = Now {
+            wall_ms: 1_000,
+            monotonic: beat + Duration::from_secs(10),
+        };
+        assert_eq!(
+            handle(&registry, &get("/livez"), alive).status(),
+            StatusCode::OK
+        );
+        let frozen = Now {
+            wall_ms: 1_000,
+            monotonic: beat + Duration::from_secs(12),
+        };
+        for probe in ["/livez", "/healthz", "/readyz"] {
+            let answer = handle(&registry, &get(probe), frozen);
+            assert_eq!(answer.status(), StatusCode::SERVICE_UNAVAILABLE, "{probe}");
+            assert_eq!(
+                body(answer).await,
+                "frozen: the agent's heartbeat has not run for 12 s\n",
+                "{probe}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_panic_is_not_ready_until_the_next_evaluation() {
+        let registry = registry();
+        registry.record(&evaluated(1_000));
+        registry.record(&Event::Panicked {
+            application: "app".to_owned(),
+            at_ms: 2_000,
+            message: "index out of bounds\n\u{1b}[31mred".to_owned(),
+        });
+        // Well within the staleness limit: the panic alone makes it not ready.
+        let ready = handle(&registry, &get("/readyz"), at(&registry, 3_000));
+        assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            body(ready).await,
+            "not ready: application \"app\": panicked: index out of bounds\\n\\u{1b}[31mred\n"
+        );
+        // A panic is not a reason to restart the process.
+        assert_eq!(
+            handle(&registry, &get("/livez"), at(&registry, 3_000)).status(),
+            StatusCode::OK
+        );
+        registry.record(&evaluated(4_000));
+        assert_eq!(
+            handle(&registry, &get("/readyz"), at(&registry, 5_000)).status(),
+            StatusCode::OK
+        );
     }
 }

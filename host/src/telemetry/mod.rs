@@ -5,7 +5,7 @@
 //! demo, tests), also sends it down a channel, so that the printed summary
 //! and the log can never disagree. With a [`Registry`] attached
 //! ([`Events::with_registry`]) the same events feed the agent's
-//! `GET /metrics` and `GET /healthz` ([`http`]).
+//! `GET /metrics` and `GET /readyz` ([`http`]).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -152,8 +152,9 @@ pub enum Event {
         /// The plugin (`name version`).
         plugin: String,
     },
-    /// A controller step panicked; the controller carries on and resolves
-    /// whatever was in flight again.
+    /// A controller step panicked (a bug in flinkscale); the controller
+    /// carries on, resolving whatever was in flight again, and `/readyz`
+    /// reports the application as not ready until its next evaluation.
     Panicked {
         /// Application name.
         application: String,
@@ -173,6 +174,15 @@ pub struct FailureCounts {
 }
 
 impl FailureCounts {
+    /// Makes the counter of `class` for `application` exist, at 0 if new:
+    /// a class that never happened is reported as 0, not left out.
+    fn start(&self, application: &str, class: &str) {
+        let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        counts
+            .entry((application.to_owned(), class.to_owned()))
+            .or_insert(0);
+    }
+
     fn count(&self, application: &str, class: &str) {
         let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
         *counts
@@ -278,7 +288,7 @@ impl Events {
 
 /// Failure classes logged at error level: they need a person (a plugin to
 /// fix, an update that did not go through, a request AWS will never accept,
-/// a journal that cannot be written).
+/// a journal that cannot be written, a permission to grant).
 const ERROR_CLASSES: &[&str] = &[
     "plugin",
     "update_failed",
@@ -287,6 +297,7 @@ const ERROR_CLASSES: &[&str] = &[
     "not_found",
     "limit_exceeded",
     "journal",
+    "permission",
 ];
 
 /// Writes `event` as one structured log line.

@@ -1,23 +1,51 @@
-//! What `GET /metrics` and `GET /healthz` report: one small [`Registry`]
-//! that [`super::Events`] updates as every event passes, rendered in the
-//! Prometheus text exposition format 0.0.4.
+//! What `GET /metrics`, `GET /livez` and `GET /readyz` report: one small
+//! [`Registry`] that [`super::Events`] updates as every event passes,
+//! rendered in the Prometheus text exposition format 0.0.4.
 //!
-//! The registry knows the configured applications from the start, so each
-//! counter exists (at 0) before the first evaluation, and a dashboard sees
-//! an application that never evaluates rather than nothing at all.
+//! The registry knows the configured applications and every failure class
+//! from the start, so each counter exists (at 0) before the first
+//! evaluation, and a dashboard sees an application that never evaluates
+//! rather than nothing at all.
+//!
+//! Liveness and readiness answer different questions. Liveness is "is the
+//! process still running its loops?": a heartbeat task beats on the async
+//! runtime, and a runtime frozen for [`LIVENESS_LIMIT`] fails it. Readiness
+//! is "is every application being evaluated?": AWS being down or a missing
+//! permission fails readiness, never liveness, so an orchestrator does not
+//! restart the agent for a problem a restart cannot fix.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use super::{Event, FailureCounts};
 use crate::config::Config;
-use crate::controller::Settings;
+use crate::controller::{Failure, Settings};
 use crate::model::Action;
 
 /// Slack added to three evaluation intervals before an application counts
-/// as stale: a slow CloudWatch answer must not fail the health check.
+/// as stale: a slow CloudWatch answer must not fail readiness.
 const STALE_SLACK_MS: i64 = 60_000;
+
+/// How often the heartbeat beats (see [`super::http::serve`]).
+pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(1);
+
+/// How long the heartbeat may be silent before `/livez` fails: ten missed
+/// beats means the runtime has not run a ready task for that long, which
+/// no AWS answer, however slow, can cause.
+pub const LIVENESS_LIMIT: Duration = Duration::from_secs(10);
+
+/// The last failure of an application (from [`Event::Failed`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LastFailure {
+    /// Its class (`metrics`, `permission`, ...; see [`Failure`]).
+    pub class: String,
+    /// What happened.
+    pub message: String,
+    /// When (ms since the epoch).
+    pub at_ms: i64,
+}
 
 /// How long an application may go without evaluating, and what it counted.
 #[derive(Debug, Clone, Default)]
@@ -31,9 +59,14 @@ struct AppMetrics {
     holds: u64,
     scales: u64,
     rescales: u64,
+    panics: u64,
     kpu: Option<u32>,
     last_evaluation_ms: Option<i64>,
     last_rescale_ms: Option<i64>,
+    last_failure: Option<LastFailure>,
+    /// The message of a panic since the last evaluation: the application is
+    /// not ready until it evaluates again.
+    panicked: Option<String>,
     quarantined: bool,
 }
 
@@ -44,12 +77,15 @@ pub struct Registry {
     apps: Mutex<BTreeMap<String, AppMetrics>>,
     failures: Arc<FailureCounts>,
     started_ms: Mutex<i64>,
+    /// The heartbeat's last beat, on the monotonic clock: a wall-clock step
+    /// must not fail liveness.
+    last_beat: Mutex<Instant>,
 }
 
-/// Why `GET /healthz` answers 503: an application that has not evaluated
-/// for too long.
+/// Why `GET /readyz` answers 503 for an application: it has not evaluated
+/// for too long, or its controller panicked since it last did.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Stale {
+pub struct NotReady {
     /// Application name.
     pub application: String,
     /// Milliseconds since its last evaluation (or since the agent started,
@@ -57,6 +93,14 @@ pub struct Stale {
     pub silent_ms: i64,
     /// Whether it has evaluated at all.
     pub ever_evaluated: bool,
+    /// Whether `silent_ms` is past its limit (3 x its evaluation interval +
+    /// 60 s, plus the update timeout and grace period after a rescale).
+    pub stale: bool,
+    /// The message of a panic of its controller since its last evaluation.
+    pub panicked: Option<String>,
+    /// Its last failure, if it came after its last evaluation: why it does
+    /// not evaluate.
+    pub failure: Option<LastFailure>,
 }
 
 impl Registry {
@@ -64,6 +108,7 @@ impl Registry {
     /// derived from their evaluation intervals, counting from `started_ms`
     /// (ms since the epoch).
     pub fn for_config(config: &Config, started_ms: i64) -> Self {
+        let failures = FailureCounts::default();
         let apps = config
             .applications
             .iter()
@@ -78,13 +123,17 @@ impl Registry {
                         .saturating_mul(1000),
                     ..AppMetrics::default()
                 };
+                for class in Failure::ALL {
+                    failures.start(&app.name, class.as_str());
+                }
                 (app.name.clone(), metrics)
             })
             .collect();
         Self {
             apps: Mutex::new(apps),
-            failures: Arc::default(),
+            failures: Arc::new(failures),
             started_ms: Mutex::new(started_ms),
+            last_beat: Mutex::new(Instant::now()),
         }
     }
 
@@ -100,6 +149,19 @@ impl Registry {
         self.failures.clone()
     }
 
+    /// Records a beat of the heartbeat at `now`.
+    pub fn beat(&self, now: Instant) {
+        *self.last_beat.lock().unwrap_or_else(|p| p.into_inner()) = now;
+    }
+
+    /// How long the heartbeat has been silent at `now`, if longer than
+    /// [`LIVENESS_LIMIT`]; `None` while the agent is alive.
+    pub fn frozen_for(&self, now: Instant) -> Option<Duration> {
+        let last = *self.last_beat.lock().unwrap_or_else(|p| p.into_inner());
+        let silent = now.saturating_duration_since(last);
+        (silent > LIVENESS_LIMIT).then_some(silent)
+    }
+
     /// Updates the counters from `event`. Failures are counted by
     /// [`FailureCounts`], not here.
     pub fn record(&self, event: &Event) {
@@ -107,9 +169,10 @@ impl Registry {
         let application = match event {
             Event::Evaluated { application, .. }
             | Event::RescaleStarted { application, .. }
+            | Event::Failed { application, .. }
+            | Event::Panicked { application, .. }
             | Event::PluginQuarantined { application, .. }
-            | Event::PluginRecovered { application, .. }
-            | Event::Panicked { application, .. } => application,
+            | Event::PluginRecovered { application, .. } => application,
             _ => return,
         };
         let app = apps.entry(application.clone()).or_default();
@@ -127,10 +190,27 @@ impl Registry {
                 }
                 app.kpu = Some(*kpu);
                 app.last_evaluation_ms = Some(*at_ms);
+                app.panicked = None;
             }
             Event::RescaleStarted { at_ms, .. } => {
                 app.rescales += 1;
                 app.last_rescale_ms = Some(*at_ms);
+            }
+            Event::Failed {
+                at_ms,
+                class,
+                message,
+                ..
+            } => {
+                app.last_failure = Some(LastFailure {
+                    class: class.clone(),
+                    message: message.clone(),
+                    at_ms: *at_ms,
+                });
+            }
+            Event::Panicked { message, .. } => {
+                app.panics += 1;
+                app.panicked = Some(message.clone());
             }
             Event::PluginQuarantined { .. } => app.quarantined = true,
             Event::PluginRecovered { .. } => app.quarantined = false,
@@ -138,9 +218,10 @@ impl Registry {
         }
     }
 
-    /// The applications that have not evaluated within their limit at
-    /// `now_ms`; empty when the agent is healthy.
-    pub fn stale(&self, now_ms: i64) -> Vec<Stale> {
+    /// The applications that are not ready at `now_ms` (stale, or panicked
+    /// since their last evaluation), sorted by name; empty when every
+    /// application is ready.
+    pub fn not_ready(&self, now_ms: i64) -> Vec<NotReady> {
         let apps = self.apps.lock().unwrap_or_else(|p| p.into_inner());
         let started_ms = *self.started_ms.lock().unwrap_or_else(|p| p.into_inner());
         apps.iter()
@@ -158,18 +239,26 @@ impl Registry {
                             .saturating_add(app.stale_after_ms),
                     );
                 }
-                (now_ms > deadline).then(|| Stale {
+                let stale = now_ms > deadline;
+                (stale || app.panicked.is_some()).then(|| NotReady {
                     application: name.clone(),
                     silent_ms: now_ms.saturating_sub(since),
                     ever_evaluated: app.last_evaluation_ms.is_some(),
+                    stale,
+                    panicked: app.panicked.clone(),
+                    failure: app
+                        .last_failure
+                        .clone()
+                        .filter(|f| app.last_evaluation_ms.is_none_or(|e| f.at_ms >= e)),
                 })
             })
             .collect()
     }
 
-    /// Every metric in the Prometheus text format 0.0.4.
-    pub fn render(&self) -> String {
+    /// Every metric at `now_ms`, in the Prometheus text format 0.0.4.
+    pub fn render(&self, now_ms: i64) -> String {
         let apps = self.apps.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let started_ms = *self.started_ms.lock().unwrap_or_else(|p| p.into_inner());
         let failures = self.failures.snapshot();
         let mut out = String::new();
         let mut family = |name: &str, kind: &str, help: &str, samples: Vec<(String, String)>| {
@@ -214,7 +303,7 @@ impl Registry {
         family(
             "flinkscale_failures_total",
             "counter",
-            "Failures by class (metrics, plugin, throttled, update_timeout, ...).",
+            "Failures by class (metrics, plugin, throttled, permission, update_timeout, ...).",
             failures
                 .iter()
                 .map(|(app, class, n)| {
@@ -224,6 +313,51 @@ impl Registry {
                     )
                 })
                 .collect(),
+        );
+        let mut last_failure = Vec::new();
+        for (name, app) in &apps {
+            let last = app.last_failure.as_ref().map(|f| f.class.as_str());
+            let mut classes: Vec<&str> = Failure::ALL.iter().map(|c| c.as_str()).collect();
+            // A class this build does not list still shows which it was.
+            if let Some(class) = last
+                && !classes.contains(&class)
+            {
+                classes.push(class);
+            }
+            for class in classes {
+                last_failure.push((
+                    labels(&[("application", name), ("class", class)]),
+                    u8::from(last == Some(class)).to_string(),
+                ));
+            }
+        }
+        family(
+            "flinkscale_last_failure",
+            "gauge",
+            "1 for the class of the application's most recent failure, 0 for every other class (all 0 before its first failure).",
+            last_failure,
+        );
+        family(
+            "flinkscale_last_failure_timestamp_seconds",
+            "gauge",
+            "When the application last failed, in seconds since the Unix epoch; failing now if later than its last evaluation.",
+            per_app(&|a| a.last_failure.as_ref().map(|f| seconds(f.at_ms))),
+        );
+        family(
+            "flinkscale_staleness_seconds",
+            "gauge",
+            "Seconds since the application's last evaluation (since the agent started, before the first).",
+            per_app(&|a| {
+                Some(seconds(
+                    now_ms.saturating_sub(a.last_evaluation_ms.unwrap_or(started_ms)),
+                ))
+            }),
+        );
+        family(
+            "flinkscale_controller_panics_total",
+            "counter",
+            "Panics of the application's controller (each one restarted).",
+            per_app(&|a| Some(a.panics.to_string())),
         );
         family(
             "flinkscale_kpu",
@@ -328,12 +462,16 @@ mod tests {
     fn every_family_has_help_and_type_before_its_samples() {
         let registry = Registry::for_config(&config(&["app"]), 0);
         registry.record(&evaluated("app", 1_500, 4, Action::Hold));
-        let text = registry.render();
+        let text = registry.render(2_000);
         for (name, kind) in [
             ("flinkscale_evaluations_total", "counter"),
             ("flinkscale_decisions_total", "counter"),
             ("flinkscale_rescales_total", "counter"),
             ("flinkscale_failures_total", "counter"),
+            ("flinkscale_last_failure", "gauge"),
+            ("flinkscale_last_failure_timestamp_seconds", "gauge"),
+            ("flinkscale_staleness_seconds", "gauge"),
+            ("flinkscale_controller_panics_total", "counter"),
             ("flinkscale_kpu", "gauge"),
             ("flinkscale_last_evaluation_timestamp_seconds", "gauge"),
             ("flinkscale_plugin_quarantined", "gauge"),
@@ -371,7 +509,7 @@ mod tests {
         let registry = Registry::for_config(&config(&[name]), 0);
         let failures = registry.failure_counts();
         failures.count(name, "plugin");
-        let text = registry.render();
+        let text = registry.render(2_000);
         assert!(
             text.contains(
                 "flinkscale_failures_total{application=\"we\\\"ird\\\\app\\nx\",class=\"plugin\"} 1\n"
@@ -405,7 +543,7 @@ mod tests {
             failures: 3,
             until_ms: 2_000,
         });
-        let text = registry.render();
+        let text = registry.render(2_000);
         assert!(text.contains("flinkscale_rescales_total{application=\"app\"} 1\n"));
         assert!(
             text.contains("flinkscale_decisions_total{application=\"app\",action=\"scale\"} 1\n")
@@ -418,7 +556,7 @@ mod tests {
         });
         assert!(
             registry
-                .render()
+                .render(3_000)
                 .contains("flinkscale_plugin_quarantined{application=\"app\"} 0\n")
         );
     }
@@ -427,18 +565,20 @@ mod tests {
     fn an_application_is_stale_after_three_intervals_and_a_minute() {
         // Interval 10 s: stale after 90 s without an evaluation.
         let registry = Registry::for_config(&config(&["a", "b"]), 0);
-        assert!(registry.stale(90_000).is_empty());
-        let stale = registry.stale(90_001);
+        assert!(registry.not_ready(90_000).is_empty());
+        let stale = registry.not_ready(90_001);
         assert_eq!(stale.len(), 2);
+        assert!(stale[0].stale);
         assert!(!stale[0].ever_evaluated);
         registry.record(&evaluated("a", 80_000, 1, Action::Hold));
         registry.record(&evaluated("b", 80_000, 1, Action::Hold));
-        assert!(registry.stale(170_000).is_empty());
-        let stale = registry.stale(170_001);
+        assert!(registry.not_ready(170_000).is_empty());
+        let stale = registry.not_ready(170_001);
         assert_eq!(stale.len(), 2);
         assert_eq!(stale[0].application, "a");
         assert_eq!(stale[0].silent_ms, 90_001);
         assert!(stale[0].ever_evaluated);
+        assert_eq!(stale[0].failure, None);
     }
 
     #[test]
@@ -453,7 +593,142 @@ mod tests {
             version_id: 1,
         });
         // 2 s + (100 s + 20 s) + 90 s.
-        assert!(registry.stale(212_000).is_empty());
-        assert_eq!(registry.stale(212_001).len(), 1);
+        assert!(registry.not_ready(212_000).is_empty());
+        assert_eq!(registry.not_ready(212_001).len(), 1);
+    }
+
+    fn failed(app: &str, at_ms: i64, class: &str) -> Event {
+        Event::Failed {
+            application: app.to_owned(),
+            at_ms,
+            class: class.to_owned(),
+            message: format!("{class} at {at_ms}"),
+        }
+    }
+
+    #[test]
+    fn every_failure_class_is_counted_from_zero() {
+        let registry = Registry::for_config(&config(&["a", "b"]), 0);
+        let text = registry.render(0);
+        for app in ["a", "b"] {
+            for class in Failure::ALL {
+                let class = class.as_str();
+                assert!(
+                    text.contains(&format!(
+                        "flinkscale_failures_total{{application=\"{app}\",class=\"{class}\"}} 0\n"
+                    )),
+                    "no zero counter for {app}/{class}:\n{text}"
+                );
+            }
+        }
+        assert!(text.contains("class=\"permission\""));
+    }
+
+    #[test]
+    fn the_last_failure_class_and_its_time_are_exported() {
+        let registry = Registry::for_config(&config(&["a"]), 0);
+        let before = registry.render(0);
+        // Before any failure: every class at 0, no timestamp.
+        for class in Failure::ALL {
+            assert!(
+                before.contains(&format!(
+                    "flinkscale_last_failure{{application=\"a\",class=\"{}\"}} 0\n",
+                    class.as_str()
+                )),
+                "{before}"
+            );
+        }
+        assert!(!before.contains("flinkscale_last_failure_timestamp_seconds{"));
+        registry.record(&failed("a", 4_000, "metrics"));
+        registry.record(&failed("a", 5_250, "permission"));
+        let text = registry.render(6_000);
+        assert!(
+            text.contains("flinkscale_last_failure{application=\"a\",class=\"permission\"} 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("flinkscale_last_failure{application=\"a\",class=\"metrics\"} 0\n"),
+            "{text}"
+        );
+        let ones = text
+            .lines()
+            .filter(|l| l.starts_with("flinkscale_last_failure{") && l.ends_with(" 1"))
+            .count();
+        assert_eq!(ones, 1, "{text}");
+        assert!(
+            text.contains("flinkscale_last_failure_timestamp_seconds{application=\"a\"} 5.250\n"),
+            "{text}"
+        );
+        // A class this build does not know still shows.
+        registry.record(&failed("a", 7_000, "brand_new"));
+        let text = registry.render(8_000);
+        assert!(
+            text.contains("flinkscale_last_failure{application=\"a\",class=\"brand_new\"} 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("flinkscale_last_failure{application=\"a\",class=\"permission\"} 0\n"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn staleness_counts_from_the_start_then_from_the_last_evaluation() {
+        let registry = Registry::for_config(&config(&["a"]), 10_000);
+        assert!(
+            registry
+                .render(25_500)
+                .contains("flinkscale_staleness_seconds{application=\"a\"} 15.500\n")
+        );
+        registry.record(&evaluated("a", 30_000, 1, Action::Hold));
+        assert!(
+            registry
+                .render(31_000)
+                .contains("flinkscale_staleness_seconds{application=\"a\"} 1.000\n")
+        );
+    }
+
+    #[test]
+    fn a_panic_is_counted_and_reported_until_the_next_evaluation() {
+        let registry = Registry::for_config(&config(&["a", "b"]), 0);
+        assert!(
+            registry
+                .render(0)
+                .contains("flinkscale_controller_panics_total{application=\"b\"} 0\n")
+        );
+        registry.record(&evaluated("a", 1_000, 1, Action::Hold));
+        registry.record(&failed("a", 1_500, "metrics"));
+        registry.record(&Event::Panicked {
+            application: "a".to_owned(),
+            at_ms: 2_000,
+            message: "boom".to_owned(),
+        });
+        let text = registry.render(3_000);
+        assert!(text.contains("flinkscale_controller_panics_total{application=\"a\"} 1\n"));
+        assert!(text.contains("flinkscale_controller_panics_total{application=\"b\"} 0\n"));
+        let not_ready = registry.not_ready(3_000);
+        assert_eq!(
+            not_ready,
+            vec![NotReady {
+                application: "a".to_owned(),
+                silent_ms: 2_000,
+                ever_evaluated: true,
+                stale: false,
+                panicked: Some("boom".to_owned()),
+                failure: Some(LastFailure {
+                    class: "metrics".to_owned(),
+                    message: "metrics at 1500".to_owned(),
+                    at_ms: 1_500,
+                }),
+            }]
+        );
+        registry.record(&evaluated("a", 4_000, 1, Action::Hold));
+        assert!(registry.not_ready(5_000).is_empty());
+        // The count stays.
+        assert!(
+            registry
+                .render(5_000)
+                .contains("flinkscale_controller_panics_total{application=\"a\"} 1\n")
+        );
     }
 }
