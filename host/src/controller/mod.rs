@@ -656,7 +656,7 @@ impl Controller {
             last_rescale_ms: self.durable.last_rescale_ms,
             last_update_duration_secs: self.durable.last_update_duration_secs,
         };
-        let (signals, trouble) = self.interpret(now_ms, &app, &metrics);
+        let (signals, trouble) = self.interpret(now_ms, &app, &metrics).await;
         let alarms = self.alarms.update(&metrics, now_ms);
         let evaluation = Evaluation {
             now_ms,
@@ -669,7 +669,7 @@ impl Controller {
             // Signals are missing: deciding without them could scale on
             // half the picture.
             Some(why) => Decision::hold(format!("{why}; holding")),
-            None => self.decide(&evaluation),
+            None => self.decide(&evaluation).await,
         };
         let decision = crate::plugin::validate::validate_decision(raw, &evaluation.app);
         let decision = self.apply_refusals(decision, &evaluation.app, now_ms);
@@ -752,7 +752,7 @@ impl Controller {
     /// Runs every interpreter that is not quarantined. Returns the signals,
     /// and why the evaluation must hold if an interpreter failed or is
     /// quarantined.
-    fn interpret(
+    async fn interpret(
         &mut self,
         now_ms: i64,
         app: &Application,
@@ -777,7 +777,15 @@ impl Controller {
                 Gate::Retry(reason) => self.plugin_retried(&label, reason, now_ms),
                 Gate::Call => {}
             }
-            match self.interpreters[i].interpret(now_ms, app, metrics) {
+            let mut interpreters = std::mem::take(&mut self.interpreters);
+            let (call_app, call_metrics) = (app.clone(), metrics.to_vec());
+            let (interpreters, result) = off_runtime(move || {
+                let result = interpreters[i].interpret(now_ms, &call_app, &call_metrics);
+                (interpreters, result)
+            })
+            .await;
+            self.interpreters = interpreters;
+            match result {
                 Ok(found) => {
                     if self.interpreter_health[i].succeeded() {
                         self.plugin_recovered(&self.interpreters[i].label(), now_ms);
@@ -799,7 +807,7 @@ impl Controller {
     }
 
     /// Asks the policy, unless it is quarantined; a failure is a hold.
-    fn decide(&mut self, evaluation: &Evaluation) -> Decision {
+    async fn decide(&mut self, evaluation: &Evaluation) -> Decision {
         let now_ms = evaluation.now_ms;
         let gate = {
             let policy = &mut self.policy;
@@ -816,7 +824,15 @@ impl Controller {
             Gate::Retry(reason) => self.plugin_retried(&self.policy.label(), reason, now_ms),
             Gate::Call => {}
         }
-        match self.policy.decide(evaluation) {
+        let mut policy = std::mem::replace(&mut self.policy, Box::new(Lent));
+        let call_evaluation = evaluation.clone();
+        let (policy, result) = off_runtime(move || {
+            let result = policy.decide(&call_evaluation);
+            (policy, result)
+        })
+        .await;
+        self.policy = policy;
+        match result {
             Ok(decision) => {
                 if self.policy_health.succeeded() {
                     self.plugin_recovered(&self.policy.label(), now_ms);
@@ -1190,6 +1206,35 @@ enum Follow {
     Running(AppState),
     GaveUp,
     Shutdown,
+}
+
+/// Runs a plugin call on tokio's blocking pool. A call may run up to the
+/// plugin deadline (up to 60 s): on a runtime worker it would stall every
+/// controller, the metrics batcher, `/healthz` and the SDK's timers with
+/// it. A panic in the call is the caller's, as if the call were inline.
+async fn off_runtime<T: Send + 'static>(call: impl FnOnce() -> T + Send + 'static) -> T {
+    match tokio::task::spawn_blocking(call).await {
+        Ok(value) => value,
+        Err(error) => match error.try_into_panic() {
+            Ok(panic) => std::panic::resume_unwind(panic),
+            // Only a runtime shutting down cancels a blocking task, and
+            // then this controller's task is being dropped too.
+            Err(error) => panic!("a plugin call was cancelled: {error}"),
+        },
+    }
+}
+
+/// Stands in for the policy while it is lent to a blocking call; the
+/// controller is borrowed for the whole call, so nothing can ask it.
+struct Lent;
+
+impl Decide for Lent {
+    fn decide(&mut self, _evaluation: &Evaluation) -> Result<Decision, String> {
+        Err("the policy is busy in another call".to_owned())
+    }
+    fn label(&self) -> String {
+        "(policy in a call)".to_owned()
+    }
 }
 
 /// Sleeps for `delay`; returns true if shutdown was requested meanwhile (or
