@@ -302,6 +302,136 @@ fn compiled_components_are_reused_from_the_disk_cache() {
     assert_eq!(decision.action, Action::ScaleTo(4));
 }
 
+/// The compiled artifact of `name` in a cache folder (named by the sha256
+/// of the wasm).
+fn artifact_of(dir: &std::path::Path, name: &str) -> PathBuf {
+    use sha2::Digest;
+    let hash: String = sha2::Sha256::digest(std::fs::read(plugin(name)).expect("the wasm"))
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    std::fs::read_dir(dir)
+        .expect("the cache folder")
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with(&hash))
+        })
+        .unwrap_or_else(|| panic!("no artifact of {name} in {}", dir.display()))
+}
+
+/// Loads step with a fresh host over `cache` (as a restarted agent would)
+/// and checks it decides as step does; returns what was logged.
+fn step_from_cache(cache: &std::path::Path) -> String {
+    captured_logs(|| {
+        let host =
+            PluginHost::with_cache_dir(SandboxLimits::default(), cache.to_owned()).expect("engine");
+        let mut step = host
+            .load_policy(&plugin("step"), STEP_PARAMS, "orders")
+            .expect("step loads");
+        assert_eq!(step.metadata().name, "step");
+        let decision = step
+            .decide(&evaluation(
+                app(2, 1, 10),
+                AlarmState::Alarm,
+                AlarmState::Ok,
+            ))
+            .expect("step decides");
+        assert_eq!(decision.action, Action::ScaleTo(4));
+    })
+}
+
+const REFUSED: &str = "Refusing a compiled plugin from the cache";
+
+/// A cache folder holding the artifacts of step and hold, written by a
+/// first agent.
+fn filled_cache() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let cache = dir.path().join("plugin-cache");
+    let host = PluginHost::with_cache_dir(SandboxLimits::default(), cache.clone()).expect("engine");
+    host.load_policy(&plugin("step"), STEP_PARAMS, "orders")
+        .expect("step loads");
+    host.load_policy(&plugin("hold"), "{}", "orders")
+        .expect("hold loads");
+    (dir, cache)
+}
+
+#[test]
+fn the_cache_is_private_to_the_agent() {
+    use std::os::unix::fs::PermissionsExt;
+    let (_dir, cache) = filled_cache();
+    let mode =
+        |p: &std::path::Path| std::fs::metadata(p).expect("metadata").permissions().mode() & 0o777;
+    assert_eq!(mode(&cache), 0o700);
+    assert_eq!(mode(&artifact_of(&cache, "step")), 0o600);
+    assert_eq!(mode(&artifact_of(&cache, "hold")), 0o600);
+    // An intact cache is used without complaint.
+    let logs = step_from_cache(&cache);
+    assert!(!logs.contains(REFUSED), "{logs}");
+}
+
+#[test]
+fn a_swapped_artifact_is_detected_and_recompiled() {
+    let (_dir, cache) = filled_cache();
+    let step = artifact_of(&cache, "step");
+    let hold = std::fs::read(artifact_of(&cache, "hold")).expect("hold's artifact");
+
+    // A valid artifact, but of another plugin, under step's name: loading
+    // it would run hold's code as step.
+    std::fs::write(&step, &hold).expect("swap");
+    let logs = step_from_cache(&cache);
+    assert!(logs.contains(REFUSED), "{logs}");
+    assert!(logs.contains("digest does not match"), "{logs}");
+    // Replaced by a good one, used by the next agent without complaint.
+    assert_ne!(std::fs::read(&step).expect("step's artifact"), hold);
+    let logs = step_from_cache(&cache);
+    assert!(!logs.contains(REFUSED), "{logs}");
+
+    // Random bytes with the right name.
+    std::fs::write(&step, [0x5a; 4096]).expect("overwrite");
+    let logs = step_from_cache(&cache);
+    assert!(logs.contains(REFUSED), "{logs}");
+    let logs = step_from_cache(&cache);
+    assert!(!logs.contains(REFUSED), "{logs}");
+}
+
+#[test]
+fn a_torn_artifact_is_detected_and_replaced() {
+    let (_dir, cache) = filled_cache();
+    let step = artifact_of(&cache, "step");
+    let whole = std::fs::read(&step).expect("step's artifact");
+    std::fs::write(&step, &whole[..whole.len() / 2]).expect("truncate");
+    let logs = step_from_cache(&cache);
+    assert!(logs.contains(REFUSED), "{logs}");
+    assert!(logs.contains("digest does not match"), "{logs}");
+    assert_eq!(
+        std::fs::read(&step).expect("step's artifact").len(),
+        whole.len(),
+        "the torn artifact was not replaced"
+    );
+}
+
+#[test]
+fn a_cache_writable_by_others_is_not_trusted() {
+    use std::os::unix::fs::PermissionsExt;
+    let (_dir, cache) = filled_cache();
+    let step = artifact_of(&cache, "step");
+
+    // Anyone could have put (or will put) native code in there.
+    std::fs::set_permissions(&cache, std::fs::Permissions::from_mode(0o777)).expect("chmod");
+    let logs = step_from_cache(&cache);
+    assert!(logs.contains(REFUSED), "{logs}");
+    assert!(logs.contains("mode 777"), "{logs}");
+
+    // A file writable by the group, in a private folder.
+    std::fs::set_permissions(&cache, std::fs::Permissions::from_mode(0o700)).expect("chmod");
+    std::fs::set_permissions(&step, std::fs::Permissions::from_mode(0o664)).expect("chmod");
+    let logs = step_from_cache(&cache);
+    assert!(logs.contains(REFUSED), "{logs}");
+    assert!(logs.contains("mode 664"), "{logs}");
+}
+
 // ---- misbehave: every misbehaviour is contained ----
 
 #[test]

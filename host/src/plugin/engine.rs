@@ -10,7 +10,7 @@ use wasmtime::component::{Component, HasSelf, InstancePre, Linker, Resource};
 use wasmtime::{Config, Engine};
 use wasmtime_wasi::p2::DynPollable;
 
-use super::cache::ComponentCache;
+use super::cache::{CacheError, ComponentCache};
 use super::instance::{Pre, Sandbox};
 use super::sandbox::{GuestLog, State};
 use super::{
@@ -202,13 +202,19 @@ impl PluginHost {
             path: path.to_owned(),
             source,
         })?;
-        let component = self
-            .cache
-            .get_or_compile(&self.engine, &bytes)
-            .map_err(|e| PluginError::NotAComponent {
-                path: path.to_owned(),
-                detail: describe(&e),
-            })?;
+        let (component, _) =
+            self.cache
+                .get_or_compile(&self.engine, &bytes)
+                .map_err(|e| match e {
+                    CacheError::Compile(detail) => PluginError::NotAComponent {
+                        path: path.to_owned(),
+                        detail,
+                    },
+                    CacheError::TimedOut(timeout) => PluginError::CompileTimeout {
+                        path: path.to_owned(),
+                        timeout,
+                    },
+                })?;
         let export = dispatch(&self.engine, &component, path, expected)?;
         Ok((component, export))
     }

@@ -166,6 +166,22 @@ pub enum PluginError {
         /// What the compiler said.
         detail: String,
     },
+    /// Compiling the component took longer than the host waits (see
+    /// `COMPILE_TIMEOUT`); the compile goes on in the background, and a
+    /// later load of the same file uses its result.
+    #[error(
+        "plugin {} did not compile within {} s; a component that takes this long is \
+         too big or pathological (the compile goes on in the background, and the next \
+         load of the same file uses its result)",
+        path.display(),
+        timeout.as_secs_f64()
+    )]
+    CompileTimeout {
+        /// The file.
+        path: PathBuf,
+        /// How long the host waited.
+        timeout: Duration,
+    },
     /// The component exports no contract version this host supports.
     #[error(
         "plugin {} exports no flinkscale plugin interface this host supports; \
