@@ -6,13 +6,20 @@ use std::sync::Arc;
 
 use wasmtime::{Engine, Store, Trap};
 
-use super::sandbox::{GuestLog, State};
+use super::sandbox::{GuestLog, MAX_INSTANCES, MAX_MEMORIES, MAX_TABLES, State};
 use super::validate::sanitize_text;
 use super::{
     FailureClass, PluginError, PluginIdentity, PluginKind, PluginMetadata, SandboxLimits, v0_1_0,
 };
 use crate::metrics::Series;
 use crate::model::{Application, Decision, Evaluation, Signal};
+
+/// How wasmtime words a refusal by the limiter's `instances`, `tables` or
+/// `memories` count (`resource limit exceeded: instance count too high at
+/// 101`); it has no error type of its own. Pinned by a test, so that a
+/// wasmtime that words it otherwise fails that test rather than turning
+/// the class into a plain trap unnoticed.
+const COUNT_LIMIT_ERROR: &str = "resource limit exceeded";
 
 /// Longest error text kept from a plugin or a trap, in bytes.
 const MAX_DETAIL_BYTES: usize = 512;
@@ -212,8 +219,20 @@ impl Sandbox {
             (
                 FailureClass::OutOfMemory,
                 format!(
-                    "exceeded the memory limit of {} bytes",
+                    "exceeded the memory limit of {} bytes (linear memories and tables together)",
                     self.limits.memory_limit_bytes
+                ),
+            )
+        } else if error
+            .chain()
+            .any(|cause| cause.to_string().contains(COUNT_LIMIT_ERROR))
+        {
+            (
+                FailureClass::ResourceLimit,
+                format!(
+                    "a plugin may create at most {MAX_INSTANCES} core instances, {MAX_TABLES} \
+                     tables and {MAX_MEMORIES} memories: {}",
+                    describe_trap(error)
                 ),
             )
         } else if matches!(error.downcast_ref::<Trap>(), Some(Trap::Interrupt)) {

@@ -37,7 +37,8 @@ pub struct SandboxLimits {
     /// decide, interpret). Enforced by epoch interruption, so the effective
     /// deadline is rounded up to the host's epoch tick (10 ms).
     pub call_timeout: Duration,
-    /// Most linear memory one instance may grow to, in bytes.
+    /// Most memory one instance may hold, in bytes: all its linear memories
+    /// and all its tables (a pointer's worth per element) together.
     pub memory_limit_bytes: u64,
 }
 
@@ -116,8 +117,12 @@ impl std::fmt::Display for PluginIdentity {
 pub enum FailureClass {
     /// The call ran past its deadline and was interrupted.
     Timeout,
-    /// The instance tried to grow its memory past the cap.
+    /// The instance tried to grow its memory (linear memories and tables
+    /// together) past the cap.
     OutOfMemory,
+    /// The component tried to create more core instances, tables or
+    /// memories than a plugin may have.
+    ResourceLimit,
     /// The guest trapped (`unreachable`, a panic, an out-of-bounds access).
     Trap,
     /// The guest returned an error of its own.
@@ -131,6 +136,7 @@ impl std::fmt::Display for FailureClass {
         f.write_str(match self {
             FailureClass::Timeout => "Timeout",
             FailureClass::OutOfMemory => "OutOfMemory",
+            FailureClass::ResourceLimit => "ResourceLimit",
             FailureClass::Trap => "Trap",
             FailureClass::GuestError => "GuestError",
             FailureClass::Invalid => "Invalid",
