@@ -923,9 +923,43 @@ fn measure_step_latency() {
         assert_eq!(decision.action, Action::ScaleTo(4));
     }
     let warm = started.elapsed() / rounds;
+
+    // As the agent calls it: from tokio's blocking pool, where each call
+    // runs on a helper thread (see `guarded` in plugin/instance.rs).
+    let runtime = tokio::runtime::Runtime::new().expect("a runtime");
+    let alarm_in_runtime = alarm.clone();
+    let (first, warm_blocking) = runtime.block_on(async move {
+        tokio::task::spawn_blocking(move || {
+            let started = Instant::now();
+            for _ in 0..rounds {
+                let decision = first.decide(&alarm_in_runtime).expect("decides");
+                assert_eq!(decision.action, Action::ScaleTo(4));
+            }
+            (first, started.elapsed() / rounds)
+        })
+        .await
+        .expect("the blocking task")
+    });
+    drop(first);
+
+    // A restarted agent: the compiled artifact comes from the disk cache.
+    let dir = tempfile::tempdir().expect("temp dir");
+    PluginHost::with_cache_dir(SandboxLimits::default(), dir.path().to_owned())
+        .expect("engine")
+        .load_policy(&path, STEP_PARAMS, "orders")
+        .expect("loads");
+    let restarted = PluginHost::with_cache_dir(SandboxLimits::default(), dir.path().to_owned())
+        .expect("engine");
+    let started = Instant::now();
+    restarted
+        .load_policy(&path, STEP_PARAMS, "orders")
+        .expect("loads");
+    let from_disk = started.elapsed();
     println!(
         "step: engine start {engine:?}; compile + instantiate + configure {compile_and_load:?}; \
          cold instantiate + configure + first decide (compiled) {cold_time:?}; \
-         warm decide {warm:?} (mean of {rounds})"
+         verify + deserialize cached artifact + instantiate + configure {from_disk:?}; \
+         warm decide {warm:?} (mean of {rounds}); \
+         warm decide from tokio's blocking pool {warm_blocking:?}"
     );
 }
