@@ -1,5 +1,7 @@
-//! What one plugin store holds: an empty WASI context, a memory limiter that
-//! remembers it refused, and the plugin's log (the `host.log` import plus
+//! What one plugin store holds: an empty WASI context, a resource limiter
+//! (linear memories and tables under one byte cap, and caps on how many
+//! instances, tables and memories) that remembers it refused, and the
+//! plugin's log (the `host.log` import plus
 //! the guest's stdout and stderr), bounded per call and tagged with the
 //! plugin and the application.
 
