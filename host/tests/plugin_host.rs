@@ -302,6 +302,136 @@ fn compiled_components_are_reused_from_the_disk_cache() {
     assert_eq!(decision.action, Action::ScaleTo(4));
 }
 
+/// The compiled artifact of `name` in a cache folder (named by the sha256
+/// of the wasm).
+fn artifact_of(dir: &std::path::Path, name: &str) -> PathBuf {
+    use sha2::Digest;
+    let hash: String = sha2::Sha256::digest(std::fs::read(plugin(name)).expect("the wasm"))
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    std::fs::read_dir(dir)
+        .expect("the cache folder")
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with(&hash))
+        })
+        .unwrap_or_else(|| panic!("no artifact of {name} in {}", dir.display()))
+}
+
+/// Loads step with a fresh host over `cache` (as a restarted agent would)
+/// and checks it decides as step does; returns what was logged.
+fn step_from_cache(cache: &std::path::Path) -> String {
+    captured_logs(|| {
+        let host =
+            PluginHost::with_cache_dir(SandboxLimits::default(), cache.to_owned()).expect("engine");
+        let mut step = host
+            .load_policy(&plugin("step"), STEP_PARAMS, "orders")
+            .expect("step loads");
+        assert_eq!(step.metadata().name, "step");
+        let decision = step
+            .decide(&evaluation(
+                app(2, 1, 10),
+                AlarmState::Alarm,
+                AlarmState::Ok,
+            ))
+            .expect("step decides");
+        assert_eq!(decision.action, Action::ScaleTo(4));
+    })
+}
+
+const REFUSED: &str = "Refusing a compiled plugin from the cache";
+
+/// A cache folder holding the artifacts of step and hold, written by a
+/// first agent.
+fn filled_cache() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let cache = dir.path().join("plugin-cache");
+    let host = PluginHost::with_cache_dir(SandboxLimits::default(), cache.clone()).expect("engine");
+    host.load_policy(&plugin("step"), STEP_PARAMS, "orders")
+        .expect("step loads");
+    host.load_policy(&plugin("hold"), "{}", "orders")
+        .expect("hold loads");
+    (dir, cache)
+}
+
+#[test]
+fn the_cache_is_private_to_the_agent() {
+    use std::os::unix::fs::PermissionsExt;
+    let (_dir, cache) = filled_cache();
+    let mode =
+        |p: &std::path::Path| std::fs::metadata(p).expect("metadata").permissions().mode() & 0o777;
+    assert_eq!(mode(&cache), 0o700);
+    assert_eq!(mode(&artifact_of(&cache, "step")), 0o600);
+    assert_eq!(mode(&artifact_of(&cache, "hold")), 0o600);
+    // An intact cache is used without complaint.
+    let logs = step_from_cache(&cache);
+    assert!(!logs.contains(REFUSED), "{logs}");
+}
+
+#[test]
+fn a_swapped_artifact_is_detected_and_recompiled() {
+    let (_dir, cache) = filled_cache();
+    let step = artifact_of(&cache, "step");
+    let hold = std::fs::read(artifact_of(&cache, "hold")).expect("hold's artifact");
+
+    // A valid artifact, but of another plugin, under step's name: loading
+    // it would run hold's code as step.
+    std::fs::write(&step, &hold).expect("swap");
+    let logs = step_from_cache(&cache);
+    assert!(logs.contains(REFUSED), "{logs}");
+    assert!(logs.contains("digest does not match"), "{logs}");
+    // Replaced by a good one, used by the next agent without complaint.
+    assert_ne!(std::fs::read(&step).expect("step's artifact"), hold);
+    let logs = step_from_cache(&cache);
+    assert!(!logs.contains(REFUSED), "{logs}");
+
+    // Random bytes with the right name.
+    std::fs::write(&step, [0x5a; 4096]).expect("overwrite");
+    let logs = step_from_cache(&cache);
+    assert!(logs.contains(REFUSED), "{logs}");
+    let logs = step_from_cache(&cache);
+    assert!(!logs.contains(REFUSED), "{logs}");
+}
+
+#[test]
+fn a_torn_artifact_is_detected_and_replaced() {
+    let (_dir, cache) = filled_cache();
+    let step = artifact_of(&cache, "step");
+    let whole = std::fs::read(&step).expect("step's artifact");
+    std::fs::write(&step, &whole[..whole.len() / 2]).expect("truncate");
+    let logs = step_from_cache(&cache);
+    assert!(logs.contains(REFUSED), "{logs}");
+    assert!(logs.contains("digest does not match"), "{logs}");
+    assert_eq!(
+        std::fs::read(&step).expect("step's artifact").len(),
+        whole.len(),
+        "the torn artifact was not replaced"
+    );
+}
+
+#[test]
+fn a_cache_writable_by_others_is_not_trusted() {
+    use std::os::unix::fs::PermissionsExt;
+    let (_dir, cache) = filled_cache();
+    let step = artifact_of(&cache, "step");
+
+    // Anyone could have put (or will put) native code in there.
+    std::fs::set_permissions(&cache, std::fs::Permissions::from_mode(0o777)).expect("chmod");
+    let logs = step_from_cache(&cache);
+    assert!(logs.contains(REFUSED), "{logs}");
+    assert!(logs.contains("mode 777"), "{logs}");
+
+    // A file writable by the group, in a private folder.
+    std::fs::set_permissions(&cache, std::fs::Permissions::from_mode(0o700)).expect("chmod");
+    std::fs::set_permissions(&step, std::fs::Permissions::from_mode(0o664)).expect("chmod");
+    let logs = step_from_cache(&cache);
+    assert!(logs.contains(REFUSED), "{logs}");
+    assert!(logs.contains("mode 664"), "{logs}");
+}
+
 // ---- misbehave: every misbehaviour is contained ----
 
 #[test]
@@ -348,8 +478,18 @@ fn a_trapped_instance_is_rebuilt_for_the_next_call() {
     assert_eq!(plugin.consecutive_failures(), 2);
 }
 
+/// Taken by the tests that fill memory, so that they do not run at the
+/// same time: each is heavy enough to push another's 100 ms memory bomb
+/// past its deadline on a small host.
+static MEMORY_HEAVY: Mutex<()> = Mutex::new(());
+
+fn memory_heavy() -> std::sync::MutexGuard<'static, ()> {
+    MEMORY_HEAVY.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 #[test]
 fn a_memory_bomb_is_stopped_at_the_cap() {
+    let _heavy = memory_heavy();
     let mut plugin = misbehaving("memory");
     let (class, detail) = call_failure(plugin.decide(&quiet()));
     assert_eq!(class, FailureClass::OutOfMemory, "{detail}");
@@ -370,6 +510,214 @@ fn a_smaller_memory_cap_is_honoured() {
     let (class, detail) = call_failure(plugin.decide(&quiet()));
     assert_eq!(class, FailureClass::OutOfMemory);
     assert!(detail.contains(&(16 * 1024 * 1024).to_string()), "{detail}");
+}
+
+fn leb128(mut value: usize, out: &mut Vec<u8>) {
+    loop {
+        let byte = (value & 0x7f) as u8;
+        value >>= 7;
+        if value == 0 {
+            out.push(byte);
+            return;
+        }
+        out.push(byte | 0x80);
+    }
+}
+
+/// A binary section: id, size, content.
+fn section(id: u8, content: &[u8], out: &mut Vec<u8>) {
+    out.push(id);
+    leb128(content.len(), out);
+    out.extend(content);
+}
+
+/// The `misbehave` component with a core `module` and `count` instances of
+/// it appended: a valid policy (its exports are untouched) that creates
+/// those instances when it is instantiated. Built here rather than as a
+/// fixture crate because Rust can neither grow a table nor create extra
+/// core instances; componentize-py and ComponentizeJS components can.
+fn misbehave_with_instances(module: &[u8], count: usize) -> Vec<u8> {
+    let mut component = std::fs::read(plugin("misbehave")).expect("misbehave.wasm");
+    // The new module's index: the component's own core modules come first.
+    // (wasm-component-ld writes them as top-level module sections, and
+    // aliases none.)
+    let mut modules = 0;
+    let mut at = 8;
+    while at < component.len() {
+        let id = component[at];
+        at += 1;
+        let (mut size, mut shift) = (0usize, 0);
+        loop {
+            let byte = component[at];
+            at += 1;
+            size |= usize::from(byte & 0x7f) << shift;
+            shift += 7;
+            if byte < 0x80 {
+                break;
+            }
+        }
+        if id == 1 {
+            modules += 1;
+        }
+        at += size;
+    }
+    section(1, module, &mut component);
+    let mut instances = Vec::new();
+    leb128(count, &mut instances);
+    for _ in 0..count {
+        instances.push(0x00); // instantiate
+        leb128(modules, &mut instances);
+        instances.push(0x00); // with no arguments
+    }
+    section(2, &instances, &mut component);
+    component
+}
+
+/// A core module whose start function grows its one table to 100,000
+/// elements (the most one table may have) and writes every element.
+fn table_bomb_module() -> Vec<u8> {
+    let mut module = b"\0asm\x01\0\0\0".to_vec();
+    section(1, &[0x01, 0x60, 0x00, 0x00], &mut module); // type [] -> []
+    section(3, &[0x01, 0x00], &mut module); // one function
+    section(4, &[0x01, 0x70, 0x00, 0x00], &mut module); // table funcref, min 0
+    section(8, &[0x00], &mut module); // start: function 0
+    let elements = [0x41, 0xa0, 0x8d, 0x06]; // i32.const 100000
+    let mut body = vec![0x00]; // no locals
+    body.extend([0xd0, 0x70]); // ref.null func
+    body.extend(elements);
+    body.extend([0xfc, 0x0f, 0x00, 0x1a]); // table.grow 0, drop
+    body.extend([0x41, 0x00, 0xd0, 0x70]); // i32.const 0, ref.null func
+    body.extend(elements);
+    body.extend([0xfc, 0x11, 0x00, 0x0b]); // table.fill 0, end
+    let mut code = vec![0x01];
+    leb128(body.len(), &mut code);
+    code.extend(body);
+    section(10, &code, &mut module);
+    module
+}
+
+/// The limits for hostile components: the default memory cap, and a
+/// deadline long enough that a slow (loaded, debug-built) host never turns
+/// a memory refusal into a timeout.
+fn bomb_limits() -> SandboxLimits {
+    SandboxLimits {
+        call_timeout: Duration::from_secs(30),
+        ..SandboxLimits::default()
+    }
+}
+
+/// Loads `wasm` as the misbehave policy in mode `ok`.
+fn load_component(wasm: &[u8]) -> Result<PolicyInstance, PluginError> {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("hostile.wasm");
+    std::fs::write(&path, wasm).expect("write the component");
+    PluginHost::new(bomb_limits()).expect("engine").load_policy(
+        &path,
+        r#"{"mode": "ok"}"#,
+        "orders",
+    )
+}
+
+/// A `/proc/self/status` field, in kB.
+fn status_kb(field: &str) -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {field} in /proc/self/status"))
+}
+
+/// Loads `wasm` as a policy the way the agent does (following its file,
+/// as the controller's decide stage) and fails it `after` times; returns
+/// the errors and whether the controller's quarantine took it out.
+fn fail_until_quarantined(wasm: &[u8], after: u32) -> (Vec<String>, bool) {
+    use flinkscale::agent::PluginPolicy;
+    use flinkscale::controller::{AfterFailure, Decide, PluginHealth, QuarantinePolicy};
+    use flinkscale::plugin::Reloading;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("hostile.wasm");
+    std::fs::write(&path, wasm).expect("write the component");
+    let host = Arc::new(PluginHost::new(bomb_limits()).expect("engine"));
+    let mut policy = PluginPolicy(Reloading::policy_deferred(
+        host,
+        path,
+        r#"{"mode": "ok"}"#.to_owned(),
+        "orders".to_owned(),
+    ));
+    let quarantine = QuarantinePolicy::from_config(after, 60);
+    let mut health = PluginHealth::default();
+    let mut errors = Vec::new();
+    for call in 0..after {
+        let error = match policy.decide(&quiet()) {
+            // Not a failure: the caller's assertions say what was expected.
+            Ok(decision) => {
+                errors.push(format!(
+                    "call {call}: the hostile plugin answered {decision:?}"
+                ));
+                continue;
+            }
+            Err(error) => error,
+        };
+        errors.push(error);
+        if let AfterFailure::Quarantined { .. } = health.failed(0, &quarantine) {
+            return (errors, true);
+        }
+    }
+    (errors, false)
+}
+
+#[test]
+fn a_table_bomb_is_stopped_at_the_memory_cap_and_the_plugin_quarantined() {
+    let _heavy = memory_heavy();
+    // 900 instances of a 100,000-element table: 720 MB of table under a
+    // 64 MiB cap, if tables were not counted.
+    let wasm = misbehave_with_instances(&table_bomb_module(), 900);
+
+    // Peak resident memory, from here on (Linux: 5 resets VmHWM).
+    std::fs::write("/proc/self/clear_refs", "5").expect("reset the peak RSS");
+    let (rss_before, peak_before) = (status_kb("VmRSS"), status_kb("VmHWM"));
+    let loaded = load_component(&wasm);
+    let (errors, quarantined) = fail_until_quarantined(&wasm, 3);
+    let (rss_after, peak_after) = (status_kb("VmRSS"), status_kb("VmHWM"));
+    println!(
+        "table bomb: VmRSS {rss_before} -> {rss_after} kB, peak {peak_before} -> {peak_after} kB"
+    );
+    // Four tries at 64 MiB each at most, one after the other; other tests
+    // of this binary run alongside, hence the margin. Uncounted tables
+    // reach about 720 MB.
+    let grown_mib = peak_after.saturating_sub(peak_before) / 1024;
+    assert!(grown_mib < 256, "peak RSS grew by {grown_mib} MiB");
+
+    let error = match loaded {
+        Ok(_) => panic!("the table bomb loaded"),
+        Err(error) => error,
+    };
+    assert_eq!(error.class(), Some(FailureClass::OutOfMemory), "{error}");
+    assert!(error.to_string().contains("instantiate"), "{error}");
+    assert!(quarantined, "{errors:?}");
+    for error in &errors {
+        assert!(error.contains("OutOfMemory"), "{error}");
+    }
+}
+
+#[test]
+fn an_instance_bomb_is_stopped_at_the_instance_cap() {
+    let _heavy = memory_heavy();
+    let empty = b"\0asm\x01\0\0\0".to_vec();
+    let wasm = misbehave_with_instances(&empty, 900);
+    let (errors, quarantined) = fail_until_quarantined(&wasm, 3);
+    assert!(quarantined, "{errors:?}");
+    for error in &errors {
+        assert!(error.contains("ResourceLimit"), "{error}");
+        assert!(error.contains("instance count too high"), "{error}");
+    }
+    // A plugin that needs a few more instances than a Rust one (as a
+    // componentize-py one does) still loads.
+    let wasm = misbehave_with_instances(&empty, 40);
+    let mut plugin = load_component(&wasm).expect("40 more instances are fine");
+    let decision = plugin.decide(&quiet()).expect("decides");
+    assert_eq!(decision.reason, "fine");
 }
 
 #[test]
@@ -575,9 +923,43 @@ fn measure_step_latency() {
         assert_eq!(decision.action, Action::ScaleTo(4));
     }
     let warm = started.elapsed() / rounds;
+
+    // As the agent calls it: from tokio's blocking pool, where each call
+    // runs on a helper thread (see `guarded` in plugin/instance.rs).
+    let runtime = tokio::runtime::Runtime::new().expect("a runtime");
+    let alarm_in_runtime = alarm.clone();
+    let (first, warm_blocking) = runtime.block_on(async move {
+        tokio::task::spawn_blocking(move || {
+            let started = Instant::now();
+            for _ in 0..rounds {
+                let decision = first.decide(&alarm_in_runtime).expect("decides");
+                assert_eq!(decision.action, Action::ScaleTo(4));
+            }
+            (first, started.elapsed() / rounds)
+        })
+        .await
+        .expect("the blocking task")
+    });
+    drop(first);
+
+    // A restarted agent: the compiled artifact comes from the disk cache.
+    let dir = tempfile::tempdir().expect("temp dir");
+    PluginHost::with_cache_dir(SandboxLimits::default(), dir.path().to_owned())
+        .expect("engine")
+        .load_policy(&path, STEP_PARAMS, "orders")
+        .expect("loads");
+    let restarted = PluginHost::with_cache_dir(SandboxLimits::default(), dir.path().to_owned())
+        .expect("engine");
+    let started = Instant::now();
+    restarted
+        .load_policy(&path, STEP_PARAMS, "orders")
+        .expect("loads");
+    let from_disk = started.elapsed();
     println!(
         "step: engine start {engine:?}; compile + instantiate + configure {compile_and_load:?}; \
          cold instantiate + configure + first decide (compiled) {cold_time:?}; \
-         warm decide {warm:?} (mean of {rounds})"
+         verify + deserialize cached artifact + instantiate + configure {from_disk:?}; \
+         warm decide {warm:?} (mean of {rounds}); \
+         warm decide from tokio's blocking pool {warm_blocking:?}"
     );
 }

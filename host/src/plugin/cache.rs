@@ -6,15 +6,46 @@
 //! cache directory is set, on disk as `<wasm sha256>-<engine hash>.cwasm`:
 //! the engine hash changes with the wasmtime version and the engine's
 //! settings, so a stale artifact is never even looked at.
+//!
+//! An artifact is native code that is run as the agent, so the disk cache
+//! trusts nothing it did not write itself: the directory is created 0700
+//! and is used only while it (and every artifact in it) belongs to the
+//! agent's user and is writable by nobody else; every artifact starts with
+//! a sha256 over the wasm hash, the engine hash and the native code, checked
+//! before anything is deserialized, so a torn, corrupted or swapped file is
+//! refused. Artifacts are written to a fresh file, synced, renamed into
+//! place and the directory synced, so a crash leaves either the old state
+//! or the new one. Whatever is refused is compiled again (and replaced),
+//! with a warning.
+//!
+//! A compile runs on a thread of its own and is waited for at most
+//! [`COMPILE_TIMEOUT`]: a pathological component cannot hold a controller
+//! (or the agent's start) forever. A compile that overran goes on in the
+//! background, and the next load of the same wasm waits for it instead of
+//! starting another.
 
 use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
 use std::hash::{Hash, Hasher};
+use std::io::{Read, Write};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, PoisonError};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 use wasmtime::Engine;
 use wasmtime::component::Component;
+
+/// Longest a load waits for a component to compile. Generous: a large
+/// interpreted-language component (componentize-py bundles CPython) takes
+/// seconds on a small host; a minute means something is wrong.
+pub(crate) const COMPILE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// What every artifact file starts with, before its digest; the version
+/// digit changes if the layout ever does.
+const MAGIC: &[u8; 8] = b"FSCWASM1";
 
 /// The sha256 of a wasm file.
 pub(crate) type WasmHash = [u8; 32];
@@ -24,11 +55,62 @@ pub(crate) fn wasm_hash(bytes: &[u8]) -> WasmHash {
     Sha256::digest(bytes).into()
 }
 
+/// Where a compiled component came from (for tests and the debug log).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Origin {
+    /// Compiled by an earlier load in this process.
+    Memory,
+    /// Loaded from a verified artifact in the cache directory.
+    Disk,
+    /// Compiled by this load.
+    Compiled,
+}
+
+/// Why no compiled component could be had.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum CacheError {
+    /// The compiler refused the wasm.
+    Compile(String),
+    /// The compile did not finish within the timeout.
+    TimedOut(Duration),
+}
+
+/// The outcome of one compile (or load), shared by every load waiting for it.
+type Outcome = Result<(Component, Origin), String>;
+
+/// One wasm's compile: pending until its thread finishes.
+#[derive(Default)]
+struct Slot {
+    outcome: Mutex<Option<Outcome>>,
+    done: Condvar,
+}
+
+impl Slot {
+    fn finish(&self, outcome: Outcome) {
+        *self.outcome.lock().unwrap_or_else(PoisonError::into_inner) = Some(outcome);
+        self.done.notify_all();
+    }
+
+    /// The outcome, waiting up to `timeout` for it.
+    fn wait(&self, timeout: Duration) -> Option<Outcome> {
+        let guard = self.outcome.lock().unwrap_or_else(PoisonError::into_inner);
+        let (guard, _) = self
+            .done
+            .wait_timeout_while(guard, timeout, |outcome| outcome.is_none())
+            .unwrap_or_else(PoisonError::into_inner);
+        guard.clone()
+    }
+}
+
+type Slots = Arc<Mutex<HashMap<WasmHash, Arc<Slot>>>>;
+
 /// Compiled components by wasm hash, in memory and optionally on disk.
 pub(crate) struct ComponentCache {
-    memory: Mutex<HashMap<WasmHash, Component>>,
+    /// Held only to look up or insert a slot, never while compiling.
+    slots: Slots,
     dir: Option<PathBuf>,
     engine_hash: String,
+    compile_timeout: Duration,
 }
 
 impl ComponentCache {
@@ -41,100 +123,299 @@ impl ComponentCache {
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         engine.precompile_compatibility_hash().hash(&mut hasher);
         Self {
-            memory: Mutex::new(HashMap::new()),
+            slots: Arc::default(),
             dir,
             engine_hash: format!("{:016x}", hasher.finish()),
+            compile_timeout: COMPILE_TIMEOUT,
         }
     }
 
+    /// The same cache with another compile timeout (tests).
+    #[cfg(test)]
+    pub(crate) fn with_compile_timeout(mut self, timeout: Duration) -> Self {
+        self.compile_timeout = timeout;
+        self
+    }
+
     /// The compiled component for `bytes`, compiling (and storing) it if it
-    /// is in neither cache. An error is the compiler's.
+    /// is in neither cache, and where it came from.
     pub(crate) fn get_or_compile(
         &self,
         engine: &Engine,
         bytes: &[u8],
-    ) -> wasmtime::Result<Component> {
+    ) -> Result<(Component, Origin), CacheError> {
         let hash = wasm_hash(bytes);
-        // Held while compiling: two applications loading the same plugin at
-        // once then compile it once, not twice in parallel.
-        let mut memory = self.lock();
-        if let Some(component) = memory.get(&hash) {
-            return Ok(component.clone());
-        }
-        let file = self.file_for(&hash);
-        let component = match file.as_deref().and_then(|f| load(engine, f)) {
-            Some(component) => component,
-            None => {
-                let component = Component::new(engine, bytes)?;
-                if let Some(file) = &file {
-                    store(&component, file);
+        let (slot, started) = {
+            let mut slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
+            match slots.get(&hash) {
+                Some(slot) => (slot.clone(), false),
+                None => {
+                    let slot = Arc::new(Slot::default());
+                    slots.insert(hash, slot.clone());
+                    (slot, true)
                 }
-                component
             }
         };
-        memory.insert(hash, component.clone());
-        Ok(component)
+        if started {
+            self.start_compile(engine, bytes, hash, slot.clone())?;
+        }
+        match slot.wait(self.compile_timeout) {
+            Some(Ok((component, origin))) => {
+                let origin = if started { origin } else { Origin::Memory };
+                Ok((component, origin))
+            }
+            Some(Err(error)) => Err(CacheError::Compile(error)),
+            None => Err(CacheError::TimedOut(self.compile_timeout)),
+        }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<WasmHash, Component>> {
-        self.memory.lock().unwrap_or_else(PoisonError::into_inner)
+    /// Compiles (or loads) on a thread of its own, which fills `slot`; a
+    /// failure forgets the slot, so that a later load tries again.
+    fn start_compile(
+        &self,
+        engine: &Engine,
+        bytes: &[u8],
+        hash: WasmHash,
+        slot: Arc<Slot>,
+    ) -> Result<(), CacheError> {
+        let engine = engine.clone();
+        let bytes = bytes.to_vec();
+        let file = self.file_for(&hash).map(|file| Artifact {
+            file,
+            wasm_hash: hash,
+            engine_hash: self.engine_hash.clone(),
+        });
+        let slots = self.slots.clone();
+        let thread_slot = slot.clone();
+        // The compile's log lines go where the caller's would.
+        let dispatch = tracing::dispatcher::get_default(|dispatch| dispatch.clone());
+        let spawned = std::thread::Builder::new()
+            .name("flinkscale-compile".to_owned())
+            .spawn(move || {
+                let _log = tracing::dispatcher::set_default(&dispatch);
+                let started = Instant::now();
+                let outcome = compile_or_load(&engine, &bytes, file.as_ref());
+                tracing::debug!(
+                    message = "Plugin component ready.",
+                    origin = ?outcome.as_ref().map(|(_, origin)| *origin).ok(),
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                );
+                if outcome.is_err() {
+                    slots
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .remove(&hash);
+                }
+                thread_slot.finish(outcome);
+            });
+        if let Err(error) = spawned {
+            self.slots
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .remove(&hash);
+            let error = format!("cannot start a compile thread: {error}");
+            slot.finish(Err(error.clone()));
+            return Err(CacheError::Compile(error));
+        }
+        Ok(())
     }
 
     fn file_for(&self, hash: &WasmHash) -> Option<PathBuf> {
         let dir = self.dir.as_ref()?;
-        let hex: String = hash.iter().map(|b| format!("{b:02x}")).collect();
-        Some(dir.join(format!("{hex}-{}.cwasm", self.engine_hash)))
+        Some(dir.join(format!("{}-{}.cwasm", hex(hash), self.engine_hash)))
     }
 }
 
-/// Loads a precompiled component; `None` (and a debug log) when it is absent
-/// or unusable, so that the caller compiles from source.
-fn load(engine: &Engine, file: &Path) -> Option<Component> {
-    if !file.is_file() {
-        return None;
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// An artifact file and what its digest binds it to.
+struct Artifact {
+    file: PathBuf,
+    wasm_hash: WasmHash,
+    engine_hash: String,
+}
+
+impl Artifact {
+    /// The digest that heads the file: over what the file is for (so a
+    /// valid artifact of another wasm or engine does not pass) and over the
+    /// native code (so a torn or altered one does not).
+    fn digest(&self, code: &[u8]) -> [u8; 32] {
+        let mut hasher = Sha256::new();
+        hasher.update(MAGIC);
+        hasher.update(self.wasm_hash);
+        hasher.update(self.engine_hash.as_bytes());
+        hasher.update(code);
+        hasher.finalize().into()
     }
-    // SAFETY: the file is native code; `deserialize_file` trusts it. Only
-    // this cache writes into the cache directory (atomically, via rename),
-    // under a name bound to the wasm's hash and to this engine's
-    // compatibility hash, and the directory belongs to the agent: a file
-    // there is one `Component::serialize` wrote for this engine.
-    match unsafe { Component::deserialize_file(engine, file) } {
-        Ok(component) => Some(component),
-        Err(error) => {
-            tracing::debug!(
-                message = "Ignoring unusable compiled plugin in the cache.",
-                file = %file.display(),
-                %error,
-            );
-            None
+
+    fn dir(&self) -> &Path {
+        self.file.parent().unwrap_or(Path::new("."))
+    }
+}
+
+/// The verified artifact if there is one; otherwise compiles (and writes
+/// the artifact, when the directory is the agent's own).
+fn compile_or_load(engine: &Engine, bytes: &[u8], artifact: Option<&Artifact>) -> Outcome {
+    if let Some(artifact) = artifact {
+        match load(engine, artifact) {
+            Ok(Some(component)) => return Ok((component, Origin::Disk)),
+            Ok(None) => {}
+            Err(reason) => tracing::warn!(
+                message = "Refusing a compiled plugin from the cache; compiling it again.",
+                file = %artifact.file.display(),
+                reason = %reason,
+            ),
         }
     }
-}
-
-/// Writes a compiled component; failures only cost a recompilation next
-/// time, so they are logged, not returned.
-fn store(component: &Component, file: &Path) {
-    let result = component
-        .serialize()
-        .map_err(|error| format!("{error:#}"))
-        .and_then(|bytes| {
-            let write = || -> std::io::Result<()> {
-                if let Some(dir) = file.parent() {
-                    std::fs::create_dir_all(dir)?;
-                }
-                // Written aside and renamed, so that a reader never sees a
-                // half-written artifact.
-                let partial = file.with_extension(format!("tmp{}", std::process::id()));
-                std::fs::write(&partial, bytes)?;
-                std::fs::rename(&partial, file)
-            };
-            write().map_err(|error| error.to_string())
-        });
-    if let Err(error) = result {
+    let component = Component::new(engine, bytes).map_err(|e| super::engine::describe(&e))?;
+    if let Some(artifact) = artifact
+        && let Err(reason) = store(&component, artifact)
+    {
         tracing::warn!(
-            message = "Cannot write compiled plugin to the cache.",
-            file = %file.display(),
-            %error,
+            message = "Cannot write a compiled plugin to the cache; it will be compiled again at the next start.",
+            file = %artifact.file.display(),
+            reason = %reason,
         );
     }
+    Ok((component, Origin::Compiled))
+}
+
+/// The user the agent runs as.
+fn agent_uid() -> u32 {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() }
+}
+
+/// Why `meta` (of `path`) must not be trusted: owned by another user, or
+/// writable by group or others.
+fn untrusted(path: &Path, meta: &std::fs::Metadata) -> Option<String> {
+    let uid = agent_uid();
+    if meta.uid() != uid {
+        return Some(format!(
+            "{} belongs to uid {}, not to the agent's uid {uid}",
+            path.display(),
+            meta.uid()
+        ));
+    }
+    let mode = meta.mode() & 0o777;
+    if mode & 0o022 != 0 {
+        return Some(format!(
+            "{} has mode {mode:03o}: writable by group or others (valid: not writable by them, e.g. 0700 for the folder, 0600 for a file)",
+            path.display()
+        ));
+    }
+    None
+}
+
+/// The cache directory, if it is the agent's own; `Ok(false)` if it does not
+/// exist.
+fn private_dir(dir: &Path) -> Result<bool, String> {
+    match std::fs::metadata(dir) {
+        Ok(meta) if !meta.is_dir() => Err(format!("{} is not a folder", dir.display())),
+        Ok(meta) => untrusted(dir, &meta).map_or(Ok(true), Err),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(format!("cannot inspect {}: {e}", dir.display())),
+    }
+}
+
+/// Loads a verified artifact: `Ok(None)` when there is none, an error
+/// saying why one that is there is refused.
+fn load(engine: &Engine, artifact: &Artifact) -> Result<Option<Component>, String> {
+    if !private_dir(artifact.dir())? {
+        return Ok(None);
+    }
+    let file = &artifact.file;
+    let mut handle = match OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(file)
+    {
+        Ok(handle) => handle,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(format!("cannot open it (a symbolic link?): {e}")),
+    };
+    // Checked on the open file, so that what is checked is what is read.
+    let meta = handle
+        .metadata()
+        .map_err(|e| format!("cannot inspect it: {e}"))?;
+    if !meta.is_file() {
+        return Err("it is not a regular file".to_owned());
+    }
+    if let Some(reason) = untrusted(file, &meta) {
+        return Err(reason);
+    }
+    let mut contents = Vec::new();
+    handle
+        .read_to_end(&mut contents)
+        .map_err(|e| format!("cannot read it: {e}"))?;
+    let header = MAGIC.len() + 32;
+    if contents.len() < header || &contents[..MAGIC.len()] != MAGIC {
+        return Err(format!(
+            "it is not a flinkscale artifact ({} bytes, no {} header)",
+            contents.len(),
+            String::from_utf8_lossy(MAGIC)
+        ));
+    }
+    let (recorded, code) = contents[MAGIC.len()..].split_at(32);
+    if recorded != artifact.digest(code) {
+        return Err(
+            "its digest does not match its content (torn, altered, or another plugin's)".to_owned(),
+        );
+    }
+    // SAFETY: the bytes are native code that `deserialize` trusts. They are
+    // what this cache wrote for this wasm and this engine: the digest above
+    // binds them to both, and the folder and file belong to the agent and
+    // are writable by nobody else, so nobody else could have put them there.
+    unsafe { Component::deserialize(engine, code) }
+        .map(Some)
+        .map_err(|e| format!("wasmtime refused it: {}", super::engine::describe(&e)))
+}
+
+/// Distinguishes the temporary files of concurrent writes in one process.
+static WRITES: AtomicU64 = AtomicU64::new(0);
+
+/// Writes a compiled component: to a fresh private file, synced, renamed
+/// over the old one, and the folder synced.
+fn store(component: &Component, artifact: &Artifact) -> Result<(), String> {
+    let dir = artifact.dir();
+    if !private_dir(dir)? {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        // Created 0700 (whatever the umask), and checked like one found.
+        if !private_dir(dir)? {
+            return Err(format!("{} vanished after creation", dir.display()));
+        }
+    }
+    let code = component
+        .serialize()
+        .map_err(|e| format!("cannot serialize: {}", super::engine::describe(&e)))?;
+    let partial = artifact.file.with_extension(format!(
+        "tmp-{}-{}",
+        std::process::id(),
+        WRITES.fetch_add(1, Ordering::Relaxed)
+    ));
+    let write = || -> std::io::Result<()> {
+        let mut out = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&partial)?;
+        out.write_all(MAGIC)?;
+        out.write_all(&artifact.digest(&code))?;
+        out.write_all(&code)?;
+        out.sync_all()?;
+        drop(out);
+        std::fs::rename(&partial, &artifact.file)?;
+        File::open(dir)?.sync_all()
+    };
+    write().map_err(|e| {
+        let _ = std::fs::remove_file(&partial);
+        e.to_string()
+    })
 }

@@ -10,7 +10,7 @@ use wasmtime::component::{Component, HasSelf, InstancePre, Linker, Resource};
 use wasmtime::{Config, Engine};
 use wasmtime_wasi::p2::DynPollable;
 
-use super::cache::ComponentCache;
+use super::cache::{CacheError, ComponentCache};
 use super::instance::{Pre, Sandbox};
 use super::sandbox::{GuestLog, State};
 use super::{
@@ -50,10 +50,11 @@ const SUPPORTED: &[SupportedExport] = &[
 
 /// Loads plugin components and runs them in sandboxes; one per agent.
 ///
-/// Calls into plugins are synchronous and may take up to the call timeout.
-/// They are safe to make from inside a tokio runtime (the guest then runs
-/// on a scoped helper thread, because wasmtime-wasi's synchronous bindings
-/// block on a runtime of their own), but they do block the calling thread.
+/// Calls into plugins are synchronous and block the calling thread for up
+/// to the call timeout; a load may also wait up to the compile timeout
+/// (60 s). Make them from a thread that may block (tokio's blocking pool,
+/// as the controller does), not from an async task. They are safe from
+/// anywhere in a tokio runtime (see `guarded` in `instance.rs`).
 pub struct PluginHost {
     engine: Engine,
     linker: Linker<State>,
@@ -202,13 +203,19 @@ impl PluginHost {
             path: path.to_owned(),
             source,
         })?;
-        let component = self
-            .cache
-            .get_or_compile(&self.engine, &bytes)
-            .map_err(|e| PluginError::NotAComponent {
-                path: path.to_owned(),
-                detail: describe(&e),
-            })?;
+        let (component, _) =
+            self.cache
+                .get_or_compile(&self.engine, &bytes)
+                .map_err(|e| match e {
+                    CacheError::Compile(detail) => PluginError::NotAComponent {
+                        path: path.to_owned(),
+                        detail,
+                    },
+                    CacheError::TimedOut(timeout) => PluginError::CompileTimeout {
+                        path: path.to_owned(),
+                        timeout,
+                    },
+                })?;
         let export = dispatch(&self.engine, &component, path, expected)?;
         Ok((component, export))
     }

@@ -37,7 +37,8 @@ pub struct SandboxLimits {
     /// decide, interpret). Enforced by epoch interruption, so the effective
     /// deadline is rounded up to the host's epoch tick (10 ms).
     pub call_timeout: Duration,
-    /// Most linear memory one instance may grow to, in bytes.
+    /// Most memory one instance may hold, in bytes: all its linear memories
+    /// and all its tables (a pointer's worth per element) together.
     pub memory_limit_bytes: u64,
 }
 
@@ -116,8 +117,12 @@ impl std::fmt::Display for PluginIdentity {
 pub enum FailureClass {
     /// The call ran past its deadline and was interrupted.
     Timeout,
-    /// The instance tried to grow its memory past the cap.
+    /// The instance tried to grow its memory (linear memories and tables
+    /// together) past the cap.
     OutOfMemory,
+    /// The component tried to create more core instances, tables or
+    /// memories than a plugin may have.
+    ResourceLimit,
     /// The guest trapped (`unreachable`, a panic, an out-of-bounds access).
     Trap,
     /// The guest returned an error of its own.
@@ -131,6 +136,7 @@ impl std::fmt::Display for FailureClass {
         f.write_str(match self {
             FailureClass::Timeout => "Timeout",
             FailureClass::OutOfMemory => "OutOfMemory",
+            FailureClass::ResourceLimit => "ResourceLimit",
             FailureClass::Trap => "Trap",
             FailureClass::GuestError => "GuestError",
             FailureClass::Invalid => "Invalid",
@@ -165,6 +171,22 @@ pub enum PluginError {
         path: PathBuf,
         /// What the compiler said.
         detail: String,
+    },
+    /// Compiling the component took longer than the host waits (see
+    /// `COMPILE_TIMEOUT`); the compile goes on in the background, and a
+    /// later load of the same file uses its result.
+    #[error(
+        "plugin {} did not compile within {} s; a component that takes this long is \
+         too big or pathological (the compile goes on in the background, and the next \
+         load of the same file uses its result)",
+        path.display(),
+        timeout.as_secs_f64()
+    )]
+    CompileTimeout {
+        /// The file.
+        path: PathBuf,
+        /// How long the host waited.
+        timeout: Duration,
     },
     /// The component exports no contract version this host supports.
     #[error(

@@ -1,5 +1,7 @@
-//! What one plugin store holds: an empty WASI context, a memory limiter that
-//! remembers it refused, and the plugin's log (the `host.log` import plus
+//! What one plugin store holds: an empty WASI context, a resource limiter
+//! (linear memories and tables under one byte cap, and caps on how many
+//! instances, tables and memories) that remembers it refused, and the
+//! plugin's log (the `host.log` import plus
 //! the guest's stdout and stderr), bounded per call and tagged with the
 //! plugin and the application.
 
@@ -20,9 +22,28 @@ pub(crate) const MAX_LOG_LINE_BYTES: usize = 1024;
 /// Most lines one call may log (host `log` and stdout/stderr together); the
 /// rest are counted and reported once at the end of the call.
 pub(crate) const MAX_LOG_LINES_PER_CALL: u32 = 64;
-/// Most table elements one instance may have; generous for any real
-/// plugin, small enough to stop a table-growth bomb.
+/// Most table elements one table may have; generous for any real plugin
+/// (a Rust plugin's function table holds a few hundred), small enough that
+/// one table cannot be a bomb on its own. Every element is also counted
+/// against the memory cap (see [`TABLE_ELEMENT_BYTES`]).
 const MAX_TABLE_ELEMENTS: usize = 100_000;
+/// What wasmtime spends per table element: "each table element requires a
+/// pointer's worth of space" (`ResourceLimiter::table_growing`).
+const TABLE_ELEMENT_BYTES: usize = std::mem::size_of::<usize>();
+/// Most core instances, tables and memories one plugin store may create.
+/// A Rust plugin (wasm32-wasip2) has 3 core instances, 2 tables and 1
+/// memory. The caps are generous because components from other languages
+/// are built differently: componentize-py links CPython, its libc and the
+/// runtime as shared libraries, a core instance each plus the WASI adapter
+/// and shims (a few dozen), with a few tables and memories; ComponentizeJS
+/// (StarlingMonkey) is fewer. What these objects cost in memory is already
+/// capped by `memory_limit_bytes` (tables and memories alike); the counts
+/// bound the per-object bookkeeping wasmtime keeps beside them.
+pub(crate) const MAX_INSTANCES: usize = 100;
+/// See [`MAX_INSTANCES`].
+pub(crate) const MAX_TABLES: usize = 100;
+/// See [`MAX_INSTANCES`].
+pub(crate) const MAX_MEMORIES: usize = 10;
 
 /// The data of one plugin store.
 pub(crate) struct State {
@@ -83,12 +104,14 @@ impl v0_1_0::Host for State {
     }
 }
 
-/// Caps the total linear memory of a store (all its memories together, so a
-/// component with several memories gets no more than one with one) and
-/// remembers that it refused, so that the resulting trap is reported as
-/// out-of-memory rather than as a plain trap.
+/// Caps what a store holds in memory, linear memories and tables together
+/// (so a component with many memories, tables or instances gets no more
+/// than one with one of each), caps how many instances, tables and memories
+/// it may create, and remembers that it refused a growth, so that the
+/// resulting trap is reported as out-of-memory rather than as a plain trap.
 pub(crate) struct Limiter {
     limit: usize,
+    /// Bytes of linear memory and of table elements, all instances together.
     used: usize,
     /// Set when a growth was refused or failed.
     pub(crate) refused: bool,
@@ -102,6 +125,25 @@ impl Limiter {
             refused: false,
         }
     }
+
+    /// Accounts a growth from `current` to `desired` bytes of one memory or
+    /// table, or refuses it (an error, which traps at once).
+    fn grow(&mut self, what: &str, current: usize, desired: usize) -> wasmtime::Result<bool> {
+        let used = self.used.saturating_sub(current).saturating_add(desired);
+        if used > self.limit {
+            self.refused = true;
+            // An error (not `Ok(false)`) makes the growth trap at once, as
+            // `StoreLimits::trap_on_grow_failure` does: a guest allocator
+            // that handles a failed grow gracefully would otherwise keep
+            // running and report something misleading.
+            wasmtime::bail!(
+                "memory limit of {} bytes reached growing a {what} (memories and tables would hold {used} bytes)",
+                self.limit
+            );
+        }
+        self.used = used;
+        Ok(true)
+    }
 }
 
 impl ResourceLimiter for Limiter {
@@ -111,20 +153,11 @@ impl ResourceLimiter for Limiter {
         desired: usize,
         maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        let used = self.used.saturating_sub(current).saturating_add(desired);
-        if used > self.limit || maximum.is_some_and(|max| desired > max) {
+        if maximum.is_some_and(|max| desired > max) {
             self.refused = true;
-            // An error (not `Ok(false)`) makes the growth trap at once, as
-            // `StoreLimits::trap_on_grow_failure` does: a guest allocator
-            // that handles a failed grow gracefully would otherwise keep
-            // running and report something misleading.
-            wasmtime::bail!(
-                "memory limit of {} bytes reached (wanted {used} bytes)",
-                self.limit
-            );
+            wasmtime::bail!("memory growth to {desired} bytes is past its own maximum");
         }
-        self.used = used;
-        Ok(true)
+        self.grow("memory", current, desired)
     }
 
     fn memory_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
@@ -134,14 +167,38 @@ impl ResourceLimiter for Limiter {
 
     fn table_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
         if desired > MAX_TABLE_ELEMENTS || maximum.is_some_and(|max| desired > max) {
-            wasmtime::bail!("table limit of {MAX_TABLE_ELEMENTS} elements reached");
+            self.refused = true;
+            wasmtime::bail!(
+                "table limit of {MAX_TABLE_ELEMENTS} elements reached (wanted {desired})"
+            );
         }
-        Ok(true)
+        self.grow(
+            "table",
+            current.saturating_mul(TABLE_ELEMENT_BYTES),
+            desired.saturating_mul(TABLE_ELEMENT_BYTES),
+        )
+    }
+
+    fn table_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.refused = true;
+        Err(error.context("table growth failed"))
+    }
+
+    fn instances(&self) -> usize {
+        MAX_INSTANCES
+    }
+
+    fn tables(&self) -> usize {
+        MAX_TABLES
+    }
+
+    fn memories(&self) -> usize {
+        MAX_MEMORIES
     }
 }
 

@@ -257,3 +257,81 @@ fn guest_stdout_is_logged_line_by_line_and_long_lines_are_cut() {
         "{logs}"
     );
 }
+
+fn leb128(mut value: usize, out: &mut Vec<u8>) {
+    loop {
+        let byte = (value & 0x7f) as u8;
+        value >>= 7;
+        if value == 0 {
+            out.push(byte);
+            return;
+        }
+        out.push(byte | 0x80);
+    }
+}
+
+/// A section: its id, its size, its content.
+fn section(id: u8, content: &[u8], out: &mut Vec<u8>) {
+    out.push(id);
+    leb128(content.len(), out);
+    out.extend(content);
+}
+
+/// A component holding one core module whose one function is 50,000
+/// `i32.const 0; drop` pairs: valid, and far from instant to compile.
+fn slow_to_compile_component() -> Vec<u8> {
+    let mut module = b"\0asm\x01\0\0\0".to_vec();
+    section(1, &[0x01, 0x60, 0x00, 0x00], &mut module); // type: [] -> []
+    section(3, &[0x01, 0x00], &mut module); // one function of type 0
+    let mut body = vec![0x00]; // no locals
+    for _ in 0..50_000 {
+        body.extend([0x41, 0x00, 0x1a]);
+    }
+    body.push(0x0b);
+    let mut code = vec![0x01];
+    leb128(body.len(), &mut code);
+    code.extend(body);
+    section(10, &code, &mut module);
+    let mut component = vec![0x00, 0x61, 0x73, 0x6d, 0x0d, 0x00, 0x01, 0x00];
+    section(1, &module, &mut component); // core module section
+    component
+}
+
+#[test]
+fn a_compile_past_its_deadline_is_a_typed_error_and_is_not_started_twice() {
+    use cache::{CacheError, ComponentCache, Origin};
+    use std::time::{Duration, Instant};
+    let engine = wasmtime::Engine::default();
+    let cache = ComponentCache::new(&engine, None).with_compile_timeout(Duration::ZERO);
+    let wasm = slow_to_compile_component();
+    // Nothing compiles in no time: the load gives up at once, typed.
+    assert_eq!(
+        cache.get_or_compile(&engine, &wasm).err(),
+        Some(CacheError::TimedOut(Duration::ZERO))
+    );
+    // The compile went on in the background; a later load takes its result
+    // rather than compiling again.
+    let started = Instant::now();
+    let origin = loop {
+        match cache.get_or_compile(&engine, &wasm) {
+            Ok((_, origin)) => break origin,
+            Err(CacheError::TimedOut(_)) if started.elapsed() < Duration::from_secs(30) => {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err(error) => panic!("{error:?}"),
+        }
+    };
+    assert_eq!(origin, Origin::Memory);
+}
+
+#[test]
+fn a_compile_timeout_names_the_plugin_and_what_happens_next() {
+    let error = PluginError::CompileTimeout {
+        path: PathBuf::from("/plugins/big.wasm"),
+        timeout: std::time::Duration::from_secs(60),
+    };
+    let text = error.to_string();
+    assert!(text.contains("/plugins/big.wasm"), "{text}");
+    assert!(text.contains("60 s"), "{text}");
+    assert_eq!(error.class(), None);
+}
