@@ -502,3 +502,57 @@ async fn a_panic_is_reported_and_the_controller_carries_on() {
         assert!(updates[0].0 <= 5, "{what}: {updates:?}");
     }
 }
+
+/// Somebody else updates the application before every one of ours.
+struct AlwaysRaced(Arc<FakeTarget>);
+
+#[async_trait]
+impl ScalingTarget for AlwaysRaced {
+    async fn describe(&self, a: &str) -> Result<AppState, TargetError> {
+        self.0.describe(a).await
+    }
+    async fn rescale(&self, a: &str, kpu: u32, c: &AppState) -> Result<u64, TargetError> {
+        self.0.state.lock().unwrap().version_id += 1;
+        self.0.rescale(a, kpu, c).await
+    }
+}
+
+/// Fails on main before #9, where every ConcurrentModification was retried
+/// 1 s later, forever: 60 updates a minute against an application somebody
+/// else keeps changing. Now each retry backs off (5 s doubling, jittered).
+#[tokio::test(start_paused = true)]
+async fn concurrent_modifications_back_off_instead_of_retrying_every_second() {
+    let target = FakeTarget::new(2, 90);
+    let raced = Running::launch(
+        target.origin,
+        Arc::new(AlwaysRaced(target.clone())),
+        constant(95.0),
+        Box::new(Doubling),
+        Vec::new(),
+        |c| c,
+    );
+    tokio::time::sleep(Duration::from_secs(300)).await;
+    let events = raced.stop().await;
+    let times: Vec<u64> = target.updates().iter().map(|(at, _)| *at).collect();
+    assert!(
+        (4..=8).contains(&times.len()),
+        "back-off 5, 10, 20, 40, 80, 160 s (half of each fixed): {times:?}"
+    );
+    let gaps: Vec<u64> = times.windows(2).map(|w| w[1] - w[0]).collect();
+    assert!(gaps.windows(2).all(|g| g[1] >= g[0]), "{gaps:?}");
+    assert_eq!(
+        failures(&events, "concurrent_modification").len(),
+        times.len(),
+        "{events:?}"
+    );
+}
+
+/// Fails on main before #9 (an arithmetic overflow panic in a debug build,
+/// a wrapped, tiny window in a release build): the window of a metric with
+/// a huge period saturates.
+#[test]
+fn a_huge_period_saturates_the_fetch_window() {
+    let mut app = test_app();
+    app.metrics[0].period_secs = u32::MAX / 2;
+    assert_eq!(fetch_window_secs(&app), u32::MAX);
+}
