@@ -26,7 +26,7 @@ use flinkscale::emulator::{self, EmulatorHandle, EmulatorOptions, FaultSpec};
 use flinkscale::metrics::cloudwatch::CloudWatchSource;
 use flinkscale::metrics::{MetricQuery, MetricSource, MetricsError};
 use flinkscale::target::msf::MsfTarget;
-use flinkscale::target::{AppStatus, ScalingTarget};
+use flinkscale::target::{AppStatus, ScalingTarget, TargetError};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const HOUR_MS: i64 = 3_600_000;
@@ -999,6 +999,97 @@ async fn the_sdks_own_retry_of_an_update_whose_answer_was_lost_is_refused() {
             ("ResourceInUseException".to_owned(), false, false)
         ]
     );
+    emu.shutdown().await;
+}
+
+/// The fix of defect 1 of issue 9, through the real SDK: with the agent's
+/// own configuration (3 attempts for every other call), the MSF target
+/// sends UpdateApplication once; a lost answer is a transient error for the
+/// controller to resolve, never a retried attempt's ResourceInUse.
+#[tokio::test]
+async fn the_msf_target_sends_update_application_once_even_when_its_answer_is_lost() {
+    let (emu, _dir) = start(HOUR_MS, 1.0, 100).await;
+    let config = flinkscale::aws::config_loader(Some("us-east-1"))
+        .endpoint_url(emu.endpoint_url())
+        .test_credentials()
+        .load()
+        .await;
+    let target = MsfTarget::new(&config);
+    // One application per round, so that no round waits for an update.
+    for (app, error) in [("calm", "InternalFailure"), ("busy", "ThrottlingException")] {
+        emu.inject_fault(FaultSpec {
+            after_effect: true,
+            ..FaultSpec::error("UpdateApplication", error, 1)
+        })
+        .expect("fault");
+        let current = target.describe(app).await.expect("describe");
+        let kpu = current.kpu() + 1;
+        let failed = target
+            .rescale(app, kpu, &current)
+            .await
+            .expect_err("the answer is lost");
+        assert!(
+            matches!(
+                failed,
+                TargetError::Transient(_) | TargetError::Throttled(_)
+            ),
+            "{error}: {failed:?}"
+        );
+        let after = target.describe(app).await.expect("describe");
+        assert_eq!(after.version_id, current.version_id + 1, "{error}");
+        assert_eq!(after.status, AppStatus::Updating, "{error}");
+    }
+    let updates: Vec<(String, bool)> = emu
+        .calls()
+        .iter()
+        .filter(|c| c.operation == "UpdateApplication")
+        .map(|c| (c.outcome.clone(), c.took_effect))
+        .collect();
+    assert_eq!(
+        updates,
+        [
+            ("InternalFailure".to_owned(), true),
+            ("ThrottlingException".to_owned(), true)
+        ],
+        "one attempt each"
+    );
+    // DescribeApplication still gets the SDK's retries.
+    emu.inject_fault(FaultSpec::error(
+        "DescribeApplication",
+        "InternalFailure",
+        1,
+    ))
+    .expect("fault");
+    target.describe("calm").await.expect("retried past one 500");
+    emu.shutdown().await;
+}
+
+/// A refused identity is the `permission` class for the MSF target too,
+/// naming the action to grant.
+#[tokio::test]
+async fn the_msf_target_classifies_refused_permissions() {
+    let (emu, _dir) = start(HOUR_MS, 1.0, 100).await;
+    let target = MsfTarget::new(&sdk_config(&emu).await);
+    let mut denied = FaultSpec::error("DescribeApplication", "AccessDeniedException", 1);
+    denied.message = Some(
+        "User: arn:aws:iam::123456789012:user/a is not authorized to perform: kinesisanalytics:DescribeApplication on resource: calm".to_owned(),
+    );
+    emu.inject_fault(denied).expect("fault");
+    let error = target.describe("calm").await.expect_err("denied");
+    assert!(
+        matches!(&error, TargetError::Permission(m)
+            if m.contains("missing permission kinesisanalytics:DescribeApplication")),
+        "{error:?}"
+    );
+    for code in ["UnrecognizedClientException", "ExpiredTokenException"] {
+        emu.inject_fault(FaultSpec::error("DescribeApplication", code, 1))
+            .expect("fault");
+        let error = target.describe("calm").await.expect_err(code);
+        assert!(
+            matches!(&error, TargetError::Permission(m) if m.contains(code)),
+            "{error:?}"
+        );
+    }
     emu.shutdown().await;
 }
 

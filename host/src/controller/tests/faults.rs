@@ -556,3 +556,56 @@ fn a_huge_period_saturates_the_fetch_window() {
     app.metrics[0].period_secs = u32::MAX / 2;
     assert_eq!(fetch_window_secs(&app), u32::MAX);
 }
+
+/// A permission failure is an operator's problem: the pure machine reports
+/// it once per change of AWS's message (again after a success), not at
+/// every retry, and still backs off each time.
+#[test]
+fn a_permission_failure_is_reported_once_per_change_of_message() {
+    let settings = Settings::from_config(&test_app(), false);
+    let mut machine = Machine::new(Jitter::new(1));
+    let denied = |m: &str| Observation::Evaluated(Err((Failure::Permission, m.to_owned())));
+    let reported = |t: &machine::Transition| {
+        t.events
+            .iter()
+            .filter(|e| matches!(e, Event::Failed { class, .. } if class == "permission"))
+            .count()
+    };
+    let mut now = T0_MS;
+    let mut step = |machine: &mut Machine, o: Observation| {
+        now += 1_000;
+        machine.step(o, &settings, now)
+    };
+    let counts: Vec<usize> = [
+        denied("AccessDenied: missing permission cloudwatch:GetMetricData"),
+        denied("AccessDenied: missing permission cloudwatch:GetMetricData"),
+        denied("AccessDenied: missing permission cloudwatch:GetMetricData"),
+        denied("ExpiredToken: expired"),
+        denied("ExpiredToken: expired"),
+    ]
+    .into_iter()
+    .map(|o| {
+        let t = step(&mut machine, o);
+        assert!(matches!(t.next, Next::Wait(_)));
+        reported(&t)
+    })
+    .collect();
+    assert_eq!(counts, [1, 0, 0, 1, 0]);
+    assert_eq!(machine.failures(), 5, "every retry still backs off");
+    let healthy = AppState {
+        status: AppStatus::Running,
+        parallelism: 2,
+        parallelism_per_kpu: 1,
+        version_id: 1,
+        autoscaling_enabled: false,
+    };
+    step(
+        &mut machine,
+        Observation::Evaluated(Ok(Evaluated {
+            state: healthy,
+            decision: Decision::hold("fine"),
+        })),
+    );
+    let again = step(&mut machine, denied("ExpiredToken: expired"));
+    assert_eq!(reported(&again), 1, "reported again after a success");
+}
