@@ -169,6 +169,21 @@ impl World {
         self.completed_ms = Some(self.now_ms);
     }
 
+    /// Whether `what` may happen now: no update of the agent in flight,
+    /// and the grace period after the last one over.
+    fn outside_updates(&self, grace_ms: i64, what: &str) -> Result<(), String> {
+        if self.ours.is_some() {
+            return Err(format!("{what} while an update of the agent was in flight"));
+        }
+        match self.completed_ms {
+            Some(done) if self.now_ms < done + grace_ms => Err(format!(
+                "{what} {} ms after the last rescale completed, inside the grace period",
+                self.now_ms - done
+            )),
+            _ => Ok(()),
+        }
+    }
+
     fn read(&mut self) -> AppState {
         if self.rolled_back {
             self.rolled_back = false;
@@ -334,17 +349,7 @@ impl Run {
             }
             Next::Run(Command::Evaluate) => {
                 self.world.settle();
-                if self.world.ours.is_some() {
-                    return Err("evaluated while an update of the agent was in flight".into());
-                }
-                if let Some(done) = self.world.completed_ms
-                    && self.world.now_ms < done + grace_ms
-                {
-                    return Err(format!(
-                        "evaluated {} ms after the last rescale completed, inside the grace period",
-                        self.world.now_ms - done
-                    ));
-                }
+                self.world.outside_updates(grace_ms, "evaluated")?;
                 match self.world.before_read(outcome) {
                     Err(error) => {
                         Observation::Evaluated(Err((Failure::of(&error), error.to_string())))
@@ -387,17 +392,7 @@ impl Run {
                         update.target_kpu
                     ));
                 }
-                if self.world.ours.is_some() {
-                    return Err("UpdateApplication while an update was in flight".into());
-                }
-                if let Some(done) = self.world.completed_ms
-                    && self.world.now_ms < done + grace_ms
-                {
-                    return Err(format!(
-                        "UpdateApplication {} ms after the last rescale completed, inside the grace period",
-                        self.world.now_ms - done
-                    ));
-                }
+                self.world.outside_updates(grace_ms, "UpdateApplication")?;
                 if self.journal.phase
                     != (Phase::Sending {
                         update: update.clone(),
