@@ -24,7 +24,7 @@ use crate::metrics::batch::BatchingSource;
 use crate::metrics::cloudwatch::CloudWatchSource;
 use crate::model::{Application, Decision, Evaluation, Signal};
 use crate::plugin::{
-    InterpreterInstance, PluginError, PluginHost, PolicyInstance, Reloading, SandboxLimits,
+    InterpreterInstance, PluginError, PluginHost, PolicyInstance, Refresh, Reloading, SandboxLimits,
 };
 use crate::state::{StateError, StateStore};
 use crate::target::ScalingTarget;
@@ -279,8 +279,8 @@ impl Decide for PluginPolicy {
     fn label(&self) -> String {
         self.0.label()
     }
-    fn changed(&mut self) -> bool {
-        self.0.changed()
+    fn refresh(&mut self) -> Refresh {
+        self.0.refresh()
     }
 }
 
@@ -303,7 +303,7 @@ impl Interpret for PluginInterpreter {
     fn label(&self) -> String {
         self.0.label()
     }
-    fn changed(&mut self) -> bool {
-        self.0.changed()
+    fn refresh(&mut self) -> Refresh {
+        self.0.refresh()
     }
 }

@@ -1,14 +1,18 @@
-//! A plugin bound to its file, so that a quarantined plugin can be retried
-//! the moment somebody deploys a fixed one.
+//! A plugin bound to its file: drop-in and hot reload.
 //!
 //! [`Reloading`] holds one instance and remembers the size, modification
-//! time and sha256 of the file it came from. [`Reloading::changed`] is cheap
+//! time and sha256 of the file it came from. [`Reloading::refresh`] is cheap
 //! enough to call at every evaluation: a `stat`, and a read and hash only
 //! when size or time differ (so a `touch` is not a change, and a copy that
 //! keeps size and time is still caught on the next differing stat). When the
-//! content changed, the instance is dropped and the next call loads the new
-//! file, compiled and configured like the first; a load that fails is an
-//! error of that call, counted like any other failure.
+//! content changed, the new file is loaded beside the running instance,
+//! compiled and configured with the application's parameters like the
+//! first: only if that succeeds does it replace the running one. A file
+//! that does not load or refuses the parameters is [`Refresh::Refused`] and
+//! the running instance keeps deciding, so a bad deployment never leaves an
+//! application without a working plugin. It is tried again only when the
+//! file changes again. With no instance running (the first load failed),
+//! the next call loads the new file, and a failure is that call's.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -54,6 +58,41 @@ impl Stamp {
             len: meta.len(),
             modified: meta.modified().ok(),
         })
+    }
+}
+
+/// What [`Reloading::refresh`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refresh {
+    /// The file's content is what was loaded last.
+    Unchanged,
+    /// The file changed while no instance runs: the next call loads it.
+    Pending,
+    /// A new file was loaded and configured, and now runs.
+    Reloaded {
+        /// `name version` of the instance replaced.
+        from: String,
+        /// `name version` of the instance now running.
+        to: String,
+        /// The new file's sha256, in hex.
+        sha256: String,
+    },
+    /// A new file did not load or refused the parameters; the running
+    /// instance stays.
+    Refused {
+        /// `name version` of the instance that keeps running.
+        running: String,
+        /// The refused file's sha256, in hex.
+        sha256: String,
+        /// Why it was refused.
+        reason: String,
+    },
+}
+
+impl Refresh {
+    /// Whether new code is (or is about to be) running: ends a quarantine.
+    pub fn is_new_code(&self) -> bool {
+        matches!(self, Refresh::Pending | Refresh::Reloaded { .. })
     }
 }
 
@@ -122,27 +161,58 @@ impl<T: Labelled> Reloading<T> {
         Ok(self.instance.insert(instance))
     }
 
-    /// Whether the file's content changed since it was last loaded (or a
-    /// load was attempted); if so the next [`Reloading::get`] loads it
-    /// again.
-    pub fn changed(&mut self) -> bool {
-        let Some(stamp) = Stamp::of(&self.path) else {
-            // Missing for now (being replaced?): nothing new to load yet.
-            return false;
+    /// Follows the file: if its content changed since it was last loaded
+    /// (or a load was attempted), loads and configures the new file and, if
+    /// that succeeds, runs it instead of the current instance. Blocking (it
+    /// may read, compile and configure a component): call it off the async
+    /// runtime.
+    pub fn refresh(&mut self) -> Refresh {
+        let Some(new_digest) = self.content_changed() else {
+            return Refresh::Unchanged;
         };
+        if self.instance.is_none() {
+            return Refresh::Pending;
+        }
+        let sha256 = hex(&new_digest);
+        match (self.loader)(&self.path) {
+            Ok(instance) => {
+                let from = std::mem::replace(&mut self.label, instance.label());
+                self.instance = Some(instance);
+                Refresh::Reloaded {
+                    from,
+                    to: self.label.clone(),
+                    sha256,
+                }
+            }
+            Err(error) => Refresh::Refused {
+                running: self.label.clone(),
+                sha256,
+                reason: error.to_string(),
+            },
+        }
+    }
+
+    /// The new digest if the file's content differs from the last one
+    /// loaded (or tried), remembering it: a refused file is not tried again
+    /// until it changes again.
+    fn content_changed(&mut self) -> Option<[u8; 32]> {
+        // Missing for now (being replaced?): nothing new to load yet.
+        let stamp = Stamp::of(&self.path)?;
         if Some(stamp) == self.stamp {
-            return false;
+            return None;
         }
         self.stamp = Some(stamp);
-        let Some(digest) = digest(&self.path) else {
-            return false;
-        };
+        let digest = digest(&self.path)?;
         if Some(digest) == self.digest {
-            return false;
+            return None;
         }
         self.digest = Some(digest);
-        self.instance = None;
-        true
+        Some(digest)
+    }
+
+    /// The sha256 of the file last loaded (or tried), in hex.
+    pub fn sha256(&self) -> Option<String> {
+        self.digest.as_ref().map(hex)
     }
 
     /// `name version` of the last loaded instance, or the file's stem
@@ -155,6 +225,10 @@ impl<T: Labelled> Reloading<T> {
     pub fn path(&self) -> &Path {
         &self.path
     }
+}
+
+fn hex(digest: &[u8; 32]) -> String {
+    digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn digest(path: &Path) -> Option<[u8; 32]> {

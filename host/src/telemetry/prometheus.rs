@@ -68,6 +68,8 @@ struct AppMetrics {
     /// not ready until it evaluates again.
     panicked: Option<String>,
     quarantined: bool,
+    plugin_reloads: u64,
+    plugin_reloads_refused: u64,
 }
 
 /// The agent's counters and gauges by application; shared between the
@@ -172,7 +174,9 @@ impl Registry {
             | Event::Failed { application, .. }
             | Event::Panicked { application, .. }
             | Event::PluginQuarantined { application, .. }
-            | Event::PluginRecovered { application, .. } => application,
+            | Event::PluginRecovered { application, .. }
+            | Event::PluginReloaded { application, .. }
+            | Event::PluginReloadRefused { application, .. } => application,
             _ => return,
         };
         let app = apps.entry(application.clone()).or_default();
@@ -214,6 +218,8 @@ impl Registry {
             }
             Event::PluginQuarantined { .. } => app.quarantined = true,
             Event::PluginRecovered { .. } => app.quarantined = false,
+            Event::PluginReloaded { .. } => app.plugin_reloads += 1,
+            Event::PluginReloadRefused { .. } => app.plugin_reloads_refused += 1,
             _ => {}
         }
     }
@@ -376,6 +382,24 @@ impl Registry {
             "gauge",
             "1 while a plugin of the application is quarantined (the application holds), else 0.",
             per_app(&|a| Some(u8::from(a.quarantined).to_string())),
+        );
+        let mut reloads = Vec::new();
+        for (name, app) in &apps {
+            for (outcome, n) in [
+                ("reloaded", app.plugin_reloads),
+                ("refused", app.plugin_reloads_refused),
+            ] {
+                reloads.push((
+                    labels(&[("application", name), ("outcome", outcome)]),
+                    n.to_string(),
+                ));
+            }
+        }
+        family(
+            "flinkscale_plugin_reloads_total",
+            "counter",
+            "Replaced plugin files by outcome: reloaded (now running) or refused (the running plugin stayed).",
+            reloads,
         );
         out
     }
