@@ -135,8 +135,15 @@ pub async fn run(config: &Path, dry_run: bool) -> anyhow::Result<ExitCode> {
             stopped.clone(),
         ))
     });
-    let running = tokio::spawn(agent.run(stopped));
+    let (reload, reloads) = tokio::sync::mpsc::unbounded_channel();
+    let running = tokio::spawn(agent.run_reloading(stopped, reloads));
+    let reloader = tokio::spawn(reload_on_hangup(
+        config.to_path_buf(),
+        registry.clone(),
+        reload,
+    ));
     shutdown_signal().await;
+    reloader.abort();
     info!(message = "Shutting down.");
     let _ = stop.send(true);
     let _ = running.await;
@@ -152,6 +159,66 @@ fn wall_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// On every SIGHUP, loads and validates the configuration file again: a
+/// valid one goes to the agent (and the metrics registry learns its
+/// applications); an invalid one is logged, every located error, and the
+/// running configuration stays.
+async fn reload_on_hangup(
+    config: std::path::PathBuf,
+    registry: Arc<Registry>,
+    reload: tokio::sync::mpsc::UnboundedSender<LoadedConfig>,
+) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut hangups = match signal(SignalKind::hangup()) {
+            Ok(hangups) => hangups,
+            Err(error) => {
+                tracing::warn!(message = "Cannot listen for SIGHUP; the configuration is not reloadable.", %error);
+                return;
+            }
+        };
+        while hangups.recv().await.is_some() {
+            info!(message = "SIGHUP: reloading the configuration.", file = %config.display());
+            // Reading and validating may touch a slow disk: off the runtime.
+            let path = config.clone();
+            let loaded = match tokio::task::spawn_blocking(move || load::load(&path)).await {
+                Ok(loaded) => loaded,
+                Err(error) => {
+                    tracing::error!(message = "Configuration reload failed.", %error);
+                    continue;
+                }
+            };
+            match loaded {
+                Ok(loaded) => {
+                    registry.set_applications(&loaded.config, wall_ms());
+                    if reload.send(loaded).is_err() {
+                        return;
+                    }
+                }
+                Err(errors) => {
+                    for error in errors.errors() {
+                        tracing::error!(
+                            message = "Invalid configuration; keeping the running one.",
+                            error = %error,
+                        );
+                    }
+                    tracing::error!(
+                        message = "Configuration reload refused; the running configuration stays.",
+                        file = %config.display(),
+                        errors = errors.len(),
+                    );
+                }
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (config, registry, reload);
+        std::future::pending::<()>().await;
+    }
 }
 
 /// Resolves on ctrl-c or SIGTERM.
