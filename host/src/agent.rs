@@ -104,7 +104,8 @@ impl Parts {
             crate::config::load::params_json(&app.policy.params),
             app.name.clone(),
         )
-        .map_err(plugin_error)?;
+        .map_err(plugin_error)?
+        .prefer(self.named_file(&app.policy.plugin, &paths.policy));
         let mut interpreters: Vec<Box<dyn Interpret>> = Vec::new();
         for (config, path) in app.interpreters.iter().zip(&paths.interpreters) {
             let instance = Reloading::interpreter(
@@ -113,7 +114,8 @@ impl Parts {
                 crate::config::load::params_json(&config.params),
                 app.name.clone(),
             )
-            .map_err(plugin_error)?;
+            .map_err(plugin_error)?
+            .prefer(self.named_file(&config.plugin, path));
             interpreters.push(Box::new(PluginInterpreter(instance)));
         }
         let mut controller = Controller::new(
@@ -131,6 +133,17 @@ impl Parts {
             controller = controller.with_plugin_threads(threads);
         }
         Ok(controller)
+    }
+
+    /// The file a plugin given by name is dropped in as
+    /// (`<plugin_dir>/<name>.wasm`), which replaces what the name resolved
+    /// to when it appears; `resolved` itself for a plugin given by path.
+    fn named_file(&self, plugin: &str, resolved: &std::path::Path) -> std::path::PathBuf {
+        if crate::config::load::is_plugin_path(plugin) {
+            resolved.to_path_buf()
+        } else {
+            self.loaded.plugin_dir.join(format!("{plugin}.wasm"))
+        }
     }
 
     /// Gives `controller` its application's journal (locked against other

@@ -99,6 +99,10 @@ impl Refresh {
 /// A plugin instance that follows its file.
 pub struct Reloading<T> {
     path: PathBuf,
+    /// The file the configuration names, when `path` is a stand-in for it
+    /// (Cargo's `_` spelling today; a built-in tomorrow): once it appears,
+    /// it is followed instead.
+    preferred: Option<PathBuf>,
     loader: Loader<T>,
     instance: Option<T>,
     stamp: Option<Stamp>,
@@ -133,6 +137,7 @@ impl<T: Labelled> Reloading<T> {
             .unwrap_or_else(|| "plugin".to_owned());
         Self {
             path,
+            preferred: None,
             loader: Box::new(loader),
             instance: None,
             stamp: None,
@@ -161,12 +166,26 @@ impl<T: Labelled> Reloading<T> {
         Ok(self.instance.insert(instance))
     }
 
+    /// Follows `preferred` instead of the current file as soon as it exists:
+    /// a plugin dropped in under the name the configuration gives replaces
+    /// the stand-in it was resolved to (loaded and configured first, like
+    /// any new file). No effect when it is the current file.
+    pub fn prefer(mut self, preferred: PathBuf) -> Self {
+        self.preferred = (preferred != self.path).then_some(preferred);
+        self
+    }
+
     /// Follows the file: if its content changed since it was last loaded
     /// (or a load was attempted), loads and configures the new file and, if
     /// that succeeds, runs it instead of the current instance. Blocking (it
     /// may read, compile and configure a component): call it off the async
     /// runtime.
     pub fn refresh(&mut self) -> Refresh {
+        if let Some(preferred) = self.preferred.take_if(|p| p.is_file()) {
+            // Its content is new whatever its time and size say.
+            self.path = preferred;
+            self.stamp = None;
+        }
         let Some(new_digest) = self.content_changed() else {
             return Refresh::Unchanged;
         };
@@ -275,5 +294,84 @@ impl Reloading<InterpreterInstance> {
         Self::new(path, move |path: &Path| {
             host.load_interpreter(path, &params_json, &application)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A "plugin" that is its file's text; `bad` files do not load.
+    struct Text(String);
+
+    impl Labelled for Text {
+        fn label(&self) -> String {
+            self.0.clone()
+        }
+    }
+
+    fn text_plugin(path: &Path) -> Reloading<Text> {
+        Reloading::new(path.to_path_buf(), |path: &Path| {
+            let text = std::fs::read_to_string(path).map_err(|source| PluginError::Read {
+                path: path.to_path_buf(),
+                source,
+            })?;
+            if text.starts_with("bad") {
+                return Err(PluginError::Read {
+                    path: path.to_path_buf(),
+                    source: std::io::Error::other("refused"),
+                });
+            }
+            Ok(Text(text))
+        })
+        .expect("the first file loads")
+    }
+
+    #[test]
+    fn a_new_file_replaces_the_running_one_only_if_it_loads() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.wasm");
+        std::fs::write(&path, "one").unwrap();
+        let mut plugin = text_plugin(&path);
+        assert_eq!(plugin.refresh(), Refresh::Unchanged);
+
+        std::fs::write(&path, "bad two").unwrap();
+        let Refresh::Refused {
+            running, sha256, ..
+        } = plugin.refresh()
+        else {
+            panic!("a file that does not load is refused");
+        };
+        assert_eq!(running, "one");
+        assert_eq!(sha256, hex(&Sha256::digest(b"bad two").into()));
+        assert_eq!(plugin.get().unwrap().0, "one", "the running one stays");
+        assert_eq!(plugin.refresh(), Refresh::Unchanged, "refused once");
+
+        std::fs::write(&path, "three!").unwrap();
+        assert_eq!(
+            plugin.refresh(),
+            Refresh::Reloaded {
+                from: "one".into(),
+                to: "three!".into(),
+                sha256: hex(&Sha256::digest(b"three!").into()),
+            }
+        );
+        assert_eq!(plugin.get().unwrap().0, "three!");
+    }
+
+    #[test]
+    fn the_file_the_configuration_names_replaces_its_stand_in_when_it_appears() {
+        let dir = tempfile::tempdir().unwrap();
+        let stand_in = dir.path().join("target_tracking.wasm");
+        let named = dir.path().join("target-tracking.wasm");
+        std::fs::write(&stand_in, "built").unwrap();
+        let mut plugin = text_plugin(&stand_in).prefer(named.clone());
+        assert_eq!(plugin.refresh(), Refresh::Unchanged);
+        std::fs::write(&named, "dropped in").unwrap();
+        assert!(matches!(plugin.refresh(), Refresh::Reloaded { to, .. } if to == "dropped in"));
+        assert_eq!(plugin.path(), named);
+        // From now on the named file is the one followed.
+        std::fs::write(&stand_in, "built again").unwrap();
+        assert_eq!(plugin.refresh(), Refresh::Unchanged);
     }
 }
