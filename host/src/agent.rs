@@ -377,9 +377,13 @@ impl Agent {
                 },
             }
         }
-        for (_, app) in std::mem::take(&mut running) {
+        // Every controller is told at once, then each is waited for: they
+        // finish their calls in flight side by side.
+        for app in running.values() {
             let _ = app.stop.send(true);
-            let _ = app.task.await;
+        }
+        for (_, app) in running {
+            app.stop().await;
         }
     }
 
