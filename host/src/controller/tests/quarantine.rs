@@ -478,3 +478,61 @@ async fn a_refused_file_does_not_end_a_quarantine_and_a_good_one_does() {
     // The refused file left the quarantine alone; the accepted one ended it.
     assert_eq!(retries(&events), [(240, "its file changed".to_owned())]);
 }
+
+/// An interpreter whose file is replaced twice: first by one that is
+/// refused, then by one that loads.
+struct ReplacedInterpreter {
+    refreshes: u32,
+}
+
+impl Interpret for ReplacedInterpreter {
+    fn interpret(
+        &mut self,
+        _now_ms: i64,
+        _app: &Application,
+        _metrics: &[Series],
+    ) -> Result<Vec<Signal>, String> {
+        Ok(Vec::new())
+    }
+    fn label(&self) -> String {
+        "lag (test)".into()
+    }
+    fn refresh(&mut self) -> crate::plugin::Refresh {
+        use crate::plugin::Refresh;
+        self.refreshes += 1;
+        match self.refreshes {
+            2 => Refresh::Refused {
+                running: "lag 1".into(),
+                sha256: "bad".into(),
+                reason: "not a component".into(),
+            },
+            3 => Refresh::Reloaded {
+                from: "lag 1".into(),
+                to: "lag 2".into(),
+                sha256: "good".into(),
+            },
+            _ => Refresh::Unchanged,
+        }
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_interpreter_file_replaced_is_reported_like_a_policy_file() {
+    let target = FakeTarget::new(1, 90);
+    let run = Running::launch(
+        target.origin,
+        target.clone(),
+        constant(50.0),
+        Box::new(Doubling),
+        vec![Box::new(ReplacedInterpreter { refreshes: 0 })],
+        |c| c,
+    );
+    tokio::time::sleep(Duration::from_secs(150)).await;
+    let events = run.stop().await;
+    let (reloaded, refused) = reloads(&events);
+    assert_eq!(
+        refused,
+        [(60, "lag 1".to_owned(), "not a component".to_owned())]
+    );
+    assert_eq!(reloaded, [(120, "lag 1".to_owned(), "lag 2".to_owned())]);
+}
