@@ -7,13 +7,24 @@
 //! and tests wire their own source and target into the same
 //! [`Agent::assemble`] (without a journal: a simulated run has nothing to
 //! resume), so that they run exactly the production controller.
+//!
+//! [`Agent::run_reloading`] also applies reloaded configurations (the
+//! `run` command sends one on SIGHUP): each application's controller is its
+//! own task with its own stop signal, so an application added, removed or
+//! changed starts, stops or restarts (resuming from its journal) while the
+//! others keep running untouched. A changed application's plugins are
+//! loaded before its running controller is stopped, off the runtime: one
+//! that does not load leaves it running as it was.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
+use tracing::{error, info, warn};
 
 use crate::clock::Clock;
-use crate::config::load::LoadedConfig;
+use crate::config::ApplicationConfig;
+use crate::config::load::{LoadedConfig, PluginPaths};
 use crate::controller::{
     ActOutcome, Assessment, Controller, Decide, EvaluateError, Interpret, PluginThreads,
     QuarantinePolicy,
@@ -24,7 +35,7 @@ use crate::metrics::batch::BatchingSource;
 use crate::metrics::cloudwatch::CloudWatchSource;
 use crate::model::{Application, Decision, Evaluation, Signal};
 use crate::plugin::{
-    InterpreterInstance, PluginError, PluginHost, PolicyInstance, Reloading, SandboxLimits,
+    InterpreterInstance, PluginError, PluginHost, PolicyInstance, Refresh, Reloading, SandboxLimits,
 };
 use crate::state::{StateError, StateStore};
 use crate::target::ScalingTarget;
@@ -51,11 +62,143 @@ pub enum AgentError {
     State(#[source] StateError),
 }
 
-/// The controllers of every configured application.
+/// The controllers of every configured application, and what it takes to
+/// build more when the configuration is reloaded.
 pub struct Agent {
     controllers: Vec<Controller>,
+    parts: Parts,
+}
+
+/// What every controller of an agent shares.
+#[derive(Clone)]
+struct Parts {
     // The engine outlives every instance made from it.
-    _host: Arc<PluginHost>,
+    host: Arc<PluginHost>,
+    source: Arc<dyn MetricSource>,
+    target: Arc<dyn ScalingTarget>,
+    clock: Clock,
+    events: Events,
+    state: Option<StateStore>,
+    dry_run: bool,
+    quarantine: QuarantinePolicy,
+    threads: Option<PluginThreads>,
+    /// The configuration in force.
+    loaded: LoadedConfig,
+}
+
+impl Parts {
+    /// The controller of `app` (with `paths`), its plugins loaded, without
+    /// its journal yet. Blocking: it compiles and configures plugins.
+    fn controller(
+        &self,
+        app: &ApplicationConfig,
+        paths: &PluginPaths,
+    ) -> Result<Controller, AgentError> {
+        let plugin_error = |source| AgentError::Plugin {
+            application: app.name.clone(),
+            source,
+        };
+        let policy = Reloading::policy(
+            self.host.clone(),
+            paths.policy.clone(),
+            crate::config::load::params_json(&app.policy.params),
+            app.name.clone(),
+        )
+        .map_err(plugin_error)?
+        .prefer(self.named_file(&app.policy.plugin, &paths.policy));
+        let mut interpreters: Vec<Box<dyn Interpret>> = Vec::new();
+        for (config, path) in app.interpreters.iter().zip(&paths.interpreters) {
+            let instance = Reloading::interpreter(
+                self.host.clone(),
+                path.clone(),
+                crate::config::load::params_json(&config.params),
+                app.name.clone(),
+            )
+            .map_err(plugin_error)?
+            .prefer(self.named_file(&config.plugin, path));
+            interpreters.push(Box::new(PluginInterpreter(instance)));
+        }
+        let mut controller = Controller::new(
+            app,
+            self.dry_run,
+            self.source.clone(),
+            self.target.clone(),
+            Box::new(PluginPolicy(policy)),
+            interpreters,
+            self.clock,
+            self.events.clone(),
+        )
+        .with_quarantine(self.quarantine);
+        if let Some(threads) = self.threads {
+            controller = controller.with_plugin_threads(threads);
+        }
+        Ok(controller)
+    }
+
+    /// The file a plugin given by name is dropped in as
+    /// (`<plugin_dir>/<name>.wasm`), which replaces what the name resolved
+    /// to when it appears; `resolved` itself for a plugin given by path.
+    fn named_file(&self, plugin: &str, resolved: &std::path::Path) -> std::path::PathBuf {
+        if crate::config::load::is_plugin_path(plugin) {
+            resolved.to_path_buf()
+        } else {
+            self.loaded.plugin_dir.join(format!("{plugin}.wasm"))
+        }
+    }
+
+    /// Gives `controller` its application's journal (locked against other
+    /// agents) when the agent keeps state and acts.
+    fn journaled(&self, controller: Controller) -> Result<Controller, AgentError> {
+        let Some(store) = self.state.as_ref().filter(|_| !self.dry_run) else {
+            return Ok(controller);
+        };
+        let mut journal = store
+            .journal(&controller.settings().name)
+            .map_err(AgentError::State)?;
+        let loaded = journal.load();
+        // A journal only a newer agent can read is neither misread nor
+        // replaced: the operator upgrades or removes it.
+        if let Err(error @ StateError::Newer { .. }) = loaded {
+            return Err(AgentError::State(error));
+        }
+        Ok(controller.with_journal(journal, loaded))
+    }
+}
+
+/// What identifies an application's running configuration: a change of any
+/// of it restarts its controller.
+///
+/// Compared by Debug text: every field is plain data, and the
+/// configuration types need not implement `PartialEq` for it.
+fn fingerprint(app: &ApplicationConfig, paths: &PluginPaths) -> String {
+    format!("{app:?}\n{paths:?}")
+}
+
+/// One application's controller while it runs as its own task.
+struct RunningApp {
+    fingerprint: String,
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl RunningApp {
+    fn spawn(controller: Controller, fingerprint: String) -> Self {
+        let (stop, stopped) = watch::channel(false);
+        Self {
+            fingerprint,
+            stop,
+            task: tokio::spawn(controller.run(stopped)),
+        }
+    }
+
+    /// Stops the controller and waits until it is gone (its journal, and
+    /// so its lock, dropped with it).
+    async fn stop(self) {
+        let _ = self.stop.send(true);
+        // A panicking controller must not take the others down; its panic
+        // is already printed by the runtime.
+        let _ = self.task.await;
+    }
 }
 
 impl Agent {
@@ -149,69 +292,32 @@ impl Agent {
             Some(_) => PluginHost::with_cache_dir(limits, loaded.state_dir.join("plugin-cache")),
             None => PluginHost::new(limits),
         };
-        let host = Arc::new(host.map_err(AgentError::Host)?);
-        let quarantine = QuarantinePolicy::from_config(
-            agent.plugin_quarantine_after_failures,
-            agent.plugin_quarantine_secs,
-        );
+        let parts = Parts {
+            host: Arc::new(host.map_err(AgentError::Host)?),
+            source,
+            target,
+            clock,
+            events,
+            state: state.cloned(),
+            dry_run,
+            quarantine: QuarantinePolicy::from_config(
+                agent.plugin_quarantine_after_failures,
+                agent.plugin_quarantine_secs,
+            ),
+            threads: None,
+            loaded: loaded.clone(),
+        };
         let mut controllers = Vec::new();
         for (app, paths) in loaded.config.applications.iter().zip(&loaded.plugins) {
-            let plugin_error = |source| AgentError::Plugin {
-                application: app.name.clone(),
-                source,
-            };
-            let policy = Reloading::policy(
-                host.clone(),
-                paths.policy.clone(),
-                crate::config::load::params_json(&app.policy.params),
-                app.name.clone(),
-            )
-            .map_err(plugin_error)?;
-            let mut interpreters: Vec<Box<dyn Interpret>> = Vec::new();
-            for (config, path) in app.interpreters.iter().zip(&paths.interpreters) {
-                let instance = Reloading::interpreter(
-                    host.clone(),
-                    path.clone(),
-                    crate::config::load::params_json(&config.params),
-                    app.name.clone(),
-                )
-                .map_err(plugin_error)?;
-                interpreters.push(Box::new(PluginInterpreter(instance)));
-            }
-            let mut controller = Controller::new(
-                app,
-                dry_run,
-                source.clone(),
-                target.clone(),
-                Box::new(PluginPolicy(policy)),
-                interpreters,
-                clock,
-                events.clone(),
-            )
-            .with_quarantine(quarantine);
-            if let Some(store) = state
-                && !dry_run
-            {
-                let mut journal = store.journal(&app.name).map_err(AgentError::State)?;
-                let loaded = journal.load();
-                // A journal only a newer agent can read is neither misread
-                // nor replaced: the operator upgrades or removes it.
-                if let Err(error @ StateError::Newer { .. }) = loaded {
-                    return Err(AgentError::State(error));
-                }
-                controller = controller.with_journal(journal, loaded);
-            }
-            controllers.push(controller);
+            controllers.push(parts.journaled(parts.controller(app, paths)?)?);
         }
-        Ok(Self {
-            controllers,
-            _host: host,
-        })
+        Ok(Self { controllers, parts })
     }
 
     /// Runs every controller's plugin calls as `threads` says (the
     /// simulator runs them inline on its own paused runtime).
     pub fn with_plugin_threads(mut self, threads: PluginThreads) -> Self {
+        self.parts.threads = Some(threads);
         self.controllers = self
             .controllers
             .into_iter()
@@ -222,15 +328,62 @@ impl Agent {
 
     /// Runs every controller as its own task until `shutdown` turns true.
     pub async fn run(self, shutdown: watch::Receiver<bool>) {
-        let tasks: Vec<_> = self
-            .controllers
-            .into_iter()
-            .map(|c| tokio::spawn(c.run(shutdown.clone())))
-            .collect();
-        for task in tasks {
-            // A panicking controller must not take the others down; its
-            // panic is already printed by the runtime.
-            let _ = task.await;
+        let (_no_reloads, configs) = mpsc::unbounded_channel();
+        self.run_reloading(shutdown, configs).await;
+    }
+
+    /// Runs every controller as its own task until `shutdown` turns true,
+    /// applying each configuration that arrives on `configs` (validated:
+    /// the caller loads the file and reports its errors): an application
+    /// added starts, one removed stops (releasing its journal), one changed
+    /// is restarted with its new settings (resuming from its journal), and
+    /// the others are not touched.
+    pub async fn run_reloading(
+        self,
+        mut shutdown: watch::Receiver<bool>,
+        mut configs: mpsc::UnboundedReceiver<LoadedConfig>,
+    ) {
+        let Agent {
+            controllers,
+            mut parts,
+        } = self;
+        let mut running: BTreeMap<String, RunningApp> = BTreeMap::new();
+        let fingerprints = parts
+            .loaded
+            .config
+            .applications
+            .iter()
+            .zip(&parts.loaded.plugins)
+            .map(|(app, paths)| fingerprint(app, paths))
+            .collect::<Vec<_>>();
+        for (controller, fingerprint) in controllers.into_iter().zip(fingerprints) {
+            let name = controller.settings().name.clone();
+            running.insert(name, RunningApp::spawn(controller, fingerprint));
+        }
+        let mut reloads_open = true;
+        loop {
+            if *shutdown.borrow() {
+                break;
+            }
+            tokio::select! {
+                changed = shutdown.changed() => {
+                    if changed.is_err() {
+                        break;
+                    }
+                }
+                config = configs.recv(), if reloads_open => match config {
+                    Some(loaded) => parts = apply(parts, loaded, &mut running).await,
+                    None => reloads_open = false,
+                },
+            }
+        }
+        // Every controller is told at once, then each is waited for: they
+        // finish their calls in flight side by side.
+        for app in running.values() {
+            let _ = app.stop.send(true);
+        }
+        for (_, app) in running {
+            app.stop().await;
         }
     }
 
@@ -260,6 +413,119 @@ impl Agent {
     }
 }
 
+/// Applies a reloaded configuration to the running controllers; returns the
+/// parts with the new configuration in force.
+async fn apply(
+    mut parts: Parts,
+    loaded: LoadedConfig,
+    running: &mut BTreeMap<String, RunningApp>,
+) -> Parts {
+    if format!("{:?}", parts.loaded.config.agent) != format!("{:?}", loaded.config.agent) {
+        warn!(
+            message = "The [agent] section changed; its settings take effect at the next restart (a changed plugin_dir moves the plugins of the applications that use it now).",
+            file = %loaded.file.display(),
+        );
+    }
+    let wanted: BTreeMap<&str, (&ApplicationConfig, &PluginPaths)> = loaded
+        .config
+        .applications
+        .iter()
+        .zip(&loaded.plugins)
+        .map(|(app, paths)| (app.name.as_str(), (app, paths)))
+        .collect();
+    let (mut added, mut removed, mut changed) = (Vec::new(), Vec::new(), Vec::new());
+    let names: Vec<String> = running.keys().cloned().collect();
+    for name in names {
+        match wanted.get(name.as_str()) {
+            None => {
+                if let Some(app) = running.remove(&name) {
+                    app.stop().await;
+                }
+                info!(message = "Application removed; its controller stopped.", application = %name);
+                removed.push(name);
+            }
+            Some((app, paths)) => {
+                let fingerprint = fingerprint(app, paths);
+                if running
+                    .get(&name)
+                    .is_some_and(|r| r.fingerprint != fingerprint)
+                {
+                    changed.push(name);
+                }
+            }
+        }
+    }
+    for (name, (app, paths)) in &wanted {
+        let is_new = !running.contains_key(*name);
+        let is_changed = changed.iter().any(|c| c == name);
+        if !is_new && !is_changed {
+            continue;
+        }
+        let fingerprint = fingerprint(app, paths);
+        // Plugins are compiled and configured before the running controller
+        // is touched: a changed application whose new plugin does not load
+        // keeps running as it was.
+        let build = {
+            let parts = parts.clone();
+            let (app, paths) = ((*app).clone(), (*paths).clone());
+            tokio::task::spawn_blocking(move || parts.controller(&app, &paths)).await
+        };
+        let controller = match build {
+            Ok(Ok(controller)) => controller,
+            Ok(Err(error)) => {
+                error!(
+                    message = "Application not (re)started: its plugins did not load; a changed one keeps its previous settings.",
+                    application = %name,
+                    %error,
+                );
+                continue;
+            }
+            Err(error) => {
+                error!(message = "Application not (re)started.", application = %name, %error);
+                continue;
+            }
+        };
+        if let Some(old) = running.remove(*name) {
+            old.stop().await;
+        }
+        // Opening the journal only after the old controller let go of it.
+        let journaled = {
+            let parts = parts.clone();
+            tokio::task::spawn_blocking(move || parts.journaled(controller)).await
+        };
+        match journaled {
+            Ok(Ok(controller)) => {
+                running.insert(
+                    (*name).to_owned(),
+                    RunningApp::spawn(controller, fingerprint),
+                );
+                if is_new {
+                    info!(message = "Application added; its controller started.", application = %name);
+                    added.push((*name).to_owned());
+                } else {
+                    info!(message = "Application changed; its controller restarted with the new settings.", application = %name);
+                }
+            }
+            Ok(Err(error)) => {
+                error!(message = "Application not (re)started: its journal cannot be opened.", application = %name, %error);
+            }
+            Err(error) => {
+                error!(message = "Application not (re)started.", application = %name, %error);
+            }
+        }
+    }
+    info!(
+        message = "Configuration reloaded.",
+        file = %loaded.file.display(),
+        applications = running.len(),
+        added = %added.join(","),
+        removed = %removed.join(","),
+        changed = %changed.join(","),
+    );
+    parts.loaded = loaded;
+    parts
+}
+
 /// What one evaluation of one application came to (the `once` command).
 pub struct OnceReport {
     /// Application name.
@@ -279,8 +545,8 @@ impl Decide for PluginPolicy {
     fn label(&self) -> String {
         self.0.label()
     }
-    fn changed(&mut self) -> bool {
-        self.0.changed()
+    fn refresh(&mut self) -> Refresh {
+        self.0.refresh()
     }
 }
 
@@ -303,7 +569,7 @@ impl Interpret for PluginInterpreter {
     fn label(&self) -> String {
         self.0.label()
     }
-    fn changed(&mut self) -> bool {
-        self.0.changed()
+    fn refresh(&mut self) -> Refresh {
+        self.0.refresh()
     }
 }

@@ -303,7 +303,9 @@ fn describe(event: &Event, emulator: &EmulatorHandle) -> Option<String> {
         Event::Resumed { .. }
         | Event::LimitLifted { .. }
         | Event::PluginRetried { .. }
-        | Event::PluginRecovered { .. } => None,
+        | Event::PluginRecovered { .. }
+        | Event::PluginReloaded { .. }
+        | Event::PluginReloadRefused { .. } => None,
     }
 }
 

@@ -112,6 +112,9 @@ pub async fn run(config: &Path, dry_run: bool) -> anyhow::Result<ExitCode> {
         ),
         None => None,
     };
+    // Listening before the agent starts: a SIGHUP sent while it starts
+    // reloads (once it runs) instead of ending the process.
+    let hangups = hangup_signals();
     let events = Events::log_only().with_registry(registry.clone());
     let agent = match Agent::on_aws(&loaded, dry_run, events).await {
         Ok(agent) => agent,
@@ -135,8 +138,16 @@ pub async fn run(config: &Path, dry_run: bool) -> anyhow::Result<ExitCode> {
             stopped.clone(),
         ))
     });
-    let running = tokio::spawn(agent.run(stopped));
+    let (reload, reloads) = tokio::sync::mpsc::unbounded_channel();
+    let running = tokio::spawn(agent.run_reloading(stopped, reloads));
+    let reloader = tokio::spawn(reload_on_hangup(
+        hangups,
+        config.to_path_buf(),
+        registry.clone(),
+        reload,
+    ));
     shutdown_signal().await;
+    reloader.abort();
     info!(message = "Shutting down.");
     let _ = stop.send(true);
     let _ = running.await;
@@ -152,6 +163,86 @@ fn wall_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// The SIGHUPs to come, or `None` where they cannot be listened for (the
+/// configuration is then not reloadable, and the log says so).
+#[cfg(unix)]
+fn hangup_signals() -> Option<tokio::signal::unix::Signal> {
+    use tokio::signal::unix::{SignalKind, signal};
+    signal(SignalKind::hangup())
+        .inspect_err(|error| {
+            tracing::warn!(
+                message = "Cannot listen for SIGHUP; the configuration is not reloadable.",
+                %error,
+            );
+        })
+        .ok()
+}
+
+/// No SIGHUP off Unix.
+#[cfg(not(unix))]
+fn hangup_signals() -> Option<std::convert::Infallible> {
+    None
+}
+
+/// On every SIGHUP, loads and validates the configuration file again: a
+/// valid one goes to the agent (and the metrics registry learns its
+/// applications); an invalid one is logged, every located error, and the
+/// running configuration stays.
+#[cfg(unix)]
+async fn reload_on_hangup(
+    hangups: Option<tokio::signal::unix::Signal>,
+    config: std::path::PathBuf,
+    registry: Arc<Registry>,
+    reload: tokio::sync::mpsc::UnboundedSender<LoadedConfig>,
+) {
+    let Some(mut hangups) = hangups else {
+        return;
+    };
+    while hangups.recv().await.is_some() {
+        info!(message = "SIGHUP: reloading the configuration.", file = %config.display());
+        // Reading and validating may touch a slow disk: off the runtime.
+        let path = config.clone();
+        let loaded = match tokio::task::spawn_blocking(move || load::load(&path)).await {
+            Ok(loaded) => loaded,
+            Err(error) => {
+                tracing::error!(message = "Configuration reload failed.", %error);
+                continue;
+            }
+        };
+        match loaded {
+            Ok(loaded) => {
+                registry.set_applications(&loaded.config, wall_ms());
+                if reload.send(loaded).is_err() {
+                    return;
+                }
+            }
+            Err(errors) => {
+                for error in errors.errors() {
+                    tracing::error!(
+                        message = "Invalid configuration; keeping the running one.",
+                        error = %error,
+                    );
+                }
+                tracing::error!(
+                    message = "Configuration reload refused; the running configuration stays.",
+                    file = %config.display(),
+                    errors = errors.len(),
+                );
+            }
+        }
+    }
+}
+
+/// No SIGHUP off Unix: nothing to reload on.
+#[cfg(not(unix))]
+async fn reload_on_hangup(
+    _hangups: Option<std::convert::Infallible>,
+    _config: std::path::PathBuf,
+    _registry: Arc<Registry>,
+    _reload: tokio::sync::mpsc::UnboundedSender<LoadedConfig>,
+) {
 }
 
 /// Resolves on ctrl-c or SIGTERM.

@@ -290,7 +290,7 @@ fn resolve(config: Config, origin: &Path) -> LoadedConfig {
 }
 
 /// Whether a `plugin` value is a path rather than a name.
-fn is_plugin_path(value: &str) -> bool {
+pub fn is_plugin_path(value: &str) -> bool {
     value.contains('/') || value.ends_with(".wasm")
 }
 

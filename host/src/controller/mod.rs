@@ -49,6 +49,7 @@ use crate::clock::Clock;
 use crate::config::ApplicationConfig;
 use crate::metrics::{MetricQuery, MetricSource, MetricsError, Series};
 use crate::model::{Action, Application, Decision, Evaluation, Signal};
+use crate::plugin::Refresh;
 use crate::state::{AppRecord, Journal, JournalFile, Phase, StateError};
 use crate::target::{AppState, ScalingTarget, TargetError};
 use crate::telemetry::{Event, Events};
@@ -63,12 +64,13 @@ pub trait Decide: Send {
     fn decide(&mut self, evaluation: &Evaluation) -> Result<Decision, String>;
     /// Who decides, for logs (e.g. `step 0.1.0`).
     fn label(&self) -> String;
-    /// Whether the policy's code changed since it was loaded (its file was
-    /// replaced; the next call runs the new code). Asked at each evaluation
-    /// while the policy is quarantined: a change retries it at once. The
-    /// default never changes.
-    fn changed(&mut self) -> bool {
-        false
+    /// Follows the policy's code: if its file was replaced, loads the new
+    /// one and runs it from this evaluation on if it loads and accepts the
+    /// parameters, else keeps the running one. Asked before every call, on
+    /// the plugin thread (it may compile); new code also ends a
+    /// quarantine. The default never changes.
+    fn refresh(&mut self) -> Refresh {
+        Refresh::Unchanged
     }
 }
 
@@ -85,10 +87,9 @@ pub trait Interpret: Send {
     ) -> Result<Vec<Signal>, String>;
     /// Who interprets, for logs.
     fn label(&self) -> String;
-    /// Whether the interpreter's code changed since it was loaded; see
-    /// [`Decide::changed`].
-    fn changed(&mut self) -> bool {
-        false
+    /// Follows the interpreter's code; see [`Decide::refresh`].
+    fn refresh(&mut self) -> Refresh {
+        Refresh::Unchanged
     }
 }
 
@@ -736,7 +737,8 @@ impl Controller {
                     .iter_mut()
                     .zip(health.iter_mut())
                     .map(|(interpreter, health)| {
-                        let gate = health.gate(now_ms, || interpreter.changed());
+                        let refresh = interpreter.refresh();
+                        let gate = health.gate(now_ms, || refresh.is_new_code());
                         let result = match gate {
                             Gate::Skip { until_ms } => Err(Gate::Skip { until_ms }),
                             gate => Ok((gate, interpreter.interpret(now_ms, &app, &metrics))),
@@ -747,7 +749,7 @@ impl Controller {
                             Err(_) => None,
                         };
                         let recovered = matches!(&result, Ok((_, Ok(_)))) && health.succeeded();
-                        (interpreter.label(), result, after, recovered)
+                        (interpreter.label(), refresh, result, after, recovered)
                     })
                     .collect::<Vec<_>>()
             },
@@ -758,7 +760,8 @@ impl Controller {
         let outcomes = outcomes?;
         let mut signals = Vec::new();
         let mut trouble = Vec::new();
-        for (label, result, after, recovered) in outcomes {
+        for (label, refresh, result, after, recovered) in outcomes {
+            self.plugin_refreshed(refresh, now_ms);
             match result {
                 Err(Gate::Skip { until_ms }) => trouble.push(format!(
                     "interpreter {label} is quarantined for another {} s",
@@ -805,18 +808,20 @@ impl Controller {
         let evaluation = evaluation.clone();
         let ((policy, health), outcome) =
             Self::off_runtime(self.threads, (policy, health), move |(policy, health)| {
-                let gate = health.gate(now_ms, || policy.changed());
+                let refresh = policy.refresh();
+                let gate = health.gate(now_ms, || refresh.is_new_code());
                 let result = match gate {
                     Gate::Skip { .. } => None,
                     _ => Some(policy.decide(&evaluation)),
                 };
-                (gate, result)
+                (refresh, gate, result)
             })
             .await?;
         let label = policy.label();
         self.policy = Some(policy);
         self.policy_health = health;
-        let (gate, result) = outcome?;
+        let (refresh, gate, result) = outcome?;
+        self.plugin_refreshed(refresh, now_ms);
         let result = match (gate, result) {
             (gate, None) => {
                 let until_ms = match gate {
@@ -860,6 +865,32 @@ impl Controller {
                 failures,
                 until_ms,
             });
+        }
+    }
+
+    /// Reports a replaced plugin file: now running, or refused.
+    fn plugin_refreshed(&self, refresh: Refresh, now_ms: i64) {
+        let application = self.settings.name.clone();
+        match refresh {
+            Refresh::Unchanged | Refresh::Pending => {}
+            Refresh::Reloaded { from, to, sha256 } => self.events.emit(Event::PluginReloaded {
+                application,
+                at_ms: now_ms,
+                from,
+                to,
+                sha256,
+            }),
+            Refresh::Refused {
+                running,
+                sha256,
+                reason,
+            } => self.events.emit(Event::PluginReloadRefused {
+                application,
+                at_ms: now_ms,
+                plugin: running,
+                sha256,
+                reason,
+            }),
         }
     }
 

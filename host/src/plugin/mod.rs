@@ -9,8 +9,9 @@
 //! fails is reported as a [`PluginError`] naming it, and a trapped instance
 //! is rebuilt before its next call. What a policy answers is checked by
 //! [`validate::validate_decision`] before anyone acts on it. A
-//! [`Reloading`] instance follows its file, so that a plugin quarantined by
-//! its controller is retried as soon as a new file is deployed.
+//! [`Reloading`] instance follows its file: a new file replaces the running
+//! plugin once it has loaded and accepted the application's parameters, and
+//! a plugin quarantined by its controller is retried at once.
 
 mod cache;
 mod engine;
@@ -28,7 +29,7 @@ use std::time::Duration;
 
 pub use engine::PluginHost;
 pub use instance::{InterpreterInstance, PolicyInstance};
-pub use reload::Reloading;
+pub use reload::{Refresh, Reloading};
 
 /// The resources one plugin instance may use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -152,6 +152,36 @@ pub enum Event {
         /// The plugin (`name version`).
         plugin: String,
     },
+    /// A plugin's file was replaced, and the new file loaded and accepted
+    /// the application's parameters: it decides (or interprets) from this
+    /// evaluation on.
+    PluginReloaded {
+        /// Application name.
+        application: String,
+        /// When (ms since the epoch).
+        at_ms: i64,
+        /// The plugin replaced (`name version`).
+        from: String,
+        /// The plugin now running (`name version`).
+        to: String,
+        /// The new file's sha256, in hex.
+        sha256: String,
+    },
+    /// A plugin's file was replaced, but the new file did not load or
+    /// refused the application's parameters: the running plugin stays,
+    /// and the file is tried again when it changes again.
+    PluginReloadRefused {
+        /// Application name.
+        application: String,
+        /// When (ms since the epoch).
+        at_ms: i64,
+        /// The plugin that keeps running (`name version`).
+        plugin: String,
+        /// The refused file's sha256, in hex.
+        sha256: String,
+        /// Why it was refused.
+        reason: String,
+    },
     /// A controller step panicked (a bug in flinkscale); the controller
     /// carries on, resolving whatever was in flight again, and `/readyz`
     /// reports the application as not ready until its next evaluation.
@@ -422,6 +452,32 @@ fn log_event(event: &Event) {
                 message = "Plugin recovered.",
                 application = %application,
                 plugin = %plugin,
+            ),
+            Event::PluginReloaded {
+                application,
+                from,
+                to,
+                sha256,
+                ..
+            } => info!(
+                message = "Plugin reloaded.",
+                application = %application,
+                from = %from,
+                to = %to,
+                sha256 = %sha256,
+            ),
+            Event::PluginReloadRefused {
+                application,
+                plugin,
+                sha256,
+                reason,
+                ..
+            } => error!(
+                message = "Plugin reload refused; the running plugin stays.",
+                application = %application,
+                plugin = %plugin,
+                sha256 = %sha256,
+                error = %reason,
             ),
             Event::Panicked {
                 application,

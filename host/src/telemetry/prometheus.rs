@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::{Event, FailureCounts};
-use crate::config::Config;
+use crate::config::{ApplicationConfig, Config};
 use crate::controller::{Failure, Settings};
 use crate::model::Action;
 
@@ -68,6 +68,34 @@ struct AppMetrics {
     /// not ready until it evaluates again.
     panicked: Option<String>,
     quarantined: bool,
+    plugin_reloads: u64,
+    plugin_reloads_refused: u64,
+    /// When a reload added the application: its staleness counts from
+    /// then, not from the agent's start.
+    added_ms: Option<i64>,
+}
+
+impl AppMetrics {
+    /// Nothing counted yet, with the staleness limits of `app`.
+    fn limits(app: &ApplicationConfig) -> Self {
+        let settings = Settings::from_config(app, false);
+        let interval_ms =
+            i64::try_from(settings.evaluation_interval.as_millis()).unwrap_or(i64::MAX);
+        Self {
+            stale_after_ms: interval_ms.saturating_mul(3).saturating_add(STALE_SLACK_MS),
+            rescale_allowance_ms: i64::from(app.update_timeout_secs)
+                .saturating_add(i64::from(app.grace_period_secs))
+                .saturating_mul(1000),
+            ..Self::default()
+        }
+    }
+
+    /// Since when the application's silence counts.
+    fn since_ms(&self, started_ms: i64) -> i64 {
+        self.last_evaluation_ms
+            .or(self.added_ms)
+            .unwrap_or(started_ms)
+    }
 }
 
 /// The agent's counters and gauges by application; shared between the
@@ -113,20 +141,10 @@ impl Registry {
             .applications
             .iter()
             .map(|app| {
-                let settings = Settings::from_config(app, false);
-                let interval_ms =
-                    i64::try_from(settings.evaluation_interval.as_millis()).unwrap_or(i64::MAX);
-                let metrics = AppMetrics {
-                    stale_after_ms: interval_ms.saturating_mul(3).saturating_add(STALE_SLACK_MS),
-                    rescale_allowance_ms: i64::from(app.update_timeout_secs)
-                        .saturating_add(i64::from(app.grace_period_secs))
-                        .saturating_mul(1000),
-                    ..AppMetrics::default()
-                };
                 for class in Failure::ALL {
                     failures.start(&app.name, class.as_str());
                 }
-                (app.name.clone(), metrics)
+                (app.name.clone(), AppMetrics::limits(app))
             })
             .collect();
         Self {
@@ -134,6 +152,37 @@ impl Registry {
             failures: Arc::new(failures),
             started_ms: Mutex::new(started_ms),
             last_beat: Mutex::new(Instant::now()),
+        }
+    }
+
+    /// Follows a reloaded configuration at `now_ms`: applications removed
+    /// are no longer reported (their failure counters stay, as counters
+    /// must not go back), added ones are reported from now (their
+    /// staleness counts from `now_ms`), and the others keep their counts
+    /// with the limits of their new settings.
+    pub fn set_applications(&self, config: &Config, now_ms: i64) {
+        let mut apps = self.apps.lock().unwrap_or_else(|p| p.into_inner());
+        apps.retain(|name, _| config.applications.iter().any(|a| &a.name == name));
+        for app in &config.applications {
+            let limits = AppMetrics::limits(app);
+            match apps.get_mut(&app.name) {
+                Some(metrics) => {
+                    metrics.stale_after_ms = limits.stale_after_ms;
+                    metrics.rescale_allowance_ms = limits.rescale_allowance_ms;
+                }
+                None => {
+                    for class in Failure::ALL {
+                        self.failures.start(&app.name, class.as_str());
+                    }
+                    apps.insert(
+                        app.name.clone(),
+                        AppMetrics {
+                            added_ms: Some(now_ms),
+                            ..limits
+                        },
+                    );
+                }
+            }
         }
     }
 
@@ -172,10 +221,16 @@ impl Registry {
             | Event::Failed { application, .. }
             | Event::Panicked { application, .. }
             | Event::PluginQuarantined { application, .. }
-            | Event::PluginRecovered { application, .. } => application,
+            | Event::PluginRecovered { application, .. }
+            | Event::PluginReloaded { application, .. }
+            | Event::PluginReloadRefused { application, .. } => application,
             _ => return,
         };
-        let app = apps.entry(application.clone()).or_default();
+        // An application a reload removed may have a last word as its
+        // controller stops: it is no longer reported.
+        let Some(app) = apps.get_mut(application) else {
+            return;
+        };
         match event {
             Event::Evaluated {
                 at_ms,
@@ -214,6 +269,8 @@ impl Registry {
             }
             Event::PluginQuarantined { .. } => app.quarantined = true,
             Event::PluginRecovered { .. } => app.quarantined = false,
+            Event::PluginReloaded { .. } => app.plugin_reloads += 1,
+            Event::PluginReloadRefused { .. } => app.plugin_reloads_refused += 1,
             _ => {}
         }
     }
@@ -226,7 +283,7 @@ impl Registry {
         let started_ms = *self.started_ms.lock().unwrap_or_else(|p| p.into_inner());
         apps.iter()
             .filter_map(|(name, app)| {
-                let since = app.last_evaluation_ms.unwrap_or(started_ms);
+                let since = app.since_ms(started_ms);
                 let mut deadline = since.saturating_add(app.stale_after_ms);
                 // A rescale started after the last evaluation is followed
                 // without evaluating, for up to the update timeout + grace.
@@ -347,11 +404,7 @@ impl Registry {
             "flinkscale_staleness_seconds",
             "gauge",
             "Seconds since the application's last evaluation (since the agent started, before the first).",
-            per_app(&|a| {
-                Some(seconds(
-                    now_ms.saturating_sub(a.last_evaluation_ms.unwrap_or(started_ms)),
-                ))
-            }),
+            per_app(&|a| Some(seconds(now_ms.saturating_sub(a.since_ms(started_ms))))),
         );
         family(
             "flinkscale_controller_panics_total",
@@ -376,6 +429,24 @@ impl Registry {
             "gauge",
             "1 while a plugin of the application is quarantined (the application holds), else 0.",
             per_app(&|a| Some(u8::from(a.quarantined).to_string())),
+        );
+        let mut reloads = Vec::new();
+        for (name, app) in &apps {
+            for (outcome, n) in [
+                ("reloaded", app.plugin_reloads),
+                ("refused", app.plugin_reloads_refused),
+            ] {
+                reloads.push((
+                    labels(&[("application", name), ("outcome", outcome)]),
+                    n.to_string(),
+                ));
+            }
+        }
+        family(
+            "flinkscale_plugin_reloads_total",
+            "counter",
+            "Replaced plugin files by outcome: reloaded (now running) or refused (the running plugin stayed).",
+            reloads,
         );
         out
     }
@@ -579,6 +650,26 @@ mod tests {
         assert_eq!(stale[0].silent_ms, 90_001);
         assert!(stale[0].ever_evaluated);
         assert_eq!(stale[0].failure, None);
+    }
+
+    #[test]
+    fn a_reload_adds_and_removes_applications_and_keeps_the_others_counts() {
+        let registry = Registry::for_config(&config(&["kept", "gone"]), 0);
+        registry.record(&evaluated("kept", 1_000, 2, Action::Hold));
+        registry.set_applications(&config(&["kept", "new"]), 500_000);
+        // The removed one's last word after the reload is not reported.
+        registry.record(&evaluated("gone", 500_001, 2, Action::Hold));
+        let text = registry.render(500_000);
+        assert!(text.contains("flinkscale_evaluations_total{application=\"kept\"} 1"));
+        assert!(text.contains("flinkscale_evaluations_total{application=\"new\"} 0"));
+        assert!(!text.contains("flinkscale_evaluations_total{application=\"gone\"}"));
+        // The added one's silence counts from the reload, not the start.
+        let not_ready: Vec<String> = registry
+            .not_ready(500_000 + 90_000)
+            .into_iter()
+            .map(|n| n.application)
+            .collect();
+        assert_eq!(not_ready, ["kept"]);
     }
 
     #[test]

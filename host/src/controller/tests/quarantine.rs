@@ -350,3 +350,189 @@ async fn a_failing_interpreter_holds_the_application_and_is_quarantined() {
         "{reasons:?}"
     );
 }
+
+/// Deploys `plugin` over `path` as a deployment should: written aside,
+/// then renamed over the old file.
+fn deploy(path: &std::path::Path, bytes: &[u8]) {
+    let staged = path.with_extension("wasm.new");
+    std::fs::write(&staged, bytes).unwrap();
+    std::fs::rename(&staged, path).unwrap();
+}
+
+/// (seconds, from, to) of each PluginReloaded, and (seconds, running,
+/// reason) of each PluginReloadRefused.
+#[allow(clippy::type_complexity)]
+fn reloads(events: &[Event]) -> (Vec<(i64, String, String)>, Vec<(i64, String, String)>) {
+    let mut reloaded = Vec::new();
+    let mut refused = Vec::new();
+    for event in events {
+        match event {
+            Event::PluginReloaded {
+                at_ms, from, to, ..
+            } => reloaded.push(((at_ms - T0_MS) / 1000, from.clone(), to.clone())),
+            Event::PluginReloadRefused {
+                at_ms,
+                plugin,
+                reason,
+                ..
+            } => refused.push(((at_ms - T0_MS) / 1000, plugin.clone(), reason.clone())),
+            _ => {}
+        }
+    }
+    (reloaded, refused)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_healthy_policy_replaced_on_disk_runs_the_new_file_from_the_next_evaluation() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("policy.wasm");
+    std::fs::copy(wasm("hold"), &path).unwrap();
+    let policy =
+        Reloading::policy(host(), path.clone(), "{}".into(), "app".into()).expect("hold loads");
+    let target = FakeTarget::new(1, 90);
+    let run = launch(
+        &target,
+        Box::new(PluginPolicy(policy)),
+        QuarantinePolicy::DEFAULT,
+    );
+    // Evaluations every 60 s. Not a component at all: refused.
+    tokio::time::sleep(Duration::from_secs(90)).await;
+    deploy(&path, b"\x00asm but not really a component");
+    // A policy that refuses these (empty) parameters: refused.
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    deploy(&path, &std::fs::read(wasm("step")).unwrap());
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    assert!(target.updates().is_empty(), "hold still decides");
+    // One that accepts them: runs from the next evaluation on.
+    deploy(&path, &std::fs::read(wasm("target_tracking")).unwrap());
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    let events = run.stop().await;
+
+    let (reloaded, refused) = reloads(&events);
+    assert_eq!(refused.len(), 2, "{refused:?}");
+    assert_eq!((refused[0].0, refused[1].0), (120, 180));
+    assert!(
+        refused
+            .iter()
+            .all(|(_, running, _)| running.starts_with("hold"))
+    );
+    assert!(
+        refused[1].2.contains("scale_out_alarm"),
+        "the refusal says which parameter: {}",
+        refused[1].2
+    );
+    assert_eq!(reloaded.len(), 1, "{reloaded:?}");
+    assert_eq!(reloaded[0].0, 240);
+    assert!(reloaded[0].1.starts_with("hold") && reloaded[0].2.starts_with("target-tracking"));
+    // Every decision before the reload is hold's; from it on, the new
+    // policy's, which scales on 95 % CPU at once.
+    for (t, decision) in evaluations(&events) {
+        assert_eq!(
+            decision.reason == "observe only",
+            t < 240,
+            "at {t} s: {decision:?}"
+        );
+    }
+    assert_eq!(target.updates().first().map(|(t, _)| *t), Some(240));
+    assert!(
+        failures(&events, "plugin").is_empty(),
+        "a refused file is not a failure of the running plugin"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_refused_file_does_not_end_a_quarantine_and_a_good_one_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("policy.wasm");
+    std::fs::copy(wasm("misbehave"), &path).unwrap();
+    let policy = Reloading::policy(
+        host(),
+        path.clone(),
+        r#"{"mode": "error"}"#.into(),
+        "app".into(),
+    )
+    .expect("misbehave loads");
+    let target = FakeTarget::new(1, 90);
+    let run = launch(
+        &target,
+        Box::new(PluginPolicy(policy)),
+        QuarantinePolicy::DEFAULT,
+    );
+    tokio::time::sleep(Duration::from_secs(150)).await;
+    // Quarantined at 120 s. Step refuses `mode`: still quarantined.
+    deploy(&path, &std::fs::read(wasm("step")).unwrap());
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    assert!(target.updates().is_empty());
+    // Another build of the plugin that accepts `mode` (here: a custom
+    // section appended, new bytes but still a valid component).
+    let mut fixed = std::fs::read(wasm("misbehave")).unwrap();
+    fixed.extend_from_slice(&[0, 6, 5, b'n', b'o', b't', b'e', b'!']);
+    deploy(&path, &fixed);
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    let events = run.stop().await;
+
+    let (reloaded, refused) = reloads(&events);
+    assert_eq!(refused.iter().map(|r| r.0).collect::<Vec<_>>(), [180]);
+    assert_eq!(reloaded.iter().map(|r| r.0).collect::<Vec<_>>(), [240]);
+    assert_eq!(quarantines(&events)[0], (120, 3, 300));
+    // The refused file left the quarantine alone; the accepted one ended it.
+    assert_eq!(retries(&events), [(240, "its file changed".to_owned())]);
+}
+
+/// An interpreter whose file is replaced twice: first by one that is
+/// refused, then by one that loads.
+struct ReplacedInterpreter {
+    refreshes: u32,
+}
+
+impl Interpret for ReplacedInterpreter {
+    fn interpret(
+        &mut self,
+        _now_ms: i64,
+        _app: &Application,
+        _metrics: &[Series],
+    ) -> Result<Vec<Signal>, String> {
+        Ok(Vec::new())
+    }
+    fn label(&self) -> String {
+        "lag (test)".into()
+    }
+    fn refresh(&mut self) -> crate::plugin::Refresh {
+        use crate::plugin::Refresh;
+        self.refreshes += 1;
+        match self.refreshes {
+            2 => Refresh::Refused {
+                running: "lag 1".into(),
+                sha256: "bad".into(),
+                reason: "not a component".into(),
+            },
+            3 => Refresh::Reloaded {
+                from: "lag 1".into(),
+                to: "lag 2".into(),
+                sha256: "good".into(),
+            },
+            _ => Refresh::Unchanged,
+        }
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_interpreter_file_replaced_is_reported_like_a_policy_file() {
+    let target = FakeTarget::new(1, 90);
+    let run = Running::launch(
+        target.origin,
+        target.clone(),
+        constant(50.0),
+        Box::new(Doubling),
+        vec![Box::new(ReplacedInterpreter { refreshes: 0 })],
+        |c| c,
+    );
+    tokio::time::sleep(Duration::from_secs(150)).await;
+    let events = run.stop().await;
+    let (reloaded, refused) = reloads(&events);
+    assert_eq!(
+        refused,
+        [(60, "lag 1".to_owned(), "not a component".to_owned())]
+    );
+    assert_eq!(reloaded, [(120, "lag 1".to_owned(), "lag 2".to_owned())]);
+}

@@ -1,0 +1,456 @@
+//! Drop-in and hot reload, end to end: the real `flinkscale run` against
+//! `flinkscale emulate` (scenario `tests/fixtures/scenarios/reload.toml`).
+//!
+//! A plugin file replaced under a running agent decides from the next
+//! evaluation once it loads and accepts the application's parameters, and
+//! a broken one is refused while the running plugin keeps deciding. A
+//! SIGHUP reloads the configuration: applications added start, removed
+//! stop (no more AWS calls, journal lock released), changed restart with
+//! their new settings, and the others carry on; an invalid file changes
+//! nothing but the log, which names every error where it is.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use common::{Emulator, Running, log_events, plugin_dir, scenario, start_agent, wait_until};
+
+/// The emulator's model runs 20x faster than the wall clock.
+const SPEED: f64 = 20.0;
+
+/// How long any wait of these tests may take: generous, for a loaded
+/// 2-core CI machine compiling plugins.
+const PATIENCE: Duration = Duration::from_secs(90);
+
+/// One `[[application]]` evaluated every second on its CPU, deciding with
+/// `plugin` (no parameters).
+fn application(name: &str, plugin: &str, evaluation_interval_secs: u32) -> String {
+    format!(
+        r#"
+[[application]]
+name = "{name}"
+min_kpu = 1
+max_kpu = 8
+evaluation_interval_secs = {evaluation_interval_secs}
+update_poll_secs = 1
+grace_period_secs = 2
+
+[[application.metric]]
+id = "cpu"
+namespace = "AWS/KinesisAnalytics"
+metric_name = "containerCPUUtilization"
+dimensions = {{ Application = "{name}" }}
+statistic = "Average"
+period_secs = 10
+
+[application.policy]
+plugin = "{plugin}"
+"#
+    )
+}
+
+/// Writes the agent's configuration (plugins from `plugins`, state in
+/// `dir/state`) with `applications`, the way an operator edits it: aside,
+/// then renamed over the old file.
+fn write_config(dir: &Path, plugins: &Path, applications: &[String]) -> std::path::PathBuf {
+    let plugins = toml_edit::Value::from(plugins.to_string_lossy().as_ref()).to_string();
+    let text = format!(
+        "[agent]\nplugin_dir = {plugins}\nstate_dir = \"state\"\n{}",
+        applications.concat()
+    );
+    write_text(&dir.join("agent.toml"), &text);
+    dir.join("agent.toml")
+}
+
+/// Replaces `path` with `bytes` atomically (written aside, then renamed).
+fn write_text(path: &Path, text: &str) {
+    replace(path, text.as_bytes());
+}
+
+fn replace(path: &Path, bytes: &[u8]) {
+    let staged = path.with_extension("staged");
+    std::fs::write(&staged, bytes).expect("the staged file can be written");
+    std::fs::rename(&staged, path).expect("the staged file can be renamed");
+}
+
+fn hangup(agent: &Running) {
+    let status = Command::new("kill")
+        .arg("-HUP")
+        .arg(agent.pid().to_string())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("kill runs");
+    assert!(status.success(), "kill -HUP failed");
+}
+
+fn diagnostics(emulator: &Emulator, agent: &Running) -> String {
+    format!(
+        "{}\n{}\n{}",
+        emulator.call_summary(),
+        agent.log_tail(80),
+        emulator.process.log_tail(20)
+    )
+}
+
+/// The DescribeApplication calls of `application` (every evaluation starts
+/// with one), as (seq, wall ms).
+fn describes(calls: &[Value], application: &str) -> Vec<(u64, i64)> {
+    calls
+        .iter()
+        .filter(|c| c["operation"] == "DescribeApplication" && c["application"] == application)
+        .map(|c| {
+            (
+                c["seq"].as_u64().unwrap_or(0),
+                c["wall_ms"].as_i64().unwrap_or(0),
+            )
+        })
+        .collect()
+}
+
+/// The reasons of the application's decisions, in order.
+fn reasons(log: &str, application: &str) -> Vec<String> {
+    log_events(log, "Evaluated.")
+        .into_iter()
+        .filter(|e| e["application"] == application)
+        .map(|e| e["reason"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+#[test]
+fn a_replaced_plugin_decides_from_the_next_evaluation_and_a_broken_one_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let emulator = Emulator::start(&scenario("reload.toml"), SPEED, &[], dir.path());
+    // The plugin_dir is the test's own: its files are replaced under the
+    // agent. `policy.wasm` starts as target-tracking.
+    let plugins = dir.path().join("plugins");
+    std::fs::create_dir(&plugins).unwrap();
+    let policy = plugins.join("policy.wasm");
+    std::fs::copy(plugin_dir().join("target_tracking.wasm"), &policy).unwrap();
+    let config = write_config(dir.path(), &plugins, &[application("keep", "policy", 1)]);
+    let agent = start_agent(&emulator, &config, &[], dir.path());
+    let diagnose = || diagnostics(&emulator, &agent);
+
+    wait_until(
+        PATIENCE,
+        "two decisions of target-tracking",
+        || reasons(&agent.log(), "keep").len() >= 2,
+        diagnose,
+    );
+    assert!(
+        reasons(&agent.log(), "keep")
+            .iter()
+            .all(|r| r != "observe only"),
+        "target-tracking decides first\n{}",
+        diagnose()
+    );
+
+    // hold over the file the application runs: its decisions from the
+    // next evaluation on, and the log names the new file's sha256.
+    let hold = std::fs::read(plugin_dir().join("hold.wasm")).unwrap();
+    replace(&policy, &hold);
+    wait_until(
+        PATIENCE,
+        "the reload",
+        || !log_events(&agent.log(), "Plugin reloaded.").is_empty(),
+        diagnose,
+    );
+    let reloaded = log_events(&agent.log(), "Plugin reloaded.");
+    assert_eq!(reloaded.len(), 1, "{reloaded:?}");
+    assert_eq!(reloaded[0]["sha256"], sha256_hex(&hold), "{reloaded:?}");
+    assert!(
+        reloaded[0]["from"]
+            .as_str()
+            .is_some_and(|f| f.starts_with("target-tracking"))
+            && reloaded[0]["to"]
+                .as_str()
+                .is_some_and(|t| t.starts_with("hold")),
+        "{reloaded:?}"
+    );
+    let before = reasons(&agent.log(), "keep").len();
+    wait_until(
+        PATIENCE,
+        "two decisions of hold",
+        || reasons(&agent.log(), "keep").len() >= before + 2,
+        diagnose,
+    );
+    // Hold decides at the evaluation that noticed the file (logged after
+    // the reload line), and at every one after it.
+    let log = agent.log();
+    let after_reload = log
+        .split_once("Plugin reloaded.")
+        .map(|(_, rest)| rest.to_owned())
+        .unwrap_or_default();
+    let since = reasons(&after_reload, "keep");
+    assert!(
+        !since.is_empty() && since.iter().all(|r| r == "observe only"),
+        "{since:?}\n{}",
+        diagnose()
+    );
+
+    // Random bytes: refused, with the reason, and hold keeps deciding.
+    let garbage: Vec<u8> = (0..4096u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    replace(&policy, &garbage);
+    wait_until(
+        PATIENCE,
+        "the refusal",
+        || {
+            !log_events(
+                &agent.log(),
+                "Plugin reload refused; the running plugin stays.",
+            )
+            .is_empty()
+        },
+        diagnose,
+    );
+    let refused = log_events(
+        &agent.log(),
+        "Plugin reload refused; the running plugin stays.",
+    );
+    assert_eq!(refused[0]["sha256"], sha256_hex(&garbage), "{refused:?}");
+    assert!(
+        refused[0]["plugin"]
+            .as_str()
+            .is_some_and(|p| p.starts_with("hold")),
+        "{refused:?}"
+    );
+    assert!(
+        refused[0]["error"].as_str().is_some_and(|e| !e.is_empty()),
+        "{refused:?}"
+    );
+    let before = reasons(&agent.log(), "keep").len();
+    wait_until(
+        PATIENCE,
+        "two more decisions",
+        || reasons(&agent.log(), "keep").len() >= before + 2,
+        diagnose,
+    );
+    let log = agent.log();
+    let (_, after_refusal) = log
+        .split_once("Plugin reload refused")
+        .expect("the refusal is logged");
+    let since = reasons(after_refusal, "keep");
+    assert!(
+        since.len() >= 2 && since.iter().all(|r| r == "observe only"),
+        "{since:?}\n{}",
+        diagnose()
+    );
+    // Refused once: the same broken file is not tried at every evaluation.
+    assert_eq!(
+        log_events(&log, "Plugin reload refused; the running plugin stays.").len(),
+        1
+    );
+    agent.assert_running(diagnose);
+}
+
+/// Whether another process could lock the journal of `application` now.
+fn journal_lockable(dir: &Path, application: &str) -> bool {
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(dir.join("state").join(format!("{application}.lock")))
+        .expect("the lock file exists");
+    file.try_lock().is_ok()
+}
+
+#[test]
+fn sighup_starts_added_stops_removed_restarts_changed_and_leaves_the_others_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let emulator = Emulator::start(&scenario("reload.toml"), SPEED, &[], dir.path());
+    let plugins = plugin_dir();
+    let config = write_config(
+        dir.path(),
+        &plugins,
+        &[
+            application("keep", "hold", 1),
+            application("gone", "hold", 1),
+            application("changed", "hold", 1),
+        ],
+    );
+    let agent = start_agent(&emulator, &config, &[], dir.path());
+    let diagnose = || diagnostics(&emulator, &agent);
+    wait_until(
+        PATIENCE,
+        "three evaluations of each application",
+        || {
+            let calls = emulator.calls();
+            ["keep", "gone", "changed"]
+                .iter()
+                .all(|a| describes(&calls, a).len() >= 3)
+        },
+        diagnose,
+    );
+    assert!(!journal_lockable(dir.path(), "gone"), "the agent holds it");
+
+    write_config(
+        dir.path(),
+        &plugins,
+        &[
+            application("keep", "hold", 1),
+            application("changed", "target-tracking", 2),
+            application("added", "hold", 1),
+        ],
+    );
+    hangup(&agent);
+    wait_until(
+        PATIENCE,
+        "the reload",
+        || !log_events(&agent.log(), "Configuration reloaded.").is_empty(),
+        diagnose,
+    );
+    // Everything the removed controller did is in the log by now.
+    let reloaded_at = emulator
+        .calls()
+        .iter()
+        .filter_map(|c| c["seq"].as_u64())
+        .max()
+        .unwrap_or(0);
+    let summary = &log_events(&agent.log(), "Configuration reloaded.")[0];
+    assert_eq!(summary["added"], "added", "{summary}");
+    assert_eq!(summary["removed"], "gone", "{summary}");
+    assert_eq!(summary["changed"], "changed", "{summary}");
+    assert!(journal_lockable(dir.path(), "gone"), "released on removal");
+    assert!(!journal_lockable(dir.path(), "keep"));
+
+    wait_until(
+        PATIENCE,
+        "three evaluations of the added application and two of the changed one after the reload",
+        || {
+            let calls = emulator.calls();
+            describes(&calls, "added").len() >= 3
+                && describes(&calls, "changed")
+                    .iter()
+                    .filter(|(seq, _)| *seq > reloaded_at)
+                    .count()
+                    >= 2
+        },
+        diagnose,
+    );
+    let calls = emulator.calls();
+    let gone_after: Vec<_> = describes(&calls, "gone")
+        .into_iter()
+        .filter(|(seq, _)| *seq > reloaded_at)
+        .collect();
+    assert!(
+        gone_after.is_empty(),
+        "the removed application is still called: {gone_after:?}\n{}",
+        diagnose()
+    );
+    // The changed one decides with its new policy.
+    let log = agent.log();
+    let changed = reasons(&log, "changed");
+    assert!(
+        changed.first().is_some_and(|r| r == "observe only")
+            && changed.last().is_some_and(|r| r != "observe only"),
+        "{changed:?}"
+    );
+    // The unchanged one was not restarted, and its once-a-second
+    // evaluations went on through the reload: no silence of more than a
+    // few intervals (a restart would have stopped and recompiled it).
+    let restarted: Vec<_> = log_events(
+        &log,
+        "Application changed; its controller restarted with the new settings.",
+    )
+    .into_iter()
+    .map(|e| e["application"].clone())
+    .collect();
+    assert_eq!(restarted, ["changed"]);
+    let keep = describes(&calls, "keep");
+    let longest_gap = keep.windows(2).map(|w| w[1].1 - w[0].1).max().unwrap_or(0);
+    assert!(
+        keep.iter().any(|(seq, _)| *seq > reloaded_at) && longest_gap < 5_000,
+        "keep's evaluations stopped for {longest_gap} ms\n{}",
+        diagnose()
+    );
+    agent.assert_running(diagnose);
+}
+
+#[test]
+fn sighup_with_an_invalid_file_keeps_the_running_configuration_and_logs_every_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let emulator = Emulator::start(&scenario("reload.toml"), SPEED, &[], dir.path());
+    let plugins = plugin_dir();
+    let config = write_config(dir.path(), &plugins, &[application("keep", "hold", 1)]);
+    let agent = start_agent(&emulator, &config, &[], dir.path());
+    let diagnose = || diagnostics(&emulator, &agent);
+    wait_until(
+        PATIENCE,
+        "an evaluation",
+        || !describes(&emulator.calls(), "keep").is_empty(),
+        diagnose,
+    );
+
+    // Two errors, in two applications: bounds the wrong way round, and a
+    // field that does not exist in an application that would be added if
+    // the file were valid.
+    let broken = application("keep", "hold", 1).replace("min_kpu = 1", "min_kpu = 9")
+        + &application("added", "hold", 1).replace(
+            "grace_period_secs = 2",
+            "grace_period_secs = 2\ngrace_secs = 2",
+        );
+    write_config(dir.path(), &plugins, &[broken]);
+    hangup(&agent);
+    let message = "Invalid configuration; keeping the running one.";
+    wait_until(
+        PATIENCE,
+        "the refusal",
+        || {
+            !log_events(
+                &agent.log(),
+                "Configuration reload refused; the running configuration stays.",
+            )
+            .is_empty()
+        },
+        diagnose,
+    );
+    let errors: Vec<String> = log_events(&agent.log(), message)
+        .into_iter()
+        .map(|e| e["error"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(errors.len(), 2, "{errors:?}");
+    // Each one located: file:line:column.
+    let located = format!("{}:", config.display());
+    assert!(errors.iter().all(|e| e.starts_with(&located)), "{errors:?}");
+    assert!(
+        errors.iter().any(|e| e.contains("grace_secs")),
+        "{errors:?}"
+    );
+    assert!(errors.iter().any(|e| e.contains("min_kpu")), "{errors:?}");
+
+    // The running configuration carries on; nothing was added.
+    let seen = emulator
+        .calls()
+        .iter()
+        .filter_map(|c| c["seq"].as_u64())
+        .max()
+        .unwrap_or(0);
+    wait_until(
+        PATIENCE,
+        "evaluations after the refused reload",
+        || {
+            describes(&emulator.calls(), "keep")
+                .iter()
+                .filter(|(seq, _)| *seq > seen)
+                .count()
+                >= 2
+        },
+        diagnose,
+    );
+    assert!(describes(&emulator.calls(), "added").is_empty());
+    assert!(log_events(&agent.log(), "Configuration reloaded.").is_empty());
+    agent.assert_running(diagnose);
+}
