@@ -200,7 +200,10 @@ pub enum TreatMissingData {
 pub struct AlarmConfig {
     /// Id that policies use to name this alarm; unique within the application.
     pub id: String,
-    /// The `id` of the metric it watches.
+    /// The `id` of the metric it watches, or the name of a signal of one of
+    /// the application's interpreters (e.g. `seconds_behind`): a signal is
+    /// judged on its value at each evaluation, one datapoint per evaluation
+    /// interval, with the same M of N and missing-data rules.
     pub metric: String,
     /// Comparison operator (CloudWatch's ComparisonOperator).
     pub comparison: Comparison,

@@ -908,3 +908,31 @@ nested = { a = { b = [{ c = 1 }, { d = "e" }] }, empty = {} }
     );
     assert_eq!(params_json(&toml::Table::new()), "{}");
 }
+
+/// An alarm may watch an interpreter's signal: with an interpreter, a name
+/// that is no metric id is taken as a signal; without one (or when it
+/// cannot be a signal name) it is still an error. Fails on main, where any
+/// alarm metric other than a metric id was refused.
+#[test]
+fn an_alarm_may_watch_an_interpreter_signal() {
+    let alarm = |metric: &str| {
+        format!(
+            "{APP}[[application.alarm]]\nid = \"slow\"\nmetric = \"{metric}\"\n\
+             comparison = \"GreaterThanThreshold\"\nthreshold = 300.0\nevaluation_periods = 3\n"
+        )
+    };
+    let interpreter = "[[application.interpreter]]\nplugin = \"backlog-seconds\"\n";
+    valid(&format!("{}{interpreter}", alarm("seconds_behind")));
+    assert_eq!(
+        errors(&alarm("seconds_behind")),
+        [
+            "config/x.toml:7:10: application \"a\".alarm \"slow\".metric: no metric with id \"seconds_behind\" in this application (this application defines no metrics)"
+        ]
+    );
+    assert_eq!(
+        errors(&format!("{}{interpreter}", alarm("seconds-behind"))),
+        [
+            "config/x.toml:7:10: application \"a\".alarm \"slow\".metric: no metric with id \"seconds-behind\" in this application, and not a signal name (this application defines no metrics, or a signal of one of its interpreters (letters, digits and '_', starting with a letter))"
+        ]
+    );
+}

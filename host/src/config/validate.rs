@@ -395,7 +395,12 @@ fn validate_application(index: usize, app: &ApplicationConfig) -> Vec<Problem> {
     let mut alarm_ids: Vec<&str> = Vec::new();
     for (i, alarm) in app.alarms.iter().enumerate() {
         let at = at.key("alarm").index(i);
-        problems.extend(validate_alarm(&at, alarm, &metric_ids));
+        problems.extend(validate_alarm(
+            &at,
+            alarm,
+            &metric_ids,
+            !app.interpreters.is_empty(),
+        ));
         if alarm_ids.contains(&alarm.id.as_str()) {
             problems.push(
                 Problem::new(
@@ -423,6 +428,14 @@ fn validate_application(index: usize, app: &ApplicationConfig) -> Vec<Problem> {
         ));
     }
     problems
+}
+
+/// Whether `name` can be an interpreter signal's name, by the convention
+/// the shipped interpreters enforce.
+fn is_signal_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 /// Whether `id` is a CloudWatch GetMetricData query id.
@@ -531,6 +544,7 @@ fn validate_alarm(
     at: &FieldPath,
     alarm: &AlarmConfig,
     metrics: &BTreeMap<&str, &MetricConfig>,
+    has_interpreters: bool,
 ) -> Vec<Problem> {
     let mut problems = Vec::new();
     let valid_id = !alarm.id.is_empty()
@@ -548,7 +562,24 @@ fn validate_alarm(
         );
     }
     let metric = metrics.get(alarm.metric.as_str());
-    if metric.is_none() {
+    // With interpreters, a name that is no metric id is one of their
+    // signals: which signals a plugin produces is known only when it runs.
+    let signal = has_interpreters && is_signal_name(&alarm.metric);
+    if metric.is_none() && has_interpreters && !signal {
+        problems.push(
+            Problem::new(
+                at.key("metric"),
+                format!(
+                    "no metric with id {:?} in this application, and not a signal name",
+                    alarm.metric
+                ),
+            )
+            .hint(format!(
+                "{}, or a signal of one of its interpreters (letters, digits and '_', starting with a letter)",
+                valid_list(metrics.keys().copied(), "metric")
+            )),
+        );
+    } else if metric.is_none() && !signal {
         problems.push(
             Problem::new(
                 at.key("metric"),
