@@ -381,10 +381,11 @@ fn alarm_config(id: &str, metric: &str, treat: TreatMissingData) -> AlarmConfig 
 fn metric_config(id: &str, period_secs: u32) -> MetricConfig {
     MetricConfig {
         id: id.to_owned(),
-        namespace: "AWS/KinesisAnalytics".to_owned(),
-        metric_name: "containerCPUUtilization".to_owned(),
+        namespace: Some("AWS/KinesisAnalytics".to_owned()),
+        metric_name: Some("containerCPUUtilization".to_owned()),
         dimensions: BTreeMap::new(),
-        statistic: "Average".to_owned(),
+        statistic: Some("Average".to_owned()),
+        expression: None,
         period_secs,
     }
 }
@@ -392,14 +393,7 @@ fn metric_config(id: &str, period_secs: u32) -> MetricConfig {
 fn series(id: &str, period_secs: u32, points: Vec<Datapoint>) -> Series {
     let metric = metric_config(id, period_secs);
     Series {
-        query: crate::metrics::MetricQuery {
-            id: metric.id,
-            namespace: metric.namespace,
-            metric_name: metric.metric_name,
-            dimensions: metric.dimensions,
-            statistic: metric.statistic,
-            period_secs,
-        },
+        query: crate::metrics::MetricQuery::from_config(&metric, &[]),
         points,
     }
 }

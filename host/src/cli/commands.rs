@@ -359,14 +359,7 @@ fn interpreter_problems(loaded: &LoadedConfig) -> Result<Vec<Problem>, PluginErr
             .metrics
             .iter()
             .map(|m| Series {
-                query: MetricQuery {
-                    id: m.id.clone(),
-                    namespace: m.namespace.clone(),
-                    metric_name: m.metric_name.clone(),
-                    dimensions: m.dimensions.clone(),
-                    statistic: m.statistic.clone(),
-                    period_secs: m.period_secs,
-                },
+                query: MetricQuery::from_config(m, &app.metrics),
                 points: Vec::new(),
             })
             .collect();

@@ -377,7 +377,7 @@ fn validate_application(index: usize, app: &ApplicationConfig) -> Vec<Problem> {
     let mut metric_ids: BTreeMap<&str, &MetricConfig> = BTreeMap::new();
     for (i, metric) in app.metrics.iter().enumerate() {
         let at = at.key("metric").index(i);
-        problems.extend(validate_metric(&at, metric));
+        problems.extend(validate_metric(&at, metric, &app.metrics));
         if metric_ids.insert(metric.id.as_str(), metric).is_some() {
             problems.push(
                 Problem::new(
@@ -473,7 +473,7 @@ fn is_period(period_secs: u32) -> bool {
     matches!(period_secs, 10 | 20 | 30) || (period_secs > 0 && period_secs.is_multiple_of(60))
 }
 
-fn validate_metric(at: &FieldPath, metric: &MetricConfig) -> Vec<Problem> {
+fn validate_metric(at: &FieldPath, metric: &MetricConfig, all: &[MetricConfig]) -> Vec<Problem> {
     let mut problems = Vec::new();
     if !is_query_id(&metric.id) {
         problems.push(
@@ -484,10 +484,28 @@ fn validate_metric(at: &FieldPath, metric: &MetricConfig) -> Vec<Problem> {
             .hint("a lower-case letter, then letters, digits or '_' (a CloudWatch query id), e.g. \"cpu\" or \"max_lag\""),
         );
     }
-    for (field, value) in [
-        ("namespace", &metric.namespace),
-        ("metric_name", &metric.metric_name),
-    ] {
+    if let Some(expression) = &metric.expression {
+        problems.extend(validate_expression(at, metric, expression, all));
+        return problems;
+    }
+    let statistic = metric.statistic.as_deref();
+    let (Some(namespace), Some(metric_name), Some(statistic)) =
+        (&metric.namespace, &metric.metric_name, statistic)
+    else {
+        // What serde said while these fields were required, so that a
+        // forgotten field reads the same.
+        for (field, value) in [
+            ("namespace", metric.namespace.is_some()),
+            ("metric_name", metric.metric_name.is_some()),
+            ("statistic", metric.statistic.is_some()),
+        ] {
+            if !value {
+                problems.push(Problem::new(at.clone(), format!("missing field `{field}`")));
+            }
+        }
+        return problems;
+    };
+    for (field, value) in [("namespace", namespace), ("metric_name", metric_name)] {
         if value.is_empty() || value.chars().count() > MAX_CLOUDWATCH_NAME_CHARS {
             problems.push(
                 Problem::new(at.key(field), format!("{field} {value:?} is not valid"))
@@ -516,11 +534,11 @@ fn validate_metric(at: &FieldPath, metric: &MetricConfig) -> Vec<Problem> {
             );
         }
     }
-    if !is_statistic(&metric.statistic) {
+    if !is_statistic(statistic) {
         problems.push(
             Problem::new(
                 at.key("statistic"),
-                format!("{:?} is not a statistic", metric.statistic),
+                format!("{statistic:?} is not a statistic"),
             )
             .hint("valid: \"Average\", \"Maximum\", \"Minimum\", \"Sum\", \"SampleCount\", or a percentile \"pNN\" or \"pNN.NN\" above 0 and up to 100, e.g. \"p99\""),
         );
@@ -536,6 +554,71 @@ fn validate_metric(at: &FieldPath, metric: &MetricConfig) -> Vec<Problem> {
             )
             .hint("valid: 10, 20, 30 or a multiple of 60"),
         );
+    }
+    problems
+}
+
+/// An `expression` metric: no MetricStat fields beside it, an expression
+/// in the supported subset, reading only plain metrics of the application.
+fn validate_expression(
+    at: &FieldPath,
+    metric: &MetricConfig,
+    expression: &str,
+    all: &[MetricConfig],
+) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    for (field, given) in [
+        ("namespace", metric.namespace.is_some()),
+        ("metric_name", metric.metric_name.is_some()),
+        ("dimensions", !metric.dimensions.is_empty()),
+        ("statistic", metric.statistic.is_some()),
+    ] {
+        if given {
+            problems.push(
+                Problem::new(
+                    at.key(field),
+                    format!("{field} is given beside expression"),
+                )
+                .hint("a metric is either namespace, metric_name, dimensions and statistic, or an expression over other metrics"),
+            );
+        }
+    }
+    let parsed = match crate::metrics::math::parse(expression) {
+        Ok(parsed) => parsed,
+        Err(error) => {
+            problems.push(
+                Problem::new(
+                    at.key("expression"),
+                    format!("expression {expression:?}: {error}"),
+                )
+                .hint(format!(
+                    "supported: numbers, metric ids, + - * /, parentheses, {}([a, b]), FILL(x, number)",
+                    crate::metrics::math::FUNCTIONS
+                        .iter()
+                        .filter(|f| **f != "FILL")
+                        .copied()
+                        .collect::<Vec<_>>()
+                        .join("/")
+                )),
+            );
+            return problems;
+        }
+    };
+    let plain: Vec<&str> = all
+        .iter()
+        .filter(|m| m.expression.is_none())
+        .map(|m| m.id.as_str())
+        .collect();
+    for id in parsed.ids() {
+        if !plain.contains(&id) {
+            problems.push(
+                Problem::new(
+                    at.key("expression"),
+                    format!("expression {expression:?} reads {id:?}, which is not a plain metric of this application"),
+                )
+                .hint(valid_list(plain.iter().copied(), "plain metric")),
+            );
+        }
     }
     problems
 }

@@ -355,14 +355,7 @@ impl Controller {
         let queries = app
             .metrics
             .iter()
-            .map(|m| MetricQuery {
-                id: m.id.clone(),
-                namespace: m.namespace.clone(),
-                metric_name: m.metric_name.clone(),
-                dimensions: m.dimensions.clone(),
-                statistic: m.statistic.clone(),
-                period_secs: m.period_secs,
-            })
+            .map(|m| MetricQuery::from_config(m, &app.metrics))
             .collect();
         let interpreter_health = vec![PluginHealth::default(); interpreters.len()];
         let settings = Settings::from_config(app, dry_run);
