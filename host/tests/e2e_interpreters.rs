@@ -1,7 +1,7 @@
 //! End to end with interpreter plugins: `flinkscale emulate` plays MSF,
 //! MSK and CloudWatch, and the real agent (real SDK, real `backlog-seconds`,
-//! `expression` and `step` components) scales on alarms that watch
-//! interpreter signals rather than metrics. Assertions are on what the
+//! `expression` and `step` components, CloudWatch metric math) scales on
+//! alarms that watch interpreter signals rather than metrics. Assertions are on what the
 //! emulator saw and on the agent's own decision log.
 //!
 //! Needs the plugins built (`cargo plugins`); fails, not skips, without
@@ -29,9 +29,10 @@ const SPEED: f64 = 20.0;
 /// Step on two alarms that watch signals only: `behind` on
 /// `backlog-seconds`' `seconds_behind` (SumOffsetLag / numRecordsInPerSecond)
 /// above 30 s, `idle` on the `expression` signal `backlog_per_record_in`
-/// (the same ratio, written as an expression with `fill`) at or below 1 s
-/// for two periods. No alarm watches a metric, so any rescale comes from
-/// the interpreters.
+/// at or below 1 s for two periods. That signal reads `lag_per_processed`,
+/// the same ratio as CloudWatch metric math, which the agent sends as an
+/// Expression query and the emulator evaluates. No alarm watches a metric,
+/// so any rescale comes from the interpreters.
 fn config(dir: &Path) -> PathBuf {
     let plugins = toml_edit::Value::from(plugin_dir().to_string_lossy().as_ref()).to_string();
     let text = format!(
@@ -63,13 +64,18 @@ dimensions = {{ Application = "{APP}" }}
 statistic = "Average"
 period_secs = 10
 
+[[application.metric]]
+id = "lag_per_processed"
+expression = "FILL(lag, 0) / processed"
+period_secs = 10
+
 [[application.interpreter]]
 plugin = "backlog-seconds"
 params = {{ backlog_metric = "lag", processing_rate_metric = "processed" }}
 
 [[application.interpreter]]
 plugin = "expression"
-params.signals = {{ backlog_per_record_in = "fill(lag, 0) / max(processed, 1)" }}
+params.signals = {{ backlog_per_record_in = "fill(lag_per_processed, 0)" }}
 
 [[application.alarm]]
 id = "behind"
@@ -109,8 +115,9 @@ fn agent_scales_out_on_an_alarm_that_watches_an_interpreter_signal() {
             agent.log_tail(80)
         )
     };
-    // At low load there is no backlog: `idle` fires, but 2 KPU is the
-    // floor, and `behind` is OK, so the agent holds with both alarms known.
+    // At low load there is no backlog: `idle` fires (through the metric
+    // math and the expression signal), but 2 KPU is the floor, so the agent
+    // holds, saying so.
     wait_until(
         Duration::from_secs(60),
         "a decision naming both signal alarms as known",
@@ -147,6 +154,18 @@ fn agent_scales_out_on_an_alarm_that_watches_an_interpreter_signal() {
 
     let calls = emu.calls();
     let log = summarize(&calls, emu.started_ms);
+    let math_sent = calls_of(&calls, "GetMetricData", None).iter().any(|c| {
+        c["params"]["MetricDataQueries"]
+            .as_array()
+            .is_some_and(|qs| {
+                qs.iter().any(|q| {
+                    q["Expression"]
+                        .as_str()
+                        .is_some_and(|e| e.starts_with("FILL("))
+                })
+            })
+    });
+    assert!(math_sent, "no Expression query reached the emulator\n{log}");
     let updates = calls_of(&calls, "UpdateApplication", Some(APP));
     assert!(!updates.is_empty(), "{log}");
     let decisions = log_events(&agent.log(), "Evaluated.");
