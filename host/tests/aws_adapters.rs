@@ -289,6 +289,7 @@ fn metric(id: &str, name: &str, statistic: &str) -> MetricQuery {
         dimensions: [("Application".to_owned(), "orders".to_owned())].into(),
         statistic: statistic.into(),
         period_secs: 60,
+        expression: None,
     }
 }
 

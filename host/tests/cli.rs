@@ -140,6 +140,78 @@ fn validate_environment_instantiates_the_plugin_and_checks_its_params() {
     );
 }
 
+/// `validate` (no AWS, no `--environment`) tries each interpreter on its
+/// params and on the configured series, so a bad expression or an unknown
+/// series id is a located configuration error naming the interpreter's
+/// params, what is wrong and where in the expression. Fails on main, where
+/// `validate` never ran an interpreter and said "valid".
+#[test]
+fn validate_reports_a_bad_expression_located_at_its_interpreter() {
+    let dir = tempfile::tempdir().unwrap();
+    let release = repo().join("target/wasm32-wasip2/release");
+    assert!(
+        release.join("expression.wasm").exists(),
+        "run `cargo plugins` first: {} is missing",
+        release.join("expression.wasm").display()
+    );
+    let config = |signals: &str| {
+        format!(
+            r#"[agent]
+plugin_dir = {release:?}
+
+[[application]]
+name = "orders"
+
+[[application.metric]]
+id = "lag"
+namespace = "AWS/Kafka"
+metric_name = "SumOffsetLag"
+statistic = "Maximum"
+
+[[application.interpreter]]
+plugin = "expression"
+params.signals = {{ {signals} }}
+
+[application.policy]
+plugin = "hold"
+"#
+        )
+    };
+    let file = dir.path().join("c.toml");
+    let shown = file.to_string_lossy().into_owned();
+
+    std::fs::write(&file, config(r#"growth = "rate(lag", ok = "lag""#)).unwrap();
+    let (code, stdout, stderr) = flinkscale(&["validate", &shown]);
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    // Line 15 is `params.signals = ...` in the interpreter's table.
+    let stderr = stderr.trim();
+    assert!(
+        stderr.starts_with(&format!(
+            "{shown}:15:1: application \"orders\".interpreter[0].params: plugin expression 0.1.0"
+        )) && stderr.ends_with(
+            "rejected its params: signals.growth = \"rate(lag\": at column 9: unbalanced \
+             parenthesis: the `(` at column 5 is not closed (found the end of the \
+             expression, expected `)`)"
+        ),
+        "{stderr}"
+    );
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+
+    std::fs::write(&file, config(r#"growth = "rate(lgg)""#)).unwrap();
+    let (code, stdout, stderr) = flinkscale(&["validate", &shown]);
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "{shown}:15:1: application \"orders\".interpreter[0].params: "
+        )) && stderr.contains("at column 6: unknown series id `lgg` (configured series: lag)"),
+        "{stderr}"
+    );
+
+    std::fs::write(&file, config(r#"growth = "rate(lag)""#)).unwrap();
+    let (code, stdout, stderr) = flinkscale(&["validate", &shown]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+}
+
 /// A journal written by a newer agent stops `run` before anything is read
 /// or sent, with exit code 78 (EX_CONFIG) and the file untouched: an older
 /// agent must neither misread nor replace what the newer one knew. Fails

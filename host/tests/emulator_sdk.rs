@@ -24,7 +24,7 @@ use aws_sdk_kinesisanalyticsv2::types::{
 };
 use flinkscale::emulator::{self, EmulatorHandle, EmulatorOptions, FaultSpec};
 use flinkscale::metrics::cloudwatch::CloudWatchSource;
-use flinkscale::metrics::{MetricQuery, MetricSource, MetricsError};
+use flinkscale::metrics::{MetricMath, MetricQuery, MetricSource, MetricsError};
 use flinkscale::target::msf::MsfTarget;
 use flinkscale::target::{AppStatus, ScalingTarget, TargetError};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -121,6 +121,7 @@ fn model_query(app: &str, metric: &str, stat: &str, period: u32) -> MetricQuery 
         dimensions: BTreeMap::from([("Application".to_owned(), app.to_owned())]),
         statistic: stat.to_owned(),
         period_secs: period,
+        expression: None,
     }
 }
 
@@ -1371,4 +1372,110 @@ async fn permission_faults_reach_the_adapter_as_permission_errors() {
         ]
     );
     emu.shutdown().await;
+}
+
+/// CloudWatch metric math through the project's adapter and the real SDK:
+/// a metric configured as an `expression` goes out as an Expression query
+/// with its inputs as `ReturnData = false` MetricStat queries, and the
+/// emulator answers it with the arithmetic of the model's own series.
+/// Fails on main, where the adapter had no expression queries and the
+/// emulator refused every Expression.
+#[tokio::test]
+async fn metric_math_expressions_through_the_sdk() {
+    let (emu, _dir) = start(3 * HOUR_MS, 1.0, 500).await;
+    let config = sdk_config(&emu).await;
+    let end = now_ms().div_euclid(60_000) * 60_000 - 600_000;
+    let start = end - HOUR_MS;
+    let busy = model_query("busy", "numRecordsInPerSecond", "Sum", 60);
+    let calm = MetricQuery {
+        id: "calm".to_owned(),
+        ..model_query("calm", "numRecordsInPerSecond", "Sum", 60)
+    };
+    let math = |id: &str, text: &str| MetricQuery {
+        id: id.to_owned(),
+        namespace: String::new(),
+        metric_name: String::new(),
+        dimensions: BTreeMap::new(),
+        statistic: String::new(),
+        period_secs: 60,
+        expression: Some(MetricMath {
+            text: text.to_owned(),
+            inputs: vec![busy.clone(), calm.clone()],
+        }),
+    };
+    let queries = [
+        math("total", "numRecordsInPerSecond + calm"),
+        math("share", "calm / SUM([numRecordsInPerSecond, calm]) * 100"),
+        math("filled", "FILL(calm, 7) - calm"),
+    ];
+    let source = CloudWatchSource::new(&config);
+    let series = source
+        .fetch(&queries, start, end)
+        .await
+        .expect("an expression query is answered");
+    let (b, c) = emu.with_world(|w| {
+        (
+            w.metric_data(&busy, start, end).unwrap(),
+            w.metric_data(&calm, start, end).unwrap(),
+        )
+    });
+    assert_eq!(b.len(), 60);
+    let total: Vec<(i64, f64)> = series[0]
+        .points
+        .iter()
+        .map(|p| (p.timestamp_ms, p.value))
+        .collect();
+    let expected: Vec<(i64, f64)> = b
+        .iter()
+        .zip(&c)
+        .map(|(x, y)| (x.timestamp_ms, x.value + y.value))
+        .collect();
+    assert_eq!(total, expected);
+    // calm processes 100 records/s, busy about 1000 (its 1 KPU's capacity).
+    for (p, (x, y)) in series[1].points.iter().zip(b.iter().zip(&c)) {
+        let share = y.value / (x.value + y.value) * 100.0;
+        assert!((p.value - share).abs() < 1e-9, "{p:?} vs {share}");
+    }
+    assert_eq!(series[1].points.len(), 60);
+    assert!(series[2].points.iter().all(|p| p.value == 0.0));
+
+    // What the emulator does not support is refused by name.
+    let cw = aws_sdk_cloudwatch::Client::new(&config);
+    let error = cw
+        .get_metric_data()
+        .metric_data_queries(
+            data_query("m1", "busy", "KPUs", "Average", 60).to_builder_return_false(),
+        )
+        .metric_data_queries(
+            MetricDataQuery::builder()
+                .id("e1")
+                .expression("RATE(m1)")
+                .period(60)
+                .build(),
+        )
+        .start_time(DateTime::from_millis(start))
+        .end_time(DateTime::from_millis(end))
+        .send()
+        .await
+        .expect_err("an unknown function");
+    assert_eq!(error.code(), Some("InvalidParameterValue"));
+    assert!(
+        error
+            .message()
+            .is_some_and(|m| m.contains("unknown function `RATE`")),
+        "{error:?}"
+    );
+    emu.shutdown().await;
+}
+
+trait ReturnFalse {
+    fn to_builder_return_false(self) -> MetricDataQuery;
+}
+
+impl ReturnFalse for MetricDataQuery {
+    /// The same query with `ReturnData = false`.
+    fn to_builder_return_false(mut self) -> MetricDataQuery {
+        self.return_data = Some(false);
+        self
+    }
 }

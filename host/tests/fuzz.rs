@@ -851,6 +851,7 @@ proptest! {
                     dimensions: Default::default(),
                     statistic: "Average".to_owned(),
                     period_secs: 10,
+                    expression: None,
                 },
                 points,
             })

@@ -77,6 +77,7 @@ fn evaluation(app: Application, scale_out: AlarmState, scale_in: AlarmState) -> 
                 dimensions: [("Application".to_owned(), "orders".to_owned())].into(),
                 statistic: "Average".to_owned(),
                 period_secs: 60,
+                expression: None,
             },
             points: (0..5)
                 .map(|i| Datapoint {

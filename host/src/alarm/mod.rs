@@ -7,14 +7,26 @@
 //! says what a missing period counts as. The evaluator ([`evaluate_range`])
 //! is pure; [`range_from_series`] turns a fetched series into the range it
 //! reads, and [`AlarmTracker`] keeps each alarm's state between
-//! evaluations for the controller. The cases it reproduces, and the rule
+//! evaluations for the controller.
+//!
+//! An alarm's `metric` may also name a signal of one of the application's
+//! interpreters. A signal is one value per evaluation, not a fetched
+//! series, so the tracker keeps its recent values as a series of its own:
+//! one datapoint per period of the application's evaluation interval, the
+//! value computed during a period standing for the period before it (the
+//! last whole period of the metrics it was derived from), the last value
+//! of a period winning. Those datapoints are then judged exactly as a
+//! metric's, with the same periods, M of N and missing-data rules; a period
+//! in which no evaluation produced the signal is missing. The cases it reproduces, and the rule
 //! derived from them, are in the project's `ALARM_CASES.md` (taken from the
 //! CloudWatch user guide, "How alarm state is evaluated when data is
 //! missing").
 
 use crate::config::{AlarmConfig, Comparison, MetricConfig, TreatMissingData};
+use std::collections::{BTreeMap, VecDeque};
+
 use crate::metrics::{Datapoint, Series};
-use crate::model::{AlarmState, AlarmStatus};
+use crate::model::{AlarmState, AlarmStatus, Signal};
 
 #[cfg(test)]
 mod tests;
@@ -247,7 +259,16 @@ impl Tracked {
 #[derive(Debug, Clone)]
 pub struct AlarmTracker {
     alarms: Vec<Tracked>,
+    /// The period of the datapoints kept for signals, in seconds.
+    signal_period_secs: u32,
+    /// Recent values of the signals alarms watch, oldest first, at most one
+    /// per period and no more than the longest range needs.
+    signal_history: BTreeMap<String, VecDeque<Datapoint>>,
 }
+
+/// The period of signal datapoints when none is set: CloudWatch's standard
+/// resolution.
+pub const DEFAULT_SIGNAL_PERIOD_SECS: u32 = 60;
 
 impl AlarmTracker {
     /// A tracker for `alarms` (a validated configuration's), created at
@@ -264,7 +285,17 @@ impl AlarmTracker {
                     since_ms: now_ms,
                 })
                 .collect(),
+            signal_period_secs: DEFAULT_SIGNAL_PERIOD_SECS,
+            signal_history: BTreeMap::new(),
         }
+    }
+
+    /// Sets the period of the datapoints kept for signals: the
+    /// application's evaluation interval, since a signal gets one value per
+    /// evaluation. 0 is taken as 1.
+    pub fn with_signal_period(mut self, period_secs: u32) -> Self {
+        self.signal_period_secs = period_secs.max(1);
+        self
     }
 
     /// Evaluates every alarm on the fetched `series` at `now_ms` and returns
@@ -273,11 +304,31 @@ impl AlarmTracker {
     /// An alarm's series is the one whose query id is the alarm's metric; an
     /// alarm whose series is absent sees a range with every period missing.
     pub fn update(&mut self, series: &[Series], now_ms: i64) -> Vec<AlarmStatus> {
+        self.update_with_signals(series, &[], now_ms)
+    }
+
+    /// As [`AlarmTracker::update`], and records this evaluation's `signals`
+    /// first, so that an alarm whose metric names a signal (and no fetched
+    /// series) is evaluated on the signal's recent values.
+    pub fn update_with_signals(
+        &mut self,
+        series: &[Series],
+        signals: &[Signal],
+        now_ms: i64,
+    ) -> Vec<AlarmStatus> {
+        self.record_signals(series, signals, now_ms);
+        let period_secs = self.signal_period_secs;
         for alarm in &mut self.alarms {
             let periods = alarm.rule.range_periods();
             let range = match series.iter().find(|s| s.query.id == alarm.metric) {
                 Some(s) => range_from_series(&s.points, s.query.period_secs, periods, now_ms),
-                None => vec![None; periods],
+                None => match self.signal_history.get(&alarm.metric) {
+                    Some(points) => {
+                        let points: Vec<Datapoint> = points.iter().copied().collect();
+                        range_from_series(&points, period_secs, periods, now_ms)
+                    }
+                    None => vec![None; periods],
+                },
             };
             let state = evaluate_range(&range, &alarm.rule, alarm.state);
             if state != alarm.state {
@@ -286,6 +337,44 @@ impl AlarmTracker {
             }
         }
         self.statuses()
+    }
+
+    /// Keeps the value of every watched signal, at the start of the last
+    /// whole period before `now_ms`, replacing a value already kept for that
+    /// period, and forgets what no range reaches any more.
+    fn record_signals(&mut self, series: &[Series], signals: &[Signal], now_ms: i64) {
+        let period_ms = i64::from(self.signal_period_secs) * 1000;
+        let stamp = now_ms.div_euclid(period_ms) * period_ms - period_ms;
+        for alarm in &self.alarms {
+            if series.iter().any(|s| s.query.id == alarm.metric) {
+                continue;
+            }
+            let Some(signal) = signals.iter().find(|s| s.name == alarm.metric) else {
+                continue;
+            };
+            if !signal.value.is_finite() {
+                continue;
+            }
+            let keep = self
+                .alarms
+                .iter()
+                .filter(|a| a.metric == alarm.metric)
+                .map(|a| a.rule.range_periods())
+                .max()
+                .unwrap_or(0);
+            let history = self.signal_history.entry(alarm.metric.clone()).or_default();
+            if history.back().is_some_and(|p| p.timestamp_ms == stamp) {
+                history.pop_back();
+            }
+            history.push_back(Datapoint {
+                timestamp_ms: stamp,
+                value: signal.value,
+            });
+            let oldest = stamp - period_ms * i64::try_from(keep).unwrap_or(i64::MAX / 2);
+            while history.front().is_some_and(|p| p.timestamp_ms < oldest) {
+                history.pop_front();
+            }
+        }
     }
 
     /// The statuses as of the last update, in configuration order.

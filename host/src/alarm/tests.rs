@@ -381,10 +381,11 @@ fn alarm_config(id: &str, metric: &str, treat: TreatMissingData) -> AlarmConfig 
 fn metric_config(id: &str, period_secs: u32) -> MetricConfig {
     MetricConfig {
         id: id.to_owned(),
-        namespace: "AWS/KinesisAnalytics".to_owned(),
-        metric_name: "containerCPUUtilization".to_owned(),
+        namespace: Some("AWS/KinesisAnalytics".to_owned()),
+        metric_name: Some("containerCPUUtilization".to_owned()),
         dimensions: BTreeMap::new(),
-        statistic: "Average".to_owned(),
+        statistic: Some("Average".to_owned()),
+        expression: None,
         period_secs,
     }
 }
@@ -392,14 +393,7 @@ fn metric_config(id: &str, period_secs: u32) -> MetricConfig {
 fn series(id: &str, period_secs: u32, points: Vec<Datapoint>) -> Series {
     let metric = metric_config(id, period_secs);
     Series {
-        query: crate::metrics::MetricQuery {
-            id: metric.id,
-            namespace: metric.namespace,
-            metric_name: metric.metric_name,
-            dimensions: metric.dimensions,
-            statistic: metric.statistic,
-            period_secs,
-        },
+        query: crate::metrics::MetricQuery::from_config(&metric, &[]),
         points,
     }
 }
@@ -559,4 +553,55 @@ fn a_window_ending_now_holds_the_oldest_period_of_the_range() {
             "now {now_ms}: window starts after the range"
         );
     }
+}
+
+fn signal(name: &str, value: f64) -> Signal {
+    Signal {
+        name: name.to_owned(),
+        value,
+    }
+}
+
+/// An alarm whose metric names an interpreter signal is judged on the
+/// signal's values, one per evaluation period, with CloudWatch's M of N:
+/// three breaching periods in a row give ALARM, one calm period among the
+/// last three gives OK, and a period with no value is missing data.
+#[test]
+fn an_alarm_on_a_signal_uses_its_recent_values_per_period() {
+    let alarms = [alarm_config(
+        "behind",
+        "seconds_behind",
+        TreatMissingData::Missing,
+    )];
+    let mut tracker = AlarmTracker::new(&alarms, 0).with_signal_period(60);
+    let cpu = [series("cpu", 60, vec![])];
+    let at = |minute: i64| minute * MINUTE_MS + 5_000;
+    let state = |statuses: Vec<AlarmStatus>| statuses[0].state;
+
+    assert_eq!(
+        state(tracker.update_with_signals(&cpu, &[], at(1))),
+        AlarmState::InsufficientData
+    );
+    // Two breaching periods: not yet N = 3, and `missing` needs M of them.
+    for minute in 2..4 {
+        let got = tracker.update_with_signals(&cpu, &[signal("seconds_behind", 95.0)], at(minute));
+        assert_eq!(state(got), AlarmState::InsufficientData, "minute {minute}");
+    }
+    // Twice in one period: the last value counts once, still two periods.
+    let got = tracker.update_with_signals(&cpu, &[signal("seconds_behind", 96.0)], at(3) + 20_000);
+    assert_eq!(state(got), AlarmState::InsufficientData);
+    let got = tracker.update_with_signals(&cpu, &[signal("seconds_behind", 97.0)], at(4));
+    assert_eq!(state(got), AlarmState::Alarm);
+    // A calm period among the last three: OK.
+    let got = tracker.update_with_signals(&cpu, &[signal("seconds_behind", 10.0)], at(5));
+    assert_eq!(state(got), AlarmState::Ok);
+    // Other signals do not feed it, and a metric of the same name wins.
+    let got = tracker.update_with_signals(&cpu, &[signal("other", 99.0)], at(6));
+    assert_eq!(state(got), AlarmState::Ok);
+    let got = tracker.update_with_signals(
+        &[series("seconds_behind", 60, vec![])],
+        &[signal("seconds_behind", 99.0)],
+        at(7),
+    );
+    assert_eq!(state(got), AlarmState::InsufficientData);
 }

@@ -15,10 +15,13 @@ use tracing::info;
 
 use crate::agent::{Agent, AgentError, OnceReport};
 use crate::config::load::{self, LoadedConfig};
+use crate::config::validate::{FieldPath, Problem};
 use crate::controller::ActOutcome;
-use crate::model::Action;
-use crate::plugin::{PluginHost, SandboxLimits};
+use crate::metrics::{MetricQuery, Series};
+use crate::model::{Action, Application};
+use crate::plugin::{PluginError, PluginHost, SandboxLimits};
 use crate::state::StateError;
+use crate::target::AppStatus;
 use crate::telemetry::{self, Events, Registry};
 
 /// The exit status for a configuration error (`EX_CONFIG` in sysexits.h):
@@ -415,11 +418,97 @@ fn once_json(report: &OnceReport) -> serde_json::Value {
     }
 }
 
+/// Tries every interpreter on its params and then on the application's
+/// configured series (with no datapoints yet), as the agent will at its
+/// first evaluation, so that what the plugin refuses (a bad expression, a
+/// series id the application does not configure) is a located
+/// configuration error before the agent runs. Local only: no AWS call.
+/// Blocking (compiles and calls plugins): run it off the runtime.
+fn interpreter_problems(loaded: &LoadedConfig) -> Result<Vec<Problem>, PluginError> {
+    let mut problems = Vec::new();
+    if loaded
+        .config
+        .applications
+        .iter()
+        .all(|app| app.interpreters.is_empty())
+    {
+        return Ok(problems);
+    }
+    let agent = &loaded.config.agent;
+    let host = PluginHost::new(SandboxLimits {
+        call_timeout: std::time::Duration::from_millis(agent.plugin_timeout_ms),
+        memory_limit_bytes: agent.plugin_memory_limit_bytes,
+    })?;
+    for (i, (app, paths)) in loaded
+        .config
+        .applications
+        .iter()
+        .zip(&loaded.plugins)
+        .enumerate()
+    {
+        let series: Vec<Series> = app
+            .metrics
+            .iter()
+            .map(|m| Series {
+                query: MetricQuery::from_config(m, &app.metrics),
+                points: Vec::new(),
+            })
+            .collect();
+        let kpu = app.min_kpu.max(1);
+        let application = Application {
+            name: app.name.clone(),
+            status: AppStatus::Running,
+            kpu,
+            parallelism: kpu,
+            parallelism_per_kpu: 1,
+            min_kpu: app.min_kpu,
+            max_kpu: app.max_kpu,
+            version_id: 1,
+            last_rescale_ms: None,
+            last_update_duration_secs: None,
+        };
+        for (j, (interpreter, path)) in app.interpreters.iter().zip(&paths.interpreters).enumerate()
+        {
+            let at = FieldPath::root()
+                .key("application")
+                .index(i)
+                .key("interpreter")
+                .index(j);
+            let params = load::params_json(&interpreter.params);
+            let (path_at, message) = match host.load_interpreter(path, &params, &app.name) {
+                Ok(mut instance) => match instance.interpret(wall_ms(), &application, &series) {
+                    Ok(_) => continue,
+                    Err(error) => (at.key("params"), error.to_string()),
+                },
+                Err(error @ PluginError::Configure { .. }) => (at.key("params"), error.to_string()),
+                Err(error) => (at.key("plugin"), error.to_string()),
+            };
+            problems.push(Problem {
+                path: path_at,
+                message,
+                hint: None,
+            });
+        }
+    }
+    Ok(problems)
+}
+
 /// `flinkscale validate`.
 pub async fn validate(config: &Path, environment: bool) -> anyhow::Result<ExitCode> {
     let Some(loaded) = load_or_report(config) else {
         return Ok(ExitCode::FAILURE);
     };
+    let tried = loaded.clone();
+    let problems = tokio::task::spawn_blocking(move || interpreter_problems(&tried))
+        .await
+        .context("the interpreter check stopped")?
+        .context("cannot start the plugin host")?;
+    if !problems.is_empty() {
+        for error in load::locate(&loaded, &problems) {
+            eprintln!("{}", printable(&error.to_string()));
+        }
+        return Ok(ExitCode::FAILURE);
+    }
     if environment {
         let mut failures = 0;
         let agent = &loaded.config.agent;

@@ -173,6 +173,22 @@ pub fn load_str(text: &str, origin: &Path) -> Result<LoadedConfig, ConfigErrors>
     load_text(text, origin, false)
 }
 
+/// Locates problems found after loading by a check the loader cannot make
+/// itself (`flinkscale validate` trying each interpreter on its params), in
+/// the text of the file `loaded` was read from, as the loader's own errors
+/// are. A file that cannot be read again gives unlocated errors.
+pub fn locate(loaded: &LoadedConfig, problems: &[Problem]) -> Vec<ConfigError> {
+    let text = std::fs::read_to_string(&loaded.file).unwrap_or_default();
+    let (root, _) = DeTable::parse_recoverable(&text);
+    let root_span = root.span();
+    let document = Document {
+        file: &loaded.file,
+        text: &text,
+        root: Spanned::new(root_span, DeValue::Table(root.into_inner())),
+    };
+    problems.iter().map(|p| document.locate(p)).collect()
+}
+
 /// A plugin's parameters as the JSON object text its `configure` receives.
 ///
 /// Datetimes become their RFC 3339 strings; non-finite floats (refused by

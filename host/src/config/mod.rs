@@ -129,7 +129,8 @@ pub struct ApplicationConfig {
     pub policy: PluginConfig,
 }
 
-/// `[[application.metric]]`: one CloudWatch metric.
+/// `[[application.metric]]`: one CloudWatch metric, or CloudWatch metric
+/// math over other metrics of the application.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MetricConfig {
@@ -138,16 +139,28 @@ pub struct MetricConfig {
     /// letter (a CloudWatch query id).
     pub id: String,
     /// Namespace, e.g. `AWS/KinesisAnalytics`, `AWS/Kafka`, `AWS/Kinesis`,
-    /// or a custom one.
-    pub namespace: String,
-    /// Metric name, e.g. `containerCPUUtilization`.
-    pub metric_name: String,
+    /// or a custom one. Required unless `expression` is given.
+    #[serde(default)]
+    pub namespace: Option<String>,
+    /// Metric name, e.g. `containerCPUUtilization`. Required unless
+    /// `expression` is given.
+    #[serde(default)]
+    pub metric_name: Option<String>,
     /// Dimensions, e.g. `{ Application = "my-app" }`.
     #[serde(default)]
     pub dimensions: BTreeMap<String, String>,
     /// Statistic: Average, Maximum, Minimum, Sum, SampleCount, or a
-    /// percentile pNN or pNN.NN.
-    pub statistic: String,
+    /// percentile pNN or pNN.NN. Required unless `expression` is given.
+    #[serde(default)]
+    pub statistic: Option<String>,
+    /// CloudWatch metric math over the other (plain) metrics of this
+    /// application, named by their ids, instead of namespace, metric_name,
+    /// dimensions and statistic, e.g. `"SUM([lag_a, lag_b]) / processed"`.
+    /// Sent to GetMetricData as an Expression query with its period. The
+    /// supported subset: numbers, ids, `+ - * /`, parentheses, `SUM`, `AVG`,
+    /// `MIN`, `MAX` of a list `[a, b]`, and `FILL(x, number)`.
+    #[serde(default)]
+    pub expression: Option<String>,
     /// Period in seconds: 10, 20, 30 or a multiple of 60.
     #[serde(default = "default_period_secs")]
     pub period_secs: u32,
@@ -200,7 +213,10 @@ pub enum TreatMissingData {
 pub struct AlarmConfig {
     /// Id that policies use to name this alarm; unique within the application.
     pub id: String,
-    /// The `id` of the metric it watches.
+    /// The `id` of the metric it watches, or the name of a signal of one of
+    /// the application's interpreters (e.g. `seconds_behind`): a signal is
+    /// judged on its value at each evaluation, one datapoint per evaluation
+    /// interval, with the same M of N and missing-data rules.
     pub metric: String,
     /// Comparison operator (CloudWatch's ComparisonOperator).
     pub comparison: Comparison,

@@ -377,7 +377,7 @@ fn validate_application(index: usize, app: &ApplicationConfig) -> Vec<Problem> {
     let mut metric_ids: BTreeMap<&str, &MetricConfig> = BTreeMap::new();
     for (i, metric) in app.metrics.iter().enumerate() {
         let at = at.key("metric").index(i);
-        problems.extend(validate_metric(&at, metric));
+        problems.extend(validate_metric(&at, metric, &app.metrics));
         if metric_ids.insert(metric.id.as_str(), metric).is_some() {
             problems.push(
                 Problem::new(
@@ -395,7 +395,12 @@ fn validate_application(index: usize, app: &ApplicationConfig) -> Vec<Problem> {
     let mut alarm_ids: Vec<&str> = Vec::new();
     for (i, alarm) in app.alarms.iter().enumerate() {
         let at = at.key("alarm").index(i);
-        problems.extend(validate_alarm(&at, alarm, &metric_ids));
+        problems.extend(validate_alarm(
+            &at,
+            alarm,
+            &metric_ids,
+            !app.interpreters.is_empty(),
+        ));
         if alarm_ids.contains(&alarm.id.as_str()) {
             problems.push(
                 Problem::new(
@@ -423,6 +428,14 @@ fn validate_application(index: usize, app: &ApplicationConfig) -> Vec<Problem> {
         ));
     }
     problems
+}
+
+/// Whether `name` can be an interpreter signal's name, by the convention
+/// the shipped interpreters enforce.
+fn is_signal_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 /// Whether `id` is a CloudWatch GetMetricData query id.
@@ -460,7 +473,7 @@ fn is_period(period_secs: u32) -> bool {
     matches!(period_secs, 10 | 20 | 30) || (period_secs > 0 && period_secs.is_multiple_of(60))
 }
 
-fn validate_metric(at: &FieldPath, metric: &MetricConfig) -> Vec<Problem> {
+fn validate_metric(at: &FieldPath, metric: &MetricConfig, all: &[MetricConfig]) -> Vec<Problem> {
     let mut problems = Vec::new();
     if !is_query_id(&metric.id) {
         problems.push(
@@ -471,10 +484,28 @@ fn validate_metric(at: &FieldPath, metric: &MetricConfig) -> Vec<Problem> {
             .hint("a lower-case letter, then letters, digits or '_' (a CloudWatch query id), e.g. \"cpu\" or \"max_lag\""),
         );
     }
-    for (field, value) in [
-        ("namespace", &metric.namespace),
-        ("metric_name", &metric.metric_name),
-    ] {
+    if let Some(expression) = &metric.expression {
+        problems.extend(validate_expression(at, metric, expression, all));
+        return problems;
+    }
+    let statistic = metric.statistic.as_deref();
+    let (Some(namespace), Some(metric_name), Some(statistic)) =
+        (&metric.namespace, &metric.metric_name, statistic)
+    else {
+        // What serde said while these fields were required, so that a
+        // forgotten field reads the same.
+        for (field, value) in [
+            ("namespace", metric.namespace.is_some()),
+            ("metric_name", metric.metric_name.is_some()),
+            ("statistic", metric.statistic.is_some()),
+        ] {
+            if !value {
+                problems.push(Problem::new(at.clone(), format!("missing field `{field}`")));
+            }
+        }
+        return problems;
+    };
+    for (field, value) in [("namespace", namespace), ("metric_name", metric_name)] {
         if value.is_empty() || value.chars().count() > MAX_CLOUDWATCH_NAME_CHARS {
             problems.push(
                 Problem::new(at.key(field), format!("{field} {value:?} is not valid"))
@@ -503,11 +534,11 @@ fn validate_metric(at: &FieldPath, metric: &MetricConfig) -> Vec<Problem> {
             );
         }
     }
-    if !is_statistic(&metric.statistic) {
+    if !is_statistic(statistic) {
         problems.push(
             Problem::new(
                 at.key("statistic"),
-                format!("{:?} is not a statistic", metric.statistic),
+                format!("{statistic:?} is not a statistic"),
             )
             .hint("valid: \"Average\", \"Maximum\", \"Minimum\", \"Sum\", \"SampleCount\", or a percentile \"pNN\" or \"pNN.NN\" above 0 and up to 100, e.g. \"p99\""),
         );
@@ -527,10 +558,76 @@ fn validate_metric(at: &FieldPath, metric: &MetricConfig) -> Vec<Problem> {
     problems
 }
 
+/// An `expression` metric: no MetricStat fields beside it, an expression
+/// in the supported subset, reading only plain metrics of the application.
+fn validate_expression(
+    at: &FieldPath,
+    metric: &MetricConfig,
+    expression: &str,
+    all: &[MetricConfig],
+) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    for (field, given) in [
+        ("namespace", metric.namespace.is_some()),
+        ("metric_name", metric.metric_name.is_some()),
+        ("dimensions", !metric.dimensions.is_empty()),
+        ("statistic", metric.statistic.is_some()),
+    ] {
+        if given {
+            problems.push(
+                Problem::new(
+                    at.key(field),
+                    format!("{field} is given beside expression"),
+                )
+                .hint("a metric is either namespace, metric_name, dimensions and statistic, or an expression over other metrics"),
+            );
+        }
+    }
+    let parsed = match crate::metrics::math::parse(expression) {
+        Ok(parsed) => parsed,
+        Err(error) => {
+            problems.push(
+                Problem::new(
+                    at.key("expression"),
+                    format!("expression {expression:?}: {error}"),
+                )
+                .hint(format!(
+                    "supported: numbers, metric ids, + - * /, parentheses, {}([a, b]), FILL(x, number)",
+                    crate::metrics::math::FUNCTIONS
+                        .iter()
+                        .filter(|f| **f != "FILL")
+                        .copied()
+                        .collect::<Vec<_>>()
+                        .join("/")
+                )),
+            );
+            return problems;
+        }
+    };
+    let plain: Vec<&str> = all
+        .iter()
+        .filter(|m| m.expression.is_none())
+        .map(|m| m.id.as_str())
+        .collect();
+    for id in parsed.ids() {
+        if !plain.contains(&id) {
+            problems.push(
+                Problem::new(
+                    at.key("expression"),
+                    format!("expression {expression:?} reads {id:?}, which is not a plain metric of this application"),
+                )
+                .hint(valid_list(plain.iter().copied(), "plain metric")),
+            );
+        }
+    }
+    problems
+}
+
 fn validate_alarm(
     at: &FieldPath,
     alarm: &AlarmConfig,
     metrics: &BTreeMap<&str, &MetricConfig>,
+    has_interpreters: bool,
 ) -> Vec<Problem> {
     let mut problems = Vec::new();
     let valid_id = !alarm.id.is_empty()
@@ -548,7 +645,24 @@ fn validate_alarm(
         );
     }
     let metric = metrics.get(alarm.metric.as_str());
-    if metric.is_none() {
+    // With interpreters, a name that is no metric id is one of their
+    // signals: which signals a plugin produces is known only when it runs.
+    let signal = has_interpreters && is_signal_name(&alarm.metric);
+    if metric.is_none() && has_interpreters && !signal {
+        problems.push(
+            Problem::new(
+                at.key("metric"),
+                format!(
+                    "no metric with id {:?} in this application, and not a signal name",
+                    alarm.metric
+                ),
+            )
+            .hint(format!(
+                "{}, or a signal of one of its interpreters (letters, digits and '_', starting with a letter)",
+                valid_list(metrics.keys().copied(), "metric")
+            )),
+        );
+    } else if metric.is_none() && !signal {
         problems.push(
             Problem::new(
                 at.key("metric"),

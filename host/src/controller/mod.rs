@@ -356,21 +356,20 @@ impl Controller {
         let queries = app
             .metrics
             .iter()
-            .map(|m| MetricQuery {
-                id: m.id.clone(),
-                namespace: m.namespace.clone(),
-                metric_name: m.metric_name.clone(),
-                dimensions: m.dimensions.clone(),
-                statistic: m.statistic.clone(),
-                period_secs: m.period_secs,
-            })
+            .map(|m| MetricQuery::from_config(m, &app.metrics))
             .collect();
         let interpreter_health = vec![PluginHealth::default(); interpreters.len()];
+        let settings = Settings::from_config(app, dry_run);
+        // A signal gets one value per evaluation: its alarm periods are the
+        // evaluation interval.
+        let signal_period_secs =
+            u32::try_from(settings.evaluation_interval.as_secs()).unwrap_or(u32::MAX);
         Self {
-            settings: Settings::from_config(app, dry_run),
+            settings,
             queries,
             window_ms: i64::from(fetch_window_secs(app)) * 1000,
-            alarms: AlarmTracker::new(&app.alarms, clock.now_ms()),
+            alarms: AlarmTracker::new(&app.alarms, clock.now_ms())
+                .with_signal_period(signal_period_secs),
             source,
             target,
             policy: Some(policy),
@@ -591,7 +590,7 @@ impl Controller {
             last_update_duration_secs: self.machine.record.last_update_duration_secs,
         };
         let (signals, trouble) = self.interpret(now_ms, &app, &metrics).await?;
-        let alarms = self.alarms.update(&metrics, now_ms);
+        let alarms = self.alarms.update_with_signals(&metrics, &signals, now_ms);
         let evaluation = Evaluation {
             now_ms,
             app,

@@ -1,6 +1,7 @@
 //! CloudWatch's metric reads: GetMetricData (MetricStat queries, every
-//! statistic, NextToken pages, both scan orders) and ListMetrics, over the
-//! metrics the model publishes.
+//! statistic, metric-math Expression queries in the subset of
+//! [`crate::metrics::math`], `ReturnData`, NextToken pages, both scan
+//! orders) and ListMetrics, over the metrics the model publishes.
 //!
 //! Aggregation happens here rather than in [`crate::sim::publish`] because
 //! the emulator's periods are wall-clock periods: a period of P wall
@@ -167,7 +168,21 @@ pub(crate) fn datapoints(
 struct Query {
     id: String,
     label: String,
-    stat: MetricStat,
+    what: What,
+    /// Whether the answer holds this query (`ReturnData`, default true).
+    returned: bool,
+}
+
+/// What a query reads.
+enum What {
+    /// A metric, a statistic, a period.
+    Stat(MetricStat),
+    /// Metric math over other queries of the request (see
+    /// [`crate::metrics::math`] for the supported subset).
+    Expression {
+        expr: crate::metrics::math::Expr,
+        period_secs: u32,
+    },
 }
 
 fn valid_query_id(id: &str) -> bool {
@@ -204,12 +219,23 @@ fn read_queries(r: &Reader<'_>) -> Result<Vec<Query>, AwsError> {
         if !ids.insert(id.to_owned()) {
             return Err(r.invalid(format!("The query id {id} is used twice.")));
         }
-        if q.opt("Expression").is_some() {
-            return Err(r.invalid(format!(
-                "Query {id}: metric math expressions are not supported by the emulator; use MetricStat."
-            )));
-        }
-        if !q.opt_bool("ReturnData")?.unwrap_or(true) {
+        let returned = q.opt_bool("ReturnData")?.unwrap_or(true);
+        if let Some(text) = q.opt_str("Expression")? {
+            let expr = crate::metrics::math::parse(text).map_err(|error| {
+                r.invalid(format!(
+                    "Query {id}: the expression {text:?} is not valid {error}."
+                ))
+            })?;
+            let period_secs = match q.opt_i64("Period")? {
+                Some(period) => statistic_and_period(r, "Average", period)?.1,
+                None => 60,
+            };
+            queries.push(Query {
+                id: id.to_owned(),
+                label: q.opt_str("Label")?.unwrap_or(id).to_owned(),
+                what: What::Expression { expr, period_secs },
+                returned,
+            });
             continue;
         }
         let ms = q.structure("MetricStat", "MetricStat.")?;
@@ -219,14 +245,35 @@ fn read_queries(r: &Reader<'_>) -> Result<Vec<Query>, AwsError> {
         queries.push(Query {
             id: id.to_owned(),
             label: q.opt_str("Label")?.unwrap_or(&metric_name).to_owned(),
-            stat: MetricStat {
+            what: What::Stat(MetricStat {
                 namespace: metric.str("Namespace")?.to_owned(),
                 metric_name,
                 dimensions: read_dimensions(&metric, "Dimensions")?,
                 statistic,
                 period_secs,
-            },
+            }),
+            returned,
         });
+    }
+    // An expression reads MetricStat queries of the same request only.
+    for query in &queries {
+        let What::Expression { expr, .. } = &query.what else {
+            continue;
+        };
+        for input in expr.ids() {
+            let found = queries
+                .iter()
+                .any(|q| q.id == input && matches!(q.what, What::Stat(_)));
+            if !found {
+                return Err(r.invalid(format!(
+                    "Query {}: the expression reads {input:?}, which is not a MetricStat query of this request.",
+                    query.id
+                )));
+            }
+        }
+    }
+    if !queries.iter().any(|q| q.returned) {
+        return Err(r.invalid("At least one query must have ReturnData set to true."));
     }
     Ok(queries)
 }
@@ -273,16 +320,36 @@ pub(crate) fn get_metric_data(core: &Core, input: &Value, now_ms: i64) -> Result
             )
         })?,
     };
-    let series: Vec<Vec<Datapoint>> = queries
+    let stats: BTreeMap<&str, Vec<Datapoint>> = queries
         .iter()
-        .map(|q| {
-            let mut points = datapoints(&core.world, &core.clock, &q.stat, start_ms, end_ms, as_of);
-            if !ascending {
-                points.reverse();
-            }
-            points
+        .filter_map(|q| match &q.what {
+            What::Stat(stat) => Some((
+                q.id.as_str(),
+                datapoints(&core.world, &core.clock, stat, start_ms, end_ms, as_of),
+            )),
+            What::Expression { .. } => None,
         })
         .collect();
+    let queries: Vec<&Query> = queries.iter().filter(|q| q.returned).collect();
+    let mut series: Vec<Vec<Datapoint>> = Vec::with_capacity(queries.len());
+    for q in &queries {
+        let mut points = match &q.what {
+            What::Stat(_) => stats.get(q.id.as_str()).cloned().unwrap_or_default(),
+            What::Expression { expr, period_secs } => {
+                let grid = crate::metrics::math::Grid {
+                    start_ms,
+                    end_ms,
+                    period_secs: *period_secs,
+                };
+                crate::metrics::math::evaluate(expr, &|id| stats.get(id).cloned(), grid)
+                    .map_err(|error| r.invalid(format!("Query {}: {}.", q.id, error.message)))?
+            }
+        };
+        if !ascending {
+            points.reverse();
+        }
+        series.push(points);
+    }
     let total: usize = series.iter().map(Vec::len).sum();
     if offset > total || (offset == total && offset > 0) {
         return Err(AwsError::new(

@@ -239,6 +239,7 @@ fn stat(app: &str, metric: &str, statistic: &str, period_secs: u32) -> (MetricSt
             dimensions,
             statistic: statistic.to_owned(),
             period_secs,
+            expression: None,
         },
     )
 }

@@ -440,6 +440,7 @@ mod tests {
             dimensions: Default::default(),
             statistic: "Maximum".into(),
             period_secs: 60,
+            expression: None,
         }
     }
 

@@ -65,7 +65,7 @@ impl CloudWatchSource {
         let data_queries: Vec<MetricDataQuery> = queries
             .iter()
             .enumerate()
-            .map(|(index, query)| to_data_query(index, query))
+            .flat_map(|(index, query)| to_data_queries(index, query))
             .collect();
         let mut points: Vec<Vec<Datapoint>> = vec![Vec::new(); queries.len()];
         let mut next_token: Option<String> = None;
@@ -112,11 +112,40 @@ impl MetricSource for CloudWatchSource {
         let mut series = Vec::with_capacity(queries.len());
         // Sequential on purpose: GetMetricData has a per-account call rate,
         // and one agent's tick is not worth spending it in a burst.
-        for chunk in queries.chunks(MAX_QUERIES_PER_CALL) {
+        for chunk in chunks(queries) {
             series.extend(self.fetch_call(chunk, start_ms, end_ms).await?);
         }
         Ok(series)
     }
+}
+
+/// How many GetMetricData queries `query` takes: one, plus its inputs for
+/// metric math.
+fn weight(query: &MetricQuery) -> usize {
+    1 + query
+        .expression
+        .as_ref()
+        .map_or(0, |math| math.inputs.len())
+}
+
+/// Splits `queries` into runs of at most [`MAX_QUERIES_PER_CALL`]
+/// GetMetricData queries, metric math counted with its inputs (which must
+/// travel in the same call).
+fn chunks(queries: &[MetricQuery]) -> Vec<&[MetricQuery]> {
+    let mut out = Vec::new();
+    let (mut start, mut used) = (0, 0);
+    for (i, query) in queries.iter().enumerate() {
+        let w = weight(query);
+        if used + w > MAX_QUERIES_PER_CALL && i > start {
+            out.push(&queries[start..i]);
+            (start, used) = (i, 0);
+        }
+        used += w;
+    }
+    if start < queries.len() {
+        out.push(&queries[start..]);
+    }
+    out
 }
 
 /// The CloudWatch id of the query at `index` in one call.
@@ -127,6 +156,39 @@ fn query_id(index: usize) -> String {
 /// The index encoded by [`query_id`], if `id` is one of ours.
 fn query_index(id: &str) -> Option<usize> {
     id.strip_prefix('q')?.parse().ok()
+}
+
+/// The GetMetricData queries of the query at `index`: one MetricStat, or,
+/// for metric math, the Expression (with its inputs renamed to this call's
+/// ids) and each input as a MetricStat with `ReturnData = false`, named
+/// `q<index>_<k>` so that their answers, if any, are never taken for a
+/// query's.
+fn to_data_queries(index: usize, query: &MetricQuery) -> Vec<MetricDataQuery> {
+    let Some(math) = &query.expression else {
+        return vec![to_data_query(index, query)];
+    };
+    let input_id = |k: usize| format!("{}_{k}", query_id(index));
+    let text = super::math::rename_ids(&math.text, &|id| {
+        math.inputs
+            .iter()
+            .position(|input| input.id == id)
+            .map(input_id)
+    });
+    let mut out = vec![
+        MetricDataQuery::builder()
+            .id(query_id(index))
+            .expression(text)
+            .period(i32::try_from(query.period_secs).unwrap_or(i32::MAX))
+            .return_data(true)
+            .build(),
+    ];
+    for (k, input) in math.inputs.iter().enumerate() {
+        let mut data_query = to_data_query(index, input);
+        data_query.id = Some(input_id(k));
+        data_query.return_data = Some(false);
+        out.push(data_query);
+    }
+    out
 }
 
 fn to_data_query(index: usize, query: &MetricQuery) -> MetricDataQuery {
@@ -392,6 +454,7 @@ mod tests {
             dimensions: Default::default(),
             statistic: "Maximum".into(),
             period_secs: 60,
+            expression: None,
         };
         let error = CloudWatchSource::new(&config)
             .fetch(&[query], 0, 60_000)
@@ -436,6 +499,7 @@ mod tests {
             dimensions: [("Cluster Name".to_owned(), "c1".to_owned())].into(),
             statistic: "p99".into(),
             period_secs: 60,
+            expression: None,
         };
         let q = to_data_query(7, &query);
         assert_eq!(q.id(), Some("q7"));

@@ -7,10 +7,13 @@
 
 pub mod batch;
 pub mod cloudwatch;
+pub mod math;
 
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
+
+use crate::config::MetricConfig;
 
 /// One metric to fetch, in CloudWatch's terms.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize)]
@@ -27,6 +30,63 @@ pub struct MetricQuery {
     pub statistic: String,
     /// Period in seconds.
     pub period_secs: u32,
+    /// CloudWatch metric math, for a metric configured with `expression`:
+    /// then `namespace`, `metric_name`, `dimensions` and `statistic` are
+    /// empty, and the expression's inputs are fetched beside it.
+    pub expression: Option<MetricMath>,
+}
+
+/// A metric-math query: an expression over other metrics (see [`math`]).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize)]
+pub struct MetricMath {
+    /// The expression as configured, naming its inputs by their configured
+    /// ids.
+    pub text: String,
+    /// The metrics it reads, each a plain metric with its configured id.
+    pub inputs: Vec<MetricQuery>,
+}
+
+impl MetricQuery {
+    /// The query for the configured `metric` of an application whose
+    /// metrics are `all` (where an expression finds its inputs). A
+    /// validated configuration's expression reads only plain metrics of
+    /// `all`; anything else is left out and fails at the source.
+    pub fn from_config(metric: &MetricConfig, all: &[MetricConfig]) -> Self {
+        let plain = |m: &MetricConfig| MetricQuery {
+            id: m.id.clone(),
+            namespace: m.namespace.clone().unwrap_or_default(),
+            metric_name: m.metric_name.clone().unwrap_or_default(),
+            dimensions: m.dimensions.clone(),
+            statistic: m.statistic.clone().unwrap_or_default(),
+            period_secs: m.period_secs,
+            expression: None,
+        };
+        let Some(text) = &metric.expression else {
+            return plain(metric);
+        };
+        let ids = math::parse(text).map(|e| {
+            let mut ids: Vec<String> = e.ids().into_iter().map(str::to_owned).collect();
+            ids.sort_unstable();
+            ids.dedup();
+            ids
+        });
+        let inputs = ids
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|id| all.iter().find(|m| &m.id == id && m.expression.is_none()))
+            .map(|m| MetricQuery {
+                period_secs: metric.period_secs,
+                ..plain(m)
+            })
+            .collect();
+        MetricQuery {
+            expression: Some(MetricMath {
+                text: text.clone(),
+                inputs,
+            }),
+            ..plain(metric)
+        }
+    }
 }
 
 /// One aggregated value for one period.

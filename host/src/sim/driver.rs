@@ -74,9 +74,30 @@ impl MetricSource for SimSource {
         queries
             .iter()
             .map(|q| {
-                let points = world
-                    .metric_data(q, start_ms, end_ms)
-                    .map_err(|e| MetricsError::Source(e.to_string()))?;
+                let fetch = |q: &MetricQuery| {
+                    world
+                        .metric_data(q, start_ms, end_ms)
+                        .map_err(|e| MetricsError::Source(e.to_string()))
+                };
+                let points = match &q.expression {
+                    None => fetch(q)?,
+                    // Metric math, evaluated as the emulator does.
+                    Some(math) => {
+                        let mut inputs = std::collections::BTreeMap::new();
+                        for input in &math.inputs {
+                            inputs.insert(input.id.as_str(), fetch(input)?);
+                        }
+                        let expr = crate::metrics::math::parse(&math.text)
+                            .map_err(|e| MetricsError::Invalid(e.to_string()))?;
+                        let grid = crate::metrics::math::Grid {
+                            start_ms,
+                            end_ms,
+                            period_secs: q.period_secs,
+                        };
+                        crate::metrics::math::evaluate(&expr, &|id| inputs.get(id).cloned(), grid)
+                            .map_err(|e| MetricsError::Invalid(e.to_string()))?
+                    }
+                };
                 Ok(Series {
                     query: q.clone(),
                     points,

@@ -44,6 +44,7 @@ fn query(
             .collect::<BTreeMap<_, _>>(),
         statistic: stat.to_owned(),
         period_secs: period,
+        expression: None,
     }
 }
 

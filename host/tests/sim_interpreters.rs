@@ -1,0 +1,68 @@
+//! `simulate` with interpreter plugins: the shipped example
+//! `config/msk-backlog-seconds.toml` (backlog-seconds and expression
+//! interpreters, alarms on the `seconds_behind` signal, the step policy),
+//! renamed to the `step` scenario's application, scales the application out
+//! when the load quadruples, and the decision names the signal's alarm.
+//!
+//! Needs the shipped plugins (`cargo plugins`).
+
+use std::path::Path;
+
+use flinkscale::config::load_str;
+use flinkscale::model::Action;
+use flinkscale::sim::Scenario;
+use flinkscale::sim::bench::default_scenario_dir;
+use flinkscale::sim::driver::simulate;
+use flinkscale::sim::presets::shipped_plugin_dir;
+use flinkscale::telemetry::Event;
+
+#[test]
+fn the_backlog_seconds_example_scales_out_in_simulate() {
+    let scenario =
+        Scenario::load(&default_scenario_dir().join("step.toml")).expect("the step scenario");
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/msk-backlog-seconds.toml");
+    let plugins = toml_edit::Value::from(shipped_plugin_dir().to_string_lossy().as_ref());
+    // The scenario's application is `app`, its MSK source names derive
+    // from that (`app-cluster`, `app-group`, `app-topic`).
+    let text = std::fs::read_to_string(&example)
+        .expect("the example")
+        .replace(
+            "plugin_dir = \"../target/wasm32-wasip2/release\"",
+            &format!("plugin_dir = {plugins}"),
+        )
+        .replace("\"orders-cluster\"", "\"app-cluster\"")
+        .replace(
+            "\"Consumer Group\" = \"orders-aggregator\"",
+            "\"Consumer Group\" = \"app-group\"",
+        )
+        .replace("\"orders\" }", "\"app-topic\" }")
+        .replace("orders-aggregator", "app");
+    assert!(!text.contains("orders"), "every name replaced: {text}");
+    let loaded = load_str(&text, &example).unwrap_or_else(|e| panic!("{e}"));
+    let outcome = simulate(&scenario, &loaded).expect("the simulation runs");
+
+    let scale_outs: Vec<(u32, u32, String)> = outcome
+        .events
+        .iter()
+        .filter_map(|event| match event {
+            Event::Evaluated { kpu, decision, .. } => match decision.action {
+                Action::ScaleTo(to) if to > *kpu => Some((*kpu, to, decision.reason.clone())),
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect();
+    let (from, to, reason) = scale_outs
+        .first()
+        .unwrap_or_else(|| panic!("no scale-out; scores: {:?}", outcome.scores));
+    assert_eq!((*from, *to), (2, 4), "step adds 2 KPU: {reason}");
+    assert!(
+        reason.contains("`behind`") && reason.contains("ALARM"),
+        "the scale-out comes from the alarm on seconds_behind: {reason}"
+    );
+    assert!(outcome.scores.rescales > 0, "{:?}", outcome.scores);
+    // 4000 records/s need 5 subtasks: the agent adds capacity until the
+    // backlog stops growing (later `caught-up` may take one back).
+    let highest = scale_outs.iter().map(|(_, to, _)| *to).max().unwrap_or(0);
+    assert!(highest >= 5, "{scale_outs:?}");
+}

@@ -1,0 +1,248 @@
+//! The grammar, every error with its column, and the meaning of each
+//! construct, through the interpreter as the agent calls it (parameters as
+//! JSON, series in, signals out).
+
+use flinkscale_plugin::{AppStatus, Datapoint};
+
+use super::*;
+use crate::parse::{BinaryOp, ParseError, parse};
+
+fn series(id: &str, points: &[(i64, f64)]) -> Series {
+    Series {
+        id: id.to_owned(),
+        namespace: "AWS/Kafka".to_owned(),
+        metric_name: id.to_owned(),
+        statistic: "Maximum".to_owned(),
+        period_secs: 60,
+        points: points
+            .iter()
+            .map(|&(timestamp_ms, value)| Datapoint {
+                timestamp_ms,
+                value,
+            })
+            .collect(),
+    }
+}
+
+fn app() -> Application {
+    Application {
+        name: "orders".to_owned(),
+        status: AppStatus::Running,
+        kpu: 2,
+        parallelism: 2,
+        parallelism_per_kpu: 1,
+        min_kpu: 1,
+        max_kpu: 8,
+        version_id: 1,
+        last_rescale_ms: None,
+        last_update_duration_secs: None,
+    }
+}
+
+fn metrics() -> Vec<Series> {
+    vec![
+        series("cpu", &[(0, 50.0), (60_000, 90.0), (120_000, 70.0)]),
+        series("lag", &[(0, 1000.0), (60_000, 4000.0)]),
+        series("empty", &[]),
+    ]
+}
+
+/// The value of the single signal `x = <text>`, or None when absent.
+fn value(text: &str) -> Option<f64> {
+    let json = serde_json_object(text);
+    let mut interpreter = ExpressionInterpreter::configure(Params::from_json(&json).unwrap())
+        .unwrap_or_else(|error| panic!("{text:?} refused: {error}"));
+    let signals = interpreter
+        .interpret(0, &app(), &metrics())
+        .unwrap_or_else(|error| panic!("{text:?} failed: {error}"));
+    assert!(signals.len() <= 1);
+    signals.first().map(|signal| {
+        assert_eq!(signal.name, "x");
+        signal.value
+    })
+}
+
+fn serde_json_object(text: &str) -> String {
+    format!(
+        "{{\"signals\": {{\"x\": {}}}}}",
+        Value::String(text.to_owned())
+    )
+}
+
+fn parse_error(text: &str) -> ParseError {
+    match parse(text) {
+        Ok(expr) => panic!("{text:?} parsed as {expr:?}"),
+        Err(error) => error,
+    }
+}
+
+#[test]
+fn precedence_and_associativity() {
+    assert_eq!(value("1 + 2 * 3"), Some(7.0));
+    assert_eq!(value("(1 + 2) * 3"), Some(9.0));
+    assert_eq!(value("10 - 4 - 3"), Some(3.0));
+    assert_eq!(value("24 / 4 / 2"), Some(3.0));
+    assert_eq!(value("-2 * -3"), Some(6.0));
+    assert_eq!(value("1.5e3 + .5"), Some(1500.5));
+    assert_eq!(value("1 + 2 > 2"), Some(1.0));
+    assert_eq!(
+        parse("a > 1").unwrap(),
+        Expr::Binary(
+            BinaryOp::Gt,
+            Box::new(Expr::Series {
+                id: "a".to_owned(),
+                column: 1
+            }),
+            Box::new(Expr::Number(1.0))
+        )
+    );
+}
+
+#[test]
+fn series_ids_read_their_latest_value() {
+    assert_eq!(value("cpu"), Some(70.0));
+    assert_eq!(value("lag / cpu"), Some(4000.0 / 70.0));
+}
+
+#[test]
+fn comparisons_are_thresholds_giving_one_or_zero() {
+    assert_eq!(value("cpu > 80"), Some(0.0));
+    assert_eq!(value("cpu >= 70"), Some(1.0));
+    assert_eq!(value("cpu < 70"), Some(0.0));
+    assert_eq!(value("cpu <= 70"), Some(1.0));
+    assert_eq!(value("cpu == 70"), Some(1.0));
+    assert_eq!(value("cpu != 70"), Some(0.0));
+    assert_eq!(value("(cpu > 60) * (lag > 3000)"), Some(1.0));
+}
+
+#[test]
+fn aggregates_over_a_window_and_over_arguments() {
+    assert_eq!(value("max(cpu)"), Some(90.0));
+    assert_eq!(value("min(cpu)"), Some(50.0));
+    assert_eq!(value("avg(cpu)"), Some(70.0));
+    assert_eq!(value("sum(cpu)"), Some(210.0));
+    assert_eq!(value("max(cpu, 80)"), Some(80.0));
+    assert_eq!(value("sum(cpu, lag)"), Some(4070.0));
+    assert_eq!(value("avg(cpu + 0)"), Some(70.0));
+    assert_eq!(value("min(cpu, empty)"), Some(70.0), "absent skipped");
+    assert_eq!(value("max(empty)"), None);
+}
+
+#[test]
+fn rate_is_per_second_over_the_last_two_points() {
+    assert_eq!(value("rate(lag)"), Some(3000.0 / 60.0));
+    assert_eq!(value("rate(cpu)"), Some(-20.0 / 60.0));
+    assert_eq!(value("rate(empty)"), None);
+}
+
+#[test]
+fn absence_propagates_and_fill_replaces_it() {
+    assert_eq!(value("empty"), None);
+    assert_eq!(value("empty + 1"), None);
+    assert_eq!(value("empty > 1"), None);
+    assert_eq!(value("cpu / 0"), None, "division by zero has no value");
+    assert_eq!(value("fill(empty, 0)"), Some(0.0));
+    assert_eq!(value("fill(empty, cpu)"), Some(70.0));
+    assert_eq!(value("fill(cpu, 0)"), Some(70.0));
+    assert_eq!(value("fill(cpu / 0, -1)"), Some(-1.0));
+}
+
+#[test]
+fn every_syntax_error_names_its_column() {
+    let cases: &[(&str, usize, &str)] = &[
+        ("", 1, "the expression is empty"),
+        ("   ", 4, "the expression is empty"),
+        ("cpu +", 6, "ends too early"),
+        (
+            "foo(cpu)",
+            1,
+            "unknown function `foo`; valid functions: avg, fill, max, min, rate, sum",
+        ),
+        ("1 + (cpu * 2", 13, "the `(` at column 5 is not closed"),
+        ("max(cpu, 2", 11, "the `(` at column 4 is not closed"),
+        ("cpu)", 4, "an unbalanced `)`"),
+        ("cpu lag", 5, "unexpected `l`; expected an operator"),
+        ("cpu > 80 > 1", 10, "unexpected `>`"),
+        ("cpu = 80", 5, "unexpected `=`"),
+        ("cpu * $", 7, "unexpected `$`"),
+        ("1.2.3", 1, "`1.2.3` is not a number"),
+        ("max()", 1, "`max` needs at least one argument"),
+        ("max(cpu;", 8, "expected `,` or `)`"),
+        (
+            "rate(cpu + 1)",
+            1,
+            "`rate` takes exactly one argument, a series id",
+        ),
+        ("rate(cpu, lag)", 1, "`rate` takes exactly one argument"),
+        ("fill(cpu)", 1, "`fill` takes exactly two arguments"),
+        ("1 + fill(cpu, 1, 2)", 5, "found 3"),
+    ];
+    for &(text, column, needle) in cases {
+        let error = parse_error(text);
+        assert_eq!(error.column, column, "{text:?}: {error}");
+        assert!(error.message.contains(needle), "{text:?}: {error}");
+        assert!(
+            error
+                .to_string()
+                .starts_with(&format!("at column {column}: "))
+        );
+    }
+}
+
+#[test]
+fn configure_refuses_a_bad_expression_with_its_signal_and_column() {
+    let error = ExpressionInterpreter::configure(
+        Params::from_json(r#"{"signals": {"ok": "cpu", "bad": "max(cpu"}}"#).unwrap(),
+    )
+    .unwrap_err();
+    assert_eq!(
+        error,
+        "signals.bad = \"max(cpu\": at column 8: unbalanced parenthesis: the `(` at column 4 \
+         is not closed (found the end of the expression, expected `)`)"
+    );
+}
+
+#[test]
+fn configure_refuses_bad_parameters() {
+    let refuse = |json: &str| {
+        ExpressionInterpreter::configure(Params::from_json(json).unwrap()).unwrap_err()
+    };
+    assert!(refuse("{}").contains("parameter `signals` is required"));
+    assert!(refuse(r#"{"signal": {}}"#).contains("unknown parameter `signal`"));
+    assert!(refuse(r#"{"signals": []}"#).contains("must be a table"));
+    assert!(refuse(r#"{"signals": {}}"#).contains("at least one signal"));
+    assert!(refuse(r#"{"signals": {"x": 1}}"#).contains("must be an expression in a string"));
+    assert!(refuse(r#"{"signals": {"9x": "1"}}"#).contains("a signal name is letters"));
+}
+
+#[test]
+fn an_unknown_series_id_is_an_error_at_interpret_even_without_data() {
+    let mut interpreter = ExpressionInterpreter::configure(
+        Params::from_json(r#"{"signals": {"x": "cpu + fill(lgа, 0)"}}"#).unwrap(),
+    );
+    // A Cyrillic `а` is not an identifier character: it is a syntax error.
+    assert!(interpreter.is_err());
+
+    interpreter = ExpressionInterpreter::configure(
+        Params::from_json(r#"{"signals": {"x": "cpu + fill(lga, 0)"}}"#).unwrap(),
+    );
+    let error = interpreter
+        .unwrap()
+        .interpret(0, &app(), &[series("cpu", &[]), series("lag", &[])])
+        .unwrap_err();
+    assert_eq!(
+        error,
+        "signals.x = \"cpu + fill(lga, 0)\": at column 12: unknown series id `lga` \
+         (configured series: cpu, lag)"
+    );
+}
+
+#[test]
+fn absent_signals_are_not_published_and_others_are() {
+    let mut interpreter = ExpressionInterpreter::configure(
+        Params::from_json(r#"{"signals": {"a": "empty", "b": "cpu * 2"}}"#).unwrap(),
+    )
+    .unwrap();
+    let signals = interpreter.interpret(0, &app(), &metrics()).unwrap();
+    assert_eq!(signals, vec![Signal::new("b", 140.0)]);
+}
