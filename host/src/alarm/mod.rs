@@ -343,8 +343,12 @@ impl AlarmTracker {
     /// whole period before `now_ms`, replacing a value already kept for that
     /// period, and forgets what no range reaches any more.
     fn record_signals(&mut self, series: &[Series], signals: &[Signal], now_ms: i64) {
-        let period_ms = i64::from(self.signal_period_secs) * 1000;
-        let stamp = now_ms.div_euclid(period_ms) * period_ms - period_ms;
+        let period_ms = i64::from(self.signal_period_secs.max(1)) * 1000;
+        // Saturating: `now_ms` is whatever the clock says, extremes included.
+        let stamp = now_ms
+            .div_euclid(period_ms)
+            .saturating_mul(period_ms)
+            .saturating_sub(period_ms);
         for alarm in &self.alarms {
             if series.iter().any(|s| s.query.id == alarm.metric) {
                 continue;
@@ -370,7 +374,8 @@ impl AlarmTracker {
                 timestamp_ms: stamp,
                 value: signal.value,
             });
-            let oldest = stamp - period_ms * i64::try_from(keep).unwrap_or(i64::MAX / 2);
+            let oldest = stamp
+                .saturating_sub(period_ms.saturating_mul(i64::try_from(keep).unwrap_or(i64::MAX)));
             while history.front().is_some_and(|p| p.timestamp_ms < oldest) {
                 history.pop_front();
             }

@@ -272,7 +272,7 @@ fn read_queries(r: &Reader<'_>) -> Result<Vec<Query>, AwsError> {
             }
         }
     }
-    if !queries.iter().any(|q| q.returned) {
+    if !queries.is_empty() && !queries.iter().any(|q| q.returned) {
         return Err(r.invalid("At least one query must have ReturnData set to true."));
     }
     Ok(queries)
