@@ -49,6 +49,21 @@ fn host() -> &'static PluginHost {
     &HOST
 }
 
+/// A host with the default memory cap but a deadline far from anything a
+/// test measures: filling 64 MiB in a debug build on a busy 2-core host can
+/// take longer than the default 100 ms, and then the deadline, not the
+/// cap, would stop the plugin.
+fn patient_host() -> &'static PluginHost {
+    static HOST: LazyLock<PluginHost> = LazyLock::new(|| {
+        PluginHost::new(SandboxLimits {
+            call_timeout: Duration::from_secs(10),
+            ..SandboxLimits::default()
+        })
+        .expect("the engine starts")
+    });
+    &HOST
+}
+
 fn app(kpu: u32, min_kpu: u32, max_kpu: u32) -> Application {
     Application {
         name: "orders".to_owned(),
@@ -491,7 +506,7 @@ fn memory_heavy() -> std::sync::MutexGuard<'static, ()> {
 #[test]
 fn a_memory_bomb_is_stopped_at_the_cap() {
     let _heavy = memory_heavy();
-    let mut plugin = misbehaving("memory");
+    let mut plugin = misbehave(patient_host(), "memory").expect("misbehave memory loads");
     let (class, detail) = call_failure(plugin.decide(&quiet()));
     assert_eq!(class, FailureClass::OutOfMemory, "{detail}");
     assert!(detail.contains(&(64 * 1024 * 1024).to_string()), "{detail}");
