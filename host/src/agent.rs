@@ -162,16 +162,16 @@ impl Agent {
             };
             let policy = Reloading::policy(
                 host.clone(),
-                paths.policy.clone(),
+                &paths.policy,
                 crate::config::load::params_json(&app.policy.params),
                 app.name.clone(),
             )
             .map_err(plugin_error)?;
             let mut interpreters: Vec<Box<dyn Interpret>> = Vec::new();
-            for (config, path) in app.interpreters.iter().zip(&paths.interpreters) {
+            for (config, source) in app.interpreters.iter().zip(&paths.interpreters) {
                 let instance = Reloading::interpreter(
                     host.clone(),
-                    path.clone(),
+                    source,
                     crate::config::load::params_json(&config.params),
                     app.name.clone(),
                 )

@@ -12,6 +12,7 @@
 //! [`Reloading`] instance follows its file, so that a plugin quarantined by
 //! its controller is retried as soon as a new file is deployed.
 
+pub mod builtin;
 mod cache;
 mod engine;
 mod instance;
@@ -26,6 +27,7 @@ mod tests;
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub use builtin::PluginSource;
 pub use engine::PluginHost;
 pub use instance::{InterpreterInstance, PolicyInstance};
 pub use reload::Reloading;
