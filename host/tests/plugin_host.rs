@@ -839,9 +839,7 @@ fn an_unknown_mode_is_a_configure_error() {
 #[test]
 fn a_configure_that_never_returns_times_out_at_load() {
     // Compiled beforehand, so that only the load is timed.
-    host()
-        .check(plugin("misbehave"))
-        .expect("misbehave checks");
+    host().check(plugin("misbehave")).expect("misbehave checks");
     let started = Instant::now();
     let error = misbehave(host(), "slow-configure").err().expect("refused");
     assert!(

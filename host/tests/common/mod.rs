@@ -309,9 +309,15 @@ impl Emulator {
     /// Starts `flinkscale emulate --scenario SCENARIO --speed SPEED` (plus
     /// `extra` arguments) and reads its endpoint from the line it prints.
     pub fn start(scenario: &Path, speed: f64, extra: &[&str], dir: &Path) -> Self {
+        Self::start_bin(Path::new(BIN), scenario, speed, extra, dir)
+    }
+
+    /// [`Emulator::start`] with another `flinkscale` binary (an installed
+    /// one).
+    pub fn start_bin(bin: &Path, scenario: &Path, speed: f64, extra: &[&str], dir: &Path) -> Self {
         let log = dir.join("emulator.log");
         let started_ms = now_ms();
-        let mut command = Command::new(BIN);
+        let mut command = Command::new(bin);
         command
             .arg("emulate")
             .arg("--scenario")
