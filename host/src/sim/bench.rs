@@ -45,10 +45,11 @@ pub enum BenchError {
     /// A scenario is invalid.
     #[error(transparent)]
     Scenario(#[from] ScenarioError),
-    /// A policy cannot be configured (most often: its plugin is not built).
+    /// A policy cannot be configured (most often: its plugin is neither a
+    /// built-in nor a file in the plugin folder).
     #[error(
         "policy {policy:?} cannot run on scenario {scenario:?}:\n{errors}\n\
-         (if a plugin is missing, run `cargo plugins` to build the shipped plugins)"
+         (a policy is a preset, a built-in plugin, a plugin in --plugin-dir or a .wasm path)"
     )]
     Policy {
         /// The policy.

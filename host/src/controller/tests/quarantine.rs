@@ -1,7 +1,7 @@
 //! Plugin quarantine: the rule as plain values, then the real `misbehave`
-//! fixture (and `step`), built by `cargo plugins` into
-//! `target/wasm32-wasip2/release/`, driven through the controller over the
-//! fakes on the paused clock. A failing plugin never scales anything.
+//! fixture, built by `cargo plugins` into `target/wasm32-wasip2/release/`
+//! (and `step`, as host/build.rs built it), driven through the controller
+//! over the fakes on the paused clock. A failing plugin never scales anything.
 
 use std::path::PathBuf;
 use std::sync::LazyLock;
