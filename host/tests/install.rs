@@ -140,9 +140,12 @@ fn an_installed_binary_runs_demo_simulate_and_run_with_its_built_in_plugins() {
     );
     assert!(demo.status.success(), "demo failed:\n{stdout}\n{stderr}");
     assert!(stdout.contains("summary (model version"), "{stdout}");
+    // Played this fast on a busy machine, the demo may end before step has
+    // a reason to scale (the `run` below checks that it does): here it must
+    // have decided, which needs the built-in loaded and called.
     assert!(
-        stdout.contains("UpdateApplication"),
-        "the built-in step scaled the demo application: {stdout}"
+        stdout.contains("\n         hold: ") || stdout.contains("\n         SCALE TO "),
+        "the built-in step decided at least once: {stdout}"
     );
     assert_builtin_loaded(&stderr, "step");
 
