@@ -204,3 +204,27 @@ plugin = "hold"
         .collect();
     assert!(names.is_empty(), "{names:?}");
 }
+
+/// `simulate --policy NAME` with a name that is neither a preset, a
+/// built-in nor a file says so once, naming the built-ins and the fix,
+/// instead of failing the run with the OS error three times over.
+#[test]
+fn simulate_names_the_built_ins_when_a_policy_is_not_found() {
+    let scenario = repo().join("tests/scenarios/step.toml");
+    let (code, stdout, stderr) = flinkscale(&[
+        "simulate",
+        "--scenario",
+        &scenario.to_string_lossy(),
+        "--policy",
+        "no-such-policy",
+    ]);
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "one error: {stderr}");
+    for expected in [
+        "policy \"no-such-policy\"",
+        "not a built-in (\"step\", \"hold\", \"target-tracking\", \"rate\")",
+        "--plugin-dir",
+    ] {
+        assert!(stderr.contains(expected), "{expected:?} in {stderr}");
+    }
+}

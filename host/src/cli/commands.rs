@@ -458,7 +458,28 @@ fn simulate_blocking(args: SimulateArgs) -> anyhow::Result<ExitCode> {
                 params,
             };
             match presets::config(&scenario, &choice, args.plugin_dir.as_deref()) {
-                Ok(l) => (l, args.policy.clone()),
+                Ok(l) => {
+                    // A name that is neither a built-in nor a file: say so
+                    // once, with what would be valid, before the run.
+                    let missing = l.plugins.iter().find_map(|p| {
+                        std::iter::once(&p.policy)
+                            .chain(&p.interpreters)
+                            .filter_map(|source| source.file())
+                            .find(|file| !file.is_file())
+                    });
+                    if let Some(file) = missing {
+                        eprintln!(
+                            "error: policy {:?}: plugin {} not found and not a built-in ({}); \
+                             give --plugin-dir with the folder of its .wasm file, or a path to \
+                             the .wasm as the policy",
+                            args.policy,
+                            file.display(),
+                            crate::plugin::builtin::names()
+                        );
+                        return Ok(ExitCode::FAILURE);
+                    }
+                    (l, args.policy.clone())
+                }
                 Err(errors) => {
                     eprintln!("{errors}");
                     return Ok(ExitCode::FAILURE);
