@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh machine: installs the wasm target,
-# builds the plugins once, then runs every test (which use those builds).
+# builds the test fixture plugins (`cargo plugins`), then runs every test.
+# The shipped plugins are built once, by host/build.rs, which embeds them in
+# the binary; tests that need them as files read them from that build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -24,7 +24,7 @@ use tracing::{error, info, warn};
 
 use crate::clock::Clock;
 use crate::config::ApplicationConfig;
-use crate::config::load::{LoadedConfig, PluginPaths};
+use crate::config::load::{LoadedConfig, PluginSources};
 use crate::controller::{
     ActOutcome, Assessment, Controller, Decide, EvaluateError, Interpret, PluginThreads,
     QuarantinePolicy,
@@ -35,7 +35,8 @@ use crate::metrics::batch::BatchingSource;
 use crate::metrics::cloudwatch::CloudWatchSource;
 use crate::model::{Application, Decision, Evaluation, Signal};
 use crate::plugin::{
-    InterpreterInstance, PluginError, PluginHost, PolicyInstance, Refresh, Reloading, SandboxLimits,
+    InterpreterInstance, PluginError, PluginHost, PluginSource, PolicyInstance, Refresh, Reloading,
+    SandboxLimits,
 };
 use crate::state::{StateError, StateStore};
 use crate::target::ScalingTarget;
@@ -92,7 +93,7 @@ impl Parts {
     fn controller(
         &self,
         app: &ApplicationConfig,
-        paths: &PluginPaths,
+        paths: &PluginSources,
     ) -> Result<Controller, AgentError> {
         let plugin_error = |source| AgentError::Plugin {
             application: app.name.clone(),
@@ -138,11 +139,12 @@ impl Parts {
     /// The file a plugin given by name is dropped in as
     /// (`<plugin_dir>/<name>.wasm`), which replaces what the name resolved
     /// to when it appears; `resolved` itself for a plugin given by path.
-    fn named_file(&self, plugin: &str, resolved: &std::path::Path) -> std::path::PathBuf {
-        if crate::config::load::is_plugin_path(plugin) {
-            resolved.to_path_buf()
-        } else {
-            self.loaded.plugin_dir.join(format!("{plugin}.wasm"))
+    fn named_file(&self, plugin: &str, resolved: &PluginSource) -> std::path::PathBuf {
+        match resolved.file() {
+            Some(file) if crate::config::load::is_plugin_path(plugin) => file.to_path_buf(),
+            // A built-in, or the file the name resolved to: the name's own
+            // file in plugin_dir takes over once it appears.
+            _ => self.loaded.plugin_dir.join(format!("{plugin}.wasm")),
         }
     }
 
@@ -170,8 +172,15 @@ impl Parts {
 ///
 /// Compared by Debug text: every field is plain data, and the
 /// configuration types need not implement `PartialEq` for it.
-fn fingerprint(app: &ApplicationConfig, paths: &PluginPaths) -> String {
-    format!("{app:?}\n{paths:?}")
+fn fingerprint(app: &ApplicationConfig, sources: &PluginSources) -> String {
+    // Where each plugin comes from, not its bytes (a built-in's Debug text
+    // would be the whole component): a changed file is hot-reloaded, a
+    // changed origin restarts.
+    let origins: Vec<String> = std::iter::once(&sources.policy)
+        .chain(&sources.interpreters)
+        .map(|s| s.origin())
+        .collect();
+    format!("{app:?}\n{origins:?}")
 }
 
 /// One application's controller while it runs as its own task.
@@ -426,7 +435,7 @@ async fn apply(
             file = %loaded.file.display(),
         );
     }
-    let wanted: BTreeMap<&str, (&ApplicationConfig, &PluginPaths)> = loaded
+    let wanted: BTreeMap<&str, (&ApplicationConfig, &PluginSources)> = loaded
         .config
         .applications
         .iter()

@@ -4,8 +4,9 @@
 //! The emulator (MSF and CloudWatch over their real wire protocols, played
 //! by the workload model) starts in-process on a free loopback port; the
 //! real agent is pointed at it through the real AWS SDK clients over HTTP,
-//! with the bundled configuration (`config/demo.toml`) and the shipped
-//! `step` policy. While it runs, each evaluation is printed with the load,
+//! with the bundled configuration (`config/demo.toml`) and the built-in
+//! `step` policy. Everything it needs is embedded, so it runs from any
+//! folder. While it runs, each evaluation is printed with the load,
 //! capacity and lag the emulator sees; at the end, a summary of the run's
 //! scores and of the AWS calls the agent made.
 
@@ -71,25 +72,29 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<DemoSummary> {
     let mut loaded = match &options.config {
         Some(path) => load::load(path).map_err(|e| anyhow::anyhow!("{e}"))?,
         None => {
-            // Resolved as if read from the checkout's config/ folder, so the
-            // plugins built by `cargo plugins` are found.
-            let origin = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/demo.toml");
-            load::load_str(CONFIG, &origin).map_err(|e| anyhow::anyhow!("{e}"))?
+            // The bundled configuration uses the built-in plugins only,
+            // whatever folder the demo runs in.
+            let mut loaded = load::load_str(CONFIG, Path::new("<bundled demo.toml>"))
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            loaded.resolve_plugins_in(None);
+            loaded
         }
     };
     if let Some(dir) = &options.plugin_dir {
-        for (app, paths) in loaded.config.applications.iter().zip(&mut loaded.plugins) {
-            if !app.policy.plugin.contains('/') && !app.policy.plugin.ends_with(".wasm") {
-                paths.policy = dir.join(format!("{}.wasm", app.policy.plugin));
-            }
-        }
+        loaded.resolve_plugins_in(Some(dir));
     }
     for paths in &loaded.plugins {
-        anyhow::ensure!(
-            paths.policy.exists(),
-            "plugin {} is missing: build the plugins first with `cargo plugins`",
-            paths.policy.display()
-        );
+        let files = std::iter::once(&paths.policy)
+            .chain(&paths.interpreters)
+            .filter_map(|source| source.file());
+        for file in files {
+            anyhow::ensure!(
+                file.is_file(),
+                "plugin {} is missing (built-in plugins: {})",
+                file.display(),
+                crate::plugin::builtin::names()
+            );
+        }
     }
 
     let mut emulator_options = EmulatorOptions::new(scenario);

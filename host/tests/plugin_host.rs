@@ -1,11 +1,11 @@
-//! The plugin host with the real compiled plugins: the `step` policy and
-//! the `misbehave` fixture, built by `cargo plugins` into
-//! `target/wasm32-wasip2/release/`. Each misbehaviour is shown to be
+//! The plugin host with the real compiled plugins: the `step` policy (as
+//! host/build.rs built it) and the `misbehave` fixture, built by `cargo
+//! plugins` into `target/wasm32-wasip2/release/`. Each misbehaviour is shown to be
 //! contained: the agent gets an error naming the plugin (or a decision the
 //! host's validation fixes), never a crash, a hang or a leak.
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, LazyLock, Mutex};
 use std::time::{Duration, Instant};
 
@@ -29,8 +29,15 @@ fn wasm_dir() -> PathBuf {
     target.join("wasm32-wasip2").join("release")
 }
 
-/// A compiled plugin; fails the test (never skips it) when it is absent.
+/// A compiled plugin: a shipped one where the build put it (host/build.rs),
+/// a fixture where `cargo plugins` put it; fails the test (never skips it)
+/// when it is absent.
 fn plugin(name: &str) -> PathBuf {
+    let builtin = Path::new(env!("FLINKSCALE_BUILTIN_PLUGIN_DIR"))
+        .join(format!("{}.wasm", name.replace('-', "_")));
+    if builtin.is_file() {
+        return builtin;
+    }
     let path = wasm_dir().join(format!("{name}.wasm"));
     assert!(
         path.is_file(),
@@ -123,13 +130,13 @@ fn quiet() -> Evaluation {
 
 fn step() -> PolicyInstance {
     host()
-        .load_policy(&plugin("step"), STEP_PARAMS, "orders")
+        .load_policy(plugin("step"), STEP_PARAMS, "orders")
         .expect("step loads")
 }
 
 fn misbehave(host: &PluginHost, mode: &str) -> Result<PolicyInstance, PluginError> {
     host.load_policy(
-        &plugin("misbehave"),
+        plugin("misbehave"),
         &format!(r#"{{"mode": "{mode}"}}"#),
         "orders",
     )
@@ -243,7 +250,7 @@ fn step_holds_when_no_alarm_fires() {
 fn step_reports_its_name_version_and_contract() {
     let step = step();
     assert_eq!(step.label(), "step 0.1.0");
-    let metadata = host().check(&plugin("step")).expect("step checks");
+    let metadata = host().check(plugin("step")).expect("step checks");
     assert_eq!(metadata.name, "step");
     assert_eq!(metadata.kind, PluginKind::Policy);
     assert_eq!(metadata.contract_version, "0.1.0");
@@ -252,7 +259,7 @@ fn step_reports_its_name_version_and_contract() {
 #[test]
 fn step_rejects_a_missing_parameter_with_its_own_message() {
     let error = match host().load_policy(
-        &plugin("step"),
+        plugin("step"),
         r#"{"scale_out_alarm": "cpu-high"}"#,
         "orders",
     ) {
@@ -268,7 +275,7 @@ fn step_rejects_a_missing_parameter_with_its_own_message() {
 
 #[test]
 fn a_policy_is_not_accepted_as_an_interpreter() {
-    let error = match host().load_interpreter(&plugin("step"), "{}", "orders") {
+    let error = match host().load_interpreter(plugin("step"), "{}", "orders") {
         Ok(_) => panic!("step loaded as an interpreter"),
         Err(error) => error,
     };
@@ -292,7 +299,7 @@ fn compiled_components_are_reused_from_the_disk_cache() {
     let first = PluginHost::with_cache_dir(SandboxLimits::default(), dir.path().to_owned())
         .expect("engine");
     first
-        .load_policy(&plugin("step"), STEP_PARAMS, "orders")
+        .load_policy(plugin("step"), STEP_PARAMS, "orders")
         .expect("step loads");
     let cached: Vec<_> = std::fs::read_dir(dir.path())
         .expect("cache dir")
@@ -306,7 +313,7 @@ fn compiled_components_are_reused_from_the_disk_cache() {
     let second = PluginHost::with_cache_dir(SandboxLimits::default(), dir.path().to_owned())
         .expect("engine");
     let mut step = second
-        .load_policy(&plugin("step"), STEP_PARAMS, "orders")
+        .load_policy(plugin("step"), STEP_PARAMS, "orders")
         .expect("step loads from the cache");
     let decision = step
         .decide(&evaluation(
@@ -344,7 +351,7 @@ fn step_from_cache(cache: &std::path::Path) -> String {
         let host =
             PluginHost::with_cache_dir(SandboxLimits::default(), cache.to_owned()).expect("engine");
         let mut step = host
-            .load_policy(&plugin("step"), STEP_PARAMS, "orders")
+            .load_policy(plugin("step"), STEP_PARAMS, "orders")
             .expect("step loads");
         assert_eq!(step.metadata().name, "step");
         let decision = step
@@ -366,9 +373,9 @@ fn filled_cache() -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().expect("temp dir");
     let cache = dir.path().join("plugin-cache");
     let host = PluginHost::with_cache_dir(SandboxLimits::default(), cache.clone()).expect("engine");
-    host.load_policy(&plugin("step"), STEP_PARAMS, "orders")
+    host.load_policy(plugin("step"), STEP_PARAMS, "orders")
         .expect("step loads");
-    host.load_policy(&plugin("hold"), "{}", "orders")
+    host.load_policy(plugin("hold"), "{}", "orders")
         .expect("hold loads");
     (dir, cache)
 }
@@ -848,9 +855,7 @@ fn an_unknown_mode_is_a_configure_error() {
 #[test]
 fn a_configure_that_never_returns_times_out_at_load() {
     // Compiled beforehand, so that only the load is timed.
-    host()
-        .check(&plugin("misbehave"))
-        .expect("misbehave checks");
+    host().check(plugin("misbehave")).expect("misbehave checks");
     let started = Instant::now();
     let error = misbehave(host(), "slow-configure").err().expect("refused");
     assert!(

@@ -11,7 +11,7 @@
 use std::path::Path;
 
 use flinkscale::sim::bench::{self, BenchOptions};
-use flinkscale::sim::presets::{PRESETS, shipped_plugin_dir};
+use flinkscale::sim::presets::PRESETS;
 
 /// The README's benchmark table: from its header to its last row.
 fn readme_table(readme: &str) -> String {
@@ -30,12 +30,13 @@ fn readme_table(readme: &str) -> String {
 fn the_readme_table_is_what_bench_produces() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let readme = std::fs::read_to_string(root.join("README.md")).expect("README.md");
-    let scenarios =
-        bench::scenario_files(&bench::default_scenario_dir()).expect("the shipped scenarios");
+    // What `bench` runs by default: the scenarios embedded in the binary.
+    let shipped = bench::ShippedScenarios::write().expect("the shipped scenarios");
+    let scenarios = bench::scenario_files(shipped.dir()).expect("the shipped scenarios");
     let result = bench::run(&BenchOptions {
         scenarios,
         policies: PRESETS.iter().map(|p| (*p).to_owned()).collect(),
-        plugin_dir: shipped_plugin_dir(),
+        plugin_dir: None,
         jobs: 2,
         report_dir: None,
     })

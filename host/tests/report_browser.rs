@@ -12,7 +12,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use flinkscale::sim::bench::run_one;
-use flinkscale::sim::presets::{PolicyChoice, shipped_plugin_dir};
+use flinkscale::sim::presets::PolicyChoice;
 use flinkscale::sim::report_html::write_report;
 use flinkscale::sim::{Scenario, report_html};
 
@@ -99,8 +99,8 @@ fn the_report_renders_its_plots_and_scores_in_chromium() {
         name: "seed".into(),
         params: serde_json::Map::new(),
     };
-    let (report, outcome) = run_one(&scenario, &choice, &shipped_plugin_dir())
-        .unwrap_or_else(|e| panic!("the seed policy runs: {e}"));
+    let (report, outcome) =
+        run_one(&scenario, &choice, None).unwrap_or_else(|e| panic!("the seed policy runs: {e}"));
     assert!(report.scores.rescales > 0, "something to mark on the plot");
     let dir = tempfile::tempdir().expect("tempdir");
     let page = write_report(

@@ -5,19 +5,19 @@
 //! Needs the shipped plugins (`cargo plugins`).
 
 use flinkscale::sim::Scenario;
-use flinkscale::sim::bench::{configure, default_scenario_dir};
+use flinkscale::sim::bench::{ShippedScenarios, configure};
 use flinkscale::sim::driver::{simulate, simulate_with_progress};
-use flinkscale::sim::presets::{PolicyChoice, shipped_plugin_dir};
+use flinkscale::sim::presets::PolicyChoice;
 
 #[test]
 fn progress_is_reported_in_order_and_changes_nothing() {
-    let scenario =
-        Scenario::load(&default_scenario_dir().join("step.toml")).expect("the step scenario");
+    let shipped = ShippedScenarios::write().expect("the shipped scenarios");
+    let scenario = Scenario::load(&shipped.dir().join("step.toml")).expect("the step scenario");
     let choice = PolicyChoice {
         name: "rate".into(),
         params: serde_json::Map::new(),
     };
-    let loaded = configure(&scenario, &choice, &shipped_plugin_dir())
+    let loaded = configure(&scenario, &choice, None)
         .expect("the rate preset (build the plugins with `cargo plugins`)");
     let quiet = simulate(&scenario, &loaded).expect("runs");
     let mut reports = Vec::new();

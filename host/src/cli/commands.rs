@@ -615,7 +615,6 @@ pub async fn simulate(args: SimulateArgs) -> anyhow::Result<ExitCode> {
 fn simulate_blocking(args: SimulateArgs) -> anyhow::Result<ExitCode> {
     use crate::sim::{Scenario, presets, report};
     let scenario = Scenario::load(&args.scenario)?;
-    let plugin_dir = args.plugin_dir.unwrap_or_else(presets::shipped_plugin_dir);
     let (loaded, name) = match &args.config {
         Some(path) => match load::load(path) {
             Ok(l) => (l, path.display().to_string()),
@@ -638,8 +637,29 @@ fn simulate_blocking(args: SimulateArgs) -> anyhow::Result<ExitCode> {
                 name: args.policy.clone(),
                 params,
             };
-            match presets::config(&scenario, &choice, &plugin_dir) {
-                Ok(l) => (l, args.policy.clone()),
+            match presets::config(&scenario, &choice, args.plugin_dir.as_deref()) {
+                Ok(l) => {
+                    // A name that is neither a built-in nor a file: say so
+                    // once, with what would be valid, before the run.
+                    let missing = l.plugins.iter().find_map(|p| {
+                        std::iter::once(&p.policy)
+                            .chain(&p.interpreters)
+                            .filter_map(|source| source.file())
+                            .find(|file| !file.is_file())
+                    });
+                    if let Some(file) = missing {
+                        eprintln!(
+                            "error: policy {:?}: plugin {} not found and not a built-in ({}); \
+                             give --plugin-dir with the folder of its .wasm file, or a path to \
+                             the .wasm as the policy",
+                            args.policy,
+                            file.display(),
+                            crate::plugin::builtin::names()
+                        );
+                        return Ok(ExitCode::FAILURE);
+                    }
+                    (l, args.policy.clone())
+                }
                 Err(errors) => {
                     eprintln!("{errors}");
                     return Ok(ExitCode::FAILURE);
@@ -757,7 +777,8 @@ fn simulate_report(
 #[derive(Debug, clap::Args)]
 pub struct BenchArgs {
     /// A folder of scenarios (every *.toml but demo and e2e-*) or a
-    /// scenario file; repeatable. Default: tests/scenarios.
+    /// scenario file; repeatable. Default: the shipped scenarios (the
+    /// checkout's tests/scenarios, embedded in the binary).
     #[arg(long = "scenarios", value_name = "DIR|FILE")]
     pub scenarios: Vec<std::path::PathBuf>,
     /// The policies, comma-separated (presets, plugin names or .wasm paths).
@@ -773,7 +794,8 @@ pub struct BenchArgs {
     /// Runs at a time (each on its own thread).
     #[arg(long, default_value_t = 2)]
     pub jobs: usize,
-    /// Where the plugins are (default: where `cargo plugins` puts them).
+    /// A folder of plugin files; one named like a built-in overrides it
+    /// (default: the built-ins alone).
     #[arg(long)]
     pub plugin_dir: Option<std::path::PathBuf>,
     /// Do not write an HTML page per run under OUT/reports/.
@@ -787,9 +809,13 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn bench_blocking(args: BenchArgs) -> anyhow::Result<ExitCode> {
-    use crate::sim::{bench, presets};
+    use crate::sim::bench;
+    // Kept until the benchmark is done: it removes its folder when dropped.
+    let shipped;
     let sources = if args.scenarios.is_empty() {
-        vec![bench::default_scenario_dir()]
+        shipped = bench::ShippedScenarios::write()
+            .context("cannot write the shipped scenarios to a temporary folder")?;
+        vec![shipped.dir().to_path_buf()]
     } else {
         args.scenarios.clone()
     };
@@ -804,7 +830,7 @@ fn bench_blocking(args: BenchArgs) -> anyhow::Result<ExitCode> {
     let options = bench::BenchOptions {
         scenarios,
         policies: args.policies.clone(),
-        plugin_dir: args.plugin_dir.unwrap_or_else(presets::shipped_plugin_dir),
+        plugin_dir: args.plugin_dir,
         jobs: args.jobs.max(1),
         report_dir: (!args.no_reports).then(|| args.out.join("reports")),
     };

@@ -66,7 +66,8 @@ pub enum Command {
         /// An agent configuration instead of the bundled one.
         #[arg(long)]
         config: Option<PathBuf>,
-        /// Where the plugins are (default: the configuration's plugin_dir).
+        /// A folder of plugin files, instead of the configuration's
+        /// plugin_dir; one named like a built-in overrides it.
         #[arg(long)]
         plugin_dir: Option<PathBuf>,
     },
@@ -109,7 +110,8 @@ pub enum Command {
         /// must be in the scenario).
         #[arg(long, conflicts_with_all = ["policy", "params"])]
         config: Option<PathBuf>,
-        /// Where the plugins are (default: where `cargo plugins` puts them).
+        /// A folder of plugin files; one named like a built-in overrides it
+        /// (default: the built-ins alone).
         #[arg(long)]
         plugin_dir: Option<PathBuf>,
         /// Print one JSON object instead of a table.

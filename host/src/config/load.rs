@@ -10,9 +10,14 @@
 //! located at its file, line and column and named by its field path as the
 //! user wrote it: `application "clickstream".alarm "scale-out".metric`.
 //!
-//! [`load_str`] is pure (no filesystem). [`load`] reads the file and, once
-//! the configuration is valid, checks the environment: that every plugin
-//! file exists.
+//! [`load_str`] is pure (no filesystem but looking for plugin files).
+//! [`load`] reads the file and, once the configuration is valid, checks the
+//! environment: that every plugin named is a file or a built-in.
+//!
+//! A plugin name resolves to `<plugin_dir>/<name>.wasm` when that file
+//! exists (so a file overrides the built-in of the same name), else to the
+//! built-in of that name (see [`crate::plugin::builtin`]); a value that is a
+//! path is always that file.
 
 use std::fmt;
 use std::ops::Range;
@@ -25,6 +30,8 @@ use toml::de::{DeTable, DeValue, ValueDeserializer};
 
 use super::validate::{self, FieldPath, Problem, Segment, display_key};
 use super::{AgentConfig, ApplicationConfig, Config, PluginConfig};
+use crate::plugin::PluginSource;
+use crate::plugin::builtin;
 
 /// A 1-based line and column (in characters) in a file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -121,14 +128,14 @@ impl IntoIterator for ConfigErrors {
     }
 }
 
-/// The resolved plugin files of one application, in the order of its
+/// The resolved plugins of one application, in the order of its
 /// configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PluginPaths {
+pub struct PluginSources {
     /// The policy's component.
-    pub policy: PathBuf,
+    pub policy: PluginSource,
     /// Each interpreter's component, in configuration order.
-    pub interpreters: Vec<PathBuf>,
+    pub interpreters: Vec<PluginSource>,
 }
 
 /// A validated configuration with its paths resolved.
@@ -145,15 +152,40 @@ pub struct LoadedConfig {
     pub plugin_dir: PathBuf,
     /// `[agent].state_dir`, absolute.
     pub state_dir: PathBuf,
-    /// Per application (same order as `config.applications`), the plugin
-    /// files: `plugin = "step"` is `<plugin_dir>/step.wasm` (a `-` in the
-    /// name also finds Cargo's `_` spelling); a value
-    /// containing `/` or ending in `.wasm` is a path relative to `base_dir`.
-    pub plugins: Vec<PluginPaths>,
+    /// Per application (same order as `config.applications`), the
+    /// plugins: `plugin = "step"` is `<plugin_dir>/step.wasm` if that file
+    /// exists (a `-` in the name also finds Cargo's `_` spelling), else the
+    /// built-in `step`; a value containing `/` or ending in `.wasm` is a
+    /// path relative to `base_dir`.
+    pub plugins: Vec<PluginSources>,
+}
+
+impl LoadedConfig {
+    /// Resolves the plugin names again with `plugin_dir` instead of the
+    /// configuration's (`demo --plugin-dir`), or against the built-ins
+    /// alone when `None` (a simulation given no plugin folder must not pick
+    /// up whatever `plugins/` the current folder holds).
+    pub fn resolve_plugins_in(&mut self, plugin_dir: Option<&Path>) {
+        if let Some(dir) = plugin_dir {
+            self.plugin_dir = dir.to_path_buf();
+        }
+        let base_dir = &self.base_dir;
+        let plugin = |p: &PluginConfig| resolve_plugin(&p.plugin, base_dir, plugin_dir);
+        self.plugins = self
+            .config
+            .applications
+            .iter()
+            .map(|app| PluginSources {
+                policy: plugin(&app.policy),
+                interpreters: app.interpreters.iter().map(plugin).collect(),
+            })
+            .collect();
+    }
 }
 
 /// Reads, parses and validates the configuration at `path`, then checks
-/// that every plugin file exists. Returns every error found.
+/// that every plugin named is a file or a built-in. Returns every error
+/// found.
 pub fn load(path: &Path) -> Result<LoadedConfig, ConfigErrors> {
     let text = std::fs::read_to_string(path).map_err(|error| {
         ConfigErrors::new(vec![ConfigError {
@@ -286,11 +318,11 @@ fn resolve(config: Config, origin: &Path) -> LoadedConfig {
     let base_dir = absolute.parent().map(Path::to_path_buf).unwrap_or_default();
     let plugin_dir = base_dir.join(&config.agent.plugin_dir);
     let state_dir = base_dir.join(&config.agent.state_dir);
-    let plugin = |p: &PluginConfig| resolve_plugin(&p.plugin, &base_dir, &plugin_dir);
+    let plugin = |p: &PluginConfig| resolve_plugin(&p.plugin, &base_dir, Some(&plugin_dir));
     let plugins = config
         .applications
         .iter()
-        .map(|app| PluginPaths {
+        .map(|app| PluginSources {
             policy: plugin(&app.policy),
             interpreters: app.interpreters.iter().map(plugin).collect(),
         })
@@ -310,23 +342,34 @@ pub fn is_plugin_path(value: &str) -> bool {
     value.contains('/') || value.ends_with(".wasm")
 }
 
-fn resolve_plugin(value: &str, base_dir: &Path, plugin_dir: &Path) -> PathBuf {
+/// Where the plugin `value` comes from: a path is that file; a name is the
+/// file of that name in `plugin_dir` if there is one (an operator's build
+/// overrides the shipped one), else the built-in, else the file that
+/// should have been there (reported missing by the environment check).
+fn resolve_plugin(value: &str, base_dir: &Path, plugin_dir: Option<&Path>) -> PluginSource {
     if is_plugin_path(value) {
-        return base_dir.join(value);
+        return PluginSource::File(base_dir.join(value));
     }
-    let named = plugin_dir.join(format!("{value}.wasm"));
-    // Cargo names a component after its library, with `_` for `-`: the
-    // crate `target-tracking` builds `target_tracking.wasm`. Accept the
-    // name users know when only Cargo's spelling exists.
-    let cargo_spelling = plugin_dir.join(format!("{}.wasm", value.replace('-', "_")));
-    if !named.exists() && cargo_spelling.exists() {
-        cargo_spelling
-    } else {
-        named
+    if let Some(plugin_dir) = plugin_dir {
+        let named = plugin_dir.join(format!("{value}.wasm"));
+        // Cargo names a component after its library, with `_` for `-`: the
+        // crate `target-tracking` builds `target_tracking.wasm`. Accept the
+        // name users know when only Cargo's spelling exists.
+        let cargo_spelling = plugin_dir.join(format!("{}.wasm", value.replace('-', "_")));
+        for file in [named, cargo_spelling] {
+            if file.exists() {
+                return PluginSource::File(file);
+            }
+        }
+    }
+    match builtin::find(value) {
+        Some(builtin) => PluginSource::BuiltIn(builtin),
+        None => PluginSource::File(plugin_dir.unwrap_or(base_dir).join(format!("{value}.wasm"))),
     }
 }
 
-/// The environment step: every plugin file must exist.
+/// The environment step: every plugin must be a file that exists or a
+/// built-in.
 fn missing_plugins(loaded: &LoadedConfig) -> Vec<Problem> {
     let mut problems = Vec::new();
     for (i, (app, paths)) in loaded
@@ -344,7 +387,10 @@ fn missing_plugins(loaded: &LoadedConfig) -> Vec<Problem> {
                 .enumerate()
                 .map(|(j, (config, path))| (at.key("interpreter").index(j), config, path)),
         );
-        for (at, config, path) in plugins {
+        for (at, config, source) in plugins {
+            let Some(path) = source.file() else {
+                continue;
+            };
             if path.is_file() {
                 continue;
             }
@@ -367,7 +413,8 @@ fn missing_plugins(loaded: &LoadedConfig) -> Vec<Problem> {
 fn available_plugins(plugin_dir: &Path) -> String {
     let Ok(entries) = std::fs::read_dir(plugin_dir) else {
         return format!(
-            "plugin_dir {} does not exist; `cargo plugins` builds the shipped plugins",
+            "built-in: {}; plugin_dir {} does not exist",
+            builtin::names(),
             plugin_dir.display()
         );
     };
@@ -381,9 +428,17 @@ fn available_plugins(plugin_dir: &Path) -> String {
         .collect();
     names.sort();
     if names.is_empty() {
-        format!("no .wasm file in plugin_dir {}", plugin_dir.display())
+        format!(
+            "built-in: {}; no .wasm file in plugin_dir {}",
+            builtin::names(),
+            plugin_dir.display()
+        )
     } else {
-        format!("valid: {}", names.join(", "))
+        format!(
+            "built-in: {}; in plugin_dir: {}",
+            builtin::names(),
+            names.join(", ")
+        )
     }
 }
 

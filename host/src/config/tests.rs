@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use super::validate::{is_statistic, validate};
 use super::*;
+use crate::plugin::{PluginSource, builtin};
 
 /// The rendered errors of `text`, one per line, or a failure if it is valid.
 fn errors(text: &str) -> Vec<String> {
@@ -189,10 +190,10 @@ fn msf_cpu_example_has_the_reference_defaults() {
             "operation": "multiply", "scale_out_factor": 2, "scale_in_factor": 2
         })
     );
-    // `cargo plugins` output, relative to config/.
+    // No step.wasm in its plugin_dir: the built-in.
     assert_eq!(
         loaded.plugins[0].policy,
-        config_dir().join("../target/wasm32-wasip2/release/step.wasm")
+        PluginSource::BuiltIn(builtin::find("step").expect("step is built in"))
     );
 }
 
@@ -219,9 +220,11 @@ fn minimal_application_is_valid_with_defaults() {
     assert!(loaded.base_dir.is_absolute());
     assert_eq!(loaded.plugin_dir, loaded.base_dir.join("plugins"));
     assert_eq!(loaded.state_dir, loaded.base_dir.join("state"));
+    // `step` is built in and the (nonexistent) plugin folder has no file
+    // to override it.
     assert_eq!(
         loaded.plugins[0].policy,
-        loaded.base_dir.join("plugins/step.wasm")
+        PluginSource::BuiltIn(builtin::find("step").expect("step is built in"))
     );
 }
 
@@ -235,7 +238,7 @@ name = "a"
 [application.policy]
 plugin = "policies/target.wasm"
 [[application.interpreter]]
-plugin = "rate"
+plugin = "no-such-plugin"
 [[application.interpreter]]
 plugin = "local.wasm"
 "#;
@@ -245,13 +248,13 @@ plugin = "local.wasm"
     assert_eq!(loaded.state_dir, Path::new("/var/lib/flinkscale"));
     assert_eq!(
         loaded.plugins[0].policy,
-        Path::new("/etc/flinkscale/policies/target.wasm")
+        PluginSource::File("/etc/flinkscale/policies/target.wasm".into())
     );
     assert_eq!(
         loaded.plugins[0].interpreters,
         vec![
-            PathBuf::from("/etc/flinkscale/../wasm/rate.wasm"),
-            PathBuf::from("/etc/flinkscale/local.wasm")
+            PluginSource::File("/etc/flinkscale/../wasm/no-such-plugin.wasm".into()),
+            PluginSource::File("/etc/flinkscale/local.wasm".into())
         ]
     );
 }
@@ -777,7 +780,7 @@ fn the_environment_step_finds_missing_plugins() {
     let loaded = load(&path).expect("step.wasm is there");
     assert_eq!(
         loaded.plugins[0].policy,
-        dir.path().join("plugins/step.wasm")
+        PluginSource::File(dir.path().join("plugins/step.wasm"))
     );
 
     let text = format!(
@@ -791,17 +794,23 @@ fn the_environment_step_finds_missing_plugins() {
     assert_eq!(
         rendered,
         format!(
-            "{file}:4:10: application \"a\".policy.plugin: plugin \"stpe\" not found at {root}/plugins/stpe.wasm (valid: \"step\", \"target\")\n\
+            "{file}:4:10: application \"a\".policy.plugin: plugin \"stpe\" not found at {root}/plugins/stpe.wasm (built-in: \"step\", \"hold\", \"target-tracking\", \"rate\"; in plugin_dir: \"step\", \"target\")\n\
              {file}:6:10: application \"a\".interpreter[0].plugin: plugin \"lib/rate.wasm\" not found at {root}/lib/rate.wasm (a path is relative to the configuration file's folder)"
         )
     );
 
-    // Without the plugin folder, the hint says how to get it.
-    std::fs::write(&path, APP).unwrap();
+    // Without the plugin folder, a built-in name needs no file, and an
+    // unknown name's hint lists the built-ins.
     std::fs::remove_dir_all(dir.path().join("plugins")).unwrap();
+    std::fs::write(&path, APP).unwrap();
+    let loaded = load(&path).expect("step is built in");
+    assert!(loaded.plugins[0].policy.is_builtin());
+    std::fs::write(&path, APP.replace("\"step\"", "\"stpe\"")).unwrap();
     let rendered = load(&path).unwrap_err().to_string();
     assert!(
-        rendered.contains("does not exist; `cargo plugins` builds the shipped plugins"),
+        rendered.contains(&format!(
+            "(built-in: \"step\", \"hold\", \"target-tracking\", \"rate\"; plugin_dir {root}/plugins does not exist)"
+        )),
         "{rendered}"
     );
 }
@@ -816,14 +825,14 @@ fn a_hyphenated_plugin_name_finds_cargos_underscored_component() {
     let loaded = load(&path).expect("target_tracking.wasm is found for target-tracking");
     assert_eq!(
         loaded.plugins[0].policy,
-        dir.path().join("plugins/target_tracking.wasm")
+        PluginSource::File(dir.path().join("plugins/target_tracking.wasm"))
     );
     // The name as written wins when both exist.
     std::fs::write(dir.path().join("plugins/target-tracking.wasm"), b"\0asm").unwrap();
     let loaded = load(&path).unwrap();
     assert_eq!(
         loaded.plugins[0].policy,
-        dir.path().join("plugins/target-tracking.wasm")
+        PluginSource::File(dir.path().join("plugins/target-tracking.wasm"))
     );
 }
 

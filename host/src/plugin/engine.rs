@@ -10,6 +10,7 @@ use wasmtime::component::{Component, HasSelf, InstancePre, Linker, Resource};
 use wasmtime::{Config, Engine};
 use wasmtime_wasi::p2::DynPollable;
 
+use super::builtin::PluginSource;
 use super::cache::{CacheError, ComponentCache};
 use super::instance::{Pre, Sandbox};
 use super::sandbox::{GuestLog, State};
@@ -118,11 +119,11 @@ impl PluginHost {
     /// with the plugin's own message.
     pub fn load_policy(
         &self,
-        path: &Path,
+        source: impl Into<PluginSource>,
         params_json: &str,
         application: &str,
     ) -> Result<PolicyInstance, PluginError> {
-        let sandbox = self.sandbox(path, PluginKind::Policy, params_json, application)?;
+        let sandbox = self.sandbox(&source.into(), PluginKind::Policy, params_json, application)?;
         PolicyInstance::start(sandbox)
     }
 
@@ -130,35 +131,43 @@ impl PluginHost {
     /// [`PluginHost::load_policy`] does for policies.
     pub fn load_interpreter(
         &self,
-        path: &Path,
+        source: impl Into<PluginSource>,
         params_json: &str,
         application: &str,
     ) -> Result<InterpreterInstance, PluginError> {
-        let sandbox = self.sandbox(path, PluginKind::Interpreter, params_json, application)?;
+        let sandbox = self.sandbox(
+            &source.into(),
+            PluginKind::Interpreter,
+            params_json,
+            application,
+        )?;
         InterpreterInstance::start(sandbox)
     }
 
     /// Loads the plugin at `path`, of either world, instantiates it and asks
     /// its metadata, without configuring it (`flinkscale validate
     /// --environment`).
-    pub fn check(&self, path: &Path) -> Result<PluginMetadata, PluginError> {
-        let (component, export) = self.compile(path, None)?;
-        let pre = self.pre(path, &component, export)?;
-        let mut sandbox = self.new_sandbox(path, pre, export, "{}", "");
+    pub fn check(&self, source: impl Into<PluginSource>) -> Result<PluginMetadata, PluginError> {
+        let source = source.into();
+        let path = source.display_path();
+        let (component, export) = self.compile(&source, None)?;
+        let pre = self.pre(&path, &component, export)?;
+        let mut sandbox = self.new_sandbox(&path, pre, export, "{}", "");
         sandbox.start(false)?;
         Ok(sandbox.metadata())
     }
 
     fn sandbox(
         &self,
-        path: &Path,
+        source: &PluginSource,
         kind: PluginKind,
         params_json: &str,
         application: &str,
     ) -> Result<Sandbox, PluginError> {
-        let (component, export) = self.compile(path, Some(kind))?;
-        let pre = self.pre(path, &component, export)?;
-        Ok(self.new_sandbox(path, pre, export, params_json, application))
+        let path = source.display_path();
+        let (component, export) = self.compile(source, Some(kind))?;
+        let pre = self.pre(&path, &component, export)?;
+        Ok(self.new_sandbox(&path, pre, export, params_json, application))
     }
 
     fn new_sandbox(
@@ -192,14 +201,18 @@ impl PluginHost {
         )
     }
 
-    /// Reads and compiles `path` and finds which supported export it
-    /// implements; `expected` (if any) is the world the caller needs.
+    /// Reads and compiles `source` and finds which supported export it
+    /// implements; `expected` (if any) is the world the caller needs. A
+    /// built-in goes through the same digest-keyed cache as a file, so it is
+    /// compiled once per agent (and once per machine with a cache folder).
     fn compile(
         &self,
-        path: &Path,
+        source: &PluginSource,
         expected: Option<PluginKind>,
     ) -> Result<(Component, &'static SupportedExport), PluginError> {
-        let bytes = std::fs::read(path).map_err(|source| PluginError::Read {
+        let display_path = source.display_path();
+        let path = display_path.as_path();
+        let bytes = source.bytes().map_err(|source| PluginError::Read {
             path: path.to_owned(),
             source,
         })?;

@@ -13,6 +13,7 @@
 //! plugin once it has loaded and accepted the application's parameters, and
 //! a plugin quarantined by its controller is retried at once.
 
+pub mod builtin;
 mod cache;
 mod engine;
 mod instance;
@@ -27,6 +28,7 @@ mod tests;
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub use builtin::PluginSource;
 pub use engine::PluginHost;
 pub use instance::{InterpreterInstance, PolicyInstance};
 pub use reload::{Refresh, Reloading};

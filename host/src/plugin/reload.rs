@@ -14,23 +14,36 @@
 //! file changes again. With no instance running (the first load failed),
 //! the next call loads the new file, and a failure is that call's.
 
-use std::path::{Path, PathBuf};
+//!
+//! A built-in plugin never changes while the agent runs, but a file of its
+//! name dropped into `plugin_dir` later replaces it (see
+//! [`Reloading::prefer`]); every load (the first, and each reload) is
+//! logged with the plugin's name, version, sha256 and where it came from
+//! (`built-in` or the file), so an operator can tell which one runs.
+
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::SystemTime;
 
 use sha2::{Digest, Sha256};
 
-use super::{InterpreterInstance, PluginError, PluginHost, PolicyInstance};
+use super::builtin::PluginSource;
+use super::{InterpreterInstance, PluginError, PluginHost, PluginIdentity, PolicyInstance};
 
 /// What a reloadable instance tells about itself.
 pub trait Labelled {
     /// `name version`, e.g. `step 0.1.0`.
     fn label(&self) -> String;
+    /// Its name, version and application.
+    fn identity(&self) -> &PluginIdentity;
 }
 
 impl Labelled for PolicyInstance {
     fn label(&self) -> String {
         PolicyInstance::label(self)
+    }
+    fn identity(&self) -> &PluginIdentity {
+        PolicyInstance::identity(self)
     }
 }
 
@@ -38,10 +51,13 @@ impl Labelled for InterpreterInstance {
     fn label(&self) -> String {
         InterpreterInstance::label(self)
     }
+    fn identity(&self) -> &PluginIdentity {
+        InterpreterInstance::identity(self)
+    }
 }
 
-/// Loads an instance from a file.
-type Loader<T> = Box<dyn FnMut(&Path) -> Result<T, PluginError> + Send>;
+/// Loads an instance from a file or a built-in.
+type Loader<T> = Box<dyn FnMut(&PluginSource) -> Result<T, PluginError> + Send>;
 
 /// What `stat` says of a file: enough to notice most replacements without
 /// reading it.
@@ -52,8 +68,8 @@ struct Stamp {
 }
 
 impl Stamp {
-    fn of(path: &Path) -> Option<Self> {
-        let meta = std::fs::metadata(path).ok()?;
+    fn of(source: &PluginSource) -> Option<Self> {
+        let meta = std::fs::metadata(source.file()?).ok()?;
         Some(Self {
             len: meta.len(),
             modified: meta.modified().ok(),
@@ -98,10 +114,10 @@ impl Refresh {
 
 /// A plugin instance that follows its file.
 pub struct Reloading<T> {
-    path: PathBuf,
-    /// The file the configuration names, when `path` is a stand-in for it
-    /// (Cargo's `_` spelling today; a built-in tomorrow): once it appears,
-    /// it is followed instead.
+    source: PluginSource,
+    /// The file the configuration names, when `source` is a stand-in for
+    /// it (the built-in, or Cargo's `_` spelling of the name): once it
+    /// appears, it is followed instead.
     preferred: Option<PathBuf>,
     loader: Loader<T>,
     instance: Option<T>,
@@ -111,32 +127,34 @@ pub struct Reloading<T> {
 }
 
 impl<T: Labelled> Reloading<T> {
-    /// Loads the plugin at `path` with `loader` now; an error is returned
-    /// as it is (a plugin that cannot load at start is a configuration
-    /// error).
+    /// Loads the plugin from `source` with `loader` now; an error is
+    /// returned as it is (a plugin that cannot load at start is a
+    /// configuration error).
     pub fn new(
-        path: PathBuf,
-        loader: impl FnMut(&Path) -> Result<T, PluginError> + Send + 'static,
+        source: impl Into<PluginSource>,
+        loader: impl FnMut(&PluginSource) -> Result<T, PluginError> + Send + 'static,
     ) -> Result<Self, PluginError> {
-        let mut this = Self::deferred(path, loader);
+        let mut this = Self::deferred(source, loader);
         this.get()?;
         Ok(this)
     }
 
-    /// Binds the plugin at `path` without loading it: the first call loads
+    /// Binds the plugin from `source` without loading it: the first call loads
     /// it, and a load that fails is that call's failure (so it holds and
     /// may be quarantined like any failing call, instead of stopping an
     /// agent that serves other applications).
     pub fn deferred(
-        path: PathBuf,
-        loader: impl FnMut(&Path) -> Result<T, PluginError> + Send + 'static,
+        source: impl Into<PluginSource>,
+        loader: impl FnMut(&PluginSource) -> Result<T, PluginError> + Send + 'static,
     ) -> Self {
-        let label = path
+        let source = source.into();
+        let label = source
+            .display_path()
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_else(|| "plugin".to_owned());
         Self {
-            path,
+            source,
             preferred: None,
             loader: Box::new(loader),
             instance: None,
@@ -156,22 +174,25 @@ impl<T: Labelled> Reloading<T> {
                 // if the load fails: `changed` then means "changed since
                 // the last attempt", and a file that changes during the
                 // load is seen as changed and loaded again.
-                self.stamp = Stamp::of(&self.path);
-                self.digest = digest(&self.path);
-                let instance = (self.loader)(&self.path)?;
+                self.stamp = Stamp::of(&self.source);
+                self.digest = digest(&self.source);
+                let instance = (self.loader)(&self.source)?;
                 self.label = instance.label();
+                let sha256 = self.digest.as_ref().map(hex).unwrap_or_default();
+                log_loaded(&instance, &sha256, &self.source);
                 instance
             }
         };
         Ok(self.instance.insert(instance))
     }
 
-    /// Follows `preferred` instead of the current file as soon as it exists:
-    /// a plugin dropped in under the name the configuration gives replaces
-    /// the stand-in it was resolved to (loaded and configured first, like
-    /// any new file). No effect when it is the current file.
+    /// Follows `preferred` instead of the current source as soon as that
+    /// file exists: a plugin dropped in under the name the configuration
+    /// gives replaces the built-in or stand-in it was resolved to (loaded
+    /// and configured first, like any new file). No effect when it is the
+    /// current file.
     pub fn prefer(mut self, preferred: PathBuf) -> Self {
-        self.preferred = (preferred != self.path).then_some(preferred);
+        self.preferred = (self.source.file() != Some(preferred.as_path())).then_some(preferred);
         self
     }
 
@@ -183,7 +204,7 @@ impl<T: Labelled> Reloading<T> {
     pub fn refresh(&mut self) -> Refresh {
         if let Some(preferred) = self.preferred.take_if(|p| p.is_file()) {
             // Its content is new whatever its time and size say.
-            self.path = preferred;
+            self.source = PluginSource::File(preferred);
             self.stamp = None;
         }
         let Some(new_digest) = self.content_changed() else {
@@ -193,8 +214,9 @@ impl<T: Labelled> Reloading<T> {
             return Refresh::Pending;
         }
         let sha256 = hex(&new_digest);
-        match (self.loader)(&self.path) {
+        match (self.loader)(&self.source) {
             Ok(instance) => {
+                log_loaded(&instance, &sha256, &self.source);
                 let from = std::mem::replace(&mut self.label, instance.label());
                 self.instance = Some(instance);
                 Refresh::Reloaded {
@@ -213,15 +235,15 @@ impl<T: Labelled> Reloading<T> {
 
     /// The new digest if the file's content differs from the last one
     /// loaded (or tried), remembering it: a refused file is not tried again
-    /// until it changes again.
+    /// until it changes again. A built-in never changes.
     fn content_changed(&mut self) -> Option<[u8; 32]> {
-        // Missing for now (being replaced?): nothing new to load yet.
-        let stamp = Stamp::of(&self.path)?;
+        // Missing for now (being replaced?), or a built-in: nothing new.
+        let stamp = Stamp::of(&self.source)?;
         if Some(stamp) == self.stamp {
             return None;
         }
         self.stamp = Some(stamp);
-        let digest = digest(&self.path)?;
+        let digest = digest(&self.source)?;
         if Some(digest) == self.digest {
             return None;
         }
@@ -229,7 +251,7 @@ impl<T: Labelled> Reloading<T> {
         Some(digest)
     }
 
-    /// The sha256 of the file last loaded (or tried), in hex.
+    /// The sha256 of the component last loaded (or tried), in hex.
     pub fn sha256(&self) -> Option<String> {
         self.digest.as_ref().map(hex)
     }
@@ -240,59 +262,72 @@ impl<T: Labelled> Reloading<T> {
         self.label.clone()
     }
 
-    /// The plugin's file.
-    pub fn path(&self) -> &Path {
-        &self.path
+    /// Where the plugin comes from.
+    pub fn source(&self) -> &PluginSource {
+        &self.source
     }
+}
+
+fn digest(source: &PluginSource) -> Option<[u8; 32]> {
+    let bytes = source.bytes().ok()?;
+    Some(Sha256::digest(&bytes).into())
 }
 
 fn hex(digest: &[u8; 32]) -> String {
     digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn digest(path: &Path) -> Option<[u8; 32]> {
-    let bytes = std::fs::read(path).ok()?;
-    Some(Sha256::digest(&bytes).into())
+/// Says which plugin now runs for which application, and from where.
+fn log_loaded<T: Labelled>(instance: &T, sha256: &str, source: &PluginSource) {
+    let identity = instance.identity();
+    tracing::info!(
+        message = "Plugin loaded.",
+        application = %identity.application,
+        plugin = %identity.name,
+        plugin_version = %identity.version,
+        sha256 = %sha256,
+        source = %source.origin(),
+    );
 }
 
 impl Reloading<PolicyInstance> {
-    /// The policy at `path` for `application`, configured with
+    /// The policy from `source` for `application`, configured with
     /// `params_json`, loaded now.
     pub fn policy(
         host: Arc<PluginHost>,
-        path: PathBuf,
+        source: impl Into<PluginSource>,
         params_json: String,
         application: String,
     ) -> Result<Self, PluginError> {
-        Self::new(path, move |path: &Path| {
-            host.load_policy(path, &params_json, &application)
+        Self::new(source, move |source: &PluginSource| {
+            host.load_policy(source, &params_json, &application)
         })
     }
 
     /// Like [`Reloading::policy`], loaded at the first call.
     pub fn policy_deferred(
         host: Arc<PluginHost>,
-        path: PathBuf,
+        source: impl Into<PluginSource>,
         params_json: String,
         application: String,
     ) -> Self {
-        Self::deferred(path, move |path: &Path| {
-            host.load_policy(path, &params_json, &application)
+        Self::deferred(source, move |source: &PluginSource| {
+            host.load_policy(source, &params_json, &application)
         })
     }
 }
 
 impl Reloading<InterpreterInstance> {
-    /// The interpreter at `path` for `application`, configured with
+    /// The interpreter from `source` for `application`, configured with
     /// `params_json`, loaded now.
     pub fn interpreter(
         host: Arc<PluginHost>,
-        path: PathBuf,
+        source: impl Into<PluginSource>,
         params_json: String,
         application: String,
     ) -> Result<Self, PluginError> {
-        Self::new(path, move |path: &Path| {
-            host.load_interpreter(path, &params_json, &application)
+        Self::new(source, move |source: &PluginSource| {
+            host.load_interpreter(source, &params_json, &application)
         })
     }
 }
@@ -302,27 +337,36 @@ mod tests {
     use super::*;
 
     /// A "plugin" that is its file's text; `bad` files do not load.
-    struct Text(String);
+    struct Text(String, PluginIdentity);
 
     impl Labelled for Text {
         fn label(&self) -> String {
             self.0.clone()
         }
+        fn identity(&self) -> &PluginIdentity {
+            &self.1
+        }
     }
 
-    fn text_plugin(path: &Path) -> Reloading<Text> {
-        Reloading::new(path.to_path_buf(), |path: &Path| {
-            let text = std::fs::read_to_string(path).map_err(|source| PluginError::Read {
-                path: path.to_path_buf(),
+    fn text_plugin(path: &std::path::Path) -> Reloading<Text> {
+        Reloading::new(path.to_path_buf(), |source: &PluginSource| {
+            let path = source.display_path();
+            let read = |source| PluginError::Read {
+                path: path.clone(),
                 source,
-            })?;
+            };
+            let text = String::from_utf8(source.bytes().map_err(read)?.into_owned())
+                .map_err(|e| read(std::io::Error::other(e)))?;
             if text.starts_with("bad") {
-                return Err(PluginError::Read {
-                    path: path.to_path_buf(),
-                    source: std::io::Error::other("refused"),
-                });
+                return Err(read(std::io::Error::other("refused")));
             }
-            Ok(Text(text))
+            let identity = PluginIdentity {
+                name: text.clone(),
+                version: "0".to_owned(),
+                path: path.clone(),
+                application: "app".to_owned(),
+            };
+            Ok(Text(text, identity))
         })
         .expect("the first file loads")
     }
@@ -369,7 +413,7 @@ mod tests {
         assert_eq!(plugin.refresh(), Refresh::Unchanged);
         std::fs::write(&named, "dropped in").unwrap();
         assert!(matches!(plugin.refresh(), Refresh::Reloaded { to, .. } if to == "dropped in"));
-        assert_eq!(plugin.path(), named);
+        assert_eq!(plugin.source().file(), Some(named.as_path()));
         // From now on the named file is the one followed.
         std::fs::write(&stand_in, "built again").unwrap();
         assert_eq!(plugin.refresh(), Refresh::Unchanged);

@@ -1,10 +1,12 @@
-//! Unit tests of the plugin host that need no compiled plugin: contract
-//! dispatch errors and the host's own plumbing. Tests with the real `step`
-//! and `misbehave` components are in `host/tests/plugin_host.rs`.
+//! Unit tests of the plugin host that need no plugin file: contract
+//! dispatch errors, the host's own plumbing, and the built-ins against
+//! their overrides. Tests with the real `step` and `misbehave` components
+//! as files are in `host/tests/plugin_host.rs`.
 
 use std::path::{Path, PathBuf};
 
 use super::*;
+use crate::plugin::builtin::{self, PluginSource};
 
 fn host() -> PluginHost {
     PluginHost::new(SandboxLimits::default()).expect("the engine starts")
@@ -334,4 +336,68 @@ fn a_compile_timeout_names_the_plugin_and_what_happens_next() {
     assert!(text.contains("/plugins/big.wasm"), "{text}");
     assert!(text.contains("60 s"), "{text}");
     assert_eq!(error.class(), None);
+}
+
+/// A `plugin = "hold"` configuration in `dir`, with `dir/plugins` as its
+/// plugin folder, loaded and started like the agent does.
+fn load_hold_from(dir: &Path) -> (crate::config::load::LoadedConfig, String) {
+    let path = dir.join("agent.toml");
+    std::fs::write(
+        &path,
+        "[[application]]\nname = \"orders\"\n[application.policy]\nplugin = \"hold\"\n",
+    )
+    .expect("config written");
+    let loaded = crate::config::load::load(&path).expect("valid: hold is built in");
+    let source = loaded.plugins[0].policy.clone();
+    let host = std::sync::Arc::new(host());
+    let logs = captured_logs(|| {
+        Reloading::policy(host, source, "{}".to_owned(), "orders".to_owned()).expect("loads");
+    });
+    (loaded, logs)
+}
+
+/// `plugin = "hold"` with no file runs the embedded `hold`, and the log
+/// says so with its version and sha256; a `hold.wasm` in `plugin_dir`
+/// overrides it, and the log names that file and its sha256 instead.
+#[test]
+fn a_file_in_plugin_dir_overrides_the_built_in_and_the_log_says_which_runs() {
+    let hold = builtin::find("hold").expect("hold is built in");
+    let dir = tempfile::tempdir().expect("temp dir");
+
+    let (loaded, logs) = load_hold_from(dir.path());
+    assert_eq!(loaded.plugins[0].policy, PluginSource::BuiltIn(hold));
+    let line = logs
+        .lines()
+        .find(|l| l.contains("Plugin loaded."))
+        .unwrap_or_else(|| panic!("no load line in:\n{logs}"));
+    for expected in [
+        "plugin=hold",
+        "plugin_version=0.1.0",
+        &format!("sha256={}", builtin::sha256_hex(hold.bytes)),
+        "source=built-in",
+        "application=orders",
+    ] {
+        assert!(line.contains(expected), "{expected:?} in {line}");
+    }
+
+    // Another real component under the built-in's name: `rate`, which also
+    // accepts no parameters and names itself differently.
+    let rate = builtin::find("rate").expect("rate is built in");
+    let file = dir.path().join("plugins/hold.wasm");
+    std::fs::create_dir(dir.path().join("plugins")).expect("plugin dir");
+    std::fs::write(&file, rate.bytes).expect("override written");
+    let (loaded, logs) = load_hold_from(dir.path());
+    assert_eq!(loaded.plugins[0].policy, PluginSource::File(file.clone()));
+    let line = logs
+        .lines()
+        .find(|l| l.contains("Plugin loaded."))
+        .unwrap_or_else(|| panic!("no load line in:\n{logs}"));
+    for expected in [
+        "plugin=rate".to_owned(),
+        format!("sha256={}", builtin::sha256_hex(rate.bytes)),
+        format!("source={}", file.display()),
+    ] {
+        assert!(line.contains(&expected), "{expected:?} in {line}");
+    }
+    assert!(!line.contains("built-in"), "{line}");
 }

@@ -45,10 +45,11 @@ pub enum BenchError {
     /// A scenario is invalid.
     #[error(transparent)]
     Scenario(#[from] ScenarioError),
-    /// A policy cannot be configured (most often: its plugin is not built).
+    /// A policy cannot be configured (most often: its plugin is neither a
+    /// built-in nor a file in the plugin folder).
     #[error(
         "policy {policy:?} cannot run on scenario {scenario:?}:\n{errors}\n\
-         (if a plugin is missing, run `cargo plugins` to build the shipped plugins)"
+         (a policy is a preset, a built-in plugin, a plugin in --plugin-dir or a .wasm path)"
     )]
     Policy {
         /// The policy.
@@ -60,8 +61,9 @@ pub enum BenchError {
     },
     /// A plugin file is not there.
     #[error(
-        "policy {policy:?}: plugin {path} not found; run `cargo plugins` to build the shipped plugins \
-         (or give --plugin-dir)"
+        "policy {policy:?}: plugin {path} not found and not a built-in ({builtins}); give \
+         --plugin-dir with the folder of its .wasm file, or a path to the .wasm as the policy",
+        builtins = crate::plugin::builtin::names()
     )]
     MissingPlugin {
         /// The policy.
@@ -101,8 +103,9 @@ pub struct BenchOptions {
     pub scenarios: Vec<PathBuf>,
     /// The policies (preset names or plugins), in order.
     pub policies: Vec<String>,
-    /// Where the plugins are.
-    pub plugin_dir: PathBuf,
+    /// Where plugin files are (a file there overrides the built-in of its
+    /// name); `None` for the built-ins alone.
+    pub plugin_dir: Option<PathBuf>,
     /// Worker threads (at least 1).
     pub jobs: usize,
     /// Folder for one HTML page per run (`<dir>/<scenario>/<policy>.html`),
@@ -177,14 +180,68 @@ pub fn scenario_files(dir: &Path) -> Result<Vec<PathBuf>, BenchError> {
     Ok(files)
 }
 
-/// The shipped scenarios' folder: `tests/scenarios` under the current
-/// folder if it exists, else in this checkout.
-pub fn default_scenario_dir() -> PathBuf {
-    let here = PathBuf::from("tests/scenarios");
-    if here.is_dir() {
-        return here;
+/// `(name, scenario TOML, trace CSV)` of the shipped scenario `name`.
+macro_rules! shipped {
+    ($name:literal) => {
+        (
+            $name,
+            include_str!(concat!("../../../tests/scenarios/", $name, ".toml")),
+            include_str!(concat!("../../../tests/scenarios/", $name, ".csv")),
+        )
+    };
+}
+
+/// The shipped benchmark scenarios (`tests/scenarios/`: each a TOML file
+/// and the trace it names, `<name>.csv`), embedded so that `bench` runs the
+/// same table from any folder of any machine.
+const SHIPPED_SCENARIOS: &[(&str, &str, &str)] = &[
+    shipped!("diurnal"),
+    shipped!("flash-crowd"),
+    shipped!("ramp"),
+    shipped!("sawtooth"),
+    shipped!("spike"),
+    shipped!("step"),
+    shipped!("weekly"),
+];
+
+/// The shipped scenarios written out to a private temporary folder, which
+/// is removed when this is dropped. A scenario names its trace by a path
+/// relative to its file, so the files are what `bench` reads, embedded or
+/// not.
+#[derive(Debug)]
+pub struct ShippedScenarios {
+    dir: PathBuf,
+}
+
+impl ShippedScenarios {
+    /// Writes every shipped scenario and its trace to a new temporary
+    /// folder.
+    pub fn write() -> std::io::Result<Self> {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "flinkscale-scenarios-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&dir)?;
+        let this = Self { dir };
+        for (name, toml, csv) in SHIPPED_SCENARIOS {
+            std::fs::write(this.dir.join(format!("{name}.toml")), toml)?;
+            std::fs::write(this.dir.join(format!("{name}.csv")), csv)?;
+        }
+        Ok(this)
     }
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/scenarios")
+
+    /// The folder holding `<name>.toml` and `<name>.csv` for each.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
+impl Drop for ShippedScenarios {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
 }
 
 /// The agent configuration of `choice` on `scenario`, every plugin file
@@ -192,7 +249,7 @@ pub fn default_scenario_dir() -> PathBuf {
 pub fn configure(
     scenario: &Scenario,
     choice: &PolicyChoice,
-    plugin_dir: &Path,
+    plugin_dir: Option<&Path>,
 ) -> Result<LoadedConfig, BenchError> {
     let loaded =
         presets::config(scenario, choice, plugin_dir).map_err(|errors| BenchError::Policy {
@@ -201,7 +258,10 @@ pub fn configure(
             errors: errors.to_string(),
         })?;
     for paths in &loaded.plugins {
-        for path in std::iter::once(&paths.policy).chain(&paths.interpreters) {
+        let files = std::iter::once(&paths.policy)
+            .chain(&paths.interpreters)
+            .filter_map(|source| source.file());
+        for path in files {
             if !path.is_file() {
                 return Err(BenchError::MissingPlugin {
                     policy: choice.name.clone(),
@@ -217,7 +277,7 @@ pub fn configure(
 pub fn run_one(
     scenario: &Scenario,
     choice: &PolicyChoice,
-    plugin_dir: &Path,
+    plugin_dir: Option<&Path>,
 ) -> Result<(SimReport, SimulationOutcome), BenchError> {
     let loaded = configure(scenario, choice, plugin_dir)?;
     let started = Instant::now();
@@ -233,7 +293,10 @@ pub fn run_one(
             serde_json::from_str(&load::params_json(&app.policy.params))
                 .unwrap_or(serde_json::Value::Null),
         ),
-        _ => (PathBuf::new(), serde_json::Value::Null),
+        _ => (
+            crate::plugin::PluginSource::File(PathBuf::new()),
+            serde_json::Value::Null,
+        ),
     };
     let report = SimReport {
         scenario: scenario.name.clone(),
@@ -304,7 +367,7 @@ pub fn run(options: &BenchOptions) -> Result<BenchResult, BenchError> {
         .collect();
     for scenario in &scenarios {
         for choice in &choices {
-            configure(scenario, choice, &options.plugin_dir)?;
+            configure(scenario, choice, options.plugin_dir.as_deref())?;
         }
     }
     // Longest first, so the long runs do not end up alone at the end.
@@ -330,7 +393,7 @@ pub fn run(options: &BenchOptions) -> Result<BenchResult, BenchError> {
                     };
                     let (scenario, choice) = (&scenarios[s], &choices[c]);
                     let run_started = Instant::now();
-                    let result = run_one(scenario, choice, &options.plugin_dir).and_then(
+                    let result = run_one(scenario, choice, options.plugin_dir.as_deref()).and_then(
                         |(report, outcome)| {
                             if let Some(dir) = &options.report_dir {
                                 let path = dir
@@ -518,16 +581,49 @@ mod tests {
         (a - b).abs() <= 1e-9 * b.abs().max(1.0)
     }
 
+    /// The checkout's scenario folder (tests only: the binary embeds it).
+    fn checkout_scenarios() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/scenarios")
+    }
+
     fn scenario(name: &str) -> Scenario {
-        let path = default_scenario_dir().join(format!("{name}.toml"));
+        let path = checkout_scenarios().join(format!("{name}.toml"));
         Scenario::load(&path).unwrap_or_else(|e| panic!("{name}: {e}"))
+    }
+
+    /// The embedded scenarios are exactly the checkout's `tests/scenarios`,
+    /// byte for byte: one added there and not embedded would be missing
+    /// from every installed `bench`.
+    #[test]
+    fn the_embedded_scenarios_are_the_shipped_folder() {
+        let shipped = ShippedScenarios::write().expect("written");
+        let listing = |dir: &Path| {
+            let mut names: Vec<String> = std::fs::read_dir(dir)
+                .expect("listed")
+                .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+                .collect();
+            names.sort();
+            names
+        };
+        let names = listing(&checkout_scenarios());
+        assert_eq!(listing(shipped.dir()), names);
+        for name in &names {
+            assert_eq!(
+                std::fs::read(shipped.dir().join(name)).expect("embedded"),
+                std::fs::read(checkout_scenarios().join(name)).expect("shipped"),
+                "{name}"
+            );
+        }
+        let dir = shipped.dir().to_path_buf();
+        drop(shipped);
+        assert!(!dir.exists(), "the temporary copy is removed");
     }
 
     /// Every shipped benchmark scenario loads, says what it is, and its peak
     /// fits under max_kpu, so a good policy can meet the SLO on it.
     #[test]
     fn shipped_scenarios_are_all_there_and_feasible() {
-        let files = scenario_files(&default_scenario_dir()).expect("listed");
+        let files = scenario_files(&checkout_scenarios()).expect("listed");
         let names: Vec<String> = files
             .iter()
             .map(|f| {
@@ -720,19 +816,22 @@ mod tests {
     }
 
     #[test]
-    fn a_missing_plugin_says_to_run_cargo_plugins() {
+    fn a_missing_plugin_names_the_built_ins_and_the_fix() {
         let dir = tempfile::tempdir().expect("tempdir");
         let err = run(&BenchOptions {
-            scenarios: vec![default_scenario_dir().join("step.toml")],
+            scenarios: vec![checkout_scenarios().join("step.toml")],
             policies: vec!["no-such-policy".into()],
-            plugin_dir: dir.path().to_owned(),
+            plugin_dir: Some(dir.path().to_owned()),
             jobs: 1,
             report_dir: None,
         })
         .expect_err("no plugin")
         .to_string();
         assert!(
-            err.contains("no-such-policy") && err.contains("cargo plugins"),
+            err.contains("no-such-policy")
+                && err.contains("not a built-in")
+                && err.contains("\"rate\"")
+                && err.contains("--plugin-dir"),
             "{err}"
         );
     }

@@ -219,25 +219,22 @@ fn toml_value(v: &serde_json::Value) -> String {
     }
 }
 
-/// Where `cargo plugins` puts the shipped plugins in this checkout
-/// (`CARGO_TARGET_DIR` honoured), the default plugin folder of
-/// `simulate` and `bench`.
-pub fn shipped_plugin_dir() -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
-    target.join("wasm32-wasip2/release")
-}
-
-/// The configuration text for `choice` on every application of `scenario`.
-pub fn config_text(scenario: &Scenario, choice: &PolicyChoice, plugin_dir: &Path) -> String {
+/// The configuration text for `choice` on every application of
+/// `scenario`, with `plugin_dir` if one is given (else the default, which
+/// [`config`] then ignores in favour of the built-ins).
+pub fn config_text(
+    scenario: &Scenario,
+    choice: &PolicyChoice,
+    plugin_dir: Option<&Path>,
+) -> String {
     let preset = preset(&choice.name);
     let mut params = preset.params.clone();
     params.extend(choice.params.clone());
-    let mut out = format!(
-        "[agent]\nplugin_dir = {:?}\nplugin_timeout_ms = 1000\n",
-        plugin_dir.to_string_lossy()
-    );
+    let mut out = String::from("[agent]\n");
+    if let Some(dir) = plugin_dir {
+        let _ = writeln!(out, "plugin_dir = {:?}", dir.to_string_lossy());
+    }
+    out.push_str("plugin_timeout_ms = 1000\n");
     for app in &scenario.applications {
         let p = &app.params;
         let _ = write!(
@@ -260,14 +257,19 @@ pub fn config_text(scenario: &Scenario, choice: &PolicyChoice, plugin_dir: &Path
     out
 }
 
-/// The validated configuration for `choice` on `scenario`, with plugins
-/// looked up in `plugin_dir`.
+/// The validated configuration for `choice` on `scenario`, with plugin
+/// names looked up in `plugin_dir` (a file there overrides the built-in of
+/// its name), or among the built-ins alone when it is `None`.
 pub fn config(
     scenario: &Scenario,
     choice: &PolicyChoice,
-    plugin_dir: &Path,
+    plugin_dir: Option<&Path>,
 ) -> Result<LoadedConfig, ConfigErrors> {
     let text = config_text(scenario, choice, plugin_dir);
     let origin = PathBuf::from(format!("<preset {}>.toml", choice.name));
-    load::load_str(&text, &origin)
+    let mut loaded = load::load_str(&text, &origin)?;
+    if plugin_dir.is_none() {
+        loaded.resolve_plugins_in(None);
+    }
+    Ok(loaded)
 }

@@ -2,10 +2,8 @@
 //! (name, plugin, wasm hash, parameters) and the scores of SIMULATION.md, as
 //! one JSON object for machines and a short table for people.
 
-use std::path::Path;
-
+use crate::plugin::PluginSource;
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 
 use super::Scores;
 
@@ -24,18 +22,15 @@ pub struct PolicyInfo {
 
 impl PolicyInfo {
     /// Describes the policy `name` loaded from `plugin` with `params`.
-    pub fn new(name: &str, plugin: &Path, params: serde_json::Value) -> Self {
-        let wasm_sha256 = std::fs::read(plugin)
-            .map(|bytes| {
-                Sha256::digest(&bytes)
-                    .iter()
-                    .map(|b| format!("{b:02x}"))
-                    .collect()
-            })
+    pub fn new(name: &str, plugin: &PluginSource, params: serde_json::Value) -> Self {
+        let wasm_sha256 = plugin
+            .bytes()
+            .map(|bytes| crate::plugin::builtin::sha256_hex(&bytes))
             .unwrap_or_else(|_| "unreadable".to_owned());
         Self {
             name: name.to_owned(),
             plugin: plugin
+                .display_path()
                 .file_name()
                 .map(|f| f.to_string_lossy().into_owned())
                 .unwrap_or_default(),

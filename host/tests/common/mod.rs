@@ -35,10 +35,12 @@ pub fn scenario(name: &str) -> PathBuf {
     workspace().join("tests/fixtures/scenarios").join(name)
 }
 
-/// Where `cargo plugins` puts the shipped plugins: the workspace's target
-/// directory (or `CARGO_TARGET_DIR`), `wasm32-wasip2/release`. Fails the
-/// test when `step.wasm` is not there: an end-to-end test without the real
-/// policy proves nothing, so it must not skip.
+/// Where `cargo plugins` puts the test fixture plugins (`misbehave`): the
+/// workspace's target directory (or `CARGO_TARGET_DIR`),
+/// `wasm32-wasip2/release`. The shipped policies are built into the binary,
+/// so `plugin = "step"` with this folder runs the built-in. Fails the test
+/// when `misbehave.wasm` is not there: a test without its fixture proves
+/// nothing, so it must not skip.
 pub fn plugin_dir() -> PathBuf {
     let target = match std::env::var_os("CARGO_TARGET_DIR") {
         Some(dir) if Path::new(&dir).is_absolute() => PathBuf::from(dir),
@@ -46,11 +48,11 @@ pub fn plugin_dir() -> PathBuf {
         None => workspace().join("target"),
     };
     let dir = target.join("wasm32-wasip2/release");
-    let step = dir.join("step.wasm");
+    let fixture = dir.join("misbehave.wasm");
     assert!(
-        step.is_file(),
-        "{} is missing: run `cargo plugins` first (it builds the shipped policies to wasm32-wasip2)",
-        step.display()
+        fixture.is_file(),
+        "{} is missing: run `cargo plugins` first (it builds the test fixture plugins to wasm32-wasip2)",
+        fixture.display()
     );
     dir
 }
@@ -307,9 +309,15 @@ impl Emulator {
     /// Starts `flinkscale emulate --scenario SCENARIO --speed SPEED` (plus
     /// `extra` arguments) and reads its endpoint from the line it prints.
     pub fn start(scenario: &Path, speed: f64, extra: &[&str], dir: &Path) -> Self {
+        Self::start_bin(Path::new(BIN), scenario, speed, extra, dir)
+    }
+
+    /// [`Emulator::start`] with another `flinkscale` binary (an installed
+    /// one).
+    pub fn start_bin(bin: &Path, scenario: &Path, speed: f64, extra: &[&str], dir: &Path) -> Self {
         let log = dir.join("emulator.log");
         let started_ms = now_ms();
-        let mut command = Command::new(BIN);
+        let mut command = Command::new(bin);
         command
             .arg("emulate")
             .arg("--scenario")

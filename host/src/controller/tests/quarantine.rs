@@ -1,7 +1,7 @@
 //! Plugin quarantine: the rule as plain values, then the real `misbehave`
-//! fixture (and `step`), built by `cargo plugins` into
-//! `target/wasm32-wasip2/release/`, driven through the controller over the
-//! fakes on the paused clock. A failing plugin never scales anything.
+//! fixture, built by `cargo plugins` into `target/wasm32-wasip2/release/`
+//! (and `step`, as host/build.rs built it), driven through the controller
+//! over the fakes on the paused clock. A failing plugin never scales anything.
 
 use std::path::PathBuf;
 use std::sync::LazyLock;
@@ -86,8 +86,13 @@ fn the_file_is_only_looked_at_while_quarantined() {
     assert!(!asked);
 }
 
-/// The folder `cargo plugins` writes to, honouring `CARGO_TARGET_DIR`.
+/// A compiled plugin: a shipped one where host/build.rs put it, a fixture
+/// in the folder `cargo plugins` writes to, honouring `CARGO_TARGET_DIR`.
 fn wasm(name: &str) -> PathBuf {
+    let builtin = PathBuf::from(env!("FLINKSCALE_BUILTIN_PLUGIN_DIR")).join(format!("{name}.wasm"));
+    if builtin.is_file() {
+        return builtin;
+    }
     let workspace = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
     let target = match std::env::var_os("CARGO_TARGET_DIR") {
         Some(dir) => workspace.join(dir),
