@@ -140,18 +140,10 @@ fn validate_environment_instantiates_the_plugin_and_checks_its_params() {
 #[test]
 fn validate_reports_a_bad_expression_located_at_its_interpreter() {
     let dir = tempfile::tempdir().unwrap();
-    let release = repo().join("target/wasm32-wasip2/release");
-    assert!(
-        release.join("expression.wasm").exists(),
-        "run `cargo plugins` first: {} is missing",
-        release.join("expression.wasm").display()
-    );
+    // `expression` and `hold` are built-ins: no plugin_dir.
     let config = |signals: &str| {
         format!(
-            r#"[agent]
-plugin_dir = {release:?}
-
-[[application]]
+            r#"[[application]]
 name = "orders"
 
 [[application.metric]]
@@ -175,11 +167,11 @@ plugin = "hold"
     std::fs::write(&file, config(r#"growth = "rate(lag", ok = "lag""#)).unwrap();
     let (code, stdout, stderr) = flinkscale(&["validate", &shown]);
     assert_eq!(code, 1, "{stdout}{stderr}");
-    // Line 15 is `params.signals = ...` in the interpreter's table.
+    // Line 12 is `params.signals = ...` in the interpreter's table.
     let stderr = stderr.trim();
     assert!(
         stderr.starts_with(&format!(
-            "{shown}:15:1: application \"orders\".interpreter[0].params: plugin expression 0.1.0"
+            "{shown}:12:1: application \"orders\".interpreter[0].params: plugin expression 0.1.0"
         )) && stderr.ends_with(
             "rejected its params: signals.growth = \"rate(lag\": at column 9: unbalanced \
              parenthesis: the `(` at column 5 is not closed (found the end of the \
@@ -194,7 +186,7 @@ plugin = "hold"
     assert_eq!(code, 1, "{stdout}{stderr}");
     assert!(
         stderr.contains(&format!(
-            "{shown}:15:1: application \"orders\".interpreter[0].params: "
+            "{shown}:12:1: application \"orders\".interpreter[0].params: "
         )) && stderr.contains("at column 6: unknown series id `lgg` (configured series: lag)"),
         "{stderr}"
     );
@@ -294,7 +286,7 @@ fn simulate_names_the_built_ins_when_a_policy_is_not_found() {
     assert_eq!(stderr.lines().count(), 1, "one error: {stderr}");
     for expected in [
         "policy \"no-such-policy\"",
-        "not a built-in (\"step\", \"hold\", \"target-tracking\", \"rate\")",
+        "not a built-in (\"step\", \"hold\", \"target-tracking\", \"rate\", \"backlog-seconds\", \"expression\")",
         "--plugin-dir",
     ] {
         assert!(stderr.contains(expected), "{expected:?} in {stderr}");
