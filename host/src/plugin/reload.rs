@@ -419,3 +419,58 @@ mod tests {
         assert_eq!(plugin.refresh(), Refresh::Unchanged);
     }
 }
+
+#[cfg(test)]
+mod built_in_tests {
+    use super::*;
+
+    /// A "plugin" labelled by where it came from and its size.
+    struct Sized(String, PluginIdentity);
+
+    impl Labelled for Sized {
+        fn label(&self) -> String {
+            self.0.clone()
+        }
+        fn identity(&self) -> &PluginIdentity {
+            &self.1
+        }
+    }
+
+    fn sized(source: &PluginSource) -> Result<Sized, PluginError> {
+        let bytes = source.bytes().map_err(|source_error| PluginError::Read {
+            path: source.display_path(),
+            source: source_error,
+        })?;
+        let label = format!("{} ({} bytes)", source.origin(), bytes.len());
+        let identity = PluginIdentity {
+            name: label.clone(),
+            version: "0".to_owned(),
+            path: source.display_path(),
+            application: "app".to_owned(),
+        };
+        Ok(Sized(label, identity))
+    }
+
+    /// A running built-in is replaced by a file of its name dropped into
+    /// plugin_dir later, at the next refresh, once it loads.
+    #[test]
+    fn a_file_dropped_in_later_replaces_a_running_built_in() {
+        let dir = tempfile::tempdir().unwrap();
+        let named = dir.path().join("hold.wasm");
+        let builtin = crate::plugin::builtin::find("hold").expect("hold is built in");
+        let mut plugin = Reloading::new(PluginSource::BuiltIn(builtin), sized)
+            .expect("the built-in loads")
+            .prefer(named.clone());
+        assert!(plugin.label().starts_with("built-in"), "{}", plugin.label());
+        assert_eq!(plugin.refresh(), Refresh::Unchanged);
+
+        std::fs::write(&named, b"a rebuilt hold").unwrap();
+        let Refresh::Reloaded { from, to, .. } = plugin.refresh() else {
+            panic!("the dropped-in file runs now");
+        };
+        assert!(from.starts_with("built-in"), "{from}");
+        assert!(to.ends_with("(14 bytes)"), "{to}");
+        assert_eq!(plugin.source().file(), Some(named.as_path()));
+        assert_eq!(plugin.refresh(), Refresh::Unchanged);
+    }
+}
