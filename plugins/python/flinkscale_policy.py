@@ -363,6 +363,7 @@ class Params:
 
 
 def _error_text(error: Exception) -> str:
+    """The text of the contract's error for an exception out of a policy."""
     if isinstance(error, PolicyError):
         return str(error)
     # A bug in the policy, not a configuration mistake: say what broke so
@@ -395,9 +396,11 @@ class PolicyBase(_exports.Policy):
         raise NotImplementedError("a policy must override on_decide")
 
     def metadata(self) -> PluginMetadata:
+        """The contract's ``metadata``: ``NAME`` and ``VERSION``."""
         return PluginMetadata(self.NAME, self.VERSION)
 
     def configure(self, params_json: str) -> None:
+        """The contract's ``configure``; a policy writes :meth:`setup` instead."""
         global _ACTIVE
         _ACTIVE = None
         try:
@@ -410,6 +413,7 @@ class PolicyBase(_exports.Policy):
         _ACTIVE = policy
 
     def decide(self, evaluation: Evaluation) -> Decision:
+        """The contract's ``decide``; a policy writes :meth:`on_decide` instead."""
         if _ACTIVE is None:
             raise Err(NOT_CONFIGURED)
         try:
