@@ -11,6 +11,13 @@ command -v chromium >/dev/null || (apt-get update && apt-get install -y chromium
 rustup target add wasm32-wasip2
 cargo fmt --all -- --check
 cargo plugins
+# The Python and JavaScript `step` policies, which host/tests/polyglot.rs
+# compares with the Rust one, decision for decision. Each script installs its
+# pinned toolchain into the repository (.venv, plugins/js/node_modules) on
+# first use and rebuilds a component only when its sources changed.
+command -v npm >/dev/null || (apt-get update && apt-get install -y nodejs npm)
+plugins/python/build.sh
+plugins/js/build.sh
 cargo test --workspace
 
 # The boto3 peer check (tests/peer): boto3, a client nobody here wrote, judges

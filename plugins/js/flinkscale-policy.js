@@ -1,0 +1,383 @@
+// Helpers for writing a flinkscale scaling policy in JavaScript.
+//
+// ComponentizeJS turns a JavaScript module into a WebAssembly component of
+// the `scaling-policy` world (`wit/v0.1.0/plugin.wit`); this module is the
+// small layer between that world's calling convention and a policy author,
+// the JavaScript counterpart of the Rust SDK (`plugins/sdk`). A policy
+// describes itself to `definePolicy` and exports the result as `policy`:
+//
+//     import { definePolicy, hold, scaleTo } from "./flinkscale-policy.js";
+//
+//     export const policy = definePolicy({
+//       name: "my-policy",
+//       version: "0.1.0",
+//       setup(params) {               // returns the configured state
+//         params.denyUnknown(["threshold"]);
+//         return { threshold: params.getF64Or("threshold", 80) };
+//       },
+//       decide(state, evaluation) {
+//         return hold("nothing to do");
+//       },
+//     });
+//
+// Errors are plain exceptions: throw a `PolicyError` (or let a helper throw
+// one) with a sentence for the person who wrote the configuration, and the
+// host receives it as the `err` of `configure` or `decide`. Any other
+// exception escaping a policy is reported the same way, with its name,
+// rather than trapping the instance: the host then holds, exactly as for a
+// returned error.
+//
+// The values the host passes follow the component model's JavaScript
+// mapping: record fields in camelCase (`evaluation.app.minKpu`), enums as
+// their WIT names (`"alarm"`, `"insufficient-data"`, `"running"`), `s64`
+// and `u64` as BigInt (`evaluation.nowMs`), and an absent option as
+// `undefined`.
+//
+// Error texts are those of the Rust SDK, word for word, so that a policy
+// ported from Rust reports the same configuration errors.
+
+/** The largest KPU (and any other `u32`) the contract can carry. */
+export const U32_MAX = 4294967295;
+
+/** What `decide` answers before a successful `configure`. */
+export const NOT_CONFIGURED = "not configured";
+
+/**
+ * A refusal meant for the person who wrote the configuration; its message
+ * is what the host logs, and should name the parameter or alarm at fault
+ * and what would be valid.
+ */
+export class PolicyError extends Error {
+  constructor(message) {
+    super(message);
+    this.name = "PolicyError";
+  }
+}
+
+// --- decisions -------------------------------------------------------------
+
+/**
+ * Keep the current capacity, for this reason. `nextEvaluationSecs` asks to
+ * be evaluated again that many seconds from now instead of at the
+ * application's regular interval.
+ */
+export function hold(reason, nextEvaluationSecs) {
+  return { action: { tag: "hold" }, reason, nextEvaluationSecs };
+}
+
+/**
+ * Set the capacity to `kpu` KPU, for this reason. The host clamps the
+ * target to [minKpu, maxKpu] and refuses 0.
+ */
+export function scaleTo(kpu, reason, nextEvaluationSecs) {
+  if (!Number.isInteger(kpu) || kpu < 0 || kpu > U32_MAX) {
+    throw new PolicyError(
+      `scaleTo needs a whole number of KPU from 0 to ${U32_MAX}, found ${String(kpu)}`,
+    );
+  }
+  return { action: { tag: "scale-to", val: kpu }, reason, nextEvaluationSecs };
+}
+
+// --- the evaluation --------------------------------------------------------
+
+const ALARM_STATE_NAMES = {
+  ok: "OK",
+  alarm: "ALARM",
+  "insufficient-data": "INSUFFICIENT_DATA",
+};
+
+/** The state as CloudWatch spells it: `OK`, `ALARM` or `INSUFFICIENT_DATA`. */
+export function alarmStateName(state) {
+  return ALARM_STATE_NAMES[state] ?? String(state).toUpperCase();
+}
+
+/** The status as the service spells it, e.g. `RUNNING`. */
+export function appStatusName(status) {
+  return String(status).toUpperCase().replaceAll("-", "_");
+}
+
+function listOrNone(items) {
+  return items.length === 0 ? "none" : items.join(", ");
+}
+
+/** The alarm with this id (`[[application.alarm]] id`), if configured. */
+export function alarm(evaluation, id) {
+  return evaluation.alarms.find((candidate) => candidate.name === id);
+}
+
+/** The alarm with this id, or a `PolicyError` naming it and the alarms that do exist. */
+export function requireAlarm(evaluation, id) {
+  const found = alarm(evaluation, id);
+  if (found === undefined) {
+    const configured = listOrNone(evaluation.alarms.map((a) => a.name));
+    throw new PolicyError(
+      `no alarm \`${id}\` is configured for application \`${evaluation.app.name}\` ` +
+        `(configured: ${configured})`,
+    );
+  }
+  return found;
+}
+
+/** The series of the metric with this id (`[[application.metric]] id`), if configured. */
+export function metric(evaluation, id) {
+  return evaluation.metrics.find((series) => series.id === id);
+}
+
+/** The value of the interpreter signal with this name, if any interpreter produced it. */
+export function signal(evaluation, name) {
+  return evaluation.signals.find((candidate) => candidate.name === name)?.value;
+}
+
+// --- parameters ------------------------------------------------------------
+
+const WHOLE_NUMBER = `a whole number from 0 to ${U32_MAX}`;
+
+function describe(value) {
+  if (value === null) return "null";
+  if (typeof value === "boolean") return `the boolean ${value}`;
+  if (typeof value === "number") return `the number ${value}`;
+  if (typeof value === "string") return `the string ${JSON.stringify(value)}`;
+  if (Array.isArray(value)) return "an array";
+  return "a table";
+}
+
+function missing(key, expected) {
+  return new PolicyError(`missing required parameter \`${key}\` (${expected})`);
+}
+
+function wrongType(key, expected, found) {
+  return new PolicyError(`parameter \`${key}\` must be ${expected}, found ${describe(found)}`);
+}
+
+function editDistance(a, b) {
+  const as = [...a];
+  const bs = [...b];
+  let previous = Array.from({ length: bs.length + 1 }, (_, j) => j);
+  as.forEach((ca, i) => {
+    const current = new Array(bs.length + 1).fill(i + 1);
+    bs.forEach((cb, j) => {
+      current[j + 1] = Math.min(
+        previous[j] + (ca === cb ? 0 : 1),
+        previous[j + 1] + 1,
+        current[j] + 1,
+      );
+    });
+    previous = current;
+  });
+  return previous[bs.length];
+}
+
+function closest(key, known) {
+  let best;
+  for (const candidate of known) {
+    const distance = editDistance(key, candidate);
+    const length = [...candidate].length;
+    // A third of the name, but at least 2 so that a swapped pair of letters
+    // in a short name still counts as a typo.
+    if (distance <= Math.max(Math.floor(length / 3), 2) && distance < length) {
+      if (best === undefined || distance < best[0]) best = [distance, candidate];
+    }
+  }
+  return best?.[1];
+}
+
+/**
+ * A policy's parameters: the `[application.policy] params` table, which
+ * reaches the plugin as a JSON object. Every getter throws a `PolicyError`
+ * naming the parameter, what was expected and what was found.
+ */
+export class Params {
+  constructor(values) {
+    this.values = values;
+  }
+
+  /** Parses the JSON text the host passes to `configure`; it must be an object. */
+  static fromJson(text) {
+    let value;
+    try {
+      value = JSON.parse(text);
+    } catch (error) {
+      throw new PolicyError(`parameters are not valid JSON: ${error.message}`);
+    }
+    if (value === null || typeof value !== "object" || Array.isArray(value)) {
+      throw new PolicyError(
+        `parameters must be a table (a JSON object), found ${describe(value)}`,
+      );
+    }
+    return new Params(value);
+  }
+
+  /** The names of the parameters present, sorted as the Rust SDK sorts them. */
+  keys() {
+    return Object.keys(this.values).sort();
+  }
+
+  /** Whether the parameter is present. */
+  has(key) {
+    return Object.hasOwn(this.values, key);
+  }
+
+  /** The raw JSON value of a parameter (`undefined` when absent). */
+  getValue(key) {
+    return this.has(key) ? this.values[key] : undefined;
+  }
+
+  /**
+   * Refuses any parameter not in `known`, listing the valid names and
+   * suggesting the closest, so that a misspelt parameter is an error rather
+   * than a setting silently left at its default.
+   */
+  denyUnknown(known) {
+    const unknown = this.keys().filter((key) => !known.includes(key));
+    if (unknown.length === 0) return;
+    let message =
+      unknown.length === 1
+        ? `unknown parameter \`${unknown[0]}\``
+        : `unknown parameters ${unknown.map((key) => `\`${key}\``).join(", ")}`;
+    message += `; valid parameters: ${listOrNone(known)}`;
+    const suggestion = closest(unknown[0], known);
+    if (suggestion !== undefined) message += ` (did you mean \`${suggestion}\`?)`;
+    throw new PolicyError(message);
+  }
+
+  /** An optional string parameter. */
+  getOptStr(key) {
+    if (!this.has(key)) return undefined;
+    const value = this.values[key];
+    if (typeof value !== "string") throw wrongType(key, "a string", value);
+    return value;
+  }
+
+  /** A required string parameter. */
+  getStr(key) {
+    const value = this.getOptStr(key);
+    if (value === undefined) throw missing(key, "a string");
+    return value;
+  }
+
+  /** A string parameter, or `fallback` when absent. */
+  getStrOr(key, fallback) {
+    return this.getOptStr(key) ?? fallback;
+  }
+
+  /** An optional number parameter (integer or not). */
+  getOptF64(key) {
+    if (!this.has(key)) return undefined;
+    const value = this.values[key];
+    if (typeof value !== "number") throw wrongType(key, "a number", value);
+    return value;
+  }
+
+  /** A required number parameter. */
+  getF64(key) {
+    const value = this.getOptF64(key);
+    if (value === undefined) throw missing(key, "a number");
+    return value;
+  }
+
+  /** A number parameter, or `fallback` when absent. */
+  getF64Or(key, fallback) {
+    return this.getOptF64(key) ?? fallback;
+  }
+
+  /**
+   * An optional whole number in 0..=U32_MAX; `2.0` is accepted as 2, `2.5`
+   * and `-1` are errors.
+   */
+  getOptU32(key) {
+    if (!this.has(key)) return undefined;
+    const value = this.values[key];
+    if (!Number.isInteger(value) || value < 0 || value > U32_MAX) {
+      throw wrongType(key, WHOLE_NUMBER, value);
+    }
+    return value;
+  }
+
+  /** A required whole-number parameter; see `getOptU32`. */
+  getU32(key) {
+    const value = this.getOptU32(key);
+    if (value === undefined) throw missing(key, "a whole number");
+    return value;
+  }
+
+  /** A whole-number parameter, or `fallback` when absent. */
+  getU32Or(key, fallback) {
+    return this.getOptU32(key) ?? fallback;
+  }
+
+  /** An optional boolean parameter. */
+  getOptBool(key) {
+    if (!this.has(key)) return undefined;
+    const value = this.values[key];
+    if (typeof value !== "boolean") throw wrongType(key, "true or false", value);
+    return value;
+  }
+
+  /** A required boolean parameter. */
+  getBool(key) {
+    const value = this.getOptBool(key);
+    if (value === undefined) throw missing(key, "true or false");
+    return value;
+  }
+
+  /** A boolean parameter, or `fallback` when absent. */
+  getBoolOr(key, fallback) {
+    return this.getOptBool(key) ?? fallback;
+  }
+}
+
+// --- the export ------------------------------------------------------------
+
+// The component's calling convention turns a thrown non-Error value into the
+// `err` of a `result`, and traps on a thrown `Error`; a policy's errors are
+// therefore rethrown as their message text.
+function errorText(error) {
+  if (error instanceof PolicyError) return error.message;
+  // A bug in the policy, not a configuration mistake: say what broke so
+  // that the host's log leads the author to it.
+  if (error instanceof Error) return `${error.name}: ${error.message}`;
+  return String(error);
+}
+
+/**
+ * The `policy` export, from a description: `name` and `version` (the
+ * plugin's metadata), `setup(params)` (validates a `Params` and returns the
+ * configured state; throw to refuse) and `decide(state, evaluation)`
+ * (returns `hold(...)` or `scaleTo(...)`).
+ *
+ * `configure` forgets any previous state first, so that a failed
+ * reconfiguration does not leave the old one answering; `decide` refuses
+ * with `not configured` until a `configure` has succeeded.
+ */
+export function definePolicy({ name, version, setup, decide }) {
+  let state;
+  let configured = false;
+  return {
+    metadata() {
+      return { name, version };
+    },
+    configure(paramsJson) {
+      configured = false;
+      state = undefined;
+      try {
+        state = setup(Params.fromJson(paramsJson));
+      } catch (error) {
+        throw errorText(error);
+      }
+      configured = true;
+    },
+    decide(evaluation) {
+      if (!configured) throw NOT_CONFIGURED;
+      let decision;
+      try {
+        decision = decide(state, evaluation);
+      } catch (error) {
+        throw errorText(error);
+      }
+      if (decision === null || typeof decision !== "object" || !decision.action) {
+        throw `decide must return hold(...) or scaleTo(...), found ${String(decision)}`;
+      }
+      return decision;
+    },
+  };
+}

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Builds the Python example policy into a WebAssembly component:
+#   plugins/python/build.sh [MODULE]   (default: step)
+# gives ${CARGO_TARGET_DIR:-target}/polyglot/MODULE-py.wasm.
+#
+# componentize-py (pinned in requirements.txt) is installed into the
+# repository's .venv, which is reused when present; the component is rebuilt
+# only when a source, the WIT or the toolchain pin is newer than it.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+module="${1:-step}"
+out_dir="${CARGO_TARGET_DIR:-target}/polyglot"
+out="$out_dir/$module-py.wasm"
+
+if [ ! -x .venv/bin/python ]; then
+    python3 -m venv .venv
+fi
+if ! .venv/bin/componentize-py --version 2>/dev/null | grep -qx "componentize-py 0.25.1"; then
+    .venv/bin/pip install -q -r plugins/python/requirements.txt
+fi
+
+if [ -f "$out" ] && [ -z "$(find plugins/python wit/v0.1.0 -newer "$out" \
+        \( -name '*.py' -o -name '*.wit' -o -name requirements.txt \) -print -quit)" ]; then
+    echo "$out is up to date"
+    exit 0
+fi
+mkdir -p "$out_dir"
+start=$(date +%s%N)
+.venv/bin/componentize-py -d wit/v0.1.0 -w scaling-policy \
+    componentize -p plugins/python "$module" -o "$out.tmp"
+mv "$out.tmp" "$out"
+echo "built $out ($(stat -c %s "$out") bytes) in $(( ($(date +%s%N) - start) / 1000000 )) ms"

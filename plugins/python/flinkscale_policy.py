@@ -1,0 +1,432 @@
+"""Helpers for writing a flinkscale scaling policy in Python.
+
+componentize-py turns a Python module into a WebAssembly component of the
+``scaling-policy`` world (``wit/v0.1.0/plugin.wit``); this module is the
+small layer between that world's generated bindings and a policy author, the
+Python counterpart of the Rust SDK (``plugins/sdk``). A policy subclasses
+:class:`PolicyBase`, names itself, and writes two methods::
+
+    from flinkscale_policy import PolicyBase, Params, hold, scale_to
+
+    class Policy(PolicyBase):          # componentize-py looks for `Policy`
+        NAME = "my-policy"
+        VERSION = "0.1.0"
+
+        def setup(self, params: Params) -> None:
+            params.deny_unknown(["threshold"])
+            self.threshold = params.get_f64_or("threshold", 80.0)
+
+        def on_decide(self, evaluation):
+            return hold("nothing to do")
+
+Errors are plain exceptions: raise :class:`PolicyError` (or let a helper
+raise it) with a sentence for the person who wrote the configuration, and
+the host receives it as the ``err`` of ``configure`` or ``decide``. Any other
+exception escaping a policy is reported the same way, with its type, rather
+than trapping the instance: the host then holds, exactly as for a returned
+error.
+
+Error texts are those of the Rust SDK, word for word, so that a policy
+ported from Rust reports the same configuration errors.
+"""
+
+import json
+import math
+from typing import Any, Iterable, List, Optional
+
+from wit_world import exports as _exports
+from componentize_py_types import Err
+from wit_world.imports.types import (
+    Action_Hold,
+    Action_ScaleTo,
+    Alarm,
+    AlarmState,
+    AppStatus,
+    Decision,
+    Evaluation,
+    PluginMetadata,
+    Series,
+)
+
+__all__ = [
+    "U32_MAX",
+    "PolicyError",
+    "Params",
+    "PolicyBase",
+    "hold",
+    "scale_to",
+    "alarm",
+    "require_alarm",
+    "alarm_state_name",
+    "app_status_name",
+    "metric",
+    "signal",
+    "AlarmState",
+    "AppStatus",
+    "Evaluation",
+    "Decision",
+]
+
+#: The largest KPU (and any other `u32`) the contract can carry.
+U32_MAX = 4_294_967_295
+
+#: What `decide` answers before a successful `configure`.
+NOT_CONFIGURED = "not configured"
+
+
+class PolicyError(Exception):
+    """A refusal meant for the person who wrote the configuration.
+
+    Its single argument is the message the host logs; it should name the
+    parameter or alarm at fault and what would be valid.
+    """
+
+
+# --- decisions -------------------------------------------------------------
+
+
+def hold(reason: str, next_evaluation_secs: Optional[int] = None) -> Decision:
+    """Keep the current capacity, for this reason.
+
+    ``next_evaluation_secs`` asks to be evaluated again that many seconds
+    from now instead of at the application's regular interval.
+    """
+    return Decision(Action_Hold(), reason, next_evaluation_secs)
+
+
+def scale_to(kpu: int, reason: str, next_evaluation_secs: Optional[int] = None) -> Decision:
+    """Set the capacity to ``kpu`` KPU, for this reason.
+
+    The host clamps the target to [min_kpu, max_kpu] and refuses 0; a
+    ``kpu`` outside 0..=U32_MAX is a :class:`PolicyError` here rather than an
+    opaque failure while lowering the value into the component.
+    """
+    if isinstance(kpu, bool) or not isinstance(kpu, int) or not 0 <= kpu <= U32_MAX:
+        raise PolicyError(f"scale_to needs a whole number of KPU from 0 to {U32_MAX}, found {kpu!r}")
+    return Decision(Action_ScaleTo(kpu), reason, next_evaluation_secs)
+
+
+# --- the evaluation --------------------------------------------------------
+
+_ALARM_STATE_NAMES = {
+    AlarmState.OK: "OK",
+    AlarmState.ALARM: "ALARM",
+    AlarmState.INSUFFICIENT_DATA: "INSUFFICIENT_DATA",
+}
+
+
+def alarm_state_name(state: AlarmState) -> str:
+    """The state as CloudWatch spells it: ``OK``, ``ALARM`` or ``INSUFFICIENT_DATA``."""
+    return _ALARM_STATE_NAMES[state]
+
+
+def app_status_name(status: AppStatus) -> str:
+    """The status as the service spells it, e.g. ``RUNNING``."""
+    return status.name
+
+
+def _list_or_none(items: Iterable[str]) -> str:
+    items = list(items)
+    return ", ".join(items) if items else "none"
+
+
+def alarm(evaluation: Evaluation, alarm_id: str) -> Optional[Alarm]:
+    """The alarm with this id (``[[application.alarm]] id``), if configured."""
+    for candidate in evaluation.alarms:
+        if candidate.name == alarm_id:
+            return candidate
+    return None
+
+
+def require_alarm(evaluation: Evaluation, alarm_id: str) -> Alarm:
+    """The alarm with this id, or a :class:`PolicyError` naming it and the
+    alarms that do exist."""
+    found = alarm(evaluation, alarm_id)
+    if found is None:
+        configured = _list_or_none(a.name for a in evaluation.alarms)
+        raise PolicyError(
+            f"no alarm `{alarm_id}` is configured for application "
+            f"`{evaluation.app.name}` (configured: {configured})"
+        )
+    return found
+
+
+def metric(evaluation: Evaluation, metric_id: str) -> Optional[Series]:
+    """The series of the metric with this id (``[[application.metric]] id``), if configured."""
+    for series in evaluation.metrics:
+        if series.id == metric_id:
+            return series
+    return None
+
+
+def signal(evaluation: Evaluation, name: str) -> Optional[float]:
+    """The value of the interpreter signal with this name, if any interpreter produced it."""
+    for candidate in evaluation.signals:
+        if candidate.name == name:
+            return candidate.value
+    return None
+
+
+# --- parameters ------------------------------------------------------------
+
+_WHOLE_NUMBER = f"a whole number from 0 to {U32_MAX}"
+
+
+def _describe(value: Any) -> str:
+    """A JSON value as a configuration author would recognise it."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return f"the boolean {'true' if value else 'false'}"
+    if isinstance(value, (int, float)):
+        return f"the number {json.dumps(value)}"
+    if isinstance(value, str):
+        return f"the string {json.dumps(value, ensure_ascii=False)}"
+    if isinstance(value, list):
+        return "an array"
+    return "a table"
+
+
+def _missing(key: str, expected: str) -> PolicyError:
+    return PolicyError(f"missing required parameter `{key}` ({expected})")
+
+
+def _wrong_type(key: str, expected: str, found: Any) -> PolicyError:
+    return PolicyError(f"parameter `{key}` must be {expected}, found {_describe(found)}")
+
+
+def _edit_distance(a: str, b: str) -> int:
+    previous = list(range(len(b) + 1))
+    for i, ca in enumerate(a):
+        current = [i + 1] * (len(b) + 1)
+        for j, cb in enumerate(b):
+            current[j + 1] = min(previous[j] + (ca != cb), previous[j + 1] + 1, current[j] + 1)
+        previous = current
+    return previous[len(b)]
+
+
+def _closest(key: str, known: List[str]) -> Optional[str]:
+    best = None
+    for candidate in known:
+        distance = _edit_distance(key, candidate)
+        # A third of the name, but at least 2 so that a swapped pair of
+        # letters in a short name still counts as a typo.
+        if distance <= max(len(candidate) // 3, 2) and distance < len(candidate):
+            if best is None or distance < best[0]:
+                best = (distance, candidate)
+    return None if best is None else best[1]
+
+
+class Params:
+    """A policy's parameters: the ``[application.policy] params`` table,
+    which reaches the plugin as a JSON object.
+
+    Every getter raises :class:`PolicyError` with a message naming the
+    parameter, what was expected and what was found.
+    """
+
+    def __init__(self, values: dict):
+        self._values = values
+
+    @classmethod
+    def from_json(cls, text: str) -> "Params":
+        """Parses the JSON text the host passes to ``configure``; it must be an object."""
+        try:
+            value = json.loads(text)
+        except ValueError as error:
+            raise PolicyError(f"parameters are not valid JSON: {error}") from None
+        if not isinstance(value, dict):
+            raise PolicyError(
+                f"parameters must be a table (a JSON object), found {_describe(value)}"
+            )
+        return cls(value)
+
+    def keys(self) -> List[str]:
+        """The names of the parameters present, sorted as the Rust SDK sorts them."""
+        return sorted(self._values)
+
+    def __contains__(self, key: str) -> bool:
+        return key in self._values
+
+    def get_value(self, key: str) -> Any:
+        """The raw JSON value of a parameter (``None`` when absent)."""
+        return self._values.get(key)
+
+    def deny_unknown(self, known: List[str]) -> None:
+        """Refuses any parameter not in ``known``, listing the valid names
+        and suggesting the closest, so that a misspelt parameter is an error
+        rather than a setting silently left at its default."""
+        unknown = [key for key in self.keys() if key not in known]
+        if not unknown:
+            return
+        if len(unknown) == 1:
+            message = f"unknown parameter `{unknown[0]}`"
+        else:
+            message = "unknown parameters " + ", ".join(f"`{key}`" for key in unknown)
+        message += f"; valid parameters: {_list_or_none(known)}"
+        suggestion = _closest(unknown[0], known)
+        if suggestion is not None:
+            message += f" (did you mean `{suggestion}`?)"
+        raise PolicyError(message)
+
+    def get_opt_str(self, key: str) -> Optional[str]:
+        """An optional string parameter."""
+        if key not in self._values:
+            return None
+        value = self._values[key]
+        if not isinstance(value, str):
+            raise _wrong_type(key, "a string", value)
+        return value
+
+    def get_str(self, key: str) -> str:
+        """A required string parameter."""
+        value = self.get_opt_str(key)
+        if value is None:
+            raise _missing(key, "a string")
+        return value
+
+    def get_str_or(self, key: str, default: str) -> str:
+        """A string parameter, or ``default`` when absent."""
+        value = self.get_opt_str(key)
+        return default if value is None else value
+
+    def get_opt_f64(self, key: str) -> Optional[float]:
+        """An optional number parameter (integer or not)."""
+        if key not in self._values:
+            return None
+        value = self._values[key]
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise _wrong_type(key, "a number", value)
+        return float(value)
+
+    def get_f64(self, key: str) -> float:
+        """A required number parameter."""
+        value = self.get_opt_f64(key)
+        if value is None:
+            raise _missing(key, "a number")
+        return value
+
+    def get_f64_or(self, key: str, default: float) -> float:
+        """A number parameter, or ``default`` when absent."""
+        value = self.get_opt_f64(key)
+        return default if value is None else value
+
+    def get_opt_u32(self, key: str) -> Optional[int]:
+        """An optional whole number in 0..=U32_MAX; ``2.0`` is accepted as 2,
+        ``2.5`` and ``-1`` are errors."""
+        if key not in self._values:
+            return None
+        value = self._values[key]
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise _wrong_type(key, _WHOLE_NUMBER, value)
+        if isinstance(value, float) and (not math.isfinite(value) or value != math.floor(value)):
+            raise _wrong_type(key, _WHOLE_NUMBER, value)
+        if not 0 <= value <= U32_MAX:
+            raise _wrong_type(key, _WHOLE_NUMBER, value)
+        return int(value)
+
+    def get_u32(self, key: str) -> int:
+        """A required whole-number parameter; see :meth:`get_opt_u32`."""
+        value = self.get_opt_u32(key)
+        if value is None:
+            raise _missing(key, "a whole number")
+        return value
+
+    def get_u32_or(self, key: str, default: int) -> int:
+        """A whole-number parameter, or ``default`` when absent."""
+        value = self.get_opt_u32(key)
+        return default if value is None else value
+
+    def get_opt_bool(self, key: str) -> Optional[bool]:
+        """An optional boolean parameter."""
+        if key not in self._values:
+            return None
+        value = self._values[key]
+        if not isinstance(value, bool):
+            raise _wrong_type(key, "true or false", value)
+        return value
+
+    def get_bool(self, key: str) -> bool:
+        """A required boolean parameter."""
+        value = self.get_opt_bool(key)
+        if value is None:
+            raise _missing(key, "true or false")
+        return value
+
+    def get_bool_or(self, key: str, default: bool) -> bool:
+        """A boolean parameter, or ``default`` when absent."""
+        value = self.get_opt_bool(key)
+        return default if value is None else value
+
+
+# --- the export ------------------------------------------------------------
+
+
+def _error_text(error: Exception) -> str:
+    """The text of the contract's error for an exception out of a policy."""
+    if isinstance(error, PolicyError):
+        return str(error)
+    # A bug in the policy, not a configuration mistake: say what broke so
+    # that the host's log leads the author to it.
+    return f"{type(error).__name__}: {error}"
+
+
+class PolicyBase(_exports.Policy):
+    """Implements the ``policy`` export once; a policy overrides
+    :meth:`setup` and :meth:`on_decide` and sets ``NAME`` and ``VERSION``.
+
+    ``configure`` parses the JSON into :class:`Params`, forgets any previous
+    configuration (a failed reconfiguration must not leave the old one
+    answering) and calls :meth:`setup`; ``decide`` refuses with ``not
+    configured`` until a ``configure`` has succeeded. Exceptions become the
+    ``err`` the contract expects.
+    """
+
+    #: The plugin's name, for the host's logs and records.
+    NAME = "python-policy"
+    #: The plugin's own version.
+    VERSION = "0.0.0"
+
+    def setup(self, params: Params) -> None:
+        """Reads and validates the parameters; raise :class:`PolicyError` to refuse them."""
+        params.deny_unknown([])
+
+    def on_decide(self, evaluation: Evaluation) -> Decision:
+        """Decides what to do now; return :func:`hold` or :func:`scale_to`."""
+        raise NotImplementedError("a policy must override on_decide")
+
+    def metadata(self) -> PluginMetadata:
+        """The contract's ``metadata``: ``NAME`` and ``VERSION``."""
+        return PluginMetadata(self.NAME, self.VERSION)
+
+    def configure(self, params_json: str) -> None:
+        """The contract's ``configure``; a policy writes :meth:`setup` instead."""
+        global _ACTIVE
+        _ACTIVE = None
+        try:
+            # A fresh object, so that nothing of a previous configuration
+            # survives into this one.
+            policy = type(self)()
+            policy.setup(Params.from_json(params_json))
+        except Exception as error:
+            raise Err(_error_text(error)) from None
+        _ACTIVE = policy
+
+    def decide(self, evaluation: Evaluation) -> Decision:
+        """The contract's ``decide``; a policy writes :meth:`on_decide` instead."""
+        if _ACTIVE is None:
+            raise Err(NOT_CONFIGURED)
+        try:
+            decision = _ACTIVE.on_decide(evaluation)
+        except Exception as error:
+            raise Err(_error_text(error)) from None
+        if not isinstance(decision, Decision):
+            raise Err(
+                f"on_decide must return hold(...) or scale_to(...), found {type(decision).__name__}"
+            )
+        return decision
+
+
+# The configured policy of this instance. Module state rather than `self`:
+# the bindings do not promise to call every export on the same object.
+_ACTIVE: Optional[PolicyBase] = None
