@@ -164,7 +164,7 @@ fn config_text(scenario: &Scenario, variant: &Variant, wasm: &Path) -> String {
         name: "seed".to_owned(),
         params,
     };
-    let text = presets::config_text(scenario, &choice, wasm.parent().expect("a folder"));
+    let text = presets::config_text(scenario, &choice, Some(wasm.parent().expect("a folder")));
     let mut doc: toml_edit::DocumentMut = text.parse().expect("the preset is valid TOML");
     let apps = doc["application"]
         .as_array_of_tables_mut()
@@ -530,6 +530,7 @@ fn typical_evaluation() -> Evaluation {
                 dimensions: [("Application".to_owned(), "orders".to_owned())].into(),
                 statistic: "Average".to_owned(),
                 period_secs: 60,
+                expression: None,
             },
             points: (0..20)
                 .map(|i| flinkscale::metrics::Datapoint {

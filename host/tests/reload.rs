@@ -122,6 +122,12 @@ fn reasons(log: &str, application: &str) -> Vec<String> {
         .collect()
 }
 
+/// A shipped plugin's component, where host/build.rs built it (the same
+/// bytes as the built-in of that name).
+fn shipped(name: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("FLINKSCALE_BUILTIN_PLUGIN_DIR")).join(format!("{name}.wasm"))
+}
+
 fn sha256_hex(bytes: &[u8]) -> String {
     Sha256::digest(bytes)
         .iter()
@@ -138,7 +144,7 @@ fn a_replaced_plugin_decides_from_the_next_evaluation_and_a_broken_one_is_refuse
     let plugins = dir.path().join("plugins");
     std::fs::create_dir(&plugins).unwrap();
     let policy = plugins.join("policy.wasm");
-    std::fs::copy(plugin_dir().join("target_tracking.wasm"), &policy).unwrap();
+    std::fs::copy(shipped("target_tracking"), &policy).unwrap();
     let config = write_config(dir.path(), &plugins, &[application("keep", "policy", 1)]);
     let agent = start_agent(&emulator, &config, &[], dir.path());
     let diagnose = || diagnostics(&emulator, &agent);
@@ -159,7 +165,7 @@ fn a_replaced_plugin_decides_from_the_next_evaluation_and_a_broken_one_is_refuse
 
     // hold over the file the application runs: its decisions from the
     // next evaluation on, and the log names the new file's sha256.
-    let hold = std::fs::read(plugin_dir().join("hold.wasm")).unwrap();
+    let hold = std::fs::read(shipped("hold")).unwrap();
     replace(&policy, &hold);
     wait_until(
         PATIENCE,
