@@ -2,40 +2,14 @@
 //! it, on the series the simulator and the emulator publish for an MSK and
 //! a Kinesis source.
 
-use flinkscale_plugin::{AppStatus, Datapoint};
-
 use super::*;
 
 fn series(id: &str, points: &[(i64, f64)]) -> Series {
-    Series {
-        id: id.to_owned(),
-        namespace: "AWS/Kafka".to_owned(),
-        metric_name: id.to_owned(),
-        statistic: "Maximum".to_owned(),
-        period_secs: 60,
-        points: points
-            .iter()
-            .map(|&(timestamp_ms, value)| Datapoint {
-                timestamp_ms,
-                value,
-            })
-            .collect(),
-    }
+    flinkscale_plugin::testing::series("AWS/Kafka", "Maximum", id, points)
 }
 
 fn app() -> Application {
-    Application {
-        name: "orders".to_owned(),
-        status: AppStatus::Running,
-        kpu: 2,
-        parallelism: 2,
-        parallelism_per_kpu: 1,
-        min_kpu: 1,
-        max_kpu: 8,
-        version_id: 1,
-        last_rescale_ms: None,
-        last_update_duration_secs: None,
-    }
+    flinkscale_plugin::testing::application(2, 1, 8)
 }
 
 fn interpreter(json: &str) -> BacklogSeconds {

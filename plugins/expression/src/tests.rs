@@ -2,41 +2,15 @@
 //! construct, through the interpreter as the agent calls it (parameters as
 //! JSON, series in, signals out).
 
-use flinkscale_plugin::{AppStatus, Datapoint};
-
 use super::*;
 use crate::parse::{BinaryOp, ParseError, parse};
 
 fn series(id: &str, points: &[(i64, f64)]) -> Series {
-    Series {
-        id: id.to_owned(),
-        namespace: "AWS/Kafka".to_owned(),
-        metric_name: id.to_owned(),
-        statistic: "Maximum".to_owned(),
-        period_secs: 60,
-        points: points
-            .iter()
-            .map(|&(timestamp_ms, value)| Datapoint {
-                timestamp_ms,
-                value,
-            })
-            .collect(),
-    }
+    flinkscale_plugin::testing::series("AWS/Kafka", "Maximum", id, points)
 }
 
 fn app() -> Application {
-    Application {
-        name: "orders".to_owned(),
-        status: AppStatus::Running,
-        kpu: 2,
-        parallelism: 2,
-        parallelism_per_kpu: 1,
-        min_kpu: 1,
-        max_kpu: 8,
-        version_id: 1,
-        last_rescale_ms: None,
-        last_update_duration_secs: None,
-    }
+    flinkscale_plugin::testing::application(2, 1, 8)
 }
 
 fn metrics() -> Vec<Series> {

@@ -1,7 +1,7 @@
 //! The policy as the agent calls it: parameters as JSON, an evaluation with
 //! CloudWatch-shaped series in, a decision out.
 
-use flinkscale_plugin::{Action, AppStatus, Application, Datapoint, Series};
+use flinkscale_plugin::{Action, AppStatus, Application, Series};
 
 use super::*;
 
@@ -23,20 +23,7 @@ fn configure_error(json: &str) -> String {
 }
 
 fn series(id: &str, points: &[(i64, f64)]) -> Series {
-    Series {
-        id: id.to_owned(),
-        namespace: "AWS/KinesisAnalytics".to_owned(),
-        metric_name: id.to_owned(),
-        statistic: "Average".to_owned(),
-        period_secs: 60,
-        points: points
-            .iter()
-            .map(|&(timestamp_ms, value)| Datapoint {
-                timestamp_ms,
-                value,
-            })
-            .collect(),
-    }
+    flinkscale_plugin::testing::series("AWS/KinesisAnalytics", "Average", id, points)
 }
 
 /// One period as published: records in per second, busy ms per second and

@@ -88,6 +88,7 @@ extern crate self as flinkscale_plugin;
 mod evaluation;
 pub mod log;
 mod params;
+pub mod testing;
 pub mod usl;
 
 pub use params::Params;
