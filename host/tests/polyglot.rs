@@ -79,7 +79,8 @@ fn implementations() -> Vec<Implementation> {
     let candidates = [
         (
             "rust",
-            target_dir().join("wasm32-wasip2/release/step.wasm"),
+            // The built-in step, as host/build.rs built it.
+            PathBuf::from(env!("FLINKSCALE_BUILTIN_PLUGIN_DIR")).join("step.wasm"),
             "cargo plugins",
         ),
         (
