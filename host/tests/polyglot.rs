@@ -81,7 +81,7 @@ fn implementations() -> Vec<Implementation> {
             "rust",
             // The built-in step, as host/build.rs built it.
             PathBuf::from(env!("FLINKSCALE_BUILTIN_PLUGIN_DIR")).join("step.wasm"),
-            "cargo plugins",
+            "cargo build -p flinkscale",
         ),
         (
             "python",
