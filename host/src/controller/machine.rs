@@ -451,6 +451,15 @@ impl Machine {
             Some(Doubt::Answer(error)) => Some(error),
             _ => None,
         };
+        // The version moved past the quote: an update whose answer was an
+        // error took effect all the same, whatever came of it since.
+        if let (
+            Some(error),
+            Resume::Follow { update } | Resume::Finished { update } | Resume::Failed { update, .. },
+        ) = (&answer, &resume)
+        {
+            self.took_effect(update, error, app.version_id, out);
+        }
         match resume {
             Resume::Evaluate | Resume::Reevaluate { .. } => {
                 self.record.phase = Phase::Idle;
@@ -465,9 +474,6 @@ impl Machine {
                 }
             },
             Resume::Follow { update } => {
-                if let Some(error) = answer {
-                    self.took_effect(&update, &error, app.version_id, settings, out);
-                }
                 if !matches!(self.record.phase, Phase::Updating { .. }) {
                     self.record.phase = Phase::Updating {
                         update: update.clone(),
@@ -480,16 +486,8 @@ impl Machine {
                     Next::Wait(settings.update_poll)
                 }
             }
-            Resume::Finished { update } => {
-                if let Some(error) = answer {
-                    self.took_effect(&update, &error, app.version_id, settings, out);
-                }
-                Next::Wait(self.completed(&update, &app, settings, out))
-            }
+            Resume::Finished { update } => Next::Wait(self.completed(&update, &app, settings, out)),
             Resume::Failed { update, status } => {
-                if let Some(error) = answer {
-                    self.took_effect(&update, &error, app.version_id, settings, out);
-                }
                 self.timed_out = false;
                 self.record.phase = Phase::Idle;
                 let message = if followed {
@@ -580,7 +578,6 @@ impl Machine {
         update: &Update,
         error: &TargetError,
         version_id: u64,
-        settings: &Settings,
         out: &mut Out,
     ) {
         out.failed(
@@ -590,7 +587,6 @@ impl Machine {
                 update.target_kpu
             ),
         );
-        let _ = settings;
         self.failures = 0;
         self.started(update.clone(), version_id, out);
     }
