@@ -98,6 +98,8 @@ impl Sandbox {
             version: self.identity.version.clone(),
             kind: self.kind,
             contract_version: self.contract_version,
+            summary: String::new(),
+            parameters: None,
         }
     }
 

@@ -83,6 +83,80 @@ pub struct PluginMetadata {
     pub kind: PluginKind,
     /// The contract version it was built against, e.g. `0.1.0`.
     pub contract_version: &'static str,
+    /// What the plugin does, in one sentence; empty for contract 0.1.0,
+    /// which has no place for it.
+    pub summary: String,
+    /// The keys the plugin accepts in `params`, as it declares them;
+    /// `None` for contract 0.1.0, which cannot declare them (its plugins
+    /// check their own params in `configure`).
+    pub parameters: Option<Vec<Parameter>>,
+}
+
+/// The kind of value a plugin parameter takes (contract 0.2.0's
+/// `parameter-kind`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ParameterKind {
+    /// `true` or `false`.
+    Boolean,
+    /// A whole number.
+    Integer,
+    /// A number (a whole number is a number too).
+    Number,
+    /// A string.
+    Text,
+    /// An array of strings.
+    TextList,
+    /// The id of one of the application's alarms.
+    AlarmId,
+    /// An array of alarm ids.
+    AlarmIds,
+    /// The id of one of the application's metrics.
+    MetricId,
+    /// An array of metric ids.
+    MetricIds,
+    /// A table whose keys the plugin defines.
+    Table,
+}
+
+impl ParameterKind {
+    /// How documentation names the kind, e.g. `alarm id`.
+    pub fn label(self) -> &'static str {
+        match self {
+            ParameterKind::Boolean => "boolean",
+            ParameterKind::Integer => "integer",
+            ParameterKind::Number => "number",
+            ParameterKind::Text => "string",
+            ParameterKind::TextList => "array of strings",
+            ParameterKind::AlarmId => "alarm id",
+            ParameterKind::AlarmIds => "array of alarm ids",
+            ParameterKind::MetricId => "metric id",
+            ParameterKind::MetricIds => "array of metric ids",
+            ParameterKind::Table => "table",
+        }
+    }
+}
+
+impl std::fmt::Display for ParameterKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.label())
+    }
+}
+
+/// One key a plugin accepts in its `params` table, as the plugin declares
+/// it (contract 0.2.0's `parameter`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Parameter {
+    /// The key, e.g. `scale_out_factor`.
+    pub name: String,
+    /// The kind of value it takes.
+    pub kind: ParameterKind,
+    /// Whether the key must be present.
+    pub required: bool,
+    /// The value used when the key is absent, as JSON text; `None` when
+    /// required or when the default depends on other parameters.
+    pub default_json: Option<String>,
+    /// What it means and which values are valid, for people.
+    pub meaning: String,
 }
 
 /// A plugin as named in logs and errors: what it says it is, where it was
