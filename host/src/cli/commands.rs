@@ -103,7 +103,7 @@ fn load_or_report(path: &Path) -> Option<LoadedConfig> {
 /// `flinkscale run`.
 pub async fn run(config: &Path, dry_run: bool) -> anyhow::Result<ExitCode> {
     let Some(loaded) = load_or_report(config) else {
-        return Ok(ExitCode::FAILURE);
+        return Ok(ExitCode::from(EX_CONFIG));
     };
     let registry = Arc::new(Registry::for_config(&loaded.config, wall_ms()));
     // Bound before the agent starts, so that a taken port fails at once.
@@ -274,7 +274,7 @@ async fn shutdown_signal() {
 /// `flinkscale once`.
 pub async fn once(config: &Path, dry_run: bool, json: bool) -> anyhow::Result<ExitCode> {
     let Some(loaded) = load_or_report(config) else {
-        return Ok(ExitCode::FAILURE);
+        return Ok(ExitCode::from(EX_CONFIG));
     };
     let mut agent = match Agent::on_aws(&loaded, dry_run, Events::log_only()).await {
         Ok(agent) => agent,
@@ -496,7 +496,7 @@ fn interpreter_problems(loaded: &LoadedConfig) -> Result<Vec<Problem>, PluginErr
 /// `flinkscale validate`.
 pub async fn validate(config: &Path, environment: bool) -> anyhow::Result<ExitCode> {
     let Some(loaded) = load_or_report(config) else {
-        return Ok(ExitCode::FAILURE);
+        return Ok(ExitCode::from(EX_CONFIG));
     };
     let tried = loaded.clone();
     let problems = tokio::task::spawn_blocking(move || interpreter_problems(&tried))
@@ -507,9 +507,13 @@ pub async fn validate(config: &Path, environment: bool) -> anyhow::Result<ExitCo
         for error in load::locate(&loaded, &problems) {
             eprintln!("{}", printable(&error.to_string()));
         }
-        return Ok(ExitCode::FAILURE);
+        return Ok(ExitCode::from(EX_CONFIG));
     }
     if environment {
+        // A plugin that will not load or refuses its params is a
+        // configuration error (exit 78); missing credentials are the
+        // environment's (exit 1).
+        let mut plugin_failures = 0;
         let mut failures = 0;
         let agent = &loaded.config.agent;
         let host = PluginHost::new(SandboxLimits {
@@ -541,7 +545,7 @@ pub async fn validate(config: &Path, environment: bool) -> anyhow::Result<ExitCo
                         printable(&label)
                     ),
                     Err(error) => {
-                        failures += 1;
+                        plugin_failures += 1;
                         println!(
                             "{}: application {:?}: {}",
                             config.display(),
@@ -568,6 +572,9 @@ pub async fn validate(config: &Path, environment: bool) -> anyhow::Result<ExitCo
                 failures += 1;
                 println!("AWS credentials: no provider configured");
             }
+        }
+        if plugin_failures > 0 {
+            return Ok(ExitCode::from(EX_CONFIG));
         }
         if failures > 0 {
             return Ok(ExitCode::FAILURE);

@@ -258,8 +258,18 @@ pub struct PluginConfig {
 fn default_plugin_dir() -> PathBuf {
     PathBuf::from("plugins")
 }
+/// `$STATE_DIRECTORY` when the service manager provides one (systemd's
+/// `StateDirectory=`, the container image's `ENV`), else `state` beside the
+/// configuration. systemd lists several directories separated by `:`; the
+/// first is the agent's.
 fn default_state_dir() -> PathBuf {
-    PathBuf::from("state")
+    match std::env::var_os("STATE_DIRECTORY") {
+        Some(dirs) if !dirs.is_empty() => {
+            let dirs = dirs.to_string_lossy().into_owned();
+            PathBuf::from(dirs.split(':').next().unwrap_or(&dirs))
+        }
+        _ => PathBuf::from("state"),
+    }
 }
 fn default_plugin_timeout_ms() -> u64 {
     100
