@@ -267,7 +267,7 @@ fn wrong_input_names_the_file_the_parameter_and_what_is_valid() {
         (
             vec![V2, "--parameter", "AutoScaleMetric=cpu"],
             vec![
-                "--parameter: parameter \"AutoScaleMetric\": \"cpu\" is not one of its AllowedValues",
+                "--parameter: parameter \"AutoScaleMetric\": \"cpu\" is not one of its AllowedValues in tests/fixtures/cfn/managed-flink-autoscaling.json",
                 "\"containerCPUUtilization\"",
                 "\"IncomingRecords\"",
             ],

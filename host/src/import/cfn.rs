@@ -82,11 +82,13 @@ pub enum ImportError {
     },
     /// A value outside the parameter's `AllowedValues`.
     #[error(
-        "{origin}: parameter {name:?}: {value:?} is not one of its AllowedValues (allowed: {allowed})"
+        "{origin}: parameter {name:?}: {value:?} is not one of its AllowedValues in {} (allowed: {allowed})", template.display()
     )]
     NotAllowed {
         /// Where the value came from.
         origin: String,
+        /// The template.
+        template: PathBuf,
         /// The parameter.
         name: String,
         /// The value given.
@@ -433,8 +435,8 @@ pub fn import(file: &Path, text: &str, given: &ParameterValues) -> Result<Import
 
     // The alarms: the Lambda tells scale-out from scale-in by "ScaleOut" /
     // "ScaleIn" in the alarm's name, and so does the import.
-    let mut out_alarm = None;
-    let mut in_alarm = None;
+    let mut out_alarm: Option<(ImportedAlarm, ImportedMetric)> = None;
+    let mut in_alarm: Option<(ImportedAlarm, ImportedMetric)> = None;
     let mut metric_parameter = None;
     for (logical, resource) in of_type("AWS::CloudWatch::Alarm") {
         let alarm = read_alarm(file, &declared, &stack, logical, resource)?;
@@ -446,7 +448,6 @@ pub fn import(file: &Path, text: &str, given: &ParameterValues) -> Result<Import
             continue;
         };
         if let Some((previous, _)) = slot.as_ref() {
-            let previous: &ImportedAlarm = previous;
             return Err(not_design(
                 format!(
                     "two alarms for the same direction exist with these parameters: {} and {}",
@@ -625,6 +626,7 @@ fn parameter_values(
         if !decl.allowed.is_empty() && !decl.allowed.contains(&g.value) {
             return Err(ImportError::NotAllowed {
                 origin: g.origin.clone(),
+                template: file.to_owned(),
                 name: g.key.clone(),
                 value: g.value.clone(),
                 allowed: quoted_list(&decl.allowed),
