@@ -322,7 +322,8 @@ pub struct Imported {
     /// The template file, as named to [`import`].
     pub template: PathBuf,
     /// The template parameter that chose the metric (whose AllowedValues
-    /// pick the alarms), when there is one.
+    /// pick the alarms): `AutoScaleMetric` (any case) when the template has
+    /// it, else the parameter the alarms' `MetricName` refers to.
     pub metric_parameter: Option<Sourced<String>>,
     /// The MSF application.
     pub application: Sourced<String>,
@@ -463,6 +464,17 @@ pub fn import(file: &Path, text: &str, given: &ParameterValues) -> Result<Import
             });
         }
         *slot = Some(alarm);
+    }
+    // The parameter that picks the alarm pair names the choice better than
+    // the metric name does (`Custom Metric` -> AutoScaleCustomMetric).
+    if let Some(name) = declared
+        .keys()
+        .find(|k| k.eq_ignore_ascii_case("autoscalemetric"))
+    {
+        metric_parameter = Some(Sourced {
+            value: stack.values.get(name).cloned().unwrap_or_default(),
+            source: Source::Parameter(name.clone()),
+        });
     }
     let (Some((mut out_alarm, out_metric)), Some((mut in_alarm, in_metric))) =
         (out_alarm, in_alarm)
@@ -1142,7 +1154,8 @@ impl Imported {
         let _ = writeln!(
             out,
             "# The reference waits for an update forever; flinkscale gives up after this.\n\
-             update_timeout_secs = 1800"
+             update_timeout_secs = {}",
+            self.update_poll_secs.value.max(1800)
         );
         for m in &self.metrics {
             let _ = writeln!(out, "\n[[application.metric]]\nid = {}", toml_string(&m.id));

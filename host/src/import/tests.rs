@@ -139,6 +139,34 @@ fn a_later_value_wins_and_sources_are_named() {
     assert_eq!(imported.alarms[0].id, "scale-out");
     assert_eq!(imported.alarms[0].alarm_name, "ScaleOutAlarm-app");
     assert_eq!(imported.alarms[1].id, "scale-in");
+
+    let custom = cfn::import(
+        Path::new("t.json"),
+        V2,
+        &given(
+            &[
+                REQUIRED,
+                &[
+                    ("AutoScaleMetric", "Custom Metric"),
+                    ("AutoScaleCustomMetric", "ordersPerSecond"),
+                    ("UpdateApplicationWaitingTime", "3600"),
+                ],
+            ]
+            .concat(),
+        ),
+    )
+    .unwrap();
+    let text = custom.to_checked_toml().unwrap();
+    assert!(
+        text.contains("# AutoScaleMetric = \"Custom Metric\""),
+        "{text}"
+    );
+    assert!(
+        text.contains("metric_name = \"ordersPerSecond\"  # parameter AutoScaleCustomMetric"),
+        "{text}"
+    );
+    // A poll longer than the default update timeout keeps the file valid.
+    assert!(text.contains("update_timeout_secs = 3600"), "{text}");
 }
 
 #[test]
