@@ -12,6 +12,7 @@ use clap::{Parser, Subcommand};
 use crate::telemetry::{self, LogFormat};
 
 mod commands;
+mod import;
 
 /// A scaling agent for Apache Flink applications, with sandboxed
 /// WebAssembly policy plugins.
@@ -128,6 +129,12 @@ pub enum Command {
     /// Run every scenario with every policy (in one process) and write the
     /// scores as a markdown table and JSON rows.
     Bench(commands::BenchArgs),
+    /// Write a flinkscale configuration from an existing autoscaler.
+    Import {
+        /// What to import from.
+        #[command(subcommand)]
+        from: import::ImportCommand,
+    },
     /// Check a configuration file and report every error at once; exit 1 if
     /// there is any.
     Validate {
@@ -223,6 +230,7 @@ pub fn main() -> ExitCode {
                 config,
                 environment,
             } => commands::validate(&config, environment).await,
+            Command::Import { from } => import::run(from).await,
         }
     });
     match result {
