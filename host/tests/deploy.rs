@@ -353,6 +353,36 @@ params = {{ scale_out_alarm = "scale-out", scale_in_alarm = "scale-in", operatio
         text(&live.body)
     );
 
+    // The health check the ECS example runs inside the image, which has
+    // no curl: the agent's own `probe`.
+    let livez = format!("http://127.0.0.1:{port}/livez");
+    let probe = podman.run(&[
+        "exec",
+        &container,
+        "/usr/local/bin/flinkscale",
+        "probe",
+        &livez,
+    ]);
+    assert!(
+        probe.status.success(),
+        "probe /livez: {}",
+        text(&probe.stderr)
+    );
+    let closed = format!("http://127.0.0.1:{}/livez", free_port());
+    let probe = podman.run(&[
+        "exec",
+        &container,
+        "/usr/local/bin/flinkscale",
+        "probe",
+        &closed,
+    ]);
+    assert_eq!(probe.status.code(), Some(1), "probe of a closed port fails");
+    assert!(
+        text(&probe.stderr).contains("cannot connect"),
+        "{}",
+        text(&probe.stderr)
+    );
+
     // It stops on SIGTERM, and what it wrote belongs to its user.
     let stopped = podman.run(&["stop", "--time", "20", &container]);
     assert!(stopped.status.success(), "{}", text(&stopped.stderr));

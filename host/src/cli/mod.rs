@@ -13,6 +13,7 @@ use crate::telemetry::{self, LogFormat};
 
 mod commands;
 mod import;
+mod probe;
 
 /// A scaling agent for Apache Flink applications, with sandboxed
 /// WebAssembly policy plugins.
@@ -135,8 +136,18 @@ pub enum Command {
         #[command(subcommand)]
         from: import::ImportCommand,
     },
-    /// Check a configuration file and report every error at once; exit 1 if
-    /// there is any.
+    /// Exit 0 if an http:// URL answers 2xx (e.g. the agent's /livez), 1
+    /// otherwise: a health check command for the FROM-scratch image, which
+    /// has no curl.
+    Probe {
+        /// The URL, e.g. `http://127.0.0.1:9464/livez`.
+        url: String,
+        /// Seconds to wait for the connection and for the answer.
+        #[arg(long, default_value_t = 3)]
+        timeout_secs: u64,
+    },
+    /// Check a configuration file and report every error at once; exit 78
+    /// (EX_CONFIG) if there is any.
     Validate {
         /// The configuration file.
         config: PathBuf,
@@ -231,6 +242,12 @@ pub fn main() -> ExitCode {
                 environment,
             } => commands::validate(&config, environment).await,
             Command::Import { from } => import::run(from).await,
+            Command::Probe { url, timeout_secs } => {
+                let timeout = std::time::Duration::from_secs(timeout_secs.max(1));
+                tokio::task::spawn_blocking(move || probe::probe(&url, timeout))
+                    .await
+                    .map_err(anyhow::Error::from)
+            }
         }
     });
     match result {
