@@ -8,23 +8,30 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::Subcommand;
 
+use super::commands::EX_CONFIG;
 use crate::import::cfn::{self, ImportError, ParameterValues};
 
 /// What to import from.
 #[derive(Debug, Subcommand)]
 pub enum ImportCommand {
     /// Write the flinkscale configuration equivalent to a stack of the
-    /// reference design (CloudWatch alarms -> Step Functions -> Lambda),
-    /// from the CloudFormation template it was deployed with and the
-    /// stack's parameter values (template defaults for the others).
+    /// reference design (CloudWatch alarms -> Step Functions -> Lambda)
+    /// from the stack's parameter values; the design's template is built
+    /// in (its defaults fill the parameters not given).
     Cfn {
-        /// The template the stack was deployed from (JSON).
-        template: PathBuf,
         /// The stack's parameters: an `aws cloudformation` parameters file
         /// ([{"ParameterKey": ..., "ParameterValue": ...}]) or
         /// `describe-stacks` output for the stack.
+        #[arg(value_name = "PARAMS.json")]
+        parameters: PathBuf,
+        /// The MSF application to scale, instead of the file's
+        /// AmazonManagedFlinkApplicationName.
+        #[arg(long, value_name = "NAME")]
+        application_name: Option<String>,
+        /// The template the stack was deployed from (JSON), when it is not
+        /// the built-in one (another published version, a local change).
         #[arg(long, value_name = "FILE")]
-        parameters: Option<PathBuf>,
+        template: Option<PathBuf>,
         /// One parameter value, overriding the file's; repeatable.
         #[arg(long = "parameter", value_name = "KEY=VALUE")]
         parameter: Vec<String>,
@@ -34,21 +41,33 @@ pub enum ImportCommand {
     },
 }
 
-/// Runs `flinkscale import ...`.
+/// Runs `flinkscale import ...`: exit 0, [`EX_CONFIG`] when the input is
+/// wrong (said on stderr), or an error (exit 1) when the output cannot be
+/// written.
 pub async fn run(command: ImportCommand) -> anyhow::Result<ExitCode> {
     // Small files, but file I/O all the same: off the async runtime.
     tokio::task::spawn_blocking(move || match command {
         ImportCommand::Cfn {
-            template,
             parameters,
+            application_name,
+            template,
             parameter,
             output,
-        } => cfn_blocking(
-            &template,
-            parameters.as_deref(),
-            &parameter,
-            output.as_deref(),
-        ),
+        } => {
+            let text = match cfn_text(
+                &parameters,
+                application_name.as_deref(),
+                template.as_deref(),
+                &parameter,
+            ) {
+                Ok(text) => text,
+                Err(error) => {
+                    eprintln!("error: {error}");
+                    return Ok(ExitCode::from(EX_CONFIG));
+                }
+            };
+            write_output(output.as_deref(), &text)
+        }
     })
     .await?
 }
@@ -60,21 +79,38 @@ fn read(file: &Path) -> Result<String, ImportError> {
     })
 }
 
-fn cfn_blocking(
-    template: &Path,
-    parameters: Option<&Path>,
+/// The configuration, or what is wrong with the input.
+fn cfn_text(
+    parameters: &Path,
+    application_name: Option<&str>,
+    template: Option<&Path>,
     assignments: &[String],
-    output: Option<&Path>,
-) -> anyhow::Result<ExitCode> {
+) -> Result<String, ImportError> {
     let mut values = ParameterValues::new();
-    if let Some(file) = parameters {
-        values.add_file(file, &read(file)?)?;
-    }
+    values.add_file(parameters, &read(parameters)?)?;
     for a in assignments {
         values.add_assignment(a)?;
     }
-    let imported = cfn::import(template, &read(template)?, &values)?;
-    let text = imported.to_checked_toml()?;
+    if let Some(name) = application_name {
+        values.add_named(
+            "AmazonManagedFlinkApplicationName",
+            name,
+            "--application-name",
+        );
+    }
+    let imported = match template {
+        Some(file) => cfn::import(file, &read(file)?, &values)?,
+        None => cfn::import(
+            Path::new(cfn::REFERENCE_TEMPLATE_NAME),
+            cfn::REFERENCE_TEMPLATE,
+            &values,
+        )?,
+    };
+    imported.to_checked_toml()
+}
+
+/// Writes `text` to `output`, or to standard output without one.
+fn write_output(output: Option<&Path>, text: &str) -> anyhow::Result<ExitCode> {
     match output {
         Some(file) => std::fs::write(file, text)
             .with_context(|| format!("{}: cannot write the configuration", file.display()))?,

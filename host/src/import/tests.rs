@@ -9,7 +9,7 @@ use serde_json::json;
 use super::cfn::{self, ImportError, ParameterValues, Source, metric_id};
 use super::template::{ResolveError, Stack};
 
-const V2: &str = include_str!("../../../tests/fixtures/cfn/managed-flink-autoscaling.json");
+const V2: &str = cfn::REFERENCE_TEMPLATE;
 
 fn given(pairs: &[(&str, &str)]) -> ParameterValues {
     let mut values = ParameterValues::new();
