@@ -39,14 +39,30 @@ pub enum ImportCommand {
         #[arg(long, short, value_name = "FILE")]
         output: Option<PathBuf>,
     },
+    /// Write `[[application.metric]]` and `[[application.alarm]]` for the
+    /// CloudWatch alarms that watch an application (DescribeAlarms):
+    /// those with the dimension Application = NAME, and the reference
+    /// design's ScaleOutAlarm-NAME / ScaleInAlarm-NAME.
+    Alarms {
+        /// The MSF application.
+        #[arg(long, value_name = "NAME")]
+        application: String,
+        /// The agent's configuration: DescribeAlarms is called in its
+        /// `[agent] region`, and the output keeps that application's
+        /// bounds, timings and policy when it has the application.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Write the configuration to FILE instead of standard output.
+        #[arg(long, short, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
 }
 
 /// Runs `flinkscale import ...`: exit 0, [`EX_CONFIG`] when the input is
 /// wrong (said on stderr), or an error (exit 1) when the output cannot be
 /// written.
 pub async fn run(command: ImportCommand) -> anyhow::Result<ExitCode> {
-    // Small files, but file I/O all the same: off the async runtime.
-    tokio::task::spawn_blocking(move || match command {
+    match command {
         ImportCommand::Cfn {
             parameters,
             application_name,
@@ -54,22 +70,30 @@ pub async fn run(command: ImportCommand) -> anyhow::Result<ExitCode> {
             parameter,
             output,
         } => {
-            let text = match cfn_text(
-                &parameters,
-                application_name.as_deref(),
-                template.as_deref(),
-                &parameter,
-            ) {
-                Ok(text) => text,
-                Err(error) => {
-                    eprintln!("error: {error}");
-                    return Ok(ExitCode::from(EX_CONFIG));
-                }
-            };
-            write_output(output.as_deref(), &text)
+            // Small files, but file I/O all the same: off the async runtime.
+            tokio::task::spawn_blocking(move || {
+                let text = match cfn_text(
+                    &parameters,
+                    application_name.as_deref(),
+                    template.as_deref(),
+                    &parameter,
+                ) {
+                    Ok(text) => text,
+                    Err(error) => {
+                        eprintln!("error: {error}");
+                        return Ok(ExitCode::from(EX_CONFIG));
+                    }
+                };
+                write_output(output.as_deref(), &text)
+            })
+            .await?
         }
-    })
-    .await?
+        ImportCommand::Alarms {
+            application,
+            config,
+            output,
+        } => alarms(&application, config.as_deref(), output.as_deref()).await,
+    }
 }
 
 fn read(file: &Path) -> Result<String, ImportError> {
@@ -117,4 +141,51 @@ fn write_output(output: Option<&Path>, text: &str) -> anyhow::Result<ExitCode> {
         None => print!("{text}"),
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `flinkscale import alarms`: exit 0, [`EX_CONFIG`] for an invalid
+/// `--config`, or an error (exit 1) when DescribeAlarms fails or no alarm
+/// watches the application.
+async fn alarms(
+    application: &str,
+    config: Option<&Path>,
+    output: Option<&Path>,
+) -> anyhow::Result<ExitCode> {
+    let loaded = match config {
+        Some(file) => {
+            let file = file.to_owned();
+            match tokio::task::spawn_blocking(move || crate::config::load(&file)).await? {
+                Ok(loaded) => Some(loaded),
+                Err(errors) => {
+                    eprintln!("{errors}");
+                    return Ok(ExitCode::from(EX_CONFIG));
+                }
+            }
+        }
+        None => None,
+    };
+    let region = loaded.as_ref().and_then(|l| l.config.agent.region.clone());
+    let sdk = crate::aws::sdk_config(region.as_deref()).await;
+    let described = crate::metrics::alarms::CloudWatchAlarms::new(&sdk)
+        .describe_all()
+        .await
+        .context("cannot list the CloudWatch alarms")?;
+    let existing = loaded
+        .as_ref()
+        .and_then(|l| l.config.applications.iter().find(|a| a.name == application));
+    let check_as = loaded
+        .as_ref()
+        .map_or_else(crate::import::alarms::default_check_path, |l| {
+            l.file.clone()
+        });
+    let imported = crate::import::alarms::import(application, &described, existing, &check_as)?;
+    for s in &imported.skipped {
+        eprintln!(
+            "warning: the CloudWatch alarm {:?} watches {application:?} but is not imported: {}",
+            s.name, s.reason
+        );
+    }
+    let text = imported.toml;
+    let output = output.map(Path::to_owned);
+    tokio::task::spawn_blocking(move || write_output(output.as_deref(), &text)).await?
 }

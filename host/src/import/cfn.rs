@@ -1066,12 +1066,12 @@ fn state_machine_waits(
 }
 
 /// A TOML string.
-fn toml_string(s: &str) -> String {
+pub(super) fn toml_string(s: &str) -> String {
     toml::Value::String(s.to_owned()).to_string()
 }
 
 /// A TOML key: bare when it can be.
-fn toml_key(k: &str) -> String {
+pub(super) fn toml_key(k: &str) -> String {
     if !k.is_empty()
         && k.chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')

@@ -8,7 +8,10 @@
 //! produces the flinkscale configuration that watches the same metric with
 //! the same alarms and applies the same `step` arithmetic. It is pure: the
 //! caller reads the files and writes the result ([`crate::cli`]).
+//! [`alarms`] does the same from the CloudWatch alarms an operator already
+//! has (the caller calls DescribeAlarms).
 
+pub mod alarms;
 pub mod cfn;
 mod template;
 

@@ -1,0 +1,267 @@
+//! flinkscale and the CloudWatch alarms an operator already has, against
+//! `flinkscale emulate` (whose alarms really evaluate) with the real AWS
+//! SDK on both sides: alarms are created with PutMetricAlarm through the
+//! SDK, and the binary reads them with DescribeAlarms.
+//!
+//! - `import alarms` writes the metrics and alarms of the alarms that watch
+//!   an application, and the result passes `validate`.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use aws_sdk_cloudwatch::types::{ComparisonOperator, Dimension, Statistic};
+use common::{BIN, Emulator, aws_env, scenario};
+
+/// The application of `tests/fixtures/scenarios/e2e-scale.toml`.
+const APP: &str = "e2e-app";
+
+/// A CloudWatch client aimed at the emulator, as the tests' own SDK.
+async fn cloudwatch(emulator: &Emulator) -> aws_sdk_cloudwatch::Client {
+    let config = flinkscale::aws::config_loader(Some("us-east-1"))
+        .endpoint_url(&emulator.endpoint)
+        .test_credentials()
+        .load()
+        .await;
+    aws_sdk_cloudwatch::Client::new(&config)
+}
+
+/// `flinkscale ARGS` against the emulator, in `dir`: (exit code, stdout,
+/// stderr).
+fn flinkscale(emulator: &Emulator, dir: &Path, args: &[&str]) -> (i32, String, String) {
+    let mut command = Command::new(BIN);
+    command.args(args).current_dir(dir).env_remove("RUST_LOG");
+    aws_env(&mut command, &emulator.endpoint, dir);
+    let out = command.output().expect("the flinkscale binary runs");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn application(app: &str) -> Dimension {
+    Dimension::builder().name("Application").value(app).build()
+}
+
+/// One of the reference design's alarms on containerCPUUtilization.
+#[allow(clippy::too_many_arguments)]
+async fn put_cpu_alarm(
+    cw: &aws_sdk_cloudwatch::Client,
+    name: &str,
+    app: &str,
+    comparison: ComparisonOperator,
+    threshold: f64,
+    n: i32,
+    m: i32,
+    treat_missing: Option<&str>,
+) {
+    cw.put_metric_alarm()
+        .alarm_name(name)
+        .namespace("AWS/KinesisAnalytics")
+        .metric_name("containerCPUUtilization")
+        .dimensions(application(app))
+        .statistic(Statistic::Maximum)
+        .period(60)
+        .evaluation_periods(n)
+        .datapoints_to_alarm(m)
+        .threshold(threshold)
+        .comparison_operator(comparison)
+        .set_treat_missing_data(treat_missing.map(str::to_owned))
+        .send()
+        .await
+        .expect("PutMetricAlarm");
+}
+
+/// How many `[[header]]` lines `text` has.
+fn tables(text: &str, header: &str) -> usize {
+    text.lines().filter(|l| *l == header).count()
+}
+
+fn validate(emulator: &Emulator, dir: &Path, file: &Path) {
+    let (code, stdout, stderr) = flinkscale(emulator, dir, &["validate", &file.to_string_lossy()]);
+    assert_eq!(
+        code,
+        0,
+        "{}\n{stdout}{stderr}",
+        std::fs::read_to_string(file).unwrap_or_default()
+    );
+}
+
+#[tokio::test]
+async fn import_alarms_writes_the_applications_alarms_as_local_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let emu = Emulator::start(&scenario("e2e-scale.toml"), 20.0, &[], dir);
+    let cw = cloudwatch(&emu).await;
+    // The reference design's pair, and an alarm of another application.
+    put_cpu_alarm(
+        &cw,
+        &format!("ScaleOutAlarm-{APP}"),
+        APP,
+        ComparisonOperator::GreaterThanThreshold,
+        80.0,
+        5,
+        4,
+        None,
+    )
+    .await;
+    put_cpu_alarm(
+        &cw,
+        &format!("ScaleInAlarm-{APP}"),
+        APP,
+        ComparisonOperator::LessThanOrEqualToThreshold,
+        20.0,
+        5,
+        5,
+        Some("notBreaching"),
+    )
+    .await;
+    put_cpu_alarm(
+        &cw,
+        "other-app-cpu-high",
+        "other-app",
+        ComparisonOperator::GreaterThanThreshold,
+        90.0,
+        3,
+        3,
+        None,
+    )
+    .await;
+
+    let out = dir.join("imported.toml");
+    let (code, stdout, stderr) = flinkscale(
+        &emu,
+        dir,
+        &[
+            "import",
+            "alarms",
+            "--application",
+            APP,
+            "--output",
+            &out.to_string_lossy(),
+        ],
+    );
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    validate(&emu, dir, &out);
+    let text = std::fs::read_to_string(&out).unwrap();
+    // One metric for both alarms (the same series), the two alarms with
+    // CloudWatch's settings, and the step policy on the pair.
+    assert_eq!(tables(&text, "[[application.metric]]"), 1, "{text}");
+    assert_eq!(tables(&text, "[[application.alarm]]"), 2, "{text}");
+    for expected in [
+        "name = \"e2e-app\"",
+        "namespace = \"AWS/KinesisAnalytics\"\nmetric_name = \"containerCPUUtilization\"\nstatistic = \"Maximum\"\nperiod_secs = 60",
+        "Application = \"e2e-app\"",
+        "# The CloudWatch alarm \"ScaleOutAlarm-e2e-app\".\nid = \"scale-out\"\nmetric = \"container_cpu_utilization\"\ncomparison = \"GreaterThanThreshold\"\nthreshold = 80.0\nevaluation_periods = 5\ndatapoints_to_alarm = 4\ntreat_missing_data = \"missing\"",
+        "# The CloudWatch alarm \"ScaleInAlarm-e2e-app\".\nid = \"scale-in\"\nmetric = \"container_cpu_utilization\"\ncomparison = \"LessThanOrEqualToThreshold\"\nthreshold = 20.0\nevaluation_periods = 5\ndatapoints_to_alarm = 5\ntreat_missing_data = \"notBreaching\"",
+        "plugin = \"step\"",
+        "scale_out_alarm = \"scale-out\"\nscale_in_alarm = \"scale-in\"",
+    ] {
+        assert!(text.contains(expected), "missing {expected:?} in\n{text}");
+    }
+    assert!(!text.contains("other-app"), "{text}");
+
+    // A third alarm on another series, and the agent's configuration: the
+    // output keeps the configuration's bounds and policy.
+    cw.put_metric_alarm()
+        .alarm_name("e2e-app backlog")
+        .namespace("AWS/KinesisAnalytics")
+        .metric_name("millisBehindLatest")
+        .dimensions(application(APP))
+        .extended_statistic("p99")
+        .period(120)
+        .evaluation_periods(3)
+        .datapoints_to_alarm(2)
+        .threshold(60_000.0)
+        .comparison_operator(ComparisonOperator::GreaterThanOrEqualToThreshold)
+        .send()
+        .await
+        .expect("PutMetricAlarm");
+    let config = dir.join("agent.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"[agent]
+region = "us-east-1"
+
+[[application]]
+name = "{APP}"
+min_kpu = 2
+max_kpu = 24
+grace_period_secs = 600
+
+[[application.metric]]
+id = "cpu"
+namespace = "AWS/KinesisAnalytics"
+metric_name = "containerCPUUtilization"
+dimensions = {{ Application = "{APP}" }}
+statistic = "Maximum"
+
+[[application.alarm]]
+id = "scale-out"
+metric = "cpu"
+comparison = "GreaterThanThreshold"
+threshold = 70.0
+evaluation_periods = 1
+
+[[application.alarm]]
+id = "scale-in"
+metric = "cpu"
+comparison = "LessThanThreshold"
+threshold = 10.0
+evaluation_periods = 1
+
+[application.policy]
+plugin = "step"
+params = {{ scale_out_alarm = "scale-out", scale_in_alarm = "scale-in", operation = "add", scale_out_factor = 3, scale_in_factor = 1 }}
+"#
+        ),
+    )
+    .unwrap();
+    let out = dir.join("merged.toml");
+    let (code, stdout, stderr) = flinkscale(
+        &emu,
+        dir,
+        &[
+            "import",
+            "alarms",
+            "--application",
+            APP,
+            "--config",
+            &config.to_string_lossy(),
+            "--output",
+            &out.to_string_lossy(),
+        ],
+    );
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    validate(&emu, dir, &out);
+    let text = std::fs::read_to_string(&out).unwrap();
+    assert_eq!(tables(&text, "[[application.metric]]"), 2, "{text}");
+    assert_eq!(tables(&text, "[[application.alarm]]"), 3, "{text}");
+    for expected in [
+        "min_kpu = 2\nmax_kpu = 24",
+        "grace_period_secs = 600",
+        "metric_name = \"millisBehindLatest\"\nstatistic = \"p99\"\nperiod_secs = 120",
+        "# The CloudWatch alarm \"e2e-app backlog\".\nid = \"e2e-app-backlog\"\nmetric = \"millis_behind_latest\"\ncomparison = \"GreaterThanOrEqualToThreshold\"\nthreshold = 60000.0\nevaluation_periods = 3\ndatapoints_to_alarm = 2",
+        // The imported thresholds, not the configuration's.
+        "threshold = 80.0",
+        "operation = \"add\"",
+        "scale_out_factor = 3",
+    ] {
+        assert!(text.contains(expected), "missing {expected:?} in\n{text}");
+    }
+    assert!(!text.contains("threshold = 70.0"), "{text}");
+
+    // An application no alarm watches: an error naming what was looked for.
+    let (code, stdout, stderr) =
+        flinkscale(&emu, dir, &["import", "alarms", "--application", "nobody"]);
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    assert!(stdout.is_empty(), "{stdout}");
+    assert!(
+        stderr.contains("no CloudWatch alarm of the 4 described watches application \"nobody\"")
+            && stderr.contains("ScaleOutAlarm-nobody"),
+        "{stderr}"
+    );
+}
