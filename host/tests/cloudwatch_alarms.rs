@@ -5,14 +5,20 @@
 //!
 //! - `import alarms` writes the metrics and alarms of the alarms that watch
 //!   an application, and the result passes `validate`.
+//! - An alarm with `source = "cloudwatch"` takes its state from the
+//!   CloudWatch alarm: an agent whose `step` policy watches one scales out
+//!   when CloudWatch (the emulator's evaluator) puts it in ALARM, reading
+//!   the states of all such alarms in one DescribeAlarms per evaluation.
 
 mod common;
 
 use std::path::Path;
 use std::process::Command;
+use std::time::Duration;
 
-use aws_sdk_cloudwatch::types::{ComparisonOperator, Dimension, Statistic};
-use common::{BIN, Emulator, aws_env, scenario};
+use aws_sdk_cloudwatch::types::{ComparisonOperator, Dimension, StateValue, Statistic};
+use common::{BIN, Emulator, aws_env, calls_of, scenario, start_agent, wait_until};
+use serde_json::Value;
 
 /// The application of `tests/fixtures/scenarios/e2e-scale.toml`.
 const APP: &str = "e2e-app";
@@ -263,5 +269,203 @@ params = {{ scale_out_alarm = "scale-out", scale_in_alarm = "scale-in", operatio
         stderr.contains("no CloudWatch alarm of the 4 described watches application \"nobody\"")
             && stderr.contains("ScaleOutAlarm-nobody"),
         "{stderr}"
+    );
+}
+
+/// The alarms' names a DescribeAlarms call asked for.
+fn asked_names(call: &Value) -> Vec<String> {
+    call["params"]["AlarmNames"]
+        .as_array()
+        .map(|names| {
+            names
+                .iter()
+                .filter_map(|n| n.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_agent_scales_out_when_the_cloudwatch_alarm_its_policy_watches_fires() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    // 20 model seconds per wall second: a 10 s alarm period is 200 model
+    // seconds, an update 3 wall seconds.
+    let emu = Emulator::start(&scenario("e2e-scale.toml"), 20.0, &[], dir);
+    let cw = cloudwatch(&emu).await;
+    // CloudWatch's alarms, evaluated by the emulator: above 75 % CPU for
+    // one 10 s period asks for more, at or below 5 % for two for less.
+    for (name, comparison, threshold, n) in [
+        (
+            "e2e-cpu-high",
+            ComparisonOperator::GreaterThanThreshold,
+            75.0,
+            1,
+        ),
+        (
+            "e2e-cpu-low",
+            ComparisonOperator::LessThanOrEqualToThreshold,
+            5.0,
+            2,
+        ),
+    ] {
+        cw.put_metric_alarm()
+            .alarm_name(name)
+            .namespace("AWS/KinesisAnalytics")
+            .metric_name("containerCPUUtilization")
+            .dimensions(application(APP))
+            .statistic(Statistic::Average)
+            .period(10)
+            .evaluation_periods(n)
+            .datapoints_to_alarm(n)
+            .threshold(threshold)
+            .comparison_operator(comparison)
+            .send()
+            .await
+            .expect("PutMetricAlarm");
+    }
+    // The agent has no local alarm at all: the policy's two alarms are
+    // CloudWatch's. The metric is fetched for the record only.
+    let config = dir.join("agent.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"[agent]
+state_dir = "state"
+
+[[application]]
+name = "{APP}"
+min_kpu = 2
+max_kpu = 7
+update_poll_secs = 1
+update_timeout_secs = 120
+grace_period_secs = 5
+
+[[application.metric]]
+id = "cpu"
+namespace = "AWS/KinesisAnalytics"
+metric_name = "containerCPUUtilization"
+dimensions = {{ Application = "{APP}" }}
+statistic = "Average"
+period_secs = 10
+
+[[application.alarm]]
+id = "scale-out"
+source = "cloudwatch"
+alarm_name = "e2e-cpu-high"
+
+[[application.alarm]]
+id = "scale-in"
+source = "cloudwatch"
+alarm_name = "e2e-cpu-low"
+
+[application.policy]
+plugin = "step"
+params = {{ scale_out_alarm = "scale-out", scale_in_alarm = "scale-in", operation = "multiply", scale_out_factor = 2, scale_in_factor = 2 }}
+"#
+        ),
+    )
+    .unwrap();
+    validate(&emu, dir, &config);
+    let agent = start_agent(&emu, &config, &[], dir);
+    let diag = || {
+        format!(
+            "{}\n{}\n{}",
+            emu.call_summary(),
+            agent.log_tail(60),
+            emu.process.log_tail(20)
+        )
+    };
+    let agent_describes = |calls: &[Value]| -> Vec<Value> {
+        calls_of(calls, "DescribeAlarms", None)
+            .into_iter()
+            .filter(|c| !asked_names(c).is_empty())
+            .cloned()
+            .collect()
+    };
+
+    // Low load (about 24 % CPU at 2 KPU): neither alarm fires, nothing is
+    // sent, and the agent asks CloudWatch for both alarms in each call.
+    wait_until(
+        Duration::from_secs(40),
+        "three DescribeAlarms calls of the agent",
+        || {
+            agent.assert_running(diag);
+            agent_describes(&emu.calls()).len() >= 3
+        },
+        diag,
+    );
+    let calls = emu.calls();
+    assert!(
+        calls_of(&calls, "UpdateApplication", None).is_empty(),
+        "rescaled while no alarm fired\n{}",
+        diag()
+    );
+    let describes = agent_describes(&calls);
+    for call in &describes {
+        assert_eq!(
+            asked_names(call),
+            ["e2e-cpu-high", "e2e-cpu-low"],
+            "one call for both alarms: {call}"
+        );
+    }
+    // One DescribeAlarms per evaluation, not one per alarm: as many as
+    // the evaluations' GetMetricData calls (first pages), give or take the
+    // one in flight.
+    let evaluations = calls_of(&calls, "GetMetricData", Some(APP))
+        .into_iter()
+        .filter(|c| c["params"].get("NextToken").is_none())
+        .count();
+    assert!(
+        describes.len() <= evaluations + 1 && evaluations <= describes.len() + 1,
+        "{} DescribeAlarms for {evaluations} evaluations\n{}",
+        describes.len(),
+        diag()
+    );
+
+    // The load rises to 3000 records/s: CloudWatch's alarm goes to ALARM
+    // and the agent scales out.
+    emu.set_load(APP, 3.0);
+    wait_until(
+        Duration::from_secs(60),
+        "an UpdateApplication after the CloudWatch alarm fired",
+        || {
+            agent.assert_running(diag);
+            !calls_of(&emu.calls(), "UpdateApplication", None).is_empty()
+        },
+        diag,
+    );
+    let high = cw
+        .describe_alarms()
+        .alarm_names("e2e-cpu-high")
+        .send()
+        .await
+        .expect("DescribeAlarms");
+    let calls = emu.calls();
+    let update = calls_of(&calls, "UpdateApplication", None)[0].clone();
+    assert_eq!(
+        update["params"]["ApplicationConfigurationUpdate"]["FlinkApplicationConfigurationUpdate"]["ParallelismConfigurationUpdate"]
+            ["ParallelismUpdate"],
+        4,
+        "2 KPU x 2: {update}"
+    );
+    // The agent saw the alarm in ALARM before it sent the update.
+    let seen_alarm = calls.iter().any(|c| {
+        c["operation"] == "DescribeAlarms"
+            && c["seq"].as_u64() < update["seq"].as_u64()
+            && !asked_names(c).is_empty()
+    });
+    assert!(seen_alarm, "{}", diag());
+    assert!(
+        high.metric_alarms()[0].state_value() == Some(&StateValue::Alarm)
+            || emu.app(APP)["kpu"].as_u64() > Some(2),
+        "{}",
+        diag()
+    );
+    let log = agent.log();
+    assert!(
+        log.contains("`scale-out` is in ALARM"),
+        "the decision names the alarm: {}",
+        agent.log_tail(40)
     );
 }

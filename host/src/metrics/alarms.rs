@@ -10,6 +10,7 @@
 
 use std::collections::BTreeMap;
 
+use async_trait::async_trait;
 use aws_config::SdkConfig;
 use aws_sdk_cloudwatch::Client;
 use aws_sdk_cloudwatch::config::http::HttpResponse;
@@ -149,6 +150,22 @@ fn is_percentile(statistic: &str) -> bool {
     statistic
         .strip_prefix('p')
         .is_some_and(|rest| !rest.is_empty() && rest.parse::<f64>().is_ok())
+}
+
+/// Where the controller reads the state of `source = "cloudwatch"` alarms:
+/// [`CloudWatchAlarms`] in production, a fake in tests.
+#[async_trait]
+pub trait AlarmStates: Send + Sync {
+    /// The alarms of those names that exist, in one DescribeAlarms call per
+    /// [`MAX_NAMES_PER_CALL`] names.
+    async fn describe_named(&self, names: &[String]) -> Result<Vec<DescribedAlarm>, MetricsError>;
+}
+
+#[async_trait]
+impl AlarmStates for CloudWatchAlarms {
+    async fn describe_named(&self, names: &[String]) -> Result<Vec<DescribedAlarm>, MetricsError> {
+        CloudWatchAlarms::describe_named(self, names).await
+    }
 }
 
 /// Reads and writes CloudWatch metric alarms.
