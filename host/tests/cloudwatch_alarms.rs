@@ -9,6 +9,9 @@
 //!   CloudWatch alarm: an agent whose `step` policy watches one scales out
 //!   when CloudWatch (the emulator's evaluator) puts it in ALARM, reading
 //!   the states of all such alarms in one DescribeAlarms per evaluation.
+//! - `alarms sync` creates CloudWatch alarms that mirror the local ones
+//!   (read back through the SDK), updates one whose settings changed, and
+//!   changes nothing on a second run.
 
 mod common;
 
@@ -467,5 +470,176 @@ params = {{ scale_out_alarm = "scale-out", scale_in_alarm = "scale-in", operatio
         log.contains("`scale-out` is in ALARM"),
         "the decision names the alarm: {}",
         agent.log_tail(40)
+    );
+}
+
+/// `flinkscale alarms sync --config CONFIG [extra]`: its stdout.
+fn sync(emulator: &Emulator, dir: &Path, config: &Path, extra: &[&str]) -> String {
+    let mut args = vec!["alarms", "sync", "--config"];
+    let config = config.to_string_lossy().into_owned();
+    args.push(&config);
+    args.extend(extra);
+    let (code, stdout, stderr) = flinkscale(emulator, dir, &args);
+    assert_eq!(code, 0, "{args:?}: {stdout}{stderr}");
+    stdout
+}
+
+fn sync_config(scale_out_threshold: &str) -> String {
+    format!(
+        r#"[[application]]
+name = "{APP}"
+
+[[application.metric]]
+id = "cpu"
+namespace = "AWS/KinesisAnalytics"
+metric_name = "containerCPUUtilization"
+dimensions = {{ Application = "{APP}" }}
+statistic = "Maximum"
+period_secs = 60
+
+[[application.metric]]
+id = "lag"
+namespace = "AWS/KinesisAnalytics"
+metric_name = "millisBehindLatest"
+dimensions = {{ Application = "{APP}" }}
+statistic = "p99"
+period_secs = 120
+
+[[application.alarm]]
+id = "scale-out"
+metric = "cpu"
+comparison = "GreaterThanThreshold"
+threshold = {scale_out_threshold}
+evaluation_periods = 5
+datapoints_to_alarm = 4
+
+[[application.alarm]]
+id = "scale-in"
+metric = "lag"
+comparison = "LessThanOrEqualToThreshold"
+threshold = 1000.0
+evaluation_periods = 3
+treat_missing_data = "notBreaching"
+
+[[application.alarm]]
+id = "theirs"
+source = "cloudwatch"
+alarm_name = "someone-elses-alarm"
+
+[application.policy]
+plugin = "step"
+params = {{ scale_out_alarm = "scale-out", scale_in_alarm = "scale-in" }}
+"#
+    )
+}
+
+#[tokio::test]
+async fn alarms_sync_mirrors_the_local_alarms_and_a_second_run_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let emu = Emulator::start(&scenario("e2e-scale.toml"), 20.0, &[], dir);
+    let cw = cloudwatch(&emu).await;
+    let config = dir.join("agent.toml");
+    std::fs::write(&config, sync_config("80.0")).unwrap();
+    let puts = || calls_of(&emu.calls(), "PutMetricAlarm", None).len();
+
+    // A dry run says what it would do and does nothing.
+    let out = sync(&emu, dir, &config, &["--dry-run"]);
+    assert!(
+        out.contains("would create flinkscale-e2e-app-scale-out: AWS/KinesisAnalytics containerCPUUtilization Maximum {Application=e2e-app} GreaterThanThreshold 80 for 4 of 5 x 60 s")
+            && out.contains("would create flinkscale-e2e-app-scale-in:")
+            && out.contains("not mirrored: application \"e2e-app\" alarm \"theirs\": it already is a CloudWatch alarm")
+            && out.contains("2 to create, 0 to update, 0 unchanged (dry run: nothing changed)"),
+        "{out}"
+    );
+    assert_eq!(puts(), 0);
+    let none = cw.describe_alarms().send().await.expect("DescribeAlarms");
+    assert!(none.metric_alarms().is_empty());
+
+    let out = sync(&emu, dir, &config, &[]);
+    assert!(
+        out.contains("created flinkscale-e2e-app-scale-out:")
+            && out.contains("created flinkscale-e2e-app-scale-in:")
+            && out.contains("2 created, 0 updated, 0 unchanged"),
+        "{out}"
+    );
+    // Read back through the SDK: the local alarms' settings.
+    let alarms = cw.describe_alarms().send().await.expect("DescribeAlarms");
+    let by_name = |name: &str| {
+        alarms
+            .metric_alarms()
+            .iter()
+            .find(|a| a.alarm_name() == Some(name))
+            .unwrap_or_else(|| panic!("no alarm {name}: {alarms:?}"))
+            .clone()
+    };
+    let out_alarm = by_name("flinkscale-e2e-app-scale-out");
+    assert_eq!(out_alarm.namespace(), Some("AWS/KinesisAnalytics"));
+    assert_eq!(out_alarm.metric_name(), Some("containerCPUUtilization"));
+    assert_eq!(out_alarm.dimensions(), [application(APP)]);
+    assert_eq!(out_alarm.statistic(), Some(&Statistic::Maximum));
+    assert_eq!(out_alarm.period(), Some(60));
+    assert_eq!(
+        out_alarm.comparison_operator(),
+        Some(&ComparisonOperator::GreaterThanThreshold)
+    );
+    assert_eq!(out_alarm.threshold(), Some(80.0));
+    assert_eq!(out_alarm.evaluation_periods(), Some(5));
+    assert_eq!(out_alarm.datapoints_to_alarm(), Some(4));
+    assert_eq!(out_alarm.treat_missing_data(), Some("missing"));
+    let in_alarm = by_name("flinkscale-e2e-app-scale-in");
+    assert_eq!(in_alarm.metric_name(), Some("millisBehindLatest"));
+    assert_eq!(in_alarm.extended_statistic(), Some("p99"));
+    assert_eq!(in_alarm.statistic(), None);
+    assert_eq!(in_alarm.period(), Some(120));
+    assert_eq!(
+        in_alarm.comparison_operator(),
+        Some(&ComparisonOperator::LessThanOrEqualToThreshold)
+    );
+    assert_eq!(in_alarm.threshold(), Some(1000.0));
+    assert_eq!(in_alarm.evaluation_periods(), Some(3));
+    assert_eq!(in_alarm.datapoints_to_alarm(), Some(3));
+    assert_eq!(in_alarm.treat_missing_data(), Some("notBreaching"));
+    assert_eq!(alarms.metric_alarms().len(), 2, "nothing else created");
+
+    // Idempotent: the second run writes nothing.
+    let before = puts();
+    assert_eq!(before, 2);
+    let out = sync(&emu, dir, &config, &[]);
+    assert!(
+        out.contains("unchanged flinkscale-e2e-app-scale-out")
+            && out.contains("unchanged flinkscale-e2e-app-scale-in")
+            && out.contains("0 created, 0 updated, 2 unchanged"),
+        "{out}"
+    );
+    assert_eq!(puts(), before, "the second run called PutMetricAlarm");
+
+    // A changed threshold updates that alarm only, saying what changed.
+    std::fs::write(&config, sync_config("90.0")).unwrap();
+    let out = sync(&emu, dir, &config, &[]);
+    assert!(
+        out.contains("updated flinkscale-e2e-app-scale-out: threshold: 80 -> 90")
+            && out.contains("unchanged flinkscale-e2e-app-scale-in")
+            && out.contains("0 created, 1 updated, 1 unchanged"),
+        "{out}"
+    );
+    assert_eq!(puts(), before + 1);
+    let updated = cw
+        .describe_alarms()
+        .alarm_names("flinkscale-e2e-app-scale-out")
+        .send()
+        .await
+        .expect("DescribeAlarms");
+    assert_eq!(updated.metric_alarms()[0].threshold(), Some(90.0));
+
+    // `import alarms` gives the synced alarms their ids back.
+    let (code, imported, stderr) =
+        flinkscale(&emu, dir, &["import", "alarms", "--application", APP]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        imported.contains(
+            "# The CloudWatch alarm \"flinkscale-e2e-app-scale-out\".\nid = \"scale-out\""
+        ) && imported.contains("id = \"scale-in\""),
+        "{imported}"
     );
 }

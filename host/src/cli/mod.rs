@@ -11,6 +11,7 @@ use clap::{Parser, Subcommand};
 
 use crate::telemetry::{self, LogFormat};
 
+mod alarms;
 mod commands;
 mod import;
 
@@ -129,6 +130,12 @@ pub enum Command {
     /// Run every scenario with every policy (in one process) and write the
     /// scores as a markdown table and JSON rows.
     Bench(commands::BenchArgs),
+    /// CloudWatch alarms mirroring the configuration's local alarms.
+    Alarms {
+        /// What to do.
+        #[command(subcommand)]
+        command: alarms::AlarmsCommand,
+    },
     /// Write a flinkscale configuration from an existing autoscaler.
     Import {
         /// What to import from.
@@ -231,6 +238,7 @@ pub fn main() -> ExitCode {
                 environment,
             } => commands::validate(&config, environment).await,
             Command::Import { from } => import::run(from).await,
+            Command::Alarms { command } => alarms::run(command).await,
         }
     });
     match result {
