@@ -471,6 +471,25 @@ params = {{ scale_out_alarm = "scale-out", scale_in_alarm = "scale-in", operatio
         "the decision names the alarm: {}",
         agent.log_tail(40)
     );
+
+    // An alarm that disappears from CloudWatch fails the evaluation (the
+    // application holds) with the alarm named, rather than reading as OK.
+    cw.delete_alarms()
+        .alarm_names("e2e-cpu-low")
+        .send()
+        .await
+        .expect("DeleteAlarms");
+    wait_until(
+        Duration::from_secs(60),
+        "the agent to report the missing alarm",
+        || {
+            agent.assert_running(diag);
+            agent.log().contains(
+                r#"the CloudWatch alarm \"e2e-cpu-low\" (source = \"cloudwatch\") does not exist"#,
+            )
+        },
+        diag,
+    );
 }
 
 /// `flinkscale alarms sync --config CONFIG [extra]`: its stdout.

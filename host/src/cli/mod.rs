@@ -1,5 +1,5 @@
 //! The command-line interface: `flinkscale run | once | validate | demo |
-//! emulate | simulate`.
+//! emulate | simulate | bench | import | alarms`.
 //!
 //! This is the binary's edge: errors become `anyhow` reports and exit codes
 //! here and nowhere else.
