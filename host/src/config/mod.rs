@@ -119,7 +119,8 @@ pub struct ApplicationConfig {
     /// The metrics to collect (`[[application.metric]]`).
     #[serde(default, rename = "metric")]
     pub metrics: Vec<MetricConfig>,
-    /// Alarms evaluated locally on those metrics (`[[application.alarm]]`).
+    /// Alarms evaluated locally on those metrics, or read from CloudWatch
+    /// (`[[application.alarm]]`).
     #[serde(default, rename = "alarm")]
     pub alarms: Vec<AlarmConfig>,
     /// Interpreter plugins that derive signals (`[[application.interpreter]]`).
