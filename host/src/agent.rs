@@ -31,6 +31,7 @@ use crate::controller::{
 };
 use crate::metrics::MetricSource;
 use crate::metrics::Series;
+use crate::metrics::alarms::{AlarmStates, CloudWatchAlarms};
 use crate::metrics::batch::BatchingSource;
 use crate::metrics::cloudwatch::CloudWatchSource;
 use crate::model::{Application, Decision, Evaluation, Signal};
@@ -83,6 +84,8 @@ struct Parts {
     dry_run: bool,
     quarantine: QuarantinePolicy,
     threads: Option<PluginThreads>,
+    /// Where `source = "cloudwatch"` alarms are read (production only).
+    alarm_states: Option<Arc<dyn AlarmStates>>,
     /// The configuration in force.
     loaded: LoadedConfig,
 }
@@ -132,6 +135,9 @@ impl Parts {
         .with_quarantine(self.quarantine);
         if let Some(threads) = self.threads {
             controller = controller.with_plugin_threads(threads);
+        }
+        if let Some(states) = &self.alarm_states {
+            controller = controller.with_alarm_states(states.clone());
         }
         Ok(controller)
     }
@@ -253,7 +259,7 @@ impl Agent {
         let source: Arc<dyn MetricSource> =
             Arc::new(BatchingSource::new(CloudWatchSource::new(sdk)));
         let target: Arc<dyn ScalingTarget> = Arc::new(MsfTarget::new(sdk));
-        Self::assemble_with_state(
+        Ok(Self::assemble_with_state(
             loaded,
             dry_run,
             events,
@@ -261,7 +267,20 @@ impl Agent {
             target,
             Clock::system(),
             state,
-        )
+        )?
+        .with_alarm_states(Arc::new(CloudWatchAlarms::new(sdk))))
+    }
+
+    /// Reads the states of `source = "cloudwatch"` alarms from `states`,
+    /// in every controller, and in those a reload starts.
+    pub fn with_alarm_states(mut self, states: Arc<dyn AlarmStates>) -> Self {
+        self.parts.alarm_states = Some(states.clone());
+        self.controllers = self
+            .controllers
+            .into_iter()
+            .map(|c| c.with_alarm_states(states.clone()))
+            .collect();
+        self
     }
 
     /// An agent over the given source and target, keeping no journal (the
@@ -314,6 +333,7 @@ impl Agent {
                 agent.plugin_quarantine_secs,
             ),
             threads: None,
+            alarm_states: None,
             loaded: loaded.clone(),
         };
         let mut controllers = Vec::new();

@@ -1,8 +1,9 @@
 //! `flinkscale import cfn` as an operator runs it, on the reference
-//! design's template (tests/fixtures/cfn/, both published versions): every
-//! metric the template offers, with both operations, imports into a
-//! configuration that the real binary's `validate` accepts; wrong input is
-//! refused with the file, the parameter and what would be valid; and the
+//! design's template (the built-in one, host/src/import/, and the earlier
+//! version in tests/fixtures/cfn/ through `--template`): every metric the
+//! template offers, with both operations, imports into a configuration
+//! that the real binary's `validate` accepts; wrong input is refused (exit
+//! 78) with the file, the parameter and what would be valid; and the
 //! imported configuration, simulated, decides exactly as the simulator's
 //! `seed` preset (the reference design with the same settings).
 
@@ -14,16 +15,21 @@ fn repo() -> PathBuf {
 }
 
 /// The current template (`AutoScaleMetric`, with `Period`, `Statistic`,
-/// `UpdateApplicationWaitingTime` and the custom metric).
-const V2: &str = "tests/fixtures/cfn/managed-flink-autoscaling.json";
+/// `UpdateApplicationWaitingTime` and the custom metric): the one built
+/// into the binary, used when no `--template` is given.
+const V2: &str = "host/src/import/reference-template.json";
 /// The earlier template (`AutoScalemetric`; period, statistic and the
 /// 15 s poll fixed in the template).
 const V1: &str = "tests/fixtures/cfn/managed-flink-autoscaling-v1.json";
 
 fn flinkscale(args: &[&str]) -> (i32, String, String) {
+    flinkscale_in(&repo(), args)
+}
+
+fn flinkscale_in(dir: &Path, args: &[&str]) -> (i32, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_flinkscale"))
         .args(args)
-        .current_dir(repo())
+        .current_dir(dir)
         .env_remove("RUST_LOG")
         .output()
         .expect("the flinkscale binary runs");
@@ -34,13 +40,29 @@ fn flinkscale(args: &[&str]) -> (i32, String, String) {
     )
 }
 
-/// `import cfn TEMPLATE --parameter K=V ...` into `dir/name.toml`; the
-/// output file.
+/// `params` as the `aws cloudformation` parameters file, in `file`.
+fn parameters_file(params: &[(&str, &str)], file: &Path) -> PathBuf {
+    let list: Vec<serde_json::Value> = params
+        .iter()
+        .map(|(k, v)| serde_json::json!({"ParameterKey": k, "ParameterValue": v}))
+        .collect();
+    std::fs::write(file, serde_json::to_string_pretty(&list).unwrap()).unwrap();
+    file.to_owned()
+}
+
+/// `import cfn PARAMS.json [--template TEMPLATE] --output OUT`, the
+/// parameters written as the `aws cloudformation` parameters file beside
+/// `out`; the output file. `V2` is the built-in template (no `--template`).
 fn import(template: &str, params: &[(&str, &str)], out: &Path) -> PathBuf {
-    let mut args = vec!["import".to_owned(), "cfn".to_owned(), template.to_owned()];
-    for (k, v) in params {
-        args.push("--parameter".into());
-        args.push(format!("{k}={v}"));
+    let file = parameters_file(params, &out.with_extension("params.json"));
+    let mut args = vec![
+        "import".to_owned(),
+        "cfn".to_owned(),
+        file.to_string_lossy().into_owned(),
+    ];
+    if template != V2 {
+        args.push("--template".into());
+        args.push(template.to_owned());
     }
     args.push("--output".into());
     args.push(out.to_string_lossy().into_owned());
@@ -233,8 +255,6 @@ fn a_parameters_file_is_read_and_parameter_flags_override_it() {
         let (code, stdout, stderr) = flinkscale(&[
             "import",
             "cfn",
-            V2,
-            "--parameters",
             &file.to_string_lossy(),
             "--parameter",
             "MaxKPU=48",
@@ -254,6 +274,51 @@ fn a_parameters_file_is_read_and_parameter_flags_override_it() {
 }
 
 #[test]
+fn the_built_in_template_needs_no_file_and_the_application_name_overrides() {
+    // Run outside the source tree: the template is in the binary.
+    let dir = tempfile::tempdir().unwrap();
+    let params = parameters_file(
+        &[
+            ("AmazonManagedFlinkApplicationName", "orders"),
+            ("ScaleOperation", "Multiply/Divide"),
+        ],
+        &dir.path().join("stack.json"),
+    );
+    let params = params.to_string_lossy().into_owned();
+    let (code, built_in, stderr) = flinkscale_in(
+        dir.path(),
+        &["import", "cfn", &params, "--application-name", "orders-v2"],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        built_in.contains("name = \"orders-v2\"  # parameter AmazonManagedFlinkApplicationName")
+            && built_in.contains("Application = \"orders-v2\"")
+            && !built_in.contains("\"orders\""),
+        "{built_in}"
+    );
+    assert!(
+        built_in.contains("template \"built-in managed-flink-autoscaling.json\""),
+        "{built_in}"
+    );
+    // --template with the same template's file decides the same values.
+    let template = repo().join(V2).to_string_lossy().into_owned();
+    let (code, from_file, stderr) = flinkscale_in(
+        dir.path(),
+        &[
+            "import",
+            "cfn",
+            &params,
+            "--application-name",
+            "orders-v2",
+            "--template",
+            &template,
+        ],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(values(&from_file), values(&built_in));
+}
+
+#[test]
 fn wrong_input_names_the_file_the_parameter_and_what_is_valid() {
     let dir = tempfile::tempdir().unwrap();
     let not_a_template = dir.path().join("stack.json");
@@ -263,36 +328,50 @@ fn wrong_input_names_the_file_the_parameter_and_what_is_valid() {
     )
     .unwrap();
     let shown = not_a_template.to_string_lossy().into_owned();
+    // No values at all: every parameter takes the template's default.
+    let empty = parameters_file(&[], &dir.path().join("empty.json"));
+    let empty = empty.to_string_lossy().into_owned();
+    let missing = dir.path().join("absent.json");
+    let missing = missing.to_string_lossy().into_owned();
+    const BUILT_IN: &str = "built-in managed-flink-autoscaling.json";
     let cases: Vec<(Vec<&str>, Vec<&str>)> = vec![
         (
-            vec![V2, "--parameter", "AutoScaleMetric=cpu"],
+            vec![&empty, "--parameter", "AutoScaleMetric=cpu"],
             vec![
-                "--parameter: parameter \"AutoScaleMetric\": \"cpu\" is not one of its AllowedValues in tests/fixtures/cfn/managed-flink-autoscaling.json",
+                "--parameter: parameter \"AutoScaleMetric\": \"cpu\" is not one of its AllowedValues in built-in managed-flink-autoscaling.json",
                 "\"containerCPUUtilization\"",
                 "\"IncomingRecords\"",
             ],
         ),
         (
-            vec![V2, "--parameter", "MaxKpu=5"],
-            vec![V2, "declares no such parameter", "MaxKPU"],
+            vec![&empty, "--parameter", "MaxKpu=5"],
+            vec![BUILT_IN, "declares no such parameter", "MaxKPU"],
         ),
         (
-            vec![V2, "--parameter", "MaxKPU=many"],
+            vec![&empty, "--parameter", "MaxKPU=many"],
             vec!["parameter \"MaxKPU\": \"many\" is not a number"],
         ),
         (
-            vec![V2, "--parameter", "AmazonManagedFlinkApplicationName=app"],
+            vec![&empty, "--parameter", "ScaleOperation=Multiply/Divide"],
             vec![
-                V2,
+                BUILT_IN,
+                "parameter \"AmazonManagedFlinkApplicationName\" has no Default",
+                "--parameter AmazonManagedFlinkApplicationName=VALUE",
+            ],
+        ),
+        (
+            vec![&empty, "--application-name", "app"],
+            vec![
+                BUILT_IN,
                 "parameter \"ScaleOperation\" has no Default",
                 "--parameter ScaleOperation=VALUE (allowed: \"Multiply/Divide\", \"Add/Substract\")",
             ],
         ),
         (
             vec![
-                V2,
-                "--parameter",
-                "AmazonManagedFlinkApplicationName=app",
+                &empty,
+                "--application-name",
+                "app",
                 "--parameter",
                 "AutoScaleMetric=MaxOffsetLag",
                 "--parameter",
@@ -305,9 +384,9 @@ fn wrong_input_names_the_file_the_parameter_and_what_is_valid() {
         ),
         (
             vec![
-                V2,
-                "--parameter",
-                "AmazonManagedFlinkApplicationName=app",
+                &empty,
+                "--application-name",
+                "app",
                 "--parameter",
                 "ScaleOperation=Multiply/Divide",
                 "--parameter",
@@ -321,9 +400,9 @@ fn wrong_input_names_the_file_the_parameter_and_what_is_valid() {
         ),
         (
             vec![
-                V2,
-                "--parameter",
-                "AmazonManagedFlinkApplicationName=app",
+                &empty,
+                "--application-name",
+                "app",
                 "--parameter",
                 "ScaleOperation=Multiply/Divide",
                 "--parameter",
@@ -335,7 +414,7 @@ fn wrong_input_names_the_file_the_parameter_and_what_is_valid() {
             ],
         ),
         (
-            vec![&shown],
+            vec![&empty, "--template", &shown],
             vec![
                 &shown,
                 "not the reference design's autoscaling template",
@@ -343,11 +422,19 @@ fn wrong_input_names_the_file_the_parameter_and_what_is_valid() {
             ],
         ),
         (
-            vec!["README.md"],
+            vec![&empty, "--template", "README.md"],
             vec!["README.md:1:1: not JSON", "CloudFormation template in JSON"],
         ),
         (
-            vec![V2, "--parameter", "nothing"],
+            vec!["README.md"],
+            vec![
+                "README.md:1:1: not JSON",
+                "the `aws cloudformation` parameters file",
+            ],
+        ),
+        (vec![&missing], vec![&missing, "cannot read it"]),
+        (
+            vec![&empty, "--parameter", "nothing"],
             vec!["--parameter \"nothing\": not KEY=VALUE"],
         ),
     ];
@@ -355,7 +442,7 @@ fn wrong_input_names_the_file_the_parameter_and_what_is_valid() {
         let mut all = vec!["import", "cfn"];
         all.extend(&args);
         let (code, stdout, stderr) = flinkscale(&all);
-        assert_eq!(code, 1, "{args:?}: {stdout}{stderr}");
+        assert_eq!(code, 78, "{args:?} (EX_CONFIG): {stdout}{stderr}");
         assert!(
             stdout.is_empty(),
             "{args:?} printed a configuration: {stdout}"

@@ -1,5 +1,5 @@
 //! The command-line interface: `flinkscale run | once | validate | demo |
-//! emulate | simulate`.
+//! emulate | simulate | bench | import | alarms`.
 //!
 //! This is the binary's edge: errors become `anyhow` reports and exit codes
 //! here and nowhere else.
@@ -11,6 +11,7 @@ use clap::{Parser, Subcommand};
 
 use crate::telemetry::{self, LogFormat};
 
+mod alarms;
 mod commands;
 mod import;
 mod probe;
@@ -130,6 +131,12 @@ pub enum Command {
     /// Run every scenario with every policy (in one process) and write the
     /// scores as a markdown table and JSON rows.
     Bench(commands::BenchArgs),
+    /// CloudWatch alarms mirroring the configuration's local alarms.
+    Alarms {
+        /// What to do.
+        #[command(subcommand)]
+        command: alarms::AlarmsCommand,
+    },
     /// Write a flinkscale configuration from an existing autoscaler.
     Import {
         /// What to import from.
@@ -248,6 +255,7 @@ pub fn main() -> ExitCode {
                     .await
                     .map_err(anyhow::Error::from)
             }
+            Command::Alarms { command } => alarms::run(command).await,
         }
     });
     match result {

@@ -44,9 +44,10 @@ use std::time::Duration;
 use futures_util::FutureExt;
 use tokio::sync::watch;
 
-use crate::alarm::AlarmTracker;
+use crate::alarm::{AlarmTracker, ReportedState};
 use crate::clock::Clock;
 use crate::config::ApplicationConfig;
+use crate::metrics::alarms::AlarmStates;
 use crate::metrics::{MetricQuery, MetricSource, MetricsError, Series};
 use crate::model::{Action, Application, Decision, Evaluation, Signal};
 use crate::plugin::Refresh;
@@ -322,6 +323,9 @@ pub struct Controller {
     queries: Vec<MetricQuery>,
     window_ms: i64,
     alarms: AlarmTracker,
+    /// Where `source = "cloudwatch"` alarms' states are read; `None` when
+    /// the run has no CloudWatch (the simulator).
+    alarm_states: Option<Arc<dyn AlarmStates>>,
     source: Arc<dyn MetricSource>,
     target: Arc<dyn ScalingTarget>,
     /// Taken out while a call runs on a blocking thread.
@@ -370,6 +374,7 @@ impl Controller {
             window_ms: i64::from(fetch_window_secs(app)) * 1000,
             alarms: AlarmTracker::new(&app.alarms, clock.now_ms())
                 .with_signal_period(signal_period_secs),
+            alarm_states: None,
             source,
             target,
             policy: Some(policy),
@@ -436,6 +441,51 @@ impl Controller {
     pub fn with_quarantine(mut self, policy: QuarantinePolicy) -> Self {
         self.settings.quarantine = policy;
         self
+    }
+
+    /// Reads the states of the application's `source = "cloudwatch"`
+    /// alarms from `states`.
+    pub fn with_alarm_states(mut self, states: Arc<dyn AlarmStates>) -> Self {
+        self.alarm_states = Some(states);
+        self
+    }
+
+    /// The states of the `source = "cloudwatch"` alarms: one DescribeAlarms
+    /// for all of them (per 100). An alarm CloudWatch does not return fails
+    /// the evaluation, as a metric that cannot be fetched does: a policy
+    /// must not decide on an alarm that is not there. (`&mut self`: the
+    /// controller is `Send` but not `Sync`, and its future must be `Send`.)
+    async fn cloudwatch_states(&mut self) -> Result<Vec<ReportedState>, MetricsError> {
+        let names = self.alarms.cloudwatch_names();
+        if names.is_empty() {
+            return Ok(Vec::new());
+        }
+        let Some(states) = &self.alarm_states else {
+            return Err(MetricsError::Invalid(
+                "alarms with source = \"cloudwatch\" need CloudWatch, and this run has none (the simulator evaluates local alarms only)".into(),
+            ));
+        };
+        let described = states.describe_named(&names).await?;
+        names
+            .into_iter()
+            .map(|name| {
+                let Some(found) = described.iter().find(|d| d.name == name) else {
+                    return Err(MetricsError::Invalid(format!(
+                        "the CloudWatch alarm {name:?} (source = \"cloudwatch\") does not exist in this account and region: DescribeAlarms did not return it"
+                    )));
+                };
+                let state = found.state.ok_or_else(|| {
+                    MetricsError::Source(format!(
+                        "the CloudWatch alarm {name:?} is in a state this version does not know"
+                    ))
+                })?;
+                Ok(ReportedState {
+                    alarm_name: name,
+                    state,
+                    since_ms: found.state_updated_ms,
+                })
+            })
+            .collect()
     }
 
     /// Runs plugin calls as `threads` says instead of on blocking threads.
@@ -590,7 +640,13 @@ impl Controller {
             last_update_duration_secs: self.machine.record.last_update_duration_secs,
         };
         let (signals, trouble) = self.interpret(now_ms, &app, &metrics).await?;
-        let alarms = self.alarms.update_with_signals(&metrics, &signals, now_ms);
+        let reported = self
+            .cloudwatch_states()
+            .await
+            .map_err(EvaluateError::Metrics)?;
+        let alarms = self
+            .alarms
+            .update_all(&metrics, &signals, &reported, now_ms);
         let evaluation = Evaluation {
             now_ms,
             app,

@@ -249,6 +249,16 @@ impl ParameterValues {
         }
     }
 
+    /// Adds `key`'s value given by a named option (`origin`, e.g.
+    /// `--application-name`), after, and so over, every earlier value.
+    pub fn add_named(&mut self, key: &str, value: &str, origin: &str) {
+        self.given.push(GivenValue {
+            key: key.to_owned(),
+            value: value.to_owned(),
+            origin: origin.to_owned(),
+        });
+    }
+
     /// The values given, in order.
     pub fn given(&self) -> &[GivenValue] {
         &self.given
@@ -350,6 +360,14 @@ pub struct Imported {
     /// ScaleInFactor.
     pub scale_in_factor: Sourced<u32>,
 }
+
+/// The reference design's template, built into the binary so that an
+/// operator needs only the stack's parameters: a restatement of the parts
+/// the importer reads (see tests/fixtures/cfn/README.md), current shape.
+pub const REFERENCE_TEMPLATE: &str = include_str!("reference-template.json");
+
+/// How [`REFERENCE_TEMPLATE`] is named in errors and in the output's header.
+pub const REFERENCE_TEMPLATE_NAME: &str = "built-in managed-flink-autoscaling.json";
 
 /// What a parameters file and a template are expected to be.
 const TEMPLATE_FORMAT: &str =
@@ -1048,12 +1066,12 @@ fn state_machine_waits(
 }
 
 /// A TOML string.
-fn toml_string(s: &str) -> String {
+pub(super) fn toml_string(s: &str) -> String {
     toml::Value::String(s.to_owned()).to_string()
 }
 
 /// A TOML key: bare when it can be.
-fn toml_key(k: &str) -> String {
+pub(super) fn toml_key(k: &str) -> String {
     if !k.is_empty()
         && k.chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')

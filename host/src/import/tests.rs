@@ -6,10 +6,12 @@ use std::path::Path;
 
 use serde_json::json;
 
+use super::alarms;
 use super::cfn::{self, ImportError, ParameterValues, Source, metric_id};
 use super::template::{ResolveError, Stack};
+use crate::metrics::alarms::DescribedAlarm;
 
-const V2: &str = include_str!("../../../tests/fixtures/cfn/managed-flink-autoscaling.json");
+const V2: &str = cfn::REFERENCE_TEMPLATE;
 
 fn given(pairs: &[(&str, &str)]) -> ParameterValues {
     let mut values = ParameterValues::new();
@@ -238,5 +240,76 @@ fn a_whole_number_is_required_where_the_lambda_uses_int() {
     assert!(
         message.contains("parameter \"MinKPU\" = \"1.5\"") && message.contains("int()"),
         "{message}"
+    );
+}
+
+fn described(name: &str, app: &str, comparison: &str, period: u32) -> DescribedAlarm {
+    DescribedAlarm {
+        name: name.into(),
+        state: None,
+        state_updated_ms: None,
+        namespace: Some("AWS/KinesisAnalytics".into()),
+        metric_name: Some("containerCPUUtilization".into()),
+        dimensions: [("Application".to_owned(), app.to_owned())].into(),
+        statistic: Some("Average".into()),
+        period_secs: Some(period),
+        comparison: Some(comparison.into()),
+        threshold: Some(50.0),
+        evaluation_periods: Some(3),
+        datapoints_to_alarm: None,
+        treat_missing_data: None,
+        metric_math: false,
+    }
+}
+
+#[test]
+fn alarms_flinkscale_cannot_evaluate_are_skipped_and_said() {
+    let math = DescribedAlarm {
+        metric_math: true,
+        namespace: None,
+        metric_name: None,
+        statistic: None,
+        ..described("math", "app", "GreaterThanThreshold", 60)
+    };
+    let band = DescribedAlarm {
+        threshold: None,
+        ..described(
+            "band",
+            "app",
+            "LessThanLowerOrGreaterThanUpperThreshold",
+            60,
+        )
+    };
+    let all = [
+        described("fast", "app", "GreaterThanThreshold", 5),
+        math,
+        band,
+        described("flinkscale-app-hot", "app", "GreaterThanThreshold", 60),
+        described("cold", "app", "LessThanThreshold", 60),
+        described("warm", "app", "GreaterThanOrEqualToThreshold", 120),
+        described("someone-else", "other", "GreaterThanThreshold", 60),
+    ];
+    let out = alarms::import("app", &all, None, &alarms::default_check_path()).unwrap();
+    assert_eq!(out.imported, 3);
+    let skipped: Vec<&str> = out.skipped.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(skipped, ["fast", "math", "band"]);
+    assert!(
+        out.toml
+            .contains("# Not imported: the CloudWatch alarm \"fast\": the period 5 s")
+    );
+    // A synced alarm gets its id back; M defaults to N.
+    assert!(out.toml.contains("id = \"hot\""), "{}", out.toml);
+    assert!(out.toml.contains("datapoints_to_alarm = 3"), "{}", out.toml);
+    // Two alarms ask for more: no step pair, so `hold`.
+    assert!(out.toml.contains("plugin = \"hold\""), "{}", out.toml);
+    assert!(!out.toml.contains("someone-else"));
+
+    let only_skipped = alarms::import("app", &all[..3], None, &alarms::default_check_path());
+    let error = only_skipped.unwrap_err().to_string();
+    assert!(
+        error.contains(
+            "no CloudWatch alarm of the 3 described watches application \"app\"; skipped: \"fast\""
+        ),
+        "{error}"
     );
 }
