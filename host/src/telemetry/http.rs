@@ -250,6 +250,8 @@ mod tests {
             kpu: 2,
             latest: Vec::new(),
             alarms: Vec::new(),
+            signals: Vec::new(),
+            policy: "test 1.0.0".to_owned(),
             decision: Decision {
                 action: crate::model::Action::Hold,
                 reason: "test".to_owned(),

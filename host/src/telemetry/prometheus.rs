@@ -513,6 +513,8 @@ mod tests {
             kpu,
             latest: Vec::new(),
             alarms: Vec::new(),
+            signals: Vec::new(),
+            policy: "test 1.0.0".to_owned(),
             decision: Decision {
                 action,
                 reason: "test".to_owned(),
