@@ -118,7 +118,25 @@ pub async fn run(config: &Path, dry_run: bool) -> anyhow::Result<ExitCode> {
     // Listening before the agent starts: a SIGHUP sent while it starts
     // reloads (once it runs) instead of ending the process.
     let hangups = hangup_signals();
-    let events = Events::log_only().with_registry(registry.clone());
+    let mut events = Events::log_only().with_registry(registry.clone());
+    // Without a history the agent still scales; `explain` then has nothing.
+    let history = match telemetry::history::spawn(
+        telemetry::history::dir(&loaded.state_dir),
+        telemetry::history::DEFAULT_BOUND,
+    ) {
+        Ok((history, writer)) => {
+            events = events.with_history(history);
+            Some(writer)
+        }
+        Err(error) => {
+            tracing::warn!(
+                message = "Cannot keep the decision history; `flinkscale explain` will have nothing to show.",
+                state_dir = %loaded.state_dir.display(),
+                %error,
+            );
+            None
+        }
+    };
     let agent = match Agent::on_aws(&loaded, dry_run, events).await {
         Ok(agent) => agent,
         Err(error) => return startup_failure(error),
@@ -133,11 +151,12 @@ pub async fn run(config: &Path, dry_run: bool) -> anyhow::Result<ExitCode> {
     registry.mark_started(wall_ms());
     let server = listener.map(|listener| {
         if let Ok(addr) = listener.local_addr() {
-            info!(message = "Serving /metrics, /livez, /readyz and /healthz.", %addr);
+            info!(message = "Serving /metrics, /livez, /readyz, /healthz, /status and /explain.", %addr);
         }
-        tokio::spawn(telemetry::http::serve(
+        tokio::spawn(telemetry::http::serve_with_state(
             listener,
             registry.clone(),
+            Some(loaded.state_dir.clone()),
             stopped.clone(),
         ))
     });
@@ -156,6 +175,18 @@ pub async fn run(config: &Path, dry_run: bool) -> anyhow::Result<ExitCode> {
     let _ = running.await;
     if let Some(server) = server {
         let _ = server.await;
+    }
+    // The controllers are gone, and with them the history's senders: its
+    // thread writes what it was sent, then ends.
+    if let Some(writer) = history {
+        // Bounded: a sender kept alive by mistake must not stop the exit.
+        let finished = tokio::task::spawn_blocking(move || writer.finish());
+        if tokio::time::timeout(std::time::Duration::from_secs(5), finished)
+            .await
+            .is_err()
+        {
+            tracing::warn!(message = "The decision history did not finish writing in 5 s.");
+        }
     }
     info!(message = "Agent stopped.");
     Ok(ExitCode::SUCCESS)

@@ -624,7 +624,7 @@ pub struct Status {
     /// When it was read (ms since the epoch); the `*_secs` fields count
     /// from here.
     pub now_ms: i64,
-    /// One per configured application, in the configuration's order.
+    /// One per configured application, sorted by name.
     pub applications: Vec<AppStatus>,
 }
 
@@ -661,7 +661,9 @@ pub struct AppStatus {
 /// Reads the status of each of `applications` from `state_dir` at `now_ms`.
 pub fn status(state_dir: &Path, applications: &[String], now_ms: i64) -> Status {
     let history = dir(state_dir);
-    let applications = applications
+    let mut names = applications.to_vec();
+    names.sort();
+    let applications = names
         .iter()
         .map(|name| {
             let (journal, journal_error) = read_journal(state_dir, name);
