@@ -389,12 +389,16 @@ impl Files {
             }
         };
         let path = self.path(application);
-        let lines = match self.lines.get(application) {
-            Some(n) => *n,
-            None => std::fs::read(&path)
-                .map(|b| b.iter().filter(|c| **c == b'\n').count())
-                .unwrap_or(0),
+        let (lines, torn) = match self.lines.get(application) {
+            Some(n) => (*n, false),
+            None => std::fs::read(&path).map_or((0, false), |b| {
+                // A line cut short (a crash while appending) must not
+                // swallow the next one.
+                let torn = b.last().is_some_and(|c| *c != b'\n');
+                (b.iter().filter(|c| **c == b'\n').count(), torn)
+            }),
         };
+        let line = if torn { format!("\n{line}") } else { line };
         let written = if lines < self.bound {
             append_line(&path, &line).map(|()| lines + 1)
         } else {

@@ -142,7 +142,10 @@ impl Now {
 /// The answer to `request` at `now`.
 fn handle<B>(registry: &Registry, request: &Request<B>, now: Now) -> Response<Full<Bytes>> {
     let path = request.uri().path();
-    if !matches!(path, "/metrics" | "/livez" | "/healthz" | "/readyz") {
+    if !matches!(
+        path,
+        "/metrics" | "/livez" | "/healthz" | "/readyz" | "/status" | "/explain"
+    ) {
         return text(
             StatusCode::NOT_FOUND,
             "not found: try /metrics, /livez, /readyz, /healthz, /status or /explain\n",
@@ -154,6 +157,13 @@ fn handle<B>(registry: &Registry, request: &Request<B>, now: Now) -> Response<Fu
             .headers_mut()
             .insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
         return response;
+    }
+    if matches!(path, "/status" | "/explain") {
+        // Only [`serve_with_state`] answers these, before coming here.
+        return text(
+            StatusCode::NOT_FOUND,
+            "not served: this listener keeps no state_dir\n",
+        );
     }
     if path == "/metrics" {
         let mut response = Response::new(Full::new(Bytes::from(registry.render(now.wall_ms))));
@@ -517,5 +527,55 @@ mod tests {
             handle(&registry, &get("/readyz"), at(&registry, 5_000)).status(),
             StatusCode::OK
         );
+    }
+
+    #[tokio::test]
+    async fn explain_names_what_is_wrong_with_its_query() {
+        let dir =
+            std::env::temp_dir().join(format!("flinkscale-http-explain-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let (history, writer) =
+            super::super::history::spawn(super::super::history::dir(&dir), 10).expect("a history");
+        history.record(&evaluated(1_000));
+        history.record(&evaluated(2_000));
+        drop(history);
+        writer.finish();
+        let apps = || vec!["app".to_owned()];
+        let answer = |query: &str| {
+            let uri: Uri = query.parse().expect("a URI");
+            records(&dir, apps(), &uri)
+        };
+        let ok = answer("/explain?application=app&last=1");
+        assert_eq!(ok.status(), StatusCode::OK);
+        let json: serde_json::Value = serde_json::from_str(&body(ok).await).expect("JSON");
+        assert_eq!(json["application"], "app");
+        assert_eq!(json["entries"].as_array().map(Vec::len), Some(1));
+        assert_eq!(json["entries"][0]["at_ms"], 2_000);
+        let missing = answer("/explain");
+        assert_eq!(missing.status(), StatusCode::BAD_REQUEST);
+        assert!(
+            body(missing)
+                .await
+                .contains("/explain?application=NAME (configured: app)")
+        );
+        let bad = answer("/explain?application=app&last=many");
+        assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
+        assert!(body(bad).await.contains("last=\\\"many\\\" is not a count"));
+        let unknown = answer("/explain?application=..%2Fetc");
+        assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
+        assert!(
+            body(unknown)
+                .await
+                .contains("no application \\\"../etc\\\"")
+        );
+        let status = answer("/status");
+        assert_eq!(status.status(), StatusCode::OK);
+        let json: serde_json::Value = serde_json::from_str(&body(status).await).expect("JSON");
+        assert_eq!(json["applications"][0]["last"]["at_ms"], 2_000);
+        // Without a state_dir, the routes are not served.
+        let registry = registry();
+        let plain = handle(&registry, &get("/status"), at(&registry, 0));
+        assert_eq!(plain.status(), StatusCode::NOT_FOUND);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -160,3 +160,21 @@ fn status_without_any_file_says_the_history_is_empty() {
     assert_eq!(status.applications[0].last, None);
     assert!(status_text(&status).contains("no decision recorded yet (the history is empty)"));
 }
+
+#[test]
+fn a_line_cut_short_by_a_crash_does_not_swallow_the_next() {
+    let dir = temp_dir("torn");
+    write(&dir, 10, [evaluated("app", 1, Action::Hold, false)]);
+    let path = dir.join("app.jsonl");
+    let mut text = std::fs::read_to_string(&path).expect("the history file");
+    text.push_str("{\"at_ms\": 2, \"kp");
+    std::fs::write(&path, text).expect("a torn line");
+    write(&dir, 10, [evaluated("app", 3, Action::Hold, false)]);
+    let kept: Vec<i64> = read(&dir, "app", None)
+        .expect("the history reads")
+        .iter()
+        .map(|e| e.at_ms)
+        .collect();
+    assert_eq!(kept, [1, 3]);
+    let _ = std::fs::remove_dir_all(&dir);
+}
