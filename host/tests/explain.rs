@@ -290,3 +290,76 @@ fn explain_shows_why_the_agent_scaled_and_status_where_it_is() {
     }));
     assert!(accepted(&after).is_some(), "{after}");
 }
+
+/// `flinkscale once` records its evaluation too, so that `explain` answers
+/// for a one-off run; `once --dry-run` only prints and leaves `state_dir`
+/// alone.
+#[test]
+fn once_records_its_evaluation_and_a_dry_once_leaves_state_dir_alone() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    // Ten wall minutes of history at the scenario's low load: the alarms
+    // have datapoints at once, and 2 KPU (the floor) hold.
+    let emu = Emulator::start(
+        &scenario("e2e-scale.toml"),
+        SPEED,
+        &["--history-secs", "600"],
+        dir.path(),
+    );
+    let listen: SocketAddr = format!("127.0.0.1:{}", free_port())
+        .parse()
+        .expect("an address");
+    let config = config(dir.path(), listen);
+    let config_arg = config.to_string_lossy().into_owned();
+    let once = |extra: &[&str]| {
+        let mut command = Command::new(BIN);
+        command
+            .args(["once", "--config", &config_arg])
+            .args(extra)
+            .current_dir(dir.path())
+            .env("RUST_LOG", "warn");
+        common::aws_env(&mut command, &emu.endpoint, dir.path());
+        let output = command.output().expect("`flinkscale once` runs");
+        assert!(
+            output.status.success(),
+            "once {extra:?}: {}\n{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    };
+
+    once(&["--dry-run"]);
+    assert!(
+        !dir.path().join("state").exists(),
+        "a dry `once` wrote into state_dir"
+    );
+
+    once(&[]);
+    let explanation = json(&flinkscale(
+        dir.path(),
+        &[
+            "explain",
+            "--config",
+            &config_arg,
+            "--application",
+            APP,
+            "--json",
+        ],
+    ));
+    let entries = explanation["entries"].as_array().expect("entries");
+    assert_eq!(entries.len(), 1, "{explanation}");
+    let entry = &entries[0];
+    assert_eq!(entry["kpu"], 2, "{entry}");
+    assert_eq!(entry["outcome"]["kind"], "held", "{entry}");
+    assert!(entry["metrics"][0]["value"].is_f64(), "{entry}");
+    assert!(
+        entry["alarms"]
+            .as_array()
+            .is_some_and(|a| a.iter().all(|a| a["state"] != "INSUFFICIENT_DATA")),
+        "{entry}"
+    );
+    let status = json(&flinkscale(
+        dir.path(),
+        &["status", "--config", &config_arg, "--json"],
+    ));
+    assert_eq!(status["applications"][0]["last"], *entry, "{status}");
+}
