@@ -178,16 +178,21 @@ impl History {
     }
 }
 
+/// The application an event the history keeps is about.
+fn event_application(event: &Event) -> Option<&str> {
+    match event {
+        Event::Evaluated { application, .. }
+        | Event::RescaleStarted { application, .. }
+        | Event::Failed { application, .. }
+        | Event::PluginQuarantined { application, .. }
+        | Event::PluginRecovered { application, .. }
+        | Event::PluginReloaded { application, .. } => Some(application),
+        _ => None,
+    }
+}
+
 fn matters(event: &Event) -> bool {
-    matches!(
-        event,
-        Event::Evaluated { .. }
-            | Event::RescaleStarted { .. }
-            | Event::Failed { .. }
-            | Event::PluginQuarantined { .. }
-            | Event::PluginRecovered { .. }
-            | Event::PluginReloaded { .. }
-    )
+    event_application(event).is_some()
 }
 
 /// The history's thread; [`Writer::finish`] waits for it to write what it
@@ -258,6 +263,18 @@ impl Files {
     }
 
     fn take(&mut self, event: Event) {
+        let Some(application) = event_application(&event) else {
+            return;
+        };
+        if !self.quarantines.contains_key(application) {
+            // Quarantines live in the controllers' memory: this agent's
+            // first word on the application ends the last agent's.
+            self.quarantines.insert(application.to_owned(), Vec::new());
+            let path = self.quarantine_path(application);
+            if path.exists() {
+                self.save_quarantines(application);
+            }
+        }
         match event {
             Event::Evaluated {
                 application,
@@ -376,6 +393,10 @@ impl Files {
         }
     }
 
+    fn quarantine_path(&self, application: &str) -> PathBuf {
+        self.dir.join(format!("{application}.quarantine.json"))
+    }
+
     fn path(&self, application: &str) -> PathBuf {
         self.dir.join(format!("{application}.jsonl"))
     }
@@ -440,7 +461,7 @@ impl Files {
             .get(application)
             .map(Vec::as_slice)
             .unwrap_or(&[]);
-        let path = self.dir.join(format!("{application}.quarantine.json"));
+        let path = self.quarantine_path(application);
         let written = serde_json::to_vec_pretty(list)
             .map_err(std::io::Error::other)
             .and_then(|bytes| replace(&path, &bytes));

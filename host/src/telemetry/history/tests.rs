@@ -178,3 +178,61 @@ fn a_line_cut_short_by_a_crash_does_not_swallow_the_next() {
     assert_eq!(kept, [1, 3]);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+fn quarantined(at_ms: i64) -> Event {
+    Event::PluginQuarantined {
+        application: "app".to_owned(),
+        at_ms,
+        plugin: "step 0.2.0".to_owned(),
+        failures: 3,
+        until_ms: at_ms + 300_000,
+    }
+}
+
+#[test]
+fn status_shows_a_quarantine_until_the_plugin_recovers() {
+    let state = temp_dir("quarantine");
+    let history_dir = dir(&state);
+    write(&history_dir, 10, [quarantined(1_000)]);
+    let now = status(&state, &["app".to_owned()], 61_000);
+    assert_eq!(
+        now.applications[0].quarantine,
+        [Quarantine {
+            plugin: "step 0.2.0".to_owned(),
+            failures: 3,
+            at_ms: 1_000,
+            until_ms: 301_000,
+        }]
+    );
+    let text = status_text(&now);
+    assert!(
+        text.contains("quarantine: step 0.2.0 for another 240 s"),
+        "{text}"
+    );
+    let recovered = Event::PluginRecovered {
+        application: "app".to_owned(),
+        at_ms: 400_000,
+        plugin: "step 0.2.0".to_owned(),
+    };
+    write(&history_dir, 10, [quarantined(1_000), recovered]);
+    let later = status(&state, &["app".to_owned()], 401_000);
+    assert_eq!(later.applications[0].quarantine, [], "{later:?}");
+    let _ = std::fs::remove_dir_all(&state);
+}
+
+#[test]
+fn a_restarted_agent_forgets_the_quarantines_of_the_last() {
+    let state = temp_dir("restart");
+    let history_dir = dir(&state);
+    write(&history_dir, 10, [quarantined(1_000)]);
+    // Quarantines live in the controllers: a new agent calls the plugin
+    // again, and its first event for the application says so.
+    write(
+        &history_dir,
+        10,
+        [evaluated("app", 2_000, Action::Hold, false)],
+    );
+    let now = status(&state, &["app".to_owned()], 3_000);
+    assert_eq!(now.applications[0].quarantine, [], "{now:?}");
+    let _ = std::fs::remove_dir_all(&state);
+}
