@@ -13,6 +13,7 @@ use crate::telemetry::{self, LogFormat};
 
 mod alarms;
 mod commands;
+mod explain;
 mod import;
 mod probe;
 
@@ -153,6 +154,14 @@ pub enum Command {
         #[arg(long, default_value_t = 3)]
         timeout_secs: u64,
     },
+    /// Print each application's phase, KPU, ceiling, grace time left,
+    /// plugin quarantine and last decision, from the files in `state_dir`
+    /// (whether the agent runs or not).
+    Status(explain::StatusArgs),
+    /// Print an application's recent evaluations with their inputs (metrics,
+    /// alarms, signals, policy), the decision and what was done, newest
+    /// last, from the decision history in `state_dir`.
+    Explain(explain::ExplainArgs),
     /// Check a configuration file and report every error at once; exit 78
     /// (EX_CONFIG) if there is any.
     Validate {
@@ -249,6 +258,8 @@ pub fn main() -> ExitCode {
                 environment,
             } => commands::validate(&config, environment).await,
             Command::Import { from } => import::run(from).await,
+            Command::Status(args) => explain::status(args).await,
+            Command::Explain(args) => explain::explain(args).await,
             Command::Probe { url, timeout_secs } => {
                 let timeout = std::time::Duration::from_secs(timeout_secs.max(1));
                 tokio::task::spawn_blocking(move || probe::probe(&url, timeout))

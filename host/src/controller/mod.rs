@@ -733,6 +733,8 @@ impl Controller {
                 .map(|s| (s.query.id.clone(), s.points.last().map(|p| p.value)))
                 .collect(),
             alarms: evaluation.alarms.clone(),
+            signals: evaluation.signals.clone(),
+            policy: self.policy.as_ref().map(|p| p.label()).unwrap_or_default(),
             decision: decision.clone(),
             dry_run: self.settings.dry_run,
         });

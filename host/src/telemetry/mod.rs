@@ -5,7 +5,8 @@
 //! demo, tests), also sends it down a channel, so that the printed summary
 //! and the log can never disagree. With a [`Registry`] attached
 //! ([`Events::with_registry`]) the same events feed the agent's
-//! `GET /metrics` and `GET /readyz` ([`http`]).
+//! `GET /metrics` and `GET /readyz` ([`http`]); with a [`history::History`]
+//! ([`Events::with_history`]) they are kept for `flinkscale explain`.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -14,9 +15,10 @@ use serde::Serialize;
 use tokio::sync::mpsc::UnboundedSender;
 use tracing::{error, info, warn};
 
-use crate::model::{AlarmStatus, Decision};
+use crate::model::{AlarmStatus, Decision, Signal};
 use crate::target::AppStatus;
 
+pub mod history;
 pub mod http;
 pub mod prometheus;
 
@@ -38,6 +40,10 @@ pub enum Event {
         latest: Vec<(String, Option<f64>)>,
         /// Alarm states.
         alarms: Vec<AlarmStatus>,
+        /// The interpreters' signals this evaluation was decided on.
+        signals: Vec<Signal>,
+        /// The policy that decided (`name version`).
+        policy: String,
         /// The decision after host validation.
         decision: Decision,
         /// Whether the action was skipped because of `--dry-run`.
@@ -247,6 +253,7 @@ pub struct Events {
     quiet: bool,
     failures: Arc<FailureCounts>,
     registry: Option<Arc<Registry>>,
+    history: Option<history::History>,
 }
 
 impl Events {
@@ -257,6 +264,7 @@ impl Events {
             quiet: false,
             failures: Arc::default(),
             registry: None,
+            history: None,
         }
     }
 
@@ -267,6 +275,7 @@ impl Events {
             quiet: false,
             failures: Arc::default(),
             registry: None,
+            history: None,
         }
     }
 
@@ -278,6 +287,7 @@ impl Events {
             quiet: true,
             failures: Arc::default(),
             registry: None,
+            history: None,
         }
     }
 
@@ -286,6 +296,12 @@ impl Events {
     pub fn with_registry(mut self, registry: Arc<Registry>) -> Self {
         self.failures = registry.failure_counts();
         self.registry = Some(registry);
+        self
+    }
+
+    /// These events, also kept in the decision history ([`history`]).
+    pub fn with_history(mut self, history: history::History) -> Self {
+        self.history = Some(history);
         self
     }
 
@@ -305,6 +321,9 @@ impl Events {
         }
         if let Some(registry) = &self.registry {
             registry.record(&event);
+        }
+        if let Some(history) = &self.history {
+            history.record(&event);
         }
         if !self.quiet {
             log_event(&event);

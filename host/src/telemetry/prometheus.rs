@@ -186,6 +186,13 @@ impl Registry {
         }
     }
 
+    /// The applications reported, sorted by name (the configuration's,
+    /// reloads included).
+    pub fn applications(&self) -> Vec<String> {
+        let apps = self.apps.lock().unwrap_or_else(|p| p.into_inner());
+        apps.keys().cloned().collect()
+    }
+
     /// Restarts the clock of applications that never evaluated (call it
     /// when the controllers start, after the plugins are compiled).
     pub fn mark_started(&self, now_ms: i64) {
@@ -513,6 +520,8 @@ mod tests {
             kpu,
             latest: Vec::new(),
             alarms: Vec::new(),
+            signals: Vec::new(),
+            policy: "test 1.0.0".to_owned(),
             decision: Decision {
                 action,
                 reason: "test".to_owned(),
