@@ -17,10 +17,13 @@ pub mod builtin;
 mod cache;
 mod engine;
 mod instance;
+pub mod params;
 pub mod reload;
 mod sandbox;
 pub mod v0_1_0;
+pub mod v0_2_0;
 pub mod validate;
+mod world;
 
 #[cfg(test)]
 mod tests;

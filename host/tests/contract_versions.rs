@@ -1,0 +1,323 @@
+//! Every contract version the host supports, with real components: the
+//! `declares` fixture (built by `cargo plugins` with wit-bindgen directly
+//! against `wit/v0.2.0`) and the committed v0.1.0 components of
+//! `tests/fixtures/contract-v0.1.0/`, which must keep deciding and
+//! interpreting exactly as the built-ins do, whatever contract the
+//! built-ins are on.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::sync::LazyLock;
+
+use flinkscale::metrics::{Datapoint, MetricQuery, Series};
+use flinkscale::model::{AlarmState, AlarmStatus, Application, Evaluation};
+use flinkscale::plugin::{
+    Parameter, ParameterKind, PluginError, PluginHost, PluginKind, SandboxLimits,
+};
+use flinkscale::target::AppStatus;
+
+fn host() -> &'static PluginHost {
+    static HOST: LazyLock<PluginHost> =
+        LazyLock::new(|| PluginHost::new(SandboxLimits::default()).expect("the engine starts"));
+    &HOST
+}
+
+/// The `declares` fixture, where `cargo plugins` put it.
+fn declares() -> PathBuf {
+    let path = common::plugin_dir().join("declares.wasm");
+    assert!(
+        path.is_file(),
+        "{} is missing: run `cargo plugins` first",
+        path.display()
+    );
+    path
+}
+
+/// A committed v0.1.0 component.
+fn v0_1_0(name: &str) -> PathBuf {
+    common::workspace()
+        .join("tests/fixtures/contract-v0.1.0")
+        .join(format!("{name}.wasm"))
+}
+
+/// A built-in plugin, as host/build.rs built it.
+fn builtin(name: &str) -> PathBuf {
+    let path = Path::new(env!("FLINKSCALE_BUILTIN_PLUGIN_DIR"))
+        .join(format!("{}.wasm", name.replace('-', "_")));
+    assert!(path.is_file(), "{} is missing", path.display());
+    path
+}
+
+const DECLARES_PARAMS: &str = r#"{"threshold": 0.5}"#;
+
+#[test]
+fn a_contract_0_2_0_policy_reports_its_summary_and_declared_parameters() {
+    let policy = host()
+        .load_policy(declares(), DECLARES_PARAMS, "orders")
+        .expect("declares loads");
+    let metadata = policy.metadata();
+    assert_eq!(metadata.contract_version, "0.2.0");
+    assert_eq!(metadata.kind, PluginKind::Policy);
+    assert_eq!(
+        (metadata.name.as_str(), metadata.version.as_str()),
+        ("declares", "0.2.0")
+    );
+    assert_eq!(metadata.summary, "Holds, saying the params it was given.");
+    let parameters = metadata.parameters.expect("0.2.0 declares parameters");
+    let kinds: Vec<(&str, ParameterKind, bool, Option<&str>)> = parameters
+        .iter()
+        .map(|p| {
+            (
+                p.name.as_str(),
+                p.kind,
+                p.required,
+                p.default_json.as_deref(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ("threshold", ParameterKind::Number, true, None),
+            ("steps", ParameterKind::Integer, false, Some("2")),
+            ("enabled", ParameterKind::Boolean, false, Some("true")),
+            ("label", ParameterKind::Text, false, Some("\"declares\"")),
+            ("tags", ParameterKind::TextList, false, Some("[]")),
+            ("scale_out_alarm", ParameterKind::AlarmId, false, None),
+            (
+                "watched_metrics",
+                ParameterKind::MetricIds,
+                false,
+                Some("[]")
+            ),
+            ("extra", ParameterKind::Table, false, None),
+        ]
+    );
+    assert_eq!(
+        parameters[0],
+        Parameter {
+            name: "threshold".to_owned(),
+            kind: ParameterKind::Number,
+            required: true,
+            default_json: None,
+            meaning: "The fixture's threshold.".to_owned(),
+        }
+    );
+    // `check` (no configure) reports the same.
+    let checked = host().check(declares()).expect("declares checks");
+    assert_eq!(checked.contract_version, "0.2.0");
+    assert_eq!(checked.parameters.map(|p| p.len()), Some(8));
+}
+
+#[test]
+fn a_contract_0_2_0_policy_decides_with_the_params_it_was_given() {
+    let mut policy = host()
+        .load_policy(declares(), DECLARES_PARAMS, "orders")
+        .expect("declares loads");
+    let decision = policy.decide(&evaluation(4, 1, 3)).expect("decides");
+    assert_eq!(decision.action, flinkscale::model::Action::Hold);
+    assert_eq!(decision.reason, DECLARES_PARAMS);
+}
+
+#[test]
+fn a_contract_0_2_0_policy_is_the_wrong_world_for_an_interpreter() {
+    let error = match host().load_interpreter(declares(), "{}", "orders") {
+        Ok(_) => panic!("a policy loaded as an interpreter"),
+        Err(error) => error,
+    };
+    assert!(
+        matches!(
+            error,
+            PluginError::WrongWorld {
+                expected: PluginKind::Interpreter,
+                found: PluginKind::Policy,
+                ..
+            }
+        ),
+        "{error:?}"
+    );
+    assert!(
+        error.to_string().contains("flinkscale:plugin/policy@0.2.0"),
+        "{error}"
+    );
+}
+
+#[test]
+fn the_v0_1_0_components_report_contract_0_1_0_and_no_parameters() {
+    let step = host()
+        .load_policy(v0_1_0("step"), STEP_PARAMS, "orders")
+        .expect("v0.1.0 step loads");
+    let metadata = step.metadata();
+    assert_eq!(metadata.contract_version, "0.1.0");
+    assert_eq!(metadata.kind, PluginKind::Policy);
+    assert_eq!(metadata.name, "step");
+    assert_eq!(metadata.parameters, None);
+    assert_eq!(metadata.summary, "");
+
+    let backlog = host()
+        .load_interpreter(v0_1_0("backlog-seconds"), BACKLOG_PARAMS, "orders")
+        .expect("v0.1.0 backlog-seconds loads");
+    let metadata = backlog.metadata();
+    assert_eq!(metadata.contract_version, "0.1.0");
+    assert_eq!(metadata.kind, PluginKind::Interpreter);
+    assert_eq!(metadata.name, "backlog-seconds");
+    assert_eq!(metadata.parameters, None);
+}
+
+const STEP_PARAMS: &str = r#"{"scale_out_alarm": "out", "scale_in_alarm": "in", "scale_out_factor": 2, "scale_in_factor": 2}"#;
+
+const BACKLOG_PARAMS: &str = r#"{"backlog_metric": "lag", "processing_rate_metric": "rate_out", "input_rate_metric": "rate_in"}"#;
+
+fn application(kpu: u32, min_kpu: u32, max_kpu: u32) -> Application {
+    Application {
+        name: "orders".to_owned(),
+        status: AppStatus::Running,
+        kpu,
+        parallelism: kpu * 2,
+        parallelism_per_kpu: 2,
+        min_kpu,
+        max_kpu,
+        version_id: 3,
+        last_rescale_ms: None,
+        last_update_duration_secs: None,
+    }
+}
+
+fn state(code: u8) -> AlarmState {
+    match code {
+        0 => AlarmState::Ok,
+        1 => AlarmState::Alarm,
+        _ => AlarmState::InsufficientData,
+    }
+}
+
+const NOW_MS: i64 = 1_764_000_000_000;
+
+fn series(id: &str, values: &[f64]) -> Series {
+    Series {
+        query: MetricQuery {
+            id: id.to_owned(),
+            namespace: "AWS/KinesisAnalytics".to_owned(),
+            metric_name: id.to_owned(),
+            dimensions: [("Application".to_owned(), "orders".to_owned())].into(),
+            statistic: "Average".to_owned(),
+            period_secs: 60,
+            expression: None,
+        },
+        points: values
+            .iter()
+            .enumerate()
+            .map(|(i, value)| Datapoint {
+                timestamp_ms: NOW_MS - (values.len() - i) as i64 * 60_000,
+                value: *value,
+            })
+            .collect(),
+    }
+}
+
+/// An evaluation at `kpu` with the scale-out and scale-in alarms in the
+/// given states (0 OK, 1 ALARM, 2 INSUFFICIENT_DATA).
+fn evaluation(kpu: u32, out: u8, inn: u8) -> Evaluation {
+    Evaluation {
+        now_ms: NOW_MS,
+        app: application(kpu, 1, 16),
+        metrics: vec![series("cpu", &[50.0, 60.0, 70.0])],
+        alarms: vec![
+            AlarmStatus {
+                name: "out".to_owned(),
+                state: state(out),
+                since_ms: NOW_MS - 300_000,
+            },
+            AlarmStatus {
+                name: "in".to_owned(),
+                state: state(inn),
+                since_ms: NOW_MS - 300_000,
+            },
+        ],
+        signals: vec![],
+    }
+}
+
+/// The plugin's own error message of a failed call.
+fn guest_error(error: PluginError) -> String {
+    match error {
+        PluginError::Call { detail, .. } => detail,
+        other => panic!("expected a call failure, got {other}"),
+    }
+}
+
+#[test]
+fn the_v0_1_0_step_decides_exactly_as_the_built_in_step() {
+    let mut old = host()
+        .load_policy(v0_1_0("step"), STEP_PARAMS, "orders")
+        .expect("v0.1.0 step loads");
+    let mut current = host()
+        .load_policy(builtin("step"), STEP_PARAMS, "orders")
+        .expect("the built-in step loads");
+    let mut compared = 0;
+    let mut scaled = 0;
+    for kpu in [1, 2, 3, 8, 16] {
+        for out in 0..3 {
+            for inn in 0..3 {
+                let mut evaluation = evaluation(kpu, out, inn);
+                let expected = current.decide(&evaluation);
+                let found = old.decide(&evaluation);
+                let (expected, found) = (
+                    expected.expect("the built-in decides"),
+                    found.expect("v0.1.0 decides"),
+                );
+                assert_eq!(found, expected, "kpu {kpu}, out {out}, in {inn}");
+                compared += 1;
+                scaled += usize::from(expected.action != flinkscale::model::Action::Hold);
+                // A missing alarm is the plugin's to report, the same way.
+                evaluation.alarms.clear();
+                assert_eq!(
+                    old.decide(&evaluation).map_err(guest_error),
+                    current.decide(&evaluation).map_err(guest_error),
+                    "kpu {kpu} without alarms"
+                );
+            }
+        }
+    }
+    assert_eq!(compared, 45);
+    // The grid exercises both branches, not only holds.
+    assert!(scaled > 5, "only {scaled} of {compared} decisions scaled");
+}
+
+#[test]
+fn the_v0_1_0_backlog_seconds_interprets_exactly_as_the_built_in() {
+    let mut old = host()
+        .load_interpreter(v0_1_0("backlog-seconds"), BACKLOG_PARAMS, "orders")
+        .expect("v0.1.0 backlog-seconds loads");
+    let mut current = host()
+        .load_interpreter(builtin("backlog-seconds"), BACKLOG_PARAMS, "orders")
+        .expect("the built-in backlog-seconds loads");
+    let app = application(4, 1, 16);
+    let mut signals_seen = 0;
+    for lag in [
+        [0.0, 0.0],
+        [1_000.0, 2_000.0],
+        [5_000.0, 1_000.0],
+        [f64::NAN, 10.0],
+    ] {
+        for rate_out in [0.0, 10.0, 1_000.0] {
+            for rate_in in [0.0, 5.0, 2_000.0] {
+                let metrics = vec![
+                    series("lag", &lag),
+                    series("rate_out", &[rate_out, rate_out]),
+                    series("rate_in", &[rate_in, rate_in]),
+                ];
+                let expected = current
+                    .interpret(NOW_MS, &app, &metrics)
+                    .expect("the built-in interprets");
+                let found = old
+                    .interpret(NOW_MS, &app, &metrics)
+                    .expect("v0.1.0 interprets");
+                assert_eq!(found, expected, "lag {lag:?}, out {rate_out}, in {rate_in}");
+                signals_seen += expected.len();
+            }
+        }
+    }
+    assert!(signals_seen > 20, "only {signals_seen} signals compared");
+}
