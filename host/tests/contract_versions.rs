@@ -321,3 +321,52 @@ fn the_v0_1_0_backlog_seconds_interprets_exactly_as_the_built_in() {
     }
     assert!(signals_seen > 20, "only {signals_seen} signals compared");
 }
+
+/// The host's own refusal of params against a plugin's declarations.
+fn refused(params: &str) -> String {
+    match host().load_policy(declares(), params, "orders") {
+        Ok(_) => panic!("{params} was accepted"),
+        Err(error @ PluginError::Configure { .. }) => {
+            let text = error.to_string();
+            assert!(text.contains("plugin declares 0.2.0"), "{text}");
+            assert!(text.contains("for application \"orders\""), "{text}");
+            text
+        }
+        Err(other) => panic!("expected a configure error, got {other}"),
+    }
+}
+
+#[test]
+fn params_are_checked_against_the_declarations_before_configure() {
+    let text = refused(r#"{"threshold": 1, "treshold": 2}"#);
+    assert!(
+        text.contains("unknown key \"treshold\" (did you mean \"threshold\"?); valid keys: \"threshold\", \"steps\", \"enabled\""),
+        "{text}"
+    );
+    let text = refused(r#"{"steps": 3}"#);
+    assert!(
+        text.contains("missing required key \"threshold\" (number): The fixture's threshold."),
+        "{text}"
+    );
+    let text = refused(
+        r#"{"threshold": 1, "steps": "3", "enabled": 1, "tags": [1], "watched_metrics": "cpu", "extra": []}"#,
+    );
+    for expected in [
+        "\"steps\" must be an integer, not a string (\"3\")",
+        "\"enabled\" must be a boolean, not an integer (1)",
+        "\"tags\" must be an array of strings, not an array ([1])",
+        "\"watched_metrics\" must be an array of metric ids, not a string (\"cpu\")",
+        "\"extra\" must be a table, not an array ([])",
+    ] {
+        assert!(text.contains(expected), "{expected} not in {text}");
+    }
+    // Every kind accepts its own values, and the plugin gets them as given.
+    let good = r#"{"enabled":false,"extra":{"a":1},"label":"x","scale_out_alarm":"out","steps":3,"tags":["a"],"threshold":2,"watched_metrics":["cpu"]}"#;
+    let mut policy = host()
+        .load_policy(declares(), good, "orders")
+        .expect("good params are accepted");
+    assert_eq!(
+        policy.decide(&evaluation(4, 0, 0)).expect("decides").reason,
+        good
+    );
+}

@@ -142,6 +142,18 @@ impl<W: World> Sandbox<W> {
         };
 
         if configure {
+            // What the plugin declares is checked here, the same way for
+            // every plugin, and reaches the user as a configure error does.
+            if let Some(declared) = &self.parameters {
+                let problems = params::check_params(declared, &self.params_json);
+                if !problems.is_empty() {
+                    self.consecutive_failures = self.consecutive_failures.saturating_add(1);
+                    return Err(PluginError::Configure {
+                        plugin: Box::new(self.identity.clone()),
+                        message: problems.join("; "),
+                    });
+                }
+            }
             let params = self.params_json.as_str();
             let configured = guarded(&mut store, self.deadline_ticks, |store| {
                 exports.configure(store, params)

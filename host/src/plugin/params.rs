@@ -11,6 +11,7 @@ use serde_json::Value;
 
 use super::validate::sanitize_text;
 use super::{Parameter, ParameterKind};
+use crate::config::load::edit_distance;
 
 /// Most parameters a plugin may declare.
 pub const MAX_PARAMETERS: usize = 64;
@@ -95,6 +96,93 @@ pub(crate) fn check_declarations(declared: Vec<Parameter>) -> Result<Vec<Paramet
         checked.push(parameter);
     }
     Ok(checked)
+}
+
+/// Checks an application's `params` (the JSON object `configure` will get)
+/// against what the plugin declares: every key declared, every required
+/// key present, every value of the declared kind. Returns every problem,
+/// each naming the key, what was found and what would be valid.
+pub(crate) fn check_params(declared: &[Parameter], params_json: &str) -> Vec<String> {
+    let params: serde_json::Map<String, Value> = match serde_json::from_str(params_json) {
+        Ok(Value::Object(params)) => params,
+        // The host always passes an object; anything else is for the
+        // plugin's own `configure` to refuse.
+        _ => return Vec::new(),
+    };
+    let valid = || {
+        if declared.is_empty() {
+            "the plugin accepts no params".to_owned()
+        } else {
+            let names: Vec<String> = declared.iter().map(|p| format!("{:?}", p.name)).collect();
+            format!("valid keys: {}", names.join(", "))
+        }
+    };
+    let mut problems = Vec::new();
+    for (key, value) in &params {
+        let Some(parameter) = declared.iter().find(|p| &p.name == key) else {
+            let suggestion = closest(key, declared)
+                .map(|name| format!(" (did you mean {name:?}?)"))
+                .unwrap_or_default();
+            problems.push(format!(
+                "unknown key {:?}{suggestion}; {}",
+                sanitize_text(key, MAX_NAME_BYTES),
+                valid()
+            ));
+            continue;
+        };
+        if !kind_matches(parameter.kind, value) {
+            problems.push(format!(
+                "{key:?} must be {}, not {}",
+                with_article(parameter.kind.label()),
+                describe_value(value)
+            ));
+        }
+    }
+    for parameter in declared.iter().filter(|p| p.required) {
+        if !params.contains_key(&parameter.name) {
+            problems.push(format!(
+                "missing required key {:?} ({}): {}",
+                parameter.name, parameter.kind, parameter.meaning
+            ));
+        }
+    }
+    problems
+}
+
+/// The declared name nearest to `given`, if near enough to be a typo.
+fn closest<'d>(given: &str, declared: &'d [Parameter]) -> Option<&'d str> {
+    declared
+        .iter()
+        .map(|p| (edit_distance(given, &p.name), p.name.as_str()))
+        .filter(|&(distance, name)| {
+            distance <= 2.max(name.len() / 3) || (given.len() >= 4 && name.starts_with(given))
+        })
+        .min_by_key(|&(distance, _)| distance)
+        .map(|(_, name)| name)
+}
+
+/// A found value for an error: its JSON type and, cut short, the value.
+fn describe_value(value: &Value) -> String {
+    let kind = match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(n) if n.is_f64() => "a number with a fraction",
+        Value::Number(_) => "an integer",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "a table",
+    };
+    format!("{kind} ({})", sanitize_text(&value.to_string(), 64))
+}
+
+/// "an integer", "a number".
+fn with_article(noun: &str) -> String {
+    let article = if noun.starts_with(['a', 'e', 'i', 'o', 'u']) {
+        "an"
+    } else {
+        "a"
+    };
+    format!("{article} {noun}")
 }
 
 /// Whether `value` is a JSON value of `kind`. An integer is a number too;
@@ -201,6 +289,70 @@ mod tests {
         required.required = true;
         let error = check_declarations(vec![required]).expect_err("required with default");
         assert!(error.contains("required and with a default"), "{error}");
+    }
+
+    fn declared() -> Vec<Parameter> {
+        let mut threshold = param("threshold", ParameterKind::Number, None);
+        threshold.required = true;
+        threshold.meaning = "Above it, scale out.".to_owned();
+        vec![
+            threshold,
+            param("steps", ParameterKind::Integer, Some("2")),
+            param("scale_out_alarm", ParameterKind::AlarmId, None),
+        ]
+    }
+
+    #[test]
+    fn params_that_match_their_declarations_pass() {
+        assert!(check_params(&declared(), r#"{"threshold": 1}"#).is_empty());
+        assert!(
+            check_params(
+                &declared(),
+                r#"{"threshold": 0.5, "steps": 3, "scale_out_alarm": "high"}"#
+            )
+            .is_empty()
+        );
+    }
+
+    #[test]
+    fn an_unknown_key_lists_the_valid_ones_and_suggests_the_closest() {
+        let problems = check_params(&declared(), r#"{"threshold": 1, "stpes": 3}"#);
+        assert_eq!(
+            problems,
+            [
+                "unknown key \"stpes\" (did you mean \"steps\"?); valid keys: \"threshold\", \"steps\", \"scale_out_alarm\""
+            ]
+        );
+        let problems = check_params(&[], r#"{"x": 1}"#);
+        assert_eq!(
+            problems,
+            ["unknown key \"x\"; the plugin accepts no params"]
+        );
+    }
+
+    #[test]
+    fn a_missing_required_key_is_named_with_its_kind_and_meaning() {
+        let problems = check_params(&declared(), r#"{"steps": 3}"#);
+        assert_eq!(
+            problems,
+            ["missing required key \"threshold\" (number): Above it, scale out."]
+        );
+    }
+
+    #[test]
+    fn a_value_of_the_wrong_kind_says_what_was_found_and_what_is_valid() {
+        let problems = check_params(
+            &declared(),
+            r#"{"threshold": "high", "steps": 2.5, "scale_out_alarm": ["a"]}"#,
+        );
+        assert_eq!(
+            problems,
+            [
+                "\"scale_out_alarm\" must be an alarm id, not an array ([\"a\"])",
+                "\"steps\" must be an integer, not a number with a fraction (2.5)",
+                "\"threshold\" must be a number, not a string (\"high\")",
+            ]
+        );
     }
 
     #[test]
