@@ -682,7 +682,7 @@ fn fail_until_quarantined(wasm: &[u8], after: u32) -> (Vec<String>, bool) {
             }
             Err(error) => error,
         };
-        errors.push(error);
+        errors.push(format!("{}: {error}", error.class.as_str()));
         if let AfterFailure::Quarantined { .. } = health.failed(0, &quarantine) {
             return (errors, true);
         }
@@ -720,6 +720,7 @@ fn a_table_bomb_is_stopped_at_the_memory_cap_and_the_plugin_quarantined() {
     assert!(error.to_string().contains("instantiate"), "{error}");
     assert!(quarantined, "{errors:?}");
     for error in &errors {
+        assert!(error.starts_with("out_of_memory: "), "{error}");
         assert!(error.contains("OutOfMemory"), "{error}");
     }
 }
@@ -732,6 +733,7 @@ fn an_instance_bomb_is_stopped_at_the_instance_cap() {
     let (errors, quarantined) = fail_until_quarantined(&wasm, 3);
     assert!(quarantined, "{errors:?}");
     for error in &errors {
+        assert!(error.starts_with("resource_limit: "), "{error}");
         assert!(error.contains("ResourceLimit"), "{error}");
         assert!(error.contains("instance count too high"), "{error}");
     }

@@ -15,6 +15,7 @@ use tokio::sync::mpsc::UnboundedSender;
 use tracing::{error, info, warn};
 
 use crate::model::{AlarmStatus, Decision};
+use crate::plugin::FailureClass;
 use crate::target::AppStatus;
 
 pub mod http;
@@ -76,6 +77,10 @@ pub enum Event {
         /// Failure class (e.g. `metrics`, `plugin`, `throttled`,
         /// `update_timeout`; the list is [`crate::controller::Failure`]).
         class: String,
+        /// For a `plugin` failure, how the plugin failed (timeout, trap,
+        /// ...); absent otherwise.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        plugin_class: Option<FailureClass>,
         /// What happened.
         message: String,
     },
@@ -127,6 +132,8 @@ pub enum Event {
         at_ms: i64,
         /// The plugin (`name version`).
         plugin: String,
+        /// How its last call failed.
+        class: FailureClass,
         /// Failures in a row that led here.
         failures: u32,
         /// End of the quarantine (ms since the epoch).
@@ -423,6 +430,7 @@ fn log_event(event: &Event) {
             Event::PluginQuarantined {
                 application,
                 plugin,
+                class,
                 failures,
                 until_ms,
                 at_ms,
@@ -430,6 +438,7 @@ fn log_event(event: &Event) {
                 message = "Plugin quarantined; the application holds.",
                 application = %application,
                 plugin = %plugin,
+                class = class.as_str(),
                 failures,
                 quarantine_secs = (until_ms - at_ms).max(0) / 1000,
             ),
