@@ -370,3 +370,102 @@ fn params_are_checked_against_the_declarations_before_configure() {
         good
     );
 }
+
+/// A typical evaluation: 3 metrics x 20 datapoints, 2 alarms, the scale-out
+/// one in ALARM (so step computes a step, not only a hold).
+fn typical_evaluation() -> Evaluation {
+    let mut evaluation = evaluation(4, 1, 0);
+    evaluation.app = application(4, 1, 32);
+    evaluation.metrics = ["cpu", "busy", "records_in"]
+        .into_iter()
+        .map(|id| {
+            let values: Vec<f64> = (0..20).map(|i| 50.0 + f64::from(i)).collect();
+            series(id, &values)
+        })
+        .collect();
+    evaluation
+}
+
+/// p50 and p99 of 20,000 warm `decide` calls on `evaluation`.
+fn measure(
+    policy: &mut flinkscale::plugin::PolicyInstance,
+    evaluation: &Evaluation,
+) -> (std::time::Duration, std::time::Duration) {
+    let mut calls = Vec::with_capacity(20_000);
+    for _ in 0..20_000 {
+        let started = std::time::Instant::now();
+        let decision = policy.decide(evaluation).expect("decides");
+        calls.push(started.elapsed());
+        assert_eq!(decision.action, flinkscale::model::Action::ScaleTo(8));
+    }
+    calls.sort();
+    let at = |q: f64| calls[((calls.len() - 1) as f64 * q) as usize];
+    (at(0.5), at(0.99))
+}
+
+/// Warm `decide` of the built-in Rust step (and of the v0.1.0 one) on a
+/// typical evaluation, called as the controller calls it: from a thread of
+/// tokio's blocking pool. A measurement, not a check.
+#[test]
+#[ignore = "a measurement: cargo test --release -p flinkscale --test contract_versions -- --ignored --nocapture warm_decide"]
+fn warm_decide() {
+    use std::time::Duration;
+    let typical = typical_evaluation();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .build()
+        .expect("a runtime");
+    for (label, wasm) in [
+        ("built-in step", builtin("step")),
+        ("v0.1.0 step", v0_1_0("step")),
+    ] {
+        let mut policy = host()
+            .load_policy(&wasm, STEP_PARAMS, "orders")
+            .expect("step loads");
+        let show = |d: Duration| d.as_secs_f64() * 1e6;
+        let (p50, p99) = measure(&mut policy, &typical);
+        println!(
+            "{label}: warm decide, plain thread: p50 {:.2} us, p99 {:.2} us",
+            show(p50),
+            show(p99)
+        );
+        let (mut policy, (p50, p99)) = runtime.block_on(async move {
+            let typical = typical_evaluation();
+            tokio::task::spawn_blocking(move || {
+                let result = measure(&mut policy, &typical);
+                (policy, result)
+            })
+            .await
+            .expect("the blocking task")
+        });
+        println!(
+            "{label}: warm decide, tokio blocking pool, unmarked (a helper thread a call): \
+             p50 {:.2} us, p99 {:.2} us",
+            show(p50),
+            show(p99)
+        );
+        let (policy, (p50, p99)) = runtime.block_on(async move {
+            let typical = typical_evaluation();
+            tokio::task::spawn_blocking(move || {
+                flinkscale::plugin::on_plugin_thread(|| {
+                    let result = measure(&mut policy, &typical);
+                    (policy, result)
+                })
+            })
+            .await
+            .expect("the blocking task")
+        });
+        drop(policy);
+        println!(
+            "{label}: warm decide, tokio blocking pool, marked as plugin work (as the \
+             controller calls): p50 {:.2} us, p99 {:.2} us ({} build)",
+            show(p50),
+            show(p99),
+            if cfg!(debug_assertions) {
+                "debug"
+            } else {
+                "release"
+            }
+        );
+    }
+}

@@ -743,9 +743,13 @@ impl Controller {
             PluginThreads::Inline => Ok(run()),
             // The closure catches its own panics: only a runtime shutting
             // down cancels it, and the plugin goes with it.
-            PluginThreads::Blocking => tokio::task::spawn_blocking(run)
-                .await
-                .map_err(|e| EvaluateError::Panicked(format!("the call was cancelled: {e}"))),
+            // A blocking-pool thread may call guests directly: marked so,
+            // no call needs a helper thread.
+            PluginThreads::Blocking => {
+                tokio::task::spawn_blocking(|| crate::plugin::on_plugin_thread(run))
+                    .await
+                    .map_err(|e| EvaluateError::Panicked(format!("the call was cancelled: {e}")))
+            }
         }
     }
 

@@ -2,6 +2,7 @@
 //! world, whatever the contract version), and the discipline around every call (deadline, memory cap, log budget, failure
 //! classification, and rebuilding after a trap).
 
+use std::cell::Cell;
 use std::sync::Arc;
 
 use wasmtime::{Engine, Store, Trap};
@@ -277,19 +278,42 @@ impl<W: World> Sandbox<W> {
     }
 }
 
+thread_local! {
+    /// Set while [`on_plugin_thread`] runs work on this thread.
+    static PLUGIN_THREAD: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Runs `work` as plugin work: guest calls made inside it run on this
+/// thread. Call it only where blocking on the runtime is allowed: on a
+/// thread of tokio's blocking pool (`spawn_blocking`, as the controller
+/// calls plugins) or on a thread outside any runtime. Elsewhere, and
+/// outside it, a guest call made from inside a runtime runs on a helper
+/// thread (see `guarded`), which is safe but costs a thread start a call.
+pub fn on_plugin_thread<R>(work: impl FnOnce() -> R) -> R {
+    /// Restores the mark even if `work` panics (the controller catches
+    /// plugin-thread panics and goes on using the thread's pool).
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            PLUGIN_THREAD.set(self.0);
+        }
+    }
+    let _restore = Restore(PLUGIN_THREAD.replace(true));
+    work()
+}
+
 /// Runs one call into a guest under the deadline, with a fresh log budget
-/// and a cleared memory-refusal flag. When the caller is inside a tokio
-/// runtime the guest runs on a scoped helper thread: wasmtime-wasi's
-/// synchronous bindings (guest stdout, for one) block on the current
-/// runtime, which panics on a thread that is driving async tasks.
+/// and a cleared memory-refusal flag.
 ///
-/// The controller's calls come from tokio's blocking pool, where blocking
-/// on the runtime is allowed and the helper is not needed; but loads are
-/// still made from async code (the agent is assembled inside `run`, and
-/// `validate --environment` checks plugins there), and tokio offers no way
-/// to tell a blocking-pool thread from a worker. So the helper stays: it
-/// costs a thread start per call (measured in a debug build: warm `decide`
-/// of `step` 83 us inline, 316 us through the helper), against a panic.
+/// wasmtime-wasi's synchronous bindings (guest stdout, for one) block on
+/// the current tokio runtime, which panics on a thread that is driving
+/// async tasks, and tokio offers no way to tell a blocking-pool thread
+/// from a worker. So the guest runs inline outside any runtime and on
+/// threads marked by [`on_plugin_thread`] (the controller's calls), and
+/// on a scoped helper thread anywhere else in a runtime (loads made from
+/// async code: the agent's assembly in `run`, `validate --environment`):
+/// the helper costs a thread start per call (measured in a debug build:
+/// warm `decide` of `step` 83 us inline, 316 us through the helper).
 fn guarded<R: Send>(
     store: &mut Store<State>,
     deadline_ticks: u64,
@@ -299,13 +323,13 @@ fn guarded<R: Send>(
     store.data_mut().limiter.refused = false;
     let log = store.data().log.clone();
     log.begin_call();
-    let result = if tokio::runtime::Handle::try_current().is_ok() {
+    let result = if PLUGIN_THREAD.get() || tokio::runtime::Handle::try_current().is_err() {
+        call(store)
+    } else {
         std::thread::scope(|scope| match scope.spawn(|| call(store)).join() {
             Ok(result) => result,
             Err(panic) => std::panic::resume_unwind(panic),
         })
-    } else {
-        call(store)
     };
     log.end_call();
     result

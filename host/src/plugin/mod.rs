@@ -33,7 +33,7 @@ use std::time::Duration;
 
 pub use builtin::PluginSource;
 pub use engine::PluginHost;
-pub use instance::{InterpreterInstance, PolicyInstance};
+pub use instance::{InterpreterInstance, PolicyInstance, on_plugin_thread};
 pub use reload::{Refresh, Reloading};
 
 /// The resources one plugin instance may use.
