@@ -415,10 +415,32 @@ fn warm_decide() {
         .worker_threads(1)
         .build()
         .expect("a runtime");
-    for (label, wasm) in [
-        ("built-in step", builtin("step")),
-        ("v0.1.0 step", v0_1_0("step")),
-    ] {
+    // The host's share: converting the evaluation to the guest's records.
+    let mut conversions = Vec::with_capacity(20_000);
+    for _ in 0..20_000 {
+        let started = std::time::Instant::now();
+        let converted = flinkscale::plugin::v0_2_0::evaluation(&typical);
+        conversions.push(started.elapsed());
+        std::hint::black_box(converted);
+    }
+    conversions.sort();
+    println!(
+        "converting the evaluation to the guest's records: p50 {:.2} us, p99 {:.2} us",
+        conversions[10_000].as_secs_f64() * 1e6,
+        conversions[19_800].as_secs_f64() * 1e6
+    );
+    let mut wasms = vec![
+        ("built-in step".to_owned(), builtin("step")),
+        ("v0.1.0 step".to_owned(), v0_1_0("step")),
+    ];
+    // Another build to compare, e.g. step at another opt-level.
+    if let Some(other) = std::env::var_os("FLINKSCALE_MEASURE_WASM") {
+        wasms.push((
+            format!("{}", Path::new(&other).display()),
+            PathBuf::from(other),
+        ));
+    }
+    for (label, wasm) in wasms {
         let mut policy = host()
             .load_policy(&wasm, STEP_PARAMS, "orders")
             .expect("step loads");
