@@ -180,7 +180,8 @@ impl<W: World> Sandbox<W> {
     fn invoke<R: Send>(
         &mut self,
         function: &'static str,
-        call: impl FnOnce(&mut Store<State>, &W::Exports) -> wasmtime::Result<Result<R, String>> + Send,
+        call: impl FnOnce(&mut Store<State>, &mut W::Exports) -> wasmtime::Result<Result<R, String>>
+        + Send,
     ) -> Result<R, PluginError> {
         if self.live.is_none() {
             self.start(true)?;
@@ -188,7 +189,7 @@ impl<W: World> Sandbox<W> {
         let Some(live) = self.live.as_mut() else {
             return Err(self.failed(function, FailureClass::Trap, "no live instance".to_owned()));
         };
-        let exports = &*live.exports;
+        let exports = &mut *live.exports;
         let result = guarded(&mut live.store, self.deadline_ticks, |store| {
             call(store, exports)
         });

@@ -48,7 +48,7 @@ pub(crate) trait Exports: Send + Sync + 'static {
 pub(crate) trait PolicyExports: Exports {
     /// Calls `decide`.
     fn decide(
-        &self,
+        &mut self,
         store: &mut Store<State>,
         evaluation: &Evaluation,
     ) -> wasmtime::Result<Result<Decision, String>>;
@@ -58,7 +58,7 @@ pub(crate) trait PolicyExports: Exports {
 pub(crate) trait InterpreterExports: Exports {
     /// Calls `interpret`.
     fn interpret(
-        &self,
+        &mut self,
         store: &mut Store<State>,
         now_ms: i64,
         app: &Application,
@@ -181,10 +181,100 @@ macro_rules! contract_bindings {
             }
         }
 
+        /// Overwrites `out` with the host's evaluation, reusing the
+        /// strings' and lists' buffers of the previous call: a warm
+        /// `decide` then allocates nothing on the host side.
+        pub fn fill_evaluation(e: &model::Evaluation, out: &mut wit::Evaluation) {
+            out.now_ms = e.now_ms;
+            fill_application(&e.app, &mut out.app);
+            fill_list(&mut out.metrics, &e.metrics, empty_series, fill_series);
+            fill_list(&mut out.alarms, &e.alarms, empty_alarm, |a, out| {
+                out.name.clone_from(&a.name);
+                out.state = alarm(a).state;
+                out.since_ms = a.since_ms;
+            });
+            fill_list(
+                &mut out.signals,
+                &e.signals,
+                || wit::Signal {
+                    name: String::new(),
+                    value: 0.0,
+                },
+                |s, out| {
+                    out.name.clone_from(&s.name);
+                    out.value = s.value;
+                },
+            );
+        }
+
+        /// Makes `out` as long as `from` and fills each element in place.
+        fn fill_list<T, U>(
+            out: &mut Vec<U>,
+            from: &[T],
+            empty: impl Fn() -> U,
+            fill: impl Fn(&T, &mut U),
+        ) {
+            out.truncate(from.len());
+            while out.len() < from.len() {
+                out.push(empty());
+            }
+            for (from, out) in from.iter().zip(out.iter_mut()) {
+                fill(from, out);
+            }
+        }
+
+        fn empty_series() -> wit::Series {
+            wit::Series {
+                id: String::new(),
+                namespace: String::new(),
+                metric_name: String::new(),
+                statistic: String::new(),
+                period_secs: 0,
+                points: Vec::new(),
+            }
+        }
+
+        fn empty_alarm() -> wit::Alarm {
+            wit::Alarm {
+                name: String::new(),
+                state: wit::AlarmState::Ok,
+                since_ms: 0,
+            }
+        }
+
+        fn fill_series(s: &Series, out: &mut wit::Series) {
+            out.id.clone_from(&s.query.id);
+            out.namespace.clone_from(&s.query.namespace);
+            out.metric_name.clone_from(&s.query.metric_name);
+            out.statistic.clone_from(&s.query.statistic);
+            out.period_secs = s.query.period_secs;
+            out.points.clear();
+            out.points
+                .extend(
+                    s.points
+                        .iter()
+                        .filter(|p| !p.value.is_nan())
+                        .map(|p| wit::Datapoint {
+                            timestamp_ms: p.timestamp_ms,
+                            value: p.value,
+                        }),
+                );
+        }
+
+        fn fill_application(a: &model::Application, out: &mut wit::Application) {
+            let mut name = std::mem::take(&mut out.name);
+            name.clone_from(&a.name);
+            *out = application_named(a, name);
+        }
+
         /// Converts the host's application record to the guest's.
         pub fn application(a: &model::Application) -> wit::Application {
+            application_named(a, a.name.clone())
+        }
+
+        fn application_named(a: &model::Application, name: String) -> wit::Application {
             wit::Application {
-                name: a.name.clone(),
+                name,
                 status: app_status(a.status),
                 kpu: a.kpu,
                 parallelism: a.parallelism,
@@ -313,15 +403,46 @@ macro_rules! contract_bindings {
             flinkscale_plugin_interpreter
         );
 
-        impl PolicyExports for policy::ScalingPolicy {
-            fn decide(
+        /// A policy instance's exports, with the guest's evaluation record
+        /// kept from call to call so that its buffers are reused.
+        pub(crate) struct Policy {
+            bindings: policy::ScalingPolicy,
+            evaluation: Option<wit::Evaluation>,
+        }
+
+        impl Exports for Policy {
+            fn metadata(
                 &self,
+                store: &mut wasmtime::Store<State>,
+            ) -> wasmtime::Result<GuestMetadata> {
+                self.bindings.metadata(store)
+            }
+
+            fn configure(
+                &self,
+                store: &mut wasmtime::Store<State>,
+                params_json: &str,
+            ) -> wasmtime::Result<Result<(), String>> {
+                self.bindings.configure(store, params_json)
+            }
+        }
+
+        impl PolicyExports for Policy {
+            fn decide(
+                &mut self,
                 store: &mut wasmtime::Store<State>,
                 e: &model::Evaluation,
             ) -> wasmtime::Result<Result<model::Decision, String>> {
-                let e = evaluation(e);
-                self.flinkscale_plugin_policy()
-                    .call_decide(store, &e)
+                let converted = match &mut self.evaluation {
+                    Some(reused) => {
+                        fill_evaluation(e, reused);
+                        reused
+                    }
+                    slot @ None => slot.insert(evaluation(e)),
+                };
+                self.bindings
+                    .flinkscale_plugin_policy()
+                    .call_decide(store, converted)
                     .map(|answer| answer.map(decision))
             }
         }
@@ -331,14 +452,18 @@ macro_rules! contract_bindings {
                 &self,
                 store: &mut wasmtime::Store<State>,
             ) -> wasmtime::Result<Box<dyn PolicyExports>> {
-                policy::ScalingPolicyPre::instantiate(self, store)
-                    .map(|b| Box::new(b) as Box<dyn PolicyExports>)
+                policy::ScalingPolicyPre::instantiate(self, store).map(|bindings| {
+                    Box::new(Policy {
+                        bindings,
+                        evaluation: None,
+                    }) as Box<dyn PolicyExports>
+                })
             }
         }
 
         impl InterpreterExports for interpreter::MetricInterpreter {
             fn interpret(
-                &self,
+                &mut self,
                 store: &mut wasmtime::Store<State>,
                 now_ms: i64,
                 app: &model::Application,
