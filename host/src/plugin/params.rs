@@ -12,6 +12,7 @@ use serde_json::Value;
 use super::validate::sanitize_text;
 use super::{Parameter, ParameterKind};
 use crate::config::load::edit_distance;
+use crate::config::validate::with_article;
 
 /// Most parameters a plugin may declare.
 pub const MAX_PARAMETERS: usize = 64;
@@ -173,16 +174,6 @@ fn describe_value(value: &Value) -> String {
         Value::Object(_) => "a table",
     };
     format!("{kind} ({})", sanitize_text(&value.to_string(), 64))
-}
-
-/// "an integer", "a number".
-fn with_article(noun: &str) -> String {
-    let article = if noun.starts_with(['a', 'e', 'i', 'o', 'u']) {
-        "an"
-    } else {
-        "a"
-    };
-    format!("{article} {noun}")
 }
 
 /// Whether `value` is a JSON value of `kind`. An integer is a number too;
