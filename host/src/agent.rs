@@ -26,8 +26,8 @@ use crate::clock::Clock;
 use crate::config::ApplicationConfig;
 use crate::config::load::{LoadedConfig, PluginSources};
 use crate::controller::{
-    ActOutcome, Assessment, Controller, Decide, EvaluateError, Interpret, PluginThreads,
-    QuarantinePolicy,
+    ActOutcome, Assessment, Controller, Decide, EvaluateError, Interpret, PluginFailure,
+    PluginThreads, QuarantinePolicy,
 };
 use crate::metrics::MetricSource;
 use crate::metrics::Series;
@@ -567,9 +567,9 @@ pub struct OnceReport {
 pub struct PluginPolicy(pub Reloading<PolicyInstance>);
 
 impl Decide for PluginPolicy {
-    fn decide(&mut self, evaluation: &Evaluation) -> Result<Decision, String> {
-        let instance = self.0.get().map_err(|e| e.to_string())?;
-        instance.decide(evaluation).map_err(|e| e.to_string())
+    fn decide(&mut self, evaluation: &Evaluation) -> Result<Decision, PluginFailure> {
+        let instance = self.0.get()?;
+        Ok(instance.decide(evaluation)?)
     }
     fn label(&self) -> String {
         self.0.label()
@@ -589,11 +589,9 @@ impl Interpret for PluginInterpreter {
         now_ms: i64,
         app: &Application,
         metrics: &[Series],
-    ) -> Result<Vec<Signal>, String> {
-        let instance = self.0.get().map_err(|e| e.to_string())?;
-        instance
-            .interpret(now_ms, app, metrics)
-            .map_err(|e| e.to_string())
+    ) -> Result<Vec<Signal>, PluginFailure> {
+        let instance = self.0.get()?;
+        Ok(instance.interpret(now_ms, app, metrics)?)
     }
     fn label(&self) -> String {
         self.0.label()

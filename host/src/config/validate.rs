@@ -897,7 +897,7 @@ fn non_finite_floats(at: &FieldPath, value: &toml::Value) -> Vec<Problem> {
 }
 
 /// "an integer", "a string".
-fn with_article(noun: &str) -> String {
+pub(crate) fn with_article(noun: &str) -> String {
     let article = if noun.starts_with(['a', 'e', 'i', 'o', 'u']) {
         "an"
     } else {

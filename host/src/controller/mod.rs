@@ -50,7 +50,7 @@ use crate::config::ApplicationConfig;
 use crate::metrics::alarms::AlarmStates;
 use crate::metrics::{MetricQuery, MetricSource, MetricsError, Series};
 use crate::model::{Action, Application, Decision, Evaluation, Signal};
-use crate::plugin::Refresh;
+use crate::plugin::{FailureClass, PluginError, Refresh};
 use crate::state::{AppRecord, Journal, JournalFile, Phase, StateError};
 use crate::target::{AppState, ScalingTarget, TargetError};
 use crate::telemetry::{Event, Events};
@@ -62,7 +62,7 @@ pub use quarantine::{AfterFailure, Gate, PluginHealth, QuarantinePolicy, RetryRe
 pub trait Decide: Send {
     /// Decides on `evaluation`; an error means "no decision" and is turned
     /// into a hold by the controller.
-    fn decide(&mut self, evaluation: &Evaluation) -> Result<Decision, String>;
+    fn decide(&mut self, evaluation: &Evaluation) -> Result<Decision, PluginFailure>;
     /// Who decides, for logs (e.g. `step 0.1.0`).
     fn label(&self) -> String;
     /// Follows the policy's code: if its file was replaced, loads the new
@@ -85,12 +85,49 @@ pub trait Interpret: Send {
         now_ms: i64,
         app: &Application,
         metrics: &[Series],
-    ) -> Result<Vec<Signal>, String>;
+    ) -> Result<Vec<Signal>, PluginFailure>;
     /// Who interprets, for logs.
     fn label(&self) -> String;
     /// Follows the interpreter's code; see [`Decide::refresh`].
     fn refresh(&mut self) -> Refresh {
         Refresh::Unchanged
+    }
+}
+
+/// Why a plugin gave no answer: its class (what quarantine events and the
+/// plugin failure counter report) and what happened, for people.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PluginFailure {
+    /// The kind of failure.
+    pub class: FailureClass,
+    /// What happened, naming the plugin.
+    pub message: String,
+}
+
+impl PluginFailure {
+    /// A failure of `class`.
+    pub fn new(class: FailureClass, message: impl Into<String>) -> Self {
+        Self {
+            class,
+            message: message.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for PluginFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl From<PluginError> for PluginFailure {
+    /// A failed call keeps its class; a plugin whose (new) file cannot be
+    /// loaded at all is not a valid plugin: `Invalid`.
+    fn from(error: PluginError) -> Self {
+        Self {
+            class: error.class().unwrap_or(FailureClass::Invalid),
+            message: error.to_string(),
+        }
     }
 }
 
@@ -764,9 +801,13 @@ impl Controller {
             PluginThreads::Inline => Ok(run()),
             // The closure catches its own panics: only a runtime shutting
             // down cancels it, and the plugin goes with it.
-            PluginThreads::Blocking => tokio::task::spawn_blocking(run)
-                .await
-                .map_err(|e| EvaluateError::Panicked(format!("the call was cancelled: {e}"))),
+            // A blocking-pool thread may call guests directly: marked so,
+            // no call needs a helper thread.
+            PluginThreads::Blocking => {
+                tokio::task::spawn_blocking(|| crate::plugin::on_plugin_thread(run))
+                    .await
+                    .map_err(|e| EvaluateError::Panicked(format!("the call was cancelled: {e}")))
+            }
         }
     }
 
@@ -839,7 +880,13 @@ impl Controller {
                         Err(error) => {
                             let message = format!("interpreter {label} failed: {error}");
                             if let Some(after) = after {
-                                self.plugin_failed(&label, message.clone(), after, now_ms);
+                                self.plugin_failed(
+                                    &label,
+                                    error.class,
+                                    message.clone(),
+                                    after,
+                                    now_ms,
+                                );
                             }
                             trouble.push(message);
                         }
@@ -906,19 +953,33 @@ impl Controller {
             Err(error) => {
                 let after = self.policy_health.failed(now_ms, &self.settings.quarantine);
                 let message = format!("policy {label} failed: {error}");
-                self.plugin_failed(&label, message.clone(), after, now_ms);
+                self.plugin_failed(&label, error.class, message.clone(), after, now_ms);
                 Decision::hold(format!("{message}; holding"))
             }
         })
     }
 
-    fn plugin_failed(&self, label: &str, message: String, after: AfterFailure, now_ms: i64) {
-        self.fail(Failure::Plugin, message);
+    fn plugin_failed(
+        &self,
+        label: &str,
+        class: FailureClass,
+        message: String,
+        after: AfterFailure,
+        now_ms: i64,
+    ) {
+        self.events.emit(Event::Failed {
+            application: self.settings.name.clone(),
+            at_ms: self.clock.now_ms(),
+            class: Failure::Plugin.as_str().to_owned(),
+            plugin_class: Some(class),
+            message,
+        });
         if let AfterFailure::Quarantined { failures, until_ms } = after {
             self.events.emit(Event::PluginQuarantined {
                 application: self.settings.name.clone(),
                 at_ms: now_ms,
                 plugin: label.to_owned(),
+                class,
                 failures,
                 until_ms,
             });
@@ -994,6 +1055,7 @@ impl Controller {
             application: self.settings.name.clone(),
             at_ms: self.clock.now_ms(),
             class: class.as_str().to_owned(),
+            plugin_class: None,
             message,
         });
     }

@@ -151,6 +151,10 @@ impl std::fmt::Display for Outcome {
 pub struct Quarantine {
     /// The plugin (`name version`).
     pub plugin: String,
+    /// How its last call failed (`timeout`, `trap`, ...; empty in a
+    /// file written before the class was recorded).
+    #[serde(default)]
+    pub class: String,
     /// Failures in a row that led to it.
     pub failures: u32,
     /// When it began (ms since the epoch).
@@ -349,6 +353,7 @@ impl Files {
                 application,
                 at_ms,
                 plugin,
+                class,
                 failures,
                 until_ms,
             } => {
@@ -356,6 +361,7 @@ impl Files {
                 list.retain(|q| q.plugin != plugin);
                 list.push(Quarantine {
                     plugin,
+                    class: class.as_str().to_owned(),
                     failures,
                     at_ms,
                     until_ms,

@@ -372,6 +372,7 @@ mod tests {
             application: "app".to_owned(),
             at_ms,
             class: class.to_owned(),
+            plugin_class: None,
             message: message.to_owned(),
         }
     }

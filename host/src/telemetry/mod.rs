@@ -16,6 +16,7 @@ use tokio::sync::mpsc::UnboundedSender;
 use tracing::{error, info, warn};
 
 use crate::model::{AlarmStatus, Decision, Signal};
+use crate::plugin::FailureClass;
 use crate::target::AppStatus;
 
 pub mod history;
@@ -82,6 +83,10 @@ pub enum Event {
         /// Failure class (e.g. `metrics`, `plugin`, `throttled`,
         /// `update_timeout`; the list is [`crate::controller::Failure`]).
         class: String,
+        /// For a `plugin` failure, how the plugin failed (timeout, trap,
+        /// ...); absent otherwise.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        plugin_class: Option<FailureClass>,
         /// What happened.
         message: String,
     },
@@ -133,6 +138,8 @@ pub enum Event {
         at_ms: i64,
         /// The plugin (`name version`).
         plugin: String,
+        /// How its last call failed.
+        class: FailureClass,
         /// Failures in a row that led here.
         failures: u32,
         /// End of the quarantine (ms since the epoch).
@@ -442,6 +449,7 @@ fn log_event(event: &Event) {
             Event::PluginQuarantined {
                 application,
                 plugin,
+                class,
                 failures,
                 until_ms,
                 at_ms,
@@ -449,6 +457,7 @@ fn log_event(event: &Event) {
                 message = "Plugin quarantined; the application holds.",
                 application = %application,
                 plugin = %plugin,
+                class = class.as_str(),
                 failures,
                 quarantine_secs = (until_ms - at_ms).max(0) / 1000,
             ),

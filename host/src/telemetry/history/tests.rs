@@ -95,6 +95,7 @@ fn an_entry_keeps_the_inputs_and_what_became_of_the_update() {
                 at_ms: 2_100,
                 class: "limit_exceeded".to_owned(),
                 message: "LimitExceededException".to_owned(),
+                plugin_class: None,
             },
             evaluated("app", 3_000, Action::ScaleTo(3), true),
             evaluated("app", 4_000, Action::Hold, false),
@@ -184,6 +185,7 @@ fn quarantined(at_ms: i64) -> Event {
         application: "app".to_owned(),
         at_ms,
         plugin: "step 0.2.0".to_owned(),
+        class: crate::plugin::FailureClass::Timeout,
         failures: 3,
         until_ms: at_ms + 300_000,
     }
@@ -199,6 +201,7 @@ fn status_shows_a_quarantine_until_the_plugin_recovers() {
         now.applications[0].quarantine,
         [Quarantine {
             plugin: "step 0.2.0".to_owned(),
+            class: "timeout".to_owned(),
             failures: 3,
             at_ms: 1_000,
             until_ms: 301_000,
