@@ -2,17 +2,19 @@
 //! (parameters as JSON, an evaluation in, a decision out), plus the
 //! arithmetic on its own.
 
+use flinkscale_plugin::testing::{check_declarations, configure};
 use flinkscale_plugin::{Action, Alarm, AppStatus, Application};
 
 use super::*;
 
+/// The policy as the agent configures it (declarations included).
 fn policy(json: &str) -> StepPolicy {
-    StepPolicy::configure(Params::from_json(json).expect("JSON object"))
+    configure::<StepPolicy>(json)
         .unwrap_or_else(|error| panic!("configure({json}) failed: {error}"))
 }
 
 fn configure_error(json: &str) -> String {
-    match StepPolicy::configure(Params::from_json(json).expect("JSON object")) {
+    match configure::<StepPolicy>(json) {
         Ok(policy) => panic!("configure({json}) accepted: {policy:?}"),
         Err(error) => error,
     }
@@ -336,4 +338,9 @@ fn below_min_scale_out_is_raised_to_min() {
         decision.reason,
         "`out` is in ALARM: 1 KPU + 3 = 4 KPU, clamped to min KPU 5"
     );
+}
+
+#[test]
+fn declarations_are_well_formed() {
+    assert_eq!(check_declarations::<StepPolicy>(), Ok(()));
 }
