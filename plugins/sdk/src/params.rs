@@ -219,9 +219,15 @@ impl Params {
     /// optional key with no default is an `Option` field.
     pub fn parse<T: DeserializeOwned>(&self) -> Result<T, String> {
         let table = Value::Object(self.map.clone());
+        let order: Vec<&str> = self
+            .declared
+            .iter()
+            .map(|parameter| parameter.name)
+            .collect();
         let deserializer = de::ValueDeserializer {
             path: String::new(),
             value: &table,
+            order: &order,
         };
         T::deserialize(deserializer).map_err(|error| {
             error.into_message(|key| {
@@ -498,7 +504,12 @@ mod tests {
             (
                 "operation",
                 "2",
-                "parameter `operation` must be \"multiply\" or \"add\", found the number 2",
+                "parameter `operation` must be a string, found the number 2",
+            ),
+            (
+                "limit",
+                "null",
+                "parameter `limit` must be a whole number from 0 to 4294967295, found null",
             ),
             (
                 "limit",
@@ -539,6 +550,28 @@ mod tests {
             error,
             "missing required parameter `factor` (a whole number)"
         );
+    }
+
+    #[test]
+    fn parse_reports_the_first_wrong_key_in_declared_order() {
+        #[derive(serde::Deserialize, Debug)]
+        #[allow(dead_code)]
+        struct P {
+            zeta: u32,
+            alpha: u32,
+        }
+        // Declared zeta first: the table's own (alphabetical) order would
+        // report alpha.
+        const DECLARED: &[Parameter] = &[
+            Parameter::integer("zeta").required().meaning("m"),
+            Parameter::integer("alpha").required().meaning("m"),
+        ];
+        let error = params(r#"{"alpha": "a", "zeta": "z"}"#)
+            .declare(DECLARED)
+            .expect("declared keys only")
+            .parse::<P>()
+            .expect_err("both are wrong");
+        assert!(error.starts_with("parameter `zeta` must be"), "{error}");
     }
 
     #[test]

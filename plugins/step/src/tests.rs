@@ -266,6 +266,16 @@ fn an_unknown_operation_is_refused() {
 }
 
 #[test]
+fn an_operation_that_is_not_a_string_is_refused_as_the_getters_refuse_it() {
+    // The Python and JavaScript steps give this text word for word
+    // (host/tests/polyglot.rs).
+    assert_eq!(
+        configure_error(r#"{"scale_out_alarm": "o", "scale_in_alarm": "i", "operation": 2}"#),
+        "parameter `operation` must be a string, found the number 2"
+    );
+}
+
+#[test]
 fn factors_that_never_change_capacity_are_refused() {
     let error =
         configure_error(r#"{"scale_out_alarm": "o", "scale_in_alarm": "i", "scale_in_factor": 1}"#);

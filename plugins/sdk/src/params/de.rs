@@ -145,6 +145,10 @@ fn one_of(variants: &[&str]) -> String {
 pub(crate) struct ValueDeserializer<'a> {
     pub(crate) path: String,
     pub(crate) value: &'a Value,
+    /// The order to read a table's keys in, known ones first: the plugin's
+    /// declarations at the top, so that of several wrong keys the first in
+    /// the documentation is reported.
+    pub(crate) order: &'a [&'a str],
 }
 
 impl<'a> ValueDeserializer<'a> {
@@ -156,6 +160,7 @@ impl<'a> ValueDeserializer<'a> {
                 format!("{}.{key}", self.path)
             },
             value,
+            order: &[],
         }
     }
 
@@ -245,9 +250,17 @@ impl<'a> ValueDeserializer<'a> {
         let Value::Object(entries) = self.value else {
             return Err(self.wrong("a table"));
         };
+        let mut entries: Vec<(&'a String, &'a Value)> = entries.iter().collect();
+        // Stable: keys not in `order` keep the table's order, after the rest.
+        entries.sort_by_key(|(key, _)| {
+            self.order
+                .iter()
+                .position(|known| known == key)
+                .unwrap_or(usize::MAX)
+        });
         let access = Entries {
             parent: &self,
-            entries: entries.iter(),
+            entries: entries.into_iter(),
             value: None,
         };
         let result = visitor.visit_map(access);
@@ -356,14 +369,12 @@ impl<'a> de::Deserializer<'a> for ValueDeserializer<'a> {
         self.deserialize_any(visitor)
     }
 
+    /// A present key is `Some`, whatever its value: TOML has no null, so an
+    /// absent key is the only way to say "none", and a JSON `null` is
+    /// refused by the inner type as the getters refuse it.
     fn deserialize_option<V: Visitor<'a>>(self, visitor: V) -> Result<V::Value, Error> {
-        match self.value {
-            Value::Null => self.locate(visitor.visit_none()),
-            _ => {
-                let path = self.path.clone();
-                visitor.visit_some(self).map_err(|error| error.at(&path))
-            }
-        }
+        let path = self.path.clone();
+        visitor.visit_some(self).map_err(|error| error.at(&path))
     }
 
     fn deserialize_unit<V: Visitor<'a>>(self, visitor: V) -> Result<V::Value, Error> {
@@ -423,11 +434,13 @@ impl<'a> de::Deserializer<'a> for ValueDeserializer<'a> {
     }
 
     /// Only unit variants, written as their name: what a TOML author writes
-    /// for a choice such as `operation = "add"`.
+    /// for a choice such as `operation = "add"`. A value that is not a
+    /// string is refused as one, in the getters' words (the Python and
+    /// JavaScript helpers say the same).
     fn deserialize_enum<V: Visitor<'a>>(
         self,
         _name: &'static str,
-        variants: &'static [&'static str],
+        _variants: &'static [&'static str],
         visitor: V,
     ) -> Result<V::Value, Error> {
         match self.value {
@@ -436,7 +449,7 @@ impl<'a> de::Deserializer<'a> for ValueDeserializer<'a> {
                     text.as_str().into_deserializer();
                 self.locate(visitor.visit_enum(variant))
             }
-            _ => Err(self.wrong(&one_of(variants))),
+            _ => Err(self.wrong("a string")),
         }
     }
 
@@ -469,6 +482,7 @@ impl<'a> SeqAccess<'a> for Elements<'a> {
         let element = ValueDeserializer {
             path: path.clone(),
             value,
+            order: &[],
         };
         // A `Deserialize` impl may refuse a value after the deserializer
         // has handed it over (`try_from`): the key goes on here.
@@ -485,7 +499,7 @@ impl<'a> SeqAccess<'a> for Elements<'a> {
 /// The entries of a table, each value deserialized at `path.key`.
 struct Entries<'p, 'a> {
     parent: &'p ValueDeserializer<'a>,
-    entries: serde_json::map::Iter<'a>,
+    entries: std::vec::IntoIter<(&'a String, &'a Value)>,
     value: Option<(&'a str, &'a Value)>,
 }
 
