@@ -250,14 +250,16 @@ impl<'a> ValueDeserializer<'a> {
         let Value::Object(entries) = self.value else {
             return Err(self.wrong("a table"));
         };
-        let mut entries: Vec<(&'a String, &'a Value)> = entries.iter().collect();
-        // Stable: keys not in `order` keep the table's order, after the rest.
-        entries.sort_by_key(|(key, _)| {
-            self.order
-                .iter()
-                .position(|known| known == key)
-                .unwrap_or(usize::MAX)
-        });
+        // Keys in `order` first, then the others in the table's order. Two
+        // passes rather than a stable sort, whose code made step's
+        // component 12 KB (6 %) larger.
+        let known = |key: &String| self.order.contains(&key.as_str());
+        let entries: Vec<(&'a String, &'a Value)> = self
+            .order
+            .iter()
+            .filter_map(|name| entries.get_key_value(*name))
+            .chain(entries.iter().filter(|(key, _)| !known(key)))
+            .collect();
         let access = Entries {
             parent: &self,
             entries: entries.into_iter(),
