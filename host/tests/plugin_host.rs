@@ -253,7 +253,18 @@ fn step_reports_its_name_version_and_contract() {
     let metadata = host().check(plugin("step")).expect("step checks");
     assert_eq!(metadata.name, "step");
     assert_eq!(metadata.kind, PluginKind::Policy);
-    assert_eq!(metadata.contract_version, "0.1.0");
+    assert_eq!(metadata.contract_version, "0.2.0");
+    assert!(!metadata.summary.is_empty(), "{metadata:?}");
+    let declared: Vec<&str> = metadata
+        .parameters
+        .as_deref()
+        .expect("a 0.2.0 plugin declares its parameters")
+        .iter()
+        .map(|p| p.name.as_str())
+        .collect();
+    for name in ["scale_out_alarm", "scale_in_alarm", "operation"] {
+        assert!(declared.contains(&name), "{name} in {declared:?}");
+    }
 }
 
 #[test]
