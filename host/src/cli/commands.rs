@@ -287,7 +287,17 @@ pub async fn once(config: &Path, dry_run: bool, json: bool) -> anyhow::Result<Ex
         if json {
             println!("{}", json_line(&once_json(report)));
         } else {
-            print!("{}", once_text(report, dry_run));
+            print!("{}", once_text(report));
+        }
+    }
+    for name in agent.paused() {
+        if json {
+            println!(
+                "{}",
+                json_line(&serde_json::json!({"application": name, "mode": "paused"}))
+            );
+        } else {
+            println!("application {name:?}: paused (mode = \"paused\"): not evaluated");
         }
     }
     Ok(if ok {
@@ -314,7 +324,8 @@ fn number(v: f64) -> String {
     }
 }
 
-fn once_text(report: &OnceReport, dry_run: bool) -> String {
+fn once_text(report: &OnceReport) -> String {
+    let dry_run = report.dry_run;
     use std::fmt::Write;
     let mut out = String::new();
     let name = &report.application;
@@ -907,6 +918,7 @@ mod tests {
         };
         OnceReport {
             application: "orders".into(),
+            dry_run: true,
             result: Ok((assessment, ActOutcome::Held)),
         }
     }
@@ -920,13 +932,10 @@ mod tests {
 
     #[test]
     fn once_prints_plugin_text_without_terminal_controls() {
-        let text = once_text(
-            &report(
-                "backlog\x1b[2J\rall good \u{202E}evil",
-                "lag\x1b]0;title\x07",
-            ),
-            true,
-        );
+        let text = once_text(&report(
+            "backlog\x1b[2J\rall good \u{202E}evil",
+            "lag\x1b]0;title\x07",
+        ));
         assert_inert(&text);
         assert!(
             text.contains(r"decision: scale to 4 KPU: backlog\u{1b}[2J\rall good \u{202e}evil"),
@@ -944,11 +953,12 @@ mod tests {
     fn once_prints_aws_errors_without_terminal_controls() {
         let report = OnceReport {
             application: "orders".into(),
+            dry_run: false,
             result: Err(EvaluateError::Metrics(MetricsError::Source(
                 "GetMetricData failed: \x1b[31mred\x1b[0m\nforged line".into(),
             ))),
         };
-        let text = once_text(&report, false);
+        let text = once_text(&report);
         assert_inert(&text);
         assert_eq!(text.lines().count(), 1, "{text}");
         assert!(text.contains(r"\u{1b}[31mred"), "{text}");

@@ -1,0 +1,269 @@
+//! The conventions operators expect, end to end with the real binary and
+//! the emulator (scenario `tests/fixtures/scenarios/reload.toml`): an
+//! application's `mode` switched by a SIGHUP reload.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use common::{Emulator, Running, http, log_events, scenario, start_agent, wait_until};
+
+/// The emulator's model runs 20x faster than the wall clock.
+const SPEED: f64 = 20.0;
+
+/// How long any wait of these tests may take: generous, for a loaded
+/// 2-core CI machine compiling plugins.
+const PATIENCE: Duration = Duration::from_secs(90);
+
+/// One `[[application]]` evaluated every second on its CPU, in `mode`,
+/// deciding with `plugin` and `params` (TOML inline-table body).
+fn application(name: &str, mode: &str, plugin: &str, params: &str) -> String {
+    format!(
+        r#"
+[[application]]
+name = "{name}"
+mode = "{mode}"
+min_kpu = 1
+max_kpu = 8
+evaluation_interval_secs = 1
+update_poll_secs = 1
+grace_period_secs = 2
+
+[[application.metric]]
+id = "cpu"
+namespace = "AWS/KinesisAnalytics"
+metric_name = "containerCPUUtilization"
+dimensions = {{ Application = "{name}" }}
+statistic = "Average"
+period_secs = 10
+
+[application.policy]
+plugin = "{plugin}"
+params = {{ {params} }}
+"#
+    )
+}
+
+/// `target-tracking` aiming at 15 % CPU: at the scenario's load it wants
+/// more KPU at once, so an application in it would call UpdateApplication
+/// unless its mode stops it.
+fn eager(name: &str, mode: &str) -> String {
+    application(
+        name,
+        mode,
+        "target-tracking",
+        "target_utilisation = 0.15, tolerance = 0.05, warmup_secs = 0",
+    )
+}
+
+/// A loopback port free now (the agent refuses `listen` on port 0).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+/// Writes the configuration (the built-in plugins, state in `dir/state`,
+/// the HTTP listener on `port`) the way an operator edits it: aside, then
+/// renamed over the old file.
+fn write_config(dir: &Path, port: u16, applications: &[String]) -> PathBuf {
+    let text = format!(
+        "[agent]\nplugin_dir = \"no-plugins\"\nstate_dir = \"state\"\nlisten = \"127.0.0.1:{port}\"\n{}",
+        applications.concat()
+    );
+    let path = dir.join("agent.toml");
+    let staged = dir.join("agent.toml.staged");
+    std::fs::write(&staged, text).expect("the staged file can be written");
+    std::fs::rename(&staged, &path).expect("the staged file can be renamed");
+    path
+}
+
+fn hangup(agent: &Running) {
+    let status = Command::new("kill")
+        .arg("-HUP")
+        .arg(agent.pid().to_string())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("kill runs");
+    assert!(status.success(), "kill -HUP failed");
+}
+
+/// The emulator's calls of `operation` for `application` after `seq`.
+fn calls_after(calls: &[Value], operation: &str, application: &str, seq: u64) -> usize {
+    calls
+        .iter()
+        .filter(|c| c["operation"] == operation && c["application"] == application)
+        .filter(|c| c["seq"].as_u64().unwrap_or(0) > seq)
+        .count()
+}
+
+fn last_seq(emulator: &Emulator) -> u64 {
+    emulator
+        .calls()
+        .iter()
+        .filter_map(|c| c["seq"].as_u64())
+        .max()
+        .unwrap_or(0)
+}
+
+/// Waits for the `n`th "Configuration reloaded." line.
+fn wait_reloads(agent: &Running, n: usize, diagnose: &dyn Fn() -> String) {
+    wait_until(
+        PATIENCE,
+        &format!("reload number {n}"),
+        || log_events(&agent.log(), "Configuration reloaded.").len() >= n,
+        diagnose,
+    );
+}
+
+/// `GET path` on the agent's listener (its address is in the log).
+fn agent_get(agent: &Running, path: &str) -> (u16, String) {
+    let serving = log_events(
+        &agent.log(),
+        "Serving /metrics, /livez, /readyz and /healthz.",
+    );
+    let addr = serving[0]["addr"]
+        .as_str()
+        .and_then(|a| a.parse().ok())
+        .expect("the listener's address is logged");
+    let response = http(addr, "GET", path, &[], b"").expect("the agent answers");
+    (
+        response.status,
+        String::from_utf8_lossy(&response.body).into_owned(),
+    )
+}
+
+#[test]
+fn a_reload_switches_an_application_between_dry_run_paused_and_active_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let emulator = Emulator::start(&scenario("reload.toml"), SPEED, &[], dir.path());
+    let keep = application("keep", "active", "hold", "");
+    let port = free_port();
+    let config = write_config(
+        dir.path(),
+        port,
+        &[keep.clone(), eager("changed", "dry-run")],
+    );
+    let agent = start_agent(&emulator, &config, &[], dir.path());
+    let diagnose = || {
+        if let Some(status) = agent.exited() {
+            panic!("the agent exited ({status}):\n{}", agent.log_tail(20));
+        }
+        format!(
+            "{}\n{}\n{}",
+            emulator.call_summary(),
+            agent.log_tail(60),
+            emulator.process.log_tail(20)
+        )
+    };
+
+    // Dry run: it decides to scale, and says it did not.
+    wait_until(
+        PATIENCE,
+        "two dry-run decisions to scale",
+        || {
+            log_events(&agent.log(), "Evaluated.")
+                .iter()
+                .filter(|e| {
+                    e["application"] == "changed"
+                        && e["dry_run"] == true
+                        && e["action"]
+                            .as_str()
+                            .is_some_and(|a| a.starts_with("ScaleTo"))
+                })
+                .count()
+                >= 2
+        },
+        diagnose,
+    );
+    let calls = emulator.calls();
+    assert_eq!(
+        calls_after(&calls, "UpdateApplication", "changed", 0),
+        0,
+        "{}",
+        diagnose()
+    );
+
+    // Paused: nothing is called for it; the other application carries on.
+    write_config(
+        dir.path(),
+        port,
+        &[keep.clone(), eager("changed", "paused")],
+    );
+    hangup(&agent);
+    wait_reloads(&agent, 1, &diagnose);
+    let paused_at = last_seq(&emulator);
+    let (status, body) = agent_get(&agent, "/readyz");
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("paused: application \"changed\""), "{body}");
+    let (_, metrics) = agent_get(&agent, "/metrics");
+    assert!(
+        metrics.contains("flinkscale_application_mode{application=\"changed\",mode=\"paused\"} 1"),
+        "{metrics}"
+    );
+    wait_until(
+        PATIENCE,
+        "five evaluations of the other application while one is paused",
+        || calls_after(&emulator.calls(), "DescribeApplication", "keep", paused_at) >= 5,
+        diagnose,
+    );
+    let calls = emulator.calls();
+    for operation in ["DescribeApplication", "UpdateApplication"] {
+        assert_eq!(
+            calls_after(&calls, operation, "changed", paused_at),
+            0,
+            "{operation} while paused\n{}",
+            diagnose()
+        );
+    }
+    let resumed_at = last_seq(&emulator);
+
+    // Active again: it evaluates and scales.
+    write_config(dir.path(), port, &[keep, eager("changed", "active")]);
+    hangup(&agent);
+    wait_reloads(&agent, 2, &diagnose);
+    wait_until(
+        PATIENCE,
+        "an UpdateApplication once active",
+        || {
+            calls_after(
+                &emulator.calls(),
+                "UpdateApplication",
+                "changed",
+                resumed_at,
+            ) >= 1
+        },
+        diagnose,
+    );
+    let calls = emulator.calls();
+    assert_eq!(
+        calls_after(&calls, "UpdateApplication", "changed", 0),
+        calls_after(&calls, "UpdateApplication", "changed", resumed_at),
+        "an UpdateApplication before it was active\n{}",
+        diagnose()
+    );
+    // Only the switched application was restarted, never the other.
+    let restarted: Vec<Value> = log_events(
+        &agent.log(),
+        "Application changed; its controller restarted with the new settings.",
+    )
+    .into_iter()
+    .map(|e| e["application"].clone())
+    .collect();
+    assert_eq!(restarted, ["changed"], "{}", diagnose());
+    assert!(
+        log_events(
+            &agent.log(),
+            "Application paused: not evaluated until its mode changes."
+        )
+        .iter()
+        .all(|e| e["application"] == "changed")
+    );
+    agent.assert_running(diagnose);
+}
