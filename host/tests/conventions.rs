@@ -267,3 +267,91 @@ fn a_reload_switches_an_application_between_dry_run_paused_and_active_alone() {
     );
     agent.assert_running(diagnose);
 }
+
+/// Runs the binary with `args` and `FLINKSCALE_CONFIG` set to `env` (or
+/// unset), in the workspace: (exit code, stdout, stderr).
+fn flinkscale(args: &[&str], env: Option<&Path>) -> (i32, String, String) {
+    let mut command = Command::new(common::BIN);
+    command
+        .args(args)
+        .current_dir(common::workspace())
+        .env_remove("RUST_LOG")
+        .env_remove("FLINKSCALE_CONFIG");
+    if let Some(file) = env {
+        command.env("FLINKSCALE_CONFIG", file);
+    }
+    let out = command.output().expect("the flinkscale binary runs");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn every_command_that_reads_a_configuration_takes_config_or_flinkscale_config() {
+    let good = common::workspace().join("config/msf-cpu.toml");
+    let shown = good.to_string_lossy().into_owned();
+    let dir = tempfile::tempdir().unwrap();
+    let gone = dir.path().join("gone.toml");
+
+    // validate: FILE (as before), --config, or the environment.
+    for (args, env) in [
+        (vec!["validate", shown.as_str()], None),
+        (vec!["validate", "--config", shown.as_str()], None),
+        (vec!["validate", "-c", shown.as_str()], Some(gone.as_path())),
+        (vec!["validate"], Some(good.as_path())),
+    ] {
+        let (code, stdout, stderr) = flinkscale(&args, env);
+        assert_eq!(code, 0, "{args:?}: {stdout}{stderr}");
+        assert!(stdout.contains("msf-cpu.toml: valid"), "{args:?}: {stdout}");
+    }
+
+    // A missing file says where its name came from, and exits 78.
+    for (args, env, from) in [
+        (vec!["validate"], Some(gone.as_path()), "FLINKSCALE_CONFIG"),
+        (vec!["run"], Some(gone.as_path()), "FLINKSCALE_CONFIG"),
+        (
+            vec!["once", "--dry-run"],
+            Some(gone.as_path()),
+            "FLINKSCALE_CONFIG",
+        ),
+        (
+            vec!["run", "--config", &gone.to_string_lossy()],
+            None,
+            "--config",
+        ),
+        (
+            vec!["validate", &gone.to_string_lossy()],
+            None,
+            "the FILE argument",
+        ),
+    ] {
+        let (code, stdout, stderr) = flinkscale(&args, env);
+        assert_eq!(code, 78, "{args:?}: {stdout}{stderr}");
+        assert!(
+            stderr.contains(&format!(
+                "error: configuration file {} (from {from}) cannot be read",
+                gone.display()
+            )),
+            "{args:?}: {stderr}"
+        );
+    }
+
+    // Nothing given: every place it looked is named.
+    let (code, _, stderr) = flinkscale(&["validate"], None);
+    assert_eq!(code, 78, "{stderr}");
+    assert!(
+        stderr.contains(
+            "no configuration file: looked at --config (not given), the FILE argument \
+             (not given), and FLINKSCALE_CONFIG (not set)"
+        ),
+        "{stderr}"
+    );
+    let (code, _, stderr) = flinkscale(&["once"], None);
+    assert_eq!(code, 78, "{stderr}");
+    assert!(
+        stderr.contains("looked at --config (not given), and FLINKSCALE_CONFIG (not set)"),
+        "{stderr}"
+    );
+}

@@ -12,6 +12,7 @@ use clap::{Parser, Subcommand};
 use crate::telemetry::{self, LogFormat};
 
 mod commands;
+mod conventions;
 mod import;
 mod probe;
 
@@ -34,9 +35,8 @@ pub enum Command {
     /// Run the agent: one controller per `[[application]]`, until SIGTERM or
     /// ctrl-c.
     Run {
-        /// The configuration file.
-        #[arg(long, short)]
-        config: PathBuf,
+        #[command(flatten)]
+        config: conventions::ConfigFile,
         /// Decide and log, but never call UpdateApplication.
         #[arg(long)]
         dry_run: bool,
@@ -44,9 +44,8 @@ pub enum Command {
     /// Evaluate every application once, print what was seen and decided, and
     /// act on it unless `--dry-run`.
     Once {
-        /// The configuration file.
-        #[arg(long, short)]
-        config: PathBuf,
+        #[command(flatten)]
+        config: conventions::ConfigFile,
         /// Decide and print, but never call UpdateApplication.
         #[arg(long)]
         dry_run: bool,
@@ -149,13 +148,23 @@ pub enum Command {
     /// Check a configuration file and report every error at once; exit 78
     /// (EX_CONFIG) if there is any.
     Validate {
-        /// The configuration file.
-        config: PathBuf,
+        /// The configuration file (or --config FILE, or $FLINKSCALE_CONFIG).
+        #[arg(value_name = "FILE")]
+        file: Option<PathBuf>,
+        #[command(flatten)]
+        config: conventions::ConfigFile,
         /// Also instantiate and configure every plugin, and check that AWS
         /// credentials can be found.
         #[arg(long)]
         environment: bool,
     },
+}
+
+/// Says why no configuration file can be read; exit 78 (EX_CONFIG), as for
+/// an invalid one.
+fn config_path_error(error: &conventions::ConfigPathError) -> ExitCode {
+    eprintln!("error: {error}");
+    ExitCode::from(commands::EX_CONFIG)
 }
 
 /// Parses the command line, runs the command and returns the exit code.
@@ -174,12 +183,20 @@ pub fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Run { config, dry_run } => commands::run(&config, dry_run).await,
+            Command::Run { config, dry_run } => {
+                match conventions::config_path(config.config.as_deref(), None, false) {
+                    Ok(config) => commands::run(&config, dry_run).await,
+                    Err(error) => Ok(config_path_error(&error)),
+                }
+            }
             Command::Once {
                 config,
                 dry_run,
                 json,
-            } => commands::once(&config, dry_run, json).await,
+            } => match conventions::config_path(config.config.as_deref(), None, false) {
+                Ok(config) => commands::once(&config, dry_run, json).await,
+                Err(error) => Ok(config_path_error(&error)),
+            },
             Command::Demo {
                 speed,
                 scenario,
@@ -238,9 +255,13 @@ pub fn main() -> ExitCode {
             }
             Command::Bench(args) => commands::bench(args).await,
             Command::Validate {
+                file,
                 config,
                 environment,
-            } => commands::validate(&config, environment).await,
+            } => match conventions::config_path(config.config.as_deref(), file.as_deref(), true) {
+                Ok(config) => commands::validate(&config, environment).await,
+                Err(error) => Ok(config_path_error(&error)),
+            },
             Command::Import { from } => import::run(from).await,
             Command::Probe { url, timeout_secs } => {
                 let timeout = std::time::Duration::from_secs(timeout_secs.max(1));
