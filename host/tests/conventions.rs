@@ -355,3 +355,134 @@ fn every_command_that_reads_a_configuration_takes_config_or_flinkscale_config() 
         "{stderr}"
     );
 }
+
+/// One kinesisanalyticsv2 call to the emulator over AWS JSON 1.1, as any
+/// client sends it (the emulator accepts any signature); the answer's JSON.
+fn msf_call(emulator: &Emulator, operation: &str, body: &Value) -> Value {
+    let target = format!("KinesisAnalytics_20180523.{operation}");
+    let response = http(
+        emulator.addr,
+        "POST",
+        "/",
+        &[
+            ("Content-Type", "application/x-amz-json-1.1"),
+            ("X-Amz-Target", &target),
+            (
+                "Authorization",
+                "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20261130/us-east-1/kinesisanalytics/aws4_request, SignedHeaders=host, Signature=0",
+            ),
+        ],
+        body.to_string().as_bytes(),
+    )
+    .expect("the emulator answers");
+    let text = String::from_utf8_lossy(&response.body).into_owned();
+    assert_eq!(response.status, 200, "{operation}: {text}");
+    serde_json::from_str(&text).expect("JSON")
+}
+
+/// `flinkscale validate --environment FILE` against the emulator.
+fn validate_environment(emulator: &Emulator, config: &Path, dir: &Path) -> (i32, String) {
+    let mut command = Command::new(common::BIN);
+    command
+        .args(["validate", "--environment"])
+        .arg(config)
+        .current_dir(dir)
+        .env_remove("RUST_LOG")
+        .env_remove("FLINKSCALE_CONFIG");
+    common::aws_env(&mut command, &emulator.endpoint, dir);
+    let out = command.output().expect("the flinkscale binary runs");
+    (
+        out.status.code().unwrap_or(-1),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+#[test]
+fn validate_environment_describes_every_application() {
+    let dir = tempfile::tempdir().unwrap();
+    let emulator = Emulator::start(&scenario("reload.toml"), SPEED, &[], dir.path());
+    // MSF's own autoscaling switched on for "changed", as a console user would.
+    let version = msf_call(
+        &emulator,
+        "DescribeApplication",
+        &serde_json::json!({"ApplicationName": "changed"}),
+    )["ApplicationDetail"]["ApplicationVersionId"]
+        .as_u64()
+        .expect("a version id");
+    msf_call(
+        &emulator,
+        "UpdateApplication",
+        &serde_json::json!({
+            "ApplicationName": "changed",
+            "CurrentApplicationVersionId": version,
+            "ApplicationConfigurationUpdate": {"FlinkApplicationConfigurationUpdate": {
+                "ParallelismConfigurationUpdate": {
+                    "ConfigurationTypeUpdate": "CUSTOM",
+                    "AutoScalingEnabledUpdate": true
+                }
+            }}
+        }),
+    );
+    let config = write_config(
+        dir.path(),
+        free_port(),
+        &[
+            application("keep", "active", "hold", ""),
+            application("changed", "active", "hold", ""),
+            application("unknown", "paused", "hold", ""),
+        ],
+    );
+    let (code, out) = validate_environment(&emulator, &config, dir.path());
+    assert_eq!(code, 1, "{out}");
+    let line = |app: &str| -> String {
+        let prefix = format!("{}: application \"{app}\": ", config.display());
+        let lines: Vec<&str> = out
+            .lines()
+            .filter(|l| l.starts_with(&prefix) && !l.contains("plugin"))
+            .collect();
+        assert_eq!(lines.len(), 1, "one finding for {app}:\n{out}");
+        lines[0][prefix.len()..].to_owned()
+    };
+    assert_eq!(
+        line("keep"),
+        "DescribeApplication: exists, RUNNING, 2 KPU, MSF's own autoscaling off"
+    );
+    assert!(
+        line("changed").starts_with("MSF's own autoscaling is on (AutoScalingEnabled)"),
+        "{out}"
+    );
+    assert!(
+        line("unknown").starts_with("no such application in us-east-1 (DescribeApplication:"),
+        "{out}"
+    );
+    assert!(!out.contains(": valid"), "{out}");
+
+    // Permission refused: each application says so, with the action.
+    emulator.add_fault(&serde_json::json!({
+        "operation": "DescribeApplication", "error": "AccessDeniedException"
+    }));
+    let (code, out) = validate_environment(&emulator, &config, dir.path());
+    assert_eq!(code, 1, "{out}");
+    for app in ["keep", "changed", "unknown"] {
+        assert!(
+            line_of(&out, &config, app)
+                .starts_with("permission denied: DescribeApplication failed with AccessDenied")
+                && line_of(&out, &config, app)
+                    .contains("needs kinesisanalytics:DescribeApplication"),
+            "{app}: {out}"
+        );
+    }
+}
+
+/// The finding line of `app` in `out` (not the plugin's), without its prefix.
+fn line_of(out: &str, config: &Path, app: &str) -> String {
+    let prefix = format!("{}: application \"{app}\": ", config.display());
+    out.lines()
+        .find(|l| l.starts_with(&prefix) && !l.contains("plugin"))
+        .map(|l| l[prefix.len()..].to_owned())
+        .unwrap_or_else(|| panic!("no finding for {app}:\n{out}"))
+}

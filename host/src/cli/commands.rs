@@ -522,8 +522,9 @@ pub async fn validate(config: &Path, environment: bool) -> anyhow::Result<ExitCo
     }
     if environment {
         // A plugin that will not load or refuses its params is a
-        // configuration error (exit 78); missing credentials are the
-        // environment's (exit 1).
+        // configuration error (exit 78); missing credentials, an
+        // application AWS does not show the agent, or MSF's own autoscaling
+        // left on are the environment's (exit 1).
         let mut plugin_failures = 0;
         let mut failures = 0;
         let agent = &loaded.config.agent;
@@ -568,21 +569,43 @@ pub async fn validate(config: &Path, environment: bool) -> anyhow::Result<ExitCo
             }
         }
         let sdk = crate::aws::sdk_config(agent.region.as_deref()).await;
-        match sdk.credentials_provider() {
+        let credentials = match sdk.credentials_provider() {
             Some(provider) => match provider.provide_credentials().await {
-                Ok(_) => println!("AWS credentials: found"),
+                Ok(_) => {
+                    println!("AWS credentials: found");
+                    true
+                }
                 Err(error) => {
-                    failures += 1;
                     println!(
                         "AWS credentials: not found: {}",
                         printable(&error.to_string())
                     );
+                    false
                 }
             },
             None => {
-                failures += 1;
                 println!("AWS credentials: no provider configured");
+                false
             }
+        };
+        if credentials {
+            let target = crate::target::msf::MsfTarget::new(&sdk);
+            let region = sdk
+                .region()
+                .map_or_else(|| "no region".to_owned(), |r| r.to_string());
+            for finding in
+                super::conventions::describe_findings(&loaded.config, &target, &region).await
+            {
+                failures += usize::from(finding.problem);
+                println!(
+                    "{}: application {:?}: {}",
+                    config.display(),
+                    finding.application,
+                    printable(&finding.message)
+                );
+            }
+        } else {
+            failures += 1;
         }
         if plugin_failures > 0 {
             return Ok(ExitCode::from(EX_CONFIG));

@@ -11,6 +11,9 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::config::Config;
+use crate::target::{ScalingTarget, TargetError};
+
 /// The environment variable naming the configuration file when no
 /// `--config` is given.
 pub const CONFIG_ENV: &str = "FLINKSCALE_CONFIG";
@@ -132,6 +135,72 @@ pub fn config_path(
 ) -> Result<PathBuf, ConfigPathError> {
     let env = std::env::var_os(CONFIG_ENV);
     resolve(flag, argument, env.as_deref(), takes_argument).map(|(path, _)| path)
+}
+
+/// What `validate --environment` found out about one application from
+/// DescribeApplication.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    /// The application.
+    pub application: String,
+    /// Whether it stops the agent from working as configured.
+    pub problem: bool,
+    /// What was found, and what to do about a problem.
+    pub message: String,
+}
+
+/// Calls DescribeApplication for every application of `config` on
+/// `target`: does it exist (in `region`), may the agent read it, and is
+/// MSF's own autoscaling on (which would rescale it behind the agent's
+/// back until the agent's first UpdateApplication turns it off)?
+pub async fn describe_findings(
+    config: &Config,
+    target: &dyn ScalingTarget,
+    region: &str,
+) -> Vec<Finding> {
+    let mut findings = Vec::new();
+    for app in &config.applications {
+        let (problem, message) = match target.describe(&app.name).await {
+            Ok(state) if state.autoscaling_enabled => (
+                true,
+                "MSF's own autoscaling is on (AutoScalingEnabled): it would rescale the \
+                 application too, fighting the agent; turn it off (UpdateApplication with \
+                 ParallelismConfigurationUpdate.AutoScalingEnabledUpdate = false, or \
+                 \"Automatic scaling\" off in the console)"
+                    .to_owned(),
+            ),
+            Ok(state) => (
+                false,
+                format!(
+                    "DescribeApplication: exists, {}, {} KPU, MSF's own autoscaling off",
+                    state.status,
+                    state.kpu()
+                ),
+            ),
+            Err(TargetError::NotFound(error)) => (
+                true,
+                format!(
+                    "no such application in {region} (DescribeApplication: {error}); check \
+                     its name and the region"
+                ),
+            ),
+            Err(TargetError::Permission(error)) => (
+                true,
+                format!(
+                    "permission denied: {error}; the agent's role needs \
+                     kinesisanalytics:DescribeApplication on this application (see \
+                     `flinkscale iam`)"
+                ),
+            ),
+            Err(error) => (true, format!("DescribeApplication failed: {error}")),
+        };
+        findings.push(Finding {
+            application: app.name.clone(),
+            problem,
+            message,
+        });
+    }
+    findings
 }
 
 #[cfg(test)]

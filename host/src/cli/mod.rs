@@ -153,8 +153,9 @@ pub enum Command {
         file: Option<PathBuf>,
         #[command(flatten)]
         config: conventions::ConfigFile,
-        /// Also instantiate and configure every plugin, and check that AWS
-        /// credentials can be found.
+        /// Also instantiate and configure every plugin, check that AWS
+        /// credentials can be found, and call DescribeApplication for each
+        /// application (exists? readable? MSF's own autoscaling off?).
         #[arg(long)]
         environment: bool,
     },
