@@ -486,3 +486,167 @@ fn line_of(out: &str, config: &Path, app: &str) -> String {
         .map(|l| l[prefix.len()..].to_owned())
         .unwrap_or_else(|| panic!("no finding for {app}:\n{out}"))
 }
+
+/// The IAM action of an AWS call the emulator logged (kinesisanalyticsv2's
+/// IAM prefix is `kinesisanalytics`).
+fn iam_action(call: &Value) -> String {
+    let prefix = match call["service"].as_str() {
+        Some("kinesisanalyticsv2") => "kinesisanalytics",
+        Some("cloudwatch") => "cloudwatch",
+        other => panic!("a call of an unknown service {other:?}: {call}"),
+    };
+    format!(
+        "{prefix}:{}",
+        call["operation"].as_str().unwrap_or_default()
+    )
+}
+
+/// The resource an AWS call acts on, as IAM matches it: the application's
+/// ARN for kinesisanalytics (account 123456789012 is the emulator's),
+/// `*` for CloudWatch's GetMetricData (no resource-level permission).
+fn iam_resource(call: &Value) -> String {
+    if call["service"] == "kinesisanalyticsv2" {
+        let application = call["application"]
+            .as_str()
+            .unwrap_or_else(|| panic!("a kinesisanalytics call with no application: {call}"));
+        format!("arn:aws:kinesisanalytics:us-east-1:123456789012:application/{application}")
+    } else {
+        "*".to_owned()
+    }
+}
+
+/// IAM's wildcard match: `*` any run of characters, `?` one.
+fn wildcard(pattern: &str, text: &str) -> bool {
+    fn go(p: &[u8], t: &[u8]) -> bool {
+        match p.split_first() {
+            None => t.is_empty(),
+            Some((b'*', rest)) => (0..=t.len()).any(|i| go(rest, &t[i..])),
+            Some((b'?', rest)) => !t.is_empty() && go(rest, &t[1..]),
+            Some((c, rest)) => t.first() == Some(c) && go(rest, &t[1..]),
+        }
+    }
+    go(pattern.as_bytes(), text.as_bytes())
+}
+
+/// The strings of a policy field that is a string or a list of them.
+fn strings(value: &Value) -> Vec<String> {
+    match value {
+        Value::String(s) => vec![s.clone()],
+        Value::Array(items) => items
+            .iter()
+            .filter_map(|v| v.as_str().map(str::to_owned))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// Whether an Allow statement of `policy` grants `action` on `resource`.
+fn allows(policy: &Value, action: &str, resource: &str) -> bool {
+    policy["Statement"].as_array().is_some_and(|statements| {
+        statements.iter().any(|s| {
+            s["Effect"] == "Allow"
+                && strings(&s["Action"]).iter().any(|a| wildcard(a, action))
+                && strings(&s["Resource"])
+                    .iter()
+                    .any(|r| wildcard(r, resource))
+        })
+    })
+}
+
+#[test]
+fn the_printed_iam_policy_allows_every_call_the_agent_makes_and_no_more() {
+    let dir = tempfile::tempdir().unwrap();
+    let emulator = Emulator::start(&scenario("reload.toml"), SPEED, &[], dir.path());
+    let config = write_config(
+        dir.path(),
+        free_port(),
+        &[
+            application("keep", "active", "hold", ""),
+            eager("changed", "active"),
+        ],
+    );
+    let agent = start_agent(&emulator, &config, &[], dir.path());
+    let diagnose = || format!("{}\n{}", emulator.call_summary(), agent.log_tail(40));
+    wait_until(
+        PATIENCE,
+        "a rescale, and two evaluations after it",
+        || {
+            let calls = emulator.calls();
+            let update = calls
+                .iter()
+                .filter(|c| c["operation"] == "UpdateApplication" && c["outcome"] == "ok")
+                .filter_map(|c| c["seq"].as_u64())
+                .next();
+            update
+                .is_some_and(|seq| calls_after(&calls, "DescribeApplication", "changed", seq) >= 2)
+        },
+        diagnose,
+    );
+    agent.stop();
+    let calls = emulator.calls();
+
+    let out = Command::new(common::BIN)
+        .args([
+            "iam",
+            "--account",
+            "123456789012",
+            "--region",
+            "us-east-1",
+            "--config",
+        ])
+        .arg(&config)
+        .env_remove("FLINKSCALE_CONFIG")
+        .output()
+        .expect("the flinkscale binary runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let policy: Value = serde_json::from_slice(&out.stdout).expect("the policy is JSON");
+
+    let mut used = std::collections::BTreeSet::new();
+    for call in &calls {
+        let (action, resource) = (iam_action(call), iam_resource(call));
+        assert!(
+            allows(&policy, &action, &resource),
+            "the policy does not allow {action} on {resource} (call {call})\n{policy:#}"
+        );
+        used.insert(action);
+    }
+    assert_eq!(
+        used.iter().map(String::as_str).collect::<Vec<_>>(),
+        [
+            "cloudwatch:GetMetricData",
+            "kinesisanalytics:DescribeApplication",
+            "kinesisanalytics:UpdateApplication",
+        ],
+        "the run exercised every call the agent makes"
+    );
+    // Nothing more: every action granted was used, and each application
+    // resource is a configured application, by name.
+    for statement in policy["Statement"].as_array().expect("statements") {
+        for action in strings(&statement["Action"]) {
+            assert!(
+                used.contains(&action),
+                "{action} is granted but never called"
+            );
+        }
+        for resource in strings(&statement["Resource"]) {
+            assert!(
+                resource == "*" && strings(&statement["Action"]) == ["cloudwatch:GetMetricData"]
+                    || ["keep", "changed"].iter().any(|a| resource
+                        == format!(
+                            "arn:aws:kinesisanalytics:us-east-1:123456789012:application/{a}"
+                        )),
+                "{resource} is broader than the configured applications\n{policy:#}"
+            );
+        }
+    }
+    // Another application's ARN is not allowed.
+    assert!(!allows(
+        &policy,
+        "kinesisanalytics:UpdateApplication",
+        "arn:aws:kinesisanalytics:us-east-1:123456789012:application/gone"
+    ));
+}

@@ -13,6 +13,7 @@ use crate::telemetry::{self, LogFormat};
 
 mod commands;
 mod conventions;
+mod iam;
 mod import;
 mod probe;
 
@@ -145,6 +146,19 @@ pub enum Command {
         #[arg(long, default_value_t = 3)]
         timeout_secs: u64,
     },
+    /// Print the least-privilege IAM policy (JSON) for exactly the
+    /// configured applications: their ARNs for kinesisanalytics, `*` for
+    /// cloudwatch:GetMetricData.
+    Iam {
+        #[command(flatten)]
+        config: conventions::ConfigFile,
+        /// The AWS account id in the ARNs (default: any, `*`).
+        #[arg(long, value_name = "ID", value_parser = iam::parse_account)]
+        account: Option<String>,
+        /// The region in the ARNs (default: [agent] region, else any, `*`).
+        #[arg(long, value_name = "R", value_parser = iam::parse_region)]
+        region: Option<String>,
+    },
     /// Check a configuration file and report every error at once; exit 78
     /// (EX_CONFIG) if there is any.
     Validate {
@@ -261,6 +275,14 @@ pub fn main() -> ExitCode {
                 environment,
             } => match conventions::config_path(config.config.as_deref(), file.as_deref(), true) {
                 Ok(config) => commands::validate(&config, environment).await,
+                Err(error) => Ok(config_path_error(&error)),
+            },
+            Command::Iam {
+                config,
+                account,
+                region,
+            } => match conventions::config_path(config.config.as_deref(), None, false) {
+                Ok(config) => Ok(iam::run(&config, account, region)),
                 Err(error) => Ok(config_path_error(&error)),
             },
             Command::Import { from } => import::run(from).await,
