@@ -554,7 +554,8 @@ fn allows(policy: &Value, action: &str, resource: &str) -> bool {
 }
 
 #[test]
-fn the_printed_iam_policy_allows_every_call_the_agent_makes_and_no_more() {
+fn the_printed_iam_policy_allows_every_call_the_agent_makes_and_no_more_and_each_names_flinkscale()
+{
     let dir = tempfile::tempdir().unwrap();
     let emulator = Emulator::start(&scenario("reload.toml"), SPEED, &[], dir.path());
     let config = write_config(
@@ -604,6 +605,16 @@ fn the_printed_iam_policy_allows_every_call_the_agent_makes_and_no_more() {
         String::from_utf8_lossy(&out.stderr)
     );
     let policy: Value = serde_json::from_slice(&out.stdout).expect("the policy is JSON");
+
+    // Every call names its caller, as CloudTrail's userAgent will.
+    let app = format!("app/flinkscale-{}", env!("CARGO_PKG_VERSION"));
+    for call in &calls {
+        let agent = call["user_agent"].as_str().unwrap_or_default();
+        assert!(
+            agent.starts_with("aws-sdk-rust/") && agent.split(' ').any(|part| part == app),
+            "no {app} in the User-Agent of {call}"
+        );
+    }
 
     let mut used = std::collections::BTreeSet::new();
     for call in &calls {
