@@ -661,3 +661,70 @@ fn the_printed_iam_policy_allows_every_call_the_agent_makes_and_no_more_and_each
         "arn:aws:kinesisanalytics:us-east-1:123456789012:application/gone"
     ));
 }
+
+#[test]
+fn logs_are_plain_text_off_a_terminal_and_flat_json_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    // Text, to a file: no colour codes, the fields as key=value.
+    let text = Emulator::start(&scenario("reload.toml"), SPEED, &[], dir.path());
+    let log = text.process.log();
+    assert!(log.contains("Emulator listening."), "{log}");
+    assert!(
+        !log.contains('\x1b'),
+        "ANSI escapes in a log that is not a terminal: {log:?}"
+    );
+    assert!(log.contains(&format!("addr={}", text.addr)), "{log}");
+
+    // JSON: the event's fields beside timestamp, level and target.
+    let json_dir = dir.path().join("json");
+    std::fs::create_dir(&json_dir).unwrap();
+    let json = Emulator::start(
+        &scenario("reload.toml"),
+        SPEED,
+        &["--log-format", "json"],
+        &json_dir,
+    );
+    let log = json.process.log();
+    let line: Value = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|l| l["message"] == "Emulator listening.")
+        .unwrap_or_else(|| panic!("no flat JSON line with the message: {log}"));
+    assert_eq!(line["addr"], json.addr.to_string(), "{line}");
+    assert_eq!(line["scenario"], "reload", "{line}");
+    assert_eq!(line["level"], "INFO", "{line}");
+    assert!(
+        line.get("fields").is_none() && line["timestamp"].is_string(),
+        "{line}"
+    );
+}
+
+#[test]
+fn an_invalid_rust_log_is_a_configuration_error_naming_the_directive() {
+    let config = common::workspace().join("config/msf-cpu.toml");
+    let run = |rust_log: &str| {
+        let out = Command::new(common::BIN)
+            .args(["validate"])
+            .arg(&config)
+            .env("RUST_LOG", rust_log)
+            .env_remove("FLINKSCALE_CONFIG")
+            .output()
+            .expect("the flinkscale binary runs");
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, stdout, stderr) = run("info,flinkscale=loud");
+    assert_eq!(code, 78, "{stdout}{stderr}");
+    assert!(
+        stderr.starts_with("error: RUST_LOG: invalid directive \"flinkscale=loud\": "),
+        "{stderr}"
+    );
+    assert!(stdout.is_empty(), "nothing ran: {stdout}");
+    for fine in ["", "warn,flinkscale=debug"] {
+        let (code, stdout, stderr) = run(fine);
+        assert_eq!(code, 0, "RUST_LOG={fine:?}: {stdout}{stderr}");
+    }
+}

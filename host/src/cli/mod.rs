@@ -185,7 +185,12 @@ fn config_path_error(error: &conventions::ConfigPathError) -> ExitCode {
 /// Parses the command line, runs the command and returns the exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    telemetry::init_logging(cli.log_format);
+    if let Err(error) = telemetry::init_logging(cli.log_format) {
+        // Silently logging at another level than asked would hide what
+        // the operator is looking for: a configuration error.
+        eprintln!("error: {error}");
+        return ExitCode::from(commands::EX_CONFIG);
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
