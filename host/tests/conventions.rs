@@ -728,3 +728,76 @@ fn an_invalid_rust_log_is_a_configuration_error_naming_the_directive() {
         assert_eq!(code, 0, "RUST_LOG={fine:?}: {stdout}{stderr}");
     }
 }
+
+/// What bash's programmable completion offers for the last word of `words`
+/// (`flinkscale ...`), with the script `flinkscale completions bash` prints
+/// loaded, as the shell does when the user presses Tab.
+fn bash_completes(script: &Path, words: &[&str]) -> Vec<String> {
+    let quoted: Vec<String> = words.iter().map(|w| format!("'{w}'")).collect();
+    let program = format!(
+        r#"source '{script}'
+complete -p flinkscale >/dev/null || exit 3
+COMP_WORDS=({words})
+COMP_CWORD={cword}
+COMP_LINE="${{COMP_WORDS[*]}}"
+COMP_POINT=${{#COMP_LINE}}
+function=$(complete -p flinkscale | sed -E 's/.*-F ([^ ]+).*/\1/')
+"$function" flinkscale "${{COMP_WORDS[COMP_CWORD]}}" "${{COMP_WORDS[COMP_CWORD-1]}}"
+printf '%s\n' "${{COMPREPLY[@]}}"
+"#,
+        script = script.display(),
+        words = quoted.join(" "),
+        cword = words.len() - 1,
+    );
+    let out = Command::new("bash")
+        .args(["--norc", "--noprofile", "-c", &program])
+        .output()
+        .expect("bash runs");
+    assert!(
+        out.status.success(),
+        "bash failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn bash_completes_subcommands_and_their_options_from_the_generated_script() {
+    let dir = tempfile::tempdir().unwrap();
+    let generate = |shell: &str| {
+        let out = Command::new(common::BIN)
+            .args(["completions", shell])
+            .output()
+            .expect("the flinkscale binary runs");
+        assert!(out.status.success(), "{shell}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let script = dir.path().join("flinkscale.bash");
+    std::fs::write(&script, generate("bash")).unwrap();
+    assert_eq!(
+        bash_completes(&script, &["flinkscale", "val"]),
+        ["validate"]
+    );
+    assert_eq!(
+        bash_completes(&script, &["flinkscale", "iam", "--acc"]),
+        ["--account"]
+    );
+    let validate = bash_completes(&script, &["flinkscale", "validate", "--"]);
+    for option in ["--config", "--environment", "--log-format"] {
+        assert!(validate.iter().any(|o| o == option), "{validate:?}");
+    }
+    // zsh and fish get their own scripts for the same commands.
+    let zsh = generate("zsh");
+    assert!(
+        zsh.starts_with("#compdef flinkscale") && zsh.contains("validate"),
+        "{zsh}"
+    );
+    let fish = generate("fish");
+    assert!(
+        fish.contains("complete -c flinkscale") && fish.contains("validate"),
+        "{fish}"
+    );
+}

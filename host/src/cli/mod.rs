@@ -1,5 +1,5 @@
 //! The command-line interface: `flinkscale run | once | validate | demo |
-//! emulate | simulate`.
+//! emulate | simulate | bench | import | probe | iam | completions`.
 //!
 //! This is the binary's edge: errors become `anyhow` reports and exit codes
 //! here and nowhere else.
@@ -7,7 +7,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 use crate::telemetry::{self, LogFormat};
 
@@ -159,6 +159,12 @@ pub enum Command {
         #[arg(long, value_name = "R", value_parser = iam::parse_region)]
         region: Option<String>,
     },
+    /// Print a shell completion script, e.g. `flinkscale completions bash >
+    /// /usr/share/bash-completion/completions/flinkscale`.
+    Completions {
+        /// The shell: bash, zsh or fish (also elvish, powershell).
+        shell: clap_complete::Shell,
+    },
     /// Check a configuration file and report every error at once; exit 78
     /// (EX_CONFIG) if there is any.
     Validate {
@@ -282,6 +288,15 @@ pub fn main() -> ExitCode {
                 Ok(config) => commands::validate(&config, environment).await,
                 Err(error) => Ok(config_path_error(&error)),
             },
+            Command::Completions { shell } => {
+                clap_complete::generate(
+                    shell,
+                    &mut Cli::command(),
+                    "flinkscale",
+                    &mut std::io::stdout(),
+                );
+                Ok(ExitCode::SUCCESS)
+            }
             Command::Iam {
                 config,
                 account,
