@@ -133,7 +133,8 @@ pub struct ApplicationConfig {
     /// nothing for it (as KEDA's paused annotation or the Flink operator's
     /// `scaling.enabled = false`). A SIGHUP reload switches it without
     /// restarting the agent or touching the other applications; `run
-    /// --dry-run` makes every application dry-run.
+    /// --dry-run` makes every active application dry-run (a paused one
+    /// stays paused).
     #[serde(default)]
     pub mode: Mode,
 }
