@@ -15,6 +15,12 @@
 //! others keep running untouched. A changed application's plugins are
 //! loaded before its running controller is stopped, off the runtime: one
 //! that does not load leaves it running as it was.
+//!
+//! An application whose `mode` is `"paused"` gets no controller at all
+//! (no plugin loaded, no AWS call), only a placeholder task that waits to
+//! be stopped: a reload that changes its mode replaces the placeholder
+//! with a controller, or the controller with a placeholder, like any other
+//! change of its settings.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -23,8 +29,8 @@ use tokio::sync::{mpsc, watch};
 use tracing::{error, info, warn};
 
 use crate::clock::Clock;
-use crate::config::ApplicationConfig;
 use crate::config::load::{LoadedConfig, PluginSources};
+use crate::config::{ApplicationConfig, Mode};
 use crate::controller::{
     ActOutcome, Assessment, Controller, Decide, EvaluateError, Interpret, PluginFailure,
     PluginThreads, QuarantinePolicy,
@@ -67,7 +73,10 @@ pub enum AgentError {
 /// The controllers of every configured application, and what it takes to
 /// build more when the configuration is reloaded.
 pub struct Agent {
+    /// The controllers of the applications that are not paused.
     controllers: Vec<Controller>,
+    /// The applications whose `mode` is `"paused"`, in configuration order.
+    paused: Vec<String>,
     parts: Parts,
 }
 
@@ -157,7 +166,8 @@ impl Parts {
     /// Gives `controller` its application's journal (locked against other
     /// agents) when the agent keeps state and acts.
     fn journaled(&self, controller: Controller) -> Result<Controller, AgentError> {
-        let Some(store) = self.state.as_ref().filter(|_| !self.dry_run) else {
+        let dry_run = self.dry_run || controller.settings().dry_run;
+        let Some(store) = self.state.as_ref().filter(|_| !dry_run) else {
             return Ok(controller);
         };
         let mut journal = store
@@ -203,6 +213,22 @@ impl RunningApp {
             fingerprint,
             stop,
             task: tokio::spawn(controller.run(stopped)),
+        }
+    }
+
+    /// A paused application: a task that does nothing until it is stopped.
+    fn paused(fingerprint: String) -> Self {
+        let (stop, mut stopped) = watch::channel(false);
+        Self {
+            fingerprint,
+            stop,
+            task: tokio::spawn(async move {
+                while !*stopped.borrow() {
+                    if stopped.changed().await.is_err() {
+                        break;
+                    }
+                }
+            }),
         }
     }
 
@@ -337,10 +363,19 @@ impl Agent {
             loaded: loaded.clone(),
         };
         let mut controllers = Vec::new();
+        let mut paused = Vec::new();
         for (app, paths) in loaded.config.applications.iter().zip(&loaded.plugins) {
+            if app.mode == Mode::Paused {
+                paused.push(app.name.clone());
+                continue;
+            }
             controllers.push(parts.journaled(parts.controller(app, paths)?)?);
         }
-        Ok(Self { controllers, parts })
+        Ok(Self {
+            controllers,
+            paused,
+            parts,
+        })
     }
 
     /// Runs every controller's plugin calls as `threads` says (the
@@ -374,20 +409,27 @@ impl Agent {
     ) {
         let Agent {
             controllers,
+            paused,
             mut parts,
         } = self;
         let mut running: BTreeMap<String, RunningApp> = BTreeMap::new();
-        let fingerprints = parts
+        let mut fingerprints: BTreeMap<String, String> = parts
             .loaded
             .config
             .applications
             .iter()
             .zip(&parts.loaded.plugins)
-            .map(|(app, paths)| fingerprint(app, paths))
-            .collect::<Vec<_>>();
-        for (controller, fingerprint) in controllers.into_iter().zip(fingerprints) {
+            .map(|(app, paths)| (app.name.clone(), fingerprint(app, paths)))
+            .collect();
+        for controller in controllers {
             let name = controller.settings().name.clone();
+            let fingerprint = fingerprints.remove(&name).unwrap_or_default();
             running.insert(name, RunningApp::spawn(controller, fingerprint));
+        }
+        for name in paused {
+            info!(message = "Application paused: not evaluated until its mode changes.", application = %name);
+            let fingerprint = fingerprints.remove(&name).unwrap_or_default();
+            running.insert(name, RunningApp::paused(fingerprint));
         }
         let mut reloads_open = true;
         loop {
@@ -416,23 +458,32 @@ impl Agent {
         }
     }
 
-    /// Evaluates every application once and acts on the decision, without
-    /// following an update. Returns each application's name, assessment and
-    /// outcome.
+    /// The applications whose `mode` is `"paused"`: [`Agent::once`] and
+    /// [`Agent::run`] leave them alone.
+    pub fn paused(&self) -> &[String] {
+        &self.paused
+    }
+
+    /// Evaluates every application that is not paused once and acts on the
+    /// decision, without following an update. Returns each application's
+    /// name, assessment and outcome.
     pub async fn once(&mut self) -> Vec<OnceReport> {
         let mut reports = Vec::new();
         for controller in &mut self.controllers {
             let application = controller.settings().name.clone();
+            let dry_run = controller.settings().dry_run;
             let report = match controller.evaluate().await {
                 Ok(assessment) => {
                     let outcome = controller.act(&assessment).await;
                     OnceReport {
                         application,
+                        dry_run,
                         result: Ok((assessment, outcome)),
                     }
                 }
                 Err(error) => OnceReport {
                     application,
+                    dry_run,
                     result: Err(error),
                 },
             };
@@ -491,6 +542,17 @@ async fn apply(
             continue;
         }
         let fingerprint = fingerprint(app, paths);
+        if app.mode == Mode::Paused {
+            if let Some(old) = running.remove(*name) {
+                old.stop().await;
+            }
+            running.insert((*name).to_owned(), RunningApp::paused(fingerprint));
+            info!(message = "Application paused: not evaluated until its mode changes.", application = %name);
+            if is_new {
+                added.push((*name).to_owned());
+            }
+            continue;
+        }
         // Plugins are compiled and configured before the running controller
         // is touched: a changed application whose new plugin does not load
         // keeps running as it was.
@@ -532,7 +594,7 @@ async fn apply(
                     info!(message = "Application added; its controller started.", application = %name);
                     added.push((*name).to_owned());
                 } else {
-                    info!(message = "Application changed; its controller restarted with the new settings.", application = %name);
+                    info!(message = "Application changed; its controller restarted with the new settings.", application = %name, mode = app.mode.as_str());
                 }
             }
             Ok(Err(error)) => {
@@ -559,6 +621,8 @@ async fn apply(
 pub struct OnceReport {
     /// Application name.
     pub application: String,
+    /// Whether it was a dry run (`--dry-run` or its `mode = "dry-run"`).
+    pub dry_run: bool,
     /// The assessment and what acting on it did, or why it failed.
     pub result: Result<(Assessment, ActOutcome), EvaluateError>,
 }

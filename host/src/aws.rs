@@ -45,8 +45,17 @@ pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Deadline of one call, all attempts and back-off included.
 pub const OPERATION_TIMEOUT: Duration = Duration::from_secs(35);
 
-/// The config loader with the agent's retry and timeout policy applied and,
-/// when given, the region overridden. Everything else comes from the SDK's
+/// The SDK's app name for every client of the agent, `flinkscale-VERSION`:
+/// the SDK sends it as `app/flinkscale-VERSION` in the User-Agent, so
+/// CloudTrail's `userAgent` shows who called UpdateApplication, and which
+/// release. (An app name cannot hold a `/`, so the version is joined with
+/// `-`.)
+pub fn app_name() -> Option<aws_config::AppName> {
+    aws_config::AppName::new(format!("flinkscale-{}", env!("CARGO_PKG_VERSION"))).ok()
+}
+
+/// The config loader with the agent's retry and timeout policy and app name
+/// ([`app_name`]) applied and, when given, the region overridden. Everything else comes from the SDK's
 /// default chains; callers (tests, the emulator) may refine the loader
 /// further, e.g. with an endpoint URL or test credentials.
 pub fn config_loader(region: Option<&str>) -> ConfigLoader {
@@ -60,6 +69,9 @@ pub fn config_loader(region: Option<&str>) -> ConfigLoader {
         );
     if let Some(region) = region {
         loader = loader.region(Region::new(region.to_owned()));
+    }
+    if let Some(name) = app_name() {
+        loader = loader.app_name(name);
     }
     loader
 }

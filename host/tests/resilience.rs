@@ -699,13 +699,10 @@ fn kill_run(label: &str, seed: u64, fault_seeds: [u64; 3], kills_wanted: usize) 
         let text = std::fs::read_to_string(&life.log).unwrap_or_default();
         let mut pending_decision = false;
         for line in text.lines() {
-            let Ok(mut event) = serde_json::from_str::<Value>(line) else {
+            // The JSON log has each event's fields at the top level.
+            let Ok(fields) = serde_json::from_str::<Value>(line) else {
                 continue;
             };
-            let fields = event
-                .get_mut("fields")
-                .map(Value::take)
-                .unwrap_or(Value::Null);
             if let Some(resume) = fields.get("resume").and_then(Value::as_str) {
                 *resumes.entry(resume.to_owned()).or_default() += 1;
             }

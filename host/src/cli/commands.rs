@@ -329,6 +329,9 @@ pub async fn once(config: &Path, dry_run: bool, json: bool) -> anyhow::Result<Ex
         Err(error) => return startup_failure(error),
     };
     let reports = agent.once().await;
+    let paused = agent.paused().to_vec();
+    // The agent holds the history's sender: drop it so the history's
+    // thread can finish writing.
     drop(agent);
     finish_history(history).await;
     let mut ok = true;
@@ -337,7 +340,17 @@ pub async fn once(config: &Path, dry_run: bool, json: bool) -> anyhow::Result<Ex
         if json {
             println!("{}", json_line(&once_json(report)));
         } else {
-            print!("{}", once_text(report, dry_run));
+            print!("{}", once_text(report));
+        }
+    }
+    for name in paused {
+        if json {
+            println!(
+                "{}",
+                json_line(&serde_json::json!({"application": name, "mode": "paused"}))
+            );
+        } else {
+            println!("application {name:?}: paused (mode = \"paused\"): not evaluated");
         }
     }
     Ok(if ok {
@@ -364,7 +377,8 @@ fn number(v: f64) -> String {
     }
 }
 
-fn once_text(report: &OnceReport, dry_run: bool) -> String {
+fn once_text(report: &OnceReport) -> String {
+    let dry_run = report.dry_run;
     use std::fmt::Write;
     let mut out = String::new();
     let name = &report.application;
@@ -561,8 +575,9 @@ pub async fn validate(config: &Path, environment: bool) -> anyhow::Result<ExitCo
     }
     if environment {
         // A plugin that will not load or refuses its params is a
-        // configuration error (exit 78); missing credentials are the
-        // environment's (exit 1).
+        // configuration error (exit 78); missing credentials, an
+        // application AWS does not show the agent, or MSF's own autoscaling
+        // left on are the environment's (exit 1).
         let mut plugin_failures = 0;
         let mut failures = 0;
         let agent = &loaded.config.agent;
@@ -607,21 +622,43 @@ pub async fn validate(config: &Path, environment: bool) -> anyhow::Result<ExitCo
             }
         }
         let sdk = crate::aws::sdk_config(agent.region.as_deref()).await;
-        match sdk.credentials_provider() {
+        let credentials = match sdk.credentials_provider() {
             Some(provider) => match provider.provide_credentials().await {
-                Ok(_) => println!("AWS credentials: found"),
+                Ok(_) => {
+                    println!("AWS credentials: found");
+                    true
+                }
                 Err(error) => {
-                    failures += 1;
                     println!(
                         "AWS credentials: not found: {}",
                         printable(&error.to_string())
                     );
+                    false
                 }
             },
             None => {
-                failures += 1;
                 println!("AWS credentials: no provider configured");
+                false
             }
+        };
+        if credentials {
+            let target = crate::target::msf::MsfTarget::new(&sdk);
+            let region = sdk
+                .region()
+                .map_or_else(|| "no region".to_owned(), |r| r.to_string());
+            for finding in
+                super::conventions::describe_findings(&loaded.config, &target, &region).await
+            {
+                failures += usize::from(finding.problem);
+                println!(
+                    "{}: application {:?}: {}",
+                    config.display(),
+                    finding.application,
+                    printable(&finding.message)
+                );
+            }
+        } else {
+            failures += 1;
         }
         if plugin_failures > 0 {
             return Ok(ExitCode::from(EX_CONFIG));
@@ -957,6 +994,7 @@ mod tests {
         };
         OnceReport {
             application: "orders".into(),
+            dry_run: true,
             result: Ok((assessment, ActOutcome::Held)),
         }
     }
@@ -970,13 +1008,10 @@ mod tests {
 
     #[test]
     fn once_prints_plugin_text_without_terminal_controls() {
-        let text = once_text(
-            &report(
-                "backlog\x1b[2J\rall good \u{202E}evil",
-                "lag\x1b]0;title\x07",
-            ),
-            true,
-        );
+        let text = once_text(&report(
+            "backlog\x1b[2J\rall good \u{202E}evil",
+            "lag\x1b]0;title\x07",
+        ));
         assert_inert(&text);
         assert!(
             text.contains(r"decision: scale to 4 KPU: backlog\u{1b}[2J\rall good \u{202e}evil"),
@@ -994,11 +1029,12 @@ mod tests {
     fn once_prints_aws_errors_without_terminal_controls() {
         let report = OnceReport {
             application: "orders".into(),
+            dry_run: false,
             result: Err(EvaluateError::Metrics(MetricsError::Source(
                 "GetMetricData failed: \x1b[31mred\x1b[0m\nforged line".into(),
             ))),
         };
-        let text = once_text(&report, false);
+        let text = once_text(&report);
         assert_inert(&text);
         assert_eq!(text.lines().count(), 1, "{text}");
         assert!(text.contains(r"\u{1b}[31mred"), "{text}");

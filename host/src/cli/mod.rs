@@ -1,5 +1,6 @@
 //! The command-line interface: `flinkscale run | once | validate | demo |
-//! emulate | simulate | bench | import | alarms`.
+//! emulate | simulate | bench | import | alarms | status | explain | probe |
+//! iam | completions`.
 //!
 //! This is the binary's edge: errors become `anyhow` reports and exit codes
 //! here and nowhere else.
@@ -7,13 +8,15 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 use crate::telemetry::{self, LogFormat};
 
 mod alarms;
 mod commands;
+mod conventions;
 mod explain;
+mod iam;
 mod import;
 mod probe;
 
@@ -36,9 +39,8 @@ pub enum Command {
     /// Run the agent: one controller per `[[application]]`, until SIGTERM or
     /// ctrl-c.
     Run {
-        /// The configuration file.
-        #[arg(long, short)]
-        config: PathBuf,
+        #[command(flatten)]
+        config: conventions::ConfigFile,
         /// Decide and log, but never call UpdateApplication.
         #[arg(long)]
         dry_run: bool,
@@ -46,9 +48,8 @@ pub enum Command {
     /// Evaluate every application once, print what was seen and decided, and
     /// act on it unless `--dry-run`.
     Once {
-        /// The configuration file.
-        #[arg(long, short)]
-        config: PathBuf,
+        #[command(flatten)]
+        config: conventions::ConfigFile,
         /// Decide and print, but never call UpdateApplication.
         #[arg(long)]
         dry_run: bool,
@@ -162,22 +163,57 @@ pub enum Command {
     /// alarms, signals, policy), the decision and what was done, newest
     /// last, from the decision history in `state_dir`.
     Explain(explain::ExplainArgs),
+    /// Print the least-privilege IAM policy (JSON) for exactly the
+    /// configured applications: their ARNs for kinesisanalytics, `*` for
+    /// cloudwatch:GetMetricData.
+    Iam {
+        #[command(flatten)]
+        config: conventions::ConfigFile,
+        /// The AWS account id in the ARNs (default: any, `*`).
+        #[arg(long, value_name = "ID", value_parser = iam::parse_account)]
+        account: Option<String>,
+        /// The region in the ARNs (default: [agent] region, else any, `*`).
+        #[arg(long, value_name = "R", value_parser = iam::parse_region)]
+        region: Option<String>,
+    },
+    /// Print a shell completion script, e.g. `flinkscale completions bash >
+    /// /usr/share/bash-completion/completions/flinkscale`.
+    Completions {
+        /// The shell: bash, zsh or fish (also elvish, powershell).
+        shell: clap_complete::Shell,
+    },
     /// Check a configuration file and report every error at once; exit 78
     /// (EX_CONFIG) if there is any.
     Validate {
-        /// The configuration file.
-        config: PathBuf,
-        /// Also instantiate and configure every plugin, and check that AWS
-        /// credentials can be found.
+        /// The configuration file (or --config FILE, or $FLINKSCALE_CONFIG).
+        #[arg(value_name = "FILE")]
+        file: Option<PathBuf>,
+        #[command(flatten)]
+        config: conventions::ConfigFile,
+        /// Also instantiate and configure every plugin, check that AWS
+        /// credentials can be found, and call DescribeApplication for each
+        /// application (exists? readable? MSF's own autoscaling off?).
         #[arg(long)]
         environment: bool,
     },
 }
 
+/// Says why no configuration file can be read; exit 78 (EX_CONFIG), as for
+/// an invalid one.
+fn config_path_error(error: &conventions::ConfigPathError) -> ExitCode {
+    eprintln!("error: {error}");
+    ExitCode::from(commands::EX_CONFIG)
+}
+
 /// Parses the command line, runs the command and returns the exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    telemetry::init_logging(cli.log_format);
+    if let Err(error) = telemetry::init_logging(cli.log_format) {
+        // Silently logging at another level than asked would hide what
+        // the operator is looking for: a configuration error.
+        eprintln!("error: {error}");
+        return ExitCode::from(commands::EX_CONFIG);
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -190,12 +226,20 @@ pub fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Run { config, dry_run } => commands::run(&config, dry_run).await,
+            Command::Run { config, dry_run } => {
+                match conventions::config_path(config.config.as_deref(), None, false) {
+                    Ok(config) => commands::run(&config, dry_run).await,
+                    Err(error) => Ok(config_path_error(&error)),
+                }
+            }
             Command::Once {
                 config,
                 dry_run,
                 json,
-            } => commands::once(&config, dry_run, json).await,
+            } => match conventions::config_path(config.config.as_deref(), None, false) {
+                Ok(config) => commands::once(&config, dry_run, json).await,
+                Err(error) => Ok(config_path_error(&error)),
+            },
             Command::Demo {
                 speed,
                 scenario,
@@ -254,9 +298,30 @@ pub fn main() -> ExitCode {
             }
             Command::Bench(args) => commands::bench(args).await,
             Command::Validate {
+                file,
                 config,
                 environment,
-            } => commands::validate(&config, environment).await,
+            } => match conventions::config_path(config.config.as_deref(), file.as_deref(), true) {
+                Ok(config) => commands::validate(&config, environment).await,
+                Err(error) => Ok(config_path_error(&error)),
+            },
+            Command::Completions { shell } => {
+                clap_complete::generate(
+                    shell,
+                    &mut Cli::command(),
+                    "flinkscale",
+                    &mut std::io::stdout(),
+                );
+                Ok(ExitCode::SUCCESS)
+            }
+            Command::Iam {
+                config,
+                account,
+                region,
+            } => match conventions::config_path(config.config.as_deref(), None, false) {
+                Ok(config) => Ok(iam::run(&config, account, region)),
+                Err(error) => Ok(config_path_error(&error)),
+            },
             Command::Import { from } => import::run(from).await,
             Command::Status(args) => explain::status(args).await,
             Command::Explain(args) => explain::explain(args).await,

@@ -128,6 +128,43 @@ pub struct ApplicationConfig {
     pub interpreters: Vec<PluginConfig>,
     /// The policy plugin that decides (`[application.policy]`).
     pub policy: PluginConfig,
+    /// What the agent does with the application: `"active"` (the default)
+    /// evaluates and rescales; `"dry-run"` evaluates, decides and logs but
+    /// never calls UpdateApplication; `"paused"` evaluates nothing and calls
+    /// nothing for it (as KEDA's paused annotation or the Flink operator's
+    /// `scaling.enabled = false`). A SIGHUP reload switches it without
+    /// restarting the agent or touching the other applications; `run
+    /// --dry-run` makes every active application dry-run (a paused one
+    /// stays paused).
+    #[serde(default)]
+    pub mode: Mode,
+}
+
+/// An application's [`ApplicationConfig::mode`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Mode {
+    /// Evaluate, decide and rescale.
+    #[default]
+    Active,
+    /// Evaluate, decide and log; never call UpdateApplication.
+    DryRun,
+    /// Evaluate nothing, call nothing.
+    Paused,
+}
+
+impl Mode {
+    /// Every mode, as written in the configuration.
+    pub const ALL: [Mode; 3] = [Mode::Active, Mode::DryRun, Mode::Paused];
+
+    /// The mode as written in the configuration.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Active => "active",
+            Mode::DryRun => "dry-run",
+            Mode::Paused => "paused",
+        }
+    }
 }
 
 /// `[[application.metric]]`: one CloudWatch metric, or CloudWatch metric

@@ -708,7 +708,7 @@ plugin = "step"
         errors(text),
         [
             "config/x.toml:2:21: agent.plugin_timeout_ms: invalid value: integer `-3` (expected an integer from 0 to 18446744073709551615)",
-            "config/x.toml:8:1: application \"first\".colour: unknown field `colour` (expected one of `name`, `min_kpu`, `max_kpu`, `evaluation_interval_secs`, `update_poll_secs`, `update_timeout_secs`, `grace_period_secs`, `metric`, `alarm`, `interpreter`, `policy`)",
+            "config/x.toml:8:1: application \"first\".colour: unknown field `colour` (expected one of `name`, `min_kpu`, `max_kpu`, `evaluation_interval_secs`, `update_poll_secs`, `update_timeout_secs`, `grace_period_secs`, `metric`, `alarm`, `interpreter`, `policy`, `mode`)",
             "config/x.toml:31:11: application \"second\".min_kpu: min_kpu is 0 (valid: 1 or more; an MSF application runs on at least 1 KPU)",
         ],
         "an application with a parse error is not validated further; the others are"

@@ -155,7 +155,8 @@ pub struct Settings {
 }
 
 impl Settings {
-    /// Settings of `app`; `dry_run` comes from the command line, and the
+    /// Settings of `app`; `dry_run` comes from the command line (the
+    /// application's own `mode = "dry-run"` makes it a dry run too), and the
     /// plugin quarantine is the default until
     /// [`Controller::with_quarantine`] sets the agent's.
     pub fn from_config(app: &ApplicationConfig, dry_run: bool) -> Self {
@@ -172,7 +173,7 @@ impl Settings {
             update_poll: secs(app.update_poll_secs),
             update_timeout: secs(app.update_timeout_secs),
             grace_period: secs(app.grace_period_secs),
-            dry_run,
+            dry_run: dry_run || app.mode == crate::config::Mode::DryRun,
             quarantine: QuarantinePolicy::DEFAULT,
         }
     }

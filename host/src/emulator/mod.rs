@@ -224,6 +224,9 @@ pub struct CallRecord {
     /// answered: with an after-effect fault, a failed answer hides an
     /// effect that happened.
     pub took_effect: bool,
+    /// The request's User-Agent header (the AWS SDK's names the caller's
+    /// app, as CloudTrail's `userAgent` does), if it had one.
+    pub user_agent: Option<String>,
 }
 
 /// One application as the control API shows it.
@@ -366,6 +369,7 @@ impl Core {
             http_status: logged.http_status,
             injected: logged.injected,
             took_effect: logged.took_effect,
+            user_agent: logged.user_agent,
         });
         seq
     }

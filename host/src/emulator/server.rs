@@ -178,6 +178,12 @@ async fn aws_call(
     let input = decode(protocol, body);
     // What the call log shows of the request, even when it is refused.
     let logged = input.as_ref().ok();
+    // Who called: the SDK's User-Agent carries the caller's app name
+    // (flinkscale's `app/flinkscale-VERSION`), as CloudTrail records it.
+    let user_agent = headers
+        .get(hyper::header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
     if !headers.contains_key(hyper::header::AUTHORIZATION) {
         let error = AwsError::with_status(
             "MissingAuthenticationTokenException",
@@ -191,7 +197,7 @@ async fn aws_call(
             service,
             operation,
             logged,
-            Logged::answered(Err(&error), 403),
+            Logged::answered(Err(&error), 403).with_user_agent(user_agent),
         );
         return Some(error_response(protocol, &error, seq));
     }
@@ -205,7 +211,7 @@ async fn aws_call(
                 service,
                 operation,
                 None,
-                Logged::answered(Err(&error), error.status),
+                Logged::answered(Err(&error), error.status).with_user_agent(user_agent),
             );
             return Some(error_response(protocol, &error, seq));
         }
@@ -222,7 +228,7 @@ async fn aws_call(
     let served = {
         let (mut core, now) = shared.lock_synced();
         run_call(
-            &mut core, now, protocol, service, operation, &input, injected,
+            &mut core, now, protocol, service, operation, &input, injected, user_agent,
         )
     };
     if served.delay_after_ms > 0 {
@@ -250,6 +256,8 @@ pub(crate) struct Served {
 /// whose wait is over, lets it run). With `after_effect`, the operation
 /// runs and takes effect (or fails on its own), the call is logged at that
 /// instant, and the fault's answer replaces the real one, after its wait.
+/// `user_agent` is the request's User-Agent, for the log.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn run_call(
     core: &mut super::Core,
     now: i64,
@@ -258,6 +266,7 @@ pub(crate) fn run_call(
     operation: &str,
     input: &Value,
     fault: Option<Injected>,
+    user_agent: Option<String>,
 ) -> Served {
     let (reply, logged, delay_after_ms) = match fault {
         None => {
@@ -293,6 +302,7 @@ pub(crate) fn run_call(
             }
         }
     };
+    let logged = logged.with_user_agent(user_agent);
     let seq = core.record(now, protocol, service, operation, Some(input), logged);
     Served {
         seq,
@@ -312,6 +322,8 @@ pub(crate) struct Logged {
     pub(crate) injected: bool,
     /// Whether the call changed the emulated state.
     pub(crate) took_effect: bool,
+    /// The request's User-Agent header, if any.
+    pub(crate) user_agent: Option<String>,
 }
 
 impl Logged {
@@ -322,7 +334,13 @@ impl Logged {
             http_status,
             injected: false,
             took_effect: false,
+            user_agent: None,
         }
+    }
+
+    /// The same, with the request's User-Agent.
+    pub(crate) fn with_user_agent(self, user_agent: Option<String>) -> Self {
+        Self { user_agent, ..self }
     }
 
     /// A call whose answer a fault chose.
@@ -345,6 +363,7 @@ impl Logged {
             http_status: 0,
             injected: true,
             took_effect,
+            user_agent: None,
         }
     }
 

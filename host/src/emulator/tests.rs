@@ -979,6 +979,7 @@ fn update_under(
         "UpdateApplication",
         &input,
         fault,
+        None,
     )
 }
 
@@ -1119,6 +1120,7 @@ fn a_fault_before_the_effect_changes_nothing_and_the_log_says_which_calls_did() 
         Service::Kinesis,
         "DescribeApplication",
         &Value::map([("ApplicationName", Value::str("app"))]),
+        None,
         None,
     );
     assert!(served.reply.unwrap().is_ok());

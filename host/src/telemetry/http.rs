@@ -5,7 +5,8 @@
 //!   heartbeat is recent); `GET /healthz` is the same, for configurations
 //!   written before `/livez`;
 //! - `GET /readyz` for a readiness probe: every application evaluated
-//!   recently, or the ones that did not, named with why;
+//!   recently, or the ones that did not, named with why; a paused
+//!   application (`mode = "paused"`) is ready, and named as paused;
 //! - `GET /status` and `GET /explain?application=NAME&last=N`: the JSON of
 //!   `flinkscale status --json` and `flinkscale explain --json`, read from
 //!   `state_dir` ([`super::history`]) off the async runtime.
@@ -185,7 +186,17 @@ fn handle<B>(registry: &Registry, request: &Request<B>, now: Now) -> Response<Fu
         }
     }
     if body.is_empty() {
-        text(StatusCode::OK, "ok\n")
+        let mut ok = "ok\n".to_owned();
+        if path == "/readyz" {
+            // Paused is ready: nothing is expected of it, but the probe's
+            // reader learns why it is not evaluated.
+            for name in registry.paused() {
+                ok.push_str(&format!(
+                    "paused: application {name:?}: mode = \"paused\", not evaluated\n"
+                ));
+            }
+        }
+        text(StatusCode::OK, &ok)
     } else {
         text(StatusCode::SERVICE_UNAVAILABLE, &body)
     }
@@ -466,6 +477,44 @@ mod tests {
             fresh,
             "not ready: application \"app\": 91 s since the agent started, without an \
              evaluation; no failure recorded\n"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_paused_application_is_ready_and_named_and_counts_from_its_resumption() {
+        let with_mode = |mode: &str| -> crate::config::Config {
+            toml::from_str(&format!(
+                "[[application]]\nname = \"app\"\nevaluation_interval_secs = 10\n\
+                 mode = \"{mode}\"\n[application.policy]\nplugin = \"step\"\n"
+            ))
+            .expect("a test configuration")
+        };
+        let registry = Registry::for_config(&with_mode("paused"), 0);
+        // Long past the 90 s an active application would be allowed.
+        let ready = handle(&registry, &get("/readyz"), at(&registry, 500_000));
+        assert_eq!(ready.status(), StatusCode::OK);
+        assert_eq!(
+            body(ready).await,
+            "ok\npaused: application \"app\": mode = \"paused\", not evaluated\n"
+        );
+        let metrics = registry.render(500_000);
+        assert!(
+            metrics.contains("flinkscale_application_mode{application=\"app\",mode=\"paused\"} 1")
+                && metrics
+                    .contains("flinkscale_application_mode{application=\"app\",mode=\"active\"} 0"),
+            "{metrics}"
+        );
+        // Resumed at 500 s: its silence counts from then, not from 0.
+        registry.set_applications(&with_mode("active"), 500_000);
+        let ready = handle(&registry, &get("/readyz"), at(&registry, 590_000));
+        assert_eq!(ready.status(), StatusCode::OK);
+        assert_eq!(body(ready).await, "ok\n");
+        let ready = handle(&registry, &get("/readyz"), at(&registry, 590_001));
+        assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(
+            registry
+                .render(590_001)
+                .contains("flinkscale_application_mode{application=\"app\",mode=\"active\"} 1")
         );
     }
 

@@ -539,15 +539,47 @@ pub enum LogFormat {
     Json,
 }
 
-/// Installs the global tracing subscriber, writing to stderr. The level comes
-/// from `RUST_LOG` (default `info`); the code generator of the plugin
-/// compiler logs only warnings unless `RUST_LOG` names `cranelift`.
-pub fn init_logging(format: LogFormat) {
-    let asked = std::env::var("RUST_LOG").unwrap_or_default();
-    let mut filter = tracing_subscriber::EnvFilter::try_new(&asked)
-        .ok()
-        .filter(|_| !asked.is_empty())
-        .unwrap_or_else(|| tracing_subscriber::EnvFilter::new("info"));
+/// Why `RUST_LOG` cannot be used: the first directive that does not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "RUST_LOG: invalid directive {directive:?}: {reason} (valid: comma-separated directives, \
+     each a level (error, warn, info, debug, trace, off) or TARGET=LEVEL, e.g. \
+     \"info,flinkscale=debug\")"
+)]
+pub struct LogFilterError {
+    /// The directive as written.
+    pub directive: String,
+    /// What the parser said.
+    pub reason: String,
+}
+
+/// The filter `RUST_LOG` asks for (`info` when it is empty), each of its
+/// comma-separated directives checked on its own, as the filter splits
+/// them, so that the bad one is named instead of the whole filter silently
+/// falling back to `info`. The plugin compiler's code generator stays at
+/// `warn` unless a directive names `cranelift`.
+pub fn log_filter(asked: &str) -> Result<tracing_subscriber::EnvFilter, LogFilterError> {
+    use tracing_subscriber::filter::Directive;
+    let directives: Vec<&str> = asked
+        .split(',')
+        .map(str::trim)
+        .filter(|d| !d.is_empty())
+        .collect();
+    let mut filter = tracing_subscriber::EnvFilter::new("info");
+    if !directives.is_empty() {
+        filter = tracing_subscriber::EnvFilter::new("");
+        for text in &directives {
+            let directive: Directive =
+                text.parse()
+                    .map_err(
+                        |error: tracing_subscriber::filter::ParseError| LogFilterError {
+                            directive: (*text).to_owned(),
+                            reason: error.to_string(),
+                        },
+                    )?;
+            filter = filter.add_directive(directive);
+        }
+    }
     // Cranelift logs hundreds of megabytes per plugin compile at trace
     // level: keep it to warnings unless the user names it.
     if !asked.contains("cranelift") {
@@ -561,12 +593,64 @@ pub fn init_logging(format: LogFormat) {
             }
         }
     }
+    Ok(filter)
+}
+
+/// Whether text logs on stderr get ANSI colours: only on a terminal, and
+/// not when `NO_COLOR` is set (<https://no-color.org>). A file, a pipe or
+/// the journal gets plain text.
+fn colour_on_stderr() -> bool {
+    use std::io::IsTerminal;
+    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
+/// Installs the global tracing subscriber, writing to stderr: text
+/// (coloured on a terminal only) or one JSON object per line with the
+/// event's fields at the top level beside `timestamp`, `level` and
+/// `target`. The filter comes from `RUST_LOG` ([`log_filter`]); an invalid
+/// one is returned as an error and nothing is installed.
+pub fn init_logging(format: LogFormat) -> Result<(), LogFilterError> {
+    let asked = std::env::var("RUST_LOG").unwrap_or_default();
+    let filter = log_filter(&asked)?;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
     // A second initialisation (tests) is harmless: keep the first.
     let _ = match format {
-        LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Text => builder.with_ansi(colour_on_stderr()).try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
     };
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rust_log_names_its_bad_directive() {
+        for good in [
+            "",
+            " ",
+            "info",
+            "warn,flinkscale=debug",
+            "flinkscale::agent=trace",
+        ] {
+            assert!(log_filter(good).is_ok(), "{good:?}");
+        }
+        for (asked, bad) in [
+            ("flinkscale=loud", "flinkscale=loud"),
+            ("info, flinkscale=debug ,aws=noisy", "aws=noisy"),
+            ("info,[unclosed", "[unclosed"),
+        ] {
+            let error = log_filter(asked).expect_err(asked);
+            assert_eq!(error.directive, bad, "{asked:?}: {error}");
+            assert!(
+                error
+                    .to_string()
+                    .starts_with(&format!("RUST_LOG: invalid directive {bad:?}: ")),
+                "{error}"
+            );
+        }
+    }
 }

@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::{Event, FailureCounts};
-use crate::config::{ApplicationConfig, Config};
+use crate::config::{ApplicationConfig, Config, Mode};
 use crate::controller::{Failure, Settings};
 use crate::model::Action;
 use crate::plugin::FailureClass;
@@ -73,9 +73,13 @@ struct AppMetrics {
     plugin_failures: BTreeMap<FailureClass, u64>,
     plugin_reloads: u64,
     plugin_reloads_refused: u64,
-    /// When a reload added the application: its staleness counts from
-    /// then, not from the agent's start.
+    /// When a reload added the application, or took it out of pause: its
+    /// staleness counts from then, not from the agent's start or from its
+    /// last evaluation before the pause.
     added_ms: Option<i64>,
+    /// Its configured mode: a paused application is not evaluated, and so
+    /// never stale.
+    mode: Mode,
 }
 
 impl AppMetrics {
@@ -89,15 +93,18 @@ impl AppMetrics {
             rescale_allowance_ms: i64::from(app.update_timeout_secs)
                 .saturating_add(i64::from(app.grace_period_secs))
                 .saturating_mul(1000),
+            mode: app.mode,
             ..Self::default()
         }
     }
 
-    /// Since when the application's silence counts.
+    /// Since when the application's silence counts: its last evaluation,
+    /// or when it was added or resumed if that is later.
     fn since_ms(&self, started_ms: i64) -> i64 {
-        self.last_evaluation_ms
-            .or(self.added_ms)
-            .unwrap_or(started_ms)
+        match (self.last_evaluation_ms, self.added_ms) {
+            (Some(evaluated), Some(added)) => evaluated.max(added),
+            (evaluated, added) => evaluated.or(added).unwrap_or(started_ms),
+        }
     }
 }
 
@@ -172,6 +179,10 @@ impl Registry {
                 Some(metrics) => {
                     metrics.stale_after_ms = limits.stale_after_ms;
                     metrics.rescale_allowance_ms = limits.rescale_allowance_ms;
+                    if metrics.mode == Mode::Paused && app.mode != Mode::Paused {
+                        metrics.added_ms = Some(now_ms);
+                    }
+                    metrics.mode = app.mode;
                 }
                 None => {
                     for class in Failure::ALL {
@@ -296,6 +307,7 @@ impl Registry {
         let apps = self.apps.lock().unwrap_or_else(|p| p.into_inner());
         let started_ms = *self.started_ms.lock().unwrap_or_else(|p| p.into_inner());
         apps.iter()
+            .filter(|(_, app)| app.mode != Mode::Paused)
             .filter_map(|(name, app)| {
                 let since = app.since_ms(started_ms);
                 let mut deadline = since.saturating_add(app.stale_after_ms);
@@ -323,6 +335,16 @@ impl Registry {
                         .filter(|f| app.last_evaluation_ms.is_none_or(|e| f.at_ms >= e)),
                 })
             })
+            .collect()
+    }
+
+    /// The applications whose mode is `"paused"`, sorted by name: `/readyz`
+    /// names them (they are ready: nothing is expected of them).
+    pub fn paused(&self) -> Vec<String> {
+        let apps = self.apps.lock().unwrap_or_else(|p| p.into_inner());
+        apps.iter()
+            .filter(|(_, app)| app.mode == Mode::Paused)
+            .map(|(name, _)| name.clone())
             .collect()
     }
 
@@ -457,6 +479,21 @@ impl Registry {
             "Plugin calls that gave no answer, by how the plugin failed (timeout, trap, \
              out_of_memory, resource_limit, guest_error, invalid).",
             plugin_failures,
+        );
+        let mut modes = Vec::new();
+        for (name, app) in &apps {
+            for mode in Mode::ALL {
+                modes.push((
+                    labels(&[("application", name), ("mode", mode.as_str())]),
+                    u8::from(app.mode == mode).to_string(),
+                ));
+            }
+        }
+        family(
+            "flinkscale_application_mode",
+            "gauge",
+            "1 for the application's configured mode (active, dry-run or paused), 0 for the others; a paused application is not evaluated and counts as ready.",
+            modes,
         );
         family(
             "flinkscale_plugin_quarantined",

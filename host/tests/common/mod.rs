@@ -822,16 +822,13 @@ pub fn wait_until(
     }
 }
 
-/// The fields of the agent's JSON log lines whose message is `message`
-/// (tracing-subscriber's JSON puts them under `fields`).
+/// The agent's JSON log lines whose message is `message`: each an object
+/// with the event's fields at the top level (`--log-format json` flattens
+/// them beside `timestamp`, `level` and `target`).
 pub fn log_events(log: &str, message: &str) -> Vec<Value> {
     log.lines()
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .map(|mut v| match v.get_mut("fields").map(Value::take) {
-            Some(fields @ Value::Object(_)) => fields,
-            _ => v,
-        })
-        .filter(|fields| fields["message"] == message)
+        .filter(|event| event["message"] == message)
         .collect()
 }
 

@@ -1,0 +1,264 @@
+//! Conventions every command that reads a configuration shares: where the
+//! file comes from (`--config FILE`, `validate`'s `FILE` argument, or
+//! `FLINKSCALE_CONFIG`), and what is said when none of them gives one that
+//! exists.
+//!
+//! `demo` and `simulate` take `--config` as an optional override of their
+//! own bundled or preset configuration and deliberately ignore
+//! `FLINKSCALE_CONFIG`: an operator's shell that points the agent at its
+//! production file must not silently change what the demo or a simulation
+//! runs.
+
+use std::path::{Path, PathBuf};
+
+use crate::config::Config;
+use crate::target::{ScalingTarget, TargetError};
+
+/// The environment variable naming the configuration file when no
+/// `--config` is given.
+pub const CONFIG_ENV: &str = "FLINKSCALE_CONFIG";
+
+/// `--config FILE` of a command that needs a configuration.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ConfigFile {
+    /// The configuration file (default: $FLINKSCALE_CONFIG).
+    #[arg(long, short, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+}
+
+/// Where the configuration file's name came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// `--config FILE`.
+    Flag,
+    /// `validate FILE`.
+    Argument,
+    /// `$FLINKSCALE_CONFIG`.
+    Environment,
+}
+
+impl std::fmt::Display for Origin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Origin::Flag => "--config",
+            Origin::Argument => "the FILE argument",
+            Origin::Environment => CONFIG_ENV,
+        })
+    }
+}
+
+/// Why no configuration file could be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigPathError {
+    /// None of the places a file can be named gave one.
+    #[error(
+        "no configuration file: looked at --config (not given){argument}, and {CONFIG_ENV} (not set); give --config FILE or set {CONFIG_ENV}=FILE"
+    )]
+    NotGiven {
+        /// `, the FILE argument (not given)` for `validate`, else empty.
+        argument: &'static str,
+    },
+    /// `validate FILE --config OTHER`: two different files.
+    #[error(
+        "two configuration files: {argument} (the FILE argument) and {flag} (--config); give one"
+    )]
+    Conflict {
+        /// The FILE argument.
+        argument: PathBuf,
+        /// `--config`.
+        flag: PathBuf,
+    },
+    /// The named file does not exist (or cannot be seen).
+    #[error("configuration file {path} (from {origin}) cannot be read: {reason}")]
+    Missing {
+        /// The file.
+        path: PathBuf,
+        /// Where its name came from.
+        origin: Origin,
+        /// The operating system's answer.
+        reason: String,
+    },
+}
+
+/// The configuration file to read: `flag` (`--config`), else `argument`
+/// (`validate FILE`; `None` for commands without one), else
+/// `$FLINKSCALE_CONFIG` as `env` gives it; checked to exist, so that a
+/// wrong name is reported with where it came from.
+pub fn resolve(
+    flag: Option<&Path>,
+    argument: Option<&Path>,
+    env: Option<&std::ffi::OsStr>,
+    takes_argument: bool,
+) -> Result<(PathBuf, Origin), ConfigPathError> {
+    let chosen = match (flag, argument) {
+        (Some(flag), Some(argument)) if flag != argument => {
+            return Err(ConfigPathError::Conflict {
+                argument: argument.to_path_buf(),
+                flag: flag.to_path_buf(),
+            });
+        }
+        (Some(flag), _) => (flag.to_path_buf(), Origin::Flag),
+        (None, Some(argument)) => (argument.to_path_buf(), Origin::Argument),
+        (None, None) => match env.filter(|v| !v.is_empty()) {
+            Some(value) => (PathBuf::from(value), Origin::Environment),
+            None => {
+                return Err(ConfigPathError::NotGiven {
+                    argument: if takes_argument {
+                        ", the FILE argument (not given)"
+                    } else {
+                        ""
+                    },
+                });
+            }
+        },
+    };
+    match std::fs::metadata(&chosen.0) {
+        Ok(meta) if meta.is_file() => Ok(chosen),
+        Ok(_) => Err(ConfigPathError::Missing {
+            path: chosen.0,
+            origin: chosen.1,
+            reason: "not a file".to_owned(),
+        }),
+        Err(error) => Err(ConfigPathError::Missing {
+            path: chosen.0,
+            origin: chosen.1,
+            reason: error.to_string(),
+        }),
+    }
+}
+
+/// [`resolve`] with the process's `$FLINKSCALE_CONFIG`.
+pub fn config_path(
+    flag: Option<&Path>,
+    argument: Option<&Path>,
+    takes_argument: bool,
+) -> Result<PathBuf, ConfigPathError> {
+    let env = std::env::var_os(CONFIG_ENV);
+    resolve(flag, argument, env.as_deref(), takes_argument).map(|(path, _)| path)
+}
+
+/// What `validate --environment` found out about one application from
+/// DescribeApplication.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    /// The application.
+    pub application: String,
+    /// Whether it stops the agent from working as configured.
+    pub problem: bool,
+    /// What was found, and what to do about a problem.
+    pub message: String,
+}
+
+/// Calls DescribeApplication for every application of `config` on
+/// `target`: does it exist (in `region`), may the agent read it, and is
+/// MSF's own autoscaling on (which would rescale it behind the agent's
+/// back until the agent's first UpdateApplication turns it off)?
+pub async fn describe_findings(
+    config: &Config,
+    target: &dyn ScalingTarget,
+    region: &str,
+) -> Vec<Finding> {
+    let mut findings = Vec::new();
+    for app in &config.applications {
+        let (problem, message) = match target.describe(&app.name).await {
+            Ok(state) if state.autoscaling_enabled => (
+                true,
+                "MSF's own autoscaling is on (AutoScalingEnabled): it would rescale the \
+                 application too, fighting the agent; turn it off (UpdateApplication with \
+                 ParallelismConfigurationUpdate.AutoScalingEnabledUpdate = false, or \
+                 \"Automatic scaling\" off in the console)"
+                    .to_owned(),
+            ),
+            Ok(state) => (
+                false,
+                format!(
+                    "DescribeApplication: exists, {}, {} KPU, MSF's own autoscaling off",
+                    state.status,
+                    state.kpu()
+                ),
+            ),
+            Err(TargetError::NotFound(error)) => (
+                true,
+                format!(
+                    "no such application in {region} (DescribeApplication: {error}); check \
+                     its name and the region"
+                ),
+            ),
+            Err(TargetError::Permission(error)) => (
+                true,
+                format!(
+                    "permission denied: {error}; the agent's role needs \
+                     kinesisanalytics:DescribeApplication on this application (see \
+                     `flinkscale iam`)"
+                ),
+            ),
+            Err(error) => (true, format!("DescribeApplication failed: {error}")),
+        };
+        findings.push(Finding {
+            application: app.name.clone(),
+            problem,
+            message,
+        });
+    }
+    findings
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_flag_wins_then_the_argument_then_the_environment() {
+        let dir = tempfile::tempdir().expect("a temporary folder");
+        let a = dir.path().join("a.toml");
+        let b = dir.path().join("b.toml");
+        std::fs::write(&a, "").expect("writable");
+        std::fs::write(&b, "").expect("writable");
+        let env = Some(b.as_os_str());
+        assert_eq!(
+            resolve(Some(&a), None, env, false),
+            Ok((a.clone(), Origin::Flag))
+        );
+        assert_eq!(
+            resolve(None, Some(&a), env, true),
+            Ok((a.clone(), Origin::Argument))
+        );
+        assert_eq!(
+            resolve(None, None, env, false),
+            Ok((b.clone(), Origin::Environment))
+        );
+        assert_eq!(
+            resolve(Some(&a), Some(&a), None, true),
+            Ok((a.clone(), Origin::Flag))
+        );
+        assert!(matches!(
+            resolve(Some(&a), Some(&b), None, true),
+            Err(ConfigPathError::Conflict { .. })
+        ));
+    }
+
+    #[test]
+    fn a_missing_file_names_where_it_came_from() {
+        let dir = tempfile::tempdir().expect("a temporary folder");
+        let gone = dir.path().join("gone.toml");
+        let message = resolve(None, None, Some(gone.as_os_str()), false)
+            .expect_err("missing")
+            .to_string();
+        assert!(
+            message.starts_with(&format!(
+                "configuration file {} (from FLINKSCALE_CONFIG) cannot be read:",
+                gone.display()
+            )),
+            "{message}"
+        );
+        let message = resolve(None, None, Some("".as_ref()), true)
+            .expect_err("nothing given")
+            .to_string();
+        assert_eq!(
+            message,
+            "no configuration file: looked at --config (not given), the FILE argument \
+             (not given), and FLINKSCALE_CONFIG (not set); give --config FILE or set \
+             FLINKSCALE_CONFIG=FILE"
+        );
+    }
+}

@@ -1,0 +1,234 @@
+//! `flinkscale iam`: the least-privilege IAM policy for a configuration.
+//!
+//! The agent calls kinesisanalytics:DescribeApplication and
+//! kinesisanalytics:UpdateApplication on each configured application, and
+//! cloudwatch:GetMetricData, which supports no resource-level permission
+//! (AWS requires `"Resource": "*"` for it). The policy grants exactly that:
+//! the application ARNs by name, nothing else; alarms whose state comes
+//! from CloudWatch (`source = "cloudwatch"`) add cloudwatch:DescribeAlarms
+//! on exactly those alarms. Every application is in it
+//! whatever its `mode`, so that switching a mode by a reload needs no IAM
+//! change. host/tests/conventions.rs checks it against every call the
+//! agent makes to the emulator.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use crate::config::Config;
+
+/// The actions the agent calls on each application.
+pub const APPLICATION_ACTIONS: [&str; 2] = [
+    "kinesisanalytics:DescribeApplication",
+    "kinesisanalytics:UpdateApplication",
+];
+
+/// The actions the agent calls that take no resource (`"Resource": "*"`).
+pub const UNSCOPED_ACTIONS: [&str; 1] = ["cloudwatch:GetMetricData"];
+
+/// The action the agent calls for alarms whose state comes from CloudWatch
+/// (`source = "cloudwatch"`), on those alarms only.
+pub const ALARM_ACTIONS: [&str; 1] = ["cloudwatch:DescribeAlarms"];
+
+/// Checks `--account`: twelve digits.
+pub fn parse_account(text: &str) -> Result<String, String> {
+    if text.len() == 12 && text.bytes().all(|b| b.is_ascii_digit()) {
+        Ok(text.to_owned())
+    } else {
+        Err(format!(
+            "an AWS account id is 12 digits, e.g. 123456789012 (found {text:?})"
+        ))
+    }
+}
+
+/// Checks `--region`: lower-case letters, digits and `-`, e.g. `eu-west-1`.
+pub fn parse_region(text: &str) -> Result<String, String> {
+    let valid = !text.is_empty()
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    if valid {
+        Ok(text.to_owned())
+    } else {
+        Err(format!(
+            "an AWS region is lower-case letters, digits and '-', e.g. eu-west-1 (found {text:?})"
+        ))
+    }
+}
+
+/// The ARN partition of `region` (`aws-cn` for China, `aws-us-gov` for
+/// GovCloud, `aws` elsewhere and for any region).
+fn partition(region: &str) -> &'static str {
+    if region.starts_with("cn-") {
+        "aws-cn"
+    } else if region.starts_with("us-gov-") {
+        "aws-us-gov"
+    } else {
+        "aws"
+    }
+}
+
+/// The ARN of application `name` (`*` for an unknown region or account).
+pub fn application_arn(region: &str, account: &str, name: &str) -> String {
+    format!(
+        "arn:{}:kinesisanalytics:{region}:{account}:application/{name}",
+        partition(region)
+    )
+}
+
+/// The ARN of CloudWatch alarm `name` (`*` for an unknown region or
+/// account).
+pub fn alarm_arn(region: &str, account: &str, name: &str) -> String {
+    format!(
+        "arn:{}:cloudwatch:{region}:{account}:alarm:{name}",
+        partition(region)
+    )
+}
+
+/// The policy document for the applications of `config` in `region` and
+/// `account` (`*` when not known). Alarms whose state comes from CloudWatch
+/// add DescribeAlarms on exactly those alarms.
+pub fn policy(config: &Config, region: &str, account: &str) -> serde_json::Value {
+    let arns: Vec<String> = config
+        .applications
+        .iter()
+        .map(|app| application_arn(region, account, &app.name))
+        .collect();
+    let mut alarms: Vec<String> = config
+        .applications
+        .iter()
+        .flat_map(|app| &app.alarms)
+        .filter_map(|alarm| alarm.cloudwatch_name())
+        .map(|name| alarm_arn(region, account, name))
+        .collect();
+    alarms.sort();
+    alarms.dedup();
+    let mut statements = vec![
+        serde_json::json!({
+            "Sid": "ScaleTheConfiguredApplications",
+            "Effect": "Allow",
+            "Action": APPLICATION_ACTIONS,
+            "Resource": arns,
+        }),
+        serde_json::json!({
+            "Sid": "ReadMetrics",
+            "Effect": "Allow",
+            "Action": UNSCOPED_ACTIONS,
+            "Resource": "*",
+        }),
+    ];
+    if !alarms.is_empty() {
+        statements.push(serde_json::json!({
+            "Sid": "ReadCloudWatchAlarmStates",
+            "Effect": "Allow",
+            "Action": ALARM_ACTIONS,
+            "Resource": alarms,
+        }));
+    }
+    serde_json::json!({
+        "Version": "2012-10-17",
+        "Statement": statements,
+    })
+}
+
+/// `flinkscale iam`: prints the policy for `config` on stdout; what it
+/// could not know (the account, the region) is a `*` in it and a note on
+/// stderr.
+pub fn run(config: &Path, account: Option<String>, region: Option<String>) -> ExitCode {
+    let loaded = match crate::config::load(config) {
+        Ok(loaded) => loaded,
+        Err(errors) => {
+            eprintln!("{errors}");
+            return ExitCode::from(super::commands::EX_CONFIG);
+        }
+    };
+    let region = region.or_else(|| loaded.config.agent.region.clone());
+    if region.is_none() {
+        eprintln!(
+            "note: no --region and no [agent] region: the ARNs allow any region (\"*\"); give --region R to narrow them"
+        );
+    }
+    if account.is_none() {
+        eprintln!(
+            "note: no --account: the ARNs allow any account (\"*\"); give --account ID to narrow them"
+        );
+    }
+    let document = policy(
+        &loaded.config,
+        region.as_deref().unwrap_or("*"),
+        account.as_deref().unwrap_or("*"),
+    );
+    match serde_json::to_string_pretty(&document) {
+        Ok(text) => {
+            println!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("error: cannot write the policy: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_policy_names_each_application_and_nothing_else() {
+        let config: Config = toml::from_str(
+            "[[application]]\nname = \"orders\"\n[application.policy]\nplugin = \"step\"\n\
+             [[application]]\nname = \"audit\"\nmode = \"paused\"\n\
+             [application.policy]\nplugin = \"hold\"\n",
+        )
+        .expect("a configuration");
+        let document = policy(&config, "eu-west-1", "123456789012");
+        assert_eq!(
+            document["Statement"][0]["Resource"],
+            serde_json::json!([
+                "arn:aws:kinesisanalytics:eu-west-1:123456789012:application/orders",
+                "arn:aws:kinesisanalytics:eu-west-1:123456789012:application/audit",
+            ])
+        );
+        assert_eq!(document["Statement"][1]["Resource"], "*");
+        assert_eq!(document["Statement"].as_array().map(Vec::len), Some(2));
+        assert_eq!(
+            application_arn("cn-north-1", "*", "a"),
+            "arn:aws-cn:kinesisanalytics:cn-north-1:*:application/a"
+        );
+    }
+
+    #[test]
+    fn alarms_read_from_cloudwatch_add_describe_alarms_on_exactly_those_alarms() {
+        let config: Config = toml::from_str(
+            "[[application]]\nname = \"orders\"\n\
+             [[application.alarm]]\nid = \"scale-out\"\nsource = \"cloudwatch\"\n\
+             alarm_name = \"ScaleOutAlarm-orders\"\n\
+             [application.policy]\nplugin = \"step\"\n",
+        )
+        .expect("a configuration");
+        let document = policy(&config, "eu-west-1", "123456789012");
+        assert_eq!(document["Statement"].as_array().map(Vec::len), Some(3));
+        assert_eq!(
+            document["Statement"][2]["Action"],
+            serde_json::json!(["cloudwatch:DescribeAlarms"])
+        );
+        assert_eq!(
+            document["Statement"][2]["Resource"],
+            serde_json::json!([
+                "arn:aws:cloudwatch:eu-west-1:123456789012:alarm:ScaleOutAlarm-orders"
+            ])
+        );
+    }
+
+    #[test]
+    fn account_and_region_are_checked() {
+        assert!(parse_account("123456789012").is_ok());
+        assert!(
+            parse_account("12345")
+                .expect_err("short")
+                .contains("12 digits")
+        );
+        assert!(parse_region("eu-west-1").is_ok());
+        assert!(parse_region("EU West").is_err());
+    }
+}
