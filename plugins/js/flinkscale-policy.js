@@ -1,7 +1,8 @@
 // Helpers for writing a flinkscale scaling policy in JavaScript.
 //
-// ComponentizeJS turns a JavaScript module into a WebAssembly component of
-// the `scaling-policy` world (`wit/v0.1.0/plugin.wit`); this module is the
+// jco (`jco componentize --backend qjs`, the QuickJS engine) turns a
+// JavaScript module into a WebAssembly component of the `scaling-policy`
+// world (`wit/v0.1.0/plugin.wit`); this module is the
 // small layer between that world's calling convention and a policy author,
 // the JavaScript counterpart of the Rust SDK (`plugins/sdk`). A policy
 // describes itself to `definePolicy` and exports the result as `policy`:
@@ -27,11 +28,13 @@
 // rather than trapping the instance: the host then holds, exactly as for a
 // returned error.
 //
-// The values the host passes follow the component model's JavaScript
-// mapping: record fields in camelCase (`evaluation.app.minKpu`), enums as
-// their WIT names (`"alarm"`, `"insufficient-data"`, `"running"`), `s64`
-// and `u64` as BigInt (`evaluation.nowMs`), and an absent option as
-// `undefined`.
+// The values the host passes follow componentize-qjs's JavaScript mapping:
+// record fields in camelCase (`evaluation.app.minKpu`), enums as their WIT
+// names (`"alarm"`, `"insufficient-data"`, `"running"`), `s64` and `u64` as
+// numbers (`evaluation.nowMs`, exact up to 2^53), and an absent option as
+// `null`. The helper corrects the engine's `u32` handling both ways (see
+// `fixU32Fields` and `lowerU32`), so a policy sees and returns plain
+// numbers.
 //
 // Error texts are those of the Rust SDK, word for word, so that a policy
 // ported from Rust reports the same configuration errors.
@@ -56,13 +59,32 @@ export class PolicyError extends Error {
 
 // --- decisions -------------------------------------------------------------
 
+// componentize-qjs 0.4.5 (the QuickJS engine jco builds with) lowers a
+// number into a `u32` as if it were an `s32`: anything above 2^31 - 1
+// saturates to 2147483647. `| 0` is the `s32` with the same bits, which it
+// carries exactly, so the host reads the intended `u32`.
+function lowerU32(what, value) {
+  if (!Number.isInteger(value) || value < 0 || value > U32_MAX) {
+    throw new PolicyError(`${what} from 0 to ${U32_MAX}, found ${String(value)}`);
+  }
+  return value | 0;
+}
+
+function decision(action, reason, nextEvaluationSecs) {
+  const next =
+    nextEvaluationSecs === undefined || nextEvaluationSecs === null
+      ? null
+      : lowerU32("nextEvaluationSecs needs a whole number of seconds", nextEvaluationSecs);
+  return { action, reason, nextEvaluationSecs: next };
+}
+
 /**
  * Keep the current capacity, for this reason. `nextEvaluationSecs` asks to
  * be evaluated again that many seconds from now instead of at the
  * application's regular interval.
  */
 export function hold(reason, nextEvaluationSecs) {
-  return { action: { tag: "hold" }, reason, nextEvaluationSecs };
+  return decision({ tag: "hold" }, reason, nextEvaluationSecs);
 }
 
 /**
@@ -70,12 +92,8 @@ export function hold(reason, nextEvaluationSecs) {
  * target to [minKpu, maxKpu] and refuses 0.
  */
 export function scaleTo(kpu, reason, nextEvaluationSecs) {
-  if (!Number.isInteger(kpu) || kpu < 0 || kpu > U32_MAX) {
-    throw new PolicyError(
-      `scaleTo needs a whole number of KPU from 0 to ${U32_MAX}, found ${String(kpu)}`,
-    );
-  }
-  return { action: { tag: "scale-to", val: kpu }, reason, nextEvaluationSecs };
+  const val = lowerU32("scaleTo needs a whole number of KPU", kpu);
+  return decision({ tag: "scale-to", val }, reason, nextEvaluationSecs);
 }
 
 // --- the evaluation --------------------------------------------------------
@@ -326,6 +344,26 @@ export class Params {
   }
 }
 
+// --- the evaluation as it arrives ---------------------------------------------
+
+// componentize-qjs 0.4.5 (the QuickJS engine jco builds with) hands a `u32`
+// above 2^31 - 1 to JavaScript as a negative number, its bits read as an
+// `s32`: a KPU of 4294967294 arrives as -2. `>>> 0` reads the same bits as
+// unsigned again, and is the identity on every correct `u32`.
+function fixU32Fields(evaluation) {
+  const app = evaluation.app;
+  app.kpu >>>= 0;
+  app.parallelism >>>= 0;
+  app.parallelismPerKpu >>>= 0;
+  app.minKpu >>>= 0;
+  app.maxKpu >>>= 0;
+  if (app.lastUpdateDurationSecs !== null && app.lastUpdateDurationSecs !== undefined) {
+    app.lastUpdateDurationSecs >>>= 0;
+  }
+  for (const series of evaluation.metrics) series.periodSecs >>>= 0;
+  return evaluation;
+}
+
 // --- the export ------------------------------------------------------------
 
 // The component's calling convention turns a thrown non-Error value into the
@@ -370,7 +408,7 @@ export function definePolicy({ name, version, setup, decide }) {
       if (!configured) throw NOT_CONFIGURED;
       let decision;
       try {
-        decision = decide(state, evaluation);
+        decision = decide(state, fixU32Fields(evaluation));
       } catch (error) {
         throw errorText(error);
       }
