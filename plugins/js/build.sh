@@ -29,7 +29,7 @@ if [ ! -f "$jco" ] || [ plugins/js/package-lock.json -nt plugins/js/node_modules
     (cd plugins/js && npm ci --no-audit --no-fund)
 fi
 
-if [ -f "$out" ] && [ -z "$(find plugins/js wit/v0.1.0 -path plugins/js/node_modules -prune -o -newer "$out" \
+if [ -f "$out" ] && [ -z "$(find plugins/js wit/v0.2.0 -path plugins/js/node_modules -prune -o -newer "$out" \
         \( -name '*.js' -o -name '*.wit' -o -name package-lock.json \) -print -quit)" ]; then
     echo "$out is up to date"
     exit 0
@@ -38,7 +38,7 @@ mkdir -p "$out_dir"
 start=$(date +%s%N)
 # jco resolves the source against the folder it runs the build in, so every
 # path it gets is absolute.
-node "$jco" componentize "$PWD/plugins/js/$module.js" --wit "$PWD/wit/v0.1.0" \
+node "$jco" componentize "$PWD/plugins/js/$module.js" --wit "$PWD/wit/v0.2.0" \
     --world-name scaling-policy --backend qjs --backend-qjs-disable-async \
     --backend-qjs-stub-wasi -o "$(realpath -m "$out.tmp")" >/dev/null
 mv "$out.tmp" "$out"

@@ -2,7 +2,7 @@
 //
 // jco (`jco componentize --backend qjs`, the QuickJS engine) turns a
 // JavaScript module into a WebAssembly component of the `scaling-policy`
-// world (`wit/v0.1.0/plugin.wit`); this module is the
+// world (`wit/v0.2.0/plugin.wit`); this module is the
 // small layer between that world's calling convention and a policy author,
 // the JavaScript counterpart of the Rust SDK (`plugins/sdk`). A policy
 // describes itself to `definePolicy` and exports the result as `policy`:

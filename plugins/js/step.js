@@ -30,33 +30,36 @@ const PARAMETERS = [
     name: "scale_out_alarm",
     kind: "alarm-id",
     required: true,
-    meaning: "The alarm that asks for more capacity: while it is in ALARM, the policy scales out.",
+    meaning:
+      "The alarm that asks for more capacity.",
   },
   {
     name: "scale_in_alarm",
     kind: "alarm-id",
     required: true,
     meaning:
-      "The alarm that asks for less capacity: while it is in ALARM (and the scale-out one is not), the policy scales in.",
+      "The alarm that asks for less capacity; not the scale-out alarm.",
   },
   {
     name: "operation",
     kind: "text",
     default: "multiply",
     meaning:
-      '"multiply" (multiply out, floor-divide in: the reference design\'s Multiply/Divide) or "add" (add out, subtract in: Add/Subtract).',
+      "\"multiply\": out to kpu x factor, in to floor(kpu / factor) (the reference's Multiply/Divide); \"add\": out to kpu + factor, in to kpu - factor (Add/Subtract).",
   },
   {
     name: "scale_out_factor",
     kind: "integer",
     default: 2,
-    meaning: 'The step out, a whole number: at least 2 with "multiply", at least 1 with "add".',
+    meaning:
+      "The scale-out factor: a whole number, at least 2 with \"multiply\" and at least 1 with \"add\".",
   },
   {
     name: "scale_in_factor",
     kind: "integer",
     default: 2,
-    meaning: 'The step in, a whole number: at least 2 with "multiply", at least 1 with "add".',
+    meaning:
+      "The scale-in factor, as `scale_out_factor`.",
   },
 ];
 
@@ -105,9 +108,20 @@ function step(operation, out, factor, kpu, minKpu, maxKpu) {
   return { target, arithmetic };
 }
 
+// Every value's type first, in declared order, then how the values go
+// together: the order in which the Rust `step` (reading its parameters
+// into a typed struct) finds the first mistake.
 function setup(params) {
   const scaleOutAlarm = params.getStr("scale_out_alarm");
   const scaleInAlarm = params.getStr("scale_in_alarm");
+  const operation = params.getStr("operation");
+  if (!Object.hasOwn(MIN_FACTOR, operation)) {
+    throw new PolicyError(
+      `parameter \`operation\` must be "multiply" or "add", found ${JSON.stringify(operation)}`,
+    );
+  }
+  const scaleOutFactor = params.getU32("scale_out_factor");
+  const scaleInFactor = params.getU32("scale_in_factor");
   for (const [name, id] of [
     ["scale_out_alarm", scaleOutAlarm],
     ["scale_in_alarm", scaleInAlarm],
@@ -122,14 +136,6 @@ function setup(params) {
         `both are \`${scaleOutAlarm}\``,
     );
   }
-  const operation = params.getStr("operation");
-  if (!Object.hasOwn(MIN_FACTOR, operation)) {
-    throw new PolicyError(
-      `parameter \`operation\` must be "multiply" or "add", found ${JSON.stringify(operation)}`,
-    );
-  }
-  const scaleOutFactor = params.getU32("scale_out_factor");
-  const scaleInFactor = params.getU32("scale_in_factor");
   checkFactor(operation, "scale_out_factor", scaleOutFactor);
   checkFactor(operation, "scale_in_factor", scaleInFactor);
   return { scaleOutAlarm, scaleInAlarm, operation, scaleOutFactor, scaleInFactor };
@@ -168,7 +174,7 @@ export const policy = definePolicy({
   name: "step-js",
   version: "0.2.0",
   summary:
-    "Step scaling, as in the reference design: multiply (or add to) the KPU while the scale-out alarm is in ALARM, divide (or subtract) while the scale-in alarm is.",
+    "The reference design's step scaling: multiply (or add to) the KPU while the scale-out alarm fires, divide (or subtract) while the scale-in alarm fires.",
   parameters: PARAMETERS,
   setup,
   decide,

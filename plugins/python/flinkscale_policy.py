@@ -1,7 +1,7 @@
 """Helpers for writing a flinkscale scaling policy in Python.
 
 componentize-py turns a Python module into a WebAssembly component of the
-``scaling-policy`` world (``wit/v0.1.0/plugin.wit``); this module is the
+``scaling-policy`` world (``wit/v0.2.0/plugin.wit``); this module is the
 small layer between that world's generated bindings and a policy author, the
 Python counterpart of the Rust SDK (``plugins/sdk``). A policy subclasses
 :class:`PolicyBase`, names itself, and writes two methods::
@@ -44,6 +44,8 @@ from wit_world.imports.types import (
     AppStatus,
     Decision,
     Evaluation,
+    Parameter as _WitParameter,
+    ParameterKind as _WitParameterKind,
     PluginMetadata,
     Series,
 )
@@ -534,8 +536,24 @@ class PolicyBase(_exports.Policy):
         raise NotImplementedError("a policy must override on_decide")
 
     def metadata(self) -> PluginMetadata:
-        """The contract's ``metadata``: ``NAME`` and ``VERSION``."""
-        return PluginMetadata(self.NAME, self.VERSION)
+        """The contract's ``metadata``: ``NAME``, ``VERSION``, ``SUMMARY``
+        and ``PARAMETERS``."""
+        return PluginMetadata(
+            self.NAME,
+            self.VERSION,
+            self.SUMMARY,
+            [
+                _WitParameter(
+                    parameter.name,
+                    # `alarm-id` is the enum member ALARM_ID.
+                    _WitParameterKind[parameter.kind.upper().replace("-", "_")],
+                    parameter.required,
+                    parameter.default_json,
+                    parameter.meaning,
+                )
+                for parameter in self.PARAMETERS
+            ],
+        )
 
     def configure(self, params_json: str) -> None:
         """The contract's ``configure``; a policy writes :meth:`setup` instead."""

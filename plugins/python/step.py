@@ -79,8 +79,9 @@ class Policy(PolicyBase):
     NAME = "step-py"
     VERSION = "0.2.0"
     SUMMARY = (
-        "Step scaling, as in the reference design: multiply (or add to) the KPU while the "
-        "scale-out alarm is in ALARM, divide (or subtract) while the scale-in alarm is."
+        "The reference design's step scaling: multiply (or add to) the KPU "
+        "while the scale-out alarm fires, divide (or subtract) while the "
+        "scale-in alarm fires."
     )
     #: The parameters, as the Rust `step` declares them.
     PARAMETERS = [
@@ -88,42 +89,51 @@ class Policy(PolicyBase):
             "scale_out_alarm",
             "alarm-id",
             required=True,
-            meaning="The alarm that asks for more capacity: while it is in ALARM, "
-            "the policy scales out.",
+            meaning="The alarm that asks for more capacity.",
         ),
         Param(
             "scale_in_alarm",
             "alarm-id",
             required=True,
-            meaning="The alarm that asks for less capacity: while it is in ALARM (and "
-            "the scale-out one is not), the policy scales in.",
+            meaning="The alarm that asks for less capacity; not the scale-out alarm.",
         ),
         Param(
             "operation",
             "text",
             default="multiply",
-            meaning='"multiply" (multiply out, floor-divide in: the reference design\'s '
-            'Multiply/Divide) or "add" (add out, subtract in: Add/Subtract).',
+            meaning="\"multiply\": out to kpu x factor, in to floor(kpu / factor) (the "
+            "reference's Multiply/Divide); \"add\": out to kpu + factor, in to "
+            "kpu - factor (Add/Subtract).",
         ),
         Param(
             "scale_out_factor",
             "integer",
             default=2,
-            meaning='The step out, a whole number: at least 2 with "multiply", at least 1 '
-            'with "add".',
+            meaning="The scale-out factor: a whole number, at least 2 with \"multiply\" "
+            "and at least 1 with \"add\".",
         ),
         Param(
             "scale_in_factor",
             "integer",
             default=2,
-            meaning='The step in, a whole number: at least 2 with "multiply", at least 1 '
-            'with "add".',
+            meaning="The scale-in factor, as `scale_out_factor`.",
         ),
     ]
 
     def setup(self, params: Params) -> None:
+        # Every value's type first, in declared order, then how the values
+        # go together: the order in which the Rust `step` (reading its
+        # parameters into a typed struct) finds the first mistake.
         self.scale_out_alarm = params.get_str("scale_out_alarm")
         self.scale_in_alarm = params.get_str("scale_in_alarm")
+        self.operation = params.get_str("operation")
+        if self.operation not in MIN_FACTOR:
+            raise PolicyError(
+                'parameter `operation` must be "multiply" or "add", '
+                f"found {json.dumps(self.operation, ensure_ascii=False)}"
+            )
+        self.scale_out_factor = params.get_u32("scale_out_factor")
+        self.scale_in_factor = params.get_u32("scale_in_factor")
         for name, alarm_id in (
             ("scale_out_alarm", self.scale_out_alarm),
             ("scale_in_alarm", self.scale_in_alarm),
@@ -137,14 +147,6 @@ class Policy(PolicyBase):
                 "`scale_out_alarm` and `scale_in_alarm` must name different alarms, "
                 f"both are `{self.scale_out_alarm}`"
             )
-        self.operation = params.get_str("operation")
-        if self.operation not in MIN_FACTOR:
-            raise PolicyError(
-                'parameter `operation` must be "multiply" or "add", '
-                f"found {json.dumps(self.operation, ensure_ascii=False)}"
-            )
-        self.scale_out_factor = params.get_u32("scale_out_factor")
-        self.scale_in_factor = params.get_u32("scale_in_factor")
         check_factor(self.operation, "scale_out_factor", self.scale_out_factor)
         check_factor(self.operation, "scale_in_factor", self.scale_in_factor)
 
