@@ -1,7 +1,8 @@
 // Helpers for writing a flinkscale scaling policy in JavaScript.
 //
-// ComponentizeJS turns a JavaScript module into a WebAssembly component of
-// the `scaling-policy` world (`wit/v0.1.0/plugin.wit`); this module is the
+// jco (`jco componentize --backend qjs`, the QuickJS engine) turns a
+// JavaScript module into a WebAssembly component of the `scaling-policy`
+// world (`wit/v0.2.0/plugin.wit`); this module is the
 // small layer between that world's calling convention and a policy author,
 // the JavaScript counterpart of the Rust SDK (`plugins/sdk`). A policy
 // describes itself to `definePolicy` and exports the result as `policy`:
@@ -27,11 +28,13 @@
 // rather than trapping the instance: the host then holds, exactly as for a
 // returned error.
 //
-// The values the host passes follow the component model's JavaScript
-// mapping: record fields in camelCase (`evaluation.app.minKpu`), enums as
-// their WIT names (`"alarm"`, `"insufficient-data"`, `"running"`), `s64`
-// and `u64` as BigInt (`evaluation.nowMs`), and an absent option as
-// `undefined`.
+// The values the host passes follow componentize-qjs's JavaScript mapping:
+// record fields in camelCase (`evaluation.app.minKpu`), enums as their WIT
+// names (`"alarm"`, `"insufficient-data"`, `"running"`), `s64` and `u64` as
+// numbers (`evaluation.nowMs`, exact up to 2^53), and an absent option as
+// `null`. The helper corrects the engine's `u32` handling both ways (see
+// `fixU32Fields` and `lowerU32`), so a policy sees and returns plain
+// numbers.
 //
 // Error texts are those of the Rust SDK, word for word, so that a policy
 // ported from Rust reports the same configuration errors.
@@ -56,13 +59,32 @@ export class PolicyError extends Error {
 
 // --- decisions -------------------------------------------------------------
 
+// componentize-qjs 0.4.5 (the QuickJS engine jco builds with) lowers a
+// number into a `u32` as if it were an `s32`: anything above 2^31 - 1
+// saturates to 2147483647. `| 0` is the `s32` with the same bits, which it
+// carries exactly, so the host reads the intended `u32`.
+function lowerU32(what, value) {
+  if (!Number.isInteger(value) || value < 0 || value > U32_MAX) {
+    throw new PolicyError(`${what} from 0 to ${U32_MAX}, found ${String(value)}`);
+  }
+  return value | 0;
+}
+
+function decision(action, reason, nextEvaluationSecs) {
+  const next =
+    nextEvaluationSecs === undefined || nextEvaluationSecs === null
+      ? null
+      : lowerU32("nextEvaluationSecs needs a whole number of seconds", nextEvaluationSecs);
+  return { action, reason, nextEvaluationSecs: next };
+}
+
 /**
  * Keep the current capacity, for this reason. `nextEvaluationSecs` asks to
  * be evaluated again that many seconds from now instead of at the
  * application's regular interval.
  */
 export function hold(reason, nextEvaluationSecs) {
-  return { action: { tag: "hold" }, reason, nextEvaluationSecs };
+  return decision({ tag: "hold" }, reason, nextEvaluationSecs);
 }
 
 /**
@@ -70,12 +92,8 @@ export function hold(reason, nextEvaluationSecs) {
  * target to [minKpu, maxKpu] and refuses 0.
  */
 export function scaleTo(kpu, reason, nextEvaluationSecs) {
-  if (!Number.isInteger(kpu) || kpu < 0 || kpu > U32_MAX) {
-    throw new PolicyError(
-      `scaleTo needs a whole number of KPU from 0 to ${U32_MAX}, found ${String(kpu)}`,
-    );
-  }
-  return { action: { tag: "scale-to", val: kpu }, reason, nextEvaluationSecs };
+  const val = lowerU32("scaleTo needs a whole number of KPU", kpu);
+  return decision({ tag: "scale-to", val }, reason, nextEvaluationSecs);
 }
 
 // --- the evaluation --------------------------------------------------------
@@ -181,18 +199,120 @@ function closest(key, known) {
   return best?.[1];
 }
 
+// --- declared parameters -----------------------------------------------------
+
+/** The contract's `parameter-kind`s, as a declaration names them. */
+export const PARAMETER_KINDS = [
+  "boolean",
+  "integer",
+  "number",
+  "text",
+  "text-list",
+  "alarm-id",
+  "alarm-ids",
+  "metric-id",
+  "metric-ids",
+  "table",
+];
+
+// Whether a default fits a kind; a default of the wrong type would be a
+// documented value the policy itself refuses.
+const FITS_KIND = {
+  boolean: (v) => typeof v === "boolean",
+  integer: (v) => Number.isInteger(v) && v >= 0 && v <= U32_MAX,
+  number: (v) => typeof v === "number" && Number.isFinite(v),
+  text: (v) => typeof v === "string",
+  "text-list": (v) => Array.isArray(v) && v.every((item) => typeof item === "string"),
+  "alarm-id": (v) => typeof v === "string",
+  "alarm-ids": (v) => Array.isArray(v) && v.every((item) => typeof item === "string"),
+  "metric-id": (v) => typeof v === "string",
+  "metric-ids": (v) => Array.isArray(v) && v.every((item) => typeof item === "string"),
+  table: (v) => v !== null && typeof v === "object" && !Array.isArray(v),
+};
+
+/**
+ * Checks a policy's parameter declarations and turns them into the
+ * contract's `parameter` records. A declaration is
+ * `{ name, kind, required, default, meaning }`: `kind` one of
+ * `PARAMETER_KINDS`, `required` false when left out, `default` the value
+ * (not its JSON text) used when the key is absent, left out when the key
+ * is required or its default depends on other parameters.
+ *
+ * A mistake here is the policy author's, found when the module is first
+ * evaluated, which is at build time: the build fails with this message.
+ */
+export function declareParameters(declarations) {
+  if (!Array.isArray(declarations)) {
+    throw new Error(`parameters must be an array of declarations, found ${describe(declarations)}`);
+  }
+  const seen = new Set();
+  return declarations.map((declaration, index) => {
+    const where = `parameter declaration ${index + 1}`;
+    if (declaration === null || typeof declaration !== "object") {
+      throw new Error(`${where} must be an object, found ${describe(declaration)}`);
+    }
+    const { name, kind, required = false, meaning } = declaration;
+    if (typeof name !== "string" || name === "") {
+      throw new Error(`${where} needs a \`name\`, a non-empty string`);
+    }
+    if (seen.has(name)) throw new Error(`parameter \`${name}\` is declared twice`);
+    seen.add(name);
+    if (!PARAMETER_KINDS.includes(kind)) {
+      throw new Error(
+        `parameter \`${name}\` has kind ${JSON.stringify(kind)}; valid kinds: ${PARAMETER_KINDS.join(", ")}`,
+      );
+    }
+    if (typeof required !== "boolean") {
+      throw new Error(`parameter \`${name}\`: \`required\` must be true or false`);
+    }
+    if (typeof meaning !== "string" || meaning.trim() === "") {
+      throw new Error(`parameter \`${name}\` needs a \`meaning\`, a sentence for people`);
+    }
+    const hasDefault = Object.hasOwn(declaration, "default") && declaration.default !== undefined;
+    if (hasDefault && required) {
+      throw new Error(`parameter \`${name}\` is required, so it cannot have a default`);
+    }
+    if (hasDefault && !FITS_KIND[kind](declaration.default)) {
+      throw new Error(
+        `parameter \`${name}\` of kind ${kind} has a default that is ${describe(declaration.default)}`,
+      );
+    }
+    return {
+      name,
+      kind,
+      required,
+      defaultJson: hasDefault ? JSON.stringify(declaration.default) : null,
+      meaning,
+    };
+  });
+}
+
 /**
  * A policy's parameters: the `[application.policy] params` table, which
- * reaches the plugin as a JSON object. Every getter throws a `PolicyError`
+ * reaches the plugin as a JSON object. A key that is absent reads as its
+ * declared default, if it has one. Every getter throws a `PolicyError`
  * naming the parameter, what was expected and what was found.
  */
 export class Params {
-  constructor(values) {
+  /**
+   * `values` is the parsed table; `parameters` the declared parameters (as
+   * `declareParameters` returns them), whose defaults fill absent keys.
+   */
+  constructor(values, parameters = []) {
     this.values = values;
+    this.defaults = new Map();
+    for (const parameter of parameters) {
+      if (parameter.defaultJson !== null && parameter.defaultJson !== undefined) {
+        this.defaults.set(parameter.name, JSON.parse(parameter.defaultJson));
+      }
+    }
   }
 
-  /** Parses the JSON text the host passes to `configure`; it must be an object. */
-  static fromJson(text) {
+  /**
+   * Parses the JSON text the host passes to `configure`; it must be an
+   * object.
+   */
+  static fromJson(text, parameters = []) {
     let value;
     try {
       value = JSON.parse(text);
@@ -204,7 +324,7 @@ export class Params {
         `parameters must be a table (a JSON object), found ${describe(value)}`,
       );
     }
-    return new Params(value);
+    return new Params(value, parameters);
   }
 
   /** The names of the parameters present, sorted as the Rust SDK sorts them. */
@@ -212,14 +332,19 @@ export class Params {
     return Object.keys(this.values).sort();
   }
 
-  /** Whether the parameter is present. */
+  /** Whether the parameter is present (a declared default does not count). */
   has(key) {
     return Object.hasOwn(this.values, key);
   }
 
-  /** The raw JSON value of a parameter (`undefined` when absent). */
+  /** The raw JSON value of a parameter, or its declared default (`undefined` when neither). */
   getValue(key) {
-    return this.has(key) ? this.values[key] : undefined;
+    return this.has(key) ? this.values[key] : this.defaults.get(key);
+  }
+
+  /** Whether the parameter is present or has a declared default. */
+  #given(key) {
+    return this.has(key) || this.defaults.has(key);
   }
 
   /**
@@ -242,8 +367,8 @@ export class Params {
 
   /** An optional string parameter. */
   getOptStr(key) {
-    if (!this.has(key)) return undefined;
-    const value = this.values[key];
+    if (!this.#given(key)) return undefined;
+    const value = this.getValue(key);
     if (typeof value !== "string") throw wrongType(key, "a string", value);
     return value;
   }
@@ -262,8 +387,8 @@ export class Params {
 
   /** An optional number parameter (integer or not). */
   getOptF64(key) {
-    if (!this.has(key)) return undefined;
-    const value = this.values[key];
+    if (!this.#given(key)) return undefined;
+    const value = this.getValue(key);
     if (typeof value !== "number") throw wrongType(key, "a number", value);
     return value;
   }
@@ -285,8 +410,8 @@ export class Params {
    * and `-1` are errors.
    */
   getOptU32(key) {
-    if (!this.has(key)) return undefined;
-    const value = this.values[key];
+    if (!this.#given(key)) return undefined;
+    const value = this.getValue(key);
     if (!Number.isInteger(value) || value < 0 || value > U32_MAX) {
       throw wrongType(key, WHOLE_NUMBER, value);
     }
@@ -307,8 +432,8 @@ export class Params {
 
   /** An optional boolean parameter. */
   getOptBool(key) {
-    if (!this.has(key)) return undefined;
-    const value = this.values[key];
+    if (!this.#given(key)) return undefined;
+    const value = this.getValue(key);
     if (typeof value !== "boolean") throw wrongType(key, "true or false", value);
     return value;
   }
@@ -326,6 +451,26 @@ export class Params {
   }
 }
 
+// --- the evaluation as it arrives ---------------------------------------------
+
+// componentize-qjs 0.4.5 (the QuickJS engine jco builds with) hands a `u32`
+// above 2^31 - 1 to JavaScript as a negative number, its bits read as an
+// `s32`: a KPU of 4294967294 arrives as -2. `>>> 0` reads the same bits as
+// unsigned again, and is the identity on every correct `u32`.
+function fixU32Fields(evaluation) {
+  const app = evaluation.app;
+  app.kpu >>>= 0;
+  app.parallelism >>>= 0;
+  app.parallelismPerKpu >>>= 0;
+  app.minKpu >>>= 0;
+  app.maxKpu >>>= 0;
+  if (app.lastUpdateDurationSecs !== null && app.lastUpdateDurationSecs !== undefined) {
+    app.lastUpdateDurationSecs >>>= 0;
+  }
+  for (const series of evaluation.metrics) series.periodSecs >>>= 0;
+  return evaluation;
+}
+
 // --- the export ------------------------------------------------------------
 
 // The component's calling convention turns a thrown non-Error value into the
@@ -340,27 +485,46 @@ function errorText(error) {
 }
 
 /**
- * The `policy` export, from a description: `name` and `version` (the
- * plugin's metadata), `setup(params)` (validates a `Params` and returns the
- * configured state; throw to refuse) and `decide(state, evaluation)`
+ * The `policy` export, from a description: `name`, `version` and `summary`
+ * (the plugin's metadata), `parameters` (the keys it accepts, see
+ * `declareParameters`), `setup(params)` (validates a `Params` and returns
+ * the configured state; throw to refuse) and `decide(state, evaluation)`
  * (returns `hold(...)` or `scaleTo(...)`).
  *
+ * The declarations are the one place the parameters are described: the
+ * host documents and checks them from `metadata`, `configure` refuses any
+ * key not declared (suggesting the closest declared one) before `setup`
+ * runs, and `Params` reads an absent key as its declared default.
  * `configure` forgets any previous state first, so that a failed
  * reconfiguration does not leave the old one answering; `decide` refuses
  * with `not configured` until a `configure` has succeeded.
  */
-export function definePolicy({ name, version, setup, decide }) {
+export function definePolicy({ name, version, summary, parameters = [], setup, decide }) {
+  for (const [field, value] of [
+    ["name", name],
+    ["version", version],
+    ["summary", summary],
+  ]) {
+    if (typeof value !== "string" || value.trim() === "") {
+      throw new Error(`definePolicy needs a \`${field}\`, a non-empty string`);
+    }
+  }
+  const declared = declareParameters(parameters);
+  const names = declared.map((parameter) => parameter.name);
+  const metadata = { name, version, summary, parameters: declared };
   let state;
   let configured = false;
   return {
     metadata() {
-      return { name, version };
+      return metadata;
     },
     configure(paramsJson) {
       configured = false;
       state = undefined;
       try {
-        state = setup(Params.fromJson(paramsJson));
+        const params = Params.fromJson(paramsJson, declared);
+        params.denyUnknown(names);
+        state = setup(params);
       } catch (error) {
         throw errorText(error);
       }
@@ -370,7 +534,7 @@ export function definePolicy({ name, version, setup, decide }) {
       if (!configured) throw NOT_CONFIGURED;
       let decision;
       try {
-        decision = decide(state, evaluation);
+        decision = decide(state, fixU32Fields(evaluation));
       } catch (error) {
         throw errorText(error);
       }

@@ -8,15 +8,9 @@
 // else while the scale-in alarm is in ALARM it shrinks by one; always within
 // [max(minKpu, 1), maxKpu]. Scale-out wins when both alarms fire.
 //
-// Parameters (the same as the Rust `step`):
-//
-// | parameter          | default      | meaning |
-// |--------------------|--------------|---------|
-// | `scale_out_alarm`  | required     | id of the alarm that asks for more capacity |
-// | `scale_in_alarm`   | required     | id of the alarm that asks for less capacity |
-// | `operation`        | `"multiply"` | `"multiply"` (x / floor-divide) or `"add"` (+ / -) |
-// | `scale_out_factor` | `2`          | whole; >= 2 for multiply, >= 1 for add |
-// | `scale_in_factor`  | `2`          | as `scale_out_factor` |
+// Its parameters are declared once, in `PARAMETERS` below, with the same
+// names, kinds, required flags and defaults as the Rust `step`'s (the test
+// compares them); `flinkscale plugin describe` shows them.
 //
 // Build: `plugins/js/build.sh` (gives `target/polyglot/step-js.wasm`).
 
@@ -30,15 +24,44 @@ import {
   scaleTo,
 } from "./flinkscale-policy.js";
 
-const KNOWN_PARAMS = [
-  "scale_out_alarm",
-  "scale_in_alarm",
-  "operation",
-  "scale_out_factor",
-  "scale_in_factor",
+/** The parameters, as the Rust `step` declares them. */
+const PARAMETERS = [
+  {
+    name: "scale_out_alarm",
+    kind: "alarm-id",
+    required: true,
+    meaning:
+      "The alarm that asks for more capacity.",
+  },
+  {
+    name: "scale_in_alarm",
+    kind: "alarm-id",
+    required: true,
+    meaning:
+      "The alarm that asks for less capacity; not the scale-out alarm.",
+  },
+  {
+    name: "operation",
+    kind: "text",
+    default: "multiply",
+    meaning:
+      "\"multiply\": out to kpu x factor, in to floor(kpu / factor) (the reference's Multiply/Divide); \"add\": out to kpu + factor, in to kpu - factor (Add/Subtract).",
+  },
+  {
+    name: "scale_out_factor",
+    kind: "integer",
+    default: 2,
+    meaning:
+      "The scale-out factor: a whole number, at least 2 with \"multiply\" and at least 1 with \"add\".",
+  },
+  {
+    name: "scale_in_factor",
+    kind: "integer",
+    default: 2,
+    meaning:
+      "The scale-in factor, as `scale_out_factor`.",
+  },
 ];
-
-const DEFAULT_FACTOR = 2;
 
 // The smallest factor that changes anything under each operation.
 const MIN_FACTOR = { multiply: 2, add: 1 };
@@ -85,10 +108,20 @@ function step(operation, out, factor, kpu, minKpu, maxKpu) {
   return { target, arithmetic };
 }
 
+// Every value's type first, in declared order, then how the values go
+// together: the order in which the Rust `step` (reading its parameters
+// into a typed struct) finds the first mistake.
 function setup(params) {
-  params.denyUnknown(KNOWN_PARAMS);
   const scaleOutAlarm = params.getStr("scale_out_alarm");
   const scaleInAlarm = params.getStr("scale_in_alarm");
+  const operation = params.getStr("operation");
+  if (!Object.hasOwn(MIN_FACTOR, operation)) {
+    throw new PolicyError(
+      `parameter \`operation\` must be "multiply" or "add", found ${JSON.stringify(operation)}`,
+    );
+  }
+  const scaleOutFactor = params.getU32("scale_out_factor");
+  const scaleInFactor = params.getU32("scale_in_factor");
   for (const [name, id] of [
     ["scale_out_alarm", scaleOutAlarm],
     ["scale_in_alarm", scaleInAlarm],
@@ -103,14 +136,6 @@ function setup(params) {
         `both are \`${scaleOutAlarm}\``,
     );
   }
-  const operation = params.getStrOr("operation", "multiply");
-  if (!Object.hasOwn(MIN_FACTOR, operation)) {
-    throw new PolicyError(
-      `parameter \`operation\` must be "multiply" or "add", found ${JSON.stringify(operation)}`,
-    );
-  }
-  const scaleOutFactor = params.getU32Or("scale_out_factor", DEFAULT_FACTOR);
-  const scaleInFactor = params.getU32Or("scale_in_factor", DEFAULT_FACTOR);
   checkFactor(operation, "scale_out_factor", scaleOutFactor);
   checkFactor(operation, "scale_in_factor", scaleInFactor);
   return { scaleOutAlarm, scaleInAlarm, operation, scaleOutFactor, scaleInFactor };
@@ -145,4 +170,12 @@ function decide(config, evaluation) {
 }
 
 /** The `policy` export of the `scaling-policy` world. */
-export const policy = definePolicy({ name: "step-js", version: "0.1.0", setup, decide });
+export const policy = definePolicy({
+  name: "step-js",
+  version: "0.2.0",
+  summary:
+    "The reference design's step scaling: multiply (or add to) the KPU while the scale-out alarm fires, divide (or subtract) while the scale-in alarm fires.",
+  parameters: PARAMETERS,
+  setup,
+  decide,
+});

@@ -20,14 +20,14 @@ if ! .venv/bin/componentize-py --version 2>/dev/null | grep -qx "componentize-py
     .venv/bin/pip install -q -r plugins/python/requirements.txt
 fi
 
-if [ -f "$out" ] && [ -z "$(find plugins/python wit/v0.1.0 -newer "$out" \
+if [ -f "$out" ] && [ -z "$(find plugins/python wit/v0.2.0 -newer "$out" \
         \( -name '*.py' -o -name '*.wit' -o -name requirements.txt \) -print -quit)" ]; then
     echo "$out is up to date"
     exit 0
 fi
 mkdir -p "$out_dir"
 start=$(date +%s%N)
-.venv/bin/componentize-py -d wit/v0.1.0 -w scaling-policy \
+.venv/bin/componentize-py -d wit/v0.2.0 -w scaling-policy \
     componentize -p plugins/python "$module" -o "$out.tmp"
 mv "$out.tmp" "$out"
 echo "built $out ($(stat -c %s "$out") bytes) in $(( ($(date +%s%N) - start) / 1000000 )) ms"

@@ -1,7 +1,7 @@
 """Helpers for writing a flinkscale scaling policy in Python.
 
 componentize-py turns a Python module into a WebAssembly component of the
-``scaling-policy`` world (``wit/v0.1.0/plugin.wit``); this module is the
+``scaling-policy`` world (``wit/v0.2.0/plugin.wit``); this module is the
 small layer between that world's generated bindings and a policy author, the
 Python counterpart of the Rust SDK (``plugins/sdk``). A policy subclasses
 :class:`PolicyBase`, names itself, and writes two methods::
@@ -44,6 +44,8 @@ from wit_world.imports.types import (
     AppStatus,
     Decision,
     Evaluation,
+    Parameter as _WitParameter,
+    ParameterKind as _WitParameterKind,
     PluginMetadata,
     Series,
 )
@@ -52,6 +54,8 @@ __all__ = [
     "U32_MAX",
     "PolicyError",
     "Params",
+    "Param",
+    "PARAMETER_KINDS",
     "PolicyBase",
     "hold",
     "scale_to",
@@ -217,19 +221,131 @@ def _closest(key: str, known: List[str]) -> Optional[str]:
     return None if best is None else best[1]
 
 
+# --- declared parameters -----------------------------------------------------
+
+#: The contract's ``parameter-kind``s, as a declaration names them.
+PARAMETER_KINDS = (
+    "boolean",
+    "integer",
+    "number",
+    "text",
+    "text-list",
+    "alarm-id",
+    "alarm-ids",
+    "metric-id",
+    "metric-ids",
+    "table",
+)
+
+
+def _is_number(value: Any) -> bool:
+    return not isinstance(value, bool) and isinstance(value, (int, float))
+
+
+def _is_text_list(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(item, str) for item in value)
+
+
+# Whether a default fits a kind; a default of the wrong type would be a
+# documented value the policy itself refuses.
+_FITS_KIND = {
+    "boolean": lambda v: isinstance(v, bool),
+    "integer": lambda v: _is_number(v) and float(v).is_integer() and 0 <= v <= U32_MAX,
+    "number": lambda v: _is_number(v) and math.isfinite(v),
+    "text": lambda v: isinstance(v, str),
+    "text-list": _is_text_list,
+    "alarm-id": lambda v: isinstance(v, str),
+    "alarm-ids": _is_text_list,
+    "metric-id": lambda v: isinstance(v, str),
+    "metric-ids": _is_text_list,
+    "table": lambda v: isinstance(v, dict),
+}
+
+_NO_DEFAULT = object()
+
+
+class Param:
+    """One parameter a policy accepts, declared in its ``PARAMETERS``.
+
+    ``kind`` is one of :data:`PARAMETER_KINDS`; ``default`` is the value
+    (not its JSON text) used when the key is absent, left out when the key
+    is required or its default depends on other parameters. A mistake here
+    is the policy author's and raises ``ValueError`` when the policy class
+    is defined, which is at build time: the build fails with the message.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        kind: str,
+        *,
+        meaning: str,
+        required: bool = False,
+        default: Any = _NO_DEFAULT,
+    ):
+        if not isinstance(name, str) or not name:
+            raise ValueError("a parameter needs a `name`, a non-empty string")
+        if kind not in PARAMETER_KINDS:
+            raise ValueError(
+                f"parameter `{name}` has kind {kind!r}; valid kinds: {', '.join(PARAMETER_KINDS)}"
+            )
+        if not isinstance(required, bool):
+            raise ValueError(f"parameter `{name}`: `required` must be True or False")
+        if not isinstance(meaning, str) or not meaning.strip():
+            raise ValueError(f"parameter `{name}` needs a `meaning`, a sentence for people")
+        if default is not _NO_DEFAULT:
+            if required:
+                raise ValueError(f"parameter `{name}` is required, so it cannot have a default")
+            if not _FITS_KIND[kind](default):
+                raise ValueError(
+                    f"parameter `{name}` of kind {kind} has a default that is {_describe(default)}"
+                )
+        self.name = name
+        self.kind = kind
+        self.required = required
+        self.meaning = meaning
+        self.default = default
+
+    @property
+    def has_default(self) -> bool:
+        """Whether an absent key reads as a default."""
+        return self.default is not _NO_DEFAULT
+
+    @property
+    def default_json(self) -> Optional[str]:
+        """The default as the contract carries it: JSON text, or ``None``."""
+        if not self.has_default:
+            return None
+        return json.dumps(self.default, ensure_ascii=False, separators=(",", ":"))
+
+
+def _check_declarations(owner: str, parameters: Any) -> None:
+    if not isinstance(parameters, (list, tuple)) or not all(
+        isinstance(parameter, Param) for parameter in parameters
+    ):
+        raise ValueError(f"{owner}.PARAMETERS must be a list of Param(...) declarations")
+    seen = set()
+    for parameter in parameters:
+        if parameter.name in seen:
+            raise ValueError(f"parameter `{parameter.name}` is declared twice in {owner}")
+        seen.add(parameter.name)
+
+
 class Params:
     """A policy's parameters: the ``[application.policy] params`` table,
     which reaches the plugin as a JSON object.
 
+    A key that is absent reads as its declared default, if it has one.
     Every getter raises :class:`PolicyError` with a message naming the
     parameter, what was expected and what was found.
     """
 
-    def __init__(self, values: dict):
+    def __init__(self, values: dict, parameters: Iterable[Param] = ()):
         self._values = values
+        self._defaults = {p.name: p.default for p in parameters if p.has_default}
 
     @classmethod
-    def from_json(cls, text: str) -> "Params":
+    def from_json(cls, text: str, parameters: Iterable[Param] = ()) -> "Params":
         """Parses the JSON text the host passes to ``configure``; it must be an object."""
         try:
             value = json.loads(text)
@@ -239,18 +355,25 @@ class Params:
             raise PolicyError(
                 f"parameters must be a table (a JSON object), found {_describe(value)}"
             )
-        return cls(value)
+        return cls(value, parameters)
 
     def keys(self) -> List[str]:
         """The names of the parameters present, sorted as the Rust SDK sorts them."""
         return sorted(self._values)
 
     def __contains__(self, key: str) -> bool:
+        """Whether the parameter is present (a declared default does not count)."""
         return key in self._values
 
     def get_value(self, key: str) -> Any:
-        """The raw JSON value of a parameter (``None`` when absent)."""
-        return self._values.get(key)
+        """The raw JSON value of a parameter, or its declared default
+        (``None`` when neither)."""
+        if key in self._values:
+            return self._values[key]
+        return self._defaults.get(key)
+
+    def _given(self, key: str) -> bool:
+        return key in self._values or key in self._defaults
 
     def deny_unknown(self, known: List[str]) -> None:
         """Refuses any parameter not in ``known``, listing the valid names
@@ -271,9 +394,9 @@ class Params:
 
     def get_opt_str(self, key: str) -> Optional[str]:
         """An optional string parameter."""
-        if key not in self._values:
+        if not self._given(key):
             return None
-        value = self._values[key]
+        value = self.get_value(key)
         if not isinstance(value, str):
             raise _wrong_type(key, "a string", value)
         return value
@@ -292,9 +415,9 @@ class Params:
 
     def get_opt_f64(self, key: str) -> Optional[float]:
         """An optional number parameter (integer or not)."""
-        if key not in self._values:
+        if not self._given(key):
             return None
-        value = self._values[key]
+        value = self.get_value(key)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise _wrong_type(key, "a number", value)
         return float(value)
@@ -314,9 +437,9 @@ class Params:
     def get_opt_u32(self, key: str) -> Optional[int]:
         """An optional whole number in 0..=U32_MAX; ``2.0`` is accepted as 2,
         ``2.5`` and ``-1`` are errors."""
-        if key not in self._values:
+        if not self._given(key):
             return None
-        value = self._values[key]
+        value = self.get_value(key)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise _wrong_type(key, _WHOLE_NUMBER, value)
         if isinstance(value, float) and (not math.isfinite(value) or value != math.floor(value)):
@@ -339,9 +462,9 @@ class Params:
 
     def get_opt_bool(self, key: str) -> Optional[bool]:
         """An optional boolean parameter."""
-        if key not in self._values:
+        if not self._given(key):
             return None
-        value = self._values[key]
+        value = self.get_value(key)
         if not isinstance(value, bool):
             raise _wrong_type(key, "true or false", value)
         return value
@@ -372,32 +495,65 @@ def _error_text(error: Exception) -> str:
 
 
 class PolicyBase(_exports.Policy):
-    """Implements the ``policy`` export once; a policy overrides
-    :meth:`setup` and :meth:`on_decide` and sets ``NAME`` and ``VERSION``.
+    """Implements the ``policy`` export once; a policy sets ``NAME``,
+    ``VERSION``, ``SUMMARY`` and ``PARAMETERS`` and overrides :meth:`setup`
+    and :meth:`on_decide`.
 
-    ``configure`` parses the JSON into :class:`Params`, forgets any previous
-    configuration (a failed reconfiguration must not leave the old one
-    answering) and calls :meth:`setup`; ``decide`` refuses with ``not
-    configured`` until a ``configure`` has succeeded. Exceptions become the
-    ``err`` the contract expects.
+    ``PARAMETERS`` is the one place the parameters are described: the host
+    documents and checks them from ``metadata``, ``configure`` refuses any
+    key not declared (suggesting the closest declared one) before
+    :meth:`setup` runs, and :class:`Params` reads an absent key as its
+    declared default. ``configure`` parses the JSON into :class:`Params`,
+    forgets any previous configuration (a failed reconfiguration must not
+    leave the old one answering) and calls :meth:`setup`; ``decide`` refuses
+    with ``not configured`` until a ``configure`` has succeeded. Exceptions
+    become the ``err`` the contract expects.
     """
 
     #: The plugin's name, for the host's logs and records.
     NAME = "python-policy"
     #: The plugin's own version.
     VERSION = "0.0.0"
+    #: What the plugin does, in one sentence.
+    SUMMARY = "A scaling policy written in Python."
+    #: Every parameter the policy accepts, as :class:`Param` declarations,
+    #: in the order its documentation lists them.
+    PARAMETERS: List[Param] = []
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        for field in ("NAME", "VERSION", "SUMMARY"):
+            value = getattr(cls, field)
+            if not isinstance(value, str) or not value.strip():
+                raise ValueError(f"{cls.__name__}.{field} must be a non-empty string")
+        _check_declarations(cls.__name__, cls.PARAMETERS)
 
     def setup(self, params: Params) -> None:
         """Reads and validates the parameters; raise :class:`PolicyError` to refuse them."""
-        params.deny_unknown([])
 
     def on_decide(self, evaluation: Evaluation) -> Decision:
         """Decides what to do now; return :func:`hold` or :func:`scale_to`."""
         raise NotImplementedError("a policy must override on_decide")
 
     def metadata(self) -> PluginMetadata:
-        """The contract's ``metadata``: ``NAME`` and ``VERSION``."""
-        return PluginMetadata(self.NAME, self.VERSION)
+        """The contract's ``metadata``: ``NAME``, ``VERSION``, ``SUMMARY``
+        and ``PARAMETERS``."""
+        return PluginMetadata(
+            self.NAME,
+            self.VERSION,
+            self.SUMMARY,
+            [
+                _WitParameter(
+                    parameter.name,
+                    # `alarm-id` is the enum member ALARM_ID.
+                    _WitParameterKind[parameter.kind.upper().replace("-", "_")],
+                    parameter.required,
+                    parameter.default_json,
+                    parameter.meaning,
+                )
+                for parameter in self.PARAMETERS
+            ],
+        )
 
     def configure(self, params_json: str) -> None:
         """The contract's ``configure``; a policy writes :meth:`setup` instead."""
@@ -407,7 +563,9 @@ class PolicyBase(_exports.Policy):
             # A fresh object, so that nothing of a previous configuration
             # survives into this one.
             policy = type(self)()
-            policy.setup(Params.from_json(params_json))
+            params = Params.from_json(params_json, self.PARAMETERS)
+            params.deny_unknown([parameter.name for parameter in self.PARAMETERS])
+            policy.setup(params)
         except Exception as error:
             raise Err(_error_text(error)) from None
         _ACTIVE = policy

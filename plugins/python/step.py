@@ -8,17 +8,9 @@ While the scale-out alarm is in ALARM the application grows by a factor;
 else while the scale-in alarm is in ALARM it shrinks by one; always within
 [max(min_kpu, 1), max_kpu]. Scale-out wins when both alarms fire.
 
-Parameters (the same as the Rust `step`):
-
-=================== ============ ==========================================
-parameter           default      meaning
-=================== ============ ==========================================
-``scale_out_alarm`` required     id of the alarm that asks for more capacity
-``scale_in_alarm``  required     id of the alarm that asks for less capacity
-``operation``       "multiply"   "multiply" (x / floor-divide) or "add" (+ / -)
-``scale_out_factor`` 2           whole; >= 2 for multiply, >= 1 for add
-``scale_in_factor`` 2            as ``scale_out_factor``
-=================== ============ ==========================================
+Its parameters are declared once, in ``Policy.PARAMETERS``, with the same
+names, kinds, required flags and defaults as the Rust `step`'s (the test
+compares them); ``flinkscale plugin describe`` shows them.
 
 Build: ``plugins/python/build.sh`` (gives ``target/polyglot/step-py.wasm``).
 """
@@ -28,6 +20,7 @@ import json
 from flinkscale_policy import (
     U32_MAX,
     AlarmState,
+    Param,
     Params,
     PolicyBase,
     PolicyError,
@@ -36,16 +29,6 @@ from flinkscale_policy import (
     require_alarm,
     scale_to,
 )
-
-KNOWN_PARAMS = [
-    "scale_out_alarm",
-    "scale_in_alarm",
-    "operation",
-    "scale_out_factor",
-    "scale_in_factor",
-]
-
-DEFAULT_FACTOR = 2
 
 # The smallest factor that changes anything under each operation.
 MIN_FACTOR = {"multiply": 2, "add": 1}
@@ -94,12 +77,63 @@ class Policy(PolicyBase):
     """The step policy; componentize-py exports the class named ``Policy``."""
 
     NAME = "step-py"
-    VERSION = "0.1.0"
+    VERSION = "0.2.0"
+    SUMMARY = (
+        "The reference design's step scaling: multiply (or add to) the KPU "
+        "while the scale-out alarm fires, divide (or subtract) while the "
+        "scale-in alarm fires."
+    )
+    #: The parameters, as the Rust `step` declares them.
+    PARAMETERS = [
+        Param(
+            "scale_out_alarm",
+            "alarm-id",
+            required=True,
+            meaning="The alarm that asks for more capacity.",
+        ),
+        Param(
+            "scale_in_alarm",
+            "alarm-id",
+            required=True,
+            meaning="The alarm that asks for less capacity; not the scale-out alarm.",
+        ),
+        Param(
+            "operation",
+            "text",
+            default="multiply",
+            meaning="\"multiply\": out to kpu x factor, in to floor(kpu / factor) (the "
+            "reference's Multiply/Divide); \"add\": out to kpu + factor, in to "
+            "kpu - factor (Add/Subtract).",
+        ),
+        Param(
+            "scale_out_factor",
+            "integer",
+            default=2,
+            meaning="The scale-out factor: a whole number, at least 2 with \"multiply\" "
+            "and at least 1 with \"add\".",
+        ),
+        Param(
+            "scale_in_factor",
+            "integer",
+            default=2,
+            meaning="The scale-in factor, as `scale_out_factor`.",
+        ),
+    ]
 
     def setup(self, params: Params) -> None:
-        params.deny_unknown(KNOWN_PARAMS)
+        # Every value's type first, in declared order, then how the values
+        # go together: the order in which the Rust `step` (reading its
+        # parameters into a typed struct) finds the first mistake.
         self.scale_out_alarm = params.get_str("scale_out_alarm")
         self.scale_in_alarm = params.get_str("scale_in_alarm")
+        self.operation = params.get_str("operation")
+        if self.operation not in MIN_FACTOR:
+            raise PolicyError(
+                'parameter `operation` must be "multiply" or "add", '
+                f"found {json.dumps(self.operation, ensure_ascii=False)}"
+            )
+        self.scale_out_factor = params.get_u32("scale_out_factor")
+        self.scale_in_factor = params.get_u32("scale_in_factor")
         for name, alarm_id in (
             ("scale_out_alarm", self.scale_out_alarm),
             ("scale_in_alarm", self.scale_in_alarm),
@@ -113,14 +147,6 @@ class Policy(PolicyBase):
                 "`scale_out_alarm` and `scale_in_alarm` must name different alarms, "
                 f"both are `{self.scale_out_alarm}`"
             )
-        self.operation = params.get_str_or("operation", "multiply")
-        if self.operation not in MIN_FACTOR:
-            raise PolicyError(
-                'parameter `operation` must be "multiply" or "add", '
-                f"found {json.dumps(self.operation, ensure_ascii=False)}"
-            )
-        self.scale_out_factor = params.get_u32_or("scale_out_factor", DEFAULT_FACTOR)
-        self.scale_in_factor = params.get_u32_or("scale_in_factor", DEFAULT_FACTOR)
         check_factor(self.operation, "scale_out_factor", self.scale_out_factor)
         check_factor(self.operation, "scale_in_factor", self.scale_in_factor)
 
