@@ -1,5 +1,5 @@
 //! The command-line interface: `flinkscale run | once | validate | demo |
-//! emulate | simulate`.
+//! emulate | simulate | bench | plugin`.
 //!
 //! This is the binary's edge: errors become `anyhow` reports and exit codes
 //! here and nowhere else.
@@ -12,6 +12,7 @@ use clap::{Parser, Subcommand};
 use crate::telemetry::{self, LogFormat};
 
 mod commands;
+mod plugin;
 
 /// A scaling agent for Apache Flink applications, with sandboxed
 /// WebAssembly policy plugins.
@@ -138,12 +139,21 @@ pub enum Command {
         #[arg(long)]
         environment: bool,
     },
+    /// Inspect a plugin: `check` it on a canned evaluation, `describe` its
+    /// parameters, `bench` its compile, instantiation and calls.
+    Plugin(plugin::PluginArgs),
 }
 
 /// Parses the command line, runs the command and returns the exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     telemetry::init_logging(cli.log_format);
+    // No async runtime around the plugin commands: their guest calls run
+    // (and are timed) on this thread.
+    let command = match cli.command {
+        Command::Plugin(args) => return plugin::run(args),
+        command => command,
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -155,7 +165,7 @@ pub fn main() -> ExitCode {
         }
     };
     let result = runtime.block_on(async {
-        match cli.command {
+        match command {
             Command::Run { config, dry_run } => commands::run(&config, dry_run).await,
             Command::Once {
                 config,
@@ -223,6 +233,7 @@ pub fn main() -> ExitCode {
                 config,
                 environment,
             } => commands::validate(&config, environment).await,
+            Command::Plugin(args) => Ok(plugin::run(args)),
         }
     });
     match result {
