@@ -7,6 +7,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 command -v chromium >/dev/null || (apt-get update && apt-get install -y chromium)
+# podman (with runc: see tests/fixtures/podman/containers.conf) builds and
+# runs the container image in host/tests/deploy.rs.
+command -v podman >/dev/null && command -v runc >/dev/null \
+    || (apt-get update && apt-get install -y podman runc)
 
 rustup target add wasm32-wasip2
 cargo fmt --all -- --check

@@ -26,11 +26,12 @@ use crate::clock::Clock;
 use crate::config::ApplicationConfig;
 use crate::config::load::{LoadedConfig, PluginSources};
 use crate::controller::{
-    ActOutcome, Assessment, Controller, Decide, EvaluateError, Interpret, PluginThreads,
-    QuarantinePolicy,
+    ActOutcome, Assessment, Controller, Decide, EvaluateError, Interpret, PluginFailure,
+    PluginThreads, QuarantinePolicy,
 };
 use crate::metrics::MetricSource;
 use crate::metrics::Series;
+use crate::metrics::alarms::{AlarmStates, CloudWatchAlarms};
 use crate::metrics::batch::BatchingSource;
 use crate::metrics::cloudwatch::CloudWatchSource;
 use crate::model::{Application, Decision, Evaluation, Signal};
@@ -83,6 +84,8 @@ struct Parts {
     dry_run: bool,
     quarantine: QuarantinePolicy,
     threads: Option<PluginThreads>,
+    /// Where `source = "cloudwatch"` alarms are read (production only).
+    alarm_states: Option<Arc<dyn AlarmStates>>,
     /// The configuration in force.
     loaded: LoadedConfig,
 }
@@ -132,6 +135,9 @@ impl Parts {
         .with_quarantine(self.quarantine);
         if let Some(threads) = self.threads {
             controller = controller.with_plugin_threads(threads);
+        }
+        if let Some(states) = &self.alarm_states {
+            controller = controller.with_alarm_states(states.clone());
         }
         Ok(controller)
     }
@@ -253,7 +259,7 @@ impl Agent {
         let source: Arc<dyn MetricSource> =
             Arc::new(BatchingSource::new(CloudWatchSource::new(sdk)));
         let target: Arc<dyn ScalingTarget> = Arc::new(MsfTarget::new(sdk));
-        Self::assemble_with_state(
+        Ok(Self::assemble_with_state(
             loaded,
             dry_run,
             events,
@@ -261,7 +267,20 @@ impl Agent {
             target,
             Clock::system(),
             state,
-        )
+        )?
+        .with_alarm_states(Arc::new(CloudWatchAlarms::new(sdk))))
+    }
+
+    /// Reads the states of `source = "cloudwatch"` alarms from `states`,
+    /// in every controller, and in those a reload starts.
+    pub fn with_alarm_states(mut self, states: Arc<dyn AlarmStates>) -> Self {
+        self.parts.alarm_states = Some(states.clone());
+        self.controllers = self
+            .controllers
+            .into_iter()
+            .map(|c| c.with_alarm_states(states.clone()))
+            .collect();
+        self
     }
 
     /// An agent over the given source and target, keeping no journal (the
@@ -314,6 +333,7 @@ impl Agent {
                 agent.plugin_quarantine_secs,
             ),
             threads: None,
+            alarm_states: None,
             loaded: loaded.clone(),
         };
         let mut controllers = Vec::new();
@@ -547,9 +567,9 @@ pub struct OnceReport {
 pub struct PluginPolicy(pub Reloading<PolicyInstance>);
 
 impl Decide for PluginPolicy {
-    fn decide(&mut self, evaluation: &Evaluation) -> Result<Decision, String> {
-        let instance = self.0.get().map_err(|e| e.to_string())?;
-        instance.decide(evaluation).map_err(|e| e.to_string())
+    fn decide(&mut self, evaluation: &Evaluation) -> Result<Decision, PluginFailure> {
+        let instance = self.0.get()?;
+        Ok(instance.decide(evaluation)?)
     }
     fn label(&self) -> String {
         self.0.label()
@@ -569,11 +589,9 @@ impl Interpret for PluginInterpreter {
         now_ms: i64,
         app: &Application,
         metrics: &[Series],
-    ) -> Result<Vec<Signal>, String> {
-        let instance = self.0.get().map_err(|e| e.to_string())?;
-        instance
-            .interpret(now_ms, app, metrics)
-            .map_err(|e| e.to_string())
+    ) -> Result<Vec<Signal>, PluginFailure> {
+        let instance = self.0.get()?;
+        Ok(instance.interpret(now_ms, app, metrics)?)
     }
     fn label(&self) -> String {
         self.0.label()

@@ -17,6 +17,7 @@ pub mod controller;
 pub mod demo;
 pub mod emulator;
 mod http;
+pub mod import;
 pub mod metrics;
 pub mod model;
 pub mod plugin;

@@ -72,7 +72,7 @@ params = { scale_out_alarm = "hii", scale_in_alarm = "hi" }
     .unwrap();
     let shown = file.to_string_lossy().into_owned();
     let (code, _, stderr) = flinkscale(&["validate", &shown]);
-    assert_eq!(code, 1, "{stderr}");
+    assert_eq!(code, 78, "{stderr}");
     for expected in [
         format!("{shown}:3:11: application \"a\".min_kpu"),
         format!("{shown}:11:15: application \"a\".metric \"cpu\".period_secs"),
@@ -101,7 +101,7 @@ fn a_missing_plugin_is_reported_with_what_exists() {
     let file = dir.path().join("c.toml");
     std::fs::write(&file, text).unwrap();
     let (code, _, stderr) = flinkscale(&["validate", &file.to_string_lossy()]);
-    assert_eq!(code, 1, "{stderr}");
+    assert_eq!(code, 78, "{stderr}");
     assert!(stderr.contains("policy.plugin"), "{stderr}");
     assert!(stderr.contains("stepp"), "{stderr}");
     assert!(
@@ -124,7 +124,7 @@ fn validate_environment_instantiates_the_plugin_and_checks_its_params() {
     std::fs::write(&file, text).unwrap();
     let (code, stdout, stderr) =
         flinkscale(&["validate", "--environment", &file.to_string_lossy()]);
-    assert_eq!(code, 1, "{stdout}{stderr}");
+    assert_eq!(code, 78, "{stdout}{stderr}");
     assert!(stdout.contains("step 0.1.0"), "names the plugin: {stdout}");
     assert!(
         stdout.contains("multiplY"),
@@ -166,7 +166,7 @@ plugin = "hold"
 
     std::fs::write(&file, config(r#"growth = "rate(lag", ok = "lag""#)).unwrap();
     let (code, stdout, stderr) = flinkscale(&["validate", &shown]);
-    assert_eq!(code, 1, "{stdout}{stderr}");
+    assert_eq!(code, 78, "{stdout}{stderr}");
     // Line 12 is `params.signals = ...` in the interpreter's table.
     let stderr = stderr.trim();
     assert!(
@@ -183,7 +183,7 @@ plugin = "hold"
 
     std::fs::write(&file, config(r#"growth = "rate(lgg)""#)).unwrap();
     let (code, stdout, stderr) = flinkscale(&["validate", &shown]);
-    assert_eq!(code, 1, "{stdout}{stderr}");
+    assert_eq!(code, 78, "{stdout}{stderr}");
     assert!(
         stderr.contains(&format!(
             "{shown}:12:1: application \"orders\".interpreter[0].params: "

@@ -74,7 +74,11 @@ fn check_of_the_built_in_step_scales_out_on_the_firing_alarm() {
     assert_eq!(json["source"], "built-in");
     assert_eq!(json["name"], "step");
     assert_eq!(json["world"], "scaling-policy");
-    assert!(json["contract_version"].is_string(), "{json}");
+    assert_eq!(json["contract_version"], "0.2.0", "{json}");
+    assert!(
+        json["summary"].as_str().is_some_and(|s| !s.is_empty()),
+        "a contract 0.2.0 plugin has a summary: {json}"
+    );
     let exports: Vec<&str> = json["exports"]
         .as_array()
         .expect("exports")
@@ -245,6 +249,45 @@ fn a_file_in_plugin_dir_overrides_the_built_in_of_its_name() {
     assert_eq!(code, Some(0), "{json}\n{err}");
     assert_eq!(json["source"], file.to_string_lossy().as_ref());
     assert_eq!(json["contract_version"], "0.1.0");
+}
+
+#[test]
+fn describe_lists_what_step_declares() {
+    let output = flinkscale(&["plugin", "describe", "step"]);
+    assert_eq!(code(&output), Some(0), "{}", stderr(&output));
+    let text = stdout(&output);
+    assert!(text.starts_with("step "), "{text}");
+    assert!(text.contains("contract 0.2.0"), "{text}");
+    for line in [
+        "  scale_out_alarm (alarm id, required)",
+        "  scale_in_alarm (alarm id, required)",
+        "  operation (string, default \"multiply\")",
+        "  scale_out_factor (integer, default 2)",
+    ] {
+        assert!(text.lines().any(|l| l == line), "no {line:?} in:\n{text}");
+    }
+    let markdown = stdout(&flinkscale(&["plugin", "describe", "--markdown", "step"]));
+    assert!(
+        markdown.contains("| `scale_out_alarm` | alarm id | yes | - |"),
+        "{markdown}"
+    );
+}
+
+#[test]
+fn an_undeclared_key_is_refused_naming_the_declared_ones() {
+    let (code, json, err) = check_json(&[
+        "step",
+        "--params",
+        r#"{"scale_out_alarm": "scale_out", "scale_in_alarm": "scale_in", "scale_out_factr": 3}"#,
+    ]);
+    assert_eq!(code, Some(1), "{json}\n{err}");
+    assert_eq!(json["configure"]["accepted"], false, "{json}");
+    let error = json["configure"]["error"].as_str().unwrap_or_default();
+    assert!(error.contains("scale_out_factr"), "{error}");
+    assert!(
+        error.contains("scale_out_factor"),
+        "the valid key is named: {error}"
+    );
 }
 
 #[test]

@@ -101,15 +101,31 @@ fn check_load(text: &str) -> Result<(), TestCaseError> {
                     );
                 }
                 for alarm in &app.alarms {
-                    let metric = app.metrics.iter().find(|m| m.id == alarm.metric);
+                    if alarm.cloudwatch_name().is_some() {
+                        // CloudWatch evaluates it: none of the fields below.
+                        prop_assert!(
+                            alarm.metric.is_none() && alarm.threshold.is_none(),
+                            "accepted a CloudWatch alarm with local settings:\n{text}"
+                        );
+                        continue;
+                    }
+                    let (Some(metric_id), Some(threshold), Some(n)) =
+                        (&alarm.metric, alarm.threshold, alarm.evaluation_periods)
+                    else {
+                        prop_assert!(
+                            false,
+                            "accepted a local alarm without its settings:\n{text}"
+                        );
+                        continue;
+                    };
+                    let metric = app.metrics.iter().find(|m| &m.id == metric_id);
                     // An alarm may watch an interpreter's signal, whose
                     // name is known only when the interpreter runs: without
                     // a metric of that id, only an application with an
                     // interpreter, and a name a signal can have, is valid.
                     let signal = !app.interpreters.is_empty()
-                        && alarm.metric.starts_with(|c: char| c.is_ascii_alphabetic())
-                        && alarm
-                            .metric
+                        && metric_id.starts_with(|c: char| c.is_ascii_alphabetic())
+                        && metric_id
                             .chars()
                             .all(|c| c.is_ascii_alphanumeric() || c == '_');
                     prop_assert!(
@@ -117,11 +133,9 @@ fn check_load(text: &str) -> Result<(), TestCaseError> {
                         "accepted an alarm on a missing metric:\n{text}"
                     );
                     prop_assert!(
-                        alarm.threshold.is_finite(),
-                        "accepted threshold {}:\n{text}",
-                        alarm.threshold
+                        threshold.is_finite(),
+                        "accepted threshold {threshold}:\n{text}"
                     );
-                    let n = alarm.evaluation_periods;
                     let m = alarm.datapoints_to_alarm();
                     prop_assert!(
                         n >= 1 && (1..=n).contains(&m),
@@ -842,12 +856,14 @@ proptest! {
             .enumerate()
             .map(|(i, (comparison, threshold, n, m, treat, on_a))| AlarmConfig {
                 id: format!("alarm-{i}"),
-                metric: if *on_a { "a".to_owned() } else { "b".to_owned() },
-                comparison: *comparison,
-                threshold: *threshold,
-                evaluation_periods: *n,
+                source: Default::default(),
+                alarm_name: None,
+                metric: Some(if *on_a { "a".to_owned() } else { "b".to_owned() }),
+                comparison: Some(*comparison),
+                threshold: Some(*threshold),
+                evaluation_periods: Some(*n),
                 datapoints_to_alarm: (*m > 0).then_some((*m).min(*n)),
-                treat_missing_data: *treat,
+                treat_missing_data: Some(*treat),
             })
             .collect();
         let series: Vec<Series> = series

@@ -682,7 +682,7 @@ fn fail_until_quarantined(wasm: &[u8], after: u32) -> (Vec<String>, bool) {
             }
             Err(error) => error,
         };
-        errors.push(error);
+        errors.push(format!("{}: {error}", error.class.as_str()));
         if let AfterFailure::Quarantined { .. } = health.failed(0, &quarantine) {
             return (errors, true);
         }
@@ -720,6 +720,7 @@ fn a_table_bomb_is_stopped_at_the_memory_cap_and_the_plugin_quarantined() {
     assert!(error.to_string().contains("instantiate"), "{error}");
     assert!(quarantined, "{errors:?}");
     for error in &errors {
+        assert!(error.starts_with("out_of_memory: "), "{error}");
         assert!(error.contains("OutOfMemory"), "{error}");
     }
 }
@@ -732,6 +733,7 @@ fn an_instance_bomb_is_stopped_at_the_instance_cap() {
     let (errors, quarantined) = fail_until_quarantined(&wasm, 3);
     assert!(quarantined, "{errors:?}");
     for error in &errors {
+        assert!(error.starts_with("resource_limit: "), "{error}");
         assert!(error.contains("ResourceLimit"), "{error}");
         assert!(error.contains("instance count too high"), "{error}");
     }
@@ -912,6 +914,82 @@ async fn plugins_can_be_called_from_inside_a_tokio_runtime() {
     assert_eq!(decision.action, Action::ScaleTo(4));
 }
 
+/// Calls plugins that write to stdout and stderr (`declares`, on contract
+/// 0.2.0), log through the host (`misbehave log`) and panic (`misbehave
+/// panic`, its message on stderr) and checks each answer.
+fn call_chatty_plugins() {
+    let declares = wasm_dir().join("declares.wasm");
+    let mut chatty = host()
+        .load_policy(&declares, r#"{"threshold": 1}"#, "orders")
+        .expect("declares loads");
+    for _ in 0..3 {
+        let decision = chatty.decide(&quiet()).expect("declares decides");
+        assert_eq!(decision.reason, r#"{"threshold": 1}"#);
+    }
+    let decision = misbehaving("log").decide(&quiet()).expect("log decides");
+    assert_eq!(decision.reason, "logged");
+    let (class, _) = call_failure(misbehaving("panic").decide(&quiet()));
+    assert_eq!(class, FailureClass::Trap);
+}
+
+/// Runs `f` on its own thread and fails the test if it does not finish in
+/// time (a deadlock) or panics.
+fn within_a_minute(what: &str, f: impl FnOnce() + Send + 'static) {
+    let (done, finished) = std::sync::mpsc::channel();
+    let worker = std::thread::spawn(move || {
+        f();
+        let _ = done.send(());
+    });
+    match finished.recv_timeout(Duration::from_secs(60)) {
+        Ok(()) => worker.join().expect("no panic"),
+        Err(_) if worker.is_finished() => {
+            let panic = worker.join().expect_err("it ended without finishing");
+            std::panic::resume_unwind(panic)
+        }
+        Err(_) => panic!("{what}: no answer within a minute (a deadlock?)"),
+    }
+}
+
+#[test]
+fn guest_stdio_works_from_async_code_and_from_the_blocking_pool() {
+    within_a_minute("a current-thread runtime's task", || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        runtime.block_on(async { call_chatty_plugins() });
+    });
+    within_a_minute("a multi-thread runtime's worker", || {
+        let runtime = tokio::runtime::Runtime::new().expect("a runtime");
+        runtime.block_on(async {
+            tokio::spawn(async { call_chatty_plugins() })
+                .await
+                .expect("the task");
+        });
+    });
+    within_a_minute("the blocking pool, marked as plugin work", || {
+        let runtime = tokio::runtime::Runtime::new().expect("a runtime");
+        runtime.block_on(async {
+            tokio::task::spawn_blocking(|| {
+                flinkscale::plugin::on_plugin_thread(call_chatty_plugins)
+            })
+            .await
+            .expect("the blocking task");
+        });
+    });
+    within_a_minute("the blocking pool, unmarked", || {
+        let runtime = tokio::runtime::Runtime::new().expect("a runtime");
+        runtime.block_on(async {
+            tokio::task::spawn_blocking(call_chatty_plugins)
+                .await
+                .expect("the blocking task");
+        });
+    });
+    within_a_minute("a plain thread, marked", || {
+        flinkscale::plugin::on_plugin_thread(call_chatty_plugins)
+    });
+}
+
 #[test]
 #[ignore = "a measurement, not a check: cargo test --test plugin_host -- --ignored --nocapture"]
 fn measure_step_latency() {
@@ -945,18 +1023,20 @@ fn measure_step_latency() {
     }
     let warm = started.elapsed() / rounds;
 
-    // As the agent calls it: from tokio's blocking pool, where each call
-    // runs on a helper thread (see `guarded` in plugin/instance.rs).
+    // As the agent calls it: from tokio's blocking pool, marked as plugin
+    // work (see `guarded` in plugin/instance.rs).
     let runtime = tokio::runtime::Runtime::new().expect("a runtime");
     let alarm_in_runtime = alarm.clone();
     let (first, warm_blocking) = runtime.block_on(async move {
         tokio::task::spawn_blocking(move || {
-            let started = Instant::now();
-            for _ in 0..rounds {
-                let decision = first.decide(&alarm_in_runtime).expect("decides");
-                assert_eq!(decision.action, Action::ScaleTo(4));
-            }
-            (first, started.elapsed() / rounds)
+            flinkscale::plugin::on_plugin_thread(|| {
+                let started = Instant::now();
+                for _ in 0..rounds {
+                    let decision = first.decide(&alarm_in_runtime).expect("decides");
+                    assert_eq!(decision.action, Action::ScaleTo(4));
+                }
+                (first, started.elapsed() / rounds)
+            })
         })
         .await
         .expect("the blocking task")

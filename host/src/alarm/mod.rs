@@ -60,15 +60,20 @@ impl AlarmRule {
     }
 }
 
-impl From<&AlarmConfig> for AlarmRule {
-    fn from(config: &AlarmConfig) -> Self {
-        Self {
-            comparison: config.comparison,
-            threshold: config.threshold,
-            evaluation_periods: config.evaluation_periods,
-            datapoints_to_alarm: config.datapoints_to_alarm(),
-            treat_missing: config.treat_missing_data,
+impl AlarmRule {
+    /// The rule of a local alarm; `None` for one whose state comes from
+    /// CloudWatch (or, before validation, one missing a required field).
+    pub fn of(config: &AlarmConfig) -> Option<Self> {
+        if config.cloudwatch_name().is_some() {
+            return None;
         }
+        Some(Self {
+            comparison: config.comparison?,
+            threshold: config.threshold?,
+            evaluation_periods: config.evaluation_periods?,
+            datapoints_to_alarm: config.datapoints_to_alarm(),
+            treat_missing: config.treat_missing_data(),
+        })
     }
 }
 
@@ -223,8 +228,11 @@ pub fn window_secs(alarms: &[AlarmConfig], metrics: &[MetricConfig]) -> u32 {
     alarms
         .iter()
         .filter_map(|alarm| {
-            let metric = metrics.iter().find(|metric| metric.id == alarm.metric)?;
-            let periods = u64::from(alarm.evaluation_periods) + EXTRA_RANGE_PERIODS as u64 + 1;
+            let rule = AlarmRule::of(alarm)?;
+            let metric = metrics
+                .iter()
+                .find(|metric| Some(&metric.id) == alarm.metric.as_ref())?;
+            let periods = u64::from(rule.evaluation_periods) + EXTRA_RANGE_PERIODS as u64 + 1;
             Some(periods.saturating_mul(u64::from(metric.period_secs)))
         })
         .max()
@@ -235,10 +243,30 @@ pub fn window_secs(alarms: &[AlarmConfig], metrics: &[MetricConfig]) -> u32 {
 #[derive(Debug, Clone)]
 struct Tracked {
     id: String,
-    metric: String,
-    rule: AlarmRule,
+    how: Judged,
     state: AlarmState,
     since_ms: i64,
+}
+
+/// Who judges an alarm.
+#[derive(Debug, Clone)]
+enum Judged {
+    /// flinkscale, on `metric` (a metric id or a signal name).
+    Locally { metric: String, rule: AlarmRule },
+    /// CloudWatch: the alarm of that name.
+    ByCloudWatch { alarm_name: String },
+}
+
+/// The state of a CloudWatch alarm as DescribeAlarms reported it, for
+/// [`AlarmTracker::update_all`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReportedState {
+    /// The CloudWatch alarm's name.
+    pub alarm_name: String,
+    /// Its state.
+    pub state: AlarmState,
+    /// When CloudWatch last changed it (ms since the Unix epoch), if said.
+    pub since_ms: Option<i64>,
 }
 
 impl Tracked {
@@ -277,12 +305,24 @@ impl AlarmTracker {
         Self {
             alarms: alarms
                 .iter()
-                .map(|alarm| Tracked {
-                    id: alarm.id.clone(),
-                    metric: alarm.metric.clone(),
-                    rule: AlarmRule::from(alarm),
-                    state: AlarmState::InsufficientData,
-                    since_ms: now_ms,
+                .filter_map(|alarm| {
+                    let how = match (alarm.cloudwatch_name(), AlarmRule::of(alarm)) {
+                        (Some(name), _) => Judged::ByCloudWatch {
+                            alarm_name: name.to_owned(),
+                        },
+                        (None, Some(rule)) => Judged::Locally {
+                            metric: alarm.metric.clone().unwrap_or_default(),
+                            rule,
+                        },
+                        // Not a valid configuration's alarm.
+                        (None, None) => return None,
+                    };
+                    Some(Tracked {
+                        id: alarm.id.clone(),
+                        how,
+                        state: AlarmState::InsufficientData,
+                        since_ms: now_ms,
+                    })
                 })
                 .collect(),
             signal_period_secs: DEFAULT_SIGNAL_PERIOD_SECS,
@@ -316,24 +356,62 @@ impl AlarmTracker {
         signals: &[Signal],
         now_ms: i64,
     ) -> Vec<AlarmStatus> {
+        self.update_all(series, signals, &[], now_ms)
+    }
+
+    /// The names of the CloudWatch alarms whose states
+    /// [`AlarmTracker::update_all`] needs, in configuration order.
+    pub fn cloudwatch_names(&self) -> Vec<String> {
+        self.alarms
+            .iter()
+            .filter_map(|a| match &a.how {
+                Judged::ByCloudWatch { alarm_name } => Some(alarm_name.clone()),
+                Judged::Locally { .. } => None,
+            })
+            .collect()
+    }
+
+    /// As [`AlarmTracker::update_with_signals`], and takes the state of
+    /// every `source = "cloudwatch"` alarm from `reported` (an alarm not
+    /// reported is INSUFFICIENT_DATA: CloudWatch said nothing about it).
+    /// Such an alarm's `since_ms` is CloudWatch's when it says one.
+    pub fn update_all(
+        &mut self,
+        series: &[Series],
+        signals: &[Signal],
+        reported: &[ReportedState],
+        now_ms: i64,
+    ) -> Vec<AlarmStatus> {
         self.record_signals(series, signals, now_ms);
         let period_secs = self.signal_period_secs;
         for alarm in &mut self.alarms {
-            let periods = alarm.rule.range_periods();
-            let range = match series.iter().find(|s| s.query.id == alarm.metric) {
-                Some(s) => range_from_series(&s.points, s.query.period_secs, periods, now_ms),
-                None => match self.signal_history.get(&alarm.metric) {
-                    Some(points) => {
-                        let points: Vec<Datapoint> = points.iter().copied().collect();
-                        range_from_series(&points, period_secs, periods, now_ms)
+            let (state, since_ms) = match &alarm.how {
+                Judged::Locally { metric, rule } => {
+                    let periods = rule.range_periods();
+                    let range = match series.iter().find(|s| &s.query.id == metric) {
+                        Some(s) => {
+                            range_from_series(&s.points, s.query.period_secs, periods, now_ms)
+                        }
+                        None => match self.signal_history.get(metric) {
+                            Some(points) => {
+                                let points: Vec<Datapoint> = points.iter().copied().collect();
+                                range_from_series(&points, period_secs, periods, now_ms)
+                            }
+                            None => vec![None; periods],
+                        },
+                    };
+                    (evaluate_range(&range, rule, alarm.state), now_ms)
+                }
+                Judged::ByCloudWatch { alarm_name } => {
+                    match reported.iter().find(|r| &r.alarm_name == alarm_name) {
+                        Some(r) => (r.state, r.since_ms.unwrap_or(now_ms)),
+                        None => (AlarmState::InsufficientData, now_ms),
                     }
-                    None => vec![None; periods],
-                },
+                }
             };
-            let state = evaluate_range(&range, &alarm.rule, alarm.state);
             if state != alarm.state {
                 alarm.state = state;
-                alarm.since_ms = now_ms;
+                alarm.since_ms = since_ms;
             }
         }
         self.statuses()
@@ -350,10 +428,13 @@ impl AlarmTracker {
             .saturating_mul(period_ms)
             .saturating_sub(period_ms);
         for alarm in &self.alarms {
-            if series.iter().any(|s| s.query.id == alarm.metric) {
+            let Judged::Locally { metric, .. } = &alarm.how else {
+                continue;
+            };
+            if series.iter().any(|s| &s.query.id == metric) {
                 continue;
             }
-            let Some(signal) = signals.iter().find(|s| s.name == alarm.metric) else {
+            let Some(signal) = signals.iter().find(|s| &s.name == metric) else {
                 continue;
             };
             if !signal.value.is_finite() {
@@ -362,11 +443,15 @@ impl AlarmTracker {
             let keep = self
                 .alarms
                 .iter()
-                .filter(|a| a.metric == alarm.metric)
-                .map(|a| a.rule.range_periods())
+                .filter_map(|a| match &a.how {
+                    Judged::Locally { metric: m, rule } if m == metric => {
+                        Some(rule.range_periods())
+                    }
+                    _ => None,
+                })
                 .max()
                 .unwrap_or(0);
-            let history = self.signal_history.entry(alarm.metric.clone()).or_default();
+            let history = self.signal_history.entry(metric.clone()).or_default();
             if history.back().is_some_and(|p| p.timestamp_ms == stamp) {
                 history.pop_back();
             }

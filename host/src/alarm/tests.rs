@@ -1,6 +1,7 @@
 use std::collections::BTreeMap;
 
 use super::*;
+use crate::config::AlarmSource;
 
 const MINUTE_MS: i64 = 60_000;
 
@@ -369,12 +370,14 @@ fn range_from_series_survives_odd_input() {
 fn alarm_config(id: &str, metric: &str, treat: TreatMissingData) -> AlarmConfig {
     AlarmConfig {
         id: id.to_owned(),
-        metric: metric.to_owned(),
-        comparison: Comparison::GreaterThanThreshold,
-        threshold: 80.0,
-        evaluation_periods: 3,
+        source: AlarmSource::Local,
+        alarm_name: None,
+        metric: Some(metric.to_owned()),
+        comparison: Some(Comparison::GreaterThanThreshold),
+        threshold: Some(80.0),
+        evaluation_periods: Some(3),
         datapoints_to_alarm: None,
-        treat_missing_data: treat,
+        treat_missing_data: Some(treat),
     }
 }
 
@@ -510,7 +513,7 @@ fn tracker_uses_the_series_period() {
 fn window_covers_the_longest_alarm() {
     let metrics = [metric_config("cpu", 60), metric_config("lag", 300)];
     let mut lag = alarm_config("lag-high", "lag", TreatMissingData::Missing);
-    lag.evaluation_periods = 2;
+    lag.evaluation_periods = Some(2);
     let cpu = alarm_config("cpu-high", "cpu", TreatMissingData::Missing);
     // cpu: (3 + 2 + 1) x 60 = 360; lag: (2 + 2 + 1) x 300 = 1500.
     assert_eq!(window_secs(&[cpu.clone(), lag.clone()], &metrics), 1_500);
@@ -531,7 +534,7 @@ fn a_window_of_huge_periods_saturates_instead_of_overflowing() {
     ] {
         let metrics = [metric_config("cpu", period_secs)];
         let mut alarm = alarm_config("cpu-high", "cpu", TreatMissingData::Missing);
-        alarm.evaluation_periods = evaluation_periods;
+        alarm.evaluation_periods = Some(evaluation_periods);
         assert_eq!(
             window_secs(std::slice::from_ref(&alarm), &metrics),
             u32::MAX,
@@ -545,7 +548,7 @@ fn a_window_ending_now_holds_the_oldest_period_of_the_range() {
     let metrics = [metric_config("cpu", 60)];
     let alarm = alarm_config("cpu-high", "cpu", TreatMissingData::Missing);
     let window_ms = i64::from(window_secs(std::slice::from_ref(&alarm), &metrics)) * 1000;
-    let periods = AlarmRule::from(&alarm).range_periods() as i64;
+    let periods = AlarmRule::of(&alarm).unwrap().range_periods() as i64;
     for now_ms in [10 * MINUTE_MS, 10 * MINUTE_MS + 1, 11 * MINUTE_MS - 1] {
         let oldest_period_start = (now_ms.div_euclid(MINUTE_MS) - periods) * MINUTE_MS;
         assert!(
@@ -604,4 +607,44 @@ fn an_alarm_on_a_signal_uses_its_recent_values_per_period() {
         at(7),
     );
     assert_eq!(state(got), AlarmState::InsufficientData);
+}
+
+#[test]
+fn a_cloudwatch_alarm_takes_the_reported_state_and_its_time() {
+    let local = alarm_config("cpu-high", "cpu", TreatMissingData::Missing);
+    let remote = AlarmConfig {
+        id: "lag-high".into(),
+        source: AlarmSource::Cloudwatch,
+        alarm_name: Some("ScaleOutAlarm-app".into()),
+        metric: None,
+        comparison: None,
+        threshold: None,
+        evaluation_periods: None,
+        datapoints_to_alarm: None,
+        treat_missing_data: None,
+    };
+    // A CloudWatch alarm needs no fetched history.
+    assert_eq!(
+        window_secs(std::slice::from_ref(&remote), &[metric_config("cpu", 60)]),
+        0
+    );
+    let mut tracker = AlarmTracker::new(&[local, remote], 0);
+    assert_eq!(tracker.cloudwatch_names(), ["ScaleOutAlarm-app"]);
+    let reported = [ReportedState {
+        alarm_name: "ScaleOutAlarm-app".into(),
+        state: AlarmState::Alarm,
+        since_ms: Some(5 * MINUTE_MS),
+    }];
+    let got = tracker.update_all(&[], &[], &reported, 10 * MINUTE_MS);
+    assert_eq!(got[0].state, AlarmState::InsufficientData);
+    assert_eq!(
+        (got[1].name.as_str(), got[1].state, got[1].since_ms),
+        ("lag-high", AlarmState::Alarm, 5 * MINUTE_MS)
+    );
+    // Not reported (CloudWatch said nothing): INSUFFICIENT_DATA, from now.
+    let got = tracker.update_all(&[], &[], &[], 11 * MINUTE_MS);
+    assert_eq!(
+        (got[1].state, got[1].since_ms),
+        (AlarmState::InsufficientData, 11 * MINUTE_MS)
+    );
 }

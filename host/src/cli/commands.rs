@@ -103,7 +103,7 @@ fn load_or_report(path: &Path) -> Option<LoadedConfig> {
 /// `flinkscale run`.
 pub async fn run(config: &Path, dry_run: bool) -> anyhow::Result<ExitCode> {
     let Some(loaded) = load_or_report(config) else {
-        return Ok(ExitCode::FAILURE);
+        return Ok(ExitCode::from(EX_CONFIG));
     };
     let registry = Arc::new(Registry::for_config(&loaded.config, wall_ms()));
     // Bound before the agent starts, so that a taken port fails at once.
@@ -118,7 +118,8 @@ pub async fn run(config: &Path, dry_run: bool) -> anyhow::Result<ExitCode> {
     // Listening before the agent starts: a SIGHUP sent while it starts
     // reloads (once it runs) instead of ending the process.
     let hangups = hangup_signals();
-    let events = Events::log_only().with_registry(registry.clone());
+    let (events, history) =
+        with_history(Events::log_only().with_registry(registry.clone()), &loaded);
     let agent = match Agent::on_aws(&loaded, dry_run, events).await {
         Ok(agent) => agent,
         Err(error) => return startup_failure(error),
@@ -133,11 +134,12 @@ pub async fn run(config: &Path, dry_run: bool) -> anyhow::Result<ExitCode> {
     registry.mark_started(wall_ms());
     let server = listener.map(|listener| {
         if let Ok(addr) = listener.local_addr() {
-            info!(message = "Serving /metrics, /livez, /readyz and /healthz.", %addr);
+            info!(message = "Serving /metrics, /livez, /readyz, /healthz, /status and /explain.", %addr);
         }
-        tokio::spawn(telemetry::http::serve(
+        tokio::spawn(telemetry::http::serve_with_state(
             listener,
             registry.clone(),
+            Some(loaded.state_dir.clone()),
             stopped.clone(),
         ))
     });
@@ -157,8 +159,48 @@ pub async fn run(config: &Path, dry_run: bool) -> anyhow::Result<ExitCode> {
     if let Some(server) = server {
         let _ = server.await;
     }
+    // The controllers are gone, and with them the history's senders.
+    finish_history(history).await;
     info!(message = "Agent stopped.");
     Ok(ExitCode::SUCCESS)
+}
+
+/// `events`, also kept in the decision history of `loaded`'s `state_dir`
+/// (`flinkscale explain`), and the history's writer. Without a history the
+/// agent still scales: a folder it cannot write is logged, not fatal.
+fn with_history(
+    events: Events,
+    loaded: &LoadedConfig,
+) -> (Events, Option<telemetry::history::Writer>) {
+    match telemetry::history::spawn(
+        telemetry::history::dir(&loaded.state_dir),
+        telemetry::history::DEFAULT_BOUND,
+    ) {
+        Ok((history, writer)) => (events.with_history(history), Some(writer)),
+        Err(error) => {
+            tracing::warn!(
+                message = "Cannot keep the decision history; `flinkscale explain` will have nothing to show.",
+                state_dir = %loaded.state_dir.display(),
+                %error,
+            );
+            (events, None)
+        }
+    }
+}
+
+/// Waits until the history's thread has written what it was sent (every
+/// [`Events`] must be dropped by then), at most 5 s: a sender kept alive by
+/// mistake must not stop the exit.
+async fn finish_history(writer: Option<telemetry::history::Writer>) {
+    if let Some(writer) = writer {
+        let finished = tokio::task::spawn_blocking(move || writer.finish());
+        if tokio::time::timeout(std::time::Duration::from_secs(5), finished)
+            .await
+            .is_err()
+        {
+            tracing::warn!(message = "The decision history did not finish writing in 5 s.");
+        }
+    }
 }
 
 /// Wall-clock now, ms since the epoch, as the controllers stamp events.
@@ -274,13 +316,21 @@ async fn shutdown_signal() {
 /// `flinkscale once`.
 pub async fn once(config: &Path, dry_run: bool, json: bool) -> anyhow::Result<ExitCode> {
     let Some(loaded) = load_or_report(config) else {
-        return Ok(ExitCode::FAILURE);
+        return Ok(ExitCode::from(EX_CONFIG));
     };
-    let mut agent = match Agent::on_aws(&loaded, dry_run, Events::log_only()).await {
+    // A dry `once` only prints: it leaves `state_dir` alone.
+    let (events, history) = if dry_run {
+        (Events::log_only(), None)
+    } else {
+        with_history(Events::log_only(), &loaded)
+    };
+    let mut agent = match Agent::on_aws(&loaded, dry_run, events).await {
         Ok(agent) => agent,
         Err(error) => return startup_failure(error),
     };
     let reports = agent.once().await;
+    drop(agent);
+    finish_history(history).await;
     let mut ok = true;
     for report in &reports {
         ok &= report.result.is_ok();
@@ -496,7 +546,7 @@ fn interpreter_problems(loaded: &LoadedConfig) -> Result<Vec<Problem>, PluginErr
 /// `flinkscale validate`.
 pub async fn validate(config: &Path, environment: bool) -> anyhow::Result<ExitCode> {
     let Some(loaded) = load_or_report(config) else {
-        return Ok(ExitCode::FAILURE);
+        return Ok(ExitCode::from(EX_CONFIG));
     };
     let tried = loaded.clone();
     let problems = tokio::task::spawn_blocking(move || interpreter_problems(&tried))
@@ -507,9 +557,13 @@ pub async fn validate(config: &Path, environment: bool) -> anyhow::Result<ExitCo
         for error in load::locate(&loaded, &problems) {
             eprintln!("{}", printable(&error.to_string()));
         }
-        return Ok(ExitCode::FAILURE);
+        return Ok(ExitCode::from(EX_CONFIG));
     }
     if environment {
+        // A plugin that will not load or refuses its params is a
+        // configuration error (exit 78); missing credentials are the
+        // environment's (exit 1).
+        let mut plugin_failures = 0;
         let mut failures = 0;
         let agent = &loaded.config.agent;
         let host = PluginHost::new(SandboxLimits {
@@ -541,7 +595,7 @@ pub async fn validate(config: &Path, environment: bool) -> anyhow::Result<ExitCo
                         printable(&label)
                     ),
                     Err(error) => {
-                        failures += 1;
+                        plugin_failures += 1;
                         println!(
                             "{}: application {:?}: {}",
                             config.display(),
@@ -568,6 +622,9 @@ pub async fn validate(config: &Path, environment: bool) -> anyhow::Result<ExitCo
                 failures += 1;
                 println!("AWS credentials: no provider configured");
             }
+        }
+        if plugin_failures > 0 {
+            return Ok(ExitCode::from(EX_CONFIG));
         }
         if failures > 0 {
             return Ok(ExitCode::FAILURE);

@@ -1,5 +1,6 @@
 //! The command-line interface: `flinkscale run | once | validate | demo |
-//! emulate | simulate | bench | plugin`.
+//! emulate | simulate | bench | import | alarms | status | explain | probe |
+//! plugin`.
 //!
 //! This is the binary's edge: errors become `anyhow` reports and exit codes
 //! here and nowhere else.
@@ -11,8 +12,12 @@ use clap::{Parser, Subcommand};
 
 use crate::telemetry::{self, LogFormat};
 
+mod alarms;
 mod commands;
+mod explain;
+mod import;
 mod plugin;
+mod probe;
 
 /// A scaling agent for Apache Flink applications, with sandboxed
 /// WebAssembly policy plugins.
@@ -129,8 +134,38 @@ pub enum Command {
     /// Run every scenario with every policy (in one process) and write the
     /// scores as a markdown table and JSON rows.
     Bench(commands::BenchArgs),
-    /// Check a configuration file and report every error at once; exit 1 if
-    /// there is any.
+    /// CloudWatch alarms mirroring the configuration's local alarms.
+    Alarms {
+        /// What to do.
+        #[command(subcommand)]
+        command: alarms::AlarmsCommand,
+    },
+    /// Write a flinkscale configuration from an existing autoscaler.
+    Import {
+        /// What to import from.
+        #[command(subcommand)]
+        from: import::ImportCommand,
+    },
+    /// Exit 0 if an http:// URL answers 2xx (e.g. the agent's /livez), 1
+    /// otherwise: a health check command for the FROM-scratch image, which
+    /// has no curl.
+    Probe {
+        /// The URL, e.g. `http://127.0.0.1:9464/livez`.
+        url: String,
+        /// Seconds to wait for the connection and for the answer.
+        #[arg(long, default_value_t = 3)]
+        timeout_secs: u64,
+    },
+    /// Print each application's phase, KPU, ceiling, grace time left,
+    /// plugin quarantine and last decision, from the files in `state_dir`
+    /// (whether the agent runs or not).
+    Status(explain::StatusArgs),
+    /// Print an application's recent evaluations with their inputs (metrics,
+    /// alarms, signals, policy), the decision and what was done, newest
+    /// last, from the decision history in `state_dir`.
+    Explain(explain::ExplainArgs),
+    /// Check a configuration file and report every error at once; exit 78
+    /// (EX_CONFIG) if there is any.
     Validate {
         /// The configuration file.
         config: PathBuf,
@@ -233,6 +268,16 @@ pub fn main() -> ExitCode {
                 config,
                 environment,
             } => commands::validate(&config, environment).await,
+            Command::Import { from } => import::run(from).await,
+            Command::Status(args) => explain::status(args).await,
+            Command::Explain(args) => explain::explain(args).await,
+            Command::Probe { url, timeout_secs } => {
+                let timeout = std::time::Duration::from_secs(timeout_secs.max(1));
+                tokio::task::spawn_blocking(move || probe::probe(&url, timeout))
+                    .await
+                    .map_err(anyhow::Error::from)
+            }
+            Command::Alarms { command } => alarms::run(command).await,
             Command::Plugin(args) => Ok(plugin::run(args)),
         }
     });

@@ -119,7 +119,8 @@ pub struct ApplicationConfig {
     /// The metrics to collect (`[[application.metric]]`).
     #[serde(default, rename = "metric")]
     pub metrics: Vec<MetricConfig>,
-    /// Alarms evaluated locally on those metrics (`[[application.alarm]]`).
+    /// Alarms evaluated locally on those metrics, or read from CloudWatch
+    /// (`[[application.alarm]]`).
     #[serde(default, rename = "alarm")]
     pub alarms: Vec<AlarmConfig>,
     /// Interpreter plugins that derive signals (`[[application.interpreter]]`).
@@ -206,36 +207,90 @@ pub enum TreatMissingData {
     Ignore,
 }
 
+/// Where an alarm's state comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AlarmSource {
+    /// Evaluated by flinkscale on the fetched metric (the default).
+    #[default]
+    Local,
+    /// The state of an existing CloudWatch alarm (`alarm_name`), read with
+    /// DescribeAlarms at every evaluation.
+    Cloudwatch,
+}
+
 /// `[[application.alarm]]`: an M-of-N alarm on one metric, evaluated locally
-/// with CloudWatch's semantics.
+/// with CloudWatch's semantics, or (`source = "cloudwatch"`) an existing
+/// CloudWatch alarm whose state flinkscale reads.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AlarmConfig {
     /// Id that policies use to name this alarm; unique within the application.
     pub id: String,
+    /// `"local"` (the default): flinkscale evaluates the alarm on `metric`
+    /// with the fields below. `"cloudwatch"`: the alarm is the CloudWatch
+    /// alarm `alarm_name`, evaluated by CloudWatch, its state read with
+    /// DescribeAlarms at every evaluation (one call for all of the
+    /// application's such alarms); `metric`, `comparison`, `threshold`,
+    /// `evaluation_periods`, `datapoints_to_alarm` and `treat_missing_data`
+    /// are then CloudWatch's and not allowed here.
+    #[serde(default)]
+    pub source: AlarmSource,
+    /// With `source = "cloudwatch"` (and only then): the CloudWatch alarm's
+    /// name, e.g. `"ScaleOutAlarm-clickstream"`.
+    #[serde(default)]
+    pub alarm_name: Option<String>,
     /// The `id` of the metric it watches, or the name of a signal of one of
     /// the application's interpreters (e.g. `seconds_behind`): a signal is
     /// judged on its value at each evaluation, one datapoint per evaluation
-    /// interval, with the same M of N and missing-data rules.
-    pub metric: String,
-    /// Comparison operator (CloudWatch's ComparisonOperator).
-    pub comparison: Comparison,
+    /// interval, with the same M of N and missing-data rules. Required for
+    /// a local alarm.
+    #[serde(default)]
+    pub metric: Option<String>,
+    /// Comparison operator (CloudWatch's ComparisonOperator). Required for
+    /// a local alarm.
+    #[serde(default)]
+    pub comparison: Option<Comparison>,
     /// Threshold (reference design: 80 for scale-out, 20 for scale-in).
-    pub threshold: f64,
-    /// N: how many periods are evaluated (reference design: 5).
-    pub evaluation_periods: u32,
+    /// Required for a local alarm.
+    #[serde(default)]
+    pub threshold: Option<f64>,
+    /// N: how many periods are evaluated (reference design: 5). Required
+    /// for a local alarm.
+    #[serde(default)]
+    pub evaluation_periods: Option<u32>,
     /// M: how many of the N must breach; defaults to `evaluation_periods`.
     #[serde(default)]
     pub datapoints_to_alarm: Option<u32>,
-    /// How missing datapoints count.
+    /// How missing datapoints count (default `"missing"`).
     #[serde(default)]
-    pub treat_missing_data: TreatMissingData,
+    pub treat_missing_data: Option<TreatMissingData>,
 }
 
 impl AlarmConfig {
+    /// N; 0 for a CloudWatch alarm (whose N is CloudWatch's).
+    pub fn evaluation_periods(&self) -> u32 {
+        self.evaluation_periods.unwrap_or(0)
+    }
+
     /// M, with its default applied.
     pub fn datapoints_to_alarm(&self) -> u32 {
-        self.datapoints_to_alarm.unwrap_or(self.evaluation_periods)
+        self.datapoints_to_alarm
+            .unwrap_or_else(|| self.evaluation_periods())
+    }
+
+    /// How missing datapoints count, with its default applied.
+    pub fn treat_missing_data(&self) -> TreatMissingData {
+        self.treat_missing_data.unwrap_or_default()
+    }
+
+    /// The CloudWatch alarm's name when the alarm's state comes from
+    /// CloudWatch.
+    pub fn cloudwatch_name(&self) -> Option<&str> {
+        match self.source {
+            AlarmSource::Cloudwatch => self.alarm_name.as_deref(),
+            AlarmSource::Local => None,
+        }
     }
 }
 
@@ -258,8 +313,18 @@ pub struct PluginConfig {
 fn default_plugin_dir() -> PathBuf {
     PathBuf::from("plugins")
 }
+/// `$STATE_DIRECTORY` when the service manager provides one (systemd's
+/// `StateDirectory=`, the container image's `ENV`), else `state` beside the
+/// configuration. systemd lists several directories separated by `:`; the
+/// first is the agent's.
 fn default_state_dir() -> PathBuf {
-    PathBuf::from("state")
+    match std::env::var_os("STATE_DIRECTORY") {
+        Some(dirs) if !dirs.is_empty() => {
+            let dirs = dirs.to_string_lossy().into_owned();
+            PathBuf::from(dirs.split(':').next().unwrap_or(&dirs))
+        }
+        _ => PathBuf::from("state"),
+    }
 }
 fn default_plugin_timeout_ms() -> u64 {
     100

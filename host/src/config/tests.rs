@@ -170,16 +170,16 @@ fn msf_cpu_example_has_the_reference_defaults() {
     let inn = app.alarms.iter().find(|a| a.id == "scale-in").unwrap();
     assert_eq!(
         (out.comparison, out.threshold),
-        (Comparison::GreaterThanThreshold, 80.0)
+        (Some(Comparison::GreaterThanThreshold), Some(80.0))
     );
     assert_eq!(
         (inn.comparison, inn.threshold),
-        (Comparison::LessThanOrEqualToThreshold, 20.0)
+        (Some(Comparison::LessThanOrEqualToThreshold), Some(20.0))
     );
     for alarm in [out, inn] {
         assert_eq!(
             (alarm.evaluation_periods, alarm.datapoints_to_alarm()),
-            (5, 5)
+            (Some(5), 5)
         );
     }
     let params: serde_json::Value = serde_json::from_str(&params_json(&app.policy.params)).unwrap();
@@ -279,7 +279,7 @@ fn unknown_field_is_located_with_the_valid_names() {
     );
     assert_error(
         &text,
-        "config/x.toml:11:1: application \"a\".alarm \"x\".treat_missing: unknown field `treat_missing` (did you mean `treat_missing_data`? expected one of `id`, `metric`, `comparison`, `threshold`, `evaluation_periods`, `datapoints_to_alarm`, `treat_missing_data`)",
+        "config/x.toml:11:1: application \"a\".alarm \"x\".treat_missing: unknown field `treat_missing` (did you mean `treat_missing_data`? expected one of `id`, `source`, `alarm_name`, `metric`, `comparison`, `threshold`, `evaluation_periods`, `datapoints_to_alarm`, `treat_missing_data`)",
     );
     assert_error(
         "[agnet]\nplugin_dir = \"p\"\n",
@@ -991,4 +991,50 @@ fn a_metric_may_be_a_metric_math_expression() {
             "config/x.toml:18:13: application \"a\".metric \"behind\".statistic: statistic is given beside expression (a metric is either namespace, metric_name, dimensions and statistic, or an expression over other metrics)"
         ]
     );
+}
+
+#[test]
+fn a_cloudwatch_alarm_names_its_alarm_and_nothing_cloudwatch_evaluates() {
+    let text = format!(
+        "{APP}[[application.alarm]]\nid = \"out\"\nsource = \"cloudwatch\"\nalarm_name = \"ScaleOutAlarm-a\"\n"
+    );
+    let loaded = valid(&text);
+    let alarm = &loaded.config.applications[0].alarms[0];
+    assert_eq!(alarm.cloudwatch_name(), Some("ScaleOutAlarm-a"));
+
+    let text = format!(
+        "{APP}[[application.alarm]]\nid = \"out\"\nsource = \"cloudwatch\"\nalarm_name = \"ScaleOutAlarm-a\"\nmetric = \"cpu\"\nthreshold = 80.0\n"
+    );
+    let errors = errors(&text);
+    for field in ["metric", "threshold"] {
+        assert!(
+            errors.iter().any(|e| e.contains(&format!(
+                "application \"a\".alarm \"out\".{field}: {field} is not allowed with source = \"cloudwatch\""
+            )) && e.starts_with("config/x.toml:")),
+            "{field}: {errors:#?}"
+        );
+    }
+    let errors = self::errors(&format!(
+        "{APP}[[application.alarm]]\nid = \"out\"\nsource = \"cloudwatch\"\n"
+    ));
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.contains("alarm \"out\": missing field `alarm_name`")),
+        "{errors:#?}"
+    );
+    // alarm_name on a local alarm is a mistake, not ignored.
+    let errors = self::errors(&format!(
+        "{APP}[[application.alarm]]\nid = \"out\"\nalarm_name = \"x\"\nmetric = \"cpu\"\ncomparison = \"GreaterThanThreshold\"\nthreshold = 1.0\nevaluation_periods = 1\n"
+    ));
+    assert!(
+        errors.iter().any(
+            |e| e.contains("alarm_name is only for an alarm whose state comes from CloudWatch")
+        ),
+        "{errors:#?}"
+    );
+    let errors = self::errors(&format!(
+        "{APP}[[application.alarm]]\nid = \"out\"\nsource = \"cloud\"\nalarm_name = \"x\"\n"
+    ));
+    assert!(errors.iter().any(|e| e.contains("source")), "{errors:#?}");
 }

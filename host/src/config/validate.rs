@@ -19,7 +19,9 @@
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 
-use super::{AgentConfig, AlarmConfig, ApplicationConfig, Config, MetricConfig, PluginConfig};
+use super::{
+    AgentConfig, AlarmConfig, AlarmSource, ApplicationConfig, Config, MetricConfig, PluginConfig,
+};
 
 /// One step of a [`FieldPath`]: a table key or an array index.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -644,17 +646,47 @@ fn validate_alarm(
             .hint("letters, digits, '_', '-' or '.', e.g. \"scale-out\""),
         );
     }
-    let metric = metrics.get(alarm.metric.as_str());
+    if alarm.source == AlarmSource::Cloudwatch {
+        problems.extend(validate_cloudwatch_alarm(at, alarm));
+        return problems;
+    }
+    if alarm.alarm_name.is_some() {
+        problems.push(
+            Problem::new(
+                at.key("alarm_name"),
+                "alarm_name is only for an alarm whose state comes from CloudWatch",
+            )
+            .hint("add source = \"cloudwatch\" to use that CloudWatch alarm's state, or remove alarm_name to evaluate the alarm locally"),
+        );
+    }
+    // What serde said while these fields were required, so that a
+    // forgotten field reads the same.
+    for (field, given) in [
+        ("metric", alarm.metric.is_some()),
+        ("comparison", alarm.comparison.is_some()),
+        ("threshold", alarm.threshold.is_some()),
+        ("evaluation_periods", alarm.evaluation_periods.is_some()),
+    ] {
+        if !given {
+            problems.push(
+                Problem::new(at.clone(), format!("missing field `{field}`"))
+                    .hint("a local alarm needs metric, comparison, threshold and evaluation_periods; or give source = \"cloudwatch\" and alarm_name to use an existing CloudWatch alarm"),
+            );
+        }
+    }
+    let Some(metric_id) = alarm.metric.as_deref() else {
+        return problems;
+    };
+    let metric = metrics.get(metric_id);
     // With interpreters, a name that is no metric id is one of their
     // signals: which signals a plugin produces is known only when it runs.
-    let signal = has_interpreters && is_signal_name(&alarm.metric);
+    let signal = has_interpreters && is_signal_name(metric_id);
     if metric.is_none() && has_interpreters && !signal {
         problems.push(
             Problem::new(
                 at.key("metric"),
                 format!(
-                    "no metric with id {:?} in this application, and not a signal name",
-                    alarm.metric
+                    "no metric with id {metric_id:?} in this application, and not a signal name"
                 ),
             )
             .hint(format!(
@@ -666,21 +698,25 @@ fn validate_alarm(
         problems.push(
             Problem::new(
                 at.key("metric"),
-                format!("no metric with id {:?} in this application", alarm.metric),
+                format!("no metric with id {metric_id:?} in this application"),
             )
             .hint(valid_list(metrics.keys().copied(), "metric")),
         );
     }
-    if !alarm.threshold.is_finite() {
+    if let Some(threshold) = alarm.threshold
+        && !threshold.is_finite()
+    {
         problems.push(
             Problem::new(
                 at.key("threshold"),
-                format!("threshold {} is not a finite number", alarm.threshold),
+                format!("threshold {threshold} is not a finite number"),
             )
             .hint("a number such as 80.0"),
         );
     }
-    let n = alarm.evaluation_periods;
+    let Some(n) = alarm.evaluation_periods else {
+        return problems;
+    };
     if n == 0 {
         problems.push(
             Problem::new(at.key("evaluation_periods"), "evaluation_periods is 0")
@@ -715,6 +751,44 @@ fn validate_alarm(
             )
             .hint(format!("valid: 1 to {n}")),
         );
+    }
+    problems
+}
+
+/// An alarm whose state comes from CloudWatch: a name, and none of the
+/// fields CloudWatch's alarm already has.
+fn validate_cloudwatch_alarm(at: &FieldPath, alarm: &AlarmConfig) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    match alarm.alarm_name.as_deref() {
+        None => problems.push(
+            Problem::new(at.clone(), "missing field `alarm_name`")
+                .hint("source = \"cloudwatch\" reads the state of an existing CloudWatch alarm: give its name, e.g. alarm_name = \"ScaleOutAlarm-my-app\""),
+        ),
+        Some(name) if name.is_empty() || name.chars().count() > MAX_CLOUDWATCH_NAME_CHARS => {
+            problems.push(
+                Problem::new(at.key("alarm_name"), format!("alarm_name {name:?} is not valid"))
+                    .hint("a CloudWatch alarm name: 1 to 255 characters"),
+            );
+        }
+        Some(_) => {}
+    }
+    for (field, given) in [
+        ("metric", alarm.metric.is_some()),
+        ("comparison", alarm.comparison.is_some()),
+        ("threshold", alarm.threshold.is_some()),
+        ("evaluation_periods", alarm.evaluation_periods.is_some()),
+        ("datapoints_to_alarm", alarm.datapoints_to_alarm.is_some()),
+        ("treat_missing_data", alarm.treat_missing_data.is_some()),
+    ] {
+        if given {
+            problems.push(
+                Problem::new(
+                    at.key(field),
+                    format!("{field} is not allowed with source = \"cloudwatch\": CloudWatch evaluates the alarm with its own settings"),
+                )
+                .hint("remove it (change the CloudWatch alarm instead), or remove source to evaluate the alarm locally"),
+            );
+        }
     }
     problems
 }
@@ -823,7 +897,7 @@ fn non_finite_floats(at: &FieldPath, value: &toml::Value) -> Vec<Problem> {
 }
 
 /// "an integer", "a string".
-fn with_article(noun: &str) -> String {
+pub(crate) fn with_article(noun: &str) -> String {
     let article = if noun.starts_with(['a', 'e', 'i', 'o', 'u']) {
         "an"
     } else {

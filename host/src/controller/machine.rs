@@ -796,6 +796,7 @@ impl Out<'_> {
             application: self.name.to_owned(),
             at_ms: self.now_ms,
             class: class.as_str().to_owned(),
+            plugin_class: None,
             message,
         });
     }

@@ -44,12 +44,13 @@ use std::time::Duration;
 use futures_util::FutureExt;
 use tokio::sync::watch;
 
-use crate::alarm::AlarmTracker;
+use crate::alarm::{AlarmTracker, ReportedState};
 use crate::clock::Clock;
 use crate::config::ApplicationConfig;
+use crate::metrics::alarms::AlarmStates;
 use crate::metrics::{MetricQuery, MetricSource, MetricsError, Series};
 use crate::model::{Action, Application, Decision, Evaluation, Signal};
-use crate::plugin::Refresh;
+use crate::plugin::{FailureClass, PluginError, Refresh};
 use crate::state::{AppRecord, Journal, JournalFile, Phase, StateError};
 use crate::target::{AppState, ScalingTarget, TargetError};
 use crate::telemetry::{Event, Events};
@@ -61,7 +62,7 @@ pub use quarantine::{AfterFailure, Gate, PluginHealth, QuarantinePolicy, RetryRe
 pub trait Decide: Send {
     /// Decides on `evaluation`; an error means "no decision" and is turned
     /// into a hold by the controller.
-    fn decide(&mut self, evaluation: &Evaluation) -> Result<Decision, String>;
+    fn decide(&mut self, evaluation: &Evaluation) -> Result<Decision, PluginFailure>;
     /// Who decides, for logs (e.g. `step 0.1.0`).
     fn label(&self) -> String;
     /// Follows the policy's code: if its file was replaced, loads the new
@@ -84,12 +85,49 @@ pub trait Interpret: Send {
         now_ms: i64,
         app: &Application,
         metrics: &[Series],
-    ) -> Result<Vec<Signal>, String>;
+    ) -> Result<Vec<Signal>, PluginFailure>;
     /// Who interprets, for logs.
     fn label(&self) -> String;
     /// Follows the interpreter's code; see [`Decide::refresh`].
     fn refresh(&mut self) -> Refresh {
         Refresh::Unchanged
+    }
+}
+
+/// Why a plugin gave no answer: its class (what quarantine events and the
+/// plugin failure counter report) and what happened, for people.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PluginFailure {
+    /// The kind of failure.
+    pub class: FailureClass,
+    /// What happened, naming the plugin.
+    pub message: String,
+}
+
+impl PluginFailure {
+    /// A failure of `class`.
+    pub fn new(class: FailureClass, message: impl Into<String>) -> Self {
+        Self {
+            class,
+            message: message.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for PluginFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl From<PluginError> for PluginFailure {
+    /// A failed call keeps its class; a plugin whose (new) file cannot be
+    /// loaded at all is not a valid plugin: `Invalid`.
+    fn from(error: PluginError) -> Self {
+        Self {
+            class: error.class().unwrap_or(FailureClass::Invalid),
+            message: error.to_string(),
+        }
     }
 }
 
@@ -322,6 +360,9 @@ pub struct Controller {
     queries: Vec<MetricQuery>,
     window_ms: i64,
     alarms: AlarmTracker,
+    /// Where `source = "cloudwatch"` alarms' states are read; `None` when
+    /// the run has no CloudWatch (the simulator).
+    alarm_states: Option<Arc<dyn AlarmStates>>,
     source: Arc<dyn MetricSource>,
     target: Arc<dyn ScalingTarget>,
     /// Taken out while a call runs on a blocking thread.
@@ -370,6 +411,7 @@ impl Controller {
             window_ms: i64::from(fetch_window_secs(app)) * 1000,
             alarms: AlarmTracker::new(&app.alarms, clock.now_ms())
                 .with_signal_period(signal_period_secs),
+            alarm_states: None,
             source,
             target,
             policy: Some(policy),
@@ -436,6 +478,51 @@ impl Controller {
     pub fn with_quarantine(mut self, policy: QuarantinePolicy) -> Self {
         self.settings.quarantine = policy;
         self
+    }
+
+    /// Reads the states of the application's `source = "cloudwatch"`
+    /// alarms from `states`.
+    pub fn with_alarm_states(mut self, states: Arc<dyn AlarmStates>) -> Self {
+        self.alarm_states = Some(states);
+        self
+    }
+
+    /// The states of the `source = "cloudwatch"` alarms: one DescribeAlarms
+    /// for all of them (per 100). An alarm CloudWatch does not return fails
+    /// the evaluation, as a metric that cannot be fetched does: a policy
+    /// must not decide on an alarm that is not there. (`&mut self`: the
+    /// controller is `Send` but not `Sync`, and its future must be `Send`.)
+    async fn cloudwatch_states(&mut self) -> Result<Vec<ReportedState>, MetricsError> {
+        let names = self.alarms.cloudwatch_names();
+        if names.is_empty() {
+            return Ok(Vec::new());
+        }
+        let Some(states) = &self.alarm_states else {
+            return Err(MetricsError::Invalid(
+                "alarms with source = \"cloudwatch\" need CloudWatch, and this run has none (the simulator evaluates local alarms only)".into(),
+            ));
+        };
+        let described = states.describe_named(&names).await?;
+        names
+            .into_iter()
+            .map(|name| {
+                let Some(found) = described.iter().find(|d| d.name == name) else {
+                    return Err(MetricsError::Invalid(format!(
+                        "the CloudWatch alarm {name:?} (source = \"cloudwatch\") does not exist in this account and region: DescribeAlarms did not return it"
+                    )));
+                };
+                let state = found.state.ok_or_else(|| {
+                    MetricsError::Source(format!(
+                        "the CloudWatch alarm {name:?} is in a state this version does not know"
+                    ))
+                })?;
+                Ok(ReportedState {
+                    alarm_name: name,
+                    state,
+                    since_ms: found.state_updated_ms,
+                })
+            })
+            .collect()
     }
 
     /// Runs plugin calls as `threads` says instead of on blocking threads.
@@ -590,7 +677,13 @@ impl Controller {
             last_update_duration_secs: self.machine.record.last_update_duration_secs,
         };
         let (signals, trouble) = self.interpret(now_ms, &app, &metrics).await?;
-        let alarms = self.alarms.update_with_signals(&metrics, &signals, now_ms);
+        let reported = self
+            .cloudwatch_states()
+            .await
+            .map_err(EvaluateError::Metrics)?;
+        let alarms = self
+            .alarms
+            .update_all(&metrics, &signals, &reported, now_ms);
         let evaluation = Evaluation {
             now_ms,
             app,
@@ -677,6 +770,8 @@ impl Controller {
                 .map(|s| (s.query.id.clone(), s.points.last().map(|p| p.value)))
                 .collect(),
             alarms: evaluation.alarms.clone(),
+            signals: evaluation.signals.clone(),
+            policy: self.policy.as_ref().map(|p| p.label()).unwrap_or_default(),
             decision: decision.clone(),
             dry_run: self.settings.dry_run,
         });
@@ -706,9 +801,13 @@ impl Controller {
             PluginThreads::Inline => Ok(run()),
             // The closure catches its own panics: only a runtime shutting
             // down cancels it, and the plugin goes with it.
-            PluginThreads::Blocking => tokio::task::spawn_blocking(run)
-                .await
-                .map_err(|e| EvaluateError::Panicked(format!("the call was cancelled: {e}"))),
+            // A blocking-pool thread may call guests directly: marked so,
+            // no call needs a helper thread.
+            PluginThreads::Blocking => {
+                tokio::task::spawn_blocking(|| crate::plugin::on_plugin_thread(run))
+                    .await
+                    .map_err(|e| EvaluateError::Panicked(format!("the call was cancelled: {e}")))
+            }
         }
     }
 
@@ -781,7 +880,13 @@ impl Controller {
                         Err(error) => {
                             let message = format!("interpreter {label} failed: {error}");
                             if let Some(after) = after {
-                                self.plugin_failed(&label, message.clone(), after, now_ms);
+                                self.plugin_failed(
+                                    &label,
+                                    error.class,
+                                    message.clone(),
+                                    after,
+                                    now_ms,
+                                );
                             }
                             trouble.push(message);
                         }
@@ -848,19 +953,33 @@ impl Controller {
             Err(error) => {
                 let after = self.policy_health.failed(now_ms, &self.settings.quarantine);
                 let message = format!("policy {label} failed: {error}");
-                self.plugin_failed(&label, message.clone(), after, now_ms);
+                self.plugin_failed(&label, error.class, message.clone(), after, now_ms);
                 Decision::hold(format!("{message}; holding"))
             }
         })
     }
 
-    fn plugin_failed(&self, label: &str, message: String, after: AfterFailure, now_ms: i64) {
-        self.fail(Failure::Plugin, message);
+    fn plugin_failed(
+        &self,
+        label: &str,
+        class: FailureClass,
+        message: String,
+        after: AfterFailure,
+        now_ms: i64,
+    ) {
+        self.events.emit(Event::Failed {
+            application: self.settings.name.clone(),
+            at_ms: self.clock.now_ms(),
+            class: Failure::Plugin.as_str().to_owned(),
+            plugin_class: Some(class),
+            message,
+        });
         if let AfterFailure::Quarantined { failures, until_ms } = after {
             self.events.emit(Event::PluginQuarantined {
                 application: self.settings.name.clone(),
                 at_ms: now_ms,
                 plugin: label.to_owned(),
+                class,
                 failures,
                 until_ms,
             });
@@ -936,6 +1055,7 @@ impl Controller {
             application: self.settings.name.clone(),
             at_ms: self.clock.now_ms(),
             class: class.as_str().to_owned(),
+            plugin_class: None,
             message,
         });
     }

@@ -5,6 +5,7 @@
 //! ([`cloudwatch`]), batched across applications ([`batch`]), and, in later
 //! stages, the simulator and the Flink REST API.
 
+pub mod alarms;
 pub mod batch;
 pub mod cloudwatch;
 pub mod math;

@@ -12,11 +12,12 @@ use wasmtime_wasi::p2::DynPollable;
 
 use super::builtin::PluginSource;
 use super::cache::{CacheError, ComponentCache};
-use super::instance::{Pre, Sandbox};
+use super::instance::Sandbox;
 use super::sandbox::{GuestLog, State};
+use super::world::{InterpreterWorld, Linked, PolicyWorld, World};
 use super::{
     InterpreterInstance, PluginError, PluginKind, PluginMetadata, PolicyInstance, SandboxLimits,
-    v0_1_0,
+    v0_1_0, v0_2_0,
 };
 
 /// How often the epoch advances. Deadlines are counted in ticks, so a call
@@ -34,9 +35,20 @@ struct SupportedExport {
     contract_version: &'static str,
 }
 
-/// Every export of every contract version this host accepts. A new
+/// Every export of every contract version this host accepts, newest
+/// first (a component exporting two versions runs as the newest). A new
 /// contract version adds its rows (and a bindings module); old rows stay.
 const SUPPORTED: &[SupportedExport] = &[
+    SupportedExport {
+        name: v0_2_0::POLICY_EXPORT,
+        kind: PluginKind::Policy,
+        contract_version: v0_2_0::VERSION,
+    },
+    SupportedExport {
+        name: v0_2_0::INTERPRETER_EXPORT,
+        kind: PluginKind::Interpreter,
+        contract_version: v0_2_0::VERSION,
+    },
     SupportedExport {
         name: v0_1_0::POLICY_EXPORT,
         kind: PluginKind::Policy,
@@ -97,6 +109,11 @@ impl PluginHost {
             |state| state,
         )
         .map_err(|e| PluginError::Engine(describe(&e)))?;
+        v0_2_0::policy::flinkscale::plugin::host::add_to_linker::<State, HasSelf<State>>(
+            &mut linker,
+            |state| state,
+        )
+        .map_err(|e| PluginError::Engine(describe(&e)))?;
 
         let cache = ComponentCache::new(&engine, cache_dir);
         Ok(Self {
@@ -123,7 +140,7 @@ impl PluginHost {
         params_json: &str,
         application: &str,
     ) -> Result<PolicyInstance, PluginError> {
-        let sandbox = self.sandbox(&source.into(), PluginKind::Policy, params_json, application)?;
+        let sandbox = self.sandbox::<PolicyWorld>(&source.into(), params_json, application)?;
         PolicyInstance::start(sandbox)
     }
 
@@ -135,12 +152,7 @@ impl PluginHost {
         params_json: &str,
         application: &str,
     ) -> Result<InterpreterInstance, PluginError> {
-        let sandbox = self.sandbox(
-            &source.into(),
-            PluginKind::Interpreter,
-            params_json,
-            application,
-        )?;
+        let sandbox = self.sandbox::<InterpreterWorld>(&source.into(), params_json, application)?;
         InterpreterInstance::start(sandbox)
     }
 
@@ -151,33 +163,44 @@ impl PluginHost {
         let source = source.into();
         let path = source.display_path();
         let (component, export) = self.compile(&source, None)?;
-        let pre = self.pre(&path, &component, export)?;
-        let mut sandbox = self.new_sandbox(&path, pre, export, "{}", "");
+        match export.kind {
+            PluginKind::Policy => self.check_as::<PolicyWorld>(&path, &component, export),
+            PluginKind::Interpreter => self.check_as::<InterpreterWorld>(&path, &component, export),
+        }
+    }
+
+    fn check_as<W: World>(
+        &self,
+        path: &Path,
+        component: &Component,
+        export: &'static SupportedExport,
+    ) -> Result<PluginMetadata, PluginError> {
+        let linked = self.link::<W>(path, component, export)?;
+        let mut sandbox = self.new_sandbox::<W>(path, linked, export, "{}", "");
         sandbox.start(false)?;
         Ok(sandbox.metadata())
     }
 
-    fn sandbox(
+    fn sandbox<W: World>(
         &self,
         source: &PluginSource,
-        kind: PluginKind,
         params_json: &str,
         application: &str,
-    ) -> Result<Sandbox, PluginError> {
+    ) -> Result<Sandbox<W>, PluginError> {
         let path = source.display_path();
-        let (component, export) = self.compile(source, Some(kind))?;
-        let pre = self.pre(&path, &component, export)?;
-        Ok(self.new_sandbox(&path, pre, export, params_json, application))
+        let (component, export) = self.compile(source, Some(W::KIND))?;
+        let linked = self.link::<W>(&path, &component, export)?;
+        Ok(self.new_sandbox(&path, linked, export, params_json, application))
     }
 
-    fn new_sandbox(
+    fn new_sandbox<W: World>(
         &self,
         path: &Path,
-        pre: Pre,
+        linked: Arc<dyn Linked<W>>,
         export: &'static SupportedExport,
         params_json: &str,
         application: &str,
-    ) -> Sandbox {
+    ) -> Sandbox<W> {
         let stem = path
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned())
@@ -185,7 +208,7 @@ impl PluginHost {
         let log = Arc::new(GuestLog::new(&stem, application));
         Sandbox::new(
             self.engine.clone(),
-            pre,
+            linked,
             self.limits,
             deadline_ticks(self.limits.call_timeout),
             super::PluginIdentity {
@@ -194,7 +217,6 @@ impl PluginHost {
                 path: path.to_owned(),
                 application: application.to_owned(),
             },
-            export.kind,
             export.contract_version,
             params_json.to_owned(),
             log,
@@ -233,36 +255,29 @@ impl PluginHost {
         Ok((component, export))
     }
 
-    /// Links `component` once, with the bindings of its contract version.
-    fn pre(
+    /// Links `component` once, as world `W`, with the bindings of its
+    /// contract version.
+    fn link<W: World>(
         &self,
         path: &Path,
         component: &Component,
         export: &'static SupportedExport,
-    ) -> Result<Pre, PluginError> {
+    ) -> Result<Arc<dyn Linked<W>>, PluginError> {
         let link_error = |e: wasmtime::Error| PluginError::Link {
             path: path.to_owned(),
             detail: describe(&e),
         };
         let pre: InstancePre<State> = self.linker.instantiate_pre(component).map_err(link_error)?;
-        match (export.contract_version, export.kind) {
-            (v0_1_0::VERSION, PluginKind::Policy) => {
-                v0_1_0::policy::ScalingPolicyPre::new(pre).map(Pre::PolicyV0_1_0)
-            }
-            (v0_1_0::VERSION, PluginKind::Interpreter) => {
-                v0_1_0::interpreter::MetricInterpreterPre::new(pre).map(Pre::InterpreterV0_1_0)
-            }
-            (version, _) => {
-                // Unreachable as long as SUPPORTED and this match agree; an
-                // error rather than a panic all the same.
-                return Err(PluginError::UnsupportedContract {
-                    path: path.to_owned(),
-                    found: vec![format!("{} ({version})", export.name)],
-                    supported: supported_names(),
-                });
-            }
+        match W::link(export.contract_version, pre) {
+            Some(linked) => linked.map(Arc::from).map_err(link_error),
+            // Unreachable as long as SUPPORTED and `World::link` agree; an
+            // error rather than a panic all the same.
+            None => Err(PluginError::UnsupportedContract {
+                path: path.to_owned(),
+                found: vec![format!("{} ({})", export.name, export.contract_version)],
+                supported: supported_names(),
+            }),
         }
-        .map_err(link_error)
     }
 }
 

@@ -1,16 +1,17 @@
-//! One plugin instance per application: a store, its bindings, and the
-//! discipline around every call (deadline, memory cap, log budget, failure
+//! One plugin instance per application: a store, its exports (of one
+//! world, whatever the contract version), and the discipline around every call (deadline, memory cap, log budget, failure
 //! classification, and rebuilding after a trap).
 
+use std::cell::Cell;
 use std::sync::Arc;
 
 use wasmtime::{Engine, Store, Trap};
 
+use super::params;
 use super::sandbox::{GuestLog, MAX_INSTANCES, MAX_MEMORIES, MAX_TABLES, State};
 use super::validate::sanitize_text;
-use super::{
-    FailureClass, PluginError, PluginIdentity, PluginKind, PluginMetadata, SandboxLimits, v0_1_0,
-};
+use super::world::{Exports, InterpreterWorld, Linked, PolicyWorld, World};
+use super::{FailureClass, Parameter, PluginError, PluginIdentity, PluginMetadata, SandboxLimits};
 use crate::metrics::Series;
 use crate::model::{Application, Decision, Evaluation, Signal};
 
@@ -24,65 +25,54 @@ const COUNT_LIMIT_ERROR: &str = "resource limit exceeded";
 /// Longest error text kept from a plugin or a trap, in bytes.
 const MAX_DETAIL_BYTES: usize = 512;
 
-/// A component linked with the bindings of its contract version, ready to
-/// instantiate.
-pub(crate) enum Pre {
-    /// World `scaling-policy`, contract 0.1.0.
-    PolicyV0_1_0(v0_1_0::policy::ScalingPolicyPre<State>),
-    /// World `metric-interpreter`, contract 0.1.0.
-    InterpreterV0_1_0(v0_1_0::interpreter::MetricInterpreterPre<State>),
-}
-
-/// An instantiated component's exports.
-enum Bindings {
-    PolicyV0_1_0(v0_1_0::policy::ScalingPolicy),
-    InterpreterV0_1_0(v0_1_0::interpreter::MetricInterpreter),
-}
+/// Longest summary kept from a plugin's metadata, in bytes.
+const MAX_SUMMARY_BYTES: usize = 256;
 
 /// A live instance: a store and the exports instantiated in it.
-struct Live {
+struct Live<W: World> {
     store: Store<State>,
-    bindings: Bindings,
+    exports: Box<W::Exports>,
 }
 
-/// One plugin instance and everything needed to rebuild it.
-pub(crate) struct Sandbox {
+/// One plugin instance of world `W` and everything needed to rebuild it.
+pub(crate) struct Sandbox<W: World> {
     engine: Engine,
-    pre: Pre,
+    linked: Arc<dyn Linked<W>>,
     limits: SandboxLimits,
     deadline_ticks: u64,
     identity: PluginIdentity,
-    kind: PluginKind,
     contract_version: &'static str,
+    summary: String,
+    parameters: Option<Vec<Parameter>>,
     params_json: String,
     log: Arc<GuestLog>,
     /// `None` before the first start and after a trap (a trapped store is
     /// poisoned and never called again).
-    live: Option<Live>,
+    live: Option<Live<W>>,
     consecutive_failures: u32,
 }
 
-impl Sandbox {
+impl<W: World> Sandbox<W> {
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         engine: Engine,
-        pre: Pre,
+        linked: Arc<dyn Linked<W>>,
         limits: SandboxLimits,
         deadline_ticks: u64,
         identity: PluginIdentity,
-        kind: PluginKind,
         contract_version: &'static str,
         params_json: String,
         log: Arc<GuestLog>,
     ) -> Self {
         Self {
             engine,
-            pre,
+            linked,
             limits,
             deadline_ticks,
             identity,
-            kind,
             contract_version,
+            summary: String::new(),
+            parameters: None,
             params_json,
             log,
             live: None,
@@ -90,16 +80,16 @@ impl Sandbox {
         }
     }
 
-    /// What is known of the plugin (its own name and version once it has
-    /// been started).
+    /// What is known of the plugin (its own name, version, summary and
+    /// parameters once it has been started).
     pub(crate) fn metadata(&self) -> PluginMetadata {
         PluginMetadata {
             name: self.identity.name.clone(),
             version: self.identity.version.clone(),
-            kind: self.kind,
+            kind: W::KIND,
             contract_version: self.contract_version,
-            summary: String::new(),
-            parameters: None,
+            summary: self.summary.clone(),
+            parameters: self.parameters.clone(),
         }
     }
 
@@ -113,21 +103,17 @@ impl Sandbox {
         );
         store.limiter(|state| &mut state.limiter);
 
-        let pre = &self.pre;
-        let instantiated = guarded(&mut store, self.deadline_ticks, |store| match pre {
-            Pre::PolicyV0_1_0(pre) => pre.instantiate(store).map(Bindings::PolicyV0_1_0),
-            Pre::InterpreterV0_1_0(pre) => pre.instantiate(store).map(Bindings::InterpreterV0_1_0),
+        let linked = &*self.linked;
+        let instantiated = guarded(&mut store, self.deadline_ticks, |store| {
+            linked.instantiate(store)
         });
-        let bindings = match instantiated {
-            Ok(bindings) => bindings,
+        let exports = match instantiated {
+            Ok(exports) => exports,
             Err(error) => return Err(self.trapped("instantiate", &store, &error)),
         };
 
-        let metadata = guarded(&mut store, self.deadline_ticks, |store| match &bindings {
-            Bindings::PolicyV0_1_0(b) => b.flinkscale_plugin_policy().call_metadata(store),
-            Bindings::InterpreterV0_1_0(b) => {
-                b.flinkscale_plugin_interpreter().call_metadata(store)
-            }
+        let metadata = guarded(&mut store, self.deadline_ticks, |store| {
+            exports.metadata(store)
         });
         let metadata = match metadata {
             Ok(metadata) => metadata,
@@ -145,16 +131,33 @@ impl Sandbox {
         self.log.set_identity(&name, &version);
         self.identity.name = name;
         self.identity.version = version;
+        self.summary = sanitize_text(&metadata.summary, MAX_SUMMARY_BYTES);
+        self.parameters = match metadata.parameters {
+            None => None,
+            Some(declared) => match params::check_declarations(declared) {
+                Ok(declared) => Some(declared),
+                Err(problem) => {
+                    return Err(self.failed("metadata", FailureClass::Invalid, problem));
+                }
+            },
+        };
 
         if configure {
-            let params = self.params_json.as_str();
-            let configured = guarded(&mut store, self.deadline_ticks, |store| match &bindings {
-                Bindings::PolicyV0_1_0(b) => {
-                    b.flinkscale_plugin_policy().call_configure(store, params)
+            // What the plugin declares is checked here, the same way for
+            // every plugin, and reaches the user as a configure error does.
+            if let Some(declared) = &self.parameters {
+                let problems = params::check_params(declared, &self.params_json);
+                if !problems.is_empty() {
+                    self.consecutive_failures = self.consecutive_failures.saturating_add(1);
+                    return Err(PluginError::Configure {
+                        plugin: Box::new(self.identity.clone()),
+                        message: problems.join("; "),
+                    });
                 }
-                Bindings::InterpreterV0_1_0(b) => b
-                    .flinkscale_plugin_interpreter()
-                    .call_configure(store, params),
+            }
+            let params = self.params_json.as_str();
+            let configured = guarded(&mut store, self.deadline_ticks, |store| {
+                exports.configure(store, params)
             });
             match configured {
                 Ok(Ok(())) => {}
@@ -168,7 +171,7 @@ impl Sandbox {
                 Err(error) => return Err(self.trapped("configure", &store, &error)),
             }
         }
-        self.live = Some(Live { store, bindings });
+        self.live = Some(Live { store, exports });
         Ok(())
     }
 
@@ -177,7 +180,8 @@ impl Sandbox {
     fn invoke<R: Send>(
         &mut self,
         function: &'static str,
-        call: impl FnOnce(&mut Store<State>, &Bindings) -> wasmtime::Result<Result<R, String>> + Send,
+        call: impl FnOnce(&mut Store<State>, &mut W::Exports) -> wasmtime::Result<Result<R, String>>
+        + Send,
     ) -> Result<R, PluginError> {
         if self.live.is_none() {
             self.start(true)?;
@@ -185,9 +189,9 @@ impl Sandbox {
         let Some(live) = self.live.as_mut() else {
             return Err(self.failed(function, FailureClass::Trap, "no live instance".to_owned()));
         };
-        let bindings = &live.bindings;
+        let exports = &mut *live.exports;
         let result = guarded(&mut live.store, self.deadline_ticks, |store| {
-            call(store, bindings)
+            call(store, exports)
         });
         match result {
             Ok(Ok(value)) => {
@@ -275,19 +279,42 @@ impl Sandbox {
     }
 }
 
+thread_local! {
+    /// Set while [`on_plugin_thread`] runs work on this thread.
+    static PLUGIN_THREAD: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Runs `work` as plugin work: guest calls made inside it run on this
+/// thread. Call it only where blocking on the runtime is allowed: on a
+/// thread of tokio's blocking pool (`spawn_blocking`, as the controller
+/// calls plugins) or on a thread outside any runtime. Elsewhere, and
+/// outside it, a guest call made from inside a runtime runs on a helper
+/// thread (see `guarded`), which is safe but costs a thread start a call.
+pub fn on_plugin_thread<R>(work: impl FnOnce() -> R) -> R {
+    /// Restores the mark even if `work` panics (the controller catches
+    /// plugin-thread panics and goes on using the thread's pool).
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            PLUGIN_THREAD.set(self.0);
+        }
+    }
+    let _restore = Restore(PLUGIN_THREAD.replace(true));
+    work()
+}
+
 /// Runs one call into a guest under the deadline, with a fresh log budget
-/// and a cleared memory-refusal flag. When the caller is inside a tokio
-/// runtime the guest runs on a scoped helper thread: wasmtime-wasi's
-/// synchronous bindings (guest stdout, for one) block on the current
-/// runtime, which panics on a thread that is driving async tasks.
+/// and a cleared memory-refusal flag.
 ///
-/// The controller's calls come from tokio's blocking pool, where blocking
-/// on the runtime is allowed and the helper is not needed; but loads are
-/// still made from async code (the agent is assembled inside `run`, and
-/// `validate --environment` checks plugins there), and tokio offers no way
-/// to tell a blocking-pool thread from a worker. So the helper stays: it
-/// costs a thread start per call (measured in a debug build: warm `decide`
-/// of `step` 83 us inline, 316 us through the helper), against a panic.
+/// wasmtime-wasi's synchronous bindings (guest stdout, for one) block on
+/// the current tokio runtime, which panics on a thread that is driving
+/// async tasks, and tokio offers no way to tell a blocking-pool thread
+/// from a worker. So the guest runs inline outside any runtime and on
+/// threads marked by [`on_plugin_thread`] (the controller's calls), and
+/// on a scoped helper thread anywhere else in a runtime (loads made from
+/// async code: the agent's assembly in `run`, `validate --environment`):
+/// the helper costs a thread start per call (measured in a debug build:
+/// warm `decide` of `step` 83 us inline, 316 us through the helper).
 fn guarded<R: Send>(
     store: &mut Store<State>,
     deadline_ticks: u64,
@@ -297,13 +324,13 @@ fn guarded<R: Send>(
     store.data_mut().limiter.refused = false;
     let log = store.data().log.clone();
     log.begin_call();
-    let result = if tokio::runtime::Handle::try_current().is_ok() {
+    let result = if PLUGIN_THREAD.get() || tokio::runtime::Handle::try_current().is_err() {
+        call(store)
+    } else {
         std::thread::scope(|scope| match scope.spawn(|| call(store)).join() {
             Ok(result) => result,
             Err(panic) => std::panic::resume_unwind(panic),
         })
-    } else {
-        call(store)
     };
     log.end_call();
     result
@@ -322,11 +349,11 @@ fn describe_trap(error: &wasmtime::Error) -> String {
 
 /// A scaling policy instance serving one application.
 pub struct PolicyInstance {
-    sandbox: Sandbox,
+    sandbox: Sandbox<PolicyWorld>,
 }
 
 impl PolicyInstance {
-    pub(crate) fn start(mut sandbox: Sandbox) -> Result<Self, PluginError> {
+    pub(crate) fn start(mut sandbox: Sandbox<PolicyWorld>) -> Result<Self, PluginError> {
         sandbox.start(true)?;
         Ok(Self { sandbox })
     }
@@ -337,17 +364,8 @@ impl PolicyInstance {
     /// or timeout the next call runs on a fresh instance (configured
     /// again).
     pub fn decide(&mut self, evaluation: &Evaluation) -> Result<Decision, PluginError> {
-        let evaluation = v0_1_0::evaluation(evaluation);
         self.sandbox
-            .invoke("decide", |store, bindings| match bindings {
-                Bindings::PolicyV0_1_0(b) => {
-                    b.flinkscale_plugin_policy().call_decide(store, &evaluation)
-                }
-                Bindings::InterpreterV0_1_0(_) => {
-                    Ok(Err("a metric interpreter cannot decide".to_owned()))
-                }
-            })
-            .map(v0_1_0::decision)
+            .invoke("decide", |store, exports| exports.decide(store, evaluation))
     }
 
     /// The plugin's name, version, world and contract version.
@@ -373,11 +391,11 @@ impl PolicyInstance {
 
 /// A metric interpreter instance serving one application.
 pub struct InterpreterInstance {
-    sandbox: Sandbox,
+    sandbox: Sandbox<InterpreterWorld>,
 }
 
 impl InterpreterInstance {
-    pub(crate) fn start(mut sandbox: Sandbox) -> Result<Self, PluginError> {
+    pub(crate) fn start(mut sandbox: Sandbox<InterpreterWorld>) -> Result<Self, PluginError> {
         sandbox.start(true)?;
         Ok(Self { sandbox })
     }
@@ -390,18 +408,9 @@ impl InterpreterInstance {
         app: &Application,
         metrics: &[Series],
     ) -> Result<Vec<Signal>, PluginError> {
-        let app = v0_1_0::application(app);
-        let metrics: Vec<_> = metrics.iter().map(v0_1_0::series).collect();
-        self.sandbox
-            .invoke("interpret", |store, bindings| match bindings {
-                Bindings::InterpreterV0_1_0(b) => b
-                    .flinkscale_plugin_interpreter()
-                    .call_interpret(store, now_ms, &app, &metrics),
-                Bindings::PolicyV0_1_0(_) => {
-                    Ok(Err("a scaling policy cannot interpret".to_owned()))
-                }
-            })
-            .map(v0_1_0::signals)
+        self.sandbox.invoke("interpret", |store, exports| {
+            exports.interpret(store, now_ms, app, metrics)
+        })
     }
 
     /// The plugin's name, version, world and contract version.

@@ -18,10 +18,13 @@ mod cache;
 mod engine;
 pub mod inspect;
 mod instance;
+pub mod params;
 pub mod reload;
 mod sandbox;
 pub mod v0_1_0;
+pub mod v0_2_0;
 pub mod validate;
+mod world;
 
 #[cfg(test)]
 mod tests;
@@ -31,7 +34,7 @@ use std::time::Duration;
 
 pub use builtin::PluginSource;
 pub use engine::PluginHost;
-pub use instance::{InterpreterInstance, PolicyInstance};
+pub use instance::{InterpreterInstance, PolicyInstance, on_plugin_thread};
 pub use reload::{Refresh, Reloading};
 
 /// The resources one plugin instance may use.
@@ -191,7 +194,8 @@ impl std::fmt::Display for PluginIdentity {
 }
 
 /// Why a call into a plugin produced no usable answer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum FailureClass {
     /// The call ran past its deadline and was interrupted.
     Timeout,
@@ -207,6 +211,30 @@ pub enum FailureClass {
     GuestError,
     /// The guest answered something the contract does not allow.
     Invalid,
+}
+
+impl FailureClass {
+    /// Every class, for metrics that report each one.
+    pub const ALL: [FailureClass; 6] = [
+        FailureClass::Timeout,
+        FailureClass::OutOfMemory,
+        FailureClass::ResourceLimit,
+        FailureClass::Trap,
+        FailureClass::GuestError,
+        FailureClass::Invalid,
+    ];
+
+    /// The class as a metric label and in JSON, e.g. `out_of_memory`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureClass::Timeout => "timeout",
+            FailureClass::OutOfMemory => "out_of_memory",
+            FailureClass::ResourceLimit => "resource_limit",
+            FailureClass::Trap => "trap",
+            FailureClass::GuestError => "guest_error",
+            FailureClass::Invalid => "invalid",
+        }
+    }
 }
 
 impl std::fmt::Display for FailureClass {

@@ -14,7 +14,6 @@ use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
-use super::v0_1_0;
 use super::validate::sanitize_text;
 
 /// Longest log line kept from a plugin, in bytes; the rest is cut.
@@ -51,7 +50,8 @@ pub(crate) struct State {
     table: ResourceTable,
     /// The memory cap, consulted by wasmtime on every growth.
     pub(crate) limiter: Limiter,
-    /// Where the plugin's log lines go.
+    /// Where the plugin's log lines go (the `host.log` import of every
+    /// contract version writes here).
     pub(crate) log: Arc<GuestLog>,
 }
 
@@ -88,19 +88,6 @@ impl WasiView for State {
             ctx: &mut self.wasi,
             table: &mut self.table,
         }
-    }
-}
-
-impl v0_1_0::Host for State {
-    fn log(&mut self, level: v0_1_0::Level, message: String) {
-        let level = match level {
-            v0_1_0::Level::Trace => tracing::Level::TRACE,
-            v0_1_0::Level::Debug => tracing::Level::DEBUG,
-            v0_1_0::Level::Info => tracing::Level::INFO,
-            v0_1_0::Level::Warn => tracing::Level::WARN,
-            v0_1_0::Level::Error => tracing::Level::ERROR,
-        };
-        self.log.line(level, "log", message.as_bytes());
     }
 }
 

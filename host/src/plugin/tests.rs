@@ -401,3 +401,72 @@ fn a_file_in_plugin_dir_overrides_the_built_in_and_the_log_says_which_runs() {
     }
     assert!(!line.contains("built-in"), "{line}");
 }
+
+/// An evaluation with `n` series of `points` points, and names that
+/// differ with `tag`, so that a reused record must change everywhere.
+fn varied_evaluation(n: usize, points: usize, tag: &str) -> crate::model::Evaluation {
+    use crate::metrics::{Datapoint, MetricQuery, Series};
+    use crate::model::{AlarmState, AlarmStatus, Application, Evaluation, Signal};
+    Evaluation {
+        now_ms: 1_000 + n as i64,
+        app: Application {
+            name: format!("app-{tag}"),
+            status: crate::target::AppStatus::Running,
+            kpu: n as u32 + 1,
+            parallelism: 4,
+            parallelism_per_kpu: 1,
+            min_kpu: 1,
+            max_kpu: 9,
+            version_id: 2,
+            last_rescale_ms: Some(5),
+            last_update_duration_secs: None,
+        },
+        metrics: (0..n)
+            .map(|i| Series {
+                query: MetricQuery {
+                    id: format!("m{i}-{tag}"),
+                    namespace: format!("ns-{tag}"),
+                    metric_name: format!("name-{tag}"),
+                    dimensions: Default::default(),
+                    statistic: format!("stat-{tag}"),
+                    period_secs: 60 + i as u32,
+                    expression: None,
+                },
+                points: (0..points)
+                    .map(|p| Datapoint {
+                        timestamp_ms: p as i64,
+                        value: if p == 1 { f64::NAN } else { p as f64 },
+                    })
+                    .collect(),
+            })
+            .collect(),
+        alarms: (0..n)
+            .map(|i| AlarmStatus {
+                name: format!("a{i}-{tag}"),
+                state: [AlarmState::Ok, AlarmState::Alarm][i % 2],
+                since_ms: i as i64,
+            })
+            .collect(),
+        signals: (0..n)
+            .map(|i| Signal {
+                name: format!("s{i}-{tag}"),
+                value: i as f64,
+            })
+            .collect(),
+    }
+}
+
+#[test]
+fn a_reused_guest_evaluation_is_exactly_a_fresh_conversion() {
+    // Longer, then shorter, then longer again than the record it reuses.
+    let mut reused = v0_2_0::evaluation(&varied_evaluation(2, 3, "first"));
+    for (n, points, tag) in [(5, 20, "second"), (1, 0, "third"), (3, 4, "fourth")] {
+        let evaluation = varied_evaluation(n, points, tag);
+        v0_2_0::fill_evaluation(&evaluation, &mut reused);
+        assert_eq!(
+            format!("{reused:?}"),
+            format!("{:?}", v0_2_0::evaluation(&evaluation)),
+            "{n} series of {points} points"
+        );
+    }
+}

@@ -194,6 +194,8 @@ mod tests {
             kpu: 1,
             latest: vec![],
             alarms: vec![],
+            signals: Vec::new(),
+            policy: "test 1.0.0".to_owned(),
             decision: Decision {
                 action,
                 reason: reason.into(),

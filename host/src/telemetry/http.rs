@@ -5,11 +5,15 @@
 //!   heartbeat is recent); `GET /healthz` is the same, for configurations
 //!   written before `/livez`;
 //! - `GET /readyz` for a readiness probe: every application evaluated
-//!   recently, or the ones that did not, named with why.
+//!   recently, or the ones that did not, named with why;
+//! - `GET /status` and `GET /explain?application=NAME&last=N`: the JSON of
+//!   `flinkscale status --json` and `flinkscale explain --json`, read from
+//!   `state_dir` ([`super::history`]) off the async runtime.
 //!
 //! Everything else is 404.
 
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -17,7 +21,7 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::header::{ALLOW, CONTENT_TYPE, HeaderValue};
-use hyper::{Method, Request, Response, StatusCode};
+use hyper::{Method, Request, Response, StatusCode, Uri};
 use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::watch;
 use tokio::time::MissedTickBehavior;
@@ -58,12 +62,43 @@ pub async fn serve(
     registry: Arc<Registry>,
     shutdown: watch::Receiver<bool>,
 ) {
+    serve_with_state(listener, registry, None, shutdown).await;
+}
+
+/// As [`serve`], and also `/status` and `/explain` from the files in
+/// `state_dir`, for the applications `registry` reports, if given.
+pub async fn serve_with_state(
+    listener: TcpListener,
+    registry: Arc<Registry>,
+    state_dir: Option<PathBuf>,
+    shutdown: watch::Receiver<bool>,
+) {
     // A task of its own, so that it is scheduled like the controllers: when
     // it cannot run, neither can they.
     let heartbeat = tokio::spawn(heartbeat(registry.clone(), shutdown.clone()));
+    let state_dir = state_dir.map(Arc::new);
     let handler = move |request: Request<Incoming>| {
         let registry = registry.clone();
-        async move { handle(&registry, &request, Now::system()) }
+        let state_dir = state_dir.clone();
+        async move {
+            match (&state_dir, request.uri().path()) {
+                (Some(dir), "/status" | "/explain") if request.method() == Method::GET => {
+                    let dir = dir.clone();
+                    let applications = registry.applications();
+                    let uri = request.uri().clone();
+                    // Reads files: off the async runtime.
+                    tokio::task::spawn_blocking(move || records(&dir, applications, &uri))
+                        .await
+                        .unwrap_or_else(|_| {
+                            json(
+                                StatusCode::INTERNAL_SERVER_ERROR,
+                                &serde_json::json!({"error": "reading the history failed"}),
+                            )
+                        })
+                }
+                _ => handle(&registry, &request, Now::system()),
+            }
+        }
     };
     crate::http::serve(listener, handler, shutdown, "metrics").await;
     let _ = heartbeat.await;
@@ -107,10 +142,13 @@ impl Now {
 /// The answer to `request` at `now`.
 fn handle<B>(registry: &Registry, request: &Request<B>, now: Now) -> Response<Full<Bytes>> {
     let path = request.uri().path();
-    if !matches!(path, "/metrics" | "/livez" | "/healthz" | "/readyz") {
+    if !matches!(
+        path,
+        "/metrics" | "/livez" | "/healthz" | "/readyz" | "/status" | "/explain"
+    ) {
         return text(
             StatusCode::NOT_FOUND,
-            "not found: try /metrics, /livez, /readyz or /healthz\n",
+            "not found: try /metrics, /livez, /readyz, /healthz, /status or /explain\n",
         );
     }
     if request.method() != Method::GET && request.method() != Method::HEAD {
@@ -119,6 +157,13 @@ fn handle<B>(registry: &Registry, request: &Request<B>, now: Now) -> Response<Fu
             .headers_mut()
             .insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
         return response;
+    }
+    if matches!(path, "/status" | "/explain") {
+        // Only [`serve_with_state`] answers these, before coming here.
+        return text(
+            StatusCode::NOT_FOUND,
+            "not served: this listener keeps no state_dir\n",
+        );
     }
     if path == "/metrics" {
         let mut response = Response::new(Full::new(Bytes::from(registry.render(now.wall_ms))));
@@ -144,6 +189,67 @@ fn handle<B>(registry: &Registry, request: &Request<B>, now: Now) -> Response<Fu
     } else {
         text(StatusCode::SERVICE_UNAVAILABLE, &body)
     }
+}
+
+/// The answer to `GET /status` or `GET /explain?application=NAME&last=N`.
+fn records(state_dir: &Path, applications: Vec<String>, uri: &Uri) -> Response<Full<Bytes>> {
+    if uri.path() == "/status" {
+        let status = super::history::status(state_dir, &applications, Now::system().wall_ms);
+        return json(StatusCode::OK, &status);
+    }
+    let mut application = None;
+    let mut last = DEFAULT_EXPLAIN_LAST;
+    for (key, value) in form_urlencoded::parse(uri.query().unwrap_or("").as_bytes()) {
+        match key.as_ref() {
+            "application" => application = Some(value.into_owned()),
+            "last" => match value.parse() {
+                Ok(n) => last = n,
+                Err(_) => {
+                    return json(
+                        StatusCode::BAD_REQUEST,
+                        &serde_json::json!({"error": format!(
+                            "last={value:?} is not a count: give a whole number, e.g. last=10"
+                        )}),
+                    );
+                }
+            },
+            _ => {}
+        }
+    }
+    let Some(application) = application else {
+        return json(
+            StatusCode::BAD_REQUEST,
+            &serde_json::json!({"error": format!(
+                "name the application: /explain?application=NAME (configured: {})",
+                applications.join(", ")
+            )}),
+        );
+    };
+    match super::history::explain(state_dir, &applications, &application, Some(last)) {
+        Ok(explanation) => json(StatusCode::OK, &explanation),
+        Err(error @ super::history::ReadError::UnknownApplication { .. }) => json(
+            StatusCode::NOT_FOUND,
+            &serde_json::json!({"error": error.to_string()}),
+        ),
+        Err(error) => json(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &serde_json::json!({"error": error.to_string()}),
+        ),
+    }
+}
+
+/// Evaluations `GET /explain` returns without `last=`, as `explain` does.
+pub const DEFAULT_EXPLAIN_LAST: usize = 10;
+
+fn json(status: StatusCode, value: &impl serde::Serialize) -> Response<Full<Bytes>> {
+    let mut body = serde_json::to_string_pretty(value).unwrap_or_else(|_| "{}".to_owned());
+    body.push('\n');
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
 }
 
 /// One line of `/readyz`: the application, what is wrong, and the last
@@ -250,6 +356,8 @@ mod tests {
             kpu: 2,
             latest: Vec::new(),
             alarms: Vec::new(),
+            signals: Vec::new(),
+            policy: "test 1.0.0".to_owned(),
             decision: Decision {
                 action: crate::model::Action::Hold,
                 reason: "test".to_owned(),
@@ -264,6 +372,7 @@ mod tests {
             application: "app".to_owned(),
             at_ms,
             class: class.to_owned(),
+            plugin_class: None,
             message: message.to_owned(),
         }
     }
@@ -419,5 +528,55 @@ mod tests {
             handle(&registry, &get("/readyz"), at(&registry, 5_000)).status(),
             StatusCode::OK
         );
+    }
+
+    #[tokio::test]
+    async fn explain_names_what_is_wrong_with_its_query() {
+        let dir =
+            std::env::temp_dir().join(format!("flinkscale-http-explain-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let (history, writer) =
+            super::super::history::spawn(super::super::history::dir(&dir), 10).expect("a history");
+        history.record(&evaluated(1_000));
+        history.record(&evaluated(2_000));
+        drop(history);
+        writer.finish();
+        let apps = || vec!["app".to_owned()];
+        let answer = |query: &str| {
+            let uri: Uri = query.parse().expect("a URI");
+            records(&dir, apps(), &uri)
+        };
+        let ok = answer("/explain?application=app&last=1");
+        assert_eq!(ok.status(), StatusCode::OK);
+        let json: serde_json::Value = serde_json::from_str(&body(ok).await).expect("JSON");
+        assert_eq!(json["application"], "app");
+        assert_eq!(json["entries"].as_array().map(Vec::len), Some(1));
+        assert_eq!(json["entries"][0]["at_ms"], 2_000);
+        let missing = answer("/explain");
+        assert_eq!(missing.status(), StatusCode::BAD_REQUEST);
+        assert!(
+            body(missing)
+                .await
+                .contains("/explain?application=NAME (configured: app)")
+        );
+        let bad = answer("/explain?application=app&last=many");
+        assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
+        assert!(body(bad).await.contains("last=\\\"many\\\" is not a count"));
+        let unknown = answer("/explain?application=..%2Fetc");
+        assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
+        assert!(
+            body(unknown)
+                .await
+                .contains("no application \\\"../etc\\\"")
+        );
+        let status = answer("/status");
+        assert_eq!(status.status(), StatusCode::OK);
+        let json: serde_json::Value = serde_json::from_str(&body(status).await).expect("JSON");
+        assert_eq!(json["applications"][0]["last"]["at_ms"], 2_000);
+        // Without a state_dir, the routes are not served.
+        let registry = registry();
+        let plain = handle(&registry, &get("/status"), at(&registry, 0));
+        assert_eq!(plain.status(), StatusCode::NOT_FOUND);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

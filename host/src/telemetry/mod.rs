@@ -5,7 +5,8 @@
 //! demo, tests), also sends it down a channel, so that the printed summary
 //! and the log can never disagree. With a [`Registry`] attached
 //! ([`Events::with_registry`]) the same events feed the agent's
-//! `GET /metrics` and `GET /readyz` ([`http`]).
+//! `GET /metrics` and `GET /readyz` ([`http`]); with a [`history::History`]
+//! ([`Events::with_history`]) they are kept for `flinkscale explain`.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -14,9 +15,11 @@ use serde::Serialize;
 use tokio::sync::mpsc::UnboundedSender;
 use tracing::{error, info, warn};
 
-use crate::model::{AlarmStatus, Decision};
+use crate::model::{AlarmStatus, Decision, Signal};
+use crate::plugin::FailureClass;
 use crate::target::AppStatus;
 
+pub mod history;
 pub mod http;
 pub mod prometheus;
 
@@ -38,6 +41,10 @@ pub enum Event {
         latest: Vec<(String, Option<f64>)>,
         /// Alarm states.
         alarms: Vec<AlarmStatus>,
+        /// The interpreters' signals this evaluation was decided on.
+        signals: Vec<Signal>,
+        /// The policy that decided (`name version`).
+        policy: String,
         /// The decision after host validation.
         decision: Decision,
         /// Whether the action was skipped because of `--dry-run`.
@@ -76,6 +83,10 @@ pub enum Event {
         /// Failure class (e.g. `metrics`, `plugin`, `throttled`,
         /// `update_timeout`; the list is [`crate::controller::Failure`]).
         class: String,
+        /// For a `plugin` failure, how the plugin failed (timeout, trap,
+        /// ...); absent otherwise.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        plugin_class: Option<FailureClass>,
         /// What happened.
         message: String,
     },
@@ -127,6 +138,8 @@ pub enum Event {
         at_ms: i64,
         /// The plugin (`name version`).
         plugin: String,
+        /// How its last call failed.
+        class: FailureClass,
         /// Failures in a row that led here.
         failures: u32,
         /// End of the quarantine (ms since the epoch).
@@ -247,6 +260,7 @@ pub struct Events {
     quiet: bool,
     failures: Arc<FailureCounts>,
     registry: Option<Arc<Registry>>,
+    history: Option<history::History>,
 }
 
 impl Events {
@@ -257,6 +271,7 @@ impl Events {
             quiet: false,
             failures: Arc::default(),
             registry: None,
+            history: None,
         }
     }
 
@@ -267,6 +282,7 @@ impl Events {
             quiet: false,
             failures: Arc::default(),
             registry: None,
+            history: None,
         }
     }
 
@@ -278,6 +294,7 @@ impl Events {
             quiet: true,
             failures: Arc::default(),
             registry: None,
+            history: None,
         }
     }
 
@@ -286,6 +303,12 @@ impl Events {
     pub fn with_registry(mut self, registry: Arc<Registry>) -> Self {
         self.failures = registry.failure_counts();
         self.registry = Some(registry);
+        self
+    }
+
+    /// These events, also kept in the decision history ([`history`]).
+    pub fn with_history(mut self, history: history::History) -> Self {
+        self.history = Some(history);
         self
     }
 
@@ -305,6 +328,9 @@ impl Events {
         }
         if let Some(registry) = &self.registry {
             registry.record(&event);
+        }
+        if let Some(history) = &self.history {
+            history.record(&event);
         }
         if !self.quiet {
             log_event(&event);
@@ -423,6 +449,7 @@ fn log_event(event: &Event) {
             Event::PluginQuarantined {
                 application,
                 plugin,
+                class,
                 failures,
                 until_ms,
                 at_ms,
@@ -430,6 +457,7 @@ fn log_event(event: &Event) {
                 message = "Plugin quarantined; the application holds.",
                 application = %application,
                 plugin = %plugin,
+                class = class.as_str(),
                 failures,
                 quarantine_secs = (until_ms - at_ms).max(0) / 1000,
             ),

@@ -23,6 +23,7 @@ use super::{Event, FailureCounts};
 use crate::config::{ApplicationConfig, Config};
 use crate::controller::{Failure, Settings};
 use crate::model::Action;
+use crate::plugin::FailureClass;
 
 /// Slack added to three evaluation intervals before an application counts
 /// as stale: a slow CloudWatch answer must not fail readiness.
@@ -68,6 +69,8 @@ struct AppMetrics {
     /// not ready until it evaluates again.
     panicked: Option<String>,
     quarantined: bool,
+    /// Plugin failures by how the plugin failed.
+    plugin_failures: BTreeMap<FailureClass, u64>,
     plugin_reloads: u64,
     plugin_reloads_refused: u64,
     /// When a reload added the application: its staleness counts from
@@ -186,6 +189,13 @@ impl Registry {
         }
     }
 
+    /// The applications reported, sorted by name (the configuration's,
+    /// reloads included).
+    pub fn applications(&self) -> Vec<String> {
+        let apps = self.apps.lock().unwrap_or_else(|p| p.into_inner());
+        apps.keys().cloned().collect()
+    }
+
     /// Restarts the clock of applications that never evaluated (call it
     /// when the controllers start, after the plugins are compiled).
     pub fn mark_started(&self, now_ms: i64) {
@@ -255,8 +265,12 @@ impl Registry {
                 at_ms,
                 class,
                 message,
+                plugin_class,
                 ..
             } => {
+                if let Some(plugin_class) = plugin_class {
+                    *app.plugin_failures.entry(*plugin_class).or_insert(0) += 1;
+                }
                 app.last_failure = Some(LastFailure {
                     class: class.clone(),
                     message: message.clone(),
@@ -424,6 +438,26 @@ impl Registry {
             "When the application was last evaluated, in seconds since the Unix epoch.",
             per_app(&|a| a.last_evaluation_ms.map(seconds)),
         );
+        let mut plugin_failures = Vec::new();
+        for (name, app) in &apps {
+            for class in FailureClass::ALL {
+                plugin_failures.push((
+                    labels(&[("application", name), ("class", class.as_str())]),
+                    app.plugin_failures
+                        .get(&class)
+                        .copied()
+                        .unwrap_or(0)
+                        .to_string(),
+                ));
+            }
+        }
+        family(
+            "flinkscale_plugin_failures_total",
+            "counter",
+            "Plugin calls that gave no answer, by how the plugin failed (timeout, trap, \
+             out_of_memory, resource_limit, guest_error, invalid).",
+            plugin_failures,
+        );
         family(
             "flinkscale_plugin_quarantined",
             "gauge",
@@ -513,6 +547,8 @@ mod tests {
             kpu,
             latest: Vec::new(),
             alarms: Vec::new(),
+            signals: Vec::new(),
+            policy: "test 1.0.0".to_owned(),
             decision: Decision {
                 action,
                 reason: "test".to_owned(),
@@ -546,6 +582,7 @@ mod tests {
             ("flinkscale_kpu", "gauge"),
             ("flinkscale_last_evaluation_timestamp_seconds", "gauge"),
             ("flinkscale_plugin_quarantined", "gauge"),
+            ("flinkscale_plugin_failures_total", "counter"),
         ] {
             let help = text
                 .find(&format!("# HELP {name} "))
@@ -607,14 +644,34 @@ mod tests {
             to_kpu: 4,
             version_id: 3,
         });
+        registry.record(&Event::Failed {
+            application: "app".to_owned(),
+            at_ms: 1_150,
+            class: "plugin".to_owned(),
+            plugin_class: Some(FailureClass::Timeout),
+            message: "policy step 1 failed".to_owned(),
+        });
         registry.record(&Event::PluginQuarantined {
             application: "app".to_owned(),
             at_ms: 1_200,
             plugin: "step 1".to_owned(),
+            class: FailureClass::Timeout,
             failures: 3,
             until_ms: 2_000,
         });
         let text = registry.render(2_000);
+        assert!(
+            text.contains(
+                "flinkscale_plugin_failures_total{application=\"app\",class=\"timeout\"} 1\n"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "flinkscale_plugin_failures_total{application=\"app\",class=\"trap\"} 0\n"
+            ),
+            "{text}"
+        );
         assert!(text.contains("flinkscale_rescales_total{application=\"app\"} 1\n"));
         assert!(
             text.contains("flinkscale_decisions_total{application=\"app\",action=\"scale\"} 1\n")
@@ -693,6 +750,7 @@ mod tests {
             application: app.to_owned(),
             at_ms,
             class: class.to_owned(),
+            plugin_class: None,
             message: format!("{class} at {at_ms}"),
         }
     }

@@ -19,14 +19,11 @@
 //!
 //! # Parameters
 //!
-//! | parameter                | default     | meaning |
-//! |--------------------------|-------------|---------|
-//! | `backlog_metric`         | required    | id of the metric that measures the backlog: `AWS/Kafka` `SumOffsetLag` (records), `MaxOffsetLag` (records, of the most lagging partition), `AWS/KinesisAnalytics` `records_lag_max`, or a time such as `AWS/Kinesis` `GetRecords.IteratorAgeMilliseconds` / `millisBehindLatest` with `backlog_unit = "milliseconds"` |
-//! | `backlog_unit`           | `"records"` | `"records"`, or `"milliseconds"` when the backlog metric is already an age |
-//! | `backlog_multiplier`     | `1`         | multiplies the backlog metric; e.g. the partition count with `MaxOffsetLag`, which is one partition's lag |
-//! | `processing_rate_metric` | required    | id of the metric that counts the records the application processes per second, e.g. `AWS/KinesisAnalytics` `numRecordsInPerSecond` |
-//! | `input_rate_metric`      | none        | id of a metric counting the records arriving per second; when absent the input rate is the processing rate plus the backlog's growth per second between its last two datapoints (records in = records out + backlog growth) |
-//! | `signal_prefix`          | `""`        | prepended to both signal names, to run two instances on two sources |
+//! Declared, with their kinds, defaults and meanings, in
+//! [`BacklogSeconds`]'s `PARAMETERS` (`flinkscale plugin describe
+//! backlog-seconds` prints them): `backlog_metric` and
+//! `processing_rate_metric` (required), `backlog_unit`,
+//! `backlog_multiplier`, `input_rate_metric` and `signal_prefix`.
 //!
 //! With `backlog_unit = "milliseconds"`, `seconds_behind` is the age itself
 //! in seconds, and `seconds_to_drain` counts the backlog as the age times
@@ -39,10 +36,14 @@
 
 #![warn(missing_docs)]
 
-use flinkscale_plugin::{Application, Interpreter, Params, Series, Signal, export_interpreter};
+use flinkscale_plugin::{
+    Application, Interpreter, Parameter, Params, Series, Signal, export_interpreter,
+};
+use serde::Deserialize;
 
-/// What the backlog metric measures.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What the backlog metric measures; `backlog_unit` names it in lower case.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum BacklogUnit {
     /// A count of records waiting.
     Records,
@@ -50,8 +51,8 @@ pub enum BacklogUnit {
     Milliseconds,
 }
 
-/// The configured interpreter.
-#[derive(Debug, Clone, PartialEq)]
+/// The configured interpreter: its parameters, checked.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct BacklogSeconds {
     backlog_metric: String,
     backlog_unit: BacklogUnit,
@@ -60,15 +61,6 @@ pub struct BacklogSeconds {
     input_rate_metric: Option<String>,
     signal_prefix: String,
 }
-
-const KNOWN_PARAMS: &[&str] = &[
-    "backlog_metric",
-    "backlog_unit",
-    "backlog_multiplier",
-    "processing_rate_metric",
-    "input_rate_metric",
-    "signal_prefix",
-];
 
 /// The two signals, each absent when it has no finite value.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -104,40 +96,67 @@ pub fn drain(backlog: f64, processing: Option<f64>, input: Option<f64>) -> Drain
 }
 
 impl Interpreter for BacklogSeconds {
+    const SUMMARY: &'static str = "Turns a backlog in records (or an age) and the processing and \
+         input rates into `seconds_behind` and `seconds_to_drain`, so that an SLO can be written \
+         in seconds.";
+
+    const PARAMETERS: &'static [Parameter] = &[
+        Parameter::metric_id("backlog_metric").required().meaning(
+            "Metric id of the backlog: `AWS/Kafka` `SumOffsetLag` (records), `MaxOffsetLag` \
+             (one partition's lag: use `backlog_multiplier`), `AWS/KinesisAnalytics` \
+             `records_lag_max`, or an age (`GetRecords.IteratorAgeMilliseconds`, \
+             `millisBehindLatest`) with `backlog_unit = \"milliseconds\"`.",
+        ),
+        Parameter::text("backlog_unit")
+            .default("\"records\"")
+            .meaning(
+                "\"records\", or \"milliseconds\" when the backlog metric is already an age: \
+             `seconds_behind` is then that age, and `seconds_to_drain` needs \
+             `input_rate_metric`.",
+            ),
+        Parameter::number("backlog_multiplier")
+            .default("1")
+            .meaning(
+                "Multiplies the backlog metric, e.g. by the partition count with `MaxOffsetLag`; \
+             positive.",
+            ),
+        Parameter::metric_id("processing_rate_metric")
+            .required()
+            .meaning(
+                "Metric id of the records the application processes per second, e.g. \
+             `AWS/KinesisAnalytics` `numRecordsInPerSecond`.",
+            ),
+        Parameter::metric_id("input_rate_metric").meaning(
+            "Metric id of the records arriving per second. When absent, the processing rate \
+             plus the backlog's growth per second between its last two datapoints.",
+        ),
+        Parameter::text("signal_prefix")
+            .default("\"\"")
+            .meaning("Prepended to both signal names, to run two instances on two sources."),
+    ];
+
     fn configure(params: Params) -> Result<Self, String> {
-        params.deny_unknown(KNOWN_PARAMS)?;
-        let backlog_unit = match params.get_str_or("backlog_unit", "records")? {
-            "records" => BacklogUnit::Records,
-            "milliseconds" => BacklogUnit::Milliseconds,
-            other => {
-                return Err(format!(
-                    "parameter `backlog_unit` must be \"records\" or \"milliseconds\", found {other:?}"
-                ));
-            }
-        };
-        let backlog_multiplier = params.get_f64_or("backlog_multiplier", 1.0)?;
-        if !(backlog_multiplier.is_finite() && backlog_multiplier > 0.0) {
+        let interpreter: BacklogSeconds = params.parse()?;
+        let multiplier = interpreter.backlog_multiplier;
+        if !(multiplier.is_finite() && multiplier > 0.0) {
             return Err(format!(
-                "parameter `backlog_multiplier` must be a positive number, found {backlog_multiplier}"
+                "parameter `backlog_multiplier` must be a positive number, found {multiplier}"
             ));
         }
-        let required = |key: &str| -> Result<String, String> {
-            let id = params.get_str(key)?;
+        for (key, id) in [
+            ("backlog_metric", &interpreter.backlog_metric),
+            (
+                "processing_rate_metric",
+                &interpreter.processing_rate_metric,
+            ),
+        ] {
             if id.is_empty() {
                 return Err(format!(
                     "parameter `{key}` must name a metric, found the empty string"
                 ));
             }
-            Ok(id.to_owned())
-        };
-        Ok(BacklogSeconds {
-            backlog_metric: required("backlog_metric")?,
-            backlog_unit,
-            backlog_multiplier,
-            processing_rate_metric: required("processing_rate_metric")?,
-            input_rate_metric: params.get_opt_str("input_rate_metric")?.map(str::to_owned),
-            signal_prefix: params.get_str_or("signal_prefix", "")?.to_owned(),
-        })
+        }
+        Ok(interpreter)
     }
 
     fn interpret(

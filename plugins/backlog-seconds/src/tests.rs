@@ -2,6 +2,8 @@
 //! it, on the series the simulator and the emulator publish for an MSK and
 //! a Kinesis source.
 
+use flinkscale_plugin::testing::{check_declarations, configure};
+
 use super::*;
 
 fn series(id: &str, points: &[(i64, f64)]) -> Series {
@@ -13,8 +15,7 @@ fn app() -> Application {
 }
 
 fn interpreter(json: &str) -> BacklogSeconds {
-    BacklogSeconds::configure(Params::from_json(json).unwrap())
-        .unwrap_or_else(|error| panic!("{json} refused: {error}"))
+    configure::<BacklogSeconds>(json).unwrap_or_else(|error| panic!("{json} refused: {error}"))
 }
 
 fn signals(json: &str, metrics: &[Series]) -> Vec<(String, f64)> {
@@ -149,8 +150,7 @@ fn an_unconfigured_metric_is_an_error_naming_the_parameter() {
 
 #[test]
 fn configure_refuses_bad_parameters() {
-    let refuse =
-        |json: &str| BacklogSeconds::configure(Params::from_json(json).unwrap()).unwrap_err();
+    let refuse = |json: &str| configure::<BacklogSeconds>(json).unwrap_err();
     assert!(refuse("{}").contains("`backlog_metric`"));
     assert!(refuse(r#"{"backlog_metric": "lag"}"#).contains("`processing_rate_metric`"));
     assert!(
@@ -169,4 +169,9 @@ fn configure_refuses_bad_parameters() {
         .contains("positive number")
     );
     assert!(refuse(r#"{"backlog_metrc": "l"}"#).contains("did you mean `backlog_metric`?"));
+}
+
+#[test]
+fn declarations_are_well_formed() {
+    assert_eq!(check_declarations::<BacklogSeconds>(), Ok(()));
 }

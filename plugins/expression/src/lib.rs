@@ -16,9 +16,9 @@
 //!
 //! # Parameters
 //!
-//! | parameter | default  | meaning |
-//! |-----------|----------|---------|
-//! | `signals` | required | a table `{ signal_name = "expression", ... }`, at least one; a name is letters, digits and `_`, starting with a letter |
+//! One, declared in [`ExpressionInterpreter`]'s `PARAMETERS`: `signals`
+//! (required), a table `{ signal_name = "expression", ... }` with at least
+//! one entry; a name is letters, digits and `_`, starting with a letter.
 //!
 //! # Grammar
 //!
@@ -75,7 +75,7 @@
 #![warn(missing_docs)]
 
 use flinkscale_plugin::{
-    Application, Interpreter, Params, Series, Signal, Value, export_interpreter,
+    Application, Interpreter, Parameter, Params, Series, Signal, Value, export_interpreter,
 };
 
 pub mod eval;
@@ -104,8 +104,19 @@ pub struct ExpressionInterpreter {
 }
 
 impl Interpreter for ExpressionInterpreter {
+    const SUMMARY: &'static str = "Derived signals written in a small expression language over \
+         the application's series: arithmetic, comparisons, min/max/avg/sum, rate and fill.";
+
+    const PARAMETERS: &'static [Parameter] = &[Parameter::table("signals").required().meaning(
+        "The signals to publish: a table `{ signal_name = \"expression\", ... }` with at least \
+         one entry, e.g. `{ lag_growth = \"rate(lag)\", hot = \"(cpu > 80) * (lag > 1e5)\" }`; \
+         a name is letters, digits and `_`, starting with a letter.",
+    )];
+
+    // The table is read by hand rather than with `Params::parse`: its
+    // errors say what a signal must be (`signals.x must be an expression in
+    // a string, e.g. "rate(lag)"`), which serde's shapes cannot.
     fn configure(params: Params) -> Result<Self, String> {
-        params.deny_unknown(&["signals"])?;
         let Some(signals) = params.get_value("signals") else {
             return Err(
                 "parameter `signals` is required: a table of signal names to expressions, \

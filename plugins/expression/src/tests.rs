@@ -2,6 +2,8 @@
 //! construct, through the interpreter as the agent calls it (parameters as
 //! JSON, series in, signals out).
 
+use flinkscale_plugin::testing::{check_declarations, configure};
+
 use super::*;
 use crate::parse::{BinaryOp, ParseError, parse};
 
@@ -24,7 +26,7 @@ fn metrics() -> Vec<Series> {
 /// The value of the single signal `x = <text>`, or None when absent.
 fn value(text: &str) -> Option<f64> {
     let json = serde_json_object(text);
-    let mut interpreter = ExpressionInterpreter::configure(Params::from_json(&json).unwrap())
+    let mut interpreter = configure::<ExpressionInterpreter>(&json)
         .unwrap_or_else(|error| panic!("{text:?} refused: {error}"));
     let signals = interpreter
         .interpret(0, &app(), &metrics())
@@ -165,10 +167,9 @@ fn every_syntax_error_names_its_column() {
 
 #[test]
 fn configure_refuses_a_bad_expression_with_its_signal_and_column() {
-    let error = ExpressionInterpreter::configure(
-        Params::from_json(r#"{"signals": {"ok": "cpu", "bad": "max(cpu"}}"#).unwrap(),
-    )
-    .unwrap_err();
+    let error =
+        configure::<ExpressionInterpreter>(r#"{"signals": {"ok": "cpu", "bad": "max(cpu"}}"#)
+            .unwrap_err();
     assert_eq!(
         error,
         "signals.bad = \"max(cpu\": at column 8: unbalanced parenthesis: the `(` at column 4 \
@@ -178,9 +179,7 @@ fn configure_refuses_a_bad_expression_with_its_signal_and_column() {
 
 #[test]
 fn configure_refuses_bad_parameters() {
-    let refuse = |json: &str| {
-        ExpressionInterpreter::configure(Params::from_json(json).unwrap()).unwrap_err()
-    };
+    let refuse = |json: &str| configure::<ExpressionInterpreter>(json).unwrap_err();
     assert!(refuse("{}").contains("parameter `signals` is required"));
     assert!(refuse(r#"{"signal": {}}"#).contains("unknown parameter `signal`"));
     assert!(refuse(r#"{"signals": []}"#).contains("must be a table"));
@@ -191,15 +190,12 @@ fn configure_refuses_bad_parameters() {
 
 #[test]
 fn an_unknown_series_id_is_an_error_at_interpret_even_without_data() {
-    let mut interpreter = ExpressionInterpreter::configure(
-        Params::from_json(r#"{"signals": {"x": "cpu + fill(lgа, 0)"}}"#).unwrap(),
-    );
+    let mut interpreter =
+        configure::<ExpressionInterpreter>(r#"{"signals": {"x": "cpu + fill(lgа, 0)"}}"#);
     // A Cyrillic `а` is not an identifier character: it is a syntax error.
     assert!(interpreter.is_err());
 
-    interpreter = ExpressionInterpreter::configure(
-        Params::from_json(r#"{"signals": {"x": "cpu + fill(lga, 0)"}}"#).unwrap(),
-    );
+    interpreter = configure::<ExpressionInterpreter>(r#"{"signals": {"x": "cpu + fill(lga, 0)"}}"#);
     let error = interpreter
         .unwrap()
         .interpret(0, &app(), &[series("cpu", &[]), series("lag", &[])])
@@ -213,10 +209,14 @@ fn an_unknown_series_id_is_an_error_at_interpret_even_without_data() {
 
 #[test]
 fn absent_signals_are_not_published_and_others_are() {
-    let mut interpreter = ExpressionInterpreter::configure(
-        Params::from_json(r#"{"signals": {"a": "empty", "b": "cpu * 2"}}"#).unwrap(),
-    )
-    .unwrap();
+    let mut interpreter =
+        configure::<ExpressionInterpreter>(r#"{"signals": {"a": "empty", "b": "cpu * 2"}}"#)
+            .unwrap();
     let signals = interpreter.interpret(0, &app(), &metrics()).unwrap();
     assert_eq!(signals, vec![Signal::new("b", 140.0)]);
+}
+
+#[test]
+fn declarations_are_well_formed() {
+    assert_eq!(check_declarations::<ExpressionInterpreter>(), Ok(()));
 }

@@ -13,7 +13,7 @@
 
 #![warn(missing_docs)]
 
-use flinkscale_plugin::{Decision, Evaluation, Params, Policy, export_policy};
+use flinkscale_plugin::{Decision, Evaluation, Parameter, Params, Policy, export_policy};
 
 /// The reason of every decision.
 pub const REASON: &str = "observe only";
@@ -23,8 +23,12 @@ pub const REASON: &str = "observe only";
 pub struct HoldPolicy;
 
 impl Policy for HoldPolicy {
-    fn configure(params: Params) -> Result<Self, String> {
-        params.deny_unknown(&[])?;
+    const SUMMARY: &'static str =
+        "Never changes the capacity: the observe-only baseline every policy has to beat.";
+    // None: any key is refused before `configure`.
+    const PARAMETERS: &'static [Parameter] = &[];
+
+    fn configure(_params: Params) -> Result<Self, String> {
         Ok(HoldPolicy)
     }
 
@@ -37,6 +41,7 @@ export_policy!(HoldPolicy);
 
 #[cfg(test)]
 mod tests {
+    use flinkscale_plugin::testing::{check_declarations, configure};
     use flinkscale_plugin::{Action, AppStatus, Application};
 
     use super::*;
@@ -64,7 +69,7 @@ mod tests {
 
     #[test]
     fn holds_whatever_the_capacity() {
-        let mut policy = HoldPolicy::configure(Params::default()).expect("no parameters");
+        let mut policy = configure::<HoldPolicy>("{}").expect("no parameters");
         for kpu in [1, 8, 32] {
             let decision = policy.decide(&evaluation(kpu)).expect("decide succeeds");
             assert_eq!(decision.action, Action::Hold);
@@ -74,8 +79,13 @@ mod tests {
 
     #[test]
     fn any_parameter_is_refused() {
-        let params = Params::from_json(r#"{"target": 0.7}"#).expect("JSON object");
-        let error = HoldPolicy::configure(params).expect_err("hold takes no parameters");
-        assert!(error.starts_with("unknown parameter `target`"), "{error}");
+        let error =
+            configure::<HoldPolicy>(r#"{"target": 0.7}"#).expect_err("hold takes no parameters");
+        assert_eq!(error, "unknown parameter `target`; valid parameters: none");
+    }
+
+    #[test]
+    fn declarations_are_well_formed() {
+        assert_eq!(check_declarations::<HoldPolicy>(), Ok(()));
     }
 }

@@ -71,28 +71,16 @@
 //!
 //! # Parameters
 //!
-//! | parameter                     | default        | meaning |
-//! |-------------------------------|----------------|---------|
-//! | `target_utilisation`          | `0.8`          | utilisation a new capacity is sized for, in (0, 1] |
-//! | `scale_out_utilisation`       | `0.95`         | scale out when the input passes this fraction of the capacity; in [`target_utilisation`, 1] |
-//! | `scale_in_utilisation`        | `target_utilisation / 2` | scale in, after a whole `scale_in_window_secs` with no rescale, only when the window's peak input is below this fraction of the capacity; in (0, `target_utilisation`) |
-//! | `settle_utilisation`          | `0.5`          | the same, when the window is the settle span after a scale-out; in (0, `target_utilisation`) |
-//! | `catch_up_secs`               | `120`          | drain the backlog waiting at the restart within this many seconds |
-//! | `scale_in_window_secs`        | `1800`         | how long the input must have stayed low before a scale-in |
-//! | `settle_secs`                 | `600`          | the settle span after a scale-out; at most `scale_in_window_secs` |
-//! | `horizon_secs`                | `0`            | on scale-out, project a rising input rate this far past the restart |
-//! | `trend_window_secs`           | `900`          | the input rates the trend is fitted on |
-//! | `update_secs`                 | `90`           | downtime of a rescale, until the host has measured one |
-//! | `max_lag_secs`                | `60`           | the lag objective; a backlog below the saturation point triggers a rescale only when riding it out would keep the lag above this for longer than the rescale would |
-//! | `usl_sigma`                   | `0.02`         | contention of the scalability law, in [0, 1) |
-//! | `usl_kappa`                   | `0.0002`       | coherency of the scalability law, at least 0 |
-//! | `records_per_subtask_per_sec` | none           | one subtask's throughput, used only until utilisation has been measured |
-//! | `records_in_metric`           | `"records_in"` | metric id of `numRecordsInPerSecond` (Average) |
-//! | `busy_metric`                 | `"busy"`       | metric id of `busyTimeMsPerSecond` (Average) |
-//! | `backlog_metric`              | `"backlog"`    | metric id of the source's backlog in records (`AWS/Kafka SumOffsetLag` Maximum); without it the input rate is the processed rate |
-//!
-//! Unknown parameters are an error, so a misspelt one cannot silently fall
-//! back to its default.
+//! Declared, with their kinds, defaults and meanings, in [`RatePolicy`]'s
+//! `PARAMETERS` (`flinkscale plugin describe rate` prints them); all are
+//! optional. The utilisations (`target_utilisation`,
+//! `scale_out_utilisation`, `scale_in_utilisation`, `settle_utilisation`)
+//! shape when and how far it rescales; the durations (`catch_up_secs`,
+//! `scale_in_window_secs`, `settle_secs`, `horizon_secs`,
+//! `trend_window_secs`, `update_secs`, `max_lag_secs`) how fast; the
+//! scalability law (`usl_sigma`, `usl_kappa`,
+//! `records_per_subtask_per_sec`) how capacity grows with parallelism; and
+//! `records_in_metric`, `busy_metric` and `backlog_metric` name the metrics.
 //!
 //! # State
 //!
@@ -108,7 +96,10 @@
 
 use std::collections::BTreeMap;
 
-use flinkscale_plugin::{AppStatus, Decision, Evaluation, Params, Policy, export_policy};
+use flinkscale_plugin::{
+    AppStatus, Decision, Evaluation, Parameter, Params, Policy, export_policy,
+};
+use serde::Deserialize;
 
 pub mod estimate;
 pub mod observe;
@@ -119,26 +110,28 @@ use observe::{MetricIds, Observed};
 use plan::{Plan, Rules, Situation, Window};
 use usl::Usl;
 
-/// The parameters this policy accepts.
-const KNOWN_PARAMS: &[&str] = &[
-    "target_utilisation",
-    "scale_out_utilisation",
-    "scale_in_utilisation",
-    "settle_utilisation",
-    "catch_up_secs",
-    "scale_in_window_secs",
-    "settle_secs",
-    "horizon_secs",
-    "trend_window_secs",
-    "update_secs",
-    "max_lag_secs",
-    "usl_sigma",
-    "usl_kappa",
-    "records_per_subtask_per_sec",
-    "records_in_metric",
-    "busy_metric",
-    "backlog_metric",
-];
+/// The parameters as written; every key but two has a declared default.
+#[derive(Deserialize)]
+struct Config {
+    target_utilisation: f64,
+    scale_out_utilisation: f64,
+    /// Absent: half of `target_utilisation`.
+    scale_in_utilisation: Option<f64>,
+    settle_utilisation: f64,
+    catch_up_secs: f64,
+    scale_in_window_secs: u32,
+    settle_secs: u32,
+    horizon_secs: f64,
+    trend_window_secs: u32,
+    update_secs: f64,
+    max_lag_secs: f64,
+    usl_sigma: f64,
+    usl_kappa: f64,
+    records_per_subtask_per_sec: Option<f64>,
+    records_in_metric: String,
+    busy_metric: String,
+    backlog_metric: String,
+}
 
 /// A scale-in window counts as seen when at least this fraction of its
 /// periods have a known input rate.
@@ -168,9 +161,82 @@ pub struct RatePolicy {
 }
 
 impl Policy for RatePolicy {
+    const SUMMARY: &'static str = "Sizes the capacity for the true input rate plus the backlog \
+         (DS2-style) and gets there in one rescale; scales in only when the load has stayed low.";
+
+    const PARAMETERS: &'static [Parameter] = &[
+        Parameter::number("target_utilisation")
+            .default("0.8")
+            .meaning("The utilisation a new capacity is sized for, in (0, 1]."),
+        Parameter::number("scale_out_utilisation")
+            .default("0.95")
+            .meaning(
+                "Scale out when the input passes this fraction of the capacity; in \
+             [`target_utilisation`, 1].",
+            ),
+        Parameter::number("scale_in_utilisation").meaning(
+            "Scale in, after a whole `scale_in_window_secs` with no rescale, only when the \
+             window's peak input is below this fraction of the capacity; in (0, \
+             `target_utilisation`). When absent, half of `target_utilisation`.",
+        ),
+        Parameter::number("settle_utilisation")
+            .default("0.5")
+            .meaning(
+                "The same, when the window is the settle span after a scale-out sized to catch \
+             up on a backlog; in (0, `target_utilisation`).",
+            ),
+        Parameter::number("catch_up_secs").default("120").meaning(
+            "Drain the backlog waiting at the restart within this many seconds; positive.",
+        ),
+        Parameter::integer("scale_in_window_secs")
+            .default("1800")
+            .meaning("How long the input must have stayed low before a scale-in."),
+        Parameter::integer("settle_secs").default("600").meaning(
+            "The settle span after a scale-out sized to catch up on a backlog; at most \
+             `scale_in_window_secs` (a longer one is cut to it).",
+        ),
+        Parameter::number("horizon_secs").default("0").meaning(
+            "On scale-out, project a rising input rate this far past the restart; in [0, 86400].",
+        ),
+        Parameter::integer("trend_window_secs")
+            .default("900")
+            .meaning("The input rates the trend is fitted on, in seconds up to the latest."),
+        Parameter::number("update_secs")
+            .default("90")
+            .meaning("Downtime of a rescale, until the agent has measured one; in [0, 86400]."),
+        Parameter::number("max_lag_secs").default("60").meaning(
+            "The lag objective: a backlog below the saturation point triggers a rescale only \
+             when riding it out would keep the lag above this for longer than the rescale \
+             would; positive.",
+        ),
+        Parameter::number("usl_sigma")
+            .default("0.02")
+            .meaning("Contention of the Universal Scalability Law, in [0, 1); 0 for a linear job."),
+        Parameter::number("usl_kappa")
+            .default("0.0002")
+            .meaning("Coherency of the Universal Scalability Law, in [0, 1); 0 for a linear job."),
+        Parameter::number("records_per_subtask_per_sec").meaning(
+            "One subtask's throughput in records per second, used only until the utilisation \
+             has been measured; positive. When absent, the policy holds until it has.",
+        ),
+        Parameter::metric_id("records_in_metric")
+            .default("\"records_in\"")
+            .meaning("Metric id of `numRecordsInPerSecond` (Average)."),
+        Parameter::metric_id("busy_metric")
+            .default("\"busy\"")
+            .meaning("Metric id of `busyTimeMsPerSecond` (Average)."),
+        Parameter::metric_id("backlog_metric")
+            .default("\"backlog\"")
+            .meaning(
+                "Metric id of the source's backlog in records (`AWS/Kafka` `SumOffsetLag`, \
+             Maximum); when the application does not configure it, the input rate is the \
+             processed rate.",
+            ),
+    ];
+
     fn configure(params: Params) -> Result<Self, String> {
-        params.deny_unknown(KNOWN_PARAMS)?;
-        let target_utilisation = params.get_f64_or("target_utilisation", 0.8)?;
+        let config: Config = params.parse()?;
+        let target_utilisation = config.target_utilisation;
         in_range(
             "target_utilisation",
             target_utilisation,
@@ -179,7 +245,7 @@ impl Policy for RatePolicy {
             1.0,
             true,
         )?;
-        let scale_out_utilisation = params.get_f64_or("scale_out_utilisation", 0.95)?;
+        let scale_out_utilisation = config.scale_out_utilisation;
         in_range(
             "scale_out_utilisation",
             scale_out_utilisation,
@@ -188,8 +254,9 @@ impl Policy for RatePolicy {
             1.0,
             true,
         )?;
-        let scale_in_utilisation =
-            params.get_f64_or("scale_in_utilisation", target_utilisation / 2.0)?;
+        let scale_in_utilisation = config
+            .scale_in_utilisation
+            .unwrap_or(target_utilisation / 2.0);
         in_range(
             "scale_in_utilisation",
             scale_in_utilisation,
@@ -198,7 +265,7 @@ impl Policy for RatePolicy {
             target_utilisation,
             false,
         )?;
-        let settle_utilisation = params.get_f64_or("settle_utilisation", 0.5)?;
+        let settle_utilisation = config.settle_utilisation;
         in_range(
             "settle_utilisation",
             settle_utilisation,
@@ -207,33 +274,29 @@ impl Policy for RatePolicy {
             target_utilisation,
             false,
         )?;
-        let catch_up_secs = params.get_f64_or("catch_up_secs", 120.0)?;
+        let catch_up_secs = config.catch_up_secs;
         positive("catch_up_secs", catch_up_secs)?;
-        let scale_in_window_secs = params.get_u32_or("scale_in_window_secs", 1800)?;
-        let settle_secs = params
-            .get_u32_or("settle_secs", 600)?
-            .min(scale_in_window_secs);
-        let horizon_secs = params.get_f64_or("horizon_secs", 0.0)?;
+        let scale_in_window_secs = config.scale_in_window_secs;
+        let settle_secs = config.settle_secs.min(scale_in_window_secs);
+        let horizon_secs = config.horizon_secs;
         in_range("horizon_secs", horizon_secs, 0.0, true, 86_400.0, true)?;
-        let trend_window_secs = params.get_u32_or("trend_window_secs", 900)?;
-        let update_secs = params.get_f64_or("update_secs", 90.0)?;
+        let trend_window_secs = config.trend_window_secs;
+        let update_secs = config.update_secs;
         in_range("update_secs", update_secs, 0.0, true, 86_400.0, true)?;
-        let max_lag_secs = params.get_f64_or("max_lag_secs", 60.0)?;
+        let max_lag_secs = config.max_lag_secs;
         positive("max_lag_secs", max_lag_secs)?;
-        let sigma = params.get_f64_or("usl_sigma", 0.02)?;
+        let sigma = config.usl_sigma;
         in_range("usl_sigma", sigma, 0.0, true, 1.0, false)?;
-        let kappa = params.get_f64_or("usl_kappa", 0.0002)?;
+        let kappa = config.usl_kappa;
         in_range("usl_kappa", kappa, 0.0, true, 1.0, false)?;
-        let records_per_subtask = params.get_opt_f64("records_per_subtask_per_sec")?;
+        let records_per_subtask = config.records_per_subtask_per_sec;
         if let Some(mu) = records_per_subtask {
             positive("records_per_subtask_per_sec", mu)?;
         }
         let ids = MetricIds {
-            records_in: params
-                .get_str_or("records_in_metric", "records_in")?
-                .to_owned(),
-            busy: params.get_str_or("busy_metric", "busy")?.to_owned(),
-            backlog: params.get_str_or("backlog_metric", "backlog")?.to_owned(),
+            records_in: config.records_in_metric,
+            busy: config.busy_metric,
+            backlog: config.backlog_metric,
         };
         Ok(RatePolicy {
             rules: Rules {

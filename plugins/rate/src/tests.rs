@@ -1,6 +1,7 @@
 //! The policy as the agent calls it: parameters as JSON, an evaluation with
 //! CloudWatch-shaped series in, a decision out.
 
+use flinkscale_plugin::testing::{check_declarations, configure};
 use flinkscale_plugin::{Action, AppStatus, Application, Series};
 
 use super::*;
@@ -11,12 +12,12 @@ const T0: i64 = 1_767_225_600_000;
 const P: i64 = 60_000;
 
 fn policy(json: &str) -> RatePolicy {
-    RatePolicy::configure(Params::from_json(json).expect("JSON object"))
+    configure::<RatePolicy>(json)
         .unwrap_or_else(|error| panic!("configure({json}) failed: {error}"))
 }
 
 fn configure_error(json: &str) -> String {
-    match RatePolicy::configure(Params::from_json(json).expect("JSON object")) {
+    match configure::<RatePolicy>(json) {
         Ok(policy) => panic!("configure({json}) accepted: {policy:?}"),
         Err(error) => error,
     }
@@ -477,4 +478,9 @@ fn a_load_still_falling_after_a_scale_out_is_judged_on_the_last_settle_span() {
     let (seen, decision) = run_after_rescale(&mut rate, 32, 30, decay);
     assert_eq!(decision.action, Action::ScaleTo(14), "{}", decision.reason);
     assert_eq!(seen, 14);
+}
+
+#[test]
+fn declarations_are_well_formed() {
+    assert_eq!(check_declarations::<RatePolicy>(), Ok(()));
 }

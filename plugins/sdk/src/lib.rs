@@ -3,43 +3,75 @@
 //! A flinkscale plugin is a WebAssembly component that the agent loads into a
 //! sandbox and asks, at every evaluation of an application, what to do. This
 //! crate hides the component-model plumbing generated from the WIT contract
-//! (`wit/v0.1.0/plugin.wit`): a plugin author writes one `impl` of [`Policy`]
-//! (or [`Interpreter`]) and registers it with [`export_policy!`] (or
-//! [`export_interpreter!`]).
+//! (`wit/v0.2.0/plugin.wit`): a plugin author writes one `impl` of [`Policy`]
+//! (or [`Interpreter`]), declaring a summary and every parameter, and
+//! registers the type with [`export_policy!`] (or [`export_interpreter!`]).
 //!
 //! # A whole policy
 //!
 //! ```
-//! use flinkscale_plugin::{export_policy, AlarmState, Decision, Evaluation, Params, Policy};
+//! use flinkscale_plugin::{export_policy, AlarmState, Decision, Evaluation, Parameter, Params, Policy};
+//! use serde::Deserialize;
 //!
-//! /// Adds one KPU while the `busy` alarm fires.
+//! /// Adds KPU while an alarm fires.
 //! struct PlusOne {
+//!     params: PlusOneParams,
+//! }
+//!
+//! /// The parameters, read by serde; every key is declared below.
+//! #[derive(Deserialize)]
+//! struct PlusOneParams {
 //!     alarm: String,
+//!     step: u32,
 //! }
 //!
 //! impl Policy for PlusOne {
+//!     const SUMMARY: &'static str = "Adds `step` KPU while an alarm is in ALARM.";
+//!     const PARAMETERS: &'static [Parameter] = &[
+//!         Parameter::alarm_id("alarm")
+//!             .required()
+//!             .meaning("The alarm that asks for more capacity."),
+//!         Parameter::integer("step")
+//!             .default("1")
+//!             .meaning("KPU added at each evaluation while the alarm fires; at least 1."),
+//!     ];
+//!
 //!     fn configure(params: Params) -> Result<Self, String> {
-//!         params.deny_unknown(&["alarm"])?;
-//!         let alarm = params.get_str_or("alarm", "busy")?.to_owned();
-//!         Ok(PlusOne { alarm })
+//!         // Undeclared keys were refused and `step` holds its default if
+//!         // absent, so the struct needs no `#[serde(default)]`.
+//!         let params: PlusOneParams = params.parse()?;
+//!         if params.step == 0 {
+//!             return Err("parameter `step` must be at least 1, found 0".to_owned());
+//!         }
+//!         Ok(PlusOne { params })
 //!     }
 //!
 //!     fn decide(&mut self, evaluation: &Evaluation) -> Result<Decision, String> {
-//!         let alarm = evaluation.require_alarm(&self.alarm)?;
+//!         let PlusOneParams { alarm, step } = &self.params;
+//!         let state = evaluation.require_alarm(alarm)?.state;
 //!         let app = &evaluation.app;
-//!         if alarm.state != AlarmState::Alarm {
-//!             return Ok(Decision::hold(format!("`{}` is {}", self.alarm, alarm.state)));
+//!         if state != AlarmState::Alarm {
+//!             return Ok(Decision::hold(format!("`{alarm}` is {state}")));
 //!         }
 //!         if app.kpu >= app.max_kpu {
 //!             return Ok(Decision::hold(format!("already at max KPU ({})", app.max_kpu)));
 //!         }
-//!         flinkscale_plugin::log::info!("adding one KPU to {}", app.name);
-//!         Ok(Decision::scale_to(app.kpu + 1, format!("`{}` is in ALARM: {} + 1", self.alarm, app.kpu)))
+//!         flinkscale_plugin::log::info!("adding {step} KPU to {}", app.name);
+//!         Ok(Decision::scale_to(app.kpu + step, format!("`{alarm}` is in ALARM: {} + {step}", app.kpu)))
 //!     }
 //! }
 //!
 //! export_policy!(PlusOne);
-//! # fn main() {}
+//!
+//! // What the agent's `configure` would answer, natively:
+//! let error = flinkscale_plugin::testing::configure::<PlusOne>(r#"{"alarm": "busy", "stpe": 2}"#)
+//!     .err()
+//!     .unwrap();
+//! assert_eq!(error, "unknown parameter `stpe`; valid parameters: alarm, step (did you mean `step`?)");
+//! let error = flinkscale_plugin::testing::configure::<PlusOne>(r#"{"alarm": "busy", "step": "two"}"#)
+//!     .err()
+//!     .unwrap();
+//! assert_eq!(error, "parameter `step` must be a whole number from 0 to 4294967295, found the string \"two\"");
 //! ```
 //!
 //! # The crate around it
@@ -56,16 +88,34 @@
 //!
 //! [dependencies]
 //! flinkscale-plugin = { path = "../sdk" }
+//! serde = { version = "1", features = ["derive"] }
 //! ```
 //!
 //! Build it with `cargo build --release --target wasm32-wasip2`: the
 //! `cdylib` that rustc links for that target is already a component, ready
-//! for the agent's `plugin_dir`. [`PluginMetadata`] (name and version) comes
-//! from the plugin crate's `Cargo.toml`.
+//! for the agent's `plugin_dir`. [`PluginMetadata`] carries the name and
+//! version from the plugin crate's `Cargo.toml` and the declarations from
+//! the `impl`; `flinkscale plugin describe` prints them.
+//!
+//! # Parameters
+//!
+//! [`Policy::PARAMETERS`] is the one place a parameter is written down:
+//! its kind, whether it is required, its default (as JSON) and its meaning.
+//! The agent checks a configuration against it before `configure`, the
+//! documentation is generated from it, and the SDK holds the plugin to it:
+//! a key not declared is refused with a did-you-mean suggestion, and an
+//! absent key with a declared default arrives holding that default. Read
+//! the values with [`Params::parse`] into a `#[derive(Deserialize)]` struct
+//! (or with the [`Params`] getters); errors name the key, what was
+//! expected and what was found.
+//!
+//! # Testing
 //!
 //! Natively the component exports are left out, so a plugin's unit tests
-//! call [`Policy::configure`] and [`Policy::decide`] directly with plain
-//! values; host logging then goes to stderr.
+//! call [`testing::configure`] (the agent's `configure`: parsing,
+//! declarations, then [`Policy::configure`]) and [`Policy::decide`]
+//! directly with plain values; host logging then goes to stderr.
+//! [`testing::check_declarations`] checks the declarations themselves.
 //!
 //! # The sandbox
 //!
@@ -85,18 +135,21 @@
 
 extern crate self as flinkscale_plugin;
 
+mod declare;
 mod evaluation;
+mod export;
 pub mod log;
 mod params;
 pub mod testing;
 pub mod usl;
 
+pub use declare::{Parameter, ParameterKind};
 pub use params::Params;
 #[doc(no_inline)]
 pub use serde_json::Value;
 
-/// The generated bindings. Not part of the API: only the export macros use
-/// them, through `$crate`.
+/// The generated bindings. Not part of the API: only the SDK's own
+/// `Guest` impls and the export macros use them, through `$crate`.
 #[doc(hidden)]
 pub mod __bindings {
     /// The `scaling-policy` world; it also owns the shared `types` and `host`
@@ -104,7 +157,7 @@ pub mod __bindings {
     /// speak the same Rust types.
     pub mod policy {
         wit_bindgen::generate!({
-            path: "../../wit/v0.1.0",
+            path: "../../wit/v0.2.0",
             world: "scaling-policy",
             pub_export_macro: true,
             export_macro_name: "__export_scaling_policy",
@@ -117,15 +170,15 @@ pub mod __bindings {
     /// The `metric-interpreter` world.
     pub mod interpreter {
         wit_bindgen::generate!({
-            path: "../../wit/v0.1.0",
+            path: "../../wit/v0.2.0",
             world: "metric-interpreter",
             pub_export_macro: true,
             export_macro_name: "__export_metric_interpreter",
             default_bindings_module: "::flinkscale_plugin::__bindings::interpreter",
             runtime_path: "::flinkscale_plugin::__wit_bindgen::rt",
             with: {
-                "flinkscale:plugin/types@0.1.0": crate::__bindings::policy::flinkscale::plugin::types,
-                "flinkscale:plugin/host@0.1.0": crate::__bindings::policy::flinkscale::plugin::host,
+                "flinkscale:plugin/types@0.2.0": crate::__bindings::policy::flinkscale::plugin::types,
+                "flinkscale:plugin/host@0.2.0": crate::__bindings::policy::flinkscale::plugin::host,
             },
         });
     }
@@ -147,13 +200,21 @@ pub use __bindings::policy::flinkscale::plugin::types::{
 /// `[application.policy] params`, then [`decide`](Policy::decide) at every
 /// evaluation. Register the type with [`export_policy!`].
 pub trait Policy: Sized + 'static {
+    /// What the policy does, in one sentence; `flinkscale plugin describe`
+    /// and the documentation show it.
+    const SUMMARY: &'static str;
+
+    /// Every key the policy accepts in `params`, in the order the
+    /// documentation should list them; `&[]` for none. A key not declared
+    /// here is refused before [`configure`](Policy::configure) runs, and an
+    /// absent key with a declared default arrives holding it.
+    const PARAMETERS: &'static [Parameter];
+
     /// Builds the policy from its parameters.
     ///
     /// Return an error naming the parameter and what would be valid when a
-    /// parameter is wrong (the [`Params`] getters already do); the agent
-    /// shows it and does not scale the application. Refusing unknown
-    /// parameters with [`Params::deny_unknown`] turns a typo into an error
-    /// instead of a silently ignored setting.
+    /// parameter is wrong ([`Params::parse`] and the getters already do for
+    /// types); the agent shows it and does not scale the application.
     fn configure(params: Params) -> Result<Self, String>;
 
     /// Decides what to do now.
@@ -172,14 +233,16 @@ pub trait Policy: Sized + 'static {
 /// Register the type with [`export_interpreter!`].
 ///
 /// ```
-/// use flinkscale_plugin::{export_interpreter, Application, Interpreter, Params, Series, Signal};
+/// use flinkscale_plugin::{export_interpreter, Application, Interpreter, Parameter, Params, Series, Signal};
 ///
 /// /// Publishes each metric's latest value as a signal named after the metric.
 /// struct Latest;
 ///
 /// impl Interpreter for Latest {
-///     fn configure(params: Params) -> Result<Self, String> {
-///         params.deny_unknown(&[])?;
+///     const SUMMARY: &'static str = "Publishes each metric's latest value as a signal.";
+///     const PARAMETERS: &'static [Parameter] = &[];
+///
+///     fn configure(_params: Params) -> Result<Self, String> {
 ///         Ok(Latest)
 ///     }
 ///
@@ -197,9 +260,16 @@ pub trait Policy: Sized + 'static {
 /// }
 ///
 /// export_interpreter!(Latest);
-/// # fn main() {}
 /// ```
 pub trait Interpreter: Sized + 'static {
+    /// What the interpreter derives, in one sentence; see
+    /// [`Policy::SUMMARY`].
+    const SUMMARY: &'static str;
+
+    /// Every key the interpreter accepts in `params`; see
+    /// [`Policy::PARAMETERS`].
+    const PARAMETERS: &'static [Parameter];
+
     /// Builds the interpreter from its parameters; see [`Policy::configure`].
     fn configure(params: Params) -> Result<Self, String>;
 
@@ -216,10 +286,10 @@ pub trait Interpreter: Sized + 'static {
 /// Registers a [`Policy`] as the component's `scaling-policy` export.
 ///
 /// Use it once, at the top level of the plugin crate, which must be a
-/// `cdylib` built for `wasm32-wasip2`. The plugin's
-/// [`PluginMetadata`] is the crate's `CARGO_PKG_NAME` and
-/// `CARGO_PKG_VERSION`. Until `configure` has succeeded, `decide` answers
-/// with the error `not configured`.
+/// `cdylib` built for `wasm32-wasip2`. The plugin's [`PluginMetadata`] is
+/// the crate's `CARGO_PKG_NAME` and `CARGO_PKG_VERSION` with the type's
+/// declarations. Until `configure` has succeeded, `decide` answers with the
+/// error `not configured`.
 ///
 /// ```ignore
 /// flinkscale_plugin::export_policy!(MyPolicy);
@@ -227,59 +297,12 @@ pub trait Interpreter: Sized + 'static {
 #[macro_export]
 macro_rules! export_policy {
     ($ty:ty) => {
-        const _: () = {
-            ::std::thread_local! {
-                static __FLINKSCALE_INSTANCE: ::core::cell::RefCell<::core::option::Option<$ty>> =
-                    const { ::core::cell::RefCell::new(::core::option::Option::None) };
-            }
-
-            struct __FlinkscalePolicyExport;
-
-            impl $crate::__bindings::policy::exports::flinkscale::plugin::policy::Guest
-                for __FlinkscalePolicyExport
-            {
-                fn metadata() -> $crate::PluginMetadata {
-                    $crate::__private::metadata(
-                        ::core::env!("CARGO_PKG_NAME"),
-                        ::core::env!("CARGO_PKG_VERSION"),
-                    )
-                }
-
-                fn configure(
-                    params_json: ::std::string::String,
-                ) -> ::core::result::Result<(), ::std::string::String> {
-                    $crate::__private::configure_policy::<$ty>(&__FLINKSCALE_INSTANCE, &params_json)
-                }
-
-                fn decide(
-                    evaluation: $crate::Evaluation,
-                ) -> ::core::result::Result<$crate::Decision, ::std::string::String> {
-                    $crate::__private::decide::<$ty>(&__FLINKSCALE_INSTANCE, &evaluation)
-                }
-            }
-
-            // Natively nothing calls the exports; naming them keeps the
-            // plugin's type from being reported as dead code.
-            #[cfg(not(target_arch = "wasm32"))]
-            const _: () = {
-                let _ = <__FlinkscalePolicyExport as $crate::__bindings::policy::exports::flinkscale::plugin::policy::Guest>::metadata;
-                let _ = <__FlinkscalePolicyExport as $crate::__bindings::policy::exports::flinkscale::plugin::policy::Guest>::configure;
-                let _ = <__FlinkscalePolicyExport as $crate::__bindings::policy::exports::flinkscale::plugin::policy::Guest>::decide;
-            };
-
-            // The component exports exist only in WebAssembly: their names
-            // (`flinkscale:plugin/...#...`) are not valid native symbols, and
-            // a plugin's native unit tests call the trait directly.
-            #[cfg(target_arch = "wasm32")]
-            $crate::__bindings::policy::__export_scaling_policy!(
-                __FlinkscalePolicyExport with_types_in $crate::__bindings::policy
-            );
-        };
+        $crate::__export!($ty, PolicyExport, policy, __export_scaling_policy);
     };
 }
 
 /// Registers an [`Interpreter`] as the component's `metric-interpreter`
-/// export; see [`export_policy!`], which it mirrors.
+/// export; see [`export_policy!`].
 ///
 /// ```ignore
 /// flinkscale_plugin::export_interpreter!(MyInterpreter);
@@ -287,209 +310,70 @@ macro_rules! export_policy {
 #[macro_export]
 macro_rules! export_interpreter {
     ($ty:ty) => {
+        $crate::__export!(
+            $ty,
+            InterpreterExport,
+            interpreter,
+            __export_metric_interpreter
+        );
+    };
+}
+
+/// What both export macros expand to: registers `$ty` (its crate's name and
+/// version, and the SDK wrapper that exports it) and, in WebAssembly, hands
+/// the wrapper to the world's generated export macro. The wrapper's `Guest`
+/// impl is the SDK's own, written once (`export.rs`).
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __export {
+    ($ty:ty, $wrapper:ident, $world:ident, $wit_export:ident) => {
         const _: () = {
-            ::std::thread_local! {
-                static __FLINKSCALE_INSTANCE: ::core::cell::RefCell<::core::option::Option<$ty>> =
-                    const { ::core::cell::RefCell::new(::core::option::Option::None) };
+            impl $crate::__private::Registered for $ty {
+                const NAME: &'static str = ::core::env!("CARGO_PKG_NAME");
+                const VERSION: &'static str = ::core::env!("CARGO_PKG_VERSION");
+                type Export = $crate::__private::$wrapper<$ty>;
             }
-
-            struct __FlinkscaleInterpreterExport;
-
-            impl $crate::__bindings::interpreter::exports::flinkscale::plugin::interpreter::Guest
-                for __FlinkscaleInterpreterExport
-            {
-                fn metadata() -> $crate::PluginMetadata {
-                    $crate::__private::metadata(
-                        ::core::env!("CARGO_PKG_NAME"),
-                        ::core::env!("CARGO_PKG_VERSION"),
-                    )
-                }
-
-                fn configure(
-                    params_json: ::std::string::String,
-                ) -> ::core::result::Result<(), ::std::string::String> {
-                    $crate::__private::configure_interpreter::<$ty>(
-                        &__FLINKSCALE_INSTANCE,
-                        &params_json,
-                    )
-                }
-
-                fn interpret(
-                    now_ms: i64,
-                    app: $crate::Application,
-                    metrics: ::std::vec::Vec<$crate::Series>,
-                ) -> ::core::result::Result<::std::vec::Vec<$crate::Signal>, ::std::string::String>
-                {
-                    $crate::__private::interpret::<$ty>(
-                        &__FLINKSCALE_INSTANCE,
-                        now_ms,
-                        &app,
-                        &metrics,
-                    )
-                }
-            }
-
-            // Natively nothing calls the exports; naming them keeps the
-            // plugin's type from being reported as dead code.
-            #[cfg(not(target_arch = "wasm32"))]
-            const _: () = {
-                let _ = <__FlinkscaleInterpreterExport as $crate::__bindings::interpreter::exports::flinkscale::plugin::interpreter::Guest>::metadata;
-                let _ = <__FlinkscaleInterpreterExport as $crate::__bindings::interpreter::exports::flinkscale::plugin::interpreter::Guest>::configure;
-                let _ = <__FlinkscaleInterpreterExport as $crate::__bindings::interpreter::exports::flinkscale::plugin::interpreter::Guest>::interpret;
-            };
 
             // The component exports exist only in WebAssembly: their names
             // (`flinkscale:plugin/...#...`) are not valid native symbols, and
             // a plugin's native unit tests call the trait directly.
             #[cfg(target_arch = "wasm32")]
-            $crate::__bindings::interpreter::__export_metric_interpreter!(
-                __FlinkscaleInterpreterExport with_types_in $crate::__bindings::interpreter
+            type __FlinkscaleExport = $crate::__private::$wrapper<$ty>;
+            #[cfg(target_arch = "wasm32")]
+            $crate::__bindings::$world::$wit_export!(
+                __FlinkscaleExport with_types_in $crate::__bindings::$world
             );
+
+            // Natively nothing calls the exports; naming the configure path
+            // keeps a plugin type that only the exports build from being
+            // reported as dead code.
+            #[cfg(not(target_arch = "wasm32"))]
+            const _: fn(&str) -> ::core::result::Result<$ty, ::std::string::String> =
+                $crate::__private::configure::<$ty>;
         };
     };
 }
 
-/// What the export macros expand to call. Not part of the API.
+/// What the export macros expand to use. Not part of the API.
 #[doc(hidden)]
 pub mod __private {
-    use std::cell::RefCell;
-    use std::thread::LocalKey;
-
-    use crate::{
-        Application, Decision, Evaluation, Interpreter, Params, PluginMetadata, Policy, Series,
-        Signal,
+    pub use crate::export::{
+        Component, InterpreterExport, NOT_CONFIGURED, PolicyExport, Registered, configure, metadata,
     };
-
-    /// The error `decide` and `interpret` answer before a successful
-    /// `configure`.
-    pub const NOT_CONFIGURED: &str = "not configured";
-
-    pub fn metadata(name: &str, version: &str) -> PluginMetadata {
-        PluginMetadata {
-            name: name.to_owned(),
-            version: version.to_owned(),
-        }
-    }
-
-    pub fn configure_policy<P: Policy>(
-        slot: &'static LocalKey<RefCell<Option<P>>>,
-        params_json: &str,
-    ) -> Result<(), String> {
-        // A failed reconfiguration must not leave the previous instance
-        // answering as if the new parameters had been accepted.
-        slot.with(|cell| cell.replace(None));
-        let policy = P::configure(Params::from_json(params_json)?)?;
-        slot.with(|cell| cell.replace(Some(policy)));
-        Ok(())
-    }
-
-    pub fn decide<P: Policy>(
-        slot: &'static LocalKey<RefCell<Option<P>>>,
-        evaluation: &Evaluation,
-    ) -> Result<Decision, String> {
-        slot.with(|cell| match cell.borrow_mut().as_mut() {
-            Some(policy) => policy.decide(evaluation),
-            None => Err(NOT_CONFIGURED.to_owned()),
-        })
-    }
-
-    pub fn configure_interpreter<I: Interpreter>(
-        slot: &'static LocalKey<RefCell<Option<I>>>,
-        params_json: &str,
-    ) -> Result<(), String> {
-        slot.with(|cell| cell.replace(None));
-        let interpreter = I::configure(Params::from_json(params_json)?)?;
-        slot.with(|cell| cell.replace(Some(interpreter)));
-        Ok(())
-    }
-
-    pub fn interpret<I: Interpreter>(
-        slot: &'static LocalKey<RefCell<Option<I>>>,
-        now_ms: i64,
-        app: &Application,
-        metrics: &[Series],
-    ) -> Result<Vec<Signal>, String> {
-        slot.with(|cell| match cell.borrow_mut().as_mut() {
-            Some(interpreter) => interpreter.interpret(now_ms, app, metrics),
-            None => Err(NOT_CONFIGURED.to_owned()),
-        })
-    }
 }
 
 #[cfg(test)]
 mod tests {
-    use std::cell::RefCell;
-
-    use super::__private::{NOT_CONFIGURED, configure_policy, decide};
     use super::*;
-
-    /// Holds with its `tag` parameter as the reason.
-    struct Echo {
-        tag: String,
-    }
-
-    impl Policy for Echo {
-        fn configure(params: Params) -> Result<Self, String> {
-            params.deny_unknown(&["tag"])?;
-            Ok(Echo {
-                tag: params.get_str("tag")?.to_owned(),
-            })
-        }
-
-        fn decide(&mut self, _evaluation: &Evaluation) -> Result<Decision, String> {
-            Ok(Decision::hold(self.tag.clone()))
-        }
-    }
-
-    thread_local! {
-        static SLOT: RefCell<Option<Echo>> = const { RefCell::new(None) };
-    }
 
     fn evaluation() -> Evaluation {
         Evaluation {
             now_ms: 0,
-            app: Application {
-                name: "orders".to_owned(),
-                status: AppStatus::Running,
-                kpu: 1,
-                parallelism: 1,
-                parallelism_per_kpu: 1,
-                min_kpu: 1,
-                max_kpu: 4,
-                version_id: 1,
-                last_rescale_ms: None,
-                last_update_duration_secs: None,
-            },
+            app: testing::application(1, 1, 4),
             metrics: Vec::new(),
             alarms: Vec::new(),
             signals: Vec::new(),
         }
-    }
-
-    #[test]
-    fn decide_before_configure_is_an_error() {
-        SLOT.with(|cell| cell.replace(None));
-        assert_eq!(decide(&SLOT, &evaluation()), Err(NOT_CONFIGURED.to_owned()));
-    }
-
-    #[test]
-    fn configured_policy_answers_and_a_failed_reconfigure_unconfigures_it() {
-        configure_policy(&SLOT, r#"{"tag": "first"}"#).expect("valid parameters");
-        assert_eq!(
-            decide(&SLOT, &evaluation()).map(|d| d.reason),
-            Ok("first".to_owned())
-        );
-
-        assert_eq!(
-            configure_policy(&SLOT, r#"{"tga": "second"}"#),
-            Err("unknown parameter `tga`; valid parameters: tag (did you mean `tag`?)".to_owned())
-        );
-        assert_eq!(decide(&SLOT, &evaluation()), Err(NOT_CONFIGURED.to_owned()));
-    }
-
-    #[test]
-    fn parameters_that_are_not_an_object_fail_configure() {
-        assert!(configure_policy(&SLOT, "[]").is_err());
     }
 
     #[test]

@@ -1,11 +1,15 @@
 //! A plugin's parameters: the `params` table of its configuration, which
-//! reaches the plugin as a JSON object, with typed getters whose errors name
-//! the parameter, what was expected and what was found.
+//! reaches the plugin as a JSON object, read into the plugin's own struct
+//! through serde ([`Params::parse`]) or with typed getters; either way an
+//! error names the parameter, what was expected and what was found.
+
+mod de;
 
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
-use crate::evaluation::list_or_none;
+use crate::Parameter;
+pub(crate) use crate::evaluation::list_or_none;
 
 /// The parameters of a plugin, as written in the agent's configuration.
 ///
@@ -15,9 +19,17 @@ use crate::evaluation::list_or_none;
 /// "scale_out_factor": 2}`. Every getter returns `Err` with a message meant
 /// for the person who wrote the configuration, so a `configure` can use `?`
 /// throughout.
+///
+/// When the agent (or [`testing::configure`](crate::testing::configure))
+/// hands them to `configure`, keys the plugin does not declare have been
+/// refused and every absent key with a declared default holds that default,
+/// so a plugin reads a declared default like any other value.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Params {
     map: Map<String, Value>,
+    /// The plugin's declarations, once checked against them; they name the
+    /// kind of a missing key in [`Params::parse`]'s errors.
+    declared: &'static [Parameter],
 }
 
 impl Params {
@@ -25,13 +37,41 @@ impl Params {
     /// object; `{}` is the empty table.
     pub fn from_json(text: &str) -> Result<Self, String> {
         match serde_json::from_str::<Value>(text) {
-            Ok(Value::Object(map)) => Ok(Params { map }),
+            Ok(Value::Object(map)) => Ok(Params::from(map)),
             Ok(other) => Err(format!(
                 "parameters must be a table (a JSON object), found {}",
                 describe(&other)
             )),
             Err(error) => Err(format!("parameters are not valid JSON: {error}")),
         }
+    }
+
+    /// Holds these parameters to the plugin's declarations: refuses a key
+    /// not declared (suggesting the closest declared one) and fills in the
+    /// declared default of every absent key that has one.
+    pub(crate) fn declare(mut self, declared: &'static [Parameter]) -> Result<Self, String> {
+        let names: Vec<&str> = declared.iter().map(|parameter| parameter.name).collect();
+        self.deny_unknown(&names)?;
+        for parameter in declared {
+            let Some(json) = parameter.default_json else {
+                continue;
+            };
+            if self.map.contains_key(parameter.name) {
+                continue;
+            }
+            // A plugin bug, but one the plugin's author should read in the
+            // agent's log rather than a trap.
+            let default = serde_json::from_str(json).map_err(|error| {
+                format!(
+                    "the plugin declares parameter `{}` with the default {json}, which is not \
+                     JSON ({error}); this is a bug in the plugin",
+                    parameter.name
+                )
+            })?;
+            self.map.insert(parameter.name.to_owned(), default);
+        }
+        self.declared = declared;
+        Ok(self)
     }
 
     /// Whether the parameter is present.
@@ -55,29 +95,10 @@ impl Params {
     /// error lists the valid names and suggests the closest one.
     pub fn deny_unknown(&self, known: &[&str]) -> Result<(), String> {
         let unknown: Vec<&str> = self.keys().filter(|key| !known.contains(key)).collect();
-        let Some(first) = unknown.first() else {
+        if unknown.is_empty() {
             return Ok(());
-        };
-        let mut message = if unknown.len() == 1 {
-            format!("unknown parameter `{first}`")
-        } else {
-            format!(
-                "unknown parameters {}",
-                unknown
-                    .iter()
-                    .map(|key| format!("`{key}`"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )
-        };
-        message.push_str(&format!(
-            "; valid parameters: {}",
-            list_or_none(known.iter().copied())
-        ));
-        if let Some(suggestion) = closest(first, known) {
-            message.push_str(&format!(" (did you mean `{suggestion}`?)"));
         }
-        Err(message)
+        Err(unknown_message(&unknown, known))
     }
 
     /// A required string parameter.
@@ -178,19 +199,75 @@ impl Params {
         }
     }
 
-    /// Deserializes the whole table into `T`, for plugins that prefer
-    /// `#[derive(Deserialize)]` (with `#[serde(deny_unknown_fields)]`) to the
-    /// getters.
-    pub fn deserialize<T: DeserializeOwned>(&self) -> Result<T, String> {
-        T::deserialize(Value::Object(self.map.clone()))
-            .map_err(|error| format!("invalid parameters: {error}"))
+    /// Reads the whole table into the plugin's own `#[derive(Deserialize)]`
+    /// type, field by key.
+    ///
+    /// Errors read like the getters':
+    ///
+    /// ```text
+    /// parameter `scale_out_factor` must be a whole number from 0 to 4294967295, found the number 1.5
+    /// missing required parameter `scale_out_alarm` (a string)
+    /// parameter `operation` must be "multiply" or "add", found "mul"
+    /// ```
+    ///
+    /// (the last for an enum of unit variants). Nested keys are named by their
+    /// path (`signals.busy`, `alarms[1]`). A whole number written as `2.0`
+    /// is accepted as 2, as by [`Params::get_u32`].
+    ///
+    /// A field whose key has a declared default needs no
+    /// `#[serde(default)]`: the default is already in the table. An
+    /// optional key with no default is an `Option` field.
+    pub fn parse<T: DeserializeOwned>(&self) -> Result<T, String> {
+        let table = Value::Object(self.map.clone());
+        let order: Vec<&str> = self
+            .declared
+            .iter()
+            .map(|parameter| parameter.name)
+            .collect();
+        let deserializer = de::ValueDeserializer {
+            path: String::new(),
+            value: &table,
+            order: &order,
+        };
+        T::deserialize(deserializer).map_err(|error| {
+            error.into_message(|key| {
+                self.declared
+                    .iter()
+                    .find(|parameter| parameter.name == key)
+                    .map(Parameter::expected)
+            })
+        })
     }
 }
 
 impl From<Map<String, Value>> for Params {
     fn from(map: Map<String, Value>) -> Self {
-        Params { map }
+        Params { map, declared: &[] }
     }
+}
+
+/// The error for keys not in `known`: lists the valid names and suggests the
+/// one closest to the first unknown key.
+fn unknown_message(unknown: &[&str], known: &[&str]) -> String {
+    let mut message = match unknown {
+        [one] => format!("unknown parameter `{one}`"),
+        _ => format!(
+            "unknown parameters {}",
+            unknown
+                .iter()
+                .map(|key| format!("`{key}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    };
+    message.push_str(&format!(
+        "; valid parameters: {}",
+        list_or_none(known.iter().copied())
+    ));
+    if let Some(suggestion) = unknown.first().and_then(|first| closest(first, known)) {
+        message.push_str(&format!(" (did you mean `{suggestion}`?)"));
+    }
+    message
 }
 
 fn missing(key: &str, expected: &str) -> String {
@@ -328,20 +405,252 @@ mod tests {
         assert!(!error.contains("did you mean"), "{error}");
     }
 
+    /// A struct with one field per shape a plugin reads.
+    #[derive(serde::Deserialize, Debug, PartialEq)]
+    #[serde(deny_unknown_fields)]
+    struct Typed {
+        factor: u32,
+        ratio: f64,
+        alarm: String,
+        enabled: bool,
+        metrics: Vec<String>,
+        operation: Operation,
+        limit: Option<u32>,
+    }
+
+    #[derive(serde::Deserialize, Debug, PartialEq)]
+    #[serde(rename_all = "lowercase")]
+    enum Operation {
+        Multiply,
+        Add,
+    }
+
+    const TYPED: &str = r#"{"factor": 2, "ratio": 0.5, "alarm": "busy", "enabled": true,
+        "metrics": ["cpu", "lag"], "operation": "add"}"#;
+
+    /// `TYPED` with `key` set to `json`, parsed; the error if any.
+    fn typed_error(key: &str, json: &str) -> String {
+        let mut map: Map<String, Value> = serde_json::from_str(TYPED).expect("JSON");
+        map.insert(key.to_owned(), serde_json::from_str(json).expect("JSON"));
+        Params::from(map)
+            .parse::<Typed>()
+            .expect_err("the value is wrong")
+    }
+
     #[test]
-    fn deserialize_reports_serde_errors() {
+    fn parse_reads_every_shape() {
+        assert_eq!(
+            params(TYPED).parse::<Typed>(),
+            Ok(Typed {
+                factor: 2,
+                ratio: 0.5,
+                alarm: "busy".to_owned(),
+                enabled: true,
+                metrics: vec!["cpu".to_owned(), "lag".to_owned()],
+                operation: Operation::Add,
+                limit: None,
+            })
+        );
+    }
+
+    #[test]
+    fn parse_errors_name_the_key_what_was_expected_and_what_was_found() {
+        for (key, json, error) in [
+            (
+                "factor",
+                r#""two""#,
+                "parameter `factor` must be a whole number from 0 to 4294967295, found the string \"two\"",
+            ),
+            (
+                "factor",
+                "1.5",
+                "parameter `factor` must be a whole number from 0 to 4294967295, found the number 1.5",
+            ),
+            (
+                "factor",
+                "-1",
+                "parameter `factor` must be a whole number from 0 to 4294967295, found the number -1",
+            ),
+            (
+                "ratio",
+                r#""half""#,
+                "parameter `ratio` must be a number, found the string \"half\"",
+            ),
+            (
+                "alarm",
+                "3",
+                "parameter `alarm` must be a string, found the number 3",
+            ),
+            (
+                "enabled",
+                r#""yes""#,
+                "parameter `enabled` must be true or false, found the string \"yes\"",
+            ),
+            (
+                "metrics",
+                r#""cpu""#,
+                "parameter `metrics` must be an array, found the string \"cpu\"",
+            ),
+            (
+                "metrics",
+                r#"["cpu", 7]"#,
+                "parameter `metrics[1]` must be a string, found the number 7",
+            ),
+            (
+                "operation",
+                r#""mul""#,
+                "parameter `operation` must be \"multiply\" or \"add\", found \"mul\"",
+            ),
+            (
+                "operation",
+                "2",
+                "parameter `operation` must be a string, found the number 2",
+            ),
+            (
+                "limit",
+                "null",
+                "parameter `limit` must be a whole number from 0 to 4294967295, found null",
+            ),
+            (
+                "limit",
+                "true",
+                "parameter `limit` must be a whole number from 0 to 4294967295, found the boolean true",
+            ),
+        ] {
+            assert_eq!(typed_error(key, json), error, "{key} = {json}");
+        }
+    }
+
+    #[test]
+    fn parse_accepts_integral_floats_as_whole_numbers() {
+        let mut map: Map<String, Value> = serde_json::from_str(TYPED).expect("JSON");
+        map.insert("factor".to_owned(), serde_json::json!(3.0));
+        map.insert("limit".to_owned(), serde_json::json!(7));
+        let typed = Params::from(map).parse::<Typed>().expect("valid");
+        assert_eq!((typed.factor, typed.limit), (3, Some(7)));
+    }
+
+    #[test]
+    fn parse_names_a_missing_key_with_its_declared_kind() {
+        let error = params(r#"{"ratio": 0.5}"#)
+            .parse::<Typed>()
+            .expect_err("factor is missing");
+        assert_eq!(error, "missing required parameter `factor`");
+
+        const DECLARED: &[Parameter] = &[
+            Parameter::integer("factor").required().meaning("m"),
+            Parameter::number("ratio").meaning("m"),
+        ];
+        let error = params(r#"{"ratio": 0.5}"#)
+            .declare(DECLARED)
+            .expect("declared keys only")
+            .parse::<Typed>()
+            .expect_err("factor is missing");
+        assert_eq!(
+            error,
+            "missing required parameter `factor` (a whole number)"
+        );
+    }
+
+    #[test]
+    fn parse_reports_the_first_wrong_key_in_declared_order() {
+        #[derive(serde::Deserialize, Debug)]
+        #[allow(dead_code)]
+        struct P {
+            zeta: u32,
+            alpha: u32,
+        }
+        // Declared zeta first: the table's own (alphabetical) order would
+        // report alpha.
+        const DECLARED: &[Parameter] = &[
+            Parameter::integer("zeta").required().meaning("m"),
+            Parameter::integer("alpha").required().meaning("m"),
+        ];
+        let error = params(r#"{"alpha": "a", "zeta": "z"}"#)
+            .declare(DECLARED)
+            .expect("declared keys only")
+            .parse::<P>()
+            .expect_err("both are wrong");
+        assert!(error.starts_with("parameter `zeta` must be"), "{error}");
+    }
+
+    #[test]
+    fn parse_names_nested_keys_by_their_path() {
         #[derive(serde::Deserialize, Debug)]
         #[serde(deny_unknown_fields)]
         #[allow(dead_code)]
-        struct P {
-            mode: String,
+        struct Outer {
+            signals: std::collections::BTreeMap<String, String>,
+            window: Window,
         }
-        assert!(params(r#"{"mode": "x"}"#).deserialize::<P>().is_ok());
-        assert!(
-            params(r#"{"mood": "x"}"#)
-                .deserialize::<P>()
-                .unwrap_err()
-                .starts_with("invalid parameters: unknown field `mood`")
+        #[derive(serde::Deserialize, Debug)]
+        #[serde(deny_unknown_fields)]
+        #[allow(dead_code)]
+        struct Window {
+            secs: u32,
+        }
+        let parse = |json: &str| params(json).parse::<Outer>().expect_err("invalid");
+        assert_eq!(
+            parse(r#"{"signals": {"busy": 80}, "window": {"secs": 60}}"#),
+            "parameter `signals.busy` must be a string, found the number 80"
+        );
+        assert_eq!(
+            parse(r#"{"signals": {}, "window": {}}"#),
+            "parameter `window` is missing its required key `secs`"
+        );
+        assert_eq!(
+            parse(r#"{"signals": {}, "window": {"sec": 60}}"#),
+            "parameter `window` has no key `sec`; valid keys: secs (did you mean `secs`?)"
+        );
+        assert_eq!(
+            parse(r#"{"signals": {}, "window": {"secs": 60}, "windwo": 1}"#),
+            "unknown parameter `windwo`; valid parameters: signals, window (did you mean `window`?)"
+        );
+    }
+
+    #[test]
+    fn parse_passes_on_a_deserialize_impl_s_own_message_with_the_key() {
+        /// At least 2, as a `try_from` type.
+        #[derive(serde::Deserialize, Debug)]
+        #[serde(try_from = "u32")]
+        struct Factor(#[allow(dead_code)] u32);
+        impl TryFrom<u32> for Factor {
+            type Error = String;
+            fn try_from(value: u32) -> Result<Self, String> {
+                if value >= 2 {
+                    Ok(Factor(value))
+                } else {
+                    Err(format!("must be at least 2, found {value}"))
+                }
+            }
+        }
+        #[derive(serde::Deserialize, Debug)]
+        #[allow(dead_code)]
+        struct P {
+            factor: Factor,
+        }
+        assert_eq!(
+            params(r#"{"factor": 1}"#).parse::<P>().unwrap_err(),
+            "parameter `factor`: must be at least 2, found 1"
+        );
+    }
+
+    #[test]
+    fn declare_refuses_undeclared_keys_and_fills_defaults() {
+        const DECLARED: &[Parameter] = &[
+            Parameter::text("operation")
+                .default("\"multiply\"")
+                .meaning("m"),
+            Parameter::integer("factor").default("2").meaning("m"),
+        ];
+        let declared = params(r#"{"factor": 3}"#)
+            .declare(DECLARED)
+            .expect("declared");
+        assert_eq!(declared.get_str("operation"), Ok("multiply"));
+        assert_eq!(declared.get_u32("factor"), Ok(3));
+        assert_eq!(
+            params(r#"{"factr": 3}"#).declare(DECLARED).unwrap_err(),
+            "unknown parameter `factr`; valid parameters: operation, factor (did you mean `factor`?)"
         );
     }
 }

@@ -1,8 +1,78 @@
-//! Builders for a plugin's own unit tests: a series from `(timestamp_ms,
-//! value)` pairs and a running application, so that each plugin's tests
-//! write only what differs between their cases.
+//! For a plugin's own unit tests: the agent's `configure` and `metadata`
+//! run natively, a check of the plugin's declarations, and builders for a
+//! series from `(timestamp_ms, value)` pairs and a running application, so
+//! that each plugin's tests write only what differs between their cases.
 
-use crate::{AppStatus, Application, Datapoint, Series};
+use std::collections::HashSet;
+
+use crate::declare::fits;
+use crate::export::{Component, Registered};
+use crate::{AppStatus, Application, Datapoint, PluginMetadata, Series};
+
+/// Configures `T` from the `params` JSON exactly as the agent's call to the
+/// component's `configure` does: the text must be a JSON object, keys `T`
+/// does not declare are refused, absent keys take their declared default,
+/// then `T`'s own `configure`. `T` is a type registered with
+/// [`export_policy!`](crate::export_policy) or
+/// [`export_interpreter!`](crate::export_interpreter).
+pub fn configure<T: Registered>(params_json: &str) -> Result<T, String> {
+    crate::export::configure::<T>(params_json)
+}
+
+/// The metadata the component's `metadata` export answers for `T`.
+pub fn metadata<T: Registered>() -> PluginMetadata {
+    crate::export::metadata::<T>()
+}
+
+/// Checks `T`'s declarations: a one-sentence summary; for every parameter a
+/// unique `snake_case` name, a meaning, and either `required` or not; a
+/// required parameter has no default; a default is JSON of the declared
+/// kind. Every mistake is listed, one per line.
+pub fn check_declarations<T: Registered>() -> Result<(), String> {
+    let mut problems = Vec::new();
+    let summary = <T::Export as Component>::SUMMARY;
+    if summary.trim().is_empty() || summary.contains('\n') {
+        problems.push(format!("the summary must be one line, found {summary:?}"));
+    }
+    let mut seen = HashSet::new();
+    for parameter in <T::Export as Component>::PARAMETERS {
+        let name = parameter.name;
+        let snake = name.starts_with(|c: char| c.is_ascii_lowercase())
+            && name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+        if !snake {
+            problems.push(format!("parameter {name:?}: the name must be snake_case"));
+        }
+        if !seen.insert(name) {
+            problems.push(format!("parameter `{name}` is declared twice"));
+        }
+        if parameter.meaning.trim().is_empty() {
+            problems.push(format!("parameter `{name}` has no meaning"));
+        }
+        match (parameter.required, parameter.default_json) {
+            (true, Some(json)) => problems.push(format!(
+                "parameter `{name}` is required and has the default {json}; it can be only one"
+            )),
+            (_, Some(json)) => match serde_json::from_str::<serde_json::Value>(json) {
+                Ok(value) if fits(parameter.kind, &value) => {}
+                Ok(value) => problems.push(format!(
+                    "parameter `{name}`: the default {value} is not {}",
+                    parameter.expected()
+                )),
+                Err(error) => problems.push(format!(
+                    "parameter `{name}`: the default {json} is not JSON ({error})"
+                )),
+            },
+            _ => {}
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems.join("\n"))
+    }
+}
 
 /// A series `id` of `namespace`'s metric of the same name, by `statistic`
 /// over 60 s periods, with `points` as `(timestamp_ms, value)`.
@@ -37,5 +107,53 @@ pub fn application(kpu: u32, min_kpu: u32, max_kpu: u32) -> Application {
         version_id: 1,
         last_rescale_ms: None,
         last_update_duration_secs: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Decision, Evaluation, Parameter, Params, Policy};
+
+    /// Declares every mistake `check_declarations` knows.
+    struct Sloppy;
+
+    impl Policy for Sloppy {
+        const SUMMARY: &'static str = "";
+        const PARAMETERS: &'static [Parameter] = &[
+            Parameter::integer("Factor").meaning("m"),
+            Parameter::integer("factor").default("1.5").meaning("m"),
+            Parameter::integer("factor").meaning("m"),
+            Parameter::alarm_id("alarm").required().default("\"busy\""),
+            Parameter::text("mode").default("multiply").meaning("m"),
+        ];
+
+        fn configure(_params: Params) -> Result<Self, String> {
+            Ok(Sloppy)
+        }
+
+        fn decide(&mut self, _evaluation: &Evaluation) -> Result<Decision, String> {
+            Ok(Decision::hold(""))
+        }
+    }
+
+    crate::export_policy!(Sloppy);
+
+    #[test]
+    fn check_declarations_lists_every_mistake() {
+        let problems = check_declarations::<Sloppy>().expect_err("sloppy");
+        let problems: Vec<&str> = problems.lines().collect();
+        assert_eq!(
+            problems,
+            [
+                "the summary must be one line, found \"\"",
+                "parameter \"Factor\": the name must be snake_case",
+                "parameter `factor`: the default 1.5 is not a whole number",
+                "parameter `factor` is declared twice",
+                "parameter `alarm` has no meaning",
+                "parameter `alarm` is required and has the default \"busy\"; it can be only one",
+                "parameter `mode`: the default multiply is not JSON (expected value at line 1 column 1)",
+            ]
+        );
     }
 }

@@ -3,8 +3,12 @@
 
 use std::fmt;
 
-/// How a factor is applied, after the reference design's `ScaleOperation`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+use serde::Deserialize;
+
+/// How a factor is applied, after the reference design's `ScaleOperation`;
+/// the `operation` parameter names it in lower case.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Operation {
     /// Out: kpu x factor; in: floor(kpu / factor). Reference: `Multiply/Divide`.
     Multiply,
@@ -13,17 +17,6 @@ pub enum Operation {
 }
 
 impl Operation {
-    /// Parses the `operation` parameter.
-    pub fn parse(text: &str) -> Result<Self, String> {
-        match text {
-            "multiply" => Ok(Operation::Multiply),
-            "add" => Ok(Operation::Add),
-            other => Err(format!(
-                "parameter `operation` must be \"multiply\" or \"add\", found {other:?}"
-            )),
-        }
-    }
-
     /// The smallest factor that changes anything under this operation.
     pub fn min_factor(self) -> u32 {
         match self {

@@ -3,19 +3,17 @@
 //! Two alarms drive it, as in the reference design's CloudWatch alarms +
 //! Step Functions + Lambda: while the scale-out alarm is in ALARM the
 //! application grows by a factor, while the scale-in alarm is in ALARM it
-//! shrinks by one, always within [`min_kpu`, `max_kpu`]. The agent's
+//! shrinks by a factor, always within [`min_kpu`, `max_kpu`]. The agent's
 //! controller supplies the rest of the reference loop (wait for the update,
 //! grace period, ask again).
 //!
 //! # Parameters
 //!
-//! | parameter          | default      | meaning |
-//! |--------------------|--------------|---------|
-//! | `scale_out_alarm`  | required     | id of the alarm that asks for more capacity |
-//! | `scale_in_alarm`   | required     | id of the alarm that asks for less capacity |
-//! | `operation`        | `"multiply"` | `"multiply"` (reference: Multiply/Divide) or `"add"` (Add/Subtract) |
-//! | `scale_out_factor` | `2`          | a whole number; at least 2 for `multiply`, at least 1 for `add` |
-//! | `scale_in_factor`  | `2`          | as `scale_out_factor` |
+//! Declared, with their kinds, defaults and meanings, in
+//! [`StepPolicy`]'s `PARAMETERS` (`flinkscale plugin describe step` prints
+//! them): `scale_out_alarm` and `scale_in_alarm` (required), `operation`
+//! (`"multiply"` or `"add"`), `scale_out_factor` and `scale_in_factor`
+//! (2 by default).
 //!
 //! The alarm ids are required (no `"scale-out"` default) so that the
 //! configuration says which alarms drive the application and
@@ -47,26 +45,17 @@
 
 #![warn(missing_docs)]
 
-use flinkscale_plugin::{AlarmState, Decision, Evaluation, Params, Policy, export_policy};
+use flinkscale_plugin::{
+    AlarmState, Decision, Evaluation, Parameter, Params, Policy, export_policy,
+};
+use serde::Deserialize;
 
 pub mod arithmetic;
 
 use arithmetic::{Direction, Operation, Step};
 
-/// The parameters this policy accepts.
-const KNOWN_PARAMS: &[&str] = &[
-    "scale_out_alarm",
-    "scale_in_alarm",
-    "operation",
-    "scale_out_factor",
-    "scale_in_factor",
-];
-
-/// Factor used when `scale_out_factor` or `scale_in_factor` is absent.
-const DEFAULT_FACTOR: u32 = 2;
-
-/// The configured step policy.
-#[derive(Debug, Clone, PartialEq)]
+/// The configured step policy: its parameters, checked.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct StepPolicy {
     scale_out_alarm: String,
     scale_in_alarm: String,
@@ -76,13 +65,36 @@ pub struct StepPolicy {
 }
 
 impl Policy for StepPolicy {
+    const SUMMARY: &'static str = "The reference design's step scaling: multiply (or add to) the \
+         KPU while the scale-out alarm fires, divide (or subtract) while the scale-in alarm fires.";
+
+    const PARAMETERS: &'static [Parameter] = &[
+        Parameter::alarm_id("scale_out_alarm")
+            .required()
+            .meaning("The alarm that asks for more capacity."),
+        Parameter::alarm_id("scale_in_alarm")
+            .required()
+            .meaning("The alarm that asks for less capacity; not the scale-out alarm."),
+        Parameter::text("operation")
+            .default("\"multiply\"")
+            .meaning(
+                "\"multiply\": out to kpu x factor, in to floor(kpu / factor) (the reference's \
+             Multiply/Divide); \"add\": out to kpu + factor, in to kpu - factor (Add/Subtract).",
+            ),
+        Parameter::integer("scale_out_factor").default("2").meaning(
+            "The scale-out factor: a whole number, at least 2 with \"multiply\" and at least 1 \
+             with \"add\".",
+        ),
+        Parameter::integer("scale_in_factor")
+            .default("2")
+            .meaning("The scale-in factor, as `scale_out_factor`."),
+    ];
+
     fn configure(params: Params) -> Result<Self, String> {
-        params.deny_unknown(KNOWN_PARAMS)?;
-        let scale_out_alarm = params.get_str("scale_out_alarm")?.to_owned();
-        let scale_in_alarm = params.get_str("scale_in_alarm")?.to_owned();
+        let policy: StepPolicy = params.parse()?;
         for (name, id) in [
-            ("scale_out_alarm", &scale_out_alarm),
-            ("scale_in_alarm", &scale_in_alarm),
+            ("scale_out_alarm", &policy.scale_out_alarm),
+            ("scale_in_alarm", &policy.scale_in_alarm),
         ] {
             if id.is_empty() {
                 return Err(format!(
@@ -90,24 +102,17 @@ impl Policy for StepPolicy {
                 ));
             }
         }
-        if scale_out_alarm == scale_in_alarm {
+        if policy.scale_out_alarm == policy.scale_in_alarm {
             return Err(format!(
                 "`scale_out_alarm` and `scale_in_alarm` must name different alarms, \
-                 both are `{scale_out_alarm}`"
+                 both are `{}`",
+                policy.scale_out_alarm
             ));
         }
-        let operation = Operation::parse(params.get_str_or("operation", "multiply")?)?;
-        let scale_out_factor = params.get_u32_or("scale_out_factor", DEFAULT_FACTOR)?;
-        let scale_in_factor = params.get_u32_or("scale_in_factor", DEFAULT_FACTOR)?;
-        operation.check_factor("scale_out_factor", scale_out_factor)?;
-        operation.check_factor("scale_in_factor", scale_in_factor)?;
-        Ok(StepPolicy {
-            scale_out_alarm,
-            scale_in_alarm,
-            operation,
-            scale_out_factor,
-            scale_in_factor,
-        })
+        let operation = policy.operation;
+        operation.check_factor("scale_out_factor", policy.scale_out_factor)?;
+        operation.check_factor("scale_in_factor", policy.scale_in_factor)?;
+        Ok(policy)
     }
 
     fn decide(&mut self, evaluation: &Evaluation) -> Result<Decision, String> {

@@ -2,17 +2,19 @@
 //! (parameters as JSON, an evaluation in, a decision out), plus the
 //! arithmetic on its own.
 
+use flinkscale_plugin::testing::{check_declarations, configure};
 use flinkscale_plugin::{Action, Alarm, AppStatus, Application};
 
 use super::*;
 
+/// The policy as the agent configures it (declarations included).
 fn policy(json: &str) -> StepPolicy {
-    StepPolicy::configure(Params::from_json(json).expect("JSON object"))
+    configure::<StepPolicy>(json)
         .unwrap_or_else(|error| panic!("configure({json}) failed: {error}"))
 }
 
 fn configure_error(json: &str) -> String {
-    match StepPolicy::configure(Params::from_json(json).expect("JSON object")) {
+    match configure::<StepPolicy>(json) {
         Ok(policy) => panic!("configure({json}) accepted: {policy:?}"),
         Err(error) => error,
     }
@@ -264,6 +266,16 @@ fn an_unknown_operation_is_refused() {
 }
 
 #[test]
+fn an_operation_that_is_not_a_string_is_refused_as_the_getters_refuse_it() {
+    // The Python and JavaScript steps give this text word for word
+    // (host/tests/polyglot.rs).
+    assert_eq!(
+        configure_error(r#"{"scale_out_alarm": "o", "scale_in_alarm": "i", "operation": 2}"#),
+        "parameter `operation` must be a string, found the number 2"
+    );
+}
+
+#[test]
 fn factors_that_never_change_capacity_are_refused() {
     let error =
         configure_error(r#"{"scale_out_alarm": "o", "scale_in_alarm": "i", "scale_in_factor": 1}"#);
@@ -336,4 +348,9 @@ fn below_min_scale_out_is_raised_to_min() {
         decision.reason,
         "`out` is in ALARM: 1 KPU + 3 = 4 KPU, clamped to min KPU 5"
     );
+}
+
+#[test]
+fn declarations_are_well_formed() {
+    assert_eq!(check_declarations::<StepPolicy>(), Ok(()));
 }

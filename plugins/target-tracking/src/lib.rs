@@ -29,19 +29,11 @@
 //!
 //! # Parameters
 //!
-//! | parameter             | default  | meaning |
-//! |-----------------------|----------|---------|
-//! | `target_utilisation`  | `0.7`    | the utilisation to keep, in (0, 1) |
-//! | `tolerance`           | `0.1`    | no action while the utilisation is within target +- tolerance; in [0, target) and target + tolerance < 1 |
-//! | `scale_in_delay_secs` | `900`    | how long the utilisation must have stayed below the band, after the last rescale, before a scale-in |
-//! | `warmup_secs`         | `300`    | periods starting less than this long after the last rescale are ignored |
-//! | `usl_sigma`           | `0.02`   | contention of the scalability law, in [0, 1) |
-//! | `usl_kappa`           | `0.0002` | coherency of the scalability law, at least 0 |
-//! | `busy_metric`         | `"busy"` | metric id of `busyTimeMsPerSecond` (Average) |
-//! | `cpu_metric`          | `"cpu"`  | metric id of `containerCPUUtilization`, used when the busy metric is not configured |
-//!
-//! Unknown parameters are an error, so a misspelt one cannot silently fall
-//! back to its default.
+//! Declared, with their kinds, defaults and meanings, in
+//! [`TargetTracking`]'s `PARAMETERS` (`flinkscale plugin describe
+//! target-tracking` prints them): `target_utilisation`, `tolerance`,
+//! `scale_in_delay_secs`, `warmup_secs`, `usl_sigma`, `usl_kappa`,
+//! `busy_metric` and `cpu_metric`, all optional.
 //!
 //! # State
 //!
@@ -53,7 +45,10 @@
 
 use std::collections::BTreeMap;
 
-use flinkscale_plugin::{AppStatus, Decision, Evaluation, Params, Policy, export_policy};
+use flinkscale_plugin::{
+    AppStatus, Decision, Evaluation, Parameter, Params, Policy, export_policy,
+};
+use serde::Deserialize;
 
 pub mod track;
 pub use flinkscale_plugin::usl;
@@ -61,17 +56,18 @@ pub use flinkscale_plugin::usl;
 use track::{Band, Step};
 use usl::Usl;
 
-/// The parameters this policy accepts.
-const KNOWN_PARAMS: &[&str] = &[
-    "target_utilisation",
-    "tolerance",
-    "scale_in_delay_secs",
-    "warmup_secs",
-    "usl_sigma",
-    "usl_kappa",
-    "busy_metric",
-    "cpu_metric",
-];
+/// The parameters as written; every key has a declared default.
+#[derive(Deserialize)]
+struct Config {
+    target_utilisation: f64,
+    tolerance: f64,
+    scale_in_delay_secs: u32,
+    warmup_secs: u32,
+    usl_sigma: f64,
+    usl_kappa: f64,
+    busy_metric: String,
+    cpu_metric: String,
+}
 
 /// A scale-in delay counts as observed when at least this fraction of its
 /// periods have a known utilisation.
@@ -91,15 +87,54 @@ pub struct TargetTracking {
 }
 
 impl Policy for TargetTracking {
+    const SUMMARY: &'static str = "Keeps the job's utilisation (busy time, else CPU) near a \
+         target: scales out as soon as it is above the band, in only after a delay below it, \
+         sizing the parallelism through the Universal Scalability Law.";
+
+    const PARAMETERS: &'static [Parameter] = &[
+        Parameter::number("target_utilisation")
+            .default("0.7")
+            .meaning("The utilisation to keep, in (0, 1)."),
+        Parameter::number("tolerance").default("0.1").meaning(
+            "No action while the utilisation is within target +- tolerance; in [0, target) \
+             and target + tolerance below 1.",
+        ),
+        Parameter::integer("scale_in_delay_secs")
+            .default("900")
+            .meaning(
+                "How long the utilisation must have stayed below the band, after the last \
+             rescale, before a scale-in.",
+            ),
+        Parameter::integer("warmup_secs").default("300").meaning(
+            "Periods starting less than this long after the last rescale are ignored: they \
+             show the restart and its catch-up, not the load.",
+        ),
+        Parameter::number("usl_sigma")
+            .default("0.02")
+            .meaning("Contention of the Universal Scalability Law, in [0, 1); 0 for a linear job."),
+        Parameter::number("usl_kappa")
+            .default("0.0002")
+            .meaning("Coherency of the Universal Scalability Law, in [0, 1); 0 for a linear job."),
+        Parameter::metric_id("busy_metric")
+            .default("\"busy\"")
+            .meaning("Metric id of `busyTimeMsPerSecond` (Average)."),
+        Parameter::metric_id("cpu_metric")
+            .default("\"cpu\"")
+            .meaning(
+                "Metric id of `containerCPUUtilization` (Average), used when the busy metric is \
+             not configured.",
+            ),
+    ];
+
     fn configure(params: Params) -> Result<Self, String> {
-        params.deny_unknown(KNOWN_PARAMS)?;
-        let target = params.get_f64_or("target_utilisation", 0.7)?;
+        let config: Config = params.parse()?;
+        let target = config.target_utilisation;
         if !(target.is_finite() && target > 0.0 && target < 1.0) {
             return Err(format!(
                 "parameter `target_utilisation` must be in (0, 1), found {target}"
             ));
         }
-        let tolerance = params.get_f64_or("tolerance", 0.1)?;
+        let tolerance = config.tolerance;
         if !(tolerance.is_finite()
             && tolerance >= 0.0
             && tolerance < target
@@ -110,15 +145,13 @@ impl Policy for TargetTracking {
                  and keep target + tolerance below 1, found {tolerance}"
             ));
         }
-        let scale_in_delay_secs = params.get_u32_or("scale_in_delay_secs", 900)?;
-        let warmup_secs = params.get_u32_or("warmup_secs", 300)?;
-        let sigma = params.get_f64_or("usl_sigma", 0.02)?;
+        let sigma = config.usl_sigma;
         if !(sigma.is_finite() && (0.0..1.0).contains(&sigma)) {
             return Err(format!(
                 "parameter `usl_sigma` must be in [0, 1), found {sigma}"
             ));
         }
-        let kappa = params.get_f64_or("usl_kappa", 0.0002)?;
+        let kappa = config.usl_kappa;
         if !(kappa.is_finite() && (0.0..1.0).contains(&kappa)) {
             return Err(format!(
                 "parameter `usl_kappa` must be in [0, 1), found {kappa}"
@@ -127,10 +160,10 @@ impl Policy for TargetTracking {
         Ok(TargetTracking {
             band: Band { target, tolerance },
             usl: Usl { sigma, kappa },
-            scale_in_delay_ms: i64::from(scale_in_delay_secs) * 1000,
-            warmup_ms: i64::from(warmup_secs) * 1000,
-            busy_metric: params.get_str_or("busy_metric", "busy")?.to_owned(),
-            cpu_metric: params.get_str_or("cpu_metric", "cpu")?.to_owned(),
+            scale_in_delay_ms: i64::from(config.scale_in_delay_secs) * 1000,
+            warmup_ms: i64::from(config.warmup_secs) * 1000,
+            busy_metric: config.busy_metric,
+            cpu_metric: config.cpu_metric,
             seen: BTreeMap::new(),
         })
     }

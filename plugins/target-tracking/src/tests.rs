@@ -1,6 +1,7 @@
 //! The policy as the agent calls it: parameters as JSON, an evaluation with
 //! CloudWatch-shaped series in, a decision out.
 
+use flinkscale_plugin::testing::{check_declarations, configure};
 use flinkscale_plugin::{Action, AppStatus, Application, Datapoint, Series};
 
 use super::*;
@@ -9,12 +10,12 @@ const T0: i64 = 1_767_225_600_000;
 const P: i64 = 60_000;
 
 fn policy(json: &str) -> TargetTracking {
-    TargetTracking::configure(Params::from_json(json).expect("JSON object"))
+    configure::<TargetTracking>(json)
         .unwrap_or_else(|error| panic!("configure({json}) failed: {error}"))
 }
 
 fn configure_error(json: &str) -> String {
-    match TargetTracking::configure(Params::from_json(json).expect("JSON object")) {
+    match configure::<TargetTracking>(json) {
         Ok(policy) => panic!("configure({json}) accepted: {policy:?}"),
         Err(error) => error,
     }
@@ -149,4 +150,9 @@ fn without_a_utilisation_metric_it_is_an_error() {
         error.contains("`busy`") && error.contains("`cpu`"),
         "{error}"
     );
+}
+
+#[test]
+fn declarations_are_well_formed() {
+    assert_eq!(check_declarations::<TargetTracking>(), Ok(()));
 }

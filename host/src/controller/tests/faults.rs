@@ -436,7 +436,7 @@ async fn an_update_that_took_effect_and_then_failed_is_followed_and_its_grace_pe
 struct PanicsOnce(bool);
 
 impl Decide for PanicsOnce {
-    fn decide(&mut self, e: &Evaluation) -> Result<Decision, String> {
+    fn decide(&mut self, e: &Evaluation) -> Result<Decision, crate::controller::PluginFailure> {
         if !std::mem::replace(&mut self.0, true) {
             panic!("a bug in the policy's host glue");
         }

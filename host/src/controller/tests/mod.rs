@@ -219,7 +219,7 @@ impl MetricSource for ConstantSource {
 struct Doubling;
 
 impl Decide for Doubling {
-    fn decide(&mut self, e: &Evaluation) -> Result<Decision, String> {
+    fn decide(&mut self, e: &Evaluation) -> Result<Decision, crate::controller::PluginFailure> {
         let state = |id: &str| e.alarms.iter().find(|a| a.name == id).map(|a| a.state);
         let kpu = e.app.kpu;
         let (action, reason) = if state("high") == Some(AlarmState::Alarm) {
@@ -243,8 +243,11 @@ impl Decide for Doubling {
 struct Failing;
 
 impl Decide for Failing {
-    fn decide(&mut self, _: &Evaluation) -> Result<Decision, String> {
-        Err("boom".into())
+    fn decide(&mut self, _: &Evaluation) -> Result<Decision, crate::controller::PluginFailure> {
+        Err(crate::controller::PluginFailure::new(
+            crate::plugin::FailureClass::GuestError,
+            "boom",
+        ))
     }
     fn label(&self) -> String {
         "failing (test)".into()

@@ -8,7 +8,7 @@ use std::sync::LazyLock;
 
 use super::*;
 use crate::agent::PluginPolicy;
-use crate::plugin::{PluginHost, Reloading, SandboxLimits};
+use crate::plugin::{FailureClass, PluginHost, Reloading, SandboxLimits};
 
 const MINUTE_MS: i64 = 60_000;
 
@@ -160,6 +160,30 @@ fn quarantines(events: &[Event]) -> Vec<(i64, u32, i64)> {
         .collect()
 }
 
+/// The class of each PluginQuarantined, and the plugin class of each
+/// plugin failure.
+fn classes(events: &[Event]) -> (Vec<FailureClass>, Vec<Option<FailureClass>>) {
+    let quarantined = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::PluginQuarantined { class, .. } => Some(*class),
+            _ => None,
+        })
+        .collect();
+    let failed = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Failed {
+                class,
+                plugin_class,
+                ..
+            } if class == "plugin" => Some(*plugin_class),
+            _ => None,
+        })
+        .collect();
+    (quarantined, failed)
+}
+
 /// (seconds, reason) of each PluginRetried.
 fn retries(events: &[Event]) -> Vec<(i64, String)> {
     events
@@ -198,6 +222,14 @@ async fn an_erroring_policy_is_quarantined_holds_and_is_retried_after_its_back_o
     // (again, for 600 s) and at 1020 (for 1200 s).
     assert_eq!(failure_times(&events, "plugin"), [0, 60, 120, 420, 1020]);
     assert_eq!(counts.get("app", "plugin"), 5);
+    // The class travels typed from the sandbox to the events.
+    assert_eq!(
+        classes(&events),
+        (
+            vec![FailureClass::GuestError; 3],
+            vec![Some(FailureClass::GuestError); 5]
+        )
+    );
     assert_eq!(
         quarantines(&events),
         [(120, 3, 300), (420, 4, 600), (1020, 5, 1200)]
@@ -242,6 +274,12 @@ async fn a_trapping_policy_is_quarantined_after_the_configured_failures() {
     );
     let trapped = failures(&events, "plugin");
     assert!(trapped.iter().all(|m| m.contains("Trap")), "{trapped:?}");
+    let (quarantined, failed) = classes(&events);
+    assert_eq!(quarantined, [FailureClass::Trap; 3]);
+    assert!(
+        !failed.is_empty() && failed.iter().all(|c| *c == Some(FailureClass::Trap)),
+        "{failed:?}"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -320,8 +358,11 @@ impl Interpret for BrokenInterpreter {
         _now_ms: i64,
         _app: &Application,
         _metrics: &[Series],
-    ) -> Result<Vec<Signal>, String> {
-        Err("lag series malformed".into())
+    ) -> Result<Vec<Signal>, crate::controller::PluginFailure> {
+        Err(crate::controller::PluginFailure::new(
+            crate::plugin::FailureClass::GuestError,
+            "lag series malformed",
+        ))
     }
     fn label(&self) -> String {
         "lag (test)".into()
@@ -496,7 +537,7 @@ impl Interpret for ReplacedInterpreter {
         _now_ms: i64,
         _app: &Application,
         _metrics: &[Series],
-    ) -> Result<Vec<Signal>, String> {
+    ) -> Result<Vec<Signal>, crate::controller::PluginFailure> {
         Ok(Vec::new())
     }
     fn label(&self) -> String {

@@ -1,0 +1,28 @@
+#!/bin/bash
+# EC2 user data: installs flinkscale as the hardened systemd service of
+# deploy/systemd/flinkscale.service on Amazon Linux 2023, Debian or Ubuntu.
+#
+# Before launching: upload three files to S3 (the instance profile's role
+# needs s3:GetObject on them, and the agent's policy, deploy/iam-policy.json):
+#   - the binary (`cargo build --release`, target/release/flinkscale; it
+#     carries its built-in plugins, nothing else is needed),
+#   - deploy/systemd/flinkscale.service,
+#   - your configuration (README "Configuration reference"; credentials
+#     come from the instance role, region from `[agent] region`).
+# Checked by tests/peer/test_deploy.py (bash -n, and the paths it uses).
+set -euo pipefail
+
+BUCKET_PREFIX="s3://my-bucket/flinkscale"
+
+aws s3 cp "$BUCKET_PREFIX/flinkscale" /usr/local/bin/flinkscale
+chmod 0755 /usr/local/bin/flinkscale
+install -d -m 0755 /etc/flinkscale
+aws s3 cp "$BUCKET_PREFIX/config.toml" /etc/flinkscale/config.toml
+chmod 0644 /etc/flinkscale/config.toml
+aws s3 cp "$BUCKET_PREFIX/flinkscale.service" /etc/systemd/system/flinkscale.service
+
+# Refuse to start on a bad file now, with every error located, rather than
+# in the unit's ExecStartPre.
+/usr/local/bin/flinkscale validate /etc/flinkscale/config.toml
+systemctl daemon-reload
+systemctl enable --now flinkscale.service

@@ -1,0 +1,103 @@
+//! `flinkscale status` and `flinkscale explain`: what the agent did and
+//! why, read from the files it keeps in `state_dir` (the journals and the
+//! decision history, [`crate::telemetry::history`]), so that they answer
+//! whether the agent runs or not. `GET /status` and `GET /explain` answer
+//! the same JSON over the agent's listener.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Args;
+
+use super::commands::EX_CONFIG;
+use crate::config::load;
+use crate::telemetry::history;
+
+/// `flinkscale status`'s arguments.
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// The configuration file (its `state_dir` and applications).
+    #[arg(long, short, env = "FLINKSCALE_CONFIG")]
+    pub config: PathBuf,
+    /// Print one JSON object (as `GET /status` answers) instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `flinkscale explain`'s arguments.
+#[derive(Debug, Args)]
+pub struct ExplainArgs {
+    /// The configuration file (its `state_dir` and applications).
+    #[arg(long, short, env = "FLINKSCALE_CONFIG")]
+    pub config: PathBuf,
+    /// The application, as named in the configuration.
+    #[arg(long, short)]
+    pub application: String,
+    /// How many of the most recent evaluations to show.
+    #[arg(long, default_value_t = 10)]
+    pub last: usize,
+    /// Print one JSON object (as `GET /explain` answers) instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Runs `flinkscale status`.
+pub async fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
+    // Small files, but file I/O all the same: off the async runtime.
+    tokio::task::spawn_blocking(move || {
+        let loaded = match load::load(&args.config) {
+            Ok(loaded) => loaded,
+            Err(errors) => {
+                eprintln!("{errors}");
+                return Ok(ExitCode::from(EX_CONFIG));
+            }
+        };
+        let names = application_names(&loaded.config);
+        let status = history::status(&loaded.state_dir, &names, wall_ms());
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(&status)?);
+        } else {
+            print!("{}", history::status_text(&status));
+        }
+        Ok(ExitCode::SUCCESS)
+    })
+    .await?
+}
+
+/// Runs `flinkscale explain`.
+pub async fn explain(args: ExplainArgs) -> anyhow::Result<ExitCode> {
+    tokio::task::spawn_blocking(move || {
+        let loaded = match load::load(&args.config) {
+            Ok(loaded) => loaded,
+            Err(errors) => {
+                eprintln!("{errors}");
+                return Ok(ExitCode::from(EX_CONFIG));
+            }
+        };
+        let names = application_names(&loaded.config);
+        let explanation = history::explain(
+            &loaded.state_dir,
+            &names,
+            &args.application,
+            Some(args.last),
+        )?;
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(&explanation)?);
+        } else {
+            print!("{}", history::explain_text(&explanation));
+        }
+        Ok(ExitCode::SUCCESS)
+    })
+    .await?
+}
+
+/// The configured applications' names, in the configuration's order.
+pub fn application_names(config: &crate::config::Config) -> Vec<String> {
+    config.applications.iter().map(|a| a.name.clone()).collect()
+}
+
+fn wall_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}

@@ -1,0 +1,191 @@
+//! `flinkscale import`: configurations from an existing autoscaler (see
+//! [`crate::import`]). Kept apart from the other subcommands so that each
+//! family of commands has its own file.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::Subcommand;
+
+use super::commands::EX_CONFIG;
+use crate::import::cfn::{self, ImportError, ParameterValues};
+
+/// What to import from.
+#[derive(Debug, Subcommand)]
+pub enum ImportCommand {
+    /// Write the flinkscale configuration equivalent to a stack of the
+    /// reference design (CloudWatch alarms -> Step Functions -> Lambda)
+    /// from the stack's parameter values; the design's template is built
+    /// in (its defaults fill the parameters not given).
+    Cfn {
+        /// The stack's parameters: an `aws cloudformation` parameters file
+        /// ([{"ParameterKey": ..., "ParameterValue": ...}]) or
+        /// `describe-stacks` output for the stack.
+        #[arg(value_name = "PARAMS.json")]
+        parameters: PathBuf,
+        /// The MSF application to scale, instead of the file's
+        /// AmazonManagedFlinkApplicationName.
+        #[arg(long, value_name = "NAME")]
+        application_name: Option<String>,
+        /// The template the stack was deployed from (JSON), when it is not
+        /// the built-in one (another published version, a local change).
+        #[arg(long, value_name = "FILE")]
+        template: Option<PathBuf>,
+        /// One parameter value, overriding the file's; repeatable.
+        #[arg(long = "parameter", value_name = "KEY=VALUE")]
+        parameter: Vec<String>,
+        /// Write the configuration to FILE instead of standard output.
+        #[arg(long, short, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
+    /// Write `[[application.metric]]` and `[[application.alarm]]` for the
+    /// CloudWatch alarms that watch an application (DescribeAlarms):
+    /// those with the dimension Application = NAME, and the reference
+    /// design's ScaleOutAlarm-NAME / ScaleInAlarm-NAME.
+    Alarms {
+        /// The MSF application.
+        #[arg(long, value_name = "NAME")]
+        application: String,
+        /// The agent's configuration: DescribeAlarms is called in its
+        /// `[agent] region`, and the output keeps that application's
+        /// bounds, timings and policy when it has the application.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Write the configuration to FILE instead of standard output.
+        #[arg(long, short, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
+}
+
+/// Runs `flinkscale import ...`: exit 0, [`EX_CONFIG`] when the input is
+/// wrong (said on stderr), or an error (exit 1) when the output cannot be
+/// written.
+pub async fn run(command: ImportCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        ImportCommand::Cfn {
+            parameters,
+            application_name,
+            template,
+            parameter,
+            output,
+        } => {
+            // Small files, but file I/O all the same: off the async runtime.
+            tokio::task::spawn_blocking(move || {
+                let text = match cfn_text(
+                    &parameters,
+                    application_name.as_deref(),
+                    template.as_deref(),
+                    &parameter,
+                ) {
+                    Ok(text) => text,
+                    Err(error) => {
+                        eprintln!("error: {error}");
+                        return Ok(ExitCode::from(EX_CONFIG));
+                    }
+                };
+                write_output(output.as_deref(), &text)
+            })
+            .await?
+        }
+        ImportCommand::Alarms {
+            application,
+            config,
+            output,
+        } => alarms(&application, config.as_deref(), output.as_deref()).await,
+    }
+}
+
+fn read(file: &Path) -> Result<String, ImportError> {
+    std::fs::read_to_string(file).map_err(|source| ImportError::Read {
+        file: file.to_owned(),
+        source,
+    })
+}
+
+/// The configuration, or what is wrong with the input.
+fn cfn_text(
+    parameters: &Path,
+    application_name: Option<&str>,
+    template: Option<&Path>,
+    assignments: &[String],
+) -> Result<String, ImportError> {
+    let mut values = ParameterValues::new();
+    values.add_file(parameters, &read(parameters)?)?;
+    for a in assignments {
+        values.add_assignment(a)?;
+    }
+    if let Some(name) = application_name {
+        values.add_named(
+            "AmazonManagedFlinkApplicationName",
+            name,
+            "--application-name",
+        );
+    }
+    let imported = match template {
+        Some(file) => cfn::import(file, &read(file)?, &values)?,
+        None => cfn::import(
+            Path::new(cfn::REFERENCE_TEMPLATE_NAME),
+            cfn::REFERENCE_TEMPLATE,
+            &values,
+        )?,
+    };
+    imported.to_checked_toml()
+}
+
+/// Writes `text` to `output`, or to standard output without one.
+fn write_output(output: Option<&Path>, text: &str) -> anyhow::Result<ExitCode> {
+    match output {
+        Some(file) => std::fs::write(file, text)
+            .with_context(|| format!("{}: cannot write the configuration", file.display()))?,
+        None => print!("{text}"),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `flinkscale import alarms`: exit 0, [`EX_CONFIG`] for an invalid
+/// `--config`, or an error (exit 1) when DescribeAlarms fails or no alarm
+/// watches the application.
+async fn alarms(
+    application: &str,
+    config: Option<&Path>,
+    output: Option<&Path>,
+) -> anyhow::Result<ExitCode> {
+    let loaded = match config {
+        Some(file) => {
+            let file = file.to_owned();
+            match tokio::task::spawn_blocking(move || crate::config::load(&file)).await? {
+                Ok(loaded) => Some(loaded),
+                Err(errors) => {
+                    eprintln!("{errors}");
+                    return Ok(ExitCode::from(EX_CONFIG));
+                }
+            }
+        }
+        None => None,
+    };
+    let region = loaded.as_ref().and_then(|l| l.config.agent.region.clone());
+    let sdk = crate::aws::sdk_config(region.as_deref()).await;
+    let described = crate::metrics::alarms::CloudWatchAlarms::new(&sdk)
+        .describe_all()
+        .await
+        .context("cannot list the CloudWatch alarms")?;
+    let existing = loaded
+        .as_ref()
+        .and_then(|l| l.config.applications.iter().find(|a| a.name == application));
+    let check_as = loaded
+        .as_ref()
+        .map_or_else(crate::import::alarms::default_check_path, |l| {
+            l.file.clone()
+        });
+    let imported = crate::import::alarms::import(application, &described, existing, &check_as)?;
+    for s in &imported.skipped {
+        eprintln!(
+            "warning: the CloudWatch alarm {:?} watches {application:?} but is not imported: {}",
+            s.name, s.reason
+        );
+    }
+    let text = imported.toml;
+    let output = output.map(Path::to_owned);
+    tokio::task::spawn_blocking(move || write_output(output.as_deref(), &text)).await?
+}

@@ -1,0 +1,1292 @@
+//! `flinkscale import cfn`: the reference design's CloudFormation stack as
+//! a flinkscale configuration.
+//!
+//! The reference autoscaler (`infrastructure/AutoScaling/managed-flink-autoscaling.json`
+//! in `aws-samples/amazon-managed-service-for-apache-flink-examples`) is
+//! read as CloudFormation would deploy it, not from a table of what its
+//! parameters usually mean: the alarms that the metric parameter's
+//! conditions create (namespace, dimensions, statistic, period, comparison,
+//! threshold, N and M), the Lambda's environment (application, bounds,
+//! operation, factors) and the Step Functions definition's two waits (poll
+//! while UPDATING, cooling-down period). So every published version of the
+//! template (`AutoScalemetric` or `AutoScaleMetric`, with or without the
+//! `Period`, `Statistic` and `UpdateApplicationWaitingTime` parameters, the
+//! custom metric) imports as it was deployed, and every value in the output
+//! names the parameter it came from.
+//!
+//! What the design does differently from flinkscale is said in the README
+//! ("Migrating from the reference design"); what cannot be represented is
+//! an error naming the parameter and what would be valid, and the output is
+//! checked by the configuration loader before it is returned, so an import
+//! never writes a file that `flinkscale validate` refuses.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+use super::template::{self, Declared, ResolveError, Stack};
+
+/// Everything that can go wrong reading a template or its parameters.
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    /// A file could not be read.
+    #[error("{}: cannot read it: {source}", file.display())]
+    Read {
+        /// The file.
+        file: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A file is not JSON.
+    #[error("{}:{line}:{column}: not JSON: {message} ({expected})", file.display())]
+    NotJson {
+        /// The file.
+        file: PathBuf,
+        /// 1-based line.
+        line: usize,
+        /// 1-based column.
+        column: usize,
+        /// The parser's message.
+        message: String,
+        /// What the file should be.
+        expected: &'static str,
+    },
+    /// A parameters file is JSON but not one of the accepted shapes.
+    #[error("{}: {message} (expected {PARAMETERS_FORMAT})", file.display())]
+    ParametersFile {
+        /// The file.
+        file: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// A `--parameter` argument is not `KEY=VALUE`.
+    #[error("--parameter {given:?}: not KEY=VALUE (e.g. --parameter MaxKPU=32)")]
+    Assignment {
+        /// The argument.
+        given: String,
+    },
+    /// A value is given for a parameter the template does not declare.
+    #[error("{origin}: parameter {name:?}: the template {} declares no such parameter (declared: {declared})", template.display())]
+    UnknownParameter {
+        /// Where the value came from (a file, or `--parameter`).
+        origin: String,
+        /// The template.
+        template: PathBuf,
+        /// The key given.
+        name: String,
+        /// The template's parameters.
+        declared: String,
+    },
+    /// A value outside the parameter's `AllowedValues`.
+    #[error(
+        "{origin}: parameter {name:?}: {value:?} is not one of its AllowedValues in {} (allowed: {allowed})", template.display()
+    )]
+    NotAllowed {
+        /// Where the value came from.
+        origin: String,
+        /// The template.
+        template: PathBuf,
+        /// The parameter.
+        name: String,
+        /// The value given.
+        value: String,
+        /// The allowed values, quoted and comma-separated.
+        allowed: String,
+    },
+    /// A `Number` parameter given something else.
+    #[error("{origin}: parameter {name:?}: {value:?} is not a number (its Type is Number)")]
+    NotANumber {
+        /// Where the value came from.
+        origin: String,
+        /// The parameter.
+        name: String,
+        /// The value given.
+        value: String,
+    },
+    /// A parameter that the deployed resources use has no value.
+    #[error("{}: parameter {name:?} has no Default and no value was given, and {needed_by} uses it: give it in the parameters file or as --parameter {name}=VALUE{allowed}", template.display())]
+    Missing {
+        /// The template.
+        template: PathBuf,
+        /// The parameter.
+        name: String,
+        /// Which resource property needs it.
+        needed_by: String,
+        /// ` (allowed: ...)` when the parameter has AllowedValues.
+        allowed: String,
+    },
+    /// The template is not the reference design (or a part of it cannot be
+    /// evaluated).
+    #[error("{}: not the reference design's autoscaling template: {found} (expected {expected})", template.display())]
+    NotTheDesign {
+        /// The template.
+        template: PathBuf,
+        /// What was found.
+        found: String,
+        /// What the reference design has there.
+        expected: String,
+    },
+    /// A value the reference design accepts but flinkscale cannot run as it
+    /// is.
+    #[error("{}: parameter {name:?} = {value:?}: {problem} (valid: {valid})", template.display())]
+    Unsupported {
+        /// The template.
+        template: PathBuf,
+        /// The parameter (or template property) the value came from.
+        name: String,
+        /// The value.
+        value: String,
+        /// Why it cannot be imported.
+        problem: String,
+        /// What would be.
+        valid: String,
+    },
+    /// The generated configuration does not pass validation: a value
+    /// flinkscale refuses that no earlier check named.
+    #[error("{}: the imported configuration is not valid (each value's comment names the parameter it came from):\n{errors}", template.display())]
+    Invalid {
+        /// The template.
+        template: PathBuf,
+        /// The loader's report.
+        errors: String,
+    },
+}
+
+/// The accepted parameter file shapes, for error messages.
+pub const PARAMETERS_FORMAT: &str = "the `aws cloudformation` parameters file, [{\"ParameterKey\": \"MaxKPU\", \"ParameterValue\": \"32\"}, ...], or `aws cloudformation describe-stacks` output with one stack";
+
+/// One value given for a template parameter, and where it was given.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GivenValue {
+    /// The parameter key.
+    pub key: String,
+    /// Its value, as CloudFormation receives it (text).
+    pub value: String,
+    /// A parameters file's path, or `--parameter`.
+    pub origin: String,
+}
+
+/// The stack's parameter values, in the order given: a later value for the
+/// same key wins (so `--parameter` overrides the file).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ParameterValues {
+    given: Vec<GivenValue>,
+}
+
+impl ParameterValues {
+    /// No values: every parameter takes its template default.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds the values of a parameters file: the `aws cloudformation`
+    /// parameter list, or `describe-stacks` output with exactly one stack.
+    pub fn add_file(&mut self, file: &Path, text: &str) -> Result<(), ImportError> {
+        let json: Value = parse_json(file, text, PARAMETERS_FORMAT)?;
+        let shape_error = |message: String| ImportError::ParametersFile {
+            file: file.to_owned(),
+            message,
+        };
+        let list = match &json {
+            Value::Array(list) => list,
+            Value::Object(o) => match o.get("Stacks").and_then(Value::as_array) {
+                Some(stacks) if stacks.len() == 1 => stacks[0]
+                    .get("Parameters")
+                    .and_then(Value::as_array)
+                    .ok_or_else(|| shape_error("the stack has no \"Parameters\" list".into()))?,
+                Some(stacks) => {
+                    return Err(shape_error(format!(
+                        "{} stacks in \"Stacks\"; give the output of describe-stacks --stack-name NAME for one",
+                        stacks.len()
+                    )));
+                }
+                None => return Err(shape_error("an object without \"Stacks\"".into())),
+            },
+            _ => return Err(shape_error("neither a list nor an object".into())),
+        };
+        for (i, entry) in list.iter().enumerate() {
+            let key = entry
+                .get("ParameterKey")
+                .and_then(Value::as_str)
+                .ok_or_else(|| shape_error(format!("entry {i} has no \"ParameterKey\" text")))?;
+            if entry.get("UsePreviousValue").and_then(Value::as_bool) == Some(true) {
+                return Err(shape_error(format!(
+                    "parameter {key:?} says UsePreviousValue, which only the deployed stack knows; give its value"
+                )));
+            }
+            let value = entry
+                .get("ParameterValue")
+                .and_then(template::scalar_text)
+                .ok_or_else(|| {
+                    shape_error(format!("parameter {key:?} has no \"ParameterValue\""))
+                })?;
+            self.given.push(GivenValue {
+                key: key.to_owned(),
+                value,
+                origin: file.display().to_string(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Adds one `KEY=VALUE` (a `--parameter` argument).
+    pub fn add_assignment(&mut self, text: &str) -> Result<(), ImportError> {
+        match text.split_once('=') {
+            Some((key, value)) if !key.trim().is_empty() => {
+                self.given.push(GivenValue {
+                    key: key.trim().to_owned(),
+                    value: value.to_owned(),
+                    origin: "--parameter".into(),
+                });
+                Ok(())
+            }
+            _ => Err(ImportError::Assignment {
+                given: text.to_owned(),
+            }),
+        }
+    }
+
+    /// Adds `key`'s value given by a named option (`origin`, e.g.
+    /// `--application-name`), after, and so over, every earlier value.
+    pub fn add_named(&mut self, key: &str, value: &str, origin: &str) {
+        self.given.push(GivenValue {
+            key: key.to_owned(),
+            value: value.to_owned(),
+            origin: origin.to_owned(),
+        });
+    }
+
+    /// The values given, in order.
+    pub fn given(&self) -> &[GivenValue] {
+        &self.given
+    }
+}
+
+/// Where an imported value came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// A template parameter (its given value or its default).
+    Parameter(String),
+    /// A value written in the template itself.
+    Template,
+    /// Not set by the template: the default of CloudWatch, or of flinkscale,
+    /// which is said in the text.
+    Unset(&'static str),
+}
+
+/// A value and its source.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sourced<T> {
+    /// The value.
+    pub value: T,
+    /// Where it came from.
+    pub source: Source,
+}
+
+/// The metric one or both alarms watch.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImportedMetric {
+    /// The metric id in the configuration.
+    pub id: String,
+    /// CloudWatch namespace.
+    pub namespace: Sourced<String>,
+    /// Metric name.
+    pub metric_name: Sourced<String>,
+    /// Dimensions, in the template's order.
+    pub dimensions: Vec<(String, Sourced<String>)>,
+    /// `Statistic` or `ExtendedStatistic`.
+    pub statistic: Sourced<String>,
+    /// Period in seconds.
+    pub period_secs: Sourced<u32>,
+}
+
+/// One of the two alarms.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImportedAlarm {
+    /// `scale-out` or `scale-in`.
+    pub id: &'static str,
+    /// The template's logical id of the alarm resource.
+    pub resource: String,
+    /// The CloudWatch alarm's name in the deployed stack.
+    pub alarm_name: String,
+    /// The id of the metric it watches.
+    pub metric: String,
+    /// `ComparisonOperator`.
+    pub comparison: Sourced<String>,
+    /// `Threshold`.
+    pub threshold: Sourced<f64>,
+    /// `EvaluationPeriods` (N).
+    pub evaluation_periods: Sourced<u32>,
+    /// `DatapointsToAlarm` (M).
+    pub datapoints_to_alarm: Sourced<u32>,
+    /// `TreatMissingData`.
+    pub treat_missing_data: Sourced<String>,
+}
+
+/// The stack, as flinkscale will run it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Imported {
+    /// The template file, as named to [`import`].
+    pub template: PathBuf,
+    /// The template parameter that chose the metric (whose AllowedValues
+    /// pick the alarms): `AutoScaleMetric` (any case) when the template has
+    /// it, else the parameter the alarms' `MetricName` refers to.
+    pub metric_parameter: Option<Sourced<String>>,
+    /// The MSF application.
+    pub application: Sourced<String>,
+    /// MinKPU.
+    pub min_kpu: Sourced<u32>,
+    /// MaxKPU.
+    pub max_kpu: Sourced<u32>,
+    /// The Step Functions wait between DescribeApplication calls while
+    /// UPDATING.
+    pub update_poll_secs: Sourced<u32>,
+    /// The Step Functions wait after an update before the alarm is looked at
+    /// again.
+    pub grace_period_secs: Sourced<u32>,
+    /// The metrics (one when both alarms watch the same).
+    pub metrics: Vec<ImportedMetric>,
+    /// Scale-out, then scale-in.
+    pub alarms: Vec<ImportedAlarm>,
+    /// The reference's ScaleOperation, as given.
+    pub scale_operation: Sourced<String>,
+    /// `multiply` or `add`, as the `step` policy calls it.
+    pub operation: &'static str,
+    /// ScaleOutFactor.
+    pub scale_out_factor: Sourced<u32>,
+    /// ScaleInFactor.
+    pub scale_in_factor: Sourced<u32>,
+}
+
+/// The reference design's template, built into the binary so that an
+/// operator needs only the stack's parameters: a restatement of the parts
+/// the importer reads (see tests/fixtures/cfn/README.md), current shape.
+pub const REFERENCE_TEMPLATE: &str = include_str!("reference-template.json");
+
+/// How [`REFERENCE_TEMPLATE`] is named in errors and in the output's header.
+pub const REFERENCE_TEMPLATE_NAME: &str = "built-in managed-flink-autoscaling.json";
+
+/// What a parameters file and a template are expected to be.
+const TEMPLATE_FORMAT: &str =
+    "a CloudFormation template in JSON; convert a YAML one first, e.g. with `cfn-flip`";
+
+fn parse_json(file: &Path, text: &str, expected: &'static str) -> Result<Value, ImportError> {
+    serde_json::from_str(text).map_err(|e| ImportError::NotJson {
+        file: file.to_owned(),
+        line: e.line(),
+        column: e.column(),
+        message: e.to_string(),
+        expected,
+    })
+}
+
+fn quoted_list(items: &[String]) -> String {
+    items
+        .iter()
+        .map(|s| format!("{s:?}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The environment variables the reference Lambda reads.
+const LAMBDA_VARIABLES: [&str; 6] = [
+    "flinkApplicationName",
+    "scaleInFactor",
+    "scaleOutFactor",
+    "scaleOperation",
+    "minKPU",
+    "maxKPU",
+];
+
+/// Imports the reference design's template `text` (read from `file`) with
+/// the stack's parameter values.
+pub fn import(file: &Path, text: &str, given: &ParameterValues) -> Result<Imported, ImportError> {
+    let root = parse_json(file, text, TEMPLATE_FORMAT)?;
+    let not_design = |found: String, expected: &str| ImportError::NotTheDesign {
+        template: file.to_owned(),
+        found,
+        expected: expected.to_owned(),
+    };
+    let declared = template::declared(&root).ok_or_else(|| {
+        not_design(
+            "no \"Parameters\" object".into(),
+            "the template's Parameters: AmazonManagedFlinkApplicationName, the metric, MinKPU, MaxKPU, thresholds, factors, ScaleOperation",
+        )
+    })?;
+    let values = parameter_values(file, &declared, given)?;
+    let stack = Stack {
+        root: &root,
+        values,
+        stand_ins: BTreeMap::new(),
+    };
+    let resources = root
+        .get("Resources")
+        .and_then(Value::as_object)
+        .ok_or_else(|| {
+            not_design(
+                "no \"Resources\" object".into(),
+                "two CloudWatch alarms, a Lambda function and a Step Functions state machine",
+            )
+        })?;
+    let mut live = Vec::new();
+    for (logical, resource) in resources {
+        let exists = stack.resource_exists(resource).map_err(|e| {
+            resolve_error(
+                file,
+                &declared,
+                e,
+                &format!("resource {logical}'s Condition"),
+            )
+        })?;
+        if exists {
+            live.push((logical.as_str(), resource));
+        }
+    }
+    let of_type = |kind: &str| -> Vec<(&str, &Value)> {
+        live.iter()
+            .copied()
+            .filter(|(_, r)| r.get("Type").and_then(Value::as_str) == Some(kind))
+            .collect()
+    };
+
+    // The alarms: the Lambda tells scale-out from scale-in by "ScaleOut" /
+    // "ScaleIn" in the alarm's name, and so does the import.
+    let mut out_alarm: Option<(ImportedAlarm, ImportedMetric)> = None;
+    let mut in_alarm: Option<(ImportedAlarm, ImportedMetric)> = None;
+    let mut metric_parameter = None;
+    for (logical, resource) in of_type("AWS::CloudWatch::Alarm") {
+        let alarm = read_alarm(file, &declared, &stack, logical, resource)?;
+        let slot = if alarm.0.alarm_name.contains("ScaleOut") {
+            &mut out_alarm
+        } else if alarm.0.alarm_name.contains("ScaleIn") {
+            &mut in_alarm
+        } else {
+            continue;
+        };
+        if let Some((previous, _)) = slot.as_ref() {
+            return Err(not_design(
+                format!(
+                    "two alarms for the same direction exist with these parameters: {} and {}",
+                    previous.resource, logical
+                ),
+                "one ScaleOut and one ScaleIn alarm, chosen by the metric parameter's conditions",
+            ));
+        }
+        if let Source::Parameter(p) = &alarm.1.metric_name.source {
+            metric_parameter = Some(Sourced {
+                value: stack.values.get(p).cloned().unwrap_or_default(),
+                source: Source::Parameter(p.clone()),
+            });
+        }
+        *slot = Some(alarm);
+    }
+    // The parameter that picks the alarm pair names the choice better than
+    // the metric name does (`Custom Metric` -> AutoScaleCustomMetric).
+    if let Some(name) = declared
+        .keys()
+        .find(|k| k.eq_ignore_ascii_case("autoscalemetric"))
+    {
+        metric_parameter = Some(Sourced {
+            value: stack.values.get(name).cloned().unwrap_or_default(),
+            source: Source::Parameter(name.clone()),
+        });
+    }
+    let (Some((mut out_alarm, out_metric)), Some((mut in_alarm, in_metric))) =
+        (out_alarm, in_alarm)
+    else {
+        let chosen = metric_choice(&declared, &stack);
+        return Err(not_design(
+            format!(
+                "no pair of ScaleOut/ScaleIn CloudWatch alarms exists with these parameters{chosen}"
+            ),
+            "an AWS::CloudWatch::Alarm named \"ScaleOutAlarm-...\" and one named \"ScaleInAlarm-...\" whose Conditions hold for the chosen metric",
+        ));
+    };
+    let mut metrics = vec![out_metric.clone()];
+    if in_metric.same_series(&out_metric) {
+        in_alarm.metric = out_metric.id.clone();
+    } else {
+        metrics[0].id = format!("{}_out", out_metric.id);
+        out_alarm.metric = metrics[0].id.clone();
+        let mut second = in_metric;
+        second.id = format!("{}_in", second.id);
+        in_alarm.metric = second.id.clone();
+        metrics.push(second);
+    }
+
+    // The Lambda's environment: what it scales and by how much.
+    let lambdas: Vec<_> = of_type("AWS::Lambda::Function")
+        .into_iter()
+        .filter(|(_, r)| {
+            let vars = r.pointer("/Properties/Environment/Variables");
+            LAMBDA_VARIABLES
+                .iter()
+                .all(|v| vars.and_then(|vars| vars.get(*v)).is_some())
+        })
+        .collect();
+    let [(lambda, lambda_resource)] = lambdas.as_slice() else {
+        return Err(not_design(
+            format!(
+                "{} Lambda functions with the scaling environment",
+                lambdas.len()
+            ),
+            &format!(
+                "one AWS::Lambda::Function whose Environment.Variables has {}",
+                LAMBDA_VARIABLES.join(", ")
+            ),
+        ));
+    };
+    let variable = |name: &str| -> Result<Sourced<String>, ImportError> {
+        let raw = lambda_resource
+            .pointer(&format!("/Properties/Environment/Variables/{name}"))
+            .unwrap_or(&Value::Null);
+        let context = format!("resource {lambda}'s environment variable {name}");
+        let value = stack
+            .resolve(raw)
+            .map_err(|e| resolve_error(file, &declared, e, &context))?;
+        let value = template::scalar_text(&value)
+            .ok_or_else(|| not_design(format!("{context} is {value}"), "a text or number"))?;
+        Ok(Sourced {
+            value,
+            source: source_of(raw, &declared),
+        })
+    };
+    let application = variable("flinkApplicationName")?;
+    let whole = |s: Sourced<String>, what: &str, min: u32| -> Result<Sourced<u32>, ImportError> {
+        let parsed = s.value.trim().parse::<u32>().ok().filter(|n| *n >= min);
+        match parsed {
+            Some(value) => Ok(Sourced {
+                value,
+                source: s.source,
+            }),
+            None => Err(ImportError::Unsupported {
+                template: file.to_owned(),
+                name: source_name(&s.source, what),
+                value: s.value,
+                problem: format!(
+                    "the reference Lambda reads {what} with int(), so it must be a whole number"
+                ),
+                valid: format!("a whole number >= {min}"),
+            }),
+        }
+    };
+    let min_kpu = whole(variable("minKPU")?, "minKPU", 1)?;
+    let max_kpu = whole(variable("maxKPU")?, "maxKPU", 1)?;
+    let scale_operation = variable("scaleOperation")?;
+    // The Lambda multiplies on exactly "Multiply/Divide" and adds on
+    // anything else.
+    let operation = if scale_operation.value == "Multiply/Divide" {
+        "multiply"
+    } else {
+        "add"
+    };
+    let least = if operation == "multiply" { 2 } else { 1 };
+    let factor = |name: &str| -> Result<Sourced<u32>, ImportError> {
+        let s = variable(name)?;
+        let value = s.value.clone();
+        whole(s, name, 0).and_then(|f| {
+            if f.value >= least {
+                Ok(f)
+            } else {
+                Err(ImportError::Unsupported {
+                    template: file.to_owned(),
+                    name: source_name(&f.source, name),
+                    value,
+                    problem: format!(
+                        "with ScaleOperation {:?} this factor never changes the capacity, and the `step` policy refuses it",
+                        scale_operation.value
+                    ),
+                    valid: format!("a whole number >= {least}"),
+                })
+            }
+        })
+    };
+    let scale_out_factor = factor("scaleOutFactor")?;
+    let scale_in_factor = factor("scaleInFactor")?;
+
+    // The state machine's two waits.
+    let machines = of_type("AWS::StepFunctions::StateMachine");
+    let [(machine, machine_resource)] = machines.as_slice() else {
+        return Err(not_design(
+            format!("{} Step Functions state machines", machines.len()),
+            "one AWS::StepFunctions::StateMachine",
+        ));
+    };
+    let waits = state_machine_waits(file, &declared, &stack, machine, machine_resource)?;
+
+    Ok(Imported {
+        template: file.to_owned(),
+        metric_parameter,
+        application,
+        min_kpu,
+        max_kpu,
+        update_poll_secs: waits.poll,
+        grace_period_secs: waits.grace,
+        metrics,
+        alarms: vec![out_alarm, in_alarm],
+        scale_operation,
+        operation,
+        scale_out_factor,
+        scale_in_factor,
+    })
+}
+
+/// The given values checked against the declarations, over the defaults.
+fn parameter_values(
+    file: &Path,
+    declared: &BTreeMap<String, Declared>,
+    given: &ParameterValues,
+) -> Result<BTreeMap<String, String>, ImportError> {
+    let mut values: BTreeMap<String, String> = declared
+        .iter()
+        .filter_map(|(name, d)| d.default.clone().map(|v| (name.clone(), v)))
+        .collect();
+    for g in given.given() {
+        let Some(decl) = declared.get(&g.key) else {
+            return Err(ImportError::UnknownParameter {
+                origin: g.origin.clone(),
+                template: file.to_owned(),
+                name: g.key.clone(),
+                declared: declared.keys().cloned().collect::<Vec<_>>().join(", "),
+            });
+        };
+        if !decl.allowed.is_empty() && !decl.allowed.contains(&g.value) {
+            return Err(ImportError::NotAllowed {
+                origin: g.origin.clone(),
+                template: file.to_owned(),
+                name: g.key.clone(),
+                value: g.value.clone(),
+                allowed: quoted_list(&decl.allowed),
+            });
+        }
+        if decl.kind == "Number" && g.value.trim().parse::<f64>().is_err() {
+            return Err(ImportError::NotANumber {
+                origin: g.origin.clone(),
+                name: g.key.clone(),
+                value: g.value.clone(),
+            });
+        }
+        values.insert(g.key.clone(), g.value.clone());
+    }
+    Ok(values)
+}
+
+fn resolve_error(
+    file: &Path,
+    declared: &BTreeMap<String, Declared>,
+    error: ResolveError,
+    context: &str,
+) -> ImportError {
+    match error {
+        ResolveError::Missing(name) => {
+            let allowed = declared
+                .get(&name)
+                .filter(|d| !d.allowed.is_empty())
+                .map(|d| format!(" (allowed: {})", quoted_list(&d.allowed)))
+                .unwrap_or_default();
+            ImportError::Missing {
+                template: file.to_owned(),
+                name,
+                needed_by: context.to_owned(),
+                allowed,
+            }
+        }
+        ResolveError::Unsupported(what) => ImportError::NotTheDesign {
+            template: file.to_owned(),
+            found: format!("{context}: {what}"),
+            expected:
+                "Ref, Fn::Join, Fn::Sub, Fn::If and conditions, as the reference template uses"
+                    .into(),
+        },
+    }
+}
+
+/// `Parameter(P)` for `{"Ref": P}` of a declared parameter, else `Template`.
+fn source_of(raw: &Value, declared: &BTreeMap<String, Declared>) -> Source {
+    match raw.get("Ref").and_then(Value::as_str) {
+        Some(name) if declared.contains_key(name) => Source::Parameter(name.to_owned()),
+        _ => Source::Template,
+    }
+}
+
+fn source_name(source: &Source, property: &str) -> String {
+    match source {
+        Source::Parameter(p) => p.clone(),
+        _ => property.to_owned(),
+    }
+}
+
+/// ` (AutoScaleMetric = "x")` for error messages, when the template has a
+/// parameter that looks like the metric choice.
+fn metric_choice(declared: &BTreeMap<String, Declared>, stack: &Stack<'_>) -> String {
+    declared
+        .keys()
+        .find(|k| k.eq_ignore_ascii_case("autoscalemetric"))
+        .map(|k| {
+            format!(
+                " ({k} = {:?})",
+                stack.values.get(k).map(String::as_str).unwrap_or("")
+            )
+        })
+        .unwrap_or_default()
+}
+
+impl ImportedMetric {
+    fn same_series(&self, other: &Self) -> bool {
+        self.namespace.value == other.namespace.value
+            && self.metric_name.value == other.metric_name.value
+            && self.statistic.value == other.statistic.value
+            && self.period_secs.value == other.period_secs.value
+            && self
+                .dimensions
+                .iter()
+                .map(|(k, v)| (k, &v.value))
+                .eq(other.dimensions.iter().map(|(k, v)| (k, &v.value)))
+    }
+}
+
+/// A metric id (lower-case letter first, then letters, digits, `_`) from a
+/// metric name: `containerCPUUtilization` -> `container_cpu_utilization`.
+pub fn metric_id(name: &str) -> String {
+    let mut id = String::new();
+    let chars: Vec<char> = name.chars().collect();
+    for (i, c) in chars.iter().enumerate() {
+        if c.is_ascii_alphanumeric() {
+            let boundary = c.is_ascii_uppercase()
+                && i > 0
+                && (chars[i - 1].is_ascii_lowercase()
+                    || chars[i - 1].is_ascii_digit()
+                    || (chars[i - 1].is_ascii_uppercase()
+                        && chars.get(i + 1).is_some_and(char::is_ascii_lowercase)));
+            if boundary && !id.ends_with('_') {
+                id.push('_');
+            }
+            id.push(c.to_ascii_lowercase());
+        } else if !id.is_empty() && !id.ends_with('_') {
+            id.push('_');
+        }
+    }
+    let id = id.trim_end_matches('_').to_owned();
+    if id.starts_with(|c: char| c.is_ascii_lowercase()) {
+        id
+    } else {
+        format!("metric_{id}").trim_end_matches('_').to_owned()
+    }
+}
+
+fn read_alarm(
+    file: &Path,
+    declared: &BTreeMap<String, Declared>,
+    stack: &Stack<'_>,
+    logical: &str,
+    resource: &Value,
+) -> Result<(ImportedAlarm, ImportedMetric), ImportError> {
+    let empty = Value::Null;
+    let props = resource.get("Properties").unwrap_or(&empty);
+    let raw = |key: &str| props.get(key).unwrap_or(&empty);
+    let resolved = |key: &str| -> Result<Option<Value>, ImportError> {
+        let r = raw(key);
+        if r.is_null() {
+            return Ok(None);
+        }
+        stack
+            .resolve(r)
+            .map(Some)
+            .map_err(|e| resolve_error(file, declared, e, &format!("resource {logical}'s {key}")))
+    };
+    let not_design = |found: String, expected: &str| ImportError::NotTheDesign {
+        template: file.to_owned(),
+        found: format!("resource {logical}: {found}"),
+        expected: expected.to_owned(),
+    };
+    let text = |key: &str| -> Result<Option<Sourced<String>>, ImportError> {
+        Ok(resolved(key)?
+            .and_then(|v| template::scalar_text(&v))
+            .map(|value| Sourced {
+                value,
+                source: source_of(raw(key), declared),
+            }))
+    };
+    let required = |key: &str| -> Result<Sourced<String>, ImportError> {
+        text(key)?.ok_or_else(|| {
+            not_design(
+                format!("no {key}"),
+                "a single-metric alarm with MetricName, Namespace, Statistic, Period, Threshold, EvaluationPeriods",
+            )
+        })
+    };
+    let number = |key: &str, s: Sourced<String>| -> Result<Sourced<f64>, ImportError> {
+        match s.value.trim().parse::<f64>() {
+            Ok(v) if v.is_finite() => Ok(Sourced {
+                value: v,
+                source: s.source,
+            }),
+            _ => Err(ImportError::Unsupported {
+                template: file.to_owned(),
+                name: source_name(&s.source, key),
+                value: s.value,
+                problem: format!("resource {logical}'s {key} is not a finite number"),
+                valid: "a number".into(),
+            }),
+        }
+    };
+    let count = |key: &str, s: Sourced<String>| -> Result<Sourced<u32>, ImportError> {
+        match s.value.trim().parse::<u32>() {
+            Ok(v) if v >= 1 => Ok(Sourced {
+                value: v,
+                source: s.source,
+            }),
+            _ => Err(ImportError::Unsupported {
+                template: file.to_owned(),
+                name: source_name(&s.source, key),
+                value: s.value,
+                problem: format!("resource {logical}'s {key} is not a whole number of at least 1"),
+                valid: "1, 2, 3, ...".into(),
+            }),
+        }
+    };
+    if !raw("Metrics").is_null() {
+        return Err(not_design(
+            "a metric math alarm (Metrics)".into(),
+            "an alarm on one metric (MetricName, Namespace, Dimensions)",
+        ));
+    }
+    let alarm_name = text("AlarmName")?
+        .map(|s| s.value)
+        .unwrap_or_else(|| logical.to_owned());
+    let metric_name = required("MetricName")?;
+    let namespace = required("Namespace")?;
+    let statistic = match text("Statistic")? {
+        Some(s) => s,
+        None => required("ExtendedStatistic")?,
+    };
+    let period = required("Period")?;
+    let period_secs = count("Period", period)?;
+    if !matches!(period_secs.value, 10 | 20 | 30) && period_secs.value % 60 != 0 {
+        return Err(ImportError::Unsupported {
+            template: file.to_owned(),
+            name: source_name(&period_secs.source, "Period"),
+            value: period_secs.value.to_string(),
+            problem: "flinkscale fetches standard-resolution periods only (high-resolution 1 s and 5 s alarms are not supported)".into(),
+            valid: "10, 20, 30 or a multiple of 60".into(),
+        });
+    }
+    let mut dimensions = Vec::new();
+    if let Some(Value::Array(dims)) = resolved("Dimensions")? {
+        let raw_dims = raw("Dimensions").as_array();
+        for (i, d) in dims.iter().enumerate() {
+            let name = d.get("Name").and_then(template::scalar_text);
+            let value = d.get("Value").and_then(template::scalar_text);
+            let (Some(name), Some(value)) = (name, value) else {
+                return Err(not_design(
+                    format!("dimension {i} is {d}"),
+                    "{\"Name\": ..., \"Value\": ...}",
+                ));
+            };
+            let source = raw_dims
+                .and_then(|r| r.get(i))
+                .and_then(|r| r.get("Value"))
+                .map_or(Source::Template, |r| source_of(r, declared));
+            dimensions.push((name, Sourced { value, source }));
+        }
+    }
+    let evaluation_periods = count("EvaluationPeriods", required("EvaluationPeriods")?)?;
+    let datapoints_to_alarm = match text("DatapointsToAlarm")? {
+        Some(s) => count("DatapointsToAlarm", s)?,
+        None => Sourced {
+            value: evaluation_periods.value,
+            source: Source::Unset("not set in the template: CloudWatch uses EvaluationPeriods"),
+        },
+    };
+    let treat_missing_data = text("TreatMissingData")?.unwrap_or(Sourced {
+        value: "missing".into(),
+        source: Source::Unset("not set in the template: CloudWatch's default"),
+    });
+    let comparison = required("ComparisonOperator")?;
+    const COMPARISONS: [&str; 4] = [
+        "GreaterThanOrEqualToThreshold",
+        "GreaterThanThreshold",
+        "LessThanThreshold",
+        "LessThanOrEqualToThreshold",
+    ];
+    if !COMPARISONS.contains(&comparison.value.as_str()) {
+        return Err(ImportError::Unsupported {
+            template: file.to_owned(),
+            name: source_name(&comparison.source, "ComparisonOperator"),
+            value: comparison.value,
+            problem: format!("resource {logical}: an anomaly-detection comparison"),
+            valid: COMPARISONS.join(", "),
+        });
+    }
+    let threshold = number("Threshold", required("Threshold")?)?;
+    let metric = ImportedMetric {
+        id: metric_id(&metric_name.value),
+        namespace,
+        metric_name,
+        dimensions,
+        statistic,
+        period_secs,
+    };
+    let alarm = ImportedAlarm {
+        id: if alarm_name.contains("ScaleOut") {
+            "scale-out"
+        } else {
+            "scale-in"
+        },
+        resource: logical.to_owned(),
+        alarm_name,
+        metric: metric.id.clone(),
+        comparison,
+        threshold,
+        evaluation_periods,
+        datapoints_to_alarm,
+        treat_missing_data,
+    };
+    Ok((alarm, metric))
+}
+
+struct Waits {
+    poll: Sourced<u32>,
+    grace: Sourced<u32>,
+}
+
+/// The state machine's wait before it describes the application again while
+/// UPDATING (the poll), and its wait before it describes the alarm again
+/// (the cooling-down period), with the parameters they came from.
+fn state_machine_waits(
+    file: &Path,
+    declared: &BTreeMap<String, Declared>,
+    stack: &Stack<'_>,
+    logical: &str,
+    resource: &Value,
+) -> Result<Waits, ImportError> {
+    let not_design = |found: String| {
+        ImportError::NotTheDesign {
+        template: file.to_owned(),
+        found: format!("resource {logical}: {found}"),
+        expected: "a state machine that waits (Type Wait, Seconds) before DescribeApplication while UPDATING and before DescribeAlarms after an update".into(),
+    }
+    };
+    let props = resource.get("Properties").unwrap_or(&Value::Null);
+    let raw = props
+        .get("DefinitionString")
+        .or_else(|| props.get("Definition"))
+        .ok_or_else(|| not_design("no DefinitionString".into()))?;
+    let definition = |stack: &Stack<'_>| -> Result<Value, ImportError> {
+        match stack.resolve(raw).map_err(|e| {
+            resolve_error(
+                file,
+                declared,
+                e,
+                &format!("resource {logical}'s definition"),
+            )
+        })? {
+            Value::String(text) => serde_json::from_str(&text)
+                .map_err(|e| not_design(format!("its definition is not JSON: {e}"))),
+            object @ Value::Object(_) => Ok(object),
+            other => Err(not_design(format!("its definition is {other}"))),
+        }
+    };
+    let real = definition(stack)?;
+    // The same definition with every Number parameter replaced by a
+    // stand-in number, to learn which parameter each wait's Seconds is.
+    let stand_ins: BTreeMap<String, String> = declared
+        .iter()
+        .filter(|(_, d)| d.kind == "Number")
+        .enumerate()
+        .map(|(i, (name, _))| (name.clone(), (987_654_000 + i).to_string()))
+        .collect();
+    let marked = definition(&Stack {
+        root: stack.root,
+        values: stack.values.clone(),
+        stand_ins: stand_ins.clone(),
+    })
+    .ok();
+    let wait_before = |resource_suffix: &str| -> Result<Sourced<u32>, ImportError> {
+        let states = real
+            .get("States")
+            .and_then(Value::as_object)
+            .ok_or_else(|| not_design("its definition has no States".into()))?;
+        let target = |next: &str| {
+            states
+                .get(next)
+                .and_then(|s| s.get("Resource"))
+                .and_then(Value::as_str)
+                .is_some_and(|r| r.to_ascii_lowercase().ends_with(resource_suffix))
+        };
+        let (name, state) = states
+            .iter()
+            .find(|(_, s)| {
+                s.get("Type").and_then(Value::as_str) == Some("Wait")
+                    && s.get("Next").and_then(Value::as_str).is_some_and(target)
+            })
+            .ok_or_else(|| not_design(format!("no Wait state before a Task {resource_suffix}")))?;
+        let seconds = state
+            .get("Seconds")
+            .and_then(template::scalar_text)
+            .and_then(|s| s.parse::<u32>().ok())
+            .ok_or_else(|| {
+                not_design(format!(
+                    "the Wait state {name:?} has no whole number of Seconds"
+                ))
+            })?;
+        let marked_seconds = marked
+            .as_ref()
+            .and_then(|m| {
+                m.pointer(&format!(
+                    "/States/{}/Seconds",
+                    name.replace('~', "~0").replace('/', "~1")
+                ))
+            })
+            .and_then(template::scalar_text);
+        let source = stand_ins
+            .iter()
+            .find(|(_, stand_in)| marked_seconds.as_deref() == Some(stand_in.as_str()))
+            .map_or(Source::Template, |(p, _)| Source::Parameter(p.clone()));
+        Ok(Sourced {
+            value: seconds,
+            source,
+        })
+    };
+    let poll = wait_before(":describeapplication")?;
+    let grace = wait_before(":describealarms")?;
+    if poll.value == 0 {
+        return Err(ImportError::Unsupported {
+            template: file.to_owned(),
+            name: source_name(&poll.source, "the wait before DescribeApplication"),
+            value: "0".into(),
+            problem: "flinkscale polls an update at least every second".into(),
+            valid: "a whole number of seconds >= 1".into(),
+        });
+    }
+    Ok(Waits { poll, grace })
+}
+
+/// A TOML string.
+pub(super) fn toml_string(s: &str) -> String {
+    toml::Value::String(s.to_owned()).to_string()
+}
+
+/// A TOML key: bare when it can be.
+pub(super) fn toml_key(k: &str) -> String {
+    if !k.is_empty()
+        && k.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    {
+        k.to_owned()
+    } else {
+        toml_string(k)
+    }
+}
+
+fn note(source: &Source) -> String {
+    match source {
+        Source::Parameter(p) => format!("# parameter {p}"),
+        Source::Template => "# fixed in the template".into(),
+        Source::Unset(why) => format!("# {why}"),
+    }
+}
+
+impl Imported {
+    /// The flinkscale configuration, each value commented with the template
+    /// parameter it came from.
+    pub fn to_toml(&self) -> String {
+        let mut out = String::new();
+        let template = self.template.file_name().map_or_else(
+            || self.template.display().to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        );
+        let _ = writeln!(
+            out,
+            "# Imported by `flinkscale import cfn` (flinkscale {}) from the reference\n\
+             # design's CloudFormation template {}:\n\
+             # the same alarms on the same metric, the same Lambda arithmetic (the\n\
+             # `step` policy), the same bounds and waits. \"# parameter X\" names the\n\
+             # template parameter a value came from.\n\
+             #\n\
+             # Check it with `flinkscale validate FILE`; run it beside the old stack with\n\
+             # `flinkscale run --config FILE --dry-run` before switching (README:\n\
+             # \"Migrating from the reference design\").",
+            env!("CARGO_PKG_VERSION"),
+            toml_string(&template),
+        );
+        if let Some(m) = &self.metric_parameter {
+            let _ = writeln!(
+                out,
+                "# {} = {}",
+                source_name(&m.source, "metric"),
+                toml_string(&m.value)
+            );
+        }
+        let _ = writeln!(out, "\n[[application]]");
+        let line = |out: &mut String, key: &str, value: String, source: &Source| {
+            let _ = writeln!(out, "{key} = {value}  {}", note(source));
+        };
+        line(
+            &mut out,
+            "name",
+            toml_string(&self.application.value),
+            &self.application.source,
+        );
+        let _ = writeln!(
+            out,
+            "# The reference Lambda compares MinKPU / MaxKPU with the application's\n\
+             # Parallelism and sets Parallelism; flinkscale counts KPU (Parallelism /\n\
+             # ParallelismPerKPU). They are the same with ParallelismPerKPU = 1."
+        );
+        line(
+            &mut out,
+            "min_kpu",
+            self.min_kpu.value.to_string(),
+            &self.min_kpu.source,
+        );
+        line(
+            &mut out,
+            "max_kpu",
+            self.max_kpu.value.to_string(),
+            &self.max_kpu.source,
+        );
+        let _ = writeln!(
+            out,
+            "# The state machine's wait between DescribeApplication calls while UPDATING."
+        );
+        line(
+            &mut out,
+            "update_poll_secs",
+            self.update_poll_secs.value.to_string(),
+            &self.update_poll_secs.source,
+        );
+        let _ = writeln!(
+            out,
+            "# The state machine's wait after an update before it looks at the alarm again."
+        );
+        line(
+            &mut out,
+            "grace_period_secs",
+            self.grace_period_secs.value.to_string(),
+            &self.grace_period_secs.source,
+        );
+        let _ = writeln!(
+            out,
+            "# The reference waits for an update forever; flinkscale gives up after this.\n\
+             update_timeout_secs = {}",
+            self.update_poll_secs.value.max(1800)
+        );
+        for m in &self.metrics {
+            let _ = writeln!(out, "\n[[application.metric]]\nid = {}", toml_string(&m.id));
+            line(
+                &mut out,
+                "namespace",
+                toml_string(&m.namespace.value),
+                &m.namespace.source,
+            );
+            line(
+                &mut out,
+                "metric_name",
+                toml_string(&m.metric_name.value),
+                &m.metric_name.source,
+            );
+            line(
+                &mut out,
+                "statistic",
+                toml_string(&m.statistic.value),
+                &m.statistic.source,
+            );
+            line(
+                &mut out,
+                "period_secs",
+                m.period_secs.value.to_string(),
+                &m.period_secs.source,
+            );
+            if !m.dimensions.is_empty() {
+                let _ = writeln!(out, "[application.metric.dimensions]");
+                for (k, v) in &m.dimensions {
+                    line(&mut out, &toml_key(k), toml_string(&v.value), &v.source);
+                }
+            }
+        }
+        for a in &self.alarms {
+            let _ = writeln!(
+                out,
+                "\n[[application.alarm]]\n# The CloudWatch alarm {} (resource {}).\nid = {}\nmetric = {}",
+                toml_string(&a.alarm_name),
+                a.resource,
+                toml_string(a.id),
+                toml_string(&a.metric)
+            );
+            line(
+                &mut out,
+                "comparison",
+                toml_string(&a.comparison.value),
+                &a.comparison.source,
+            );
+            line(
+                &mut out,
+                "threshold",
+                toml::Value::Float(a.threshold.value).to_string(),
+                &a.threshold.source,
+            );
+            line(
+                &mut out,
+                "evaluation_periods",
+                a.evaluation_periods.value.to_string(),
+                &a.evaluation_periods.source,
+            );
+            line(
+                &mut out,
+                "datapoints_to_alarm",
+                a.datapoints_to_alarm.value.to_string(),
+                &a.datapoints_to_alarm.source,
+            );
+            line(
+                &mut out,
+                "treat_missing_data",
+                toml_string(&a.treat_missing_data.value),
+                &a.treat_missing_data.source,
+            );
+        }
+        let _ = writeln!(
+            out,
+            "\n[application.policy]\n# The reference Lambda's arithmetic: out x factor (or + factor) up to\n\
+             # max_kpu, in floor(/ factor) (or - factor) down to min_kpu.\nplugin = \"step\"\n\n\
+             [application.policy.params]\nscale_out_alarm = \"scale-out\"\nscale_in_alarm = \"scale-in\""
+        );
+        let _ = writeln!(
+            out,
+            "operation = {}  {} = {}",
+            toml_string(self.operation),
+            note(&self.scale_operation.source),
+            toml_string(&self.scale_operation.value)
+        );
+        line(
+            &mut out,
+            "scale_out_factor",
+            self.scale_out_factor.value.to_string(),
+            &self.scale_out_factor.source,
+        );
+        line(
+            &mut out,
+            "scale_in_factor",
+            self.scale_in_factor.value.to_string(),
+            &self.scale_in_factor.source,
+        );
+        out
+    }
+
+    /// [`Imported::to_toml`], checked by the configuration loader: the
+    /// text, or every error `flinkscale validate` would report.
+    pub fn to_checked_toml(&self) -> Result<String, ImportError> {
+        let text = self.to_toml();
+        let origin = PathBuf::from("<imported>.toml");
+        match crate::config::load::load_str(&text, &origin) {
+            Ok(_) => Ok(text),
+            Err(errors) => Err(ImportError::Invalid {
+                template: self.template.clone(),
+                errors: errors.to_string(),
+            }),
+        }
+    }
+}

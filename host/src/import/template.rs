@@ -1,0 +1,298 @@
+//! Just enough of CloudFormation to read a template as the stack that was
+//! deployed from it: the declared parameters, and the value of any property
+//! once `Ref`, `Fn::Join`, `Fn::Sub`, `Fn::If` and conditions are resolved
+//! with the stack's parameter values.
+//!
+//! Only parameters are real inputs. Pseudo parameters (`AWS::Region`, ...),
+//! references to other resources and `Fn::GetAtt` resolve to placeholders
+//! such as `${AWS::Region}`: the importer never needs their values, only the
+//! text around them (a state machine definition). A parameter without a
+//! value is an error only when a resolved property uses it, because
+//! CloudFormation itself only needs the parameters the stack's live
+//! resources read.
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+
+/// A parameter as the template declares it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Declared {
+    /// `Type`: `String`, `Number`, ...
+    pub kind: String,
+    /// `Default`, as the text CloudFormation would pass.
+    pub default: Option<String>,
+    /// `AllowedValues`; empty when any value is allowed.
+    pub allowed: Vec<String>,
+}
+
+/// Why a value could not be resolved.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ResolveError {
+    /// A parameter the property uses has no value and no default.
+    Missing(String),
+    /// Something this reader does not evaluate, or a malformed function.
+    Unsupported(String),
+}
+
+/// A parsed template with the stack's parameter values.
+#[derive(Debug)]
+pub struct Stack<'a> {
+    /// The whole template.
+    pub root: &'a Value,
+    /// Parameter name -> value (given, else the default).
+    pub values: BTreeMap<String, String>,
+    /// Parameters whose `Ref` resolves to a stand-in instead of the value:
+    /// used to learn which parameter ended up where in a resolved text.
+    pub stand_ins: BTreeMap<String, String>,
+}
+
+/// The text CloudFormation passes for a scalar written in a template
+/// (`Default: 5` and `Default: "5"` are the same parameter value).
+pub fn scalar_text(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+/// The template's `Parameters`, by name; `None` when it has none.
+pub fn declared(root: &Value) -> Option<BTreeMap<String, Declared>> {
+    let params = root.get("Parameters")?.as_object()?;
+    Some(
+        params
+            .iter()
+            .map(|(name, decl)| {
+                let kind = decl
+                    .get("Type")
+                    .and_then(Value::as_str)
+                    .unwrap_or("String")
+                    .to_owned();
+                let default = decl.get("Default").and_then(scalar_text);
+                let allowed = decl
+                    .get("AllowedValues")
+                    .and_then(Value::as_array)
+                    .map(|a| a.iter().filter_map(scalar_text).collect())
+                    .unwrap_or_default();
+                (
+                    name.clone(),
+                    Declared {
+                        kind,
+                        default,
+                        allowed,
+                    },
+                )
+            })
+            .collect(),
+    )
+}
+
+impl Stack<'_> {
+    /// Whether the resource's `Condition` holds (true without one).
+    pub fn resource_exists(&self, resource: &Value) -> Result<bool, ResolveError> {
+        match resource.get("Condition").and_then(Value::as_str) {
+            None => Ok(true),
+            Some(name) => self.condition(name),
+        }
+    }
+
+    fn condition(&self, name: &str) -> Result<bool, ResolveError> {
+        let expr = self
+            .root
+            .get("Conditions")
+            .and_then(|c| c.get(name))
+            .ok_or_else(|| ResolveError::Unsupported(format!("no condition named {name:?}")))?;
+        self.boolean(expr)
+    }
+
+    fn boolean(&self, expr: &Value) -> Result<bool, ResolveError> {
+        match self.resolve(expr)? {
+            Value::Bool(b) => Ok(b),
+            Value::String(s) if s == "true" || s == "false" => Ok(s == "true"),
+            other => Err(ResolveError::Unsupported(format!(
+                "a condition evaluates to {other}, not a boolean"
+            ))),
+        }
+    }
+
+    /// `v` with every intrinsic function evaluated.
+    pub fn resolve(&self, v: &Value) -> Result<Value, ResolveError> {
+        match v {
+            Value::Array(items) => items
+                .iter()
+                .map(|i| self.resolve(i))
+                .collect::<Result<Vec<_>, _>>()
+                .map(Value::Array),
+            Value::Object(map) => match map.iter().next() {
+                Some((key, arg)) if map.len() == 1 => match key.as_str() {
+                    "Ref" => self.reference(arg),
+                    "Condition" => {
+                        let name = arg.as_str().ok_or_else(|| {
+                            ResolveError::Unsupported("Condition takes a name".into())
+                        })?;
+                        self.condition(name).map(Value::Bool)
+                    }
+                    "Fn::GetAtt" => Ok(Value::String(format!(
+                        "${{{}}}",
+                        scalar_list(arg).join(".")
+                    ))),
+                    "Fn::Join" => self.join(arg),
+                    "Fn::Sub" => self.sub(arg),
+                    "Fn::Equals" => {
+                        let [a, b] = two(arg, "Fn::Equals")?;
+                        let (a, b) = (self.resolve(a)?, self.resolve(b)?);
+                        Ok(Value::Bool(scalar_text(&a) == scalar_text(&b)))
+                    }
+                    "Fn::Or" | "Fn::And" => {
+                        let items = arg.as_array().ok_or_else(|| {
+                            ResolveError::Unsupported(format!("{key} takes a list"))
+                        })?;
+                        let mut values = Vec::with_capacity(items.len());
+                        for item in items {
+                            values.push(self.boolean(item)?);
+                        }
+                        Ok(Value::Bool(if key == "Fn::Or" {
+                            values.iter().any(|b| *b)
+                        } else {
+                            values.iter().all(|b| *b)
+                        }))
+                    }
+                    "Fn::Not" => {
+                        let inner = arg.as_array().and_then(|a| a.first()).ok_or_else(|| {
+                            ResolveError::Unsupported("Fn::Not takes a list of one".into())
+                        })?;
+                        Ok(Value::Bool(!self.boolean(inner)?))
+                    }
+                    "Fn::If" => {
+                        let items = arg.as_array().filter(|a| a.len() == 3).ok_or_else(|| {
+                            ResolveError::Unsupported("Fn::If takes [condition, then, else]".into())
+                        })?;
+                        let name = items[0].as_str().ok_or_else(|| {
+                            ResolveError::Unsupported("Fn::If names a condition".into())
+                        })?;
+                        if self.condition(name)? {
+                            self.resolve(&items[1])
+                        } else {
+                            self.resolve(&items[2])
+                        }
+                    }
+                    other if other.starts_with("Fn::") => Err(ResolveError::Unsupported(format!(
+                        "the intrinsic function {other}"
+                    ))),
+                    _ => self.object(map),
+                },
+                _ => self.object(map),
+            },
+            scalar => Ok(scalar.clone()),
+        }
+    }
+
+    fn object(&self, map: &serde_json::Map<String, Value>) -> Result<Value, ResolveError> {
+        let mut out = serde_json::Map::new();
+        for (k, v) in map {
+            out.insert(k.clone(), self.resolve(v)?);
+        }
+        Ok(Value::Object(out))
+    }
+
+    fn reference(&self, arg: &Value) -> Result<Value, ResolveError> {
+        let name = arg
+            .as_str()
+            .ok_or_else(|| ResolveError::Unsupported("Ref takes a name".into()))?;
+        Ok(Value::String(self.named(name)?))
+    }
+
+    /// A parameter's value, or the placeholder of anything else by that name.
+    fn named(&self, name: &str) -> Result<String, ResolveError> {
+        if let Some(stand_in) = self.stand_ins.get(name) {
+            return Ok(stand_in.clone());
+        }
+        let is_parameter = self
+            .root
+            .get("Parameters")
+            .and_then(|p| p.get(name))
+            .is_some();
+        if is_parameter {
+            return self
+                .values
+                .get(name)
+                .cloned()
+                .ok_or_else(|| ResolveError::Missing(name.to_owned()));
+        }
+        Ok(format!("${{{name}}}"))
+    }
+
+    fn join(&self, arg: &Value) -> Result<Value, ResolveError> {
+        let [sep, parts] = two(arg, "Fn::Join")?;
+        let sep = sep
+            .as_str()
+            .ok_or_else(|| ResolveError::Unsupported("Fn::Join's separator is not text".into()))?;
+        let parts = match self.resolve(parts)? {
+            Value::Array(items) => items,
+            _ => {
+                return Err(ResolveError::Unsupported(
+                    "Fn::Join's second argument is not a list".into(),
+                ));
+            }
+        };
+        let texts = parts
+            .iter()
+            .map(|p| {
+                scalar_text(p).ok_or_else(|| {
+                    ResolveError::Unsupported(format!("Fn::Join of a non-scalar {p}"))
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Value::String(texts.join(sep)))
+    }
+
+    fn sub(&self, arg: &Value) -> Result<Value, ResolveError> {
+        let (text, vars) = match arg {
+            Value::String(s) => (s.as_str(), None),
+            Value::Array(a) if a.len() == 2 => (
+                a[0].as_str().ok_or_else(|| {
+                    ResolveError::Unsupported("Fn::Sub's template is not text".into())
+                })?,
+                a[1].as_object(),
+            ),
+            _ => return Err(ResolveError::Unsupported("a malformed Fn::Sub".into())),
+        };
+        let mut out = String::new();
+        let mut rest = text;
+        while let Some(start) = rest.find("${") {
+            out.push_str(&rest[..start]);
+            let after = &rest[start + 2..];
+            let Some(end) = after.find('}') else {
+                return Err(ResolveError::Unsupported(
+                    "Fn::Sub with an unclosed ${".into(),
+                ));
+            };
+            let name = &after[..end];
+            match vars.and_then(|v| v.get(name)) {
+                Some(v) => out.push_str(&scalar_text(&self.resolve(v)?).unwrap_or_default()),
+                None => out.push_str(&self.named(name)?),
+            }
+            rest = &after[end + 1..];
+        }
+        out.push_str(rest);
+        Ok(Value::String(out))
+    }
+}
+
+fn two<'v>(arg: &'v Value, function: &str) -> Result<[&'v Value; 2], ResolveError> {
+    match arg.as_array().map(Vec::as_slice) {
+        Some([a, b]) => Ok([a, b]),
+        _ => Err(ResolveError::Unsupported(format!(
+            "{function} takes a list of two"
+        ))),
+    }
+}
+
+fn scalar_list(v: &Value) -> Vec<String> {
+    match v {
+        Value::Array(a) => a.iter().filter_map(scalar_text).collect(),
+        other => scalar_text(other).into_iter().collect(),
+    }
+}

@@ -1,0 +1,315 @@
+//! The importer on plain values: the template evaluator's functions, the
+//! parameter file shapes, and the cases the binary tests do not reach
+//! (alarms on two different series, a value only the loader refuses).
+
+use std::path::Path;
+
+use serde_json::json;
+
+use super::alarms;
+use super::cfn::{self, ImportError, ParameterValues, Source, metric_id};
+use super::template::{ResolveError, Stack};
+use crate::metrics::alarms::DescribedAlarm;
+
+const V2: &str = cfn::REFERENCE_TEMPLATE;
+
+fn given(pairs: &[(&str, &str)]) -> ParameterValues {
+    let mut values = ParameterValues::new();
+    for (k, v) in pairs {
+        values.add_assignment(&format!("{k}={v}")).unwrap();
+    }
+    values
+}
+
+const REQUIRED: &[(&str, &str)] = &[
+    ("AmazonManagedFlinkApplicationName", "app"),
+    ("ScaleOperation", "Multiply/Divide"),
+];
+
+#[test]
+fn metric_ids_are_cloudwatch_query_ids() {
+    assert_eq!(
+        metric_id("containerCPUUtilization"),
+        "container_cpu_utilization"
+    );
+    assert_eq!(metric_id("millisBehindLatest"), "millis_behind_latest");
+    assert_eq!(metric_id("MaxOffsetLag"), "max_offset_lag");
+    assert_eq!(
+        metric_id("GetRecords.IteratorAgeMilliseconds"),
+        "get_records_iterator_age_milliseconds"
+    );
+    assert_eq!(metric_id("99th latency"), "metric_99th_latency");
+    assert_eq!(metric_id("..."), "metric");
+}
+
+#[test]
+fn intrinsic_functions_resolve_with_the_stack_values() {
+    let root = json!({
+        "Parameters": {"Name": {"Type": "String"}, "Unused": {"Type": "String"}},
+        "Conditions": {
+            "IsA": {"Fn::Equals": [{"Ref": "Name"}, "a"]},
+            "NotA": {"Fn::Not": [{"Condition": "IsA"}]},
+            "Both": {"Fn::And": [{"Condition": "IsA"}, {"Fn::Equals": ["1", 1]}]}
+        }
+    });
+    let stack = Stack {
+        root: &root,
+        values: [("Name".to_owned(), "a".to_owned())].into(),
+        stand_ins: Default::default(),
+    };
+    let r = |v: serde_json::Value| stack.resolve(&v);
+    assert_eq!(
+        r(json!({"Fn::Sub": "x-${Name}-${AWS::Region}"})),
+        Ok(json!("x-a-${AWS::Region}"))
+    );
+    assert_eq!(
+        r(json!({"Fn::Sub": ["${Name}${Extra}", {"Extra": {"Ref": "Name"}}]})),
+        Ok(json!("aa"))
+    );
+    assert_eq!(r(json!({"Fn::If": ["NotA", 1, 2]})), Ok(json!(2)));
+    assert_eq!(r(json!({"Condition": "Both"})), Ok(json!(true)));
+    assert_eq!(
+        r(json!({"Fn::Join": ["-", [{"Ref": "Name"}, 5, {"Fn::GetAtt": ["Fn", "Arn"]}]]})),
+        Ok(json!("a-5-${Fn.Arn}"))
+    );
+    // A parameter without a value is an error only where it is used.
+    assert_eq!(
+        r(json!({"Ref": "Unused"})),
+        Err(ResolveError::Missing("Unused".into()))
+    );
+    assert!(matches!(
+        r(json!({"Fn::FindInMap": ["M", "k", "v"]})),
+        Err(ResolveError::Unsupported(_))
+    ));
+}
+
+#[test]
+fn parameter_files_in_both_shapes_and_their_mistakes() {
+    let file = Path::new("p.json");
+    let mut values = ParameterValues::new();
+    values
+        .add_file(
+            file,
+            r#"{"Stacks": [{"Parameters": [{"ParameterKey": "MaxKPU", "ParameterValue": "8"}]}]}"#,
+        )
+        .unwrap();
+    values.add_assignment("MaxKPU=9").unwrap();
+    let keys: Vec<_> = values
+        .given()
+        .iter()
+        .map(|g| (g.key.as_str(), g.value.as_str(), g.origin.as_str()))
+        .collect();
+    assert_eq!(
+        keys,
+        [("MaxKPU", "8", "p.json"), ("MaxKPU", "9", "--parameter")]
+    );
+    for (text, expected) in [
+        (r#"{"Stacks": [{}, {}]}"#, "2 stacks"),
+        (
+            r#"[{"ParameterKey": "MaxKPU", "UsePreviousValue": true}]"#,
+            "UsePreviousValue",
+        ),
+        (r#"[{"ParameterValue": "1"}]"#, "no \"ParameterKey\""),
+        ("{}", "without \"Stacks\""),
+        ("[", "not JSON"),
+    ] {
+        let error = ParameterValues::new().add_file(file, text).unwrap_err();
+        let message = error.to_string();
+        assert!(message.starts_with("p.json"), "{message}");
+        assert!(message.contains(expected), "{text}: {message}");
+    }
+}
+
+#[test]
+fn a_later_value_wins_and_sources_are_named() {
+    let imported = cfn::import(
+        Path::new("t.json"),
+        V2,
+        &given(&[REQUIRED, &[("MaxKPU", "12"), ("MaxKPU", "14")]].concat()),
+    )
+    .unwrap();
+    assert_eq!(imported.max_kpu.value, 14);
+    assert_eq!(imported.max_kpu.source, Source::Parameter("MaxKPU".into()));
+    assert_eq!(
+        imported.update_poll_secs.source,
+        Source::Parameter("UpdateApplicationWaitingTime".into())
+    );
+    assert_eq!(
+        imported.grace_period_secs.source,
+        Source::Parameter("ScalingGracingPeriod".into())
+    );
+    assert_eq!(imported.alarms[0].id, "scale-out");
+    assert_eq!(imported.alarms[0].alarm_name, "ScaleOutAlarm-app");
+    assert_eq!(imported.alarms[1].id, "scale-in");
+
+    let custom = cfn::import(
+        Path::new("t.json"),
+        V2,
+        &given(
+            &[
+                REQUIRED,
+                &[
+                    ("AutoScaleMetric", "Custom Metric"),
+                    ("AutoScaleCustomMetric", "ordersPerSecond"),
+                    ("UpdateApplicationWaitingTime", "3600"),
+                ],
+            ]
+            .concat(),
+        ),
+    )
+    .unwrap();
+    let text = custom.to_checked_toml().unwrap();
+    assert!(
+        text.contains("# AutoScaleMetric = \"Custom Metric\""),
+        "{text}"
+    );
+    assert!(
+        text.contains("metric_name = \"ordersPerSecond\"  # parameter AutoScaleCustomMetric"),
+        "{text}"
+    );
+    // A poll longer than the default update timeout keeps the file valid.
+    assert!(text.contains("update_timeout_secs = 3600"), "{text}");
+}
+
+#[test]
+fn alarms_on_different_series_get_a_metric_each() {
+    let mut template: serde_json::Value = serde_json::from_str(V2).unwrap();
+    template["Resources"]["ScaleInApplicationAlarm"]["Properties"]["Statistic"] = json!("Minimum");
+    let imported = cfn::import(
+        Path::new("t.json"),
+        &template.to_string(),
+        &given(&[REQUIRED, &[("AutoScaleMetric", "containerCPUUtilization")]].concat()),
+    )
+    .unwrap();
+    let ids: Vec<_> = imported.metrics.iter().map(|m| m.id.as_str()).collect();
+    assert_eq!(
+        ids,
+        [
+            "container_cpu_utilization_out",
+            "container_cpu_utilization_in"
+        ]
+    );
+    assert_eq!(imported.alarms[0].metric, "container_cpu_utilization_out");
+    assert_eq!(imported.alarms[1].metric, "container_cpu_utilization_in");
+    assert_eq!(imported.metrics[1].statistic.value, "Minimum");
+    assert_eq!(imported.metrics[1].statistic.source, Source::Template);
+    imported.to_checked_toml().unwrap();
+}
+
+#[test]
+fn what_only_the_loader_refuses_is_reported_not_written() {
+    // M > N: CloudFormation would refuse the alarm too, but nothing in the
+    // template says so; the loader's check does.
+    let imported = cfn::import(
+        Path::new("t.json"),
+        V2,
+        &given(
+            &[
+                REQUIRED,
+                &[
+                    ("ScalingEvaluationperiod", "3"),
+                    ("DataPointstoTriggerAlarm", "5"),
+                ],
+            ]
+            .concat(),
+        ),
+    )
+    .unwrap();
+    let error = imported.to_checked_toml().unwrap_err();
+    assert!(matches!(error, ImportError::Invalid { .. }));
+    let message = error.to_string();
+    assert!(
+        message.starts_with("t.json: the imported configuration is not valid"),
+        "{message}"
+    );
+    assert!(
+        message.contains("datapoints_to_alarm 5 is not between 1 and evaluation_periods 3"),
+        "{message}"
+    );
+}
+
+#[test]
+fn a_whole_number_is_required_where_the_lambda_uses_int() {
+    let error = cfn::import(
+        Path::new("t.json"),
+        V2,
+        &given(&[REQUIRED, &[("MinKPU", "1.5")]].concat()),
+    )
+    .unwrap_err();
+    let message = error.to_string();
+    assert!(
+        message.contains("parameter \"MinKPU\" = \"1.5\"") && message.contains("int()"),
+        "{message}"
+    );
+}
+
+fn described(name: &str, app: &str, comparison: &str, period: u32) -> DescribedAlarm {
+    DescribedAlarm {
+        name: name.into(),
+        state: None,
+        state_updated_ms: None,
+        namespace: Some("AWS/KinesisAnalytics".into()),
+        metric_name: Some("containerCPUUtilization".into()),
+        dimensions: [("Application".to_owned(), app.to_owned())].into(),
+        statistic: Some("Average".into()),
+        period_secs: Some(period),
+        comparison: Some(comparison.into()),
+        threshold: Some(50.0),
+        evaluation_periods: Some(3),
+        datapoints_to_alarm: None,
+        treat_missing_data: None,
+        metric_math: false,
+    }
+}
+
+#[test]
+fn alarms_flinkscale_cannot_evaluate_are_skipped_and_said() {
+    let math = DescribedAlarm {
+        metric_math: true,
+        namespace: None,
+        metric_name: None,
+        statistic: None,
+        ..described("math", "app", "GreaterThanThreshold", 60)
+    };
+    let band = DescribedAlarm {
+        threshold: None,
+        ..described(
+            "band",
+            "app",
+            "LessThanLowerOrGreaterThanUpperThreshold",
+            60,
+        )
+    };
+    let all = [
+        described("fast", "app", "GreaterThanThreshold", 5),
+        math,
+        band,
+        described("flinkscale-app-hot", "app", "GreaterThanThreshold", 60),
+        described("cold", "app", "LessThanThreshold", 60),
+        described("warm", "app", "GreaterThanOrEqualToThreshold", 120),
+        described("someone-else", "other", "GreaterThanThreshold", 60),
+    ];
+    let out = alarms::import("app", &all, None, &alarms::default_check_path()).unwrap();
+    assert_eq!(out.imported, 3);
+    let skipped: Vec<&str> = out.skipped.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(skipped, ["fast", "math", "band"]);
+    assert!(
+        out.toml
+            .contains("# Not imported: the CloudWatch alarm \"fast\": the period 5 s")
+    );
+    // A synced alarm gets its id back; M defaults to N.
+    assert!(out.toml.contains("id = \"hot\""), "{}", out.toml);
+    assert!(out.toml.contains("datapoints_to_alarm = 3"), "{}", out.toml);
+    // Two alarms ask for more: no step pair, so `hold`.
+    assert!(out.toml.contains("plugin = \"hold\""), "{}", out.toml);
+    assert!(!out.toml.contains("someone-else"));
+
+    let only_skipped = alarms::import("app", &all[..3], None, &alarms::default_check_path());
+    let error = only_skipped.unwrap_err().to_string();
+    assert!(
+        error.contains(
+            "no CloudWatch alarm of the 3 described watches application \"app\"; skipped: \"fast\""
+        ),
+        "{error}"
+    );
+}

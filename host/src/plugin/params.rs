@@ -1,0 +1,375 @@
+//! What a contract 0.2.0 plugin declares about its `params`, checked by the
+//! host: the declarations themselves (a plugin is untrusted, and its
+//! declarations end up in logs and documentation), and an application's
+//! params against them, before `configure`, so that a typo is reported the
+//! same way whichever plugin it is for, with the valid keys and the closest
+//! one. Pure: plain values in, plain values out.
+
+use std::collections::HashSet;
+
+use serde_json::Value;
+
+use super::validate::sanitize_text;
+use super::{Parameter, ParameterKind};
+use crate::config::load::edit_distance;
+use crate::config::validate::with_article;
+
+/// Most parameters a plugin may declare.
+pub const MAX_PARAMETERS: usize = 64;
+/// Longest parameter name, in bytes.
+pub const MAX_NAME_BYTES: usize = 64;
+/// Longest parameter meaning, in bytes.
+pub const MAX_MEANING_BYTES: usize = 1024;
+
+/// Checks a plugin's declared parameters: at most [`MAX_PARAMETERS`], each
+/// named (at most [`MAX_NAME_BYTES`], no spaces or control characters) and
+/// once, a meaning of at most [`MAX_MEANING_BYTES`] (its control characters
+/// become spaces), and a default that is JSON of the declared kind, given
+/// only for an optional key. The error says what is wrong, for a
+/// `FailureClass::Invalid`.
+pub(crate) fn check_declarations(declared: Vec<Parameter>) -> Result<Vec<Parameter>, String> {
+    if declared.len() > MAX_PARAMETERS {
+        return Err(format!(
+            "the plugin declares {} parameters; at most {MAX_PARAMETERS} are allowed",
+            declared.len()
+        ));
+    }
+    let mut seen = HashSet::new();
+    let mut checked = Vec::with_capacity(declared.len());
+    for mut parameter in declared {
+        let shown = sanitize_text(&parameter.name, MAX_NAME_BYTES);
+        if parameter.name.is_empty() {
+            return Err("the plugin declares a parameter with an empty name".to_owned());
+        }
+        if parameter.name.len() > MAX_NAME_BYTES {
+            return Err(format!(
+                "the plugin declares parameter {shown:?}, whose name is {} bytes long; at most \
+                 {MAX_NAME_BYTES} are allowed",
+                parameter.name.len()
+            ));
+        }
+        if parameter
+            .name
+            .chars()
+            .any(|c| c.is_control() || c.is_whitespace())
+        {
+            return Err(format!(
+                "the plugin declares parameter {shown:?}, whose name has spaces or control \
+                 characters; a name is one word, e.g. scale_out_factor"
+            ));
+        }
+        if !seen.insert(parameter.name.clone()) {
+            return Err(format!(
+                "the plugin declares parameter {shown:?} twice; each name may be declared once"
+            ));
+        }
+        if parameter.meaning.len() > MAX_MEANING_BYTES {
+            return Err(format!(
+                "the plugin declares parameter {shown:?} with a meaning of {} bytes; at most \
+                 {MAX_MEANING_BYTES} are allowed",
+                parameter.meaning.len()
+            ));
+        }
+        parameter.meaning = sanitize_text(&parameter.meaning, MAX_MEANING_BYTES);
+        if let Some(default) = &parameter.default_json {
+            if parameter.required {
+                return Err(format!(
+                    "the plugin declares parameter {shown:?} required and with a default; a \
+                     required key has no default"
+                ));
+            }
+            let value: Value = serde_json::from_str(default).map_err(|error| {
+                format!(
+                    "the plugin declares parameter {shown:?} with a default that is not JSON \
+                     ({error}): {}",
+                    sanitize_text(default, 128)
+                )
+            })?;
+            if !kind_matches(parameter.kind, &value) {
+                return Err(format!(
+                    "the plugin declares parameter {shown:?} of kind {} with a default of the \
+                     wrong kind: {}",
+                    parameter.kind,
+                    sanitize_text(default, 128)
+                ));
+            }
+        }
+        checked.push(parameter);
+    }
+    Ok(checked)
+}
+
+/// Checks an application's `params` (the JSON object `configure` will get)
+/// against what the plugin declares: every key declared, every required
+/// key present, every value of the declared kind. Returns every problem,
+/// each naming the key, what was found and what would be valid.
+pub(crate) fn check_params(declared: &[Parameter], params_json: &str) -> Vec<String> {
+    let params: serde_json::Map<String, Value> = match serde_json::from_str(params_json) {
+        Ok(Value::Object(params)) => params,
+        // The host always passes an object; anything else is for the
+        // plugin's own `configure` to refuse.
+        _ => return Vec::new(),
+    };
+    let valid = || {
+        if declared.is_empty() {
+            "the plugin accepts no params".to_owned()
+        } else {
+            let names: Vec<String> = declared.iter().map(|p| format!("{:?}", p.name)).collect();
+            format!("valid keys: {}", names.join(", "))
+        }
+    };
+    let mut problems = Vec::new();
+    for (key, value) in &params {
+        let Some(parameter) = declared.iter().find(|p| &p.name == key) else {
+            let suggestion = closest(key, declared)
+                .map(|name| format!(" (did you mean {name:?}?)"))
+                .unwrap_or_default();
+            problems.push(format!(
+                "unknown key {:?}{suggestion}; {}",
+                sanitize_text(key, MAX_NAME_BYTES),
+                valid()
+            ));
+            continue;
+        };
+        if !kind_matches(parameter.kind, value) {
+            problems.push(format!(
+                "{key:?} must be {}, not {}",
+                with_article(parameter.kind.label()),
+                describe_value(value)
+            ));
+        }
+    }
+    for parameter in declared.iter().filter(|p| p.required) {
+        if !params.contains_key(&parameter.name) {
+            problems.push(format!(
+                "missing required key {:?} ({}): {}",
+                parameter.name, parameter.kind, parameter.meaning
+            ));
+        }
+    }
+    problems
+}
+
+/// The declared name nearest to `given`, if near enough to be a typo.
+fn closest<'d>(given: &str, declared: &'d [Parameter]) -> Option<&'d str> {
+    declared
+        .iter()
+        .map(|p| (edit_distance(given, &p.name), p.name.as_str()))
+        .filter(|&(distance, name)| {
+            distance <= 2.max(name.len() / 3) || (given.len() >= 4 && name.starts_with(given))
+        })
+        .min_by_key(|&(distance, _)| distance)
+        .map(|(_, name)| name)
+}
+
+/// A found value for an error: its JSON type and, cut short, the value.
+fn describe_value(value: &Value) -> String {
+    let kind = match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(n) if n.is_f64() => "a number with a fraction",
+        Value::Number(_) => "an integer",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "a table",
+    };
+    format!("{kind} ({})", sanitize_text(&value.to_string(), 64))
+}
+
+/// Whether `value` is a JSON value of `kind`. An integer is a number too;
+/// a number with a fraction is not an integer.
+pub(crate) fn kind_matches(kind: ParameterKind, value: &Value) -> bool {
+    let strings = |v: &Value| {
+        v.as_array()
+            .is_some_and(|items| items.iter().all(Value::is_string))
+    };
+    match kind {
+        ParameterKind::Boolean => value.is_boolean(),
+        ParameterKind::Integer => value.is_i64() || value.is_u64(),
+        ParameterKind::Number => value.is_number(),
+        ParameterKind::Text | ParameterKind::AlarmId | ParameterKind::MetricId => value.is_string(),
+        ParameterKind::TextList | ParameterKind::AlarmIds | ParameterKind::MetricIds => {
+            strings(value)
+        }
+        ParameterKind::Table => value.is_object(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn param(name: &str, kind: ParameterKind, default_json: Option<&str>) -> Parameter {
+        Parameter {
+            name: name.to_owned(),
+            kind,
+            required: false,
+            default_json: default_json.map(str::to_owned),
+            meaning: "what it means".to_owned(),
+        }
+    }
+
+    #[test]
+    fn good_declarations_pass_and_meanings_lose_control_characters() {
+        let mut p = param("factor", ParameterKind::Number, Some("2"));
+        p.meaning = "line one\nline two".to_owned();
+        let checked = check_declarations(vec![
+            p,
+            param("ids", ParameterKind::AlarmIds, Some("[\"a\"]")),
+            param("on", ParameterKind::Boolean, None),
+        ])
+        .expect("valid");
+        assert_eq!(checked.len(), 3);
+        assert_eq!(checked[0].meaning, "line one line two");
+    }
+
+    #[test]
+    fn too_many_parameters_are_invalid() {
+        let many = (0..=MAX_PARAMETERS)
+            .map(|i| param(&format!("p{i}"), ParameterKind::Text, None))
+            .collect();
+        let error = check_declarations(many).expect_err("too many");
+        assert!(error.contains("65 parameters"), "{error}");
+        assert!(error.contains("at most 64"), "{error}");
+    }
+
+    #[test]
+    fn a_long_or_empty_or_spaced_name_is_invalid() {
+        let error = check_declarations(vec![param(&"n".repeat(65), ParameterKind::Text, None)])
+            .expect_err("long");
+        assert!(error.contains("65 bytes long"), "{error}");
+        let error =
+            check_declarations(vec![param("", ParameterKind::Text, None)]).expect_err("empty");
+        assert!(error.contains("empty name"), "{error}");
+        let error = check_declarations(vec![param("a b\n", ParameterKind::Text, None)])
+            .expect_err("spaced");
+        assert!(error.contains("spaces or control"), "{error}");
+    }
+
+    #[test]
+    fn a_long_meaning_is_invalid() {
+        let mut p = param("x", ParameterKind::Text, None);
+        p.meaning = "m".repeat(MAX_MEANING_BYTES + 1);
+        let error = check_declarations(vec![p]).expect_err("long meaning");
+        assert!(error.contains("1025 bytes"), "{error}");
+    }
+
+    #[test]
+    fn a_duplicate_name_is_invalid() {
+        let error = check_declarations(vec![
+            param("x", ParameterKind::Text, None),
+            param("x", ParameterKind::Number, None),
+        ])
+        .expect_err("duplicate");
+        assert!(error.contains("\"x\" twice"), "{error}");
+    }
+
+    #[test]
+    fn a_default_must_be_json_of_the_declared_kind() {
+        let error = check_declarations(vec![param("x", ParameterKind::Integer, Some("two"))])
+            .expect_err("not json");
+        assert!(error.contains("not JSON"), "{error}");
+        let error = check_declarations(vec![param("x", ParameterKind::Integer, Some("2.5"))])
+            .expect_err("not an integer");
+        assert!(error.contains("kind integer"), "{error}");
+        assert!(error.contains("2.5"), "{error}");
+        let error = check_declarations(vec![param("x", ParameterKind::AlarmIds, Some("[1]"))])
+            .expect_err("not strings");
+        assert!(error.contains("array of alarm ids"), "{error}");
+        let mut required = param("x", ParameterKind::Text, Some("\"a\""));
+        required.required = true;
+        let error = check_declarations(vec![required]).expect_err("required with default");
+        assert!(error.contains("required and with a default"), "{error}");
+    }
+
+    fn declared() -> Vec<Parameter> {
+        let mut threshold = param("threshold", ParameterKind::Number, None);
+        threshold.required = true;
+        threshold.meaning = "Above it, scale out.".to_owned();
+        vec![
+            threshold,
+            param("steps", ParameterKind::Integer, Some("2")),
+            param("scale_out_alarm", ParameterKind::AlarmId, None),
+        ]
+    }
+
+    #[test]
+    fn params_that_match_their_declarations_pass() {
+        assert!(check_params(&declared(), r#"{"threshold": 1}"#).is_empty());
+        assert!(
+            check_params(
+                &declared(),
+                r#"{"threshold": 0.5, "steps": 3, "scale_out_alarm": "high"}"#
+            )
+            .is_empty()
+        );
+    }
+
+    #[test]
+    fn an_unknown_key_lists_the_valid_ones_and_suggests_the_closest() {
+        let problems = check_params(&declared(), r#"{"threshold": 1, "stpes": 3}"#);
+        assert_eq!(
+            problems,
+            [
+                "unknown key \"stpes\" (did you mean \"steps\"?); valid keys: \"threshold\", \"steps\", \"scale_out_alarm\""
+            ]
+        );
+        let problems = check_params(&[], r#"{"x": 1}"#);
+        assert_eq!(
+            problems,
+            ["unknown key \"x\"; the plugin accepts no params"]
+        );
+    }
+
+    #[test]
+    fn a_missing_required_key_is_named_with_its_kind_and_meaning() {
+        let problems = check_params(&declared(), r#"{"steps": 3}"#);
+        assert_eq!(
+            problems,
+            ["missing required key \"threshold\" (number): Above it, scale out."]
+        );
+    }
+
+    #[test]
+    fn a_value_of_the_wrong_kind_says_what_was_found_and_what_is_valid() {
+        let problems = check_params(
+            &declared(),
+            r#"{"threshold": "high", "steps": 2.5, "scale_out_alarm": ["a"]}"#,
+        );
+        assert_eq!(
+            problems,
+            [
+                "\"scale_out_alarm\" must be an alarm id, not an array ([\"a\"])",
+                "\"steps\" must be an integer, not a number with a fraction (2.5)",
+                "\"threshold\" must be a number, not a string (\"high\")",
+            ]
+        );
+    }
+
+    #[test]
+    fn kinds_match_their_json() {
+        use ParameterKind::*;
+        let cases: &[(ParameterKind, &str, bool)] = &[
+            (Boolean, "true", true),
+            (Boolean, "1", false),
+            (Integer, "3", true),
+            (Integer, "-3", true),
+            (Integer, "3.5", false),
+            (Number, "3", true),
+            (Number, "3.5", true),
+            (Number, "\"3\"", false),
+            (Text, "\"a\"", true),
+            (AlarmId, "\"a\"", true),
+            (MetricId, "[\"a\"]", false),
+            (TextList, "[]", true),
+            (MetricIds, "[\"a\", \"b\"]", true),
+            (AlarmIds, "\"a\"", false),
+            (Table, "{}", true),
+            (Table, "[]", false),
+        ];
+        for (kind, json, expected) in cases {
+            let value: Value = serde_json::from_str(json).expect("json");
+            assert_eq!(kind_matches(*kind, &value), *expected, "{kind} {json}");
+        }
+    }
+}

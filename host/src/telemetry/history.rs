@@ -1,0 +1,863 @@
+//! Record: a bounded history of each application's decisions, so that
+//! `flinkscale explain` and `flinkscale status` (and `GET /explain`,
+//! `GET /status`) can answer "why did it scale?" after the fact, whether
+//! the agent still runs or not.
+//!
+//! The history is one more listener of the controllers' [`Event`]s: an
+//! evaluation ([`Event::Evaluated`]) becomes an [`Entry`] with its inputs
+//! (each metric's latest value, the alarm states, the interpreters'
+//! signals, the policy's name and version), the decision and its reason,
+//! and what was done: held, dry run, or the update's fate, which the
+//! events that follow an evaluation tell ([`Event::RescaleStarted`],
+//! [`Event::Failed`]). Entries go to `<state_dir>/history/<application>.jsonl`,
+//! one JSON object a line, newest last.
+//!
+//! Files are written by one dedicated thread fed through a channel
+//! ([`spawn`]): a controller's `emit` only sends, it never waits for a
+//! disk. A file holds at most the bound's entries (1000 by default): the
+//! line that would exceed it makes the thread rewrite the file with the
+//! newest nine tenths, atomically (a temporary file renamed over it), so
+//! that trimming is paid once every hundred evaluations, not at each, and
+//! a reader never sees a half-trimmed file. A reader skips a line it cannot
+//! parse (a last line being appended).
+//!
+//! Plugin quarantines, which outlive evaluations, are kept beside the
+//! history in `<application>.quarantine.json`, rewritten atomically.
+
+use std::collections::BTreeMap;
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{Receiver, Sender};
+
+use serde::{Deserialize, Serialize};
+use tracing::warn;
+
+use super::Event;
+use crate::model::Action;
+use crate::state::{JournalFile, Phase};
+
+/// Entries kept per application unless told otherwise.
+pub const DEFAULT_BOUND: usize = 1000;
+
+/// The folder of the histories inside `state_dir`.
+pub fn dir(state_dir: &Path) -> PathBuf {
+    state_dir.join("history")
+}
+
+/// One evaluation: its inputs, the decision, and what was done.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Entry {
+    /// When it was evaluated (ms since the epoch).
+    pub at_ms: i64,
+    /// The application's KPU at evaluation time.
+    pub kpu: u32,
+    /// The policy that decided (`name version`).
+    pub policy: String,
+    /// Each configured metric's latest value (`null`: no datapoint).
+    pub metrics: Vec<MetricValue>,
+    /// The alarms' states.
+    pub alarms: Vec<AlarmEntry>,
+    /// The interpreters' signals.
+    pub signals: Vec<SignalEntry>,
+    /// The decision after host validation.
+    pub decision: DecisionEntry,
+    /// What was done about it.
+    pub outcome: Outcome,
+}
+
+/// A metric's latest value.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MetricValue {
+    /// The metric's configured id.
+    pub id: String,
+    /// Its latest value, if it had a datapoint in the window.
+    pub value: Option<f64>,
+}
+
+/// An alarm's state at evaluation time.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AlarmEntry {
+    /// The alarm's configured id.
+    pub name: String,
+    /// `OK`, `ALARM` or `INSUFFICIENT_DATA`.
+    pub state: String,
+    /// Since when it holds (ms since the epoch).
+    pub since_ms: i64,
+}
+
+/// An interpreter's signal.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SignalEntry {
+    /// Its name.
+    pub name: String,
+    /// Its value.
+    pub value: f64,
+}
+
+/// A decision.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DecisionEntry {
+    /// The KPU asked for; `None` holds.
+    pub scale_to_kpu: Option<u32>,
+    /// The policy's reason (or the host's, when it overrode it).
+    pub reason: String,
+}
+
+/// What was done about a decision.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Outcome {
+    /// Nothing: the decision held.
+    Held,
+    /// Nothing: the agent runs with `--dry-run`.
+    DryRun {
+        /// The KPU it would have asked for.
+        kpu: u32,
+    },
+    /// UpdateApplication was accepted.
+    Accepted {
+        /// KPU requested.
+        kpu: u32,
+    },
+    /// The update was not sent or not accepted.
+    Failed {
+        /// The failure class (as in `flinkscale_failures_total`).
+        class: String,
+        /// What happened.
+        message: String,
+    },
+    /// The agent stopped, or evaluated again, before the update's fate was
+    /// known.
+    Unknown,
+}
+
+impl std::fmt::Display for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Outcome::Held => f.write_str("held"),
+            Outcome::DryRun { kpu } => write!(f, "dry run: would have asked for {kpu} KPU"),
+            Outcome::Accepted { kpu } => write!(f, "UpdateApplication accepted to {kpu} KPU"),
+            Outcome::Failed { class, message } => {
+                write!(f, "not scaled ({class}): {}", one_line(message))
+            }
+            Outcome::Unknown => f.write_str("no outcome recorded"),
+        }
+    }
+}
+
+/// A plugin in quarantine, as `status` reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Quarantine {
+    /// The plugin (`name version`).
+    pub plugin: String,
+    /// How its last call failed (`timeout`, `trap`, ...; empty in a
+    /// file written before the class was recorded).
+    #[serde(default)]
+    pub class: String,
+    /// Failures in a row that led to it.
+    pub failures: u32,
+    /// When it began (ms since the epoch).
+    pub at_ms: i64,
+    /// When the plugin is called again (ms since the epoch).
+    pub until_ms: i64,
+}
+
+/// Where the controllers' events go to be kept: a cheap, cloneable sender
+/// to the history's thread.
+#[derive(Debug, Clone)]
+pub struct History {
+    tx: Sender<Event>,
+}
+
+impl History {
+    /// Hands `event` to the history's thread if it is one the history
+    /// keeps; never blocks.
+    pub fn record(&self, event: &Event) {
+        if matters(event) {
+            // A writer that went away (it logged why) loses the history,
+            // never a controller step.
+            let _ = self.tx.send(event.clone());
+        }
+    }
+}
+
+/// The application an event the history keeps is about.
+fn event_application(event: &Event) -> Option<&str> {
+    match event {
+        Event::Evaluated { application, .. }
+        | Event::RescaleStarted { application, .. }
+        | Event::Failed { application, .. }
+        | Event::PluginQuarantined { application, .. }
+        | Event::PluginRecovered { application, .. }
+        | Event::PluginReloaded { application, .. } => Some(application),
+        _ => None,
+    }
+}
+
+fn matters(event: &Event) -> bool {
+    event_application(event).is_some()
+}
+
+/// The history's thread; [`Writer::finish`] waits for it to write what it
+/// was sent.
+#[derive(Debug)]
+pub struct Writer {
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Writer {
+    /// Waits until every [`History`] is dropped and the thread has written
+    /// what they sent. Blocks: call it off the async runtime.
+    pub fn finish(self) {
+        let _ = self.thread.join();
+    }
+}
+
+/// Starts the thread that keeps at most `bound` entries per application in
+/// `dir` (created, readable by the agent's user only).
+pub fn spawn(dir: PathBuf, bound: usize) -> std::io::Result<(History, Writer)> {
+    create_private_dir(&dir)?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    let thread = std::thread::Builder::new()
+        .name("flinkscale-history".to_owned())
+        .spawn(move || Files::new(dir, bound).run(rx))?;
+    Ok((History { tx }, Writer { thread }))
+}
+
+fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir)
+}
+
+/// The thread's state: the files, and each application's evaluation whose
+/// update's fate is not known yet.
+struct Files {
+    dir: PathBuf,
+    bound: usize,
+    /// Lines in each file this thread wrote to (read once, then counted).
+    lines: BTreeMap<String, usize>,
+    pending: BTreeMap<String, Entry>,
+    quarantines: BTreeMap<String, Vec<Quarantine>>,
+}
+
+impl Files {
+    fn new(dir: PathBuf, bound: usize) -> Self {
+        Self {
+            dir,
+            bound: bound.max(1),
+            lines: BTreeMap::new(),
+            pending: BTreeMap::new(),
+            quarantines: BTreeMap::new(),
+        }
+    }
+
+    fn run(mut self, rx: Receiver<Event>) {
+        while let Ok(event) = rx.recv() {
+            self.take(event);
+        }
+        // Every sender is gone: the agent stops.
+        let pending = std::mem::take(&mut self.pending);
+        for (application, entry) in pending {
+            self.append(&application, &entry);
+        }
+    }
+
+    fn take(&mut self, event: Event) {
+        let Some(application) = event_application(&event) else {
+            return;
+        };
+        if !self.quarantines.contains_key(application) {
+            // Quarantines live in the controllers' memory: this agent's
+            // first word on the application ends the last agent's.
+            self.quarantines.insert(application.to_owned(), Vec::new());
+            let path = self.quarantine_path(application);
+            if path.exists() {
+                self.save_quarantines(application);
+            }
+        }
+        match event {
+            Event::Evaluated {
+                application,
+                at_ms,
+                kpu,
+                latest,
+                alarms,
+                signals,
+                policy,
+                decision,
+                dry_run,
+            } => {
+                if let Some(earlier) = self.pending.remove(&application) {
+                    self.append(&application, &earlier);
+                }
+                let scale_to_kpu = match decision.action {
+                    Action::Hold => None,
+                    Action::ScaleTo(kpu) => Some(kpu),
+                };
+                let outcome = match scale_to_kpu {
+                    None => Outcome::Held,
+                    Some(kpu) if dry_run => Outcome::DryRun { kpu },
+                    Some(_) => Outcome::Unknown,
+                };
+                let entry = Entry {
+                    at_ms,
+                    kpu,
+                    policy,
+                    metrics: latest
+                        .into_iter()
+                        .map(|(id, value)| MetricValue { id, value })
+                        .collect(),
+                    alarms: alarms
+                        .into_iter()
+                        .map(|a| AlarmEntry {
+                            name: a.name,
+                            state: a.state.to_string(),
+                            since_ms: a.since_ms,
+                        })
+                        .collect(),
+                    signals: signals
+                        .into_iter()
+                        .map(|s| SignalEntry {
+                            name: s.name,
+                            value: s.value,
+                        })
+                        .collect(),
+                    decision: DecisionEntry {
+                        scale_to_kpu,
+                        reason: decision.reason,
+                    },
+                    outcome,
+                };
+                if entry.outcome == Outcome::Unknown {
+                    self.pending.insert(application, entry);
+                } else {
+                    self.append(&application, &entry);
+                }
+            }
+            Event::RescaleStarted {
+                application,
+                to_kpu,
+                ..
+            } => self.resolve(&application, Outcome::Accepted { kpu: to_kpu }),
+            Event::Failed {
+                application,
+                class,
+                message,
+                ..
+            } => self.resolve(&application, Outcome::Failed { class, message }),
+            Event::PluginQuarantined {
+                application,
+                at_ms,
+                plugin,
+                class,
+                failures,
+                until_ms,
+            } => {
+                let list = self.quarantines.entry(application.clone()).or_default();
+                list.retain(|q| q.plugin != plugin);
+                list.push(Quarantine {
+                    plugin,
+                    class: class.as_str().to_owned(),
+                    failures,
+                    at_ms,
+                    until_ms,
+                });
+                self.save_quarantines(&application);
+            }
+            Event::PluginRecovered {
+                application,
+                plugin,
+                ..
+            }
+            | Event::PluginReloaded {
+                application,
+                from: plugin,
+                ..
+            } => {
+                let list = self.quarantines.entry(application.clone()).or_default();
+                let before = list.len();
+                list.retain(|q| q.plugin != plugin);
+                if list.len() != before {
+                    self.save_quarantines(&application);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Completes the application's pending evaluation, if any, with
+    /// `outcome`. A failure without a pending evaluation (an evaluation
+    /// that failed, a rescale that failed later) is not an evaluation's.
+    fn resolve(&mut self, application: &str, outcome: Outcome) {
+        if let Some(mut entry) = self.pending.remove(application) {
+            entry.outcome = outcome;
+            self.append(application, &entry);
+        }
+    }
+
+    fn quarantine_path(&self, application: &str) -> PathBuf {
+        self.dir.join(format!("{application}.quarantine.json"))
+    }
+
+    fn path(&self, application: &str) -> PathBuf {
+        self.dir.join(format!("{application}.jsonl"))
+    }
+
+    fn append(&mut self, application: &str, entry: &Entry) {
+        let line = match serde_json::to_string(entry) {
+            Ok(line) => line + "\n",
+            Err(error) => {
+                warn!(message = "Cannot encode a history entry.", application = %application, %error);
+                return;
+            }
+        };
+        let path = self.path(application);
+        let (lines, torn) = match self.lines.get(application) {
+            Some(n) => (*n, false),
+            None => std::fs::read(&path).map_or((0, false), |b| {
+                // A line cut short (a crash while appending) must not
+                // swallow the next one.
+                let torn = b.last().is_some_and(|c| *c != b'\n');
+                (b.iter().filter(|c| **c == b'\n').count(), torn)
+            }),
+        };
+        let line = if torn { format!("\n{line}") } else { line };
+        let written = if lines < self.bound {
+            append_line(&path, &line).map(|()| lines + 1)
+        } else {
+            self.trim_and_append(&path, &line)
+        };
+        match written {
+            Ok(n) => {
+                self.lines.insert(application.to_owned(), n);
+            }
+            Err(error) => {
+                self.lines.remove(application);
+                warn!(
+                    message = "Cannot write the decision history.",
+                    application = %application,
+                    path = %path.display(),
+                    %error,
+                );
+            }
+        }
+    }
+
+    /// Rewrites `path` with its newest lines and `line`, keeping nine
+    /// tenths of the bound, atomically; returns the lines now in it.
+    fn trim_and_append(&self, path: &Path, line: &str) -> std::io::Result<usize> {
+        let keep = (self.bound - self.bound / 10).max(1);
+        let old = std::fs::read_to_string(path).unwrap_or_default();
+        let mut lines: Vec<&str> = old.lines().filter(|l| !l.is_empty()).collect();
+        lines.push(line.trim_end());
+        let start = lines.len().saturating_sub(keep);
+        let mut text = lines[start..].join("\n");
+        text.push('\n');
+        replace(path, text.as_bytes())?;
+        Ok(lines.len() - start)
+    }
+
+    fn save_quarantines(&self, application: &str) {
+        let list = self
+            .quarantines
+            .get(application)
+            .map(Vec::as_slice)
+            .unwrap_or(&[]);
+        let path = self.quarantine_path(application);
+        let written = serde_json::to_vec_pretty(list)
+            .map_err(std::io::Error::other)
+            .and_then(|bytes| replace(&path, &bytes));
+        if let Err(error) = written {
+            warn!(
+                message = "Cannot write the plugin quarantine record.",
+                application = %application,
+                path = %path.display(),
+                %error,
+            );
+        }
+    }
+}
+
+fn private_options() -> OpenOptions {
+    let mut options = OpenOptions::new();
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options
+}
+
+/// Appends `line` in one write, so that a reader sees it whole or not at
+/// all in practice (and skips it if not).
+fn append_line(path: &Path, line: &str) -> std::io::Result<()> {
+    let mut file = private_options().append(true).create(true).open(path)?;
+    file.write_all(line.as_bytes())
+}
+
+/// Replaces `path` with `bytes`: written beside it, then renamed over it.
+fn replace(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let temp = path.with_file_name(format!(".{name}.tmp"));
+    let mut file: File = private_options()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&temp)?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    std::fs::rename(&temp, path)
+}
+
+/// Why the history or the journal of an application could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    /// The application is not in the configuration.
+    #[error("no application {name:?} in the configuration; configured: {configured}")]
+    UnknownApplication {
+        /// The name asked for.
+        name: String,
+        /// The configured names, comma-separated.
+        configured: String,
+    },
+    /// A file exists but cannot be read.
+    #[error("cannot read {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// The newest `last` entries of `application` in `dir` (all of them if
+/// `None`), newest last; no file is no entry.
+pub fn read(dir: &Path, application: &str, last: Option<usize>) -> Result<Vec<Entry>, ReadError> {
+    let path = dir.join(format!("{application}.jsonl"));
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(source) => return Err(ReadError::Io { path, source }),
+    };
+    let mut entries: Vec<Entry> = text
+        .lines()
+        .filter_map(|line| serde_json::from_str(line).ok())
+        .collect();
+    if let Some(last) = last {
+        entries.drain(..entries.len().saturating_sub(last));
+    }
+    Ok(entries)
+}
+
+/// What `explain` reports (`--json` and `GET /explain`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Explanation {
+    /// The application.
+    pub application: String,
+    /// Its recent evaluations, newest last.
+    pub entries: Vec<Entry>,
+}
+
+/// The explanation of `application`'s last `last` evaluations, if it is one
+/// of `configured`.
+pub fn explain(
+    state_dir: &Path,
+    configured: &[String],
+    application: &str,
+    last: Option<usize>,
+) -> Result<Explanation, ReadError> {
+    if !configured.iter().any(|c| c == application) {
+        return Err(ReadError::UnknownApplication {
+            name: application.to_owned(),
+            configured: configured.join(", "),
+        });
+    }
+    Ok(Explanation {
+        application: application.to_owned(),
+        entries: read(&dir(state_dir), application, last)?,
+    })
+}
+
+/// `explain` as text: one block per evaluation, newest last.
+pub fn explain_text(explanation: &Explanation) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    if explanation.entries.is_empty() {
+        let _ = writeln!(
+            out,
+            "application {:?}: no decision recorded yet (the history is empty)",
+            explanation.application
+        );
+        return out;
+    }
+    for (i, e) in explanation.entries.iter().enumerate() {
+        if i > 0 {
+            out.push('\n');
+        }
+        let _ = writeln!(
+            out,
+            "{}  {}  {} KPU  policy {}",
+            iso(e.at_ms),
+            explanation.application,
+            e.kpu,
+            one_line(&e.policy)
+        );
+        let metrics: Vec<String> = e
+            .metrics
+            .iter()
+            .map(|m| match m.value {
+                Some(v) => format!("{} {}", m.id, number(v)),
+                None => format!("{} (no data)", m.id),
+            })
+            .collect();
+        let _ = writeln!(out, "  metrics:  {}", list(&metrics));
+        let alarms: Vec<String> = e
+            .alarms
+            .iter()
+            .map(|a| {
+                format!(
+                    "{} {} for {} s",
+                    a.name,
+                    a.state,
+                    (e.at_ms - a.since_ms).max(0) / 1000
+                )
+            })
+            .collect();
+        let _ = writeln!(out, "  alarms:   {}", list(&alarms));
+        let signals: Vec<String> = e
+            .signals
+            .iter()
+            .map(|s| format!("{} {}", s.name, number(s.value)))
+            .collect();
+        let _ = writeln!(out, "  signals:  {}", list(&signals));
+        let decision = match e.decision.scale_to_kpu {
+            Some(kpu) => format!("scale to {kpu} KPU"),
+            None => "hold".to_owned(),
+        };
+        let _ = writeln!(
+            out,
+            "  decision: {decision}: {}",
+            one_line(&e.decision.reason)
+        );
+        let _ = writeln!(out, "  done:     {}", e.outcome);
+    }
+    out
+}
+
+/// What `status` reports (`--json` and `GET /status`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Status {
+    /// When it was read (ms since the epoch); the `*_secs` fields count
+    /// from here.
+    pub now_ms: i64,
+    /// One per configured application, sorted by name.
+    pub applications: Vec<AppStatus>,
+}
+
+/// One application's status.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AppStatus {
+    /// The application.
+    pub application: String,
+    /// The journal's phase (`idle`, `sending`, `updating`, `grace`, ...);
+    /// `none` before the agent ever ran it.
+    pub phase: String,
+    /// The KPU last seen (at the last evaluation, or the end of the last
+    /// rescale).
+    pub kpu: Option<u32>,
+    /// The KPU an update in flight asked for.
+    pub updating_to_kpu: Option<u32>,
+    /// The highest KPU decisions may ask for, when the account's KPU limit
+    /// refused an update.
+    pub ceiling_kpu: Option<u32>,
+    /// End of the grace period (ms since the epoch), in grace.
+    pub grace_until_ms: Option<i64>,
+    /// Seconds of grace left.
+    pub grace_left_secs: Option<i64>,
+    /// Plugins in quarantine.
+    pub quarantine: Vec<Quarantine>,
+    /// The last evaluation, if any.
+    pub last: Option<Entry>,
+    /// Seconds since the last evaluation.
+    pub last_age_secs: Option<i64>,
+    /// A journal that could not be read, and why.
+    pub journal_error: Option<String>,
+}
+
+/// Reads the status of each of `applications` from `state_dir` at `now_ms`.
+pub fn status(state_dir: &Path, applications: &[String], now_ms: i64) -> Status {
+    let history = dir(state_dir);
+    let mut names = applications.to_vec();
+    names.sort();
+    let applications = names
+        .iter()
+        .map(|name| {
+            let (journal, journal_error) = read_journal(state_dir, name);
+            let phase = journal.as_ref().map(|j| &j.record.phase);
+            let last = read(&history, name, Some(1)).ok().and_then(|mut e| e.pop());
+            let grace_until_ms = match phase {
+                Some(Phase::Grace { until_ms, .. }) => Some(*until_ms),
+                _ => None,
+            };
+            let kpu = match phase {
+                Some(Phase::Grace { kpu, .. }) => Some(*kpu),
+                _ => last.as_ref().map(|e| e.kpu),
+            };
+            let quarantine = std::fs::read(history.join(format!("{name}.quarantine.json")))
+                .ok()
+                .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+                .unwrap_or_default();
+            AppStatus {
+                application: name.clone(),
+                phase: phase.map_or("none", Phase::name).to_owned(),
+                kpu,
+                updating_to_kpu: phase.and_then(Phase::update).map(|u| u.target_kpu),
+                ceiling_kpu: journal
+                    .as_ref()
+                    .and_then(|j| j.record.kpu_limit)
+                    .map(|l| l.ceiling()),
+                grace_until_ms,
+                grace_left_secs: grace_until_ms.map(|until| ((until - now_ms) / 1000).max(0)),
+                quarantine,
+                last_age_secs: last.as_ref().map(|e| ((now_ms - e.at_ms) / 1000).max(0)),
+                last,
+                journal_error,
+            }
+        })
+        .collect();
+    Status {
+        now_ms,
+        applications,
+    }
+}
+
+/// The journal, read without its lock (the agent may hold it): the agent
+/// replaces it by renaming, so the file read is always a whole record.
+fn read_journal(state_dir: &Path, application: &str) -> (Option<JournalFile>, Option<String>) {
+    let path = state_dir.join(format!("{application}.json"));
+    match std::fs::read(&path) {
+        Ok(bytes) => match serde_json::from_slice(&bytes) {
+            Ok(journal) => (Some(journal), None),
+            Err(error) => (None, Some(format!("{}: {error}", path.display()))),
+        },
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => (None, None),
+        Err(error) => (None, Some(format!("{}: {error}", path.display()))),
+    }
+}
+
+/// `status` as text: one block per application.
+pub fn status_text(status: &Status) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    for (i, app) in status.applications.iter().enumerate() {
+        if i > 0 {
+            out.push('\n');
+        }
+        let _ = writeln!(out, "application {:?}", app.application);
+        let mut phase = app.phase.clone();
+        if let Some(kpu) = app.updating_to_kpu {
+            let _ = write!(phase, " (to {kpu} KPU)");
+        }
+        if let Some(left) = app.grace_left_secs {
+            let _ = write!(phase, " ({left} s of grace left)");
+        }
+        let _ = writeln!(out, "  phase:      {phase}");
+        let _ = writeln!(
+            out,
+            "  kpu:        {}",
+            app.kpu.map_or("unknown".to_owned(), |k| k.to_string())
+        );
+        let _ = writeln!(
+            out,
+            "  ceiling:    {}",
+            app.ceiling_kpu
+                .map_or("none (no KPU limit met)".to_owned(), |k| {
+                    format!("{k} KPU (the account's KPU limit)")
+                })
+        );
+        let quarantine: Vec<String> = app
+            .quarantine
+            .iter()
+            .map(|q| {
+                let left = (q.until_ms - status.now_ms) / 1000;
+                if left > 0 {
+                    format!("{} for another {left} s", one_line(&q.plugin))
+                } else {
+                    format!("{} (back-off over, retrying)", one_line(&q.plugin))
+                }
+            })
+            .collect();
+        let _ = writeln!(out, "  quarantine: {}", list(&quarantine));
+        match (&app.last, app.last_age_secs) {
+            (Some(last), Some(age)) => {
+                let decision = match last.decision.scale_to_kpu {
+                    Some(kpu) => format!("scale to {kpu} KPU"),
+                    None => "hold".to_owned(),
+                };
+                let _ = writeln!(
+                    out,
+                    "  last:       {decision} {age} s ago: {}; {}",
+                    one_line(&last.decision.reason),
+                    last.outcome
+                );
+            }
+            _ => {
+                let _ = writeln!(
+                    out,
+                    "  last:       no decision recorded yet (the history is empty)"
+                );
+            }
+        }
+        if let Some(error) = &app.journal_error {
+            let _ = writeln!(out, "  journal:    unreadable: {}", one_line(error));
+        }
+    }
+    out
+}
+
+fn list(items: &[String]) -> String {
+    if items.is_empty() {
+        "none".to_owned()
+    } else {
+        items.join(", ")
+    }
+}
+
+fn iso(ms: i64) -> String {
+    aws_smithy_types::DateTime::from_millis(ms)
+        .fmt(aws_smithy_types::date_time::Format::DateTime)
+        .unwrap_or_else(|_| ms.to_string())
+}
+
+/// A value for people: at most three decimals, no trailing zeros.
+fn number(v: f64) -> String {
+    let text = format!("{v:.3}");
+    let text = text.trim_end_matches('0').trim_end_matches('.');
+    if text == "-0" {
+        "0".to_owned()
+    } else {
+        text.to_owned()
+    }
+}
+
+/// `text` on one line, control characters escaped: a plugin's reason
+/// cannot drive the reader's terminal.
+fn one_line(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_control() {
+            out.extend(c.escape_debug());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests;

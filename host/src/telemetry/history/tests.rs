@@ -1,0 +1,241 @@
+use super::*;
+use crate::model::{AlarmState, AlarmStatus, Decision, Signal};
+
+fn evaluated(app: &str, at_ms: i64, action: Action, dry_run: bool) -> Event {
+    Event::Evaluated {
+        application: app.to_owned(),
+        at_ms,
+        kpu: 2,
+        latest: vec![("lag".to_owned(), Some(1500.0)), ("cpu".to_owned(), None)],
+        alarms: vec![AlarmStatus {
+            name: "scale_out".to_owned(),
+            state: AlarmState::Alarm,
+            since_ms: at_ms - 120_000,
+        }],
+        signals: vec![Signal {
+            name: "backlog_secs".to_owned(),
+            value: 42.5,
+        }],
+        policy: "step 0.2.0".to_owned(),
+        decision: Decision {
+            action,
+            reason: format!("evaluation at {at_ms}"),
+            next_evaluation_secs: None,
+        },
+        dry_run,
+    }
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir =
+        std::env::temp_dir().join(format!("flinkscale-history-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+/// Sends `events` through a real writer thread and waits for it.
+fn write(dir: &Path, bound: usize, events: impl IntoIterator<Item = Event>) {
+    let (history, writer) = spawn(dir.to_path_buf(), bound).expect("the history starts");
+    for event in events {
+        history.record(&event);
+    }
+    drop(history);
+    writer.finish();
+}
+
+#[test]
+fn the_history_stays_bounded_and_keeps_the_newest() {
+    let dir = temp_dir("bound");
+    for round in 0..3 {
+        write(
+            &dir,
+            10,
+            (0..17).map(|i| evaluated("app", round * 100 + i, Action::Hold, false)),
+        );
+        let lines = std::fs::read_to_string(dir.join("app.jsonl"))
+            .expect("the history file")
+            .lines()
+            .count();
+        assert!(
+            lines <= 10,
+            "round {round}: {lines} entries kept for a bound of 10"
+        );
+    }
+    let entries = read(&dir, "app", None).expect("the history reads");
+    assert!(entries.len() >= 9, "{} entries", entries.len());
+    // Newest last, and the very newest is there.
+    assert_eq!(entries.last().map(|e| e.at_ms), Some(216));
+    assert!(entries.windows(2).all(|w| w[0].at_ms < w[1].at_ms));
+    let last_three = read(&dir, "app", Some(3)).expect("the history reads");
+    assert_eq!(
+        last_three.iter().map(|e| e.at_ms).collect::<Vec<_>>(),
+        vec![214, 215, 216]
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn an_entry_keeps_the_inputs_and_what_became_of_the_update() {
+    let dir = temp_dir("outcomes");
+    write(
+        &dir,
+        DEFAULT_BOUND,
+        [
+            evaluated("app", 1_000, Action::ScaleTo(4), false),
+            Event::RescaleStarted {
+                application: "app".to_owned(),
+                at_ms: 1_100,
+                from_kpu: 2,
+                to_kpu: 4,
+                version_id: 7,
+            },
+            evaluated("app", 2_000, Action::ScaleTo(8), false),
+            Event::Failed {
+                application: "app".to_owned(),
+                at_ms: 2_100,
+                class: "limit_exceeded".to_owned(),
+                message: "LimitExceededException".to_owned(),
+                plugin_class: None,
+            },
+            evaluated("app", 3_000, Action::ScaleTo(3), true),
+            evaluated("app", 4_000, Action::Hold, false),
+            // Its fate never arrives: the agent stops.
+            evaluated("app", 5_000, Action::ScaleTo(5), false),
+        ],
+    );
+    let entries = read(&dir, "app", None).expect("the history reads");
+    let outcomes: Vec<String> = entries.iter().map(|e| e.outcome.to_string()).collect();
+    assert_eq!(
+        outcomes,
+        [
+            "UpdateApplication accepted to 4 KPU",
+            "not scaled (limit_exceeded): LimitExceededException",
+            "dry run: would have asked for 3 KPU",
+            "held",
+            "no outcome recorded",
+        ]
+    );
+    let first = &entries[0];
+    assert_eq!(first.policy, "step 0.2.0");
+    assert_eq!(first.alarms[0].state, "ALARM");
+    assert_eq!(first.metrics[0].value, Some(1500.0));
+    assert_eq!(first.metrics[1].value, None);
+    assert_eq!(first.signals[0].value, 42.5);
+    let text = explain_text(&Explanation {
+        application: "app".to_owned(),
+        entries: entries[..1].to_vec(),
+    });
+    assert!(
+        text.contains("alarms:   scale_out ALARM for 120 s"),
+        "{text}"
+    );
+    assert!(text.contains("metrics:  lag 1500, cpu (no data)"), "{text}");
+    assert!(text.contains("signals:  backlog_secs 42.5"), "{text}");
+    assert!(
+        text.contains("decision: scale to 4 KPU: evaluation at 1000"),
+        "{text}"
+    );
+    assert!(
+        text.contains("done:     UpdateApplication accepted to 4 KPU"),
+        "{text}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn explain_refuses_an_unknown_application_and_names_the_known_ones() {
+    let dir = temp_dir("unknown");
+    let error = explain(&dir, &["a".to_owned(), "b".to_owned()], "../etc", None)
+        .expect_err("not configured");
+    assert_eq!(
+        error.to_string(),
+        "no application \"../etc\" in the configuration; configured: a, b"
+    );
+}
+
+#[test]
+fn status_without_any_file_says_the_history_is_empty() {
+    let dir = temp_dir("empty");
+    let status = status(&dir, &["app".to_owned()], 10_000);
+    assert_eq!(status.applications[0].phase, "none");
+    assert_eq!(status.applications[0].last, None);
+    assert!(status_text(&status).contains("no decision recorded yet (the history is empty)"));
+}
+
+#[test]
+fn a_line_cut_short_by_a_crash_does_not_swallow_the_next() {
+    let dir = temp_dir("torn");
+    write(&dir, 10, [evaluated("app", 1, Action::Hold, false)]);
+    let path = dir.join("app.jsonl");
+    let mut text = std::fs::read_to_string(&path).expect("the history file");
+    text.push_str("{\"at_ms\": 2, \"kp");
+    std::fs::write(&path, text).expect("a torn line");
+    write(&dir, 10, [evaluated("app", 3, Action::Hold, false)]);
+    let kept: Vec<i64> = read(&dir, "app", None)
+        .expect("the history reads")
+        .iter()
+        .map(|e| e.at_ms)
+        .collect();
+    assert_eq!(kept, [1, 3]);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn quarantined(at_ms: i64) -> Event {
+    Event::PluginQuarantined {
+        application: "app".to_owned(),
+        at_ms,
+        plugin: "step 0.2.0".to_owned(),
+        class: crate::plugin::FailureClass::Timeout,
+        failures: 3,
+        until_ms: at_ms + 300_000,
+    }
+}
+
+#[test]
+fn status_shows_a_quarantine_until_the_plugin_recovers() {
+    let state = temp_dir("quarantine");
+    let history_dir = dir(&state);
+    write(&history_dir, 10, [quarantined(1_000)]);
+    let now = status(&state, &["app".to_owned()], 61_000);
+    assert_eq!(
+        now.applications[0].quarantine,
+        [Quarantine {
+            plugin: "step 0.2.0".to_owned(),
+            class: "timeout".to_owned(),
+            failures: 3,
+            at_ms: 1_000,
+            until_ms: 301_000,
+        }]
+    );
+    let text = status_text(&now);
+    assert!(
+        text.contains("quarantine: step 0.2.0 for another 240 s"),
+        "{text}"
+    );
+    let recovered = Event::PluginRecovered {
+        application: "app".to_owned(),
+        at_ms: 400_000,
+        plugin: "step 0.2.0".to_owned(),
+    };
+    write(&history_dir, 10, [quarantined(1_000), recovered]);
+    let later = status(&state, &["app".to_owned()], 401_000);
+    assert_eq!(later.applications[0].quarantine, [], "{later:?}");
+    let _ = std::fs::remove_dir_all(&state);
+}
+
+#[test]
+fn a_restarted_agent_forgets_the_quarantines_of_the_last() {
+    let state = temp_dir("restart");
+    let history_dir = dir(&state);
+    write(&history_dir, 10, [quarantined(1_000)]);
+    // Quarantines live in the controllers: a new agent calls the plugin
+    // again, and its first event for the application says so.
+    write(
+        &history_dir,
+        10,
+        [evaluated("app", 2_000, Action::Hold, false)],
+    );
+    let now = status(&state, &["app".to_owned()], 3_000);
+    assert_eq!(now.applications[0].quarantine, [], "{now:?}");
+    let _ = std::fs::remove_dir_all(&state);
+}

@@ -1,0 +1,365 @@
+//! `flinkscale explain` and `flinkscale status`, as an operator uses them:
+//! the real agent (`flinkscale run`, the real SDK, the real `step` plugin)
+//! scales an application of `flinkscale emulate` out, then `explain` shows
+//! the evaluation that led to it (the alarm in ALARM, the decision, the
+//! accepted UpdateApplication), `status` shows the phase and KPU, before,
+//! during and after the agent runs, and `GET /status` and `GET /explain`
+//! on the agent's listener answer the same JSON as the commands.
+//!
+//! Needs the plugins built (`cargo plugins`); fails, not skips, without.
+
+mod common;
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use common::{BIN, Emulator, Running, http, plugin_dir, scenario, start_agent, wait_until};
+use serde_json::Value;
+
+/// The application of `tests/fixtures/scenarios/e2e-scale.toml`.
+const APP: &str = "e2e-app";
+/// Model seconds per wall second (as in e2e.rs: a 10 s metric period
+/// covers 200 model seconds, an update lasts 3 wall seconds).
+const SPEED: f64 = 20.0;
+
+fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("an ephemeral port");
+    listener.local_addr().expect("a bound address").port()
+}
+
+/// The step policy on CPU between 2 and 4 KPU: at the load the test sets,
+/// 2 KPU run above 75 % and the policy doubles them to 4 once.
+fn config(dir: &Path, listen: SocketAddr) -> PathBuf {
+    let plugins = toml_edit::Value::from(plugin_dir().to_string_lossy().as_ref()).to_string();
+    let text = format!(
+        r#"[agent]
+plugin_dir = {plugins}
+state_dir = "state"
+listen = "{listen}"
+
+[[application]]
+name = "{APP}"
+min_kpu = 2
+max_kpu = 4
+update_poll_secs = 1
+update_timeout_secs = 120
+grace_period_secs = 5
+
+[[application.metric]]
+id = "cpu"
+namespace = "AWS/KinesisAnalytics"
+metric_name = "containerCPUUtilization"
+dimensions = {{ Application = "{APP}" }}
+statistic = "Average"
+period_secs = 10
+
+[[application.alarm]]
+id = "scale-out"
+metric = "cpu"
+comparison = "GreaterThanThreshold"
+threshold = 75.0
+evaluation_periods = 1
+datapoints_to_alarm = 1
+
+[[application.alarm]]
+id = "scale-in"
+metric = "cpu"
+comparison = "LessThanOrEqualToThreshold"
+threshold = 35.0
+evaluation_periods = 2
+datapoints_to_alarm = 2
+
+[application.policy]
+plugin = "step"
+params = {{ scale_out_alarm = "scale-out", scale_in_alarm = "scale-in", operation = "multiply", scale_out_factor = 2, scale_in_factor = 2 }}
+"#
+    );
+    let file = dir.join("agent.toml");
+    std::fs::write(&file, text).expect("the agent configuration can be written");
+    file
+}
+
+/// Runs `flinkscale ARGS` (no AWS access: these commands read files) and
+/// returns its standard output; fails the test unless it exits 0.
+fn flinkscale(dir: &Path, args: &[&str]) -> String {
+    let output = Command::new(BIN)
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("flinkscale runs");
+    assert!(
+        output.status.success(),
+        "flinkscale {args:?} failed: {}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).expect("UTF-8 output")
+}
+
+fn json(text: &str) -> Value {
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+}
+
+fn get(addr: SocketAddr, path: &str) -> Option<Value> {
+    let response = http(addr, "GET", path, &[], b"").ok()?;
+    assert_eq!(
+        response.status,
+        200,
+        "{path}: {}",
+        String::from_utf8_lossy(&response.body)
+    );
+    serde_json::from_slice(&response.body).ok()
+}
+
+/// `status` JSON without what depends on the instant it was read.
+fn timeless(mut status: Value) -> Value {
+    if let Some(object) = status.as_object_mut() {
+        object.remove("now_ms");
+    }
+    for app in status["applications"].as_array_mut().into_iter().flatten() {
+        if let Some(object) = app.as_object_mut() {
+            object.remove("grace_left_secs");
+            object.remove("last_age_secs");
+        }
+    }
+    status
+}
+
+/// The entry of an evaluation whose update was accepted, if any.
+fn accepted(explanation: &Value) -> Option<Value> {
+    explanation["entries"]
+        .as_array()?
+        .iter()
+        .find(|e| e["outcome"]["kind"] == "accepted")
+        .cloned()
+}
+
+#[test]
+fn explain_shows_why_the_agent_scaled_and_status_where_it_is() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let listen: SocketAddr = format!("127.0.0.1:{}", free_port())
+        .parse()
+        .expect("an address");
+    let config = config(dir.path(), listen);
+    let config_arg = config.to_string_lossy().into_owned();
+    let explain_args = [
+        "explain",
+        "--config",
+        &config_arg,
+        "--application",
+        APP,
+        "--last",
+        "50",
+    ];
+
+    // Before the agent ever ran: nothing to show, and it says so.
+    let before = flinkscale(dir.path(), &["status", "--config", &config_arg]);
+    assert!(
+        before.contains("phase:      none")
+            && before.contains("no decision recorded yet (the history is empty)"),
+        "{before}"
+    );
+    let empty = flinkscale(dir.path(), &explain_args);
+    assert!(empty.contains("the history is empty"), "{empty}");
+
+    let emu = Emulator::start(&scenario("e2e-scale.toml"), SPEED, &[], dir.path());
+    // 3000 records/s: 2 KPU cannot carry them.
+    emu.set_load(APP, 3.0);
+    let agent: Running = start_agent(&emu, &config, &[], dir.path());
+    let diag = || format!("{}\n{}", emu.call_summary(), agent.log_tail(60));
+
+    let mut explanation = Value::Null;
+    wait_until(
+        Duration::from_secs(120),
+        "an evaluation whose UpdateApplication was accepted, in `explain --json`",
+        || {
+            agent.assert_running(diag);
+            let mut args = explain_args.to_vec();
+            args.push("--json");
+            explanation = json(&flinkscale(dir.path(), &args));
+            accepted(&explanation).is_some()
+        },
+        diag,
+    );
+    let entry = accepted(&explanation).expect("an accepted update");
+    assert_eq!(entry["kpu"], 2, "{entry}");
+    assert_eq!(entry["decision"]["scale_to_kpu"], 4, "{entry}");
+    assert_eq!(entry["outcome"]["kpu"], 4, "{entry}");
+    assert!(
+        entry["policy"]
+            .as_str()
+            .is_some_and(|p| p.starts_with("step ")),
+        "{entry}"
+    );
+    let alarm = entry["alarms"]
+        .as_array()
+        .and_then(|a| a.iter().find(|a| a["name"] == "scale-out"))
+        .unwrap_or_else(|| panic!("no scale-out alarm in {entry}"));
+    assert_eq!(alarm["state"], "ALARM", "{entry}");
+    let cpu = entry["metrics"][0]["value"].as_f64().unwrap_or(0.0);
+    assert!(cpu > 75.0, "the alarm fired on {cpu} % CPU: {entry}");
+    // The UpdateApplication the emulator saw is the one explained.
+    let updates = common::calls_of(&emu.calls(), "UpdateApplication", Some(APP)).len();
+    assert_eq!(updates, 1, "{}", diag());
+
+    // The same evaluation as text, one block per evaluation.
+    let text = flinkscale(dir.path(), &explain_args);
+    let block = text
+        .split("\n\n")
+        .find(|b| b.contains("UpdateApplication accepted to 4 KPU"))
+        .unwrap_or_else(|| panic!("no accepted update in:\n{text}"));
+    assert!(
+        block.contains(&format!("{APP}  2 KPU  policy step ")),
+        "{block}"
+    );
+    assert!(block.contains("scale-out ALARM for"), "{block}");
+    assert!(block.contains("decision: scale to 4 KPU: "), "{block}");
+    assert!(block.contains("  metrics:  cpu "), "{block}");
+
+    // Status follows the rescale to its end.
+    let mut status = Value::Null;
+    wait_until(
+        Duration::from_secs(60),
+        "status to report 4 KPU after the rescale",
+        || {
+            status = json(&flinkscale(
+                dir.path(),
+                &["status", "--config", &config_arg, "--json"],
+            ));
+            status["applications"][0]["kpu"] == 4
+                && matches!(
+                    status["applications"][0]["phase"].as_str(),
+                    Some("grace" | "idle")
+                )
+        },
+        diag,
+    );
+    let app = &status["applications"][0];
+    assert_eq!(app["application"], APP);
+    assert!(app["last"]["decision"]["reason"].is_string(), "{status}");
+    assert_eq!(app["ceiling_kpu"], Value::Null, "{status}");
+    assert_eq!(app["quarantine"], serde_json::json!([]), "{status}");
+    let text = flinkscale(dir.path(), &["status", "--config", &config_arg]);
+    assert!(text.contains("  kpu:        4\n"), "{text}");
+    assert!(text.contains(" s ago: "), "{text}");
+
+    // Over HTTP, the same JSON. An evaluation may land between two reads:
+    // read until the command's answer sits between two equal HTTP answers.
+    let explain_path = format!("/explain?application={APP}&last=50");
+    wait_until(
+        Duration::from_secs(30),
+        "GET /explain and GET /status to answer what the commands print",
+        || {
+            let mut args = explain_args.to_vec();
+            args.push("--json");
+            let http_before = get(listen, &explain_path);
+            let command = json(&flinkscale(dir.path(), &args));
+            let status_http = get(listen, "/status").map(timeless);
+            let status_command = timeless(json(&flinkscale(
+                dir.path(),
+                &["status", "--config", &config_arg, "--json"],
+            )));
+            let http_after = get(listen, &explain_path);
+            http_before.as_ref() == Some(&command)
+                && http_after.as_ref() == Some(&command)
+                && status_http.as_ref() == Some(&status_command)
+        },
+        diag,
+    );
+    let unknown = http(listen, "GET", "/explain?application=nope", &[], b"").expect("an answer");
+    assert_eq!(unknown.status, 404);
+    assert!(
+        String::from_utf8_lossy(&unknown.body).contains(&format!("configured: {APP}")),
+        "{}",
+        String::from_utf8_lossy(&unknown.body)
+    );
+
+    // Stopped, the agent's files still answer.
+    agent.stop();
+    let after = json(&flinkscale(
+        dir.path(),
+        &["status", "--config", &config_arg, "--json"],
+    ));
+    assert_eq!(after["applications"][0]["kpu"], 4, "{after}");
+    let after = json(&flinkscale(dir.path(), &{
+        let mut args = explain_args.to_vec();
+        args.push("--json");
+        args
+    }));
+    assert!(accepted(&after).is_some(), "{after}");
+}
+
+/// `flinkscale once` records its evaluation too, so that `explain` answers
+/// for a one-off run; `once --dry-run` only prints and leaves `state_dir`
+/// alone.
+#[test]
+fn once_records_its_evaluation_and_a_dry_once_leaves_state_dir_alone() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    // Ten wall minutes of history at the scenario's low load: the alarms
+    // have datapoints at once, and 2 KPU (the floor) hold.
+    let emu = Emulator::start(
+        &scenario("e2e-scale.toml"),
+        SPEED,
+        &["--history-secs", "600"],
+        dir.path(),
+    );
+    let listen: SocketAddr = format!("127.0.0.1:{}", free_port())
+        .parse()
+        .expect("an address");
+    let config = config(dir.path(), listen);
+    let config_arg = config.to_string_lossy().into_owned();
+    let once = |extra: &[&str]| {
+        let mut command = Command::new(BIN);
+        command
+            .args(["once", "--config", &config_arg])
+            .args(extra)
+            .current_dir(dir.path())
+            .env("RUST_LOG", "warn");
+        common::aws_env(&mut command, &emu.endpoint, dir.path());
+        let output = command.output().expect("`flinkscale once` runs");
+        assert!(
+            output.status.success(),
+            "once {extra:?}: {}\n{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    };
+
+    once(&["--dry-run"]);
+    assert!(
+        !dir.path().join("state").exists(),
+        "a dry `once` wrote into state_dir"
+    );
+
+    once(&[]);
+    let explanation = json(&flinkscale(
+        dir.path(),
+        &[
+            "explain",
+            "--config",
+            &config_arg,
+            "--application",
+            APP,
+            "--json",
+        ],
+    ));
+    let entries = explanation["entries"].as_array().expect("entries");
+    assert_eq!(entries.len(), 1, "{explanation}");
+    let entry = &entries[0];
+    assert_eq!(entry["kpu"], 2, "{entry}");
+    assert_eq!(entry["outcome"]["kind"], "held", "{entry}");
+    assert!(entry["metrics"][0]["value"].is_f64(), "{entry}");
+    assert!(
+        entry["alarms"]
+            .as_array()
+            .is_some_and(|a| a.iter().all(|a| a["state"] != "INSUFFICIENT_DATA")),
+        "{entry}"
+    );
+    let status = json(&flinkscale(
+        dir.path(),
+        &["status", "--config", &config_arg, "--json"],
+    ));
+    assert_eq!(status["applications"][0]["last"], *entry, "{status}");
+}

@@ -1,0 +1,106 @@
+"""The deployment examples in deploy/, read the way their tools read them.
+
+The Kubernetes manifest is parsed as YAML and the ECS task definition as
+JSON; both must use the documented mount points (/etc/flinkscale for the
+configuration, /var/lib/flinkscale for the state), run as the image's
+unprivileged user, and check health on the port the embedded configuration
+listens on (/livez, /readyz). The configurations they carry must pass the
+real `flinkscale validate` (FLINKSCALE_BIN, set by scripts/test.sh). The
+systemd unit and the image itself are run by host/tests/deploy.rs.
+"""
+
+import json
+import os
+import pathlib
+import subprocess
+import tomllib
+
+import yaml
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+DEPLOY = ROOT / "deploy"
+BIN = os.environ.get("FLINKSCALE_BIN", str(ROOT / "target/debug/flinkscale"))
+CONFIG_DIR = "/etc/flinkscale"
+STATE_DIR = "/var/lib/flinkscale"
+
+
+def validate(text, tmp_path):
+    path = tmp_path / "config.toml"
+    path.write_text(text)
+    done = subprocess.run(
+        [BIN, "validate", str(path)], capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    return tomllib.loads(text)
+
+
+def listen_port(config):
+    return int(config["agent"]["listen"].rsplit(":", 1)[1])
+
+
+def test_kubernetes_manifest(tmp_path):
+    docs = list(yaml.safe_load_all((DEPLOY / "kubernetes/flinkscale.yaml").read_text()))
+    by_kind = {doc["kind"]: doc for doc in docs}
+    assert set(by_kind) == {"ServiceAccount", "ConfigMap", "PersistentVolumeClaim", "Deployment"}
+    config = validate(by_kind["ConfigMap"]["data"]["config.toml"], tmp_path)
+    port = listen_port(config)
+
+    deployment = by_kind["Deployment"]["spec"]
+    assert deployment["replicas"] == 1
+    assert deployment["strategy"]["type"] == "Recreate"
+    pod = deployment["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["runAsUser"] == 65532
+    [container] = pod["containers"]
+    assert container["args"] == ["run", "--config", f"{CONFIG_DIR}/config.toml"]
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert ports["http"] == port
+    assert container["livenessProbe"]["httpGet"]["path"] == "/livez"
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+    assert mounts == {CONFIG_DIR: "config", STATE_DIR: "state"}
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes["config"]["configMap"]["name"] == by_kind["ConfigMap"]["metadata"]["name"]
+    claim = volumes["state"]["persistentVolumeClaim"]["claimName"]
+    assert claim == by_kind["PersistentVolumeClaim"]["metadata"]["name"]
+    assert pod["serviceAccountName"] == by_kind["ServiceAccount"]["metadata"]["name"]
+
+
+def test_ecs_task_definition(tmp_path):
+    task = json.loads((DEPLOY / "ecs/task-definition.json").read_text())
+    config = validate((DEPLOY / "ecs/config.toml").read_text(), tmp_path)
+    port = listen_port(config)
+    assert task["requiresCompatibilities"] == ["FARGATE"]
+    assert task["taskRoleArn"].startswith("arn:aws:iam::")
+    [container] = task["containerDefinitions"]
+    assert container["user"] == "65532:65532"
+    assert container["command"] == ["run", "--config", f"{CONFIG_DIR}/config.toml"]
+    assert [p["containerPort"] for p in container["portMappings"]] == [port]
+    assert container["healthCheck"]["command"] == [
+        "CMD", "/usr/local/bin/flinkscale", "probe", f"http://127.0.0.1:{port}/livez"
+    ]
+    [mount] = container["mountPoints"]
+    assert mount["containerPath"] == STATE_DIR and not mount["readOnly"]
+    assert mount["sourceVolume"] in {v["name"] for v in task["volumes"]}
+    # The configuration is baked into the image the task runs.
+    containerfile = (DEPLOY / "ecs/Containerfile").read_text()
+    assert f"COPY config.toml {CONFIG_DIR}/config.toml" in containerfile
+
+
+def test_ec2_user_data_installs_the_unit_and_validates_first():
+    script = DEPLOY / "ec2/user-data.sh"
+    subprocess.run(["bash", "-n", str(script)], check=True)
+    text = script.read_text()
+    assert "/etc/systemd/system/flinkscale.service" in text
+    assert text.index("flinkscale validate") < text.index("systemctl enable --now")
+    unit = (DEPLOY / "systemd/flinkscale.service").read_text()
+    assert f"--config {CONFIG_DIR}/config.toml" in unit
+
+
+def test_the_iam_policy_file_is_the_one_the_readme_documents():
+    policy = json.loads((DEPLOY / "iam-policy.json").read_text())
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## IAM permissions", 1)[1]
+    block = section.split("```json", 1)[1].split("```", 1)[0]
+    assert policy == json.loads(block)
