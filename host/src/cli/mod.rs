@@ -1,6 +1,6 @@
 //! The command-line interface: `flinkscale run | once | validate | demo |
 //! emulate | simulate | bench | import | alarms | status | explain | probe |
-//! iam | completions`.
+//! iam | completions | plugin`.
 //!
 //! This is the binary's edge: errors become `anyhow` reports and exit codes
 //! here and nowhere else.
@@ -18,6 +18,7 @@ mod conventions;
 mod explain;
 mod iam;
 mod import;
+mod plugin;
 mod probe;
 
 /// A scaling agent for Apache Flink applications, with sandboxed
@@ -196,6 +197,9 @@ pub enum Command {
         #[arg(long)]
         environment: bool,
     },
+    /// Inspect a plugin: `check` it on a canned evaluation, `describe` its
+    /// parameters, `bench` its compile, instantiation and calls.
+    Plugin(plugin::PluginArgs),
 }
 
 /// Says why no configuration file can be read; exit 78 (EX_CONFIG), as for
@@ -214,6 +218,12 @@ pub fn main() -> ExitCode {
         eprintln!("error: {error}");
         return ExitCode::from(commands::EX_CONFIG);
     }
+    // No async runtime around the plugin commands: their guest calls run
+    // (and are timed) on this thread.
+    let command = match cli.command {
+        Command::Plugin(args) => return plugin::run(args),
+        command => command,
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -225,7 +235,7 @@ pub fn main() -> ExitCode {
         }
     };
     let result = runtime.block_on(async {
-        match cli.command {
+        match command {
             Command::Run { config, dry_run } => {
                 match conventions::config_path(config.config.as_deref(), None, false) {
                     Ok(config) => commands::run(&config, dry_run).await,
@@ -332,6 +342,7 @@ pub fn main() -> ExitCode {
                     .map_err(anyhow::Error::from)
             }
             Command::Alarms { command } => alarms::run(command).await,
+            Command::Plugin(args) => Ok(plugin::run(args)),
         }
     });
     match result {

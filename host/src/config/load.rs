@@ -346,7 +346,7 @@ pub fn is_plugin_path(value: &str) -> bool {
 /// file of that name in `plugin_dir` if there is one (an operator's build
 /// overrides the shipped one), else the built-in, else the file that
 /// should have been there (reported missing by the environment check).
-fn resolve_plugin(value: &str, base_dir: &Path, plugin_dir: Option<&Path>) -> PluginSource {
+pub fn resolve_plugin(value: &str, base_dir: &Path, plugin_dir: Option<&Path>) -> PluginSource {
     if is_plugin_path(value) {
         return PluginSource::File(base_dir.join(value));
     }

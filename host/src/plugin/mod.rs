@@ -16,6 +16,7 @@
 pub mod builtin;
 mod cache;
 mod engine;
+pub mod inspect;
 mod instance;
 pub mod params;
 pub mod reload;

@@ -1,0 +1,1085 @@
+//! `flinkscale plugin check | describe | bench`: a plugin author's tools.
+//!
+//! `check` loads a plugin as the agent would and asks it one question on a
+//! canned evaluation; `describe` prints what the plugin declares about its
+//! parameters (the README's parameter tables are this output, see
+//! [`replace_blocks`]); `bench` times compiling, instantiating and calling
+//! it. They run on the calling thread with no async runtime around them:
+//! the guest calls are what is measured, not a hop to another thread.
+//!
+//! Exit codes: 0 when the plugin did all that was asked, 1 when it failed
+//! (not a component, refused its params, failed or answered nonsense), 78
+//! (`EX_CONFIG`) when the command itself was wrong (bad `--params`, no such
+//! plugin).
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use clap::{Args, Subcommand};
+use serde_json::{Value, json};
+
+use crate::config::load::{is_plugin_path, resolve_plugin};
+use crate::model::{Action, Decision, Signal};
+use crate::plugin::inspect::{self, Compiler, ComponentFacts};
+use crate::plugin::validate::validate_decision;
+use crate::plugin::{
+    Parameter, PluginError, PluginHost, PluginKind, PluginMetadata, PluginSource, SandboxLimits,
+    builtin,
+};
+
+/// Exit code of a plugin that failed.
+const EXIT_PLUGIN_FAILED: u8 = 1;
+/// Exit code of a usage error (sysexits' `EX_CONFIG`).
+const EXIT_USAGE: u8 = 78;
+
+/// The README's marker opening a generated parameter table; the built-in's
+/// name follows it.
+const BLOCK_OPEN: &str = "<!-- plugin-params ";
+/// The README's marker closing a generated parameter table.
+const BLOCK_CLOSE: &str = "<!-- /plugin-params -->";
+
+/// `flinkscale plugin ...`.
+#[derive(Debug, Args)]
+pub struct PluginArgs {
+    /// What to do with the plugin.
+    #[command(subcommand)]
+    pub command: PluginCommand,
+}
+
+/// The `plugin` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum PluginCommand {
+    /// Load a plugin, configure it and ask it once on a canned evaluation
+    /// (3 metrics x 20 datapoints, 2 alarms, one in ALARM); exit 1 if it
+    /// fails, 78 on a usage error.
+    Check {
+        /// The plugin.
+        #[command(flatten)]
+        plugin: PluginArg,
+        /// Its params, as a JSON object (default: for the built-ins that
+        /// need to be told an alarm or metric, the canned evaluation's;
+        /// else `{}`).
+        #[arg(long)]
+        params: Option<String>,
+        /// Print one JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print a plugin's summary and the parameters it declares.
+    Describe {
+        /// The plugin (not with `--readme`).
+        #[arg(required_unless_present = "readme", conflicts_with = "readme")]
+        plugin: Option<String>,
+        /// A folder of plugin files; a file named like the plugin wins
+        /// over a built-in of that name.
+        #[arg(long)]
+        plugin_dir: Option<PathBuf>,
+        /// Print the parameter table as markdown, as the README shows it.
+        #[arg(long)]
+        markdown: bool,
+        /// Rewrite, in this file, every block between `<!-- plugin-params
+        /// NAME -->` and `<!-- /plugin-params -->` with the markdown table
+        /// of the built-in NAME.
+        #[arg(long, value_name = "FILE")]
+        readme: Option<PathBuf>,
+    },
+    /// Time a plugin: compile (uncached), a fresh instance from the cached
+    /// compiled component, and a warm call on the canned evaluation.
+    Bench {
+        /// The plugin.
+        #[command(flatten)]
+        plugin: PluginArg,
+        /// Its params, as for `check`.
+        #[arg(long)]
+        params: Option<String>,
+        /// Warm calls to time.
+        #[arg(long, default_value_t = 10_000)]
+        iterations: usize,
+        /// Fresh instances to time.
+        #[arg(long, default_value_t = 200)]
+        instances: usize,
+        /// Uncached compiles to time.
+        #[arg(long, default_value_t = 3)]
+        compiles: usize,
+        /// Print one JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Which plugin a command is about.
+#[derive(Debug, Args)]
+pub struct PluginArg {
+    /// A built-in name (`step`), a name found in `--plugin-dir`, or a path
+    /// to a `.wasm` component (contains `/` or ends in `.wasm`).
+    pub plugin: String,
+    /// A folder of plugin files; a file named like the plugin wins over a
+    /// built-in of that name, as with `plugin_dir` in the configuration.
+    #[arg(long)]
+    pub plugin_dir: Option<PathBuf>,
+}
+
+/// Why a command stopped.
+#[derive(Debug)]
+enum Failure {
+    /// The command was wrong: exit 78.
+    Usage(String),
+    /// The plugin failed: exit 1.
+    Plugin(String),
+}
+
+impl Failure {
+    fn exit(self) -> ExitCode {
+        match self {
+            Failure::Usage(message) => {
+                eprintln!("error: {message}");
+                ExitCode::from(EXIT_USAGE)
+            }
+            Failure::Plugin(message) => {
+                eprintln!("error: {message}");
+                ExitCode::from(EXIT_PLUGIN_FAILED)
+            }
+        }
+    }
+}
+
+/// Runs a `plugin` subcommand. Call it outside any async runtime: the
+/// guest calls run on this thread.
+pub fn run(args: PluginArgs) -> ExitCode {
+    let result = match args.command {
+        PluginCommand::Check {
+            plugin,
+            params,
+            json,
+        } => check(&plugin, params.as_deref(), json),
+        PluginCommand::Describe {
+            plugin,
+            plugin_dir,
+            markdown,
+            readme,
+        } => match (readme, plugin) {
+            (Some(readme), _) => rewrite_readme(&readme),
+            (None, Some(plugin)) => describe(&PluginArg { plugin, plugin_dir }, markdown),
+            (None, None) => Err(Failure::Usage(
+                "name a plugin, or give --readme FILE".to_owned(),
+            )),
+        },
+        PluginCommand::Bench {
+            plugin,
+            params,
+            iterations,
+            instances,
+            compiles,
+            json,
+        } => bench(
+            &plugin,
+            params.as_deref(),
+            BenchCounts {
+                iterations: iterations.max(1),
+                instances: instances.max(1),
+                compiles: compiles.max(1),
+            },
+            json,
+        ),
+    };
+    match result {
+        Ok(code) => code,
+        Err(failure) => failure.exit(),
+    }
+}
+
+/// Finds the plugin as `plugin = "..."` would (relative paths from the
+/// current folder) and reads it; a plugin that is not there is a usage
+/// error naming where it was looked for.
+fn resolve(arg: &PluginArg) -> Result<(PluginSource, Vec<u8>), Failure> {
+    let source = resolve_plugin(&arg.plugin, Path::new(""), arg.plugin_dir.as_deref());
+    if let PluginSource::File(path) = &source
+        && !path.is_file()
+    {
+        return Err(Failure::Usage(if is_plugin_path(&arg.plugin) {
+            format!("no plugin file {}", path.display())
+        } else {
+            format!(
+                "{:?} is not a built-in plugin (valid: {}, a name in --plugin-dir, or a path to \
+                 a .wasm file) and there is no file {}",
+                arg.plugin,
+                builtin::names(),
+                path.display()
+            )
+        }));
+    }
+    let bytes = source.bytes().map_err(|error| {
+        Failure::Usage(format!(
+            "cannot read plugin {}: {error}",
+            source.display_path().display()
+        ))
+    })?;
+    Ok((source, bytes.into_owned()))
+}
+
+/// Checks `--params`: a JSON object, returned compact.
+fn parse_params(text: Option<&str>) -> Result<Option<String>, Failure> {
+    let Some(text) = text else {
+        return Ok(None);
+    };
+    let value: Value = serde_json::from_str(text).map_err(|error| {
+        Failure::Usage(format!(
+            "--params is not valid JSON: {error} (valid: a JSON object, e.g. \
+             '{{\"scale_out_alarm\": \"high\", \"scale_in_alarm\": \"low\"}}')"
+        ))
+    })?;
+    if !value.is_object() {
+        return Err(Failure::Usage(format!(
+            "--params must be a JSON object (the plugin's params table), found {value}"
+        )));
+    }
+    Ok(Some(value.to_string()))
+}
+
+fn host() -> Result<PluginHost, Failure> {
+    PluginHost::new(SandboxLimits::default()).map_err(|e| Failure::Plugin(e.to_string()))
+}
+
+fn compiler() -> Result<Compiler, Failure> {
+    Compiler::new()
+        .map_err(|e| Failure::Plugin(format!("cannot start the WebAssembly engine: {e}")))
+}
+
+/// Compiles the component for its facts; a file that is no loadable
+/// component is the plugin's failure.
+fn facts(
+    compiler: &Compiler,
+    source: &PluginSource,
+    bytes: &[u8],
+) -> Result<ComponentFacts, Failure> {
+    compiler.component_facts(bytes).map_err(|detail| {
+        Failure::Plugin(format!(
+            "plugin {} is not a WebAssembly component this host can load (build it for \
+             wasm32-wasip2): {detail}",
+            source.display_path().display()
+        ))
+    })
+}
+
+/// What `check` found, in the order it found it; `error` is the first
+/// failure, after which nothing more was tried.
+#[derive(Debug, Default)]
+struct CheckReport {
+    source: String,
+    facts: Option<ComponentFacts>,
+    metadata: Option<PluginMetadata>,
+    params: Option<String>,
+    params_from: &'static str,
+    configure_error: Option<String>,
+    configured: bool,
+    decision: Option<Decision>,
+    validated: Option<Decision>,
+    signals: Option<Vec<Signal>>,
+    error: Option<String>,
+}
+
+fn check(arg: &PluginArg, params: Option<&str>, json: bool) -> Result<ExitCode, Failure> {
+    let params = parse_params(params)?;
+    let (source, bytes) = resolve(arg)?;
+    let mut report = CheckReport {
+        source: source.origin(),
+        ..CheckReport::default()
+    };
+    run_check(&mut report, &source, &bytes, params);
+    if json {
+        println!("{}", check_json(&report));
+    } else {
+        print!("{}", check_text(&report));
+    }
+    Ok(match &report.error {
+        None => ExitCode::SUCCESS,
+        Some(error) => {
+            eprintln!("error: {error}");
+            ExitCode::from(EXIT_PLUGIN_FAILED)
+        }
+    })
+}
+
+fn run_check(
+    report: &mut CheckReport,
+    source: &PluginSource,
+    bytes: &[u8],
+    params: Option<String>,
+) {
+    let outcome = (|| -> Result<(), Failure> {
+        let compiler = compiler()?;
+        report.facts = Some(facts(&compiler, source, bytes)?);
+        let host = host()?;
+        let metadata = host
+            .check(source)
+            .map_err(|e| Failure::Plugin(e.to_string()))?;
+        let (params, from) = match params {
+            Some(params) => (params, "--params"),
+            None => (inspect::canned_params(&metadata.name).to_owned(), "canned"),
+        };
+        report.params = Some(params.clone());
+        report.params_from = from;
+        let kind = metadata.kind;
+        report.metadata = Some(metadata);
+        let evaluation = inspect::canned_evaluation();
+        let refused = |report: &mut CheckReport, error: PluginError| match error {
+            PluginError::Configure { message, .. } => {
+                report.configure_error = Some(message.clone());
+                Failure::Plugin(format!("configure refused the params {params}: {message}"))
+            }
+            other => Failure::Plugin(other.to_string()),
+        };
+        match kind {
+            PluginKind::Policy => {
+                let mut instance = host
+                    .load_policy(source, &params, "")
+                    .map_err(|e| refused(report, e))?;
+                report.configured = true;
+                // The configured instance's metadata: what the agent logs.
+                report.metadata = Some(instance.metadata());
+                let decision = instance
+                    .decide(&evaluation)
+                    .map_err(|e| Failure::Plugin(e.to_string()))?;
+                let validated = validate_decision(decision.clone(), &evaluation.app);
+                report.decision = Some(decision.clone());
+                report.validated = Some(validated);
+                if let Some(problem) = invalid_decision(&decision) {
+                    return Err(Failure::Plugin(format!("invalid decision: {problem}")));
+                }
+            }
+            PluginKind::Interpreter => {
+                let mut instance = host
+                    .load_interpreter(source, &params, "")
+                    .map_err(|e| refused(report, e))?;
+                report.configured = true;
+                report.metadata = Some(instance.metadata());
+                let signals = instance
+                    .interpret(evaluation.now_ms, &evaluation.app, &evaluation.metrics)
+                    .map_err(|e| Failure::Plugin(e.to_string()))?;
+                report.signals = Some(signals);
+            }
+        }
+        Ok(())
+    })();
+    if let Err(Failure::Plugin(message) | Failure::Usage(message)) = outcome {
+        report.error = Some(message);
+    }
+}
+
+/// What makes a policy's answer wrong rather than merely adjusted by the
+/// host: capacity zero, or no reason (the contract asks for one).
+fn invalid_decision(decision: &Decision) -> Option<String> {
+    if decision.action == Action::ScaleTo(0) {
+        return Some("scale-to(0): a capacity is at least 1 KPU".to_owned());
+    }
+    if decision.reason.trim().is_empty() {
+        return Some("an empty reason (the contract asks why, for the log)".to_owned());
+    }
+    None
+}
+
+fn action_text(action: &Action) -> String {
+    match action {
+        Action::Hold => "hold".to_owned(),
+        Action::ScaleTo(kpu) => format!("scale-to {kpu}"),
+    }
+}
+
+fn decision_json(decision: &Decision) -> Value {
+    json!({
+        "action": match decision.action {
+            Action::Hold => json!("hold"),
+            Action::ScaleTo(kpu) => json!({ "scale_to": kpu }),
+        },
+        "reason": decision.reason,
+        "next_evaluation_secs": decision.next_evaluation_secs,
+    })
+}
+
+fn check_json(report: &CheckReport) -> Value {
+    let meta = report.metadata.as_ref();
+    let facts = report.facts.as_ref();
+    json!({
+        "ok": report.error.is_none(),
+        "source": report.source,
+        "name": meta.map(|m| m.name.clone()),
+        "version": meta.map(|m| m.version.clone()),
+        "summary": meta.map(|m| m.summary.clone()),
+        "world": meta.map(|m| inspect::world_name(m.kind)),
+        "contract_version": meta.map(|m| m.contract_version),
+        "exports": facts.map(|f| f.exports.clone()),
+        "size_bytes": facts.map(|f| f.size_bytes),
+        "sha256": facts.map(|f| f.sha256.clone()),
+        "compile_ms": facts.map(|f| millis(f.compile)),
+        "params": report.params.as_deref().and_then(|p| serde_json::from_str::<Value>(p).ok()),
+        "params_from": (!report.params_from.is_empty()).then_some(report.params_from),
+        "configure": if report.configured {
+            json!({ "accepted": true })
+        } else if let Some(error) = &report.configure_error {
+            json!({ "accepted": false, "error": error })
+        } else {
+            Value::Null
+        },
+        "decision": report.decision.as_ref().map(decision_json),
+        "host_decision": report.validated.as_ref().map(decision_json),
+        "signals": report.signals.as_ref().map(|signals| {
+            signals.iter().map(|s| json!({ "name": s.name, "value": s.value })).collect::<Vec<_>>()
+        }),
+        "error": report.error,
+    })
+}
+
+fn check_text(report: &CheckReport) -> String {
+    let mut out = String::new();
+    let mut line = |key: &str, value: &str| out.push_str(&format!("{key:<12}{value}\n"));
+    if let Some(meta) = &report.metadata {
+        line("plugin", &format!("{} {}", meta.name, meta.version));
+        if !meta.summary.is_empty() {
+            line("summary", &meta.summary);
+        }
+    }
+    line("source", &report.source);
+    if let Some(meta) = &report.metadata {
+        line("world", inspect::world_name(meta.kind));
+        line("contract", meta.contract_version);
+    }
+    if let Some(facts) = &report.facts {
+        line("exports", &facts.exports.join(", "));
+        line("size", &format!("{} bytes", facts.size_bytes));
+        line("sha256", &facts.sha256);
+        line("compile", &format!("{:.1} ms", millis(facts.compile)));
+    }
+    if let Some(params) = &report.params {
+        let from = if report.params_from == "canned" {
+            " (canned: no --params given)"
+        } else {
+            ""
+        };
+        line("params", &format!("{params}{from}"));
+    }
+    if report.configured {
+        line("configure", "accepted");
+    } else if let Some(error) = &report.configure_error {
+        line("configure", &format!("refused: {error}"));
+    }
+    if let Some(decision) = &report.decision {
+        line(
+            "decision",
+            &format!("{}: {}", action_text(&decision.action), decision.reason),
+        );
+        if let Some(secs) = decision.next_evaluation_secs {
+            line("next", &format!("in {secs} s"));
+        }
+    }
+    if let (Some(decision), Some(validated)) = (&report.decision, &report.validated)
+        && validated != decision
+    {
+        line(
+            "host",
+            &format!("{}: {}", action_text(&validated.action), validated.reason),
+        );
+    }
+    if let Some(signals) = &report.signals {
+        if signals.is_empty() {
+            line("signals", "none");
+        }
+        for signal in signals {
+            line("signal", &format!("{} = {}", signal.name, signal.value));
+        }
+    }
+    line(
+        "result",
+        match &report.error {
+            None => "ok",
+            Some(_) => "FAILED",
+        },
+    );
+    out
+}
+
+fn describe(arg: &PluginArg, markdown: bool) -> Result<ExitCode, Failure> {
+    let (source, _) = resolve(arg)?;
+    let metadata = host()?
+        .check(&source)
+        .map_err(|e| Failure::Plugin(e.to_string()))?;
+    if markdown {
+        print!("{}", parameters_markdown(&metadata));
+    } else {
+        print!("{}", describe_text(&metadata));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Why a plugin shows no table: its contract cannot declare parameters.
+fn undeclared(metadata: &PluginMetadata) -> String {
+    format!(
+        "{} {} declares no parameters: its contract ({}) predates parameter declarations \
+         (0.2.0); its `configure` checks its params itself.",
+        metadata.name, metadata.version, metadata.contract_version
+    )
+}
+
+fn describe_text(metadata: &PluginMetadata) -> String {
+    let mut out = format!(
+        "{} {}: {} (world {}, contract {})\n",
+        metadata.name,
+        metadata.version,
+        metadata.kind,
+        inspect::world_name(metadata.kind),
+        metadata.contract_version
+    );
+    if !metadata.summary.is_empty() {
+        out.push_str(&metadata.summary);
+        out.push('\n');
+    }
+    out.push('\n');
+    match &metadata.parameters {
+        None => {
+            out.push_str(&undeclared(metadata));
+            out.push('\n');
+        }
+        Some(parameters) if parameters.is_empty() => out.push_str("No parameters.\n"),
+        Some(parameters) => {
+            out.push_str("Parameters:\n");
+            for p in parameters {
+                let default = match (&p.default_json, p.required) {
+                    (_, true) => "required".to_owned(),
+                    (Some(default), false) => format!("default {default}"),
+                    (None, false) => "optional".to_owned(),
+                };
+                out.push_str(&format!("  {} ({}, {default})\n", p.name, p.kind));
+                out.push_str(&format!("      {}\n", one_line(&p.meaning)));
+            }
+        }
+    }
+    out
+}
+
+/// The parameter table the README shows for a plugin: key, kind, whether
+/// required, default and meaning, one row per declared parameter in the
+/// plugin's order; a sentence instead when it declares none.
+pub fn parameters_markdown(metadata: &PluginMetadata) -> String {
+    match &metadata.parameters {
+        None => format!("{}\n", undeclared(metadata)),
+        Some(parameters) => parameter_table(parameters),
+    }
+}
+
+fn parameter_table(parameters: &[Parameter]) -> String {
+    if parameters.is_empty() {
+        return "The plugin takes no parameters (`params` must be empty).\n".to_owned();
+    }
+    let mut out =
+        String::from("| key | kind | required | default | meaning |\n|---|---|---|---|---|\n");
+    for p in parameters {
+        let default = match (&p.default_json, p.required) {
+            (_, true) => "-".to_owned(),
+            (Some(default), false) => format!("`{}`", cell(default)),
+            (None, false) => "see meaning".to_owned(),
+        };
+        out.push_str(&format!(
+            "| `{}` | {} | {} | {} | {} |\n",
+            cell(&p.name),
+            p.kind,
+            if p.required { "yes" } else { "no" },
+            default,
+            cell(&p.meaning)
+        ));
+    }
+    out
+}
+
+/// Text on one line: newlines and other control characters become spaces.
+fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// Text safe in one markdown table cell.
+fn cell(text: &str) -> String {
+    one_line(text).replace('|', "\\|")
+}
+
+/// One generated block of a README: the built-in it is for and what it
+/// holds now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Block {
+    /// The built-in's name, from the opening marker.
+    pub name: String,
+    /// The text between the markers (after the opening marker's line).
+    pub content: String,
+}
+
+/// Every `<!-- plugin-params NAME -->` ... `<!-- /plugin-params -->` block
+/// of `text`, in order; an opening marker without its close, or a close
+/// without an opening, is an error naming its line.
+pub fn blocks(text: &str) -> Result<Vec<Block>, String> {
+    let mut found = Vec::new();
+    let mut open: Option<(usize, String, String)> = None;
+    for (index, line) in text.split_inclusive('\n').enumerate() {
+        let trimmed = line.trim();
+        if let Some(rest) = trimmed.strip_prefix(BLOCK_OPEN) {
+            if let Some((at, name, _)) = &open {
+                return Err(format!(
+                    "line {}: a new block opens before the block for {name:?} of line {at} is \
+                     closed with `{BLOCK_CLOSE}`",
+                    index + 1
+                ));
+            }
+            let name = rest.trim_end_matches("-->").trim();
+            if name.is_empty() {
+                return Err(format!(
+                    "line {}: `{BLOCK_OPEN}-->` names no plugin (valid: `{BLOCK_OPEN}step -->`)",
+                    index + 1
+                ));
+            }
+            open = Some((index + 1, name.to_owned(), String::new()));
+        } else if trimmed == BLOCK_CLOSE {
+            let Some((_, name, content)) = open.take() else {
+                return Err(format!(
+                    "line {}: `{BLOCK_CLOSE}` closes no block",
+                    index + 1
+                ));
+            };
+            found.push(Block { name, content });
+        } else if let Some((_, _, content)) = &mut open {
+            content.push_str(line);
+        }
+    }
+    match open {
+        Some((at, name, _)) => Err(format!(
+            "line {at}: the block for {name:?} is never closed with `{BLOCK_CLOSE}`"
+        )),
+        None => Ok(found),
+    }
+}
+
+/// `text` with every generated block's content replaced by `render(name)`;
+/// everything outside the blocks is kept byte for byte.
+pub fn replace_blocks(
+    text: &str,
+    mut render: impl FnMut(&str) -> Result<String, String>,
+) -> Result<String, String> {
+    blocks(text)?;
+    let mut out = String::with_capacity(text.len());
+    let mut inside = false;
+    for line in text.split_inclusive('\n') {
+        let trimmed = line.trim();
+        if let Some(rest) = trimmed.strip_prefix(BLOCK_OPEN) {
+            out.push_str(line);
+            out.push_str(&render(rest.trim_end_matches("-->").trim())?);
+            inside = true;
+        } else if trimmed == BLOCK_CLOSE {
+            out.push_str(line);
+            inside = false;
+        } else if !inside {
+            out.push_str(line);
+        }
+    }
+    Ok(out)
+}
+
+/// The markdown table of the built-in `name`, as `describe --markdown`
+/// prints it.
+fn builtin_markdown(host: &PluginHost, name: &str) -> Result<String, String> {
+    let builtin = builtin::find(name).ok_or_else(|| {
+        format!(
+            "{name:?} is not a built-in plugin (valid: {})",
+            builtin::names()
+        )
+    })?;
+    host.check(PluginSource::BuiltIn(builtin))
+        .map(|metadata| parameters_markdown(&metadata))
+        .map_err(|e| e.to_string())
+}
+
+fn rewrite_readme(path: &Path) -> Result<ExitCode, Failure> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Failure::Usage(format!("cannot read {}: {e}", path.display())))?;
+    let host = host()?;
+    let rewritten = replace_blocks(&text, |name| builtin_markdown(&host, name))
+        .map_err(|e| Failure::Usage(format!("{}: {e}", path.display())))?;
+    let count = blocks(&rewritten).map(|b| b.len()).unwrap_or(0);
+    if rewritten == text {
+        println!(
+            "{}: {count} parameter tables, all up to date",
+            path.display()
+        );
+    } else {
+        std::fs::write(path, &rewritten)
+            .map_err(|e| Failure::Usage(format!("cannot write {}: {e}", path.display())))?;
+        println!("{}: {count} parameter tables rewritten", path.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// How many times `bench` does each thing.
+#[derive(Debug, Clone, Copy)]
+struct BenchCounts {
+    iterations: usize,
+    instances: usize,
+    compiles: usize,
+}
+
+/// Percentiles of a set of timings.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Spread {
+    p50: Duration,
+    p99: Duration,
+    count: usize,
+}
+
+/// The `q` quantile of `samples` (nearest rank); zero for none.
+fn spread(mut samples: Vec<Duration>) -> Spread {
+    samples.sort_unstable();
+    let rank = |q: f64| {
+        let index = ((q * samples.len() as f64).ceil() as usize).clamp(1, samples.len().max(1));
+        samples.get(index - 1).copied().unwrap_or_default()
+    };
+    Spread {
+        p50: rank(0.50),
+        p99: rank(0.99),
+        count: samples.len(),
+    }
+}
+
+fn millis(duration: Duration) -> f64 {
+    duration.as_secs_f64() * 1e3
+}
+
+fn micros(duration: Duration) -> f64 {
+    duration.as_secs_f64() * 1e6
+}
+
+/// A loaded plugin of either world, to call in a loop.
+enum Loaded {
+    Policy(crate::plugin::PolicyInstance),
+    Interpreter(crate::plugin::InterpreterInstance),
+}
+
+fn load(
+    host: &PluginHost,
+    source: &PluginSource,
+    kind: PluginKind,
+    params: &str,
+) -> Result<Loaded, PluginError> {
+    match kind {
+        PluginKind::Policy => host
+            .load_policy(source, params, "bench")
+            .map(Loaded::Policy),
+        PluginKind::Interpreter => host
+            .load_interpreter(source, params, "bench")
+            .map(Loaded::Interpreter),
+    }
+}
+
+fn bench(
+    arg: &PluginArg,
+    params: Option<&str>,
+    counts: BenchCounts,
+    json: bool,
+) -> Result<ExitCode, Failure> {
+    let params = parse_params(params)?;
+    let (source, bytes) = resolve(arg)?;
+    let plugin_failed = |e: PluginError| Failure::Plugin(e.to_string());
+
+    let compiler = compiler()?;
+    let mut compiles = Vec::with_capacity(counts.compiles);
+    let mut facts_seen = None;
+    for _ in 0..counts.compiles {
+        let facts = facts(&compiler, &source, &bytes)?;
+        compiles.push(facts.compile);
+        facts_seen = Some(facts);
+    }
+    let Some(facts) = facts_seen else {
+        return Err(Failure::Plugin("no compile ran".to_owned()));
+    };
+
+    let host = host()?;
+    let metadata = host.check(&source).map_err(plugin_failed)?;
+    let params = params.unwrap_or_else(|| inspect::canned_params(&metadata.name).to_owned());
+    // The first load compiles into the host's cache; the timed ones do not.
+    drop(load(&host, &source, metadata.kind, &params).map_err(plugin_failed)?);
+    let mut instances = Vec::with_capacity(counts.instances);
+    for _ in 0..counts.instances {
+        let started = Instant::now();
+        let loaded = load(&host, &source, metadata.kind, &params).map_err(plugin_failed)?;
+        instances.push(started.elapsed());
+        drop(loaded);
+    }
+
+    let evaluation = inspect::canned_evaluation();
+    let mut loaded = load(&host, &source, metadata.kind, &params).map_err(plugin_failed)?;
+    let mut call = || -> Result<Duration, PluginError> {
+        let started = Instant::now();
+        match &mut loaded {
+            Loaded::Policy(policy) => {
+                std::hint::black_box(policy.decide(&evaluation)?);
+            }
+            Loaded::Interpreter(interpreter) => {
+                std::hint::black_box(interpreter.interpret(
+                    evaluation.now_ms,
+                    &evaluation.app,
+                    &evaluation.metrics,
+                )?);
+            }
+        }
+        Ok(started.elapsed())
+    };
+    // Warm up: the first calls fault in the instance's memory.
+    for _ in 0..counts.iterations.min(100) {
+        call().map_err(plugin_failed)?;
+    }
+    let mut calls = Vec::with_capacity(counts.iterations);
+    for _ in 0..counts.iterations {
+        calls.push(call().map_err(plugin_failed)?);
+    }
+
+    let compile = spread(compiles);
+    let instance = spread(instances);
+    let warm = spread(calls);
+    let function = match metadata.kind {
+        PluginKind::Policy => "decide",
+        PluginKind::Interpreter => "interpret",
+    };
+    if json {
+        let timing = |s: Spread| json!({ "p50_us": micros(s.p50), "p99_us": micros(s.p99), "count": s.count });
+        println!(
+            "{}",
+            json!({
+                "name": metadata.name,
+                "version": metadata.version,
+                "world": inspect::world_name(metadata.kind),
+                "contract_version": metadata.contract_version,
+                "source": source.origin(),
+                "size_bytes": facts.size_bytes,
+                "sha256": facts.sha256,
+                "params": serde_json::from_str::<Value>(&params).ok(),
+                "compile_ms": millis(compile.p50),
+                "compiles": compile.count,
+                "instance": timing(instance),
+                "call": { "function": function, "p50_us": micros(warm.p50), "p99_us": micros(warm.p99), "count": warm.count },
+            })
+        );
+    } else {
+        println!(
+            "{} {} ({}, contract {}, {} bytes)",
+            metadata.name,
+            metadata.version,
+            inspect::world_name(metadata.kind),
+            metadata.contract_version,
+            facts.size_bytes
+        );
+        println!("params          {params}");
+        println!(
+            "compile         {:.1} ms (median of {}, uncached)",
+            millis(compile.p50),
+            compile.count
+        );
+        println!(
+            "fresh instance  p50 {:.1} us, p99 {:.1} us ({} loads from the cached compiled component: link, instantiate, metadata, configure)",
+            micros(instance.p50),
+            micros(instance.p99),
+            instance.count
+        );
+        println!(
+            "warm {function:<10} p50 {:.2} us, p99 {:.2} us ({} calls on the canned evaluation)",
+            micros(warm.p50),
+            micros(warm.p99),
+            warm.count
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plugin::ParameterKind;
+
+    fn parameter(
+        name: &str,
+        kind: ParameterKind,
+        required: bool,
+        default: Option<&str>,
+        meaning: &str,
+    ) -> Parameter {
+        Parameter {
+            name: name.to_owned(),
+            kind,
+            required,
+            default_json: default.map(str::to_owned),
+            meaning: meaning.to_owned(),
+        }
+    }
+
+    fn metadata(
+        parameters: Option<Vec<Parameter>>,
+        contract_version: &'static str,
+    ) -> PluginMetadata {
+        PluginMetadata {
+            name: "step".to_owned(),
+            version: "0.2.0".to_owned(),
+            kind: PluginKind::Policy,
+            contract_version,
+            summary: "Steps capacity on two alarms.".to_owned(),
+            parameters,
+        }
+    }
+
+    #[test]
+    fn the_table_has_a_row_per_declared_parameter_in_the_plugins_order() {
+        let table = parameters_markdown(&metadata(
+            Some(vec![
+                parameter(
+                    "scale_out_alarm",
+                    ParameterKind::AlarmId,
+                    true,
+                    None,
+                    "alarm that asks for more capacity",
+                ),
+                parameter(
+                    "operation",
+                    ParameterKind::Text,
+                    false,
+                    Some("\"multiply\""),
+                    "`\"multiply\"` or `\"add\"`",
+                ),
+                parameter(
+                    "input_rate_metric",
+                    ParameterKind::MetricId,
+                    false,
+                    None,
+                    "when absent, derived\nfrom the backlog",
+                ),
+            ]),
+            "0.2.0",
+        ));
+        assert_eq!(
+            table,
+            "| key | kind | required | default | meaning |\n\
+             |---|---|---|---|---|\n\
+             | `scale_out_alarm` | alarm id | yes | - | alarm that asks for more capacity |\n\
+             | `operation` | string | no | `\"multiply\"` | `\"multiply\"` or `\"add\"` |\n\
+             | `input_rate_metric` | metric id | no | see meaning | when absent, derived from the backlog |\n"
+        );
+    }
+
+    #[test]
+    fn a_pipe_in_a_meaning_does_not_split_the_cell() {
+        let table = parameter_table(&[parameter(
+            "a",
+            ParameterKind::Number,
+            false,
+            Some("1"),
+            "x | y",
+        )]);
+        assert!(table.contains("| x \\| y |"), "{table}");
+        assert_eq!(table.lines().count(), 3);
+    }
+
+    #[test]
+    fn a_contract_0_1_0_plugin_says_its_contract_predates_declarations() {
+        let text = parameters_markdown(&metadata(None, "0.1.0"));
+        assert!(text.contains("declares no parameters"), "{text}");
+        assert!(text.contains("(0.1.0) predates"), "{text}");
+        assert!(describe_text(&metadata(None, "0.1.0")).contains("predates"));
+    }
+
+    #[test]
+    fn a_plugin_declaring_an_empty_list_takes_no_parameters() {
+        assert_eq!(
+            parameters_markdown(&metadata(Some(Vec::new()), "0.2.0")),
+            "The plugin takes no parameters (`params` must be empty).\n"
+        );
+    }
+
+    const README: &str = "# Title\n\
+        text\n\
+        <!-- plugin-params step -->\n\
+        old table\n\
+        <!-- /plugin-params -->\n\
+        between\n\
+        <!-- plugin-params rate -->\n\
+        <!-- /plugin-params -->\n\
+        end\n";
+
+    #[test]
+    fn blocks_are_found_with_their_content() {
+        assert_eq!(
+            blocks(README),
+            Ok(vec![
+                Block {
+                    name: "step".to_owned(),
+                    content: "old table\n".to_owned()
+                },
+                Block {
+                    name: "rate".to_owned(),
+                    content: String::new()
+                },
+            ])
+        );
+    }
+
+    #[test]
+    fn replacing_blocks_keeps_everything_outside_them() {
+        let out =
+            replace_blocks(README, |name| Ok(format!("table of {name}\n"))).expect("well formed");
+        assert_eq!(
+            out,
+            "# Title\ntext\n<!-- plugin-params step -->\ntable of step\n<!-- /plugin-params -->\n\
+             between\n<!-- plugin-params rate -->\ntable of rate\n<!-- /plugin-params -->\nend\n"
+        );
+        let again =
+            replace_blocks(&out, |name| Ok(format!("table of {name}\n"))).expect("well formed");
+        assert_eq!(again, out, "rewriting is idempotent");
+    }
+
+    #[test]
+    fn a_block_left_open_or_a_stray_close_is_an_error_naming_its_line() {
+        let open = blocks("a\n<!-- plugin-params step -->\nx\n").expect_err("unclosed");
+        assert!(
+            open.contains("line 2") && open.contains("never closed"),
+            "{open}"
+        );
+        let stray = blocks("a\n<!-- /plugin-params -->\n").expect_err("stray");
+        assert!(stray.contains("line 2"), "{stray}");
+        let nested =
+            blocks("<!-- plugin-params a -->\n<!-- plugin-params b -->\n").expect_err("nested");
+        assert!(nested.contains("line 2"), "{nested}");
+    }
+
+    #[test]
+    fn a_render_error_stops_the_rewrite() {
+        let error = replace_blocks(README, |name| Err(format!("no {name}"))).expect_err("refused");
+        assert_eq!(error, "no step");
+    }
+
+    #[test]
+    fn params_must_be_a_json_object() {
+        assert!(matches!(parse_params(Some("{\"a\": 1}")), Ok(Some(p)) if p == "{\"a\":1}"));
+        assert!(
+            matches!(parse_params(Some("{a: 1}")), Err(Failure::Usage(m)) if m.contains("not valid JSON"))
+        );
+        assert!(
+            matches!(parse_params(Some("[1]")), Err(Failure::Usage(m)) if m.contains("JSON object"))
+        );
+        assert!(matches!(parse_params(None), Ok(None)));
+    }
+
+    #[test]
+    fn percentiles_are_nearest_rank() {
+        let samples: Vec<_> = (1..=100).map(Duration::from_micros).collect();
+        let s = spread(samples);
+        assert_eq!(
+            (s.p50, s.p99, s.count),
+            (Duration::from_micros(50), Duration::from_micros(99), 100)
+        );
+        let one = spread(vec![Duration::from_micros(7)]);
+        assert_eq!(
+            (one.p50, one.p99),
+            (Duration::from_micros(7), Duration::from_micros(7))
+        );
+        assert_eq!(spread(Vec::new()).p50, Duration::ZERO);
+    }
+}

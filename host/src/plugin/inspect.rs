@@ -1,0 +1,251 @@
+//! What `flinkscale plugin check | describe | bench` need beyond loading and
+//! calling a plugin: the component's own facts (size, sha256, exports, how
+//! long it takes to compile) and a canned evaluation to call it on.
+//!
+//! The facts come from compiling the component once more, outside the
+//! [`super::PluginHost`], with an engine configured as the host's: the host
+//! caches what it compiles and keeps the compiled component to itself, and
+//! an uncached compile is exactly the number `check` and `bench` report.
+//! The canned evaluation is fixed (3 metrics of 20 datapoints, 2 alarms, one
+//! of them in ALARM) so that every run of `check` or `bench` asks the same
+//! question, and its ids are those the built-ins read by default, so that
+//! [`canned_params`] can point the built-ins that must be told an alarm or a
+//! metric at it.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use wasmtime::component::Component;
+use wasmtime::{Config, Engine};
+
+use super::PluginKind;
+use crate::metrics::{Datapoint, MetricQuery, Series};
+use crate::model::{AlarmState, AlarmStatus, Application, Evaluation};
+use crate::target::AppStatus;
+
+/// What the canned evaluation's "now" is: a fixed instant (2026-01-01
+/// 00:00:00 UTC), so that a plugin's answer does not depend on the day it
+/// was checked.
+pub const CANNED_NOW_MS: i64 = 1_767_225_600_000;
+
+/// The period of the canned series, in seconds.
+const CANNED_PERIOD_SECS: u32 = 60;
+
+/// Datapoints per canned series.
+const CANNED_POINTS: usize = 20;
+
+/// The canned alarm in ALARM: the one a policy told to scale out on it
+/// should act on.
+pub const CANNED_SCALE_OUT_ALARM: &str = "scale_out";
+
+/// The canned alarm in OK.
+pub const CANNED_SCALE_IN_ALARM: &str = "scale_in";
+
+/// What is known about a component file without running it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ComponentFacts {
+    /// Its size in bytes.
+    pub size_bytes: usize,
+    /// Lowercase hex sha256 of its bytes (what the agent's logs print).
+    pub sha256: String,
+    /// The names of everything it exports, e.g.
+    /// `flinkscale:plugin/policy@0.1.0`.
+    pub exports: Vec<String>,
+    /// How long one uncached compile took.
+    pub compile: Duration,
+}
+
+/// A compiler for [`component_facts`]: a wasmtime engine configured as the
+/// plugin host's (component model, epoch interruption), so that compile
+/// times are the host's. Build it once to time several compiles.
+pub struct Compiler {
+    engine: Engine,
+}
+
+impl Compiler {
+    /// Starts the engine.
+    pub fn new() -> Result<Self, String> {
+        let mut config = Config::new();
+        config.wasm_component_model(true);
+        config.epoch_interruption(true);
+        Engine::new(&config)
+            .map(|engine| Self { engine })
+            .map_err(|e| format!("{e:#}"))
+    }
+
+    /// Compiles `bytes` (no cache: wasmtime is built without one) and
+    /// reports the component's facts; the error is the compiler's, for a
+    /// file that is not a component this host can load.
+    pub fn component_facts(&self, bytes: &[u8]) -> Result<ComponentFacts, String> {
+        let started = Instant::now();
+        let component = Component::new(&self.engine, bytes).map_err(|e| format!("{e:#}"))?;
+        let compile = started.elapsed();
+        let exports = component
+            .component_type()
+            .exports(&self.engine)
+            .map(|(name, _)| name.to_owned())
+            .collect();
+        Ok(ComponentFacts {
+            size_bytes: bytes.len(),
+            sha256: super::builtin::sha256_hex(bytes),
+            exports,
+            compile,
+        })
+    }
+}
+
+/// The WIT name of the world a plugin kind exports.
+pub fn world_name(kind: PluginKind) -> &'static str {
+    match kind {
+        PluginKind::Policy => "scaling-policy",
+        PluginKind::Interpreter => "metric-interpreter",
+    }
+}
+
+/// The params `check` and `bench` give a plugin called `name` when the
+/// user gives none: the built-ins that must be told which alarm or metric
+/// to read are pointed at the canned evaluation's; every other plugin gets
+/// `{}` (its defaults).
+pub fn canned_params(name: &str) -> &'static str {
+    match name {
+        "step" => r#"{"scale_out_alarm":"scale_out","scale_in_alarm":"scale_in"}"#,
+        "backlog-seconds" => {
+            r#"{"backlog_metric":"backlog","processing_rate_metric":"records_in"}"#
+        }
+        "expression" => {
+            r#"{"signals":{"backlog_growth":"rate(backlog)","hot":"(avg(busy) > 800) * (backlog > 1e5)"}}"#
+        }
+        _ => "{}",
+    }
+}
+
+/// The application of the canned evaluation: running at 4 KPU of 1..=16.
+pub fn canned_application() -> Application {
+    Application {
+        name: "canned".to_owned(),
+        status: AppStatus::Running,
+        kpu: 4,
+        parallelism: 4,
+        parallelism_per_kpu: 1,
+        min_kpu: 1,
+        max_kpu: 16,
+        version_id: 7,
+        last_rescale_ms: Some(CANNED_NOW_MS - 3_600_000),
+        last_update_duration_secs: Some(75),
+    }
+}
+
+/// The canned series, ending one period before [`CANNED_NOW_MS`]: a busy
+/// job (`busy`, busy time in ms per second, about 900), its input
+/// (`records_in`, records per second, about 4 000) and a growing backlog
+/// (`backlog`, records).
+pub fn canned_series() -> Vec<Series> {
+    let period_ms = i64::from(CANNED_PERIOD_SECS) * 1000;
+    let first_ms = CANNED_NOW_MS - period_ms * (CANNED_POINTS as i64 + 1);
+    let series =
+        |id: &str, metric_name: &str, statistic: &str, value: &dyn Fn(f64) -> f64| Series {
+            query: MetricQuery {
+                id: id.to_owned(),
+                namespace: "AWS/KinesisAnalytics".to_owned(),
+                metric_name: metric_name.to_owned(),
+                dimensions: BTreeMap::from([("Application".to_owned(), "canned".to_owned())]),
+                statistic: statistic.to_owned(),
+                period_secs: CANNED_PERIOD_SECS,
+                expression: None,
+            },
+            points: (0..CANNED_POINTS)
+                .map(|i| Datapoint {
+                    timestamp_ms: first_ms + period_ms * i as i64,
+                    value: value(i as f64),
+                })
+                .collect(),
+        };
+    vec![
+        series("busy", "busyTimeMsPerSecond", "Average", &|i| {
+            880.0 + (i * 7.0) % 40.0
+        }),
+        series("records_in", "numRecordsInPerSecond", "Sum", &|i| {
+            4_000.0 + (i * 131.0) % 500.0
+        }),
+        series("backlog", "records_lag_max", "Maximum", &|i| {
+            50_000.0 + i * 12_000.0
+        }),
+    ]
+}
+
+/// The canned evaluation: [`canned_application`], [`canned_series`], the
+/// alarm [`CANNED_SCALE_OUT_ALARM`] in ALARM for the last 3 minutes and
+/// [`CANNED_SCALE_IN_ALARM`] in OK, and no signals.
+pub fn canned_evaluation() -> Evaluation {
+    Evaluation {
+        now_ms: CANNED_NOW_MS,
+        app: canned_application(),
+        metrics: canned_series(),
+        alarms: vec![
+            AlarmStatus {
+                name: CANNED_SCALE_OUT_ALARM.to_owned(),
+                state: AlarmState::Alarm,
+                since_ms: CANNED_NOW_MS - 180_000,
+            },
+            AlarmStatus {
+                name: CANNED_SCALE_IN_ALARM.to_owned(),
+                state: AlarmState::Ok,
+                since_ms: CANNED_NOW_MS - 7_200_000,
+            },
+        ],
+        signals: Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_canned_evaluation_is_three_series_of_twenty_and_two_alarms_one_firing() {
+        let evaluation = canned_evaluation();
+        assert_eq!(evaluation.metrics.len(), 3);
+        assert!(evaluation.metrics.iter().all(|s| s.points.len() == 20));
+        let last = evaluation.metrics[0].points.last().map(|p| p.timestamp_ms);
+        assert!(last.is_some_and(|t| t < evaluation.now_ms));
+        let firing: Vec<_> = evaluation
+            .alarms
+            .iter()
+            .filter(|a| a.state == AlarmState::Alarm)
+            .map(|a| a.name.as_str())
+            .collect();
+        assert_eq!(firing, [CANNED_SCALE_OUT_ALARM]);
+        assert_eq!(evaluation.alarms.len(), 2);
+    }
+
+    #[test]
+    fn canned_params_name_only_what_the_canned_evaluation_has() {
+        let evaluation = canned_evaluation();
+        for name in ["step", "backlog-seconds"] {
+            let params: serde_json::Value =
+                serde_json::from_str(canned_params(name)).expect("canned params are JSON");
+            for (key, value) in params.as_object().expect("an object") {
+                let id = value.as_str().expect("an id");
+                let known = if key.ends_with("_alarm") {
+                    evaluation.alarms.iter().any(|a| a.name == id)
+                } else {
+                    evaluation.metrics.iter().any(|s| s.query.id == id)
+                };
+                assert!(
+                    known,
+                    "{name}: {key} = {id:?} is not in the canned evaluation"
+                );
+            }
+        }
+        assert_eq!(canned_params("some-plugin"), "{}");
+    }
+
+    #[test]
+    fn a_file_that_is_not_a_component_is_refused_with_the_compilers_reason() {
+        let compiler = Compiler::new().expect("the engine starts");
+        let error = compiler
+            .component_facts(b"not wasm")
+            .expect_err("text is no component");
+        assert!(!error.is_empty());
+    }
+}

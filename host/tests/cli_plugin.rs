@@ -1,0 +1,459 @@
+//! `flinkscale plugin check | describe | bench`, run as a user runs them:
+//! the real binary, the built-ins embedded in it, the committed contract
+//! 0.1.0 fixtures and the `misbehave` fixture plugin. Also keeps the
+//! README's generated parameter tables equal to what `describe --markdown`
+//! prints for each built-in.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use common::{BIN, plugin_dir, workspace};
+use flinkscale::plugin::builtin;
+use serde_json::Value;
+
+/// The command that regenerates the README's parameter tables.
+const REGENERATE: &str = "cargo run -p flinkscale -- plugin describe --readme README.md";
+
+fn flinkscale(args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .current_dir(workspace())
+        .output()
+        .expect("the binary runs")
+}
+
+fn code(output: &Output) -> Option<i32> {
+    output.status.code()
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// `plugin check ... --json`, parsed, with its exit code.
+fn check_json(args: &[&str]) -> (Option<i32>, Value, String) {
+    let mut all = vec!["plugin", "check", "--json"];
+    all.extend_from_slice(args);
+    let output = flinkscale(&all);
+    let json = serde_json::from_str(&stdout(&output)).unwrap_or_else(|e| {
+        panic!(
+            "`flinkscale {}` printed no JSON ({e}):\n{}\n{}",
+            all.join(" "),
+            stdout(&output),
+            stderr(&output)
+        )
+    });
+    (code(&output), json, stderr(&output))
+}
+
+fn misbehave() -> String {
+    plugin_dir()
+        .join("misbehave.wasm")
+        .to_string_lossy()
+        .into_owned()
+}
+
+fn v0_1_0_fixture(name: &str) -> PathBuf {
+    workspace()
+        .join("tests/fixtures/contract-v0.1.0")
+        .join(format!("{name}.wasm"))
+}
+
+#[test]
+fn check_of_the_built_in_step_scales_out_on_the_firing_alarm() {
+    let (code, json, err) = check_json(&["step"]);
+    assert_eq!(code, Some(0), "{json}\n{err}");
+    let step = builtin::find("step").expect("step is built in");
+    assert_eq!(json["ok"], true);
+    assert_eq!(json["source"], "built-in");
+    assert_eq!(json["name"], "step");
+    assert_eq!(json["world"], "scaling-policy");
+    assert_eq!(json["contract_version"], "0.2.0", "{json}");
+    assert!(
+        json["summary"].as_str().is_some_and(|s| !s.is_empty()),
+        "a contract 0.2.0 plugin has a summary: {json}"
+    );
+    let exports: Vec<&str> = json["exports"]
+        .as_array()
+        .expect("exports")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(
+        exports
+            .iter()
+            .any(|e| e.starts_with("flinkscale:plugin/policy@")),
+        "{exports:?}"
+    );
+    assert_eq!(json["size_bytes"], step.bytes.len());
+    assert_eq!(json["sha256"], builtin::sha256_hex(step.bytes));
+    assert!(
+        json["compile_ms"].as_f64().is_some_and(|ms| ms > 0.0),
+        "{json}"
+    );
+    assert_eq!(json["configure"]["accepted"], true);
+    // The canned application runs 4 KPU; the canned params point step's
+    // scale-out alarm at the one in ALARM: multiply by 2.
+    assert_eq!(json["decision"]["action"]["scale_to"], 8, "{json}");
+    assert_eq!(json["host_decision"]["action"]["scale_to"], 8, "{json}");
+}
+
+#[test]
+fn check_prints_the_same_facts_as_text() {
+    let output = flinkscale(&["plugin", "check", "step"]);
+    assert_eq!(code(&output), Some(0), "{}", stderr(&output));
+    let text = stdout(&output);
+    for key in [
+        "plugin ",
+        "world ",
+        "contract ",
+        "exports ",
+        "size ",
+        "sha256 ",
+        "compile ",
+        "configure ",
+        "decision ",
+        "result ",
+    ] {
+        assert!(
+            text.lines().any(|l| l.starts_with(key)),
+            "no `{key}` line:\n{text}"
+        );
+    }
+    assert!(text.contains("decision    scale-to 8"), "{text}");
+    assert!(text.contains("result      ok"), "{text}");
+}
+
+#[test]
+fn check_of_an_interpreter_prints_the_signals_it_derives() {
+    let (code, json, err) = check_json(&["backlog-seconds"]);
+    assert_eq!(code, Some(0), "{json}\n{err}");
+    assert_eq!(json["world"], "metric-interpreter");
+    let signals = json["signals"].as_array().expect("signals");
+    let behind = signals
+        .iter()
+        .find(|s| s["name"] == "seconds_behind")
+        .unwrap_or_else(|| panic!("no seconds_behind in {json}"));
+    // The canned backlog ends at 278 000 records, processed at about
+    // 4 000 records/s: about a minute behind.
+    let seconds = behind["value"].as_f64().expect("a number");
+    assert!((40.0..90.0).contains(&seconds), "{json}");
+    assert!(json["decision"].is_null());
+}
+
+#[test]
+fn params_the_plugin_refuses_exit_1_with_its_reason() {
+    let (code, json, err) = check_json(&["step", "--params", r#"{"scale_out_alarm": "high"}"#]);
+    assert_eq!(code, Some(1), "{json}\n{err}");
+    assert_eq!(json["ok"], false);
+    assert_eq!(json["configure"]["accepted"], false, "{json}");
+    assert!(err.contains("configure refused"), "{err}");
+    assert!(json["decision"].is_null());
+}
+
+#[test]
+fn a_plugin_that_traps_errs_or_answers_zero_exits_1() {
+    let plugin = misbehave();
+    for (mode, expected) in [
+        ("trap", "Trap"),
+        ("error", "misbehave: error mode"),
+        ("zero", "scale-to(0)"),
+    ] {
+        let params = format!(r#"{{"mode": "{mode}"}}"#);
+        let (code, json, err) = check_json(&[&plugin, "--params", &params]);
+        assert_eq!(code, Some(1), "mode {mode}: {json}\n{err}");
+        assert_eq!(json["configure"]["accepted"], true, "mode {mode}: {json}");
+        let error = json["error"].as_str().unwrap_or_default();
+        assert!(error.contains(expected), "mode {mode}: {error}");
+    }
+    // A target above max_kpu is the host's to clamp, not a failure.
+    let (code, json, err) = check_json(&[&plugin, "--params", r#"{"mode": "huge"}"#]);
+    assert_eq!(code, Some(0), "{json}\n{err}");
+    assert_eq!(json["host_decision"]["action"]["scale_to"], 16, "{json}");
+}
+
+#[test]
+fn usage_errors_exit_78_naming_what_is_wrong() {
+    let bad_json = flinkscale(&[
+        "plugin",
+        "check",
+        "step",
+        "--params",
+        "{scale_out_alarm: 1}",
+    ]);
+    assert_eq!(code(&bad_json), Some(78));
+    assert!(
+        stderr(&bad_json).contains("--params is not valid JSON"),
+        "{}",
+        stderr(&bad_json)
+    );
+
+    let not_object = flinkscale(&["plugin", "check", "step", "--params", "[1, 2]"]);
+    assert_eq!(code(&not_object), Some(78));
+    assert!(
+        stderr(&not_object).contains("JSON object"),
+        "{}",
+        stderr(&not_object)
+    );
+
+    let missing = flinkscale(&["plugin", "check", "no/such/plugin.wasm"]);
+    assert_eq!(code(&missing), Some(78));
+    assert!(
+        stderr(&missing).contains("no/such/plugin.wasm"),
+        "{}",
+        stderr(&missing)
+    );
+
+    let unknown = flinkscale(&["plugin", "describe", "no-such-plugin"]);
+    assert_eq!(code(&unknown), Some(78));
+    let message = stderr(&unknown);
+    assert!(
+        message.contains("\"no-such-plugin\" is not a built-in"),
+        "{message}"
+    );
+    assert!(
+        message.contains("\"step\""),
+        "the valid names are listed: {message}"
+    );
+}
+
+#[test]
+fn a_file_that_is_not_a_component_fails_the_check() {
+    let dir = tempfile::tempdir().expect("a temporary folder");
+    let file = dir.path().join("broken.wasm");
+    std::fs::write(&file, b"not a component").expect("written");
+    let (code, json, err) = check_json(&[file.to_str().expect("utf-8")]);
+    assert_eq!(code, Some(1), "{json}\n{err}");
+    assert!(
+        json["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("wasm32-wasip2"),
+        "{json}"
+    );
+}
+
+#[test]
+fn a_file_in_plugin_dir_overrides_the_built_in_of_its_name() {
+    let dir = tempfile::tempdir().expect("a temporary folder");
+    let file = dir.path().join("step.wasm");
+    std::fs::copy(v0_1_0_fixture("step"), &file).expect("the fixture copies");
+    let (code, json, err) =
+        check_json(&["step", "--plugin-dir", dir.path().to_str().expect("utf-8")]);
+    assert_eq!(code, Some(0), "{json}\n{err}");
+    assert_eq!(json["source"], file.to_string_lossy().as_ref());
+    assert_eq!(json["contract_version"], "0.1.0");
+}
+
+#[test]
+fn describe_lists_what_step_declares() {
+    let output = flinkscale(&["plugin", "describe", "step"]);
+    assert_eq!(code(&output), Some(0), "{}", stderr(&output));
+    let text = stdout(&output);
+    assert!(text.starts_with("step "), "{text}");
+    assert!(text.contains("contract 0.2.0"), "{text}");
+    for line in [
+        "  scale_out_alarm (alarm id, required)",
+        "  scale_in_alarm (alarm id, required)",
+        "  operation (string, default \"multiply\")",
+        "  scale_out_factor (integer, default 2)",
+    ] {
+        assert!(text.lines().any(|l| l == line), "no {line:?} in:\n{text}");
+    }
+    let markdown = stdout(&flinkscale(&["plugin", "describe", "--markdown", "step"]));
+    assert!(
+        markdown.contains("| `scale_out_alarm` | alarm id | yes | - |"),
+        "{markdown}"
+    );
+}
+
+#[test]
+fn an_undeclared_key_is_refused_naming_the_declared_ones() {
+    let (code, json, err) = check_json(&[
+        "step",
+        "--params",
+        r#"{"scale_out_alarm": "scale_out", "scale_in_alarm": "scale_in", "scale_out_factr": 3}"#,
+    ]);
+    assert_eq!(code, Some(1), "{json}\n{err}");
+    assert_eq!(json["configure"]["accepted"], false, "{json}");
+    let error = json["configure"]["error"].as_str().unwrap_or_default();
+    assert!(error.contains("scale_out_factr"), "{error}");
+    assert!(
+        error.contains("scale_out_factor"),
+        "the valid key is named: {error}"
+    );
+}
+
+#[test]
+fn describe_of_a_contract_0_1_0_plugin_says_it_predates_declarations() {
+    let fixture = v0_1_0_fixture("backlog-seconds");
+    let fixture = fixture.to_str().expect("utf-8");
+    for args in [
+        vec!["plugin", "describe", fixture],
+        vec!["plugin", "describe", "--markdown", fixture],
+    ] {
+        let output = flinkscale(&args);
+        assert_eq!(code(&output), Some(0), "{}", stderr(&output));
+        let text = stdout(&output);
+        assert!(text.contains("declares no parameters"), "{text}");
+        assert!(text.contains("contract (0.1.0) predates"), "{text}");
+    }
+}
+
+#[test]
+fn bench_reports_compile_instance_and_warm_call_timings() {
+    let output = flinkscale(&[
+        "plugin",
+        "bench",
+        "step",
+        "--iterations",
+        "50",
+        "--instances",
+        "3",
+        "--compiles",
+        "1",
+        "--json",
+    ]);
+    assert_eq!(code(&output), Some(0), "{}", stderr(&output));
+    let json: Value = serde_json::from_str(&stdout(&output)).expect("JSON");
+    assert!(
+        json["compile_ms"].as_f64().is_some_and(|v| v > 0.0),
+        "{json}"
+    );
+    assert_eq!(json["instance"]["count"], 3);
+    assert_eq!(json["call"]["function"], "decide");
+    assert_eq!(json["call"]["count"], 50);
+    let p50 = json["call"]["p50_us"].as_f64().expect("p50");
+    let p99 = json["call"]["p99_us"].as_f64().expect("p99");
+    assert!(p50 > 0.0 && p99 >= p50, "{json}");
+
+    let refused = flinkscale(&[
+        "plugin",
+        "bench",
+        "step",
+        "--params",
+        "{}",
+        "--iterations",
+        "5",
+    ]);
+    assert_eq!(
+        code(&refused),
+        Some(1),
+        "a plugin refusing its params cannot be timed"
+    );
+}
+
+/// The README with the generated blocks emptied.
+fn without_tables(readme: &str) -> String {
+    let mut out = String::new();
+    let mut inside = false;
+    for line in readme.split_inclusive('\n') {
+        if line.trim() == "<!-- /plugin-params -->" {
+            inside = false;
+        }
+        if !inside {
+            out.push_str(line);
+        }
+        if line.trim().starts_with("<!-- plugin-params ") {
+            inside = true;
+        }
+    }
+    out
+}
+
+fn readme_blocks(readme: &str) -> Vec<(String, String)> {
+    let mut found = Vec::new();
+    let mut current: Option<(String, String)> = None;
+    for line in readme.split_inclusive('\n') {
+        let trimmed = line.trim();
+        if let Some(rest) = trimmed.strip_prefix("<!-- plugin-params ") {
+            current = Some((
+                rest.trim_end_matches("-->").trim().to_owned(),
+                String::new(),
+            ));
+        } else if trimmed == "<!-- /plugin-params -->" {
+            found.extend(current.take());
+        } else if let Some((_, content)) = &mut current {
+            content.push_str(line);
+        }
+    }
+    found
+}
+
+#[test]
+fn the_readme_parameter_tables_are_what_describe_prints_for_every_built_in() {
+    let readme_path = workspace().join("README.md");
+    let readme = std::fs::read_to_string(&readme_path).expect("the README is readable");
+    let blocks = readme_blocks(&readme);
+    let mut stale = Vec::new();
+    for builtin in builtin::all() {
+        let ours: Vec<_> = blocks
+            .iter()
+            .filter(|(name, _)| name == builtin.name)
+            .collect();
+        assert_eq!(
+            ours.len(),
+            1,
+            "the README needs exactly one `<!-- plugin-params {} -->` block",
+            builtin.name
+        );
+        let output = flinkscale(&["plugin", "describe", "--markdown", builtin.name]);
+        assert_eq!(code(&output), Some(0), "{}", stderr(&output));
+        if stdout(&output) != ours[0].1 {
+            stale.push(format!(
+                "--- README block for {} ---\n{}--- `plugin describe --markdown {}` ---\n{}",
+                builtin.name,
+                ours[0].1,
+                builtin.name,
+                stdout(&output)
+            ));
+        }
+    }
+    assert!(
+        stale.is_empty(),
+        "the README's parameter tables differ from the plugins' declarations; regenerate \
+         them with `{REGENERATE}`\n{}",
+        stale.join("\n")
+    );
+}
+
+#[test]
+fn describe_readme_rewrites_the_blocks_in_place_and_nothing_else() {
+    let readme = std::fs::read_to_string(workspace().join("README.md")).expect("readable");
+    let dir = tempfile::tempdir().expect("a temporary folder");
+    let copy = dir.path().join("README.md");
+    std::fs::write(&copy, without_tables(&readme)).expect("written");
+    let output = flinkscale(&["plugin", "describe", "--readme", path(&copy)]);
+    assert_eq!(code(&output), Some(0), "{}", stderr(&output));
+    let rewritten = std::fs::read_to_string(&copy).expect("readable");
+    assert_eq!(without_tables(&rewritten), without_tables(&readme));
+    for (name, content) in readme_blocks(&rewritten) {
+        let described = stdout(&flinkscale(&["plugin", "describe", "--markdown", &name]));
+        assert_eq!(content, described, "block {name}");
+    }
+    assert!(!readme_blocks(&rewritten).is_empty());
+
+    let broken = dir.path().join("broken.md");
+    std::fs::write(
+        &broken,
+        "<!-- plugin-params no-such -->\n<!-- /plugin-params -->\n",
+    )
+    .expect("written");
+    let output = flinkscale(&["plugin", "describe", "--readme", path(&broken)]);
+    assert_eq!(code(&output), Some(78));
+    assert!(
+        stderr(&output).contains("\"no-such\" is not a built-in"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+fn path(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}
