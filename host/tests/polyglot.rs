@@ -476,10 +476,9 @@ fn every_branch_and_error_of_step_is_the_same_in_python_and_javascript() {
         );
     }
 
-    // A whole number written with a fraction part: whether `5.0` is an
-    // integer is the host's call for a 0.2.0 plugin (it checks declared
-    // kinds before `configure`); whatever the answer, it is the same for all
-    // three.
+    // A whole number written with a fraction part (TOML's `5.0` is a
+    // float): an integer for the host's check of declared kinds, as for
+    // the SDK's getters, and the same answer from all three.
     let written_as_float = r#"{"scale_out_alarm": "out", "scale_in_alarm": "in",
         "operation": "add", "scale_out_factor": 5.0}"#;
     let outcomes: Vec<Result<(), String>> = implementations
@@ -491,6 +490,11 @@ fn every_branch_and_error_of_step_is_the_same_in_python_and_javascript() {
                 .map_err(|error| outcome(Err(error)).unwrap_err())
         })
         .collect();
+    assert_eq!(
+        outcomes[0],
+        Ok(()),
+        "5.0 is a whole number: the Rust step accepts it"
+    );
     for (implementation, found) in implementations.iter().zip(&outcomes).skip(1) {
         assert_eq!(
             found, &outcomes[0],

@@ -597,18 +597,47 @@ pub async fn validate(config: &Path, environment: bool) -> anyhow::Result<ExitCo
                 let params = load::params_json(&plugin.params);
                 let result = if is_policy {
                     host.load_policy(path, &params, &app.name)
-                        .map(|p| p.label())
+                        .map(|p| (p.label(), p.metadata()))
                 } else {
                     host.load_interpreter(path, &params, &app.name)
-                        .map(|p| p.label())
+                        .map(|p| (p.label(), p.metadata()))
                 };
                 match result {
-                    Ok(label) => println!(
-                        "{}: application {:?}: plugin {} loads and accepts its params",
-                        config.display(),
-                        app.name,
-                        printable(&label)
-                    ),
+                    Ok((label, metadata)) => {
+                        // What the plugin declares as alarm and metric ids
+                        // must name the application's own (the `_alarm` /
+                        // `_metric` suffix rule covers the others).
+                        let alarms: Vec<&str> = app.alarms.iter().map(|a| a.id.as_str()).collect();
+                        let metrics: Vec<&str> =
+                            app.metrics.iter().map(|m| m.id.as_str()).collect();
+                        let params_map: serde_json::Map<String, serde_json::Value> =
+                            serde_json::from_str(&params).unwrap_or_default();
+                        let problems = crate::plugin::params::check_references(
+                            metadata.parameters.as_deref().unwrap_or_default(),
+                            &params_map,
+                            &alarms,
+                            &metrics,
+                        );
+                        for problem in &problems {
+                            println!(
+                                "{}: application {:?}: plugin {}: {}",
+                                config.display(),
+                                app.name,
+                                printable(&label),
+                                printable(problem)
+                            );
+                        }
+                        if problems.is_empty() {
+                            println!(
+                                "{}: application {:?}: plugin {} loads and accepts its params",
+                                config.display(),
+                                app.name,
+                                printable(&label)
+                            );
+                        } else {
+                            plugin_failures += 1;
+                        }
+                    }
                     Err(error) => {
                         plugin_failures += 1;
                         println!(

@@ -176,8 +176,54 @@ fn describe_value(value: &Value) -> String {
     format!("{kind} ({})", sanitize_text(&value.to_string(), 64))
 }
 
+/// The ids a plugin's declared `alarm-id(s)` and `metric-id(s)` params name
+/// that the application does not configure, one message per id, naming the
+/// key and the valid ids. Only keys present in `params` are checked: a
+/// declared default may be a fallback the application need not configure.
+pub fn check_references(
+    declared: &[Parameter],
+    params: &serde_json::Map<String, Value>,
+    alarms: &[&str],
+    metrics: &[&str],
+) -> Vec<String> {
+    let mut problems = Vec::new();
+    for parameter in declared {
+        let Some(value) = params.get(&parameter.name) else {
+            continue;
+        };
+        let (what, valid) = match parameter.kind {
+            ParameterKind::AlarmId | ParameterKind::AlarmIds => ("alarm", alarms),
+            ParameterKind::MetricId | ParameterKind::MetricIds => ("metric", metrics),
+            _ => continue,
+        };
+        let ids: Vec<&str> = match value {
+            Value::String(id) => vec![id.as_str()],
+            Value::Array(items) => items.iter().filter_map(Value::as_str).collect(),
+            _ => continue,
+        };
+        for id in ids {
+            if !valid.contains(&id) {
+                let listed: Vec<String> = valid.iter().map(|v| format!("{v:?}")).collect();
+                problems.push(format!(
+                    "params.{}: no {what} with id {id:?} in this application (valid: {})",
+                    parameter.name,
+                    if listed.is_empty() {
+                        "none configured".to_owned()
+                    } else {
+                        listed.join(", ")
+                    }
+                ));
+            }
+        }
+    }
+    problems
+}
+
 /// Whether `value` is a JSON value of `kind`. An integer is a number too;
-/// a number with a fraction is not an integer.
+/// a number with a fraction is not an integer, but a whole one written with
+/// a decimal point (`2.0`, which TOML makes a float) is, as the plugin SDK's
+/// `Params::get_u32` reads it: the host must not refuse what the plugin
+/// itself would accept.
 pub(crate) fn kind_matches(kind: ParameterKind, value: &Value) -> bool {
     let strings = |v: &Value| {
         v.as_array()
@@ -185,7 +231,13 @@ pub(crate) fn kind_matches(kind: ParameterKind, value: &Value) -> bool {
     };
     match kind {
         ParameterKind::Boolean => value.is_boolean(),
-        ParameterKind::Integer => value.is_i64() || value.is_u64(),
+        ParameterKind::Integer => {
+            value.is_i64()
+                || value.is_u64()
+                || value
+                    .as_f64()
+                    .is_some_and(|f| f.is_finite() && f.fract() == 0.0)
+        }
         ParameterKind::Number => value.is_number(),
         ParameterKind::Text | ParameterKind::AlarmId | ParameterKind::MetricId => value.is_string(),
         ParameterKind::TextList | ParameterKind::AlarmIds | ParameterKind::MetricIds => {
@@ -347,6 +399,32 @@ mod tests {
     }
 
     #[test]
+    fn declared_alarm_and_metric_ids_must_name_what_the_application_configures() {
+        use ParameterKind::*;
+        let declared = vec![
+            param("watch", AlarmId, None),
+            param("inputs", MetricIds, Some("[]")),
+            param("fallback", MetricId, Some("\"busy\"")),
+            param("steps", Integer, Some("2")),
+        ];
+        let params: serde_json::Map<String, Value> =
+            serde_json::from_str(r#"{"watch": "hot", "inputs": ["cpu", "lagg"], "steps": 3}"#)
+                .expect("json");
+        assert_eq!(
+            check_references(&declared, &params, &["hot"], &["cpu", "lagg"]),
+            Vec::<String>::new(),
+            "every id named is configured; the absent `fallback` is not checked"
+        );
+        assert_eq!(
+            check_references(&declared, &params, &[], &["cpu"]),
+            [
+                "params.watch: no alarm with id \"hot\" in this application (valid: none configured)",
+                "params.inputs: no metric with id \"lagg\" in this application (valid: \"cpu\")",
+            ]
+        );
+    }
+
+    #[test]
     fn kinds_match_their_json() {
         use ParameterKind::*;
         let cases: &[(ParameterKind, &str, bool)] = &[
@@ -355,6 +433,7 @@ mod tests {
             (Integer, "3", true),
             (Integer, "-3", true),
             (Integer, "3.5", false),
+            (Integer, "3.0", true),
             (Number, "3", true),
             (Number, "3.5", true),
             (Number, "\"3\"", false),
