@@ -67,6 +67,12 @@ io.tmp.dirs: $dir/tmp
 web.tmpdir: $dir/tmp
 metrics.fetcher.update-interval: 2000
 jobmanager.adaptive-scheduler.resource-stabilization-timeout: 2s
+# Flink's defaults wait up to about 30 s before acting on new resource
+# requirements (cooldown after a rescale, and without checkpoints the
+# rescale trigger's max delay); shortened so the test's rescales take seconds.
+jobmanager.adaptive-scheduler.executing.cooldown-after-rescaling: 3s
+jobmanager.adaptive-scheduler.executing.resource-stabilization-timeout: 2s
+jobmanager.adaptive-scheduler.rescale-trigger.max-delay: 3s
 CONF
     url="http://127.0.0.1:$port"
     echo "$url" >"$dir/rest_url"
