@@ -81,7 +81,8 @@ CONF
     "$flink_home/bin/taskmanager.sh" start >>"$FLINK_LOG_DIR/start.out" 2>&1
     # Ready means the REST API answers and the TaskManager registered its slots.
     for _ in $(seq 1 600); do
-        if curl -fsS "$url/overview" 2>/dev/null | grep -q '"slots-total":2'; then
+        if "$python" -c 'import json, sys, urllib.request
+sys.exit(json.load(urllib.request.urlopen(sys.argv[1] + "/overview", timeout=2))["slots-total"] != 2)' "$url" 2>/dev/null; then
             ms=$(( ($(date +%s%N) - started) / 1000000 ))
             echo "$ms" >"$dir/startup_ms"
             echo "$url"
