@@ -17,6 +17,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use flinkscale::target::flink::FlinkTarget;
+use flinkscale::target::{AppStatus, ScalingTarget, TargetError};
 use serde_json::{Value, json};
 
 /// The repository root, where scripts/ and .venv live.
@@ -280,10 +282,71 @@ fn a_real_flink_cluster_runs_the_load_job_and_rescales_in_place() {
     let scale_out = rescale(&cluster, &job, 2);
     assert_eq!(cluster.get(&format!("/jobs/{job}"))["state"], "RUNNING");
 
+    // The same through the `flink` target, as the controller will drive it.
+    let target_in = through_the_target(&cluster, job_name, &job);
+
     println!(
         "flink: cluster ready in {startup} ms; Calc {rate:.0} records/s, busy {busy:.0} ms/s; \
-         rescale 2->1 {} ms, 1->2 {} ms",
+         rescale 2->1 {} ms, 1->2 {} ms; target 2->1 {} ms",
         scale_in.as_millis(),
-        scale_out.as_millis()
+        scale_out.as_millis(),
+        target_in.as_millis()
     );
+}
+
+/// Drives the `flink` target against the running job: describe, a fenced
+/// rescale from a stale state refused, a rescale 2 -> 1 followed through
+/// describe until settled, as Flink's own REST answers confirm.
+fn through_the_target(cluster: &Cluster, job_name: &str, job: &str) -> Duration {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+    let target = FlinkTarget::new(&cluster.rest_url()).expect("a plain http URL");
+    runtime.block_on(async {
+        let missing = target.describe("no-such-job").await;
+        assert!(
+            matches!(missing, Err(TargetError::NotFound(_))),
+            "{missing:?}"
+        );
+        let before = target.describe(job_name).await.expect("describe");
+        assert_eq!(before.status, AppStatus::Running, "{before:?}");
+        assert_eq!(before.parallelism, 2, "{before:?}");
+
+        let stale = flinkscale::target::AppState {
+            parallelism: 1,
+            ..before.clone()
+        };
+        let fenced = target.rescale(job_name, 1, &stale).await;
+        assert!(
+            matches!(fenced, Err(TargetError::ConcurrentModification(_))),
+            "{fenced:?}"
+        );
+        let zero = target.rescale(job_name, 0, &before).await;
+        assert!(matches!(zero, Err(TargetError::Request(_))), "{zero:?}");
+
+        let started = Instant::now();
+        target
+            .rescale(job_name, 1, &before)
+            .await
+            .expect("rescale to 1");
+        loop {
+            let now = target
+                .describe(job_name)
+                .await
+                .expect("describe while rescaling");
+            if now.status == AppStatus::Running && now.parallelism == 1 {
+                break;
+            }
+            assert!(started.elapsed() < Duration::from_secs(90), "still {now:?}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let elapsed = started.elapsed();
+        let settled = vertices(cluster, job);
+        assert!(
+            settled.iter().all(|v| v.2 == 1 && v.3 == "RUNNING"),
+            "{settled:?}"
+        );
+        elapsed
+    })
 }
