@@ -22,6 +22,11 @@ cargo plugins
 command -v npm >/dev/null || (apt-get update && apt-get install -y nodejs npm)
 plugins/python/build.sh
 plugins/js/build.sh
+# The real-Flink test (host/tests/flink.rs) starts a cluster from the Flink
+# distribution the apache-flink wheel bundles, on a Java 17 runtime.
+command -v java >/dev/null || (apt-get update && apt-get install -y openjdk-17-jre-headless)
+[ -x .venv/bin/python ] || python3 -m venv .venv
+.venv/bin/pip install -q -r tests/flink/requirements.txt
 cargo test --workspace
 
 # The boto3 peer check (tests/peer): boto3, a client nobody here wrote, judges

@@ -2,8 +2,10 @@
 //!
 //! A [`ScalingTarget`] reports an application's status and capacity and
 //! applies a new capacity. Implementations: Managed Service for Apache Flink
-//! ([`msf`]), and, in later stages, the simulator and the Flink REST API.
+//! ([`msf`]), a self-managed Flink cluster over its REST API ([`flink`],
+//! in progress), and, in a later stage, the simulator.
 
+pub mod flink;
 pub mod msf;
 
 use async_trait::async_trait;

@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# Starts or stops a standalone Flink session cluster on loopback, for the
+# real-Flink test (host/tests/flink.rs) and for trying the `flink` target by
+# hand. The distribution is the one the `apache-flink` PyPI package bundles
+# (tests/flink/requirements.txt, installed into .venv): its bin/ and lib/ are
+# a full Flink, so no tarball download is needed.
+#
+#   scripts/flink-cluster.sh start DIR [REST_PORT]   # prints the REST URL
+#   scripts/flink-cluster.sh stop DIR
+#
+# Everything the cluster writes (config, logs, pid files, tmp) lives in DIR,
+# so several clusters can run side by side with different ports. The
+# adaptive scheduler is on (it is what in-place rescaling through
+# PUT /jobs/{id}/resource-requirements needs); one TaskManager with two
+# slots and small memory, sized for a 2-core CI machine.
+set -euo pipefail
+cmd="${1:-}"
+dir="${2:-}"
+if [ -z "$cmd" ] || [ -z "$dir" ]; then
+    echo "usage: $0 start|stop DIR [REST_PORT]" >&2
+    exit 2
+fi
+repo="$(cd "$(dirname "$0")/.." && pwd)"
+python="${FLINK_PYTHON:-$repo/.venv/bin/python}"
+if [ ! -x "$python" ]; then
+    echo "error: $python is missing; install tests/flink/requirements.txt into .venv" >&2
+    exit 1
+fi
+flink_home="$("$python" -c 'import os, pyflink; print(os.path.dirname(pyflink.__file__))')"
+mkdir -p "$dir"
+dir="$(cd "$dir" && pwd)"
+export FLINK_HOME="$flink_home"
+export FLINK_CONF_DIR="$dir/conf"
+export FLINK_LOG_DIR="$dir/log"
+export FLINK_PID_DIR="$dir"
+
+case "$cmd" in
+start)
+    port="${3:-8081}"
+    # The TaskManager finds the JobManager by a fixed RPC port (0 is
+    # refused there), so it is derived from the REST port; the other ports
+    # are 0, free ones picked by each process.
+    mkdir -p "$FLINK_CONF_DIR" "$FLINK_LOG_DIR" "$dir/tmp"
+    cp "$flink_home/conf/log4j.properties" "$flink_home/conf/log4j-console.properties" "$FLINK_CONF_DIR/"
+    java_opts="$(sed -n 's/^ *all: //p' "$flink_home/conf/config.yaml" | head -n 1)"
+    cat >"$FLINK_CONF_DIR/config.yaml" <<CONF
+env.java.opts.all: $java_opts
+jobmanager.bind-host: 127.0.0.1
+jobmanager.rpc.address: 127.0.0.1
+jobmanager.rpc.port: $((port + 1))
+jobmanager.memory.process.size: 768m
+jobmanager.scheduler: adaptive
+taskmanager.bind-host: 127.0.0.1
+taskmanager.host: 127.0.0.1
+taskmanager.rpc.port: 0
+taskmanager.numberOfTaskSlots: 2
+taskmanager.memory.process.size: 1024m
+taskmanager.memory.managed.size: 64m
+taskmanager.memory.network.min: 32m
+taskmanager.memory.network.max: 32m
+blob.server.port: 0
+parallelism.default: 1
+rest.address: 127.0.0.1
+rest.bind-address: 127.0.0.1
+rest.port: $port
+io.tmp.dirs: $dir/tmp
+web.tmpdir: $dir/tmp
+metrics.fetcher.update-interval: 2000
+jobmanager.adaptive-scheduler.resource-stabilization-timeout: 2s
+# Flink's defaults wait up to about 30 s before acting on new resource
+# requirements (cooldown after a rescale, and without checkpoints the
+# rescale trigger's max delay); shortened so the test's rescales take seconds.
+jobmanager.adaptive-scheduler.executing.cooldown-after-rescaling: 3s
+jobmanager.adaptive-scheduler.executing.resource-stabilization-timeout: 2s
+jobmanager.adaptive-scheduler.rescale-trigger.max-delay: 3s
+CONF
+    url="http://127.0.0.1:$port"
+    echo "$url" >"$dir/rest_url"
+    started=$(date +%s%N)
+    "$flink_home/bin/jobmanager.sh" start >"$FLINK_LOG_DIR/start.out" 2>&1
+    "$flink_home/bin/taskmanager.sh" start >>"$FLINK_LOG_DIR/start.out" 2>&1
+    # Ready means the REST API answers and the TaskManager registered its slots.
+    for _ in $(seq 1 600); do
+        if "$python" -c 'import json, sys, urllib.request
+sys.exit(json.load(urllib.request.urlopen(sys.argv[1] + "/overview", timeout=2))["slots-total"] != 2)' "$url" 2>/dev/null; then
+            ms=$(( ($(date +%s%N) - started) / 1000000 ))
+            echo "$ms" >"$dir/startup_ms"
+            echo "$url"
+            exit 0
+        fi
+        sleep 0.1
+    done
+    echo "error: Flink at $url did not come up in 60 s; logs in $FLINK_LOG_DIR" >&2
+    tail -n 30 "$FLINK_LOG_DIR"/*.log >&2 || true
+    exit 1
+    ;;
+stop)
+    "$flink_home/bin/taskmanager.sh" stop-all >/dev/null 2>&1 || true
+    "$flink_home/bin/jobmanager.sh" stop-all >/dev/null 2>&1 || true
+    ;;
+*)
+    echo "usage: $0 start|stop DIR [REST_PORT]" >&2
+    exit 2
+    ;;
+esac
