@@ -4,7 +4,11 @@
 //! then reads the typed [`Config`] from that same document piece by piece
 //! (`[agent]`, each application, each of its metrics, alarms and
 //! interpreters), so that one mistake does not hide the next: every piece
-//! that fails is reported, and the pieces that parse are validated. Because
+//! that fails is reported, and the pieces that parse are validated. A piece
+//! with an entry of the wrong type is read again without it (its default
+//! standing in) and validated too, so a wrong type is reported together
+//! with the piece's other mistakes; what only the stand-in default trips
+//! is not reported. Because
 //! the document keeps the span of every key and value, each error, whether
 //! from the parser, from serde or from [`validate`](super::validate), is
 //! located at its file, line and column and named by its field path as the
@@ -217,6 +221,8 @@ pub fn locate(loaded: &LoadedConfig, problems: &[Problem]) -> Vec<ConfigError> {
         file: &loaded.file,
         text: &text,
         root: Spanned::new(root_span, DeValue::Table(root.into_inner())),
+        deferred: Default::default(),
+        removed: Default::default(),
     };
     problems.iter().map(|p| document.locate(p)).collect()
 }
@@ -262,6 +268,8 @@ fn load_text(
         file: origin,
         text,
         root: Spanned::new(root_span, DeValue::Table(root.into_inner())),
+        deferred: Default::default(),
+        removed: Default::default(),
     };
     if !syntax_errors.is_empty() {
         // The recovered document is a guess; validating it would report
@@ -284,7 +292,16 @@ fn load_text(
         problems.push(validate::no_application());
     }
     let mut errors = parsed.errors;
-    errors.extend(problems.iter().map(|p| document.locate(p)));
+    let removed = document.removed.borrow().clone();
+    errors.extend(
+        problems
+            .iter()
+            .filter(|p| {
+                let at = document.span_of(p);
+                !removed.iter().any(|r| r.contains(&at.start))
+            })
+            .map(|p| document.locate(p)),
+    );
     if !errors.is_empty() {
         return Err(ConfigErrors::new(errors));
     }
@@ -479,6 +496,14 @@ struct Document<'a> {
     file: &'a Path,
     text: &'a str,
     root: Spanned<DeValue<'a>>,
+    /// Errors of entries [`Self::collect`] left out of a piece that then
+    /// parsed: the piece is still validated, so that a wrong type does not
+    /// hide the piece's other mistakes.
+    deferred: std::cell::RefCell<Vec<ConfigError>>,
+    /// The spans (key to end of value) of the entries left out that way: a
+    /// validation problem located there is a consequence of the default
+    /// that stood in for the entry, not a mistake of its own.
+    removed: std::cell::RefCell<Vec<Range<usize>>>,
 }
 
 impl<'a> Document<'a> {
@@ -527,6 +552,7 @@ impl<'a> Document<'a> {
                 }
             }
         }
+        errors.extend(self.deferred.borrow_mut().drain(..));
         Parsed {
             agent,
             applications,
@@ -639,8 +665,12 @@ impl<'a> Document<'a> {
                 DeValue::Table(table.clone()),
             )));
             let error = match result {
-                Ok(value) if errors.is_empty() => return Ok(value),
-                Ok(_) => return Err(errors),
+                Ok(value) => {
+                    // Parsed once the bad entries were left out: report
+                    // them, and let the piece be validated.
+                    self.deferred.borrow_mut().extend(errors);
+                    return Ok(value);
+                }
                 Err(error) => error,
             };
             let consequence = error
@@ -661,6 +691,11 @@ impl<'a> Document<'a> {
             });
             match culprit {
                 Some(key) if !consequence => {
+                    if let Some((k, v)) = table.get_key_value(key.as_str()) {
+                        self.removed
+                            .borrow_mut()
+                            .push(k.span().start..v.span().end.max(k.span().end));
+                    }
                     table.remove(key.as_str());
                     removed.push(key);
                 }
@@ -669,9 +704,9 @@ impl<'a> Document<'a> {
         }
     }
 
-    /// Locates a validation problem: at the field, or at the nearest table
-    /// that exists when the field was left out.
-    fn locate(&self, problem: &Problem) -> ConfigError {
+    /// Where a validation problem points: the span of its field, or of the
+    /// nearest table that exists.
+    fn span_of(&self, problem: &Problem) -> Range<usize> {
         let mut node = &self.root;
         for segment in problem.path.segments() {
             let next = match (segment, node.get_ref()) {
@@ -684,8 +719,14 @@ impl<'a> Document<'a> {
                 None => break,
             }
         }
+        node.span()
+    }
+
+    /// Locates a validation problem: at the field, or at the nearest table
+    /// that exists when the field was left out.
+    fn locate(&self, problem: &Problem) -> ConfigError {
         self.error_at(
-            Some(node.span()),
+            Some(self.span_of(problem)),
             self.render(&problem.path),
             &problem.message,
             problem.hint.clone(),

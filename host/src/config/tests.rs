@@ -303,6 +303,28 @@ fn wrong_type_is_located() {
     );
 }
 
+/// A wrong type does not hide the other mistakes of the same table: the
+/// entry is left out, the table read with its default, and validated; what
+/// the default itself would trip (here min_kpu 1 > max_kpu 0) is not
+/// reported, since the user never wrote it.
+#[test]
+fn a_wrong_type_is_reported_with_the_other_errors_of_its_table() {
+    let text = APP.replace(
+        "name = \"a\"",
+        "name = \"a\"\nmin_kpu = \"two\"\nmax_kpu = 0\ngrace_period_secs = -5",
+    );
+    let errors = errors(&text);
+    assert_eq!(
+        errors,
+        [
+            "config/x.toml:3:11: application \"a\".min_kpu: invalid type: string \"two\" (expected an integer from 0 to 4294967295)",
+            "config/x.toml:4:11: application \"a\".max_kpu: max_kpu is 0 (valid: 1 or more; an MSF application runs on at least 1 KPU)",
+            "config/x.toml:5:21: application \"a\".grace_period_secs: invalid value: integer `-5` (expected an integer from 0 to 4294967295)",
+        ],
+        "{errors:#?}"
+    );
+}
+
 #[test]
 fn negative_values_are_located() {
     let text = APP.replace(
@@ -708,10 +730,16 @@ plugin = "step"
         errors(text),
         [
             "config/x.toml:2:21: agent.plugin_timeout_ms: invalid value: integer `-3` (expected an integer from 0 to 18446744073709551615)",
+            "config/x.toml:6:11: application \"first\".min_kpu: min_kpu 4 is greater than max_kpu 2 (valid: min_kpu <= max_kpu)",
             "config/x.toml:8:1: application \"first\".colour: unknown field `colour` (expected one of `name`, `min_kpu`, `max_kpu`, `evaluation_interval_secs`, `update_poll_secs`, `update_timeout_secs`, `grace_period_secs`, `metric`, `alarm`, `interpreter`, `policy`, `mode`)",
+            "config/x.toml:15:15: application \"first\".metric \"lag\".period_secs: period_secs 45 is not a CloudWatch period (valid: 10, 20, 30 or a multiple of 60)",
+            "config/x.toml:19:10: application \"first\".alarm \"out\".metric: no metric with id \"lagg\" in this application (valid: \"lag\")",
+            "config/x.toml:23:23: application \"first\".alarm \"out\".datapoints_to_alarm: datapoints_to_alarm 4 is not between 1 and evaluation_periods 3 (valid: 1 to 3)",
+            "config/x.toml:27:30: application \"first\".policy.params.scale_out_alarm: no alarm with id \"ot\" in this application (valid: \"out\")",
             "config/x.toml:31:11: application \"second\".min_kpu: min_kpu is 0 (valid: 1 or more; an MSF application runs on at least 1 KPU)",
         ],
-        "an application with a parse error is not validated further; the others are"
+        "a parse error (the unknown `colour`) no longer hides the other errors of its application: \
+         every error of the file in one pass"
     );
     let fixed = text
         .replace("plugin_timeout_ms = -3", "")
