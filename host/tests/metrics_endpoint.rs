@@ -98,8 +98,16 @@ fn parse(text: &str) -> Vec<Sample> {
             }
             None => (series, BTreeMap::new()),
         };
+        // A histogram's samples are its name with a suffix.
+        let family = ["_bucket", "_sum", "_count"]
+            .iter()
+            .find_map(|suffix| {
+                name.strip_suffix(suffix)
+                    .filter(|base| typed.iter().any(|t| t == base))
+            })
+            .unwrap_or(name);
         assert!(
-            typed.iter().any(|t| t == name),
+            typed.iter().any(|t| t == family),
             "{name} has a sample before its # TYPE"
         );
         samples.push(Sample {
@@ -150,6 +158,19 @@ fn value(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> Option<f64>
                     .all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v))
         })
         .map(|s| s.value)
+}
+
+/// Every sample of `name` whose labels include `labels`.
+fn all<'a>(samples: &'a [Sample], name: &str, labels: &[(&str, &str)]) -> Vec<&'a Sample> {
+    samples
+        .iter()
+        .filter(|s| {
+            s.name == name
+                && labels
+                    .iter()
+                    .all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v))
+        })
+        .collect()
 }
 
 fn get(addr: SocketAddr, path: &str) -> Option<common::Response> {
@@ -568,4 +589,282 @@ fn an_aws_outage_fails_readiness_never_liveness() {
             .unwrap_or(f64::MAX)),
         "{text}"
     );
+}
+
+/// The step policy with a scale-out alarm above 75 % CPU and a scale-in
+/// alarm at or below 35 %, evaluated every 2 s, serving on `listen`.
+fn scaling_config(dir: &Path, listen: SocketAddr) -> PathBuf {
+    let plugins = toml_edit::Value::from(plugin_dir().to_string_lossy().as_ref()).to_string();
+    let text = format!(
+        r#"[agent]
+plugin_dir = {plugins}
+state_dir = "state"
+listen = "{listen}"
+
+[[application]]
+name = "{APP}"
+min_kpu = 2
+max_kpu = 7
+evaluation_interval_secs = 2
+update_poll_secs = 1
+update_timeout_secs = 120
+grace_period_secs = 2
+
+[[application.metric]]
+id = "cpu"
+namespace = "AWS/KinesisAnalytics"
+metric_name = "containerCPUUtilization"
+dimensions = {{ Application = "{APP}" }}
+statistic = "Average"
+period_secs = 10
+
+[[application.alarm]]
+id = "scale-out"
+metric = "cpu"
+comparison = "GreaterThanThreshold"
+threshold = 75.0
+evaluation_periods = 1
+datapoints_to_alarm = 1
+
+[[application.alarm]]
+id = "scale-in"
+metric = "cpu"
+comparison = "LessThanOrEqualToThreshold"
+threshold = 35.0
+evaluation_periods = 2
+datapoints_to_alarm = 2
+
+[application.policy]
+plugin = "step"
+params = {{ scale_out_alarm = "scale-out", scale_in_alarm = "scale-in", operation = "multiply", scale_out_factor = 2, scale_in_factor = 2 }}
+"#
+    );
+    let file = dir.join("agent.toml");
+    std::fs::write(&file, text).expect("the agent configuration can be written");
+    file
+}
+
+/// How many calls of `operation` the emulator logged.
+fn emulated_calls(emulator: &Emulator, operation: &str) -> f64 {
+    emulator
+        .calls()
+        .iter()
+        .filter(|c| c["operation"] == operation)
+        .count() as f64
+}
+
+/// After a rescale and a few evaluations, `/metrics` reports the build,
+/// each alarm's state, the latest metric value, the target KPU, every AWS
+/// call by operation and outcome with its duration histogram (matching the
+/// emulator's own call log), and each plugin call's duration.
+#[test]
+fn metrics_report_build_alarms_target_aws_calls_and_plugin_calls() {
+    let dir = tempfile::tempdir().expect("a temporary folder");
+    let emulator = Emulator::start(&scenario("e2e-scale.toml"), 20.0, &[], dir.path());
+    // 1700 records/s: 2 KPU run above 75 %, the scale-out alarm fires.
+    emulator.set_load(APP, 1.7);
+    let listen: SocketAddr = format!("127.0.0.1:{}", free_port())
+        .parse()
+        .expect("an address");
+    let agent = start_agent(
+        &emulator,
+        &scaling_config(dir.path(), listen),
+        &[],
+        dir.path(),
+    );
+    let diagnose = || format!("{}\n{}", agent.log_tail(60), emulator.process.log_tail(20));
+    let scrape = || {
+        let response = get(listen, "/metrics")?;
+        assert_eq!(
+            response.status, 200,
+            "/metrics answered {}",
+            response.status
+        );
+        let text = String::from_utf8_lossy(&response.body).into_owned();
+        Some((parse(&text), text))
+    };
+    let app = [("application", APP)];
+
+    wait_until(
+        Duration::from_secs(120),
+        "one rescale on /metrics",
+        || {
+            agent.assert_running(diagnose);
+            scrape().is_some_and(|(samples, _)| {
+                value(&samples, "flinkscale_rescales_total", &app).is_some_and(|n| n >= 1.0)
+            })
+        },
+        diagnose,
+    );
+    let mut evaluations_at_rescale = 0.0;
+    if let Some((samples, _)) = scrape() {
+        evaluations_at_rescale =
+            value(&samples, "flinkscale_evaluations_total", &app).unwrap_or(0.0);
+    }
+    wait_until(
+        Duration::from_secs(90),
+        "three evaluations after the rescale",
+        || {
+            agent.assert_running(diagnose);
+            scrape().is_some_and(|(samples, _)| {
+                value(&samples, "flinkscale_evaluations_total", &app)
+                    .is_some_and(|n| n >= evaluations_at_rescale + 3.0)
+            })
+        },
+        diagnose,
+    );
+
+    let updates_before = emulated_calls(&emulator, "UpdateApplication");
+    let describes_before = emulated_calls(&emulator, "DescribeApplication");
+    let fetches_before = emulated_calls(&emulator, "GetMetricData");
+    let (samples, text) = scrape().expect("/metrics answers");
+    let describes_after = emulated_calls(&emulator, "DescribeApplication");
+    let updates_after = emulated_calls(&emulator, "UpdateApplication");
+    let fetches_after = emulated_calls(&emulator, "GetMetricData");
+
+    // The build.
+    let build = all(&samples, "flinkscale_build_info", &[]);
+    assert_eq!(build.len(), 1, "{text}");
+    assert_eq!(build[0].value, 1.0);
+    assert_eq!(build[0].labels["version"], env!("CARGO_PKG_VERSION"));
+    assert!(
+        build[0].labels["contract_versions"]
+            .split(',')
+            .any(|v| v == "0.1.0"),
+        "{text}"
+    );
+
+    // Exactly one state at 1 per configured alarm, and it is a known one.
+    for alarm in ["scale-out", "scale-in"] {
+        let states = all(
+            &samples,
+            "flinkscale_alarm_state",
+            &[("application", APP), ("alarm", alarm)],
+        );
+        assert_eq!(states.len(), 3, "{alarm}:\n{text}");
+        let current: Vec<&str> = states
+            .iter()
+            .filter(|s| s.value == 1.0)
+            .map(|s| s.labels["state"].as_str())
+            .collect();
+        assert_eq!(current.len(), 1, "{alarm}: {current:?}\n{text}");
+        assert!(
+            ["OK", "ALARM", "INSUFFICIENT_DATA"].contains(&current[0]),
+            "{text}"
+        );
+        assert!(states.iter().all(|s| s.value == 0.0 || s.value == 1.0));
+    }
+
+    // The CPU metric's latest value is a percentage.
+    let cpu = value(
+        &samples,
+        "flinkscale_metric_value",
+        &[("application", APP), ("metric", "cpu")],
+    )
+    .unwrap_or_else(|| panic!("no cpu value:\n{text}"));
+    assert!((0.0..=100.0).contains(&cpu), "cpu {cpu}\n{text}");
+
+    // The last decision's target: the KPU on a hold, else the step
+    // policy's x2 or /2 within 2..=7.
+    let kpu = value(&samples, "flinkscale_kpu", &app).expect("a KPU");
+    let target = value(&samples, "flinkscale_target_kpu", &app)
+        .unwrap_or_else(|| panic!("no target KPU:\n{text}"));
+    assert!(
+        [kpu, (kpu * 2.0).min(7.0), (kpu / 2.0).ceil().max(2.0)].contains(&target),
+        "target {target} at {kpu} KPU\n{text}"
+    );
+
+    // AWS calls: the one UpdateApplication, ok; the others as many as the
+    // emulator saw (it logs a call as it answers, so between two reads of
+    // its log).
+    let calls = |operation: &str, outcome: &str| {
+        value(
+            &samples,
+            "flinkscale_aws_calls_total",
+            &[("operation", operation), ("outcome", outcome)],
+        )
+        .unwrap_or(0.0)
+    };
+    let updates = calls("UpdateApplication", "ok");
+    assert!(updates >= 1.0, "{text}");
+    assert_eq!(
+        Some(updates),
+        value(&samples, "flinkscale_rescales_total", &app),
+        "each accepted UpdateApplication is a rescale\n{text}"
+    );
+    assert!(
+        updates_before <= updates && updates <= updates_after,
+        "UpdateApplication: {updates} counted, {updates_before}..{updates_after} emulated\n{text}"
+    );
+    let describes = calls("DescribeApplication", "ok");
+    assert!(
+        describes_before <= describes && describes <= describes_after && describes >= 1.0,
+        "DescribeApplication: {describes} counted, {describes_before}..{describes_after} emulated\n{text}"
+    );
+    let fetches = calls("GetMetricData", "ok");
+    assert!(
+        fetches_before <= fetches && fetches <= fetches_after && fetches >= 3.0,
+        "GetMetricData: {fetches} counted, {fetches_before}..{fetches_after} emulated\n{text}"
+    );
+    // Each operation's histogram counts its calls, whatever their outcome,
+    // and its +Inf bucket is its count.
+    for operation in ["DescribeApplication", "UpdateApplication", "GetMetricData"] {
+        let total: f64 = all(
+            &samples,
+            "flinkscale_aws_calls_total",
+            &[("operation", operation)],
+        )
+        .iter()
+        .map(|s| s.value)
+        .sum();
+        let labels = [("operation", operation)];
+        let count = value(
+            &samples,
+            "flinkscale_aws_call_duration_seconds_count",
+            &labels,
+        );
+        assert_eq!(count, Some(total), "{operation}:\n{text}");
+        let inf = value(
+            &samples,
+            "flinkscale_aws_call_duration_seconds_bucket",
+            &[("operation", operation), ("le", "+Inf")],
+        );
+        assert_eq!(inf, Some(total), "{operation}:\n{text}");
+        let sum = value(
+            &samples,
+            "flinkscale_aws_call_duration_seconds_sum",
+            &labels,
+        )
+        .unwrap_or_else(|| panic!("no sum for {operation}:\n{text}"));
+        assert!(sum > 0.0 && sum < total * 30.0, "{operation} sum {sum}");
+    }
+
+    // The policy is asked once per evaluation (one more may be in flight).
+    let decides = all(
+        &samples,
+        "flinkscale_plugin_call_duration_seconds_count",
+        &[("application", APP), ("function", "decide")],
+    );
+    assert_eq!(decides.len(), 1, "{text}");
+    assert!(decides[0].labels["plugin"].starts_with("step "), "{text}");
+    let evaluations = value(&samples, "flinkscale_evaluations_total", &app).expect("evaluations");
+    assert!(
+        decides[0].value == evaluations || decides[0].value == evaluations + 1.0,
+        "{} decide calls, {evaluations} evaluations\n{text}",
+        decides[0].value
+    );
+
+    // Every failure class exists, at 0 here.
+    for class in flinkscale::controller::Failure::ALL {
+        assert_eq!(
+            value(
+                &samples,
+                "flinkscale_failures_total",
+                &[("application", APP), ("class", class.as_str())]
+            ),
+            Some(0.0),
+            "{text}"
+        );
+    }
+    agent.stop();
 }

@@ -838,17 +838,26 @@ impl Controller {
                     .map(|(interpreter, health)| {
                         let refresh = interpreter.refresh();
                         let gate = health.gate(now_ms, || refresh.is_new_code());
+                        let started = std::time::Instant::now();
                         let result = match gate {
                             Gate::Skip { until_ms } => Err(Gate::Skip { until_ms }),
                             gate => Ok((gate, interpreter.interpret(now_ms, &app, &metrics))),
                         };
+                        let elapsed = result.is_ok().then(|| started.elapsed());
                         let after = match &result {
                             Ok((_, Ok(_))) => None,
                             Ok((_, Err(_))) => Some(health.failed(now_ms, &quarantine)),
                             Err(_) => None,
                         };
                         let recovered = matches!(&result, Ok((_, Ok(_)))) && health.succeeded();
-                        (interpreter.label(), refresh, result, after, recovered)
+                        (
+                            interpreter.label(),
+                            refresh,
+                            result,
+                            after,
+                            recovered,
+                            elapsed,
+                        )
                     })
                     .collect::<Vec<_>>()
             },
@@ -859,8 +868,12 @@ impl Controller {
         let outcomes = outcomes?;
         let mut signals = Vec::new();
         let mut trouble = Vec::new();
-        for (label, refresh, result, after, recovered) in outcomes {
+        for (label, refresh, result, after, recovered, elapsed) in outcomes {
             self.plugin_refreshed(refresh, now_ms);
+            if let Some(elapsed) = elapsed {
+                self.events
+                    .plugin_call(&self.settings.name, &label, "interpret", elapsed);
+            }
             match result {
                 Err(Gate::Skip { until_ms }) => trouble.push(format!(
                     "interpreter {label} is quarantined for another {} s",
@@ -915,18 +928,24 @@ impl Controller {
             Self::off_runtime(self.threads, (policy, health), move |(policy, health)| {
                 let refresh = policy.refresh();
                 let gate = health.gate(now_ms, || refresh.is_new_code());
+                let started = std::time::Instant::now();
                 let result = match gate {
                     Gate::Skip { .. } => None,
                     _ => Some(policy.decide(&evaluation)),
                 };
-                (refresh, gate, result)
+                let elapsed = started.elapsed();
+                (refresh, gate, result, elapsed)
             })
             .await?;
         let label = policy.label();
         self.policy = Some(policy);
         self.policy_health = health;
-        let (refresh, gate, result) = outcome?;
+        let (refresh, gate, result, elapsed) = outcome?;
         self.plugin_refreshed(refresh, now_ms);
+        if result.is_some() {
+            self.events
+                .plugin_call(&self.settings.name, &label, "decide", elapsed);
+        }
         let result = match (gate, result) {
             (gate, None) => {
                 let until_ms = match gate {

@@ -8,6 +8,8 @@
 //! [`MAX_QUERIES_PER_CALL`] queries; more are split over several calls, and
 //! each call follows `NextToken` until the service has said everything.
 
+use std::time::Instant;
+
 use async_trait::async_trait;
 use aws_config::SdkConfig;
 use aws_sdk_cloudwatch::Client;
@@ -20,6 +22,7 @@ use aws_sdk_cloudwatch::types::{
 use tracing::{debug, warn};
 
 use super::{Datapoint, MetricQuery, MetricSource, MetricsError, Series};
+use crate::telemetry::prometheus::record_aws_call;
 
 /// GetMetricData accepts at most this many queries per call.
 pub const MAX_QUERIES_PER_CALL: usize = 500;
@@ -70,7 +73,8 @@ impl CloudWatchSource {
         let mut points: Vec<Vec<Datapoint>> = vec![Vec::new(); queries.len()];
         let mut next_token: Option<String> = None;
         loop {
-            let output = self
+            let started = Instant::now();
+            let result = self
                 .client
                 .get_metric_data()
                 .set_metric_data_queries(Some(data_queries.clone()))
@@ -80,7 +84,17 @@ impl CloudWatchSource {
                 .set_next_token(next_token.take())
                 .send()
                 .await
-                .map_err(|error| classify_error(&error))?;
+                .map_err(|error| classify_error(&error));
+            // Each page is a call of its own, counted as one.
+            let outcome = match &result {
+                Ok(_) => "ok",
+                Err(MetricsError::Throttled(_)) => "throttled",
+                Err(MetricsError::Permission(_)) => "permission",
+                Err(MetricsError::Invalid(_)) => "invalid",
+                Err(MetricsError::Source(_)) => "source",
+            };
+            record_aws_call("GetMetricData", outcome, started.elapsed());
+            let output = result?;
             for result in output.metric_data_results() {
                 collect_result(result, &mut points)?;
             }

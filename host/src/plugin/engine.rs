@@ -61,6 +61,18 @@ const SUPPORTED: &[SupportedExport] = &[
     },
 ];
 
+/// The contract versions this host accepts, oldest first, each once (what
+/// `flinkscale_build_info{contract_versions}` reports).
+pub fn contract_versions() -> Vec<&'static str> {
+    let mut versions: Vec<&'static str> = Vec::new();
+    for export in SUPPORTED {
+        if !versions.contains(&export.contract_version) {
+            versions.push(export.contract_version);
+        }
+    }
+    versions
+}
+
 /// Loads plugin components and runs them in sandboxes; one per agent.
 ///
 /// Calls into plugins are synchronous and block the calling thread for up

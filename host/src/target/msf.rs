@@ -9,6 +9,8 @@
 //! application is the failure this agent exists to avoid). Failures are
 //! classified into [`TargetError`] by what the controller should do next.
 
+use std::time::Instant;
+
 use async_trait::async_trait;
 use aws_config::SdkConfig;
 use aws_config::retry::RetryConfig;
@@ -22,6 +24,31 @@ use aws_sdk_kinesisanalyticsv2::types::{
 };
 
 use super::{AppState, AppStatus, ScalingTarget, TargetError};
+use crate::telemetry::prometheus::record_aws_call;
+
+/// Counts one call of `operation` begun at `started` for
+/// `flinkscale_aws_calls_total` and its duration histogram, and passes its
+/// result on.
+fn counted<T>(
+    operation: &'static str,
+    started: Instant,
+    result: Result<T, TargetError>,
+) -> Result<T, TargetError> {
+    let outcome = match &result {
+        Ok(_) => "ok",
+        Err(TargetError::Throttled(_)) => "throttled",
+        Err(TargetError::ConcurrentModification(_)) => "concurrent_modification",
+        Err(TargetError::ResourceInUse(_)) => "resource_in_use",
+        Err(TargetError::LimitExceeded(_)) => "limit_exceeded",
+        Err(TargetError::Invalid(_)) => "invalid",
+        Err(TargetError::NotFound(_)) => "not_found",
+        Err(TargetError::Permission(_)) => "permission",
+        Err(TargetError::Request(_)) => "request",
+        Err(TargetError::Transient(_)) => "transient",
+    };
+    record_aws_call(operation, outcome, started.elapsed());
+    result
+}
 
 /// Scales applications of Managed Service for Apache Flink.
 #[derive(Debug, Clone)]
@@ -45,13 +72,15 @@ impl MsfTarget {
 #[async_trait]
 impl ScalingTarget for MsfTarget {
     async fn describe(&self, application: &str) -> Result<AppState, TargetError> {
-        let output = self
+        let started = Instant::now();
+        let result = self
             .client
             .describe_application()
             .application_name(application)
             .send()
             .await
-            .map_err(|error| classify("DescribeApplication", &error))?;
+            .map_err(|error| classify("DescribeApplication", &error));
+        let output = counted("DescribeApplication", started, result)?;
         let detail = output.application_detail().ok_or_else(|| {
             TargetError::Transient("DescribeApplication answered no ApplicationDetail".into())
         })?;
@@ -101,7 +130,8 @@ impl ScalingTarget for MsfTarget {
         // already moved, and its ConcurrentModification would hide that
         // the update took effect. The controller resolves every failure
         // against DescribeApplication instead.
-        let output = self
+        let started = Instant::now();
+        let result = self
             .client
             .update_application()
             .application_name(application)
@@ -114,7 +144,8 @@ impl ScalingTarget for MsfTarget {
             )
             .send()
             .await
-            .map_err(|error| classify("UpdateApplication", &error))?;
+            .map_err(|error| classify("UpdateApplication", &error));
+        let output = counted("UpdateApplication", started, result)?;
         let detail = output.application_detail().ok_or_else(|| {
             TargetError::Transient("UpdateApplication answered no ApplicationDetail".into())
         })?;

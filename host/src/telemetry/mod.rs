@@ -317,6 +317,20 @@ impl Events {
         self.failures.clone()
     }
 
+    /// Observes a plugin call that took `elapsed` in the registry's
+    /// `flinkscale_plugin_call_duration_seconds`, if there is a registry.
+    pub fn plugin_call(
+        &self,
+        application: &str,
+        plugin: &str,
+        function: &str,
+        elapsed: std::time::Duration,
+    ) {
+        if let Some(registry) = &self.registry {
+            registry.plugin_call(application, plugin, function, elapsed);
+        }
+    }
+
     /// Logs `event`, counts it if it is a failure, and forwards it to the
     /// listener, if any.
     pub fn emit(&self, event: Event) {

@@ -2,6 +2,16 @@
 //! [`Registry`] that [`super::Events`] updates as every event passes,
 //! rendered in the Prometheus text exposition format 0.0.4.
 //!
+//! Counters and gauges are written here by hand, in the 0.0.4 text format
+//! their tests pin down (exact millisecond timestamps, label escaping). The
+//! histograms (AWS call and plugin call durations) come from
+//! `prometheus-client`, the official Rust client: it keeps buckets, sums
+//! and counts consistent under concurrent observations and writes their
+//! `_bucket`/`_sum`/`_count` lines, which read the same in 0.0.4 and
+//! OpenMetrics. Porting every counter to it would change no number a
+//! scraper sees, only the format's details the tests and dashboards rely
+//! on.
+//!
 //! The registry knows the configured applications and every failure class
 //! from the start, so each counter exists (at 0) before the first
 //! evaluation, and a dashboard sees an application that never evaluates
@@ -16,13 +26,16 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::{Duration, Instant};
+
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 
 use super::{Event, FailureCounts};
 use crate::config::{ApplicationConfig, Config, Mode};
 use crate::controller::{Failure, Settings};
-use crate::model::Action;
+use crate::model::{Action, AlarmState};
 use crate::plugin::FailureClass;
 
 /// Slack added to three evaluation intervals before an application counts
@@ -36,6 +49,47 @@ pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(1);
 /// beats means the runtime has not run a ready task for that long, which
 /// no AWS answer, however slow, can cause.
 pub const LIVENESS_LIMIT: Duration = Duration::from_secs(10);
+
+/// Label pairs of a histogram series, in the order they are written.
+type Labels = Vec<(&'static str, String)>;
+
+/// One histogram per label set, all with [`latency_buckets`].
+type Histograms = Family<Labels, Histogram, fn() -> Histogram>;
+
+/// Buckets of a call's duration in seconds: 1 ms doubling to about 33 s,
+/// which spans a plugin's answer (milliseconds) to an AWS call retried
+/// under throttling (seconds).
+fn latency_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.001, 2.0, 16))
+}
+
+/// Every AWS call of the process, by operation and outcome, and their
+/// durations. One per process, not per [`Registry`]: the AWS adapters are
+/// built before (and outlive) any registry, and a process makes one
+/// agent's calls.
+struct AwsCalls {
+    counts: Mutex<BTreeMap<(&'static str, String), u64>>,
+    durations: Histograms,
+}
+
+static AWS_CALLS: LazyLock<AwsCalls> = LazyLock::new(|| AwsCalls {
+    counts: Mutex::new(BTreeMap::new()),
+    durations: Family::new_with_constructor(latency_histogram),
+});
+
+/// Counts one AWS call of `operation` (`DescribeApplication`,
+/// `UpdateApplication`, `GetMetricData`) that ended with `outcome` (`ok`,
+/// or the failure's class: `throttled`, `permission`, ...) after `elapsed`.
+pub fn record_aws_call(operation: &'static str, outcome: &str, elapsed: Duration) {
+    let mut counts = AWS_CALLS.counts.lock().unwrap_or_else(|p| p.into_inner());
+    *counts.entry((operation, outcome.to_owned())).or_insert(0) += 1;
+    // Observed under the counts' lock, as [`Registry::render`] reads both
+    // under it: a scrape sees each call in both or in neither.
+    AWS_CALLS
+        .durations
+        .get_or_create(&vec![("operation", operation.to_owned())])
+        .observe(elapsed.as_secs_f64());
+}
 
 /// The last failure of an application (from [`Event::Failed`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,6 +116,12 @@ struct AppMetrics {
     rescales: u64,
     panics: u64,
     kpu: Option<u32>,
+    /// The KPU the last decision asked for (the current KPU on a hold).
+    target_kpu: Option<u32>,
+    /// Each configured alarm's state at the last evaluation.
+    alarms: Vec<(String, AlarmState)>,
+    /// Each configured metric's latest value at the last evaluation.
+    latest: Vec<(String, Option<f64>)>,
     last_evaluation_ms: Option<i64>,
     last_rescale_ms: Option<i64>,
     last_failure: Option<LastFailure>,
@@ -118,6 +178,8 @@ pub struct Registry {
     /// The heartbeat's last beat, on the monotonic clock: a wall-clock step
     /// must not fail liveness.
     last_beat: Mutex<Instant>,
+    /// Plugin call durations by application, plugin and function.
+    plugin_calls: Histograms,
 }
 
 /// Why `GET /readyz` answers 503 for an application: it has not evaluated
@@ -162,6 +224,7 @@ impl Registry {
             failures: Arc::new(failures),
             started_ms: Mutex::new(started_ms),
             last_beat: Mutex::new(Instant::now()),
+            plugin_calls: Family::new_with_constructor(latency_histogram),
         }
     }
 
@@ -232,6 +295,18 @@ impl Registry {
         (silent > LIVENESS_LIMIT).then_some(silent)
     }
 
+    /// Observes one call of `function` (`decide`, `interpret`) of `plugin`
+    /// (`name version`) for `application` that took `elapsed`.
+    pub fn plugin_call(&self, application: &str, plugin: &str, function: &str, elapsed: Duration) {
+        self.plugin_calls
+            .get_or_create(&vec![
+                ("application", application.to_owned()),
+                ("plugin", plugin.to_owned()),
+                ("function", function.to_owned()),
+            ])
+            .observe(elapsed.as_secs_f64());
+    }
+
     /// Updates the counters from `event`. Failures are counted by
     /// [`FailureCounts`], not here.
     pub fn record(&self, event: &Event) {
@@ -257,13 +332,23 @@ impl Registry {
                 at_ms,
                 kpu,
                 decision,
+                alarms,
+                latest,
                 ..
             } => {
                 app.evaluations += 1;
-                match decision.action {
-                    Action::Hold => app.holds += 1,
-                    Action::ScaleTo(_) => app.scales += 1,
-                }
+                app.target_kpu = Some(match decision.action {
+                    Action::Hold => {
+                        app.holds += 1;
+                        *kpu
+                    }
+                    Action::ScaleTo(target) => {
+                        app.scales += 1;
+                        target
+                    }
+                });
+                app.alarms = alarms.iter().map(|a| (a.name.clone(), a.state)).collect();
+                app.latest = latest.clone();
                 app.kpu = Some(*kpu);
                 app.last_evaluation_ms = Some(*at_ms);
                 app.panicked = None;
@@ -519,6 +604,101 @@ impl Registry {
             "Replaced plugin files by outcome: reloaded (now running) or refused (the running plugin stayed).",
             reloads,
         );
+        family(
+            "flinkscale_build_info",
+            "gauge",
+            "Always 1: this agent's version and the plugin contract versions it accepts.",
+            vec![(
+                labels(&[
+                    ("version", env!("CARGO_PKG_VERSION")),
+                    (
+                        "contract_versions",
+                        &crate::plugin::contract_versions().join(","),
+                    ),
+                ]),
+                "1".to_owned(),
+            )],
+        );
+        let mut alarm_states = Vec::new();
+        for (name, app) in &apps {
+            for (alarm, current) in &app.alarms {
+                for state in [
+                    AlarmState::Ok,
+                    AlarmState::Alarm,
+                    AlarmState::InsufficientData,
+                ] {
+                    alarm_states.push((
+                        labels(&[
+                            ("application", name),
+                            ("alarm", alarm),
+                            ("state", &state.to_string()),
+                        ]),
+                        u8::from(*current == state).to_string(),
+                    ));
+                }
+            }
+        }
+        family(
+            "flinkscale_alarm_state",
+            "gauge",
+            "1 for each configured alarm's state at the application's last evaluation (OK, ALARM or INSUFFICIENT_DATA), 0 for its other states.",
+            alarm_states,
+        );
+        let mut metric_values = Vec::new();
+        for (name, app) in &apps {
+            for (metric, value) in &app.latest {
+                // A metric with no data point in the window has no value:
+                // its series is left out rather than reported as 0.
+                if let Some(value) = value.filter(|v| v.is_finite()) {
+                    metric_values.push((
+                        labels(&[("application", name), ("metric", metric)]),
+                        value.to_string(),
+                    ));
+                }
+            }
+        }
+        family(
+            "flinkscale_metric_value",
+            "gauge",
+            "The latest value of each configured metric at the application's last evaluation (absent while the metric has no data point).",
+            metric_values,
+        );
+        family(
+            "flinkscale_target_kpu",
+            "gauge",
+            "The KPU the application's last decision asked for (its KPU then, on a hold).",
+            per_app(&|a| a.target_kpu.map(|k| k.to_string())),
+        );
+        let aws_lock = AWS_CALLS.counts.lock().unwrap_or_else(|p| p.into_inner());
+        let aws_counts = aws_lock.clone();
+        family(
+            "flinkscale_aws_calls_total",
+            "counter",
+            "AWS API calls by operation and outcome (ok, or the failure's class).",
+            aws_counts
+                .iter()
+                .map(|((operation, outcome), n)| {
+                    (
+                        labels(&[("operation", operation), ("outcome", outcome)]),
+                        n.to_string(),
+                    )
+                })
+                .collect(),
+        );
+        let mut histograms = prometheus_client::registry::Registry::default();
+        histograms.register(
+            "flinkscale_aws_call_duration_seconds",
+            "Duration of AWS API calls by operation, retries included, in seconds.",
+            AWS_CALLS.durations.clone(),
+        );
+        histograms.register(
+            "flinkscale_plugin_call_duration_seconds",
+            "Duration of plugin calls by application, plugin and function (decide, interpret), in seconds.",
+            self.plugin_calls.clone(),
+        );
+        // Writing to a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode_registry(&mut out, &histograms);
+        drop(aws_lock);
         out
     }
 }
@@ -724,6 +904,75 @@ mod tests {
                 .render(3_000)
                 .contains("flinkscale_plugin_quarantined{application=\"app\"} 0\n")
         );
+    }
+
+    #[test]
+    fn alarm_states_metric_values_and_the_target_follow_the_last_evaluation() {
+        use crate::model::AlarmStatus;
+        let registry = Registry::for_config(&config(&["app"]), 0);
+        let mut event = evaluated("app", 1_000, 2, Action::ScaleTo(4));
+        if let Event::Evaluated { alarms, latest, .. } = &mut event {
+            *alarms = vec![AlarmStatus {
+                name: "out".to_owned(),
+                state: AlarmState::Alarm,
+                since_ms: 0,
+            }];
+            *latest = vec![("cpu".to_owned(), Some(81.5)), ("lag".to_owned(), None)];
+        }
+        registry.record(&event);
+        let text = registry.render(2_000);
+        for (state, v) in [("OK", 0), ("ALARM", 1), ("INSUFFICIENT_DATA", 0)] {
+            assert!(
+                text.contains(&format!(
+                    "flinkscale_alarm_state{{application=\"app\",alarm=\"out\",state=\"{state}\"}} {v}\n"
+                )),
+                "{text}"
+            );
+        }
+        assert!(
+            text.contains("flinkscale_metric_value{application=\"app\",metric=\"cpu\"} 81.5\n"),
+            "{text}"
+        );
+        // No data point, no value (not a 0 that would look like idle).
+        assert!(!text.contains("metric=\"lag\""), "{text}");
+        assert!(text.contains("flinkscale_target_kpu{application=\"app\"} 4\n"));
+        assert!(text.contains("flinkscale_build_info{version=\""), "{text}");
+        // A hold's target is the KPU it holds at.
+        registry.record(&evaluated("app", 3_000, 4, Action::Hold));
+        let text = registry.render(4_000);
+        assert!(text.contains("flinkscale_target_kpu{application=\"app\"} 4\n"));
+        registry.record(&evaluated("app", 5_000, 3, Action::Hold));
+        assert!(
+            registry
+                .render(6_000)
+                .contains("flinkscale_target_kpu{application=\"app\"} 3\n")
+        );
+    }
+
+    #[test]
+    fn plugin_calls_are_a_histogram() {
+        let registry = Registry::for_config(&config(&["app"]), 0);
+        registry.plugin_call("app", "step 1", "decide", Duration::from_millis(3));
+        registry.plugin_call("app", "step 1", "decide", Duration::from_millis(40));
+        let text = registry.render(0);
+        let series = "application=\"app\",plugin=\"step 1\",function=\"decide\"";
+        assert!(
+            text.contains("# TYPE flinkscale_plugin_call_duration_seconds histogram\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!(
+                "flinkscale_plugin_call_duration_seconds_count{{{series}}} 2\n"
+            )),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!(
+                "flinkscale_plugin_call_duration_seconds_bucket{{le=\"0.004\",{series}}} 1\n"
+            )),
+            "{text}"
+        );
+        assert!(!text.contains("# EOF"), "{text}");
     }
 
     #[test]
