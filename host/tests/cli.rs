@@ -292,3 +292,16 @@ fn simulate_names_the_built_ins_when_a_policy_is_not_found() {
         assert!(stderr.contains(expected), "{expected:?} in {stderr}");
     }
 }
+
+/// The demo tells its story on stdout; the agent inside it logs warnings
+/// only, unless RUST_LOG asks for more (the install test runs it at info).
+#[test]
+fn the_demo_prints_its_narrative_and_no_agent_info_logs_by_default() {
+    let (code, stdout, stderr) = flinkscale(&["demo", "--speed", "200"]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(stdout.contains("summary (model version"), "{stdout}");
+    assert!(
+        !stderr.contains(" INFO "),
+        "info lines on stderr without RUST_LOG:\n{stderr}"
+    );
+}

@@ -212,7 +212,13 @@ fn config_path_error(error: &conventions::ConfigPathError) -> ExitCode {
 /// Parses the command line, runs the command and returns the exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Err(error) = telemetry::init_logging(cli.log_format) {
+    // The demo tells its own story on stdout; the agent inside it speaks
+    // up only for warnings, unless RUST_LOG asks for more.
+    let default_level = match cli.command {
+        Command::Demo { .. } => "warn",
+        _ => "info",
+    };
+    if let Err(error) = telemetry::init_logging(cli.log_format, default_level) {
         // Silently logging at another level than asked would hide what
         // the operator is looking for: a configuration error.
         eprintln!("error: {error}");

@@ -573,13 +573,22 @@ pub struct LogFilterError {
 /// falling back to `info`. The plugin compiler's code generator stays at
 /// `warn` unless a directive names `cranelift`.
 pub fn log_filter(asked: &str) -> Result<tracing_subscriber::EnvFilter, LogFilterError> {
+    log_filter_or(asked, "info")
+}
+
+/// [`log_filter`] with `default` (e.g. `warn`) as the level when `asked`
+/// names none.
+pub fn log_filter_or(
+    asked: &str,
+    default: &str,
+) -> Result<tracing_subscriber::EnvFilter, LogFilterError> {
     use tracing_subscriber::filter::Directive;
     let directives: Vec<&str> = asked
         .split(',')
         .map(str::trim)
         .filter(|d| !d.is_empty())
         .collect();
-    let mut filter = tracing_subscriber::EnvFilter::new("info");
+    let mut filter = tracing_subscriber::EnvFilter::new(default);
     if !directives.is_empty() {
         filter = tracing_subscriber::EnvFilter::new("");
         for text in &directives {
@@ -621,11 +630,12 @@ fn colour_on_stderr() -> bool {
 /// Installs the global tracing subscriber, writing to stderr: text
 /// (coloured on a terminal only) or one JSON object per line with the
 /// event's fields at the top level beside `timestamp`, `level` and
-/// `target`. The filter comes from `RUST_LOG` ([`log_filter`]); an invalid
-/// one is returned as an error and nothing is installed.
-pub fn init_logging(format: LogFormat) -> Result<(), LogFilterError> {
+/// `target`. The filter comes from `RUST_LOG` ([`log_filter_or`]), at
+/// level `default` when it names none; an invalid one is returned as an
+/// error and nothing is installed.
+pub fn init_logging(format: LogFormat, default: &str) -> Result<(), LogFilterError> {
     let asked = std::env::var("RUST_LOG").unwrap_or_default();
-    let filter = log_filter(&asked)?;
+    let filter = log_filter_or(&asked, default)?;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
