@@ -46,6 +46,7 @@ const UPDATING_WALL_MS: i64 = 3_000;
 /// design avoids that with 5 of 5 one-minute datapoints, too slow here.
 fn scale_config(dir: &Path) -> PathBuf {
     let plugins = toml_edit::Value::from(plugin_dir().to_string_lossy().as_ref()).to_string();
+    let rules = common::cpu_step_rules(APP);
     let text = format!(
         r#"[agent]
 plugin_dir = {plugins}
@@ -59,34 +60,7 @@ update_poll_secs = 1
 update_timeout_secs = 120
 grace_period_secs = 5
 
-[[application.metric]]
-id = "cpu"
-namespace = "AWS/KinesisAnalytics"
-metric_name = "containerCPUUtilization"
-dimensions = {{ Application = "{APP}" }}
-statistic = "Average"
-period_secs = 10
-
-[[application.alarm]]
-id = "scale-out"
-metric = "cpu"
-comparison = "GreaterThanThreshold"
-threshold = 75.0
-evaluation_periods = 1
-datapoints_to_alarm = 1
-
-[[application.alarm]]
-id = "scale-in"
-metric = "cpu"
-comparison = "LessThanOrEqualToThreshold"
-threshold = 35.0
-evaluation_periods = 2
-datapoints_to_alarm = 2
-
-[application.policy]
-plugin = "step"
-params = {{ scale_out_alarm = "scale-out", scale_in_alarm = "scale-in", operation = "multiply", scale_out_factor = 2, scale_in_factor = 2 }}
-"#
+{rules}"#
     );
     let file = dir.join("agent.toml");
     std::fs::write(&file, text).expect("the agent configuration can be written");

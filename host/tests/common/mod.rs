@@ -856,3 +856,40 @@ pub fn config_copy(source: &Path, dir: &Path) -> PathBuf {
     std::fs::write(&file, doc.to_string()).expect("the config copy can be written");
     file
 }
+
+/// The end-to-end tests' rules for `application`, after its `[[application]]`
+/// table: CPU (Average, 10 s periods), scale out above 75 % on one
+/// datapoint, scale in at or below 35 % on two, and `step` doubling or
+/// halving between them.
+pub fn cpu_step_rules(application: &str) -> String {
+    format!(
+        r#"[[application.metric]]
+id = "cpu"
+namespace = "AWS/KinesisAnalytics"
+metric_name = "containerCPUUtilization"
+dimensions = {{ Application = "{application}" }}
+statistic = "Average"
+period_secs = 10
+
+[[application.alarm]]
+id = "scale-out"
+metric = "cpu"
+comparison = "GreaterThanThreshold"
+threshold = 75.0
+evaluation_periods = 1
+datapoints_to_alarm = 1
+
+[[application.alarm]]
+id = "scale-in"
+metric = "cpu"
+comparison = "LessThanOrEqualToThreshold"
+threshold = 35.0
+evaluation_periods = 2
+datapoints_to_alarm = 2
+
+[application.policy]
+plugin = "step"
+params = {{ scale_out_alarm = "scale-out", scale_in_alarm = "scale-in", operation = "multiply", scale_out_factor = 2, scale_in_factor = 2 }}
+"#
+    )
+}
