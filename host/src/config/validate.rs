@@ -907,7 +907,7 @@ pub(crate) fn with_article(noun: &str) -> String {
 }
 
 /// `valid: "a", "b"`, or a note that there is nothing to name.
-fn valid_list<'a>(ids: impl Iterator<Item = &'a str>, noun: &str) -> String {
+pub(crate) fn valid_list<'a>(ids: impl Iterator<Item = &'a str>, noun: &str) -> String {
     let ids: Vec<String> = ids.map(|id| format!("{id:?}")).collect();
     if ids.is_empty() {
         format!("this application defines no {noun}s")

@@ -12,7 +12,7 @@ use serde_json::Value;
 use super::validate::sanitize_text;
 use super::{Parameter, ParameterKind};
 use crate::config::load::edit_distance;
-use crate::config::validate::with_article;
+use crate::config::validate::{valid_list, with_article};
 
 /// Most parameters a plugin may declare.
 pub const MAX_PARAMETERS: usize = 64;
@@ -203,15 +203,12 @@ pub fn check_references(
         };
         for id in ids {
             if !valid.contains(&id) {
-                let listed: Vec<String> = valid.iter().map(|v| format!("{v:?}")).collect();
+                // Worded as configuration validation words the `_alarm` /
+                // `_metric` suffix rule, with its list of valid ids.
                 problems.push(format!(
-                    "params.{}: no {what} with id {id:?} in this application (valid: {})",
+                    "params.{}: no {what} with id {id:?} in this application ({})",
                     parameter.name,
-                    if listed.is_empty() {
-                        "none configured".to_owned()
-                    } else {
-                        listed.join(", ")
-                    }
+                    valid_list(valid.iter().copied(), what)
                 ));
             }
         }
@@ -418,7 +415,7 @@ mod tests {
         assert_eq!(
             check_references(&declared, &params, &[], &["cpu"]),
             [
-                "params.watch: no alarm with id \"hot\" in this application (valid: none configured)",
+                "params.watch: no alarm with id \"hot\" in this application (this application defines no alarms)",
                 "params.inputs: no metric with id \"lagg\" in this application (valid: \"cpu\")",
             ]
         );
