@@ -60,14 +60,6 @@ fn eager(name: &str, mode: &str) -> String {
     )
 }
 
-/// A loopback port free now (the agent refuses `listen` on port 0).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
-}
-
 /// Writes the configuration (the built-in plugins, state in `dir/state`,
 /// the HTTP listener on `port`) the way an operator edits it: aside, then
 /// renamed over the old file.
@@ -144,7 +136,7 @@ fn a_reload_switches_an_application_between_dry_run_paused_and_active_alone() {
     let dir = tempfile::tempdir().unwrap();
     let emulator = Emulator::start(&scenario("reload.toml"), SPEED, &[], dir.path());
     let keep = application("keep", "active", "hold", "");
-    let port = free_port();
+    let port = common::free_port();
     let config = write_config(
         dir.path(),
         port,
@@ -429,7 +421,7 @@ fn validate_environment_describes_every_application() {
     );
     let config = write_config(
         dir.path(),
-        free_port(),
+        common::free_port(),
         &[
             application("keep", "active", "hold", ""),
             application("changed", "active", "hold", ""),
@@ -560,7 +552,7 @@ fn the_printed_iam_policy_allows_every_call_the_agent_makes_and_no_more_and_each
     let emulator = Emulator::start(&scenario("reload.toml"), SPEED, &[], dir.path());
     let config = write_config(
         dir.path(),
-        free_port(),
+        common::free_port(),
         &[
             application("keep", "active", "hold", ""),
             eager("changed", "active"),

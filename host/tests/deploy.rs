@@ -8,7 +8,6 @@
 
 mod common;
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
@@ -178,13 +177,6 @@ impl Drop for Cleanup<'_> {
     }
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
-}
-
 #[test]
 fn the_container_image_runs_the_agent_as_an_unprivileged_user_against_the_emulator() {
     let podman = Podman::new();
@@ -218,7 +210,7 @@ fn the_container_image_runs_the_agent_as_an_unprivileged_user_against_the_emulat
 
     let dir = tempfile::tempdir().expect("temp dir");
     let emulator = Emulator::start(&scenario("e2e-scale.toml"), 20.0, &[], dir.path());
-    let port = free_port();
+    let port = common::free_port();
     let config = dir.path().join("config.toml");
     std::fs::write(
         &config,
@@ -368,7 +360,7 @@ params = {{ scale_out_alarm = "scale-out", scale_in_alarm = "scale-in", operatio
         "probe /livez: {}",
         text(&probe.stderr)
     );
-    let closed = format!("http://127.0.0.1:{}/livez", free_port());
+    let closed = format!("http://127.0.0.1:{}/livez", common::free_port());
     let probe = podman.run(&[
         "exec",
         &container,

@@ -10,7 +10,7 @@
 
 mod common;
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -23,11 +23,6 @@ const APP: &str = "e2e-app";
 /// Model seconds per wall second (as in e2e.rs: a 10 s metric period
 /// covers 200 model seconds, an update lasts 3 wall seconds).
 const SPEED: f64 = 20.0;
-
-fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("an ephemeral port");
-    listener.local_addr().expect("a bound address").port()
-}
 
 /// The step policy on CPU between 2 and 4 KPU: at the load the test sets,
 /// 2 KPU run above 75 % and the policy doubles them to 4 once.
@@ -113,7 +108,7 @@ fn accepted(explanation: &Value) -> Option<Value> {
 #[test]
 fn explain_shows_why_the_agent_scaled_and_status_where_it_is() {
     let dir = tempfile::tempdir().expect("a temp dir");
-    let listen: SocketAddr = format!("127.0.0.1:{}", free_port())
+    let listen: SocketAddr = format!("127.0.0.1:{}", common::free_port())
         .parse()
         .expect("an address");
     let config = config(dir.path(), listen);
@@ -279,7 +274,7 @@ fn once_records_its_evaluation_and_a_dry_once_leaves_state_dir_alone() {
         &["--history-secs", "600"],
         dir.path(),
     );
-    let listen: SocketAddr = format!("127.0.0.1:{}", free_port())
+    let listen: SocketAddr = format!("127.0.0.1:{}", common::free_port())
         .parse()
         .expect("an address");
     let config = config(dir.path(), listen);

@@ -12,7 +12,7 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::io::{ErrorKind, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -22,12 +22,6 @@ use serde_json::json;
 
 /// The application of `tests/fixtures/scenarios/e2e-scale.toml`.
 const APP: &str = "e2e-app";
-
-/// A loopback port nobody listens on right now.
-fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("an ephemeral port");
-    listener.local_addr().expect("a bound address").port()
-}
 
 /// The agent's configuration: the `hold` policy on CPU, evaluated every
 /// 2 s, serving on `listen`.
@@ -181,7 +175,7 @@ fn get(addr: SocketAddr, path: &str) -> Option<common::Response> {
 fn run_serves_health_and_prometheus_metrics() {
     let dir = tempfile::tempdir().expect("a temporary folder");
     let emulator = Emulator::start(&scenario("e2e-scale.toml"), 20.0, &[], dir.path());
-    let listen: SocketAddr = format!("127.0.0.1:{}", free_port())
+    let listen: SocketAddr = format!("127.0.0.1:{}", common::free_port())
         .parse()
         .expect("an address");
     let agent: Running = start_agent(&emulator, &config(dir.path(), listen), &[], dir.path());
@@ -340,7 +334,7 @@ fn listen_must_be_a_scrapable_address() {
 /// evaluated at least once (its plugin compiled, its server up).
 fn serving(dir: &Path) -> (Emulator, Running, SocketAddr) {
     let emulator = Emulator::start(&scenario("e2e-scale.toml"), 20.0, &[], dir);
-    let listen: SocketAddr = format!("127.0.0.1:{}", free_port())
+    let listen: SocketAddr = format!("127.0.0.1:{}", common::free_port())
         .parse()
         .expect("an address");
     let agent = start_agent(&emulator, &config(dir, listen), &[], dir);
@@ -637,7 +631,7 @@ fn metrics_report_build_alarms_target_aws_calls_and_plugin_calls() {
     let emulator = Emulator::start(&scenario("e2e-scale.toml"), 20.0, &[], dir.path());
     // 1700 records/s: 2 KPU run above 75 %, the scale-out alarm fires.
     emulator.set_load(APP, 1.7);
-    let listen: SocketAddr = format!("127.0.0.1:{}", free_port())
+    let listen: SocketAddr = format!("127.0.0.1:{}", common::free_port())
         .parse()
         .expect("an address");
     let agent = start_agent(

@@ -11,7 +11,7 @@
 
 mod common;
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -31,12 +31,6 @@ const GAP_TOLERANCE: Duration = Duration::from_millis(1000);
 const HEALTHZ_BUDGET: Duration = Duration::from_millis(100);
 /// How long the test watches, once every application runs.
 const WATCH: Duration = Duration::from_secs(20);
-
-/// A loopback port nobody listens on right now.
-fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("an ephemeral port");
-    listener.local_addr().expect("a bound address").port()
-}
 
 /// The emulator's scenario: three applications at a constant, moderate load.
 fn scenario(dir: &Path) -> PathBuf {
@@ -141,7 +135,7 @@ fn evaluations(emulator: &Emulator, application: &str) -> Vec<i64> {
 fn spinning_plugins_stall_neither_other_applications_nor_healthz() {
     let dir = tempfile::tempdir().expect("a temporary folder");
     let emulator = Emulator::start(&scenario(dir.path()), 20.0, &[], dir.path());
-    let listen: SocketAddr = format!("127.0.0.1:{}", free_port())
+    let listen: SocketAddr = format!("127.0.0.1:{}", common::free_port())
         .parse()
         .expect("an address");
     let agent = start_agent(&emulator, &config(dir.path(), listen), &[], dir.path());

@@ -893,3 +893,12 @@ params = {{ scale_out_alarm = "scale-out", scale_in_alarm = "scale-in", operatio
 "#
     )
 }
+
+/// A loopback port free at the time of asking (bound, then released), for
+/// a listener a test gives the agent.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free loopback port")
+        .port()
+}
