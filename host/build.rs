@@ -22,6 +22,7 @@ const BUILT_INS: &[&str] = &[
     "rate",
     "backlog-seconds",
     "expression",
+    "flink-operator",
 ];
 
 const WASM_TARGET: &str = "wasm32-wasip2";

@@ -1,0 +1,581 @@
+//! `flink-operator`: the autoscaler of the Apache Flink Kubernetes Operator
+//! (its `flink-autoscaler` module), ported with its **default**
+//! configuration, as a reference for the benchmark: the autoscaler Flink
+//! users know, next to the reference design (`seed`) and MSF's own rule
+//! (`msf-builtin`).
+//!
+//! # What it follows
+//!
+//! The port follows these upstream files of `apache/flink-kubernetes-operator`
+//! (`flink-autoscaler/src/main/java/org/apache/flink/autoscaler/`):
+//!
+//! - `config/AutoScalerOptions.java`: every option and default below.
+//! - `ScalingMetricCollector.java`: no metrics while the job stabilises
+//!   after a (re)start (`job.autoscaler.stabilization.interval`, 5 min),
+//!   and no decision until a whole metric window
+//!   (`job.autoscaler.metrics.window`, 15 min) has been collected since;
+//!   a restart clears the collected metrics.
+//! - `ScalingMetricEvaluator.java`: over the window, the true processing
+//!   rate from busy time (TPR = numRecordsInPerSecond /
+//!   (busyTimeMsPerSecond / 1000), infinite with no input), switched to the
+//!   observed TPR (the processed rate of periods whose lag is at least
+//!   `observed-true-processing-rate.lag-threshold`, 30 s, of input; at
+//!   least `observed-true-processing-rate.min-observations`, 2) when the
+//!   busy-time one is more than `observed-true-processing-rate.switch-threshold`
+//!   (0.15) above it; the target data rate = average records in + growth of
+//!   the source's lag over the window; the catch-up rate = lag /
+//!   `catch-up.duration` (30 min); processing a backlog when lag / rate >
+//!   `backlog-processing.lag-threshold` (5 min); and the scale-up and
+//!   scale-down thresholds at utilisation `utilization.target` (0.7,
+//!   formerly `target.utilization`) plus and minus
+//!   `target.utilization.boundary` (0.3), i.e. 1.0 and 0.4 (1.0 and 0.0,
+//!   no scale-down, while processing a backlog).
+//! - `utils/AutoScalerUtils.java` `getTargetProcessingCapacity`: LAG /
+//!   CATCH_UP + INPUT_RATE x RESTART / CATCH_UP + INPUT_RATE / utilisation,
+//!   with `restart.time` (5 min; `restart.time-tracking.enabled` is false
+//!   by default, so the observed restart time is not used).
+//! - `JobVertexScaler.java`: scale factor = target capacity / TPR, capped
+//!   by `scale-down.max-factor` (0.6: at least 0.4 x the parallelism) and
+//!   `scale-up.max-factor` (100000); new parallelism = ceil(factor x
+//!   current) within `vertex.min-parallelism` (1) and
+//!   `vertex.max-parallelism` (200) and the key groups, rounded up to a
+//!   divisor of the key groups (mode
+//!   `scaling.key-group.partitions.adjust.mode` = `EVENLY_SPREAD`); a
+//!   scale-down waits `scale-down.interval` (1 h, formerly
+//!   `scale-up.grace-period`) from its first trigger and then goes to the
+//!   highest parallelism recommended in between (`DelayedScaleDown.java`).
+//!   Ineffective-scaling detection
+//!   (`scaling.effectiveness.detection.enabled`) is off by default, so it
+//!   never blocks a scale-up and is not ported.
+//! - `ScalingExecutor.java`: no rescale while the TPR lies between the two
+//!   thresholds (`allChangedVerticesWithinUtilizationTarget`); a rescale
+//!   clears the delayed scale-downs.
+//!
+//! # Mapping to MSF
+//!
+//! MSF runs a job at one parallelism, KPU x ParallelismPerKPU. The job is
+//! taken as one keyed vertex (its source): the operator's per-vertex
+//! arithmetic gives one parallelism, which becomes ceil(parallelism /
+//! ParallelismPerKPU) KPU. The key groups are the job's max parallelism,
+//! Flink's default 128 for a job of parallelism up to 85 (`max_parallelism`),
+//! so the parallelisms asked for are the divisors of 128 (1, 2, 4, ..., 64,
+//! 128) and with one subtask per KPU so are the KPU; with more subtasks per
+//! KPU the KPU round up, and the running parallelism is a multiple of
+//! ParallelismPerKPU. The lag is the source's backlog in records
+//! (`SumOffsetLag`); MSF publishes no back-pressure, so an observed TPR is
+//! the processed rate. The operator's reconcile loop (default 60 s) is the
+//! evaluation interval; a rescale is a restart, after which the
+//! stabilisation interval runs from the host's `last-rescale-ms`.
+//!
+//! # State
+//!
+//! The window is longer than what the host fetches, so the periods seen are
+//! cached, as is the delayed scale-down (the operator keeps it in its state
+//! store). A fresh instance starts both over, which delays a decision, never
+//! causes one.
+
+#![warn(missing_docs)]
+
+use std::collections::BTreeMap;
+
+use flinkscale_plugin::{
+    AppStatus, Decision, Evaluation, Parameter, Params, Policy, export_policy,
+};
+use serde::Deserialize;
+
+pub mod scale;
+
+use scale::{Options, WindowMetrics};
+
+/// The parameters as written; every key has a declared default.
+#[derive(Deserialize)]
+struct Config {
+    metrics_window_secs: u32,
+    stabilization_secs: u32,
+    target_utilisation: f64,
+    utilisation_boundary: f64,
+    catch_up_secs: f64,
+    restart_secs: f64,
+    restart_time_tracking: bool,
+    restart_time_tracking_limit_secs: f64,
+    scale_down_interval_secs: u32,
+    scale_up_max_factor: f64,
+    scale_down_max_factor: f64,
+    vertex_min_parallelism: u32,
+    vertex_max_parallelism: u32,
+    max_parallelism: u32,
+    backlog_lag_threshold_secs: f64,
+    observed_tpr_lag_threshold_secs: f64,
+    observed_tpr_switch_threshold: f64,
+    observed_tpr_min_observations: u32,
+    records_in_metric: String,
+    busy_metric: String,
+    backlog_metric: String,
+}
+
+/// A window counts as collected when at least this fraction of its periods
+/// were published: CloudWatch may miss one, the operator's own collector
+/// would only sample less often.
+const WINDOW_COVERAGE: f64 = 0.8;
+
+/// What one period published.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+struct Sample {
+    records_in: Option<f64>,
+    busy_ms: Option<f64>,
+    backlog: Option<f64>,
+}
+
+/// A scale-down waiting for `scale-down.interval` (`DelayedScaleDown`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Delayed {
+    first_trigger_ms: i64,
+    max_parallelism: u32,
+}
+
+/// The configured policy, its cache of periods and its delayed scale-down.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FlinkOperatorPolicy {
+    options: Options,
+    window_ms: i64,
+    stabilization_ms: i64,
+    restart_secs: f64,
+    restart_time_tracking: bool,
+    restart_time_tracking_limit_secs: f64,
+    scale_down_interval_ms: i64,
+    observed_tpr_lag_threshold_secs: f64,
+    observed_tpr_min_observations: usize,
+    records_in: String,
+    busy: String,
+    backlog: String,
+    /// Samples by period start (ms); a cache, see the crate docs.
+    samples: BTreeMap<i64, Sample>,
+    delayed: Option<Delayed>,
+    /// The (last rescale, KPU) seen at the previous evaluation: a change
+    /// is a rescale, which clears the delayed scale-down.
+    seen: Option<(Option<i64>, u32)>,
+}
+
+impl Policy for FlinkOperatorPolicy {
+    const SUMMARY: &'static str = "The Apache Flink Kubernetes Operator's autoscaler with its \
+         default configuration (true processing rate from busy time, target utilisation 0.7 +- \
+         0.3, 15 min window, 1 h scale-down interval), for one job-wide parallelism.";
+
+    const PARAMETERS: &'static [Parameter] = &[
+        Parameter::integer("metrics_window_secs")
+            .default("900")
+            .meaning(
+                "`job.autoscaler.metrics.window`: the metrics a decision averages; at least 60.",
+            ),
+        Parameter::integer("stabilization_secs")
+            .default("300")
+            .meaning(
+                "`job.autoscaler.stabilization.interval`: no metrics are collected this long after \
+             a rescale.",
+            ),
+        Parameter::number("target_utilisation")
+            .default("0.7")
+            .meaning("`job.autoscaler.utilization.target`, in (0, 1]."),
+        Parameter::number("utilisation_boundary")
+            .default("0.3")
+            .meaning(
+                "`job.autoscaler.target.utilization.boundary`: no rescale while the utilisation is \
+             within the target plus or minus this; in [0, 1].",
+            ),
+        Parameter::number("catch_up_secs").default("1800").meaning(
+            "`job.autoscaler.catch-up.duration`: the backlog and the restart's own backlog are \
+             sized to drain within this; 0 disables backlog-based scaling.",
+        ),
+        Parameter::number("restart_secs")
+            .default("300")
+            .meaning("`job.autoscaler.restart.time`: the downtime of a rescale; at least 0."),
+        Parameter::boolean("restart_time_tracking")
+            .default("false")
+            .meaning(
+                "`job.autoscaler.restart.time-tracking.enabled`: use the host's measured \
+             downtime of the last rescale instead of `restart_secs`.",
+            ),
+        Parameter::number("restart_time_tracking_limit_secs")
+            .default("900")
+            .meaning("`job.autoscaler.restart.time-tracking.limit`: cap on a measured downtime."),
+        Parameter::integer("scale_down_interval_secs")
+            .default("3600")
+            .meaning(
+                "`job.autoscaler.scale-down.interval`: a scale-down waits this long from its first \
+             trigger, then takes the highest parallelism recommended since; 0 scales down at once.",
+            ),
+        Parameter::number("scale_up_max_factor")
+            .default("100000")
+            .meaning("`job.autoscaler.scale-up.max-factor`: at most (1 + this) x the parallelism."),
+        Parameter::number("scale_down_max_factor")
+            .default("0.6")
+            .meaning(
+                "`job.autoscaler.scale-down.max-factor`: at least (1 - this) x the parallelism; in \
+             [0, 1].",
+            ),
+        Parameter::integer("vertex_min_parallelism")
+            .default("1")
+            .meaning("`job.autoscaler.vertex.min-parallelism`; at least 1."),
+        Parameter::integer("vertex_max_parallelism")
+            .default("200")
+            .meaning("`job.autoscaler.vertex.max-parallelism`; at least `vertex_min_parallelism`."),
+        Parameter::integer("max_parallelism")
+            .default("128")
+            .meaning(
+                "The job's key groups (`pipeline.max-parallelism`, 128 by default for a job up to \
+             parallelism 85): the parallelism is rounded up to a divisor of it and never \
+             exceeds it; at least 1.",
+            ),
+        Parameter::number("backlog_lag_threshold_secs")
+            .default("300")
+            .meaning(
+                "`job.autoscaler.backlog-processing.lag-threshold`: with more lag than this many \
+             seconds of input, utilisation up to 1 is allowed and no scale-down is triggered.",
+            ),
+        Parameter::number("observed_tpr_lag_threshold_secs")
+            .default("30")
+            .meaning(
+                "`job.autoscaler.observed-true-processing-rate.lag-threshold`: a period with this \
+             many seconds of input waiting measures the observed processing rate.",
+            ),
+        Parameter::number("observed_tpr_switch_threshold")
+            .default("0.15")
+            .meaning(
+                "`job.autoscaler.observed-true-processing-rate.switch-threshold`: use the observed \
+             rate when the busy-time one is this fraction above it; at least 0.",
+            ),
+        Parameter::integer("observed_tpr_min_observations")
+            .default("2")
+            .meaning(
+                "`job.autoscaler.observed-true-processing-rate.min-observations`; at least 1.",
+            ),
+        Parameter::metric_id("records_in_metric")
+            .default("\"records_in\"")
+            .meaning("Metric id of `numRecordsInPerSecond` (Average)."),
+        Parameter::metric_id("busy_metric")
+            .default("\"busy\"")
+            .meaning("Metric id of `busyTimeMsPerSecond` (Average)."),
+        Parameter::metric_id("backlog_metric")
+            .default("\"backlog\"")
+            .meaning(
+                "Metric id of the source's lag in records (`AWS/Kafka` `SumOffsetLag`, Maximum); \
+             when the application does not configure it, the lag is 0.",
+            ),
+    ];
+
+    fn configure(params: Params) -> Result<Self, String> {
+        let c: Config = params.parse()?;
+        let mut problems = Vec::new();
+        let mut check = |ok: bool, name: &str, valid: &str, found: String| {
+            if !ok {
+                problems.push(format!("parameter `{name}` must be {valid}, found {found}"));
+            }
+        };
+        let finite_at_least = |v: f64, low: f64| v.is_finite() && v >= low;
+        check(
+            c.metrics_window_secs >= 60,
+            "metrics_window_secs",
+            "at least 60",
+            c.metrics_window_secs.to_string(),
+        );
+        check(
+            c.target_utilisation.is_finite()
+                && c.target_utilisation > 0.0
+                && c.target_utilisation <= 1.0,
+            "target_utilisation",
+            "in (0, 1]",
+            c.target_utilisation.to_string(),
+        );
+        check(
+            finite_at_least(c.utilisation_boundary, 0.0) && c.utilisation_boundary <= 1.0,
+            "utilisation_boundary",
+            "in [0, 1]",
+            c.utilisation_boundary.to_string(),
+        );
+        for (name, value) in [
+            ("catch_up_secs", c.catch_up_secs),
+            ("restart_secs", c.restart_secs),
+            (
+                "restart_time_tracking_limit_secs",
+                c.restart_time_tracking_limit_secs,
+            ),
+            ("scale_up_max_factor", c.scale_up_max_factor),
+            ("backlog_lag_threshold_secs", c.backlog_lag_threshold_secs),
+            (
+                "observed_tpr_lag_threshold_secs",
+                c.observed_tpr_lag_threshold_secs,
+            ),
+            (
+                "observed_tpr_switch_threshold",
+                c.observed_tpr_switch_threshold,
+            ),
+        ] {
+            check(
+                finite_at_least(value, 0.0),
+                name,
+                "a number of at least 0",
+                value.to_string(),
+            );
+        }
+        check(
+            finite_at_least(c.scale_down_max_factor, 0.0) && c.scale_down_max_factor <= 1.0,
+            "scale_down_max_factor",
+            "in [0, 1]",
+            c.scale_down_max_factor.to_string(),
+        );
+        check(
+            c.vertex_min_parallelism >= 1,
+            "vertex_min_parallelism",
+            "at least 1",
+            c.vertex_min_parallelism.to_string(),
+        );
+        check(
+            c.vertex_max_parallelism >= c.vertex_min_parallelism,
+            "vertex_max_parallelism",
+            "at least `vertex_min_parallelism`",
+            c.vertex_max_parallelism.to_string(),
+        );
+        check(
+            c.max_parallelism >= 1,
+            "max_parallelism",
+            "at least 1",
+            c.max_parallelism.to_string(),
+        );
+        check(
+            c.observed_tpr_min_observations >= 1,
+            "observed_tpr_min_observations",
+            "at least 1",
+            c.observed_tpr_min_observations.to_string(),
+        );
+        if !problems.is_empty() {
+            return Err(problems.join("; "));
+        }
+        Ok(FlinkOperatorPolicy {
+            options: Options {
+                target_utilisation: c.target_utilisation,
+                utilisation_boundary: c.utilisation_boundary,
+                catch_up_secs: c.catch_up_secs,
+                backlog_lag_threshold_secs: c.backlog_lag_threshold_secs,
+                observed_tpr_switch_threshold: c.observed_tpr_switch_threshold,
+                scale_up_max_factor: c.scale_up_max_factor,
+                scale_down_max_factor: c.scale_down_max_factor,
+                vertex_min_parallelism: c.vertex_min_parallelism,
+                vertex_max_parallelism: c.vertex_max_parallelism,
+                max_parallelism: c.max_parallelism,
+            },
+            window_ms: i64::from(c.metrics_window_secs) * 1000,
+            stabilization_ms: i64::from(c.stabilization_secs) * 1000,
+            restart_secs: c.restart_secs,
+            restart_time_tracking: c.restart_time_tracking,
+            restart_time_tracking_limit_secs: c.restart_time_tracking_limit_secs,
+            scale_down_interval_ms: i64::from(c.scale_down_interval_secs) * 1000,
+            observed_tpr_lag_threshold_secs: c.observed_tpr_lag_threshold_secs,
+            observed_tpr_min_observations: c.observed_tpr_min_observations as usize,
+            records_in: c.records_in_metric,
+            busy: c.busy_metric,
+            backlog: c.backlog_metric,
+            samples: BTreeMap::new(),
+            delayed: None,
+            seen: None,
+        })
+    }
+
+    fn decide(&mut self, evaluation: &Evaluation) -> Result<Decision, String> {
+        let app = &evaluation.app;
+        let now_ms = evaluation.now_ms;
+        let seen = (app.last_rescale_ms, app.kpu);
+        if self.seen.is_some_and(|before| before != seen) {
+            self.delayed = None;
+        }
+        self.seen = Some(seen);
+        let period_ms = self.remember(evaluation)?;
+        if app.status != AppStatus::Running {
+            return Ok(Decision::hold(format!(
+                "application is {}, not RUNNING",
+                app.status
+            )));
+        }
+        let stable_ms = app
+            .last_rescale_ms
+            .map_or(i64::MIN, |at| at.saturating_add(self.stabilization_ms));
+        if now_ms < stable_ms {
+            return Ok(Decision::hold(format!(
+                "stabilising for {} s after the rescale",
+                (stable_ms - now_ms + 999) / 1000
+            )));
+        }
+        let Some(window) = self.window(stable_ms, period_ms) else {
+            return Ok(Decision::hold(format!(
+                "metric window of {} s not yet collected since the job became stable",
+                self.window_ms / 1000
+            )));
+        };
+        let restart_secs = match app.last_update_duration_secs {
+            Some(measured) if self.restart_time_tracking => {
+                f64::from(measured).min(self.restart_time_tracking_limit_secs)
+            }
+            _ => self.restart_secs,
+        };
+        let evaluated = scale::evaluate(&window, &self.options, restart_secs);
+        let current = app.parallelism.max(1);
+        let wanted = scale::target_parallelism(&evaluated, &self.options, restart_secs, current);
+        let measured = format!(
+            "TPR {:.0}/s, input {:.0}/s, lag {:.0} records, thresholds {:.0}..{:.0}/s",
+            evaluated.true_processing_rate,
+            evaluated.target_data_rate,
+            window.lag,
+            evaluated.scale_up_threshold,
+            evaluated.scale_down_threshold
+        );
+        let target = if wanted == current {
+            self.delayed = None;
+            return Ok(Decision::hold(format!(
+                "{measured}: parallelism {current} is the target"
+            )));
+        } else if wanted > current {
+            self.delayed = None;
+            wanted
+        } else {
+            let delayed = self.delayed.get_or_insert(Delayed {
+                first_trigger_ms: now_ms,
+                max_parallelism: wanted,
+            });
+            delayed.max_parallelism = delayed.max_parallelism.max(wanted);
+            let due_ms = delayed
+                .first_trigger_ms
+                .saturating_add(self.scale_down_interval_ms);
+            if self.scale_down_interval_ms > 0 && now_ms < due_ms {
+                return Ok(Decision::hold(format!(
+                    "{measured}: scale-down to {wanted} delayed {} s more (scale-down interval)",
+                    (due_ms - now_ms + 999) / 1000
+                )));
+            }
+            delayed.max_parallelism
+        };
+        if evaluated.within_target() {
+            return Ok(Decision::hold(format!(
+                "{measured}: within the utilisation target (parallelism {target} not needed)"
+            )));
+        }
+        let per_kpu = app.parallelism_per_kpu.max(1);
+        let kpu = target.div_ceil(per_kpu);
+        if kpu == app.kpu {
+            return Ok(Decision::hold(format!(
+                "{measured}: parallelism {target} is the current {} KPU",
+                app.kpu
+            )));
+        }
+        self.delayed = None;
+        Ok(Decision::scale_to(
+            kpu,
+            format!("{measured}: parallelism {current} -> {target} ({kpu} KPU)"),
+        ))
+    }
+}
+
+impl FlinkOperatorPolicy {
+    /// Adds the evaluation's periods to the cache, forgets what no window
+    /// needs, and returns the period length in ms.
+    fn remember(&mut self, evaluation: &Evaluation) -> Result<i64, String> {
+        let records_in = evaluation.metric(&self.records_in).ok_or_else(|| {
+            format!(
+                "no metric `{}` is configured for application `{}` (parameter \
+                 `records_in_metric`)",
+                self.records_in, evaluation.app.name
+            )
+        })?;
+        let busy = evaluation.metric(&self.busy).ok_or_else(|| {
+            format!(
+                "no metric `{}` is configured for application `{}` (parameter `busy_metric`)",
+                self.busy, evaluation.app.name
+            )
+        })?;
+        let period_ms = i64::from(records_in.period_secs.max(1)) * 1000;
+        for p in &records_in.points {
+            self.samples.entry(p.timestamp_ms).or_default().records_in = Some(p.value.max(0.0));
+        }
+        for p in &busy.points {
+            self.samples.entry(p.timestamp_ms).or_default().busy_ms =
+                Some(p.value.clamp(0.0, 1000.0));
+        }
+        if let Some(backlog) = evaluation.metric(&self.backlog) {
+            for p in &backlog.points {
+                self.samples.entry(p.timestamp_ms).or_default().backlog = Some(p.value.max(0.0));
+            }
+        }
+        let keep_from = evaluation.now_ms - self.window_ms - 10 * period_ms;
+        self.samples = self.samples.split_off(&keep_from);
+        Ok(period_ms)
+    }
+
+    /// The metrics of the window ending with the latest period that has
+    /// records in and busy time, once the whole window lies after
+    /// `stable_ms` and was published (`ScalingMetricCollector`'s "metric
+    /// window full").
+    fn window(&self, stable_ms: i64, period_ms: i64) -> Option<WindowMetrics> {
+        let latest = self
+            .samples
+            .iter()
+            .rev()
+            .find(|(_, s)| s.records_in.is_some() && s.busy_ms.is_some())
+            .map(|(t, _)| *t)?;
+        let start = latest + period_ms - self.window_ms;
+        if start < stable_ms {
+            return None;
+        }
+        let periods: Vec<(i64, Sample)> = self
+            .samples
+            .range(start..=latest)
+            .map(|(t, s)| (*t, *s))
+            .collect();
+        let job: Vec<(f64, f64)> = periods
+            .iter()
+            .filter_map(|(_, s)| Some((s.records_in?, s.busy_ms?)))
+            .collect();
+        let expected = (self.window_ms / period_ms.max(1)).max(1) as f64;
+        if (job.len() as f64) < WINDOW_COVERAGE * expected {
+            return None;
+        }
+        let n = job.len() as f64;
+        let input_rate_avg = job.iter().map(|(r, _)| r).sum::<f64>() / n;
+        let busy_ms_avg = job.iter().map(|(_, b)| b).sum::<f64>() / n;
+        let lags: Vec<(i64, f64)> = periods
+            .iter()
+            .filter_map(|(t, s)| Some((*t, s.backlog?)))
+            .collect();
+        let lag_rate = match (lags.first(), lags.last()) {
+            (Some(&(t0, l0)), Some(&(t1, l1))) if t1 > t0 => {
+                (l1 - l0) / ((t1 - t0) as f64 / 1000.0)
+            }
+            _ => 0.0,
+        };
+        let lag = lags.last().map_or(0.0, |(_, l)| *l);
+        // `ScalingMetrics.getObservedTpr`: no input reads as infinite
+        // capacity; otherwise only periods catching up measure it.
+        let observed: Vec<f64> = periods
+            .iter()
+            .filter_map(|(_, s)| {
+                let rate = s.records_in?;
+                if rate == 0.0 {
+                    return Some(f64::INFINITY);
+                }
+                let lag = s.backlog.unwrap_or(0.0);
+                (lag >= self.observed_tpr_lag_threshold_secs * rate).then_some(rate)
+            })
+            .collect();
+        let observed_tpr_avg = (observed.len() >= self.observed_tpr_min_observations)
+            .then(|| observed.iter().sum::<f64>() / observed.len() as f64);
+        Some(WindowMetrics {
+            input_rate_avg,
+            busy_ms_avg,
+            lag_rate,
+            lag,
+            observed_tpr_avg,
+        })
+    }
+}
+
+export_policy!(FlinkOperatorPolicy);
+
+#[cfg(test)]
+mod tests;

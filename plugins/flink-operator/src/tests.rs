@@ -1,0 +1,364 @@
+//! The policy's arithmetic against cases computed by hand from the
+//! upstream formulas (quoted in each test), and its timing rules as the
+//! agent calls it: parameters as JSON, CloudWatch-shaped series in.
+
+use flinkscale_plugin::testing::{check_declarations, configure};
+use flinkscale_plugin::{Action, Application, Series};
+
+use super::scale::{Evaluated, evaluate, scale, target_capacity, target_parallelism};
+use super::*;
+
+/// Start of the first period of every test.
+const T0: i64 = 1_767_225_600_000;
+/// One 60 s period, in ms.
+const P: i64 = 60_000;
+
+fn policy(json: &str) -> FlinkOperatorPolicy {
+    configure::<FlinkOperatorPolicy>(json)
+        .unwrap_or_else(|error| panic!("configure({json}) failed: {error}"))
+}
+
+fn defaults() -> Options {
+    policy("{}").options
+}
+
+fn series(id: &str, points: &[(i64, f64)]) -> Series {
+    flinkscale_plugin::testing::series("AWS/KinesisAnalytics", "Average", id, points)
+}
+
+/// One period: records in per second, busy ms per second, backlog.
+type Row = (f64, f64, f64);
+
+/// An evaluation at `now_ms` of an application at `kpu` (one subtask per
+/// KPU) that published `rows`, one per period from T0 on.
+fn evaluation(kpu: u32, rows: &[Row], now_ms: i64) -> Evaluation {
+    let column = |f: fn(&Row) -> f64| -> Vec<(i64, f64)> {
+        rows.iter()
+            .enumerate()
+            .map(|(i, r)| (T0 + i as i64 * P, f(r)))
+            .collect()
+    };
+    Evaluation {
+        now_ms,
+        app: Application {
+            max_kpu: 64,
+            ..flinkscale_plugin::testing::application(kpu, 1, 64)
+        },
+        metrics: vec![
+            series("records_in", &column(|r| r.0)),
+            series("busy", &column(|r| r.1)),
+            series("backlog", &column(|r| r.2)),
+        ],
+        alarms: Vec::new(),
+        signals: Vec::new(),
+    }
+}
+
+/// When the last of `n` periods from T0 is visible (a minute after it ends).
+fn visible(n: usize) -> i64 {
+    T0 + n as i64 * P + P
+}
+
+fn decide(policy: &mut FlinkOperatorPolicy, evaluation: &Evaluation) -> Decision {
+    policy
+        .decide(evaluation)
+        .unwrap_or_else(|error| panic!("decide failed: {error}"))
+}
+
+fn steady(input: f64, busy_ms: f64) -> Evaluated {
+    evaluate(
+        &WindowMetrics {
+            input_rate_avg: input,
+            busy_ms_avg: busy_ms,
+            lag_rate: 0.0,
+            lag: 0.0,
+            observed_tpr_avg: None,
+        },
+        &defaults(),
+        300.0,
+    )
+}
+
+#[test]
+fn declarations_are_complete_and_defaults_are_upstreams() {
+    check_declarations::<FlinkOperatorPolicy>().expect("declarations");
+    let p = policy("{}");
+    assert_eq!(p.window_ms, 900_000, "metrics.window 15 min");
+    assert_eq!(p.stabilization_ms, 300_000, "stabilization.interval 5 min");
+    assert_eq!(p.restart_secs, 300.0, "restart.time 5 min");
+    assert!(
+        !p.restart_time_tracking,
+        "restart.time-tracking.enabled false"
+    );
+    assert_eq!(
+        p.scale_down_interval_ms, 3_600_000,
+        "scale-down.interval 1 h"
+    );
+    let o = p.options;
+    assert_eq!(
+        (o.target_utilisation, o.utilisation_boundary),
+        (0.7, 0.3),
+        "utilization.target, target.utilization.boundary"
+    );
+    assert_eq!(o.catch_up_secs, 1800.0, "catch-up.duration 30 min");
+    assert_eq!(
+        (o.scale_up_max_factor, o.scale_down_max_factor),
+        (100_000.0, 0.6)
+    );
+    assert_eq!(
+        (
+            o.vertex_min_parallelism,
+            o.vertex_max_parallelism,
+            o.max_parallelism
+        ),
+        (1, 200, 128)
+    );
+}
+
+#[test]
+fn every_bad_parameter_is_named_at_once() {
+    let error = configure::<FlinkOperatorPolicy>(
+        r#"{"target_utilisation": 1.5, "scale_down_max_factor": 2, "vertex_min_parallelism": 0}"#,
+    )
+    .expect_err("refused");
+    assert_eq!(
+        error,
+        "parameter `target_utilisation` must be in (0, 1], found 1.5; parameter \
+         `scale_down_max_factor` must be in [0, 1], found 2; parameter \
+         `vertex_min_parallelism` must be at least 1, found 0"
+    );
+}
+
+/// getTargetProcessingCapacity: LAG / CATCH_UP plus INPUT x RESTART /
+/// CATCH_UP plus INPUT / UTIL. Input 1000/s, lag 180000: 100 plus 1000 x
+/// 300 / 1800 (166.67) plus 1000 / 0.7 (1428.57) = 1695.24, rounded 1695.
+#[test]
+fn target_capacity_adds_catch_up_restart_and_utilisation() {
+    let e = Evaluated {
+        true_processing_rate: 1000.0,
+        target_data_rate: 1000.0,
+        catch_up_data_rate: 180_000.0 / 1800.0,
+        processing_backlog: false,
+        scale_up_threshold: 0.0,
+        scale_down_threshold: 0.0,
+    };
+    assert_eq!(target_capacity(&e, 1800.0, 0.7, true, 300.0), 1695.0);
+    // Without the restart term (the scale-up threshold): 100 + 1000 / 1.0.
+    assert_eq!(target_capacity(&e, 1800.0, 1.0, false, 300.0), 1100.0);
+    // Utilisation 0 (the lower bound while processing a backlog): never.
+    assert_eq!(target_capacity(&e, 1800.0, 0.0, true, 300.0), f64::INFINITY);
+}
+
+/// Input 1000/s at 500 ms busy: TPR 2000. Thresholds: scale up below
+/// 1000 / (0.7 + 0.3) = 1000, scale down above 1000 x 300 / 1800 + 1000 /
+/// (0.7 - 0.3) = 2666.67, rounded 2667. 2000 is inside: no rescale.
+#[test]
+fn utilisation_boundary_thresholds() {
+    let e = steady(1000.0, 500.0);
+    assert_eq!(e.true_processing_rate, 2000.0);
+    assert_eq!(e.scale_up_threshold, 1000.0);
+    assert_eq!(e.scale_down_threshold, 2667.0);
+    assert!(e.within_target());
+    // Busy 370 ms: TPR 2702.7 > 2667, outside.
+    assert!(!steady(1000.0, 370.0).within_target());
+    // Busy 1000 ms and nothing waiting: TPR 1000 is not below 1000.
+    assert!(steady(1000.0, 1000.0).within_target());
+}
+
+/// Inside the boundary a rescale the target asks for is not made: input
+/// 1000 at 900 ms busy (TPR 1111) at parallelism 4 wants 1595 / 1111 x 4 =
+/// 5.74 -> 6 -> 8 (a divisor of 128), but 1111 >= 1000 (the scale-up
+/// threshold).
+#[test]
+fn no_rescale_within_the_utilisation_boundary() {
+    let rows = vec![(1000.0, 900.0, 0.0); 15];
+    let mut p = policy("{}");
+    let d = decide(&mut p, &evaluation(4, &rows, visible(15)));
+    assert_eq!(d.action, Action::Hold, "{}", d.reason);
+    assert!(
+        d.reason
+            .contains("within the utilisation target (parallelism 8 not needed)"),
+        "{}",
+        d.reason
+    );
+    assert_eq!(
+        target_parallelism(&steady(1000.0, 900.0), &defaults(), 300.0, 4),
+        8
+    );
+}
+
+/// A saturated job with a growing backlog: 15 periods at 1000 records/s,
+/// 1000 ms busy (TPR 1000), the backlog 30000 k in period k. Lag rate
+/// 420000 / 840 s = 500/s, target data rate 1500/s; lag 420000 -> catch-up
+/// 233.33/s; lag / rate 420 s > 300 s: processing a backlog. Target
+/// capacity 233.33 + 1500 x 300 / 1800 (250) + 1500 / 0.7 (2142.86) =
+/// 2626.19 -> 2626; factor 2.626 x 4 = 10.5 -> 11 -> 16 (next divisor of
+/// 128): 16 KPU.
+#[test]
+fn saturated_job_scales_to_the_catch_up_capacity_rounded_to_key_groups() {
+    let rows: Vec<Row> = (0..15)
+        .map(|k| (1000.0, 1000.0, 30_000.0 * k as f64))
+        .collect();
+    let mut p = policy("{}");
+    let d = decide(&mut p, &evaluation(4, &rows, visible(15)));
+    assert_eq!(d.action.target(), Some(16), "{}", d.reason);
+    assert!(d.reason.contains("parallelism 4 -> 16"), "{}", d.reason);
+    // scale-up.max-factor 1: at most 2 x 4 = 8.
+    let mut capped = policy(r#"{"scale_up_max_factor": 1.0}"#);
+    let d = decide(&mut capped, &evaluation(4, &rows, visible(15)));
+    assert_eq!(d.action.target(), Some(8), "{}", d.reason);
+}
+
+/// Observed TPR: the busy-time TPR (4000 = 1000 / 0.25) is more than 15 %
+/// above the processed rate of the periods catching up (lag >= 30 s of
+/// input), 1000/s, so the observed one is used.
+#[test]
+fn observed_tpr_replaces_an_inflated_busy_time_tpr() {
+    let window = WindowMetrics {
+        input_rate_avg: 1000.0,
+        busy_ms_avg: 250.0,
+        lag_rate: 0.0,
+        lag: 40_000.0,
+        observed_tpr_avg: Some(1000.0),
+    };
+    assert_eq!(
+        evaluate(&window, &defaults(), 300.0).true_processing_rate,
+        1000.0
+    );
+    let within = WindowMetrics {
+        busy_ms_avg: 900.0,
+        ..window
+    };
+    // 1111 is within 15 % of 1000: busy time stays.
+    let tpr = evaluate(&within, &defaults(), 300.0).true_processing_rate;
+    assert!((tpr - 1111.11).abs() < 0.01, "{tpr}");
+}
+
+/// scale-down.max-factor 0.6: input 100/s at TPR 1000 wants 100 x 300 /
+/// 1800 + 100 / 0.7 = 159.5 -> 160, factor 0.16, capped at 0.4: 32 x 0.4 =
+/// 12.8 -> 13 -> 16. Uncapped (factor 1): 32 x 0.16 = 5.12 -> 6 -> 8.
+#[test]
+fn scale_down_is_capped_by_the_max_factor() {
+    let e = steady(100.0, 100.0);
+    assert_eq!(target_parallelism(&e, &defaults(), 300.0, 32), 16);
+    let uncapped = Options {
+        scale_down_max_factor: 1.0,
+        ..defaults()
+    };
+    assert_eq!(target_parallelism(&e, &uncapped, 300.0, 32), 8);
+}
+
+/// JobVertexScaler.scale, EVENLY_SPREAD.
+#[test]
+fn parallelism_is_aligned_to_key_groups() {
+    // Up to the next divisor: 10 x 0.55 = 5.5 -> 6 -> 10 of 100 key groups.
+    assert_eq!(scale(10, 100, 0.55, 1, 200), 10);
+    assert_eq!(scale(4, 128, 2.626, 1, 200), 16);
+    // Never above the key groups.
+    assert_eq!(scale(64, 128, 4.0, 1, 200), 128);
+    // No divisor of 128 in [90, 100] (vertex.max-parallelism 100): down to
+    // the least parallelism with the same key groups per subtask,
+    // 128 / 90 = 1 -> 64 (128 / 64 = 2 > 1, a divisor).
+    assert_eq!(scale(60, 128, 1.5, 1, 100), 64);
+    // 100 key groups, 40 wanted, bound 45: 100 / 40 = 2; 100 / 33 = 3 > 2
+    // and 33 does not divide 100, so 34.
+    assert_eq!(scale(20, 100, 2.0, 1, 45), 34);
+    // The lower limit wins over a tiny factor.
+    assert_eq!(scale(8, 128, 0.01, 4, 200), 4);
+}
+
+/// A scale-down waits scale-down.interval (1 h) from its first trigger and
+/// then takes the highest parallelism recommended in between.
+/// At 32 KPU and TPR 1000 (busy = input ms), with scale-down.max-factor 1:
+/// input 100/s wants 8 (above); input 300/s wants 50 + 428.57 = 478.57 ->
+/// 479, 32 x 0.479 = 15.3 -> 16.
+#[test]
+fn scale_down_waits_the_interval_and_takes_the_highest_recommendation() {
+    let mut p = policy(r#"{"scale_down_max_factor": 1.0}"#);
+    let low = (100.0, 100.0, 0.0);
+    let high = (300.0, 300.0, 0.0);
+    let mut rows = vec![low; 15];
+    let first = visible(15);
+    let d = decide(&mut p, &evaluation(32, &rows, first));
+    assert_eq!(d.action, Action::Hold);
+    assert!(
+        d.reason.contains("scale-down to 8 delayed 3600 s"),
+        "{}",
+        d.reason
+    );
+    // Half an hour later, a quarter hour of 300/s: 16 recommended.
+    rows.extend(std::iter::repeat_n(high, 30));
+    let d = decide(&mut p, &evaluation(32, &rows, first + 30 * P));
+    assert!(
+        d.reason.contains("scale-down to 16 delayed 1800 s"),
+        "{}",
+        d.reason
+    );
+    // Back to 100/s; a second before the hour, still waiting.
+    rows.extend(std::iter::repeat_n(low, 30));
+    let d = decide(&mut p, &evaluation(32, &rows, first + 60 * P - 1000));
+    assert_eq!(d.action, Action::Hold, "{}", d.reason);
+    let d = decide(&mut p, &evaluation(32, &rows, first + 60 * P));
+    assert_eq!(d.action.target(), Some(16), "{}", d.reason);
+}
+
+/// A recommendation back at the current parallelism cancels the delayed
+/// scale-down: the interval starts over.
+#[test]
+fn a_recovered_load_cancels_the_delayed_scale_down() {
+    let mut p = policy("{}");
+    let mut rows = vec![(100.0, 100.0, 0.0); 15];
+    let first = visible(15);
+    decide(&mut p, &evaluation(32, &rows, first));
+    // 1000/s at 600 ms busy (TPR 1667) wants 1595 / 1667 x 32 = 30.6 -> 31 -> 32.
+    rows.extend(std::iter::repeat_n((1000.0, 600.0, 0.0), 15));
+    let d = decide(&mut p, &evaluation(32, &rows, first + 15 * P));
+    assert!(
+        d.reason.contains("parallelism 32 is the target"),
+        "{}",
+        d.reason
+    );
+    rows.extend(std::iter::repeat_n((100.0, 100.0, 0.0), 45));
+    let d = decide(&mut p, &evaluation(32, &rows, first + 60 * P));
+    assert!(d.reason.contains("delayed 3600 s"), "{}", d.reason);
+}
+
+/// No decision while stabilising (5 min after a rescale), nor before a
+/// whole 15 min window was published after that.
+#[test]
+fn waits_for_stabilisation_then_a_full_window() {
+    let rows: Vec<Row> = (0..40)
+        .map(|k| (1000.0, 1000.0, 30_000.0 * k as f64))
+        .collect();
+    let rescaled = T0 + 10 * P;
+    let at = |now: i64| {
+        let mut e = evaluation(4, &rows[..((now - T0) / P - 1) as usize], now);
+        e.app.last_rescale_ms = Some(rescaled);
+        e
+    };
+    let mut p = policy("{}");
+    let d = decide(&mut p, &at(rescaled + 4 * P));
+    assert!(d.reason.contains("stabilising for 60 s"), "{}", d.reason);
+    // Stable from period 15; its window of 15 periods ends with period 29,
+    // visible at the start of period 31.
+    let d = decide(&mut p, &at(T0 + 30 * P + 59_000));
+    assert!(d.reason.contains("metric window of 900 s"), "{}", d.reason);
+    let d = decide(&mut p, &at(T0 + 31 * P));
+    assert!(d.action.target().is_some_and(|k| k > 4), "{}", d.reason);
+}
+
+#[test]
+fn holds_while_not_running_and_names_a_missing_metric() {
+    let mut p = policy("{}");
+    let mut e = evaluation(4, &[(1000.0, 1000.0, 0.0); 15], visible(15));
+    e.app.status = AppStatus::Updating;
+    assert_eq!(decide(&mut p, &e).action, Action::Hold);
+    let mut p = policy(r#"{"busy_metric": "busy_ms"}"#);
+    let error = p
+        .decide(&evaluation(4, &[(1000.0, 1000.0, 0.0)], visible(1)))
+        .expect_err("no such metric");
+    assert!(
+        error.contains("`busy_ms`") && error.contains("busy_metric"),
+        "{error}"
+    );
+}
