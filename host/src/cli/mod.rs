@@ -105,8 +105,9 @@ pub enum Command {
         /// The scenario file (see tests/scenarios/).
         #[arg(long)]
         scenario: PathBuf,
-        /// A policy preset (seed, msf-builtin, hold, target-tracking, rate),
-        /// or a plugin name or .wasm path with the standard metrics.
+        /// A policy preset (seed, msf-builtin, flink-operator, hold,
+        /// target-tracking, rate), or a plugin name or .wasm path with the
+        /// standard metrics.
         #[arg(long, default_value = "rate")]
         policy: String,
         /// Parameters overriding the preset's, as a JSON object.

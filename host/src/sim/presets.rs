@@ -14,7 +14,14 @@ use super::{Scenario, ScenarioApp};
 use crate::config::load::{self, ConfigErrors, LoadedConfig};
 
 /// The policies with a preset, by the name users give.
-pub const PRESETS: &[&str] = &["seed", "msf-builtin", "hold", "target-tracking", "rate"];
+pub const PRESETS: &[&str] = &[
+    "seed",
+    "msf-builtin",
+    "flink-operator",
+    "hold",
+    "target-tracking",
+    "rate",
+];
 
 /// A policy to simulate: a preset name, or a plugin name/path with the
 /// standard metrics and no alarms.
@@ -116,6 +123,20 @@ fn preset(name: &str) -> Preset {
             grace_period_secs: 300,
             alarms: MSF_ALARMS,
             params: step(2),
+        },
+        // The Flink Kubernetes Operator's autoscaler: it reads busy time,
+        // records in and the source's lag (`backlog`), and keeps its own
+        // stabilisation interval and metric window after a rescale, so the
+        // grace period only covers the restart. It evaluates once a
+        // minute, the operator's default reconcile interval.
+        "flink-operator" => Preset {
+            plugin: "flink-operator".into(),
+            cpu_only: false,
+            evaluation_interval_secs: Some(60),
+            update_poll_secs: 15,
+            grace_period_secs: 15,
+            alarms: "",
+            params: serde_json::Map::new(),
         },
         // The observe-only baseline: nothing to time.
         "hold" => Preset {
