@@ -2,7 +2,7 @@
 //! from this checkout: every shipped scenario x every preset policy is run
 //! again here (in-process, the same code as `bench`), and the README's
 //! table is compared line by line with the one `bench` writes to
-//! `readme.md`.
+//! `readme.md`, and the bar table under it as a whole.
 //!
 //! Needs the shipped plugins (`cargo plugins`). When a policy or the model
 //! changes on purpose, run `cargo plugins && cargo run -- bench` and copy
@@ -59,5 +59,12 @@ fn the_readme_table_is_what_bench_produces() {
         "the README's benchmark table is out of date: copy target/bench/readme.md \
          (written by `cargo run -- bench`) into it:\n{}",
         wrong.join("\n")
+    );
+    // The bar per scenario follows the table, as `readme.md` has it.
+    let bar = bench::bar_table(&result);
+    assert!(
+        readme.contains(&format!("{expected}\n{bar}")),
+        "the README's bar table is out of date: copy target/bench/readme.md \
+         (written by `cargo run -- bench`) into it; bench has:\n{bar}"
     );
 }

@@ -20,12 +20,32 @@ use super::driver::{SimulateError, SimulationOutcome, simulate};
 use super::presets::{self, PolicyChoice};
 use super::report::{PolicyInfo, SimReport};
 use super::report_html::{self, ReportError};
+use super::score::Scores;
 use super::{Scenario, ScenarioError};
 use crate::config::load::{self, LoadedConfig};
 
 /// The policies `bench` compares by default: the references, then the
 /// shipped better ones.
-pub const DEFAULT_POLICIES: &[&str] = &["seed", "msf-builtin", "hold", "target-tracking", "rate"];
+pub const DEFAULT_POLICIES: &[&str] = &[
+    "seed",
+    "msf-builtin",
+    "flink-operator",
+    "hold",
+    "target-tracking",
+    "rate",
+];
+
+/// The references the recommended policy must beat (issue 12's bar): the
+/// reference design, MSF's own rule and the Flink Kubernetes Operator's
+/// autoscaler.
+pub const REFERENCES: &[&str] = &["seed", "msf-builtin", "flink-operator"];
+
+/// The bar's allowance: the recommended policy may have this many more
+/// SLO-violation seconds than a reference ...
+pub const BAR_EXTRA_VIOLATION_SECS: u64 = 30;
+
+/// ... and must reach at least this multiple of its efficiency.
+pub const BAR_EFFICIENCY_FACTOR: f64 = 1.25;
 
 /// Why the benchmark could not run.
 #[derive(Debug, thiserror::Error)]
@@ -499,11 +519,85 @@ pub fn markdown(result: &BenchResult) -> String {
             b.scenario, b.duration_secs, b.lower_bound_kpu_hours, b.clairvoyant_kpu_hours
         );
     }
+    out.push('\n');
+    out.push_str(&bar_table(result));
     out
 }
 
-/// The policy the README recommends, set in bold in its table.
+/// The policy the README recommends, set in bold in its table and judged
+/// against [`REFERENCES`] by [`bar_table`].
 pub const RECOMMENDED: &str = "rate";
+
+/// Whether `candidate` Pareto-dominates `reference` by the bar: SLO
+/// violations at most the reference's plus [`BAR_EXTRA_VIOLATION_SECS`] and
+/// efficiency at least [`BAR_EFFICIENCY_FACTOR`] times the reference's.
+/// `met`, or each part that fails, in numbers.
+pub fn bar_verdict(candidate: &Scores, reference: &Scores) -> String {
+    let budget = reference.slo_violation_secs + BAR_EXTRA_VIOLATION_SECS;
+    let needed = BAR_EFFICIENCY_FACTOR * reference.efficiency;
+    let mut misses = Vec::new();
+    if candidate.slo_violation_secs > budget {
+        misses.push(format!(
+            "violations {} > {budget} s",
+            candidate.slo_violation_secs
+        ));
+    }
+    // Compared as printed (three decimals), so the table never says a
+    // miss whose two numbers read the same.
+    let thousandths = |x: f64| (x * 1000.0).round();
+    if thousandths(candidate.efficiency) < thousandths(needed) {
+        misses.push(format!(
+            "efficiency {:.3} < {needed:.3}",
+            candidate.efficiency
+        ));
+    }
+    if misses.is_empty() {
+        "met".to_owned()
+    } else {
+        misses.join(", ")
+    }
+}
+
+/// The bar per scenario: whether [`RECOMMENDED`] Pareto-dominates each of
+/// [`REFERENCES`] ([`bar_verdict`]), `-` where either did not run.
+pub fn bar_table(result: &BenchResult) -> String {
+    let mut out = format!(
+        "Bar: `{RECOMMENDED}` against each reference (SLO violation s <= the reference's + \
+         {BAR_EXTRA_VIOLATION_SECS} and efficiency >= {BAR_EFFICIENCY_FACTOR} x the reference's):\n\n\
+         | scenario |"
+    );
+    for reference in REFERENCES {
+        let _ = write!(out, " vs {reference} |");
+    }
+    out.push_str("\n|---|");
+    out.push_str(&"---|".repeat(REFERENCES.len()));
+    out.push('\n');
+    let mut scenarios: Vec<&str> = Vec::new();
+    for r in &result.rows {
+        if !scenarios.contains(&r.scenario.as_str()) {
+            scenarios.push(&r.scenario);
+        }
+    }
+    let find = |scenario: &str, policy: &str| {
+        result
+            .rows
+            .iter()
+            .find(|r| r.scenario == scenario && r.policy.name == policy)
+            .map(|r| &r.scores)
+    };
+    for scenario in scenarios {
+        let _ = write!(out, "| {scenario} |");
+        for reference in REFERENCES {
+            let cell = match (find(scenario, RECOMMENDED), find(scenario, reference)) {
+                (Some(candidate), Some(reference)) => bar_verdict(candidate, reference),
+                _ => "-".to_owned(),
+            };
+            let _ = write!(out, " {cell} |");
+        }
+        out.push('\n');
+    }
+    out
+}
 
 /// The README's benchmark table: a row per run with the scores a reader
 /// compares (fewer columns than [`markdown`]), the recommended policy in
@@ -552,7 +646,7 @@ pub fn speed_line(result: &BenchResult) -> String {
 }
 
 /// Writes `bench.json` (the rows), `bench.md` (the tables) and
-/// `readme.md` (the README's table, [`readme_table`]) to `out` and returns
+/// `readme.md` (the README's tables, [`readme_table`] and [`bar_table`]) to `out` and returns
 /// the paths of the first two.
 pub fn write(result: &BenchResult, out: &Path) -> Result<(PathBuf, PathBuf), BenchError> {
     let fail = |p: &Path| {
@@ -567,7 +661,8 @@ pub fn write(result: &BenchResult, out: &Path) -> Result<(PathBuf, PathBuf), Ben
     let md_path = out.join("bench.md");
     std::fs::write(&md_path, markdown(result)).map_err(fail(&md_path))?;
     let readme_path = out.join("readme.md");
-    std::fs::write(&readme_path, readme_table(result)).map_err(fail(&readme_path))?;
+    let readme = format!("{}\n{}", readme_table(result), bar_table(result));
+    std::fs::write(&readme_path, readme).map_err(fail(&readme_path))?;
     Ok((json_path, md_path))
 }
 
@@ -813,6 +908,84 @@ mod tests {
         );
         assert!(md.contains("| tiny | 10 | 0.00 | 0.00 |"), "{md}");
         assert!(speed_line(&result).contains("20 simulated seconds per wall second"));
+    }
+
+    /// A row of `policy` on `scenario` with the two scores the bar reads.
+    fn scored(scenario: &str, policy: &str, violation_secs: u64, efficiency: f64) -> SimReport {
+        let s = Scenario::single(scenario, Trace::constant(500.0), 10);
+        let mut world = World::from_scenario(&s, 0);
+        world.advance_to(10);
+        let mut scores = world.scores();
+        scores.slo_violation_secs = violation_secs;
+        scores.efficiency = efficiency;
+        SimReport {
+            scenario: scenario.into(),
+            policy: PolicyInfo {
+                name: policy.into(),
+                plugin: format!("{policy}.wasm"),
+                wasm_sha256: "ab".into(),
+                params: serde_json::Value::Null,
+            },
+            scores,
+            sim_speed: 1.0,
+        }
+    }
+
+    /// The bar: violations <= reference + 30 s and efficiency >= 1.25 x the
+    /// reference's, per reference, with the numbers of what fails.
+    #[test]
+    fn the_bar_table_says_met_or_what_fails_in_numbers() {
+        let rows = vec![
+            scored("burst", "seed", 1000, 0.300),
+            scored("burst", "msf-builtin", 500, 0.400),
+            scored("burst", "flink-operator", 100, 0.200),
+            scored("burst", RECOMMENDED, 530, 0.500),
+            // No flink-operator row here: its cell is `-`.
+            scored("cycle", "seed", 164, 0.350),
+            scored("cycle", "msf-builtin", 161, 0.346),
+            scored("cycle", RECOMMENDED, 232, 0.632),
+        ];
+        let result = BenchResult {
+            rows,
+            bounds: Vec::new(),
+            simulated_secs: 20,
+            wall_secs: 1.0,
+            run_wall_secs: 1.0,
+            jobs: 1,
+        };
+        let table = bar_table(&result);
+        let lines: Vec<&str> = table.lines().collect();
+        assert_eq!(
+            lines[2], "| scenario | vs seed | vs msf-builtin | vs flink-operator |",
+            "{table}"
+        );
+        // 530 <= 1000 + 30 and 0.500 >= 0.375: met. 530 <= 530 and 0.500 =
+        // 1.25 x 0.400: met, both at the limit. 530 > 130, 0.500 >= 0.250.
+        assert_eq!(
+            lines[4], "| burst | met | met | violations 530 > 130 s |",
+            "{table}"
+        );
+        // 232 > 194, 232 > 191; 0.632 >= 0.4375 and >= 0.4325.
+        assert_eq!(
+            lines[5], "| cycle | violations 232 > 194 s | violations 232 > 191 s | - |",
+            "{table}"
+        );
+        let weak = scored("x", RECOMMENDED, 0, 0.37);
+        assert_eq!(
+            bar_verdict(&weak.scores, &scored("x", "seed", 0, 0.3).scores),
+            "efficiency 0.370 < 0.375"
+        );
+        assert_eq!(
+            bar_verdict(
+                &scored("x", RECOMMENDED, 200, 0.1).scores,
+                &scored("x", "seed", 0, 0.3).scores
+            ),
+            "violations 200 > 30 s, efficiency 0.100 < 0.375"
+        );
+        assert!(
+            markdown(&result).contains(&table),
+            "bench.md carries the bar"
+        );
     }
 
     #[test]
