@@ -943,7 +943,7 @@ pub struct BenchArgs {
     /// Skip the polls that cannot change a decision (`on`, the default),
     /// or poll at every evaluation interval (`off`), to compare the
     /// agent's CloudWatch bill.
-    #[arg(long, value_name = "on|off", default_value = "on", value_parser = parse_on_off)]
+    #[arg(long, value_name = "on|off", default_value = "on", value_parser = parse_on_off, action = clap::ArgAction::Set)]
     pub lazy_polling: bool,
 }
 
