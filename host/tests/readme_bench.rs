@@ -39,6 +39,7 @@ fn the_readme_table_is_what_bench_produces() {
         plugin_dir: None,
         jobs: 2,
         report_dir: None,
+        lazy_polling: true,
     })
     .expect("the benchmark runs (build the plugins with `cargo plugins`)");
     let expected = bench::readme_table(&result);

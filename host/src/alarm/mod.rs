@@ -173,6 +173,79 @@ fn sparse_verdict(real: &[(usize, bool)], m: usize) -> Sparse {
     }
 }
 
+/// How many periods from now the state of an alarm in `state`, whose
+/// evaluation range is now `range`, may first change: the smallest shift s
+/// (>= 1) for which some datapoints still to come make
+/// [`evaluate_range`] give another state on the range s periods later: 1
+/// when it may change at the next period already (always from
+/// INSUFFICIENT_DATA, which any datapoint may end).
+///
+/// After s periods the range keeps the newest `len - s` slots of `range`
+/// and gains s new ones. A new slot, and a kept slot that is empty now (a
+/// datapoint may still be published late), is unknown: breaching, not
+/// breaching or missing. A datapoint already there is taken as final (a
+/// whole period's value; the period in progress is never judged).
+/// - OK stays OK while even breaching unknowns reach fewer than M
+///   breaching datapoints (with `breaching`, missing ones count too) and,
+///   for `missing`, a kept non-breaching datapoint rules out
+///   INSUFFICIENT_DATA and an ALARM from a breaching datapoint's age.
+/// - ALARM stays ALARM while at least M kept breaching datapoints are
+///   young enough (at most N - 1 periods after the shift) to be among the
+///   N newest real ones whatever comes, which also decides every case of
+///   fewer than N real datapoints.
+pub fn periods_until_possible_change(
+    range: &[Option<f64>],
+    alarm: &AlarmRule,
+    state: AlarmState,
+) -> usize {
+    let n = alarm.evaluation_periods as usize;
+    let m = alarm.datapoints_to_alarm as usize;
+    let len = range.len();
+    let forced = |shift: usize| -> bool {
+        let kept = &range[shift.min(len)..];
+        let mut unknown = shift;
+        let (mut real, mut breaching, mut clean, mut young_breaching) = (0, 0, 0, 0);
+        for (index, slot) in kept.iter().enumerate() {
+            match slot.filter(|v| !v.is_nan()) {
+                None => unknown += 1,
+                Some(value) => {
+                    real += 1;
+                    if alarm.comparison.breaches(value, alarm.threshold) {
+                        breaching += 1;
+                        // Age in the shifted range: slots after it.
+                        if kept.len() - 1 - index + shift < n {
+                            young_breaching += 1;
+                        }
+                    } else {
+                        clean += 1;
+                    }
+                }
+            }
+        }
+        match state {
+            AlarmState::Ok => {
+                let filled = match alarm.treat_missing {
+                    TreatMissingData::Breaching => unknown.max(n.saturating_sub(real)),
+                    _ => unknown,
+                };
+                let no_alarm = breaching + filled < m;
+                match alarm.treat_missing {
+                    TreatMissingData::Missing => no_alarm && clean > 0,
+                    _ => no_alarm,
+                }
+            }
+            AlarmState::Alarm => young_breaching >= m && m > 0,
+            AlarmState::InsufficientData => false,
+        }
+    };
+    if m == 0 || n == 0 {
+        return 1;
+    }
+    // At a shift of the whole range every slot is unknown, which never
+    // forces a state: the search ends there at the latest.
+    (1..=len).find(|&shift| !forced(shift)).unwrap_or(1)
+}
+
 /// Lays a fetched series out as an evaluation range: the last `periods`
 /// whole periods before `now_ms`, oldest first, one slot per period.
 ///
@@ -465,6 +538,33 @@ impl AlarmTracker {
                 history.pop_front();
             }
         }
+    }
+
+    /// The earliest time (ms since the epoch) at which an evaluation may
+    /// find any alarm in another state than the last update left it, given
+    /// the `series` that update judged at `now_ms` (see
+    /// [`periods_until_possible_change`]); an evaluation before it finds
+    /// every state unchanged. `None` when that cannot be known: no alarm,
+    /// an alarm read from CloudWatch, or one on a signal (signals exist
+    /// only where an evaluation runs).
+    pub fn earliest_change_ms(&self, series: &[Series], now_ms: i64) -> Option<i64> {
+        let mut earliest: Option<i64> = None;
+        for alarm in &self.alarms {
+            let Judged::Locally { metric, rule } = &alarm.how else {
+                return None;
+            };
+            let s = series.iter().find(|s| &s.query.id == metric)?;
+            let period_ms = i64::from(s.query.period_secs.max(1)) * 1000;
+            let range =
+                range_from_series(&s.points, s.query.period_secs, rule.range_periods(), now_ms);
+            let shift = periods_until_possible_change(&range, rule, alarm.state);
+            let boundary = now_ms.div_euclid(period_ms);
+            let at = boundary
+                .saturating_add(i64::try_from(shift).unwrap_or(i64::MAX))
+                .saturating_mul(period_ms);
+            earliest = Some(earliest.map_or(at, |e| e.min(at)));
+        }
+        earliest
     }
 
     /// The statuses as of the last update, in configuration order.

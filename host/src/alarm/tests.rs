@@ -648,3 +648,116 @@ fn a_cloudwatch_alarm_takes_the_reported_state_and_its_time() {
         (AlarmState::InsufficientData, 11 * MINUTE_MS)
     );
 }
+
+/// Every way of filling `unknown` slots with a missing, a non-breaching
+/// (10) or a breaching (90) datapoint, for a `> 50` alarm.
+fn fills(unknown: usize) -> Vec<Vec<Option<f64>>> {
+    let mut out = vec![Vec::new()];
+    for _ in 0..unknown {
+        out = out
+            .into_iter()
+            .flat_map(|f: Vec<Option<f64>>| {
+                [None, Some(10.0), Some(90.0)].map(|v| {
+                    let mut g = f.clone();
+                    g.push(v);
+                    g
+                })
+            })
+            .collect();
+    }
+    out
+}
+
+/// The skip rule is never too eager: for every alarm with N <= 3, every
+/// range of missing / non-breaching / breaching datapoints and every state
+/// it can be in, no datapoints that may still come (new periods, and
+/// periods still empty) give another state before the shift
+/// `periods_until_possible_change` names.
+#[test]
+fn no_datapoints_to_come_change_a_state_before_the_skip_ends() {
+    let mut skipped = 0;
+    for n in 1..=3u32 {
+        for m in 1..=n {
+            for treat in COLUMNS {
+                let rule = AlarmRule {
+                    comparison: Comparison::GreaterThanThreshold,
+                    threshold: 50.0,
+                    evaluation_periods: n,
+                    datapoints_to_alarm: m,
+                    treat_missing: treat,
+                };
+                let len = rule.range_periods();
+                for range in fills(len) {
+                    for before in ALL_STATES {
+                        let state = evaluate_range(&range, &rule, before);
+                        let skip = periods_until_possible_change(&range, &rule, state);
+                        assert!((1..=len).contains(&skip));
+                        for shift in 1..skip {
+                            skipped += 1;
+                            let kept = &range[shift..];
+                            let empty: Vec<usize> =
+                                (0..kept.len()).filter(|&i| kept[i].is_none()).collect();
+                            for fill in fills(shift + empty.len()) {
+                                let mut future = kept.to_vec();
+                                for (k, &i) in empty.iter().enumerate() {
+                                    future[i] = fill[k];
+                                }
+                                future.extend_from_slice(&fill[empty.len()..]);
+                                assert_eq!(
+                                    evaluate_range(&future, &rule, state),
+                                    state,
+                                    "{m} of {n}, {treat:?}: {range:?} in {state:?} skips {skip} \
+                                     periods, but {future:?} after {shift} changes it"
+                                );
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    // The rule does skip: a test of a rule that never skips proves nothing.
+    assert!(skipped > 1000, "only {skipped} skipped shifts checked");
+}
+
+/// The reference design's alarms (5 of 5, `missing`): a clean range whose
+/// newest period is not published yet may first alarm 4 periods on; a full
+/// clean one 5 on; one breaching datapoint among them brings it 1 closer;
+/// an ALARM of 5 of 5 may end with the next datapoint; and an
+/// INSUFFICIENT_DATA alarm is never skipped.
+#[test]
+fn the_reference_designs_alarms_skip_by_hand() {
+    let rule = AlarmRule {
+        comparison: Comparison::GreaterThanThreshold,
+        threshold: 80.0,
+        evaluation_periods: 5,
+        datapoints_to_alarm: 5,
+        treat_missing: TreatMissingData::Missing,
+    };
+    let clean = Some(50.0);
+    let hot = Some(95.0);
+    let mut range = vec![clean; 7];
+    assert_eq!(
+        periods_until_possible_change(&range, &rule, AlarmState::Ok),
+        5
+    );
+    range[6] = None;
+    assert_eq!(
+        periods_until_possible_change(&range, &rule, AlarmState::Ok),
+        4
+    );
+    range[5] = hot;
+    assert_eq!(
+        periods_until_possible_change(&range, &rule, AlarmState::Ok),
+        3
+    );
+    let alarm = vec![hot; 7];
+    assert_eq!(
+        periods_until_possible_change(&alarm, &rule, AlarmState::Alarm),
+        1
+    );
+    assert_eq!(
+        periods_until_possible_change(&range, &rule, AlarmState::InsufficientData),
+        1
+    );
+}

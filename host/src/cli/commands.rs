@@ -727,6 +727,18 @@ pub struct SimulateArgs {
     pub report: Option<std::path::PathBuf>,
     /// Print every evaluation, not only the rescales.
     pub decisions: bool,
+    /// `--lazy-polling`: forced on or off for every application, or the
+    /// configuration's setting.
+    pub lazy_polling: Option<bool>,
+}
+
+/// Reads `on` or `off` (a command-line switch's value).
+pub fn parse_on_off(text: &str) -> Result<bool, String> {
+    match text {
+        "on" => Ok(true),
+        "off" => Ok(false),
+        other => Err(format!("{other:?} is neither `on` nor `off`")),
+    }
 }
 
 /// `flinkscale simulate` (synchronous: the simulation runs its own paused
@@ -738,7 +750,7 @@ pub async fn simulate(args: SimulateArgs) -> anyhow::Result<ExitCode> {
 fn simulate_blocking(args: SimulateArgs) -> anyhow::Result<ExitCode> {
     use crate::sim::{Scenario, presets, report};
     let scenario = Scenario::load(&args.scenario)?;
-    let (loaded, name) = match &args.config {
+    let (mut loaded, name) = match &args.config {
         Some(path) => match load::load(path) {
             Ok(l) => (l, path.display().to_string()),
             Err(errors) => {
@@ -790,6 +802,9 @@ fn simulate_blocking(args: SimulateArgs) -> anyhow::Result<ExitCode> {
             }
         }
     };
+    if let Some(on) = args.lazy_polling {
+        crate::sim::driver::set_lazy_polling(&mut loaded, on);
+    }
     let started = std::time::Instant::now();
     let outcome = match ProgressLine::on_terminal(&scenario.name) {
         Some(mut bar) => {
@@ -811,7 +826,8 @@ fn simulate_blocking(args: SimulateArgs) -> anyhow::Result<ExitCode> {
         scenario: scenario.name.clone(),
         policy: report::PolicyInfo::new(&name, &loaded.plugins[0].policy, params),
         sim_speed: outcome.scores.duration_secs as f64 / wall,
-        scores: outcome.scores,
+        api: report::ApiCost::of_run(&loaded, &outcome),
+        scores: outcome.scores.clone(),
     };
     if args.json {
         println!("{}", serde_json::to_string(&report)?);
@@ -924,6 +940,11 @@ pub struct BenchArgs {
     /// Do not write an HTML page per run under OUT/reports/.
     #[arg(long)]
     pub no_reports: bool,
+    /// Skip the polls that cannot change a decision (`on`, the default),
+    /// or poll at every evaluation interval (`off`), to compare the
+    /// agent's CloudWatch bill.
+    #[arg(long, value_name = "on|off", default_value = "on", value_parser = parse_on_off, action = clap::ArgAction::Set)]
+    pub lazy_polling: bool,
 }
 
 /// `flinkscale bench`.
@@ -956,6 +977,7 @@ fn bench_blocking(args: BenchArgs) -> anyhow::Result<ExitCode> {
         plugin_dir: args.plugin_dir,
         jobs: args.jobs.max(1),
         report_dir: (!args.no_reports).then(|| args.out.join("reports")),
+        lazy_polling: args.lazy_polling,
     };
     let result = bench::run(&options)?;
     let (json, md) = bench::write(&result, &args.out)?;

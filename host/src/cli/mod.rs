@@ -131,6 +131,12 @@ pub enum Command {
         /// not only the ones that led to a rescale.
         #[arg(long)]
         decisions: bool,
+        /// Skip the polls that cannot change a decision (`on`), or poll at
+        /// every evaluation interval (`off`), for every application.
+        /// Default: on for a preset, the configuration's `lazy_polling`
+        /// with --config.
+        #[arg(long, value_name = "on|off", value_parser = commands::parse_on_off)]
+        lazy_polling: Option<bool>,
     },
     /// Run every scenario with every policy (in one process) and write the
     /// scores as a markdown table and JSON rows.
@@ -300,6 +306,7 @@ pub fn main() -> ExitCode {
                 json,
                 report,
                 decisions,
+                lazy_polling,
             } => {
                 commands::simulate(commands::SimulateArgs {
                     scenario,
@@ -310,6 +317,7 @@ pub fn main() -> ExitCode {
                     json,
                     report,
                     decisions,
+                    lazy_polling,
                 })
                 .await
             }

@@ -305,7 +305,7 @@ fn load_text(
     if !errors.is_empty() {
         return Err(ConfigErrors::new(errors));
     }
-    let config = Config {
+    let mut config = Config {
         // `agent` is only `None` alongside an error, returned above.
         agent: parsed.agent.unwrap_or_default(),
         applications: parsed
@@ -314,6 +314,11 @@ fn load_text(
             .map(|(_, app)| app)
             .collect(),
     };
+    // Each application carries the setting in force for it, so that its
+    // controller needs nothing but its own table.
+    for app in &mut config.applications {
+        app.lazy_polling.get_or_insert(config.agent.lazy_polling);
+    }
 
     let loaded = resolve(config, origin);
     if check_environment {

@@ -72,6 +72,14 @@ pub struct AgentConfig {
     /// be scraped from other hosts.
     #[serde(default)]
     pub listen: Option<SocketAddr>,
+    /// Skip the CloudWatch polls that cannot change a decision (the
+    /// default, `true`): for an alarm-driven policy (the `step` plugin), the
+    /// evaluations before any alarm could change state; for any policy,
+    /// the evaluations it asked to skip with `next-evaluation-secs`
+    /// (at most 15 evaluation intervals). `false` evaluates every
+    /// interval. An application's own `lazy_polling` overrides it.
+    #[serde(default = "default_lazy_polling")]
+    pub lazy_polling: bool,
 }
 
 impl Default for AgentConfig {
@@ -85,6 +93,7 @@ impl Default for AgentConfig {
             plugin_quarantine_after_failures: default_plugin_quarantine_after_failures(),
             plugin_quarantine_secs: default_plugin_quarantine_secs(),
             listen: None,
+            lazy_polling: default_lazy_polling(),
         }
     }
 }
@@ -138,6 +147,10 @@ pub struct ApplicationConfig {
     /// stays paused).
     #[serde(default)]
     pub mode: Mode,
+    /// This application's `[agent] lazy_polling`; absent, the agent's
+    /// (after loading it is always set).
+    #[serde(default)]
+    pub lazy_polling: Option<bool>,
 }
 
 /// An application's [`ApplicationConfig::mode`].
@@ -362,6 +375,9 @@ fn default_state_dir() -> PathBuf {
         }
         _ => PathBuf::from("state"),
     }
+}
+fn default_lazy_polling() -> bool {
+    true
 }
 fn default_plugin_timeout_ms() -> u64 {
     100

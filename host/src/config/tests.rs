@@ -731,7 +731,7 @@ plugin = "step"
         [
             "config/x.toml:2:21: agent.plugin_timeout_ms: invalid value: integer `-3` (expected an integer from 0 to 18446744073709551615)",
             "config/x.toml:6:11: application \"first\".min_kpu: min_kpu 4 is greater than max_kpu 2 (valid: min_kpu <= max_kpu)",
-            "config/x.toml:8:1: application \"first\".colour: unknown field `colour` (expected one of `name`, `min_kpu`, `max_kpu`, `evaluation_interval_secs`, `update_poll_secs`, `update_timeout_secs`, `grace_period_secs`, `metric`, `alarm`, `interpreter`, `policy`, `mode`)",
+            "config/x.toml:8:1: application \"first\".colour: unknown field `colour` (expected one of `name`, `min_kpu`, `max_kpu`, `evaluation_interval_secs`, `update_poll_secs`, `update_timeout_secs`, `grace_period_secs`, `metric`, `alarm`, `interpreter`, `policy`, `mode`, `lazy_polling`)",
             "config/x.toml:15:15: application \"first\".metric \"lag\".period_secs: period_secs 45 is not a CloudWatch period (valid: 10, 20, 30 or a multiple of 60)",
             "config/x.toml:19:10: application \"first\".alarm \"out\".metric: no metric with id \"lagg\" in this application (valid: \"lag\")",
             "config/x.toml:23:23: application \"first\".alarm \"out\".datapoints_to_alarm: datapoints_to_alarm 4 is not between 1 and evaluation_periods 3 (valid: 1 to 3)",
@@ -1065,4 +1065,35 @@ fn a_cloudwatch_alarm_names_its_alarm_and_nothing_cloudwatch_evaluates() {
         "{APP}[[application.alarm]]\nid = \"out\"\nsource = \"cloud\"\nalarm_name = \"x\"\n"
     ));
     assert!(errors.iter().any(|e| e.contains("source")), "{errors:#?}");
+}
+
+#[test]
+fn lazy_polling_is_on_by_default_and_set_per_agent_or_application() {
+    let lazy = |text: &str| -> Vec<Option<bool>> {
+        load_str(text, Path::new("config/x.toml"))
+            .expect("valid")
+            .config
+            .applications
+            .iter()
+            .map(|a| a.lazy_polling)
+            .collect()
+    };
+    let two = |first: &str| {
+        format!(
+            "[[application]]\nname = \"a\"\n{first}\n[application.policy]\nplugin = \"hold\"\n\n\
+             [[application]]\nname = \"b\"\n[application.policy]\nplugin = \"hold\"\n"
+        )
+    };
+    assert_eq!(lazy(&two("")), [Some(true), Some(true)]);
+    assert_eq!(
+        lazy(&format!("[agent]\nlazy_polling = false\n{}", two(""))),
+        [Some(false), Some(false)]
+    );
+    assert_eq!(
+        lazy(&format!(
+            "[agent]\nlazy_polling = false\n{}",
+            two("lazy_polling = true")
+        )),
+        [Some(true), Some(false)]
+    );
 }

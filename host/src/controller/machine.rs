@@ -43,6 +43,12 @@ use crate::state::{AppRecord, KpuLimit, Phase, Resume, Update};
 use crate::target::{AppState, AppStatus, TargetError};
 use crate::telemetry::Event;
 
+/// The longest lazy wait, in evaluation intervals: a policy's
+/// `next_evaluation_secs`, or the host's skip for an alarm-driven policy,
+/// never leaves an application unread longer than this (15 minutes at a 60
+/// s interval, MSF's own scale-out window).
+pub const LAZY_MAX_INTERVALS: u32 = 15;
+
 /// Shortest and longest back-off after a failed step.
 const BACKOFF_MIN: Duration = Duration::from_secs(5);
 const BACKOFF_MAX: Duration = Duration::from_secs(300);
@@ -508,10 +514,7 @@ impl Machine {
         self.permission = None;
         let Evaluated { state, decision } = evaluated;
         self.review_limit(state.kpu(), settings, out);
-        let hold_for = decision
-            .next_evaluation_secs
-            .map(|s| Duration::from_secs(u64::from(s)))
-            .unwrap_or(settings.evaluation_interval);
+        let hold_for = self.hold_for(&decision, settings, out.now_ms);
         if settings.dry_run {
             self.failures = 0;
             return Next::Wait(hold_for);
@@ -555,6 +558,39 @@ impl Machine {
             update,
             current: state,
         })
+    }
+
+    /// How long to wait after a decision before evaluating again: the
+    /// evaluation interval, or, with lazy polling, a hold's
+    /// `next_evaluation_secs` rounded down to whole intervals (so that
+    /// evaluations fall where they would without it) and kept within
+    /// [1, [`LAZY_MAX_INTERVALS`]] intervals. Never past the end of a KPU
+    /// limit or a refused target, which change what may be decided: the
+    /// evaluation that would have seen the change still runs.
+    fn hold_for(&self, decision: &Decision, settings: &Settings, now_ms: i64) -> Duration {
+        let interval = settings.evaluation_interval;
+        let Some(asked) = decision.next_evaluation_secs else {
+            return interval;
+        };
+        if !settings.lazy_polling || decision.action != Action::Hold || interval.is_zero() {
+            return interval;
+        }
+        let interval_ms = interval.as_millis().max(1);
+        let mut intervals =
+            (u128::from(asked) * 1000 / interval_ms).clamp(1, u128::from(LAZY_MAX_INTERVALS));
+        let deadlines = [
+            self.record
+                .kpu_limit
+                .map(|limit| limit.at_ms.saturating_add(LIMIT_RETRY_MS)),
+            self.refused.map(|refused| refused.until_ms),
+        ];
+        for deadline in deadlines.into_iter().flatten() {
+            if deadline > now_ms {
+                let until = u128::try_from(deadline - now_ms).unwrap_or(u128::MAX);
+                intervals = intervals.min(until.div_ceil(interval_ms).max(1));
+            }
+        }
+        interval * u32::try_from(intervals).unwrap_or(1)
     }
 
     /// UpdateApplication failed. Unless the request never left the agent,

@@ -152,6 +152,10 @@ pub struct Settings {
     pub dry_run: bool,
     /// When a failing plugin is quarantined, and for how long.
     pub quarantine: QuarantinePolicy,
+    /// Honour a hold's `next_evaluation_secs` (bounded by
+    /// [`machine::LAZY_MAX_INTERVALS`] intervals), and let the host skip
+    /// the polls of an alarm-driven policy that cannot change an alarm.
+    pub lazy_polling: bool,
 }
 
 impl Settings {
@@ -175,6 +179,9 @@ impl Settings {
             grace_period: secs(app.grace_period_secs),
             dry_run: dry_run || app.mode == crate::config::Mode::DryRun,
             quarantine: QuarantinePolicy::DEFAULT,
+            // Absent only in a table that was not loaded (tests): the
+            // agent's default.
+            lazy_polling: app.lazy_polling.unwrap_or(true),
         }
     }
 }
@@ -378,6 +385,21 @@ pub struct Controller {
     policy_health: PluginHealth,
     interpreter_health: Vec<PluginHealth>,
     threads: PluginThreads,
+    /// Whether the policy's decision depends on nothing but the alarms'
+    /// states and the application (see [`is_alarm_driven`]).
+    alarm_driven: bool,
+}
+
+/// Whether the policy of `app` decides on nothing but the states of its
+/// alarms and the application (KPU, bounds, status), so that an
+/// evaluation in which no alarm changed state decides what the last one
+/// did: the built-in `step` policy (the reference design's and MSF's rules,
+/// the `seed` and `msf-builtin` presets), with no interpreter (signals are
+/// made only where an evaluation runs). The host knows that of `step`
+/// because it ships it; the plugin contract has no way for another plugin
+/// to say so.
+pub fn is_alarm_driven(app: &ApplicationConfig) -> bool {
+    app.policy.plugin == "step" && app.interpreters.is_empty()
 }
 
 impl Controller {
@@ -425,6 +447,7 @@ impl Controller {
             policy_health: PluginHealth::default(),
             interpreter_health,
             threads: PluginThreads::Blocking,
+            alarm_driven: is_alarm_driven(app),
         }
     }
 
@@ -702,11 +725,46 @@ impl Controller {
         let decision = self
             .machine
             .refine(&self.settings, decision, &evaluation.app, now_ms);
+        let decision = self.skip_unchanged(decision, &evaluation.metrics, now_ms);
         Ok(Assessment {
             state,
             evaluation,
             decision,
         })
+    }
+
+    /// With lazy polling, an alarm-driven policy's hold is asked again only
+    /// at the first evaluation at which an alarm may have changed state
+    /// ([`AlarmTracker::earliest_change_ms`]): every evaluation before it
+    /// would find the same states, so the same decision, and is skipped
+    /// (its DescribeApplication and GetMetricData with it). The skip is
+    /// written as the decision's `next_evaluation_secs`, whole intervals,
+    /// so that the evaluation that does run falls where it would have.
+    /// Left alone: a policy that asked for its own next evaluation, a
+    /// policy that failed lately (its retries keep their pace), and
+    /// anything but a hold.
+    fn skip_unchanged(&self, mut decision: Decision, metrics: &[Series], now_ms: i64) -> Decision {
+        if !self.settings.lazy_polling
+            || !self.alarm_driven
+            || decision.action != Action::Hold
+            || decision.next_evaluation_secs.is_some()
+            || self.policy_health != PluginHealth::default()
+        {
+            return decision;
+        }
+        let interval_ms =
+            i64::try_from(self.settings.evaluation_interval.as_millis()).unwrap_or(i64::MAX);
+        let Some(change_ms) = self.alarms.earliest_change_ms(metrics, now_ms) else {
+            return decision;
+        };
+        if interval_ms <= 0 || change_ms <= now_ms + interval_ms {
+            return decision;
+        }
+        // Both positive here: the ceiling of their quotient.
+        let intervals = (change_ms - now_ms + interval_ms - 1) / interval_ms;
+        let secs = intervals.saturating_mul(interval_ms) / 1000;
+        decision.next_evaluation_secs = u32::try_from(secs).ok();
+        decision
     }
 
     /// Records an evaluation and, unless holding or in dry-run, sends the

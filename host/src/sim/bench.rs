@@ -18,7 +18,7 @@ use serde::Serialize;
 
 use super::driver::{SimulateError, SimulationOutcome, simulate};
 use super::presets::{self, PolicyChoice};
-use super::report::{PolicyInfo, SimReport};
+use super::report::{ApiCost, PolicyInfo, SimReport};
 use super::report_html::{self, ReportError};
 use super::score::Scores;
 use super::{Scenario, ScenarioError};
@@ -131,6 +131,8 @@ pub struct BenchOptions {
     /// Folder for one HTML page per run (`<dir>/<scenario>/<policy>.html`),
     /// or none.
     pub report_dir: Option<PathBuf>,
+    /// Whether the agent polls lazily (`bench --lazy-polling`).
+    pub lazy_polling: bool,
 }
 
 /// The bounds of one scenario, which no policy can beat.
@@ -299,7 +301,18 @@ pub fn run_one(
     choice: &PolicyChoice,
     plugin_dir: Option<&Path>,
 ) -> Result<(SimReport, SimulationOutcome), BenchError> {
-    let loaded = configure(scenario, choice, plugin_dir)?;
+    run_one_polling(scenario, choice, plugin_dir, true)
+}
+
+/// [`run_one`] with lazy polling on or off.
+pub fn run_one_polling(
+    scenario: &Scenario,
+    choice: &PolicyChoice,
+    plugin_dir: Option<&Path>,
+    lazy_polling: bool,
+) -> Result<(SimReport, SimulationOutcome), BenchError> {
+    let mut loaded = configure(scenario, choice, plugin_dir)?;
+    super::driver::set_lazy_polling(&mut loaded, lazy_polling);
     let started = Instant::now();
     let outcome = simulate(scenario, &loaded).map_err(|source| BenchError::Run {
         scenario: scenario.name.clone(),
@@ -322,6 +335,7 @@ pub fn run_one(
         scenario: scenario.name.clone(),
         policy: PolicyInfo::new(&choice.name, &plugin, params),
         sim_speed: outcome.scores.duration_secs as f64 / wall,
+        api: ApiCost::of_run(&loaded, &outcome),
         scores: outcome.scores.clone(),
     };
     Ok((report, outcome))
@@ -413,19 +427,23 @@ pub fn run(options: &BenchOptions) -> Result<BenchResult, BenchError> {
                     };
                     let (scenario, choice) = (&scenarios[s], &choices[c]);
                     let run_started = Instant::now();
-                    let result = run_one(scenario, choice, options.plugin_dir.as_deref()).and_then(
-                        |(report, outcome)| {
-                            if let Some(dir) = &options.report_dir {
-                                let path = dir
-                                    .join(file_part(&scenario.name))
-                                    .join(format!("{}.html", file_part(&choice.name)));
-                                let html = report_html::render(scenario, &report, &outcome.world);
-                                report_html::write_page(&path, &html)?;
-                            }
-                            let b = (c == 0).then(|| bounds(scenario, &outcome));
-                            Ok((report, b))
-                        },
-                    );
+                    let result = run_one_polling(
+                        scenario,
+                        choice,
+                        options.plugin_dir.as_deref(),
+                        options.lazy_polling,
+                    )
+                    .and_then(|(report, outcome)| {
+                        if let Some(dir) = &options.report_dir {
+                            let path = dir
+                                .join(file_part(&scenario.name))
+                                .join(format!("{}.html", file_part(&choice.name)));
+                            let html = report_html::render(scenario, &report, &outcome.world);
+                            report_html::write_page(&path, &html)?;
+                        }
+                        let b = (c == 0).then(|| bounds(scenario, &outcome));
+                        Ok((report, b))
+                    });
                     let wall = run_started.elapsed().as_secs_f64();
                     match result {
                         Ok((report, b)) => {
@@ -482,17 +500,20 @@ pub fn markdown(result: &BenchResult) -> String {
     let _ = writeln!(
         out,
         "Model version {version}. Lag SLO violations, lag and downtime in seconds; \
-         efficiency = clairvoyant KPU-hours / KPU-hours, bound_efficiency = lower bound / KPU-hours.\n"
+         efficiency = clairvoyant KPU-hours / KPU-hours, bound_efficiency = lower bound / KPU-hours; \
+         cloudwatch_usd_per_app_month = the agent's GetMetricData bill per application and 30 days \
+         (the reference design pays {:.2} for its two alarms).\n",
+        super::driver::REFERENCE_USD_PER_APP_MONTH
     );
     out.push_str(
-        "| scenario | policy | kpu_hours | cost_usd | slo_violation_secs | max_lag_secs | p99_lag_secs | rescales | downtime_secs | efficiency | bound_efficiency |\n\
-         |---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+        "| scenario | policy | kpu_hours | cost_usd | slo_violation_secs | max_lag_secs | p99_lag_secs | rescales | downtime_secs | efficiency | bound_efficiency | cloudwatch_usd_per_app_month |\n\
+         |---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
     );
     for r in &result.rows {
         let s = &r.scores;
         let _ = writeln!(
             out,
-            "| {} | {} | {:.2} | {:.2} | {} | {:.0} | {:.0} | {} | {} | {:.3} | {:.3} |",
+            "| {} | {} | {:.2} | {:.2} | {} | {:.0} | {:.0} | {} | {} | {:.3} | {:.3} | {:.3} |",
             r.scenario,
             r.policy.name,
             s.kpu_hours,
@@ -503,7 +524,8 @@ pub fn markdown(result: &BenchResult) -> String {
             s.rescales,
             s.downtime_secs,
             s.efficiency,
-            s.bound_efficiency
+            s.bound_efficiency,
+            r.api.cloudwatch_usd_per_app_month
         );
     }
     out.push_str(
@@ -883,6 +905,7 @@ mod tests {
             },
             scores: world.scores(),
             sim_speed: 1.0,
+            api: ApiCost::new(Default::default(), true, 10, 1),
         };
         let result = BenchResult {
             rows: vec![row],
@@ -997,6 +1020,7 @@ mod tests {
             plugin_dir: Some(dir.path().to_owned()),
             jobs: 1,
             report_dir: None,
+            lazy_polling: true,
         })
         .expect_err("no plugin")
         .to_string();

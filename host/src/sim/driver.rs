@@ -6,6 +6,7 @@
 //! production controller and plugin host run unchanged while a week of
 //! workload replays in seconds. [`simulate`] runs a whole scenario that way.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -26,12 +27,70 @@ use crate::telemetry::{Event, Events};
 /// fixed, so that runs are reproducible to the record.
 pub const SIM_EPOCH_MS: i64 = 1_767_225_600_000;
 
+/// CloudWatch's price of GetMetricData: USD per metric requested ($0.01 per
+/// 1,000 metrics, us-east-1 list price, checked 2026-11-30; the first
+/// million API requests of the free tier do not cover GetMetricData).
+pub const GET_METRIC_DATA_USD_PER_METRIC: f64 = 0.01 / 1000.0;
+
+/// CloudWatch's price of one standard-resolution metric alarm per month
+/// (us-east-1 list price, checked 2026-11-30): what the reference design
+/// pays for each of its two alarms.
+pub const ALARM_USD_PER_MONTH: f64 = 0.10;
+
+/// What the reference design pays CloudWatch per application-month: two
+/// standard-resolution alarms. DescribeApplication and UpdateApplication
+/// cost nothing in either design.
+pub const REFERENCE_USD_PER_APP_MONTH: f64 = 2.0 * ALARM_USD_PER_MONTH;
+
+/// The month an application-month means: 30 days.
+pub const MONTH_SECS: u64 = 30 * 86_400;
+
+/// The AWS calls the agent made through the simulator's ports, as AWS would
+/// bill them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
+pub struct ApiCalls {
+    /// GetMetricData requests.
+    pub cloudwatch_get_metric_data_requests: u64,
+    /// Metrics requested over all GetMetricData requests, the unit
+    /// CloudWatch bills: one per plain query, and one per input of a
+    /// metric-math query (each travels as its own MetricStat; the
+    /// expression itself is not a metric).
+    pub cloudwatch_metric_requests: u64,
+    /// DescribeApplication calls (free).
+    pub describe_application_calls: u64,
+    /// UpdateApplication calls (free).
+    pub update_application_calls: u64,
+}
+
+impl ApiCalls {
+    /// CloudWatch's bill for these calls over `duration_secs` of
+    /// `applications` applications, scaled to one application and 30 days.
+    pub fn usd_per_app_month(&self, duration_secs: u64, applications: usize) -> f64 {
+        let app_secs = duration_secs as f64 * applications.max(1) as f64;
+        if app_secs <= 0.0 {
+            return 0.0;
+        }
+        self.cloudwatch_metric_requests as f64 * GET_METRIC_DATA_USD_PER_METRIC * MONTH_SECS as f64
+            / app_secs
+    }
+}
+
+/// The counters behind [`ApiCalls`], shared by the ports.
+#[derive(Debug, Default)]
+struct CallCounters {
+    get_metric_data: AtomicU64,
+    metrics: AtomicU64,
+    describe: AtomicU64,
+    update: AtomicU64,
+}
+
 /// A [`World`] shared by the simulator's ports, advanced lazily to tokio
 /// time.
 #[derive(Clone)]
 pub struct SharedWorld {
     world: Arc<Mutex<World>>,
     origin: Instant,
+    calls: Arc<CallCounters>,
 }
 
 impl SharedWorld {
@@ -40,6 +99,18 @@ impl SharedWorld {
         Self {
             world: Arc::new(Mutex::new(world)),
             origin: Instant::now(),
+            calls: Arc::default(),
+        }
+    }
+
+    /// The AWS calls made through the ports so far.
+    pub fn calls(&self) -> ApiCalls {
+        let c = &self.calls;
+        ApiCalls {
+            cloudwatch_get_metric_data_requests: c.get_metric_data.load(Ordering::Relaxed),
+            cloudwatch_metric_requests: c.metrics.load(Ordering::Relaxed),
+            describe_application_calls: c.describe.load(Ordering::Relaxed),
+            update_application_calls: c.update.load(Ordering::Relaxed),
         }
     }
 
@@ -70,6 +141,13 @@ impl MetricSource for SimSource {
         start_ms: i64,
         end_ms: i64,
     ) -> Result<Vec<Series>, MetricsError> {
+        let calls = &self.0.calls;
+        calls.get_metric_data.fetch_add(1, Ordering::Relaxed);
+        let metrics: usize = queries
+            .iter()
+            .map(|q| q.expression.as_ref().map_or(1, |math| math.inputs.len()))
+            .sum();
+        calls.metrics.fetch_add(metrics as u64, Ordering::Relaxed);
         let world = self.0.now();
         queries
             .iter()
@@ -126,6 +204,7 @@ fn target_error(e: ApiError) -> TargetError {
 #[async_trait]
 impl ScalingTarget for SimTarget {
     async fn describe(&self, application: &str) -> Result<AppState, TargetError> {
+        self.0.calls.describe.fetch_add(1, Ordering::Relaxed);
         let view = self.0.now().describe(application).map_err(target_error)?;
         Ok(AppState {
             status: AppStatus::from_msf(view.status),
@@ -142,6 +221,7 @@ impl ScalingTarget for SimTarget {
         kpu: u32,
         current: &AppState,
     ) -> Result<u64, TargetError> {
+        self.0.calls.update.fetch_add(1, Ordering::Relaxed);
         let parallelism = kpu.saturating_mul(current.parallelism_per_kpu);
         let view = self
             .0
@@ -156,6 +236,24 @@ impl ScalingTarget for SimTarget {
             .map_err(target_error)?;
         Ok(view.version_id)
     }
+}
+
+/// Turns lazy polling on or off for every application of `loaded`,
+/// whatever its configuration says (`simulate`/`bench --lazy-polling`).
+pub fn set_lazy_polling(loaded: &mut LoadedConfig, on: bool) {
+    loaded.config.agent.lazy_polling = on;
+    for app in &mut loaded.config.applications {
+        app.lazy_polling = Some(on);
+    }
+}
+
+/// Whether every application of `loaded` polls lazily.
+pub fn lazy_polling(loaded: &LoadedConfig) -> bool {
+    loaded
+        .config
+        .applications
+        .iter()
+        .all(|app| app.lazy_polling.unwrap_or(loaded.config.agent.lazy_polling))
 }
 
 /// Why a simulation could not run.
@@ -181,6 +279,8 @@ pub struct SimulationOutcome {
     pub world: World,
     /// Every event the agent emitted, in order.
     pub events: Vec<Event>,
+    /// The AWS calls the agent made.
+    pub calls: ApiCalls,
 }
 
 /// Plays `scenario` against the agent of `loaded` (production controller and
@@ -269,6 +369,7 @@ pub fn simulate_with_progress(
             scores: world.scores(),
             world,
             events,
+            calls: shared.calls(),
         })
     })
 }

@@ -6,6 +6,54 @@ use crate::plugin::PluginSource;
 use serde::Serialize;
 
 use super::Scores;
+use super::driver::{ApiCalls, REFERENCE_USD_PER_APP_MONTH};
+
+/// What the agent's own AWS calls came to in a run, beside the KPU cost.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct ApiCost {
+    /// Whether lazy polling was on.
+    pub lazy_polling: bool,
+    /// The calls, by kind.
+    #[serde(flatten)]
+    pub calls: ApiCalls,
+    /// CloudWatch's bill for them (GetMetricData), scaled to one
+    /// application over 30 days.
+    pub cloudwatch_usd_per_app_month: f64,
+    /// What the reference design pays per application-month for its two
+    /// CloudWatch alarms, for comparison.
+    pub reference_usd_per_app_month: f64,
+}
+
+impl ApiCost {
+    /// The cost of `calls` over a run of `duration_secs` with
+    /// `applications` applications.
+    pub fn new(
+        calls: ApiCalls,
+        lazy_polling: bool,
+        duration_secs: u64,
+        applications: usize,
+    ) -> Self {
+        Self {
+            lazy_polling,
+            calls,
+            cloudwatch_usd_per_app_month: calls.usd_per_app_month(duration_secs, applications),
+            reference_usd_per_app_month: REFERENCE_USD_PER_APP_MONTH,
+        }
+    }
+
+    /// The cost of the finished run `outcome` of the agent `loaded`.
+    pub fn of_run(
+        loaded: &crate::config::load::LoadedConfig,
+        outcome: &super::driver::SimulationOutcome,
+    ) -> Self {
+        Self::new(
+            outcome.calls,
+            super::driver::lazy_polling(loaded),
+            outcome.scores.duration_secs,
+            loaded.config.applications.len(),
+        )
+    }
+}
 
 /// Identifies the policy of a run.
 #[derive(Debug, Clone, Serialize)]
@@ -52,6 +100,9 @@ pub struct SimReport {
     pub scores: Scores,
     /// Simulated seconds per wall-clock second of this run.
     pub sim_speed: f64,
+    /// The agent's own AWS calls and their CloudWatch cost.
+    #[serde(flatten)]
+    pub api: ApiCost,
 }
 
 impl SimReport {
@@ -74,6 +125,13 @@ impl SimReport {
              efficiency             {:>10.3}\n\
              bound_efficiency       {:>10.3}\n\
              \n\
+             agent's own AWS calls (lazy polling {}):\n\
+             get_metric_data_requests     {:>10}\n\
+             cloudwatch_metric_requests   {:>10}\n\
+             describe_application_calls   {:>10}\n\
+             update_application_calls     {:>10}\n\
+             cloudwatch_usd_per_app_month {:>10.3}  (reference design's two alarms: {:.2})\n\
+             \n\
              {} simulated seconds at {:.0} simulated seconds per wall second\n",
             self.scenario,
             self.scores.model_version,
@@ -92,6 +150,13 @@ impl SimReport {
             s.clairvoyant_kpu_hours,
             s.efficiency,
             s.bound_efficiency,
+            if self.api.lazy_polling { "on" } else { "off" },
+            self.api.calls.cloudwatch_get_metric_data_requests,
+            self.api.calls.cloudwatch_metric_requests,
+            self.api.calls.describe_application_calls,
+            self.api.calls.update_application_calls,
+            self.api.cloudwatch_usd_per_app_month,
+            self.api.reference_usd_per_app_month,
             s.duration_secs,
             self.sim_speed,
         )

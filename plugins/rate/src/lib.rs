@@ -388,7 +388,10 @@ impl Policy for RatePolicy {
                 .map_or(self.update_secs, f64::from),
         };
         Ok(match plan::plan(&self.rules, &situation) {
-            Plan::Hold(reason) => Decision::hold(reason),
+            Plan::Hold(reason) => Decision {
+                next_evaluation_secs: quiet_for(&self.rules, &situation, period_ms),
+                ..Decision::hold(reason)
+            },
             Plan::ScaleTo(kpu, reason) => {
                 if kpu > app.kpu {
                     self.asked_up = Some(situation.backlog_waiting());
@@ -397,6 +400,38 @@ impl Policy for RatePolicy {
             }
         })
     }
+}
+
+/// How far below a threshold the load must sit for nothing to be moving:
+/// the utilisation under this fraction of the scale-out one, the window's
+/// peak over 1 / this fraction of the scale-in one.
+const QUIET_MARGIN: f64 = 0.75;
+
+/// When nothing moves, one metric period (in seconds) as
+/// `next-evaluation-secs`: the host then skips the evaluations in between
+/// (in whole evaluation intervals), which could at most see one new
+/// period. `None` otherwise (the regular interval).
+///
+/// Nothing moves when no backlog waits, the utilisation is well below the
+/// scale-out threshold, and a whole scale-in window is seen whose peak is
+/// well above the scale-in threshold: no datapoint of the next period can
+/// make a scale-in, and only a jump of more than a third of the input in
+/// one period can make a scale-out (which is then seen up to one period
+/// later than at the regular interval; `bench` shows what that costs).
+fn quiet_for(rules: &Rules, s: &Situation, period_ms: i64) -> Option<u32> {
+    let capacity = s.capacity.max(f64::MIN_POSITIVE);
+    let Window::Whole(peak) = s.window else {
+        return None;
+    };
+    let quiet = !s.backlog_waiting()
+        && s.input_rate / capacity < rules.scale_out_utilisation * QUIET_MARGIN
+        && peak * QUIET_MARGIN > capacity * rules.scale_in_utilisation;
+    if !quiet {
+        return None;
+    }
+    u32::try_from(period_ms / 1000)
+        .ok()
+        .filter(|&secs| secs > 0)
 }
 
 impl RatePolicy {

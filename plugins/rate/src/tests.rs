@@ -484,3 +484,24 @@ fn a_load_still_falling_after_a_scale_out_is_judged_on_the_last_settle_span() {
 fn declarations_are_well_formed() {
     assert_eq!(check_declarations::<RatePolicy>(), Ok(()));
 }
+
+/// When nothing moves (1000/s on 8 KPU: 14 % utilisation, a whole window
+/// with a 4000/s peak, above the scale-in threshold) the policy asks to be
+/// evaluated one period later; while its scale-in window is incomplete, or
+/// when the job is saturated, it asks for nothing (the regular interval).
+#[test]
+fn a_quiet_hold_asks_for_one_period_and_a_moving_one_does_not() {
+    let now = T0 + 12 * P;
+    let peak = Some(now - 6 * P);
+    let whole = policy(r#"{"scale_in_window_secs": 600}"#)
+        .decide(&with_peak(10, now, peak))
+        .expect("decides");
+    assert_eq!(whole.action, Action::Hold, "{}", whole.reason);
+    assert_eq!(whole.next_evaluation_secs, Some(60), "{}", whole.reason);
+    let unseen = policy(r#"{"scale_in_window_secs": 1800}"#)
+        .decide(&with_peak(10, now, peak))
+        .expect("decides");
+    assert_eq!(unseen.next_evaluation_secs, None, "{}", unseen.reason);
+    let busy = policy("{}").decide(&saturated_step()).expect("decides");
+    assert_eq!(busy.next_evaluation_secs, None, "{}", busy.reason);
+}

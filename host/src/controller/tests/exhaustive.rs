@@ -107,6 +107,7 @@ fn settings() -> Settings {
         grace_period: Duration::from_secs(60),
         dry_run: false,
         quarantine: QuarantinePolicy::DEFAULT,
+        lazy_polling: true,
     }
 }
 

@@ -8,6 +8,7 @@
 
 mod exhaustive;
 mod faults;
+mod lazy;
 mod quarantine;
 mod restart;
 

@@ -1,0 +1,82 @@
+//! How long the pure machine waits after a decision, with and without lazy
+//! polling: a hold's `next_evaluation_secs` in whole evaluation intervals,
+//! at most [`machine::LAZY_MAX_INTERVALS`], never past the end of a KPU
+//! limit, and nothing but the interval for a scale decision or with lazy
+//! polling off.
+
+use super::*;
+use crate::state::KpuLimit;
+
+fn running() -> AppState {
+    AppState {
+        status: AppStatus::Running,
+        parallelism: 2,
+        parallelism_per_kpu: 1,
+        version_id: 1,
+        autoscaling_enabled: false,
+    }
+}
+
+/// The wait after `decision` at `T0_MS`, from a fresh machine (or `machine`).
+fn wait_after(decision: Decision, settings: &Settings, machine: Option<Machine>) -> Duration {
+    let mut machine = machine.unwrap_or_else(|| Machine::new(Jitter::new(1)));
+    let t = machine.step(
+        Observation::Evaluated(Ok(Evaluated {
+            state: running(),
+            decision,
+        })),
+        settings,
+        T0_MS,
+    );
+    match t.next {
+        Next::Wait(d) => d,
+        other => panic!("expected a wait, got {other:?}"),
+    }
+}
+
+fn hold_asking(secs: u32) -> Decision {
+    Decision {
+        next_evaluation_secs: Some(secs),
+        ..Decision::hold("nothing moves")
+    }
+}
+
+#[test]
+fn a_hold_waits_whole_intervals_up_to_the_cap() {
+    let mut settings = Settings::from_config(&test_app(), false);
+    settings.evaluation_interval = Duration::from_secs(60);
+    settings.lazy_polling = true;
+    let secs = |d: Duration| d.as_secs();
+    assert_eq!(
+        secs(wait_after(Decision::hold("no ask"), &settings, None)),
+        60
+    );
+    assert_eq!(secs(wait_after(hold_asking(250), &settings, None)), 240);
+    assert_eq!(secs(wait_after(hold_asking(30), &settings, None)), 60);
+    assert_eq!(
+        secs(wait_after(hold_asking(86_400), &settings, None)),
+        60 * u64::from(machine::LAZY_MAX_INTERVALS)
+    );
+    // A KPU limit that ends in 90 s: the evaluation 2 intervals on sees it.
+    let mut limited = Machine::new(Jitter::new(1));
+    limited.record.kpu_limit = Some(KpuLimit {
+        refused_kpu: 5,
+        at_ms: T0_MS - machine::LIMIT_RETRY_MS + 90_000,
+    });
+    assert_eq!(
+        secs(wait_after(hold_asking(600), &settings, Some(limited))),
+        120
+    );
+    // Dry run: a scale decision is not a hold, and repeats every interval.
+    let mut dry = settings.clone();
+    dry.dry_run = true;
+    let scale = Decision {
+        action: Action::ScaleTo(4),
+        reason: "busy".into(),
+        next_evaluation_secs: Some(600),
+    };
+    assert_eq!(secs(wait_after(scale, &dry, None)), 60);
+    // Lazy polling off: every interval, whatever the policy asked.
+    settings.lazy_polling = false;
+    assert_eq!(secs(wait_after(hold_asking(600), &settings, None)), 60);
+}
