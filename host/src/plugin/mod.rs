@@ -18,6 +18,7 @@ mod cache;
 mod engine;
 pub mod inspect;
 mod instance;
+pub mod lower;
 pub mod params;
 pub mod reload;
 mod sandbox;

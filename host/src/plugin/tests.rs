@@ -470,3 +470,53 @@ fn a_reused_guest_evaluation_is_exactly_a_fresh_conversion() {
         );
     }
 }
+
+/// The points reach a real guest as written, one block per series: the
+/// built-in target-tracking reads the latest CPU value of the `cpu`
+/// series, placed after a series of another length, with a NaN last (the
+/// host drops it) and then with no points at all.
+#[test]
+fn a_policy_reads_the_datapoints_the_host_lowers() {
+    use crate::metrics::Datapoint;
+    let target_tracking = builtin::find("target-tracking").expect("a built-in target-tracking");
+    let mut policy = host()
+        .load_policy(
+            PluginSource::BuiltIn(target_tracking),
+            r#"{"target_utilisation": 0.5, "tolerance": 0.1, "warmup_secs": 0}"#,
+            "orders",
+        )
+        .expect("target-tracking loads");
+    let mut evaluation = varied_evaluation(2, 7, "points");
+    evaluation.app.kpu = 1;
+    evaluation.app.parallelism = 1;
+    evaluation.app.last_rescale_ms = None;
+    evaluation.now_ms = 240_000;
+    evaluation.metrics[1].query.id = "cpu".to_owned();
+    let point = |timestamp_ms: i64, value: f64| Datapoint {
+        timestamp_ms,
+        value,
+    };
+    for (points, expected) in [
+        (
+            vec![
+                point(60_000, 40.0),
+                point(120_000, 83.0),
+                point(180_000, f64::NAN),
+            ],
+            "CPU 83 % is above 60 %",
+        ),
+        (
+            vec![point(60_000, 97.0), point(120_000, 55.0)],
+            "CPU 55 % is within 50 % +- 10 %",
+        ),
+        (Vec::new(), "no CPU measured since the last rescale yet"),
+    ] {
+        evaluation.metrics[1].points = points;
+        let decision = policy.decide(&evaluation).expect("target-tracking decides");
+        assert!(
+            decision.reason.starts_with(expected),
+            "{expected:?} in {:?}",
+            decision.reason
+        );
+    }
+}

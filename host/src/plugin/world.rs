@@ -153,6 +153,7 @@ macro_rules! contract_bindings {
     () => {
         use $crate::metrics::Series;
         use $crate::model;
+        use $crate::plugin::lower::Points;
         use $crate::plugin::sandbox::State;
         use $crate::plugin::world::{
             Exports, GuestMetadata, InterpreterExports, InterpreterWorld, Linked, PolicyExports,
@@ -163,28 +164,53 @@ macro_rules! contract_bindings {
         pub use policy::flinkscale::plugin::host::{Host, Level};
         pub use policy::flinkscale::plugin::types as wit;
 
+        /// The guest's `evaluation` record as the host lowers it: the
+        /// generated record's fields, in the WIT's order, with each
+        /// series' points as [`Points`] (one block per list, see
+        /// `plugin::lower`) instead of generated datapoints.
+        #[derive(Debug, Clone, wasmtime::component::ComponentType, wasmtime::component::Lower)]
+        #[component(record)]
+        pub struct GuestEvaluation {
+            #[component(name = "now-ms")]
+            now_ms: i64,
+            app: wit::Application,
+            metrics: Vec<GuestSeries>,
+            alarms: Vec<wit::Alarm>,
+            signals: Vec<wit::Signal>,
+        }
+
+        /// The guest's `series` record as the host lowers it (see
+        /// [`GuestEvaluation`]).
+        #[derive(Debug, Clone, wasmtime::component::ComponentType, wasmtime::component::Lower)]
+        #[component(record)]
+        pub struct GuestSeries {
+            id: String,
+            namespace: String,
+            #[component(name = "metric-name")]
+            metric_name: String,
+            statistic: String,
+            #[component(name = "period-secs")]
+            period_secs: u32,
+            points: Points,
+        }
+
         /// Converts the host's evaluation to the guest's.
-        pub fn evaluation(e: &model::Evaluation) -> wit::Evaluation {
-            wit::Evaluation {
-                now_ms: e.now_ms,
+        pub fn evaluation(e: &model::Evaluation) -> GuestEvaluation {
+            let mut out = GuestEvaluation {
+                now_ms: 0,
                 app: application(&e.app),
-                metrics: e.metrics.iter().map(series).collect(),
-                alarms: e.alarms.iter().map(alarm).collect(),
-                signals: e
-                    .signals
-                    .iter()
-                    .map(|s| wit::Signal {
-                        name: s.name.clone(),
-                        value: s.value,
-                    })
-                    .collect(),
-            }
+                metrics: Vec::new(),
+                alarms: Vec::new(),
+                signals: Vec::new(),
+            };
+            fill_evaluation(e, &mut out);
+            out
         }
 
         /// Overwrites `out` with the host's evaluation, reusing the
         /// strings' and lists' buffers of the previous call: a warm
         /// `decide` then allocates nothing on the host side.
-        pub fn fill_evaluation(e: &model::Evaluation, out: &mut wit::Evaluation) {
+        pub fn fill_evaluation(e: &model::Evaluation, out: &mut GuestEvaluation) {
             out.now_ms = e.now_ms;
             fill_application(&e.app, &mut out.app);
             fill_list(&mut out.metrics, &e.metrics, empty_series, fill_series);
@@ -223,14 +249,14 @@ macro_rules! contract_bindings {
             }
         }
 
-        fn empty_series() -> wit::Series {
-            wit::Series {
+        fn empty_series() -> GuestSeries {
+            GuestSeries {
                 id: String::new(),
                 namespace: String::new(),
                 metric_name: String::new(),
                 statistic: String::new(),
                 period_secs: 0,
-                points: Vec::new(),
+                points: Points::default(),
             }
         }
 
@@ -242,23 +268,13 @@ macro_rules! contract_bindings {
             }
         }
 
-        fn fill_series(s: &Series, out: &mut wit::Series) {
+        fn fill_series(s: &Series, out: &mut GuestSeries) {
             out.id.clone_from(&s.query.id);
             out.namespace.clone_from(&s.query.namespace);
             out.metric_name.clone_from(&s.query.metric_name);
             out.statistic.clone_from(&s.query.statistic);
             out.period_secs = s.query.period_secs;
-            out.points.clear();
-            out.points
-                .extend(
-                    s.points
-                        .iter()
-                        .filter(|p| !p.value.is_nan())
-                        .map(|p| wit::Datapoint {
-                            timestamp_ms: p.timestamp_ms,
-                            value: p.value,
-                        }),
-                );
+            out.points.fill(&s.points);
         }
 
         fn fill_application(a: &model::Application, out: &mut wit::Application) {
@@ -407,7 +423,31 @@ macro_rules! contract_bindings {
         /// kept from call to call so that its buffers are reused.
         pub(crate) struct Policy {
             bindings: policy::ScalingPolicy,
-            evaluation: Option<wit::Evaluation>,
+            /// The instance's `decide`, checked at instantiation against
+            /// [`GuestEvaluation`] (see [`call_decide`]).
+            decide: wasmtime::component::Func,
+            evaluation: Option<GuestEvaluation>,
+        }
+
+        /// Calls `decide` with the host's record, as the generated
+        /// `call_decide` does with the generated one.
+        fn call_decide(
+            decide: wasmtime::component::Func,
+            store: &mut wasmtime::Store<State>,
+            evaluation: &GuestEvaluation,
+        ) -> wasmtime::Result<Result<wit::Decision, String>> {
+            // SAFETY: `instantiate` checked `decide` against
+            // these parameter and result types (`Func::typed`), as the
+            // generated bindings check theirs before their own
+            // `new_unchecked`.
+            let callee = unsafe {
+                wasmtime::component::TypedFunc::<
+                    (&GuestEvaluation,),
+                    (Result<wit::Decision, String>,),
+                >::new_unchecked(decide)
+            };
+            let (answer,) = callee.call(store, (evaluation,))?;
+            Ok(answer)
         }
 
         impl Exports for Policy {
@@ -440,10 +480,7 @@ macro_rules! contract_bindings {
                     }
                     slot @ None => slot.insert(evaluation(e)),
                 };
-                self.bindings
-                    .flinkscale_plugin_policy()
-                    .call_decide(store, converted)
-                    .map(|answer| answer.map(decision))
+                call_decide(self.decide, store, converted).map(|answer| answer.map(decision))
             }
         }
 
@@ -452,12 +489,27 @@ macro_rules! contract_bindings {
                 &self,
                 store: &mut wasmtime::Store<State>,
             ) -> wasmtime::Result<Box<dyn PolicyExports>> {
-                policy::ScalingPolicyPre::instantiate(self, store).map(|bindings| {
-                    Box::new(Policy {
-                        bindings,
-                        evaluation: None,
-                    }) as Box<dyn PolicyExports>
-                })
+                let instance = self.instance_pre().instantiate(&mut *store)?;
+                let bindings = policy::ScalingPolicy::new(&mut *store, &instance)?;
+                let Some(interface) = instance.get_export_index(&mut *store, None, POLICY_EXPORT)
+                else {
+                    wasmtime::bail!("the component exports no `{POLICY_EXPORT}`");
+                };
+                let Some(decide) =
+                    instance.get_export_index(&mut *store, Some(&interface), "decide")
+                else {
+                    wasmtime::bail!("`{POLICY_EXPORT}` exports no `decide`");
+                };
+                let Some(decide) = instance.get_func(&mut *store, decide) else {
+                    wasmtime::bail!("`{POLICY_EXPORT}`'s `decide` is not a function");
+                };
+                // The check `call_decide` relies on.
+                decide.typed::<(&GuestEvaluation,), (Result<wit::Decision, String>,)>(&*store)?;
+                Ok(Box::new(Policy {
+                    bindings,
+                    decide,
+                    evaluation: None,
+                }))
             }
         }
 
