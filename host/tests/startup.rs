@@ -189,10 +189,9 @@ fn start_and_time(emulator: &Emulator, config: &Path, dir: &Path) -> Run {
                 log.join("\n")
             );
         };
-        let fields = serde_json::from_str::<Value>(&line)
-            .ok()
-            .and_then(|mut v| v.get_mut("fields").map(Value::take))
-            .unwrap_or_default();
+        // The JSON log flattens an event's fields into the line itself
+        // (`flatten_event`), beside `timestamp`, `level` and `target`.
+        let fields = serde_json::from_str::<Value>(&line).unwrap_or_default();
         match fields["message"].as_str() {
             Some("Agent started.") => started = Some(at - spawned),
             Some("Plugin component ready.") => {
