@@ -14,7 +14,14 @@ use super::{Scenario, ScenarioApp};
 use crate::config::load::{self, ConfigErrors, LoadedConfig};
 
 /// The policies with a preset, by the name users give.
-pub const PRESETS: &[&str] = &["seed", "msf-builtin", "hold", "target-tracking", "rate"];
+pub const PRESETS: &[&str] = &[
+    "seed",
+    "msf-builtin",
+    "hold",
+    "target-tracking",
+    "rate",
+    "predictive",
+];
 
 /// A policy to simulate: a preset name, or a plugin name/path with the
 /// standard metrics and no alarms.
@@ -141,8 +148,9 @@ fn preset(name: &str) -> Preset {
             alarms: "",
             params: serde_json::Map::new(),
         },
-        "rate" => Preset {
-            plugin: "rate".into(),
+        // `rate` with a forecast on top: the same metrics and timings.
+        "rate" | "predictive" => Preset {
+            plugin: name.into(),
             cpu_only: false,
             evaluation_interval_secs: Some(15),
             update_poll_secs: 15,
