@@ -50,7 +50,7 @@
 //! - `fit_secs` (3600): the recent span a season is chosen and judged on.
 //! - `tolerance` (0.25): the mean relative error beyond which the load has
 //!   left the forecast, in (0, 1].
-//! - `lead_secs` (300): how long past the rescale's downtime a rise is
+//! - `lead_secs` (3600): how long past the rescale's downtime a rise is
 //!   acted on ahead (publication delay and evaluation interval included).
 //! - `lookahead_secs` (43200): a scale-out carries the forecast peak this
 //!   far past the lead.
@@ -135,7 +135,7 @@ impl Policy for PredictivePolicy {
             "Mean relative error of the forecast over `fit_secs` beyond which the load has left \
              it and `rate` decides alone; in (0, 1].",
         ),
-        Parameter::integer("lead_secs").default("300").meaning(
+        Parameter::integer("lead_secs").default("3600").meaning(
             "A rise forecast within the rescale's downtime plus this many seconds is acted on \
              now; at most 86400.",
         ),

@@ -297,8 +297,10 @@ fn a_dip_the_forecast_sees_the_end_of_is_held_through() {
     );
 
     // With a dip window too short to see the morning, the scale-in goes
-    // ahead, never below the forecast peak of the lookahead.
-    let (mut predictive, mut rate) = pair(r#"{"dip_secs": 600, "lookahead_secs": 600}"#);
+    // ahead, never below the forecast peak of the next few minutes (here
+    // rate's own target already carries it).
+    let (mut predictive, mut rate) =
+        pair(r#"{"dip_secs": 600, "lead_secs": 0, "lookahead_secs": 600}"#);
     train(&mut predictive, &mut rate, T0, now - 5 * P, daily);
     let reactive = rate.decide(&e).expect("decides");
     let decision = predictive.decide(&e).expect("decides");
