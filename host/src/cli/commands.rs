@@ -908,7 +908,7 @@ pub struct BenchArgs {
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "seed,msf-builtin,hold,target-tracking,rate"
+        default_value = "seed,msf-builtin,hold,target-tracking,rate,predictive"
     )]
     pub policies: Vec<String>,
     /// Where to write bench.json, bench.md and the HTML pages.

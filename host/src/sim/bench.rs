@@ -25,7 +25,14 @@ use crate::config::load::{self, LoadedConfig};
 
 /// The policies `bench` compares by default: the references, then the
 /// shipped better ones.
-pub const DEFAULT_POLICIES: &[&str] = &["seed", "msf-builtin", "hold", "target-tracking", "rate"];
+pub const DEFAULT_POLICIES: &[&str] = &[
+    "seed",
+    "msf-builtin",
+    "hold",
+    "target-tracking",
+    "rate",
+    "predictive",
+];
 
 /// Why the benchmark could not run.
 #[derive(Debug, thiserror::Error)]
