@@ -23,16 +23,9 @@ use super::report_html::{self, ReportError};
 use super::{Scenario, ScenarioError};
 use crate::config::load::{self, LoadedConfig};
 
-/// The policies `bench` compares by default: the references, then the
-/// shipped better ones.
-pub const DEFAULT_POLICIES: &[&str] = &[
-    "seed",
-    "msf-builtin",
-    "hold",
-    "target-tracking",
-    "rate",
-    "predictive",
-];
+/// The policies `bench` compares by default: every preset, the references
+/// first, then the shipped better ones.
+pub const DEFAULT_POLICIES: &[&str] = presets::PRESETS;
 
 /// Why the benchmark could not run.
 #[derive(Debug, thiserror::Error)]
