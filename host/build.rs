@@ -23,7 +23,13 @@ const BUILT_INS: &[&str] = &[
     "backlog-seconds",
     "expression",
     "flink-operator",
+    "predictive",
 ];
+
+/// The built-ins (of [`BUILT_INS`]) that link another built-in's crate as a
+/// library, turning its component exports off: each is built by a cargo
+/// invocation of its own (see `build_plugins`).
+const BUILT_ALONE: &[&str] = &["predictive"];
 
 const WASM_TARGET: &str = "wasm32-wasip2";
 
@@ -50,58 +56,20 @@ fn main() {
     require_wasm_target(&rustc);
 
     let target_dir = target_dir(&out_dir).join("builtin-plugins");
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-    let mut build = Command::new(cargo);
-    build
-        .arg("build")
-        .arg("--release")
-        .args(["--target", WASM_TARGET])
-        .arg("--manifest-path")
-        .arg(workspace.join("Cargo.toml"))
-        .arg("--target-dir")
-        .arg(&target_dir);
-    // The outer build has already resolved the workspace and written its
-    // lockfile: the nested one must build exactly those versions, never
-    // resolve again.
-    if workspace.join("Cargo.lock").is_file() {
-        build.arg("--locked");
+    // A plugin that links another built-in as a library (without that
+    // one's component exports) is built by an invocation of its own: within
+    // one, cargo unifies the library's features with the built-in's own
+    // and the two sets of exports would not link. Those go first: cargo
+    // also writes the library's export-less component under the library's
+    // own name, which the build of the rest then puts right.
+    let (alone, together): (Vec<&str>, Vec<&str>) = BUILT_INS
+        .iter()
+        .copied()
+        .partition(|name| BUILT_ALONE.contains(name));
+    for name in alone {
+        build_plugins(&workspace, &target_dir, &[name]);
     }
-    if outer_build_is_offline() {
-        build.arg("--offline");
-    }
-    for name in BUILT_INS {
-        build.args(["-p", name]);
-    }
-    // What cargo hands a build script is meant for the outer build: host
-    // flags (RUSTFLAGS may say `-C target-cpu=native`), its target folder,
-    // and clippy's wrapper, which would make every `cargo clippy` rebuild the
-    // plugins with other flags. The jobserver (CARGO_MAKEFLAGS) stays, so
-    // the nested build shares the outer one's job slots.
-    for var in [
-        "CARGO_TARGET_DIR",
-        "CARGO_BUILD_TARGET_DIR",
-        "CARGO_BUILD_TARGET",
-        "CARGO_ENCODED_RUSTFLAGS",
-        "RUSTFLAGS",
-        "CARGO_BUILD_RUSTFLAGS",
-        "RUSTC_WORKSPACE_WRAPPER",
-        "CLIPPY_ARGS",
-        "CARGO_PRIMARY_PACKAGE",
-    ] {
-        build.env_remove(var);
-    }
-    let status = build.status().unwrap_or_else(|e| {
-        fail(&format!(
-            "cannot run cargo to build the built-in plugins: {e}"
-        ))
-    });
-    if !status.success() {
-        fail(&format!(
-            "building the built-in plugins ({}) for {WASM_TARGET} failed ({status}); \
-             the errors are above",
-            BUILT_INS.join(", ")
-        ));
-    }
+    build_plugins(&workspace, &target_dir, &together);
 
     let release = target_dir.join(WASM_TARGET).join("release");
     let mut table = String::from(
@@ -133,6 +101,63 @@ fn main() {
     );
     std::fs::write(out_dir.join("builtin.rs"), table)
         .unwrap_or_else(|e| fail(&format!("cannot write builtin.rs to OUT_DIR: {e}")));
+}
+
+/// Builds the plugins `names` for wasm32-wasip2 in one nested cargo
+/// invocation into `target_dir`, or stops the build saying which failed.
+fn build_plugins(workspace: &Path, target_dir: &Path, names: &[&str]) {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let mut build = Command::new(cargo);
+    build
+        .arg("build")
+        .arg("--release")
+        .args(["--target", WASM_TARGET])
+        .arg("--manifest-path")
+        .arg(workspace.join("Cargo.toml"))
+        .arg("--target-dir")
+        .arg(target_dir);
+    // The outer build has already resolved the workspace and written its
+    // lockfile: the nested one must build exactly those versions, never
+    // resolve again.
+    if workspace.join("Cargo.lock").is_file() {
+        build.arg("--locked");
+    }
+    if outer_build_is_offline() {
+        build.arg("--offline");
+    }
+    for name in names {
+        build.args(["-p", name]);
+    }
+    // What cargo hands a build script is meant for the outer build: host
+    // flags (RUSTFLAGS may say `-C target-cpu=native`), its target folder,
+    // and clippy's wrapper, which would make every `cargo clippy` rebuild the
+    // plugins with other flags. The jobserver (CARGO_MAKEFLAGS) stays, so
+    // the nested build shares the outer one's job slots.
+    for var in [
+        "CARGO_TARGET_DIR",
+        "CARGO_BUILD_TARGET_DIR",
+        "CARGO_BUILD_TARGET",
+        "CARGO_ENCODED_RUSTFLAGS",
+        "RUSTFLAGS",
+        "CARGO_BUILD_RUSTFLAGS",
+        "RUSTC_WORKSPACE_WRAPPER",
+        "CLIPPY_ARGS",
+        "CARGO_PRIMARY_PACKAGE",
+    ] {
+        build.env_remove(var);
+    }
+    let status = build.status().unwrap_or_else(|e| {
+        fail(&format!(
+            "cannot run cargo to build the built-in plugins: {e}"
+        ))
+    });
+    if !status.success() {
+        fail(&format!(
+            "building the built-in plugins ({}) for {WASM_TARGET} failed ({status}); \
+             the errors are above",
+            names.join(", ")
+        ));
+    }
 }
 
 fn env(name: &str) -> String {

@@ -286,7 +286,7 @@ fn simulate_names_the_built_ins_when_a_policy_is_not_found() {
     assert_eq!(stderr.lines().count(), 1, "one error: {stderr}");
     for expected in [
         "policy \"no-such-policy\"",
-        "not a built-in (\"step\", \"hold\", \"target-tracking\", \"rate\", \"backlog-seconds\", \"expression\", \"flink-operator\")",
+        "not a built-in (\"step\", \"hold\", \"target-tracking\", \"rate\", \"backlog-seconds\", \"expression\", \"flink-operator\", \"predictive\")",
         "--plugin-dir",
     ] {
         assert!(stderr.contains(expected), "{expected:?} in {stderr}");

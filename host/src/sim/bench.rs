@@ -26,14 +26,7 @@ use crate::config::load::{self, LoadedConfig};
 
 /// The policies `bench` compares by default: the references, then the
 /// shipped better ones.
-pub const DEFAULT_POLICIES: &[&str] = &[
-    "seed",
-    "msf-builtin",
-    "flink-operator",
-    "hold",
-    "target-tracking",
-    "rate",
-];
+pub const DEFAULT_POLICIES: &[&str] = presets::PRESETS;
 
 /// The references the recommended policy must beat (issue 12's bar): the
 /// reference design, MSF's own rule and the Flink Kubernetes Operator's

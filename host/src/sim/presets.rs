@@ -21,6 +21,7 @@ pub const PRESETS: &[&str] = &[
     "hold",
     "target-tracking",
     "rate",
+    "predictive",
 ];
 
 /// A policy to simulate: a preset name, or a plugin name/path with the
@@ -162,8 +163,9 @@ fn preset(name: &str) -> Preset {
             alarms: "",
             params: serde_json::Map::new(),
         },
-        "rate" => Preset {
-            plugin: "rate".into(),
+        // `rate` with a forecast on top: the same metrics and timings.
+        "rate" | "predictive" => Preset {
+            plugin: name.into(),
             cpu_only: false,
             evaluation_interval_secs: Some(15),
             update_poll_secs: 15,

@@ -96,9 +96,7 @@
 
 use std::collections::BTreeMap;
 
-use flinkscale_plugin::{
-    AppStatus, Decision, Evaluation, Parameter, Params, Policy, export_policy,
-};
+use flinkscale_plugin::{AppStatus, Decision, Evaluation, Parameter, Params, Policy};
 use serde::Deserialize;
 
 pub mod estimate;
@@ -435,6 +433,22 @@ fn quiet_for(rules: &Rules, s: &Situation, period_ms: i64) -> Option<u32> {
 }
 
 impl RatePolicy {
+    /// The sizing rules in force, for a policy that builds on this one
+    /// (`predictive` sizes its forecasts by the same utilisations and law).
+    pub fn rules(&self) -> &Rules {
+        &self.rules
+    }
+
+    /// The metric ids the policy reads.
+    pub fn metric_ids(&self) -> &MetricIds {
+        &self.ids
+    }
+
+    /// The downtime of a rescale assumed until one has been measured.
+    pub fn update_secs(&self) -> f64 {
+        self.update_secs
+    }
+
     /// Adds fresh rates to the cache and forgets what no window needs.
     fn remember(&mut self, fresh: &[(i64, f64)], now_ms: i64, period_ms: i64) {
         self.rates.extend(fresh.iter().copied());
@@ -560,7 +574,8 @@ fn positive(name: &str, value: f64) -> Result<(), String> {
     ))
 }
 
-export_policy!(RatePolicy);
+#[cfg(feature = "component")]
+flinkscale_plugin::export_policy!(RatePolicy);
 
 #[cfg(test)]
 mod tests;

@@ -49,7 +49,7 @@ impl Params {
     /// Holds these parameters to the plugin's declarations: refuses a key
     /// not declared (suggesting the closest declared one) and fills in the
     /// declared default of every absent key that has one.
-    pub(crate) fn declare(mut self, declared: &'static [Parameter]) -> Result<Self, String> {
+    pub fn declare(mut self, declared: &'static [Parameter]) -> Result<Self, String> {
         let names: Vec<&str> = declared.iter().map(|parameter| parameter.name).collect();
         self.deny_unknown(&names)?;
         for parameter in declared {

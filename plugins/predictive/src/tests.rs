@@ -1,0 +1,308 @@
+//! The profile learner, the forecast and the fallback to `rate`, as the
+//! agent calls the policy: parameters as JSON, CloudWatch-shaped series in,
+//! a decision out. Every decision is checked against a twin `rate` driven
+//! through the same evaluations, so each test shows where the forecast
+//! changes the answer and where it must not.
+
+use std::f64::consts::PI;
+
+use flinkscale_plugin::testing::{check_declarations, configure};
+use flinkscale_plugin::usl::Usl;
+use flinkscale_plugin::{Application, Series};
+
+use super::profile::{DAY_MS, Profile, WEEK_MS};
+use super::*;
+
+/// Midnight UTC, the start of every test's first day.
+const T0: i64 = 1_767_225_600_000;
+/// One 60 s period, in ms.
+const P: i64 = 60_000;
+/// `rate`'s default scalability law; one subtask processes 1000 records/s.
+const LAW: Usl = Usl {
+    sigma: 0.02,
+    kappa: 0.0002,
+};
+const MU: f64 = 1000.0;
+
+fn capacity(kpu: u32) -> f64 {
+    LAW.capacity(MU, kpu)
+}
+
+/// A daily cycle between 250 records/s (midnight) and 4250 (noon).
+fn daily(t_ms: i64) -> f64 {
+    let phase = 2.0 * PI * (t_ms - T0).rem_euclid(DAY_MS) as f64 / DAY_MS as f64;
+    2250.0 - 2000.0 * phase.cos()
+}
+
+fn series(namespace: &str, statistic: &str, id: &str, points: &[(i64, f64)]) -> Series {
+    flinkscale_plugin::testing::series(namespace, statistic, id, points)
+}
+
+/// The evaluation at `now_ms` of an application at `kpu` (one subtask per
+/// KPU), with the ten periods published by then (each a minute after it
+/// ends) of a job that keeps up with `load` at capacity `capacity(kpu)`;
+/// `spike` multiplies the load of the latest three.
+fn evaluation(kpu: u32, now_ms: i64, load: fn(i64) -> f64, spike: f64) -> Evaluation {
+    let c = capacity(kpu);
+    let last = (now_ms - 2 * P).div_euclid(P) * P;
+    let mut records_in = Vec::new();
+    let mut busy = Vec::new();
+    let mut backlog = Vec::new();
+    let mut waiting = 0.0;
+    for i in (0..10).rev() {
+        let t = last - i * P;
+        let input = load(t) * if i < 3 { spike } else { 1.0 };
+        let processed = input.min(c);
+        waiting += (input - processed) * 60.0;
+        records_in.push((t, processed));
+        busy.push((t, 1000.0 * processed / c));
+        backlog.push((t, waiting));
+    }
+    Evaluation {
+        now_ms,
+        app: Application {
+            max_kpu: 32,
+            ..flinkscale_plugin::testing::application(kpu, 1, 32)
+        },
+        metrics: vec![
+            series("AWS/KinesisAnalytics", "Average", "records_in", &records_in),
+            series("AWS/KinesisAnalytics", "Average", "busy", &busy),
+            series("AWS/Kafka", "Maximum", "backlog", &backlog),
+        ],
+        alarms: Vec::new(),
+        signals: Vec::new(),
+    }
+}
+
+/// `predictive` with `json` and its twin `rate` with the defaults.
+fn pair(json: &str) -> (PredictivePolicy, RatePolicy) {
+    let predictive = configure::<PredictivePolicy>(json)
+        .unwrap_or_else(|error| panic!("configure({json}) failed: {error}"));
+    let rate = Params::from_json("{}")
+        .and_then(|p| p.declare(RatePolicy::PARAMETERS))
+        .and_then(RatePolicy::configure)
+        .expect("rate's defaults are valid");
+    (predictive, rate)
+}
+
+/// Both policies see an evaluation of `load` at 16 KPU every five minutes
+/// over `[from_ms, to_ms)`: ten-period windows, so every period is seen.
+fn train(
+    predictive: &mut PredictivePolicy,
+    rate: &mut RatePolicy,
+    from_ms: i64,
+    to_ms: i64,
+    load: fn(i64) -> f64,
+) {
+    let mut now = from_ms;
+    while now < to_ms {
+        let e = evaluation(16, now, load, 1.0);
+        predictive.decide(&e).expect("decides");
+        rate.decide(&e).expect("decides");
+        now += 5 * P;
+    }
+}
+
+#[test]
+fn declarations_are_valid_and_bad_parameters_are_named() {
+    check_declarations::<PredictivePolicy>().expect("declarations are valid");
+    let error = configure::<PredictivePolicy>(r#"{"tolerance": 0}"#).expect_err("refused");
+    assert!(
+        error.contains("`tolerance`") && error.contains("(0, 1]"),
+        "{error}"
+    );
+    let error = configure::<PredictivePolicy>(r#"{"bucket_secs": 5}"#).expect_err("refused");
+    assert!(
+        error.contains("`bucket_secs`") && error.contains("[60, 3600]"),
+        "{error}"
+    );
+    let error =
+        configure::<PredictivePolicy>(r#"{"rate": {"target_utilisation": 2}}"#).expect_err("x");
+    assert!(
+        error.starts_with("parameter `rate`: ") && error.contains("`target_utilisation`"),
+        "{error}"
+    );
+}
+
+#[test]
+fn the_profile_averages_each_bucket_and_counts_a_period_once() {
+    let mut profile = Profile::new(600, 15);
+    profile.learn(&[(T0, 100.0), (T0 + P, 300.0)], T0 + 2 * P);
+    // The next window shows the second period again, and a new one.
+    profile.learn(&[(T0 + P, 300.0), (T0 + 2 * P, 500.0)], T0 + 3 * P);
+    assert_eq!(profile.len(), 3);
+    assert_eq!(profile.level(T0 + 5 * P), Some(300.0));
+    assert_eq!(
+        profile.level(T0 + 10 * P),
+        None,
+        "the next bucket is unseen"
+    );
+    // A day later the same bucket forecasts it.
+    assert_eq!(profile.seasonal(T0 + DAY_MS + 9 * P, DAY_MS), Some(300.0));
+}
+
+#[test]
+fn the_profile_forgets_beyond_its_history() {
+    let mut profile = Profile::new(600, 1);
+    profile.learn(&[(T0, 100.0)], T0 + P);
+    profile.learn(&[(T0 + DAY_MS + P, 200.0)], T0 + DAY_MS + 2 * P);
+    assert_eq!(profile.level(T0), None);
+    assert_eq!(profile.len(), 1);
+}
+
+/// Weekdays at 1000 records/s, weekends at 300: after eight days the week
+/// forecasts the Saturday and the day does not.
+#[test]
+fn the_week_is_chosen_when_it_forecasts_better_than_the_day() {
+    let load = |t: i64| {
+        // T0 is a Thursday: days 2 and 3 are the weekend.
+        if matches!((t - T0).div_euclid(DAY_MS) % 7, 2 | 3) {
+            300.0
+        } else {
+            1000.0
+        }
+    };
+    let mut profile = Profile::new(600, 15);
+    let saturday_noon = T0 + WEEK_MS + 2 * DAY_MS + DAY_MS / 2;
+    let rates: Vec<(i64, f64)> = (0..)
+        .map(|i| T0 + i * P)
+        .take_while(|t| *t <= saturday_noon)
+        .map(|t| (t, load(t)))
+        .collect();
+    profile.learn(&rates, saturday_noon);
+    let fit = profile
+        .fit(saturday_noon - 3_600_000, saturday_noon, 3)
+        .expect("both seasons are seen");
+    assert_eq!(fit.season_ms, WEEK_MS, "{fit:?}");
+    assert!(fit.error < 0.01, "{fit:?}");
+    assert_eq!(
+        profile.peak(&fit, saturday_noon, saturday_noon + 3_600_000),
+        Some(300.0)
+    );
+}
+
+#[test]
+fn a_spike_shows_in_the_latest_error_and_a_busier_day_in_the_scale() {
+    let mut profile = Profile::new(600, 15);
+    let now = T0 + DAY_MS + DAY_MS / 2;
+    let mut rates: Vec<(i64, f64)> = (0..DAY_MS / P).map(|i| (T0 + i * P, 1000.0)).collect();
+    // Today runs 20 % busier, and the latest three periods triple.
+    rates.extend((0..60).map(|i| {
+        let t = now - (59 - i) * P;
+        (t, if i >= 57 { 3600.0 } else { 1200.0 })
+    }));
+    profile.learn(&rates, now);
+    let fit = profile.fit(now - 59 * P, now, 3).expect("a day is seen");
+    assert_eq!(fit.season_ms, DAY_MS);
+    assert!((fit.latest_error - 1.7).abs() < 0.2, "{fit:?}");
+    assert!(fit.scale > 1.2 && fit.scale <= 2.0, "{fit:?}");
+}
+
+#[test]
+fn before_a_day_is_seen_it_decides_as_rate() {
+    let (mut predictive, mut rate) = pair("{}");
+    train(&mut predictive, &mut rate, T0, T0 + DAY_MS / 2, daily);
+    // A saturated job: rate scales out, and predictive with it, unchanged.
+    let e = evaluation(3, T0 + DAY_MS / 2, daily, 1.0);
+    let expected = rate.decide(&e).expect("decides");
+    let decision = predictive.decide(&e).expect("decides");
+    assert_eq!(decision.action, expected.action);
+    assert!(
+        matches!(expected.action, Action::ScaleTo(k) if k > 3),
+        "{expected:?}"
+    );
+    assert!(
+        decision.reason.starts_with(&expected.reason)
+            && decision.reason.contains("rate alone: learning the cycle"),
+        "{}",
+        decision.reason
+    );
+}
+
+/// The time on the second day's rising flank where the load is `share` of
+/// the capacity of `kpu`.
+fn rising_to(share: f64, kpu: u32) -> i64 {
+    let target = share * capacity(kpu);
+    (0..DAY_MS / 2 / 1000)
+        .map(|s| T0 + DAY_MS + s * 1000)
+        .find(|t| daily(*t) >= target)
+        .expect("the cycle passes it")
+}
+
+#[test]
+fn a_forecast_rise_is_met_ahead_with_capacity_for_the_coming_peak() {
+    // A lead of 20 min past the restart: the rise the test cycle makes by
+    // then is one a bucket of the profile shows.
+    let (mut predictive, mut rate) = pair(r#"{"lead_secs": 1200}"#);
+    let now = rising_to(0.9, 3);
+    train(&mut predictive, &mut rate, T0, now - 10 * P, daily);
+    // At 90 % of the capacity of 3 KPU and rising: rate waits for 95 %.
+    let e = evaluation(3, now, daily, 1.0);
+    let reactive = rate.decide(&e).expect("decides");
+    assert_eq!(reactive.action, Action::Hold, "{reactive:?}");
+    let decision = predictive.decide(&e).expect("decides");
+    // The peak of 4250 records/s at 80 % utilisation needs 6 subtasks.
+    let needed = LAW.parallelism_for(MU, 4250.0 / 0.8, 32);
+    assert_eq!(decision.action, Action::ScaleTo(needed), "{decision:?}");
+    assert!(
+        decision.reason.contains("scaling ahead"),
+        "{}",
+        decision.reason
+    );
+}
+
+#[test]
+fn a_load_off_the_forecast_is_left_to_rate() {
+    let (mut predictive, mut rate) = pair("{}");
+    let now = rising_to(0.5, 3);
+    train(&mut predictive, &mut rate, T0, now - 10 * P, daily);
+    // The latest three periods triple: saturated at 3 KPU, a backlog grows.
+    let e = evaluation(3, now, daily, 3.0);
+    let expected = rate.decide(&e).expect("decides");
+    assert!(
+        matches!(expected.action, Action::ScaleTo(k) if k > 3),
+        "{expected:?}"
+    );
+    let decision = predictive.decide(&e).expect("decides");
+    assert_eq!(decision.action, expected.action);
+    assert!(
+        decision.reason.starts_with(&expected.reason)
+            && decision
+                .reason
+                .contains("rate alone: the load left the forecast"),
+        "{}",
+        decision.reason
+    );
+}
+
+#[test]
+fn a_dip_the_forecast_sees_the_end_of_is_held_through() {
+    let (mut predictive, mut rate) = pair("{}");
+    // 04:00 on the second day, at 16 KPU for a load of about 1250
+    // records/s: rate scales in, but the day comes back.
+    let now = T0 + DAY_MS + 4 * 3_600_000;
+    train(&mut predictive, &mut rate, T0, now - 5 * P, daily);
+    let e = evaluation(16, now, daily, 1.0);
+    let reactive = rate.decide(&e).expect("decides");
+    assert!(
+        matches!(reactive.action, Action::ScaleTo(k) if k < 16),
+        "{reactive:?}"
+    );
+    let decision = predictive.decide(&e).expect("decides");
+    assert_eq!(decision.action, Action::Hold, "{decision:?}");
+    assert!(
+        decision.reason.contains("holding through the dip"),
+        "{}",
+        decision.reason
+    );
+
+    // With a dip window too short to see the morning, the scale-in goes
+    // ahead, never below the forecast peak of the next few minutes (here
+    // rate's own target already carries it).
+    let (mut predictive, mut rate) =
+        pair(r#"{"dip_secs": 600, "lead_secs": 0, "lookahead_secs": 600}"#);
+    train(&mut predictive, &mut rate, T0, now - 5 * P, daily);
+    let reactive = rate.decide(&e).expect("decides");
+    let decision = predictive.decide(&e).expect("decides");
+    assert_eq!(decision.action, reactive.action, "{decision:?}");
+}
