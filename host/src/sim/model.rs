@@ -11,6 +11,7 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
+use super::random::gaussian;
 use super::scenario::{AppParams, ScenarioApp, SourceNames};
 use super::trace::Trace;
 
@@ -594,24 +595,4 @@ impl AppModel {
         };
         (end - tau.clamp(t0, end)).max(0.0)
     }
-}
-
-/// A standard normal deviate that depends only on (seed, t), so the noise of
-/// second t does not depend on what happened before (splitmix64 +
-/// Box-Muller).
-pub fn gaussian(seed: u64, t: u64) -> f64 {
-    let a = splitmix64(seed ^ splitmix64(t.wrapping_mul(2)));
-    let b = splitmix64(seed ^ splitmix64(t.wrapping_mul(2).wrapping_add(1)));
-    // Uniforms in (0, 1]: never log(0).
-    let u1 = ((a >> 11) as f64 + 1.0) / (1u64 << 53) as f64;
-    let u2 = (b >> 11) as f64 / (1u64 << 53) as f64;
-    (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
-}
-
-/// splitmix64's output function.
-fn splitmix64(x: u64) -> u64 {
-    let mut z = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
 }
