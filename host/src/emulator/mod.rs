@@ -237,7 +237,7 @@ pub struct AppSnapshot {
     /// The model second it stands at.
     pub model_time_secs: u64,
     /// `RUNNING` or `UPDATING`.
-    pub status: &'static str,
+    pub status: crate::target::AppStatus,
     /// The KPU in effect.
     pub kpu: u32,
     /// The parallelism in effect.

@@ -19,7 +19,7 @@ use crate::clock::Clock;
 use crate::config::load::LoadedConfig;
 use crate::controller::PluginThreads;
 use crate::metrics::{MetricQuery, MetricSource, MetricsError, Series};
-use crate::target::{AppState, AppStatus, ScalingTarget, TargetError};
+use crate::target::{AppState, ScalingTarget, TargetError};
 use crate::telemetry::{Event, Events};
 
 /// The wall-clock time of t = 0 in every simulation (2026-01-01T00:00:00Z):
@@ -128,7 +128,7 @@ impl ScalingTarget for SimTarget {
     async fn describe(&self, application: &str) -> Result<AppState, TargetError> {
         let view = self.0.now().describe(application).map_err(target_error)?;
         Ok(AppState {
-            status: AppStatus::from_msf(view.status),
+            status: view.status,
             parallelism: view.parallelism,
             parallelism_per_kpu: view.parallelism_per_kpu,
             version_id: view.version_id,

@@ -26,9 +26,7 @@ mod tests;
 
 use crate::metrics::{Datapoint, MetricQuery};
 
-pub use model::{
-    ApiError, ApiErrorKind, AppModel, AppView, History, Sample, SimStatus, UpdateEvent,
-};
+pub use model::{ApiError, ApiErrorKind, AppModel, AppView, History, Sample, UpdateEvent};
 pub use publish::{MetricDescriptor, MetricKind, Statistic};
 pub use scenario::{AppParams, Scenario, ScenarioApp, ScenarioError, SourceNames};
 pub use score::{MODEL_VERSION, Scores};

@@ -14,6 +14,7 @@ use std::sync::Arc;
 use super::random::gaussian;
 use super::scenario::{AppParams, ScenarioApp, SourceNames};
 use super::trace::Trace;
+use crate::target::AppStatus;
 
 /// An error of the MSF API, as AWS names it on the wire.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -76,26 +77,6 @@ impl ApiErrorKind {
     }
 }
 
-/// An application's status as the model knows it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum SimStatus {
-    /// Processing records.
-    Running,
-    /// Applying an update: nothing is processed.
-    Updating,
-}
-
-impl SimStatus {
-    /// MSF's spelling.
-    pub fn as_msf(self) -> &'static str {
-        match self {
-            Self::Running => "RUNNING",
-            Self::Updating => "UPDATING",
-        }
-    }
-}
-
 /// What DescribeApplication (and UpdateApplication) shows of an application.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct AppView {
@@ -103,8 +84,8 @@ pub struct AppView {
     pub name: String,
     /// `arn:aws:kinesisanalytics:us-east-1:123456789012:application/NAME`.
     pub arn: String,
-    /// Status as MSF spells it (`RUNNING`, `UPDATING`).
-    pub status: &'static str,
+    /// Status: the model is only ever RUNNING or UPDATING.
+    pub status: AppStatus,
     /// The runtime, `FLINK-1_20`.
     pub runtime_environment: &'static str,
     /// The parallelism in effect (the old one while UPDATING).
@@ -361,11 +342,11 @@ impl AppModel {
     }
 
     /// The current status.
-    pub fn status(&self) -> SimStatus {
+    pub fn status(&self) -> AppStatus {
         if self.pending.is_some() {
-            SimStatus::Updating
+            AppStatus::Updating
         } else {
-            SimStatus::Running
+            AppStatus::Running
         }
     }
 
@@ -382,7 +363,7 @@ impl AppModel {
                 "arn:aws:kinesisanalytics:us-east-1:123456789012:application/{}",
                 self.name
             ),
-            status: self.status().as_msf(),
+            status: self.status(),
             runtime_environment: "FLINK-1_20",
             parallelism: self.parallelism,
             parallelism_per_kpu: self.parallelism_per_kpu,

@@ -7,6 +7,7 @@ use super::publish::nearest_rank;
 use super::score::{Clairvoyant, score};
 use super::*;
 use crate::metrics::MetricQuery;
+use crate::target::AppStatus;
 
 /// 2023-11-14T22:13:00Z, a whole minute.
 const START_MS: i64 = 1_699_999_980_000;
@@ -180,22 +181,25 @@ fn updating_processes_nothing_and_hides_the_jobs_metrics() {
     let before = world.describe("app").expect("app");
     assert_eq!(
         (before.status, before.kpu, before.version_id),
-        ("RUNNING", 1, 1)
+        (AppStatus::Running, 1, 1)
     );
     let during = world
         .update_application("app", 1, Some(4), None, None)
         .expect("update accepted");
     assert_eq!(
         (during.status, during.kpu, during.version_id),
-        ("UPDATING", 1, 2)
+        (AppStatus::Updating, 1, 2)
     );
     world.advance_to(14);
-    assert_eq!(world.describe("app").expect("app").status, "UPDATING");
+    assert_eq!(
+        world.describe("app").expect("app").status,
+        AppStatus::Updating
+    );
     world.advance_to(15);
     let after = world.describe("app").expect("app");
     assert_eq!(
         (after.status, after.parallelism, after.kpu),
-        ("RUNNING", 4, 4)
+        (AppStatus::Running, 4, 4)
     );
     world.advance_to(20);
 
@@ -453,7 +457,7 @@ fn update_application_errors() {
         .expect("64 KPU is within the limit");
     assert_eq!(
         (ok.version_id, ok.status, ok.autoscaling_enabled),
-        (2, "UPDATING", true)
+        (2, AppStatus::Updating, true)
     );
     assert_eq!(
         code(world.update_application("app", 2, Some(2), None, None)),
@@ -468,7 +472,7 @@ fn update_application_errors() {
             view.parallelism_per_kpu,
             view.kpu
         ),
-        ("RUNNING", 256, 4, 64)
+        (AppStatus::Running, 256, 4, 64)
     );
     assert_eq!(view.last_update_timestamp_ms, Some(START_MS + 5000));
     assert_eq!(
