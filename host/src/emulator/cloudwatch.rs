@@ -89,11 +89,6 @@ pub(crate) fn statistic_and_period(
     Ok((statistic, period_secs))
 }
 
-/// `ceil(a / b)` for a positive `b`.
-fn div_ceil(a: i64, b: i64) -> i64 {
-    -(-a).div_euclid(b)
-}
-
 /// The datapoints of `stat` for the wall periods whose start lies in
 /// `[start_ms, end_ms)` (the start rounded down to the period), as visible
 /// at wall time `as_of_ms`, oldest first, stamped with wall times.
@@ -134,19 +129,13 @@ pub(crate) fn datapoints(
         if model_end + delay_ms > as_of_model {
             break;
         }
-        let first = div_ceil(model_start - origin, 1000).max(0);
-        let last = div_ceil(model_end - origin, 1000);
-        if last > steps {
+        let held = clock.steps(model_start..model_end);
+        if held.end > steps {
             break;
         }
-        if let Some(value) = publish::period_value(
-            history,
-            params,
-            kind,
-            stat.statistic,
-            first..last,
-            &mut buffer,
-        ) {
+        if let Some(value) =
+            publish::period_value(history, params, kind, stat.statistic, held, &mut buffer)
+        {
             out.push(Datapoint {
                 timestamp_ms: period_start,
                 value,

@@ -19,6 +19,7 @@ pub mod report;
 pub mod report_html;
 pub mod scenario;
 pub mod score;
+pub mod time;
 pub mod trace;
 
 #[cfg(test)]
@@ -30,6 +31,7 @@ pub use model::{ApiError, ApiErrorKind, AppModel, AppView, History, Sample, Upda
 pub use publish::{MetricDescriptor, MetricKind, Statistic};
 pub use scenario::{AppParams, Scenario, ScenarioApp, ScenarioError, SourceNames};
 pub use score::{MODEL_VERSION, Scores};
+pub use time::TimeMap;
 pub use trace::{Trace, TraceError, TraceValue};
 
 /// Every application of a scenario on one simulated clock.
@@ -37,7 +39,7 @@ pub use trace::{Trace, TraceError, TraceValue};
 pub struct World {
     scenario_name: String,
     duration_secs: u64,
-    start_epoch_secs: i64,
+    time: TimeMap,
     now_secs: u64,
     apps: Vec<AppModel>,
     aggregates: AggregateCache,
@@ -94,16 +96,16 @@ impl World {
     /// The applications of `scenario` at t = 0, which is `start_epoch_ms`
     /// (rounded down to a whole second) in wall-clock terms.
     pub fn from_scenario(scenario: &Scenario, start_epoch_ms: i64) -> Self {
-        let start_epoch_secs = start_epoch_ms.div_euclid(1000);
+        let time = TimeMap::real_time(start_epoch_ms);
         Self {
             scenario_name: scenario.name.clone(),
             duration_secs: scenario.duration_secs,
-            start_epoch_secs,
+            time,
             now_secs: 0,
             apps: scenario
                 .applications
                 .iter()
-                .map(|a| AppModel::new(a, start_epoch_secs * 1000))
+                .map(|a| AppModel::new(a, time.origin_ms))
                 .collect(),
             aggregates: AggregateCache::default(),
         }
@@ -140,12 +142,12 @@ impl World {
 
     /// The simulated time in milliseconds since the Unix epoch.
     pub fn now_ms(&self) -> i64 {
-        (self.start_epoch_secs + self.now_secs as i64) * 1000
+        self.time.step_start_ms(self.now_secs)
     }
 
     /// Wall-clock milliseconds of the start (t = 0).
     pub fn start_epoch_ms(&self) -> i64 {
-        self.start_epoch_secs * 1000
+        self.time.origin_ms
     }
 
     /// The applications' names, in scenario order.
@@ -274,7 +276,7 @@ impl World {
             return Ok(Vec::new());
         };
         let period_ms = i64::from(query.period_secs.max(1)) * 1000;
-        let step0_ms = self.start_epoch_ms();
+        let step0_ms = self.time.origin_ms;
         let first_ms = step0_ms.div_euclid(period_ms) * period_ms;
         let visible_until = self.now_ms() - i64::from(app.params().metric_delay_secs) * 1000;
         // Periods [first_ms + k P, ...) for k < visible are complete and
@@ -292,7 +294,6 @@ impl World {
             .or_default();
         if series.values.len() < visible {
             let mut buffer = Vec::with_capacity(query.period_secs as usize);
-            let step_of = |ms: i64| (ms - step0_ms).div_euclid(1000);
             for k in series.values.len()..visible {
                 let ps = first_ms + k as i64 * period_ms;
                 series.values.push(publish::period_value(
@@ -300,7 +301,7 @@ impl World {
                     app.params(),
                     kind,
                     statistic,
-                    step_of(ps)..step_of(ps + period_ms),
+                    self.time.steps(ps..ps + period_ms),
                     &mut buffer,
                 ));
             }
