@@ -3,19 +3,20 @@
 //! [`crate::metrics::math`], `ReturnData`, NextToken pages, both scan
 //! orders) and ListMetrics, over the metrics the model publishes.
 //!
-//! Aggregation happens here rather than in [`crate::sim::publish`] because
-//! the emulator's periods are wall-clock periods: a period of P wall
+//! The emulator's periods are wall-clock periods: a period of P wall
 //! seconds covers P x speed model seconds, and with a speed that is not a
-//! whole number its model bounds fall between seconds. A model second
-//! belongs to the wall period in which it starts. With speed 1 the result
-//! is exactly `World::metric_data`'s (a test holds the two together).
+//! whole number its model bounds fall between seconds. So the emulator maps
+//! each wall period to the model seconds it holds (a model second belongs
+//! to the wall period in which it starts) and hands them to the world's one
+//! aggregation, [`crate::sim::publish::period_value`], the simulator's too.
+//! With speed 1 the result is exactly `World::metric_data`'s.
 
 use std::collections::BTreeMap;
 
 use super::value::{AwsError, ErrorCodes, Reader, Value};
 use super::{Clock, Core};
 use crate::metrics::Datapoint;
-use crate::sim::{AppModel, MetricKind, Statistic, World, publish};
+use crate::sim::{Statistic, World, publish};
 
 /// The codes CloudWatch answers malformed requests with (query-compatible
 /// spellings, as the SDKs and boto3 expect them).
@@ -88,26 +89,6 @@ pub(crate) fn statistic_and_period(
     Ok((statistic, period_secs))
 }
 
-/// The application and metric that publish a metric; dimensions must match
-/// exactly, as in CloudWatch.
-fn publisher<'w>(world: &'w World, stat: &MetricStat) -> Option<(&'w AppModel, MetricKind)> {
-    world.applications().iter().find_map(|app| {
-        MetricKind::ALL
-            .iter()
-            .find(|kind| {
-                kind.namespace() == stat.namespace
-                    && kind.metric_name() == stat.metric_name
-                    && kind.dimensions(app.name(), app.sources()) == stat.dimensions
-            })
-            .map(|kind| (app, *kind))
-    })
-}
-
-/// `ceil(a / b)` for a positive `b`.
-fn div_ceil(a: i64, b: i64) -> i64 {
-    -(-a).div_euclid(b)
-}
-
 /// The datapoints of `stat` for the wall periods whose start lies in
 /// `[start_ms, end_ms)` (the start rounded down to the period), as visible
 /// at wall time `as_of_ms`, oldest first, stamped with wall times.
@@ -123,7 +104,9 @@ pub(crate) fn datapoints(
     end_ms: i64,
     as_of_ms: i64,
 ) -> Vec<Datapoint> {
-    let Some((app, kind)) = publisher(world, stat) else {
+    let Some((_, app, kind)) =
+        world.publisher(&stat.namespace, &stat.metric_name, &stat.dimensions)
+    else {
         return Vec::new();
     };
     let (history, params) = (app.history(), app.params());
@@ -136,7 +119,7 @@ pub(crate) fn datapoints(
     let mut period_start =
         (start_ms.div_euclid(period_ms) * period_ms).max(origin.div_euclid(period_ms) * period_ms);
     let mut out = Vec::new();
-    let mut samples = Vec::new();
+    let mut buffer = Vec::new();
     while period_start < end_ms {
         let period_end = period_start + period_ms;
         let (model_start, model_end) = (
@@ -146,17 +129,16 @@ pub(crate) fn datapoints(
         if model_end + delay_ms > as_of_model {
             break;
         }
-        let first = div_ceil(model_start - origin, 1000).max(0);
-        let last = div_ceil(model_end - origin, 1000);
-        if last > steps {
+        let held = clock.steps(model_start..model_end);
+        if held.end > steps {
             break;
         }
-        samples.clear();
-        samples.extend((first..last).filter_map(|i| kind.sample(history, params, i as usize)));
-        if !samples.is_empty() {
+        if let Some(value) =
+            publish::period_value(history, params, kind, stat.statistic, held, &mut buffer)
+        {
             out.push(Datapoint {
                 timestamp_ms: period_start,
-                value: stat.statistic.of(&mut samples),
+                value,
             });
         }
         period_start = period_end;

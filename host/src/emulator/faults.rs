@@ -281,7 +281,9 @@ impl Faults {
             let draw = active.seen;
             active.seen += 1;
             let fires = match active.spec.fraction {
-                Some(fraction) => uniform(active.spec.seed.unwrap_or(42), draw) < fraction,
+                Some(fraction) => {
+                    crate::sim::random::uniform(active.spec.seed.unwrap_or(42), draw) < fraction
+                }
                 None => true,
             };
             if fires {
@@ -305,17 +307,4 @@ impl Faults {
         }
         Some(injected)
     }
-}
-
-/// A uniform number in [0, 1) that depends only on (seed, n).
-fn uniform(seed: u64, n: u64) -> f64 {
-    (splitmix64(seed ^ splitmix64(n)) >> 11) as f64 / (1u64 << 53) as f64
-}
-
-/// splitmix64's output function.
-fn splitmix64(x: u64) -> u64 {
-    let mut z = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
 }

@@ -58,7 +58,7 @@ fn detail(view: &AppView, clock: &Clock) -> Value {
                 view.name
             )),
         ),
-        ("ApplicationStatus", Value::str(view.status)),
+        ("ApplicationStatus", Value::str(view.status.to_string())),
         (
             "ApplicationVersionId",
             Value::Int(i64::try_from(view.version_id).unwrap_or(i64::MAX)),
@@ -188,7 +188,7 @@ fn list_applications(core: &Core, input: &Value) -> Result<Value, AwsError> {
             Value::map([
                 ("ApplicationName", Value::str(&view.name)),
                 ("ApplicationARN", Value::str(&view.arn)),
-                ("ApplicationStatus", Value::str(view.status)),
+                ("ApplicationStatus", Value::str(view.status.to_string())),
                 (
                     "ApplicationVersionId",
                     Value::Int(i64::try_from(view.version_id).unwrap_or(i64::MAX)),

@@ -16,8 +16,9 @@
 //! emulator shows everything in wall-clock time, so a client needs no clock
 //! tricks: model time m and wall time w are related by
 //! `m = origin + (w - origin) * speed`, `origin` being the emulator's start
-//! ([`Clock`]). Every request first advances the model to the model second
-//! of now. A CloudWatch period of P wall seconds aggregates P x speed model
+//! ([`Clock`], the world's one time map, [`crate::sim::TimeMap`], which the
+//! simulator uses at speed 1). Every request first advances the model to
+//! the model second of now. A CloudWatch period of P wall seconds aggregates P x speed model
 //! seconds; the publication delay and the UPDATING time shrink by the same
 //! factor. With speed 1 the two clocks are the same.
 
@@ -131,39 +132,9 @@ pub enum EmulatorError {
     Fault(String),
 }
 
-/// Maps wall-clock time to model time and back (see the module's "Time").
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
-pub struct Clock {
-    /// The wall-clock (and model) time of the model's t = 0, ms since the
-    /// Unix epoch, a whole second.
-    pub origin_ms: i64,
-    /// Model seconds per wall second.
-    pub speed: f64,
-}
-
-impl Clock {
-    /// The model time of wall time `wall_ms`.
-    pub fn to_model_ms(&self, wall_ms: i64) -> i64 {
-        if self.speed == 1.0 {
-            return wall_ms;
-        }
-        self.origin_ms + ((wall_ms - self.origin_ms) as f64 * self.speed).floor() as i64
-    }
-
-    /// The wall time of model time `model_ms`.
-    pub fn to_wall_ms(&self, model_ms: i64) -> i64 {
-        if self.speed == 1.0 {
-            return model_ms;
-        }
-        self.origin_ms + ((model_ms - self.origin_ms) as f64 / self.speed).round() as i64
-    }
-
-    /// The model second the world must have reached at wall time `wall_ms`
-    /// (steps before it are done).
-    pub fn model_secs(&self, wall_ms: i64) -> u64 {
-        u64::try_from((self.to_model_ms(wall_ms) - self.origin_ms).div_euclid(1000)).unwrap_or(0)
-    }
-}
+/// Maps wall-clock time to model time and back (see the module's "Time"):
+/// the world's one time map, which the simulator uses at speed 1.
+pub type Clock = crate::sim::TimeMap;
 
 /// The wire protocol of a call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -237,7 +208,7 @@ pub struct AppSnapshot {
     /// The model second it stands at.
     pub model_time_secs: u64,
     /// `RUNNING` or `UPDATING`.
-    pub status: &'static str,
+    pub status: crate::target::AppStatus,
     /// The KPU in effect.
     pub kpu: u32,
     /// The parallelism in effect.

@@ -14,10 +14,12 @@ pub mod driver;
 pub mod model;
 pub mod presets;
 pub mod publish;
+pub mod random;
 pub mod report;
 pub mod report_html;
 pub mod scenario;
 pub mod score;
+pub mod time;
 pub mod trace;
 
 #[cfg(test)]
@@ -25,12 +27,11 @@ mod tests;
 
 use crate::metrics::{Datapoint, MetricQuery};
 
-pub use model::{
-    ApiError, ApiErrorKind, AppModel, AppView, History, Sample, SimStatus, UpdateEvent,
-};
+pub use model::{ApiError, ApiErrorKind, AppModel, AppView, History, Sample, UpdateEvent};
 pub use publish::{MetricDescriptor, MetricKind, Statistic};
 pub use scenario::{AppParams, Scenario, ScenarioApp, ScenarioError, SourceNames};
 pub use score::{MODEL_VERSION, Scores};
+pub use time::TimeMap;
 pub use trace::{Trace, TraceError, TraceValue};
 
 /// Every application of a scenario on one simulated clock.
@@ -38,23 +39,22 @@ pub use trace::{Trace, TraceError, TraceValue};
 pub struct World {
     scenario_name: String,
     duration_secs: u64,
-    start_epoch_secs: i64,
+    time: TimeMap,
     now_secs: u64,
     apps: Vec<AppModel>,
     aggregates: AggregateCache,
 }
 
-/// Key of one published datapoint: application index, metric, statistic
-/// (an index into [`Aggregates::statistics`]), period and period start
-/// (epoch ms).
-type AggregateKey = (usize, MetricKind, usize, u32, i64);
+/// Key of one aggregated series: application index, metric, statistic
+/// (an index into [`Aggregates::statistics`]) and period.
+type SeriesKey = (usize, MetricKind, usize, u32);
 
 /// The cache's contents.
 #[derive(Debug, Default, Clone)]
 struct Aggregates {
     /// Statistics as asked (`p99`, `Maximum`), interned.
     statistics: Vec<String>,
-    values: std::collections::HashMap<AggregateKey, Option<f64>>,
+    series: std::collections::HashMap<SeriesKey, PeriodSeries>,
 }
 
 impl Aggregates {
@@ -69,10 +69,19 @@ impl Aggregates {
     }
 }
 
+/// The values of one series, period after period from the first period
+/// that holds step 0 up to the last period that has become visible; `None`
+/// where a period has no sample.
+#[derive(Debug, Clone, Default)]
+struct PeriodSeries {
+    values: Vec<Option<f64>>,
+}
+
 /// The datapoints already computed. A visible period is complete and the
-/// history is append-only, so its value never changes: a policy that looks
-/// at six hours of one-minute datapoints every minute then costs one new
-/// aggregation per minute, not 360.
+/// history is append-only, so its value never changes: each period of each
+/// series asked for is aggregated once, when it becomes visible, and a
+/// policy that looks at six hours of one-minute datapoints every minute
+/// reads them from a column instead of aggregating 360 periods again.
 #[derive(Debug, Default)]
 struct AggregateCache(std::sync::Mutex<Aggregates>);
 
@@ -87,16 +96,16 @@ impl World {
     /// The applications of `scenario` at t = 0, which is `start_epoch_ms`
     /// (rounded down to a whole second) in wall-clock terms.
     pub fn from_scenario(scenario: &Scenario, start_epoch_ms: i64) -> Self {
-        let start_epoch_secs = start_epoch_ms.div_euclid(1000);
+        let time = TimeMap::real_time(start_epoch_ms);
         Self {
             scenario_name: scenario.name.clone(),
             duration_secs: scenario.duration_secs,
-            start_epoch_secs,
+            time,
             now_secs: 0,
             apps: scenario
                 .applications
                 .iter()
-                .map(|a| AppModel::new(a, start_epoch_secs * 1000))
+                .map(|a| AppModel::new(a, time.origin_ms))
                 .collect(),
             aggregates: AggregateCache::default(),
         }
@@ -133,12 +142,12 @@ impl World {
 
     /// The simulated time in milliseconds since the Unix epoch.
     pub fn now_ms(&self) -> i64 {
-        (self.start_epoch_secs + self.now_secs as i64) * 1000
+        self.time.step_start_ms(self.now_secs)
     }
 
     /// Wall-clock milliseconds of the start (t = 0).
     pub fn start_epoch_ms(&self) -> i64 {
-        self.start_epoch_secs * 1000
+        self.time.origin_ms
     }
 
     /// The applications' names, in scenario order.
@@ -226,8 +235,31 @@ impl World {
         all
     }
 
+    /// The application (its index and model) and metric that publish a
+    /// metric; dimensions must match exactly, as in CloudWatch.
+    pub fn publisher(
+        &self,
+        namespace: &str,
+        metric_name: &str,
+        dimensions: &std::collections::BTreeMap<String, String>,
+    ) -> Option<(usize, &AppModel, MetricKind)> {
+        self.apps.iter().enumerate().find_map(|(index, app)| {
+            MetricKind::ALL
+                .iter()
+                .find(|kind| {
+                    kind.namespace() == namespace
+                        && kind.metric_name() == metric_name
+                        && kind.has_dimensions(app.name(), app.sources(), dimensions)
+                })
+                .map(|kind| (index, app, *kind))
+        })
+    }
+
     /// GetMetricData for one MetricStat over `[start_ms, end_ms)`: the
-    /// datapoints visible now, oldest first. A metric nobody publishes
+    /// datapoints visible now, oldest first, one per epoch-aligned period
+    /// whose start lies in the window (the start rounded down to the
+    /// period) and that has at least one sample. A period [t, t+P) is
+    /// visible from t+P+metric_delay_secs on. A metric nobody publishes
     /// gives no datapoints (as in CloudWatch); a bad statistic or period is
     /// an error. The dimensions must match exactly.
     pub fn metric_data(
@@ -238,61 +270,54 @@ impl World {
     ) -> Result<Vec<Datapoint>, ApiError> {
         let statistic = Statistic::parse(&query.statistic)?;
         publish::validate_period(query.period_secs)?;
-        let found = self.apps.iter().enumerate().find_map(|(index, app)| {
-            MetricKind::ALL
-                .iter()
-                .find(|kind| {
-                    kind.namespace() == query.namespace
-                        && kind.metric_name() == query.metric_name
-                        && kind.dimensions(app.name(), app.sources()) == query.dimensions
-                })
-                .map(|kind| (index, app, *kind))
-        });
-        let Some((index, app, kind)) = found else {
+        let Some((index, app, kind)) =
+            self.publisher(&query.namespace, &query.metric_name, &query.dimensions)
+        else {
             return Ok(Vec::new());
         };
-        let timeline = publish::Timeline {
-            start_epoch_secs: self.start_epoch_secs,
-            now_ms: self.now_ms(),
-            delay_secs: app.params().metric_delay_secs,
-        };
-        // Period by period, each computed once (see AggregateCache).
         let period_ms = i64::from(query.period_secs.max(1)) * 1000;
-        let step0_ms = self.start_epoch_secs * 1000;
-        let first = start_ms.div_euclid(period_ms) * period_ms;
-        let mut ps = first.max(step0_ms.div_euclid(period_ms) * period_ms);
-        let visible_until = timeline.now_ms - i64::from(timeline.delay_secs) * 1000;
+        let step0_ms = self.time.origin_ms;
+        let first_ms = step0_ms.div_euclid(period_ms) * period_ms;
+        let visible_until = self.now_ms() - i64::from(app.params().metric_delay_secs) * 1000;
+        // Periods [first_ms + k P, ...) for k < visible are complete and
+        // published.
+        let visible = (visible_until - first_ms).div_euclid(period_ms).max(0) as usize;
         let mut cache = self
             .aggregates
             .0
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         let stat = cache.statistic(&query.statistic);
-        let mut points = Vec::new();
-        while ps < end_ms && ps + period_ms <= visible_until {
-            let key = (index, kind, stat, query.period_secs, ps);
-            let value = *cache.values.entry(key).or_insert_with(|| {
-                publish::aggregate(
+        let series = cache
+            .series
+            .entry((index, kind, stat, query.period_secs))
+            .or_default();
+        if series.values.len() < visible {
+            let mut buffer = Vec::with_capacity(query.period_secs as usize);
+            for k in series.values.len()..visible {
+                let ps = first_ms + k as i64 * period_ms;
+                series.values.push(publish::period_value(
                     app.history(),
                     app.params(),
                     kind,
                     statistic,
-                    query.period_secs,
-                    timeline,
-                    ps..ps + 1,
-                )
-                .first()
-                .map(|d| d.value)
-            });
-            if let Some(value) = value {
-                points.push(Datapoint {
-                    timestamp_ms: ps,
-                    value,
-                });
+                    self.time.steps(ps..ps + period_ms),
+                    &mut buffer,
+                ));
             }
-            ps += period_ms;
         }
-        Ok(points)
+        // The periods whose start lies in [start_ms, end_ms).
+        let period_index = |ms: i64| (ms - first_ms).div_euclid(period_ms).max(0) as usize;
+        let from = period_index(start_ms.div_euclid(period_ms) * period_ms);
+        let to = period_index(end_ms + period_ms - 1).min(series.values.len());
+        Ok((from..to.max(from))
+            .filter_map(|k| {
+                series.values[k].map(|value| Datapoint {
+                    timestamp_ms: first_ms + k as i64 * period_ms,
+                    value,
+                })
+            })
+            .collect())
     }
 
     /// The scores of the run so far, over every application.

@@ -11,8 +11,10 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
+use super::random::gaussian;
 use super::scenario::{AppParams, ScenarioApp, SourceNames};
 use super::trace::Trace;
+use crate::target::AppStatus;
 
 /// An error of the MSF API, as AWS names it on the wire.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -75,26 +77,6 @@ impl ApiErrorKind {
     }
 }
 
-/// An application's status as the model knows it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum SimStatus {
-    /// Processing records.
-    Running,
-    /// Applying an update: nothing is processed.
-    Updating,
-}
-
-impl SimStatus {
-    /// MSF's spelling.
-    pub fn as_msf(self) -> &'static str {
-        match self {
-            Self::Running => "RUNNING",
-            Self::Updating => "UPDATING",
-        }
-    }
-}
-
 /// What DescribeApplication (and UpdateApplication) shows of an application.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct AppView {
@@ -102,8 +84,8 @@ pub struct AppView {
     pub name: String,
     /// `arn:aws:kinesisanalytics:us-east-1:123456789012:application/NAME`.
     pub arn: String,
-    /// Status as MSF spells it (`RUNNING`, `UPDATING`).
-    pub status: &'static str,
+    /// Status: the model is only ever RUNNING or UPDATING.
+    pub status: AppStatus,
     /// The runtime, `FLINK-1_20`.
     pub runtime_environment: &'static str,
     /// The parallelism in effect (the old one while UPDATING).
@@ -360,11 +342,11 @@ impl AppModel {
     }
 
     /// The current status.
-    pub fn status(&self) -> SimStatus {
+    pub fn status(&self) -> AppStatus {
         if self.pending.is_some() {
-            SimStatus::Updating
+            AppStatus::Updating
         } else {
-            SimStatus::Running
+            AppStatus::Running
         }
     }
 
@@ -381,7 +363,7 @@ impl AppModel {
                 "arn:aws:kinesisanalytics:us-east-1:123456789012:application/{}",
                 self.name
             ),
-            status: self.status().as_msf(),
+            status: self.status(),
             runtime_environment: "FLINK-1_20",
             parallelism: self.parallelism,
             parallelism_per_kpu: self.parallelism_per_kpu,
@@ -594,24 +576,4 @@ impl AppModel {
         };
         (end - tau.clamp(t0, end)).max(0.0)
     }
-}
-
-/// A standard normal deviate that depends only on (seed, t), so the noise of
-/// second t does not depend on what happened before (splitmix64 +
-/// Box-Muller).
-pub fn gaussian(seed: u64, t: u64) -> f64 {
-    let a = splitmix64(seed ^ splitmix64(t.wrapping_mul(2)));
-    let b = splitmix64(seed ^ splitmix64(t.wrapping_mul(2).wrapping_add(1)));
-    // Uniforms in (0, 1]: never log(0).
-    let u1 = ((a >> 11) as f64 + 1.0) / (1u64 << 53) as f64;
-    let u2 = (b >> 11) as f64 / (1u64 << 53) as f64;
-    (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
-}
-
-/// splitmix64's output function.
-fn splitmix64(x: u64) -> u64 {
-    let mut z = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
 }

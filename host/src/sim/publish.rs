@@ -10,7 +10,6 @@ use std::collections::BTreeMap;
 
 use super::model::{ApiError, ApiErrorKind, History};
 use super::scenario::{AppParams, SourceNames};
-use crate::metrics::Datapoint;
 
 /// The MSF namespace.
 pub const NAMESPACE_MSF: &str = "AWS/KinesisAnalytics";
@@ -88,23 +87,51 @@ impl MetricKind {
 
     /// The dimensions this metric carries for one application.
     pub fn dimensions(self, application: &str, sources: &SourceNames) -> BTreeMap<String, String> {
-        let pairs: Vec<(&str, &str)> = match self {
-            Self::IteratorAgeMilliseconds => vec![("StreamName", &sources.stream_name)],
-            Self::SubscribeToShardMillisBehindLatest => vec![
+        self.with_dimensions(application, sources, |pairs| {
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect()
+        })
+    }
+
+    /// Whether `dimensions` are exactly this metric's for one application,
+    /// as CloudWatch matches them. Asked once per metric and application on
+    /// every GetMetricData query, so it builds nothing.
+    pub fn has_dimensions(
+        self,
+        application: &str,
+        sources: &SourceNames,
+        dimensions: &BTreeMap<String, String>,
+    ) -> bool {
+        self.with_dimensions(application, sources, |pairs| {
+            pairs.len() == dimensions.len()
+                && pairs
+                    .iter()
+                    .all(|(k, v)| dimensions.get(*k).is_some_and(|d| d == v))
+        })
+    }
+
+    /// Hands this metric's dimension pairs for one application to `f`.
+    fn with_dimensions<R>(
+        self,
+        application: &str,
+        sources: &SourceNames,
+        f: impl FnOnce(&[(&str, &str)]) -> R,
+    ) -> R {
+        match self {
+            Self::IteratorAgeMilliseconds => f(&[("StreamName", &sources.stream_name)]),
+            Self::SubscribeToShardMillisBehindLatest => f(&[
                 ("StreamName", &sources.stream_name),
                 ("ConsumerName", &sources.consumer_name),
-            ],
-            Self::MaxOffsetLag | Self::SumOffsetLag => vec![
+            ]),
+            Self::MaxOffsetLag | Self::SumOffsetLag => f(&[
                 ("Cluster Name", &sources.cluster_name),
                 ("Consumer Group", &sources.consumer_group),
                 ("Topic", &sources.topic),
-            ],
-            _ => vec![("Application", application)],
-        };
-        pairs
-            .into_iter()
-            .map(|(k, v)| (k.to_owned(), v.to_owned()))
-            .collect()
+            ]),
+            _ => f(&[("Application", application)]),
+        }
     }
 
     /// Whether the metric is missing while the application is UPDATING (the
@@ -267,62 +294,23 @@ pub fn validate_period(period_secs: u32) -> Result<(), ApiError> {
     }
 }
 
-/// Where and when a history sits in epoch time, for aggregation.
-#[derive(Debug, Clone, Copy)]
-pub struct Timeline {
-    /// Epoch second of step 0.
-    pub start_epoch_secs: i64,
-    /// Now, in milliseconds since the epoch.
-    pub now_ms: i64,
-    /// Publication delay, seconds.
-    pub delay_secs: u32,
-}
-
-/// The visible datapoints of one metric over `[start_ms, end_ms)`, oldest
-/// first: one per epoch-aligned period whose start lies in the window (the
-/// start rounded down to the period) and that has at least one sample.
-pub fn aggregate(
+/// The statistic of one metric over the model seconds `steps` of a
+/// history (clipped to the steps taken), `None` when none of them published
+/// a sample. The one aggregation of the world: the simulator's source and
+/// the emulator's GetMetricData and alarms all come here, each with its own
+/// map from a CloudWatch period to model seconds. `buffer` is scratch space,
+/// kept by the caller so that a run of periods allocates once.
+pub fn period_value(
     history: &History,
     params: &AppParams,
     kind: MetricKind,
     statistic: Statistic,
-    period_secs: u32,
-    timeline: Timeline,
-    window_ms: std::ops::Range<i64>,
-) -> Vec<Datapoint> {
-    let (start_ms, end_ms) = (window_ms.start, window_ms.end);
-    let period = i64::from(period_secs.max(1));
-    let period_ms = period * 1000;
-    let first = start_ms.div_euclid(period_ms) * period_ms;
-    let mut out = Vec::new();
-    let mut buffer = Vec::with_capacity(period as usize);
+    steps: std::ops::Range<i64>,
+    buffer: &mut Vec<f64>,
+) -> Option<f64> {
     let len = history.len() as i64;
-    let step0_ms = timeline.start_epoch_secs * 1000;
-    let delay_ms = i64::from(timeline.delay_secs) * 1000;
-    // Skip periods before the first sample without iterating over them.
-    let mut ps = first.max(step0_ms.div_euclid(period_ms) * period_ms);
-    while ps < end_ms {
-        if ps + period_ms + delay_ms > timeline.now_ms {
-            break;
-        }
-        let from = (ps - step0_ms).div_euclid(1000).max(0);
-        let to = (ps + period_ms - step0_ms).div_euclid(1000).min(len);
-        if from >= len {
-            break;
-        }
-        buffer.clear();
-        for i in from..to {
-            if let Some(v) = kind.sample(history, params, i as usize) {
-                buffer.push(v);
-            }
-        }
-        if !buffer.is_empty() {
-            out.push(Datapoint {
-                timestamp_ms: ps,
-                value: statistic.of(&mut buffer),
-            });
-        }
-        ps += period_ms;
-    }
-    out
+    let (from, to) = (steps.start.max(0), steps.end.min(len));
+    buffer.clear();
+    buffer.extend((from..to).filter_map(|i| kind.sample(history, params, i as usize)));
+    (!buffer.is_empty()).then(|| statistic.of(buffer))
 }

@@ -7,6 +7,7 @@ use super::publish::nearest_rank;
 use super::score::{Clairvoyant, score};
 use super::*;
 use crate::metrics::MetricQuery;
+use crate::target::AppStatus;
 
 /// 2023-11-14T22:13:00Z, a whole minute.
 const START_MS: i64 = 1_699_999_980_000;
@@ -180,22 +181,25 @@ fn updating_processes_nothing_and_hides_the_jobs_metrics() {
     let before = world.describe("app").expect("app");
     assert_eq!(
         (before.status, before.kpu, before.version_id),
-        ("RUNNING", 1, 1)
+        (AppStatus::Running, 1, 1)
     );
     let during = world
         .update_application("app", 1, Some(4), None, None)
         .expect("update accepted");
     assert_eq!(
         (during.status, during.kpu, during.version_id),
-        ("UPDATING", 1, 2)
+        (AppStatus::Updating, 1, 2)
     );
     world.advance_to(14);
-    assert_eq!(world.describe("app").expect("app").status, "UPDATING");
+    assert_eq!(
+        world.describe("app").expect("app").status,
+        AppStatus::Updating
+    );
     world.advance_to(15);
     let after = world.describe("app").expect("app");
     assert_eq!(
         (after.status, after.parallelism, after.kpu),
-        ("RUNNING", 4, 4)
+        (AppStatus::Running, 4, 4)
     );
     world.advance_to(20);
 
@@ -453,7 +457,7 @@ fn update_application_errors() {
         .expect("64 KPU is within the limit");
     assert_eq!(
         (ok.version_id, ok.status, ok.autoscaling_enabled),
-        (2, "UPDATING", true)
+        (2, AppStatus::Updating, true)
     );
     assert_eq!(
         code(world.update_application("app", 2, Some(2), None, None)),
@@ -468,7 +472,7 @@ fn update_application_errors() {
             view.parallelism_per_kpu,
             view.kpu
         ),
-        ("RUNNING", 256, 4, 64)
+        (AppStatus::Running, 256, 4, 64)
     );
     assert_eq!(view.last_update_timestamp_ms, Some(START_MS + 5000));
     assert_eq!(
@@ -816,4 +820,80 @@ fn step_scenario_quadruples_the_load_and_stays() {
     assert!(before > 0.0);
     assert_eq!(trace.rate_at(end), 4.0 * before);
     assert_eq!(trace.rate_at(end * 0.6), 4.0 * before);
+}
+
+/// The per-period columns behind `metric_data` answer every window as a
+/// period-by-period aggregation of the history would, however the world
+/// got there: windows that start before step 0 or mid-period, end
+/// mid-period or beyond now, asked while the world advances in uneven
+/// steps (so columns grow between questions) and once more from a fresh
+/// world (columns built in one go).
+#[test]
+fn cached_periods_answer_every_window_as_the_history_says() {
+    let start_ms = START_MS + 30_000;
+    let trace = Trace::from_points(vec![(0.0, 100.0), (1800.0, 900.0), (3600.0, 50.0)])
+        .expect("a valid trace");
+    let mut scenario = Scenario::single("t", trace, 3600);
+    let app = &mut scenario.applications[0];
+    app.params.noise_percent = 0.0;
+    app.params.metric_delay_secs = 7;
+    let mut world = World::from_scenario(&scenario, start_ms);
+    let q = msf("numRecordsInPerSecond", "Sum", 60);
+    let expected = |world: &World, from_ms: i64, to_ms: i64| -> Vec<(i64, f64)> {
+        let processed = &world.history("app").expect("app").processed;
+        let visible_until = world.now_ms() - 7_000;
+        let mut out = Vec::new();
+        let mut ps = from_ms.div_euclid(60_000) * 60_000;
+        while ps < to_ms {
+            let steps = ((ps - start_ms).div_euclid(1000).max(0) as usize)
+                ..((ps + 60_000 - start_ms).div_euclid(1000).max(0) as usize).min(processed.len());
+            if ps + 60_000 <= visible_until && !steps.is_empty() {
+                out.push((ps, processed[steps].iter().sum::<f64>()));
+            }
+            ps += 60_000;
+        }
+        out
+    };
+    let windows = [
+        (START_MS - 600_000, START_MS + 10_000_000),
+        (START_MS, START_MS + 60_000),
+        (start_ms + 45_000, start_ms + 301_000),
+        (START_MS + 1_200_000, START_MS + 1_260_001),
+        (START_MS + 3_000_000, START_MS + 2_000_000),
+    ];
+    let check = |world: &World| {
+        for (from, to) in windows {
+            let got: Vec<(i64, f64)> = world
+                .metric_data(&q, from, to)
+                .expect("valid")
+                .iter()
+                .map(|d| (d.timestamp_ms, d.value))
+                .collect();
+            let want = expected(world, from, to);
+            assert_eq!(
+                got.len(),
+                want.len(),
+                "window {from}..{to} at {}",
+                world.now_secs()
+            );
+            for ((gt, gv), (wt, wv)) in got.iter().zip(&want) {
+                assert_eq!(gt, wt, "window {from}..{to}");
+                assert_close(*gv, *wv, &format!("period {gt} of {from}..{to}"));
+            }
+        }
+    };
+    for t in [5, 66, 67, 68, 127, 128, 500, 1801, 3600] {
+        world.advance_to(t);
+        check(&world);
+    }
+    let mut fresh = World::from_scenario(&scenario, start_ms);
+    fresh.advance_to(3600);
+    check(&fresh);
+    assert!(
+        !fresh
+            .metric_data(&q, START_MS, fresh.now_ms())
+            .expect("valid")
+            .is_empty(),
+        "the run publishes datapoints: the comparison is not vacuous"
+    );
 }
