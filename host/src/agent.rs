@@ -177,10 +177,7 @@ impl Parts {
     /// scales its job over the cluster's REST API and reads its
     /// `source = "flink"` metrics there (the others from the agent's
     /// source).
-    fn source_and_target(
-        &self,
-        app: &ApplicationConfig,
-    ) -> Result<SourceAndTarget, AgentError> {
+    fn source_and_target(&self, app: &ApplicationConfig) -> Result<SourceAndTarget, AgentError> {
         let flink = self.flink_from_config.then(|| app.flink()).flatten();
         let Some((rest_url, job)) = flink else {
             return Ok((self.source.clone(), self.target.clone()));

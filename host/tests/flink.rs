@@ -1,11 +1,13 @@
-//! Real Flink (issue #13, first slice): starts a standalone Flink 2.2 session
-//! cluster from the `apache-flink` PyPI package (scripts/flink-cluster.sh),
-//! submits a load job (tests/flink/load_job.py), and drives Flink's own REST
-//! API the way the coming `flink` target will: find the job by name, read its
-//! vertices, parallelism and per-vertex metrics, and rescale it in place with
-//! the adaptive scheduler (`PUT /jobs/{id}/resource-requirements`), following
-//! until every vertex runs at the new parallelism. Nothing here is an
-//! imitation: every answer checked comes from Flink.
+//! Real Flink (issue #13): starts a standalone Flink 2.2 session cluster from
+//! the `apache-flink` PyPI package (scripts/flink-cluster.sh), submits a load
+//! job (tests/flink/load_job.py), and drives Flink's own REST API: find the
+//! job by name, read its vertices, parallelism and per-vertex metrics, and
+//! rescale it in place with the adaptive scheduler
+//! (`PUT /jobs/{id}/resource-requirements`), following until every vertex
+//! runs at the new parallelism; then the same through the `flink` target
+//! (fencing, a lost answer resolved by the controller's state machine,
+//! every error class) and the `source = "flink"` metric source. Nothing
+//! here is an imitation: every answer checked comes from Flink.
 //!
 //! Needs the `.venv` with tests/flink/requirements.txt and a Java 17 runtime
 //! (scripts/test.sh installs both). One test starts the cluster once and runs
@@ -282,16 +284,425 @@ fn a_real_flink_cluster_runs_the_load_job_and_rescales_in_place() {
     let scale_out = rescale(&cluster, &job, 2);
     assert_eq!(cluster.get(&format!("/jobs/{job}"))["state"], "RUNNING");
 
-    // The same through the `flink` target, as the controller will drive it.
+    // The same through the `flink` target, as the controller drives it.
     let target_in = through_the_target(&cluster, job_name, &job);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+    let lost = runtime.block_on(a_lost_answer_is_resolved_as_taken(&cluster, job_name, &job));
+    runtime.block_on(errors_are_classified(&cluster, job_name, &job));
+    runtime.block_on(metrics_come_from_flink(&cluster, job_name));
 
     println!(
         "flink: cluster ready in {startup} ms; Calc {rate:.0} records/s, busy {busy:.0} ms/s; \
-         rescale 2->1 {} ms, 1->2 {} ms; target 2->1 {} ms",
+         rescale 2->1 {} ms, 1->2 {} ms; target 2->1 {} ms; 1->2 with its answer lost {} ms",
         scale_in.as_millis(),
         scale_out.as_millis(),
-        target_in.as_millis()
+        target_in.as_millis(),
+        lost.as_millis()
     );
+}
+
+/// When the job's current execution graph was created: a new value means
+/// Flink rebuilt it (a rescale or a restart).
+fn graph_created(cluster: &Cluster, job: &str) -> u64 {
+    cluster.get(&format!("/jobs/{job}"))["timestamps"]["CREATED"]
+        .as_u64()
+        .expect("timestamps.CREATED")
+}
+
+/// A loopback proxy in front of Flink that forwards every request, and
+/// from the first PUT on forwards it but drops Flink's answer (the
+/// connection closes without one): the rescale happens, the agent never
+/// hears of it, nor of anything after. Returns its `http://` URL.
+fn answer_dropping_proxy(upstream: String) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("binding the proxy");
+    let url = format!(
+        "http://{}",
+        listener.local_addr().expect("the proxy's address")
+    );
+    std::thread::spawn(move || {
+        let mut dropping = false;
+        for client in listener.incoming() {
+            let Ok(mut client) = client else { continue };
+            let Some(request) = read_request(&mut client) else {
+                continue;
+            };
+            dropping |= request.starts_with(b"PUT ");
+            let Ok(mut flink) = TcpStream::connect(&upstream) else {
+                continue;
+            };
+            let mut answer = Vec::new();
+            if flink.write_all(&request).is_err() || flink.read_to_end(&mut answer).is_err() {
+                continue;
+            }
+            if !dropping {
+                let _ = client.write_all(&answer);
+            }
+            // Dropped: the client sees its connection closed, no answer.
+        }
+    });
+    url
+}
+
+/// One whole HTTP request (head and Content-Length body) from `client`.
+fn read_request(client: &mut TcpStream) -> Option<Vec<u8>> {
+    client
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .ok()?;
+    let mut request = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = client.read(&mut buf).ok()?;
+        if n == 0 {
+            return None;
+        }
+        request.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&request);
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            let length: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("Content-Length: "))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0);
+            if body.len() >= length {
+                return Some(request);
+            }
+        }
+    }
+}
+
+/// The controller's state machine drives a rescale 1 -> 2 whose answer is
+/// lost after Flink applied it: the target reports a transient failure,
+/// the machine reads the job, sees the version moved past the quote, and
+/// follows the rescale instead of sending it again; Flink rebuilt the job
+/// exactly once. A retry quoting the old version is fenced.
+async fn a_lost_answer_is_resolved_as_taken(
+    cluster: &Cluster,
+    job_name: &str,
+    job: &str,
+) -> Duration {
+    use flinkscale::controller::machine::{Command, Evaluated, Jitter, Machine, Next, Observation};
+    use flinkscale::model::{Action, Decision};
+
+    let config = format!(
+        "[[application]]\nname = {job_name:?}\ntarget = \"flink\"\nrest_url = {:?}\n\
+         max_parallelism = 2\nupdate_poll_secs = 1\ngrace_period_secs = 0\n\
+         [application.policy]\nplugin = \"hold\"\n",
+        cluster.rest_url()
+    );
+    let loaded = flinkscale::config::load_str(&config, Path::new("flink.toml"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let app = &loaded.config.applications[0];
+    let settings = flinkscale::controller::Settings::from_config(app, false);
+    let (rest_url, flink_job) = app.flink().expect("a Flink application");
+    let direct = FlinkTarget::for_job(rest_url, flink_job.clone()).expect("a target");
+    let proxy = answer_dropping_proxy(cluster.host_port.clone());
+    let dropping = FlinkTarget::for_job(&proxy, flink_job).expect("a target via the proxy");
+
+    let before = direct.describe(job_name).await.expect("describe");
+    assert_eq!((before.status, before.parallelism), (AppStatus::Running, 1));
+    let created_before = graph_created(cluster, job);
+    let now = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+    };
+    let mut machine = Machine::new(Jitter::new(7));
+    let first = machine.step(Observation::Wake, &settings, now());
+    assert_eq!(first.next, Next::Run(Command::Evaluate), "{first:?}");
+    let decided = machine.step(
+        Observation::Evaluated(Ok(Evaluated {
+            state: before.clone(),
+            decision: Decision {
+                action: Action::ScaleTo(2),
+                reason: "test: scale out".into(),
+                next_evaluation_secs: None,
+            },
+        })),
+        &settings,
+        now(),
+    );
+    let Next::Run(Command::Update { update, current }) = decided.next else {
+        panic!("expected an update, got {decided:?}");
+    };
+    let started = Instant::now();
+    let answer = dropping
+        .rescale(job_name, update.target_kpu, &current)
+        .await;
+    assert!(
+        matches!(answer, Err(TargetError::Transient(_))),
+        "the answer (and the read-back) were dropped: {answer:?}"
+    );
+    let resolving = machine.step(Observation::Updated(answer), &settings, now());
+    assert_eq!(
+        resolving.next,
+        Next::Run(Command::Describe),
+        "{resolving:?}"
+    );
+    // Drive the machine as the controller does, until it says the rescale
+    // is over: it must follow it, never send it again nor go back to
+    // deciding as if nothing had happened.
+    let mut described = Vec::new();
+    let mut next = resolving.next;
+    loop {
+        let step = match next {
+            Next::Run(Command::Describe) => {
+                let state = direct.describe(job_name).await;
+                described.push(state.clone());
+                machine.step(Observation::Described(state), &settings, now())
+            }
+            Next::Wait(wait) => {
+                tokio::time::sleep(wait.min(Duration::from_millis(300))).await;
+                machine.step(Observation::Wake, &settings, now())
+            }
+            other => panic!(
+                "the machine lost the rescale whose answer was lost: {other:?} after {:?}",
+                described.last()
+            ),
+        };
+        if step
+            .events
+            .iter()
+            .any(|e| event_name(e) == "RescaleCompleted")
+        {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(90),
+            "not resolved in 90 s; last read {:?}",
+            described.last()
+        );
+        next = step.next;
+    }
+    let took = started.elapsed();
+    assert!(
+        described
+            .first()
+            .and_then(|d| d.as_ref().ok())
+            .is_some_and(|d| d.version_id > before.version_id),
+        "the version moved past the quote at once: {described:?}"
+    );
+    let settled = vertices(cluster, job);
+    assert!(
+        settled.iter().all(|v| v.2 == 2 && v.3 == "RUNNING"),
+        "{settled:?}"
+    );
+    let created_after = graph_created(cluster, job);
+    assert!(created_after > created_before);
+
+    // Sending it again with the old quote is refused, and changes nothing.
+    let again = direct.rescale(job_name, 2, &current).await;
+    assert!(
+        matches!(again, Err(TargetError::ConcurrentModification(_))),
+        "{again:?}"
+    );
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(
+        graph_created(cluster, job),
+        created_after,
+        "Flink rebuilt the job once"
+    );
+    took
+}
+
+/// The debug name of an event (its variant).
+fn event_name(event: &flinkscale::telemetry::Event) -> &'static str {
+    let text = format!("{event:?}");
+    [
+        "RescaleStarted",
+        "RescaleCompleted",
+        "ScaleFailed",
+        "Resumed",
+    ]
+    .into_iter()
+    .find(|n| text.starts_with(n))
+    .unwrap_or("other")
+}
+
+/// Unreachable, unknown job, not enough slots, and a requirement Flink
+/// refuses, each as its class, from real answers.
+async fn errors_are_classified(cluster: &Cluster, job_name: &str, job: &str) {
+    use flinkscale::config::FlinkJob;
+    use flinkscale::target::flink::FlinkRest;
+
+    let closed = format!("http://127.0.0.1:{}", closed_port());
+    let unreachable = FlinkTarget::new(&closed)
+        .expect("a URL")
+        .describe(job_name)
+        .await;
+    assert!(
+        matches!(unreachable, Err(TargetError::Transient(_))),
+        "{unreachable:?}"
+    );
+
+    let by_id =
+        FlinkTarget::for_job(&cluster.rest_url(), FlinkJob::Id(job.to_owned())).expect("a target");
+    let state = by_id.describe("any-name").await.expect("the job by its id");
+    assert_eq!((state.status, state.parallelism), (AppStatus::Running, 2));
+    let gone = FlinkTarget::for_job(
+        &cluster.rest_url(),
+        FlinkJob::Id("0123456789abcdef0123456789abcdef".into()),
+    )
+    .expect("a target")
+    .describe("x")
+    .await;
+    assert!(matches!(gone, Err(TargetError::NotFound(_))), "{gone:?}");
+
+    // Three slots asked of a cluster with two: refused before sending.
+    let slots = by_id.rescale("any-name", 3, &state).await;
+    let Err(TargetError::LimitExceeded(message)) = &slots else {
+        panic!("expected LimitExceeded, got {slots:?}");
+    };
+    assert!(
+        message.contains("needs 3 task slots")
+            && message.contains("has 2 task slots and its other jobs use 0"),
+        "{message}"
+    );
+    assert_eq!(by_id.describe("x").await.expect("describe"), state);
+
+    // A requirement Flink refuses: its own words, without the stack trace.
+    let path = format!("/jobs/{job}/resource-requirements");
+    let mut wanted = cluster.get(&path);
+    for requirement in wanted.as_object_mut().expect("requirements").values_mut() {
+        requirement["parallelism"]["upperBound"] = json!(500);
+    }
+    let refused = FlinkRest::new(&cluster.rest_url())
+        .expect("a client")
+        .call("PUT", &path, Some(&wanted))
+        .await;
+    let Err(TargetError::Invalid(message)) = &refused else {
+        panic!("expected Invalid, got {refused:?}");
+    };
+    assert!(
+        message.contains("400 The newly requested parallelism 500")
+            && message.contains("exceeds its maximum parallelism 128")
+            && !message.contains("\tat "),
+        "{message}"
+    );
+}
+
+/// A loopback port nothing listens on.
+fn closed_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+/// The `source = "flink"` metrics through the metric source the agent
+/// uses, against Flink's own numbers.
+async fn metrics_come_from_flink(cluster: &Cluster, job_name: &str) {
+    use flinkscale::config::FlinkJob;
+    use flinkscale::metrics::flink::FlinkMetricSource;
+    use flinkscale::metrics::{MetricQuery, MetricSource, MetricsError, Series};
+
+    /// The CloudWatch stand-in: a Flink-only application never calls it.
+    struct NoCloudWatch;
+    #[async_trait::async_trait]
+    impl MetricSource for NoCloudWatch {
+        async fn fetch(
+            &self,
+            _: &[MetricQuery],
+            _: i64,
+            _: i64,
+        ) -> Result<Vec<Series>, MetricsError> {
+            Err(MetricsError::Source("CloudWatch was called".into()))
+        }
+    }
+    let config = format!(
+        "[[application]]\nname = {job_name:?}\ntarget = \"flink\"\nrest_url = {:?}\n\
+         [[application.metric]]\nid = \"busy\"\nsource = \"flink\"\n\
+         metric_name = \"busyTimeMsPerSecond\"\nstatistic = \"Maximum\"\nvertex = \"Calc\"\n\
+         period_secs = 10\n\
+         [[application.metric]]\nid = \"rate_in\"\nsource = \"flink\"\n\
+         metric_name = \"numRecordsInPerSecond\"\nstatistic = \"Sum\"\nvertex = \"Calc\"\n\
+         period_secs = 10\n\
+         [[application.metric]]\nid = \"emitted\"\nsource = \"flink\"\n\
+         metric_name = \"numRecordsOutPerSecond\"\nstatistic = \"Sum\"\nvertex = \"source\"\n\
+         period_secs = 10\n\
+         [[application.metric]]\nid = \"backlog\"\nsource = \"flink\"\n\
+         metric_name = \"pendingRecords\"\nstatistic = \"Sum\"\nvertex = \"source\"\n\
+         period_secs = 10\n\
+         [application.policy]\nplugin = \"hold\"\n",
+        cluster.rest_url()
+    );
+    let loaded = flinkscale::config::load_str(&config, Path::new("flink.toml"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let app = &loaded.config.applications[0];
+    let queries: Vec<MetricQuery> = app
+        .metrics
+        .iter()
+        .map(|m| MetricQuery::from_config(m, &app.metrics))
+        .collect();
+    let source = FlinkMetricSource::new(
+        &cluster.rest_url(),
+        FlinkJob::Name(job_name.to_owned()),
+        std::sync::Arc::new(NoCloudWatch),
+    )
+    .expect("a source");
+    // Two fetches one period apart: one datapoint each, on period starts.
+    let now = 1_000_000_000_000_i64;
+    let first = wait_for_async(|| async {
+        let series = source
+            .fetch(&queries, now - 600_000, now)
+            .await
+            .expect("fetch");
+        (series[1].points.last().map(|p| p.value) > Some(0.0)).then_some(series)
+    })
+    .await;
+    let later = source
+        .fetch(&queries, now - 600_000, now + 10_000)
+        .await
+        .expect("fetch");
+    let busy = first[0].points.last().expect("a busy datapoint").value;
+    assert!((0.0..=1000.0).contains(&busy), "busy ms/s {busy}");
+    let emitted = first[2].points.last().expect("a source datapoint").value;
+    // Flink's rate is over a fixed 60 s window, so for a minute after a
+    // (re)start it ramps up towards the 200/s the source emits.
+    assert!(
+        emitted > 0.0 && emitted <= 250.0,
+        "the source emits up to 200/s: {emitted}"
+    );
+    assert!(
+        first[3].points.is_empty(),
+        "datagen has no pendingRecords: {:?}",
+        first[3]
+    );
+    assert_eq!(
+        first[0].points.last().map(|p| p.timestamp_ms),
+        Some(now - 10_000)
+    );
+    assert_eq!(later[1].points.len(), 2, "{later:?}");
+    assert_eq!(later[1].points[1].timestamp_ms, now);
+
+    // A vertex the job does not have: the valid names in the error.
+    let mut wrong = queries[0].clone();
+    wrong.dimensions.insert("vertex".into(), "Nope".into());
+    let refused = source.fetch(&[wrong], now - 600_000, now).await;
+    let Err(MetricsError::Invalid(message)) = &refused else {
+        panic!("expected Invalid, got {refused:?}");
+    };
+    assert!(
+        message.contains("vertex \"Nope\" matches none") && message.contains("Calc"),
+        "{message}"
+    );
+}
+
+/// Polls `check` until it returns Some, for up to a minute.
+async fn wait_for_async<T, F>(mut check: impl FnMut() -> F) -> T
+where
+    F: std::future::Future<Output = Option<T>>,
+{
+    let started = Instant::now();
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "timed out");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 }
 
 /// Drives the `flink` target against the running job: describe, a fenced

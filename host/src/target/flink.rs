@@ -50,7 +50,8 @@
 //! Cluster unreachable, no answer, 5xx: `Transient`. No such job (or the
 //! job ended): `NotFound`. Job not RUNNING or a rescale still in progress:
 //! `ResourceInUse`. More parallelism than the cluster has task slots for
-//! (free slots plus the ones the job holds, from `GET /overview`):
+//! (the cluster's total from `GET /overview` less what its other running
+//! jobs use):
 //! `LimitExceeded`, with the slot numbers, before anything is sent; a job
 //! that Flink accepted but cannot bring to the new parallelism stays
 //! `UPDATING` and is reported by the controller's update timeout. A
@@ -155,7 +156,7 @@ impl FlinkRest {
             Some(errors) => errors
                 .iter()
                 .filter_map(Value::as_str)
-                .map(|e| e.lines().next().unwrap_or(e))
+                .map(flink_message)
                 .collect::<Vec<_>>()
                 .join("; "),
             None => json.to_string(),
@@ -212,6 +213,23 @@ impl FlinkRest {
                     })
             }
         }
+    }
+}
+
+/// What a Flink REST error says, without its Java stack trace and
+/// exception class: `org...RestHandlerException: The requested lower
+/// bound ...\n\tat ...` becomes `The requested lower bound ...`.
+fn flink_message(error: &str) -> String {
+    let text: Vec<&str> = error
+        .lines()
+        .take_while(|line| !line.starts_with('\t'))
+        .map(str::trim)
+        .filter(|line| !line.is_empty())
+        .collect();
+    let text = text.join(" ");
+    match text.split_once("Exception: ") {
+        Some((class, rest)) if !class.contains(' ') => rest.to_owned(),
+        _ => text,
     }
 }
 
@@ -309,18 +327,36 @@ impl FlinkTarget {
         })
     }
 
-    /// The task slots the job could run on: the free ones plus the ones it
-    /// holds (its highest vertex parallelism, one slot sharing group), and
-    /// the cluster's numbers for the message.
-    async fn slots(&self, holds: u32) -> Result<(u64, String), TargetError> {
+    /// The task slots job `id` could run on: the cluster's total less what
+    /// the other running jobs use (each its highest vertex parallelism:
+    /// one slot sharing group), and the numbers for a message. The free
+    /// count of `/overview` is no guide: the adaptive scheduler keeps the
+    /// slots of a job that scaled in until they time out as idle.
+    async fn slots(&self, id: &str) -> Result<(u64, String), TargetError> {
         let overview = self.rest.get("/overview").await?;
         let total = overview["slots-total"].as_u64().unwrap_or(0);
-        let free = overview["slots-available"].as_u64().unwrap_or(0);
-        let usable = free + u64::from(holds);
+        let jobs = self.rest.get("/jobs/overview").await?;
+        let mut others = 0;
+        for other in jobs["jobs"].as_array().into_iter().flatten() {
+            let Some(jid) = other["jid"].as_str().filter(|jid| *jid != id) else {
+                continue;
+            };
+            if is_terminal(other["state"].as_str().unwrap_or("")) {
+                continue;
+            }
+            let detail = self.rest.get(&format!("/jobs/{jid}")).await?;
+            others += detail["vertices"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|v| v["parallelism"].as_u64())
+                .max()
+                .unwrap_or(0);
+        }
         Ok((
-            usable,
+            total.saturating_sub(others),
             format!(
-                "the cluster at {} has {total} task slots, {free} free, and the job holds {holds}",
+                "the cluster at {} has {total} task slots and its other jobs use {others}",
                 self.rest.url()
             ),
         ))
@@ -388,7 +424,7 @@ impl ScalingTarget for FlinkTarget {
                 "job {application:?} lists no vertices in {path} (is jobmanager.scheduler: adaptive set?)"
             )));
         }
-        let (usable, slots) = self.slots(now.state.parallelism).await?;
+        let (usable, slots) = self.slots(&now.id).await?;
         if u64::from(kpu) > usable {
             return Err(TargetError::LimitExceeded(format!(
                 "parallelism {kpu} for job {application:?} needs {kpu} task slots, but {slots}"
@@ -452,6 +488,18 @@ mod tests {
                 "{err}"
             );
         }
+    }
+
+    #[test]
+    fn flink_errors_lose_their_stack_trace_and_class() {
+        let error = "org.apache.flink.runtime.rest.handler.RestHandlerException: The requested \
+                     lower bound [3] is higher than the upper bound [1].\nThe request is \
+                     incomplete.\n\tat org.apache.flink.X.y(X.java:1)\n";
+        assert_eq!(
+            flink_message(error),
+            "The requested lower bound [3] is higher than the upper bound [1]. The request is incomplete."
+        );
+        assert_eq!(flink_message("Job not found."), "Job not found.");
     }
 
     #[test]
