@@ -13,6 +13,8 @@
 //! (scripts/test.sh installs both). One test starts the cluster once and runs
 //! the steps in order, printing the start-up and rescale times it measured.
 
+mod common;
+
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -197,8 +199,13 @@ fn rescale(cluster: &Cluster, job: &str, parallelism: u64) -> Duration {
     started.elapsed()
 }
 
+/// One cluster at a time: two would share the machine's two cores and
+/// skew each other's load.
+static ONE_CLUSTER: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 #[test]
 fn a_real_flink_cluster_runs_the_load_job_and_rescales_in_place() {
+    let _alone = ONE_CLUSTER.lock().unwrap_or_else(|e| e.into_inner());
     let cluster = Cluster::start();
     let startup = cluster.startup_ms();
     let overview = cluster.get("/overview");
@@ -760,4 +767,287 @@ fn through_the_target(cluster: &Cluster, job_name: &str, job: &str) -> Duration 
         );
         elapsed
     })
+}
+
+/// What one poll of Flink's REST API saw of the end-to-end test's job.
+#[derive(Debug, Clone)]
+struct Seen {
+    /// Seconds since the Unix epoch (fractional).
+    at: f64,
+    /// The job's state.
+    state: String,
+    /// The highest upper bound of the vertices' resource requirements.
+    requirement: u64,
+    /// Each vertex's (parallelism, status).
+    vertices: Vec<(u64, String)>,
+}
+
+impl Seen {
+    /// Every vertex RUNNING at the requirement: no rescale in progress.
+    fn settled(&self) -> bool {
+        self.state == "RUNNING"
+            && self
+                .vertices
+                .iter()
+                .all(|(p, s)| *p == self.requirement && s == "RUNNING")
+    }
+}
+
+fn unix_secs() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// The real `flinkscale run` scales a real Flink job with `target =
+/// "flink"`, its `source = "flink"` busy time and the `step` policy: the
+/// job starts at 2 with cheap rows and is scaled in to 1; then every row
+/// becomes costly (more than one slot can do) and it is scaled out to 2;
+/// when the rows are cheap again it is scaled in to 1. Everything asserted
+/// comes from Flink's own REST answers, polled every 250 ms: the
+/// parallelism stays within 1..=2, each requirement change happens only
+/// once the previous one was carried out (no rescale while one is in
+/// progress), at the right phase of the load, and the agent started
+/// exactly as many rescales as Flink saw.
+#[test]
+fn the_agent_scales_a_real_flink_job_out_and_in_with_its_load() {
+    let _alone = ONE_CLUSTER.lock().unwrap_or_else(|e| e.into_inner());
+    let cluster = Cluster::start();
+    let startup = cluster.startup_ms();
+    let job_name = "flinkscale-e2e";
+    let t0 = unix_secs();
+    let (costly_from, costly_until) = (t0 + 50.0, t0 + 140.0);
+    let submitted = Command::new(repo_root().join(".venv/bin/python"))
+        .arg(repo_root().join("tests/flink/load_job.py"))
+        .args([
+            &cluster.rest_url(),
+            job_name,
+            "30",
+            &format!("{costly_from:.0}"),
+            &format!("{costly_until:.0}"),
+            "1",
+        ])
+        .output()
+        .expect("running tests/flink/load_job.py");
+    assert!(
+        submitted.status.success(),
+        "load_job.py failed: {}",
+        String::from_utf8_lossy(&submitted.stderr)
+    );
+    let job = String::from_utf8_lossy(&submitted.stdout).trim().to_owned();
+
+    let dir = tempfile::tempdir().expect("a folder for the agent");
+    let config = dir.path().join("flinkscale.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"[[application]]
+name = "e2e"
+target = "flink"
+rest_url = "{}"
+job_name = "{job_name}"
+min_parallelism = 1
+max_parallelism = 2
+update_poll_secs = 1
+update_timeout_secs = 120
+grace_period_secs = 15
+
+[[application.metric]]
+id = "busy"
+source = "flink"
+metric_name = "busyTimeMsPerSecond"
+statistic = "Maximum"
+vertex = "Calc"
+period_secs = 10
+
+[[application.alarm]]
+id = "scale-out"
+metric = "busy"
+comparison = "GreaterThanThreshold"
+threshold = 600.0
+evaluation_periods = 2
+
+[[application.alarm]]
+id = "scale-in"
+metric = "busy"
+comparison = "LessThanThreshold"
+threshold = 250.0
+evaluation_periods = 2
+
+[application.policy]
+plugin = "step"
+params = {{ scale_out_alarm = "scale-out", scale_in_alarm = "scale-in", operation = "multiply", scale_out_factor = 2, scale_in_factor = 2 }}
+"#,
+            cluster.rest_url()
+        ),
+    )
+    .expect("writing the configuration");
+    let validated = Command::new(common::BIN)
+        .args(["validate", "--config"])
+        .arg(&config)
+        .output()
+        .expect("running flinkscale validate");
+    assert!(
+        validated.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&validated.stdout),
+        String::from_utf8_lossy(&validated.stderr)
+    );
+    let mut command = Command::new(common::BIN);
+    command
+        .args(["--log-format", "json", "run", "--config"])
+        .arg(&config)
+        .current_dir(dir.path())
+        .env("RUST_LOG", "info");
+    let log = dir.path().join("agent.log");
+    let agent = common::Running::spawn("flinkscale run", command, &log);
+
+    // Poll Flink until it has been scaled in, out and in again.
+    let mut seen: Vec<Seen> = Vec::new();
+    let deadline = t0 + 270.0;
+    let changes = |seen: &[Seen]| {
+        seen.windows(2)
+            .filter(|w| w[0].requirement != w[1].requirement)
+            .count()
+    };
+    while changes(&seen) < 3 && unix_secs() < deadline {
+        agent.assert_running(|| std::fs::read_to_string(&log).unwrap_or_default());
+        let detail = cluster.get(&format!("/jobs/{job}"));
+        let requirements = cluster.get(&format!("/jobs/{job}/resource-requirements"));
+        seen.push(Seen {
+            at: unix_secs(),
+            state: detail["state"].as_str().unwrap_or_default().to_owned(),
+            requirement: requirements
+                .as_object()
+                .into_iter()
+                .flatten()
+                .filter_map(|(_, r)| r["parallelism"]["upperBound"].as_u64())
+                .max()
+                .unwrap_or(0),
+            vertices: detail["vertices"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|v| {
+                    (
+                        v["parallelism"].as_u64().unwrap_or(0),
+                        v["status"].as_str().unwrap_or_default().to_owned(),
+                    )
+                })
+                .collect(),
+        });
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    // Wait for the last rescale to be carried out.
+    while seen.last().is_some_and(|s| !s.settled()) && unix_secs() < deadline + 60.0 {
+        std::thread::sleep(Duration::from_millis(250));
+        let detail = cluster.get(&format!("/jobs/{job}"));
+        let last = seen.last().cloned().expect("an observation");
+        seen.push(Seen {
+            at: unix_secs(),
+            state: detail["state"].as_str().unwrap_or_default().to_owned(),
+            vertices: detail["vertices"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|v| {
+                    (
+                        v["parallelism"].as_u64().unwrap_or(0),
+                        v["status"].as_str().unwrap_or_default().to_owned(),
+                    )
+                })
+                .collect(),
+            ..last
+        });
+    }
+    drop(agent);
+    let agent_log = std::fs::read_to_string(&log).unwrap_or_default();
+    let timeline = || {
+        let mut lines = Vec::new();
+        for w in seen.windows(2) {
+            if w[0].requirement != w[1].requirement || w[0].settled() != w[1].settled() {
+                lines.push(format!(
+                    "t0+{:.1}s requirement {} settled {} {:?}",
+                    w[1].at - t0,
+                    w[1].requirement,
+                    w[1].settled(),
+                    w[1].vertices
+                ));
+            }
+        }
+        format!(
+            "costly from t0+50 s to t0+140 s\n{}\n--- agent log ---\n{agent_log}",
+            lines.join("\n")
+        )
+    };
+
+    // Each requirement change, and the observation just before it.
+    let steps: Vec<(&Seen, &Seen)> = seen
+        .windows(2)
+        .filter(|w| w[0].requirement != w[1].requirement)
+        .map(|w| (&w[0], &w[1]))
+        .collect();
+    let path: Vec<u64> = std::iter::once(seen[0].requirement)
+        .chain(steps.iter().map(|(_, after)| after.requirement))
+        .collect();
+    assert_eq!(path, vec![2, 1, 2, 1], "in, out, in\n{}", timeline());
+    for (before, _) in &steps {
+        assert!(
+            before.settled(),
+            "a requirement changed while the previous rescale was in progress: {before:?}\n{}",
+            timeline()
+        );
+    }
+    assert!(
+        seen.iter()
+            .all(|s| (1..=2).contains(&s.requirement) && s.vertices.iter().all(|v| v.0 <= 2)),
+        "out of bounds\n{}",
+        timeline()
+    );
+    let (scale_in, scale_out, scale_in_again) = (steps[0].1.at, steps[1].1.at, steps[2].1.at);
+    assert!(
+        scale_in < costly_from,
+        "first scale-in before the load rose\n{}",
+        timeline()
+    );
+    assert!(
+        scale_out > costly_from && scale_out < costly_until,
+        "scale-out while the load was high\n{}",
+        timeline()
+    );
+    assert!(
+        scale_in_again > costly_until,
+        "scale-in after the load fell\n{}",
+        timeline()
+    );
+    assert!(seen.last().is_some_and(Seen::settled), "{}", timeline());
+    let started = common::log_events(&agent_log, "Rescale started.").len();
+    assert_eq!(
+        started,
+        3,
+        "the agent started one rescale per change\n{}",
+        timeline()
+    );
+
+    // How long Flink took for each: from the requirement change seen to
+    // every vertex running at it.
+    let durations: Vec<f64> = steps
+        .iter()
+        .map(|(_, after)| {
+            seen.iter()
+                .find(|s| s.at >= after.at && s.settled())
+                .map_or(f64::NAN, |s| s.at - after.at)
+        })
+        .collect();
+    println!(
+        "flink e2e: cluster ready in {startup} ms; scale-in at t0+{:.0} s, out at t0+{:.0} s \
+         (load up at t0+50), in at t0+{:.0} s (load down at t0+140); Flink took {:.1} s, \
+         {:.1} s, {:.1} s to run at the new parallelism",
+        scale_in - t0,
+        scale_out - t0,
+        scale_in_again - t0,
+        durations[0],
+        durations[1],
+        durations[2]
+    );
 }
