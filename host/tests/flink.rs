@@ -591,7 +591,7 @@ fn event_name(event: &flinkscale::telemetry::Event) -> &'static str {
 /// refuses, each as its class, from real answers.
 async fn errors_are_classified(cluster: &Cluster, job_name: &str, job: &str) {
     use flinkscale::config::FlinkJob;
-    use flinkscale::target::flink::FlinkRest;
+    use flinkscale::flink::FlinkRest;
 
     let closed = format!("http://127.0.0.1:{}", closed_port());
     let unreachable = FlinkTarget::new(&closed)

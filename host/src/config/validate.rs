@@ -707,7 +707,7 @@ fn validate_target(at: &FieldPath, app: &ApplicationConfig) -> Vec<Problem> {
                 .hint("target = \"flink\" needs the JobManager's REST API, e.g. rest_url = \"http://localhost:8081\""),
         ),
         Some(url) => {
-            if let Err(error) = crate::target::flink::parse_rest_url(url) {
+            if let Err(error) = crate::flink::parse_rest_url(url) {
                 problems.push(
                     Problem::new(at.key("rest_url"), error)
                         .hint("valid: http://host:port, e.g. \"http://localhost:8081\""),

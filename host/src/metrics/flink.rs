@@ -35,8 +35,8 @@ use serde_json::Value;
 
 use super::{Datapoint, MetricQuery, MetricSource, MetricsError, Series};
 use crate::config::FlinkJob;
+use crate::flink::FlinkRest;
 use crate::target::TargetError;
-use crate::target::flink::FlinkRest;
 
 /// The namespace of a query that a `source = "flink"` metric becomes.
 pub const NAMESPACE: &str = "flink";
