@@ -881,7 +881,7 @@ fn the_agent_scales_a_real_flink_job_out_and_in_with_its_load() {
         .args([
             &cluster.rest_url(),
             job_name,
-            "30",
+            "150",
             &format!("{costly_from:.0}"),
             &format!("{costly_until:.0}"),
             "1",

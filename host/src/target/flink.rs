@@ -51,11 +51,13 @@
 //! job ended): `NotFound`. Job not RUNNING or a rescale still in progress:
 //! `ResourceInUse`. More parallelism than the cluster has task slots for
 //! (the cluster's total from `GET /overview` less what its other running
-//! jobs use):
-//! `LimitExceeded`, with the slot numbers, before anything is sent; a job
-//! that Flink accepted but cannot bring to the new parallelism stays
-//! `UPDATING` and is reported by the controller's update timeout. A
-//! requirement Flink refuses (4xx): `Invalid`, with Flink's error text.
+//! jobs use): `LimitExceeded`, with the slot numbers, before anything is
+//! sent; a job that Flink accepted but cannot bring to the new
+//! parallelism stays `UPDATING` and is reported by the controller's update
+//! timeout. A requirement Flink refuses (4xx): `Invalid`, with Flink's
+//! error text. A job whose version moved since the decision:
+//! `ConcurrentModification` (checked first, so a rescale still pending
+//! reads as that).
 
 use async_trait::async_trait;
 use serde_json::{Map, Value, json};
@@ -78,7 +80,7 @@ pub struct FlinkTarget {
 struct JobView {
     id: String,
     state: AppState,
-    /// Vertex id -> its requirement's upper bound, as read back.
+    /// Vertex id -> its resource requirement, as read back.
     requirements: Map<String, Value>,
 }
 
