@@ -12,7 +12,8 @@
 # so several clusters can run side by side with different ports. The
 # adaptive scheduler is on (it is what in-place rescaling through
 # PUT /jobs/{id}/resource-requirements needs); one TaskManager with two
-# slots and small memory, sized for a 2-core CI machine.
+# slots (FLINK_SLOTS=n for another number) and small memory, sized for a
+# 2-core CI machine.
 set -euo pipefail
 cmd="${1:-}"
 dir="${2:-}"
@@ -37,6 +38,7 @@ export FLINK_PID_DIR="$dir"
 case "$cmd" in
 start)
     port="${3:-8081}"
+    slots="${FLINK_SLOTS:-2}"
     # The TaskManager finds the JobManager by a fixed RPC port (0 is
     # refused there), so it is derived from the REST port; the other ports
     # are 0, free ones picked by each process.
@@ -53,7 +55,7 @@ jobmanager.scheduler: adaptive
 taskmanager.bind-host: 127.0.0.1
 taskmanager.host: 127.0.0.1
 taskmanager.rpc.port: 0
-taskmanager.numberOfTaskSlots: 2
+taskmanager.numberOfTaskSlots: $slots
 taskmanager.memory.process.size: 1024m
 taskmanager.memory.managed.size: 64m
 taskmanager.memory.network.min: 32m
@@ -82,7 +84,7 @@ CONF
     # Ready means the REST API answers and the TaskManager registered its slots.
     for _ in $(seq 1 600); do
         if "$python" -c 'import json, sys, urllib.request
-sys.exit(json.load(urllib.request.urlopen(sys.argv[1] + "/overview", timeout=2))["slots-total"] != 2)' "$url" 2>/dev/null; then
+sys.exit(json.load(urllib.request.urlopen(sys.argv[1] + "/overview", timeout=2))["slots-total"] != int(sys.argv[2]))' "$url" "$slots" 2>/dev/null; then
             ms=$(( ($(date +%s%N) - started) / 1000000 ))
             echo "$ms" >"$dir/startup_ms"
             echo "$url"

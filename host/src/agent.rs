@@ -2,8 +2,10 @@
 //! policy instance (and its interpreters) per application, the metric source
 //! and the scaling target, and one [`Controller`] per application.
 //!
-//! Production wires CloudWatch (batched across applications) and MSF, and
-//! gives each controller its journal in the state folder; the simulator
+//! Production wires CloudWatch (batched across applications) and MSF, or,
+//! for a `target = "flink"` application, its job's REST API as target and
+//! for its `source = "flink"` metrics, and gives each controller its
+//! journal in the state folder; the simulator
 //! and tests wire their own source and target into the same
 //! [`Agent::assemble`] (without a journal: a simulated run has nothing to
 //! resume), so that they run exactly the production controller.
@@ -40,6 +42,7 @@ use crate::metrics::Series;
 use crate::metrics::alarms::{AlarmStates, CloudWatchAlarms};
 use crate::metrics::batch::BatchingSource;
 use crate::metrics::cloudwatch::CloudWatchSource;
+use crate::metrics::flink::FlinkMetricSource;
 use crate::model::{Application, Decision, Evaluation, Signal};
 use crate::plugin::{
     InterpreterInstance, PluginError, PluginHost, PluginSource, PolicyInstance, Refresh, Reloading,
@@ -47,6 +50,7 @@ use crate::plugin::{
 };
 use crate::state::{StateError, StateStore};
 use crate::target::ScalingTarget;
+use crate::target::flink::FlinkTarget;
 use crate::target::msf::MsfTarget;
 use crate::telemetry::Events;
 
@@ -65,6 +69,14 @@ pub enum AgentError {
         #[source]
         source: PluginError,
     },
+    /// An application's target could not be built from its configuration.
+    #[error("application {application:?}: {message}")]
+    Target {
+        /// The application.
+        application: String,
+        /// Why.
+        message: String,
+    },
     /// The state folder or a journal could not be opened.
     #[error("cannot open the agent's state: {0}")]
     State(#[source] StateError),
@@ -79,6 +91,9 @@ pub struct Agent {
     paused: Vec<String>,
     parts: Parts,
 }
+
+/// Where an application's metrics come from and what it scales.
+type SourceAndTarget = (Arc<dyn MetricSource>, Arc<dyn ScalingTarget>);
 
 /// What every controller of an agent shares.
 #[derive(Clone)]
@@ -97,6 +112,10 @@ struct Parts {
     alarm_states: Option<Arc<dyn AlarmStates>>,
     /// The configuration in force.
     loaded: LoadedConfig,
+    /// Whether a `target = "flink"` application gets its own target and
+    /// source from its configuration (production), rather than the ones
+    /// given (the simulator's and tests', which stand in for every target).
+    flink_from_config: bool,
 }
 
 impl Parts {
@@ -131,11 +150,12 @@ impl Parts {
             .prefer(self.named_file(&config.plugin, path));
             interpreters.push(Box::new(PluginInterpreter(instance)));
         }
+        let (source, target) = self.source_and_target(app)?;
         let mut controller = Controller::new(
             app,
             self.dry_run,
-            self.source.clone(),
-            self.target.clone(),
+            source,
+            target,
             Box::new(PluginPolicy(policy)),
             interpreters,
             self.clock,
@@ -149,6 +169,26 @@ impl Parts {
             controller = controller.with_alarm_states(states.clone());
         }
         Ok(controller)
+    }
+
+    /// Where `app` reads its metrics and what it scales: the agent's own
+    /// source and target, except for a `target = "flink"` application of
+    /// an agent that builds its targets from the configuration, which
+    /// scales its job over the cluster's REST API and reads its
+    /// `source = "flink"` metrics there (the others from the agent's
+    /// source).
+    fn source_and_target(&self, app: &ApplicationConfig) -> Result<SourceAndTarget, AgentError> {
+        let flink = self.flink_from_config.then(|| app.flink()).flatten();
+        let Some((rest_url, job)) = flink else {
+            return Ok((self.source.clone(), self.target.clone()));
+        };
+        let refused = |error: crate::target::TargetError| AgentError::Target {
+            application: app.name.clone(),
+            message: error.to_string(),
+        };
+        let target = FlinkTarget::for_job(rest_url, job.clone()).map_err(refused)?;
+        let source = FlinkMetricSource::new(rest_url, job, self.source.clone()).map_err(refused)?;
+        Ok((Arc::new(source), Arc::new(target)))
     }
 
     /// The file a plugin given by name is dropped in as
@@ -285,7 +325,7 @@ impl Agent {
         let source: Arc<dyn MetricSource> =
             Arc::new(BatchingSource::new(CloudWatchSource::new(sdk)));
         let target: Arc<dyn ScalingTarget> = Arc::new(MsfTarget::new(sdk));
-        Ok(Self::assemble_with_state(
+        Ok(Self::assemble_targets(
             loaded,
             dry_run,
             events,
@@ -293,6 +333,7 @@ impl Agent {
             target,
             Clock::system(),
             state,
+            true,
         )?
         .with_alarm_states(Arc::new(CloudWatchAlarms::new(sdk))))
     }
@@ -334,6 +375,23 @@ impl Agent {
         clock: Clock,
         state: Option<&StateStore>,
     ) -> Result<Self, AgentError> {
+        Self::assemble_targets(loaded, dry_run, events, source, target, clock, state, false)
+    }
+
+    /// [`Self::assemble_with_state`], where `flink_from_config` says
+    /// whether `target = "flink"` applications scale their own job
+    /// (production) or use `source` and `target` like the others.
+    #[allow(clippy::too_many_arguments)]
+    fn assemble_targets(
+        loaded: &LoadedConfig,
+        dry_run: bool,
+        events: Events,
+        source: Arc<dyn MetricSource>,
+        target: Arc<dyn ScalingTarget>,
+        clock: Clock,
+        state: Option<&StateStore>,
+        flink_from_config: bool,
+    ) -> Result<Self, AgentError> {
         let agent = &loaded.config.agent;
         let limits = SandboxLimits {
             call_timeout: std::time::Duration::from_millis(agent.plugin_timeout_ms),
@@ -361,6 +419,7 @@ impl Agent {
             threads: None,
             alarm_states: None,
             loaded: loaded.clone(),
+            flink_from_config,
         };
         let mut controllers = Vec::new();
         let mut paused = Vec::new();

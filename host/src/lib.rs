@@ -16,6 +16,7 @@ pub mod config;
 pub mod controller;
 pub mod demo;
 pub mod emulator;
+pub mod flink;
 mod http;
 pub mod import;
 pub mod metrics;

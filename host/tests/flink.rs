@@ -1,15 +1,19 @@
-//! Real Flink (issue #13, first slice): starts a standalone Flink 2.2 session
-//! cluster from the `apache-flink` PyPI package (scripts/flink-cluster.sh),
-//! submits a load job (tests/flink/load_job.py), and drives Flink's own REST
-//! API the way the coming `flink` target will: find the job by name, read its
-//! vertices, parallelism and per-vertex metrics, and rescale it in place with
-//! the adaptive scheduler (`PUT /jobs/{id}/resource-requirements`), following
-//! until every vertex runs at the new parallelism. Nothing here is an
-//! imitation: every answer checked comes from Flink.
+//! Real Flink (issue #13): starts a standalone Flink 2.2 session cluster from
+//! the `apache-flink` PyPI package (scripts/flink-cluster.sh), submits a load
+//! job (tests/flink/load_job.py), and drives Flink's own REST API: find the
+//! job by name, read its vertices, parallelism and per-vertex metrics, and
+//! rescale it in place with the adaptive scheduler
+//! (`PUT /jobs/{id}/resource-requirements`), following until every vertex
+//! runs at the new parallelism; then the same through the `flink` target
+//! (fencing, a lost answer resolved by the controller's state machine,
+//! every error class) and the `source = "flink"` metric source. Nothing
+//! here is an imitation: every answer checked comes from Flink.
 //!
 //! Needs the `.venv` with tests/flink/requirements.txt and a Java 17 runtime
 //! (scripts/test.sh installs both). One test starts the cluster once and runs
 //! the steps in order, printing the start-up and rescale times it measured.
+
+mod common;
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -35,9 +39,15 @@ struct Cluster {
 
 impl Cluster {
     fn start() -> Cluster {
+        Self::start_with_slots(2)
+    }
+
+    /// A cluster whose one TaskManager has `slots` task slots.
+    fn start_with_slots(slots: u32) -> Cluster {
         let dir = tempfile::tempdir().expect("a temporary directory for the cluster");
         let port = free_port_pair();
         let out = Command::new(repo_root().join("scripts/flink-cluster.sh"))
+            .env("FLINK_SLOTS", slots.to_string())
             .arg("start")
             .arg(dir.path())
             .arg(port.to_string())
@@ -195,8 +205,13 @@ fn rescale(cluster: &Cluster, job: &str, parallelism: u64) -> Duration {
     started.elapsed()
 }
 
+/// One cluster at a time: two would share the machine's two cores and
+/// skew each other's load.
+static ONE_CLUSTER: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 #[test]
 fn a_real_flink_cluster_runs_the_load_job_and_rescales_in_place() {
+    let _alone = ONE_CLUSTER.lock().unwrap_or_else(|e| e.into_inner());
     let cluster = Cluster::start();
     let startup = cluster.startup_ms();
     let overview = cluster.get("/overview");
@@ -204,11 +219,12 @@ fn a_real_flink_cluster_runs_the_load_job_and_rescales_in_place() {
     assert_eq!(overview["taskmanagers"], 1, "{overview}");
     assert_eq!(overview["slots-total"], 2, "{overview}");
 
-    // Submit the load job: 200 rows/s through a costly regex step.
+    // Submit the load job: 20 rows/s through a costly regex step (about
+    // one core at 45 ms a row).
     let job_name = "flinkscale-load";
     let submitted = Command::new(repo_root().join(".venv/bin/python"))
         .arg(repo_root().join("tests/flink/load_job.py"))
-        .args([&cluster.rest_url(), job_name, "200"])
+        .args([&cluster.rest_url(), job_name, "20"])
         .output()
         .expect("running tests/flink/load_job.py");
     assert!(
@@ -282,16 +298,477 @@ fn a_real_flink_cluster_runs_the_load_job_and_rescales_in_place() {
     let scale_out = rescale(&cluster, &job, 2);
     assert_eq!(cluster.get(&format!("/jobs/{job}"))["state"], "RUNNING");
 
-    // The same through the `flink` target, as the controller will drive it.
+    // The same through the `flink` target, as the controller drives it.
     let target_in = through_the_target(&cluster, job_name, &job);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+    let lost = runtime.block_on(a_lost_answer_is_resolved_as_taken(&cluster, job_name, &job));
+    runtime.block_on(errors_are_classified(&cluster, job_name, &job));
+    runtime.block_on(metrics_come_from_flink(&cluster, job_name));
+    validate_environment_reads_each_job(&cluster, job_name);
 
     println!(
         "flink: cluster ready in {startup} ms; Calc {rate:.0} records/s, busy {busy:.0} ms/s; \
-         rescale 2->1 {} ms, 1->2 {} ms; target 2->1 {} ms",
+         rescale 2->1 {} ms, 1->2 {} ms; target 2->1 {} ms; 1->2 with its answer lost {} ms",
         scale_in.as_millis(),
         scale_out.as_millis(),
-        target_in.as_millis()
+        target_in.as_millis(),
+        lost.as_millis()
     );
+}
+
+/// `flinkscale validate --environment` reads each Flink job over REST and
+/// asks for no AWS credentials when nothing calls AWS: a job that is there
+/// passes, one that is not fails the check (exit 1) with a message naming
+/// it.
+fn validate_environment_reads_each_job(cluster: &Cluster, job_name: &str) {
+    let dir = tempfile::tempdir().expect("a folder for the configuration");
+    let config = dir.path().join("flinkscale.toml");
+    let app = |name: &str, job: &str| {
+        format!(
+            "[[application]]\nname = {name:?}\ntarget = \"flink\"\nrest_url = {:?}\n\
+             job_name = {job:?}\n[application.policy]\nplugin = \"hold\"\n",
+            cluster.rest_url()
+        )
+    };
+    let run = |text: &str| {
+        std::fs::write(&config, text).expect("writing the configuration");
+        let out = Command::new(common::BIN)
+            .args(["validate", "--environment", "--config"])
+            .arg(&config)
+            .env_remove("AWS_ACCESS_KEY_ID")
+            .env_remove("AWS_PROFILE")
+            .output()
+            .expect("running flinkscale validate");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.code(), text)
+    };
+    let (code, text) = run(&app("load", job_name));
+    assert_eq!(code, Some(0), "{text}");
+    assert!(
+        text.contains(&format!(
+            "application \"load\": Flink job Name({job_name:?}) at {}: RUNNING, parallelism",
+            cluster.rest_url()
+        )) && text.contains("AWS credentials: not needed"),
+        "{text}"
+    );
+    let (code, text) = run(&format!(
+        "{}{}",
+        app("load", job_name),
+        app("gone", "no-such-job")
+    ));
+    assert_eq!(code, Some(1), "{text}");
+    assert!(
+        text.contains("application \"gone\": Flink job Name(\"no-such-job\") not found"),
+        "{text}"
+    );
+}
+
+/// When the job's current execution graph was created: a new value means
+/// Flink rebuilt it (a rescale or a restart).
+fn graph_created(cluster: &Cluster, job: &str) -> u64 {
+    cluster.get(&format!("/jobs/{job}"))["timestamps"]["CREATED"]
+        .as_u64()
+        .expect("timestamps.CREATED")
+}
+
+/// A loopback proxy in front of Flink that forwards every request, and
+/// from the first PUT on forwards it but drops Flink's answer (the
+/// connection closes without one): the rescale happens, the agent never
+/// hears of it, nor of anything after. Returns its `http://` URL.
+fn answer_dropping_proxy(upstream: String) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("binding the proxy");
+    let url = format!(
+        "http://{}",
+        listener.local_addr().expect("the proxy's address")
+    );
+    std::thread::spawn(move || {
+        let mut dropping = false;
+        for client in listener.incoming() {
+            let Ok(mut client) = client else { continue };
+            let Some(request) = read_request(&mut client) else {
+                continue;
+            };
+            dropping |= request.starts_with(b"PUT ");
+            let Ok(mut flink) = TcpStream::connect(&upstream) else {
+                continue;
+            };
+            let mut answer = Vec::new();
+            if flink.write_all(&request).is_err() || flink.read_to_end(&mut answer).is_err() {
+                continue;
+            }
+            if !dropping {
+                let _ = client.write_all(&answer);
+            }
+            // Dropped: the client sees its connection closed, no answer.
+        }
+    });
+    url
+}
+
+/// One whole HTTP request (head and Content-Length body) from `client`.
+fn read_request(client: &mut TcpStream) -> Option<Vec<u8>> {
+    client
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .ok()?;
+    let mut request = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = client.read(&mut buf).ok()?;
+        if n == 0 {
+            return None;
+        }
+        request.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&request);
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            let length: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("Content-Length: "))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0);
+            if body.len() >= length {
+                return Some(request);
+            }
+        }
+    }
+}
+
+/// The controller's state machine drives a rescale 1 -> 2 whose answer is
+/// lost after Flink applied it: the target reports a transient failure,
+/// the machine reads the job, sees the version moved past the quote, and
+/// follows the rescale instead of sending it again; Flink rebuilt the job
+/// exactly once. A retry quoting the old version is fenced.
+async fn a_lost_answer_is_resolved_as_taken(
+    cluster: &Cluster,
+    job_name: &str,
+    job: &str,
+) -> Duration {
+    use flinkscale::controller::machine::{Command, Evaluated, Jitter, Machine, Next, Observation};
+    use flinkscale::model::{Action, Decision};
+
+    let config = format!(
+        "[[application]]\nname = {job_name:?}\ntarget = \"flink\"\nrest_url = {:?}\n\
+         max_parallelism = 2\nupdate_poll_secs = 1\ngrace_period_secs = 0\n\
+         [application.policy]\nplugin = \"hold\"\n",
+        cluster.rest_url()
+    );
+    let loaded = flinkscale::config::load_str(&config, Path::new("flink.toml"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let app = &loaded.config.applications[0];
+    let settings = flinkscale::controller::Settings::from_config(app, false);
+    let (rest_url, flink_job) = app.flink().expect("a Flink application");
+    let direct = FlinkTarget::for_job(rest_url, flink_job.clone()).expect("a target");
+    let proxy = answer_dropping_proxy(cluster.host_port.clone());
+    let dropping = FlinkTarget::for_job(&proxy, flink_job).expect("a target via the proxy");
+
+    let before = direct.describe(job_name).await.expect("describe");
+    assert_eq!((before.status, before.parallelism), (AppStatus::Running, 1));
+    let created_before = graph_created(cluster, job);
+    let now = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+    };
+    let mut machine = Machine::new(Jitter::new(7));
+    let first = machine.step(Observation::Wake, &settings, now());
+    assert_eq!(first.next, Next::Run(Command::Evaluate), "{first:?}");
+    let decided = machine.step(
+        Observation::Evaluated(Ok(Evaluated {
+            state: before.clone(),
+            decision: Decision {
+                action: Action::ScaleTo(2),
+                reason: "test: scale out".into(),
+                next_evaluation_secs: None,
+            },
+        })),
+        &settings,
+        now(),
+    );
+    let Next::Run(Command::Update { update, current }) = decided.next else {
+        panic!("expected an update, got {decided:?}");
+    };
+    let started = Instant::now();
+    let answer = dropping
+        .rescale(job_name, update.target_kpu, &current)
+        .await;
+    assert!(
+        matches!(answer, Err(TargetError::Transient(_))),
+        "the answer (and the read-back) were dropped: {answer:?}"
+    );
+    let resolving = machine.step(Observation::Updated(answer), &settings, now());
+    assert_eq!(
+        resolving.next,
+        Next::Run(Command::Describe),
+        "{resolving:?}"
+    );
+    // Drive the machine as the controller does, until it says the rescale
+    // is over: it must follow it, never send it again nor go back to
+    // deciding as if nothing had happened.
+    let mut described = Vec::new();
+    let mut next = resolving.next;
+    loop {
+        let step = match next {
+            Next::Run(Command::Describe) => {
+                let state = direct.describe(job_name).await;
+                described.push(state.clone());
+                machine.step(Observation::Described(state), &settings, now())
+            }
+            Next::Wait(wait) => {
+                tokio::time::sleep(wait.min(Duration::from_millis(300))).await;
+                machine.step(Observation::Wake, &settings, now())
+            }
+            other => panic!(
+                "the machine lost the rescale whose answer was lost: {other:?} after {:?}",
+                described.last()
+            ),
+        };
+        if step
+            .events
+            .iter()
+            .any(|e| event_name(e) == "RescaleCompleted")
+        {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(90),
+            "not resolved in 90 s; last read {:?}",
+            described.last()
+        );
+        next = step.next;
+    }
+    let took = started.elapsed();
+    assert!(
+        described
+            .first()
+            .and_then(|d| d.as_ref().ok())
+            .is_some_and(|d| d.version_id > before.version_id),
+        "the version moved past the quote at once: {described:?}"
+    );
+    let settled = vertices(cluster, job);
+    assert!(
+        settled.iter().all(|v| v.2 == 2 && v.3 == "RUNNING"),
+        "{settled:?}"
+    );
+    let created_after = graph_created(cluster, job);
+    assert!(created_after > created_before);
+
+    // Sending it again with the old quote is refused, and changes nothing.
+    let again = direct.rescale(job_name, 2, &current).await;
+    assert!(
+        matches!(again, Err(TargetError::ConcurrentModification(_))),
+        "{again:?}"
+    );
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(
+        graph_created(cluster, job),
+        created_after,
+        "Flink rebuilt the job once"
+    );
+    took
+}
+
+/// The debug name of an event (its variant).
+fn event_name(event: &flinkscale::telemetry::Event) -> &'static str {
+    let text = format!("{event:?}");
+    [
+        "RescaleStarted",
+        "RescaleCompleted",
+        "ScaleFailed",
+        "Resumed",
+    ]
+    .into_iter()
+    .find(|n| text.starts_with(n))
+    .unwrap_or("other")
+}
+
+/// Unreachable, unknown job, not enough slots, and a requirement Flink
+/// refuses, each as its class, from real answers.
+async fn errors_are_classified(cluster: &Cluster, job_name: &str, job: &str) {
+    use flinkscale::config::FlinkJob;
+    use flinkscale::flink::FlinkRest;
+
+    let closed = format!("http://127.0.0.1:{}", closed_port());
+    let unreachable = FlinkTarget::new(&closed)
+        .expect("a URL")
+        .describe(job_name)
+        .await;
+    assert!(
+        matches!(unreachable, Err(TargetError::Transient(_))),
+        "{unreachable:?}"
+    );
+
+    let by_id =
+        FlinkTarget::for_job(&cluster.rest_url(), FlinkJob::Id(job.to_owned())).expect("a target");
+    let state = by_id.describe("any-name").await.expect("the job by its id");
+    assert_eq!((state.status, state.parallelism), (AppStatus::Running, 2));
+    let gone = FlinkTarget::for_job(
+        &cluster.rest_url(),
+        FlinkJob::Id("0123456789abcdef0123456789abcdef".into()),
+    )
+    .expect("a target")
+    .describe("x")
+    .await;
+    assert!(matches!(gone, Err(TargetError::NotFound(_))), "{gone:?}");
+
+    // Three slots asked of a cluster with two: refused before sending.
+    let slots = by_id.rescale("any-name", 3, &state).await;
+    let Err(TargetError::LimitExceeded(message)) = &slots else {
+        panic!("expected LimitExceeded, got {slots:?}");
+    };
+    assert!(
+        message.contains("needs 3 task slots")
+            && message.contains("has 2 task slots and its other jobs use 0"),
+        "{message}"
+    );
+    assert_eq!(by_id.describe("x").await.expect("describe"), state);
+
+    // A requirement Flink refuses: its own words, without the stack trace.
+    let path = format!("/jobs/{job}/resource-requirements");
+    let mut wanted = cluster.get(&path);
+    for requirement in wanted.as_object_mut().expect("requirements").values_mut() {
+        requirement["parallelism"]["upperBound"] = json!(500);
+    }
+    let refused = FlinkRest::new(&cluster.rest_url())
+        .expect("a client")
+        .call("PUT", &path, Some(&wanted))
+        .await;
+    let Err(TargetError::Invalid(message)) = &refused else {
+        panic!("expected Invalid, got {refused:?}");
+    };
+    assert!(
+        message.contains("400 The newly requested parallelism 500")
+            && message.contains("exceeds its maximum parallelism 128")
+            && !message.contains("\tat "),
+        "{message}"
+    );
+}
+
+/// A loopback port nothing listens on.
+fn closed_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+/// The `source = "flink"` metrics through the metric source the agent
+/// uses, against Flink's own numbers.
+async fn metrics_come_from_flink(cluster: &Cluster, job_name: &str) {
+    use flinkscale::config::FlinkJob;
+    use flinkscale::metrics::flink::FlinkMetricSource;
+    use flinkscale::metrics::{MetricQuery, MetricSource, MetricsError, Series};
+
+    /// The CloudWatch stand-in: a Flink-only application never calls it.
+    struct NoCloudWatch;
+    #[async_trait::async_trait]
+    impl MetricSource for NoCloudWatch {
+        async fn fetch(
+            &self,
+            _: &[MetricQuery],
+            _: i64,
+            _: i64,
+        ) -> Result<Vec<Series>, MetricsError> {
+            Err(MetricsError::Source("CloudWatch was called".into()))
+        }
+    }
+    let config = format!(
+        "[[application]]\nname = {job_name:?}\ntarget = \"flink\"\nrest_url = {:?}\n\
+         [[application.metric]]\nid = \"busy\"\nsource = \"flink\"\n\
+         metric_name = \"busyTimeMsPerSecond\"\nstatistic = \"Maximum\"\nvertex = \"Calc\"\n\
+         period_secs = 10\n\
+         [[application.metric]]\nid = \"rate_in\"\nsource = \"flink\"\n\
+         metric_name = \"numRecordsInPerSecond\"\nstatistic = \"Sum\"\nvertex = \"Calc\"\n\
+         period_secs = 10\n\
+         [[application.metric]]\nid = \"emitted\"\nsource = \"flink\"\n\
+         metric_name = \"numRecordsOutPerSecond\"\nstatistic = \"Sum\"\nvertex = \"source\"\n\
+         period_secs = 10\n\
+         [[application.metric]]\nid = \"backlog\"\nsource = \"flink\"\n\
+         metric_name = \"pendingRecords\"\nstatistic = \"Sum\"\nvertex = \"source\"\n\
+         period_secs = 10\n\
+         [application.policy]\nplugin = \"hold\"\n",
+        cluster.rest_url()
+    );
+    let loaded = flinkscale::config::load_str(&config, Path::new("flink.toml"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let app = &loaded.config.applications[0];
+    let queries: Vec<MetricQuery> = app
+        .metrics
+        .iter()
+        .map(|m| MetricQuery::from_config(m, &app.metrics))
+        .collect();
+    let source = FlinkMetricSource::new(
+        &cluster.rest_url(),
+        FlinkJob::Name(job_name.to_owned()),
+        std::sync::Arc::new(NoCloudWatch),
+    )
+    .expect("a source");
+    // Two fetches one period apart: one datapoint each, on period starts.
+    let now = 1_000_000_000_000_i64;
+    let first = wait_for_async(|| async {
+        let series = source
+            .fetch(&queries, now - 600_000, now)
+            .await
+            .expect("fetch");
+        (series[1].points.last().map(|p| p.value) > Some(0.0)).then_some(series)
+    })
+    .await;
+    let later = source
+        .fetch(&queries, now - 600_000, now + 10_000)
+        .await
+        .expect("fetch");
+    let busy = first[0].points.last().expect("a busy datapoint").value;
+    assert!((0.0..=1000.0).contains(&busy), "busy ms/s {busy}");
+    let emitted = first[2].points.last().expect("a source datapoint").value;
+    // Flink's rate is over a fixed 60 s window, so for a minute after a
+    // (re)start it ramps up towards the 20/s the source emits.
+    assert!(
+        emitted > 0.0 && emitted <= 25.0,
+        "the source emits up to 20/s: {emitted}"
+    );
+    assert!(
+        first[3].points.is_empty(),
+        "datagen has no pendingRecords: {:?}",
+        first[3]
+    );
+    assert_eq!(
+        first[0].points.last().map(|p| p.timestamp_ms),
+        Some(now - 10_000)
+    );
+    assert_eq!(later[1].points.len(), 2, "{later:?}");
+    assert_eq!(later[1].points[1].timestamp_ms, now);
+
+    // A vertex the job does not have: the valid names in the error.
+    let mut wrong = queries[0].clone();
+    wrong.dimensions.insert("vertex".into(), "Nope".into());
+    let refused = source.fetch(&[wrong], now - 600_000, now).await;
+    let Err(MetricsError::Invalid(message)) = &refused else {
+        panic!("expected Invalid, got {refused:?}");
+    };
+    assert!(
+        message.contains("vertex \"Nope\" matches none") && message.contains("Calc"),
+        "{message}"
+    );
+}
+
+/// Polls `check` until it returns Some, for up to a minute.
+async fn wait_for_async<T, F>(mut check: impl FnMut() -> F) -> T
+where
+    F: std::future::Future<Output = Option<T>>,
+{
+    let started = Instant::now();
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "timed out");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 }
 
 /// Drives the `flink` target against the running job: describe, a fenced
@@ -349,4 +826,374 @@ fn through_the_target(cluster: &Cluster, job_name: &str, job: &str) -> Duration 
         );
         elapsed
     })
+}
+
+/// What one poll of Flink's REST API saw of the end-to-end test's job.
+#[derive(Debug, Clone)]
+struct Seen {
+    /// Seconds since the Unix epoch (fractional).
+    at: f64,
+    /// The job's state.
+    state: String,
+    /// The highest upper bound of the vertices' resource requirements.
+    requirement: u64,
+    /// Each vertex's (parallelism, status).
+    vertices: Vec<(u64, String)>,
+}
+
+impl Seen {
+    /// Every vertex RUNNING at the requirement: no rescale in progress.
+    fn settled(&self) -> bool {
+        self.state == "RUNNING"
+            && self
+                .vertices
+                .iter()
+                .all(|(p, s)| *p == self.requirement && s == "RUNNING")
+    }
+}
+
+fn unix_secs() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// The real `flinkscale run` scales a real Flink job with `target =
+/// "flink"`, its `source = "flink"` busy time and the `step` policy: the
+/// job starts at 2 with cheap rows and is scaled in to 1; then every row
+/// becomes costly (more than one slot can do) and it is scaled out to 2;
+/// when the rows are cheap again it is scaled in to 1. Everything asserted
+/// comes from Flink's own REST answers, polled every 250 ms: the
+/// parallelism stays within 1..=2, each requirement change happens only
+/// once the previous one was carried out (no rescale while one is in
+/// progress), at the right phase of the load, and the agent started
+/// exactly as many rescales as Flink saw.
+#[test]
+fn the_agent_scales_a_real_flink_job_out_and_in_with_its_load() {
+    let _alone = ONE_CLUSTER.lock().unwrap_or_else(|e| e.into_inner());
+    let cluster = Cluster::start();
+    let startup = cluster.startup_ms();
+    let job_name = "flinkscale-e2e";
+    let t0 = unix_secs();
+    let (costly_from, costly_until) = (t0 + 50.0, t0 + 140.0);
+    let submitted = Command::new(repo_root().join(".venv/bin/python"))
+        .arg(repo_root().join("tests/flink/load_job.py"))
+        .args([
+            &cluster.rest_url(),
+            job_name,
+            "150",
+            &format!("{costly_from:.0}"),
+            &format!("{costly_until:.0}"),
+            "1",
+        ])
+        .output()
+        .expect("running tests/flink/load_job.py");
+    assert!(
+        submitted.status.success(),
+        "load_job.py failed: {}",
+        String::from_utf8_lossy(&submitted.stderr)
+    );
+    let job = String::from_utf8_lossy(&submitted.stdout).trim().to_owned();
+
+    let dir = tempfile::tempdir().expect("a folder for the agent");
+    let config = dir.path().join("flinkscale.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"[[application]]
+name = "e2e"
+target = "flink"
+rest_url = "{}"
+job_name = "{job_name}"
+min_parallelism = 1
+max_parallelism = 2
+update_poll_secs = 1
+update_timeout_secs = 120
+grace_period_secs = 15
+
+[[application.metric]]
+id = "busy"
+source = "flink"
+metric_name = "busyTimeMsPerSecond"
+statistic = "Maximum"
+vertex = "Calc"
+period_secs = 10
+
+[[application.alarm]]
+id = "scale-out"
+metric = "busy"
+comparison = "GreaterThanThreshold"
+threshold = 600.0
+evaluation_periods = 2
+
+[[application.alarm]]
+id = "scale-in"
+metric = "busy"
+comparison = "LessThanThreshold"
+threshold = 250.0
+evaluation_periods = 2
+
+[application.policy]
+plugin = "step"
+params = {{ scale_out_alarm = "scale-out", scale_in_alarm = "scale-in", operation = "multiply", scale_out_factor = 2, scale_in_factor = 2 }}
+"#,
+            cluster.rest_url()
+        ),
+    )
+    .expect("writing the configuration");
+    let validated = Command::new(common::BIN)
+        .args(["validate", "--config"])
+        .arg(&config)
+        .output()
+        .expect("running flinkscale validate");
+    assert!(
+        validated.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&validated.stdout),
+        String::from_utf8_lossy(&validated.stderr)
+    );
+    let mut command = Command::new(common::BIN);
+    command
+        .args(["--log-format", "json", "run", "--config"])
+        .arg(&config)
+        .current_dir(dir.path())
+        .env("RUST_LOG", "info");
+    let log = dir.path().join("agent.log");
+    let agent = common::Running::spawn("flinkscale run", command, &log);
+
+    // Poll Flink until it has been scaled in, out and in again.
+    let mut seen: Vec<Seen> = Vec::new();
+    let deadline = t0 + 270.0;
+    let changes = |seen: &[Seen]| {
+        seen.windows(2)
+            .filter(|w| w[0].requirement != w[1].requirement)
+            .count()
+    };
+    while changes(&seen) < 3 && unix_secs() < deadline {
+        agent.assert_running(|| std::fs::read_to_string(&log).unwrap_or_default());
+        let detail = cluster.get(&format!("/jobs/{job}"));
+        let requirements = cluster.get(&format!("/jobs/{job}/resource-requirements"));
+        seen.push(Seen {
+            at: unix_secs(),
+            state: detail["state"].as_str().unwrap_or_default().to_owned(),
+            requirement: requirements
+                .as_object()
+                .into_iter()
+                .flatten()
+                .filter_map(|(_, r)| r["parallelism"]["upperBound"].as_u64())
+                .max()
+                .unwrap_or(0),
+            vertices: detail["vertices"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|v| {
+                    (
+                        v["parallelism"].as_u64().unwrap_or(0),
+                        v["status"].as_str().unwrap_or_default().to_owned(),
+                    )
+                })
+                .collect(),
+        });
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    // Wait for the last rescale to be carried out.
+    while seen.last().is_some_and(|s| !s.settled()) && unix_secs() < deadline + 60.0 {
+        std::thread::sleep(Duration::from_millis(250));
+        let detail = cluster.get(&format!("/jobs/{job}"));
+        let last = seen.last().cloned().expect("an observation");
+        seen.push(Seen {
+            at: unix_secs(),
+            state: detail["state"].as_str().unwrap_or_default().to_owned(),
+            vertices: detail["vertices"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|v| {
+                    (
+                        v["parallelism"].as_u64().unwrap_or(0),
+                        v["status"].as_str().unwrap_or_default().to_owned(),
+                    )
+                })
+                .collect(),
+            ..last
+        });
+    }
+    drop(agent);
+    let agent_log = std::fs::read_to_string(&log).unwrap_or_default();
+    let timeline = || {
+        let mut lines = Vec::new();
+        for w in seen.windows(2) {
+            if w[0].requirement != w[1].requirement || w[0].settled() != w[1].settled() {
+                lines.push(format!(
+                    "t0+{:.1}s requirement {} settled {} {:?}",
+                    w[1].at - t0,
+                    w[1].requirement,
+                    w[1].settled(),
+                    w[1].vertices
+                ));
+            }
+        }
+        format!(
+            "costly from t0+50 s to t0+140 s\n{}\n--- agent log ---\n{agent_log}",
+            lines.join("\n")
+        )
+    };
+
+    // Each requirement change, and the observation just before it.
+    let steps: Vec<(&Seen, &Seen)> = seen
+        .windows(2)
+        .filter(|w| w[0].requirement != w[1].requirement)
+        .map(|w| (&w[0], &w[1]))
+        .collect();
+    let path: Vec<u64> = std::iter::once(seen[0].requirement)
+        .chain(steps.iter().map(|(_, after)| after.requirement))
+        .collect();
+    assert_eq!(path, vec![2, 1, 2, 1], "in, out, in\n{}", timeline());
+    for (before, _) in &steps {
+        assert!(
+            before.settled(),
+            "a requirement changed while the previous rescale was in progress: {before:?}\n{}",
+            timeline()
+        );
+    }
+    assert!(
+        seen.iter()
+            .all(|s| (1..=2).contains(&s.requirement) && s.vertices.iter().all(|v| v.0 <= 2)),
+        "out of bounds\n{}",
+        timeline()
+    );
+    let (scale_in, scale_out, scale_in_again) = (steps[0].1.at, steps[1].1.at, steps[2].1.at);
+    assert!(
+        scale_in < costly_from,
+        "first scale-in before the load rose\n{}",
+        timeline()
+    );
+    assert!(
+        scale_out > costly_from && scale_out < costly_until,
+        "scale-out while the load was high\n{}",
+        timeline()
+    );
+    assert!(
+        scale_in_again > costly_until,
+        "scale-in after the load fell\n{}",
+        timeline()
+    );
+    assert!(seen.last().is_some_and(Seen::settled), "{}", timeline());
+    let started = common::log_events(&agent_log, "Rescale started.").len();
+    assert_eq!(
+        started,
+        3,
+        "the agent started one rescale per change\n{}",
+        timeline()
+    );
+
+    // How long Flink took for each: from the requirement change seen to
+    // every vertex running at it.
+    let durations: Vec<f64> = steps
+        .iter()
+        .map(|(_, after)| {
+            seen.iter()
+                .find(|s| s.at >= after.at && s.settled())
+                .map_or(f64::NAN, |s| s.at - after.at)
+        })
+        .collect();
+    println!(
+        "flink e2e: cluster ready in {startup} ms; scale-in at t0+{:.0} s, out at t0+{:.0} s \
+         (load up at t0+50), in at t0+{:.0} s (load down at t0+140); Flink took {:.1} s, \
+         {:.1} s, {:.1} s to run at the new parallelism",
+        scale_in - t0,
+        scale_out - t0,
+        scale_in_again - t0,
+        durations[0],
+        durations[1],
+        durations[2]
+    );
+}
+
+/// Model against reality (issue #13, item 5), a measurement rather than a
+/// check, so `#[ignore]`d: on a cluster with 4 slots, the load job's costly
+/// step saturated (far more rows than it can take), its throughput at
+/// parallelism 1, 2 and 4 from Flink's own `numRecordsIn` counters over
+/// 30 s after 15 s of warm-up; the Universal Scalability Law fitted to it
+/// (sigma and kappa solved exactly from the three points), beside what the
+/// simulator's default model (sigma 0.02, kappa 0.0002) predicts from the
+/// same one-subtask throughput, and the rescale durations Flink took
+/// (the simulator's MSF default is 90 s). Run with
+/// `cargo test -p flinkscale --test flink -- --ignored --nocapture model_against_reality`.
+#[test]
+#[ignore = "a measurement (about 3 minutes of saturated CPU); see README, Self-managed Flink"]
+fn model_against_reality() {
+    let _alone = ONE_CLUSTER.lock().unwrap_or_else(|e| e.into_inner());
+    let cluster = Cluster::start_with_slots(4);
+    let job_name = "flinkscale-usl";
+    let submitted = Command::new(repo_root().join(".venv/bin/python"))
+        .arg(repo_root().join("tests/flink/load_job.py"))
+        .args([&cluster.rest_url(), job_name, "400"])
+        .output()
+        .expect("running tests/flink/load_job.py");
+    assert!(
+        submitted.status.success(),
+        "load_job.py failed: {}",
+        String::from_utf8_lossy(&submitted.stderr)
+    );
+    let job = String::from_utf8_lossy(&submitted.stdout).trim().to_owned();
+    let running = wait_for("the job RUNNING", Duration::from_secs(60), || {
+        let vs = vertices(&cluster, &job);
+        vs.iter().all(|v| v.3 == "RUNNING").then_some(vs)
+    });
+    let calc = running
+        .iter()
+        .find(|v| v.1.starts_with("Calc"))
+        .expect("the costly vertex")
+        .0
+        .clone();
+    let records_in = || {
+        let m = cluster.get(&format!(
+            "/jobs/{job}/vertices/{calc}/subtasks/metrics?get=numRecordsIn&agg=sum"
+        ));
+        m.as_array()
+            .and_then(|a| a.first())
+            .and_then(|x| x["sum"].as_f64())
+            .unwrap_or(f64::NAN)
+    };
+    let mut measured = Vec::new();
+    for parallelism in [1_u64, 2, 4] {
+        let took = rescale(&cluster, &job, parallelism);
+        std::thread::sleep(Duration::from_secs(15));
+        let (n0, t0) = (records_in(), Instant::now());
+        std::thread::sleep(Duration::from_secs(30));
+        let (n1, t1) = (records_in(), Instant::now());
+        let throughput = (n1 - n0) / (t1 - t0).as_secs_f64();
+        assert!(throughput > 0.0, "no records at parallelism {parallelism}");
+        measured.push((parallelism, throughput, took));
+    }
+    // USL: x(n) = l n / (1 + s (n - 1) + k n (n - 1)), with l = x(1):
+    // n l / x(n) - 1 = s (n - 1) + k n (n - 1), two linear equations.
+    let l = measured[0].1;
+    let lhs = |i: usize| measured[i].0 as f64 * l / measured[i].1 - 1.0;
+    let (a1, b1, c1) = (1.0, 2.0, lhs(1));
+    let (a2, b2, c2) = (3.0, 12.0, lhs(2));
+    let det = a1 * b2 - a2 * b1;
+    let sigma = (c1 * b2 - c2 * b1) / det;
+    let kappa = (a1 * c2 - a2 * c1) / det;
+    let usl = |n: f64, s: f64, k: f64| l * n / (1.0 + s * (n - 1.0) + k * n * (n - 1.0));
+    let model = flinkscale::sim::scenario::AppParams {
+        records_per_subtask_per_sec: l,
+        ..Default::default()
+    };
+    println!("model vs reality: fitted sigma {sigma:.3}, kappa {kappa:.3}");
+    println!(
+        "| parallelism | measured records/s | per subtask | USL fit | simulator's model | Flink's rescale |"
+    );
+    println!("|---|---|---|---|---|---|");
+    for (n, x, took) in &measured {
+        println!(
+            "| {n} | {x:.1} | {:.1} | {:.1} | {:.1} | {:.1} s |",
+            x / *n as f64,
+            usl(*n as f64, sigma, kappa),
+            model.capacity(u32::try_from(*n).unwrap_or(u32::MAX)),
+            took.as_secs_f64()
+        );
+    }
 }

@@ -1,14 +1,21 @@
 """Submits the real-Flink test's load job to a running session cluster.
 
 A datagen source at a rate the caller sets, a deliberately costly
-regular-expression step, and a blackhole sink, with operator chaining off so
+regular-expression step (quadratic in the row's length), and a blackhole sink, with operator chaining off so
 that each is its own vertex with its own busyTimeMsPerSecond. The SQL client
 of the apache-flink wheel cannot run (the wheel leaves out the SQL gateway
 jar it needs), so the job is submitted through PyFlink's Table API, which
 runs the same planner in this process and hands the job to the cluster over
 REST. Prints the job id and returns once the job is submitted.
 
-    python load_job.py REST_URL JOB_NAME ROWS_PER_SECOND
+    python load_job.py REST_URL JOB_NAME ROWS_PER_SECOND [COSTLY_FROM COSTLY_UNTIL [REPEAT]]
+
+With COSTLY_FROM and COSTLY_UNTIL (Unix seconds), the costly step does its
+work only for rows processed in that span and passes the others on cheaply:
+the load the test controls, on a job that keeps running (and keeps its id)
+throughout, so that the autoscaler sees it rise and fall. REPEAT (default
+1) runs the regular expression over the row repeated that many times, to
+make each costly row about REPEAT squared times dearer.
 """
 
 import sys
@@ -19,6 +26,10 @@ from pyflink.table import EnvironmentSettings, TableEnvironment
 
 def main() -> None:
     rest_url, job_name, rows_per_second = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    costly_from, costly_until = (
+        (int(sys.argv[4]), int(sys.argv[5])) if len(sys.argv) > 5 else (0, 2**62)
+    )
+    repeat = int(sys.argv[6]) if len(sys.argv) > 6 else 1
     url = urlparse(rest_url)
     settings = EnvironmentSettings.in_streaming_mode()
     env = TableEnvironment.create(settings)
@@ -33,9 +44,17 @@ def main() -> None:
         f"'rows-per-second' = '{rows_per_second}', 'fields.s.length' = '2000')"
     )
     env.execute_sql("CREATE TABLE snk (n INT) WITH ('connector' = 'blackhole')")
+    # UNIX_TIMESTAMP() is evaluated per row in streaming mode, so the
+    # span switches the cost on and off while the job runs.
+    # A pattern that never matches ('=' is not a hex digit) but is tried
+    # from every position, each try running to the end of the row and
+    # backtracking: quadratic in the row's length, JIT or not.
+    costly = (
+        f"CHAR_LENGTH(REGEXP_REPLACE(REPEAT(s, {repeat}), '([0-9a-zA-Z]+)=', 'x'))"
+    )
     result = env.execute_sql(
-        "INSERT INTO snk SELECT CHAR_LENGTH(REGEXP_REPLACE(REGEXP_REPLACE(s, "
-        "'(a|b|c)+[0-9a-f]*(d|e)', 'x'), '([0-9])[a-f]?', 'y')) FROM src"
+        f"INSERT INTO snk SELECT CASE WHEN UNIX_TIMESTAMP() BETWEEN {costly_from} "
+        f"AND {costly_until} THEN {costly} ELSE CHAR_LENGTH(s) END FROM src"
     )
     print(result.get_job_client().get_job_id())
 

@@ -1,6 +1,7 @@
 """The deployment examples in deploy/, read the way their tools read them.
 
-The Kubernetes manifest is parsed as YAML and the ECS task definition as
+The Kubernetes manifests (the agent alone, and as a Flink JobManager's
+sidecar) are parsed as YAML and the ECS task definition as
 JSON; both must use the documented mount points (/etc/flinkscale for the
 configuration, /var/lib/flinkscale for the state), run as the image's
 unprivileged user, and check health on the port the embedded configuration
@@ -104,3 +105,50 @@ def test_the_iam_policy_file_is_the_one_the_readme_documents():
     section = readme.split("## IAM permissions", 1)[1]
     block = section.split("```json", 1)[1].split("```", 1)[0]
     assert policy == json.loads(block)
+
+
+def test_flink_sidecar_runs_beside_the_jobmanager(tmp_path):
+    docs = list(yaml.safe_load_all((DEPLOY / "flink-sidecar/flink-session-cluster.yaml").read_text()))
+    by_name = {(doc["kind"], doc["metadata"]["name"]): doc for doc in docs}
+    flink_conf = yaml.safe_load(by_name[("ConfigMap", "flink-jobmanager-config")]["data"]["config.yaml"])
+    assert flink_conf["jobmanager.scheduler"] == "adaptive"
+    config = validate(by_name[("ConfigMap", "flinkscale-config")]["data"]["config.toml"], tmp_path)
+    [app] = config["application"]
+    assert app["target"] == "flink"
+    assert app["rest_url"] == f"http://localhost:{flink_conf['rest.port']}"
+    assert "region" not in config["agent"]
+
+    pod = by_name[("Deployment", "flink-jobmanager")]["spec"]["template"]["spec"]
+    containers = {c["name"]: c for c in pod["containers"]}
+    assert set(containers) == {"jobmanager", "flinkscale"}
+    assert {p["containerPort"] for p in containers["jobmanager"]["ports"]} >= {flink_conf["rest.port"]}
+    sidecar = containers["flinkscale"]
+    assert sidecar["args"] == ["run", "--config", f"{CONFIG_DIR}/config.toml"]
+    assert sidecar["securityContext"]["readOnlyRootFilesystem"] is True
+    assert {p["name"]: p["containerPort"] for p in sidecar["ports"]}["http"] == listen_port(config)
+    assert sidecar["livenessProbe"]["httpGet"]["path"] == "/livez"
+    mounts = {m["mountPath"]: m["name"] for m in sidecar["volumeMounts"]}
+    assert mounts == {CONFIG_DIR: "config", STATE_DIR: "state"}
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes["config"]["configMap"]["name"] == "flinkscale-config"
+    assert volumes["flink-config"]["configMap"]["name"] == "flink-jobmanager-config"
+    assert volumes["state"]["persistentVolumeClaim"]["claimName"] == "flinkscale-state"
+    assert ("PersistentVolumeClaim", "flinkscale-state") in by_name
+
+
+def test_flink_ec2_agent_reaches_the_cluster_on_loopback(tmp_path):
+    config = validate((DEPLOY / "flink-ec2/config.toml").read_text(), tmp_path)
+    [app] = config["application"]
+    assert app["target"] == "flink"
+    assert app["rest_url"].startswith("http://127.0.0.1:")
+    unit = (DEPLOY / "flink-ec2/flinkscale.service").read_text()
+    assert f"ExecStart=/usr/local/bin/flinkscale run --config {CONFIG_DIR}/config.toml" in unit
+    assert f"ExecStartPre=/usr/local/bin/flinkscale validate {CONFIG_DIR}/config.toml" in unit
+    assert "IPAddressAllow=localhost" in unit
+    # Nothing in it calls AWS, and `iam` says so.
+    path = tmp_path / "config.toml"
+    path.write_text((DEPLOY / "flink-ec2/config.toml").read_text())
+    done = subprocess.run([BIN, "iam", "--config", str(path)], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == ""
+    assert "needs no IAM policy" in done.stderr

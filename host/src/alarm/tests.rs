@@ -384,6 +384,8 @@ fn alarm_config(id: &str, metric: &str, treat: TreatMissingData) -> AlarmConfig 
 fn metric_config(id: &str, period_secs: u32) -> MetricConfig {
     MetricConfig {
         id: id.to_owned(),
+        source: crate::config::MetricSourceKind::Cloudwatch,
+        vertex: None,
         namespace: Some("AWS/KinesisAnalytics".to_owned()),
         metric_name: Some("containerCPUUtilization".to_owned()),
         dimensions: BTreeMap::new(),

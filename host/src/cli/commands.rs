@@ -650,24 +650,43 @@ pub async fn validate(config: &Path, environment: bool) -> anyhow::Result<ExitCo
                 }
             }
         }
+        for finding in super::conventions::flink_findings(&loaded.config).await {
+            failures += usize::from(finding.problem);
+            println!(
+                "{}: application {:?}: {}",
+                config.display(),
+                finding.application,
+                printable(&finding.message)
+            );
+        }
+        // A configuration of Flink jobs with Flink metrics only calls no
+        // AWS API, so it needs no credentials either.
+        let needs_aws = super::iam::policy(&loaded.config, "*", "*")["Statement"]
+            .as_array()
+            .is_some_and(|s| !s.is_empty());
         let sdk = crate::aws::sdk_config(agent.region.as_deref()).await;
-        let credentials = match sdk.credentials_provider() {
-            Some(provider) => match provider.provide_credentials().await {
-                Ok(_) => {
-                    println!("AWS credentials: found");
-                    true
-                }
-                Err(error) => {
-                    println!(
-                        "AWS credentials: not found: {}",
-                        printable(&error.to_string())
-                    );
+        let credentials = if !needs_aws {
+            println!("AWS credentials: not needed (no application calls AWS)");
+            false
+        } else {
+            match sdk.credentials_provider() {
+                Some(provider) => match provider.provide_credentials().await {
+                    Ok(_) => {
+                        println!("AWS credentials: found");
+                        true
+                    }
+                    Err(error) => {
+                        println!(
+                            "AWS credentials: not found: {}",
+                            printable(&error.to_string())
+                        );
+                        false
+                    }
+                },
+                None => {
+                    println!("AWS credentials: no provider configured");
                     false
                 }
-            },
-            None => {
-                println!("AWS credentials: no provider configured");
-                false
             }
         };
         if credentials {
@@ -686,7 +705,7 @@ pub async fn validate(config: &Path, environment: bool) -> anyhow::Result<ExitCo
                     printable(&finding.message)
                 );
             }
-        } else {
+        } else if needs_aws {
             failures += 1;
         }
         if plugin_failures > 0 {

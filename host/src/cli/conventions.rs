@@ -12,6 +12,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::config::Config;
+use crate::target::flink::FlinkTarget;
 use crate::target::{ScalingTarget, TargetError};
 
 /// The environment variable naming the configuration file when no
@@ -159,7 +160,11 @@ pub async fn describe_findings(
     region: &str,
 ) -> Vec<Finding> {
     let mut findings = Vec::new();
-    for app in &config.applications {
+    let msf = config
+        .applications
+        .iter()
+        .filter(|app| app.target == crate::config::TargetKind::Msf);
+    for app in msf {
         let (problem, message) = match target.describe(&app.name).await {
             Ok(state) if state.autoscaling_enabled => (
                 true,
@@ -193,6 +198,48 @@ pub async fn describe_findings(
                 ),
             ),
             Err(error) => (true, format!("DescribeApplication failed: {error}")),
+        };
+        findings.push(Finding {
+            application: app.name.clone(),
+            problem,
+            message,
+        });
+    }
+    findings
+}
+
+/// Reads the job of every `target = "flink"` application of `config` over
+/// its cluster's REST API: is the cluster reachable, is the job there and
+/// running, and can it be rescaled in place (the adaptive scheduler lists
+/// its vertices' resource requirements)?
+pub async fn flink_findings(config: &Config) -> Vec<Finding> {
+    let mut findings = Vec::new();
+    for app in &config.applications {
+        let Some((rest_url, job)) = app.flink() else {
+            continue;
+        };
+        let described = match FlinkTarget::for_job(rest_url, job.clone()) {
+            Ok(target) => target.describe(&app.name).await,
+            Err(error) => Err(error),
+        };
+        let (problem, message) = match described {
+            Ok(state) => (
+                false,
+                format!(
+                    "Flink job {job:?} at {rest_url}: {}, parallelism {}",
+                    state.status, state.parallelism
+                ),
+            ),
+            Err(TargetError::NotFound(error)) => (
+                true,
+                format!(
+                    "Flink job {job:?} not found at {rest_url}: {error}; check job_name / job_id and that the job is running"
+                ),
+            ),
+            Err(error) => (
+                true,
+                format!("Flink job {job:?} at {rest_url} cannot be read: {error}"),
+            ),
         };
         findings.push(Finding {
             application: app.name.clone(),

@@ -9,12 +9,16 @@
 //! on exactly those alarms. Every application is in it
 //! whatever its `mode`, so that switching a mode by a reload needs no IAM
 //! change. host/tests/conventions.rs checks it against every call the
-//! agent makes to the emulator.
+//! agent makes to the emulator. A `target = "flink"` application calls no
+//! AWS API (its job is scaled, and its `source = "flink"` metrics read,
+//! over Flink's REST API) and is left out; a configuration of only such
+//! applications needs no policy, and `iam` says so instead of printing an
+//! empty one (which IAM would refuse).
 
 use std::path::Path;
 use std::process::ExitCode;
 
-use crate::config::Config;
+use crate::config::{Config, MetricSourceKind, TargetKind};
 
 /// The actions the agent calls on each application.
 pub const APPLICATION_ACTIONS: [&str; 2] = [
@@ -91,6 +95,7 @@ pub fn policy(config: &Config, region: &str, account: &str) -> serde_json::Value
     let arns: Vec<String> = config
         .applications
         .iter()
+        .filter(|app| app.target == TargetKind::Msf)
         .map(|app| application_arn(region, account, &app.name))
         .collect();
     let mut alarms: Vec<String> = config
@@ -102,20 +107,23 @@ pub fn policy(config: &Config, region: &str, account: &str) -> serde_json::Value
         .collect();
     alarms.sort();
     alarms.dedup();
-    let mut statements = vec![
-        serde_json::json!({
+    let mut statements = Vec::new();
+    if !arns.is_empty() {
+        statements.push(serde_json::json!({
             "Sid": "ScaleTheConfiguredApplications",
             "Effect": "Allow",
             "Action": APPLICATION_ACTIONS,
             "Resource": arns,
-        }),
-        serde_json::json!({
+        }));
+    }
+    if reads_cloudwatch_metrics(config) {
+        statements.push(serde_json::json!({
             "Sid": "ReadMetrics",
             "Effect": "Allow",
             "Action": UNSCOPED_ACTIONS,
             "Resource": "*",
-        }),
-    ];
+        }));
+    }
     if !alarms.is_empty() {
         statements.push(serde_json::json!({
             "Sid": "ReadCloudWatchAlarmStates",
@@ -130,6 +138,31 @@ pub fn policy(config: &Config, region: &str, account: &str) -> serde_json::Value
     })
 }
 
+/// Whether any application reads CloudWatch metrics: every MSF
+/// application may (its metrics can change by a reload without an IAM
+/// change), a Flink application only through `source = "cloudwatch"`
+/// metrics.
+fn reads_cloudwatch_metrics(config: &Config) -> bool {
+    config.applications.iter().any(|app| {
+        app.target == TargetKind::Msf
+            || app
+                .metrics
+                .iter()
+                .any(|m| m.source == MetricSourceKind::Cloudwatch)
+    })
+}
+
+/// The names of the `target = "flink"` applications, which need no AWS
+/// permission of their own.
+fn flink_applications(config: &Config) -> Vec<&str> {
+    config
+        .applications
+        .iter()
+        .filter(|app| app.target == TargetKind::Flink)
+        .map(|app| app.name.as_str())
+        .collect()
+}
+
 /// `flinkscale iam`: prints the policy for `config` on stdout; what it
 /// could not know (the account, the region) is a `*` in it and a note on
 /// stderr.
@@ -141,6 +174,19 @@ pub fn run(config: &Path, account: Option<String>, region: Option<String>) -> Ex
             return ExitCode::from(super::commands::EX_CONFIG);
         }
     };
+    let flink = flink_applications(&loaded.config);
+    if !flink.is_empty() {
+        eprintln!(
+            "note: {flink:?} scale a self-managed Flink job over its REST API (target = \"flink\"): no AWS permission is needed for them"
+        );
+    }
+    let document = policy(&loaded.config, "*", "*");
+    if document["Statement"].as_array().is_some_and(Vec::is_empty) {
+        eprintln!(
+            "note: no application calls AWS (all are target = \"flink\" with only source = \"flink\" metrics): the agent needs no IAM policy"
+        );
+        return ExitCode::SUCCESS;
+    }
     let region = region.or_else(|| loaded.config.agent.region.clone());
     if region.is_none() {
         eprintln!(
@@ -195,6 +241,31 @@ mod tests {
             application_arn("cn-north-1", "*", "a"),
             "arn:aws-cn:kinesisanalytics:cn-north-1:*:application/a"
         );
+    }
+
+    #[test]
+    fn flink_applications_need_no_aws_permission() {
+        let flink = "[[application]]\nname = \"jobs\"\ntarget = \"flink\"\n\
+                     rest_url = \"http://localhost:8081\"\n\
+                     [[application.metric]]\nid = \"busy\"\nsource = \"flink\"\n\
+                     metric_name = \"busyTimeMsPerSecond\"\nstatistic = \"Maximum\"\n\
+                     [application.policy]\nplugin = \"hold\"\n";
+        let only_flink: Config = toml::from_str(flink).expect("a configuration");
+        let document = policy(&only_flink, "eu-west-1", "123456789012");
+        assert_eq!(document["Statement"], serde_json::json!([]));
+
+        let mixed: Config = toml::from_str(&format!(
+            "{flink}[[application]]\nname = \"orders\"\n[application.policy]\nplugin = \"step\"\n"
+        ))
+        .expect("a configuration");
+        let document = policy(&mixed, "eu-west-1", "123456789012");
+        assert_eq!(
+            document["Statement"][0]["Resource"],
+            serde_json::json!([
+                "arn:aws:kinesisanalytics:eu-west-1:123456789012:application/orders"
+            ])
+        );
+        assert_eq!(document["Statement"].as_array().map(Vec::len), Some(2));
     }
 
     #[test]

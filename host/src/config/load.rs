@@ -335,7 +335,14 @@ fn load_text(
 
 /// Resolves the relative paths of a valid configuration against the folder
 /// of `origin`.
-fn resolve(config: Config, origin: &Path) -> LoadedConfig {
+fn resolve(mut config: Config, origin: &Path) -> LoadedConfig {
+    // A Flink job's parallelism bounds are its KPU bounds
+    // (parallelism_per_kpu = 1): the controller knows only the latter.
+    for app in &mut config.applications {
+        if app.target == super::TargetKind::Flink {
+            (app.min_kpu, app.max_kpu) = app.parallelism_bounds();
+        }
+    }
     let absolute = std::path::absolute(origin).unwrap_or_else(|_| origin.to_path_buf());
     let base_dir = absolute.parent().map(Path::to_path_buf).unwrap_or_default();
     let plugin_dir = base_dir.join(&config.agent.plugin_dir);

@@ -102,12 +102,47 @@ impl Default for AgentConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ApplicationConfig {
-    /// The MSF application name (as in DescribeApplication). Unique.
+    /// The MSF application name (as in DescribeApplication); for
+    /// `target = "flink"`, the agent's own name for the job (its journal,
+    /// logs and metric labels), and the job's name unless `job_name` or
+    /// `job_id` says otherwise. Unique.
     pub name: String,
-    /// Lowest KPU the agent sets (reference design: MinKPU).
+    /// What is scaled: `"msf"` (the default), an application of Managed
+    /// Service for Apache Flink, or `"flink"`, a job on a self-managed Flink
+    /// cluster reached over its REST API at `rest_url`, rescaled in place
+    /// with the adaptive scheduler.
+    #[serde(default)]
+    pub target: TargetKind,
+    /// With `target = "flink"` (and only then): the JobManager's REST API,
+    /// `http://host:port`, e.g. `"http://localhost:8081"` for a sidecar.
+    #[serde(default)]
+    pub rest_url: Option<String>,
+    /// With `target = "flink"`: the name of the job to scale (the newest
+    /// job of that name that has not ended, so a job resubmitted under a
+    /// new id is found again). Defaults to `name`; not with `job_id`.
+    #[serde(default)]
+    pub job_name: Option<String>,
+    /// With `target = "flink"`: the id of the job to scale (32 hex
+    /// digits), instead of `job_name`, for a job that keeps its id.
+    #[serde(default)]
+    pub job_id: Option<String>,
+    /// With `target = "flink"`: the lowest parallelism the agent sets
+    /// (every vertex gets the same). One unit of parallelism is one "KPU"
+    /// for the policies (`parallelism_per_kpu` = 1), so this is the
+    /// Flink spelling of `min_kpu`, which it replaces; default 1.
+    #[serde(default)]
+    pub min_parallelism: Option<u32>,
+    /// With `target = "flink"`: the highest parallelism the agent sets,
+    /// the Flink spelling of `max_kpu`; default 10. The cluster needs that
+    /// many free task slots (one slot sharing group).
+    #[serde(default)]
+    pub max_parallelism: Option<u32>,
+    /// Lowest KPU the agent sets (reference design: MinKPU). For
+    /// `target = "flink"`, use `min_parallelism`.
     #[serde(default = "default_min_kpu")]
     pub min_kpu: u32,
-    /// Highest KPU the agent sets (reference design: MaxKPU).
+    /// Highest KPU the agent sets (reference design: MaxKPU). For
+    /// `target = "flink"`, use `max_parallelism`.
     #[serde(default = "default_max_kpu")]
     pub max_kpu: u32,
     /// Seconds between evaluations while idle; defaults to the shortest
@@ -153,6 +188,52 @@ pub struct ApplicationConfig {
     pub lazy_polling: Option<bool>,
 }
 
+/// An application's [`ApplicationConfig::target`]: what kind of thing is
+/// scaled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TargetKind {
+    /// An application of Managed Service for Apache Flink.
+    #[default]
+    Msf,
+    /// A job on a self-managed Flink cluster, over its REST API.
+    Flink,
+}
+
+/// Which job of a Flink cluster an application is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FlinkJob {
+    /// The newest job of this name that has not ended.
+    Name(String),
+    /// The job with this id.
+    Id(String),
+}
+
+impl ApplicationConfig {
+    /// For `target = "flink"`: the REST URL and the job, as configured
+    /// (validation guarantees `rest_url`); `None` for an MSF application.
+    pub fn flink(&self) -> Option<(&str, FlinkJob)> {
+        if self.target != TargetKind::Flink {
+            return None;
+        }
+        let job = match (&self.job_id, &self.job_name) {
+            (Some(id), _) => FlinkJob::Id(id.clone()),
+            (None, Some(name)) => FlinkJob::Name(name.clone()),
+            (None, None) => FlinkJob::Name(self.name.clone()),
+        };
+        Some((self.rest_url.as_deref().unwrap_or_default(), job))
+    }
+
+    /// `min_parallelism` and `max_parallelism` with their defaults (those
+    /// of `min_kpu` and `max_kpu`).
+    pub fn parallelism_bounds(&self) -> (u32, u32) {
+        (
+            self.min_parallelism.unwrap_or_else(default_min_kpu),
+            self.max_parallelism.unwrap_or_else(default_max_kpu),
+        )
+    }
+}
+
 /// An application's [`ApplicationConfig::mode`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -189,6 +270,23 @@ pub struct MetricConfig {
     /// application; letters, digits and `_`, starting with a lower-case
     /// letter (a CloudWatch query id).
     pub id: String,
+    /// Where the metric is read: `"cloudwatch"` (the default), or
+    /// `"flink"`: the job's own vertex metrics over Flink's REST API (only
+    /// in an application with `target = "flink"`). A Flink metric has
+    /// `metric_name` (one of `busyTimeMsPerSecond`,
+    /// `backPressuredTimeMsPerSecond`, `idleTimeMsPerSecond`,
+    /// `numRecordsInPerSecond`, `numRecordsOutPerSecond`,
+    /// `pendingRecords`), `statistic` over the subtasks (`Maximum`,
+    /// `Average`, `Minimum` or `Sum`), `vertex`, and no namespace or
+    /// dimensions; each evaluation samples it once.
+    #[serde(default)]
+    pub source: MetricSourceKind,
+    /// With `source = "flink"`: which vertices: `"all"` (the default;
+    /// Maximum/Minimum over every vertex's, Sum over all subtasks, Average
+    /// over all subtasks), `"source"` (the vertices with no input), or
+    /// the start of a vertex's name as Flink shows it (e.g. `"Calc"`).
+    #[serde(default)]
+    pub vertex: Option<String>,
     /// Namespace, e.g. `AWS/KinesisAnalytics`, `AWS/Kafka`, `AWS/Kinesis`,
     /// or a custom one. Required unless `expression` is given.
     #[serde(default)]
@@ -215,6 +313,17 @@ pub struct MetricConfig {
     /// Period in seconds: 10, 20, 30 or a multiple of 60.
     #[serde(default = "default_period_secs")]
     pub period_secs: u32,
+}
+
+/// A metric's [`MetricConfig::source`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MetricSourceKind {
+    /// CloudWatch GetMetricData.
+    #[default]
+    Cloudwatch,
+    /// The Flink job's vertex metrics over the REST API.
+    Flink,
 }
 
 /// A CloudWatch comparison operator.

@@ -731,7 +731,7 @@ plugin = "step"
         [
             "config/x.toml:2:21: agent.plugin_timeout_ms: invalid value: integer `-3` (expected an integer from 0 to 18446744073709551615)",
             "config/x.toml:6:11: application \"first\".min_kpu: min_kpu 4 is greater than max_kpu 2 (valid: min_kpu <= max_kpu)",
-            "config/x.toml:8:1: application \"first\".colour: unknown field `colour` (expected one of `name`, `min_kpu`, `max_kpu`, `evaluation_interval_secs`, `update_poll_secs`, `update_timeout_secs`, `grace_period_secs`, `metric`, `alarm`, `interpreter`, `policy`, `mode`, `lazy_polling`)",
+            "config/x.toml:8:1: application \"first\".colour: unknown field `colour` (expected one of `name`, `target`, `rest_url`, `job_name`, `job_id`, `min_parallelism`, `max_parallelism`, `min_kpu`, `max_kpu`, `evaluation_interval_secs`, `update_poll_secs`, `update_timeout_secs`, `grace_period_secs`, `metric`, `alarm`, `interpreter`, `policy`, `mode`, `lazy_polling`)",
             "config/x.toml:15:15: application \"first\".metric \"lag\".period_secs: period_secs 45 is not a CloudWatch period (valid: 10, 20, 30 or a multiple of 60)",
             "config/x.toml:19:10: application \"first\".alarm \"out\".metric: no metric with id \"lagg\" in this application (valid: \"lag\")",
             "config/x.toml:23:23: application \"first\".alarm \"out\".datapoints_to_alarm: datapoints_to_alarm 4 is not between 1 and evaluation_periods 3 (valid: 1 to 3)",
@@ -1095,5 +1095,115 @@ fn lazy_polling_is_on_by_default_and_set_per_agent_or_application() {
             two("lazy_polling = true")
         )),
         [Some(true), Some(false)]
+    );
+}
+
+/// A Flink application with everything defaulted but its REST URL.
+const FLINK_APP: &str = "[[application]]\nname = \"orders\"\ntarget = \"flink\"\n";
+
+#[test]
+fn a_flink_application_bounds_its_parallelism_as_kpu() {
+    let loaded = valid(&format!(
+        "{FLINK_APP}rest_url = \"http://localhost:8081\"\nmin_parallelism = 2\nmax_parallelism = 6\n\
+         [[application.metric]]\nid = \"busy\"\nsource = \"flink\"\nmetric_name = \"busyTimeMsPerSecond\"\n\
+         statistic = \"Maximum\"\nvertex = \"Calc\"\nperiod_secs = 10\n\
+         [application.policy]\nplugin = \"hold\"\n"
+    ));
+    let app = &loaded.config.applications[0];
+    assert_eq!((app.min_kpu, app.max_kpu), (2, 6));
+    assert_eq!(
+        app.flink(),
+        Some(("http://localhost:8081", FlinkJob::Name("orders".into())))
+    );
+    let query = crate::metrics::MetricQuery::from_config(&app.metrics[0], &app.metrics);
+    assert_eq!(query.namespace, crate::metrics::flink::NAMESPACE);
+    assert_eq!(query.dimensions["vertex"], "Calc");
+
+    // Defaults: the job named like the application, bounds 1 to 10; an id
+    // names the job instead.
+    let loaded = valid(&format!(
+        "{FLINK_APP}rest_url = \"http://h:1\"\njob_id = \"0123456789abcdef0123456789ABCDEF\"\n\
+         [application.policy]\nplugin = \"hold\"\n"
+    ));
+    let app = &loaded.config.applications[0];
+    assert_eq!((app.min_kpu, app.max_kpu), (1, 10));
+    assert_eq!(
+        app.flink().map(|f| f.1),
+        Some(FlinkJob::Id("0123456789abcdef0123456789ABCDEF".into()))
+    );
+}
+
+#[test]
+fn flink_keys_are_checked_and_located() {
+    let policy = "[application.policy]\nplugin = \"hold\"\n";
+    assert_error(
+        &format!("{FLINK_APP}{policy}"),
+        "config/x.toml:1:1: application \"orders\": missing field `rest_url` (target = \"flink\" needs the JobManager's REST API, e.g. rest_url = \"http://localhost:8081\")",
+    );
+    assert_error(
+        &format!("{FLINK_APP}rest_url = \"https://h:8081\"\n{policy}"),
+        "config/x.toml:4:12: application \"orders\".rest_url: rest_url \"https://h:8081\": expected http://host:port (https is not supported yet) (valid: http://host:port, e.g. \"http://localhost:8081\")",
+    );
+    assert_error(
+        &format!(
+            "{FLINK_APP}rest_url = \"http://h:1\"\njob_name = \"a\"\njob_id = \"x\"\n{policy}"
+        ),
+        "config/x.toml:6:10: application \"orders\".job_id: both job_name and job_id are given (give one: job_name finds a resubmitted job again, job_id names one job)",
+    );
+    assert_error(
+        &format!("{FLINK_APP}rest_url = \"http://h:1\"\njob_id = \"x\"\n{policy}"),
+        "config/x.toml:5:10: application \"orders\".job_id: \"x\" is not a Flink job id (valid: 32 hexadecimal digits, as GET /jobs lists them)",
+    );
+    assert_error(
+        &format!("{FLINK_APP}rest_url = \"http://h:1\"\nmax_kpu = 4\n{policy}"),
+        "config/x.toml:5:11: application \"orders\".max_kpu: max_kpu is MSF's; a Flink job is bounded by max_parallelism (valid: max_parallelism (one unit of parallelism is one KPU for the policies))",
+    );
+    assert_error(
+        &format!("{FLINK_APP}rest_url = \"http://h:1\"\nmin_parallelism = 12\n{policy}"),
+        "config/x.toml:5:19: application \"orders\".min_parallelism: min_parallelism 12 is greater than max_parallelism 10 (valid: min_parallelism <= max_parallelism)",
+    );
+    assert_error(
+        &format!("{FLINK_APP}rest_url = \"http://h:1\"\nmax_parallelism = 0\n{policy}"),
+        "config/x.toml:5:19: application \"orders\".max_parallelism: max_parallelism is 0 (valid: 1 or more; a Flink job runs at parallelism 1 at least)",
+    );
+    // Flink's keys on an MSF application, and an unknown target.
+    assert_error(
+        &format!("[[application]]\nname = \"a\"\nrest_url = \"http://h:1\"\n{policy}"),
+        "config/x.toml:3:12: application \"a\".rest_url: rest_url is for target = \"flink\", but this application's target is \"msf\" (set target = \"flink\" to scale a job of a self-managed Flink cluster, or remove it)",
+    );
+    assert_error(
+        &format!("[[application]]\nname = \"a\"\ntarget = \"yarn\"\n{policy}"),
+        "config/x.toml:3:10: application \"a\".target: unknown variant `yarn` (expected `msf` or `flink`)",
+    );
+}
+
+#[test]
+fn flink_metrics_are_checked_and_located() {
+    let head = format!(
+        "{FLINK_APP}rest_url = \"http://h:1\"\n[[application.metric]]\nid = \"m\"\nsource = \"flink\"\n"
+    );
+    let policy = "[application.policy]\nplugin = \"hold\"\n";
+    assert_error(
+        &format!("{head}metric_name = \"busyTime\"\nstatistic = \"Maximum\"\n{policy}"),
+        "config/x.toml:8:15: application \"orders\".metric \"m\".metric_name: \"busyTime\" is not a Flink vertex metric flinkscale reads (valid: \"busyTimeMsPerSecond\", \"backPressuredTimeMsPerSecond\", \"idleTimeMsPerSecond\", \"numRecordsInPerSecond\", \"numRecordsOutPerSecond\" or \"pendingRecords\")",
+    );
+    assert_error(
+        &format!("{head}metric_name = \"busyTimeMsPerSecond\"\nstatistic = \"p99\"\n{policy}"),
+        "config/x.toml:9:13: application \"orders\".metric \"m\".statistic: \"p99\" is not a statistic Flink aggregates over subtasks (valid: \"Maximum\", \"Average\", \"Minimum\" or \"Sum\")",
+    );
+    assert_error(
+        &format!(
+            "{head}metric_name = \"busyTimeMsPerSecond\"\nstatistic = \"Sum\"\nnamespace = \"AWS/Kafka\"\n{policy}"
+        ),
+        "config/x.toml:10:13: application \"orders\".metric \"m\".namespace: namespace is CloudWatch's, but this metric's source is \"flink\" (a Flink metric is metric_name, statistic and vertex)",
+    );
+    // A Flink metric in an MSF application; a vertex on a CloudWatch one.
+    assert_error(
+        "[[application]]\nname = \"a\"\n[[application.metric]]\nid = \"m\"\nsource = \"flink\"\nmetric_name = \"busyTimeMsPerSecond\"\nstatistic = \"Sum\"\n[application.policy]\nplugin = \"hold\"\n",
+        "config/x.toml:5:10: application \"a\".metric \"m\".source: source = \"flink\" reads the metrics of a Flink job, but this application's target is \"msf\" (valid here: source = \"cloudwatch\" (the default), or set the application's target = \"flink\")",
+    );
+    assert_error(
+        "[[application]]\nname = \"a\"\n[[application.metric]]\nid = \"m\"\nnamespace = \"N\"\nmetric_name = \"M\"\nstatistic = \"Sum\"\nvertex = \"all\"\n[application.policy]\nplugin = \"hold\"\n",
+        "config/x.toml:8:10: application \"a\".metric \"m\".vertex: vertex names a Flink vertex, but this metric's source is CloudWatch (valid: vertex only with source = \"flink\")",
     );
 }

@@ -20,7 +20,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 
 use super::{
-    AgentConfig, AlarmConfig, AlarmSource, ApplicationConfig, Config, MetricConfig, PluginConfig,
+    AgentConfig, AlarmConfig, AlarmSource, ApplicationConfig, Config, MetricConfig,
+    MetricSourceKind, PluginConfig, TargetKind,
 };
 
 /// One step of a [`FieldPath`]: a table key or an array index.
@@ -318,7 +319,7 @@ fn validate_application_names(names: &[(usize, &str)]) -> Vec<Problem> {
 /// Checks one `[[application]]`, at index `index` in the file.
 fn validate_application(index: usize, app: &ApplicationConfig) -> Vec<Problem> {
     let at = FieldPath::root().key("application").index(index);
-    let mut problems = Vec::new();
+    let mut problems = validate_target(&at, app);
 
     let mut bounds_ok = true;
     for (field, value) in [("min_kpu", app.min_kpu), ("max_kpu", app.max_kpu)] {
@@ -380,6 +381,15 @@ fn validate_application(index: usize, app: &ApplicationConfig) -> Vec<Problem> {
     for (i, metric) in app.metrics.iter().enumerate() {
         let at = at.key("metric").index(i);
         problems.extend(validate_metric(&at, metric, &app.metrics));
+        if metric.source == MetricSourceKind::Flink && app.target != TargetKind::Flink {
+            problems.push(
+                Problem::new(
+                    at.key("source"),
+                    "source = \"flink\" reads the metrics of a Flink job, but this application's target is \"msf\"",
+                )
+                .hint("valid here: source = \"cloudwatch\" (the default), or set the application's target = \"flink\""),
+            );
+        }
         if metric_ids.insert(metric.id.as_str(), metric).is_some() {
             problems.push(
                 Problem::new(
@@ -486,6 +496,19 @@ fn validate_metric(at: &FieldPath, metric: &MetricConfig, all: &[MetricConfig]) 
             .hint("a lower-case letter, then letters, digits or '_' (a CloudWatch query id), e.g. \"cpu\" or \"max_lag\""),
         );
     }
+    if metric.source == MetricSourceKind::Flink {
+        problems.extend(validate_flink_metric(at, metric));
+        return problems;
+    }
+    if metric.vertex.is_some() {
+        problems.push(
+            Problem::new(
+                at.key("vertex"),
+                "vertex names a Flink vertex, but this metric's source is CloudWatch",
+            )
+            .hint("valid: vertex only with source = \"flink\""),
+        );
+    }
     if let Some(expression) = &metric.expression {
         problems.extend(validate_expression(at, metric, expression, all));
         return problems;
@@ -560,6 +583,203 @@ fn validate_metric(at: &FieldPath, metric: &MetricConfig, all: &[MetricConfig]) 
     problems
 }
 
+/// The Flink vertex metrics a `source = "flink"` metric can name.
+pub const FLINK_METRICS: [&str; 6] = [
+    "busyTimeMsPerSecond",
+    "backPressuredTimeMsPerSecond",
+    "idleTimeMsPerSecond",
+    "numRecordsInPerSecond",
+    "numRecordsOutPerSecond",
+    "pendingRecords",
+];
+
+/// The statistics over subtasks that Flink's REST API aggregates.
+pub const FLINK_STATISTICS: [&str; 4] = ["Maximum", "Average", "Minimum", "Sum"];
+
+/// A `source = "flink"` metric: a known metric name and statistic, a
+/// vertex, and none of CloudWatch's fields.
+fn validate_flink_metric(at: &FieldPath, metric: &MetricConfig) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    for (field, given) in [
+        ("namespace", metric.namespace.is_some()),
+        ("dimensions", !metric.dimensions.is_empty()),
+        ("expression", metric.expression.is_some()),
+    ] {
+        if given {
+            problems.push(
+                Problem::new(
+                    at.key(field),
+                    format!("{field} is CloudWatch's, but this metric's source is \"flink\""),
+                )
+                .hint("a Flink metric is metric_name, statistic and vertex"),
+            );
+        }
+    }
+    match metric.metric_name.as_deref() {
+        Some(name) if FLINK_METRICS.contains(&name) => {}
+        Some(name) => problems.push(
+            Problem::new(
+                at.key("metric_name"),
+                format!("{name:?} is not a Flink vertex metric flinkscale reads"),
+            )
+            .hint(format!("valid: {}", quoted_list(&FLINK_METRICS))),
+        ),
+        None => problems.push(
+            Problem::new(at.clone(), "missing field `metric_name`")
+                .hint(format!("valid: {}", quoted_list(&FLINK_METRICS))),
+        ),
+    }
+    match metric.statistic.as_deref() {
+        Some(statistic) if FLINK_STATISTICS.contains(&statistic) => {}
+        Some(statistic) => problems.push(
+            Problem::new(
+                at.key("statistic"),
+                format!("{statistic:?} is not a statistic Flink aggregates over subtasks"),
+            )
+            .hint(format!("valid: {}", quoted_list(&FLINK_STATISTICS))),
+        ),
+        None => problems.push(
+            Problem::new(at.clone(), "missing field `statistic`")
+                .hint(format!("valid: {}", quoted_list(&FLINK_STATISTICS))),
+        ),
+    }
+    if metric
+        .vertex
+        .as_deref()
+        .is_some_and(|v| v.trim().is_empty())
+    {
+        problems.push(
+            Problem::new(at.key("vertex"), "vertex is empty").hint(
+                "valid: \"all\" (the default), \"source\", or the start of a vertex name, e.g. \"Calc\"",
+            ),
+        );
+    }
+    if !is_period(metric.period_secs) {
+        problems.push(
+            Problem::new(
+                at.key("period_secs"),
+                format!("period_secs {} is not a metric period", metric.period_secs),
+            )
+            .hint("valid: 10, 20, 30 or a multiple of 60"),
+        );
+    }
+    problems
+}
+
+/// `"a", "b" or "c"`.
+fn quoted_list(items: &[&str]) -> String {
+    let quoted: Vec<String> = items.iter().map(|i| format!("{i:?}")).collect();
+    match quoted.split_last() {
+        Some((last, [])) => last.clone(),
+        Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
+        None => String::new(),
+    }
+}
+
+/// The target's own keys: `rest_url` and the job for `target = "flink"`
+/// (and the parallelism bounds instead of KPU ones), none of them for MSF.
+fn validate_target(at: &FieldPath, app: &ApplicationConfig) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    let flink_keys = [
+        ("rest_url", app.rest_url.is_some()),
+        ("job_name", app.job_name.is_some()),
+        ("job_id", app.job_id.is_some()),
+        ("min_parallelism", app.min_parallelism.is_some()),
+        ("max_parallelism", app.max_parallelism.is_some()),
+    ];
+    if app.target == TargetKind::Msf {
+        for (field, given) in flink_keys {
+            if given {
+                problems.push(
+                    Problem::new(
+                        at.key(field),
+                        format!("{field} is for target = \"flink\", but this application's target is \"msf\""),
+                    )
+                    .hint("set target = \"flink\" to scale a job of a self-managed Flink cluster, or remove it"),
+                );
+            }
+        }
+        return problems;
+    }
+    match app.rest_url.as_deref() {
+        None => problems.push(
+            Problem::new(at.clone(), "missing field `rest_url`")
+                .hint("target = \"flink\" needs the JobManager's REST API, e.g. rest_url = \"http://localhost:8081\""),
+        ),
+        Some(url) => {
+            if let Err(error) = crate::flink::parse_rest_url(url) {
+                problems.push(
+                    Problem::new(at.key("rest_url"), error)
+                        .hint("valid: http://host:port, e.g. \"http://localhost:8081\""),
+                );
+            }
+        }
+    }
+    if app.job_name.is_some() && app.job_id.is_some() {
+        problems.push(
+            Problem::new(at.key("job_id"), "both job_name and job_id are given")
+                .hint("give one: job_name finds a resubmitted job again, job_id names one job"),
+        );
+    }
+    if app.job_name.as_deref().is_some_and(str::is_empty) {
+        problems.push(
+            Problem::new(at.key("job_name"), "job_name is empty")
+                .hint("valid: the job's name as Flink shows it, or leave it out to use `name`"),
+        );
+    }
+    if let Some(id) = &app.job_id
+        && !(id.len() == 32 && id.chars().all(|c| c.is_ascii_hexdigit()))
+    {
+        problems.push(
+            Problem::new(at.key("job_id"), format!("{id:?} is not a Flink job id"))
+                .hint("valid: 32 hexadecimal digits, as GET /jobs lists them"),
+        );
+    }
+    let defaulted = |field: &str| {
+        // The KPU keys have defaults, so only a value other than the
+        // default can be told apart from an absent key.
+        (field == "min_kpu" && app.min_kpu != 1) || (field == "max_kpu" && app.max_kpu != 10)
+    };
+    for (kpu, parallelism) in [
+        ("min_kpu", "min_parallelism"),
+        ("max_kpu", "max_parallelism"),
+    ] {
+        if defaulted(kpu) {
+            problems.push(
+                Problem::new(
+                    at.key(kpu),
+                    format!("{kpu} is MSF's; a Flink job is bounded by {parallelism}"),
+                )
+                .hint(format!(
+                    "valid: {parallelism} (one unit of parallelism is one KPU for the policies)"
+                )),
+            );
+        }
+    }
+    for (field, value) in [
+        ("min_parallelism", app.min_parallelism),
+        ("max_parallelism", app.max_parallelism),
+    ] {
+        if value == Some(0) {
+            problems.push(
+                Problem::new(at.key(field), format!("{field} is 0"))
+                    .hint("valid: 1 or more; a Flink job runs at parallelism 1 at least"),
+            );
+        }
+    }
+    let (min, max) = app.parallelism_bounds();
+    if min > 0 && max > 0 && min > max {
+        problems.push(
+            Problem::new(
+                at.key("min_parallelism"),
+                format!("min_parallelism {min} is greater than max_parallelism {max}"),
+            )
+            .hint("valid: min_parallelism <= max_parallelism"),
+        );
+    }
+    problems
+}
+
 /// An `expression` metric: no MetricStat fields beside it, an expression
 /// in the supported subset, reading only plain metrics of the application.
 fn validate_expression(
@@ -606,9 +826,10 @@ fn validate_expression(
             return problems;
         }
     };
+    // CloudWatch computes the expression, so a Flink metric is no input.
     let plain: Vec<&str> = all
         .iter()
-        .filter(|m| m.expression.is_none())
+        .filter(|m| m.expression.is_none() && m.source == MetricSourceKind::Cloudwatch)
         .map(|m| m.id.as_str())
         .collect();
     for id in parsed.ids() {

@@ -2,19 +2,22 @@
 //!
 //! The controller asks a [`MetricSource`] for the configured metrics of one
 //! application over a time window. Sources: CloudWatch `GetMetricData`
-//! ([`cloudwatch`]), batched across applications ([`batch`]), and, in later
-//! stages, the simulator and the Flink REST API.
+//! ([`cloudwatch`]), batched across applications ([`batch`]), a Flink job's
+//! own vertex metrics over its REST API ([`flink`], a metric configured
+//! with `source = "flink"` becomes a query in the reserved namespace
+//! [`flink::NAMESPACE`]), and the simulator's model.
 
 pub mod alarms;
 pub mod batch;
 pub mod cloudwatch;
+pub mod flink;
 pub mod math;
 
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 
-use crate::config::MetricConfig;
+use crate::config::{MetricConfig, MetricSourceKind};
 
 /// One metric to fetch, in CloudWatch's terms.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize)]
@@ -55,9 +58,18 @@ impl MetricQuery {
     pub fn from_config(metric: &MetricConfig, all: &[MetricConfig]) -> Self {
         let plain = |m: &MetricConfig| MetricQuery {
             id: m.id.clone(),
-            namespace: m.namespace.clone().unwrap_or_default(),
+            namespace: match m.source {
+                MetricSourceKind::Cloudwatch => m.namespace.clone().unwrap_or_default(),
+                MetricSourceKind::Flink => flink::NAMESPACE.to_owned(),
+            },
             metric_name: m.metric_name.clone().unwrap_or_default(),
-            dimensions: m.dimensions.clone(),
+            dimensions: match m.source {
+                MetricSourceKind::Cloudwatch => m.dimensions.clone(),
+                MetricSourceKind::Flink => BTreeMap::from([(
+                    flink::VERTEX.to_owned(),
+                    m.vertex.clone().unwrap_or_else(|| "all".to_owned()),
+                )]),
+            },
             statistic: m.statistic.clone().unwrap_or_default(),
             period_secs: m.period_secs,
             expression: None,

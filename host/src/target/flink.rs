@@ -1,131 +1,193 @@
-//! A self-managed Flink session cluster, scaled through its REST API (issue
-//! #13, first slice; not yet selectable in the configuration).
+//! A job on a self-managed Flink cluster, scaled through the JobManager's
+//! REST API (`[[application]] target = "flink"`).
 //!
-//! The "application" is a job name: a job restarted under a new id is found
-//! again by name. Rescaling is in place with the adaptive scheduler:
-//! `PUT /jobs/{id}/resource-requirements` listing every vertex with upper
-//! bound = the new parallelism, after which Flink restarts the job's tasks at
-//! it; [`ScalingTarget::describe`] reports `UPDATING` until every vertex runs
-//! at the parallelism last asked for, so the controller's follow loop waits
-//! it out as it waits out an MSF update.
+//! The job is found by name (the newest job of that name that has not
+//! ended, so a job resubmitted under a new id is found again) or by id.
+//! Rescaling is in place with the adaptive scheduler:
+//! `PUT /jobs/{id}/resource-requirements` lists every vertex with lower
+//! bound 1 and upper bound the new parallelism, after which Flink restarts
+//! the job's tasks at it. [`ScalingTarget::describe`] reports `UPDATING`
+//! until every vertex runs at its requirement's upper bound, so the
+//! controller's follow loop waits it out as it waits out an MSF update.
+//! One unit of parallelism is one KPU for the policies
+//! (`parallelism_per_kpu` = 1); every vertex gets the same parallelism.
 //!
-//! Flink has no version id to quote. The fence here is the parallelism: a
-//! rescale is refused as a concurrent modification when the job no longer
-//! runs at the parallelism the decision was made for (someone else changed
-//! it, or the job restarted), and `version_id` is always 0. One KPU is one
-//! unit of parallelism (`parallelism_per_kpu` = 1).
-
-use std::time::Duration;
+//! # Fencing without a version id
+//!
+//! MSF quotes a version id that every update moves; Flink has none, so the
+//! version id reported here is made from what the REST API does offer, such
+//! that it moves whenever a rescale (ours or anyone's) or a restart takes
+//! effect and never otherwise:
+//!
+//! `version_id = 2 x C + P`, where `C` is the time (ms) at which the job's
+//! current execution graph was created (`timestamps.CREATED` of
+//! `GET /jobs/{id}`: the adaptive scheduler builds a new graph for every
+//! rescale, restart and resubmission, so it only grows), and `P` is 1 while
+//! the resource requirements read back (`GET /jobs/{id}/resource-requirements`)
+//! ask for another parallelism than the vertices run at (a rescale was
+//! accepted and has not been carried out yet), 0 otherwise.
+//!
+//! So the moment a PUT is accepted the version moves from `2C` to `2C + 1`,
+//! and once Flink has rebuilt the graph to `2C'` with `C' > C`. This is
+//! what the controller's write-ahead journal needs: after a lost answer (a
+//! timeout, a dropped connection after the PUT reached Flink) it reads the
+//! job, and a version above the quoted one means the rescale took effect
+//! and is followed, never sent again; a version that did not move means it
+//! did not. On top of that, [`FlinkTarget::rescale`]:
+//! - refuses (ConcurrentModification) when the job's version is not the one
+//!   the decision was made on: someone else rescaled, or the job restarted;
+//! - reads the requirements back before sending and does not send when they
+//!   already ask for the wanted parallelism;
+//! - after a PUT whose answer was lost, reads the requirements back and
+//!   reports success when they are the ones it sent.
+//!
+//! A second PUT of the same requirements could not rescale twice anyway:
+//! the requirements are a set value, not an increment, and Flink rescales
+//! only when the requirements differ from what runs.
+//!
+//! # Errors
+//!
+//! Cluster unreachable, no answer, 5xx: `Transient`. No such job (or the
+//! job ended): `NotFound`. Job not RUNNING or a rescale still in progress:
+//! `ResourceInUse`. More parallelism than the cluster has task slots for
+//! (the cluster's total from `GET /overview` less what its other running
+//! jobs use): `LimitExceeded`, with the slot numbers, before anything is
+//! sent; a job that Flink accepted but cannot bring to the new
+//! parallelism stays `UPDATING` and is reported by the controller's update
+//! timeout. A requirement Flink refuses (4xx): `Invalid`, with Flink's
+//! error text. A job whose version moved since the decision:
+//! `ConcurrentModification` (checked first, so a rescale still pending
+//! reads as that).
 
 use async_trait::async_trait;
-use serde_json::{Value, json};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use serde_json::{Map, Value, json};
 
 use super::{AppState, AppStatus, ScalingTarget, TargetError};
+use crate::config::FlinkJob;
+use crate::flink::{FlinkRest, is_terminal};
 
-/// Flink answers larger than this are refused rather than buffered.
-const MAX_ANSWER: u64 = 8 << 20;
-
-/// A Flink cluster reached at `http://host:port`.
+/// A job of a Flink cluster reached at `http://host:port`.
 #[derive(Debug, Clone)]
 pub struct FlinkTarget {
-    host_port: String,
-    timeout: Duration,
+    rest: FlinkRest,
+    /// The job; `None`: the application name given to each call is the
+    /// job's name.
+    job: Option<FlinkJob>,
+}
+
+/// What one read of the job says, beyond [`AppState`].
+#[derive(Debug, Clone)]
+struct JobView {
+    id: String,
+    state: AppState,
+    /// Vertex id -> its resource requirement, as read back.
+    requirements: Map<String, Value>,
 }
 
 impl FlinkTarget {
-    /// A target for the REST API at `rest_url`, which must be
-    /// `http://host:port` (TLS is not supported yet).
+    /// A target for the REST API at `rest_url` (`http://host:port`), whose
+    /// application names are job names.
     pub fn new(rest_url: &str) -> Result<Self, TargetError> {
-        let host_port = rest_url
-            .strip_prefix("http://")
-            .map(|rest| rest.trim_end_matches('/'))
-            .filter(|hp| !hp.is_empty() && !hp.contains('/'))
-            .ok_or_else(|| {
-                TargetError::Invalid(format!(
-                    "rest_url {rest_url:?}: expected http://host:port (https is not supported yet)"
-                ))
-            })?;
         Ok(Self {
-            host_port: host_port.to_owned(),
-            timeout: Duration::from_secs(10),
+            rest: FlinkRest::new(rest_url)?,
+            job: None,
         })
     }
 
-    /// One HTTP/1.1 exchange; the status and the JSON body.
-    async fn call(
-        &self,
-        method: &str,
-        path: &str,
-        body: Option<&Value>,
-    ) -> Result<(u16, Value), TargetError> {
-        let exchange = async {
-            let mut stream = TcpStream::connect(&self.host_port).await?;
-            let body = body.map(Value::to_string).unwrap_or_default();
-            let request = format!(
-                "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\
-                 Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-                self.host_port,
-                body.len()
-            );
-            stream.write_all(request.as_bytes()).await?;
-            let mut raw = Vec::new();
-            (&mut stream).take(MAX_ANSWER).read_to_end(&mut raw).await?;
-            Ok::<_, std::io::Error>(raw)
-        };
-        let what = format!("{method} http://{}{path}", self.host_port);
-        let raw = tokio::time::timeout(self.timeout, exchange)
-            .await
-            .map_err(|_| {
-                TargetError::Transient(format!("{what}: no answer in {:?}", self.timeout))
-            })?
-            .map_err(|e| TargetError::Transient(format!("{what}: {e}")))?;
-        let raw = String::from_utf8_lossy(&raw);
-        let (head, payload) = raw
-            .split_once("\r\n\r\n")
-            .ok_or_else(|| TargetError::Transient(format!("{what}: truncated HTTP answer")))?;
-        let status: u16 = head
-            .split_whitespace()
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .ok_or_else(|| TargetError::Transient(format!("{what}: no HTTP status line")))?;
-        let json: Value = serde_json::from_str(payload).unwrap_or(Value::Null);
-        match status {
-            200..=299 => Ok((status, json)),
-            404 => Err(TargetError::NotFound(format!("{what}: {json}"))),
-            400..=499 => Err(TargetError::Invalid(format!("{what}: {status} {json}"))),
-            _ => Err(TargetError::Transient(format!("{what}: {status} {json}"))),
+    /// A target for `job` of the cluster at `rest_url`, whatever the
+    /// application is called.
+    pub fn for_job(rest_url: &str, job: FlinkJob) -> Result<Self, TargetError> {
+        Ok(Self {
+            rest: FlinkRest::new(rest_url)?,
+            job: Some(job),
+        })
+    }
+
+    fn job(&self, application: &str) -> FlinkJob {
+        self.job
+            .clone()
+            .unwrap_or_else(|| FlinkJob::Name(application.to_owned()))
+    }
+
+    /// Reads the job, its vertices and its requirements.
+    async fn view(&self, application: &str) -> Result<JobView, TargetError> {
+        let id = self.rest.job_id(&self.job(application)).await?;
+        let job = self.rest.get(&format!("/jobs/{id}")).await?;
+        let requirements = self
+            .rest
+            .get(&format!("/jobs/{id}/resource-requirements"))
+            .await?;
+        let requirements = requirements.as_object().cloned().unwrap_or_default();
+        let vertices = job["vertices"].as_array().cloned().unwrap_or_default();
+        let parallelism = vertices
+            .iter()
+            .filter_map(|v| v["parallelism"].as_u64())
+            .max()
+            .unwrap_or(0);
+        // Settled: every vertex running, at its requirement's upper bound.
+        let pending = vertices.iter().any(|v| {
+            let upper = v["id"]
+                .as_str()
+                .and_then(|vid| requirements.get(vid))
+                .and_then(|r| r["parallelism"]["upperBound"].as_u64());
+            upper.is_some_and(|u| v["parallelism"].as_u64() != Some(u))
+        });
+        let all_running = vertices.iter().all(|v| v["status"] == "RUNNING");
+        let mut status = status_of(job["state"].as_str().unwrap_or(""));
+        if status == AppStatus::Running && (pending || !all_running) {
+            status = AppStatus::Updating;
         }
+        let created = job["timestamps"]["CREATED"]
+            .as_u64()
+            .filter(|c| *c > 0)
+            .or_else(|| job["start-time"].as_u64())
+            .unwrap_or(0);
+        Ok(JobView {
+            id,
+            state: AppState {
+                status,
+                parallelism: u32::try_from(parallelism).unwrap_or(u32::MAX),
+                parallelism_per_kpu: 1,
+                version_id: created.saturating_mul(2) + u64::from(pending),
+                autoscaling_enabled: false,
+            },
+            requirements,
+        })
     }
 
-    async fn get(&self, path: &str) -> Result<Value, TargetError> {
-        Ok(self.call("GET", path, None).await?.1)
-    }
-
-    /// The id of the newest job named `name` that has not reached a terminal
-    /// state.
-    async fn job_id(&self, name: &str) -> Result<String, TargetError> {
-        let jobs = self.get("/jobs/overview").await?;
-        jobs["jobs"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter(|j| j["name"] == name)
-            .filter(|j| {
-                !matches!(
-                    j["state"].as_str(),
-                    Some("FINISHED" | "CANCELED" | "FAILED" | "SUSPENDED")
-                )
-            })
-            .max_by_key(|j| j["start-time"].as_i64().unwrap_or(0))
-            .and_then(|j| j["jid"].as_str().map(str::to_owned))
-            .ok_or_else(|| {
-                TargetError::NotFound(format!(
-                    "no running job named {name:?} at http://{}",
-                    self.host_port
-                ))
-            })
+    /// The task slots job `id` could run on: the cluster's total less what
+    /// the other running jobs use (each its highest vertex parallelism:
+    /// one slot sharing group), and the numbers for a message. The free
+    /// count of `/overview` is no guide: the adaptive scheduler keeps the
+    /// slots of a job that scaled in until they time out as idle.
+    async fn slots(&self, id: &str) -> Result<(u64, String), TargetError> {
+        let overview = self.rest.get("/overview").await?;
+        let total = overview["slots-total"].as_u64().unwrap_or(0);
+        let jobs = self.rest.get("/jobs/overview").await?;
+        let mut others = 0;
+        for other in jobs["jobs"].as_array().into_iter().flatten() {
+            let Some(jid) = other["jid"].as_str().filter(|jid| *jid != id) else {
+                continue;
+            };
+            if is_terminal(other["state"].as_str().unwrap_or("")) {
+                continue;
+            }
+            let detail = self.rest.get(&format!("/jobs/{jid}")).await?;
+            others += detail["vertices"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|v| v["parallelism"].as_u64())
+                .max()
+                .unwrap_or(0);
+        }
+        Ok((
+            total.saturating_sub(others),
+            format!(
+                "the cluster at {} has {total} task slots and its other jobs use {others}",
+                self.rest.url()
+            ),
+        ))
     }
 }
 
@@ -140,38 +202,18 @@ fn status_of(job_state: &str) -> AppStatus {
     }
 }
 
+/// Whether `requirements` (as read back) ask for exactly `wanted`.
+fn asks_for(requirements: &Map<String, Value>, wanted: &Map<String, Value>) -> bool {
+    requirements.len() == wanted.len()
+        && wanted.iter().all(|(vid, want)| {
+            requirements.get(vid).map(|r| &r["parallelism"]) == Some(&want["parallelism"])
+        })
+}
+
 #[async_trait]
 impl ScalingTarget for FlinkTarget {
     async fn describe(&self, application: &str) -> Result<AppState, TargetError> {
-        let id = self.job_id(application).await?;
-        let job = self.get(&format!("/jobs/{id}")).await?;
-        let requirements = self
-            .get(&format!("/jobs/{id}/resource-requirements"))
-            .await?;
-        let vertices = job["vertices"].as_array().cloned().unwrap_or_default();
-        let parallelism = vertices
-            .iter()
-            .filter_map(|v| v["parallelism"].as_u64())
-            .max()
-            .unwrap_or(0);
-        // Settled: every vertex running, at its requirement's upper bound.
-        let settled = vertices.iter().all(|v| {
-            let upper = v["id"]
-                .as_str()
-                .and_then(|vid| requirements[vid]["parallelism"]["upperBound"].as_u64());
-            v["status"] == "RUNNING" && upper.is_none_or(|u| v["parallelism"].as_u64() == Some(u))
-        });
-        let mut status = status_of(job["state"].as_str().unwrap_or(""));
-        if status == AppStatus::Running && !settled {
-            status = AppStatus::Updating;
-        }
-        Ok(AppState {
-            status,
-            parallelism: u32::try_from(parallelism).unwrap_or(u32::MAX),
-            parallelism_per_kpu: 1,
-            version_id: 0,
-            autoscaling_enabled: false,
-        })
+        Ok(self.view(application).await?.state)
     }
 
     async fn rescale(
@@ -185,39 +227,66 @@ impl ScalingTarget for FlinkTarget {
                 "parallelism 0: a Flink job needs at least 1".to_owned(),
             ));
         }
-        let now = self.describe(application).await?;
-        if now.status != AppStatus::Running {
-            return Err(TargetError::ResourceInUse(format!(
-                "job {application:?} is {} (a rescale needs RUNNING)",
-                now.status
-            )));
-        }
-        if now.parallelism != current.parallelism {
+        let now = self.view(application).await?;
+        if now.state.version_id != current.version_id
+            || now.state.parallelism != current.parallelism
+        {
             return Err(TargetError::ConcurrentModification(format!(
-                "job {application:?} runs at parallelism {}, the decision was made at {}",
-                now.parallelism, current.parallelism
+                "job {application:?} changed since the decision: it runs at parallelism {} \
+                 (version {}), the decision was made at {} (version {})",
+                now.state.parallelism,
+                now.state.version_id,
+                current.parallelism,
+                current.version_id
             )));
         }
-        let id = self.job_id(application).await?;
-        let path = format!("/jobs/{id}/resource-requirements");
-        let vertices = self.get(&path).await?;
-        let wanted: serde_json::Map<String, Value> = vertices
-            .as_object()
-            .into_iter()
-            .flatten()
-            .map(|(vid, _)| {
+        if now.state.status != AppStatus::Running {
+            return Err(TargetError::ResourceInUse(format!(
+                "job {application:?} is {} (a rescale needs RUNNING, settled)",
+                now.state.status
+            )));
+        }
+        let path = format!("/jobs/{}/resource-requirements", now.id);
+        if now.requirements.is_empty() {
+            return Err(TargetError::Invalid(format!(
+                "job {application:?} lists no vertices in {path} (is jobmanager.scheduler: adaptive set?)"
+            )));
+        }
+        let (usable, slots) = self.slots(&now.id).await?;
+        if u64::from(kpu) > usable {
+            return Err(TargetError::LimitExceeded(format!(
+                "parallelism {kpu} for job {application:?} needs {kpu} task slots, but {slots}"
+            )));
+        }
+        let wanted: Map<String, Value> = now
+            .requirements
+            .keys()
+            .map(|vid| {
                 let bounds = json!({"lowerBound": 1, "upperBound": kpu});
                 (vid.clone(), json!({ "parallelism": bounds }))
             })
             .collect();
-        if wanted.is_empty() {
-            return Err(TargetError::Invalid(format!(
-                "job {application:?} lists no vertices in {path} (is the adaptive scheduler on?)"
-            )));
+        // Read back first: requirements that already ask for this are not
+        // sent again (they would change nothing, and the version says the
+        // rescale is under way).
+        if asks_for(&now.requirements, &wanted) {
+            return Ok(now.state.version_id);
         }
-        self.call("PUT", &path, Some(&Value::Object(wanted)))
-            .await?;
-        Ok(0)
+        let body = Value::Object(wanted.clone());
+        match self.rest.call("PUT", &path, Some(&body)).await {
+            Ok(_) => {}
+            Err(error @ TargetError::Transient(_)) => {
+                // The answer may be lost after the effect: what Flink holds
+                // now says whether it took.
+                match self.rest.get(&path).await {
+                    Ok(Value::Object(back)) if asks_for(&back, &wanted) => {}
+                    _ => return Err(error),
+                }
+            }
+            Err(error) => return Err(error),
+        }
+        // Accepted: pending from here on, until the new graph runs.
+        Ok(now.state.version_id | 1)
     }
 }
 
@@ -226,20 +295,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn rest_url_must_be_plain_http_host_port() {
-        assert!(FlinkTarget::new("http://localhost:8081").is_ok());
-        assert!(FlinkTarget::new("http://localhost:8081/").is_ok());
-        for bad in [
-            "https://h:8081",
-            "localhost:8081",
-            "http://",
-            "http://h:1/x",
-        ] {
-            let err = FlinkTarget::new(bad).expect_err(bad);
-            assert!(
-                err.to_string().contains("expected http://host:port"),
-                "{err}"
-            );
-        }
+    fn requirements_are_compared_on_the_parallelism_of_every_vertex() {
+        let want = |u: u32| {
+            let bounds = json!({"parallelism": {"lowerBound": 1, "upperBound": u}});
+            json!({"a": bounds.clone(), "b": bounds})
+                .as_object()
+                .cloned()
+                .unwrap_or_default()
+        };
+        assert!(asks_for(&want(2), &want(2)));
+        assert!(!asks_for(&want(1), &want(2)));
+        let mut fewer = want(2);
+        fewer.remove("b");
+        assert!(!asks_for(&fewer, &want(2)));
     }
 }

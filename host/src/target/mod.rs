@@ -2,8 +2,8 @@
 //!
 //! A [`ScalingTarget`] reports an application's status and capacity and
 //! applies a new capacity. Implementations: Managed Service for Apache Flink
-//! ([`msf`]), a self-managed Flink cluster over its REST API ([`flink`],
-//! in progress), and, in a later stage, the simulator.
+//! ([`msf`]), a job on a self-managed Flink cluster over its REST API
+//! ([`flink`], `target = "flink"`), and the simulator's model.
 
 pub mod flink;
 pub mod msf;

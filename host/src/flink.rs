@@ -1,0 +1,226 @@
+//! The JobManager's REST API as the `flink` target and the `source =
+//! "flink"` metric source both use it (as [`crate::aws`] serves the AWS
+//! ones): a minimal HTTP/1.1 client (one connection per call, JSON in and
+//! out, every failure classified as a [`TargetError`]), the `rest_url`
+//! syntax, and how a job is found by name or id.
+
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::config::FlinkJob;
+use crate::target::TargetError;
+
+/// Flink answers larger than this are refused rather than buffered.
+const MAX_ANSWER: u64 = 8 << 20;
+
+/// `host:port` of a `rest_url`, which must be `http://host:port` (TLS is
+/// not supported yet); the error says what is wrong.
+pub fn parse_rest_url(rest_url: &str) -> Result<String, String> {
+    rest_url
+        .strip_prefix("http://")
+        .map(|rest| rest.trim_end_matches('/'))
+        .filter(|hp| {
+            hp.rsplit_once(':').is_some_and(|(host, port)| {
+                !host.is_empty() && !hp.contains('/') && port.parse::<u16>().is_ok()
+            })
+        })
+        .map(str::to_owned)
+        .ok_or_else(|| {
+            format!("rest_url {rest_url:?}: expected http://host:port (https is not supported yet)")
+        })
+}
+
+/// A minimal HTTP/1.1 client for Flink's REST API (one connection per
+/// call, JSON in and out), shared by the target and the metric source.
+#[derive(Debug, Clone)]
+pub struct FlinkRest {
+    host_port: String,
+    timeout: Duration,
+}
+
+impl FlinkRest {
+    /// A client of the REST API at `rest_url` (`http://host:port`).
+    pub fn new(rest_url: &str) -> Result<Self, TargetError> {
+        let host_port = parse_rest_url(rest_url).map_err(TargetError::Invalid)?;
+        Ok(Self {
+            host_port,
+            timeout: Duration::from_secs(10),
+        })
+    }
+
+    /// `http://host:port`, for messages.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.host_port)
+    }
+
+    /// One HTTP/1.1 exchange; the status and the JSON body. 404 is
+    /// `NotFound`, another 4xx `Invalid` (with Flink's error text), and
+    /// anything that is not an answer, or a 5xx, `Transient`.
+    pub async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<(u16, Value), TargetError> {
+        let exchange = async {
+            let mut stream = TcpStream::connect(&self.host_port).await?;
+            let body = body.map(Value::to_string).unwrap_or_default();
+            let request = format!(
+                "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\
+                 Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                self.host_port,
+                body.len()
+            );
+            stream.write_all(request.as_bytes()).await?;
+            let mut raw = Vec::new();
+            (&mut stream).take(MAX_ANSWER).read_to_end(&mut raw).await?;
+            Ok::<_, std::io::Error>(raw)
+        };
+        let what = format!("{method} http://{}{path}", self.host_port);
+        let raw = tokio::time::timeout(self.timeout, exchange)
+            .await
+            .map_err(|_| {
+                TargetError::Transient(format!("{what}: no answer in {:?}", self.timeout))
+            })?
+            .map_err(|e| TargetError::Transient(format!("{what}: {e}")))?;
+        let raw = String::from_utf8_lossy(&raw);
+        let (head, payload) = raw.split_once("\r\n\r\n").ok_or_else(|| {
+            TargetError::Transient(format!(
+                "{what}: no complete HTTP answer (connection closed)"
+            ))
+        })?;
+        let status: u16 = head
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| TargetError::Transient(format!("{what}: no HTTP status line")))?;
+        let json: Value = serde_json::from_str(payload).unwrap_or(Value::Null);
+        let flink_says = || match json["errors"].as_array() {
+            Some(errors) => errors
+                .iter()
+                .filter_map(Value::as_str)
+                .map(flink_message)
+                .collect::<Vec<_>>()
+                .join("; "),
+            None => json.to_string(),
+        };
+        match status {
+            200..=299 => Ok((status, json)),
+            404 => Err(TargetError::NotFound(format!("{what}: {}", flink_says()))),
+            429 => Err(TargetError::Throttled(format!("{what}: {}", flink_says()))),
+            400..=499 => Err(TargetError::Invalid(format!(
+                "{what}: {status} {}",
+                flink_says()
+            ))),
+            _ => Err(TargetError::Transient(format!(
+                "{what}: {status} {}",
+                flink_says()
+            ))),
+        }
+    }
+
+    /// A GET's JSON body.
+    pub async fn get(&self, path: &str) -> Result<Value, TargetError> {
+        Ok(self.call("GET", path, None).await?.1)
+    }
+
+    /// The id of `job`: the newest job of the name that has not reached a
+    /// terminal state, or the given id when Flink knows it.
+    pub async fn job_id(&self, job: &FlinkJob) -> Result<String, TargetError> {
+        match job {
+            FlinkJob::Id(id) => {
+                let detail = self.get(&format!("/jobs/{id}")).await?;
+                match detail["state"].as_str() {
+                    Some(state) if is_terminal(state) => Err(TargetError::NotFound(format!(
+                        "job {id} at {} has ended ({state})",
+                        self.url()
+                    ))),
+                    _ => Ok(id.clone()),
+                }
+            }
+            FlinkJob::Name(name) => {
+                let jobs = self.get("/jobs/overview").await?;
+                jobs["jobs"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter(|j| j["name"] == name.as_str())
+                    .filter(|j| !is_terminal(j["state"].as_str().unwrap_or("")))
+                    .max_by_key(|j| j["start-time"].as_i64().unwrap_or(0))
+                    .and_then(|j| j["jid"].as_str().map(str::to_owned))
+                    .ok_or_else(|| {
+                        TargetError::NotFound(format!(
+                            "no running job named {name:?} at {}",
+                            self.url()
+                        ))
+                    })
+            }
+        }
+    }
+}
+
+/// What a Flink REST error says, without its Java stack trace and
+/// exception class: `org...RestHandlerException: The requested lower
+/// bound ...\n\tat ...` becomes `The requested lower bound ...`.
+fn flink_message(error: &str) -> String {
+    let text: Vec<&str> = error
+        .lines()
+        .take_while(|line| !line.starts_with('\t'))
+        .map(str::trim)
+        .filter(|line| !line.is_empty())
+        .collect();
+    let text = text.join(" ");
+    match text.split_once("Exception: ") {
+        Some((class, rest)) if !class.contains(' ') => rest.to_owned(),
+        _ => text,
+    }
+}
+
+/// Whether a Flink job state is one a job never leaves.
+pub fn is_terminal(state: &str) -> bool {
+    matches!(state, "FINISHED" | "CANCELED" | "FAILED" | "SUSPENDED")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rest_url_must_be_plain_http_host_port() {
+        assert_eq!(
+            parse_rest_url("http://localhost:8081").as_deref(),
+            Ok("localhost:8081")
+        );
+        assert!(FlinkRest::new("http://localhost:8081/").is_ok());
+        for bad in [
+            "https://h:8081",
+            "localhost:8081",
+            "http://",
+            "http://h:1/x",
+            "http://h",
+            "http://:8081",
+            "http://h:99999",
+        ] {
+            let err = FlinkRest::new(bad).expect_err(bad);
+            assert!(
+                err.to_string().contains("expected http://host:port"),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn flink_errors_lose_their_stack_trace_and_class() {
+        let error = "org.apache.flink.runtime.rest.handler.RestHandlerException: The requested \
+                     lower bound [3] is higher than the upper bound [1].\nThe request is \
+                     incomplete.\n\tat org.apache.flink.X.y(X.java:1)\n";
+        assert_eq!(
+            flink_message(error),
+            "The requested lower bound [3] is higher than the upper bound [1]. The request is incomplete."
+        );
+        assert_eq!(flink_message("Job not found."), "Job not found.");
+    }
+}

@@ -1,0 +1,373 @@
+//! A Flink job's own vertex metrics, read over the JobManager's REST API
+//! (`[[application.metric]] source = "flink"`).
+//!
+//! Flink's REST API answers what the metrics are *now* (each per-second
+//! rate is Flink's own moving average, over 60 s by default for
+//! `numRecords*PerSecond`; the `*TimeMsPerSecond` gauges over the last
+//! metric interval), not a history. So each fetch samples every Flink query
+//! once, keeps the sample as the datapoint of the period that just ended
+//! (the one the alarms judge next), and answers from the samples kept over
+//! the fetch window: alarms, interpreters and policies see the same series
+//! model as from CloudWatch, one datapoint per evaluation. A period with no
+//! evaluation in it has no datapoint (alarms treat it as missing data), so
+//! a Flink metric's `period_secs` is best the evaluation interval.
+//!
+//! A query is `metric_name` over the subtasks of the vertices `vertex`
+//! names, with the statistic as Flink's `agg` (`Maximum` = `max`,
+//! `Average` = `avg`, `Minimum` = `min`, `Sum` = `sum`) from
+//! `GET /jobs/{id}/vertices/{vid}/subtasks/metrics?get=..&agg=max,avg,sum,min`.
+//! Over several vertices: the maximum of the maxima, the minimum of the
+//! minima, the sum of the sums, and the average weighted by each vertex's
+//! parallelism. `pendingRecords` is an operator metric of sources that have
+//! it (Kafka, Kinesis), listed as `<operator>.pendingRecords`; it is summed
+//! over the operators of the vertex. A metric a vertex does not have, or
+//! whose value is NaN (a legacy source thread has no busy time), gives no
+//! datapoint rather than a wrong one.
+//!
+//! Queries of other namespaces go to the fallback source (CloudWatch), so a
+//! Flink application can mix both.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use serde_json::Value;
+
+use super::{Datapoint, MetricQuery, MetricSource, MetricsError, Series};
+use crate::config::FlinkJob;
+use crate::flink::FlinkRest;
+use crate::target::TargetError;
+
+/// The namespace of a query that a `source = "flink"` metric becomes.
+pub const NAMESPACE: &str = "flink";
+/// The dimension that holds the query's `vertex`.
+pub const VERTEX: &str = "vertex";
+
+/// Samples kept per query: far more than any alarm or policy window reads
+/// at one sample per evaluation, bounded so memory does not grow.
+const MAX_SAMPLES: usize = 1440;
+
+/// One vertex of the job, as the REST API lists it.
+#[derive(Debug, Clone)]
+struct Vertex {
+    id: String,
+    name: String,
+    parallelism: u64,
+    /// No input edge in the job's plan.
+    is_source: bool,
+}
+
+/// One vertex's aggregates of one metric over its subtasks.
+#[derive(Debug, Clone, Copy)]
+struct Aggregates {
+    min: f64,
+    max: f64,
+    avg: f64,
+    sum: f64,
+    parallelism: u64,
+}
+
+/// Reads `source = "flink"` metrics of one job; the rest from `fallback`.
+pub struct FlinkMetricSource {
+    rest: FlinkRest,
+    job: FlinkJob,
+    fallback: Arc<dyn MetricSource>,
+    /// Query id -> its samples, oldest first.
+    samples: Mutex<HashMap<String, VecDeque<Datapoint>>>,
+}
+
+impl FlinkMetricSource {
+    /// A source of `job`'s metrics at `rest_url`, passing other queries to
+    /// `fallback`.
+    pub fn new(
+        rest_url: &str,
+        job: FlinkJob,
+        fallback: Arc<dyn MetricSource>,
+    ) -> Result<Self, TargetError> {
+        Ok(Self {
+            rest: FlinkRest::new(rest_url)?,
+            job,
+            fallback,
+            samples: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The job's vertices, with which are sources.
+    async fn vertices(&self, job_id: &str) -> Result<Vec<Vertex>, TargetError> {
+        let job = self.rest.get(&format!("/jobs/{job_id}")).await?;
+        let with_inputs: Vec<&str> = job["plan"]["nodes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|n| n["inputs"].as_array().is_some_and(|i| !i.is_empty()))
+            .filter_map(|n| n["id"].as_str())
+            .collect();
+        Ok(job["vertices"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|v| {
+                let id = v["id"].as_str()?.to_owned();
+                Some(Vertex {
+                    is_source: !with_inputs.contains(&id.as_str()),
+                    name: v["name"].as_str().unwrap_or_default().to_owned(),
+                    parallelism: v["parallelism"].as_u64().unwrap_or(0),
+                    id,
+                })
+            })
+            .collect())
+    }
+
+    /// The aggregates of `metric` on `vertex`, `None` when it has no such
+    /// metric or Flink has no value yet.
+    async fn aggregates(
+        &self,
+        job_id: &str,
+        vertex: &Vertex,
+        metric: &str,
+    ) -> Result<Option<Aggregates>, TargetError> {
+        let base = format!("/jobs/{job_id}/vertices/{}/subtasks/metrics", vertex.id);
+        // One unknown name empties Flink's whole answer, so a metric is
+        // asked for only under the names the vertex lists.
+        let listed = self.rest.get(&base).await?;
+        let names: Vec<&str> = listed
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|m| m["id"].as_str())
+            .filter(|id| {
+                if metric == "pendingRecords" {
+                    id.ends_with(".pendingRecords")
+                } else {
+                    *id == metric
+                }
+            })
+            .collect();
+        if names.is_empty() {
+            return Ok(None);
+        }
+        let answer = self
+            .rest
+            .get(&format!(
+                "{base}?get={}&agg=min,max,avg,sum",
+                names.join(",")
+            ))
+            .await?;
+        let number = |v: &Value| {
+            match v {
+                Value::Number(n) => n.as_f64(),
+                Value::String(s) => s.parse::<f64>().ok(),
+                _ => None,
+            }
+            .filter(|x| x.is_finite())
+        };
+        let mut total: Option<Aggregates> = None;
+        for m in answer.as_array().into_iter().flatten() {
+            let (Some(min), Some(max), Some(avg), Some(sum)) = (
+                number(&m["min"]),
+                number(&m["max"]),
+                number(&m["avg"]),
+                number(&m["sum"]),
+            ) else {
+                continue;
+            };
+            // Several operators' pendingRecords on one vertex add up.
+            total = Some(match total {
+                None => Aggregates {
+                    min,
+                    max,
+                    avg,
+                    sum,
+                    parallelism: vertex.parallelism,
+                },
+                Some(t) => Aggregates {
+                    min: t.min + min,
+                    max: t.max + max,
+                    avg: t.avg + avg,
+                    sum: t.sum + sum,
+                    parallelism: t.parallelism,
+                },
+            });
+        }
+        Ok(total)
+    }
+
+    /// One sample of `query` now, `None` when no vertex has a value.
+    async fn sample(
+        &self,
+        job_id: &str,
+        vertices: &[Vertex],
+        query: &MetricQuery,
+    ) -> Result<Option<f64>, MetricsError> {
+        let selector = query
+            .dimensions
+            .get(VERTEX)
+            .map(String::as_str)
+            .unwrap_or("all");
+        let chosen: Vec<&Vertex> = vertices
+            .iter()
+            .filter(|v| match selector {
+                "all" => true,
+                "source" => v.is_source,
+                prefix => v.name.starts_with(prefix),
+            })
+            .collect();
+        if chosen.is_empty() {
+            let names: Vec<&str> = vertices.iter().map(|v| v.name.as_str()).collect();
+            return Err(MetricsError::Invalid(format!(
+                "metric {:?}: vertex {selector:?} matches none of the job's vertices {names:?} \
+                 (valid: \"all\", \"source\", or the start of a vertex name)",
+                query.id
+            )));
+        }
+        let mut found = Vec::new();
+        for vertex in chosen {
+            if let Some(a) = self
+                .aggregates(job_id, vertex, &query.metric_name)
+                .await
+                .map_err(metrics_error)?
+            {
+                found.push(a);
+            }
+        }
+        Ok(combine(&found, &query.statistic))
+    }
+
+    /// Samples the Flink queries and answers each from its samples over
+    /// `[start_ms, end_ms)`.
+    async fn fetch_flink(
+        &self,
+        queries: &[&MetricQuery],
+        start_ms: i64,
+        end_ms: i64,
+    ) -> Result<Vec<Series>, MetricsError> {
+        let job_id = self.rest.job_id(&self.job).await.map_err(metrics_error)?;
+        let vertices = self.vertices(&job_id).await.map_err(metrics_error)?;
+        let mut values = Vec::with_capacity(queries.len());
+        for query in queries {
+            values.push(self.sample(&job_id, &vertices, query).await?);
+        }
+        let mut samples = self
+            .samples
+            .lock()
+            .map_err(|_| MetricsError::Source("the Flink sample store was poisoned".into()))?;
+        Ok(queries
+            .iter()
+            .zip(values)
+            .map(|(query, value)| {
+                let kept = samples.entry(query.id.clone()).or_default();
+                if let Some(value) = value {
+                    let period_ms = i64::from(query.period_secs.max(1)) * 1000;
+                    // The period that just ended: the sample describes the
+                    // recent past, and that is the period judged next.
+                    let stamp = end_ms.div_euclid(period_ms) * period_ms - period_ms;
+                    if kept.back().is_some_and(|p| p.timestamp_ms == stamp) {
+                        kept.pop_back();
+                    }
+                    if kept.back().is_none_or(|p| p.timestamp_ms < stamp) {
+                        kept.push_back(Datapoint {
+                            timestamp_ms: stamp,
+                            value,
+                        });
+                    }
+                    while kept.len() > MAX_SAMPLES {
+                        kept.pop_front();
+                    }
+                }
+                Series {
+                    query: (*query).clone(),
+                    points: kept
+                        .iter()
+                        .filter(|p| p.timestamp_ms >= start_ms && p.timestamp_ms < end_ms)
+                        .copied()
+                        .collect(),
+                }
+            })
+            .collect())
+    }
+}
+
+/// The statistic over several vertices' aggregates.
+fn combine(found: &[Aggregates], statistic: &str) -> Option<f64> {
+    if found.is_empty() {
+        return None;
+    }
+    let fold =
+        |f: fn(f64, f64) -> f64, pick: fn(&Aggregates) -> f64| found.iter().map(pick).reduce(f);
+    match statistic {
+        "Maximum" => fold(f64::max, |a| a.max),
+        "Minimum" => fold(f64::min, |a| a.min),
+        "Sum" => fold(|a, b| a + b, |a| a.sum),
+        "Average" => {
+            let weight: u64 = found.iter().map(|a| a.parallelism.max(1)).sum();
+            let weighted: f64 = found
+                .iter()
+                .map(|a| a.avg * a.parallelism.max(1) as f64)
+                .sum();
+            Some(weighted / weight as f64)
+        }
+        _ => None,
+    }
+}
+
+/// A target-side failure as a metric source's.
+fn metrics_error(error: TargetError) -> MetricsError {
+    match error {
+        TargetError::Throttled(m) => MetricsError::Throttled(m),
+        TargetError::Invalid(m) | TargetError::Request(m) => MetricsError::Invalid(m),
+        other => MetricsError::Source(other.to_string()),
+    }
+}
+
+#[async_trait]
+impl MetricSource for FlinkMetricSource {
+    async fn fetch(
+        &self,
+        queries: &[MetricQuery],
+        start_ms: i64,
+        end_ms: i64,
+    ) -> Result<Vec<Series>, MetricsError> {
+        let (flink, other): (Vec<(usize, &MetricQuery)>, Vec<(usize, &MetricQuery)>) = queries
+            .iter()
+            .enumerate()
+            .partition(|(_, q)| q.namespace == NAMESPACE);
+        let mut answers: BTreeMap<usize, Series> = BTreeMap::new();
+        if !other.is_empty() {
+            let asked: Vec<MetricQuery> = other.iter().map(|(_, q)| (*q).clone()).collect();
+            let series = self.fallback.fetch(&asked, start_ms, end_ms).await?;
+            answers.extend(other.iter().map(|(i, _)| *i).zip(series));
+        }
+        if !flink.is_empty() {
+            let asked: Vec<&MetricQuery> = flink.iter().map(|(_, q)| *q).collect();
+            let series = self.fetch_flink(&asked, start_ms, end_ms).await?;
+            answers.extend(flink.iter().map(|(i, _)| *i).zip(series));
+        }
+        Ok(answers.into_values().collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn agg(min: f64, max: f64, avg: f64, sum: f64, parallelism: u64) -> Aggregates {
+        Aggregates {
+            min,
+            max,
+            avg,
+            sum,
+            parallelism,
+        }
+    }
+
+    #[test]
+    fn statistics_combine_over_vertices_as_documented() {
+        let found = [agg(1.0, 9.0, 5.0, 10.0, 2), agg(2.0, 4.0, 2.0, 2.0, 1)];
+        assert_eq!(combine(&found, "Maximum"), Some(9.0));
+        assert_eq!(combine(&found, "Minimum"), Some(1.0));
+        assert_eq!(combine(&found, "Sum"), Some(12.0));
+        // (5 x 2 + 2 x 1) / 3 subtasks.
+        assert_eq!(combine(&found, "Average"), Some(4.0));
+        assert_eq!(combine(&[], "Maximum"), None);
+    }
+}
