@@ -871,11 +871,13 @@ fn a_configure_that_never_returns_times_out_at_load() {
     host().check(plugin("misbehave")).expect("misbehave checks");
     let started = Instant::now();
     let error = misbehave(host(), "slow-configure").err().expect("refused");
+    // A start call's deadline is ten times a call's and at least 1 s.
     assert!(
-        started.elapsed() < Duration::from_secs(2),
+        started.elapsed() < Duration::from_secs(3),
         "{:?}",
         started.elapsed()
     );
+    assert!(error.to_string().contains("1000 ms deadline"), "{error}");
     let PluginError::Call {
         function, class, ..
     } = &error

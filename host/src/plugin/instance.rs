@@ -11,6 +11,7 @@ use super::params;
 use super::sandbox::{GuestLog, MAX_INSTANCES, MAX_MEMORIES, MAX_TABLES, State};
 use super::validate::sanitize_text;
 use super::world::{Exports, InterpreterWorld, Linked, PolicyWorld, World};
+use super::engine;
 use super::{FailureClass, Parameter, PluginError, PluginIdentity, PluginMetadata, SandboxLimits};
 use crate::metrics::Series;
 use crate::model::{Application, Decision, Evaluation, Signal};
@@ -27,6 +28,16 @@ const MAX_DETAIL_BYTES: usize = 512;
 
 /// Longest summary kept from a plugin's metadata, in bytes.
 const MAX_SUMMARY_BYTES: usize = 256;
+
+/// The deadline of the calls that start an instance (instantiate, metadata,
+/// configure): ten times a call's, and at least a second. They run once per
+/// instance, and a start refused for a deadline fails the agent's start or a
+/// reload; on a host whose cores are busy (a build, other containers) a
+/// wall-clock 100 ms was seen to refuse the built-in `hold`, whose start
+/// does no work at all.
+pub(crate) fn start_timeout(call_timeout: std::time::Duration) -> std::time::Duration {
+    (call_timeout.saturating_mul(10)).max(std::time::Duration::from_secs(1))
+}
 
 /// A live instance: a store and the exports instantiated in it.
 struct Live<W: World> {
@@ -97,6 +108,7 @@ impl<W: World> Sandbox<W> {
     /// if `configure`, configures it; each step under its own deadline.
     pub(crate) fn start(&mut self, configure: bool) -> Result<(), PluginError> {
         self.live = None;
+        let start_ticks = engine::deadline_ticks(start_timeout(self.limits.call_timeout));
         let mut store = Store::new(
             &self.engine,
             State::new(self.limits.memory_limit_bytes, self.log.clone()),
@@ -104,7 +116,7 @@ impl<W: World> Sandbox<W> {
         store.limiter(|state| &mut state.limiter);
 
         let linked = &*self.linked;
-        let instantiated = guarded(&mut store, self.deadline_ticks, |store| {
+        let instantiated = guarded(&mut store, start_ticks, |store| {
             linked.instantiate(store)
         });
         let exports = match instantiated {
@@ -112,7 +124,7 @@ impl<W: World> Sandbox<W> {
             Err(error) => return Err(self.trapped("instantiate", &store, &error)),
         };
 
-        let metadata = guarded(&mut store, self.deadline_ticks, |store| {
+        let metadata = guarded(&mut store, start_ticks, |store| {
             exports.metadata(store)
         });
         let metadata = match metadata {
@@ -156,7 +168,7 @@ impl<W: World> Sandbox<W> {
                 }
             }
             let params = self.params_json.as_str();
-            let configured = guarded(&mut store, self.deadline_ticks, |store| {
+            let configured = guarded(&mut store, start_ticks, |store| {
                 exports.configure(store, params)
             });
             match configured {
@@ -246,7 +258,12 @@ impl<W: World> Sandbox<W> {
                 FailureClass::Timeout,
                 format!(
                     "no answer within the {} ms deadline",
-                    self.limits.call_timeout.as_millis()
+                    if matches!(function, "instantiate" | "metadata" | "configure") {
+                        start_timeout(self.limits.call_timeout)
+                    } else {
+                        self.limits.call_timeout
+                    }
+                    .as_millis()
                 ),
             )
         } else {
