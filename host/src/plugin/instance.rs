@@ -337,8 +337,8 @@ pub fn on_helper_thread<R: Send + 'static>(
         let job = match helper.as_ref() {
             Some(sender) => match sender.send(job) {
                 Ok(()) => return Ok(()),
-                // The helper ended (only a panic in `work` ends it): start
-                // another.
+                // The helper could not be started last time, or ended
+                // (only with its process): start another.
                 Err(std::sync::mpsc::SendError(job)) => job,
             },
             None => job,
@@ -348,7 +348,10 @@ pub fn on_helper_thread<R: Send + 'static>(
             .name("flinkscale-plugin".to_owned())
             .spawn(move || {
                 while let Ok(job) = jobs.recv() {
-                    job();
+                    // A panic drops the job's reply sender (the caller
+                    // gets an error) and must not end the thread: a call
+                    // sent to it meanwhile would be lost.
+                    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
                 }
             })
             .map_err(|e| format!("could not start the plugin thread: {e}"))?;
