@@ -359,6 +359,20 @@ pub enum PluginThreads {
     /// else and waits on a paused clock: the simulator, where a call
     /// handed to another thread would only cost time.
     Inline,
+    /// The simulator's: a runtime that runs nothing else, on a paused
+    /// clock. Calls run on the calling thread's long-lived plugin helper
+    /// (`plugin::on_helper_thread`), waited for in place; and the plugins
+    /// loaded at start serve the whole run, their files not followed (a
+    /// file changed mid-run would make the run irreproducible, and a 7-day
+    /// run would stat them 40 000 times).
+    Simulation,
+}
+
+impl PluginThreads {
+    /// Whether plugins follow their files (reload when they change).
+    fn follows_files(self) -> bool {
+        self != PluginThreads::Simulation
+    }
 }
 
 /// The control loop of one application: the [`Machine`] and the ports it
@@ -858,6 +872,8 @@ impl Controller {
         };
         match threads {
             PluginThreads::Inline => Ok(run()),
+            PluginThreads::Simulation => crate::plugin::on_helper_thread(run)
+                .map_err(|e| EvaluateError::Panicked(format!("the call was lost: {e}"))),
             // The closure catches its own panics: only a runtime shutting
             // down cancels it, and the plugin goes with it.
             // A blocking-pool thread may call guests directly: marked so,
@@ -886,6 +902,7 @@ impl Controller {
         let health = std::mem::take(&mut self.interpreter_health);
         let quarantine = self.settings.quarantine;
         let (app, metrics) = (app.clone(), metrics.to_vec());
+        let follow = self.threads.follows_files();
         let ((interpreters, health), outcomes) = Self::off_runtime(
             self.threads,
             (interpreters, health),
@@ -894,7 +911,11 @@ impl Controller {
                     .iter_mut()
                     .zip(health.iter_mut())
                     .map(|(interpreter, health)| {
-                        let refresh = interpreter.refresh();
+                        let refresh = if follow {
+                            interpreter.refresh()
+                        } else {
+                            Refresh::Unchanged
+                        };
                         let gate = health.gate(now_ms, || refresh.is_new_code());
                         let started = std::time::Instant::now();
                         let result = match gate {
@@ -982,9 +1003,14 @@ impl Controller {
         };
         let health = std::mem::take(&mut self.policy_health);
         let evaluation = evaluation.clone();
+        let follow = self.threads.follows_files();
         let ((policy, health), outcome) =
             Self::off_runtime(self.threads, (policy, health), move |(policy, health)| {
-                let refresh = policy.refresh();
+                let refresh = if follow {
+                    policy.refresh()
+                } else {
+                    Refresh::Unchanged
+                };
                 let gate = health.gate(now_ms, || refresh.is_new_code());
                 let started = std::time::Instant::now();
                 let result = match gate {

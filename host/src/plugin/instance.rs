@@ -320,6 +320,69 @@ pub fn on_plugin_thread<R>(work: impl FnOnce() -> R) -> R {
     work()
 }
 
+/// Work handed to a calling thread's plugin helper (see [`on_helper_thread`]).
+type HelperJob = Box<dyn FnOnce() + Send>;
+
+thread_local! {
+    /// The calling thread's plugin helper, started by its first
+    /// [`on_helper_thread`] call; it ends when this thread ends (the
+    /// channel closes).
+    static HELPER: std::cell::RefCell<Option<std::sync::mpsc::Sender<HelperJob>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Runs `work` on this thread's long-lived plugin helper thread (started
+/// at the first call) and waits for it, blocking this thread.
+///
+/// For a runtime that runs nothing else (the simulator's): guest calls
+/// cannot run on a thread driving a tokio runtime (wasmtime-wasi's
+/// synchronous stdio would start a runtime inside it), and handing each one
+/// to tokio's blocking pool costs a pool hand-off and a runtime wake-up a
+/// call (356 815 futex calls in a 7-day `rate` run). The helper is outside
+/// any runtime, so guests run on it directly, and one channel send and
+/// reply a call is all the hand-off. An error says the helper could not be
+/// started or lost the work (it is gone with whatever `work` owned).
+pub fn on_helper_thread<R: Send + 'static>(
+    work: impl FnOnce() -> R + Send + 'static,
+) -> Result<R, String> {
+    let (done, result) = std::sync::mpsc::sync_channel(1);
+    let job: HelperJob = Box::new(move || {
+        // The caller waits for this; it cannot have gone away.
+        let _ = done.send(work());
+    });
+    HELPER.with_borrow_mut(|helper| {
+        let job = match helper.as_ref() {
+            Some(sender) => match sender.send(job) {
+                Ok(()) => return Ok(()),
+                // The helper could not be started last time, or ended
+                // (only with its process): start another.
+                Err(std::sync::mpsc::SendError(job)) => job,
+            },
+            None => job,
+        };
+        let (sender, jobs) = std::sync::mpsc::channel::<HelperJob>();
+        std::thread::Builder::new()
+            .name("flinkscale-plugin".to_owned())
+            .spawn(move || {
+                while let Ok(job) = jobs.recv() {
+                    // A panic drops the job's reply sender (the caller
+                    // gets an error) and must not end the thread: a call
+                    // sent to it meanwhile would be lost.
+                    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
+                }
+            })
+            .map_err(|e| format!("could not start the plugin thread: {e}"))?;
+        let sent = sender
+            .send(job)
+            .map_err(|_| "the plugin thread ended at once".to_owned());
+        *helper = Some(sender);
+        sent
+    })?;
+    result
+        .recv()
+        .map_err(|_| "the plugin thread ended during the call".to_owned())
+}
+
 /// Runs one call into a guest under the deadline, with a fresh log budget
 /// and a cleared memory-refusal flag.
 ///

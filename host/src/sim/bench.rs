@@ -945,6 +945,12 @@ mod tests {
             scores,
             api: ApiCost::new(Default::default(), true, 10, 1),
             sim_speed: 1.0,
+            api: ApiCost {
+                lazy_polling: false,
+                calls: Default::default(),
+                cloudwatch_usd_per_app_month: 0.0,
+                reference_usd_per_app_month: 0.0,
+            },
         }
     }
 

@@ -338,14 +338,13 @@ pub fn simulate_with_progress(
             Arc::new(SimTarget(shared.clone())),
             Clock::starting_at(SIM_EPOCH_MS),
         )?
-        // Plugin calls go to tokio's blocking pool, whose threads are
-        // marked as plugin threads and live on between calls. Inline calls
-        // would run on this runtime's own thread, where the plugin host
-        // must start a helper thread per guest call (wasmtime-wasi blocks
-        // on the current runtime): about 40 000 thread starts in a 7-day `rate`
-        // run. The paused clock does not advance while a blocking call is
-        // out, so the run is the same to the record.
-        .with_plugin_threads(PluginThreads::Blocking);
+        // Plugin calls go to this thread's long-lived plugin helper and
+        // are waited for in place: this runtime runs nothing else, and
+        // the paused clock stands still meanwhile, so the run is the same
+        // to the record, without a blocking-pool hand-off and a runtime
+        // wake-up a call (a guest cannot run on this thread itself:
+        // wasmtime-wasi's synchronous stdio would start a runtime here).
+        .with_plugin_threads(PluginThreads::Simulation);
         let (stop, stopped) = watch::channel(false);
         let task = tokio::spawn(agent.run(stopped));
         let total = scenario.duration_secs;

@@ -11,7 +11,8 @@
 //! its shape. The same recent error says when the load has left the
 //! forecast (a burst, a crowd, a holiday's first hours).
 
-use std::collections::BTreeMap;
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap};
 
 /// One day, in milliseconds.
 pub const DAY_MS: i64 = 86_400_000;
@@ -27,11 +28,25 @@ const COVERAGE: f64 = 0.8;
 const MAX_SCALE: f64 = 2.0;
 
 /// Input rates by period start, forgotten after the history span.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct Profile {
     bucket_ms: i64,
     keep_ms: i64,
     rates: BTreeMap<i64, f64>,
+    /// [`Profile::level`] by bucket start, as computed from `rates`;
+    /// a bucket's entry goes when one of its rates is learned or
+    /// forgotten. Every evaluation asks for hundreds of levels (the
+    /// lookahead and the dip in buckets, the fit span point by point), of
+    /// buckets that mostly have not changed since the last one.
+    levels: RefCell<HashMap<i64, Option<f64>>>,
+}
+
+impl PartialEq for Profile {
+    /// The cache of levels is not part of what a profile is.
+    fn eq(&self, other: &Self) -> bool {
+        (self.bucket_ms, self.keep_ms, &self.rates)
+            == (other.bucket_ms, other.keep_ms, &other.rates)
+    }
 }
 
 /// A forecast fitted to the recent past.
@@ -55,6 +70,7 @@ impl Profile {
             bucket_ms: i64::from(bucket_secs.max(1)) * 1000,
             keep_ms: i64::from(history_days) * DAY_MS,
             rates: BTreeMap::new(),
+            levels: RefCell::new(HashMap::new()),
         }
     }
 
@@ -62,11 +78,19 @@ impl Profile {
     /// seen again replaces its earlier rate, as overlapping windows show it
     /// every evaluation. Forgets what lies beyond the history span.
     pub fn learn(&mut self, rates: &[(i64, f64)], now_ms: i64) {
-        self.rates.extend(rates.iter().copied());
+        let levels = self.levels.get_mut();
+        for &(at_ms, rate) in rates {
+            self.rates.insert(at_ms, rate);
+            levels.remove(&at_ms.div_euclid(self.bucket_ms));
+        }
         if let Some(&first) = self.rates.keys().next()
             && first < now_ms - self.keep_ms
         {
-            self.rates = self.rates.split_off(&(now_ms - self.keep_ms));
+            let keep_from = now_ms - self.keep_ms;
+            self.rates = self.rates.split_off(&keep_from);
+            // The bucket of the cut lost some rates, those before it all.
+            let cut = keep_from.div_euclid(self.bucket_ms);
+            levels.retain(|&bucket, _| bucket > cut);
         }
     }
 
@@ -83,12 +107,15 @@ impl Profile {
     /// The mean rate of the bucket (aligned to `bucket_secs` since the
     /// epoch) that holds `at_ms`, if any period in it is known.
     pub fn level(&self, at_ms: i64) -> Option<f64> {
-        let start = at_ms.div_euclid(self.bucket_ms) * self.bucket_ms;
-        let (sum, n) = self
-            .rates
-            .range(start..start + self.bucket_ms)
-            .fold((0.0, 0u32), |(s, n), (_, r)| (s + r, n + 1));
-        (n > 0).then(|| sum / f64::from(n))
+        let bucket = at_ms.div_euclid(self.bucket_ms);
+        *self.levels.borrow_mut().entry(bucket).or_insert_with(|| {
+            let start = bucket * self.bucket_ms;
+            let (sum, n) = self
+                .rates
+                .range(start..start + self.bucket_ms)
+                .fold((0.0, 0u32), |(s, n), (_, r)| (s + r, n + 1));
+            (n > 0).then(|| sum / f64::from(n))
+        })
     }
 
     /// The unscaled forecast of `at_ms` by `season_ms`.
