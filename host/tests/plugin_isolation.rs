@@ -87,6 +87,9 @@ params = {{ mode = "loop" }}
 [[application]]
 name = "{HEALTHY}"
 evaluation_interval_secs = {INTERVAL_SECS}
+# Its cadence is what the test watches: lazy polling would skip the
+# evaluations its clean alarms rule out.
+lazy_polling = false
 
 [[application.metric]]
 id = "cpu"

@@ -943,7 +943,6 @@ mod tests {
                 params: serde_json::Value::Null,
             },
             scores,
-            api: ApiCost::new(Default::default(), true, 10, 1),
             sim_speed: 1.0,
             api: ApiCost {
                 lazy_polling: false,
