@@ -46,7 +46,6 @@ use crate::metrics::flink::FlinkMetricSource;
 use crate::model::{Application, Decision, Evaluation, Signal};
 use crate::plugin::{
     InterpreterInstance, PluginError, PluginHost, PluginSource, PolicyInstance, Refresh, Reloading,
-    SandboxLimits,
 };
 use crate::state::{StateError, StateStore};
 use crate::target::ScalingTarget;
@@ -393,10 +392,7 @@ impl Agent {
         flink_from_config: bool,
     ) -> Result<Self, AgentError> {
         let agent = &loaded.config.agent;
-        let limits = SandboxLimits {
-            call_timeout: std::time::Duration::from_millis(agent.plugin_timeout_ms),
-            memory_limit_bytes: agent.plugin_memory_limit_bytes,
-        };
+        let limits = agent.sandbox_limits();
         // An agent that keeps state also keeps its compiled plugins there
         // (inside the 0700 state folder, since a compiled component is
         // native code), so a restart does not pay the compile again.

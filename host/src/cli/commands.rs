@@ -19,7 +19,7 @@ use crate::config::validate::{FieldPath, Problem};
 use crate::controller::ActOutcome;
 use crate::metrics::{MetricQuery, Series};
 use crate::model::{Action, Application};
-use crate::plugin::{PluginError, PluginHost, SandboxLimits};
+use crate::plugin::{PluginError, PluginHost};
 use crate::state::StateError;
 use crate::target::AppStatus;
 use crate::telemetry::{self, Events, Registry};
@@ -499,10 +499,7 @@ fn interpreter_problems(loaded: &LoadedConfig) -> Result<Vec<Problem>, PluginErr
         return Ok(problems);
     }
     let agent = &loaded.config.agent;
-    let host = PluginHost::new(SandboxLimits {
-        call_timeout: std::time::Duration::from_millis(agent.plugin_timeout_ms),
-        memory_limit_bytes: agent.plugin_memory_limit_bytes,
-    })?;
+    let host = PluginHost::new(agent.sandbox_limits())?;
     for (i, (app, paths)) in loaded
         .config
         .applications
@@ -581,11 +578,8 @@ pub async fn validate(config: &Path, environment: bool) -> anyhow::Result<ExitCo
         let mut plugin_failures = 0;
         let mut failures = 0;
         let agent = &loaded.config.agent;
-        let host = PluginHost::new(SandboxLimits {
-            call_timeout: std::time::Duration::from_millis(agent.plugin_timeout_ms),
-            memory_limit_bytes: agent.plugin_memory_limit_bytes,
-        })
-        .context("cannot start the plugin host")?;
+        let host =
+            PluginHost::new(agent.sandbox_limits()).context("cannot start the plugin host")?;
         for (app, paths) in loaded.config.applications.iter().zip(&loaded.plugins) {
             let checks = std::iter::once((&app.policy, &paths.policy, true)).chain(
                 app.interpreters

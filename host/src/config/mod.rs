@@ -82,6 +82,17 @@ pub struct AgentConfig {
     pub lazy_polling: bool,
 }
 
+impl AgentConfig {
+    /// The sandbox every plugin of this agent runs in
+    /// (`plugin_timeout_ms`, `plugin_memory_limit_bytes`).
+    pub fn sandbox_limits(&self) -> crate::plugin::SandboxLimits {
+        crate::plugin::SandboxLimits {
+            call_timeout: std::time::Duration::from_millis(self.plugin_timeout_ms),
+            memory_limit_bytes: self.plugin_memory_limit_bytes,
+        }
+    }
+}
+
 impl Default for AgentConfig {
     fn default() -> Self {
         Self {
