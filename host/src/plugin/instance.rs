@@ -108,7 +108,7 @@ impl<W: World> Sandbox<W> {
     /// if `configure`, configures it; each step under its own deadline.
     pub(crate) fn start(&mut self, configure: bool) -> Result<(), PluginError> {
         self.live = None;
-        let start_ticks = engine::deadline_ticks(start_timeout(self.limits.call_timeout));
+        let start_ticks = engine::deadline_ticks(self.timeout_of("configure"));
         let mut store = Store::new(
             &self.engine,
             State::new(self.limits.memory_limit_bytes, self.log.clone()),
@@ -220,6 +220,15 @@ impl<W: World> Sandbox<W> {
         }
     }
 
+    /// The deadline of `function`: [`start_timeout`] for the calls that
+    /// start an instance, the sandbox's call timeout for the others.
+    fn timeout_of(&self, function: &str) -> std::time::Duration {
+        match function {
+            "instantiate" | "metadata" | "configure" => start_timeout(self.limits.call_timeout),
+            _ => self.limits.call_timeout,
+        }
+    }
+
     /// A failure of a call that did not return: classifies it from the
     /// error and the store's limiter, and leaves no live instance behind.
     fn trapped(
@@ -254,12 +263,7 @@ impl<W: World> Sandbox<W> {
                 FailureClass::Timeout,
                 format!(
                     "no answer within the {} ms deadline",
-                    if matches!(function, "instantiate" | "metadata" | "configure") {
-                        start_timeout(self.limits.call_timeout)
-                    } else {
-                        self.limits.call_timeout
-                    }
-                    .as_millis()
+                    self.timeout_of(function).as_millis()
                 ),
             )
         } else {
