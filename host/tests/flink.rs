@@ -38,6 +38,24 @@ struct Cluster {
 }
 
 impl Cluster {
+    /// Submits `tests/flink/load_job.py` as `job_name` with its further
+    /// arguments (rows per second, then optionally the costly span); the
+    /// job id it printed.
+    fn submit_load_job(&self, job_name: &str, args: &[&str]) -> String {
+        let submitted = Command::new(repo_root().join(".venv/bin/python"))
+            .arg(repo_root().join("tests/flink/load_job.py"))
+            .args([self.rest_url().as_str(), job_name])
+            .args(args)
+            .output()
+            .expect("running tests/flink/load_job.py");
+        assert!(
+            submitted.status.success(),
+            "load_job.py failed: {}",
+            String::from_utf8_lossy(&submitted.stderr)
+        );
+        String::from_utf8_lossy(&submitted.stdout).trim().to_owned()
+    }
+
     fn start() -> Cluster {
         Self::start_with_slots(2)
     }
@@ -222,17 +240,7 @@ fn a_real_flink_cluster_runs_the_load_job_and_rescales_in_place() {
     // Submit the load job: 20 rows/s through a costly regex step (about
     // one core at 45 ms a row).
     let job_name = "flinkscale-load";
-    let submitted = Command::new(repo_root().join(".venv/bin/python"))
-        .arg(repo_root().join("tests/flink/load_job.py"))
-        .args([&cluster.rest_url(), job_name, "20"])
-        .output()
-        .expect("running tests/flink/load_job.py");
-    assert!(
-        submitted.status.success(),
-        "load_job.py failed: {}",
-        String::from_utf8_lossy(&submitted.stderr)
-    );
-    let printed_id = String::from_utf8_lossy(&submitted.stdout).trim().to_owned();
+    let printed_id = cluster.submit_load_job(job_name, &["20"]);
 
     // The job id found by name, as the target will find a restarted job.
     let jobs = cluster.get("/jobs/overview");
@@ -876,24 +884,15 @@ fn the_agent_scales_a_real_flink_job_out_and_in_with_its_load() {
     let job_name = "flinkscale-e2e";
     let t0 = unix_secs();
     let (costly_from, costly_until) = (t0 + 50.0, t0 + 140.0);
-    let submitted = Command::new(repo_root().join(".venv/bin/python"))
-        .arg(repo_root().join("tests/flink/load_job.py"))
-        .args([
-            &cluster.rest_url(),
-            job_name,
+    let job = cluster.submit_load_job(
+        job_name,
+        &[
             "150",
             &format!("{costly_from:.0}"),
             &format!("{costly_until:.0}"),
             "1",
-        ])
-        .output()
-        .expect("running tests/flink/load_job.py");
-    assert!(
-        submitted.status.success(),
-        "load_job.py failed: {}",
-        String::from_utf8_lossy(&submitted.stderr)
+        ],
     );
-    let job = String::from_utf8_lossy(&submitted.stdout).trim().to_owned();
 
     let dir = tempfile::tempdir().expect("a folder for the agent");
     let config = dir.path().join("flinkscale.toml");
@@ -1127,17 +1126,7 @@ fn model_against_reality() {
     let _alone = ONE_CLUSTER.lock().unwrap_or_else(|e| e.into_inner());
     let cluster = Cluster::start_with_slots(4);
     let job_name = "flinkscale-usl";
-    let submitted = Command::new(repo_root().join(".venv/bin/python"))
-        .arg(repo_root().join("tests/flink/load_job.py"))
-        .args([&cluster.rest_url(), job_name, "400"])
-        .output()
-        .expect("running tests/flink/load_job.py");
-    assert!(
-        submitted.status.success(),
-        "load_job.py failed: {}",
-        String::from_utf8_lossy(&submitted.stderr)
-    );
-    let job = String::from_utf8_lossy(&submitted.stdout).trim().to_owned();
+    let job = cluster.submit_load_job(job_name, &["400"]);
     let running = wait_for("the job RUNNING", Duration::from_secs(60), || {
         let vs = vertices(&cluster, &job);
         vs.iter().all(|v| v.3 == "RUNNING").then_some(vs)
