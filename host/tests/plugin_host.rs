@@ -1003,6 +1003,51 @@ fn guest_stdio_works_from_async_code_and_from_the_blocking_pool() {
     });
 }
 
+/// The simulator calls guests inline on the thread that drives its
+/// runtime. There a guest that writes to stdout and stderr, panics (its
+/// message on stderr), tries to sleep or opens sockets must get its answer
+/// or its error, and its lines must reach the log: wasmtime-wasi's own
+/// synchronous stdio and socket functions enter the current runtime
+/// (`in_tokio`), which panicked the host there. The log is captured for
+/// this thread only, so a line found in it was written on this thread.
+#[test]
+fn guests_run_inline_on_a_thread_that_drives_a_runtime() {
+    within_a_minute("inline on a current-thread runtime's thread", || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        let logs = captured_logs(|| {
+            runtime.block_on(async {
+                flinkscale::plugin::on_plugin_thread(|| {
+                    call_chatty_plugins();
+                    let (class, detail) = call_failure(misbehaving("sleep").decide(&quiet()));
+                    assert_eq!(class, FailureClass::Trap, "{detail}");
+                    assert!(detail.contains("cannot sleep"), "{detail}");
+                    let decision = misbehaving("net").decide(&quiet()).expect("net decides");
+                    assert_eq!(decision.action, Action::Hold, "{}", decision.reason);
+                    assert!(
+                        decision.reason.contains("udp failed"),
+                        "{}",
+                        decision.reason
+                    );
+                })
+            })
+        });
+        for line in [
+            "declares: decide",
+            "declares: decide (stderr)",
+            "misbehave: panic mode",
+            "misbehave: sleeping",
+        ] {
+            assert!(
+                logs.contains(line),
+                "{line:?} not logged on this thread: {logs}"
+            );
+        }
+    });
+}
+
 #[test]
 #[ignore = "a measurement, not a check: cargo test --test plugin_host -- --ignored --nocapture"]
 fn measure_step_latency() {

@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use wasmtime::component::{Component, HasSelf, InstancePre, Linker, Resource};
+use wasmtime::component::{
+    Component, HasSelf, InstancePre, Linker, Resource, ResourceTable, ResourceType,
+};
 use wasmtime::{Config, Engine};
 use wasmtime_wasi::p2::DynPollable;
 
@@ -83,19 +85,20 @@ pub fn contract_versions() -> Vec<&'static str> {
 pub struct PluginHost {
     engine: Engine,
     linker: Linker<State>,
-    cache: ComponentCache,
+    cache: Arc<ComponentCache>,
     limits: SandboxLimits,
 }
 
 impl PluginHost {
-    /// Starts the engine (and its epoch ticker thread) with `limits` for
-    /// every instance, caching compiled components in memory only.
+    /// A host with `limits` for every instance, on the engine (and epoch
+    /// ticker thread) and in-memory component cache that every such host
+    /// of this process shares (see [`SHARED`]).
     pub fn new(limits: SandboxLimits) -> Result<Self, PluginError> {
         Self::build(limits, None)
     }
 
-    /// Like [`PluginHost::new`], and also keeps compiled components in
-    /// `cache_dir` (created if missing), so that a restart does not compile
+    /// Like [`PluginHost::new`], on an engine and cache of its own that
+    /// also keep compiled components in `cache_dir` (created if missing), so that a restart does not compile
     /// again. The directory must be writable only by the agent: its files
     /// are loaded as native code.
     pub fn with_cache_dir(limits: SandboxLimits, cache_dir: PathBuf) -> Result<Self, PluginError> {
@@ -103,11 +106,21 @@ impl PluginHost {
     }
 
     fn build(limits: SandboxLimits, cache_dir: Option<PathBuf>) -> Result<Self, PluginError> {
-        let mut config = Config::new();
-        config.wasm_component_model(true);
-        config.epoch_interruption(true);
-        let engine = Engine::new(&config).map_err(|e| PluginError::Engine(describe(&e)))?;
-        start_ticker(&engine)?;
+        let (engine, cache) = match cache_dir {
+            None => SHARED
+                .get_or_init(|| {
+                    let engine = new_engine()?;
+                    let cache = Arc::new(ComponentCache::new(&engine, None));
+                    Ok((engine, cache))
+                })
+                .clone()
+                .map_err(PluginError::Engine)?,
+            Some(dir) => {
+                let engine = new_engine().map_err(PluginError::Engine)?;
+                let cache = Arc::new(ComponentCache::new(&engine, Some(dir)));
+                (engine, cache)
+            }
+        };
 
         // One linker serves every world and contract version: they import
         // the same WASI interfaces, and each version's `host` interface has
@@ -116,6 +129,7 @@ impl PluginHost {
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
             .map_err(|e| PluginError::Engine(describe(&e)))?;
         forbid_waiting(&mut linker).map_err(|e| PluginError::Engine(describe(&e)))?;
+        runtime_free_wasi(&mut linker).map_err(|e| PluginError::Engine(describe(&e)))?;
         v0_1_0::policy::flinkscale::plugin::host::add_to_linker::<State, HasSelf<State>>(
             &mut linker,
             |state| state,
@@ -127,7 +141,6 @@ impl PluginHost {
         )
         .map_err(|e| PluginError::Engine(describe(&e)))?;
 
-        let cache = ComponentCache::new(&engine, cache_dir);
         Ok(Self {
             engine,
             linker,
@@ -293,6 +306,27 @@ impl PluginHost {
     }
 }
 
+/// The engine and the in-memory compiled components shared by every
+/// [`PluginHost::new`] of this process (a host with a cache folder has its
+/// own), so a component is compiled once per process however many hosts
+/// load it: `bench` assembles an agent, and with it a host, per run, and
+/// each run compiled its plugin again (0.15 to 0.2 s of CPU a run, half of
+/// a 7-day `seed` run). The engine's settings are the same for every host,
+/// and nothing in it belongs to one: stores, limits and deadlines are per
+/// instance.
+static SHARED: std::sync::OnceLock<Result<(Engine, Arc<ComponentCache>), String>> =
+    std::sync::OnceLock::new();
+
+/// An engine with this host's settings and its epoch ticker.
+fn new_engine() -> Result<Engine, String> {
+    let mut config = Config::new();
+    config.wasm_component_model(true);
+    config.epoch_interruption(true);
+    let engine = Engine::new(&config).map_err(|e| describe(&e))?;
+    start_ticker(&engine)?;
+    Ok(engine)
+}
+
 /// The monotonic clock interface as wasmtime-wasi defines it (semver
 /// matching makes this name serve guests built against any 0.2.x).
 const MONOTONIC_CLOCK: &str = "wasi:clocks/monotonic-clock@0.2.12";
@@ -315,6 +349,204 @@ fn forbid_waiting(linker: &mut Linker<State>) -> wasmtime::Result<()> {
     clock.func_wrap("subscribe-instant", refuse)?;
     linker.allow_shadowing(false);
     Ok(())
+}
+
+/// The `wasi:io` and `wasi:sockets` interfaces as wasmtime-wasi defines
+/// them (semver matching makes these names serve guests built against any
+/// 0.2.x, as [`MONOTONIC_CLOCK`] does).
+const IO_POLL: &str = "wasi:io/poll@0.2.12";
+/// See [`IO_POLL`].
+const IO_STREAMS: &str = "wasi:io/streams@0.2.12";
+/// See [`IO_POLL`].
+const UDP_CREATE_SOCKET: &str = "wasi:sockets/udp-create-socket@0.2.12";
+
+/// Replaces the host functions of wasmtime-wasi's synchronous bindings that
+/// a sandboxed plugin can reach and that would enter a tokio runtime, so
+/// that no guest call ever needs one and a guest may run inline on any
+/// thread, even one that drives a runtime (the simulator's).
+///
+/// wasmtime-wasi 48 runs these through `in_tokio`, which calls
+/// `Handle::block_on` on the current runtime: that panics on a thread that
+/// drives one. Here each runs its asynchronous twin (the same code, so the
+/// same checks and errors) to completion at once, with [`at_once`]: every
+/// stream a plugin holds answers at once (stdout and stderr are the
+/// plugin's log, stdin is closed) and it can subscribe to nothing else
+/// ([`forbid_waiting`] refuses clock subscriptions), so nothing here ever
+/// waits; should something ever not be ready, the call traps rather than
+/// wait, as [`forbid_waiting`] does for sleeps.
+///
+/// The other functions wasmtime-wasi wraps so take a resource a plugin
+/// cannot hold: a file descriptor (no directory is preopened), a TCP socket
+/// (creating one is refused: TCP is not allowed) or a UDP socket (whose
+/// creation is replaced here).
+fn runtime_free_wasi(linker: &mut Linker<State>) -> wasmtime::Result<()> {
+    use wasmtime_wasi::p2::bindings::io::{poll, streams};
+    use wasmtime_wasi::p2::bindings::sockets::network::{ErrorCode, IpAddressFamily};
+    use wasmtime_wasi::p2::{DynInputStream, DynOutputStream, UdpSocket};
+
+    /// The guest-facing `stream-error` of a stream function's outcome (a
+    /// failure's error resource goes into the table); a trap stays a trap.
+    type GuestStreamResult<T> = wasmtime::Result<(Result<T, streams::StreamError>,)>;
+    fn guest_result<T>(
+        table: &mut ResourceTable,
+        result: wasmtime_wasi::p2::StreamResult<T>,
+    ) -> GuestStreamResult<T> {
+        match result {
+            Ok(value) => Ok((Ok(value),)),
+            Err(error) => Ok((Err(streams::Host::convert_stream_error(table, error)?),)),
+        }
+    }
+    type Store<'a> = wasmtime::StoreContextMut<'a, State>;
+
+    linker.allow_shadowing(true);
+
+    let mut io_poll = linker.instance(IO_POLL)?;
+    io_poll.func_wrap(
+        "poll",
+        |mut store: Store<'_>, (pollables,): (Vec<Resource<DynPollable>>,)| {
+            let table = store.data_mut().table();
+            Ok((at_once("poll", poll::Host::poll(table, pollables))??,))
+        },
+    )?;
+    io_poll.func_wrap(
+        "[method]pollable.block",
+        |mut store: Store<'_>, (pollable,): (Resource<DynPollable>,)| {
+            let table = store.data_mut().table();
+            at_once("pollable.block", poll::HostPollable::block(table, pollable))?
+        },
+    )?;
+    io_poll.func_wrap(
+        "[method]pollable.ready",
+        |mut store: Store<'_>, (pollable,): (Resource<DynPollable>,)| {
+            let table = store.data_mut().table();
+            Ok((at_once(
+                "pollable.ready",
+                poll::HostPollable::ready(table, pollable),
+            )??,))
+        },
+    )?;
+
+    let mut io_streams = linker.instance(IO_STREAMS)?;
+    io_streams.resource(
+        "output-stream",
+        ResourceType::host::<DynOutputStream>(),
+        |mut store: Store<'_>, rep: u32| {
+            let table = store.data_mut().table();
+            let stream = Resource::new_own(rep);
+            at_once(
+                "dropping an output-stream",
+                streams::HostOutputStream::drop(table, stream),
+            )?
+        },
+    )?;
+    io_streams.resource(
+        "input-stream",
+        ResourceType::host::<DynInputStream>(),
+        |mut store: Store<'_>, rep: u32| {
+            let table = store.data_mut().table();
+            let stream = Resource::new_own(rep);
+            at_once(
+                "dropping an input-stream",
+                streams::HostInputStream::drop(table, stream),
+            )?
+        },
+    )?;
+    io_streams.func_wrap(
+        "[method]output-stream.blocking-write-and-flush",
+        |mut store: Store<'_>, (stream, bytes): (Resource<DynOutputStream>, Vec<u8>)| {
+            let table = store.data_mut().table();
+            let written = at_once(
+                "output-stream.blocking-write-and-flush",
+                streams::HostOutputStream::blocking_write_and_flush(table, stream, bytes),
+            )?;
+            guest_result(table, written)
+        },
+    )?;
+    io_streams.func_wrap(
+        "[method]output-stream.blocking-write-zeroes-and-flush",
+        |mut store: Store<'_>, (stream, len): (Resource<DynOutputStream>, u64)| {
+            let table = store.data_mut().table();
+            let written = at_once(
+                "output-stream.blocking-write-zeroes-and-flush",
+                streams::HostOutputStream::blocking_write_zeroes_and_flush(table, stream, len),
+            )?;
+            guest_result(table, written)
+        },
+    )?;
+    io_streams.func_wrap(
+        "[method]output-stream.blocking-flush",
+        |mut store: Store<'_>, (stream,): (Resource<DynOutputStream>,)| {
+            let table = store.data_mut().table();
+            let flushed = at_once(
+                "output-stream.blocking-flush",
+                streams::HostOutputStream::blocking_flush(table, stream),
+            )?;
+            guest_result(table, flushed)
+        },
+    )?;
+    io_streams.func_wrap(
+        "[method]output-stream.blocking-splice",
+        |mut store: Store<'_>,
+         (to, from, len): (Resource<DynOutputStream>, Resource<DynInputStream>, u64)| {
+            let table = store.data_mut().table();
+            let spliced = at_once(
+                "output-stream.blocking-splice",
+                streams::HostOutputStream::blocking_splice(table, to, from, len),
+            )?;
+            guest_result(table, spliced)
+        },
+    )?;
+    io_streams.func_wrap(
+        "[method]input-stream.blocking-read",
+        |mut store: Store<'_>, (stream, len): (Resource<DynInputStream>, u64)| {
+            let table = store.data_mut().table();
+            let read = at_once(
+                "input-stream.blocking-read",
+                streams::HostInputStream::blocking_read(table, stream, len),
+            )?;
+            guest_result(table, read)
+        },
+    )?;
+    io_streams.func_wrap(
+        "[method]input-stream.blocking-skip",
+        |mut store: Store<'_>, (stream, len): (Resource<DynInputStream>, u64)| {
+            let table = store.data_mut().table();
+            let skipped = at_once(
+                "input-stream.blocking-skip",
+                streams::HostInputStream::blocking_skip(table, stream, len),
+            )?;
+            guest_result(table, skipped)
+        },
+    )?;
+
+    // What wasmtime-wasi answers when UDP is not allowed, as the sandbox
+    // never allows it (`State::new`), without entering a runtime first.
+    linker.instance(UDP_CREATE_SOCKET)?.func_wrap(
+        "create-udp-socket",
+        |_store: Store<'_>,
+         _family: (IpAddressFamily,)|
+         -> wasmtime::Result<(Result<Resource<UdpSocket>, ErrorCode>,)> {
+            Ok((Err(ErrorCode::AccessDenied),))
+        },
+    )?;
+
+    linker.allow_shadowing(false);
+    Ok(())
+}
+
+/// Runs a wasmtime-wasi host function's future to completion if it
+/// completes at once, and refuses it (an error, which traps the guest)
+/// otherwise: a plugin has nothing to wait for (see [`runtime_free_wasi`]),
+/// and a wait blocks in host code, out of the deadline's reach.
+fn at_once<F: std::future::Future>(function: &str, future: F) -> wasmtime::Result<F::Output> {
+    let mut future = std::pin::pin!(future);
+    let mut context = std::task::Context::from_waker(std::task::Waker::noop());
+    match future.as_mut().poll(&mut context) {
+        std::task::Poll::Ready(output) => Ok(output),
+        std::task::Poll::Pending => wasmtime::bail!(
+            "{function} would wait, and plugins cannot wait: the sandbox gives them nothing to wait for"
+        ),
+    }
 }
 
 /// Finds the supported export a component implements, or explains why none.
@@ -369,8 +601,9 @@ pub(crate) fn deadline_ticks(timeout: Duration) -> u64 {
 
 /// Starts the thread that advances the engine's epoch. It holds the engine
 /// only weakly, so it ends on its own once the host and every instance are
-/// gone (instances keep the engine alive, and with it their deadlines).
-fn start_ticker(engine: &Engine) -> Result<(), PluginError> {
+/// gone (instances keep the engine alive, and with it their deadlines); the
+/// [`SHARED`] engine's lives as long as the process.
+fn start_ticker(engine: &Engine) -> Result<(), String> {
     let weak = engine.weak();
     std::thread::Builder::new()
         .name("flinkscale-epoch".to_owned())
@@ -384,7 +617,7 @@ fn start_ticker(engine: &Engine) -> Result<(), PluginError> {
             }
         })
         .map(|_| ())
-        .map_err(|e| PluginError::Engine(format!("cannot start the epoch ticker thread: {e}")))
+        .map_err(|e| format!("cannot start the epoch ticker thread: {e}"))
 }
 
 /// An error's whole chain on one line.

@@ -302,11 +302,12 @@ thread_local! {
 }
 
 /// Runs `work` as plugin work: guest calls made inside it run on this
-/// thread. Call it only where blocking on the runtime is allowed: on a
-/// thread of tokio's blocking pool (`spawn_blocking`, as the controller
-/// calls plugins) or on a thread outside any runtime. Elsewhere, and
-/// outside it, a guest call made from inside a runtime runs on a helper
-/// thread (see `guarded`), which is safe but costs a thread start a call.
+/// thread. Call it only where a guest call may block the thread for up to
+/// its deadline: on a thread of tokio's blocking pool (`spawn_blocking`, as
+/// the agent's controllers call plugins), on a thread outside any runtime,
+/// or on the thread of a runtime that runs nothing else (the simulator's).
+/// Outside it, a guest call made from inside a runtime runs on a scoped
+/// helper thread (see `guarded`), which costs a thread start a call.
 pub fn on_plugin_thread<R>(work: impl FnOnce() -> R) -> R {
     /// Restores the mark even if `work` panics (the controller catches
     /// plugin-thread panics and goes on using the thread's pool).
@@ -320,106 +321,19 @@ pub fn on_plugin_thread<R>(work: impl FnOnce() -> R) -> R {
     work()
 }
 
-/// Work handed to a calling thread's plugin helper (see [`on_helper_thread`]).
-type HelperJob = Box<dyn FnOnce() + Send>;
-
-thread_local! {
-    /// The calling thread's plugin helper, started by its first
-    /// [`on_helper_thread`] call; it ends when this thread ends (the
-    /// channel closes).
-    static HELPER: std::cell::RefCell<Option<std::sync::mpsc::Sender<HelperJob>>> =
-        const { std::cell::RefCell::new(None) };
-}
-
-/// Runs `work` on this thread's long-lived plugin helper thread (started
-/// at the first call) and waits for it, blocking this thread.
-///
-/// For a runtime that runs nothing else (the simulator's): guest calls
-/// cannot run on a thread driving a tokio runtime (wasmtime-wasi's
-/// synchronous stdio would start a runtime inside it), and handing each one
-/// to tokio's blocking pool costs a pool hand-off and a runtime wake-up a
-/// call (356 815 futex calls in a 7-day `rate` run). The helper is outside
-/// any runtime, so guests run on it directly, and one channel send and
-/// reply a call is all the hand-off. An error says the helper could not be
-/// started or lost the work (it is gone with whatever `work` owned).
-pub fn on_helper_thread<R: Send + 'static>(
-    work: impl FnOnce() -> R + Send + 'static,
-) -> Result<R, String> {
-    let (done, result) = std::sync::mpsc::sync_channel(1);
-    let job: HelperJob = Box::new(move || {
-        // The caller waits for this; it cannot have gone away.
-        let _ = done.send(work());
-    });
-    HELPER.with_borrow_mut(|helper| {
-        let job = match helper.as_ref() {
-            Some(sender) => match sender.send(job) {
-                Ok(()) => return Ok(()),
-                // The helper could not be started last time, or ended
-                // (only with its process): start another.
-                Err(std::sync::mpsc::SendError(job)) => job,
-            },
-            None => job,
-        };
-        let (sender, jobs) = std::sync::mpsc::channel::<HelperJob>();
-        std::thread::Builder::new()
-            .name("flinkscale-plugin".to_owned())
-            .spawn(move || {
-                while let Ok(job) = spin_then_recv(&jobs) {
-                    // A panic drops the job's reply sender (the caller
-                    // gets an error) and must not end the thread: a call
-                    // sent to it meanwhile would be lost.
-                    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
-                }
-            })
-            .map_err(|e| format!("could not start the plugin thread: {e}"))?;
-        let sent = sender
-            .send(job)
-            .map_err(|_| "the plugin thread ended at once".to_owned());
-        *helper = Some(sender);
-        sent
-    })?;
-    spin_then_recv(&result).map_err(|_| "the plugin thread ended during the call".to_owned())
-}
-
-/// How long a side of the helper hand-off polls before it sleeps.
-const HAND_OFF_SPIN: std::time::Duration = std::time::Duration::from_micros(50);
-
-/// Receives from `channel`, polling it for [`HAND_OFF_SPIN`] before
-/// sleeping on it. A simulated evaluation hands a guest call to the helper
-/// and back every few tens of microseconds; sleeping on each side cost a
-/// futex wake-up and a scheduler round trip per hand-off, about as much
-/// wall time again as the work itself (a 7-day `rate` run: 1.4 s of CPU,
-/// 2.5 s of wall time).
-fn spin_then_recv<T>(
-    channel: &std::sync::mpsc::Receiver<T>,
-) -> Result<T, std::sync::mpsc::RecvError> {
-    let started = std::time::Instant::now();
-    loop {
-        match channel.try_recv() {
-            Ok(value) => return Ok(value),
-            Err(std::sync::mpsc::TryRecvError::Disconnected) => {
-                return Err(std::sync::mpsc::RecvError);
-            }
-            Err(std::sync::mpsc::TryRecvError::Empty) if started.elapsed() < HAND_OFF_SPIN => {
-                std::hint::spin_loop();
-            }
-            Err(std::sync::mpsc::TryRecvError::Empty) => return channel.recv(),
-        }
-    }
-}
-
 /// Runs one call into a guest under the deadline, with a fresh log budget
 /// and a cleared memory-refusal flag.
 ///
-/// wasmtime-wasi's synchronous bindings (guest stdout, for one) block on
-/// the current tokio runtime, which panics on a thread that is driving
-/// async tasks, and tokio offers no way to tell a blocking-pool thread
-/// from a worker. So the guest runs inline outside any runtime and on
-/// threads marked by [`on_plugin_thread`] (the controller's calls), and
-/// on a scoped helper thread anywhere else in a runtime (loads made from
-/// async code: the agent's assembly in `run`, `validate --environment`):
-/// the helper costs a thread start per call (measured in a debug build:
-/// warm `decide` of `step` 83 us inline, 316 us through the helper).
+/// No WASI function a plugin can reach enters a tokio runtime (see
+/// `runtime_free_wasi` in `engine.rs`), so a guest may run on any thread.
+/// It runs inline outside any runtime and on threads marked by
+/// [`on_plugin_thread`] (the agent's controllers on the blocking pool, the
+/// simulator's own thread). Anywhere else in a runtime (loads made from
+/// async code: the agent's assembly in `run`, `validate --environment`) it
+/// runs on a scoped helper thread: these are rare, and should a wasmtime
+/// upgrade route a reachable function through its runtime again, they
+/// would not panic on an async worker (measured in a debug build: warm
+/// `decide` of `step` 83 us inline, 316 us through the helper).
 fn guarded<R: Send>(
     store: &mut Store<State>,
     deadline_ticks: u64,

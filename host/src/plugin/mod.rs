@@ -35,7 +35,7 @@ use std::time::Duration;
 
 pub use builtin::PluginSource;
 pub use engine::{PluginHost, contract_versions};
-pub use instance::{InterpreterInstance, PolicyInstance, on_helper_thread, on_plugin_thread};
+pub use instance::{InterpreterInstance, PolicyInstance, on_plugin_thread};
 pub use reload::{Refresh, Reloading};
 
 /// The resources one plugin instance may use.

@@ -82,6 +82,13 @@ impl State {
     }
 }
 
+impl State {
+    /// The store's resources (streams, pollables, errors).
+    pub(crate) fn table(&mut self) -> &mut ResourceTable {
+        &mut self.table
+    }
+}
+
 impl WasiView for State {
     fn ctx(&mut self) -> WasiCtxView<'_> {
         WasiCtxView {

@@ -521,40 +521,23 @@ fn a_policy_reads_the_datapoints_the_host_lowers() {
     }
 }
 
-/// The simulator's plugin helper runs work outside any runtime (where
-/// wasmtime-wasi's synchronous stdio may run), on one thread that lives on
-/// between calls (so a call costs a hand-off, not a thread start), even
-/// when called from a thread that drives a runtime.
+/// Hosts of one process share their compiled components: a second host
+/// loading a plugin the first loaded compiles nothing (`bench` assembles a
+/// host per run, and each compiled its plugin again).
 #[test]
-fn the_helper_thread_is_outside_the_runtime_and_outlives_a_call() {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .build()
-        .expect("a runtime");
-    let caller = std::thread::current().id();
-    let (first, second) = runtime.block_on(async {
-        let call = || {
-            on_helper_thread(|| {
-                (
-                    std::thread::current().id(),
-                    tokio::runtime::Handle::try_current().is_err(),
-                )
-            })
-            .expect("the helper runs the call")
-        };
-        (call(), call())
+fn a_second_host_reuses_the_components_the_first_compiled() {
+    let step = builtin::find("step").expect("a built-in step");
+    let params = r#"{"scale_out_alarm": "cpu-high", "scale_in_alarm": "cpu-low"}"#;
+    host()
+        .load_policy(PluginSource::BuiltIn(step), params, "orders")
+        .expect("step loads");
+    let logs = captured_logs(|| {
+        host()
+            .load_policy(PluginSource::BuiltIn(step), params, "orders")
+            .expect("step loads again");
     });
-    assert_ne!(first.0, caller, "the call ran on the caller's thread");
-    assert!(first.1, "the helper thread is inside a runtime");
-    assert_eq!(first, second, "each call started another thread");
-}
-
-/// A panic in work on the helper thread is that call's error; the thread
-/// lives on for the next call.
-#[test]
-fn a_panic_on_the_helper_thread_fails_only_its_call() {
-    let first = on_helper_thread(|| std::thread::current().id()).expect("runs");
-    let lost = on_helper_thread(|| -> u8 { panic!("a host bug") });
-    assert!(lost.is_err(), "{lost:?}");
-    let next = on_helper_thread(|| std::thread::current().id()).expect("runs again");
-    assert_eq!(first, next);
+    assert!(
+        !logs.contains("Plugin component ready."),
+        "the second host compiled step again: {logs}"
+    );
 }

@@ -330,20 +330,21 @@ pub fn simulate_with_progress(
     runtime.block_on(async {
         let shared = SharedWorld::new(World::from_scenario(scenario, SIM_EPOCH_MS));
         let (tx, mut rx) = mpsc::unbounded_channel();
-        let agent = Agent::assemble(
-            loaded,
-            false,
-            Events::quiet_with_channel(tx),
-            Arc::new(SimSource(shared.clone())),
-            Arc::new(SimTarget(shared.clone())),
-            Clock::starting_at(SIM_EPOCH_MS),
-        )?
-        // Plugin calls go to this thread's long-lived plugin helper and
-        // are waited for in place: this runtime runs nothing else, and
-        // the paused clock stands still meanwhile, so the run is the same
-        // to the record, without a blocking-pool hand-off and a runtime
-        // wake-up a call (a guest cannot run on this thread itself:
-        // wasmtime-wasi's synchronous stdio would start a runtime here).
+        // Plugins are loaded and called inline on this thread, marked as
+        // plugin work: this runtime runs nothing else, and the paused clock
+        // stands still meanwhile, so the run is the same to the record,
+        // without a hand-off to another thread a call (no WASI function a
+        // plugin reaches enters a runtime: see `plugin::on_plugin_thread`).
+        let agent = crate::plugin::on_plugin_thread(|| {
+            Agent::assemble(
+                loaded,
+                false,
+                Events::quiet_with_channel(tx),
+                Arc::new(SimSource(shared.clone())),
+                Arc::new(SimTarget(shared.clone())),
+                Clock::starting_at(SIM_EPOCH_MS),
+            )
+        })?
         .with_plugin_threads(PluginThreads::Simulation);
         let (stop, stopped) = watch::channel(false);
         let task = tokio::spawn(agent.run(stopped));
