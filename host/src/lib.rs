@@ -22,6 +22,7 @@ pub mod import;
 pub mod metrics;
 pub mod model;
 pub mod plugin;
+pub mod random;
 pub mod sim;
 pub mod state;
 pub mod target;

@@ -30,9 +30,10 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use common::{
-    Emulator, Running, SplitMix64, TagProxy, calls_of, log_events, now_ms, parallelism_config,
+    Emulator, Running, TagProxy, calls_of, log_events, now_ms, parallelism_config,
     parallelism_update, plugin_dir, scenario, spawn_agent, state_text, summarize, wait_until,
 };
+use flinkscale::random::SplitMix64;
 use serde_json::{Value, json};
 
 /// The application of `tests/fixtures/scenarios/resilience-cycles.toml`.

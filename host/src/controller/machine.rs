@@ -39,6 +39,7 @@ use std::time::Duration;
 
 use super::{Failure, Settings};
 use crate::model::{Action, Application, Decision};
+use crate::random::SplitMix64;
 use crate::state::{AppRecord, KpuLimit, Phase, Resume, Update};
 use crate::target::{AppState, AppStatus, TargetError};
 use crate::telemetry::Event;
@@ -82,34 +83,26 @@ pub fn backoff_delay(failures: u32, unit: f64) -> Duration {
     half + jitter
 }
 
-/// A deterministic jitter source (splitmix64): seeded from the
-/// application's name, so two applications draw differently while a test
-/// (or a replay) draws the same numbers every run.
+/// A deterministic jitter source (the project's splitmix64 stream):
+/// seeded from the application's name, so two applications draw
+/// differently while a test (or a replay) draws the same numbers every run.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Jitter(u64);
+pub struct Jitter(SplitMix64);
 
 impl Jitter {
     /// A source seeded with `seed`.
     pub fn new(seed: u64) -> Self {
-        Self(seed)
+        Self(SplitMix64::new(seed))
     }
 
     /// A source seeded from `name` (FNV-1a).
     pub fn seeded(name: &str) -> Self {
-        let seed = name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-            (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
-        });
-        Self(seed)
+        Self(SplitMix64::seeded(name))
     }
 
     /// A number in `[0, 1)`.
     pub fn next_unit(&mut self) -> f64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^= z >> 31;
-        (z >> 11) as f64 / (1u64 << 53) as f64
+        self.0.unit()
     }
 }
 

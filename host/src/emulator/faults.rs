@@ -282,7 +282,7 @@ impl Faults {
             active.seen += 1;
             let fires = match active.spec.fraction {
                 Some(fraction) => {
-                    crate::sim::random::uniform(active.spec.seed.unwrap_or(42), draw) < fraction
+                    crate::random::uniform(active.spec.seed.unwrap_or(42), draw) < fraction
                 }
                 None => true,
             };

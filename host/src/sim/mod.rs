@@ -14,7 +14,6 @@ pub mod driver;
 pub mod model;
 pub mod presets;
 pub mod publish;
-pub mod random;
 pub mod report;
 pub mod report_html;
 pub mod scenario;

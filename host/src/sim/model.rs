@@ -11,9 +11,9 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use super::random::gaussian;
 use super::scenario::{AppParams, ScenarioApp, SourceNames};
 use super::trace::Trace;
+use crate::random::gaussian;
 use crate::target::AppStatus;
 
 /// An error of the MSF API, as AWS names it on the wire.

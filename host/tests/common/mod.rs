@@ -597,40 +597,6 @@ pub fn spawn_agent(
     Running::spawn("flinkscale run", command, &dir.join(log_name))
 }
 
-/// splitmix64: a tiny seeded generator, so that a test's random choices
-/// (kill points) are printed as one seed and replayed from it.
-pub struct SplitMix64(u64);
-
-impl SplitMix64 {
-    /// A generator starting from `seed`.
-    pub fn new(seed: u64) -> Self {
-        Self(seed)
-    }
-
-    /// The next 64 random bits.
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// A uniform number in `0..n` (0 when `n` is 0).
-    pub fn below(&mut self, n: u64) -> u64 {
-        if n == 0 {
-            return 0;
-        }
-        // Multiply-shift: no modulo bias worth speaking of for small n.
-        ((u128::from(self.next_u64()) * u128::from(n)) >> 64) as u64
-    }
-
-    /// A uniform number in [0, 1).
-    pub fn unit(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
-}
-
 /// A loopback HTTP proxy in front of the emulator that writes
 /// `"_agent": TAG` into the JSON body of every kinesisanalyticsv2 request
 /// (AWS JSON 1.1) it forwards. The emulator ignores the unknown member but
