@@ -293,6 +293,58 @@ fn simulate_names_the_built_ins_when_a_policy_is_not_found() {
     }
 }
 
+/// `simulate` keeps the plugin it compiled in `--plugin-cache DIR` (one
+/// verified artifact), and the next run loads it from there instead of
+/// compiling; without the switch it uses `$XDG_CACHE_HOME/flinkscale/plugins`;
+/// `--plugin-cache off` keeps nothing.
+#[test]
+fn simulate_keeps_compiled_plugins_in_its_plugin_cache() {
+    let dir = std::env::temp_dir().join(format!("flinkscale-cli-cache-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let scenario = repo().join("tests/scenarios/spike.toml");
+    let xdg = dir.join("xdg");
+    let run = |cache: Option<&str>| {
+        let out = Command::new(env!("CARGO_BIN_EXE_flinkscale"))
+            .args(["simulate", "--scenario", &scenario.to_string_lossy()])
+            .args(["--policy", "seed"])
+            .args(cache.map(|c| ["--plugin-cache", c]).into_iter().flatten())
+            .env("XDG_CACHE_HOME", &xdg)
+            .env("RUST_LOG", "flinkscale::plugin::cache=debug")
+            .output()
+            .expect("the flinkscale binary runs");
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let artifacts = |dir: &Path| -> Vec<PathBuf> {
+        std::fs::read_dir(dir)
+            .map(|entries| entries.map(|e| e.unwrap().path()).collect())
+            .unwrap_or_default()
+    };
+
+    let mine = dir.join("mine");
+    let first = run(Some(&mine.to_string_lossy()));
+    assert!(first.contains("origin=Some(Compiled)"), "{first}");
+    let kept = artifacts(&mine);
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    assert!(
+        kept[0].extension().is_some_and(|e| e == "cwasm"),
+        "{kept:?}"
+    );
+
+    let second = run(Some(&mine.to_string_lossy()));
+    assert!(second.contains("origin=Some(Disk)"), "{second}");
+    assert!(!second.contains("origin=Some(Compiled)"), "{second}");
+
+    let off = run(Some("off"));
+    assert!(off.contains("origin=Some(Compiled)"), "{off}");
+    assert!(!xdg.exists(), "`off` wrote {:?}", artifacts(&xdg));
+
+    run(None);
+    let default = artifacts(&xdg.join("flinkscale").join("plugins"));
+    assert_eq!(default.len(), 1, "{default:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// The demo tells its story on stdout; the agent inside it logs warnings
 /// only, unless RUST_LOG asks for more (the install test runs it at info).
 #[test]

@@ -137,6 +137,11 @@ pub enum Command {
         /// with --config.
         #[arg(long, value_name = "on|off", value_parser = commands::parse_on_off)]
         lazy_polling: Option<bool>,
+        /// Keep compiled plugins in DIR between runs, or not at all
+        /// (`off`). Default: $XDG_CACHE_HOME/flinkscale/plugins, else
+        /// ~/.cache/flinkscale/plugins.
+        #[arg(long, value_name = "DIR|off", value_parser = commands::parse_plugin_cache)]
+        plugin_cache: Option<commands::PluginCache>,
     },
     /// Run every scenario with every policy (in one process) and write the
     /// scores as a markdown table and JSON rows.
@@ -307,6 +312,7 @@ pub fn main() -> ExitCode {
                 report,
                 decisions,
                 lazy_polling,
+                plugin_cache,
             } => {
                 commands::simulate(commands::SimulateArgs {
                     scenario,
@@ -318,6 +324,7 @@ pub fn main() -> ExitCode {
                     report,
                     decisions,
                     lazy_polling,
+                    plugin_cache,
                 })
                 .await
             }

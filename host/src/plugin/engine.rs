@@ -110,7 +110,8 @@ impl PluginHost {
             None => SHARED
                 .get_or_init(|| {
                     let engine = new_engine()?;
-                    let cache = Arc::new(ComponentCache::new(&engine, None));
+                    let dir = SHARED_DIR.get().cloned();
+                    let cache = Arc::new(ComponentCache::new(&engine, dir));
                     Ok((engine, cache))
                 })
                 .clone()
@@ -316,6 +317,20 @@ impl PluginHost {
 /// instance.
 static SHARED: std::sync::OnceLock<Result<(Engine, Arc<ComponentCache>), String>> =
     std::sync::OnceLock::new();
+
+/// The folder where [`SHARED`]'s cache also keeps compiled components, if
+/// one was set (by [`share_cache_dir`]) before the first host was built.
+static SHARED_DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+
+/// Makes the compiled-component cache that every [`PluginHost::new`] of
+/// this process shares also keep its artifacts in `dir` (created 0700 if
+/// missing; trusted as [`PluginHost::with_cache_dir`] trusts its own), so
+/// that the next process (the next `simulate`) does not compile the same
+/// plugin again. Answers false, changing nothing, once a host was built or
+/// a folder set: call it first.
+pub fn share_cache_dir(dir: PathBuf) -> bool {
+    SHARED.get().is_none() && SHARED_DIR.set(dir).is_ok()
+}
 
 /// An engine with this host's settings and its epoch ticker.
 fn new_engine() -> Result<Engine, String> {

@@ -34,7 +34,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub use builtin::PluginSource;
-pub use engine::{PluginHost, contract_versions};
+pub use engine::{PluginHost, contract_versions, share_cache_dir};
 pub use instance::{InterpreterInstance, PolicyInstance, on_plugin_thread};
 pub use reload::{Refresh, Reloading};
 
