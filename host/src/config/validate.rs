@@ -485,6 +485,9 @@ fn is_period(period_secs: u32) -> bool {
     matches!(period_secs, 10 | 20 | 30) || (period_secs > 0 && period_secs.is_multiple_of(60))
 }
 
+/// The longest `min_publication_delay_secs` a metric may promise: an hour.
+pub const MAX_PUBLICATION_DELAY_SECS: u32 = 3600;
+
 fn validate_metric(at: &FieldPath, metric: &MetricConfig, all: &[MetricConfig]) -> Vec<Problem> {
     let mut problems = Vec::new();
     if !is_query_id(&metric.id) {
@@ -495,6 +498,19 @@ fn validate_metric(at: &FieldPath, metric: &MetricConfig, all: &[MetricConfig]) 
             )
             .hint("a lower-case letter, then letters, digits or '_' (a CloudWatch query id), e.g. \"cpu\" or \"max_lag\""),
         );
+    }
+    if let Some(delay) = metric.min_publication_delay_secs {
+        if !(1..=MAX_PUBLICATION_DELAY_SECS).contains(&delay) {
+            problems.push(
+                Problem::new(
+                    at.key("min_publication_delay_secs"),
+                    format!("min_publication_delay_secs {delay} is out of range"),
+                )
+                .hint(format!(
+                    "valid: 1 to {MAX_PUBLICATION_DELAY_SECS} seconds, or leave it out for no promise"
+                )),
+            );
+        }
     }
     if metric.source == MetricSourceKind::Flink {
         problems.extend(validate_flink_metric(at, metric));
