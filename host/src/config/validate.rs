@@ -499,18 +499,18 @@ fn validate_metric(at: &FieldPath, metric: &MetricConfig, all: &[MetricConfig]) 
             .hint("a lower-case letter, then letters, digits or '_' (a CloudWatch query id), e.g. \"cpu\" or \"max_lag\""),
         );
     }
-    if let Some(delay) = metric.min_publication_delay_secs {
-        if !(1..=MAX_PUBLICATION_DELAY_SECS).contains(&delay) {
-            problems.push(
-                Problem::new(
-                    at.key("min_publication_delay_secs"),
-                    format!("min_publication_delay_secs {delay} is out of range"),
-                )
-                .hint(format!(
-                    "valid: 1 to {MAX_PUBLICATION_DELAY_SECS} seconds, or leave it out for no promise"
-                )),
-            );
-        }
+    if let Some(delay) = metric.min_publication_delay_secs
+        && !(1..=MAX_PUBLICATION_DELAY_SECS).contains(&delay)
+    {
+        problems.push(
+            Problem::new(
+                at.key("min_publication_delay_secs"),
+                format!("min_publication_delay_secs {delay} is out of range"),
+            )
+            .hint(format!(
+                "valid: 1 to {MAX_PUBLICATION_DELAY_SECS} seconds, or leave it out for no promise"
+            )),
+        );
     }
     if metric.source == MetricSourceKind::Flink {
         problems.extend(validate_flink_metric(at, metric));
