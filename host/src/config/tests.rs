@@ -1219,6 +1219,12 @@ fn flink_metrics_are_checked_and_located() {
         ),
         "config/x.toml:10:13: application \"orders\".metric \"m\".namespace: namespace is CloudWatch's, but this metric's source is \"flink\" (a Flink metric is metric_name, statistic and vertex)",
     );
+    assert_error(
+        &format!(
+            "{head}metric_name = \"busyTimeMsPerSecond\"\nstatistic = \"Sum\"\nmin_publication_delay_secs = 60\n{policy}"
+        ),
+        "config/x.toml:10:30: application \"orders\".metric \"m\".min_publication_delay_secs: min_publication_delay_secs is CloudWatch's, but this metric's source is \"flink\" (a Flink metric is metric_name, statistic and vertex)",
+    );
     // A Flink metric in an MSF application; a vertex on a CloudWatch one.
     assert_error(
         "[[application]]\nname = \"a\"\n[[application.metric]]\nid = \"m\"\nsource = \"flink\"\nmetric_name = \"busyTimeMsPerSecond\"\nstatistic = \"Sum\"\n[application.policy]\nplugin = \"hold\"\n",

@@ -620,6 +620,11 @@ fn validate_flink_metric(at: &FieldPath, metric: &MetricConfig) -> Vec<Problem> 
         ("namespace", metric.namespace.is_some()),
         ("dimensions", !metric.dimensions.is_empty()),
         ("expression", metric.expression.is_some()),
+        // A Flink metric is sampled at each evaluation: nothing is published.
+        (
+            "min_publication_delay_secs",
+            metric.min_publication_delay_secs.is_some(),
+        ),
     ] {
         if given {
             problems.push(
