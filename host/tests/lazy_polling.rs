@@ -140,3 +140,177 @@ fn lazy_polling_changes_no_decision_of_the_alarm_driven_presets() {
     );
     eprintln!("{}", report.join("\n"));
 }
+
+fn failures(outcome: &SimulationOutcome, wanted: &str) -> Vec<String> {
+    outcome
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Failed { class, message, .. } if class == wanted => Some(message.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn shipped(name: &str) -> Scenario {
+    let shipped = ShippedScenarios::write().expect("the shipped scenarios");
+    Scenario::load(&shipped.dir().join(format!("{name}.toml"))).expect("a shipped scenario loads")
+}
+
+/// The reference design's configuration at the price goal: `seed` (whose
+/// metric promises the model's 60 s publication delay) on `weekly` costs
+/// at most $0.10 of CloudWatch per application-month lazily, where it
+/// costs more without the promise, and the promise is never broken.
+#[test]
+fn seed_costs_at_most_ten_cents_a_month_with_the_publication_promise() {
+    let scenario = shipped("weekly");
+    let choice = PolicyChoice {
+        name: "seed".to_owned(),
+        params: serde_json::Map::new(),
+    };
+    let (report, outcome) = bench::run_one_polling(&scenario, &choice, None, true)
+        .expect("seed runs (build the plugins with `cargo plugins`)");
+    let usd = report.api.cloudwatch_usd_per_app_month;
+    assert!(usd <= 0.10, "seed on weekly costs ${usd:.3} per app-month");
+    assert_eq!(
+        failures(&outcome, "publication_delay"),
+        Vec::<String>::new()
+    );
+    // Without the promise the rule polls one period sooner in steady state.
+    let mut loaded = bench::configure(&scenario, &choice, None).expect("seed configures");
+    for app in &mut loaded.config.applications {
+        for metric in &mut app.metrics {
+            metric.min_publication_delay_secs = None;
+        }
+    }
+    let unpromised = flinkscale::sim::driver::simulate(&scenario, &loaded).expect("seed runs");
+    let unpromised_usd = unpromised
+        .calls
+        .usd_per_app_month(unpromised.scores.duration_secs, scenario.applications.len());
+    assert!(
+        unpromised_usd > usd,
+        "without the promise ${unpromised_usd:.3}, with it ${usd:.3}"
+    );
+    assert_eq!(rescales(&unpromised), rescales(&outcome));
+    eprintln!("seed on weekly: ${usd:.3} with the promise, ${unpromised_usd:.3} without");
+}
+
+/// A broken promise costs no decision: the model publishes at once (0 s)
+/// while `seed`'s metric promises 60 s. The first datapoint seen sooner is
+/// reported once as a `publication_delay` failure, the controller polls
+/// without the promise from then on, and it rescales exactly as the eager
+/// run does (same instants, sizes and reasons).
+#[test]
+fn a_broken_publication_promise_is_reported_and_loses_no_decision() {
+    for name in ["step", "spike"] {
+        let mut scenario = shipped(name);
+        for app in &mut scenario.applications {
+            app.params.metric_delay_secs = 0;
+        }
+        let choice = PolicyChoice {
+            name: "seed".to_owned(),
+            params: serde_json::Map::new(),
+        };
+        let mut loaded = bench::configure(&scenario, &choice, None).expect("seed configures");
+        for app in &mut loaded.config.applications {
+            for metric in &mut app.metrics {
+                metric.min_publication_delay_secs = Some(60);
+            }
+        }
+        flinkscale::sim::driver::set_lazy_polling(&mut loaded, true);
+        let lazy = flinkscale::sim::driver::simulate(&scenario, &loaded).expect("seed runs");
+        flinkscale::sim::driver::set_lazy_polling(&mut loaded, false);
+        let eager = flinkscale::sim::driver::simulate(&scenario, &loaded).expect("seed runs");
+        let broken = failures(&lazy, "publication_delay");
+        assert_eq!(broken.len(), 1, "{name}: reported once: {broken:?}");
+        assert!(
+            broken[0].contains("\"cpu\"") && broken[0].contains("promises 60 s"),
+            "{name}: names the metric and the promise: {}",
+            broken[0]
+        );
+        assert!(
+            !rescales(&eager).is_empty(),
+            "{name}: the eager run rescales"
+        );
+        assert_eq!(
+            rescales(&lazy),
+            rescales(&eager),
+            "{name}: a broken promise changed the decisions to rescale"
+        );
+        assert!(
+            lazy.calls.cloudwatch_metric_requests < eager.calls.cloudwatch_metric_requests,
+            "{name}: still lazy without the promise"
+        );
+    }
+}
+
+/// Fetching only the metrics a policy reads changes none of its decisions:
+/// every shipped scenario, with each metric-driven preset and `hold`, run
+/// with the seven standard metrics and with the preset's own (fewer), makes
+/// the same decisions at the same instants for the same reasons, and the
+/// preset's own set asks CloudWatch for fewer metrics.
+#[test]
+fn fetching_only_the_metrics_a_policy_reads_changes_no_decision() {
+    use flinkscale::sim::presets::{self, MetricSet};
+    let shipped = ShippedScenarios::write().expect("the shipped scenarios");
+    let files = bench::scenario_files(shipped.dir()).expect("the shipped scenarios");
+    let decisions = |outcome: &SimulationOutcome| -> Vec<(String, i64, Action, String)> {
+        outcome
+            .events
+            .iter()
+            .filter_map(|e| match e {
+                Event::Evaluated {
+                    application,
+                    at_ms,
+                    decision,
+                    ..
+                } => Some((
+                    application.clone(),
+                    *at_ms,
+                    decision.action,
+                    decision.reason.clone(),
+                )),
+                _ => None,
+            })
+            .collect()
+    };
+    let mut rescaled = 0;
+    for file in &files {
+        let scenario = Scenario::load(file).expect("a shipped scenario loads");
+        for policy in [
+            "hold",
+            "target-tracking",
+            "rate",
+            "predictive",
+            "flink-operator",
+        ] {
+            let choice = PolicyChoice {
+                name: policy.to_owned(),
+                params: serde_json::Map::new(),
+            };
+            let run = |set| {
+                let loaded = presets::config_with(&scenario, &choice, None, set)
+                    .unwrap_or_else(|e| panic!("{policy} configures: {e}"));
+                flinkscale::sim::driver::simulate(&scenario, &loaded)
+                    .unwrap_or_else(|e| panic!("{policy} on {} runs: {e}", scenario.name))
+            };
+            let read = run(MetricSet::Read);
+            let standard = run(MetricSet::Standard);
+            let what = format!("{policy} on {}", scenario.name);
+            assert_eq!(
+                decisions(&read),
+                decisions(&standard),
+                "{what}: fewer metrics changed a decision"
+            );
+            assert!(
+                read.calls.cloudwatch_metric_requests < standard.calls.cloudwatch_metric_requests,
+                "{what}: fewer metrics saved nothing"
+            );
+            rescaled += rescales(&read).len();
+        }
+    }
+    assert!(
+        rescaled > 0,
+        "no run rescaled: identical empty lists prove nothing"
+    );
+}

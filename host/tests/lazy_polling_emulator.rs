@@ -24,8 +24,11 @@ const APP: &str = "e2e-app";
 const SPEED: f64 = 20.0;
 
 /// The reference design's two alarms on 10 s periods, `lazy_polling` as
-/// given.
-fn config(dir: &Path, lazy: bool) -> PathBuf {
+/// given, and the metric's `min_publication_delay_secs` if `promise` says.
+fn config(dir: &Path, lazy: bool, promise: Option<u32>) -> PathBuf {
+    let promise = promise
+        .map(|secs| format!("min_publication_delay_secs = {secs}\n"))
+        .unwrap_or_default();
     let plugins = toml_edit::Value::from(plugin_dir().to_string_lossy().as_ref()).to_string();
     let text = format!(
         r#"[agent]
@@ -48,7 +51,7 @@ metric_name = "containerCPUUtilization"
 dimensions = {{ Application = "{APP}" }}
 statistic = "Average"
 period_secs = 10
-
+{promise}
 [[application.alarm]]
 id = "scale-out"
 metric = "cpu"
@@ -91,13 +94,13 @@ fn the_agent_polls_cloudwatch_lazily_and_still_scales_out() {
     let lazy_emu = Emulator::start(&scenario("e2e-scale.toml"), SPEED, &[], lazy_dir.path());
     let eager = start_agent(
         &eager_emu,
-        &config(eager_dir.path(), false),
+        &config(eager_dir.path(), false, None),
         &[],
         eager_dir.path(),
     );
     let lazy = start_agent(
         &lazy_emu,
-        &config(lazy_dir.path(), true),
+        &config(lazy_dir.path(), true, None),
         &[],
         lazy_dir.path(),
     );
@@ -156,4 +159,41 @@ fn the_agent_polls_cloudwatch_lazily_and_still_scales_out() {
     );
     eager.stop();
     lazy.stop();
+}
+
+/// A broken promise on the SDK path: the emulator shows a datapoint 1 s
+/// after its 10 s period ends, the metric promises 30 s. Whenever in its
+/// period an evaluation runs, the datapoint of the period before the
+/// newest is at most 20 s old: the first fetch with data breaks the
+/// promise, and the agent reports it once, as a `publication_delay`
+/// failure naming the metric, and keeps running.
+#[test]
+fn the_agent_reports_a_publication_delay_sooner_than_promised() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let emu = Emulator::start(&scenario("e2e-scale.toml"), SPEED, &[], dir.path());
+    let agent = start_agent(&emu, &config(dir.path(), true, Some(30)), &[], dir.path());
+    let diag = || format!("{}\n{}", emu.call_summary(), agent.log_tail(40));
+    let broken = || {
+        common::log_events(&agent.log(), "Step failed.")
+            .into_iter()
+            .filter(|e| e["class"] == "publication_delay")
+            .collect::<Vec<Value>>()
+    };
+    wait_until(
+        Duration::from_secs(20),
+        "a publication_delay failure",
+        || !broken().is_empty(),
+        diag,
+    );
+    // Another evaluation or two: still reported once.
+    std::thread::sleep(Duration::from_secs(3));
+    agent.assert_running(diag);
+    let broken = broken();
+    assert_eq!(broken.len(), 1, "reported once\n{}", diag());
+    let error = broken[0]["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("\"cpu\"") && error.contains("promises 30 s"),
+        "names the metric and the promise: {error}"
+    );
+    agent.stop();
 }

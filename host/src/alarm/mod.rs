@@ -193,27 +193,42 @@ fn sparse_verdict(real: &[(usize, bool)], m: usize) -> Sparse {
 ///   young enough (at most N - 1 periods after the shift) to be among the
 ///   N newest real ones whatever comes, which also decides every case of
 ///   fewer than N real datapoints.
+///
+/// `invisible` is how many of the newest periods of a range no evaluation
+/// can see yet, whenever in its period it runs: with a promise that a
+/// period's datapoint is never published sooner than D after the period
+/// ends, `D / period` (rounded down; see [`invisible_periods`]), else 0.
+/// An empty or new slot among them is missing, not unknown, after every
+/// shift. A datapoint already there counts as it is, even there (seeing
+/// one there breaks the promise, which the controller checks on every
+/// fetch and stops relying on).
 pub fn periods_until_possible_change(
     range: &[Option<f64>],
     alarm: &AlarmRule,
     state: AlarmState,
+    invisible: usize,
 ) -> usize {
     let n = alarm.evaluation_periods as usize;
     let m = alarm.datapoints_to_alarm as usize;
     let len = range.len();
     let forced = |shift: usize| -> bool {
         let kept = &range[shift.min(len)..];
-        let mut unknown = shift;
+        // New slots take positions 0..shift from the newest; the ones the
+        // promise hides are missing.
+        let mut unknown = shift.saturating_sub(invisible);
         let (mut real, mut breaching, mut clean, mut young_breaching) = (0, 0, 0, 0);
         for (index, slot) in kept.iter().enumerate() {
+            // Position from the newest slot of the shifted range.
+            let position = kept.len() - 1 - index + shift;
             match slot.filter(|v| !v.is_nan()) {
+                None if position < invisible => {}
                 None => unknown += 1,
                 Some(value) => {
                     real += 1;
                     if alarm.comparison.breaches(value, alarm.threshold) {
                         breaching += 1;
                         // Age in the shifted range: slots after it.
-                        if kept.len() - 1 - index + shift < n {
+                        if position < n {
                             young_breaching += 1;
                         }
                     } else {
@@ -241,9 +256,30 @@ pub fn periods_until_possible_change(
     if m == 0 || n == 0 {
         return 1;
     }
-    // At a shift of the whole range every slot is unknown, which never
-    // forces a state: the search ends there at the latest.
-    (1..=len).find(|&shift| !forced(shift)).unwrap_or(1)
+    // Without a promise, at a shift of the whole range every slot is
+    // unknown, which never forces a state: the search ends there at the
+    // latest. With one, slots it hides may force a state for good (no
+    // shift beyond the whole range differs from it); the whole range is
+    // then as far as it goes.
+    (1..=len)
+        .find(|&shift| !forced(shift))
+        .unwrap_or(len.max(1))
+}
+
+/// How many of the newest periods of an evaluation range no evaluation can
+/// see, whenever in its period it runs, when a period's datapoint is never
+/// published sooner than `min_delay_secs` after the period ends.
+///
+/// An evaluation at t in [E, E + period), whose range ends at E, sees the
+/// period i places before the newest (ending at E - i x period) only from
+/// E - i x period + D on; at every such t it cannot see it while
+/// (i + 1) x period <= D. So `D / period`, rounded down: 0 with no promise
+/// or a period of 0.
+pub fn invisible_periods(min_delay_secs: u32, period_secs: u32) -> usize {
+    if period_secs == 0 {
+        return 0;
+    }
+    (min_delay_secs / period_secs) as usize
 }
 
 /// Lays a fetched series out as an evaluation range: the last `periods`
@@ -547,7 +583,16 @@ impl AlarmTracker {
     /// every state unchanged. `None` when that cannot be known: no alarm,
     /// an alarm read from CloudWatch, or one on a signal (signals exist
     /// only where an evaluation runs).
-    pub fn earliest_change_ms(&self, series: &[Series], now_ms: i64) -> Option<i64> {
+    ///
+    /// `min_delay_secs` gives the promised publication delay of a metric by
+    /// id (`min_publication_delay_secs`; 0 for none, or for a promise no
+    /// longer trusted).
+    pub fn earliest_change_ms(
+        &self,
+        series: &[Series],
+        now_ms: i64,
+        min_delay_secs: impl Fn(&str) -> u32,
+    ) -> Option<i64> {
         let mut earliest: Option<i64> = None;
         for alarm in &self.alarms {
             let Judged::Locally { metric, rule } = &alarm.how else {
@@ -557,7 +602,8 @@ impl AlarmTracker {
             let period_ms = i64::from(s.query.period_secs.max(1)) * 1000;
             let range =
                 range_from_series(&s.points, s.query.period_secs, rule.range_periods(), now_ms);
-            let shift = periods_until_possible_change(&range, rule, alarm.state);
+            let invisible = invisible_periods(min_delay_secs(metric), s.query.period_secs);
+            let shift = periods_until_possible_change(&range, rule, alarm.state, invisible);
             let boundary = now_ms.div_euclid(period_ms);
             let at = boundary
                 .saturating_add(i64::try_from(shift).unwrap_or(i64::MAX))

@@ -324,6 +324,15 @@ pub struct MetricConfig {
     /// Period in seconds: 10, 20, 30 or a multiple of 60.
     #[serde(default = "default_period_secs")]
     pub period_secs: u32,
+    /// A promise that a period's datapoint is never published sooner than
+    /// this many seconds after the period ends (1..=3600; none by
+    /// default). With lazy polling, the alarm-driven skip rule then counts
+    /// the newest periods no evaluation can see as missing rather than
+    /// unknown. Checked on every fetch: a datapoint seen sooner breaks it,
+    /// and the application stops relying on it (a `publication_delay`
+    /// failure).
+    #[serde(default)]
+    pub min_publication_delay_secs: Option<u32>,
 }
 
 /// A metric's [`MetricConfig::source`].

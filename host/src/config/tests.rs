@@ -509,6 +509,28 @@ fn periods_are_those_cloudwatch_accepts() {
     }
 }
 
+#[test]
+fn a_publication_delay_promise_is_1_to_3600_seconds() {
+    for ok in [1, 60, 3600] {
+        valid(&with_metric(
+            &format!("id = \"cpu\"\nstatistic = \"Sum\"\nmin_publication_delay_secs = {ok}"),
+            "",
+        ));
+    }
+    for bad in [0, 3601, 86400] {
+        let errors = errors(&with_metric(
+            &format!("id = \"cpu\"\nstatistic = \"Sum\"\nmin_publication_delay_secs = {bad}"),
+            "",
+        ));
+        assert_eq!(
+            errors,
+            [format!(
+                "config/x.toml:10:30: application \"a\".metric \"cpu\".min_publication_delay_secs: min_publication_delay_secs {bad} is out of range (valid: 1 to 3600 seconds, or leave it out for no promise)"
+            )]
+        );
+    }
+}
+
 /// APP with metric `cpu` (60 s) and one alarm made of `alarm` lines.
 fn with_alarm(alarm: &str) -> String {
     with_metric(
@@ -1196,6 +1218,12 @@ fn flink_metrics_are_checked_and_located() {
             "{head}metric_name = \"busyTimeMsPerSecond\"\nstatistic = \"Sum\"\nnamespace = \"AWS/Kafka\"\n{policy}"
         ),
         "config/x.toml:10:13: application \"orders\".metric \"m\".namespace: namespace is CloudWatch's, but this metric's source is \"flink\" (a Flink metric is metric_name, statistic and vertex)",
+    );
+    assert_error(
+        &format!(
+            "{head}metric_name = \"busyTimeMsPerSecond\"\nstatistic = \"Sum\"\nmin_publication_delay_secs = 60\n{policy}"
+        ),
+        "config/x.toml:10:30: application \"orders\".metric \"m\".min_publication_delay_secs: min_publication_delay_secs is CloudWatch's, but this metric's source is \"flink\" (a Flink metric is metric_name, statistic and vertex)",
     );
     // A Flink metric in an MSF application; a vertex on a CloudWatch one.
     assert_error(

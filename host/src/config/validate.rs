@@ -485,6 +485,9 @@ fn is_period(period_secs: u32) -> bool {
     matches!(period_secs, 10 | 20 | 30) || (period_secs > 0 && period_secs.is_multiple_of(60))
 }
 
+/// The longest `min_publication_delay_secs` a metric may promise: an hour.
+pub const MAX_PUBLICATION_DELAY_SECS: u32 = 3600;
+
 fn validate_metric(at: &FieldPath, metric: &MetricConfig, all: &[MetricConfig]) -> Vec<Problem> {
     let mut problems = Vec::new();
     if !is_query_id(&metric.id) {
@@ -494,6 +497,19 @@ fn validate_metric(at: &FieldPath, metric: &MetricConfig, all: &[MetricConfig]) 
                 format!("{:?} is not a valid metric id", metric.id),
             )
             .hint("a lower-case letter, then letters, digits or '_' (a CloudWatch query id), e.g. \"cpu\" or \"max_lag\""),
+        );
+    }
+    if let Some(delay) = metric.min_publication_delay_secs
+        && !(1..=MAX_PUBLICATION_DELAY_SECS).contains(&delay)
+    {
+        problems.push(
+            Problem::new(
+                at.key("min_publication_delay_secs"),
+                format!("min_publication_delay_secs {delay} is out of range"),
+            )
+            .hint(format!(
+                "valid: 1 to {MAX_PUBLICATION_DELAY_SECS} seconds, or leave it out for no promise"
+            )),
         );
     }
     if metric.source == MetricSourceKind::Flink {
@@ -604,6 +620,11 @@ fn validate_flink_metric(at: &FieldPath, metric: &MetricConfig) -> Vec<Problem> 
         ("namespace", metric.namespace.is_some()),
         ("dimensions", !metric.dimensions.is_empty()),
         ("expression", metric.expression.is_some()),
+        // A Flink metric is sampled at each evaluation: nothing is published.
+        (
+            "min_publication_delay_secs",
+            metric.min_publication_delay_secs.is_some(),
+        ),
     ] {
         if given {
             problems.push(

@@ -38,6 +38,7 @@ pub mod quarantine;
 #[cfg(test)]
 mod tests;
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -289,6 +290,10 @@ pub enum Failure {
     /// UnrecognizedClient, ExpiredToken), or no credentials could be
     /// loaded: an operator must act; retrying changes nothing.
     Permission,
+    /// A metric's datapoint was seen sooner after its period ended than
+    /// its `min_publication_delay_secs` promised: the application stops
+    /// relying on the promise (lazy polling goes on without it).
+    PublicationDelay,
 }
 
 impl Failure {
@@ -310,11 +315,12 @@ impl Failure {
             Failure::Plugin => "plugin",
             Failure::Journal => "journal",
             Failure::Permission => "permission",
+            Failure::PublicationDelay => "publication_delay",
         }
     }
 
     /// Every class, so that counters can start at 0 for each.
-    pub const ALL: [Failure; 15] = [
+    pub const ALL: [Failure; 16] = [
         Failure::Throttled,
         Failure::Transient,
         Failure::ConcurrentModification,
@@ -330,6 +336,7 @@ impl Failure {
         Failure::Plugin,
         Failure::Journal,
         Failure::Permission,
+        Failure::PublicationDelay,
     ];
 
     /// The class of a failed call to the target.
@@ -403,6 +410,13 @@ pub struct Controller {
     /// Whether the policy's decision depends on nothing but the alarms'
     /// states and the application (see [`is_alarm_driven`]).
     alarm_driven: bool,
+    /// The promised publication delay of each metric that makes one
+    /// (`min_publication_delay_secs`), by id: checked on every fetch, and
+    /// used by the lazy skip rule until one is broken.
+    publication_delays: BTreeMap<String, u32>,
+    /// Whether a datapoint was seen sooner than promised: the skip rule
+    /// then makes no use of any promise of this application.
+    promise_broken: bool,
 }
 
 /// Whether the policy of `app` decides on nothing but the states of its
@@ -463,6 +477,12 @@ impl Controller {
             interpreter_health,
             threads: PluginThreads::Blocking,
             alarm_driven: is_alarm_driven(app),
+            publication_delays: app
+                .metrics
+                .iter()
+                .filter_map(|m| Some((m.id.clone(), m.min_publication_delay_secs?)))
+                .collect(),
+            promise_broken: false,
         }
     }
 
@@ -703,6 +723,9 @@ impl Controller {
                 .await
                 .map_err(EvaluateError::Metrics)?
         };
+        // After the fetch: a datapoint published while it ran was seen no
+        // sooner than now.
+        self.check_publication_delays(&metrics, self.clock.now_ms());
         let app = Application {
             name: name.clone(),
             status: state.status,
@@ -769,7 +792,14 @@ impl Controller {
         }
         let interval_ms =
             i64::try_from(self.settings.evaluation_interval.as_millis()).unwrap_or(i64::MAX);
-        let Some(change_ms) = self.alarms.earliest_change_ms(metrics, now_ms) else {
+        let promised = |metric: &str| {
+            if self.promise_broken {
+                0
+            } else {
+                self.publication_delays.get(metric).copied().unwrap_or(0)
+            }
+        };
+        let Some(change_ms) = self.alarms.earliest_change_ms(metrics, now_ms, promised) else {
             return decision;
         };
         if interval_ms <= 0 || change_ms <= now_ms + interval_ms {
@@ -780,6 +810,47 @@ impl Controller {
         let secs = intervals.saturating_mul(interval_ms) / 1000;
         decision.next_evaluation_secs = u32::try_from(secs).ok();
         decision
+    }
+
+    /// Checks every fetched datapoint against its metric's promised
+    /// publication delay: one seen at `seen_ms` sooner than the promise
+    /// allows (its period's end plus the delay; a period still in progress
+    /// too) breaks it. The first broken promise is reported as a
+    /// `publication_delay` failure, and from then on the skip rule makes no
+    /// use of any promise of this application: it polls as if none had
+    /// been made. Nothing else changes: the alarms judge what was fetched.
+    fn check_publication_delays(&mut self, metrics: &[Series], seen_ms: i64) {
+        if self.promise_broken || self.publication_delays.is_empty() {
+            return;
+        }
+        for series in metrics {
+            let Some(&delay_secs) = self.publication_delays.get(&series.query.id) else {
+                continue;
+            };
+            let period_ms = i64::from(series.query.period_secs) * 1000;
+            let early = series.points.iter().find(|p| {
+                !p.value.is_nan()
+                    && p.timestamp_ms
+                        .saturating_add(period_ms)
+                        .saturating_add(i64::from(delay_secs) * 1000)
+                        > seen_ms
+            });
+            if let Some(point) = early {
+                self.promise_broken = true;
+                let after_end_ms = seen_ms - point.timestamp_ms.saturating_add(period_ms);
+                self.fail(
+                    Failure::PublicationDelay,
+                    format!(
+                        "metric {:?}: the datapoint of the period starting at {} ms was seen {:.1} s after the period ended, but min_publication_delay_secs promises {} s; polling without the promise from now on",
+                        series.query.id,
+                        point.timestamp_ms,
+                        after_end_ms as f64 / 1000.0,
+                        delay_secs
+                    ),
+                );
+                return;
+            }
+        }
     }
 
     /// Records an evaluation and, unless holding or in dry-run, sends the

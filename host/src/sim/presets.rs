@@ -36,9 +36,12 @@ pub struct PolicyChoice {
 
 struct Preset {
     plugin: String,
-    /// Whether the policy reads only `cpu` (the alarm-driven presets): the
-    /// reference design fetches one metric, and so does its preset.
-    cpu_only: bool,
+    /// The ids of the standard metrics the policy reads, the only ones it
+    /// fetches (GetMetricData is billed per metric): `cpu` for the
+    /// alarm-driven presets (the reference design fetches one metric, and
+    /// so does its preset), none for `hold`. `None`: all of them (a plugin
+    /// the presets do not know).
+    reads: Option<&'static [&'static str]>,
     /// `evaluation_interval_secs`; `None` for the default (the shortest
     /// metric period).
     evaluation_interval_secs: Option<u32>,
@@ -109,7 +112,7 @@ fn preset(name: &str) -> Preset {
     match name {
         "seed" => Preset {
             plugin: "step".into(),
-            cpu_only: true,
+            reads: Some(&["cpu"]),
             evaluation_interval_secs: None,
             update_poll_secs: 60,
             grace_period_secs: 300,
@@ -118,7 +121,7 @@ fn preset(name: &str) -> Preset {
         },
         "msf-builtin" => Preset {
             plugin: "step".into(),
-            cpu_only: true,
+            reads: Some(&["cpu"]),
             evaluation_interval_secs: None,
             update_poll_secs: 60,
             grace_period_secs: 300,
@@ -132,17 +135,17 @@ fn preset(name: &str) -> Preset {
         // minute, the operator's default reconcile interval.
         "flink-operator" => Preset {
             plugin: "flink-operator".into(),
-            cpu_only: false,
+            reads: Some(RATE_METRICS),
             evaluation_interval_secs: Some(60),
             update_poll_secs: 15,
             grace_period_secs: 15,
             alarms: "",
             params: serde_json::Map::new(),
         },
-        // The observe-only baseline: nothing to time.
+        // The observe-only baseline: nothing to time, nothing to read.
         "hold" => Preset {
             plugin: "hold".into(),
-            cpu_only: false,
+            reads: Some(&[]),
             evaluation_interval_secs: None,
             update_poll_secs: 15,
             grace_period_secs: 60,
@@ -156,7 +159,9 @@ fn preset(name: &str) -> Preset {
         // minute.
         "target-tracking" => Preset {
             plugin: "target-tracking".into(),
-            cpu_only: false,
+            // Busy time; CPU is its fallback where busy time is not
+            // configured.
+            reads: Some(&["busy"]),
             evaluation_interval_secs: Some(15),
             update_poll_secs: 15,
             grace_period_secs: 15,
@@ -166,7 +171,7 @@ fn preset(name: &str) -> Preset {
         // `rate` with a forecast on top: the same metrics and timings.
         "rate" | "predictive" => Preset {
             plugin: name.into(),
-            cpu_only: false,
+            reads: Some(RATE_METRICS),
             evaluation_interval_secs: Some(15),
             update_poll_secs: 15,
             grace_period_secs: 15,
@@ -175,7 +180,7 @@ fn preset(name: &str) -> Preset {
         },
         other => Preset {
             plugin: other.into(),
-            cpu_only: false,
+            reads: None,
             evaluation_interval_secs: None,
             update_poll_secs: 15,
             grace_period_secs: 60,
@@ -185,18 +190,37 @@ fn preset(name: &str) -> Preset {
     }
 }
 
-/// The standard metrics every simulated application publishes, by id.
-fn metrics(app: &ScenarioApp, cpu_only: bool) -> String {
+/// What `rate`, `predictive` and `flink-operator` read: records in, busy
+/// time and the source's backlog (by their default metric ids).
+const RATE_METRICS: &[&str] = &["records_in", "busy", "backlog"];
+
+/// Which of the standard metrics a preset's configuration fetches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricSet {
+    /// Those its policy reads (the presets' default): a metric nobody
+    /// reads is a metric paid for. A policy whose parameters rename a
+    /// metric (`*_metric`) gets them all.
+    Read,
+    /// All seven standard metrics, whatever the policy reads (to show that
+    /// the others change no decision).
+    Standard,
+}
+
+/// The standard metrics every simulated application publishes, by id: all
+/// of them, or the ones in `only`, each with the model's publication delay
+/// as its `min_publication_delay_secs` promise (the simulator publishes a
+/// period exactly `metric_delay_secs` after it ends; none when that is 0).
+fn metrics(app: &ScenarioApp, only: Option<&[&str]>) -> String {
     let n = &app.name;
     let s = &app.sources;
+    let delay = app.params.metric_delay_secs;
+    let promise = if (1..=crate::config::validate::MAX_PUBLICATION_DELAY_SECS).contains(&delay) {
+        format!("min_publication_delay_secs = {delay}\n")
+    } else {
+        String::new()
+    };
+    let wanted = |id: &str| only.is_none_or(|ids| ids.contains(&id));
     let mut out = String::new();
-    if cpu_only {
-        let _ = write!(
-            out,
-            "\n[[application.metric]]\nid = \"cpu\"\nnamespace = \"AWS/KinesisAnalytics\"\nmetric_name = \"containerCPUUtilization\"\ndimensions = {{ Application = {n:?} }}\nstatistic = \"Maximum\"\nperiod_secs = 60\n"
-        );
-        return out;
-    }
     for (id, metric, stat) in [
         ("cpu", "containerCPUUtilization", "Maximum"),
         ("busy", "busyTimeMsPerSecond", "Average"),
@@ -204,21 +228,27 @@ fn metrics(app: &ScenarioApp, cpu_only: bool) -> String {
         ("lag_ms", "millisBehindLatest", "Maximum"),
         ("kpus", "KPUs", "Maximum"),
     ] {
+        if wanted(id) {
+            let _ = write!(
+                out,
+                "\n[[application.metric]]\nid = {id:?}\nnamespace = \"AWS/KinesisAnalytics\"\nmetric_name = {metric:?}\ndimensions = {{ Application = {n:?} }}\nstatistic = {stat:?}\nperiod_secs = 60\n{promise}"
+            );
+        }
+    }
+    if wanted("backlog") {
         let _ = write!(
             out,
-            "\n[[application.metric]]\nid = {id:?}\nnamespace = \"AWS/KinesisAnalytics\"\nmetric_name = {metric:?}\ndimensions = {{ Application = {n:?} }}\nstatistic = {stat:?}\nperiod_secs = 60\n"
+            "\n[[application.metric]]\nid = \"backlog\"\nnamespace = \"AWS/Kafka\"\nmetric_name = \"SumOffsetLag\"\ndimensions = {{ \"Cluster Name\" = {:?}, \"Consumer Group\" = {:?}, Topic = {:?} }}\nstatistic = \"Maximum\"\nperiod_secs = 60\n{promise}",
+            s.cluster_name, s.consumer_group, s.topic
         );
     }
-    let _ = write!(
-        out,
-        "\n[[application.metric]]\nid = \"backlog\"\nnamespace = \"AWS/Kafka\"\nmetric_name = \"SumOffsetLag\"\ndimensions = {{ \"Cluster Name\" = {:?}, \"Consumer Group\" = {:?}, Topic = {:?} }}\nstatistic = \"Maximum\"\nperiod_secs = 60\n",
-        s.cluster_name, s.consumer_group, s.topic
-    );
-    let _ = write!(
-        out,
-        "\n[[application.metric]]\nid = \"iterator_age_ms\"\nnamespace = \"AWS/Kinesis\"\nmetric_name = \"GetRecords.IteratorAgeMilliseconds\"\ndimensions = {{ StreamName = {:?} }}\nstatistic = \"Maximum\"\nperiod_secs = 60\n",
-        s.stream_name
-    );
+    if wanted("iterator_age_ms") {
+        let _ = write!(
+            out,
+            "\n[[application.metric]]\nid = \"iterator_age_ms\"\nnamespace = \"AWS/Kinesis\"\nmetric_name = \"GetRecords.IteratorAgeMilliseconds\"\ndimensions = {{ StreamName = {:?} }}\nstatistic = \"Maximum\"\nperiod_secs = 60\n{promise}",
+            s.stream_name
+        );
+    }
     out
 }
 
@@ -250,9 +280,24 @@ pub fn config_text(
     choice: &PolicyChoice,
     plugin_dir: Option<&Path>,
 ) -> String {
+    config_text_with(scenario, choice, plugin_dir, MetricSet::Read)
+}
+
+/// [`config_text`] with the metrics of `set`.
+pub fn config_text_with(
+    scenario: &Scenario,
+    choice: &PolicyChoice,
+    plugin_dir: Option<&Path>,
+    set: MetricSet,
+) -> String {
     let preset = preset(&choice.name);
     let mut params = preset.params.clone();
     params.extend(choice.params.clone());
+    let renamed = choice.params.keys().any(|key| key.ends_with("_metric"));
+    let only = match set {
+        MetricSet::Read if !renamed => preset.reads,
+        _ => None,
+    };
     let mut out = String::from("[agent]\n");
     if let Some(dir) = plugin_dir {
         let _ = writeln!(out, "plugin_dir = {:?}", dir.to_string_lossy());
@@ -268,7 +313,7 @@ pub fn config_text(
         if let Some(secs) = preset.evaluation_interval_secs {
             let _ = writeln!(out, "evaluation_interval_secs = {secs}");
         }
-        out.push_str(&metrics(app, preset.cpu_only));
+        out.push_str(&metrics(app, only));
         out.push_str(preset.alarms);
         let _ = write!(
             out,
@@ -288,7 +333,17 @@ pub fn config(
     choice: &PolicyChoice,
     plugin_dir: Option<&Path>,
 ) -> Result<LoadedConfig, ConfigErrors> {
-    let text = config_text(scenario, choice, plugin_dir);
+    config_with(scenario, choice, plugin_dir, MetricSet::Read)
+}
+
+/// [`config`] with the metrics of `set`.
+pub fn config_with(
+    scenario: &Scenario,
+    choice: &PolicyChoice,
+    plugin_dir: Option<&Path>,
+    set: MetricSet,
+) -> Result<LoadedConfig, ConfigErrors> {
+    let text = config_text_with(scenario, choice, plugin_dir, set);
     let origin = PathBuf::from(format!("<preset {}>.toml", choice.name));
     let mut loaded = load::load_str(&text, &origin)?;
     if plugin_dir.is_none() {
