@@ -27,6 +27,11 @@
 //! `catch_up_secs`, where that backlog includes what arrives during the
 //! rescale's own downtime (the host's measured `last-update-duration-secs`,
 //! else `update_secs`), when nothing is processed. One rescale goes there.
+//! On a jump (the input at least `jump_utilisation` times the capacity)
+//! the sizing is leaner, `jump_target_utilisation` and
+//! `jump_catch_up_secs`: a jump leaves a large backlog however fast it is
+//! drained, so a slower drain costs few violation seconds, while capacity
+//! sized for a fast one is paid for as long as the new level lasts.
 //!
 //! **Scale-in**, only when no backlog is left and the peak input over a
 //! window is below a fraction of the capacity: to the least capacity that
@@ -74,8 +79,10 @@
 //! Declared, with their kinds, defaults and meanings, in [`RatePolicy`]'s
 //! `PARAMETERS` (`flinkscale plugin describe rate` prints them); all are
 //! optional. The utilisations (`target_utilisation`,
-//! `scale_out_utilisation`, `scale_in_utilisation`, `settle_utilisation`)
+//! `scale_out_utilisation`, `scale_in_utilisation`, `settle_utilisation`,
+//! and on a jump `jump_utilisation` and `jump_target_utilisation`)
 //! shape when and how far it rescales; the durations (`catch_up_secs`,
+//! `jump_catch_up_secs`,
 //! `scale_in_window_secs`, `settle_secs`, `horizon_secs`,
 //! `trend_window_secs`, `update_secs`, `max_lag_secs`) how fast; the
 //! scalability law (`usl_sigma`, `usl_kappa`,
@@ -117,6 +124,9 @@ struct Config {
     scale_in_utilisation: Option<f64>,
     settle_utilisation: f64,
     catch_up_secs: f64,
+    jump_utilisation: f64,
+    jump_target_utilisation: f64,
+    jump_catch_up_secs: f64,
     scale_in_window_secs: u32,
     settle_secs: u32,
     horizon_secs: f64,
@@ -186,6 +196,22 @@ impl Policy for RatePolicy {
         Parameter::number("catch_up_secs").default("120").meaning(
             "Drain the backlog waiting at the restart within this many seconds; positive.",
         ),
+        Parameter::number("jump_utilisation")
+            .default("1.5")
+            .meaning(
+                "An input rate at least this many times the capacity is a jump (a step, a spike, a \
+             crowd), sized by `jump_target_utilisation` and `jump_catch_up_secs` instead of \
+             `target_utilisation` and `catch_up_secs`; at least `scale_out_utilisation`.",
+            ),
+        Parameter::number("jump_target_utilisation")
+            .default("0.9")
+            .meaning("The utilisation a capacity is sized for on a jump, in (0, 1]."),
+        Parameter::number("jump_catch_up_secs")
+            .default("600")
+            .meaning(
+                "On a jump, drain the backlog waiting at the restart within this many seconds; \
+             positive.",
+            ),
         Parameter::integer("scale_in_window_secs")
             .default("1800")
             .meaning("How long the input must have stayed low before a scale-in."),
@@ -274,6 +300,19 @@ impl Policy for RatePolicy {
         )?;
         let catch_up_secs = config.catch_up_secs;
         positive("catch_up_secs", catch_up_secs)?;
+        let jump_utilisation = config.jump_utilisation;
+        at_least("jump_utilisation", jump_utilisation, scale_out_utilisation)?;
+        let jump_target_utilisation = config.jump_target_utilisation;
+        in_range(
+            "jump_target_utilisation",
+            jump_target_utilisation,
+            0.0,
+            false,
+            1.0,
+            true,
+        )?;
+        let jump_catch_up_secs = config.jump_catch_up_secs;
+        positive("jump_catch_up_secs", jump_catch_up_secs)?;
         let scale_in_window_secs = config.scale_in_window_secs;
         let settle_secs = config.settle_secs.min(scale_in_window_secs);
         let horizon_secs = config.horizon_secs;
@@ -303,6 +342,9 @@ impl Policy for RatePolicy {
                 scale_in_utilisation,
                 settle_utilisation,
                 catch_up_secs,
+                jump_utilisation,
+                jump_target_utilisation,
+                jump_catch_up_secs,
                 horizon_secs,
                 max_lag_secs,
                 usl: Usl { sigma, kappa },
@@ -561,6 +603,16 @@ fn in_range(
         "parameter `{name}` must be in {}{low}, {high}{}, found {value}",
         if low_inclusive { "[" } else { "(" },
         if high_inclusive { "]" } else { ")" },
+    ))
+}
+
+/// Checks that `value` is a finite number of at least `low`.
+fn at_least(name: &str, value: f64, low: f64) -> Result<(), String> {
+    if value.is_finite() && value >= low {
+        return Ok(());
+    }
+    Err(format!(
+        "parameter `{name}` must be a number of at least {low}, found {value}"
     ))
 }
 

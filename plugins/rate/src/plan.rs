@@ -11,6 +11,13 @@
 //! anchored on the capacity measured at the current parallelism, and
 //! reached in one step.
 //!
+//! A jump (the input rate at least `jump_utilisation` times the capacity:
+//! a step, a spike, a crowd) is sized leaner: for `jump_target_utilisation`
+//! and a catch-up within `jump_catch_up_secs`. The backlog a jump leaves is
+//! large however fast it drains, so draining it a little slower costs few
+//! violation seconds, while the capacity sized for a fast drain is paid
+//! for the whole time the new level lasts.
+//!
 //! A backlog below the saturation point triggers a scale-out only when
 //! riding it out would keep the lag above the objective for longer than
 //! the rescale would, counting the rescale's downtime, during which the lag
@@ -42,6 +49,14 @@ pub struct Rules {
     pub settle_utilisation: f64,
     /// Time to drain the backlog present at the restart.
     pub catch_up_secs: f64,
+    /// An input rate at least this many times the capacity is a jump, sized
+    /// by the two `jump_` rules instead of `target_utilisation` and
+    /// `catch_up_secs`.
+    pub jump_utilisation: f64,
+    /// Utilisation a capacity is sized for on a jump.
+    pub jump_target_utilisation: f64,
+    /// Time to drain the backlog present at the restart, on a jump.
+    pub jump_catch_up_secs: f64,
     /// How far past the restart a rising rate is projected.
     pub horizon_secs: f64,
     /// The lag objective: lag above it is a violation.
@@ -135,23 +150,35 @@ pub fn plan(rules: &Rules, s: &Situation) -> Plan {
     );
     let saturated = utilisation > rules.scale_out_utilisation;
     if saturated || s.backlog_waiting() {
+        let jump = utilisation >= rules.jump_utilisation;
+        let (target_utilisation, catch_up_secs) = if jump {
+            (rules.jump_target_utilisation, rules.jump_catch_up_secs)
+        } else {
+            (rules.target_utilisation, rules.catch_up_secs)
+        };
         let ahead = s.data_age_secs + s.downtime_secs + rules.horizon_secs;
         let projected = rate + s.slope.unwrap_or(0.0).max(0.0) * ahead;
         let at_restart = s.backlog + rate * s.downtime_secs;
-        let for_rate = projected / rules.target_utilisation;
-        let for_backlog = rate + at_restart / rules.catch_up_secs;
+        let for_rate = projected / target_utilisation;
+        let for_backlog = rate + at_restart / catch_up_secs;
         let needed = for_rate.max(for_backlog);
-        let why = if for_backlog >= for_rate {
+        let mut why = if for_backlog >= for_rate {
             format!(
-                "needs {needed:.0} records/s to carry the input and drain the {at_restart:.0} records waiting after a {:.0} s restart within {:.0} s",
-                s.downtime_secs, rules.catch_up_secs
+                "needs {needed:.0} records/s to carry the input and drain the {at_restart:.0} records waiting after a {:.0} s restart within {catch_up_secs:.0} s",
+                s.downtime_secs
             )
         } else {
             format!(
                 "needs {needed:.0} records/s to carry {projected:.0} records/s at {:.0} % utilisation",
-                100.0 * rules.target_utilisation
+                100.0 * target_utilisation
             )
         };
+        if jump {
+            why = format!(
+                "a jump (input at least {:.0} % of capacity) {why}",
+                100.0 * rules.jump_utilisation
+            );
+        }
         let Some((kpu, parallelism, new_capacity)) = target(rules, s, needed) else {
             return Plan::Hold(format!(
                 "{state}: {why}, but the capacity measurement is unusable"
@@ -286,6 +313,9 @@ mod tests {
         scale_in_utilisation: 0.4,
         settle_utilisation: 0.5,
         catch_up_secs: 120.0,
+        jump_utilisation: f64::INFINITY,
+        jump_target_utilisation: 0.9,
+        jump_catch_up_secs: 600.0,
         horizon_secs: 0.0,
         max_lag_secs: 60.0,
         usl: Usl {
@@ -330,6 +360,37 @@ mod tests {
             unreachable!()
         };
         assert!(reason.contains("drain the 602000 records"), "{reason}");
+    }
+
+    #[test]
+    fn a_jump_is_sized_for_the_jump_target_and_catch_up() {
+        let rules = Rules {
+            jump_utilisation: 1.5,
+            ..RULES
+        };
+        // 4000/s on 1960/s (204 %) with 242000 waiting: 602000 within
+        // 600 s is 4000 + 1003 = 5003/s, more than 4000 / 0.9 = 4444/s:
+        // 6 subtasks (C(5) = 4612, C(6) = 5425) where the normal rules
+        // ask for 12.
+        let Plan::ScaleTo(kpu, reason) = plan(&rules, &situation(4000.0, 242_000.0)) else {
+            panic!("held on a jump")
+        };
+        assert_eq!(kpu, 6);
+        assert!(
+            reason.contains("a jump") && reason.contains("within 600 s"),
+            "{reason}"
+        );
+        // When the restart is short the jump target utilisation sets the
+        // size: 8000/s at 90 % is 8889/s, more than 8000 + 30 x 8000 / 600
+        // = 8400/s: 11 subtasks (C(11) = 9002), where the normal rules ask
+        // for 10000/s, 13 (C(13) = 10227).
+        let mut short = situation(8000.0, 0.0);
+        short.downtime_secs = 30.0;
+        assert_eq!(scale_to(plan(&rules, &short)), 11);
+        assert_eq!(scale_to(plan(&RULES, &short)), 13);
+        // Below 1.5x the capacity the normal rules apply.
+        // 2900/s (148 %): 2900 + 2900 x 90 / 120 = 5075/s -> 6 subtasks.
+        assert_eq!(scale_to(plan(&rules, &situation(2900.0, 0.0))), 6);
     }
 
     #[test]

@@ -107,6 +107,12 @@ fn parameters_out_of_range_are_named() {
         (r#"{"scale_in_utilisation": 0.9}"#, "scale_in_utilisation"),
         (r#"{"settle_utilisation": 0.8}"#, "settle_utilisation"),
         (r#"{"catch_up_secs": 0}"#, "catch_up_secs"),
+        (r#"{"jump_utilisation": 0.9}"#, "jump_utilisation"),
+        (
+            r#"{"jump_target_utilisation": 0}"#,
+            "jump_target_utilisation",
+        ),
+        (r#"{"jump_catch_up_secs": -1}"#, "jump_catch_up_secs"),
         (r#"{"usl_sigma": 1.0}"#, "usl_sigma"),
         (
             r#"{"records_per_subtask_per_sec": -5}"#,
@@ -124,10 +130,31 @@ fn a_saturated_job_jumps_to_carry_the_input_and_drain_the_backlog() {
     // Input 1960 + 122400 / 60 = 4000/s; backlog now 122400 + 2040 x 60 =
     // 244800, plus 90 s x 4000 while restarting = 604800, drained within
     // 120 s: 9040/s, which needs 12 subtasks (C(11) = 9002, C(12) = 9627).
-    let decision = policy("{}").decide(&saturated_step()).expect("decides");
+    // (Utilisation 204 %: a jump only from 3x the capacity here.)
+    let decision = policy(r#"{"jump_utilisation": 3}"#)
+        .decide(&saturated_step())
+        .expect("decides");
     assert_eq!(decision.action, Action::ScaleTo(12), "{}", decision.reason);
     assert!(
         decision.reason.contains("input 4000 records/s"),
+        "{}",
+        decision.reason
+    );
+    assert!(!decision.reason.contains("a jump"), "{}", decision.reason);
+}
+
+#[test]
+fn a_jump_is_sized_for_a_slower_catch_up() {
+    // The same 4000/s on 1960/s is at least 1.5x the capacity: the 604800
+    // records drain within 600 s, 4000 + 1008 = 5008/s, and 4000 / 0.9 =
+    // 4444/s is less: 6 subtasks (C(5) = 4612, C(6) = 5425), not 12.
+    let decision = policy("{}").decide(&saturated_step()).expect("decides");
+    assert_eq!(decision.action, Action::ScaleTo(6), "{}", decision.reason);
+    assert!(
+        decision
+            .reason
+            .contains("a jump (input at least 150 % of capacity)")
+            && decision.reason.contains("within 600 s"),
         "{}",
         decision.reason
     );
@@ -139,7 +166,9 @@ fn the_measured_update_time_replaces_the_default() {
     evaluation.app.last_rescale_ms = Some(T0 - P);
     evaluation.app.last_update_duration_secs = Some(30);
     // 244800 + 30 x 4000 = 364800 within 120 s: 7040/s -> 9 subtasks.
-    let decision = policy("{}").decide(&evaluation).expect("decides");
+    let decision = policy(r#"{"jump_utilisation": 3}"#)
+        .decide(&evaluation)
+        .expect("decides");
     assert_eq!(decision.action, Action::ScaleTo(9), "{}", decision.reason);
 }
 
