@@ -31,7 +31,9 @@
 //! the sizing is leaner, `jump_target_utilisation` and
 //! `jump_catch_up_secs`: a jump leaves a large backlog however fast it is
 //! drained, so a slower drain costs few violation seconds, while capacity
-//! sized for a fast one is paid for as long as the new level lasts.
+//! sized for a fast one is paid for as long as the new level lasts. A
+//! backlog that the current capacity drains within `jump_catch_up_secs`
+//! is ridden out (a second rescale would undo the jump's sizing).
 //!
 //! **Scale-in**, only when no backlog is left and the peak input over a
 //! window is below a fraction of the capacity: to the least capacity that
@@ -210,7 +212,8 @@ impl Policy for RatePolicy {
             .default("600")
             .meaning(
                 "On a jump, drain the backlog waiting at the restart within this many seconds; \
-             positive.",
+             a backlog that the current capacity drains within it is ridden out, not rescaled \
+             for; positive.",
             ),
         Parameter::integer("scale_in_window_secs")
             .default("1800")

@@ -19,9 +19,11 @@
 //! for the whole time the new level lasts.
 //!
 //! A backlog below the saturation point triggers a scale-out only when
-//! riding it out would keep the lag above the objective for longer than
-//! the rescale would, counting the rescale's downtime, during which the lag
-//! grows by one second per second.
+//! the current capacity would not drain it within `jump_catch_up_secs`
+//! (the drain a jump was sized for: rescaling again would undo that
+//! sizing), and riding it out would keep the lag above the objective for
+//! longer than the rescale would, counting the rescale's downtime, during
+//! which the lag grows by one second per second.
 //!
 //! Scale-in waits until the input rate has stayed below
 //! `scale_in_utilisation` of the capacity over a whole window
@@ -199,6 +201,12 @@ pub fn plan(rules: &Rules, s: &Situation) -> Plan {
             // when riding the backlog out would breach the lag objective
             // for longer.
             let lag = s.backlog / rate.max(f64::MIN_POSITIVE);
+            if capacity > rate && s.backlog / (capacity - rate) <= rules.jump_catch_up_secs {
+                return Plan::Hold(format!(
+                    "{state}: the backlog drains at the current capacity within {:.0} s, the catch-up a jump is sized for",
+                    rules.jump_catch_up_secs
+                ));
+            }
             let stay = violation_staying(lag, capacity / rate, rules.max_lag_secs);
             let go = violation_rescaling(
                 lag,
@@ -442,6 +450,31 @@ mod tests {
             reason.contains("drains at the current capacity"),
             "{reason}"
         );
+    }
+
+    #[test]
+    fn a_backlog_the_capacity_drains_within_the_jump_catch_up_is_ridden_out() {
+        // 4000/s on 6 subtasks (5425/s) with 600000 waiting, as after a
+        // jump: the surplus of 1425/s drains it in 421 s, within 600 s.
+        let mut s = situation(4000.0, 600_000.0);
+        s.kpu = 6;
+        s.parallelism = 6;
+        s.capacity = RULES.usl.capacity(1000.0, 6);
+        let Plan::Hold(reason) = plan(&RULES, &s) else {
+            panic!("rescaled a backlog that drains within the jump catch-up")
+        };
+        assert!(
+            reason.contains("within 600 s, the catch-up a jump is sized for"),
+            "{reason}"
+        );
+        // With a 300 s jump catch-up the same backlog is worth a restart:
+        // lag 150 s drains at 1.36x with about 253 s over the objective,
+        // a restart to 16 subtasks costs about 180 s.
+        let rules = Rules {
+            jump_catch_up_secs: 300.0,
+            ..RULES
+        };
+        assert!(matches!(plan(&rules, &s), Plan::ScaleTo(..)));
     }
 
     #[test]
