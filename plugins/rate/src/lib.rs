@@ -41,8 +41,12 @@
 //! fraction, depends on why the capacity is too large:
 //!
 //! - **The load fell**: a whole `scale_in_window_secs` with no rescale in
-//!   it, and `scale_in_utilisation`, by default half of
-//!   `target_utilisation`, so a scale-in at least halves the capacity.
+//!   it, and `scale_in_utilisation`, by default 0.35 (under half of
+//!   the default `target_utilisation`), so a scale-in more than halves the
+//!   capacity. The smaller capacity also drains what arrives during the
+//!   scale-in's own restart within `scale_in_catch_up_secs` (sized for
+//!   the target utilisation alone it drains that at a quarter of the
+//!   input, and the lag stays above the objective for minutes).
 //!   Every rescale costs at least `update_secs - max_lag_secs` of violation
 //!   plus its drain, and a scale-out without backlog roughly doubles the
 //!   capacity (the input at `scale_out_utilisation`, plus what arrives
@@ -122,13 +126,15 @@ use usl::Usl;
 struct Config {
     target_utilisation: f64,
     scale_out_utilisation: f64,
-    /// Absent: half of `target_utilisation`.
+    /// Absent: `DEFAULT_SCALE_IN_UTILISATION`, or half of
+    /// `target_utilisation` when that is lower.
     scale_in_utilisation: Option<f64>,
     settle_utilisation: f64,
     catch_up_secs: f64,
     jump_utilisation: f64,
     jump_target_utilisation: f64,
     jump_catch_up_secs: f64,
+    scale_in_catch_up_secs: f64,
     scale_in_window_secs: u32,
     settle_secs: u32,
     horizon_secs: f64,
@@ -142,6 +148,10 @@ struct Config {
     busy_metric: String,
     backlog_metric: String,
 }
+
+/// `scale_in_utilisation` when absent (unless half of
+/// `target_utilisation` is lower).
+const DEFAULT_SCALE_IN_UTILISATION: f64 = 0.35;
 
 /// A scale-in window counts as seen when at least this fraction of its
 /// periods have a known input rate.
@@ -187,7 +197,8 @@ impl Policy for RatePolicy {
         Parameter::number("scale_in_utilisation").meaning(
             "Scale in, after a whole `scale_in_window_secs` with no rescale, only when the \
              window's peak input is below this fraction of the capacity; in (0, \
-             `target_utilisation`). When absent, half of `target_utilisation`.",
+             `target_utilisation`). When absent, 0.35, or half of `target_utilisation` when \
+             that is lower.",
         ),
         Parameter::number("settle_utilisation")
             .default("0.5")
@@ -214,6 +225,12 @@ impl Policy for RatePolicy {
                 "On a jump, drain the backlog waiting at the restart within this many seconds; \
              a backlog that the current capacity drains within it is ridden out, not rescaled \
              for; positive.",
+            ),
+        Parameter::number("scale_in_catch_up_secs")
+            .default("150")
+            .meaning(
+                "A scale-in after a whole `scale_in_window_secs` is sized to also drain what \
+             arrives during its own restart within this many seconds; positive.",
             ),
         Parameter::integer("scale_in_window_secs")
             .default("1800")
@@ -283,7 +300,7 @@ impl Policy for RatePolicy {
         )?;
         let scale_in_utilisation = config
             .scale_in_utilisation
-            .unwrap_or(target_utilisation / 2.0);
+            .unwrap_or((target_utilisation / 2.0).min(DEFAULT_SCALE_IN_UTILISATION));
         in_range(
             "scale_in_utilisation",
             scale_in_utilisation,
@@ -316,6 +333,8 @@ impl Policy for RatePolicy {
         )?;
         let jump_catch_up_secs = config.jump_catch_up_secs;
         positive("jump_catch_up_secs", jump_catch_up_secs)?;
+        let scale_in_catch_up_secs = config.scale_in_catch_up_secs;
+        positive("scale_in_catch_up_secs", scale_in_catch_up_secs)?;
         let scale_in_window_secs = config.scale_in_window_secs;
         let settle_secs = config.settle_secs.min(scale_in_window_secs);
         let horizon_secs = config.horizon_secs;
@@ -348,6 +367,7 @@ impl Policy for RatePolicy {
                 jump_utilisation,
                 jump_target_utilisation,
                 jump_catch_up_secs,
+                scale_in_catch_up_secs,
                 horizon_secs,
                 max_lag_secs,
                 usl: Usl { sigma, kappa },

@@ -31,8 +31,10 @@
 //! caught up on a backlog, unless
 //! that span's input is rising again or dropped too recently to show its
 //! new level), with no backlog left, and then sizes for the window's peak
-//! rate at the target utilisation. The caller says which window it has
-//! seen ([`Window`]).
+//! rate at the target utilisation; after a whole window, also for the input
+//! that arrives during the scale-in's own restart, drained within
+//! `scale_in_catch_up_secs`. The caller says which window it has seen
+//! ([`Window`]).
 
 use flinkscale_plugin::usl::{MAX_PARALLELISM, Usl, kpu_for};
 
@@ -59,6 +61,9 @@ pub struct Rules {
     pub jump_target_utilisation: f64,
     /// Time to drain the backlog present at the restart, on a jump.
     pub jump_catch_up_secs: f64,
+    /// Time to drain what arrives during the restart of a scale-in after a
+    /// whole low window (the load fell).
+    pub scale_in_catch_up_secs: f64,
     /// How far past the restart a rising rate is projected.
     pub horizon_secs: f64,
     /// The lag objective: lag above it is a violation.
@@ -251,14 +256,35 @@ pub fn plan(rules: &Rules, s: &Situation) -> Plan {
             "{state}: low, but rising again since the last rescale (window peak {peak:.0} records/s)"
         ));
     }
-    let needed = peak / rules.target_utilisation;
+    // After the load fell, the smaller capacity must also drain what
+    // arrives during its own restart: sized for the target utilisation
+    // alone, it would drain that at a quarter of the input, and the lag
+    // would stay above the objective for minutes.
+    let for_restart = match s.window {
+        Window::Whole(_) => peak + rate * s.downtime_secs / rules.scale_in_catch_up_secs,
+        _ => 0.0,
+    };
+    let for_peak = peak / rules.target_utilisation;
+    let needed = for_peak.max(for_restart);
+    let sizing = if for_restart > for_peak {
+        format!(
+            "{needed:.0} records/s to carry it and drain the {:.0} records of a {:.0} s restart within {:.0} s",
+            rate * s.downtime_secs,
+            s.downtime_secs,
+            rules.scale_in_catch_up_secs
+        )
+    } else {
+        format!(
+            "{needed:.0} records/s at {:.0} % utilisation",
+            100.0 * rules.target_utilisation
+        )
+    };
     match target(rules, s, needed) {
         Some((kpu, parallelism, _)) if kpu < s.kpu => Plan::ScaleTo(
             kpu,
             format!(
-                "{state}: the peak over the window was {peak:.0} records/s, below {:.0} % of capacity; {needed:.0} records/s at {:.0} % utilisation needs parallelism {parallelism}, {kpu} KPU",
+                "{state}: the peak over the window was {peak:.0} records/s, below {:.0} % of capacity; {sizing} needs parallelism {parallelism}, {kpu} KPU",
                 100.0 * below,
-                100.0 * rules.target_utilisation
             ),
         ),
         _ => Plan::Hold(format!(
@@ -324,6 +350,7 @@ mod tests {
         jump_utilisation: f64::INFINITY,
         jump_target_utilisation: 0.9,
         jump_catch_up_secs: 600.0,
+        scale_in_catch_up_secs: f64::INFINITY,
         horizon_secs: 0.0,
         max_lag_secs: 60.0,
         usl: Usl {
@@ -514,6 +541,34 @@ mod tests {
         // enough for a scale-in to halve the capacity.
         s.window = Window::Whole(3000.0);
         assert!(matches!(plan(&RULES, &s), Plan::Hold(_)));
+    }
+
+    #[test]
+    fn after_a_whole_window_the_scale_in_also_drains_its_restart() {
+        let rules = Rules {
+            scale_in_catch_up_secs: 150.0,
+            ..RULES
+        };
+        // Peak 2700/s on 8 subtasks: 3375/s at 80 % would be 4 subtasks
+        // (C(4) = 3765), which drain the 90 s restart's 243000 records at
+        // 1065/s; within 150 s it needs 2700 + 1620 = 4320/s: 5 (C(5) =
+        // 4612).
+        let mut s = situation(2700.0, 0.0);
+        s.kpu = 8;
+        s.parallelism = 8;
+        s.capacity = RULES.usl.capacity(1000.0, 8);
+        s.window = Window::Whole(2700.0);
+        let Plan::ScaleTo(kpu, reason) = plan(&rules, &s) else {
+            panic!("held")
+        };
+        assert_eq!(kpu, 5);
+        assert!(
+            reason.contains("drain the 243000 records of a 90 s restart within 150 s"),
+            "{reason}"
+        );
+        // The settle span (a catch-up surplus) is sized for the peak alone.
+        s.window = Window::Settle(2700.0);
+        assert_eq!(scale_to(plan(&rules, &s)), 4);
     }
 
     #[test]

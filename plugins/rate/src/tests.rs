@@ -312,8 +312,8 @@ fn fallen(minutes: usize, now_ms: i64, last_rescale_ms: Option<i64>) -> Evaluati
 
 #[test]
 fn a_load_that_fell_must_halve_the_capacity_but_a_catch_up_surplus_need_not() {
-    // A whole quiet window at 43 %: above the default 40 % (half the 80 %
-    // target), so no scale-in.
+    // A whole quiet window at 43 %: above the default 35 %, so no
+    // scale-in.
     let mut rate = policy("{}");
     let mut now = T0 + 12 * P;
     for _ in 0..40 {
@@ -337,10 +337,11 @@ fn a_load_that_fell_must_halve_the_capacity_but_a_catch_up_surplus_need_not() {
         now += P;
     };
     assert_eq!(decision.action, Action::ScaleTo(4), "{}", decision.reason);
-    // The default threshold follows the target: at 90 % it is 45 %, so the
-    // same fallen load scales in once the window is seen, to 3333/s: 4
-    // subtasks.
-    let mut rate = policy(r#"{"target_utilisation": 0.9}"#);
+    // At a threshold of 45 % the same fallen load scales in once the
+    // window is seen, to the larger of 3000 / 0.8 = 3750/s and 3000 plus
+    // the 90 s restart's 270000 records drained within 150 s, 4800/s: 6
+    // subtasks (C(5) = 4612, C(6) = 5425).
+    let mut rate = policy(r#"{"scale_in_utilisation": 0.45}"#);
     let mut now = T0 + 12 * P;
     let decision = loop {
         let decision = rate.decide(&fallen(10, now, None)).expect("decides");
@@ -349,7 +350,23 @@ fn a_load_that_fell_must_halve_the_capacity_but_a_catch_up_surplus_need_not() {
         }
         now += P;
     };
-    assert_eq!(decision.action, Action::ScaleTo(4), "{}", decision.reason);
+    assert_eq!(decision.action, Action::ScaleTo(6), "{}", decision.reason);
+    assert!(
+        decision.reason.contains("drain the 270000 records"),
+        "{}",
+        decision.reason
+    );
+}
+
+#[test]
+fn the_default_scale_in_threshold_is_the_lesser_of_35_percent_and_half_the_target() {
+    assert_eq!(policy("{}").rules().scale_in_utilisation, 0.35);
+    assert_eq!(
+        policy(r#"{"target_utilisation": 0.6}"#)
+            .rules()
+            .scale_in_utilisation,
+        0.3
+    );
 }
 
 /// Lets `rate` see the application at `kpu` (at `now_ms`, with nothing to
@@ -410,8 +427,10 @@ fn run_after_rescale(
 
 #[test]
 fn only_a_scale_out_that_caught_up_on_a_backlog_settles() {
-    // 2000/s on 8 KPU (29 %): low enough for either rule, to 2500/s: 3
-    // subtasks (C(3) = 2877). After a scale-out this policy sized to catch
+    // 2000/s on 8 KPU (29 %): low enough for either rule. The settle span
+    // sizes for 2500/s: 3 subtasks (C(3) = 2877); a whole window also for
+    // the restart's 180000 records within 150 s, 3200/s: 4 (C(4) = 3765).
+    // After a scale-out this policy sized to catch
     // up on a backlog, the settle span (10 periods) suffices; after a
     // scale-in, a scale-out for saturation alone (its surplus is headroom
     // for a load still rising), or from a fresh instance, the whole
@@ -424,7 +443,7 @@ fn only_a_scale_out_that_caught_up_on_a_backlog_settles() {
     let mut down = policy("{}");
     saw_kpu(&mut down, 16, T0 - P);
     let (seen, decision) = run_after_rescale(&mut down, 8, 40, |_| 2000.0);
-    assert_eq!(decision.action, Action::ScaleTo(3), "{}", decision.reason);
+    assert_eq!(decision.action, Action::ScaleTo(4), "{}", decision.reason);
     assert_eq!(seen, 30);
     let mut saturated = policy("{}");
     let mut full = saturated_step();
