@@ -27,6 +27,13 @@
 //! `catch_up_secs`, where that backlog includes what arrives during the
 //! rescale's own downtime (the host's measured `last-update-duration-secs`,
 //! else `update_secs`), when nothing is processed. One rescale goes there.
+//! On a jump (the input at least `jump_utilisation` times the capacity)
+//! the sizing is leaner, `jump_target_utilisation` and
+//! `jump_catch_up_secs`: a jump leaves a large backlog however fast it is
+//! drained, so a slower drain costs few violation seconds, while capacity
+//! sized for a fast one is paid for as long as the new level lasts. A
+//! backlog that the current capacity drains within `jump_catch_up_secs`
+//! is ridden out (a second rescale would undo the jump's sizing).
 //!
 //! **Scale-in**, only when no backlog is left and the peak input over a
 //! window is below a fraction of the capacity: to the least capacity that
@@ -34,8 +41,12 @@
 //! fraction, depends on why the capacity is too large:
 //!
 //! - **The load fell**: a whole `scale_in_window_secs` with no rescale in
-//!   it, and `scale_in_utilisation`, by default half of
-//!   `target_utilisation`, so a scale-in at least halves the capacity.
+//!   it, and `scale_in_utilisation`, by default 0.35 (under half of
+//!   the default `target_utilisation`), so a scale-in more than halves the
+//!   capacity. The smaller capacity also drains what arrives during the
+//!   scale-in's own restart within `scale_in_catch_up_secs` (sized for
+//!   the target utilisation alone it drains that at a quarter of the
+//!   input, and the lag stays above the objective for minutes).
 //!   Every rescale costs at least `update_secs - max_lag_secs` of violation
 //!   plus its drain, and a scale-out without backlog roughly doubles the
 //!   capacity (the input at `scale_out_utilisation`, plus what arrives
@@ -74,8 +85,10 @@
 //! Declared, with their kinds, defaults and meanings, in [`RatePolicy`]'s
 //! `PARAMETERS` (`flinkscale plugin describe rate` prints them); all are
 //! optional. The utilisations (`target_utilisation`,
-//! `scale_out_utilisation`, `scale_in_utilisation`, `settle_utilisation`)
+//! `scale_out_utilisation`, `scale_in_utilisation`, `settle_utilisation`,
+//! and on a jump `jump_utilisation` and `jump_target_utilisation`)
 //! shape when and how far it rescales; the durations (`catch_up_secs`,
+//! `jump_catch_up_secs`,
 //! `scale_in_window_secs`, `settle_secs`, `horizon_secs`,
 //! `trend_window_secs`, `update_secs`, `max_lag_secs`) how fast; the
 //! scalability law (`usl_sigma`, `usl_kappa`,
@@ -113,10 +126,15 @@ use usl::Usl;
 struct Config {
     target_utilisation: f64,
     scale_out_utilisation: f64,
-    /// Absent: half of `target_utilisation`.
+    /// Absent: `DEFAULT_SCALE_IN_UTILISATION`, or half of
+    /// `target_utilisation` when that is lower.
     scale_in_utilisation: Option<f64>,
     settle_utilisation: f64,
     catch_up_secs: f64,
+    jump_utilisation: f64,
+    jump_target_utilisation: f64,
+    jump_catch_up_secs: f64,
+    scale_in_catch_up_secs: f64,
     scale_in_window_secs: u32,
     settle_secs: u32,
     horizon_secs: f64,
@@ -130,6 +148,10 @@ struct Config {
     busy_metric: String,
     backlog_metric: String,
 }
+
+/// `scale_in_utilisation` when absent (unless half of
+/// `target_utilisation` is lower).
+const DEFAULT_SCALE_IN_UTILISATION: f64 = 0.35;
 
 /// A scale-in window counts as seen when at least this fraction of its
 /// periods have a known input rate.
@@ -175,7 +197,8 @@ impl Policy for RatePolicy {
         Parameter::number("scale_in_utilisation").meaning(
             "Scale in, after a whole `scale_in_window_secs` with no rescale, only when the \
              window's peak input is below this fraction of the capacity; in (0, \
-             `target_utilisation`). When absent, half of `target_utilisation`.",
+             `target_utilisation`). When absent, 0.35, or half of `target_utilisation` when \
+             that is lower.",
         ),
         Parameter::number("settle_utilisation")
             .default("0.5")
@@ -186,6 +209,29 @@ impl Policy for RatePolicy {
         Parameter::number("catch_up_secs").default("120").meaning(
             "Drain the backlog waiting at the restart within this many seconds; positive.",
         ),
+        Parameter::number("jump_utilisation")
+            .default("1.5")
+            .meaning(
+                "An input rate at least this many times the capacity is a jump (a step, a spike, a \
+             crowd), sized by `jump_target_utilisation` and `jump_catch_up_secs` instead of \
+             `target_utilisation` and `catch_up_secs`; at least `scale_out_utilisation`.",
+            ),
+        Parameter::number("jump_target_utilisation")
+            .default("0.9")
+            .meaning("The utilisation a capacity is sized for on a jump, in (0, 1]."),
+        Parameter::number("jump_catch_up_secs")
+            .default("600")
+            .meaning(
+                "On a jump, drain the backlog waiting at the restart within this many seconds; \
+             a backlog that the current capacity drains within it is ridden out, not rescaled \
+             for; positive.",
+            ),
+        Parameter::number("scale_in_catch_up_secs")
+            .default("150")
+            .meaning(
+                "A scale-in after a whole `scale_in_window_secs` is sized to also drain what \
+             arrives during its own restart within this many seconds; positive.",
+            ),
         Parameter::integer("scale_in_window_secs")
             .default("1800")
             .meaning("How long the input must have stayed low before a scale-in."),
@@ -254,7 +300,7 @@ impl Policy for RatePolicy {
         )?;
         let scale_in_utilisation = config
             .scale_in_utilisation
-            .unwrap_or(target_utilisation / 2.0);
+            .unwrap_or((target_utilisation / 2.0).min(DEFAULT_SCALE_IN_UTILISATION));
         in_range(
             "scale_in_utilisation",
             scale_in_utilisation,
@@ -274,6 +320,21 @@ impl Policy for RatePolicy {
         )?;
         let catch_up_secs = config.catch_up_secs;
         positive("catch_up_secs", catch_up_secs)?;
+        let jump_utilisation = config.jump_utilisation;
+        at_least("jump_utilisation", jump_utilisation, scale_out_utilisation)?;
+        let jump_target_utilisation = config.jump_target_utilisation;
+        in_range(
+            "jump_target_utilisation",
+            jump_target_utilisation,
+            0.0,
+            false,
+            1.0,
+            true,
+        )?;
+        let jump_catch_up_secs = config.jump_catch_up_secs;
+        positive("jump_catch_up_secs", jump_catch_up_secs)?;
+        let scale_in_catch_up_secs = config.scale_in_catch_up_secs;
+        positive("scale_in_catch_up_secs", scale_in_catch_up_secs)?;
         let scale_in_window_secs = config.scale_in_window_secs;
         let settle_secs = config.settle_secs.min(scale_in_window_secs);
         let horizon_secs = config.horizon_secs;
@@ -303,6 +364,10 @@ impl Policy for RatePolicy {
                 scale_in_utilisation,
                 settle_utilisation,
                 catch_up_secs,
+                jump_utilisation,
+                jump_target_utilisation,
+                jump_catch_up_secs,
+                scale_in_catch_up_secs,
                 horizon_secs,
                 max_lag_secs,
                 usl: Usl { sigma, kappa },
@@ -561,6 +626,16 @@ fn in_range(
         "parameter `{name}` must be in {}{low}, {high}{}, found {value}",
         if low_inclusive { "[" } else { "(" },
         if high_inclusive { "]" } else { ")" },
+    ))
+}
+
+/// Checks that `value` is a finite number of at least `low`.
+fn at_least(name: &str, value: f64, low: f64) -> Result<(), String> {
+    if value.is_finite() && value >= low {
+        return Ok(());
+    }
+    Err(format!(
+        "parameter `{name}` must be a number of at least {low}, found {value}"
     ))
 }
 

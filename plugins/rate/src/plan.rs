@@ -11,10 +11,19 @@
 //! anchored on the capacity measured at the current parallelism, and
 //! reached in one step.
 //!
+//! A jump (the input rate at least `jump_utilisation` times the capacity:
+//! a step, a spike, a crowd) is sized leaner: for `jump_target_utilisation`
+//! and a catch-up within `jump_catch_up_secs`. The backlog a jump leaves is
+//! large however fast it drains, so draining it a little slower costs few
+//! violation seconds, while the capacity sized for a fast drain is paid
+//! for the whole time the new level lasts.
+//!
 //! A backlog below the saturation point triggers a scale-out only when
-//! riding it out would keep the lag above the objective for longer than
-//! the rescale would, counting the rescale's downtime, during which the lag
-//! grows by one second per second.
+//! the current capacity would not drain it within `jump_catch_up_secs`
+//! (the drain a jump was sized for: rescaling again would undo that
+//! sizing), and riding it out would keep the lag above the objective for
+//! longer than the rescale would, counting the rescale's downtime, during
+//! which the lag grows by one second per second.
 //!
 //! Scale-in waits until the input rate has stayed below
 //! `scale_in_utilisation` of the capacity over a whole window
@@ -22,8 +31,10 @@
 //! caught up on a backlog, unless
 //! that span's input is rising again or dropped too recently to show its
 //! new level), with no backlog left, and then sizes for the window's peak
-//! rate at the target utilisation. The caller says which window it has
-//! seen ([`Window`]).
+//! rate at the target utilisation; after a whole window, also for the input
+//! that arrives during the scale-in's own restart, drained within
+//! `scale_in_catch_up_secs`. The caller says which window it has seen
+//! ([`Window`]).
 
 use flinkscale_plugin::usl::{MAX_PARALLELISM, Usl, kpu_for};
 
@@ -42,6 +53,17 @@ pub struct Rules {
     pub settle_utilisation: f64,
     /// Time to drain the backlog present at the restart.
     pub catch_up_secs: f64,
+    /// An input rate at least this many times the capacity is a jump, sized
+    /// by the two `jump_` rules instead of `target_utilisation` and
+    /// `catch_up_secs`.
+    pub jump_utilisation: f64,
+    /// Utilisation a capacity is sized for on a jump.
+    pub jump_target_utilisation: f64,
+    /// Time to drain the backlog present at the restart, on a jump.
+    pub jump_catch_up_secs: f64,
+    /// Time to drain what arrives during the restart of a scale-in after a
+    /// whole low window (the load fell).
+    pub scale_in_catch_up_secs: f64,
     /// How far past the restart a rising rate is projected.
     pub horizon_secs: f64,
     /// The lag objective: lag above it is a violation.
@@ -135,23 +157,35 @@ pub fn plan(rules: &Rules, s: &Situation) -> Plan {
     );
     let saturated = utilisation > rules.scale_out_utilisation;
     if saturated || s.backlog_waiting() {
+        let jump = utilisation >= rules.jump_utilisation;
+        let (target_utilisation, catch_up_secs) = if jump {
+            (rules.jump_target_utilisation, rules.jump_catch_up_secs)
+        } else {
+            (rules.target_utilisation, rules.catch_up_secs)
+        };
         let ahead = s.data_age_secs + s.downtime_secs + rules.horizon_secs;
         let projected = rate + s.slope.unwrap_or(0.0).max(0.0) * ahead;
         let at_restart = s.backlog + rate * s.downtime_secs;
-        let for_rate = projected / rules.target_utilisation;
-        let for_backlog = rate + at_restart / rules.catch_up_secs;
+        let for_rate = projected / target_utilisation;
+        let for_backlog = rate + at_restart / catch_up_secs;
         let needed = for_rate.max(for_backlog);
-        let why = if for_backlog >= for_rate {
+        let mut why = if for_backlog >= for_rate {
             format!(
-                "needs {needed:.0} records/s to carry the input and drain the {at_restart:.0} records waiting after a {:.0} s restart within {:.0} s",
-                s.downtime_secs, rules.catch_up_secs
+                "needs {needed:.0} records/s to carry the input and drain the {at_restart:.0} records waiting after a {:.0} s restart within {catch_up_secs:.0} s",
+                s.downtime_secs
             )
         } else {
             format!(
                 "needs {needed:.0} records/s to carry {projected:.0} records/s at {:.0} % utilisation",
-                100.0 * rules.target_utilisation
+                100.0 * target_utilisation
             )
         };
+        if jump {
+            why = format!(
+                "a jump (input at least {:.0} % of capacity) {why}",
+                100.0 * rules.jump_utilisation
+            );
+        }
         let Some((kpu, parallelism, new_capacity)) = target(rules, s, needed) else {
             return Plan::Hold(format!(
                 "{state}: {why}, but the capacity measurement is unusable"
@@ -172,6 +206,12 @@ pub fn plan(rules: &Rules, s: &Situation) -> Plan {
             // when riding the backlog out would breach the lag objective
             // for longer.
             let lag = s.backlog / rate.max(f64::MIN_POSITIVE);
+            if capacity > rate && s.backlog / (capacity - rate) <= rules.jump_catch_up_secs {
+                return Plan::Hold(format!(
+                    "{state}: the backlog drains at the current capacity within {:.0} s, the catch-up a jump is sized for",
+                    rules.jump_catch_up_secs
+                ));
+            }
             let stay = violation_staying(lag, capacity / rate, rules.max_lag_secs);
             let go = violation_rescaling(
                 lag,
@@ -216,14 +256,35 @@ pub fn plan(rules: &Rules, s: &Situation) -> Plan {
             "{state}: low, but rising again since the last rescale (window peak {peak:.0} records/s)"
         ));
     }
-    let needed = peak / rules.target_utilisation;
+    // After the load fell, the smaller capacity must also drain what
+    // arrives during its own restart: sized for the target utilisation
+    // alone, it would drain that at a quarter of the input, and the lag
+    // would stay above the objective for minutes.
+    let for_restart = match s.window {
+        Window::Whole(_) => peak + rate * s.downtime_secs / rules.scale_in_catch_up_secs,
+        _ => 0.0,
+    };
+    let for_peak = peak / rules.target_utilisation;
+    let needed = for_peak.max(for_restart);
+    let sizing = if for_restart > for_peak {
+        format!(
+            "{needed:.0} records/s to carry it and drain the {:.0} records of a {:.0} s restart within {:.0} s",
+            rate * s.downtime_secs,
+            s.downtime_secs,
+            rules.scale_in_catch_up_secs
+        )
+    } else {
+        format!(
+            "{needed:.0} records/s at {:.0} % utilisation",
+            100.0 * rules.target_utilisation
+        )
+    };
     match target(rules, s, needed) {
         Some((kpu, parallelism, _)) if kpu < s.kpu => Plan::ScaleTo(
             kpu,
             format!(
-                "{state}: the peak over the window was {peak:.0} records/s, below {:.0} % of capacity; {needed:.0} records/s at {:.0} % utilisation needs parallelism {parallelism}, {kpu} KPU",
+                "{state}: the peak over the window was {peak:.0} records/s, below {:.0} % of capacity; {sizing} needs parallelism {parallelism}, {kpu} KPU",
                 100.0 * below,
-                100.0 * rules.target_utilisation
             ),
         ),
         _ => Plan::Hold(format!(
@@ -286,6 +347,10 @@ mod tests {
         scale_in_utilisation: 0.4,
         settle_utilisation: 0.5,
         catch_up_secs: 120.0,
+        jump_utilisation: f64::INFINITY,
+        jump_target_utilisation: 0.9,
+        jump_catch_up_secs: 600.0,
+        scale_in_catch_up_secs: f64::INFINITY,
         horizon_secs: 0.0,
         max_lag_secs: 60.0,
         usl: Usl {
@@ -330,6 +395,37 @@ mod tests {
             unreachable!()
         };
         assert!(reason.contains("drain the 602000 records"), "{reason}");
+    }
+
+    #[test]
+    fn a_jump_is_sized_for_the_jump_target_and_catch_up() {
+        let rules = Rules {
+            jump_utilisation: 1.5,
+            ..RULES
+        };
+        // 4000/s on 1960/s (204 %) with 242000 waiting: 602000 within
+        // 600 s is 4000 + 1003 = 5003/s, more than 4000 / 0.9 = 4444/s:
+        // 6 subtasks (C(5) = 4612, C(6) = 5425) where the normal rules
+        // ask for 12.
+        let Plan::ScaleTo(kpu, reason) = plan(&rules, &situation(4000.0, 242_000.0)) else {
+            panic!("held on a jump")
+        };
+        assert_eq!(kpu, 6);
+        assert!(
+            reason.contains("a jump") && reason.contains("within 600 s"),
+            "{reason}"
+        );
+        // When the restart is short the jump target utilisation sets the
+        // size: 8000/s at 90 % is 8889/s, more than 8000 + 30 x 8000 / 600
+        // = 8400/s: 11 subtasks (C(11) = 9002), where the normal rules ask
+        // for 10000/s, 13 (C(13) = 10227).
+        let mut short = situation(8000.0, 0.0);
+        short.downtime_secs = 30.0;
+        assert_eq!(scale_to(plan(&rules, &short)), 11);
+        assert_eq!(scale_to(plan(&RULES, &short)), 13);
+        // Below 1.5x the capacity the normal rules apply.
+        // 2900/s (148 %): 2900 + 2900 x 90 / 120 = 5075/s -> 6 subtasks.
+        assert_eq!(scale_to(plan(&rules, &situation(2900.0, 0.0))), 6);
     }
 
     #[test]
@@ -384,6 +480,31 @@ mod tests {
     }
 
     #[test]
+    fn a_backlog_the_capacity_drains_within_the_jump_catch_up_is_ridden_out() {
+        // 4000/s on 6 subtasks (5425/s) with 600000 waiting, as after a
+        // jump: the surplus of 1425/s drains it in 421 s, within 600 s.
+        let mut s = situation(4000.0, 600_000.0);
+        s.kpu = 6;
+        s.parallelism = 6;
+        s.capacity = RULES.usl.capacity(1000.0, 6);
+        let Plan::Hold(reason) = plan(&RULES, &s) else {
+            panic!("rescaled a backlog that drains within the jump catch-up")
+        };
+        assert!(
+            reason.contains("within 600 s, the catch-up a jump is sized for"),
+            "{reason}"
+        );
+        // With a 300 s jump catch-up the same backlog is worth a restart:
+        // lag 150 s drains at 1.36x with about 253 s over the objective,
+        // a restart to 16 subtasks costs about 180 s.
+        let rules = Rules {
+            jump_catch_up_secs: 300.0,
+            ..RULES
+        };
+        assert!(matches!(plan(&rules, &s), Plan::ScaleTo(..)));
+    }
+
+    #[test]
     fn violation_arithmetic() {
         assert_eq!(violation_staying(50.0, 1.5, 60.0), 0.0);
         assert_eq!(violation_staying(90.0, 1.5, 60.0), 60.0);
@@ -420,6 +541,34 @@ mod tests {
         // enough for a scale-in to halve the capacity.
         s.window = Window::Whole(3000.0);
         assert!(matches!(plan(&RULES, &s), Plan::Hold(_)));
+    }
+
+    #[test]
+    fn after_a_whole_window_the_scale_in_also_drains_its_restart() {
+        let rules = Rules {
+            scale_in_catch_up_secs: 150.0,
+            ..RULES
+        };
+        // Peak 2700/s on 8 subtasks: 3375/s at 80 % would be 4 subtasks
+        // (C(4) = 3765), which drain the 90 s restart's 243000 records at
+        // 1065/s; within 150 s it needs 2700 + 1620 = 4320/s: 5 (C(5) =
+        // 4612).
+        let mut s = situation(2700.0, 0.0);
+        s.kpu = 8;
+        s.parallelism = 8;
+        s.capacity = RULES.usl.capacity(1000.0, 8);
+        s.window = Window::Whole(2700.0);
+        let Plan::ScaleTo(kpu, reason) = plan(&rules, &s) else {
+            panic!("held")
+        };
+        assert_eq!(kpu, 5);
+        assert!(
+            reason.contains("drain the 243000 records of a 90 s restart within 150 s"),
+            "{reason}"
+        );
+        // The settle span (a catch-up surplus) is sized for the peak alone.
+        s.window = Window::Settle(2700.0);
+        assert_eq!(scale_to(plan(&rules, &s)), 4);
     }
 
     #[test]

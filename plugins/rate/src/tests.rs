@@ -107,6 +107,12 @@ fn parameters_out_of_range_are_named() {
         (r#"{"scale_in_utilisation": 0.9}"#, "scale_in_utilisation"),
         (r#"{"settle_utilisation": 0.8}"#, "settle_utilisation"),
         (r#"{"catch_up_secs": 0}"#, "catch_up_secs"),
+        (r#"{"jump_utilisation": 0.9}"#, "jump_utilisation"),
+        (
+            r#"{"jump_target_utilisation": 0}"#,
+            "jump_target_utilisation",
+        ),
+        (r#"{"jump_catch_up_secs": -1}"#, "jump_catch_up_secs"),
         (r#"{"usl_sigma": 1.0}"#, "usl_sigma"),
         (
             r#"{"records_per_subtask_per_sec": -5}"#,
@@ -124,10 +130,31 @@ fn a_saturated_job_jumps_to_carry_the_input_and_drain_the_backlog() {
     // Input 1960 + 122400 / 60 = 4000/s; backlog now 122400 + 2040 x 60 =
     // 244800, plus 90 s x 4000 while restarting = 604800, drained within
     // 120 s: 9040/s, which needs 12 subtasks (C(11) = 9002, C(12) = 9627).
-    let decision = policy("{}").decide(&saturated_step()).expect("decides");
+    // (Utilisation 204 %: a jump only from 3x the capacity here.)
+    let decision = policy(r#"{"jump_utilisation": 3}"#)
+        .decide(&saturated_step())
+        .expect("decides");
     assert_eq!(decision.action, Action::ScaleTo(12), "{}", decision.reason);
     assert!(
         decision.reason.contains("input 4000 records/s"),
+        "{}",
+        decision.reason
+    );
+    assert!(!decision.reason.contains("a jump"), "{}", decision.reason);
+}
+
+#[test]
+fn a_jump_is_sized_for_a_slower_catch_up() {
+    // The same 4000/s on 1960/s is at least 1.5x the capacity: the 604800
+    // records drain within 600 s, 4000 + 1008 = 5008/s, and 4000 / 0.9 =
+    // 4444/s is less: 6 subtasks (C(5) = 4612, C(6) = 5425), not 12.
+    let decision = policy("{}").decide(&saturated_step()).expect("decides");
+    assert_eq!(decision.action, Action::ScaleTo(6), "{}", decision.reason);
+    assert!(
+        decision
+            .reason
+            .contains("a jump (input at least 150 % of capacity)")
+            && decision.reason.contains("within 600 s"),
         "{}",
         decision.reason
     );
@@ -139,7 +166,9 @@ fn the_measured_update_time_replaces_the_default() {
     evaluation.app.last_rescale_ms = Some(T0 - P);
     evaluation.app.last_update_duration_secs = Some(30);
     // 244800 + 30 x 4000 = 364800 within 120 s: 7040/s -> 9 subtasks.
-    let decision = policy("{}").decide(&evaluation).expect("decides");
+    let decision = policy(r#"{"jump_utilisation": 3}"#)
+        .decide(&evaluation)
+        .expect("decides");
     assert_eq!(decision.action, Action::ScaleTo(9), "{}", decision.reason);
 }
 
@@ -283,8 +312,8 @@ fn fallen(minutes: usize, now_ms: i64, last_rescale_ms: Option<i64>) -> Evaluati
 
 #[test]
 fn a_load_that_fell_must_halve_the_capacity_but_a_catch_up_surplus_need_not() {
-    // A whole quiet window at 43 %: above the default 40 % (half the 80 %
-    // target), so no scale-in.
+    // A whole quiet window at 43 %: above the default 35 %, so no
+    // scale-in.
     let mut rate = policy("{}");
     let mut now = T0 + 12 * P;
     for _ in 0..40 {
@@ -308,10 +337,11 @@ fn a_load_that_fell_must_halve_the_capacity_but_a_catch_up_surplus_need_not() {
         now += P;
     };
     assert_eq!(decision.action, Action::ScaleTo(4), "{}", decision.reason);
-    // The default threshold follows the target: at 90 % it is 45 %, so the
-    // same fallen load scales in once the window is seen, to 3333/s: 4
-    // subtasks.
-    let mut rate = policy(r#"{"target_utilisation": 0.9}"#);
+    // At a threshold of 45 % the same fallen load scales in once the
+    // window is seen, to the larger of 3000 / 0.8 = 3750/s and 3000 plus
+    // the 90 s restart's 270000 records drained within 150 s, 4800/s: 6
+    // subtasks (C(5) = 4612, C(6) = 5425).
+    let mut rate = policy(r#"{"scale_in_utilisation": 0.45}"#);
     let mut now = T0 + 12 * P;
     let decision = loop {
         let decision = rate.decide(&fallen(10, now, None)).expect("decides");
@@ -320,7 +350,23 @@ fn a_load_that_fell_must_halve_the_capacity_but_a_catch_up_surplus_need_not() {
         }
         now += P;
     };
-    assert_eq!(decision.action, Action::ScaleTo(4), "{}", decision.reason);
+    assert_eq!(decision.action, Action::ScaleTo(6), "{}", decision.reason);
+    assert!(
+        decision.reason.contains("drain the 270000 records"),
+        "{}",
+        decision.reason
+    );
+}
+
+#[test]
+fn the_default_scale_in_threshold_is_the_lesser_of_35_percent_and_half_the_target() {
+    assert_eq!(policy("{}").rules().scale_in_utilisation, 0.35);
+    assert_eq!(
+        policy(r#"{"target_utilisation": 0.6}"#)
+            .rules()
+            .scale_in_utilisation,
+        0.3
+    );
 }
 
 /// Lets `rate` see the application at `kpu` (at `now_ms`, with nothing to
@@ -381,8 +427,10 @@ fn run_after_rescale(
 
 #[test]
 fn only_a_scale_out_that_caught_up_on_a_backlog_settles() {
-    // 2000/s on 8 KPU (29 %): low enough for either rule, to 2500/s: 3
-    // subtasks (C(3) = 2877). After a scale-out this policy sized to catch
+    // 2000/s on 8 KPU (29 %): low enough for either rule. The settle span
+    // sizes for 2500/s: 3 subtasks (C(3) = 2877); a whole window also for
+    // the restart's 180000 records within 150 s, 3200/s: 4 (C(4) = 3765).
+    // After a scale-out this policy sized to catch
     // up on a backlog, the settle span (10 periods) suffices; after a
     // scale-in, a scale-out for saturation alone (its surplus is headroom
     // for a load still rising), or from a fresh instance, the whole
@@ -395,7 +443,7 @@ fn only_a_scale_out_that_caught_up_on_a_backlog_settles() {
     let mut down = policy("{}");
     saw_kpu(&mut down, 16, T0 - P);
     let (seen, decision) = run_after_rescale(&mut down, 8, 40, |_| 2000.0);
-    assert_eq!(decision.action, Action::ScaleTo(3), "{}", decision.reason);
+    assert_eq!(decision.action, Action::ScaleTo(4), "{}", decision.reason);
     assert_eq!(seen, 30);
     let mut saturated = policy("{}");
     let mut full = saturated_step();
