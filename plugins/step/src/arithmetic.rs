@@ -106,13 +106,46 @@ pub fn step(
         return Step::AtLimit { limit };
     }
     let target = raw.clamp(floor, ceiling);
-    let mut arithmetic = format!("{kpu} KPU {symbol} {factor} = {raw} KPU");
+    // Built with `push_str` rather than `format!`: this runs on every
+    // decision, and the formatting machinery was a tenth of a warm call.
+    let mut arithmetic = String::with_capacity(64);
+    push_u32(&mut arithmetic, kpu);
+    arithmetic.push_str(" KPU ");
+    arithmetic.push_str(symbol);
+    arithmetic.push(' ');
+    push_u32(&mut arithmetic, factor);
+    arithmetic.push_str(" = ");
+    push_u32(&mut arithmetic, raw);
+    arithmetic.push_str(" KPU");
     if target != raw {
         let bound = if raw > ceiling { "max" } else { "min" };
-        arithmetic.push_str(&format!(", clamped to {bound} KPU {target}"));
+        arithmetic.push_str(", clamped to ");
+        arithmetic.push_str(bound);
+        arithmetic.push_str(" KPU ");
+        push_u32(&mut arithmetic, target);
     }
     Step::To {
         kpu: target,
         arithmetic,
+    }
+}
+
+/// Appends `n` in decimal to `out`, as `write!(out, "{n}")` would, without
+/// the formatting machinery.
+pub fn push_u32(out: &mut String, mut n: u32) {
+    // u32::MAX has 10 digits.
+    let mut digits = [0u8; 10];
+    let mut start = digits.len();
+    loop {
+        start -= 1;
+        // `n % 10 < 10`, so the cast cannot truncate.
+        digits[start] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    for &digit in &digits[start..] {
+        out.push(char::from(digit));
     }
 }

@@ -354,3 +354,25 @@ fn below_min_scale_out_is_raised_to_min() {
 fn declarations_are_well_formed() {
     assert_eq!(check_declarations::<StepPolicy>(), Ok(()));
 }
+
+#[test]
+fn push_u32_writes_what_format_writes() {
+    for n in [
+        0,
+        1,
+        9,
+        10,
+        42,
+        99,
+        100,
+        4_096,
+        65_535,
+        1_000_000_000,
+        u32::MAX - 1,
+        u32::MAX,
+    ] {
+        let mut out = String::from("x");
+        arithmetic::push_u32(&mut out, n);
+        assert_eq!(out, format!("x{n}"));
+    }
+}
