@@ -744,7 +744,14 @@ impl Controller {
                         metrics: crate::metrics::history::prepend(&history, &evaluation.metrics),
                         ..evaluation.clone()
                     };
-                    self.decide(&long).await?
+                    let started = std::time::Instant::now();
+                    let decision = self.decide(&long).await?;
+                    tracing::info!(
+                        application = %name,
+                        elapsed_ms = started.elapsed().as_millis() as u64,
+                        "the policy decided on its history"
+                    );
+                    decision
                 }
                 None => self.decide(&evaluation).await?,
             },

@@ -252,11 +252,11 @@ impl Trace {
                     points.push((u, r));
                 }
             }
-            // The end of a period holds the value its last point left.
+            // A period ends at the trace's value there; the next starts
+            // again at its value at 0.
             let u = (copy + 1.0) * period - phase;
             if u > 0.0 && u < end {
-                let held = one_period.last().map_or(0.0, |p| p.1);
-                points.push((u, held));
+                points.push((u, self.rate_at(period)));
                 points.push((u, self.rate_at(0.0)));
             }
             copy += 1.0;
