@@ -15,6 +15,8 @@
 //! trace_value = "per_second"         # or "sum_per_period" (then trace_period_secs is required)
 //! trace_period_secs = 60             # the period of a "sum_per_period" trace
 //! duration_secs = 1800               # defaults to the last timestamp of the traces
+//! history_days = 15                  # days published before t = 0 (0 to 15, default 0)
+//! history_period_secs = 86400        # the period the trace repeats with before t = 0
 //!
 //! [[application]]                    # one table per application; none means one named "app"
 //! name = "app"
