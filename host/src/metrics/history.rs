@@ -3,8 +3,9 @@
 //! A policy that learns cycles (`predictive`) needs days of the input rate
 //! before it can forecast; learning only as it runs leaves its first day
 //! reactive. With `[application.policy] history_days = N` the controller
-//! reads, at the policy instance's first evaluation, the N days before its
-//! usual fetch window of every configured metric, at 1-minute resolution
+//! reads, at the policy instance's first evaluation, the last N days of
+//! every configured metric (what its usual fetch window does not already
+//! hold), at 1-minute resolution
 //! (a metric's own period when that is longer; CloudWatch keeps sub-minute
 //! datapoints for 3 hours only and 1-minute ones for 15 days, hence
 //! [`crate::config::MAX_HISTORY_DAYS`]), and prepends them to that
