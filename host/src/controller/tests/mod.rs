@@ -698,8 +698,7 @@ async fn history_is_handed_to_the_first_decision_only_and_a_failed_read_is_no_fa
                 let assessment = controller.evaluate().await.expect("evaluates");
                 assert_eq!(assessment.decision.action, Action::Hold);
             }
-            let seen = seen.lock().unwrap().clone();
-            seen
+            seen.lock().unwrap().clone()
         }
     };
     let seen = run(constant(50.0)).await;
