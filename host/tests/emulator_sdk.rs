@@ -1479,3 +1479,75 @@ impl ReturnFalse for MetricDataQuery {
         self
     }
 }
+
+/// 15 days of history through the SDK, as the controller reads it at a
+/// policy's first evaluation: the emulator serves the past the scenario
+/// publishes before t = 0 and the run since, GetMetricData pages at the
+/// real 100,800 datapoints and the source follows NextToken, and every
+/// 1-minute period of the span comes back once, oldest first.
+#[tokio::test]
+async fn fifteen_days_of_history_come_back_in_pages_through_the_sdk() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::write(
+        dir.path().join("load.csv"),
+        "t_secs,records_per_sec\n0,1000\n43200,3000\n86400,1000\n",
+    )
+    .expect("trace");
+    let file = dir.path().join("history.toml");
+    std::fs::write(
+        &file,
+        "name = \"history\"\ntrace = \"load.csv\"\nduration_secs = 86400\nhistory_days = 15\nhistory_period_secs = 86400\n\n[[application]]\nname = \"app\"\nnoise_percent = 0.0\n",
+    )
+    .expect("scenario");
+    let mut options = EmulatorOptions::new(file);
+    options.page_size = flinkscale::metrics::history::MAX_DATAPOINTS_PER_CALL;
+    options.start_epoch_ms = Some(now_ms() - HOUR_MS);
+    let emu = emulator::start(options).await.expect("emulator starts");
+    let source = CloudWatchSource::new(&sdk_config(&emu).await);
+
+    let metrics = [
+        "containerCPUUtilization",
+        "busyTimeMsPerSecond",
+        "numRecordsInPerSecond",
+        "millisBehindLatest",
+        "KPUs",
+    ];
+    let queries: Vec<MetricQuery> = metrics
+        .iter()
+        .map(|m| model_query("app", m, "Average", 60))
+        .collect();
+    let now = now_ms();
+    // The controller's usual window: the last half hour, whole minutes.
+    let window_start = now.div_euclid(60_000) * 60_000 - 1_800_000;
+    let (start, end) =
+        flinkscale::metrics::history::span(now, window_start, 15).expect("15 days to read");
+    let (expected, pages) = flinkscale::metrics::history::size(&queries, start, end);
+    assert!(pages >= 2, "{expected} datapoints need {pages} pages");
+
+    let history = flinkscale::metrics::history::read(&source, &queries, start, end)
+        .await
+        .expect("history read");
+    let minutes = (end - start) / 60_000;
+    for (series, name) in history.iter().zip(metrics) {
+        let stamps: Vec<i64> = series.points.iter().map(|p| p.timestamp_ms).collect();
+        assert_eq!(stamps.len() as i64, minutes, "{name}: one point a minute");
+        assert!(
+            stamps.windows(2).all(|w| w[1] - w[0] == 60_000),
+            "{name}: oldest first, no gap, no repeat"
+        );
+        assert_eq!(stamps[0], start, "{name}");
+    }
+    // The past follows the daily cycle: its input peaks at noon of the
+    // trace (3000 records/s) and is lowest at midnight.
+    let rates = &history[2].points;
+    let peak = rates.iter().map(|p| p.value).fold(0.0, f64::max);
+    let low = rates.iter().map(|p| p.value).fold(f64::INFINITY, f64::min);
+    assert!((peak - 3000.0).abs() < 60.0, "peak {peak}");
+    assert!((low - 1000.0).abs() < 60.0, "low {low}");
+    let calls = emu
+        .calls()
+        .into_iter()
+        .filter(|c| c.operation == "GetMetricData")
+        .count();
+    assert_eq!(calls as usize, pages, "one call per page of 100,800");
+}

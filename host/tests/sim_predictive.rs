@@ -1,7 +1,9 @@
 //! `predictive` in the simulator, with the production controller and the
 //! real compiled plugins: on a cycle it has seen for a day it scales out
 //! before the rise reaches the capacity, where `rate` waits for it; on a
-//! spike, which no cycle forecasts, it decides exactly as `rate`.
+//! spike, which no cycle forecasts, it decides exactly as `rate`. With the
+//! history the scenario publishes before t = 0 read at start, it does so
+//! from the first day on.
 //!
 //! Needs the shipped plugins (built by host/build.rs).
 
@@ -40,7 +42,9 @@ fn first_scale_out(outcome: &SimulationOutcome, from_secs: u64) -> Option<(u64, 
 fn on_a_learned_cycle_it_scales_out_ahead_of_the_rise() {
     let path =
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/holdout/diurnal2.toml");
-    let scenario = Scenario::load(&path).expect("the diurnal2 scenario");
+    let mut scenario = Scenario::load(&path).expect("the diurnal2 scenario");
+    // Learned as it runs: no past read at start.
+    scenario.applications[0].past = None;
     let predictive = run(&scenario, "predictive");
     let rate = run(&scenario, "rate");
     let day = 86_400;
@@ -83,4 +87,44 @@ fn on_a_spike_it_falls_back_to_rate() {
     assert!(!updates(&rate).is_empty(), "a run with rescales to compare");
     assert_eq!(updates(&predictive), updates(&rate));
     assert_eq!(predictive.scores, rate.scores);
+}
+
+/// The first day of `diurnal2`, whose scenario publishes 8 days of the
+/// cycle before t = 0: the preset reads them at the first evaluation, so
+/// `predictive` forecasts the first rise instead of reacting to it, and
+/// violates the lag objective fewer seconds than the same policy on the
+/// same day with no past to read.
+#[test]
+fn with_history_it_scales_ahead_on_the_first_day() {
+    let path =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/holdout/diurnal2.toml");
+    let mut with = Scenario::load(&path).expect("the diurnal2 scenario");
+    with.duration_secs = 86_400;
+    assert!(
+        with.applications[0].past.is_some(),
+        "the scenario publishes a past"
+    );
+    let mut without = with.clone();
+    without.applications[0].past = None;
+
+    let learned = run(&with, "predictive");
+    let reactive = run(&without, "predictive");
+    let (at, _) = first_scale_out(&learned, 0).expect("predictive scales out on day 1");
+    let history = learned.world.history("app").expect("the app");
+    let before = at.saturating_sub(1) as usize;
+    assert!(
+        history.backlog[before] < 1.0 && history.lambda[before] < history.capacity[before],
+        "at {at} s the job kept up: input {} on capacity {}, backlog {}",
+        history.lambda[before],
+        history.capacity[before],
+        history.backlog[before]
+    );
+    let (with_v, without_v) = (
+        learned.scores.slo_violation_secs,
+        reactive.scores.slo_violation_secs,
+    );
+    assert!(
+        with_v < without_v,
+        "day 1: {with_v} violation seconds with history, {without_v} without"
+    );
 }

@@ -487,7 +487,18 @@ pub struct PluginConfig {
     /// them); validation checks that those ids exist in the application.
     #[serde(default)]
     pub params: toml::Table,
+    /// Days of 1-minute history of the application's metrics the host
+    /// reads once, at the policy instance's first evaluation, and hands
+    /// to it with that evaluation's metrics (0 to
+    /// [`MAX_HISTORY_DAYS`], default 0: none). Only `[application.policy]`
+    /// takes it.
+    #[serde(default)]
+    pub history_days: u32,
 }
+
+/// The most days of history a policy can ask for: CloudWatch keeps
+/// 1-minute datapoints for 15 days.
+pub const MAX_HISTORY_DAYS: u32 = 15;
 
 fn default_plugin_dir() -> PathBuf {
     PathBuf::from("plugins")

@@ -1235,3 +1235,24 @@ fn flink_metrics_are_checked_and_located() {
         "config/x.toml:8:10: application \"a\".metric \"m\".vertex: vertex names a Flink vertex, but this metric's source is CloudWatch (valid: vertex only with source = \"flink\")",
     );
 }
+
+#[test]
+fn history_days_is_checked_and_only_for_the_policy() {
+    assert_eq!(valid(APP).config.applications[0].policy.history_days, 0);
+    let loaded = valid(&format!("{APP}history_days = 15\n"));
+    assert_eq!(loaded.config.applications[0].policy.history_days, 15);
+    assert_eq!(
+        errors(&format!("{APP}history_days = 16\n")),
+        [
+            "config/x.toml:5:16: application \"a\".policy.history_days: history_days 16 is out of range (valid: 0 to 15 (CloudWatch keeps 1-minute datapoints for 15 days); default 0)"
+        ]
+    );
+    assert_eq!(
+        errors(&format!(
+            "{APP}[[application.interpreter]]\nplugin = \"backlog-seconds\"\nhistory_days = 1\n"
+        )),
+        [
+            "config/x.toml:7:16: application \"a\".interpreter[0].history_days: history_days is read only for [application.policy] (remove it here; set it in [application.policy])"
+        ]
+    );
+}

@@ -20,8 +20,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 
 use super::{
-    AgentConfig, AlarmConfig, AlarmSource, ApplicationConfig, Config, MetricConfig,
-    MetricSourceKind, PluginConfig, TargetKind,
+    AgentConfig, AlarmConfig, AlarmSource, ApplicationConfig, Config, MAX_HISTORY_DAYS,
+    MetricConfig, MetricSourceKind, PluginConfig, TargetKind,
 };
 
 /// One step of a [`FieldPath`]: a table key or an array index.
@@ -432,12 +432,30 @@ fn validate_application(index: usize, app: &ApplicationConfig) -> Vec<Problem> {
         alarms: alarm_ids,
     };
     problems.extend(validate_plugin(&at.key("policy"), &app.policy, &known));
+    let days = app.policy.history_days;
+    if days > MAX_HISTORY_DAYS {
+        problems.push(
+            Problem::new(
+                at.key("policy").key("history_days"),
+                format!("history_days {days} is out of range"),
+            )
+            .hint(format!(
+                "valid: 0 to {MAX_HISTORY_DAYS} (CloudWatch keeps 1-minute datapoints for 15 days); default 0"
+            )),
+        );
+    }
     for (i, interpreter) in app.interpreters.iter().enumerate() {
-        problems.extend(validate_plugin(
-            &at.key("interpreter").index(i),
-            interpreter,
-            &known,
-        ));
+        let at = at.key("interpreter").index(i);
+        if interpreter.history_days != 0 {
+            problems.push(
+                Problem::new(
+                    at.key("history_days"),
+                    "history_days is read only for [application.policy]",
+                )
+                .hint("remove it here; set it in [application.policy]"),
+            );
+        }
+        problems.extend(validate_plugin(&at, interpreter, &known));
     }
     problems
 }

@@ -389,6 +389,9 @@ pub struct Controller {
     settings: Settings,
     queries: Vec<MetricQuery>,
     window_ms: i64,
+    /// Days of history still to read for the policy (read once, at its
+    /// first evaluation, then 0).
+    history_days: u32,
     alarms: AlarmTracker,
     /// Where `source = "cloudwatch"` alarms' states are read; `None` when
     /// the run has no CloudWatch (the simulator).
@@ -461,6 +464,7 @@ impl Controller {
             settings,
             queries,
             window_ms: i64::from(fetch_window_secs(app)) * 1000,
+            history_days: app.policy.history_days,
             alarms: AlarmTracker::new(&app.alarms, clock.now_ms())
                 .with_signal_period(signal_period_secs),
             alarm_states: None,
@@ -757,7 +761,23 @@ impl Controller {
             // Signals are missing: deciding without them could scale on
             // half the picture.
             Some(why) => Decision::hold(format!("{why}; holding")),
-            None => self.decide(&evaluation).await?,
+            None => match self.read_history(now_ms).await {
+                Some(history) => {
+                    let long = Evaluation {
+                        metrics: crate::metrics::history::prepend(&history, &evaluation.metrics),
+                        ..evaluation.clone()
+                    };
+                    let started = std::time::Instant::now();
+                    let decision = self.decide(&long).await?;
+                    tracing::info!(
+                        application = %name,
+                        elapsed_ms = started.elapsed().as_millis() as u64,
+                        "the policy decided on its history"
+                    );
+                    decision
+                }
+                None => self.decide(&evaluation).await?,
+            },
         };
         let decision = crate::plugin::validate::validate_decision(raw, &evaluation.app);
         let decision = self
@@ -769,6 +789,43 @@ impl Controller {
             evaluation,
             decision,
         })
+    }
+
+    /// The history the policy asked for (`history_days`), the first time
+    /// it decides, else `None`. Read once: a failed read is logged and the
+    /// policy goes on without (it learns as it runs).
+    async fn read_history(&mut self, now_ms: i64) -> Option<Vec<Series>> {
+        let days = std::mem::take(&mut self.history_days);
+        let (start_ms, end_ms) =
+            crate::metrics::history::span(now_ms, now_ms - self.window_ms, days)?;
+        if self.queries.is_empty() {
+            return None;
+        }
+        let started = std::time::Instant::now();
+        match crate::metrics::history::read(self.source.as_ref(), &self.queries, start_ms, end_ms)
+            .await
+        {
+            Ok(history) => {
+                let points: usize = history.iter().map(|s| s.points.len()).sum();
+                tracing::info!(
+                    application = %self.settings.name,
+                    days,
+                    datapoints = points,
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    "read the policy's history"
+                );
+                Some(history)
+            }
+            Err(error) => {
+                tracing::warn!(
+                    application = %self.settings.name,
+                    days,
+                    %error,
+                    "could not read the policy's history; deciding without it"
+                );
+                None
+            }
+        }
     }
 
     /// With lazy polling, an alarm-driven policy's hold is asked again only

@@ -5,12 +5,14 @@
 //! ([`cloudwatch`]), batched across applications ([`batch`]), a Flink job's
 //! own vertex metrics over its REST API ([`flink`], a metric configured
 //! with `source = "flink"` becomes a query in the reserved namespace
-//! [`flink::NAMESPACE`]), and the simulator's model.
+//! [`flink::NAMESPACE`]), and the simulator's model. [`history`] reads
+//! days of the past once, for a policy that learns from it.
 
 pub mod alarms;
 pub mod batch;
 pub mod cloudwatch;
 pub mod flink;
+pub mod history;
 pub mod math;
 
 use std::collections::BTreeMap;

@@ -28,7 +28,7 @@ use crate::metrics::{Datapoint, MetricQuery};
 
 pub use model::{ApiError, ApiErrorKind, AppModel, AppView, History, Sample, UpdateEvent};
 pub use publish::{MetricDescriptor, MetricKind, Statistic};
-pub use scenario::{AppParams, Scenario, ScenarioApp, ScenarioError, SourceNames};
+pub use scenario::{AppParams, Past, Scenario, ScenarioApp, ScenarioError, SourceNames};
 pub use score::{MODEL_VERSION, Scores};
 pub use time::TimeMap;
 pub use trace::{Trace, TraceError, TraceValue};
@@ -305,18 +305,36 @@ impl World {
                 ));
             }
         }
+        // The past the scenario publishes: periods that end before the
+        // first period holding step 0, read once (an agent's history), so
+        // not cached.
+        let mut out = Vec::new();
+        if app.has_past() {
+            let mut buffer = Vec::new();
+            let mut ps = start_ms.div_euclid(period_ms) * period_ms;
+            while ps < first_ms.min(end_ms) {
+                if let Some(value) =
+                    app.past_value(kind, statistic, ps..ps + period_ms, &mut buffer)
+                {
+                    out.push(Datapoint {
+                        timestamp_ms: ps,
+                        value,
+                    });
+                }
+                ps += period_ms;
+            }
+        }
         // The periods whose start lies in [start_ms, end_ms).
         let period_index = |ms: i64| (ms - first_ms).div_euclid(period_ms).max(0) as usize;
         let from = period_index(start_ms.div_euclid(period_ms) * period_ms);
         let to = period_index(end_ms + period_ms - 1).min(series.values.len());
-        Ok((from..to.max(from))
-            .filter_map(|k| {
-                series.values[k].map(|value| Datapoint {
-                    timestamp_ms: first_ms + k as i64 * period_ms,
-                    value,
-                })
+        out.extend((from..to.max(from)).filter_map(|k| {
+            series.values[k].map(|value| Datapoint {
+                timestamp_ms: first_ms + k as i64 * period_ms,
+                value,
             })
-            .collect())
+        }));
+        Ok(out)
     }
 
     /// The scores of the run so far, over every application.

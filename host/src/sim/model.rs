@@ -9,9 +9,10 @@
 //! run costs memory only while a backlog lasts.
 
 use std::collections::VecDeque;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
-use super::scenario::{AppParams, ScenarioApp, SourceNames};
+use super::publish::{self, MetricKind, Statistic};
+use super::scenario::{AppParams, Past, ScenarioApp, SourceNames};
 use super::trace::Trace;
 use crate::random::gaussian;
 use crate::target::AppStatus;
@@ -264,6 +265,10 @@ pub struct AppModel {
     /// Capacity of each parallelism 1..=256, so a step does no division.
     capacity_by_parallelism: Vec<f64>,
     history: History,
+    /// What the scenario says the application published before t = 0, and
+    /// its history, run on first use (only an agent that reads history
+    /// pays for it).
+    past: Option<(Past, OnceLock<Arc<History>>)>,
 }
 
 /// Largest parallelism MSF accepts.
@@ -301,7 +306,70 @@ impl AppModel {
             arrivals: VecDeque::from([(0.0, 0.0)]),
             capacity_by_parallelism,
             history: History::default(),
+            past: app.past.map(|p| (p, OnceLock::new())),
         }
+    }
+
+    /// The statistic of `kind` over the model time `model_ms` from the past
+    /// the scenario publishes before t = 0 (see [`Past`]): `None` when the
+    /// span is not wholly before t = 0, the scenario has no past, or no
+    /// sample of it lies in the span.
+    pub fn past_value(
+        &self,
+        kind: MetricKind,
+        statistic: Statistic,
+        model_ms: std::ops::Range<i64>,
+        buffer: &mut Vec<f64>,
+    ) -> Option<f64> {
+        let (past, history) = self.past.as_ref()?;
+        if model_ms.end > self.create_timestamp_ms {
+            return None;
+        }
+        let past_start_ms = self.create_timestamp_ms - past.secs as i64 * 1000;
+        let history = history.get_or_init(|| Arc::new(self.run_past(*past)));
+        let step = |ms: i64| -(-(ms - past_start_ms)).div_euclid(1000);
+        publish::period_value(
+            history,
+            &self.params,
+            kind,
+            statistic,
+            step(model_ms.start)..step(model_ms.end),
+            buffer,
+        )
+    }
+
+    /// Whether the scenario publishes a past before t = 0.
+    pub fn has_past(&self) -> bool {
+        self.past.is_some()
+    }
+
+    /// Runs the application through its past: under the trace repeated
+    /// backwards, at the smallest KPU (within its bounds) that carries the
+    /// past's peak, with no update: a past in which it kept up, whose
+    /// metrics show the input rate as it was.
+    fn run_past(&self, past: Past) -> History {
+        let trace = self.trace.periodic_before(past.secs, past.period_secs);
+        let peak = self.load_factor * trace.points().iter().map(|p| p.1).fold(0.0, f64::max);
+        let per_kpu = self.params.parallelism_per_kpu.max(1);
+        let carries = |kpu: u32| {
+            let parallelism = kpu.saturating_mul(per_kpu).clamp(1, MAX_PARALLELISM_API);
+            self.params.capacity(parallelism) >= peak
+        };
+        let mut params = self.params.clone();
+        params.initial_kpu = (params.min_kpu..=params.max_kpu)
+            .find(|&kpu| carries(kpu))
+            .unwrap_or(params.max_kpu);
+        let app = ScenarioApp {
+            name: self.name.clone(),
+            params,
+            trace: Arc::new(trace),
+            load_factor: self.load_factor,
+            sources: self.sources.clone(),
+            past: None,
+        };
+        let mut model = AppModel::new(&app, self.create_timestamp_ms - past.secs as i64 * 1000);
+        model.advance_to(past.secs);
+        model.history
     }
 
     /// The application's name.

@@ -50,6 +50,9 @@ struct Preset {
     /// `[[application.alarm]]` tables (metric ids of the standard set).
     alarms: &'static str,
     params: serde_json::Map<String, serde_json::Value>,
+    /// `[application.policy] history_days`: days of history read at the
+    /// first evaluation (a scenario without a past has none to give).
+    history_days: u32,
 }
 
 fn params(v: serde_json::Value) -> serde_json::Map<String, serde_json::Value> {
@@ -118,6 +121,7 @@ fn preset(name: &str) -> Preset {
             grace_period_secs: 300,
             alarms: SEED_ALARMS,
             params: step(2),
+            history_days: 0,
         },
         "msf-builtin" => Preset {
             plugin: "step".into(),
@@ -127,6 +131,7 @@ fn preset(name: &str) -> Preset {
             grace_period_secs: 300,
             alarms: MSF_ALARMS,
             params: step(2),
+            history_days: 0,
         },
         // The Flink Kubernetes Operator's autoscaler: it reads busy time,
         // records in and the source's lag (`backlog`), and keeps its own
@@ -141,6 +146,7 @@ fn preset(name: &str) -> Preset {
             grace_period_secs: 15,
             alarms: "",
             params: serde_json::Map::new(),
+            history_days: 0,
         },
         // The observe-only baseline: nothing to time, nothing to read.
         "hold" => Preset {
@@ -151,6 +157,7 @@ fn preset(name: &str) -> Preset {
             grace_period_secs: 60,
             alarms: "",
             params: serde_json::Map::new(),
+            history_days: 0,
         },
         // The metric-driven policies ignore datapoints from before the last
         // rescale themselves, so the grace period only has to cover the
@@ -167,8 +174,10 @@ fn preset(name: &str) -> Preset {
             grace_period_secs: 15,
             alarms: "",
             params: serde_json::Map::new(),
+            history_days: 0,
         },
-        // `rate` with a forecast on top: the same metrics and timings.
+        // `rate` with a forecast on top: the same metrics and timings, and
+        // the 15 days of history CloudWatch keeps, read at start.
         "rate" | "predictive" => Preset {
             plugin: name.into(),
             reads: Some(RATE_METRICS),
@@ -177,6 +186,7 @@ fn preset(name: &str) -> Preset {
             grace_period_secs: 15,
             alarms: "",
             params: serde_json::Map::new(),
+            history_days: if name == "predictive" { 15 } else { 0 },
         },
         other => Preset {
             plugin: other.into(),
@@ -186,6 +196,7 @@ fn preset(name: &str) -> Preset {
             grace_period_secs: 60,
             alarms: "",
             params: serde_json::Map::new(),
+            history_days: 0,
         },
     }
 }
@@ -321,6 +332,9 @@ pub fn config_text_with(
             preset.plugin,
             toml_value(&serde_json::Value::Object(params.clone()))
         );
+        if preset.history_days > 0 {
+            let _ = writeln!(out, "history_days = {}", preset.history_days);
+        }
     }
     out
 }

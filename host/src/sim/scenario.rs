@@ -15,6 +15,8 @@
 //! trace_value = "per_second"         # or "sum_per_period" (then trace_period_secs is required)
 //! trace_period_secs = 60             # the period of a "sum_per_period" trace
 //! duration_secs = 1800               # defaults to the last timestamp of the traces
+//! history_days = 15                  # days published before t = 0 (0 to 15, default 0)
+//! history_period_secs = 86400        # the period the trace repeats with before t = 0
 //!
 //! [[application]]                    # one table per application; none means one named "app"
 //! name = "app"
@@ -209,7 +211,26 @@ pub struct ScenarioApp {
     pub load_factor: f64,
     /// Source-system dimension values.
     pub sources: SourceNames,
+    /// What the model publishes from before t = 0, if anything.
+    pub past: Option<Past>,
 }
+
+/// The past the model publishes before t = 0 (scenario keys
+/// `history_days` and `history_period_secs`): the application ran under
+/// the trace repeated backwards with the given period, at the smallest KPU
+/// that carried its peak, with no scaling. An agent reading history (`[application.policy]
+/// history_days`) finds it as CloudWatch would have kept it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Past {
+    /// How far back, seconds (whole days).
+    pub secs: u64,
+    /// The period the trace repeats with, seconds.
+    pub period_secs: u64,
+}
+
+/// The most days of past a scenario can publish: CloudWatch keeps
+/// 1-minute datapoints for 15 days.
+pub const MAX_HISTORY_DAYS: u32 = 15;
 
 impl ScenarioApp {
     /// An application with default parameters and names.
@@ -220,6 +241,7 @@ impl ScenarioApp {
             trace: Arc::new(trace),
             load_factor: 1.0,
             sources: SourceNames::derived(name),
+            past: None,
         }
     }
 }
@@ -248,6 +270,8 @@ struct ScenarioFile {
     trace_value: Option<TraceValueName>,
     trace_period_secs: Option<f64>,
     duration_secs: Option<u64>,
+    history_days: Option<u32>,
+    history_period_secs: Option<u64>,
     #[serde(default)]
     application: Vec<AppFile>,
 }
@@ -352,6 +376,7 @@ impl Scenario {
             "scenario",
             &mut problems,
         );
+        let past = past(raw.history_days, raw.history_period_secs, &mut problems);
         let mut names = BTreeSet::new();
         let mut validated = Vec::new();
         let mut traces_to_load = Vec::new();
@@ -402,6 +427,7 @@ impl Scenario {
                 trace: Arc::new(Trace::constant(0.0)),
                 load_factor,
                 sources,
+                past,
             });
         }
         if raw.duration_secs == Some(0) {
@@ -461,6 +487,41 @@ impl Scenario {
             duration_secs,
             applications: vec![ScenarioApp::new("app", trace)],
         }
+    }
+}
+
+/// The scenario's past from its `history_days` and `history_period_secs`.
+fn past(days: Option<u32>, period_secs: Option<u64>, problems: &mut Vec<String>) -> Option<Past> {
+    let days = days.unwrap_or(0);
+    if days > MAX_HISTORY_DAYS {
+        problems.push(format!(
+            "history_days {days} is out of range: valid 0 to {MAX_HISTORY_DAYS} (CloudWatch keeps 1-minute datapoints for 15 days); default 0"
+        ));
+        return None;
+    }
+    match (days, period_secs) {
+        (0, None) => None,
+        (0, Some(_)) => {
+            problems.push("history_period_secs needs history_days of at least 1".to_owned());
+            None
+        }
+        (_, None) => {
+            problems.push(format!(
+                "history_days = {days} needs history_period_secs: the period the trace repeats with before t = 0 (e.g. 86400 for a daily cycle, 604800 for a weekly one)"
+            ));
+            None
+        }
+        (_, Some(p)) if !(60..=MAX_HISTORY_DAYS as u64 * 86_400).contains(&p) => {
+            problems.push(format!(
+                "history_period_secs {p} is out of range: valid 60 to {}",
+                MAX_HISTORY_DAYS as u64 * 86_400
+            ));
+            None
+        }
+        (_, Some(p)) => Some(Past {
+            secs: u64::from(days) * 86_400,
+            period_secs: p,
+        }),
     }
 }
 

@@ -897,3 +897,81 @@ fn cached_periods_answer_every_window_as_the_history_says() {
         "the run publishes datapoints: the comparison is not vacuous"
     );
 }
+
+#[test]
+fn a_trace_repeated_backwards_is_the_cycle_before_t_zero() {
+    // A daily cycle: 100 at midnight, 300 at noon.
+    let day = Trace::from_points(vec![(0.0, 100.0), (43_200.0, 300.0), (86_400.0, 100.0)])
+        .expect("trace");
+    let past = day.periodic_before(2 * 86_400 + 21_600, 86_400);
+    // The past's t = 0 is 18:00 (2.25 days before the trace's midnight).
+    assert_close(past.rate_at(0.0), 200.0, "18:00");
+    assert_close(past.rate_at(21_600.0), 100.0, "midnight");
+    assert_close(past.rate_at(64_800.0), 300.0, "noon");
+    assert_close(past.rate_at(86_400.0), 200.0, "18:00 a day later");
+    assert_close(
+        past.rate_at(2.0 * 86_400.0 + 21_599.0),
+        day.rate_at(86_399.0),
+        "the end",
+    );
+    assert_eq!(past.last_secs(), 2.0 * 86_400.0 + 21_600.0);
+}
+
+#[test]
+fn scenario_history_keys_are_checked() {
+    let bad = |text: &str| {
+        Scenario::from_toml(text, "h.toml", "h", Path::new("."))
+            .expect_err("invalid")
+            .to_string()
+    };
+    let err = bad("trace = \"x.csv\"\nhistory_days = 16\nhistory_period_secs = 86400\n");
+    assert!(
+        err.contains("h.toml") && err.contains("history_days 16 is out of range"),
+        "{err}"
+    );
+    let err = bad("trace = \"x.csv\"\nhistory_days = 3\n");
+    assert!(err.contains("needs history_period_secs"), "{err}");
+    let err = bad("trace = \"x.csv\"\nhistory_period_secs = 86400\n");
+    assert!(err.contains("needs history_days"), "{err}");
+    let err = bad("trace = \"x.csv\"\nhistory_days = 1\nhistory_period_secs = 30\n");
+    assert!(
+        err.contains("history_period_secs 30 is out of range"),
+        "{err}"
+    );
+}
+
+#[test]
+fn the_past_is_served_before_t_zero_and_the_run_after() {
+    let mut scenario = Scenario::single("test", Trace::constant(1000.0), 3600);
+    scenario.applications[0].params.noise_percent = 0.0;
+    scenario.applications[0].past = Some(Past {
+        secs: 86_400,
+        period_secs: 86_400,
+    });
+    let mut world = World::from_scenario(&scenario, START_MS);
+    world.advance_to(600);
+    let q = msf("numRecordsInPerSecond", "Average", 60);
+    let points = world
+        .metric_data(&q, START_MS - 2 * 86_400_000, world.now_ms())
+        .expect("data");
+    // A day of past minutes (none before it), then the run's published
+    // minutes (the last ones still within the publication delay).
+    assert_eq!(points[0].timestamp_ms, START_MS - 86_400_000);
+    assert!(
+        points
+            .windows(2)
+            .all(|w| w[1].timestamp_ms - w[0].timestamp_ms == 60_000)
+    );
+    assert!(points.iter().all(|p| close(p.value, 1000.0)));
+    let past = points.iter().filter(|p| p.timestamp_ms < START_MS).count();
+    assert_eq!(past, 1440);
+    assert!(points.len() > 1440 + 5);
+    // Without a past, nothing comes from before t = 0.
+    scenario.applications[0].past = None;
+    let mut world = World::from_scenario(&scenario, START_MS);
+    world.advance_to(600);
+    let points = world
+        .metric_data(&q, START_MS - 2 * 86_400_000, world.now_ms())
+        .expect("data");
+    assert_eq!(points[0].timestamp_ms, START_MS);
+}

@@ -226,6 +226,45 @@ impl Trace {
         })
     }
 
+    /// The `secs` seconds before this trace's t = 0 when the load repeats
+    /// every `period_secs` (the trace taken as one period of a cycle and
+    /// run backwards), as a trace of its own over `[0, secs)`: its time u
+    /// is this trace's time `(u - secs) mod period_secs`. A trace shorter
+    /// than the period holds its last value to the period's end.
+    pub fn periodic_before(&self, secs: u64, period_secs: u64) -> Trace {
+        let period = period_secs.max(1) as f64;
+        let end = secs as f64;
+        // Where the past's t = 0 falls in the cycle.
+        let phase = (-end).rem_euclid(period);
+        let at = |u: f64| self.rate_at((u + phase).rem_euclid(period));
+        let mut points = vec![(0.0, at(0.0))];
+        let one_period: Vec<(f64, f64)> = self
+            .points
+            .iter()
+            .copied()
+            .filter(|&(t, _)| t < period)
+            .collect();
+        let mut copy = 0.0;
+        while copy * period - phase < end {
+            for &(t, r) in &one_period {
+                let u = copy * period + t - phase;
+                if u > 0.0 && u < end {
+                    points.push((u, r));
+                }
+            }
+            // A period ends at the trace's value there; the next starts
+            // again at its value at 0.
+            let u = (copy + 1.0) * period - phase;
+            if u > 0.0 && u < end {
+                points.push((u, self.rate_at(period)));
+                points.push((u, self.rate_at(0.0)));
+            }
+            copy += 1.0;
+        }
+        points.push((end, at(end)));
+        Trace { points }
+    }
+
     /// The time of the last point, in seconds.
     pub fn last_secs(&self) -> f64 {
         self.points.last().map_or(0.0, |p| p.0)

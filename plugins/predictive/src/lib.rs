@@ -60,12 +60,14 @@
 //! # State
 //!
 //! The profile lives in the plugin instance and grows with each
-//! evaluation; the host's metric window is `rate`'s, so nothing more is
-//! fetched. A new instance (agent restart, plugin reload, or a plugin
-//! stopped for exceeding its deadline or memory) starts with an empty
-//! profile and decides exactly as `rate` until it has seen one whole day
-//! (a week for the weekly season): it never acts on a forecast it has not
-//! learned.
+//! evaluation: every input rate an evaluation's series show is learned, so
+//! when the host reads history at start (`[application.policy]
+//! history_days`), the first evaluation's longer series fill the profile at
+//! once. Otherwise, and in a new instance after a plugin reload or a
+//! plugin stopped for exceeding its deadline or memory (the host reads
+//! history once per agent start), it starts with an empty profile and
+//! decides exactly as `rate` until it has seen one whole day (a week for
+//! the weekly season): it never acts on a forecast it has not learned.
 
 #![warn(missing_docs)]
 

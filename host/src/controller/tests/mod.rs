@@ -634,3 +634,88 @@ async fn a_lost_answer_to_an_accepted_update_is_not_sent_again() {
     // One update only: the controller saw the new version id and followed it.
     assert_eq!(target.updates(), vec![(0, 4)]);
 }
+
+/// Records how many datapoints each call's first series held.
+struct Counting(Arc<Mutex<Vec<usize>>>);
+
+impl Decide for Counting {
+    fn decide(&mut self, e: &Evaluation) -> Result<Decision, crate::controller::PluginFailure> {
+        self.0
+            .lock()
+            .unwrap()
+            .push(e.metrics.first().map_or(0, |s| s.points.len()));
+        Ok(Decision::hold("counting"))
+    }
+    fn label(&self) -> String {
+        "counting (test)".into()
+    }
+}
+
+/// [`ConstantSource`], but a fetch reaching further back than `fails_before_ms`
+/// fails (CloudWatch refusing the history read).
+struct NoHistory {
+    inner: ConstantSource,
+    fails_before_ms: i64,
+}
+
+#[async_trait]
+impl MetricSource for NoHistory {
+    async fn fetch(
+        &self,
+        queries: &[MetricQuery],
+        start_ms: i64,
+        end_ms: i64,
+    ) -> Result<Vec<Series>, MetricsError> {
+        if start_ms < self.fails_before_ms {
+            return Err(MetricsError::Source("no history here".into()));
+        }
+        self.inner.fetch(queries, start_ms, end_ms).await
+    }
+}
+
+/// With `history_days`, the first decision sees the days before the
+/// window too, once; a history read that fails leaves the decision as it
+/// would have been.
+#[tokio::test(start_paused = true)]
+async fn history_is_handed_to_the_first_decision_only_and_a_failed_read_is_no_failure() {
+    let mut app = test_app();
+    app.policy.history_days = 2;
+    let run = |source: Arc<dyn MetricSource>| {
+        let app = app.clone();
+        async move {
+            let seen = Arc::new(Mutex::new(Vec::new()));
+            let mut controller = Controller::new(
+                &app,
+                true,
+                source,
+                FakeTarget::new(2, 90),
+                Box::new(Counting(seen.clone())),
+                Vec::new(),
+                Clock::starting_at(T0_MS),
+                Events::default(),
+            );
+            for _ in 0..2 {
+                let assessment = controller.evaluate().await.expect("evaluates");
+                assert_eq!(assessment.decision.action, Action::Hold);
+            }
+            seen.lock().unwrap().clone()
+        }
+    };
+    let seen = run(constant(50.0)).await;
+    let window = seen[1];
+    assert!(window > 0);
+    // The last two days of minutes (the window's and the history's),
+    // then the window alone again.
+    assert!(
+        (2 * 1440 - 1..=2 * 1440).contains(&seen[0]) && seen[1] == window,
+        "{seen:?}"
+    );
+
+    let failing = Arc::new(NoHistory {
+        inner: ConstantSource {
+            value: Mutex::new(50.0),
+        },
+        fails_before_ms: T0_MS - 86_400_000,
+    });
+    assert_eq!(run(failing).await, vec![window, window]);
+}
