@@ -123,7 +123,9 @@ pub(crate) fn datapoints(
     while app.has_past() && period_start < end_ms {
         let period_end = period_start + period_ms;
         let model = clock.to_model_ms(period_start)..clock.to_model_ms(period_end);
-        if model.end > origin {
+        // Published with the run's delay: the last period before step 0
+        // is not there yet at step 0.
+        if model.end > origin || model.end + delay_ms > as_of_model {
             break;
         }
         if let Some(value) = app.past_value(kind, stat.statistic, model, &mut buffer) {

@@ -307,12 +307,13 @@ impl World {
         }
         // The past the scenario publishes: periods that end before the
         // first period holding step 0, read once (an agent's history), so
-        // not cached.
+        // not cached. Published with the same delay as the run's: the
+        // last period before step 0 is not there yet at step 0.
         let mut out = Vec::new();
         if app.has_past() {
             let mut buffer = Vec::new();
             let mut ps = start_ms.div_euclid(period_ms) * period_ms;
-            while ps < first_ms.min(end_ms) {
+            while ps < first_ms.min(end_ms) && ps + period_ms <= visible_until {
                 if let Some(value) =
                     app.past_value(kind, statistic, ps..ps + period_ms, &mut buffer)
                 {

@@ -966,6 +966,24 @@ fn the_past_is_served_before_t_zero_and_the_run_after() {
     let past = points.iter().filter(|p| p.timestamp_ms < START_MS).count();
     assert_eq!(past, 1440);
     assert!(points.len() > 1440 + 5);
+    // The past is published with the run's delay (60 s): at t = 0 the
+    // last minute before it is not there yet, at t = 60 it is; a
+    // `min_publication_delay_secs` promise of 60 s holds for the past too.
+    let world = World::from_scenario(&scenario, START_MS);
+    let at_zero = world
+        .metric_data(&q, START_MS - 86_400_000, START_MS)
+        .expect("data");
+    assert_eq!(at_zero.len(), 1439);
+    assert_eq!(
+        at_zero.last().map(|p| p.timestamp_ms),
+        Some(START_MS - 120_000)
+    );
+    let mut world = World::from_scenario(&scenario, START_MS);
+    world.advance_to(60);
+    let at_one_minute = world
+        .metric_data(&q, START_MS - 86_400_000, START_MS)
+        .expect("data");
+    assert_eq!(at_one_minute.len(), 1440);
     // Without a past, nothing comes from before t = 0.
     scenario.applications[0].past = None;
     let mut world = World::from_scenario(&scenario, START_MS);
