@@ -10,6 +10,7 @@
 //! run into the scores every report states.
 
 pub mod bench;
+pub mod bound;
 pub mod driver;
 pub mod model;
 pub mod presets;

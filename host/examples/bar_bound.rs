@@ -1,0 +1,110 @@
+//! An upper bound on the efficiency any KPU-deciding policy (even one that
+//! knows the future) can reach on a one-application scenario within a
+//! budget of SLO-violation seconds, and whether that rules out a bar.
+//!
+//! `best_schedule` searches real schedules, so it finds a lower bound on
+//! what is reachable; this program solves a relaxed model exactly (dynamic
+//! programming over blocks, KPU levels and a backlog grid rounded in the
+//! policy's favour; `flinkscale::sim::bound` says why each simplification
+//! can only help the policy), so it finds an upper bound. When the bound is
+//! below the efficiency needed, no policy can meet the bar on that scenario.
+//!
+//! ```text
+//! cargo run --release --example bar_bound -- \
+//!     tests/fixtures/holdout/ramp-down.toml --budget 113 --needed 0.676 --price 128
+//! ```
+//!
+//! Arguments: the scenario file; `--budget SECS`, the most violation seconds
+//! allowed; `--needed E` (optional), the efficiency the bar asks for;
+//! `--price P` (repeatable; default 1, 2, 4, ..., 4096), the price of one
+//! violation second in KPU-seconds; `--block SECS` (default 10),
+//! `--buckets N` (default 1000) and `--cap SECS` (default 600), the
+//! relaxed model's resolution (a finer one gives a tighter bound; every
+//! one gives a valid bound). It prints, per price, the bound and the relaxed
+//! optimum's schedule (KPU-hours, violation seconds, rescales), then the
+//! best bound, the verdict and the run time.
+
+use std::path::PathBuf;
+
+use flinkscale::sim::Scenario;
+use flinkscale::sim::bound::{Relaxed, Resolution};
+
+fn main() {
+    if let Err(e) = run() {
+        eprintln!("bar_bound: {e}");
+        std::process::exit(2);
+    }
+}
+
+fn run() -> Result<(), String> {
+    let mut args = std::env::args().skip(1);
+    let mut path = None;
+    let mut budget = None;
+    let mut needed: Option<f64> = None;
+    let mut prices: Vec<f64> = Vec::new();
+    let mut resolution = Resolution::default();
+    while let Some(arg) = args.next() {
+        let mut value = |name: &str, what: &str| -> Result<f64, String> {
+            args.next()
+                .and_then(|v| v.parse::<f64>().ok())
+                .filter(|v| v.is_finite() && *v >= 0.0)
+                .ok_or_else(|| format!("{name} needs {what}"))
+        };
+        match arg.as_str() {
+            "--budget" => budget = Some(value("--budget", "a number of seconds >= 0")? as u64),
+            "--needed" => needed = Some(value("--needed", "an efficiency >= 0")?),
+            "--price" => prices.push(value("--price", "a price >= 0")?),
+            "--block" => {
+                resolution.block_secs =
+                    value("--block", "a whole number of seconds >= 1")?.max(1.0) as u64;
+            }
+            "--buckets" => {
+                resolution.buckets = value("--buckets", "a whole number >= 1")?.max(1.0) as usize;
+            }
+            "--cap" => resolution.cap_secs = value("--cap", "a number of seconds > 0")?,
+            _ if path.is_none() => path = Some(PathBuf::from(arg)),
+            _ => return Err(format!("unexpected argument {arg:?}")),
+        }
+    }
+    let path = path.ok_or("usage: bar_bound SCENARIO --budget SECS [--needed E] [--price P]...")?;
+    let budget = budget.ok_or("--budget SECS is required")?;
+    if prices.is_empty() {
+        prices = (0..=12).map(|i| f64::from(1u32 << i)).collect();
+    }
+    let scenario = Scenario::load(&path).map_err(|e| e.to_string())?;
+    let started = std::time::Instant::now();
+    let relaxed = Relaxed::from_scenario(&scenario)?;
+    let clairvoyant = relaxed.clairvoyant_kpu_secs;
+    println!(
+        "{}: {} s, clairvoyant {:.3} KPU-hours, {} KPU levels, block {} s, {} buckets up to {} s of the peak rate, budget {budget} s",
+        scenario.name,
+        relaxed.lambda.len(),
+        clairvoyant / 3600.0,
+        relaxed.levels().len(),
+        resolution.block_secs,
+        resolution.buckets,
+        resolution.cap_secs
+    );
+    let mut best = f64::INFINITY;
+    for price in prices {
+        let o = relaxed.solve(resolution, price);
+        let ceiling = o.efficiency_ceiling(clairvoyant, budget);
+        best = best.min(ceiling);
+        println!(
+            "price {price:>6}: bound {ceiling:.3}  (relaxed optimum {:.3} KPU-hours, {} violation s, {} rescales)",
+            o.kpu_secs / 3600.0,
+            o.violation_secs,
+            o.rescales
+        );
+    }
+    println!("best bound within {budget} violation seconds: efficiency <= {best:.3}");
+    if let Some(e) = needed {
+        if best < e {
+            println!("bar ruled out: no policy reaches {e:.3} (bound {best:.3})");
+        } else {
+            println!("bar not ruled out: bound {best:.3} >= needed {e:.3}");
+        }
+    }
+    println!("run time {:.1} s", started.elapsed().as_secs_f64());
+    Ok(())
+}

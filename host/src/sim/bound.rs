@@ -1,0 +1,387 @@
+//! An upper bound on the efficiency any KPU-deciding policy, even a
+//! clairvoyant one, can reach on a one-application scenario within a budget
+//! of SLO-violation seconds: an exact dynamic programme over a relaxed model
+//! (`bar_bound` in `host/examples/` is its command line).
+//!
+//! The relaxed model only ever helps the policy, so the least cost it finds
+//! is at most the least cost of any real schedule. Each relaxation, and why
+//! it can only lower KPU-seconds or violation seconds:
+//!
+//! - **The policy knows the future.** The programme minimises over every
+//!   schedule with the whole input trace in hand; real policies are a subset.
+//! - **KPU levels.** A policy may ask for any KPU from 1 to the account
+//!   limit (the agent keeps ParallelismPerKPU, so capacity is that of KPU x
+//!   ParallelismPerKPU subtasks). A KPU whose capacity is no higher than a
+//!   smaller KPU's is replaced by the largest smaller "level" (a KPU with
+//!   more capacity than every smaller one): at least as much capacity, no
+//!   more KPU. Capacity is monotone help: more capacity never raises the
+//!   backlog (`B' = max(0, B + lambda - c)` falls as `c` rises).
+//! - **Restarts in blocks.** Time is cut into blocks of `block_secs`. A real
+//!   UpdateApplication sent at second `s` in block `j` keeps the application
+//!   down for `[s, s + update_secs)`, which contains the whole blocks
+//!   `j + 1 ..= j + m`, `m = floor(update_secs / block_secs) - 1`. The
+//!   relaxed update runs block `j` on the old KPU (real: old, then down),
+//!   is down for exactly those `m` blocks, billed the larger of old and new
+//!   KPU (as the model bills), and runs the new KPU from block `j + m + 1`
+//!   on (real: still down, billed the larger, until `s + update_secs`). So
+//!   every second the relaxed model processes at least as much and bills no
+//!   more. The next real update comes at `s' >= s + update_secs`, in block
+//!   `j + m + 1` or later, where the relaxed model may rescale again: every
+//!   real schedule maps to a relaxed one.
+//! - **Backlog rounded down.** At each block boundary the backlog is rounded
+//!   down to a grid of `buckets` steps up to `cap_secs` x the peak input
+//!   rate (and anything above the cap down to it). Within a block the
+//!   backlog follows the model's per-second equation exactly (Lindley's
+//!   recursion). Backlog, violations and every later backlog are
+//!   non-decreasing in the starting backlog, so by induction the relaxed
+//!   backlog stays at or below the real one along the same decisions.
+//! - **Violations from the backlog.** The model's lag at the end of step `t`
+//!   is the FIFO age of the oldest unprocessed record, so lag > max_lag
+//!   exactly when the backlog exceeds the arrivals of the last max_lag
+//!   seconds, `A(t + 1) - A(t + 1 - max_lag)` (the arrivals are piecewise
+//!   linear, as in the model). The relaxed model counts a violation only
+//!   when the backlog exceeds that by a margin of 1e-9 relative and 1e-6
+//!   records (floating-point slack), which can only miss violations.
+//!
+//! The budget is handled by a Lagrangian price: the programme minimises
+//! `KPU-seconds + price x violation-seconds`, `L(price)`. Every real schedule
+//! with at most `budget` violation seconds has KPU-seconds at least
+//! `L(price) - price x budget`, so its efficiency (clairvoyant KPU-seconds
+//! over its KPU-seconds) is at most `clairvoyant / (L(price) - price x
+//! budget)`, for every price. The best bound is the least over prices.
+
+use super::World;
+use super::scenario::{AppParams, Scenario};
+
+/// The input of the programme: one application's input rate per second and
+/// its parameters, as the scenario's own model produces them.
+#[derive(Debug, Clone)]
+pub struct Relaxed {
+    /// Input rate of each step, records/s (the model's, which no policy
+    /// changes).
+    pub lambda: Vec<f64>,
+    /// The application's parameters.
+    pub params: AppParams,
+    /// The clairvoyant KPU-seconds of the run (the numerator of efficiency).
+    pub clairvoyant_kpu_secs: f64,
+}
+
+/// The resolution of the relaxed model.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Resolution {
+    /// Seconds per block: a relaxed rescale starts at a block boundary.
+    pub block_secs: u64,
+    /// Backlog grid steps.
+    pub buckets: usize,
+    /// The backlog grid's top, in seconds of the peak input rate.
+    pub cap_secs: f64,
+}
+
+impl Default for Resolution {
+    fn default() -> Self {
+        Self {
+            block_secs: 10,
+            buckets: 1000,
+            cap_secs: 600.0,
+        }
+    }
+}
+
+/// The least priced cost of the relaxed model at one price, and the
+/// schedule that reaches it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PricedOptimum {
+    /// The price of one violation second, in KPU-seconds.
+    pub price: f64,
+    /// L(price): least KPU-seconds + price x violation seconds.
+    pub priced_cost: f64,
+    /// KPU-seconds of the schedule reaching it.
+    pub kpu_secs: f64,
+    /// Violation seconds (relaxed count) of that schedule.
+    pub violation_secs: u64,
+    /// Rescales of that schedule.
+    pub rescales: u64,
+}
+
+impl PricedOptimum {
+    /// The efficiency no schedule with at most `budget` violation seconds
+    /// can beat: clairvoyant / (L - price x budget); infinite when the
+    /// denominator is not positive (the price is too high to say anything).
+    pub fn efficiency_ceiling(&self, clairvoyant_kpu_secs: f64, budget: u64) -> f64 {
+        let least_kpu_secs = self.priced_cost - self.price * budget as f64;
+        if least_kpu_secs > 0.0 {
+            clairvoyant_kpu_secs / least_kpu_secs
+        } else {
+            f64::INFINITY
+        }
+    }
+}
+
+impl Relaxed {
+    /// Runs the scenario's model with no rescale to read its input rates and
+    /// clairvoyant KPU-seconds; the scenario must have one application.
+    pub fn from_scenario(scenario: &Scenario) -> Result<Self, String> {
+        let [app] = scenario.applications.as_slice() else {
+            return Err(format!(
+                "scenario {}: the bound needs exactly one application, it has {}",
+                scenario.name,
+                scenario.applications.len()
+            ));
+        };
+        let mut world = World::from_scenario(scenario, 0);
+        world.advance_to(scenario.duration_secs);
+        let clairvoyant_kpu_secs = world.scores().clairvoyant_kpu_hours * 3600.0;
+        let lambda = world
+            .history(&app.name)
+            .map_err(|e| e.to_string())?
+            .lambda
+            .clone();
+        Ok(Self {
+            lambda,
+            params: app.params.clone(),
+            clairvoyant_kpu_secs,
+        })
+    }
+
+    /// The KPU levels: each KPU from 1 to the account limit whose capacity
+    /// beats every smaller KPU's, with that capacity.
+    pub fn levels(&self) -> Vec<(u32, f64)> {
+        let ppk = self.params.parallelism_per_kpu.max(1);
+        let mut levels: Vec<(u32, f64)> = Vec::new();
+        for k in 1..=self.params.account_kpu_limit.max(1) {
+            let p = k.saturating_mul(ppk);
+            if p > super::model::MAX_PARALLELISM_API {
+                break;
+            }
+            let c = self.params.capacity(p);
+            if levels.last().is_none_or(|&(_, last)| c > last) {
+                levels.push((k, c));
+            }
+        }
+        levels
+    }
+
+    /// Solves the relaxed model at one price.
+    pub fn solve(&self, resolution: Resolution, price: f64) -> PricedOptimum {
+        Solver::new(self, resolution).run(price)
+    }
+}
+
+/// Per-layer values: for each (level, bucket) the priced cost-to-go and the
+/// statistics of the schedule reaching it.
+#[derive(Debug, Clone)]
+struct Layer {
+    cost: Vec<f64>,
+    kpu_secs: Vec<f64>,
+    violations: Vec<u32>,
+    rescales: Vec<u32>,
+}
+
+impl Layer {
+    fn new(n: usize) -> Self {
+        Self {
+            cost: vec![0.0; n],
+            kpu_secs: vec![0.0; n],
+            violations: vec![0; n],
+            rescales: vec![0; n],
+        }
+    }
+}
+
+/// The prepared programme.
+struct Solver {
+    levels: Vec<(u32, f64)>,
+    lambda: Vec<f64>,
+    /// Cumulative arrivals at each whole second.
+    arrived: Vec<f64>,
+    /// Per step, the backlog above which the step surely violates.
+    threshold: Vec<f64>,
+    block: usize,
+    downtime_blocks: usize,
+    buckets: usize,
+    step: f64,
+    initial_level: usize,
+}
+
+impl Solver {
+    fn new(relaxed: &Relaxed, resolution: Resolution) -> Self {
+        let params = &relaxed.params;
+        let lambda = relaxed.lambda.clone();
+        let mut arrived = Vec::with_capacity(lambda.len() + 1);
+        arrived.push(0.0);
+        for &l in &lambda {
+            arrived.push(arrived.last().copied().unwrap_or(0.0) + l);
+        }
+        let at = |x: f64| -> f64 {
+            if x <= 0.0 {
+                return 0.0;
+            }
+            let i = x.floor() as usize;
+            if i >= lambda.len() {
+                return arrived[lambda.len()];
+            }
+            arrived[i] + (x - i as f64) * lambda[i]
+        };
+        let max_lag = params.max_lag_secs;
+        let threshold = (0..lambda.len())
+            .map(|t| {
+                let end = (t + 1) as f64;
+                let window = arrived[t + 1] - at(end - max_lag);
+                window * (1.0 + 1e-9) + 1e-6
+            })
+            .collect();
+        let levels = relaxed.levels();
+        let initial = params.initial_kpu;
+        let initial_level = levels.iter().rposition(|&(k, _)| k <= initial).unwrap_or(0);
+        let block = resolution.block_secs.max(1) as usize;
+        let downtime_blocks = (params.update_secs as usize / block).saturating_sub(1);
+        let peak = lambda.iter().copied().fold(0.0, f64::max).max(1.0);
+        let buckets = resolution.buckets.max(1);
+        let step = resolution.cap_secs.max(1.0) * peak / buckets as f64;
+        Self {
+            levels,
+            lambda,
+            arrived,
+            threshold,
+            block,
+            downtime_blocks,
+            buckets,
+            step,
+            initial_level,
+        }
+    }
+
+    /// The grid index at or below `backlog`.
+    fn bucket(&self, backlog: f64) -> usize {
+        let b = backlog * (1.0 - 1e-12) - 1e-9;
+        if b <= 0.0 {
+            0
+        } else {
+            ((b / self.step).floor() as usize).min(self.buckets)
+        }
+    }
+
+    fn run(&self, price: f64) -> PricedOptimum {
+        let duration = self.lambda.len();
+        let nb = self.buckets + 1;
+        let nk = self.levels.len();
+        let blocks = duration.div_ceil(self.block);
+        let ring = self.downtime_blocks + 2;
+        let mut layers: Vec<Layer> = (0..ring).map(|_| Layer::new(nk * nb)).collect();
+        // Minima over the target level of an update, per bucket of the layer
+        // it lands in: k' <= k (billed k during downtime) and k' > k (billed k').
+        let mut low = vec![(0.0f64, 0usize); nk * nb];
+        let mut high = vec![(f64::INFINITY, 0usize); nk * nb];
+        let mut run_thresholds: Vec<f64> = Vec::with_capacity(self.block);
+        let mut down_thresholds: Vec<f64> = Vec::new();
+        for j in (0..blocks).rev() {
+            let start = j * self.block;
+            let end = (start + self.block).min(duration);
+            let n = end - start;
+            let down_end = (end + self.downtime_blocks * self.block).min(duration);
+            let d = down_end - end;
+            let next = (j + 1) % ring;
+            let landing_block = (j + 1 + self.downtime_blocks).min(blocks);
+            let landing = landing_block % ring;
+            let can_update = end < duration;
+            // Downtime: violation at t iff B1 + (A(t+1) - A(end)) > threshold.
+            down_thresholds.clear();
+            for t in end..down_end {
+                down_thresholds.push(self.threshold[t] - (self.arrived[t + 1] - self.arrived[end]));
+            }
+            down_thresholds.sort_by(f64::total_cmp);
+            let down_arrivals = self.arrived[down_end] - self.arrived[end];
+            if can_update {
+                let target = &layers[landing];
+                for i in 0..nb {
+                    let mut best = (f64::INFINITY, 0usize);
+                    for k in 0..nk {
+                        let v = target.cost[k * nb + i];
+                        if v < best.0 {
+                            best = (v, k);
+                        }
+                        low[k * nb + i] = best;
+                    }
+                    let mut best = (f64::INFINITY, 0usize);
+                    for k in (0..nk).rev() {
+                        high[k * nb + i] = best;
+                        let v = f64::from(self.levels[k].0) * d as f64 + target.cost[k * nb + i];
+                        if v < best.0 {
+                            best = (v, k);
+                        }
+                    }
+                }
+            }
+            let mut out = Layer::new(nk * nb);
+            for (k, &(kpu, capacity)) in self.levels.iter().enumerate() {
+                // Within the block from backlog B0: B_s = max(B0 + P_s, M_s).
+                let (mut p, mut m) = (0.0f64, 0.0f64);
+                let mut base = 0u32;
+                run_thresholds.clear();
+                for s in start..end {
+                    let x = self.lambda[s] - capacity;
+                    p += x;
+                    m = (m + x).max(0.0);
+                    if m > self.threshold[s] {
+                        base += 1;
+                    } else {
+                        run_thresholds.push(self.threshold[s] - p);
+                    }
+                }
+                run_thresholds.sort_by(f64::total_cmp);
+                let kf = f64::from(kpu);
+                for b in 0..nb {
+                    let b0 = b as f64 * self.step;
+                    let run_violations = base + run_thresholds.partition_point(|&x| x < b0) as u32;
+                    let b1 = (b0 + p).max(m);
+                    let run_cost = kf * n as f64 + price * f64::from(run_violations);
+                    let i1 = k * nb + self.bucket(b1);
+                    let cont = &layers[next];
+                    let mut best = (
+                        run_cost + cont.cost[i1],
+                        kf * n as f64 + cont.kpu_secs[i1],
+                        run_violations + cont.violations[i1],
+                        cont.rescales[i1],
+                    );
+                    if can_update {
+                        let down_violations = down_thresholds.partition_point(|&x| x < b1) as u32;
+                        let i2 = self.bucket(b1 + down_arrivals);
+                        let (lv, lk) = low[k * nb + i2];
+                        let (hv, hk) = high[k * nb + i2];
+                        let (v, k2, billed) = if kf * d as f64 + lv <= hv {
+                            (kf * d as f64 + lv, lk, kf)
+                        } else {
+                            (hv, hk, f64::from(self.levels[hk].0))
+                        };
+                        let cost = run_cost + price * f64::from(down_violations) + v;
+                        if cost < best.0 {
+                            let target = &layers[landing];
+                            let t = k2 * nb + i2;
+                            best = (
+                                cost,
+                                kf * n as f64 + billed * d as f64 + target.kpu_secs[t],
+                                run_violations + down_violations + target.violations[t],
+                                target.rescales[t] + 1,
+                            );
+                        }
+                    }
+                    let o = k * nb + b;
+                    out.cost[o] = best.0;
+                    out.kpu_secs[o] = best.1;
+                    out.violations[o] = best.2;
+                    out.rescales[o] = best.3;
+                }
+            }
+            layers[j % ring] = out;
+        }
+        let first = &layers[0];
+        let o = self.initial_level * nb;
+        PricedOptimum {
+            price,
+            priced_cost: first.cost[o],
+            kpu_secs: first.kpu_secs[o],
+            violation_secs: u64::from(first.violations[o]),
+            rescales: u64::from(first.rescales[o]),
+        }
+    }
+}

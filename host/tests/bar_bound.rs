@@ -1,0 +1,129 @@
+//! The relaxed bound of `flinkscale::sim::bound` (the `bar_bound` example)
+//! is an upper bound: on a short jump-and-fall scenario it is at or above
+//! the efficiency of every shipped policy's run and of hand-made and
+//! pseudo-random schedules (rescales at any second, not on the relaxed
+//! model's blocks), each at its own violation seconds.
+//!
+//! Needs the shipped plugins (built by host/build.rs).
+
+use flinkscale::sim::bench::configure;
+use flinkscale::sim::bound::{Relaxed, Resolution};
+use flinkscale::sim::driver::simulate;
+use flinkscale::sim::presets::{PRESETS, PolicyChoice};
+use flinkscale::sim::{Scenario, Trace, World};
+
+/// 40 minutes: 1.5k records/s, a jump to 6k for 10 minutes, a fall to 2.5k.
+fn scenario() -> Scenario {
+    let trace = Trace::from_points(vec![
+        (0.0, 1500.0),
+        (599.0, 1500.0),
+        (600.0, 6000.0),
+        (1199.0, 6000.0),
+        (1200.0, 2500.0),
+        (2400.0, 2500.0),
+    ])
+    .expect("a valid trace");
+    let mut scenario = Scenario::single("jump", trace, 2400);
+    scenario.applications[0].params.initial_kpu = 2;
+    scenario
+}
+
+/// (violation seconds, efficiency) of a schedule of (second, KPU) rescales.
+fn replay(scenario: &Scenario, schedule: &[(u64, u32)]) -> (u64, f64) {
+    let mut world = World::from_scenario(scenario, 0);
+    for &(at, kpu) in schedule {
+        world.advance_to(at);
+        let view = world.describe("app").expect("the app");
+        world
+            .update_application("app", view.version_id, Some(kpu), Some(1), None)
+            .expect("the update is accepted");
+    }
+    world.advance_to(scenario.duration_secs);
+    let s = world.scores();
+    (s.slo_violation_secs, s.efficiency)
+}
+
+/// The bound, the least over a few prices, within `budget`.
+fn bound(relaxed: &Relaxed, optima: &[flinkscale::sim::bound::PricedOptimum], budget: u64) -> f64 {
+    optima
+        .iter()
+        .map(|o| o.efficiency_ceiling(relaxed.clairvoyant_kpu_secs, budget))
+        .fold(f64::INFINITY, f64::min)
+}
+
+#[test]
+fn the_bound_is_at_or_above_every_run_at_its_own_violations() {
+    let scenario = scenario();
+    let relaxed = Relaxed::from_scenario(&scenario).expect("one application");
+    let resolution = Resolution {
+        block_secs: 10,
+        buckets: 300,
+        cap_secs: 300.0,
+    };
+    let optima: Vec<_> = [4.0, 16.0, 64.0, 256.0, 1024.0]
+        .iter()
+        .map(|&p| relaxed.solve(resolution, p))
+        .collect();
+
+    let mut runs: Vec<(String, u64, f64)> = Vec::new();
+    for policy in PRESETS {
+        let choice = PolicyChoice {
+            name: (*policy).into(),
+            params: serde_json::Map::new(),
+        };
+        let loaded = configure(&scenario, &choice, None).expect("the preset loads");
+        let outcome = simulate(&scenario, &loaded).expect("runs");
+        let s = outcome.world.scores();
+        runs.push(((*policy).into(), s.slo_violation_secs, s.efficiency));
+    }
+    let mut schedules: Vec<Vec<(u64, u32)>> = vec![
+        vec![],
+        vec![(601, 7)],
+        vec![(613, 8), (1207, 3)],
+        vec![(655, 6), (1283, 3)],
+        vec![(700, 9), (900, 6), (1250, 3)],
+        vec![(100, 1), (610, 7), (1230, 3)],
+    ];
+    // Pseudo-random schedules of up to three rescales at any second.
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = |n: u64| {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x % n
+    };
+    for _ in 0..40 {
+        let mut at = next(900);
+        let mut schedule = Vec::new();
+        for _ in 0..1 + next(3) {
+            if at >= 2400 {
+                break;
+            }
+            schedule.push((at, 1 + next(10) as u32));
+            at += 90 + next(900);
+        }
+        schedules.push(schedule);
+    }
+    for schedule in &schedules {
+        let (violations, efficiency) = replay(&scenario, schedule);
+        runs.push((format!("{schedule:?}"), violations, efficiency));
+    }
+    for (name, violations, efficiency) in &runs {
+        let b = bound(&relaxed, &optima, *violations);
+        assert!(
+            b >= *efficiency - 1e-12,
+            "{name}: efficiency {efficiency:.4} in {violations} violation s is above the bound {b:.4}"
+        );
+    }
+    // The bound says something: within the best run's violations it is
+    // finite, and not far above the best efficiency seen.
+    let (name, violations, efficiency) = runs
+        .iter()
+        .max_by(|a, b| a.2.total_cmp(&b.2))
+        .expect("runs");
+    let b = bound(&relaxed, &optima, *violations);
+    assert!(
+        b.is_finite() && b < 1.5 * efficiency,
+        "bound {b:.4} at {violations} s against {name}'s {efficiency:.4}"
+    );
+}
