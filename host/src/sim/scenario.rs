@@ -64,6 +64,7 @@ use std::sync::Arc;
 use serde::Deserialize;
 
 use super::trace::{Trace, TraceError, TraceValue};
+use crate::config::MAX_HISTORY_DAYS;
 
 /// Why a scenario could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -227,10 +228,6 @@ pub struct Past {
     /// The period the trace repeats with, seconds.
     pub period_secs: u64,
 }
-
-/// The most days of past a scenario can publish: CloudWatch keeps
-/// 1-minute datapoints for 15 days.
-pub const MAX_HISTORY_DAYS: u32 = 15;
 
 impl ScenarioApp {
     /// An application with default parameters and names.
@@ -490,7 +487,9 @@ impl Scenario {
     }
 }
 
-/// The scenario's past from its `history_days` and `history_period_secs`.
+/// The scenario's past from its `history_days` and `history_period_secs`,
+/// at most [`MAX_HISTORY_DAYS`]: the agent's own bound, as CloudWatch keeps
+/// 1-minute datapoints for 15 days.
 fn past(days: Option<u32>, period_secs: Option<u64>, problems: &mut Vec<String>) -> Option<Past> {
     let days = days.unwrap_or(0);
     if days > MAX_HISTORY_DAYS {
