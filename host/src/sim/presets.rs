@@ -231,34 +231,58 @@ fn metrics(app: &ScenarioApp, only: Option<&[&str]>) -> String {
         String::new()
     };
     let wanted = |id: &str| only.is_none_or(|ids| ids.contains(&id));
+    let msf = format!("Application = {n:?}");
+    let kafka = format!(
+        "\"Cluster Name\" = {:?}, \"Consumer Group\" = {:?}, Topic = {:?}",
+        s.cluster_name, s.consumer_group, s.topic
+    );
+    let kinesis = format!("StreamName = {:?}", s.stream_name);
     let mut out = String::new();
-    for (id, metric, stat) in [
-        ("cpu", "containerCPUUtilization", "Maximum"),
-        ("busy", "busyTimeMsPerSecond", "Average"),
-        ("records_in", "numRecordsInPerSecond", "Average"),
-        ("lag_ms", "millisBehindLatest", "Maximum"),
-        ("kpus", "KPUs", "Maximum"),
+    for (id, namespace, metric, stat, dimensions) in [
+        (
+            "cpu",
+            "AWS/KinesisAnalytics",
+            "containerCPUUtilization",
+            "Maximum",
+            &msf,
+        ),
+        (
+            "busy",
+            "AWS/KinesisAnalytics",
+            "busyTimeMsPerSecond",
+            "Average",
+            &msf,
+        ),
+        (
+            "records_in",
+            "AWS/KinesisAnalytics",
+            "numRecordsInPerSecond",
+            "Average",
+            &msf,
+        ),
+        (
+            "lag_ms",
+            "AWS/KinesisAnalytics",
+            "millisBehindLatest",
+            "Maximum",
+            &msf,
+        ),
+        ("kpus", "AWS/KinesisAnalytics", "KPUs", "Maximum", &msf),
+        ("backlog", "AWS/Kafka", "SumOffsetLag", "Maximum", &kafka),
+        (
+            "iterator_age_ms",
+            "AWS/Kinesis",
+            "GetRecords.IteratorAgeMilliseconds",
+            "Maximum",
+            &kinesis,
+        ),
     ] {
         if wanted(id) {
             let _ = write!(
                 out,
-                "\n[[application.metric]]\nid = {id:?}\nnamespace = \"AWS/KinesisAnalytics\"\nmetric_name = {metric:?}\ndimensions = {{ Application = {n:?} }}\nstatistic = {stat:?}\nperiod_secs = 60\n{promise}"
+                "\n[[application.metric]]\nid = {id:?}\nnamespace = {namespace:?}\nmetric_name = {metric:?}\ndimensions = {{ {dimensions} }}\nstatistic = {stat:?}\nperiod_secs = 60\n{promise}"
             );
         }
-    }
-    if wanted("backlog") {
-        let _ = write!(
-            out,
-            "\n[[application.metric]]\nid = \"backlog\"\nnamespace = \"AWS/Kafka\"\nmetric_name = \"SumOffsetLag\"\ndimensions = {{ \"Cluster Name\" = {:?}, \"Consumer Group\" = {:?}, Topic = {:?} }}\nstatistic = \"Maximum\"\nperiod_secs = 60\n{promise}",
-            s.cluster_name, s.consumer_group, s.topic
-        );
-    }
-    if wanted("iterator_age_ms") {
-        let _ = write!(
-            out,
-            "\n[[application.metric]]\nid = \"iterator_age_ms\"\nnamespace = \"AWS/Kinesis\"\nmetric_name = \"GetRecords.IteratorAgeMilliseconds\"\ndimensions = {{ StreamName = {:?} }}\nstatistic = \"Maximum\"\nperiod_secs = 60\n{promise}",
-            s.stream_name
-        );
     }
     out
 }
