@@ -377,6 +377,16 @@ mod tests {
         }
     }
 
+    /// [`situation`] at `kpu` KPU, one subtask each, with their capacity.
+    fn situation_at(kpu: u32, rate: f64, backlog: f64) -> Situation {
+        Situation {
+            kpu,
+            parallelism: kpu,
+            capacity: RULES.usl.capacity(1000.0, kpu),
+            ..situation(rate, backlog)
+        }
+    }
+
     fn scale_to(plan: Plan) -> u32 {
         match plan {
             Plan::ScaleTo(kpu, _) => kpu,
@@ -466,10 +476,7 @@ mod tests {
     fn a_backlog_that_drains_soon_is_ridden_out() {
         // Lag 90 s (just after a restart) at 1.36 x the input: 30 s over
         // the objective drain in 84 s; another restart would add 90 s.
-        let mut s = situation(4000.0, 360_000.0);
-        s.kpu = 6;
-        s.parallelism = 6;
-        s.capacity = RULES.usl.capacity(1000.0, 6);
+        let s = situation_at(6, 4000.0, 360_000.0);
         let Plan::Hold(reason) = plan(&RULES, &s) else {
             panic!("restarted to drain a backlog that drains by itself")
         };
@@ -483,10 +490,7 @@ mod tests {
     fn a_backlog_the_capacity_drains_within_the_jump_catch_up_is_ridden_out() {
         // 4000/s on 6 subtasks (5425/s) with 600000 waiting, as after a
         // jump: the surplus of 1425/s drains it in 421 s, within 600 s.
-        let mut s = situation(4000.0, 600_000.0);
-        s.kpu = 6;
-        s.parallelism = 6;
-        s.capacity = RULES.usl.capacity(1000.0, 6);
+        let s = situation_at(6, 4000.0, 600_000.0);
         let Plan::Hold(reason) = plan(&RULES, &s) else {
             panic!("rescaled a backlog that drains within the jump catch-up")
         };
@@ -528,10 +532,7 @@ mod tests {
 
     #[test]
     fn scale_in_waits_for_a_complete_low_window() {
-        let mut s = situation(400.0, 0.0);
-        s.kpu = 8;
-        s.parallelism = 8;
-        s.capacity = RULES.usl.capacity(1000.0, 8);
+        let mut s = situation_at(8, 400.0, 0.0);
         assert!(matches!(plan(&RULES, &s), Plan::Hold(r) if r.contains("window incomplete")));
         // Peak 2700/s over the window is 39 % of C(8) = 6950: scale in to
         // 3375/s -> 4 subtasks (C(4) = 3765), half the capacity.
@@ -553,10 +554,7 @@ mod tests {
         // (C(4) = 3765), which drain the 90 s restart's 243000 records at
         // 1065/s; within 150 s it needs 2700 + 1620 = 4320/s: 5 (C(5) =
         // 4612).
-        let mut s = situation(2700.0, 0.0);
-        s.kpu = 8;
-        s.parallelism = 8;
-        s.capacity = RULES.usl.capacity(1000.0, 8);
+        let mut s = situation_at(8, 2700.0, 0.0);
         s.window = Window::Whole(2700.0);
         let Plan::ScaleTo(kpu, reason) = plan(&rules, &s) else {
             panic!("held")
@@ -575,10 +573,7 @@ mod tests {
     fn a_catch_up_surplus_settles_at_the_higher_threshold() {
         // 8 KPU sized to catch up on a backlog that is gone: 3000/s (43 %)
         // is enough to give the surplus back, to 3750/s -> 4 subtasks.
-        let mut s = situation(3000.0, 0.0);
-        s.kpu = 8;
-        s.parallelism = 8;
-        s.capacity = RULES.usl.capacity(1000.0, 8);
+        let mut s = situation_at(8, 3000.0, 0.0);
         s.window = Window::Settle(3000.0);
         assert_eq!(scale_to(plan(&RULES, &s)), 4);
         // A peak above half the capacity holds even then.
@@ -594,21 +589,15 @@ mod tests {
 
     #[test]
     fn scale_in_never_leaves_a_backlog_behind() {
-        let mut s = situation(400.0, 50_000.0);
-        s.kpu = 8;
-        s.parallelism = 8;
-        s.capacity = RULES.usl.capacity(1000.0, 8);
+        let mut s = situation_at(8, 400.0, 50_000.0);
         s.window = Window::Whole(500.0);
         assert!(matches!(plan(&RULES, &s), Plan::Hold(_)));
     }
 
     #[test]
     fn scale_in_respects_min_kpu() {
-        let mut s = situation(100.0, 0.0);
-        s.kpu = 4;
-        s.parallelism = 4;
+        let mut s = situation_at(4, 100.0, 0.0);
         s.min_kpu = 4;
-        s.capacity = RULES.usl.capacity(1000.0, 4);
         s.window = Window::Whole(100.0);
         assert!(matches!(plan(&RULES, &s), Plan::Hold(_)));
     }
