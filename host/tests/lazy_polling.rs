@@ -12,6 +12,7 @@
 
 use std::collections::BTreeMap;
 
+use flinkscale::config::LoadedConfig;
 use flinkscale::model::{Action, AlarmStatus, Decision};
 use flinkscale::sim::Scenario;
 use flinkscale::sim::bench::{self, ShippedScenarios};
@@ -26,17 +27,31 @@ type Rescale = (String, i64, u32, u32, String);
 /// decision's action and reason.
 type Seen = BTreeMap<(String, i64), (Vec<AlarmStatus>, Action, String)>;
 
-fn run(scenario: &Scenario, policy: &str, lazy: bool) -> SimulationOutcome {
-    let choice = PolicyChoice {
+/// The preset `policy` with its default parameters.
+fn choice(policy: &str) -> PolicyChoice {
+    PolicyChoice {
         name: policy.to_owned(),
         params: serde_json::Map::new(),
-    };
-    let (_, outcome) = bench::run_one_polling(scenario, &choice, None, lazy).unwrap_or_else(|e| {
-        panic!(
-            "{policy} on {} runs (build the plugins with `cargo plugins`): {e}",
-            scenario.name
-        )
-    });
+    }
+}
+
+/// Sets every metric's `min_publication_delay_secs` of `loaded`.
+fn promise(loaded: &mut LoadedConfig, secs: Option<u32>) {
+    for app in &mut loaded.config.applications {
+        for metric in &mut app.metrics {
+            metric.min_publication_delay_secs = secs;
+        }
+    }
+}
+
+fn run(scenario: &Scenario, policy: &str, lazy: bool) -> SimulationOutcome {
+    let (_, outcome) = bench::run_one_polling(scenario, &choice(policy), None, lazy)
+        .unwrap_or_else(|e| {
+            panic!(
+                "{policy} on {} runs (build the plugins with `cargo plugins`): {e}",
+                scenario.name
+            )
+        });
     outcome
 }
 
@@ -164,11 +179,7 @@ fn shipped(name: &str) -> Scenario {
 #[test]
 fn seed_costs_at_most_ten_cents_a_month_with_the_publication_promise() {
     let scenario = shipped("weekly");
-    let choice = PolicyChoice {
-        name: "seed".to_owned(),
-        params: serde_json::Map::new(),
-    };
-    let (report, outcome) = bench::run_one_polling(&scenario, &choice, None, true)
+    let (report, outcome) = bench::run_one_polling(&scenario, &choice("seed"), None, true)
         .expect("seed runs (build the plugins with `cargo plugins`)");
     let usd = report.api.cloudwatch_usd_per_app_month;
     assert!(usd <= 0.10, "seed on weekly costs ${usd:.3} per app-month");
@@ -177,12 +188,8 @@ fn seed_costs_at_most_ten_cents_a_month_with_the_publication_promise() {
         Vec::<String>::new()
     );
     // Without the promise the rule polls one period sooner in steady state.
-    let mut loaded = bench::configure(&scenario, &choice, None).expect("seed configures");
-    for app in &mut loaded.config.applications {
-        for metric in &mut app.metrics {
-            metric.min_publication_delay_secs = None;
-        }
-    }
+    let mut loaded = bench::configure(&scenario, &choice("seed"), None).expect("seed configures");
+    promise(&mut loaded, None);
     let unpromised = flinkscale::sim::driver::simulate(&scenario, &loaded).expect("seed runs");
     let unpromised_usd = unpromised
         .calls
@@ -207,16 +214,9 @@ fn a_broken_publication_promise_is_reported_and_loses_no_decision() {
         for app in &mut scenario.applications {
             app.params.metric_delay_secs = 0;
         }
-        let choice = PolicyChoice {
-            name: "seed".to_owned(),
-            params: serde_json::Map::new(),
-        };
-        let mut loaded = bench::configure(&scenario, &choice, None).expect("seed configures");
-        for app in &mut loaded.config.applications {
-            for metric in &mut app.metrics {
-                metric.min_publication_delay_secs = Some(60);
-            }
-        }
+        let mut loaded =
+            bench::configure(&scenario, &choice("seed"), None).expect("seed configures");
+        promise(&mut loaded, Some(60));
         flinkscale::sim::driver::set_lazy_polling(&mut loaded, true);
         let lazy = flinkscale::sim::driver::simulate(&scenario, &loaded).expect("seed runs");
         flinkscale::sim::driver::set_lazy_polling(&mut loaded, false);
@@ -247,33 +247,14 @@ fn a_broken_publication_promise_is_reported_and_loses_no_decision() {
 /// Fetching only the metrics a policy reads changes none of its decisions:
 /// every shipped scenario, with each metric-driven preset and `hold`, run
 /// with the seven standard metrics and with the preset's own (fewer), makes
-/// the same decisions at the same instants for the same reasons, and the
-/// preset's own set asks CloudWatch for fewer metrics.
+/// the same decisions at the same instants for the same reasons (and sees
+/// the same alarm states), and the preset's own set asks CloudWatch for
+/// fewer metrics.
 #[test]
 fn fetching_only_the_metrics_a_policy_reads_changes_no_decision() {
     use flinkscale::sim::presets::{self, MetricSet};
     let shipped = ShippedScenarios::write().expect("the shipped scenarios");
     let files = bench::scenario_files(shipped.dir()).expect("the shipped scenarios");
-    let decisions = |outcome: &SimulationOutcome| -> Vec<(String, i64, Action, String)> {
-        outcome
-            .events
-            .iter()
-            .filter_map(|e| match e {
-                Event::Evaluated {
-                    application,
-                    at_ms,
-                    decision,
-                    ..
-                } => Some((
-                    application.clone(),
-                    *at_ms,
-                    decision.action,
-                    decision.reason.clone(),
-                )),
-                _ => None,
-            })
-            .collect()
-    };
     let mut rescaled = 0;
     for file in &files {
         let scenario = Scenario::load(file).expect("a shipped scenario loads");
@@ -284,12 +265,8 @@ fn fetching_only_the_metrics_a_policy_reads_changes_no_decision() {
             "predictive",
             "flink-operator",
         ] {
-            let choice = PolicyChoice {
-                name: policy.to_owned(),
-                params: serde_json::Map::new(),
-            };
             let run = |set| {
-                let loaded = presets::config_with(&scenario, &choice, None, set)
+                let loaded = presets::config_with(&scenario, &choice(policy), None, set)
                     .unwrap_or_else(|e| panic!("{policy} configures: {e}"));
                 flinkscale::sim::driver::simulate(&scenario, &loaded)
                     .unwrap_or_else(|e| panic!("{policy} on {} runs: {e}", scenario.name))
@@ -298,8 +275,8 @@ fn fetching_only_the_metrics_a_policy_reads_changes_no_decision() {
             let standard = run(MetricSet::Standard);
             let what = format!("{policy} on {}", scenario.name);
             assert_eq!(
-                decisions(&read),
-                decisions(&standard),
+                seen(&read),
+                seen(&standard),
                 "{what}: fewer metrics changed a decision"
             );
             assert!(
