@@ -33,7 +33,14 @@
 //! drained, so a slower drain costs few violation seconds, while capacity
 //! sized for a fast one is paid for as long as the new level lasts. A
 //! backlog that the current capacity drains within `jump_catch_up_secs`
-//! is ridden out (a second rescale would undo the jump's sizing).
+//! is ridden out (a second rescale would undo the jump's sizing). An input
+//! past `scale_out_utilisation` but still within the capacity, with no
+//! backlog waiting, is only a warning of saturation to come: it triggers a
+//! scale-out only while its trend (over `trend_window_secs`) is rising.
+//! Every rescale costs its downtime in lag, and a flat or falling input
+//! that the capacity carries gains nothing from one (a load that starts
+//! near the capacity and then falls would otherwise pay for a scale-out
+//! and for every scale-in after it).
 //!
 //! **Scale-in**, only when no backlog is left and the peak input over a
 //! window is below a fraction of the capacity: to the least capacity that
@@ -56,6 +63,11 @@
 //!   room for the input to turn up again before the next scale-out. After
 //!   a scale-in, this is the only way further down: following a falling
 //!   load by a rescale every few minutes would pay a restart each time.
+//!   For the same reason a scale-in goes where the load is, in one step:
+//!   when the latest input is below `scale_in_utilisation` of the capacity
+//!   the window's peak asks for, the load is still falling and the peak is
+//!   history (sized for it, a second scale-in would follow as soon as the
+//!   peak left the window), so the latest input sets the size.
 //! - **A scale-out was sized to catch up on a backlog** (this policy asked
 //!   for it, with a backlog waiting): the settle span, the last
 //!   `settle_secs` (all after the scale-out), and `settle_utilisation`,
@@ -368,6 +380,7 @@ impl Policy for RatePolicy {
                 jump_target_utilisation,
                 jump_catch_up_secs,
                 scale_in_catch_up_secs,
+                scale_in_window_secs: f64::from(scale_in_window_secs),
                 horizon_secs,
                 max_lag_secs,
                 usl: Usl { sigma, kappa },

@@ -18,6 +18,13 @@
 //! violation seconds, while the capacity sized for a fast drain is paid
 //! for the whole time the new level lasts.
 //!
+//! An input past `scale_out_utilisation` of the capacity but not past the
+//! capacity itself, with no backlog waiting, is a warning of saturation to
+//! come, not saturation: it triggers a scale-out only while the input's
+//! trend is rising. A restart costs at least its downtime past the lag
+//! objective plus the drain of what arrived meanwhile, and buys nothing
+//! while the capacity carries an input that is flat or falling.
+//!
 //! A backlog below the saturation point triggers a scale-out only when
 //! the current capacity would not drain it within `jump_catch_up_secs`
 //! (the drain a jump was sized for: rescaling again would undo that
@@ -33,8 +40,12 @@
 //! new level), with no backlog left, and then sizes for the window's peak
 //! rate at the target utilisation; after a whole window, also for the input
 //! that arrives during the scale-in's own restart, drained within
-//! `scale_in_catch_up_secs`. The caller says which window it has seen
-//! ([`Window`]).
+//! `scale_in_catch_up_secs`. When the input now is below the scale-in
+//! threshold of the capacity that peak asks for, the peak is history (the
+//! load is still falling): sized for it, the scale-in would be followed by
+//! another once the peak has left the window, each paying a restart, so it
+//! is sized for the input now instead, in one step. The caller says which
+//! window it has seen ([`Window`]).
 
 use flinkscale_plugin::usl::{MAX_PARALLELISM, Usl, kpu_for};
 
@@ -64,6 +75,9 @@ pub struct Rules {
     /// Time to drain what arrives during the restart of a scale-in after a
     /// whole low window (the load fell).
     pub scale_in_catch_up_secs: f64,
+    /// How long the input must stay low before a scale-in; on a falling
+    /// trend, how far ahead a scale-in looks for the next one.
+    pub scale_in_window_secs: f64,
     /// How far past the restart a rising rate is projected.
     pub horizon_secs: f64,
     /// The lag objective: lag above it is a violation.
@@ -156,6 +170,20 @@ pub fn plan(rules: &Rules, s: &Situation) -> Plan {
         s.backlog
     );
     let saturated = utilisation > rules.scale_out_utilisation;
+    if saturated
+        && !s.backlog_waiting()
+        && utilisation <= 1.0
+        && !s.slope.is_some_and(|slope| slope > 0.0)
+    {
+        // Past the scale-out threshold, the input is only a warning of
+        // saturation to come; a restart now costs its downtime in lag and
+        // buys nothing while the capacity carries an input that is not
+        // rising.
+        return Plan::Hold(format!(
+            "{state}: above {:.0} % of capacity, but carried, with no backlog, and not rising",
+            100.0 * rules.scale_out_utilisation
+        ));
+    }
     if saturated || s.backlog_waiting() {
         let jump = utilisation >= rules.jump_utilisation;
         let (target_utilisation, catch_up_secs) = if jump {
@@ -260,13 +288,27 @@ pub fn plan(rules: &Rules, s: &Situation) -> Plan {
     // arrives during its own restart: sized for the target utilisation
     // alone, it would drain that at a quarter of the input, and the lag
     // would stay above the objective for minutes.
-    let for_restart = match s.window {
-        Window::Whole(_) => peak + rate * s.downtime_secs / rules.scale_in_catch_up_secs,
-        _ => 0.0,
+    let whole = matches!(s.window, Window::Whole(_));
+    let needed_for = |level: f64| {
+        let for_level = level / rules.target_utilisation;
+        let for_restart = if whole {
+            level + rate * s.downtime_secs / rules.scale_in_catch_up_secs
+        } else {
+            0.0
+        };
+        (for_level.max(for_restart), for_restart > for_level)
     };
-    let for_peak = peak / rules.target_utilisation;
-    let needed = for_peak.max(for_restart);
-    let sizing = if for_restart > for_peak {
+    // The window's peak is history when the input now is below the
+    // scale-in threshold of the capacity that peak asks for: sized for the
+    // peak, the scale-in would be followed by another once the peak has
+    // left the window, and each pays a restart. One scale-in, sized for
+    // the input now, goes where the load is.
+    let stale_peak = whole
+        && target(rules, s, needed_for(peak).0)
+            .is_some_and(|(_, _, for_peak)| rate < rules.scale_in_utilisation * for_peak);
+    let level = if stale_peak { rate.min(peak) } else { peak };
+    let (needed, for_restart) = needed_for(level);
+    let sizing = if for_restart {
         format!(
             "{needed:.0} records/s to carry it and drain the {:.0} records of a {:.0} s restart within {:.0} s",
             rate * s.downtime_secs,
@@ -279,11 +321,19 @@ pub fn plan(rules: &Rules, s: &Situation) -> Plan {
             100.0 * rules.target_utilisation
         )
     };
+    let sized_for = if stale_peak {
+        format!(
+            "the input now, {level:.0} records/s, is below {:.0} % of what that peak asks for, so it sets the size: ",
+            100.0 * rules.scale_in_utilisation
+        )
+    } else {
+        String::new()
+    };
     match target(rules, s, needed) {
         Some((kpu, parallelism, _)) if kpu < s.kpu => Plan::ScaleTo(
             kpu,
             format!(
-                "{state}: the peak over the window was {peak:.0} records/s, below {:.0} % of capacity; {sizing} needs parallelism {parallelism}, {kpu} KPU",
+                "{state}: the peak over the window was {peak:.0} records/s, below {:.0} % of capacity; {sized_for}{sizing} needs parallelism {parallelism}, {kpu} KPU",
                 100.0 * below,
             ),
         ),
@@ -351,6 +401,7 @@ mod tests {
         jump_target_utilisation: 0.9,
         jump_catch_up_secs: 600.0,
         scale_in_catch_up_secs: f64::INFINITY,
+        scale_in_window_secs: 1800.0,
         horizon_secs: 0.0,
         max_lag_secs: 60.0,
         usl: Usl {
@@ -440,9 +491,43 @@ mod tests {
 
     #[test]
     fn without_backlog_the_downtime_alone_sets_the_catch_up() {
-        // 1900/s on 1960/s (97 %): 1900 + 1900 x 90 / 120 = 3325/s -> 4
-        // subtasks (C(3) = 2877, C(4) = 3765); 1900 / 0.8 = 2375 is less.
-        assert_eq!(scale_to(plan(&RULES, &situation(1900.0, 0.0))), 4);
+        // 1900/s on 1960/s (97 %), rising by 0.1/s per s: 1900 + 1900 x 90
+        // / 120 = 3325/s -> 4 subtasks (C(3) = 2877, C(4) = 3765); (1900 +
+        // 0.1 x 150) / 0.8 = 2394 is less.
+        let mut s = situation(1900.0, 0.0);
+        s.slope = Some(0.1);
+        assert_eq!(scale_to(plan(&RULES, &s)), 4);
+    }
+
+    #[test]
+    fn a_carried_input_that_is_not_rising_is_not_rescaled() {
+        // 1900/s on 1960/s (97 %, past the 90 % scale-out threshold), no
+        // backlog: with no trend known, a flat one or a falling one, the
+        // capacity carries it and a restart would only cost.
+        for slope in [None, Some(0.0), Some(-1.0)] {
+            let mut s = situation(1900.0, 0.0);
+            s.slope = slope;
+            let Plan::Hold(reason) = plan(&RULES, &s) else {
+                panic!("rescaled a carried input with trend {slope:?}")
+            };
+            assert!(
+                reason.contains("carried, with no backlog, and not rising"),
+                "{reason}"
+            );
+        }
+        // Rising, it scales out as before (4 subtasks, see above).
+        let mut s = situation(1900.0, 0.0);
+        s.slope = Some(0.5);
+        assert_eq!(scale_to(plan(&RULES, &s)), 4);
+        // Past the capacity it scales out whatever the trend: 2000/s on
+        // 1960/s needs 2000 + 2000 x 90 / 120 = 3500/s -> 4 subtasks.
+        let mut s = situation(2000.0, 0.0);
+        s.slope = Some(-1.0);
+        assert_eq!(scale_to(plan(&RULES, &s)), 4);
+        // So it does with a backlog waiting: 20000 + 1900 x 90 = 191000
+        // records within 120 s, 1900 + 1592 = 3492/s -> 4 subtasks.
+        let s = situation(1900.0, 20_000.0);
+        assert_eq!(scale_to(plan(&RULES, &s)), 4);
     }
 
     #[test]
@@ -456,7 +541,10 @@ mod tests {
             ..RULES
         };
         assert_eq!(scale_to(plan(&rules, &s)), 6);
-        // A falling trend is not projected on the way out.
+        // A falling trend is not projected on the way out: 2000/s on
+        // 1960/s falling by 1/s per s needs 2000 + 2000 x 90 / 120 =
+        // 3500/s -> 4 subtasks.
+        let mut s = situation(2000.0, 0.0);
         s.slope = Some(-1.0);
         assert_eq!(scale_to(plan(&rules, &s)), 4);
     }
@@ -532,10 +620,12 @@ mod tests {
 
     #[test]
     fn scale_in_waits_for_a_complete_low_window() {
-        let mut s = situation_at(8, 400.0, 0.0);
+        let mut s = situation_at(8, 1600.0, 0.0);
         assert!(matches!(plan(&RULES, &s), Plan::Hold(r) if r.contains("window incomplete")));
         // Peak 2700/s over the window is 39 % of C(8) = 6950: scale in to
-        // 3375/s -> 4 subtasks (C(4) = 3765), half the capacity.
+        // 3375/s -> 4 subtasks (C(4) = 3765), half the capacity. (The input
+        // now, 1600/s, is above 40 % of C(4), 1506/s: the peak sets the
+        // size.)
         s.window = Window::Whole(2700.0);
         assert_eq!(scale_to(plan(&RULES, &s)), 4);
         // A peak above 40 % of the capacity holds: the load fell, but not
@@ -566,6 +656,45 @@ mod tests {
         );
         // The settle span (a catch-up surplus) is sized for the peak alone.
         s.window = Window::Settle(2700.0);
+        assert_eq!(scale_to(plan(&rules, &s)), 4);
+    }
+
+    #[test]
+    fn a_scale_in_below_a_stale_peak_is_sized_for_the_input_now() {
+        let rules = Rules {
+            scale_in_catch_up_secs: 150.0,
+            ..RULES
+        };
+        // 10 subtasks, C(10) = 8347/s; the window's peak 2900/s is under
+        // 40 % of it (3339). Sized for the peak: max(2900 / 0.8 = 3625,
+        // 2900 + 1200 x 90 / 150 = 3620) -> 4 subtasks (C(4) = 3765), whose
+        // threshold is 0.4 x 3765 = 1506/s. The input now, 1200/s, is below
+        // it: sized for the input, max(1500, 1200 + 720 = 1920) -> 2
+        // subtasks (C(2) = 1960), one scale-in instead of 10 -> 4 -> 2.
+        let mut s = situation_at(10, 1200.0, 0.0);
+        s.window = Window::Whole(2900.0);
+        let Plan::ScaleTo(kpu, reason) = plan(&rules, &s) else {
+            panic!("held")
+        };
+        assert_eq!(kpu, 2);
+        assert!(
+            reason.contains("the input now, 1200 records/s, is below 40 %")
+                && reason.contains("1920 records/s to carry it and drain the 108000 records"),
+            "{reason}"
+        );
+        // At 1900/s the peak asks for max(3625, 2900 + 1900 x 90 / 150 =
+        // 4040) -> 5 subtasks (C(5) = 4613), whose threshold is 1845/s:
+        // 1900/s is above it, so the peak sets the size.
+        let mut s = situation_at(10, 1900.0, 0.0);
+        s.window = Window::Whole(2900.0);
+        let Plan::ScaleTo(kpu, reason) = plan(&rules, &s) else {
+            panic!("held")
+        };
+        assert_eq!(kpu, 5);
+        assert!(!reason.contains("the input now"), "{reason}");
+        // The settle span is judged as before: its peak sets the size.
+        let mut s = situation_at(10, 1200.0, 0.0);
+        s.window = Window::Settle(2900.0);
         assert_eq!(scale_to(plan(&rules, &s)), 4);
     }
 

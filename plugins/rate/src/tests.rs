@@ -445,15 +445,17 @@ fn only_a_scale_out_that_caught_up_on_a_backlog_settles() {
     let (seen, decision) = run_after_rescale(&mut down, 8, 40, |_| 2000.0);
     assert_eq!(decision.action, Action::ScaleTo(4), "{}", decision.reason);
     assert_eq!(seen, 30);
+    // Saturation alone: an input rising to the capacity, no backlog.
     let mut saturated = policy("{}");
-    let mut full = saturated_step();
-    for series in &mut full.metrics {
-        for point in &mut series.points {
-            if series.id == "backlog" {
-                point.value = 0.0;
-            }
-        }
-    }
+    let rising: Vec<Row> = [1720.0, 1800.0, 1880.0, 1960.0]
+        .into_iter()
+        .map(|records_in| Row {
+            records_in,
+            busy_ms: 1000.0 * records_in / 1960.0,
+            backlog: 0.0,
+        })
+        .collect();
+    let full = evaluation(2, T0, &rising, T0 + 5 * P);
     let asked = saturated.decide(&full).expect("decides");
     assert!(
         matches!(asked.action, Action::ScaleTo(_)),
