@@ -23,12 +23,22 @@
 //!   host's measured `last-update-duration-secs`, else `rate`'s
 //!   `update_secs`) plus `lead_secs` passes `scale_out_utilisation` of the
 //!   capacity, scale out now, to carry the forecast peak over the next
-//!   `lookahead_secs` at `target_utilisation`. A scale-out `rate` asks for
-//!   is widened to the same peak. A scale-in `rate` asks for is held when
-//!   the forecast comes back above the smaller capacity's
-//!   `scale_out_utilisation` within `dip_secs` (a dip shorter than that is
-//!   not worth two rescales), and is never taken below the forecast peak
-//!   of the next `lookahead_secs`.
+//!   `lookahead_secs` at `target_utilisation`, and at least the latest
+//!   input plus what arrives during the restart drained within `rate`'s
+//!   `catch_up_secs` (the sizing `rate` gives its own scale-outs: a
+//!   restart stops the job, and a scale-out that comes when the load is
+//!   already close to the capacity, as on a day busier than the forecast,
+//!   would otherwise drain that slowly, above the lag objective). A
+//!   scale-out `rate` asks for is widened to the same peak. A scale-in
+//!   `rate` asks for is held when the forecast comes back above the
+//!   smaller capacity's `scale_out_utilisation` within `dip_secs` (a dip
+//!   shorter than that is not worth two rescales). Otherwise it goes, in
+//!   one step, to where the forecast says the load stays: the KPU that
+//!   carries the forecast peak of the next `lookahead_secs` and drains the
+//!   restart's input within `rate`'s `scale_in_catch_up_secs`, not
+//!   `rate`'s target, which is sized for the past window's peak and on a
+//!   falling load would be followed by another scale-in, each paying a
+//!   restart.
 //! - **Off the forecast**, or before a season has been seen: `rate`'s
 //!   decision, unchanged (bursts, crowds, anything not seen before).
 //!
@@ -232,6 +242,16 @@ impl Policy for PredictivePolicy {
             );
             kpu_for(q, per_kpu).clamp(app.min_kpu, app.max_kpu)
         };
+        // The KPU that carries the latest input and drains what arrives
+        // during the rescale's own downtime within `catch_up_secs`: a
+        // restart stops the job, and on a smaller surplus the lag it
+        // leaves stays above the objective for longer.
+        let downtime_secs = downtime_ms / 1000.0;
+        let kpu_draining = |catch_up_secs: f64| {
+            let needed = latest_rate + latest_rate * downtime_secs / catch_up_secs;
+            let q = usl.parallelism_for(mu, needed, app.max_kpu.saturating_mul(per_kpu));
+            kpu_for(q, per_kpu).clamp(app.min_kpu, app.max_kpu)
+        };
         let season = if fit.season_ms == profile::WEEK_MS {
             "week"
         } else {
@@ -262,7 +282,10 @@ impl Policy for PredictivePolicy {
                         self.dip_ms / 60_000
                     )));
                 }
-                let target = k.max(kpu_carrying(ahead));
+                // One scale-in to where the forecast says the load stays,
+                // not `rate`'s step, which sizes for the window's past peak
+                // and would be followed by another.
+                let target = kpu_carrying(ahead).max(kpu_draining(rules.scale_in_catch_up_secs));
                 if target >= app.kpu {
                     return Ok(Decision::hold(format!(
                         "{}, but the forecast peak {ahead:.0} records/s needs {target} KPU",
@@ -272,14 +295,15 @@ impl Policy for PredictivePolicy {
                 Ok(Decision::scale_to(
                     target,
                     format!(
-                        "{}; kept to the forecast peak {ahead:.0} records/s",
+                        "{}; to {target} KPU instead, for the forecast peak {ahead:.0} records/s \
+                         and the drain of the restart",
                         reactive.reason
                     ),
                 ))
             }
             _ => {
                 let capacity = usl.capacity(mu, app.parallelism);
-                let target = kpu_carrying(ahead);
+                let target = kpu_carrying(ahead).max(kpu_draining(rules.catch_up_secs));
                 if near > rules.scale_out_utilisation * capacity && target > app.kpu {
                     return Ok(Decision::scale_to(
                         target,

@@ -306,3 +306,54 @@ fn a_dip_the_forecast_sees_the_end_of_is_held_through() {
     let decision = predictive.decide(&e).expect("decides");
     assert_eq!(decision.action, reactive.action, "{decision:?}");
 }
+
+#[test]
+fn a_forecast_scale_out_near_the_capacity_also_drains_its_restart() {
+    // Lead 20 min, no lookahead: the forecast peak is the one of the next
+    // 21.5 min, about 2800 records/s, which 4 KPU carry at 80 % (C(4) =
+    // 3765 >= 2800 / 0.8 = 3500).
+    let (mut predictive, mut rate) = pair(r#"{"lead_secs": 1200, "lookahead_secs": 0}"#);
+    let now = rising_to(0.9, 3);
+    train(&mut predictive, &mut rate, T0, now - 10 * P, daily);
+    let e = evaluation(3, now, daily, 1.0);
+    let reactive = rate.decide(&e).expect("decides");
+    assert_eq!(reactive.action, Action::Hold, "{reactive:?}");
+    // The latest input, about 2571 records/s, plus its 90 s of restart
+    // drained within 120 s is 2571 x 1.75 = 4500 records/s: 5 KPU (C(4) =
+    // 3765 < 4500 <= C(5) = 4613).
+    let latest = daily((now - 2 * P).div_euclid(P) * P);
+    assert_eq!(LAW.parallelism_for(MU, latest * (1.0 + 90.0 / 120.0), 32), 5);
+    let decision = predictive.decide(&e).expect("decides");
+    assert_eq!(decision.action, Action::ScaleTo(5), "{decision:?}");
+    assert!(
+        decision.reason.contains("scaling ahead"),
+        "{}",
+        decision.reason
+    );
+}
+
+#[test]
+fn a_scale_in_on_the_forecast_goes_where_the_load_stays_in_one_step() {
+    // 18:00 on the second day, at 16 KPU, the load falling: the window's
+    // peak (17:30) is about 2511 records/s, the latest input (17:58) about
+    // 2267. `rate` sizes for the peak and its restart: 2511 + 2267 x 90 /
+    // 150 = 3871 records/s, 5 KPU (C(5) = 4613).
+    let (mut predictive, mut rate) =
+        pair(r#"{"dip_secs": 600, "lead_secs": 0, "lookahead_secs": 600}"#);
+    let now = T0 + DAY_MS + 18 * 3_600_000;
+    train(&mut predictive, &mut rate, T0, now - 5 * P, daily);
+    let e = evaluation(16, now, daily, 1.0);
+    let reactive = rate.decide(&e).expect("decides");
+    assert_eq!(reactive.action, Action::ScaleTo(5), "{reactive:?}");
+    // The forecast says the load only falls: the peak of the next 11.5
+    // min is the latest input, 2267 / 0.8 = 2834 records/s (3 KPU), and
+    // draining the restart's input within 150 s needs 2267 x 1.6 = 3627
+    // (4 KPU, C(4) = 3765): one step to 4, not 5 and then another.
+    let decision = predictive.decide(&e).expect("decides");
+    assert_eq!(decision.action, Action::ScaleTo(4), "{decision:?}");
+    assert!(
+        decision.reason.contains("to 4 KPU instead"),
+        "{}",
+        decision.reason
+    );
+}
