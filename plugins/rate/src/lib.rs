@@ -203,8 +203,8 @@ impl Policy for RatePolicy {
         Parameter::number("scale_out_utilisation")
             .default("0.95")
             .meaning(
-                "Scale out when the input passes this fraction of the capacity; in \
-             [`target_utilisation`, 1].",
+                "Scale out when the input passes this fraction of the capacity and is rising \
+             (or passes the capacity, or a backlog waits); in [`target_utilisation`, 1].",
             ),
         Parameter::number("scale_in_utilisation").meaning(
             "Scale in, after a whole `scale_in_window_secs` with no rescale, only when the \
