@@ -322,7 +322,10 @@ fn a_forecast_scale_out_near_the_capacity_also_drains_its_restart() {
     // drained within 120 s is 2571 x 1.75 = 4500 records/s: 5 KPU (C(4) =
     // 3765 < 4500 <= C(5) = 4613).
     let latest = daily((now - 2 * P).div_euclid(P) * P);
-    assert_eq!(LAW.parallelism_for(MU, latest * (1.0 + 90.0 / 120.0), 32), 5);
+    assert_eq!(
+        LAW.parallelism_for(MU, latest * (1.0 + 90.0 / 120.0), 32),
+        5
+    );
     let decision = predictive.decide(&e).expect("decides");
     assert_eq!(decision.action, Action::ScaleTo(5), "{decision:?}");
     assert!(
