@@ -1,9 +1,11 @@
-//! History: days of past datapoints read once, when a policy starts.
+//! History: days of past datapoints read when a policy instance starts.
 //!
 //! A policy that learns cycles (`predictive`) needs days of the input rate
 //! before it can forecast; learning only as it runs leaves its first day
 //! reactive. With `[application.policy] history_days = N` the controller
-//! reads, at the policy instance's first evaluation, the last N days of
+//! reads, at a policy instance's first evaluation (the first of the run,
+//! and the first after a reload or a restart: see
+//! `Controller::decide`), the last N days of
 //! every configured metric (what its usual fetch window does not already
 //! hold), at 1-minute resolution
 //! (a metric's own period when that is longer; CloudWatch keeps sub-minute
