@@ -806,6 +806,13 @@ impl Controller {
         if self.queries.is_empty() {
             return None;
         }
+        // What the read costs, for the log: the datapoints it asks for at
+        // most, and the GetMetricData pages they take at least.
+        let (asked, pages) = crate::metrics::history::size(
+            &crate::metrics::history::queries(&self.queries),
+            start_ms,
+            end_ms,
+        );
         let started = std::time::Instant::now();
         match crate::metrics::history::read(self.source.as_ref(), &self.queries, start_ms, end_ms)
             .await
@@ -816,6 +823,8 @@ impl Controller {
                     application = %self.settings.name,
                     days,
                     datapoints = points,
+                    datapoints_asked = asked,
+                    pages,
                     elapsed_ms = started.elapsed().as_millis() as u64,
                     "read the policy's history"
                 );
@@ -825,6 +834,8 @@ impl Controller {
                 tracing::warn!(
                     application = %self.settings.name,
                     days,
+                    datapoints_asked = asked,
+                    pages,
                     %error,
                     "could not read the policy's history; deciding without it"
                 );

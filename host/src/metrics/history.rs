@@ -65,7 +65,8 @@ pub fn queries(queries: &[MetricQuery]) -> Vec<MetricQuery> {
 
 /// How many datapoints history of `queries` over `[start_ms, end_ms)` holds
 /// at most (every period of every query), and how many GetMetricData pages
-/// of [`MAX_DATAPOINTS_PER_CALL`] that takes at least.
+/// of [`MAX_DATAPOINTS_PER_CALL`] that takes at least: what the controller
+/// logs with each history read (`datapoints_asked`, `pages`), its cost.
 pub fn size(queries: &[MetricQuery], start_ms: i64, end_ms: i64) -> (usize, usize) {
     let span_ms = (end_ms - start_ms).max(0);
     let points: usize = queries
