@@ -406,8 +406,9 @@ pub struct Controller {
     /// not start afresh: its first call (a [`Decide`] that never starts
     /// afresh gets it there only).
     history_due: bool,
-    /// A call handed the history failed: a new instance of the same code
-    /// gets none (it may be the history it cannot take), new code does.
+    /// The call the history was read for failed: a new instance of the
+    /// same code gets none (it may be the history it cannot take), new
+    /// code does.
     history_refused: bool,
     alarms: AlarmTracker,
     /// Where `source = "cloudwatch"` alarms' states are read; `None` when
@@ -1147,10 +1148,11 @@ impl Controller {
     /// history is read again from the metric source, up to that
     /// evaluation's window: it holds what passed since the start, and
     /// nothing is kept in memory between restarts (15 days of 1-minute
-    /// points are 21,600 a metric) for what is a rare event. A call handed
-    /// the history that fails makes the next instance of the same code go
-    /// without it, so that a policy that cannot take it does not fail on
-    /// every restart; new code gets it again.
+    /// points are 21,600 a metric) for what is a rare event. If the call
+    /// the history was read for fails, the next instance of the same code
+    /// goes without it, so that a policy that cannot take it (or fails at
+    /// once) does not fail, or have the history read, on every restart;
+    /// new code gets it again.
     async fn decide(&mut self, evaluation: &Evaluation) -> Result<Decision, EvaluateError> {
         let now_ms = evaluation.now_ms;
         let Some(policy) = self.policy.take() else {
@@ -1215,8 +1217,11 @@ impl Controller {
             .await?;
             self.policy = Some(policy);
             let (decided, took) = outcome?;
+            // Refused after a failure even when the read failed too: an
+            // instance that fails at once (a file that does not load)
+            // would otherwise have the history read at every evaluation.
+            self.history_refused = decided.is_err();
             if with_history {
-                self.history_refused = decided.is_err();
                 tracing::info!(
                     application = %self.settings.name,
                     elapsed_ms = took.as_millis() as u64,

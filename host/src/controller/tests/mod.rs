@@ -762,12 +762,23 @@ async fn forgetting_run(
     times: usize,
     restarts: &[usize],
 ) -> Vec<usize> {
+    forgetting_run_on(constant(50.0), app, fails_on_history, times, restarts).await
+}
+
+/// [`forgetting_run`] reading from `source`.
+async fn forgetting_run_on(
+    source: Arc<dyn MetricSource>,
+    app: &ApplicationConfig,
+    fails_on_history: Option<usize>,
+    times: usize,
+    restarts: &[usize],
+) -> Vec<usize> {
     let seen = Arc::new(Mutex::new(Vec::new()));
     let restart = Arc::new(std::sync::atomic::AtomicBool::new(true));
     let mut controller = Controller::new(
         app,
         true,
-        constant(50.0),
+        source,
         FakeTarget::new(2, 90),
         Box::new(Forgetting {
             seen: seen.clone(),
@@ -818,4 +829,46 @@ async fn history_is_not_handed_again_after_a_call_with_it_failed() {
     let seen = forgetting_run(&app, Some(window), 4, &[2]).await;
     assert!(seen[0] > window, "{seen:?}");
     assert_eq!(seen[1..], [window, window, window], "{seen:?}");
+}
+
+/// A policy that fails at every call and starts afresh after each (a trap
+/// every time) while the history read fails too: the history is tried
+/// once, not at every evaluation.
+#[tokio::test(start_paused = true)]
+async fn a_policy_failing_at_once_does_not_have_the_history_read_at_every_evaluation() {
+    let mut app = test_app();
+    app.policy.history_days = 2;
+    // A source whose history reads (more than half a day) fail, counted.
+    let tried = Arc::new(Mutex::new(0usize));
+    struct CountingHistory(Arc<Mutex<usize>>);
+    #[async_trait]
+    impl MetricSource for CountingHistory {
+        async fn fetch(
+            &self,
+            queries: &[MetricQuery],
+            start_ms: i64,
+            end_ms: i64,
+        ) -> Result<Vec<Series>, MetricsError> {
+            if end_ms - start_ms > 86_400_000 / 2 {
+                *self.0.lock().unwrap() += 1;
+                return Err(MetricsError::Source("no history here".into()));
+            }
+            ConstantSource {
+                value: Mutex::new(50.0),
+            }
+            .fetch(queries, start_ms, end_ms)
+            .await
+        }
+    }
+    let seen = forgetting_run_on(
+        Arc::new(CountingHistory(tried.clone())),
+        &app,
+        Some(0),
+        3,
+        &[],
+    )
+    .await;
+    // Three failures in a row: then the quarantine would skip the policy.
+    assert_eq!(seen.len(), 3, "every evaluation asks the policy: {seen:?}");
+    assert_eq!(*tried.lock().unwrap(), 1, "one history read");
 }
