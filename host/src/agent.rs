@@ -696,6 +696,9 @@ impl Decide for PluginPolicy {
     fn refresh(&mut self) -> Refresh {
         self.0.refresh()
     }
+    fn starts_afresh(&self) -> bool {
+        self.0.loaded().is_none_or(PolicyInstance::starts_afresh)
+    }
 }
 
 /// An interpreter plugin, following its file, as the controller's

@@ -1122,3 +1122,27 @@ fn measure_step_latency() {
          warm decide from tokio's blocking pool {warm_blocking:?}"
     );
 }
+
+/// An instance starts afresh (remembering nothing of earlier calls) until
+/// its first call, and again after a trap: the next call starts the plugin
+/// again. The controller hands such a call the policy's history.
+#[test]
+fn an_instance_starts_afresh_before_its_first_call_and_after_a_trap() {
+    let mut fine = misbehaving("ok");
+    assert!(fine.starts_afresh(), "loaded, not called");
+    fine.decide(&quiet()).expect("decides");
+    assert!(!fine.starts_afresh(), "called once");
+    fine.decide(&quiet()).expect("decides");
+    assert!(!fine.starts_afresh());
+
+    let mut trapping = misbehaving("trap");
+    assert!(trapping.starts_afresh());
+    let error = trapping.decide(&quiet()).expect_err("traps");
+    assert_eq!(error.class(), Some(FailureClass::Trap), "{error}");
+    assert!(trapping.starts_afresh(), "the trapped instance is gone");
+
+    // A guest error keeps the instance: it is not fresh.
+    let mut erring = misbehaving("error");
+    erring.decide(&quiet()).expect_err("errs");
+    assert!(!erring.starts_afresh());
+}

@@ -460,3 +460,187 @@ fn sighup_with_an_invalid_file_keeps_the_running_configuration_and_logs_every_er
     assert!(log_events(&agent.log(), "Configuration reloaded.").is_empty());
     agent.assert_running(diagnose);
 }
+
+/// What a policy was handed: per call, the first series' length and first
+/// timestamp.
+type Handed = std::sync::Arc<std::sync::Mutex<Vec<(usize, Option<i64>)>>>;
+
+/// The agent's decide stage for a policy plugin, noting what each call is
+/// handed before the plugin decides.
+struct Noting(flinkscale::agent::PluginPolicy, Handed);
+
+impl flinkscale::controller::Decide for Noting {
+    fn decide(
+        &mut self,
+        evaluation: &flinkscale::model::Evaluation,
+    ) -> Result<flinkscale::model::Decision, flinkscale::controller::PluginFailure> {
+        let first = evaluation.metrics.first();
+        self.1.lock().unwrap().push((
+            first.map_or(0, |s| s.points.len()),
+            first.and_then(|s| s.points.first()).map(|p| p.timestamp_ms),
+        ));
+        self.0.decide(evaluation)
+    }
+    fn label(&self) -> String {
+        self.0.label()
+    }
+    fn refresh(&mut self) -> flinkscale::plugin::Refresh {
+        self.0.refresh()
+    }
+    fn starts_afresh(&self) -> bool {
+        self.0.starts_afresh()
+    }
+}
+
+/// A component with one more custom section at its end: the same plugin,
+/// a new file (another sha256), as a rebuild would give.
+fn with_custom_section(wasm: &[u8], text: &str) -> Vec<u8> {
+    let name = b"rebuilt";
+    let payload_len = 1 + name.len() + text.len();
+    assert!(payload_len < 128, "one LEB128 byte");
+    let mut out = wasm.to_vec();
+    out.extend_from_slice(&[0, payload_len as u8, name.len() as u8]);
+    out.extend_from_slice(name);
+    out.extend_from_slice(text.as_bytes());
+    out
+}
+
+/// `history_days` across a hot reload, with the real parts: the emulator
+/// over HTTP (its scenario publishes a day before t = 0), GetMetricData
+/// through the SDK, the misbehave fixture plugin loaded as the agent does.
+/// The first decision is handed the day before the window; the next the
+/// window alone; and once the plugin file is replaced, the new instance's
+/// first decision is handed the day again, read up to its own window.
+#[tokio::test]
+async fn a_reloaded_policy_is_handed_its_history_again() {
+    use std::sync::{Arc, Mutex};
+
+    use flinkscale::clock::Clock;
+    use flinkscale::controller::Controller;
+    use flinkscale::emulator::{self, EmulatorOptions, Service};
+    use flinkscale::metrics::cloudwatch::CloudWatchSource;
+    use flinkscale::plugin::{PluginHost, Reloading, SandboxLimits};
+    use flinkscale::target::msf::MsfTarget;
+    use flinkscale::telemetry::Events;
+
+    let dir = tempfile::tempdir().expect("a temp dir");
+    std::fs::write(
+        dir.path().join("load.csv"),
+        "t_secs,records_per_sec\n0,1000\n43200,3000\n86400,1000\n",
+    )
+    .expect("trace");
+    let file = dir.path().join("history.toml");
+    std::fs::write(
+        &file,
+        "name = \"history\"\ntrace = \"load.csv\"\nduration_secs = 86400\nhistory_days = 1\nhistory_period_secs = 86400\n\n[[application]]\nname = \"app\"\nnoise_percent = 0.0\n",
+    )
+    .expect("scenario");
+    let mut options = EmulatorOptions::new(file);
+    options.start_epoch_ms = Some(common::now_ms() - 3_600_000);
+    let emu = emulator::start(options).await.expect("emulator starts");
+    let sdk = flinkscale::aws::config_loader(Some("us-east-1"))
+        .endpoint_url(emu.endpoint_url())
+        .test_credentials()
+        .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(1))
+        .load()
+        .await;
+
+    let plugin = dir.path().join("forgetful.wasm");
+    let original = std::fs::read(plugin_dir().join("misbehave.wasm")).expect("misbehave.wasm");
+    replace(&plugin, &original);
+    let text = r#"[[application]]
+name = "app"
+min_kpu = 1
+max_kpu = 8
+
+[[application.metric]]
+id = "rate"
+namespace = "AWS/KinesisAnalytics"
+metric_name = "numRecordsInPerSecond"
+dimensions = { Application = "app" }
+statistic = "Average"
+period_secs = 60
+
+[application.policy]
+plugin = "forgetful"
+params = { mode = "ok" }
+history_days = 1
+"#;
+    let loaded = flinkscale::config::load_str(text, &dir.path().join("agent.toml"))
+        .expect("the configuration is valid");
+    let app = &loaded.config.applications[0];
+    let host = Arc::new(PluginHost::new(SandboxLimits::default()).expect("the engine starts"));
+    let policy = Reloading::policy(
+        host,
+        plugin.clone(),
+        r#"{"mode": "ok"}"#.to_owned(),
+        "app".to_owned(),
+    )
+    .expect("the plugin loads");
+    let handed: Handed = Arc::new(Mutex::new(Vec::new()));
+    let mut controller = Controller::new(
+        app,
+        true,
+        Arc::new(CloudWatchSource::new(&sdk)),
+        Arc::new(MsfTarget::new(&sdk)),
+        Box::new(Noting(
+            flinkscale::agent::PluginPolicy(policy),
+            handed.clone(),
+        )),
+        Vec::new(),
+        Clock::system(),
+        Events::default(),
+    );
+    let mut evaluate = async |label: &str| {
+        let before = common::now_ms();
+        let assessment = controller.evaluate().await.expect("evaluates");
+        assert_eq!(assessment.decision.reason, "fine", "{label}");
+        (
+            before,
+            handed.lock().unwrap().last().copied().expect("handed"),
+        )
+    };
+    const DAY_MS: i64 = 86_400_000;
+    // Whole minutes of the day before the evaluation at `at_ms`, the
+    // window's included: its first point is the first whole minute of it.
+    let check_day = |(at_ms, (points, first)): (i64, (usize, Option<i64>)), label: &str| {
+        let first = first.expect("points");
+        assert!(
+            first >= at_ms - DAY_MS && first < at_ms - DAY_MS + 120_000,
+            "{label}: first point {first}, {} ms after the day began",
+            first - (at_ms - DAY_MS)
+        );
+        assert!((1438..=1440).contains(&points), "{label}: {points} points");
+    };
+    let first = evaluate("first").await;
+    check_day(first, "first");
+    let (_, (window, _)) = evaluate("second").await;
+    assert!(window < 100, "the window alone: {window} points");
+
+    // A new file: the reloaded instance remembers nothing, so its first
+    // decision gets the day again.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    replace(&plugin, &with_custom_section(&original, "again"));
+    let reloaded = evaluate("after the reload").await;
+    check_day(reloaded, "after the reload");
+    assert!(reloaded.1.1 >= first.1.1, "read up to the new window");
+    let (_, (window_again, _)) = evaluate("the next").await;
+    assert_eq!(window_again, window);
+
+    // Two history reads (the first decision's, the reloaded instance's),
+    // each reaching a day back; the four windows' reach back minutes.
+    let reaches: Vec<i64> = emu
+        .calls()
+        .iter()
+        .filter(|c| c.service == Service::CloudWatch && c.operation == "GetMetricData")
+        // First pages only: the emulator pages its answers.
+        .filter(|c| c.params.get("NextToken").is_none())
+        .filter_map(|c| {
+            let start_secs = c.params.get("StartTime")?.as_f64()?;
+            Some(c.wall_ms - (start_secs * 1000.0) as i64)
+        })
+        .collect();
+    let history_reads = reaches.iter().filter(|&&ms| ms > DAY_MS / 2).count();
+    assert_eq!((reaches.len(), history_reads), (6, 2), "{reaches:?}");
+    emu.shutdown().await;
+}

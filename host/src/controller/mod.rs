@@ -74,6 +74,16 @@ pub trait Decide: Send {
     fn refresh(&mut self) -> Refresh {
         Refresh::Unchanged
     }
+    /// Whether the next call runs on an instance that has not decided yet
+    /// (loaded, reloaded from a new file, or started again after a trap or
+    /// timeout), so remembers nothing of earlier evaluations: the
+    /// controller then hands it the policy's history (`history_days`)
+    /// again. Asked on the plugin thread, after [`Decide::refresh`]. The
+    /// default, a policy that keeps what it learnt for the controller's
+    /// life, never does.
+    fn starts_afresh(&self) -> bool {
+        false
+    }
 }
 
 /// The interpret stage: derives signals from series (in production, a
@@ -389,9 +399,17 @@ pub struct Controller {
     settings: Settings,
     queries: Vec<MetricQuery>,
     window_ms: i64,
-    /// Days of history still to read for the policy (read once, at its
-    /// first evaluation, then 0).
+    /// `[application.policy] history_days`: days of history handed to the
+    /// policy when it starts (see [`Controller::decide`]).
     history_days: u32,
+    /// Whether the policy's next call gets the history although it does
+    /// not start afresh: its first call (a [`Decide`] that never starts
+    /// afresh gets it there only).
+    history_due: bool,
+    /// The call the history was read for failed: a new instance of the
+    /// same code gets none (it may be the history it cannot take), new
+    /// code does.
+    history_refused: bool,
     alarms: AlarmTracker,
     /// Where `source = "cloudwatch"` alarms' states are read; `None` when
     /// the run has no CloudWatch (the simulator).
@@ -465,6 +483,8 @@ impl Controller {
             queries,
             window_ms: i64::from(fetch_window_secs(app)) * 1000,
             history_days: app.policy.history_days,
+            history_due: true,
+            history_refused: false,
             alarms: AlarmTracker::new(&app.alarms, clock.now_ms())
                 .with_signal_period(signal_period_secs),
             alarm_states: None,
@@ -761,23 +781,7 @@ impl Controller {
             // Signals are missing: deciding without them could scale on
             // half the picture.
             Some(why) => Decision::hold(format!("{why}; holding")),
-            None => match self.read_history(now_ms).await {
-                Some(history) => {
-                    let long = Evaluation {
-                        metrics: crate::metrics::history::prepend(&history, &evaluation.metrics),
-                        ..evaluation.clone()
-                    };
-                    let started = std::time::Instant::now();
-                    let decision = self.decide(&long).await?;
-                    tracing::info!(
-                        application = %name,
-                        elapsed_ms = started.elapsed().as_millis() as u64,
-                        "the policy decided on its history"
-                    );
-                    decision
-                }
-                None => self.decide(&evaluation).await?,
-            },
+            None => self.decide(&evaluation).await?,
         };
         let decision = crate::plugin::validate::validate_decision(raw, &evaluation.app);
         let decision = self
@@ -791,16 +795,25 @@ impl Controller {
         })
     }
 
-    /// The history the policy asked for (`history_days`), the first time
-    /// it decides, else `None`. Read once: a failed read is logged and the
-    /// policy goes on without (it learns as it runs).
+    /// The history the policy asked for (`history_days`) before the
+    /// window ending at `now_ms`, read from the metric source, or `None`
+    /// (none asked for, or a failed read: logged, and the policy goes on
+    /// without; it learns as it runs). `&mut`: the controller is `Send`
+    /// but not `Sync`, and this future is held across an await.
     async fn read_history(&mut self, now_ms: i64) -> Option<Vec<Series>> {
-        let days = std::mem::take(&mut self.history_days);
+        let days = self.history_days;
         let (start_ms, end_ms) =
             crate::metrics::history::span(now_ms, now_ms - self.window_ms, days)?;
         if self.queries.is_empty() {
             return None;
         }
+        // What the read costs, for the log: the datapoints it asks for at
+        // most, and the GetMetricData pages they take at least.
+        let (asked, pages) = crate::metrics::history::size(
+            &crate::metrics::history::queries(&self.queries),
+            start_ms,
+            end_ms,
+        );
         let started = std::time::Instant::now();
         match crate::metrics::history::read(self.source.as_ref(), &self.queries, start_ms, end_ms)
             .await
@@ -811,6 +824,8 @@ impl Controller {
                     application = %self.settings.name,
                     days,
                     datapoints = points,
+                    datapoints_asked = asked,
+                    pages,
                     elapsed_ms = started.elapsed().as_millis() as u64,
                     "read the policy's history"
                 );
@@ -820,6 +835,8 @@ impl Controller {
                 tracing::warn!(
                     application = %self.settings.name,
                     days,
+                    datapoints_asked = asked,
+                    pages,
                     %error,
                     "could not read the policy's history; deciding without it"
                 );
@@ -1121,6 +1138,21 @@ impl Controller {
 
     /// Asks the policy, off the runtime, unless it is quarantined; a
     /// failure is a hold.
+    ///
+    /// With `history_days`, the call that reaches an instance remembering
+    /// nothing hands it the days before the window too
+    /// ([`Controller::read_history`], prepended to the series): the
+    /// policy's first call, and the first call after a reload or a restart
+    /// after a trap ([`Decide::starts_afresh`]), so that a policy learning
+    /// from its past (`predictive`) does not lose it with its instance. The
+    /// history is read again from the metric source, up to that
+    /// evaluation's window: it holds what passed since the start, and
+    /// nothing is kept in memory between restarts (15 days of 1-minute
+    /// points are 21,600 a metric) for what is a rare event. If the call
+    /// the history was read for fails, the next instance of the same code
+    /// goes without it, so that a policy that cannot take it (or fails at
+    /// once) does not fail, or have the history read, on every restart;
+    /// new code gets it again.
     async fn decide(&mut self, evaluation: &Evaluation) -> Result<Decision, EvaluateError> {
         let now_ms = evaluation.now_ms;
         let Some(policy) = self.policy.take() else {
@@ -1130,8 +1162,10 @@ impl Controller {
             ));
         };
         let health = std::mem::take(&mut self.policy_health);
-        let evaluation = evaluation.clone();
+        let short = evaluation.clone();
         let follow = self.threads.follows_files();
+        let reads_history = self.history_days > 0 && !self.queries.is_empty();
+        let (due, refused) = (self.history_due, self.history_refused);
         let ((policy, health), outcome) =
             Self::off_runtime(self.threads, (policy, health), move |(policy, health)| {
                 let refresh = if follow {
@@ -1140,20 +1174,63 @@ impl Controller {
                     Refresh::Unchanged
                 };
                 let gate = health.gate(now_ms, || refresh.is_new_code());
+                let skipped = matches!(gate, Gate::Skip { .. });
+                let refused = refused && !refresh.is_new_code();
+                let wants_history =
+                    reads_history && !skipped && (due || (policy.starts_afresh() && !refused));
                 let started = std::time::Instant::now();
-                let result = match gate {
-                    Gate::Skip { .. } => None,
-                    _ => Some(policy.decide(&evaluation)),
-                };
+                // Wanting its history, the policy is asked once that is
+                // read, off this thread.
+                let result = (!skipped && !wants_history).then(|| policy.decide(&short));
                 let elapsed = started.elapsed();
-                (refresh, gate, result, elapsed)
+                (refresh, gate, wants_history, result, elapsed)
             })
             .await?;
-        let label = policy.label();
         self.policy = Some(policy);
         self.policy_health = health;
-        let (refresh, gate, result, elapsed) = outcome?;
+        let (refresh, gate, wants_history, mut result, mut elapsed) = outcome?;
+        if refresh.is_new_code() {
+            self.history_refused = false;
+        }
         self.plugin_refreshed(refresh, now_ms);
+        if wants_history {
+            self.history_due = false;
+            let history = self.read_history(now_ms).await;
+            let with_history = history.is_some();
+            let evaluation = match history {
+                Some(history) => Evaluation {
+                    metrics: crate::metrics::history::prepend(&history, &evaluation.metrics),
+                    ..evaluation.clone()
+                },
+                None => evaluation.clone(),
+            };
+            let Some(policy) = self.policy.take() else {
+                return Err(EvaluateError::Panicked(
+                    "the policy was lost with a cancelled call".to_owned(),
+                ));
+            };
+            let (policy, outcome) = Self::off_runtime(self.threads, policy, move |policy| {
+                let started = std::time::Instant::now();
+                let result = policy.decide(&evaluation);
+                (result, started.elapsed())
+            })
+            .await?;
+            self.policy = Some(policy);
+            let (decided, took) = outcome?;
+            // Refused after a failure even when the read failed too: an
+            // instance that fails at once (a file that does not load)
+            // would otherwise have the history read at every evaluation.
+            self.history_refused = decided.is_err();
+            if with_history {
+                tracing::info!(
+                    application = %self.settings.name,
+                    elapsed_ms = took.as_millis() as u64,
+                    "the policy decided on its history"
+                );
+            }
+            (result, elapsed) = (Some(decided), took);
+        }
+        let label = self.policy.as_ref().map(|p| p.label()).unwrap_or_default();
         if result.is_some() {
             self.events
                 .plugin_call(&self.settings.name, &label, "decide", elapsed);

@@ -1,9 +1,11 @@
-//! History: days of past datapoints read once, when a policy starts.
+//! History: days of past datapoints read when a policy instance starts.
 //!
 //! A policy that learns cycles (`predictive`) needs days of the input rate
 //! before it can forecast; learning only as it runs leaves its first day
 //! reactive. With `[application.policy] history_days = N` the controller
-//! reads, at the policy instance's first evaluation, the last N days of
+//! reads, at a policy instance's first evaluation (the first of the run,
+//! and the first after a reload or a restart: see
+//! `Controller::decide`), the last N days of
 //! every configured metric (what its usual fetch window does not already
 //! hold), at 1-minute resolution
 //! (a metric's own period when that is longer; CloudWatch keeps sub-minute
@@ -63,7 +65,8 @@ pub fn queries(queries: &[MetricQuery]) -> Vec<MetricQuery> {
 
 /// How many datapoints history of `queries` over `[start_ms, end_ms)` holds
 /// at most (every period of every query), and how many GetMetricData pages
-/// of [`MAX_DATAPOINTS_PER_CALL`] that takes at least.
+/// of [`MAX_DATAPOINTS_PER_CALL`] that takes at least: what the controller
+/// logs with each history read (`datapoints_asked`, `pages`), its cost.
 pub fn size(queries: &[MetricQuery], start_ms: i64, end_ms: i64) -> (usize, usize) {
     let span_ms = (end_ms - start_ms).max(0);
     let points: usize = queries

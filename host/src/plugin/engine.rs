@@ -109,8 +109,8 @@ impl PluginHost {
         let (engine, cache) = match cache_dir {
             None => SHARED
                 .get_or_init(|| {
+                    let dir = SHARED_DIR.seal();
                     let engine = new_engine()?;
-                    let dir = SHARED_DIR.get().cloned();
                     let cache = Arc::new(ComponentCache::new(&engine, dir));
                     Ok((engine, cache))
                 })
@@ -320,16 +320,38 @@ static SHARED: std::sync::OnceLock<Result<(Engine, Arc<ComponentCache>), String>
 
 /// The folder where [`SHARED`]'s cache also keeps compiled components, if
 /// one was set (by [`share_cache_dir`]) before the first host was built.
-static SHARED_DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+static SHARED_DIR: SharedDir = SharedDir(std::sync::OnceLock::new());
+
+/// A folder chosen at most once, before it is first read: whichever comes
+/// first, [`SharedDir::share`] or [`SharedDir::seal`], decides for good, in
+/// one atomic step (a check, then a set, would let a host be built between
+/// the two without the folder a `true` answer promised).
+struct SharedDir(std::sync::OnceLock<Option<PathBuf>>);
+
+impl SharedDir {
+    /// Chooses `dir`, if nothing was chosen or read yet; whether it was.
+    fn share(&self, dir: PathBuf) -> bool {
+        self.0.set(Some(dir)).is_ok()
+    }
+
+    /// The folder chosen, choosing none if nothing was: no later
+    /// [`SharedDir::share`] changes it.
+    fn seal(&self) -> Option<PathBuf> {
+        self.0.get_or_init(|| None).clone()
+    }
+}
 
 /// Makes the compiled-component cache that every [`PluginHost::new`] of
 /// this process shares also keep its artifacts in `dir` (created 0700 if
 /// missing; trusted as [`PluginHost::with_cache_dir`] trusts its own), so
 /// that the next process (the next `simulate`) does not compile the same
-/// plugin again. Answers false, changing nothing, once a host was built or
-/// a folder set: call it first.
+/// plugin again: call it first. Answers true when `dir` is the folder
+/// from now on. A second call answers false and changes nothing (the first
+/// folder stays), as does a call once a host was built (it was built with
+/// no folder, for good); race-free: calls and hosts built on other threads
+/// at the same time see one order.
 pub fn share_cache_dir(dir: PathBuf) -> bool {
-    SHARED.get().is_none() && SHARED_DIR.set(dir).is_ok()
+    SHARED_DIR.share(dir)
 }
 
 /// An engine with this host's settings and its epoch ticker.
@@ -649,4 +671,66 @@ pub(crate) fn describe(error: &wasmtime::Error) -> String {
         text.push_str(&cause);
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+    use std::sync::{Arc, Barrier};
+
+    use super::SharedDir;
+
+    #[test]
+    fn a_shared_dir_is_chosen_once_and_a_second_call_changes_nothing() {
+        let dir = SharedDir(std::sync::OnceLock::new());
+        assert!(dir.share(PathBuf::from("/first")));
+        assert!(!dir.share(PathBuf::from("/second")), "a second call");
+        assert_eq!(dir.seal(), Some(PathBuf::from("/first")));
+
+        let sealed = SharedDir(std::sync::OnceLock::new());
+        assert_eq!(sealed.seal(), None, "a host built first: no folder");
+        assert!(!sealed.share(PathBuf::from("/late")), "too late");
+        assert_eq!(sealed.seal(), None);
+    }
+
+    /// Threads sharing folders while others build hosts (seal) at the same
+    /// time: every host sees the same folder, and a call answered true iff
+    /// its folder is that one.
+    #[test]
+    fn sharing_a_dir_races_no_host() {
+        for round in 0..200 {
+            let dir = Arc::new(SharedDir(std::sync::OnceLock::new()));
+            let start = Arc::new(Barrier::new(6));
+            let sharers: Vec<_> = (0..3)
+                .map(|i| {
+                    let (dir, start) = (dir.clone(), start.clone());
+                    std::thread::spawn(move || {
+                        let mine = PathBuf::from(format!("/cache-{i}"));
+                        start.wait();
+                        (mine.clone(), dir.share(mine))
+                    })
+                })
+                .collect();
+            let hosts: Vec<_> = (0..3)
+                .map(|_| {
+                    let (dir, start) = (dir.clone(), start.clone());
+                    std::thread::spawn(move || {
+                        start.wait();
+                        dir.seal()
+                    })
+                })
+                .collect();
+            let answers: Vec<(PathBuf, bool)> =
+                sharers.into_iter().map(|t| t.join().unwrap()).collect();
+            let seen: Vec<Option<PathBuf>> = hosts.into_iter().map(|t| t.join().unwrap()).collect();
+            let chosen = dir.seal();
+            assert!(seen.iter().all(|s| *s == chosen), "round {round}: {seen:?}");
+            let yes: Vec<&PathBuf> = answers.iter().filter(|a| a.1).map(|a| &a.0).collect();
+            assert_eq!(
+                yes,
+                chosen.iter().collect::<Vec<_>>(),
+                "round {round}: {answers:?}"
+            );
+        }
+    }
 }

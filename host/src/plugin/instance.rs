@@ -60,6 +60,9 @@ pub(crate) struct Sandbox<W: World> {
     /// `None` before the first start and after a trap (a trapped store is
     /// poisoned and never called again).
     live: Option<Live<W>>,
+    /// Whether the live instance has been called (`decide`, `interpret`)
+    /// since it started.
+    called: bool,
     consecutive_failures: u32,
 }
 
@@ -87,6 +90,7 @@ impl<W: World> Sandbox<W> {
             params_json,
             log,
             live: None,
+            called: false,
             consecutive_failures: 0,
         }
     }
@@ -108,6 +112,7 @@ impl<W: World> Sandbox<W> {
     /// if `configure`, configures it; each step under its own deadline.
     pub(crate) fn start(&mut self, configure: bool) -> Result<(), PluginError> {
         self.live = None;
+        self.called = false;
         let start_ticks = engine::deadline_ticks(self.timeout_of("configure"));
         let mut store = Store::new(
             &self.engine,
@@ -197,6 +202,7 @@ impl<W: World> Sandbox<W> {
         let Some(live) = self.live.as_mut() else {
             return Err(self.failed(function, FailureClass::Trap, "no live instance".to_owned()));
         };
+        self.called = true;
         let exports = &mut *live.exports;
         let result = guarded(&mut live.store, self.deadline_ticks, |store| {
             call(store, exports)
@@ -218,6 +224,13 @@ impl<W: World> Sandbox<W> {
                 Err(self.trapped(function, &live.store, &error))
             }
         }
+    }
+
+    /// Whether the next call runs on an instance that no call has reached
+    /// yet: none is live (never started, or the last one trapped), or the
+    /// live one was just started.
+    pub(crate) fn starts_afresh(&self) -> bool {
+        self.live.is_none() || !self.called
     }
 
     /// The deadline of `function`: [`start_timeout`] for the calls that
@@ -405,6 +418,14 @@ impl PolicyInstance {
     /// Failed calls since the last successful one (for quarantine).
     pub fn consecutive_failures(&self) -> u32 {
         self.sandbox.consecutive_failures
+    }
+
+    /// Whether the next [`PolicyInstance::decide`] runs on an instance
+    /// that has not decided yet, so remembers nothing of earlier calls:
+    /// before the first call, and after a trap or timeout (the next call
+    /// starts the plugin again).
+    pub fn starts_afresh(&self) -> bool {
+        self.sandbox.starts_afresh()
     }
 }
 

@@ -256,6 +256,12 @@ impl<T: Labelled> Reloading<T> {
         self.digest.as_ref().map(hex)
     }
 
+    /// The running instance, if one is loaded (`None` before the first
+    /// load succeeded: the next call loads).
+    pub fn loaded(&self) -> Option<&T> {
+        self.instance.as_ref()
+    }
+
     /// `name version` of the last loaded instance, or the file's stem
     /// before any load succeeded.
     pub fn label(&self) -> String {

@@ -719,3 +719,156 @@ async fn history_is_handed_to_the_first_decision_only_and_a_failed_read_is_no_fa
     });
     assert_eq!(run(failing).await, vec![window, window]);
 }
+
+/// A policy that forgets: it starts afresh when `restart` is set (a trap
+/// or timeout restarted it) and, with `fails_on_history`, traps on any
+/// series longer than `window`. Records the first series' length of every
+/// call, failed or not.
+struct Forgetting {
+    seen: Arc<Mutex<Vec<usize>>>,
+    restart: Arc<std::sync::atomic::AtomicBool>,
+    fails_on_history: Option<usize>,
+}
+
+impl Decide for Forgetting {
+    fn decide(&mut self, e: &Evaluation) -> Result<Decision, crate::controller::PluginFailure> {
+        use std::sync::atomic::Ordering;
+        let points = e.metrics.first().map_or(0, |s| s.points.len());
+        self.seen.lock().unwrap().push(points);
+        self.restart.store(false, Ordering::SeqCst);
+        if self.fails_on_history.is_some_and(|window| points > window) {
+            self.restart.store(true, Ordering::SeqCst);
+            return Err(crate::controller::PluginFailure::new(
+                FailureClass::Trap,
+                "too long a series",
+            ));
+        }
+        Ok(Decision::hold("forgetting"))
+    }
+    fn label(&self) -> String {
+        "forgetting (test)".into()
+    }
+    fn starts_afresh(&self) -> bool {
+        self.restart.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// Evaluates a controller of `app` deciding with a [`Forgetting`] policy
+/// `times` times, restarting it before the evaluations `restarts` names;
+/// returns the series lengths it saw.
+async fn forgetting_run(
+    app: &ApplicationConfig,
+    fails_on_history: Option<usize>,
+    times: usize,
+    restarts: &[usize],
+) -> Vec<usize> {
+    forgetting_run_on(constant(50.0), app, fails_on_history, times, restarts).await
+}
+
+/// [`forgetting_run`] reading from `source`.
+async fn forgetting_run_on(
+    source: Arc<dyn MetricSource>,
+    app: &ApplicationConfig,
+    fails_on_history: Option<usize>,
+    times: usize,
+    restarts: &[usize],
+) -> Vec<usize> {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let restart = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let mut controller = Controller::new(
+        app,
+        true,
+        source,
+        FakeTarget::new(2, 90),
+        Box::new(Forgetting {
+            seen: seen.clone(),
+            restart: restart.clone(),
+            fails_on_history,
+        }),
+        Vec::new(),
+        Clock::starting_at(T0_MS),
+        Events::default(),
+    );
+    for i in 0..times {
+        if restarts.contains(&i) {
+            restart.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+        controller.evaluate().await.expect("evaluates");
+        tokio::time::advance(Duration::from_secs(60)).await;
+    }
+    seen.lock().unwrap().clone()
+}
+
+/// A policy instance started again (after a trap, a timeout or a reload)
+/// remembers nothing: its first call gets the history again, read up to
+/// that evaluation's window; the calls between get the window alone.
+#[tokio::test(start_paused = true)]
+async fn history_is_handed_again_to_a_policy_that_starts_afresh() {
+    let mut app = test_app();
+    app.policy.history_days = 2;
+    let seen = forgetting_run(&app, None, 5, &[3]).await;
+    let window = seen[1];
+    assert!((2 * 1440 - 1..=2 * 1440).contains(&seen[0]), "{seen:?}");
+    assert_eq!(seen[1..3], [window, window], "{seen:?}");
+    assert!((2 * 1440 - 1..=2 * 1440).contains(&seen[3]), "{seen:?}");
+    assert_eq!(seen[4], window, "{seen:?}");
+
+    // Without history_days, a restart changes nothing.
+    let seen = forgetting_run(&test_app(), None, 3, &[1]).await;
+    assert_eq!(seen, vec![seen[0]; 3]);
+}
+
+/// A policy that fails on its history (it traps and so starts afresh) is
+/// not handed it again by every restart: it decides on the window from the
+/// next call on.
+#[tokio::test(start_paused = true)]
+async fn history_is_not_handed_again_after_a_call_with_it_failed() {
+    let mut app = test_app();
+    app.policy.history_days = 2;
+    let window = forgetting_run(&app, None, 2, &[]).await[1];
+    let seen = forgetting_run(&app, Some(window), 4, &[2]).await;
+    assert!(seen[0] > window, "{seen:?}");
+    assert_eq!(seen[1..], [window, window, window], "{seen:?}");
+}
+
+/// A policy that fails at every call and starts afresh after each (a trap
+/// every time) while the history read fails too: the history is tried
+/// once, not at every evaluation.
+#[tokio::test(start_paused = true)]
+async fn a_policy_failing_at_once_does_not_have_the_history_read_at_every_evaluation() {
+    let mut app = test_app();
+    app.policy.history_days = 2;
+    // A source whose history reads (more than half a day) fail, counted.
+    let tried = Arc::new(Mutex::new(0usize));
+    struct CountingHistory(Arc<Mutex<usize>>);
+    #[async_trait]
+    impl MetricSource for CountingHistory {
+        async fn fetch(
+            &self,
+            queries: &[MetricQuery],
+            start_ms: i64,
+            end_ms: i64,
+        ) -> Result<Vec<Series>, MetricsError> {
+            if end_ms - start_ms > 86_400_000 / 2 {
+                *self.0.lock().unwrap() += 1;
+                return Err(MetricsError::Source("no history here".into()));
+            }
+            ConstantSource {
+                value: Mutex::new(50.0),
+            }
+            .fetch(queries, start_ms, end_ms)
+            .await
+        }
+    }
+    let seen = forgetting_run_on(
+        Arc::new(CountingHistory(tried.clone())),
+        &app,
+        Some(0),
+        3,
+        &[],
+    )
+    .await;
+    // Three failures in a row: then the quarantine would skip the policy.
+    assert_eq!(seen.len(), 3, "every evaluation asks the policy: {seen:?}");
+    assert_eq!(*tried.lock().unwrap(), 1, "one history read");
+}
