@@ -11,7 +11,7 @@
 //!
 //! ```text
 //! cargo run --release --example bar_bound -- \
-//!     tests/fixtures/holdout/ramp-down.toml --budget 101 --needed 0.676
+//!     tests/fixtures/holdout/ramp-down.toml --budget 101 --needed 0.67625 --block 3 --cap 200
 //! ```
 //!
 //! Arguments: the scenario file; `--budget SECS`, the most violation seconds
