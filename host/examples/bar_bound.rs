@@ -137,12 +137,12 @@ fn run() -> Result<(), String> {
         }
         best
     };
-    println!("best bound within {budget} violation seconds: efficiency <= {best:.3}");
+    println!("best bound within {budget} violation seconds: efficiency <= {best:.4}");
     if let Some(e) = needed {
         if best < e {
-            println!("bar ruled out: no policy reaches {e:.3} (bound {best:.3})");
+            println!("bar ruled out: no policy reaches {e:.4} (bound {best:.4})");
         } else {
-            println!("bar not ruled out: bound {best:.3} >= needed {e:.3}");
+            println!("bar not ruled out: bound {best:.4} >= needed {e:.4}");
         }
     }
     println!("run time {:.1} s", started.elapsed().as_secs_f64());
