@@ -11,23 +11,27 @@
 //!
 //! ```text
 //! cargo run --release --example bar_bound -- \
-//!     tests/fixtures/holdout/ramp-down.toml --budget 113 --needed 0.676 --price 128
+//!     tests/fixtures/holdout/ramp-down.toml --budget 101 --needed 0.67625 --block 3 --cap 200
 //! ```
 //!
 //! Arguments: the scenario file; `--budget SECS`, the most violation seconds
 //! allowed; `--needed E` (optional), the efficiency the bar asks for;
-//! `--price P` (repeatable; default 1, 2, 4, ..., 4096), the price of one
-//! violation second in KPU-seconds; `--block SECS` (default 10),
-//! `--buckets N` (default 1000) and `--cap SECS` (default 600), the
-//! relaxed model's resolution (a finer one gives a tighter bound; every
-//! one gives a valid bound). It prints, per price, the bound and the relaxed
-//! optimum's schedule (KPU-hours, violation seconds, rescales), then the
-//! best bound, the verdict and the run time.
+//! `--price P` (repeatable), the price of one violation second in
+//! KPU-seconds, or `--price auto` (the default): search the price
+//! (`flinkscale::sim::bound::PriceSearch`: from `--start P`, default 64,
+//! at most `--solves N`, default 12, stopping within 0.1 % of the least
+//! bound any price can give, or, with `--needed`, as soon as the verdict
+//! is known); `--block SECS` (default 10), `--buckets N` (default 1000)
+//! and `--cap SECS` (default 600), the relaxed model's resolution (a finer
+//! one gives a tighter bound; every one gives a valid bound). It prints,
+//! per price, the bound and the relaxed optimum's schedule (KPU-hours,
+//! violation seconds, rescales), then the best bound (and, searched, the
+//! floor no price goes below), the verdict and the run time.
 
 use std::path::PathBuf;
 
 use flinkscale::sim::Scenario;
-use flinkscale::sim::bound::{Relaxed, Resolution};
+use flinkscale::sim::bound::{PriceSearch, Relaxed, Resolution, SearchStop};
 
 fn main() {
     if let Err(e) = run() {
@@ -42,8 +46,20 @@ fn run() -> Result<(), String> {
     let mut budget = None;
     let mut needed: Option<f64> = None;
     let mut prices: Vec<f64> = Vec::new();
+    let mut search = PriceSearch::default();
     let mut resolution = Resolution::default();
     while let Some(arg) = args.next() {
+        if arg == "--price" {
+            match args.next().as_deref() {
+                Some("auto") => {}
+                v => prices.push(
+                    v.and_then(|v| v.parse::<f64>().ok())
+                        .filter(|v| v.is_finite() && *v >= 0.0)
+                        .ok_or("--price needs a price >= 0 or auto")?,
+                ),
+            }
+            continue;
+        }
         let mut value = |name: &str, what: &str| -> Result<f64, String> {
             args.next()
                 .and_then(|v| v.parse::<f64>().ok())
@@ -53,7 +69,10 @@ fn run() -> Result<(), String> {
         match arg.as_str() {
             "--budget" => budget = Some(value("--budget", "a number of seconds >= 0")? as u64),
             "--needed" => needed = Some(value("--needed", "an efficiency >= 0")?),
-            "--price" => prices.push(value("--price", "a price >= 0")?),
+            "--start" => search.start = value("--start", "a price >= 0")?,
+            "--solves" => {
+                search.max_solves = value("--solves", "a whole number >= 1")?.max(1.0) as usize;
+            }
             "--block" => {
                 resolution.block_secs =
                     value("--block", "a whole number of seconds >= 1")?.max(1.0) as u64;
@@ -66,11 +85,8 @@ fn run() -> Result<(), String> {
             _ => return Err(format!("unexpected argument {arg:?}")),
         }
     }
-    let path = path.ok_or("usage: bar_bound SCENARIO --budget SECS [--needed E] [--price P]...")?;
+    let path = path.ok_or("usage: bar_bound SCENARIO --budget SECS [--needed E] [--price P|auto]... [--start P] [--solves N] [--block SECS] [--buckets N] [--cap SECS]")?;
     let budget = budget.ok_or("--budget SECS is required")?;
-    if prices.is_empty() {
-        prices = (0..=12).map(|i| f64::from(1u32 << i)).collect();
-    }
     let scenario = Scenario::load(&path).map_err(|e| e.to_string())?;
     let started = std::time::Instant::now();
     let relaxed = Relaxed::from_scenario(&scenario)?;
@@ -85,24 +101,48 @@ fn run() -> Result<(), String> {
         resolution.buckets,
         resolution.cap_secs
     );
-    let mut best = f64::INFINITY;
-    for price in prices {
-        let o = relaxed.solve(resolution, price);
-        let ceiling = o.efficiency_ceiling(clairvoyant, budget);
-        best = best.min(ceiling);
+    let print = |o: &flinkscale::sim::bound::PricedOptimum| {
         println!(
-            "price {price:>6}: bound {ceiling:.3}  (relaxed optimum {:.3} KPU-hours, {} violation s, {} rescales)",
+            "price {:>10.3}: bound {:.3}  (relaxed optimum {:.3} KPU-hours, {} violation s, {} rescales)",
+            o.price,
+            o.efficiency_ceiling(clairvoyant, budget),
             o.kpu_secs / 3600.0,
             o.violation_secs,
             o.rescales
         );
-    }
-    println!("best bound within {budget} violation seconds: efficiency <= {best:.3}");
+    };
+    let best = if prices.is_empty() {
+        search.needed = needed;
+        let outcome = relaxed.least_ceiling(resolution, budget, &search);
+        outcome.optima.iter().for_each(print);
+        let why = match outcome.stop {
+            SearchStop::Converged => "converged",
+            SearchStop::RuledOut => "below the needed efficiency",
+            SearchStop::CannotRuleOut => "no price can go below the needed efficiency",
+            SearchStop::SolvesUsed => "--solves used",
+        };
+        println!(
+            "price search: {} solves, stopped: {why}; least bound at price {:.3}; no price gives a bound below {:.3}",
+            outcome.optima.len(),
+            outcome.price,
+            outcome.floor
+        );
+        outcome.ceiling
+    } else {
+        let mut best = f64::INFINITY;
+        for price in prices {
+            let o = relaxed.solve(resolution, price);
+            best = best.min(o.efficiency_ceiling(clairvoyant, budget));
+            print(&o);
+        }
+        best
+    };
+    println!("best bound within {budget} violation seconds: efficiency <= {best:.4}");
     if let Some(e) = needed {
         if best < e {
-            println!("bar ruled out: no policy reaches {e:.3} (bound {best:.3})");
+            println!("bar ruled out: no policy reaches {e:.4} (bound {best:.4})");
         } else {
-            println!("bar not ruled out: bound {best:.3} >= needed {e:.3}");
+            println!("bar not ruled out: bound {best:.4} >= needed {e:.4}");
         }
     }
     println!("run time {:.1} s", started.elapsed().as_secs_f64());

@@ -2,12 +2,13 @@
 //! is an upper bound: on a short jump-and-fall scenario it is at or above
 //! the efficiency of every shipped policy's run and of hand-made and
 //! pseudo-random schedules (rescales at any second, not on the relaxed
-//! model's blocks), each at its own violation seconds.
+//! model's blocks), each at its own violation seconds; and the searched
+//! price's bound is at or below every fixed price's.
 //!
 //! Needs the shipped plugins (built by host/build.rs).
 
 use flinkscale::sim::bench::configure;
-use flinkscale::sim::bound::{Relaxed, Resolution};
+use flinkscale::sim::bound::{PriceSearch, Relaxed, Resolution, SearchStop};
 use flinkscale::sim::driver::simulate;
 use flinkscale::sim::presets::{PRESETS, PolicyChoice};
 use flinkscale::sim::{Scenario, Trace, World};
@@ -114,6 +115,43 @@ fn the_bound_is_at_or_above_every_run_at_its_own_violations() {
             b >= *efficiency - 1e-12,
             "{name}: efficiency {efficiency:.4} in {violations} violation s is above the bound {b:.4}"
         );
+    }
+    // The searched price: within each preset's and the best run's
+    // violations, its bound is at or below every fixed price's, at or above
+    // its own floor, and at or above every run within that budget.
+    let best_run = runs
+        .iter()
+        .max_by(|a, b| a.2.total_cmp(&b.2))
+        .expect("runs");
+    let mut budgets: Vec<u64> = runs[..PRESETS.len()].iter().map(|r| r.1).collect();
+    budgets.push(best_run.1);
+    for budget in budgets {
+        let search = PriceSearch {
+            tolerance: 1e-9,
+            max_solves: 40,
+            ..PriceSearch::default()
+        };
+        let searched = relaxed.least_ceiling(resolution, budget, &search);
+        assert_eq!(searched.stop, SearchStop::Converged, "budget {budget}");
+        let fixed = bound(&relaxed, &optima, budget);
+        assert!(
+            searched.ceiling <= fixed * (1.0 + 1e-9),
+            "budget {budget}: searched bound {:.4} above the fixed prices' {fixed:.4}",
+            searched.ceiling
+        );
+        assert!(
+            searched.floor <= searched.ceiling + 1e-12,
+            "budget {budget}: floor {:.4} above the bound {:.4}",
+            searched.floor,
+            searched.ceiling
+        );
+        for (name, violations, efficiency) in runs.iter().filter(|r| r.1 <= budget) {
+            assert!(
+                searched.ceiling >= *efficiency - 1e-12,
+                "{name}: efficiency {efficiency:.4} in {violations} violation s is above the searched bound {:.4} within {budget} s",
+                searched.ceiling
+            );
+        }
     }
     // The bound says something: within the best run's violations it is
     // finite, and not far above the best efficiency seen.

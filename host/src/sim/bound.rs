@@ -48,7 +48,9 @@
 //! with at most `budget` violation seconds has KPU-seconds at least
 //! `L(price) - price x budget`, so its efficiency (clairvoyant KPU-seconds
 //! over its KPU-seconds) is at most `clairvoyant / (L(price) - price x
-//! budget)`, for every price. The best bound is the least over prices.
+//! budget)`, for every price. The best bound is the least over prices;
+//! [`PriceSearch`] looks for it, and also gives a floor that no price can
+//! take the bound below at the same resolution.
 
 use super::World;
 use super::scenario::{AppParams, Scenario};
@@ -165,11 +167,209 @@ impl Relaxed {
     pub fn solve(&self, resolution: Resolution, price: f64) -> PricedOptimum {
         Solver::new(self, resolution).run(price)
     }
+
+    /// Searches the price for the least ceiling within `budget` violation
+    /// seconds (see [`PriceSearch`] for how, and when it stops).
+    pub fn least_ceiling(
+        &self,
+        resolution: Resolution,
+        budget: u64,
+        search: &PriceSearch,
+    ) -> SearchOutcome {
+        let solver = Solver::new(self, resolution);
+        search.run(self.clairvoyant_kpu_secs, budget, |price| solver.run(price))
+    }
+}
+
+/// How [`Relaxed::least_ceiling`] searches the price.
+///
+/// With `g(p) = L(p) - p x budget` the ceiling is `clairvoyant / g(p)`, so
+/// the least ceiling is at the greatest `g`. Each solve at a price `p_i`
+/// returns a relaxed schedule with KPU-seconds `K_i` and violation seconds
+/// `V_i`, and for every price `p`, `L(p) <= K_i + p x V_i`, so
+/// `g(p) <= K_i + p x (V_i - budget)`: a line above `g` everywhere (`g` is
+/// concave, a minimum of such lines, and the line touches it at `p_i`).
+/// A schedule over the budget (`V_i > budget`) says the greatest `g` is at a
+/// higher price, one under it at a lower price, one exactly on it that
+/// `p_i` is the greatest. The search:
+///
+/// 1. starts at `start`, and multiplies (over the budget) or divides (under
+///    it) the price by 8 until it has one price on each side; below
+///    `1/64` it tries price 0, where `g` is greatest if still under;
+/// 2. then solves where the lines of the highest price over and the lowest
+///    price under the budget cross (Kelley's cutting planes in one
+///    dimension; for a piecewise linear `g` this ends in finitely many
+///    steps).
+///
+/// The least of those two lines, at their crossing, is at or above every
+/// `g(p)`, so `clairvoyant` over it is a floor no price can take the
+/// ceiling below (at this resolution). The search stops when the ceiling
+/// is within `tolerance` (relative) of that floor, after `max_solves`
+/// solves, or, with `needed`, as soon as the verdict is known: the ceiling
+/// is below `needed` (ruled out) or the floor is at or above it (no price
+/// can rule it out at this resolution). Whenever it stops, the ceiling is
+/// a valid bound: every price gives one.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PriceSearch {
+    /// The first price tried.
+    pub start: f64,
+    /// The most solves.
+    pub max_solves: usize,
+    /// Stop when ceiling <= floor x (1 + tolerance).
+    pub tolerance: f64,
+    /// The efficiency the bar needs, to stop once the verdict is known.
+    pub needed: Option<f64>,
+}
+
+impl Default for PriceSearch {
+    fn default() -> Self {
+        Self {
+            start: 64.0,
+            max_solves: 12,
+            tolerance: 1e-3,
+            needed: None,
+        }
+    }
+}
+
+/// Why a [`PriceSearch`] stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SearchStop {
+    /// The ceiling is within the tolerance of the floor.
+    Converged,
+    /// The ceiling is below the efficiency needed.
+    RuledOut,
+    /// The floor is at or above the efficiency needed.
+    CannotRuleOut,
+    /// `max_solves` were used.
+    SolvesUsed,
+}
+
+/// The result of a [`PriceSearch`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct SearchOutcome {
+    /// Every solve, in the order made.
+    pub optima: Vec<PricedOptimum>,
+    /// The least ceiling over the prices solved (a valid bound).
+    pub ceiling: f64,
+    /// The price giving it.
+    pub price: f64,
+    /// No price gives a ceiling below this (0 when nothing is known yet).
+    pub floor: f64,
+    /// Why the search stopped.
+    pub stop: SearchStop,
+}
+
+/// One solve seen as a line above `g`: `g(p) <= intercept + p x slope`.
+#[derive(Debug, Clone, Copy)]
+struct Cut {
+    price: f64,
+    intercept: f64,
+    slope: f64,
+}
+
+impl PriceSearch {
+    /// Runs the search with `solve` giving the relaxed optimum at a price.
+    pub fn run(
+        &self,
+        clairvoyant_kpu_secs: f64,
+        budget: u64,
+        mut solve: impl FnMut(f64) -> PricedOptimum,
+    ) -> SearchOutcome {
+        let budget_f = budget as f64;
+        let ceiling_of = |g: f64| {
+            if g > 0.0 {
+                clairvoyant_kpu_secs / g
+            } else {
+                f64::INFINITY
+            }
+        };
+        let mut optima = Vec::new();
+        let (mut over, mut under): (Option<Cut>, Option<Cut>) = (None, None);
+        let (mut best_g, mut best_price) = (f64::NEG_INFINITY, self.start);
+        let mut price = self.start.max(0.0);
+        let mut stop = SearchStop::SolvesUsed;
+        let mut floor = 0.0;
+        for _ in 0..self.max_solves.max(1) {
+            let o = solve(price);
+            optima.push(o);
+            let g = o.priced_cost - price * budget_f;
+            if g > best_g {
+                (best_g, best_price) = (g, price);
+            }
+            let violations = o.violation_secs as f64;
+            let cut = Cut {
+                price,
+                intercept: o.priced_cost - price * violations,
+                slope: violations - budget_f,
+            };
+            // The greatest g is at most `top` (None: unbounded so far).
+            let top = if cut.slope == 0.0 {
+                Some(g)
+            } else {
+                if cut.slope > 0.0 {
+                    over = Some(cut);
+                } else {
+                    under = Some(cut);
+                }
+                match (over, under) {
+                    (Some(a), Some(b)) => {
+                        let cross = (b.intercept - a.intercept) / (a.slope - b.slope);
+                        Some(a.intercept + a.slope * cross.max(0.0))
+                    }
+                    (None, Some(b)) => Some(b.intercept),
+                    _ => None,
+                }
+            };
+            floor = match top {
+                Some(t) if t > 0.0 => clairvoyant_kpu_secs / t,
+                Some(_) => f64::INFINITY,
+                None => 0.0,
+            };
+            let ceiling = ceiling_of(best_g);
+            if let Some(needed) = self.needed {
+                if ceiling < needed {
+                    stop = SearchStop::RuledOut;
+                    break;
+                }
+                if floor >= needed {
+                    stop = SearchStop::CannotRuleOut;
+                    break;
+                }
+            }
+            if cut.slope == 0.0 || ceiling <= floor * (1.0 + self.tolerance) {
+                stop = SearchStop::Converged;
+                break;
+            }
+            price = match (over, under) {
+                (Some(a), Some(b)) => {
+                    let cross = (b.intercept - a.intercept) / (a.slope - b.slope);
+                    if cross > a.price && cross < b.price {
+                        cross
+                    } else {
+                        // Rounding put the crossing outside: halve the bracket.
+                        0.5 * (a.price + b.price)
+                    }
+                }
+                (Some(a), None) => a.price * 8.0,
+                (None, Some(b)) if b.price < 1.0 / 64.0 => 0.0,
+                (None, Some(b)) => b.price / 8.0,
+                (None, None) => price,
+            };
+        }
+        SearchOutcome {
+            optima,
+            ceiling: ceiling_of(best_g),
+            price: best_price,
+            floor,
+            stop,
+        }
+    }
 }
 
 /// Per-layer values: for each (level, bucket) the priced cost-to-go and the
 /// statistics of the schedule reaching it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 struct Layer {
     cost: Vec<f64>,
     kpu_secs: Vec<f64>,
@@ -312,7 +512,9 @@ impl Solver {
                     }
                 }
             }
-            let mut out = Layer::new(nk * nb);
+            // Block j + ring's layer is no longer needed: its buffers take
+            // block j's values (every entry is written below).
+            let mut out = std::mem::take(&mut layers[j % ring]);
             for (k, &(kpu, capacity)) in self.levels.iter().enumerate() {
                 // Within the block from backlog B0: B_s = max(B0 + P_s, M_s).
                 let (mut p, mut m) = (0.0f64, 0.0f64);
@@ -330,9 +532,15 @@ impl Solver {
                 }
                 run_thresholds.sort_by(f64::total_cmp);
                 let kf = f64::from(kpu);
+                // b0 and b1 rise with b, so the counts of thresholds below
+                // them are kept by two cursors over the sorted thresholds.
+                let (mut run_below, mut down_below) = (0usize, 0usize);
                 for b in 0..nb {
                     let b0 = b as f64 * self.step;
-                    let run_violations = base + run_thresholds.partition_point(|&x| x < b0) as u32;
+                    while run_below < run_thresholds.len() && run_thresholds[run_below] < b0 {
+                        run_below += 1;
+                    }
+                    let run_violations = base + run_below as u32;
                     let b1 = (b0 + p).max(m);
                     let run_cost = kf * n as f64 + price * f64::from(run_violations);
                     let i1 = k * nb + self.bucket(b1);
@@ -344,7 +552,11 @@ impl Solver {
                         cont.rescales[i1],
                     );
                     if can_update {
-                        let down_violations = down_thresholds.partition_point(|&x| x < b1) as u32;
+                        while down_below < down_thresholds.len() && down_thresholds[down_below] < b1
+                        {
+                            down_below += 1;
+                        }
+                        let down_violations = down_below as u32;
                         let i2 = self.bucket(b1 + down_arrivals);
                         let (lv, lk) = low[k * nb + i2];
                         let (hv, hk) = high[k * nb + i2];
@@ -383,5 +595,91 @@ impl Solver {
             violation_secs: u64::from(first.violations[o]),
             rescales: u64::from(first.rescales[o]),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The least priced cost over a fixed set of (KPU-seconds, violation
+    /// seconds) schedules, as the programme would return it.
+    fn optimum(schedules: &[(f64, u64)], price: f64) -> PricedOptimum {
+        let &(kpu_secs, violation_secs) = schedules
+            .iter()
+            .min_by(|a, b| (a.0 + price * a.1 as f64).total_cmp(&(b.0 + price * b.1 as f64)))
+            .expect("schedules");
+        PricedOptimum {
+            price,
+            priced_cost: kpu_secs + price * violation_secs as f64,
+            kpu_secs,
+            violation_secs,
+            rescales: 0,
+        }
+    }
+
+    /// The least ceiling over every price, by brute force: the priced cost
+    /// is piecewise linear, so its best is at price 0 or where two
+    /// schedules' lines cross.
+    fn brute_force(schedules: &[(f64, u64)], clairvoyant: f64, budget: u64) -> f64 {
+        let mut prices = vec![0.0];
+        for a in schedules {
+            for b in schedules.iter().filter(|b| b.1 < a.1) {
+                prices.push((b.0 - a.0) / (a.1 - b.1) as f64);
+            }
+        }
+        prices
+            .into_iter()
+            .map(|p| optimum(schedules, p).efficiency_ceiling(clairvoyant, budget))
+            .fold(f64::INFINITY, f64::min)
+    }
+
+    const SCHEDULES: [(f64, u64); 6] = [
+        (30_000.0, 4000),
+        (36_000.0, 900),
+        (41_000.0, 300),
+        (47_000.0, 120),
+        (52_000.0, 40),
+        (80_000.0, 0),
+    ];
+
+    #[test]
+    fn the_search_finds_the_least_ceiling_and_a_floor_below_it() {
+        for budget in [0, 10, 40, 100, 200, 1000, 5000] {
+            let search = PriceSearch {
+                tolerance: 1e-12,
+                max_solves: 60,
+                ..PriceSearch::default()
+            };
+            let outcome = search.run(20_000.0, budget, |p| optimum(&SCHEDULES, p));
+            let least = brute_force(&SCHEDULES, 20_000.0, budget);
+            assert_eq!(outcome.stop, SearchStop::Converged, "budget {budget}");
+            assert!(
+                (outcome.ceiling - least).abs() <= 1e-9 * least,
+                "budget {budget}: searched {} against {least}",
+                outcome.ceiling
+            );
+            assert!(outcome.floor <= least * (1.0 + 1e-12), "budget {budget}");
+            assert!(
+                outcome.optima.len() <= 12,
+                "budget {budget}: {} solves",
+                outcome.optima.len()
+            );
+        }
+    }
+
+    #[test]
+    fn the_search_stops_once_the_verdict_is_known() {
+        let at = |needed| PriceSearch {
+            needed: Some(needed),
+            ..PriceSearch::default()
+        };
+        let least = brute_force(&SCHEDULES, 20_000.0, 100);
+        let ruled_out = at(least * 1.05).run(20_000.0, 100, |p| optimum(&SCHEDULES, p));
+        assert_eq!(ruled_out.stop, SearchStop::RuledOut);
+        assert!(ruled_out.ceiling < least * 1.05);
+        let open = at(least * 0.95).run(20_000.0, 100, |p| optimum(&SCHEDULES, p));
+        assert_eq!(open.stop, SearchStop::CannotRuleOut);
+        assert!(open.floor >= least * 0.95 && open.floor <= least * (1.0 + 1e-12));
     }
 }
