@@ -6,9 +6,10 @@
 //! the model an hour or more in the past, so there is history to read at
 //! once and nothing waits on the clock.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use aws_config::SdkConfig;
 use aws_config::retry::RetryConfig;
@@ -22,6 +23,7 @@ use aws_sdk_kinesisanalyticsv2::types::{
     ApplicationConfigurationUpdate, ConfigurationType, FlinkApplicationConfigurationUpdate,
     ParallelismConfigurationUpdate,
 };
+use common::now_ms;
 use flinkscale::emulator::{self, EmulatorHandle, EmulatorOptions, FaultSpec};
 use flinkscale::metrics::cloudwatch::CloudWatchSource;
 use flinkscale::metrics::{MetricMath, MetricQuery, MetricSource, MetricsError};
@@ -48,13 +50,6 @@ name = "calm"
 load_factor = 0.1
 noise_percent = 0.0
 "#;
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
 
 /// Writes the scenario into a temporary directory and starts an emulator
 /// on it whose model began `history_ms` ago.
@@ -1488,17 +1483,7 @@ impl ReturnFalse for MetricDataQuery {
 #[tokio::test]
 async fn fifteen_days_of_history_come_back_in_pages_through_the_sdk() {
     let dir = tempfile::tempdir().expect("temp dir");
-    std::fs::write(
-        dir.path().join("load.csv"),
-        "t_secs,records_per_sec\n0,1000\n43200,3000\n86400,1000\n",
-    )
-    .expect("trace");
-    let file = dir.path().join("history.toml");
-    std::fs::write(
-        &file,
-        "name = \"history\"\ntrace = \"load.csv\"\nduration_secs = 86400\nhistory_days = 15\nhistory_period_secs = 86400\n\n[[application]]\nname = \"app\"\nnoise_percent = 0.0\n",
-    )
-    .expect("scenario");
+    let file = common::history_scenario(dir.path(), 15);
     let mut options = EmulatorOptions::new(file);
     options.page_size = flinkscale::metrics::history::MAX_DATAPOINTS_PER_CALL;
     options.start_epoch_ms = Some(now_ms() - HOUR_MS);

@@ -524,17 +524,7 @@ async fn a_reloaded_policy_is_handed_its_history_again() {
     use flinkscale::telemetry::Events;
 
     let dir = tempfile::tempdir().expect("a temp dir");
-    std::fs::write(
-        dir.path().join("load.csv"),
-        "t_secs,records_per_sec\n0,1000\n43200,3000\n86400,1000\n",
-    )
-    .expect("trace");
-    let file = dir.path().join("history.toml");
-    std::fs::write(
-        &file,
-        "name = \"history\"\ntrace = \"load.csv\"\nduration_secs = 86400\nhistory_days = 1\nhistory_period_secs = 86400\n\n[[application]]\nname = \"app\"\nnoise_percent = 0.0\n",
-    )
-    .expect("scenario");
+    let file = common::history_scenario(dir.path(), 1);
     let mut options = EmulatorOptions::new(file);
     options.start_epoch_ms = Some(common::now_ms() - 3_600_000);
     let emu = emulator::start(options).await.expect("emulator starts");

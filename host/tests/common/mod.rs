@@ -64,6 +64,27 @@ pub fn now_ms() -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
+/// Writes, in `dir`, a one-day scenario that also publishes `days` days
+/// before t = 0 (its trace, 1000 records/s at midnight, 3000 at noon,
+/// repeated backwards daily) for one noise-free application `app`, and
+/// returns the scenario file: the past that `history_days` reads.
+pub fn history_scenario(dir: &Path, days: u32) -> PathBuf {
+    std::fs::write(
+        dir.join("load.csv"),
+        "t_secs,records_per_sec\n0,1000\n43200,3000\n86400,1000\n",
+    )
+    .expect("trace");
+    let file = dir.join("history.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "name = \"history\"\ntrace = \"load.csv\"\nduration_secs = 86400\nhistory_days = {days}\nhistory_period_secs = 86400\n\n[[application]]\nname = \"app\"\nnoise_percent = 0.0\n"
+        ),
+    )
+    .expect("scenario");
+    file
+}
+
 /// A child process that is stopped (SIGTERM, then SIGKILL after a few
 /// seconds) when the guard is dropped.
 pub struct Running {
