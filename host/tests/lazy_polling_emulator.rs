@@ -90,6 +90,7 @@ fn polls(calls: &[Value]) -> usize {
 fn the_agent_polls_cloudwatch_lazily_and_still_scales_out() {
     let eager_dir = tempfile::tempdir().expect("a temp dir");
     let lazy_dir = tempfile::tempdir().expect("a temp dir");
+    start_mid_period();
     let eager_emu = Emulator::start(&scenario("e2e-scale.toml"), SPEED, &[], eager_dir.path());
     let lazy_emu = Emulator::start(&scenario("e2e-scale.toml"), SPEED, &[], lazy_dir.path());
     let eager = start_agent(
@@ -161,6 +162,19 @@ fn the_agent_polls_cloudwatch_lazily_and_still_scales_out() {
     lazy.stop();
 }
 
+/// Waits until the wall clock is 5 s into a 10 s metric period (the
+/// emulator's periods are aligned to the epoch, its model starts when it
+/// does). What an evaluation sees depends on where in its period the run
+/// starts: started just after a period boundary, the first period ends
+/// 10 s later and shows at 11 s, after the agent's second evaluation
+/// (10.4 s), and which evaluations a lazy agent skips shifts with it. A
+/// start mid-period makes both tests see the same periods on every run.
+fn start_mid_period() {
+    let into = common::now_ms().rem_euclid(10_000);
+    let wait = (5_000 - into).rem_euclid(10_000);
+    std::thread::sleep(Duration::from_millis(wait as u64));
+}
+
 /// A broken promise on the SDK path: the emulator shows a datapoint 1 s
 /// after its 10 s period ends, the metric promises 30 s. Whenever in its
 /// period an evaluation runs, the datapoint of the period before the
@@ -170,6 +184,7 @@ fn the_agent_polls_cloudwatch_lazily_and_still_scales_out() {
 #[test]
 fn the_agent_reports_a_publication_delay_sooner_than_promised() {
     let dir = tempfile::tempdir().expect("a temp dir");
+    start_mid_period();
     let emu = Emulator::start(&scenario("e2e-scale.toml"), SPEED, &[], dir.path());
     let agent = start_agent(&emu, &config(dir.path(), true, Some(30)), &[], dir.path());
     let diag = || format!("{}\n{}", emu.call_summary(), agent.log_tail(40));
