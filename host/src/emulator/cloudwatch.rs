@@ -115,29 +115,19 @@ pub(crate) fn datapoints(
     let origin = clock.origin_ms;
     let as_of_model = clock.to_model_ms(as_of_ms);
     let steps = history.len() as i64;
-    let mut period_start = start_ms.div_euclid(period_ms) * period_ms;
-    let mut out = Vec::new();
+    // The past the scenario publishes, if any.
+    let mut out = app.past_datapoints(
+        kind,
+        stat.statistic,
+        period_ms,
+        (start_ms, end_ms),
+        as_of_model,
+        clock,
+    );
     let mut buffer = Vec::new();
-    // The past the scenario publishes, if any: periods wholly before step
-    // 0 (a period straddling it is the run's).
-    while app.has_past() && period_start < end_ms {
-        let period_end = period_start + period_ms;
-        let model = clock.to_model_ms(period_start)..clock.to_model_ms(period_end);
-        // Published with the run's delay: the last period before step 0
-        // is not there yet at step 0.
-        if model.end > origin || model.end + delay_ms > as_of_model {
-            break;
-        }
-        if let Some(value) = app.past_value(kind, stat.statistic, model, &mut buffer) {
-            out.push(Datapoint {
-                timestamp_ms: period_start,
-                value,
-            });
-        }
-        period_start = period_end;
-    }
     // Periods wholly before step 0 hold nothing else: skip them unvisited.
-    period_start = period_start.max(origin.div_euclid(period_ms) * period_ms);
+    let mut period_start =
+        (start_ms.div_euclid(period_ms) * period_ms).max(origin.div_euclid(period_ms) * period_ms);
     while period_start < end_ms {
         let period_end = period_start + period_ms;
         let (model_start, model_end) = (

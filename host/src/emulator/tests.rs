@@ -1220,3 +1220,41 @@ fn permission_faults_answer_as_each_service_does() {
         Answer::Error(AwsError::with_status("AccessDeniedException", "no", 401))
     );
 }
+
+/// A scenario's past through the emulator: the same datapoints as the
+/// simulator's over a window reaching from the past into the run, and
+/// published late like the run's, at any speed: at speed 10 the 60 model
+/// seconds of delay are 6 wall seconds, so the last past minute shows 6 s
+/// after t = 0, not at t = 0.
+#[test]
+fn the_past_is_served_as_the_simulator_serves_it_and_published_late() {
+    let mut past = app("app", 500.0);
+    past.past = Some(crate::sim::Past {
+        secs: 86_400,
+        period_secs: 86_400,
+    });
+    let (ms, query) = stat("app", "numRecordsInPerSecond", "Average", 60);
+
+    let mut c = core(vec![past.clone()], 1.0, 100);
+    let now = T0 + 900_000;
+    c.sync(now);
+    let ours = cloudwatch::datapoints(&c.world, &c.clock, &ms, T0 - 2 * 86_400_000, now, now);
+    let model = c
+        .world
+        .metric_data(&query, T0 - 2 * 86_400_000, now)
+        .unwrap();
+    assert_eq!(ours, model);
+    assert_eq!(ours.first().map(|p| p.timestamp_ms), Some(T0 - 86_400_000));
+    assert!(ours.iter().any(|p| p.timestamp_ms >= T0), "and the run's");
+
+    let c = core(vec![past], 10.0, 100);
+    let last_minute = T0 - 60_000;
+    let shown = |as_of: i64| {
+        cloudwatch::datapoints(&c.world, &c.clock, &ms, T0 - 86_400_000, T0, as_of)
+            .last()
+            .map(|p| p.timestamp_ms)
+    };
+    assert_eq!(shown(T0), Some(last_minute - 60_000), "not yet at t = 0");
+    assert_eq!(shown(T0 + 5_999), Some(last_minute - 60_000));
+    assert_eq!(shown(T0 + 6_000), Some(last_minute), "6 wall seconds on");
+}

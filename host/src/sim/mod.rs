@@ -306,26 +306,16 @@ impl World {
                 ));
             }
         }
-        // The past the scenario publishes: periods that end before the
-        // first period holding step 0, read once (an agent's history), so
-        // not cached. Published with the same delay as the run's: the
-        // last period before step 0 is not there yet at step 0.
-        let mut out = Vec::new();
-        if app.has_past() {
-            let mut buffer = Vec::new();
-            let mut ps = start_ms.div_euclid(period_ms) * period_ms;
-            while ps < first_ms.min(end_ms) && ps + period_ms <= visible_until {
-                if let Some(value) =
-                    app.past_value(kind, statistic, ps..ps + period_ms, &mut buffer)
-                {
-                    out.push(Datapoint {
-                        timestamp_ms: ps,
-                        value,
-                    });
-                }
-                ps += period_ms;
-            }
-        }
+        // The past the scenario publishes, read once (an agent's history),
+        // so not cached.
+        let mut out = app.past_datapoints(
+            kind,
+            statistic,
+            period_ms,
+            (start_ms, end_ms),
+            self.time.to_model_ms(self.now_ms()),
+            &self.time,
+        );
         // The periods whose start lies in [start_ms, end_ms).
         let period_index = |ms: i64| (ms - first_ms).div_euclid(period_ms).max(0) as usize;
         let from = period_index(start_ms.div_euclid(period_ms) * period_ms);

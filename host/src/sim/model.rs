@@ -343,6 +343,46 @@ impl AppModel {
         self.past.is_some()
     }
 
+    /// GetMetricData's datapoints from the past the scenario publishes (see
+    /// [`Past`]): one per `period_ms` period (wall time, epoch-aligned)
+    /// whose start lies in `[start_ms, end_ms)`, that ends by step 0 (a
+    /// period straddling it is the run's) and that is published by the
+    /// model time `as_of_model_ms` (its end plus the publication delay, as
+    /// the run's periods are: the last minute before step 0 is not there
+    /// yet at step 0). Oldest first; empty without a past.
+    pub fn past_datapoints(
+        &self,
+        kind: MetricKind,
+        statistic: Statistic,
+        period_ms: i64,
+        (start_ms, end_ms): (i64, i64),
+        as_of_model_ms: i64,
+        time: &super::TimeMap,
+    ) -> Vec<crate::metrics::Datapoint> {
+        let mut out = Vec::new();
+        if self.past.is_none() {
+            return out;
+        }
+        let delay_ms = i64::from(self.params.metric_delay_secs) * 1000;
+        let mut buffer = Vec::new();
+        let mut period_start = start_ms.div_euclid(period_ms) * period_ms;
+        while period_start < end_ms {
+            let period_end = period_start + period_ms;
+            let model = time.to_model_ms(period_start)..time.to_model_ms(period_end);
+            if model.end > self.create_timestamp_ms || model.end + delay_ms > as_of_model_ms {
+                break;
+            }
+            if let Some(value) = self.past_value(kind, statistic, model, &mut buffer) {
+                out.push(crate::metrics::Datapoint {
+                    timestamp_ms: period_start,
+                    value,
+                });
+            }
+            period_start = period_end;
+        }
+        out
+    }
+
     /// Runs the application through its past: under the trace repeated
     /// backwards, at the smallest KPU (within its bounds) that carries the
     /// past's peak, with no update: a past in which it kept up, whose
