@@ -54,6 +54,7 @@
 
 use super::World;
 use super::scenario::{AppParams, Scenario};
+use super::schedule::Rescale;
 
 /// The input of the programme: one application's input rate per second and
 /// its parameters, as the scenario's own model produces them.
@@ -178,6 +179,79 @@ impl Relaxed {
     ) -> SearchOutcome {
         let solver = Solver::new(self, resolution);
         search.run(self.clairvoyant_kpu_secs, budget, |price| solver.run(price))
+    }
+}
+
+/// A schedule the planning variant of the programme chose at one price
+/// (see [`Relaxed::plan`]), with its relaxed cost.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    /// The price of one violation second, in KPU-seconds.
+    pub price: f64,
+    /// KPU-seconds + price x violation seconds along the schedule, as the
+    /// planning model counts them: its least priced cost.
+    pub priced_cost: f64,
+    /// KPU-seconds of the schedule in the planning model (what the real
+    /// model bills for it, to the second).
+    pub kpu_secs: f64,
+    /// Violation seconds of the schedule in the planning model.
+    pub violation_secs: u64,
+    /// The rescales, in time order.
+    pub rescales: Vec<Rescale>,
+}
+
+/// The most bytes of decisions [`Relaxed::plan`] keeps (one per block,
+/// KPU level and backlog bucket).
+pub const PLAN_MAX_DECISION_BYTES: usize = 1 << 30;
+
+impl Relaxed {
+    /// The schedule of least KPU-seconds + `price` x violation seconds in a
+    /// planning variant of the programme, which a real schedule can follow
+    /// to the second: every update is sent at a block's end (a whole
+    /// number of seconds), is down for every block its restart touches
+    /// (`ceil(update_secs / block_secs)` blocks; exactly the real restart
+    /// when the block divides `update_secs`), billed the larger of old and
+    /// new KPU as the model bills it, and the backlog is rounded UP at each
+    /// block boundary. So the real model, following the schedule, bills
+    /// exactly its KPU-seconds when the block divides `update_secs` and
+    /// never has a larger backlog (below the grid's cap), hence no more
+    /// violation seconds. Not a bound: the search for a good real schedule
+    /// starts here, and the real replay ([`super::schedule::replay`])
+    /// decides.
+    ///
+    /// Keeps one byte per (block, KPU level, bucket); refuses a resolution
+    /// needing more than [`PLAN_MAX_DECISION_BYTES`].
+    pub fn plan(&self, resolution: Resolution, price: f64) -> Result<Plan, String> {
+        let solver = Solver::planning(self, resolution);
+        let states = solver.levels.len() * (solver.buckets + 1);
+        let bytes = solver.blocks().saturating_mul(states);
+        if bytes > PLAN_MAX_DECISION_BYTES {
+            return Err(format!(
+                "planning at {} s blocks and {} buckets needs {} MiB of decisions ({} blocks x {} KPU levels x {} buckets), more than the {} MiB allowed: use longer blocks or fewer buckets",
+                solver.block,
+                solver.buckets,
+                bytes >> 20,
+                solver.blocks(),
+                solver.levels.len(),
+                solver.buckets + 1,
+                PLAN_MAX_DECISION_BYTES >> 20
+            ));
+        }
+        if solver.levels.len() >= usize::from(u8::MAX) {
+            return Err(format!(
+                "planning keeps a KPU level in a byte: {} levels are too many",
+                solver.levels.len()
+            ));
+        }
+        let mut decisions = vec![0u8; bytes];
+        solver.run_recording(price, Some(&mut decisions));
+        Ok(solver.follow(price, &decisions))
+    }
+
+    /// The optimum of the planning variant at `price` without its schedule
+    /// (what [`Relaxed::plan`] follows); for tests.
+    pub fn plan_optimum(&self, resolution: Resolution, price: f64) -> PricedOptimum {
+        Solver::planning(self, resolution).run(price)
     }
 }
 
@@ -401,6 +475,19 @@ struct Solver {
     buckets: usize,
     step: f64,
     initial_level: usize,
+    /// Round the backlog up at block boundaries (planning) instead of down
+    /// (the bound).
+    round_up: bool,
+}
+
+/// One block run on one level from a backlog `B0` on the grid: the backlog
+/// of each step is `max(B0 + p_s, m_s)`, so the block's end backlog is
+/// `max(B0 + p, m)` and its violations are `base` plus the thresholds below
+/// `B0` (`thresholds` sorted).
+struct BlockRun {
+    p: f64,
+    m: f64,
+    base: u32,
 }
 
 impl Solver {
@@ -448,11 +535,28 @@ impl Solver {
             buckets,
             step,
             initial_level,
+            round_up: false,
         }
     }
 
-    /// The grid index at or below `backlog`.
+    /// The planning variant (see [`Relaxed::plan`]): a restart is down for
+    /// every block it touches and the backlog is rounded up.
+    fn planning(relaxed: &Relaxed, resolution: Resolution) -> Self {
+        let mut solver = Self::new(relaxed, resolution);
+        solver.downtime_blocks = (relaxed.params.update_secs as usize).div_ceil(solver.block);
+        solver.round_up = true;
+        solver
+    }
+
+    /// The grid index at or below `backlog` (at or above it when planning).
     fn bucket(&self, backlog: f64) -> usize {
+        if self.round_up {
+            return if backlog <= 0.0 {
+                0
+            } else {
+                ((backlog / self.step).ceil() as usize).min(self.buckets)
+            };
+        }
         let b = backlog * (1.0 - 1e-12) - 1e-9;
         if b <= 0.0 {
             0
@@ -461,11 +565,63 @@ impl Solver {
         }
     }
 
+    /// The steps of block `j`.
+    fn block_span(&self, j: usize) -> (usize, usize) {
+        let start = j * self.block;
+        (start, (start + self.block).min(self.lambda.len()))
+    }
+
+    /// Block `j` run at `capacity`; `thresholds` gets the sorted thresholds
+    /// on `B0` above which a step not already violating violates.
+    fn block_run(&self, j: usize, capacity: f64, thresholds: &mut Vec<f64>) -> BlockRun {
+        let (start, end) = self.block_span(j);
+        let (mut p, mut m) = (0.0f64, 0.0f64);
+        let mut base = 0u32;
+        thresholds.clear();
+        for s in start..end {
+            let x = self.lambda[s] - capacity;
+            p += x;
+            m = (m + x).max(0.0);
+            if m > self.threshold[s] {
+                base += 1;
+            } else {
+                thresholds.push(self.threshold[s] - p);
+            }
+        }
+        thresholds.sort_by(f64::total_cmp);
+        BlockRun { p, m, base }
+    }
+
+    /// The downtime of an update sent at the end of block `j`: its steps,
+    /// its arrivals, and in `thresholds` the sorted backlogs at its start
+    /// above which each of its steps violates.
+    fn block_down(&self, j: usize, thresholds: &mut Vec<f64>) -> (usize, f64) {
+        let (_, end) = self.block_span(j);
+        let down_end = (end + self.downtime_blocks * self.block).min(self.lambda.len());
+        thresholds.clear();
+        for t in end..down_end {
+            thresholds.push(self.threshold[t] - (self.arrived[t + 1] - self.arrived[end]));
+        }
+        thresholds.sort_by(f64::total_cmp);
+        (down_end - end, self.arrived[down_end] - self.arrived[end])
+    }
+
+    fn blocks(&self) -> usize {
+        self.lambda.len().div_ceil(self.block)
+    }
+
     fn run(&self, price: f64) -> PricedOptimum {
+        self.run_recording(price, None)
+    }
+
+    /// Solves at `price`; with `decisions` (blocks x levels x (buckets + 1)
+    /// entries), records in each state's entry 0 to run on, or the target
+    /// level + 1 of the update sent at the block's end.
+    fn run_recording(&self, price: f64, mut decisions: Option<&mut [u8]>) -> PricedOptimum {
         let duration = self.lambda.len();
         let nb = self.buckets + 1;
         let nk = self.levels.len();
-        let blocks = duration.div_ceil(self.block);
+        let blocks = self.blocks();
         let ring = self.downtime_blocks + 2;
         let mut layers: Vec<Layer> = (0..ring).map(|_| Layer::new(nk * nb)).collect();
         // Minima over the target level of an update, per bucket of the layer
@@ -475,22 +631,14 @@ impl Solver {
         let mut run_thresholds: Vec<f64> = Vec::with_capacity(self.block);
         let mut down_thresholds: Vec<f64> = Vec::new();
         for j in (0..blocks).rev() {
-            let start = j * self.block;
-            let end = (start + self.block).min(duration);
+            let (start, end) = self.block_span(j);
             let n = end - start;
-            let down_end = (end + self.downtime_blocks * self.block).min(duration);
-            let d = down_end - end;
             let next = (j + 1) % ring;
             let landing_block = (j + 1 + self.downtime_blocks).min(blocks);
             let landing = landing_block % ring;
             let can_update = end < duration;
             // Downtime: violation at t iff B1 + (A(t+1) - A(end)) > threshold.
-            down_thresholds.clear();
-            for t in end..down_end {
-                down_thresholds.push(self.threshold[t] - (self.arrived[t + 1] - self.arrived[end]));
-            }
-            down_thresholds.sort_by(f64::total_cmp);
-            let down_arrivals = self.arrived[down_end] - self.arrived[end];
+            let (d, down_arrivals) = self.block_down(j, &mut down_thresholds);
             if can_update {
                 let target = &layers[landing];
                 for i in 0..nb {
@@ -516,21 +664,7 @@ impl Solver {
             // block j's values (every entry is written below).
             let mut out = std::mem::take(&mut layers[j % ring]);
             for (k, &(kpu, capacity)) in self.levels.iter().enumerate() {
-                // Within the block from backlog B0: B_s = max(B0 + P_s, M_s).
-                let (mut p, mut m) = (0.0f64, 0.0f64);
-                let mut base = 0u32;
-                run_thresholds.clear();
-                for s in start..end {
-                    let x = self.lambda[s] - capacity;
-                    p += x;
-                    m = (m + x).max(0.0);
-                    if m > self.threshold[s] {
-                        base += 1;
-                    } else {
-                        run_thresholds.push(self.threshold[s] - p);
-                    }
-                }
-                run_thresholds.sort_by(f64::total_cmp);
+                let BlockRun { p, m, base } = self.block_run(j, capacity, &mut run_thresholds);
                 let kf = f64::from(kpu);
                 // b0 and b1 rise with b, so the counts of thresholds below
                 // them are kept by two cursors over the sorted thresholds.
@@ -551,6 +685,7 @@ impl Solver {
                         run_violations + cont.violations[i1],
                         cont.rescales[i1],
                     );
+                    let mut choice = 0u8;
                     if can_update {
                         while down_below < down_thresholds.len() && down_thresholds[down_below] < b1
                         {
@@ -575,6 +710,7 @@ impl Solver {
                                 run_violations + down_violations + target.violations[t],
                                 target.rescales[t] + 1,
                             );
+                            choice = u8::try_from(k2 + 1).unwrap_or(u8::MAX);
                         }
                     }
                     let o = k * nb + b;
@@ -582,6 +718,9 @@ impl Solver {
                     out.kpu_secs[o] = best.1;
                     out.violations[o] = best.2;
                     out.rescales[o] = best.3;
+                    if let Some(decisions) = decisions.as_deref_mut() {
+                        decisions[j * nk * nb + o] = choice;
+                    }
                 }
             }
             layers[j % ring] = out;
@@ -594,6 +733,62 @@ impl Solver {
             kpu_secs: first.kpu_secs[o],
             violation_secs: u64::from(first.violations[o]),
             rescales: u64::from(first.rescales[o]),
+        }
+    }
+
+    /// Follows recorded `decisions` from the start: the schedule they make,
+    /// with its relaxed KPU-seconds and violation seconds, computed with the
+    /// same arithmetic as the solve.
+    fn follow(&self, price: f64, decisions: &[u8]) -> Plan {
+        let nb = self.buckets + 1;
+        let nk = self.levels.len();
+        let blocks = self.blocks();
+        let (mut j, mut k, mut b) = (0usize, self.initial_level, 0usize);
+        let (mut kpu_secs, mut violations) = (0.0f64, 0u64);
+        let mut priced_cost = 0.0f64;
+        let mut rescales = Vec::new();
+        let (mut run_thresholds, mut down_thresholds) = (Vec::new(), Vec::new());
+        while j < blocks {
+            let (kpu, capacity) = self.levels[k];
+            let (start, end) = self.block_span(j);
+            let n = (end - start) as f64;
+            let BlockRun { p, m, base } = self.block_run(j, capacity, &mut run_thresholds);
+            let b0 = b as f64 * self.step;
+            let run_violations = base + run_thresholds.partition_point(|&t| t < b0) as u32;
+            let b1 = (b0 + p).max(m);
+            let kf = f64::from(kpu);
+            kpu_secs += kf * n;
+            violations += u64::from(run_violations);
+            priced_cost += kf * n + price * f64::from(run_violations);
+            match decisions[j * nk * nb + k * nb + b] {
+                0 => {
+                    b = self.bucket(b1);
+                    j += 1;
+                }
+                choice => {
+                    let k2 = usize::from(choice - 1);
+                    let (d, down_arrivals) = self.block_down(j, &mut down_thresholds);
+                    let down_violations = down_thresholds.partition_point(|&t| t < b1) as u32;
+                    let billed = kf.max(f64::from(self.levels[k2].0)) * d as f64;
+                    kpu_secs += billed;
+                    violations += u64::from(down_violations);
+                    priced_cost += billed + price * f64::from(down_violations);
+                    rescales.push(Rescale {
+                        at_secs: end as u64,
+                        kpu: self.levels[k2].0,
+                    });
+                    b = self.bucket(b1 + down_arrivals);
+                    j += 1 + self.downtime_blocks;
+                    k = k2;
+                }
+            }
+        }
+        Plan {
+            price,
+            priced_cost,
+            kpu_secs,
+            violation_secs: violations,
+            rescales,
         }
     }
 }

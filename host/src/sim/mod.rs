@@ -18,6 +18,7 @@ pub mod publish;
 pub mod report;
 pub mod report_html;
 pub mod scenario;
+pub mod schedule;
 pub mod score;
 pub mod time;
 pub mod trace;
