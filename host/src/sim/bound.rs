@@ -214,8 +214,9 @@ impl Relaxed {
     /// new KPU as the model bills it, and the backlog is rounded UP at each
     /// block boundary. So the real model, following the schedule, bills
     /// exactly its KPU-seconds when the block divides `update_secs` and
-    /// never has a larger backlog (below the grid's cap), hence no more
-    /// violation seconds. Not a bound: the search for a good real schedule
+    /// never has a larger backlog, hence no more violation seconds (a
+    /// schedule whose planned backlog would pass the grid's cap is not
+    /// taken). Not a bound: the search for a good real schedule
     /// starts here, and the real replay ([`super::schedule::replay`])
     /// decides.
     ///
@@ -565,6 +566,13 @@ impl Solver {
         }
     }
 
+    /// Whether a backlog stays on the grid: always for the bound (above
+    /// the cap it is rounded down to it); when planning, a schedule whose
+    /// backlog would pass the cap is not taken, so rounding stays upward.
+    fn fits(&self, backlog: f64) -> bool {
+        !self.round_up || backlog <= self.buckets as f64 * self.step
+    }
+
     /// The steps of block `j`.
     fn block_span(&self, j: usize) -> (usize, usize) {
         let start = j * self.block;
@@ -680,13 +688,17 @@ impl Solver {
                     let i1 = k * nb + self.bucket(b1);
                     let cont = &layers[next];
                     let mut best = (
-                        run_cost + cont.cost[i1],
+                        if self.fits(b1) {
+                            run_cost + cont.cost[i1]
+                        } else {
+                            f64::INFINITY
+                        },
                         kf * n as f64 + cont.kpu_secs[i1],
                         run_violations + cont.violations[i1],
                         cont.rescales[i1],
                     );
                     let mut choice = 0u8;
-                    if can_update {
+                    if can_update && self.fits(b1 + down_arrivals) {
                         while down_below < down_thresholds.len() && down_thresholds[down_below] < b1
                         {
                             down_below += 1;

@@ -1,0 +1,186 @@
+//! The schedule search of `flinkscale::sim::schedule` (the `cycle_schedule`
+//! example): a replayed schedule scores exactly as `simulate` scores a
+//! policy that made the same decisions; the planning variant of the
+//! relaxed programme follows its own optimum, bills what the real model
+//! bills and never counts fewer violation seconds than the replay; and the
+//! local search never makes a schedule worse.
+//!
+//! Needs the shipped plugins (built by host/build.rs).
+
+use flinkscale::sim::bench::configure;
+use flinkscale::sim::bound::{Relaxed, Resolution};
+use flinkscale::sim::driver::simulate;
+use flinkscale::sim::presets::{PRESETS, PolicyChoice};
+use flinkscale::sim::schedule::{self, Found, Rescale};
+use flinkscale::sim::{Scenario, Trace};
+
+/// Three hours of a cycle: 1.5k records/s, up to 6k and back, twice.
+fn scenario() -> Scenario {
+    let trace = Trace::from_points(vec![
+        (0.0, 1500.0),
+        (1800.0, 6000.0),
+        (3600.0, 1500.0),
+        (5400.0, 6000.0),
+        (7200.0, 1500.0),
+        (10800.0, 1500.0),
+    ])
+    .expect("a valid trace");
+    let mut scenario = Scenario::single("cycle", trace, 10800);
+    scenario.applications[0].params.initial_kpu = 2;
+    scenario
+}
+
+#[test]
+fn a_replayed_schedule_scores_as_simulate_scores_the_same_decisions() {
+    let scenario = scenario();
+    let mut most_rescales = 0;
+    for policy in PRESETS {
+        let choice = PolicyChoice {
+            name: (*policy).into(),
+            params: serde_json::Map::new(),
+        };
+        let loaded = configure(&scenario, &choice, None).expect("the preset loads");
+        let outcome = simulate(&scenario, &loaded).expect("runs");
+        let history = outcome.world.history("app").expect("the app");
+        let rescales: Vec<Rescale> = history
+            .updates
+            .iter()
+            .map(|u| Rescale {
+                at_secs: u.t_secs,
+                kpu: u.to_kpu,
+            })
+            .collect();
+        most_rescales = most_rescales.max(rescales.len());
+        let replayed = schedule::replay(&scenario, &rescales).expect("the schedule replays");
+        assert_eq!(replayed, outcome.scores, "{policy}");
+    }
+    assert!(
+        most_rescales >= 2,
+        "some policy should rescale on a cycle, the most was {most_rescales}"
+    );
+}
+
+#[test]
+fn a_refused_rescale_is_an_error_naming_it() {
+    let scenario = scenario();
+    let overlapping = [
+        Rescale {
+            at_secs: 600,
+            kpu: 4,
+        },
+        Rescale {
+            at_secs: 650,
+            kpu: 3,
+        },
+    ];
+    let e = schedule::replay(&scenario, &overlapping).expect_err("sent while UPDATING");
+    assert!(e.starts_with("rescale 2 (to 3 KPU at 650 s)"), "{e}");
+    let backwards = [
+        Rescale {
+            at_secs: 900,
+            kpu: 4,
+        },
+        Rescale {
+            at_secs: 300,
+            kpu: 3,
+        },
+    ];
+    let e = schedule::replay(&scenario, &backwards).expect_err("out of order");
+    assert!(e.contains("comes before the one before it"), "{e}");
+}
+
+#[test]
+fn the_plan_follows_the_planning_optimum_and_the_replay_is_no_worse() {
+    let scenario = scenario();
+    let relaxed = Relaxed::from_scenario(&scenario).expect("one application");
+    let mut most_rescales = 0;
+    for block_secs in [10, 30] {
+        let resolution = Resolution {
+            block_secs,
+            buckets: 300,
+            cap_secs: 300.0,
+        };
+        for price in [4.0, 16.0, 64.0, 256.0, 1024.0] {
+            let at = format!("block {block_secs} s, price {price}");
+            let plan = relaxed.plan(resolution, price).expect("fits in memory");
+            let optimum = relaxed.plan_optimum(resolution, price);
+            // The schedule followed is the one the programme's optimum is of.
+            assert!(
+                (plan.priced_cost - optimum.priced_cost).abs() <= 1e-9 * optimum.priced_cost,
+                "{at}: followed {} against the optimum {}",
+                plan.priced_cost,
+                optimum.priced_cost
+            );
+            assert_eq!(plan.kpu_secs, optimum.kpu_secs, "{at}");
+            assert_eq!(plan.violation_secs, optimum.violation_secs, "{at}");
+            assert_eq!(plan.rescales.len() as u64, optimum.rescales, "{at}");
+            // The bound relaxes what planning keeps exact.
+            let bound = relaxed.solve(resolution, price);
+            assert!(bound.priced_cost <= optimum.priced_cost, "{at}");
+            // The block divides the 90 s restart: the real model bills the
+            // plan's KPU-seconds and has no more violation seconds.
+            let scores = schedule::replay(&scenario, &plan.rescales).expect("the plan replays");
+            assert_eq!(scores.rescales, plan.rescales.len() as u64, "{at}");
+            assert!(
+                (scores.kpu_hours * 3600.0 - plan.kpu_secs).abs() < 1e-6,
+                "{at}: replay bills {} KPU-s, the plan {}",
+                scores.kpu_hours * 3600.0,
+                plan.kpu_secs
+            );
+            assert!(
+                scores.slo_violation_secs <= plan.violation_secs,
+                "{at}: replay {} violation s, planned {}",
+                scores.slo_violation_secs,
+                plan.violation_secs
+            );
+            most_rescales = most_rescales.max(plan.rescales.len());
+        }
+    }
+    assert!(most_rescales >= 3, "the plans should follow the cycle");
+}
+
+#[test]
+fn the_price_search_and_the_local_search_only_improve() {
+    let scenario = scenario();
+    let relaxed = Relaxed::from_scenario(&scenario).expect("one application");
+    let resolution = Resolution {
+        block_secs: 30,
+        buckets: 200,
+        cap_secs: 300.0,
+    };
+    let budget = 300;
+    let mut prices = Vec::new();
+    let found = schedule::search_prices(
+        &scenario,
+        &relaxed,
+        resolution,
+        budget,
+        64.0,
+        6,
+        |p, _, _| prices.push(p),
+    )
+    .expect("plans");
+    assert_eq!(prices.len(), 6);
+    assert!(!found.is_empty());
+    for pair in found.windows(2) {
+        assert!(
+            !schedule::better(&pair[1].scores, &pair[0].scores, budget),
+            "best first"
+        );
+    }
+    let start = found[0].clone();
+    let mut steps: Vec<Found> = Vec::new();
+    let end = schedule::improve(&scenario, start.clone(), budget, &[300, 30], 20, |f| {
+        steps.push(f.clone())
+    });
+    let mut last = start;
+    for step in &steps {
+        assert!(schedule::better(&step.scores, &last.scores, budget));
+        assert_eq!(
+            schedule::replay(&scenario, &step.rescales).expect("replays"),
+            step.scores
+        );
+        last = step.clone();
+    }
+    assert_eq!(end, last);
+}
