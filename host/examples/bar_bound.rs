@@ -27,6 +27,13 @@
 //! per price, the bound and the relaxed optimum's schedule (KPU-hours,
 //! violation seconds, rescales), then the best bound (and, searched, the
 //! floor no price goes below), the verdict and the run time.
+//!
+//! `--per-second MERGE` solves the per-second programme instead of the
+//! blocks (`flinkscale::sim::bound::Relaxed::solve_per_second`): restarts
+//! at any second lasting exactly as long as the model's, exact backlogs,
+//! and states of one level merged (in the policy's favour) when their
+//! backlogs lie within MERGE seconds of the peak input rate. Its floor is
+//! a guide only (a merged state need not be a schedule).
 
 use std::path::PathBuf;
 
@@ -48,6 +55,7 @@ fn run() -> Result<(), String> {
     let mut prices: Vec<f64> = Vec::new();
     let mut search = PriceSearch::default();
     let mut resolution = Resolution::default();
+    let mut per_second: Option<f64> = None;
     while let Some(arg) = args.next() {
         if arg == "--price" {
             match args.next().as_deref() {
@@ -81,25 +89,34 @@ fn run() -> Result<(), String> {
                 resolution.buckets = value("--buckets", "a whole number >= 1")?.max(1.0) as usize;
             }
             "--cap" => resolution.cap_secs = value("--cap", "a number of seconds > 0")?,
+            "--per-second" => {
+                per_second = Some(value("--per-second", "a merge width in seconds >= 0")?);
+            }
             _ if path.is_none() => path = Some(PathBuf::from(arg)),
             _ => return Err(format!("unexpected argument {arg:?}")),
         }
     }
-    let path = path.ok_or("usage: bar_bound SCENARIO --budget SECS [--needed E] [--price P|auto]... [--start P] [--solves N] [--block SECS] [--buckets N] [--cap SECS]")?;
+    let path = path.ok_or("usage: bar_bound SCENARIO --budget SECS [--needed E] [--price P|auto]... [--start P] [--solves N] [--block SECS] [--buckets N] [--cap SECS] [--per-second MERGE]")?;
     let budget = budget.ok_or("--budget SECS is required")?;
     let scenario = Scenario::load(&path).map_err(|e| e.to_string())?;
     let started = std::time::Instant::now();
     let relaxed = Relaxed::from_scenario(&scenario)?;
     let clairvoyant = relaxed.clairvoyant_kpu_secs;
+    let model = match per_second {
+        Some(merge) => {
+            format!("the per-second programme, states merged within {merge} s of the peak rate")
+        }
+        None => format!(
+            "block {} s, {} buckets up to {} s of the peak rate",
+            resolution.block_secs, resolution.buckets, resolution.cap_secs
+        ),
+    };
     println!(
-        "{}: {} s, clairvoyant {:.3} KPU-hours, {} KPU levels, block {} s, {} buckets up to {} s of the peak rate, budget {budget} s",
+        "{}: {} s, clairvoyant {:.3} KPU-hours, {} KPU levels, {model}, budget {budget} s",
         scenario.name,
         relaxed.lambda.len(),
         clairvoyant / 3600.0,
         relaxed.levels().len(),
-        resolution.block_secs,
-        resolution.buckets,
-        resolution.cap_secs
     );
     let print = |o: &flinkscale::sim::bound::PricedOptimum| {
         println!(
@@ -113,7 +130,10 @@ fn run() -> Result<(), String> {
     };
     let best = if prices.is_empty() {
         search.needed = needed;
-        let outcome = relaxed.least_ceiling(resolution, budget, &search);
+        let outcome = match per_second {
+            Some(merge) => relaxed.least_ceiling_per_second(merge, budget, &search),
+            None => relaxed.least_ceiling(resolution, budget, &search),
+        };
         outcome.optima.iter().for_each(print);
         let why = match outcome.stop {
             SearchStop::Converged => "converged",
@@ -131,7 +151,10 @@ fn run() -> Result<(), String> {
     } else {
         let mut best = f64::INFINITY;
         for price in prices {
-            let o = relaxed.solve(resolution, price);
+            let o = match per_second {
+                Some(merge) => relaxed.solve_per_second(price, merge),
+                None => relaxed.solve(resolution, price),
+            };
             best = best.min(o.efficiency_ceiling(clairvoyant, budget));
             print(&o);
         }

@@ -11,7 +11,7 @@ use flinkscale::sim::bench::configure;
 use flinkscale::sim::bound::{PriceSearch, Relaxed, Resolution, SearchStop};
 use flinkscale::sim::driver::simulate;
 use flinkscale::sim::presets::{PRESETS, PolicyChoice};
-use flinkscale::sim::{Scenario, Trace, World};
+use flinkscale::sim::{Scenario, Scores, Trace, World};
 
 /// 40 minutes: 1.5k records/s, a jump to 6k for 10 minutes, a fall to 2.5k.
 fn scenario() -> Scenario {
@@ -31,6 +31,12 @@ fn scenario() -> Scenario {
 
 /// (violation seconds, efficiency) of a schedule of (second, KPU) rescales.
 fn replay(scenario: &Scenario, schedule: &[(u64, u32)]) -> (u64, f64) {
+    let s = replay_scores(scenario, schedule);
+    (s.slo_violation_secs, s.efficiency)
+}
+
+/// The scores of a schedule of (second, KPU) rescales.
+fn replay_scores(scenario: &Scenario, schedule: &[(u64, u32)]) -> Scores {
     let mut world = World::from_scenario(scenario, 0);
     for &(at, kpu) in schedule {
         world.advance_to(at);
@@ -40,8 +46,41 @@ fn replay(scenario: &Scenario, schedule: &[(u64, u32)]) -> (u64, f64) {
             .expect("the update is accepted");
     }
     world.advance_to(scenario.duration_secs);
-    let s = world.scores();
-    (s.slo_violation_secs, s.efficiency)
+    world.scores()
+}
+
+/// Hand-made schedules and 40 pseudo-random ones of up to three rescales
+/// at any second.
+fn schedules() -> Vec<Vec<(u64, u32)>> {
+    let mut schedules: Vec<Vec<(u64, u32)>> = vec![
+        vec![],
+        vec![(601, 7)],
+        vec![(613, 8), (1207, 3)],
+        vec![(655, 6), (1283, 3)],
+        vec![(700, 9), (900, 6), (1250, 3)],
+        vec![(100, 1), (610, 7), (1230, 3)],
+    ];
+    // Pseudo-random schedules of up to three rescales at any second.
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = |n: u64| {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x % n
+    };
+    for _ in 0..40 {
+        let mut at = next(900);
+        let mut schedule = Vec::new();
+        for _ in 0..1 + next(3) {
+            if at >= 2400 {
+                break;
+            }
+            schedule.push((at, 1 + next(10) as u32));
+            at += 90 + next(900);
+        }
+        schedules.push(schedule);
+    }
+    schedules
 }
 
 /// The bound, the least over a few prices, within `budget`.
@@ -77,34 +116,7 @@ fn the_bound_is_at_or_above_every_run_at_its_own_violations() {
         let s = outcome.world.scores();
         runs.push(((*policy).into(), s.slo_violation_secs, s.efficiency));
     }
-    let mut schedules: Vec<Vec<(u64, u32)>> = vec![
-        vec![],
-        vec![(601, 7)],
-        vec![(613, 8), (1207, 3)],
-        vec![(655, 6), (1283, 3)],
-        vec![(700, 9), (900, 6), (1250, 3)],
-        vec![(100, 1), (610, 7), (1230, 3)],
-    ];
-    // Pseudo-random schedules of up to three rescales at any second.
-    let mut x = 0x9e37_79b9_7f4a_7c15u64;
-    let mut next = |n: u64| {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        x % n
-    };
-    for _ in 0..40 {
-        let mut at = next(900);
-        let mut schedule = Vec::new();
-        for _ in 0..1 + next(3) {
-            if at >= 2400 {
-                break;
-            }
-            schedule.push((at, 1 + next(10) as u32));
-            at += 90 + next(900);
-        }
-        schedules.push(schedule);
-    }
+    let schedules = schedules();
     for schedule in &schedules {
         let (violations, efficiency) = replay(&scenario, schedule);
         runs.push((format!("{schedule:?}"), violations, efficiency));
@@ -164,4 +176,57 @@ fn the_bound_is_at_or_above_every_run_at_its_own_violations() {
         b.is_finite() && b < 1.5 * efficiency,
         "bound {b:.4} at {violations} s against {name}'s {efficiency:.4}"
     );
+}
+
+#[test]
+fn the_per_second_programme_is_at_or_below_every_run_and_above_the_blocks() {
+    let scenario = scenario();
+    let relaxed = Relaxed::from_scenario(&scenario).expect("one application");
+    let resolution = Resolution {
+        block_secs: 10,
+        buckets: 300,
+        cap_secs: 300.0,
+    };
+    let mut runs: Vec<(String, Scores)> = Vec::new();
+    for policy in PRESETS {
+        let choice = PolicyChoice {
+            name: (*policy).into(),
+            params: serde_json::Map::new(),
+        };
+        let loaded = configure(&scenario, &choice, None).expect("the preset loads");
+        let outcome = simulate(&scenario, &loaded).expect("runs");
+        runs.push(((*policy).into(), outcome.world.scores()));
+    }
+    for schedule in schedules() {
+        runs.push((format!("{schedule:?}"), replay_scores(&scenario, &schedule)));
+    }
+    for price in [4.0, 16.0, 64.0, 256.0, 1024.0] {
+        // The planning variant's schedule at this price is a real schedule
+        // close to the optimum: the exact programme must be at or below it.
+        let plan = relaxed.plan(resolution, price).expect("fits");
+        let schedule: Vec<(u64, u32)> = plan.rescales.iter().map(|r| (r.at_secs, r.kpu)).collect();
+        runs.push((
+            format!("plan at {price}: {schedule:?}"),
+            replay_scores(&scenario, &schedule),
+        ));
+        let exact = relaxed.solve_per_second(price, 0.0);
+        let merged = relaxed.solve_per_second(price, 0.01);
+        let blocks = relaxed.solve(resolution, price);
+        assert!(
+            merged.priced_cost <= exact.priced_cost * (1.0 + 1e-12),
+            "price {price}"
+        );
+        assert!(
+            blocks.priced_cost <= exact.priced_cost * (1.0 + 1e-12),
+            "price {price}"
+        );
+        for (name, s) in &runs {
+            let cost = s.kpu_hours * 3600.0 + price * s.slo_violation_secs as f64;
+            assert!(
+                cost >= merged.priced_cost * (1.0 - 1e-12),
+                "price {price}, {name}: priced cost {cost} below the per-second optimum {}",
+                merged.priced_cost
+            );
+        }
+    }
 }

@@ -51,6 +51,15 @@
 //! budget)`, for every price. The best bound is the least over prices;
 //! [`PriceSearch`] looks for it, and also gives a floor that no price can
 //! take the bound below at the same resolution.
+//!
+//! Two variants share the programme. [`Relaxed::solve_per_second`] drops
+//! the blocks and the grid: restarts at any second, exactly as long as the
+//! model's, and exact backlogs, with near states merged in the policy's
+//! favour; where its states stay few it is the tighter bound.
+//! [`Relaxed::plan`] goes the other way, for finding schedules rather than
+//! bounding them: restarts touch whole blocks and the backlog is rounded
+//! up, so the schedule it returns runs on the real model with no more
+//! violation seconds than it planned.
 
 use super::World;
 use super::scenario::{AppParams, Scenario};
@@ -179,6 +188,45 @@ impl Relaxed {
     ) -> SearchOutcome {
         let solver = Solver::new(self, resolution);
         search.run(self.clairvoyant_kpu_secs, budget, |price| solver.run(price))
+    }
+
+    /// Solves the per-second programme at one price: a relaxation tighter
+    /// than the blocks' where its states stay few. A restart may start at
+    /// any second and lasts exactly `update_secs`, billed as the model
+    /// bills it; each state keeps its exact backlog (the model's
+    /// per-second equation) and violations (backlog above the arrivals of
+    /// the last `max_lag_secs`, with the same slack as the blocks). The
+    /// states of one level at one second are kept only where none has both
+    /// less backlog and less cost (more backlog never lowers the cost to
+    /// come), and those within `merge_secs` x the peak input rate of
+    /// backlog of each other are merged into one with the least backlog
+    /// and the least cost: the only relaxation besides knowing the future,
+    /// and it only lowers the optimum. An update whose restart would
+    /// outlast the run is left out: staying is billed no more and
+    /// processes more. So every real schedule's priced cost is at least
+    /// the optimum, and [`PricedOptimum::efficiency_ceiling`] is a bound.
+    ///
+    /// The optimum's KPU-seconds and violation seconds are those of the
+    /// merged state reaching it; after a merge they need not be a schedule
+    /// the model can run, so a [`PriceSearch`]'s floor over these solves
+    /// is a guide to the next price, not a proof (its ceilings are).
+    pub fn solve_per_second(&self, price: f64, merge_secs: f64) -> PricedOptimum {
+        let solver = Solver::new(self, Resolution::default());
+        let peak = self.lambda.iter().copied().fold(0.0, f64::max).max(1.0);
+        solver.run_per_second(price, merge_secs.max(0.0) * peak)
+    }
+
+    /// [`Relaxed::least_ceiling`] with the per-second programme (see
+    /// [`Relaxed::solve_per_second`]).
+    pub fn least_ceiling_per_second(
+        &self,
+        merge_secs: f64,
+        budget: u64,
+        search: &PriceSearch,
+    ) -> SearchOutcome {
+        search.run(self.clairvoyant_kpu_secs, budget, |price| {
+            self.solve_per_second(price, merge_secs)
+        })
     }
 }
 
@@ -479,6 +527,8 @@ struct Solver {
     /// Round the backlog up at block boundaries (planning) instead of down
     /// (the bound).
     round_up: bool,
+    /// The restart's length, seconds.
+    update_secs: usize,
 }
 
 /// One block run on one level from a backlog `B0` on the grid: the backlog
@@ -537,6 +587,7 @@ impl Solver {
             step,
             initial_level,
             round_up: false,
+            update_secs: params.update_secs as usize,
         }
     }
 
@@ -805,6 +856,169 @@ impl Solver {
     }
 }
 
+/// The per-second programme (see [`Relaxed::solve_per_second`]): one state
+/// of a level at one second.
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    backlog: f64,
+    cost: f64,
+    kpu_secs: f64,
+    violations: u32,
+    rescales: u32,
+}
+
+/// Keeps the entries no other beats (less or equal backlog and cost), in
+/// rising backlog and falling cost, then merges every run of entries whose
+/// backlogs lie within `merge` records of the run's first into one with the
+/// run's least backlog and least cost (and that cost's statistics): a
+/// state at least as good as each, so the optimum can only fall.
+fn prune(entries: &mut Vec<Entry>, merge: f64) {
+    if entries.len() <= 1 {
+        return;
+    }
+    entries.sort_by(|a, b| {
+        a.backlog
+            .total_cmp(&b.backlog)
+            .then(a.cost.total_cmp(&b.cost))
+    });
+    let mut kept = 0;
+    for i in 0..entries.len() {
+        let e = entries[i];
+        if kept > 0 && e.cost >= entries[kept - 1].cost {
+            continue;
+        }
+        if kept > 0 && e.backlog - entries[kept - 1].backlog <= merge {
+            // Within the run of the last kept entry: it takes this cost.
+            let backlog = entries[kept - 1].backlog;
+            entries[kept - 1] = Entry { backlog, ..e };
+            continue;
+        }
+        entries[kept] = e;
+        kept += 1;
+    }
+    entries.truncate(kept);
+}
+
+impl Solver {
+    /// The per-second programme at `price`: exact restarts at any second,
+    /// the exact backlog of every state, and states of one level within
+    /// `merge` records of backlog merged in the policy's favour.
+    fn run_per_second(&self, price: f64, merge: f64) -> PricedOptimum {
+        let duration = self.lambda.len();
+        let update = self.update_secs;
+        let nk = self.levels.len();
+        let slots = update + 1;
+        let mut current: Vec<Vec<Entry>> = vec![Vec::new(); nk];
+        current[self.initial_level].push(Entry {
+            backlog: 0.0,
+            cost: 0.0,
+            kpu_secs: 0.0,
+            violations: 0,
+            rescales: 0,
+        });
+        let mut pending: Vec<Vec<Vec<Entry>>> = vec![vec![Vec::new(); nk]; slots];
+        let mut down_thresholds: Vec<f64> = Vec::with_capacity(update);
+        // Per target level, the sources billed the target's KPU (levels at
+        // or below it) and those billed their own (above it, already billed).
+        let mut below: Vec<Vec<Entry>> = vec![Vec::new(); nk];
+        let mut above: Vec<Vec<Entry>> = vec![Vec::new(); nk];
+        let mut scratch: Vec<Entry> = Vec::new();
+        for t in 0..duration {
+            let slot = t % slots;
+            for k in 0..nk {
+                if !pending[slot][k].is_empty() {
+                    let mut landed = std::mem::take(&mut pending[slot][k]);
+                    current[k].append(&mut landed);
+                    pending[slot][k] = landed;
+                    prune(&mut current[k], merge);
+                }
+            }
+            // An update whose restart outlasts the run is beaten by none:
+            // billed at least as much, processing nothing.
+            if t + update <= duration {
+                down_thresholds.clear();
+                for s in t..t + update {
+                    down_thresholds
+                        .push(self.threshold[s] - (self.arrived[s + 1] - self.arrived[t]));
+                }
+                down_thresholds.sort_by(f64::total_cmp);
+                let arrivals = self.arrived[t + update] - self.arrived[t];
+                let mut acc: Vec<Entry> = Vec::new();
+                for k in 0..nk {
+                    acc.extend_from_slice(&current[k]);
+                    prune(&mut acc, merge);
+                    below[k].clone_from(&acc);
+                }
+                acc.clear();
+                for k in (0..nk).rev() {
+                    above[k].clone_from(&acc);
+                    let bill = f64::from(self.levels[k].0) * update as f64;
+                    acc.extend(current[k].iter().map(|e| Entry {
+                        cost: e.cost + bill,
+                        kpu_secs: e.kpu_secs + bill,
+                        ..*e
+                    }));
+                    prune(&mut acc, merge);
+                }
+                let landing = (t + update) % slots;
+                for k2 in 0..nk {
+                    let bill = f64::from(self.levels[k2].0) * update as f64;
+                    scratch.clear();
+                    let mut land = |e: &Entry, bill: f64| {
+                        let v = down_thresholds.partition_point(|&x| x < e.backlog) as u32;
+                        scratch.push(Entry {
+                            backlog: e.backlog + arrivals,
+                            cost: e.cost + bill + price * f64::from(v),
+                            kpu_secs: e.kpu_secs + bill,
+                            violations: e.violations + v,
+                            rescales: e.rescales + 1,
+                        });
+                    };
+                    below[k2].iter().for_each(|e| land(e, bill));
+                    above[k2].iter().for_each(|e| land(e, 0.0));
+                    let into = &mut pending[landing][k2];
+                    into.extend_from_slice(&scratch);
+                    prune(into, merge);
+                }
+            }
+            let (lambda, threshold) = (self.lambda[t], self.threshold[t]);
+            for (k, entries) in current.iter_mut().enumerate() {
+                let (kpu, capacity) = self.levels[k];
+                let kf = f64::from(kpu);
+                for e in entries.iter_mut() {
+                    e.backlog = (e.backlog + lambda - capacity).max(0.0);
+                    let v = u32::from(e.backlog > threshold);
+                    e.cost += kf + price * f64::from(v);
+                    e.kpu_secs += kf;
+                    e.violations += v;
+                }
+                prune(entries, merge);
+            }
+        }
+        let last = duration % slots;
+        let best = current
+            .iter()
+            .chain(pending[last].iter())
+            .flatten()
+            .min_by(|a, b| a.cost.total_cmp(&b.cost))
+            .copied()
+            .unwrap_or(Entry {
+                backlog: 0.0,
+                cost: f64::INFINITY,
+                kpu_secs: 0.0,
+                violations: 0,
+                rescales: 0,
+            });
+        PricedOptimum {
+            price,
+            priced_cost: best.cost,
+            kpu_secs: best.kpu_secs,
+            violation_secs: u64::from(best.violations),
+            rescales: u64::from(best.rescales),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -873,6 +1087,36 @@ mod tests {
                 outcome.optima.len()
             );
         }
+    }
+
+    fn entry(backlog: f64, cost: f64) -> Entry {
+        Entry {
+            backlog,
+            cost,
+            kpu_secs: cost,
+            violations: 0,
+            rescales: 0,
+        }
+    }
+
+    #[test]
+    fn prune_keeps_the_unbeaten_states_and_merges_in_the_policy_s_favour() {
+        let mut entries = vec![
+            entry(50.0, 10.0),
+            entry(0.0, 30.0),
+            entry(10.0, 30.0),
+            entry(12.0, 25.0),
+            entry(0.0, 31.0),
+            entry(100.0, 12.0),
+            entry(53.0, 9.0),
+        ];
+        prune(&mut entries, 0.0);
+        let kept: Vec<(f64, f64)> = entries.iter().map(|e| (e.backlog, e.cost)).collect();
+        assert_eq!(kept, [(0.0, 30.0), (12.0, 25.0), (50.0, 10.0), (53.0, 9.0)]);
+        // Within 5 records of a run's first: the run's least backlog and cost.
+        prune(&mut entries, 5.0);
+        let kept: Vec<(f64, f64)> = entries.iter().map(|e| (e.backlog, e.cost)).collect();
+        assert_eq!(kept, [(0.0, 30.0), (12.0, 25.0), (50.0, 9.0)]);
     }
 
     #[test]
