@@ -21,7 +21,11 @@
 //! Arguments: the scenario file; `--budget SECS`; `--needed E` (optional);
 //! `--block SECS` (default 30; a divisor of the restart's 90 s keeps the
 //! plan's billing exact), `--buckets N` (default 500) and `--cap SECS`
-//! (default 200), the planning resolution; `--start P` (default 64) and
+//! (default 200), the planning resolution, or `--per-second MERGE` to plan
+//! with the per-second programme instead
+//! (`flinkscale::sim::bound::Relaxed::plan_per_second`: restarts at any
+//! second, exact backlogs, states within MERGE seconds of the peak rate
+//! merged); `--start P` (default 64) and
 //! `--solves N` (default 12), the price search; `--shifts S,S,..`
 //! (default 600,120,30,10), the time moves of the local search, and
 //! `--rounds N` (default 100), its most passes (0: none), and `--starts
@@ -87,6 +91,7 @@ fn run() -> Result<(), String> {
     let (mut start, mut solves, mut rounds, mut starts) = (64.0, 12usize, 100usize, 4usize);
     let mut shifts: Vec<u64> = vec![600, 120, 30, 10];
     let mut given: Option<Vec<Rescale>> = None;
+    let mut per_second: Option<f64> = None;
     while let Some(arg) = args.next() {
         let mut text = |name: &str| args.next().ok_or_else(|| format!("{name} needs a value"));
         let number = |name: &str, v: String| -> Result<f64, String> {
@@ -105,6 +110,7 @@ fn run() -> Result<(), String> {
                 resolution.buckets = number("--buckets", text("--buckets")?)?.max(1.0) as usize;
             }
             "--cap" => resolution.cap_secs = number("--cap", text("--cap")?)?,
+            "--per-second" => per_second = Some(number("--per-second", text("--per-second")?)?),
             "--start" => start = number("--start", text("--start")?)?,
             "--solves" => solves = number("--solves", text("--solves")?)? as usize,
             "--rounds" => rounds = number("--rounds", text("--rounds")?)? as usize,
@@ -124,7 +130,7 @@ fn run() -> Result<(), String> {
             _ => return Err(format!("unexpected argument {arg:?}")),
         }
     }
-    let path = path.ok_or("usage: cycle_schedule SCENARIO --budget SECS [--needed E] [--block SECS] [--buckets N] [--cap SECS] [--start P] [--solves N] [--shifts S,..] [--rounds N] [--starts N] [--schedule T:K,..]")?;
+    let path = path.ok_or("usage: cycle_schedule SCENARIO --budget SECS [--needed E] [--block SECS] [--buckets N] [--cap SECS] [--per-second MERGE] [--start P] [--solves N] [--shifts S,..] [--rounds N] [--starts N] [--schedule T:K,..]")?;
     let budget = budget.ok_or("--budget SECS is required")?;
     let scenario = Scenario::load(&path).map_err(|e| e.to_string())?;
     let started = std::time::Instant::now();
@@ -133,21 +139,29 @@ fn run() -> Result<(), String> {
         Found { rescales, scores }
     } else {
         let relaxed = Relaxed::from_scenario(&scenario)?;
+        let model = match per_second {
+            Some(merge) => {
+                format!("planning per second, states merged within {merge} s of the peak rate")
+            }
+            None => format!(
+                "planning at {} s blocks, {} buckets up to {} s of the peak rate",
+                resolution.block_secs, resolution.buckets, resolution.cap_secs
+            ),
+        };
         println!(
-            "{}: {} s, planning at {} s blocks, {} buckets up to {} s of the peak rate, budget {budget} s",
+            "{}: {} s, {model}, budget {budget} s",
             scenario.name,
             relaxed.lambda.len(),
-            resolution.block_secs,
-            resolution.buckets,
-            resolution.cap_secs
         );
         let found = schedule::search_prices(
             &scenario,
-            &relaxed,
-            resolution,
             budget,
             start,
             solves,
+            |price| match per_second {
+                Some(merge) => Ok(relaxed.plan_per_second(price, merge)),
+                None => relaxed.plan(resolution, price),
+            },
             |price, found, planned| {
                 println!(
                     "price {price:>10.3}: planned {planned} violation s; replayed {} violation s, efficiency {:.4}, {} rescales ({:.1} s): {}",

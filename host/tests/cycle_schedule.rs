@@ -152,11 +152,10 @@ fn the_price_search_and_the_local_search_only_improve() {
     let mut prices = Vec::new();
     let found = schedule::search_prices(
         &scenario,
-        &relaxed,
-        resolution,
         budget,
         64.0,
         6,
+        |p| relaxed.plan(resolution, p),
         |p, _, _| prices.push(p),
     )
     .expect("plans");
@@ -183,4 +182,38 @@ fn the_price_search_and_the_local_search_only_improve() {
         last = step.clone();
     }
     assert_eq!(end, last);
+}
+
+#[test]
+fn the_per_second_plan_is_what_the_model_does_and_costs_the_optimum() {
+    let scenario = scenario();
+    let relaxed = Relaxed::from_scenario(&scenario).expect("one application");
+    let mut most_rescales = 0;
+    // (Lower prices make more rescales and many more states: minutes in a
+    // debug build.)
+    for price in [16.0, 64.0, 256.0] {
+        let plan = relaxed.plan_per_second(price, 0.0);
+        let optimum = relaxed.solve_per_second(price, 0.0);
+        assert_eq!(plan.priced_cost, optimum.priced_cost, "price {price}");
+        assert_eq!(
+            plan.rescales.len() as u64,
+            optimum.rescales,
+            "price {price}"
+        );
+        // Without merging the programme tracks the model's own backlog, so
+        // the replay bills and violates exactly as planned.
+        let scores = schedule::replay(&scenario, &plan.rescales).expect("the plan replays");
+        assert!(
+            (scores.kpu_hours * 3600.0 - plan.kpu_secs).abs() < 1e-6,
+            "price {price}: replay bills {} KPU-s, the plan {}",
+            scores.kpu_hours * 3600.0,
+            plan.kpu_secs
+        );
+        assert_eq!(
+            scores.slo_violation_secs, plan.violation_secs,
+            "price {price}"
+        );
+        most_rescales = most_rescales.max(plan.rescales.len());
+    }
+    assert!(most_rescales >= 2, "the plans should follow the cycle");
 }

@@ -213,7 +213,27 @@ impl Relaxed {
     pub fn solve_per_second(&self, price: f64, merge_secs: f64) -> PricedOptimum {
         let solver = Solver::new(self, Resolution::default());
         let peak = self.lambda.iter().copied().fold(0.0, f64::max).max(1.0);
-        solver.run_per_second(price, merge_secs.max(0.0) * peak)
+        solver
+            .run_per_second(price, merge_secs.max(0.0) * peak, false)
+            .0
+    }
+
+    /// [`Relaxed::solve_per_second`] with the schedule reaching its optimum
+    /// (of the cheapest state of each merge). Without merging
+    /// (`merge_secs` 0) it is a real schedule of least priced cost among
+    /// those of KPU levels; with merging, one whose replay may cost a
+    /// little more than planned. For finding schedules: the replay decides.
+    pub fn plan_per_second(&self, price: f64, merge_secs: f64) -> Plan {
+        let solver = Solver::new(self, Resolution::default());
+        let peak = self.lambda.iter().copied().fold(0.0, f64::max).max(1.0);
+        let (o, rescales) = solver.run_per_second(price, merge_secs.max(0.0) * peak, true);
+        Plan {
+            price,
+            priced_cost: o.priced_cost,
+            kpu_secs: o.kpu_secs,
+            violation_secs: o.violation_secs,
+            rescales,
+        }
     }
 
     /// [`Relaxed::least_ceiling`] with the per-second programme (see
@@ -858,13 +878,22 @@ impl Solver {
 
 /// The per-second programme (see [`Relaxed::solve_per_second`]): one state
 /// of a level at one second.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Entry {
     backlog: f64,
     cost: f64,
     kpu_secs: f64,
     violations: u32,
     rescales: u32,
+    /// The last rescale on the way here, when the schedule is kept.
+    path: Option<std::rc::Rc<Step>>,
+}
+
+/// One rescale of a kept schedule, with the one before it.
+#[derive(Debug)]
+struct Step {
+    rescale: Rescale,
+    before: Option<std::rc::Rc<Step>>,
 }
 
 /// Keeps the entries no other beats (less or equal backlog and cost), in
@@ -883,10 +912,10 @@ fn prune(entries: &mut Vec<Entry>, merge: f64) {
     });
     let mut kept = 0;
     for i in 0..entries.len() {
-        let e = entries[i];
-        if kept > 0 && e.cost >= entries[kept - 1].cost {
+        if kept > 0 && entries[i].cost >= entries[kept - 1].cost {
             continue;
         }
+        let e = entries[i].clone();
         if kept > 0 && e.backlog - entries[kept - 1].backlog <= merge {
             // Within the run of the last kept entry: it takes this cost.
             let backlog = entries[kept - 1].backlog;
@@ -903,7 +932,7 @@ impl Solver {
     /// The per-second programme at `price`: exact restarts at any second,
     /// the exact backlog of every state, and states of one level within
     /// `merge` records of backlog merged in the policy's favour.
-    fn run_per_second(&self, price: f64, merge: f64) -> PricedOptimum {
+    fn run_per_second(&self, price: f64, merge: f64, keep: bool) -> (PricedOptimum, Vec<Rescale>) {
         let duration = self.lambda.len();
         let update = self.update_secs;
         let nk = self.levels.len();
@@ -915,6 +944,7 @@ impl Solver {
             kpu_secs: 0.0,
             violations: 0,
             rescales: 0,
+            path: None,
         });
         let mut pending: Vec<Vec<Vec<Entry>>> = vec![vec![Vec::new(); nk]; slots];
         let mut down_thresholds: Vec<f64> = Vec::with_capacity(update);
@@ -956,7 +986,7 @@ impl Solver {
                     acc.extend(current[k].iter().map(|e| Entry {
                         cost: e.cost + bill,
                         kpu_secs: e.kpu_secs + bill,
-                        ..*e
+                        ..e.clone()
                     }));
                     prune(&mut acc, merge);
                 }
@@ -964,6 +994,7 @@ impl Solver {
                 for k2 in 0..nk {
                     let bill = f64::from(self.levels[k2].0) * update as f64;
                     scratch.clear();
+                    let kpu = self.levels[k2].0;
                     let mut land = |e: &Entry, bill: f64| {
                         let v = down_thresholds.partition_point(|&x| x < e.backlog) as u32;
                         scratch.push(Entry {
@@ -972,6 +1003,15 @@ impl Solver {
                             kpu_secs: e.kpu_secs + bill,
                             violations: e.violations + v,
                             rescales: e.rescales + 1,
+                            path: keep.then(|| {
+                                std::rc::Rc::new(Step {
+                                    rescale: Rescale {
+                                        at_secs: t as u64,
+                                        kpu,
+                                    },
+                                    before: e.path.clone(),
+                                })
+                            }),
                         });
                     };
                     below[k2].iter().for_each(|e| land(e, bill));
@@ -1001,21 +1041,30 @@ impl Solver {
             .chain(pending[last].iter())
             .flatten()
             .min_by(|a, b| a.cost.total_cmp(&b.cost))
-            .copied()
+            .cloned()
             .unwrap_or(Entry {
                 backlog: 0.0,
                 cost: f64::INFINITY,
                 kpu_secs: 0.0,
                 violations: 0,
                 rescales: 0,
+                path: None,
             });
-        PricedOptimum {
+        let mut rescales = Vec::new();
+        let mut step = best.path.clone();
+        while let Some(s) = step {
+            rescales.push(s.rescale);
+            step = s.before.clone();
+        }
+        rescales.reverse();
+        let optimum = PricedOptimum {
             price,
             priced_cost: best.cost,
             kpu_secs: best.kpu_secs,
             violation_secs: u64::from(best.violations),
             rescales: u64::from(best.rescales),
-        }
+        };
+        (optimum, rescales)
     }
 }
 
@@ -1096,6 +1145,7 @@ mod tests {
             kpu_secs: cost,
             violations: 0,
             rescales: 0,
+            path: None,
         }
     }
 

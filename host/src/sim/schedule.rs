@@ -6,14 +6,17 @@
 //! to which KPU. [`replay`] plays it on the [`World`] that `simulate` and
 //! `bench` score, sending each update as the agent's target does, so its
 //! scores are those of any policy that made the same decisions. The search
-//! takes candidates from the planning variant of the relaxed programme
-//! ([`Relaxed::plan`]) over a range of prices ([`search_prices`]) and then
+//! takes candidates from a variant of the relaxed programme that returns
+//! its schedule ([`Relaxed::plan`], [`Relaxed::plan_per_second`]) over a
+//! range of prices ([`search_prices`]) and then
 //! improves the best one on the real model by local moves ([`improve`]):
 //! a rescale earlier or later, one KPU more or less, or none. What it
 //! finds is a real schedule, so it shows a bar possible; it never shows
 //! one impossible (the bound in [`super::bound`] does that).
 
-use super::bound::{Relaxed, Resolution};
+use super::bound::Plan;
+#[cfg(doc)]
+use super::bound::Relaxed;
 use super::driver::SIM_EPOCH_MS;
 use super::{Scenario, Scores, World};
 
@@ -102,7 +105,8 @@ pub fn better(a: &Scores, b: &Scores, budget: u64) -> bool {
     }
 }
 
-/// Plans at up to `solves` prices and replays each plan, calling `log`
+/// Plans at up to `solves` prices with `plan_at` (e.g. [`Relaxed::plan`]
+/// or [`Relaxed::plan_per_second`]) and replays each plan, calling `log`
 /// with each price's replay and planned violation seconds; returns every
 /// distinct schedule found, best first (see [`better`]). From `start`, the
 /// price is multiplied by 4 while the replay is over the budget and divided
@@ -110,18 +114,17 @@ pub fn better(a: &Scores, b: &Scores, budget: u64) -> bool {
 /// halved geometrically.
 pub fn search_prices(
     scenario: &Scenario,
-    relaxed: &Relaxed,
-    resolution: Resolution,
     budget: u64,
     start: f64,
     solves: usize,
+    mut plan_at: impl FnMut(f64) -> Result<Plan, String>,
     mut log: impl FnMut(f64, &Found, u64),
 ) -> Result<Vec<Found>, String> {
     let mut all: Vec<Found> = Vec::new();
     let (mut low, mut high): (Option<f64>, Option<f64>) = (None, None);
     let mut price = start.max(1e-3);
     for _ in 0..solves {
-        let plan = relaxed.plan(resolution, price)?;
+        let plan = plan_at(price)?;
         let scores = replay(scenario, &plan.rescales)?;
         let found = Found {
             rescales: plan.rescales,
