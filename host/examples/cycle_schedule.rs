@@ -30,7 +30,9 @@
 //! (default 600,120,30,10), the time moves of the local search, and
 //! `--rounds N` (default 100), its most passes (0: none), and `--starts
 //! N` (default 4), from how many of the distinct plans (best first); or `--schedule
-//! T:K,T:K,..` to replay one given schedule (seconds : KPU) and stop.
+//! T:K,T:K,..` to replay one given schedule (seconds : KPU) and stop, or,
+//! with `--improve`, to improve it by the local search (with
+//! `--keep-rescales`, never dropping one of its rescales).
 
 use std::path::PathBuf;
 
@@ -92,6 +94,8 @@ fn run() -> Result<(), String> {
     let mut shifts: Vec<u64> = vec![600, 120, 30, 10];
     let mut given: Option<Vec<Rescale>> = None;
     let mut per_second: Option<f64> = None;
+    let mut improve_given = false;
+    let mut keep = false;
     while let Some(arg) = args.next() {
         let mut text = |name: &str| args.next().ok_or_else(|| format!("{name} needs a value"));
         let number = |name: &str, v: String| -> Result<f64, String> {
@@ -126,17 +130,27 @@ fn run() -> Result<(), String> {
                     .collect::<Result<_, _>>()?;
             }
             "--schedule" => given = Some(parse_schedule(&text("--schedule")?)?),
+            "--improve" => improve_given = true,
+            "--keep-rescales" => keep = true,
             _ if path.is_none() => path = Some(PathBuf::from(arg)),
             _ => return Err(format!("unexpected argument {arg:?}")),
         }
     }
-    let path = path.ok_or("usage: cycle_schedule SCENARIO --budget SECS [--needed E] [--block SECS] [--buckets N] [--cap SECS] [--per-second MERGE] [--start P] [--solves N] [--shifts S,..] [--rounds N] [--starts N] [--schedule T:K,..]")?;
+    let path = path.ok_or("usage: cycle_schedule SCENARIO --budget SECS [--needed E] [--block SECS] [--buckets N] [--cap SECS] [--per-second MERGE] [--start P] [--solves N] [--shifts S,..] [--rounds N] [--starts N] [--schedule T:K,.. [--improve [--keep-rescales]]]")?;
     let budget = budget.ok_or("--budget SECS is required")?;
     let scenario = Scenario::load(&path).map_err(|e| e.to_string())?;
     let started = std::time::Instant::now();
     let found = if let Some(rescales) = given {
         let scores = schedule::replay(&scenario, &rescales)?;
-        Found { rescales, scores }
+        let found = Found { rescales, scores };
+        if improve_given {
+            show("given", &found);
+            schedule::improve_keeping(&scenario, found, budget, &shifts, rounds, keep, |f| {
+                show("  improved", f);
+            })
+        } else {
+            found
+        }
     } else {
         let relaxed = Relaxed::from_scenario(&scenario)?;
         let model = match per_second {

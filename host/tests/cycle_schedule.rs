@@ -87,6 +87,12 @@ fn a_refused_rescale_is_an_error_naming_it() {
     ];
     let e = schedule::replay(&scenario, &backwards).expect_err("out of order");
     assert!(e.contains("comes before the one before it"), "{e}");
+    let late = [Rescale {
+        at_secs: 10800,
+        kpu: 3,
+    }];
+    let e = schedule::replay(&scenario, &late).expect_err("at the end");
+    assert!(e.contains("at or after the run's end (10800 s)"), "{e}");
 }
 
 #[test]

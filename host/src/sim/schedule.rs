@@ -41,8 +41,8 @@ pub struct Found {
 
 /// Plays `rescales` (in time order) on the scenario's model from t = 0 to
 /// its end and scores the run. The scenario must have one application; a
-/// rescale the model refuses (sent while UPDATING, out of order, to a KPU
-/// out of range) is an error naming it.
+/// rescale the model refuses (sent while UPDATING, out of order, at or
+/// after the run's end, to a KPU out of range) is an error naming it.
 pub fn replay(scenario: &Scenario, rescales: &[Rescale]) -> Result<Scores, String> {
     let [app] = scenario.applications.as_slice() else {
         return Err(format!(
@@ -62,6 +62,12 @@ pub fn replay(scenario: &Scenario, rescales: &[Rescale]) -> Result<Scores, Strin
                 r.at_secs
             )
         };
+        if r.at_secs >= scenario.duration_secs {
+            return Err(refused(format!(
+                "comes at or after the run's end ({} s)",
+                scenario.duration_secs
+            )));
+        }
         if r.at_secs < world.now_secs() {
             return Err(refused(format!(
                 "comes before the one before it ({} s)",
@@ -165,15 +171,29 @@ pub fn search_prices(
 /// accepted move.
 pub fn improve(
     scenario: &Scenario,
+    found: Found,
+    budget: u64,
+    shifts: &[u64],
+    rounds: usize,
+    log: impl FnMut(&Found),
+) -> Found {
+    improve_keeping(scenario, found, budget, shifts, rounds, false, log)
+}
+
+/// [`improve`], and with `keep` never dropping a rescale (to search among
+/// schedules of as many rescales as the start).
+pub fn improve_keeping(
+    scenario: &Scenario,
     mut found: Found,
     budget: u64,
     shifts: &[u64],
     rounds: usize,
+    keep: bool,
     mut log: impl FnMut(&Found),
 ) -> Found {
     for _ in 0..rounds {
         let mut best: Option<Found> = None;
-        for candidate in neighbours(&found.rescales, shifts) {
+        for candidate in neighbours(&found.rescales, shifts, keep) {
             let Ok(scores) = replay(scenario, &candidate) else {
                 continue;
             };
@@ -198,7 +218,7 @@ pub fn improve(
 
 /// The schedules one move from `rescales` (see [`improve`]), each still
 /// in time order with no two rescales at the same second.
-fn neighbours(rescales: &[Rescale], shifts: &[u64]) -> Vec<Vec<Rescale>> {
+fn neighbours(rescales: &[Rescale], shifts: &[u64], keep: bool) -> Vec<Vec<Rescale>> {
     let mut out = Vec::new();
     for i in 0..rescales.len() {
         let r = rescales[i];
@@ -237,9 +257,11 @@ fn neighbours(rescales: &[Rescale], shifts: &[u64]) -> Vec<Vec<Rescale>> {
                 ..r
             });
         }
-        let mut s = rescales.to_vec();
-        s.remove(i);
-        out.push(s);
+        if !keep {
+            let mut s = rescales.to_vec();
+            s.remove(i);
+            out.push(s);
+        }
     }
     out
 }
