@@ -66,6 +66,7 @@ async fn start(
     .expect("trace");
     let file = dir.path().join("sdk-test.toml");
     std::fs::write(&file, SCENARIO).expect("scenario");
+    tokio::time::sleep(common::until_start_phase()).await;
     let mut options = EmulatorOptions::new(file);
     options.speed = speed;
     options.page_size = page_size;
@@ -1484,6 +1485,7 @@ impl ReturnFalse for MetricDataQuery {
 async fn fifteen_days_of_history_come_back_in_pages_through_the_sdk() {
     let dir = tempfile::tempdir().expect("temp dir");
     let file = common::history_scenario(dir.path(), 15);
+    tokio::time::sleep(common::until_start_phase()).await;
     let mut options = EmulatorOptions::new(file);
     options.page_size = flinkscale::metrics::history::MAX_DATAPOINTS_PER_CALL;
     options.start_epoch_ms = Some(now_ms() - HOUR_MS);

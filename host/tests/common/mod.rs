@@ -337,6 +337,7 @@ impl Emulator {
     /// one).
     pub fn start_bin(bin: &Path, scenario: &Path, speed: f64, extra: &[&str], dir: &Path) -> Self {
         let log = dir.join("emulator.log");
+        std::thread::sleep(until_start_phase());
         let started_ms = now_ms();
         let mut command = Command::new(bin);
         command
@@ -782,6 +783,61 @@ fn proxy_one(
     client.flush()?;
     let _ = client.shutdown(std::net::Shutdown::Both);
     Ok(())
+}
+
+/// Makes each test start its first emulator at a chosen phase of the
+/// emulator's metric periods, which are aligned to the Unix epoch while
+/// its model starts when it is launched: `AT_MS/PERIOD_MS`, e.g.
+/// `100/10000` (0.1 s into a 10 s period) or `59900/60000` (0.1 s before
+/// a minute ends). For audits of start-phase sensitivity, e.g.
+/// `FLINKSCALE_TEST_START_PHASE=100/10000 cargo test -p flinkscale --test e2e`;
+/// with it set, a test that picks its own phase (lazy_polling_emulator's
+/// mid-period start) leaves the phase to it.
+pub const START_PHASE_VAR: &str = "FLINKSCALE_TEST_START_PHASE";
+
+thread_local! {
+    /// Whether this test (libtest runs each on its own thread) has had its
+    /// start phase.
+    static PHASED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// The phase [`START_PHASE_VAR`] asks for, as (at, period) in ms; panics
+/// with the variable, its value and the valid form when it is malformed.
+fn start_phase() -> Option<(i64, i64)> {
+    let value = std::env::var(START_PHASE_VAR).ok()?;
+    let parsed = value.split_once('/').and_then(|(at, period)| {
+        let (at, period) = (
+            at.trim().parse::<i64>().ok()?,
+            period.trim().parse::<i64>().ok()?,
+        );
+        (period > 0 && (0..period).contains(&at)).then_some((at, period))
+    });
+    Some(parsed.unwrap_or_else(|| {
+        panic!(
+            "{START_PHASE_VAR}={value:?} is not AT_MS/PERIOD_MS with 0 <= AT_MS < PERIOD_MS (e.g. 100/10000)"
+        )
+    }))
+}
+
+/// How long to wait until the wall clock is `at_ms` into a period of
+/// `period_ms` aligned to the Unix epoch, as the emulator's periods are.
+pub fn until_phase(at_ms: i64, period_ms: i64) -> Duration {
+    let wait = (at_ms - now_ms().rem_euclid(period_ms)).rem_euclid(period_ms);
+    Duration::from_millis(wait as u64)
+}
+
+/// How long the current test must wait before it starts its first
+/// emulator for the phase [`START_PHASE_VAR`] asks for: zero when it is
+/// unset or this test already started one.
+pub fn until_start_phase() -> Duration {
+    match start_phase() {
+        Some((at, period)) if !PHASED.with(|p| p.replace(true)) => {
+            // Printed with a failing test's output: the phase it ran at.
+            eprintln!("{START_PHASE_VAR}: starting {at} ms into a {period} ms period");
+            until_phase(at, period)
+        }
+        _ => Duration::ZERO,
+    }
 }
 
 /// Polls `condition` every 250 ms until it holds; after `timeout`, fails
