@@ -380,7 +380,6 @@ impl Policy for RatePolicy {
                 jump_target_utilisation,
                 jump_catch_up_secs,
                 scale_in_catch_up_secs,
-                scale_in_window_secs: f64::from(scale_in_window_secs),
                 horizon_secs,
                 max_lag_secs,
                 usl: Usl { sigma, kappa },

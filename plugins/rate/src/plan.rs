@@ -75,9 +75,6 @@ pub struct Rules {
     /// Time to drain what arrives during the restart of a scale-in after a
     /// whole low window (the load fell).
     pub scale_in_catch_up_secs: f64,
-    /// How long the input must stay low before a scale-in; on a falling
-    /// trend, how far ahead a scale-in looks for the next one.
-    pub scale_in_window_secs: f64,
     /// How far past the restart a rising rate is projected.
     pub horizon_secs: f64,
     /// The lag objective: lag above it is a violation.
@@ -401,7 +398,6 @@ mod tests {
         jump_target_utilisation: 0.9,
         jump_catch_up_secs: 600.0,
         scale_in_catch_up_secs: f64::INFINITY,
-        scale_in_window_secs: 1800.0,
         horizon_secs: 0.0,
         max_lag_secs: 60.0,
         usl: Usl {
