@@ -211,10 +211,8 @@ impl Relaxed {
     /// the model can run, so a [`PriceSearch`]'s floor over these solves
     /// is a guide to the next price, not a proof (its ceilings are).
     pub fn solve_per_second(&self, price: f64, merge_secs: f64) -> PricedOptimum {
-        let solver = Solver::new(self, Resolution::default());
-        let peak = self.lambda.iter().copied().fold(0.0, f64::max).max(1.0);
-        solver
-            .run_per_second(price, merge_secs.max(0.0) * peak, false)
+        Solver::new(self, Resolution::default())
+            .run_per_second(price, merge_secs, false)
             .0
     }
 
@@ -224,9 +222,8 @@ impl Relaxed {
     /// those of KPU levels; with merging, one whose replay may cost a
     /// little more than planned. For finding schedules: the replay decides.
     pub fn plan_per_second(&self, price: f64, merge_secs: f64) -> Plan {
-        let solver = Solver::new(self, Resolution::default());
-        let peak = self.lambda.iter().copied().fold(0.0, f64::max).max(1.0);
-        let (o, rescales) = solver.run_per_second(price, merge_secs.max(0.0) * peak, true);
+        let (o, rescales) =
+            Solver::new(self, Resolution::default()).run_per_second(price, merge_secs, true);
         Plan {
             price,
             priced_cost: o.priced_cost,
@@ -543,6 +540,8 @@ struct Solver {
     downtime_blocks: usize,
     buckets: usize,
     step: f64,
+    /// The peak input rate, records/s (at least 1).
+    peak: f64,
     initial_level: usize,
     /// Round the backlog up at block boundaries (planning) instead of down
     /// (the bound).
@@ -605,6 +604,7 @@ impl Solver {
             downtime_blocks,
             buckets,
             step,
+            peak,
             initial_level,
             round_up: false,
             update_secs: params.update_secs as usize,
@@ -677,12 +677,20 @@ impl Solver {
     fn block_down(&self, j: usize, thresholds: &mut Vec<f64>) -> (usize, f64) {
         let (_, end) = self.block_span(j);
         let down_end = (end + self.downtime_blocks * self.block).min(self.lambda.len());
+        (down_end - end, self.down(end, down_end, thresholds))
+    }
+
+    /// The application down over steps `[from, to)`: in `thresholds` the
+    /// sorted backlogs at `from` above which each step violates (nothing
+    /// is processed, so step `t`'s backlog is the one at `from` plus what
+    /// arrived since), and the arrivals over the span.
+    fn down(&self, from: usize, to: usize, thresholds: &mut Vec<f64>) -> f64 {
         thresholds.clear();
-        for t in end..down_end {
-            thresholds.push(self.threshold[t] - (self.arrived[t + 1] - self.arrived[end]));
+        for t in from..to {
+            thresholds.push(self.threshold[t] - (self.arrived[t + 1] - self.arrived[from]));
         }
         thresholds.sort_by(f64::total_cmp);
-        (down_end - end, self.arrived[down_end] - self.arrived[end])
+        self.arrived[to] - self.arrived[from]
     }
 
     fn blocks(&self) -> usize {
@@ -931,8 +939,15 @@ fn prune(entries: &mut Vec<Entry>, merge: f64) {
 impl Solver {
     /// The per-second programme at `price`: exact restarts at any second,
     /// the exact backlog of every state, and states of one level within
-    /// `merge` records of backlog merged in the policy's favour.
-    fn run_per_second(&self, price: f64, merge: f64, keep: bool) -> (PricedOptimum, Vec<Rescale>) {
+    /// `merge_secs` x the peak input rate of backlog merged in the
+    /// policy's favour; with `keep`, also the schedule reaching the optimum.
+    fn run_per_second(
+        &self,
+        price: f64,
+        merge_secs: f64,
+        keep: bool,
+    ) -> (PricedOptimum, Vec<Rescale>) {
+        let merge = merge_secs.max(0.0) * self.peak;
         let duration = self.lambda.len();
         let update = self.update_secs;
         let nk = self.levels.len();
@@ -966,13 +981,7 @@ impl Solver {
             // An update whose restart outlasts the run is beaten by none:
             // billed at least as much, processing nothing.
             if t + update <= duration {
-                down_thresholds.clear();
-                for s in t..t + update {
-                    down_thresholds
-                        .push(self.threshold[s] - (self.arrived[s + 1] - self.arrived[t]));
-                }
-                down_thresholds.sort_by(f64::total_cmp);
-                let arrivals = self.arrived[t + update] - self.arrived[t];
+                let arrivals = self.down(t, t + update, &mut down_thresholds);
                 let mut acc: Vec<Entry> = Vec::new();
                 for k in 0..nk {
                     acc.extend_from_slice(&current[k]);
