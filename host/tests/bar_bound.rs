@@ -11,7 +11,8 @@ use flinkscale::sim::bench::configure;
 use flinkscale::sim::bound::{PriceSearch, Relaxed, Resolution, SearchStop};
 use flinkscale::sim::driver::simulate;
 use flinkscale::sim::presets::{PRESETS, PolicyChoice};
-use flinkscale::sim::{Scenario, Scores, Trace, World};
+use flinkscale::sim::schedule::{self, Rescale};
+use flinkscale::sim::{Scenario, Scores, Trace};
 
 /// 40 minutes: 1.5k records/s, a jump to 6k for 10 minutes, a fall to 2.5k.
 fn scenario() -> Scenario {
@@ -35,18 +36,14 @@ fn replay(scenario: &Scenario, schedule: &[(u64, u32)]) -> (u64, f64) {
     (s.slo_violation_secs, s.efficiency)
 }
 
-/// The scores of a schedule of (second, KPU) rescales.
-fn replay_scores(scenario: &Scenario, schedule: &[(u64, u32)]) -> Scores {
-    let mut world = World::from_scenario(scenario, 0);
-    for &(at, kpu) in schedule {
-        world.advance_to(at);
-        let view = world.describe("app").expect("the app");
-        world
-            .update_application("app", view.version_id, Some(kpu), Some(1), None)
-            .expect("the update is accepted");
-    }
-    world.advance_to(scenario.duration_secs);
-    world.scores()
+/// The scores of a schedule of (second, KPU) rescales, replayed as
+/// `simulate` scores a policy's decisions.
+fn replay_scores(scenario: &Scenario, pairs: &[(u64, u32)]) -> Scores {
+    let rescales: Vec<Rescale> = pairs
+        .iter()
+        .map(|&(at_secs, kpu)| Rescale { at_secs, kpu })
+        .collect();
+    schedule::replay(scenario, &rescales).expect("the updates are accepted")
 }
 
 /// Hand-made schedules and 40 pseudo-random ones of up to three rescales
