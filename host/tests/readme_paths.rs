@@ -1,0 +1,157 @@
+//! The README documents the repository itself: every file or folder of the
+//! checkout it names exists, its links to its own sections lead to a
+//! heading, and it points at nothing outside the repository.
+//!
+//! A path is a backticked word that starts with one of the checkout's
+//! top-level folders (`host/`, `tests/`, `deploy/`, ...); placeholders
+//! (`<name>`) and build outputs (`target/`, `.venv/`, `node_modules/`,
+//! made by the set-up commands) are not checked.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+/// The checkout's root.
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// The README's text.
+fn readme() -> String {
+    std::fs::read_to_string(root().join("README.md")).expect("README.md")
+}
+
+/// Every backticked word of `text`, with the line it is on (1-based).
+fn backticked(text: &str) -> Vec<(usize, &str)> {
+    let mut words = Vec::new();
+    for (number, line) in text.lines().enumerate() {
+        let mut parts = line.split('`');
+        // Odd parts are inside backticks.
+        parts.next();
+        while let Some(inside) = parts.next() {
+            if !inside.contains(char::is_whitespace) {
+                words.push((number + 1, inside));
+            }
+            parts.next();
+        }
+    }
+    words
+}
+
+/// The checkout's top-level folders, the roots a README path starts from.
+fn top_level_folders() -> BTreeSet<String> {
+    std::fs::read_dir(root())
+        .expect("the checkout")
+        .filter_map(|entry| entry.ok())
+        .filter(|entry| entry.path().is_dir())
+        .map(|entry| entry.file_name().to_string_lossy().into_owned())
+        .filter(|name| !matches!(name.as_str(), "target" | ".git" | ".venv"))
+        .collect()
+}
+
+/// GitHub's anchor for a heading: lower case, spaces to `-`, punctuation
+/// other than `-` and `_` dropped.
+fn anchor(heading: &str) -> String {
+    heading
+        .trim()
+        .to_lowercase()
+        .chars()
+        .filter_map(|c| match c {
+            ' ' => Some('-'),
+            c if c.is_alphanumeric() || c == '-' || c == '_' => Some(c),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn every_path_the_readme_names_is_in_the_checkout() {
+    let readme = readme();
+    let folders = top_level_folders();
+    let mut missing = Vec::new();
+    let mut checked = 0;
+    for (line, word) in backticked(&readme) {
+        let Some((first, _)) = word.split_once('/') else {
+            continue;
+        };
+        let generated = ["node_modules", ".venv", "target"]
+            .iter()
+            .any(|part| word.split('/').any(|p| p == *part));
+        if !folders.contains(first) || word.contains('<') || generated {
+            continue;
+        }
+        checked += 1;
+        if !root().join(word).exists() {
+            missing.push(format!("README.md:{line}: `{word}`"));
+        }
+    }
+    assert!(
+        checked > 50,
+        "only {checked} paths found: is the parser right?"
+    );
+    assert!(
+        missing.is_empty(),
+        "the README names paths that are not in the checkout:\n{}",
+        missing.join("\n")
+    );
+}
+
+#[test]
+fn every_link_in_the_readme_leads_somewhere() {
+    let readme = readme();
+    let mut anchors = BTreeSet::new();
+    let mut in_code = false;
+    for line in readme.lines() {
+        if line.starts_with("```") {
+            in_code = !in_code;
+        } else if !in_code && line.starts_with('#') {
+            anchors.insert(anchor(line.trim_start_matches('#')));
+        }
+    }
+    let mut broken = Vec::new();
+    for (number, line) in readme.lines().enumerate() {
+        for rest in line.split("](").skip(1) {
+            let target = rest.split(')').next().unwrap_or(rest);
+            let ok = if let Some(section) = target.strip_prefix('#') {
+                anchors.contains(section)
+            } else if target.starts_with("https://") {
+                true
+            } else {
+                !target.starts_with("..") && root().join(target).exists()
+            };
+            if !ok {
+                broken.push(format!("README.md:{}: ({target})", number + 1));
+            }
+        }
+    }
+    assert!(
+        broken.is_empty(),
+        "links that lead nowhere in the checkout:\n{}",
+        broken.join("\n")
+    );
+}
+
+#[test]
+fn the_readme_points_at_nothing_outside_the_repository() {
+    let readme = readme();
+    let outside: Vec<String> = readme
+        .lines()
+        .enumerate()
+        .filter(|(_, line)| line.contains("../shared") || line.contains("](../"))
+        .map(|(number, line)| format!("README.md:{}: {line}", number + 1))
+        .collect();
+    assert!(outside.is_empty(), "{}", outside.join("\n"));
+}
+
+#[test]
+fn the_anchor_of_a_heading_is_github_s() {
+    assert_eq!(
+        anchor(" Against the bar, honestly"),
+        "against-the-bar-honestly"
+    );
+    assert_eq!(
+        anchor(" What the agent's own API calls cost"),
+        "what-the-agents-own-api-calls-cost"
+    );
+    assert_eq!(anchor(" `[agent]`"), "agent");
+    assert_eq!(anchor(" Set-up: two commands"), "set-up-two-commands");
+}
