@@ -31,12 +31,15 @@
 //! the sizing is leaner, `jump_target_utilisation` and
 //! `jump_catch_up_secs`: a jump leaves a large backlog however fast it is
 //! drained, so a slower drain costs few violation seconds, while capacity
-//! sized for a fast one is paid for as long as the new level lasts. A
-//! backlog that the current capacity drains within `jump_catch_up_secs`
-//! is ridden out (a second rescale would undo the jump's sizing). An input
-//! past `scale_out_utilisation` but still within the capacity, with no
-//! backlog waiting, is only a warning of saturation to come: it triggers a
-//! scale-out only while its trend (over `trend_window_secs`) is rising.
+//! sized for a fast one is paid for as long as the new level lasts. (Not
+//! within `scale_in_window_secs` of giving back a scale-out's catch-up
+//! surplus: the burst it was for ended, so a new jump is a burst that
+//! recurs, and its level lasts about as briefly; it is sized as any other
+//! scale-out.) A backlog that the current capacity drains within
+//! `jump_catch_up_secs` is ridden out (a second rescale would undo the
+//! jump's sizing). An input past `scale_out_utilisation` but still within
+//! the capacity, with no backlog waiting, is only a warning of saturation
+//! to come: it triggers a scale-out only while its trend (over `trend_window_secs`) is rising.
 //! Every rescale costs its downtime in lag, and a flat or falling input
 //! that the capacity carries gains nothing from one (a load that starts
 //! near the capacity and then falls would otherwise pay for a scale-out
@@ -113,9 +116,11 @@
 //! the scale-in window is longer than the metric window the host fetches,
 //! and so are the KPU seen at the last evaluation and whether the last
 //! scale-out asked for was to catch up on a backlog, to tell which rule a
-//! rescale leaves in force. A fresh instance starts with an empty cache and
-//! knows of no scale-out, which only delays a scale-in: it never causes
-//! one.
+//! rescale leaves in force, and when the policy last asked to give a
+//! catch-up surplus back, to tell a recurring burst from a jump. A fresh
+//! instance starts with an empty cache and knows of no scale-out, which
+//! only delays a scale-in (and sizes a recurring burst as a jump): it
+//! never causes one.
 
 #![warn(missing_docs)]
 
@@ -190,6 +195,9 @@ pub struct RatePolicy {
     /// Whether the last change of KPU seen was a scale-out that this
     /// policy sized to catch up on a backlog: only its surplus settles.
     settle_allowed: bool,
+    /// When this policy last asked to give back a catch-up surplus (a
+    /// scale-in on the settle span: the burst it was for ended).
+    burst_ended_ms: Option<i64>,
 }
 
 impl Policy for RatePolicy {
@@ -226,7 +234,9 @@ impl Policy for RatePolicy {
             .meaning(
                 "An input rate at least this many times the capacity is a jump (a step, a spike, a \
              crowd), sized by `jump_target_utilisation` and `jump_catch_up_secs` instead of \
-             `target_utilisation` and `catch_up_secs`; at least `scale_out_utilisation`.",
+             `target_utilisation` and `catch_up_secs` (unless a catch-up surplus was given \
+             back within `scale_in_window_secs`: a recurring burst); at least \
+             `scale_out_utilisation`.",
             ),
         Parameter::number("jump_target_utilisation")
             .default("0.9")
@@ -394,6 +404,7 @@ impl Policy for RatePolicy {
             seen_kpu: None,
             asked_up: None,
             settle_allowed: false,
+            burst_ended_ms: None,
         })
     }
 
@@ -461,6 +472,9 @@ impl Policy for RatePolicy {
             downtime_secs: app
                 .last_update_duration_secs
                 .map_or(self.update_secs, f64::from),
+            burst_recurs: self
+                .burst_ended_ms
+                .is_some_and(|at| evaluation.now_ms - at < self.scale_in_window_ms),
         };
         Ok(match plan::plan(&self.rules, &situation) {
             Plan::Hold(reason) => Decision {
@@ -470,6 +484,8 @@ impl Policy for RatePolicy {
             Plan::ScaleTo(kpu, reason) => {
                 if kpu > app.kpu {
                     self.asked_up = Some(situation.backlog_waiting());
+                } else if matches!(situation.window, Window::Settle(_)) {
+                    self.burst_ended_ms = Some(evaluation.now_ms);
                 }
                 Decision::scale_to(kpu, reason)
             }

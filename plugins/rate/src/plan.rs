@@ -16,7 +16,11 @@
 //! and a catch-up within `jump_catch_up_secs`. The backlog a jump leaves is
 //! large however fast it drains, so draining it a little slower costs few
 //! violation seconds, while the capacity sized for a fast drain is paid
-//! for the whole time the new level lasts.
+//! for the whole time the new level lasts. Not when a scale-out's
+//! catch-up surplus was given back within the last scale-in window (a
+//! burst ended): a jump then is a burst that recurs, whose level lasts
+//! about as briefly, so its surplus is paid for briefly while a slow drain
+//! costs the lag; it is sized as any other scale-out.
 //!
 //! An input past `scale_out_utilisation` of the capacity but not past the
 //! capacity itself, with no backlog waiting, is a warning of saturation to
@@ -132,6 +136,10 @@ pub struct Situation {
     pub backlog: f64,
     /// Seconds a rescale keeps the job down.
     pub downtime_secs: f64,
+    /// Whether a scale-out's catch-up surplus was given back (a settle
+    /// scale-in: the burst it was for ended) within the last scale-in
+    /// window: a jump now is a burst that recurs, not a level that lasts.
+    pub burst_recurs: bool,
 }
 
 impl Situation {
@@ -182,7 +190,13 @@ pub fn plan(rules: &Rules, s: &Situation) -> Plan {
         ));
     }
     if saturated || s.backlog_waiting() {
-        let jump = utilisation >= rules.jump_utilisation;
+        // A jump is sized lean because the capacity it buys is paid for as
+        // long as the new level lasts; when the last burst's level was
+        // given back within a window, the bursts are short and recur, so
+        // the surplus is paid for briefly and the drain costs the lag:
+        // sized as any other scale-out.
+        let jumped = utilisation >= rules.jump_utilisation;
+        let jump = jumped && !s.burst_recurs;
         let (target_utilisation, catch_up_secs) = if jump {
             (rules.jump_target_utilisation, rules.jump_catch_up_secs)
         } else {
@@ -208,6 +222,11 @@ pub fn plan(rules: &Rules, s: &Situation) -> Plan {
         if jump {
             why = format!(
                 "a jump (input at least {:.0} % of capacity) {why}",
+                100.0 * rules.jump_utilisation
+            );
+        } else if jumped {
+            why = format!(
+                "a jump (input at least {:.0} % of capacity), but the last burst's surplus was given back within the scale-in window, so a recurring burst: {why}",
                 100.0 * rules.jump_utilisation
             );
         }
@@ -421,6 +440,7 @@ mod tests {
             capacity: RULES.usl.capacity(1000.0, 2),
             backlog,
             downtime_secs: 90.0,
+            burst_recurs: false,
         }
     }
 
@@ -483,6 +503,27 @@ mod tests {
         // Below 1.5x the capacity the normal rules apply.
         // 2900/s (148 %): 2900 + 2900 x 90 / 120 = 5075/s -> 6 subtasks.
         assert_eq!(scale_to(plan(&rules, &situation(2900.0, 0.0))), 6);
+    }
+
+    #[test]
+    fn a_recurring_burst_is_sized_as_any_scale_out() {
+        let rules = Rules {
+            jump_utilisation: 1.5,
+            ..RULES
+        };
+        // The jump of the test above (6 subtasks), but a burst's surplus
+        // was given back within the scale-in window: sized for 120 s and
+        // 80 %, as below 1.5x the capacity, 12 subtasks.
+        let mut s = situation(4000.0, 242_000.0);
+        s.burst_recurs = true;
+        let Plan::ScaleTo(kpu, reason) = plan(&rules, &s) else {
+            panic!("held on a recurring burst")
+        };
+        assert_eq!(kpu, 12);
+        assert!(
+            reason.contains("so a recurring burst") && reason.contains("within 120 s"),
+            "{reason}"
+        );
     }
 
     #[test]

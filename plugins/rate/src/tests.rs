@@ -73,6 +73,11 @@ fn evaluation(kpu: u32, first_ms: i64, rows: &[Row], now_ms: i64) -> Evaluation 
 /// 4000 records/s arriving at 2 KPU (capacity 1960/s): the backlog grows
 /// by 2040 x 60 = 122400 a period. Visible 60 s after the second period.
 fn saturated_step() -> Evaluation {
+    saturated_from(T0)
+}
+
+/// [`saturated_step`] with its first period starting at `first_ms`.
+fn saturated_from(first_ms: i64) -> Evaluation {
     let rows = [
         Row {
             records_in: 1960.0,
@@ -85,7 +90,7 @@ fn saturated_step() -> Evaluation {
             backlog: 122_400.0,
         },
     ];
-    evaluation(2, T0, &rows, T0 + 3 * P)
+    evaluation(2, first_ms, &rows, first_ms + 3 * P)
 }
 
 #[test]
@@ -489,6 +494,35 @@ fn a_burst_that_ended_is_judged_by_the_level_after_it() {
     let (seen_then, decision) = run_after_rescale(&mut rate, 32, 30, burst);
     assert_eq!(decision.action, Action::ScaleTo(2), "{}", decision.reason);
     assert_eq!((seen, seen_then), (10, 11));
+}
+
+#[test]
+fn a_burst_that_recurs_within_a_window_of_the_last_one_is_not_sized_lean() {
+    // The burst of the test above ends and its surplus is given back
+    // (32 -> 2 KPU, decided at T0 + 12 periods). The saturated step from
+    // T0 + 20 periods, within the 30-period scale-in window, is a jump
+    // (204 %) but a recurring burst: sized as any scale-out, the 604800
+    // records within 120 s, 12 subtasks. From T0 + 45 periods, a window
+    // later, it is a jump again: 6 subtasks, as in
+    // `a_jump_is_sized_for_a_slower_catch_up`.
+    let burst = |i: usize| if i < 6 { 7500.0 } else { 1500.0 };
+    for (first, kpu) in [(20, 12), (45, 6)] {
+        let mut rate = policy("{}");
+        asked_to_catch_up(&mut rate);
+        let (_, decision) = run_after_rescale(&mut rate, 32, 30, burst);
+        assert_eq!(decision.action, Action::ScaleTo(2), "{}", decision.reason);
+        saw_kpu(&mut rate, 2, T0 + 13 * P);
+        let decision = rate
+            .decide(&saturated_from(T0 + first * P))
+            .expect("decides");
+        assert_eq!(decision.action, Action::ScaleTo(kpu), "{}", decision.reason);
+        assert_eq!(
+            decision.reason.contains("so a recurring burst"),
+            kpu == 12,
+            "{}",
+            decision.reason
+        );
+    }
 }
 
 #[test]
