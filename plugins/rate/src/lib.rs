@@ -39,8 +39,8 @@
 //! `jump_catch_up_secs` is ridden out (a second rescale would undo the
 //! jump's sizing). An input past `scale_out_utilisation` but still within
 //! the capacity, with no backlog waiting, is only a warning of saturation
-//! to come: it triggers a scale-out only while its trend (over `trend_window_secs`) is rising.
-//! Every rescale costs its downtime in lag, and a flat or falling input
+//! to come: it triggers a scale-out only while its trend (over
+//! `trend_window_secs`) is rising. Every rescale costs its downtime in lag, and a flat or falling input
 //! that the capacity carries gains nothing from one (a load that starts
 //! near the capacity and then falls would otherwise pay for a scale-out
 //! and for every scale-in after it).
