@@ -16,7 +16,8 @@
 //!   estimator) to a [`profile::Profile`] of up to `history_days`.
 //! - **Forecast**: the rate one season ago, a day or a week, whichever
 //!   forecast the last `fit_secs` better, scaled by how the last `fit_secs`
-//!   compared with it (a busier day keeps its shape).
+//!   compared with it (a busier day keeps its shape; a ratio within its
+//!   standard error of 1 is noise, and does not scale it).
 //! - **On the forecast** (its mean relative error over `fit_secs` at most
 //!   `tolerance`, and none of the latest three periods off by more than
 //!   twice that): when the forecast within the rescale's downtime (the

@@ -8,7 +8,8 @@
 //! season, a day or a week, is chosen by how well each has forecast the
 //! recent past, and the forecast is scaled by the ratio of the recent past
 //! to its forecast, so a day busier or quieter than the one before keeps
-//! its shape. The same recent error says when the load has left the
+//! its shape; a ratio within its own standard error of 1 is the recent
+//! past's noise, and leaves the forecast as it is. The same recent error says when the load has left the
 //! forecast (a burst, a crowd, a holiday's first hours).
 
 use std::cell::RefCell;
@@ -87,7 +88,9 @@ impl PartialEq for Profile {
 pub struct Fit {
     /// The season, in milliseconds: [`DAY_MS`] or [`WEEK_MS`].
     pub season_ms: i64,
-    /// Recent rates over their seasonal forecast.
+    /// Recent rates over their seasonal forecast; 1 when that ratio is
+    /// within its standard error of 1 (the span's noise, not a busier or
+    /// quieter day).
     pub scale: f64,
     /// Mean relative error of the scaled forecast over the recent span.
     pub error: f64,
@@ -183,7 +186,15 @@ impl Profile {
                 if forecast <= 0.0 {
                     return None;
                 }
-                let scale = (actual / forecast).clamp(1.0 / MAX_SCALE, MAX_SCALE);
+                let ratio = actual / forecast;
+                // A ratio within its own standard error of 1 is the noise
+                // of the span, not a busier or quieter day: scaling the
+                // coming peak by it would size the capacity on that noise.
+                let scale = if (ratio - 1.0).abs() <= ratio_standard_error(&pairs, ratio) {
+                    1.0
+                } else {
+                    ratio.clamp(1.0 / MAX_SCALE, MAX_SCALE)
+                };
                 let relative = |&(r, f): &(f64, f64)| (r - scale * f).abs() / (scale * f).max(1.0);
                 let error = pairs.iter().map(relative).sum::<f64>() / pairs.len() as f64;
                 let latest_error = pairs
@@ -231,4 +242,18 @@ impl Profile {
         }
         best.filter(|g| *g > 0).or(Some(60_000))
     }
+}
+
+/// The standard error of `ratio`, the ratio estimator sum(rate) /
+/// sum(forecast) over `pairs` of (rate, forecast):
+/// sqrt(sum((rate - ratio forecast)^2) / (n (n - 1))) / mean(forecast).
+/// Infinite with fewer than two pairs (nothing to tell noise by).
+fn ratio_standard_error(pairs: &[(f64, f64)], ratio: f64) -> f64 {
+    let n = pairs.len() as f64;
+    let mean_forecast = pairs.iter().map(|p| p.1).sum::<f64>() / n;
+    if n < 2.0 || mean_forecast <= 0.0 {
+        return f64::INFINITY;
+    }
+    let spread: f64 = pairs.iter().map(|&(r, f)| (r - ratio * f).powi(2)).sum();
+    (spread / (n * (n - 1.0))).sqrt() / mean_forecast
 }

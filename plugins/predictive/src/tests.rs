@@ -199,6 +199,30 @@ fn a_spike_shows_in_the_latest_error_and_a_busier_day_in_the_scale() {
 }
 
 #[test]
+fn a_ratio_within_its_standard_error_of_one_does_not_scale_the_forecast() {
+    let mut profile = Profile::new(600, 15);
+    let now = T0 + DAY_MS + DAY_MS / 2;
+    let mut rates: Vec<(i64, f64)> = (0..DAY_MS / P).map(|i| (T0 + i * P, 1000.0)).collect();
+    // Today's hour is the forecast with 5 % noise, 0.6 % up on the whole:
+    // the ratio is 1.006, its standard error 0.0065 (sd 50 / sqrt(60)
+    // over 1000), so it is noise and the forecast stays as it is.
+    let noisy = |i: i64| 1006.0 + if i % 2 == 0 { 50.0 } else { -50.0 };
+    rates.extend((0..60).map(|i| (now - (59 - i) * P, noisy(i))));
+    profile.learn(&rates, now);
+    let fit = profile.fit(now - 59 * P, now, 3).expect("a day is seen");
+    assert_eq!(fit.scale, 1.0, "{fit:?}");
+    assert_eq!(profile.peak(&fit, now, now + 3_600_000), Some(1000.0));
+    // 2 % up with the same noise is more than twice the standard error: a
+    // busier day, which scales the forecast.
+    let busier = |i: i64| 1020.0 + if i % 2 == 0 { 50.0 } else { -50.0 };
+    rates.truncate((DAY_MS / P) as usize);
+    rates.extend((0..60).map(|i| (now - (59 - i) * P, busier(i))));
+    profile.learn(&rates, now);
+    let fit = profile.fit(now - 59 * P, now, 3).expect("a day is seen");
+    assert!((fit.scale - 1.02).abs() < 1e-9, "{fit:?}");
+}
+
+#[test]
 fn before_a_day_is_seen_it_decides_as_rate() {
     let (mut predictive, mut rate) = pair("{}");
     train(&mut predictive, &mut rate, T0, T0 + DAY_MS / 2, daily);

@@ -110,6 +110,40 @@ pub fn trend(rates: &[(i64, f64)]) -> Option<f64> {
     (sxx > 0.0).then(|| sxy / sxx)
 }
 
+/// Where a falling input will be `ahead_secs` after the latest of `rates`,
+/// or `None` unless both halves of them fall (by time; at least three
+/// rates in each).
+///
+/// The fall is taken as an approach to a floor, `floor + a exp(-t / tau)`,
+/// of which a steady fall is the limit: the two halves' slopes give its
+/// decay (a slope that shrinks from the older half to the latest one is
+/// a fall slowing down, as a crowd dispersing towards its base load), and
+/// the latest half's slope, carried to the latest rate along that decay,
+/// gives its speed. A fall that does not slow is projected as steady. A
+/// straight line through a decaying fall would carry it below its floor.
+pub fn fall_ahead(rates: &[(i64, f64)], ahead_secs: f64) -> Option<f64> {
+    let (&(first_ms, _), &(latest_ms, latest)) = (rates.first()?, rates.last()?);
+    let middle_ms = first_ms + (latest_ms - first_ms) / 2;
+    let split = rates.partition_point(|(t, _)| *t < middle_ms);
+    let (older, newer) = rates.split_at(split);
+    let (old_slope, new_slope) = (trend(older)?, trend(newer)?);
+    if old_slope >= 0.0 || new_slope >= 0.0 {
+        return None;
+    }
+    let centre = |half: &[(i64, f64)]| {
+        half.iter().map(|(t, _)| *t as f64 / 1000.0).sum::<f64>() / half.len() as f64
+    };
+    let gap_secs = centre(newer) - centre(older);
+    let ratio = new_slope / old_slope;
+    if ratio >= 1.0 || gap_secs <= 0.0 {
+        return Some(latest + new_slope * ahead_secs);
+    }
+    let tau = gap_secs / (1.0 / ratio).ln();
+    let since_secs = latest_ms as f64 / 1000.0 - centre(newer);
+    let slope_now = new_slope * (-since_secs / tau).exp();
+    Some(latest + slope_now * tau * (1.0 - (-ahead_secs / tau).exp()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -212,5 +246,36 @@ mod tests {
         let slope = trend(&rising).expect("five points");
         assert!((slope - 1.0).abs() < 1e-9, "{slope}");
         assert_eq!(trend(&rising[..2]), None);
+    }
+
+    #[test]
+    fn a_steady_fall_is_projected_along_its_line() {
+        // 2500/s falling by 0.5/s per s over 30 minutes: at the latest
+        // period (1630/s), 1800 s ahead is 730/s.
+        let falling: Vec<(i64, f64)> = (0..30).map(|i| (i * P, 2500.0 - 30.0 * i as f64)).collect();
+        let ahead = fall_ahead(&falling, 1800.0).expect("a fall");
+        assert!((ahead - 730.0).abs() < 1e-6, "{ahead}");
+    }
+
+    #[test]
+    fn a_fall_that_slows_is_projected_to_its_floor_not_past_it() {
+        // A crowd dispersing: 1000 + 11000 exp(-t / 1200 s), seen from 40
+        // to 69 minutes. 1800 s after the latest period it is 1000 + 11000
+        // exp(-5940 / 1200) = 1078/s; the latest half's line would say
+        // 595/s, and the true slope at the latest period, carried
+        // straight, 825/s: both below the floor of 1000/s.
+        let rate = |secs: f64| 1000.0 + 11_000.0 * (-secs / 1200.0).exp();
+        let crowd: Vec<(i64, f64)> = (40..70).map(|i| (i * P, rate(i as f64 * 60.0))).collect();
+        let ahead = fall_ahead(&crowd, 1800.0).expect("a fall");
+        let truth = rate(69.0 * 60.0 + 1800.0);
+        assert!((ahead - truth).abs() < 0.03 * truth, "{ahead} vs {truth}");
+        // Flat, rising, or falling in one half only: no fall to project.
+        let flat: Vec<(i64, f64)> = (0..30).map(|i| (i * P, 1000.0)).collect();
+        assert_eq!(fall_ahead(&flat, 1800.0), None);
+        let turned: Vec<(i64, f64)> = (0..30)
+            .map(|i| (i * P, 1000.0 + 10.0 * (i - 15_i64).abs() as f64))
+            .collect();
+        assert_eq!(fall_ahead(&turned, 1800.0), None);
+        assert_eq!(fall_ahead(&crowd[..4], 1800.0), None);
     }
 }

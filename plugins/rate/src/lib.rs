@@ -70,7 +70,14 @@
 //!   when the latest input is below `scale_in_utilisation` of the capacity
 //!   the window's peak asks for, the load is still falling and the peak is
 //!   history (sized for it, a second scale-in would follow as soon as the
-//!   peak left the window), so the latest input sets the size.
+//!   peak left the window), so the latest input sets the size. For the
+//!   same reason it waits while the input falls: when the fall over the
+//!   window, projected one more window ahead, goes below
+//!   `scale_in_utilisation` of the smaller capacity, a second scale-in
+//!   would follow, so it waits for the fall to end and then goes there in
+//!   one. The projection takes the fall as an approach to a floor (from the
+//!   slopes of the window's two halves), so a fall that slows, as a crowd
+//!   dispersing, is not carried past where it levels out.
 //! - **A scale-out was sized to catch up on a backlog** (this policy asked
 //!   for it, with a backlog waiting): the settle span, the last
 //!   `settle_secs` (all after the scale-out), and `settle_utilisation`,
@@ -457,6 +464,16 @@ impl Policy for RatePolicy {
             .map(|(t, r)| (*t, *r))
             .collect();
         let window = self.window(latest_ms, period_ms, app.last_rescale_ms);
+        let fall_ahead = if matches!(window, Window::Whole(_)) {
+            let window_points: Vec<(i64, f64)> = self
+                .rates
+                .range(latest_ms - self.scale_in_window_ms + period_ms..)
+                .map(|(t, r)| (*t, *r))
+                .collect();
+            estimate::fall_ahead(&window_points, self.scale_in_window_ms as f64 / 1000.0)
+        } else {
+            None
+        };
         let situation = Situation {
             kpu: app.kpu,
             parallelism: app.parallelism,
@@ -465,6 +482,7 @@ impl Policy for RatePolicy {
             max_kpu: app.max_kpu,
             input_rate,
             slope: estimate::trend(&trend_points),
+            fall_ahead,
             data_age_secs: (evaluation.now_ms - latest_ms - period_ms).max(0) as f64 / 1000.0,
             window,
             capacity,

@@ -48,8 +48,12 @@
 //! threshold of the capacity that peak asks for, the peak is history (the
 //! load is still falling): sized for it, the scale-in would be followed by
 //! another once the peak has left the window, each paying a restart, so it
-//! is sized for the input now instead, in one step. The caller says which
-//! window it has seen ([`Window`]).
+//! is sized for the input now instead, in one step. And while the input
+//! still falls so fast that it will be below the scale-in threshold of the
+//! smaller capacity within another window ([`Situation::fall_ahead`]), a
+//! scale-in after a whole window waits: it would be followed by another,
+//! each paying a restart; it goes, in one step, once the fall ends or has
+//! slowed enough. The caller says which window it has seen ([`Window`]).
 
 use flinkscale_plugin::usl::{MAX_PARALLELISM, Usl, kpu_for};
 
@@ -126,6 +130,10 @@ pub struct Situation {
     pub input_rate: f64,
     /// Its trend, records/s per second, if known.
     pub slope: Option<f64>,
+    /// Where the input will be one scale-in window from now, when it falls
+    /// over the whole window ([`crate::estimate::fall_ahead`]); `None`
+    /// otherwise.
+    pub fall_ahead: Option<f64>,
     /// Seconds from the end of the period of `input_rate` to now.
     pub data_age_secs: f64,
     /// What has been seen of the scale-in window.
@@ -346,6 +354,22 @@ pub fn plan(rules: &Rules, s: &Situation) -> Plan {
         String::new()
     };
     match target(rules, s, needed) {
+        Some((kpu, _, smaller))
+            if kpu < s.kpu
+                && whole
+                && s.fall_ahead
+                    .is_some_and(|ahead| ahead < rules.scale_in_utilisation * smaller) =>
+        {
+            // Another scale-in would follow within a window, each paying a
+            // restart: the fall is waited out, and one scale-in goes where
+            // it ends.
+            Plan::Hold(format!(
+                "{state}: the peak over the window was {peak:.0} records/s, below {:.0} % of capacity, but the input is falling, to about {:.0} records/s within a window, below {:.0} % of the {kpu} KPU a scale-in now would leave: waiting for the fall to end",
+                100.0 * below,
+                s.fall_ahead.unwrap_or_default(),
+                100.0 * rules.scale_in_utilisation
+            ))
+        }
         Some((kpu, parallelism, _)) if kpu < s.kpu => Plan::ScaleTo(
             kpu,
             format!(
@@ -435,6 +459,7 @@ mod tests {
             max_kpu: 32,
             input_rate: rate,
             slope: None,
+            fall_ahead: None,
             data_age_secs: 60.0,
             window: Window::Unseen,
             capacity: RULES.usl.capacity(1000.0, 2),
@@ -732,6 +757,40 @@ mod tests {
         // The settle span is judged as before: its peak sets the size.
         let mut s = situation_at(10, 1200.0, 0.0);
         s.window = Window::Settle(2900.0);
+        assert_eq!(scale_to(plan(&rules, &s)), 4);
+    }
+
+    #[test]
+    fn a_scale_in_that_another_would_follow_waits_for_the_fall_to_end() {
+        let rules = Rules {
+            scale_in_catch_up_secs: 150.0,
+            ..RULES
+        };
+        // A steady fall, as `ramp-down`'s: 10 subtasks, the window's peak
+        // 2911/s under 40 % of C(10) = 8347, the input now 2065/s. Sized for
+        // the peak, max(3639, 2911 + 2065 x 90 / 150 = 4150) -> 5 subtasks
+        // (C(5) = 4613), whose threshold is 1845/s; the fall reaches 1190/s
+        // within a window, so a second scale-in would follow: hold.
+        let mut s = situation_at(10, 2065.0, 0.0);
+        s.window = Window::Whole(2911.0);
+        s.fall_ahead = Some(1190.0);
+        let Plan::Hold(reason) = plan(&rules, &s) else {
+            panic!("scaled in with another scale-in a window away")
+        };
+        assert!(
+            reason.contains("to about 1190 records/s within a window")
+                && reason.contains("below 40 % of the 5 KPU")
+                && reason.contains("waiting for the fall to end"),
+            "{reason}"
+        );
+        // A fall that stays above that threshold, no fall, or a settle
+        // span (judged as before): the scale-in goes now.
+        s.fall_ahead = Some(1900.0);
+        assert_eq!(scale_to(plan(&rules, &s)), 5);
+        s.fall_ahead = None;
+        assert_eq!(scale_to(plan(&rules, &s)), 5);
+        s.fall_ahead = Some(1190.0);
+        s.window = Window::Settle(2911.0);
         assert_eq!(scale_to(plan(&rules, &s)), 4);
     }
 
