@@ -452,6 +452,8 @@ impl StateStore {
             temp: self.dir.join(format!(".{application}.json.tmp")),
             seq: 0,
             newer: None,
+            #[cfg(test)]
+            save_delay: std::time::Duration::ZERO,
             _lock: lock,
         })
     }
@@ -468,12 +470,23 @@ pub struct Journal {
     // The format of a journal found written by a newer agent: once seen,
     // this journal is never written over.
     newer: Option<u64>,
+    // How long every save stands still before writing: a slow disk, for
+    // the tests that check no save holds a runtime worker.
+    #[cfg(test)]
+    save_delay: std::time::Duration,
     // Held for the advisory lock; released when the journal is dropped
     // (or the process dies, however it dies).
     _lock: File,
 }
 
 impl Journal {
+    /// Makes every save wait `delay` first, as on a slow disk.
+    #[cfg(test)]
+    pub(crate) fn with_save_delay(mut self, delay: std::time::Duration) -> Self {
+        self.save_delay = delay;
+        self
+    }
+
     /// The journal file.
     pub fn path(&self) -> &Path {
         &self.path
@@ -598,6 +611,8 @@ impl Journal {
             detail: format!("cannot encode the record: {e}"),
         })?;
         text.push(b'\n');
+        #[cfg(test)]
+        std::thread::sleep(self.save_delay);
         let io = |action, path: &Path| {
             let path = path.to_owned();
             move |source| StateError::Io {
