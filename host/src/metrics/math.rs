@@ -338,10 +338,10 @@ fn grid_points(grid: Grid) -> impl Iterator<Item = i64> {
     let period_ms = i64::from(grid.period_secs.max(1)) * 1000;
     let first = grid.start_ms.div_euclid(period_ms) * period_ms;
     let end = grid.end_ms;
-    (0..)
-        .map(move |k| first + k * period_ms)
+    // Checked: a grid at the end of what i64 milliseconds hold ends there.
+    (0_i64..)
+        .map_while(move |k| k.checked_mul(period_ms)?.checked_add(first))
         .take_while(move |t| *t < end)
-        .filter(move |t| *t >= first)
 }
 
 fn eval(
