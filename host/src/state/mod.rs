@@ -538,6 +538,7 @@ impl Journal {
                 file.application
             )));
         }
+        out_of_range(&file).map_or(Ok(()), |problem| Err(corrupt(problem)))?;
         self.seq = file.seq;
         Ok(Some(file))
     }
@@ -643,6 +644,50 @@ impl Journal {
         self.seq = file.seq;
         Ok(())
     }
+}
+
+/// The last millisecond of the year 9999: a journal time past it (or
+/// before the epoch) was never written by an agent.
+const LAST_MS: i64 = 253_402_300_799_999;
+
+/// What in `file` no agent writes: a write counter at its end (the next
+/// save would overflow it) or a time outside the epoch to the year 9999
+/// (the machine subtracts and adds journal times). `None` when all is in
+/// range.
+fn out_of_range(file: &JournalFile) -> Option<String> {
+    if file.seq == u64::MAX {
+        return Some(format!("seq {} is the last a counter holds", file.seq));
+    }
+    let record = &file.record;
+    let mut times = vec![("written_ms", file.written_ms)];
+    times.extend(record.last_rescale_ms.map(|ms| ("last_rescale_ms", ms)));
+    times.extend(
+        record
+            .kpu_limit
+            .map(|limit| ("kpu_limit.at_ms", limit.at_ms)),
+    );
+    match &record.phase {
+        Phase::Idle => {}
+        Phase::Decided { at_ms, .. } => times.push(("phase.at_ms", *at_ms)),
+        Phase::Sending { update } | Phase::Sent { update, .. } => {
+            times.push(("phase.update.started_ms", update.started_ms));
+        }
+        Phase::Updating {
+            update,
+            observed_ms,
+        } => {
+            times.push(("phase.update.started_ms", update.started_ms));
+            times.push(("phase.observed_ms", *observed_ms));
+        }
+        Phase::Unknown { since_ms } => times.push(("phase.since_ms", *since_ms)),
+        Phase::Grace { until_ms, .. } => times.push(("phase.until_ms", *until_ms)),
+    }
+    times
+        .into_iter()
+        .find(|(_, ms)| !(0..=LAST_MS).contains(ms))
+        .map(|(field, ms)| {
+            format!("{field} {ms} is no time: valid 0 to {LAST_MS} (ms since the epoch)")
+        })
 }
 
 /// Reads the whole file at `path`, refusing a symbolic link (`ELOOP`)

@@ -457,3 +457,48 @@ async fn a_slow_journal_save_leaves_the_runtime_running() {
         "the runtime stood still during the save: {during} ticks of 5 ms in 300 ms"
     );
 }
+
+/// A journal is a file on disk: a write counter or a time no clock
+/// reaches (edited by hand, or damaged) is refused as corrupt, naming the
+/// field and the valid range, rather than overflowing the next save or the
+/// machine's time arithmetic. The controller then fails closed as for any
+/// unreadable journal: it reads the application and holds a grace period.
+#[test]
+fn a_journal_with_a_counter_or_time_out_of_range_is_corrupt() {
+    let update = r#"{"target_kpu": 2, "from_kpu": 1, "quoted_version_id": 1, "reason": "r", "started_ms": STARTED}"#;
+    let file = |seq: &str, started: &str| {
+        let update = update.replace("STARTED", started);
+        format!(
+            r#"{{"format": 1, "application": "app", "seq": {seq}, "written_ms": 1700000000000,
+               "record": {{"phase": {{"kind": "sending", "update": {update}}}}}}}"#
+        )
+    };
+    let cases = [
+        (
+            file("18446744073709551615", "1700000000000"),
+            "seq 18446744073709551615",
+        ),
+        (
+            file("3", "-9223372036854775808"),
+            "started_ms -9223372036854775808",
+        ),
+        (
+            file("3", "9223372036854775807"),
+            "started_ms 9223372036854775807",
+        ),
+    ];
+    for (text, what) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("app.json"), &text).unwrap();
+        match journal(dir.path()).load() {
+            Err(StateError::Corrupt { detail, .. }) => {
+                assert!(detail.contains(what), "{what}: {detail}")
+            }
+            other => panic!("{what}: {other:?}"),
+        }
+    }
+    // In range, it loads.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("app.json"), file("3", "1700000000000")).unwrap();
+    assert!(matches!(journal(dir.path()).load(), Ok(Some(_))));
+}
