@@ -654,7 +654,7 @@ const LAST_MS: i64 = 253_402_300_799_999;
 /// save would overflow it) or a time outside the epoch to the year 9999
 /// (the machine subtracts and adds journal times). `None` when all is in
 /// range.
-fn out_of_range(file: &JournalFile) -> Option<String> {
+pub(crate) fn out_of_range(file: &JournalFile) -> Option<String> {
     if file.seq == u64::MAX {
         return Some(format!("seq {} is the last a counter holds", file.seq));
     }
