@@ -1337,3 +1337,56 @@ fn get_metric_data_refuses_a_range_of_more_periods_than_cloudwatch_answers() {
     let input = far_input(start_s, now as f64 / 1000.0, 1, "FILL(cpu, 0)");
     call(&mut c, Service::CloudWatch, "GetMetricData", input, now).expect("an answer");
 }
+
+/// Syncing the model to now steps it through every model second since the
+/// last call: at a high speed (or with history to play) that is CPU work,
+/// done off the runtime so that the server's other tasks (and whatever else
+/// shares its runtime: the demo's agent) keep running meanwhile.
+#[tokio::test(flavor = "current_thread")]
+async fn a_long_sync_leaves_the_runtime_running() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut long = scenario(vec![app("a", 500.0), app("b", 500.0)]);
+    long.duration_secs = 10 * 86_400;
+    let mut options = super::EmulatorOptions::new(long);
+    // Five days of model time to play at the first call.
+    options.start_epoch_ms = Some(super::wall_now_ms() - 5 * 86_400_000);
+    let emulator = super::start(options).await.expect("the emulator starts");
+    let ticks = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let ticker = tokio::spawn({
+        let ticks = ticks.clone();
+        async move {
+            loop {
+                tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+                ticks.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+    });
+    tokio::task::yield_now().await;
+    let started = std::time::Instant::now();
+    let before = ticks.load(std::sync::atomic::Ordering::Relaxed);
+    let mut stream = tokio::net::TcpStream::connect(emulator.local_addr())
+        .await
+        .expect("a connection");
+    stream
+        .write_all(b"GET /_emulator/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .expect("the request");
+    let mut answer = String::new();
+    stream
+        .read_to_string(&mut answer)
+        .await
+        .expect("the answer");
+    let took = started.elapsed();
+    let during = ticks.load(std::sync::atomic::Ordering::Relaxed) - before;
+    ticker.abort();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    // The sync takes long enough to tell (five days of two applications);
+    // a runtime that kept running ticked through a good part of it.
+    assert!(took >= std::time::Duration::from_millis(100), "{took:?}");
+    let expected = took.as_millis() / 2;
+    assert!(
+        u128::from(during) * 4 >= expected,
+        "the runtime stood still during the sync: {during} ticks of 2 ms in {took:?}"
+    );
+    emulator.shutdown().await;
+}
