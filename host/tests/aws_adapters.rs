@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 
 use aws_config::SdkConfig;
 use aws_config::retry::RetryConfig;
+use flinkscale::metrics::alarms::CloudWatchAlarms;
 use flinkscale::metrics::cloudwatch::CloudWatchSource;
 use flinkscale::metrics::{Datapoint, MetricQuery, MetricSource, MetricsError};
 use flinkscale::target::msf::MsfTarget;
@@ -444,6 +445,30 @@ async fn get_metric_data_pages_that_never_end_fail_the_fetch() {
         "{error:?}"
     );
     assert_eq!(fresh.requests().len(), 6);
+}
+
+/// DescribeAlarms pages are the service's to give as well: the same
+/// NextToken again fails the read, naming why, instead of paging for ever.
+#[tokio::test]
+async fn describe_alarms_pages_that_never_end_fail_the_read() {
+    let stub = Stub::start(|_| {
+        let mut e = minicbor::Encoder::new(Vec::new());
+        e.map(2).expect("cbor");
+        e.str("MetricAlarms").expect("cbor").array(0).expect("cbor");
+        e.str("NextToken")
+            .expect("cbor")
+            .str("again")
+            .expect("cbor");
+        cbor_reply(200, e.into_writer(), None)
+    })
+    .await;
+    let alarms = CloudWatchAlarms::new(&sdk_config(&stub.url).await);
+    let error = alarms.describe_all().await.expect_err("no end");
+    assert!(
+        matches!(&error, MetricsError::Source(m) if m.contains("\"again\" a second time")),
+        "{error:?}"
+    );
+    assert_eq!(stub.requests().len(), 2);
 }
 
 #[tokio::test]
