@@ -129,7 +129,7 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<DemoSummary> {
     let started = std::time::Instant::now();
     let running = tokio::spawn(agent.run(stopped));
 
-    let wall = Duration::from_secs_f64(duration_secs as f64 / options.speed);
+    let wall = wall_time(duration_secs, options.speed);
     let deadline = tokio::time::sleep(wall);
     tokio::pin!(deadline);
     let mut evaluations = 0;
@@ -336,4 +336,25 @@ fn summary_text(s: &DemoSummary) -> String {
         s.wall_secs,
         calls.join(", "),
     )
+}
+
+/// How long `duration_secs` of model time take at `speed` (the emulator
+/// accepts any speed above 0): at most [`Duration::MAX`].
+fn wall_time(duration_secs: u64, speed: f64) -> Duration {
+    Duration::try_from_secs_f64(duration_secs as f64 / speed).unwrap_or(Duration::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `--speed` is the user's: any speed the emulator accepts (above 0,
+    /// however small) gives a wall time, the longest one when the scenario
+    /// would outlast what a `Duration` holds.
+    #[test]
+    fn any_accepted_speed_gives_a_wall_time() {
+        assert_eq!(wall_time(1800, 10.0), Duration::from_secs(180));
+        assert_eq!(wall_time(1800, 1e-300), Duration::MAX);
+        assert_eq!(wall_time(1800, f64::MIN_POSITIVE), Duration::MAX);
+    }
 }

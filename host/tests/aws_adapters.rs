@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 
 use aws_config::SdkConfig;
 use aws_config::retry::RetryConfig;
+use flinkscale::metrics::alarms::CloudWatchAlarms;
 use flinkscale::metrics::cloudwatch::CloudWatchSource;
 use flinkscale::metrics::{Datapoint, MetricQuery, MetricSource, MetricsError};
 use flinkscale::target::msf::MsfTarget;
@@ -397,6 +398,77 @@ async fn get_metric_data_pages_are_concatenated_in_time_order() {
         })
     );
     assert_eq!(decode_cbor(&requests[1].body)["NextToken"], "page-2");
+}
+
+/// A service whose pages never end (the same NextToken again, or a new one
+/// on every page) fails the fetch after a bounded number of calls, naming
+/// why, instead of paging and collecting for ever.
+#[tokio::test]
+async fn get_metric_data_pages_that_never_end_fail_the_fetch() {
+    let page = |token: String| {
+        get_metric_data_reply(
+            &[PageResult {
+                id: "q0".into(),
+                points: vec![(T0, 10.0)],
+                status: "PartialData",
+            }],
+            Some(&token),
+        )
+    };
+    let queries = [metric("cpu", "containerCPUUtilization", "Maximum")];
+
+    let again = Stub::start(move |_| page("again".to_owned())).await;
+    let source = CloudWatchSource::new(&sdk_config(&again.url).await);
+    let error = source
+        .fetch(&queries, T0, T0 + 5 * MINUTE)
+        .await
+        .expect_err("no end");
+    assert!(
+        matches!(&error, MetricsError::Source(m) if m.contains("\"again\" a second time")),
+        "{error:?}"
+    );
+    assert_eq!(again.requests().len(), 2);
+
+    let counter = Arc::new(AtomicUsize::new(0));
+    let fresh =
+        Stub::start(move |_| page(format!("page-{}", counter.fetch_add(1, Ordering::Relaxed))))
+            .await;
+    let source = CloudWatchSource::new(&sdk_config(&fresh.url).await);
+    let error = source
+        .fetch(&queries, T0, T0 + 5 * MINUTE)
+        .await
+        .expect_err("no end");
+    // Five periods of one query: at most five datapoints, so a sixth page
+    // still asking for more is refused.
+    assert!(
+        matches!(&error, MetricsError::Source(m) if m.contains("6 pages")),
+        "{error:?}"
+    );
+    assert_eq!(fresh.requests().len(), 6);
+}
+
+/// DescribeAlarms pages are the service's to give as well: the same
+/// NextToken again fails the read, naming why, instead of paging for ever.
+#[tokio::test]
+async fn describe_alarms_pages_that_never_end_fail_the_read() {
+    let stub = Stub::start(|_| {
+        let mut e = minicbor::Encoder::new(Vec::new());
+        e.map(2).expect("cbor");
+        e.str("MetricAlarms").expect("cbor").array(0).expect("cbor");
+        e.str("NextToken")
+            .expect("cbor")
+            .str("again")
+            .expect("cbor");
+        cbor_reply(200, e.into_writer(), None)
+    })
+    .await;
+    let alarms = CloudWatchAlarms::new(&sdk_config(&stub.url).await);
+    let error = alarms.describe_all().await.expect_err("no end");
+    assert!(
+        matches!(&error, MetricsError::Source(m) if m.contains("\"again\" a second time")),
+        "{error:?}"
+    );
+    assert_eq!(stub.requests().len(), 2);
 }
 
 #[tokio::test]

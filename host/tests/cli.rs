@@ -357,3 +357,25 @@ fn the_demo_prints_its_narrative_and_no_agent_info_logs_by_default() {
         "info lines on stderr without RUST_LOG:\n{stderr}"
     );
 }
+
+/// `emulate --history-secs` is a number a user types: one past what the
+/// emulator plays (15 days, as CloudWatch keeps 1-minute datapoints) is
+/// refused by name with the valid range, not overflowed into a start time
+/// or played for hours before the first answer.
+#[test]
+fn emulate_refuses_a_history_it_cannot_play() {
+    for history in ["99999999999999999", "1296001"] {
+        let (code, _, stderr) = flinkscale(&[
+            "emulate",
+            "--scenario",
+            "tests/fixtures/scenarios/e2e-scale.toml",
+            "--history-secs",
+            history,
+        ]);
+        assert_eq!(code, 2, "{history}: {stderr}");
+        assert!(
+            stderr.contains("--history-secs") && stderr.contains("0..=1296000"),
+            "{history}: {stderr}"
+        );
+    }
+}

@@ -12,6 +12,11 @@ use clap::{CommandFactory, Parser, Subcommand};
 
 use crate::telemetry::{self, LogFormat};
 
+/// The most history `emulate --history-secs` plays before serving: 15 days,
+/// as long as CloudWatch keeps 1-minute datapoints (and the agent reads
+/// history), and a bound on the model steps the first call syncs.
+const MAX_EMULATED_HISTORY_SECS: u64 = crate::config::MAX_HISTORY_DAYS as u64 * 86_400;
+
 mod alarms;
 mod commands;
 mod conventions;
@@ -94,8 +99,10 @@ pub enum Command {
         #[arg(long, default_value_t = crate::emulator::DEFAULT_PAGE_SIZE)]
         page_size: usize,
         /// Start with this many wall-clock seconds of history already
-        /// played, so that metrics have datapoints at once.
-        #[arg(long, default_value_t = 0)]
+        /// played, so that metrics have datapoints at once (at most 15
+        /// days, as CloudWatch keeps 1-minute datapoints).
+        #[arg(long, default_value_t = 0,
+              value_parser = clap::value_parser!(u64).range(0..=MAX_EMULATED_HISTORY_SECS))]
         history_secs: u64,
     },
     /// Replay a scenario against a policy on a virtual clock (the production
@@ -292,7 +299,10 @@ pub fn main() -> ExitCode {
                 if history_secs > 0 {
                     let now_ms = crate::clock::Clock::system().now_ms();
                     options.start_epoch_ms =
-                        Some(now_ms - i64::try_from(history_secs).unwrap_or(0) * 1000);
+                        // At most MAX_EMULATED_HISTORY_SECS: no overflow.
+                        Some(now_ms.saturating_sub(
+                            i64::try_from(history_secs).unwrap_or(i64::MAX).saturating_mul(1000),
+                        ));
                 }
                 options.listen = listen;
                 options.speed = speed;

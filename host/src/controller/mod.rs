@@ -39,7 +39,7 @@ pub mod quarantine;
 mod tests;
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use futures_util::FutureExt;
@@ -422,7 +422,10 @@ pub struct Controller {
     clock: Clock,
     events: Events,
     machine: Machine,
-    journal: Option<Journal>,
+    /// Shared with the blocking thread a save runs on: a save that never
+    /// comes back (a runtime shutting down) cannot take the journal, and
+    /// its lock, with it.
+    journal: Option<Arc<Mutex<Journal>>>,
     /// The last record the journal accepted.
     saved: Option<AppRecord>,
     policy_health: PluginHealth,
@@ -550,10 +553,13 @@ impl Controller {
                 self.machine = Machine::unknown(self.clock.now_ms(), jitter);
             }
         }
-        self.journal = Some(journal);
+        self.journal = Some(Arc::new(Mutex::new(journal)));
         // The record in force is journaled at once, so that a crash before
-        // the first step does not forget that it is in doubt.
-        self.persist();
+        // the first step does not forget that it is in doubt. The agent
+        // calls this off the runtime: the save runs right here.
+        if let Some(save) = self.pending_save() {
+            self.settle_save(save());
+        }
         self
     }
 
@@ -644,7 +650,7 @@ impl Controller {
             Err(panic) => Observation::Panicked(panic_message(panic.as_ref())),
         };
         loop {
-            let next = self.step(observation);
+            let next = self.step(observation).await;
             observation = match next {
                 Next::Wait(delay) => {
                     if sleep_or_shutdown(delay, &mut shutdown).await {
@@ -667,17 +673,19 @@ impl Controller {
 
     /// Steps the machine at the current time, emits its events and
     /// persists its record.
-    fn step(&mut self, observation: Observation) -> Next {
+    async fn step(&mut self, observation: Observation) -> Next {
         let now_ms = self.clock.now_ms();
         let transition = self.machine.step(observation, &self.settings, now_ms);
         for event in transition.events {
             self.events.emit(event);
         }
-        let journaled = self.persist();
+        let journaled = self.persist().await;
         match transition.next {
             // Write-ahead: no update goes out that the journal does not
             // know about.
-            Next::Run(Command::Update { .. }) if !journaled => self.step(Observation::NotJournaled),
+            Next::Run(Command::Update { .. }) if !journaled => {
+                Box::pin(self.step(Observation::NotJournaled)).await
+            }
             next => next,
         }
     }
@@ -940,7 +948,7 @@ impl Controller {
         let mut started = None;
         loop {
             let phase_before = self.machine.record.phase.clone();
-            let next = self.step(observation);
+            let next = self.step(observation).await;
             if let (Phase::Sending { update }, Phase::Sent { .. }) =
                 (&phase_before, &self.machine.record.phase)
             {
@@ -1340,20 +1348,57 @@ impl Controller {
 
     /// Writes the record if it differs from the last one written. Returns
     /// false if the journal refused it (reported as a `journal` failure).
-    fn persist(&mut self) -> bool {
-        if self.saved.as_ref() == Some(&self.machine.record) {
-            return true;
-        }
-        let Some(journal) = self.journal.as_mut() else {
+    ///
+    /// A save writes, renames and syncs the disk twice, which takes as long
+    /// as the disk likes: as plugin calls, it runs on tokio's blocking pool
+    /// unless [`PluginThreads`] says the runtime runs nothing else. The
+    /// controller waits for it, so the write-ahead order is unchanged.
+    async fn persist(&mut self) -> bool {
+        let Some(save) = self.pending_save() else {
             return true;
         };
-        match journal.save(&self.machine.record, self.clock.now_ms()) {
-            Ok(()) => {
-                self.saved = Some(self.machine.record.clone());
+        let outcome = match self.threads {
+            PluginThreads::Blocking => tokio::task::spawn_blocking(save)
+                .await
+                .unwrap_or_else(|e| Err(format!("the journal save did not finish: {e}"))),
+            PluginThreads::Inline | PluginThreads::Simulation => save(),
+        };
+        self.settle_save(outcome)
+    }
+
+    /// The save [`Controller::persist`] has to make, `None` when the
+    /// journal holds the record already or there is no journal. It gives
+    /// back the record it wrote, or why the journal refused it.
+    fn pending_save(
+        &self,
+    ) -> Option<impl FnOnce() -> Result<AppRecord, String> + Send + 'static + use<>> {
+        if self.saved.as_ref() == Some(&self.machine.record) {
+            return None;
+        }
+        let journal = self.journal.clone()?;
+        let record = self.machine.record.clone();
+        let now_ms = self.clock.now_ms();
+        Some(move || {
+            // A save has no panic of its own; were one to poison the lock,
+            // the next save rewrites the whole file anyway.
+            let mut journal = journal.lock().unwrap_or_else(PoisonError::into_inner);
+            journal
+                .save(&record, now_ms)
+                .map(|()| record)
+                .map_err(|e| e.to_string())
+        })
+    }
+
+    /// Records the outcome of a save: the record the journal now holds, or
+    /// a `journal` failure. Returns whether the save succeeded.
+    fn settle_save(&mut self, outcome: Result<AppRecord, String>) -> bool {
+        match outcome {
+            Ok(record) => {
+                self.saved = Some(record);
                 true
             }
-            Err(error) => {
-                self.fail(Failure::Journal, error.to_string());
+            Err(message) => {
+                self.fail(Failure::Journal, message);
                 false
             }
         }

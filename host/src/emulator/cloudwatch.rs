@@ -27,6 +27,11 @@ pub(crate) const CODES: ErrorCodes = ErrorCodes {
 
 /// GetMetricData takes at most this many queries.
 const MAX_QUERIES: usize = 500;
+/// The most periods a query's range may hold: CloudWatch answers at most
+/// 100,800 datapoints in a whole call, and a range of more periods would
+/// have the emulator walk (and `FILL` or a number fill) every one of them
+/// while every other call waits.
+pub(crate) const MAX_PERIODS_PER_QUERY: i64 = 100_800;
 /// A ListMetrics page holds at most this many metrics (as in CloudWatch).
 const LIST_METRICS_PAGE: usize = 500;
 
@@ -129,12 +134,16 @@ pub(crate) fn datapoints(
     let mut period_start =
         (start_ms.div_euclid(period_ms) * period_ms).max(origin.div_euclid(period_ms) * period_ms);
     while period_start < end_ms {
-        let period_end = period_start + period_ms;
+        // A range at the end of what i64 milliseconds hold has no period
+        // past it.
+        let Some(period_end) = period_start.checked_add(period_ms) else {
+            break;
+        };
         let (model_start, model_end) = (
             clock.to_model_ms(period_start),
             clock.to_model_ms(period_end),
         );
-        if model_end + delay_ms > as_of_model {
+        if model_end.saturating_add(delay_ms) > as_of_model {
             break;
         }
         let held = clock.steps(model_start..model_end);
@@ -286,6 +295,22 @@ pub(crate) fn get_metric_data(core: &Core, input: &Value, now_ms: i64) -> Result
     let end_ms = r.timestamp_ms("EndTime")?;
     if start_ms >= end_ms {
         return Err(r.invalid("The parameter StartTime must be less than the parameter EndTime."));
+    }
+    for query in &queries {
+        let period_secs = match &query.what {
+            What::Stat(stat) => stat.period_secs,
+            What::Expression { period_secs, .. } => *period_secs,
+        };
+        let period_ms = i128::from(period_secs.max(1)) * 1000;
+        let periods = (i128::from(end_ms) - i128::from(start_ms) + period_ms - 1) / period_ms;
+        if periods > i128::from(MAX_PERIODS_PER_QUERY) {
+            return Err(r.invalid(format!(
+                "Query {}: StartTime to EndTime holds {periods} periods of {period_secs} s; \
+                 the emulator answers at most {MAX_PERIODS_PER_QUERY} periods a query \
+                 (CloudWatch's datapoints in a whole call): narrow the range or lengthen the period.",
+                query.id
+            )));
+        }
     }
     let ascending = match r.opt_str("ScanBy")? {
         None | Some("TimestampDescending") => false,

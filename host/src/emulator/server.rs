@@ -45,7 +45,7 @@ pub(crate) async fn serve(
 ) {
     let handler = move |request| {
         let shared = shared.clone();
-        async move { handle(&shared, request).await }
+        async move { handle(shared, request).await }
     };
     crate::http::serve(listener, handler, shutdown, "emulator").await;
 }
@@ -109,8 +109,32 @@ pub(crate) fn route(method: &Method, path: &str, headers: &HeaderMap) -> Route {
     }
 }
 
+/// Runs `work` on the shared core off the runtime, on tokio's blocking
+/// pool: every call syncs the model to now first, which steps it through
+/// each model second since the last call (speed x the wall time, up to a
+/// million a second; all of `--history-secs` at the first call), CPU work
+/// that must not hold a runtime worker. `None` if the work panicked.
+async fn off_runtime<R: Send + 'static>(
+    shared: &Arc<Shared>,
+    work: impl FnOnce(&Shared) -> R + Send + 'static,
+) -> Option<R> {
+    let shared = shared.clone();
+    tokio::task::spawn_blocking(move || work(&shared))
+        .await
+        .ok()
+}
+
+/// The answer when the emulator's own work failed (a panic, a bug).
+fn internal_failure() -> Response<Body> {
+    json_response(
+        500,
+        &serde_json::json!({"__type": "InternalFailure", "message": "The emulator failed to serve the request."}),
+        &[],
+    )
+}
+
 /// Answers one request; `None` closes the connection without an answer.
-async fn handle(shared: &Shared, request: Request<Incoming>) -> Option<Response<Body>> {
+async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Option<Response<Body>> {
     let (parts, body) = request.into_parts();
     let body = match Limited::new(body, MAX_BODY_BYTES).collect().await {
         Ok(collected) => collected.to_bytes(),
@@ -124,20 +148,21 @@ async fn handle(shared: &Shared, request: Request<Incoming>) -> Option<Response<
     };
     match route(&parts.method, parts.uri.path(), &parts.headers) {
         Route::Control => {
-            let (status, answer) = control::handle(
-                shared,
-                &parts.method,
-                parts.uri.path(),
-                parts.uri.query(),
-                &body,
-            );
-            Some(json_response(status, &answer, &[]))
+            let (method, uri) = (parts.method.clone(), parts.uri.clone());
+            let answered = off_runtime(&shared, move |shared| {
+                control::handle(shared, &method, uri.path(), uri.query(), &body)
+            })
+            .await;
+            Some(match answered {
+                Some((status, answer)) => json_response(status, &answer, &[]),
+                None => internal_failure(),
+            })
         }
         Route::Aws {
             protocol,
             service,
             operation,
-        } => aws_call(shared, protocol, service, &operation, &parts.headers, &body).await,
+        } => aws_call(shared, protocol, service, operation, &parts.headers, body).await,
         Route::Unknown => Some(json_response(
             404,
             &serde_json::json!({
@@ -168,55 +193,68 @@ fn decode(protocol: Protocol, body: &[u8]) -> Result<Value, AwsError> {
 /// Serves one AWS call: checks it, draws its fault, runs it (unless a
 /// fault strikes first), logs it once, and answers.
 async fn aws_call(
-    shared: &Shared,
+    shared: Arc<Shared>,
     protocol: Protocol,
     service: Service,
-    operation: &str,
+    operation: String,
     headers: &HeaderMap,
-    body: &[u8],
+    body: Bytes,
 ) -> Option<Response<Body>> {
-    let input = decode(protocol, body);
-    // What the call log shows of the request, even when it is refused.
-    let logged = input.as_ref().ok();
     // Who called: the SDK's User-Agent carries the caller's app name
     // (flinkscale's `app/flinkscale-VERSION`), as CloudTrail records it.
     let user_agent = headers
         .get(hyper::header::USER_AGENT)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
-    if !headers.contains_key(hyper::header::AUTHORIZATION) {
-        let error = AwsError::with_status(
-            "MissingAuthenticationTokenException",
-            "Missing Authentication Token: the request carries no Authorization header.",
-            403,
-        );
-        let (mut core, now) = shared.lock_synced();
-        let seq = core.record(
-            now,
-            protocol,
-            service,
-            operation,
-            logged,
-            Logged::answered(Err(&error), 403).with_user_agent(user_agent),
-        );
-        return Some(error_response(protocol, &error, seq));
-    }
-    let input = match input {
-        Ok(input) => input,
-        Err(error) => {
+    let signed = headers.contains_key(hyper::header::AUTHORIZATION);
+    // Decoding, the refusals and the fault draw: one trip off the runtime.
+    let op = operation.clone();
+    let agent = user_agent.clone();
+    let checked = off_runtime(&shared, move |shared| {
+        let input = decode(protocol, &body);
+        if !signed {
+            let error = AwsError::with_status(
+                "MissingAuthenticationTokenException",
+                "Missing Authentication Token: the request carries no Authorization header.",
+                403,
+            );
             let (mut core, now) = shared.lock_synced();
+            // What the call log shows of the request, even when it is refused.
             let seq = core.record(
                 now,
                 protocol,
                 service,
-                operation,
-                None,
-                Logged::answered(Err(&error), error.status).with_user_agent(user_agent),
+                &op,
+                input.as_ref().ok(),
+                Logged::answered(Err(&error), 403).with_user_agent(agent),
             );
-            return Some(error_response(protocol, &error, seq));
+            return Err(Box::new(error_response(protocol, &error, seq)));
         }
+        match input {
+            Ok(input) => {
+                let injected = shared.lock_synced().0.faults.take(service, &op);
+                Ok((input, injected))
+            }
+            Err(error) => {
+                let (mut core, now) = shared.lock_synced();
+                let seq = core.record(
+                    now,
+                    protocol,
+                    service,
+                    &op,
+                    None,
+                    Logged::answered(Err(&error), error.status).with_user_agent(agent),
+                );
+                Err(Box::new(error_response(protocol, &error, seq)))
+            }
+        }
+    })
+    .await;
+    let (input, injected) = match checked {
+        Some(Ok(checked)) => checked,
+        Some(Err(refused)) => return Some(*refused),
+        None => return Some(internal_failure()),
     };
-    let injected = shared.lock_synced().0.faults.take(service, operation);
     if let Some(fault) = &injected
         && !fault.after_effect
         && fault.delay_ms > 0
@@ -225,11 +263,15 @@ async fn aws_call(
         // then neither run nor logged, as a request lost on the network.
         tokio::time::sleep(Duration::from_millis(fault.delay_ms)).await;
     }
-    let served = {
+    let served = off_runtime(&shared, move |shared| {
         let (mut core, now) = shared.lock_synced();
         run_call(
-            &mut core, now, protocol, service, operation, &input, injected, user_agent,
+            &mut core, now, protocol, service, &operation, &input, injected, user_agent,
         )
+    })
+    .await;
+    let Some(served) = served else {
+        return Some(internal_failure());
     };
     if served.delay_after_ms > 0 {
         tokio::time::sleep(Duration::from_millis(served.delay_after_ms)).await;

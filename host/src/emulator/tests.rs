@@ -1258,3 +1258,135 @@ fn the_past_is_served_as_the_simulator_serves_it_and_published_late() {
     assert_eq!(shown(T0 + 5_999), Some(last_minute - 60_000));
     assert_eq!(shown(T0 + 6_000), Some(last_minute), "6 wall seconds on");
 }
+
+/// A GetMetricData request of one stat query `cpu` and one expression
+/// query `e` over `[start_s, end_s)` in epoch seconds.
+fn far_input(start_s: f64, end_s: f64, period: i64, expression: &str) -> Value {
+    Value::map([
+        (
+            "MetricDataQueries",
+            Value::List(vec![
+                Value::map([
+                    ("Id", Value::str("cpu")),
+                    (
+                        "MetricStat",
+                        metric_stat("app", "containerCPUUtilization", "Average", period),
+                    ),
+                ]),
+                Value::map([
+                    ("Id", Value::str("e")),
+                    ("Expression", Value::str(expression)),
+                    ("Period", Value::Int(period)),
+                ]),
+            ]),
+        ),
+        ("StartTime", Value::Float(start_s)),
+        ("EndTime", Value::Float(end_s)),
+    ])
+}
+
+/// Timestamps at the end of what an i64 of milliseconds holds (an
+/// EndTime past it reads as its largest value): the periods in range are
+/// walked without overflowing; the metric has nothing there, and `FILL`
+/// fills the one period that starts in range.
+#[test]
+fn get_metric_data_at_the_end_of_time_answers_without_overflowing() {
+    let mut past = app("app", 500.0);
+    past.past = Some(crate::sim::Past {
+        secs: 86_400,
+        period_secs: 86_400,
+    });
+    let mut c = core(vec![past], 1.0, 100);
+    let now = T0 + 600_000;
+    let input = far_input(9.223_372_036_854_7e15, 1e300, 86_400, "FILL(cpu, 0)");
+    let out = call(&mut c, Service::CloudWatch, "GetMetricData", input, now)
+        .expect("an answer, not a panic");
+    let results = out
+        .get("MetricDataResults")
+        .and_then(Value::as_list)
+        .expect("results");
+    assert_eq!(results.len(), 2);
+    assert_eq!(timestamps(&results[0]), Vec::<i64>::new());
+    let last_day = i64::MAX.div_euclid(86_400_000) * 86_400_000;
+    assert_eq!(timestamps(&results[1]), [last_day]);
+    assert_eq!(values(&results[1]), [0.0]);
+}
+
+/// A query whose range holds more periods than CloudWatch answers in a
+/// whole call (a number or FILL has a value at each of them) is refused,
+/// naming the query and the limit, instead of filling them all while
+/// every other call waits.
+#[test]
+fn get_metric_data_refuses_a_range_of_more_periods_than_cloudwatch_answers() {
+    let mut c = core(vec![app("app", 800.0)], 1.0, 100);
+    let now = T0 + 600_000;
+    // 1970 to now at one second: 1.7 billion periods.
+    let input = far_input(0.0, now as f64 / 1000.0, 1, "FILL(cpu, 0)");
+    let err = call(&mut c, Service::CloudWatch, "GetMetricData", input, now).unwrap_err();
+    assert_eq!(
+        (err.code.as_str(), err.status),
+        ("InvalidParameterValue", 400)
+    );
+    assert!(
+        err.message.contains("Query cpu") && err.message.contains("100800"),
+        "{}",
+        err.message
+    );
+    // The largest range allowed is answered.
+    let start_s = (now / 1000 - 100_800) as f64;
+    let input = far_input(start_s, now as f64 / 1000.0, 1, "FILL(cpu, 0)");
+    call(&mut c, Service::CloudWatch, "GetMetricData", input, now).expect("an answer");
+}
+
+/// Syncing the model to now steps it through every model second since the
+/// last call: at a high speed (or with history to play) that is CPU work,
+/// done off the runtime so that the server's other tasks (and whatever else
+/// shares its runtime: the demo's agent) keep running meanwhile.
+#[tokio::test(flavor = "current_thread")]
+async fn a_long_sync_leaves_the_runtime_running() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut long = scenario(vec![app("a", 500.0), app("b", 500.0)]);
+    long.duration_secs = 10 * 86_400;
+    let mut options = super::EmulatorOptions::new(long);
+    // Five days of model time to play at the first call.
+    options.start_epoch_ms = Some(super::wall_now_ms() - 5 * 86_400_000);
+    let emulator = super::start(options).await.expect("the emulator starts");
+    let ticks = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let ticker = tokio::spawn({
+        let ticks = ticks.clone();
+        async move {
+            loop {
+                tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+                ticks.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+    });
+    tokio::task::yield_now().await;
+    let started = std::time::Instant::now();
+    let before = ticks.load(std::sync::atomic::Ordering::Relaxed);
+    let mut stream = tokio::net::TcpStream::connect(emulator.local_addr())
+        .await
+        .expect("a connection");
+    stream
+        .write_all(b"GET /_emulator/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .expect("the request");
+    let mut answer = String::new();
+    stream
+        .read_to_string(&mut answer)
+        .await
+        .expect("the answer");
+    let took = started.elapsed();
+    let during = ticks.load(std::sync::atomic::Ordering::Relaxed) - before;
+    ticker.abort();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    // The sync takes long enough to tell (five days of two applications);
+    // a runtime that kept running ticked through a good part of it.
+    assert!(took >= std::time::Duration::from_millis(100), "{took:?}");
+    let expected = took.as_millis() / 2;
+    assert!(
+        u128::from(during) * 4 >= expected,
+        "the runtime stood still during the sync: {during} ticks of 2 ms in {took:?}"
+    );
+    emulator.shutdown().await;
+}

@@ -421,6 +421,7 @@ pub fn import(file: &Path, text: &str, given: &ParameterValues) -> Result<Import
         root: &root,
         values,
         stand_ins: BTreeMap::new(),
+        evaluating: Default::default(),
     };
     let resources = root
         .get("Resources")
@@ -1003,6 +1004,7 @@ fn state_machine_waits(
         root: stack.root,
         values: stack.values.clone(),
         stand_ins: stand_ins.clone(),
+        evaluating: Default::default(),
     })
     .ok();
     let wait_before = |resource_suffix: &str| -> Result<Sourced<u32>, ImportError> {

@@ -35,6 +35,10 @@ pub enum ResolveError {
     Unsupported(String),
 }
 
+/// How deep conditions may refer to conditions: far more than any template
+/// needs, few enough that the recursion cannot exhaust the stack.
+const MAX_CONDITION_DEPTH: usize = 64;
+
 /// A parsed template with the stack's parameter values.
 #[derive(Debug)]
 pub struct Stack<'a> {
@@ -45,6 +49,9 @@ pub struct Stack<'a> {
     /// Parameters whose `Ref` resolves to a stand-in instead of the value:
     /// used to learn which parameter ended up where in a resolved text.
     pub stand_ins: BTreeMap<String, String>,
+    /// The conditions being evaluated, outermost first: a condition met
+    /// again is a cycle, and the chain is bounded (empty between calls).
+    pub evaluating: std::cell::RefCell<Vec<String>>,
 }
 
 /// The text CloudFormation passes for a scalar written in a template
@@ -104,7 +111,28 @@ impl Stack<'_> {
             .get("Conditions")
             .and_then(|c| c.get(name))
             .ok_or_else(|| ResolveError::Unsupported(format!("no condition named {name:?}")))?;
-        self.boolean(expr)
+        {
+            let mut chain = self.evaluating.borrow_mut();
+            if chain.iter().any(|c| c == name) {
+                let mut names = chain.clone();
+                names.push(name.to_owned());
+                let start = names.iter().position(|c| c == name).unwrap_or(0);
+                return Err(ResolveError::Unsupported(format!(
+                    "condition {name:?} refers to itself: {}",
+                    names[start..].join(" -> ")
+                )));
+            }
+            if chain.len() >= MAX_CONDITION_DEPTH {
+                return Err(ResolveError::Unsupported(format!(
+                    "conditions nest more than {MAX_CONDITION_DEPTH} deep (from {:?})",
+                    chain.first().map(String::as_str).unwrap_or(name)
+                )));
+            }
+            chain.push(name.to_owned());
+        }
+        let value = self.boolean(expr);
+        self.evaluating.borrow_mut().pop();
+        value
     }
 
     fn boolean(&self, expr: &Value) -> Result<bool, ResolveError> {

@@ -42,6 +42,52 @@ fn metric_ids_are_cloudwatch_query_ids() {
     assert_eq!(metric_id("..."), "metric");
 }
 
+/// A template is the user's file: conditions that refer to themselves, or
+/// nest deeper than any template needs, are refused by name instead of
+/// recursing until the stack overflows.
+#[test]
+fn conditions_in_a_cycle_or_nested_too_deep_are_refused() {
+    let mut conditions = serde_json::Map::new();
+    conditions.insert("Loop".into(), json!({"Fn::Not": [{"Condition": "Loop"}]}));
+    conditions.insert("A".into(), json!({"Condition": "B"}));
+    conditions.insert("B".into(), json!({"Fn::And": [{"Condition": "A"}, true]}));
+    for i in 0..100_000 {
+        conditions.insert(format!("C{i}"), json!({"Condition": format!("C{}", i + 1)}));
+    }
+    conditions.insert("C100000".into(), json!(true));
+    let root = json!({"Parameters": {}, "Conditions": conditions});
+    let stack = Stack {
+        root: &root,
+        values: Default::default(),
+        stand_ins: Default::default(),
+        evaluating: Default::default(),
+    };
+    let refused = |name: &str| match stack.resolve(&json!({"Condition": name})) {
+        Err(ResolveError::Unsupported(message)) => message,
+        other => panic!("{name}: {other:?}"),
+    };
+    assert!(
+        refused("Loop").contains("\"Loop\" refers to itself"),
+        "{}",
+        refused("Loop")
+    );
+    assert!(refused("A").contains("A -> B -> A"), "{}", refused("A"));
+    assert!(
+        refused("C0").contains("more than 64 deep"),
+        "{}",
+        refused("C0")
+    );
+    // The stack is usable again after a refusal.
+    conditions_resolve_after_a_refusal(&stack);
+}
+
+fn conditions_resolve_after_a_refusal(stack: &Stack<'_>) {
+    assert_eq!(
+        stack.resolve(&json!({"Condition": "C99990"})),
+        Ok(json!(true))
+    );
+}
+
 #[test]
 fn intrinsic_functions_resolve_with_the_stack_values() {
     let root = json!({
@@ -56,6 +102,7 @@ fn intrinsic_functions_resolve_with_the_stack_values() {
         root: &root,
         values: [("Name".to_owned(), "a".to_owned())].into(),
         stand_ins: Default::default(),
+        evaluating: Default::default(),
     };
     let r = |v: serde_json::Value| stack.resolve(&v);
     assert_eq!(

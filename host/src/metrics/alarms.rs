@@ -208,6 +208,9 @@ impl CloudWatchAlarms {
     ) -> Result<Vec<DescribedAlarm>, MetricsError> {
         let mut out = Vec::new();
         let mut next_token: Option<String> = None;
+        // The pages are the service's to give: a token seen before would
+        // page for ever.
+        let mut tokens = std::collections::HashSet::new();
         loop {
             let output = self
                 .client
@@ -219,7 +222,15 @@ impl CloudWatchAlarms {
                 .map_err(|e| classify("DescribeAlarms", &e))?;
             out.extend(output.metric_alarms().iter().map(DescribedAlarm::from_sdk));
             match output.next_token() {
-                Some(token) if !token.is_empty() => next_token = Some(token.to_owned()),
+                Some(token) if !token.is_empty() => {
+                    if !tokens.insert(token.to_owned()) {
+                        return Err(MetricsError::Source(format!(
+                            "DescribeAlarms answered the NextToken {token:?} a second time: \
+                             its pages would never end"
+                        )));
+                    }
+                    next_token = Some(token.to_owned());
+                }
                 _ => break,
             }
         }

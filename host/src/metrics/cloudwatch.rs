@@ -72,6 +72,11 @@ impl CloudWatchSource {
             .collect();
         let mut points: Vec<Vec<Datapoint>> = vec![Vec::new(); queries.len()];
         let mut next_token: Option<String> = None;
+        // The pages are the service's to give: a token seen before, or
+        // more pages than the range holds datapoints (each page but the
+        // last brings at least one), would page on for ever.
+        let (most_points, _) = super::history::size(queries, start_ms, end_ms);
+        let mut tokens = std::collections::HashSet::new();
         loop {
             let started = Instant::now();
             let result = self
@@ -100,7 +105,24 @@ impl CloudWatchSource {
             }
             // An empty token would make the service start over, not go on.
             match output.next_token() {
-                Some(token) if !token.is_empty() => next_token = Some(token.to_owned()),
+                Some(token) if !token.is_empty() => {
+                    if !tokens.insert(token.to_owned()) {
+                        return Err(MetricsError::Source(format!(
+                            "GetMetricData answered the NextToken {token:?} a second time: \
+                             its pages would never end"
+                        )));
+                    }
+                    if tokens.len() > most_points {
+                        return Err(MetricsError::Source(format!(
+                            "GetMetricData answered {} pages and still a NextToken for {} \
+                             queries holding at most {most_points} datapoints: its pages \
+                             would never end",
+                            tokens.len(),
+                            queries.len()
+                        )));
+                    }
+                    next_token = Some(token.to_owned());
+                }
                 _ => break,
             }
         }

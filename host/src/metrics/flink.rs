@@ -294,20 +294,23 @@ fn combine(found: &[Aggregates], statistic: &str) -> Option<f64> {
     }
     let fold =
         |f: fn(f64, f64) -> f64, pick: fn(&Aggregates) -> f64| found.iter().map(pick).reduce(f);
-    match statistic {
+    // Parallelisms and values are Flink's answer: weights add up as
+    // floats (no u64 overflow), and a sum past f64's range is no sample.
+    let combined = match statistic {
         "Maximum" => fold(f64::max, |a| a.max),
         "Minimum" => fold(f64::min, |a| a.min),
         "Sum" => fold(|a, b| a + b, |a| a.sum),
         "Average" => {
-            let weight: u64 = found.iter().map(|a| a.parallelism.max(1)).sum();
+            let weight: f64 = found.iter().map(|a| a.parallelism.max(1) as f64).sum();
             let weighted: f64 = found
                 .iter()
                 .map(|a| a.avg * a.parallelism.max(1) as f64)
                 .sum();
-            Some(weighted / weight as f64)
+            Some(weighted / weight)
         }
         _ => None,
-    }
+    };
+    combined.filter(|v| v.is_finite())
 }
 
 /// A target-side failure as a metric source's.
@@ -369,5 +372,22 @@ mod tests {
         // (5 x 2 + 2 x 1) / 3 subtasks.
         assert_eq!(combine(&found, "Average"), Some(4.0));
         assert_eq!(combine(&[], "Maximum"), None);
+    }
+
+    /// Parallelisms and values are Flink's answer: whatever they are, the
+    /// combination neither overflows nor yields an infinity as a sample.
+    #[test]
+    fn what_flink_answers_cannot_overflow_the_combination() {
+        let huge = [
+            agg(1.0, 2.0, 3.0, 4.0, u64::MAX),
+            agg(1.0, 2.0, 3.0, 4.0, u64::MAX),
+        ];
+        assert_eq!(combine(&huge, "Average"), Some(3.0));
+        let big = [
+            agg(1.0, 1e308, 1.0, 1e308, 1),
+            agg(1.0, 1e308, 1.0, 1e308, 1),
+        ];
+        assert_eq!(combine(&big, "Sum"), None, "1e308 + 1e308 is no sample");
+        assert_eq!(combine(&big, "Maximum"), Some(1e308));
     }
 }

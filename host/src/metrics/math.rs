@@ -82,6 +82,7 @@ pub fn parse(text: &str) -> Result<Expr, MathError> {
     let mut p = Parser {
         chars: text.chars().collect(),
         at: 0,
+        depth: 0,
     };
     let expr = p.expression()?;
     p.space();
@@ -130,7 +131,15 @@ pub fn rename_ids(text: &str, rename: &dyn Fn(&str) -> Option<String>) -> String
 struct Parser {
     chars: Vec<char>,
     at: usize,
+    /// How many factors are open (parentheses, negations, function
+    /// arguments): bounded by [`MAX_DEPTH`].
+    depth: usize,
 }
+
+/// How deep an expression may nest: far more than any expression needs
+/// (CloudWatch takes 2048 characters), few enough that parsing, evaluating
+/// and dropping it cannot exhaust the stack.
+const MAX_DEPTH: usize = 64;
 
 impl Parser {
     fn error(&self, message: impl Into<String>) -> MathError {
@@ -189,6 +198,18 @@ impl Parser {
     }
 
     fn factor(&mut self) -> Result<Expr, MathError> {
+        if self.depth >= MAX_DEPTH {
+            return Err(self.error(format!(
+                "the expression nests more than {MAX_DEPTH} deep (parentheses, `-` signs and function arguments)"
+            )));
+        }
+        self.depth += 1;
+        let factor = self.factor_at_depth();
+        self.depth -= 1;
+        factor
+    }
+
+    fn factor_at_depth(&mut self) -> Result<Expr, MathError> {
         if self.eat('-') {
             return Ok(Expr::Negate(Box::new(self.factor()?)));
         }
@@ -338,10 +359,10 @@ fn grid_points(grid: Grid) -> impl Iterator<Item = i64> {
     let period_ms = i64::from(grid.period_secs.max(1)) * 1000;
     let first = grid.start_ms.div_euclid(period_ms) * period_ms;
     let end = grid.end_ms;
-    (0..)
-        .map(move |k| first + k * period_ms)
+    // Checked: a grid at the end of what i64 milliseconds hold ends there.
+    (0_i64..)
+        .map_while(move |k| k.checked_mul(period_ms)?.checked_add(first))
         .take_while(move |t| *t < end)
-        .filter(move |t| *t >= first)
 }
 
 fn eval(
@@ -510,6 +531,32 @@ mod tests {
         assert_eq!(error("a b").column, 3);
         assert!(error("FILL(a)").message.contains("FILL"));
         assert!(error("SUM([a, b)").message.contains("`]`"));
+    }
+
+    /// Expressions come from configuration files and from requests to the
+    /// emulator: nesting deeper than any expression needs is refused at
+    /// its column instead of recursing until the stack overflows.
+    #[test]
+    fn nesting_past_the_limit_is_refused_not_overflowed() {
+        let deep =
+            |open: &str, close: &str| format!("{}a{}", open.repeat(100_000), close.repeat(100_000));
+        for text in [
+            deep("(", ")"),
+            deep("-", ""),
+            deep("SUM(", ")"),
+            deep("SUM([", "])"),
+        ] {
+            let error = parse(&text).unwrap_err();
+            assert!(
+                error.message.contains("nests more than 64 deep"),
+                "{}",
+                error.message
+            );
+            // Where the 65th level opens: within five characters a level.
+            assert!(error.column <= 65 * 5, "{}", error.column);
+        }
+        let fine = format!("{}a{}", "(".repeat(60), ")".repeat(60));
+        assert_eq!(parse(&fine), Ok(Expr::Id("a".to_owned())));
     }
 
     #[test]

@@ -365,11 +365,25 @@ impl AppModel {
         }
         let delay_ms = i64::from(self.params.metric_delay_secs) * 1000;
         let mut buffer = Vec::new();
-        let mut period_start = start_ms.div_euclid(period_ms) * period_ms;
+        // Periods wholly before the past hold nothing: skip them unvisited.
+        let past_start = self
+            .past
+            .as_ref()
+            .map_or(self.create_timestamp_ms, |(past, _)| {
+                self.create_timestamp_ms - past.secs as i64 * 1000
+            });
+        let first = time.to_wall_ms(past_start).div_euclid(period_ms) * period_ms;
+        let mut period_start = (start_ms.div_euclid(period_ms) * period_ms).max(first);
         while period_start < end_ms {
-            let period_end = period_start + period_ms;
+            // A range at the end of what i64 milliseconds hold has no
+            // period past it.
+            let Some(period_end) = period_start.checked_add(period_ms) else {
+                break;
+            };
             let model = time.to_model_ms(period_start)..time.to_model_ms(period_end);
-            if model.end > self.create_timestamp_ms || model.end + delay_ms > as_of_model_ms {
+            if model.end > self.create_timestamp_ms
+                || model.end.saturating_add(delay_ms) > as_of_model_ms
+            {
                 break;
             }
             if let Some(value) = self.past_value(kind, statistic, model, &mut buffer) {

@@ -659,6 +659,15 @@ fn trace_errors_name_the_file_and_line() {
         ("0,1\n3\n", "f.csv:2:", "two columns"),
         ("0,1\n3,-4\n", "f.csv:2:", "non-negative"),
         ("t,r\n", "f.csv:", "no data rows"),
+        // An epoch time past what a timestamp can be (a unit mixed up, or
+        // 1e300) is refused where it stands, not rebased into an overflow
+        // or a run of millions of years.
+        ("0000-01-01T00:00:00Z,1\n1e300,2\n", "f.csv:2:", "year 9999"),
+        (
+            "2025-03-01T12:00:00Z,1\n1.7e18,2\n",
+            "f.csv:2:",
+            "year 9999",
+        ),
     ];
     for (text, place, what) in cases {
         let err = Trace::parse(text, "f.csv", TraceValue::PerSecond)

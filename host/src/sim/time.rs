@@ -33,7 +33,10 @@ impl TimeMap {
         if self.speed == 1.0 {
             return wall_ms;
         }
-        self.origin_ms + ((wall_ms - self.origin_ms) as f64 * self.speed).floor() as i64
+        // Saturating: a timestamp a request gives may lie anywhere.
+        self.origin_ms.saturating_add(
+            (wall_ms.saturating_sub(self.origin_ms) as f64 * self.speed).floor() as i64,
+        )
     }
 
     /// The wall time of model time `model_ms`.
@@ -41,7 +44,9 @@ impl TimeMap {
         if self.speed == 1.0 {
             return model_ms;
         }
-        self.origin_ms + ((model_ms - self.origin_ms) as f64 / self.speed).round() as i64
+        self.origin_ms.saturating_add(
+            (model_ms.saturating_sub(self.origin_ms) as f64 / self.speed).round() as i64,
+        )
     }
 
     /// The model second the world must have reached at wall time `wall_ms`

@@ -138,6 +138,17 @@ impl Trace {
                 .map(|f| f.trim().trim_matches('"').trim())
                 .collect();
             let stamp = fields.first().copied().and_then(parse_stamp);
+            if let Some(Stamp::EpochMs(ms)) = stamp
+                && ms > LAST_EPOCH_MS
+            {
+                return Err(line_error(
+                    line,
+                    format!(
+                        "time {:?} is past the year 9999: valid epoch seconds from 1e9 or milliseconds from 1e12, up to {LAST_EPOCH_MS} ms",
+                        fields.first().copied().unwrap_or_default()
+                    ),
+                ));
+            }
             let Some(stamp) = stamp else {
                 if !seen_data {
                     // The first row that is not a time is a header.
@@ -305,6 +316,10 @@ impl Trace {
 }
 
 /// The first column of a row.
+/// The last millisecond of the year 9999, the last an ISO-8601 timestamp
+/// names: an epoch time past it is a unit mixed up, not a time.
+const LAST_EPOCH_MS: i64 = 253_402_300_799_999;
+
 #[derive(Debug, Clone, Copy)]
 enum Stamp {
     /// Seconds since the start of the trace.

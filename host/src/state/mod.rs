@@ -452,6 +452,8 @@ impl StateStore {
             temp: self.dir.join(format!(".{application}.json.tmp")),
             seq: 0,
             newer: None,
+            #[cfg(test)]
+            save_delay: std::time::Duration::ZERO,
             _lock: lock,
         })
     }
@@ -468,12 +470,23 @@ pub struct Journal {
     // The format of a journal found written by a newer agent: once seen,
     // this journal is never written over.
     newer: Option<u64>,
+    // How long every save stands still before writing: a slow disk, for
+    // the tests that check no save holds a runtime worker.
+    #[cfg(test)]
+    save_delay: std::time::Duration,
     // Held for the advisory lock; released when the journal is dropped
     // (or the process dies, however it dies).
     _lock: File,
 }
 
 impl Journal {
+    /// Makes every save wait `delay` first, as on a slow disk.
+    #[cfg(test)]
+    pub(crate) fn with_save_delay(mut self, delay: std::time::Duration) -> Self {
+        self.save_delay = delay;
+        self
+    }
+
     /// The journal file.
     pub fn path(&self) -> &Path {
         &self.path
@@ -525,6 +538,7 @@ impl Journal {
                 file.application
             )));
         }
+        out_of_range(&file).map_or(Ok(()), |problem| Err(corrupt(problem)))?;
         self.seq = file.seq;
         Ok(Some(file))
     }
@@ -598,6 +612,8 @@ impl Journal {
             detail: format!("cannot encode the record: {e}"),
         })?;
         text.push(b'\n');
+        #[cfg(test)]
+        std::thread::sleep(self.save_delay);
         let io = |action, path: &Path| {
             let path = path.to_owned();
             move |source| StateError::Io {
@@ -628,6 +644,50 @@ impl Journal {
         self.seq = file.seq;
         Ok(())
     }
+}
+
+/// The last millisecond of the year 9999: a journal time past it (or
+/// before the epoch) was never written by an agent.
+const LAST_MS: i64 = 253_402_300_799_999;
+
+/// What in `file` no agent writes: a write counter at its end (the next
+/// save would overflow it) or a time outside the epoch to the year 9999
+/// (the machine subtracts and adds journal times). `None` when all is in
+/// range.
+pub(crate) fn out_of_range(file: &JournalFile) -> Option<String> {
+    if file.seq == u64::MAX {
+        return Some(format!("seq {} is the last a counter holds", file.seq));
+    }
+    let record = &file.record;
+    let mut times = vec![("written_ms", file.written_ms)];
+    times.extend(record.last_rescale_ms.map(|ms| ("last_rescale_ms", ms)));
+    times.extend(
+        record
+            .kpu_limit
+            .map(|limit| ("kpu_limit.at_ms", limit.at_ms)),
+    );
+    match &record.phase {
+        Phase::Idle => {}
+        Phase::Decided { at_ms, .. } => times.push(("phase.at_ms", *at_ms)),
+        Phase::Sending { update } | Phase::Sent { update, .. } => {
+            times.push(("phase.update.started_ms", update.started_ms));
+        }
+        Phase::Updating {
+            update,
+            observed_ms,
+        } => {
+            times.push(("phase.update.started_ms", update.started_ms));
+            times.push(("phase.observed_ms", *observed_ms));
+        }
+        Phase::Unknown { since_ms } => times.push(("phase.since_ms", *since_ms)),
+        Phase::Grace { until_ms, .. } => times.push(("phase.until_ms", *until_ms)),
+    }
+    times
+        .into_iter()
+        .find(|(_, ms)| !(0..=LAST_MS).contains(ms))
+        .map(|(field, ms)| {
+            format!("{field} {ms} is no time: valid 0 to {LAST_MS} (ms since the epoch)")
+        })
 }
 
 /// Reads the whole file at `path`, refusing a symbolic link (`ELOOP`)

@@ -148,7 +148,7 @@ impl FlinkTarget {
                 status,
                 parallelism: u32::try_from(parallelism).unwrap_or(u32::MAX),
                 parallelism_per_kpu: 1,
-                version_id: created.saturating_mul(2) + u64::from(pending),
+                version_id: version_id(created, pending),
                 autoscaling_enabled: false,
             },
             requirements,
@@ -192,6 +192,14 @@ impl FlinkTarget {
 }
 
 /// Maps a Flink job state onto the controller's statuses.
+/// The version id `2 x C + P` of a graph created at `created` (ms), `P` 1
+/// while a rescale is pending. `C` comes from Flink's answer: one no
+/// millisecond clock reaches (at or above 2^63) counts as 2^63 - 1, so
+/// that the pending bit still moves the version instead of overflowing.
+fn version_id(created: u64, pending: bool) -> u64 {
+    (created.min(u64::MAX >> 1) << 1) | u64::from(pending)
+}
+
 fn status_of(job_state: &str) -> AppStatus {
     match job_state {
         "RUNNING" => AppStatus::Running,
@@ -293,6 +301,17 @@ impl ScalingTarget for FlinkTarget {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_version_id_of_any_creation_time_flink_answers_is_2c_plus_p() {
+        assert_eq!(version_id(1_700_000_000_000, false), 3_400_000_000_000);
+        assert_eq!(version_id(1_700_000_000_000, true), 3_400_000_000_001);
+        // Past what a millisecond clock reaches: no overflow, and the
+        // pending bit still tells the two apart.
+        assert_eq!(version_id(u64::MAX, false), u64::MAX - 1);
+        assert_eq!(version_id(u64::MAX, true), u64::MAX);
+        assert_eq!(version_id(1 << 63, true), u64::MAX);
+    }
 
     #[test]
     fn requirements_are_compared_on_the_parallelism_of_every_vertex() {

@@ -624,7 +624,7 @@ pub fn explain_text(explanation: &Explanation) -> String {
                     "{} {} for {} s",
                     a.name,
                     a.state,
-                    (e.at_ms - a.since_ms).max(0) / 1000
+                    e.at_ms.saturating_sub(a.since_ms).max(0) / 1000
                 )
             })
             .collect();
@@ -722,9 +722,13 @@ pub fn status(state_dir: &Path, applications: &[String], now_ms: i64) -> Status 
                     .and_then(|j| j.record.kpu_limit)
                     .map(|l| l.ceiling()),
                 grace_until_ms,
-                grace_left_secs: grace_until_ms.map(|until| ((until - now_ms) / 1000).max(0)),
+                grace_left_secs: grace_until_ms
+                    .map(|until| (until.saturating_sub(now_ms) / 1000).max(0)),
                 quarantine,
-                last_age_secs: last.as_ref().map(|e| ((now_ms - e.at_ms) / 1000).max(0)),
+                // The history is a file: its times may be anything.
+                last_age_secs: last
+                    .as_ref()
+                    .map(|e| (now_ms.saturating_sub(e.at_ms) / 1000).max(0)),
                 last,
                 journal_error,
             }
@@ -737,12 +741,16 @@ pub fn status(state_dir: &Path, applications: &[String], now_ms: i64) -> Status 
 }
 
 /// The journal, read without its lock (the agent may hold it): the agent
-/// replaces it by renaming, so the file read is always a whole record.
+/// replaces it by renaming, so the file read is always a whole record. One
+/// with a counter or a time the agent refuses is an error here too.
 fn read_journal(state_dir: &Path, application: &str) -> (Option<JournalFile>, Option<String>) {
     let path = state_dir.join(format!("{application}.json"));
     match std::fs::read(&path) {
-        Ok(bytes) => match serde_json::from_slice(&bytes) {
-            Ok(journal) => (Some(journal), None),
+        Ok(bytes) => match serde_json::from_slice::<JournalFile>(&bytes) {
+            Ok(journal) => match crate::state::out_of_range(&journal) {
+                None => (Some(journal), None),
+                Some(problem) => (None, Some(format!("{}: {problem}", path.display()))),
+            },
             Err(error) => (None, Some(format!("{}: {error}", path.display()))),
         },
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => (None, None),
@@ -784,7 +792,7 @@ pub fn status_text(status: &Status) -> String {
             .quarantine
             .iter()
             .map(|q| {
-                let left = (q.until_ms - status.now_ms) / 1000;
+                let left = q.until_ms.saturating_sub(status.now_ms) / 1000;
                 if left > 0 {
                     format!("{} for another {left} s", one_line(&q.plugin))
                 } else {

@@ -407,3 +407,98 @@ async fn a_wall_clock_step_moves_the_metric_window_but_not_the_grace_period() {
     );
     assert!(start_ms < end_ms);
 }
+
+/// A journal save (write, fsync, rename, fsync of the folder) may take as
+/// long as the disk likes: it runs off the runtime, whose other tasks (the
+/// other controllers, the metrics batcher, the HTTP listener) keep running
+/// meanwhile.
+#[tokio::test(flavor = "current_thread")]
+async fn a_slow_journal_save_leaves_the_runtime_running() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut journal = journal(dir.path()).with_save_delay(Duration::from_millis(300));
+    let loaded = journal.load();
+    let (tx, _events) = mpsc::unbounded_channel();
+    let mut controller = Controller::new(
+        &test_app(),
+        false,
+        constant(50.0),
+        FakeTarget::new(1, 90),
+        Box::new(Doubling),
+        Vec::new(),
+        Clock::starting_at(T0_MS),
+        Events::with_channel(tx),
+    )
+    .with_journal(journal, loaded);
+    let ticks = Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let ticker = tokio::spawn({
+        let ticks = ticks.clone();
+        async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                ticks.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+    });
+    tokio::task::yield_now().await;
+    controller.machine.record.last_rescale_ms = Some(T0_MS);
+    let before = ticks.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(controller.persist().await);
+    let during = ticks.load(std::sync::atomic::Ordering::Relaxed) - before;
+    ticker.abort();
+    assert_eq!(
+        journaled(dir.path()).record.last_rescale_ms,
+        Some(T0_MS),
+        "the save took effect"
+    );
+    // 300 ms at one tick per 5 ms: 60 ticks on an idle machine; a third of
+    // that leaves room for a loaded one, none is a runtime that stood still.
+    assert!(
+        during >= 20,
+        "the runtime stood still during the save: {during} ticks of 5 ms in 300 ms"
+    );
+}
+
+/// A journal is a file on disk: a write counter or a time no clock
+/// reaches (edited by hand, or damaged) is refused as corrupt, naming the
+/// field and the valid range, rather than overflowing the next save or the
+/// machine's time arithmetic. The controller then fails closed as for any
+/// unreadable journal: it reads the application and holds a grace period.
+#[test]
+fn a_journal_with_a_counter_or_time_out_of_range_is_corrupt() {
+    let update = r#"{"target_kpu": 2, "from_kpu": 1, "quoted_version_id": 1, "reason": "r", "started_ms": STARTED}"#;
+    let file = |seq: &str, started: &str| {
+        let update = update.replace("STARTED", started);
+        format!(
+            r#"{{"format": 1, "application": "app", "seq": {seq}, "written_ms": 1700000000000,
+               "record": {{"phase": {{"kind": "sending", "update": {update}}}}}}}"#
+        )
+    };
+    let cases = [
+        (
+            file("18446744073709551615", "1700000000000"),
+            "seq 18446744073709551615",
+        ),
+        (
+            file("3", "-9223372036854775808"),
+            "started_ms -9223372036854775808",
+        ),
+        (
+            file("3", "9223372036854775807"),
+            "started_ms 9223372036854775807",
+        ),
+    ];
+    for (text, what) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("app.json"), &text).unwrap();
+        match journal(dir.path()).load() {
+            Err(StateError::Corrupt { detail, .. }) => {
+                assert!(detail.contains(what), "{what}: {detail}")
+            }
+            other => panic!("{what}: {other:?}"),
+        }
+    }
+    // In range, it loads.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("app.json"), file("3", "1700000000000")).unwrap();
+    assert!(matches!(journal(dir.path()).load(), Ok(Some(_))));
+}

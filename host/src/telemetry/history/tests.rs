@@ -239,3 +239,54 @@ fn a_restarted_agent_forgets_the_quarantines_of_the_last() {
     assert_eq!(now.applications[0].quarantine, [], "{now:?}");
     let _ = std::fs::remove_dir_all(&state);
 }
+
+/// The journal and the history are files on disk: times no clock reaches
+/// (edited by hand, or damaged) are shown, or named as the journal's
+/// error, without overflowing `status`'s arithmetic.
+#[test]
+fn status_reads_times_no_clock_reaches_without_overflowing() {
+    let state = temp_dir("far");
+    let history_dir = dir(&state);
+    write(
+        &history_dir,
+        10,
+        [
+            evaluated("app", i64::MIN + 200_000, Action::Hold, false),
+            quarantined(i64::MIN),
+        ],
+    );
+    std::fs::write(
+        state.join("app.json"),
+        r#"{"format": 1, "application": "app", "seq": 1, "written_ms": 0,
+            "record": {"phase": {"kind": "grace", "kpu": 2, "until_ms": -9223372036854775808}}}"#,
+    )
+    .expect("a journal");
+    let now = 1_700_000_000_000;
+    let status = status(&state, &["app".to_owned()], now);
+    let app = &status.applications[0];
+    assert!(
+        app.journal_error
+            .as_deref()
+            .is_some_and(|e| e.contains("phase.until_ms -9223372036854775808")),
+        "{app:?}"
+    );
+    assert_eq!(app.grace_left_secs, None);
+    assert_eq!(app.last_age_secs, Some(i64::MAX / 1000));
+    let text = status_text(&status);
+    assert!(
+        text.contains("quarantine: step 0.2.0 (back-off over, retrying)"),
+        "{text}"
+    );
+    let mut entries = read(&history_dir, "app", None).expect("the history reads");
+    entries[0].at_ms = i64::MAX;
+    entries[0].alarms[0].since_ms = i64::MIN;
+    let text = explain_text(&Explanation {
+        application: "app".to_owned(),
+        entries,
+    });
+    assert!(
+        text.contains(&format!("scale_out ALARM for {} s", i64::MAX / 1000)),
+        "{text}"
+    );
+    let _ = std::fs::remove_dir_all(&state);
+}
