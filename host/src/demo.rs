@@ -63,9 +63,8 @@ pub struct DemoSummary {
 /// Runs the demo, printing as it goes; returns the summary.
 pub async fn run(options: DemoOptions) -> anyhow::Result<DemoSummary> {
     let scenario = match &options.scenario {
-        Some(path) => {
-            Scenario::load(path).with_context(|| format!("loading {}", path.display()))?
-        }
+        Some(path) => crate::sim::bench::load_scenario(path)
+            .with_context(|| format!("loading {}", path.display()))?,
         None => bundled_scenario()?,
     };
     let duration_secs = scenario.duration_secs;

@@ -357,3 +357,45 @@ fn the_demo_prints_its_narrative_and_no_agent_info_logs_by_default() {
         "info lines on stderr without RUST_LOG:\n{stderr}"
     );
 }
+
+/// `--scenario NAME` plays a shipped scenario from any folder (the binary
+/// embeds them), as the README's `simulate --scenario weekly` does; a name
+/// that is neither a file nor a shipped scenario is one error line that
+/// lists the shipped ones.
+#[test]
+fn simulate_plays_a_shipped_scenario_by_name_from_any_folder() {
+    let dir = std::env::temp_dir().join(format!("flinkscale-cli-shipped-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let run = |scenario: &str| {
+        let out = Command::new(env!("CARGO_BIN_EXE_flinkscale"))
+            .args(["simulate", "--scenario", scenario, "--policy", "hold"])
+            .args(["--json", "--plugin-cache", "off"])
+            .current_dir(&dir)
+            .env_remove("RUST_LOG")
+            .output()
+            .expect("the flinkscale binary runs");
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+
+    let (code, stdout, stderr) = run("spike");
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let report: serde_json::Value = serde_json::from_str(&stdout).expect("one JSON object");
+    assert_eq!(report["scenario"], "spike", "{stdout}");
+    assert_eq!(report["rescales"], 0, "hold never rescales: {stdout}");
+
+    let (code, stdout, stderr) = run("spikes");
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "one error: {stderr}");
+    for expected in [
+        "cannot read scenario spikes: no such file",
+        "a shipped scenario: diurnal, flash-crowd, ramp, sawtooth, spike, step, weekly",
+    ] {
+        assert!(stderr.contains(expected), "{expected:?} in {stderr}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -811,9 +811,9 @@ pub async fn simulate(args: SimulateArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn simulate_blocking(args: SimulateArgs) -> anyhow::Result<ExitCode> {
-    use crate::sim::{Scenario, presets, report};
+    use crate::sim::{presets, report};
     use_plugin_cache(args.plugin_cache.as_ref());
-    let scenario = Scenario::load(&args.scenario)?;
+    let scenario = crate::sim::bench::load_scenario(&args.scenario)?;
     let (mut loaded, name) = match &args.config {
         Some(path) => match load::load(path) {
             Ok(l) => (l, path.display().to_string()),

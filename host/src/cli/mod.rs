@@ -66,7 +66,9 @@ pub enum Command {
         /// scenario is 30 simulated minutes: 2 minutes at 15).
         #[arg(long, default_value_t = 15.0)]
         speed: f64,
-        /// A scenario file instead of the bundled one.
+        /// A scenario file, or the name of a shipped scenario (diurnal,
+        /// flash-crowd, ramp, sawtooth, spike, step, weekly), instead of the
+        /// bundled one.
         #[arg(long)]
         scenario: Option<PathBuf>,
         /// An agent configuration instead of the bundled one.
@@ -81,7 +83,9 @@ pub enum Command {
     /// loopback, playing a scenario, until ctrl-c or SIGTERM. Prints
     /// `flinkscale emulator listening on URL` once ready.
     Emulate {
-        /// The scenario file.
+        /// The scenario: a .toml or .csv file, or the name of a shipped
+        /// scenario (diurnal, flash-crowd, ramp, sawtooth, spike, step,
+        /// weekly), which the binary embeds.
         #[arg(long)]
         scenario: PathBuf,
         /// Address to listen on (port 0: any free port).
@@ -102,12 +106,14 @@ pub enum Command {
     /// controller and plugin host, the workload model of SIMULATION.md) and
     /// print the scores.
     Simulate {
-        /// The scenario file (see tests/scenarios/).
+        /// The scenario: a .toml or .csv file, or the name of a shipped
+        /// scenario (diurnal, flash-crowd, ramp, sawtooth, spike, step,
+        /// weekly), which the binary embeds.
         #[arg(long)]
         scenario: PathBuf,
         /// A policy preset (seed, msf-builtin, flink-operator, hold,
-        /// target-tracking, rate), or a plugin name or .wasm path with the
-        /// standard metrics.
+        /// target-tracking, rate, predictive), or a plugin name or .wasm
+        /// path with the standard metrics.
         #[arg(long, default_value = "rate")]
         policy: String,
         /// Parameters overriding the preset's, as a JSON object.
@@ -288,6 +294,10 @@ pub fn main() -> ExitCode {
                 page_size,
                 history_secs,
             } => {
+                let scenario = tokio::task::spawn_blocking(move || {
+                    crate::sim::bench::load_scenario(&scenario)
+                })
+                .await??;
                 let mut options = crate::emulator::EmulatorOptions::new(scenario);
                 if history_secs > 0 {
                     let now_ms = crate::clock::Clock::system().now_ms();
