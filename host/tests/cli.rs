@@ -399,3 +399,36 @@ fn simulate_plays_a_shipped_scenario_by_name_from_any_folder() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A command that prints and exits, piped into a reader that goes away
+/// (`flinkscale completions bash | head -1`), ends as `cat` does, killed
+/// by SIGPIPE, instead of panicking with "failed printing to stdout".
+#[test]
+fn a_closed_pipe_ends_a_printing_command_without_a_panic() {
+    use std::os::unix::process::ExitStatusExt;
+    use std::process::Stdio;
+    for args in [
+        &["completions", "bash"][..],
+        &["plugin", "describe", "rate"],
+    ] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_flinkscale"))
+            .args(args)
+            .current_dir(repo())
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the flinkscale binary runs");
+        // The reader goes away before the command has printed anything.
+        drop(child.stdout.take());
+        let out = child.wait_with_output().expect("it ends");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert_eq!(
+            out.status.signal(),
+            Some(libc::SIGPIPE),
+            "{args:?}: {:?} {stderr}",
+            out.status
+        );
+    }
+}

@@ -227,9 +227,25 @@ fn config_path_error(error: &conventions::ConfigPathError) -> ExitCode {
     ExitCode::from(commands::EX_CONFIG)
 }
 
+/// Lets a command that prints and exits die of SIGPIPE, as `cat` does,
+/// when its reader goes away (`flinkscale iam ... | head`), instead of
+/// panicking in `println!` with "failed printing to stdout: Broken pipe".
+/// Rust ignores SIGPIPE by default; the long-running `run` and `emulate`
+/// keep that, so that a vanished log reader never stops the agent.
+fn die_quietly_on_a_closed_pipe() {
+    // SAFETY: called at the start of `main`, before any other thread
+    // exists; SIG_DFL is a valid disposition for SIGPIPE.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 /// Parses the command line, runs the command and returns the exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Run { .. } | Command::Emulate { .. }) {
+        die_quietly_on_a_closed_pipe();
+    }
     // The demo tells its own story on stdout; the agent inside it speaks
     // up only for warnings, unless RUST_LOG asks for more.
     let default_level = match cli.command {
