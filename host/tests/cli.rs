@@ -432,3 +432,32 @@ fn a_closed_pipe_ends_a_printing_command_without_a_panic() {
         );
     }
 }
+
+/// Every whole configuration the README shows (a ```toml block that starts
+/// with `[agent]` or `[[application]]`), saved to a file as a user would,
+/// passes `flinkscale validate`.
+#[test]
+fn every_whole_configuration_in_the_readme_validates() {
+    let readme = std::fs::read_to_string(repo().join("README.md")).expect("README.md");
+    let dir = std::env::temp_dir().join(format!("flinkscale-cli-readme-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let mut checked = 0;
+    for rest in readme.split("```toml\n").skip(1) {
+        let block = rest.split("\n```").next().expect("a closed block");
+        let first = block.lines().next().unwrap_or_default().trim();
+        if first != "[agent]" && first != "[[application]]" {
+            continue;
+        }
+        let file = dir.join(format!("readme-{checked}.toml"));
+        std::fs::write(&file, block).expect("written");
+        let (code, stdout, stderr) = flinkscale(&["validate", &file.to_string_lossy()]);
+        assert_eq!(
+            code, 0,
+            "the README's configuration\n{block}\n{stdout}{stderr}"
+        );
+        checked += 1;
+    }
+    assert!(checked >= 1, "the README shows whole configurations");
+    let _ = std::fs::remove_dir_all(&dir);
+}
