@@ -461,3 +461,88 @@ fn every_whole_configuration_in_the_readme_validates() {
     assert!(checked >= 1, "the README shows whole configurations");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `demo --scenario` plays a user's scenario with the bundled
+/// configuration: a scenario of one application, whatever its name (a
+/// trace CSV's is `app`), is the one the bundled configuration scales. A
+/// `--config` whose application the scenario does not play is refused
+/// before anything starts, naming both.
+#[test]
+fn demo_plays_a_users_scenario_and_refuses_an_application_it_does_not_play() {
+    let dir = std::env::temp_dir().join(format!("flinkscale-cli-demo-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    std::fs::write(
+        dir.join("mine.csv"),
+        "t_secs,records_per_sec\n0,600\n300,2400\n",
+    )
+    .expect("written");
+    let demo = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_flinkscale"))
+            .arg("demo")
+            .args(args)
+            .current_dir(&dir)
+            .env_remove("RUST_LOG")
+            .output()
+            .expect("the flinkscale binary runs");
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+
+    let (code, stdout, stderr) = demo(&["--scenario", "mine.csv", "--speed", "60"]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(!stderr.contains("not_found"), "{stderr}");
+    let evaluations = stdout.lines().filter(|l| l.contains(" load ")).count();
+    assert!(
+        evaluations >= 1,
+        "the agent evaluated the application: {stdout}"
+    );
+
+    std::fs::write(
+        dir.join("other.toml"),
+        "[[application]]\nname = \"other\"\n[application.policy]\nplugin = \"hold\"\n",
+    )
+    .expect("written");
+    let (code, stdout, stderr) = demo(&["--scenario", "mine.csv", "--config", "other.toml"]);
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    assert!(
+        stderr.contains(
+            "application \"other\" is not in scenario \"mine\" (valid: an application it plays: \"app\")"
+        ),
+        "{stderr}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A plugin file that is not a component stops `run` with the loader's
+/// reason said once, not repeated by the error chain.
+#[test]
+fn a_plugin_that_does_not_load_is_reported_once() {
+    let dir = std::env::temp_dir().join(format!("flinkscale-cli-junk-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    std::fs::write(dir.join("junk.wasm"), "junk").expect("written");
+    let config = dir.join("agent.toml");
+    std::fs::write(
+        &config,
+        "[agent]\nstate_dir = \"state\"\nregion = \"us-east-1\"\n\n[[application]]\nname = \"a\"\n\n\
+         [application.policy]\nplugin = \"junk.wasm\"\n",
+    )
+    .expect("written");
+    let (code, stdout, stderr) = flinkscale(&["run", "--config", &config.to_string_lossy()]);
+    assert_ne!(code, 0, "{stdout}{stderr}");
+    assert!(
+        stderr.contains("application \"a\": plugin ")
+            && stderr.contains("junk.wasm is not a WebAssembly component"),
+        "{stderr}"
+    );
+    assert_eq!(
+        stderr.matches("is not a WebAssembly component").count(),
+        1,
+        "said once: {stderr}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
