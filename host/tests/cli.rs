@@ -546,3 +546,53 @@ fn a_plugin_that_does_not_load_is_reported_once() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `validate --environment` on a configuration of Flink jobs only reads
+/// the jobs over REST and leaves AWS alone: no region or credential
+/// lookup (which would log the instance metadata service's warnings),
+/// and an unreachable cluster is named with the job as configured.
+#[test]
+fn validate_environment_of_flink_jobs_only_leaves_aws_alone() {
+    let dir = std::env::temp_dir().join(format!("flinkscale-cli-flink-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    // A port nothing listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let config = dir.join("flink.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[application]]\nname = \"orders\"\ntarget = \"flink\"\n\
+             rest_url = \"http://127.0.0.1:{port}\"\n\n[application.policy]\nplugin = \"hold\"\n"
+        ),
+    )
+    .expect("written");
+    let out = Command::new(env!("CARGO_BIN_EXE_flinkscale"))
+        .args(["validate", "--environment", &config.to_string_lossy()])
+        .env_remove("RUST_LOG")
+        .env_remove("AWS_REGION")
+        .env_remove("AWS_DEFAULT_REGION")
+        .output()
+        .expect("the flinkscale binary runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    assert!(
+        stdout.contains(&format!(
+            "application \"orders\": Flink job (job_name \"orders\") at http://127.0.0.1:{port} cannot be read"
+        )),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("AWS credentials: not needed (no application calls AWS)"),
+        "{stdout}"
+    );
+    assert!(
+        !stderr.contains("aws_config"),
+        "the AWS SDK's chain ran: {stderr}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -220,6 +220,17 @@ pub enum FlinkJob {
     Id(String),
 }
 
+impl std::fmt::Display for FlinkJob {
+    /// As the configuration names it: `job_name "orders"` or
+    /// `job_id "<32 hex digits>"`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Name(name) => write!(f, "job_name {name:?}"),
+            Self::Id(id) => write!(f, "job_id {id:?}"),
+        }
+    }
+}
+
 impl ApplicationConfig {
     /// For `target = "flink"`: the REST URL and the job, as configured
     /// (validation guarantees `rest_url`); `None` for an MSF application.
