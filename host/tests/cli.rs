@@ -596,3 +596,39 @@ fn validate_environment_of_flink_jobs_only_leaves_aws_alone() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A state folder that cannot be created stops `run` with the reason said
+/// once: the error's causes are not repeated after a message that already
+/// holds them.
+#[test]
+fn a_state_folder_that_cannot_be_made_is_reported_once() {
+    let dir = std::env::temp_dir().join(format!("flinkscale-cli-state-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    std::fs::write(dir.join("a-file"), "").expect("written");
+    let config = dir.join("agent.toml");
+    std::fs::write(
+        &config,
+        "[agent]\nstate_dir = \"a-file/state\"\nregion = \"us-east-1\"\n\n[[application]]\n\
+         name = \"a\"\n\n[application.policy]\nplugin = \"hold\"\n",
+    )
+    .expect("written");
+    let (code, stdout, stderr) = flinkscale(&["run", "--config", &config.to_string_lossy()]);
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    let line = stderr
+        .lines()
+        .find(|l| l.starts_with("error: "))
+        .unwrap_or_else(|| panic!("an error line: {stderr}"));
+    assert!(
+        line.starts_with(
+            "error: cannot start the agent: cannot open the agent's state: cannot create "
+        ),
+        "{line}"
+    );
+    assert_eq!(
+        line.matches("cannot create").count(),
+        1,
+        "said once: {line}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

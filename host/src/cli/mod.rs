@@ -396,8 +396,52 @@ pub fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(error) => {
-            eprintln!("error: {error:#}");
+            eprintln!("error: {}", error_chain(&error));
             ExitCode::FAILURE
         }
+    }
+}
+
+/// `error` and its causes, joined by `: ` as `{:#}` does, but without a
+/// cause whose text the message already holds: many of the crate's errors
+/// put their cause in their own message and also give it as their source,
+/// and `{:#}` would print it twice (or three times, one level down).
+fn error_chain(error: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in error.chain() {
+        let cause = cause.to_string();
+        if text.is_empty() {
+            text = cause;
+        } else if !text.contains(&cause) {
+            text.push_str(": ");
+            text.push_str(&cause);
+        }
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::error_chain;
+
+    /// An error whose message holds its source's text, as the crate's
+    /// `#[error("...: {source}")]` errors do.
+    #[derive(Debug, thiserror::Error)]
+    #[error("cannot create /x: {source}")]
+    struct Create {
+        #[source]
+        source: std::io::Error,
+    }
+
+    #[test]
+    fn a_cause_already_in_the_message_is_printed_once() {
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "No such file");
+        let error = anyhow::Error::new(Create { source: io }).context("cannot start the agent");
+        assert_eq!(
+            error_chain(&error),
+            "cannot start the agent: cannot create /x: No such file"
+        );
+        let plain = anyhow::anyhow!("No such file").context("reading x");
+        assert_eq!(error_chain(&plain), "reading x: No such file");
     }
 }
