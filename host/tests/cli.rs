@@ -632,3 +632,41 @@ fn a_state_folder_that_cannot_be_made_is_reported_once() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The fields the README lists for `simulate --json` are the ones it
+/// prints, no more and no fewer.
+#[test]
+fn simulate_json_has_the_fields_the_readme_lists() {
+    let readme = std::fs::read_to_string(repo().join("README.md")).expect("README.md");
+    let start = readme
+        .find("(`--json`: one object\nwith ")
+        .expect("the README describes simulate --json");
+    let listed = &readme[start..];
+    let listed = &listed[..listed.find("; see").expect("the list ends")];
+    let documented: std::collections::BTreeSet<&str> = listed
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .filter(|w| *w != "--json")
+        .collect();
+
+    let (code, stdout, stderr) = flinkscale(&[
+        "simulate",
+        "--scenario",
+        "spike",
+        "--policy",
+        "hold",
+        "--json",
+        "--plugin-cache",
+        "off",
+    ]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let report: serde_json::Value = serde_json::from_str(&stdout).expect("one JSON object");
+    let printed: std::collections::BTreeSet<&str> = report
+        .as_object()
+        .expect("an object")
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(documented, printed, "README list vs simulate --json");
+}
