@@ -57,16 +57,17 @@ use crate::telemetry::Events;
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
     /// The plugin host (wasmtime engine) could not start.
+    /// (The plugin errors are in the message and not sources: an error
+    /// chain, as `error: {:#}` prints it, would repeat them.)
     #[error("cannot start the plugin host: {0}")]
-    Host(#[source] PluginError),
+    Host(PluginError),
     /// A plugin could not be loaded or configured.
-    #[error("application {application:?}: {source}")]
+    #[error("application {application:?}: {error}")]
     Plugin {
         /// The application whose plugin failed.
         application: String,
         /// Why.
-        #[source]
-        source: PluginError,
+        error: PluginError,
     },
     /// An application's target could not be built from its configuration.
     #[error("application {application:?}: {message}")]
@@ -125,9 +126,9 @@ impl Parts {
         app: &ApplicationConfig,
         paths: &PluginSources,
     ) -> Result<Controller, AgentError> {
-        let plugin_error = |source| AgentError::Plugin {
+        let plugin_error = |error| AgentError::Plugin {
             application: app.name.clone(),
-            source,
+            error,
         };
         let policy = Reloading::policy(
             self.host.clone(),

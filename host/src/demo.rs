@@ -31,6 +31,9 @@ const SCENARIO: &str = include_str!("../../tests/fixtures/scenarios/demo.toml");
 const SCENARIO_TRACE: &str = include_str!("../../tests/fixtures/scenarios/demo.csv");
 /// The bundled agent configuration.
 const CONFIG: &str = include_str!("../../config/demo.toml");
+/// The application the bundled configuration scales (its `name` and its
+/// metric's `Application` dimension).
+const BUNDLED_APPLICATION: &str = "demo-app";
 
 /// What the demo runs.
 #[derive(Debug, Clone)]
@@ -63,9 +66,8 @@ pub struct DemoSummary {
 /// Runs the demo, printing as it goes; returns the summary.
 pub async fn run(options: DemoOptions) -> anyhow::Result<DemoSummary> {
     let scenario = match &options.scenario {
-        Some(path) => {
-            Scenario::load(path).with_context(|| format!("loading {}", path.display()))?
-        }
+        Some(path) => crate::sim::bench::load_scenario(path)
+            .with_context(|| format!("loading {}", path.display()))?,
         None => bundled_scenario()?,
     };
     let duration_secs = scenario.duration_secs;
@@ -74,7 +76,16 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<DemoSummary> {
         None => {
             // The bundled configuration uses the built-in plugins only,
             // whatever folder the demo runs in.
-            let mut loaded = load::load_str(CONFIG, Path::new("<bundled demo.toml>"))
+            // With a scenario of one application, the bundled
+            // configuration scales that application, whatever its name.
+            let text = match scenario.applications.as_slice() {
+                [app] if app.name != BUNDLED_APPLICATION => CONFIG.replace(
+                    &format!("{BUNDLED_APPLICATION:?}"),
+                    &toml::Value::String(app.name.clone()).to_string(),
+                ),
+                _ => CONFIG.to_owned(),
+            };
+            let mut loaded = load::load_str(&text, Path::new("<bundled demo.toml>"))
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
             loaded.resolve_plugins_in(None);
             loaded
@@ -82,6 +93,28 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<DemoSummary> {
     };
     if let Some(dir) = &options.plugin_dir {
         loaded.resolve_plugins_in(Some(dir));
+    }
+    // An application the emulator does not play would only fail every
+    // DescribeApplication: say so before starting.
+    let played: Vec<&str> = scenario
+        .applications
+        .iter()
+        .map(|a| a.name.as_str())
+        .collect();
+    for app in &loaded.config.applications {
+        anyhow::ensure!(
+            played.contains(&app.name.as_str()),
+            "{}: application {:?} is not in scenario {:?} (valid: an application it plays: {}); \
+             rename it, or give a scenario with an application of that name",
+            loaded.file.display(),
+            app.name,
+            scenario.name,
+            played
+                .iter()
+                .map(|name| format!("{name:?}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
     }
     for paths in &loaded.plugins {
         let files = std::iter::once(&paths.policy)

@@ -379,3 +379,316 @@ fn emulate_refuses_a_history_it_cannot_play() {
         );
     }
 }
+
+/// `--scenario NAME` plays a shipped scenario from any folder (the binary
+/// embeds them), as the README's `simulate --scenario weekly` does; a name
+/// that is neither a file nor a shipped scenario is one error line that
+/// lists the shipped ones.
+#[test]
+fn simulate_plays_a_shipped_scenario_by_name_from_any_folder() {
+    let dir = std::env::temp_dir().join(format!("flinkscale-cli-shipped-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let run = |scenario: &str| {
+        let out = Command::new(env!("CARGO_BIN_EXE_flinkscale"))
+            .args(["simulate", "--scenario", scenario, "--policy", "hold"])
+            .args(["--json", "--plugin-cache", "off"])
+            .current_dir(&dir)
+            .env_remove("RUST_LOG")
+            .output()
+            .expect("the flinkscale binary runs");
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+
+    let (code, stdout, stderr) = run("spike");
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let report: serde_json::Value = serde_json::from_str(&stdout).expect("one JSON object");
+    assert_eq!(report["scenario"], "spike", "{stdout}");
+    assert_eq!(report["rescales"], 0, "hold never rescales: {stdout}");
+
+    let (code, stdout, stderr) = run("spikes");
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "one error: {stderr}");
+    for expected in [
+        "cannot read scenario spikes: no such file",
+        "a shipped scenario: diurnal, flash-crowd, ramp, sawtooth, spike, step, weekly",
+    ] {
+        assert!(stderr.contains(expected), "{expected:?} in {stderr}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A command that prints and exits, piped into a reader that goes away
+/// (`flinkscale completions bash | head -1`), ends as `cat` does, killed
+/// by SIGPIPE, instead of panicking with "failed printing to stdout".
+#[test]
+fn a_closed_pipe_ends_a_printing_command_without_a_panic() {
+    use std::os::unix::process::ExitStatusExt;
+    use std::process::Stdio;
+    for args in [
+        &["completions", "bash"][..],
+        &["plugin", "describe", "rate"],
+    ] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_flinkscale"))
+            .args(args)
+            .current_dir(repo())
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the flinkscale binary runs");
+        // The reader goes away before the command has printed anything.
+        drop(child.stdout.take());
+        let out = child.wait_with_output().expect("it ends");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert_eq!(
+            out.status.signal(),
+            Some(libc::SIGPIPE),
+            "{args:?}: {:?} {stderr}",
+            out.status
+        );
+    }
+}
+
+/// Every whole configuration the README shows (a ```toml block that starts
+/// with `[agent]` or `[[application]]`), saved to a file as a user would,
+/// passes `flinkscale validate`.
+#[test]
+fn every_whole_configuration_in_the_readme_validates() {
+    let readme = std::fs::read_to_string(repo().join("README.md")).expect("README.md");
+    let dir = std::env::temp_dir().join(format!("flinkscale-cli-readme-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let mut checked = 0;
+    for rest in readme.split("```toml\n").skip(1) {
+        let block = rest.split("\n```").next().expect("a closed block");
+        let first = block.lines().next().unwrap_or_default().trim();
+        if first != "[agent]" && first != "[[application]]" {
+            continue;
+        }
+        let file = dir.join(format!("readme-{checked}.toml"));
+        std::fs::write(&file, block).expect("written");
+        let (code, stdout, stderr) = flinkscale(&["validate", &file.to_string_lossy()]);
+        assert_eq!(
+            code, 0,
+            "the README's configuration\n{block}\n{stdout}{stderr}"
+        );
+        checked += 1;
+    }
+    assert!(checked >= 1, "the README shows whole configurations");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `demo --scenario` plays a user's scenario with the bundled
+/// configuration: a scenario of one application, whatever its name (a
+/// trace CSV's is `app`), is the one the bundled configuration scales. A
+/// `--config` whose application the scenario does not play is refused
+/// before anything starts, naming both.
+#[test]
+fn demo_plays_a_users_scenario_and_refuses_an_application_it_does_not_play() {
+    let dir = std::env::temp_dir().join(format!("flinkscale-cli-demo-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    std::fs::write(
+        dir.join("mine.csv"),
+        "t_secs,records_per_sec\n0,600\n300,2400\n",
+    )
+    .expect("written");
+    let demo = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_flinkscale"))
+            .arg("demo")
+            .args(args)
+            .current_dir(&dir)
+            .env_remove("RUST_LOG")
+            .output()
+            .expect("the flinkscale binary runs");
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+
+    let (code, stdout, stderr) = demo(&["--scenario", "mine.csv", "--speed", "60"]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(!stderr.contains("not_found"), "{stderr}");
+    let evaluations = stdout.lines().filter(|l| l.contains(" load ")).count();
+    assert!(
+        evaluations >= 1,
+        "the agent evaluated the application: {stdout}"
+    );
+
+    std::fs::write(
+        dir.join("other.toml"),
+        "[[application]]\nname = \"other\"\n[application.policy]\nplugin = \"hold\"\n",
+    )
+    .expect("written");
+    let (code, stdout, stderr) = demo(&["--scenario", "mine.csv", "--config", "other.toml"]);
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    assert!(
+        stderr.contains(
+            "application \"other\" is not in scenario \"mine\" (valid: an application it plays: \"app\")"
+        ),
+        "{stderr}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A plugin file that is not a component stops `run` with the loader's
+/// reason said once, not repeated by the error chain.
+#[test]
+fn a_plugin_that_does_not_load_is_reported_once() {
+    let dir = std::env::temp_dir().join(format!("flinkscale-cli-junk-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    std::fs::write(dir.join("junk.wasm"), "junk").expect("written");
+    let config = dir.join("agent.toml");
+    std::fs::write(
+        &config,
+        "[agent]\nstate_dir = \"state\"\nregion = \"us-east-1\"\n\n[[application]]\nname = \"a\"\n\n\
+         [application.policy]\nplugin = \"junk.wasm\"\n",
+    )
+    .expect("written");
+    let (code, stdout, stderr) = flinkscale(&["run", "--config", &config.to_string_lossy()]);
+    assert_ne!(code, 0, "{stdout}{stderr}");
+    assert!(
+        stderr.contains("application \"a\": plugin ")
+            && stderr.contains("junk.wasm is not a WebAssembly component"),
+        "{stderr}"
+    );
+    assert_eq!(
+        stderr.matches("is not a WebAssembly component").count(),
+        1,
+        "said once: {stderr}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `validate --environment` on a configuration of Flink jobs only reads
+/// the jobs over REST and leaves AWS alone: no region or credential
+/// lookup (which would log the instance metadata service's warnings),
+/// and an unreachable cluster is named with the job as configured.
+#[test]
+fn validate_environment_of_flink_jobs_only_leaves_aws_alone() {
+    let dir = std::env::temp_dir().join(format!("flinkscale-cli-flink-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    // A port nothing listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let config = dir.join("flink.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[application]]\nname = \"orders\"\ntarget = \"flink\"\n\
+             rest_url = \"http://127.0.0.1:{port}\"\n\n[application.policy]\nplugin = \"hold\"\n"
+        ),
+    )
+    .expect("written");
+    let out = Command::new(env!("CARGO_BIN_EXE_flinkscale"))
+        .args(["validate", "--environment", &config.to_string_lossy()])
+        .env_remove("RUST_LOG")
+        .env_remove("AWS_REGION")
+        .env_remove("AWS_DEFAULT_REGION")
+        .output()
+        .expect("the flinkscale binary runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    assert!(
+        stdout.contains(&format!(
+            "application \"orders\": Flink job (job_name \"orders\") at http://127.0.0.1:{port} cannot be read"
+        )),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("AWS credentials: not needed (no application calls AWS)"),
+        "{stdout}"
+    );
+    assert!(
+        !stderr.contains("aws_config"),
+        "the AWS SDK's chain ran: {stderr}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A state folder that cannot be created stops `run` with the reason said
+/// once: the error's causes are not repeated after a message that already
+/// holds them.
+#[test]
+fn a_state_folder_that_cannot_be_made_is_reported_once() {
+    let dir = std::env::temp_dir().join(format!("flinkscale-cli-state-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    std::fs::write(dir.join("a-file"), "").expect("written");
+    let config = dir.join("agent.toml");
+    std::fs::write(
+        &config,
+        "[agent]\nstate_dir = \"a-file/state\"\nregion = \"us-east-1\"\n\n[[application]]\n\
+         name = \"a\"\n\n[application.policy]\nplugin = \"hold\"\n",
+    )
+    .expect("written");
+    let (code, stdout, stderr) = flinkscale(&["run", "--config", &config.to_string_lossy()]);
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    let line = stderr
+        .lines()
+        .find(|l| l.starts_with("error: "))
+        .unwrap_or_else(|| panic!("an error line: {stderr}"));
+    assert!(
+        line.starts_with(
+            "error: cannot start the agent: cannot open the agent's state: cannot create "
+        ),
+        "{line}"
+    );
+    assert_eq!(
+        line.matches("cannot create").count(),
+        1,
+        "said once: {line}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The fields the README lists for `simulate --json` are the ones it
+/// prints, no more and no fewer.
+#[test]
+fn simulate_json_has_the_fields_the_readme_lists() {
+    let readme = std::fs::read_to_string(repo().join("README.md")).expect("README.md");
+    let start = readme
+        .find("(`--json`: one object\nwith ")
+        .expect("the README describes simulate --json");
+    let listed = &readme[start..];
+    let listed = &listed[..listed.find("; see").expect("the list ends")];
+    let documented: std::collections::BTreeSet<&str> = listed
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .filter(|w| *w != "--json")
+        .collect();
+
+    let (code, stdout, stderr) = flinkscale(&[
+        "simulate",
+        "--scenario",
+        "spike",
+        "--policy",
+        "hold",
+        "--json",
+        "--plugin-cache",
+        "off",
+    ]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let report: serde_json::Value = serde_json::from_str(&stdout).expect("one JSON object");
+    let printed: std::collections::BTreeSet<&str> = report
+        .as_object()
+        .expect("an object")
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(documented, printed, "README list vs simulate --json");
+}

@@ -457,3 +457,30 @@ fn describe_readme_rewrites_the_blocks_in_place_and_nothing_else() {
 fn path(p: &Path) -> &str {
     p.to_str().expect("utf-8 path")
 }
+
+/// Every place the README lists the built-in plugins (the install note,
+/// the `plugin` field of the configuration reference, "How plugins are
+/// found") names each plugin the binary embeds, so that a user reading
+/// any of them knows `plugin = "predictive"` needs no file.
+#[test]
+fn the_readme_lists_every_built_in_wherever_it_lists_them() {
+    let readme = std::fs::read_to_string(workspace().join("README.md")).expect("readable");
+    for anchor in [
+        "`cargo install --path host` installs a self-contained",
+        "| `plugin` | required | a name:",
+        "- **Built-ins.**",
+    ] {
+        let start = readme
+            .find(anchor)
+            .unwrap_or_else(|| panic!("the README has {anchor:?}"));
+        let paragraph = readme[start..].split("\n\n").next().expect("a paragraph");
+        let paragraph = paragraph.split("\n- ").next().expect("one list item");
+        for builtin in builtin::all() {
+            let name = format!("`{}`", builtin.name);
+            assert!(
+                paragraph.contains(&name),
+                "the README's list at {anchor:?} leaves out {name}:\n{paragraph}"
+            );
+        }
+    }
+}

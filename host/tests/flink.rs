@@ -361,7 +361,7 @@ fn validate_environment_reads_each_job(cluster: &Cluster, job_name: &str) {
     assert_eq!(code, Some(0), "{text}");
     assert!(
         text.contains(&format!(
-            "application \"load\": Flink job Name({job_name:?}) at {}: RUNNING, parallelism",
+            "application \"load\": Flink job (job_name {job_name:?}) at {}: RUNNING, parallelism",
             cluster.rest_url()
         )) && text.contains("AWS credentials: not needed"),
         "{text}"
@@ -373,7 +373,7 @@ fn validate_environment_reads_each_job(cluster: &Cluster, job_name: &str) {
     ));
     assert_eq!(code, Some(1), "{text}");
     assert!(
-        text.contains("application \"gone\": Flink job Name(\"no-such-job\") not found"),
+        text.contains("application \"gone\": Flink job (job_name \"no-such-job\") not found"),
         "{text}"
     );
 }

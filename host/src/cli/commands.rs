@@ -658,12 +658,20 @@ pub async fn validate(config: &Path, environment: bool) -> anyhow::Result<ExitCo
         let needs_aws = super::iam::policy(&loaded.config, "*", "*")["Statement"]
             .as_array()
             .is_some_and(|s| !s.is_empty());
-        let sdk = crate::aws::sdk_config(agent.region.as_deref()).await;
-        let credentials = if !needs_aws {
-            println!("AWS credentials: not needed (no application calls AWS)");
-            false
+        // Loaded only when needed: the SDK's chain looks for a region and
+        // credentials (the instance metadata service included), which a
+        // Flink-only configuration has no use for.
+        let sdk = if needs_aws {
+            Some(crate::aws::sdk_config(agent.region.as_deref()).await)
         } else {
-            match sdk.credentials_provider() {
+            None
+        };
+        let credentials = match &sdk {
+            None => {
+                println!("AWS credentials: not needed (no application calls AWS)");
+                false
+            }
+            Some(sdk) => match sdk.credentials_provider() {
                 Some(provider) => match provider.provide_credentials().await {
                     Ok(_) => {
                         println!("AWS credentials: found");
@@ -681,10 +689,10 @@ pub async fn validate(config: &Path, environment: bool) -> anyhow::Result<ExitCo
                     println!("AWS credentials: no provider configured");
                     false
                 }
-            }
+            },
         };
-        if credentials {
-            let target = crate::target::msf::MsfTarget::new(&sdk);
+        if let Some(sdk) = sdk.as_ref().filter(|_| credentials) {
+            let target = crate::target::msf::MsfTarget::new(sdk);
             let region = sdk
                 .region()
                 .map_or_else(|| "no region".to_owned(), |r| r.to_string());
@@ -811,9 +819,9 @@ pub async fn simulate(args: SimulateArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn simulate_blocking(args: SimulateArgs) -> anyhow::Result<ExitCode> {
-    use crate::sim::{Scenario, presets, report};
+    use crate::sim::{presets, report};
     use_plugin_cache(args.plugin_cache.as_ref());
-    let scenario = Scenario::load(&args.scenario)?;
+    let scenario = crate::sim::bench::load_scenario(&args.scenario)?;
     let (mut loaded, name) = match &args.config {
         Some(path) => match load::load(path) {
             Ok(l) => (l, path.display().to_string()),

@@ -226,19 +226,19 @@ pub async fn flink_findings(config: &Config) -> Vec<Finding> {
             Ok(state) => (
                 false,
                 format!(
-                    "Flink job {job:?} at {rest_url}: {}, parallelism {}",
+                    "Flink job ({job}) at {rest_url}: {}, parallelism {}",
                     state.status, state.parallelism
                 ),
             ),
             Err(TargetError::NotFound(error)) => (
                 true,
                 format!(
-                    "Flink job {job:?} not found at {rest_url}: {error}; check job_name / job_id and that the job is running"
+                    "Flink job ({job}) not found at {rest_url}: {error}; check job_name / job_id and that the job is running"
                 ),
             ),
             Err(error) => (
                 true,
-                format!("Flink job {job:?} at {rest_url} cannot be read: {error}"),
+                format!("Flink job ({job}) at {rest_url} cannot be read: {error}"),
             ),
         };
         findings.push(Finding {

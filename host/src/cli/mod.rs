@@ -71,7 +71,9 @@ pub enum Command {
         /// scenario is 30 simulated minutes: 2 minutes at 15).
         #[arg(long, default_value_t = 15.0)]
         speed: f64,
-        /// A scenario file instead of the bundled one.
+        /// A scenario file, or the name of a shipped scenario (diurnal,
+        /// flash-crowd, ramp, sawtooth, spike, step, weekly), instead of the
+        /// bundled one.
         #[arg(long)]
         scenario: Option<PathBuf>,
         /// An agent configuration instead of the bundled one.
@@ -86,7 +88,9 @@ pub enum Command {
     /// loopback, playing a scenario, until ctrl-c or SIGTERM. Prints
     /// `flinkscale emulator listening on URL` once ready.
     Emulate {
-        /// The scenario file.
+        /// The scenario: a .toml or .csv file, or the name of a shipped
+        /// scenario (diurnal, flash-crowd, ramp, sawtooth, spike, step,
+        /// weekly), which the binary embeds.
         #[arg(long)]
         scenario: PathBuf,
         /// Address to listen on (port 0: any free port).
@@ -109,12 +113,14 @@ pub enum Command {
     /// controller and plugin host, the workload model of SIMULATION.md) and
     /// print the scores.
     Simulate {
-        /// The scenario file (see tests/scenarios/).
+        /// The scenario: a .toml or .csv file, or the name of a shipped
+        /// scenario (diurnal, flash-crowd, ramp, sawtooth, spike, step,
+        /// weekly), which the binary embeds.
         #[arg(long)]
         scenario: PathBuf,
         /// A policy preset (seed, msf-builtin, flink-operator, hold,
-        /// target-tracking, rate), or a plugin name or .wasm path with the
-        /// standard metrics.
+        /// target-tracking, rate, predictive), or a plugin name or .wasm
+        /// path with the standard metrics.
         #[arg(long, default_value = "rate")]
         policy: String,
         /// Parameters overriding the preset's, as a JSON object.
@@ -228,9 +234,25 @@ fn config_path_error(error: &conventions::ConfigPathError) -> ExitCode {
     ExitCode::from(commands::EX_CONFIG)
 }
 
+/// Lets a command that prints and exits die of SIGPIPE, as `cat` does,
+/// when its reader goes away (`flinkscale iam ... | head`), instead of
+/// panicking in `println!` with "failed printing to stdout: Broken pipe".
+/// Rust ignores SIGPIPE by default; the long-running `run` and `emulate`
+/// keep that, so that a vanished log reader never stops the agent.
+fn die_quietly_on_a_closed_pipe() {
+    // SAFETY: called at the start of `main`, before any other thread
+    // exists; SIG_DFL is a valid disposition for SIGPIPE.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 /// Parses the command line, runs the command and returns the exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Run { .. } | Command::Emulate { .. }) {
+        die_quietly_on_a_closed_pipe();
+    }
     // The demo tells its own story on stdout; the agent inside it speaks
     // up only for warnings, unless RUST_LOG asks for more.
     let default_level = match cli.command {
@@ -295,6 +317,10 @@ pub fn main() -> ExitCode {
                 page_size,
                 history_secs,
             } => {
+                let scenario = tokio::task::spawn_blocking(move || {
+                    crate::sim::bench::load_scenario(&scenario)
+                })
+                .await??;
                 let mut options = crate::emulator::EmulatorOptions::new(scenario);
                 if history_secs > 0 {
                     let now_ms = crate::clock::Clock::system().now_ms();
@@ -380,8 +406,52 @@ pub fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(error) => {
-            eprintln!("error: {error:#}");
+            eprintln!("error: {}", error_chain(&error));
             ExitCode::FAILURE
         }
+    }
+}
+
+/// `error` and its causes, joined by `: ` as `{:#}` does, but without a
+/// cause whose text the message already holds: many of the crate's errors
+/// put their cause in their own message and also give it as their source,
+/// and `{:#}` would print it twice (or three times, one level down).
+fn error_chain(error: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in error.chain() {
+        let cause = cause.to_string();
+        if text.is_empty() {
+            text = cause;
+        } else if !text.contains(&cause) {
+            text.push_str(": ");
+            text.push_str(&cause);
+        }
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::error_chain;
+
+    /// An error whose message holds its source's text, as the crate's
+    /// `#[error("...: {source}")]` errors do.
+    #[derive(Debug, thiserror::Error)]
+    #[error("cannot create /x: {source}")]
+    struct Create {
+        #[source]
+        source: std::io::Error,
+    }
+
+    #[test]
+    fn a_cause_already_in_the_message_is_printed_once() {
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "No such file");
+        let error = anyhow::Error::new(Create { source: io }).context("cannot start the agent");
+        assert_eq!(
+            error_chain(&error),
+            "cannot start the agent: cannot create /x: No such file"
+        );
+        let plain = anyhow::anyhow!("No such file").context("reading x");
+        assert_eq!(error_chain(&plain), "reading x: No such file");
     }
 }

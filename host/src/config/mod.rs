@@ -70,7 +70,7 @@ pub struct AgentConfig {
     /// same) and `GET /readyz` (readiness); when absent, no HTTP
     /// server is started. E.g. `"127.0.0.1:9464"`, or `"0.0.0.0:9464"` to
     /// be scraped from other hosts.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "listen_address")]
     pub listen: Option<SocketAddr>,
     /// Skip the CloudWatch polls that cannot change a decision (the
     /// default, `true`): for an alarm-driven policy (the `step` plugin), the
@@ -218,6 +218,17 @@ pub enum FlinkJob {
     Name(String),
     /// The job with this id.
     Id(String),
+}
+
+impl std::fmt::Display for FlinkJob {
+    /// As the configuration names it: `job_name "orders"` or
+    /// `job_id "<32 hex digits>"`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Name(name) => write!(f, "job_name {name:?}"),
+            Self::Id(id) => write!(f, "job_id {id:?}"),
+        }
+    }
 }
 
 impl ApplicationConfig {
@@ -530,6 +541,21 @@ fn default_plugin_quarantine_after_failures() -> u32 {
 }
 fn default_plugin_quarantine_secs() -> u32 {
     300
+}
+
+/// `[agent] listen`: an `IP:PORT`, with an error that says so (serde's own
+/// is "invalid socket address syntax", whatever was wrong).
+fn listen_address<'de, D>(deserializer: D) -> Result<Option<SocketAddr>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    let text = String::deserialize(deserializer)?;
+    text.parse().map(Some).map_err(|_| {
+        serde::de::Error::custom(format!(
+            "{text:?} is not an IP:PORT address (valid: an IP address and a port, \
+             e.g. \"127.0.0.1:9464\", \"0.0.0.0:9464\" or \"[::1]:9464\"; a host name is not resolved)"
+        ))
+    })
 }
 fn default_min_kpu() -> u32 {
     1

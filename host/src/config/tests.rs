@@ -1256,3 +1256,22 @@ fn history_days_is_checked_and_only_for_the_policy() {
         ]
     );
 }
+
+#[test]
+fn a_listen_address_that_is_not_ip_port_says_what_is_valid() {
+    assert_error(
+        "[agent]\nlisten = \"localhost:9464\"\n\n[[application]]\nname = \"a\"\n\n\
+         [application.policy]\nplugin = \"hold\"\n",
+        "config/x.toml:2:10: agent.listen: \"localhost:9464\" is not an IP:PORT address \
+         (valid: an IP address and a port, e.g. \"127.0.0.1:9464\", \"0.0.0.0:9464\" or \
+         \"[::1]:9464\"; a host name is not resolved)",
+    );
+    let loaded = valid(
+        "[agent]\nlisten = \"[::1]:9464\"\n\n[[application]]\nname = \"a\"\n\n\
+         [application.policy]\nplugin = \"hold\"\n",
+    );
+    assert_eq!(
+        loaded.config.agent.listen,
+        Some("[::1]:9464".parse().expect("an address"))
+    );
+}

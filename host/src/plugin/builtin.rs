@@ -1,7 +1,8 @@
 //! The plugins that ship inside the binary, and where a plugin comes from.
 //!
 //! `host/build.rs` builds the shipped plugins (`plugins/step`, `hold`,
-//! `target-tracking`, `rate`) for wasm32-wasip2 and embeds them, so that an
+//! `target-tracking`, `rate`, `predictive`, `flink-operator`,
+//! `backlog-seconds`, `expression`) for wasm32-wasip2 and embeds them, so that an
 //! installed `flinkscale` runs `plugin = "rate"` with no plugin folder. A
 //! [`PluginSource`] is either such a built-in or a file; configuration
 //! loading decides which (a file of the same name in `plugin_dir` wins), and

@@ -259,6 +259,50 @@ impl Drop for ShippedScenarios {
     }
 }
 
+/// The names of the shipped scenarios (`step`, `weekly`, ...), which
+/// `--scenario NAME` plays from any folder.
+pub fn shipped_scenario_names() -> impl Iterator<Item = &'static str> {
+    SHIPPED_SCENARIOS.iter().map(|(name, _, _)| *name)
+}
+
+/// Loads the scenario `--scenario` names: the file at that path when one
+/// exists, else the shipped scenario of that name (`step`, `weekly`, ...;
+/// embedded in the binary, so it needs no checkout), else an error that
+/// lists what is valid.
+pub fn load_scenario(path: &Path) -> Result<Scenario, ScenarioError> {
+    if path.exists() {
+        return Scenario::load(path);
+    }
+    let Some((name, toml, csv)) = SHIPPED_SCENARIOS
+        .iter()
+        .find(|(name, _, _)| Path::new(name) == path)
+    else {
+        return Err(ScenarioError::NotFound {
+            file: path.display().to_string(),
+            shipped: shipped_scenario_names().collect::<Vec<_>>().join(", "),
+        });
+    };
+    let io = |error| ScenarioError::Io {
+        file: format!("shipped scenario {name}"),
+        error,
+    };
+    // The scenario names its trace by a path relative to its file: write
+    // both to a private folder, read them, and remove it.
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "flinkscale-scenario-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    ));
+    std::fs::create_dir_all(&dir).map_err(io)?;
+    let file = dir.join(format!("{name}.toml"));
+    let written = std::fs::write(dir.join(format!("{name}.csv")), csv)
+        .and_then(|()| std::fs::write(&file, toml));
+    let loaded = written.map_err(io).and_then(|()| Scenario::load(&file));
+    let _ = std::fs::remove_dir_all(&dir);
+    loaded
+}
+
 /// The agent configuration of `choice` on `scenario`, every plugin file
 /// checked to be there.
 pub fn configure(

@@ -70,22 +70,32 @@ use crate::config::MAX_HISTORY_DAYS;
 #[derive(Debug, thiserror::Error)]
 pub enum ScenarioError {
     /// The scenario file could not be read.
-    #[error("cannot read scenario {file}: {source}")]
+    #[error("cannot read scenario {file}: {error}")]
     Io {
         /// The file.
         file: String,
-        /// The I/O error.
-        #[source]
-        source: std::io::Error,
+        /// The I/O error (in the message, not a source: it would be
+        /// printed twice).
+        error: std::io::Error,
+    },
+    /// No file at that path, and no shipped scenario of that name.
+    #[error(
+        "cannot read scenario {file}: no such file, and no shipped scenario of that name (valid: a scenario .toml file, a trace .csv file, or a shipped scenario: {shipped})"
+    )]
+    NotFound {
+        /// The path as given.
+        file: String,
+        /// The shipped scenarios' names, comma-separated.
+        shipped: String,
     },
     /// The file is not valid TOML for a scenario.
-    #[error("invalid scenario {file}: {source}")]
+    #[error("invalid scenario {file}: {error}")]
     Parse {
         /// The file.
         file: String,
-        /// The TOML error (it names the line and the key).
-        #[source]
-        source: toml::de::Error,
+        /// The TOML error (it names the line and the key; in the message,
+        /// not a source: it would be printed twice).
+        error: toml::de::Error,
     },
     /// A trace could not be read.
     #[error(transparent)]
@@ -341,9 +351,9 @@ impl Scenario {
             );
             return Self::from_toml(&text, &file, &stem, base);
         }
-        let text = std::fs::read_to_string(path).map_err(|source| ScenarioError::Io {
+        let text = std::fs::read_to_string(path).map_err(|error| ScenarioError::Io {
             file: file.clone(),
-            source,
+            error,
         })?;
         Self::from_toml(&text, &file, &stem, base)
     }
@@ -357,9 +367,9 @@ impl Scenario {
         default_name: &str,
         base_dir: &Path,
     ) -> Result<Self, ScenarioError> {
-        let raw: ScenarioFile = toml::from_str(text).map_err(|source| ScenarioError::Parse {
+        let raw: ScenarioFile = toml::from_str(text).map_err(|error| ScenarioError::Parse {
             file: file.to_owned(),
-            source,
+            error,
         })?;
         let mut problems = Vec::new();
         let apps = if raw.application.is_empty() {
