@@ -60,6 +60,23 @@
 //! bounding them: restarts touch whole blocks and the backlog is rounded
 //! up, so the schedule it returns runs on the real model with no more
 //! violation seconds than it planned.
+//!
+//! A price bounds only through the lower convex hull of the schedules'
+//! (violation seconds, KPU-seconds): when the best schedules straddle the
+//! budget, no price gives a bound below where their lines cross (the
+//! duality gap). [`Relaxed::solve_within_budget`] closes it by putting the
+//! budget into the per-second programme's state. Each state carries its
+//! exact backlog, its violation seconds so far and its KPU-seconds so far;
+//! a state over the budget is dropped (violations never fall), and a state
+//! is dropped only when another of its level and second is at most it on
+//! all three (less backlog never leads to more backlog, hence more
+//! violations, along the same decisions, and costs the same). Merging, if
+//! asked for, joins states of equal violations with near backlogs into
+//! their least backlog and least KPU-seconds, a state at least as good as
+//! each. The relaxations are those of the per-second programme plus these
+//! merges, each in the policy's favour, so its least KPU-seconds is at most
+//! that of every real schedule within the budget, and clairvoyant over it
+//! bounds their efficiency with no price at all.
 
 use super::World;
 use super::scenario::{AppParams, Scenario};
@@ -212,7 +229,7 @@ impl Relaxed {
     /// is a guide to the next price, not a proof (its ceilings are).
     pub fn solve_per_second(&self, price: f64, merge_secs: f64) -> PricedOptimum {
         Solver::new(self, Resolution::default())
-            .run_per_second(price, merge_secs, false)
+            .run_per_second(price, merge_secs, None, false)
             .0
     }
 
@@ -223,12 +240,63 @@ impl Relaxed {
     /// little more than planned. For finding schedules: the replay decides.
     pub fn plan_per_second(&self, price: f64, merge_secs: f64) -> Plan {
         let (o, rescales) =
-            Solver::new(self, Resolution::default()).run_per_second(price, merge_secs, true);
+            Solver::new(self, Resolution::default()).run_per_second(price, merge_secs, None, true);
         Plan {
             price,
             priced_cost: o.priced_cost,
             kpu_secs: o.kpu_secs,
             violation_secs: o.violation_secs,
+            rescales,
+        }
+    }
+
+    /// The per-second programme with the budget in its state: the least
+    /// KPU-seconds of any schedule of KPU levels with at most `budget`
+    /// violation seconds, where the priced bounds only bound it from
+    /// below through a price (between two schedules that straddle the
+    /// budget no price can close their duality gap).
+    ///
+    /// Each state of a level at one second carries its exact backlog, its
+    /// violation seconds so far (the same count and slack as
+    /// [`Relaxed::solve_per_second`]) and its KPU-seconds so far. A state
+    /// over the budget is dropped: every later second only adds
+    /// violations. A state is dropped when another of its level and second
+    /// has at most its backlog, at most its violations and at most its
+    /// KPU-seconds: from less backlog the same decisions never make more
+    /// backlog later (Lindley's recursion is monotone), so no more
+    /// violations, at the same KPU-seconds. States of equal violations
+    /// whose backlogs lie within `merge_secs` x the peak input rate of each
+    /// other are merged into one with the least backlog and the least
+    /// KPU-seconds: at least as good as each on all three, so the least
+    /// KPU-seconds can only fall. Restarts are those of the per-second
+    /// programme. So every real schedule within the budget uses at least
+    /// the optimum's KPU-seconds, and [`BudgetOptimum::efficiency_ceiling`]
+    /// is a bound on its efficiency, with no price and no gap.
+    ///
+    /// With `schedule`, the rescales reaching the optimum are kept too.
+    /// Without merging (`merge_secs` 0) they are a real schedule that the
+    /// model runs to the optimum's KPU-seconds and violation seconds; after
+    /// a merge, the optimum's state need not be a schedule the model can
+    /// run and the replay decides.
+    pub fn solve_within_budget(
+        &self,
+        budget: u64,
+        merge_secs: f64,
+        schedule: bool,
+    ) -> BudgetOptimum {
+        // No run violates more seconds than it lasts.
+        let cap = budget.min(self.lambda.len() as u64);
+        let (o, rescales) = Solver::new(self, Resolution::default()).run_per_second(
+            0.0,
+            merge_secs,
+            Some(u32::try_from(cap).unwrap_or(u32::MAX)),
+            schedule,
+        );
+        BudgetOptimum {
+            budget,
+            kpu_secs: o.priced_cost,
+            violation_secs: o.violation_secs,
+            rescale_count: o.rescales,
             rescales,
         }
     }
@@ -244,6 +312,36 @@ impl Relaxed {
         search.run(self.clairvoyant_kpu_secs, budget, |price| {
             self.solve_per_second(price, merge_secs)
         })
+    }
+}
+
+/// The least KPU-seconds within a violation budget (see
+/// [`Relaxed::solve_within_budget`]), and the schedule reaching it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BudgetOptimum {
+    /// The most violation seconds allowed.
+    pub budget: u64,
+    /// The least KPU-seconds of the relaxed model within the budget
+    /// (infinite when no state stays within it).
+    pub kpu_secs: f64,
+    /// Violation seconds (relaxed count) of the state reaching it.
+    pub violation_secs: u64,
+    /// Rescales on the way to that state.
+    pub rescale_count: u64,
+    /// The rescales, in time order, when asked for (empty otherwise).
+    pub rescales: Vec<Rescale>,
+}
+
+impl BudgetOptimum {
+    /// The efficiency no schedule within the budget can beat:
+    /// clairvoyant / the least KPU-seconds (infinite when that is not
+    /// positive).
+    pub fn efficiency_ceiling(&self, clairvoyant_kpu_secs: f64) -> f64 {
+        if self.kpu_secs > 0.0 {
+            clairvoyant_kpu_secs / self.kpu_secs
+        } else {
+            f64::INFINITY
+        }
     }
 }
 
@@ -936,18 +1034,83 @@ fn prune(entries: &mut Vec<Entry>, merge: f64) {
     entries.truncate(kept);
 }
 
+/// [`prune`] with violation seconds in the state, for
+/// [`Relaxed::solve_within_budget`]: drops every entry over `budget`
+/// violation seconds and every entry another beats on backlog, violations
+/// and cost at once (each less or equal), then merges, among the entries of
+/// equal violations, every run whose backlogs lie within `merge` records of
+/// the run's first into one with the run's least backlog and least cost
+/// (and that cost's statistics): a state at least as good as each on all
+/// three, so the least KPU-seconds can only fall.
+fn prune_within_budget(entries: &mut Vec<Entry>, merge: f64, budget: u32) {
+    entries.retain(|e| e.violations <= budget);
+    if entries.len() <= 1 {
+        return;
+    }
+    entries.sort_by(|a, b| {
+        a.backlog
+            .total_cmp(&b.backlog)
+            .then(a.violations.cmp(&b.violations))
+            .then(a.cost.total_cmp(&b.cost))
+    });
+    let slots = budget as usize + 1;
+    // least[v]: the least cost of a kept entry with at most v violations
+    // (all kept so far have at most the current backlog); non-increasing.
+    let mut least = vec![f64::INFINITY; slots];
+    // run[v]: the kept entry of exactly v violations that starts the
+    // current merge run of that count.
+    let mut run: Vec<Option<usize>> = vec![None; slots];
+    let mut kept = 0;
+    for i in 0..entries.len() {
+        let v = entries[i].violations as usize;
+        if least[v] <= entries[i].cost {
+            continue;
+        }
+        let e = entries[i].clone();
+        for l in &mut least[v..] {
+            if *l <= e.cost {
+                break;
+            }
+            *l = e.cost;
+        }
+        if let Some(r) = run[v]
+            && e.backlog - entries[r].backlog <= merge
+        {
+            // Within the run: same violations, less cost than the run's
+            // entry (which set least[v]), its backlog kept.
+            let backlog = entries[r].backlog;
+            entries[r] = Entry { backlog, ..e };
+            continue;
+        }
+        entries[kept] = e;
+        run[v] = Some(kept);
+        kept += 1;
+    }
+    entries.truncate(kept);
+}
+
 impl Solver {
     /// The per-second programme at `price`: exact restarts at any second,
     /// the exact backlog of every state, and states of one level within
     /// `merge_secs` x the peak input rate of backlog merged in the
     /// policy's favour; with `keep`, also the schedule reaching the optimum.
+    ///
+    /// With a `budget`, violation seconds are part of the state (see
+    /// [`Relaxed::solve_within_budget`]): a state over the budget is
+    /// dropped, and only states beaten on backlog, violations and cost at
+    /// once are.
     fn run_per_second(
         &self,
         price: f64,
         merge_secs: f64,
+        budget: Option<u32>,
         keep: bool,
     ) -> (PricedOptimum, Vec<Rescale>) {
         let merge = merge_secs.max(0.0) * self.peak;
+        let prune_states = |entries: &mut Vec<Entry>, merge: f64| match budget {
+            Some(budget) => prune_within_budget(entries, merge, budget),
+            None => prune(entries, merge),
+        };
         let duration = self.lambda.len();
         let update = self.update_secs;
         let nk = self.levels.len();
@@ -975,7 +1138,7 @@ impl Solver {
                     let mut landed = std::mem::take(&mut pending[slot][k]);
                     current[k].append(&mut landed);
                     pending[slot][k] = landed;
-                    prune(&mut current[k], merge);
+                    prune_states(&mut current[k], merge);
                 }
             }
             // An update whose restart outlasts the run is beaten by none:
@@ -985,7 +1148,7 @@ impl Solver {
                 let mut acc: Vec<Entry> = Vec::new();
                 for k in 0..nk {
                     acc.extend_from_slice(&current[k]);
-                    prune(&mut acc, merge);
+                    prune_states(&mut acc, merge);
                     below[k].clone_from(&acc);
                 }
                 acc.clear();
@@ -997,7 +1160,7 @@ impl Solver {
                         kpu_secs: e.kpu_secs + bill,
                         ..e.clone()
                     }));
-                    prune(&mut acc, merge);
+                    prune_states(&mut acc, merge);
                 }
                 let landing = (t + update) % slots;
                 for k2 in 0..nk {
@@ -1006,6 +1169,9 @@ impl Solver {
                     let kpu = self.levels[k2].0;
                     let mut land = |e: &Entry, bill: f64| {
                         let v = down_thresholds.partition_point(|&x| x < e.backlog) as u32;
+                        if budget.is_some_and(|budget| e.violations + v > budget) {
+                            return;
+                        }
                         scratch.push(Entry {
                             backlog: e.backlog + arrivals,
                             cost: e.cost + bill + price * f64::from(v),
@@ -1027,7 +1193,7 @@ impl Solver {
                     above[k2].iter().for_each(|e| land(e, 0.0));
                     let into = &mut pending[landing][k2];
                     into.extend_from_slice(&scratch);
-                    prune(into, merge);
+                    prune_states(into, merge);
                 }
             }
             let (lambda, threshold) = (self.lambda[t], self.threshold[t]);
@@ -1041,7 +1207,7 @@ impl Solver {
                     e.kpu_secs += kf;
                     e.violations += v;
                 }
-                prune(entries, merge);
+                prune_states(entries, merge);
             }
         }
         let last = duration % slots;
@@ -1176,6 +1342,72 @@ mod tests {
         prune(&mut entries, 5.0);
         let kept: Vec<(f64, f64)> = entries.iter().map(|e| (e.backlog, e.cost)).collect();
         assert_eq!(kept, [(0.0, 30.0), (12.0, 25.0), (50.0, 9.0)]);
+    }
+
+    fn entry_v(backlog: f64, violations: u32, cost: f64) -> Entry {
+        Entry {
+            violations,
+            ..entry(backlog, cost)
+        }
+    }
+
+    #[test]
+    fn prune_within_budget_keeps_states_unbeaten_on_all_three() {
+        let mut entries = vec![
+            entry_v(0.0, 5, 30.0),
+            entry_v(0.0, 2, 40.0),
+            entry_v(10.0, 3, 35.0),
+            entry_v(10.0, 1, 50.0),
+            entry_v(20.0, 6, 35.0),
+            entry_v(20.0, 9, 1.0),
+            entry_v(30.0, 0, 45.0),
+            entry_v(30.0, 2, 39.0),
+            entry_v(40.0, 5, 29.0),
+        ];
+        prune_within_budget(&mut entries, 0.0, 8);
+        let kept: Vec<(f64, u32, f64)> = entries
+            .iter()
+            .map(|e| (e.backlog, e.violations, e.cost))
+            .collect();
+        // (20, 9) is over the budget and (20, 6, 35) is beaten by
+        // (0, 5, 30); (30, 2, 39) stays beside (0, 2, 40), which costs more.
+        assert_eq!(
+            kept,
+            [
+                (0.0, 2, 40.0),
+                (0.0, 5, 30.0),
+                (10.0, 1, 50.0),
+                (10.0, 3, 35.0),
+                (30.0, 0, 45.0),
+                (30.0, 2, 39.0),
+                (40.0, 5, 29.0),
+            ]
+        );
+        // Within 35 records and of equal violations: merged into the
+        // least backlog and least cost; other counts stay apart.
+        prune_within_budget(&mut entries, 35.0, 8);
+        let kept: Vec<(f64, u32, f64)> = entries
+            .iter()
+            .map(|e| (e.backlog, e.violations, e.cost))
+            .collect();
+        assert_eq!(
+            kept,
+            [
+                (0.0, 2, 39.0),
+                (0.0, 5, 30.0),
+                (10.0, 1, 50.0),
+                (10.0, 3, 35.0),
+                (30.0, 0, 45.0),
+                (40.0, 5, 29.0),
+            ]
+        );
+        // A budget of 2 drops every state over it.
+        prune_within_budget(&mut entries, 0.0, 2);
+        let kept: Vec<(f64, u32, f64)> = entries
+            .iter()
+            .map(|e| (e.backlog, e.violations, e.cost))
+            .collect();
+        assert_eq!(kept, [(0.0, 2, 39.0), (10.0, 1, 50.0), (30.0, 0, 45.0)]);
     }
 
     #[test]
