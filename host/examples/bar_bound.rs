@@ -44,11 +44,22 @@
 //! reaching the bound and replays it on the scenario's model
 //! (`flinkscale::sim::schedule::replay`): if the replay is within the
 //! budget and reaches `--needed`, the bar is possible.
+//!
+//! With `--needed`, `--constrained` answers only the yes/no question
+//! (`flinkscale::sim::bound::Relaxed::decide_within_budget`): every
+//! `--prune-every SECS` (default 600) it drops the states whose
+//! KPU-seconds so far plus a lower bound on those still to come (the block
+//! programme's priced cost-to-go at `--block`/`--buckets`/`--cap`, at each
+//! `--price`, or at the prices of a block price search when none is given)
+//! already exceed clairvoyant / needed. That is sound for the verdict, and
+//! the bound printed is one whenever it is at least `--needed`; below, it
+//! prints that no state survived within the budget and the limit. It
+//! prints a progress line on stderr every simulated hour.
 
 use std::path::PathBuf;
 
 use flinkscale::sim::Scenario;
-use flinkscale::sim::bound::{PriceSearch, Relaxed, Resolution, SearchStop};
+use flinkscale::sim::bound::{NeededPrune, PriceSearch, Relaxed, Resolution, SearchStop};
 use flinkscale::sim::schedule;
 
 fn main() {
@@ -68,6 +79,7 @@ fn run() -> Result<(), String> {
     let mut resolution = Resolution::default();
     let mut per_second: Option<f64> = None;
     let mut constrained: Option<f64> = None;
+    let mut prune_every = 600u64;
     while let Some(arg) = args.next() {
         if arg == "--price" {
             match args.next().as_deref() {
@@ -107,18 +119,44 @@ fn run() -> Result<(), String> {
             "--constrained" => {
                 constrained = Some(value("--constrained", "a merge width in seconds >= 0")?);
             }
+            "--prune-every" => {
+                prune_every =
+                    value("--prune-every", "a whole number of seconds >= 1")?.max(1.0) as u64;
+            }
             _ if path.is_none() => path = Some(PathBuf::from(arg)),
             _ => return Err(format!("unexpected argument {arg:?}")),
         }
     }
-    let path = path.ok_or("usage: bar_bound SCENARIO --budget SECS [--needed E] [--price P|auto]... [--start P] [--solves N] [--block SECS] [--buckets N] [--cap SECS] [--per-second MERGE | --constrained MERGE]")?;
+    let path = path.ok_or("usage: bar_bound SCENARIO --budget SECS [--needed E] [--price P|auto]... [--start P] [--solves N] [--block SECS] [--buckets N] [--cap SECS] [--per-second MERGE | --constrained MERGE [--prune-every SECS]]")?;
     let budget = budget.ok_or("--budget SECS is required")?;
     let scenario = Scenario::load(&path).map_err(|e| e.to_string())?;
     let started = std::time::Instant::now();
     let relaxed = Relaxed::from_scenario(&scenario)?;
     let clairvoyant = relaxed.clairvoyant_kpu_secs;
     if let Some(merge) = constrained {
-        return constrained_bound(&scenario, &relaxed, budget, needed, merge, started);
+        let prune = match needed {
+            Some(needed) => {
+                if prices.is_empty() {
+                    let outcome = relaxed.least_ceiling(
+                        resolution,
+                        budget,
+                        &PriceSearch {
+                            needed: None,
+                            ..search
+                        },
+                    );
+                    prices = outcome.optima.iter().map(|o| o.price).collect();
+                }
+                Some(NeededPrune {
+                    needed,
+                    resolution,
+                    prices,
+                    every_secs: prune_every,
+                })
+            }
+            None => None,
+        };
+        return constrained_bound(&scenario, &relaxed, budget, prune.as_ref(), merge, started);
     }
     let model = match per_second {
         Some(merge) => {
@@ -196,10 +234,11 @@ fn constrained_bound(
     scenario: &Scenario,
     relaxed: &Relaxed,
     budget: u64,
-    needed: Option<f64>,
+    prune: Option<&NeededPrune>,
     merge: f64,
     started: std::time::Instant,
 ) -> Result<(), String> {
+    let needed = prune.map(|p| p.needed);
     let clairvoyant = relaxed.clairvoyant_kpu_secs;
     println!(
         "{}: {} s, clairvoyant {:.3} KPU-hours, {} KPU levels, the per-second programme with the budget in its state, states of equal violations merged within {merge} s of the peak rate, budget {budget} s",
@@ -208,8 +247,34 @@ fn constrained_bound(
         clairvoyant / 3600.0,
         relaxed.levels().len(),
     );
-    let exact = merge == 0.0;
-    let o = relaxed.solve_within_budget(budget, merge, exact);
+    let exact = merge == 0.0 && prune.is_none();
+    let o = match prune {
+        Some(p) => {
+            let prices: Vec<String> = p.prices.iter().map(|p| format!("{p:.4}")).collect();
+            println!(
+                "pruned every {} s by --needed {}: block programme {} s / {} buckets / {} s at prices {}",
+                p.every_secs,
+                p.needed,
+                p.resolution.block_secs,
+                p.resolution.buckets,
+                p.resolution.cap_secs,
+                prices.join(", ")
+            );
+            relaxed.decide_within_budget(budget, merge, p, true)
+        }
+        None => relaxed.solve_within_budget(budget, merge, exact),
+    };
+    if o.below_needed {
+        println!(
+            "no state within {budget} violation s reaches --needed: least KPU-seconds of the states kept {:.1} (not a bound)",
+            o.kpu_secs
+        );
+        if let Some(e) = needed {
+            println!("bar ruled out: no policy reaches {e:.4} within {budget} violation s");
+        }
+        println!("run time {:.1} s", started.elapsed().as_secs_f64());
+        return Ok(());
+    }
     let bound = o.efficiency_ceiling(clairvoyant);
     println!(
         "least KPU-seconds within {budget} violation s: {:.1} ({:.3} KPU-hours; {} violation s, {} rescales)",

@@ -6,12 +6,14 @@
 //! price's bound is at or below every fixed price's. The programme with
 //! the budget in its state is at or below every run within the budget and
 //! at or above what the priced optima imply, and its unmerged schedule
-//! replays to exactly its KPU-seconds and violation seconds.
+//! replays to exactly its KPU-seconds and violation seconds. Its prune by
+//! a needed efficiency drops states yet keeps the optimum when the needed
+//! efficiency is just below it, and rules it out just above.
 //!
 //! Needs the shipped plugins (built by host/build.rs).
 
 use flinkscale::sim::bench::configure;
-use flinkscale::sim::bound::{PriceSearch, Relaxed, Resolution, SearchStop};
+use flinkscale::sim::bound::{NeededPrune, PriceSearch, Relaxed, Resolution, SearchStop};
 use flinkscale::sim::driver::simulate;
 use flinkscale::sim::presets::{PRESETS, PolicyChoice};
 use flinkscale::sim::schedule::{self, Rescale};
@@ -262,17 +264,19 @@ fn the_budget_constrained_programme_is_between_the_priced_bound_and_every_run() 
             replay_scores(&scenario, &schedule),
         ));
     }
-    let priced: Vec<_> = prices
+    // Not at price 4: its optimum lets the backlog build, and its states
+    // take two minutes in a debug build.
+    let priced: Vec<_> = prices[1..]
         .iter()
         .map(|&p| relaxed.solve_per_second(p, 0.0))
         .collect();
-    // The violations of the runs with the fewest, and a few budgets
-    // between. (The states grow with the budget: a larger one takes
-    // minutes and gigabytes in a debug build.)
+    // The violations of the runs with the fewest, and two budgets near
+    // them. (The states grow with the budget: 90 s takes two minutes in
+    // a debug build.)
     let mut budgets: Vec<u64> = runs.iter().map(|r| r.1.slo_violation_secs).collect();
     budgets.sort_unstable();
     budgets.truncate(3);
-    budgets.extend([30, 60, 90]);
+    budgets.extend([30, 50]);
     budgets.sort_unstable();
     budgets.dedup();
     let (mut within, mut feasible) = (0, 0);
@@ -336,4 +340,43 @@ fn the_budget_constrained_programme_is_between_the_priced_bound_and_every_run() 
     }
     assert!(within >= 3, "only {within} runs within the budgets");
     assert!(feasible >= 3, "only {feasible} budgets with a schedule");
+}
+
+#[test]
+fn the_needed_prune_keeps_the_optimum_just_below_it_and_rules_out_just_above() {
+    let scenario = scenario();
+    let relaxed = Relaxed::from_scenario(&scenario).expect("one application");
+    let clairvoyant = relaxed.clairvoyant_kpu_secs;
+    let budget = 39;
+    let exact = relaxed.solve_within_budget(budget, 0.0, false);
+    assert!(exact.kpu_secs.is_finite(), "a schedule within {budget} s");
+    let optimum = exact.efficiency_ceiling(clairvoyant);
+    let prune = |needed: f64| NeededPrune {
+        needed,
+        resolution: Resolution {
+            block_secs: 10,
+            buckets: 300,
+            cap_secs: 300.0,
+        },
+        prices: vec![16.0, 64.0, 256.0],
+        every_secs: 60,
+    };
+    // Just below the optimum's efficiency: the optimum (a real schedule,
+    // nothing merged) survives every prune, and nothing cheaper exists.
+    let below = relaxed.decide_within_budget(budget, 0.0, &prune(optimum * (1.0 - 1e-6)), false);
+    assert!(!below.below_needed, "ruled out below the optimum {optimum}");
+    assert!(
+        (below.kpu_secs - exact.kpu_secs).abs() < 1e-6,
+        "pruned optimum {} against {}",
+        below.kpu_secs,
+        exact.kpu_secs
+    );
+    assert_eq!(below.violation_secs, exact.violation_secs);
+    assert!(below.pruned > 0, "the prune dropped no state");
+    // Just above: no schedule within the budget reaches it.
+    let above = relaxed.decide_within_budget(budget, 0.0, &prune(optimum * (1.0 + 1e-6)), false);
+    assert!(
+        above.below_needed,
+        "not ruled out above the optimum {optimum}"
+    );
 }

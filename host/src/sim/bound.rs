@@ -229,7 +229,7 @@ impl Relaxed {
     /// is a guide to the next price, not a proof (its ceilings are).
     pub fn solve_per_second(&self, price: f64, merge_secs: f64) -> PricedOptimum {
         Solver::new(self, Resolution::default())
-            .run_per_second(price, merge_secs, None, false)
+            .run_per_second(price, merge_secs, None, false, None, false)
             .0
     }
 
@@ -239,8 +239,8 @@ impl Relaxed {
     /// those of KPU levels; with merging, one whose replay may cost a
     /// little more than planned. For finding schedules: the replay decides.
     pub fn plan_per_second(&self, price: f64, merge_secs: f64) -> Plan {
-        let (o, rescales) =
-            Solver::new(self, Resolution::default()).run_per_second(price, merge_secs, None, true);
+        let (o, rescales, _) = Solver::new(self, Resolution::default())
+            .run_per_second(price, merge_secs, None, true, None, false);
         Plan {
             price,
             priced_cost: o.priced_cost,
@@ -286,11 +286,13 @@ impl Relaxed {
     ) -> BudgetOptimum {
         // No run violates more seconds than it lasts.
         let cap = budget.min(self.lambda.len() as u64);
-        let (o, rescales) = Solver::new(self, Resolution::default()).run_per_second(
+        let (o, rescales, _) = Solver::new(self, Resolution::default()).run_per_second(
             0.0,
             merge_secs,
             Some(u32::try_from(cap).unwrap_or(u32::MAX)),
             schedule,
+            None,
+            false,
         );
         BudgetOptimum {
             budget,
@@ -298,6 +300,73 @@ impl Relaxed {
             violation_secs: o.violation_secs,
             rescale_count: o.rescales,
             rescales,
+            below_needed: false,
+            pruned: 0,
+        }
+    }
+
+    /// [`Relaxed::solve_within_budget`] for the yes/no question "can any
+    /// schedule within `budget` violation seconds reach efficiency
+    /// `prune.needed`", with states that cannot lead to such a schedule
+    /// dropped along the way (fewer states, so finer merges fit).
+    ///
+    /// Every `prune.every_secs` seconds, a running state of level `k` with
+    /// backlog `B`, `v` violation seconds and `K` KPU-seconds so far is
+    /// dropped when `K + max(0, max_p (V_p - p x (budget - v)))` exceeds
+    /// clairvoyant / needed (by more than a relative 1e-9 of rounding
+    /// slack), where `V_p` is the block programme's priced cost-to-go at
+    /// price `p` (one of `prune.prices`, at `prune.resolution`) from that
+    /// second, level `k` and the least over the grid buckets at or above
+    /// `B`'s (rounded down). Why that is sound: the module's argument for
+    /// the block programme holds from any block boundary, not only the
+    /// run's start, so `V_p` at the bucket of a backlog `B' >= B` is at most
+    /// the KPU-seconds `R` plus `p` x the violation seconds `W` that any
+    /// real schedule running level `k` from that second with backlog `B'`
+    /// has still to come; the bucket rises with the backlog, so the least
+    /// over the buckets at or above `B`'s is too. Every real schedule
+    /// within the budget and reaching `needed` is, at that second, in a
+    /// state dominated by a kept one (backlog `B' >= B`, violations
+    /// `v' >= v`, KPU-seconds `K' >= K`; merges and drops keep a
+    /// dominating state), has `W <= budget - v' <= budget - v`, so
+    /// `R >= V_p - p x (budget - v)` and `R >= 0`, and its total
+    /// `K' + R <= clairvoyant / needed`: the dominating state is kept.
+    ///
+    /// So the least KPU-seconds returned is at most that of every real
+    /// schedule within the budget that reaches `needed`. When it is at most
+    /// clairvoyant / needed, clairvoyant over it is a bound as in
+    /// [`Relaxed::solve_within_budget`] (a schedule not reaching `needed`
+    /// is below it anyway); when it is above (or no state survives),
+    /// [`BudgetOptimum::below_needed`] is set: no schedule within the
+    /// budget reaches `needed`, and the KPU-seconds are only the least of
+    /// the states kept, not a bound. With `progress`, a line on stderr
+    /// every simulated hour: states kept and pruned, and their memory.
+    pub fn decide_within_budget(
+        &self,
+        budget: u64,
+        merge_secs: f64,
+        prune: &NeededPrune,
+        progress: bool,
+    ) -> BudgetOptimum {
+        let cap = budget.min(self.lambda.len() as u64);
+        let budget_u32 = u32::try_from(cap).unwrap_or(u32::MAX);
+        let limit = self.clairvoyant_kpu_secs / prune.needed * (1.0 + 1e-9);
+        let cost_to_go = CostToGo::new(self, prune, budget_u32, limit);
+        let (o, rescales, pruned) = Solver::new(self, Resolution::default()).run_per_second(
+            0.0,
+            merge_secs,
+            Some(budget_u32),
+            false,
+            Some(&cost_to_go),
+            progress,
+        );
+        BudgetOptimum {
+            budget,
+            kpu_secs: o.priced_cost,
+            violation_secs: o.violation_secs,
+            rescale_count: o.rescales,
+            rescales,
+            below_needed: !(o.priced_cost <= limit),
+            pruned,
         }
     }
 
@@ -330,6 +399,34 @@ pub struct BudgetOptimum {
     pub rescale_count: u64,
     /// The rescales, in time order, when asked for (empty otherwise).
     pub rescales: Vec<Rescale>,
+    /// Set by [`Relaxed::decide_within_budget`] when no state within the
+    /// budget reaches its `needed` efficiency: no schedule within the
+    /// budget does, and `kpu_secs` is not a bound (only the least of the
+    /// states the prune kept). Never set by [`Relaxed::solve_within_budget`].
+    pub below_needed: bool,
+    /// States dropped by the prune of [`Relaxed::decide_within_budget`]
+    /// (0 for [`Relaxed::solve_within_budget`]).
+    pub pruned: u64,
+}
+
+/// The sound prune of [`Relaxed::decide_within_budget`]: the efficiency
+/// asked for, and the block programme whose priced cost-to-go bounds from
+/// below the KPU-seconds every state has still to spend.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NeededPrune {
+    /// The efficiency asked for (clairvoyant / KPU-seconds).
+    pub needed: f64,
+    /// The block programme's resolution: any gives a valid lower bound; a
+    /// finer one a higher one, in more time and memory.
+    pub resolution: Resolution,
+    /// The prices the block programme is solved at; each gives a valid
+    /// lower bound and the highest is used (the Lagrangian search's prices
+    /// near the budget are the useful ones).
+    pub prices: Vec<f64>,
+    /// Seconds between two prunes, rounded up to a multiple of the
+    /// resolution's block. The cost-to-go is kept for each such second:
+    /// levels x (buckets + 1) numbers per price.
+    pub every_secs: u64,
 }
 
 impl BudgetOptimum {
@@ -408,7 +505,7 @@ impl Relaxed {
             ));
         }
         let mut decisions = vec![0u8; bytes];
-        solver.run_recording(price, Some(&mut decisions));
+        solver.run_recording(price, Some(&mut decisions), None);
         Ok(solver.follow(price, &decisions))
     }
 
@@ -796,13 +893,20 @@ impl Solver {
     }
 
     fn run(&self, price: f64) -> PricedOptimum {
-        self.run_recording(price, None)
+        self.run_recording(price, None, None)
     }
 
     /// Solves at `price`; with `decisions` (blocks x levels x (buckets + 1)
     /// entries), records in each state's entry 0 to run on, or the target
-    /// level + 1 of the update sent at the block's end.
-    fn run_recording(&self, price: f64, mut decisions: Option<&mut [u8]>) -> PricedOptimum {
+    /// level + 1 of the update sent at the block's end; with `layers`,
+    /// hands it each block's index and priced cost-to-go (per level, per
+    /// bucket) as soon as it is solved.
+    fn run_recording(
+        &self,
+        price: f64,
+        mut decisions: Option<&mut [u8]>,
+        mut layer_sink: Option<&mut dyn FnMut(usize, &[f64])>,
+    ) -> PricedOptimum {
         let duration = self.lambda.len();
         let nb = self.buckets + 1;
         let nk = self.levels.len();
@@ -911,6 +1015,9 @@ impl Solver {
                         decisions[j * nk * nb + o] = choice;
                     }
                 }
+            }
+            if let Some(sink) = layer_sink.as_deref_mut() {
+                sink(j, &out.cost);
             }
             layers[j % ring] = out;
         }
@@ -1089,6 +1196,95 @@ fn prune_within_budget(entries: &mut Vec<Entry>, merge: f64, budget: u32) {
     entries.truncate(kept);
 }
 
+/// The block programme's priced cost-to-go at the prune times of a
+/// [`NeededPrune`], for [`Relaxed::decide_within_budget`].
+struct CostToGo {
+    /// The block programme (for its grid).
+    blocks: Solver,
+    /// Seconds between two prune times.
+    every: usize,
+    /// Per price: the price and, per prune time (second `i x every`), per
+    /// level x bucket, the least cost-to-go at that bucket or above, rounded
+    /// down to an `f32` (half the memory, and still a lower bound).
+    tables: Vec<(f64, Vec<Vec<f32>>)>,
+    /// The violation budget.
+    budget: u32,
+    /// clairvoyant / needed, with rounding slack.
+    limit: f64,
+}
+
+impl CostToGo {
+    fn new(relaxed: &Relaxed, prune: &NeededPrune, budget: u32, limit: f64) -> Self {
+        let blocks = Solver::new(relaxed, prune.resolution);
+        let every = (prune.every_secs.max(1) as usize).div_ceil(blocks.block) * blocks.block;
+        let nb = blocks.buckets + 1;
+        let times = relaxed.lambda.len() / every + 1;
+        let tables = prune
+            .prices
+            .iter()
+            .map(|&price| {
+                let mut table: Vec<Vec<f32>> = vec![Vec::new(); times];
+                let mut sink = |j: usize, cost: &[f64]| {
+                    let start = j * blocks.block;
+                    if start % every != 0 {
+                        return;
+                    }
+                    let mut least: Vec<f32> = Vec::with_capacity(cost.len());
+                    for level in cost.chunks(nb) {
+                        let from = least.len();
+                        let mut low = f64::INFINITY;
+                        least.extend(level.iter().rev().map(|&v| {
+                            low = low.min(v);
+                            let rounded = low as f32;
+                            if f64::from(rounded) > low {
+                                rounded.next_down()
+                            } else {
+                                rounded
+                            }
+                        }));
+                        least[from..].reverse();
+                    }
+                    table[start / every] = least;
+                };
+                blocks.run_recording(price, None, Some(&mut sink));
+                (price, table)
+            })
+            .collect();
+        Self {
+            blocks,
+            every,
+            tables,
+            budget,
+            limit,
+        }
+    }
+
+    /// Whether a running state of `level` at second `t` (a prune time) can
+    /// still lead to a schedule within the budget and the limit (see
+    /// [`Relaxed::decide_within_budget`]).
+    fn keeps(&self, t: usize, level: usize, e: &Entry) -> bool {
+        let nb = self.blocks.buckets + 1;
+        let at = level * nb + self.blocks.bucket(e.backlog);
+        let left = f64::from(self.budget.saturating_sub(e.violations));
+        let mut rest = 0.0f64;
+        for (price, table) in &self.tables {
+            if let Some(&v) = table.get(t / self.every).and_then(|l| l.get(at)) {
+                rest = rest.max(f64::from(v) - price * left);
+            }
+        }
+        e.kpu_secs + rest <= self.limit
+    }
+
+    /// The memory of the tables, bytes.
+    fn bytes(&self) -> usize {
+        self.tables
+            .iter()
+            .flat_map(|(_, t)| t.iter())
+            .map(|l| l.capacity() * std::mem::size_of::<f32>())
+            .sum()
+    }
+}
+
 impl Solver {
     /// The per-second programme at `price`: exact restarts at any second,
     /// the exact backlog of every state, and states of one level within
@@ -1099,14 +1295,24 @@ impl Solver {
     /// [`Relaxed::solve_within_budget`]): a state over the budget is
     /// dropped, and only states beaten on backlog, violations and cost at
     /// once are.
+    ///
+    /// With `cost_to_go` (and a budget), every prune time drops the running
+    /// states that cannot lead to a schedule within the budget and its
+    /// limit (see [`Relaxed::decide_within_budget`]); with `progress`, a
+    /// line on stderr every simulated hour. Also returns the count of
+    /// states the prune dropped.
     fn run_per_second(
         &self,
         price: f64,
         merge_secs: f64,
         budget: Option<u32>,
         keep: bool,
-    ) -> (PricedOptimum, Vec<Rescale>) {
+        cost_to_go: Option<&CostToGo>,
+        progress: bool,
+    ) -> (PricedOptimum, Vec<Rescale>, u64) {
         let merge = merge_secs.max(0.0) * self.peak;
+        let started = std::time::Instant::now();
+        let mut pruned = 0usize;
         let prune_states = |entries: &mut Vec<Entry>, merge: f64| match budget {
             Some(budget) => prune_within_budget(entries, merge, budget),
             None => prune(entries, merge),
@@ -1140,6 +1346,36 @@ impl Solver {
                     pending[slot][k] = landed;
                     prune_states(&mut current[k], merge);
                 }
+            }
+            if let Some(c) = cost_to_go
+                && t > 0
+                && t % c.every == 0
+            {
+                for (k, entries) in current.iter_mut().enumerate() {
+                    let before = entries.len();
+                    entries.retain(|e| c.keeps(t, k, e));
+                    pruned += before - entries.len();
+                }
+            }
+            if progress && t % 3600 == 0 && t > 0 {
+                let count = |v: &Vec<Entry>| v.len();
+                let kept: usize = current.iter().map(count).sum();
+                let landing: usize = pending.iter().flatten().map(count).sum();
+                let capacity: usize = current
+                    .iter()
+                    .chain(pending.iter().flatten())
+                    .chain(below.iter())
+                    .chain(above.iter())
+                    .map(Vec::capacity)
+                    .sum();
+                let bytes =
+                    capacity * std::mem::size_of::<Entry>() + cost_to_go.map_or(0, CostToGo::bytes);
+                eprintln!(
+                    "{:>5.1} h simulated: {kept} states kept, {landing} landing, {pruned} pruned so far; about {:.0} MB of states and tables; {:.0} s",
+                    t as f64 / 3600.0,
+                    bytes as f64 / 1e6,
+                    started.elapsed().as_secs_f64()
+                );
             }
             // An update whose restart outlasts the run is beaten by none:
             // billed at least as much, processing nothing.
@@ -1239,7 +1475,7 @@ impl Solver {
             violation_secs: u64::from(best.violations),
             rescales: u64::from(best.rescales),
         };
-        (optimum, rescales)
+        (optimum, rescales, pruned as u64)
     }
 }
 
