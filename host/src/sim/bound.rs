@@ -77,6 +77,14 @@
 //! merges, each in the policy's favour, so its least KPU-seconds is at most
 //! that of every real schedule within the budget, and clairvoyant over it
 //! bounds their efficiency with no price at all.
+//!
+//! [`Relaxed::decide_within_budget`] asks only whether some schedule within
+//! the budget reaches a needed efficiency, and drops along the way every
+//! state that cannot lead to one: its KPU-seconds so far plus a lower
+//! bound on those still to come (the block programme's priced cost-to-go
+//! from that second, less the price of the violation seconds the budget
+//! has left) already above clairvoyant / needed. Fewer states, so finer
+//! merges fit in time and memory.
 
 use super::World;
 use super::scenario::{AppParams, Scenario};
@@ -365,7 +373,8 @@ impl Relaxed {
             violation_secs: o.violation_secs,
             rescale_count: o.rescales,
             rescales,
-            below_needed: !(o.priced_cost <= limit),
+            // Not within the limit (a NaN never is).
+            below_needed: o.priced_cost.partial_cmp(&limit).is_none_or(|o| o.is_gt()),
             pruned,
         }
     }
@@ -702,6 +711,10 @@ impl PriceSearch {
     }
 }
 
+/// Receives each block's index and priced cost-to-go (per level, per
+/// bucket) from the block programme as soon as it is solved.
+type LayerSink<'a> = &'a mut dyn FnMut(usize, &[f64]);
+
 /// Per-layer values: for each (level, bucket) the priced cost-to-go and the
 /// statistics of the schedule reaching it.
 #[derive(Debug, Clone, Default)]
@@ -905,7 +918,7 @@ impl Solver {
         &self,
         price: f64,
         mut decisions: Option<&mut [u8]>,
-        mut layer_sink: Option<&mut dyn FnMut(usize, &[f64])>,
+        mut layer_sink: Option<LayerSink<'_>>,
     ) -> PricedOptimum {
         let duration = self.lambda.len();
         let nb = self.buckets + 1;
@@ -1204,9 +1217,10 @@ struct CostToGo {
     /// Seconds between two prune times.
     every: usize,
     /// Per price: the price and, per prune time (second `i x every`), per
-    /// level x bucket, the least cost-to-go at that bucket or above, rounded
-    /// down to an `f32` (half the memory, and still a lower bound).
-    tables: Vec<(f64, Vec<Vec<f32>>)>,
+    /// level x bucket, the least cost-to-go at that bucket or above in
+    /// whole [`CostToGo::UNIT`]s, rounded down (and capped at `u16::MAX`
+    /// units, also down): a quarter of the memory, still a lower bound.
+    tables: Vec<(f64, Vec<Vec<u16>>)>,
     /// The violation budget.
     budget: u32,
     /// clairvoyant / needed, with rounding slack.
@@ -1214,6 +1228,9 @@ struct CostToGo {
 }
 
 impl CostToGo {
+    /// KPU-seconds per unit of the tables (their range: a million).
+    const UNIT: f64 = 16.0;
+
     fn new(relaxed: &Relaxed, prune: &NeededPrune, budget: u32, limit: f64) -> Self {
         let blocks = Solver::new(relaxed, prune.resolution);
         let every = (prune.every_secs.max(1) as usize).div_ceil(blocks.block) * blocks.block;
@@ -1223,24 +1240,21 @@ impl CostToGo {
             .prices
             .iter()
             .map(|&price| {
-                let mut table: Vec<Vec<f32>> = vec![Vec::new(); times];
+                let mut table: Vec<Vec<u16>> = vec![Vec::new(); times];
                 let mut sink = |j: usize, cost: &[f64]| {
                     let start = j * blocks.block;
-                    if start % every != 0 {
+                    if !start.is_multiple_of(every) {
                         return;
                     }
-                    let mut least: Vec<f32> = Vec::with_capacity(cost.len());
+                    let mut least: Vec<u16> = Vec::with_capacity(cost.len());
                     for level in cost.chunks(nb) {
                         let from = least.len();
                         let mut low = f64::INFINITY;
                         least.extend(level.iter().rev().map(|&v| {
                             low = low.min(v);
-                            let rounded = low as f32;
-                            if f64::from(rounded) > low {
-                                rounded.next_down()
-                            } else {
-                                rounded
-                            }
+                            // `as` saturates: a negative cost (none is) to
+                            // 0, one past the range to u16::MAX, both down.
+                            (low / Self::UNIT).floor() as u16
                         }));
                         least[from..].reverse();
                     }
@@ -1269,7 +1283,7 @@ impl CostToGo {
         let mut rest = 0.0f64;
         for (price, table) in &self.tables {
             if let Some(&v) = table.get(t / self.every).and_then(|l| l.get(at)) {
-                rest = rest.max(f64::from(v) - price * left);
+                rest = rest.max(f64::from(v) * Self::UNIT - price * left);
             }
         }
         e.kpu_secs + rest <= self.limit
@@ -1280,7 +1294,7 @@ impl CostToGo {
         self.tables
             .iter()
             .flat_map(|(_, t)| t.iter())
-            .map(|l| l.capacity() * std::mem::size_of::<f32>())
+            .map(|l| l.capacity() * std::mem::size_of::<u16>())
             .sum()
     }
 }
@@ -1349,7 +1363,7 @@ impl Solver {
             }
             if let Some(c) = cost_to_go
                 && t > 0
-                && t % c.every == 0
+                && t.is_multiple_of(c.every)
             {
                 for (k, entries) in current.iter_mut().enumerate() {
                     let before = entries.len();
@@ -1357,7 +1371,7 @@ impl Solver {
                     pruned += before - entries.len();
                 }
             }
-            if progress && t % 3600 == 0 && t > 0 {
+            if progress && t.is_multiple_of(3600) && t > 0 {
                 let count = |v: &Vec<Entry>| v.len();
                 let kept: usize = current.iter().map(count).sum();
                 let landing: usize = pending.iter().flatten().map(count).sum();
