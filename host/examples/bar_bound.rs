@@ -54,7 +54,10 @@
 //! already exceed clairvoyant / needed. That is sound for the verdict, and
 //! the bound printed is one whenever it is at least `--needed`; below, it
 //! prints that no state survived within the budget and the limit. It
-//! prints a progress line on stderr every simulated hour.
+//! prints a progress line on stderr every simulated hour. `--schedule`
+//! keeps the rescales reaching the least state (merged or not), prints
+//! them and replays them on the model: a start for `cycle_schedule
+//! --schedule ... --improve`.
 
 use std::path::PathBuf;
 
@@ -80,6 +83,7 @@ fn run() -> Result<(), String> {
     let mut per_second: Option<f64> = None;
     let mut constrained: Option<f64> = None;
     let mut prune_every = 600u64;
+    let mut keep_schedule = false;
     while let Some(arg) = args.next() {
         if arg == "--price" {
             match args.next().as_deref() {
@@ -119,6 +123,7 @@ fn run() -> Result<(), String> {
             "--constrained" => {
                 constrained = Some(value("--constrained", "a merge width in seconds >= 0")?);
             }
+            "--schedule" => keep_schedule = true,
             "--prune-every" => {
                 prune_every =
                     value("--prune-every", "a whole number of seconds >= 1")?.max(1.0) as u64;
@@ -127,7 +132,7 @@ fn run() -> Result<(), String> {
             _ => return Err(format!("unexpected argument {arg:?}")),
         }
     }
-    let path = path.ok_or("usage: bar_bound SCENARIO --budget SECS [--needed E] [--price P|auto]... [--start P] [--solves N] [--block SECS] [--buckets N] [--cap SECS] [--per-second MERGE | --constrained MERGE [--prune-every SECS]]")?;
+    let path = path.ok_or("usage: bar_bound SCENARIO --budget SECS [--needed E] [--price P|auto]... [--start P] [--solves N] [--block SECS] [--buckets N] [--cap SECS] [--per-second MERGE | --constrained MERGE [--prune-every SECS] [--schedule]]")?;
     let budget = budget.ok_or("--budget SECS is required")?;
     let scenario = Scenario::load(&path).map_err(|e| e.to_string())?;
     let started = std::time::Instant::now();
@@ -156,7 +161,15 @@ fn run() -> Result<(), String> {
             }
             None => None,
         };
-        return constrained_bound(&scenario, &relaxed, budget, prune.as_ref(), merge, started);
+        return constrained_bound(
+            &scenario,
+            &relaxed,
+            budget,
+            prune.as_ref(),
+            merge,
+            keep_schedule,
+            started,
+        );
     }
     let model = match per_second {
         Some(merge) => {
@@ -236,6 +249,7 @@ fn constrained_bound(
     budget: u64,
     prune: Option<&NeededPrune>,
     merge: f64,
+    keep_schedule: bool,
     started: std::time::Instant,
 ) -> Result<(), String> {
     let needed = prune.map(|p| p.needed);
@@ -260,7 +274,7 @@ fn constrained_bound(
                 p.resolution.cap_secs,
                 prices.join(", ")
             );
-            relaxed.decide_within_budget(budget, merge, p, true)
+            relaxed.decide_within_budget(budget, merge, p, keep_schedule, true)
         }
         None => relaxed.solve_within_budget(budget, merge, exact),
     };
@@ -285,7 +299,7 @@ fn constrained_bound(
     );
     println!("best bound within {budget} violation seconds: efficiency <= {bound:.4}");
     let mut possible = None;
-    if exact && o.kpu_secs.is_finite() {
+    if (exact || keep_schedule) && o.kpu_secs.is_finite() {
         let plan: Vec<String> = o
             .rescales
             .iter()

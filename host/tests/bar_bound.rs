@@ -363,7 +363,8 @@ fn the_needed_prune_keeps_the_optimum_just_below_it_and_rules_out_just_above() {
     };
     // Just below the optimum's efficiency: the optimum (a real schedule,
     // nothing merged) survives every prune, and nothing cheaper exists.
-    let below = relaxed.decide_within_budget(budget, 0.0, &prune(optimum * (1.0 - 1e-6)), false);
+    let below =
+        relaxed.decide_within_budget(budget, 0.0, &prune(optimum * (1.0 - 1e-6)), false, false);
     assert!(!below.below_needed, "ruled out below the optimum {optimum}");
     assert!(
         (below.kpu_secs - exact.kpu_secs).abs() < 1e-6,
@@ -374,7 +375,8 @@ fn the_needed_prune_keeps_the_optimum_just_below_it_and_rules_out_just_above() {
     assert_eq!(below.violation_secs, exact.violation_secs);
     assert!(below.pruned > 0, "the prune dropped no state");
     // Just above: no schedule within the budget reaches it.
-    let above = relaxed.decide_within_budget(budget, 0.0, &prune(optimum * (1.0 + 1e-6)), false);
+    let above =
+        relaxed.decide_within_budget(budget, 0.0, &prune(optimum * (1.0 + 1e-6)), false, false);
     assert!(
         above.below_needed,
         "not ruled out above the optimum {optimum}"

@@ -346,13 +346,18 @@ impl Relaxed {
     /// is below it anyway); when it is above (or no state survives),
     /// [`BudgetOptimum::below_needed`] is set: no schedule within the
     /// budget reaches `needed`, and the KPU-seconds are only the least of
-    /// the states kept, not a bound. With `progress`, a line on stderr
-    /// every simulated hour: states kept and pruned, and their memory.
+    /// the states kept, not a bound. With `schedule`, the rescales
+    /// reaching the least state too (as in
+    /// [`Relaxed::solve_within_budget`]: after a merge, a start for a
+    /// search on the real model, not a schedule the model runs to that
+    /// cost). With `progress`, a line on stderr every simulated hour:
+    /// states kept and pruned, and their memory.
     pub fn decide_within_budget(
         &self,
         budget: u64,
         merge_secs: f64,
         prune: &NeededPrune,
+        schedule: bool,
         progress: bool,
     ) -> BudgetOptimum {
         let cap = budget.min(self.lambda.len() as u64);
@@ -363,7 +368,7 @@ impl Relaxed {
             0.0,
             merge_secs,
             Some(budget_u32),
-            false,
+            schedule,
             Some(&cost_to_go),
             progress,
         );
