@@ -3,12 +3,17 @@
 //! the efficiency of every shipped policy's run and of hand-made and
 //! pseudo-random schedules (rescales at any second, not on the relaxed
 //! model's blocks), each at its own violation seconds; and the searched
-//! price's bound is at or below every fixed price's.
+//! price's bound is at or below every fixed price's. The programme with
+//! the budget in its state is at or below every run within the budget and
+//! at or above what the priced optima imply, and its unmerged schedule
+//! replays to exactly its KPU-seconds and violation seconds. Its prune by
+//! a needed efficiency drops states yet keeps the optimum when the needed
+//! efficiency is just below it, and rules it out just above.
 //!
 //! Needs the shipped plugins (built by host/build.rs).
 
 use flinkscale::sim::bench::configure;
-use flinkscale::sim::bound::{PriceSearch, Relaxed, Resolution, SearchStop};
+use flinkscale::sim::bound::{NeededPrune, PriceSearch, Relaxed, Resolution, SearchStop};
 use flinkscale::sim::driver::simulate;
 use flinkscale::sim::presets::{PRESETS, PolicyChoice};
 use flinkscale::sim::schedule::{self, Rescale};
@@ -226,4 +231,154 @@ fn the_per_second_programme_is_at_or_below_every_run_and_above_the_blocks() {
             );
         }
     }
+}
+
+#[test]
+fn the_budget_constrained_programme_is_between_the_priced_bound_and_every_run() {
+    let scenario = scenario();
+    let relaxed = Relaxed::from_scenario(&scenario).expect("one application");
+    let resolution = Resolution {
+        block_secs: 10,
+        buckets: 300,
+        cap_secs: 300.0,
+    };
+    let prices = [4.0, 16.0, 64.0, 256.0, 1024.0];
+    let mut runs: Vec<(String, Scores)> = Vec::new();
+    for policy in PRESETS {
+        let choice = PolicyChoice {
+            name: (*policy).into(),
+            params: serde_json::Map::new(),
+        };
+        let loaded = configure(&scenario, &choice, None).expect("the preset loads");
+        let outcome = simulate(&scenario, &loaded).expect("runs");
+        runs.push(((*policy).into(), outcome.world.scores()));
+    }
+    for schedule in schedules() {
+        runs.push((format!("{schedule:?}"), replay_scores(&scenario, &schedule)));
+    }
+    for &price in &prices {
+        let plan = relaxed.plan(resolution, price).expect("fits");
+        let schedule: Vec<(u64, u32)> = plan.rescales.iter().map(|r| (r.at_secs, r.kpu)).collect();
+        runs.push((
+            format!("plan at {price}: {schedule:?}"),
+            replay_scores(&scenario, &schedule),
+        ));
+    }
+    // Not at price 4: its optimum lets the backlog build, and its states
+    // take two minutes in a debug build.
+    let priced: Vec<_> = prices[1..]
+        .iter()
+        .map(|&p| relaxed.solve_per_second(p, 0.0))
+        .collect();
+    // The violations of the runs with the fewest, and two budgets near
+    // them. (The states grow with the budget: 90 s takes two minutes in
+    // a debug build.)
+    let mut budgets: Vec<u64> = runs.iter().map(|r| r.1.slo_violation_secs).collect();
+    budgets.sort_unstable();
+    budgets.truncate(3);
+    budgets.extend([30, 50]);
+    budgets.sort_unstable();
+    budgets.dedup();
+    let (mut within, mut feasible) = (0, 0);
+    for budget in budgets {
+        let exact = relaxed.solve_within_budget(budget, 0.0, true);
+        let merged = relaxed.solve_within_budget(budget, 0.01, false);
+        // No state within the budget (every rescale costs violations): then
+        // no run may be within it either, which the loop below checks.
+        if exact.kpu_secs.is_finite() {
+            assert!(exact.violation_secs <= budget, "budget {budget}");
+        }
+        assert!(
+            merged.kpu_secs <= exact.kpu_secs * (1.0 + 1e-12),
+            "budget {budget}: merged {} above unmerged {}",
+            merged.kpu_secs,
+            exact.kpu_secs
+        );
+        // At or below every real run within the budget.
+        for (name, s) in runs.iter().filter(|r| r.1.slo_violation_secs <= budget) {
+            within += 1;
+            let kpu_secs = s.kpu_hours * 3600.0;
+            assert!(
+                kpu_secs >= merged.kpu_secs * (1.0 - 1e-12),
+                "budget {budget}, {name}: {kpu_secs} KPU-s in {} violation s, below the constrained optimum {}",
+                s.slo_violation_secs,
+                merged.kpu_secs
+            );
+            assert!(
+                merged.efficiency_ceiling(relaxed.clairvoyant_kpu_secs) >= s.efficiency - 1e-12,
+                "budget {budget}, {name}"
+            );
+        }
+        // At or above what every price implies: L(p) - p x budget.
+        for o in &priced {
+            let implied = o.priced_cost - o.price * budget as f64;
+            assert!(
+                exact.kpu_secs >= implied * (1.0 - 1e-12),
+                "budget {budget}, price {}: constrained {} below L(p) - p x budget = {implied}",
+                o.price,
+                exact.kpu_secs
+            );
+        }
+        if !exact.kpu_secs.is_finite() {
+            continue;
+        }
+        feasible += 1;
+        // Its schedule is real: the model bills and violates exactly as
+        // planned.
+        let scores = schedule::replay(&scenario, &exact.rescales).expect("the schedule replays");
+        assert_eq!(exact.rescales.len() as u64, exact.rescale_count);
+        assert!(
+            (scores.kpu_hours * 3600.0 - exact.kpu_secs).abs() < 1e-6,
+            "budget {budget}: replay bills {} KPU-s, the programme {}",
+            scores.kpu_hours * 3600.0,
+            exact.kpu_secs
+        );
+        assert_eq!(
+            scores.slo_violation_secs, exact.violation_secs,
+            "budget {budget}"
+        );
+    }
+    assert!(within >= 3, "only {within} runs within the budgets");
+    assert!(feasible >= 3, "only {feasible} budgets with a schedule");
+}
+
+#[test]
+fn the_needed_prune_keeps_the_optimum_just_below_it_and_rules_out_just_above() {
+    let scenario = scenario();
+    let relaxed = Relaxed::from_scenario(&scenario).expect("one application");
+    let clairvoyant = relaxed.clairvoyant_kpu_secs;
+    let budget = 39;
+    let exact = relaxed.solve_within_budget(budget, 0.0, false);
+    assert!(exact.kpu_secs.is_finite(), "a schedule within {budget} s");
+    let optimum = exact.efficiency_ceiling(clairvoyant);
+    let prune = |needed: f64| NeededPrune {
+        needed,
+        resolution: Resolution {
+            block_secs: 10,
+            buckets: 300,
+            cap_secs: 300.0,
+        },
+        prices: vec![16.0, 64.0, 256.0],
+        every_secs: 60,
+    };
+    // Just below the optimum's efficiency: the optimum (a real schedule,
+    // nothing merged) survives every prune, and nothing cheaper exists.
+    let below =
+        relaxed.decide_within_budget(budget, 0.0, &prune(optimum * (1.0 - 1e-6)), false, false);
+    assert!(!below.below_needed, "ruled out below the optimum {optimum}");
+    assert!(
+        (below.kpu_secs - exact.kpu_secs).abs() < 1e-6,
+        "pruned optimum {} against {}",
+        below.kpu_secs,
+        exact.kpu_secs
+    );
+    assert_eq!(below.violation_secs, exact.violation_secs);
+    assert!(below.pruned > 0, "the prune dropped no state");
+    // Just above: no schedule within the budget reaches it.
+    let above =
+        relaxed.decide_within_budget(budget, 0.0, &prune(optimum * (1.0 + 1e-6)), false, false);
+    assert!(
+        above.below_needed,
+        "not ruled out above the optimum {optimum}"
+    );
 }

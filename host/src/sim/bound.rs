@@ -60,6 +60,31 @@
 //! bounding them: restarts touch whole blocks and the backlog is rounded
 //! up, so the schedule it returns runs on the real model with no more
 //! violation seconds than it planned.
+//!
+//! A price bounds only through the lower convex hull of the schedules'
+//! (violation seconds, KPU-seconds): when the best schedules straddle the
+//! budget, no price gives a bound below where their lines cross (the
+//! duality gap). [`Relaxed::solve_within_budget`] closes it by putting the
+//! budget into the per-second programme's state. Each state carries its
+//! exact backlog, its violation seconds so far and its KPU-seconds so far;
+//! a state over the budget is dropped (violations never fall), and a state
+//! is dropped only when another of its level and second is at most it on
+//! all three (less backlog never leads to more backlog, hence more
+//! violations, along the same decisions, and costs the same). Merging, if
+//! asked for, joins states of equal violations with near backlogs into
+//! their least backlog and least KPU-seconds, a state at least as good as
+//! each. The relaxations are those of the per-second programme plus these
+//! merges, each in the policy's favour, so its least KPU-seconds is at most
+//! that of every real schedule within the budget, and clairvoyant over it
+//! bounds their efficiency with no price at all.
+//!
+//! [`Relaxed::decide_within_budget`] asks only whether some schedule within
+//! the budget reaches a needed efficiency, and drops along the way every
+//! state that cannot lead to one: its KPU-seconds so far plus a lower
+//! bound on those still to come (the block programme's priced cost-to-go
+//! from that second, less the price of the violation seconds the budget
+//! has left) already above clairvoyant / needed. Fewer states, so finer
+//! merges fit in time and memory.
 
 use super::World;
 use super::scenario::{AppParams, Scenario};
@@ -212,7 +237,7 @@ impl Relaxed {
     /// is a guide to the next price, not a proof (its ceilings are).
     pub fn solve_per_second(&self, price: f64, merge_secs: f64) -> PricedOptimum {
         Solver::new(self, Resolution::default())
-            .run_per_second(price, merge_secs, false)
+            .run_per_second(price, merge_secs, None, false, None, false)
             .0
     }
 
@@ -222,14 +247,140 @@ impl Relaxed {
     /// those of KPU levels; with merging, one whose replay may cost a
     /// little more than planned. For finding schedules: the replay decides.
     pub fn plan_per_second(&self, price: f64, merge_secs: f64) -> Plan {
-        let (o, rescales) =
-            Solver::new(self, Resolution::default()).run_per_second(price, merge_secs, true);
+        let (o, rescales, _) = Solver::new(self, Resolution::default())
+            .run_per_second(price, merge_secs, None, true, None, false);
         Plan {
             price,
             priced_cost: o.priced_cost,
             kpu_secs: o.kpu_secs,
             violation_secs: o.violation_secs,
             rescales,
+        }
+    }
+
+    /// The per-second programme with the budget in its state: the least
+    /// KPU-seconds of any schedule of KPU levels with at most `budget`
+    /// violation seconds, where the priced bounds only bound it from
+    /// below through a price (between two schedules that straddle the
+    /// budget no price can close their duality gap).
+    ///
+    /// Each state of a level at one second carries its exact backlog, its
+    /// violation seconds so far (the same count and slack as
+    /// [`Relaxed::solve_per_second`]) and its KPU-seconds so far. A state
+    /// over the budget is dropped: every later second only adds
+    /// violations. A state is dropped when another of its level and second
+    /// has at most its backlog, at most its violations and at most its
+    /// KPU-seconds: from less backlog the same decisions never make more
+    /// backlog later (Lindley's recursion is monotone), so no more
+    /// violations, at the same KPU-seconds. States of equal violations
+    /// whose backlogs lie within `merge_secs` x the peak input rate of each
+    /// other are merged into one with the least backlog and the least
+    /// KPU-seconds: at least as good as each on all three, so the least
+    /// KPU-seconds can only fall. Restarts are those of the per-second
+    /// programme. So every real schedule within the budget uses at least
+    /// the optimum's KPU-seconds, and [`BudgetOptimum::efficiency_ceiling`]
+    /// is a bound on its efficiency, with no price and no gap.
+    ///
+    /// With `schedule`, the rescales reaching the optimum are kept too.
+    /// Without merging (`merge_secs` 0) they are a real schedule that the
+    /// model runs to the optimum's KPU-seconds and violation seconds; after
+    /// a merge, the optimum's state need not be a schedule the model can
+    /// run and the replay decides.
+    pub fn solve_within_budget(
+        &self,
+        budget: u64,
+        merge_secs: f64,
+        schedule: bool,
+    ) -> BudgetOptimum {
+        // No run violates more seconds than it lasts.
+        let cap = budget.min(self.lambda.len() as u64);
+        let (o, rescales, _) = Solver::new(self, Resolution::default()).run_per_second(
+            0.0,
+            merge_secs,
+            Some(u32::try_from(cap).unwrap_or(u32::MAX)),
+            schedule,
+            None,
+            false,
+        );
+        BudgetOptimum {
+            budget,
+            kpu_secs: o.priced_cost,
+            violation_secs: o.violation_secs,
+            rescale_count: o.rescales,
+            rescales,
+            below_needed: false,
+            pruned: 0,
+        }
+    }
+
+    /// [`Relaxed::solve_within_budget`] for the yes/no question "can any
+    /// schedule within `budget` violation seconds reach efficiency
+    /// `prune.needed`", with states that cannot lead to such a schedule
+    /// dropped along the way (fewer states, so finer merges fit).
+    ///
+    /// Every `prune.every_secs` seconds, a running state of level `k` with
+    /// backlog `B`, `v` violation seconds and `K` KPU-seconds so far is
+    /// dropped when `K + max(0, max_p (V_p - p x (budget - v)))` exceeds
+    /// clairvoyant / needed (by more than a relative 1e-9 of rounding
+    /// slack), where `V_p` is the block programme's priced cost-to-go at
+    /// price `p` (one of `prune.prices`, at `prune.resolution`) from that
+    /// second, level `k` and the least over the grid buckets at or above
+    /// `B`'s (rounded down). Why that is sound: the module's argument for
+    /// the block programme holds from any block boundary, not only the
+    /// run's start, so `V_p` at the bucket of a backlog `B' >= B` is at most
+    /// the KPU-seconds `R` plus `p` x the violation seconds `W` that any
+    /// real schedule running level `k` from that second with backlog `B'`
+    /// has still to come; the bucket rises with the backlog, so the least
+    /// over the buckets at or above `B`'s is too. Every real schedule
+    /// within the budget and reaching `needed` is, at that second, in a
+    /// state dominated by a kept one (backlog `B' >= B`, violations
+    /// `v' >= v`, KPU-seconds `K' >= K`; merges and drops keep a
+    /// dominating state), has `W <= budget - v' <= budget - v`, so
+    /// `R >= V_p - p x (budget - v)` and `R >= 0`, and its total
+    /// `K' + R <= clairvoyant / needed`: the dominating state is kept.
+    ///
+    /// So the least KPU-seconds returned is at most that of every real
+    /// schedule within the budget that reaches `needed`. When it is at most
+    /// clairvoyant / needed, clairvoyant over it is a bound as in
+    /// [`Relaxed::solve_within_budget`] (a schedule not reaching `needed`
+    /// is below it anyway); when it is above (or no state survives),
+    /// [`BudgetOptimum::below_needed`] is set: no schedule within the
+    /// budget reaches `needed`, and the KPU-seconds are only the least of
+    /// the states kept, not a bound. With `schedule`, the rescales
+    /// reaching the least state too (as in
+    /// [`Relaxed::solve_within_budget`]: after a merge, a start for a
+    /// search on the real model, not a schedule the model runs to that
+    /// cost). With `progress`, a line on stderr every simulated hour:
+    /// states kept and pruned, and their memory.
+    pub fn decide_within_budget(
+        &self,
+        budget: u64,
+        merge_secs: f64,
+        prune: &NeededPrune,
+        schedule: bool,
+        progress: bool,
+    ) -> BudgetOptimum {
+        let cap = budget.min(self.lambda.len() as u64);
+        let budget_u32 = u32::try_from(cap).unwrap_or(u32::MAX);
+        let limit = self.clairvoyant_kpu_secs / prune.needed * (1.0 + 1e-9);
+        let cost_to_go = CostToGo::new(self, prune, budget_u32, limit);
+        let (o, rescales, pruned) = Solver::new(self, Resolution::default()).run_per_second(
+            0.0,
+            merge_secs,
+            Some(budget_u32),
+            schedule,
+            Some(&cost_to_go),
+            progress,
+        );
+        BudgetOptimum {
+            budget,
+            kpu_secs: o.priced_cost,
+            violation_secs: o.violation_secs,
+            rescale_count: o.rescales,
+            rescales,
+            // Not within the limit (a NaN never is).
+            below_needed: o.priced_cost.partial_cmp(&limit).is_none_or(|o| o.is_gt()),
+            pruned,
         }
     }
 
@@ -244,6 +395,64 @@ impl Relaxed {
         search.run(self.clairvoyant_kpu_secs, budget, |price| {
             self.solve_per_second(price, merge_secs)
         })
+    }
+}
+
+/// The least KPU-seconds within a violation budget (see
+/// [`Relaxed::solve_within_budget`]), and the schedule reaching it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BudgetOptimum {
+    /// The most violation seconds allowed.
+    pub budget: u64,
+    /// The least KPU-seconds of the relaxed model within the budget
+    /// (infinite when no state stays within it).
+    pub kpu_secs: f64,
+    /// Violation seconds (relaxed count) of the state reaching it.
+    pub violation_secs: u64,
+    /// Rescales on the way to that state.
+    pub rescale_count: u64,
+    /// The rescales, in time order, when asked for (empty otherwise).
+    pub rescales: Vec<Rescale>,
+    /// Set by [`Relaxed::decide_within_budget`] when no state within the
+    /// budget reaches its `needed` efficiency: no schedule within the
+    /// budget does, and `kpu_secs` is not a bound (only the least of the
+    /// states the prune kept). Never set by [`Relaxed::solve_within_budget`].
+    pub below_needed: bool,
+    /// States dropped by the prune of [`Relaxed::decide_within_budget`]
+    /// (0 for [`Relaxed::solve_within_budget`]).
+    pub pruned: u64,
+}
+
+/// The sound prune of [`Relaxed::decide_within_budget`]: the efficiency
+/// asked for, and the block programme whose priced cost-to-go bounds from
+/// below the KPU-seconds every state has still to spend.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NeededPrune {
+    /// The efficiency asked for (clairvoyant / KPU-seconds).
+    pub needed: f64,
+    /// The block programme's resolution: any gives a valid lower bound; a
+    /// finer one a higher one, in more time and memory.
+    pub resolution: Resolution,
+    /// The prices the block programme is solved at; each gives a valid
+    /// lower bound and the highest is used (the Lagrangian search's prices
+    /// near the budget are the useful ones).
+    pub prices: Vec<f64>,
+    /// Seconds between two prunes, rounded up to a multiple of the
+    /// resolution's block. The cost-to-go is kept for each such second:
+    /// levels x (buckets + 1) numbers per price.
+    pub every_secs: u64,
+}
+
+impl BudgetOptimum {
+    /// The efficiency no schedule within the budget can beat:
+    /// clairvoyant / the least KPU-seconds (infinite when that is not
+    /// positive).
+    pub fn efficiency_ceiling(&self, clairvoyant_kpu_secs: f64) -> f64 {
+        if self.kpu_secs > 0.0 {
+            clairvoyant_kpu_secs / self.kpu_secs
+        } else {
+            f64::INFINITY
+        }
     }
 }
 
@@ -310,7 +519,7 @@ impl Relaxed {
             ));
         }
         let mut decisions = vec![0u8; bytes];
-        solver.run_recording(price, Some(&mut decisions));
+        solver.run_recording(price, Some(&mut decisions), None);
         Ok(solver.follow(price, &decisions))
     }
 
@@ -507,6 +716,10 @@ impl PriceSearch {
     }
 }
 
+/// Receives each block's index and priced cost-to-go (per level, per
+/// bucket) from the block programme as soon as it is solved.
+type LayerSink<'a> = &'a mut dyn FnMut(usize, &[f64]);
+
 /// Per-layer values: for each (level, bucket) the priced cost-to-go and the
 /// statistics of the schedule reaching it.
 #[derive(Debug, Clone, Default)]
@@ -698,13 +911,20 @@ impl Solver {
     }
 
     fn run(&self, price: f64) -> PricedOptimum {
-        self.run_recording(price, None)
+        self.run_recording(price, None, None)
     }
 
     /// Solves at `price`; with `decisions` (blocks x levels x (buckets + 1)
     /// entries), records in each state's entry 0 to run on, or the target
-    /// level + 1 of the update sent at the block's end.
-    fn run_recording(&self, price: f64, mut decisions: Option<&mut [u8]>) -> PricedOptimum {
+    /// level + 1 of the update sent at the block's end; with `layers`,
+    /// hands it each block's index and priced cost-to-go (per level, per
+    /// bucket) as soon as it is solved.
+    fn run_recording(
+        &self,
+        price: f64,
+        mut decisions: Option<&mut [u8]>,
+        mut layer_sink: Option<LayerSink<'_>>,
+    ) -> PricedOptimum {
         let duration = self.lambda.len();
         let nb = self.buckets + 1;
         let nk = self.levels.len();
@@ -813,6 +1033,9 @@ impl Solver {
                         decisions[j * nk * nb + o] = choice;
                     }
                 }
+            }
+            if let Some(sink) = layer_sink.as_deref_mut() {
+                sink(j, &out.cost);
             }
             layers[j % ring] = out;
         }
@@ -936,18 +1159,183 @@ fn prune(entries: &mut Vec<Entry>, merge: f64) {
     entries.truncate(kept);
 }
 
+/// [`prune`] with violation seconds in the state, for
+/// [`Relaxed::solve_within_budget`]: drops every entry over `budget`
+/// violation seconds and every entry another beats on backlog, violations
+/// and cost at once (each less or equal), then merges, among the entries of
+/// equal violations, every run whose backlogs lie within `merge` records of
+/// the run's first into one with the run's least backlog and least cost
+/// (and that cost's statistics): a state at least as good as each on all
+/// three, so the least KPU-seconds can only fall.
+fn prune_within_budget(entries: &mut Vec<Entry>, merge: f64, budget: u32) {
+    entries.retain(|e| e.violations <= budget);
+    if entries.len() <= 1 {
+        return;
+    }
+    entries.sort_by(|a, b| {
+        a.backlog
+            .total_cmp(&b.backlog)
+            .then(a.violations.cmp(&b.violations))
+            .then(a.cost.total_cmp(&b.cost))
+    });
+    let slots = budget as usize + 1;
+    // least[v]: the least cost of a kept entry with at most v violations
+    // (all kept so far have at most the current backlog); non-increasing.
+    let mut least = vec![f64::INFINITY; slots];
+    // run[v]: the kept entry of exactly v violations that starts the
+    // current merge run of that count.
+    let mut run: Vec<Option<usize>> = vec![None; slots];
+    let mut kept = 0;
+    for i in 0..entries.len() {
+        let v = entries[i].violations as usize;
+        if least[v] <= entries[i].cost {
+            continue;
+        }
+        let e = entries[i].clone();
+        for l in &mut least[v..] {
+            if *l <= e.cost {
+                break;
+            }
+            *l = e.cost;
+        }
+        if let Some(r) = run[v]
+            && e.backlog - entries[r].backlog <= merge
+        {
+            // Within the run: same violations, less cost than the run's
+            // entry (which set least[v]), its backlog kept.
+            let backlog = entries[r].backlog;
+            entries[r] = Entry { backlog, ..e };
+            continue;
+        }
+        entries[kept] = e;
+        run[v] = Some(kept);
+        kept += 1;
+    }
+    entries.truncate(kept);
+}
+
+/// The block programme's priced cost-to-go at the prune times of a
+/// [`NeededPrune`], for [`Relaxed::decide_within_budget`].
+struct CostToGo {
+    /// The block programme (for its grid).
+    blocks: Solver,
+    /// Seconds between two prune times.
+    every: usize,
+    /// Per price: the price and, per prune time (second `i x every`), per
+    /// level x bucket, the least cost-to-go at that bucket or above in
+    /// whole [`CostToGo::UNIT`]s, rounded down (and capped at `u16::MAX`
+    /// units, also down): a quarter of the memory, still a lower bound.
+    tables: Vec<(f64, Vec<Vec<u16>>)>,
+    /// The violation budget.
+    budget: u32,
+    /// clairvoyant / needed, with rounding slack.
+    limit: f64,
+}
+
+impl CostToGo {
+    /// KPU-seconds per unit of the tables (their range: a million).
+    const UNIT: f64 = 16.0;
+
+    fn new(relaxed: &Relaxed, prune: &NeededPrune, budget: u32, limit: f64) -> Self {
+        let blocks = Solver::new(relaxed, prune.resolution);
+        let every = (prune.every_secs.max(1) as usize).div_ceil(blocks.block) * blocks.block;
+        let nb = blocks.buckets + 1;
+        let times = relaxed.lambda.len() / every + 1;
+        let tables = prune
+            .prices
+            .iter()
+            .map(|&price| {
+                let mut table: Vec<Vec<u16>> = vec![Vec::new(); times];
+                let mut sink = |j: usize, cost: &[f64]| {
+                    let start = j * blocks.block;
+                    if !start.is_multiple_of(every) {
+                        return;
+                    }
+                    let mut least: Vec<u16> = Vec::with_capacity(cost.len());
+                    for level in cost.chunks(nb) {
+                        let from = least.len();
+                        let mut low = f64::INFINITY;
+                        least.extend(level.iter().rev().map(|&v| {
+                            low = low.min(v);
+                            // `as` saturates: a negative cost (none is) to
+                            // 0, one past the range to u16::MAX, both down.
+                            (low / Self::UNIT).floor() as u16
+                        }));
+                        least[from..].reverse();
+                    }
+                    table[start / every] = least;
+                };
+                blocks.run_recording(price, None, Some(&mut sink));
+                (price, table)
+            })
+            .collect();
+        Self {
+            blocks,
+            every,
+            tables,
+            budget,
+            limit,
+        }
+    }
+
+    /// Whether a running state of `level` at second `t` (a prune time) can
+    /// still lead to a schedule within the budget and the limit (see
+    /// [`Relaxed::decide_within_budget`]).
+    fn keeps(&self, t: usize, level: usize, e: &Entry) -> bool {
+        let nb = self.blocks.buckets + 1;
+        let at = level * nb + self.blocks.bucket(e.backlog);
+        let left = f64::from(self.budget.saturating_sub(e.violations));
+        let mut rest = 0.0f64;
+        for (price, table) in &self.tables {
+            if let Some(&v) = table.get(t / self.every).and_then(|l| l.get(at)) {
+                rest = rest.max(f64::from(v) * Self::UNIT - price * left);
+            }
+        }
+        e.kpu_secs + rest <= self.limit
+    }
+
+    /// The memory of the tables, bytes.
+    fn bytes(&self) -> usize {
+        self.tables
+            .iter()
+            .flat_map(|(_, t)| t.iter())
+            .map(|l| l.capacity() * std::mem::size_of::<u16>())
+            .sum()
+    }
+}
+
 impl Solver {
     /// The per-second programme at `price`: exact restarts at any second,
     /// the exact backlog of every state, and states of one level within
     /// `merge_secs` x the peak input rate of backlog merged in the
     /// policy's favour; with `keep`, also the schedule reaching the optimum.
+    ///
+    /// With a `budget`, violation seconds are part of the state (see
+    /// [`Relaxed::solve_within_budget`]): a state over the budget is
+    /// dropped, and only states beaten on backlog, violations and cost at
+    /// once are.
+    ///
+    /// With `cost_to_go` (and a budget), every prune time drops the running
+    /// states that cannot lead to a schedule within the budget and its
+    /// limit (see [`Relaxed::decide_within_budget`]); with `progress`, a
+    /// line on stderr every simulated hour. Also returns the count of
+    /// states the prune dropped.
     fn run_per_second(
         &self,
         price: f64,
         merge_secs: f64,
+        budget: Option<u32>,
         keep: bool,
-    ) -> (PricedOptimum, Vec<Rescale>) {
+        cost_to_go: Option<&CostToGo>,
+        progress: bool,
+    ) -> (PricedOptimum, Vec<Rescale>, u64) {
         let merge = merge_secs.max(0.0) * self.peak;
+        let started = std::time::Instant::now();
+        let mut pruned = 0usize;
+        let prune_states = |entries: &mut Vec<Entry>, merge: f64| match budget {
+            Some(budget) => prune_within_budget(entries, merge, budget),
+            None => prune(entries, merge),
+        };
         let duration = self.lambda.len();
         let update = self.update_secs;
         let nk = self.levels.len();
@@ -975,8 +1363,38 @@ impl Solver {
                     let mut landed = std::mem::take(&mut pending[slot][k]);
                     current[k].append(&mut landed);
                     pending[slot][k] = landed;
-                    prune(&mut current[k], merge);
+                    prune_states(&mut current[k], merge);
                 }
+            }
+            if let Some(c) = cost_to_go
+                && t > 0
+                && t.is_multiple_of(c.every)
+            {
+                for (k, entries) in current.iter_mut().enumerate() {
+                    let before = entries.len();
+                    entries.retain(|e| c.keeps(t, k, e));
+                    pruned += before - entries.len();
+                }
+            }
+            if progress && t.is_multiple_of(3600) && t > 0 {
+                let count = |v: &Vec<Entry>| v.len();
+                let kept: usize = current.iter().map(count).sum();
+                let landing: usize = pending.iter().flatten().map(count).sum();
+                let capacity: usize = current
+                    .iter()
+                    .chain(pending.iter().flatten())
+                    .chain(below.iter())
+                    .chain(above.iter())
+                    .map(Vec::capacity)
+                    .sum();
+                let bytes =
+                    capacity * std::mem::size_of::<Entry>() + cost_to_go.map_or(0, CostToGo::bytes);
+                eprintln!(
+                    "{:>5.1} h simulated: {kept} states kept, {landing} landing, {pruned} pruned so far; about {:.0} MB of states and tables; {:.0} s",
+                    t as f64 / 3600.0,
+                    bytes as f64 / 1e6,
+                    started.elapsed().as_secs_f64()
+                );
             }
             // An update whose restart outlasts the run is beaten by none:
             // billed at least as much, processing nothing.
@@ -985,7 +1403,7 @@ impl Solver {
                 let mut acc: Vec<Entry> = Vec::new();
                 for k in 0..nk {
                     acc.extend_from_slice(&current[k]);
-                    prune(&mut acc, merge);
+                    prune_states(&mut acc, merge);
                     below[k].clone_from(&acc);
                 }
                 acc.clear();
@@ -997,7 +1415,7 @@ impl Solver {
                         kpu_secs: e.kpu_secs + bill,
                         ..e.clone()
                     }));
-                    prune(&mut acc, merge);
+                    prune_states(&mut acc, merge);
                 }
                 let landing = (t + update) % slots;
                 for k2 in 0..nk {
@@ -1006,6 +1424,9 @@ impl Solver {
                     let kpu = self.levels[k2].0;
                     let mut land = |e: &Entry, bill: f64| {
                         let v = down_thresholds.partition_point(|&x| x < e.backlog) as u32;
+                        if budget.is_some_and(|budget| e.violations + v > budget) {
+                            return;
+                        }
                         scratch.push(Entry {
                             backlog: e.backlog + arrivals,
                             cost: e.cost + bill + price * f64::from(v),
@@ -1027,7 +1448,7 @@ impl Solver {
                     above[k2].iter().for_each(|e| land(e, 0.0));
                     let into = &mut pending[landing][k2];
                     into.extend_from_slice(&scratch);
-                    prune(into, merge);
+                    prune_states(into, merge);
                 }
             }
             let (lambda, threshold) = (self.lambda[t], self.threshold[t]);
@@ -1041,7 +1462,7 @@ impl Solver {
                     e.kpu_secs += kf;
                     e.violations += v;
                 }
-                prune(entries, merge);
+                prune_states(entries, merge);
             }
         }
         let last = duration % slots;
@@ -1073,7 +1494,7 @@ impl Solver {
             violation_secs: u64::from(best.violations),
             rescales: u64::from(best.rescales),
         };
-        (optimum, rescales)
+        (optimum, rescales, pruned as u64)
     }
 }
 
@@ -1176,6 +1597,72 @@ mod tests {
         prune(&mut entries, 5.0);
         let kept: Vec<(f64, f64)> = entries.iter().map(|e| (e.backlog, e.cost)).collect();
         assert_eq!(kept, [(0.0, 30.0), (12.0, 25.0), (50.0, 9.0)]);
+    }
+
+    fn entry_v(backlog: f64, violations: u32, cost: f64) -> Entry {
+        Entry {
+            violations,
+            ..entry(backlog, cost)
+        }
+    }
+
+    #[test]
+    fn prune_within_budget_keeps_states_unbeaten_on_all_three() {
+        let mut entries = vec![
+            entry_v(0.0, 5, 30.0),
+            entry_v(0.0, 2, 40.0),
+            entry_v(10.0, 3, 35.0),
+            entry_v(10.0, 1, 50.0),
+            entry_v(20.0, 6, 35.0),
+            entry_v(20.0, 9, 1.0),
+            entry_v(30.0, 0, 45.0),
+            entry_v(30.0, 2, 39.0),
+            entry_v(40.0, 5, 29.0),
+        ];
+        prune_within_budget(&mut entries, 0.0, 8);
+        let kept: Vec<(f64, u32, f64)> = entries
+            .iter()
+            .map(|e| (e.backlog, e.violations, e.cost))
+            .collect();
+        // (20, 9) is over the budget and (20, 6, 35) is beaten by
+        // (0, 5, 30); (30, 2, 39) stays beside (0, 2, 40), which costs more.
+        assert_eq!(
+            kept,
+            [
+                (0.0, 2, 40.0),
+                (0.0, 5, 30.0),
+                (10.0, 1, 50.0),
+                (10.0, 3, 35.0),
+                (30.0, 0, 45.0),
+                (30.0, 2, 39.0),
+                (40.0, 5, 29.0),
+            ]
+        );
+        // Within 35 records and of equal violations: merged into the
+        // least backlog and least cost; other counts stay apart.
+        prune_within_budget(&mut entries, 35.0, 8);
+        let kept: Vec<(f64, u32, f64)> = entries
+            .iter()
+            .map(|e| (e.backlog, e.violations, e.cost))
+            .collect();
+        assert_eq!(
+            kept,
+            [
+                (0.0, 2, 39.0),
+                (0.0, 5, 30.0),
+                (10.0, 1, 50.0),
+                (10.0, 3, 35.0),
+                (30.0, 0, 45.0),
+                (40.0, 5, 29.0),
+            ]
+        );
+        // A budget of 2 drops every state over it.
+        prune_within_budget(&mut entries, 0.0, 2);
+        let kept: Vec<(f64, u32, f64)> = entries
+            .iter()
+            .map(|e| (e.backlog, e.violations, e.cost))
+            .collect();
+        assert_eq!(kept, [(0.0, 2, 39.0), (10.0, 1, 50.0), (30.0, 0, 45.0)]);
     }
 
     #[test]
