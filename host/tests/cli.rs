@@ -22,6 +22,14 @@ fn flinkscale(args: &[&str]) -> (i32, String, String) {
     )
 }
 
+/// An empty folder of this test process's own, named after the test.
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("flinkscale-cli-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}
+
 #[test]
 fn every_shipped_example_validates() {
     let mut checked = 0;
@@ -386,9 +394,7 @@ fn emulate_refuses_a_history_it_cannot_play() {
 /// lists the shipped ones.
 #[test]
 fn simulate_plays_a_shipped_scenario_by_name_from_any_folder() {
-    let dir = std::env::temp_dir().join(format!("flinkscale-cli-shipped-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("temp dir");
+    let dir = scratch("shipped");
     let run = |scenario: &str| {
         let out = Command::new(env!("CARGO_BIN_EXE_flinkscale"))
             .args(["simulate", "--scenario", scenario, "--policy", "hold"])
@@ -461,9 +467,7 @@ fn a_closed_pipe_ends_a_printing_command_without_a_panic() {
 #[test]
 fn every_whole_configuration_in_the_readme_validates() {
     let readme = std::fs::read_to_string(repo().join("README.md")).expect("README.md");
-    let dir = std::env::temp_dir().join(format!("flinkscale-cli-readme-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("temp dir");
+    let dir = scratch("readme");
     let mut checked = 0;
     for rest in readme.split("```toml\n").skip(1) {
         let block = rest.split("\n```").next().expect("a closed block");
@@ -491,9 +495,7 @@ fn every_whole_configuration_in_the_readme_validates() {
 /// before anything starts, naming both.
 #[test]
 fn demo_plays_a_users_scenario_and_refuses_an_application_it_does_not_play() {
-    let dir = std::env::temp_dir().join(format!("flinkscale-cli-demo-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("temp dir");
+    let dir = scratch("demo");
     std::fs::write(
         dir.join("mine.csv"),
         "t_secs,records_per_sec\n0,600\n300,2400\n",
@@ -543,9 +545,7 @@ fn demo_plays_a_users_scenario_and_refuses_an_application_it_does_not_play() {
 /// reason said once, not repeated by the error chain.
 #[test]
 fn a_plugin_that_does_not_load_is_reported_once() {
-    let dir = std::env::temp_dir().join(format!("flinkscale-cli-junk-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("temp dir");
+    let dir = scratch("junk");
     std::fs::write(dir.join("junk.wasm"), "junk").expect("written");
     let config = dir.join("agent.toml");
     std::fs::write(
@@ -575,9 +575,7 @@ fn a_plugin_that_does_not_load_is_reported_once() {
 /// and an unreachable cluster is named with the job as configured.
 #[test]
 fn validate_environment_of_flink_jobs_only_leaves_aws_alone() {
-    let dir = std::env::temp_dir().join(format!("flinkscale-cli-flink-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("temp dir");
+    let dir = scratch("flink");
     // A port nothing listens on.
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -624,9 +622,7 @@ fn validate_environment_of_flink_jobs_only_leaves_aws_alone() {
 /// holds them.
 #[test]
 fn a_state_folder_that_cannot_be_made_is_reported_once() {
-    let dir = std::env::temp_dir().join(format!("flinkscale-cli-state-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("temp dir");
+    let dir = scratch("state");
     std::fs::write(dir.join("a-file"), "").expect("written");
     let config = dir.join("agent.toml");
     std::fs::write(

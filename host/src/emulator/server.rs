@@ -212,41 +212,34 @@ async fn aws_call(
     let agent = user_agent.clone();
     let checked = off_runtime(&shared, move |shared| {
         let input = decode(protocol, &body);
+        // A refusal is logged as the call log shows any call (with what
+        // was decoded of the request), then answered.
+        let refuse = |decoded, error: &AwsError| {
+            let (mut core, now) = shared.lock_synced();
+            let seq = core.record(
+                now,
+                protocol,
+                service,
+                &op,
+                decoded,
+                Logged::answered(Err(error), error.status).with_user_agent(agent.clone()),
+            );
+            Err(Box::new(error_response(protocol, error, seq)))
+        };
         if !signed {
             let error = AwsError::with_status(
                 "MissingAuthenticationTokenException",
                 "Missing Authentication Token: the request carries no Authorization header.",
                 403,
             );
-            let (mut core, now) = shared.lock_synced();
-            // What the call log shows of the request, even when it is refused.
-            let seq = core.record(
-                now,
-                protocol,
-                service,
-                &op,
-                input.as_ref().ok(),
-                Logged::answered(Err(&error), 403).with_user_agent(agent),
-            );
-            return Err(Box::new(error_response(protocol, &error, seq)));
+            return refuse(input.as_ref().ok(), &error);
         }
         match input {
             Ok(input) => {
                 let injected = shared.lock_synced().0.faults.take(service, &op);
                 Ok((input, injected))
             }
-            Err(error) => {
-                let (mut core, now) = shared.lock_synced();
-                let seq = core.record(
-                    now,
-                    protocol,
-                    service,
-                    &op,
-                    None,
-                    Logged::answered(Err(&error), error.status).with_user_agent(agent),
-                );
-                Err(Box::new(error_response(protocol, &error, seq)))
-            }
+            Err(error) => refuse(None, &error),
         }
     })
     .await;

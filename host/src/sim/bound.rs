@@ -1606,6 +1606,14 @@ mod tests {
         }
     }
 
+    /// The (backlog, violations, cost) of each entry.
+    fn states(entries: &[Entry]) -> Vec<(f64, u32, f64)> {
+        entries
+            .iter()
+            .map(|e| (e.backlog, e.violations, e.cost))
+            .collect()
+    }
+
     #[test]
     fn prune_within_budget_keeps_states_unbeaten_on_all_three() {
         let mut entries = vec![
@@ -1620,10 +1628,7 @@ mod tests {
             entry_v(40.0, 5, 29.0),
         ];
         prune_within_budget(&mut entries, 0.0, 8);
-        let kept: Vec<(f64, u32, f64)> = entries
-            .iter()
-            .map(|e| (e.backlog, e.violations, e.cost))
-            .collect();
+        let kept = states(&entries);
         // (20, 9) is over the budget and (20, 6, 35) is beaten by
         // (0, 5, 30); (30, 2, 39) stays beside (0, 2, 40), which costs more.
         assert_eq!(
@@ -1641,10 +1646,7 @@ mod tests {
         // Within 35 records and of equal violations: merged into the
         // least backlog and least cost; other counts stay apart.
         prune_within_budget(&mut entries, 35.0, 8);
-        let kept: Vec<(f64, u32, f64)> = entries
-            .iter()
-            .map(|e| (e.backlog, e.violations, e.cost))
-            .collect();
+        let kept = states(&entries);
         assert_eq!(
             kept,
             [
@@ -1658,10 +1660,7 @@ mod tests {
         );
         // A budget of 2 drops every state over it.
         prune_within_budget(&mut entries, 0.0, 2);
-        let kept: Vec<(f64, u32, f64)> = entries
-            .iter()
-            .map(|e| (e.backlog, e.violations, e.cost))
-            .collect();
+        let kept = states(&entries);
         assert_eq!(kept, [(0.0, 2, 39.0), (10.0, 1, 50.0), (30.0, 0, 45.0)]);
     }
 
