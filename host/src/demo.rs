@@ -96,24 +96,13 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<DemoSummary> {
     }
     // An application the emulator does not play would only fail every
     // DescribeApplication: say so before starting.
-    let played: Vec<&str> = scenario
-        .applications
-        .iter()
-        .map(|a| a.name.as_str())
-        .collect();
-    for app in &loaded.config.applications {
-        anyhow::ensure!(
-            played.contains(&app.name.as_str()),
-            "{}: application {:?} is not in scenario {:?} (valid: an application it plays: {}); \
+    let configured = loaded.config.applications.iter().map(|a| a.name.as_str());
+    if let Some((name, played)) = scenario.unplayed(configured) {
+        anyhow::bail!(
+            "{}: application {name:?} is not in scenario {:?} (valid: an application it plays: {played}); \
              rename it, or give a scenario with an application of that name",
             loaded.file.display(),
-            app.name,
             scenario.name,
-            played
-                .iter()
-                .map(|name| format!("{name:?}"))
-                .collect::<Vec<_>>()
-                .join(", ")
         );
     }
     for paths in &loaded.plugins {

@@ -309,18 +309,9 @@ pub fn simulate_with_progress(
     loaded: &LoadedConfig,
     mut progress: Option<Progress<'_>>,
 ) -> Result<SimulationOutcome, SimulateError> {
-    let names: Vec<&str> = scenario
-        .applications
-        .iter()
-        .map(|a| a.name.as_str())
-        .collect();
-    for app in &loaded.config.applications {
-        if !names.contains(&app.name.as_str()) {
-            return Err(SimulateError::UnknownApplication(
-                app.name.clone(),
-                names.join(", "),
-            ));
-        }
+    let configured = loaded.config.applications.iter().map(|a| a.name.as_str());
+    if let Some((name, played)) = scenario.unplayed(configured) {
+        return Err(SimulateError::UnknownApplication(name.to_owned(), played));
     }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_time()

@@ -495,6 +495,24 @@ impl Scenario {
             applications: vec![ScenarioApp::new("app", trace)],
         }
     }
+
+    /// The first of `names` (a configuration's applications) that this
+    /// scenario does not play, with the names it does play, quoted and
+    /// comma-separated, for the error that says what would be valid.
+    pub fn unplayed<'a>(
+        &self,
+        names: impl IntoIterator<Item = &'a str>,
+    ) -> Option<(&'a str, String)> {
+        let played = |name: &str| self.applications.iter().any(|a| a.name == name);
+        let missing = names.into_iter().find(|name| !played(name))?;
+        let valid = self
+            .applications
+            .iter()
+            .map(|a| format!("{:?}", a.name))
+            .collect::<Vec<_>>()
+            .join(", ");
+        Some((missing, valid))
+    }
 }
 
 /// The scenario's past from its `history_days` and `history_period_secs`,

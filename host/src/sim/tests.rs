@@ -1002,3 +1002,16 @@ fn the_past_is_served_before_t_zero_and_the_run_after() {
         .expect("data");
     assert_eq!(points[0].timestamp_ms, START_MS);
 }
+
+#[test]
+fn unplayed_names_the_first_application_the_scenario_lacks_and_what_it_plays() {
+    let mut scenario = Scenario::single("t", Trace::constant(500.0), 600);
+    scenario
+        .applications
+        .push(super::scenario::ScenarioApp::new("b", Trace::constant(1.0)));
+    assert_eq!(scenario.unplayed(["app", "b"]), None);
+    assert_eq!(
+        scenario.unplayed(["b", "x", "y"]),
+        Some(("x", "\"app\", \"b\"".to_owned()))
+    );
+}
