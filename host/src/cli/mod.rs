@@ -45,6 +45,7 @@ pub enum Command {
     /// Run the agent: one controller per `[[application]]`, until SIGTERM or
     /// ctrl-c.
     Run {
+        /// The configuration file (`--config FILE` or `$FLINKSCALE_CONFIG`).
         #[command(flatten)]
         config: conventions::ConfigFile,
         /// Decide and log, but never call UpdateApplication.
@@ -54,6 +55,7 @@ pub enum Command {
     /// Evaluate every application once, print what was seen and decided, and
     /// act on it unless `--dry-run`.
     Once {
+        /// The configuration file (`--config FILE` or `$FLINKSCALE_CONFIG`).
         #[command(flatten)]
         config: conventions::ConfigFile,
         /// Decide and print, but never call UpdateApplication.
@@ -193,6 +195,7 @@ pub enum Command {
     /// configured applications: their ARNs for kinesisanalytics, `*` for
     /// cloudwatch:GetMetricData.
     Iam {
+        /// The configuration file (`--config FILE` or `$FLINKSCALE_CONFIG`).
         #[command(flatten)]
         config: conventions::ConfigFile,
         /// The AWS account id in the ARNs (default: any, `*`).
@@ -214,6 +217,7 @@ pub enum Command {
         /// The configuration file (or --config FILE, or $FLINKSCALE_CONFIG).
         #[arg(value_name = "FILE")]
         file: Option<PathBuf>,
+        /// The configuration file (`--config FILE` or `$FLINKSCALE_CONFIG`).
         #[command(flatten)]
         config: conventions::ConfigFile,
         /// Also instantiate and configure every plugin, check that AWS
