@@ -155,3 +155,65 @@ fn the_anchor_of_a_heading_is_github_s() {
     assert_eq!(anchor(" `[agent]`"), "agent");
     assert_eq!(anchor(" Set-up: two commands"), "set-up-two-commands");
 }
+
+/// Every file under `dir` (recursively) whose name ends in one of `exts`.
+fn files_under(dir: &Path, exts: &[&str], found: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if path.is_dir() {
+            if !name.starts_with('.') && name != "target" && name != "node_modules" {
+                files_under(&path, exts, found);
+            }
+        } else if exts.iter().any(|ext| name.ends_with(ext)) {
+            found.push(path);
+        }
+    }
+}
+
+#[test]
+fn every_document_the_sources_name_is_in_the_repository() {
+    // The code's comments and messages cite the project's documents by
+    // name (`docs/SIMULATION.md`); each must be a file of the checkout,
+    // not of the brief the project was written from.
+    let root = root();
+    let mut sources = Vec::new();
+    for dir in ["host", "plugins", "docs", "wit"] {
+        files_under(
+            &root.join(dir),
+            &[".rs", ".md", ".py", ".js", ".wit"],
+            &mut sources,
+        );
+    }
+    assert!(sources.len() > 50, "found only {} sources", sources.len());
+    let mut missing = Vec::new();
+    for file in &sources {
+        let text = std::fs::read_to_string(file).unwrap_or_default();
+        for (number, line) in text.lines().enumerate() {
+            for word in line.split(|c: char| !(c.is_ascii_alphanumeric() || "_/.-".contains(c))) {
+                // A sentence's full stop is not part of the name.
+                let word = word.trim_end_matches('.');
+                let Some(stem) = word.strip_suffix(".md") else {
+                    continue;
+                };
+                // Documents are named in capitals (`docs/ALARM_CASES.md`); lower
+                // case names are files a command writes (`bench.md`).
+                let name = stem.rsplit('/').next().unwrap_or(stem);
+                if name.is_empty() || !name.chars().all(|c| c.is_ascii_uppercase() || c == '_') {
+                    continue;
+                }
+                if word.starts_with("..") || !root.join(word).is_file() {
+                    missing.push(format!(
+                        "{}:{}: {word} (documents are named by their path from the checkout's root)",
+                        file.strip_prefix(&root).unwrap_or(file).display(),
+                        number + 1
+                    ));
+                }
+            }
+        }
+    }
+    assert!(missing.is_empty(), "{}", missing.join("\n"));
+}

@@ -18,7 +18,7 @@
 //! of a period winning. Those datapoints are then judged exactly as a
 //! metric's, with the same periods, M of N and missing-data rules; a period
 //! in which no evaluation produced the signal is missing. The cases it reproduces, and the rule
-//! derived from them, are in the project's `ALARM_CASES.md` (taken from the
+//! derived from them, are in `docs/ALARM_CASES.md` (taken from the
 //! CloudWatch user guide, "How alarm state is evaluated when data is
 //! missing").
 

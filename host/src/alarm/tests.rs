@@ -5,7 +5,7 @@ use crate::config::AlarmSource;
 
 const MINUTE_MS: i64 = 60_000;
 
-/// The tables of `ALARM_CASES.md` (the CloudWatch user guide's cases),
+/// The tables of `docs/ALARM_CASES.md` (the CloudWatch user guide's cases),
 /// copied as written there: datapoints oldest first (`0` not breaching,
 /// `X` breaching, `-` missing), then the state for TreatMissingData =
 /// missing, ignore, breaching, notBreaching.

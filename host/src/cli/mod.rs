@@ -112,7 +112,7 @@ pub enum Command {
         history_secs: u64,
     },
     /// Replay a scenario against a policy on a virtual clock (the production
-    /// controller and plugin host, the workload model of SIMULATION.md) and
+    /// controller and plugin host, the workload model of docs/SIMULATION.md) and
     /// print the scores.
     Simulate {
         /// The scenario: a .toml or .csv file, or the name of a shipped

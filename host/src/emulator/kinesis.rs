@@ -1,7 +1,7 @@
 //! Managed Service for Apache Flink (kinesisanalyticsv2):
 //! DescribeApplication, UpdateApplication and ListApplications over the
 //! model's applications, with the model's UpdateApplication semantics and
-//! errors (`SIMULATION.md`).
+//! errors (`docs/SIMULATION.md`).
 //!
 //! Field names follow the SDK's generated deserialisers
 //! (`aws-sdk-kinesisanalyticsv2/src/protocol_serde/`). Timestamps the model

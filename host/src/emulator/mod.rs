@@ -1,14 +1,14 @@
 //! `flinkscale emulate`: Managed Service for Apache Flink and CloudWatch
 //! played over HTTP on loopback, on top of the workload model ([`crate::sim`]).
 //!
-//! The emulator speaks the wire protocols the real clients speak
-//! (`DESIGN.md` section 8): kinesisanalyticsv2 over AWS JSON 1.1
-//! (`kinesis`), CloudWatch over Smithy RPC v2 CBOR (aws-sdk-cloudwatch)
-//! and over AWS JSON 1.0 (boto3) (`cloudwatch`, `alarms`). Each
-//! operation is written once over a protocol-neutral `value::Value`; the
-//! codecs (`cbor`, `json`) only translate. A control API under
-//! `/_emulator/` (`control`) shows the call log and the model's state,
-//! changes the load and injects faults ([`faults`]).
+//! The emulator speaks the wire protocols the real clients speak:
+//! kinesisanalyticsv2 over AWS JSON 1.1 (`kinesis`), CloudWatch over Smithy
+//! RPC v2 CBOR (aws-sdk-cloudwatch) and over AWS JSON 1.0 (boto3)
+//! (`cloudwatch`, `alarms`). Each operation is written once over a
+//! protocol-neutral `value::Value`; the codecs (`cbor`, `json`) only
+//! translate. A control API under `/_emulator/` (`control`) shows the call
+//! log and the model's state, changes the load and injects faults
+//! ([`faults`]).
 //!
 //! # Time
 //!

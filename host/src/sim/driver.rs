@@ -273,7 +273,7 @@ pub enum SimulateError {
 /// What a simulated run came to.
 #[derive(Debug, Clone)]
 pub struct SimulationOutcome {
-    /// The scores of SIMULATION.md.
+    /// The scores of docs/SIMULATION.md.
     pub scores: Scores,
     /// The finished world (per-second history for plots).
     pub world: World,

@@ -1,5 +1,5 @@
 //! The workload simulator's model: simulated MSF applications under a load
-//! trace, with the metrics they publish to CloudWatch (`SIMULATION.md`).
+//! trace, with the metrics they publish to CloudWatch (`docs/SIMULATION.md`).
 //!
 //! A [`World`] holds every application of a [`Scenario`] and a simulated
 //! clock in whole seconds. Drivers advance it (the HTTP emulator in real
@@ -182,7 +182,7 @@ impl World {
     }
 
     /// UpdateApplication at the current simulated time, with the semantics
-    /// and errors of `SIMULATION.md`.
+    /// and errors of `docs/SIMULATION.md`.
     pub fn update_application(
         &mut self,
         name: &str,

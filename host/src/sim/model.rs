@@ -1,5 +1,5 @@
 //! The workload model of one application, one step per simulated second
-//! (`SIMULATION.md`, "Model"), and its UpdateApplication semantics.
+//! (`docs/SIMULATION.md`, "Model"), and its UpdateApplication semantics.
 //!
 //! Step t covers [t, t+1): its input rate is the trace at t, its arrivals are
 //! uniform within the step, and its lag, backlog and KPU are sampled at its
@@ -497,7 +497,7 @@ impl AppModel {
         }
     }
 
-    /// UpdateApplication at the current time (`SIMULATION.md`: only while
+    /// UpdateApplication at the current time (`docs/SIMULATION.md`: only while
     /// RUNNING, matching version id, parallelism 1..=256, ParallelismPerKPU
     /// 1..=8, KPU within the account limit). `now_ms` is its
     /// LastUpdateTimestamp.

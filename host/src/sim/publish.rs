@@ -1,4 +1,4 @@
-//! The metrics a simulated application publishes (`SIMULATION.md`,
+//! The metrics a simulated application publishes (`docs/SIMULATION.md`,
 //! "Published metrics") and their aggregation into CloudWatch periods.
 //!
 //! Nothing is stored per metric: every metric is a function of the

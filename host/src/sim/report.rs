@@ -1,5 +1,5 @@
 //! What a simulated run reports: the model version (in the scores), the scenario, the policy
-//! (name, plugin, wasm hash, parameters) and the scores of SIMULATION.md, as
+//! (name, plugin, wasm hash, parameters) and the scores of docs/SIMULATION.md, as
 //! one JSON object for machines and a short table for people.
 
 use crate::plugin::PluginSource;

@@ -45,7 +45,7 @@
 //! ```
 //!
 //! Every value above except `trace` is the default and may be left out; the
-//! parameters mean what `SIMULATION.md` says. Unknown keys are errors.
+//! parameters mean what `docs/SIMULATION.md` says. Unknown keys are errors.
 //!
 //! The trace is a CSV file with rows `t_secs,records_per_sec` (an optional
 //! header line, `#` comments and blank lines are skipped): the rate is
@@ -111,7 +111,7 @@ pub enum ScenarioError {
     },
 }
 
-/// The parameters of one simulated application (`SIMULATION.md`, "Model").
+/// The parameters of one simulated application (`docs/SIMULATION.md`, "Model").
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct AppParams {
     /// Throughput of one parallel subtask, records/s (mu).

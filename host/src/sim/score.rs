@@ -1,4 +1,4 @@
-//! The scores of a run (`SIMULATION.md`, "Scores of a run"): what it cost,
+//! The scores of a run (`docs/SIMULATION.md`, "Scores of a run"): what it cost,
 //! how often it broke the lag SLO, and how close it came to the bounds no
 //! policy can beat.
 
@@ -6,7 +6,7 @@ use super::model::History;
 use super::scenario::AppParams;
 
 /// The version of the model whose numbers these are. Bump it with every
-/// change to `SIMULATION.md`'s model, so old results stay comparable.
+/// change to `docs/SIMULATION.md`'s model, so old results stay comparable.
 pub const MODEL_VERSION: &str = "1";
 
 /// Price of one KPU-hour in US dollars.
