@@ -22,6 +22,7 @@ use crate::model::{Action, Application};
 use crate::plugin::{PluginError, PluginHost};
 use crate::state::StateError;
 use crate::target::AppStatus;
+use crate::telemetry::text::{iso, number};
 use crate::telemetry::{self, Events, Registry};
 
 /// The exit status for a configuration error (`EX_CONFIG` in sysexits.h):
@@ -358,23 +359,6 @@ pub async fn once(config: &Path, dry_run: bool, json: bool) -> anyhow::Result<Ex
     } else {
         ExitCode::FAILURE
     })
-}
-
-fn iso(ms: i64) -> String {
-    aws_smithy_types::DateTime::from_millis(ms)
-        .fmt(aws_smithy_types::date_time::Format::DateTime)
-        .unwrap_or_else(|_| ms.to_string())
-}
-
-/// A value for people: at most three decimals, no trailing zeros.
-fn number(v: f64) -> String {
-    let text = format!("{v:.3}");
-    let text = text.trim_end_matches('0').trim_end_matches('.');
-    if text == "-0" {
-        "0".to_owned()
-    } else {
-        text.to_owned()
-    }
 }
 
 fn once_text(report: &OnceReport) -> String {

@@ -34,6 +34,7 @@ use serde::{Deserialize, Serialize};
 use tracing::warn;
 
 use super::Event;
+use super::text::{iso, number, one_line};
 use crate::model::Action;
 use crate::state::{JournalFile, Phase};
 
@@ -834,37 +835,6 @@ fn list(items: &[String]) -> String {
     } else {
         items.join(", ")
     }
-}
-
-fn iso(ms: i64) -> String {
-    aws_smithy_types::DateTime::from_millis(ms)
-        .fmt(aws_smithy_types::date_time::Format::DateTime)
-        .unwrap_or_else(|_| ms.to_string())
-}
-
-/// A value for people: at most three decimals, no trailing zeros.
-fn number(v: f64) -> String {
-    let text = format!("{v:.3}");
-    let text = text.trim_end_matches('0').trim_end_matches('.');
-    if text == "-0" {
-        "0".to_owned()
-    } else {
-        text.to_owned()
-    }
-}
-
-/// `text` on one line, control characters escaped: a plugin's reason
-/// cannot drive the reader's terminal.
-fn one_line(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        if c.is_control() {
-            out.extend(c.escape_debug());
-        } else {
-            out.push(c);
-        }
-    }
-    out
 }
 
 #[cfg(test)]

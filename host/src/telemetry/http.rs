@@ -28,6 +28,7 @@ use tokio::sync::watch;
 use tokio::time::MissedTickBehavior;
 
 use super::prometheus::{HEARTBEAT_INTERVAL, NotReady, Registry};
+use super::text::one_line;
 
 pub use crate::http::{HEADER_READ_TIMEOUT, IDLE_TIMEOUT, MAX_CONNECTIONS, SHUTDOWN_DRAIN};
 
@@ -296,21 +297,6 @@ fn not_ready_line(app: &NotReady, now_ms: i64) -> String {
         app.application,
         why.join("; ")
     )
-}
-
-/// `text` on one line: control characters (line breaks, terminal escapes)
-/// written as escapes, so that each application stays one line and a
-/// message cannot drive the reader's terminal.
-fn one_line(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        if c.is_control() {
-            out.extend(c.escape_debug());
-        } else {
-            out.push(c);
-        }
-    }
-    out
 }
 
 fn text(status: StatusCode, body: &str) -> Response<Full<Bytes>> {

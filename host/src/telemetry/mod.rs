@@ -22,6 +22,7 @@ use crate::target::AppStatus;
 pub mod history;
 pub mod http;
 pub mod prometheus;
+pub mod text;
 
 pub use prometheus::Registry;
 

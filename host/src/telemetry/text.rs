@@ -1,0 +1,53 @@
+//! Text for people, shared by everything that prints what the agent saw
+//! and did (`once`, `explain`, `status`, the agent's HTTP pages): times as
+//! ISO 8601, numbers without noise, and strings that come from outside
+//! (a plugin's reason, an AWS error) kept on one line.
+
+/// `ms` since the epoch as an ISO 8601 UTC time (`2026-12-01T18:00:00Z`),
+/// or the bare number when it is out of the representable range.
+pub fn iso(ms: i64) -> String {
+    aws_smithy_types::DateTime::from_millis(ms)
+        .fmt(aws_smithy_types::date_time::Format::DateTime)
+        .unwrap_or_else(|_| ms.to_string())
+}
+
+/// A value for people: at most three decimals, no trailing zeros.
+pub fn number(v: f64) -> String {
+    let text = format!("{v:.3}");
+    let text = text.trim_end_matches('0').trim_end_matches('.');
+    if text == "-0" {
+        "0".to_owned()
+    } else {
+        text.to_owned()
+    }
+}
+
+/// `text` on one line: control characters (line breaks, terminal escapes)
+/// written as escapes, so that each record stays one line and a plugin's
+/// reason or a peer's message cannot drive the reader's terminal.
+pub fn one_line(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_control() {
+            out.extend(c.escape_debug());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_lose_their_noise_and_lines_their_controls() {
+        assert_eq!(number(2.0), "2");
+        assert_eq!(number(0.12345), "0.123");
+        assert_eq!(number(-0.0001), "0");
+        assert_eq!(one_line("a\nb\u{1b}[2J"), "a\\nb\\u{1b}[2J");
+        assert_eq!(iso(0), "1970-01-01T00:00:00Z");
+        assert_eq!(iso(i64::MAX), i64::MAX.to_string());
+    }
+}
