@@ -4,7 +4,7 @@
 //! characters: every such string goes through [`printable`] first, so a
 //! decision reason cannot clear the screen or rewrite a line it follows.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -715,27 +715,49 @@ pub async fn validate(config: &Path, environment: bool) -> anyhow::Result<ExitCo
 }
 
 /// The arguments of `flinkscale simulate`.
+#[derive(Debug, clap::Args)]
 pub struct SimulateArgs {
-    /// Scenario file.
-    pub scenario: std::path::PathBuf,
-    /// Preset or plugin.
+    /// The scenario: a .toml or .csv file, or the name of a shipped
+    /// scenario (diurnal, flash-crowd, ramp, sawtooth, spike, step,
+    /// weekly), which the binary embeds.
+    #[arg(long)]
+    pub scenario: PathBuf,
+    /// A policy preset (seed, msf-builtin, flink-operator, hold,
+    /// target-tracking, rate, predictive), or a plugin name or .wasm
+    /// path with the standard metrics.
+    #[arg(long, default_value = "rate")]
     pub policy: String,
-    /// JSON parameters.
+    /// Parameters overriding the preset's, as a JSON object.
+    #[arg(long)]
     pub params: Option<String>,
-    /// A configuration instead of a preset.
-    pub config: Option<std::path::PathBuf>,
-    /// Plugin folder.
-    pub plugin_dir: Option<std::path::PathBuf>,
-    /// JSON output.
+    /// An agent configuration instead of a preset (its applications
+    /// must be in the scenario).
+    #[arg(long, conflicts_with_all = ["policy", "params"])]
+    pub config: Option<PathBuf>,
+    /// A folder of plugin files; one named like a built-in overrides it
+    /// (default: the built-ins alone).
+    #[arg(long)]
+    pub plugin_dir: Option<PathBuf>,
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
     pub json: bool,
-    /// Folder for the HTML report.
-    pub report: Option<std::path::PathBuf>,
-    /// Print every evaluation, not only the rescales.
+    /// Also write an HTML page with plots of the run to DIR/report.html.
+    #[arg(long, value_name = "DIR")]
+    pub report: Option<PathBuf>,
+    /// Also print every evaluation (time, KPU, decision and its reason),
+    /// not only the ones that led to a rescale.
+    #[arg(long)]
     pub decisions: bool,
-    /// `--lazy-polling`: forced on or off for every application, or the
-    /// configuration's setting.
+    /// Skip the polls that cannot change a decision (`on`), or poll at
+    /// every evaluation interval (`off`), for every application.
+    /// Default: on for a preset, the configuration's `lazy_polling`
+    /// with --config.
+    #[arg(long, value_name = "on|off", value_parser = parse_on_off)]
     pub lazy_polling: Option<bool>,
-    /// `--plugin-cache`: where compiled plugins are kept between runs.
+    /// Keep compiled plugins in DIR between runs, or not at all
+    /// (`off`). Default: $XDG_CACHE_HOME/flinkscale/plugins, else
+    /// ~/.cache/flinkscale/plugins.
+    #[arg(long, value_name = "DIR|off", value_parser = parse_plugin_cache)]
     pub plugin_cache: Option<PluginCache>,
 }
 

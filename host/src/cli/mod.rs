@@ -114,50 +114,7 @@ pub enum Command {
     /// Replay a scenario against a policy on a virtual clock (the production
     /// controller and plugin host, the workload model of docs/SIMULATION.md) and
     /// print the scores.
-    Simulate {
-        /// The scenario: a .toml or .csv file, or the name of a shipped
-        /// scenario (diurnal, flash-crowd, ramp, sawtooth, spike, step,
-        /// weekly), which the binary embeds.
-        #[arg(long)]
-        scenario: PathBuf,
-        /// A policy preset (seed, msf-builtin, flink-operator, hold,
-        /// target-tracking, rate, predictive), or a plugin name or .wasm
-        /// path with the standard metrics.
-        #[arg(long, default_value = "rate")]
-        policy: String,
-        /// Parameters overriding the preset's, as a JSON object.
-        #[arg(long)]
-        params: Option<String>,
-        /// An agent configuration instead of a preset (its applications
-        /// must be in the scenario).
-        #[arg(long, conflicts_with_all = ["policy", "params"])]
-        config: Option<PathBuf>,
-        /// A folder of plugin files; one named like a built-in overrides it
-        /// (default: the built-ins alone).
-        #[arg(long)]
-        plugin_dir: Option<PathBuf>,
-        /// Print one JSON object instead of a table.
-        #[arg(long)]
-        json: bool,
-        /// Also write an HTML page with plots of the run to DIR/report.html.
-        #[arg(long, value_name = "DIR")]
-        report: Option<PathBuf>,
-        /// Also print every evaluation (time, KPU, decision and its reason),
-        /// not only the ones that led to a rescale.
-        #[arg(long)]
-        decisions: bool,
-        /// Skip the polls that cannot change a decision (`on`), or poll at
-        /// every evaluation interval (`off`), for every application.
-        /// Default: on for a preset, the configuration's `lazy_polling`
-        /// with --config.
-        #[arg(long, value_name = "on|off", value_parser = commands::parse_on_off)]
-        lazy_polling: Option<bool>,
-        /// Keep compiled plugins in DIR between runs, or not at all
-        /// (`off`). Default: $XDG_CACHE_HOME/flinkscale/plugins, else
-        /// ~/.cache/flinkscale/plugins.
-        #[arg(long, value_name = "DIR|off", value_parser = commands::parse_plugin_cache)]
-        plugin_cache: Option<commands::PluginCache>,
-    },
+    Simulate(commands::SimulateArgs),
     /// Run every scenario with every policy (in one process) and write the
     /// scores as a markdown table and JSON rows.
     Bench(commands::BenchArgs),
@@ -342,32 +299,7 @@ pub fn main() -> ExitCode {
                     .map(|()| ExitCode::SUCCESS)
                     .map_err(anyhow::Error::from)
             }
-            Command::Simulate {
-                scenario,
-                policy,
-                params,
-                config,
-                plugin_dir,
-                json,
-                report,
-                decisions,
-                lazy_polling,
-                plugin_cache,
-            } => {
-                commands::simulate(commands::SimulateArgs {
-                    scenario,
-                    policy,
-                    params,
-                    config,
-                    plugin_dir,
-                    json,
-                    report,
-                    decisions,
-                    lazy_polling,
-                    plugin_cache,
-                })
-                .await
-            }
+            Command::Simulate(args) => commands::simulate(args).await,
             Command::Bench(args) => commands::bench(args).await,
             Command::Validate {
                 file,
