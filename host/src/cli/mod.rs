@@ -159,6 +159,7 @@ pub enum Command {
         #[arg(long, value_name = "ID", value_parser = iam::parse_account)]
         account: Option<String>,
         /// The region in the ARNs (default: [agent] region, else any, `*`).
+        #[allow(rustdoc::broken_intra_doc_links)] // `[agent]` is a TOML table in --help
         #[arg(long, value_name = "R", value_parser = iam::parse_region)]
         region: Option<String>,
     },

@@ -10,7 +10,7 @@
 //! with the piece's other mistakes; what only the stand-in default trips
 //! is not reported. Because
 //! the document keeps the span of every key and value, each error, whether
-//! from the parser, from serde or from [`validate`](super::validate), is
+//! from the parser, from serde or from [`validate`], is
 //! located at its file, line and column and named by its field path as the
 //! user wrote it: `application "clickstream".alarm "scale-out".metric`.
 //!

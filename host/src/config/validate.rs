@@ -2,7 +2,7 @@
 //!
 //! This step is pure: it reads a [`Config`] and returns every [`Problem`] it
 //! finds, each naming the field by its path in the file (as indices and
-//! keys). It knows nothing of text or spans; [`super::load`] turns each
+//! keys). It knows nothing of text or spans; [`super::load`](mod@super::load) turns each
 //! path into a file, line and column, and renders it with the names a user
 //! wrote (`application "clickstream".alarm "scale-out".metric`).
 //!

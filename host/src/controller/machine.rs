@@ -30,7 +30,7 @@
 //!   or a `grace` whose end has passed. An update that does not end within
 //!   `update_timeout` is reported, then still followed (at a backed-off
 //!   pace) until the application leaves its transitional status.
-//! - **One error policy** ([`Machine::failed`]) maps each failure class to
+//! - **One error policy** (`Machine::failed`) maps each failure class to
 //!   its delay: exponential back-off with jitter for most, the poll
 //!   interval for a busy application; permission failures are reported once
 //!   per change of message, not at every retry.

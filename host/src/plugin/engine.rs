@@ -92,7 +92,7 @@ pub struct PluginHost {
 impl PluginHost {
     /// A host with `limits` for every instance, on the engine (and epoch
     /// ticker thread) and in-memory component cache that every such host
-    /// of this process shares (see [`SHARED`]).
+    /// of this process shares (see `SHARED`).
     pub fn new(limits: SandboxLimits) -> Result<Self, PluginError> {
         Self::build(limits, None)
     }

@@ -55,7 +55,7 @@ pub struct ComponentFacts {
     pub compile: Duration,
 }
 
-/// A compiler for [`component_facts`]: a wasmtime engine configured as the
+/// A compiler for [`Self::component_facts`]: a wasmtime engine configured as the
 /// plugin host's (component model, epoch interruption), so that compile
 /// times are the host's. Build it once to time several compiles.
 pub struct Compiler {

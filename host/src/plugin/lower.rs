@@ -6,7 +6,7 @@
 //! warm `decide` of `step` (3 series of 20 datapoints; see the README's
 //! "Writing a policy plugin"). A datapoint is two 8-byte numbers, so the
 //! whole list is one block of `16 * len` bytes in the canonical ABI. The
-//! host's evaluation record ([`super::world::contract_bindings!`]) holds
+//! host's evaluation record (`contract_bindings!` in `plugin/world.rs`) holds
 //! its points as [`Points`], which asks the guest's `realloc` for the
 //! block once and writes it in one pass over one view of memory. What the
 //! guest receives is byte for byte what the generated records would give.

@@ -1,5 +1,5 @@
 //! The agent's own HTTP endpoint (`[agent] listen`), served with hyper 1
-//! over HTTP/1.1 like the emulator (and with its limits, [`crate::http`]):
+//! over HTTP/1.1 like the emulator (and with its limits, `crate::http`):
 //! - `GET /metrics` for Prometheus;
 //! - `GET /livez` for a liveness probe: the process runs its loops (its
 //!   heartbeat is recent); `GET /healthz` is the same, for configurations
