@@ -10,6 +10,13 @@
 //! [`Agent::assemble`] (without a journal: a simulated run has nothing to
 //! resume), so that they run exactly the production controller.
 //!
+//! The AWS side (one SDK configuration per agent, and the CloudWatch, MSF
+//! and alarm clients made from it) is loaded only when the first
+//! application that calls AWS is assembled, at start or by a reload that
+//! adds one: an agent of Flink jobs only never runs the SDK's region and
+//! credentials chain, whose instance metadata lookups wait for timeouts
+//! (and log warnings) on a machine off EC2.
+//!
 //! [`Agent::run_reloading`] also applies reloaded configurations (the
 //! `run` command sends one on SIGHUP): each application's controller is its
 //! own task with its own stop signal, so an application added, removed or
@@ -112,6 +119,11 @@ struct Parts {
     alarm_states: Option<Arc<dyn AlarmStates>>,
     /// The configuration in force.
     loaded: LoadedConfig,
+    /// The AWS clients `source`, `target` and `alarm_states` stand for,
+    /// when they are loaded on first need ([`Agent::on_aws`]): a reload
+    /// that adds an application calling AWS loads them before assembling
+    /// it.
+    aws: Option<LazyAws>,
     /// Whether a `target = "flink"` application gets its own target and
     /// source from its configuration (production), rather than the ones
     /// given (the simulator's and tests', which stand in for every target).
@@ -239,6 +251,116 @@ fn fingerprint(app: &ApplicationConfig, sources: &PluginSources) -> String {
     format!("{app:?}\n{origins:?}")
 }
 
+/// The AWS side of an agent on AWS: the SDK's configuration, loaded by its
+/// standard chain with the agent's region, and the clients made from it,
+/// all loaded once, on first need, and shared by every application (the
+/// CloudWatch source batches across them). Cloning shares them.
+///
+/// It is itself the agent's metric source, MSF target and alarm reader,
+/// so that what is assembled before it is loaded calls the clients once
+/// they are; the agent loads it before assembling an application that
+/// calls AWS ([`ApplicationConfig::calls_aws`]), so that the SDK's start
+/// (region, credentials) happens there and not in its first evaluation.
+#[derive(Clone)]
+struct LazyAws {
+    region: Option<String>,
+    clients: Arc<tokio::sync::OnceCell<AwsClients>>,
+}
+
+/// The clients of [`LazyAws`], made from one SDK configuration.
+struct AwsClients {
+    source: BatchingSource,
+    target: MsfTarget,
+    alarms: CloudWatchAlarms,
+}
+
+impl LazyAws {
+    /// Nothing loaded yet; `region` overrides the chain's (`[agent] region`).
+    fn new(region: Option<String>) -> Self {
+        Self {
+            region,
+            clients: Arc::default(),
+        }
+    }
+
+    /// The clients, loading the SDK's configuration the first time.
+    async fn clients(&self) -> &AwsClients {
+        self.clients
+            .get_or_init(|| async {
+                let sdk = crate::aws::sdk_config(self.region.as_deref()).await;
+                info!(
+                    message = "AWS SDK configuration loaded.",
+                    region = %sdk.region().map_or_else(|| "none".to_owned(), |r| r.to_string()),
+                );
+                AwsClients {
+                    source: BatchingSource::new(CloudWatchSource::new(&sdk)),
+                    target: MsfTarget::new(&sdk),
+                    alarms: CloudWatchAlarms::new(&sdk),
+                }
+            })
+            .await
+    }
+
+    /// Loads the clients when one of `apps` calls AWS and is not paused.
+    async fn load_for<'a>(&self, apps: impl IntoIterator<Item = &'a ApplicationConfig>) {
+        if apps
+            .into_iter()
+            .any(|app| app.mode != Mode::Paused && app.calls_aws())
+        {
+            self.clients().await;
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl MetricSource for LazyAws {
+    async fn fetch(
+        &self,
+        queries: &[crate::metrics::MetricQuery],
+        start_ms: i64,
+        end_ms: i64,
+    ) -> Result<Vec<Series>, crate::metrics::MetricsError> {
+        self.clients()
+            .await
+            .source
+            .fetch(queries, start_ms, end_ms)
+            .await
+    }
+}
+
+#[async_trait::async_trait]
+impl ScalingTarget for LazyAws {
+    async fn describe(
+        &self,
+        application: &str,
+    ) -> Result<crate::target::AppState, crate::target::TargetError> {
+        self.clients().await.target.describe(application).await
+    }
+
+    async fn rescale(
+        &self,
+        application: &str,
+        kpu: u32,
+        current: &crate::target::AppState,
+    ) -> Result<u64, crate::target::TargetError> {
+        self.clients()
+            .await
+            .target
+            .rescale(application, kpu, current)
+            .await
+    }
+}
+
+#[async_trait::async_trait]
+impl AlarmStates for LazyAws {
+    async fn describe_named(
+        &self,
+        names: &[String],
+    ) -> Result<Vec<crate::metrics::alarms::DescribedAlarm>, crate::metrics::MetricsError> {
+        self.clients().await.alarms.describe_named(names).await
+    }
+}
+
 /// One application's controller while it runs as its own task.
 struct RunningApp {
     fingerprint: String,
@@ -284,22 +406,36 @@ impl RunningApp {
 
 impl Agent {
     /// An agent on AWS: CloudWatch metrics (batched across applications) and
-    /// MSF, with the SDK's standard configuration chain. Unless `dry_run`,
-    /// each application's controller keeps its journal in the configured
-    /// `state_dir` (created if missing) and resumes from it.
+    /// MSF, with the SDK's standard configuration chain, loaded only if
+    /// an application calls AWS (now, or once a reload adds one). Unless
+    /// `dry_run`, each application's controller keeps its journal in the
+    /// configured `state_dir` (created if missing) and resumes from it.
     pub async fn on_aws(
         loaded: &LoadedConfig,
         dry_run: bool,
         events: Events,
     ) -> Result<Self, AgentError> {
-        let sdk = crate::aws::sdk_config(loaded.config.agent.region.as_deref()).await;
+        let aws = LazyAws::new(loaded.config.agent.region.clone());
+        aws.load_for(&loaded.config.applications).await;
         // A dry run must not touch the journal of an agent that acts.
         let state = if dry_run {
             None
         } else {
             Some(StateStore::open(&loaded.state_dir).map_err(AgentError::State)?)
         };
-        Self::on_sdk_with_state(loaded, dry_run, events, &sdk, state.as_ref())
+        let mut agent = Self::assemble_targets(
+            loaded,
+            dry_run,
+            events,
+            Arc::new(aws.clone()),
+            Arc::new(aws.clone()),
+            Clock::system(),
+            state.as_ref(),
+            true,
+        )?
+        .with_alarm_states(Arc::new(aws.clone()));
+        agent.parts.aws = Some(aws);
+        Ok(agent)
     }
 
     /// An agent on the AWS endpoints, region and credentials of `sdk` (the
@@ -415,6 +551,7 @@ impl Agent {
             ),
             threads: None,
             alarm_states: None,
+            aws: None,
             loaded: loaded.clone(),
             flink_from_config,
         };
@@ -608,6 +745,10 @@ async fn apply(
                 added.push((*name).to_owned());
             }
             continue;
+        }
+        // The AWS clients, the first time an application needs them.
+        if let Some(aws) = &parts.aws {
+            aws.load_for([*app]).await;
         }
         // Plugins are compiled and configured before the running controller
         // is touched: a changed application whose new plugin does not load
