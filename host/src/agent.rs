@@ -84,6 +84,10 @@ pub enum AgentError {
         /// Why.
         message: String,
     },
+    /// The assembly stopped without an answer (it panicked or was
+    /// cancelled).
+    #[error("the agent's assembly stopped: {0}")]
+    Assembly(String),
     /// The state folder or a journal could not be opened.
     #[error("cannot open the agent's state: {0}")]
     State(#[source] StateError),
@@ -423,55 +427,64 @@ impl Agent {
         } else {
             Some(StateStore::open(&loaded.state_dir).map_err(AgentError::State)?)
         };
-        let mut agent = Self::assemble_targets(
-            loaded,
-            dry_run,
-            events,
-            Arc::new(aws.clone()),
-            Arc::new(aws.clone()),
-            Clock::system(),
-            state.as_ref(),
-            true,
-        )?
-        .with_alarm_states(Arc::new(aws.clone()));
+        let source: Arc<dyn MetricSource> = Arc::new(aws.clone());
+        let target: Arc<dyn ScalingTarget> = Arc::new(aws.clone());
+        let mut agent = Self::assemble_off_runtime(loaded, dry_run, events, source, target, state)
+            .await?
+            .with_alarm_states(Arc::new(aws.clone()));
         agent.parts.aws = Some(aws);
         Ok(agent)
     }
 
     /// An agent on the AWS endpoints, region and credentials of `sdk` (the
     /// demo points it at the emulator), keeping no journal.
-    pub fn on_sdk(
+    pub async fn on_sdk(
         loaded: &LoadedConfig,
         dry_run: bool,
         events: Events,
         sdk: &aws_config::SdkConfig,
-    ) -> Result<Self, AgentError> {
-        Self::on_sdk_with_state(loaded, dry_run, events, sdk, None)
-    }
-
-    /// An agent on the AWS endpoints of `sdk`, journaling in `state` when
-    /// given.
-    pub fn on_sdk_with_state(
-        loaded: &LoadedConfig,
-        dry_run: bool,
-        events: Events,
-        sdk: &aws_config::SdkConfig,
-        state: Option<&StateStore>,
     ) -> Result<Self, AgentError> {
         let source: Arc<dyn MetricSource> =
             Arc::new(BatchingSource::new(CloudWatchSource::new(sdk)));
         let target: Arc<dyn ScalingTarget> = Arc::new(MsfTarget::new(sdk));
-        Ok(Self::assemble_targets(
-            loaded,
-            dry_run,
-            events,
-            source,
-            target,
-            Clock::system(),
-            state,
-            true,
-        )?
-        .with_alarm_states(Arc::new(CloudWatchAlarms::new(sdk))))
+        Ok(
+            Self::assemble_off_runtime(loaded, dry_run, events, source, target, None)
+                .await?
+                .with_alarm_states(Arc::new(CloudWatchAlarms::new(sdk))),
+        )
+    }
+
+    /// [`Self::assemble_targets`] for production (`target = "flink"`
+    /// applications scale their own job) on tokio's blocking pool: it
+    /// compiles, instantiates and configures every plugin, CPU work that
+    /// must not hold an async worker (a current-thread runtime's only
+    /// thread) for its duration.
+    async fn assemble_off_runtime(
+        loaded: &LoadedConfig,
+        dry_run: bool,
+        events: Events,
+        source: Arc<dyn MetricSource>,
+        target: Arc<dyn ScalingTarget>,
+        state: Option<StateStore>,
+    ) -> Result<Self, AgentError> {
+        let loaded = loaded.clone();
+        // A blocking-pool thread may call guests directly (`configure`).
+        tokio::task::spawn_blocking(move || {
+            crate::plugin::on_plugin_thread(|| {
+                Self::assemble_targets(
+                    &loaded,
+                    dry_run,
+                    events,
+                    source,
+                    target,
+                    Clock::system(),
+                    state.as_ref(),
+                    true,
+                )
+            })
+        })
+        .await
+        .map_err(|error| AgentError::Assembly(error.to_string()))?
     }
 
     /// Reads the states of `source = "cloudwatch"` alarms from `states`,
@@ -756,7 +769,10 @@ async fn apply(
         let build = {
             let parts = parts.clone();
             let (app, paths) = ((*app).clone(), (*paths).clone());
-            tokio::task::spawn_blocking(move || parts.controller(&app, &paths)).await
+            tokio::task::spawn_blocking(move || {
+                crate::plugin::on_plugin_thread(|| parts.controller(&app, &paths))
+            })
+            .await
         };
         let controller = match build {
             Ok(Ok(controller)) => controller,
@@ -862,5 +878,68 @@ impl Interpret for PluginInterpreter {
     }
     fn refresh(&mut self) -> Refresh {
         self.0.refresh()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plugin::load_probe::RuntimeFree;
+
+    /// A Flink job's application named `name` at a port nothing listens
+    /// on, deciding with `hold`: no AWS, and its controller's calls fail
+    /// at once.
+    fn flink_application(name: &str, port: u16) -> String {
+        format!(
+            "[[application]]\nname = \"{name}\"\ntarget = \"flink\"\n\
+             rest_url = \"http://127.0.0.1:{port}\"\n\n[application.policy]\nplugin = \"hold\"\n"
+        )
+    }
+
+    /// Plugins are compiled, instantiated and configured off the async
+    /// runtime, at start and when a reload adds an application: on a
+    /// current-thread runtime, a task spawned while a plugin loads runs
+    /// before the load ends.
+    #[test]
+    fn plugins_load_off_the_async_runtime_at_start_and_on_reload() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        let at_start = RuntimeFree::install("load-probe-start", runtime.handle().clone());
+        let on_reload = RuntimeFree::install("load-probe-reload", runtime.handle().clone());
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let origin = std::path::Path::new("agent.toml");
+        let first =
+            crate::config::load::load_str(&flink_application("load-probe-start", port), origin)
+                .expect("valid");
+        let second = crate::config::load::load_str(
+            &format!(
+                "{}{}",
+                flink_application("load-probe-start", port),
+                flink_application("load-probe-reload", port)
+            ),
+            origin,
+        )
+        .expect("valid");
+        runtime.block_on(async {
+            let agent = Agent::on_aws(&first, true, Events::log_only())
+                .await
+                .expect("the agent assembles");
+            let (reload, reloads) = mpsc::unbounded_channel();
+            let (stop, stopped) = watch::channel(false);
+            let running = tokio::spawn(agent.run_reloading(stopped, reloads));
+            reload.send(second).expect("the agent listens");
+            while on_reload.counts() == (0, 0) {
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+            let _ = stop.send(true);
+            running.await.expect("the agent stops");
+        });
+        assert_eq!(at_start.counts(), (1, 0), "(free, held) at start");
+        assert_eq!(on_reload.counts(), (1, 0), "(free, held) on reload");
     }
 }
