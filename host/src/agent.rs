@@ -10,6 +10,13 @@
 //! [`Agent::assemble`] (without a journal: a simulated run has nothing to
 //! resume), so that they run exactly the production controller.
 //!
+//! The AWS side (one SDK configuration per agent, and the CloudWatch, MSF
+//! and alarm clients made from it) is loaded only when the first
+//! application that calls AWS is assembled, at start or by a reload that
+//! adds one: an agent of Flink jobs only never runs the SDK's region and
+//! credentials chain, whose instance metadata lookups wait for timeouts
+//! (and log warnings) on a machine off EC2.
+//!
 //! [`Agent::run_reloading`] also applies reloaded configurations (the
 //! `run` command sends one on SIGHUP): each application's controller is its
 //! own task with its own stop signal, so an application added, removed or
@@ -77,6 +84,10 @@ pub enum AgentError {
         /// Why.
         message: String,
     },
+    /// The assembly stopped without an answer (it panicked or was
+    /// cancelled).
+    #[error("the agent's assembly stopped: {0}")]
+    Assembly(String),
     /// The state folder or a journal could not be opened.
     #[error("cannot open the agent's state: {0}")]
     State(#[source] StateError),
@@ -112,6 +123,11 @@ struct Parts {
     alarm_states: Option<Arc<dyn AlarmStates>>,
     /// The configuration in force.
     loaded: LoadedConfig,
+    /// The AWS clients `source`, `target` and `alarm_states` stand for,
+    /// when they are loaded on first need ([`Agent::on_aws`]): a reload
+    /// that adds an application calling AWS loads them before assembling
+    /// it.
+    aws: Option<LazyAws>,
     /// Whether a `target = "flink"` application gets its own target and
     /// source from its configuration (production), rather than the ones
     /// given (the simulator's and tests', which stand in for every target).
@@ -239,6 +255,116 @@ fn fingerprint(app: &ApplicationConfig, sources: &PluginSources) -> String {
     format!("{app:?}\n{origins:?}")
 }
 
+/// The AWS side of an agent on AWS: the SDK's configuration, loaded by its
+/// standard chain with the agent's region, and the clients made from it,
+/// all loaded once, on first need, and shared by every application (the
+/// CloudWatch source batches across them). Cloning shares them.
+///
+/// It is itself the agent's metric source, MSF target and alarm reader,
+/// so that what is assembled before it is loaded calls the clients once
+/// they are; the agent loads it before assembling an application that
+/// calls AWS ([`ApplicationConfig::calls_aws`]), so that the SDK's start
+/// (region, credentials) happens there and not in its first evaluation.
+#[derive(Clone)]
+struct LazyAws {
+    region: Option<String>,
+    clients: Arc<tokio::sync::OnceCell<AwsClients>>,
+}
+
+/// The clients of [`LazyAws`], made from one SDK configuration.
+struct AwsClients {
+    source: BatchingSource,
+    target: MsfTarget,
+    alarms: CloudWatchAlarms,
+}
+
+impl LazyAws {
+    /// Nothing loaded yet; `region` overrides the chain's (`[agent] region`).
+    fn new(region: Option<String>) -> Self {
+        Self {
+            region,
+            clients: Arc::default(),
+        }
+    }
+
+    /// The clients, loading the SDK's configuration the first time.
+    async fn clients(&self) -> &AwsClients {
+        self.clients
+            .get_or_init(|| async {
+                let sdk = crate::aws::sdk_config(self.region.as_deref()).await;
+                info!(
+                    message = "AWS SDK configuration loaded.",
+                    region = %sdk.region().map_or_else(|| "none".to_owned(), |r| r.to_string()),
+                );
+                AwsClients {
+                    source: BatchingSource::new(CloudWatchSource::new(&sdk)),
+                    target: MsfTarget::new(&sdk),
+                    alarms: CloudWatchAlarms::new(&sdk),
+                }
+            })
+            .await
+    }
+
+    /// Loads the clients when one of `apps` calls AWS and is not paused.
+    async fn load_for<'a>(&self, apps: impl IntoIterator<Item = &'a ApplicationConfig>) {
+        if apps
+            .into_iter()
+            .any(|app| app.mode != Mode::Paused && app.calls_aws())
+        {
+            self.clients().await;
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl MetricSource for LazyAws {
+    async fn fetch(
+        &self,
+        queries: &[crate::metrics::MetricQuery],
+        start_ms: i64,
+        end_ms: i64,
+    ) -> Result<Vec<Series>, crate::metrics::MetricsError> {
+        self.clients()
+            .await
+            .source
+            .fetch(queries, start_ms, end_ms)
+            .await
+    }
+}
+
+#[async_trait::async_trait]
+impl ScalingTarget for LazyAws {
+    async fn describe(
+        &self,
+        application: &str,
+    ) -> Result<crate::target::AppState, crate::target::TargetError> {
+        self.clients().await.target.describe(application).await
+    }
+
+    async fn rescale(
+        &self,
+        application: &str,
+        kpu: u32,
+        current: &crate::target::AppState,
+    ) -> Result<u64, crate::target::TargetError> {
+        self.clients()
+            .await
+            .target
+            .rescale(application, kpu, current)
+            .await
+    }
+}
+
+#[async_trait::async_trait]
+impl AlarmStates for LazyAws {
+    async fn describe_named(
+        &self,
+        names: &[String],
+    ) -> Result<Vec<crate::metrics::alarms::DescribedAlarm>, crate::metrics::MetricsError> {
+        self.clients().await.alarms.describe_named(names).await
+    }
+}
+
 /// One application's controller while it runs as its own task.
 struct RunningApp {
     fingerprint: String,
@@ -284,58 +410,81 @@ impl RunningApp {
 
 impl Agent {
     /// An agent on AWS: CloudWatch metrics (batched across applications) and
-    /// MSF, with the SDK's standard configuration chain. Unless `dry_run`,
-    /// each application's controller keeps its journal in the configured
-    /// `state_dir` (created if missing) and resumes from it.
+    /// MSF, with the SDK's standard configuration chain, loaded only if
+    /// an application calls AWS (now, or once a reload adds one). Unless
+    /// `dry_run`, each application's controller keeps its journal in the
+    /// configured `state_dir` (created if missing) and resumes from it.
     pub async fn on_aws(
         loaded: &LoadedConfig,
         dry_run: bool,
         events: Events,
     ) -> Result<Self, AgentError> {
-        let sdk = crate::aws::sdk_config(loaded.config.agent.region.as_deref()).await;
+        let aws = LazyAws::new(loaded.config.agent.region.clone());
+        aws.load_for(&loaded.config.applications).await;
         // A dry run must not touch the journal of an agent that acts.
         let state = if dry_run {
             None
         } else {
             Some(StateStore::open(&loaded.state_dir).map_err(AgentError::State)?)
         };
-        Self::on_sdk_with_state(loaded, dry_run, events, &sdk, state.as_ref())
+        let source: Arc<dyn MetricSource> = Arc::new(aws.clone());
+        let target: Arc<dyn ScalingTarget> = Arc::new(aws.clone());
+        let mut agent = Self::assemble_off_runtime(loaded, dry_run, events, source, target, state)
+            .await?
+            .with_alarm_states(Arc::new(aws.clone()));
+        agent.parts.aws = Some(aws);
+        Ok(agent)
     }
 
     /// An agent on the AWS endpoints, region and credentials of `sdk` (the
     /// demo points it at the emulator), keeping no journal.
-    pub fn on_sdk(
+    pub async fn on_sdk(
         loaded: &LoadedConfig,
         dry_run: bool,
         events: Events,
         sdk: &aws_config::SdkConfig,
-    ) -> Result<Self, AgentError> {
-        Self::on_sdk_with_state(loaded, dry_run, events, sdk, None)
-    }
-
-    /// An agent on the AWS endpoints of `sdk`, journaling in `state` when
-    /// given.
-    pub fn on_sdk_with_state(
-        loaded: &LoadedConfig,
-        dry_run: bool,
-        events: Events,
-        sdk: &aws_config::SdkConfig,
-        state: Option<&StateStore>,
     ) -> Result<Self, AgentError> {
         let source: Arc<dyn MetricSource> =
             Arc::new(BatchingSource::new(CloudWatchSource::new(sdk)));
         let target: Arc<dyn ScalingTarget> = Arc::new(MsfTarget::new(sdk));
-        Ok(Self::assemble_targets(
-            loaded,
-            dry_run,
-            events,
-            source,
-            target,
-            Clock::system(),
-            state,
-            true,
-        )?
-        .with_alarm_states(Arc::new(CloudWatchAlarms::new(sdk))))
+        Ok(
+            Self::assemble_off_runtime(loaded, dry_run, events, source, target, None)
+                .await?
+                .with_alarm_states(Arc::new(CloudWatchAlarms::new(sdk))),
+        )
+    }
+
+    /// [`Self::assemble_targets`] for production (`target = "flink"`
+    /// applications scale their own job) on tokio's blocking pool: it
+    /// compiles, instantiates and configures every plugin, CPU work that
+    /// must not hold an async worker (a current-thread runtime's only
+    /// thread) for its duration.
+    async fn assemble_off_runtime(
+        loaded: &LoadedConfig,
+        dry_run: bool,
+        events: Events,
+        source: Arc<dyn MetricSource>,
+        target: Arc<dyn ScalingTarget>,
+        state: Option<StateStore>,
+    ) -> Result<Self, AgentError> {
+        let loaded = loaded.clone();
+        // A blocking-pool thread may call guests directly (`configure`).
+        tokio::task::spawn_blocking(move || {
+            crate::plugin::on_plugin_thread(|| {
+                Self::assemble_targets(
+                    &loaded,
+                    dry_run,
+                    events,
+                    source,
+                    target,
+                    Clock::system(),
+                    state.as_ref(),
+                    true,
+                )
+            })
+        })
+        .await
+        .map_err(|error| AgentError::Assembly(error.to_string()))?
     }
 
     /// Reads the states of `source = "cloudwatch"` alarms from `states`,
@@ -415,6 +564,7 @@ impl Agent {
             ),
             threads: None,
             alarm_states: None,
+            aws: None,
             loaded: loaded.clone(),
             flink_from_config,
         };
@@ -609,13 +759,20 @@ async fn apply(
             }
             continue;
         }
+        // The AWS clients, the first time an application needs them.
+        if let Some(aws) = &parts.aws {
+            aws.load_for([*app]).await;
+        }
         // Plugins are compiled and configured before the running controller
         // is touched: a changed application whose new plugin does not load
         // keeps running as it was.
         let build = {
             let parts = parts.clone();
             let (app, paths) = ((*app).clone(), (*paths).clone());
-            tokio::task::spawn_blocking(move || parts.controller(&app, &paths)).await
+            tokio::task::spawn_blocking(move || {
+                crate::plugin::on_plugin_thread(|| parts.controller(&app, &paths))
+            })
+            .await
         };
         let controller = match build {
             Ok(Ok(controller)) => controller,
@@ -721,5 +878,68 @@ impl Interpret for PluginInterpreter {
     }
     fn refresh(&mut self) -> Refresh {
         self.0.refresh()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plugin::load_probe::RuntimeFree;
+
+    /// A Flink job's application named `name` at a port nothing listens
+    /// on, deciding with `hold`: no AWS, and its controller's calls fail
+    /// at once.
+    fn flink_application(name: &str, port: u16) -> String {
+        format!(
+            "[[application]]\nname = \"{name}\"\ntarget = \"flink\"\n\
+             rest_url = \"http://127.0.0.1:{port}\"\n\n[application.policy]\nplugin = \"hold\"\n"
+        )
+    }
+
+    /// Plugins are compiled, instantiated and configured off the async
+    /// runtime, at start and when a reload adds an application: on a
+    /// current-thread runtime, a task spawned while a plugin loads runs
+    /// before the load ends.
+    #[test]
+    fn plugins_load_off_the_async_runtime_at_start_and_on_reload() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        let at_start = RuntimeFree::install("load-probe-start", runtime.handle().clone());
+        let on_reload = RuntimeFree::install("load-probe-reload", runtime.handle().clone());
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let origin = std::path::Path::new("agent.toml");
+        let first =
+            crate::config::load::load_str(&flink_application("load-probe-start", port), origin)
+                .expect("valid");
+        let second = crate::config::load::load_str(
+            &format!(
+                "{}{}",
+                flink_application("load-probe-start", port),
+                flink_application("load-probe-reload", port)
+            ),
+            origin,
+        )
+        .expect("valid");
+        runtime.block_on(async {
+            let agent = Agent::on_aws(&first, true, Events::log_only())
+                .await
+                .expect("the agent assembles");
+            let (reload, reloads) = mpsc::unbounded_channel();
+            let (stop, stopped) = watch::channel(false);
+            let running = tokio::spawn(agent.run_reloading(stopped, reloads));
+            reload.send(second).expect("the agent listens");
+            while on_reload.counts() == (0, 0) {
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+            let _ = stop.send(true);
+            running.await.expect("the agent stops");
+        });
+        assert_eq!(at_start.counts(), (1, 0), "(free, held) at start");
+        assert_eq!(on_reload.counts(), (1, 0), "(free, held) on reload");
     }
 }

@@ -146,6 +146,7 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<DemoSummary> {
         .await;
     let (tx, mut events) = mpsc::unbounded_channel();
     let agent = Agent::on_sdk(&loaded, false, Events::with_channel(tx), &sdk)
+        .await
         .context("starting the agent")?;
     let (stop, stopped) = watch::channel(false);
     let started = std::time::Instant::now();

@@ -2,7 +2,8 @@
 //! "flink"` metric source both use it (as [`crate::aws`] serves the AWS
 //! ones): a minimal HTTP/1.1 client (one connection per call, JSON in and
 //! out, every failure classified as a [`TargetError`]), the `rest_url`
-//! syntax, and how a job is found by name or id.
+//! syntax, how a job is found by name or id, and how the ids Flink
+//! answers with are put into paths ([`segment`]).
 
 use std::time::Duration;
 
@@ -132,7 +133,7 @@ impl FlinkRest {
     pub async fn job_id(&self, job: &FlinkJob) -> Result<String, TargetError> {
         match job {
             FlinkJob::Id(id) => {
-                let detail = self.get(&format!("/jobs/{id}")).await?;
+                let detail = self.get(&format!("/jobs/{}", segment(id))).await?;
                 match detail["state"].as_str() {
                     Some(state) if is_terminal(state) => Err(TargetError::NotFound(format!(
                         "job {id} at {} has ended ({state})",
@@ -179,14 +180,184 @@ fn flink_message(error: &str) -> String {
     }
 }
 
+/// `text` as one segment of a REST path: every byte but ASCII letters,
+/// digits, `-`, `_` and `~` percent-encoded, `.` included (so that `..` is
+/// no step up). Job and vertex ids read from Flink's answers go through it
+/// before they are put in a path: whatever an answer holds, it stays one
+/// segment, with no `/`, `?` or `#` of its own. Flink's own ids (32 hex
+/// digits) are unchanged by it.
+pub fn segment(text: &str) -> String {
+    percent_encoded(text, |b| {
+        b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'~')
+    })
+}
+
+/// `text` as one value of a query string: every byte but RFC 3986's
+/// unreserved ones (ASCII letters, digits, `-`, `.`, `_`, `~`)
+/// percent-encoded, so that it cannot end the value (`&`, `,`), the query
+/// (`#`) or start another parameter. Metric names read from Flink's
+/// answers go through it.
+pub fn query_value(text: &str) -> String {
+    percent_encoded(text, |b| {
+        b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
+    })
+}
+
+fn percent_encoded(text: &str, keep: impl Fn(u8) -> bool) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        if keep(b) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 /// Whether a Flink job state is one a job never leaves.
 pub fn is_terminal(state: &str) -> bool {
     matches!(state, "FINISHED" | "CANCELED" | "FAILED" | "SUSPENDED")
 }
 
+/// A Flink REST API on loopback for unit tests: answers each request from
+/// its request line and keeps the lines.
+#[cfg(test)]
+pub(crate) mod stub {
+    use std::sync::{Arc, Mutex, PoisonError};
+
+    use serde_json::Value;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// The stub's address and the request lines it got.
+    pub(crate) struct Stub {
+        /// `http://127.0.0.1:PORT`.
+        pub(crate) url: String,
+        requests: Arc<Mutex<Vec<String>>>,
+    }
+
+    impl Stub {
+        /// Serves until the test's runtime ends, answering each request
+        /// line (`GET /jobs/overview HTTP/1.1`) with `answer`'s status and
+        /// JSON body.
+        pub(crate) async fn start(
+            answer: impl Fn(&str) -> (u16, Value) + Send + Sync + 'static,
+        ) -> Self {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("a loopback port");
+            let url = format!("http://{}", listener.local_addr().expect("an address"));
+            let requests = Arc::new(Mutex::new(Vec::new()));
+            let seen = requests.clone();
+            tokio::spawn(async move {
+                while let Ok((mut stream, _)) = listener.accept().await {
+                    let mut head = Vec::new();
+                    let mut byte = [0u8; 1];
+                    while !head.ends_with(b"\r\n\r\n") {
+                        match stream.read(&mut byte).await {
+                            Ok(1) => head.push(byte[0]),
+                            _ => break,
+                        }
+                    }
+                    let head = String::from_utf8_lossy(&head);
+                    let line = head.lines().next().unwrap_or_default().to_owned();
+                    let (status, body) = answer(&line);
+                    seen.lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .push(line);
+                    let body = body.to_string();
+                    let reply = format!(
+                        "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\n\
+                         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    let _ = stream.write_all(reply.as_bytes()).await;
+                }
+            });
+            Self { url, requests }
+        }
+
+        /// The request lines so far, in order.
+        pub(crate) fn requests(&self) -> Vec<String> {
+            self.requests
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone()
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Whatever an id holds, it becomes one path segment: no separator,
+    /// query, fragment, space or dot step of its own, and it decodes back
+    /// to itself.
+    #[test]
+    fn an_id_becomes_one_encoded_path_segment() {
+        let id = "../a/b?c=1#d e..";
+        let encoded = segment(id);
+        assert_eq!(encoded, "%2E%2E%2Fa%2Fb%3Fc%3D1%23d%20e%2E%2E");
+        for forbidden in ["/", "?", "#", " ", ".."] {
+            assert!(!encoded.contains(forbidden), "{forbidden:?} in {encoded}");
+        }
+        let decoded: Vec<u8> = encoded
+            .split('%')
+            .enumerate()
+            .flat_map(|(i, part)| {
+                if i == 0 {
+                    part.as_bytes().to_vec()
+                } else {
+                    let mut bytes = vec![u8::from_str_radix(&part[..2], 16).expect("hex")];
+                    bytes.extend_from_slice(&part.as_bytes()[2..]);
+                    bytes
+                }
+            })
+            .collect();
+        assert_eq!(decoded, id.as_bytes());
+        // Flink's own ids, and non-ASCII text byte by byte.
+        assert_eq!(
+            segment("0123456789abcdef0123456789ABCDEF"),
+            "0123456789abcdef0123456789ABCDEF"
+        );
+        assert_eq!(segment("é"), "%C3%A9");
+        // A query value keeps its dots (metric names have them) but not
+        // what would end it.
+        assert_eq!(
+            query_value("0.Source: x.pendingRecords&a=b,c#d"),
+            "0.Source%3A%20x.pendingRecords%26a%3Db%2Cc%23d"
+        );
+    }
+
+    /// A job id a job named so is listed with (`GET /jobs/overview`) is
+    /// put into the next path as one encoded segment.
+    #[tokio::test]
+    async fn a_listed_job_id_is_one_segment_of_the_job_s_path() {
+        let stub = stub::Stub::start(|line| {
+            if line.starts_with("GET /jobs/overview ") {
+                (
+                    200,
+                    serde_json::json!({"jobs": [{"jid": "../../x?y#z w", "name": "orders", "state": "RUNNING", "start-time": 1}]}),
+                )
+            } else {
+                (404, serde_json::json!({"errors": ["Not found."]}))
+            }
+        })
+        .await;
+        let target =
+            crate::target::flink::FlinkTarget::for_job(&stub.url, FlinkJob::Name("orders".into()))
+                .expect("a valid rest_url");
+        let described = crate::target::ScalingTarget::describe(&target, "orders").await;
+        assert!(described.is_err(), "the stub knows no such job");
+        assert_eq!(
+            stub.requests(),
+            [
+                "GET /jobs/overview HTTP/1.1",
+                "GET /jobs/%2E%2E%2F%2E%2E%2Fx%3Fy%23z%20w HTTP/1.1"
+            ]
+        );
+    }
 
     #[test]
     fn rest_url_must_be_plain_http_host_port() {

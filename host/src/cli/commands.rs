@@ -538,6 +538,80 @@ fn interpreter_problems(loaded: &LoadedConfig) -> Result<Vec<Problem>, PluginErr
     Ok(problems)
 }
 
+/// `validate --environment`'s plugin check: loads each application's
+/// plugins with their params and checks the ids their parameters name,
+/// printing a line for each; the number that failed. Blocking: it compiles
+/// and configures plugins.
+fn plugin_findings(loaded: &LoadedConfig, config: &Path) -> anyhow::Result<usize> {
+    let mut plugin_failures = 0;
+    let host = PluginHost::new(loaded.config.agent.sandbox_limits())
+        .context("cannot start the plugin host")?;
+    for (app, paths) in loaded.config.applications.iter().zip(&loaded.plugins) {
+        let checks = std::iter::once((&app.policy, &paths.policy, true)).chain(
+            app.interpreters
+                .iter()
+                .zip(&paths.interpreters)
+                .map(|(c, p)| (c, p, false)),
+        );
+        for (plugin, path, is_policy) in checks {
+            let params = load::params_json(&plugin.params);
+            let result = if is_policy {
+                host.load_policy(path, &params, &app.name)
+                    .map(|p| (p.label(), p.metadata()))
+            } else {
+                host.load_interpreter(path, &params, &app.name)
+                    .map(|p| (p.label(), p.metadata()))
+            };
+            match result {
+                Ok((label, metadata)) => {
+                    // What the plugin declares as alarm and metric ids
+                    // must name the application's own (the `_alarm` /
+                    // `_metric` suffix rule covers the others).
+                    let alarms: Vec<&str> = app.alarms.iter().map(|a| a.id.as_str()).collect();
+                    let metrics: Vec<&str> = app.metrics.iter().map(|m| m.id.as_str()).collect();
+                    let params_map: serde_json::Map<String, serde_json::Value> =
+                        serde_json::from_str(&params).unwrap_or_default();
+                    let problems = crate::plugin::params::check_references(
+                        metadata.parameters.as_deref().unwrap_or_default(),
+                        &params_map,
+                        &alarms,
+                        &metrics,
+                    );
+                    for problem in &problems {
+                        println!(
+                            "{}: application {:?}: plugin {}: {}",
+                            config.display(),
+                            app.name,
+                            printable(&label),
+                            printable(problem)
+                        );
+                    }
+                    if problems.is_empty() {
+                        println!(
+                            "{}: application {:?}: plugin {} loads and accepts its params",
+                            config.display(),
+                            app.name,
+                            printable(&label)
+                        );
+                    } else {
+                        plugin_failures += 1;
+                    }
+                }
+                Err(error) => {
+                    plugin_failures += 1;
+                    println!(
+                        "{}: application {:?}: {}",
+                        config.display(),
+                        app.name,
+                        printable(&error.to_string())
+                    );
+                }
+            }
+        }
+    }
+    Ok(plugin_failures)
+}
+
 /// `flinkscale validate`.
 pub async fn validate(config: &Path, environment: bool) -> anyhow::Result<ExitCode> {
     let Some(loaded) = load_or_report(config) else {
@@ -559,75 +633,17 @@ pub async fn validate(config: &Path, environment: bool) -> anyhow::Result<ExitCo
         // configuration error (exit 78); missing credentials, an
         // application AWS does not show the agent, or MSF's own autoscaling
         // left on are the environment's (exit 1).
-        let mut plugin_failures = 0;
         let mut failures = 0;
         let agent = &loaded.config.agent;
-        let host =
-            PluginHost::new(agent.sandbox_limits()).context("cannot start the plugin host")?;
-        for (app, paths) in loaded.config.applications.iter().zip(&loaded.plugins) {
-            let checks = std::iter::once((&app.policy, &paths.policy, true)).chain(
-                app.interpreters
-                    .iter()
-                    .zip(&paths.interpreters)
-                    .map(|(c, p)| (c, p, false)),
-            );
-            for (plugin, path, is_policy) in checks {
-                let params = load::params_json(&plugin.params);
-                let result = if is_policy {
-                    host.load_policy(path, &params, &app.name)
-                        .map(|p| (p.label(), p.metadata()))
-                } else {
-                    host.load_interpreter(path, &params, &app.name)
-                        .map(|p| (p.label(), p.metadata()))
-                };
-                match result {
-                    Ok((label, metadata)) => {
-                        // What the plugin declares as alarm and metric ids
-                        // must name the application's own (the `_alarm` /
-                        // `_metric` suffix rule covers the others).
-                        let alarms: Vec<&str> = app.alarms.iter().map(|a| a.id.as_str()).collect();
-                        let metrics: Vec<&str> =
-                            app.metrics.iter().map(|m| m.id.as_str()).collect();
-                        let params_map: serde_json::Map<String, serde_json::Value> =
-                            serde_json::from_str(&params).unwrap_or_default();
-                        let problems = crate::plugin::params::check_references(
-                            metadata.parameters.as_deref().unwrap_or_default(),
-                            &params_map,
-                            &alarms,
-                            &metrics,
-                        );
-                        for problem in &problems {
-                            println!(
-                                "{}: application {:?}: plugin {}: {}",
-                                config.display(),
-                                app.name,
-                                printable(&label),
-                                printable(problem)
-                            );
-                        }
-                        if problems.is_empty() {
-                            println!(
-                                "{}: application {:?}: plugin {} loads and accepts its params",
-                                config.display(),
-                                app.name,
-                                printable(&label)
-                            );
-                        } else {
-                            plugin_failures += 1;
-                        }
-                    }
-                    Err(error) => {
-                        plugin_failures += 1;
-                        println!(
-                            "{}: application {:?}: {}",
-                            config.display(),
-                            app.name,
-                            printable(&error.to_string())
-                        );
-                    }
-                }
-            }
-        }
+        // Plugins are compiled and configured on the blocking pool, off the
+        // async runtime.
+        let tried = loaded.clone();
+        let file = config.to_path_buf();
+        let plugin_failures = tokio::task::spawn_blocking(move || {
+            crate::plugin::on_plugin_thread(|| plugin_findings(&tried, &file))
+        })
+        .await
+        .context("the plugin check stopped")??;
         for finding in super::conventions::flink_findings(&loaded.config).await {
             failures += usize::from(finding.problem);
             println!(
@@ -1173,6 +1189,39 @@ mod tests {
         assert_inert(&text);
         assert_eq!(text.lines().count(), 1, "{text}");
         assert!(text.contains(r"\u{1b}[31mred"), "{text}");
+    }
+
+    /// `validate --environment` loads each plugin with its params off the
+    /// async runtime: on a current-thread runtime, a task spawned while
+    /// the plugin loads runs before the load ends.
+    #[test]
+    fn validate_environment_loads_plugins_off_the_async_runtime() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        let probe = crate::plugin::load_probe::RuntimeFree::install(
+            "load-probe-validate",
+            runtime.handle().clone(),
+        );
+        let dir = tempfile::tempdir().expect("a scratch folder");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let config = dir.path().join("agent.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[[application]]\nname = \"load-probe-validate\"\ntarget = \"flink\"\n\
+                 rest_url = \"http://127.0.0.1:{port}\"\n\n[application.policy]\nplugin = \"hold\"\n"
+            ),
+        )
+        .expect("written");
+        runtime
+            .block_on(validate(&config, true))
+            .expect("validate runs");
+        assert_eq!(probe.counts(), (1, 0), "(free, held)");
     }
 
     #[test]

@@ -246,6 +246,20 @@ impl ApplicationConfig {
         Some((self.rest_url.as_deref().unwrap_or_default(), job))
     }
 
+    /// Whether the agent calls AWS for this application: an MSF target
+    /// (DescribeApplication, UpdateApplication, and its CloudWatch
+    /// metrics), a `source = "cloudwatch"` metric, or an alarm whose state
+    /// comes from CloudWatch. A Flink job with Flink metrics and local
+    /// alarms only calls its cluster.
+    pub fn calls_aws(&self) -> bool {
+        self.target == TargetKind::Msf
+            || self
+                .metrics
+                .iter()
+                .any(|m| m.source == MetricSourceKind::Cloudwatch)
+            || self.alarms.iter().any(|a| a.cloudwatch_name().is_some())
+    }
+
     /// `min_parallelism` and `max_parallelism` with their defaults (those
     /// of `min_kpu` and `max_kpu`).
     pub fn parallelism_bounds(&self) -> (u32, u32) {

@@ -1176,6 +1176,14 @@ fn flink_keys_are_checked_and_located() {
         &format!("{FLINK_APP}rest_url = \"http://h:1\"\njob_id = \"x\"\n{policy}"),
         "config/x.toml:5:10: application \"orders\".job_id: \"x\" is not a Flink job id (valid: 32 hexadecimal digits, as GET /jobs lists them)",
     );
+    // 32 characters, but a path's: the id goes into REST paths, so only
+    // Flink's JobID form is taken.
+    assert_error(
+        &format!(
+            "{FLINK_APP}rest_url = \"http://h:1\"\njob_id = \"../0123456789abcdef012345/?#. ab\"\n{policy}"
+        ),
+        "config/x.toml:5:10: application \"orders\".job_id: \"../0123456789abcdef012345/?#. ab\" is not a Flink job id (valid: 32 hexadecimal digits, as GET /jobs lists them)",
+    );
     assert_error(
         &format!("{FLINK_APP}rest_url = \"http://h:1\"\nmax_kpu = 4\n{policy}"),
         "config/x.toml:5:11: application \"orders\".max_kpu: max_kpu is MSF's; a Flink job is bounded by max_parallelism (valid: max_parallelism (one unit of parallelism is one KPU for the policies))",

@@ -35,7 +35,7 @@ use serde_json::Value;
 
 use super::{Datapoint, MetricQuery, MetricSource, MetricsError, Series};
 use crate::config::FlinkJob;
-use crate::flink::FlinkRest;
+use crate::flink::{FlinkRest, query_value, segment};
 use crate::target::TargetError;
 
 /// The namespace of a query that a `source = "flink"` metric becomes.
@@ -94,7 +94,7 @@ impl FlinkMetricSource {
 
     /// The job's vertices, with which are sources.
     async fn vertices(&self, job_id: &str) -> Result<Vec<Vertex>, TargetError> {
-        let job = self.rest.get(&format!("/jobs/{job_id}")).await?;
+        let job = self.rest.get(&format!("/jobs/{}", segment(job_id))).await?;
         let with_inputs: Vec<&str> = job["plan"]["nodes"]
             .as_array()
             .into_iter()
@@ -126,7 +126,11 @@ impl FlinkMetricSource {
         vertex: &Vertex,
         metric: &str,
     ) -> Result<Option<Aggregates>, TargetError> {
-        let base = format!("/jobs/{job_id}/vertices/{}/subtasks/metrics", vertex.id);
+        let base = format!(
+            "/jobs/{}/vertices/{}/subtasks/metrics",
+            segment(job_id),
+            segment(&vertex.id)
+        );
         // One unknown name empties Flink's whole answer, so a metric is
         // asked for only under the names the vertex lists.
         let listed = self.rest.get(&base).await?;
@@ -150,7 +154,11 @@ impl FlinkMetricSource {
             .rest
             .get(&format!(
                 "{base}?get={}&agg=min,max,avg,sum",
-                names.join(",")
+                names
+                    .iter()
+                    .map(|name| query_value(name))
+                    .collect::<Vec<_>>()
+                    .join(",")
             ))
             .await?;
         let number = |v: &Value| {
@@ -360,6 +368,60 @@ mod tests {
             avg,
             sum,
             parallelism,
+        }
+    }
+
+    /// The job and vertex ids of Flink's answers each stay one segment of
+    /// the metrics path, and the metric names it lists one value of its
+    /// query.
+    #[tokio::test]
+    async fn ids_and_names_from_flink_s_answers_are_encoded() {
+        let stub = crate::flink::stub::Stub::start(|line| {
+            if line.starts_with("GET /jobs/j%2Fk/vertices/v%3F1%23/subtasks/metrics ") {
+                (
+                    200,
+                    serde_json::json!([{"id": "0.Source: a&b.pendingRecords"}]),
+                )
+            } else {
+                (404, serde_json::json!({"errors": ["Not found."]}))
+            }
+        })
+        .await;
+        let source = FlinkMetricSource::new(
+            &stub.url,
+            FlinkJob::Name("orders".into()),
+            Arc::new(NoSource),
+        )
+        .expect("a valid rest_url");
+        let vertex = Vertex {
+            id: "v?1#".into(),
+            name: "Source: a".into(),
+            is_source: true,
+            parallelism: 1,
+        };
+        let _ = source.aggregates("j/k", &vertex, "pendingRecords").await;
+        assert_eq!(
+            stub.requests(),
+            [
+                "GET /jobs/j%2Fk/vertices/v%3F1%23/subtasks/metrics HTTP/1.1",
+                "GET /jobs/j%2Fk/vertices/v%3F1%23/subtasks/metrics\
+                 ?get=0.Source%3A%20a%26b.pendingRecords&agg=min,max,avg,sum HTTP/1.1"
+            ]
+        );
+    }
+
+    /// A fallback that is never asked.
+    struct NoSource;
+
+    #[async_trait::async_trait]
+    impl MetricSource for NoSource {
+        async fn fetch(
+            &self,
+            _: &[MetricQuery],
+            _: i64,
+            _: i64,
+        ) -> Result<Vec<Series>, MetricsError> {
+            Err(MetricsError::Source("not asked".into()))
         }
     }
 

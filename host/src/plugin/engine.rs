@@ -213,6 +213,8 @@ impl PluginHost {
         params_json: &str,
         application: &str,
     ) -> Result<Sandbox<W>, PluginError> {
+        #[cfg(test)]
+        load_probe::run(application);
         let path = source.display_path();
         let (component, export) = self.compile(source, Some(W::KIND))?;
         let linked = self.link::<W>(&path, &component, export)?;
@@ -671,6 +673,82 @@ pub(crate) fn describe(error: &wasmtime::Error) -> String {
         text.push_str(&cause);
     }
     text
+}
+
+/// Unit tests' view of where plugins are loaded: a probe installed for an
+/// application runs at the start of each of its loads, on the loading
+/// thread.
+#[cfg(test)]
+pub(crate) mod load_probe {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{Arc, Mutex, PoisonError};
+    use std::time::Duration;
+
+    type Probe = Arc<dyn Fn() + Send + Sync>;
+
+    static PROBES: Mutex<Vec<(String, Probe)>> = Mutex::new(Vec::new());
+
+    /// Runs the probe installed for `application`, if any.
+    pub(crate) fn run(application: &str) {
+        let probe = PROBES
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .find(|(name, _)| name == application)
+            .map(|(_, probe)| probe.clone());
+        if let Some(probe) = probe {
+            probe();
+        }
+    }
+
+    /// What loads of one application found of the runtime they were asked
+    /// from.
+    #[derive(Default)]
+    pub(crate) struct RuntimeFree {
+        /// Loads during which a task spawned on the runtime ran.
+        pub(crate) free: AtomicUsize,
+        /// Loads during which it could not run (10 s): the load held the
+        /// runtime's thread.
+        pub(crate) held: AtomicUsize,
+    }
+
+    impl RuntimeFree {
+        /// Probes every load of `application`: each spawns a task on
+        /// `runtime` and waits for it to run. Deterministic on a
+        /// current-thread runtime, whose only thread runs the task only if
+        /// the load is not holding it.
+        pub(crate) fn install(
+            application: &str,
+            runtime: tokio::runtime::Handle,
+        ) -> Arc<RuntimeFree> {
+            let seen = Arc::new(RuntimeFree::default());
+            let counts = seen.clone();
+            let probe: Probe = Arc::new(move || {
+                let (ran, answered) = std::sync::mpsc::channel();
+                runtime.spawn(async move {
+                    let _ = ran.send(());
+                });
+                let counter = match answered.recv_timeout(Duration::from_secs(10)) {
+                    Ok(()) => &counts.free,
+                    Err(_) => &counts.held,
+                };
+                counter.fetch_add(1, Ordering::SeqCst);
+            });
+            PROBES
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push((application.to_owned(), probe));
+            seen
+        }
+
+        /// (free, held) so far.
+        pub(crate) fn counts(&self) -> (usize, usize) {
+            (
+                self.free.load(Ordering::SeqCst),
+                self.held.load(Ordering::SeqCst),
+            )
+        }
+    }
 }
 
 #[cfg(test)]

@@ -341,12 +341,13 @@ pub fn on_plugin_thread<R>(work: impl FnOnce() -> R) -> R {
 /// `runtime_free_wasi` in `engine.rs`), so a guest may run on any thread.
 /// It runs inline outside any runtime and on threads marked by
 /// [`on_plugin_thread`] (the agent's controllers on the blocking pool, the
-/// simulator's own thread). Anywhere else in a runtime (loads made from
-/// async code: the agent's assembly in `run`, `validate --environment`) it
-/// runs on a scoped helper thread: these are rare, and should a wasmtime
-/// upgrade route a reachable function through its runtime again, they
-/// would not panic on an async worker (measured in a debug build: warm
-/// `decide` of `step` 83 us inline, 316 us through the helper).
+/// simulator's own thread, the blocking-pool threads on which `run`, a
+/// reload and `validate --environment` load plugins). Anywhere else in a
+/// runtime it runs on a scoped helper thread: no caller of the agent's
+/// does so, but should one appear and a wasmtime upgrade route a reachable
+/// function through its runtime again, it would not panic on an async
+/// worker (measured in a debug build: warm `decide` of `step` 83 us
+/// inline, 316 us through the helper).
 fn guarded<R: Send>(
     store: &mut Store<State>,
     deadline_ticks: u64,

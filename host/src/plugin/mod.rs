@@ -34,6 +34,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub use builtin::PluginSource;
+#[cfg(test)]
+pub(crate) use engine::load_probe;
 pub use engine::{PluginHost, contract_versions, share_cache_dir};
 pub use instance::{InterpreterInstance, PolicyInstance, on_plugin_thread};
 pub use reload::{Refresh, Reloading};

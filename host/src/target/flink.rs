@@ -64,7 +64,7 @@ use serde_json::{Map, Value, json};
 
 use super::{AppState, AppStatus, ScalingTarget, TargetError};
 use crate::config::FlinkJob;
-use crate::flink::{FlinkRest, is_terminal};
+use crate::flink::{FlinkRest, is_terminal, segment};
 
 /// A job of a Flink cluster reached at `http://host:port`.
 #[derive(Debug, Clone)]
@@ -112,10 +112,10 @@ impl FlinkTarget {
     /// Reads the job, its vertices and its requirements.
     async fn view(&self, application: &str) -> Result<JobView, TargetError> {
         let id = self.rest.job_id(&self.job(application)).await?;
-        let job = self.rest.get(&format!("/jobs/{id}")).await?;
+        let job = self.rest.get(&format!("/jobs/{}", segment(&id))).await?;
         let requirements = self
             .rest
-            .get(&format!("/jobs/{id}/resource-requirements"))
+            .get(&format!("/jobs/{}/resource-requirements", segment(&id)))
             .await?;
         let requirements = requirements.as_object().cloned().unwrap_or_default();
         let vertices = job["vertices"].as_array().cloned().unwrap_or_default();
@@ -172,7 +172,7 @@ impl FlinkTarget {
             if is_terminal(other["state"].as_str().unwrap_or("")) {
                 continue;
             }
-            let detail = self.rest.get(&format!("/jobs/{jid}")).await?;
+            let detail = self.rest.get(&format!("/jobs/{}", segment(jid))).await?;
             others += detail["vertices"]
                 .as_array()
                 .into_iter()
@@ -254,7 +254,7 @@ impl ScalingTarget for FlinkTarget {
                 now.state.status
             )));
         }
-        let path = format!("/jobs/{}/resource-requirements", now.id);
+        let path = format!("/jobs/{}/resource-requirements", segment(&now.id));
         if now.requirements.is_empty() {
             return Err(TargetError::Invalid(format!(
                 "job {application:?} lists no vertices in {path} (is jobmanager.scheduler: adaptive set?)"
