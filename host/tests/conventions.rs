@@ -22,29 +22,11 @@ const PATIENCE: Duration = Duration::from_secs(90);
 /// One `[[application]]` evaluated every second on its CPU, in `mode`,
 /// deciding with `plugin` and `params` (TOML inline-table body).
 fn application(name: &str, mode: &str, plugin: &str, params: &str) -> String {
-    format!(
-        r#"
-[[application]]
-name = "{name}"
-mode = "{mode}"
-min_kpu = 1
-max_kpu = 8
-evaluation_interval_secs = 1
-update_poll_secs = 1
-grace_period_secs = 2
-
-[[application.metric]]
-id = "cpu"
-namespace = "AWS/KinesisAnalytics"
-metric_name = "containerCPUUtilization"
-dimensions = {{ Application = "{name}" }}
-statistic = "Average"
-period_secs = 10
-
-[application.policy]
-plugin = "{plugin}"
-params = {{ {params} }}
-"#
+    common::cpu_application(
+        name,
+        1,
+        &format!("mode = \"{mode}\"\n"),
+        &format!("plugin = \"{plugin}\"\nparams = {{ {params} }}\n"),
     )
 }
 

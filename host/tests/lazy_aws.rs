@@ -134,28 +134,7 @@ plugin = "hold"
 /// An MSF `[[application]]` of the emulator's reload scenario, evaluated
 /// every second on its CPU from CloudWatch.
 fn msf_application(name: &str) -> String {
-    format!(
-        r#"
-[[application]]
-name = "{name}"
-min_kpu = 1
-max_kpu = 8
-evaluation_interval_secs = 1
-update_poll_secs = 1
-grace_period_secs = 2
-
-[[application.metric]]
-id = "cpu"
-namespace = "AWS/KinesisAnalytics"
-metric_name = "containerCPUUtilization"
-dimensions = {{ Application = "{name}" }}
-statistic = "Average"
-period_secs = 10
-
-[application.policy]
-plugin = "hold"
-"#
-    )
+    common::cpu_application(name, 1, "", "plugin = \"hold\"\n")
 }
 
 /// Writes `dir/agent.toml` (state in `dir/state`) with `applications`,

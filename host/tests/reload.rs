@@ -30,27 +30,11 @@ const PATIENCE: Duration = Duration::from_secs(90);
 /// One `[[application]]` evaluated every second on its CPU, deciding with
 /// `plugin` (no parameters).
 fn application(name: &str, plugin: &str, evaluation_interval_secs: u32) -> String {
-    format!(
-        r#"
-[[application]]
-name = "{name}"
-min_kpu = 1
-max_kpu = 8
-evaluation_interval_secs = {evaluation_interval_secs}
-update_poll_secs = 1
-grace_period_secs = 2
-
-[[application.metric]]
-id = "cpu"
-namespace = "AWS/KinesisAnalytics"
-metric_name = "containerCPUUtilization"
-dimensions = {{ Application = "{name}" }}
-statistic = "Average"
-period_secs = 10
-
-[application.policy]
-plugin = "{plugin}"
-"#
+    common::cpu_application(
+        name,
+        evaluation_interval_secs,
+        "",
+        &format!("plugin = \"{plugin}\"\n"),
     )
 }
 

@@ -945,3 +945,37 @@ pub fn free_port() -> u16 {
         .expect("a free loopback port")
         .port()
 }
+
+/// One MSF `[[application]]` of an emulator scenario, evaluated every
+/// `evaluation_interval_secs` on its CPU from CloudWatch (Average, 10 s
+/// periods), between 1 and 8 KPU, with `extra` lines in its table (e.g.
+/// `mode = "paused"\n`) and `policy` as its `[application.policy]` body
+/// (e.g. `plugin = "hold"\n`).
+pub fn cpu_application(
+    name: &str,
+    evaluation_interval_secs: u32,
+    extra: &str,
+    policy: &str,
+) -> String {
+    format!(
+        r#"
+[[application]]
+name = "{name}"
+{extra}min_kpu = 1
+max_kpu = 8
+evaluation_interval_secs = {evaluation_interval_secs}
+update_poll_secs = 1
+grace_period_secs = 2
+
+[[application.metric]]
+id = "cpu"
+namespace = "AWS/KinesisAnalytics"
+metric_name = "containerCPUUtilization"
+dimensions = {{ Application = "{name}" }}
+statistic = "Average"
+period_secs = 10
+
+[application.policy]
+{policy}"#
+    )
+}
