@@ -3,7 +3,7 @@
 //! policy that made the same decisions; the planning variant of the
 //! relaxed programme follows its own optimum, bills what the real model
 //! bills and never counts fewer violation seconds than the replay; and the
-//! local search never makes a schedule worse.
+//! local search and the joint search never make a schedule worse.
 //!
 //! Needs the shipped plugins (built by host/build.rs).
 
@@ -222,4 +222,91 @@ fn the_per_second_plan_is_what_the_model_does_and_costs_the_optimum() {
         most_rescales = most_rescales.max(plan.rescales.len());
     }
     assert!(most_rescales >= 2, "the plans should follow the cycle");
+}
+
+#[test]
+fn the_joint_search_only_improves_and_reports_its_replays() {
+    let scenario = scenario();
+    // Following the cycle by hand, late up the first rise and a KPU too
+    // many on the second: a start the joint moves can improve, with 60
+    // violation seconds to spare.
+    let start_rescales = vec![
+        Rescale {
+            at_secs: 900,
+            kpu: 7,
+        },
+        Rescale {
+            at_secs: 3000,
+            kpu: 4,
+        },
+        Rescale {
+            at_secs: 4400,
+            kpu: 7,
+        },
+        Rescale {
+            at_secs: 6900,
+            kpu: 2,
+        },
+    ];
+    let start = Found {
+        scores: schedule::replay(&scenario, &start_rescales).expect("replays"),
+        rescales: start_rescales,
+    };
+    let budget = start.scores.slo_violation_secs + 60;
+    let stages = [
+        schedule::JointStage {
+            span_secs: 600,
+            step_secs: 120,
+        },
+        schedule::JointStage {
+            span_secs: 60,
+            step_secs: 20,
+        },
+    ];
+    let mut steps: Vec<Found> = Vec::new();
+    let end = schedule::improve_jointly(&scenario, start.clone(), budget, &stages, 1, 5, 10, |f| {
+        steps.push(f.clone())
+    });
+    assert!(
+        !steps.is_empty(),
+        "the joint search should improve the start"
+    );
+    let mut last = start.clone();
+    for step in &steps {
+        assert!(schedule::better(&step.scores, &last.scores, budget));
+        assert_eq!(step.rescales.len(), last.rescales.len());
+        assert_eq!(
+            schedule::replay(&scenario, &step.rescales).expect("replays"),
+            step.scores
+        );
+        last = step.clone();
+    }
+    assert_eq!(end, last);
+    assert!(end.scores.slo_violation_secs <= budget);
+    // One round of the first stage is never worse than the best move of
+    // one rescale on its grid (here every such move of the local search).
+    let one_round = schedule::improve_jointly(
+        &scenario,
+        start.clone(),
+        budget,
+        &stages[..1],
+        1,
+        5,
+        1,
+        |_| {},
+    );
+    let one_move = schedule::improve_keeping(
+        &scenario,
+        start,
+        budget,
+        &[120, 240, 360, 480, 600],
+        1,
+        true,
+        |_| {},
+    );
+    assert!(!schedule::better(
+        &one_move.scores,
+        &one_round.scores,
+        budget
+    ));
 }
