@@ -7,7 +7,9 @@
 //!
 //! Needs the shipped plugins (built by host/build.rs).
 
-use flinkscale::sim::bench::configure;
+use flinkscale::sim::bench::{
+    BAR_EFFICIENCY_FACTOR, BAR_EXTRA_VIOLATION_SECS, bar_verdict, configure,
+};
 use flinkscale::sim::bound::{Relaxed, Resolution};
 use flinkscale::sim::driver::simulate;
 use flinkscale::sim::presets::{PRESETS, PolicyChoice};
@@ -309,4 +311,52 @@ fn the_joint_search_only_improves_and_reports_its_replays() {
         &one_round.scores,
         budget
     ));
+}
+
+/// The schedule that decides `diurnal`'s row of the README's bound table
+/// (found by `cycle_schedule --joint` from `bar_bound --constrained`'s
+/// schedule): within the joint budget and at the needed efficiency against
+/// all three references, scored from their own runs, and by the bar's own
+/// verdict.
+#[test]
+fn diurnal_has_a_schedule_that_meets_the_joint_bar() {
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/scenarios/diurnal.toml");
+    let scenario = Scenario::load(&path).expect("the shipped scenario loads");
+    let references: Vec<_> = ["seed", "msf-builtin", "flink-operator"]
+        .iter()
+        .map(|name| {
+            let choice = PolicyChoice {
+                name: (*name).into(),
+                params: serde_json::Map::new(),
+            };
+            let loaded = configure(&scenario, &choice, None).expect("the preset loads");
+            simulate(&scenario, &loaded).expect("runs").scores
+        })
+        .collect();
+    let budget = references
+        .iter()
+        .map(|r| r.slo_violation_secs + BAR_EXTRA_VIOLATION_SECS)
+        .min()
+        .expect("three references");
+    let needed = references
+        .iter()
+        .map(|r| BAR_EFFICIENCY_FACTOR * r.efficiency)
+        .fold(0.0, f64::max);
+    let rescales =
+        [(21869, 6), (32509, 12), (79136, 9)].map(|(at_secs, kpu)| Rescale { at_secs, kpu });
+    let scores = schedule::replay(&scenario, &rescales).expect("replays");
+    assert!(
+        scores.slo_violation_secs <= budget,
+        "{} > {budget}",
+        scores.slo_violation_secs
+    );
+    assert!(
+        scores.efficiency >= needed,
+        "{} < {needed}",
+        scores.efficiency
+    );
+    for reference in &references {
+        assert_eq!(bar_verdict(&scores, reference), "met");
+    }
 }
