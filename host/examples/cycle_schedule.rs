@@ -52,7 +52,7 @@ use std::path::PathBuf;
 
 use flinkscale::sim::Scenario;
 use flinkscale::sim::bound::{Relaxed, Resolution};
-use flinkscale::sim::schedule::{self, Found, JointStage, Rescale};
+use flinkscale::sim::schedule::{self, Found, JointSearch, JointStage, Rescale};
 
 fn main() {
     if let Err(e) = run() {
@@ -183,33 +183,31 @@ fn run() -> Result<(), String> {
     let budget = budget.ok_or("--budget SECS is required")?;
     let scenario = Scenario::load(&path).map_err(|e| e.to_string())?;
     let started = std::time::Instant::now();
+    let joint_empty = joint.is_empty();
+    let search = JointSearch {
+        stages: joint,
+        levels,
+        verify,
+        rounds,
+    };
     let jointly = |found: Found| {
-        if joint.is_empty() {
+        if search.stages.is_empty() {
             return found;
         }
-        schedule::improve_jointly(
-            &scenario,
-            found,
-            budget,
-            &joint,
-            levels,
-            verify,
-            rounds,
-            |f| {
-                println!(
-                    "  jointly: {} violation s, efficiency {:.4} ({:.1} s): {}",
-                    f.scores.slo_violation_secs,
-                    f.scores.efficiency,
-                    started.elapsed().as_secs_f64(),
-                    schedule::describe(&f.rescales)
-                );
-            },
-        )
+        schedule::improve_jointly(&scenario, found, budget, &search, |f| {
+            println!(
+                "  jointly: {} violation s, efficiency {:.4} ({:.1} s): {}",
+                f.scores.slo_violation_secs,
+                f.scores.efficiency,
+                started.elapsed().as_secs_f64(),
+                schedule::describe(&f.rescales)
+            );
+        })
     };
     let found = if let Some(rescales) = given {
         let scores = schedule::replay(&scenario, &rescales)?;
         let found = Found { rescales, scores };
-        if improve_given || !joint.is_empty() {
+        if improve_given || !joint_empty {
             show("given", &found);
         }
         let found = if improve_given {

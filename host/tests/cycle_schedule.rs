@@ -255,18 +255,23 @@ fn the_joint_search_only_improves_and_reports_its_replays() {
         rescales: start_rescales,
     };
     let budget = start.scores.slo_violation_secs + 60;
-    let stages = [
-        schedule::JointStage {
-            span_secs: 600,
-            step_secs: 120,
-        },
-        schedule::JointStage {
-            span_secs: 60,
-            step_secs: 20,
-        },
-    ];
+    let search = schedule::JointSearch {
+        stages: vec![
+            schedule::JointStage {
+                span_secs: 600,
+                step_secs: 120,
+            },
+            schedule::JointStage {
+                span_secs: 60,
+                step_secs: 20,
+            },
+        ],
+        levels: 1,
+        verify: 5,
+        rounds: 10,
+    };
     let mut steps: Vec<Found> = Vec::new();
-    let end = schedule::improve_jointly(&scenario, start.clone(), budget, &stages, 1, 5, 10, |f| {
+    let end = schedule::improve_jointly(&scenario, start.clone(), budget, &search, |f| {
         steps.push(f.clone())
     });
     assert!(
@@ -291,10 +296,11 @@ fn the_joint_search_only_improves_and_reports_its_replays() {
         &scenario,
         start.clone(),
         budget,
-        &stages[..1],
-        1,
-        5,
-        1,
+        &schedule::JointSearch {
+            stages: search.stages[..1].to_vec(),
+            rounds: 1,
+            ..search.clone()
+        },
         |_| {},
     );
     let one_move = schedule::improve_keeping(

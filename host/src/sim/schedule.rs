@@ -278,20 +278,33 @@ pub struct JointStage {
     pub step_secs: u64,
 }
 
+/// What [`improve_jointly`] tries: its stages and how far each goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JointSearch {
+    /// The stages, in order (coarse to fine).
+    pub stages: Vec<JointStage>,
+    /// How many KPU more or less than its own each rescale is tried at.
+    pub levels: u32,
+    /// How many of the added-up combinations are replayed per round.
+    pub verify: usize,
+    /// The most rounds per stage.
+    pub rounds: usize,
+}
+
 /// Improves `found` on the real model by moving all its rescales at once,
 /// where [`improve`] moves one at a time and so cannot cross a ridge on
 /// which every single move is worse (e.g. over the budget, two moves that
 /// each save one violation second only together cost less than a third
 /// move that saves two).
 ///
-/// For each of `stages` in turn (coarse to fine), a round replays, for
-/// each rescale alone, every option within the stage: each time within
+/// For each of the search's stages in turn, a round replays, for each
+/// rescale alone, every option within the stage: each time within
 /// `span_secs` either side at `step_secs`, at its KPU or up to `levels`
 /// KPU more or less. It keeps, per rescale and per change in violation
 /// seconds, the option of least KPU-seconds, and adds the rescales'
 /// changes up by a knapsack over the violation seconds (as if the
 /// rescales' effects did not interact, which holds when the backlog
-/// drains between them). Its `verify` most promising combinations (see
+/// drains between them). The `verify` most promising combinations (see
 /// [`better`], on the added-up scores) are replayed on the real model,
 /// and the best of these replays and of the single options' own replays
 /// is taken if it beats `found` (so a round is never worse than the best
@@ -304,15 +317,19 @@ pub fn improve_jointly(
     scenario: &Scenario,
     mut found: Found,
     budget: u64,
-    stages: &[JointStage],
-    levels: u32,
-    verify: usize,
-    rounds: usize,
+    search: &JointSearch,
     mut log: impl FnMut(&Found),
 ) -> Found {
-    for stage in stages {
-        for _ in 0..rounds {
-            match joint_round(scenario, &found, budget, *stage, levels, verify) {
+    for stage in &search.stages {
+        for _ in 0..search.rounds {
+            match joint_round(
+                scenario,
+                &found,
+                budget,
+                *stage,
+                search.levels,
+                search.verify,
+            ) {
                 Some(next) => {
                     log(&next);
                     found = next;
