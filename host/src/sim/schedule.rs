@@ -16,6 +16,8 @@
 //! finds is a real schedule, so it shows a bar possible; it never shows
 //! one impossible (the bound in [`super::bound`] does that).
 
+use std::collections::BTreeMap;
+
 use super::bound::Plan;
 #[cfg(doc)]
 use super::bound::Relaxed;
@@ -308,9 +310,9 @@ pub struct JointSearch {
 /// [`better`], on the added-up scores) are replayed on the real model,
 /// and the best of these replays and of the single options' own replays
 /// is taken if it beats `found` (so a round is never worse than the best
-/// move of one rescale on its grid): so every accepted
-/// step is a real schedule, scored as [`replay`] scores it, and only ever
-/// an improvement. Rounds repeat up to `rounds` times while they improve;
+/// move of one rescale on its grid): every accepted step is a real
+/// schedule, scored as [`replay`] scores it, and only ever an
+/// improvement. Rounds repeat up to `rounds` times while they improve;
 /// `log` hears of each accepted step. The number of rescales never
 /// changes.
 pub fn improve_jointly(
@@ -347,8 +349,8 @@ fn kpu_secs(scores: &Scores) -> i64 {
     (scores.kpu_hours * 3600.0).round() as i64
 }
 
-/// One round of [`improve_jointly`]: the best verified combination if it
-/// beats `found`.
+/// One round of [`improve_jointly`]: the best of the single options and
+/// the verified combinations, if it beats `found`.
 fn joint_round(
     scenario: &Scenario,
     found: &Found,
@@ -366,7 +368,7 @@ fn joint_round(
     // Per rescale: change in violation seconds -> (least change in
     // KPU-seconds, the rescale that gives it). Keeping it unchanged is
     // always an option.
-    let mut options: Vec<std::collections::BTreeMap<i64, (i64, Rescale)>> = Vec::new();
+    let mut options: Vec<BTreeMap<i64, (i64, Rescale)>> = Vec::new();
     // The best schedule seen, starting with the options themselves: each is
     // a real replay, so a round never does worse than the best single move.
     let mut best: Option<Found> = None;
@@ -377,7 +379,7 @@ fn joint_round(
         }
     };
     for (i, r) in base.iter().enumerate() {
-        let mut least = std::collections::BTreeMap::new();
+        let mut least = BTreeMap::new();
         least.insert(0i64, (0i64, *r));
         let earliest = r.at_secs.saturating_sub(stage.span_secs);
         let latest = r.at_secs.saturating_add(stage.span_secs);
@@ -407,11 +409,9 @@ fn joint_round(
     }
     // Knapsack over the violation seconds: total change -> least total
     // change in KPU-seconds and the rescales giving it.
-    let mut totals: std::collections::BTreeMap<i64, (i64, Vec<Rescale>)> =
-        std::collections::BTreeMap::from([(0, (0, Vec::new()))]);
+    let mut totals: BTreeMap<i64, (i64, Vec<Rescale>)> = BTreeMap::from([(0, (0, Vec::new()))]);
     for least in &options {
-        let mut next: std::collections::BTreeMap<i64, (i64, Vec<Rescale>)> =
-            std::collections::BTreeMap::new();
+        let mut next: BTreeMap<i64, (i64, Vec<Rescale>)> = BTreeMap::new();
         for (dv, (dc, chosen)) in &totals {
             for (odv, (odc, option)) in least {
                 let (v, c) = (dv + odv, dc + odc);
