@@ -33,12 +33,26 @@
 //! T:K,T:K,..` to replay one given schedule (seconds : KPU) and stop, or,
 //! with `--improve`, to improve it by the local search (with
 //! `--keep-rescales`, never dropping one of its rescales).
+//!
+//! `--joint SPAN:STEP,SPAN:STEP,..` then improves the schedule (the given
+//! one, or each local optimum) by moving all its rescales at once
+//! (`flinkscale::sim::schedule::improve_jointly`): per stage, each rescale
+//! tried alone every STEP seconds within SPAN either side, at its KPU or up
+//! to `--levels N` (default 1) more or less, the options added up by a
+//! knapsack over violation seconds and the `--verify N` (default 20) most
+//! promising combinations replayed on the real model. On `diurnal`:
+//!
+//! ```text
+//! cargo run --release --example cycle_schedule -- tests/scenarios/diurnal.toml \
+//!     --budget 191 --needed 0.7632865515114127 --schedule 21919:6,32484:12,79109:9 \
+//!     --joint 900:30,120:5,20:1
+//! ```
 
 use std::path::PathBuf;
 
 use flinkscale::sim::Scenario;
 use flinkscale::sim::bound::{Relaxed, Resolution};
-use flinkscale::sim::schedule::{self, Found, Rescale};
+use flinkscale::sim::schedule::{self, Found, JointSearch, JointStage, Rescale};
 
 fn main() {
     if let Err(e) = run() {
@@ -63,6 +77,30 @@ fn parse_schedule(text: &str) -> Result<Vec<Rescale>, String> {
                     .trim()
                     .parse()
                     .map_err(|_| format!("--schedule item {item:?}: {k:?} is not a KPU count"))?,
+            })
+        })
+        .collect()
+}
+
+fn parse_stages(text: &str) -> Result<Vec<JointStage>, String> {
+    text.split(',')
+        .filter(|s| !s.trim().is_empty())
+        .map(|item| {
+            let (span, step) = item
+                .split_once(':')
+                .ok_or_else(|| format!("--joint item {item:?}: expected SPAN:STEP (seconds)"))?;
+            let secs = |what: &str, v: &str| {
+                v.trim().parse::<u64>().map_err(|_| {
+                    format!("--joint item {item:?}: {what} {v:?} is not whole seconds")
+                })
+            };
+            let step_secs = secs("STEP", step)?;
+            if step_secs == 0 {
+                return Err(format!("--joint item {item:?}: STEP must be at least 1 s"));
+            }
+            Ok(JointStage {
+                span_secs: secs("SPAN", span)?,
+                step_secs,
             })
         })
         .collect()
@@ -96,6 +134,8 @@ fn run() -> Result<(), String> {
     let mut per_second: Option<f64> = None;
     let mut improve_given = false;
     let mut keep = false;
+    let mut joint: Vec<JointStage> = Vec::new();
+    let (mut levels, mut verify) = (1u32, 20usize);
     while let Some(arg) = args.next() {
         let mut text = |name: &str| args.next().ok_or_else(|| format!("{name} needs a value"));
         let number = |name: &str, v: String| -> Result<f64, String> {
@@ -132,25 +172,52 @@ fn run() -> Result<(), String> {
             "--schedule" => given = Some(parse_schedule(&text("--schedule")?)?),
             "--improve" => improve_given = true,
             "--keep-rescales" => keep = true,
+            "--joint" => joint = parse_stages(&text("--joint")?)?,
+            "--levels" => levels = number("--levels", text("--levels")?)? as u32,
+            "--verify" => verify = number("--verify", text("--verify")?)?.max(1.0) as usize,
             _ if path.is_none() => path = Some(PathBuf::from(arg)),
             _ => return Err(format!("unexpected argument {arg:?}")),
         }
     }
-    let path = path.ok_or("usage: cycle_schedule SCENARIO --budget SECS [--needed E] [--block SECS] [--buckets N] [--cap SECS] [--per-second MERGE] [--start P] [--solves N] [--shifts S,..] [--rounds N] [--starts N] [--schedule T:K,.. [--improve [--keep-rescales]]]")?;
+    let path = path.ok_or("usage: cycle_schedule SCENARIO --budget SECS [--needed E] [--block SECS] [--buckets N] [--cap SECS] [--per-second MERGE] [--start P] [--solves N] [--shifts S,..] [--rounds N] [--starts N] [--schedule T:K,.. [--improve [--keep-rescales]]] [--joint SPAN:STEP,.. [--levels N] [--verify N]]")?;
     let budget = budget.ok_or("--budget SECS is required")?;
     let scenario = Scenario::load(&path).map_err(|e| e.to_string())?;
     let started = std::time::Instant::now();
+    let joint_empty = joint.is_empty();
+    let search = JointSearch {
+        stages: joint,
+        levels,
+        verify,
+        rounds,
+    };
+    let jointly = |found: Found| {
+        if search.stages.is_empty() {
+            return found;
+        }
+        schedule::improve_jointly(&scenario, found, budget, &search, |f| {
+            println!(
+                "  jointly: {} violation s, efficiency {:.4} ({:.1} s): {}",
+                f.scores.slo_violation_secs,
+                f.scores.efficiency,
+                started.elapsed().as_secs_f64(),
+                schedule::describe(&f.rescales)
+            );
+        })
+    };
     let found = if let Some(rescales) = given {
         let scores = schedule::replay(&scenario, &rescales)?;
         let found = Found { rescales, scores };
-        if improve_given {
+        if improve_given || !joint_empty {
             show("given", &found);
+        }
+        let found = if improve_given {
             schedule::improve_keeping(&scenario, found, budget, &shifts, rounds, keep, |f| {
                 show("  improved", f);
             })
         } else {
             found
-        }
+        };
+        jointly(found)
     } else {
         let relaxed = Relaxed::from_scenario(&scenario)?;
         let model = match per_second {
@@ -202,6 +269,7 @@ fn run() -> Result<(), String> {
                 );
             });
             show("  local optimum", &improved);
+            let improved = jointly(improved);
             if best
                 .as_ref()
                 .is_none_or(|b| schedule::better(&improved.scores, &b.scores, budget))

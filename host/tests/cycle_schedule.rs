@@ -3,11 +3,13 @@
 //! policy that made the same decisions; the planning variant of the
 //! relaxed programme follows its own optimum, bills what the real model
 //! bills and never counts fewer violation seconds than the replay; and the
-//! local search never makes a schedule worse.
+//! local search and the joint search never make a schedule worse.
 //!
 //! Needs the shipped plugins (built by host/build.rs).
 
-use flinkscale::sim::bench::configure;
+use flinkscale::sim::bench::{
+    BAR_EFFICIENCY_FACTOR, BAR_EXTRA_VIOLATION_SECS, bar_verdict, configure,
+};
 use flinkscale::sim::bound::{Relaxed, Resolution};
 use flinkscale::sim::driver::simulate;
 use flinkscale::sim::presets::{PRESETS, PolicyChoice};
@@ -222,4 +224,145 @@ fn the_per_second_plan_is_what_the_model_does_and_costs_the_optimum() {
         most_rescales = most_rescales.max(plan.rescales.len());
     }
     assert!(most_rescales >= 2, "the plans should follow the cycle");
+}
+
+#[test]
+fn the_joint_search_only_improves_and_reports_its_replays() {
+    let scenario = scenario();
+    // Following the cycle by hand, late up the first rise and a KPU too
+    // many on the second: a start the joint moves can improve, with 60
+    // violation seconds to spare.
+    let start_rescales = vec![
+        Rescale {
+            at_secs: 900,
+            kpu: 7,
+        },
+        Rescale {
+            at_secs: 3000,
+            kpu: 4,
+        },
+        Rescale {
+            at_secs: 4400,
+            kpu: 7,
+        },
+        Rescale {
+            at_secs: 6900,
+            kpu: 2,
+        },
+    ];
+    let start = Found {
+        scores: schedule::replay(&scenario, &start_rescales).expect("replays"),
+        rescales: start_rescales,
+    };
+    let budget = start.scores.slo_violation_secs + 60;
+    let search = schedule::JointSearch {
+        stages: vec![
+            schedule::JointStage {
+                span_secs: 600,
+                step_secs: 120,
+            },
+            schedule::JointStage {
+                span_secs: 60,
+                step_secs: 20,
+            },
+        ],
+        levels: 1,
+        verify: 5,
+        rounds: 10,
+    };
+    let mut steps: Vec<Found> = Vec::new();
+    let end = schedule::improve_jointly(&scenario, start.clone(), budget, &search, |f| {
+        steps.push(f.clone())
+    });
+    assert!(
+        !steps.is_empty(),
+        "the joint search should improve the start"
+    );
+    let mut last = start.clone();
+    for step in &steps {
+        assert!(schedule::better(&step.scores, &last.scores, budget));
+        assert_eq!(step.rescales.len(), last.rescales.len());
+        assert_eq!(
+            schedule::replay(&scenario, &step.rescales).expect("replays"),
+            step.scores
+        );
+        last = step.clone();
+    }
+    assert_eq!(end, last);
+    assert!(end.scores.slo_violation_secs <= budget);
+    // One round of the first stage is never worse than the best move of
+    // one rescale on its grid (here every such move of the local search).
+    let one_round = schedule::improve_jointly(
+        &scenario,
+        start.clone(),
+        budget,
+        &schedule::JointSearch {
+            stages: search.stages[..1].to_vec(),
+            rounds: 1,
+            ..search.clone()
+        },
+        |_| {},
+    );
+    let one_move = schedule::improve_keeping(
+        &scenario,
+        start,
+        budget,
+        &[120, 240, 360, 480, 600],
+        1,
+        true,
+        |_| {},
+    );
+    assert!(!schedule::better(
+        &one_move.scores,
+        &one_round.scores,
+        budget
+    ));
+}
+
+/// The schedule that decides `diurnal`'s row of the README's bound table
+/// (found by `cycle_schedule --joint` from `bar_bound --constrained`'s
+/// schedule): within the joint budget and at the needed efficiency against
+/// all three references, scored from their own runs, and by the bar's own
+/// verdict.
+#[test]
+fn diurnal_has_a_schedule_that_meets_the_joint_bar() {
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/scenarios/diurnal.toml");
+    let scenario = Scenario::load(&path).expect("the shipped scenario loads");
+    let references: Vec<_> = ["seed", "msf-builtin", "flink-operator"]
+        .iter()
+        .map(|name| {
+            let choice = PolicyChoice {
+                name: (*name).into(),
+                params: serde_json::Map::new(),
+            };
+            let loaded = configure(&scenario, &choice, None).expect("the preset loads");
+            simulate(&scenario, &loaded).expect("runs").scores
+        })
+        .collect();
+    let budget = references
+        .iter()
+        .map(|r| r.slo_violation_secs + BAR_EXTRA_VIOLATION_SECS)
+        .min()
+        .expect("three references");
+    let needed = references
+        .iter()
+        .map(|r| BAR_EFFICIENCY_FACTOR * r.efficiency)
+        .fold(0.0, f64::max);
+    let rescales =
+        [(21869, 6), (32509, 12), (79136, 9)].map(|(at_secs, kpu)| Rescale { at_secs, kpu });
+    let scores = schedule::replay(&scenario, &rescales).expect("replays");
+    assert!(
+        scores.slo_violation_secs <= budget,
+        "{} > {budget}",
+        scores.slo_violation_secs
+    );
+    assert!(
+        scores.efficiency >= needed,
+        "{} < {needed}",
+        scores.efficiency
+    );
+    for reference in &references {
+        assert_eq!(bar_verdict(&scores, reference), "met");
+    }
 }

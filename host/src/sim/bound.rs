@@ -292,25 +292,7 @@ impl Relaxed {
         merge_secs: f64,
         schedule: bool,
     ) -> BudgetOptimum {
-        // No run violates more seconds than it lasts.
-        let cap = budget.min(self.lambda.len() as u64);
-        let (o, rescales, _) = Solver::new(self, Resolution::default()).run_per_second(
-            0.0,
-            merge_secs,
-            Some(u32::try_from(cap).unwrap_or(u32::MAX)),
-            schedule,
-            None,
-            false,
-        );
-        BudgetOptimum {
-            budget,
-            kpu_secs: o.priced_cost,
-            violation_secs: o.violation_secs,
-            rescale_count: o.rescales,
-            rescales,
-            below_needed: false,
-            pruned: 0,
-        }
+        self.within_budget(budget, merge_secs, None, schedule, false)
     }
 
     /// [`Relaxed::solve_within_budget`] for the yes/no question "can any
@@ -360,16 +342,33 @@ impl Relaxed {
         schedule: bool,
         progress: bool,
     ) -> BudgetOptimum {
+        self.within_budget(budget, merge_secs, Some(prune), schedule, progress)
+    }
+
+    /// The per-second programme within `budget` that both
+    /// [`Relaxed::solve_within_budget`] (no `prune`) and
+    /// [`Relaxed::decide_within_budget`] run.
+    fn within_budget(
+        &self,
+        budget: u64,
+        merge_secs: f64,
+        prune: Option<&NeededPrune>,
+        schedule: bool,
+        progress: bool,
+    ) -> BudgetOptimum {
+        // No run violates more seconds than it lasts.
         let cap = budget.min(self.lambda.len() as u64);
         let budget_u32 = u32::try_from(cap).unwrap_or(u32::MAX);
-        let limit = self.clairvoyant_kpu_secs / prune.needed * (1.0 + 1e-9);
-        let cost_to_go = CostToGo::new(self, prune, budget_u32, limit);
+        let limit = prune.map(|p| self.clairvoyant_kpu_secs / p.needed * (1.0 + 1e-9));
+        let cost_to_go = prune
+            .zip(limit)
+            .map(|(p, limit)| CostToGo::new(self, p, budget_u32, limit));
         let (o, rescales, pruned) = Solver::new(self, Resolution::default()).run_per_second(
             0.0,
             merge_secs,
             Some(budget_u32),
             schedule,
-            Some(&cost_to_go),
+            cost_to_go.as_ref(),
             progress,
         );
         BudgetOptimum {
@@ -378,8 +377,10 @@ impl Relaxed {
             violation_secs: o.violation_secs,
             rescale_count: o.rescales,
             rescales,
-            // Not within the limit (a NaN never is).
-            below_needed: o.priced_cost.partial_cmp(&limit).is_none_or(|o| o.is_gt()),
+            // Not within the limit (a NaN never is); no limit without a
+            // prune.
+            below_needed: limit
+                .is_some_and(|limit| o.priced_cost.partial_cmp(&limit).is_none_or(|o| o.is_gt())),
             pruned,
         }
     }

@@ -10,9 +10,13 @@
 //! its schedule ([`Relaxed::plan`], [`Relaxed::plan_per_second`]) over a
 //! range of prices ([`search_prices`]) and then
 //! improves the best one on the real model by local moves ([`improve`]):
-//! a rescale earlier or later, one KPU more or less, or none. What it
+//! a rescale earlier or later, one KPU more or less, or none; or by
+//! moving all rescales at once ([`improve_jointly`]), which crosses ridges
+//! where every single move is worse. What it
 //! finds is a real schedule, so it shows a bar possible; it never shows
 //! one impossible (the bound in [`super::bound`] does that).
+
+use std::collections::BTreeMap;
 
 use super::bound::Plan;
 #[cfg(doc)]
@@ -264,6 +268,184 @@ fn neighbours(rescales: &[Rescale], shifts: &[u64], keep: bool) -> Vec<Vec<Resca
         }
     }
     out
+}
+
+/// One stage of [`improve_jointly`]: each rescale tried at every `step`
+/// seconds within `span` seconds either side of where it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JointStage {
+    /// How far either side of its time a rescale is tried (seconds).
+    pub span_secs: u64,
+    /// The spacing of the times tried (seconds, at least 1).
+    pub step_secs: u64,
+}
+
+/// What [`improve_jointly`] tries: its stages and how far each goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JointSearch {
+    /// The stages, in order (coarse to fine).
+    pub stages: Vec<JointStage>,
+    /// How many KPU more or less than its own each rescale is tried at.
+    pub levels: u32,
+    /// How many of the added-up combinations are replayed per round.
+    pub verify: usize,
+    /// The most rounds per stage.
+    pub rounds: usize,
+}
+
+/// Improves `found` on the real model by moving all its rescales at once,
+/// where [`improve`] moves one at a time and so cannot cross a ridge on
+/// which every single move is worse (e.g. over the budget, two moves that
+/// each save one violation second only together cost less than a third
+/// move that saves two).
+///
+/// For each of the search's stages in turn, a round replays, for each
+/// rescale alone, every option within the stage: each time within
+/// `span_secs` either side at `step_secs`, at its KPU or up to `levels`
+/// KPU more or less. It keeps, per rescale and per change in violation
+/// seconds, the option of least KPU-seconds, and adds the rescales'
+/// changes up by a knapsack over the violation seconds (as if the
+/// rescales' effects did not interact, which holds when the backlog
+/// drains between them). The `verify` most promising combinations (see
+/// [`better`], on the added-up scores) are replayed on the real model,
+/// and the best of these replays and of the single options' own replays
+/// is taken if it beats `found` (so a round is never worse than the best
+/// move of one rescale on its grid): every accepted step is a real
+/// schedule, scored as [`replay`] scores it, and only ever an
+/// improvement. Rounds repeat up to `rounds` times while they improve;
+/// `log` hears of each accepted step. The number of rescales never
+/// changes.
+pub fn improve_jointly(
+    scenario: &Scenario,
+    mut found: Found,
+    budget: u64,
+    search: &JointSearch,
+    mut log: impl FnMut(&Found),
+) -> Found {
+    for stage in &search.stages {
+        for _ in 0..search.rounds {
+            match joint_round(
+                scenario,
+                &found,
+                budget,
+                *stage,
+                search.levels,
+                search.verify,
+            ) {
+                Some(next) => {
+                    log(&next);
+                    found = next;
+                }
+                None => break,
+            }
+        }
+    }
+    found
+}
+
+/// The KPU-seconds billed by a run: an integer, as the model bills whole
+/// KPU for whole seconds.
+fn kpu_secs(scores: &Scores) -> i64 {
+    (scores.kpu_hours * 3600.0).round() as i64
+}
+
+/// One round of [`improve_jointly`]: the best of the single options and
+/// the verified combinations, if it beats `found`.
+fn joint_round(
+    scenario: &Scenario,
+    found: &Found,
+    budget: u64,
+    stage: JointStage,
+    levels: u32,
+    verify: usize,
+) -> Option<Found> {
+    let base = &found.rescales;
+    let (v0, c0) = (
+        found.scores.slo_violation_secs as i64,
+        kpu_secs(&found.scores),
+    );
+    let step = stage.step_secs.max(1);
+    // Per rescale: change in violation seconds -> (least change in
+    // KPU-seconds, the rescale that gives it). Keeping it unchanged is
+    // always an option.
+    let mut options: Vec<BTreeMap<i64, (i64, Rescale)>> = Vec::new();
+    // The best schedule seen, starting with the options themselves: each is
+    // a real replay, so a round never does worse than the best single move.
+    let mut best: Option<Found> = None;
+    let mut consider = |rescales: Vec<Rescale>, scores: Scores| {
+        let beats = |s: &Scores| better(&scores, s, budget);
+        if beats(&found.scores) && best.as_ref().is_none_or(|b| beats(&b.scores)) {
+            best = Some(Found { rescales, scores });
+        }
+    };
+    for (i, r) in base.iter().enumerate() {
+        let mut least = BTreeMap::new();
+        least.insert(0i64, (0i64, *r));
+        let earliest = r.at_secs.saturating_sub(stage.span_secs);
+        let latest = r.at_secs.saturating_add(stage.span_secs);
+        let low_kpu = r.kpu.saturating_sub(levels).max(1);
+        for kpu in low_kpu..=r.kpu.saturating_add(levels) {
+            let mut at = earliest + (r.at_secs - earliest) % step;
+            while at <= latest {
+                let option = Rescale { at_secs: at, kpu };
+                at += step;
+                if option == *r {
+                    continue;
+                }
+                let mut candidate = base.clone();
+                candidate[i] = option;
+                let Ok(scores) = replay(scenario, &candidate) else {
+                    continue;
+                };
+                let dv = scores.slo_violation_secs as i64 - v0;
+                let dc = kpu_secs(&scores) - c0;
+                if least.get(&dv).is_none_or(|&(c, _)| dc < c) {
+                    least.insert(dv, (dc, option));
+                }
+                consider(candidate, scores);
+            }
+        }
+        options.push(least);
+    }
+    // Knapsack over the violation seconds: total change -> least total
+    // change in KPU-seconds and the rescales giving it.
+    let mut totals: BTreeMap<i64, (i64, Vec<Rescale>)> = BTreeMap::from([(0, (0, Vec::new()))]);
+    for least in &options {
+        let mut next: BTreeMap<i64, (i64, Vec<Rescale>)> = BTreeMap::new();
+        for (dv, (dc, chosen)) in &totals {
+            for (odv, (odc, option)) in least {
+                let (v, c) = (dv + odv, dc + odc);
+                if next.get(&v).is_none_or(|&(least, _)| c < least) {
+                    let mut with = chosen.clone();
+                    with.push(*option);
+                    next.insert(v, (c, with));
+                }
+            }
+        }
+        totals = next;
+    }
+    // The most promising first: within the budget by fewest KPU-seconds,
+    // then over it by fewest violation seconds.
+    let mut ranked: Vec<(i64, i64, Vec<Rescale>)> = totals
+        .into_iter()
+        .map(|(dv, (dc, rescales))| (v0 + dv, c0 + dc, rescales))
+        .filter(|(_, _, rescales)| {
+            rescales != base && rescales.windows(2).all(|w| w[0].at_secs < w[1].at_secs)
+        })
+        .collect();
+    ranked.sort_by_key(|&(v, c, _)| {
+        if v <= budget as i64 {
+            (0, c, v)
+        } else {
+            (1, v, c)
+        }
+    });
+    for (_, _, rescales) in ranked.into_iter().take(verify) {
+        if let Ok(scores) = replay(scenario, &rescales) {
+            consider(rescales, scores);
+        }
+    }
+    best
 }
 
 /// `h:mm:ss` of a simulated second.
