@@ -603,12 +603,14 @@ pub fn bar_verdict(candidate: &Scores, reference: &Scores) -> String {
             candidate.slo_violation_secs
         ));
     }
-    // Compared as printed (three decimals), so the table never says a
-    // miss whose two numbers read the same.
-    let thousandths = |x: f64| (x * 1000.0).round();
-    if thousandths(candidate.efficiency) < thousandths(needed) {
+    // Compared unrounded; a miss is printed with as many decimals as it
+    // takes (three at least) for its two numbers to read differently.
+    if candidate.efficiency < needed {
+        let digits = (3..=9)
+            .find(|&d| format!("{:.d$}", candidate.efficiency) != format!("{needed:.d$}"))
+            .unwrap_or(9);
         misses.push(format!(
-            "efficiency {:.3} < {needed:.3}",
+            "efficiency {:.digits$} < {needed:.digits$}",
             candidate.efficiency
         ));
     }
@@ -1049,6 +1051,15 @@ mod tests {
                 &scored("x", "seed", 0, 0.3).scores
             ),
             "violations 200 > 30 s, efficiency 0.100 < 0.375"
+        );
+        // Compared unrounded: 0.7626 misses 1.25 x 0.61063 = 0.7633 although
+        // both read 0.763, so the miss is printed with a fourth decimal.
+        assert_eq!(
+            bar_verdict(
+                &scored("x", RECOMMENDED, 0, 0.7626).scores,
+                &scored("x", "flink-operator", 0, 0.61063).scores
+            ),
+            "efficiency 0.7626 < 0.7633"
         );
         assert!(
             markdown(&result).contains(&table),
