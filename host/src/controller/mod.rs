@@ -356,7 +356,9 @@ impl Failure {
             TargetError::Transient(_) => Failure::Transient,
             TargetError::ConcurrentModification(_) => Failure::ConcurrentModification,
             TargetError::ResourceInUse(_) => Failure::ResourceInUse,
-            TargetError::LimitExceeded(_) => Failure::LimitExceeded,
+            TargetError::LimitExceeded(_) | TargetError::SlotsExceeded { .. } => {
+                Failure::LimitExceeded
+            }
             TargetError::Invalid(_) => Failure::Invalid,
             TargetError::NotFound(_) => Failure::NotFound,
             TargetError::Permission(_) => Failure::Permission,

@@ -277,6 +277,34 @@ async fn the_account_kpu_limit_becomes_a_ceiling_and_is_not_hammered() {
     assert_eq!(target.updates(), vec![(0, 4), (60, 3), (3600, 6)]);
 }
 
+/// A Flink cluster short of task slots says how many the job can have:
+/// that is the ceiling at once, not one below each refused parallelism in
+/// turn (which would take one refusal per missing slot).
+#[tokio::test(start_paused = true)]
+async fn a_flink_cluster_s_free_slots_are_the_ceiling_at_once() {
+    let target = FakeTarget::new(2, 90);
+    target.state.lock().unwrap().fail_next_update = Some(TargetError::SlotsExceeded {
+        usable: 2,
+        message: "parallelism 4 needs 4 task slots, but the cluster has 2".into(),
+    });
+    let run = launch(&target);
+    tokio::time::sleep(Duration::from_secs(3000)).await;
+    let counts = run.counts.clone();
+    let events = run.stop().await;
+    assert_counted(&events, &counts);
+    // Refused 4; held at 2 since (MSF's limit would have tried 3 next).
+    assert_eq!(target.updates(), vec![(0, 4)]);
+    assert!(events.iter().any(|e| matches!(
+        e,
+        Event::LimitRecorded {
+            refused_kpu: 4,
+            ceiling_kpu: 2,
+            ..
+        }
+    )));
+    assert_eq!(failures(&events, "limit_exceeded").len(), 1);
+}
+
 #[tokio::test(start_paused = true)]
 async fn an_invalid_update_is_not_sent_again() {
     let target = FakeTarget::new(2, 90);
