@@ -626,9 +626,10 @@ async fn errors_are_classified(cluster: &Cluster, job_name: &str, job: &str) {
 
     // Three slots asked of a cluster with two: refused before sending.
     let slots = by_id.rescale("any-name", 3, &state).await;
-    let Err(TargetError::LimitExceeded(message)) = &slots else {
-        panic!("expected LimitExceeded, got {slots:?}");
+    let Err(TargetError::SlotsExceeded { usable, message }) = &slots else {
+        panic!("expected SlotsExceeded, got {slots:?}");
     };
+    assert_eq!(*usable, 2, "the slots the job can have: {message}");
     assert!(
         message.contains("needs 3 task slots")
             && message.contains("has 2 task slots and its other jobs use 0"),

@@ -438,7 +438,16 @@ fn once_text(report: &OnceReport) -> String {
         (ActOutcome::Started { to_kpu, .. }, _) => {
             format!("UpdateApplication sent: {} -> {to_kpu} KPU", s.kpu())
         }
-        (ActOutcome::NotSent { .. }, _) => "UpdateApplication not sent (see the log)".to_owned(),
+        (ActOutcome::NotSent { reason: None, .. }, _) => {
+            "UpdateApplication not sent (see the log)".to_owned()
+        }
+        (
+            ActOutcome::NotSent {
+                reason: Some(reason),
+                ..
+            },
+            _,
+        ) => format!("UpdateApplication not sent: {}", printable(reason)),
     };
     let _ = writeln!(out, "  action: {done}");
     out
@@ -455,8 +464,8 @@ fn once_json(report: &OnceReport) -> serde_json::Value {
                 ActOutcome::Held => serde_json::json!({"kind": "held"}),
                 ActOutcome::Started { to_kpu, at_ms } =>
                     serde_json::json!({"kind": "update_sent", "to_kpu": to_kpu, "at_ms": at_ms}),
-                ActOutcome::NotSent { retry_after } =>
-                    serde_json::json!({"kind": "not_sent", "retry_after_secs": retry_after.as_secs()}),
+                ActOutcome::NotSent { retry_after, reason } =>
+                    serde_json::json!({"kind": "not_sent", "retry_after_secs": retry_after.as_secs(), "reason": reason}),
             },
         }),
         Err(error) => serde_json::json!({

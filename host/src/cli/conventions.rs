@@ -11,7 +11,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::config::Config;
+use crate::config::{Config, MetricSourceKind};
 use crate::target::flink::FlinkTarget;
 use crate::target::{ScalingTarget, TargetError};
 
@@ -241,13 +241,58 @@ pub async fn flink_findings(config: &Config) -> Vec<Finding> {
                 format!("Flink job ({job}) at {rest_url} cannot be read: {error}"),
             ),
         };
+        let found = !problem;
         findings.push(Finding {
             application: app.name.clone(),
             problem,
             message,
         });
+        if found {
+            findings.extend(vertex_findings(app, rest_url, &job).await);
+        }
     }
     findings
+}
+
+/// Checks that the `vertex` of each `source = "flink"` metric of `app`
+/// names a vertex of its job (read at `rest_url`): one finding per metric
+/// whose `vertex` matches none, naming the job's vertices.
+async fn vertex_findings(
+    app: &crate::config::ApplicationConfig,
+    rest_url: &str,
+    job: &crate::config::FlinkJob,
+) -> Vec<Finding> {
+    let selectors: Vec<(String, String)> = app
+        .metrics
+        .iter()
+        .filter(|m| m.source == MetricSourceKind::Flink)
+        .map(|m| {
+            (
+                m.id.clone(),
+                m.vertex.clone().unwrap_or_else(|| "all".to_owned()),
+            )
+        })
+        .collect();
+    if selectors.is_empty() {
+        return Vec::new();
+    }
+    let finding = |problem, message| Finding {
+        application: app.name.clone(),
+        problem,
+        message,
+    };
+    match crate::metrics::flink::unmatched_vertices(rest_url, job, &selectors).await {
+        Ok(checked) => checked
+            .into_iter()
+            .filter_map(|(id, unmatched)| {
+                unmatched.map(|why| finding(true, format!("metric {id:?}.vertex: {why}")))
+            })
+            .collect(),
+        Err(error) => vec![finding(
+            true,
+            format!("the vertices of Flink job ({job}) at {rest_url} cannot be read: {error}"),
+        )],
+    }
 }
 
 #[cfg(test)]

@@ -635,13 +635,22 @@ impl Machine {
             update.target_kpu
         );
         match error {
-            TargetError::LimitExceeded(_) if update.target_kpu > update.from_kpu => {
+            TargetError::LimitExceeded(_) | TargetError::SlotsExceeded { .. }
+                if update.target_kpu > update.from_kpu =>
+            {
                 // Only a scale-out says where the ceiling is; asking for
                 // less than now and being refused says nothing about more.
+                // A Flink cluster says how many slots it has; MSF's account
+                // limit does not, so one below the refused KPU is tried.
                 out.failed(class, message);
+                let usable_kpu = match error {
+                    TargetError::SlotsExceeded { usable, .. } => Some(*usable),
+                    _ => None,
+                };
                 let limit = KpuLimit {
                     refused_kpu: update.target_kpu,
                     at_ms: out.now_ms,
+                    usable_kpu,
                 };
                 self.record.kpu_limit = Some(limit);
                 out.events.push(Event::LimitRecorded {

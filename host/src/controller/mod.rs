@@ -259,6 +259,9 @@ pub enum ActOutcome {
     NotSent {
         /// When to evaluate again.
         retry_after: Duration,
+        /// Why, as the log says it (`class: message` of the step's last
+        /// failure), when a step failed.
+        reason: Option<String>,
     },
 }
 
@@ -356,7 +359,9 @@ impl Failure {
             TargetError::Transient(_) => Failure::Transient,
             TargetError::ConcurrentModification(_) => Failure::ConcurrentModification,
             TargetError::ResourceInUse(_) => Failure::ResourceInUse,
-            TargetError::LimitExceeded(_) => Failure::LimitExceeded,
+            TargetError::LimitExceeded(_) | TargetError::SlotsExceeded { .. } => {
+                Failure::LimitExceeded
+            }
             TargetError::Invalid(_) => Failure::Invalid,
             TargetError::NotFound(_) => Failure::NotFound,
             TargetError::Permission(_) => Failure::Permission,
@@ -410,6 +415,9 @@ pub struct Controller {
     /// same code gets none (it may be the history it cannot take), new
     /// code does.
     history_refused: bool,
+    /// The last failure a step of the state machine reported
+    /// (`class: message`), for [`Controller::act`]'s answer.
+    step_failure: Option<String>,
     alarms: AlarmTracker,
     /// Where `source = "cloudwatch"` alarms' states are read; `None` when
     /// the run has no CloudWatch (the simulator).
@@ -488,6 +496,7 @@ impl Controller {
             history_days: app.policy.history_days,
             history_due: true,
             history_refused: false,
+            step_failure: None,
             alarms: AlarmTracker::new(&app.alarms, clock.now_ms())
                 .with_signal_period(signal_period_secs),
             alarm_states: None,
@@ -677,6 +686,9 @@ impl Controller {
         let now_ms = self.clock.now_ms();
         let transition = self.machine.step(observation, &self.settings, now_ms);
         for event in transition.events {
+            if let Event::Failed { class, message, .. } = &event {
+                self.step_failure = Some(format!("{class}: {message}"));
+            }
             self.events.emit(event);
         }
         let journaled = self.persist().await;
@@ -946,6 +958,7 @@ impl Controller {
             decision: assessment.decision.clone(),
         }));
         let mut started = None;
+        self.step_failure = None;
         loop {
             let phase_before = self.machine.record.phase.clone();
             let next = self.step(observation).await;
@@ -967,12 +980,16 @@ impl Controller {
                 Next::Run(Command::Evaluate) => {
                     return ActOutcome::NotSent {
                         retry_after: Duration::ZERO,
+                        reason: self.step_failure.take(),
                     };
                 }
                 Next::Wait(delay) => {
                     let sent = matches!(assessment.decision.action, Action::ScaleTo(_));
                     return if sent && !self.settings.dry_run {
-                        ActOutcome::NotSent { retry_after: delay }
+                        ActOutcome::NotSent {
+                            retry_after: delay,
+                            reason: self.step_failure.take(),
+                        }
                     } else {
                         ActOutcome::Held
                     };

@@ -94,28 +94,7 @@ impl FlinkMetricSource {
 
     /// The job's vertices, with which are sources.
     async fn vertices(&self, job_id: &str) -> Result<Vec<Vertex>, TargetError> {
-        let job = self.rest.get(&format!("/jobs/{}", segment(job_id))).await?;
-        let with_inputs: Vec<&str> = job["plan"]["nodes"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter(|n| n["inputs"].as_array().is_some_and(|i| !i.is_empty()))
-            .filter_map(|n| n["id"].as_str())
-            .collect();
-        Ok(job["vertices"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|v| {
-                let id = v["id"].as_str()?.to_owned();
-                Some(Vertex {
-                    is_source: !with_inputs.contains(&id.as_str()),
-                    name: v["name"].as_str().unwrap_or_default().to_owned(),
-                    parallelism: v["parallelism"].as_u64().unwrap_or(0),
-                    id,
-                })
-            })
-            .collect())
+        job_vertices(&self.rest, job_id).await
     }
 
     /// The aggregates of `metric` on `vertex`, `None` when it has no such
@@ -212,20 +191,12 @@ impl FlinkMetricSource {
             .get(VERTEX)
             .map(String::as_str)
             .unwrap_or("all");
-        let chosen: Vec<&Vertex> = vertices
-            .iter()
-            .filter(|v| match selector {
-                "all" => true,
-                "source" => v.is_source,
-                prefix => v.name.starts_with(prefix),
-            })
-            .collect();
+        let chosen = choose(vertices, selector);
         if chosen.is_empty() {
-            let names: Vec<&str> = vertices.iter().map(|v| v.name.as_str()).collect();
             return Err(MetricsError::Invalid(format!(
-                "metric {:?}: vertex {selector:?} matches none of the job's vertices {names:?} \
-                 (valid: \"all\", \"source\", or the start of a vertex name)",
-                query.id
+                "metric {:?}: {}",
+                query.id,
+                no_vertex(selector, vertices)
             )));
         }
         let mut found = Vec::new();
@@ -321,6 +292,80 @@ fn combine(found: &[Aggregates], statistic: &str) -> Option<f64> {
     combined.filter(|v| v.is_finite())
 }
 
+/// The vertices of the job `job_id`, with which are sources.
+async fn job_vertices(rest: &FlinkRest, job_id: &str) -> Result<Vec<Vertex>, TargetError> {
+    let job = rest.get(&format!("/jobs/{}", segment(job_id))).await?;
+    let with_inputs: Vec<&str> = job["plan"]["nodes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|n| n["inputs"].as_array().is_some_and(|i| !i.is_empty()))
+        .filter_map(|n| n["id"].as_str())
+        .collect();
+    Ok(job["vertices"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|v| {
+            let id = v["id"].as_str()?.to_owned();
+            Some(Vertex {
+                is_source: !with_inputs.contains(&id.as_str()),
+                name: v["name"].as_str().unwrap_or_default().to_owned(),
+                parallelism: v["parallelism"].as_u64().unwrap_or(0),
+                id,
+            })
+        })
+        .collect())
+}
+
+/// For each `(metric id, vertex selector)` of `selectors`, whether the
+/// selector matches a vertex of `job` at `rest_url` now: `None` when it
+/// does, else what is wrong and what is valid (the job's vertex names).
+/// The check `validate --environment` makes, so that a `vertex` naming
+/// none of the job's vertices is found before `run` fails every
+/// evaluation on it.
+pub async fn unmatched_vertices(
+    rest_url: &str,
+    job: &FlinkJob,
+    selectors: &[(String, String)],
+) -> Result<Vec<(String, Option<String>)>, TargetError> {
+    let rest = FlinkRest::new(rest_url)?;
+    let job_id = rest.job_id(job).await?;
+    let vertices = job_vertices(&rest, &job_id).await?;
+    Ok(selectors
+        .iter()
+        .map(|(id, selector)| {
+            let unmatched = choose(&vertices, selector)
+                .is_empty()
+                .then(|| no_vertex(selector, &vertices));
+            (id.clone(), unmatched)
+        })
+        .collect())
+}
+
+/// The vertices `selector` (a metric's `vertex`) names: every one for
+/// `"all"`, those without inputs for `"source"`, else those whose name
+/// starts with it.
+fn choose<'a>(vertices: &'a [Vertex], selector: &str) -> Vec<&'a Vertex> {
+    vertices
+        .iter()
+        .filter(|v| match selector {
+            "all" => true,
+            "source" => v.is_source,
+            prefix => v.name.starts_with(prefix),
+        })
+        .collect()
+}
+
+/// Why `selector` chose no vertex, with the job's vertex names.
+fn no_vertex(selector: &str, vertices: &[Vertex]) -> String {
+    let names: Vec<&str> = vertices.iter().map(|v| v.name.as_str()).collect();
+    format!(
+        "vertex {selector:?} matches none of the job's vertices {names:?} \
+         (valid: \"all\", \"source\", or the start of a vertex name)"
+    )
+}
+
 /// A target-side failure as a metric source's.
 fn metrics_error(error: TargetError) -> MetricsError {
     match error {
@@ -408,6 +453,74 @@ mod tests {
                  ?get=0.Source%3A%20a%26b.pendingRecords&agg=min,max,avg,sum HTTP/1.1"
             ]
         );
+    }
+
+    /// `validate --environment`'s check: a metric's `vertex` that names no
+    /// vertex of the job is reported with the job's vertex names, one that
+    /// names some (by the start of a name, "all", "source") is not.
+    #[tokio::test]
+    async fn a_vertex_naming_none_of_the_job_s_is_reported_with_their_names() {
+        let stub = crate::flink::stub::Stub::start(|line| {
+            if line.starts_with("GET /jobs/overview ") {
+                (
+                    200,
+                    serde_json::json!({"jobs": [
+                        {"jid": "a1", "name": "orders", "state": "RUNNING", "start-time": 5}
+                    ]}),
+                )
+            } else if line.starts_with("GET /jobs/a1 ") {
+                (
+                    200,
+                    serde_json::json!({
+                        "state": "RUNNING",
+                        "vertices": [
+                            {"id": "v1", "name": "Source: src[1]", "parallelism": 2},
+                            {"id": "v2", "name": "Calc[2]", "parallelism": 2}
+                        ],
+                        "plan": {"nodes": [
+                            {"id": "v1", "inputs": []},
+                            {"id": "v2", "inputs": [{"id": "v1"}]}
+                        ]}
+                    }),
+                )
+            } else {
+                (404, serde_json::json!({"errors": ["Not found."]}))
+            }
+        })
+        .await;
+        let selectors: Vec<(String, String)> = [
+            ("busy", "Calc"),
+            ("typo", "Clac"),
+            ("every", "all"),
+            ("backlog", "source"),
+        ]
+        .iter()
+        .map(|(id, v)| ((*id).to_owned(), (*v).to_owned()))
+        .collect();
+        let checked = unmatched_vertices(&stub.url, &FlinkJob::Name("orders".into()), &selectors)
+            .await
+            .expect("the stub answers");
+        assert_eq!(
+            checked,
+            vec![
+                ("busy".to_owned(), None),
+                (
+                    "typo".to_owned(),
+                    Some(
+                        "vertex \"Clac\" matches none of the job's vertices \
+                         [\"Source: src[1]\", \"Calc[2]\"] \
+                         (valid: \"all\", \"source\", or the start of a vertex name)"
+                            .to_owned()
+                    )
+                ),
+                ("every".to_owned(), None),
+                ("backlog".to_owned(), None),
+            ]
+        );
+        let missing = unmatched_vertices(&stub.url, &FlinkJob::Name("gone".into()), &selectors)
+            .await
+            .expect_err("no job named gone");
+        assert!(matches!(missing, TargetError::NotFound(_)), "{missing}");
     }
 
     /// A fallback that is never asked.

@@ -155,12 +155,23 @@ pub struct KpuLimit {
     pub refused_kpu: u32,
     /// When (ms since the epoch).
     pub at_ms: i64,
+    /// The most the refusal said is available, when it said (a Flink
+    /// cluster's task slots for the job); absent in journals written
+    /// before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usable_kpu: Option<u32>,
 }
 
 impl KpuLimit {
-    /// The highest KPU decisions may ask for while this limit holds.
+    /// The highest KPU decisions may ask for while this limit holds: what
+    /// the refusal said is available, else one below the refused KPU; at
+    /// least 1.
     pub fn ceiling(&self) -> u32 {
-        self.refused_kpu.saturating_sub(1).max(1)
+        self.usable_kpu
+            .map_or(self.refused_kpu.saturating_sub(1), |usable| {
+                usable.min(self.refused_kpu.saturating_sub(1))
+            })
+            .max(1)
     }
 }
 

@@ -132,6 +132,7 @@ fn record(phase: Phase) -> AppRecord {
         kpu_limit: Some(KpuLimit {
             refused_kpu: 16,
             at_ms: NOW - 5000,
+            usable_kpu: None,
         }),
     }
 }

@@ -262,9 +262,12 @@ impl ScalingTarget for FlinkTarget {
         }
         let (usable, slots) = self.slots(&now.id).await?;
         if u64::from(kpu) > usable {
-            return Err(TargetError::LimitExceeded(format!(
-                "parallelism {kpu} for job {application:?} needs {kpu} task slots, but {slots}"
-            )));
+            return Err(TargetError::SlotsExceeded {
+                usable: u32::try_from(usable).unwrap_or(u32::MAX),
+                message: format!(
+                    "parallelism {kpu} for job {application:?} needs {kpu} task slots, but {slots}"
+                ),
+            });
         }
         let wanted: Map<String, Value> = now
             .requirements

@@ -117,6 +117,17 @@ pub enum TargetError {
     /// The account's KPU limit was hit.
     #[error("limit exceeded: {0}")]
     LimitExceeded(String),
+    /// A Flink cluster has too few task slots for the parallelism asked
+    /// for; `usable` is the most it has for the job (its slots less what
+    /// its other running jobs use), so the ceiling is known exactly rather
+    /// than found one refusal at a time.
+    #[error("limit exceeded: {message}")]
+    SlotsExceeded {
+        /// The parallelism (KPU) the cluster can give the job.
+        usable: u32,
+        /// The slot numbers, for the log.
+        message: String,
+    },
     /// The request was invalid: do not retry.
     #[error("invalid request: {0}")]
     Invalid(String),

@@ -39,7 +39,7 @@ fn counted<T>(
         Err(TargetError::Throttled(_)) => "throttled",
         Err(TargetError::ConcurrentModification(_)) => "concurrent_modification",
         Err(TargetError::ResourceInUse(_)) => "resource_in_use",
-        Err(TargetError::LimitExceeded(_)) => "limit_exceeded",
+        Err(TargetError::LimitExceeded(_) | TargetError::SlotsExceeded { .. }) => "limit_exceeded",
         Err(TargetError::Invalid(_)) => "invalid",
         Err(TargetError::NotFound(_)) => "not_found",
         Err(TargetError::Permission(_)) => "permission",

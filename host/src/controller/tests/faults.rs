@@ -277,6 +277,74 @@ async fn the_account_kpu_limit_becomes_a_ceiling_and_is_not_hammered() {
     assert_eq!(target.updates(), vec![(0, 4), (60, 3), (3600, 6)]);
 }
 
+/// A Flink cluster short of task slots says how many the job can have:
+/// that is the ceiling at once, not one below each refused parallelism in
+/// turn (which would take one refusal per missing slot).
+#[tokio::test(start_paused = true)]
+async fn a_flink_cluster_s_free_slots_are_the_ceiling_at_once() {
+    let target = FakeTarget::new(2, 90);
+    target.state.lock().unwrap().fail_next_update = Some(TargetError::SlotsExceeded {
+        usable: 2,
+        message: "parallelism 4 needs 4 task slots, but the cluster has 2".into(),
+    });
+    let run = launch(&target);
+    tokio::time::sleep(Duration::from_secs(3000)).await;
+    let counts = run.counts.clone();
+    let events = run.stop().await;
+    assert_counted(&events, &counts);
+    // Refused 4; held at 2 since (MSF's limit would have tried 3 next).
+    assert_eq!(target.updates(), vec![(0, 4)]);
+    assert!(events.iter().any(|e| matches!(
+        e,
+        Event::LimitRecorded {
+            refused_kpu: 4,
+            ceiling_kpu: 2,
+            ..
+        }
+    )));
+    assert_eq!(failures(&events, "limit_exceeded").len(), 1);
+}
+
+/// `once` says why an update was not sent: [`Controller::act`] answers
+/// with the failure the log has, class and message.
+#[tokio::test(start_paused = true)]
+async fn act_says_why_an_update_was_not_sent() {
+    let target = FakeTarget::new(2, 90);
+    target.state.lock().unwrap().fail_next_update = Some(TargetError::SlotsExceeded {
+        usable: 2,
+        message: "parallelism 4 needs 4 task slots, but the cluster has 2".into(),
+    });
+    let mut controller = Controller::new(
+        &test_app(),
+        false,
+        constant(95.0),
+        target.clone(),
+        Box::new(Doubling),
+        Vec::new(),
+        Clock::starting_at(T0_MS),
+        Events::default(),
+    );
+    let assessment = controller.evaluate().await.expect("evaluates");
+    let outcome = controller.act(&assessment).await;
+    let ActOutcome::NotSent {
+        reason: Some(reason),
+        ..
+    } = &outcome
+    else {
+        panic!("expected NotSent with a reason, got {outcome:?}");
+    };
+    assert_eq!(
+        reason,
+        "limit_exceeded: UpdateApplication to 4 KPU failed: limit exceeded: \
+         parallelism 4 needs 4 task slots, but the cluster has 2"
+    );
+    // The next evaluation holds at the ceiling the refusal set.
+    tokio::time::advance(Duration::from_secs(60)).await;
+    let assessment = controller.evaluate().await.expect("evaluates");
+    let outcome = controller.act(&assessment).await;
+    assert!(matches!(outcome, ActOutcome::Held), "{outcome:?}");
+}
+
 #[tokio::test(start_paused = true)]
 async fn an_invalid_update_is_not_sent_again() {
     let target = FakeTarget::new(2, 90);

@@ -62,6 +62,7 @@ fn a_hold_waits_whole_intervals_up_to_the_cap() {
     limited.record.kpu_limit = Some(KpuLimit {
         refused_kpu: 5,
         at_ms: T0_MS - machine::LIMIT_RETRY_MS + 90_000,
+        usable_kpu: None,
     });
     assert_eq!(
         secs(wait_after(hold_asking(600), &settings, Some(limited))),
