@@ -1,10 +1,11 @@
-//! `flinkscale plugin check | describe | bench`: a plugin author's tools.
+//! `flinkscale plugin check | describe | bench | sdk`: a plugin author's tools.
 //!
 //! `check` loads a plugin as the agent would and asks it one question on a
 //! canned evaluation; `describe` prints what the plugin declares about its
 //! parameters (the README's parameter tables are this output, see
 //! [`replace_blocks`]); `bench` times compiling, instantiating and calling
-//! it. They run on the calling thread with no async runtime around them:
+//! it; `sdk` writes the contract and the SDKs into a folder (`super::kit`).
+//! They run on the calling thread with no async runtime around them:
 //! the guest calls are what is measured, not a hop to another thread.
 //!
 //! Exit codes: 0 when the plugin did all that was asked, 1 when it failed
@@ -106,6 +107,17 @@ pub enum PluginCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Write the plugin author's kit into a folder: the contract's WIT files,
+    /// the Rust SDK (crate `flinkscale-plugin`) with the `step` policy as an
+    /// example, and the Python and JavaScript helpers with their build
+    /// scripts; no source checkout needed.
+    Sdk {
+        /// The folder to write into (created if missing).
+        dir: PathBuf,
+        /// Overwrite the kit's files where they already exist.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 /// Which plugin a command is about.
@@ -182,11 +194,38 @@ pub fn run(args: PluginArgs) -> ExitCode {
             },
             json,
         ),
+        PluginCommand::Sdk { dir, force } => sdk(&dir, force),
     };
     match result {
         Ok(code) => code,
         Err(failure) => failure.exit(),
     }
+}
+
+/// `plugin sdk DIR`: writes the kit and says what is where and how to
+/// use it.
+fn sdk(dir: &Path, force: bool) -> Result<ExitCode, Failure> {
+    let written = super::kit::write(dir, force).map_err(Failure::Usage)?;
+    let root = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+    let root = root.display();
+    println!(
+        "wrote the flinkscale {} plugin kit to {root} ({} files):\n\
+         \x20 wit/v0.2.0/plugin.wit  the contract: worlds scaling-policy and \
+         metric-interpreter (wit/v0.1.0: the previous one, still loaded)\n\
+         \x20 plugins/sdk            the Rust SDK, crate flinkscale-plugin; in your crate's \
+         Cargo.toml:\n\
+         \x20                        flinkscale-plugin = {{ path = \"{root}/plugins/sdk\" }}\n\
+         \x20 plugins/step           a complete Rust policy with unit tests\n\
+         \x20 plugins/python         the Python helper, an example and build.sh \
+         (componentize-py)\n\
+         \x20 plugins/js             the JavaScript helper, an example and build.sh (jco)\n\
+         Build a Rust plugin with `cargo build --release --target wasm32-wasip2`; a Python or \
+         JavaScript one with `{root}/plugins/python/build.sh MODULE` (or js), which writes \
+         {root}/target/polyglot/MODULE-py.wasm (-js.wasm).",
+        env!("CARGO_PKG_VERSION"),
+        written.len()
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Finds the plugin as `plugin = "..."` would (relative paths from the
