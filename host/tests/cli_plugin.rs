@@ -349,6 +349,40 @@ fn bench_reports_compile_instance_and_warm_call_timings() {
     );
 }
 
+/// A plugin that logs at every call does not bury `bench`'s result: the
+/// timed calls' lines are counted (at the level `RUST_LOG` asks for) and
+/// not printed.
+#[test]
+fn bench_counts_the_log_lines_of_timed_calls_instead_of_printing_them() {
+    let plugin = misbehave();
+    let output = Command::new(BIN)
+        .args([
+            "plugin",
+            "bench",
+            &plugin,
+            "--params",
+            r#"{"mode": "log"}"#,
+            "--iterations",
+            "50",
+            "--instances",
+            "2",
+            "--compiles",
+            "1",
+            "--json",
+        ])
+        .env("RUST_LOG", "info")
+        .current_dir(workspace())
+        .output()
+        .expect("the binary runs");
+    assert_eq!(code(&output), Some(0), "{}", stderr(&output));
+    let json: Value = serde_json::from_str(&stdout(&output)).expect("JSON");
+    // 50 warm-up and 50 timed calls, each logging info, warn and error
+    // (trace and debug are below `info`).
+    assert_eq!(json["log_lines_not_printed"], 300, "{json}");
+    let printed = stderr(&output).matches("misbehave: info").count();
+    assert!(printed <= 1, "{printed} guest lines printed:\n{}", stderr(&output));
+}
+
 /// The README with the generated blocks emptied.
 fn without_tables(readme: &str) -> String {
     let mut out = String::new();

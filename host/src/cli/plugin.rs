@@ -838,41 +838,25 @@ fn bench(
     let metadata = host.check(&source).map_err(plugin_failed)?;
     let params = params.unwrap_or_else(|| inspect::canned_params(&metadata.name).to_owned());
     // The first load compiles into the host's cache; the timed ones do not.
+    // Its log (and the plugin's, once) is printed; the timed loads and
+    // calls' lines are formatted as the agent would and counted, not
+    // printed: a plugin that logs at every call would otherwise bury the
+    // result under thousands of lines.
     drop(load(&host, &source, metadata.kind, &params).map_err(plugin_failed)?);
-    let mut instances = Vec::with_capacity(counts.instances);
-    for _ in 0..counts.instances {
-        let started = Instant::now();
-        let loaded = load(&host, &source, metadata.kind, &params).map_err(plugin_failed)?;
-        instances.push(started.elapsed());
-        drop(loaded);
-    }
-
-    let evaluation = inspect::canned_evaluation();
-    let mut loaded = load(&host, &source, metadata.kind, &params).map_err(plugin_failed)?;
-    let mut call = || -> Result<Duration, PluginError> {
-        let started = Instant::now();
-        match &mut loaded {
-            Loaded::Policy(policy) => {
-                std::hint::black_box(policy.decide(&evaluation)?);
-            }
-            Loaded::Interpreter(interpreter) => {
-                std::hint::black_box(interpreter.interpret(
-                    evaluation.now_ms,
-                    &evaluation.app,
-                    &evaluation.metrics,
-                )?);
-            }
-        }
-        Ok(started.elapsed())
-    };
-    // Warm up: the first calls fault in the instance's memory.
-    for _ in 0..counts.iterations.min(100) {
-        call().map_err(plugin_failed)?;
-    }
-    let mut calls = Vec::with_capacity(counts.iterations);
-    for _ in 0..counts.iterations {
-        calls.push(call().map_err(plugin_failed)?);
-    }
+    let guest_lines = LineCounter::default();
+    let timed = tracing_subscriber::fmt()
+        .with_env_filter(
+            crate::telemetry::log_filter(&std::env::var("RUST_LOG").unwrap_or_default())
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_ansi(false)
+        .with_writer(guest_lines.clone())
+        .finish();
+    let (instances, calls) = tracing::subscriber::with_default(timed, || {
+        time_loads_and_calls(&host, &source, &metadata, &params, counts)
+    })
+    .map_err(plugin_failed)?;
+    let guest_lines = guest_lines.count();
 
     let compile = spread(compiles);
     let instance = spread(instances);
@@ -898,6 +882,7 @@ fn bench(
                 "compiles": compile.count,
                 "instance": timing(instance),
                 "call": { "function": function, "p50_us": micros(warm.p50), "p99_us": micros(warm.p99), "count": warm.count },
+                "log_lines_not_printed": guest_lines,
             })
         );
     } else {
@@ -927,8 +912,92 @@ fn bench(
             micros(warm.p99),
             warm.count
         );
+        if guest_lines > 0 {
+            println!(
+                "log             {guest_lines} lines during the loads and calls, formatted (and \
+                 timed) but not printed; `plugin check` prints a call's"
+            );
+        }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The timed part of `bench`: `counts.instances` fresh instances from the
+/// cached compiled component, then `counts.iterations` warm calls (after
+/// up to 100 untimed ones) on the canned evaluation.
+fn time_loads_and_calls(
+    host: &PluginHost,
+    source: &PluginSource,
+    metadata: &PluginMetadata,
+    params: &str,
+    counts: BenchCounts,
+) -> Result<(Vec<Duration>, Vec<Duration>), PluginError> {
+    let mut instances = Vec::with_capacity(counts.instances);
+    for _ in 0..counts.instances {
+        let started = Instant::now();
+        let loaded = load(host, source, metadata.kind, params)?;
+        instances.push(started.elapsed());
+        drop(loaded);
+    }
+
+    let evaluation = inspect::canned_evaluation();
+    let mut loaded = load(host, source, metadata.kind, params)?;
+    let mut call = || -> Result<Duration, PluginError> {
+        let started = Instant::now();
+        match &mut loaded {
+            Loaded::Policy(policy) => {
+                std::hint::black_box(policy.decide(&evaluation)?);
+            }
+            Loaded::Interpreter(interpreter) => {
+                std::hint::black_box(interpreter.interpret(
+                    evaluation.now_ms,
+                    &evaluation.app,
+                    &evaluation.metrics,
+                )?);
+            }
+        }
+        Ok(started.elapsed())
+    };
+    // Warm up: the first calls fault in the instance's memory.
+    for _ in 0..counts.iterations.min(100) {
+        call()?;
+    }
+    let mut calls = Vec::with_capacity(counts.iterations);
+    for _ in 0..counts.iterations {
+        calls.push(call()?);
+    }
+    Ok((instances, calls))
+}
+
+/// A log writer that counts the lines written to it and keeps none.
+#[derive(Clone, Default)]
+struct LineCounter(std::sync::Arc<std::sync::atomic::AtomicU64>);
+
+impl LineCounter {
+    fn count(&self) -> u64 {
+        self.0.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+impl std::io::Write for LineCounter {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        let lines = bytes.iter().filter(|b| **b == b'\n').count() as u64;
+        self.0
+            .fetch_add(lines, std::sync::atomic::Ordering::Relaxed);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LineCounter {
+    type Writer = LineCounter;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
 }
 
 #[cfg(test)]
