@@ -269,7 +269,8 @@ fn compile_or_load(engine: &Engine, bytes: &[u8], artifact: Option<&Artifact>) -
             ),
         }
     }
-    let component = Component::new(engine, bytes).map_err(|e| super::engine::describe(&e))?;
+    let component = Component::new(engine, bytes)
+        .map_err(|e| super::engine::describe_compile_error(bytes, &e))?;
     if let Some(artifact) = artifact
         && let Err(reason) = store(&component, artifact)
     {
