@@ -317,6 +317,11 @@ impl LogState {
     }
 
     fn emit(&mut self, level: tracing::Level, source: &'static str, text: &[u8]) {
+        // A blank line says nothing (Rust's panic message starts with one,
+        // on stderr): not logged, and not counted against the budget.
+        if text.iter().all(u8::is_ascii_whitespace) {
+            return;
+        }
         if self.lines_left == 0 {
             self.suppressed = self.suppressed.saturating_add(1);
             return;

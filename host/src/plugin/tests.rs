@@ -217,6 +217,26 @@ fn a_flood_of_plugin_log_lines_is_cut_per_call_and_counted() {
 }
 
 #[test]
+fn blank_guest_lines_are_not_logged() {
+    use sandbox::{GuestLog, Stream};
+    let log = GuestLog::new("panicky", "orders");
+    let logs = captured_logs(|| {
+        log.begin_call();
+        // What a Rust guest's panic writes to stderr.
+        log.write(
+            Stream::Stderr,
+            b"\nthread '<unnamed>' (1) panicked at src/lib.rs:18:24:\nboom\n  \n",
+        );
+        log.line(tracing::Level::INFO, "log", b"");
+        log.end_call();
+    });
+    let lines: Vec<_> = logs.lines().collect();
+    assert_eq!(lines.len(), 2, "{logs}");
+    assert!(lines[0].contains(": thread '<unnamed>' (1) panicked at"), "{logs}");
+    assert!(lines[1].contains(": boom plugin=panicky"), "{logs}");
+}
+
+#[test]
 fn guest_stdout_is_logged_line_by_line_and_long_lines_are_cut() {
     use sandbox::{GuestLog, MAX_LOG_LINE_BYTES, Stream};
     let log = GuestLog::new("printer", "orders");
