@@ -524,7 +524,10 @@ fn check_text(report: &CheckReport) -> String {
             line("signals", "none");
         }
         for signal in signals {
-            line("signal", &format!("{} = {}", signal.name, signal.value));
+            line(
+                "signal",
+                &format!("{} = {}", signal.name, compact_number(signal.value)),
+            );
         }
     }
     line(
@@ -969,6 +972,17 @@ fn time_loads_and_calls(
     Ok((instances, calls))
 }
 
+/// `value` as `Display` writes it, or in scientific notation where that
+/// would be a wall of digits (`1e308`, not 309 digits).
+fn compact_number(value: f64) -> String {
+    let magnitude = value.abs();
+    if magnitude != 0.0 && !(1e-6..1e15).contains(&magnitude) {
+        format!("{value:e}")
+    } else {
+        format!("{value}")
+    }
+}
+
 /// A log writer that counts the lines written to it and keeps none.
 #[derive(Clone, Default)]
 struct LineCounter(std::sync::Arc<std::sync::atomic::AtomicU64>);
@@ -1004,6 +1018,15 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LineCounter {
 mod tests {
     use super::*;
     use crate::plugin::ParameterKind;
+
+    #[test]
+    fn numbers_print_compactly() {
+        assert_eq!(compact_number(-5.0), "-5");
+        assert_eq!(compact_number(0.25), "0.25");
+        assert_eq!(compact_number(0.0), "0");
+        assert_eq!(compact_number(1e308), "1e308");
+        assert_eq!(compact_number(-2.5e-9), "-2.5e-9");
+    }
 
     fn parameter(
         name: &str,
