@@ -189,7 +189,11 @@ fn collect_kit_files(workspace: &Path, folder: &Path, files: &mut Vec<(String, b
                 .map(|c| c.as_os_str().to_string_lossy().into_owned())
                 .collect::<Vec<_>>()
                 .join("/");
-            files.push((relative, is_executable(&metadata), path.display().to_string()));
+            files.push((
+                relative,
+                is_executable(&metadata),
+                path.display().to_string(),
+            ));
         }
     }
 }

@@ -380,7 +380,11 @@ fn bench_counts_the_log_lines_of_timed_calls_instead_of_printing_them() {
     // (trace and debug are below `info`).
     assert_eq!(json["log_lines_not_printed"], 300, "{json}");
     let printed = stderr(&output).matches("misbehave: info").count();
-    assert!(printed <= 1, "{printed} guest lines printed:\n{}", stderr(&output));
+    assert!(
+        printed <= 1,
+        "{printed} guest lines printed:\n{}",
+        stderr(&output)
+    );
 }
 
 /// The README with the generated blocks emptied.

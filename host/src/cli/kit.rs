@@ -258,15 +258,14 @@ wit-bindgen = "0.61"
         );
         assert_eq!(out["dependencies"]["other"].as_str(), Some("2"));
 
-        let error = standalone_manifest("[package]\nlicense.workspace = true\n", workspace)
-            .unwrap_err();
+        let error =
+            standalone_manifest("[package]\nlicense.workspace = true\n", workspace).unwrap_err();
         assert_eq!(
             error,
             "line 2: `license.workspace = true`, but the workspace has no package.license"
         );
-        let error =
-            standalone_manifest("[dependencies]\nnope = { workspace = true }\n", workspace)
-                .unwrap_err();
+        let error = standalone_manifest("[dependencies]\nnope = { workspace = true }\n", workspace)
+            .unwrap_err();
         assert_eq!(
             error,
             "line 2: `nope = { workspace = true }`, but the workspace has no dependency nope"

@@ -316,9 +316,8 @@ pub(crate) fn prune(dir: &Path, engine_hash: &str, now: SystemTime) -> usize {
         else {
             continue;
         };
-        let is_hex = |s: &str, len: usize| {
-            s.len() == len && s.bytes().all(|b| b.is_ascii_hexdigit())
-        };
+        let is_hex =
+            |s: &str, len: usize| s.len() == len && s.bytes().all(|b| b.is_ascii_hexdigit());
         if !is_hex(wasm, 64) || !is_hex(engine, 16) {
             continue;
         }

@@ -506,9 +506,7 @@ fn signal_problem(signals: &[Signal]) -> Option<String> {
             ));
         }
         if !seen.insert(signal.name.as_str()) {
-            return Some(format!(
-                "signal {shown:?} is given more than once; {VALID}"
-            ));
+            return Some(format!("signal {shown:?} is given more than once; {VALID}"));
         }
     }
     None
@@ -535,7 +533,10 @@ mod signal_tests {
 
     #[test]
     fn well_named_distinct_signals_pass() {
-        assert_eq!(signal_problem(&signals(&["lag_growth", "hot", "x-1"])), None);
+        assert_eq!(
+            signal_problem(&signals(&["lag_growth", "hot", "x-1"])),
+            None
+        );
         assert_eq!(signal_problem(&[]), None);
     }
 
@@ -543,7 +544,8 @@ mod signal_tests {
     fn a_signal_no_one_could_name_is_refused_naming_it_and_what_is_valid() {
         let problem = signal_problem(&signals(&["ok", ""])).unwrap();
         assert!(
-            problem.starts_with("signal 2 of 2 has the name \"\"; a signal's name is 1 to 64 bytes"),
+            problem
+                .starts_with("signal 2 of 2 has the name \"\"; a signal's name is 1 to 64 bytes"),
             "{problem}"
         );
         let problem = signal_problem(&signals(&["bad\nname"])).unwrap();

@@ -232,7 +232,10 @@ fn blank_guest_lines_are_not_logged() {
     });
     let lines: Vec<_> = logs.lines().collect();
     assert_eq!(lines.len(), 2, "{logs}");
-    assert!(lines[0].contains(": thread '<unnamed>' (1) panicked at"), "{logs}");
+    assert!(
+        lines[0].contains(": thread '<unnamed>' (1) panicked at"),
+        "{logs}"
+    );
     assert!(lines[1].contains(": boom plugin=panicky"), "{logs}");
 }
 
@@ -382,7 +385,12 @@ fn the_cache_prunes_other_engines_and_idle_artifacts_and_nothing_else() {
         .map(|e| e.unwrap().file_name().into_string().unwrap())
         .collect();
     left.sort();
-    let mut expected = vec![current, partial, not_ours[0].to_owned(), not_ours[1].to_owned()];
+    let mut expected = vec![
+        current,
+        partial,
+        not_ours[0].to_owned(),
+        not_ours[1].to_owned(),
+    ];
     expected.sort();
     assert_eq!(left, expected);
 
