@@ -162,6 +162,11 @@ fn a_plugin_that_traps_errs_or_answers_zero_exits_1() {
     let plugin = misbehave();
     for (mode, expected) in [
         ("trap", "Trap"),
+        // A Rust panic traps as `unreachable`; its message, written to
+        // stderr just before, is in the error.
+        ("panic", "its stderr before: thread "),
+        ("panic", "panicked at"),
+        ("panic", "misbehave: panic mode"),
         ("error", "misbehave: error mode"),
         ("zero", "scale-to(0)"),
     ] {

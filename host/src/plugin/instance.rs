@@ -280,7 +280,10 @@ impl<W: World> Sandbox<W> {
                 ),
             )
         } else {
-            (FailureClass::Trap, describe_trap(error))
+            (
+                FailureClass::Trap,
+                with_last_words(describe_trap(error), &self.log.stderr_tail()),
+            )
         };
         tracing::debug!(
             message = "Plugin call trapped.",
@@ -377,6 +380,25 @@ fn describe_trap(error: &wasmtime::Error) -> String {
         None => error.root_cause().to_string(),
     };
     sanitize_text(&text, MAX_DETAIL_BYTES)
+}
+
+/// A trap's description with what the guest last wrote to stderr in that
+/// call: a Rust plugin's panic traps as `unreachable`, and its message is
+/// only there. Rust's hint about `RUST_BACKTRACE` (a guest has no
+/// environment) is left out.
+fn with_last_words(trap: String, stderr_tail: &[String]) -> String {
+    let words: Vec<&str> = stderr_tail
+        .iter()
+        .map(|line| line.trim())
+        .filter(|line| !line.starts_with("note: run with `RUST_BACKTRACE"))
+        .collect();
+    if words.is_empty() {
+        return trap;
+    }
+    sanitize_text(
+        &format!("{trap}; its stderr before: {}", words.join(" / ")),
+        MAX_DETAIL_BYTES,
+    )
 }
 
 /// A scaling policy instance serving one application.
@@ -517,8 +539,30 @@ fn label(identity: &PluginIdentity) -> String {
 }
 
 #[cfg(test)]
-mod signal_tests {
-    use super::signal_problem;
+mod tests {
+    use super::{signal_problem, with_last_words};
+
+    #[test]
+    fn a_trap_carries_the_guests_last_stderr_lines() {
+        let tail = [
+            "thread '<unnamed>' (1) panicked at src/lib.rs:18:24:".to_owned(),
+            "bad: panic in decide".to_owned(),
+            "note: run with `RUST_BACKTRACE=1` environment variable to display a backtrace"
+                .to_owned(),
+        ];
+        assert_eq!(
+            with_last_words(
+                "wasm trap: wasm `unreachable` instruction executed".to_owned(),
+                &tail
+            ),
+            "wasm trap: wasm `unreachable` instruction executed; its stderr before: thread \
+             '<unnamed>' (1) panicked at src/lib.rs:18:24: / bad: panic in decide"
+        );
+        assert_eq!(
+            with_last_words("wasm trap: x".to_owned(), &[]),
+            "wasm trap: x"
+        );
+    }
     use crate::model::Signal;
 
     fn signals(names: &[&str]) -> Vec<Signal> {

@@ -237,6 +237,17 @@ fn blank_guest_lines_are_not_logged() {
         "{logs}"
     );
     assert!(lines[1].contains(": boom plugin=panicky"), "{logs}");
+    // What the call said on stderr stays until the next call, for a trap's
+    // description.
+    assert_eq!(
+        log.stderr_tail(),
+        [
+            "thread '<unnamed>' (1) panicked at src/lib.rs:18:24:",
+            "boom"
+        ]
+    );
+    log.begin_call();
+    assert!(log.stderr_tail().is_empty());
 }
 
 #[test]
