@@ -124,6 +124,12 @@ pub fn standalone_manifest(manifest: &str, workspace: &str) -> Result<String, St
 /// files written.
 pub fn write(dir: &Path, force: bool) -> Result<Vec<PathBuf>, String> {
     let files = files()?;
+    if dir.exists() && !dir.is_dir() {
+        return Err(format!(
+            "{} is a file, not a folder (valid: a new folder, or an existing one)",
+            dir.display()
+        ));
+    }
     if !force
         && let Some(existing) = files
             .iter()
@@ -292,5 +298,15 @@ wit-bindgen = "0.61"
         std::fs::write(&wit, "changed").unwrap();
         write(dir.path(), true).unwrap();
         assert_ne!(std::fs::read(&wit).unwrap(), b"changed");
+
+        let file = dir.path().join("a-file");
+        std::fs::write(&file, "").unwrap();
+        assert_eq!(
+            write(&file, true).unwrap_err(),
+            format!(
+                "{} is a file, not a folder (valid: a new folder, or an existing one)",
+                file.display()
+            )
+        );
     }
 }
