@@ -8,6 +8,10 @@
 //! its own, because the outer cargo holds the lock on its own one and
 //! sharing it would deadlock. Then `$OUT_DIR/builtin.rs` lists them with
 //! `include_bytes!`; nothing is committed as a blob.
+//!
+//! It also lists, in `$OUT_DIR/kit.rs`, the files of the plugin author's
+//! kit (the WIT contract, the SDKs and helpers) that `flinkscale plugin sdk
+//! DIR` writes (`src/cli/kit.rs`), so that an author needs no checkout.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
