@@ -51,18 +51,10 @@ fn main() {
             workspace.join("plugins").join(name).display()
         );
     }
-    for path in [
-        "plugins/sdk",
-        "plugins/python",
-        "plugins/js/flinkscale-policy.js",
-        "plugins/js/step.js",
-        "plugins/js/package.json",
-        "plugins/js/package-lock.json",
-        "plugins/js/build.sh",
-        "wit",
-        "Cargo.lock",
-        "Cargo.toml",
-    ] {
+    for path in ["plugins/sdk", "wit", "Cargo.lock", "Cargo.toml"]
+        .iter()
+        .chain(KIT_HELPER_FILES)
+    {
         println!("cargo:rerun-if-changed={}", workspace.join(path).display());
     }
     println!("cargo:rerun-if-env-changed=CARGO_NET_OFFLINE");
@@ -120,30 +112,51 @@ fn main() {
 }
 
 /// The folders of the plugin author's kit (`flinkscale plugin sdk DIR`,
-/// `src/cli/kit.rs`), relative to the workspace: the contract, the Rust SDK
-/// with `step` as its example, and the Python and JavaScript helpers with
-/// their build scripts. The kit keeps these paths, so that the SDK's
+/// `src/cli/kit.rs`), relative to the workspace: the contract and the Rust
+/// SDK with `step` as its example (the Python and JavaScript helpers are
+/// [`KIT_HELPER_FILES`]). The kit keeps these paths, so that the SDK's
 /// `wit_bindgen::generate!` and the build scripts find the WIT where they
 /// do in a checkout.
-const KIT_FOLDERS: &[&str] = &[
-    "wit",
-    "plugins/sdk",
-    "plugins/step",
-    "plugins/python",
-    "plugins/js",
+const KIT_FOLDERS: &[&str] = &["wit", "plugins/sdk", "plugins/step"];
+
+/// The Python and JavaScript helpers' files of the kit, one by one: their
+/// folders also hold what their builds make (`__pycache__`,
+/// `node_modules`), which belongs neither in the kit nor among what
+/// rebuilds the host.
+const KIT_HELPER_FILES: &[&str] = &[
+    "plugins/python/flinkscale_policy.py",
+    "plugins/python/step.py",
+    "plugins/python/requirements.txt",
+    "plugins/python/build.sh",
+    "plugins/js/flinkscale-policy.js",
+    "plugins/js/step.js",
+    "plugins/js/package.json",
+    "plugins/js/package-lock.json",
+    "plugins/js/build.sh",
 ];
 
-/// Names under [`KIT_FOLDERS`] that are build output or installed
-/// toolchains, never sources: left out of the kit.
-const KIT_SKIPPED: &[&str] = &["target", "node_modules", "__pycache__", ".venv"];
+/// Names under [`KIT_FOLDERS`] that are build output, never sources: left
+/// out of the kit.
+const KIT_SKIPPED: &[&str] = &["target"];
 
-/// Writes `$OUT_DIR/kit.rs`: every file of [`KIT_FOLDERS`] as `(path,
-/// executable, include_bytes!)`, sorted by path, plus the workspace's
+/// Writes `$OUT_DIR/kit.rs`: every file of [`KIT_FOLDERS`] and
+/// [`KIT_HELPER_FILES`] as `(path, executable, include_bytes!)`, sorted by
+/// path, plus the workspace's
 /// `Cargo.toml` (the kit's crates inherit from it).
 fn write_kit(workspace: &Path, out_dir: &Path) {
     let mut files = Vec::new();
     for folder in KIT_FOLDERS {
         collect_kit_files(workspace, &workspace.join(folder), &mut files);
+    }
+    for file in KIT_HELPER_FILES {
+        let path = workspace.join(file);
+        let metadata = std::fs::metadata(&path)
+            .unwrap_or_else(|e| fail(&format!("cannot read {}: {e}", path.display())));
+        files.push((
+            (*file).to_owned(),
+            is_executable(&metadata),
+            path.display().to_string(),
+        ));
     }
     files.sort();
     let mut table = String::from(
