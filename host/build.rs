@@ -8,6 +8,10 @@
 //! its own, because the outer cargo holds the lock on its own one and
 //! sharing it would deadlock. Then `$OUT_DIR/builtin.rs` lists them with
 //! `include_bytes!`; nothing is committed as a blob.
+//!
+//! It also lists, in `$OUT_DIR/kit.rs`, the files of the plugin author's
+//! kit (the WIT contract, the SDKs and helpers) that `flinkscale plugin sdk
+//! DIR` writes (`src/cli/kit.rs`), so that an author needs no checkout.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -47,7 +51,10 @@ fn main() {
             workspace.join("plugins").join(name).display()
         );
     }
-    for path in ["plugins/sdk", "wit", "Cargo.lock", "Cargo.toml"] {
+    for path in ["plugins/sdk", "wit", "Cargo.lock", "Cargo.toml"]
+        .iter()
+        .chain(KIT_HELPER_FILES)
+    {
         println!("cargo:rerun-if-changed={}", workspace.join(path).display());
     }
     println!("cargo:rerun-if-env-changed=CARGO_NET_OFFLINE");
@@ -101,6 +108,122 @@ fn main() {
     );
     std::fs::write(out_dir.join("builtin.rs"), table)
         .unwrap_or_else(|e| fail(&format!("cannot write builtin.rs to OUT_DIR: {e}")));
+    write_kit(&workspace, &out_dir);
+}
+
+/// The folders of the plugin author's kit (`flinkscale plugin sdk DIR`,
+/// `src/cli/kit.rs`), relative to the workspace: the contract and the Rust
+/// SDK with `step` as its example (the Python and JavaScript helpers are
+/// [`KIT_HELPER_FILES`]). The kit keeps these paths, so that the SDK's
+/// `wit_bindgen::generate!` and the build scripts find the WIT where they
+/// do in a checkout.
+const KIT_FOLDERS: &[&str] = &["wit", "plugins/sdk", "plugins/step"];
+
+/// The Python and JavaScript helpers' files of the kit, one by one: their
+/// folders also hold what their builds make (`__pycache__`,
+/// `node_modules`), which belongs neither in the kit nor among what
+/// rebuilds the host.
+const KIT_HELPER_FILES: &[&str] = &[
+    "plugins/python/flinkscale_policy.py",
+    "plugins/python/step.py",
+    "plugins/python/requirements.txt",
+    "plugins/python/build.sh",
+    "plugins/js/flinkscale-policy.js",
+    "plugins/js/step.js",
+    "plugins/js/package.json",
+    "plugins/js/package-lock.json",
+    "plugins/js/build.sh",
+];
+
+/// Names under [`KIT_FOLDERS`] that are build output, never sources: left
+/// out of the kit.
+const KIT_SKIPPED: &[&str] = &["target"];
+
+/// Writes `$OUT_DIR/kit.rs`: every file of [`KIT_FOLDERS`] and
+/// [`KIT_HELPER_FILES`] as `(path, executable, include_bytes!)`, sorted by
+/// path, plus the workspace's
+/// `Cargo.toml` (the kit's crates inherit from it).
+fn write_kit(workspace: &Path, out_dir: &Path) {
+    let mut files = Vec::new();
+    for folder in KIT_FOLDERS {
+        collect_kit_files(workspace, &workspace.join(folder), &mut files);
+    }
+    for file in KIT_HELPER_FILES {
+        let path = workspace.join(file);
+        let metadata = std::fs::metadata(&path)
+            .unwrap_or_else(|e| fail(&format!("cannot read {}: {e}", path.display())));
+        files.push((
+            (*file).to_owned(),
+            is_executable(&metadata),
+            path.display().to_string(),
+        ));
+    }
+    files.sort();
+    let mut table = String::from(
+        "/// The kit's files, in the order of their paths: (path relative to the \
+         kit, executable, bytes).\n\
+         pub(crate) const KIT_FILES: &[(&str, bool, &[u8])] = &[\n",
+    );
+    for (relative, executable, absolute) in &files {
+        table.push_str(&format!(
+            "    ({relative:?}, {executable}, include_bytes!({absolute:?})),\n"
+        ));
+    }
+    table.push_str("];\n");
+    table.push_str(&format!(
+        "/// The workspace's `Cargo.toml`, whose `[workspace.package]` and \
+         `[workspace.dependencies]` the kit's crates inherit.\n\
+         pub(crate) const WORKSPACE_MANIFEST: &str = include_str!({:?});\n",
+        workspace.join("Cargo.toml").display().to_string()
+    ));
+    std::fs::write(out_dir.join("kit.rs"), table)
+        .unwrap_or_else(|e| fail(&format!("cannot write kit.rs to OUT_DIR: {e}")));
+}
+
+/// Adds every file under `folder` (recursively, skipping [`KIT_SKIPPED`])
+/// to `files` as (path relative to `workspace` with `/`, executable,
+/// absolute path).
+fn collect_kit_files(workspace: &Path, folder: &Path, files: &mut Vec<(String, bool, String)>) {
+    let entries = std::fs::read_dir(folder)
+        .unwrap_or_else(|e| fail(&format!("cannot list {}: {e}", folder.display())));
+    for entry in entries {
+        let entry =
+            entry.unwrap_or_else(|e| fail(&format!("cannot list {}: {e}", folder.display())));
+        let path = entry.path();
+        let name = entry.file_name();
+        if KIT_SKIPPED.iter().any(|skipped| name == *skipped) {
+            continue;
+        }
+        let metadata = std::fs::metadata(&path)
+            .unwrap_or_else(|e| fail(&format!("cannot read {}: {e}", path.display())));
+        if metadata.is_dir() {
+            collect_kit_files(workspace, &path, files);
+        } else if metadata.is_file() {
+            let relative = path
+                .strip_prefix(workspace)
+                .expect("the kit's folders are in the workspace")
+                .components()
+                .map(|c| c.as_os_str().to_string_lossy().into_owned())
+                .collect::<Vec<_>>()
+                .join("/");
+            files.push((
+                relative,
+                is_executable(&metadata),
+                path.display().to_string(),
+            ));
+        }
+    }
+}
+
+#[cfg(unix)]
+fn is_executable(metadata: &std::fs::Metadata) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    metadata.permissions().mode() & 0o111 != 0
+}
+
+#[cfg(not(unix))]
+fn is_executable(_metadata: &std::fs::Metadata) -> bool {
+    false
 }
 
 /// Builds the plugins `names` for wasm32-wasip2 in one nested cargo

@@ -138,6 +138,23 @@ fn validate_environment_instantiates_the_plugin_and_checks_its_params() {
         stdout.contains("multiplY"),
         "the plugin's own message: {stdout}"
     );
+    // Located as plain `validate` locates its errors: file, line, column,
+    // field.
+    let line = stdout
+        .lines()
+        .find(|l| l.contains("multiplY"))
+        .expect("the refusal");
+    let text = std::fs::read_to_string(&file).unwrap();
+    let params_line = text
+        .lines()
+        .position(|l| l.trim_start().starts_with("params"))
+        .map(|n| n + 1)
+        .expect("a params line");
+    assert!(
+        line.starts_with(&format!("{}:{params_line}:", file.display())),
+        "{line}"
+    );
+    assert!(line.contains(".policy.params: "), "{line}");
 }
 
 /// `validate` (no AWS, no `--environment`) tries each interpreter on its

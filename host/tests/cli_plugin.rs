@@ -1,4 +1,4 @@
-//! `flinkscale plugin check | describe | bench`, run as a user runs them:
+//! `flinkscale plugin check | describe | bench | sdk`, run as a user runs them:
 //! the real binary, the built-ins embedded in it, the committed contract
 //! 0.1.0 fixtures and the `misbehave` fixture plugin. Also keeps the
 //! README's generated parameter tables equal to what `describe --markdown`
@@ -162,6 +162,11 @@ fn a_plugin_that_traps_errs_or_answers_zero_exits_1() {
     let plugin = misbehave();
     for (mode, expected) in [
         ("trap", "Trap"),
+        // A Rust panic traps as `unreachable`; its message, written to
+        // stderr just before, is in the error.
+        ("panic", "its stderr before: thread "),
+        ("panic", "panicked at"),
+        ("panic", "misbehave: panic mode"),
         ("error", "misbehave: error mode"),
         ("zero", "scale-to(0)"),
     ] {
@@ -349,6 +354,44 @@ fn bench_reports_compile_instance_and_warm_call_timings() {
     );
 }
 
+/// A plugin that logs at every call does not bury `bench`'s result: the
+/// timed calls' lines are counted (at the level `RUST_LOG` asks for) and
+/// not printed.
+#[test]
+fn bench_counts_the_log_lines_of_timed_calls_instead_of_printing_them() {
+    let plugin = misbehave();
+    let output = Command::new(BIN)
+        .args([
+            "plugin",
+            "bench",
+            &plugin,
+            "--params",
+            r#"{"mode": "log"}"#,
+            "--iterations",
+            "50",
+            "--instances",
+            "2",
+            "--compiles",
+            "1",
+            "--json",
+        ])
+        .env("RUST_LOG", "info")
+        .current_dir(workspace())
+        .output()
+        .expect("the binary runs");
+    assert_eq!(code(&output), Some(0), "{}", stderr(&output));
+    let json: Value = serde_json::from_str(&stdout(&output)).expect("JSON");
+    // 50 warm-up and 50 timed calls, each logging info, warn and error
+    // (trace and debug are below `info`).
+    assert_eq!(json["log_lines_not_printed"], 300, "{json}");
+    let printed = stderr(&output).matches("misbehave: info").count();
+    assert!(
+        printed <= 1,
+        "{printed} guest lines printed:\n{}",
+        stderr(&output)
+    );
+}
+
 /// The README with the generated blocks emptied.
 fn without_tables(readme: &str) -> String {
     let mut out = String::new();
@@ -483,4 +526,71 @@ fn the_readme_lists_every_built_in_wherever_it_lists_them() {
             );
         }
     }
+}
+
+/// `plugin sdk DIR` gives an author everything a checkout would: the
+/// contract's WIT files as committed, the SDK and helpers at the paths the
+/// README names, the build scripts executable; and it overwrites nothing
+/// without `--force`.
+#[test]
+fn sdk_writes_the_contract_and_the_sdks_without_a_checkout() {
+    let dir = tempfile::tempdir().expect("a temporary folder");
+    let run = |args: &[&str]| {
+        Command::new(BIN)
+            .args(["plugin", "sdk", "kit"])
+            .args(args)
+            .current_dir(dir.path())
+            .output()
+            .expect("the binary runs")
+    };
+    let output = run(&[]);
+    assert_eq!(code(&output), Some(0), "{}", stderr(&output));
+    let kit = dir.path().join("kit");
+    assert!(
+        stdout(&output).contains(&format!(
+            "flinkscale-plugin = {{ path = \"{}\" }}",
+            kit.canonicalize().unwrap().join("plugins/sdk").display()
+        )),
+        "the dependency line to paste is printed: {}",
+        stdout(&output)
+    );
+    for wit in ["wit/v0.1.0/plugin.wit", "wit/v0.2.0/plugin.wit"] {
+        assert_eq!(
+            std::fs::read(kit.join(wit)).unwrap(),
+            std::fs::read(workspace().join(wit)).unwrap(),
+            "{wit} differs from the committed contract"
+        );
+    }
+    for helper in [
+        "plugins/sdk/src/lib.rs",
+        "plugins/python/flinkscale_policy.py",
+        "plugins/js/flinkscale-policy.js",
+    ] {
+        assert_eq!(
+            std::fs::read(kit.join(helper)).unwrap(),
+            std::fs::read(workspace().join(helper)).unwrap(),
+            "{helper}"
+        );
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        for script in ["plugins/python/build.sh", "plugins/js/build.sh"] {
+            let mode = std::fs::metadata(kit.join(script))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o755, "{script}");
+        }
+    }
+
+    let again = run(&[]);
+    assert_eq!(code(&again), Some(78));
+    assert!(
+        stderr(&again).contains("already exists") && stderr(&again).contains("--force"),
+        "{}",
+        stderr(&again)
+    );
+    let forced = run(&["--force"]);
+    assert_eq!(code(&forced), Some(0), "{}", stderr(&forced));
 }

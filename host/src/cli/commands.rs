@@ -555,14 +555,44 @@ fn plugin_findings(loaded: &LoadedConfig, config: &Path) -> anyhow::Result<usize
     let mut plugin_failures = 0;
     let host = PluginHost::new(loaded.config.agent.sandbox_limits())
         .context("cannot start the plugin host")?;
-    for (app, paths) in loaded.config.applications.iter().zip(&loaded.plugins) {
-        let checks = std::iter::once((&app.policy, &paths.policy, true)).chain(
+    for (i, (app, paths)) in loaded
+        .config
+        .applications
+        .iter()
+        .zip(&loaded.plugins)
+        .enumerate()
+    {
+        let application_at = FieldPath::root().key("application").index(i);
+        let checks = std::iter::once((&app.policy, &paths.policy, None)).chain(
             app.interpreters
                 .iter()
                 .zip(&paths.interpreters)
-                .map(|(c, p)| (c, p, false)),
+                .enumerate()
+                .map(|(j, (c, p))| (c, p, Some(j))),
         );
-        for (plugin, path, is_policy) in checks {
+        for (plugin, path, interpreter) in checks {
+            let is_policy = interpreter.is_none();
+            // Where a problem with this plugin is in the file:
+            // `file:line:column: application "a".policy.params: ...`,
+            // as plain `validate` says it.
+            let plugin_at = match interpreter {
+                None => application_at.key("policy"),
+                Some(j) => application_at.key("interpreter").index(j),
+            };
+            let located = |field: &str, message: String| {
+                load::locate(
+                    loaded,
+                    &[Problem {
+                        path: plugin_at.key(field),
+                        message,
+                        hint: None,
+                    }],
+                )
+                .into_iter()
+                .map(|error| printable(&error.to_string()))
+                .collect::<Vec<_>>()
+                .join("; ")
+            };
             let params = load::params_json(&plugin.params);
             let result = if is_policy {
                 host.load_policy(path, &params, &app.name)
@@ -588,11 +618,8 @@ fn plugin_findings(loaded: &LoadedConfig, config: &Path) -> anyhow::Result<usize
                     );
                     for problem in &problems {
                         println!(
-                            "{}: application {:?}: plugin {}: {}",
-                            config.display(),
-                            app.name,
-                            printable(&label),
-                            printable(problem)
+                            "{}",
+                            located("params", format!("plugin {label}: {problem}"))
                         );
                     }
                     if problems.is_empty() {
@@ -608,12 +635,12 @@ fn plugin_findings(loaded: &LoadedConfig, config: &Path) -> anyhow::Result<usize
                 }
                 Err(error) => {
                     plugin_failures += 1;
-                    println!(
-                        "{}: application {:?}: {}",
-                        config.display(),
-                        app.name,
-                        printable(&error.to_string())
-                    );
+                    let field = if matches!(error, PluginError::Configure { .. }) {
+                        "params"
+                    } else {
+                        "plugin"
+                    };
+                    println!("{}", located(field, error.to_string()));
                 }
             }
         }

@@ -23,6 +23,7 @@ mod conventions;
 mod explain;
 mod iam;
 mod import;
+mod kit;
 mod plugin;
 mod probe;
 
@@ -185,7 +186,8 @@ pub enum Command {
         environment: bool,
     },
     /// Inspect a plugin: `check` it on a canned evaluation, `describe` its
-    /// parameters, `bench` its compile, instantiation and calls.
+    /// parameters, `bench` its compile, instantiation and calls; `sdk DIR`
+    /// writes the WIT contract and the Rust, Python and JavaScript SDKs.
     Plugin(plugin::PluginArgs),
 }
 

@@ -1,10 +1,11 @@
-//! `flinkscale plugin check | describe | bench`: a plugin author's tools.
+//! `flinkscale plugin check | describe | bench | sdk`: a plugin author's tools.
 //!
 //! `check` loads a plugin as the agent would and asks it one question on a
 //! canned evaluation; `describe` prints what the plugin declares about its
 //! parameters (the README's parameter tables are this output, see
 //! [`replace_blocks`]); `bench` times compiling, instantiating and calling
-//! it. They run on the calling thread with no async runtime around them:
+//! it; `sdk` writes the contract and the SDKs into a folder (`super::kit`).
+//! They run on the calling thread with no async runtime around them:
 //! the guest calls are what is measured, not a hop to another thread.
 //!
 //! Exit codes: 0 when the plugin did all that was asked, 1 when it failed
@@ -106,6 +107,17 @@ pub enum PluginCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Write the plugin author's kit into a folder: the contract's WIT files,
+    /// the Rust SDK (crate `flinkscale-plugin`) with the `step` policy as an
+    /// example, and the Python and JavaScript helpers with their build
+    /// scripts; no source checkout needed.
+    Sdk {
+        /// The folder to write into (created if missing).
+        dir: PathBuf,
+        /// Overwrite the kit's files where they already exist.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 /// Which plugin a command is about.
@@ -182,11 +194,38 @@ pub fn run(args: PluginArgs) -> ExitCode {
             },
             json,
         ),
+        PluginCommand::Sdk { dir, force } => sdk(&dir, force),
     };
     match result {
         Ok(code) => code,
         Err(failure) => failure.exit(),
     }
+}
+
+/// `plugin sdk DIR`: writes the kit and says what is where and how to
+/// use it.
+fn sdk(dir: &Path, force: bool) -> Result<ExitCode, Failure> {
+    let written = super::kit::write(dir, force).map_err(Failure::Usage)?;
+    let root = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+    let root = root.display();
+    println!(
+        "wrote the flinkscale {} plugin kit to {root} ({} files):\n\
+         \x20 wit/v0.2.0/plugin.wit  the contract: worlds scaling-policy and \
+         metric-interpreter (wit/v0.1.0: the previous one, still loaded)\n\
+         \x20 plugins/sdk            the Rust SDK, crate flinkscale-plugin; in your crate's \
+         Cargo.toml:\n\
+         \x20                        flinkscale-plugin = {{ path = \"{root}/plugins/sdk\" }}\n\
+         \x20 plugins/step           a complete Rust policy with unit tests\n\
+         \x20 plugins/python         the Python helper, an example and build.sh \
+         (componentize-py)\n\
+         \x20 plugins/js             the JavaScript helper, an example and build.sh (jco)\n\
+         Build a Rust plugin with `cargo build --release --target wasm32-wasip2`; a Python or \
+         JavaScript one with `{root}/plugins/python/build.sh MODULE` (or js), which writes \
+         {root}/target/polyglot/MODULE-py.wasm (-js.wasm).",
+        env!("CARGO_PKG_VERSION"),
+        written.len()
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Finds the plugin as `plugin = "..."` would (relative paths from the
@@ -485,7 +524,10 @@ fn check_text(report: &CheckReport) -> String {
             line("signals", "none");
         }
         for signal in signals {
-            line("signal", &format!("{} = {}", signal.name, signal.value));
+            line(
+                "signal",
+                &format!("{} = {}", signal.name, compact_number(signal.value)),
+            );
         }
     }
     line(
@@ -799,41 +841,25 @@ fn bench(
     let metadata = host.check(&source).map_err(plugin_failed)?;
     let params = params.unwrap_or_else(|| inspect::canned_params(&metadata.name).to_owned());
     // The first load compiles into the host's cache; the timed ones do not.
+    // Its log (and the plugin's, once) is printed; the timed loads and
+    // calls' lines are formatted as the agent would and counted, not
+    // printed: a plugin that logs at every call would otherwise bury the
+    // result under thousands of lines.
     drop(load(&host, &source, metadata.kind, &params).map_err(plugin_failed)?);
-    let mut instances = Vec::with_capacity(counts.instances);
-    for _ in 0..counts.instances {
-        let started = Instant::now();
-        let loaded = load(&host, &source, metadata.kind, &params).map_err(plugin_failed)?;
-        instances.push(started.elapsed());
-        drop(loaded);
-    }
-
-    let evaluation = inspect::canned_evaluation();
-    let mut loaded = load(&host, &source, metadata.kind, &params).map_err(plugin_failed)?;
-    let mut call = || -> Result<Duration, PluginError> {
-        let started = Instant::now();
-        match &mut loaded {
-            Loaded::Policy(policy) => {
-                std::hint::black_box(policy.decide(&evaluation)?);
-            }
-            Loaded::Interpreter(interpreter) => {
-                std::hint::black_box(interpreter.interpret(
-                    evaluation.now_ms,
-                    &evaluation.app,
-                    &evaluation.metrics,
-                )?);
-            }
-        }
-        Ok(started.elapsed())
-    };
-    // Warm up: the first calls fault in the instance's memory.
-    for _ in 0..counts.iterations.min(100) {
-        call().map_err(plugin_failed)?;
-    }
-    let mut calls = Vec::with_capacity(counts.iterations);
-    for _ in 0..counts.iterations {
-        calls.push(call().map_err(plugin_failed)?);
-    }
+    let guest_lines = LineCounter::default();
+    let timed = tracing_subscriber::fmt()
+        .with_env_filter(
+            crate::telemetry::log_filter(&std::env::var("RUST_LOG").unwrap_or_default())
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_ansi(false)
+        .with_writer(guest_lines.clone())
+        .finish();
+    let (instances, calls) = tracing::subscriber::with_default(timed, || {
+        time_loads_and_calls(&host, &source, &metadata, &params, counts)
+    })
+    .map_err(plugin_failed)?;
+    let guest_lines = guest_lines.count();
 
     let compile = spread(compiles);
     let instance = spread(instances);
@@ -859,6 +885,7 @@ fn bench(
                 "compiles": compile.count,
                 "instance": timing(instance),
                 "call": { "function": function, "p50_us": micros(warm.p50), "p99_us": micros(warm.p99), "count": warm.count },
+                "log_lines_not_printed": guest_lines,
             })
         );
     } else {
@@ -888,14 +915,118 @@ fn bench(
             micros(warm.p99),
             warm.count
         );
+        if guest_lines > 0 {
+            println!(
+                "log             {guest_lines} lines during the loads and calls, formatted (and \
+                 timed) but not printed; `plugin check` prints a call's"
+            );
+        }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The timed part of `bench`: `counts.instances` fresh instances from the
+/// cached compiled component, then `counts.iterations` warm calls (after
+/// up to 100 untimed ones) on the canned evaluation.
+fn time_loads_and_calls(
+    host: &PluginHost,
+    source: &PluginSource,
+    metadata: &PluginMetadata,
+    params: &str,
+    counts: BenchCounts,
+) -> Result<(Vec<Duration>, Vec<Duration>), PluginError> {
+    let mut instances = Vec::with_capacity(counts.instances);
+    for _ in 0..counts.instances {
+        let started = Instant::now();
+        let loaded = load(host, source, metadata.kind, params)?;
+        instances.push(started.elapsed());
+        drop(loaded);
+    }
+
+    let evaluation = inspect::canned_evaluation();
+    let mut loaded = load(host, source, metadata.kind, params)?;
+    let mut call = || -> Result<Duration, PluginError> {
+        let started = Instant::now();
+        match &mut loaded {
+            Loaded::Policy(policy) => {
+                std::hint::black_box(policy.decide(&evaluation)?);
+            }
+            Loaded::Interpreter(interpreter) => {
+                std::hint::black_box(interpreter.interpret(
+                    evaluation.now_ms,
+                    &evaluation.app,
+                    &evaluation.metrics,
+                )?);
+            }
+        }
+        Ok(started.elapsed())
+    };
+    // Warm up: the first calls fault in the instance's memory.
+    for _ in 0..counts.iterations.min(100) {
+        call()?;
+    }
+    let mut calls = Vec::with_capacity(counts.iterations);
+    for _ in 0..counts.iterations {
+        calls.push(call()?);
+    }
+    Ok((instances, calls))
+}
+
+/// `value` as `Display` writes it, or in scientific notation where that
+/// would be a wall of digits (`1e308`, not 309 digits).
+fn compact_number(value: f64) -> String {
+    let magnitude = value.abs();
+    if magnitude != 0.0 && !(1e-6..1e15).contains(&magnitude) {
+        format!("{value:e}")
+    } else {
+        format!("{value}")
+    }
+}
+
+/// A log writer that counts the lines written to it and keeps none.
+#[derive(Clone, Default)]
+struct LineCounter(std::sync::Arc<std::sync::atomic::AtomicU64>);
+
+impl LineCounter {
+    fn count(&self) -> u64 {
+        self.0.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+impl std::io::Write for LineCounter {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        let lines = bytes.iter().filter(|b| **b == b'\n').count() as u64;
+        self.0
+            .fetch_add(lines, std::sync::atomic::Ordering::Relaxed);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LineCounter {
+    type Writer = LineCounter;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::plugin::ParameterKind;
+
+    #[test]
+    fn numbers_print_compactly() {
+        assert_eq!(compact_number(-5.0), "-5");
+        assert_eq!(compact_number(0.25), "0.25");
+        assert_eq!(compact_number(0.0), "0");
+        assert_eq!(compact_number(1e308), "1e308");
+        assert_eq!(compact_number(-2.5e-9), "-2.5e-9");
+    }
 
     fn parameter(
         name: &str,

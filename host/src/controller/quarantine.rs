@@ -4,8 +4,8 @@
 //! A plugin failing `after_failures` calls in a row is quarantined for
 //! `base`; when that ends it gets one call: a success lifts the quarantine,
 //! a failure quarantines it again for twice as long (up to `longest`). A
-//! new file ends a quarantine at once and starts the doubling afresh: it is
-//! new code.
+//! new file ends a quarantine at once and starts the doubling afresh, and
+//! the count of failures in a row too: it is new code.
 
 use std::time::Duration;
 
@@ -117,10 +117,15 @@ pub struct PluginHealth {
 }
 
 impl PluginHealth {
-    /// Whether to call the plugin at `now_ms`; `file_changed` is asked only
-    /// while quarantined (it may read the file).
+    /// Whether to call the plugin at `now_ms`; `file_changed` says whether
+    /// its file brought new code. New code starts counting its failures
+    /// afresh: the failures of the file it replaced are not its own.
     pub fn gate(&mut self, now_ms: i64, file_changed: impl FnOnce() -> bool) -> Gate {
         let Some(until_ms) = self.until_ms else {
+            if self.failures_in_row > 0 && file_changed() {
+                self.failures_in_row = 0;
+                self.level = 0;
+            }
             return Gate::Call;
         };
         let reason = if file_changed() {

@@ -32,7 +32,7 @@ use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use sha2::{Digest, Sha256};
 use wasmtime::Engine;
@@ -122,10 +122,14 @@ impl ComponentCache {
         // harmless (wasmtime also refuses an incompatible artifact).
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         engine.precompile_compatibility_hash().hash(&mut hasher);
+        let engine_hash = format!("{:016x}", hasher.finish());
+        if let Some(dir) = &dir {
+            prune(dir, &engine_hash, SystemTime::now());
+        }
         Self {
             slots: Arc::default(),
             dir,
-            engine_hash: format!("{:016x}", hasher.finish()),
+            engine_hash,
             compile_timeout: COMPILE_TIMEOUT,
         }
     }
@@ -269,7 +273,8 @@ fn compile_or_load(engine: &Engine, bytes: &[u8], artifact: Option<&Artifact>) -
             ),
         }
     }
-    let component = Component::new(engine, bytes).map_err(|e| super::engine::describe(&e))?;
+    let component = Component::new(engine, bytes)
+        .map_err(|e| super::engine::describe_compile_error(bytes, &e))?;
     if let Some(artifact) = artifact
         && let Err(reason) = store(&component, artifact)
     {
@@ -280,6 +285,75 @@ fn compile_or_load(engine: &Engine, bytes: &[u8], artifact: Option<&Artifact>) -
         );
     }
     Ok((component, Origin::Compiled))
+}
+
+/// How long an artifact of the current engine is kept unused: loading one
+/// from disk renews it, so only the compiled forms of plugin files that no
+/// longer run (each hot-reloaded version leaves one, 35 MB for a Python
+/// policy) age out.
+pub(crate) const MAX_ARTIFACT_IDLE: Duration = Duration::from_secs(30 * 86_400);
+
+/// Removes from the cache folder `dir` (only if it is the agent's own) the
+/// artifacts no load will use: those of another engine (an agent of
+/// another version or settings wrote them; this one never looks at them)
+/// and those unused for [`MAX_ARTIFACT_IDLE`] before `now`. Only files
+/// named as this cache names artifacts are touched; what cannot be removed
+/// stays, with a warning. Returns how many were removed.
+pub(crate) fn prune(dir: &Path, engine_hash: &str, now: SystemTime) -> usize {
+    if !matches!(private_dir(dir), Ok(true)) {
+        return 0;
+    }
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some((wasm, engine)) = name
+            .to_str()
+            .and_then(|n| n.strip_suffix(".cwasm"))
+            .and_then(|n| n.split_once('-'))
+        else {
+            continue;
+        };
+        let is_hex =
+            |s: &str, len: usize| s.len() == len && s.bytes().all(|b| b.is_ascii_hexdigit());
+        if !is_hex(wasm, 64) || !is_hex(engine, 16) {
+            continue;
+        }
+        let path = entry.path();
+        let Ok(meta) = std::fs::symlink_metadata(&path) else {
+            continue;
+        };
+        if !meta.is_file() || untrusted(&path, &meta).is_some() {
+            continue;
+        }
+        let idle = meta
+            .modified()
+            .ok()
+            .and_then(|modified| now.duration_since(modified).ok())
+            .unwrap_or_default();
+        if engine == engine_hash && idle < MAX_ARTIFACT_IDLE {
+            continue;
+        }
+        match std::fs::remove_file(&path) {
+            Ok(()) => removed += 1,
+            Err(e) => tracing::warn!(
+                message = "Cannot remove a stale compiled plugin from the cache.",
+                file = %path.display(),
+                reason = %e,
+            ),
+        }
+    }
+    if removed > 0 {
+        tracing::info!(
+            message = "Removed stale compiled plugins from the cache.",
+            dir = %dir.display(),
+            removed,
+            max_idle_days = MAX_ARTIFACT_IDLE.as_secs() / 86_400,
+        );
+    }
+    removed
 }
 
 /// The user the agent runs as.
@@ -364,6 +438,9 @@ fn load(engine: &Engine, artifact: &Artifact) -> Result<Option<Component>, Strin
             "its digest does not match its content (torn, altered, or another plugin's)".to_owned(),
         );
     }
+    // Renew it: an artifact that is used does not age out (see `prune`).
+    // A failure only makes it age out sooner and be compiled again.
+    let _ = handle.set_modified(SystemTime::now());
     // SAFETY: the bytes are native code that `deserialize` trusts. They are
     // what this cache wrote for this wasm and this engine: the digest above
     // binds them to both, and the folder and file belong to the agent and

@@ -659,11 +659,13 @@ fn start_ticker(engine: &Engine) -> Result<(), String> {
         .map_err(|e| format!("cannot start the epoch ticker thread: {e}"))
 }
 
-/// An error's whole chain on one line.
+/// An error's whole chain on one line: a cause whose text spans lines
+/// (wasmparser prints the bytes it expected as an indented list) has each
+/// line break and the indentation after it made one space.
 pub(crate) fn describe(error: &wasmtime::Error) -> String {
     let mut text = String::new();
     for cause in error.chain() {
-        let cause = cause.to_string();
+        let cause = one_line(&cause.to_string());
         if text.contains(&cause) {
             continue;
         }
@@ -751,12 +753,97 @@ pub(crate) mod load_probe {
     }
 }
 
+/// `text` with every line break, and the white space around it, made one
+/// space.
+fn one_line(text: &str) -> String {
+    text.lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The WebAssembly magic bytes every module and component starts with.
+const WASM_MAGIC: &[u8; 4] = b"\0asm";
+
+/// Why `bytes` failed to compile, for the plugin's author: a file that is
+/// not WebAssembly at all, or a core module where a component is needed,
+/// is said in those words before the compiler's own reason (on one line,
+/// [`describe`]).
+pub(crate) fn describe_compile_error(bytes: &[u8], error: &wasmtime::Error) -> String {
+    let reason = describe(error);
+    if !bytes.starts_with(WASM_MAGIC) {
+        let start: String = String::from_utf8_lossy(&bytes[..bytes.len().min(16)])
+            .chars()
+            .map(|c| if c.is_control() { '.' } else { c })
+            .collect();
+        return format!(
+            "the file is not WebAssembly: it does not start with the bytes \\0asm that every \
+             module and component starts with (it starts with {start:?}, {} bytes in all) ({reason})",
+            bytes.len()
+        );
+    }
+    // A core module's version field is 1; a component's layer is 1 at
+    // bytes 6..8.
+    if bytes.get(4..8) == Some(&[1, 0, 0, 0]) {
+        return format!(
+            "the file is a core WebAssembly module, not a component: build it for \
+             wasm32-wasip2 (wasm32-unknown-unknown and wasm32-wasip1 make core modules), or \
+             wrap the module with `wasm-tools component new` ({reason})"
+        );
+    }
+    reason
+}
+
 #[cfg(test)]
 mod tests {
     use std::path::PathBuf;
     use std::sync::{Arc, Barrier};
 
     use super::SharedDir;
+
+    fn compile_error(bytes: &[u8]) -> String {
+        let engine = wasmtime::Engine::default();
+        match wasmtime::component::Component::new(&engine, bytes) {
+            Ok(_) => panic!("{bytes:?} compiled"),
+            Err(error) => super::describe_compile_error(bytes, &error),
+        }
+    }
+
+    #[test]
+    fn a_file_that_is_not_wasm_is_said_so_on_one_line() {
+        let text = compile_error(b"garbage\n");
+        assert!(!text.contains('\n'), "{text}");
+        assert!(
+            text.starts_with(
+                "the file is not WebAssembly: it does not start with the bytes \\0asm that \
+                 every module and component starts with (it starts with \"garbage.\", 8 bytes \
+                 in all) ("
+            ),
+            "{text}"
+        );
+        // The compiler's reason follows, its list of bytes on the same line.
+        assert!(text.contains("magic header not detected"), "{text}");
+    }
+
+    #[test]
+    fn a_core_module_is_said_to_need_wrapping_as_a_component() {
+        let text = compile_error(&[0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00]);
+        assert!(
+            text.starts_with(
+                "the file is a core WebAssembly module, not a component: build it for wasm32-wasip2"
+            ),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn one_line_joins_the_lines_of_a_cause() {
+        assert_eq!(
+            super::one_line("expected=[\n    0x0,\n    0x61,\n] actual"),
+            "expected=[ 0x0, 0x61, ] actual"
+        );
+    }
 
     #[test]
     fn a_shared_dir_is_chosen_once_and_a_second_call_changes_nothing() {

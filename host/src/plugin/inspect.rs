@@ -78,7 +78,8 @@ impl Compiler {
     /// file that is not a component this host can load.
     pub fn component_facts(&self, bytes: &[u8]) -> Result<ComponentFacts, String> {
         let started = Instant::now();
-        let component = Component::new(&self.engine, bytes).map_err(|e| format!("{e:#}"))?;
+        let component = Component::new(&self.engine, bytes)
+            .map_err(|e| super::engine::describe_compile_error(bytes, &e))?;
         let compile = started.elapsed();
         let exports = component
             .component_type()

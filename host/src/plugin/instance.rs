@@ -280,7 +280,10 @@ impl<W: World> Sandbox<W> {
                 ),
             )
         } else {
-            (FailureClass::Trap, describe_trap(error))
+            (
+                FailureClass::Trap,
+                with_last_words(describe_trap(error), &self.log.stderr_tail()),
+            )
         };
         tracing::debug!(
             message = "Plugin call trapped.",
@@ -380,6 +383,25 @@ fn describe_trap(error: &wasmtime::Error) -> String {
     sanitize_text(&text, MAX_DETAIL_BYTES)
 }
 
+/// A trap's description with what the guest last wrote to stderr in that
+/// call: a Rust plugin's panic traps as `unreachable`, and its message is
+/// only there. Rust's hint about `RUST_BACKTRACE` (a guest has no
+/// environment) is left out.
+fn with_last_words(trap: String, stderr_tail: &[String]) -> String {
+    let words: Vec<&str> = stderr_tail
+        .iter()
+        .map(|line| line.trim())
+        .filter(|line| !line.starts_with("note: run with `RUST_BACKTRACE"))
+        .collect();
+    if words.is_empty() {
+        return trap;
+    }
+    sanitize_text(
+        &format!("{trap}; its stderr before: {}", words.join(" / ")),
+        MAX_DETAIL_BYTES,
+    )
+}
+
 /// A scaling policy instance serving one application.
 pub struct PolicyInstance {
     sandbox: Sandbox<PolicyWorld>,
@@ -442,16 +464,25 @@ impl InterpreterInstance {
     }
 
     /// Asks the interpreter for signals. NaN and infinite values are
-    /// dropped, as the contract says.
+    /// dropped, as the contract says (by the caller). An answer with a
+    /// signal no one could name (an empty name, a control character, more
+    /// than [`MAX_SIGNAL_NAME_BYTES`]) or with a name given twice is
+    /// nonsense: the call fails as `invalid`.
     pub fn interpret(
         &mut self,
         now_ms: i64,
         app: &Application,
         metrics: &[Series],
     ) -> Result<Vec<Signal>, PluginError> {
-        self.sandbox.invoke("interpret", |store, exports| {
+        let signals = self.sandbox.invoke("interpret", |store, exports| {
             exports.interpret(store, now_ms, app, metrics)
-        })
+        })?;
+        match signal_problem(&signals) {
+            None => Ok(signals),
+            Some(problem) => Err(self
+                .sandbox
+                .failed("interpret", FailureClass::Invalid, problem)),
+        }
     }
 
     /// The plugin's name, version, world and contract version.
@@ -475,6 +506,109 @@ impl InterpreterInstance {
     }
 }
 
+/// The longest signal name an interpreter may give, in bytes.
+pub(crate) const MAX_SIGNAL_NAME_BYTES: usize = 64;
+
+/// What is wrong with an interpreter's answer, if anything: a name that is
+/// empty, too long or holds a control character, or one given twice.
+fn signal_problem(signals: &[Signal]) -> Option<String> {
+    const VALID: &str = "a signal's name is 1 to 64 bytes with no control character, and \
+                         unique in the answer; by convention letters, digits and '_'";
+    let mut seen = std::collections::HashSet::new();
+    for (index, signal) in signals.iter().enumerate() {
+        // Debug quoting shows a control character as its escape.
+        let shown: String = signal.name.chars().take(MAX_SIGNAL_NAME_BYTES).collect();
+        if signal.name.is_empty()
+            || signal.name.len() > MAX_SIGNAL_NAME_BYTES
+            || signal.name.chars().any(char::is_control)
+        {
+            return Some(format!(
+                "signal {} of {} has the name {shown:?}; {VALID}",
+                index + 1,
+                signals.len()
+            ));
+        }
+        if !seen.insert(signal.name.as_str()) {
+            return Some(format!("signal {shown:?} is given more than once; {VALID}"));
+        }
+    }
+    None
+}
+
 fn label(identity: &PluginIdentity) -> String {
     format!("{} {}", identity.name, identity.version)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{signal_problem, with_last_words};
+
+    #[test]
+    fn a_trap_carries_the_guests_last_stderr_lines() {
+        let tail = [
+            "thread '<unnamed>' (1) panicked at src/lib.rs:18:24:".to_owned(),
+            "bad: panic in decide".to_owned(),
+            "note: run with `RUST_BACKTRACE=1` environment variable to display a backtrace"
+                .to_owned(),
+        ];
+        assert_eq!(
+            with_last_words(
+                "wasm trap: wasm `unreachable` instruction executed".to_owned(),
+                &tail
+            ),
+            "wasm trap: wasm `unreachable` instruction executed; its stderr before: thread \
+             '<unnamed>' (1) panicked at src/lib.rs:18:24: / bad: panic in decide"
+        );
+        assert_eq!(
+            with_last_words("wasm trap: x".to_owned(), &[]),
+            "wasm trap: x"
+        );
+    }
+    use crate::model::Signal;
+
+    fn signals(names: &[&str]) -> Vec<Signal> {
+        names
+            .iter()
+            .map(|name| Signal {
+                name: (*name).to_owned(),
+                value: 1.0,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn well_named_distinct_signals_pass() {
+        assert_eq!(
+            signal_problem(&signals(&["lag_growth", "hot", "x-1"])),
+            None
+        );
+        assert_eq!(signal_problem(&[]), None);
+    }
+
+    #[test]
+    fn a_signal_no_one_could_name_is_refused_naming_it_and_what_is_valid() {
+        let problem = signal_problem(&signals(&["ok", ""])).unwrap();
+        assert!(
+            problem
+                .starts_with("signal 2 of 2 has the name \"\"; a signal's name is 1 to 64 bytes"),
+            "{problem}"
+        );
+        let problem = signal_problem(&signals(&["bad\nname"])).unwrap();
+        assert!(
+            problem.starts_with("signal 1 of 1 has the name \"bad\\nname\";"),
+            "{problem}"
+        );
+        let long = "x".repeat(65);
+        assert!(signal_problem(&signals(&[&long])).is_some());
+        assert_eq!(signal_problem(&signals(&[&long[..64]])), None);
+    }
+
+    #[test]
+    fn a_name_given_twice_is_refused() {
+        let problem = signal_problem(&signals(&["dup", "other", "dup"])).unwrap();
+        assert!(
+            problem.starts_with("signal \"dup\" is given more than once;"),
+            "{problem}"
+        );
+    }
 }

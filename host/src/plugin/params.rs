@@ -110,6 +110,15 @@ pub(crate) fn check_params(declared: &[Parameter], params_json: &str) -> Vec<Str
         // plugin's own `configure` to refuse.
         _ => return Vec::new(),
     };
+    // A plugin that declares nothing refuses every key: one problem names
+    // them all, rather than one per key repeating that.
+    if declared.is_empty() && params.len() > 1 {
+        let keys: Vec<String> = params.keys().map(|k| format!("{k:?}")).collect();
+        return vec![format!(
+            "unknown keys {}; the plugin accepts no params",
+            keys.join(", ")
+        )];
+    }
     let valid = || {
         if declared.is_empty() {
             "the plugin accepts no params".to_owned()
@@ -367,6 +376,11 @@ mod tests {
         assert_eq!(
             problems,
             ["unknown key \"x\"; the plugin accepts no params"]
+        );
+        let problems = check_params(&[], r#"{"x": 1, "y": 2}"#);
+        assert_eq!(
+            problems,
+            ["unknown keys \"x\", \"y\"; the plugin accepts no params"]
         );
     }
 

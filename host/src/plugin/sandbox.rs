@@ -219,7 +219,14 @@ struct LogState {
     suppressed: u32,
     stdout: Vec<u8>,
     stderr: Vec<u8>,
+    /// The last [`STDERR_TAIL_LINES`] non-blank stderr lines of the call
+    /// (logged or suppressed alike), until the next call starts.
+    stderr_tail: std::collections::VecDeque<String>,
 }
+
+/// How many of a call's last stderr lines [`GuestLog::stderr_tail`] keeps:
+/// enough for a Rust panic's location and message.
+const STDERR_TAIL_LINES: usize = 4;
 
 impl GuestLog {
     /// A log for `name` (until the plugin tells its own) serving
@@ -234,6 +241,7 @@ impl GuestLog {
                 suppressed: 0,
                 stdout: Vec::new(),
                 stderr: Vec::new(),
+                stderr_tail: std::collections::VecDeque::new(),
             }),
         }
     }
@@ -255,6 +263,13 @@ impl GuestLog {
         let mut state = self.lock();
         state.lines_left = MAX_LOG_LINES_PER_CALL;
         state.suppressed = 0;
+        state.stderr_tail.clear();
+    }
+
+    /// The last call's last few non-blank stderr lines, oldest first: what
+    /// a guest said before it trapped (a Rust panic's message).
+    pub(crate) fn stderr_tail(&self) -> Vec<String> {
+        self.lock().stderr_tail.iter().cloned().collect()
     }
 
     /// Ends a call: writes out unterminated stdout/stderr text and says how
@@ -317,6 +332,20 @@ impl LogState {
     }
 
     fn emit(&mut self, level: tracing::Level, source: &'static str, text: &[u8]) {
+        // A blank line says nothing (Rust's panic message starts with one,
+        // on stderr): not logged, and not counted against the budget.
+        if text.iter().all(u8::is_ascii_whitespace) {
+            return;
+        }
+        if source == Stream::Stderr.name() {
+            if self.stderr_tail.len() == STDERR_TAIL_LINES {
+                self.stderr_tail.pop_front();
+            }
+            self.stderr_tail.push_back(sanitize_text(
+                &String::from_utf8_lossy(text),
+                MAX_LOG_LINE_BYTES,
+            ));
+        }
         if self.lines_left == 0 {
             self.suppressed = self.suppressed.saturating_add(1);
             return;

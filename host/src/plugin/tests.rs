@@ -217,6 +217,40 @@ fn a_flood_of_plugin_log_lines_is_cut_per_call_and_counted() {
 }
 
 #[test]
+fn blank_guest_lines_are_not_logged() {
+    use sandbox::{GuestLog, Stream};
+    let log = GuestLog::new("panicky", "orders");
+    let logs = captured_logs(|| {
+        log.begin_call();
+        // What a Rust guest's panic writes to stderr.
+        log.write(
+            Stream::Stderr,
+            b"\nthread '<unnamed>' (1) panicked at src/lib.rs:18:24:\nboom\n  \n",
+        );
+        log.line(tracing::Level::INFO, "log", b"");
+        log.end_call();
+    });
+    let lines: Vec<_> = logs.lines().collect();
+    assert_eq!(lines.len(), 2, "{logs}");
+    assert!(
+        lines[0].contains(": thread '<unnamed>' (1) panicked at"),
+        "{logs}"
+    );
+    assert!(lines[1].contains(": boom plugin=panicky"), "{logs}");
+    // What the call said on stderr stays until the next call, for a trap's
+    // description.
+    assert_eq!(
+        log.stderr_tail(),
+        [
+            "thread '<unnamed>' (1) panicked at src/lib.rs:18:24:",
+            "boom"
+        ]
+    );
+    log.begin_call();
+    assert!(log.stderr_tail().is_empty());
+}
+
+#[test]
 fn guest_stdout_is_logged_line_by_line_and_long_lines_are_cut() {
     use sandbox::{GuestLog, MAX_LOG_LINE_BYTES, Stream};
     let log = GuestLog::new("printer", "orders");
@@ -324,6 +358,95 @@ fn a_compile_past_its_deadline_is_a_typed_error_and_is_not_started_twice() {
         }
     };
     assert_eq!(origin, Origin::Memory);
+}
+
+#[test]
+fn the_cache_prunes_other_engines_and_idle_artifacts_and_nothing_else() {
+    use cache::{MAX_ARTIFACT_IDLE, prune};
+    use std::os::unix::fs::PermissionsExt;
+    use std::time::{Duration, SystemTime};
+    let dir = tempfile::tempdir().expect("a temporary folder");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+    let engine = "0123456789abcdef";
+    let wasm = |c: char| c.to_string().repeat(64);
+    let current = format!("{}-{engine}.cwasm", wasm('a'));
+    let idle = format!("{}-{engine}.cwasm", wasm('b'));
+    let other_engine = format!("{}-fedcba9876543210.cwasm", wasm('c'));
+    let not_ours = ["notes.txt", "x-0123456789abcdef.cwasm"];
+    let partial = format!("{}-{engine}.tmp-1-0", wasm('d'));
+    for name in [current.as_str(), &idle, &other_engine, &partial]
+        .into_iter()
+        .chain(not_ours)
+    {
+        let path = dir.path().join(name);
+        std::fs::write(&path, b"x").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    let now = SystemTime::now();
+    std::fs::File::options()
+        .write(true)
+        .open(dir.path().join(&idle))
+        .unwrap()
+        .set_modified(now - MAX_ARTIFACT_IDLE - Duration::from_secs(60))
+        .unwrap();
+
+    assert_eq!(prune(dir.path(), engine, now), 2);
+    let mut left: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    left.sort();
+    let mut expected = vec![
+        current,
+        partial,
+        not_ours[0].to_owned(),
+        not_ours[1].to_owned(),
+    ];
+    expected.sort();
+    assert_eq!(left, expected);
+
+    // A folder others may write to is not the agent's: nothing is touched.
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    assert_eq!(prune(dir.path(), "ffffffffffffffff", now), 0);
+}
+
+#[test]
+fn an_artifact_loaded_from_disk_is_renewed() {
+    use cache::{ComponentCache, Origin};
+    use std::time::{Duration, SystemTime};
+    let dir = tempfile::tempdir().expect("a temporary folder");
+    let cache_dir = dir.path().join("plugin-cache");
+    let engine = wasmtime::Engine::default();
+    // The empty component: magic, component version and layer.
+    let wasm = [0x00, 0x61, 0x73, 0x6d, 0x0d, 0x00, 0x01, 0x00];
+    let first = ComponentCache::new(&engine, Some(cache_dir.clone()));
+    assert_eq!(
+        first.get_or_compile(&engine, &wasm).map(|(_, o)| o).ok(),
+        Some(Origin::Compiled)
+    );
+    let artifact = std::fs::read_dir(&cache_dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "cwasm"))
+        .expect("an artifact was written");
+    let ten_days_ago = SystemTime::now() - Duration::from_secs(10 * 86_400);
+    std::fs::File::options()
+        .write(true)
+        .open(&artifact)
+        .unwrap()
+        .set_modified(ten_days_ago)
+        .unwrap();
+
+    let second = ComponentCache::new(&engine, Some(cache_dir));
+    assert_eq!(
+        second.get_or_compile(&engine, &wasm).map(|(_, o)| o).ok(),
+        Some(Origin::Disk)
+    );
+    let modified = std::fs::metadata(&artifact).unwrap().modified().unwrap();
+    assert!(
+        modified > ten_days_ago + Duration::from_secs(86_400),
+        "loading it renewed it: {modified:?}"
+    );
 }
 
 #[test]

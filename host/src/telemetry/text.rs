@@ -11,8 +11,17 @@ pub fn iso(ms: i64) -> String {
         .unwrap_or_else(|_| ms.to_string())
 }
 
-/// A value for people: at most three decimals, no trailing zeros.
+/// A value for people: at most three decimals, no trailing zeros (from
+/// 1e15 on, four significant digits and an exponent).
 pub fn number(v: f64) -> String {
+    // From 1e15 on, three decimals would be a wall of digits (an
+    // interpreter may well give 1e308): scientific notation instead.
+    if v.abs() >= 1e15 {
+        let text = format!("{v:.3e}");
+        let (mantissa, exponent) = text.split_once('e').unwrap_or((&text, "0"));
+        let mantissa = mantissa.trim_end_matches('0').trim_end_matches('.');
+        return format!("{mantissa}e{exponent}");
+    }
     let text = format!("{v:.3}");
     let text = text.trim_end_matches('0').trim_end_matches('.');
     if text == "-0" {

@@ -12,6 +12,28 @@ use crate::plugin::{FailureClass, PluginHost, Reloading, SandboxLimits};
 
 const MINUTE_MS: i64 = 60_000;
 
+/// A file that replaces a failing (not yet quarantined) plugin starts with
+/// no failures: the old code's do not count against it.
+#[test]
+fn new_code_starts_counting_failures_afresh() {
+    let policy = QuarantinePolicy::from_config(3, 600);
+    let mut health = PluginHealth::default();
+    assert_eq!(health.gate(0, || false), Gate::Call);
+    health.failed(0, &policy);
+    health.failed(0, &policy);
+    assert_eq!(health.gate(0, || true), Gate::Call);
+    assert_eq!(
+        health.failed(0, &policy),
+        AfterFailure::Counted { failures: 1 }
+    );
+    // The same file goes on counting.
+    assert_eq!(health.gate(0, || false), Gate::Call);
+    assert_eq!(
+        health.failed(0, &policy),
+        AfterFailure::Counted { failures: 2 }
+    );
+}
+
 #[test]
 fn quarantine_after_n_failures_then_double_up_to_the_longest() {
     let policy = QuarantinePolicy::from_config(3, 600);

@@ -290,3 +290,12 @@ fn status_reads_times_no_clock_reaches_without_overflowing() {
     );
     let _ = std::fs::remove_dir_all(&state);
 }
+
+#[test]
+fn numbers_are_written_short_even_when_huge() {
+    assert_eq!(super::number(42.5), "42.5");
+    assert_eq!(super::number(-0.0001), "0");
+    assert_eq!(super::number(1e308), "1e308");
+    assert_eq!(super::number(-2.5e20), "-2.5e20");
+    assert_eq!(super::number(123_456_789.0), "123456789");
+}
