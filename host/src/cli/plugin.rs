@@ -591,7 +591,10 @@ fn describe_text(metadata: &PluginMetadata) -> String {
                     (None, false) => "optional".to_owned(),
                 };
                 out.push_str(&format!("  {} ({}, {default})\n", p.name, p.kind));
-                out.push_str(&format!("      {}\n", one_line(&p.meaning)));
+                out.push_str(&format!(
+                    "      {}\n",
+                    crate::telemetry::text::spaced(&p.meaning)
+                ));
             }
         }
     }
@@ -632,14 +635,9 @@ fn parameter_table(parameters: &[Parameter]) -> String {
     out
 }
 
-/// Text on one line: newlines and other control characters become spaces.
-fn one_line(text: &str) -> String {
-    text.split_whitespace().collect::<Vec<_>>().join(" ")
-}
-
 /// Text safe in one markdown table cell.
 fn cell(text: &str) -> String {
-    one_line(text).replace('|', "\\|")
+    crate::telemetry::text::spaced(text).replace('|', "\\|")
 }
 
 /// One generated block of a README: the built-in it is for and what it

@@ -665,7 +665,7 @@ fn start_ticker(engine: &Engine) -> Result<(), String> {
 pub(crate) fn describe(error: &wasmtime::Error) -> String {
     let mut text = String::new();
     for cause in error.chain() {
-        let cause = one_line(&cause.to_string());
+        let cause = crate::telemetry::text::spaced(&cause.to_string());
         if text.contains(&cause) {
             continue;
         }
@@ -753,16 +753,6 @@ pub(crate) mod load_probe {
     }
 }
 
-/// `text` with every line break, and the white space around it, made one
-/// space.
-fn one_line(text: &str) -> String {
-    text.lines()
-        .map(str::trim)
-        .filter(|line| !line.is_empty())
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
 /// The WebAssembly magic bytes every module and component starts with.
 const WASM_MAGIC: &[u8; 4] = b"\0asm";
 
@@ -834,14 +824,6 @@ mod tests {
                 "the file is a core WebAssembly module, not a component: build it for wasm32-wasip2"
             ),
             "{text}"
-        );
-    }
-
-    #[test]
-    fn one_line_joins_the_lines_of_a_cause() {
-        assert_eq!(
-            super::one_line("expected=[\n    0x0,\n    0x61,\n] actual"),
-            "expected=[ 0x0, 0x61, ] actual"
         );
     }
 

@@ -46,6 +46,12 @@ pub fn one_line(text: &str) -> String {
     out
 }
 
+/// `text` with every run of white space (line breaks included) made one
+/// space: a multi-line cause or description read on one line.
+pub fn spaced(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -56,6 +62,10 @@ mod tests {
         assert_eq!(number(0.12345), "0.123");
         assert_eq!(number(-0.0001), "0");
         assert_eq!(one_line("a\nb\u{1b}[2J"), "a\\nb\\u{1b}[2J");
+        assert_eq!(
+            spaced("expected=[\n    0x0,\n    0x61,\n] actual"),
+            "expected=[ 0x0, 0x61, ] actual"
+        );
         assert_eq!(iso(0), "1970-01-01T00:00:00Z");
         assert_eq!(iso(i64::MAX), i64::MAX.to_string());
     }
