@@ -5,7 +5,7 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -51,21 +51,8 @@ fn write_config(dir: &Path, port: u16, applications: &[String]) -> PathBuf {
         applications.concat()
     );
     let path = dir.join("agent.toml");
-    let staged = dir.join("agent.toml.staged");
-    std::fs::write(&staged, text).expect("the staged file can be written");
-    std::fs::rename(&staged, &path).expect("the staged file can be renamed");
+    common::replace(&path, text.as_bytes());
     path
-}
-
-fn hangup(agent: &Running) {
-    let status = Command::new("kill")
-        .arg("-HUP")
-        .arg(agent.pid().to_string())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .expect("kill runs");
-    assert!(status.success(), "kill -HUP failed");
 }
 
 /// The emulator's calls of `operation` for `application` after `seq`.
@@ -170,7 +157,7 @@ fn a_reload_switches_an_application_between_dry_run_paused_and_active_alone() {
         port,
         &[keep.clone(), eager("changed", "paused")],
     );
-    hangup(&agent);
+    common::hangup(&agent);
     wait_reloads(&agent, 1, &diagnose);
     let paused_at = last_seq(&emulator);
     let (status, body) = agent_get(&agent, "/readyz");
@@ -200,7 +187,7 @@ fn a_reload_switches_an_application_between_dry_run_paused_and_active_alone() {
 
     // Active again: it evaluates and scales.
     write_config(dir.path(), port, &[keep, eager("changed", "active")]);
-    hangup(&agent);
+    common::hangup(&agent);
     wait_reloads(&agent, 2, &diagnose);
     wait_until(
         PATIENCE,

@@ -14,7 +14,7 @@ mod common;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -141,25 +141,9 @@ fn msf_application(name: &str) -> String {
 /// aside and renamed over the old file as an operator would.
 fn write_config(dir: &Path, applications: &[String]) -> std::path::PathBuf {
     let path = dir.join("agent.toml");
-    let staged = dir.join("agent.toml.staged");
-    std::fs::write(
-        &staged,
-        format!("[agent]\nstate_dir = \"state\"\n{}", applications.concat()),
-    )
-    .expect("the configuration can be written");
-    std::fs::rename(&staged, &path).expect("the configuration can be renamed");
+    let text = format!("[agent]\nstate_dir = \"state\"\n{}", applications.concat());
+    common::replace(&path, text.as_bytes());
     path
-}
-
-fn hangup(agent: &Running) {
-    let status = Command::new("kill")
-        .arg("-HUP")
-        .arg(agent.pid().to_string())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .expect("kill runs");
-    assert!(status.success(), "kill -HUP failed");
 }
 
 /// `flinkscale --log-format json run` on `config` in `dir`, with no AWS
@@ -315,7 +299,7 @@ fn sighup_adding_msf_applications_loads_the_sdk_once_and_scales_them() {
         dir.path(),
         &[flink_application(&flink.url), msf_application("added")],
     );
-    hangup(&agent);
+    common::hangup(&agent);
     wait_until(
         PATIENCE,
         "two evaluations of the MSF application the reload added",
@@ -335,7 +319,7 @@ fn sighup_adding_msf_applications_loads_the_sdk_once_and_scales_them() {
             msf_application("keep"),
         ],
     );
-    hangup(&agent);
+    common::hangup(&agent);
     wait_until(
         PATIENCE,
         "two evaluations of the second MSF application",

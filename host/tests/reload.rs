@@ -12,7 +12,6 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use serde_json::Value;
@@ -53,24 +52,7 @@ fn write_config(dir: &Path, plugins: &Path, applications: &[String]) -> std::pat
 
 /// Replaces `path` with `bytes` atomically (written aside, then renamed).
 fn write_text(path: &Path, text: &str) {
-    replace(path, text.as_bytes());
-}
-
-fn replace(path: &Path, bytes: &[u8]) {
-    let staged = path.with_extension("staged");
-    std::fs::write(&staged, bytes).expect("the staged file can be written");
-    std::fs::rename(&staged, path).expect("the staged file can be renamed");
-}
-
-fn hangup(agent: &Running) {
-    let status = Command::new("kill")
-        .arg("-HUP")
-        .arg(agent.pid().to_string())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .expect("kill runs");
-    assert!(status.success(), "kill -HUP failed");
+    common::replace(path, text.as_bytes());
 }
 
 fn diagnostics(emulator: &Emulator, agent: &Running) -> String {
@@ -150,7 +132,7 @@ fn a_replaced_plugin_decides_from_the_next_evaluation_and_a_broken_one_is_refuse
     // hold over the file the application runs: its decisions from the
     // next evaluation on, and the log names the new file's sha256.
     let hold = std::fs::read(shipped("hold")).unwrap();
-    replace(&policy, &hold);
+    common::replace(&policy, &hold);
     wait_until(
         PATIENCE,
         "the reload",
@@ -194,7 +176,7 @@ fn a_replaced_plugin_decides_from_the_next_evaluation_and_a_broken_one_is_refuse
     let garbage: Vec<u8> = (0..4096u32)
         .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
         .collect();
-    replace(&policy, &garbage);
+    common::replace(&policy, &garbage);
     wait_until(
         PATIENCE,
         "the refusal",
@@ -295,7 +277,7 @@ fn sighup_starts_added_stops_removed_restarts_changed_and_leaves_the_others_alon
             application("added", "hold", 1),
         ],
     );
-    hangup(&agent);
+    common::hangup(&agent);
     wait_until(
         PATIENCE,
         "the reload",
@@ -393,7 +375,7 @@ fn sighup_with_an_invalid_file_keeps_the_running_configuration_and_logs_every_er
             "grace_period_secs = 2\ngrace_secs = 2",
         );
     write_config(dir.path(), &plugins, &[broken]);
-    hangup(&agent);
+    common::hangup(&agent);
     let message = "Invalid configuration; keeping the running one.";
     wait_until(
         PATIENCE,
@@ -521,7 +503,7 @@ async fn a_reloaded_policy_is_handed_its_history_again() {
 
     let plugin = dir.path().join("forgetful.wasm");
     let original = std::fs::read(plugin_dir().join("misbehave.wasm")).expect("misbehave.wasm");
-    replace(&plugin, &original);
+    common::replace(&plugin, &original);
     let text = r#"[[application]]
 name = "app"
 min_kpu = 1
@@ -594,7 +576,7 @@ history_days = 1
     // A new file: the reloaded instance remembers nothing, so its first
     // decision gets the day again.
     std::thread::sleep(std::time::Duration::from_millis(1100));
-    replace(&plugin, &with_custom_section(&original, "again"));
+    common::replace(&plugin, &with_custom_section(&original, "again"));
     let reloaded = evaluate("after the reload").await;
     check_day(reloaded, "after the reload");
     assert!(reloaded.1.1 >= first.1.1, "read up to the new window");

@@ -979,3 +979,23 @@ period_secs = 10
 {policy}"#
     )
 }
+
+/// Sends SIGHUP to `agent` (a configuration reload).
+pub fn hangup(agent: &Running) {
+    let status = Command::new("kill")
+        .arg("-HUP")
+        .arg(agent.pid().to_string())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("kill runs");
+    assert!(status.success(), "kill -HUP failed");
+}
+
+/// Writes `bytes` to `path` the way an operator deploys a file: aside,
+/// then renamed over the old one, so a reader never sees half of it.
+pub fn replace(path: &Path, bytes: &[u8]) {
+    let staged = path.with_extension("staged");
+    std::fs::write(&staged, bytes).expect("the staged file can be written");
+    std::fs::rename(&staged, path).expect("the staged file can be renamed");
+}
