@@ -570,7 +570,7 @@ impl Agent {
         };
         let mut controllers = Vec::new();
         let mut paused = Vec::new();
-        for (app, paths) in loaded.config.applications.iter().zip(&loaded.plugins) {
+        for (app, paths) in loaded.applications() {
             if app.mode == Mode::Paused {
                 paused.push(app.name.clone());
                 continue;
@@ -713,10 +713,7 @@ async fn apply(
         );
     }
     let wanted: BTreeMap<&str, (&ApplicationConfig, &PluginSources)> = loaded
-        .config
-        .applications
-        .iter()
-        .zip(&loaded.plugins)
+        .applications()
         .map(|(app, paths)| (app.name.as_str(), (app, paths)))
         .collect();
     let (mut added, mut removed, mut changed) = (Vec::new(), Vec::new(), Vec::new());

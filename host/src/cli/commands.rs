@@ -493,13 +493,7 @@ fn interpreter_problems(loaded: &LoadedConfig) -> Result<Vec<Problem>, PluginErr
     }
     let agent = &loaded.config.agent;
     let host = PluginHost::new(agent.sandbox_limits())?;
-    for (i, (app, paths)) in loaded
-        .config
-        .applications
-        .iter()
-        .zip(&loaded.plugins)
-        .enumerate()
-    {
+    for (i, (app, paths)) in loaded.applications().enumerate() {
         let series: Vec<Series> = app
             .metrics
             .iter()
@@ -555,13 +549,7 @@ fn plugin_findings(loaded: &LoadedConfig, config: &Path) -> anyhow::Result<usize
     let mut plugin_failures = 0;
     let host = PluginHost::new(loaded.config.agent.sandbox_limits())
         .context("cannot start the plugin host")?;
-    for (i, (app, paths)) in loaded
-        .config
-        .applications
-        .iter()
-        .zip(&loaded.plugins)
-        .enumerate()
-    {
+    for (i, (app, paths)) in loaded.applications().enumerate() {
         let application_at = FieldPath::root().key("application").index(i);
         let checks = std::iter::once((&app.policy, &paths.policy, None)).chain(
             app.interpreters

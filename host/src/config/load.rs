@@ -165,6 +165,11 @@ pub struct LoadedConfig {
 }
 
 impl LoadedConfig {
+    /// Each application with its plugins, in the file's order.
+    pub fn applications(&self) -> impl Iterator<Item = (&ApplicationConfig, &PluginSources)> {
+        self.config.applications.iter().zip(&self.plugins)
+    }
+
     /// Resolves the plugin names again with `plugin_dir` instead of the
     /// configuration's (`demo --plugin-dir`), or against the built-ins
     /// alone when `None` (a simulation given no plugin folder must not pick
@@ -401,13 +406,7 @@ pub fn resolve_plugin(value: &str, base_dir: &Path, plugin_dir: Option<&Path>) -
 /// built-in.
 fn missing_plugins(loaded: &LoadedConfig) -> Vec<Problem> {
     let mut problems = Vec::new();
-    for (i, (app, paths)) in loaded
-        .config
-        .applications
-        .iter()
-        .zip(&loaded.plugins)
-        .enumerate()
-    {
+    for (i, (app, paths)) in loaded.applications().enumerate() {
         let at = FieldPath::root().key("application").index(i);
         let plugins = std::iter::once((at.key("policy"), &app.policy, &paths.policy)).chain(
             app.interpreters
