@@ -453,7 +453,9 @@ impl PolicyInstance {
     }
 
     /// Asks the policy to decide on `evaluation`. The answer is the
-    /// plugin's, unvalidated: pass it through
+    /// plugin's, unvalidated: refuse it if
+    /// [`super::validate::contract_violation`] finds it outside the
+    /// contract, else pass it through
     /// [`super::validate::validate_decision`] before acting. After a trap
     /// or timeout the next call runs on a fresh instance (configured
     /// again).
