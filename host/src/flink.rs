@@ -3,7 +3,8 @@
 //! ones): a minimal HTTP/1.1 client (one connection per call, JSON in and
 //! out, every failure classified as a [`TargetError`]), the `rest_url`
 //! syntax, how a job is found by name or id, and how the ids Flink
-//! answers with are put into paths ([`segment`]).
+//! answers with are put into paths ([`segment`]). Every call is counted
+//! in `flinkscale_flink_calls_total` by its route template ([`route`]).
 
 use std::time::Duration;
 
@@ -13,6 +14,7 @@ use tokio::net::TcpStream;
 
 use crate::config::FlinkJob;
 use crate::target::TargetError;
+use crate::telemetry::prometheus::record_flink_call;
 
 /// Flink answers larger than this are refused rather than buffered.
 const MAX_ANSWER: u64 = 8 << 20;
@@ -58,9 +60,28 @@ impl FlinkRest {
     }
 
     /// One HTTP/1.1 exchange; the status and the JSON body. 404 is
-    /// `NotFound`, another 4xx `Invalid` (with Flink's error text), and
-    /// anything that is not an answer, or a 5xx, `Transient`.
+    /// `NotFound`, 429 `Throttled`, another 4xx `Invalid` (with Flink's
+    /// error text), and anything that is not an answer, or a 5xx,
+    /// `Transient`. Counted in `flinkscale_flink_calls_total` and its
+    /// duration histogram by [`route`] and outcome.
     pub async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<(u16, Value), TargetError> {
+        let started = std::time::Instant::now();
+        let result = self.exchange(method, path, body).await;
+        let outcome = match &result {
+            Ok(_) => "ok",
+            Err(error) => crate::controller::Failure::of(error).as_str(),
+        };
+        record_flink_call(&route(method, path), outcome, started.elapsed());
+        result
+    }
+
+    /// [`FlinkRest::call`], uncounted.
+    async fn exchange(
         &self,
         method: &str,
         path: &str,
@@ -161,6 +182,38 @@ impl FlinkRest {
             }
         }
     }
+}
+
+/// The REST route template of a call, for metrics: the method and the
+/// path without its query, each id a placeholder
+/// (`GET /jobs/{id}/vertices/{vid}/subtasks/metrics`), so that a counter
+/// has one series per route, never one per job. A segment after `jobs`
+/// (but `overview`) is `{id}`, after `vertices` `{vid}`, after
+/// `taskmanagers` (but `metrics`) `{tmid}`; any other segment that is not
+/// lowercase letters and hyphens (a route's own words) is `{}`.
+pub fn route(method: &str, path: &str) -> String {
+    let path = path.split(['?', '#']).next().unwrap_or_default();
+    let mut out = format!("{method} ");
+    let mut previous = "";
+    for (i, segment) in path.split('/').enumerate() {
+        if i == 0 && segment.is_empty() {
+            continue;
+        }
+        let word =
+            !segment.is_empty() && segment.bytes().all(|b| b.is_ascii_lowercase() || b == b'-');
+        let template = match previous {
+            _ if segment.is_empty() => "",
+            "jobs" if segment != "overview" => "{id}",
+            "vertices" => "{vid}",
+            "taskmanagers" if segment != "metrics" => "{tmid}",
+            _ if word => segment,
+            _ => "{}",
+        };
+        out.push('/');
+        out.push_str(template);
+        previous = segment;
+    }
+    out
 }
 
 /// What a Flink REST error says, without its Java stack trace and
@@ -357,6 +410,101 @@ mod tests {
                 "GET /jobs/%2E%2E%2F%2E%2E%2Fx%3Fy%23z%20w HTTP/1.1"
             ]
         );
+    }
+
+    #[test]
+    fn a_route_names_no_id() {
+        let id = "0123456789abcdef0123456789abcdef";
+        let vid = "cbc357ccb763df2852fee8c4fc7d55f2";
+        for (method, path, expected) in [
+            ("GET", "/overview".to_owned(), "GET /overview"),
+            ("GET", "/jobs/overview".to_owned(), "GET /jobs/overview"),
+            ("GET", format!("/jobs/{id}"), "GET /jobs/{id}"),
+            (
+                "PUT",
+                format!("/jobs/{id}/resource-requirements"),
+                "PUT /jobs/{id}/resource-requirements",
+            ),
+            (
+                "GET",
+                format!("/jobs/{id}/vertices/{vid}/subtasks/metrics?get=a.b&agg=min,max"),
+                "GET /jobs/{id}/vertices/{vid}/subtasks/metrics",
+            ),
+            // An id that is all letters, or encoded, is still an id.
+            ("GET", "/jobs/abcdef".to_owned(), "GET /jobs/{id}"),
+            (
+                "GET",
+                format!("/jobs/{}", segment("../x y")),
+                "GET /jobs/{id}",
+            ),
+            (
+                "GET",
+                "/taskmanagers/tm-1_2".to_owned(),
+                "GET /taskmanagers/{tmid}",
+            ),
+            (
+                "GET",
+                "/taskmanagers/metrics".to_owned(),
+                "GET /taskmanagers/metrics",
+            ),
+            // Elsewhere, what is not a route's word is not kept either.
+            ("GET", "/other/42/ok".to_owned(), "GET /other/{}/ok"),
+            ("GET", "/".to_owned(), "GET /"),
+        ] {
+            assert_eq!(route(method, &path), expected, "{path}");
+        }
+    }
+
+    /// Each call is counted by route and outcome, ids left out, and the
+    /// counter is on `/metrics`.
+    #[tokio::test]
+    async fn every_rest_call_is_counted_by_route_and_outcome() {
+        let id = "feedfeedfeedfeedfeedfeedfeed0429";
+        let stub = stub::Stub::start(|line| {
+            if line.starts_with("GET /jobs/feedfeed") {
+                // No other test answers 429: these counts are this test's.
+                (429, serde_json::json!({"errors": ["Too many requests."]}))
+            } else {
+                (200, serde_json::json!({"slots-total": 4}))
+            }
+        })
+        .await;
+        let rest = FlinkRest::new(&stub.url).expect("a valid rest_url");
+        let throttled =
+            |n| crate::telemetry::prometheus::flink_calls("GET /jobs/{id}", "throttled") == n;
+        assert!(throttled(0));
+        let overview_before = crate::telemetry::prometheus::flink_calls("GET /overview", "ok");
+        for _ in 0..2 {
+            let error = rest.get(&format!("/jobs/{id}")).await.expect_err("429");
+            assert!(matches!(error, TargetError::Throttled(_)), "{error}");
+        }
+        rest.get("/overview").await.expect("200");
+        assert!(throttled(2));
+        // Other tests may call `GET /overview` meanwhile: at least this one.
+        assert!(crate::telemetry::prometheus::flink_calls("GET /overview", "ok") > overview_before);
+
+        let config: crate::config::Config = toml::from_str(
+            "[[application]]\nname = \"orders\"\n[application.policy]\nplugin = \"hold\"\n",
+        )
+        .expect("a test configuration");
+        let text = crate::telemetry::prometheus::Registry::for_config(&config, 0).render(0);
+        assert!(
+            text.contains("# TYPE flinkscale_flink_calls_total counter\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "flinkscale_flink_calls_total{operation=\"GET /jobs/{id}\",outcome=\"throttled\"} 2\n"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "flinkscale_flink_call_duration_seconds_count{operation=\"GET /jobs/{id}\"}"
+            ),
+            "{text}"
+        );
+        assert!(!text.contains(id), "a raw id in /metrics:\n{text}");
     }
 
     #[test]

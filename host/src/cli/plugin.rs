@@ -23,7 +23,7 @@ use serde_json::{Value, json};
 use crate::config::load::{is_plugin_path, resolve_plugin};
 use crate::model::{Action, Decision, Signal};
 use crate::plugin::inspect::{self, Compiler, ComponentFacts};
-use crate::plugin::validate::validate_decision;
+use crate::plugin::validate::{contract_violation, validate_decision};
 use crate::plugin::{
     Parameter, PluginError, PluginHost, PluginKind, PluginMetadata, PluginSource, SandboxLimits,
     builtin,
@@ -383,7 +383,7 @@ fn run_check(
                 let validated = validate_decision(decision.clone(), &evaluation.app);
                 report.decision = Some(decision.clone());
                 report.validated = Some(validated);
-                if let Some(problem) = invalid_decision(&decision) {
+                if let Some(problem) = contract_violation(&decision) {
                     return Err(Failure::Plugin(format!("invalid decision: {problem}")));
                 }
             }
@@ -404,18 +404,6 @@ fn run_check(
     if let Err(Failure::Plugin(message) | Failure::Usage(message)) = outcome {
         report.error = Some(message);
     }
-}
-
-/// What makes a policy's answer wrong rather than merely adjusted by the
-/// host: capacity zero, or no reason (the contract asks for one).
-fn invalid_decision(decision: &Decision) -> Option<String> {
-    if decision.action == Action::ScaleTo(0) {
-        return Some("scale-to(0): a capacity is at least 1 KPU".to_owned());
-    }
-    if decision.reason.trim().is_empty() {
-        return Some("an empty reason (the contract asks why, for the log)".to_owned());
-    }
-    None
 }
 
 fn action_text(action: &Action) -> String {

@@ -1162,7 +1162,9 @@ impl Controller {
     }
 
     /// Asks the policy, off the runtime, unless it is quarantined; a
-    /// failure is a hold.
+    /// failure is a hold. An answer outside the contract
+    /// ([`crate::plugin::validate::contract_violation`]) is a failure of
+    /// class `invalid`, counted toward quarantine.
     ///
     /// With `history_days`, the call that reaches an instance remembering
     /// nothing hands it the days before the window too
@@ -1277,6 +1279,18 @@ impl Controller {
             }
             (_, Some(result)) => result,
         };
+        // An answer outside the contract is invalid output, a failure as a
+        // trap is (counted toward quarantine); one the bounds clamp is not.
+        let result =
+            result.and_then(|decision| {
+                match crate::plugin::validate::contract_violation(&decision) {
+                    Some(problem) => Err(PluginFailure::new(
+                        FailureClass::Invalid,
+                        format!("invalid decision: {problem}"),
+                    )),
+                    None => Ok(decision),
+                }
+            });
         Ok(match result {
             Ok(decision) => {
                 if self.policy_health.succeeded() {

@@ -39,6 +39,23 @@ pub(crate) fn start_timeout(call_timeout: std::time::Duration) -> std::time::Dur
     (call_timeout.saturating_mul(10)).max(std::time::Duration::from_secs(1))
 }
 
+/// Whether a start that failed with `error` is tried once more, on a fresh
+/// instance: only when one of its calls ran past its deadline. A healthy
+/// plugin's start does little, so on a host busy enough (a load average
+/// of 6.5 on 2 cores was seen) to push it past [`start_timeout`] a second
+/// try usually passes; a guest that really loops fails again, after two
+/// deadlines. Anything else (a trap, a refusal, invalid metadata) would
+/// only fail the same way again.
+pub(crate) fn retries_start(error: &PluginError) -> bool {
+    matches!(
+        error,
+        PluginError::Call {
+            class: FailureClass::Timeout,
+            ..
+        }
+    )
+}
+
 /// A live instance: a store and the exports instantiated in it.
 struct Live<W: World> {
     store: Store<State>,
@@ -109,8 +126,30 @@ impl<W: World> Sandbox<W> {
     }
 
     /// Builds a fresh store and instance, asks the plugin's metadata and,
-    /// if `configure`, configures it; each step under its own deadline.
+    /// if `configure`, configures it; each step under its own deadline. A
+    /// start that runs past a deadline ([`retries_start`]) is logged and
+    /// tried once more on a fresh instance before it fails; it then counts
+    /// as one failure.
     pub(crate) fn start(&mut self, configure: bool) -> Result<(), PluginError> {
+        let failures = self.consecutive_failures;
+        match self.start_once(configure) {
+            Err(error) if retries_start(&error) => {
+                tracing::warn!(
+                    message = "Plugin start ran past its deadline; retrying once on a fresh instance.",
+                    plugin = %self.identity.name,
+                    plugin_version = %self.identity.version,
+                    application = %self.identity.application,
+                    %error,
+                );
+                self.consecutive_failures = failures;
+                self.start_once(configure)
+            }
+            outcome => outcome,
+        }
+    }
+
+    /// One try of [`Sandbox::start`].
+    fn start_once(&mut self, configure: bool) -> Result<(), PluginError> {
         self.live = None;
         self.called = false;
         let start_ticks = engine::deadline_ticks(self.timeout_of("configure"));
@@ -414,7 +453,9 @@ impl PolicyInstance {
     }
 
     /// Asks the policy to decide on `evaluation`. The answer is the
-    /// plugin's, unvalidated: pass it through
+    /// plugin's, unvalidated: refuse it if
+    /// [`super::validate::contract_violation`] finds it outside the
+    /// contract, else pass it through
     /// [`super::validate::validate_decision`] before acting. After a trap
     /// or timeout the next call runs on a fresh instance (configured
     /// again).
@@ -541,7 +582,53 @@ fn label(identity: &PluginIdentity) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{signal_problem, with_last_words};
+    use super::{retries_start, signal_problem, with_last_words};
+    use crate::plugin::{FailureClass, PluginError, PluginIdentity};
+
+    fn identity() -> Box<PluginIdentity> {
+        Box::new(PluginIdentity {
+            name: "step".to_owned(),
+            version: "0.1.0".to_owned(),
+            path: "step.wasm".into(),
+            application: "orders".to_owned(),
+        })
+    }
+
+    fn start_failure(function: &'static str, class: FailureClass) -> PluginError {
+        PluginError::Call {
+            plugin: identity(),
+            function,
+            class,
+            detail: "x".to_owned(),
+        }
+    }
+
+    #[test]
+    fn only_a_start_past_its_deadline_is_tried_again() {
+        for function in ["instantiate", "metadata", "configure"] {
+            assert!(retries_start(&start_failure(
+                function,
+                FailureClass::Timeout
+            )));
+            for class in [
+                FailureClass::Trap,
+                FailureClass::OutOfMemory,
+                FailureClass::ResourceLimit,
+                FailureClass::GuestError,
+                FailureClass::Invalid,
+            ] {
+                assert!(
+                    !retries_start(&start_failure(function, class)),
+                    "{function} {class:?}"
+                );
+            }
+        }
+        let refused = PluginError::Configure {
+            plugin: identity(),
+            message: "unknown key".to_owned(),
+        };
+        assert!(!retries_start(&refused));
+    }
 
     #[test]
     fn a_trap_carries_the_guests_last_stderr_lines() {

@@ -7,8 +7,11 @@
 //! per application. Every call into a plugin runs under a wall-clock
 //! deadline and a memory cap, in an empty WASI context; a plugin that
 //! fails is reported as a [`PluginError`] naming it, and a trapped instance
-//! is rebuilt before its next call. What a policy answers is checked by
-//! [`validate::validate_decision`] before anyone acts on it. A
+//! is rebuilt before its next call; a start that runs past its deadline
+//! is tried once more on a fresh instance. What a policy answers is
+//! checked before anyone acts on it: an answer outside the contract
+//! ([`validate::contract_violation`]) is a failure, and
+//! [`validate::validate_decision`] clamps a valid one to the bounds. A
 //! [`Reloading`] instance follows its file: a new file replaces the running
 //! plugin once it has loaded and accepted the application's parameters, and
 //! a plugin quarantined by its controller is retried at once.

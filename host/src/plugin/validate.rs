@@ -5,6 +5,14 @@
 //! never asks to be woken up every millisecond or never, and never writes a
 //! reason with terminal escapes into the log. Every adjustment is said in the
 //! reason, so the record shows what the plugin asked for and what was done.
+//!
+//! Two kinds of answer are told apart. An answer the contract does not
+//! allow ([`contract_violation`]: `scale-to(0)`, no reason) is invalid
+//! output: the agent counts it as a plugin failure of class `invalid`
+//! (toward quarantine, as a trap is) and `flinkscale plugin check` fails
+//! on it. A valid answer the application's bounds adjust (a target outside
+//! `[min_kpu, max_kpu]`, the current size) is no failure: the host clamps
+//! it and says so ([`validate_decision`]).
 //! Pure: plain values in, plain values out.
 
 use crate::model::{Action, Application, Decision};
@@ -17,7 +25,27 @@ pub const MIN_NEXT_EVALUATION_SECS: u32 = 1;
 /// Longest delay a policy may ask for before its next evaluation (a day).
 pub const MAX_NEXT_EVALUATION_SECS: u32 = 86_400;
 
-/// Checks a policy's `decision` for `app` and returns what the host will do:
+/// Why a policy's `decision` is outside the contract, or `None` when it is
+/// within: `scale-to(0)` (a capacity is at least 1 KPU, whatever the
+/// bounds) and a reason that is empty once made safe for the log (the
+/// contract asks why, for people). The agent and `flinkscale plugin check`
+/// both judge an answer by this one rule.
+pub fn contract_violation(decision: &Decision) -> Option<String> {
+    if decision.action == Action::ScaleTo(0) {
+        return Some("scale-to(0): a capacity is at least 1 KPU".to_owned());
+    }
+    if sanitize_text(&decision.reason, MAX_REASON_BYTES)
+        .trim()
+        .is_empty()
+    {
+        return Some("an empty reason (the contract asks why, for the log)".to_owned());
+    }
+    None
+}
+
+/// Checks a policy's `decision` for `app` and returns what the host will do.
+/// An answer [`contract_violation`] refuses should not reach it (the agent
+/// fails the call instead); if one does, it is made safe all the same:
 /// `scale-to(0)` becomes `hold`; a target outside `[min_kpu, max_kpu]` is
 /// clamped; a target equal to the current KPU becomes `hold`; the reason is
 /// cut to [`MAX_REASON_BYTES`] and rid of control characters; the next
@@ -119,6 +147,20 @@ mod tests {
             reason: "asked".to_owned(),
             next_evaluation_secs: None,
         }
+    }
+
+    #[test]
+    fn only_answers_outside_the_contract_are_violations() {
+        assert!(contract_violation(&scale_to(0)).is_some_and(|why| why.contains("scale-to(0)")));
+        let silent = Decision {
+            reason: " \n\u{7}".to_owned(),
+            ..scale_to(3)
+        };
+        assert!(contract_violation(&silent).is_some_and(|why| why.contains("empty reason")));
+        // Within the contract, whatever the bounds make of it.
+        assert_eq!(contract_violation(&scale_to(1_000_000)), None);
+        assert_eq!(contract_violation(&scale_to(1)), None);
+        assert_eq!(contract_violation(&Decision::hold("quiet")), None);
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //!
 //! Counters and gauges are written here by hand, in the 0.0.4 text format
 //! their tests pin down (exact millisecond timestamps, label escaping). The
-//! histograms (AWS call and plugin call durations) come from
+//! histograms (AWS call, Flink REST call and plugin call durations) come from
 //! `prometheus-client`, the official Rust client: it keeps buckets, sums
 //! and counts consistent under concurrent observations and writes their
 //! `_bucket`/`_sum`/`_count` lines, which read the same in 0.0.4 and
@@ -89,6 +89,45 @@ pub fn record_aws_call(operation: &'static str, outcome: &str, elapsed: Duration
         .durations
         .get_or_create(&vec![("operation", operation.to_owned())])
         .observe(elapsed.as_secs_f64());
+}
+
+/// Every call of the process to a Flink JobManager's REST API (the `flink`
+/// target and `source = "flink"` metrics), by route and outcome, and their
+/// durations; one per process, as [`AwsCalls`].
+struct FlinkCalls {
+    counts: Mutex<BTreeMap<(String, &'static str), u64>>,
+    durations: Histograms,
+}
+
+static FLINK_CALLS: LazyLock<FlinkCalls> = LazyLock::new(|| FlinkCalls {
+    counts: Mutex::new(BTreeMap::new()),
+    durations: Family::new_with_constructor(latency_histogram),
+});
+
+/// Counts one call to Flink's REST API of `operation` (the method and
+/// route template, `GET /jobs/{id}`: never a raw id, so one series per
+/// route) that ended with `outcome` (`ok`, or the failure's class:
+/// `not_found`, `invalid`, `throttled`, `transient`) after `elapsed`.
+pub fn record_flink_call(operation: &str, outcome: &'static str, elapsed: Duration) {
+    let mut counts = FLINK_CALLS.counts.lock().unwrap_or_else(|p| p.into_inner());
+    *counts.entry((operation.to_owned(), outcome)).or_insert(0) += 1;
+    // Under the counts' lock, as for AWS calls.
+    FLINK_CALLS
+        .durations
+        .get_or_create(&vec![("operation", operation.to_owned())])
+        .observe(elapsed.as_secs_f64());
+}
+
+/// How many calls to Flink's REST API of `operation` ended with `outcome`
+/// in this process so far.
+#[cfg(test)]
+pub(crate) fn flink_calls(operation: &str, outcome: &str) -> u64 {
+    let counts = FLINK_CALLS.counts.lock().unwrap_or_else(|p| p.into_inner());
+    counts
+        .iter()
+        .filter(|((op, out), _)| op == operation && *out == outcome)
+        .map(|(_, n)| *n)
+        .sum()
 }
 
 /// The last failure of an application (from [`Event::Failed`]).
@@ -685,11 +724,31 @@ impl Registry {
                 })
                 .collect(),
         );
+        let flink_lock = FLINK_CALLS.counts.lock().unwrap_or_else(|p| p.into_inner());
+        family(
+            "flinkscale_flink_calls_total",
+            "counter",
+            "Calls to Flink's REST API (self-managed Flink) by operation (method and route template) and outcome (ok, or the failure's class).",
+            flink_lock
+                .iter()
+                .map(|((operation, outcome), n)| {
+                    (
+                        labels(&[("operation", operation), ("outcome", outcome)]),
+                        n.to_string(),
+                    )
+                })
+                .collect(),
+        );
         let mut histograms = prometheus_client::registry::Registry::default();
         histograms.register(
             "flinkscale_aws_call_duration_seconds",
             "Duration of AWS API calls by operation, retries included, in seconds.",
             AWS_CALLS.durations.clone(),
+        );
+        histograms.register(
+            "flinkscale_flink_call_duration_seconds",
+            "Duration of calls to Flink's REST API by operation, in seconds.",
+            FLINK_CALLS.durations.clone(),
         );
         histograms.register(
             "flinkscale_plugin_call_duration_seconds",
@@ -698,6 +757,7 @@ impl Registry {
         );
         // Writing to a String cannot fail.
         let _ = prometheus_client::encoding::text::encode_registry(&mut out, &histograms);
+        drop(flink_lock);
         drop(aws_lock);
         out
     }

@@ -304,6 +304,68 @@ async fn a_trapping_policy_is_quarantined_after_the_configured_failures() {
     );
 }
 
+/// An answer outside the contract is invalid output: counted as a plugin
+/// failure of class `invalid` and quarantined after the configured
+/// failures, as a trap is (`flinkscale plugin check` fails on it too).
+#[tokio::test(start_paused = true)]
+async fn a_policy_answering_scale_to_zero_fails_as_invalid_and_is_quarantined() {
+    let target = FakeTarget::new(1, 90);
+    let rule = QuarantinePolicy::from_config(2, 60);
+    let run = launch(&target, misbehaving("zero"), rule);
+    tokio::time::sleep(Duration::from_secs(450)).await;
+    let counts = run.counts.clone();
+    let events = run.stop().await;
+    assert!(target.updates().is_empty(), "scale-to(0) never scales");
+    // Called at 0 and 60 (quarantined for 60 s), retried at 120 (then
+    // quarantined for 120 s) and at 240 (240 s), as a trap is.
+    assert_eq!(failure_times(&events, "plugin"), [0, 60, 120, 240]);
+    assert_eq!(counts.get("app", "plugin"), 4);
+    assert_eq!(
+        quarantines(&events),
+        [(60, 2, 60), (120, 3, 120), (240, 4, 240)]
+    );
+    assert_eq!(
+        classes(&events),
+        (
+            vec![FailureClass::Invalid; 3],
+            vec![Some(FailureClass::Invalid); 4]
+        )
+    );
+    let invalid = failures(&events, "plugin");
+    assert!(
+        invalid
+            .iter()
+            .all(|m| m.contains("misbehave") && m.contains("invalid decision: scale-to(0)")),
+        "{invalid:?}"
+    );
+}
+
+/// A valid answer the bounds clamp is no failure: the host clamps it,
+/// says so, and acts on it.
+#[tokio::test(start_paused = true)]
+async fn a_policy_answering_above_max_kpu_is_clamped_not_failed() {
+    let target = FakeTarget::new(1, 90);
+    let rule = QuarantinePolicy::from_config(2, 60);
+    let run = launch(&target, misbehaving("huge"), rule);
+    tokio::time::sleep(Duration::from_secs(150)).await;
+    let events = run.stop().await;
+    assert!(failures(&events, "plugin").is_empty());
+    assert!(quarantines(&events).is_empty());
+    let max_kpu = test_app().max_kpu;
+    assert_eq!(target.updates().first(), Some(&(0, max_kpu)));
+    let (_, first) = evaluations(&events)
+        .into_iter()
+        .next()
+        .expect("an evaluation");
+    assert!(
+        first
+            .reason
+            .contains(&format!("clamped from 1000000 to {max_kpu} KPU (max_kpu)")),
+        "{}",
+        first.reason
+    );
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_quarantined_policy_is_retried_at_once_when_its_file_is_replaced() {
     let dir = tempfile::tempdir().unwrap();
