@@ -10,8 +10,10 @@
 //! is rebuilt before its next call. What a policy answers is checked by
 //! [`validate::validate_decision`] before anyone acts on it. A
 //! [`Reloading`] instance follows its file: a new file replaces the running
-//! plugin once it has loaded and accepted the application's parameters, and
-//! a plugin quarantined by its controller is retried at once.
+//! plugin once it has loaded (in the agent, on a thread of its own while
+//! the running plugin keeps answering) and accepted the application's
+//! parameters, and a plugin quarantined by its controller is retried at
+//! once.
 
 pub mod builtin;
 mod cache;
