@@ -382,7 +382,8 @@ impl<T: Labelled + Send + 'static> Reloading<T> {
         Some(digest)
     }
 
-    /// The sha256 of the component last loaded (or tried), in hex.
+    /// The sha256 of the component last loaded (or tried, or loading in
+    /// the background), in hex.
     pub fn sha256(&self) -> Option<String> {
         self.digest.as_ref().map(hex)
     }
