@@ -153,7 +153,8 @@ impl Parts {
             app.name.clone(),
         )
         .map_err(plugin_error)?
-        .prefer(self.named_file(&app.policy.plugin, &paths.policy));
+        .prefer(self.named_file(&app.policy.plugin, &paths.policy))
+        .in_background();
         let mut interpreters: Vec<Box<dyn Interpret>> = Vec::new();
         for (config, path) in app.interpreters.iter().zip(&paths.interpreters) {
             let instance = Reloading::interpreter(
@@ -163,7 +164,8 @@ impl Parts {
                 app.name.clone(),
             )
             .map_err(plugin_error)?
-            .prefer(self.named_file(&config.plugin, path));
+            .prefer(self.named_file(&config.plugin, path))
+            .in_background();
             interpreters.push(Box::new(PluginInterpreter(instance)));
         }
         let (source, target) = self.source_and_target(app)?;

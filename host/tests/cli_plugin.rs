@@ -594,3 +594,50 @@ fn sdk_writes_the_contract_and_the_sdks_without_a_checkout() {
     let forced = run(&["--force"]);
     assert_eq!(code(&forced), Some(0), "{}", stderr(&forced));
 }
+
+/// `plugin check` keeps the component it compiled in the plugin cache
+/// (`--plugin-cache DIR`, as `simulate` does): the second check of the same
+/// file compiles nothing and says so; with `off` it compiles every time.
+#[test]
+fn a_second_check_of_a_plugin_loads_it_from_the_plugin_cache() {
+    let cache = tempfile::tempdir().expect("a temp dir");
+    let dir = cache.path().to_string_lossy().into_owned();
+    const MODE_OK: &str = r#"{"mode": "ok"}"#;
+    let plugin = misbehave();
+    let (code, first, err) = check_json(&[&plugin, "--params", MODE_OK, "--plugin-cache", &dir]);
+    assert_eq!(code, Some(0), "{first}\n{err}");
+    assert_eq!(
+        first["from_cache"], false,
+        "the first check compiles: {first}"
+    );
+    let artifacts = std::fs::read_dir(cache.path())
+        .expect("the cache folder was made")
+        .count();
+    assert!(artifacts > 0, "the compiled component was kept");
+
+    let (code, second, err) = check_json(&[&plugin, "--params", MODE_OK, "--plugin-cache", &dir]);
+    assert_eq!(code, Some(0), "{second}\n{err}");
+    assert_eq!(second["from_cache"], true, "{second}");
+    assert_eq!(second["sha256"], first["sha256"]);
+    assert!(
+        second["compile_ms"].as_f64().is_some_and(|ms| ms > 0.0),
+        "{second}"
+    );
+    let text = stdout(&flinkscale(&[
+        "plugin",
+        "check",
+        &plugin,
+        "--params",
+        MODE_OK,
+        "--plugin-cache",
+        &dir,
+    ]));
+    assert!(
+        text.contains("none: loaded from the plugin cache"),
+        "{text}"
+    );
+
+    let (code, off, err) = check_json(&[&plugin, "--params", MODE_OK, "--plugin-cache", "off"]);
+    assert_eq!(code, Some(0), "{off}\n{err}");
+    assert_eq!(off["from_cache"], false, "{off}");
+}

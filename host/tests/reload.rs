@@ -158,8 +158,9 @@ fn a_replaced_plugin_decides_from_the_next_evaluation_and_a_broken_one_is_refuse
         || reasons(&agent.log(), "keep").len() >= before + 2,
         diagnose,
     );
-    // Hold decides at the evaluation that noticed the file (logged after
-    // the reload line), and at every one after it.
+    // Hold decides at the evaluation that swapped it in once it had loaded
+    // beside target-tracking (logged after the reload line), and at every
+    // one after it.
     let log = agent.log();
     let after_reload = log
         .split_once("Plugin reloaded.")

@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use clap::{Args, Subcommand};
 use serde_json::{Value, json};
 
+use super::commands::{PluginCache, parse_plugin_cache, use_plugin_cache};
 use crate::config::load::{is_plugin_path, resolve_plugin};
 use crate::model::{Action, Decision, Signal};
 use crate::plugin::inspect::{self, Compiler, ComponentFacts};
@@ -66,6 +67,11 @@ pub enum PluginCommand {
         /// Print one JSON object instead of text.
         #[arg(long)]
         json: bool,
+        /// Keep compiled plugins in DIR between runs, or not at all
+        /// (`off`). Default: $XDG_CACHE_HOME/flinkscale/plugins, else
+        /// ~/.cache/flinkscale/plugins.
+        #[arg(long, value_name = "DIR|off", value_parser = parse_plugin_cache)]
+        plugin_cache: Option<PluginCache>,
     },
     /// Print a plugin's summary and the parameters it declares.
     Describe {
@@ -84,6 +90,11 @@ pub enum PluginCommand {
         /// of the built-in NAME.
         #[arg(long, value_name = "FILE")]
         readme: Option<PathBuf>,
+        /// Keep compiled plugins in DIR between runs, or not at all
+        /// (`off`). Default: $XDG_CACHE_HOME/flinkscale/plugins, else
+        /// ~/.cache/flinkscale/plugins.
+        #[arg(long, value_name = "DIR|off", value_parser = parse_plugin_cache)]
+        plugin_cache: Option<PluginCache>,
     },
     /// Time a plugin: compile (uncached), a fresh instance from the cached
     /// compiled component, and a warm call on the canned evaluation.
@@ -164,15 +175,23 @@ pub fn run(args: PluginArgs) -> ExitCode {
             plugin,
             params,
             json,
-        } => check(&plugin, params.as_deref(), json),
+            plugin_cache,
+        } => {
+            use_plugin_cache(plugin_cache.as_ref());
+            check(&plugin, params.as_deref(), json)
+        }
         PluginCommand::Describe {
             plugin,
             plugin_dir,
             markdown,
             readme,
+            plugin_cache,
         } => match (readme, plugin) {
             (Some(readme), _) => rewrite_readme(&readme),
-            (None, Some(plugin)) => describe(&PluginArg { plugin, plugin_dir }, markdown),
+            (None, Some(plugin)) => {
+                use_plugin_cache(plugin_cache.as_ref());
+                describe(&PluginArg { plugin, plugin_dir }, markdown)
+            }
             (None, None) => Err(Failure::Usage(
                 "name a plugin, or give --readme FILE".to_owned(),
             )),
@@ -320,12 +339,12 @@ struct CheckReport {
 
 fn check(arg: &PluginArg, params: Option<&str>, json: bool) -> Result<ExitCode, Failure> {
     let params = parse_params(params)?;
-    let (source, bytes) = resolve(arg)?;
+    let (source, _) = resolve(arg)?;
     let mut report = CheckReport {
         source: source.origin(),
         ..CheckReport::default()
     };
-    run_check(&mut report, &source, &bytes, params);
+    run_check(&mut report, &source, params);
     if json {
         println!("{}", check_json(&report));
     } else {
@@ -340,16 +359,13 @@ fn check(arg: &PluginArg, params: Option<&str>, json: bool) -> Result<ExitCode, 
     })
 }
 
-fn run_check(
-    report: &mut CheckReport,
-    source: &PluginSource,
-    bytes: &[u8],
-    params: Option<String>,
-) {
+fn run_check(report: &mut CheckReport, source: &PluginSource, params: Option<String>) {
     let outcome = (|| -> Result<(), Failure> {
-        let compiler = compiler()?;
-        report.facts = Some(facts(&compiler, source, bytes)?);
         let host = host()?;
+        report.facts = Some(
+            host.component_facts(source)
+                .map_err(|e| Failure::Plugin(e.to_string()))?,
+        );
         let metadata = host
             .check(source)
             .map_err(|e| Failure::Plugin(e.to_string()))?;
@@ -439,6 +455,7 @@ fn check_json(report: &CheckReport) -> Value {
         "size_bytes": facts.map(|f| f.size_bytes),
         "sha256": facts.map(|f| f.sha256.clone()),
         "compile_ms": facts.map(|f| millis(f.compile)),
+        "from_cache": facts.map(|f| f.from_cache),
         "params": report.params.as_deref().and_then(|p| serde_json::from_str::<Value>(p).ok()),
         "params_from": (!report.params_from.is_empty()).then_some(report.params_from),
         "configure": if report.configured {
@@ -475,7 +492,15 @@ fn check_text(report: &CheckReport) -> String {
         line("exports", &facts.exports.join(", "));
         line("size", &format!("{} bytes", facts.size_bytes));
         line("sha256", &facts.sha256);
-        line("compile", &format!("{:.1} ms", millis(facts.compile)));
+        let compile = millis(facts.compile);
+        if facts.from_cache {
+            line(
+                "compile",
+                &format!("none: loaded from the plugin cache in {compile:.1} ms"),
+            );
+        } else {
+            line("compile", &format!("{compile:.1} ms"));
+        }
     }
     if let Some(params) = &report.params {
         let from = if report.params_from == "canned" {

@@ -67,10 +67,12 @@ pub trait Decide: Send {
     /// Who decides, for logs (e.g. `step 0.1.0`).
     fn label(&self) -> String;
     /// Follows the policy's code: if its file was replaced, loads the new
-    /// one and runs it from this evaluation on if it loads and accepts the
-    /// parameters, else keeps the running one. Asked before every call, on
-    /// the plugin thread (it may compile); new code also ends a
-    /// quarantine. The default never changes.
+    /// one and runs it if it loads and accepts the parameters, else keeps
+    /// the running one (the agent's plugins load it on a thread of their
+    /// own and answer `Unchanged` until the first call after that load
+    /// finished, which swaps it in). Asked before every call, on the plugin
+    /// thread (it may compile); new code also ends a quarantine. The
+    /// default never changes.
     fn refresh(&mut self) -> Refresh {
         Refresh::Unchanged
     }

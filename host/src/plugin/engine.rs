@@ -13,7 +13,8 @@ use wasmtime::{Config, Engine};
 use wasmtime_wasi::p2::DynPollable;
 
 use super::builtin::PluginSource;
-use super::cache::{CacheError, ComponentCache};
+use super::cache::{CacheError, ComponentCache, Origin};
+use super::inspect::ComponentFacts;
 use super::instance::Sandbox;
 use super::sandbox::{GuestLog, State};
 use super::world::{InterpreterWorld, Linked, PolicyWorld, World};
@@ -262,25 +263,50 @@ impl PluginHost {
     ) -> Result<(Component, &'static SupportedExport), PluginError> {
         let display_path = source.display_path();
         let path = display_path.as_path();
-        let bytes = source.bytes().map_err(|source| PluginError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
-        let (component, _) =
-            self.cache
-                .get_or_compile(&self.engine, &bytes)
-                .map_err(|e| match e {
-                    CacheError::Compile(detail) => PluginError::NotAComponent {
-                        path: path.to_owned(),
-                        detail,
-                    },
-                    CacheError::TimedOut(timeout) => PluginError::CompileTimeout {
-                        path: path.to_owned(),
-                        timeout,
-                    },
-                })?;
+        let bytes = read(source)?;
+        let (component, _) = self.component(path, &bytes)?;
         let export = dispatch(&self.engine, &component, path, expected)?;
         Ok((component, export))
+    }
+
+    /// The compiled component of `bytes` (the file at `path`), from the
+    /// cache or compiled now, and where it came from.
+    fn component(&self, path: &Path, bytes: &[u8]) -> Result<(Component, Origin), PluginError> {
+        self.cache
+            .get_or_compile(&self.engine, bytes)
+            .map_err(|e| match e {
+                CacheError::Compile(detail) => PluginError::NotAComponent {
+                    path: path.to_owned(),
+                    detail,
+                },
+                CacheError::TimedOut(timeout) => PluginError::CompileTimeout {
+                    path: path.to_owned(),
+                    timeout,
+                },
+            })
+    }
+
+    /// What `source`'s component is (size, sha256, exports) and how long
+    /// getting it compiled took through this host's cache, which a user's
+    /// cache folder (see [`share_cache_dir`]) keeps between runs: a compile,
+    /// or a load of an earlier one (`plugin check`).
+    pub fn component_facts(&self, source: &PluginSource) -> Result<ComponentFacts, PluginError> {
+        let bytes = read(source)?;
+        let started = std::time::Instant::now();
+        let (component, origin) = self.component(&source.display_path(), &bytes)?;
+        let compile = started.elapsed();
+        let exports = component
+            .component_type()
+            .exports(&self.engine)
+            .map(|(name, _)| name.to_owned())
+            .collect();
+        Ok(ComponentFacts {
+            size_bytes: bytes.len(),
+            sha256: super::builtin::sha256_hex(&bytes),
+            exports,
+            compile,
+            from_cache: origin != Origin::Compiled,
+        })
     }
 
     /// Links `component` once, as world `W`, with the bindings of its
@@ -354,6 +380,14 @@ impl SharedDir {
 /// at the same time see one order.
 pub fn share_cache_dir(dir: PathBuf) -> bool {
     SHARED_DIR.share(dir)
+}
+
+/// The bytes of `source`, or a read error naming it.
+fn read(source: &PluginSource) -> Result<std::borrow::Cow<'static, [u8]>, PluginError> {
+    source.bytes().map_err(|error| PluginError::Read {
+        path: source.display_path(),
+        source: error,
+    })
 }
 
 /// An engine with this host's settings and its epoch ticker.

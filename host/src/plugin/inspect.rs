@@ -51,8 +51,12 @@ pub struct ComponentFacts {
     /// The names of everything it exports, e.g.
     /// `flinkscale:plugin/policy@0.1.0`.
     pub exports: Vec<String>,
-    /// How long one uncached compile took.
+    /// How long one compile took, or (`from_cache`) getting an earlier
+    /// compile from the plugin cache.
     pub compile: Duration,
+    /// Whether the compiled component came from the plugin cache (this
+    /// process's, or the cache folder's) instead of a compile.
+    pub from_cache: bool,
 }
 
 /// A compiler for [`Self::component_facts`]: a wasmtime engine configured as the
@@ -91,6 +95,7 @@ impl Compiler {
             sha256: super::builtin::sha256_hex(bytes),
             exports,
             compile,
+            from_cache: false,
         })
     }
 }

@@ -13,8 +13,10 @@
 //! ([`validate::contract_violation`]) is a failure, and
 //! [`validate::validate_decision`] clamps a valid one to the bounds. A
 //! [`Reloading`] instance follows its file: a new file replaces the running
-//! plugin once it has loaded and accepted the application's parameters, and
-//! a plugin quarantined by its controller is retried at once.
+//! plugin once it has loaded (in the agent, on a thread of its own while
+//! the running plugin keeps answering) and accepted the application's
+//! parameters, and a plugin quarantined by its controller is retried at
+//! once.
 
 pub mod builtin;
 mod cache;

@@ -22,7 +22,8 @@
 //! (`built-in` or the file), so an operator can tell which one runs.
 
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::mpsc::{self, Receiver, TryRecvError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::SystemTime;
 
 use sha2::{Digest, Sha256};
@@ -56,8 +57,22 @@ impl Labelled for InterpreterInstance {
     }
 }
 
-/// Loads an instance from a file or a built-in.
-type Loader<T> = Box<dyn FnMut(&PluginSource) -> Result<T, PluginError> + Send>;
+/// Loads an instance from a file or a built-in; shared with the thread
+/// of a load in the background.
+type Loader<T> = Arc<Mutex<dyn FnMut(&PluginSource) -> Result<T, PluginError> + Send>>;
+
+/// A load of a new file under way beside the running instance.
+struct Job<T> {
+    /// The sha256 of the content it loads.
+    digest: [u8; 32],
+    /// Where that content came from.
+    source: PluginSource,
+    /// The file changed again since it started: its result is dropped.
+    stale: bool,
+    /// Its result, once it has arrived.
+    done: Option<Result<T, PluginError>>,
+    receiver: Receiver<Result<T, PluginError>>,
+}
 
 /// What `stat` says of a file: enough to notice most replacements without
 /// reading it.
@@ -80,9 +95,12 @@ impl Stamp {
 /// What [`Reloading::refresh`] found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Refresh {
-    /// The file's content is what was loaded last.
+    /// Nothing new runs: the file's content is what was loaded last, or
+    /// a new one is still loading in the background.
     Unchanged,
     /// The file changed while no instance runs: the next call loads it.
+    /// (A new file loading beside a running instance is `Unchanged` until
+    /// its load finished.)
     Pending,
     /// A new file was loaded and configured, and now runs.
     Reloaded {
@@ -124,9 +142,13 @@ pub struct Reloading<T> {
     stamp: Option<Stamp>,
     digest: Option<[u8; 32]>,
     label: String,
+    /// Whether a new file is loaded on a thread of its own.
+    background: bool,
+    /// The load of a new file under way, in the background.
+    job: Option<Job<T>>,
 }
 
-impl<T: Labelled> Reloading<T> {
+impl<T: Labelled + Send + 'static> Reloading<T> {
     /// Loads the plugin from `source` with `loader` now; an error is
     /// returned as it is (a plugin that cannot load at start is a
     /// configuration error).
@@ -156,12 +178,23 @@ impl<T: Labelled> Reloading<T> {
         Self {
             source,
             preferred: None,
-            loader: Box::new(loader),
+            loader: Arc::new(Mutex::new(loader)),
             instance: None,
             stamp: None,
             digest: None,
             label,
+            background: false,
+            job: None,
         }
+    }
+
+    /// Loads a new file on a thread of its own while the running instance
+    /// keeps answering, and swaps it in at the first [`Reloading::refresh`]
+    /// after its load finished (see the module's documentation). With no
+    /// instance running, the call still loads.
+    pub fn in_background(mut self) -> Self {
+        self.background = true;
+        self
     }
 
     /// The instance, loading the file first if there is none (never loaded,
@@ -176,7 +209,7 @@ impl<T: Labelled> Reloading<T> {
                 // load is seen as changed and loaded again.
                 self.stamp = Stamp::of(&self.source);
                 self.digest = digest(&self.source);
-                let instance = (self.loader)(&self.source)?;
+                let instance = load(&self.loader, &self.source)?;
                 self.label = instance.label();
                 let sha256 = self.digest.as_ref().map(hex).unwrap_or_default();
                 log_loaded(&instance, &sha256, &self.source);
@@ -199,24 +232,122 @@ impl<T: Labelled> Reloading<T> {
     /// Follows the file: if its content changed since it was last loaded
     /// (or a load was attempted), loads and configures the new file and, if
     /// that succeeds, runs it instead of the current instance. Blocking (it
-    /// may read, compile and configure a component): call it off the async
-    /// runtime.
+    /// may read, compile and configure a component, unless loading
+    /// [`Reloading::in_background`]): call it off the async runtime.
     pub fn refresh(&mut self) -> Refresh {
         if let Some(preferred) = self.preferred.take_if(|p| p.is_file()) {
             // Its content is new whatever its time and size say.
             self.source = PluginSource::File(preferred);
             self.stamp = None;
         }
-        let Some(new_digest) = self.content_changed() else {
+        let changed = self.content_changed();
+        if self.instance.is_none() {
+            return match changed {
+                Some(_) => Refresh::Pending,
+                None => Refresh::Unchanged,
+            };
+        }
+        if let Some(job) = &mut self.job {
+            job.stale |= changed.is_some();
+            if job.done.is_none() {
+                match job.receiver.try_recv() {
+                    Ok(result) => job.done = Some(result),
+                    Err(TryRecvError::Empty) => return Refresh::Unchanged,
+                    Err(TryRecvError::Disconnected) => job.done = Some(Err(lost_load(&job.source))),
+                }
+            }
+            let job = self.job.take().expect("a job is under way");
+            if !job.stale {
+                let result = job.done.expect("its result arrived");
+                return self.swap(result, &job.digest, &job.source);
+            }
+            // Stale: the newest content is loaded instead.
+            let newest = self.digest.unwrap_or(job.digest);
+            self.start(newest);
+            return Refresh::Unchanged;
+        }
+        let Some(new_digest) = changed else {
             return Refresh::Unchanged;
         };
-        if self.instance.is_none() {
-            return Refresh::Pending;
+        if self.background {
+            self.start(new_digest);
+            return Refresh::Unchanged;
         }
-        let sha256 = hex(&new_digest);
-        match (self.loader)(&self.source) {
+        let result = load(&self.loader, &self.source);
+        let source = self.source.clone();
+        self.swap(result, &new_digest, &source)
+    }
+
+    /// Blocks until the load under way in the background (if any) has
+    /// finished; its result is swapped in (or refused) at the next
+    /// [`Reloading::refresh`], as if that had found it finished.
+    pub fn wait_for_load(&mut self) {
+        if let Some(job) = self.job.as_mut().filter(|job| job.done.is_none()) {
+            job.done = Some(
+                job.receiver
+                    .recv()
+                    .unwrap_or_else(|_| Err(lost_load(&job.source))),
+            );
+        }
+    }
+
+    /// Whether a new file is loading in the background.
+    pub fn is_loading(&self) -> bool {
+        self.job.is_some()
+    }
+
+    /// Starts loading the current file (of sha256 `digest`) on a thread of
+    /// its own; if no thread can be started, loads it in this call and
+    /// keeps the result for the next refresh.
+    fn start(&mut self, digest: [u8; 32]) {
+        let (sender, receiver) = mpsc::channel();
+        let (loader, source) = (self.loader.clone(), self.source.clone());
+        if let Some(instance) = &self.instance {
+            let identity = instance.identity();
+            tracing::info!(
+                message = "Plugin file changed; loading it beside the running plugin.",
+                application = %identity.application,
+                plugin = %identity.name,
+                plugin_version = %identity.version,
+                sha256 = %hex(&digest),
+                source = %source.origin(),
+            );
+        }
+        let spawned = std::thread::Builder::new()
+            .name("plugin-load".to_owned())
+            .spawn(move || {
+                let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    load(&loader, &source)
+                }))
+                .unwrap_or_else(|_| Err(lost_load(&source)));
+                // The receiver is gone if the plugin was dropped meanwhile.
+                let _ = sender.send(result);
+            });
+        let done = match spawned {
+            Ok(_) => None,
+            Err(_) => Some(load(&self.loader, &self.source)),
+        };
+        self.job = Some(Job {
+            digest,
+            source: self.source.clone(),
+            stale: false,
+            done,
+            receiver,
+        });
+    }
+
+    /// Runs the instance `result` loaded from `source` (of sha256
+    /// `digest`), or says why not.
+    fn swap(
+        &mut self,
+        result: Result<T, PluginError>,
+        digest: &[u8; 32],
+        source: &PluginSource,
+    ) -> Refresh {
+        let sha256 = hex(digest);
+        match result {
             Ok(instance) => {
-                log_loaded(&instance, &sha256, &self.source);
+                log_loaded(&instance, &sha256, source);
                 let from = std::mem::replace(&mut self.label, instance.label());
                 self.instance = Some(instance);
                 Refresh::Reloaded {
@@ -251,7 +382,8 @@ impl<T: Labelled> Reloading<T> {
         Some(digest)
     }
 
-    /// The sha256 of the component last loaded (or tried), in hex.
+    /// The sha256 of the component last loaded (or tried, or loading in
+    /// the background), in hex.
     pub fn sha256(&self) -> Option<String> {
         self.digest.as_ref().map(hex)
     }
@@ -271,6 +403,22 @@ impl<T: Labelled> Reloading<T> {
     /// Where the plugin comes from.
     pub fn source(&self) -> &PluginSource {
         &self.source
+    }
+}
+
+/// Runs `loader` on `source` (a loader that panicked before leaves no
+/// state that matters: each load starts from the source).
+fn load<T>(loader: &Loader<T>, source: &PluginSource) -> Result<T, PluginError> {
+    let mut loader = loader.lock().unwrap_or_else(PoisonError::into_inner);
+    (*loader)(source)
+}
+
+/// The error of a load in the background that ended without a result (a
+/// host bug: the loader panicked).
+fn lost_load(source: &PluginSource) -> PluginError {
+    PluginError::Read {
+        path: source.display_path(),
+        source: std::io::Error::other("its load in the background panicked (a host bug)"),
     }
 }
 
@@ -423,6 +571,187 @@ mod tests {
         // From now on the named file is the one followed.
         std::fs::write(&stand_in, "built again").unwrap();
         assert_eq!(plugin.refresh(), Refresh::Unchanged);
+    }
+}
+
+/// Loads in the background, with a loader that the test lets through one
+/// load at a time: no sleeps, every step is decided by the test.
+#[cfg(test)]
+mod background_tests {
+    use std::sync::mpsc::{Receiver, Sender, channel};
+
+    use super::*;
+
+    /// A "plugin" that is its file's text.
+    struct Text(String, PluginIdentity);
+
+    impl Labelled for Text {
+        fn label(&self) -> String {
+            self.0.clone()
+        }
+        fn identity(&self) -> &PluginIdentity {
+            &self.1
+        }
+    }
+
+    /// Lets the loads after the first through, one at a time.
+    struct Gate {
+        open: Sender<()>,
+        started: Receiver<String>,
+    }
+
+    impl Gate {
+        /// Waits for the next load to have read its file, lets it finish,
+        /// and returns what it read.
+        fn let_through(&self) -> String {
+            let text = self.started.recv().expect("a load started");
+            self.open.send(()).expect("the load waits");
+            text
+        }
+    }
+
+    /// A plugin following `path` in the background; a load after the first
+    /// waits for the test's [`Gate`]. `bad` files do not load. The texts
+    /// loaded are noted in order.
+    fn gated(path: &std::path::Path) -> (Reloading<Text>, Gate, Arc<Mutex<Vec<String>>>) {
+        let (open, opened) = channel::<()>();
+        let (starts, started) = channel::<String>();
+        let loads = Arc::new(Mutex::new(Vec::new()));
+        let noted = loads.clone();
+        let plugin = Reloading::new(path.to_path_buf(), move |source: &PluginSource| {
+            let text = String::from_utf8_lossy(&source.bytes().expect("readable")).into_owned();
+            if !noted.lock().unwrap().is_empty() {
+                starts.send(text.clone()).expect("the test follows");
+                opened.recv().expect("the test lets the load through");
+            }
+            noted.lock().unwrap().push(text.clone());
+            if text.starts_with("bad") {
+                return Err(PluginError::Read {
+                    path: source.display_path(),
+                    source: std::io::Error::other("refused"),
+                });
+            }
+            let identity = PluginIdentity {
+                name: text.clone(),
+                version: "0".to_owned(),
+                path: source.display_path(),
+                application: "app".to_owned(),
+            };
+            Ok(Text(text, identity))
+        })
+        .expect("the first file loads")
+        .in_background();
+        (plugin, Gate { open, started }, loads)
+    }
+
+    fn sha(text: &str) -> String {
+        hex(&Sha256::digest(text.as_bytes()).into())
+    }
+
+    #[test]
+    fn the_running_instance_answers_while_the_new_file_loads_and_is_replaced_at_the_next_refresh() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.wasm");
+        std::fs::write(&path, "one").unwrap();
+        let (mut plugin, gate, loads) = gated(&path);
+
+        std::fs::write(&path, "two!").unwrap();
+        // Noticed: the load starts, the call returns at once.
+        assert_eq!(plugin.refresh(), Refresh::Unchanged);
+        assert!(plugin.is_loading());
+        // The load is held by the gate: "one" keeps answering.
+        for _ in 0..3 {
+            assert_eq!(plugin.refresh(), Refresh::Unchanged);
+            assert_eq!(plugin.get().unwrap().0, "one");
+        }
+        assert_eq!(plugin.label(), "one");
+
+        assert_eq!(gate.let_through(), "two!");
+        plugin.wait_for_load();
+        // The first refresh after the load finished swaps it in.
+        assert_eq!(
+            plugin.refresh(),
+            Refresh::Reloaded {
+                from: "one".into(),
+                to: "two!".into(),
+                sha256: sha("two!"),
+            }
+        );
+        assert_eq!(plugin.get().unwrap().0, "two!");
+        assert!(!plugin.is_loading());
+        assert_eq!(plugin.refresh(), Refresh::Unchanged);
+        assert_eq!(*loads.lock().unwrap(), ["one", "two!"]);
+    }
+
+    #[test]
+    fn a_refused_file_keeps_the_running_one_and_is_not_tried_again_until_it_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.wasm");
+        std::fs::write(&path, "one").unwrap();
+        let (mut plugin, gate, loads) = gated(&path);
+
+        std::fs::write(&path, "bad two").unwrap();
+        assert_eq!(plugin.refresh(), Refresh::Unchanged);
+        assert_eq!(gate.let_through(), "bad two");
+        plugin.wait_for_load();
+        let Refresh::Refused {
+            running,
+            sha256,
+            reason,
+        } = plugin.refresh()
+        else {
+            panic!("a file that does not load is refused");
+        };
+        assert_eq!((running.as_str(), sha256), ("one", sha("bad two")));
+        assert!(reason.contains("refused"), "{reason}");
+        assert_eq!(plugin.get().unwrap().0, "one", "the running one stays");
+        for _ in 0..3 {
+            assert_eq!(plugin.refresh(), Refresh::Unchanged);
+        }
+        assert!(!plugin.is_loading(), "not tried again");
+        assert_eq!(*loads.lock().unwrap(), ["one", "bad two"]);
+
+        std::fs::write(&path, "three").unwrap();
+        assert_eq!(plugin.refresh(), Refresh::Unchanged);
+        assert_eq!(gate.let_through(), "three");
+        plugin.wait_for_load();
+        assert!(matches!(plugin.refresh(), Refresh::Reloaded { to, .. } if to == "three"));
+        assert_eq!(*loads.lock().unwrap(), ["one", "bad two", "three"]);
+    }
+
+    #[test]
+    fn a_change_during_a_load_drops_its_result_and_the_newest_content_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.wasm");
+        std::fs::write(&path, "one").unwrap();
+        let (mut plugin, gate, loads) = gated(&path);
+
+        // Sizes differ at each write: each is a differing stat.
+        std::fs::write(&path, "two!!").unwrap();
+        assert_eq!(plugin.refresh(), Refresh::Unchanged);
+        let started = gate.started.recv().unwrap();
+        assert_eq!(started, "two!!");
+        // Changed again while "two!!" loads.
+        std::fs::write(&path, "three!").unwrap();
+        assert_eq!(plugin.refresh(), Refresh::Unchanged);
+        gate.open.send(()).unwrap();
+        plugin.wait_for_load();
+        // "two!!" loaded, but is stale: dropped, and "three!" loads.
+        assert_eq!(plugin.refresh(), Refresh::Unchanged);
+        assert_eq!(plugin.get().unwrap().0, "one", "two!! never runs");
+        assert!(plugin.is_loading());
+        assert_eq!(gate.let_through(), "three!");
+        plugin.wait_for_load();
+        assert_eq!(
+            plugin.refresh(),
+            Refresh::Reloaded {
+                from: "one".into(),
+                to: "three!".into(),
+                sha256: sha("three!"),
+            }
+        );
+        assert_eq!(plugin.get().unwrap().0, "three!");
+        assert_eq!(*loads.lock().unwrap(), ["one", "two!!", "three!"]);
     }
 }
 

@@ -664,3 +664,46 @@ fn a_second_host_reuses_the_components_the_first_compiled() {
         "the second host compiled step again: {logs}"
     );
 }
+
+/// A real plugin file replaced under a policy loading in the background:
+/// the call that notices it returns at once and the running `hold` keeps
+/// deciding; once the new component (`rate`) is compiled and configured,
+/// the next refresh swaps it in; the same file is not loaded again.
+#[test]
+fn a_replaced_file_compiles_beside_the_running_policy_and_runs_from_the_next_refresh() {
+    let (hold, rate) = (
+        builtin::find("hold").expect("hold is built in"),
+        builtin::find("rate").expect("rate is built in"),
+    );
+    let (_dir, path) = wasm_file(hold.bytes);
+    let host = std::sync::Arc::new(host());
+    let mut policy = Reloading::policy(host, path.clone(), "{}".to_owned(), "orders".to_owned())
+        .expect("hold loads")
+        .in_background();
+    let evaluation = varied_evaluation(1, 3, "bg");
+    assert_eq!(policy.refresh(), Refresh::Unchanged);
+
+    std::fs::write(&path, rate.bytes).expect("rate written over hold");
+    assert_eq!(policy.refresh(), Refresh::Unchanged, "noticed, loading");
+    assert!(policy.is_loading());
+    let decision = policy
+        .get()
+        .expect("hold runs")
+        .decide(&evaluation)
+        .expect("hold decides while rate loads");
+    assert_eq!(decision.reason, "observe only");
+    assert!(policy.label().starts_with("hold"), "{}", policy.label());
+
+    policy.wait_for_load();
+    let Refresh::Reloaded { from, to, sha256 } = policy.refresh() else {
+        panic!("rate runs from the first refresh after its load");
+    };
+    assert!(
+        from.starts_with("hold") && to.starts_with("rate"),
+        "{from} -> {to}"
+    );
+    assert_eq!(sha256, builtin::sha256_hex(rate.bytes));
+    assert!(policy.get().expect("rate runs").label().starts_with("rate"));
+    assert_eq!(policy.refresh(), Refresh::Unchanged);
+    assert!(!policy.is_loading());
+}

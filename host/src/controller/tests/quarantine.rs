@@ -666,3 +666,69 @@ async fn an_interpreter_file_replaced_is_reported_like_a_policy_file() {
     );
     assert_eq!(reloaded, [(120, "lag 1".to_owned(), "lag 2".to_owned())]);
 }
+
+/// The agent's policy, loading a new file in the background, made
+/// deterministic on the paused clock: the call that starts a load waits
+/// for it to finish before it returns (the load itself still runs on its
+/// own thread, and the instance is swapped in at the next refresh only).
+struct SettledLoads(PluginPolicy);
+
+impl Decide for SettledLoads {
+    fn decide(&mut self, evaluation: &Evaluation) -> Result<Decision, PluginFailure> {
+        self.0.decide(evaluation)
+    }
+    fn label(&self) -> String {
+        self.0.label()
+    }
+    fn refresh(&mut self) -> crate::plugin::Refresh {
+        let refresh = self.0.refresh();
+        self.0.0.wait_for_load();
+        refresh
+    }
+    fn starts_afresh(&self) -> bool {
+        self.0.starts_afresh()
+    }
+}
+
+/// A file loaded in the background ends a quarantine at the evaluation
+/// that swaps it in, not at the one that noticed it (which still finds the
+/// old code quarantined); the new code is retried at once, and when it
+/// fails too, its back-off starts over.
+#[tokio::test(start_paused = true)]
+async fn a_file_loaded_in_the_background_ends_a_quarantine_when_it_is_swapped_in() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("policy.wasm");
+    std::fs::copy(wasm("misbehave"), &path).unwrap();
+    let policy = Reloading::policy(
+        host(),
+        path.clone(),
+        r#"{"mode": "error"}"#.into(),
+        "app".into(),
+    )
+    .expect("misbehave loads")
+    .in_background();
+    let target = FakeTarget::new(1, 90);
+    let run = launch(
+        &target,
+        Box::new(SettledLoads(PluginPolicy(policy))),
+        QuarantinePolicy::DEFAULT,
+    );
+    tokio::time::sleep(Duration::from_secs(150)).await;
+    // Quarantined at 120 s. Another build of the plugin (still erroring):
+    // noticed at 180 s, where the load starts; swapped in at 240 s.
+    let mut rebuilt = std::fs::read(wasm("misbehave")).unwrap();
+    rebuilt.extend_from_slice(&[0, 6, 5, b'n', b'o', b't', b'e', b'!']);
+    deploy(&path, &rebuilt);
+    tokio::time::sleep(Duration::from_secs(150)).await;
+    let events = run.stop().await;
+
+    let (reloaded, refused) = reloads(&events);
+    assert!(refused.is_empty(), "{refused:?}");
+    assert_eq!(reloaded.iter().map(|r| r.0).collect::<Vec<_>>(), [240]);
+    assert_eq!(retries(&events), [(240, "its file changed".to_owned())]);
+    // Skipped at 180 s while the rebuild loaded; it fails its retry at
+    // 240 s and is quarantined again for 300 s, not the doubled 600 s.
+    assert_eq!(failure_times(&events, "plugin"), [0, 60, 120, 240]);
+    assert_eq!(quarantines(&events), [(120, 3, 300), (240, 4, 300)]);
+    assert!(target.updates().is_empty());
+}
