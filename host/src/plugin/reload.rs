@@ -491,7 +491,24 @@ mod tests {
     use super::*;
 
     /// A "plugin" that is its file's text; `bad` files do not load.
-    struct Text(String, PluginIdentity);
+    pub(super) struct Text(pub(super) String, PluginIdentity);
+
+    /// The plugin `text` read from `path`, or its refusal if it is `bad`.
+    pub(super) fn text_or_refusal(text: String, path: PathBuf) -> Result<Text, PluginError> {
+        if text.starts_with("bad") {
+            return Err(PluginError::Read {
+                path,
+                source: std::io::Error::other("refused"),
+            });
+        }
+        let identity = PluginIdentity {
+            name: text.clone(),
+            version: "0".to_owned(),
+            path,
+            application: "app".to_owned(),
+        };
+        Ok(Text(text, identity))
+    }
 
     impl Labelled for Text {
         fn label(&self) -> String {
@@ -511,16 +528,7 @@ mod tests {
             };
             let text = String::from_utf8(source.bytes().map_err(read)?.into_owned())
                 .map_err(|e| read(std::io::Error::other(e)))?;
-            if text.starts_with("bad") {
-                return Err(read(std::io::Error::other("refused")));
-            }
-            let identity = PluginIdentity {
-                name: text.clone(),
-                version: "0".to_owned(),
-                path: path.clone(),
-                application: "app".to_owned(),
-            };
-            Ok(Text(text, identity))
+            text_or_refusal(text, path.clone())
         })
         .expect("the first file loads")
     }
@@ -580,19 +588,8 @@ mod tests {
 mod background_tests {
     use std::sync::mpsc::{Receiver, Sender, channel};
 
+    use super::tests::{Text, text_or_refusal};
     use super::*;
-
-    /// A "plugin" that is its file's text.
-    struct Text(String, PluginIdentity);
-
-    impl Labelled for Text {
-        fn label(&self) -> String {
-            self.0.clone()
-        }
-        fn identity(&self) -> &PluginIdentity {
-            &self.1
-        }
-    }
 
     /// Lets the loads after the first through, one at a time.
     struct Gate {
@@ -625,19 +622,7 @@ mod background_tests {
                 opened.recv().expect("the test lets the load through");
             }
             noted.lock().unwrap().push(text.clone());
-            if text.starts_with("bad") {
-                return Err(PluginError::Read {
-                    path: source.display_path(),
-                    source: std::io::Error::other("refused"),
-                });
-            }
-            let identity = PluginIdentity {
-                name: text.clone(),
-                version: "0".to_owned(),
-                path: source.display_path(),
-                application: "app".to_owned(),
-            };
-            Ok(Text(text, identity))
+            text_or_refusal(text, source.display_path())
         })
         .expect("the first file loads")
         .in_background();
