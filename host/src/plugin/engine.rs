@@ -295,18 +295,13 @@ impl PluginHost {
         let started = std::time::Instant::now();
         let (component, origin) = self.component(&source.display_path(), &bytes)?;
         let compile = started.elapsed();
-        let exports = component
-            .component_type()
-            .exports(&self.engine)
-            .map(|(name, _)| name.to_owned())
-            .collect();
-        Ok(ComponentFacts {
-            size_bytes: bytes.len(),
-            sha256: super::builtin::sha256_hex(&bytes),
-            exports,
+        Ok(ComponentFacts::of(
+            &self.engine,
+            &component,
+            &bytes,
             compile,
-            from_cache: origin != Origin::Compiled,
-        })
+            origin != Origin::Compiled,
+        ))
     }
 
     /// Links `component` once, as world `W`, with the bindings of its
@@ -391,11 +386,18 @@ fn read(source: &PluginSource) -> Result<std::borrow::Cow<'static, [u8]>, Plugin
 }
 
 /// An engine with this host's settings and its epoch ticker.
-fn new_engine() -> Result<Engine, String> {
+/// The host's engine settings: the component model, and epoch
+/// interruption for the call deadlines. [`super::inspect::Compiler`] uses
+/// them too, so that its compile times are the host's.
+pub(crate) fn engine_config() -> Config {
     let mut config = Config::new();
     config.wasm_component_model(true);
     config.epoch_interruption(true);
-    let engine = Engine::new(&config).map_err(|e| describe(&e))?;
+    config
+}
+
+fn new_engine() -> Result<Engine, String> {
+    let engine = Engine::new(&engine_config()).map_err(|e| describe(&e))?;
     start_ticker(&engine)?;
     Ok(engine)
 }

@@ -15,8 +15,8 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use wasmtime::Engine;
 use wasmtime::component::Component;
-use wasmtime::{Config, Engine};
 
 use super::PluginKind;
 use crate::metrics::{Datapoint, MetricQuery, Series};
@@ -59,6 +59,31 @@ pub struct ComponentFacts {
     pub from_cache: bool,
 }
 
+impl ComponentFacts {
+    /// The facts of `component`, compiled by `engine` from `bytes` in
+    /// `compile` (or taken from the plugin cache, `from_cache`).
+    pub(crate) fn of(
+        engine: &Engine,
+        component: &Component,
+        bytes: &[u8],
+        compile: Duration,
+        from_cache: bool,
+    ) -> Self {
+        let exports = component
+            .component_type()
+            .exports(engine)
+            .map(|(name, _)| name.to_owned())
+            .collect();
+        Self {
+            size_bytes: bytes.len(),
+            sha256: super::builtin::sha256_hex(bytes),
+            exports,
+            compile,
+            from_cache,
+        }
+    }
+}
+
 /// A compiler for [`Self::component_facts`]: a wasmtime engine configured as the
 /// plugin host's (component model, epoch interruption), so that compile
 /// times are the host's. Build it once to time several compiles.
@@ -69,10 +94,7 @@ pub struct Compiler {
 impl Compiler {
     /// Starts the engine.
     pub fn new() -> Result<Self, String> {
-        let mut config = Config::new();
-        config.wasm_component_model(true);
-        config.epoch_interruption(true);
-        Engine::new(&config)
+        Engine::new(&super::engine::engine_config())
             .map(|engine| Self { engine })
             .map_err(|e| format!("{e:#}"))
     }
@@ -85,18 +107,13 @@ impl Compiler {
         let component = Component::new(&self.engine, bytes)
             .map_err(|e| super::engine::describe_compile_error(bytes, &e))?;
         let compile = started.elapsed();
-        let exports = component
-            .component_type()
-            .exports(&self.engine)
-            .map(|(name, _)| name.to_owned())
-            .collect();
-        Ok(ComponentFacts {
-            size_bytes: bytes.len(),
-            sha256: super::builtin::sha256_hex(bytes),
-            exports,
+        Ok(ComponentFacts::of(
+            &self.engine,
+            &component,
+            bytes,
             compile,
-            from_cache: false,
-        })
+            false,
+        ))
     }
 }
 
