@@ -507,7 +507,7 @@ impl InterpreterInstance {
     /// Asks the interpreter for signals. NaN and infinite values are
     /// dropped, as the contract says (by the caller). An answer with a
     /// signal no one could name (an empty name, a control character, more
-    /// than [`MAX_SIGNAL_NAME_BYTES`]) or with a name given twice is
+    /// than `MAX_SIGNAL_NAME_BYTES`) or with a name given twice is
     /// nonsense: the call fails as `invalid`.
     pub fn interpret(
         &mut self,
