@@ -293,10 +293,19 @@ fn compile_or_load(engine: &Engine, bytes: &[u8], artifact: Option<&Artifact>) -
 /// policy) age out.
 pub(crate) const MAX_ARTIFACT_IDLE: Duration = Duration::from_secs(30 * 86_400);
 
+/// How long an artifact of another engine is kept unused. This agent never
+/// loads one, but another flinkscale version (or settings) sharing the
+/// folder may, and renews it when it does (as `simulate` of two versions
+/// share the user cache): removing it at once made each version remove the
+/// other's artifacts and compile again at every start. A week after the
+/// other version last ran (an upgrade's old artifacts), it goes.
+pub(crate) const MAX_OTHER_ENGINE_IDLE: Duration = Duration::from_secs(7 * 86_400);
+
 /// Removes from the cache folder `dir` (only if it is the agent's own) the
-/// artifacts no load will use: those of another engine (an agent of
-/// another version or settings wrote them; this one never looks at them)
-/// and those unused for [`MAX_ARTIFACT_IDLE`] before `now`. Only files
+/// artifacts no load will use for long: those unused for
+/// [`MAX_ARTIFACT_IDLE`] before `now`, and those of another engine (an
+/// agent of another version or settings wrote them; this one never looks
+/// at them) unused for [`MAX_OTHER_ENGINE_IDLE`]. Only files
 /// named as this cache names artifacts are touched; what cannot be removed
 /// stays, with a warning. Returns how many were removed.
 pub(crate) fn prune(dir: &Path, engine_hash: &str, now: SystemTime) -> usize {
@@ -333,7 +342,12 @@ pub(crate) fn prune(dir: &Path, engine_hash: &str, now: SystemTime) -> usize {
             .ok()
             .and_then(|modified| now.duration_since(modified).ok())
             .unwrap_or_default();
-        if engine == engine_hash && idle < MAX_ARTIFACT_IDLE {
+        let kept_for = if engine == engine_hash {
+            MAX_ARTIFACT_IDLE
+        } else {
+            MAX_OTHER_ENGINE_IDLE
+        };
+        if idle < kept_for {
             continue;
         }
         match std::fs::remove_file(&path) {
@@ -351,6 +365,7 @@ pub(crate) fn prune(dir: &Path, engine_hash: &str, now: SystemTime) -> usize {
             dir = %dir.display(),
             removed,
             max_idle_days = MAX_ARTIFACT_IDLE.as_secs() / 86_400,
+            other_engine_max_idle_days = MAX_OTHER_ENGINE_IDLE.as_secs() / 86_400,
         );
     }
     removed

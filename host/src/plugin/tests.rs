@@ -361,8 +361,8 @@ fn a_compile_past_its_deadline_is_a_typed_error_and_is_not_started_twice() {
 }
 
 #[test]
-fn the_cache_prunes_other_engines_and_idle_artifacts_and_nothing_else() {
-    use cache::{MAX_ARTIFACT_IDLE, prune};
+fn the_cache_prunes_idle_artifacts_sooner_for_other_engines_and_nothing_else() {
+    use cache::{MAX_ARTIFACT_IDLE, MAX_OTHER_ENGINE_IDLE, prune};
     use std::os::unix::fs::PermissionsExt;
     use std::time::{Duration, SystemTime};
     let dir = tempfile::tempdir().expect("a temporary folder");
@@ -371,24 +371,44 @@ fn the_cache_prunes_other_engines_and_idle_artifacts_and_nothing_else() {
     let wasm = |c: char| c.to_string().repeat(64);
     let current = format!("{}-{engine}.cwasm", wasm('a'));
     let idle = format!("{}-{engine}.cwasm", wasm('b'));
+    // Another version sharing the folder, in use: it renews its own.
     let other_engine = format!("{}-fedcba9876543210.cwasm", wasm('c'));
+    // An older version's, not run for longer than a week.
+    let other_engine_idle = format!("{}-fedcba9876543210.cwasm", wasm('e'));
     let not_ours = ["notes.txt", "x-0123456789abcdef.cwasm"];
     let partial = format!("{}-{engine}.tmp-1-0", wasm('d'));
-    for name in [current.as_str(), &idle, &other_engine, &partial]
-        .into_iter()
-        .chain(not_ours)
+    for name in [
+        current.as_str(),
+        &idle,
+        &other_engine,
+        &other_engine_idle,
+        &partial,
+    ]
+    .into_iter()
+    .chain(not_ours)
     {
         let path = dir.path().join(name);
         std::fs::write(&path, b"x").unwrap();
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
     }
     let now = SystemTime::now();
-    std::fs::File::options()
-        .write(true)
-        .open(dir.path().join(&idle))
-        .unwrap()
-        .set_modified(now - MAX_ARTIFACT_IDLE - Duration::from_secs(60))
-        .unwrap();
+    let age = |name: &str, by: Duration| {
+        std::fs::File::options()
+            .write(true)
+            .open(dir.path().join(name))
+            .unwrap()
+            .set_modified(now - by)
+            .unwrap();
+    };
+    age(&idle, MAX_ARTIFACT_IDLE + Duration::from_secs(60));
+    age(
+        &other_engine,
+        MAX_OTHER_ENGINE_IDLE - Duration::from_secs(60),
+    );
+    age(
+        &other_engine_idle,
+        MAX_OTHER_ENGINE_IDLE + Duration::from_secs(60),
+    );
 
     assert_eq!(prune(dir.path(), engine, now), 2);
     let mut left: Vec<String> = std::fs::read_dir(dir.path())
@@ -398,6 +418,7 @@ fn the_cache_prunes_other_engines_and_idle_artifacts_and_nothing_else() {
     left.sort();
     let mut expected = vec![
         current,
+        other_engine,
         partial,
         not_ours[0].to_owned(),
         not_ours[1].to_owned(),
