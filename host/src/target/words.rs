@@ -96,6 +96,15 @@ impl Words {
             Words::Flink => "the cluster's free slots",
         }
     }
+
+    /// Why a recorded ceiling is tried again after a while: `the limit
+    /// may have been raised`, or `slots may have been freed or added`.
+    pub fn limit_may_have_moved(self) -> &'static str {
+        match self {
+            Words::Msf => "the limit may have been raised",
+            Words::Flink => "slots may have been freed or added",
+        }
+    }
 }
 
 #[cfg(test)]
@@ -113,6 +122,7 @@ mod tests {
         assert_eq!(msf.describe_call(), "DescribeApplication");
         assert_eq!(msf.rescale_call(), "UpdateApplication");
         assert_eq!(msf.limit(), "the account's KPU limit");
+        assert_eq!(msf.limit_may_have_moved(), "the limit may have been raised");
 
         let flink = Words::from(TargetKind::Flink);
         assert_eq!(flink.capacity(4), "parallelism 4");
@@ -122,6 +132,10 @@ mod tests {
         assert_eq!(flink.describe_call(), "GET /jobs/{id}");
         assert_eq!(flink.rescale_call(), "PUT /jobs/{id}/resource-requirements");
         assert_eq!(flink.limit(), "the cluster's free slots");
+        assert_eq!(
+            flink.limit_may_have_moved(),
+            "slots may have been freed or added"
+        );
         // Nothing of Flink's says KPU or names an MSF call.
         let said = [
             flink.capacity(4),
@@ -130,6 +144,7 @@ mod tests {
             flink.describe_call().to_owned(),
             flink.rescale_call().to_owned(),
             flink.limit().to_owned(),
+            flink.limit_may_have_moved().to_owned(),
         ];
         for text in said {
             assert!(
