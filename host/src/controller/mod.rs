@@ -495,6 +495,7 @@ impl Controller {
         // evaluation interval.
         let signal_period_secs =
             u32::try_from(settings.evaluation_interval.as_secs()).unwrap_or(u32::MAX);
+        let events = events.with_words(settings.words);
         Self {
             settings,
             queries,
