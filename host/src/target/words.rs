@@ -15,7 +15,7 @@
 use crate::config::TargetKind;
 
 /// The vocabulary of one target.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Words {
     /// Managed Service for Apache Flink: KPU, `DescribeApplication`,
@@ -97,6 +97,15 @@ impl Words {
         }
     }
 
+    /// What `status` says while no ceiling is recorded: `no KPU limit
+    /// met`, or `never short of free slots`.
+    pub fn limit_never_met(self) -> &'static str {
+        match self {
+            Words::Msf => "no KPU limit met",
+            Words::Flink => "never short of free slots",
+        }
+    }
+
     /// Why a recorded ceiling is tried again after a while: `the limit
     /// may have been raised`, or `slots may have been freed or added`.
     pub fn limit_may_have_moved(self) -> &'static str {
@@ -122,6 +131,7 @@ mod tests {
         assert_eq!(msf.describe_call(), "DescribeApplication");
         assert_eq!(msf.rescale_call(), "UpdateApplication");
         assert_eq!(msf.limit(), "the account's KPU limit");
+        assert_eq!(msf.limit_never_met(), "no KPU limit met");
         assert_eq!(msf.limit_may_have_moved(), "the limit may have been raised");
 
         let flink = Words::from(TargetKind::Flink);
@@ -132,6 +142,7 @@ mod tests {
         assert_eq!(flink.describe_call(), "GET /jobs/{id}");
         assert_eq!(flink.rescale_call(), "PUT /jobs/{id}/resource-requirements");
         assert_eq!(flink.limit(), "the cluster's free slots");
+        assert_eq!(flink.limit_never_met(), "never short of free slots");
         assert_eq!(
             flink.limit_may_have_moved(),
             "slots may have been freed or added"
@@ -145,6 +156,7 @@ mod tests {
             flink.rescale_call().to_owned(),
             flink.limit().to_owned(),
             flink.limit_may_have_moved().to_owned(),
+            flink.limit_never_met().to_owned(),
         ];
         for text in said {
             assert!(
