@@ -680,17 +680,20 @@ impl Agent {
         for controller in &mut self.controllers {
             let application = controller.settings().name.clone();
             let dry_run = controller.settings().dry_run;
+            let words = controller.settings().words;
             let report = match controller.evaluate().await {
                 Ok(assessment) => {
                     let outcome = controller.act(&assessment).await;
                     OnceReport {
                         application,
+                        words,
                         dry_run,
                         result: Ok((assessment, outcome)),
                     }
                 }
                 Err(error) => OnceReport {
                     application,
+                    words,
                     dry_run,
                     result: Err(error),
                 },
@@ -833,6 +836,8 @@ async fn apply(
 pub struct OnceReport {
     /// Application name.
     pub application: String,
+    /// Its target's vocabulary, for the report's text.
+    pub words: crate::target::Words,
     /// Whether it was a dry run (`--dry-run` or its `mode = "dry-run"`).
     pub dry_run: bool,
     /// The assessment and what acting on it did, or why it failed.

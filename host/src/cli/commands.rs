@@ -21,7 +21,7 @@ use crate::metrics::{MetricQuery, Series};
 use crate::model::{Action, Application};
 use crate::plugin::{PluginError, PluginHost};
 use crate::state::StateError;
-use crate::target::AppStatus;
+use crate::target::{AppStatus, Words};
 use crate::telemetry::text::{iso, number};
 use crate::telemetry::{self, Events, Registry};
 
@@ -376,15 +376,24 @@ fn once_text(report: &OnceReport) -> String {
         }
     };
     let s = &assessment.state;
-    let _ = writeln!(
-        out,
-        "application {name:?}: {}, {} KPU (parallelism {}, {} per KPU), version {}",
-        s.status,
-        s.kpu(),
-        s.parallelism,
-        s.parallelism_per_kpu,
-        s.version_id
-    );
+    let words = report.words;
+    let _ = match words {
+        Words::Msf => writeln!(
+            out,
+            "application {name:?}: {}, {} KPU (parallelism {}, {} per KPU), version {}",
+            s.status,
+            s.kpu(),
+            s.parallelism,
+            s.parallelism_per_kpu,
+            s.version_id
+        ),
+        // One unit of parallelism is one KPU: the KPU would say it twice.
+        Words::Flink => writeln!(
+            out,
+            "application {name:?}: {}, parallelism {}, version {}",
+            s.status, s.parallelism, s.version_id
+        ),
+    };
     let _ = writeln!(out, "  metrics:");
     for series in &assessment.evaluation.metrics {
         let q = &series.query;
@@ -427,19 +436,19 @@ fn once_text(report: &OnceReport) -> String {
     let d = &assessment.decision;
     let action = match d.action {
         Action::Hold => "hold".to_owned(),
-        Action::ScaleTo(k) => format!("scale to {k} KPU"),
+        Action::ScaleTo(k) => format!("scale to {}", words.capacity(k)),
     };
     let _ = writeln!(out, "  decision: {action}: {}", printable(&d.reason));
+    let call = words.rescale_call();
     let done = match (outcome, d.action) {
-        (ActOutcome::Held, Action::ScaleTo(_)) if dry_run => {
-            "dry run: UpdateApplication not sent".to_owned()
-        }
+        (ActOutcome::Held, Action::ScaleTo(_)) if dry_run => format!("dry run: {call} not sent"),
         (ActOutcome::Held, _) => "nothing to do".to_owned(),
-        (ActOutcome::Started { to_kpu, .. }, _) => {
-            format!("UpdateApplication sent: {} -> {to_kpu} KPU", s.kpu())
-        }
+        (ActOutcome::Started { to_kpu, .. }, _) => match words {
+            Words::Msf => format!("{call} sent: {} -> {to_kpu} KPU", s.kpu()),
+            Words::Flink => format!("{call} sent: parallelism {} -> {to_kpu}", s.parallelism),
+        },
         (ActOutcome::NotSent { reason: None, .. }, _) => {
-            "UpdateApplication not sent (see the log)".to_owned()
+            format!("{call} not sent (see the log)")
         }
         (
             ActOutcome::NotSent {
@@ -447,7 +456,7 @@ fn once_text(report: &OnceReport) -> String {
                 ..
             },
             _,
-        ) => format!("UpdateApplication not sent: {}", printable(reason)),
+        ) => format!("{call} not sent: {}", printable(reason)),
     };
     let _ = writeln!(out, "  action: {done}");
     out
@@ -457,6 +466,7 @@ fn once_json(report: &OnceReport) -> serde_json::Value {
     match &report.result {
         Ok((assessment, outcome)) => serde_json::json!({
             "application": report.application,
+            "target": report.words,
             "state": assessment.state,
             "evaluation": assessment.evaluation,
             "decision": assessment.decision,
@@ -470,6 +480,7 @@ fn once_json(report: &OnceReport) -> serde_json::Value {
         }),
         Err(error) => serde_json::json!({
             "application": report.application,
+            "target": report.words,
             "error": error.to_string(),
         }),
     }
@@ -1170,6 +1181,7 @@ mod tests {
         };
         OnceReport {
             application: "orders".into(),
+            words: Words::Msf,
             dry_run: true,
             result: Ok((assessment, ActOutcome::Held)),
         }
@@ -1201,10 +1213,77 @@ mod tests {
         assert_eq!(text.lines().count(), 5, "{text}");
     }
 
+    /// `once` tells of a Flink job in its words: parallelism and the REST
+    /// call, never KPU or UpdateApplication; MSF's report is unchanged.
+    #[test]
+    fn once_speaks_a_flink_jobs_words() {
+        let flink = |outcome: ActOutcome, dry_run: bool| {
+            let mut report = report("busy", "lag");
+            report.words = Words::Flink;
+            report.dry_run = dry_run;
+            if let Ok((_, held)) = &mut report.result {
+                *held = outcome;
+            }
+            once_text(&report)
+        };
+        let text = flink(ActOutcome::Held, true);
+        assert_eq!(
+            text,
+            "application \"orders\": RUNNING, parallelism 2, version 3\n\
+             \x20 metrics:\n\
+             \x20 signal lag = 1.5\n\
+             \x20 decision: scale to parallelism 4: busy\n\
+             \x20 action: dry run: PUT /jobs/{id}/resource-requirements not sent\n"
+        );
+        let started = ActOutcome::Started {
+            to_kpu: 4,
+            at_ms: 0,
+        };
+        assert!(
+            flink(started.clone(), false).ends_with(
+                "  action: PUT /jobs/{id}/resource-requirements sent: parallelism 2 -> 4\n"
+            ),
+            "{}",
+            flink(started, false)
+        );
+        let refused = ActOutcome::NotSent {
+            retry_after: std::time::Duration::from_secs(60),
+            reason: Some("limit_exceeded: too few slots".into()),
+        };
+        assert!(
+            flink(refused, false).ends_with(
+                "  action: PUT /jobs/{id}/resource-requirements not sent: limit_exceeded: too few slots\n"
+            )
+        );
+        let mut report = report("busy", "lag");
+        report.words = Words::Flink;
+        assert_eq!(once_json(&report)["target"], "flink");
+
+        let msf = once_text(&report_with(Words::Msf));
+        assert!(
+            msf.starts_with(
+                "application \"orders\": RUNNING, 2 KPU (parallelism 2, 1 per KPU), version 3\n"
+            ),
+            "{msf}"
+        );
+        assert!(msf.contains("  decision: scale to 4 KPU: busy\n"), "{msf}");
+        assert!(
+            msf.ends_with("  action: dry run: UpdateApplication not sent\n"),
+            "{msf}"
+        );
+    }
+
+    fn report_with(words: Words) -> OnceReport {
+        let mut report = report("busy", "lag");
+        report.words = words;
+        report
+    }
+
     #[test]
     fn once_prints_aws_errors_without_terminal_controls() {
         let report = OnceReport {
             application: "orders".into(),
+            words: Words::Msf,
             dry_run: false,
             result: Err(EvaluateError::Metrics(MetricsError::Source(
                 "GetMetricData failed: \x1b[31mred\x1b[0m\nforged line".into(),

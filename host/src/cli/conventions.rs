@@ -218,18 +218,40 @@ pub async fn flink_findings(config: &Config) -> Vec<Finding> {
         let Some((rest_url, job)) = app.flink() else {
             continue;
         };
-        let described = match FlinkTarget::for_job(rest_url, job.clone()) {
+        let target = FlinkTarget::for_job(rest_url, job.clone());
+        let described = match &target {
             Ok(target) => target.describe(&app.name).await,
-            Err(error) => Err(error),
+            Err(error) => Err(error.clone()),
         };
         let (problem, message) = match described {
-            Ok(state) => (
-                false,
-                format!(
-                    "Flink job ({job}) at {rest_url}: {}, parallelism {}",
+            Ok(state) => {
+                let (_, max) = app.parallelism_bounds();
+                let mut message = format!(
+                    "Flink job ({job}) at {rest_url}: {}, parallelism {} (max_parallelism {max})",
                     state.status, state.parallelism
-                ),
-            ),
+                );
+                // The slots are the ceiling of every rescale: say them, and
+                // what they leave of max_parallelism.
+                let slots = match &target {
+                    Ok(target) => target.slots_for(&app.name).await,
+                    Err(error) => Err(error.clone()),
+                };
+                match slots {
+                    Ok((usable, sentence)) => {
+                        message.push_str(&format!("; {sentence}"));
+                        if u64::from(max) > usable {
+                            message.push_str(&format!(
+                                ", so a rescale above parallelism {usable} is refused \
+                                 until slots are freed or added"
+                            ));
+                        }
+                    }
+                    Err(error) => {
+                        message.push_str(&format!("; its task slots cannot be read: {error}"));
+                    }
+                }
+                (false, message)
+            }
             Err(TargetError::NotFound(error)) => (
                 true,
                 format!(
@@ -327,6 +349,75 @@ mod tests {
             resolve(Some(&a), Some(&b), None, true),
             Err(ConfigPathError::Conflict { .. })
         ));
+    }
+
+    /// `validate --environment` reports a Flink job's parallelism beside
+    /// its `max_parallelism` and the cluster's task slots, and says when
+    /// the slots are the lower ceiling.
+    #[tokio::test]
+    async fn a_flink_jobs_finding_names_its_parallelism_and_the_clusters_slots() {
+        let ours = "a".repeat(32);
+        let other = "b".repeat(32);
+        let (ours_in, other_in) = (ours.clone(), other.clone());
+        let stub = crate::flink::stub::Stub::start(move |line| {
+            let job = |parallelism: u32| {
+                serde_json::json!({
+                    "state": "RUNNING",
+                    "timestamps": {"CREATED": 1000},
+                    "vertices": [{"id": "v1", "parallelism": parallelism, "status": "RUNNING"}],
+                })
+            };
+            let path = line.split(' ').nth(1).unwrap_or_default();
+            let answer = match path {
+                "/jobs/overview" => serde_json::json!({"jobs": [
+                    {"jid": ours_in, "name": "orders", "state": "RUNNING", "start-time": 1},
+                    {"jid": other_in, "name": "other", "state": "RUNNING", "start-time": 1},
+                ]}),
+                "/overview" => serde_json::json!({"slots-total": 4}),
+                p if p == format!("/jobs/{ours_in}") => job(2),
+                p if p == format!("/jobs/{other_in}") => job(1),
+                p if p == format!("/jobs/{ours_in}/resource-requirements") => {
+                    serde_json::json!({"v1": {"parallelism": {"lowerBound": 1, "upperBound": 2}}})
+                }
+                _ => return (404, serde_json::json!({"errors": ["Not found."]})),
+            };
+            (200, answer)
+        })
+        .await;
+        let config = |max: u32| -> Config {
+            toml::from_str(&format!(
+                "[[application]]\nname = \"orders\"\ntarget = \"flink\"\n\
+                 rest_url = {:?}\nmax_parallelism = {max}\n\
+                 [application.policy]\nplugin = \"hold\"\n",
+                stub.url
+            ))
+            .expect("a test configuration")
+        };
+        let findings = flink_findings(&config(8)).await;
+        assert_eq!(findings.len(), 1, "{:?}", findings.len());
+        assert!(!findings[0].problem);
+        let url = &stub.url;
+        assert_eq!(
+            findings[0].message,
+            format!(
+                "Flink job (job_name \"orders\") at {url}: RUNNING, parallelism 2 \
+                 (max_parallelism 8); the cluster at {url} has 4 task slots and its other \
+                 jobs use 1, so a rescale above parallelism 3 is refused until slots are \
+                 freed or added"
+            )
+        );
+        let findings = flink_findings(&config(3)).await;
+        assert_eq!(
+            findings[0].message,
+            format!(
+                "Flink job (job_name \"orders\") at {url}: RUNNING, parallelism 2 \
+                 (max_parallelism 3); the cluster at {url} has 4 task slots and its other \
+                 jobs use 1"
+            )
+        );
+        for finding in &findings {
+            assert!(!finding.message.contains("KPU"), "{}", finding.message);
+        }
     }
 
     #[test]

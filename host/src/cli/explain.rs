@@ -11,6 +11,7 @@ use clap::Args;
 
 use super::commands::EX_CONFIG;
 use crate::config::load;
+use crate::target::Words;
 use crate::telemetry::history;
 
 /// `flinkscale status`'s arguments.
@@ -91,9 +92,14 @@ pub async fn explain(args: ExplainArgs) -> anyhow::Result<ExitCode> {
     .await?
 }
 
-/// The configured applications' names, in the configuration's order.
-pub fn application_names(config: &crate::config::Config) -> Vec<String> {
-    config.applications.iter().map(|a| a.name.clone()).collect()
+/// The configured applications' names and their targets' words, in the
+/// configuration's order.
+pub fn application_names(config: &crate::config::Config) -> Vec<(String, Words)> {
+    config
+        .applications
+        .iter()
+        .map(|a| (a.name.clone(), Words::from(a.target)))
+        .collect()
 }
 
 fn wall_ms() -> i64 {

@@ -601,10 +601,15 @@ impl<'a> Document<'a> {
             }
             None => None,
         };
+        let msf_keys: Vec<&'static str> = ["min_kpu", "max_kpu"]
+            .into_iter()
+            .filter(|key| rest.contains_key(*key))
+            .collect();
         let app = self
             .collect::<ApplicationConfig>(item.span(), rest)
             .map_err(|app_errors| errors.extend(app_errors))
-            .ok();
+            .ok()
+            .map(|app| ApplicationConfig { msf_keys, ..app });
         let metrics = self.list(metrics, &mut errors);
         let alarms = self.list(alarms, &mut errors);
         let interpreters = self.list(interpreters, &mut errors);

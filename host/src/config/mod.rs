@@ -197,6 +197,12 @@ pub struct ApplicationConfig {
     /// (after loading it is always set).
     #[serde(default)]
     pub lazy_polling: Option<bool>,
+    /// The MSF-only keys (`min_kpu`, `max_kpu`) the application's table
+    /// gives, as the loader saw them: their defaults make `min_kpu = 1`
+    /// look absent once read, and a Flink job must be told to use
+    /// `min_parallelism` all the same. Not a key of the file.
+    #[serde(skip)]
+    pub msf_keys: Vec<&'static str>,
 }
 
 /// An application's [`ApplicationConfig::target`]: what kind of thing is

@@ -1186,7 +1186,17 @@ fn flink_keys_are_checked_and_located() {
     );
     assert_error(
         &format!("{FLINK_APP}rest_url = \"http://h:1\"\nmax_kpu = 4\n{policy}"),
-        "config/x.toml:5:11: application \"orders\".max_kpu: max_kpu is MSF's; a Flink job is bounded by max_parallelism (valid: max_parallelism (one unit of parallelism is one KPU for the policies))",
+        "config/x.toml:5:11: application \"orders\".max_kpu: max_kpu is MSF's; a Flink job is bounded by max_parallelism (valid: remove max_kpu and set max_parallelism, the highest parallelism the agent sets, default 10)",
+    );
+    // Even at their defaults (1 and 10, which a Flink job's bounds share):
+    // a Flink user who writes them is told the key to use.
+    assert_error(
+        &format!("{FLINK_APP}rest_url = \"http://h:1\"\nmin_kpu = 1\n{policy}"),
+        "config/x.toml:5:11: application \"orders\".min_kpu: min_kpu is MSF's; a Flink job is bounded by min_parallelism (valid: remove min_kpu and set min_parallelism, the lowest parallelism the agent sets, default 1)",
+    );
+    assert_error(
+        &format!("{FLINK_APP}rest_url = \"http://h:1\"\nmax_kpu = 10\n{policy}"),
+        "config/x.toml:5:11: application \"orders\".max_kpu: max_kpu is MSF's; a Flink job is bounded by max_parallelism (valid: remove max_kpu and set max_parallelism, the highest parallelism the agent sets, default 10)",
     );
     assert_error(
         &format!("{FLINK_APP}rest_url = \"http://h:1\"\nmin_parallelism = 12\n{policy}"),

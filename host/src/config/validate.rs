@@ -774,23 +774,34 @@ fn validate_target(at: &FieldPath, app: &ApplicationConfig) -> Vec<Problem> {
                 .hint("valid: 32 hexadecimal digits, as GET /jobs lists them"),
         );
     }
-    let defaulted = |field: &str| {
-        // The KPU keys have defaults, so only a value other than the
-        // default can be told apart from an absent key.
-        (field == "min_kpu" && app.min_kpu != 1) || (field == "max_kpu" && app.max_kpu != 10)
+    let given = |field: &str| {
+        // The loader says which keys the file gives; a configuration read
+        // otherwise (by serde alone) shows a key only by a value other
+        // than its default.
+        app.msf_keys.contains(&field)
+            || (field == "min_kpu" && app.min_kpu != 1)
+            || (field == "max_kpu" && app.max_kpu != 10)
     };
-    for (kpu, parallelism) in [
-        ("min_kpu", "min_parallelism"),
-        ("max_kpu", "max_parallelism"),
+    for (kpu, parallelism, meaning) in [
+        (
+            "min_kpu",
+            "min_parallelism",
+            "the lowest parallelism the agent sets, default 1",
+        ),
+        (
+            "max_kpu",
+            "max_parallelism",
+            "the highest parallelism the agent sets, default 10",
+        ),
     ] {
-        if defaulted(kpu) {
+        if given(kpu) {
             problems.push(
                 Problem::new(
                     at.key(kpu),
                     format!("{kpu} is MSF's; a Flink job is bounded by {parallelism}"),
                 )
                 .hint(format!(
-                    "valid: {parallelism} (one unit of parallelism is one KPU for the policies)"
+                    "valid: remove {kpu} and set {parallelism}, {meaning}"
                 )),
             );
         }

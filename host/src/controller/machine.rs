@@ -293,9 +293,12 @@ impl Machine {
                 Action::Hold => app.kpu == app.max_kpu,
             };
             if at_ceiling && app.max_kpu < settings.max_kpu {
+                let words = settings.words;
                 decision.reason.push_str(&format!(
-                    "; max lowered to {} KPU: the account's KPU limit refused {} KPU",
-                    app.max_kpu, limit.refused_kpu
+                    "; max lowered to {}: {} refused {}",
+                    words.capacity(app.max_kpu),
+                    words.limit(),
+                    words.capacity(limit.refused_kpu)
                 ));
             }
         }
@@ -305,7 +308,9 @@ impl Machine {
         {
             decision.action = Action::Hold;
             decision.reason.push_str(&format!(
-                "; UpdateApplication refused {kpu} KPU as invalid, not asked again for another {} s, holding",
+                "; {} refused {} as invalid, not asked again for another {} s, holding",
+                settings.words.rescale_call(),
+                settings.words.capacity(kpu),
                 secs_until(refused.until_ms, now_ms)
             ));
         }
@@ -329,14 +334,17 @@ impl Machine {
             Observation::Wake => self.wake(),
             Observation::Described(Ok(app)) => self.described(app, settings, &mut out),
             Observation::Described(Err(error)) => {
+                let words = settings.words;
                 let what = match self.record.phase.update() {
                     Some(update) => format!(
-                        "DescribeApplication while following the update to {} KPU failed",
-                        update.target_kpu
+                        "{} while following the update to {} failed",
+                        words.describe_call(),
+                        words.capacity(update.target_kpu)
                     ),
                     None => format!(
-                        "cannot resolve the {} phase: DescribeApplication failed",
-                        self.record.phase.name()
+                        "cannot resolve the {} phase: {} failed",
+                        self.record.phase.name(),
+                        words.describe_call()
                     ),
                 };
                 let class = Failure::of(&error);
@@ -457,7 +465,7 @@ impl Machine {
             Resume::Follow { update } | Resume::Finished { update } | Resume::Failed { update, .. },
         ) = (&answer, &resume)
         {
-            self.took_effect(update, error, app.version_id, out);
+            self.took_effect(update, error, app.version_id, settings, out);
         }
         match resume {
             Resume::Evaluate | Resume::Reevaluate { .. } => {
@@ -489,12 +497,13 @@ impl Machine {
             Resume::Failed { update, status } => {
                 self.timed_out = false;
                 self.record.phase = Phase::Idle;
+                let to = settings.words.capacity(update.target_kpu);
                 let message = if followed {
-                    format!("update to {} KPU ended in {status}", update.target_kpu)
+                    format!("update to {to} ended in {status}")
                 } else {
                     format!(
-                        "the update to {} KPU (version {}) ended in {status}",
-                        update.target_kpu, update.quoted_version_id
+                        "the update to {to} (version {}) ended in {status}",
+                        update.quoted_version_id
                     )
                 };
                 Next::Wait(self.failed(Failure::UpdateFailed, message, settings, out))
@@ -531,8 +540,10 @@ impl Machine {
             out.failed(
                 Failure::NotRunning,
                 format!(
-                    "application is {}, not RUNNING; rescale to {to_kpu} KPU deferred",
-                    state.status
+                    "{} is {}, not RUNNING; rescale to {} deferred",
+                    settings.words.thing(),
+                    state.status,
+                    settings.words.capacity(to_kpu)
                 ),
             );
             return Next::Wait(settings.update_poll);
@@ -607,13 +618,15 @@ impl Machine {
         update: &Update,
         error: &TargetError,
         version_id: u64,
+        settings: &Settings,
         out: &mut Out,
     ) {
         out.failed(
             Failure::of(error),
             format!(
-                "UpdateApplication to {} KPU failed: {error}; the version id moved to {version_id}, so it took effect",
-                update.target_kpu
+                "{} to {} failed: {error}; the version id moved to {version_id}, so it took effect",
+                settings.words.rescale_call(),
+                settings.words.capacity(update.target_kpu)
             ),
         );
         self.failures = 0;
@@ -631,8 +644,9 @@ impl Machine {
         self.record.phase = Phase::Idle;
         let class = Failure::of(error);
         let message = format!(
-            "UpdateApplication to {} KPU failed: {error}",
-            update.target_kpu
+            "{} to {} failed: {error}",
+            settings.words.rescale_call(),
+            settings.words.capacity(update.target_kpu)
         );
         match error {
             TargetError::LimitExceeded(_) | TargetError::SlotsExceeded { .. }
@@ -712,9 +726,10 @@ impl Machine {
             out.failed(
                 Failure::UpdateResult,
                 format!(
-                    "application is RUNNING at {} KPU, not the {} KPU requested",
-                    app.kpu(),
-                    update.target_kpu
+                    "{} is RUNNING at {}, not the {} requested",
+                    settings.words.thing(),
+                    settings.words.capacity(app.kpu()),
+                    settings.words.capacity(update.target_kpu)
                 ),
             );
         }
@@ -749,9 +764,10 @@ impl Machine {
             out.failed(
                 Failure::UpdateTimeout,
                 format!(
-                    "application not RUNNING {} s after the update to {} KPU; still following it",
+                    "{} not RUNNING {} s after the update to {}; still following it",
+                    settings.words.thing(),
                     settings.update_timeout.as_secs(),
-                    update.target_kpu
+                    settings.words.capacity(update.target_kpu)
                 ),
             );
         }
@@ -768,13 +784,16 @@ impl Machine {
         }
         let reason = if kpu >= limit.refused_kpu {
             format!(
-                "the application runs at {kpu} KPU, not below the {} KPU refused",
-                limit.refused_kpu
+                "the {} runs at {}, not below the {} refused",
+                settings.words.thing(),
+                settings.words.capacity(kpu),
+                settings.words.capacity(limit.refused_kpu)
             )
         } else {
             format!(
-                "{} s have passed; the limit may have been raised",
-                LIMIT_RETRY_MS / 1000
+                "{} s have passed; {}",
+                LIMIT_RETRY_MS / 1000,
+                settings.words.limit_may_have_moved()
             )
         };
         self.record.kpu_limit = None;

@@ -53,7 +53,7 @@ use crate::metrics::{MetricQuery, MetricSource, MetricsError, Series};
 use crate::model::{Action, Application, Decision, Evaluation, Signal};
 use crate::plugin::{FailureClass, PluginError, Refresh};
 use crate::state::{AppRecord, Journal, JournalFile, Phase, StateError};
-use crate::target::{AppState, ScalingTarget, TargetError};
+use crate::target::{AppState, ScalingTarget, TargetError, Words};
 use crate::telemetry::{Event, Events};
 
 pub use machine::{Command, Evaluated, Jitter, Machine, Next, Observation, backoff_delay};
@@ -163,6 +163,9 @@ pub struct Settings {
     pub grace_period: Duration,
     /// Decide and record, but never call UpdateApplication.
     pub dry_run: bool,
+    /// How the application's messages name capacity, the calls and the
+    /// ceiling (its target's vocabulary).
+    pub words: Words,
     /// When a failing plugin is quarantined, and for how long.
     pub quarantine: QuarantinePolicy,
     /// Honour a hold's `next_evaluation_secs` (bounded by
@@ -191,6 +194,7 @@ impl Settings {
             update_timeout: secs(app.update_timeout_secs),
             grace_period: secs(app.grace_period_secs),
             dry_run: dry_run || app.mode == crate::config::Mode::DryRun,
+            words: Words::from(app.target),
             quarantine: QuarantinePolicy::DEFAULT,
             // Absent only in a table that was not loaded (tests): the
             // agent's default.
@@ -491,6 +495,7 @@ impl Controller {
         // evaluation interval.
         let signal_period_secs =
             u32::try_from(settings.evaluation_interval.as_secs()).unwrap_or(u32::MAX);
+        let events = events.with_words(settings.words);
         Self {
             settings,
             queries,
@@ -805,7 +810,11 @@ impl Controller {
             Some(why) => Decision::hold(format!("{why}; holding")),
             None => self.decide(&evaluation).await?,
         };
-        let decision = crate::plugin::validate::validate_decision(raw, &evaluation.app);
+        let decision = crate::plugin::validate::validate_decision_in(
+            raw,
+            &evaluation.app,
+            self.settings.words,
+        );
         let decision = self
             .machine
             .refine(&self.settings, decision, &evaluation.app, now_ms);

@@ -16,6 +16,7 @@
 //! Pure: plain values in, plain values out.
 
 use crate::model::{Action, Application, Decision};
+use crate::target::Words;
 
 /// Longest reason kept from a plugin, in bytes (before the host's own
 /// notes are appended).
@@ -52,6 +53,14 @@ pub fn contract_violation(decision: &Decision) -> Option<String> {
 /// evaluation delay is clamped to
 /// [`MIN_NEXT_EVALUATION_SECS`]`..=`[`MAX_NEXT_EVALUATION_SECS`].
 pub fn validate_decision(decision: Decision, app: &Application) -> Decision {
+    validate_decision_in(decision, app, Words::Msf)
+}
+
+/// [`validate_decision`], its notes worded in `words` (a Flink job's say
+/// `parallelism 4` and `max_parallelism` where an MSF application's say
+/// `4 KPU` and `max_kpu`). The decision is the same whatever the words.
+pub fn validate_decision_in(decision: Decision, app: &Application, words: Words) -> Decision {
+    let (min_key, max_key) = words.bounds();
     let mut reason = sanitize_text(&decision.reason, MAX_REASON_BYTES);
     if reason.trim().is_empty() {
         reason = "no reason given".to_owned();
@@ -69,7 +78,7 @@ pub fn validate_decision(decision: Decision, app: &Application) -> Decision {
         Action::ScaleTo(_) if app.min_kpu > app.max_kpu || app.max_kpu == 0 => {
             // Configuration validation rejects both; never act on them anyway.
             note(format!(
-                "refused to scale: min_kpu {} exceeds max_kpu {}, holding",
+                "refused to scale: {min_key} {} exceeds {max_key} {}, holding",
                 app.min_kpu, app.max_kpu
             ));
             Action::Hold
@@ -78,11 +87,16 @@ pub fn validate_decision(decision: Decision, app: &Application) -> Decision {
             let low = app.min_kpu.max(1);
             let target = asked.clamp(low, app.max_kpu.max(low));
             if target != asked {
-                let bound = if target > asked { "min_kpu" } else { "max_kpu" };
-                note(format!("clamped from {asked} to {target} KPU ({bound})"));
+                let bound = if target > asked { min_key } else { max_key };
+                note(match words {
+                    Words::Msf => format!("clamped from {asked} to {target} KPU ({bound})"),
+                    Words::Flink => {
+                        format!("clamped from parallelism {asked} to {target} ({bound})")
+                    }
+                });
             }
             if target == app.kpu {
-                note(format!("already at {target} KPU, holding"));
+                note(format!("already at {}, holding", words.capacity(target)));
                 Action::Hold
             } else {
                 Action::ScaleTo(target)
@@ -192,6 +206,39 @@ mod tests {
                 .contains("clamped from 1000000 to 10 KPU (max_kpu)"),
             "{}",
             d.reason
+        );
+    }
+
+    #[test]
+    fn a_flink_jobs_notes_speak_of_parallelism_and_its_keys() {
+        let flink = |d, a| validate_decision_in(d, &a, Words::Flink);
+        let d = flink(scale_to(1_000_000), app(2, 1, 10));
+        assert_eq!(d.action, Action::ScaleTo(10), "the same decision as MSF's");
+        assert_eq!(
+            d.reason,
+            "asked; clamped from parallelism 1000000 to 10 (max_parallelism)"
+        );
+        let d = flink(scale_to(1), app(4, 3, 10));
+        assert_eq!(
+            d.reason,
+            "asked; clamped from parallelism 1 to 3 (min_parallelism)"
+        );
+        let d = flink(scale_to(12), app(10, 1, 10));
+        assert_eq!(d.action, Action::Hold);
+        assert_eq!(
+            d.reason,
+            "asked; clamped from parallelism 12 to 10 (max_parallelism); already at parallelism 10, holding"
+        );
+        let d = flink(scale_to(4), app(2, 8, 3));
+        assert_eq!(
+            d.reason,
+            "asked; refused to scale: min_parallelism 8 exceeds max_parallelism 3, holding"
+        );
+        // MSF's words are the ones validate_decision always used.
+        let d = validate_decision_in(scale_to(12), &app(10, 1, 10), Words::Msf);
+        assert_eq!(
+            d.reason,
+            "asked; clamped from 12 to 10 KPU (max_kpu); already at 10 KPU, holding"
         );
     }
 

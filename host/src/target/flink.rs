@@ -155,6 +155,15 @@ impl FlinkTarget {
         })
     }
 
+    /// The task slots the job of `application` could run on (the
+    /// cluster's total less what its other running jobs use), and those
+    /// numbers as a sentence (`the cluster at ... has 4 task slots and its
+    /// other jobs use 1`): what `validate --environment` reports.
+    pub async fn slots_for(&self, application: &str) -> Result<(u64, String), TargetError> {
+        let id = self.rest.job_id(&self.job(application)).await?;
+        self.slots(&id).await
+    }
+
     /// The task slots job `id` could run on: the cluster's total less what
     /// the other running jobs use (each its highest vertex parallelism:
     /// one slot sharing group), and the numbers for a message. The free

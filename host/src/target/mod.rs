@@ -3,10 +3,15 @@
 //! A [`ScalingTarget`] reports an application's status and capacity and
 //! applies a new capacity. Implementations: Managed Service for Apache Flink
 //! ([`msf`]), a job on a self-managed Flink cluster over its REST API
-//! ([`flink`], `target = "flink"`), and the simulator's model.
+//! ([`flink`], `target = "flink"`), and the simulator's model. What the
+//! agent's output calls capacity, the calls and the ceiling for each is
+//! [`words`].
 
 pub mod flink;
 pub mod msf;
+pub mod words;
+
+pub use words::Words;
 
 use async_trait::async_trait;
 

@@ -37,6 +37,7 @@ use super::Event;
 use super::text::{iso, number, one_line};
 use crate::model::Action;
 use crate::state::{JournalFile, Phase};
+use crate::target::Words;
 
 /// Entries kept per application unless told otherwise.
 pub const DEFAULT_BOUND: usize = 1000;
@@ -133,17 +134,33 @@ pub enum Outcome {
     Unknown,
 }
 
-impl std::fmt::Display for Outcome {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl Outcome {
+    /// The outcome for people, in the words of the application's target
+    /// (`UpdateApplication accepted to 4 KPU`, or `PUT
+    /// /jobs/{id}/resource-requirements accepted to parallelism 4`).
+    pub fn said(&self, words: Words) -> String {
         match self {
-            Outcome::Held => f.write_str("held"),
-            Outcome::DryRun { kpu } => write!(f, "dry run: would have asked for {kpu} KPU"),
-            Outcome::Accepted { kpu } => write!(f, "UpdateApplication accepted to {kpu} KPU"),
-            Outcome::Failed { class, message } => {
-                write!(f, "not scaled ({class}): {}", one_line(message))
+            Outcome::Held => "held".to_owned(),
+            Outcome::DryRun { kpu } => {
+                format!("dry run: would have asked for {}", words.capacity(*kpu))
             }
-            Outcome::Unknown => f.write_str("no outcome recorded"),
+            Outcome::Accepted { kpu } => format!(
+                "{} accepted to {}",
+                words.rescale_call(),
+                words.capacity(*kpu)
+            ),
+            Outcome::Failed { class, message } => {
+                format!("not scaled ({class}): {}", one_line(message))
+            }
+            Outcome::Unknown => "no outcome recorded".to_owned(),
         }
+    }
+}
+
+impl std::fmt::Display for Outcome {
+    /// In MSF's words ([`Outcome::said`] with [`Words::Msf`]).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.said(Words::Msf))
     }
 }
 
@@ -560,26 +577,30 @@ pub fn read(dir: &Path, application: &str, last: Option<usize>) -> Result<Vec<En
 pub struct Explanation {
     /// The application.
     pub application: String,
+    /// Its target (`msf` or `flink`), whose words the text uses.
+    pub target: Words,
     /// Its recent evaluations, newest last.
     pub entries: Vec<Entry>,
 }
 
 /// The explanation of `application`'s last `last` evaluations, if it is one
-/// of `configured`.
+/// of `configured` (each application's name and its target's words).
 pub fn explain(
     state_dir: &Path,
-    configured: &[String],
+    configured: &[(String, Words)],
     application: &str,
     last: Option<usize>,
 ) -> Result<Explanation, ReadError> {
-    if !configured.iter().any(|c| c == application) {
+    let Some((_, words)) = configured.iter().find(|(c, _)| c == application) else {
+        let names: Vec<&str> = configured.iter().map(|(c, _)| c.as_str()).collect();
         return Err(ReadError::UnknownApplication {
             name: application.to_owned(),
-            configured: configured.join(", "),
+            configured: names.join(", "),
         });
-    }
+    };
     Ok(Explanation {
         application: application.to_owned(),
+        target: *words,
         entries: read(&dir(state_dir), application, last)?,
     })
 }
@@ -588,6 +609,7 @@ pub fn explain(
 pub fn explain_text(explanation: &Explanation) -> String {
     use std::fmt::Write;
     let mut out = String::new();
+    let words = explanation.target;
     if explanation.entries.is_empty() {
         let _ = writeln!(
             out,
@@ -602,10 +624,10 @@ pub fn explain_text(explanation: &Explanation) -> String {
         }
         let _ = writeln!(
             out,
-            "{}  {}  {} KPU  policy {}",
+            "{}  {}  {}  policy {}",
             iso(e.at_ms),
             explanation.application,
-            e.kpu,
+            words.capacity(e.kpu),
             one_line(&e.policy)
         );
         let metrics: Vec<String> = e
@@ -637,7 +659,7 @@ pub fn explain_text(explanation: &Explanation) -> String {
             .collect();
         let _ = writeln!(out, "  signals:  {}", list(&signals));
         let decision = match e.decision.scale_to_kpu {
-            Some(kpu) => format!("scale to {kpu} KPU"),
+            Some(kpu) => format!("scale to {}", words.capacity(kpu)),
             None => "hold".to_owned(),
         };
         let _ = writeln!(
@@ -645,7 +667,7 @@ pub fn explain_text(explanation: &Explanation) -> String {
             "  decision: {decision}: {}",
             one_line(&e.decision.reason)
         );
-        let _ = writeln!(out, "  done:     {}", e.outcome);
+        let _ = writeln!(out, "  done:     {}", e.outcome.said(words));
     }
     out
 }
@@ -665,6 +687,8 @@ pub struct Status {
 pub struct AppStatus {
     /// The application.
     pub application: String,
+    /// Its target (`msf` or `flink`), whose words the text uses.
+    pub target: Words,
     /// The journal's phase (`idle`, `sending`, `updating`, `grace`, ...);
     /// `none` before the agent ever ran it.
     pub phase: String,
@@ -690,14 +714,15 @@ pub struct AppStatus {
     pub journal_error: Option<String>,
 }
 
-/// Reads the status of each of `applications` from `state_dir` at `now_ms`.
-pub fn status(state_dir: &Path, applications: &[String], now_ms: i64) -> Status {
+/// Reads the status of each of `applications` (its name and its target's
+/// words) from `state_dir` at `now_ms`.
+pub fn status(state_dir: &Path, applications: &[(String, Words)], now_ms: i64) -> Status {
     let history = dir(state_dir);
     let mut names = applications.to_vec();
     names.sort();
     let applications = names
         .iter()
-        .map(|name| {
+        .map(|(name, words)| {
             let (journal, journal_error) = read_journal(state_dir, name);
             let phase = journal.as_ref().map(|j| &j.record.phase);
             let last = read(&history, name, Some(1)).ok().and_then(|mut e| e.pop());
@@ -715,6 +740,7 @@ pub fn status(state_dir: &Path, applications: &[String], now_ms: i64) -> Status 
                 .unwrap_or_default();
             AppStatus {
                 application: name.clone(),
+                target: *words,
                 phase: phase.map_or("none", Phase::name).to_owned(),
                 kpu,
                 updating_to_kpu: phase.and_then(Phase::update).map(|u| u.target_kpu),
@@ -767,26 +793,29 @@ pub fn status_text(status: &Status) -> String {
         if i > 0 {
             out.push('\n');
         }
+        let words = app.target;
         let _ = writeln!(out, "application {:?}", app.application);
         let mut phase = app.phase.clone();
         if let Some(kpu) = app.updating_to_kpu {
-            let _ = write!(phase, " (to {kpu} KPU)");
+            let _ = write!(phase, " (to {})", words.capacity(kpu));
         }
         if let Some(left) = app.grace_left_secs {
             let _ = write!(phase, " ({left} s of grace left)");
         }
         let _ = writeln!(out, "  phase:      {phase}");
+        // `kpu:` for MSF as always; `parallelism:` for a Flink job.
+        let label = format!("{}:", words.unit().to_lowercase());
         let _ = writeln!(
             out,
-            "  kpu:        {}",
+            "  {label:<11} {}",
             app.kpu.map_or("unknown".to_owned(), |k| k.to_string())
         );
         let _ = writeln!(
             out,
             "  ceiling:    {}",
             app.ceiling_kpu
-                .map_or("none (no KPU limit met)".to_owned(), |k| {
-                    format!("{k} KPU (the account's KPU limit)")
+                .map_or(format!("none ({})", words.limit_never_met()), |k| {
+                    format!("{} ({})", words.capacity(k), words.limit())
                 })
         );
         let quarantine: Vec<String> = app
@@ -805,14 +834,14 @@ pub fn status_text(status: &Status) -> String {
         match (&app.last, app.last_age_secs) {
             (Some(last), Some(age)) => {
                 let decision = match last.decision.scale_to_kpu {
-                    Some(kpu) => format!("scale to {kpu} KPU"),
+                    Some(kpu) => format!("scale to {}", words.capacity(kpu)),
                     None => "hold".to_owned(),
                 };
                 let _ = writeln!(
                     out,
                     "  last:       {decision} {age} s ago: {}; {}",
                     one_line(&last.decision.reason),
-                    last.outcome
+                    last.outcome.said(words)
                 );
             }
             _ => {

@@ -29,6 +29,7 @@ use tokio::time::MissedTickBehavior;
 
 use super::prometheus::{HEARTBEAT_INTERVAL, NotReady, Registry};
 use super::text::one_line;
+use crate::target::Words;
 
 pub use crate::http::{HEADER_READ_TIMEOUT, IDLE_TIMEOUT, MAX_CONNECTIONS, SHUTDOWN_DRAIN};
 
@@ -86,7 +87,7 @@ pub async fn serve_with_state(
             match (&state_dir, request.uri().path()) {
                 (Some(dir), "/status" | "/explain") if request.method() == Method::GET => {
                     let dir = dir.clone();
-                    let applications = registry.applications();
+                    let applications = registry.configured();
                     let uri = request.uri().clone();
                     // Reads files: off the async runtime.
                     tokio::task::spawn_blocking(move || records(&dir, applications, &uri))
@@ -204,7 +205,11 @@ fn handle<B>(registry: &Registry, request: &Request<B>, now: Now) -> Response<Fu
 }
 
 /// The answer to `GET /status` or `GET /explain?application=NAME&last=N`.
-fn records(state_dir: &Path, applications: Vec<String>, uri: &Uri) -> Response<Full<Bytes>> {
+fn records(
+    state_dir: &Path,
+    applications: Vec<(String, Words)>,
+    uri: &Uri,
+) -> Response<Full<Bytes>> {
     if uri.path() == "/status" {
         let status = super::history::status(state_dir, &applications, Now::system().wall_ms);
         return json(StatusCode::OK, &status);
@@ -233,7 +238,11 @@ fn records(state_dir: &Path, applications: Vec<String>, uri: &Uri) -> Response<F
             StatusCode::BAD_REQUEST,
             &serde_json::json!({"error": format!(
                 "name the application: /explain?application=NAME (configured: {})",
-                applications.join(", ")
+                applications
+                    .iter()
+                    .map(|(name, _)| name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             )}),
         );
     };
@@ -576,7 +585,7 @@ mod tests {
         history.record(&evaluated(2_000));
         drop(history);
         writer.finish();
-        let apps = || vec!["app".to_owned()];
+        let apps = || vec![("app".to_owned(), Words::Msf)];
         let answer = |query: &str| {
             let uri: Uri = query.parse().expect("a URI");
             records(&dir, apps(), &uri)

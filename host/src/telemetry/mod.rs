@@ -17,7 +17,7 @@ use tracing::{error, info, warn};
 
 use crate::model::{AlarmStatus, Decision, Signal};
 use crate::plugin::FailureClass;
-use crate::target::AppStatus;
+use crate::target::{AppStatus, Words};
 
 pub mod history;
 pub mod http;
@@ -262,6 +262,9 @@ pub struct Events {
     failures: Arc<FailureCounts>,
     registry: Option<Arc<Registry>>,
     history: Option<history::History>,
+    /// How the log names capacity, calls and the ceiling: the target's
+    /// vocabulary of the application whose controller emits.
+    words: Words,
 }
 
 impl Events {
@@ -273,6 +276,7 @@ impl Events {
             failures: Arc::default(),
             registry: None,
             history: None,
+            words: Words::Msf,
         }
     }
 
@@ -284,6 +288,7 @@ impl Events {
             failures: Arc::default(),
             registry: None,
             history: None,
+            words: Words::Msf,
         }
     }
 
@@ -296,6 +301,7 @@ impl Events {
             failures: Arc::default(),
             registry: None,
             history: None,
+            words: Words::Msf,
         }
     }
 
@@ -311,6 +317,18 @@ impl Events {
     pub fn with_history(mut self, history: history::History) -> Self {
         self.history = Some(history);
         self
+    }
+
+    /// These events, logged (and labelled in the registry) in `words`:
+    /// the vocabulary of the application's target.
+    pub fn with_words(mut self, words: Words) -> Self {
+        self.words = words;
+        self
+    }
+
+    /// The vocabulary these events are logged in.
+    pub fn words(&self) -> Words {
+        self.words
     }
 
     /// The failure counters, shared by every clone of these events.
@@ -348,7 +366,10 @@ impl Events {
             history.record(&event);
         }
         if !self.quiet {
-            log_event(&event);
+            match self.words {
+                Words::Msf => log_event(&event),
+                Words::Flink => log_flink_event(&event),
+            }
         }
         if let Some(tx) = &self.tx {
             // A listener that went away is not the controller's problem.
@@ -535,6 +556,88 @@ fn log_event(event: &Event) {
     }
 }
 
+/// Writes `event` of a Flink job as one structured log line: what
+/// [`log_event`] writes for an MSF application, in Flink's words (fields
+/// `parallelism`, `from_parallelism`, `to_parallelism`, the REST call
+/// that rescaled, the cluster's free slots as the ceiling). Events that
+/// name no capacity are logged as for MSF.
+fn log_flink_event(event: &Event) {
+    let words = Words::Flink;
+    match event {
+        Event::Evaluated {
+            application,
+            kpu,
+            decision,
+            dry_run,
+            ..
+        } => info!(
+            message = "Evaluated.",
+            application = %application,
+            parallelism = kpu,
+            action = %flink_action(decision.action),
+            reason = %decision.reason,
+            dry_run,
+        ),
+        Event::RescaleStarted {
+            application,
+            from_kpu,
+            to_kpu,
+            version_id,
+            ..
+        } => info!(
+            message = "Rescale started.",
+            application = %application,
+            from_parallelism = from_kpu,
+            to_parallelism = to_kpu,
+            call = words.rescale_call(),
+            version_id,
+        ),
+        Event::RescaleCompleted {
+            application,
+            kpu,
+            update_secs,
+            ..
+        } => info!(
+            message = "Rescale completed.",
+            application = %application,
+            parallelism = kpu,
+            update_secs,
+        ),
+        Event::LimitRecorded {
+            application,
+            refused_kpu,
+            ceiling_kpu,
+            ..
+        } => error!(
+            message = "The cluster's free slots refused the parallelism; decisions now stay at or below the ceiling.",
+            application = %application,
+            refused_parallelism = refused_kpu,
+            ceiling_parallelism = ceiling_kpu,
+        ),
+        Event::LimitLifted {
+            application,
+            refused_kpu,
+            reason,
+            ..
+        } => info!(
+            message = "Slot ceiling lifted.",
+            application = %application,
+            refused_parallelism = refused_kpu,
+            reason = %reason,
+        ),
+        other => log_event(other),
+    }
+}
+
+/// A decision's action as a Flink job's log says it: `Hold`, or
+/// `ScaleTo(parallelism 4)`.
+fn flink_action(action: crate::model::Action) -> String {
+    match action {
+        crate::model::Action::Hold => "Hold".to_owned(),
+        crate::model::Action::ScaleTo(n) => format!("ScaleTo({})", Words::Flink.capacity(n)),
+    }
+}
+
 /// Warns that an application has MSF's own autoscaling enabled, which fights
 /// any external scaler (the reference design says to disable it).
 pub fn warn_autoscaling_enabled(application: &str, status: AppStatus) {
@@ -651,6 +754,134 @@ pub fn init_logging(format: LogFormat, default: &str) -> Result<(), LogFilterErr
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Everything logged (as JSON lines) while `f` runs.
+    fn captured_json(f: impl FnOnce()) -> Vec<serde_json::Value> {
+        #[derive(Clone)]
+        struct Buffer(Arc<Mutex<Vec<u8>>>);
+        impl std::io::Write for Buffer {
+            fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().expect("log buffer").extend_from_slice(bytes);
+                Ok(bytes.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let buffer = Buffer(Arc::new(Mutex::new(Vec::new())));
+        let writer = buffer.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .json()
+            .flatten_event(true)
+            .with_writer(move || writer.clone())
+            .finish();
+        tracing::subscriber::with_default(subscriber, f);
+        let bytes = buffer.0.lock().expect("log buffer").clone();
+        String::from_utf8_lossy(&bytes)
+            .lines()
+            .map(|line| serde_json::from_str(line).expect("a JSON log line"))
+            .collect()
+    }
+
+    fn rescale_events() -> Vec<Event> {
+        let application = "orders".to_owned();
+        vec![
+            Event::Evaluated {
+                application: application.clone(),
+                at_ms: 0,
+                kpu: 2,
+                latest: Vec::new(),
+                alarms: Vec::new(),
+                signals: Vec::new(),
+                policy: "step 0.1.0".to_owned(),
+                decision: Decision {
+                    action: crate::model::Action::ScaleTo(4),
+                    reason: "busy".to_owned(),
+                    next_evaluation_secs: None,
+                },
+                dry_run: false,
+            },
+            Event::RescaleStarted {
+                application: application.clone(),
+                at_ms: 0,
+                from_kpu: 2,
+                to_kpu: 4,
+                version_id: 6,
+            },
+            Event::RescaleCompleted {
+                application: application.clone(),
+                at_ms: 0,
+                kpu: 4,
+                update_secs: 6,
+            },
+            Event::LimitRecorded {
+                application: application.clone(),
+                at_ms: 0,
+                refused_kpu: 8,
+                ceiling_kpu: 6,
+            },
+            Event::LimitLifted {
+                application,
+                at_ms: 0,
+                refused_kpu: 8,
+                reason: "3600 s have passed".to_owned(),
+            },
+        ]
+    }
+
+    #[test]
+    fn a_flink_jobs_log_lines_speak_of_parallelism_and_the_rest_call() {
+        let lines = captured_json(|| {
+            let events = Events::log_only().with_words(Words::Flink);
+            for event in rescale_events() {
+                events.emit(event);
+            }
+        });
+        assert_eq!(lines.len(), 5, "{lines:?}");
+        assert_eq!(lines[0]["parallelism"], 2);
+        assert_eq!(lines[0]["action"], "ScaleTo(parallelism 4)");
+        assert_eq!(lines[1]["from_parallelism"], 2);
+        assert_eq!(lines[1]["to_parallelism"], 4);
+        assert_eq!(lines[1]["call"], "PUT /jobs/{id}/resource-requirements");
+        assert_eq!(lines[2]["parallelism"], 4);
+        assert_eq!(
+            lines[3]["message"],
+            "The cluster's free slots refused the parallelism; decisions now stay at or below the ceiling."
+        );
+        assert_eq!(lines[3]["refused_parallelism"], 8);
+        assert_eq!(lines[3]["ceiling_parallelism"], 6);
+        assert_eq!(lines[4]["message"], "Slot ceiling lifted.");
+        for line in &lines {
+            let text = line.to_string();
+            assert!(
+                !text.contains("kpu") && !text.contains("KPU"),
+                "a Flink job's log line names KPU: {text}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_msf_applications_log_lines_keep_msfs_words() {
+        let lines = captured_json(|| {
+            let events = Events::log_only();
+            for event in rescale_events() {
+                events.emit(event);
+            }
+        });
+        assert_eq!(lines.len(), 5, "{lines:?}");
+        assert_eq!(lines[0]["kpu"], 2);
+        assert_eq!(lines[0]["action"], "ScaleTo(4)");
+        assert_eq!(
+            (&lines[1]["from_kpu"], &lines[1]["to_kpu"]),
+            (&2.into(), &4.into())
+        );
+        assert_eq!(lines[2]["kpu"], 4);
+        assert_eq!(
+            lines[3]["message"],
+            "The account's KPU limit refused the update; decisions now stay at or below the ceiling."
+        );
+        assert_eq!(lines[4]["message"], "KPU limit lifted.");
+    }
 
     #[test]
     fn rust_log_names_its_bad_directive() {

@@ -37,6 +37,7 @@ use crate::config::{ApplicationConfig, Config, Mode};
 use crate::controller::{Failure, Settings};
 use crate::model::{Action, AlarmState};
 use crate::plugin::FailureClass;
+use crate::target::Words;
 
 /// Slack added to three evaluation intervals before an application counts
 /// as stale: a slow CloudWatch answer must not fail readiness.
@@ -179,6 +180,9 @@ struct AppMetrics {
     /// Its configured mode: a paused application is not evaluated, and so
     /// never stale.
     mode: Mode,
+    /// Its target's vocabulary: a Flink job's capacity is reported as
+    /// `flinkscale_parallelism`, an MSF application's as `flinkscale_kpu`.
+    words: Words,
 }
 
 impl AppMetrics {
@@ -193,6 +197,7 @@ impl AppMetrics {
                 .saturating_add(i64::from(app.grace_period_secs))
                 .saturating_mul(1000),
             mode: app.mode,
+            words: settings.words,
             ..Self::default()
         }
     }
@@ -285,6 +290,7 @@ impl Registry {
                         metrics.added_ms = Some(now_ms);
                     }
                     metrics.mode = app.mode;
+                    metrics.words = limits.words;
                 }
                 None => {
                     for class in Failure::ALL {
@@ -307,6 +313,15 @@ impl Registry {
     pub fn applications(&self) -> Vec<String> {
         let apps = self.apps.lock().unwrap_or_else(|p| p.into_inner());
         apps.keys().cloned().collect()
+    }
+
+    /// The applications reported, each with its target's words, sorted by
+    /// name (what `GET /status` and `GET /explain` read).
+    pub fn configured(&self) -> Vec<(String, Words)> {
+        let apps = self.apps.lock().unwrap_or_else(|p| p.into_inner());
+        apps.iter()
+            .map(|(name, app)| (name.clone(), app.words))
+            .collect()
     }
 
     /// Restarts the clock of applications that never evaluated (call it
@@ -514,7 +529,7 @@ impl Registry {
         family(
             "flinkscale_rescales_total",
             "counter",
-            "UpdateApplication requests that MSF accepted.",
+            "Rescales the target accepted: UpdateApplication for MSF, PUT /jobs/{id}/resource-requirements for a self-managed Flink job.",
             per_app(&|a| Some(a.rescales.to_string())),
         );
         family(
@@ -576,8 +591,27 @@ impl Registry {
             "flinkscale_kpu",
             "gauge",
             "The application's KPU at its last evaluation.",
-            per_app(&|a| a.kpu.map(|k| k.to_string())),
+            per_app(&|a| {
+                a.kpu
+                    .filter(|_| a.words == Words::Msf)
+                    .map(|k| k.to_string())
+            }),
         );
+        // A Flink job's capacity is its parallelism, under its own name
+        // (the family is written only when a Flink job is configured).
+        let flink = apps.values().any(|a| a.words == Words::Flink);
+        if flink {
+            family(
+                "flinkscale_parallelism",
+                "gauge",
+                "The self-managed Flink job's parallelism at its last evaluation.",
+                per_app(&|a| {
+                    a.kpu
+                        .filter(|_| a.words == Words::Flink)
+                        .map(|k| k.to_string())
+                }),
+            );
+        }
         family(
             "flinkscale_last_evaluation_timestamp_seconds",
             "gauge",
@@ -706,8 +740,24 @@ impl Registry {
             "flinkscale_target_kpu",
             "gauge",
             "The KPU the application's last decision asked for (its KPU then, on a hold).",
-            per_app(&|a| a.target_kpu.map(|k| k.to_string())),
+            per_app(&|a| {
+                a.target_kpu
+                    .filter(|_| a.words == Words::Msf)
+                    .map(|k| k.to_string())
+            }),
         );
+        if flink {
+            family(
+                "flinkscale_target_parallelism",
+                "gauge",
+                "The parallelism the self-managed Flink job's last decision asked for (its parallelism then, on a hold).",
+                per_app(&|a| {
+                    a.target_kpu
+                        .filter(|_| a.words == Words::Flink)
+                        .map(|k| k.to_string())
+                }),
+            );
+        }
         let aws_lock = AWS_CALLS.counts.lock().unwrap_or_else(|p| p.into_inner());
         let aws_counts = aws_lock.clone();
         family(
@@ -840,6 +890,59 @@ mod tests {
         assert_eq!(escape_label(r#"a\b"c"#), r#"a\\b\"c"#);
         assert_eq!(escape_label("two\nlines"), "two\\nlines");
         assert_eq!(escape_label("plain-app_1"), "plain-app_1");
+    }
+
+    /// A Flink job's capacity is `flinkscale_parallelism` and
+    /// `flinkscale_target_parallelism`, never `flinkscale_kpu`; an MSF
+    /// application beside it keeps its KPU gauges, and a configuration
+    /// without a Flink job has no parallelism family at all.
+    #[test]
+    fn a_flink_jobs_capacity_is_reported_as_parallelism() {
+        let mut both = config(&["msf-app", "job"]);
+        both.applications[1].target = crate::config::TargetKind::Flink;
+        let registry = Registry::for_config(&both, 0);
+        registry.record(&evaluated("msf-app", 1_500, 4, Action::ScaleTo(6)));
+        registry.record(&evaluated("job", 1_500, 2, Action::ScaleTo(3)));
+        let text = registry.render(2_000);
+        assert!(
+            text.contains("flinkscale_kpu{application=\"msf-app\"} 4\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("flinkscale_target_kpu{application=\"msf-app\"} 6\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("# TYPE flinkscale_parallelism gauge\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("flinkscale_parallelism{application=\"job\"} 2\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("flinkscale_target_parallelism{application=\"job\"} 3\n"),
+            "{text}"
+        );
+        for line in text.lines().filter(|l| l.contains("{application=\"job\"}")) {
+            assert!(!line.contains("kpu"), "{line}");
+        }
+        assert!(
+            !text.contains("flinkscale_parallelism{application=\"msf-app\"}"),
+            "{text}"
+        );
+        assert_eq!(
+            registry.configured(),
+            vec![
+                ("job".to_owned(), Words::Flink),
+                ("msf-app".to_owned(), Words::Msf)
+            ]
+        );
+
+        let msf_only = Registry::for_config(&config(&["msf-app"]), 0);
+        msf_only.record(&evaluated("msf-app", 1_500, 4, Action::Hold));
+        let text = msf_only.render(2_000);
+        assert!(!text.contains("parallelism"), "{text}");
     }
 
     #[test]

@@ -106,6 +106,7 @@ fn settings() -> Settings {
         update_timeout: Duration::from_secs(600),
         grace_period: Duration::from_secs(60),
         dry_run: false,
+        words: crate::target::Words::Msf,
         quarantine: QuarantinePolicy::DEFAULT,
         lazy_polling: true,
     }

@@ -345,6 +345,73 @@ async fn act_says_why_an_update_was_not_sent() {
     assert!(matches!(outcome, ActOutcome::Held), "{outcome:?}");
 }
 
+/// A Flink job's failures, reasons and limit events speak Flink's words:
+/// the REST call, parallelism and the cluster's free slots; the decisions
+/// are the same as an MSF application's.
+#[tokio::test(start_paused = true)]
+async fn a_flink_job_is_told_about_in_flinks_words() {
+    let target = FakeTarget::new(2, 90);
+    target.state.lock().unwrap().fail_next_update = Some(TargetError::SlotsExceeded {
+        usable: 2,
+        message: "parallelism 4 needs 4 task slots, but the cluster has 2".into(),
+    });
+    let mut app = test_app();
+    app.target = crate::config::TargetKind::Flink;
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let mut controller = Controller::new(
+        &app,
+        false,
+        constant(95.0),
+        target.clone(),
+        Box::new(Doubling),
+        Vec::new(),
+        Clock::starting_at(T0_MS),
+        Events::with_channel(tx),
+    );
+    let assessment = controller.evaluate().await.expect("evaluates");
+    let outcome = controller.act(&assessment).await;
+    let ActOutcome::NotSent {
+        reason: Some(reason),
+        ..
+    } = &outcome
+    else {
+        panic!("expected NotSent with a reason, got {outcome:?}");
+    };
+    assert_eq!(
+        reason,
+        "limit_exceeded: PUT /jobs/{id}/resource-requirements to parallelism 4 failed: \
+         limit exceeded: parallelism 4 needs 4 task slots, but the cluster has 2"
+    );
+    tokio::time::advance(Duration::from_secs(60)).await;
+    let assessment = controller.evaluate().await.expect("evaluates");
+    assert_eq!(assessment.decision.action, Action::Hold);
+    assert!(
+        assessment.decision.reason.ends_with(
+            "; already at parallelism 2, holding; max lowered to parallelism 2: \
+             the cluster's free slots refused parallelism 4"
+        ),
+        "{}",
+        assessment.decision.reason
+    );
+    drop(controller);
+    let mut said = Vec::new();
+    while let Ok(event) = rx.try_recv() {
+        if let Event::Failed { message, .. } = &event {
+            said.push(message.clone());
+        }
+        if let Event::Evaluated { decision, .. } = &event {
+            said.push(decision.reason.clone());
+        }
+    }
+    assert!(!said.is_empty());
+    for text in &said {
+        assert!(
+            !text.contains("KPU") && !text.contains("UpdateApplication"),
+            "{text}"
+        );
+    }
+}
+
 #[tokio::test(start_paused = true)]
 async fn an_invalid_update_is_not_sent_again() {
     let target = FakeTarget::new(2, 90);

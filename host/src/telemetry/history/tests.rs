@@ -123,6 +123,7 @@ fn an_entry_keeps_the_inputs_and_what_became_of_the_update() {
     assert_eq!(first.signals[0].value, 42.5);
     let text = explain_text(&Explanation {
         application: "app".to_owned(),
+        target: Words::Msf,
         entries: entries[..1].to_vec(),
     });
     assert!(
@@ -145,8 +146,8 @@ fn an_entry_keeps_the_inputs_and_what_became_of_the_update() {
 #[test]
 fn explain_refuses_an_unknown_application_and_names_the_known_ones() {
     let dir = temp_dir("unknown");
-    let error = explain(&dir, &["a".to_owned(), "b".to_owned()], "../etc", None)
-        .expect_err("not configured");
+    let configured = [("a".to_owned(), Words::Msf), ("b".to_owned(), Words::Msf)];
+    let error = explain(&dir, &configured, "../etc", None).expect_err("not configured");
     assert_eq!(
         error.to_string(),
         "no application \"../etc\" in the configuration; configured: a, b"
@@ -156,7 +157,7 @@ fn explain_refuses_an_unknown_application_and_names_the_known_ones() {
 #[test]
 fn status_without_any_file_says_the_history_is_empty() {
     let dir = temp_dir("empty");
-    let status = status(&dir, &["app".to_owned()], 10_000);
+    let status = status(&dir, &[("app".to_owned(), Words::Msf)], 10_000);
     assert_eq!(status.applications[0].phase, "none");
     assert_eq!(status.applications[0].last, None);
     assert!(status_text(&status).contains("no decision recorded yet (the history is empty)"));
@@ -196,7 +197,7 @@ fn status_shows_a_quarantine_until_the_plugin_recovers() {
     let state = temp_dir("quarantine");
     let history_dir = dir(&state);
     write(&history_dir, 10, [quarantined(1_000)]);
-    let now = status(&state, &["app".to_owned()], 61_000);
+    let now = status(&state, &[("app".to_owned(), Words::Msf)], 61_000);
     assert_eq!(
         now.applications[0].quarantine,
         [Quarantine {
@@ -218,7 +219,7 @@ fn status_shows_a_quarantine_until_the_plugin_recovers() {
         plugin: "step 0.2.0".to_owned(),
     };
     write(&history_dir, 10, [quarantined(1_000), recovered]);
-    let later = status(&state, &["app".to_owned()], 401_000);
+    let later = status(&state, &[("app".to_owned(), Words::Msf)], 401_000);
     assert_eq!(later.applications[0].quarantine, [], "{later:?}");
     let _ = std::fs::remove_dir_all(&state);
 }
@@ -235,7 +236,7 @@ fn a_restarted_agent_forgets_the_quarantines_of_the_last() {
         10,
         [evaluated("app", 2_000, Action::Hold, false)],
     );
-    let now = status(&state, &["app".to_owned()], 3_000);
+    let now = status(&state, &[("app".to_owned(), Words::Msf)], 3_000);
     assert_eq!(now.applications[0].quarantine, [], "{now:?}");
     let _ = std::fs::remove_dir_all(&state);
 }
@@ -262,7 +263,7 @@ fn status_reads_times_no_clock_reaches_without_overflowing() {
     )
     .expect("a journal");
     let now = 1_700_000_000_000;
-    let status = status(&state, &["app".to_owned()], now);
+    let status = status(&state, &[("app".to_owned(), Words::Msf)], now);
     let app = &status.applications[0];
     assert!(
         app.journal_error
@@ -282,6 +283,7 @@ fn status_reads_times_no_clock_reaches_without_overflowing() {
     entries[0].alarms[0].since_ms = i64::MIN;
     let text = explain_text(&Explanation {
         application: "app".to_owned(),
+        target: Words::Msf,
         entries,
     });
     assert!(
@@ -298,4 +300,93 @@ fn numbers_are_written_short_even_when_huge() {
     assert_eq!(super::number(1e308), "1e308");
     assert_eq!(super::number(-2.5e20), "-2.5e20");
     assert_eq!(super::number(123_456_789.0), "123456789");
+}
+
+/// A Flink job's `status` and `explain` speak Flink's words: parallelism,
+/// the REST call that rescaled, the cluster's free slots as the ceiling;
+/// the JSON names the target and keeps its fields.
+#[test]
+fn a_flink_jobs_status_and_explain_speak_flinks_words() {
+    let state = temp_dir("flink-words");
+    write(
+        &dir(&state),
+        10,
+        [
+            evaluated("orders", 1_000, Action::ScaleTo(4), false),
+            Event::RescaleStarted {
+                application: "orders".to_owned(),
+                at_ms: 1_100,
+                from_kpu: 2,
+                to_kpu: 4,
+                version_id: 6,
+            },
+        ],
+    );
+    std::fs::write(
+        state.join("orders.json"),
+        r#"{"format": 1, "application": "orders", "seq": 1, "written_ms": 1100,
+            "record": {"phase": {"kind": "updating", "observed_ms": 2000,
+                "update": {"target_kpu": 4, "from_kpu": 2, "quoted_version_id": 6,
+                           "reason": "busy", "started_ms": 1000}},
+                "kpu_limit": {"refused_kpu": 8, "at_ms": 500, "usable_kpu": 6}}}"#,
+    )
+    .expect("a journal");
+    let configured = [("orders".to_owned(), Words::Flink)];
+    let now = status(&state, &configured, 11_000);
+    assert_eq!(now.applications[0].journal_error, None, "{now:?}");
+    assert_eq!(
+        status_text(&now),
+        "application \"orders\"\n\
+         \x20 phase:      updating (to parallelism 4)\n\
+         \x20 parallelism: 2\n\
+         \x20 ceiling:    parallelism 6 (the cluster's free slots)\n\
+         \x20 quarantine: none\n\
+         \x20 last:       scale to parallelism 4 10 s ago: evaluation at 1000; \
+         PUT /jobs/{id}/resource-requirements accepted to parallelism 4\n"
+    );
+    let json = serde_json::to_value(&now).expect("serializes");
+    assert_eq!(json["applications"][0]["target"], "flink");
+    assert_eq!(json["applications"][0]["kpu"], 2);
+
+    let explanation = explain(&state, &configured, "orders", None).expect("explains");
+    assert_eq!(explanation.target, Words::Flink);
+    let text = explain_text(&explanation);
+    assert!(
+        text.starts_with("1970-01-01T00:00:01Z  orders  parallelism 2  policy step 0.2.0\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("  decision: scale to parallelism 4: evaluation at 1000\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "  done:     PUT /jobs/{id}/resource-requirements accepted to parallelism 4\n"
+        ),
+        "{text}"
+    );
+    assert!(
+        !text.contains("KPU") && !text.contains("UpdateApplication"),
+        "{text}"
+    );
+
+    // The same files for an MSF application read as they always did.
+    let msf = status(&state, &[("orders".to_owned(), Words::Msf)], 11_000);
+    let text = status_text(&msf);
+    assert!(
+        text.contains("  phase:      updating (to 4 KPU)\n"),
+        "{text}"
+    );
+    assert!(text.contains("  kpu:        2\n"), "{text}");
+    assert!(
+        text.contains("  ceiling:    6 KPU (the account's KPU limit)\n"),
+        "{text}"
+    );
+    let fresh = status(&temp_dir("flink-words-empty"), &configured, 0);
+    assert!(
+        status_text(&fresh).contains("  ceiling:    none (never short of free slots)\n"),
+        "{}",
+        status_text(&fresh)
+    );
+    let _ = std::fs::remove_dir_all(&state);
 }

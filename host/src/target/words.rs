@@ -1,0 +1,177 @@
+//! The words the agent's output uses for what it scales, per target: what
+//! a user reads in the log, `once`, `status`, `explain`, `validate
+//! --environment`, `/metrics` and error messages.
+//!
+//! The controller and the policies count capacity in KPU whatever the
+//! target (the WIT contract has one unit; a Flink job maps one unit of
+//! parallelism to one KPU, `parallelism_per_kpu` = 1). Only what is said
+//! about it differs: MSF's user knows KPU, `DescribeApplication`,
+//! `UpdateApplication` and the account's KPU limit; a Flink user knows
+//! parallelism, the REST calls (`GET /jobs/{id}`, `PUT
+//! /jobs/{id}/resource-requirements`) and the cluster's task slots. Every
+//! string that names one of these asks [`Words`] instead of spelling it,
+//! so that no message tests the target itself.
+
+use crate::config::TargetKind;
+
+/// The vocabulary of one target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Words {
+    /// Managed Service for Apache Flink: KPU, `DescribeApplication`,
+    /// `UpdateApplication`, the account's KPU limit.
+    #[default]
+    Msf,
+    /// A job of a self-managed Flink cluster: parallelism, the REST calls,
+    /// the cluster's free task slots.
+    Flink,
+}
+
+impl From<TargetKind> for Words {
+    fn from(kind: TargetKind) -> Self {
+        match kind {
+            TargetKind::Msf => Words::Msf,
+            TargetKind::Flink => Words::Flink,
+        }
+    }
+}
+
+impl Words {
+    /// A capacity of `n` units: `4 KPU`, or `parallelism 4`.
+    pub fn capacity(self, n: u32) -> String {
+        match self {
+            Words::Msf => format!("{n} KPU"),
+            Words::Flink => format!("parallelism {n}"),
+        }
+    }
+
+    /// The unit's name: `KPU`, or `parallelism` (as in "max KPU" / "max
+    /// parallelism", and `status`'s field label).
+    pub fn unit(self) -> &'static str {
+        match self {
+            Words::Msf => "KPU",
+            Words::Flink => "parallelism",
+        }
+    }
+
+    /// The configuration keys of the bounds: `min_kpu`/`max_kpu`, or
+    /// `min_parallelism`/`max_parallelism`.
+    pub fn bounds(self) -> (&'static str, &'static str) {
+        match self {
+            Words::Msf => ("min_kpu", "max_kpu"),
+            Words::Flink => ("min_parallelism", "max_parallelism"),
+        }
+    }
+
+    /// What is scaled: `application`, or `job`.
+    pub fn thing(self) -> &'static str {
+        match self {
+            Words::Msf => "application",
+            Words::Flink => "job",
+        }
+    }
+
+    /// The call that reads it: `DescribeApplication`, or `GET /jobs/{id}`.
+    pub fn describe_call(self) -> &'static str {
+        match self {
+            Words::Msf => "DescribeApplication",
+            Words::Flink => "GET /jobs/{id}",
+        }
+    }
+
+    /// The call that rescales it: `UpdateApplication`, or the adaptive
+    /// scheduler's `PUT /jobs/{id}/resource-requirements`.
+    pub fn rescale_call(self) -> &'static str {
+        match self {
+            Words::Msf => "UpdateApplication",
+            Words::Flink => "PUT /jobs/{id}/resource-requirements",
+        }
+    }
+
+    /// What refuses a larger capacity: `the account's KPU limit`, or `the
+    /// cluster's free slots` (its task slots less what its other jobs use).
+    pub fn limit(self) -> &'static str {
+        match self {
+            Words::Msf => "the account's KPU limit",
+            Words::Flink => "the cluster's free slots",
+        }
+    }
+
+    /// What `status` says while no ceiling is recorded: `no KPU limit
+    /// met`, or `never short of free slots`.
+    pub fn limit_never_met(self) -> &'static str {
+        match self {
+            Words::Msf => "no KPU limit met",
+            Words::Flink => "never short of free slots",
+        }
+    }
+
+    /// Why a recorded ceiling is tried again after a while: `the limit
+    /// may have been raised`, or `slots may have been freed or added`.
+    pub fn limit_may_have_moved(self) -> &'static str {
+        match self {
+            Words::Msf => "the limit may have been raised",
+            Words::Flink => "slots may have been freed or added",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn msf_keeps_its_words_and_flink_speaks_flinks() {
+        let msf = Words::from(TargetKind::Msf);
+        assert_eq!(msf, Words::default());
+        assert_eq!(msf.capacity(4), "4 KPU");
+        assert_eq!(msf.unit(), "KPU");
+        assert_eq!(msf.bounds(), ("min_kpu", "max_kpu"));
+        assert_eq!(msf.thing(), "application");
+        assert_eq!(msf.describe_call(), "DescribeApplication");
+        assert_eq!(msf.rescale_call(), "UpdateApplication");
+        assert_eq!(msf.limit(), "the account's KPU limit");
+        assert_eq!(msf.limit_never_met(), "no KPU limit met");
+        assert_eq!(msf.limit_may_have_moved(), "the limit may have been raised");
+
+        let flink = Words::from(TargetKind::Flink);
+        assert_eq!(flink.capacity(4), "parallelism 4");
+        assert_eq!(flink.unit(), "parallelism");
+        assert_eq!(flink.bounds(), ("min_parallelism", "max_parallelism"));
+        assert_eq!(flink.thing(), "job");
+        assert_eq!(flink.describe_call(), "GET /jobs/{id}");
+        assert_eq!(flink.rescale_call(), "PUT /jobs/{id}/resource-requirements");
+        assert_eq!(flink.limit(), "the cluster's free slots");
+        assert_eq!(flink.limit_never_met(), "never short of free slots");
+        assert_eq!(
+            flink.limit_may_have_moved(),
+            "slots may have been freed or added"
+        );
+        // Nothing of Flink's says KPU or names an MSF call.
+        let said = [
+            flink.capacity(4),
+            flink.unit().to_owned(),
+            flink.thing().to_owned(),
+            flink.describe_call().to_owned(),
+            flink.rescale_call().to_owned(),
+            flink.limit().to_owned(),
+            flink.limit_may_have_moved().to_owned(),
+            flink.limit_never_met().to_owned(),
+        ];
+        for text in said {
+            assert!(
+                !text.contains("KPU") && !text.contains("Application"),
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn words_serialize_as_the_target_key_spells_it() {
+        assert_eq!(serde_json::to_value(Words::Msf).ok(), Some("msf".into()));
+        assert_eq!(
+            serde_json::to_value(Words::Flink).ok(),
+            Some("flink".into())
+        );
+    }
+}
