@@ -385,6 +385,13 @@ fn once_text(report: &OnceReport) -> String {
         s.parallelism_per_kpu,
         s.version_id
     );
+    if s.autoscaling_enabled {
+        let _ = writeln!(
+            out,
+            "  warning: {}",
+            crate::cli::conventions::AUTOSCALING_ON
+        );
+    }
     let _ = writeln!(out, "  metrics:");
     for series in &assessment.evaluation.metrics {
         let q = &series.query;
@@ -1199,6 +1206,24 @@ mod tests {
         );
         // Every line the report prints is its own line.
         assert_eq!(text.lines().count(), 5, "{text}");
+    }
+
+    #[test]
+    fn once_warns_when_msf_autoscaling_is_on() {
+        let quiet = once_text(&report("r", "s"));
+        assert!(!quiet.contains("warning"), "{quiet}");
+        let mut on = report("r", "s");
+        if let Ok((assessment, _)) = &mut on.result {
+            assessment.state.autoscaling_enabled = true;
+        }
+        let text = once_text(&on);
+        let second = text.lines().nth(1).unwrap_or_default();
+        assert!(
+            second.starts_with("  warning: MSF's own autoscaling is on (AutoScalingEnabled)")
+                && second.contains("AutoScalingEnabledUpdate = false"),
+            "{text}"
+        );
+        assert_eq!(text.lines().count(), quiet.lines().count() + 1, "{text}");
     }
 
     #[test]
