@@ -299,3 +299,39 @@ fn numbers_are_written_short_even_when_huge() {
     assert_eq!(super::number(-2.5e20), "-2.5e20");
     assert_eq!(super::number(123_456_789.0), "123456789");
 }
+
+#[test]
+fn status_says_what_a_kpu_ceiling_refused_and_until_when_it_holds() {
+    let state = temp_dir("ceiling");
+    std::fs::create_dir_all(&state).expect("the state folder");
+    let refused_at = 1_796_162_316_000;
+    std::fs::write(
+        state.join("app.json"),
+        format!(
+            r#"{{"format": 1, "application": "app", "seq": 1, "written_ms": {refused_at},
+                "record": {{"phase": {{"kind": "idle"}},
+                           "kpu_limit": {{"refused_kpu": 4, "at_ms": {refused_at}}}}}}}"#
+        ),
+    )
+    .expect("a journal");
+    let within = status(&state, &["app".to_owned()], refused_at + 60_000);
+    let app = &within.applications[0];
+    assert_eq!(app.journal_error, None, "{app:?}");
+    assert_eq!(app.ceiling_kpu, Some(3));
+    assert_eq!(app.ceiling_refused_kpu, Some(4));
+    assert_eq!(app.ceiling_until_ms, Some(refused_at + 3_600_000));
+    let text = status_text(&within);
+    assert!(
+        text.contains(
+            "ceiling:    3 KPU (the account's KPU limit refused 4 KPU); until \
+             2026-12-01T22:58:36Z at the latest, or once the application runs at 4 KPU"
+        ),
+        "{text}"
+    );
+    let after = status_text(&status(&state, &["app".to_owned()], refused_at + 3_600_000));
+    assert!(
+        after.contains("3 KPU (the account's KPU limit refused 4 KPU); its hour is over"),
+        "{after}"
+    );
+    let _ = std::fs::remove_dir_all(&state);
+}
