@@ -361,6 +361,20 @@ pub async fn once(config: &Path, dry_run: bool, json: bool) -> anyhow::Result<Ex
     })
 }
 
+/// What `validate --environment` prints when the SDK's chain finds no
+/// credentials: the SDK's reason (often only "the credential provider was
+/// not enabled"), and where the chain looks, so that the operator knows
+/// what to provide.
+fn credentials_not_found(reason: &str) -> String {
+    format!(
+        "AWS credentials: not found: {}; the SDK's chain looks at AWS_ACCESS_KEY_ID and \
+         AWS_SECRET_ACCESS_KEY, AWS_PROFILE (~/.aws/config and ~/.aws/credentials), a web \
+         identity token (AWS_WEB_IDENTITY_TOKEN_FILE and AWS_ROLE_ARN: EKS IRSA), the ECS \
+         task role and the EC2 instance role: give the agent one of them",
+        printable(reason)
+    )
+}
+
 fn once_text(report: &OnceReport) -> String {
     let dry_run = report.dry_run;
     use std::fmt::Write;
@@ -709,15 +723,15 @@ pub async fn validate(config: &Path, environment: bool) -> anyhow::Result<ExitCo
                         true
                     }
                     Err(error) => {
-                        println!(
-                            "AWS credentials: not found: {}",
-                            printable(&error.to_string())
-                        );
+                        println!("{}", credentials_not_found(&error.to_string()));
                         false
                     }
                 },
                 None => {
-                    println!("AWS credentials: no provider configured");
+                    println!(
+                        "{}",
+                        credentials_not_found("no credentials provider configured")
+                    );
                     false
                 }
             },
@@ -1206,6 +1220,27 @@ mod tests {
         );
         // Every line the report prints is its own line.
         assert_eq!(text.lines().count(), 5, "{text}");
+    }
+
+    #[test]
+    fn missing_credentials_say_where_the_chain_looked() {
+        let text = credentials_not_found("the credential provider was not enabled");
+        assert!(
+            text.starts_with(
+                "AWS credentials: not found: the credential provider was not enabled; "
+            ),
+            "{text}"
+        );
+        for place in [
+            "AWS_ACCESS_KEY_ID",
+            "AWS_PROFILE",
+            "AWS_WEB_IDENTITY_TOKEN_FILE",
+            "ECS task role",
+            "EC2 instance role",
+        ] {
+            assert!(text.contains(place), "{place}: {text}");
+        }
+        assert!(!credentials_not_found("a\nb").contains('\n'));
     }
 
     #[test]
