@@ -217,3 +217,95 @@ fn every_document_the_sources_name_is_in_the_repository() {
     }
     assert!(missing.is_empty(), "{}", missing.join("\n"));
 }
+
+/// The README's headings, as written after their `#`s.
+fn headings(readme: &str) -> BTreeSet<String> {
+    let mut headings = BTreeSet::new();
+    let mut in_code = false;
+    for line in readme.lines() {
+        if line.starts_with("```") {
+            in_code = !in_code;
+        } else if !in_code && line.starts_with('#') {
+            headings.insert(line.trim_start_matches('#').trim().to_owned());
+        }
+    }
+    headings
+}
+
+/// The section titles `text` quotes after the word README (`README,
+/// "Title"`, `README: "Title"`, `the README's "Title"`), a string
+/// literal's escaped quotes and line continuations included.
+fn quoted_sections(text: &str) -> Vec<String> {
+    let mut titles = Vec::new();
+    for (at, _) in text.match_indices("README") {
+        let mut rest = &text[at + "README".len()..];
+        rest = rest.strip_prefix("'s").unwrap_or(rest);
+        // Separators, whitespace, line continuations and comment marks
+        // between the word and the title.
+        loop {
+            let trimmed = rest
+                .trim_start_matches([',', ':', ' ', '\t', '\n', '#', '/'])
+                .trim_start_matches("\\n\\\n")
+                .trim_start_matches("\\n");
+            if trimmed.len() == rest.len() {
+                break;
+            }
+            rest = trimmed;
+        }
+        let (quote, body) = if let Some(body) = rest.strip_prefix("\\\"") {
+            ("\\\"", body)
+        } else if let Some(body) = rest.strip_prefix('"') {
+            ("\"", body)
+        } else {
+            continue;
+        };
+        if let Some(end) = body.find(quote) {
+            titles.push(body[..end].to_owned());
+        }
+    }
+    titles
+}
+
+#[test]
+fn every_readme_section_the_sources_quote_is_a_heading() {
+    // A generated file or a message that sends the reader to a README
+    // section must name one that exists (`import alarms` once pointed
+    // at a "Policies" that never did).
+    let headings = headings(&readme());
+    let root = root();
+    let mut sources = Vec::new();
+    files_under(&root.join("host").join("src"), &[".rs"], &mut sources);
+    let mut quoted = 0;
+    let mut missing = Vec::new();
+    for file in &sources {
+        let text = std::fs::read_to_string(file).unwrap_or_default();
+        for title in quoted_sections(&text) {
+            quoted += 1;
+            if !headings.contains(&title) {
+                missing.push(format!(
+                    "{}: README section \"{title}\" is no heading",
+                    file.strip_prefix(&root).unwrap_or(file).display()
+                ));
+            }
+        }
+    }
+    assert!(quoted >= 2, "found only {quoted} quoted sections");
+    assert!(missing.is_empty(), "{}", missing.join("\n"));
+}
+
+#[test]
+fn a_quoted_section_is_found_in_comments_and_string_literals() {
+    assert_eq!(
+        quoted_sections("(the README's \"Against the bar, honestly\")."),
+        ["Against the bar, honestly"]
+    );
+    assert_eq!(
+        quoted_sections("before switching (README:\\n\\\n             # \\\"Migrating\\\")."),
+        ["Migrating"]
+    );
+    assert_eq!(
+        quoted_sections("# (README, \\\"Policies\\\"); hold"),
+        ["Policies"]
+    );
+    assert!(quoted_sections("the README's table").is_empty());
+}

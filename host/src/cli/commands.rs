@@ -361,6 +361,20 @@ pub async fn once(config: &Path, dry_run: bool, json: bool) -> anyhow::Result<Ex
     })
 }
 
+/// What `validate --environment` prints when the SDK's chain finds no
+/// credentials: the SDK's reason (often only "the credential provider was
+/// not enabled"), and where the chain looks, so that the operator knows
+/// what to provide.
+fn credentials_not_found(reason: &str) -> String {
+    format!(
+        "AWS credentials: not found: {}; the SDK's chain looks at AWS_ACCESS_KEY_ID and \
+         AWS_SECRET_ACCESS_KEY, AWS_PROFILE (~/.aws/config and ~/.aws/credentials), a web \
+         identity token (AWS_WEB_IDENTITY_TOKEN_FILE and AWS_ROLE_ARN: EKS IRSA), the ECS \
+         task role and the EC2 instance role: give the agent one of them",
+        printable(reason)
+    )
+}
+
 fn once_text(report: &OnceReport) -> String {
     let dry_run = report.dry_run;
     use std::fmt::Write;
@@ -394,6 +408,13 @@ fn once_text(report: &OnceReport) -> String {
             s.status, s.parallelism, s.version_id
         ),
     };
+    if s.autoscaling_enabled {
+        let _ = writeln!(
+            out,
+            "  warning: {}",
+            crate::cli::conventions::AUTOSCALING_ON
+        );
+    }
     let _ = writeln!(out, "  metrics:");
     for series in &assessment.evaluation.metrics {
         let q = &series.query;
@@ -713,15 +734,15 @@ pub async fn validate(config: &Path, environment: bool) -> anyhow::Result<ExitCo
                         true
                     }
                     Err(error) => {
-                        println!(
-                            "AWS credentials: not found: {}",
-                            printable(&error.to_string())
-                        );
+                        println!("{}", credentials_not_found(&error.to_string()));
                         false
                     }
                 },
                 None => {
-                    println!("AWS credentials: no provider configured");
+                    println!(
+                        "{}",
+                        credentials_not_found("no credentials provider configured")
+                    );
                     false
                 }
             },
@@ -1277,6 +1298,45 @@ mod tests {
         let mut report = report("busy", "lag");
         report.words = words;
         report
+    }
+
+    #[test]
+    fn missing_credentials_say_where_the_chain_looked() {
+        let text = credentials_not_found("the credential provider was not enabled");
+        assert!(
+            text.starts_with(
+                "AWS credentials: not found: the credential provider was not enabled; "
+            ),
+            "{text}"
+        );
+        for place in [
+            "AWS_ACCESS_KEY_ID",
+            "AWS_PROFILE",
+            "AWS_WEB_IDENTITY_TOKEN_FILE",
+            "ECS task role",
+            "EC2 instance role",
+        ] {
+            assert!(text.contains(place), "{place}: {text}");
+        }
+        assert!(!credentials_not_found("a\nb").contains('\n'));
+    }
+
+    #[test]
+    fn once_warns_when_msf_autoscaling_is_on() {
+        let quiet = once_text(&report("r", "s"));
+        assert!(!quiet.contains("warning"), "{quiet}");
+        let mut on = report("r", "s");
+        if let Ok((assessment, _)) = &mut on.result {
+            assessment.state.autoscaling_enabled = true;
+        }
+        let text = once_text(&on);
+        let second = text.lines().nth(1).unwrap_or_default();
+        assert!(
+            second.starts_with("  warning: MSF's own autoscaling is on (AutoScalingEnabled)")
+                && second.contains("AutoScalingEnabledUpdate = false"),
+            "{text}"
+        );
+        assert_eq!(text.lines().count(), quiet.lines().count() + 1, "{text}");
     }
 
     #[test]

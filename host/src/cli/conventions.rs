@@ -150,6 +150,13 @@ pub struct Finding {
     pub message: String,
 }
 
+/// What `validate --environment` and `once` say about an application
+/// whose MSF autoscaling is on, and how to turn it off.
+pub const AUTOSCALING_ON: &str = "MSF's own autoscaling is on (AutoScalingEnabled): it would \
+     rescale the application too, fighting the agent; turn it off (UpdateApplication with \
+     ParallelismConfigurationUpdate.AutoScalingEnabledUpdate = false, or \"Automatic scaling\" \
+     off in the console)";
+
 /// Calls DescribeApplication for every application of `config` on
 /// `target`: does it exist (in `region`), may the agent read it, and is
 /// MSF's own autoscaling on (which would rescale it behind the agent's
@@ -166,14 +173,7 @@ pub async fn describe_findings(
         .filter(|app| app.target == crate::config::TargetKind::Msf);
     for app in msf {
         let (problem, message) = match target.describe(&app.name).await {
-            Ok(state) if state.autoscaling_enabled => (
-                true,
-                "MSF's own autoscaling is on (AutoScalingEnabled): it would rescale the \
-                 application too, fighting the agent; turn it off (UpdateApplication with \
-                 ParallelismConfigurationUpdate.AutoScalingEnabledUpdate = false, or \
-                 \"Automatic scaling\" off in the console)"
-                    .to_owned(),
-            ),
+            Ok(state) if state.autoscaling_enabled => (true, AUTOSCALING_ON.to_owned()),
             Ok(state) => (
                 false,
                 format!(

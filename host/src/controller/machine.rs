@@ -612,7 +612,10 @@ impl Machine {
     }
 
     /// An update whose answer was an error took effect all the same (the
-    /// version id moved past the one it quoted).
+    /// version id moved past the one it quoted). The rescale is reported
+    /// started before the error: a listener that takes the first of the
+    /// two as the evaluation's outcome (the decision history) records the
+    /// update as accepted, as it was.
     fn took_effect(
         &mut self,
         update: &Update,
@@ -621,6 +624,7 @@ impl Machine {
         settings: &Settings,
         out: &mut Out,
     ) {
+        self.started(update.clone(), version_id, out);
         out.failed(
             Failure::of(error),
             format!(
@@ -630,7 +634,6 @@ impl Machine {
             ),
         );
         self.failures = 0;
-        self.started(update.clone(), version_id, out);
     }
 
     /// What an update that certainly did not take effect leaves behind.

@@ -441,7 +441,9 @@ fn to_toml(
                 let _ = writeln!(
                     out,
                     "\n[application.policy]\n# The alarms are not one scale-out / scale-in pair: choose a policy\n\
-                     # (README, \"Policies\"); `hold` never rescales.\nplugin = \"hold\""
+                     # (README, \"Configuration reference\": `step` and the others; `flinkscale\n\
+                     # plugin describe NAME` lists a policy's params); `hold` never rescales.\n\
+                     plugin = \"hold\""
                 );
             }
         }

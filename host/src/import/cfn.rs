@@ -55,10 +55,12 @@ pub enum ImportError {
         expected: &'static str,
     },
     /// A parameters file is JSON but not one of the accepted shapes.
-    #[error("{}: {message} (expected {PARAMETERS_FORMAT})", file.display())]
+    #[error("{}{}: {message} (expected {PARAMETERS_FORMAT})", file.display(), line.map(|l| format!(":{l}")).unwrap_or_default())]
     ParametersFile {
         /// The file.
         file: PathBuf,
+        /// The line of the entry at fault (1-based), when there is one.
+        line: Option<usize>,
         /// What is wrong.
         message: String,
     },
@@ -184,10 +186,18 @@ impl ParameterValues {
 
     /// Adds the values of a parameters file: the `aws cloudformation`
     /// parameter list, or `describe-stacks` output with exactly one stack.
+    /// Each value is named by the file and the line of its entry's
+    /// `"ParameterKey"`, so that an error about it points there.
     pub fn add_file(&mut self, file: &Path, text: &str) -> Result<(), ImportError> {
         let json: Value = parse_json(file, text, PARAMETERS_FORMAT)?;
         let shape_error = |message: String| ImportError::ParametersFile {
             file: file.to_owned(),
+            line: None,
+            message,
+        };
+        let entry_error = |line: Option<usize>, message: String| ImportError::ParametersFile {
+            file: file.to_owned(),
+            line,
             message,
         };
         let list = match &json {
@@ -211,22 +221,35 @@ impl ParameterValues {
             let key = entry
                 .get("ParameterKey")
                 .and_then(Value::as_str)
-                .ok_or_else(|| shape_error(format!("entry {i} has no \"ParameterKey\" text")))?;
+                .ok_or_else(|| {
+                    shape_error(format!(
+                        "entry {} of the parameter list (counting from 1) has no \"ParameterKey\" text",
+                        i + 1
+                    ))
+                })?;
+            let line = key_line(text, key);
             if entry.get("UsePreviousValue").and_then(Value::as_bool) == Some(true) {
-                return Err(shape_error(format!(
-                    "parameter {key:?} says UsePreviousValue, which only the deployed stack knows; give its value"
-                )));
+                return Err(entry_error(
+                    line,
+                    format!(
+                        "parameter {key:?} says UsePreviousValue, which only the deployed stack knows; give its value"
+                    ),
+                ));
             }
             let value = entry
                 .get("ParameterValue")
                 .and_then(template::scalar_text)
                 .ok_or_else(|| {
-                    shape_error(format!("parameter {key:?} has no \"ParameterValue\""))
+                    entry_error(line, format!("parameter {key:?} has no \"ParameterValue\""))
                 })?;
+            let origin = match line {
+                Some(line) => format!("{}:{line}", file.display()),
+                None => file.display().to_string(),
+            };
             self.given.push(GivenValue {
                 key: key.to_owned(),
                 value,
-                origin: file.display().to_string(),
+                origin,
             });
         }
         Ok(())
@@ -633,6 +656,20 @@ pub fn import(file: &Path, text: &str, given: &ParameterValues) -> Result<Import
         scale_out_factor,
         scale_in_factor,
     })
+}
+
+/// The line (1-based) of the first `"ParameterKey": "KEY"` in `text`, the
+/// entry that gives `key` in a parameters file: serde_json's values carry
+/// no position, and errors about a value should name its line.
+fn key_line(text: &str, key: &str) -> Option<usize> {
+    let quoted = serde_json::to_string(key).ok()?;
+    text.match_indices("\"ParameterKey\"")
+        .find_map(|(at, name)| {
+            let rest = text[at + name.len()..].trim_start();
+            let rest = rest.strip_prefix(':')?.trim_start();
+            rest.starts_with(&quoted)
+                .then(|| text[..at].matches('\n').count() + 1)
+        })
 }
 
 /// The given values checked against the declarations, over the defaults.

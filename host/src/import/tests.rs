@@ -148,7 +148,39 @@ fn parameter_files_in_both_shapes_and_their_mistakes() {
         .collect();
     assert_eq!(
         keys,
-        [("MaxKPU", "8", "p.json"), ("MaxKPU", "9", "--parameter")]
+        [("MaxKPU", "8", "p.json:1"), ("MaxKPU", "9", "--parameter")]
+    );
+    // A value is named by the line of its entry, so that an error about
+    // it points there; an entry without a key by its place in the list.
+    let mut values = ParameterValues::new();
+    values
+        .add_file(
+            file,
+            "[\n  {\"ParameterKey\": \"MinKPU\", \"ParameterValue\": \"1\"},\n  {\n    \"ParameterKey\" : \"MaxKPU\",\n    \"ParameterValue\": \"eight\"\n  }\n]",
+        )
+        .unwrap();
+    let origins: Vec<_> = values.given().iter().map(|g| g.origin.as_str()).collect();
+    assert_eq!(origins, ["p.json:2", "p.json:4"]);
+    let error = ParameterValues::new()
+        .add_file(
+            file,
+            "[\n  {\"ParameterKey\": \"MinKPU\", \"ParameterValue\": \"1\"},\n  {\"ParamKey\": \"MaxKPU\"}\n]",
+        )
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.starts_with(
+            "p.json: entry 2 of the parameter list (counting from 1) has no \"ParameterKey\""
+        ),
+        "{error}"
+    );
+    let error = ParameterValues::new()
+        .add_file(file, "[\n\n  {\"ParameterKey\": \"MaxKPU\"}\n]")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.starts_with("p.json:3: parameter \"MaxKPU\" has no \"ParameterValue\""),
+        "{error}"
     );
     for (text, expected) in [
         (r#"{"Stacks": [{}, {}]}"#, "2 stacks"),

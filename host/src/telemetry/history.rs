@@ -700,6 +700,12 @@ pub struct AppStatus {
     /// The highest KPU decisions may ask for, when the account's KPU limit
     /// refused an update.
     pub ceiling_kpu: Option<u32>,
+    /// The KPU the account's limit refused, with the ceiling.
+    pub ceiling_refused_kpu: Option<u32>,
+    /// When the ceiling ends at the latest (ms since the epoch): an hour
+    /// after the refusal, the limit may have been raised. It ends sooner
+    /// once the application runs at the refused KPU.
+    pub ceiling_until_ms: Option<i64>,
     /// End of the grace period (ms since the epoch), in grace.
     pub grace_until_ms: Option<i64>,
     /// Seconds of grace left.
@@ -725,6 +731,7 @@ pub fn status(state_dir: &Path, applications: &[(String, Words)], now_ms: i64) -
         .map(|(name, words)| {
             let (journal, journal_error) = read_journal(state_dir, name);
             let phase = journal.as_ref().map(|j| &j.record.phase);
+            let limit = journal.as_ref().and_then(|j| j.record.kpu_limit);
             let last = read(&history, name, Some(1)).ok().and_then(|mut e| e.pop());
             let grace_until_ms = match phase {
                 Some(Phase::Grace { until_ms, .. }) => Some(*until_ms),
@@ -744,10 +751,12 @@ pub fn status(state_dir: &Path, applications: &[(String, Words)], now_ms: i64) -
                 phase: phase.map_or("none", Phase::name).to_owned(),
                 kpu,
                 updating_to_kpu: phase.and_then(Phase::update).map(|u| u.target_kpu),
-                ceiling_kpu: journal
-                    .as_ref()
-                    .and_then(|j| j.record.kpu_limit)
-                    .map(|l| l.ceiling()),
+                ceiling_kpu: limit.map(|l| l.ceiling()),
+                ceiling_refused_kpu: limit.map(|l| l.refused_kpu),
+                ceiling_until_ms: limit.map(|l| {
+                    l.at_ms
+                        .saturating_add(crate::controller::machine::LIMIT_RETRY_MS)
+                }),
                 grace_until_ms,
                 grace_left_secs: grace_until_ms
                     .map(|until| (until.saturating_sub(now_ms) / 1000).max(0)),
@@ -813,10 +822,29 @@ pub fn status_text(status: &Status) -> String {
         let _ = writeln!(
             out,
             "  ceiling:    {}",
-            app.ceiling_kpu
-                .map_or(format!("none ({})", words.limit_never_met()), |k| {
-                    format!("{} ({})", words.capacity(k), words.limit())
-                })
+            match (
+                app.ceiling_kpu,
+                app.ceiling_refused_kpu,
+                app.ceiling_until_ms
+            ) {
+                (Some(k), Some(refused), Some(until)) if until > status.now_ms => format!(
+                    "{} ({} refused {}); until {} at the latest, or once the {} runs at {}",
+                    words.capacity(k),
+                    words.limit(),
+                    words.capacity(refused),
+                    iso(until),
+                    words.thing(),
+                    words.capacity(refused)
+                ),
+                (Some(k), Some(refused), Some(_)) => format!(
+                    "{} ({} refused {}); its hour is over: lifted at the next evaluation",
+                    words.capacity(k),
+                    words.limit(),
+                    words.capacity(refused)
+                ),
+                (Some(k), ..) => format!("{} ({})", words.capacity(k), words.limit()),
+                (None, ..) => format!("none ({})", words.limit_never_met()),
+            }
         );
         let quarantine: Vec<String> = app
             .quarantine

@@ -34,8 +34,9 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 
 use super::{Event, FailureCounts};
 use crate::config::{ApplicationConfig, Config, Mode};
+use crate::controller::machine::LAZY_MAX_INTERVALS;
 use crate::controller::{Failure, Settings};
-use crate::model::{Action, AlarmState};
+use crate::model::{Action, AlarmState, Decision};
 use crate::plugin::FailureClass;
 use crate::target::Words;
 
@@ -147,6 +148,15 @@ pub struct LastFailure {
 struct AppMetrics {
     /// 3 x the evaluation interval + 60 s.
     stale_after_ms: i64,
+    /// The evaluation interval, in ms.
+    interval_ms: i64,
+    /// Whether the application polls lazily: a hold may then put its next
+    /// evaluation several intervals off.
+    lazy_polling: bool,
+    /// How much later than one interval on the last evaluation's hold put
+    /// the next one (lazy polling, [`LAZY_MAX_INTERVALS`] intervals at
+    /// most): a silence the agent chose is not staleness.
+    lazy_wait_ms: i64,
     /// While a rescale is followed the controller does not evaluate: the
     /// update timeout plus the grace period are allowed on top.
     rescale_allowance_ms: i64,
@@ -193,6 +203,8 @@ impl AppMetrics {
             i64::try_from(settings.evaluation_interval.as_millis()).unwrap_or(i64::MAX);
         Self {
             stale_after_ms: interval_ms.saturating_mul(3).saturating_add(STALE_SLACK_MS),
+            interval_ms,
+            lazy_polling: settings.lazy_polling,
             rescale_allowance_ms: i64::from(app.update_timeout_secs)
                 .saturating_add(i64::from(app.grace_period_secs))
                 .saturating_mul(1000),
@@ -209,6 +221,47 @@ impl AppMetrics {
             (Some(evaluated), Some(added)) => evaluated.max(added),
             (evaluated, added) => evaluated.or(added).unwrap_or(started_ms),
         }
+    }
+
+    /// When the application counts as stale: 3 x its interval + 60 s after
+    /// [`Self::since_ms`], later by the wait a lazy hold chose at its last
+    /// evaluation (when that evaluation is what the silence counts from),
+    /// and, after a rescale started since, by its update timeout and grace
+    /// period.
+    fn stale_at_ms(&self, started_ms: i64) -> i64 {
+        let since = self.since_ms(started_ms);
+        let mut deadline = since.saturating_add(self.stale_after_ms);
+        if self.last_evaluation_ms == Some(since) {
+            deadline = deadline.saturating_add(self.lazy_wait_ms);
+        }
+        // A rescale started after the last evaluation is followed
+        // without evaluating, for up to the update timeout + grace.
+        if let Some(rescale_ms) = self.last_rescale_ms
+            && rescale_ms >= since
+        {
+            deadline = deadline.max(
+                rescale_ms
+                    .saturating_add(self.rescale_allowance_ms)
+                    .saturating_add(self.stale_after_ms),
+            );
+        }
+        deadline
+    }
+
+    /// The extra wait (beyond one interval) before the next evaluation
+    /// that `decision` leads the controller to take: with lazy polling, a
+    /// hold's `next_evaluation_secs` in whole intervals, 1 to
+    /// [`LAZY_MAX_INTERVALS`], as the controller's own rule.
+    fn lazy_wait_after(&self, decision: &Decision) -> i64 {
+        let Some(asked) = decision.next_evaluation_secs else {
+            return 0;
+        };
+        if !self.lazy_polling || decision.action != Action::Hold || self.interval_ms <= 0 {
+            return 0;
+        }
+        let intervals =
+            (i64::from(asked) * 1000 / self.interval_ms).clamp(1, i64::from(LAZY_MAX_INTERVALS));
+        (intervals - 1).saturating_mul(self.interval_ms)
     }
 }
 
@@ -238,7 +291,8 @@ pub struct NotReady {
     /// Whether it has evaluated at all.
     pub ever_evaluated: bool,
     /// Whether `silent_ms` is past its limit (3 x its evaluation interval +
-    /// 60 s, plus the update timeout and grace period after a rescale).
+    /// 60 s, plus the wait a lazy hold chose, or the update timeout and
+    /// grace period after a rescale).
     pub stale: bool,
     /// The message of a panic of its controller since its last evaluation.
     pub panicked: Option<String>,
@@ -285,6 +339,8 @@ impl Registry {
             match apps.get_mut(&app.name) {
                 Some(metrics) => {
                     metrics.stale_after_ms = limits.stale_after_ms;
+                    metrics.interval_ms = limits.interval_ms;
+                    metrics.lazy_polling = limits.lazy_polling;
                     metrics.rescale_allowance_ms = limits.rescale_allowance_ms;
                     if metrics.mode == Mode::Paused && app.mode != Mode::Paused {
                         metrics.added_ms = Some(now_ms);
@@ -405,6 +461,7 @@ impl Registry {
                 app.latest = latest.clone();
                 app.kpu = Some(*kpu);
                 app.last_evaluation_ms = Some(*at_ms);
+                app.lazy_wait_ms = app.lazy_wait_after(decision);
                 app.panicked = None;
             }
             Event::RescaleStarted { at_ms, .. } => {
@@ -449,19 +506,7 @@ impl Registry {
             .filter(|(_, app)| app.mode != Mode::Paused)
             .filter_map(|(name, app)| {
                 let since = app.since_ms(started_ms);
-                let mut deadline = since.saturating_add(app.stale_after_ms);
-                // A rescale started after the last evaluation is followed
-                // without evaluating, for up to the update timeout + grace.
-                if let Some(rescale_ms) = app.last_rescale_ms
-                    && rescale_ms >= since
-                {
-                    deadline = deadline.max(
-                        rescale_ms
-                            .saturating_add(app.rescale_allowance_ms)
-                            .saturating_add(app.stale_after_ms),
-                    );
-                }
-                let stale = now_ms > deadline;
+                let stale = now_ms > app.stale_at_ms(started_ms);
                 (stale || app.panicked.is_some()).then(|| NotReady {
                     application: name.clone(),
                     silent_ms: now_ms.saturating_sub(since),
@@ -580,6 +625,16 @@ impl Registry {
             "gauge",
             "Seconds since the application's last evaluation (since the agent started, before the first).",
             per_app(&|a| Some(seconds(now_ms.saturating_sub(a.since_ms(started_ms))))),
+        );
+        family(
+            "flinkscale_ready",
+            "gauge",
+            "1 while GET /readyz counts the application as ready (evaluated within 3 x its interval + 60 s, plus the wait a lazy hold chose or a rescale's update timeout and grace period, and no panic since; paused: always), 0 otherwise.",
+            per_app(&|a| {
+                let ready = a.mode == Mode::Paused
+                    || (now_ms <= a.stale_at_ms(started_ms) && a.panicked.is_none());
+                Some(u8::from(ready).to_string())
+            }),
         );
         family(
             "flinkscale_controller_panics_total",
@@ -852,7 +907,6 @@ fn escape_help(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::Decision;
 
     fn config(names: &[&str]) -> Config {
         let mut text = String::new();
@@ -958,6 +1012,7 @@ mod tests {
             ("flinkscale_last_failure", "gauge"),
             ("flinkscale_last_failure_timestamp_seconds", "gauge"),
             ("flinkscale_staleness_seconds", "gauge"),
+            ("flinkscale_ready", "gauge"),
             ("flinkscale_controller_panics_total", "counter"),
             ("flinkscale_kpu", "gauge"),
             ("flinkscale_last_evaluation_timestamp_seconds", "gauge"),
@@ -1156,6 +1211,63 @@ mod tests {
         assert_eq!(stale[0].silent_ms, 90_001);
         assert!(stale[0].ever_evaluated);
         assert_eq!(stale[0].failure, None);
+    }
+
+    #[test]
+    fn a_lazy_hold_moves_the_staleness_limit_by_the_wait_it_chose() {
+        // Interval 10 s; a hold that asks for 100 s waits 10 intervals, so
+        // the agent is silent 100 s by choice: stale only 9 intervals later
+        // than after an ordinary hold (at 80 + 100 + 20 + 60 s).
+        let registry = Registry::for_config(&config(&["a"]), 0);
+        let mut lazy = evaluated("a", 80_000, 1, Action::Hold);
+        if let Event::Evaluated { decision, .. } = &mut lazy {
+            decision.next_evaluation_secs = Some(100);
+        }
+        registry.record(&lazy);
+        assert!(registry.not_ready(260_000).is_empty());
+        assert!(
+            registry
+                .render(260_000)
+                .contains("flinkscale_ready{application=\"a\"} 1\n")
+        );
+        let stale = registry.not_ready(260_001);
+        assert_eq!(stale.len(), 1);
+        assert!(stale[0].stale);
+        assert!(
+            registry
+                .render(260_001)
+                .contains("flinkscale_ready{application=\"a\"} 0\n")
+        );
+        // Never more than the controller's own bound: 15 intervals.
+        if let Event::Evaluated {
+            decision, at_ms, ..
+        } = &mut lazy
+        {
+            decision.next_evaluation_secs = Some(86_400);
+            *at_ms = 300_000;
+        }
+        registry.record(&lazy);
+        assert!(registry.not_ready(300_000 + 150_000 + 80_000).is_empty());
+        assert_eq!(registry.not_ready(300_000 + 150_000 + 80_001).len(), 1);
+        // The next evaluation, an ordinary hold, sets the limit back.
+        registry.record(&evaluated("a", 600_000, 1, Action::Hold));
+        assert!(registry.not_ready(690_000).is_empty());
+        assert_eq!(registry.not_ready(690_001).len(), 1);
+    }
+
+    #[test]
+    fn without_lazy_polling_a_hold_asking_for_later_changes_no_limit() {
+        // The controller evaluates every interval then, whatever is asked.
+        let mut config = config(&["a"]);
+        config.applications[0].lazy_polling = Some(false);
+        let registry = Registry::for_config(&config, 0);
+        let mut lazy = evaluated("a", 80_000, 1, Action::Hold);
+        if let Event::Evaluated { decision, .. } = &mut lazy {
+            decision.next_evaluation_secs = Some(100);
+        }
+        registry.record(&lazy);
+        assert!(registry.not_ready(170_000).is_empty());
+        assert_eq!(registry.not_ready(170_001).len(), 1);
     }
 
     #[test]

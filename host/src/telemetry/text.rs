@@ -3,12 +3,26 @@
 //! ISO 8601, numbers without noise, and strings that come from outside
 //! (a plugin's reason, an AWS error) kept on one line.
 
-/// `ms` since the epoch as an ISO 8601 UTC time (`2026-12-01T18:00:00Z`),
-/// or the bare number when it is out of the representable range.
+/// `ms` since the epoch as an ISO 8601 UTC time (`2026-12-01T18:00:00Z`,
+/// or with three digits of milliseconds, `2026-12-01T18:00:00.940Z`, so
+/// that times line up in a column), or the bare number when it is out of
+/// the representable range.
 pub fn iso(ms: i64) -> String {
-    aws_smithy_types::DateTime::from_millis(ms)
+    // Whole seconds, then the milliseconds: the formatter drops a
+    // fraction's trailing zeros (`.94Z`).
+    let millis = ms.rem_euclid(1000);
+    let Some(seconds) = ms.checked_sub(millis) else {
+        return ms.to_string();
+    };
+    let Ok(text) = aws_smithy_types::DateTime::from_millis(seconds)
         .fmt(aws_smithy_types::date_time::Format::DateTime)
-        .unwrap_or_else(|_| ms.to_string())
+    else {
+        return ms.to_string();
+    };
+    match text.strip_suffix('Z') {
+        Some(whole) if millis != 0 => format!("{whole}.{millis:03}Z"),
+        _ => text,
+    }
 }
 
 /// A value for people: at most three decimals, no trailing zeros (from
@@ -67,6 +81,13 @@ mod tests {
             "expected=[ 0x0, 0x61, ] actual"
         );
         assert_eq!(iso(0), "1970-01-01T00:00:00Z");
+        // Three digits of milliseconds whenever there are any, as `explain`
+        // prints them in a column (the formatter alone gave `.94Z`).
+        assert_eq!(iso(1_796_162_301_940), "2026-12-01T21:58:21.940Z");
+        assert_eq!(iso(1_796_162_301_900), "2026-12-01T21:58:21.900Z");
+        assert_eq!(iso(1_796_162_301_007), "2026-12-01T21:58:21.007Z");
+        assert_eq!(iso(1_796_162_301_000), "2026-12-01T21:58:21Z");
+        assert_eq!(iso(-1), "1969-12-31T23:59:59.999Z");
         assert_eq!(iso(i64::MAX), i64::MAX.to_string());
     }
 }

@@ -567,6 +567,48 @@ async fn an_update_that_took_effect_and_then_failed_is_followed_and_its_grace_pe
     }
 }
 
+#[tokio::test(start_paused = true)]
+async fn a_lost_answer_that_took_effect_is_reported_started_before_its_error() {
+    // The decision history takes the first RescaleStarted or Failed after
+    // an evaluation as what became of it: the update took effect, so that
+    // must be the start (the emulator's walkthrough showed `explain` say
+    // "not scaled" for an update that had rescaled the application).
+    let target = FakeTarget::new(2, 90);
+    let run = Running::launch(
+        target.origin,
+        Arc::new(LostAnswer {
+            inner: target.clone(),
+            describe_fails: false,
+        }),
+        constant(95.0),
+        Box::new(Doubling),
+        Vec::new(),
+        |c| c,
+    );
+    tokio::time::sleep(Duration::from_secs(200)).await;
+    let events = run.stop().await;
+    assert_eq!(target.updates(), vec![(0, 4)]);
+    let decided = events
+        .iter()
+        .position(|e| {
+            matches!(e, Event::Evaluated { decision, .. }
+                if decision.action == crate::model::Action::ScaleTo(4))
+        })
+        .expect("a decision to scale to 4 KPU");
+    let first = events[decided..]
+        .iter()
+        .find(|e| matches!(e, Event::RescaleStarted { .. } | Event::Failed { .. }));
+    assert!(
+        matches!(first, Some(Event::RescaleStarted { to_kpu: 4, .. })),
+        "{events:?}"
+    );
+    let transient = failures(&events, "transient");
+    assert!(
+        transient.iter().any(|m| m.contains("so it took effect")),
+        "{transient:?}"
+    );
+}
+
 /// Panics at its first call, then doubles like [`Doubling`].
 struct PanicsOnce(bool);
 

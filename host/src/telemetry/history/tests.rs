@@ -339,7 +339,8 @@ fn a_flink_jobs_status_and_explain_speak_flinks_words() {
         "application \"orders\"\n\
          \x20 phase:      updating (to parallelism 4)\n\
          \x20 parallelism: 2\n\
-         \x20 ceiling:    parallelism 6 (the cluster's free slots)\n\
+         \x20 ceiling:    parallelism 6 (the cluster's free slots refused parallelism 8); \
+         until 1970-01-01T01:00:00.500Z at the latest, or once the job runs at parallelism 8\n\
          \x20 quarantine: none\n\
          \x20 last:       scale to parallelism 4 10 s ago: evaluation at 1000; \
          PUT /jobs/{id}/resource-requirements accepted to parallelism 4\n"
@@ -379,7 +380,7 @@ fn a_flink_jobs_status_and_explain_speak_flinks_words() {
     );
     assert!(text.contains("  kpu:        2\n"), "{text}");
     assert!(
-        text.contains("  ceiling:    6 KPU (the account's KPU limit)\n"),
+        text.contains("  ceiling:    6 KPU (the account's KPU limit refused 8 KPU); until "),
         "{text}"
     );
     let fresh = status(&temp_dir("flink-words-empty"), &configured, 0);
@@ -387,6 +388,50 @@ fn a_flink_jobs_status_and_explain_speak_flinks_words() {
         status_text(&fresh).contains("  ceiling:    none (never short of free slots)\n"),
         "{}",
         status_text(&fresh)
+    );
+    let _ = std::fs::remove_dir_all(&state);
+}
+
+#[test]
+fn status_says_what_a_kpu_ceiling_refused_and_until_when_it_holds() {
+    let state = temp_dir("ceiling");
+    std::fs::create_dir_all(&state).expect("the state folder");
+    let refused_at = 1_796_162_316_000;
+    std::fs::write(
+        state.join("app.json"),
+        format!(
+            r#"{{"format": 1, "application": "app", "seq": 1, "written_ms": {refused_at},
+                "record": {{"phase": {{"kind": "idle"}},
+                           "kpu_limit": {{"refused_kpu": 4, "at_ms": {refused_at}}}}}}}"#
+        ),
+    )
+    .expect("a journal");
+    let within = status(
+        &state,
+        &[("app".to_owned(), Words::Msf)],
+        refused_at + 60_000,
+    );
+    let app = &within.applications[0];
+    assert_eq!(app.journal_error, None, "{app:?}");
+    assert_eq!(app.ceiling_kpu, Some(3));
+    assert_eq!(app.ceiling_refused_kpu, Some(4));
+    assert_eq!(app.ceiling_until_ms, Some(refused_at + 3_600_000));
+    let text = status_text(&within);
+    assert!(
+        text.contains(
+            "ceiling:    3 KPU (the account's KPU limit refused 4 KPU); until \
+             2026-12-01T22:58:36Z at the latest, or once the application runs at 4 KPU"
+        ),
+        "{text}"
+    );
+    let after = status_text(&status(
+        &state,
+        &[("app".to_owned(), Words::Msf)],
+        refused_at + 3_600_000,
+    ));
+    assert!(
+        after.contains("3 KPU (the account's KPU limit refused 4 KPU); its hour is over"),
+        "{after}"
     );
     let _ = std::fs::remove_dir_all(&state);
 }
