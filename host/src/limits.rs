@@ -132,8 +132,8 @@ mod tests {
             assert_eq!(
                 raised,
                 OpenFiles {
-                    before: hard as u64 - 1,
-                    after: hard as u64
+                    before: hard - 1,
+                    after: hard
                 }
             );
         }
@@ -141,7 +141,7 @@ mod tests {
             .expect("the limit can be read")
             .expect("on Unix");
         assert!(first.after >= first.before);
-        assert_eq!(limit().rlim_cur as u64, first.after);
+        assert_eq!(limit().rlim_cur, first.after);
         if hard != libc::RLIM_INFINITY {
             assert_eq!(limit().rlim_cur, hard, "the soft limit is the hard one");
         }
