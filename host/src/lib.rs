@@ -19,6 +19,7 @@ pub mod emulator;
 pub mod flink;
 mod http;
 pub mod import;
+pub mod limits;
 pub mod metrics;
 pub mod model;
 pub mod plugin;

@@ -101,11 +101,45 @@ fn load_or_report(path: &Path) -> Option<LoadedConfig> {
     }
 }
 
+/// Raises the open-files limit for `applications` applications (see
+/// [`crate::limits`]): logged when raised, a warning when what it allows
+/// is short of what they need, or when it cannot be read or raised.
+fn open_files(applications: usize) {
+    let needed = crate::limits::files_needed(applications);
+    match crate::limits::raise_open_files() {
+        Ok(Some(limit)) => {
+            if limit.after > limit.before {
+                tracing::debug!(
+                    message = "Open files limit raised.",
+                    from = limit.before,
+                    to = limit.after,
+                );
+            }
+            if limit.after < needed {
+                tracing::warn!(
+                    message = "The open files limit is lower than the applications need (about two files each); raise the hard limit (ulimit -Hn, systemd LimitNOFILE, the container's nofile ulimit).",
+                    limit = limit.after,
+                    needed,
+                    applications,
+                );
+            }
+        }
+        Ok(None) => {}
+        Err(error) => tracing::warn!(
+            message = "Cannot raise the open files limit.",
+            %error,
+            needed,
+            applications,
+        ),
+    }
+}
+
 /// `flinkscale run`.
 pub async fn run(config: &Path, dry_run: bool) -> anyhow::Result<ExitCode> {
     let Some(loaded) = load_or_report(config) else {
         return Ok(ExitCode::from(EX_CONFIG));
     };
+    open_files(loaded.config.applications.len());
     let registry = Arc::new(Registry::for_config(&loaded.config, wall_ms()));
     // Bound before the agent starts, so that a taken port fails at once.
     let listener = match loaded.config.agent.listen {

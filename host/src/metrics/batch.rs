@@ -23,12 +23,24 @@
 //! application costs one extra call per batch, not one per application.
 //! A suspect request that succeeds on its own is merged again.
 //!
+//! Only requests of comparable windows are merged: a request whose window
+//! would stretch a group's span past twice its shortest window and an hour
+//! beyond it (see [`fits`]) is fetched in a group of its own. Without that,
+//! one application's long read (a policy's 15 days of history, an hourly
+//! metric's ten hours) would make every other application's queries of
+//! that batch fetch the whole span too: thousands of datapoints each, many
+//! pages, and every caller waiting for them.
+//!
 //! The batching runs in one tokio task, started on the first fetch (so a
 //! source can be built outside a runtime) and stopped when the source is
-//! dropped. It waits on tokio time, so it runs unchanged on a paused clock.
+//! dropped. It gathers batches and hands each group to a task of its own,
+//! up to [`FETCHES_IN_FLIGHT`] at once, so that a slow fetch (a long read,
+//! an answer the SDK retries after throttling) does not hold the batches
+//! of the applications that fall due while it runs. It waits on tokio
+//! time, so it runs unchanged on a paused clock.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -47,6 +59,16 @@ const QUEUE_CAPACITY: usize = 1024;
 /// enough that a large batch is not served one round trip at a time, few
 /// enough not to spend the account's GetMetricData call rate in a burst.
 const APART_CONCURRENCY: usize = 4;
+
+/// How many merged fetches run at once. A new batch waits (queued, not
+/// dropped) only while this many are in flight; one is enough to keep
+/// the applications' ticks flowing past a slow fetch, a few keep a burst
+/// from spending the account's GetMetricData call rate at once.
+pub const FETCHES_IN_FLIGHT: usize = 4;
+
+/// The slack a group's span may have beyond its shortest window: twice
+/// that window, or that window and an hour, whichever is longer.
+const SPAN_SLACK_MS: i64 = 3_600_000;
 
 /// One caller's request and where its answer goes.
 struct Request {
@@ -122,14 +144,17 @@ impl MetricSource for BatchingSource {
     }
 }
 
-/// The batching task: collects a batch, fetches it, answers, and repeats
-/// until every sender is gone.
+/// The batching task: collects a batch, splits it into groups of
+/// comparable windows, hands each group's fetch to a task of its own (at
+/// most [`FETCHES_IN_FLIGHT`] at once), and repeats until every sender is
+/// gone; then waits for the fetches in flight.
 async fn run_batches(
     inner: Arc<dyn MetricSource>,
     window: Duration,
     mut receiver: mpsc::Receiver<Request>,
 ) {
-    let mut suspects = HashSet::new();
+    let suspects = Arc::new(Mutex::new(HashSet::new()));
+    let mut in_flight = tokio::task::JoinSet::new();
     while let Some(first) = receiver.recv().await {
         let mut batch = vec![first];
         let deadline = Instant::now() + window;
@@ -148,8 +173,58 @@ async fn run_batches(
         while let Ok(request) = receiver.try_recv() {
             batch.push(request);
         }
-        serve(&inner, batch, &mut suspects).await;
+        for group in by_window(batch) {
+            while in_flight.try_join_next().is_some() {}
+            if in_flight.len() >= FETCHES_IN_FLIGHT {
+                in_flight.join_next().await;
+            }
+            let (inner, suspects) = (inner.clone(), suspects.clone());
+            in_flight.spawn(async move { serve(&inner, group, &suspects).await });
+        }
     }
+    while in_flight.join_next().await.is_some() {}
+}
+
+/// Whether a group of requests whose windows span `start_ms..end_ms`, the
+/// shortest of them `shortest_ms` long, may be fetched over that span:
+/// at most twice the shortest window, or the shortest window and an hour
+/// ([`SPAN_SLACK_MS`]), whichever is longer. Each query of the group then
+/// fetches at most that much more than its caller asked for.
+fn fits(start_ms: i64, end_ms: i64, shortest_ms: i64) -> bool {
+    let slack = shortest_ms.max(SPAN_SLACK_MS);
+    end_ms.saturating_sub(start_ms) <= shortest_ms.saturating_add(slack)
+}
+
+/// Splits `batch` into groups whose merged span [`fits`]: shortest
+/// windows first, each request joining the first group it fits in, so
+/// that the evaluations' windows of one tick are one group and a long
+/// read goes alone (or with the reads like it).
+fn by_window(mut batch: Vec<Request>) -> Vec<Vec<Request>> {
+    batch.sort_by_key(|request| request.end_ms.saturating_sub(request.start_ms));
+    // Per group: its span, its shortest window, its requests.
+    let mut groups: Vec<(i64, i64, i64, Vec<Request>)> = Vec::new();
+    for request in batch {
+        let length = request.end_ms.saturating_sub(request.start_ms);
+        let joined = groups.iter_mut().find(|(start, end, shortest, _)| {
+            fits(
+                (*start).min(request.start_ms),
+                (*end).max(request.end_ms),
+                *shortest,
+            )
+        });
+        match joined {
+            Some((start, end, _, requests)) => {
+                *start = (*start).min(request.start_ms);
+                *end = (*end).max(request.end_ms);
+                requests.push(request);
+            }
+            None => groups.push((request.start_ms, request.end_ms, length, vec![request])),
+        }
+    }
+    groups
+        .into_iter()
+        .map(|(_, _, _, requests)| requests)
+        .collect()
 }
 
 /// A query as fetched: the configured id is the caller's name for the
@@ -168,21 +243,26 @@ fn fetch_key(query: &MetricQuery) -> MetricQuery {
 async fn serve(
     inner: &Arc<dyn MetricSource>,
     batch: Vec<Request>,
-    suspects: &mut HashSet<MetricQuery>,
+    suspects: &Mutex<HashSet<MetricQuery>>,
 ) {
-    let (mut apart, together): (Vec<Request>, Vec<Request>) =
+    // Never held across an await: other groups' fetches share it.
+    let suspects = || suspects.lock().unwrap_or_else(PoisonError::into_inner);
+    let (mut apart, together): (Vec<Request>, Vec<Request>) = {
+        let known = suspects();
         batch.into_iter().partition(|request| {
             request
                 .queries
                 .iter()
-                .any(|query| suspects.contains(&fetch_key(query)))
-        });
+                .any(|query| known.contains(&fetch_key(query)))
+        })
+    };
     match serve_merged(inner, together).await {
         Merged::Answered => {}
-        Merged::Refused(keys) => suspects.extend(keys),
+        Merged::Refused(keys) => suspects().extend(keys),
         Merged::Split(requests) => apart.extend(requests),
     }
     for (keys, outcome) in serve_apart(inner, apart).await {
+        let mut suspects = suspects();
         match outcome {
             Outcome::Fetched => keys.iter().for_each(|key| {
                 suspects.remove(key);
@@ -384,6 +464,9 @@ mod tests {
         reject: Option<(&'static str, MakeError)>,
         /// Stops the rejecting (the query was fixed, the permission granted).
         healed: std::sync::atomic::AtomicBool,
+        /// Answers a fetch that holds a query of this metric name only
+        /// after this long (tokio time): a slow call.
+        slow: Option<(&'static str, Duration)>,
     }
 
     fn value_of(query: &MetricQuery) -> f64 {
@@ -407,6 +490,11 @@ mod tests {
                 .lock()
                 .expect("lock")
                 .push((queries.len(), start_ms, end_ms));
+            if let Some((name, delay)) = self.slow
+                && queries.iter().any(|q| q.metric_name == name)
+            {
+                tokio::time::sleep(delay).await;
+            }
             if let Some(fail) = self.fail {
                 return Err(fail());
             }
@@ -546,6 +634,86 @@ mod tests {
         };
         assert_eq!(times(&short.expect("short")), [240_000, 300_000]);
         assert_eq!(times(&long.expect("long")).len(), 10);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_long_read_is_fetched_apart_from_the_ticks_windows() {
+        const DAY_MS: i64 = 86_400_000;
+        let (fake, source) = batching(Fake::default());
+        let now = 15 * DAY_MS;
+        let (a, b, history, hourly) = (
+            [query("cpu", 1)],
+            [query("cpu", 2)],
+            [query("records_in", 3)],
+            [query("hourly", 4)],
+        );
+        // Two evaluations' 20-minute windows (ending a few ms apart), a
+        // policy's 15 days of history and a 10-hour window, all at once.
+        let (ra, rb, rh, rt) = tokio::join!(
+            source.fetch(&a, now - 1_200_000, now),
+            source.fetch(&b, now - 1_200_000 + 5, now + 5),
+            source.fetch(&history, 0, now - 1_200_000),
+            source.fetch(&hourly, now - 36_000_000, now),
+        );
+        let mut seen = fake.seen.lock().expect("lock").clone();
+        seen.sort();
+        assert_eq!(
+            seen,
+            [
+                (1, 0, now - 1_200_000),
+                (1, now - 36_000_000, now),
+                (2, now - 1_200_000, now + 5),
+            ],
+            "the evaluations' windows are one fetch over their own span"
+        );
+        assert_eq!(ra.expect("a")[0].points.len(), 20);
+        assert_eq!(rb.expect("b")[0].points.len(), 20);
+        assert_eq!(rh.expect("history")[0].points.len(), 15 * 1440 - 20);
+        assert_eq!(rt.expect("hourly")[0].points.len(), 600);
+    }
+
+    #[test]
+    fn a_group_spans_at_most_twice_its_shortest_window_or_an_hour_more() {
+        let minute = 60_000;
+        // Ten minutes merged with up to an hour and ten minutes.
+        assert!(fits(0, 70 * minute, 10 * minute));
+        assert!(!fits(0, 70 * minute + 1, 10 * minute));
+        // Ten hours merged with up to twenty.
+        assert!(fits(0, 1200 * minute, 600 * minute));
+        assert!(!fits(0, 1200 * minute + 1, 600 * minute));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_slow_fetch_does_not_hold_the_batches_after_it() {
+        let (fake, source) = batching(Fake {
+            slow: Some(("m9", Duration::from_secs(30))),
+            ..Fake::default()
+        });
+        let source = Arc::new(source);
+        let started = Instant::now();
+        let slow = tokio::spawn({
+            let source = source.clone();
+            async move {
+                let answer = source.fetch(&[query("slow", 9)], 0, 600_000).await;
+                (answer, started.elapsed())
+            }
+        });
+        // The next applications fall due while the slow fetch runs.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        for metric in 1..=3 {
+            let asked = Instant::now();
+            let answer = source.fetch(&[query("cpu", metric)], 0, 600_000).await;
+            assert_eq!(answer.expect("answered")[0].points[0].value, metric as f64);
+            assert!(
+                asked.elapsed() <= DEFAULT_WINDOW,
+                "a fetch waited {:?} behind a slow one",
+                asked.elapsed()
+            );
+        }
+        let (answer, took) = slow.await.expect("the slow caller");
+        assert_eq!(answer.expect("slow answered")[0].points[0].value, 9.0);
+        assert!(took >= Duration::from_secs(30));
+        assert_eq!(fake.calls.load(Ordering::SeqCst), 4);
     }
 
     #[tokio::test(start_paused = true)]
