@@ -3,7 +3,7 @@
 //! instance.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::Duration;
 
 use wasmtime::component::{
@@ -26,8 +26,7 @@ use super::{
 /// How often the epoch advances. Deadlines are counted in ticks, so a call
 /// may overrun its deadline by up to one tick: 10 ms is a tenth of the
 /// default 100 ms deadline, precise enough, and costs 100 wake-ups a second
-/// (a 1 ms tick would cost ten times that, all day, on a sidecar, for a
-/// precision nobody needs).
+/// while a plugin call runs (none between calls, see [`CallInFlight`]).
 pub(crate) const EPOCH_TICK: Duration = Duration::from_millis(10);
 
 /// One export this host knows how to bind: the interface name a component
@@ -674,16 +673,77 @@ pub(crate) fn deadline_ticks(timeout: Duration) -> u64 {
         + 1
 }
 
-/// Starts the thread that advances the engine's epoch. It holds the engine
-/// only weakly, so it ends on its own once the host and every instance are
-/// gone (instances keep the engine alive, and with it their deadlines); the
-/// [`SHARED`] engine's lives as long as the process.
+/// Plugin calls running now, in the whole process, and the ticker threads'
+/// wake-up: a ticker advances its engine's epoch only while some call runs
+/// (between calls no deadline counts down), so an idle agent's ticker sleeps
+/// instead of waking 100 times a second.
+struct InFlight {
+    calls: Mutex<usize>,
+    started: Condvar,
+}
+
+static IN_FLIGHT: InFlight = InFlight {
+    calls: Mutex::new(0),
+    started: Condvar::new(),
+};
+
+/// How often an idle ticker checks whether its engine is gone.
+const IDLE_CHECK: Duration = Duration::from_secs(1);
+
+/// A plugin call under way: the epoch tickers run from [`CallInFlight::begin`]
+/// until it is dropped (also when the call panics). Every guest call holds
+/// one, or its deadline would never pass.
+pub(crate) struct CallInFlight(());
+
+impl CallInFlight {
+    /// Counts a call as running and wakes the tickers.
+    pub(crate) fn begin() -> Self {
+        let mut calls = IN_FLIGHT
+            .calls
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        *calls = calls.saturating_add(1);
+        IN_FLIGHT.started.notify_all();
+        Self(())
+    }
+}
+
+impl Drop for CallInFlight {
+    fn drop(&mut self) {
+        let mut calls = IN_FLIGHT
+            .calls
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        *calls = calls.saturating_sub(1);
+    }
+}
+
+/// Starts the thread that advances the engine's epoch while plugin calls
+/// run ([`CallInFlight`]). It holds the engine only weakly, so it ends on
+/// its own once the host and every instance are gone (instances keep the
+/// engine alive, and with it their deadlines); the [`SHARED`] engine's
+/// lives as long as the process.
 fn start_ticker(engine: &Engine) -> Result<(), String> {
     let weak = engine.weak();
     std::thread::Builder::new()
         .name("flinkscale-epoch".to_owned())
         .spawn(move || {
             loop {
+                let mut calls = IN_FLIGHT
+                    .calls
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner);
+                while *calls == 0 {
+                    calls = IN_FLIGHT
+                        .started
+                        .wait_timeout(calls, IDLE_CHECK)
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .0;
+                    if weak.upgrade().is_none() {
+                        return;
+                    }
+                }
+                drop(calls);
                 std::thread::sleep(EPOCH_TICK);
                 match weak.upgrade() {
                     Some(engine) => engine.increment_epoch(),

@@ -399,6 +399,7 @@ fn guarded<R: Send>(
     store.data_mut().limiter.refused = false;
     let log = store.data().log.clone();
     log.begin_call();
+    let _ticking = engine::CallInFlight::begin();
     let result = if PLUGIN_THREAD.get() || tokio::runtime::Handle::try_current().is_err() {
         call(store)
     } else {
