@@ -163,6 +163,11 @@ pub enum Command {
         #[allow(rustdoc::broken_intra_doc_links)] // `[agent]` is a TOML table in --help
         #[arg(long, value_name = "R", value_parser = iam::parse_region)]
         region: Option<String>,
+        /// The policy of a dry-run agent (`run --dry-run`): without
+        /// kinesisanalytics:UpdateApplication, for running beside the
+        /// reference design before switching.
+        #[arg(long)]
+        read_only: bool,
     },
     /// Print a shell completion script, e.g. `flinkscale completions bash >
     /// /usr/share/bash-completion/completions/flinkscale`.
@@ -325,8 +330,9 @@ pub fn main() -> ExitCode {
                 config,
                 account,
                 region,
+                read_only,
             } => match conventions::config_path(config.config.as_deref(), None, false) {
-                Ok(config) => Ok(iam::run(&config, account, region)),
+                Ok(config) => Ok(iam::run(&config, account, region, read_only)),
                 Err(error) => Ok(config_path_error(&error)),
             },
             Command::Import { from } => import::run(from).await,
