@@ -128,7 +128,11 @@ pub fn policy_for(
     let mut statements = Vec::new();
     if !arns.is_empty() {
         statements.push(serde_json::json!({
-            "Sid": "ScaleTheConfiguredApplications",
+            "Sid": if read_only {
+                "DescribeTheConfiguredApplications"
+            } else {
+                "ScaleTheConfiguredApplications"
+            },
             "Effect": "Allow",
             "Action": if read_only {
                 &READ_ONLY_APPLICATION_ACTIONS[..]
