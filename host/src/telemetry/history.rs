@@ -135,6 +135,17 @@ pub enum Outcome {
     /// The agent stopped, or evaluated again, before the update's fate was
     /// known.
     Unknown,
+    /// The update's answer was an error, and the DescribeApplication that
+    /// would tell whether it took effect all the same failed too: the
+    /// outcome was being resolved when the entry was written (the agent
+    /// stopped).
+    InDoubt {
+        /// The update's answer.
+        error: String,
+        /// Why it could not be resolved (the last DescribeApplication
+        /// failure).
+        message: String,
+    },
 }
 
 impl Outcome {
@@ -156,6 +167,12 @@ impl Outcome {
                 format!("not scaled ({class}): {}", one_line(message))
             }
             Outcome::Unknown => "no outcome recorded".to_owned(),
+            Outcome::InDoubt { error, message } => format!(
+                "outcome unknown, being resolved: {} answered {}, and whether it took effect could not be read yet: {}",
+                words.rescale_call(),
+                one_line(error),
+                one_line(message)
+            ),
         }
     }
 }
@@ -227,6 +244,7 @@ fn event_application(event: &Event) -> Option<&str> {
         Event::Evaluated { application, .. }
         | Event::RescaleStarted { application, .. }
         | Event::Failed { application, .. }
+        | Event::UpdateInDoubt { application, .. }
         | Event::PluginQuarantined { application, .. }
         | Event::PluginRecovered { application, .. }
         | Event::PluginReloaded { application, .. } => Some(application),
@@ -280,6 +298,10 @@ struct Files {
     /// Lines in each file this thread wrote to (read once, then counted).
     lines: BTreeMap<String, usize>,
     pending: BTreeMap<String, Entry>,
+    /// The applications whose next [`Event::Failed`] is the failure that
+    /// left their update in doubt ([`Event::UpdateInDoubt`]), not the
+    /// update's outcome.
+    in_doubt: std::collections::BTreeSet<String>,
     quarantines: BTreeMap<String, Vec<Quarantine>>,
     failures: BTreeMap<String, CurrentFailure>,
 }
@@ -291,6 +313,7 @@ impl Files {
             bound: bound.max(1),
             lines: BTreeMap::new(),
             pending: BTreeMap::new(),
+            in_doubt: std::collections::BTreeSet::new(),
             quarantines: BTreeMap::new(),
             failures: BTreeMap::new(),
         }
@@ -350,6 +373,7 @@ impl Files {
                 decision,
                 dry_run,
             } => {
+                self.in_doubt.remove(&application);
                 if let Some(earlier) = self.pending.remove(&application) {
                     self.append(&application, &earlier);
                 }
@@ -407,7 +431,29 @@ impl Files {
                 class,
                 message,
                 ..
-            } => self.resolve(&application, Outcome::Failed { class, message }),
+            } => {
+                if self.in_doubt.remove(&application) {
+                    // Why the update is still in doubt, not its fate.
+                    if let Some(entry) = self.pending.get_mut(&application)
+                        && let Outcome::InDoubt { message: why, .. } = &mut entry.outcome
+                    {
+                        *why = message;
+                    }
+                } else {
+                    self.resolve(&application, Outcome::Failed { class, message });
+                }
+            }
+            Event::UpdateInDoubt {
+                application, error, ..
+            } => {
+                if let Some(entry) = self.pending.get_mut(&application) {
+                    entry.outcome = Outcome::InDoubt {
+                        error,
+                        message: String::new(),
+                    };
+                    self.in_doubt.insert(application);
+                }
+            }
             Event::PluginQuarantined {
                 application,
                 at_ms,
