@@ -347,10 +347,10 @@ impl Files {
             self.clear_failure(application);
         }
         match &event {
-            Event::Evaluated { application, .. } | Event::RescaleStarted { application, .. } => {
-                if self.failures.contains_key(application) {
-                    self.clear_failure(application);
-                }
+            Event::Evaluated { application, .. } | Event::RescaleStarted { application, .. }
+                if self.failures.contains_key(application) =>
+            {
+                self.clear_failure(application);
             }
             Event::Failed {
                 application,
