@@ -329,6 +329,7 @@ fn describe(event: &Event, emulator: &EmulatorHandle) -> Option<String> {
             Some(format!("[{at}] the controller panicked: {message}"))
         }
         Event::Resumed { .. }
+        | Event::UpdateInDoubt { .. }
         | Event::LimitLifted { .. }
         | Event::PluginRetried { .. }
         | Event::PluginRecovered { .. }

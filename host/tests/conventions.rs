@@ -621,6 +621,46 @@ fn the_printed_iam_policy_allows_every_call_the_agent_makes_and_no_more_and_each
         "kinesisanalytics:UpdateApplication",
         "arn:aws:kinesisanalytics:us-east-1:123456789012:application/gone"
     ));
+
+    // `--read-only`, a dry-run agent's policy: every call but the updates
+    // is allowed, on its resource; no update is.
+    let out = Command::new(common::BIN)
+        .args([
+            "iam",
+            "--read-only",
+            "--account",
+            "123456789012",
+            "--region",
+            "us-east-1",
+            "--config",
+        ])
+        .arg(&config)
+        .env_remove("FLINKSCALE_CONFIG")
+        .output()
+        .expect("the flinkscale binary runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let read_only: Value = serde_json::from_slice(&out.stdout).expect("the policy is JSON");
+    let mut updates = 0;
+    for call in &calls {
+        let (action, resource) = (iam_action(call), iam_resource(call));
+        if action == "kinesisanalytics:UpdateApplication" {
+            updates += 1;
+            assert!(
+                !allows(&read_only, &action, &resource),
+                "the read-only policy allows {action} on {resource}\n{read_only:#}"
+            );
+        } else {
+            assert!(
+                allows(&read_only, &action, &resource),
+                "the read-only policy does not allow {action} on {resource} (call {call})\n{read_only:#}"
+            );
+        }
+    }
+    assert!(updates > 0, "the run made no update to check against");
 }
 
 #[test]

@@ -26,6 +26,11 @@ pub const APPLICATION_ACTIONS: [&str; 2] = [
     "kinesisanalytics:UpdateApplication",
 ];
 
+/// The actions a dry-run agent (`run --dry-run`, or every application in
+/// `mode = "dry-run"` or `"paused"`) calls on each application: it never
+/// calls UpdateApplication.
+pub const READ_ONLY_APPLICATION_ACTIONS: [&str; 1] = ["kinesisanalytics:DescribeApplication"];
+
 /// The actions the agent calls that take no resource (`"Resource": "*"`).
 pub const UNSCOPED_ACTIONS: [&str; 1] = ["cloudwatch:GetMetricData"];
 
@@ -92,6 +97,19 @@ pub fn alarm_arn(region: &str, account: &str, name: &str) -> String {
 /// `account` (`*` when not known). Alarms whose state comes from CloudWatch
 /// add DescribeAlarms on exactly those alarms.
 pub fn policy(config: &Config, region: &str, account: &str) -> serde_json::Value {
+    policy_for(config, region, account, false)
+}
+
+/// [`policy`], or with `read_only` the policy of a dry-run agent: the same
+/// statements without kinesisanalytics:UpdateApplication (for the period
+/// a migration runs the agent with `--dry-run` beside the reference
+/// design).
+pub fn policy_for(
+    config: &Config,
+    region: &str,
+    account: &str,
+    read_only: bool,
+) -> serde_json::Value {
     let arns: Vec<String> = config
         .applications
         .iter()
@@ -110,9 +128,17 @@ pub fn policy(config: &Config, region: &str, account: &str) -> serde_json::Value
     let mut statements = Vec::new();
     if !arns.is_empty() {
         statements.push(serde_json::json!({
-            "Sid": "ScaleTheConfiguredApplications",
+            "Sid": if read_only {
+                "DescribeTheConfiguredApplications"
+            } else {
+                "ScaleTheConfiguredApplications"
+            },
             "Effect": "Allow",
-            "Action": APPLICATION_ACTIONS,
+            "Action": if read_only {
+                &READ_ONLY_APPLICATION_ACTIONS[..]
+            } else {
+                &APPLICATION_ACTIONS[..]
+            },
             "Resource": arns,
         }));
     }
@@ -163,10 +189,15 @@ fn flink_applications(config: &Config) -> Vec<&str> {
         .collect()
 }
 
-/// `flinkscale iam`: prints the policy for `config` on stdout; what it
-/// could not know (the account, the region) is a `*` in it and a note on
-/// stderr.
-pub fn run(config: &Path, account: Option<String>, region: Option<String>) -> ExitCode {
+/// `flinkscale iam`: prints the policy for `config` on stdout (with
+/// `read_only`, a dry-run agent's: no UpdateApplication); what it could
+/// not know (the account, the region) is a `*` in it and a note on stderr.
+pub fn run(
+    config: &Path,
+    account: Option<String>,
+    region: Option<String>,
+    read_only: bool,
+) -> ExitCode {
     let loaded = match crate::config::load(config) {
         Ok(loaded) => loaded,
         Err(errors) => {
@@ -198,10 +229,11 @@ pub fn run(config: &Path, account: Option<String>, region: Option<String>) -> Ex
             "note: no --account: the ARNs allow any account (\"*\"); give --account ID to narrow them"
         );
     }
-    let document = policy(
+    let document = policy_for(
         &loaded.config,
         region.as_deref().unwrap_or("*"),
         account.as_deref().unwrap_or("*"),
+        read_only,
     );
     match serde_json::to_string_pretty(&document) {
         Ok(text) => {
@@ -240,6 +272,35 @@ mod tests {
         assert_eq!(
             application_arn("cn-north-1", "*", "a"),
             "arn:aws-cn:kinesisanalytics:cn-north-1:*:application/a"
+        );
+    }
+
+    #[test]
+    fn the_read_only_policy_is_the_same_without_update_application() {
+        let config: Config = toml::from_str(
+            "[[application]]\nname = \"orders\"\n[application.policy]\nplugin = \"step\"\n",
+        )
+        .expect("a configuration");
+        let full = policy(&config, "eu-west-1", "123456789012");
+        let read_only = policy_for(&config, "eu-west-1", "123456789012", true);
+        assert_eq!(
+            read_only["Statement"][0]["Action"],
+            serde_json::json!(["kinesisanalytics:DescribeApplication"])
+        );
+        assert_eq!(
+            full["Statement"][0]["Action"],
+            serde_json::json!(APPLICATION_ACTIONS)
+        );
+        assert!(!read_only.to_string().contains("UpdateApplication"));
+        // Everything else is the same: the resources, the metrics statement.
+        assert_eq!(
+            read_only["Statement"][0]["Resource"],
+            full["Statement"][0]["Resource"]
+        );
+        assert_eq!(read_only["Statement"][1], full["Statement"][1]);
+        assert_eq!(
+            read_only["Statement"].as_array().map(Vec::len),
+            full["Statement"].as_array().map(Vec::len)
         );
     }
 

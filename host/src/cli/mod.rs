@@ -163,6 +163,11 @@ pub enum Command {
         #[allow(rustdoc::broken_intra_doc_links)] // `[agent]` is a TOML table in --help
         #[arg(long, value_name = "R", value_parser = iam::parse_region)]
         region: Option<String>,
+        /// The policy of a dry-run agent (`run --dry-run`): without
+        /// kinesisanalytics:UpdateApplication, for running beside the
+        /// reference design before switching.
+        #[arg(long)]
+        read_only: bool,
     },
     /// Print a shell completion script, e.g. `flinkscale completions bash >
     /// /usr/share/bash-completion/completions/flinkscale`.
@@ -245,109 +250,122 @@ pub fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let result = runtime.block_on(async {
-        match command {
-            Command::Run { config, dry_run } => {
-                match conventions::config_path(config.config.as_deref(), None, false) {
-                    Ok(config) => commands::run(&config, dry_run).await,
-                    Err(error) => Ok(config_path_error(&error)),
-                }
-            }
-            Command::Once {
-                config,
-                dry_run,
-                json,
-            } => match conventions::config_path(config.config.as_deref(), None, false) {
-                Ok(config) => commands::once(&config, dry_run, json).await,
-                Err(error) => Ok(config_path_error(&error)),
-            },
-            Command::Demo {
-                speed,
-                scenario,
-                config,
-                plugin_dir,
-            } => crate::demo::run(crate::demo::DemoOptions {
-                speed,
-                scenario,
-                config,
-                plugin_dir,
-            })
-            .await
-            .map(|_| ExitCode::SUCCESS),
-            Command::Emulate {
-                scenario,
-                listen,
-                speed,
-                page_size,
-                history_secs,
-            } => {
-                let scenario = tokio::task::spawn_blocking(move || {
-                    crate::sim::bench::load_scenario(&scenario)
-                })
-                .await??;
-                let mut options = crate::emulator::EmulatorOptions::new(scenario);
-                if history_secs > 0 {
-                    let now_ms = crate::clock::Clock::system().now_ms();
-                    options.start_epoch_ms =
-                        // At most MAX_EMULATED_HISTORY_SECS: no overflow.
-                        Some(now_ms.saturating_sub(
-                            i64::try_from(history_secs).unwrap_or(i64::MAX).saturating_mul(1000),
-                        ));
-                }
-                options.listen = listen;
-                options.speed = speed;
-                options.page_size = page_size;
-                crate::emulator::serve_until_signal(options)
-                    .await
-                    .map(|()| ExitCode::SUCCESS)
-                    .map_err(anyhow::Error::from)
-            }
-            Command::Simulate(args) => commands::simulate(args).await,
-            Command::Bench(args) => commands::bench(args).await,
-            Command::Validate {
-                file,
-                config,
-                environment,
-            } => match conventions::config_path(config.config.as_deref(), file.as_deref(), true) {
-                Ok(config) => commands::validate(&config, environment).await,
-                Err(error) => Ok(config_path_error(&error)),
-            },
-            Command::Completions { shell } => {
-                clap_complete::generate(
-                    shell,
-                    &mut Cli::command(),
-                    "flinkscale",
-                    &mut std::io::stdout(),
-                );
-                Ok(ExitCode::SUCCESS)
-            }
-            Command::Iam {
-                config,
-                account,
-                region,
-            } => match conventions::config_path(config.config.as_deref(), None, false) {
-                Ok(config) => Ok(iam::run(&config, account, region)),
-                Err(error) => Ok(config_path_error(&error)),
-            },
-            Command::Import { from } => import::run(from).await,
-            Command::Status(args) => explain::status(args).await,
-            Command::Explain(args) => explain::explain(args).await,
-            Command::Probe { url, timeout_secs } => {
-                let timeout = std::time::Duration::from_secs(timeout_secs.max(1));
-                tokio::task::spawn_blocking(move || probe::probe(&url, timeout))
-                    .await
-                    .map_err(anyhow::Error::from)
-            }
-            Command::Alarms { command } => alarms::run(command).await,
-            Command::Plugin(args) => Ok(plugin::run(args)),
-        }
-    });
+    let result = runtime.block_on(run_command(command));
+    // Whatever must be written (journals, the decision history, a file an
+    // import writes) is awaited by the command itself; a blocking task
+    // still running now is one nobody waits for (a history writer past its
+    // deadline, a plugin call or DNS lookup left behind): it does not
+    // hold the exit, as dropping the runtime would.
+    runtime.shutdown_timeout(LEFTOVER_BLOCKING_TASKS);
     match result {
         Ok(code) => code,
         Err(error) => {
             eprintln!("error: {}", error_chain(&error));
             ExitCode::FAILURE
         }
+    }
+}
+
+/// How long the blocking tasks still running when a command has returned
+/// may delay the exit.
+const LEFTOVER_BLOCKING_TASKS: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// Runs `command` (any but `plugin`) on the async runtime.
+async fn run_command(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Run { config, dry_run } => {
+            match conventions::config_path(config.config.as_deref(), None, false) {
+                Ok(config) => commands::run(&config, dry_run).await,
+                Err(error) => Ok(config_path_error(&error)),
+            }
+        }
+        Command::Once {
+            config,
+            dry_run,
+            json,
+        } => match conventions::config_path(config.config.as_deref(), None, false) {
+            Ok(config) => commands::once(&config, dry_run, json).await,
+            Err(error) => Ok(config_path_error(&error)),
+        },
+        Command::Demo {
+            speed,
+            scenario,
+            config,
+            plugin_dir,
+        } => crate::demo::run(crate::demo::DemoOptions {
+            speed,
+            scenario,
+            config,
+            plugin_dir,
+        })
+        .await
+        .map(|_| ExitCode::SUCCESS),
+        Command::Emulate {
+            scenario,
+            listen,
+            speed,
+            page_size,
+            history_secs,
+        } => {
+            let scenario =
+                tokio::task::spawn_blocking(move || crate::sim::bench::load_scenario(&scenario))
+                    .await??;
+            let mut options = crate::emulator::EmulatorOptions::new(scenario);
+            if history_secs > 0 {
+                let now_ms = crate::clock::Clock::system().now_ms();
+                options.start_epoch_ms =
+                        // At most MAX_EMULATED_HISTORY_SECS: no overflow.
+                        Some(now_ms.saturating_sub(
+                            i64::try_from(history_secs).unwrap_or(i64::MAX).saturating_mul(1000),
+                        ));
+            }
+            options.listen = listen;
+            options.speed = speed;
+            options.page_size = page_size;
+            crate::emulator::serve_until_signal(options)
+                .await
+                .map(|()| ExitCode::SUCCESS)
+                .map_err(anyhow::Error::from)
+        }
+        Command::Simulate(args) => commands::simulate(args).await,
+        Command::Bench(args) => commands::bench(args).await,
+        Command::Validate {
+            file,
+            config,
+            environment,
+        } => match conventions::config_path(config.config.as_deref(), file.as_deref(), true) {
+            Ok(config) => commands::validate(&config, environment).await,
+            Err(error) => Ok(config_path_error(&error)),
+        },
+        Command::Completions { shell } => {
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "flinkscale",
+                &mut std::io::stdout(),
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Iam {
+            config,
+            account,
+            region,
+            read_only,
+        } => match conventions::config_path(config.config.as_deref(), None, false) {
+            Ok(config) => Ok(iam::run(&config, account, region, read_only)),
+            Err(error) => Ok(config_path_error(&error)),
+        },
+        Command::Import { from } => import::run(from).await,
+        Command::Status(args) => explain::status(args).await,
+        Command::Explain(args) => explain::explain(args).await,
+        Command::Probe { url, timeout_secs } => {
+            let timeout = std::time::Duration::from_secs(timeout_secs.max(1));
+            tokio::task::spawn_blocking(move || probe::probe(&url, timeout))
+                .await
+                .map_err(anyhow::Error::from)
+        }
+        Command::Alarms { command } => alarms::run(command).await,
+        Command::Plugin(args) => Ok(plugin::run(args)),
     }
 }
 

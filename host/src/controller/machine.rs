@@ -348,6 +348,19 @@ impl Machine {
                     ),
                 };
                 let class = Failure::of(&error);
+                if let (Some(Doubt::Answer(answer)), Some(update)) =
+                    (&self.doubt, self.record.phase.update())
+                {
+                    // Whether the update took effect is still unknown:
+                    // said before the failure, so that it is not taken
+                    // for the update's outcome.
+                    out.events.push(Event::UpdateInDoubt {
+                        application: settings.name.clone(),
+                        at_ms: now_ms,
+                        to_kpu: update.target_kpu,
+                        error: answer.to_string(),
+                    });
+                }
                 self.check_timeout(settings, &mut out);
                 Next::Wait(self.failed(class, format!("{what}: {error}"), settings, &mut out))
             }

@@ -10,7 +10,9 @@
 //! statistic, period, comparison, threshold, N, M and missing-data rule; the
 //! reference design's pair keeps the ids `scale-out` / `scale-in` (and a
 //! synced alarm its id), so the configuration that created them reads the
-//! same. What flinkscale cannot evaluate locally (metric math, anomaly
+//! same. When both a synced alarm and the alarm its local one came from
+//! exist (the reference pair and their mirrors, during a migration), the
+//! mirror is imported and the other is listed as skipped. What flinkscale cannot evaluate locally (metric math, anomaly
 //! detection, high-resolution periods) is listed as skipped, not dropped
 //! silently. Like [`super::cfn`], the result is checked by the loader before
 //! it is returned. This module is pure: the caller calls DescribeAlarms.
@@ -79,6 +81,13 @@ pub fn belongs_to(alarm: &DescribedAlarm, application: &str) -> bool {
             .name
             .strip_prefix(&format!("flinkscale-{application}-"))
             .is_some_and(|id| !id.is_empty())
+}
+
+/// Whether `name` is the name `alarms sync` gives a mirror of one of
+/// `application`'s local alarms (`flinkscale-<application>-<id>`).
+fn is_mirror(name: &str, application: &str) -> bool {
+    name.strip_prefix(&format!("flinkscale-{application}-"))
+        .is_some_and(|id| !id.is_empty())
 }
 
 /// The local alarm id for the CloudWatch alarm `name`.
@@ -217,7 +226,33 @@ pub fn import(
     let mut series: Vec<Series> = Vec::new();
     let mut locals: Vec<Local> = Vec::new();
     let mut skipped = Vec::new();
-    for a in described.iter().filter(|a| belongs_to(a, application)) {
+    let mine: Vec<&DescribedAlarm> = described
+        .iter()
+        .filter(|a| belongs_to(a, application))
+        .collect();
+    // The ids of the mirrors `alarms sync` made (and that can be read
+    // back): the local alarms the agent ran with.
+    let mirrored: BTreeMap<String, &str> = mine
+        .iter()
+        .filter(|a| is_mirror(&a.name, application) && readable(a).is_ok())
+        .map(|a| (alarm_id(&a.name, application), a.name.as_str()))
+        .collect();
+    for a in mine {
+        if !is_mirror(&a.name, application)
+            && let Some(mirror) = mirrored.get(&alarm_id(&a.name, application))
+        {
+            // The original of a mirror (the reference design's alarm the
+            // local one was imported from, ...): importing both would make
+            // the one local alarm two, `scale-out` and `scale-out-2`.
+            skipped.push(Skipped {
+                name: a.name.clone(),
+                reason: format!(
+                    "its id {:?} is the local alarm {mirror:?} mirrors (made by `flinkscale alarms sync`), which is imported instead",
+                    alarm_id(&a.name, application)
+                ),
+            });
+            continue;
+        }
         let (s, mut local) = match readable(a) {
             Ok(found) => found,
             Err(reason) => {

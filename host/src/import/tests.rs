@@ -392,3 +392,53 @@ fn alarms_flinkscale_cannot_evaluate_are_skipped_and_said() {
         "{error}"
     );
 }
+
+#[test]
+fn mirrors_made_by_alarms_sync_beside_the_reference_pair_are_imported_once() {
+    // The reference design's pair, imported, then synced: CloudWatch has
+    // both the originals and `alarms sync`'s mirrors of the same two local
+    // alarms. The mirror of scale-out has a threshold edited locally since.
+    let all = [
+        described("ScaleOutAlarm-app", "app", "GreaterThanThreshold", 60),
+        described("ScaleInAlarm-app", "app", "LessThanOrEqualToThreshold", 60),
+        DescribedAlarm {
+            threshold: Some(75.0),
+            ..described(
+                "flinkscale-app-scale-out",
+                "app",
+                "GreaterThanThreshold",
+                60,
+            )
+        },
+        described(
+            "flinkscale-app-scale-in",
+            "app",
+            "LessThanOrEqualToThreshold",
+            60,
+        ),
+    ];
+    let out = alarms::import("app", &all, None, &alarms::default_check_path()).unwrap();
+    assert_eq!(out.imported, 2, "{}", out.toml);
+    let skipped: Vec<&str> = out.skipped.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(skipped, ["ScaleOutAlarm-app", "ScaleInAlarm-app"]);
+    assert!(
+        out.skipped[0]
+            .reason
+            .contains("\"scale-out\" is the local alarm \"flinkscale-app-scale-out\" mirrors"),
+        "{:?}",
+        out.skipped
+    );
+    assert!(out.toml.contains("id = \"scale-out\""), "{}", out.toml);
+    assert!(out.toml.contains("id = \"scale-in\""), "{}", out.toml);
+    assert!(!out.toml.contains("scale-out-2"), "{}", out.toml);
+    // The mirror's settings, not the original's.
+    assert!(out.toml.contains("threshold = 75.0"), "{}", out.toml);
+    // One pair: the step policy, not `hold`.
+    assert!(out.toml.contains("plugin = \"step\""), "{}", out.toml);
+
+    // Without the mirrors, the reference pair is imported as before.
+    let out = alarms::import("app", &all[..2], None, &alarms::default_check_path()).unwrap();
+    assert_eq!(out.imported, 2);
+    assert!(out.skipped.is_empty());
+    assert!(out.toml.contains("plugin = \"step\""), "{}", out.toml);
+}

@@ -22,7 +22,10 @@
 //! parse (a last line being appended).
 //!
 //! Plugin quarantines, which outlive evaluations, are kept beside the
-//! history in `<application>.quarantine.json`, rewritten atomically.
+//! history in `<application>.quarantine.json`, rewritten atomically; so is
+//! the failure an application is in now (`<application>.failure.json`: a
+//! permission refusal, throttling, ... since when), which the next
+//! evaluation or accepted update ends.
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
@@ -132,6 +135,17 @@ pub enum Outcome {
     /// The agent stopped, or evaluated again, before the update's fate was
     /// known.
     Unknown,
+    /// The update's answer was an error, and the DescribeApplication that
+    /// would tell whether it took effect all the same failed too: the
+    /// outcome was being resolved when the entry was written (the agent
+    /// stopped).
+    InDoubt {
+        /// The update's answer.
+        error: String,
+        /// Why it could not be resolved (the last DescribeApplication
+        /// failure).
+        message: String,
+    },
 }
 
 impl Outcome {
@@ -153,6 +167,12 @@ impl Outcome {
                 format!("not scaled ({class}): {}", one_line(message))
             }
             Outcome::Unknown => "no outcome recorded".to_owned(),
+            Outcome::InDoubt { error, message } => format!(
+                "outcome unknown, being resolved: {} answered {}, and whether it took effect could not be read yet: {}",
+                words.rescale_call(),
+                one_line(error),
+                one_line(message)
+            ),
         }
     }
 }
@@ -181,6 +201,24 @@ pub struct Quarantine {
     pub until_ms: i64,
 }
 
+/// The failure an application is in now, as `status` reports it: the
+/// last [`Event::Failed`] since its last evaluation or accepted update.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CurrentFailure {
+    /// Its class (`permission`, `throttled`, ...; see
+    /// [`crate::controller::Failure`]).
+    pub class: String,
+    /// What happened, the last time.
+    pub message: String,
+    /// When the failures of this class in a row began (ms since the
+    /// epoch).
+    pub since_ms: i64,
+    /// When it last happened (ms since the epoch).
+    pub last_ms: i64,
+    /// How many times in a row.
+    pub count: u64,
+}
+
 /// Where the controllers' events go to be kept: a cheap, cloneable sender
 /// to the history's thread.
 #[derive(Debug, Clone)]
@@ -206,6 +244,7 @@ fn event_application(event: &Event) -> Option<&str> {
         Event::Evaluated { application, .. }
         | Event::RescaleStarted { application, .. }
         | Event::Failed { application, .. }
+        | Event::UpdateInDoubt { application, .. }
         | Event::PluginQuarantined { application, .. }
         | Event::PluginRecovered { application, .. }
         | Event::PluginReloaded { application, .. } => Some(application),
@@ -259,7 +298,12 @@ struct Files {
     /// Lines in each file this thread wrote to (read once, then counted).
     lines: BTreeMap<String, usize>,
     pending: BTreeMap<String, Entry>,
+    /// The applications whose next [`Event::Failed`] is the failure that
+    /// left their update in doubt ([`Event::UpdateInDoubt`]), not the
+    /// update's outcome.
+    in_doubt: std::collections::BTreeSet<String>,
     quarantines: BTreeMap<String, Vec<Quarantine>>,
+    failures: BTreeMap<String, CurrentFailure>,
 }
 
 impl Files {
@@ -269,7 +313,9 @@ impl Files {
             bound: bound.max(1),
             lines: BTreeMap::new(),
             pending: BTreeMap::new(),
+            in_doubt: std::collections::BTreeSet::new(),
             quarantines: BTreeMap::new(),
+            failures: BTreeMap::new(),
         }
     }
 
@@ -296,6 +342,24 @@ impl Files {
             if path.exists() {
                 self.save_quarantines(application);
             }
+            // Likewise its failure: not happening any more unless this
+            // agent meets it again.
+            self.clear_failure(application);
+        }
+        match &event {
+            Event::Evaluated { application, .. } | Event::RescaleStarted { application, .. }
+                if self.failures.contains_key(application) =>
+            {
+                self.clear_failure(application);
+            }
+            Event::Failed {
+                application,
+                at_ms,
+                class,
+                message,
+                ..
+            } => self.note_failure(application, *at_ms, class, message),
+            _ => {}
         }
         match event {
             Event::Evaluated {
@@ -309,6 +373,7 @@ impl Files {
                 decision,
                 dry_run,
             } => {
+                self.in_doubt.remove(&application);
                 if let Some(earlier) = self.pending.remove(&application) {
                     self.append(&application, &earlier);
                 }
@@ -366,7 +431,29 @@ impl Files {
                 class,
                 message,
                 ..
-            } => self.resolve(&application, Outcome::Failed { class, message }),
+            } => {
+                if self.in_doubt.remove(&application) {
+                    // Why the update is still in doubt, not its fate.
+                    if let Some(entry) = self.pending.get_mut(&application)
+                        && let Outcome::InDoubt { message: why, .. } = &mut entry.outcome
+                    {
+                        *why = message;
+                    }
+                } else {
+                    self.resolve(&application, Outcome::Failed { class, message });
+                }
+            }
+            Event::UpdateInDoubt {
+                application, error, ..
+            } => {
+                if let Some(entry) = self.pending.get_mut(&application) {
+                    entry.outcome = Outcome::InDoubt {
+                        error,
+                        message: String::new(),
+                    };
+                    self.in_doubt.insert(application);
+                }
+            }
             Event::PluginQuarantined {
                 application,
                 at_ms,
@@ -415,6 +502,59 @@ impl Files {
             entry.outcome = outcome;
             self.append(application, &entry);
         }
+    }
+
+    /// Records the failure `class` of `application` at `at_ms`: a new
+    /// one, or one more of the same class in a row.
+    fn note_failure(&mut self, application: &str, at_ms: i64, class: &str, message: &str) {
+        let failure = match self.failures.remove(application) {
+            Some(same) if same.class == class => CurrentFailure {
+                message: message.to_owned(),
+                last_ms: at_ms,
+                count: same.count.saturating_add(1),
+                ..same
+            },
+            _ => CurrentFailure {
+                class: class.to_owned(),
+                message: message.to_owned(),
+                since_ms: at_ms,
+                last_ms: at_ms,
+                count: 1,
+            },
+        };
+        let path = self.failure_path(application);
+        let written = serde_json::to_vec_pretty(&failure)
+            .map_err(std::io::Error::other)
+            .and_then(|bytes| replace(&path, &bytes));
+        if let Err(error) = written {
+            warn!(
+                message = "Cannot write the current failure record.",
+                application = %application,
+                path = %path.display(),
+                %error,
+            );
+        }
+        self.failures.insert(application.to_owned(), failure);
+    }
+
+    /// Ends the failure of `application`, if a record of one exists.
+    fn clear_failure(&mut self, application: &str) {
+        self.failures.remove(application);
+        let path = self.failure_path(application);
+        match std::fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+            Err(error) => warn!(
+                message = "Cannot remove the current failure record.",
+                application = %application,
+                path = %path.display(),
+                %error,
+            ),
+        }
+    }
+
+    fn failure_path(&self, application: &str) -> PathBuf {
+        self.dir.join(format!("{application}.failure.json"))
     }
 
     fn quarantine_path(&self, application: &str) -> PathBuf {
@@ -712,6 +852,9 @@ pub struct AppStatus {
     pub grace_left_secs: Option<i64>,
     /// Plugins in quarantine.
     pub quarantine: Vec<Quarantine>,
+    /// The failure it is in now (since its last evaluation or accepted
+    /// update), if any.
+    pub failure: Option<CurrentFailure>,
     /// The last evaluation, if any.
     pub last: Option<Entry>,
     /// Seconds since the last evaluation.
@@ -745,6 +888,9 @@ pub fn status(state_dir: &Path, applications: &[(String, Words)], now_ms: i64) -
                 .ok()
                 .and_then(|bytes| serde_json::from_slice(&bytes).ok())
                 .unwrap_or_default();
+            let failure = std::fs::read(history.join(format!("{name}.failure.json")))
+                .ok()
+                .and_then(|bytes| serde_json::from_slice(&bytes).ok());
             AppStatus {
                 application: name.clone(),
                 target: *words,
@@ -761,6 +907,7 @@ pub fn status(state_dir: &Path, applications: &[(String, Words)], now_ms: i64) -
                 grace_left_secs: grace_until_ms
                     .map(|until| (until.saturating_sub(now_ms) / 1000).max(0)),
                 quarantine,
+                failure,
                 // The history is a file: its times may be anything.
                 last_age_secs: last
                     .as_ref()
@@ -859,6 +1006,22 @@ pub fn status_text(status: &Status) -> String {
             })
             .collect();
         let _ = writeln!(out, "  quarantine: {}", list(&quarantine));
+        if let Some(f) = &app.failure {
+            let times = if f.count == 1 {
+                "once".to_owned()
+            } else {
+                format!("{} times", f.count)
+            };
+            let _ = writeln!(
+                out,
+                "  failing:    {} since {} ({} s, {times}, last {} s ago): {}",
+                one_line(&f.class),
+                iso(f.since_ms),
+                (status.now_ms.saturating_sub(f.since_ms) / 1000).max(0),
+                (status.now_ms.saturating_sub(f.last_ms) / 1000).max(0),
+                one_line(&f.message)
+            );
+        }
         match (&app.last, app.last_age_secs) {
             (Some(last), Some(age)) => {
                 let decision = match last.decision.scale_to_kpu {

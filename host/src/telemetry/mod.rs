@@ -91,6 +91,22 @@ pub enum Event {
         /// What happened.
         message: String,
     },
+    /// An update whose answer was an error (it may have taken effect all
+    /// the same) cannot be resolved yet: the DescribeApplication that would
+    /// tell failed. Followed by that failure's [`Event::Failed`], which is
+    /// not the update's outcome: that is known once a later
+    /// DescribeApplication answers ([`Event::RescaleStarted`] if it took
+    /// effect, a [`Event::Failed`] about the update if not).
+    UpdateInDoubt {
+        /// Application name.
+        application: String,
+        /// When (ms since the epoch).
+        at_ms: i64,
+        /// The KPU the update asked for.
+        to_kpu: u32,
+        /// The update's answer, an error.
+        error: String,
+    },
     /// A controller resolved a phase in doubt: one found in its journal at
     /// start, or an update whose answer was lost.
     Resumed {
@@ -447,6 +463,17 @@ fn log_event(event: &Event) {
                     warn!(message = "Step failed.", application = %application, class = %class, error = %message)
                 }
             }
+            Event::UpdateInDoubt {
+                application,
+                to_kpu,
+                error,
+                ..
+            } => warn!(
+                message = "The update's answer was an error and whether it took effect is not known yet; resolving it.",
+                application = %application,
+                to_kpu,
+                error = %error,
+            ),
             Event::Resumed {
                 application,
                 phase,

@@ -786,3 +786,79 @@ fn a_permission_failure_is_reported_once_per_change_of_message() {
     let again = step(&mut machine, denied("ExpiredToken: expired"));
     assert_eq!(reported(&again), 1, "reported again after a success");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_lost_answer_whose_check_failed_too_is_recorded_in_doubt_not_as_not_scaled() {
+    // The lost answer's DescribeApplication failed too: the failure that
+    // followed was about that read, not the update's fate. The decision
+    // history (fed the controller's own events through its writer thread)
+    // records the update accepted once a later read resolved it, and
+    // "being resolved" if the agent stopped before that.
+    use crate::telemetry::history::{self, Outcome};
+    let target = FakeTarget::new(2, 90);
+    let run = Running::launch(
+        target.origin,
+        Arc::new(LostAnswer {
+            inner: target.clone(),
+            describe_fails: true,
+        }),
+        constant(95.0),
+        Box::new(Doubling),
+        Vec::new(),
+        |c| c,
+    );
+    tokio::time::sleep(Duration::from_secs(200)).await;
+    let events = run.stop().await;
+    assert_eq!(target.updates(), vec![(0, 4)]);
+    let in_doubt = events
+        .iter()
+        .position(|e| matches!(e, Event::UpdateInDoubt { to_kpu: 4, .. }))
+        .unwrap_or_else(|| panic!("no update in doubt: {events:?}"));
+    assert!(
+        matches!(&events[in_doubt + 1], Event::Failed { message, .. } if message.contains("connection reset")),
+        "{events:?}"
+    );
+    let started = events
+        .iter()
+        .position(|e| matches!(e, Event::RescaleStarted { to_kpu: 4, .. }))
+        .unwrap_or_else(|| panic!("the update was not resolved: {events:?}"));
+    assert!(in_doubt < started, "{events:?}");
+
+    let recorded = |events: &[Event], name: &str| {
+        let dir =
+            std::env::temp_dir().join(format!("flinkscale-in-doubt-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let (history, writer) = history::spawn(dir.clone(), 100).expect("the history starts");
+        for event in events {
+            history.record(event);
+        }
+        drop(history);
+        writer.finish();
+        let entries = history::read(&dir, "app", None).expect("the history reads");
+        let _ = std::fs::remove_dir_all(&dir);
+        entries
+            .into_iter()
+            .find(|e| e.decision.scale_to_kpu == Some(4))
+            .map(|e| e.outcome)
+            .unwrap_or_else(|| panic!("no entry of the decision: {events:?}"))
+    };
+    // Resolved: accepted, as it was.
+    assert_eq!(
+        recorded(&events, "resolved"),
+        Outcome::Accepted { kpu: 4 },
+        "{events:?}"
+    );
+    // Stopped while in doubt: neither accepted nor "not scaled".
+    let outcome = recorded(&events[..started], "stopped");
+    let Outcome::InDoubt { error, message } = &outcome else {
+        panic!("{outcome:?}: {events:?}");
+    };
+    assert!(error.contains("timed out"), "{outcome:?}");
+    assert!(message.contains("connection reset"), "{outcome:?}");
+    let said = outcome.said(crate::target::Words::Msf);
+    assert!(
+        said.starts_with("outcome unknown, being resolved: "),
+        "{said}"
+    );
+    assert!(!said.contains("not scaled"), "{said}");
+}

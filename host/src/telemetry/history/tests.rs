@@ -435,3 +435,89 @@ fn status_says_what_a_kpu_ceiling_refused_and_until_when_it_holds() {
     );
     let _ = std::fs::remove_dir_all(&state);
 }
+
+fn failed(at_ms: i64, class: &str, message: &str) -> Event {
+    Event::Failed {
+        application: "app".to_owned(),
+        at_ms,
+        class: class.to_owned(),
+        plugin_class: None,
+        message: message.to_owned(),
+    }
+}
+
+#[test]
+fn status_shows_the_failure_happening_now_until_an_evaluation_ends_it() {
+    let state = temp_dir("failing");
+    let history_dir = dir(&state);
+    let apps = [("app".to_owned(), Words::Msf)];
+    write(
+        &history_dir,
+        10,
+        [
+            evaluated("app", 1_000, Action::Hold, false),
+            // Throttled, then refused three times in a row: the refusal
+            // is what happens now, since its first time.
+            failed(2_000, "throttled", "Rate exceeded"),
+            failed(5_000, "permission", "AccessDenied: GetMetricData (1)"),
+            failed(65_000, "permission", "AccessDenied: GetMetricData (2)"),
+            failed(125_000, "permission", "AccessDenied: GetMetricData (3)"),
+        ],
+    );
+    let now = status(&state, &apps, 130_000);
+    assert_eq!(
+        now.applications[0].failure,
+        Some(CurrentFailure {
+            class: "permission".to_owned(),
+            message: "AccessDenied: GetMetricData (3)".to_owned(),
+            since_ms: 5_000,
+            last_ms: 125_000,
+            count: 3,
+        }),
+        "{now:?}"
+    );
+    let text = status_text(&now);
+    assert!(
+        text.contains(
+            "  failing:    permission since 1970-01-01T00:00:05Z (125 s, 3 times, last 5 s ago): AccessDenied: GetMetricData (3)\n"
+        ),
+        "{text}"
+    );
+    let json = serde_json::to_value(&now).expect("the status is JSON");
+    assert_eq!(json["applications"][0]["failure"]["class"], "permission");
+    assert_eq!(json["applications"][0]["failure"]["since_ms"], 5_000);
+
+    // The next evaluation ends it; `status` no longer shows one.
+    write(
+        &history_dir,
+        10,
+        [
+            failed(190_000, "permission", "AccessDenied"),
+            evaluated("app", 200_000, Action::Hold, false),
+        ],
+    );
+    let later = status(&state, &apps, 201_000);
+    assert_eq!(later.applications[0].failure, None, "{later:?}");
+    assert!(!status_text(&later).contains("failing:"));
+    assert!(!history_dir.join("app.failure.json").exists());
+
+    // A restarted agent's first word on the application ends the last
+    // agent's failure too, unless it is that failure again.
+    write(
+        &history_dir,
+        10,
+        [failed(300_000, "throttled", "Rate exceeded")],
+    );
+    write(
+        &history_dir,
+        10,
+        [Event::PluginRecovered {
+            application: "app".to_owned(),
+            at_ms: 400_000,
+            plugin: "step 0.2.0".to_owned(),
+        }],
+    );
+    let restarted = status(&state, &apps, 401_000);
+    assert_eq!(restarted.applications[0].failure, None, "{restarted:?}");
+    let _ = std::fs::remove_dir_all(&state);
+}
