@@ -25,7 +25,7 @@
 //!
 //! Only requests of comparable windows are merged: a request whose window
 //! would stretch a group's span past twice its shortest window and an hour
-//! beyond it (see [`fits`]) is fetched in a group of its own. Without that,
+//! beyond it (see `fits`) is fetched in a group of its own. Without that,
 //! one application's long read (a policy's 15 days of history, an hourly
 //! metric's ten hours) would make every other application's queries of
 //! that batch fetch the whole span too: thousands of datapoints each, many
