@@ -12,60 +12,24 @@ mod common;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{Emulator, scenario, spawn_agent, wait_until};
+use common::{Emulator, cpu_step_rules, free_port, scenario, spawn_agent, wait_until};
 
 /// The application of the scenario.
 const APP: &str = "res-app";
 /// The longest SIGTERM may take to end the process.
 const EXIT_BUDGET: Duration = Duration::from_millis(500);
 
-/// One application on the `step` policy, evaluated every second, with the
-/// metrics listener on (its server is stopped too).
+/// One application on the end-to-end tests' `step` rules
+/// ([`cpu_step_rules`]), evaluated every second, with the metrics listener
+/// on (its server is stopped too).
 fn write_config(dir: &Path) -> std::path::PathBuf {
-    // A port free now (the agent refuses port 0).
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free loopback port")
-        .port();
     let text = format!(
-        r#"[agent]
-state_dir = "state"
-listen = "127.0.0.1:{port}"
-
-[[application]]
-name = "{APP}"
-min_kpu = 1
-max_kpu = 6
-evaluation_interval_secs = 1
-update_poll_secs = 1
-grace_period_secs = 2
-
-[[application.metric]]
-id = "cpu"
-namespace = "AWS/KinesisAnalytics"
-metric_name = "containerCPUUtilization"
-dimensions = {{ Application = "{APP}" }}
-statistic = "Average"
-period_secs = 10
-
-[[application.alarm]]
-id = "scale-out"
-metric = "cpu"
-comparison = "GreaterThanThreshold"
-threshold = 60.0
-evaluation_periods = 1
-
-[[application.alarm]]
-id = "scale-in"
-metric = "cpu"
-comparison = "LessThanOrEqualToThreshold"
-threshold = 25.0
-evaluation_periods = 1
-
-[application.policy]
-plugin = "step"
-params = {{ scale_out_alarm = "scale-out", scale_in_alarm = "scale-in", operation = "add", scale_out_factor = 1, scale_in_factor = 1 }}
-"#
+        "[agent]\nstate_dir = \"state\"\nlisten = \"127.0.0.1:{port}\"\n\n\
+         [[application]]\nname = \"{APP}\"\nmin_kpu = 1\nmax_kpu = 6\n\
+         evaluation_interval_secs = 1\nupdate_poll_secs = 1\ngrace_period_secs = 2\n\n{rules}",
+        // A port free now (the agent refuses port 0).
+        port = free_port(),
+        rules = cpu_step_rules(APP),
     );
     let file = dir.join("agent.toml");
     std::fs::write(&file, text).expect("the configuration can be written");
