@@ -567,18 +567,17 @@ async fn an_update_that_took_effect_and_then_failed_is_followed_and_its_grace_pe
     }
 }
 
-#[tokio::test(start_paused = true)]
-async fn a_lost_answer_that_took_effect_is_reported_started_before_its_error() {
-    // The decision history takes the first RescaleStarted or Failed after
-    // an evaluation as what became of it: the update took effect, so that
-    // must be the start (the emulator's walkthrough showed `explain` say
-    // "not scaled" for an update that had rescaled the application).
+/// 200 s of a controller doubling a 2-KPU application under 95 % CPU whose
+/// UpdateApplication answer is lost after it took effect (and, if
+/// `describe_fails`, whose check of it fails too); the one update it sent
+/// is checked, and its events returned.
+async fn lost_answer_run(describe_fails: bool) -> Vec<Event> {
     let target = FakeTarget::new(2, 90);
     let run = Running::launch(
         target.origin,
         Arc::new(LostAnswer {
             inner: target.clone(),
-            describe_fails: false,
+            describe_fails,
         }),
         constant(95.0),
         Box::new(Doubling),
@@ -588,6 +587,16 @@ async fn a_lost_answer_that_took_effect_is_reported_started_before_its_error() {
     tokio::time::sleep(Duration::from_secs(200)).await;
     let events = run.stop().await;
     assert_eq!(target.updates(), vec![(0, 4)]);
+    events
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_lost_answer_that_took_effect_is_reported_started_before_its_error() {
+    // The decision history takes the first RescaleStarted or Failed after
+    // an evaluation as what became of it: the update took effect, so that
+    // must be the start (the emulator's walkthrough showed `explain` say
+    // "not scaled" for an update that had rescaled the application).
+    let events = lost_answer_run(false).await;
     let decided = events
         .iter()
         .position(|e| {
@@ -795,21 +804,7 @@ async fn a_lost_answer_whose_check_failed_too_is_recorded_in_doubt_not_as_not_sc
     // records the update accepted once a later read resolved it, and
     // "being resolved" if the agent stopped before that.
     use crate::telemetry::history::{self, Outcome};
-    let target = FakeTarget::new(2, 90);
-    let run = Running::launch(
-        target.origin,
-        Arc::new(LostAnswer {
-            inner: target.clone(),
-            describe_fails: true,
-        }),
-        constant(95.0),
-        Box::new(Doubling),
-        Vec::new(),
-        |c| c,
-    );
-    tokio::time::sleep(Duration::from_secs(200)).await;
-    let events = run.stop().await;
-    assert_eq!(target.updates(), vec![(0, 4)]);
+    let events = lost_answer_run(true).await;
     let in_doubt = events
         .iter()
         .position(|e| matches!(e, Event::UpdateInDoubt { to_kpu: 4, .. }))
