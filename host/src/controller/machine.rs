@@ -64,6 +64,24 @@ pub const REFUSED_TARGET_HOLD_MS: i64 = 3_600_000;
 /// One refused call an hour is not a loop.
 pub const LIMIT_RETRY_MS: i64 = 3_600_000;
 
+/// When the KPU limit `limit` stops holding at the latest:
+/// [`LIMIT_RETRY_MS`] after it was met (ms since the epoch).
+pub fn limit_until_ms(limit: &KpuLimit) -> i64 {
+    limit.at_ms.saturating_add(LIMIT_RETRY_MS)
+}
+
+/// With lazy polling, the whole evaluation intervals a hold that asks to
+/// be evaluated again in `asked_secs` waits: rounded down (so that
+/// evaluations fall where they would without it), within [1,
+/// [`LAZY_MAX_INTERVALS`]]. The controller may wait less (before a KPU
+/// limit or a refused target ends), never more.
+pub fn lazy_intervals(asked_secs: u32, interval: Duration) -> u32 {
+    let interval_ms = interval.as_millis().max(1);
+    let intervals =
+        (u128::from(asked_secs) * 1000 / interval_ms).clamp(1, u128::from(LAZY_MAX_INTERVALS));
+    u32::try_from(intervals).unwrap_or(LAZY_MAX_INTERVALS)
+}
+
 /// The back-off after `failures` consecutive failed steps (1 or more):
 /// 5 s, 10 s, 20 s, ... up to 5 minutes, with "equal jitter": half of it
 /// fixed, the other half scaled by `unit` (in `[0, 1)`), so that
@@ -274,7 +292,7 @@ impl Machine {
     fn limit_in_force(&self, kpu: u32, now_ms: i64) -> Option<KpuLimit> {
         self.record
             .kpu_limit
-            .filter(|limit| kpu < limit.refused_kpu && now_ms - limit.at_ms < LIMIT_RETRY_MS)
+            .filter(|limit| kpu < limit.refused_kpu && now_ms < limit_until_ms(limit))
     }
 
     /// Says why a decision stops below `max_kpu` (a KPU limit met), and
@@ -593,12 +611,9 @@ impl Machine {
             return interval;
         }
         let interval_ms = interval.as_millis().max(1);
-        let mut intervals =
-            (u128::from(asked) * 1000 / interval_ms).clamp(1, u128::from(LAZY_MAX_INTERVALS));
+        let mut intervals = u128::from(lazy_intervals(asked, interval));
         let deadlines = [
-            self.record
-                .kpu_limit
-                .map(|limit| limit.at_ms.saturating_add(LIMIT_RETRY_MS)),
+            self.record.kpu_limit.as_ref().map(limit_until_ms),
             self.refused.map(|refused| refused.until_ms),
         ];
         for deadline in deadlines.into_iter().flatten() {

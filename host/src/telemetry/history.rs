@@ -554,11 +554,11 @@ impl Files {
     }
 
     fn failure_path(&self, application: &str) -> PathBuf {
-        self.dir.join(format!("{application}.failure.json"))
+        failure_file(&self.dir, application)
     }
 
     fn quarantine_path(&self, application: &str) -> PathBuf {
-        self.dir.join(format!("{application}.quarantine.json"))
+        quarantine_file(&self.dir, application)
     }
 
     fn path(&self, application: &str) -> PathBuf {
@@ -723,6 +723,16 @@ pub struct Explanation {
     pub entries: Vec<Entry>,
 }
 
+/// `application`'s quarantines, in the history folder `dir`.
+fn quarantine_file(dir: &Path, application: &str) -> PathBuf {
+    dir.join(format!("{application}.quarantine.json"))
+}
+
+/// The failure `application` is in now, in the history folder `dir`.
+fn failure_file(dir: &Path, application: &str) -> PathBuf {
+    dir.join(format!("{application}.failure.json"))
+}
+
 /// The explanation of `application`'s last `last` evaluations, if it is one
 /// of `configured` (each application's name and its target's words).
 pub fn explain(
@@ -884,11 +894,11 @@ pub fn status(state_dir: &Path, applications: &[(String, Words)], now_ms: i64) -
                 Some(Phase::Grace { kpu, .. }) => Some(*kpu),
                 _ => last.as_ref().map(|e| e.kpu),
             };
-            let quarantine = std::fs::read(history.join(format!("{name}.quarantine.json")))
+            let quarantine = std::fs::read(quarantine_file(&history, name))
                 .ok()
                 .and_then(|bytes| serde_json::from_slice(&bytes).ok())
                 .unwrap_or_default();
-            let failure = std::fs::read(history.join(format!("{name}.failure.json")))
+            let failure = std::fs::read(failure_file(&history, name))
                 .ok()
                 .and_then(|bytes| serde_json::from_slice(&bytes).ok());
             AppStatus {
@@ -899,10 +909,9 @@ pub fn status(state_dir: &Path, applications: &[(String, Words)], now_ms: i64) -
                 updating_to_kpu: phase.and_then(Phase::update).map(|u| u.target_kpu),
                 ceiling_kpu: limit.map(|l| l.ceiling()),
                 ceiling_refused_kpu: limit.map(|l| l.refused_kpu),
-                ceiling_until_ms: limit.map(|l| {
-                    l.at_ms
-                        .saturating_add(crate::controller::machine::LIMIT_RETRY_MS)
-                }),
+                ceiling_until_ms: limit
+                    .as_ref()
+                    .map(crate::controller::machine::limit_until_ms),
                 grace_until_ms,
                 grace_left_secs: grace_until_ms
                     .map(|until| (until.saturating_sub(now_ms) / 1000).max(0)),

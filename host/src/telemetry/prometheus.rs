@@ -34,7 +34,7 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 
 use super::{Event, FailureCounts};
 use crate::config::{ApplicationConfig, Config, Mode};
-use crate::controller::machine::LAZY_MAX_INTERVALS;
+use crate::controller::machine::lazy_intervals;
 use crate::controller::{Failure, Settings};
 use crate::model::{Action, AlarmState, Decision};
 use crate::plugin::FailureClass;
@@ -154,7 +154,7 @@ struct AppMetrics {
     /// evaluation several intervals off.
     lazy_polling: bool,
     /// How much later than one interval on the last evaluation's hold put
-    /// the next one (lazy polling, [`LAZY_MAX_INTERVALS`] intervals at
+    /// the next one (lazy polling, [`crate::controller::machine::LAZY_MAX_INTERVALS`] intervals at
     /// most): a silence the agent chose is not staleness.
     lazy_wait_ms: i64,
     /// While a rescale is followed the controller does not evaluate: the
@@ -250,8 +250,8 @@ impl AppMetrics {
 
     /// The extra wait (beyond one interval) before the next evaluation
     /// that `decision` leads the controller to take: with lazy polling, a
-    /// hold's `next_evaluation_secs` in whole intervals, 1 to
-    /// [`LAZY_MAX_INTERVALS`], as the controller's own rule.
+    /// hold's `next_evaluation_secs` in the controller's whole intervals
+    /// ([`lazy_intervals`]; the controller may wait less, never more).
     fn lazy_wait_after(&self, decision: &Decision) -> i64 {
         let Some(asked) = decision.next_evaluation_secs else {
             return 0;
@@ -259,9 +259,8 @@ impl AppMetrics {
         if !self.lazy_polling || decision.action != Action::Hold || self.interval_ms <= 0 {
             return 0;
         }
-        let intervals =
-            (i64::from(asked) * 1000 / self.interval_ms).clamp(1, i64::from(LAZY_MAX_INTERVALS));
-        (intervals - 1).saturating_mul(self.interval_ms)
+        let interval = Duration::from_millis(self.interval_ms.unsigned_abs());
+        (i64::from(lazy_intervals(asked, interval)) - 1).saturating_mul(self.interval_ms)
     }
 }
 
