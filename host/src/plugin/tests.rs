@@ -162,30 +162,9 @@ fn instances_can_move_to_controller_tasks() {
     assert_shared::<PluginHost>();
 }
 
-/// Collects everything logged through `tracing` while `f` runs.
+/// Collects everything logged through `tracing` while `f` runs, as text.
 fn captured_logs(f: impl FnOnce()) -> String {
-    use std::sync::{Arc, Mutex};
-    #[derive(Clone)]
-    struct Buffer(Arc<Mutex<Vec<u8>>>);
-    impl std::io::Write for Buffer {
-        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().expect("log buffer").extend_from_slice(bytes);
-            Ok(bytes.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let buffer = Buffer(Arc::new(Mutex::new(Vec::new())));
-    let writer = buffer.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .finish();
-    tracing::subscriber::with_default(subscriber, f);
-    let bytes = buffer.0.lock().expect("log buffer").clone();
-    String::from_utf8_lossy(&bytes).into_owned()
+    crate::telemetry::captured_logs(false, f)
 }
 
 #[test]

@@ -778,33 +778,46 @@ pub fn init_logging(format: LogFormat, default: &str) -> Result<(), LogFilterErr
     Ok(())
 }
 
+/// Everything logged through `tracing` while `f` runs: as text (every
+/// level, no colours), or with `json` as one JSON object a line with the
+/// event's fields flattened. For tests.
+#[cfg(test)]
+pub(crate) fn captured_logs(json: bool, f: impl FnOnce()) -> String {
+    #[derive(Clone)]
+    struct Buffer(Arc<Mutex<Vec<u8>>>);
+    impl std::io::Write for Buffer {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().expect("log buffer").extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let buffer = Buffer(Arc::new(Mutex::new(Vec::new())));
+    let writer = buffer.clone();
+    let subscriber = tracing_subscriber::fmt().with_writer(move || writer.clone());
+    if json {
+        let subscriber = subscriber.json().flatten_event(true).finish();
+        tracing::subscriber::with_default(subscriber, f);
+    } else {
+        let subscriber = subscriber
+            .with_max_level(tracing::Level::TRACE)
+            .with_ansi(false)
+            .finish();
+        tracing::subscriber::with_default(subscriber, f);
+    }
+    let bytes = buffer.0.lock().expect("log buffer").clone();
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     /// Everything logged (as JSON lines) while `f` runs.
     fn captured_json(f: impl FnOnce()) -> Vec<serde_json::Value> {
-        #[derive(Clone)]
-        struct Buffer(Arc<Mutex<Vec<u8>>>);
-        impl std::io::Write for Buffer {
-            fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-                self.0.lock().expect("log buffer").extend_from_slice(bytes);
-                Ok(bytes.len())
-            }
-            fn flush(&mut self) -> std::io::Result<()> {
-                Ok(())
-            }
-        }
-        let buffer = Buffer(Arc::new(Mutex::new(Vec::new())));
-        let writer = buffer.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .json()
-            .flatten_event(true)
-            .with_writer(move || writer.clone())
-            .finish();
-        tracing::subscriber::with_default(subscriber, f);
-        let bytes = buffer.0.lock().expect("log buffer").clone();
-        String::from_utf8_lossy(&bytes)
+        captured_logs(true, f)
             .lines()
             .map(|line| serde_json::from_str(line).expect("a JSON log line"))
             .collect()
