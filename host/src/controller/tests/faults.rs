@@ -421,6 +421,55 @@ async fn a_lift_during_an_update_sends_nothing_sooner_and_nothing_twice() {
     assert_eq!(target.updates(), vec![(0, 4), (60, 3), (480, 6)]);
 }
 
+/// A Flink job's free-slots ceiling is lifted by a reload too (TaskManagers
+/// were added), said in Flink's words, and the next decision asks for the
+/// parallelism the slots refused.
+#[tokio::test(start_paused = true)]
+async fn a_reload_lifts_a_flink_job_s_free_slots_ceiling() {
+    let target = FakeTarget::new(2, 90);
+    target.state.lock().unwrap().fail_next_update = Some(TargetError::SlotsExceeded {
+        usable: 2,
+        message: "parallelism 4 needs 4 task slots, but the cluster has 2".into(),
+    });
+    let mut app = test_app();
+    app.target = crate::config::TargetKind::Flink;
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let (lift, lifted) = watch::channel(0u64);
+    let controller = Controller::new(
+        &app,
+        false,
+        constant(95.0),
+        target.clone(),
+        Box::new(Doubling),
+        Vec::new(),
+        Clock::starting_at(T0_MS),
+        Events::with_channel(tx),
+    )
+    .with_ceiling_lifts(lifted);
+    let (stop, stopped) = watch::channel(false);
+    let task = tokio::spawn(controller.run(stopped));
+    tokio::time::sleep(Duration::from_secs(610)).await;
+    assert_eq!(target.updates(), vec![(0, 4)]);
+    lift.send_modify(|n| *n += 1);
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    stop.send(true).unwrap();
+    task.await.unwrap();
+    let mut events = Vec::new();
+    while let Ok(event) = rx.try_recv() {
+        events.push(event);
+    }
+    assert_eq!(
+        lifts(&events),
+        vec![(
+            610,
+            4,
+            "lifted by a configuration reload (SIGHUP); slots may have been freed or added"
+                .to_owned()
+        )]
+    );
+    assert_eq!(target.updates(), vec![(0, 4), (660, 4)]);
+}
+
 /// A Flink cluster short of task slots says how many the job can have:
 /// that is the ceiling at once, not one below each refused parallelism in
 /// turn (which would take one refusal per missing slot).
