@@ -23,7 +23,10 @@
 //! changed starts, stops or restarts (resuming from its journal) while the
 //! others keep running untouched. A changed application's plugins are
 //! loaded before its running controller is stopped, off the runtime: one
-//! that does not load leaves it running as it was.
+//! that does not load leaves it running as it was. Every reload also lifts
+//! the KPU limits (a Flink cluster's free slots) the controllers recorded:
+//! an operator who raised the account's limit, or added TaskManagers,
+//! says so with `systemctl reload` rather than waiting out the hour.
 //!
 //! An application whose `mode` is `"paused"` gets no controller at all
 //! (no plugin loaded, no AWS call), only a placeholder task that waits to
@@ -132,6 +135,9 @@ struct Parts {
     /// source from its configuration (production), rather than the ones
     /// given (the simulator's and tests', which stand in for every target).
     flink_from_config: bool,
+    /// Bumped by every configuration reload: each controller then lifts
+    /// its recorded KPU limit (see [`Controller::with_ceiling_lifts`]).
+    ceiling_lifts: Arc<watch::Sender<u64>>,
 }
 
 impl Parts {
@@ -179,7 +185,8 @@ impl Parts {
             self.clock,
             self.events.clone(),
         )
-        .with_quarantine(self.quarantine);
+        .with_quarantine(self.quarantine)
+        .with_ceiling_lifts(self.ceiling_lifts.subscribe());
         if let Some(threads) = self.threads {
             controller = controller.with_plugin_threads(threads);
         }
@@ -569,6 +576,7 @@ impl Agent {
             aws: None,
             loaded: loaded.clone(),
             flink_from_config,
+            ceiling_lifts: Arc::new(watch::channel(0).0),
         };
         let mut controllers = Vec::new();
         let mut paused = Vec::new();
@@ -609,7 +617,10 @@ impl Agent {
     /// the caller loads the file and reports its errors): an application
     /// added starts, one removed stops (releasing its journal), one changed
     /// is restarted with its new settings (resuming from its journal), and
-    /// the others are not touched.
+    /// the others are not touched. Then every controller lifts its recorded
+    /// KPU limit, an operator's word that it may have been raised (see
+    /// [`Controller::with_ceiling_lifts`]); a paused application keeps its
+    /// journal's until it runs again.
     pub async fn run_reloading(
         self,
         mut shutdown: watch::Receiver<bool>,
@@ -651,7 +662,12 @@ impl Agent {
                     }
                 }
                 config = configs.recv(), if reloads_open => match config {
-                    Some(loaded) => parts = apply(parts, loaded, &mut running).await,
+                    Some(loaded) => {
+                        parts = apply(parts, loaded, &mut running).await;
+                        // After the restarts: a restarted controller, which
+                        // read its limit back from the journal, lifts it too.
+                        parts.ceiling_lifts.send_modify(|n| *n = n.wrapping_add(1));
+                    }
                     None => reloads_open = false,
                 },
             }

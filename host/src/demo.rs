@@ -65,6 +65,9 @@ pub struct DemoSummary {
 
 /// Runs the demo, printing as it goes; returns the summary.
 pub async fn run(options: DemoOptions) -> anyhow::Result<DemoSummary> {
+    // Listening first, and once: a ctrl-c or SIGTERM during the start, or
+    // between two lines, ends the demo with its summary.
+    let mut stops = crate::shutdown::Signals::listen();
     let scenario = match &options.scenario {
         Some(path) => crate::sim::bench::load_scenario(path)
             .with_context(|| format!("loading {}", path.display()))?,
@@ -145,21 +148,26 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<DemoSummary> {
         .load()
         .await;
     let (tx, mut events) = mpsc::unbounded_channel();
-    let agent = Agent::on_sdk(&loaded, false, Events::with_channel(tx), &sdk)
-        .await
-        .context("starting the agent")?;
+    let start = Agent::on_sdk(&loaded, false, Events::with_channel(tx), &sdk);
+    let agent = tokio::select! {
+        agent = start => Some(agent.context("starting the agent")?),
+        () = stops.recv() => {
+            println!("Stopped during start.");
+            None
+        }
+    };
     let (stop, stopped) = watch::channel(false);
     let started = std::time::Instant::now();
-    let running = tokio::spawn(agent.run(stopped));
+    let running = agent.map(|agent| tokio::spawn(agent.run(stopped)));
 
     let wall = wall_time(duration_secs, options.speed);
     let deadline = tokio::time::sleep(wall);
     tokio::pin!(deadline);
     let mut evaluations = 0;
-    loop {
+    while running.is_some() {
         tokio::select! {
             _ = &mut deadline => break,
-            _ = tokio::signal::ctrl_c() => break,
+            () = stops.recv() => break,
             event = events.recv() => match event {
                 Some(event) => {
                     if matches!(event, Event::Evaluated { .. }) {
@@ -174,7 +182,9 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<DemoSummary> {
         }
     }
     let _ = stop.send(true);
-    let _ = running.await;
+    if let Some(running) = running {
+        let _ = running.await;
+    }
 
     let state = emulator.state();
     let mut calls = BTreeMap::new();

@@ -24,6 +24,7 @@ pub mod metrics;
 pub mod model;
 pub mod plugin;
 pub mod random;
+pub mod shutdown;
 pub mod sim;
 pub mod state;
 pub mod target;

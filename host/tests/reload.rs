@@ -7,7 +7,9 @@
 //! SIGHUP reloads the configuration: applications added start, removed
 //! stop (no more AWS calls, journal lock released), changed restart with
 //! their new settings, and the others carry on; an invalid file changes
-//! nothing but the log, which names every error where it is.
+//! nothing but the log, which names every error where it is. A SIGHUP
+//! also lifts the KPU ceiling a LimitExceededException left (scenario
+//! `e2e-scale.toml`), and the next decision asks for more again.
 
 mod common;
 
@@ -600,4 +602,103 @@ history_days = 1
     let history_reads = reaches.iter().filter(|&&ms| ms > DAY_MS / 2).count();
     assert_eq!((reaches.len(), history_reads), (6, 2), "{reaches:?}");
     emu.shutdown().await;
+}
+
+/// The account's KPU limit (an injected LimitExceededException) refuses
+/// the scale-out from 2 to 4 KPU: 3 is the ceiling, and the agent holds
+/// there. The operator raises the limit and reloads: the log says the
+/// ceiling is lifted, the next decision asks for 6 KPU and gets them, and
+/// the journal no longer holds the ceiling.
+#[test]
+fn sighup_lifts_a_kpu_ceiling_and_the_next_decision_asks_for_more() {
+    const APP: &str = "e2e-app";
+    let dir = tempfile::tempdir().unwrap();
+    let emulator = Emulator::start(&scenario("e2e-scale.toml"), SPEED, &[], dir.path());
+    let config = dir.path().join("agent.toml");
+    write_text(
+        &config,
+        &format!(
+            "[agent]\nstate_dir = \"state\"\n\n[[application]]\nname = \"{APP}\"\n\
+             min_kpu = 2\nmax_kpu = 7\nevaluation_interval_secs = 1\n\
+             update_poll_secs = 1\ngrace_period_secs = 2\n\n{}",
+            common::cpu_step_rules(APP)
+        ),
+    );
+    // 3000 records/s: 2, 3 and 4 KPU cannot keep up, 6 run at ~55 % CPU.
+    emulator.set_load(APP, 3.0);
+    emulator.add_fault(&serde_json::json!({
+        "operation": "UpdateApplication",
+        "error": "LimitExceededException",
+        "count": 1,
+    }));
+    let agent = start_agent(&emulator, &config, &[], dir.path());
+    let diagnose = || diagnostics(&emulator, &agent);
+    wait_until(
+        PATIENCE,
+        "a hold at the 3 KPU ceiling",
+        || {
+            agent.assert_running(diagnose);
+            reasons(&agent.log(), APP)
+                .iter()
+                .any(|r| r.contains("max lowered to 3 KPU: the account's KPU limit refused 4 KPU"))
+        },
+        diagnose,
+    );
+    let updates = |calls: &[Value]| -> Vec<(u64, String)> {
+        common::calls_of(calls, "UpdateApplication", Some(APP))
+            .into_iter()
+            .map(|c| {
+                (
+                    common::parallelism_update(c).unwrap_or(0),
+                    c["outcome"].as_str().unwrap_or("?").to_owned(),
+                )
+            })
+            .collect()
+    };
+    assert_eq!(
+        updates(&emulator.calls()),
+        [
+            (4, "LimitExceededException".to_owned()),
+            (3, "ok".to_owned())
+        ],
+        "{}",
+        diagnose()
+    );
+
+    common::hangup(&agent);
+    wait_until(
+        PATIENCE,
+        "an UpdateApplication to 6 KPU after the reload",
+        || {
+            agent.assert_running(diagnose);
+            updates(&emulator.calls()).len() >= 3
+        },
+        diagnose,
+    );
+    assert_eq!(
+        updates(&emulator.calls()),
+        [
+            (4, "LimitExceededException".to_owned()),
+            (3, "ok".to_owned()),
+            (6, "ok".to_owned())
+        ],
+        "{}",
+        diagnose()
+    );
+    let log = agent.log();
+    let lifted = log_events(&log, "KPU limit lifted.");
+    assert_eq!(lifted.len(), 1, "{}", diagnose());
+    assert_eq!(lifted[0]["application"], APP);
+    assert_eq!(lifted[0]["refused_kpu"], 4);
+    assert_eq!(
+        lifted[0]["reason"],
+        "lifted by a configuration reload (SIGHUP); the limit may have been raised"
+    );
+    agent.stop();
+    let journal: Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("state").join(format!("{APP}.json")))
+            .expect("the journal is written"),
+    )
+    .expect("the journal is JSON");
+    assert!(journal["record"]["kpu_limit"].is_null(), "{journal}");
 }

@@ -1,6 +1,7 @@
 //! Stopping the agent: `flinkscale run` against `flinkscale emulate`
 //! (scenario `tests/fixtures/scenarios/resilience-cycles.toml`) exits
-//! promptly on SIGTERM, with its journal and decision history written.
+//! promptly on SIGTERM, with its journal and decision history written;
+//! a SIGTERM during its start stops it gracefully too.
 //! The budget (500 ms from the signal to the exit, a debug build on a
 //! shared machine) is generous against the few milliseconds the agent
 //! takes, and tight against anything it might wait for after it logged
@@ -101,4 +102,147 @@ fn run_exits_promptly_on_sigterm_with_its_journal_and_history_written() {
         assert!(history.lines().count() > round, "{history}");
     }
     println!("SIGTERM to exit: {timings:?} ms");
+}
+
+/// The journal and the decision history of [`APP`] under `state`, where
+/// they exist, are whole: a JSON journal, and JSON lines.
+fn assert_whole(state: &Path, context: &str) {
+    let journal = state.join(format!("{APP}.json"));
+    if let Ok(text) = std::fs::read_to_string(&journal) {
+        assert!(
+            serde_json::from_str::<serde_json::Value>(&text).is_ok(),
+            "{context}: {}: {text}",
+            journal.display()
+        );
+    }
+    let history = state.join("history").join(format!("{APP}.jsonl"));
+    if let Ok(text) = std::fs::read_to_string(&history) {
+        assert!(
+            text.lines()
+                .all(|l| serde_json::from_str::<serde_json::Value>(l).is_ok()),
+            "{context}: {}: {text}",
+            history.display()
+        );
+    }
+}
+
+/// A SIGTERM while `run` starts (here: while the AWS SDK reads its
+/// configuration file, a FIFO that no one writes, so that the start is
+/// caught in the middle every time, however loaded the machine) ends it
+/// with status 0 and "Stopped during start." instead of the signal's
+/// default action (status 143); the next `run` on the same state folder
+/// starts, evaluates and stops cleanly.
+#[test]
+fn run_stops_gracefully_on_sigterm_during_its_start() {
+    use std::os::unix::fs::OpenOptionsExt;
+
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let emulator = Emulator::start(&scenario("resilience-cycles.toml"), 20.0, &[], dir.path());
+    let config = write_config(dir.path());
+    let fifo = dir.path().join("aws-config-fifo");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .expect("mkfifo runs");
+    assert!(made.success(), "mkfifo {}: {made}", fifo.display());
+    let fifo_text = fifo.to_str().expect("a UTF-8 temp path");
+    let agent = spawn_agent(
+        &emulator.endpoint,
+        &config,
+        &[],
+        dir.path(),
+        "starting.log",
+        &[("AWS_CONFIG_FILE", fifo_text)],
+    );
+    let diagnose = || agent.log_tail(40);
+    // Opening a FIFO's writing end without blocking succeeds only once a
+    // reader has it open: then the agent is inside its start, blocked.
+    let mut writer = None;
+    wait_until(
+        Duration::from_secs(60),
+        "the agent to open its AWS configuration file",
+        || {
+            agent.assert_running(diagnose);
+            writer = std::fs::OpenOptions::new()
+                .write(true)
+                .custom_flags(libc::O_NONBLOCK)
+                .open(&fifo)
+                .ok();
+            writer.is_some()
+        },
+        diagnose,
+    );
+    assert!(
+        !agent.log().contains("\"message\":\"Agent started.\""),
+        "the start was not blocked\n{}",
+        diagnose()
+    );
+    let signalled = Instant::now();
+    let status = agent.terminate(Duration::from_secs(10));
+    let took = signalled.elapsed();
+    // Held open until the agent is gone: an end of file would let its
+    // start go on.
+    drop(writer);
+    let status = status.unwrap_or_else(|| panic!("no exit within 10 s of SIGTERM\n{}", diagnose()));
+    assert_eq!(status.code(), Some(0), "{status}\n{}", diagnose());
+    let text = agent.log();
+    assert!(
+        text.contains("\"message\":\"Stopped during start.\""),
+        "{}",
+        diagnose()
+    );
+    assert!(
+        !text.contains("\"message\":\"Agent started.\""),
+        "{}",
+        diagnose()
+    );
+    assert!(
+        took <= EXIT_BUDGET,
+        "SIGTERM during the start to exit took {} ms (budget {} ms)\n{}",
+        took.as_millis(),
+        EXIT_BUDGET.as_millis(),
+        diagnose()
+    );
+    let state = dir.path().join("state");
+    assert_whole(&state, "after the stop during start");
+
+    // The same state folder, the usual AWS configuration: a clean start.
+    let agent = spawn_agent(
+        &emulator.endpoint,
+        &config,
+        &[],
+        dir.path(),
+        "after.log",
+        &[],
+    );
+    let diagnose = || agent.log_tail(40);
+    wait_until(
+        Duration::from_secs(60),
+        "the next agent's first evaluation",
+        || {
+            agent.assert_running(diagnose);
+            agent.log().contains("\"message\":\"Evaluated.\"")
+        },
+        diagnose,
+    );
+    let status = agent
+        .terminate(Duration::from_secs(10))
+        .unwrap_or_else(|| panic!("no exit within 10 s of SIGTERM\n{}", diagnose()));
+    assert!(status.success(), "{status}\n{}", diagnose());
+    assert!(
+        agent.log().contains("\"message\":\"Agent stopped.\""),
+        "{}",
+        diagnose()
+    );
+    assert!(
+        !agent.log().contains("\"level\":\"ERROR\""),
+        "{}",
+        diagnose()
+    );
+    assert_whole(&state, "after the next run");
+    assert!(
+        state.join(format!("{APP}.json")).is_file(),
+        "the next run keeps its journal"
+    );
+    println!("SIGTERM during the start to exit: {} ms", took.as_millis());
 }

@@ -136,6 +136,9 @@ fn open_files(applications: usize) {
 
 /// `flinkscale run`.
 pub async fn run(config: &Path, dry_run: bool) -> anyhow::Result<ExitCode> {
+    // First: a SIGTERM or ctrl-c from here on, during the start too, stops
+    // the agent gracefully.
+    let mut stops = crate::shutdown::Signals::listen();
     let Some(loaded) = load_or_report(config) else {
         return Ok(ExitCode::from(EX_CONFIG));
     };
@@ -155,9 +158,30 @@ pub async fn run(config: &Path, dry_run: bool) -> anyhow::Result<ExitCode> {
     let hangups = hangup_signals();
     let (events, history) =
         with_history(Events::log_only().with_registry(registry.clone()), &loaded);
-    let agent = match Agent::on_aws(&loaded, dry_run, events).await {
-        Ok(agent) => agent,
-        Err(error) => return startup_failure(error),
+    // A task of its own: the AWS SDK reads its profile files with blocking
+    // I/O, which must not hold the thread that waits for a stop.
+    let mut start = {
+        let loaded = loaded.clone();
+        tokio::spawn(async move { Agent::on_aws(&loaded, dry_run, events).await })
+    };
+    let agent = tokio::select! {
+        agent = &mut start => match agent {
+            Ok(Ok(agent)) => agent,
+            Ok(Err(error)) => return startup_failure(error),
+            Err(error) => return startup_failure(AgentError::Assembly(error.to_string())),
+        },
+        () = stops.recv() => {
+            // The start is given up where it is: it has only read (the
+            // AWS configuration, the journals, loaded and locked, and the
+            // plugins) and sent nothing to the history, whose thread is
+            // idle. A plugin compile on the blocking pool may still hold
+            // the history's sender, so that thread is not waited for:
+            // there is nothing for it to finish.
+            start.abort();
+            drop(history);
+            info!(message = "Stopped during start.");
+            return Ok(ExitCode::SUCCESS);
+        }
     };
     info!(
         message = "Agent started.",
@@ -186,7 +210,7 @@ pub async fn run(config: &Path, dry_run: bool) -> anyhow::Result<ExitCode> {
         registry.clone(),
         reload,
     ));
-    shutdown_signal().await;
+    stops.recv().await;
     reloader.abort();
     info!(message = "Shutting down.");
     let _ = stop.send(true);
@@ -323,29 +347,6 @@ async fn reload_on_hangup(
     _registry: Arc<Registry>,
     _reload: tokio::sync::mpsc::UnboundedSender<LoadedConfig>,
 ) {
-}
-
-/// Resolves on ctrl-c or SIGTERM.
-async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
 }
 
 /// `flinkscale once`.

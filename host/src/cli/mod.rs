@@ -44,7 +44,8 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the agent: one controller per `[[application]]`, until SIGTERM or
-    /// ctrl-c.
+    /// ctrl-c. SIGHUP reloads the configuration and lifts the KPU ceilings
+    /// a LimitExceededException left.
     Run {
         /// The configuration file (`--config FILE` or `$FLINKSCALE_CONFIG`).
         #[command(flatten)]

@@ -227,6 +227,11 @@ pub struct Machine {
     permission: Option<String>,
     /// Whether the update being followed was reported as timed out.
     timed_out: bool,
+    /// The KPU limit an operator lifted ([`Machine::lift_limit`]), until an
+    /// update is accepted or refused for a limit: a refusal at or above its
+    /// refused KPU says that it still holds, and records it again as it
+    /// was.
+    lifted: Option<KpuLimit>,
 }
 
 impl Machine {
@@ -240,6 +245,7 @@ impl Machine {
             refused: None,
             permission: None,
             timed_out: false,
+            lifted: None,
         }
     }
 
@@ -275,6 +281,29 @@ impl Machine {
     /// Consecutive failed steps so far.
     pub fn failures(&self) -> u32 {
         self.failures
+    }
+
+    /// Lifts the recorded KPU limit at an operator's word (a configuration
+    /// reload: the account's limit was raised, TaskManagers were added),
+    /// whatever its age: the next decision may ask for the refused size
+    /// again. Only the durable record changes: nothing in flight, no wait
+    /// and no grace period is cut short, so nothing is decided or sent
+    /// sooner than it would have been. If the limit still holds, the next
+    /// refusal at or above the refused size records it again as it was (one
+    /// refused call, not one per KPU below it). Returns the
+    /// [`Event::LimitLifted`] to report, if there was a limit.
+    pub fn lift_limit(&mut self, settings: &Settings, now_ms: i64) -> Option<Event> {
+        let limit = self.record.kpu_limit.take()?;
+        self.lifted = Some(limit);
+        Some(Event::LimitLifted {
+            application: settings.name.clone(),
+            at_ms: now_ms,
+            refused_kpu: limit.refused_kpu,
+            reason: format!(
+                "lifted by a configuration reload (SIGHUP); {}",
+                settings.words.limit_may_have_moved()
+            ),
+        })
     }
 
     /// The highest KPU decisions may reach at `now_ms` for an application
@@ -692,8 +721,17 @@ impl Machine {
                     TargetError::SlotsExceeded { usable, .. } => Some(*usable),
                     _ => None,
                 };
+                // A limit lifted by hand and met again at or above the size
+                // it refused still holds where it was: recorded as it was,
+                // rather than found again one refused KPU at a time.
+                let refused_kpu = match self.lifted.take() {
+                    Some(lifted) if usable_kpu.is_none() => {
+                        update.target_kpu.min(lifted.refused_kpu)
+                    }
+                    _ => update.target_kpu,
+                };
                 let limit = KpuLimit {
-                    refused_kpu: update.target_kpu,
+                    refused_kpu,
                     at_ms: out.now_ms,
                     usable_kpu,
                 };
@@ -719,6 +757,8 @@ impl Machine {
 
     /// UpdateApplication was accepted (or its effect seen).
     fn started(&mut self, update: Update, new_version_id: u64, out: &mut Out) {
+        // A limit lifted by hand said nothing about this size.
+        self.lifted = None;
         out.events.push(Event::RescaleStarted {
             application: out.name.to_owned(),
             at_ms: out.now_ms,

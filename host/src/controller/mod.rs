@@ -455,6 +455,9 @@ pub struct Controller {
     /// Whether a datapoint was seen sooner than promised: the skip rule
     /// then makes no use of any promise of this application.
     promise_broken: bool,
+    /// Each change is an operator's word to lift the recorded KPU limit
+    /// (see [`Controller::with_ceiling_lifts`]).
+    ceiling_lifts: Option<watch::Receiver<u64>>,
 }
 
 /// Whether the policy of `app` decides on nothing but the states of its
@@ -526,6 +529,7 @@ impl Controller {
                 .filter_map(|m| Some((m.id.clone(), m.min_publication_delay_secs?)))
                 .collect(),
             promise_broken: false,
+            ceiling_lifts: None,
         }
     }
 
@@ -643,6 +647,17 @@ impl Controller {
         self
     }
 
+    /// Lifts the recorded KPU limit (the cluster's free slots for a Flink
+    /// job) whenever `lifts` changes, a configuration reload's doing: see
+    /// [`Machine::lift_limit`]. A change is taken while the controller
+    /// waits between steps; one sent while a step runs is taken at the
+    /// next wait, and a change already made when this is called is not one.
+    pub fn with_ceiling_lifts(mut self, mut lifts: watch::Receiver<u64>) -> Self {
+        lifts.mark_unchanged();
+        self.ceiling_lifts = Some(lifts);
+        self
+    }
+
     /// The settings in force.
     pub fn settings(&self) -> &Settings {
         &self.settings
@@ -669,7 +684,7 @@ impl Controller {
             let next = self.step(observation).await;
             observation = match next {
                 Next::Wait(delay) => {
-                    if sleep_or_shutdown(delay, &mut shutdown).await {
+                    if self.wait(delay, &mut shutdown).await {
                         return;
                     }
                     Observation::Wake
@@ -684,6 +699,45 @@ impl Controller {
                     self.execute(command).await
                 }
             };
+        }
+    }
+
+    /// Waits `delay`, lifting the KPU limit whenever asked meanwhile (the
+    /// wait goes on: the next step comes when it would have); whether
+    /// shutdown was asked for.
+    async fn wait(&mut self, delay: Duration, shutdown: &mut watch::Receiver<bool>) -> bool {
+        let deadline = tokio::time::Instant::now() + delay;
+        loop {
+            let Some(lifts) = self.ceiling_lifts.as_mut() else {
+                let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+                return sleep_or_shutdown(left, shutdown).await;
+            };
+            if *shutdown.borrow() {
+                return true;
+            }
+            tokio::select! {
+                () = tokio::time::sleep_until(deadline) => return *shutdown.borrow(),
+                changed = shutdown.changed() => {
+                    if changed.is_err() || *shutdown.borrow() {
+                        return true;
+                    }
+                }
+                changed = lifts.changed() => match changed {
+                    Ok(()) => self.lift_limit().await,
+                    // Nobody can ask any more.
+                    Err(_) => self.ceiling_lifts = None,
+                },
+            }
+        }
+    }
+
+    /// Lifts the recorded KPU limit now, reports it and journals the
+    /// record without it.
+    async fn lift_limit(&mut self) {
+        let now_ms = self.clock.now_ms();
+        if let Some(event) = self.machine.lift_limit(&self.settings, now_ms) {
+            self.events.emit(event);
+            self.persist().await;
         }
     }
 

@@ -121,9 +121,6 @@ pub enum EmulatorError {
         #[source]
         source: std::io::Error,
     },
-    /// Waiting for a shutdown signal failed.
-    #[error("cannot wait for a shutdown signal: {0}")]
-    Signal(#[source] std::io::Error),
     /// The model refused (unknown application, bad load factor).
     #[error(transparent)]
     Model(#[from] ApiError),
@@ -590,29 +587,22 @@ pub async fn start(options: EmulatorOptions) -> Result<EmulatorHandle, EmulatorE
 /// `flinkscale emulator listening on http://ADDR` as one line on stdout
 /// (for scripts and tests to read), and serves until Ctrl-C or SIGTERM.
 pub async fn serve_until_signal(options: EmulatorOptions) -> Result<(), EmulatorError> {
-    let handle = start(options).await?;
+    // Listening first: a signal during the start stops it too.
+    let mut stops = crate::shutdown::Signals::listen();
+    let handle = tokio::select! {
+        handle = start(options) => handle?,
+        () = stops.recv() => {
+            info!(message = "Emulator stopped during start.");
+            return Ok(());
+        }
+    };
     println!("flinkscale emulator listening on {}", handle.endpoint_url());
     {
         use std::io::Write;
         let _ = std::io::stdout().flush();
     }
-    let result = wait_for_signal().await;
+    stops.recv().await;
     info!(message = "Emulator stopping.");
     handle.shutdown().await;
-    result
-}
-
-#[cfg(unix)]
-async fn wait_for_signal() -> Result<(), EmulatorError> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).map_err(EmulatorError::Signal)?;
-    tokio::select! {
-        r = tokio::signal::ctrl_c() => r.map_err(EmulatorError::Signal),
-        _ = term.recv() => Ok(()),
-    }
-}
-
-#[cfg(not(unix))]
-async fn wait_for_signal() -> Result<(), EmulatorError> {
-    tokio::signal::ctrl_c().await.map_err(EmulatorError::Signal)
+    Ok(())
 }

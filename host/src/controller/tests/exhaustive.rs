@@ -78,9 +78,13 @@ enum Outcome {
     /// The call runs (and takes effect), then the agent is killed before
     /// it sees the answer; a new one resumes from the journal.
     Crash,
+    /// A configuration reload lifts the recorded KPU limit while the agent
+    /// waits ([`Machine::lift_limit`], journaled at once, as the driver
+    /// does); a call meets it as [`Outcome::Ok`].
+    Lift,
 }
 
-const OUTCOMES: [Outcome; 13] = [
+const OUTCOMES: [Outcome; 14] = [
     Outcome::Ok,
     Outcome::LostAfterEffect,
     Outcome::LostBeforeEffect,
@@ -94,6 +98,7 @@ const OUTCOMES: [Outcome; 13] = [
     Outcome::RolledBack,
     Outcome::Running,
     Outcome::Crash,
+    Outcome::Lift,
 ];
 
 fn settings() -> Settings {
@@ -243,7 +248,7 @@ impl World {
                 }
                 Ok(())
             }
-            Outcome::Ok | Outcome::LimitExceeded | Outcome::Crash => Ok(()),
+            Outcome::Ok | Outcome::LimitExceeded | Outcome::Crash | Outcome::Lift => Ok(()),
         }
     }
 
@@ -341,6 +346,10 @@ impl Run {
         let grace_ms = settings.grace_period.as_millis() as i64;
         let observation = match self.next.clone() {
             Next::Wait(delay) => {
+                if outcome == Outcome::Lift {
+                    self.machine.lift_limit(settings, self.world.now_ms);
+                    self.journal = self.machine.record.clone();
+                }
                 self.world.now_ms += delay.as_millis() as i64;
                 self.world.settle();
                 Observation::Wake
@@ -530,8 +539,10 @@ fn every_sequence_of_outcomes_keeps_the_invariants() {
         total.updates += stats.updates;
         total.steps += stats.steps;
     }
-    // Every sequence of length 1..=DEPTH over 13 outcomes.
-    let expected: u64 = (1..=DEPTH as u32).map(|k| 13u64.pow(k)).sum();
+    // Every sequence of length 1..=DEPTH over every outcome.
+    let expected: u64 = (1..=DEPTH as u32)
+        .map(|k| (OUTCOMES.len() as u64).pow(k))
+        .sum();
     println!(
         "checked {} outcome sequences (every sequence of 1 to {DEPTH} of {} outcomes): {} UpdateApplication calls, {} machine steps",
         total.sequences,

@@ -277,6 +277,199 @@ async fn the_account_kpu_limit_becomes_a_ceiling_and_is_not_hammered() {
     assert_eq!(target.updates(), vec![(0, 4), (60, 3), (3600, 6)]);
 }
 
+/// A controller deciding with [`Doubling`] at 95 % CPU on `target`, whose
+/// recorded KPU limit is lifted whenever the returned sender is bumped (a
+/// configuration reload's doing).
+fn launch_liftable(target: &Arc<FakeTarget>) -> (Running, watch::Sender<u64>) {
+    let (lifts, lifted) = watch::channel(0u64);
+    let run = Running::launch(
+        target.origin,
+        target.clone(),
+        constant(95.0),
+        Box::new(Doubling),
+        Vec::new(),
+        |c| c.with_ceiling_lifts(lifted),
+    );
+    (run, lifts)
+}
+
+/// The reasons of the [`Event::LimitLifted`] events, with their time.
+fn lifts(events: &[Event]) -> Vec<(i64, u32, String)> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::LimitLifted {
+                at_ms,
+                refused_kpu,
+                reason,
+                ..
+            } => Some(((at_ms - T0_MS) / 1000, *refused_kpu, reason.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The `(refused, ceiling)` of the [`Event::LimitRecorded`] events.
+fn recorded(events: &[Event]) -> Vec<(u32, u32)> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::LimitRecorded {
+                refused_kpu,
+                ceiling_kpu,
+                ..
+            } => Some((*refused_kpu, *ceiling_kpu)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The account's limit of 3 KPU refuses 4 at t = 0; 3 is asked at 60 and
+/// runs from 150; the grace period ends at 480, and the application holds
+/// at its ceiling every 60 s from there.
+async fn held_at_the_ceiling(target: &Arc<FakeTarget>) {
+    target.state.lock().unwrap().kpu_limit = Some(3);
+    tokio::time::sleep(Duration::from_secs(610)).await;
+    assert_eq!(target.updates(), vec![(0, 4), (60, 3)]);
+}
+
+/// The operator raised the account's limit and reloaded: the ceiling is
+/// lifted at once (logged in the target's words), and the next evaluation,
+/// when it was due anyway, asks for more than the refused size.
+#[tokio::test(start_paused = true)]
+async fn a_reload_lifts_the_kpu_ceiling_for_the_next_decision() {
+    let target = FakeTarget::new(2, 90);
+    let (run, lift) = launch_liftable(&target);
+    held_at_the_ceiling(&target).await;
+    target.state.lock().unwrap().kpu_limit = None;
+    lift.send_modify(|n| *n += 1);
+    // Lifted, but nothing decided sooner than it would have been.
+    tokio::time::sleep(Duration::from_secs(40)).await;
+    assert_eq!(target.updates(), vec![(0, 4), (60, 3)]);
+    tokio::time::sleep(Duration::from_secs(50)).await;
+    let counts = run.counts.clone();
+    let events = run.stop().await;
+    assert_eq!(target.updates(), vec![(0, 4), (60, 3), (660, 6)]);
+    assert_eq!(
+        lifts(&events),
+        vec![(
+            610,
+            4,
+            "lifted by a configuration reload (SIGHUP); the limit may have been raised".to_owned()
+        )]
+    );
+    let times: Vec<i64> = evaluations(&events).iter().map(|(t, _)| *t).collect();
+    assert_eq!(
+        &times[times.len() - 4..],
+        &[480, 540, 600, 660],
+        "{times:?}"
+    );
+    assert_eq!(failures(&events, "limit_exceeded").len(), 1);
+    assert_counted(&events, &counts);
+}
+
+/// A lift while the limit still holds: the refused size is asked once
+/// more, refused, and the same ceiling recorded again, not found again one
+/// refused KPU at a time (6, then 5, then 4: a burst of failures that
+/// would trip the `failures` alert). The decisions go on at their pace,
+/// with no back-off.
+#[tokio::test(start_paused = true)]
+async fn a_lifted_ceiling_that_still_holds_costs_one_refused_call() {
+    let target = FakeTarget::new(2, 90);
+    let (run, lift) = launch_liftable(&target);
+    held_at_the_ceiling(&target).await;
+    lift.send_modify(|n| *n += 1);
+    tokio::time::sleep(Duration::from_secs(900)).await;
+    let counts = run.counts.clone();
+    let events = run.stop().await;
+    assert_eq!(target.updates(), vec![(0, 4), (60, 3), (660, 6)]);
+    assert_eq!(recorded(&events), vec![(4, 3), (4, 3)]);
+    assert_eq!(failures(&events, "limit_exceeded").len(), 2);
+    assert_counted(&events, &counts);
+    let later: Vec<(i64, Decision)> = evaluations(&events)
+        .into_iter()
+        .filter(|(t, _)| *t > 660)
+        .collect();
+    assert_eq!(
+        later.iter().map(|(t, _)| *t).collect::<Vec<_>>(),
+        (720..=1500).step_by(60).collect::<Vec<i64>>()
+    );
+    assert!(
+        later.iter().all(|(_, d)| d.action == Action::Hold
+            && d.reason.contains("account's KPU limit refused 4 KPU")),
+        "{later:?}"
+    );
+}
+
+/// A lift while an update is in flight changes nothing in flight: the
+/// update is followed to its end and its grace period waited out, and
+/// only then is the next decision made, and sent, once.
+#[tokio::test(start_paused = true)]
+async fn a_lift_during_an_update_sends_nothing_sooner_and_nothing_twice() {
+    let target = FakeTarget::new(2, 90);
+    target.state.lock().unwrap().kpu_limit = Some(3);
+    let (run, lift) = launch_liftable(&target);
+    // 3 KPU asked at 60, the update in flight until 150.
+    tokio::time::sleep(Duration::from_secs(100)).await;
+    assert_eq!(target.updates(), vec![(0, 4), (60, 3)]);
+    target.state.lock().unwrap().kpu_limit = None;
+    lift.send_modify(|n| *n += 1);
+    tokio::time::sleep(Duration::from_secs(500)).await;
+    let events = run.stop().await;
+    assert_eq!(lifts(&events).len(), 1, "{events:?}");
+    // The grace period of the update to 3 ends at 480, as it would have.
+    assert_eq!(target.updates(), vec![(0, 4), (60, 3), (480, 6)]);
+}
+
+/// A Flink job's free-slots ceiling is lifted by a reload too (TaskManagers
+/// were added), said in Flink's words, and the next decision asks for the
+/// parallelism the slots refused.
+#[tokio::test(start_paused = true)]
+async fn a_reload_lifts_a_flink_job_s_free_slots_ceiling() {
+    let target = FakeTarget::new(2, 90);
+    target.state.lock().unwrap().fail_next_update = Some(TargetError::SlotsExceeded {
+        usable: 2,
+        message: "parallelism 4 needs 4 task slots, but the cluster has 2".into(),
+    });
+    let mut app = test_app();
+    app.target = crate::config::TargetKind::Flink;
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let (lift, lifted) = watch::channel(0u64);
+    let controller = Controller::new(
+        &app,
+        false,
+        constant(95.0),
+        target.clone(),
+        Box::new(Doubling),
+        Vec::new(),
+        Clock::starting_at(T0_MS),
+        Events::with_channel(tx),
+    )
+    .with_ceiling_lifts(lifted);
+    let (stop, stopped) = watch::channel(false);
+    let task = tokio::spawn(controller.run(stopped));
+    tokio::time::sleep(Duration::from_secs(610)).await;
+    assert_eq!(target.updates(), vec![(0, 4)]);
+    lift.send_modify(|n| *n += 1);
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    stop.send(true).unwrap();
+    task.await.unwrap();
+    let mut events = Vec::new();
+    while let Ok(event) = rx.try_recv() {
+        events.push(event);
+    }
+    assert_eq!(
+        lifts(&events),
+        vec![(
+            610,
+            4,
+            "lifted by a configuration reload (SIGHUP); slots may have been freed or added"
+                .to_owned()
+        )]
+    );
+    assert_eq!(target.updates(), vec![(0, 4), (660, 4)]);
+}
+
 /// A Flink cluster short of task slots says how many the job can have:
 /// that is the ceiling at once, not one below each refused parallelism in
 /// turn (which would take one refusal per missing slot).

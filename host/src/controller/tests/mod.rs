@@ -54,6 +54,9 @@ struct TargetState {
     fail_next_update: Option<TargetError>,
     /// Fail the next DescribeApplication calls with these errors.
     fail_describes: Vec<TargetError>,
+    /// The account's KPU limit: every UpdateApplication to more KPU is
+    /// refused with LimitExceeded (and does not take effect).
+    kpu_limit: Option<u32>,
     /// The status an update ends in (RUNNING unless a test says otherwise).
     end_status: AppStatus,
     /// How long an update takes.
@@ -81,6 +84,7 @@ impl FakeTarget {
                 calls: Vec::new(),
                 fail_next_update: None,
                 fail_describes: Vec::new(),
+                kpu_limit: None,
                 end_status: AppStatus::Running,
                 update_secs,
             }),
@@ -166,6 +170,13 @@ impl ScalingTarget for FakeTarget {
         });
         if let Some(error) = s.fail_next_update.take() {
             return Err(error);
+        }
+        if let Some(limit) = s.kpu_limit
+            && kpu > limit
+        {
+            return Err(TargetError::LimitExceeded(format!(
+                "{kpu} KPU exceeds the account's limit of {limit}"
+            )));
         }
         if s.status != AppStatus::Running {
             return Err(TargetError::ResourceInUse("not RUNNING".into()));

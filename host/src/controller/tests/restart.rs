@@ -96,6 +96,43 @@ async fn an_uninterrupted_run_journals_every_phase_and_settles_idle() {
     );
 }
 
+/// A KPU limit a reload lifted is lifted in the journal too: the agent
+/// restarted afterwards does not read the ceiling back, and its first
+/// decision asks for more than the refused size.
+#[tokio::test(start_paused = true)]
+async fn a_lifted_kpu_limit_stays_lifted_across_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = FakeTarget::new(2, 90);
+    target.state.lock().unwrap().kpu_limit = Some(3);
+    let (lift, lifts) = watch::channel(0u64);
+    let first = {
+        let mut journal = journal(dir.path());
+        let loaded = journal.load();
+        Running::launch(
+            target.origin,
+            target.clone(),
+            constant(95.0),
+            Box::new(Doubling),
+            Vec::new(),
+            |c| c.with_journal(journal, loaded).with_ceiling_lifts(lifts),
+        )
+    };
+    // Refused 4 at 0, scaled to 3 at 60, held at the ceiling since.
+    tokio::time::sleep(Duration::from_secs(610)).await;
+    let limit = journaled(dir.path()).record.kpu_limit;
+    assert_eq!(limit.map(|l| l.refused_kpu), Some(4));
+    target.state.lock().unwrap().kpu_limit = None;
+    lift.send_modify(|n| *n += 1);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(journaled(dir.path()).record.kpu_limit, None);
+    first.kill().await;
+
+    let second = launch(&target, dir.path());
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    second.stop().await;
+    assert_eq!(target.updates(), vec![(0, 4), (60, 3), (611, 6)]);
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_restart_during_updating_follows_the_update_instead_of_resending_it() {
     let dir = tempfile::tempdir().unwrap();
