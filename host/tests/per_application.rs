@@ -19,8 +19,8 @@
 //!   whose UpdateApplication is refused (AccessDenied), one whose
 //!   GetMetricData is refused (AccessDenied, which strikes every merged
 //!   call that carries its queries). Only they show failures, in the
-//!   agent's `/metrics`; the others scale out once each, and nothing takes
-//!   effect twice or where it was refused.
+//!   agent's `/metrics` and `/status`; the others scale out once each, and
+//!   nothing takes effect twice or where it was refused.
 //!
 //! Verdicts come from the emulator's call log (wall-clock times, outcomes,
 //! what took effect) and the agent's `/metrics`; every wait is bounded and
@@ -316,7 +316,7 @@ fn step_application(name: &str) -> String {
 /// AccessDenied). The healthy ones scale out once each, to 4 KPU (their
 /// maximum), and see no failure; each failing one shows its own failure
 /// class in `/metrics`, never scales, and no refused UpdateApplication
-/// took effect.
+/// took effect; `/status` says the same.
 #[test]
 fn failing_applications_fail_alone_and_the_others_scale_once() {
     let dir = tempfile::tempdir().expect("a temp dir");
@@ -365,6 +365,47 @@ fn failing_applications_fail_alone_and_the_others_scale_once() {
     let samples = scrape(listen);
     let calls = emulator.calls();
     agent.assert_running(diagnose);
+
+    // `/status` (what `flinkscale status` prints): a failure happening now
+    // for each failing application, of its own class, and none for the
+    // healthy ones. Read until it says so: `denied`'s failure is ended by
+    // each of its evaluations, a few milliseconds before its next refusal
+    // sets it again.
+    let expected = [
+        ("steady-a", Value::Null),
+        ("steady-b", Value::Null),
+        ("throttled", json!("throttled")),
+        ("denied", json!("permission")),
+        ("blind", json!("permission")),
+    ];
+    let failing_now = || {
+        let status = http(listen, "GET", "/status", &[], b"")
+            .ok()
+            .and_then(|r| serde_json::from_slice::<Value>(&r.body).ok())
+            .unwrap_or(Value::Null);
+        expected
+            .iter()
+            .map(|(app, _)| {
+                status["applications"]
+                    .as_array()
+                    .and_then(|apps| apps.iter().find(|a| a["application"] == *app))
+                    .map_or(json!("absent"), |a| a["failure"]["class"].clone())
+            })
+            .collect::<Vec<Value>>()
+    };
+    let wanted: Vec<Value> = expected.iter().map(|(_, class)| class.clone()).collect();
+    wait_until(
+        Duration::from_secs(10),
+        "/status to show each failing application's failure and none of the others'",
+        || failing_now() == wanted,
+        || {
+            format!(
+                "/status failure classes: {:?}\n{}",
+                failing_now(),
+                diagnose()
+            )
+        },
+    );
 
     for app in healthy {
         let updates = calls_of(&calls, "UpdateApplication", Some(app));
