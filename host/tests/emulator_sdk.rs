@@ -693,6 +693,102 @@ async fn a_request_without_authorization_is_refused() {
     emu.shutdown().await;
 }
 
+/// A fault naming an application, set through the control API, strikes
+/// only that application's calls as the SDK sees them: "busy"'s
+/// DescribeApplication is refused, "calm"'s answered; a GetMetricData of
+/// calm's queries runs undisturbed, one that also carries a query of busy
+/// is struck in whole (the call log says which calls were). An application
+/// the scenario does not have is refused with a 400 naming the field and
+/// the valid names.
+#[tokio::test]
+async fn a_fault_for_one_application_strikes_only_its_calls() {
+    let (emu, _dir) = start(HOUR_MS, 1.0, 100).await;
+    let config = sdk_config(&emu).await;
+    let cw = aws_sdk_cloudwatch::Client::new(&config);
+    let msf = aws_sdk_kinesisanalyticsv2::Client::new(&config);
+    let addr = emu.local_addr();
+    let post = |fault: serde_json::Value| async move {
+        let (status, _, body) = http(
+            addr,
+            "POST",
+            "/_emulator/faults",
+            &[],
+            fault.to_string().as_bytes(),
+        )
+        .await;
+        (status, String::from_utf8_lossy(&body).into_owned())
+    };
+
+    let (status, body) = post(serde_json::json!({
+        "operation": "DescribeApplication", "application": "nope", "error": "AccessDenied"
+    }))
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body.contains(r#"application \"nope\" is not an application of the scenario; valid: \"busy\", \"calm\""#),
+        "{body}"
+    );
+
+    let (status, body) = post(serde_json::json!({
+        "operation": "DescribeApplication", "application": "busy", "error": "AccessDenied"
+    }))
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = post(serde_json::json!({
+        "operation": "GetMetricData", "application": "busy", "error": "ThrottlingException"
+    }))
+    .await;
+    assert_eq!(status, 200, "{body}");
+
+    let describe = |app: &'static str| msf.describe_application().application_name(app).send();
+    let err = describe("busy").await.expect_err("busy is refused");
+    assert_eq!(err.code(), Some("AccessDeniedException"), "{err:?}");
+    describe("calm").await.expect("calm is answered");
+    describe("calm")
+        .await
+        .expect("and again: no count was spent on it");
+
+    let end = now_ms();
+    let get = |apps: &[&str]| {
+        let mut call = cw
+            .get_metric_data()
+            .start_time(DateTime::from_millis(end - 600_000))
+            .end_time(DateTime::from_millis(end));
+        for (i, app) in apps.iter().enumerate() {
+            call = call.metric_data_queries(data_query(
+                &format!("q{i}"),
+                app,
+                "containerCPUUtilization",
+                "Average",
+                60,
+            ));
+        }
+        call.send()
+    };
+    let calm = get(&["calm"]).await.expect("calm's queries alone");
+    assert_eq!(calm.metric_data_results().len(), 1);
+    let merged = get(&["calm", "busy"])
+        .await
+        .expect_err("busy's query in it");
+    assert_eq!(merged.code(), Some("ThrottlingException"));
+
+    let struck: Vec<(String, Option<String>, bool)> = emu
+        .calls()
+        .iter()
+        .map(|c| (c.operation.clone(), c.application.clone(), c.injected))
+        .collect();
+    let expected = [
+        ("DescribeApplication", "busy", true),
+        ("DescribeApplication", "calm", false),
+        ("DescribeApplication", "calm", false),
+        ("GetMetricData", "calm", false),
+        ("GetMetricData", "calm", true),
+    ]
+    .map(|(op, app, injected)| (op.to_owned(), Some(app.to_owned()), injected));
+    assert_eq!(struck, expected);
+    emu.shutdown().await;
+}
+
 #[tokio::test]
 async fn injected_faults_show_in_the_sdk_error_and_in_the_call_log() {
     let (emu, _dir) = start(HOUR_MS, 1.0, 100).await;

@@ -10,13 +10,15 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::{Emulator, Running, http, plugin_dir, scenario, start_agent, wait_until};
+use common::{
+    Emulator, Running, http, metric_samples, metric_value, parse_metrics, plugin_dir, scenario,
+    start_agent, wait_until,
+};
 use flinkscale::telemetry::http::{HEADER_READ_TIMEOUT, MAX_CONNECTIONS, SHUTDOWN_DRAIN};
 use serde_json::json;
 
@@ -56,117 +58,6 @@ plugin = "hold"
     file
 }
 
-/// One sample line of the text format: `name{labels} value`.
-#[derive(Debug)]
-struct Sample {
-    name: String,
-    labels: BTreeMap<String, String>,
-    value: f64,
-}
-
-/// Parses the samples of a text-format exposition, checking that each
-/// family's `# TYPE` comes before its samples; panics on a malformed line.
-fn parse(text: &str) -> Vec<Sample> {
-    let mut typed = Vec::<String>::new();
-    let mut samples = Vec::new();
-    for line in text.lines() {
-        if let Some(rest) = line.strip_prefix("# TYPE ") {
-            let name = rest
-                .split_whitespace()
-                .next()
-                .expect("a TYPE names a metric");
-            typed.push(name.to_owned());
-            continue;
-        }
-        if line.starts_with('#') || line.is_empty() {
-            continue;
-        }
-        let (series, value) = line.rsplit_once(' ').expect("a sample has a value");
-        let value: f64 = value
-            .parse()
-            .unwrap_or_else(|_| panic!("bad value in {line:?}"));
-        let (name, labels) = match series.split_once('{') {
-            Some((name, rest)) => {
-                let body = rest.strip_suffix('}').expect("labels end with }");
-                (name, parse_labels(body))
-            }
-            None => (series, BTreeMap::new()),
-        };
-        // A histogram's samples are its name with a suffix.
-        let family = ["_bucket", "_sum", "_count"]
-            .iter()
-            .find_map(|suffix| {
-                name.strip_suffix(suffix)
-                    .filter(|base| typed.iter().any(|t| t == base))
-            })
-            .unwrap_or(name);
-        assert!(
-            typed.iter().any(|t| t == family),
-            "{name} has a sample before its # TYPE"
-        );
-        samples.push(Sample {
-            name: name.to_owned(),
-            labels,
-            value,
-        });
-    }
-    samples
-}
-
-/// `a="x",b="y\"z"` with the format's escapes undone.
-fn parse_labels(body: &str) -> BTreeMap<String, String> {
-    let mut labels = BTreeMap::new();
-    let mut chars = body.chars().peekable();
-    while chars.peek().is_some() {
-        let name: String = chars.by_ref().take_while(|c| *c != '=').collect();
-        assert_eq!(chars.next(), Some('"'), "a label value is quoted");
-        let mut value = String::new();
-        loop {
-            match chars.next().expect("a label value ends with a quote") {
-                '\\' => match chars.next() {
-                    Some('n') => value.push('\n'),
-                    Some(c) => value.push(c),
-                    None => panic!("a dangling escape"),
-                },
-                '"' => break,
-                c => value.push(c),
-            }
-        }
-        labels.insert(name.trim_start_matches(',').to_owned(), value);
-        if chars.peek() == Some(&',') {
-            chars.next();
-        }
-    }
-    labels
-}
-
-/// The value of `name` with exactly `labels`.
-fn value(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-    samples
-        .iter()
-        .find(|s| {
-            s.name == name
-                && s.labels.len() == labels.len()
-                && labels
-                    .iter()
-                    .all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v))
-        })
-        .map(|s| s.value)
-}
-
-/// Every sample of `name` whose labels include `labels`.
-fn all<'a>(samples: &'a [Sample], name: &str, labels: &[(&str, &str)]) -> Vec<&'a Sample> {
-    samples
-        .iter()
-        .filter(|s| {
-            s.name == name
-                && labels
-                    .iter()
-                    .all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v))
-        })
-        .collect()
-}
-
 fn get(addr: SocketAddr, path: &str) -> Option<common::Response> {
     http(addr, "GET", path, &[], b"").ok()
 }
@@ -196,8 +87,8 @@ fn run_serves_health_and_prometheus_metrics() {
                 "/metrics answered {}",
                 response.status
             );
-            samples = parse(&String::from_utf8_lossy(&response.body));
-            value(
+            samples = parse_metrics(&String::from_utf8_lossy(&response.body));
+            metric_value(
                 &samples,
                 "flinkscale_evaluations_total",
                 &[("application", APP)],
@@ -218,21 +109,21 @@ fn run_serves_health_and_prometheus_metrics() {
         Some("text/plain; version=0.0.4; charset=utf-8")
     );
     let text = String::from_utf8_lossy(&metrics.body).into_owned();
-    let samples = parse(&text);
+    let samples = parse_metrics(&text);
     let app = [("application", APP)];
-    let holds = value(
+    let holds = metric_value(
         &samples,
         "flinkscale_decisions_total",
         &[("application", APP), ("action", "hold")],
     )
     .unwrap_or_else(|| panic!("no hold decisions counted:\n{text}"));
-    let evaluations = value(&samples, "flinkscale_evaluations_total", &app)
+    let evaluations = metric_value(&samples, "flinkscale_evaluations_total", &app)
         .unwrap_or_else(|| panic!("no evaluations counted:\n{text}"));
     assert!(evaluations >= 2.0, "{text}");
     // The hold policy never scales: every evaluation is a hold.
     assert!(holds >= 2.0, "{text}");
     assert_eq!(
-        value(
+        metric_value(
             &samples,
             "flinkscale_decisions_total",
             &[("application", APP), ("action", "scale")]
@@ -241,18 +132,22 @@ fn run_serves_health_and_prometheus_metrics() {
         "{text}"
     );
     assert_eq!(
-        value(&samples, "flinkscale_rescales_total", &app),
+        metric_value(&samples, "flinkscale_rescales_total", &app),
         Some(0.0),
         "{text}"
     );
     // The scenario starts the application at 2 KPU.
-    assert_eq!(value(&samples, "flinkscale_kpu", &app), Some(2.0), "{text}");
     assert_eq!(
-        value(&samples, "flinkscale_plugin_quarantined", &app),
+        metric_value(&samples, "flinkscale_kpu", &app),
+        Some(2.0),
+        "{text}"
+    );
+    assert_eq!(
+        metric_value(&samples, "flinkscale_plugin_quarantined", &app),
         Some(0.0),
         "{text}"
     );
-    let last = value(
+    let last = metric_value(
         &samples,
         "flinkscale_last_evaluation_timestamp_seconds",
         &app,
@@ -345,8 +240,8 @@ fn serving(dir: &Path) -> (Emulator, Running, SocketAddr) {
         || {
             agent.assert_running(diagnose);
             get(listen, "/metrics").is_some_and(|r| {
-                value(
-                    &parse(&String::from_utf8_lossy(&r.body)),
+                metric_value(
+                    &parse_metrics(&String::from_utf8_lossy(&r.body)),
                     "flinkscale_evaluations_total",
                     &[("application", APP)],
                 )
@@ -547,40 +442,42 @@ fn an_aws_outage_fails_readiness_never_liveness() {
 
     let text = String::from_utf8_lossy(&get(listen, "/metrics").expect("/metrics answers").body)
         .into_owned();
-    let samples = parse(&text);
+    let samples = parse_metrics(&text);
     let app = [("application", APP)];
     let class = |class| [("application", APP), ("class", class)];
     assert_eq!(
-        value(&samples, "flinkscale_last_failure", &class("metrics")),
+        metric_value(&samples, "flinkscale_last_failure", &class("metrics")),
         Some(1.0),
         "{text}"
     );
     assert_eq!(
-        value(&samples, "flinkscale_last_failure", &class("permission")),
+        metric_value(&samples, "flinkscale_last_failure", &class("permission")),
         Some(0.0),
         "{text}"
     );
     assert!(
-        value(&samples, "flinkscale_failures_total", &class("metrics")).is_some_and(|n| n >= 1.0),
+        metric_value(&samples, "flinkscale_failures_total", &class("metrics"))
+            .is_some_and(|n| n >= 1.0),
         "{text}"
     );
     assert_eq!(
-        value(&samples, "flinkscale_failures_total", &class("permission")),
+        metric_value(&samples, "flinkscale_failures_total", &class("permission")),
         Some(0.0),
         "{text}"
     );
     assert!(
-        value(&samples, "flinkscale_staleness_seconds", &app).is_some_and(|s| s > 66.0),
+        metric_value(&samples, "flinkscale_staleness_seconds", &app).is_some_and(|s| s > 66.0),
         "{text}"
     );
     assert!(
-        value(&samples, "flinkscale_last_failure_timestamp_seconds", &app).is_some_and(|t| t
-            > value(
+        metric_value(&samples, "flinkscale_last_failure_timestamp_seconds", &app).is_some_and(
+            |t| t > metric_value(
                 &samples,
                 "flinkscale_last_evaluation_timestamp_seconds",
                 &app
             )
-            .unwrap_or(f64::MAX)),
+            .unwrap_or(f64::MAX)
+        ),
         "{text}"
     );
 }
@@ -649,7 +546,7 @@ fn metrics_report_build_alarms_target_aws_calls_and_plugin_calls() {
             response.status
         );
         let text = String::from_utf8_lossy(&response.body).into_owned();
-        Some((parse(&text), text))
+        Some((parse_metrics(&text), text))
     };
     let app = [("application", APP)];
 
@@ -659,7 +556,7 @@ fn metrics_report_build_alarms_target_aws_calls_and_plugin_calls() {
         || {
             agent.assert_running(diagnose);
             scrape().is_some_and(|(samples, _)| {
-                value(&samples, "flinkscale_rescales_total", &app).is_some_and(|n| n >= 1.0)
+                metric_value(&samples, "flinkscale_rescales_total", &app).is_some_and(|n| n >= 1.0)
             })
         },
         diagnose,
@@ -667,7 +564,7 @@ fn metrics_report_build_alarms_target_aws_calls_and_plugin_calls() {
     let mut evaluations_at_rescale = 0.0;
     if let Some((samples, _)) = scrape() {
         evaluations_at_rescale =
-            value(&samples, "flinkscale_evaluations_total", &app).unwrap_or(0.0);
+            metric_value(&samples, "flinkscale_evaluations_total", &app).unwrap_or(0.0);
     }
     wait_until(
         Duration::from_secs(90),
@@ -675,7 +572,7 @@ fn metrics_report_build_alarms_target_aws_calls_and_plugin_calls() {
         || {
             agent.assert_running(diagnose);
             scrape().is_some_and(|(samples, _)| {
-                value(&samples, "flinkscale_evaluations_total", &app)
+                metric_value(&samples, "flinkscale_evaluations_total", &app)
                     .is_some_and(|n| n >= evaluations_at_rescale + 3.0)
             })
         },
@@ -691,7 +588,7 @@ fn metrics_report_build_alarms_target_aws_calls_and_plugin_calls() {
     let fetches_after = emulated_calls(&emulator, "GetMetricData");
 
     // The build.
-    let build = all(&samples, "flinkscale_build_info", &[]);
+    let build = metric_samples(&samples, "flinkscale_build_info", &[]);
     assert_eq!(build.len(), 1, "{text}");
     assert_eq!(build[0].value, 1.0);
     assert_eq!(build[0].labels["version"], env!("CARGO_PKG_VERSION"));
@@ -704,7 +601,7 @@ fn metrics_report_build_alarms_target_aws_calls_and_plugin_calls() {
 
     // Exactly one state at 1 per configured alarm, and it is a known one.
     for alarm in ["scale-out", "scale-in"] {
-        let states = all(
+        let states = metric_samples(
             &samples,
             "flinkscale_alarm_state",
             &[("application", APP), ("alarm", alarm)],
@@ -724,7 +621,7 @@ fn metrics_report_build_alarms_target_aws_calls_and_plugin_calls() {
     }
 
     // The CPU metric's latest value is a percentage.
-    let cpu = value(
+    let cpu = metric_value(
         &samples,
         "flinkscale_metric_value",
         &[("application", APP), ("metric", "cpu")],
@@ -734,8 +631,8 @@ fn metrics_report_build_alarms_target_aws_calls_and_plugin_calls() {
 
     // The last decision's target: the KPU on a hold, else the step
     // policy's x2 or /2 within 2..=7.
-    let kpu = value(&samples, "flinkscale_kpu", &app).expect("a KPU");
-    let target = value(&samples, "flinkscale_target_kpu", &app)
+    let kpu = metric_value(&samples, "flinkscale_kpu", &app).expect("a KPU");
+    let target = metric_value(&samples, "flinkscale_target_kpu", &app)
         .unwrap_or_else(|| panic!("no target KPU:\n{text}"));
     assert!(
         [kpu, (kpu * 2.0).min(7.0), (kpu / 2.0).ceil().max(2.0)].contains(&target),
@@ -746,7 +643,7 @@ fn metrics_report_build_alarms_target_aws_calls_and_plugin_calls() {
     // emulator saw (it logs a call as it answers, so between two reads of
     // its log).
     let calls = |operation: &str, outcome: &str| {
-        value(
+        metric_value(
             &samples,
             "flinkscale_aws_calls_total",
             &[("operation", operation), ("outcome", outcome)],
@@ -757,7 +654,7 @@ fn metrics_report_build_alarms_target_aws_calls_and_plugin_calls() {
     assert!(updates >= 1.0, "{text}");
     assert_eq!(
         Some(updates),
-        value(&samples, "flinkscale_rescales_total", &app),
+        metric_value(&samples, "flinkscale_rescales_total", &app),
         "each accepted UpdateApplication is a rescale\n{text}"
     );
     assert!(
@@ -777,7 +674,7 @@ fn metrics_report_build_alarms_target_aws_calls_and_plugin_calls() {
     // Each operation's histogram counts its calls, whatever their outcome,
     // and its +Inf bucket is its count.
     for operation in ["DescribeApplication", "UpdateApplication", "GetMetricData"] {
-        let total: f64 = all(
+        let total: f64 = metric_samples(
             &samples,
             "flinkscale_aws_calls_total",
             &[("operation", operation)],
@@ -786,19 +683,19 @@ fn metrics_report_build_alarms_target_aws_calls_and_plugin_calls() {
         .map(|s| s.value)
         .sum();
         let labels = [("operation", operation)];
-        let count = value(
+        let count = metric_value(
             &samples,
             "flinkscale_aws_call_duration_seconds_count",
             &labels,
         );
         assert_eq!(count, Some(total), "{operation}:\n{text}");
-        let inf = value(
+        let inf = metric_value(
             &samples,
             "flinkscale_aws_call_duration_seconds_bucket",
             &[("operation", operation), ("le", "+Inf")],
         );
         assert_eq!(inf, Some(total), "{operation}:\n{text}");
-        let sum = value(
+        let sum = metric_value(
             &samples,
             "flinkscale_aws_call_duration_seconds_sum",
             &labels,
@@ -808,14 +705,15 @@ fn metrics_report_build_alarms_target_aws_calls_and_plugin_calls() {
     }
 
     // The policy is asked once per evaluation (one more may be in flight).
-    let decides = all(
+    let decides = metric_samples(
         &samples,
         "flinkscale_plugin_call_duration_seconds_count",
         &[("application", APP), ("function", "decide")],
     );
     assert_eq!(decides.len(), 1, "{text}");
     assert!(decides[0].labels["plugin"].starts_with("step "), "{text}");
-    let evaluations = value(&samples, "flinkscale_evaluations_total", &app).expect("evaluations");
+    let evaluations =
+        metric_value(&samples, "flinkscale_evaluations_total", &app).expect("evaluations");
     assert!(
         decides[0].value == evaluations || decides[0].value == evaluations + 1.0,
         "{} decide calls, {evaluations} evaluations\n{text}",
@@ -825,7 +723,7 @@ fn metrics_report_build_alarms_target_aws_calls_and_plugin_calls() {
     // Every failure class exists, at 0 here.
     for class in flinkscale::controller::Failure::ALL {
         assert_eq!(
-            value(
+            metric_value(
                 &samples,
                 "flinkscale_failures_total",
                 &[("application", APP), ("class", class.as_str())]

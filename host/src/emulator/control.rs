@@ -6,7 +6,7 @@
 //! | `GET /_emulator/calls[?since=SEQ]` | `{"calls": [...]}`: every AWS call (or those numbered above SEQ): `seq`, `wall_ms`, `model_secs`, `protocol`, `service`, `operation`, `application`, `params`, `outcome` (`ok`, the error code, or `Drop`), `http_status` (0 when dropped), `injected`, `took_effect` (the call changed the state, whatever it answered) |
 //! | `GET /_emulator/state` | per application: model time, status, KPU, parallelism, version, load factor, lambda, backlog, lag; alarms; faults; the scores so far |
 //! | `POST /_emulator/load` `{"application": NAME, "factor": F}` | multiplies the application's trace by F from now on |
-//! | `POST /_emulator/faults` `{"operation", "error", "delay_ms", "after_effect", "count" or "fraction", "seed", "http_status", "message"}` | injects a fault ([`super::FaultSpec`]) |
+//! | `POST /_emulator/faults` `{"operation", "application", "error", "delay_ms", "after_effect", "count" or "fraction", "seed", "http_status", "message"}` | injects a fault ([`super::FaultSpec`]) |
 //! | `GET /_emulator/faults` | the faults in force |
 //! | `DELETE /_emulator/faults` | removes every fault |
 
@@ -86,7 +86,7 @@ pub(crate) fn handle(
                 Ok(s) => s,
                 Err(error) => return bad_request(&error.to_string()),
             };
-            match core.faults.add(spec) {
+            match core.add_fault(spec) {
                 Ok(()) => (200, json!({ "faults": core.faults.list() })),
                 Err(problem) => bad_request(&problem),
             }

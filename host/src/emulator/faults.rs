@@ -12,11 +12,19 @@
 //! state back, which is what it exists to test. The fraction's draws
 //! depend only on the seed and on how many matching calls came before, so a
 //! test that sends the same calls sees the same faults.
+//!
+//! A fault may name an `application`: it then matches only the calls that
+//! name that application (see [`names_application`]), so one application's
+//! calls can be slowed or refused while the others' run as usual. A call
+//! that carries several applications (a GetMetricData merging the queries
+//! of several applications) is struck in whole when any of them is the
+//! fault's: a slow or refused call is slow or refused for everything it
+//! carries, as a real one is.
 
 use serde::{Deserialize, Serialize};
 
 use super::Service;
-use super::value::AwsError;
+use super::value::{AwsError, Value};
 
 /// The `error` of a fault that delays instead of failing.
 pub const DELAY: &str = "Delay";
@@ -31,6 +39,13 @@ pub struct FaultSpec {
     /// The operation it applies to, e.g. `UpdateApplication` or
     /// `GetMetricData`; `*` for every AWS operation.
     pub operation: String,
+    /// The application it applies to: only the calls that name it (a
+    /// kinesisanalyticsv2 call's `ApplicationName`; any `Application`
+    /// dimension of a CloudWatch call, e.g. of one query of a
+    /// GetMetricData, which is then struck in whole). Absent: every call
+    /// of the operation, whatever it names.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub application: Option<String>,
     /// What the call answers: an error code (`ThrottlingException`,
     /// `InternalFailure` (HTTP 500), `ServiceUnavailable` (503),
     /// `ConcurrentModificationException`, `ResourceInUseException`,
@@ -74,6 +89,7 @@ impl FaultSpec {
     pub fn error(operation: &str, error: &str, count: u32) -> Self {
         Self {
             operation: operation.to_owned(),
+            application: None,
             error: error.to_owned(),
             delay_ms: 0,
             after_effect: false,
@@ -85,11 +101,33 @@ impl FaultSpec {
         }
     }
 
-    /// Checks the spec; the message says what is wrong.
-    pub fn validate(&self) -> Result<(), String> {
+    /// The same fault, only for the calls that name `application`.
+    pub fn for_application(self, application: &str) -> Self {
+        Self {
+            application: Some(application.to_owned()),
+            ..self
+        }
+    }
+
+    /// Checks the spec against the emulated `applications` (an
+    /// `application` must be one of them); the message says what is wrong
+    /// and what is valid.
+    pub fn validate(&self, applications: &[&str]) -> Result<(), String> {
         let mut problems = Vec::new();
         if self.operation.is_empty() {
             problems.push("operation must not be empty".to_owned());
+        }
+        if let Some(name) = &self.application
+            && !applications.contains(&name.as_str())
+        {
+            problems.push(format!(
+                "application {name:?} is not an application of the scenario; valid: {}",
+                applications
+                    .iter()
+                    .map(|a| format!("{a:?}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
         }
         let code_ok = self
             .error
@@ -243,9 +281,9 @@ pub struct Faults {
 }
 
 impl Faults {
-    /// Adds a fault after checking it.
-    pub fn add(&mut self, spec: FaultSpec) -> Result<(), String> {
-        spec.validate()?;
+    /// Adds a fault after checking it against the emulated `applications`.
+    pub fn add(&mut self, spec: FaultSpec, applications: &[&str]) -> Result<(), String> {
+        spec.validate(applications)?;
         self.active.push(Active {
             remaining: spec.count,
             spec,
@@ -270,12 +308,18 @@ impl Faults {
             .collect()
     }
 
-    /// Decides the fault (if any) of one call of `operation` on `service`:
-    /// the first fault in force that matches and fires.
-    pub fn take(&mut self, service: Service, operation: &str) -> Option<Injected> {
+    /// Decides the fault (if any) of one call of `operation` on `service`
+    /// with the request `input`: the first fault in force that matches
+    /// (its operation, and its application if it names one) and fires.
+    pub fn take(&mut self, service: Service, operation: &str, input: &Value) -> Option<Injected> {
         let mut fired = None;
         for (index, active) in self.active.iter_mut().enumerate() {
             if active.spec.operation != "*" && active.spec.operation != operation {
+                continue;
+            }
+            if let Some(application) = &active.spec.application
+                && !names_application(input, application)
+            {
                 continue;
             }
             let draw = active.seen;
@@ -306,5 +350,24 @@ impl Faults {
             self.active.remove(index);
         }
         Some(injected)
+    }
+}
+
+/// Whether the request `input` names `application`: its `ApplicationName`
+/// (kinesisanalyticsv2), or any `{"Name": "Application", "Value": ...}`
+/// dimension anywhere in it (CloudWatch: any query of a GetMetricData, an
+/// alarm's metric, a ListMetrics filter).
+pub fn names_application(input: &Value, application: &str) -> bool {
+    if input.get("ApplicationName").and_then(Value::as_str) == Some(application) {
+        return true;
+    }
+    match input {
+        Value::Map(pairs) => {
+            (input.get("Name").and_then(Value::as_str) == Some("Application")
+                && input.get("Value").and_then(Value::as_str) == Some(application))
+                || pairs.iter().any(|(_, v)| names_application(v, application))
+        }
+        Value::List(items) => items.iter().any(|v| names_application(v, application)),
+        _ => false,
     }
 }

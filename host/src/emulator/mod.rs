@@ -313,6 +313,18 @@ impl Core {
         }
     }
 
+    /// Adds a fault after checking it (an `application` it names must be
+    /// one of the scenario's).
+    pub(crate) fn add_fault(&mut self, spec: FaultSpec) -> Result<(), String> {
+        let names: Vec<&str> = self
+            .world
+            .applications()
+            .iter()
+            .map(|app| app.name())
+            .collect();
+        self.faults.add(spec, &names)
+    }
+
     /// Appends a call to the log and returns its number.
     pub(crate) fn record(
         &mut self,
@@ -509,7 +521,7 @@ impl EmulatorHandle {
     /// Injects a fault.
     pub fn inject_fault(&self, fault: FaultSpec) -> Result<(), EmulatorError> {
         let (mut core, _) = self.shared.lock_synced();
-        core.faults.add(fault).map_err(EmulatorError::Fault)
+        core.add_fault(fault).map_err(EmulatorError::Fault)
     }
 
     /// Removes every fault.

@@ -236,7 +236,7 @@ async fn aws_call(
         }
         match input {
             Ok(input) => {
-                let injected = shared.lock_synced().0.faults.take(service, &op);
+                let injected = shared.lock_synced().0.faults.take(service, &op, &input);
                 Ok((input, injected))
             }
             Err(error) => refuse(None, &error),

@@ -17,6 +17,9 @@ use super::{Clock, Core, Protocol, Service, cbor, json};
 use crate::metrics::MetricQuery;
 use crate::sim::{Scenario, ScenarioApp, Statistic, Trace};
 
+/// The request of a call that names no application.
+const NO_INPUT: Value = Value::Map(Vec::new());
+
 /// A whole minute, so 60-second periods start at the model's t = 0.
 const T0: i64 = 1_699_999_980_000;
 
@@ -820,20 +823,19 @@ fn list_applications_pages_with_a_limit() {
 fn count_faults_end_and_fraction_faults_are_seeded() {
     let mut faults = Faults::default();
     faults
-        .add(FaultSpec::error(
-            "UpdateApplication",
-            "ThrottlingException",
-            2,
-        ))
+        .add(
+            FaultSpec::error("UpdateApplication", "ThrottlingException", 2),
+            &[],
+        )
         .unwrap();
     assert!(
         faults
-            .take(Service::Kinesis, "DescribeApplication")
+            .take(Service::Kinesis, "DescribeApplication", &NO_INPUT)
             .is_none()
     );
     for _ in 0..2 {
         let injected = faults
-            .take(Service::Kinesis, "UpdateApplication")
+            .take(Service::Kinesis, "UpdateApplication", &NO_INPUT)
             .expect("faulted");
         let Answer::Error(error) = injected.answer else {
             panic!("an error, not {:?}", injected.answer);
@@ -843,7 +845,11 @@ fn count_faults_end_and_fraction_faults_are_seeded() {
             ("ThrottlingException", 400)
         );
     }
-    assert!(faults.take(Service::Kinesis, "UpdateApplication").is_none());
+    assert!(
+        faults
+            .take(Service::Kinesis, "UpdateApplication", &NO_INPUT)
+            .is_none()
+    );
     assert!(faults.list().is_empty());
 
     let half = FaultSpec {
@@ -854,10 +860,10 @@ fn count_faults_end_and_fraction_faults_are_seeded() {
     };
     let draws = |spec: &FaultSpec| {
         let mut f = Faults::default();
-        f.add(spec.clone()).unwrap();
+        f.add(spec.clone(), &[]).unwrap();
         (0..1000)
             .map(|_| {
-                f.take(Service::CloudWatch, "GetMetricData")
+                f.take(Service::CloudWatch, "GetMetricData", &NO_INPUT)
                     .map(|i| match i.answer {
                         Answer::Error(e) => Some(e.status),
                         _ => None,
@@ -876,12 +882,165 @@ fn count_faults_end_and_fraction_faults_are_seeded() {
         delay_ms: 0,
         ..FaultSpec::error("X", "Delay", 1)
     };
-    assert!(f.add(delay).is_err(), "a Delay needs a delay");
+    assert!(f.add(delay, &[]).is_err(), "a Delay needs a delay");
     let both = FaultSpec {
         fraction: Some(0.5),
         ..FaultSpec::error("X", "ThrottlingException", 1)
     };
-    assert!(f.add(both).is_err(), "count and fraction together");
+    assert!(f.add(both, &[]).is_err(), "count and fraction together");
+}
+
+/// A GetMetricData request with one CPU query per application of `apps`,
+/// as the agent's batcher merges them.
+fn gmd_of(apps: &[&str]) -> Value {
+    let queries = apps
+        .iter()
+        .enumerate()
+        .map(|(i, app)| {
+            Value::map([
+                ("Id", Value::str(format!("q{i}"))),
+                (
+                    "MetricStat",
+                    metric_stat(app, "containerCPUUtilization", "Average", 60),
+                ),
+            ])
+        })
+        .collect();
+    Value::map([
+        ("MetricDataQueries", Value::List(queries)),
+        ("StartTime", Value::timestamp_ms(T0)),
+        ("EndTime", Value::timestamp_ms(T0 + 600_000)),
+    ])
+}
+
+fn describe_of(app: &str) -> Value {
+    Value::map([("ApplicationName", Value::str(app))])
+}
+
+/// A fault naming an application strikes only the calls that name it: a
+/// kinesisanalyticsv2 call by its ApplicationName, a GetMetricData when
+/// any of its queries has that `Application` dimension (then the whole
+/// call, the other applications' queries with it). Its count and its
+/// fraction's draws are spent only on those calls.
+#[test]
+fn a_fault_naming_an_application_strikes_only_that_applications_calls() {
+    let apps = ["a", "b", "c"];
+    let mut faults = Faults::default();
+    faults
+        .add(
+            FaultSpec::error("DescribeApplication", "ThrottlingException", 2).for_application("b"),
+            &apps,
+        )
+        .unwrap();
+    let describe = |faults: &mut Faults, app: &str| {
+        faults.take(Service::Kinesis, "DescribeApplication", &describe_of(app))
+    };
+    assert!(describe(&mut faults, "a").is_none());
+    assert!(describe(&mut faults, "c").is_none());
+    assert!(
+        faults
+            .take(
+                Service::Kinesis,
+                "UpdateApplication",
+                &update_input("b", 1, 2)
+            )
+            .is_none(),
+        "another operation of b"
+    );
+    assert!(describe(&mut faults, "b").is_some());
+    assert!(
+        describe(&mut faults, "a").is_none(),
+        "a's calls spend no count"
+    );
+    assert!(describe(&mut faults, "b").is_some());
+    assert!(describe(&mut faults, "b").is_none(), "the count is spent");
+    assert!(faults.list().is_empty());
+
+    // Every operation naming b: a merged GetMetricData is struck in whole
+    // if one of its queries is b's, and not at all otherwise.
+    let delay = FaultSpec {
+        delay_ms: 3000,
+        count: None,
+        ..FaultSpec::error("*", "Delay", 1).for_application("b")
+    };
+    faults.add(delay, &apps).unwrap();
+    let gmd = |faults: &mut Faults, of: &[&str]| {
+        faults.take(Service::CloudWatch, "GetMetricData", &gmd_of(of))
+    };
+    assert!(gmd(&mut faults, &["a", "c"]).is_none());
+    let struck = gmd(&mut faults, &["a", "b", "c"]).expect("the merged call is struck");
+    assert_eq!((struck.delay_ms, struck.answer), (3000, Answer::Normal));
+    assert!(gmd(&mut faults, &["b"]).is_some());
+    assert!(describe(&mut faults, "b").is_some(), "`*`: any operation");
+    assert!(describe(&mut faults, "a").is_none());
+    assert_eq!(faults.list()[0].application.as_deref(), Some("b"));
+
+    // A fraction draws on b's calls only: interleaving a's calls changes
+    // nothing of which of b's calls are struck.
+    let half = FaultSpec {
+        fraction: Some(0.5),
+        count: None,
+        seed: Some(3),
+        ..FaultSpec::error("DescribeApplication", "InternalFailure", 1).for_application("b")
+    };
+    let draws = |interleave: bool| {
+        let mut f = Faults::default();
+        f.add(half.clone(), &apps).unwrap();
+        (0..200)
+            .map(|_| {
+                if interleave {
+                    assert!(describe(&mut f, "a").is_none());
+                }
+                describe(&mut f, "b").is_some()
+            })
+            .collect::<Vec<_>>()
+    };
+    let alone = draws(false);
+    assert_eq!(alone, draws(true));
+    let hits = alone.iter().filter(|hit| **hit).count();
+    assert!((60..140).contains(&hits), "{hits} of 200");
+}
+
+/// An `application` is optional (a spec without it is what it was and
+/// lists without it); one the scenario does not have, or an empty one, is
+/// refused naming the field and the valid names.
+#[test]
+fn a_fault_application_is_optional_and_must_be_the_scenarios() {
+    let plain: FaultSpec =
+        serde_json::from_str(r#"{"operation": "DescribeApplication", "error": "Drop"}"#).unwrap();
+    assert_eq!(plain.application, None);
+    let listed = serde_json::to_value(&plain).unwrap();
+    assert!(listed.get("application").is_none(), "{listed}");
+
+    let mut c = core(vec![app("orders", 100.0), app("clicks", 100.0)], 1.0, 100);
+    let named: FaultSpec = serde_json::from_str(
+        r#"{"operation": "GetMetricData", "application": "clicks", "error": "AccessDenied"}"#,
+    )
+    .unwrap();
+    c.add_fault(named).unwrap();
+    assert_eq!(
+        serde_json::to_value(c.faults.list()).unwrap()[0]["application"],
+        "clicks"
+    );
+    for wrong in ["nope", ""] {
+        let spec = FaultSpec::error("GetMetricData", "AccessDenied", 1).for_application(wrong);
+        let problem = c.add_fault(spec).unwrap_err();
+        assert_eq!(
+            problem,
+            format!(
+                "application {wrong:?} is not an application of the scenario; valid: \"orders\", \"clicks\""
+            )
+        );
+    }
+    let not_text = serde_json::from_str::<FaultSpec>(
+        r#"{"operation": "X", "error": "Drop", "application": 7}"#,
+    )
+    .unwrap_err();
+    assert!(
+        not_text.to_string().contains("expected a string"),
+        "{not_text}"
+    );
+    assert_eq!(c.faults.list().len(), 1, "nothing refused was added");
 }
 
 #[test]
@@ -1148,9 +1307,9 @@ fn faults_parse_after_effect_and_drop_and_refuse_what_makes_no_sense() {
     .unwrap();
     assert!(spec.after_effect);
     let mut faults = Faults::default();
-    faults.add(spec).unwrap();
+    faults.add(spec, &[]).unwrap();
     let fired = (0..200)
-        .filter_map(|_| faults.take(Service::Kinesis, "UpdateApplication"))
+        .filter_map(|_| faults.take(Service::Kinesis, "UpdateApplication", &NO_INPUT))
         .collect::<Vec<_>>();
     assert!((20..60).contains(&fired.len()), "{} of 200", fired.len());
     assert!(
@@ -1170,7 +1329,7 @@ fn faults_parse_after_effect_and_drop_and_refuse_what_makes_no_sense() {
         after_effect: true,
         ..FaultSpec::error("X", "Delay", 1)
     };
-    assert!(Faults::default().add(delay).is_err());
+    assert!(Faults::default().add(delay, &[]).is_err());
     let unknown = serde_json::from_str::<FaultSpec>(
         r#"{"operation": "X", "error": "Drop", "after_efect": true}"#,
     );

@@ -9,6 +9,7 @@
 // Each test crate that includes this module uses only part of it.
 #![allow(dead_code)]
 
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -998,4 +999,123 @@ pub fn replace(path: &Path, bytes: &[u8]) {
     let staged = path.with_extension("staged");
     std::fs::write(&staged, bytes).expect("the staged file can be written");
     std::fs::rename(&staged, path).expect("the staged file can be renamed");
+}
+
+/// One sample line of the Prometheus text format (the agent's `/metrics`):
+/// `name{labels} value`.
+#[derive(Debug)]
+pub struct Sample {
+    /// The metric name (a histogram's with its suffix).
+    pub name: String,
+    /// Its labels.
+    pub labels: BTreeMap<String, String>,
+    /// Its value.
+    pub value: f64,
+}
+
+/// Parses the samples of a text-format exposition, checking that each
+/// family's `# TYPE` comes before its samples; panics on a malformed line.
+pub fn parse_metrics(text: &str) -> Vec<Sample> {
+    let mut typed = Vec::<String>::new();
+    let mut samples = Vec::new();
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let name = rest
+                .split_whitespace()
+                .next()
+                .expect("a TYPE names a metric");
+            typed.push(name.to_owned());
+            continue;
+        }
+        if line.starts_with('#') || line.is_empty() {
+            continue;
+        }
+        let (series, value) = line.rsplit_once(' ').expect("a sample has a value");
+        let value: f64 = value
+            .parse()
+            .unwrap_or_else(|_| panic!("bad value in {line:?}"));
+        let (name, labels) = match series.split_once('{') {
+            Some((name, rest)) => {
+                let body = rest.strip_suffix('}').expect("labels end with }");
+                (name, parse_labels(body))
+            }
+            None => (series, BTreeMap::new()),
+        };
+        // A histogram's samples are its name with a suffix.
+        let family = ["_bucket", "_sum", "_count"]
+            .iter()
+            .find_map(|suffix| {
+                name.strip_suffix(suffix)
+                    .filter(|base| typed.iter().any(|t| t == base))
+            })
+            .unwrap_or(name);
+        assert!(
+            typed.iter().any(|t| t == family),
+            "{name} has a sample before its # TYPE"
+        );
+        samples.push(Sample {
+            name: name.to_owned(),
+            labels,
+            value,
+        });
+    }
+    samples
+}
+
+/// `a="x",b="y\"z"` with the format's escapes undone.
+pub fn parse_labels(body: &str) -> BTreeMap<String, String> {
+    let mut labels = BTreeMap::new();
+    let mut chars = body.chars().peekable();
+    while chars.peek().is_some() {
+        let name: String = chars.by_ref().take_while(|c| *c != '=').collect();
+        assert_eq!(chars.next(), Some('"'), "a label value is quoted");
+        let mut value = String::new();
+        loop {
+            match chars.next().expect("a label value ends with a quote") {
+                '\\' => match chars.next() {
+                    Some('n') => value.push('\n'),
+                    Some(c) => value.push(c),
+                    None => panic!("a dangling escape"),
+                },
+                '"' => break,
+                c => value.push(c),
+            }
+        }
+        labels.insert(name.trim_start_matches(',').to_owned(), value);
+        if chars.peek() == Some(&',') {
+            chars.next();
+        }
+    }
+    labels
+}
+
+/// The value of `name` with exactly `labels`.
+pub fn metric_value(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    samples
+        .iter()
+        .find(|s| {
+            s.name == name
+                && s.labels.len() == labels.len()
+                && labels
+                    .iter()
+                    .all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v))
+        })
+        .map(|s| s.value)
+}
+
+/// Every sample of `name` whose labels include `labels`.
+pub fn metric_samples<'a>(
+    samples: &'a [Sample],
+    name: &str,
+    labels: &[(&str, &str)],
+) -> Vec<&'a Sample> {
+    samples
+        .iter()
+        .filter(|s| {
+            s.name == name
+                && labels
+                    .iter()
+                    .all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v))
+        })
+        .collect()
 }
