@@ -507,6 +507,23 @@ impl Machine {
             Resume::NotApplied { update } => match answer {
                 Some(error) => self.not_applied(&update, &error, settings, out),
                 None => {
+                    if followed {
+                        // An accepted update being followed, and the
+                        // version id fell back to or below the one it
+                        // quoted: the application was re-created or
+                        // restored under the agent. Nothing is left to
+                        // follow; the operator hears why it stopped.
+                        out.failed(
+                            Failure::UpdateResult,
+                            format!(
+                                "the {thing}'s version id went back to {} while the update to {} (quoting version {}) was followed: the {thing} was replaced or re-created under the agent; the update is given up and the next evaluation decides afresh",
+                                app.version_id,
+                                settings.words.capacity(update.target_kpu),
+                                update.quoted_version_id,
+                                thing = settings.words.thing(),
+                            ),
+                        );
+                    }
                     self.record.phase = Phase::Idle;
                     Next::Run(Command::Evaluate)
                 }
