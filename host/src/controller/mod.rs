@@ -698,7 +698,16 @@ impl Controller {
             }
             self.events.emit(event);
         }
-        let journaled = self.persist().await;
+        // A save refused before an update says that the update is not sent:
+        // the journal's error alone leaves the operator asking.
+        let unsent = match &transition.next {
+            Next::Run(Command::Update { update, .. }) => Some(format!(
+                "UpdateApplication to {} not sent, since the journal cannot record it first",
+                self.settings.words.capacity(update.target_kpu)
+            )),
+            _ => None,
+        };
+        let journaled = self.persist(unsent.as_deref()).await;
         match transition.next {
             // Write-ahead: no update goes out that the journal does not
             // know about.
@@ -1395,7 +1404,9 @@ impl Controller {
     /// as the disk likes: as plugin calls, it runs on tokio's blocking pool
     /// unless [`PluginThreads`] says the runtime runs nothing else. The
     /// controller waits for it, so the write-ahead order is unchanged.
-    async fn persist(&mut self) -> bool {
+    /// `unsent` names the update the record is for, if one goes out once it
+    /// is saved: a refused save's failure then says it was not sent.
+    async fn persist(&mut self, unsent: Option<&str>) -> bool {
         let Some(save) = self.pending_save() else {
             return true;
         };
@@ -1405,7 +1416,10 @@ impl Controller {
                 .unwrap_or_else(|e| Err(format!("the journal save did not finish: {e}"))),
             PluginThreads::Inline | PluginThreads::Simulation => save(),
         };
-        self.settle_save(outcome)
+        self.settle_save(outcome.map_err(|message| match unsent {
+            Some(unsent) => format!("{unsent}: {message}"),
+            None => message,
+        }))
     }
 
     /// The save [`Controller::persist`] has to make, `None` when the
