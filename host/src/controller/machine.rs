@@ -227,6 +227,9 @@ pub struct Machine {
     permission: Option<String>,
     /// Whether the update being followed was reported as timed out.
     timed_out: bool,
+    /// The version id this machine last saw or caused: an evaluation that
+    /// finds a higher one meets somebody else's update.
+    seen_version: Option<u64>,
 }
 
 impl Machine {
@@ -240,6 +243,7 @@ impl Machine {
             refused: None,
             permission: None,
             timed_out: false,
+            seen_version: None,
         }
     }
 
@@ -394,6 +398,7 @@ impl Machine {
                     return out.done(Next::Run(Command::Describe));
                 };
                 self.failures = 0;
+                self.seen_version = Some(new_version_id);
                 self.started(update, new_version_id, &mut out);
                 Next::Wait(settings.update_poll)
             }
@@ -444,6 +449,7 @@ impl Machine {
     /// the update in flight.
     fn described(&mut self, app: AppState, settings: &Settings, out: &mut Out) -> Next {
         self.permission = None;
+        self.seen_version = Some(app.version_id);
         let phase = self.record.phase.clone();
         let doubt = self.doubt.take();
         if let Phase::Unknown { .. } = phase {
@@ -563,6 +569,7 @@ impl Machine {
     fn evaluated(&mut self, evaluated: Evaluated, settings: &Settings, out: &mut Out) -> Next {
         self.permission = None;
         let Evaluated { state, decision } = evaluated;
+        self.notice_foreign_update(&state, settings, out);
         self.review_limit(state.kpu(), settings, out);
         let hold_for = self.hold_for(&decision, settings, out.now_ms);
         if settings.dry_run {
@@ -610,6 +617,33 @@ impl Machine {
             update,
             current: state,
         })
+    }
+
+    /// Reports an evaluation that finds the version id above the last one
+    /// this machine saw or caused: somebody else updated the application
+    /// (another agent, a deployment, the console, MSF's own autoscaling).
+    /// Two writers undo each other's rescales, and nothing else tells the
+    /// operator: the version check refuses only updates decided on the same
+    /// version at once. Reported only; what is decided is unchanged. A
+    /// dry run reports nothing: the agent that acts beside it is expected.
+    fn notice_foreign_update(&mut self, state: &AppState, settings: &Settings, out: &mut Out) {
+        let seen = self.seen_version.replace(state.version_id);
+        if settings.dry_run {
+            return;
+        }
+        if let Some(seen) = seen
+            && state.version_id > seen
+        {
+            out.failed(
+                Failure::ForeignUpdate,
+                format!(
+                    "the {thing}'s version id moved from {seen} to {} without an update of this agent: somebody else updated it (another agent, a deployment, the console, MSF's own autoscaling); it now runs at {}. Two writers undo each other's rescales: run one agent per {thing}",
+                    state.version_id,
+                    settings.words.capacity(state.kpu()),
+                    thing = settings.words.thing(),
+                ),
+            );
+        }
     }
 
     /// How long to wait after a decision before evaluating again: the

@@ -299,6 +299,9 @@ pub enum Failure {
     UpdateTimeout,
     /// An update ended RUNNING, but not at the KPU requested.
     UpdateResult,
+    /// An evaluation found the application's version id moved without an
+    /// update of this agent: another writer (reported, nothing else).
+    ForeignUpdate,
     /// Metrics could not be fetched.
     Metrics,
     /// A plugin call failed.
@@ -330,6 +333,7 @@ impl Failure {
             Failure::UpdateFailed => "update_failed",
             Failure::UpdateTimeout => "update_timeout",
             Failure::UpdateResult => "update_result",
+            Failure::ForeignUpdate => "foreign_update",
             Failure::Metrics => "metrics",
             Failure::Plugin => "plugin",
             Failure::Journal => "journal",
@@ -339,7 +343,7 @@ impl Failure {
     }
 
     /// Every class, so that counters can start at 0 for each.
-    pub const ALL: [Failure; 16] = [
+    pub const ALL: [Failure; 17] = [
         Failure::Throttled,
         Failure::Transient,
         Failure::ConcurrentModification,
@@ -351,6 +355,7 @@ impl Failure {
         Failure::UpdateFailed,
         Failure::UpdateTimeout,
         Failure::UpdateResult,
+        Failure::ForeignUpdate,
         Failure::Metrics,
         Failure::Plugin,
         Failure::Journal,

@@ -439,7 +439,9 @@ impl Files {
                     {
                         *why = message;
                     }
-                } else {
+                } else if class != crate::controller::Failure::ForeignUpdate.as_str() {
+                    // Somebody else's update, noticed by the evaluation,
+                    // is no fate of the evaluation's decision.
                     self.resolve(&application, Outcome::Failed { class, message });
                 }
             }

@@ -82,6 +82,9 @@ fn an_entry_keeps_the_inputs_and_what_became_of_the_update() {
         DEFAULT_BOUND,
         [
             evaluated("app", 1_000, Action::ScaleTo(4), false),
+            // Somebody else's update, noticed by the evaluation: no fate of
+            // its decision, which goes out after it.
+            failed(1_050, "foreign_update", "version id moved from 5 to 6"),
             Event::RescaleStarted {
                 application: "app".to_owned(),
                 at_ms: 1_100,
