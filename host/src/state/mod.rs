@@ -694,7 +694,7 @@ impl Journal {
                 source,
             })?;
             tracing::warn!(
-                message = "The state folder was gone; created it again and journaled the current record.",
+                message = "The state folder was gone; created it again.",
                 application = %self.application,
                 path = %self.dir.display(),
             );
