@@ -317,12 +317,14 @@ async fn reload_on_hangup(
         };
         match loaded {
             Ok(loaded) => {
+                registry.config_reloaded(true);
                 registry.set_applications(&loaded.config, wall_ms());
                 if reload.send(loaded).is_err() {
                     return;
                 }
             }
             Err(errors) => {
+                registry.config_reloaded(false);
                 for error in errors.errors() {
                     tracing::error!(
                         message = "Invalid configuration; keeping the running one.",

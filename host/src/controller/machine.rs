@@ -232,6 +232,9 @@ pub struct Machine {
     /// refused KPU says that it still holds, and records it again as it
     /// was.
     lifted: Option<KpuLimit>,
+    /// The version id this machine last saw or caused: an evaluation that
+    /// finds a higher one meets somebody else's update.
+    seen_version: Option<u64>,
 }
 
 impl Machine {
@@ -246,6 +249,7 @@ impl Machine {
             permission: None,
             timed_out: false,
             lifted: None,
+            seen_version: None,
         }
     }
 
@@ -423,6 +427,7 @@ impl Machine {
                     return out.done(Next::Run(Command::Describe));
                 };
                 self.failures = 0;
+                self.seen_version = Some(new_version_id);
                 self.started(update, new_version_id, &mut out);
                 Next::Wait(settings.update_poll)
             }
@@ -473,6 +478,7 @@ impl Machine {
     /// the update in flight.
     fn described(&mut self, app: AppState, settings: &Settings, out: &mut Out) -> Next {
         self.permission = None;
+        self.seen_version = Some(app.version_id);
         let phase = self.record.phase.clone();
         let doubt = self.doubt.take();
         if let Phase::Unknown { .. } = phase {
@@ -536,6 +542,23 @@ impl Machine {
             Resume::NotApplied { update } => match answer {
                 Some(error) => self.not_applied(&update, &error, settings, out),
                 None => {
+                    if followed {
+                        // An accepted update being followed, and the
+                        // version id fell back to or below the one it
+                        // quoted: the application was re-created or
+                        // restored under the agent. Nothing is left to
+                        // follow; the operator hears why it stopped.
+                        out.failed(
+                            Failure::UpdateResult,
+                            format!(
+                                "the {thing}'s version id went back to {} while the update to {} (quoting version {}) was followed: the {thing} was replaced or re-created under the agent; the update is given up and the next evaluation decides afresh",
+                                app.version_id,
+                                settings.words.capacity(update.target_kpu),
+                                update.quoted_version_id,
+                                thing = settings.words.thing(),
+                            ),
+                        );
+                    }
                     self.record.phase = Phase::Idle;
                     Next::Run(Command::Evaluate)
                 }
@@ -575,6 +598,7 @@ impl Machine {
     fn evaluated(&mut self, evaluated: Evaluated, settings: &Settings, out: &mut Out) -> Next {
         self.permission = None;
         let Evaluated { state, decision } = evaluated;
+        self.notice_foreign_update(&state, settings, out);
         self.review_limit(state.kpu(), settings, out);
         let hold_for = self.hold_for(&decision, settings, out.now_ms);
         if settings.dry_run {
@@ -622,6 +646,33 @@ impl Machine {
             update,
             current: state,
         })
+    }
+
+    /// Reports an evaluation that finds the version id above the last one
+    /// this machine saw or caused: somebody else updated the application
+    /// (another agent, a deployment, the console, MSF's own autoscaling).
+    /// Two writers undo each other's rescales, and nothing else tells the
+    /// operator: the version check refuses only updates decided on the same
+    /// version at once. Reported only; what is decided is unchanged. A
+    /// dry run reports nothing: the agent that acts beside it is expected.
+    fn notice_foreign_update(&mut self, state: &AppState, settings: &Settings, out: &mut Out) {
+        let seen = self.seen_version.replace(state.version_id);
+        if settings.dry_run {
+            return;
+        }
+        if let Some(seen) = seen
+            && state.version_id > seen
+        {
+            out.failed(
+                Failure::ForeignUpdate,
+                format!(
+                    "the {thing}'s version id moved from {seen} to {} without an update of this agent: somebody else updated it (another agent, a deployment, the console, MSF's own autoscaling); it now runs at {}. Two writers undo each other's rescales: run one agent per {thing}",
+                    state.version_id,
+                    settings.words.capacity(state.kpu()),
+                    thing = settings.words.thing(),
+                ),
+            );
+        }
     }
 
     /// How long to wait after a decision before evaluating again: the

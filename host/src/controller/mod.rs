@@ -299,6 +299,9 @@ pub enum Failure {
     UpdateTimeout,
     /// An update ended RUNNING, but not at the KPU requested.
     UpdateResult,
+    /// An evaluation found the application's version id moved without an
+    /// update of this agent: another writer (reported, nothing else).
+    ForeignUpdate,
     /// Metrics could not be fetched.
     Metrics,
     /// A plugin call failed.
@@ -330,6 +333,7 @@ impl Failure {
             Failure::UpdateFailed => "update_failed",
             Failure::UpdateTimeout => "update_timeout",
             Failure::UpdateResult => "update_result",
+            Failure::ForeignUpdate => "foreign_update",
             Failure::Metrics => "metrics",
             Failure::Plugin => "plugin",
             Failure::Journal => "journal",
@@ -339,7 +343,7 @@ impl Failure {
     }
 
     /// Every class, so that counters can start at 0 for each.
-    pub const ALL: [Failure; 16] = [
+    pub const ALL: [Failure; 17] = [
         Failure::Throttled,
         Failure::Transient,
         Failure::ConcurrentModification,
@@ -351,6 +355,7 @@ impl Failure {
         Failure::UpdateFailed,
         Failure::UpdateTimeout,
         Failure::UpdateResult,
+        Failure::ForeignUpdate,
         Failure::Metrics,
         Failure::Plugin,
         Failure::Journal,
@@ -737,7 +742,7 @@ impl Controller {
         let now_ms = self.clock.now_ms();
         if let Some(event) = self.machine.lift_limit(&self.settings, now_ms) {
             self.events.emit(event);
-            self.persist().await;
+            self.persist(None).await;
         }
     }
 
@@ -752,7 +757,16 @@ impl Controller {
             }
             self.events.emit(event);
         }
-        let journaled = self.persist().await;
+        // A save refused before an update says that the update is not sent:
+        // the journal's error alone leaves the operator asking.
+        let unsent = match &transition.next {
+            Next::Run(Command::Update { update, .. }) => Some(format!(
+                "UpdateApplication to {} not sent, since the journal cannot record it first",
+                self.settings.words.capacity(update.target_kpu)
+            )),
+            _ => None,
+        };
+        let journaled = self.persist(unsent.as_deref()).await;
         match transition.next {
             // Write-ahead: no update goes out that the journal does not
             // know about.
@@ -1449,7 +1463,9 @@ impl Controller {
     /// as the disk likes: as plugin calls, it runs on tokio's blocking pool
     /// unless [`PluginThreads`] says the runtime runs nothing else. The
     /// controller waits for it, so the write-ahead order is unchanged.
-    async fn persist(&mut self) -> bool {
+    /// `unsent` names the update the record is for, if one goes out once it
+    /// is saved: a refused save's failure then says it was not sent.
+    async fn persist(&mut self, unsent: Option<&str>) -> bool {
         let Some(save) = self.pending_save() else {
             return true;
         };
@@ -1459,7 +1475,10 @@ impl Controller {
                 .unwrap_or_else(|e| Err(format!("the journal save did not finish: {e}"))),
             PluginThreads::Inline | PluginThreads::Simulation => save(),
         };
-        self.settle_save(outcome)
+        self.settle_save(outcome.map_err(|message| match unsent {
+            Some(unsent) => format!("{unsent}: {message}"),
+            None => message,
+        }))
     }
 
     /// The save [`Controller::persist`] has to make, `None` when the

@@ -20,7 +20,11 @@
 //! 0600), no symbolic link in it is followed, and each journal is held
 //! under an exclusive advisory lock for the life of its controller, so two
 //! agents sharing a state folder cannot interleave their records for one
-//! application. The simulator and dry runs keep no journal at all.
+//! application. Every save first checks that the lock is still the
+//! folder's: a folder removed or replaced under the agent (an `rm -rf`, a
+//! volume mounted over it) is created again if missing and its lock taken
+//! again, or the save fails if another agent took it meanwhile. The
+//! simulator and dry runs keep no journal at all.
 //!
 //! A journal this agent cannot read is evidence, never discarded: an
 //! unreadable one is set aside under a new number
@@ -458,6 +462,7 @@ impl StateStore {
         }
         Ok(Journal {
             dir: self.dir.clone(),
+            lock_path,
             application: application.to_owned(),
             path: self.dir.join(format!("{application}.json")),
             temp: self.dir.join(format!(".{application}.json.tmp")),
@@ -465,7 +470,7 @@ impl StateStore {
             newer: None,
             #[cfg(test)]
             save_delay: std::time::Duration::ZERO,
-            _lock: lock,
+            lock,
         })
     }
 }
@@ -474,6 +479,9 @@ impl StateStore {
 #[derive(Debug)]
 pub struct Journal {
     dir: PathBuf,
+    // The lock file, checked at every save: a folder removed or replaced
+    // under the agent takes the lock with it ([`Journal::relock`]).
+    lock_path: PathBuf,
     application: String,
     path: PathBuf,
     temp: PathBuf,
@@ -487,7 +495,7 @@ pub struct Journal {
     save_delay: std::time::Duration,
     // Held for the advisory lock; released when the journal is dropped
     // (or the process dies, however it dies).
-    _lock: File,
+    lock: File,
 }
 
 impl Journal {
@@ -633,6 +641,7 @@ impl Journal {
                 source,
             }
         };
+        self.relock()?;
         // A leftover temporary (a crash mid-save), or anything planted in
         // its place, is removed first; `remove_file` removes a symbolic link
         // itself, never what it points to. The new one is then created
@@ -654,6 +663,92 @@ impl Journal {
             .map_err(io("fsync", &self.dir))?;
         self.seq = file.seq;
         Ok(())
+    }
+
+    /// Makes sure the lock this journal holds is still the state folder's:
+    /// an operator's `rm -rf` or a volume mounted over the folder leaves the
+    /// agent holding the lock of a file nobody can see, so that a second
+    /// agent could take the folder's new lock file and share the journal.
+    ///
+    /// A missing folder is created again (0700, as [`StateStore::open`]
+    /// does) and a missing or replaced lock file is locked again, so that
+    /// the agent goes on journaling, by itself, once the folder is back.
+    /// If another process holds the new lock, it is
+    /// [`StateError::Locked`]: this agent saves nothing, so sends nothing,
+    /// until the other one lets go.
+    fn relock(&mut self) -> Result<(), StateError> {
+        if self.holds_the_lock_file() {
+            return Ok(());
+        }
+        if !self.dir.is_dir() {
+            let mut builder = std::fs::DirBuilder::new();
+            builder.recursive(true);
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::DirBuilderExt;
+                builder.mode(0o700);
+            }
+            builder.create(&self.dir).map_err(|source| StateError::Io {
+                action: "create the missing state folder",
+                path: self.dir.clone(),
+                source,
+            })?;
+            tracing::warn!(
+                message = "The state folder was gone; created it again.",
+                application = %self.application,
+                path = %self.dir.display(),
+            );
+        }
+        let lock =
+            private_file(&self.lock_path, Create::OrOpen).map_err(|source| StateError::Io {
+                action: "open",
+                path: self.lock_path.clone(),
+                source,
+            })?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(StateError::Locked {
+                    path: self.lock_path.clone(),
+                });
+            }
+            Err(std::fs::TryLockError::Error(source)) => {
+                return Err(StateError::Io {
+                    action: "lock",
+                    path: self.lock_path.clone(),
+                    source,
+                });
+            }
+        }
+        tracing::warn!(
+            message = "The journal's lock file was removed or replaced under the agent; locked it again.",
+            application = %self.application,
+            path = %self.lock_path.display(),
+        );
+        self.lock = lock;
+        Ok(())
+    }
+
+    /// Whether the file at the lock path is the one this journal holds
+    /// locked (same device and inode; the path is not followed).
+    fn holds_the_lock_file(&self) -> bool {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::MetadataExt;
+            match (
+                std::fs::symlink_metadata(&self.lock_path),
+                self.lock.metadata(),
+            ) {
+                (Ok(on_disk), Ok(held)) => {
+                    on_disk.dev() == held.dev() && on_disk.ino() == held.ino()
+                }
+                _ => false,
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            self.lock_path.exists()
+        }
     }
 }
 

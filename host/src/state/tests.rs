@@ -416,3 +416,62 @@ fn a_link_planted_at_the_journal_path_is_not_read() {
         record(Phase::Idle)
     );
 }
+
+#[test]
+fn a_state_folder_removed_under_the_agent_is_created_again_and_locked() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let store = StateStore::open(&state).unwrap();
+    let mut journal = store.journal("orders").unwrap();
+    journal.save(&record(Phase::Idle), NOW).unwrap();
+    // An operator's `rm -rf` of the whole folder.
+    std::fs::remove_dir_all(&state).unwrap();
+    let sending = record(Phase::Sending { update: update() });
+    journal
+        .save(&sending, NOW + 1)
+        .expect("the folder is created again");
+    assert_eq!(journal.load().unwrap().expect("a record").record, sending);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&state).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700);
+    }
+    // The lock came back with it: a second agent on the folder is refused.
+    let error = StateStore::open(&state)
+        .unwrap()
+        .journal("orders")
+        .expect_err("a second holder is refused");
+    assert!(matches!(error, StateError::Locked { .. }), "{error:?}");
+}
+
+#[test]
+fn a_folder_replaced_under_the_agent_is_not_shared_with_a_second_agent() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let store = StateStore::open(&state).unwrap();
+    let mut journal = store.journal("orders").unwrap();
+    journal.save(&record(Phase::Idle), NOW).unwrap();
+    // A volume mounted over the folder: an empty folder at the same path.
+    std::fs::rename(&state, dir.path().join("old")).unwrap();
+    std::fs::create_dir(&state).unwrap();
+    // A second agent started on it meanwhile takes the new lock file ...
+    let second = StateStore::open(&state).unwrap().journal("orders").unwrap();
+    // ... so the first one must not write the journal the second one owns.
+    let error = journal
+        .save(&record(Phase::Sending { update: update() }), NOW + 1)
+        .expect_err("the folder belongs to another agent now");
+    assert!(matches!(error, StateError::Locked { .. }), "{error:?}");
+    assert!(
+        !state.join("orders.json").exists(),
+        "nothing written into the other agent's folder"
+    );
+    // Once the other lets go, this agent locks the folder and goes on.
+    drop(second);
+    journal.save(&record(Phase::Idle), NOW + 2).unwrap();
+    let error = StateStore::open(&state)
+        .unwrap()
+        .journal("orders")
+        .expect_err("locked again by the first agent");
+    assert!(matches!(error, StateError::Locked { .. }), "{error:?}");
+}

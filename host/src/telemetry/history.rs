@@ -439,7 +439,9 @@ impl Files {
                     {
                         *why = message;
                     }
-                } else {
+                } else if class != crate::controller::Failure::ForeignUpdate.as_str() {
+                    // Somebody else's update, noticed by the evaluation,
+                    // is no fate of the evaluation's decision.
                     self.resolve(&application, Outcome::Failed { class, message });
                 }
             }
@@ -647,15 +649,42 @@ fn private_options() -> OpenOptions {
     options
 }
 
+/// Runs `write` on `path`; if its folder is gone (an operator's `rm -rf`
+/// of the state folder, a volume mounted over it), creates the folder
+/// again, 0700, and runs it once more, so that the history comes back by
+/// itself instead of failing at every entry until a restart.
+fn in_folder(path: &Path, write: impl Fn() -> std::io::Result<()>) -> std::io::Result<()> {
+    match write() {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let Some(folder) = path.parent().filter(|folder| !folder.is_dir()) else {
+                return Err(e);
+            };
+            create_private_dir(folder)?;
+            warn!(
+                message = "The history folder was gone; created it again.",
+                path = %folder.display(),
+            );
+            write()
+        }
+        written => written,
+    }
+}
+
 /// Appends `line` in one write, so that a reader sees it whole or not at
 /// all in practice (and skips it if not).
 fn append_line(path: &Path, line: &str) -> std::io::Result<()> {
-    let mut file = private_options().append(true).create(true).open(path)?;
-    file.write_all(line.as_bytes())
+    in_folder(path, || {
+        let mut file = private_options().append(true).create(true).open(path)?;
+        file.write_all(line.as_bytes())
+    })
 }
 
 /// Replaces `path` with `bytes`: written beside it, then renamed over it.
 fn replace(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    in_folder(path, || replace_in_place(path, bytes))
+}
+
+fn replace_in_place(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())

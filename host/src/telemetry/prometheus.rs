@@ -276,6 +276,20 @@ pub struct Registry {
     last_beat: Mutex<Instant>,
     /// Plugin call durations by application, plugin and function.
     plugin_calls: Histograms,
+    /// SIGHUP reloads of the configuration file.
+    config_reloads: Mutex<ConfigReloads>,
+}
+
+/// What the SIGHUP reloads of the configuration file came to.
+#[derive(Debug, Clone, Copy, Default)]
+struct ConfigReloads {
+    /// Valid files handed to the agent.
+    accepted: u64,
+    /// Invalid files refused (the running configuration stayed).
+    refused: u64,
+    /// Whether the last reload was refused: the file on disk is not the
+    /// configuration that runs, and a restart would exit 78 on it.
+    last_refused: bool,
 }
 
 /// Why `GET /readyz` answers 503 for an application: it has not evaluated
@@ -322,7 +336,24 @@ impl Registry {
             started_ms: Mutex::new(started_ms),
             last_beat: Mutex::new(Instant::now()),
             plugin_calls: Family::new_with_constructor(latency_histogram),
+            config_reloads: Mutex::new(ConfigReloads::default()),
         }
+    }
+
+    /// Counts a SIGHUP reload of the configuration file: `accepted` (valid,
+    /// handed to the agent) or refused (invalid; the running configuration
+    /// stays, and a restart would refuse the file too).
+    pub fn config_reloaded(&self, accepted: bool) {
+        let mut reloads = self
+            .config_reloads
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if accepted {
+            reloads.accepted += 1;
+        } else {
+            reloads.refused += 1;
+        }
+        reloads.last_refused = !accepted;
     }
 
     /// Follows a reloaded configuration at `now_ms`: applications removed
@@ -541,7 +572,11 @@ impl Registry {
             let _ = writeln!(out, "# HELP {name} {}", escape_help(help));
             let _ = writeln!(out, "# TYPE {name} {kind}");
             for (labels, value) in samples {
-                let _ = writeln!(out, "{name}{{{labels}}} {value}");
+                if labels.is_empty() {
+                    let _ = writeln!(out, "{name} {value}");
+                } else {
+                    let _ = writeln!(out, "{name}{{{labels}}} {value}");
+                }
             }
         };
         let per_app = |value: &dyn Fn(&AppMetrics) -> Option<String>| -> Vec<(String, String)> {
@@ -730,6 +765,34 @@ impl Registry {
             "counter",
             "Replaced plugin files by outcome: reloaded (now running) or refused (the running plugin stayed).",
             reloads,
+        );
+        let config_reloads = *self
+            .config_reloads
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        family(
+            "flinkscale_config_reloads_total",
+            "counter",
+            "SIGHUP reloads of the configuration file by outcome: accepted (valid, applied) or refused (invalid: the running configuration stayed).",
+            vec![
+                (
+                    labels(&[("outcome", "accepted")]),
+                    config_reloads.accepted.to_string(),
+                ),
+                (
+                    labels(&[("outcome", "refused")]),
+                    config_reloads.refused.to_string(),
+                ),
+            ],
+        );
+        family(
+            "flinkscale_config_reload_refused",
+            "gauge",
+            "1 while the last SIGHUP reload was refused: the file on disk is invalid, the agent runs the configuration before it, and a restart would exit 78 on it; 0 otherwise.",
+            vec![(
+                String::new(),
+                u8::from(config_reloads.last_refused).to_string(),
+            )],
         );
         family(
             "flinkscale_build_info",
@@ -1287,6 +1350,34 @@ mod tests {
             .map(|n| n.application)
             .collect();
         assert_eq!(not_ready, ["kept"]);
+    }
+
+    #[test]
+    fn a_refused_configuration_reload_is_counted_and_shown_until_one_is_accepted() {
+        let registry = Registry::for_config(&config(&["a"]), 0);
+        let text = registry.render(0);
+        assert!(text.contains("flinkscale_config_reloads_total{outcome=\"accepted\"} 0\n"));
+        assert!(text.contains("flinkscale_config_reloads_total{outcome=\"refused\"} 0\n"));
+        assert!(
+            text.contains("flinkscale_config_reload_refused 0\n"),
+            "{text}"
+        );
+        registry.config_reloaded(false);
+        registry.config_reloaded(false);
+        let text = registry.render(0);
+        assert!(text.contains("flinkscale_config_reloads_total{outcome=\"refused\"} 2\n"));
+        assert!(
+            text.contains("flinkscale_config_reload_refused 1\n"),
+            "{text}"
+        );
+        registry.config_reloaded(true);
+        let text = registry.render(0);
+        assert!(text.contains("flinkscale_config_reloads_total{outcome=\"accepted\"} 1\n"));
+        assert!(text.contains("flinkscale_config_reloads_total{outcome=\"refused\"} 2\n"));
+        assert!(
+            text.contains("flinkscale_config_reload_refused 0\n"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -609,6 +609,77 @@ async fn a_stale_version_is_re_read_not_retried_blindly() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn an_application_re_created_under_a_followed_update_is_reported_and_decided_afresh() {
+    let h = Harness::start(95.0, 2, false, Box::new(Doubling));
+    // The update to 4 KPU goes out at 0 s, quoting version 1 (accepted as
+    // 2). At 30 s, while it is UPDATING, the application is re-created (a
+    // stack re-deployed, an emulator restarted): version 1, RUNNING at
+    // 2 KPU.
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    {
+        let mut s = h.target.state.lock().unwrap();
+        assert_eq!((s.status, s.version_id), (AppStatus::Updating, 2));
+        s.status = AppStatus::Running;
+        s.version_id = 1;
+        s.parallelism = 2;
+        s.pending_parallelism = 2;
+        s.updating_until = None;
+    }
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    let (target, events) = h.stop().await;
+    // The poll at 60 s finds it; the operator is told why the update is
+    // no longer followed, once ...
+    let reported = failures(&events, "update_result");
+    assert_eq!(reported.len(), 1, "{events:?}");
+    assert!(
+        reported[0].contains("version id went back to 1")
+            && reported[0].contains("update to 4 KPU (quoting version 1)")
+            && reported[0].contains("replaced or re-created"),
+        "{}",
+        reported[0]
+    );
+    assert!(
+        !events
+            .iter()
+            .any(|e| matches!(e, Event::RescaleCompleted { .. })),
+        "no rescale completed: {events:?}"
+    );
+    // ... and the intent is decided afresh at once, from what runs now.
+    assert_eq!(target.updates(), vec![(0, 4), (60, 4)]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn another_writers_update_is_reported_and_changes_no_decision() {
+    let h = Harness::start(95.0, 2, false, Box::new(Doubling));
+    // The agent's update to 4 KPU goes out at 0 s (version 1 -> 2), ends
+    // at 90 s; its grace period runs to 420 s. At 200 s somebody else
+    // (a second agent, the console) sets 3 KPU: version 3.
+    tokio::time::sleep(Duration::from_secs(200)).await;
+    {
+        let mut s = h.target.state.lock().unwrap();
+        assert_eq!((s.status, s.version_id), (AppStatus::Running, 2));
+        s.version_id = 3;
+        s.parallelism = 3;
+        s.pending_parallelism = 3;
+    }
+    tokio::time::sleep(Duration::from_secs(700)).await;
+    let (target, events) = h.stop().await;
+    // What is decided is unchanged: from 3 KPU at 420 s, and the agent's
+    // own updates (1 -> 2, 3 -> 4) are never taken for somebody else's.
+    assert_eq!(target.updates(), vec![(0, 4), (420, 6), (840, 10)]);
+    let reported = failures(&events, "foreign_update");
+    assert_eq!(reported.len(), 1, "{reported:?}");
+    assert!(
+        reported[0].starts_with(
+            "the application's version id moved from 2 to 3 without an update of this agent: somebody else updated it"
+        ) && reported[0].contains("it now runs at 3 KPU")
+            && reported[0].contains("run one agent per application"),
+        "{}",
+        reported[0]
+    );
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_lost_answer_to_an_accepted_update_is_not_sent_again() {
     // The update takes effect, but the agent sees a timeout.
     struct Lossy(Arc<FakeTarget>);

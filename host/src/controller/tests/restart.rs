@@ -353,7 +353,16 @@ async fn no_update_is_sent_when_the_journal_cannot_record_it() {
     tokio::time::sleep(Duration::from_secs(300)).await;
     let events = run.stop().await;
     assert_eq!(target.updates().len(), 1, "{:?}", target.updates());
-    assert!(failures(&events, "journal")[0].contains(".app.json.tmp"));
+    let reported = failures(&events, "journal");
+    assert!(reported[0].contains(".app.json.tmp"));
+    // The operator is told that the update was held back, not only that a
+    // file could not be written.
+    assert!(
+        reported.iter().any(|m| m.starts_with(
+            "UpdateApplication to 2 KPU not sent, since the journal cannot record it first: cannot "
+        ) && m.contains(".app.json.tmp")),
+        "{reported:?}"
+    );
 }
 
 /// A metric source that records the window of every fetch, and when (in
@@ -479,7 +488,7 @@ async fn a_slow_journal_save_leaves_the_runtime_running() {
     tokio::task::yield_now().await;
     controller.machine.record.last_rescale_ms = Some(T0_MS);
     let before = ticks.load(std::sync::atomic::Ordering::Relaxed);
-    assert!(controller.persist().await);
+    assert!(controller.persist(None).await);
     let during = ticks.load(std::sync::atomic::Ordering::Relaxed) - before;
     ticker.abort();
     assert_eq!(

@@ -82,6 +82,9 @@ fn an_entry_keeps_the_inputs_and_what_became_of_the_update() {
         DEFAULT_BOUND,
         [
             evaluated("app", 1_000, Action::ScaleTo(4), false),
+            // Somebody else's update, noticed by the evaluation: no fate of
+            // its decision, which goes out after it.
+            failed(1_050, "foreign_update", "version id moved from 5 to 6"),
             Event::RescaleStarted {
                 application: "app".to_owned(),
                 at_ms: 1_100,
@@ -519,5 +522,48 @@ fn status_shows_the_failure_happening_now_until_an_evaluation_ends_it() {
     );
     let restarted = status(&state, &apps, 401_000);
     assert_eq!(restarted.applications[0].failure, None, "{restarted:?}");
+    let _ = std::fs::remove_dir_all(&state);
+}
+
+#[test]
+fn a_history_folder_removed_under_the_agent_comes_back_by_itself() {
+    let state = temp_dir("removed");
+    let history_dir = dir(&state);
+    let apps = [("app".to_owned(), Words::Msf)];
+    let (history, writer) = spawn(history_dir.clone(), 10).expect("the history starts");
+    history.record(&evaluated("app", 1_000, Action::Hold, false));
+    // An operator's `rm -rf` of the whole state folder while the agent runs;
+    // the writer thread is stopped first so that the removal cannot race it.
+    drop(history);
+    writer.finish();
+    std::fs::remove_dir_all(&state).unwrap();
+    let mut files = Files::new(history_dir.clone(), 10);
+    files.take(evaluated("app", 2_000, Action::Hold, false));
+    files.take(failed(3_000, "throttled", "Rate exceeded"));
+    let entries = read(&history_dir, "app", None).expect("the history reads");
+    assert_eq!(
+        entries.iter().map(|e| e.at_ms).collect::<Vec<_>>(),
+        vec![2_000],
+        "the entry after the removal is kept"
+    );
+    let now = status(&state, &apps, 4_000);
+    assert_eq!(
+        now.applications[0]
+            .failure
+            .as_ref()
+            .map(|f| f.class.as_str()),
+        Some("throttled"),
+        "{now:?}"
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&history_dir)
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(mode, 0o700);
+    }
     let _ = std::fs::remove_dir_all(&state);
 }
