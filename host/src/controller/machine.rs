@@ -650,7 +650,8 @@ impl Machine {
 
     /// Reports an evaluation that finds the version id above the last one
     /// this machine saw or caused: somebody else updated the application
-    /// (another agent, a deployment, the console, MSF's own autoscaling).
+    /// (another agent, a deployment, the console, MSF's own autoscaling),
+    /// or, on a Flink job, Flink rebuilt its graph (a restart).
     /// Two writers undo each other's rescales, and nothing else tells the
     /// operator: the version check refuses only updates decided on the same
     /// version at once. Reported only; what is decided is unchanged. A
@@ -666,8 +667,10 @@ impl Machine {
             out.failed(
                 Failure::ForeignUpdate,
                 format!(
-                    "the {thing}'s version id moved from {seen} to {} without an update of this agent: somebody else updated it (another agent, a deployment, the console, MSF's own autoscaling); it now runs at {}. Two writers undo each other's rescales: run one agent per {thing}",
+                    "the {thing}'s version id moved from {seen} to {} without {} of this agent: {}; it now runs at {}. Two writers undo each other's rescales: run one agent per {thing}",
                     state.version_id,
+                    settings.words.rescale(),
+                    settings.words.other_writers(),
                     settings.words.capacity(state.kpu()),
                     thing = settings.words.thing(),
                 ),

@@ -106,6 +106,30 @@ impl Words {
         }
     }
 
+    /// One rescale, as the target's user says it: `an update`, or `a
+    /// rescale`.
+    pub fn rescale(self) -> &'static str {
+        match self {
+            Words::Msf => "an update",
+            Words::Flink => "a rescale",
+        }
+    }
+
+    /// Who else moves the version id, said when an evaluation finds it
+    /// moved without this agent: on MSF another writer; on a Flink job
+    /// also Flink itself, which builds a new execution graph for every
+    /// restart (the version id is made from the graph's creation time).
+    pub fn other_writers(self) -> &'static str {
+        match self {
+            Words::Msf => {
+                "somebody else updated it (another agent, a deployment, the console, MSF's own autoscaling)"
+            }
+            Words::Flink => {
+                "Flink rebuilt its execution graph: the job restarted (a task failed, a TaskManager was lost or came back) or somebody else rescaled it (another agent, a PUT by hand)"
+            }
+        }
+    }
+
     /// Why a recorded ceiling is tried again after a while: `the limit
     /// may have been raised`, or `slots may have been freed or added`.
     pub fn limit_may_have_moved(self) -> &'static str {
@@ -133,6 +157,8 @@ mod tests {
         assert_eq!(msf.limit(), "the account's KPU limit");
         assert_eq!(msf.limit_never_met(), "no KPU limit met");
         assert_eq!(msf.limit_may_have_moved(), "the limit may have been raised");
+        assert_eq!(msf.rescale(), "an update");
+        assert!(msf.other_writers().contains("MSF's own autoscaling"));
 
         let flink = Words::from(TargetKind::Flink);
         assert_eq!(flink.capacity(4), "parallelism 4");
@@ -147,6 +173,8 @@ mod tests {
             flink.limit_may_have_moved(),
             "slots may have been freed or added"
         );
+        assert_eq!(flink.rescale(), "a rescale");
+        assert!(flink.other_writers().contains("the job restarted"));
         // Nothing of Flink's says KPU or names an MSF call.
         let said = [
             flink.capacity(4),

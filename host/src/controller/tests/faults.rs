@@ -586,6 +586,13 @@ async fn a_flink_job_is_told_about_in_flinks_words() {
         "{}",
         assessment.decision.reason
     );
+    // Flink restarts the job by itself (a task failed): a new execution
+    // graph, so a new version id, which is Flink's doing, not another
+    // MSF writer's.
+    target.state.lock().unwrap().version_id += 2;
+    tokio::time::advance(Duration::from_secs(60)).await;
+    let assessment = controller.evaluate().await.expect("evaluates");
+    controller.act(&assessment).await;
     drop(controller);
     let mut said = Vec::new();
     while let Ok(event) = rx.try_recv() {
@@ -603,6 +610,13 @@ async fn a_flink_job_is_told_about_in_flinks_words() {
             "{text}"
         );
     }
+    assert!(
+        said.iter().any(|text| text.contains(
+            "without a rescale of this agent: Flink rebuilt its execution graph: the job restarted"
+        ) && text.contains("it now runs at parallelism 2")
+            && text.contains("run one agent per job")),
+        "{said:?}"
+    );
 }
 
 #[tokio::test(start_paused = true)]
