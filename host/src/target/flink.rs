@@ -25,7 +25,13 @@
 //! rescale, restart and resubmission, so it only grows), and `P` is 1 while
 //! the resource requirements read back (`GET /jobs/{id}/resource-requirements`)
 //! ask for another parallelism than the vertices run at (a rescale was
-//! accepted and has not been carried out yet), 0 otherwise.
+//! accepted and has not been carried out yet), 0 otherwise. A job that
+//! runs below its requirements because the cluster has no slot for more
+//! (a TaskManager died) has nothing pending: Flink grows it by itself
+//! when slots come back, and until then it is `RUNNING` at what it runs
+//! at, so that a scale-out is refused for want of slots (`LimitExceeded`,
+//! the free-slots ceiling) instead of waiting on a rescale that cannot
+//! happen.
 //!
 //! So the moment a PUT is accepted the version moves from `2C` to `2C + 1`,
 //! and once Flink has rebuilt the graph to `2C'` with `C' > C`. This is
@@ -53,8 +59,9 @@
 //! (the cluster's total from `GET /overview` less what its other running
 //! jobs use): `LimitExceeded`, with the slot numbers, before anything is
 //! sent; a job that Flink accepted but cannot bring to the new
-//! parallelism stays `UPDATING` and is reported by the controller's update
-//! timeout. A requirement Flink refuses (4xx): `Invalid`, with Flink's
+//! parallelism (slots lost after the check) runs, `RUNNING`, at what
+//! there is: the controller reports the shortfall (`update_result`) and
+//! the next scale-out meets the slot check. A requirement Flink refuses (4xx): `Invalid`, with Flink's
 //! error text. A job whose version moved since the decision:
 //! `ConcurrentModification` (checked first, so a rescale still pending
 //! reads as that).
@@ -134,6 +141,25 @@ impl FlinkTarget {
         });
         let all_running = vertices.iter().all(|v| v["status"] == "RUNNING");
         let mut status = status_of(job["state"].as_str().unwrap_or(""));
+        // Short of slots: the job runs (every vertex RUNNING) below what
+        // its requirements allow, and the cluster has no slot for it to
+        // grow into (a TaskManager died, or another job took its slots).
+        // The adaptive scheduler runs it at what there is and grows it by
+        // itself once slots come back; until then nothing is under way, so
+        // it is RUNNING at the parallelism it runs at, not a rescale
+        // pending forever (which the controller would wait on, polling,
+        // and never see refused for want of slots).
+        let mut pending = pending;
+        if pending
+            && status == AppStatus::Running
+            && all_running
+            && !scaling_in(&vertices, &requirements)
+        {
+            let (usable, _) = self.slots(&id).await?;
+            if usable <= parallelism {
+                pending = false;
+            }
+        }
         if status == AppStatus::Running && (pending || !all_running) {
             status = AppStatus::Updating;
         }
@@ -200,7 +226,18 @@ impl FlinkTarget {
     }
 }
 
-/// Maps a Flink job state onto the controller's statuses.
+/// Whether some vertex runs above its requirement's upper bound: a
+/// scale-in is pending, which never waits for slots.
+fn scaling_in(vertices: &[Value], requirements: &Map<String, Value>) -> bool {
+    vertices.iter().any(|v| {
+        let upper = v["id"]
+            .as_str()
+            .and_then(|vid| requirements.get(vid))
+            .and_then(|r| r["parallelism"]["upperBound"].as_u64());
+        upper.is_some_and(|u| v["parallelism"].as_u64().is_some_and(|p| p > u))
+    })
+}
+
 /// The version id `2 x C + P` of a graph created at `created` (ms), `P` 1
 /// while a rescale is pending. `C` comes from Flink's answer: one no
 /// millisecond clock reaches (at or above 2^63) counts as 2^63 - 1, so
@@ -209,6 +246,7 @@ fn version_id(created: u64, pending: bool) -> u64 {
     (created.min(u64::MAX >> 1) << 1) | u64::from(pending)
 }
 
+/// Maps a Flink job state onto the controller's statuses.
 fn status_of(job_state: &str) -> AppStatus {
     match job_state {
         "RUNNING" => AppStatus::Running,
@@ -312,7 +350,147 @@ impl ScalingTarget for FlinkTarget {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashMap;
+    use std::sync::{Arc, Mutex};
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
     use super::*;
+
+    /// A JobManager's REST API on loopback that answers each GET from
+    /// `answers` (path -> JSON; any other path 404) and each PUT with 202,
+    /// recording the PUTs' paths. Returns its `http://host:port`.
+    async fn fake_flink(
+        answers: Arc<Mutex<HashMap<String, Value>>>,
+        puts: Arc<Mutex<Vec<String>>>,
+    ) -> String {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("a port");
+        let url = format!("http://{}", listener.local_addr().expect("its address"));
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let mut raw = Vec::new();
+                let mut buf = [0u8; 4096];
+                // The head, then as much body as it announces.
+                while let Ok(n) = stream.read(&mut buf).await {
+                    if n == 0 {
+                        break;
+                    }
+                    raw.extend_from_slice(&buf[..n]);
+                    let text = String::from_utf8_lossy(&raw);
+                    if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                        let length = head
+                            .lines()
+                            .find_map(|l| l.strip_prefix("Content-Length: "))
+                            .and_then(|l| l.trim().parse::<usize>().ok())
+                            .unwrap_or(0);
+                        if body.len() >= length {
+                            break;
+                        }
+                    }
+                }
+                let text = String::from_utf8_lossy(&raw).into_owned();
+                let mut words = text.split_whitespace();
+                let (method, path) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
+                let (status, body) = if method == "PUT" {
+                    puts.lock().expect("puts").push(path.to_owned());
+                    ("202 Accepted", "{}".to_owned())
+                } else {
+                    match answers.lock().expect("answers").get(path) {
+                        Some(answer) => ("200 OK", answer.to_string()),
+                        None => ("404 Not Found", r#"{"errors":["Not found"]}"#.to_owned()),
+                    }
+                };
+                let answer = format!(
+                    "HTTP/1.1 {status}\r\nContent-Type: application/json\r\n\
+                     Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = stream.write_all(answer.as_bytes()).await;
+            }
+        });
+        url
+    }
+
+    /// The answers of a cluster with `slots` task slots running job `j1`
+    /// (`orders`, three vertices, graph created at `created`) with every
+    /// vertex RUNNING at `running` and its requirements' upper bound
+    /// `upper`.
+    fn cluster(slots: u64, created: u64, running: u64, upper: u64) -> HashMap<String, Value> {
+        let ids = ["v1", "v2", "v3"];
+        let vertices: Vec<Value> = ids
+            .iter()
+            .map(|id| json!({"id": id, "parallelism": running, "status": "RUNNING"}))
+            .collect();
+        let requirements: Map<String, Value> = ids
+            .iter()
+            .map(|id| {
+                let bounds = json!({"lowerBound": 1, "upperBound": upper});
+                ((*id).to_owned(), json!({ "parallelism": bounds }))
+            })
+            .collect();
+        HashMap::from([
+            (
+                "/overview".to_owned(),
+                json!({"slots-total": slots, "taskmanagers": slots}),
+            ),
+            (
+                "/jobs/overview".to_owned(),
+                json!({"jobs": [{"jid": "j1", "name": "orders", "state": "RUNNING", "start-time": 1}]}),
+            ),
+            (
+                "/jobs/j1".to_owned(),
+                json!({"jid": "j1", "name": "orders", "state": "RUNNING",
+                       "timestamps": {"CREATED": created}, "vertices": vertices}),
+            ),
+            (
+                "/jobs/j1/resource-requirements".to_owned(),
+                Value::Object(requirements),
+            ),
+        ])
+    }
+
+    /// A TaskManager died: the job runs at 1 of the 2 its requirements
+    /// allow, on the one slot left. Nothing is under way (Flink grows it by
+    /// itself when slots come back), so it is RUNNING at 1, and a
+    /// scale-out to 2 is refused for want of slots, with the slots there
+    /// are, before anything is sent. With the slot back, the growth Flink
+    /// starts by itself is pending again (the version moves), and a
+    /// pending scale-in is pending whatever the slots.
+    #[tokio::test]
+    async fn a_job_short_of_slots_runs_at_what_it_has_rather_than_updating_forever() {
+        let answers = Arc::new(Mutex::new(cluster(1, 1_000, 1, 2)));
+        let puts = Arc::new(Mutex::new(Vec::new()));
+        let url = fake_flink(answers.clone(), puts.clone()).await;
+        let target = FlinkTarget::new(&url).expect("a target");
+
+        let state = target.describe("orders").await.expect("described");
+        assert_eq!(state.status, AppStatus::Running, "{state:?}");
+        assert_eq!(state.parallelism, 1);
+        assert_eq!(state.version_id, version_id(1_000, false));
+        match target.rescale("orders", 2, &state).await {
+            Err(TargetError::SlotsExceeded { usable, message }) => {
+                assert_eq!(usable, 1, "{message}");
+                assert!(message.contains("has 1 task slots"), "{message}");
+            }
+            other => panic!("expected SlotsExceeded, got {other:?}"),
+        }
+        assert!(puts.lock().expect("puts").is_empty());
+
+        // The TaskManager is back: Flink is growing the job to 2.
+        *answers.lock().expect("answers") = cluster(2, 1_000, 1, 2);
+        let growing = target.describe("orders").await.expect("described");
+        assert_eq!(growing.status, AppStatus::Updating, "{growing:?}");
+        assert_eq!(growing.version_id, version_id(1_000, true));
+        assert!(growing.version_id > state.version_id);
+
+        // A scale-in accepted and not yet carried out is pending, even on
+        // a cluster with no slot to spare.
+        *answers.lock().expect("answers") = cluster(2, 2_000, 2, 1);
+        let shrinking = target.describe("orders").await.expect("described");
+        assert_eq!(shrinking.status, AppStatus::Updating, "{shrinking:?}");
+        assert_eq!(shrinking.version_id, version_id(2_000, true));
+    }
 
     #[test]
     fn the_version_id_of_any_creation_time_flink_answers_is_2c_plus_p() {
