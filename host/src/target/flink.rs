@@ -66,6 +66,9 @@
 //! `ConcurrentModification` (checked first, so a rescale still pending
 //! reads as that).
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
 use async_trait::async_trait;
 use serde_json::{Map, Value, json};
 
@@ -80,6 +83,10 @@ pub struct FlinkTarget {
     /// The job; `None`: the application name given to each call is the
     /// job's name.
     job: Option<FlinkJob>,
+    /// Application -> the id of the job last read for it, so that a job
+    /// found by name under a new id (resubmitted, or after a JobManager
+    /// restart) is said once in the log.
+    followed: Arc<Mutex<HashMap<String, String>>>,
 }
 
 /// What one read of the job says, beyond [`AppState`].
@@ -98,6 +105,7 @@ impl FlinkTarget {
         Ok(Self {
             rest: FlinkRest::new(rest_url)?,
             job: None,
+            followed: Arc::default(),
         })
     }
 
@@ -107,6 +115,7 @@ impl FlinkTarget {
         Ok(Self {
             rest: FlinkRest::new(rest_url)?,
             job: Some(job),
+            followed: Arc::default(),
         })
     }
 
@@ -119,6 +128,7 @@ impl FlinkTarget {
     /// Reads the job, its vertices and its requirements.
     async fn view(&self, application: &str) -> Result<JobView, TargetError> {
         let id = self.rest.job_id(&self.job(application)).await?;
+        self.follow(application, &id);
         let job = self.rest.get(&format!("/jobs/{}", segment(&id))).await?;
         let requirements = self
             .rest
@@ -179,6 +189,24 @@ impl FlinkTarget {
             },
             requirements,
         })
+    }
+
+    /// Notes `id` as the job of `application`, and logs it when it is
+    /// another job than the one read before: the job the agent scales is
+    /// not the one it scaled until now (a rescale decided on the old one
+    /// is fenced: the new job's version differs).
+    fn follow(&self, application: &str, id: &str) {
+        let mut followed = self.followed.lock().unwrap_or_else(|e| e.into_inner());
+        let previous = followed.insert(application.to_owned(), id.to_owned());
+        if let Some(previous) = previous.filter(|p| p != id) {
+            tracing::warn!(
+                application,
+                job_id = id,
+                previous_job_id = previous.as_str(),
+                "Following another job: the job of that name has a new id (resubmitted, or the \
+                 JobManager restarted)."
+            );
+        }
     }
 
     /// The task slots the job of `application` could run on (the
@@ -350,9 +378,6 @@ impl ScalingTarget for FlinkTarget {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::HashMap;
-    use std::sync::{Arc, Mutex};
-
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpListener;
 
@@ -417,6 +442,18 @@ mod tests {
     /// vertex RUNNING at `running` and its requirements' upper bound
     /// `upper`.
     fn cluster(slots: u64, created: u64, running: u64, upper: u64) -> HashMap<String, Value> {
+        job("j1", "RUNNING", slots, created, running, upper)
+    }
+
+    /// [`cluster`]'s answers for a job `jid` (named `orders`) in `state`.
+    fn job(
+        jid: &str,
+        state: &str,
+        slots: u64,
+        created: u64,
+        running: u64,
+        upper: u64,
+    ) -> HashMap<String, Value> {
         let ids = ["v1", "v2", "v3"];
         let vertices: Vec<Value> = ids
             .iter()
@@ -436,15 +473,15 @@ mod tests {
             ),
             (
                 "/jobs/overview".to_owned(),
-                json!({"jobs": [{"jid": "j1", "name": "orders", "state": "RUNNING", "start-time": 1}]}),
+                json!({"jobs": [{"jid": jid, "name": "orders", "state": state, "start-time": created}]}),
             ),
             (
-                "/jobs/j1".to_owned(),
-                json!({"jid": "j1", "name": "orders", "state": "RUNNING",
+                format!("/jobs/{jid}"),
+                json!({"jid": jid, "name": "orders", "state": state,
                        "timestamps": {"CREATED": created}, "vertices": vertices}),
             ),
             (
-                "/jobs/j1/resource-requirements".to_owned(),
+                format!("/jobs/{jid}/resource-requirements"),
                 Value::Object(requirements),
             ),
         ])
@@ -517,5 +554,52 @@ mod tests {
         let mut fewer = want(2);
         fewer.remove("b");
         assert!(!asks_for(&fewer, &want(2)));
+    }
+
+    /// A job that failed (a TaskManager died, no restart strategy) is not
+    /// found, and the error says what became of it; a job of that name
+    /// submitted again (a new id) is found, and the log says the agent now
+    /// follows another job.
+    #[test]
+    fn a_failed_job_is_named_and_a_new_job_of_its_name_is_said() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        let answers = Arc::new(Mutex::new(job("j1", "RUNNING", 2, 1_000, 2, 2)));
+        let puts = Arc::new(Mutex::new(Vec::new()));
+        let url = runtime.block_on(fake_flink(answers.clone(), puts));
+        let target = FlinkTarget::new(&url).expect("a target");
+        let mut failed = None;
+        let logs = crate::telemetry::captured_logs(false, || {
+            runtime.block_on(async {
+                target.describe("orders").await.expect("j1 described");
+                *answers.lock().expect("answers") = job("j1", "FAILED", 1, 1_000, 2, 2);
+                failed = Some(target.describe("orders").await);
+                *answers.lock().expect("answers") = job("j2", "RUNNING", 1, 5_000, 1, 1);
+                let state = target.describe("orders").await.expect("j2 described");
+                assert_eq!(state.status, AppStatus::Running);
+                assert_eq!(state.version_id, version_id(5_000, false));
+                target.describe("orders").await.expect("j2 described again");
+            });
+        });
+        match failed {
+            Some(Err(TargetError::NotFound(message))) => assert!(
+                message.contains("no running job named \"orders\"")
+                    && message.contains("(the newest job of that name, j1, is FAILED)"),
+                "{message}"
+            ),
+            other => panic!("expected NotFound, got {other:?}"),
+        }
+        let following: Vec<&str> = logs
+            .lines()
+            .filter(|l| l.contains("Following another job"))
+            .collect();
+        assert_eq!(following.len(), 1, "{logs}");
+        assert!(
+            following[0].contains(" job_id=\"j2\"")
+                && following[0].contains(" previous_job_id=\"j1\""),
+            "{logs}"
+        );
     }
 }
