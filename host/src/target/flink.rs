@@ -365,7 +365,15 @@ impl ScalingTarget for FlinkTarget {
                 // The answer may be lost after the effect: what Flink holds
                 // now says whether it took.
                 match self.rest.get(&path).await {
-                    Ok(Value::Object(back)) if asks_for(&back, &wanted) => {}
+                    Ok(Value::Object(back)) if asks_for(&back, &wanted) => {
+                        tracing::warn!(
+                            application,
+                            parallelism = kpu,
+                            error = %error,
+                            "PUT answered with an error, but Flink holds the requirements sent: \
+                             the rescale was accepted (not sent again)."
+                        );
+                    }
                     _ => return Err(error),
                 }
             }
@@ -419,11 +427,27 @@ mod tests {
                 let (method, path) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
                 let (status, body) = if method == "PUT" {
                     puts.lock().expect("puts").push(path.to_owned());
-                    ("202 Accepted", "{}".to_owned())
+                    // A PUT is applied (its body becomes what a GET of the
+                    // path answers) and answered 202, or as the `PUT` entry
+                    // of the answers says: {"status": "502 Bad Gateway",
+                    // "apply": true} is a proxy that forwarded it and lost
+                    // Flink's answer.
+                    let mut answers = answers.lock().expect("answers");
+                    let how = answers.get("PUT").cloned().unwrap_or(Value::Null);
+                    if how["apply"].as_bool().unwrap_or(true) {
+                        let sent = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+                        let sent = serde_json::from_str(sent).unwrap_or(Value::Null);
+                        answers.insert(path.to_owned(), sent);
+                    }
+                    let status = how["status"].as_str().unwrap_or("202 Accepted").to_owned();
+                    (status, r#"{"errors":["upstream"]}"#.to_owned())
                 } else {
                     match answers.lock().expect("answers").get(path) {
-                        Some(answer) => ("200 OK", answer.to_string()),
-                        None => ("404 Not Found", r#"{"errors":["Not found"]}"#.to_owned()),
+                        Some(answer) => ("200 OK".to_owned(), answer.to_string()),
+                        None => (
+                            "404 Not Found".to_owned(),
+                            r#"{"errors":["Not found"]}"#.to_owned(),
+                        ),
                     }
                 };
                 let answer = format!(
@@ -601,5 +625,64 @@ mod tests {
                 && following[0].contains(" previous_job_id=\"j1\""),
             "{logs}"
         );
+    }
+
+    /// A proxy answers a PUT of the requirements with 502 after Flink took
+    /// it: the read-back shows the requirements sent, so the rescale is
+    /// accepted (pending), not sent twice, and the log says what the
+    /// answer was. One that did not reach Flink is the transient error,
+    /// with the proxy's status, and nothing more is sent.
+    #[test]
+    fn a_5xx_to_a_put_that_took_is_accepted_once_and_logged() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        let answers = Arc::new(Mutex::new(cluster(2, 1_000, 1, 1)));
+        answers.lock().expect("answers").insert(
+            "PUT".to_owned(),
+            json!({"status": "502 Bad Gateway", "apply": true}),
+        );
+        let puts = Arc::new(Mutex::new(Vec::new()));
+        let url = runtime.block_on(fake_flink(answers.clone(), puts.clone()));
+        let target = FlinkTarget::new(&url).expect("a target");
+        let logs = crate::telemetry::captured_logs(false, || {
+            runtime.block_on(async {
+                let state = target.describe("orders").await.expect("described");
+                let version = target.rescale("orders", 2, &state).await.expect("taken");
+                assert_eq!(version, version_id(1_000, true));
+                assert_eq!(puts.lock().expect("puts").len(), 1);
+                // Flink holds it: a retry on the new state sends nothing.
+                let pending = target.describe("orders").await.expect("described");
+                assert_eq!(pending.version_id, version);
+            });
+        });
+        let taken: Vec<&str> = logs
+            .lines()
+            .filter(|l| l.contains("PUT answered with an error, but Flink holds"))
+            .collect();
+        assert_eq!(taken.len(), 1, "{logs}");
+        assert!(
+            taken[0].contains("502") && taken[0].contains("parallelism=2"),
+            "{logs}"
+        );
+
+        // Not forwarded: the error, one PUT, requirements unchanged.
+        *answers.lock().expect("answers") = cluster(2, 1_000, 1, 1);
+        answers.lock().expect("answers").insert(
+            "PUT".to_owned(),
+            json!({"status": "503 Service Unavailable", "apply": false}),
+        );
+        puts.lock().expect("puts").clear();
+        runtime.block_on(async {
+            let state = target.describe("orders").await.expect("described");
+            match target.rescale("orders", 2, &state).await {
+                Err(TargetError::Transient(message)) => {
+                    assert!(message.contains("503"), "{message}");
+                }
+                other => panic!("expected Transient, got {other:?}"),
+            }
+        });
+        assert_eq!(puts.lock().expect("puts").len(), 1);
     }
 }
