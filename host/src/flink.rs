@@ -165,20 +165,35 @@ impl FlinkRest {
             }
             FlinkJob::Name(name) => {
                 let jobs = self.get("/jobs/overview").await?;
-                jobs["jobs"]
+                let named: Vec<&Value> = jobs["jobs"]
                     .as_array()
                     .into_iter()
                     .flatten()
                     .filter(|j| j["name"] == name.as_str())
-                    .filter(|j| !is_terminal(j["state"].as_str().unwrap_or("")))
-                    .max_by_key(|j| j["start-time"].as_i64().unwrap_or(0))
-                    .and_then(|j| j["jid"].as_str().map(str::to_owned))
-                    .ok_or_else(|| {
-                        TargetError::NotFound(format!(
-                            "no running job named {name:?} at {}",
-                            self.url()
-                        ))
-                    })
+                    .collect();
+                let newest = |alive: bool| {
+                    named
+                        .iter()
+                        .filter(|j| alive != is_terminal(j["state"].as_str().unwrap_or("")))
+                        .max_by_key(|j| j["start-time"].as_i64().unwrap_or(0))
+                };
+                if let Some(id) = newest(true).and_then(|j| j["jid"].as_str()) {
+                    return Ok(id.to_owned());
+                }
+                // Say what became of it: an operator reading "not found"
+                // after a TaskManager died wants to know the job failed.
+                let ended = match newest(false) {
+                    Some(job) => format!(
+                        " (the newest job of that name, {}, is {})",
+                        job["jid"].as_str().unwrap_or("?"),
+                        job["state"].as_str().unwrap_or("?")
+                    ),
+                    None => String::new(),
+                };
+                Err(TargetError::NotFound(format!(
+                    "no running job named {name:?} at {}{ended}",
+                    self.url()
+                )))
             }
         }
     }

@@ -25,7 +25,13 @@
 //! rescale, restart and resubmission, so it only grows), and `P` is 1 while
 //! the resource requirements read back (`GET /jobs/{id}/resource-requirements`)
 //! ask for another parallelism than the vertices run at (a rescale was
-//! accepted and has not been carried out yet), 0 otherwise.
+//! accepted and has not been carried out yet), 0 otherwise. A job that
+//! runs below its requirements because the cluster has no slot for more
+//! (a TaskManager died) has nothing pending: Flink grows it by itself
+//! when slots come back, and until then it is `RUNNING` at what it runs
+//! at, so that a scale-out is refused for want of slots (`LimitExceeded`,
+//! the free-slots ceiling) instead of waiting on a rescale that cannot
+//! happen.
 //!
 //! So the moment a PUT is accepted the version moves from `2C` to `2C + 1`,
 //! and once Flink has rebuilt the graph to `2C'` with `C' > C`. This is
@@ -53,11 +59,15 @@
 //! (the cluster's total from `GET /overview` less what its other running
 //! jobs use): `LimitExceeded`, with the slot numbers, before anything is
 //! sent; a job that Flink accepted but cannot bring to the new
-//! parallelism stays `UPDATING` and is reported by the controller's update
-//! timeout. A requirement Flink refuses (4xx): `Invalid`, with Flink's
+//! parallelism (slots lost after the check) runs, `RUNNING`, at what
+//! there is: the controller reports the shortfall (`update_result`) and
+//! the next scale-out meets the slot check. A requirement Flink refuses (4xx): `Invalid`, with Flink's
 //! error text. A job whose version moved since the decision:
 //! `ConcurrentModification` (checked first, so a rescale still pending
 //! reads as that).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use serde_json::{Map, Value, json};
@@ -73,6 +83,10 @@ pub struct FlinkTarget {
     /// The job; `None`: the application name given to each call is the
     /// job's name.
     job: Option<FlinkJob>,
+    /// Application -> the id of the job last read for it, so that a job
+    /// found by name under a new id (resubmitted, or after a JobManager
+    /// restart) is said once in the log.
+    followed: Arc<Mutex<HashMap<String, String>>>,
 }
 
 /// What one read of the job says, beyond [`AppState`].
@@ -91,6 +105,7 @@ impl FlinkTarget {
         Ok(Self {
             rest: FlinkRest::new(rest_url)?,
             job: None,
+            followed: Arc::default(),
         })
     }
 
@@ -100,6 +115,7 @@ impl FlinkTarget {
         Ok(Self {
             rest: FlinkRest::new(rest_url)?,
             job: Some(job),
+            followed: Arc::default(),
         })
     }
 
@@ -112,6 +128,7 @@ impl FlinkTarget {
     /// Reads the job, its vertices and its requirements.
     async fn view(&self, application: &str) -> Result<JobView, TargetError> {
         let id = self.rest.job_id(&self.job(application)).await?;
+        self.follow(application, &id);
         let job = self.rest.get(&format!("/jobs/{}", segment(&id))).await?;
         let requirements = self
             .rest
@@ -134,6 +151,25 @@ impl FlinkTarget {
         });
         let all_running = vertices.iter().all(|v| v["status"] == "RUNNING");
         let mut status = status_of(job["state"].as_str().unwrap_or(""));
+        // Short of slots: the job runs (every vertex RUNNING) below what
+        // its requirements allow, and the cluster has no slot for it to
+        // grow into (a TaskManager died, or another job took its slots).
+        // The adaptive scheduler runs it at what there is and grows it by
+        // itself once slots come back; until then nothing is under way, so
+        // it is RUNNING at the parallelism it runs at, not a rescale
+        // pending forever (which the controller would wait on, polling,
+        // and never see refused for want of slots).
+        let mut pending = pending;
+        if pending
+            && status == AppStatus::Running
+            && all_running
+            && !scaling_in(&vertices, &requirements)
+        {
+            let (usable, _) = self.slots(&id).await?;
+            if usable <= parallelism {
+                pending = false;
+            }
+        }
         if status == AppStatus::Running && (pending || !all_running) {
             status = AppStatus::Updating;
         }
@@ -153,6 +189,24 @@ impl FlinkTarget {
             },
             requirements,
         })
+    }
+
+    /// Notes `id` as the job of `application`, and logs it when it is
+    /// another job than the one read before: the job the agent scales is
+    /// not the one it scaled until now (a rescale decided on the old one
+    /// is fenced: the new job's version differs).
+    fn follow(&self, application: &str, id: &str) {
+        let mut followed = self.followed.lock().unwrap_or_else(|e| e.into_inner());
+        let previous = followed.insert(application.to_owned(), id.to_owned());
+        if let Some(previous) = previous.filter(|p| p != id) {
+            tracing::warn!(
+                application,
+                job_id = id,
+                previous_job_id = previous.as_str(),
+                "Following another job: the job of that name has a new id (resubmitted, or the \
+                 JobManager restarted)."
+            );
+        }
     }
 
     /// The task slots the job of `application` could run on (the
@@ -200,7 +254,18 @@ impl FlinkTarget {
     }
 }
 
-/// Maps a Flink job state onto the controller's statuses.
+/// Whether some vertex runs above its requirement's upper bound: a
+/// scale-in is pending, which never waits for slots.
+fn scaling_in(vertices: &[Value], requirements: &Map<String, Value>) -> bool {
+    vertices.iter().any(|v| {
+        let upper = v["id"]
+            .as_str()
+            .and_then(|vid| requirements.get(vid))
+            .and_then(|r| r["parallelism"]["upperBound"].as_u64());
+        upper.is_some_and(|u| v["parallelism"].as_u64().is_some_and(|p| p > u))
+    })
+}
+
 /// The version id `2 x C + P` of a graph created at `created` (ms), `P` 1
 /// while a rescale is pending. `C` comes from Flink's answer: one no
 /// millisecond clock reaches (at or above 2^63) counts as 2^63 - 1, so
@@ -209,6 +274,7 @@ fn version_id(created: u64, pending: bool) -> u64 {
     (created.min(u64::MAX >> 1) << 1) | u64::from(pending)
 }
 
+/// Maps a Flink job state onto the controller's statuses.
 fn status_of(job_state: &str) -> AppStatus {
     match job_state {
         "RUNNING" => AppStatus::Running,
@@ -299,7 +365,15 @@ impl ScalingTarget for FlinkTarget {
                 // The answer may be lost after the effect: what Flink holds
                 // now says whether it took.
                 match self.rest.get(&path).await {
-                    Ok(Value::Object(back)) if asks_for(&back, &wanted) => {}
+                    Ok(Value::Object(back)) if asks_for(&back, &wanted) => {
+                        tracing::warn!(
+                            application,
+                            parallelism = kpu,
+                            error = %error,
+                            "PUT answered with an error, but Flink holds the requirements sent: \
+                             the rescale was accepted (not sent again)."
+                        );
+                    }
                     _ => return Err(error),
                 }
             }
@@ -312,7 +386,172 @@ impl ScalingTarget for FlinkTarget {
 
 #[cfg(test)]
 mod tests {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
     use super::*;
+
+    /// A JobManager's REST API on loopback that answers each GET from
+    /// `answers` (path -> JSON; any other path 404) and each PUT with 202,
+    /// recording the PUTs' paths. Returns its `http://host:port`.
+    async fn fake_flink(
+        answers: Arc<Mutex<HashMap<String, Value>>>,
+        puts: Arc<Mutex<Vec<String>>>,
+    ) -> String {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("a port");
+        let url = format!("http://{}", listener.local_addr().expect("its address"));
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let mut raw = Vec::new();
+                let mut buf = [0u8; 4096];
+                // The head, then as much body as it announces.
+                while let Ok(n) = stream.read(&mut buf).await {
+                    if n == 0 {
+                        break;
+                    }
+                    raw.extend_from_slice(&buf[..n]);
+                    let text = String::from_utf8_lossy(&raw);
+                    if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                        let length = head
+                            .lines()
+                            .find_map(|l| l.strip_prefix("Content-Length: "))
+                            .and_then(|l| l.trim().parse::<usize>().ok())
+                            .unwrap_or(0);
+                        if body.len() >= length {
+                            break;
+                        }
+                    }
+                }
+                let text = String::from_utf8_lossy(&raw).into_owned();
+                let mut words = text.split_whitespace();
+                let (method, path) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
+                let (status, body) = if method == "PUT" {
+                    puts.lock().expect("puts").push(path.to_owned());
+                    // A PUT is applied (its body becomes what a GET of the
+                    // path answers) and answered 202, or as the `PUT` entry
+                    // of the answers says: {"status": "502 Bad Gateway",
+                    // "apply": true} is a proxy that forwarded it and lost
+                    // Flink's answer.
+                    let mut answers = answers.lock().expect("answers");
+                    let how = answers.get("PUT").cloned().unwrap_or(Value::Null);
+                    if how["apply"].as_bool().unwrap_or(true) {
+                        let sent = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+                        let sent = serde_json::from_str(sent).unwrap_or(Value::Null);
+                        answers.insert(path.to_owned(), sent);
+                    }
+                    let status = how["status"].as_str().unwrap_or("202 Accepted").to_owned();
+                    (status, r#"{"errors":["upstream"]}"#.to_owned())
+                } else {
+                    match answers.lock().expect("answers").get(path) {
+                        Some(answer) => ("200 OK".to_owned(), answer.to_string()),
+                        None => (
+                            "404 Not Found".to_owned(),
+                            r#"{"errors":["Not found"]}"#.to_owned(),
+                        ),
+                    }
+                };
+                let answer = format!(
+                    "HTTP/1.1 {status}\r\nContent-Type: application/json\r\n\
+                     Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = stream.write_all(answer.as_bytes()).await;
+            }
+        });
+        url
+    }
+
+    /// The answers of a cluster with `slots` task slots running job `j1`
+    /// (`orders`, three vertices, graph created at `created`) with every
+    /// vertex RUNNING at `running` and its requirements' upper bound
+    /// `upper`.
+    fn cluster(slots: u64, created: u64, running: u64, upper: u64) -> HashMap<String, Value> {
+        job("j1", "RUNNING", slots, created, running, upper)
+    }
+
+    /// [`cluster`]'s answers for a job `jid` (named `orders`) in `state`.
+    fn job(
+        jid: &str,
+        state: &str,
+        slots: u64,
+        created: u64,
+        running: u64,
+        upper: u64,
+    ) -> HashMap<String, Value> {
+        let ids = ["v1", "v2", "v3"];
+        let vertices: Vec<Value> = ids
+            .iter()
+            .map(|id| json!({"id": id, "parallelism": running, "status": "RUNNING"}))
+            .collect();
+        let requirements: Map<String, Value> = ids
+            .iter()
+            .map(|id| {
+                let bounds = json!({"lowerBound": 1, "upperBound": upper});
+                ((*id).to_owned(), json!({ "parallelism": bounds }))
+            })
+            .collect();
+        HashMap::from([
+            (
+                "/overview".to_owned(),
+                json!({"slots-total": slots, "taskmanagers": slots}),
+            ),
+            (
+                "/jobs/overview".to_owned(),
+                json!({"jobs": [{"jid": jid, "name": "orders", "state": state, "start-time": created}]}),
+            ),
+            (
+                format!("/jobs/{jid}"),
+                json!({"jid": jid, "name": "orders", "state": state,
+                       "timestamps": {"CREATED": created}, "vertices": vertices}),
+            ),
+            (
+                format!("/jobs/{jid}/resource-requirements"),
+                Value::Object(requirements),
+            ),
+        ])
+    }
+
+    /// A TaskManager died: the job runs at 1 of the 2 its requirements
+    /// allow, on the one slot left. Nothing is under way (Flink grows it by
+    /// itself when slots come back), so it is RUNNING at 1, and a
+    /// scale-out to 2 is refused for want of slots, with the slots there
+    /// are, before anything is sent. With the slot back, the growth Flink
+    /// starts by itself is pending again (the version moves), and a
+    /// pending scale-in is pending whatever the slots.
+    #[tokio::test]
+    async fn a_job_short_of_slots_runs_at_what_it_has_rather_than_updating_forever() {
+        let answers = Arc::new(Mutex::new(cluster(1, 1_000, 1, 2)));
+        let puts = Arc::new(Mutex::new(Vec::new()));
+        let url = fake_flink(answers.clone(), puts.clone()).await;
+        let target = FlinkTarget::new(&url).expect("a target");
+
+        let state = target.describe("orders").await.expect("described");
+        assert_eq!(state.status, AppStatus::Running, "{state:?}");
+        assert_eq!(state.parallelism, 1);
+        assert_eq!(state.version_id, version_id(1_000, false));
+        match target.rescale("orders", 2, &state).await {
+            Err(TargetError::SlotsExceeded { usable, message }) => {
+                assert_eq!(usable, 1, "{message}");
+                assert!(message.contains("has 1 task slots"), "{message}");
+            }
+            other => panic!("expected SlotsExceeded, got {other:?}"),
+        }
+        assert!(puts.lock().expect("puts").is_empty());
+
+        // The TaskManager is back: Flink is growing the job to 2.
+        *answers.lock().expect("answers") = cluster(2, 1_000, 1, 2);
+        let growing = target.describe("orders").await.expect("described");
+        assert_eq!(growing.status, AppStatus::Updating, "{growing:?}");
+        assert_eq!(growing.version_id, version_id(1_000, true));
+        assert!(growing.version_id > state.version_id);
+
+        // A scale-in accepted and not yet carried out is pending, even on
+        // a cluster with no slot to spare.
+        *answers.lock().expect("answers") = cluster(2, 2_000, 2, 1);
+        let shrinking = target.describe("orders").await.expect("described");
+        assert_eq!(shrinking.status, AppStatus::Updating, "{shrinking:?}");
+        assert_eq!(shrinking.version_id, version_id(2_000, true));
+    }
 
     #[test]
     fn the_version_id_of_any_creation_time_flink_answers_is_2c_plus_p() {
@@ -339,5 +578,111 @@ mod tests {
         let mut fewer = want(2);
         fewer.remove("b");
         assert!(!asks_for(&fewer, &want(2)));
+    }
+
+    /// A job that failed (a TaskManager died, no restart strategy) is not
+    /// found, and the error says what became of it; a job of that name
+    /// submitted again (a new id) is found, and the log says the agent now
+    /// follows another job.
+    #[test]
+    fn a_failed_job_is_named_and_a_new_job_of_its_name_is_said() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        let answers = Arc::new(Mutex::new(job("j1", "RUNNING", 2, 1_000, 2, 2)));
+        let puts = Arc::new(Mutex::new(Vec::new()));
+        let url = runtime.block_on(fake_flink(answers.clone(), puts));
+        let target = FlinkTarget::new(&url).expect("a target");
+        let mut failed = None;
+        let logs = crate::telemetry::captured_logs(false, || {
+            runtime.block_on(async {
+                target.describe("orders").await.expect("j1 described");
+                *answers.lock().expect("answers") = job("j1", "FAILED", 1, 1_000, 2, 2);
+                failed = Some(target.describe("orders").await);
+                *answers.lock().expect("answers") = job("j2", "RUNNING", 1, 5_000, 1, 1);
+                let state = target.describe("orders").await.expect("j2 described");
+                assert_eq!(state.status, AppStatus::Running);
+                assert_eq!(state.version_id, version_id(5_000, false));
+                target.describe("orders").await.expect("j2 described again");
+            });
+        });
+        match failed {
+            Some(Err(TargetError::NotFound(message))) => assert!(
+                message.contains("no running job named \"orders\"")
+                    && message.contains("(the newest job of that name, j1, is FAILED)"),
+                "{message}"
+            ),
+            other => panic!("expected NotFound, got {other:?}"),
+        }
+        let following: Vec<&str> = logs
+            .lines()
+            .filter(|l| l.contains("Following another job"))
+            .collect();
+        assert_eq!(following.len(), 1, "{logs}");
+        assert!(
+            following[0].contains(" job_id=\"j2\"")
+                && following[0].contains(" previous_job_id=\"j1\""),
+            "{logs}"
+        );
+    }
+
+    /// A proxy answers a PUT of the requirements with 502 after Flink took
+    /// it: the read-back shows the requirements sent, so the rescale is
+    /// accepted (pending), not sent twice, and the log says what the
+    /// answer was. One that did not reach Flink is the transient error,
+    /// with the proxy's status, and nothing more is sent.
+    #[test]
+    fn a_5xx_to_a_put_that_took_is_accepted_once_and_logged() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        let answers = Arc::new(Mutex::new(cluster(2, 1_000, 1, 1)));
+        answers.lock().expect("answers").insert(
+            "PUT".to_owned(),
+            json!({"status": "502 Bad Gateway", "apply": true}),
+        );
+        let puts = Arc::new(Mutex::new(Vec::new()));
+        let url = runtime.block_on(fake_flink(answers.clone(), puts.clone()));
+        let target = FlinkTarget::new(&url).expect("a target");
+        let logs = crate::telemetry::captured_logs(false, || {
+            runtime.block_on(async {
+                let state = target.describe("orders").await.expect("described");
+                let version = target.rescale("orders", 2, &state).await.expect("taken");
+                assert_eq!(version, version_id(1_000, true));
+                assert_eq!(puts.lock().expect("puts").len(), 1);
+                // Flink holds it: a retry on the new state sends nothing.
+                let pending = target.describe("orders").await.expect("described");
+                assert_eq!(pending.version_id, version);
+            });
+        });
+        let taken: Vec<&str> = logs
+            .lines()
+            .filter(|l| l.contains("PUT answered with an error, but Flink holds"))
+            .collect();
+        assert_eq!(taken.len(), 1, "{logs}");
+        assert!(
+            taken[0].contains("502") && taken[0].contains("parallelism=2"),
+            "{logs}"
+        );
+
+        // Not forwarded: the error, one PUT, requirements unchanged.
+        *answers.lock().expect("answers") = cluster(2, 1_000, 1, 1);
+        answers.lock().expect("answers").insert(
+            "PUT".to_owned(),
+            json!({"status": "503 Service Unavailable", "apply": false}),
+        );
+        puts.lock().expect("puts").clear();
+        runtime.block_on(async {
+            let state = target.describe("orders").await.expect("described");
+            match target.rescale("orders", 2, &state).await {
+                Err(TargetError::Transient(message)) => {
+                    assert!(message.contains("503"), "{message}");
+                }
+                other => panic!("expected Transient, got {other:?}"),
+            }
+        });
+        assert_eq!(puts.lock().expect("puts").len(), 1);
     }
 }
