@@ -551,10 +551,11 @@ impl Machine {
                         out.failed(
                             Failure::UpdateResult,
                             format!(
-                                "the {thing}'s version id went back to {} while the update to {} (quoting version {}) was followed: the {thing} was replaced or re-created under the agent; the update is given up and the next evaluation decides afresh",
+                                "the {thing}'s version id went back to {} while the update to {} (quoting version {}) was followed: {}; the update is given up and the next evaluation decides afresh",
                                 app.version_id,
                                 settings.words.capacity(update.target_kpu),
                                 update.quoted_version_id,
+                                settings.words.version_went_back(),
                                 thing = settings.words.thing(),
                             ),
                         );

@@ -130,6 +130,20 @@ impl Words {
         }
     }
 
+    /// Why the version id fell back under an update being followed: on
+    /// MSF the application was re-created; on a Flink job the same, or the
+    /// rescale was dropped with nothing to grow into (its version id is
+    /// made from the graph and a pending flag, which clears when the
+    /// requirements can no longer be met).
+    pub fn version_went_back(self) -> &'static str {
+        match self {
+            Words::Msf => "the application was replaced or re-created under the agent",
+            Words::Flink => {
+                "the job was replaced under the agent, or the slots it was to grow into are gone"
+            }
+        }
+    }
+
     /// Why a recorded ceiling is tried again after a while: `the limit
     /// may have been raised`, or `slots may have been freed or added`.
     pub fn limit_may_have_moved(self) -> &'static str {
@@ -158,6 +172,7 @@ mod tests {
         assert_eq!(msf.limit_never_met(), "no KPU limit met");
         assert_eq!(msf.limit_may_have_moved(), "the limit may have been raised");
         assert_eq!(msf.rescale(), "an update");
+        assert!(msf.version_went_back().contains("re-created"));
         assert!(msf.other_writers().contains("MSF's own autoscaling"));
 
         let flink = Words::from(TargetKind::Flink);
@@ -174,6 +189,11 @@ mod tests {
             "slots may have been freed or added"
         );
         assert_eq!(flink.rescale(), "a rescale");
+        assert!(
+            flink
+                .version_went_back()
+                .contains("slots it was to grow into")
+        );
         assert!(flink.other_writers().contains("the job restarted"));
         // Nothing of Flink's says KPU or names an MSF call.
         let said = [
