@@ -64,6 +64,15 @@ pub const REFUSED_TARGET_HOLD_MS: i64 = 3_600_000;
 /// One refused call an hour is not a loop.
 pub const LIMIT_RETRY_MS: i64 = 3_600_000;
 
+/// The configured bound (`min_kpu` or `max_kpu`) nearest to `kpu` when
+/// `kpu` lies outside them, `None` inside. A recorded KPU limit is no
+/// bound here: it only stops growth, never shrinks what runs.
+fn outside_bounds(settings: &Settings, kpu: u32) -> Option<u32> {
+    let min = settings.min_kpu.max(1);
+    let max = settings.max_kpu.max(min);
+    (!(min..=max).contains(&kpu)).then(|| kpu.clamp(min, max))
+}
+
 /// When the KPU limit `limit` stops holding at the latest:
 /// [`LIMIT_RETRY_MS`] after it was met (ms since the epoch).
 pub fn limit_until_ms(limit: &KpuLimit) -> i64 {
@@ -338,6 +347,27 @@ impl Machine {
         app: &Application,
         now_ms: i64,
     ) -> Decision {
+        if let Some(bound) = outside_bounds(settings, app.kpu)
+            && decision.action == Action::Hold
+        {
+            // The bounds are the operator's: a size outside them (set by
+            // another writer, or the bounds changed by a reload) is brought
+            // to the nearest one even when the policy would hold, so that
+            // setting `min_kpu` = `max_kpu` holds an application at a size.
+            let words = settings.words;
+            let (min_key, max_key) = words.bounds();
+            let (side, key) = if bound < app.kpu {
+                ("above", max_key)
+            } else {
+                ("below", min_key)
+            };
+            decision.action = Action::ScaleTo(bound);
+            decision.reason.push_str(&format!(
+                "; {} is {side} {key} {bound}: brought to {}",
+                words.capacity(app.kpu),
+                words.capacity(bound)
+            ));
+        }
         if let Some(limit) = self.limit_in_force(app.kpu, now_ms) {
             let at_ceiling = match decision.action {
                 Action::ScaleTo(kpu) => kpu == app.max_kpu,

@@ -6,6 +6,7 @@
 //! failure ([`faults`]), and quarantine real misbehaving plugins
 //! ([`quarantine`]).
 
+mod bounds;
 mod exhaustive;
 mod faults;
 mod lazy;
