@@ -421,18 +421,31 @@ async fn a_lift_during_an_update_sends_nothing_sooner_and_nothing_twice() {
     assert_eq!(target.updates(), vec![(0, 4), (60, 3), (480, 6)]);
 }
 
-/// A Flink job's free-slots ceiling is lifted by a reload too (TaskManagers
-/// were added), said in Flink's words, and the next decision asks for the
-/// parallelism the slots refused.
-#[tokio::test(start_paused = true)]
-async fn a_reload_lifts_a_flink_job_s_free_slots_ceiling() {
+/// A job at parallelism 2 on a cluster with 2 free slots: its next
+/// update (to 4) is refused for want of slots.
+fn short_of_slots() -> Arc<FakeTarget> {
     let target = FakeTarget::new(2, 90);
     target.state.lock().unwrap().fail_next_update = Some(TargetError::SlotsExceeded {
         usable: 2,
         message: "parallelism 4 needs 4 task slots, but the cluster has 2".into(),
     });
+    target
+}
+
+/// [`test_app`] as a self-managed Flink job.
+fn flink_app() -> ApplicationConfig {
     let mut app = test_app();
     app.target = crate::config::TargetKind::Flink;
+    app
+}
+
+/// A Flink job's free-slots ceiling is lifted by a reload too (TaskManagers
+/// were added), said in Flink's words, and the next decision asks for the
+/// parallelism the slots refused.
+#[tokio::test(start_paused = true)]
+async fn a_reload_lifts_a_flink_job_s_free_slots_ceiling() {
+    let target = short_of_slots();
+    let app = flink_app();
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let (lift, lifted) = watch::channel(0u64);
     let controller = Controller::new(
@@ -475,11 +488,7 @@ async fn a_reload_lifts_a_flink_job_s_free_slots_ceiling() {
 /// turn (which would take one refusal per missing slot).
 #[tokio::test(start_paused = true)]
 async fn a_flink_cluster_s_free_slots_are_the_ceiling_at_once() {
-    let target = FakeTarget::new(2, 90);
-    target.state.lock().unwrap().fail_next_update = Some(TargetError::SlotsExceeded {
-        usable: 2,
-        message: "parallelism 4 needs 4 task slots, but the cluster has 2".into(),
-    });
+    let target = short_of_slots();
     let run = launch(&target);
     tokio::time::sleep(Duration::from_secs(3000)).await;
     let counts = run.counts.clone();
@@ -502,11 +511,7 @@ async fn a_flink_cluster_s_free_slots_are_the_ceiling_at_once() {
 /// with the failure the log has, class and message.
 #[tokio::test(start_paused = true)]
 async fn act_says_why_an_update_was_not_sent() {
-    let target = FakeTarget::new(2, 90);
-    target.state.lock().unwrap().fail_next_update = Some(TargetError::SlotsExceeded {
-        usable: 2,
-        message: "parallelism 4 needs 4 task slots, but the cluster has 2".into(),
-    });
+    let target = short_of_slots();
     let mut controller = Controller::new(
         &test_app(),
         false,
@@ -543,13 +548,8 @@ async fn act_says_why_an_update_was_not_sent() {
 /// are the same as an MSF application's.
 #[tokio::test(start_paused = true)]
 async fn a_flink_job_is_told_about_in_flinks_words() {
-    let target = FakeTarget::new(2, 90);
-    target.state.lock().unwrap().fail_next_update = Some(TargetError::SlotsExceeded {
-        usable: 2,
-        message: "parallelism 4 needs 4 task slots, but the cluster has 2".into(),
-    });
-    let mut app = test_app();
-    app.target = crate::config::TargetKind::Flink;
+    let target = short_of_slots();
+    let app = flink_app();
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let mut controller = Controller::new(
         &app,
