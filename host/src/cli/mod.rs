@@ -241,7 +241,13 @@ pub fn main() -> ExitCode {
         Command::Plugin(args) => return plugin::run(args),
         command => command,
     };
+    // At least two workers, one CPU or not: the AWS SDK reads its
+    // configuration files with blocking I/O inside async code, and a
+    // second worker keeps a stop signal (and the other applications)
+    // answered meanwhile. An idle worker costs a parked thread.
+    let workers = std::thread::available_parallelism().map_or(2, |n| n.get().max(2));
     let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
         .enable_all()
         .build()
     {
