@@ -150,6 +150,8 @@ impl FlinkTarget {
                 parallelism_per_kpu: 1,
                 version_id: version_id(created, pending),
                 autoscaling_enabled: false,
+                // The graph is created anew by every rescale and restart.
+                last_update_ms: i64::try_from(created).ok().filter(|c| *c > 0),
             },
             requirements,
         })

@@ -174,6 +174,9 @@ struct AppMetrics {
     latest: Vec<(String, Option<f64>)>,
     last_evaluation_ms: Option<i64>,
     last_rescale_ms: Option<i64>,
+    /// When the controller last began waiting out an update it did not
+    /// make ([`Event::GraceHeld`]): allowed the same as a rescale.
+    held_ms: Option<i64>,
     last_failure: Option<LastFailure>,
     /// The message of a panic since the last evaluation: the application is
     /// not ready until it evaluates again.
@@ -236,7 +239,8 @@ impl AppMetrics {
         }
         // A rescale started after the last evaluation is followed
         // without evaluating, for up to the update timeout + grace.
-        if let Some(rescale_ms) = self.last_rescale_ms
+        let latest = self.last_rescale_ms.max(self.held_ms);
+        if let Some(rescale_ms) = latest
             && rescale_ms >= since
         {
             deadline = deadline.max(
@@ -454,6 +458,7 @@ impl Registry {
         let application = match event {
             Event::Evaluated { application, .. }
             | Event::RescaleStarted { application, .. }
+            | Event::GraceHeld { application, .. }
             | Event::Failed { application, .. }
             | Event::Panicked { application, .. }
             | Event::PluginQuarantined { application, .. }
@@ -498,6 +503,9 @@ impl Registry {
                 app.rescales += 1;
                 app.last_rescale_ms = Some(*at_ms);
             }
+            // Somebody else's update is followed and waited out as the
+            // agent's own, without evaluating: the same allowance.
+            Event::GraceHeld { at_ms, .. } => app.held_ms = Some(*at_ms),
             Event::Failed {
                 at_ms,
                 class,
