@@ -27,7 +27,11 @@
 //!   apply. The resolution is journaled.
 //! - **Nothing is decided while an update of the agent is in flight or in
 //!   its grace period**: evaluating happens only from `idle`, `decided`,
-//!   or a `grace` whose end has passed. An update that does not end within
+//!   or a `grace` whose end has passed. An update the agent did not make
+//!   (another writer's, or the last one before an agent without a journal
+//!   started: [`Machine::grace_owed`]) is waited out the same way: the
+//!   evaluation that finds it is not acted on, a busy application is
+//!   followed (`foreign`), then a grace period is held. An update that does not end within
 //!   `update_timeout` is reported, then still followed (at a backed-off
 //!   pace) until the application leaves its transitional status.
 //! - **One error policy** (`Machine::failed`) maps each failure class to

@@ -1404,6 +1404,22 @@ mod tests {
         assert_eq!(registry.not_ready(212_001).len(), 1);
     }
 
+    #[test]
+    fn a_grace_held_after_another_writers_update_extends_the_limit_as_a_rescale_does() {
+        let registry = Registry::for_config(&config(&["a"]), 0);
+        registry.record(&evaluated("a", 1_000, 1, Action::Hold));
+        // Somebody else's update is followed, then waited out, without
+        // evaluating: 2 s + (100 s + 20 s) + 90 s, as for a rescale.
+        registry.record(&Event::GraceHeld {
+            application: "a".to_owned(),
+            at_ms: 2_000,
+            until_ms: None,
+            reason: "grace period after another writer's update".to_owned(),
+        });
+        assert!(registry.not_ready(212_000).is_empty());
+        assert_eq!(registry.not_ready(212_001).len(), 1);
+    }
+
     fn failed(app: &str, at_ms: i64, class: &str) -> Event {
         Event::Failed {
             application: app.to_owned(),
