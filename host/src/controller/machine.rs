@@ -612,8 +612,9 @@ impl Machine {
             }
             return Next::Wait(self.grace(app.kpu(), settings, out.now_ms));
         }
-        if let Phase::Foreign { .. } = phase {
-            return self.follow_foreign(&app, doubt == Some(Doubt::Restart), settings, out);
+        if let Phase::Foreign { after, .. } = &phase {
+            let restart = doubt == Some(Doubt::Restart);
+            return self.follow_foreign(&app, after, restart, settings, out);
         }
         let mut resume = crate::state::resume(&phase, &app, out.now_ms, settings.grace_period);
         if let (Some(Doubt::Answer(_)), Resume::Finished { update }) = (&doubt, &resume)
@@ -793,6 +794,7 @@ impl Machine {
                 self.record.phase = Phase::Foreign {
                     version_id: state.version_id,
                     since_ms: out.now_ms,
+                    after: owed.reason.to_owned(),
                 };
                 Next::Wait(settings.update_poll)
             }
@@ -816,6 +818,7 @@ impl Machine {
     fn follow_foreign(
         &mut self,
         app: &AppState,
+        after: &str,
         restart: bool,
         settings: &Settings,
         out: &mut Out,
@@ -827,11 +830,11 @@ impl Machine {
                 at_ms: out.now_ms,
                 phase: self.record.phase.name().to_owned(),
                 resume: if busy {
-                    "another writer's update: follow it, then a grace period".to_owned()
+                    "an update this agent did not make: follow it, then a grace period".to_owned()
                 } else if app.status == AppStatus::Running {
-                    "another writer's update ended: grace period".to_owned()
+                    "an update this agent did not make ended: grace period".to_owned()
                 } else {
-                    "another writer's update ended, not RUNNING: evaluate".to_owned()
+                    "an update this agent did not make ended, not RUNNING: evaluate".to_owned()
                 },
                 version_id: app.version_id,
             });
@@ -844,15 +847,18 @@ impl Machine {
             return Next::Run(Command::Evaluate);
         }
         let until_ms = out.now_ms.saturating_add(millis(settings.grace_period));
-        self.hold_owed(
-            Owed {
-                until_ms: Some(until_ms),
-                reason: settings.words.grace_after_other_writer(),
-            },
-            app,
-            settings,
-            out,
-        )
+        out.events.push(Event::GraceHeld {
+            application: settings.name.clone(),
+            at_ms: out.now_ms,
+            until_ms: Some(until_ms),
+            reason: after.to_owned(),
+        });
+        self.record.phase = Phase::Grace {
+            kpu: app.kpu(),
+            until_ms,
+            after: Some(after.to_owned()),
+        };
+        Next::Wait(settings.grace_period)
     }
 
     /// Reports an evaluation that finds the version id above the last one

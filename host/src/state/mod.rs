@@ -126,6 +126,9 @@ pub enum Phase {
         version_id: u64,
         /// When it was seen (ms since the epoch).
         since_ms: i64,
+        /// Why the grace period after it is held (`grace period after
+        /// another writer's update`, ...).
+        after: String,
     },
     /// The update finished; no evaluation before `until_ms`.
     Grace {
@@ -304,7 +307,7 @@ impl Resume {
 /// | sending / sent / updating | above                    | ROLLED_BACK, READY, ... | failed: error, back off |
 /// | grace                     | -                        | -                  | wait until - now (capped at the grace period), or evaluate if past |
 /// | unknown (unreadable journal) | -                     | -                  | hold one whole grace period |
-/// | foreign (another writer's update) | -                | -                  | hold one whole grace period (the controller follows the update while the application is busy) |
+/// | foreign (an update the agent did not make) | -                | -                  | hold one whole grace period (the controller follows the update while the application is busy) |
 ///
 /// A version id above the quoted one may also come from somebody else's
 /// update; following it is then still right (the application is busy, and

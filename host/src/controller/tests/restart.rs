@@ -615,7 +615,7 @@ async fn a_restart_while_another_writers_update_is_followed_follows_it_again() {
         resumed(&events),
         [(
             "foreign".to_owned(),
-            "another writer's update: follow it, then a grace period".to_owned()
+            "an update this agent did not make: follow it, then a grace period".to_owned()
         )]
     );
 }
@@ -697,4 +697,29 @@ async fn a_start_with_a_journal_is_not_held_for_the_last_update() {
     tokio::time::sleep(Duration::from_secs(30)).await;
     run.stop().await;
     assert_eq!(target.updates(), vec![(0, 4)]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_start_without_a_journal_during_an_update_follows_it_then_holds_a_grace_period() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = FakeTarget::new(2, 90);
+    {
+        // Somebody's update, requested 40 s before the start, ends at 50 s.
+        let mut s = target.state.lock().unwrap();
+        s.status = AppStatus::Updating;
+        s.version_id = 2;
+        s.updating_until = Some(Instant::now() + Duration::from_secs(50));
+        s.last_update_ms = Some(T0_MS - 40_000);
+    }
+    let run = launch(&target, dir.path());
+    tokio::time::sleep(Duration::from_secs(400)).await;
+    let events = run.stop().await;
+    // Followed (polled at 60 s: RUNNING), then a grace period to 360 s.
+    assert_eq!(target.updates(), vec![(360, 4)]);
+    let reason = Words::Msf.grace_after_recent_update().to_owned();
+    assert_eq!(
+        super::graces_held(&events),
+        [(0, None, reason.clone()), (60, Some(360), reason)]
+    );
+    assert!(failures(&events, "not_running").is_empty(), "{events:?}");
 }

@@ -607,7 +607,10 @@ fn status_says_why_a_grace_period_follows_an_update_the_agent_did_not_make() {
         text.contains("phase:      grace (240 s of grace left)\n"),
         "{text}"
     );
-    journal(r#"{"kind": "foreign", "version_id": 7, "since_ms": 1000}"#);
+    journal(
+        r#"{"kind": "foreign", "version_id": 7, "since_ms": 1000,
+            "after": "grace period after the job's restart or another writer's rescale"}"#,
+    );
     let text = status_text(&status(&state, &[("app".to_owned(), Words::Flink)], 61_000));
     assert!(
         text.contains(
