@@ -339,6 +339,7 @@ fn describe(event: &Event, emulator: &EmulatorHandle) -> Option<String> {
             Some(format!("[{at}] the controller panicked: {message}"))
         }
         Event::Resumed { .. }
+        | Event::GraceHeld { .. }
         | Event::UpdateInDoubt { .. }
         | Event::LimitLifted { .. }
         | Event::PluginRetried { .. }

@@ -619,6 +619,7 @@ fn running_state() -> AppState {
         parallelism_per_kpu: 2,
         version_id: 17,
         autoscaling_enabled: true,
+        last_update_ms: None,
     }
 }
 
@@ -652,6 +653,32 @@ async fn describe_reads_status_parallelism_and_version() {
     );
     let body: Value = serde_json::from_slice(&requests[0].body).expect("json");
     assert_eq!(body["ApplicationName"], "orders");
+}
+
+#[tokio::test]
+async fn describe_reads_the_last_updates_time() {
+    // awsJson 1.1 sends timestamps as epoch seconds, fractions allowed.
+    let stub = Stub::start(|request: &Recorded| match request.header("x-amz-target") {
+        Some("KinesisAnalytics_20180523.DescribeApplication") => {
+            let mut detail = application_detail("RUNNING", 17);
+            detail["LastUpdateTimestamp"] = json!(1_700_000_000.25);
+            json_reply(200, json!({ "ApplicationDetail": detail }))
+        }
+        _ => json_reply(400, json!({"__type": "UnknownOperationException"})),
+    })
+    .await;
+    let target = MsfTarget::new(&sdk_config(&stub.url).await);
+
+    let state = target.describe("orders").await.expect("describe");
+
+    assert_eq!(state.last_update_ms, Some(1_700_000_000_250));
+    assert_eq!(
+        state,
+        AppState {
+            last_update_ms: Some(1_700_000_000_250),
+            ..running_state()
+        }
+    );
 }
 
 #[tokio::test]

@@ -1206,6 +1206,7 @@ mod tests {
             parallelism_per_kpu: 1,
             version_id: 3,
             autoscaling_enabled: false,
+            last_update_ms: None,
         };
         let app = Application {
             name: "orders".into(),

@@ -27,7 +27,11 @@
 //!   apply. The resolution is journaled.
 //! - **Nothing is decided while an update of the agent is in flight or in
 //!   its grace period**: evaluating happens only from `idle`, `decided`,
-//!   or a `grace` whose end has passed. An update that does not end within
+//!   or a `grace` whose end has passed. An update the agent did not make
+//!   (another writer's, or the last one before an agent without a journal
+//!   started: [`Machine::grace_owed`]) is waited out the same way: the
+//!   evaluation that finds it is not acted on, a busy application is
+//!   followed (`foreign`), then a grace period is held. An update that does not end within
 //!   `update_timeout` is reported, then still followed (at a backed-off
 //!   pace) until the application leaves its transitional status.
 //! - **One error policy** (`Machine::failed`) maps each failure class to
@@ -244,6 +248,22 @@ pub struct Machine {
     /// The version id this machine last saw or caused: an evaluation that
     /// finds a higher one meets somebody else's update.
     seen_version: Option<u64>,
+    /// Started without a journal, and no evaluation has found the
+    /// application RUNNING or busy yet: the first that does asks when its
+    /// last update was ([`Machine::grace_owed`]).
+    fresh: bool,
+}
+
+/// A grace period owed for an update this agent did not make: somebody
+/// else's, or the last update before an agent without a journal started.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Owed {
+    /// When it ends (ms since the epoch); `None` while the application is
+    /// busy: the update is followed first, and the grace period counts from
+    /// when the application is RUNNING, as after the agent's own update.
+    pub until_ms: Option<i64>,
+    /// Why, in the target's words.
+    pub reason: &'static str,
 }
 
 impl Machine {
@@ -259,7 +279,100 @@ impl Machine {
             timed_out: false,
             lifted: None,
             seen_version: None,
+            fresh: false,
         }
+    }
+
+    /// Marks a machine whose agent found no journal for the application (a
+    /// first start, or an emptied state folder): its first evaluation of a
+    /// RUNNING (or busy) application holds a grace period if the last
+    /// update is recent ([`Machine::grace_owed`]). Not for a run that keeps
+    /// no journal at all (the simulator, a dry run).
+    pub fn started_without_journal(&mut self) {
+        self.fresh = true;
+    }
+
+    /// The grace period owed at an evaluation that found `state` at
+    /// `now_ms`, if any; the evaluation's decision is then not acted on.
+    ///
+    /// - **Another writer's update**: the version id is above the last one
+    ///   this machine saw or caused. Its metrics are those of a restart
+    ///   (backlog, CPU catching up), so it is waited out as the agent's
+    ///   own: followed while the application is busy, then one grace
+    ///   period from when it is seen RUNNING.
+    /// - **A start without a journal**: the application's last update was
+    ///   requested at `state.last_update_ms`. It ended at the latest now
+    ///   (the application is RUNNING), and, if it took no longer than
+    ///   `update_timeout`, by that time plus the update timeout. The grace
+    ///   period is held until the earlier of the two plus `grace_period`:
+    ///   never longer than one grace period from now, and none once
+    ///   `update_timeout + grace_period` have passed since the update. Too
+    ///   long a wait after a fresh start costs one grace period once; a
+    ///   decision on a restart's metrics may cost a double rescale. An
+    ///   update still in progress is followed first. Unknown
+    ///   (`last_update_ms` absent) keeps deciding at once, as before.
+    ///
+    /// Nothing is owed to an application in another status (it is not
+    /// updated anyway), nor in a dry run (it acts on nothing).
+    pub fn grace_owed(&self, state: &AppState, settings: &Settings, now_ms: i64) -> Option<Owed> {
+        let busy = state.status.is_transitional();
+        if settings.dry_run || !(busy || state.status == AppStatus::Running) {
+            return None;
+        }
+        let grace_ms = millis(settings.grace_period);
+        if let Some(seen) = self.seen_version
+            && state.version_id > seen
+        {
+            return Some(Owed {
+                until_ms: (!busy).then(|| now_ms.saturating_add(grace_ms)),
+                reason: settings.words.grace_after_other_writer(),
+            });
+        }
+        let last_ms = state.last_update_ms.filter(|_| self.fresh)?;
+        let reason = settings.words.grace_after_recent_update();
+        if busy {
+            return Some(Owed {
+                until_ms: None,
+                reason,
+            });
+        }
+        let ended_by_ms = now_ms.min(last_ms.saturating_add(millis(settings.update_timeout)));
+        let until_ms = ended_by_ms.saturating_add(grace_ms);
+        (until_ms > now_ms).then_some(Owed {
+            until_ms: Some(until_ms),
+            reason,
+        })
+    }
+
+    /// A decision taken while a grace period is owed ([`Machine::grace_owed`])
+    /// as it is recorded: a hold, saying why. The machine holds it whatever
+    /// the decision said; this only makes the history say so too.
+    pub fn hold_for_owed(
+        &self,
+        mut decision: Decision,
+        state: &AppState,
+        settings: &Settings,
+        now_ms: i64,
+    ) -> Decision {
+        let Some(owed) = self.grace_owed(state, settings, now_ms) else {
+            return decision;
+        };
+        let wait = match owed.until_ms {
+            Some(until_ms) => format!("{} s", secs_until(until_ms, now_ms)),
+            None => format!(
+                "while the {} is {}, then {} s",
+                settings.words.thing(),
+                state.status,
+                settings.grace_period.as_secs()
+            ),
+        };
+        decision.action = Action::Hold;
+        decision.next_evaluation_secs = None;
+        decision.reason.push_str(&format!(
+            "; {}: not acted on for {wait}, holding",
+            owed.reason
+        ));
+        decision
     }
 
     /// A machine resuming from a journaled record: anything but `idle` is
@@ -493,7 +606,8 @@ impl Machine {
             Phase::Sending { .. }
             | Phase::Sent { .. }
             | Phase::Updating { .. }
-            | Phase::Unknown { .. } => Next::Run(Command::Describe),
+            | Phase::Unknown { .. }
+            | Phase::Foreign { .. } => Next::Run(Command::Describe),
             // A grace period is waited out on monotonic time: the wait
             // that ends here was the grace period (or what a resumed one
             // had left), so a wall clock stepped back meanwhile does not
@@ -527,6 +641,10 @@ impl Machine {
                 return Next::Wait(settings.update_poll);
             }
             return Next::Wait(self.grace(app.kpu(), settings, out.now_ms));
+        }
+        if let Phase::Foreign { after, .. } = &phase {
+            let restart = doubt == Some(Doubt::Restart);
+            return self.follow_foreign(&app, after, restart, settings, out);
         }
         let mut resume = crate::state::resume(&phase, &app, out.now_ms, settings.grace_period);
         if let (Some(Doubt::Answer(_)), Resume::Finished { update }) = (&doubt, &resume)
@@ -629,8 +747,16 @@ impl Machine {
     fn evaluated(&mut self, evaluated: Evaluated, settings: &Settings, out: &mut Out) -> Next {
         self.permission = None;
         let Evaluated { state, decision } = evaluated;
+        let owed = self.grace_owed(&state, settings, out.now_ms);
+        if state.status == AppStatus::Running || state.status.is_transitional() {
+            self.fresh = false;
+        }
         self.notice_foreign_update(&state, settings, out);
         self.review_limit(state.kpu(), settings, out);
+        if let Some(owed) = owed {
+            self.failures = 0;
+            return self.hold_owed(owed, &state, settings, out);
+        }
         let hold_for = self.hold_for(&decision, settings, out.now_ms);
         if settings.dry_run {
             self.failures = 0;
@@ -679,14 +805,102 @@ impl Machine {
         })
     }
 
+    /// Holds what [`Machine::grace_owed`] found owed: follows a busy
+    /// application (journaled as `foreign`), or starts the grace period.
+    fn hold_owed(
+        &mut self,
+        owed: Owed,
+        state: &AppState,
+        settings: &Settings,
+        out: &mut Out,
+    ) -> Next {
+        out.events.push(Event::GraceHeld {
+            application: settings.name.clone(),
+            at_ms: out.now_ms,
+            until_ms: owed.until_ms,
+            reason: owed.reason.to_owned(),
+        });
+        match owed.until_ms {
+            None => {
+                self.record.phase = Phase::Foreign {
+                    version_id: state.version_id,
+                    since_ms: out.now_ms,
+                    after: owed.reason.to_owned(),
+                };
+                Next::Wait(settings.update_poll)
+            }
+            Some(until_ms) => {
+                self.record.phase = Phase::Grace {
+                    kpu: state.kpu(),
+                    until_ms,
+                    after: Some(owed.reason.to_owned()),
+                };
+                let left = until_ms.saturating_sub(out.now_ms).max(0);
+                Next::Wait(Duration::from_millis(left.unsigned_abs()))
+            }
+        }
+    }
+
+    /// Follows an update this agent did not make (phase `foreign`): polls
+    /// while the application is busy, then holds one grace period from
+    /// when it is RUNNING; an application that ends in another status is
+    /// evaluated (which defers any rescale while it is not RUNNING).
+    /// `restart` says the phase came from the journal.
+    fn follow_foreign(
+        &mut self,
+        app: &AppState,
+        after: &str,
+        restart: bool,
+        settings: &Settings,
+        out: &mut Out,
+    ) -> Next {
+        let busy = app.status.is_transitional();
+        if restart {
+            out.events.push(Event::Resumed {
+                application: settings.name.clone(),
+                at_ms: out.now_ms,
+                phase: self.record.phase.name().to_owned(),
+                resume: if busy {
+                    "an update this agent did not make: follow it, then a grace period".to_owned()
+                } else if app.status == AppStatus::Running {
+                    "an update this agent did not make ended: grace period".to_owned()
+                } else {
+                    "an update this agent did not make ended, not RUNNING: evaluate".to_owned()
+                },
+                version_id: app.version_id,
+            });
+        }
+        if busy {
+            return Next::Wait(settings.update_poll);
+        }
+        if app.status != AppStatus::Running {
+            self.record.phase = Phase::Idle;
+            return Next::Run(Command::Evaluate);
+        }
+        let until_ms = out.now_ms.saturating_add(millis(settings.grace_period));
+        out.events.push(Event::GraceHeld {
+            application: settings.name.clone(),
+            at_ms: out.now_ms,
+            until_ms: Some(until_ms),
+            reason: after.to_owned(),
+        });
+        self.record.phase = Phase::Grace {
+            kpu: app.kpu(),
+            until_ms,
+            after: Some(after.to_owned()),
+        };
+        Next::Wait(settings.grace_period)
+    }
+
     /// Reports an evaluation that finds the version id above the last one
     /// this machine saw or caused: somebody else updated the application
     /// (another agent, a deployment, the console, MSF's own autoscaling),
     /// or, on a Flink job, Flink rebuilt its graph (a restart).
     /// Two writers undo each other's rescales, and nothing else tells the
     /// operator: the version check refuses only updates decided on the same
-    /// version at once. Reported only; what is decided is unchanged. A
-    /// dry run reports nothing: the agent that acts beside it is expected.
+    /// version at once. Reported once per move; the grace period it owes is
+    /// [`Machine::grace_owed`]'s. A dry run reports nothing: the agent that
+    /// acts beside it is expected.
     fn notice_foreign_update(&mut self, state: &AppState, settings: &Settings, out: &mut Out) {
         let seen = self.seen_version.replace(state.version_id);
         if settings.dry_run {
@@ -897,7 +1111,8 @@ impl Machine {
         let grace = settings.grace_period;
         self.record.phase = Phase::Grace {
             kpu,
-            until_ms: now_ms.saturating_add(i64::try_from(grace.as_millis()).unwrap_or(i64::MAX)),
+            until_ms: now_ms.saturating_add(millis(grace)),
+            after: None,
         };
         grace
     }
@@ -1020,6 +1235,11 @@ impl Out<'_> {
             events: self.events,
         }
     }
+}
+
+/// `duration` in whole milliseconds, saturating.
+fn millis(duration: Duration) -> i64 {
+    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
 }
 
 /// Whole seconds from `now_ms` to `until_ms`, rounded up.

@@ -300,7 +300,8 @@ pub enum Failure {
     /// An update ended RUNNING, but not at the KPU requested.
     UpdateResult,
     /// An evaluation found the application's version id moved without an
-    /// update of this agent: another writer (reported, nothing else).
+    /// update of this agent: another writer (reported once per move; the
+    /// agent then waits the update out and holds a grace period).
     ForeignUpdate,
     /// Metrics could not be fetched.
     Metrics,
@@ -560,7 +561,9 @@ impl Controller {
                 self.saved = Some(file.record.clone());
                 self.machine = Machine::resume(file.record, jitter);
             }
-            Ok(None) => {}
+            // No journal: the application's last update may have ended
+            // moments ago, and nothing recorded its grace period.
+            Ok(None) => self.machine.started_without_journal(),
             Err(error) => {
                 let aside = match &error {
                     StateError::Corrupt { .. } => match journal.set_aside() {
@@ -887,6 +890,11 @@ impl Controller {
             .machine
             .refine(&self.settings, decision, &evaluation.app, now_ms);
         let decision = self.skip_unchanged(decision, &evaluation.metrics, now_ms);
+        // An update this agent did not make is waited out, whatever the
+        // policy said: the machine acts on none, and the history says so.
+        let decision = self
+            .machine
+            .hold_for_owed(decision, &state, &self.settings, now_ms);
         Ok(Assessment {
             state,
             evaluation,

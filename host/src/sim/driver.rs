@@ -212,6 +212,7 @@ impl ScalingTarget for SimTarget {
             parallelism_per_kpu: view.parallelism_per_kpu,
             version_id: view.version_id,
             autoscaling_enabled: view.autoscaling_enabled,
+            last_update_ms: view.last_update_timestamp_ms,
         })
     }
 

@@ -115,12 +115,31 @@ pub enum Phase {
         /// When the agent found the journal unreadable (ms since the epoch).
         since_ms: i64,
     },
+    /// An update this agent did not make is being followed: another
+    /// writer's (a second agent, a deployment, the console, MSF's own
+    /// autoscaling, a Flink job's restart), or one found in progress by an
+    /// agent that started without a journal. Nothing is decided while the
+    /// application is busy; once it is RUNNING a grace period is held, as
+    /// after the agent's own update.
+    Foreign {
+        /// The version id the update was seen at.
+        version_id: u64,
+        /// When it was seen (ms since the epoch).
+        since_ms: i64,
+        /// Why the grace period after it is held (`grace period after
+        /// another writer's update`, ...).
+        after: String,
+    },
     /// The update finished; no evaluation before `until_ms`.
     Grace {
         /// KPU the update ended at.
         kpu: u32,
         /// End of the grace period (ms since the epoch, wall clock).
         until_ms: i64,
+        /// Why, when the update was not this agent's (`grace period after
+        /// another writer's update`, ...); absent after its own.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        after: Option<String>,
     },
 }
 
@@ -135,6 +154,7 @@ impl Phase {
             Phase::Updating { .. } => "updating",
             Phase::Grace { .. } => "grace",
             Phase::Unknown { .. } => "unknown",
+            Phase::Foreign { .. } => "foreign",
         }
     }
 
@@ -144,9 +164,11 @@ impl Phase {
             Phase::Sending { update }
             | Phase::Sent { update, .. }
             | Phase::Updating { update, .. } => Some(update),
-            Phase::Idle | Phase::Decided { .. } | Phase::Grace { .. } | Phase::Unknown { .. } => {
-                None
-            }
+            Phase::Idle
+            | Phase::Decided { .. }
+            | Phase::Grace { .. }
+            | Phase::Unknown { .. }
+            | Phase::Foreign { .. } => None,
         }
     }
 }
@@ -285,6 +307,7 @@ impl Resume {
 /// | sending / sent / updating | above                    | ROLLED_BACK, READY, ... | failed: error, back off |
 /// | grace                     | -                        | -                  | wait until - now (capped at the grace period), or evaluate if past |
 /// | unknown (unreadable journal) | -                     | -                  | hold one whole grace period |
+/// | foreign (an update the agent did not make) | -                | -                  | hold one whole grace period (the controller follows the update while the application is busy) |
 ///
 /// A version id above the quoted one may also come from somebody else's
 /// update; following it is then still right (the application is busy, and
@@ -295,7 +318,7 @@ pub fn resume(phase: &Phase, app: &AppState, now_ms: i64, grace_period: Duration
         Phase::Idle => Resume::Evaluate,
         // Nothing is known: hold a whole grace period (the controller
         // waits first while the application is busy).
-        Phase::Unknown { .. } => Resume::Grace {
+        Phase::Unknown { .. } | Phase::Foreign { .. } => Resume::Grace {
             remaining: grace_period,
         },
         Phase::Decided { target_kpu, .. } => Resume::Reevaluate {
@@ -785,7 +808,9 @@ pub(crate) fn out_of_range(file: &JournalFile) -> Option<String> {
             times.push(("phase.update.started_ms", update.started_ms));
             times.push(("phase.observed_ms", *observed_ms));
         }
-        Phase::Unknown { since_ms } => times.push(("phase.since_ms", *since_ms)),
+        Phase::Unknown { since_ms } | Phase::Foreign { since_ms, .. } => {
+            times.push(("phase.since_ms", *since_ms));
+        }
         Phase::Grace { until_ms, .. } => times.push(("phase.until_ms", *until_ms)),
     }
     times

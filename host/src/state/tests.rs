@@ -25,6 +25,7 @@ fn app(status: AppStatus, version_id: u64) -> AppState {
         parallelism_per_kpu: 1,
         version_id,
         autoscaling_enabled: false,
+        last_update_ms: None,
     }
 }
 
@@ -107,7 +108,11 @@ fn an_update_whose_version_moved_is_followed_never_resent() {
 
 #[test]
 fn a_grace_period_continues_where_it_was() {
-    let grace = |until_ms| Phase::Grace { kpu: 4, until_ms };
+    let grace = |until_ms| Phase::Grace {
+        kpu: 4,
+        until_ms,
+        after: None,
+    };
     let now = app(AppStatus::Running, 8);
     assert_eq!(
         resume(&grace(NOW + 120_000), &now, NOW, GRACE),

@@ -186,6 +186,8 @@ impl FlinkTarget {
                 parallelism_per_kpu: 1,
                 version_id: version_id(created, pending),
                 autoscaling_enabled: false,
+                // The graph is created anew by every rescale and restart.
+                last_update_ms: i64::try_from(created).ok().filter(|c| *c > 0),
             },
             requirements,
         })
@@ -562,6 +564,35 @@ mod tests {
         assert_eq!(version_id(u64::MAX, false), u64::MAX - 1);
         assert_eq!(version_id(u64::MAX, true), u64::MAX);
         assert_eq!(version_id(1 << 63, true), u64::MAX);
+    }
+
+    /// The graph's creation time is the job's last update (a rescale or
+    /// a restart creates a new graph): what an agent without a journal
+    /// holds its grace period after.
+    #[tokio::test]
+    async fn the_graphs_creation_time_is_the_last_update() {
+        let id = "a".repeat(32);
+        let id_in = id.clone();
+        let stub = crate::flink::stub::Stub::start(move |line| {
+            let path = line.split(' ').nth(1).unwrap_or_default();
+            let answer = match path {
+                p if p == format!("/jobs/{id_in}") => json!({
+                    "state": "RUNNING",
+                    "timestamps": {"CREATED": 1_700_000_000_123_u64},
+                    "vertices": [{"id": "v1", "parallelism": 2, "status": "RUNNING"}],
+                }),
+                p if p == format!("/jobs/{id_in}/resource-requirements") => {
+                    json!({"v1": {"parallelism": {"lowerBound": 1, "upperBound": 2}}})
+                }
+                _ => return (404, json!({"errors": ["Not found."]})),
+            };
+            (200, answer)
+        })
+        .await;
+        let target = FlinkTarget::for_job(&stub.url, FlinkJob::Id(id)).expect("a target");
+        let state = target.describe("orders").await.expect("describe");
+        assert_eq!(state.last_update_ms, Some(1_700_000_000_123));
+        assert_eq!(state.version_id, version_id(1_700_000_000_123, false));
     }
 
     #[test]

@@ -98,6 +98,13 @@ pub struct AppState {
     pub version_id: u64,
     /// Whether MSF's own autoscaling is enabled.
     pub autoscaling_enabled: bool,
+    /// When the application's last update was requested (ms since the
+    /// epoch): MSF's `LastUpdateTimestamp`, a Flink job's graph creation
+    /// time (`timestamps.CREATED`). `None` when the target does not say
+    /// (or never updated it): an agent starting without a journal then
+    /// cannot tell a restart that just ended, and decides at once.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_update_ms: Option<i64>,
 }
 
 impl AppState {

@@ -194,6 +194,11 @@ fn app_state(detail: &ApplicationDetail) -> Result<AppState, TargetError> {
         )?,
         version_id: version(detail.application_version_id())?,
         autoscaling_enabled: parallelism_config.auto_scaling_enabled().unwrap_or(false),
+        // A `DateTime` out of i64 milliseconds (a year past 292 million) says
+        // nothing usable: unknown, as when the field is absent.
+        last_update_ms: detail
+            .last_update_timestamp()
+            .and_then(|at| at.to_millis().ok()),
     })
 }
 

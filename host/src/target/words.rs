@@ -144,6 +144,28 @@ impl Words {
         }
     }
 
+    /// Why a grace period is held after an update this agent did not make
+    /// (see [`Words::other_writers`]): its metrics are those of a restart.
+    pub fn grace_after_other_writer(self) -> &'static str {
+        match self {
+            Words::Msf => "grace period after another writer's update",
+            Words::Flink => "grace period after the job's restart or another writer's rescale",
+        }
+    }
+
+    /// Why an agent that started without a journal holds a grace period:
+    /// the application's last update (its restart) ended moments ago.
+    pub fn grace_after_recent_update(self) -> &'static str {
+        match self {
+            Words::Msf => {
+                "grace period after the application's last update (LastUpdateTimestamp), which ended shortly before the agent started without a journal"
+            }
+            Words::Flink => {
+                "grace period after the job's last restart or rescale (its graph's creation time), which ended shortly before the agent started without a journal"
+            }
+        }
+    }
+
     /// Why a recorded ceiling is tried again after a while: `the limit
     /// may have been raised`, or `slots may have been freed or added`.
     pub fn limit_may_have_moved(self) -> &'static str {

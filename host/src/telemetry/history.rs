@@ -889,6 +889,10 @@ pub struct AppStatus {
     pub grace_until_ms: Option<i64>,
     /// Seconds of grace left.
     pub grace_left_secs: Option<i64>,
+    /// Why the grace period is held, when it follows an update the agent
+    /// did not make (`grace period after another writer's update`, ...).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub grace_after: Option<String>,
     /// Plugins in quarantine.
     pub quarantine: Vec<Quarantine>,
     /// The failure it is in now (since its last evaluation or accepted
@@ -919,6 +923,10 @@ pub fn status(state_dir: &Path, applications: &[(String, Words)], now_ms: i64) -
                 Some(Phase::Grace { until_ms, .. }) => Some(*until_ms),
                 _ => None,
             };
+            let grace_after = match phase {
+                Some(Phase::Grace { after, .. }) => after.clone(),
+                _ => None,
+            };
             let kpu = match phase {
                 Some(Phase::Grace { kpu, .. }) => Some(*kpu),
                 _ => last.as_ref().map(|e| e.kpu),
@@ -944,6 +952,7 @@ pub fn status(state_dir: &Path, applications: &[(String, Words)], now_ms: i64) -
                 grace_until_ms,
                 grace_left_secs: grace_until_ms
                     .map(|until| (until.saturating_sub(now_ms) / 1000).max(0)),
+                grace_after,
                 quarantine,
                 failure,
                 // The history is a file: its times may be anything.
@@ -995,6 +1004,16 @@ pub fn status_text(status: &Status) -> String {
         }
         if let Some(left) = app.grace_left_secs {
             let _ = write!(phase, " ({left} s of grace left)");
+        }
+        if let Some(after) = &app.grace_after {
+            let _ = write!(phase, ": {after}");
+        }
+        if app.phase == "foreign" {
+            let _ = write!(
+                phase,
+                " (an update this agent did not make is followed while the {} is busy; a grace period comes after it)",
+                words.thing()
+            );
         }
         let _ = writeln!(out, "  phase:      {phase}");
         // `kpu:` for MSF as always; `parallelism:` for a Flink job.

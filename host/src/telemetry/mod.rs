@@ -122,6 +122,22 @@ pub enum Event {
         /// The application's version id now, as DescribeApplication says.
         version_id: u64,
     },
+    /// An update this agent did not make (another writer's, or one that
+    /// ended just before an agent without a journal started) is waited out
+    /// as the agent's own: followed while the application is busy
+    /// (`until_ms` absent), then a grace period to `until_ms`. Nothing is
+    /// decided meanwhile.
+    GraceHeld {
+        /// Application name.
+        application: String,
+        /// When (ms since the epoch).
+        at_ms: i64,
+        /// End of the grace period (ms since the epoch); absent while the
+        /// update is still followed.
+        until_ms: Option<i64>,
+        /// Why, in the target's words.
+        reason: String,
+    },
     /// UpdateApplication was refused for the account's KPU limit: decisions
     /// stay at or below `ceiling_kpu` until the limit is lifted.
     LimitRecorded {
@@ -486,6 +502,17 @@ fn log_event(event: &Event) {
                 phase = %phase,
                 resume = %resume,
                 version_id,
+            ),
+            Event::GraceHeld {
+                application,
+                until_ms,
+                reason,
+                ..
+            } => info!(
+                message = "Holding a grace period after an update this agent did not make; nothing is decided before it ends.",
+                application = %application,
+                until_ms = until_ms.map_or("when RUNNING + grace".to_owned(), |u| u.to_string()),
+                reason = %reason,
             ),
             Event::LimitRecorded {
                 application,

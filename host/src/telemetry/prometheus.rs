@@ -174,6 +174,9 @@ struct AppMetrics {
     latest: Vec<(String, Option<f64>)>,
     last_evaluation_ms: Option<i64>,
     last_rescale_ms: Option<i64>,
+    /// When the controller last began waiting out an update it did not
+    /// make ([`Event::GraceHeld`]): allowed the same as a rescale.
+    held_ms: Option<i64>,
     last_failure: Option<LastFailure>,
     /// The message of a panic since the last evaluation: the application is
     /// not ready until it evaluates again.
@@ -236,7 +239,8 @@ impl AppMetrics {
         }
         // A rescale started after the last evaluation is followed
         // without evaluating, for up to the update timeout + grace.
-        if let Some(rescale_ms) = self.last_rescale_ms
+        let latest = self.last_rescale_ms.max(self.held_ms);
+        if let Some(rescale_ms) = latest
             && rescale_ms >= since
         {
             deadline = deadline.max(
@@ -454,6 +458,7 @@ impl Registry {
         let application = match event {
             Event::Evaluated { application, .. }
             | Event::RescaleStarted { application, .. }
+            | Event::GraceHeld { application, .. }
             | Event::Failed { application, .. }
             | Event::Panicked { application, .. }
             | Event::PluginQuarantined { application, .. }
@@ -498,6 +503,9 @@ impl Registry {
                 app.rescales += 1;
                 app.last_rescale_ms = Some(*at_ms);
             }
+            // Somebody else's update is followed and waited out as the
+            // agent's own, without evaluating: the same allowance.
+            Event::GraceHeld { at_ms, .. } => app.held_ms = Some(*at_ms),
             Event::Failed {
                 at_ms,
                 class,
@@ -1392,6 +1400,22 @@ mod tests {
             version_id: 1,
         });
         // 2 s + (100 s + 20 s) + 90 s.
+        assert!(registry.not_ready(212_000).is_empty());
+        assert_eq!(registry.not_ready(212_001).len(), 1);
+    }
+
+    #[test]
+    fn a_grace_held_after_another_writers_update_extends_the_limit_as_a_rescale_does() {
+        let registry = Registry::for_config(&config(&["a"]), 0);
+        registry.record(&evaluated("a", 1_000, 1, Action::Hold));
+        // Somebody else's update is followed, then waited out, without
+        // evaluating: 2 s + (100 s + 20 s) + 90 s, as for a rescale.
+        registry.record(&Event::GraceHeld {
+            application: "a".to_owned(),
+            at_ms: 2_000,
+            until_ms: None,
+            reason: "grace period after another writer's update".to_owned(),
+        });
         assert!(registry.not_ready(212_000).is_empty());
         assert_eq!(registry.not_ready(212_001).len(), 1);
     }

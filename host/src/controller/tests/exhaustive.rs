@@ -204,6 +204,7 @@ impl World {
             parallelism_per_kpu: 1,
             version_id: self.version,
             autoscaling_enabled: false,
+            last_update_ms: None,
         }
     }
 

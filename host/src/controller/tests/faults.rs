@@ -991,6 +991,7 @@ fn a_permission_failure_is_reported_once_per_change_of_message() {
         parallelism_per_kpu: 1,
         version_id: 1,
         autoscaling_enabled: false,
+        last_update_ms: None,
     };
     step(
         &mut machine,

@@ -14,6 +14,7 @@ fn running() -> AppState {
         parallelism_per_kpu: 1,
         version_id: 1,
         autoscaling_enabled: false,
+        last_update_ms: None,
     }
 }
 

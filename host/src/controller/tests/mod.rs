@@ -62,6 +62,9 @@ struct TargetState {
     end_status: AppStatus,
     /// How long an update takes.
     update_secs: u64,
+    /// What DescribeApplication answers as the last update's time
+    /// (`LastUpdateTimestamp`); unknown unless a test sets it.
+    last_update_ms: Option<i64>,
 }
 
 /// An application that takes `update_secs` to apply an update, with MSF's
@@ -88,6 +91,7 @@ impl FakeTarget {
                 kpu_limit: None,
                 end_status: AppStatus::Running,
                 update_secs,
+                last_update_ms: None,
             }),
         })
     }
@@ -151,6 +155,7 @@ impl ScalingTarget for FakeTarget {
             parallelism_per_kpu: s.parallelism_per_kpu,
             version_id: s.version_id,
             autoscaling_enabled: false,
+            last_update_ms: s.last_update_ms,
         })
     }
 
@@ -649,8 +654,29 @@ async fn an_application_re_created_under_a_followed_update_is_reported_and_decid
     assert_eq!(target.updates(), vec![(0, 4), (60, 4)]);
 }
 
+/// The grace periods held for updates the agent did not make: when (s
+/// since `T0_MS`), until when (s), and why.
+fn graces_held(events: &[Event]) -> Vec<(i64, Option<i64>, String)> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::GraceHeld {
+                at_ms,
+                until_ms,
+                reason,
+                ..
+            } => Some((
+                (at_ms - T0_MS) / 1000,
+                until_ms.map(|u| (u - T0_MS) / 1000),
+                reason.clone(),
+            )),
+            _ => None,
+        })
+        .collect()
+}
+
 #[tokio::test(start_paused = true)]
-async fn another_writers_update_is_reported_and_changes_no_decision() {
+async fn another_writers_update_is_reported_and_waited_out_with_a_grace_period() {
     let h = Harness::start(95.0, 2, false, Box::new(Doubling));
     // The agent's update to 4 KPU goes out at 0 s (version 1 -> 2), ends
     // at 90 s; its grace period runs to 420 s. At 200 s somebody else
@@ -665,9 +691,34 @@ async fn another_writers_update_is_reported_and_changes_no_decision() {
     }
     tokio::time::sleep(Duration::from_secs(700)).await;
     let (target, events) = h.stop().await;
-    // What is decided is unchanged: from 3 KPU at 420 s, and the agent's
-    // own updates (1 -> 2, 3 -> 4) are never taken for somebody else's.
-    assert_eq!(target.updates(), vec![(0, 4), (420, 6), (840, 10)]);
+    // The evaluation at 420 s finds version 3: the metrics it decided on
+    // are those of that update's restart, so it is not acted on (before,
+    // 3 -> 6 went out at once, at 420 s). A grace period counts from then,
+    // as after the agent's own update, and 3 -> 6 goes out at 720 s. The
+    // agent's own updates (1 -> 2, 3 -> 4) are never taken for somebody
+    // else's.
+    assert_eq!(target.updates(), vec![(0, 4), (720, 6)]);
+    assert_eq!(
+        graces_held(&events),
+        [(
+            420,
+            Some(720),
+            "grace period after another writer's update".to_owned()
+        )]
+    );
+    let at_420: Vec<_> = evaluations(&events)
+        .into_iter()
+        .filter(|(t, _)| *t == 420)
+        .collect();
+    assert_eq!(at_420.len(), 1, "{at_420:?}");
+    assert_eq!(at_420[0].1.action, Action::Hold, "{at_420:?}");
+    assert!(
+        at_420[0].1.reason.ends_with(
+            "; grace period after another writer's update: not acted on for 300 s, holding"
+        ),
+        "{at_420:?}"
+    );
+    // Reported once, as before.
     let reported = failures(&events, "foreign_update");
     assert_eq!(reported.len(), 1, "{reported:?}");
     assert!(
@@ -678,6 +729,40 @@ async fn another_writers_update_is_reported_and_changes_no_decision() {
         "{}",
         reported[0]
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn another_writers_update_still_in_progress_is_followed_before_its_grace_period() {
+    let h = Harness::start(95.0, 2, false, Box::new(Doubling));
+    // The agent's own update (0 s, to 4 KPU) and its grace period end at
+    // 420 s. At 400 s somebody else starts an update to 3 KPU that runs
+    // until 600 s.
+    tokio::time::sleep(Duration::from_secs(400)).await;
+    {
+        let mut s = h.target.state.lock().unwrap();
+        assert_eq!((s.status, s.version_id), (AppStatus::Running, 2));
+        s.version_id = 3;
+        s.status = AppStatus::Updating;
+        s.pending_parallelism = 3;
+        s.updating_until = Some(Instant::now() + Duration::from_secs(200));
+    }
+    tokio::time::sleep(Duration::from_secs(600)).await;
+    let (target, events) = h.stop().await;
+    // Seen UPDATING at 420 s: followed (nothing decided, no `not_running`
+    // deferral), RUNNING at 600 s, grace period to 900 s, then 3 -> 6.
+    assert_eq!(target.updates(), vec![(0, 4), (900, 6)]);
+    let reason = "grace period after another writer's update".to_owned();
+    assert_eq!(
+        graces_held(&events),
+        [(420, None, reason.clone()), (600, Some(900), reason)]
+    );
+    assert!(failures(&events, "not_running").is_empty(), "{events:?}");
+    let decided: Vec<_> = evaluations(&events).into_iter().map(|(t, _)| t).collect();
+    assert!(
+        !decided.iter().any(|t| (421..900).contains(t)),
+        "evaluated while another writer's update was followed or waited out: {decided:?}"
+    );
+    assert_eq!(failures(&events, "foreign_update").len(), 1, "{events:?}");
 }
 
 #[tokio::test(start_paused = true)]

@@ -172,7 +172,8 @@ async fn a_restart_mid_grace_waits_out_the_rest_of_the_grace_period() {
         phase,
         Phase::Grace {
             kpu: 2,
-            until_ms: T0_MS + 420_000
+            until_ms: T0_MS + 420_000,
+            after: None,
         }
     );
 
@@ -547,4 +548,178 @@ fn a_journal_with_a_counter_or_time_out_of_range_is_corrupt() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("app.json"), file("3", "1700000000000")).unwrap();
     assert!(matches!(journal(dir.path()).load(), Ok(Some(_))));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_restart_during_the_grace_period_after_another_writers_update_continues_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = FakeTarget::new(1, 90);
+    let first = launch(&target, dir.path());
+    // The agent's own update (0 s, to 2 KPU) and its grace period end at
+    // 420 s; at 200 s somebody else sets 3 KPU (version 3).
+    tokio::time::sleep(Duration::from_secs(200)).await;
+    {
+        let mut s = target.state.lock().unwrap();
+        s.version_id = 3;
+        s.parallelism = 3;
+        s.pending_parallelism = 3;
+    }
+    tokio::time::sleep(Duration::from_secs(300)).await;
+    first.kill().await;
+    // The evaluation at 420 s found it: a grace period to 720 s, journaled
+    // with why.
+    assert_eq!(
+        journaled(dir.path()).record.phase,
+        Phase::Grace {
+            kpu: 3,
+            until_ms: T0_MS + 720_000,
+            after: Some("grace period after another writer's update".to_owned()),
+        }
+    );
+
+    let second = launch(&target, dir.path());
+    tokio::time::sleep(Duration::from_secs(300)).await;
+    let events = second.stop().await;
+    // Its rest is waited out: nothing decided before 720 s.
+    assert_eq!(target.updates(), vec![(0, 2), (720, 6)]);
+    assert_eq!(
+        resumed(&events),
+        [("grace".to_owned(), "continue the grace period".to_owned())]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_restart_while_another_writers_update_is_followed_follows_it_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = FakeTarget::new(1, 90);
+    let first = launch(&target, dir.path());
+    // At 400 s somebody else starts an update to 3 KPU that runs to 600 s.
+    tokio::time::sleep(Duration::from_secs(400)).await;
+    {
+        let mut s = target.state.lock().unwrap();
+        s.version_id = 3;
+        s.status = AppStatus::Updating;
+        s.pending_parallelism = 3;
+        s.updating_until = Some(Instant::now() + Duration::from_secs(200));
+    }
+    tokio::time::sleep(Duration::from_secs(80)).await;
+    first.kill().await;
+    assert_eq!(journaled(dir.path()).record.phase.name(), "foreign");
+
+    let second = launch(&target, dir.path());
+    tokio::time::sleep(Duration::from_secs(520)).await;
+    let events = second.stop().await;
+    // Followed again, RUNNING at 600 s, grace period to 900 s.
+    assert_eq!(target.updates(), vec![(0, 2), (900, 6)]);
+    assert_eq!(
+        resumed(&events),
+        [(
+            "foreign".to_owned(),
+            "an update this agent did not make: follow it, then a grace period".to_owned()
+        )]
+    );
+}
+
+/// The drill: an agent started with an empty state folder on an
+/// application (at 2 KPU) whose last update was requested
+/// `last_update_secs_ago` before; the updates it made in `run_secs`, its
+/// events and its journaled phase.
+async fn fresh_start(
+    last_update_secs_ago: i64,
+    run_secs: u64,
+) -> (Vec<(u64, u32)>, Vec<Event>, Phase) {
+    let dir = tempfile::tempdir().unwrap();
+    let target = FakeTarget::new(2, 90);
+    target.state.lock().unwrap().last_update_ms = Some(T0_MS - last_update_secs_ago * 1000);
+    let run = launch(&target, dir.path());
+    tokio::time::sleep(Duration::from_secs(run_secs)).await;
+    let events = run.stop().await;
+    (target.updates(), events, journaled(dir.path()).record.phase)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_start_without_a_journal_just_after_an_update_holds_a_grace_period() {
+    // The update ended ~1 s before the start (requested 91 s before, it
+    // took 90 s): the first evaluation's metrics are its restart's. Before,
+    // 2 -> 4 went out at 0 s. Now one grace period (300 s) from the start:
+    // the update ended at the latest now.
+    let (updates, events, phase) = fresh_start(91, 120).await;
+    assert!(updates.is_empty(), "{updates:?}");
+    let reason = Words::Msf.grace_after_recent_update().to_owned();
+    assert!(reason.contains("LastUpdateTimestamp"), "{reason}");
+    assert_eq!(
+        super::graces_held(&events),
+        [(0, Some(300), reason.clone())]
+    );
+    assert_eq!(
+        phase,
+        Phase::Grace {
+            kpu: 2,
+            until_ms: T0_MS + 300_000,
+            after: Some(reason),
+        }
+    );
+    let (updates, _, _) = fresh_start(91, 400).await;
+    assert_eq!(updates, vec![(300, 4)]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_start_without_a_journal_long_after_an_update_decides_at_once() {
+    // Requested 2 100 s ago: even an update that took the whole update
+    // timeout (1 800 s) ended more than a grace period (300 s) ago.
+    let (updates, events, _) = fresh_start(2_100, 30).await;
+    assert_eq!(updates, vec![(0, 4)]);
+    assert!(
+        !events.iter().any(|e| matches!(e, Event::GraceHeld { .. })),
+        "{events:?}"
+    );
+    // Requested 1 900 s ago: it may have ended as late as 1 800 s after
+    // its request, 100 s ago; the rest of a grace period (200 s) is held.
+    let (updates, _, phase) = fresh_start(1_900, 250).await;
+    assert_eq!(updates, vec![(200, 4)]);
+    assert_eq!(phase.name(), "sent");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_start_with_a_journal_is_not_held_for_the_last_update() {
+    // The journal says idle: the agent knows nothing was in flight, and a
+    // recent update would be its own (with its grace period journaled) or
+    // somebody else's, seen by the version id at the next evaluations.
+    let dir = tempfile::tempdir().unwrap();
+    let mut journal = journal(dir.path());
+    journal
+        .save(&crate::state::AppRecord::default(), T0_MS)
+        .unwrap();
+    drop(journal);
+    let target = FakeTarget::new(2, 90);
+    target.state.lock().unwrap().last_update_ms = Some(T0_MS - 91_000);
+    let run = launch(&target, dir.path());
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    run.stop().await;
+    assert_eq!(target.updates(), vec![(0, 4)]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_start_without_a_journal_during_an_update_follows_it_then_holds_a_grace_period() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = FakeTarget::new(2, 90);
+    {
+        // Somebody's update, requested 40 s before the start, ends at 50 s.
+        let mut s = target.state.lock().unwrap();
+        s.status = AppStatus::Updating;
+        s.version_id = 2;
+        s.updating_until = Some(Instant::now() + Duration::from_secs(50));
+        s.last_update_ms = Some(T0_MS - 40_000);
+    }
+    let run = launch(&target, dir.path());
+    tokio::time::sleep(Duration::from_secs(400)).await;
+    let events = run.stop().await;
+    // Followed (polled at 60 s: RUNNING), then a grace period to 360 s.
+    assert_eq!(target.updates(), vec![(360, 4)]);
+    let reason = Words::Msf.grace_after_recent_update().to_owned();
+    assert_eq!(
+        super::graces_held(&events),
+        [(0, None, reason.clone()), (60, Some(360), reason)]
+    );
+    assert!(failures(&events, "not_running").is_empty(), "{events:?}");
 }

@@ -567,3 +567,56 @@ fn a_history_folder_removed_under_the_agent_comes_back_by_itself() {
     }
     let _ = std::fs::remove_dir_all(&state);
 }
+
+#[test]
+fn status_says_why_a_grace_period_follows_an_update_the_agent_did_not_make() {
+    let state = temp_dir("foreign-grace");
+    std::fs::create_dir_all(&state).expect("the state folder");
+    let journal = |phase: &str| {
+        std::fs::write(
+            state.join("app.json"),
+            format!(
+                r#"{{"format": 1, "application": "app", "seq": 1, "written_ms": 1000,
+                    "record": {{"phase": {phase}}}}}"#
+            ),
+        )
+        .expect("a journal");
+    };
+    journal(
+        r#"{"kind": "grace", "kpu": 3, "until_ms": 301000,
+            "after": "grace period after another writer's update"}"#,
+    );
+    let now = status(&state, &[("app".to_owned(), Words::Msf)], 61_000);
+    let app = &now.applications[0];
+    assert_eq!(app.journal_error, None, "{app:?}");
+    assert_eq!(
+        app.grace_after.as_deref(),
+        Some("grace period after another writer's update")
+    );
+    let text = status_text(&now);
+    assert!(
+        text.contains(
+            "phase:      grace (240 s of grace left): grace period after another writer's update\n"
+        ),
+        "{text}"
+    );
+    // The agent's own grace period says nothing more than before.
+    journal(r#"{"kind": "grace", "kpu": 3, "until_ms": 301000}"#);
+    let text = status_text(&status(&state, &[("app".to_owned(), Words::Msf)], 61_000));
+    assert!(
+        text.contains("phase:      grace (240 s of grace left)\n"),
+        "{text}"
+    );
+    journal(
+        r#"{"kind": "foreign", "version_id": 7, "since_ms": 1000,
+            "after": "grace period after the job's restart or another writer's rescale"}"#,
+    );
+    let text = status_text(&status(&state, &[("app".to_owned(), Words::Flink)], 61_000));
+    assert!(
+        text.contains(
+            "phase:      foreign (an update this agent did not make is followed while the job is busy; a grace period comes after it)\n"
+        ),
+        "{text}"
+    );
+    let _ = std::fs::remove_dir_all(&state);
+}
