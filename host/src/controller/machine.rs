@@ -245,9 +245,6 @@ pub struct Machine {
     /// refused KPU says that it still holds, and records it again as it
     /// was.
     lifted: Option<KpuLimit>,
-    /// The version id this machine last saw or caused: an evaluation that
-    /// finds a higher one meets somebody else's update.
-    seen_version: Option<u64>,
     /// Started without a journal, and no evaluation has found the
     /// application RUNNING or busy yet: the first that does asks when its
     /// last update was ([`Machine::grace_owed`]).
@@ -278,7 +275,6 @@ impl Machine {
             permission: None,
             timed_out: false,
             lifted: None,
-            seen_version: None,
             fresh: false,
         }
     }
@@ -299,7 +295,11 @@ impl Machine {
     ///   this machine saw or caused. Its metrics are those of a restart
     ///   (backlog, CPU catching up), so it is waited out as the agent's
     ///   own: followed while the application is busy, then one grace
-    ///   period from when it is seen RUNNING.
+    ///   period from when it is seen RUNNING. The version last seen is
+    ///   journaled, so an update made while the agent was down is found at
+    ///   its first evaluation after the restart; that one is owed what is
+    ///   left of a grace period counted as for a start without a journal
+    ///   (below), none if it is long past.
     /// - **A start without a journal**: the application's last update was
     ///   requested at `state.last_update_ms`. It ended at the latest now
     ///   (the application is RUNNING), and, if it took no longer than
@@ -319,29 +319,40 @@ impl Machine {
         if settings.dry_run || !(busy || state.status == AppStatus::Running) {
             return None;
         }
+        // When the last update ended at the latest: now (the application
+        // runs), or, if it took no longer than `update_timeout`, by that
+        // long after it was asked for.
+        let ended_by_ms =
+            |last_ms: i64| now_ms.min(last_ms.saturating_add(millis(settings.update_timeout)));
         let grace_ms = millis(settings.grace_period);
-        if let Some(seen) = self.seen_version
+        let owed = |reason: &'static str, ended_by_ms: i64| {
+            let until_ms = ended_by_ms.saturating_add(grace_ms);
+            if busy {
+                Some(Owed {
+                    until_ms: None,
+                    reason,
+                })
+            } else {
+                (until_ms > now_ms).then_some(Owed {
+                    until_ms: Some(until_ms),
+                    reason,
+                })
+            }
+        };
+        if let Some(seen) = self.record.seen_version_id
             && state.version_id > seen
         {
-            return Some(Owed {
-                until_ms: (!busy).then(|| now_ms.saturating_add(grace_ms)),
-                reason: settings.words.grace_after_other_writer(),
-            });
+            // Seen at once while the agent runs (a grace period from now),
+            // or at the first evaluation after a restart, the update made
+            // while the agent was down: owed only if it is recent.
+            let ended = state.last_update_ms.map_or(now_ms, ended_by_ms);
+            return owed(settings.words.grace_after_other_writer(), ended);
         }
         let last_ms = state.last_update_ms.filter(|_| self.fresh)?;
-        let reason = settings.words.grace_after_recent_update();
-        if busy {
-            return Some(Owed {
-                until_ms: None,
-                reason,
-            });
-        }
-        let ended_by_ms = now_ms.min(last_ms.saturating_add(millis(settings.update_timeout)));
-        let until_ms = ended_by_ms.saturating_add(grace_ms);
-        (until_ms > now_ms).then_some(Owed {
-            until_ms: Some(until_ms),
-            reason,
-        })
+        owed(
+            settings.words.grace_after_recent_update(),
+            ended_by_ms(last_ms),
+        )
     }
 
     /// A decision taken while a grace period is owed ([`Machine::grace_owed`])
@@ -570,7 +581,7 @@ impl Machine {
                     return out.done(Next::Run(Command::Describe));
                 };
                 self.failures = 0;
-                self.seen_version = Some(new_version_id);
+                self.record.seen_version_id = Some(new_version_id);
                 self.started(update, new_version_id, &mut out);
                 Next::Wait(settings.update_poll)
             }
@@ -622,7 +633,7 @@ impl Machine {
     /// the update in flight.
     fn described(&mut self, app: AppState, settings: &Settings, out: &mut Out) -> Next {
         self.permission = None;
-        self.seen_version = Some(app.version_id);
+        self.record.seen_version_id = Some(app.version_id);
         let phase = self.record.phase.clone();
         let doubt = self.doubt.take();
         if let Phase::Unknown { .. } = phase {
@@ -902,7 +913,7 @@ impl Machine {
     /// [`Machine::grace_owed`]'s. A dry run reports nothing: the agent that
     /// acts beside it is expected.
     fn notice_foreign_update(&mut self, state: &AppState, settings: &Settings, out: &mut Out) {
-        let seen = self.seen_version.replace(state.version_id);
+        let seen = self.record.seen_version_id.replace(state.version_id);
         if settings.dry_run {
             return;
         }

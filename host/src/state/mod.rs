@@ -215,6 +215,12 @@ pub struct AppRecord {
     /// The account KPU limit met, if any.
     #[serde(default)]
     pub kpu_limit: Option<KpuLimit>,
+    /// The application's version id as this agent last saw or caused it:
+    /// an evaluation that finds a higher one meets somebody else's update,
+    /// also one made while the agent was down. Absent in journals written
+    /// before it was kept (nothing is compared then).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seen_version_id: Option<u64>,
 }
 
 /// A journal file: the record and what identifies it.

@@ -139,6 +139,7 @@ fn record(phase: Phase) -> AppRecord {
             at_ms: NOW - 5000,
             usable_kpu: None,
         }),
+        seen_version_id: Some(7),
     }
 }
 

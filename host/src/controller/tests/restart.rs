@@ -699,6 +699,55 @@ async fn a_start_with_a_journal_is_not_held_for_the_last_update() {
     assert_eq!(target.updates(), vec![(0, 4)]);
 }
 
+/// A journal at idle that saw version 1, and the application at version 2
+/// after somebody else's update, asked for `asked_secs_ago` before the
+/// start, made while the agent was down: the updates and events of the
+/// first 400 s after the restart.
+async fn restart_after_an_update_made_while_down(
+    asked_secs_ago: i64,
+) -> (Vec<(u64, u32)>, Vec<Event>) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut journal = journal(dir.path());
+    let record = crate::state::AppRecord {
+        seen_version_id: Some(1),
+        ..Default::default()
+    };
+    journal.save(&record, T0_MS).unwrap();
+    drop(journal);
+    let target = FakeTarget::new(2, 90);
+    {
+        let mut s = target.state.lock().unwrap();
+        s.version_id = 2;
+        s.last_update_ms = Some(T0_MS - asked_secs_ago * 1000);
+    }
+    let run = launch(&target, dir.path());
+    tokio::time::sleep(Duration::from_secs(400)).await;
+    let events = run.stop().await;
+    (target.updates(), events)
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_update_made_while_the_agent_was_down_is_waited_out_after_the_restart() {
+    // The journal kept the version the agent last saw, so the first
+    // evaluation finds the move: reported, and a grace period from now
+    // (the update, asked for 91 s ago, ended by now at the latest).
+    let (updates, events) = restart_after_an_update_made_while_down(91).await;
+    assert_eq!(updates, vec![(300, 4)]);
+    assert_eq!(failures(&events, "foreign_update").len(), 1, "{events:?}");
+    let reason = Words::Msf.grace_after_other_writer().to_owned();
+    assert_eq!(super::graces_held(&events), [(0, Some(300), reason)]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_update_long_past_made_while_the_agent_was_down_is_reported_not_waited_out() {
+    // Asked for 3 h ago: it ended by update_timeout (30 min) after that,
+    // and its grace period is long over. Reported, and decided at once.
+    let (updates, events) = restart_after_an_update_made_while_down(3 * 3600).await;
+    assert_eq!(updates, vec![(0, 4)]);
+    assert_eq!(failures(&events, "foreign_update").len(), 1, "{events:?}");
+    assert!(super::graces_held(&events).is_empty(), "{events:?}");
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_start_without_a_journal_during_an_update_follows_it_then_holds_a_grace_period() {
     let dir = tempfile::tempdir().unwrap();
