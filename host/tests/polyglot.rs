@@ -130,10 +130,20 @@ fn variants() -> Vec<Variant> {
             params: serde_json::json!({}),
             bounds: None,
         },
+        // Both start at 2 KPU, below their min: the host brings them to
+        // min at the first evaluation (the bounds hold what runs). From 12
+        // the flash crowd's quiet start and tail find the policy at min;
+        // from 10, doubling passes max (10, 20, 40 -> 32) and halving
+        // passes min (32, 16, 8 -> 10).
         Variant {
             name: "seed within [12, 32]",
             params: serde_json::json!({}),
             bounds: Some((12, 32)),
+        },
+        Variant {
+            name: "seed within [10, 32]",
+            params: serde_json::json!({}),
+            bounds: Some((10, 32)),
         },
         Variant {
             name: "add +3/-1 within [2, 12]",
