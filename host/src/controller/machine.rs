@@ -339,9 +339,7 @@ impl Machine {
                 })
             }
         };
-        if let Some(seen) = self.record.seen_version_id
-            && state.version_id > seen
-        {
+        if self.moved_without_us(state).is_some() {
             // Seen at once while the agent runs (a grace period from now),
             // or at the first evaluation after a restart, the update made
             // while the agent was down: owed only if it is recent.
@@ -903,6 +901,15 @@ impl Machine {
         Next::Wait(settings.grace_period)
     }
 
+    /// The version id last seen, if `state`'s is above it: somebody else
+    /// updated the application since ([`Machine::grace_owed`] waits it
+    /// out, [`Machine::notice_foreign_update`] reports it).
+    fn moved_without_us(&self, state: &AppState) -> Option<u64> {
+        self.record
+            .seen_version_id
+            .filter(|seen| state.version_id > *seen)
+    }
+
     /// Reports an evaluation that finds the version id above the last one
     /// this machine saw or caused: somebody else updated the application
     /// (another agent, a deployment, the console, MSF's own autoscaling),
@@ -913,13 +920,12 @@ impl Machine {
     /// [`Machine::grace_owed`]'s. A dry run reports nothing: the agent that
     /// acts beside it is expected.
     fn notice_foreign_update(&mut self, state: &AppState, settings: &Settings, out: &mut Out) {
-        let seen = self.record.seen_version_id.replace(state.version_id);
+        let moved = self.moved_without_us(state);
+        self.record.seen_version_id = Some(state.version_id);
         if settings.dry_run {
             return;
         }
-        if let Some(seen) = seen
-            && state.version_id > seen
-        {
+        if let Some(seen) = moved {
             out.failed(
                 Failure::ForeignUpdate,
                 format!(
