@@ -642,6 +642,43 @@ async fn http(
     (status, headers, raw[split + 4..].to_vec())
 }
 
+/// Sets a fault through the emulator's control API, as a test harness in
+/// another language would: (status, body).
+async fn post_fault(addr: SocketAddr, fault: &serde_json::Value) -> (u16, String) {
+    let (status, _, body) = http(
+        addr,
+        "POST",
+        "/_emulator/faults",
+        &[],
+        fault.to_string().as_bytes(),
+    )
+    .await;
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+/// One GetMetricData of the last ten minutes before `end_ms`, with one
+/// `containerCPUUtilization` query per application.
+fn cpu_of(
+    cw: &aws_sdk_cloudwatch::Client,
+    apps: &[&str],
+    end_ms: i64,
+) -> aws_sdk_cloudwatch::operation::get_metric_data::builders::GetMetricDataFluentBuilder {
+    let mut call = cw
+        .get_metric_data()
+        .start_time(DateTime::from_millis(end_ms - 600_000))
+        .end_time(DateTime::from_millis(end_ms));
+    for (i, app) in apps.iter().enumerate() {
+        call = call.metric_data_queries(data_query(
+            &format!("q{i}"),
+            app,
+            "containerCPUUtilization",
+            "Average",
+            60,
+        ));
+    }
+    call
+}
+
 #[tokio::test]
 async fn a_request_without_authorization_is_refused() {
     let (emu, _dir) = start(0, 1.0, 100).await;
@@ -707,17 +744,7 @@ async fn a_fault_for_one_application_strikes_only_its_calls() {
     let cw = aws_sdk_cloudwatch::Client::new(&config);
     let msf = aws_sdk_kinesisanalyticsv2::Client::new(&config);
     let addr = emu.local_addr();
-    let post = |fault: serde_json::Value| async move {
-        let (status, _, body) = http(
-            addr,
-            "POST",
-            "/_emulator/faults",
-            &[],
-            fault.to_string().as_bytes(),
-        )
-        .await;
-        (status, String::from_utf8_lossy(&body).into_owned())
-    };
+    let post = |fault: serde_json::Value| async move { post_fault(addr, &fault).await };
 
     let (status, body) = post(serde_json::json!({
         "operation": "DescribeApplication", "application": "nope", "error": "AccessDenied"
@@ -749,22 +776,7 @@ async fn a_fault_for_one_application_strikes_only_its_calls() {
         .expect("and again: no count was spent on it");
 
     let end = now_ms();
-    let get = |apps: &[&str]| {
-        let mut call = cw
-            .get_metric_data()
-            .start_time(DateTime::from_millis(end - 600_000))
-            .end_time(DateTime::from_millis(end));
-        for (i, app) in apps.iter().enumerate() {
-            call = call.metric_data_queries(data_query(
-                &format!("q{i}"),
-                app,
-                "containerCPUUtilization",
-                "Average",
-                60,
-            ));
-        }
-        call.send()
-    };
+    let get = |apps: &[&str]| cpu_of(&cw, apps, end).send();
     let calm = get(&["calm"]).await.expect("calm's queries alone");
     assert_eq!(calm.metric_data_results().len(), 1);
     let merged = get(&["calm", "busy"])
@@ -799,29 +811,10 @@ async fn injected_faults_show_in_the_sdk_error_and_in_the_call_log() {
 
     // Through the control API: the next GetMetricData is throttled.
     let fault = serde_json::json!({"operation": "GetMetricData", "error": "ThrottlingException", "count": 1});
-    let (status, _, _) = http(
-        addr,
-        "POST",
-        "/_emulator/faults",
-        &[],
-        fault.to_string().as_bytes(),
-    )
-    .await;
-    assert_eq!(status, 200);
+    let (status, body) = post_fault(addr, &fault).await;
+    assert_eq!(status, 200, "{body}");
     let end = now_ms();
-    let get = || {
-        cw.get_metric_data()
-            .metric_data_queries(data_query(
-                "cpu",
-                "busy",
-                "containerCPUUtilization",
-                "Average",
-                60,
-            ))
-            .start_time(DateTime::from_millis(end - 600_000))
-            .end_time(DateTime::from_millis(end))
-            .send()
-    };
+    let get = || cpu_of(&cw, &["busy"], end).send();
     let err = get().await.expect_err("throttled");
     assert_eq!(err.code(), Some("ThrottlingException"));
     assert!(
@@ -982,15 +975,8 @@ async fn an_after_effect_fault_fails_the_sdk_call_of_an_update_that_took_effect(
             .load()
             .await;
         let msf = aws_sdk_kinesisanalyticsv2::Client::new(&config);
-        let (status, _, body) = http(
-            emu.local_addr(),
-            "POST",
-            "/_emulator/faults",
-            &[],
-            fault.to_string().as_bytes(),
-        )
-        .await;
-        assert_eq!(status, 200, "{what}: {}", String::from_utf8_lossy(&body));
+        let (status, body) = post_fault(emu.local_addr(), &fault).await;
+        assert_eq!(status, 200, "{what}: {body}");
         let err = msf
             .update_application()
             .application_name("calm")
