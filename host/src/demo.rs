@@ -345,7 +345,9 @@ fn describe(event: &Event, emulator: &EmulatorHandle) -> Option<String> {
         | Event::PluginRetried { .. }
         | Event::PluginRecovered { .. }
         | Event::PluginReloaded { .. }
-        | Event::PluginReloadRefused { .. } => None,
+        | Event::PluginReloadRefused { .. }
+        | Event::JournalFailing { .. }
+        | Event::JournalRecovered { .. } => None,
     }
 }
 

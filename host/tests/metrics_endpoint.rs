@@ -1,7 +1,8 @@
 //! `[agent] listen`: `flinkscale run` against `flinkscale emulate` serves
 //! `GET /livez`, `GET /readyz`, `GET /healthz` and `GET /metrics`
 //! (Prometheus text format) on the configured address; an AWS outage fails
-//! readiness, never liveness; slow or stuck clients neither lock the
+//! readiness, never liveness; so does a state folder where the journal
+//! cannot be saved, until it can; slow or stuck clients neither lock the
 //! scraper out nor keep SIGTERM from stopping the agent; and the
 //! configuration refuses addresses nobody could scrape.
 //!
@@ -16,8 +17,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use common::{
-    Emulator, Running, http, metric_samples, metric_value, parse_metrics, plugin_dir, scenario,
-    start_agent, wait_until,
+    Emulator, Running, calls_of, http, metric_samples, metric_value, parse_metrics, plugin_dir,
+    scenario, start_agent, wait_until,
 };
 use flinkscale::telemetry::http::{HEADER_READ_TIMEOUT, MAX_CONNECTIONS, SHUTDOWN_DRAIN};
 use serde_json::json;
@@ -733,4 +734,99 @@ fn metrics_report_build_alarms_target_aws_calls_and_plugin_calls() {
         );
     }
     agent.stop();
+}
+
+/// A journal that cannot be saved (a folder where its temporary file goes:
+/// every save fails, even for root) holds every update back and fails
+/// readiness, naming the file and the OS error; the agent evaluates all
+/// along. Once the folder is fixed, the next evaluation decides again and
+/// the update goes out once, and `/readyz` is ready again. The log says it
+/// once when it starts and once when it ends, not at every evaluation.
+#[test]
+fn a_journal_that_cannot_be_saved_holds_updates_and_fails_readiness_until_it_can() {
+    let dir = tempfile::tempdir().expect("a temporary folder");
+    let emulator = Emulator::start(&scenario("e2e-scale.toml"), 20.0, &[], dir.path());
+    // 3000 records/s: 2 KPU run above 75 % CPU, the step policy scales out.
+    emulator.set_load(APP, 3.0);
+    let listen: SocketAddr = format!("127.0.0.1:{}", common::free_port())
+        .parse()
+        .expect("an address");
+    let plugins = toml_edit::Value::from(plugin_dir().to_string_lossy().as_ref()).to_string();
+    let config = dir.path().join("agent.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[agent]\nplugin_dir = {plugins}\nstate_dir = \"state\"\nlisten = \"{listen}\"\n\n\
+             [[application]]\nname = \"{APP}\"\nmin_kpu = 2\nmax_kpu = 7\n\
+             update_poll_secs = 1\ngrace_period_secs = 5\n\n{}",
+            common::cpu_step_rules(APP)
+        ),
+    )
+    .expect("the agent configuration can be written");
+    let blocker = dir.path().join("state").join(format!(".{APP}.json.tmp"));
+    std::fs::create_dir_all(&blocker).expect("the blocker can be made");
+    let agent = start_agent(&emulator, &config, &[], dir.path());
+    let diagnose = || format!("{}\n{}", agent.log_tail(60), emulator.process.log_tail(20));
+
+    // Not ready from the first save, and once a scale-out was decided and
+    // held, it says so.
+    let mut body = String::new();
+    wait_until(
+        Duration::from_secs(120),
+        "/readyz to say that an update was held",
+        || {
+            agent.assert_running(diagnose);
+            let Some(ready) = get(listen, "/readyz") else {
+                return false;
+            };
+            body = String::from_utf8_lossy(&ready.body).into_owned();
+            ready.status == 503 && !body.contains("; 0 updates held")
+        },
+        diagnose,
+    );
+    assert!(
+        body.starts_with(&format!(
+            "not ready: application \"{APP}\": journal cannot be saved since "
+        )) && body.contains(&format!(".{APP}.json.tmp"))
+            && body.contains("(os error")
+            && body.contains("no update is sent"),
+        "{body}"
+    );
+    assert!(
+        calls_of(&emulator.calls(), "UpdateApplication", None).is_empty(),
+        "an update went out that the journal could not record\n{}",
+        diagnose()
+    );
+    let samples = parse_metrics(&String::from_utf8_lossy(
+        &get(listen, "/metrics").expect("/metrics answers").body,
+    ));
+    let held = metric_value(
+        &samples,
+        "flinkscale_failures_total",
+        &[("application", APP), ("class", "journal")],
+    )
+    .unwrap_or(0.0);
+    assert!(held >= 1.0, "{held}");
+    assert_eq!(
+        metric_value(&samples, "flinkscale_ready", &[("application", APP)]),
+        Some(0.0)
+    );
+
+    std::fs::remove_dir(&blocker).expect("the blocker can be removed");
+    wait_until(
+        Duration::from_secs(60),
+        "the held update to go out and /readyz to be ready",
+        || {
+            agent.assert_running(diagnose);
+            !calls_of(&emulator.calls(), "UpdateApplication", None).is_empty()
+                && get(listen, "/readyz").is_some_and(|r| r.status == 200)
+        },
+        diagnose,
+    );
+    let log = agent.log();
+    let said = |what: &str| log.lines().filter(|l| l.contains(what)).count();
+    assert_eq!(said("Cannot save the journal"), 1, "{}", diagnose());
+    assert_eq!(said("still cannot be saved"), 0, "{}", diagnose());
+    assert_eq!(said("Journal writable again after"), 1, "{}", diagnose());
+    assert_eq!(said("\"class\":\"journal\""), 0, "{}", diagnose());
 }

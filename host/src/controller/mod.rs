@@ -54,6 +54,7 @@ use crate::model::{Action, Application, Decision, Evaluation, Signal};
 use crate::plugin::{FailureClass, PluginError, Refresh};
 use crate::state::{AppRecord, Journal, JournalFile, Phase, StateError};
 use crate::target::{AppState, ScalingTarget, TargetError, Words};
+use crate::telemetry::failing::Failing;
 use crate::telemetry::{Event, Events};
 
 pub use machine::{Command, Evaluated, Jitter, Machine, Next, Observation, backoff_delay};
@@ -307,7 +308,9 @@ pub enum Failure {
     Metrics,
     /// A plugin call failed.
     Plugin,
-    /// The journal could not be read or written.
+    /// The journal could not be read at start, or a save of it failed and
+    /// held an update back (counted once per update not sent; the saves
+    /// retried in between are not counted).
     Journal,
     /// AWS refused the agent's identity or its permissions (AccessDenied,
     /// UnrecognizedClient, ExpiredToken), or no credentials could be
@@ -448,6 +451,9 @@ pub struct Controller {
     journal: Option<Arc<Mutex<Journal>>>,
     /// The last record the journal accepted.
     saved: Option<AppRecord>,
+    /// Whether saves fail now, since when and why: what makes a stretch of
+    /// failed saves one warning, reminders and one recovery line.
+    journal_failing: Failing,
     policy_health: PluginHealth,
     interpreter_health: Vec<PluginHealth>,
     threads: PluginThreads,
@@ -525,6 +531,7 @@ impl Controller {
             machine: Machine::new(Jitter::seeded(&app.name)),
             journal: None,
             saved: None,
+            journal_failing: Failing::default(),
             policy_health: PluginHealth::default(),
             interpreter_health,
             threads: PluginThreads::Blocking,
@@ -586,7 +593,7 @@ impl Controller {
         // the first step does not forget that it is in doubt. The agent
         // calls this off the runtime: the save runs right here.
         if let Some(save) = self.pending_save() {
-            self.settle_save(save());
+            self.settle_save(save(), None);
         }
         self
     }
@@ -1465,7 +1472,7 @@ impl Controller {
     }
 
     /// Writes the record if it differs from the last one written. Returns
-    /// false if the journal refused it (reported as a `journal` failure).
+    /// false if the journal refused it (see [`Controller::settle_save`]).
     ///
     /// A save writes, renames and syncs the disk twice, which takes as long
     /// as the disk likes: as plugin calls, it runs on tokio's blocking pool
@@ -1483,10 +1490,7 @@ impl Controller {
                 .unwrap_or_else(|e| Err(format!("the journal save did not finish: {e}"))),
             PluginThreads::Inline | PluginThreads::Simulation => save(),
         };
-        self.settle_save(outcome.map_err(|message| match unsent {
-            Some(unsent) => format!("{unsent}: {message}"),
-            None => message,
-        }))
+        self.settle_save(outcome, unsent)
     }
 
     /// The save [`Controller::persist`] has to make, `None` when the
@@ -1513,15 +1517,58 @@ impl Controller {
     }
 
     /// Records the outcome of a save: the record the journal now holds, or
-    /// a `journal` failure. Returns whether the save succeeded.
-    fn settle_save(&mut self, outcome: Result<AppRecord, String>) -> bool {
+    /// why it refused it. Returns whether the save succeeded.
+    ///
+    /// A refused save is retried at every later step (the record in force
+    /// differs from the one saved), so a full or read-only folder fails
+    /// many saves in a row. Each one is an [`Event::JournalFailing`] (the
+    /// registry keeps the cause: `/readyz` says not ready), logged only
+    /// when it starts, when its cause changes and as a reminder every
+    /// [`REMINDER_INTERVAL`](crate::telemetry::failing::REMINDER_INTERVAL).
+    /// Only a save that held an update back (`unsent` names it) is a
+    /// `journal` failure: counted once and recorded as that decision's
+    /// fate, without a log line of its own. The first save that succeeds
+    /// ends the stretch with an [`Event::JournalRecovered`] that says how
+    /// long it lasted and how many updates it held (each was decided again
+    /// at a later evaluation, never sent as it was).
+    fn settle_save(&mut self, outcome: Result<AppRecord, String>, unsent: Option<&str>) -> bool {
+        let now_ms = self.clock.now_ms();
+        let application = self.settings.name.clone();
         match outcome {
             Ok(record) => {
                 self.saved = Some(record);
+                if let Some(recovered) = self.journal_failing.succeeded(now_ms) {
+                    self.events.emit(Event::JournalRecovered {
+                        application,
+                        at_ms: now_ms,
+                        since_ms: recovered.since_ms,
+                        held: recovered.held,
+                    });
+                }
                 true
             }
-            Err(message) => {
-                self.fail(Failure::Journal, message);
+            Err(cause) => {
+                let tell = self.journal_failing.failed(now_ms, &cause);
+                if unsent.is_some() {
+                    self.journal_failing.held_one();
+                }
+                self.events.emit(Event::JournalFailing {
+                    application: application.clone(),
+                    at_ms: now_ms,
+                    since_ms: self.journal_failing.since_ms().unwrap_or(now_ms),
+                    cause: cause.clone(),
+                    held: self.journal_failing.held(),
+                    tell,
+                });
+                if let Some(unsent) = unsent {
+                    self.events.emit_unlogged(Event::Failed {
+                        application,
+                        at_ms: now_ms,
+                        class: Failure::Journal.as_str().to_owned(),
+                        plugin_class: None,
+                        message: format!("{unsent}: {cause}"),
+                    });
+                }
                 false
             }
         }

@@ -26,6 +26,11 @@
 //! the failure an application is in now (`<application>.failure.json`: a
 //! permission refusal, throttling, ... since when), which the next
 //! evaluation or accepted update ends.
+//!
+//! A folder that cannot be written (full, read-only) fails these writes
+//! at every evaluation: that is logged when it starts, when the error
+//! changes and every 10 minutes, and once when a write succeeds again
+//! ([`super::failing`]), not at every entry.
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
@@ -34,9 +39,10 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc::{Receiver, Sender};
 
 use serde::{Deserialize, Serialize};
-use tracing::warn;
+use tracing::{info, warn};
 
 use super::Event;
+use super::failing::{Failing, Tell};
 use super::text::{iso, number, one_line};
 use crate::model::Action;
 use crate::state::{JournalFile, Phase};
@@ -252,6 +258,20 @@ fn event_application(event: &Event) -> Option<&str> {
     }
 }
 
+/// When an event the history keeps happened (ms since the epoch).
+fn event_at_ms(event: &Event) -> Option<i64> {
+    match event {
+        Event::Evaluated { at_ms, .. }
+        | Event::RescaleStarted { at_ms, .. }
+        | Event::Failed { at_ms, .. }
+        | Event::UpdateInDoubt { at_ms, .. }
+        | Event::PluginQuarantined { at_ms, .. }
+        | Event::PluginRecovered { at_ms, .. }
+        | Event::PluginReloaded { at_ms, .. } => Some(*at_ms),
+        _ => None,
+    }
+}
+
 fn matters(event: &Event) -> bool {
     event_application(event).is_some()
 }
@@ -304,6 +324,12 @@ struct Files {
     in_doubt: std::collections::BTreeSet<String>,
     quarantines: BTreeMap<String, Vec<Quarantine>>,
     failures: BTreeMap<String, CurrentFailure>,
+    /// Whether writes in the folder fail, since when: told once, not at
+    /// every entry ([`Files::written`]).
+    failing: Failing,
+    /// The time of the event being taken (ms since the epoch): the clock
+    /// of [`Files::failing`], so that a simulated run reads simulated time.
+    now_ms: i64,
 }
 
 impl Files {
@@ -316,6 +342,8 @@ impl Files {
             in_doubt: std::collections::BTreeSet::new(),
             quarantines: BTreeMap::new(),
             failures: BTreeMap::new(),
+            failing: Failing::default(),
+            now_ms: 0,
         }
     }
 
@@ -334,6 +362,9 @@ impl Files {
         let Some(application) = event_application(&event) else {
             return;
         };
+        if let Some(at_ms) = event_at_ms(&event) {
+            self.now_ms = at_ms;
+        }
         if !self.quarantines.contains_key(application) {
             // Quarantines live in the controllers' memory: this agent's
             // first word on the application ends the last agent's.
@@ -528,14 +559,12 @@ impl Files {
         let written = serde_json::to_vec_pretty(&failure)
             .map_err(std::io::Error::other)
             .and_then(|bytes| replace(&path, &bytes));
-        if let Err(error) = written {
-            warn!(
-                message = "Cannot write the current failure record.",
-                application = %application,
-                path = %path.display(),
-                %error,
-            );
-        }
+        self.written(
+            written,
+            "Cannot write the current failure record.",
+            application,
+            &path,
+        );
         self.failures.insert(application.to_owned(), failure);
     }
 
@@ -544,13 +573,12 @@ impl Files {
         self.failures.remove(application);
         let path = self.failure_path(application);
         match std::fs::remove_file(&path) {
-            Ok(()) => {}
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
-            Err(error) => warn!(
-                message = "Cannot remove the current failure record.",
-                application = %application,
-                path = %path.display(),
-                %error,
+            removed => self.written(
+                removed,
+                "Cannot remove the current failure record.",
+                application,
+                &path,
             ),
         }
     }
@@ -594,14 +622,15 @@ impl Files {
         match written {
             Ok(n) => {
                 self.lines.insert(application.to_owned(), n);
+                self.written(Ok(()), "", application, &path);
             }
             Err(error) => {
                 self.lines.remove(application);
-                warn!(
-                    message = "Cannot write the decision history.",
-                    application = %application,
-                    path = %path.display(),
-                    %error,
+                self.written(
+                    Err(error),
+                    "Cannot write the decision history.",
+                    application,
+                    &path,
                 );
             }
         }
@@ -621,7 +650,7 @@ impl Files {
         Ok(lines.len() - start)
     }
 
-    fn save_quarantines(&self, application: &str) {
+    fn save_quarantines(&mut self, application: &str) {
         let list = self
             .quarantines
             .get(application)
@@ -631,13 +660,65 @@ impl Files {
         let written = serde_json::to_vec_pretty(list)
             .map_err(std::io::Error::other)
             .and_then(|bytes| replace(&path, &bytes));
-        if let Err(error) = written {
-            warn!(
-                message = "Cannot write the plugin quarantine record.",
+        self.written(
+            written,
+            "Cannot write the plugin quarantine record.",
+            application,
+            &path,
+        );
+    }
+
+    /// Reports what came of a write to `path` for `application`: a
+    /// failure (`what` says which file) is logged when the folder starts
+    /// failing, when the error changes and every
+    /// [`REMINDER_INTERVAL`](super::failing::REMINDER_INTERVAL), not at
+    /// every entry; the first write that succeeds after failures says the
+    /// folder is writable again. A full or read-only state folder would
+    /// otherwise repeat the same warning at every evaluation.
+    fn written(
+        &mut self,
+        written: std::io::Result<()>,
+        what: &'static str,
+        application: &str,
+        path: &Path,
+    ) {
+        let now_ms = self.now_ms;
+        let error = match written {
+            Ok(()) => {
+                if let Some(recovered) = self.failing.succeeded(now_ms) {
+                    info!(
+                        message = %format!(
+                            "History folder writable again after {}.",
+                            super::failing::duration_words(recovered.failed_ms)
+                        ),
+                        path = %self.dir.display(),
+                        failing_secs = recovered.failed_ms / 1000,
+                    );
+                }
+                return;
+            }
+            Err(error) => error,
+        };
+        // The error alone, not the file: the history, failure and
+        // quarantine files fail together when the folder does.
+        match self.failing.failed(now_ms, &error.to_string()) {
+            Tell::Started => warn!(
+                message = what,
                 application = %application,
                 path = %path.display(),
                 %error,
-            );
+                note = "said again only if the error changes, or in 10 min if it lasts",
+            ),
+            Tell::CauseChanged | Tell::Reminder => warn!(
+                message = "The history folder still cannot be written; no decision history or status record is kept.",
+                application = %application,
+                path = %path.display(),
+                failing_for = %super::failing::duration_words(
+                    now_ms.saturating_sub(self.failing.since_ms().unwrap_or(now_ms))
+                ),
+                %error,
+            ),
+            Tell::Quiet => {}
         }
     }
 }
@@ -904,6 +985,12 @@ pub struct AppStatus {
     pub last_age_secs: Option<i64>,
     /// A journal that could not be read, and why.
     pub journal_error: Option<String>,
+    /// A journal the running agent cannot save, since when and why: it
+    /// sends no update meanwhile. Only `GET /status` knows it (from the
+    /// agent's memory: the folder that would hold a record of it is the
+    /// one that cannot be written); absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub journal_failing: Option<super::prometheus::JournalTrouble>,
 }
 
 /// Reads the status of each of `applications` (its name and its target's
@@ -961,6 +1048,7 @@ pub fn status(state_dir: &Path, applications: &[(String, Words)], now_ms: i64) -
                     .map(|e| (now_ms.saturating_sub(e.at_ms) / 1000).max(0)),
                 last,
                 journal_error,
+                journal_failing: None,
             }
         })
         .collect();
@@ -1101,6 +1189,16 @@ pub fn status_text(status: &Status) -> String {
         }
         if let Some(error) = &app.journal_error {
             let _ = writeln!(out, "  journal:    unreadable: {}", one_line(error));
+        }
+        if let Some(failing) = &app.journal_failing {
+            let _ = writeln!(
+                out,
+                "  journal:    cannot be saved since {} ({}), no update is sent: {}; {}",
+                iso(failing.since_ms),
+                super::failing::duration_words(status.now_ms.saturating_sub(failing.since_ms)),
+                one_line(&failing.cause),
+                super::failing::held_words(failing.held)
+            );
         }
     }
     out

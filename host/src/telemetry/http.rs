@@ -5,14 +5,16 @@
 //!   heartbeat is recent); `GET /healthz` is the same, for configurations
 //!   written before `/livez`;
 //! - `GET /readyz` for a readiness probe: every application evaluated
-//!   recently, or the ones that did not, named with why; a paused
-//!   application (`mode = "paused"`) is ready, and named as paused;
+//!   recently and able to save its journal, or the ones that are not,
+//!   named with why; a paused application (`mode = "paused"`) is ready,
+//!   and named as paused;
 //! - `GET /status` and `GET /explain?application=NAME&last=N`: the JSON of
 //!   `flinkscale status --json` and `flinkscale explain --json`, read from
 //!   `state_dir` ([`super::history`]) off the async runtime.
 //!
 //! Everything else is 404.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -27,7 +29,7 @@ use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::watch;
 use tokio::time::MissedTickBehavior;
 
-use super::prometheus::{HEARTBEAT_INTERVAL, NotReady, Registry};
+use super::prometheus::{HEARTBEAT_INTERVAL, JournalTrouble, NotReady, Registry};
 use super::text::one_line;
 use crate::target::Words;
 
@@ -88,9 +90,10 @@ pub async fn serve_with_state(
                 (Some(dir), "/status" | "/explain") if request.method() == Method::GET => {
                     let dir = dir.clone();
                     let applications = registry.configured();
+                    let journal = registry.journal_trouble();
                     let uri = request.uri().clone();
                     // Reads files: off the async runtime.
-                    tokio::task::spawn_blocking(move || records(&dir, applications, &uri))
+                    tokio::task::spawn_blocking(move || records(&dir, applications, journal, &uri))
                         .await
                         .unwrap_or_else(|_| {
                             json(
@@ -205,13 +208,20 @@ fn handle<B>(registry: &Registry, request: &Request<B>, now: Now) -> Response<Fu
 }
 
 /// The answer to `GET /status` or `GET /explain?application=NAME&last=N`.
+/// `/status` adds to what the files say each application whose journal
+/// cannot be saved (`journal`, from the registry): the folder that would
+/// hold its failure record is the one that cannot be written.
 fn records(
     state_dir: &Path,
     applications: Vec<(String, Words)>,
+    journal: BTreeMap<String, JournalTrouble>,
     uri: &Uri,
 ) -> Response<Full<Bytes>> {
     if uri.path() == "/status" {
-        let status = super::history::status(state_dir, &applications, Now::system().wall_ms);
+        let mut status = super::history::status(state_dir, &applications, Now::system().wall_ms);
+        for app in &mut status.applications {
+            app.journal_failing = journal.get(&app.application).cloned();
+        }
         return json(StatusCode::OK, &status);
     }
     let mut application = None;
@@ -287,6 +297,15 @@ fn not_ready_line(app: &NotReady, now_ms: i64) -> String {
             "since the agent started, without an evaluation"
         };
         why.push(format!("{} s {since}", app.silent_ms / 1000));
+    }
+    if let Some(journal) = &app.journal {
+        why.push(format!(
+            "journal cannot be saved since {} ({}), no update is sent: {}; {}",
+            super::text::iso(journal.since_ms),
+            super::failing::duration_words(now_ms.saturating_sub(journal.since_ms)),
+            one_line(&journal.cause),
+            super::failing::held_words(journal.held)
+        ));
     }
     match &app.failure {
         Some(failure) => why.push(format!(
@@ -575,6 +594,75 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_journal_that_cannot_be_saved_is_not_ready_until_a_save_succeeds() {
+        let registry = registry();
+        registry.record(&evaluated(1_000));
+        let failing = |at_ms, held| {
+            Event::JournalFailing {
+            application: "app".to_owned(),
+            at_ms,
+            since_ms: 2_000,
+            cause: "cannot create /var/lib/flinkscale/.app.json.tmp: No space left on device (os error 28)".to_owned(),
+            held,
+            tell: crate::telemetry::failing::Tell::Quiet,
+        }
+        };
+        registry.record(&failing(2_000, 0));
+        registry.record(&evaluated(150_000));
+        registry.record(&failing(150_000, 1));
+        // Evaluating all along, so not stale: the journal alone makes it
+        // not ready.
+        let ready = handle(&registry, &get("/readyz"), at(&registry, 194_000));
+        assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            body(ready).await,
+            "not ready: application \"app\": journal cannot be saved since 1970-01-01T00:00:02Z (3 min 12 s), no update is sent: cannot create /var/lib/flinkscale/.app.json.tmp: No space left on device (os error 28); 1 update held\n"
+        );
+        registry.record(&Event::JournalRecovered {
+            application: "app".to_owned(),
+            at_ms: 195_000,
+            since_ms: 2_000,
+            held: 1,
+        });
+        assert_eq!(
+            handle(&registry, &get("/readyz"), at(&registry, 196_000)).status(),
+            StatusCode::OK
+        );
+    }
+
+    #[tokio::test]
+    async fn status_names_an_application_whose_journal_cannot_be_saved() {
+        let dir =
+            std::env::temp_dir().join(format!("flinkscale-http-status-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let trouble = JournalTrouble {
+            since_ms: 2_000,
+            cause: "cannot create /s/.app.json.tmp: Read-only file system (os error 30)".to_owned(),
+            held: 3,
+        };
+        let uri: Uri = "/status".parse().expect("a URI");
+        let apps = vec![
+            ("app".to_owned(), Words::Msf),
+            ("other".to_owned(), Words::Msf),
+        ];
+        let journal = BTreeMap::from([("app".to_owned(), trouble.clone())]);
+        let answer = records(&dir, apps, journal, &uri);
+        assert_eq!(answer.status(), StatusCode::OK);
+        let json: serde_json::Value = serde_json::from_str(&body(answer).await).expect("JSON");
+        assert_eq!(json["applications"][0]["application"], "app");
+        assert_eq!(
+            json["applications"][0]["journal_failing"],
+            serde_json::json!({
+                "since_ms": 2_000,
+                "cause": trouble.cause,
+                "held": 3,
+            })
+        );
+        assert_eq!(json["applications"][1]["application"], "other");
+        assert!(json["applications"][1].get("journal_failing").is_none());
+    }
+
+    #[tokio::test]
     async fn explain_names_what_is_wrong_with_its_query() {
         let dir =
             std::env::temp_dir().join(format!("flinkscale-http-explain-{}", std::process::id()));
@@ -588,7 +676,7 @@ mod tests {
         let apps = || vec![("app".to_owned(), Words::Msf)];
         let answer = |query: &str| {
             let uri: Uri = query.parse().expect("a URI");
-            records(&dir, apps(), &uri)
+            records(&dir, apps(), BTreeMap::new(), &uri)
         };
         let ok = answer("/explain?application=app&last=1");
         assert_eq!(ok.status(), StatusCode::OK);

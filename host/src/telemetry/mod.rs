@@ -18,7 +18,9 @@ use tracing::{error, info, warn};
 use crate::model::{AlarmStatus, Decision, Signal};
 use crate::plugin::FailureClass;
 use crate::target::{AppStatus, Words};
+use failing::Tell;
 
+pub mod failing;
 pub mod history;
 pub mod http;
 pub mod prometheus;
@@ -228,6 +230,38 @@ pub enum Event {
         /// Why it was refused.
         reason: String,
     },
+    /// Saving the application's journal failed: nothing is sent until a
+    /// save succeeds ([`Event::JournalRecovered`]), and `/readyz` reports
+    /// the application as not ready meanwhile. Emitted at every failed
+    /// save, so that the registry always knows the cause and the count;
+    /// logged only when `tell` says so (the first failure, a new cause, a
+    /// reminder every [`failing::REMINDER_INTERVAL`]).
+    JournalFailing {
+        /// Application name.
+        application: String,
+        /// When this save failed (ms since the epoch).
+        at_ms: i64,
+        /// When the first save of this stretch failed (ms since the epoch).
+        since_ms: i64,
+        /// Why: the journal's error, naming the file and the OS error.
+        cause: String,
+        /// Updates held (not sent) since `since_ms`, this one included.
+        held: u64,
+        /// Whether and how this failure is logged.
+        tell: failing::Tell,
+    },
+    /// The journal could be saved again after [`Event::JournalFailing`].
+    JournalRecovered {
+        /// Application name.
+        application: String,
+        /// When (ms since the epoch).
+        at_ms: i64,
+        /// When the saves started failing (ms since the epoch).
+        since_ms: i64,
+        /// Updates held (not sent) while they failed; each was decided
+        /// again at a later evaluation, never sent as it was.
+        held: u64,
+    },
     /// A controller step panicked (a bug in flinkscale); the controller
     /// carries on, resolving whatever was in flight again, and `/readyz`
     /// reports the application as not ready until its next evaluation.
@@ -385,6 +419,18 @@ impl Events {
     /// Logs `event`, counts it if it is a failure, and forwards it to the
     /// listener, if any.
     pub fn emit(&self, event: Event) {
+        self.send(event, true);
+    }
+
+    /// As [`Events::emit`], but without the log line: for a failure whose
+    /// emitter logs it in its own, rate-limited way (a journal that cannot
+    /// be saved: [`Event::JournalFailing`]), so that it is counted and
+    /// recorded at every occurrence without repeating the same line.
+    pub fn emit_unlogged(&self, event: Event) {
+        self.send(event, false);
+    }
+
+    fn send(&self, event: Event, log: bool) {
         if let Event::Failed {
             application, class, ..
         } = &event
@@ -397,7 +443,7 @@ impl Events {
         if let Some(history) = &self.history {
             history.record(&event);
         }
-        if !self.quiet {
+        if log && !self.quiet {
             match self.words {
                 Words::Msf => log_event(&event),
                 Words::Flink => log_flink_event(&event),
@@ -596,6 +642,50 @@ fn log_event(event: &Event) {
                 plugin = %plugin,
                 sha256 = %sha256,
                 error = %reason,
+            ),
+            Event::JournalFailing {
+                application,
+                at_ms,
+                since_ms,
+                cause,
+                held,
+                tell,
+            } => match tell {
+                Tell::Started => warn!(
+                    message = "Cannot save the journal; no update is sent until it can be saved.",
+                    application = %application,
+                    error = %cause,
+                ),
+                Tell::CauseChanged => warn!(
+                    message = "The journal still cannot be saved, now for another cause; no update is sent until it can be saved.",
+                    application = %application,
+                    failing_for = %failing::duration_words(at_ms - since_ms),
+                    held,
+                    error = %cause,
+                ),
+                Tell::Reminder => warn!(
+                    message = "The journal still cannot be saved; no update is sent until it can be saved.",
+                    application = %application,
+                    failing_for = %failing::duration_words(at_ms - since_ms),
+                    held,
+                    error = %cause,
+                ),
+                Tell::Quiet => {}
+            },
+            Event::JournalRecovered {
+                application,
+                at_ms,
+                since_ms,
+                held,
+            } => info!(
+                message = %format!(
+                    "Journal writable again after {}; {held} {} held.",
+                    failing::duration_words(at_ms - since_ms),
+                    if *held == 1 { "update was" } else { "updates were" }
+                ),
+                application = %application,
+                failing_secs = (at_ms - since_ms).max(0) / 1000,
+                held,
             ),
             Event::Panicked {
                 application,
@@ -948,6 +1038,63 @@ mod tests {
             "The account's KPU limit refused the update; decisions now stay at or below the ceiling."
         );
         assert_eq!(lines[4]["message"], "KPU limit lifted.");
+    }
+
+    #[test]
+    fn a_journal_that_keeps_failing_is_logged_when_it_starts_when_reminded_and_when_it_recovers() {
+        let failing = |at_ms: i64, tell| Event::JournalFailing {
+            application: "orders".to_owned(),
+            at_ms,
+            since_ms: 0,
+            cause: "cannot create /s/.orders.json.tmp: Read-only file system (os error 30)"
+                .to_owned(),
+            held: 2,
+            tell,
+        };
+        let events = Events::log_only();
+        let lines = captured_json(|| {
+            events.emit(failing(0, Tell::Started));
+            // The retries in between, and the update each one held, are
+            // counted but not logged.
+            for at_ms in [60_000, 120_000] {
+                events.emit(failing(at_ms, Tell::Quiet));
+                events.emit_unlogged(Event::Failed {
+                    application: "orders".to_owned(),
+                    at_ms,
+                    class: "journal".to_owned(),
+                    plugin_class: None,
+                    message: "UpdateApplication to 4 KPU not sent".to_owned(),
+                });
+            }
+            events.emit(failing(600_000, Tell::Reminder));
+            events.emit(Event::JournalRecovered {
+                application: "orders".to_owned(),
+                at_ms: 792_000,
+                since_ms: 0,
+                held: 2,
+            });
+        });
+        assert_eq!(events.failure_counts().get("orders", "journal"), 2);
+        assert_eq!(lines.len(), 3, "{lines:?}");
+        assert_eq!(lines[0]["level"], "WARN");
+        assert_eq!(
+            lines[0]["message"],
+            "Cannot save the journal; no update is sent until it can be saved."
+        );
+        assert!(
+            lines[0]["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("Read-only file system (os error 30)")),
+            "{lines:?}"
+        );
+        assert_eq!(lines[1]["level"], "WARN");
+        assert_eq!(lines[1]["failing_for"], "10 min 0 s");
+        assert_eq!(lines[1]["held"], 2);
+        assert_eq!(lines[2]["level"], "INFO");
+        assert_eq!(
+            lines[2]["message"],
+            "Journal writable again after 13 min 12 s; 2 updates were held."
+        );
     }
 
     #[test]

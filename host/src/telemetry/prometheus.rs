@@ -143,6 +143,19 @@ pub struct LastFailure {
     pub at_ms: i64,
 }
 
+/// An application whose journal cannot be saved (from
+/// [`Event::JournalFailing`]): it sends no update, so it is not ready.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct JournalTrouble {
+    /// Since when its saves fail (ms since the epoch).
+    pub since_ms: i64,
+    /// Why the last one failed: the journal's error, naming the file and
+    /// the OS error.
+    pub cause: String,
+    /// Updates held (not sent) since then.
+    pub held: u64,
+}
+
 /// How long an application may go without evaluating, and what it counted.
 #[derive(Debug, Clone, Default)]
 struct AppMetrics {
@@ -178,6 +191,8 @@ struct AppMetrics {
     /// make ([`Event::GraceHeld`]): allowed the same as a rescale.
     held_ms: Option<i64>,
     last_failure: Option<LastFailure>,
+    /// Its journal cannot be saved: not ready until a save succeeds.
+    journal: Option<JournalTrouble>,
     /// The message of a panic since the last evaluation: the application is
     /// not ready until it evaluates again.
     panicked: Option<String>,
@@ -297,7 +312,8 @@ struct ConfigReloads {
 }
 
 /// Why `GET /readyz` answers 503 for an application: it has not evaluated
-/// for too long, or its controller panicked since it last did.
+/// for too long, its controller panicked since it last did, or its journal
+/// cannot be saved.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NotReady {
     /// Application name.
@@ -316,6 +332,9 @@ pub struct NotReady {
     /// Its last failure, if it came after its last evaluation: why it does
     /// not evaluate.
     pub failure: Option<LastFailure>,
+    /// Its journal cannot be saved, so it sends no update (it evaluates,
+    /// and may well not be stale).
+    pub journal: Option<JournalTrouble>,
 }
 
 impl Registry {
@@ -461,6 +480,8 @@ impl Registry {
             | Event::GraceHeld { application, .. }
             | Event::Failed { application, .. }
             | Event::Panicked { application, .. }
+            | Event::JournalFailing { application, .. }
+            | Event::JournalRecovered { application, .. }
             | Event::PluginQuarantined { application, .. }
             | Event::PluginRecovered { application, .. }
             | Event::PluginReloaded { application, .. }
@@ -526,6 +547,19 @@ impl Registry {
                 app.panics += 1;
                 app.panicked = Some(message.clone());
             }
+            Event::JournalFailing {
+                since_ms,
+                cause,
+                held,
+                ..
+            } => {
+                app.journal = Some(JournalTrouble {
+                    since_ms: *since_ms,
+                    cause: cause.clone(),
+                    held: *held,
+                });
+            }
+            Event::JournalRecovered { .. } => app.journal = None,
             Event::PluginQuarantined { .. } => app.quarantined = true,
             Event::PluginRecovered { .. } => app.quarantined = false,
             Event::PluginReloaded { .. } => app.plugin_reloads += 1,
@@ -534,9 +568,9 @@ impl Registry {
         }
     }
 
-    /// The applications that are not ready at `now_ms` (stale, or panicked
-    /// since their last evaluation), sorted by name; empty when every
-    /// application is ready.
+    /// The applications that are not ready at `now_ms` (stale, panicked
+    /// since their last evaluation, or with a journal that cannot be
+    /// saved), sorted by name; empty when every application is ready.
     pub fn not_ready(&self, now_ms: i64) -> Vec<NotReady> {
         let apps = self.apps.lock().unwrap_or_else(|p| p.into_inner());
         let started_ms = *self.started_ms.lock().unwrap_or_else(|p| p.into_inner());
@@ -545,7 +579,7 @@ impl Registry {
             .filter_map(|(name, app)| {
                 let since = app.since_ms(started_ms);
                 let stale = now_ms > app.stale_at_ms(started_ms);
-                (stale || app.panicked.is_some()).then(|| NotReady {
+                (stale || app.panicked.is_some() || app.journal.is_some()).then(|| NotReady {
                     application: name.clone(),
                     silent_ms: now_ms.saturating_sub(since),
                     ever_evaluated: app.last_evaluation_ms.is_some(),
@@ -555,8 +589,19 @@ impl Registry {
                         .last_failure
                         .clone()
                         .filter(|f| app.last_evaluation_ms.is_none_or(|e| f.at_ms >= e)),
+                    journal: app.journal.clone(),
                 })
             })
+            .collect()
+    }
+
+    /// Each application whose journal cannot be saved now, by name: what
+    /// `GET /status` adds to the files it reads (the failure record beside
+    /// the journal cannot be written either).
+    pub fn journal_trouble(&self) -> BTreeMap<String, JournalTrouble> {
+        let apps = self.apps.lock().unwrap_or_else(|p| p.into_inner());
+        apps.iter()
+            .filter_map(|(name, app)| Some((name.clone(), app.journal.clone()?)))
             .collect()
     }
 
@@ -622,7 +667,7 @@ impl Registry {
         family(
             "flinkscale_failures_total",
             "counter",
-            "Failures by class (metrics, plugin, throttled, permission, update_timeout, ...).",
+            "Failures by class (metrics, plugin, throttled, permission, update_timeout, ...); journal: a journal unreadable at start, or an update not sent because its record could not be saved (one per update held, not the saves retried in between).",
             failures
                 .iter()
                 .map(|(app, class, n)| {
@@ -671,10 +716,12 @@ impl Registry {
         family(
             "flinkscale_ready",
             "gauge",
-            "1 while GET /readyz counts the application as ready (evaluated within 3 x its interval + 60 s, plus the wait a lazy hold chose or a rescale's update timeout and grace period, and no panic since; paused: always), 0 otherwise.",
+            "1 while GET /readyz counts the application as ready (evaluated within 3 x its interval + 60 s, plus the wait a lazy hold chose or a rescale's update timeout and grace period, no panic since, and its journal saved at the last attempt; paused: always), 0 otherwise.",
             per_app(&|a| {
                 let ready = a.mode == Mode::Paused
-                    || (now_ms <= a.stale_at_ms(started_ms) && a.panicked.is_none());
+                    || (now_ms <= a.stale_at_ms(started_ms)
+                        && a.panicked.is_none()
+                        && a.journal.is_none());
                 Some(u8::from(ready).to_string())
             }),
         );
@@ -1544,6 +1591,7 @@ mod tests {
                     message: "metrics at 1500".to_owned(),
                     at_ms: 1_500,
                 }),
+                journal: None,
             }]
         );
         registry.record(&evaluated("a", 4_000, 1, Action::Hold));
@@ -1553,6 +1601,66 @@ mod tests {
             registry
                 .render(5_000)
                 .contains("flinkscale_controller_panics_total{application=\"a\"} 1\n")
+        );
+    }
+    #[test]
+    fn an_application_whose_journal_cannot_be_saved_is_not_ready_until_a_save_succeeds() {
+        let registry = Registry::for_config(&config(&["a", "b"]), 0);
+        let cause =
+            "cannot create /var/lib/flinkscale/.a.json.tmp: No space left on device (os error 28)";
+        let failing = |at_ms, held| Event::JournalFailing {
+            application: "a".to_owned(),
+            at_ms,
+            since_ms: 2_000,
+            cause: cause.to_owned(),
+            held,
+            tell: crate::telemetry::failing::Tell::Quiet,
+        };
+        registry.record(&evaluated("a", 1_000, 1, Action::Hold));
+        registry.record(&evaluated("b", 1_000, 1, Action::Hold));
+        registry.record(&failing(2_000, 1));
+        // It goes on evaluating (it is not stale), and is still not ready:
+        // it cannot record an update, so it sends none.
+        registry.record(&evaluated("a", 3_000, 1, Action::ScaleTo(2)));
+        registry.record(&failing(3_000, 2));
+        let not_ready = registry.not_ready(4_000);
+        assert_eq!(not_ready.len(), 1, "{not_ready:?}");
+        assert_eq!(not_ready[0].application, "a");
+        assert!(!not_ready[0].stale);
+        assert_eq!(
+            not_ready[0].journal,
+            Some(JournalTrouble {
+                since_ms: 2_000,
+                cause: cause.to_owned(),
+                held: 2,
+            })
+        );
+        let text = registry.render(4_000);
+        assert!(
+            text.contains("flinkscale_ready{application=\"a\"} 0\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("flinkscale_ready{application=\"b\"} 1\n"),
+            "{text}"
+        );
+        assert_eq!(
+            registry.journal_trouble().keys().collect::<Vec<_>>(),
+            vec!["a"]
+        );
+        // The first successful save makes it ready again.
+        registry.record(&Event::JournalRecovered {
+            application: "a".to_owned(),
+            at_ms: 5_000,
+            since_ms: 2_000,
+            held: 2,
+        });
+        assert!(registry.not_ready(5_000).is_empty());
+        assert!(registry.journal_trouble().is_empty());
+        assert!(
+            registry
+                .render(5_000)
+                .contains("flinkscale_ready{application=\"a\"} 1\n")
         );
     }
 }

@@ -8,6 +8,7 @@ use std::path::Path;
 
 use super::*;
 use crate::state::{Journal, JournalFile, Phase, StateStore};
+use crate::telemetry::failing::Tell;
 
 fn journal(dir: &Path) -> Journal {
     StateStore::open(dir)
@@ -337,6 +338,34 @@ async fn a_corrupt_journal_fails_closed_holding_one_grace_period() {
     assert_eq!(journaled(dir.path()).record.phase.name(), "sent");
 }
 
+/// The journal's events: each failed save's `tell` with its time (s
+/// since the origin) and the updates held so far, and each recovery's
+/// time and updates held.
+#[allow(clippy::type_complexity)]
+fn journal_events(events: &[Event]) -> (Vec<(i64, Tell, u64)>, Vec<(i64, u64)>) {
+    let mut failing = Vec::new();
+    let mut recovered = Vec::new();
+    for event in events {
+        match event {
+            Event::JournalFailing {
+                at_ms, tell, held, ..
+            } => failing.push(((at_ms - T0_MS) / 1000, *tell, *held)),
+            Event::JournalRecovered { at_ms, held, .. } => {
+                recovered.push(((at_ms - T0_MS) / 1000, *held));
+            }
+            _ => {}
+        }
+    }
+    (failing, recovered)
+}
+
+/// The intent a failed save held back is not lost and not sent twice: the
+/// save of the `sending` record fails after a successful decision (a
+/// folder where its temporary file goes), nothing is sent, and once the
+/// journal can be written the next evaluation decides again and sends it
+/// once. Each update held is one `journal` failure; the saves retried in
+/// between are not counted, and the stretch is logged once when it starts
+/// and once when it ends.
 #[tokio::test(start_paused = true)]
 async fn no_update_is_sent_when_the_journal_cannot_record_it() {
     let dir = tempfile::tempdir().unwrap();
@@ -345,25 +374,200 @@ async fn no_update_is_sent_when_the_journal_cannot_record_it() {
     let blocker = dir.path().join(".app.json.tmp");
     std::fs::create_dir(&blocker).unwrap();
     let target = FakeTarget::new(1, 90);
-    let run = launch(&target, dir.path());
+    let mut run = launch(&target, dir.path());
     tokio::time::sleep(Duration::from_secs(60)).await;
     assert!(target.updates().is_empty(), "{:?}", target.updates());
-    assert!(run.counts.get("app", "journal") >= 2);
+    let mut events = run.drain();
+    // Every evaluation decided to scale, and each decision was held: one
+    // failure each, no more.
+    let decided = evaluations(&events)
+        .iter()
+        .filter(|(_, d)| matches!(d.action, Action::ScaleTo(2)))
+        .count();
+    assert!(decided >= 2, "{events:?}");
+    assert_eq!(run.counts.get("app", "journal"), decided as u64);
+    assert_eq!(failures(&events, "journal").len(), decided);
     // Once the journal works again, the update goes out.
     std::fs::remove_dir(&blocker).unwrap();
     tokio::time::sleep(Duration::from_secs(300)).await;
-    let events = run.stop().await;
+    events.extend(run.stop().await);
     assert_eq!(target.updates().len(), 1, "{:?}", target.updates());
+    assert_eq!(target.updates()[0].1, 2);
     let reported = failures(&events, "journal");
-    assert!(reported[0].contains(".app.json.tmp"));
+    assert_eq!(reported.len(), decided, "{reported:?}");
     // The operator is told that the update was held back, not only that a
     // file could not be written.
     assert!(
-        reported.iter().any(|m| m.starts_with(
+        reported.iter().all(|m| m.starts_with(
             "UpdateApplication to 2 KPU not sent, since the journal cannot record it first: cannot "
         ) && m.contains(".app.json.tmp")),
         "{reported:?}"
     );
+    let (failing, recovered) = journal_events(&events);
+    // The first failed save is the journal written at start, before any
+    // decision: told once, with its cause; every later one is quiet.
+    assert_eq!(failing[0], (0, Tell::Started, 0), "{failing:?}");
+    assert!(
+        failing[1..].iter().all(|(_, tell, _)| *tell == Tell::Quiet),
+        "{failing:?}"
+    );
+    assert_eq!(failing.last().map(|f| f.2), Some(decided as u64));
+    let cause = events.iter().find_map(|e| match e {
+        Event::JournalFailing { cause, .. } => Some(cause.clone()),
+        _ => None,
+    });
+    assert!(
+        cause
+            .as_deref()
+            .is_some_and(|c| c.contains(".app.json.tmp") && c.contains("os error")),
+        "{cause:?}"
+    );
+    // One recovery, at the save that let the update go out, counting the
+    // updates held.
+    assert_eq!(recovered.len(), 1, "{recovered:?}");
+    assert_eq!(recovered[0].0, target.updates()[0].0 as i64);
+    assert_eq!(recovered[0].1, decided as u64);
+}
+
+/// A journal that stays unwritable is reminded of at most every 10 min,
+/// not at every evaluation.
+#[tokio::test(start_paused = true)]
+async fn a_journal_that_stays_unwritable_is_reminded_of_every_ten_minutes_at_most() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join(".app.json.tmp")).unwrap();
+    let target = FakeTarget::new(1, 90);
+    let run = launch(&target, dir.path());
+    tokio::time::sleep(Duration::from_secs(45 * 60)).await;
+    let events = run.stop().await;
+    assert!(target.updates().is_empty());
+    let (failing, recovered) = journal_events(&events);
+    assert!(recovered.is_empty());
+    let told: Vec<_> = failing.iter().filter(|(_, tell, _)| tell.logs()).collect();
+    assert_eq!(told[0].1, Tell::Started);
+    assert!(
+        told[1..].iter().all(|(_, tell, _)| *tell == Tell::Reminder),
+        "{told:?}"
+    );
+    // Retried at every back-off (5 min at most), reminded three or four
+    // times in 45 min, never twice within 10 min.
+    assert!(failing.len() > told.len() + 5, "{failing:?}");
+    assert!((3..=5).contains(&told.len()), "{told:?}");
+    for pair in told.windows(2) {
+        assert!(pair[1].0 - pair[0].0 >= 600, "{told:?}");
+    }
+    // Each evaluation that decided held one update: the count grows.
+    assert!(
+        told.last().is_some_and(|(_, _, held)| *held >= 8),
+        "{told:?}"
+    );
+}
+
+/// A target whose first UpdateApplication takes effect, after which the
+/// state folder stops taking writes (a folder where the journal's
+/// temporary file goes): the save of the `sent` record fails after the
+/// effect.
+struct BlockAfterUpdate {
+    inner: Arc<FakeTarget>,
+    blocker: std::path::PathBuf,
+    blocked: std::sync::atomic::AtomicBool,
+}
+
+#[async_trait]
+impl ScalingTarget for BlockAfterUpdate {
+    async fn describe(&self, a: &str) -> Result<AppState, TargetError> {
+        self.inner.describe(a).await
+    }
+    async fn rescale(&self, a: &str, kpu: u32, c: &AppState) -> Result<u64, TargetError> {
+        let answer = self.inner.rescale(a, kpu, c).await;
+        if !self.blocked.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            std::fs::create_dir(&self.blocker).expect("the blocker can be made");
+        }
+        answer
+    }
+}
+
+/// The save of the `sent` record fails after UpdateApplication succeeded:
+/// the update happened, and the agent follows it as its own (it holds the
+/// accepted answer and the new version id in memory): it is not sent
+/// again, not reported as another writer's, and its grace period is held.
+/// Nothing was held back, so no `journal` failure is counted, but the
+/// application is not ready until a save succeeds; the next one (at the
+/// end of the grace period) writes the record in force.
+#[tokio::test(start_paused = true)]
+async fn a_sent_record_that_cannot_be_saved_does_not_send_the_update_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = FakeTarget::new(1, 90);
+    let blocker = dir.path().join(".app.json.tmp");
+    let blocking = Arc::new(BlockAfterUpdate {
+        inner: target.clone(),
+        blocker: blocker.clone(),
+        blocked: Default::default(),
+    });
+    let mut run = launch_on(target.origin, blocking, dir.path());
+    tokio::time::sleep(Duration::from_secs(200)).await;
+    // Mid-grace: the journal still holds the record written before the
+    // call.
+    assert_eq!(journaled(dir.path()).record.phase.name(), "sending");
+    let mut events = run.drain();
+    assert_eq!(target.updates(), vec![(0, 2)]);
+    std::fs::remove_dir(&blocker).unwrap();
+    tokio::time::sleep(Duration::from_secs(400)).await;
+    events.extend(run.stop().await);
+    // The same timeline as without the fault: followed, completed at the
+    // poll at 120 s, grace to 420 s, then the next step.
+    assert_eq!(target.updates(), vec![(0, 2), (420, 4)]);
+    let completed = events.iter().any(
+        |e| matches!(e, Event::RescaleCompleted { kpu: 2, at_ms, .. } if *at_ms == T0_MS + 120_000),
+    );
+    assert!(completed, "{events:?}");
+    assert!(failures(&events, "foreign_update").is_empty(), "{events:?}");
+    assert!(failures(&events, "journal").is_empty(), "{events:?}");
+    let (failing, recovered) = journal_events(&events);
+    assert_eq!(failing[0], (0, Tell::Started, 0), "{failing:?}");
+    assert_eq!(recovered, vec![(420, 0)]);
+    // The journal follows again: the second update ended at 540 s.
+    assert_eq!(journaled(dir.path()).record.phase.name(), "grace");
+}
+
+/// As above, but the agent dies while the `sent` record cannot be saved:
+/// the journal says `sending`, and the restarted agent finds the version
+/// moved past the one quoted, so follows the update as its own (the resume
+/// table cannot tell it from another writer's, and need not: either way it
+/// is followed and waited out, never sent again). No second update at
+/// 2 KPU, no `foreign_update`.
+#[tokio::test(start_paused = true)]
+async fn a_restart_after_a_sent_record_could_not_be_saved_follows_the_update() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = FakeTarget::new(1, 90);
+    let blocker = dir.path().join(".app.json.tmp");
+    let blocking = Arc::new(BlockAfterUpdate {
+        inner: target.clone(),
+        blocker: blocker.clone(),
+        blocked: Default::default(),
+    });
+    let first = launch_on(target.origin, blocking, dir.path());
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    first.kill().await;
+    assert_eq!(journaled(dir.path()).record.phase.name(), "sending");
+    std::fs::remove_dir(&blocker).unwrap();
+
+    let second = launch(&target, dir.path());
+    tokio::time::sleep(Duration::from_secs(600)).await;
+    let events = second.stop().await;
+    assert_eq!(
+        resumed(&events),
+        [(
+            "sending".to_owned(),
+            "follow the update in progress".to_owned()
+        )]
+    );
+    let updates = target.updates();
+    assert_eq!(updates.len(), 2, "{updates:?}");
+    assert_eq!(updates[0], (0, 2));
+    assert_eq!(updates[1].1, 4, "{updates:?}");
+    assert!(updates[1].0 >= 30 + 90, "{updates:?}");
+    assert!(failures(&events, "foreign_update").is_empty(), "{events:?}");
+    assert!(failures(&events, "journal").is_empty(), "{events:?}");
 }
 
 /// A metric source that records the window of every fetch, and when (in

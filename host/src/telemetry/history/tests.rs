@@ -568,6 +568,53 @@ fn a_history_folder_removed_under_the_agent_comes_back_by_itself() {
     let _ = std::fs::remove_dir_all(&state);
 }
 
+/// A state folder that cannot be written fails the history at every
+/// evaluation: warned once, reminded after 10 min, and said once when it
+/// can be written again, not at every entry.
+#[test]
+fn a_history_folder_that_cannot_be_written_is_warned_of_once_and_reminded() {
+    let base = temp_dir("unwritable");
+    std::fs::create_dir_all(&base).expect("a temporary folder");
+    // The state folder is a file: every write under it fails with
+    // ENOTDIR, even for root.
+    let state = base.join("state");
+    std::fs::write(&state, b"not a folder").expect("a file");
+    let mut files = Files::new(dir(&state), 10);
+    let logs = crate::telemetry::captured_logs(false, || {
+        for minute in 0..=10 {
+            files.take(evaluated("app", minute * 60_000, Action::Hold, false));
+        }
+        std::fs::remove_file(&state).expect("the file can be removed");
+        std::fs::create_dir_all(dir(&state)).expect("the folder can be made");
+        files.take(evaluated("app", 700_000, Action::Hold, false));
+        files.take(evaluated("app", 760_000, Action::Hold, false));
+    });
+    let warnings: Vec<&str> = logs.lines().filter(|l| l.contains("WARN")).collect();
+    assert_eq!(warnings.len(), 2, "{logs}");
+    assert!(warnings[0].contains("Not a directory"), "{logs}");
+    assert!(
+        warnings[1].contains("The history folder still cannot be written")
+            && warnings[1].contains("failing_for=10 min 0 s"),
+        "{logs}"
+    );
+    let infos: Vec<&str> = logs
+        .lines()
+        .filter(|l| l.contains("writable again"))
+        .collect();
+    assert_eq!(infos.len(), 1, "{logs}");
+    assert!(
+        infos[0].contains("History folder writable again after 11 min 40 s."),
+        "{logs}"
+    );
+    // Written again from then on.
+    let entries = read(&dir(&state), "app", None).expect("the history reads");
+    assert_eq!(
+        entries.iter().map(|e| e.at_ms).collect::<Vec<_>>(),
+        vec![700_000, 760_000]
+    );
+    let _ = std::fs::remove_dir_all(&base);
+}
+
 #[test]
 fn status_says_why_a_grace_period_follows_an_update_the_agent_did_not_make() {
     let state = temp_dir("foreign-grace");
