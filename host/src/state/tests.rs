@@ -26,6 +26,8 @@ fn app(status: AppStatus, version_id: u64) -> AppState {
         version_id,
         autoscaling_enabled: false,
         last_update_ms: None,
+        identity: None,
+        asked_kpu: None,
     }
 }
 
