@@ -9,6 +9,7 @@
 mod bounds;
 mod exhaustive;
 mod faults;
+mod identity;
 mod lazy;
 mod quarantine;
 mod restart;
