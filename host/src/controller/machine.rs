@@ -996,16 +996,21 @@ impl Machine {
                 version_id: app.version_id,
             });
         }
-        let asked_kpu = app.asked_kpu.unwrap_or(app.kpu());
+        // What the new one was asked for where the target says, else what
+        // it runs at.
+        let (asked_kpu, asks) = match app.asked_kpu {
+            Some(asked_kpu) => (asked_kpu, "asks for"),
+            None => (app.kpu(), "runs at"),
+        };
         let carried = if asked_kpu == update.target_kpu {
             format!(
-                "the new {} asks for {}: the rescale carried over",
+                "the new {} {asks} {}: the rescale carried over",
                 words.thing(),
                 words.capacity(asked_kpu)
             )
         } else {
             format!(
-                "the rescale did not carry over: the new {} asks for {}",
+                "the rescale did not carry over: the new {} {asks} {}",
                 words.thing(),
                 words.capacity(asked_kpu)
             )
