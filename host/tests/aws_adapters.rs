@@ -620,6 +620,8 @@ fn running_state() -> AppState {
         version_id: 17,
         autoscaling_enabled: true,
         last_update_ms: None,
+        identity: None,
+        asked_kpu: None,
     }
 }
 
@@ -679,6 +681,27 @@ async fn describe_reads_the_last_updates_time() {
             ..running_state()
         }
     );
+}
+
+/// An application deleted and created again under its name keeps its
+/// ARN, and its version id starts again at 1: its creation time is what
+/// tells it from the old one.
+#[tokio::test]
+async fn describe_reads_the_creation_time_as_the_application_s_identity() {
+    let stub = Stub::start(|request: &Recorded| match request.header("x-amz-target") {
+        Some("KinesisAnalytics_20180523.DescribeApplication") => {
+            let mut detail = application_detail("RUNNING", 1);
+            detail["CreateTimestamp"] = json!(1_700_000_500.5);
+            json_reply(200, json!({ "ApplicationDetail": detail }))
+        }
+        _ => json_reply(400, json!({"__type": "UnknownOperationException"})),
+    })
+    .await;
+    let target = MsfTarget::new(&sdk_config(&stub.url).await);
+
+    let state = target.describe("orders").await.expect("describe");
+
+    assert_eq!(state.identity.as_deref(), Some("1700000500500"));
 }
 
 #[tokio::test]

@@ -1207,6 +1207,8 @@ mod tests {
             version_id: 3,
             autoscaling_enabled: false,
             last_update_ms: None,
+            identity: None,
+            asked_kpu: None,
         };
         let app = Application {
             name: "orders".into(),

@@ -24,7 +24,25 @@
 //!   application: a version id above the quoted one means it took effect
 //!   (it is then followed and its grace period waited out like any
 //!   other); only one that did not move lets the error's own consequence
-//!   apply. The resolution is journaled.
+//!   apply. The resolution is journaled. Where the target says what the
+//!   application was last asked for ([`AppState::asked_kpu`]), a version
+//!   id that moved while it asks for something else moved for another
+//!   reason (a Flink job's own restart, another writer): the update did
+//!   not take effect, and the move is waited out as another writer's.
+//!   Where it does not say, the two cannot be told apart, and the safe
+//!   reading is taken: the update is followed as the agent's (never sent
+//!   a second time while unsure), one grace period is held after it, and
+//!   an end at another size is reported (`update_result`).
+//! - **A replaced application is another one.** The target says which
+//!   application answers under the name ([`AppState::identity`]: a Flink
+//!   job's id, an MSF application's creation time), and the identity last
+//!   seen is journaled. A replacement met while an update is followed (or
+//!   in doubt) gives that update up: the new application is never taken
+//!   to have completed it, the log says whether it carried over (the new
+//!   one asks for what was asked), and the new one is waited out as a
+//!   restart (followed while busy, then one grace period) before anything
+//!   is decided for it. One met at an evaluation is reported and waited
+//!   out the same way.
 //! - **Nothing is decided while an update of the agent is in flight or in
 //!   its grace period**: evaluating happens only from `idle`, `decided`,
 //!   or a `grace` whose end has passed. An update the agent did not make
@@ -339,6 +357,13 @@ impl Machine {
                 })
             }
         };
+        if self.replaced(state).is_some() {
+            // A new application starts as after a restart: waited out as
+            // another writer's update, from its creation (none if that is
+            // long past: replaced while the agent was down).
+            let ended = state.last_update_ms.map_or(now_ms, ended_by_ms);
+            return owed(settings.words.grace_after_replacement(), ended);
+        }
         if self.moved_without_us(state).is_some() {
             // Seen at once while the agent runs (a grace period from now),
             // or at the first evaluation after a restart, the update made
@@ -631,9 +656,31 @@ impl Machine {
     /// the update in flight.
     fn described(&mut self, app: AppState, settings: &Settings, out: &mut Out) -> Next {
         self.permission = None;
+        let replaced = self.replaced(&app).map(str::to_owned);
         self.record.seen_version_id = Some(app.version_id);
         let phase = self.record.phase.clone();
+        // With nothing of the agent's in flight (a restart resuming a
+        // grace period), a replacement is the next evaluation's to report
+        // and wait out ([`Machine::grace_owed`]).
+        if !matches!(
+            phase,
+            Phase::Idle | Phase::Decided { .. } | Phase::Grace { .. }
+        ) && app.identity.is_some()
+        {
+            self.record.seen_identity = app.identity.clone();
+        }
         let doubt = self.doubt.take();
+        if let (Some(previous), Some(update)) = (&replaced, phase.update()) {
+            let update = update.clone();
+            return self.replaced_under_update(&update, previous, &app, doubt, settings, out);
+        }
+        if let (Phase::Sending { update }, Some(asked_kpu)) = (&phase, app.asked_kpu)
+            && app.version_id > update.quoted_version_id
+            && asked_kpu != update.target_kpu
+        {
+            let update = update.clone();
+            return self.moved_by_another(&update, asked_kpu, &app, doubt, settings, out);
+        }
         if let Phase::Unknown { .. } = phase {
             out.events.push(Event::Resumed {
                 application: settings.name.clone(),
@@ -910,6 +957,171 @@ impl Machine {
             .filter(|seen| state.version_id > *seen)
     }
 
+    /// The identity last seen, if `state` has another one: the
+    /// application was replaced under its name (a Flink job resubmitted, an
+    /// MSF application re-created). Nothing is compared while either is
+    /// unknown.
+    fn replaced(&self, state: &AppState) -> Option<&str> {
+        let seen = self.record.seen_identity.as_deref()?;
+        let now = state.identity.as_deref()?;
+        (seen != now).then_some(seen)
+    }
+
+    /// The application was replaced while an update of this agent was in
+    /// flight (or in doubt): the update was to the old one, so nothing of
+    /// it is followed on the new one, which is never taken to have
+    /// completed it. Whether it carried over is said (the new one asks for
+    /// what was asked: submitted at that size), and the new application is
+    /// waited out as after a restart (followed while busy, then one grace
+    /// period), journaled as such, before anything is decided for it.
+    fn replaced_under_update(
+        &mut self,
+        update: &Update,
+        previous: &str,
+        app: &AppState,
+        doubt: Option<Doubt>,
+        settings: &Settings,
+        out: &mut Out,
+    ) -> Next {
+        let words = settings.words;
+        if doubt == Some(Doubt::Restart) {
+            out.events.push(Event::Resumed {
+                application: settings.name.clone(),
+                at_ms: out.now_ms,
+                phase: self.record.phase.name().to_owned(),
+                resume: format!(
+                    "the {} was replaced: the update is given up, the new one waited out",
+                    words.thing()
+                ),
+                version_id: app.version_id,
+            });
+        }
+        // What the new one was asked for where the target says, else what
+        // it runs at.
+        let (asked_kpu, asks) = match app.asked_kpu {
+            Some(asked_kpu) => (asked_kpu, "asks for"),
+            None => (app.kpu(), "runs at"),
+        };
+        let carried = if asked_kpu == update.target_kpu {
+            format!(
+                "the new {} {asks} {}: the rescale carried over",
+                words.thing(),
+                words.capacity(asked_kpu)
+            )
+        } else {
+            format!(
+                "the rescale did not carry over: the new {} {asks} {}",
+                words.thing(),
+                words.capacity(asked_kpu)
+            )
+        };
+        let answer = match &doubt {
+            Some(Doubt::Answer(error)) => format!(" ({} answered: {error})", words.rescale_call()),
+            _ => String::new(),
+        };
+        out.failed(
+            Failure::UpdateResult,
+            format!(
+                "the {thing} was replaced while {} to {} was followed{answer} ({} {previous}, now {}): {}; {carried}; nothing is decided for the new {thing} before a grace period",
+                words.rescale(),
+                words.capacity(update.target_kpu),
+                words.identity(),
+                app.identity.as_deref().unwrap_or_default(),
+                words.replaced(),
+                thing = words.thing(),
+            ),
+        );
+        self.timed_out = false;
+        self.failures = 0;
+        self.after_another(app, words.grace_after_replacement(), settings, out)
+    }
+
+    /// The `sending` update's answer is unknown and the version id moved
+    /// past its quote, but the application asks for `asked_kpu`, not what
+    /// the update asked for: the version moved for another reason (a
+    /// Flink job's own restart, another writer), and the update did not
+    /// take effect. It is not sent again while that is waited out: the
+    /// move is followed while the application is busy, then one grace
+    /// period is held, as after another writer's update.
+    fn moved_by_another(
+        &mut self,
+        update: &Update,
+        asked_kpu: u32,
+        app: &AppState,
+        doubt: Option<Doubt>,
+        settings: &Settings,
+        out: &mut Out,
+    ) -> Next {
+        let words = settings.words;
+        let why = format!(
+            "the version id moved to {}, but the {} asks for {}, not {}: {}; {} did not take effect",
+            app.version_id,
+            words.thing(),
+            words.capacity(asked_kpu),
+            words.capacity(update.target_kpu),
+            words.other_writers(),
+            words.rescale(),
+        );
+        match doubt {
+            Some(Doubt::Answer(error)) => out.failed(
+                Failure::of(&error),
+                format!(
+                    "{} to {} failed: {error}; {why}",
+                    words.rescale_call(),
+                    words.capacity(update.target_kpu)
+                ),
+            ),
+            _ => {
+                out.events.push(Event::Resumed {
+                    application: settings.name.clone(),
+                    at_ms: out.now_ms,
+                    phase: self.record.phase.name().to_owned(),
+                    resume: "update never took effect, the version moved for another reason: wait it out".to_owned(),
+                    version_id: app.version_id,
+                });
+                out.failed(
+                    Failure::ForeignUpdate,
+                    format!(
+                        "{} to {} (version {}): {why}",
+                        words.rescale_call(),
+                        words.capacity(update.target_kpu),
+                        update.quoted_version_id
+                    ),
+                );
+            }
+        }
+        self.after_another(app, words.grace_after_other_writer(), settings, out)
+    }
+
+    /// Waits out what somebody else did to `app` (a replacement, a
+    /// restart, another writer's update): followed while it is busy, one
+    /// grace period (`after`) once it is RUNNING, and an evaluation at
+    /// once in any other status (which defers any rescale).
+    fn after_another(
+        &mut self,
+        app: &AppState,
+        after: &'static str,
+        settings: &Settings,
+        out: &mut Out,
+    ) -> Next {
+        if app.status.is_transitional() {
+            let owed = Owed {
+                until_ms: None,
+                reason: after,
+            };
+            return self.hold_owed(owed, app, settings, out);
+        }
+        if app.status == AppStatus::Running {
+            let owed = Owed {
+                until_ms: Some(out.now_ms.saturating_add(millis(settings.grace_period))),
+                reason: after,
+            };
+            return self.hold_owed(owed, app, settings, out);
+        }
+        self.record.phase = Phase::Idle;
+        Next::Run(Command::Evaluate)
+    }
+
     /// Reports an evaluation that finds the version id above the last one
     /// this machine saw or caused: somebody else updated the application
     /// (another agent, a deployment, the console, MSF's own autoscaling),
@@ -920,12 +1132,29 @@ impl Machine {
     /// [`Machine::grace_owed`]'s. A dry run reports nothing: the agent that
     /// acts beside it is expected.
     fn notice_foreign_update(&mut self, state: &AppState, settings: &Settings, out: &mut Out) {
+        let replaced = self.replaced(state).map(str::to_owned);
         let moved = self.moved_without_us(state);
         self.record.seen_version_id = Some(state.version_id);
+        if state.identity.is_some() {
+            self.record.seen_identity = state.identity.clone();
+        }
         if settings.dry_run {
             return;
         }
-        if let Some(seen) = moved {
+        if let Some(previous) = replaced {
+            // Its version id says nothing next to the old one's.
+            out.failed(
+                Failure::ForeignUpdate,
+                format!(
+                    "the {thing} was replaced under the agent ({identity} {previous}, now {}): {}; it now runs at {}, and is waited out as a restart",
+                    state.identity.as_deref().unwrap_or_default(),
+                    settings.words.replaced(),
+                    settings.words.capacity(state.kpu()),
+                    thing = settings.words.thing(),
+                    identity = settings.words.identity(),
+                ),
+            );
+        } else if let Some(seen) = moved {
             out.failed(
                 Failure::ForeignUpdate,
                 format!(

@@ -213,6 +213,8 @@ impl ScalingTarget for SimTarget {
             version_id: view.version_id,
             autoscaling_enabled: view.autoscaling_enabled,
             last_update_ms: view.last_update_timestamp_ms,
+            identity: None,
+            asked_kpu: None,
         })
     }
 

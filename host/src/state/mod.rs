@@ -221,6 +221,15 @@ pub struct AppRecord {
     /// before it was kept (nothing is compared then).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seen_version_id: Option<u64>,
+    /// The application's identity as this agent last saw it
+    /// ([`AppState::identity`]: a Flink job's id, an MSF application's
+    /// creation time): a read that finds another one meets a replacement
+    /// (a job resubmitted, an application re-created), never an update of
+    /// the one the agent was following, also one replaced while the agent
+    /// was down. Absent in journals written before it was kept, and for a
+    /// target that does not say (nothing is compared then).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seen_identity: Option<String>,
 }
 
 /// A journal file: the record and what identifies it.

@@ -26,6 +26,8 @@ fn app(status: AppStatus, version_id: u64) -> AppState {
         version_id,
         autoscaling_enabled: false,
         last_update_ms: None,
+        identity: None,
+        asked_kpu: None,
     }
 }
 
@@ -140,7 +142,30 @@ fn record(phase: Phase) -> AppRecord {
             usable_kpu: None,
         }),
         seen_version_id: Some(7),
+        seen_identity: Some("a1b2".to_owned()),
     }
+}
+
+/// A journal written before the identity was kept (or for a target that
+/// does not say it) loads, with nothing to compare; one written now keeps
+/// it.
+#[test]
+fn a_journal_without_the_identity_loads_and_a_new_one_keeps_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = StateStore::open(&dir.path().join("state")).unwrap();
+    let mut journal = store.journal("orders").unwrap();
+    let old = r#"{"format": 1, "application": "orders", "seq": 3, "written_ms": 1700000000000,
+        "record": {"phase": {"kind": "idle"}, "seen_version_id": 7}}"#;
+    std::fs::write(journal.path(), old).unwrap();
+    let file = journal.load().unwrap().expect("a record");
+    assert_eq!(file.record.seen_identity, None);
+    assert_eq!(file.record.seen_version_id, Some(7));
+
+    journal.save(&record(Phase::Idle), NOW).unwrap();
+    let text = std::fs::read_to_string(journal.path()).unwrap();
+    assert!(text.contains("\"seen_identity\": \"a1b2\""), "{text}");
+    let file = journal.load().unwrap().expect("a record");
+    assert_eq!(file.record.seen_identity.as_deref(), Some("a1b2"));
 }
 
 #[test]

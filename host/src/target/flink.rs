@@ -51,6 +51,19 @@
 //! the requirements are a set value, not an increment, and Flink rescales
 //! only when the requirements differ from what runs.
 //!
+//! # Identity, and what the job asks for
+//!
+//! The version id compares graphs of one job. A job replaced under its
+//! name (cancelled and submitted again, or resubmitted by a JobManager
+//! restarted without high availability) has a newer graph too, so its
+//! version is above any the old job had: [`AppState::identity`] is the job
+//! id, so that the controller tells a replacement from an update of the
+//! job it was following. [`AppState::asked_kpu`] is the parallelism the
+//! requirements read back ask for. Flink keeps them across the job's own
+//! restarts, so after a PUT whose answer was lost, a version that moved
+//! while they still ask for the old parallelism is a restart (or another
+//! writer), not the agent's rescale.
+//!
 //! # Errors
 //!
 //! Cluster unreachable, no answer, 5xx: `Transient`. No such job (or the
@@ -179,7 +192,7 @@ impl FlinkTarget {
             .or_else(|| job["start-time"].as_u64())
             .unwrap_or(0);
         Ok(JobView {
-            id,
+            id: id.clone(),
             state: AppState {
                 status,
                 parallelism: u32::try_from(parallelism).unwrap_or(u32::MAX),
@@ -188,6 +201,10 @@ impl FlinkTarget {
                 autoscaling_enabled: false,
                 // The graph is created anew by every rescale and restart.
                 last_update_ms: i64::try_from(created).ok().filter(|c| *c > 0),
+                // A job replaced under its name (resubmitted, or after a
+                // JobManager restart without HA) has a new id.
+                identity: Some(id),
+                asked_kpu: asked(&requirements),
             },
             requirements,
         })
@@ -266,6 +283,19 @@ fn scaling_in(vertices: &[Value], requirements: &Map<String, Value>) -> bool {
             .and_then(|r| r["parallelism"]["upperBound"].as_u64());
         upper.is_some_and(|u| v["parallelism"].as_u64().is_some_and(|p| p > u))
     })
+}
+
+/// The parallelism the requirements ask for: the highest upper bound of
+/// any vertex (the agent asks every vertex for the same), `None` when
+/// none is listed. The requirements outlive the job's restarts (Flink
+/// keeps them with the job), so a restart leaves them as they were and
+/// only a PUT, the agent's or anyone's, moves them.
+fn asked(requirements: &Map<String, Value>) -> Option<u32> {
+    requirements
+        .values()
+        .filter_map(|r| r["parallelism"]["upperBound"].as_u64())
+        .max()
+        .map(|upper| u32::try_from(upper).unwrap_or(u32::MAX))
 }
 
 /// The version id `2 x C + P` of a graph created at `created` (ms), `P` 1
@@ -553,6 +583,57 @@ mod tests {
         let shrinking = target.describe("orders").await.expect("described");
         assert_eq!(shrinking.status, AppStatus::Updating, "{shrinking:?}");
         assert_eq!(shrinking.version_id, version_id(2_000, true));
+    }
+
+    /// What the controller tells a replaced job and a lost PUT under
+    /// Flink's own restart apart by: the job id is the identity, and the
+    /// requirements' upper bound is what the job asks for, which a
+    /// restart leaves as it was and a PUT that took moves.
+    #[tokio::test]
+    async fn the_job_id_is_the_identity_and_the_requirements_say_what_is_asked() {
+        let lost = json!({"status": "503 Service Unavailable", "apply": false});
+        let answers = Arc::new(Mutex::new(cluster(4, 1_000, 2, 2)));
+        answers
+            .lock()
+            .expect("answers")
+            .insert("PUT".to_owned(), lost);
+        let puts = Arc::new(Mutex::new(Vec::new()));
+        let url = fake_flink(answers.clone(), puts.clone()).await;
+        let target = FlinkTarget::new(&url).expect("a target");
+
+        let state = target.describe("orders").await.expect("described");
+        assert_eq!(state.identity.as_deref(), Some("j1"));
+        assert_eq!(state.asked_kpu, Some(2));
+        // The PUT never reaches Flink, which restarts the job meanwhile:
+        // a new graph, the same requirements.
+        match target.rescale("orders", 4, &state).await {
+            Err(TargetError::Transient(message)) => assert!(message.contains("503"), "{message}"),
+            other => panic!("expected Transient, got {other:?}"),
+        }
+        *answers.lock().expect("answers") = job("j1", "RESTARTING", 4, 2_000, 2, 2);
+        let restarted = target.describe("orders").await.expect("described");
+        assert!(restarted.version_id > state.version_id, "{restarted:?}");
+        assert_eq!(restarted.status, AppStatus::Updating);
+        assert_eq!(restarted.identity.as_deref(), Some("j1"));
+        assert_eq!(restarted.asked_kpu, Some(2));
+
+        // A PUT that reaches Flink (its answer lost): the job asks for 4.
+        *answers.lock().expect("answers") = cluster(4, 2_000, 2, 2);
+        answers.lock().expect("answers").insert(
+            "PUT".to_owned(),
+            json!({"status": "502 Bad Gateway", "apply": true}),
+        );
+        let state = target.describe("orders").await.expect("described");
+        target.rescale("orders", 4, &state).await.expect("taken");
+        let taken = target.describe("orders").await.expect("described");
+        assert_eq!(taken.asked_kpu, Some(4));
+        assert_eq!(taken.identity.as_deref(), Some("j1"));
+
+        // Submitted again under its name: another job id.
+        *answers.lock().expect("answers") = job("j2", "RUNNING", 4, 3_000, 2, 2);
+        let replaced = target.describe("orders").await.expect("described");
+        assert_eq!(replaced.identity.as_deref(), Some("j2"));
+        assert_eq!(replaced.asked_kpu, Some(2));
     }
 
     #[test]

@@ -105,6 +105,27 @@ pub struct AppState {
     /// cannot tell a restart that just ended, and decides at once.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_update_ms: Option<i64>,
+    /// Which application this is under its name: a value that changes
+    /// when the application is replaced and never otherwise, so that a
+    /// replacement is not taken for an update of the old one. A Flink
+    /// job's id (a job cancelled and submitted again, or resubmitted by a
+    /// JobManager restarted without high availability, has a new one);
+    /// MSF's `CreateTimestamp` (an application deleted and created again
+    /// under its name keeps its ARN, and its version id starts again at
+    /// 1, so neither says it). `None` when the target does not say:
+    /// nothing is compared.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub identity: Option<String>,
+    /// The capacity the application was last asked to run at (KPU), where
+    /// the target keeps it apart from what runs and says it at once: the
+    /// upper bound of a Flink job's resource requirements (MSF: not said).
+    /// An update whose answer was lost took
+    /// effect only if this is what it asked for: a version id that moved
+    /// while this asks for something else moved for another reason (the
+    /// job restarted, another writer). `None` when the target does not
+    /// say.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub asked_kpu: Option<u32>,
 }
 
 impl AppState {

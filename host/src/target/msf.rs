@@ -199,6 +199,18 @@ fn app_state(detail: &ApplicationDetail) -> Result<AppState, TargetError> {
         last_update_ms: detail
             .last_update_timestamp()
             .and_then(|at| at.to_millis().ok()),
+        // Re-created under its name, an application keeps its ARN and
+        // starts again at version 1: only its creation time is new.
+        identity: detail
+            .create_timestamp()
+            .and_then(|at| at.to_millis().ok())
+            .map(|ms| ms.to_string()),
+        // Not said: whether the configured `Parallelism` reads as the one
+        // asked for while an update is applied is not documented (the
+        // emulator reports the one in effect), and reading an update that
+        // took as one that did not would send it twice. A lost answer
+        // met by another writer's update takes the safe reading.
+        asked_kpu: None,
     })
 }
 

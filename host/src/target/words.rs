@@ -144,6 +144,37 @@ impl Words {
         }
     }
 
+    /// What tells one application from another of the same name
+    /// ([`crate::target::AppState::identity`]): `creation time`, or `job id`.
+    pub fn identity(self) -> &'static str {
+        match self {
+            Words::Msf => "creation time",
+            Words::Flink => "job id",
+        }
+    }
+
+    /// How an application comes to be replaced under its name, said when
+    /// its identity changed.
+    pub fn replaced(self) -> &'static str {
+        match self {
+            Words::Msf => "the application was deleted and created again under its name",
+            Words::Flink => {
+                "the job was cancelled and submitted again under its name, or the JobManager restarted without high availability and the job was submitted anew"
+            }
+        }
+    }
+
+    /// Why a grace period is held after the application was replaced: a
+    /// new application starts as after a restart.
+    pub fn grace_after_replacement(self) -> &'static str {
+        match self {
+            Words::Msf => "grace period after the application was re-created",
+            Words::Flink => {
+                "grace period after the job was replaced (a new job starts as a restart)"
+            }
+        }
+    }
+
     /// Why a grace period is held after an update this agent did not make
     /// (see [`Words::other_writers`]): its metrics are those of a restart.
     pub fn grace_after_other_writer(self) -> &'static str {
@@ -196,6 +227,8 @@ mod tests {
         assert_eq!(msf.rescale(), "an update");
         assert!(msf.version_went_back().contains("re-created"));
         assert!(msf.other_writers().contains("MSF's own autoscaling"));
+        assert_eq!(msf.identity(), "creation time");
+        assert!(msf.replaced().contains("created again"));
 
         let flink = Words::from(TargetKind::Flink);
         assert_eq!(flink.capacity(4), "parallelism 4");
@@ -217,6 +250,9 @@ mod tests {
                 .contains("slots it was to grow into")
         );
         assert!(flink.other_writers().contains("the job restarted"));
+        assert_eq!(flink.identity(), "job id");
+        assert!(flink.replaced().contains("submitted again"));
+        assert!(flink.grace_after_replacement().contains("job was replaced"));
         // Nothing of Flink's says KPU or names an MSF call.
         let said = [
             flink.capacity(4),

@@ -205,6 +205,8 @@ impl World {
             version_id: self.version,
             autoscaling_enabled: false,
             last_update_ms: None,
+            identity: None,
+            asked_kpu: None,
         }
     }
 

@@ -992,6 +992,8 @@ fn a_permission_failure_is_reported_once_per_change_of_message() {
         version_id: 1,
         autoscaling_enabled: false,
         last_update_ms: None,
+        identity: None,
+        asked_kpu: None,
     };
     step(
         &mut machine,

@@ -15,6 +15,8 @@ fn running() -> AppState {
         version_id: 1,
         autoscaling_enabled: false,
         last_update_ms: None,
+        identity: None,
+        asked_kpu: None,
     }
 }
 

@@ -9,6 +9,7 @@
 mod bounds;
 mod exhaustive;
 mod faults;
+mod identity;
 mod lazy;
 mod quarantine;
 mod restart;
@@ -65,6 +66,12 @@ struct TargetState {
     /// What DescribeApplication answers as the last update's time
     /// (`LastUpdateTimestamp`); unknown unless a test sets it.
     last_update_ms: Option<i64>,
+    /// The application's identity (a Flink job's id, an MSF application's
+    /// creation time); unknown unless a test sets it.
+    identity: Option<String>,
+    /// Whether describe says what the application was last asked for
+    /// (`pending_parallelism`), as the Flink target does.
+    reports_asked: bool,
 }
 
 /// An application that takes `update_secs` to apply an update, with MSF's
@@ -92,6 +99,8 @@ impl FakeTarget {
                 end_status: AppStatus::Running,
                 update_secs,
                 last_update_ms: None,
+                identity: None,
+                reports_asked: false,
             }),
         })
     }
@@ -156,6 +165,10 @@ impl ScalingTarget for FakeTarget {
             version_id: s.version_id,
             autoscaling_enabled: false,
             last_update_ms: s.last_update_ms,
+            identity: s.identity.clone(),
+            asked_kpu: s
+                .reports_asked
+                .then(|| s.pending_parallelism.div_ceil(s.parallelism_per_kpu)),
         })
     }
 

@@ -976,3 +976,75 @@ async fn a_start_without_a_journal_during_an_update_follows_it_then_holds_a_grac
     );
     assert!(failures(&events, "not_running").is_empty(), "{events:?}");
 }
+
+/// Killed while following its update; while the agent was down the
+/// application was replaced under its name (here an MSF application
+/// deleted and created again, at a higher version). The journal keeps the
+/// identity the update was made on, so the restarted agent does not take
+/// the new application for the update completed: it says so, gives the
+/// update up, waits the new one out, and journals its identity.
+#[tokio::test(start_paused = true)]
+async fn an_application_replaced_while_the_agent_was_down_mid_update_is_not_its_update() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = FakeTarget::new(1, 90);
+    {
+        let mut s = target.state.lock().unwrap();
+        s.identity = Some("c1".to_owned());
+        s.reports_asked = true;
+    }
+    let first = launch(&target, dir.path());
+    tokio::time::sleep(Duration::from_secs(70)).await;
+    first.kill().await;
+    let record = journaled(dir.path()).record;
+    assert_eq!(record.phase.name(), "updating");
+    assert_eq!(record.seen_identity.as_deref(), Some("c1"));
+    {
+        let mut s = target.state.lock().unwrap();
+        s.identity = Some("c2".to_owned());
+        s.version_id += 10;
+        s.status = AppStatus::Running;
+        s.parallelism = 1;
+        s.pending_parallelism = 1;
+        s.updating_until = None;
+    }
+
+    let second = launch(&target, dir.path());
+    tokio::time::sleep(Duration::from_secs(400)).await;
+    let events = second.stop().await;
+    assert_eq!(
+        resumed(&events),
+        [(
+            "updating".to_owned(),
+            "the application was replaced: the update is given up, the new one waited out"
+                .to_owned()
+        )]
+    );
+    assert!(
+        !events
+            .iter()
+            .any(|e| matches!(e, Event::RescaleCompleted { .. })),
+        "{events:?}"
+    );
+    let said = failures(&events, "update_result");
+    assert_eq!(said.len(), 1, "{events:?}");
+    assert!(
+        said[0].contains("(creation time c1, now c2)")
+            && said[0]
+                .contains("the rescale did not carry over: the new application asks for 1 KPU"),
+        "{}",
+        said[0]
+    );
+    assert_eq!(
+        graces_held(&events),
+        [(
+            70,
+            Some(370),
+            "grace period after the application was re-created".to_owned()
+        )]
+    );
+    assert_eq!(target.updates(), vec![(0, 2), (370, 2)]);
+    assert_eq!(
+        journaled(dir.path()).record.seen_identity.as_deref(),
+        Some("c2")
+    );
+}

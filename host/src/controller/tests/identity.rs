@@ -1,0 +1,536 @@
+//! The application replaced under the agent (a Flink job resubmitted, or
+//! resubmitted by a JobManager restarted without HA; an MSF application
+//! deleted and created again), and a version id moved by something other
+//! than the agent's update whose answer was lost (a Flink job's own
+//! restart): neither is taken for the agent's rescale.
+
+use super::*;
+
+/// [`test_app`] as a self-managed Flink job.
+fn flink_app() -> ApplicationConfig {
+    let mut app = test_app();
+    app.target = crate::config::TargetKind::Flink;
+    app
+}
+
+/// A Flink job at parallelism `kpu`, job id `j1`, that says what its
+/// requirements ask for, as [`crate::target::flink::FlinkTarget`] does.
+fn flink_job(kpu: u32) -> Arc<FakeTarget> {
+    let target = FakeTarget::new(kpu, 90);
+    {
+        let mut s = target.state.lock().unwrap();
+        s.identity = Some("j1".to_owned());
+        s.reports_asked = true;
+    }
+    target
+}
+
+/// Runs `app` over `target` (Doubling at 95 % CPU) from the target's
+/// origin.
+fn launch_app(app: &ApplicationConfig, target: Arc<dyn ScalingTarget>, origin: Instant) -> Running {
+    let (tx, events) = mpsc::unbounded_channel();
+    let events_out = Events::with_channel(tx);
+    let counts = events_out.failure_counts();
+    let controller = Controller::new(
+        app,
+        false,
+        constant(95.0),
+        target,
+        Box::new(Doubling),
+        Vec::new(),
+        Clock::starting_at(T0_MS + origin.elapsed().as_millis() as i64),
+        events_out,
+    );
+    let (shutdown, rx) = watch::channel(false);
+    let task = tokio::spawn(controller.run(rx));
+    Running {
+        events,
+        counts,
+        shutdown,
+        task,
+    }
+}
+
+/// Replaces the job with `id`: a newer graph (so a higher version id, as
+/// the Flink target makes it), at `parallelism`, its requirements asking
+/// for that, starting for `starting_secs` (0: RUNNING at once).
+fn replace(target: &FakeTarget, id: &str, parallelism: u32, starting_secs: u64) {
+    let mut s = target.state.lock().unwrap();
+    s.identity = Some(id.to_owned());
+    s.version_id += 10;
+    s.parallelism = parallelism;
+    s.pending_parallelism = parallelism;
+    s.end_status = AppStatus::Running;
+    if starting_secs == 0 {
+        s.status = AppStatus::Running;
+        s.updating_until = None;
+    } else {
+        s.status = AppStatus::Starting;
+        s.updating_until = Some(Instant::now() + Duration::from_secs(starting_secs));
+    }
+}
+
+fn completed(events: &[Event]) -> Vec<(i64, u32)> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::RescaleCompleted { at_ms, kpu, .. } => Some(((at_ms - T0_MS) / 1000, *kpu)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The defect: the poll after the job was replaced found the new job
+/// RUNNING with a newer version and logged "Rescale completed." for it.
+/// Now the rescale is given up, the log says the job was replaced and the
+/// rescale did not carry over, and the new job is waited out as a restart
+/// (one grace period) before it is decided for afresh.
+#[tokio::test(start_paused = true)]
+async fn a_job_replaced_during_the_agents_rescale_is_said_and_waited_out() {
+    let target = flink_job(2);
+    let run = launch_app(&flink_app(), target.clone(), target.origin);
+    // The rescale to 4 goes out at 0 s. At 30 s, while it is under way,
+    // the job is cancelled and submitted again at parallelism 2.
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    assert_eq!(target.state.lock().unwrap().status, AppStatus::Updating);
+    replace(&target, "j2", 2, 0);
+    tokio::time::sleep(Duration::from_secs(400)).await;
+    let counts = run.counts.clone();
+    let events = run.stop().await;
+
+    assert!(completed(&events).is_empty(), "{events:?}");
+    let said = failures(&events, "update_result");
+    assert_eq!(said.len(), 1, "{events:?}");
+    assert!(
+        said[0].starts_with(
+            "the job was replaced while a rescale to parallelism 4 was followed (job id j1, now j2): the job was cancelled and submitted again"
+        ) && said[0].contains(
+            "the rescale did not carry over: the new job asks for parallelism 2; nothing is decided for the new job before a grace period"
+        ),
+        "{}",
+        said[0]
+    );
+    // Found at the poll at 60 s; a grace period to 360 s, then decided
+    // afresh for the new job: 2 -> 4 again.
+    let reason = "grace period after the job was replaced (a new job starts as a restart)";
+    assert_eq!(graces_held(&events), [(60, Some(360), reason.to_owned())]);
+    assert_eq!(target.updates(), vec![(0, 4), (360, 4)]);
+    // Said once: the evaluation after it does not report it again.
+    assert!(failures(&events, "foreign_update").is_empty(), "{events:?}");
+    assert_eq!(counts.snapshot().len(), 1, "{:?}", counts.snapshot());
+}
+
+/// A job submitted again at the parallelism the agent asked for: the
+/// rescale carried over, and is said to have; the new job is followed
+/// while it starts and its grace period held from when it runs.
+#[tokio::test(start_paused = true)]
+async fn a_replacement_at_the_asked_parallelism_is_said_to_carry_over() {
+    let target = flink_job(2);
+    let run = launch_app(&flink_app(), target.clone(), target.origin);
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    // Submitted at 4; it starts until 130 s.
+    replace(&target, "j2", 4, 100);
+    tokio::time::sleep(Duration::from_secs(500)).await;
+    let events = run.stop().await;
+
+    assert!(completed(&events).is_empty(), "{events:?}");
+    let said = failures(&events, "update_result");
+    assert_eq!(said.len(), 1, "{events:?}");
+    assert!(
+        said[0].contains("the new job asks for parallelism 4: the rescale carried over"),
+        "{}",
+        said[0]
+    );
+    // Seen STARTING at 60 s (followed), RUNNING at 180 s (the poll after
+    // 130 s): grace to 480 s, then 4 -> 8.
+    let reason = "grace period after the job was replaced (a new job starts as a restart)";
+    assert_eq!(
+        graces_held(&events),
+        [
+            (60, None, reason.to_owned()),
+            (180, Some(480), reason.to_owned())
+        ]
+    );
+    assert_eq!(target.updates(), vec![(0, 4), (480, 8)]);
+}
+
+/// A job replaced while the agent was between rescales is reported at the
+/// next evaluation as a replacement (not as a version that moved), and
+/// waited out as a restart.
+#[tokio::test(start_paused = true)]
+async fn a_job_replaced_between_rescales_is_reported_as_replaced() {
+    let target = flink_job(2);
+    let run = launch_app(&flink_app(), target.clone(), target.origin);
+    // The agent's rescale to 4 ends at 90 s (seen at 120 s); its grace
+    // period runs to 420 s. At 200 s the job is resubmitted at 3.
+    tokio::time::sleep(Duration::from_secs(200)).await;
+    replace(&target, "j2", 3, 0);
+    tokio::time::sleep(Duration::from_secs(600)).await;
+    let events = run.stop().await;
+
+    assert_eq!(completed(&events), vec![(120, 4)]);
+    let said = failures(&events, "foreign_update");
+    assert_eq!(said.len(), 1, "{events:?}");
+    assert!(
+        said[0].starts_with("the job was replaced under the agent (job id j1, now j2)")
+            && said[0].contains("it now runs at parallelism 3"),
+        "{}",
+        said[0]
+    );
+    let reason = "grace period after the job was replaced (a new job starts as a restart)";
+    assert_eq!(graces_held(&events), [(420, Some(720), reason.to_owned())]);
+    assert_eq!(target.updates(), vec![(0, 4), (720, 6)]);
+}
+
+/// An MSF application deleted and created again under its name starts
+/// again at version 1, so its version id never said so: its creation
+/// time does. Reported and waited out, not decided on at once.
+#[tokio::test(start_paused = true)]
+async fn an_msf_application_re_created_between_updates_is_reported() {
+    let target = FakeTarget::new(2, 90);
+    target.state.lock().unwrap().identity = Some("1700000000000".to_owned());
+    let run = launch_app(&test_app(), target.clone(), target.origin);
+    tokio::time::sleep(Duration::from_secs(200)).await;
+    {
+        let mut s = target.state.lock().unwrap();
+        s.identity = Some("1700000200000".to_owned());
+        s.version_id = 1;
+        s.parallelism = 2;
+        s.pending_parallelism = 2;
+    }
+    tokio::time::sleep(Duration::from_secs(600)).await;
+    let events = run.stop().await;
+
+    let said = failures(&events, "foreign_update");
+    assert_eq!(said.len(), 1, "{events:?}");
+    assert!(
+        said[0].starts_with(
+            "the application was replaced under the agent (creation time 1700000000000, now 1700000200000): the application was deleted and created again under its name"
+        ),
+        "{}",
+        said[0]
+    );
+    assert_eq!(
+        graces_held(&events),
+        [(
+            420,
+            Some(720),
+            "grace period after the application was re-created".to_owned()
+        )]
+    );
+    assert_eq!(target.updates(), vec![(0, 4), (720, 4)]);
+}
+
+/// A PUT whose answer is lost, at the moment Flink restarts the job by
+/// itself. With `took`, the PUT reached Flink first (the effect, then the
+/// lost answer); without, it never did. Either way Flink's restart builds
+/// a new graph (the version moves) and the job is RESTARTING for 60 s.
+struct RestartsUnderPut {
+    inner: Arc<FakeTarget>,
+    took: bool,
+    /// Whether the next PUT is the one that meets the restart.
+    armed: Mutex<bool>,
+}
+
+#[async_trait]
+impl ScalingTarget for RestartsUnderPut {
+    async fn describe(&self, a: &str) -> Result<AppState, TargetError> {
+        self.inner.describe(a).await
+    }
+    async fn rescale(&self, a: &str, kpu: u32, c: &AppState) -> Result<u64, TargetError> {
+        if !std::mem::take(&mut *self.armed.lock().unwrap()) {
+            return self.inner.rescale(a, kpu, c).await;
+        }
+        if self.took {
+            self.inner.rescale(a, kpu, c).await?;
+        } else {
+            // Sent, never applied.
+            self.inner.state.lock().unwrap().calls.push(Call::Update {
+                at_secs: self.inner.at_secs(),
+                parallelism: kpu,
+                version_id: c.version_id,
+            });
+        }
+        // Flink's own restart: a new graph, RESTARTING for 60 s (or as
+        // long as the rescale that took).
+        let mut s = self.inner.state.lock().unwrap();
+        s.version_id += 1;
+        s.status = AppStatus::Updating;
+        let until = Instant::now() + Duration::from_secs(60);
+        s.updating_until = Some(s.updating_until.map_or(until, |u| u.max(until)));
+        Err(TargetError::Transient("connection reset".into()))
+    }
+}
+
+async fn restart_under_put(took: bool, reports_asked: bool) -> (Arc<FakeTarget>, Vec<Event>) {
+    let inner = flink_job(2);
+    inner.state.lock().unwrap().reports_asked = reports_asked;
+    let target = Arc::new(RestartsUnderPut {
+        inner: inner.clone(),
+        took,
+        armed: Mutex::new(true),
+    });
+    let run = launch_app(&flink_app(), target, inner.origin);
+    tokio::time::sleep(Duration::from_secs(450)).await;
+    let counts = run.counts.clone();
+    let events = run.stop().await;
+    let mut expected: Vec<(String, u64)> = Vec::new();
+    for e in &events {
+        if let Event::Failed { class, .. } = e {
+            match expected.iter_mut().find(|(c, _)| c == class) {
+                Some((_, n)) => *n += 1,
+                None => expected.push((class.clone(), 1)),
+            }
+        }
+    }
+    let mut counted: Vec<(String, u64)> = counts
+        .snapshot()
+        .into_iter()
+        .map(|(_, class, n)| (class, n))
+        .collect();
+    counted.sort();
+    expected.sort();
+    assert_eq!(counted, expected);
+    (inner, events)
+}
+
+/// The PUT never reached Flink, and Flink restarted the job meanwhile:
+/// the version moved, but the requirements still ask for 2, so the
+/// rescale is not taken for the agent's. It is said so, the restart is
+/// followed and waited out (one grace period), and only then is the
+/// rescale decided again.
+#[tokio::test(start_paused = true)]
+async fn a_lost_put_under_flinks_own_restart_is_not_counted_as_the_agents_rescale() {
+    let (target, events) = restart_under_put(false, true).await;
+    // Started once, at 360 s: the rescale sent then, not the lost one.
+    let started: Vec<i64> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::RescaleStarted { at_ms, .. } => Some((at_ms - T0_MS) / 1000),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(started, vec![360], "{events:?}");
+    assert!(completed(&events).is_empty(), "{events:?}");
+    let said = failures(&events, "transient");
+    assert_eq!(said.len(), 1, "{events:?}");
+    assert!(
+        said[0].starts_with(
+            "PUT /jobs/{id}/resource-requirements to parallelism 4 failed: transient failure: connection reset; the version id moved to 2, but the job asks for parallelism 2, not parallelism 4: Flink rebuilt its execution graph"
+        ) && said[0].ends_with("a rescale did not take effect"),
+        "{}",
+        said[0]
+    );
+    assert!(failures(&events, "update_result").is_empty(), "{events:?}");
+    // Followed while RESTARTING (0 s), RUNNING at 60 s: grace to 360 s;
+    // then the rescale, once.
+    let reason = "grace period after the job's restart or another writer's rescale";
+    assert_eq!(
+        graces_held(&events),
+        [
+            (0, None, reason.to_owned()),
+            (60, Some(360), reason.to_owned())
+        ]
+    );
+    assert_eq!(target.updates(), vec![(0, 4), (360, 4)]);
+}
+
+/// The same without a target that says what the job asks for: the two
+/// cannot be told apart, and the safe reading is taken. The move is
+/// followed as the agent's rescale (nothing sent again while unsure), a
+/// grace period is held after it, and its end at another size is
+/// reported; the next PUT goes out no sooner than above.
+#[tokio::test(start_paused = true)]
+async fn without_what_the_job_asks_for_a_lost_put_takes_the_safe_reading() {
+    let (target, events) = restart_under_put(false, false).await;
+    assert_eq!(completed(&events), vec![(60, 2)]);
+    let said = failures(&events, "update_result");
+    assert_eq!(said.len(), 1, "{events:?}");
+    assert!(
+        said[0].contains("job is RUNNING at parallelism 2, not the parallelism 4 requested"),
+        "{}",
+        said[0]
+    );
+    assert_eq!(target.updates(), vec![(0, 4), (360, 4)]);
+}
+
+/// The PUT reached Flink (the effect), its answer was lost, and Flink
+/// restarted the job too: the requirements ask for 4, so it took. It is
+/// followed as the agent's, never sent again.
+#[tokio::test(start_paused = true)]
+async fn a_lost_put_that_took_under_a_restart_is_the_agents_rescale() {
+    let (target, events) = restart_under_put(true, true).await;
+    assert!(
+        events.iter().any(|e| matches!(
+            e,
+            Event::RescaleStarted {
+                from_kpu: 2,
+                to_kpu: 4,
+                ..
+            }
+        )),
+        "{events:?}"
+    );
+    // The rescale takes 90 s (seen done at the poll at 120 s); 4 -> 8
+    // after its grace period.
+    assert_eq!(completed(&events), vec![(120, 4)]);
+    assert!(failures(&events, "update_result").is_empty(), "{events:?}");
+    assert!(graces_held(&events).is_empty(), "{events:?}");
+    assert_eq!(target.updates(), vec![(0, 4), (420, 8)]);
+}
+
+/// The application as a Flink job `j1` (or `id`) reports it: RUNNING at
+/// `parallelism`, its requirements asking for `asked`.
+fn job_state(id: &str, version_id: u64, parallelism: u32, asked: u32) -> AppState {
+    AppState {
+        status: AppStatus::Running,
+        parallelism,
+        parallelism_per_kpu: 1,
+        version_id,
+        autoscaling_enabled: false,
+        last_update_ms: None,
+        identity: Some(id.to_owned()),
+        asked_kpu: Some(asked),
+    }
+}
+
+/// A machine restarted on a `sending` record of job `j1` (2 -> 4, quoting
+/// version 10).
+fn resumed_sending() -> Machine {
+    let update = crate::state::Update {
+        target_kpu: 4,
+        from_kpu: 2,
+        quoted_version_id: 10,
+        reason: "test".to_owned(),
+        started_ms: T0_MS,
+    };
+    Machine::resume(
+        AppRecord {
+            phase: Phase::Sending { update },
+            seen_version_id: Some(10),
+            seen_identity: Some("j1".to_owned()),
+            ..AppRecord::default()
+        },
+        Jitter::new(1),
+    )
+}
+
+/// Restarted on a `sending` record (was the PUT sent?), the agent finds
+/// the version moved while the job asks for the old parallelism: Flink
+/// restarted it. Not the agent's rescale (nothing started, nothing sent
+/// again), said so, and the restart waited out; the grace period is
+/// journaled.
+#[test]
+fn a_sending_record_met_by_the_job_s_own_restart_is_not_the_agents_rescale() {
+    let settings = Settings::from_config(&flink_app(), false);
+    let mut machine = resumed_sending();
+    let now = T0_MS + 5_000;
+    let wake = machine.step(Observation::Wake, &settings, now);
+    assert_eq!(wake.next, Next::Run(Command::Describe));
+    let step = machine.step(
+        Observation::Described(Ok(job_state("j1", 12, 2, 2))),
+        &settings,
+        now,
+    );
+    assert_eq!(step.next, Next::Wait(Duration::from_secs(300)));
+    let reason = "grace period after the job's restart or another writer's rescale";
+    assert_eq!(
+        machine.record.phase,
+        Phase::Grace {
+            kpu: 2,
+            until_ms: now + 300_000,
+            after: Some(reason.to_owned()),
+        }
+    );
+    assert!(
+        !step
+            .events
+            .iter()
+            .any(|e| matches!(e, Event::RescaleStarted { .. })),
+        "{:?}",
+        step.events
+    );
+    assert!(
+        step.events
+            .iter()
+            .any(|e| matches!(e, Event::Resumed { phase, resume, .. }
+            if phase == "sending" && resume.starts_with("update never took effect"))),
+        "{:?}",
+        step.events
+    );
+    let said = failures(&step.events, "foreign_update");
+    assert_eq!(said.len(), 1, "{:?}", step.events);
+    assert!(
+        said[0].contains(
+            "to parallelism 4 (version 10): the version id moved to 12, but the job asks for parallelism 2, not parallelism 4"
+        ),
+        "{}",
+        said[0]
+    );
+}
+
+/// The job was replaced between the decision and the PUT: the target
+/// fenced it (the new job's version is not the quoted one), and the read
+/// that resolves the refusal finds another job id. The refusal is told
+/// with the replacement, not as a rescale that took effect, and the new
+/// job is waited out.
+#[test]
+fn a_put_refused_because_the_job_was_replaced_is_told_as_a_replacement() {
+    let settings = Settings::from_config(&flink_app(), false);
+    let mut machine = Machine::new(Jitter::new(1));
+    let now = T0_MS;
+    machine.step(Observation::Wake, &settings, now);
+    let decided = machine.step(
+        Observation::Evaluated(Ok(Evaluated {
+            state: job_state("j1", 10, 2, 2),
+            decision: Decision {
+                action: Action::ScaleTo(4),
+                reason: "test".into(),
+                next_evaluation_secs: None,
+            },
+        })),
+        &settings,
+        now,
+    );
+    assert!(
+        matches!(decided.next, Next::Run(Command::Update { .. })),
+        "{decided:?}"
+    );
+    let refused = machine.step(
+        Observation::Updated(Err(TargetError::ConcurrentModification(
+            "job changed since the decision".into(),
+        ))),
+        &settings,
+        now,
+    );
+    assert_eq!(refused.next, Next::Run(Command::Describe));
+    let step = machine.step(
+        Observation::Described(Ok(job_state("j2", 40, 2, 2))),
+        &settings,
+        now + 1_000,
+    );
+    assert!(
+        !step
+            .events
+            .iter()
+            .any(|e| matches!(e, Event::RescaleStarted { .. })),
+        "{:?}",
+        step.events
+    );
+    let said = failures(&step.events, "update_result");
+    assert_eq!(said.len(), 1, "{:?}", step.events);
+    assert!(
+        said[0].starts_with(
+            "the job was replaced while a rescale to parallelism 4 was followed (PUT /jobs/{id}/resource-requirements answered: concurrent modification: job changed since the decision) (job id j1, now j2)"
+        ),
+        "{}",
+        said[0]
+    );
+    assert_eq!(machine.record.seen_identity.as_deref(), Some("j2"));
+    assert!(
+        matches!(&machine.record.phase, Phase::Grace { after: Some(after), .. }
+            if after.starts_with("grace period after the job was replaced")),
+        "{:?}",
+        machine.record.phase
+    );
+}
