@@ -140,6 +140,7 @@ fn record(phase: Phase) -> AppRecord {
             usable_kpu: None,
         }),
         seen_version_id: Some(7),
+        fight: Fight::default(),
     }
 }
 
