@@ -26,7 +26,9 @@
 //! that does not load leaves it running as it was. Every reload also lifts
 //! the KPU limits (a Flink cluster's free slots) the controllers recorded:
 //! an operator who raised the account's limit, or added TaskManagers,
-//! says so with `systemctl reload` rather than waiting out the hour.
+//! says so with `systemctl reload` rather than waiting out the hour; and
+//! it ends the stand-down of a controller that found another writer
+//! fighting it (`crate::controller::fight`): the operator stopped it.
 //!
 //! An application whose `mode` is `"paused"` gets no controller at all
 //! (no plugin loaded, no AWS call), only a placeholder task that waits to
@@ -136,7 +138,8 @@ struct Parts {
     /// given (the simulator's and tests', which stand in for every target).
     flink_from_config: bool,
     /// Bumped by every configuration reload: each controller then lifts
-    /// its recorded KPU limit (see [`Controller::with_ceiling_lifts`]).
+    /// its recorded KPU limit and ends a stand-down (see
+    /// [`Controller::with_ceiling_lifts`]).
     ceiling_lifts: Arc<watch::Sender<u64>>,
 }
 

@@ -338,7 +338,18 @@ fn describe(event: &Event, emulator: &EmulatorHandle) -> Option<String> {
             let (at, _) = t(application);
             Some(format!("[{at}] the controller panicked: {message}"))
         }
+        Event::StoodDown {
+            application,
+            updates,
+            ..
+        } => {
+            let (at, _) = t(application);
+            Some(format!(
+                "[{at}] stood down: another writer undid the agent's rescales ({updates}); no update is sent until a reload"
+            ))
+        }
         Event::Resumed { .. }
+        | Event::StandDownLifted { .. }
         | Event::GraceHeld { .. }
         | Event::UpdateInDoubt { .. }
         | Event::LimitLifted { .. }

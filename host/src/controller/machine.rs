@@ -59,7 +59,7 @@
 
 use std::time::Duration;
 
-use super::{Failure, Settings};
+use super::{Failure, Settings, fight};
 use crate::model::{Action, Application, Decision};
 use crate::random::SplitMix64;
 use crate::state::{AppRecord, KpuLimit, Phase, Resume, Update};
@@ -808,6 +808,9 @@ impl Machine {
             self.fresh = false;
         }
         self.notice_foreign_update(&state, settings, out);
+        if let Some(event) = fight::check(&mut self.record, &state, settings, out.now_ms) {
+            out.events.push(event);
+        }
         self.review_limit(state.kpu(), settings, out);
         if let Some(owed) = owed {
             self.failures = 0;
@@ -816,6 +819,13 @@ impl Machine {
         let hold_for = self.hold_for(&decision, settings, out.now_ms);
         if settings.dry_run {
             self.failures = 0;
+            return Next::Wait(hold_for);
+        }
+        if fight::stood_down(&self.record) {
+            // Another writer fights the agent: what would have been sent
+            // is recorded (the controller's decision says it), nothing is.
+            self.failures = 0;
+            self.record.phase = Phase::Idle;
             return Next::Wait(hold_for);
         }
         let Action::ScaleTo(to_kpu) = decision.action else {
@@ -1331,6 +1341,7 @@ impl Machine {
             u32::try_from((out.now_ms - update.started_ms).max(0) / 1000).unwrap_or(u32::MAX);
         self.timed_out = false;
         self.record.last_rescale_ms = Some(out.now_ms);
+        fight::own_rescale(&mut self.record, update.from_kpu, app, out.now_ms);
         self.record.last_update_duration_secs = Some(update_secs);
         out.events.push(Event::RescaleCompleted {
             application: settings.name.clone(),

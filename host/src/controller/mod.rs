@@ -33,6 +33,7 @@
 //!   thread (`spawn_blocking`), never on a tokio worker, and a plugin that
 //!   keeps failing is quarantined ([`quarantine`]): the application holds.
 
+pub mod fight;
 pub mod machine;
 pub mod quarantine;
 #[cfg(test)]
@@ -468,7 +469,7 @@ pub struct Controller {
     /// then makes no use of any promise of this application.
     promise_broken: bool,
     /// Each change is an operator's word to lift the recorded KPU limit
-    /// (see [`Controller::with_ceiling_lifts`]).
+    /// and to end a stand-down (see [`Controller::with_ceiling_lifts`]).
     ceiling_lifts: Option<watch::Receiver<u64>>,
 }
 
@@ -567,6 +568,16 @@ impl Controller {
             Ok(Some(file)) => {
                 self.saved = Some(file.record.clone());
                 self.machine = Machine::resume(file.record, jitter);
+                if fight::stood_down(&self.machine.record) {
+                    // Said again at every start, as loudly: it lasts until
+                    // a reload.
+                    self.events.emit(fight::stood_down_event(
+                        &self.machine.record,
+                        &self.settings,
+                        self.clock.now_ms(),
+                        true,
+                    ));
+                }
             }
             // No journal: the application's last update may have ended
             // moments ago, and nothing recorded its grace period.
@@ -664,7 +675,8 @@ impl Controller {
 
     /// Lifts the recorded KPU limit (the cluster's free slots for a Flink
     /// job) whenever `lifts` changes, a configuration reload's doing: see
-    /// [`Machine::lift_limit`]. A change is taken while the controller
+    /// [`Machine::lift_limit`]; it also ends a stand-down ([`fight::lift`]:
+    /// the operator stopped the other writer). A change is taken while the controller
     /// waits between steps; one sent while a step runs is taken at the
     /// next wait, and a change already made when this is called is not one.
     pub fn with_ceiling_lifts(mut self, mut lifts: watch::Receiver<u64>) -> Self {
@@ -738,7 +750,10 @@ impl Controller {
                     }
                 }
                 changed = lifts.changed() => match changed {
-                    Ok(()) => self.lift_limit().await,
+                    Ok(()) => {
+                        self.lift_limit().await;
+                        self.lift_stand_down().await;
+                    }
                     // Nobody can ask any more.
                     Err(_) => self.ceiling_lifts = None,
                 },
@@ -751,6 +766,17 @@ impl Controller {
     async fn lift_limit(&mut self) {
         let now_ms = self.clock.now_ms();
         if let Some(event) = self.machine.lift_limit(&self.settings, now_ms) {
+            self.events.emit(event);
+            self.persist(None).await;
+        }
+    }
+
+    /// Ends a stand-down (see [`fight::lift`]) at a configuration reload,
+    /// reports it and journals the record without it. Like the KPU limit's
+    /// lift, nothing in flight and no wait is cut short.
+    async fn lift_stand_down(&mut self) {
+        let now_ms = self.clock.now_ms();
+        if let Some(event) = fight::lift(&mut self.machine.record, &self.settings, now_ms) {
             self.events.emit(event);
             self.persist(None).await;
         }
@@ -902,6 +928,7 @@ impl Controller {
         let decision = self
             .machine
             .hold_for_owed(decision, &state, &self.settings, now_ms);
+        let decision = fight::hold_while_stood_down(&self.machine.record, decision, &self.settings);
         Ok(Assessment {
             state,
             evaluation,

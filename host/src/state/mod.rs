@@ -230,6 +230,72 @@ pub struct AppRecord {
     /// target that does not say (nothing is compared then).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seen_identity: Option<String>,
+    /// What the agent saw of another writer changing the size its own
+    /// rescales set, and whether it stood down for it
+    /// (`crate::controller::fight`). Absent in journals written before it
+    /// was kept, and while there is nothing to say.
+    #[serde(default, skip_serializing_if = "Fight::is_empty")]
+    pub fight: Fight,
+}
+
+/// The size the agent's last own rescale set, and when it completed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OwnRescale {
+    /// KPU it started from.
+    pub from_kpu: u32,
+    /// KPU it ended at.
+    pub kpu: u32,
+    /// The application's version id when it ended.
+    pub version_id: u64,
+    /// When it completed (ms since the epoch).
+    pub at_ms: i64,
+}
+
+/// An update of another writer that moved the size the agent's own last
+/// rescale had set back the way it came: the evidence of a fight.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Override {
+    /// When an evaluation of the agent saw it (ms since the epoch).
+    pub seen_ms: i64,
+    /// When the target says it was requested (ms since the epoch), if it
+    /// says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub updated_ms: Option<i64>,
+    /// The version id the agent's rescale ended at.
+    pub from_version_id: u64,
+    /// The version id it was seen at.
+    pub to_version_id: u64,
+    /// The KPU the agent's rescale had set.
+    pub from_kpu: u32,
+    /// The KPU the other writer set.
+    pub to_kpu: u32,
+    /// When the agent's rescale it undid completed (ms since the epoch).
+    pub own_rescale_ms: i64,
+}
+
+/// Another writer fighting the agent over the application's size.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Fight {
+    /// The agent's last own rescale, until an update of another writer
+    /// changes its size (each override needs a rescale of the agent
+    /// before it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub own: Option<OwnRescale>,
+    /// The overrides seen within the fight window, oldest first; when the
+    /// agent stood down, the ones that made it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub overrides: Vec<Override>,
+    /// Since when the agent sends no update for the application (ms since
+    /// the epoch): it stood down, until a configuration reload.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stood_down_ms: Option<i64>,
+}
+
+impl Fight {
+    /// Nothing to journal.
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
 }
 
 /// A journal file: the record and what identifies it.
@@ -827,6 +893,14 @@ pub(crate) fn out_of_range(file: &JournalFile) -> Option<String> {
             times.push(("phase.since_ms", *since_ms));
         }
         Phase::Grace { until_ms, .. } => times.push(("phase.until_ms", *until_ms)),
+    }
+    let fight = &record.fight;
+    times.extend(fight.own.map(|own| ("fight.own.at_ms", own.at_ms)));
+    times.extend(fight.stood_down_ms.map(|ms| ("fight.stood_down_ms", ms)));
+    for seen in &fight.overrides {
+        times.push(("fight.overrides.seen_ms", seen.seen_ms));
+        times.push(("fight.overrides.own_rescale_ms", seen.own_rescale_ms));
+        times.extend(seen.updated_ms.map(|ms| ("fight.overrides.updated_ms", ms)));
     }
     times
         .into_iter()

@@ -126,6 +126,12 @@ pub enum Outcome {
         /// The KPU it would have asked for.
         kpu: u32,
     },
+    /// Nothing: the evaluation found another writer fighting the agent,
+    /// which stood down (`crate::controller::fight`).
+    StoodDown {
+        /// The KPU it would have asked for.
+        kpu: u32,
+    },
     /// UpdateApplication was accepted.
     Accepted {
         /// KPU requested.
@@ -164,6 +170,10 @@ impl Outcome {
             Outcome::DryRun { kpu } => {
                 format!("dry run: would have asked for {}", words.capacity(*kpu))
             }
+            Outcome::StoodDown { kpu } => format!(
+                "stood down (another writer undid this agent's rescales): would have asked for {}, not sent",
+                words.capacity(*kpu)
+            ),
             Outcome::Accepted { kpu } => format!(
                 "{} accepted to {}",
                 words.rescale_call(),
@@ -253,7 +263,8 @@ fn event_application(event: &Event) -> Option<&str> {
         | Event::UpdateInDoubt { application, .. }
         | Event::PluginQuarantined { application, .. }
         | Event::PluginRecovered { application, .. }
-        | Event::PluginReloaded { application, .. } => Some(application),
+        | Event::PluginReloaded { application, .. }
+        | Event::StoodDown { application, .. } => Some(application),
         _ => None,
     }
 }
@@ -474,6 +485,17 @@ impl Files {
                     // Somebody else's update, noticed by the evaluation,
                     // is no fate of the evaluation's decision.
                     self.resolve(&application, Outcome::Failed { class, message });
+                }
+            }
+            Event::StoodDown { application, .. } => {
+                // The evaluation that found the fight: its decision is
+                // not sent.
+                if let Some(kpu) = self
+                    .pending
+                    .get(&application)
+                    .and_then(|entry| entry.decision.scale_to_kpu)
+                {
+                    self.resolve(&application, Outcome::StoodDown { kpu });
                 }
             }
             Event::UpdateInDoubt {
@@ -991,6 +1013,20 @@ pub struct AppStatus {
     /// one that cannot be written); absent otherwise.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub journal_failing: Option<super::prometheus::JournalTrouble>,
+    /// Whether the agent stands down for the application: another writer
+    /// kept undoing its rescales, and no update is sent until a
+    /// configuration reload (see [`crate::controller::fight`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stood_down: Option<StandDown>,
+}
+
+/// A stand-down, as `status` reports it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StandDown {
+    /// Since when (ms since the epoch).
+    pub since_ms: i64,
+    /// The other writer's updates that made it.
+    pub overrides: Vec<crate::state::Override>,
 }
 
 /// Reads the status of each of `applications` (its name and its target's
@@ -1049,6 +1085,13 @@ pub fn status(state_dir: &Path, applications: &[(String, Words)], now_ms: i64) -
                 last,
                 journal_error,
                 journal_failing: None,
+                stood_down: journal.as_ref().and_then(|j| {
+                    let fight = &j.record.fight;
+                    fight.stood_down_ms.map(|since_ms| StandDown {
+                        since_ms,
+                        overrides: fight.overrides.clone(),
+                    })
+                }),
             }
         })
         .collect();
@@ -1104,6 +1147,15 @@ pub fn status_text(status: &Status) -> String {
             );
         }
         let _ = writeln!(out, "  phase:      {phase}");
+        if let Some(stand_down) = &app.stood_down {
+            let _ = writeln!(
+                out,
+                "  stood down: since {} ({} s): another writer undid this agent's rescales: {}; no update is sent (decisions are recorded): stop the other writer, then reload the configuration (SIGHUP) to resume",
+                iso(stand_down.since_ms),
+                (status.now_ms.saturating_sub(stand_down.since_ms) / 1000).max(0),
+                crate::controller::fight::describe_overrides(&stand_down.overrides, words)
+            );
+        }
         // `kpu:` for MSF as always; `parallelism:` for a Flink job.
         let label = format!("{}:", words.unit().to_lowercase());
         let _ = writeln!(

@@ -290,6 +290,13 @@ fn not_ready_line(app: &NotReady, now_ms: i64) -> String {
     if let Some(message) = &app.panicked {
         why.push(format!("panicked: {}", one_line(message)));
     }
+    if let Some((since_ms, updates)) = &app.stood_down {
+        why.push(format!(
+            "stood down {} s ago: another writer undid this agent's rescales ({}); no update is sent: stop the other writer, then reload the configuration (SIGHUP) to resume",
+            now_ms.saturating_sub(*since_ms).max(0) / 1000,
+            one_line(updates)
+        ));
+    }
     if app.stale {
         let since = if app.ever_evaluated {
             "since its last evaluation"
@@ -626,6 +633,37 @@ mod tests {
         });
         assert_eq!(
             handle(&registry, &get("/readyz"), at(&registry, 196_000)).status(),
+            StatusCode::OK
+        );
+    }
+
+    #[tokio::test]
+    async fn a_stand_down_is_not_ready_naming_the_updates_and_how_to_resume() {
+        let registry = registry();
+        registry.record(&evaluated(1_000));
+        registry.record(&Event::StoodDown {
+            application: "app".to_owned(),
+            at_ms: 2_000,
+            since_ms: 2_000,
+            overrides: Vec::new(),
+            updates: "version 2 -> 3: 4 KPU -> 2 KPU".to_owned(),
+            restarted: false,
+        });
+        registry.record(&evaluated(9_000));
+        let ready = handle(&registry, &get("/readyz"), at(&registry, 12_000));
+        assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            body(ready).await,
+            "not ready: application \"app\": stood down 10 s ago: another writer undid this agent's rescales (version 2 -> 3: 4 KPU -> 2 KPU); no update is sent: stop the other writer, then reload the configuration (SIGHUP) to resume\n"
+        );
+        registry.record(&Event::StandDownLifted {
+            application: "app".to_owned(),
+            at_ms: 13_000,
+            since_ms: 2_000,
+            reason: "reload".to_owned(),
+        });
+        assert_eq!(
+            handle(&registry, &get("/readyz"), at(&registry, 14_000)).status(),
             StatusCode::OK
         );
     }

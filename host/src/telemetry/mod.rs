@@ -262,6 +262,36 @@ pub enum Event {
         /// again at a later evaluation, never sent as it was.
         held: u64,
     },
+    /// Another writer undid the agent's rescales again and again (see
+    /// [`crate::controller::fight`]): the agent stands down for the
+    /// application. It evaluates and records what it would do, but sends no
+    /// update until a configuration reload (SIGHUP). Also said at the start
+    /// of an agent that reads the stand-down from its journal.
+    StoodDown {
+        /// Application name.
+        application: String,
+        /// When (ms since the epoch).
+        at_ms: i64,
+        /// Since when it stands down (ms since the epoch).
+        since_ms: i64,
+        /// The other writer's updates that made it.
+        overrides: Vec<crate::state::Override>,
+        /// The same, for people (versions, sizes, times).
+        updates: String,
+        /// Whether this is an agent's start that read it from the journal.
+        restarted: bool,
+    },
+    /// A configuration reload ended a stand-down: updates are sent again.
+    StandDownLifted {
+        /// Application name.
+        application: String,
+        /// When (ms since the epoch).
+        at_ms: i64,
+        /// Since when the agent had stood down (ms since the epoch).
+        since_ms: i64,
+        /// Why.
+        reason: String,
+    },
     /// A controller step panicked (a bug in flinkscale); the controller
     /// carries on, resolving whatever was in flight again, and `/readyz`
     /// reports the application as not ready until its next evaluation.
@@ -686,6 +716,30 @@ fn log_event(event: &Event) {
                 application = %application,
                 failing_secs = (at_ms - since_ms).max(0) / 1000,
                 held,
+            ),
+            Event::StoodDown {
+                application,
+                since_ms,
+                updates,
+                restarted,
+                ..
+            } => error!(
+                message = "Stood down: another writer keeps undoing this agent's rescales, so it sends no update for the application. It still evaluates and records what it would do. Stop the other writer (run one agent per application), then reload the configuration (SIGHUP, systemctl reload) to resume.",
+                application = %application,
+                since = %text::iso(*since_ms),
+                updates = %updates,
+                journaled = restarted,
+            ),
+            Event::StandDownLifted {
+                application,
+                since_ms,
+                reason,
+                ..
+            } => warn!(
+                message = "Stand-down lifted; updates are sent again.",
+                application = %application,
+                since = %text::iso(*since_ms),
+                reason = %reason,
             ),
             Event::Panicked {
                 application,

@@ -197,6 +197,10 @@ struct AppMetrics {
     /// not ready until it evaluates again.
     panicked: Option<String>,
     quarantined: bool,
+    /// Since when (ms since the epoch) the agent stands down for the
+    /// application, and the other writer's updates that made it
+    /// ([`Event::StoodDown`]): not ready until a reload lifts it.
+    stood_down: Option<(i64, String)>,
     /// Plugin failures by how the plugin failed.
     plugin_failures: BTreeMap<FailureClass, u64>,
     plugin_reloads: u64,
@@ -329,6 +333,10 @@ pub struct NotReady {
     pub stale: bool,
     /// The message of a panic of its controller since its last evaluation.
     pub panicked: Option<String>,
+    /// Since when (ms since the epoch) the agent stands down for it, and
+    /// the other writer's updates that made it: it sends no update until
+    /// a configuration reload.
+    pub stood_down: Option<(i64, String)>,
     /// Its last failure, if it came after its last evaluation: why it does
     /// not evaluate.
     pub failure: Option<LastFailure>,
@@ -485,7 +493,9 @@ impl Registry {
             | Event::PluginQuarantined { application, .. }
             | Event::PluginRecovered { application, .. }
             | Event::PluginReloaded { application, .. }
-            | Event::PluginReloadRefused { application, .. } => application,
+            | Event::PluginReloadRefused { application, .. }
+            | Event::StoodDown { application, .. }
+            | Event::StandDownLifted { application, .. } => application,
             _ => return,
         };
         // An application a reload removed may have a last word as its
@@ -564,6 +574,10 @@ impl Registry {
             Event::PluginRecovered { .. } => app.quarantined = false,
             Event::PluginReloaded { .. } => app.plugin_reloads += 1,
             Event::PluginReloadRefused { .. } => app.plugin_reloads_refused += 1,
+            Event::StoodDown {
+                since_ms, updates, ..
+            } => app.stood_down = Some((*since_ms, updates.clone())),
+            Event::StandDownLifted { .. } => app.stood_down = None,
             _ => {}
         }
     }
@@ -579,12 +593,13 @@ impl Registry {
             .filter_map(|(name, app)| {
                 let since = app.since_ms(started_ms);
                 let stale = now_ms > app.stale_at_ms(started_ms);
-                (stale || app.panicked.is_some() || app.journal.is_some()).then(|| NotReady {
+                (stale || app.panicked.is_some() || app.journal.is_some() || app.stood_down.is_some()).then(|| NotReady {
                     application: name.clone(),
                     silent_ms: now_ms.saturating_sub(since),
                     ever_evaluated: app.last_evaluation_ms.is_some(),
                     stale,
                     panicked: app.panicked.clone(),
+                    stood_down: app.stood_down.clone(),
                     failure: app
                         .last_failure
                         .clone()
@@ -716,12 +731,13 @@ impl Registry {
         family(
             "flinkscale_ready",
             "gauge",
-            "1 while GET /readyz counts the application as ready (evaluated within 3 x its interval + 60 s, plus the wait a lazy hold chose or a rescale's update timeout and grace period, no panic since, and its journal saved at the last attempt; paused: always), 0 otherwise.",
+            "1 while GET /readyz counts the application as ready (evaluated within 3 x its interval + 60 s, plus the wait a lazy hold chose or a rescale's update timeout and grace period, no panic since, its journal saved at the last attempt, and not stood down; paused: always), 0 otherwise.",
             per_app(&|a| {
                 let ready = a.mode == Mode::Paused
                     || (now_ms <= a.stale_at_ms(started_ms)
                         && a.panicked.is_none()
-                        && a.journal.is_none());
+                        && a.journal.is_none()
+                        && a.stood_down.is_none());
                 Some(u8::from(ready).to_string())
             }),
         );
@@ -796,6 +812,12 @@ impl Registry {
             "gauge",
             "1 for the application's configured mode (active, dry-run or paused), 0 for the others; a paused application is not evaluated and counts as ready.",
             modes,
+        );
+        family(
+            "flinkscale_stood_down",
+            "gauge",
+            "1 while the agent stands down for the application (another writer kept undoing its rescales: no update is sent until a configuration reload), else 0.",
+            per_app(&|a| Some(u8::from(a.stood_down.is_some()).to_string())),
         );
         family(
             "flinkscale_plugin_quarantined",
@@ -1134,6 +1156,7 @@ mod tests {
             ("flinkscale_kpu", "gauge"),
             ("flinkscale_last_evaluation_timestamp_seconds", "gauge"),
             ("flinkscale_plugin_quarantined", "gauge"),
+            ("flinkscale_stood_down", "gauge"),
             ("flinkscale_plugin_failures_total", "counter"),
         ] {
             let help = text
@@ -1586,6 +1609,7 @@ mod tests {
                 ever_evaluated: true,
                 stale: false,
                 panicked: Some("boom".to_owned()),
+                stood_down: None,
                 failure: Some(LastFailure {
                     class: "metrics".to_owned(),
                     message: "metrics at 1500".to_owned(),
@@ -1603,6 +1627,7 @@ mod tests {
                 .contains("flinkscale_controller_panics_total{application=\"a\"} 1\n")
         );
     }
+
     #[test]
     fn an_application_whose_journal_cannot_be_saved_is_not_ready_until_a_save_succeeds() {
         let registry = Registry::for_config(&config(&["a", "b"]), 0);
@@ -1661,6 +1686,69 @@ mod tests {
             registry
                 .render(5_000)
                 .contains("flinkscale_ready{application=\"a\"} 1\n")
+        );
+    }
+
+    #[test]
+    fn a_stand_down_is_not_ready_and_a_gauge_until_it_is_lifted() {
+        let registry = Registry::for_config(&config(&["a", "b"]), 0);
+        let text = registry.render(0);
+        assert!(
+            text.contains("flinkscale_stood_down{application=\"a\"} 0\n"),
+            "{text}"
+        );
+        registry.record(&evaluated("a", 1_000, 2, Action::Hold));
+        registry.record(&evaluated("b", 1_000, 2, Action::Hold));
+        registry.record(&Event::StoodDown {
+            application: "a".to_owned(),
+            at_ms: 1_000,
+            since_ms: 1_000,
+            overrides: Vec::new(),
+            updates: "version 2 -> 3: 4 KPU -> 2 KPU".to_owned(),
+            restarted: false,
+        });
+        // Evaluating goes on; the application stays not ready.
+        registry.record(&evaluated("a", 2_000, 2, Action::Hold));
+        let not_ready = registry.not_ready(3_000);
+        assert_eq!(not_ready.len(), 1, "{not_ready:?}");
+        assert_eq!(not_ready[0].application, "a");
+        assert!(!not_ready[0].stale);
+        assert_eq!(
+            not_ready[0].stood_down,
+            Some((1_000, "version 2 -> 3: 4 KPU -> 2 KPU".to_owned()))
+        );
+        let text = registry.render(3_000);
+        assert!(
+            text.contains("flinkscale_stood_down{application=\"a\"} 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("flinkscale_stood_down{application=\"b\"} 0\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("flinkscale_ready{application=\"a\"} 0\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("flinkscale_ready{application=\"b\"} 1\n"),
+            "{text}"
+        );
+        registry.record(&Event::StandDownLifted {
+            application: "a".to_owned(),
+            at_ms: 4_000,
+            since_ms: 1_000,
+            reason: "reload".to_owned(),
+        });
+        assert!(registry.not_ready(5_000).is_empty());
+        let text = registry.render(5_000);
+        assert!(
+            text.contains("flinkscale_stood_down{application=\"a\"} 0\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("flinkscale_ready{application=\"a\"} 1\n"),
+            "{text}"
         );
     }
 }

@@ -18,7 +18,9 @@
 //! - no evaluation (so no decision) on metrics that end before the last
 //!   rescale completed plus its grace period;
 //! - every run settles at the KPU the policy wants (no lost intent), with a
-//!   journal that records the last completed rescale.
+//!   journal that records the last completed rescale and no override of
+//!   another writer (none changes the size here: one counted would be an
+//!   update of the agent's own that it lost track of).
 //!
 //! The search shares prefixes: each node is cloned for each next outcome,
 //! so a sequence costs only its last outcome's steps and the run to the
@@ -455,6 +457,15 @@ impl Run {
                 ));
             }
             self.advance(Outcome::Ok, settings)?;
+        }
+        if !self.journal.fight.overrides.is_empty() || self.journal.fight.stood_down_ms.is_some() {
+            // Nobody else changes the size here (a competing change moves
+            // the version only): an override seen is an update of the
+            // agent's own that it lost track of.
+            return Err(format!(
+                "an override counted without another writer changing the size: {:?}",
+                self.journal.fight
+            ));
         }
         if let Some(done) = self.world.completed_ms
             && self.journal.last_rescale_ms.is_none_or(|at| at < done)

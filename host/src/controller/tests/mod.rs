@@ -3,12 +3,14 @@
 //! max; plus dry run, an application busy with somebody else's update, a
 //! failing policy and a stale version id. The submodules restart the
 //! controller from its journal ([`restart`]), inject each class of AWS
-//! failure ([`faults`]), and quarantine real misbehaving plugins
-//! ([`quarantine`]).
+//! failure ([`faults`]), quarantine real misbehaving plugins
+//! ([`quarantine`]), and stand down when another writer fights the agent
+//! ([`fight`]).
 
 mod bounds;
 mod exhaustive;
 mod faults;
+mod fight;
 mod identity;
 mod lazy;
 mod quarantine;

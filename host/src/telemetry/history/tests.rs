@@ -667,3 +667,48 @@ fn status_says_why_a_grace_period_follows_an_update_the_agent_did_not_make() {
     );
     let _ = std::fs::remove_dir_all(&state);
 }
+
+#[test]
+fn status_says_the_agent_stood_down_and_why() {
+    let state = temp_dir("stood-down");
+    std::fs::create_dir_all(&state).expect("the state folder");
+    std::fs::write(
+        state.join("app.json"),
+        r#"{"format": 1, "application": "app", "seq": 1, "written_ms": 1000,
+            "record": {"phase": {"kind": "idle"}, "fight": {"stood_down_ms": 1000,
+              "overrides": [{"seen_ms": 1000, "from_version_id": 4, "to_version_id": 5,
+                "from_kpu": 4, "to_kpu": 2, "own_rescale_ms": 0}]}}}"#,
+    )
+    .expect("a journal");
+    let now = status(&state, &[("app".to_owned(), Words::Msf)], 61_000);
+    let app = &now.applications[0];
+    assert_eq!(app.journal_error, None, "{app:?}");
+    assert_eq!(app.stood_down.as_ref().map(|s| s.since_ms), Some(1000));
+    let json = serde_json::to_value(&now).expect("JSON");
+    assert_eq!(
+        json["applications"][0]["stood_down"]["overrides"][0]["to_kpu"],
+        2
+    );
+    let text = status_text(&now);
+    assert!(
+        text.contains(
+            "  stood down: since 1970-01-01T00:00:01Z (60 s): another writer undid this agent's rescales: version 4 -> 5: 4 KPU -> 2 KPU (this agent's rescale to 4 KPU completed at 1970-01-01T00:00:00Z; the other update seen at 1970-01-01T00:00:01Z); no update is sent (decisions are recorded): stop the other writer, then reload the configuration (SIGHUP) to resume\n"
+        ),
+        "{text}"
+    );
+    // Without a stand-down, nothing is said (and the JSON has no field).
+    std::fs::write(
+        state.join("app.json"),
+        r#"{"format": 1, "application": "app", "seq": 1, "written_ms": 1000,
+            "record": {"phase": {"kind": "idle"}}}"#,
+    )
+    .expect("a journal");
+    let now = status(&state, &[("app".to_owned(), Words::Msf)], 61_000);
+    assert!(!status_text(&now).contains("stood down"));
+    let json = serde_json::to_value(&now).expect("JSON");
+    assert!(
+        json["applications"][0].get("stood_down").is_none(),
+        "{json}"
+    );
+    let _ = std::fs::remove_dir_all(&state);
+}

@@ -1,0 +1,499 @@
+//! Standing down when another writer fights the agent over an
+//! application's size, as pure logic over the journaled record.
+//!
+//! Every update the agent did not make is reported (`foreign_update`) and
+//! waited out ([`super::machine`]), but two writers that disagree (a second
+//! agent with its own state folder, a pipeline that resets the size at
+//! every deployment, MSF's own autoscaling) still undo each other's
+//! rescales, each a restart of the application, and neither can see the
+//! other. So the agent counts **overrides**: an evaluation that finds the
+//! application RUNNING at a version id above the one the agent's own last
+//! rescale ended at, and moved back the way that rescale came (smaller
+//! after a scale-out, larger after a scale-in), within [`window_ms`] of
+//! that rescale. Only the first such finding after a rescale of the agent
+//! counts, so each override needs a rescale of the agent before it: a
+//! person who changes the size once (or several times in a row) counts
+//! once; a Flink job's restarts (the version moves, the parallelism does
+//! not) and a second agent that agrees (it takes the size further the same
+//! way) never count. The size compared is the one the application is asked
+//! for where the target says ([`AppState::asked_kpu`]: a Flink job's
+//! resource requirements), else the one it runs at: a Flink job that lost
+//! a TaskManager runs on fewer slots than it asks for, which nobody wrote. [`OVERRIDES_TO_STAND_DOWN`]
+//! overrides within the window are a fight: the agent **stands down** for
+//! the application. It goes on evaluating and recording what it would do,
+//! as a dry run does, but sends no update, until an operator reloads the
+//! configuration (SIGHUP), as for a KPU limit met ([`lift`]). The
+//! stand-down is journaled, so a restart keeps it.
+//!
+//! The thresholds are constants: the count is the least that tells a
+//! pattern from a one-off, and the window follows the application's own
+//! timing; a user who wants two writers wants no autoscaler.
+
+use crate::model::{Action, Decision};
+use crate::state::{AppRecord, Fight, Override, OwnRescale};
+use crate::target::{AppState, AppStatus, Words};
+use crate::telemetry::Event;
+use crate::telemetry::text::iso;
+
+use super::Settings;
+
+/// Overrides within [`window_ms`] that make the agent stand down. One is
+/// what a person's single manual change looks like; two mean that the
+/// other writer undid a rescale of the agent, the agent rescaled again,
+/// and the other writer undid that too: by then the application has
+/// restarted four times for nothing.
+pub const OVERRIDES_TO_STAND_DOWN: usize = 2;
+
+/// The shortest fight window: an hour.
+const WINDOW_MIN_MS: i64 = 3_600_000;
+
+/// How far back overrides count (ms): an hour, or twice the longest cycle
+/// of one override (the agent's update and grace period, then the other
+/// writer's) if longer, so that a slow application's fight fits too.
+pub fn window_ms(settings: &Settings) -> i64 {
+    let cycle = settings
+        .update_timeout
+        .saturating_add(settings.grace_period)
+        .saturating_mul(2);
+    i64::try_from(cycle.as_millis())
+        .unwrap_or(i64::MAX)
+        .max(WINDOW_MIN_MS)
+}
+
+/// Whether the agent stood down for the application: it sends no update.
+pub fn stood_down(record: &AppRecord) -> bool {
+    record.fight.stood_down_ms.is_some()
+}
+
+/// The size a writer set: what the application is asked for where the
+/// target says, else what it runs at.
+fn size(app: &AppState) -> u32 {
+    app.asked_kpu.unwrap_or_else(|| app.kpu())
+}
+
+/// Records a rescale of the agent from `from_kpu` that completed at
+/// `now_ms` with the application as `app`: the size another writer's next
+/// update may undo.
+pub fn own_rescale(record: &mut AppRecord, from_kpu: u32, app: &AppState, now_ms: i64) {
+    record.fight.own = Some(OwnRescale {
+        from_kpu,
+        kpu: size(app),
+        version_id: app.version_id,
+        at_ms: now_ms,
+    });
+}
+
+/// An evaluation at `now_ms` found the application as `state`. If it is
+/// RUNNING, at a version id above the one the agent's last rescale ended
+/// at, and moved back the way that rescale came (smaller after a
+/// scale-out, larger after a scale-in), another writer undid it: it is
+/// counted (whether the evaluation saw the other update as it happened or
+/// only once it ended), and the [`Event::StoodDown`] to report is returned
+/// if that makes a fight. Nothing is counted once the agent stood down,
+/// nor in a dry run.
+pub fn check(
+    record: &mut AppRecord,
+    state: &AppState,
+    settings: &Settings,
+    now_ms: i64,
+) -> Option<Event> {
+    if settings.dry_run || stood_down(record) || state.status != AppStatus::Running {
+        return None;
+    }
+    let window = window_ms(settings);
+    let fight = &mut record.fight;
+    fight
+        .overrides
+        .retain(|o| now_ms.saturating_sub(o.seen_ms) <= window);
+    let own = fight.own?;
+    let came_from = own.from_kpu.cmp(&own.kpu);
+    if state.version_id <= own.version_id
+        || came_from == std::cmp::Ordering::Equal
+        || size(state).cmp(&own.kpu) != came_from
+    {
+        // Nobody else updated it, or only restarted it (a Flink job's
+        // restart, a configuration change), or took it further the way
+        // the agent went (a second agent that agrees): no override.
+        return None;
+    }
+    fight.own = None;
+    if now_ms.saturating_sub(own.at_ms) > window {
+        // Long after the agent's rescale: a change of plan, not a fight.
+        return None;
+    }
+    fight.overrides.push(Override {
+        seen_ms: now_ms,
+        updated_ms: state.last_update_ms,
+        from_version_id: own.version_id,
+        to_version_id: state.version_id,
+        from_kpu: own.kpu,
+        to_kpu: size(state),
+        own_rescale_ms: own.at_ms,
+    });
+    if fight.overrides.len() < OVERRIDES_TO_STAND_DOWN {
+        return None;
+    }
+    fight.stood_down_ms = Some(now_ms);
+    Some(stood_down_event(record, settings, now_ms, false))
+}
+
+/// The [`Event::StoodDown`] that says the agent stands down for the
+/// application as `record` says: at the evaluation that found the fight,
+/// or (`restarted`) at the start of an agent that read it from the journal.
+pub fn stood_down_event(
+    record: &AppRecord,
+    settings: &Settings,
+    now_ms: i64,
+    restarted: bool,
+) -> Event {
+    let fight = &record.fight;
+    Event::StoodDown {
+        application: settings.name.clone(),
+        at_ms: now_ms,
+        since_ms: fight.stood_down_ms.unwrap_or(now_ms),
+        overrides: fight.overrides.clone(),
+        updates: describe_overrides(&fight.overrides, settings.words),
+        restarted,
+    }
+}
+
+/// The overrides for people, in `words`: each one's versions, sizes and
+/// times.
+pub fn describe_overrides(overrides: &[Override], words: Words) -> String {
+    overrides
+        .iter()
+        .map(|o| {
+            let requested = o
+                .updated_ms
+                .map(|ms| format!(", requested at {}", iso(ms)))
+                .unwrap_or_default();
+            format!(
+                "version {} -> {}: {} -> {} (this agent's rescale to {} completed at {}; the other update seen at {}{requested})",
+                o.from_version_id,
+                o.to_version_id,
+                words.capacity(o.from_kpu),
+                words.capacity(o.to_kpu),
+                words.capacity(o.from_kpu),
+                iso(o.own_rescale_ms),
+                iso(o.seen_ms),
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// The decision an evaluation records while the agent stands down: a hold
+/// that says what the policy wanted, as a dry run would have asked for
+/// it. The machine sends nothing whatever the decision says; this makes
+/// the history (`explain`) say so too.
+pub fn hold_while_stood_down(
+    record: &AppRecord,
+    mut decision: Decision,
+    settings: &Settings,
+) -> Decision {
+    let Some(since_ms) = record.fight.stood_down_ms else {
+        return decision;
+    };
+    let Action::ScaleTo(kpu) = decision.action else {
+        return decision;
+    };
+    decision.action = Action::Hold;
+    decision.next_evaluation_secs = None;
+    decision.reason.push_str(&format!(
+        "; stood down since {} (another writer undid this agent's rescales): would have asked for {}, not sent until a configuration reload (SIGHUP)",
+        iso(since_ms),
+        settings.words.capacity(kpu)
+    ));
+    decision
+}
+
+/// Ends a stand-down at an operator's word (a configuration reload: the
+/// other writer was stopped), and forgets the overrides and the agent's
+/// last rescale, so that a fight must be seen afresh. Returns the
+/// [`Event::StandDownLifted`] to report, if the agent had stood down.
+pub fn lift(record: &mut AppRecord, settings: &Settings, now_ms: i64) -> Option<Event> {
+    let since_ms = record.fight.stood_down_ms?;
+    record.fight = Fight::default();
+    Some(Event::StandDownLifted {
+        application: settings.name.clone(),
+        at_ms: now_ms,
+        since_ms,
+        reason: "lifted by a configuration reload (SIGHUP): updates are sent again".to_owned(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::controller::QuarantinePolicy;
+    use std::time::Duration;
+
+    const T: i64 = 1_700_000_000_000;
+    const MIN: i64 = 60_000;
+
+    fn settings() -> Settings {
+        Settings {
+            name: "app".to_owned(),
+            min_kpu: 1,
+            max_kpu: 10,
+            evaluation_interval: Duration::from_secs(60),
+            update_poll: Duration::from_secs(10),
+            update_timeout: Duration::from_secs(600),
+            grace_period: Duration::from_secs(300),
+            dry_run: false,
+            words: Words::Msf,
+            quarantine: QuarantinePolicy::DEFAULT,
+            lazy_polling: false,
+        }
+    }
+
+    fn state(kpu: u32, version_id: u64) -> AppState {
+        AppState {
+            status: AppStatus::Running,
+            parallelism: kpu,
+            parallelism_per_kpu: 1,
+            version_id,
+            autoscaling_enabled: false,
+            last_update_ms: None,
+            identity: None,
+            asked_kpu: None,
+        }
+    }
+
+    #[test]
+    fn the_window_is_an_hour_or_two_override_cycles() {
+        assert_eq!(window_ms(&settings()), 3_600_000);
+        let slow = Settings {
+            update_timeout: Duration::from_secs(1800),
+            grace_period: Duration::from_secs(900),
+            ..settings()
+        };
+        assert_eq!(window_ms(&slow), 5_400_000);
+    }
+
+    /// The agent's rescale from 2 KPU to `kpu` ended at version `version`
+    /// at `at_ms`.
+    fn own(record: &mut AppRecord, kpu: u32, version: u64, at_ms: i64) {
+        own_rescale(record, 2, &state(kpu, version), at_ms);
+    }
+
+    #[test]
+    fn two_overrides_of_the_agents_rescales_stand_it_down() {
+        let s = settings();
+        let mut record = AppRecord::default();
+        own(&mut record, 4, 2, T);
+        assert_eq!(check(&mut record, &state(4, 2), &s, T + MIN), None);
+        assert_eq!(check(&mut record, &state(2, 3), &s, T + 5 * MIN), None);
+        assert_eq!(record.fight.overrides.len(), 1);
+        assert!(!stood_down(&record));
+        own(&mut record, 4, 4, T + 12 * MIN);
+        let event = check(&mut record, &state(2, 5), &s, T + 17 * MIN)
+            .expect("the second override stands the agent down");
+        assert!(stood_down(&record));
+        let Event::StoodDown {
+            since_ms,
+            overrides,
+            updates,
+            restarted,
+            ..
+        } = event
+        else {
+            panic!("{event:?}");
+        };
+        assert_eq!((since_ms, restarted), (T + 17 * MIN, false));
+        assert_eq!(overrides.len(), 2);
+        assert_eq!(
+            (overrides[1].from_version_id, overrides[1].to_version_id),
+            (4, 5)
+        );
+        assert_eq!(
+            updates,
+            "version 2 -> 3: 4 KPU -> 2 KPU (this agent's rescale to 4 KPU completed at 2023-11-14T22:13:20Z; the other update seen at 2023-11-14T22:18:20Z); \
+             version 4 -> 5: 4 KPU -> 2 KPU (this agent's rescale to 4 KPU completed at 2023-11-14T22:25:20Z; the other update seen at 2023-11-14T22:30:20Z)"
+        );
+        // Nothing more is counted once stood down.
+        own(&mut record, 4, 6, T + 20 * MIN);
+        assert_eq!(check(&mut record, &state(1, 7), &s, T + 25 * MIN), None);
+        assert_eq!(record.fight.overrides.len(), 2);
+    }
+
+    #[test]
+    fn a_flink_job_on_fewer_slots_than_it_asks_for_is_no_override() {
+        // After the agent's 2 -> 8, a TaskManager dies: Flink restarts the
+        // job (the version moves) on the 4 slots left, still asking for 8.
+        // Nobody wrote that size. Another agent's PUT to 2 is an override.
+        let s = settings();
+        let mut record = AppRecord::default();
+        let on = |running: u32, asked: u32, version: u64| AppState {
+            asked_kpu: Some(asked),
+            ..state(running, version)
+        };
+        own_rescale(&mut record, 2, &on(8, 8, 2), T);
+        assert_eq!(check(&mut record, &on(4, 8, 3), &s, T + MIN), None);
+        assert!(record.fight.overrides.is_empty());
+        assert_eq!(check(&mut record, &on(2, 2, 4), &s, T + 2 * MIN), None);
+        assert_eq!(record.fight.overrides.len(), 1);
+        assert_eq!(
+            (record.fight.overrides[0].from_kpu, record.fight.overrides[0].to_kpu),
+            (8, 2)
+        );
+    }
+
+    #[test]
+    fn changes_without_a_rescale_of_the_agent_between_them_count_once() {
+        // After the agent's 2 -> 4, a person sets 1 KPU, then 3, then 1
+        // again: one override.
+        let s = settings();
+        let mut record = AppRecord::default();
+        own(&mut record, 4, 2, T);
+        for (i, kpu) in [1, 3, 1].into_iter().enumerate() {
+            let v = 3 + i as u64;
+            assert_eq!(check(&mut record, &state(kpu, v), &s, T + MIN), None);
+        }
+        assert_eq!(record.fight.overrides.len(), 1);
+        assert!(!stood_down(&record));
+    }
+
+    #[test]
+    fn restarts_agreeing_writers_and_busy_applications_are_no_override() {
+        // A Flink job's restarts: the version moves, the parallelism not.
+        let s = settings();
+        let mut record = AppRecord::default();
+        own(&mut record, 4, 2, T);
+        for v in 3..10 {
+            assert_eq!(check(&mut record, &state(4, v), &s, T + MIN), None);
+        }
+        // A second agent that agrees takes it further out: no undoing.
+        assert_eq!(check(&mut record, &state(8, 10), &s, T + MIN), None);
+        // Another writer's update still in progress is judged when it ends.
+        let busy = AppState {
+            status: AppStatus::Updating,
+            ..state(3, 11)
+        };
+        assert_eq!(check(&mut record, &busy, &s, T + MIN), None);
+        assert!(record.fight.overrides.is_empty());
+        // The agent's rescale is still the size that counts.
+        assert_eq!(record.fight.own.map(|o| o.kpu), Some(4));
+        assert_eq!(check(&mut record, &state(3, 11), &s, T + 2 * MIN), None);
+        assert_eq!(record.fight.overrides.len(), 1);
+        // A rescale of the agent that ended where it started has no way
+        // to be undone.
+        own_rescale(&mut record, 3, &state(3, 12), T + 3 * MIN);
+        assert_eq!(check(&mut record, &state(1, 13), &s, T + 4 * MIN), None);
+        assert_eq!(record.fight.overrides.len(), 1);
+    }
+
+    #[test]
+    fn overrides_outside_the_window_do_not_count() {
+        let s = settings();
+        let mut record = AppRecord::default();
+        own(&mut record, 4, 2, T);
+        check(&mut record, &state(2, 3), &s, T + MIN);
+        // The second override comes more than an hour after the first.
+        own(&mut record, 4, 4, T + 40 * MIN);
+        assert_eq!(check(&mut record, &state(2, 5), &s, T + 62 * MIN), None);
+        assert_eq!(record.fight.overrides.len(), 1);
+        // A change long after the agent's own rescale is no override.
+        own(&mut record, 4, 6, T + 70 * MIN);
+        assert_eq!(
+            check(&mut record, &state(2, 7), &s, T + 70 * MIN + 3_600_001),
+            None
+        );
+        assert_eq!(record.fight.overrides.len(), 0);
+        assert!(!stood_down(&record));
+    }
+
+    #[test]
+    fn a_dry_run_never_stands_down() {
+        let s = Settings {
+            dry_run: true,
+            ..settings()
+        };
+        let mut record = AppRecord::default();
+        own(&mut record, 4, 2, T);
+        check(&mut record, &state(2, 3), &s, T + MIN);
+        own(&mut record, 4, 4, T + 2 * MIN);
+        assert_eq!(check(&mut record, &state(2, 5), &s, T + 3 * MIN), None);
+        assert!(!stood_down(&record));
+    }
+
+    #[test]
+    fn an_old_journal_loads_and_a_stand_down_survives_a_round_trip() {
+        let old: AppRecord =
+            serde_json::from_str(r#"{"phase": {"kind": "idle"}, "seen_version_id": 3}"#)
+                .expect("a journal written before the fight was kept");
+        assert_eq!(old.fight, Fight::default());
+        let written = serde_json::to_string(&old).expect("JSON");
+        assert!(!written.contains("fight"), "{written}");
+        let s = settings();
+        let mut record = AppRecord::default();
+        own(&mut record, 4, 2, T);
+        check(&mut record, &state(2, 3), &s, T + MIN);
+        own(&mut record, 4, 4, T + 2 * MIN);
+        check(&mut record, &state(2, 5), &s, T + 3 * MIN);
+        let text = serde_json::to_string(&record).expect("JSON");
+        let back: AppRecord = serde_json::from_str(&text).expect("loads back");
+        assert_eq!(back, record);
+        assert!(stood_down(&back));
+    }
+
+    #[test]
+    fn a_stood_down_machine_sends_nothing_whatever_the_decision_says() {
+        use crate::controller::machine::{Command, Evaluated, Jitter, Machine, Next, Observation};
+        let s = settings();
+        let evaluated = |machine: &mut Machine| {
+            machine.step(
+                Observation::Evaluated(Ok(Evaluated {
+                    state: state(2, 3),
+                    decision: Decision {
+                        action: Action::ScaleTo(4),
+                        reason: "high in ALARM".to_owned(),
+                        next_evaluation_secs: None,
+                    },
+                })),
+                &s,
+                T,
+            )
+        };
+        let mut machine = Machine::new(Jitter::new(1));
+        machine.record.seen_version_id = Some(3);
+        machine.record.fight.stood_down_ms = Some(T - MIN);
+        let step = evaluated(&mut machine);
+        assert_eq!(step.next, Next::Wait(s.evaluation_interval));
+        assert_eq!(machine.record.phase, crate::state::Phase::Idle);
+        // Lifted, the same decision is sent.
+        lift(&mut machine.record, &s, T);
+        let step = evaluated(&mut machine);
+        assert!(
+            matches!(step.next, Next::Run(Command::Update { .. })),
+            "{step:?}"
+        );
+    }
+
+    #[test]
+    fn the_history_says_what_would_have_been_asked_and_a_reload_lifts_it() {
+        let s = settings();
+        let mut record = AppRecord::default();
+        let wants = Decision {
+            action: Action::ScaleTo(4),
+            reason: "high in ALARM".to_owned(),
+            next_evaluation_secs: None,
+        };
+        assert_eq!(hold_while_stood_down(&record, wants.clone(), &s), wants);
+        assert_eq!(lift(&mut record, &s, T), None);
+        record.fight.stood_down_ms = Some(T);
+        own(&mut record, 4, 2, T);
+        let held = hold_while_stood_down(&record, wants, &s);
+        assert_eq!(held.action, Action::Hold);
+        assert_eq!(
+            held.reason,
+            "high in ALARM; stood down since 2023-11-14T22:13:20Z (another writer undid this agent's rescales): would have asked for 4 KPU, not sent until a configuration reload (SIGHUP)"
+        );
+        let Some(Event::StandDownLifted { since_ms, .. }) = lift(&mut record, &s, T + MIN) else {
+            panic!("a stand-down is lifted");
+        };
+        assert_eq!(since_ms, T);
+        assert_eq!(record.fight, Fight::default());
+        assert!(!stood_down(&record));
+    }
+}
