@@ -128,13 +128,15 @@ pub fn world_name(kind: PluginKind) -> &'static str {
 /// The params `check` and `bench` give a plugin when the user gives none.
 /// The built-ins that must be told which alarm or metric to read are
 /// pointed at the canned evaluation's. Any other plugin that declares its
-/// parameters (contract 0.2.0) gets each required alarm or metric id it
-/// declares without a default pointed there too: alarm ids in turn at
-/// [`CANNED_SCALE_OUT_ALARM`] then [`CANNED_SCALE_IN_ALARM`], metric ids at
-/// the canned series in their order, so that a new plugin that reads an
-/// alarm passes `check` as written. Every other key is left out, so the
-/// plugin holds its defaults (or refuses, naming a required key that
-/// `--params` must give).
+/// parameters (contract 0.2.0) gets each alarm or metric id it declares as
+/// required or with a default pointed there too (a default id such as
+/// `"busy"` names an alarm the canned evaluation does not have): alarm ids
+/// in turn at [`CANNED_SCALE_OUT_ALARM`] then [`CANNED_SCALE_IN_ALARM`],
+/// metric ids at the canned series in their order, so that a new plugin
+/// that reads an alarm passes `check` as written. Every other key is left
+/// out, so the plugin holds its defaults (or refuses, naming a required
+/// key that `--params` must give); an optional id with no default stays
+/// absent, as it would in a configuration that does not use it.
 pub fn canned_params(metadata: &PluginMetadata) -> String {
     let builtin = match metadata.name.as_str() {
         "step" => Some(r#"{"scale_out_alarm":"scale_out","scale_in_alarm":"scale_in"}"#),
@@ -156,7 +158,7 @@ pub fn canned_params(metadata: &PluginMetadata) -> String {
     let declared = metadata.parameters.as_deref().unwrap_or_default();
     for parameter in declared
         .iter()
-        .filter(|p| p.required && p.default_json.is_none())
+        .filter(|p| p.required || p.default_json.is_some())
     {
         let value = match parameter.kind {
             ParameterKind::AlarmId => {
@@ -326,9 +328,10 @@ mod tests {
         assert_eq!(canned_params(&declaring("some-plugin", Vec::new())), "{}");
     }
 
-    /// A new plugin that must be told an alarm (the README's `plus-one`)
-    /// passes `check` with no `--params`: its required ids point at the
-    /// canned evaluation's, and nothing else is made up.
+    /// A new plugin that reads an alarm (the README's `plus-one`, in Rust
+    /// required, in Python and JavaScript with the default `busy`) passes
+    /// `check` with no `--params`: its ids point at the canned
+    /// evaluation's, and nothing else is made up.
     #[test]
     fn a_plugins_required_alarm_and_metric_ids_point_at_the_canned_evaluation() {
         let metadata = declaring(
@@ -340,6 +343,12 @@ mod tests {
                 parameter("all", ParameterKind::MetricIds, true, None),
                 parameter("step", ParameterKind::Integer, false, Some("1")),
                 parameter("optional", ParameterKind::AlarmId, false, None),
+                parameter(
+                    "busy_alarm",
+                    ParameterKind::AlarmId,
+                    false,
+                    Some("\"busy\""),
+                ),
                 parameter("label", ParameterKind::Text, true, None),
             ],
         );
@@ -352,6 +361,7 @@ mod tests {
                 "calm_alarm": CANNED_SCALE_IN_ALARM,
                 "rate_metric": "busy",
                 "all": ["busy", "records_in", "backlog"],
+                "busy_alarm": CANNED_SCALE_OUT_ALARM,
             })
         );
     }
