@@ -869,7 +869,7 @@ pub struct PluginPolicy(pub Reloading<PolicyInstance>);
 impl Decide for PluginPolicy {
     fn decide(&mut self, evaluation: &Evaluation) -> Result<Decision, PluginFailure> {
         let instance = self.0.get()?;
-        Ok(instance.decide(evaluation)?)
+        Ok(instance.decide_checked(evaluation)?)
     }
     fn label(&self) -> String {
         self.0.label()

@@ -790,6 +790,39 @@ fn scale_to_zero_is_refused_by_validation() {
     );
 }
 
+/// What the agent's decide stage makes of an answer outside the contract:
+/// a failure of class `invalid` whose message names the plugin, the file
+/// to fix and the application, as a trap's does (it used to say only
+/// `invalid decision: ...` with the plugin's name, leaving an operator to
+/// guess which file a hot reload had brought in).
+#[test]
+fn an_invalid_answer_fails_naming_the_plugins_file() {
+    use flinkscale::controller::Decide;
+    let host = Arc::new(PluginHost::new(SandboxLimits::default()).expect("the engine starts"));
+    let path = plugin("misbehave");
+    let policy = flinkscale::plugin::Reloading::policy(
+        host,
+        path.clone(),
+        r#"{"mode": "zero"}"#.to_owned(),
+        "orders".to_owned(),
+    )
+    .expect("misbehave loads");
+    let mut policy = flinkscale::agent::PluginPolicy(policy);
+    let failure = match policy.decide(&quiet()) {
+        Ok(decision) => panic!("scale-to(0) must fail, got {decision:?}"),
+        Err(failure) => failure,
+    };
+    assert_eq!(failure.class, FailureClass::Invalid, "{failure}");
+    for part in [
+        "plugin misbehave 0.1.0",
+        &path.display().to_string(),
+        "\"orders\"",
+        "invalid decision: scale-to(0)",
+    ] {
+        assert!(failure.message.contains(part), "{part}: {failure}");
+    }
+}
+
 #[test]
 fn a_huge_target_is_clamped_to_max_kpu() {
     let mut plugin = misbehaving("huge");

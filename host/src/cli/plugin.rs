@@ -371,7 +371,7 @@ fn run_check(report: &mut CheckReport, source: &PluginSource, params: Option<Str
             .map_err(|e| Failure::Plugin(e.to_string()))?;
         let (params, from) = match params {
             Some(params) => (params, "--params"),
-            None => (inspect::canned_params(&metadata.name).to_owned(), "canned"),
+            None => (inspect::canned_params(&metadata), "canned"),
         };
         report.params = Some(params.clone());
         report.params_from = from;
@@ -850,7 +850,7 @@ fn bench(
 
     let host = host()?;
     let metadata = host.check(&source).map_err(plugin_failed)?;
-    let params = params.unwrap_or_else(|| inspect::canned_params(&metadata.name).to_owned());
+    let params = params.unwrap_or_else(|| inspect::canned_params(&metadata));
     // The first load compiles into the host's cache; the timed ones do not.
     // Its log (and the plugin's, once) is printed; the timed loads and
     // calls' lines are formatted as the agent would and counted, not

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use wasmtime::Engine;
 use wasmtime::component::Component;
 
-use super::PluginKind;
+use super::{ParameterKind, PluginKind, PluginMetadata};
 use crate::metrics::{Datapoint, MetricQuery, Series};
 use crate::model::{AlarmState, AlarmStatus, Application, Evaluation};
 use crate::target::AppStatus;
@@ -125,21 +125,57 @@ pub fn world_name(kind: PluginKind) -> &'static str {
     }
 }
 
-/// The params `check` and `bench` give a plugin called `name` when the
-/// user gives none: the built-ins that must be told which alarm or metric
-/// to read are pointed at the canned evaluation's; every other plugin gets
-/// `{}` (its defaults).
-pub fn canned_params(name: &str) -> &'static str {
-    match name {
-        "step" => r#"{"scale_out_alarm":"scale_out","scale_in_alarm":"scale_in"}"#,
+/// The params `check` and `bench` give a plugin when the user gives none.
+/// The built-ins that must be told which alarm or metric to read are
+/// pointed at the canned evaluation's. Any other plugin that declares its
+/// parameters (contract 0.2.0) gets each alarm or metric id it declares as
+/// required or with a default pointed there too (a default id such as
+/// `"busy"` names an alarm the canned evaluation does not have): alarm ids
+/// in turn at [`CANNED_SCALE_OUT_ALARM`] then [`CANNED_SCALE_IN_ALARM`],
+/// metric ids at the canned series in their order, so that a new plugin
+/// that reads an alarm passes `check` as written. Every other key is left
+/// out, so the plugin holds its defaults (or refuses, naming a required
+/// key that `--params` must give); an optional id with no default stays
+/// absent, as it would in a configuration that does not use it.
+pub fn canned_params(metadata: &PluginMetadata) -> String {
+    let builtin = match metadata.name.as_str() {
+        "step" => Some(r#"{"scale_out_alarm":"scale_out","scale_in_alarm":"scale_in"}"#),
         "backlog-seconds" => {
-            r#"{"backlog_metric":"backlog","processing_rate_metric":"records_in"}"#
+            Some(r#"{"backlog_metric":"backlog","processing_rate_metric":"records_in"}"#)
         }
-        "expression" => {
-            r#"{"signals":{"backlog_growth":"rate(backlog)","hot":"(avg(busy) > 800) * (backlog > 1e5)"}}"#
-        }
-        _ => "{}",
+        "expression" => Some(
+            r#"{"signals":{"backlog_growth":"rate(backlog)","hot":"(avg(busy) > 800) * (backlog > 1e5)"}}"#,
+        ),
+        _ => None,
+    };
+    if let Some(params) = builtin {
+        return params.to_owned();
     }
+    let alarms = [CANNED_SCALE_OUT_ALARM, CANNED_SCALE_IN_ALARM];
+    let metrics: Vec<String> = canned_series().into_iter().map(|s| s.query.id).collect();
+    let (mut next_alarm, mut next_metric) = (0, 0);
+    let mut params = serde_json::Map::new();
+    let declared = metadata.parameters.as_deref().unwrap_or_default();
+    for parameter in declared
+        .iter()
+        .filter(|p| p.required || p.default_json.is_some())
+    {
+        let value = match parameter.kind {
+            ParameterKind::AlarmId => {
+                next_alarm += 1;
+                serde_json::json!(alarms[(next_alarm - 1) % alarms.len()])
+            }
+            ParameterKind::AlarmIds => serde_json::json!(alarms),
+            ParameterKind::MetricId => {
+                next_metric += 1;
+                serde_json::json!(metrics[(next_metric - 1) % metrics.len()])
+            }
+            ParameterKind::MetricIds => serde_json::json!(metrics),
+            _ => continue,
+        };
+        params.insert(parameter.name.clone(), value);
+    }
+    serde_json::Value::Object(params).to_string()
 }
 
 /// The application of the canned evaluation: running at 4 KPU of 1..=16.
@@ -223,6 +259,7 @@ pub fn canned_evaluation() -> Evaluation {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::plugin::Parameter;
 
     #[test]
     fn the_canned_evaluation_is_three_series_of_twenty_and_two_alarms_one_firing() {
@@ -241,12 +278,40 @@ mod tests {
         assert_eq!(evaluation.alarms.len(), 2);
     }
 
+    /// Metadata of a plugin called `name` declaring `parameters`.
+    fn declaring(name: &str, parameters: Vec<Parameter>) -> PluginMetadata {
+        PluginMetadata {
+            name: name.to_owned(),
+            version: "0.1.0".to_owned(),
+            kind: PluginKind::Policy,
+            contract_version: "0.2.0",
+            summary: String::new(),
+            parameters: Some(parameters),
+        }
+    }
+
+    fn parameter(
+        name: &str,
+        kind: ParameterKind,
+        required: bool,
+        default: Option<&str>,
+    ) -> Parameter {
+        Parameter {
+            name: name.to_owned(),
+            kind,
+            required,
+            default_json: default.map(str::to_owned),
+            meaning: "m".to_owned(),
+        }
+    }
+
     #[test]
     fn canned_params_name_only_what_the_canned_evaluation_has() {
         let evaluation = canned_evaluation();
         for name in ["step", "backlog-seconds"] {
             let params: serde_json::Value =
-                serde_json::from_str(canned_params(name)).expect("canned params are JSON");
+                serde_json::from_str(&canned_params(&declaring(name, Vec::new())))
+                    .expect("canned params are JSON");
             for (key, value) in params.as_object().expect("an object") {
                 let id = value.as_str().expect("an id");
                 let known = if key.ends_with("_alarm") {
@@ -260,7 +325,45 @@ mod tests {
                 );
             }
         }
-        assert_eq!(canned_params("some-plugin"), "{}");
+        assert_eq!(canned_params(&declaring("some-plugin", Vec::new())), "{}");
+    }
+
+    /// A new plugin that reads an alarm (the README's `plus-one`, in Rust
+    /// required, in Python and JavaScript with the default `busy`) passes
+    /// `check` with no `--params`: its ids point at the canned
+    /// evaluation's, and nothing else is made up.
+    #[test]
+    fn a_plugins_required_alarm_and_metric_ids_point_at_the_canned_evaluation() {
+        let metadata = declaring(
+            "plus-one",
+            vec![
+                parameter("alarm", ParameterKind::AlarmId, true, None),
+                parameter("calm_alarm", ParameterKind::AlarmId, true, None),
+                parameter("rate_metric", ParameterKind::MetricId, true, None),
+                parameter("all", ParameterKind::MetricIds, true, None),
+                parameter("step", ParameterKind::Integer, false, Some("1")),
+                parameter("optional", ParameterKind::AlarmId, false, None),
+                parameter(
+                    "busy_alarm",
+                    ParameterKind::AlarmId,
+                    false,
+                    Some("\"busy\""),
+                ),
+                parameter("label", ParameterKind::Text, true, None),
+            ],
+        );
+        let params: serde_json::Value =
+            serde_json::from_str(&canned_params(&metadata)).expect("JSON");
+        assert_eq!(
+            params,
+            serde_json::json!({
+                "alarm": CANNED_SCALE_OUT_ALARM,
+                "calm_alarm": CANNED_SCALE_IN_ALARM,
+                "rate_metric": "busy",
+                "all": ["busy", "records_in", "backlog"],
+                "busy_alarm": CANNED_SCALE_OUT_ALARM,
+            })
+        );
     }
 
     #[test]

@@ -465,6 +465,23 @@ impl PolicyInstance {
             .invoke("decide", |store, exports| exports.decide(store, evaluation))
     }
 
+    /// [`PolicyInstance::decide`], with an answer outside the contract
+    /// ([`super::validate::contract_violation`]: `scale-to(0)`, no reason)
+    /// failed as `invalid` the way a trap is: the error names the plugin,
+    /// its file and the application, as an interpreter's invalid answer
+    /// does, so that an operator can tell which file to fix.
+    pub fn decide_checked(&mut self, evaluation: &Evaluation) -> Result<Decision, PluginError> {
+        let decision = self.decide(evaluation)?;
+        match super::validate::contract_violation(&decision) {
+            None => Ok(decision),
+            Some(problem) => Err(self.sandbox.failed(
+                "decide",
+                FailureClass::Invalid,
+                format!("invalid decision: {problem}"),
+            )),
+        }
+    }
+
     /// The plugin's name, version, world and contract version.
     pub fn metadata(&self) -> PluginMetadata {
         self.sandbox.metadata()
