@@ -7,13 +7,17 @@
 #
 #   scripts/flink-cluster.sh start DIR [REST_PORT]   # prints the REST URL
 #   scripts/flink-cluster.sh stop DIR
+#   scripts/flink-cluster.sh kill-taskmanager DIR    # SIGKILL it, start a new one
 #
 # Everything the cluster writes (config, logs, pid files, tmp) lives in DIR,
 # so several clusters can run side by side with different ports. The
 # adaptive scheduler is on (it is what in-place rescaling through
 # PUT /jobs/{id}/resource-requirements needs); one TaskManager with two
 # slots (FLINK_SLOTS=n for another number) and small memory, sized for a
-# 2-core CI machine.
+# 2-core CI machine. FLINK_RESTARTS=n lets a job restart up to n times after
+# a failure (a lost TaskManager; 1 s apart, heartbeats every second so that
+# a killed one is noticed at once); without it a failure ends the job, as
+# Flink's default without checkpoints does.
 set -euo pipefail
 cmd="${1:-}"
 dir="${2:-}"
@@ -76,6 +80,14 @@ jobmanager.adaptive-scheduler.executing.cooldown-after-rescaling: 3s
 jobmanager.adaptive-scheduler.executing.resource-stabilization-timeout: 2s
 jobmanager.adaptive-scheduler.rescale-trigger.max-delay: 3s
 CONF
+    if [ -n "${FLINK_RESTARTS:-}" ]; then
+        cat >>"$FLINK_CONF_DIR/config.yaml" <<CONF
+restart-strategy.type: fixed-delay
+restart-strategy.fixed-delay.attempts: $FLINK_RESTARTS
+restart-strategy.fixed-delay.delay: 1s
+heartbeat.interval: 1000
+CONF
+    fi
     url="http://127.0.0.1:$port"
     echo "$url" >"$dir/rest_url"
     started=$(date +%s%N)
@@ -96,12 +108,20 @@ sys.exit(json.load(urllib.request.urlopen(sys.argv[1] + "/overview", timeout=2))
     tail -n 30 "$FLINK_LOG_DIR"/*.log >&2 || true
     exit 1
     ;;
+kill-taskmanager)
+    # A TaskManager lost as a crash loses it (SIGKILL, nothing said to the
+    # JobManager), then a new one in its place, as a supervisor would start.
+    pid_file="$(ls "$dir"/flink-*-taskexecutor.pid)"
+    kill -9 "$(tail -n 1 "$pid_file")"
+    "$flink_home/bin/taskmanager.sh" stop >/dev/null 2>&1 || true
+    "$flink_home/bin/taskmanager.sh" start >>"$FLINK_LOG_DIR/start.out" 2>&1
+    ;;
 stop)
     "$flink_home/bin/taskmanager.sh" stop-all >/dev/null 2>&1 || true
     "$flink_home/bin/jobmanager.sh" stop-all >/dev/null 2>&1 || true
     ;;
 *)
-    echo "usage: $0 start|stop DIR [REST_PORT]" >&2
+    echo "usage: $0 start|stop|kill-taskmanager DIR [REST_PORT]" >&2
     exit 2
     ;;
 esac

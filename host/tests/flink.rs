@@ -62,9 +62,24 @@ impl Cluster {
 
     /// A cluster whose one TaskManager has `slots` task slots.
     fn start_with_slots(slots: u32) -> Cluster {
+        Self::start_with(slots, None)
+    }
+
+    /// Two slots, and a job restarts (up to 3 times) after a failure
+    /// instead of ending: Flink's own failover, as a production cluster
+    /// with checkpoints has it.
+    fn start_restarting() -> Cluster {
+        Self::start_with(2, Some(3))
+    }
+
+    fn start_with(slots: u32, restarts: Option<u32>) -> Cluster {
         let dir = tempfile::tempdir().expect("a temporary directory for the cluster");
         let port = free_port_pair();
-        let out = Command::new(repo_root().join("scripts/flink-cluster.sh"))
+        let mut command = Command::new(repo_root().join("scripts/flink-cluster.sh"));
+        if let Some(restarts) = restarts {
+            command.env("FLINK_RESTARTS", restarts.to_string());
+        }
+        let out = command
             .env("FLINK_SLOTS", slots.to_string())
             .arg("start")
             .arg(dir.path())
@@ -82,6 +97,22 @@ impl Cluster {
             String::from_utf8_lossy(&out.stderr)
         );
         cluster
+    }
+
+    /// Loses the TaskManager as a crash does (SIGKILL) and starts a new
+    /// one in its place.
+    fn kill_taskmanager(&self) {
+        let out = Command::new(repo_root().join("scripts/flink-cluster.sh"))
+            .arg("kill-taskmanager")
+            .arg(self.dir.path())
+            .output()
+            .expect("running scripts/flink-cluster.sh");
+        assert!(
+            out.status.success(),
+            "flink-cluster.sh kill-taskmanager failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     fn rest_url(&self) -> String {
@@ -230,7 +261,7 @@ static ONE_CLUSTER: std::sync::Mutex<()> = std::sync::Mutex::new(());
 #[test]
 fn a_real_flink_cluster_runs_the_load_job_and_rescales_in_place() {
     let _alone = ONE_CLUSTER.lock().unwrap_or_else(|e| e.into_inner());
-    let cluster = Cluster::start();
+    let cluster = Cluster::start_restarting();
     let startup = cluster.startup_ms();
     let overview = cluster.get("/overview");
     assert_eq!(overview["flink-version"], "2.2.0", "{overview}");
@@ -316,15 +347,294 @@ fn a_real_flink_cluster_runs_the_load_job_and_rescales_in_place() {
     runtime.block_on(errors_are_classified(&cluster, job_name, &job));
     runtime.block_on(metrics_come_from_flink(&cluster, job_name));
     validate_environment_reads_each_job(&cluster, job_name);
+    let restart = runtime.block_on(requirements_outlive_a_restart(&cluster, job_name, &job));
+    let replaced = a_job_replaced_under_a_rescale_is_another(&cluster, job_name, &job);
 
     println!(
         "flink: cluster ready in {startup} ms; Calc {rate:.0} records/s, busy {busy:.0} ms/s; \
-         rescale 2->1 {} ms, 1->2 {} ms; target 2->1 {} ms; 1->2 with its answer lost {} ms",
+         rescale 2->1 {} ms, 1->2 {} ms; target 2->1 {} ms; 1->2 with its answer lost {} ms; \
+         TaskManager killed to job running again {} ms; {replaced}",
         scale_in.as_millis(),
         scale_out.as_millis(),
         target_in.as_millis(),
-        lost.as_millis()
+        lost.as_millis(),
+        restart.as_millis()
     );
+}
+
+/// What `AppState::asked_kpu` rests on: Flink keeps a job's resource
+/// requirements across the job's own restart, so only a PUT moves them.
+/// The requirements are PUT (parallelism 1), then the TaskManager is lost
+/// (SIGKILL) and a new one started: Flink restarts the job (same id, a new
+/// execution graph, the failure in its exception history), and every read
+/// of the requirements before, during and after the restart is what was
+/// PUT; the target reads the same job id asking for 1 at a version past
+/// the one before. Returns how long the job took to run again.
+async fn requirements_outlive_a_restart(cluster: &Cluster, job_name: &str, job: &str) -> Duration {
+    rescale(cluster, job, 1);
+    let path = format!("/jobs/{job}/resource-requirements");
+    let put = cluster.get(&path);
+    let target = FlinkTarget::new(&cluster.rest_url()).expect("a plain http URL");
+    let before = target.describe(job_name).await.expect("describe");
+    assert_eq!(
+        (
+            before.identity.as_deref(),
+            before.asked_kpu,
+            before.parallelism
+        ),
+        (Some(job), Some(1), 1),
+        "{before:?}"
+    );
+    let created_before = graph_created(cluster, job);
+    let started = Instant::now();
+    cluster.kill_taskmanager();
+    let mut states = Vec::new();
+    let mut reads = 0;
+    wait_for(
+        "the job restarted and RUNNING again at 1",
+        Duration::from_secs(120),
+        || {
+            let (status, now) = cluster.call("GET", &path, None);
+            if status == 200 {
+                assert_eq!(
+                    now, put,
+                    "the requirements while the job restarts ({states:?})"
+                );
+                reads += 1;
+            }
+            let detail = cluster.get(&format!("/jobs/{job}"));
+            let state = detail["state"].as_str().unwrap_or_default().to_owned();
+            if states.last() != Some(&state) {
+                states.push(state.clone());
+            }
+            let rebuilt = detail["timestamps"]["CREATED"]
+                .as_u64()
+                .is_some_and(|c| c > created_before);
+            let running = vertices(cluster, job)
+                .iter()
+                .all(|v| v.2 == 1 && v.3 == "RUNNING");
+            (rebuilt && state == "RUNNING" && running).then_some(())
+        },
+    );
+    let took = started.elapsed();
+    let failures = cluster.get(&format!("/jobs/{job}/exceptions"));
+    assert!(
+        failures["exceptionHistory"]["entries"]
+            .as_array()
+            .is_some_and(|e| !e.is_empty()),
+        "Flink recorded the lost TaskManager as the job's failure: {failures}"
+    );
+    assert!(
+        states.iter().any(|s| s != "RUNNING"),
+        "the job went through a restart: {states:?}"
+    );
+    assert_eq!(cluster.get(&path), put, "after the restart");
+    assert!(reads > 0, "the requirements were read during the restart");
+    let after = target.describe(job_name).await.expect("describe");
+    assert_eq!(
+        (
+            after.identity.as_deref(),
+            after.asked_kpu,
+            after.parallelism
+        ),
+        (Some(job), Some(1), 1),
+        "{after:?}"
+    );
+    assert_eq!(after.status, AppStatus::Running, "{after:?}");
+    assert!(after.version_id > before.version_id, "{before:?} {after:?}");
+    took
+}
+
+/// A job cancelled and submitted again under its name while the real
+/// agent follows its own rescale of it: the new job has a new id, the agent
+/// reports the replacement (`update_result`, naming both ids) and never
+/// that the rescale completed, and nothing is sent to the new job before
+/// one grace period has passed (its requirements stay as submitted), after
+/// which the agent does rescale it (so the quiet was the grace period's).
+/// Returns what it measured, for the test's summary line.
+fn a_job_replaced_under_a_rescale_is_another(
+    cluster: &Cluster,
+    job_name: &str,
+    job: &str,
+) -> String {
+    const GRACE_SECS: u64 = 15;
+    rescale(cluster, job, 2);
+    let dir = tempfile::tempdir().expect("a folder for the agent");
+    let config = dir.path().join("flinkscale.toml");
+    // The scale-in alarm always fires: the agent scales 2 -> 1 at once.
+    std::fs::write(
+        &config,
+        format!(
+            r#"[[application]]
+name = "replaced"
+target = "flink"
+rest_url = "{}"
+job_name = "{job_name}"
+min_parallelism = 1
+max_parallelism = 2
+update_poll_secs = 1
+update_timeout_secs = 120
+grace_period_secs = {GRACE_SECS}
+
+[[application.metric]]
+id = "busy"
+source = "flink"
+metric_name = "busyTimeMsPerSecond"
+statistic = "Maximum"
+vertex = "Calc"
+period_secs = 10
+
+[[application.alarm]]
+id = "scale-out"
+metric = "busy"
+comparison = "GreaterThanThreshold"
+threshold = 1e9
+evaluation_periods = 1
+
+[[application.alarm]]
+id = "scale-in"
+metric = "busy"
+comparison = "LessThanThreshold"
+threshold = 1e9
+evaluation_periods = 1
+
+[application.policy]
+plugin = "step"
+params = {{ scale_out_alarm = "scale-out", scale_in_alarm = "scale-in", operation = "multiply", scale_out_factor = 2, scale_in_factor = 2 }}
+"#,
+            cluster.rest_url()
+        ),
+    )
+    .expect("writing the configuration");
+    let mut command = Command::new(common::BIN);
+    command
+        .args(["--log-format", "json", "run", "--config"])
+        .arg(&config)
+        .current_dir(dir.path())
+        .env("RUST_LOG", "info");
+    let log = dir.path().join("agent.log");
+    let agent = common::Running::spawn("flinkscale run", command, &log);
+    let read_log = || std::fs::read_to_string(&log).unwrap_or_default();
+    let started = Instant::now();
+    wait_for(
+        "the agent's rescale 2 -> 1",
+        Duration::from_secs(90),
+        || {
+            agent.assert_running(read_log);
+            let text = read_log();
+            (!common::log_events(&text, "Rescale started.").is_empty()).then_some(())
+        },
+    );
+    let first_put = started.elapsed();
+
+    // Cancelled while the rescale is followed, then submitted again.
+    let (status, answer) = cluster.call("PATCH", &format!("/jobs/{job}?mode=cancel"), None);
+    assert_eq!(status, 202, "cancelling {job}: {answer}");
+    assert!(
+        common::log_events(&read_log(), "Rescale completed.").is_empty(),
+        "the rescale ended before the job was cancelled; the test needs it in flight\n{}",
+        read_log()
+    );
+    let resubmitted = Instant::now();
+    let new_job = cluster.submit_load_job(job_name, &["20"]);
+    assert_ne!(new_job, job, "a resubmitted job has a new id");
+    let path = format!("/jobs/{new_job}/resource-requirements");
+    let submitted = wait_for(
+        "the new job's requirements",
+        Duration::from_secs(60),
+        || {
+            let (status, now) = cluster.call("GET", &path, None);
+            (status == 200).then_some(now)
+        },
+    );
+    let asked = |requirements: &Value| {
+        requirements
+            .as_object()
+            .into_iter()
+            .flatten()
+            .filter_map(|(_, r)| r["parallelism"]["upperBound"].as_u64())
+            .max()
+    };
+
+    // The agent reports the replacement, naming both ids.
+    let replacement = |text: &str| {
+        common::log_events(text, "Step failed.")
+            .into_iter()
+            .find(|e| {
+                e["error"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("was replaced while"))
+            })
+    };
+    let reported = wait_for(
+        "the agent reporting the replacement",
+        Duration::from_secs(60),
+        || {
+            agent.assert_running(read_log);
+            replacement(&read_log())
+        },
+    );
+    let noticed = resubmitted.elapsed();
+    let seen_at = Instant::now();
+    let message = reported["error"].as_str().unwrap_or_default();
+    assert_eq!(reported["class"], "update_result", "{reported}");
+    assert!(
+        message.contains(&format!("(job id {job}, now {new_job})"))
+            && message.contains("a rescale to parallelism 1"),
+        "{message}"
+    );
+
+    // Nothing sent to the new job within its grace period; then the agent
+    // rescales it (the alarm still fires), with no completion ever
+    // reported for the old job's rescale.
+    let quiet = Duration::from_secs(GRACE_SECS) - Duration::from_secs(1);
+    let second_put = wait_for(
+        "the agent's rescale of the new job after its grace period",
+        Duration::from_secs(GRACE_SECS + 90),
+        || {
+            agent.assert_running(read_log);
+            let text = read_log();
+            let now = cluster.get(&path);
+            let starts = common::log_events(&text, "Rescale started.").len();
+            if seen_at.elapsed() < quiet {
+                assert_eq!(
+                    now, submitted,
+                    "a PUT to the new job within its grace period\n{text}"
+                );
+                assert_eq!(
+                    starts, 1,
+                    "a rescale of the new job within its grace period\n{text}"
+                );
+            }
+            (starts == 2 && asked(&now) == Some(1)).then(|| seen_at.elapsed())
+        },
+    );
+    // In the log's order: no completion before the new job's rescale.
+    let text = read_log();
+    let before_second: Vec<&str> = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .map(|e| e["message"].as_str().unwrap_or_default().to_owned())
+        .scan(0, |starts, m| {
+            *starts += usize::from(m == "Rescale started.");
+            (*starts < 2).then_some(m)
+        })
+        .filter(|m| m == "Rescale completed.")
+        .map(|_| "Rescale completed.")
+        .collect();
+    assert!(
+        before_second.is_empty(),
+        "the old job's rescale was reported completed\n{text}"
+    );
+    drop(agent);
+    format!(
+        "agent's first PUT after {} ms; job replaced, noticed {} ms after the resubmission; \
+         new job (asked {:?} as submitted) rescaled {} ms after the notice (grace {GRACE_SECS} s)",
+        first_put.as_millis(),
+        noticed.as_millis(),
+        asked(&submitted),
+        second_put.as_millis()
+    )
 }
 
 /// `flinkscale validate --environment` reads each Flink job over REST and
