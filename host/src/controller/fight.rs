@@ -334,7 +334,10 @@ mod tests {
         assert_eq!(check(&mut record, &on(2, 2, 4), &s, T + 2 * MIN), None);
         assert_eq!(record.fight.overrides.len(), 1);
         assert_eq!(
-            (record.fight.overrides[0].from_kpu, record.fight.overrides[0].to_kpu),
+            (
+                record.fight.overrides[0].from_kpu,
+                record.fight.overrides[0].to_kpu
+            ),
             (8, 2)
         );
     }

@@ -114,6 +114,10 @@ pub struct PluginHealth {
     /// The current call ends a quarantine: its failure re-quarantines at
     /// once.
     retrying: bool,
+    /// A quarantine ended because the plugin's file brought new code: its
+    /// first success is a recovery, but its failures are its own, counted
+    /// from zero toward a quarantine as any plugin's.
+    renewed: bool,
 }
 
 impl PluginHealth {
@@ -128,10 +132,16 @@ impl PluginHealth {
             }
             return Gate::Call;
         };
-        let reason = if file_changed() {
-            self.level = 0;
-            RetryReason::FileChanged
-        } else if now_ms >= until_ms {
+        if file_changed() {
+            // New code: the quarantine ends, and the failures of the file
+            // it replaced are not its own.
+            *self = Self {
+                renewed: true,
+                ..Self::default()
+            };
+            return Gate::Retry(RetryReason::FileChanged);
+        }
+        let reason = if now_ms >= until_ms {
             RetryReason::BackoffElapsed
         } else {
             return Gate::Skip { until_ms };
@@ -143,7 +153,7 @@ impl PluginHealth {
 
     /// Records a successful call; true if it ends a quarantine.
     pub fn succeeded(&mut self) -> bool {
-        let recovered = self.retrying;
+        let recovered = self.retrying || self.renewed;
         *self = Self::default();
         recovered
     }
@@ -158,6 +168,7 @@ impl PluginHealth {
         let duration = policy.duration(self.level);
         self.level = self.level.saturating_add(1);
         self.retrying = false;
+        self.renewed = false;
         let until_ms =
             now_ms.saturating_add(i64::try_from(duration.as_millis()).unwrap_or(i64::MAX));
         self.until_ms = Some(until_ms);

@@ -593,7 +593,11 @@ impl Registry {
             .filter_map(|(name, app)| {
                 let since = app.since_ms(started_ms);
                 let stale = now_ms > app.stale_at_ms(started_ms);
-                (stale || app.panicked.is_some() || app.journal.is_some() || app.stood_down.is_some()).then(|| NotReady {
+                (stale
+                    || app.panicked.is_some()
+                    || app.journal.is_some()
+                    || app.stood_down.is_some())
+                .then(|| NotReady {
                     application: name.clone(),
                     silent_ms: now_ms.saturating_sub(since),
                     ever_evaluated: app.last_evaluation_ms.is_some(),

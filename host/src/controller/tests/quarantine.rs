@@ -71,13 +71,24 @@ fn quarantine_after_n_failures_then_double_up_to_the_longest() {
         assert_eq!(until_ms - until, expected_secs * 1000);
         until = until_ms;
     }
-    // A new file is tried at once, and starts the doubling afresh.
+    // A new file is tried at once, and is new code: its failures count
+    // from zero toward a quarantine, which starts the doubling afresh.
     assert_eq!(
         health.gate(until - 1, || true),
         Gate::Retry(RetryReason::FileChanged)
     );
+    assert!(!health.is_quarantined());
+    assert_eq!(
+        health.failed(until, &policy),
+        AfterFailure::Counted { failures: 1 }
+    );
+    assert_eq!(health.gate(until, || false), Gate::Call);
+    assert_eq!(
+        health.failed(until, &policy),
+        AfterFailure::Counted { failures: 2 }
+    );
     let AfterFailure::Quarantined { until_ms, .. } = health.failed(until, &policy) else {
-        panic!("a failed retry quarantines again");
+        panic!("its third failure in a row quarantines it");
     };
     assert_eq!(until_ms - until, 600_000);
     // A success ends it all.
@@ -92,6 +103,31 @@ fn quarantine_after_n_failures_then_double_up_to_the_longest() {
         health.failed(0, &policy),
         AfterFailure::Counted { failures: 1 }
     );
+}
+
+#[test]
+fn new_code_that_ends_a_quarantine_recovers_at_its_first_success() {
+    let policy = QuarantinePolicy::DEFAULT;
+    let mut health = PluginHealth::default();
+    for _ in 0..policy.after_failures {
+        health.failed(0, &policy);
+    }
+    assert!(health.is_quarantined());
+    assert_eq!(
+        health.gate(1, || true),
+        Gate::Retry(RetryReason::FileChanged)
+    );
+    // One failure of the new file is counted, not a quarantine; its first
+    // success then ends the stretch as a recovery.
+    assert_eq!(
+        health.failed(1, &policy),
+        AfterFailure::Counted { failures: 1 }
+    );
+    assert!(
+        health.succeeded(),
+        "the new file's first success is a recovery"
+    );
+    assert!(!health.succeeded());
 }
 
 #[test]
@@ -692,8 +728,9 @@ impl Decide for SettledLoads {
 
 /// A file loaded in the background ends a quarantine at the evaluation
 /// that swaps it in, not at the one that noticed it (which still finds the
-/// old code quarantined); the new code is retried at once, and when it
-/// fails too, its back-off starts over.
+/// old code quarantined); the new code is called at once, its failures
+/// are counted from zero (they are its own, not the old file's), and
+/// when it is quarantined in turn, its back-off starts over.
 #[tokio::test(start_paused = true)]
 async fn a_file_loaded_in_the_background_ends_a_quarantine_when_it_is_swapped_in() {
     let dir = tempfile::tempdir().unwrap();
@@ -719,16 +756,20 @@ async fn a_file_loaded_in_the_background_ends_a_quarantine_when_it_is_swapped_in
     let mut rebuilt = std::fs::read(wasm("misbehave")).unwrap();
     rebuilt.extend_from_slice(&[0, 6, 5, b'n', b'o', b't', b'e', b'!']);
     deploy(&path, &rebuilt);
-    tokio::time::sleep(Duration::from_secs(150)).await;
+    tokio::time::sleep(Duration::from_secs(250)).await;
     let events = run.stop().await;
 
     let (reloaded, refused) = reloads(&events);
     assert!(refused.is_empty(), "{refused:?}");
     assert_eq!(reloaded.iter().map(|r| r.0).collect::<Vec<_>>(), [240]);
     assert_eq!(retries(&events), [(240, "its file changed".to_owned())]);
-    // Skipped at 180 s while the rebuild loaded; it fails its retry at
-    // 240 s and is quarantined again for 300 s, not the doubled 600 s.
-    assert_eq!(failure_times(&events, "plugin"), [0, 60, 120, 240]);
-    assert_eq!(quarantines(&events), [(120, 3, 300), (240, 4, 300)]);
+    // Skipped at 180 s while the rebuild loaded; the new code fails at
+    // 240, 300 and 360 s, and its third failure in a row quarantines it
+    // for 300 s, not the doubled 600 s; skipped at 420 s.
+    assert_eq!(
+        failure_times(&events, "plugin"),
+        [0, 60, 120, 240, 300, 360]
+    );
+    assert_eq!(quarantines(&events), [(120, 3, 300), (360, 3, 300)]);
     assert!(target.updates().is_empty());
 }
