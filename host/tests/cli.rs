@@ -30,6 +30,70 @@ fn scratch(name: &str) -> PathBuf {
     dir
 }
 
+/// `flinkscale example` lists every configuration of `config/` (and the
+/// self-managed Flink one of `deploy/flink-ec2/`), prints each exactly as
+/// the file is, run from an empty folder (the binary carries them), and
+/// each printed one validates where it was written; an unknown name exits
+/// 2 naming the valid ones.
+#[test]
+fn every_example_is_in_the_binary_as_its_file_is_and_validates() {
+    let dir = scratch("example");
+    let run = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_flinkscale"))
+            .args(args)
+            .current_dir(&dir)
+            .env_remove("RUST_LOG")
+            .output()
+            .expect("the flinkscale binary runs");
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let mut files: Vec<(String, PathBuf)> = std::fs::read_dir(repo().join("config"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+        .map(|p| (p.file_stem().unwrap().to_string_lossy().into_owned(), p))
+        .collect();
+    files.push((
+        "flink-ec2".to_owned(),
+        repo().join("deploy/flink-ec2/config.toml"),
+    ));
+    files.sort();
+
+    let (code, listed, stderr) = run(&["example"]);
+    assert_eq!(code, 0, "{stderr}");
+    let mut names: Vec<String> = listed
+        .lines()
+        .take_while(|l| !l.is_empty())
+        .map(|l| l.split_whitespace().next().unwrap_or_default().to_owned())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        files.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>(),
+        "{listed}"
+    );
+    for (name, path) in &files {
+        let (code, text, stderr) = run(&["example", name]);
+        assert_eq!(code, 0, "{name}: {stderr}");
+        assert_eq!(text, std::fs::read_to_string(path).unwrap(), "{name}");
+        let written = dir.join(format!("{name}.toml"));
+        std::fs::write(&written, &text).unwrap();
+        let (code, stdout, stderr) = run(&["validate", &written.to_string_lossy()]);
+        assert_eq!(code, 0, "{name} as written by `example`: {stdout}{stderr}");
+    }
+
+    let (code, _, stderr) = run(&["example", "nope"]);
+    assert_eq!(code, 2);
+    assert!(
+        stderr.contains("no example named \"nope\"; valid: msf-cpu, msk-lag"),
+        "{stderr}"
+    );
+}
+
 #[test]
 fn every_shipped_example_validates() {
     let mut checked = 0;

@@ -20,6 +20,7 @@ const MAX_EMULATED_HISTORY_SECS: u64 = crate::config::MAX_HISTORY_DAYS as u64 * 
 mod alarms;
 mod commands;
 mod conventions;
+mod example;
 mod explain;
 mod iam;
 mod import;
@@ -169,6 +170,14 @@ pub enum Command {
         /// reference design before switching.
         #[arg(long)]
         read_only: bool,
+    },
+    /// Print an example configuration (`flinkscale example NAME >
+    /// flinkscale.toml`), or list them without a NAME: the reference
+    /// design's metric families, several applications, a time SLO, a
+    /// self-managed Flink job.
+    Example {
+        /// The example, e.g. `msf-cpu` or `msk-lag`; none lists them.
+        name: Option<String>,
     },
     /// Print a shell completion script, e.g. `flinkscale completions bash >
     /// /usr/share/bash-completion/completions/flinkscale`.
@@ -344,6 +353,7 @@ async fn run_command(command: Command) -> anyhow::Result<ExitCode> {
             Ok(config) => commands::validate(&config, environment).await,
             Err(error) => Ok(config_path_error(&error)),
         },
+        Command::Example { name } => Ok(example::run(name.as_deref())),
         Command::Completions { shell } => {
             clap_complete::generate(
                 shell,
