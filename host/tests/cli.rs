@@ -9,9 +9,14 @@ fn repo() -> PathBuf {
 }
 
 fn flinkscale(args: &[&str]) -> (i32, String, String) {
+    flinkscale_in(&repo(), args)
+}
+
+/// The binary run with `args` in `dir`: (exit code, stdout, stderr).
+fn flinkscale_in(dir: &Path, args: &[&str]) -> (i32, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_flinkscale"))
         .args(args)
-        .current_dir(repo())
+        .current_dir(dir)
         .env_remove("RUST_LOG")
         .output()
         .expect("the flinkscale binary runs");
@@ -38,19 +43,7 @@ fn scratch(name: &str) -> PathBuf {
 #[test]
 fn every_example_is_in_the_binary_as_its_file_is_and_validates() {
     let dir = scratch("example");
-    let run = |args: &[&str]| {
-        let out = Command::new(env!("CARGO_BIN_EXE_flinkscale"))
-            .args(args)
-            .current_dir(&dir)
-            .env_remove("RUST_LOG")
-            .output()
-            .expect("the flinkscale binary runs");
-        (
-            out.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    };
+    let run = |args: &[&str]| flinkscale_in(&dir, args);
     let mut files: Vec<(String, PathBuf)> = std::fs::read_dir(repo().join("config"))
         .unwrap()
         .map(|e| e.unwrap().path())
