@@ -217,7 +217,11 @@ const ACCEPTED: &[&str] = &[
 
 /// Parameters both must refuse, with the same words: every check of the
 /// Rust `configure`, and two mistakes at once where the order of the checks
-/// decides which is reported.
+/// decides which is reported. The host refuses a value of the wrong kind
+/// or a missing required key from the declarations, before `configure`
+/// (the same words for both, so those cases check the declarations); the
+/// unit's spelling, the multiplier's sign (its number as Rust writes it)
+/// and the empty ids reach each plugin's own checks.
 const REFUSED: &[&str] = &[
     r#"{}"#,
     r#"{"backlog_metric": "lag"}"#,
