@@ -119,13 +119,16 @@ fn main() {
 /// do in a checkout.
 const KIT_FOLDERS: &[&str] = &["wit", "plugins/sdk", "plugins/step"];
 
-/// The Python and JavaScript helpers' files of the kit, one by one: their
-/// folders also hold what their builds make (`__pycache__`,
+/// The Python and JavaScript helpers' files of the kit, with their
+/// examples (`step`, and in Python the interpreter `backlog_seconds`), one
+/// by one: their folders also hold what their builds make (`__pycache__`,
 /// `node_modules`), which belongs neither in the kit nor among what
 /// rebuilds the host.
 const KIT_HELPER_FILES: &[&str] = &[
     "plugins/python/flinkscale_policy.py",
     "plugins/python/step.py",
+    "plugins/python/flinkscale_interpreter.py",
+    "plugins/python/backlog_seconds.py",
     "plugins/python/requirements.txt",
     "plugins/python/build.sh",
     "plugins/js/flinkscale-policy.js",

@@ -16,11 +16,14 @@ rustup target add wasm32-wasip2
 cargo fmt --all -- --check
 cargo plugins
 # The Python and JavaScript `step` policies, which host/tests/polyglot.rs
-# compares with the Rust one, decision for decision. Each script installs its
-# pinned toolchain into the repository (.venv, plugins/js/node_modules) on
-# first use and rebuilds a component only when its sources changed.
+# compares with the Rust one, decision for decision, and the Python
+# `backlog-seconds` interpreter (host/tests/polyglot_interpreters.rs). Each
+# script installs its pinned toolchain into the repository (.venv,
+# plugins/js/node_modules) on first use and rebuilds a component only when
+# its sources changed.
 command -v npm >/dev/null || (apt-get update && apt-get install -y nodejs npm)
 plugins/python/build.sh
+plugins/python/build.sh backlog_seconds
 plugins/js/build.sh
 # The real-Flink test (host/tests/flink.rs) starts a cluster from the Flink
 # distribution the apache-flink wheel bundles, on a Java 17 runtime.

@@ -564,6 +564,8 @@ fn sdk_writes_the_contract_and_the_sdks_without_a_checkout() {
     for helper in [
         "plugins/sdk/src/lib.rs",
         "plugins/python/flinkscale_policy.py",
+        "plugins/python/flinkscale_interpreter.py",
+        "plugins/python/backlog_seconds.py",
         "plugins/js/flinkscale-policy.js",
     ] {
         assert_eq!(

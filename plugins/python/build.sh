@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# Builds the Python example policy into a WebAssembly component:
-#   plugins/python/build.sh [MODULE]   (default: step)
-# gives ${CARGO_TARGET_DIR:-target}/polyglot/MODULE-py.wasm.
+# Builds a Python plugin (by default the example policy) into a WebAssembly
+# component:
+#   plugins/python/build.sh [MODULE [WORLD]]   (default: step)
+# gives ${CARGO_TARGET_DIR:-target}/polyglot/MODULE-py.wasm. WORLD is
+# `scaling-policy` or `metric-interpreter`; when left out, a module that
+# imports flinkscale_interpreter is an interpreter, any other a policy.
 #
 # componentize-py (pinned in requirements.txt) is installed into the
 # repository's .venv, which is reused when present; the component is rebuilt
@@ -10,6 +13,25 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 module="${1:-step}"
+source_file="plugins/python/$module.py"
+if [ ! -f "$source_file" ]; then
+    echo "build.sh: no module $source_file (MODULE is a file in plugins/python/, without .py)" >&2
+    exit 2
+fi
+if [ -n "${2:-}" ]; then
+    world="$2"
+elif grep -qE '^(from|import) flinkscale_interpreter\b' "$source_file"; then
+    world=metric-interpreter
+else
+    world=scaling-policy
+fi
+case "$world" in
+    scaling-policy | metric-interpreter) ;;
+    *)
+        echo "build.sh: unknown world \`$world\` (valid: scaling-policy, metric-interpreter)" >&2
+        exit 2
+        ;;
+esac
 out_dir="${CARGO_TARGET_DIR:-target}/polyglot"
 out="$out_dir/$module-py.wasm"
 
@@ -27,7 +49,7 @@ if [ -f "$out" ] && [ -z "$(find plugins/python wit/v0.2.0 -newer "$out" \
 fi
 mkdir -p "$out_dir"
 start=$(date +%s%N)
-.venv/bin/componentize-py -d wit/v0.2.0 -w scaling-policy \
+.venv/bin/componentize-py -d wit/v0.2.0 -w "$world" \
     componentize -p plugins/python "$module" -o "$out.tmp"
 mv "$out.tmp" "$out"
-echo "built $out ($(stat -c %s "$out") bytes) in $(( ($(date +%s%N) - start) / 1000000 )) ms"
+echo "built $out ($world, $(stat -c %s "$out") bytes) in $(( ($(date +%s%N) - start) / 1000000 )) ms"

@@ -494,7 +494,13 @@ def _error_text(error: Exception) -> str:
     return f"{type(error).__name__}: {error}"
 
 
-class PolicyBase(_exports.Policy):
+# The `scaling-policy` world's export. In a `metric-interpreter` build
+# (flinkscale_interpreter.py reuses this module's parameter layer) the
+# bindings have no `Policy`, and nothing here exports one.
+_PolicyExport = getattr(_exports, "Policy", object)
+
+
+class PolicyBase(_PolicyExport):
     """Implements the ``policy`` export once; a policy sets ``NAME``,
     ``VERSION``, ``SUMMARY`` and ``PARAMETERS`` and overrides :meth:`setup`
     and :meth:`on_decide`.

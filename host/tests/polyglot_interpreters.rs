@@ -1,0 +1,541 @@
+//! A metric interpreter in Python derives the same signals as the Rust one.
+//!
+//! `plugins/python/backlog_seconds.py` (built on the helper module
+//! `plugins/python/flinkscale_interpreter.py` by componentize-py, world
+//! `metric-interpreter`) reimplements the built-in `backlog-seconds`. The
+//! first test loads both through the real plugin host and requires, over a
+//! grid of parameters and metric series that takes every path of the Rust
+//! code, the same signals (names, and values bit for bit: both compute in
+//! IEEE doubles with the same operations in the same order, and a signal
+//! crosses the contract as an `f64`, never as text, so nothing forces a
+//! tolerance) or the same error, and the same error texts for refused
+//! parameters. The second requires the same declared parameters. The third
+//! runs `flinkscale simulate` on the shipped example
+//! `config/msk-backlog-seconds.toml` with the built-in and with the Python
+//! file as its interpreter, and requires the same decisions, line for line.
+//!
+//! The component is built by `plugins/python/build.sh backlog_seconds`
+//! (scripts/test.sh runs it before the cargo tests); a missing one fails
+//! the test with the command to build it.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{LazyLock, Mutex, MutexGuard, PoisonError};
+use std::time::Instant;
+
+use flinkscale::metrics::{Datapoint, MetricQuery, Series};
+use flinkscale::model::{Application, Signal};
+use flinkscale::plugin::{ParameterKind, PluginError, PluginHost, SandboxLimits};
+use flinkscale::target::AppStatus;
+
+/// The workspace root.
+fn workspace() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// The cargo target folder, honouring `CARGO_TARGET_DIR` as the build
+/// scripts do.
+fn target_dir() -> PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) => workspace().join(dir),
+        None => workspace().join("target"),
+    }
+}
+
+/// One host for every test, as in the agent: each component is compiled
+/// once and shared by every instance.
+fn host() -> &'static PluginHost {
+    static HOST: LazyLock<PluginHost> =
+        LazyLock::new(|| PluginHost::new(SandboxLimits::default()).expect("the engine starts"));
+    &HOST
+}
+
+/// Held by each test while it compiles or simulates: two compiles of an
+/// 18 MB component at once on two cores can pass the host's compile
+/// deadline in a debug build.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+fn one_at_a_time() -> MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The built-in `backlog-seconds`, as host/build.rs built it.
+fn rust_wasm() -> PathBuf {
+    PathBuf::from(env!("FLINKSCALE_BUILTIN_PLUGIN_DIR")).join("backlog_seconds.wasm")
+}
+
+/// The Python `backlog-seconds`; fails (never skips) when it is missing.
+fn python_wasm() -> PathBuf {
+    let wasm = target_dir().join("polyglot/backlog_seconds-py.wasm");
+    assert!(
+        wasm.is_file(),
+        "{} is missing: run `plugins/python/build.sh backlog_seconds` from the workspace root \
+         before this test (scripts/test.sh does)",
+        wasm.display()
+    );
+    wasm
+}
+
+/// The two implementations, Rust first.
+fn implementations() -> [(&'static str, PathBuf); 2] {
+    let python = python_wasm();
+    let rust = rust_wasm();
+    assert!(rust.is_file(), "{} is missing", rust.display());
+    [("rust", rust), ("python", python)]
+}
+
+/// A signal as compared: its name and the bits of its value, so that
+/// `0.0` and `-0.0` differ and nothing is rounded.
+type Compared = Result<Vec<(String, u64)>, String>;
+
+/// What an interpreter answered, with the plugin's own name taken out of
+/// errors so that the two implementations' texts can be compared.
+fn outcome(result: Result<Vec<Signal>, PluginError>) -> Compared {
+    match result {
+        Ok(signals) => Ok(signals
+            .into_iter()
+            .map(|signal| (signal.name, signal.value.to_bits()))
+            .collect()),
+        Err(PluginError::Configure { message, .. }) => Err(format!("configure: {message}")),
+        Err(PluginError::Call {
+            function,
+            class,
+            detail,
+            ..
+        }) => Err(format!("{function}: {class}: {detail}")),
+        Err(other) => panic!("the interpreter did not load: {other}"),
+    }
+}
+
+const NOW_MS: i64 = 1_764_000_000_000;
+
+fn application() -> Application {
+    Application {
+        name: "orders".to_owned(),
+        status: AppStatus::Running,
+        kpu: 4,
+        parallelism: 4,
+        parallelism_per_kpu: 1,
+        min_kpu: 1,
+        max_kpu: 32,
+        version_id: 7,
+        last_rescale_ms: None,
+        last_update_duration_secs: None,
+    }
+}
+
+/// A series of the metric `id` with these `(seconds before now, value)`
+/// points.
+fn series(id: &str, points: &[(i64, f64)]) -> Series {
+    Series {
+        query: MetricQuery {
+            id: id.to_owned(),
+            namespace: "AWS/Kafka".to_owned(),
+            metric_name: id.to_owned(),
+            dimensions: Default::default(),
+            statistic: "Maximum".to_owned(),
+            period_secs: 60,
+            expression: None,
+        },
+        points: points
+            .iter()
+            .map(|&(ago_secs, value)| Datapoint {
+                timestamp_ms: NOW_MS - ago_secs * 1000,
+                value,
+            })
+            .collect(),
+    }
+}
+
+/// Every metric input of the grid: the backlog's points (none, one, two
+/// growing, shrinking, at one timestamp, out of order, three; zero, minus
+/// zero, negative, overflowing to infinity) times the processing rate's
+/// (none, zero, negative, below and above the input) times the input
+/// rate's; then series missing from the application, each in turn.
+fn metric_grid() -> Vec<Vec<Series>> {
+    let backlogs: &[&[(i64, f64)]] = &[
+        &[],
+        &[(0, 0.0)],
+        &[(0, -0.0)],
+        &[(0, -5.0)],
+        &[(0, 1200.0)],
+        &[(60, 1000.0), (0, 1200.0)],
+        &[(60, 1500.0), (0, 1200.0)],
+        &[(60, 900_000.0), (0, 1200.0)],
+        &[(0, 1000.0), (0, 1200.0)],
+        &[(0, 1000.0), (60, 1200.0)],
+        &[(30, 1000.0), (20, 1.0), (0, 7.5)],
+        &[(60, 0.0), (0, 1e308)],
+        &[(0, 123_456.789)],
+    ];
+    let processing: &[&[(i64, f64)]] = &[
+        &[],
+        &[(0, 0.0)],
+        &[(0, -1.0)],
+        &[(0, 50.0)],
+        &[(0, 3000.5)],
+        &[(60, 100.0), (0, 0.1)],
+    ];
+    let input: &[&[(i64, f64)]] = &[&[], &[(0, 0.0)], &[(0, 40.0)], &[(0, 3000.5)], &[(0, 1e6)]];
+    let mut grid = Vec::new();
+    for backlog in backlogs {
+        for processed in processing {
+            for incoming in input {
+                grid.push(vec![
+                    series("lag", backlog),
+                    series("processed", processed),
+                    series("incoming", incoming),
+                ]);
+            }
+        }
+    }
+    let lag = series("lag", &[(60, 1000.0), (0, 1200.0)]);
+    let processed = series("processed", &[(0, 50.0)]);
+    let incoming = series("incoming", &[(0, 40.0)]);
+    let other = series("other", &[(0, 1.0)]);
+    grid.push(Vec::new());
+    grid.push(vec![other.clone()]);
+    grid.push(vec![other.clone(), processed.clone(), incoming.clone()]);
+    grid.push(vec![lag.clone(), other, incoming]);
+    grid.push(vec![lag, processed]);
+    grid
+}
+
+/// Every parameter set whose signals are compared: both units, with and
+/// without an input rate metric, a multiplier, a prefix.
+const ACCEPTED: &[&str] = &[
+    r#"{"backlog_metric": "lag", "processing_rate_metric": "processed"}"#,
+    r#"{"backlog_metric": "lag", "processing_rate_metric": "processed",
+        "input_rate_metric": "incoming", "backlog_multiplier": 2.5, "signal_prefix": "msk_"}"#,
+    r#"{"backlog_metric": "lag", "processing_rate_metric": "processed",
+        "backlog_unit": "milliseconds", "backlog_multiplier": 3}"#,
+    r#"{"backlog_metric": "lag", "processing_rate_metric": "processed",
+        "backlog_unit": "milliseconds", "input_rate_metric": "incoming"}"#,
+    r#"{"backlog_metric": "lag", "processing_rate_metric": "processed",
+        "backlog_multiplier": 1e-7}"#,
+];
+
+/// Parameters both must refuse, with the same words: every check of the
+/// Rust `configure`, and two mistakes at once where the order of the checks
+/// decides which is reported. The host refuses a value of the wrong kind
+/// or a missing required key from the declarations, before `configure`
+/// (the same words for both, so those cases check the declarations); the
+/// unit's spelling, the multiplier's sign (its number as Rust writes it)
+/// and the empty ids reach each plugin's own checks.
+const REFUSED: &[&str] = &[
+    r#"{}"#,
+    r#"{"backlog_metric": "lag"}"#,
+    r#"{"processing_rate_metric": "processed"}"#,
+    r#"{"backlog_metric": "lag", "processing_rate_metric": "processed", "backlog_unit": "Seconds"}"#,
+    r#"{"backlog_metric": "lag", "processing_rate_metric": "processed", "backlog_unit": 3}"#,
+    r#"{"backlog_metric": "lag", "processing_rate_metric": "processed", "backlog_multiplier": 0}"#,
+    r#"{"backlog_metric": "lag", "processing_rate_metric": "processed", "backlog_multiplier": -0.0}"#,
+    r#"{"backlog_metric": "lag", "processing_rate_metric": "processed", "backlog_multiplier": -1.5}"#,
+    r#"{"backlog_metric": "lag", "processing_rate_metric": "processed", "backlog_multiplier": -1e-7}"#,
+    r#"{"backlog_metric": "lag", "processing_rate_metric": "processed", "backlog_multiplier": -1e21}"#,
+    r#"{"backlog_metric": "lag", "processing_rate_metric": "processed", "backlog_multiplier": "2"}"#,
+    r#"{"backlog_metric": "", "processing_rate_metric": "processed"}"#,
+    r#"{"backlog_metric": "lag", "processing_rate_metric": ""}"#,
+    r#"{"backlog_metric": 3, "processing_rate_metric": "processed"}"#,
+    r#"{"backlog_metric": "lag", "processing_rate_metric": "processed", "input_rate_metric": null}"#,
+    r#"{"backlog_metric": "lag", "processing_rate_metric": "processed", "input_rate_metric": ["x"]}"#,
+    r#"{"backlog_metric": "lag", "processing_rate_metric": "processed", "signal_prefix": 1}"#,
+    r#"{"backlog_metric": "lag", "processing_rate_metric": "processed", "backlog_metrc": "x"}"#,
+    r#"{"backlog_metric": "lag", "processing_rate_metric": "processed", "colour": 1, "shape": 2}"#,
+    r#"{"backlog_metric": "", "processing_rate_metric": "processed", "backlog_unit": "x"}"#,
+    r#"{"processing_rate_metric": "processed", "backlog_multiplier": -1}"#,
+    r#"{"backlog_unit": 3, "backlog_metric": 4}"#,
+    r#"{"backlog_metric": "", "processing_rate_metric": "", "backlog_multiplier": -2}"#,
+    r#"[1]"#,
+];
+
+#[test]
+fn python_backlog_seconds_derives_exactly_the_signals_of_the_rust_one() {
+    let implementations = implementations();
+    let _compiling = one_at_a_time();
+    let grid = metric_grid();
+    let app = application();
+    let mut compared = 0;
+    let mut rust_answers: Vec<Compared> = Vec::new();
+    for json in ACCEPTED {
+        let answers: Vec<Vec<Compared>> = implementations
+            .iter()
+            .map(|(label, wasm)| {
+                let started = Instant::now();
+                let mut interpreter = host()
+                    .load_interpreter(wasm, json, "orders")
+                    .unwrap_or_else(|error| panic!("the {label} interpreter loads: {error}"));
+                println!(
+                    "{label:<7} loaded as {} in {:.2} s",
+                    interpreter.label(),
+                    started.elapsed().as_secs_f64()
+                );
+                grid.iter()
+                    .map(|metrics| outcome(interpreter.interpret(NOW_MS, &app, metrics)))
+                    .collect()
+            })
+            .collect();
+        for ((metrics, expected), found) in grid.iter().zip(&answers[0]).zip(&answers[1]) {
+            assert_eq!(
+                found, expected,
+                "the Python backlog-seconds differs from the Rust one with params {json} on \
+                 {metrics:?}"
+            );
+            compared += 1;
+        }
+        rust_answers.extend(answers.into_iter().next().expect("the Rust answers"));
+    }
+
+    // The grid must take every path, or "the same" says little.
+    let signal = |name: &str, test: &dyn Fn(f64) -> bool| {
+        rust_answers.iter().any(|answer| {
+            answer.as_ref().is_ok_and(|signals| {
+                signals
+                    .iter()
+                    .any(|(n, bits)| n == name && test(f64::from_bits(*bits)))
+            })
+        })
+    };
+    let answered = |test: &dyn Fn(&Compared) -> bool| rust_answers.iter().any(test);
+    for (path, reached) in [
+        ("seconds_behind > 0", signal("seconds_behind", &|v| v > 0.0)),
+        (
+            "seconds_behind = 0",
+            signal("seconds_behind", &|v| v == 0.0),
+        ),
+        (
+            "seconds_to_drain > 0",
+            signal("seconds_to_drain", &|v| v > 0.0),
+        ),
+        (
+            "seconds_to_drain = 0",
+            signal("seconds_to_drain", &|v| v == 0.0),
+        ),
+        (
+            "a prefixed signal",
+            signal("msk_seconds_to_drain", &|_| true),
+        ),
+        (
+            "seconds_behind without seconds_to_drain",
+            answered(&|answer| {
+                answer
+                    .as_ref()
+                    .is_ok_and(|s| s.len() == 1 && s[0].0 == "seconds_behind")
+            }),
+        ),
+        (
+            "seconds_to_drain without seconds_behind",
+            answered(&|answer| {
+                answer
+                    .as_ref()
+                    .is_ok_and(|s| s.len() == 1 && s[0].0 == "seconds_to_drain")
+            }),
+        ),
+        (
+            "no signal",
+            answered(&|answer| answer.as_ref().is_ok_and(Vec::is_empty)),
+        ),
+        (
+            "a metric the application does not configure",
+            answered(&|answer| {
+                answer
+                    .as_ref()
+                    .is_err_and(|e| e.contains("which the application does not configure"))
+            }),
+        ),
+    ] {
+        assert!(
+            reached,
+            "no Rust answer has {path}: the grid misses that path"
+        );
+    }
+    // The input rate derived from the backlog's growth (no input metric,
+    // first parameter set): some seconds_to_drain must come from it.
+    assert!(
+        rust_answers[..grid.len()]
+            .iter()
+            .any(|answer| answer.as_ref().is_ok_and(|s| s
+                .iter()
+                .any(|(n, bits)| n == "seconds_to_drain" && f64::from_bits(*bits) > 0.0))),
+        "no seconds_to_drain from a derived input rate"
+    );
+    // milliseconds with an input metric: a drain time from an age.
+    let ms_with_input = &rust_answers[3 * grid.len()..4 * grid.len()];
+    assert!(
+        ms_with_input
+            .iter()
+            .any(|answer| answer.as_ref().is_ok_and(|s| s
+                .iter()
+                .any(|(n, bits)| n == "seconds_to_drain" && f64::from_bits(*bits) > 0.0))),
+        "no seconds_to_drain from an age"
+    );
+
+    // Refused parameters: the same error, word for word.
+    for json in REFUSED {
+        let errors: Vec<String> = implementations
+            .iter()
+            .map(
+                |(label, wasm)| match host().load_interpreter(wasm, json, "orders") {
+                    Ok(_) => panic!("the {label} interpreter accepted {json}"),
+                    Err(error) => outcome(Err(error)).unwrap_err(),
+                },
+            )
+            .collect();
+        assert_eq!(
+            errors[1], errors[0],
+            "the Python backlog-seconds refuses {json} differently from the Rust one"
+        );
+    }
+    println!(
+        "{compared} answers and {} refusals identical",
+        REFUSED.len()
+    );
+}
+
+/// A declared parameter as both must agree on it: name, kind, whether
+/// required, and the default as a JSON value.
+type Declared = (String, ParameterKind, bool, Option<serde_json::Value>);
+
+#[test]
+fn python_backlog_seconds_declares_the_parameters_of_the_rust_one() {
+    let implementations = implementations();
+    let _compiling = one_at_a_time();
+    let params = r#"{"backlog_metric": "lag", "processing_rate_metric": "processed"}"#;
+    let declared: Vec<Vec<Declared>> = implementations
+        .iter()
+        .map(|(label, wasm)| {
+            let interpreter = host()
+                .load_interpreter(wasm, params, "orders")
+                .unwrap_or_else(|error| panic!("the {label} interpreter loads: {error}"));
+            let metadata = interpreter.metadata();
+            assert_eq!(metadata.contract_version, "0.2.0", "{label}");
+            assert!(!metadata.summary.trim().is_empty(), "{label}: no summary");
+            metadata
+                .parameters
+                .unwrap_or_else(|| panic!("the {label} interpreter declares no parameters"))
+                .into_iter()
+                .map(|parameter| {
+                    assert!(
+                        !parameter.meaning.trim().is_empty(),
+                        "{label}: `{}` has no meaning",
+                        parameter.name
+                    );
+                    let default = parameter
+                        .default_json
+                        .map(|json| serde_json::from_str(&json).expect("the default is JSON"));
+                    (parameter.name, parameter.kind, parameter.required, default)
+                })
+                .collect()
+        })
+        .collect();
+    let names: Vec<&str> = declared[0].iter().map(|(name, ..)| name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "backlog_metric",
+            "backlog_unit",
+            "backlog_multiplier",
+            "processing_rate_metric",
+            "input_rate_metric",
+            "signal_prefix"
+        ],
+        "the Rust backlog-seconds declares other parameters than this test knows"
+    );
+    assert_eq!(declared[1], declared[0]);
+}
+
+/// The evaluations `simulate --decisions` printed, one line each.
+fn simulate(scenario: &Path, config: &Path) -> Vec<String> {
+    let started = Instant::now();
+    let output = Command::new(env!("CARGO_BIN_EXE_flinkscale"))
+        .arg("simulate")
+        .arg("--scenario")
+        .arg(scenario)
+        .arg("--config")
+        .arg(config)
+        .arg("--decisions")
+        .output()
+        .expect("flinkscale runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "simulate --config {} failed: {}\n{}{}",
+        config.display(),
+        output.status,
+        stdout,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    println!(
+        "simulate --config {}: {:.1} s",
+        config.display(),
+        started.elapsed().as_secs_f64()
+    );
+    stdout
+        .lines()
+        .skip_while(|line| *line != "evaluations")
+        .skip(1)
+        .filter(|line| !line.trim().is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// `config/msk-backlog-seconds.toml`, renamed to the `step` scenario's
+/// application and its MSK source (as host/tests/sim_interpreters.rs does),
+/// with `interpreter` as the backlog-seconds plugin.
+fn msk_example(interpreter: &str) -> String {
+    let text = std::fs::read_to_string(workspace().join("config/msk-backlog-seconds.toml"))
+        .expect("the example");
+    let text = text
+        // A debug build on a busy 2-core host may need more than the
+        // default 100 ms for a first call; the deadline is not under test.
+        .replace("[agent]\n", "[agent]\nplugin_timeout_ms = 5000\n")
+        .replace("\"orders-cluster\"", "\"app-cluster\"")
+        .replace(
+            "\"Consumer Group\" = \"orders-aggregator\"",
+            "\"Consumer Group\" = \"app-group\"",
+        )
+        .replace("\"orders\" }", "\"app-topic\" }")
+        .replace("orders-aggregator", "app")
+        .replace(
+            "plugin = \"backlog-seconds\"",
+            &format!("plugin = {}", toml_edit::Value::from(interpreter)),
+        );
+    assert!(!text.contains("orders"), "every name replaced: {text}");
+    text
+}
+
+#[test]
+fn simulate_decides_the_same_with_the_python_backlog_seconds() {
+    let python = python_wasm();
+    let _compiling = one_at_a_time();
+    let work = tempfile::tempdir().expect("a temporary folder");
+    let scenario = workspace().join("tests/scenarios/step.toml");
+    let runs: Vec<Vec<String>> = [
+        "backlog-seconds".to_owned(),
+        python.to_string_lossy().into_owned(),
+    ]
+    .iter()
+    .enumerate()
+    .map(|(index, interpreter)| {
+        let text = msk_example(interpreter);
+        if index == 1 {
+            assert!(text.contains("backlog_seconds-py.wasm"), "{text}");
+        }
+        let config = work.path().join(format!("{index}.toml"));
+        std::fs::write(&config, text).expect("the configuration is written");
+        simulate(&scenario, &config)
+    })
+    .collect();
+    let (rust, python) = (&runs[0], &runs[1]);
+    // Not vacuous: the run scales out on the alarm over `seconds_behind`.
+    assert!(
+        rust.iter()
+            .any(|line| line.contains("`behind` is in ALARM")),
+        "no scale-out on `behind`: {rust:#?}"
+    );
+    for (index, (a, b)) in rust.iter().zip(python).enumerate() {
+        assert_eq!(b, a, "evaluation {index} differs");
+    }
+    assert_eq!(python.len(), rust.len(), "as many evaluations");
+    println!("{} evaluations identical", rust.len());
+}
