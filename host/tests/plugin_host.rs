@@ -878,6 +878,17 @@ fn the_environment_is_out_of_reach() {
     assert_eq!(decision, Decision::hold("no environment"));
 }
 
+/// A plugin has no clock but the evaluation's `now_ms`: its wall clock
+/// reads the Unix epoch and its monotonic clock stands still, so a
+/// decision cannot depend on when (or how fast) it runs, in the agent or
+/// in a simulation.
+#[test]
+fn the_clocks_are_out_of_reach() {
+    let mut plugin = misbehaving("clock");
+    let decision = plugin.decide(&quiet()).expect("clock mode answers");
+    assert_eq!(decision, Decision::hold("no clock"));
+}
+
 #[test]
 fn a_configure_error_reaches_the_user_with_the_plugins_message() {
     let error = match misbehave(host(), "configure-error") {

@@ -8,11 +8,15 @@
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 
+use std::time::Duration;
 use wasmtime::ResourceLimiter;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
-use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+
+use wasmtime_wasi::{
+    HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView,
+};
 
 use super::validate::sanitize_text;
 
@@ -57,10 +61,12 @@ pub(crate) struct State {
 
 impl State {
     /// A store state with an empty WASI context: no preopened directories,
-    /// no environment, no arguments, no sockets, stdin closed, stdout and
-    /// stderr to the agent's log.
+    /// no environment, no arguments, no sockets, clocks that stand still
+    /// ([`Stopped`]), stdin closed, stdout and stderr to the agent's log.
     pub(crate) fn new(memory_limit_bytes: u64, log: Arc<GuestLog>) -> Self {
         let wasi = WasiCtxBuilder::new()
+            .wall_clock(Stopped)
+            .monotonic_clock(Stopped)
             .stdout(LogStream {
                 log: log.clone(),
                 stream: Stream::Stdout,
@@ -79,6 +85,34 @@ impl State {
             limiter: Limiter::new(memory_limit_bytes),
             log,
         }
+    }
+}
+
+/// The clocks a plugin sees: the wall clock reads the Unix epoch and the
+/// monotonic clock stands at zero. A plugin's only time is the
+/// evaluation's `now_ms` (the contract's), so that a decision depends on
+/// what it is given and never on when or how fast it runs: the same in
+/// the agent and in a simulation, whose clock is virtual. Common
+/// toolchains import the clocks (a Rust `std` component does), so they are
+/// linked, and stopped; waiting on them traps (`forbid_waiting` in the
+/// engine).
+struct Stopped;
+
+impl HostWallClock for Stopped {
+    fn resolution(&self) -> Duration {
+        Duration::from_secs(1)
+    }
+    fn now(&self) -> Duration {
+        Duration::ZERO
+    }
+}
+
+impl HostMonotonicClock for Stopped {
+    fn resolution(&self) -> u64 {
+        1_000_000_000
+    }
+    fn now(&self) -> u64 {
+        0
     }
 }
 
