@@ -52,15 +52,15 @@ from flinkscale_policy import (
     Params,
     PolicyError,
     _check_declarations,
+    _configured,
     _error_text,
+    _metadata,
 )
 from wit_world import exports as _exports
 from wit_world.imports.types import (
     Application,
     AppStatus,
     Datapoint,
-    Parameter as _WitParameter,
-    ParameterKind as _WitParameterKind,
     PluginMetadata,
     Series,
     Signal,
@@ -184,34 +184,13 @@ class InterpreterBase(_exports.Interpreter):
     def metadata(self) -> PluginMetadata:
         """The contract's ``metadata``: ``NAME``, ``VERSION``, ``SUMMARY``
         and ``PARAMETERS``."""
-        return PluginMetadata(
-            self.NAME,
-            self.VERSION,
-            self.SUMMARY,
-            [
-                _WitParameter(
-                    parameter.name,
-                    _WitParameterKind[parameter.kind.upper().replace("-", "_")],
-                    parameter.required,
-                    parameter.default_json,
-                    parameter.meaning,
-                )
-                for parameter in self.PARAMETERS
-            ],
-        )
+        return _metadata(self)
 
     def configure(self, params_json: str) -> None:
         """The contract's ``configure``; an interpreter writes :meth:`setup` instead."""
         global _ACTIVE
         _ACTIVE = None
-        try:
-            interpreter = type(self)()
-            params = Params.from_json(params_json, self.PARAMETERS)
-            params.deny_unknown([parameter.name for parameter in self.PARAMETERS])
-            interpreter.setup(params)
-        except Exception as error:
-            raise Err(_error_text(error)) from None
-        _ACTIVE = interpreter
+        _ACTIVE = _configured(type(self), params_json)
 
     def interpret(self, now_ms: int, app: Application, metrics: List[Series]) -> List[Signal]:
         """The contract's ``interpret``; an interpreter writes :meth:`on_interpret` instead."""

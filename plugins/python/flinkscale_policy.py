@@ -494,6 +494,41 @@ def _error_text(error: Exception) -> str:
     return f"{type(error).__name__}: {error}"
 
 
+def _metadata(plugin) -> PluginMetadata:
+    """The contract's ``metadata`` of a policy or an interpreter class:
+    its ``NAME``, ``VERSION``, ``SUMMARY`` and ``PARAMETERS``."""
+    return PluginMetadata(
+        plugin.NAME,
+        plugin.VERSION,
+        plugin.SUMMARY,
+        [
+            _WitParameter(
+                parameter.name,
+                # `alarm-id` is the enum member ALARM_ID.
+                _WitParameterKind[parameter.kind.upper().replace("-", "_")],
+                parameter.required,
+                parameter.default_json,
+                parameter.meaning,
+            )
+            for parameter in plugin.PARAMETERS
+        ],
+    )
+
+
+def _configured(cls, params_json: str):
+    """A fresh instance of the policy or interpreter class ``cls`` (so that
+    nothing of a previous configuration survives into this one), set up
+    from ``params_json``; any exception becomes the contract's ``err``."""
+    try:
+        plugin = cls()
+        params = Params.from_json(params_json, cls.PARAMETERS)
+        params.deny_unknown([parameter.name for parameter in cls.PARAMETERS])
+        plugin.setup(params)
+    except Exception as error:
+        raise Err(_error_text(error)) from None
+    return plugin
+
+
 # The `scaling-policy` world's export. In a `metric-interpreter` build
 # (flinkscale_interpreter.py reuses this module's parameter layer) the
 # bindings have no `Policy`, and nothing here exports one.
@@ -544,37 +579,13 @@ class PolicyBase(_PolicyExport):
     def metadata(self) -> PluginMetadata:
         """The contract's ``metadata``: ``NAME``, ``VERSION``, ``SUMMARY``
         and ``PARAMETERS``."""
-        return PluginMetadata(
-            self.NAME,
-            self.VERSION,
-            self.SUMMARY,
-            [
-                _WitParameter(
-                    parameter.name,
-                    # `alarm-id` is the enum member ALARM_ID.
-                    _WitParameterKind[parameter.kind.upper().replace("-", "_")],
-                    parameter.required,
-                    parameter.default_json,
-                    parameter.meaning,
-                )
-                for parameter in self.PARAMETERS
-            ],
-        )
+        return _metadata(self)
 
     def configure(self, params_json: str) -> None:
         """The contract's ``configure``; a policy writes :meth:`setup` instead."""
         global _ACTIVE
         _ACTIVE = None
-        try:
-            # A fresh object, so that nothing of a previous configuration
-            # survives into this one.
-            policy = type(self)()
-            params = Params.from_json(params_json, self.PARAMETERS)
-            params.deny_unknown([parameter.name for parameter in self.PARAMETERS])
-            policy.setup(params)
-        except Exception as error:
-            raise Err(_error_text(error)) from None
-        _ACTIVE = policy
+        _ACTIVE = _configured(type(self), params_json)
 
     def decide(self, evaluation: Evaluation) -> Decision:
         """The contract's ``decide``; a policy writes :meth:`on_decide` instead."""
