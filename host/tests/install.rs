@@ -15,17 +15,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Emulator, Running, aws_env, log_events, scenario, wait_until, workspace};
+use common::{Emulator, Running, aws_env, log_events, scenario, target_dir, wait_until, workspace};
 use flinkscale::plugin::builtin;
-
-/// The target directory this test binary was built in, absolute.
-fn target_dir() -> PathBuf {
-    match std::env::var_os("CARGO_TARGET_DIR") {
-        Some(dir) if Path::new(&dir).is_absolute() => PathBuf::from(dir),
-        Some(dir) => workspace().join(dir),
-        None => workspace().join("target"),
-    }
-}
 
 /// `cargo install --path host --root ROOT`; returns the binary.
 fn install(root: &Path) -> PathBuf {

@@ -36,30 +36,19 @@
 //! a missing one fails the test with the command to build it. The compile
 //! time and size of each component are printed (`--nocapture`).
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{LazyLock, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
+use common::{target_dir, workspace};
 use flinkscale::model::{AlarmState, AlarmStatus, Application, Decision, Evaluation};
 use flinkscale::plugin::{ParameterKind, PluginError, PluginHost, SandboxLimits};
 use flinkscale::sim::Scenario;
 use flinkscale::sim::presets::{self, PolicyChoice};
 use flinkscale::target::AppStatus;
-
-/// The workspace root.
-fn workspace() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-/// The cargo target folder, honouring `CARGO_TARGET_DIR` as the build
-/// scripts do.
-fn target_dir() -> PathBuf {
-    match std::env::var_os("CARGO_TARGET_DIR") {
-        Some(dir) => workspace().join(dir),
-        None => workspace().join("target"),
-    }
-}
 
 const STEP_PARAMS: &str = r#"{"scale_out_alarm": "out", "scale_in_alarm": "in"}"#;
 

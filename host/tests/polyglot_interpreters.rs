@@ -18,29 +18,18 @@
 //! (scripts/test.sh runs it before the cargo tests); a missing one fails
 //! the test with the command to build it.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{LazyLock, Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
 
+use common::{target_dir, workspace};
 use flinkscale::metrics::{Datapoint, MetricQuery, Series};
 use flinkscale::model::{Application, Signal};
 use flinkscale::plugin::{ParameterKind, PluginError, PluginHost, SandboxLimits};
 use flinkscale::target::AppStatus;
-
-/// The workspace root.
-fn workspace() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-/// The cargo target folder, honouring `CARGO_TARGET_DIR` as the build
-/// scripts do.
-fn target_dir() -> PathBuf {
-    match std::env::var_os("CARGO_TARGET_DIR") {
-        Some(dir) => workspace().join(dir),
-        None => workspace().join("target"),
-    }
-}
 
 /// One host for every test, as in the agent: each component is compiled
 /// once and shared by every instance.

@@ -31,6 +31,17 @@ pub fn workspace() -> PathBuf {
         .to_path_buf()
 }
 
+/// The cargo target folder these tests were built in, honouring
+/// `CARGO_TARGET_DIR` (relative to the workspace, as the build scripts
+/// read it, or absolute).
+pub fn target_dir() -> PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) if Path::new(&dir).is_absolute() => PathBuf::from(dir),
+        Some(dir) => workspace().join(dir),
+        None => workspace().join("target"),
+    }
+}
+
 /// A scenario of `tests/fixtures/scenarios/`.
 pub fn scenario(name: &str) -> PathBuf {
     workspace().join("tests/fixtures/scenarios").join(name)
