@@ -38,6 +38,11 @@
 //
 // Error texts are those of the Rust SDK, word for word, so that a policy
 // ported from Rust reports the same configuration errors.
+//
+// The parameter layer (`Params`, `declareParameters`, their checks and
+// texts) and the metadata, configure and error steps also serve metric
+// interpreters: `flinkscale-interpreter.js` imports them from here, so that
+// a parameter reads and is refused the same way in both kinds of plugin.
 
 /** The largest KPU (and any other `u32`) the contract can carry. */
 export const U32_MAX = 4294967295;
@@ -451,14 +456,19 @@ export class Params {
   }
 }
 
-// --- the evaluation as it arrives ---------------------------------------------
+// --- the values as they arrive ------------------------------------------------
 
 // componentize-qjs 0.4.5 (the QuickJS engine jco builds with) hands a `u32`
 // above 2^31 - 1 to JavaScript as a negative number, its bits read as an
 // `s32`: a KPU of 4294967294 arrives as -2. `>>> 0` reads the same bits as
 // unsigned again, and is the identity on every correct `u32`.
-function fixU32Fields(evaluation) {
-  const app = evaluation.app;
+
+/**
+ * The contract's `application` with its `u32` fields read as unsigned (see
+ * above); changed in place and returned. Shared with
+ * `flinkscale-interpreter.js`, whose `interpret` receives one too.
+ */
+export function liftApplication(app) {
   app.kpu >>>= 0;
   app.parallelism >>>= 0;
   app.parallelismPerKpu >>>= 0;
@@ -467,21 +477,74 @@ function fixU32Fields(evaluation) {
   if (app.lastUpdateDurationSecs !== null && app.lastUpdateDurationSecs !== undefined) {
     app.lastUpdateDurationSecs >>>= 0;
   }
-  for (const series of evaluation.metrics) series.periodSecs >>>= 0;
+  return app;
+}
+
+/** The contract's series with their `u32` `periodSecs` read as unsigned; changed in place. */
+export function liftSeries(metrics) {
+  for (const series of metrics) series.periodSecs >>>= 0;
+  return metrics;
+}
+
+function fixU32Fields(evaluation) {
+  liftApplication(evaluation.app);
+  liftSeries(evaluation.metrics);
   return evaluation;
 }
 
 // --- the export ------------------------------------------------------------
 
 // The component's calling convention turns a thrown non-Error value into the
-// `err` of a `result`, and traps on a thrown `Error`; a policy's errors are
+// `err` of a `result`, and traps on a thrown `Error`; a plugin's errors are
 // therefore rethrown as their message text.
-function errorText(error) {
+
+/**
+ * The text of the contract's `err` for an exception out of a policy or an
+ * interpreter: a `PolicyError`'s message, any other error's name and
+ * message.
+ */
+export function errorText(error) {
   if (error instanceof PolicyError) return error.message;
-  // A bug in the policy, not a configuration mistake: say what broke so
+  // A bug in the plugin, not a configuration mistake: say what broke so
   // that the host's log leads the author to it.
   if (error instanceof Error) return `${error.name}: ${error.message}`;
   return String(error);
+}
+
+/**
+ * The contract's `plugin-metadata` of a policy or interpreter description
+ * (`name`, `version`, `summary`, `parameters`), checked; `definer` names the
+ * function that was given it (`definePolicy`) in the author's error.
+ * Shared by `definePolicy` and `flinkscale-interpreter.js`'s
+ * `defineInterpreter`.
+ */
+export function pluginMetadata(definer, { name, version, summary, parameters = [] }) {
+  for (const [field, value] of [
+    ["name", name],
+    ["version", version],
+    ["summary", summary],
+  ]) {
+    if (typeof value !== "string" || value.trim() === "") {
+      throw new Error(`${definer} needs a \`${field}\`, a non-empty string`);
+    }
+  }
+  return { name, version, summary, parameters: declareParameters(parameters) };
+}
+
+/**
+ * `configure` for a plugin with this metadata: parses `paramsJson`, refuses
+ * any key not declared (suggesting the closest declared one) and returns
+ * what `setup(params)` returns; any exception is rethrown as the contract's
+ * `err` text. Shared by `definePolicy` and `defineInterpreter`.
+ */
+export function configuredState(metadata, setup, paramsJson) {
+  try {
+    const params = Params.fromJson(paramsJson, metadata.parameters);
+    params.denyUnknown(metadata.parameters.map((parameter) => parameter.name));
+    return setup(params);
+  } catch (error) {
+    throw errorText(error);
+  }
 }
 
 /**
@@ -499,19 +562,9 @@ function errorText(error) {
  * reconfiguration does not leave the old one answering; `decide` refuses
  * with `not configured` until a `configure` has succeeded.
  */
-export function definePolicy({ name, version, summary, parameters = [], setup, decide }) {
-  for (const [field, value] of [
-    ["name", name],
-    ["version", version],
-    ["summary", summary],
-  ]) {
-    if (typeof value !== "string" || value.trim() === "") {
-      throw new Error(`definePolicy needs a \`${field}\`, a non-empty string`);
-    }
-  }
-  const declared = declareParameters(parameters);
-  const names = declared.map((parameter) => parameter.name);
-  const metadata = { name, version, summary, parameters: declared };
+export function definePolicy(description) {
+  const metadata = pluginMetadata("definePolicy", description);
+  const { setup, decide } = description;
   let state;
   let configured = false;
   return {
@@ -521,13 +574,7 @@ export function definePolicy({ name, version, summary, parameters = [], setup, d
     configure(paramsJson) {
       configured = false;
       state = undefined;
-      try {
-        const params = Params.fromJson(paramsJson, declared);
-        params.denyUnknown(names);
-        state = setup(params);
-      } catch (error) {
-        throw errorText(error);
-      }
+      state = configuredState(metadata, setup, paramsJson);
       configured = true;
     },
     decide(evaluation) {
