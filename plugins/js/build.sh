@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# Builds the JavaScript example policy into a WebAssembly component:
-#   plugins/js/build.sh [MODULE]   (default: step)
-# gives ${CARGO_TARGET_DIR:-target}/polyglot/MODULE-js.wasm.
+# Builds a JavaScript plugin (by default the example policy) into a
+# WebAssembly component:
+#   plugins/js/build.sh [MODULE [WORLD]]   (default: step)
+# gives ${CARGO_TARGET_DIR:-target}/polyglot/MODULE-js.wasm. WORLD is
+# `scaling-policy` or `metric-interpreter`; when left out, a module that
+# imports ./flinkscale-interpreter.js is an interpreter, any other a policy.
 #
 # jco (pinned in package.json and package-lock.json, with the QuickJS
 # backend it drives, componentize-qjs) is installed into
@@ -21,6 +24,25 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 module="${1:-step}"
+source_file="plugins/js/$module.js"
+if [ ! -f "$source_file" ]; then
+    echo "build.sh: no module $source_file (MODULE is a file in plugins/js/, without .js)" >&2
+    exit 2
+fi
+if [ -n "${2:-}" ]; then
+    world="$2"
+elif grep -qE "^(import .*|\} *)from ['\"]\./flinkscale-interpreter\.js['\"]" "$source_file"; then
+    world=metric-interpreter
+else
+    world=scaling-policy
+fi
+case "$world" in
+    scaling-policy | metric-interpreter) ;;
+    *)
+        echo "build.sh: unknown world \`$world\` (valid: scaling-policy, metric-interpreter)" >&2
+        exit 2
+        ;;
+esac
 out_dir="${CARGO_TARGET_DIR:-target}/polyglot"
 out="$out_dir/$module-js.wasm"
 jco=plugins/js/node_modules/@bytecodealliance/jco/dist/jco.js
@@ -38,8 +60,8 @@ mkdir -p "$out_dir"
 start=$(date +%s%N)
 # jco resolves the source against the folder it runs the build in, so every
 # path it gets is absolute.
-node "$jco" componentize "$PWD/plugins/js/$module.js" --wit "$PWD/wit/v0.2.0" \
-    --world-name scaling-policy --backend qjs --backend-qjs-disable-async \
+node "$jco" componentize "$PWD/$source_file" --wit "$PWD/wit/v0.2.0" \
+    --world-name "$world" --backend qjs --backend-qjs-disable-async \
     --backend-qjs-stub-wasi -o "$(realpath -m "$out.tmp")" >/dev/null
 mv "$out.tmp" "$out"
-echo "built $out ($(stat -c %s "$out") bytes) in $(( ($(date +%s%N) - start) / 1000000 )) ms"
+echo "built $out ($world, $(stat -c %s "$out") bytes) in $(( ($(date +%s%N) - start) / 1000000 )) ms"
