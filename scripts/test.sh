@@ -16,8 +16,8 @@ rustup target add wasm32-wasip2
 cargo fmt --all -- --check
 cargo plugins
 # The Python and JavaScript `step` policies, which host/tests/polyglot.rs
-# compares with the Rust one, decision for decision, and the Python
-# `backlog-seconds` interpreter (host/tests/polyglot_interpreters.rs). Each
+# compares with the Rust one, decision for decision, and the Python and
+# JavaScript `backlog-seconds` interpreters (host/tests/polyglot_interpreters.rs). Each
 # script installs its pinned toolchain into the repository (.venv,
 # plugins/js/node_modules) on first use and rebuilds a component only when
 # its sources changed.
@@ -25,6 +25,7 @@ command -v npm >/dev/null || (apt-get update && apt-get install -y nodejs npm)
 plugins/python/build.sh
 plugins/python/build.sh backlog_seconds
 plugins/js/build.sh
+plugins/js/build.sh backlog-seconds
 # The real-Flink test (host/tests/flink.rs) starts a cluster from the Flink
 # distribution the apache-flink wheel bundles, on a Java 17 runtime.
 command -v java >/dev/null || (apt-get update && apt-get install -y openjdk-17-jre-headless)

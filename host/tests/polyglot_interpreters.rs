@@ -1,9 +1,12 @@
-//! A metric interpreter in Python derives the same signals as the Rust one.
+//! A metric interpreter in Python or JavaScript derives the same signals as
+//! the Rust one.
 //!
 //! `plugins/python/backlog_seconds.py` (built on the helper module
-//! `plugins/python/flinkscale_interpreter.py` by componentize-py, world
-//! `metric-interpreter`) reimplements the built-in `backlog-seconds`. The
-//! first test loads both through the real plugin host and requires, over a
+//! `plugins/python/flinkscale_interpreter.py` by componentize-py) and
+//! `plugins/js/backlog-seconds.js` (on `plugins/js/flinkscale-interpreter.js`,
+//! by jco), both of the world `metric-interpreter`, reimplement the built-in
+//! `backlog-seconds`. The first test loads all three through the real plugin
+//! host and requires of each port, over a
 //! grid of parameters and metric series that takes every path of the Rust
 //! code, the same signals (names, and values bit for bit: both compute in
 //! IEEE doubles with the same operations in the same order, and a signal
@@ -11,12 +14,13 @@
 //! tolerance) or the same error, and the same error texts for refused
 //! parameters. The second requires the same declared parameters. The third
 //! runs `flinkscale simulate` on the shipped example
-//! `config/msk-backlog-seconds.toml` with the built-in and with the Python
+//! `config/msk-backlog-seconds.toml` with the built-in and with each port's
 //! file as its interpreter, and requires the same decisions, line for line.
 //!
-//! The component is built by `plugins/python/build.sh backlog_seconds`
-//! (scripts/test.sh runs it before the cargo tests); a missing one fails
-//! the test with the command to build it.
+//! The components are built by `plugins/python/build.sh backlog_seconds`
+//! and `plugins/js/build.sh backlog-seconds` (scripts/test.sh runs both
+//! before the cargo tests); a missing one fails the test with the command
+//! to build it.
 
 mod common;
 
@@ -53,24 +57,42 @@ fn rust_wasm() -> PathBuf {
     PathBuf::from(env!("FLINKSCALE_BUILTIN_PLUGIN_DIR")).join("backlog_seconds.wasm")
 }
 
-/// The Python `backlog-seconds`; fails (never skips) when it is missing.
-fn python_wasm() -> PathBuf {
-    let wasm = target_dir().join("polyglot/backlog_seconds-py.wasm");
-    assert!(
-        wasm.is_file(),
-        "{} is missing: run `plugins/python/build.sh backlog_seconds` from the workspace root \
-         before this test (scripts/test.sh does)",
-        wasm.display()
-    );
-    wasm
+/// The ports of `backlog-seconds` to other languages, as (label, component);
+/// fails (never skips) when one is missing.
+fn ports() -> Vec<(&'static str, PathBuf)> {
+    [
+        (
+            "python",
+            "polyglot/backlog_seconds-py.wasm",
+            "plugins/python/build.sh backlog_seconds",
+        ),
+        (
+            "javascript",
+            "polyglot/backlog-seconds-js.wasm",
+            "plugins/js/build.sh backlog-seconds",
+        ),
+    ]
+    .into_iter()
+    .map(|(label, file, build)| {
+        let wasm = target_dir().join(file);
+        assert!(
+            wasm.is_file(),
+            "{} is missing: run `{build}` from the workspace root before this test \
+             (scripts/test.sh does)",
+            wasm.display()
+        );
+        (label, wasm)
+    })
+    .collect()
 }
 
-/// The two implementations, Rust first.
-fn implementations() -> [(&'static str, PathBuf); 2] {
-    let python = python_wasm();
+/// Every implementation, Rust first, then the ports.
+fn implementations() -> Vec<(&'static str, PathBuf)> {
     let rust = rust_wasm();
     assert!(rust.is_file(), "{} is missing", rust.display());
-    [("rust", rust), ("python", python)]
+    let mut all = vec![("rust", rust)];
+    all.extend(ports());
+    all
 }
 
 /// A signal as compared: its name and the bits of its value, so that
@@ -239,7 +261,7 @@ const REFUSED: &[&str] = &[
 ];
 
 #[test]
-fn python_backlog_seconds_derives_exactly_the_signals_of_the_rust_one() {
+fn python_and_javascript_backlog_seconds_derive_exactly_the_signals_of_the_rust_one() {
     let implementations = implementations();
     let _compiling = one_at_a_time();
     let grid = metric_grid();
@@ -264,13 +286,15 @@ fn python_backlog_seconds_derives_exactly_the_signals_of_the_rust_one() {
                     .collect()
             })
             .collect();
-        for ((metrics, expected), found) in grid.iter().zip(&answers[0]).zip(&answers[1]) {
-            assert_eq!(
-                found, expected,
-                "the Python backlog-seconds differs from the Rust one with params {json} on \
-                 {metrics:?}"
-            );
-            compared += 1;
+        for ((label, _), port_answers) in implementations.iter().zip(&answers).skip(1) {
+            for ((metrics, expected), found) in grid.iter().zip(&answers[0]).zip(port_answers) {
+                assert_eq!(
+                    found, expected,
+                    "the {label} backlog-seconds differs from the Rust one with params {json} \
+                     on {metrics:?}"
+                );
+                compared += 1;
+            }
         }
         rust_answers.extend(answers.into_iter().next().expect("the Rust answers"));
     }
@@ -370,10 +394,12 @@ fn python_backlog_seconds_derives_exactly_the_signals_of_the_rust_one() {
                 },
             )
             .collect();
-        assert_eq!(
-            errors[1], errors[0],
-            "the Python backlog-seconds refuses {json} differently from the Rust one"
-        );
+        for ((label, _), error) in implementations.iter().zip(&errors).skip(1) {
+            assert_eq!(
+                error, &errors[0],
+                "the {label} backlog-seconds refuses {json} differently from the Rust one"
+            );
+        }
     }
     println!(
         "{compared} answers and {} refusals identical",
@@ -386,7 +412,7 @@ fn python_backlog_seconds_derives_exactly_the_signals_of_the_rust_one() {
 type Declared = (String, ParameterKind, bool, Option<serde_json::Value>);
 
 #[test]
-fn python_backlog_seconds_declares_the_parameters_of_the_rust_one() {
+fn python_and_javascript_backlog_seconds_declare_the_parameters_of_the_rust_one() {
     let implementations = implementations();
     let _compiling = one_at_a_time();
     let params = r#"{"backlog_metric": "lag", "processing_rate_metric": "processed"}"#;
@@ -430,7 +456,9 @@ fn python_backlog_seconds_declares_the_parameters_of_the_rust_one() {
         ],
         "the Rust backlog-seconds declares other parameters than this test knows"
     );
-    assert_eq!(declared[1], declared[0]);
+    for ((label, _), port) in implementations.iter().zip(&declared).skip(1) {
+        assert_eq!(port, &declared[0], "the {label} backlog-seconds");
+    }
 }
 
 /// The evaluations `simulate --decisions` printed, one line each.
@@ -494,37 +522,35 @@ fn msk_example(interpreter: &str) -> String {
 }
 
 #[test]
-fn simulate_decides_the_same_with_the_python_backlog_seconds() {
-    let python = python_wasm();
+fn simulate_decides_the_same_with_the_python_and_javascript_backlog_seconds() {
+    let ports = ports();
     let _compiling = one_at_a_time();
     let work = tempfile::tempdir().expect("a temporary folder");
     let scenario = workspace().join("tests/scenarios/step.toml");
-    let runs: Vec<Vec<String>> = [
-        "backlog-seconds".to_owned(),
-        python.to_string_lossy().into_owned(),
-    ]
-    .iter()
-    .enumerate()
-    .map(|(index, interpreter)| {
+    let run = |name: &str, interpreter: &str| {
         let text = msk_example(interpreter);
-        if index == 1 {
-            assert!(text.contains("backlog_seconds-py.wasm"), "{text}");
-        }
-        let config = work.path().join(format!("{index}.toml"));
+        let plugin = format!("plugin = {}", toml_edit::Value::from(interpreter));
+        assert!(text.contains(&plugin), "{plugin} missing from {text}");
+        let config = work.path().join(format!("{name}.toml"));
         std::fs::write(&config, text).expect("the configuration is written");
         simulate(&scenario, &config)
-    })
-    .collect();
-    let (rust, python) = (&runs[0], &runs[1]);
+    };
+    let rust = run("rust", "backlog-seconds");
     // Not vacuous: the run scales out on the alarm over `seconds_behind`.
     assert!(
         rust.iter()
             .any(|line| line.contains("`behind` is in ALARM")),
         "no scale-out on `behind`: {rust:#?}"
     );
-    for (index, (a, b)) in rust.iter().zip(python).enumerate() {
-        assert_eq!(b, a, "evaluation {index} differs");
+    for (label, wasm) in &ports {
+        let port = run(label, &wasm.to_string_lossy());
+        for (index, (a, b)) in rust.iter().zip(&port).enumerate() {
+            assert_eq!(
+                b, a,
+                "evaluation {index} differs with the {label} backlog-seconds"
+            );
+        }
+        assert_eq!(port.len(), rust.len(), "as many evaluations with {label}");
+        println!("{label}: {} evaluations identical", rust.len());
     }
-    assert_eq!(python.len(), rust.len(), "as many evaluations");
-    println!("{} evaluations identical", rust.len());
 }
