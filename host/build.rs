@@ -120,7 +120,7 @@ fn main() {
 const KIT_FOLDERS: &[&str] = &["wit", "plugins/sdk", "plugins/step"];
 
 /// The Python and JavaScript helpers' files of the kit, with their
-/// examples (`step`, and in Python the interpreter `backlog_seconds`), one
+/// examples (the policy `step` and the interpreter `backlog-seconds`), one
 /// by one: their folders also hold what their builds make (`__pycache__`,
 /// `node_modules`), which belongs neither in the kit nor among what
 /// rebuilds the host.
@@ -133,6 +133,8 @@ const KIT_HELPER_FILES: &[&str] = &[
     "plugins/python/build.sh",
     "plugins/js/flinkscale-policy.js",
     "plugins/js/step.js",
+    "plugins/js/flinkscale-interpreter.js",
+    "plugins/js/backlog-seconds.js",
     "plugins/js/package.json",
     "plugins/js/package-lock.json",
     "plugins/js/build.sh",

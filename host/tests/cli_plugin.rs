@@ -567,6 +567,8 @@ fn sdk_writes_the_contract_and_the_sdks_without_a_checkout() {
         "plugins/python/flinkscale_interpreter.py",
         "plugins/python/backlog_seconds.py",
         "plugins/js/flinkscale-policy.js",
+        "plugins/js/flinkscale-interpreter.js",
+        "plugins/js/backlog-seconds.js",
     ] {
         assert_eq!(
             std::fs::read(kit.join(helper)).unwrap(),
