@@ -93,7 +93,7 @@ export function configuredMetrics(metrics) {
   return metrics.length === 0 ? "none" : metrics.map((candidate) => candidate.id).join(", ");
 }
 
-function describe(value) {
+function typeName(value) {
   if (value === null) return "null";
   if (Array.isArray(value)) return "an array";
   return typeof value;
@@ -105,23 +105,23 @@ function describe(value) {
 function checkedSignals(answer) {
   if (!Array.isArray(answer)) {
     throw new InterpreterError(
-      `interpret must return an array of signal(name, value), found ${describe(answer)}`,
+      `interpret must return an array of signal(name, value), found ${typeName(answer)}`,
     );
   }
   return answer.map((item, index) => {
     if (item === null || typeof item !== "object" || Array.isArray(item)) {
       throw new InterpreterError(
-        `interpret returned ${describe(item)} at index ${index}, not a signal(name, value)`,
+        `interpret returned ${typeName(item)} at index ${index}, not a signal(name, value)`,
       );
     }
     if (typeof item.name !== "string") {
       throw new InterpreterError(
-        `signal ${index} has a name that is ${describe(item.name)}, not a string`,
+        `signal ${index} has a name that is ${typeName(item.name)}, not a string`,
       );
     }
     if (typeof item.value !== "number") {
       throw new InterpreterError(
-        `signal \`${item.name}\` has a value that is ${describe(item.value)}, not a number`,
+        `signal \`${item.name}\` has a value that is ${typeName(item.value)}, not a number`,
       );
     }
     return { name: item.name, value: item.value };
