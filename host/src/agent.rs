@@ -899,6 +899,9 @@ impl Interpret for PluginInterpreter {
     fn label(&self) -> String {
         self.0.label()
     }
+    fn file(&self) -> String {
+        self.0.source().display_path().display().to_string()
+    }
     fn refresh(&mut self) -> Refresh {
         self.0.refresh()
     }
