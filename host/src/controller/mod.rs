@@ -919,8 +919,11 @@ impl Controller {
         };
         let raw = match trouble {
             // Signals are missing: deciding without them could scale on
-            // half the picture.
-            Some(why) => Decision::hold(format!("{why}; holding")),
+            // half the picture. The policy's file is followed all the same.
+            Some(why) => {
+                self.follow_policy(now_ms).await?;
+                Decision::hold(format!("{why}; holding"))
+            }
             None => self.decide(&evaluation).await?,
         };
         let decision = crate::plugin::validate::validate_decision_in(
@@ -1454,6 +1457,36 @@ impl Controller {
                 Decision::hold(format!("{message}; holding"))
             }
         })
+    }
+
+    /// Follows the policy's file, off the runtime, at an evaluation that
+    /// holds before the decide stage (an interpreter failed or is
+    /// quarantined): new code is loaded, reported and ends the policy's
+    /// quarantine now, as at a call ([`PluginHealth::gate`] is told), rather
+    /// than once the interpreter recovers, which may be an hour away.
+    async fn follow_policy(&mut self, now_ms: i64) -> Result<(), EvaluateError> {
+        if !self.threads.follows_files() {
+            return Ok(());
+        }
+        let Some(policy) = self.policy.take() else {
+            return Err(EvaluateError::Panicked(
+                "the policy was lost with a cancelled call".to_owned(),
+            ));
+        };
+        let (policy, refresh) =
+            Self::off_runtime(self.threads, policy, |policy| policy.refresh()).await?;
+        self.policy = Some(policy);
+        let refresh = refresh?;
+        let new_code = refresh.is_new_code();
+        self.plugin_refreshed(refresh, now_ms);
+        if new_code {
+            self.history_refused = false;
+            if let Gate::Retry(reason) = self.policy_health.gate(now_ms, || true) {
+                let label = self.policy.as_ref().map(|p| p.label()).unwrap_or_default();
+                self.plugin_retried(&label, reason, now_ms);
+            }
+        }
+        Ok(())
     }
 
     fn plugin_failed(
