@@ -792,6 +792,15 @@ pub(crate) mod load_probe {
 
     static PROBES: Mutex<Vec<(String, Probe)>> = Mutex::new(Vec::new());
 
+    /// Runs `probe` at the start of every load for `application`, on the
+    /// thread that loads.
+    pub(crate) fn install(application: &str, probe: impl Fn() + Send + Sync + 'static) {
+        PROBES
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push((application.to_owned(), Arc::new(probe) as Probe));
+    }
+
     /// Runs the probe installed for `application`, if any.
     pub(crate) fn run(application: &str) {
         let probe = PROBES
@@ -827,7 +836,7 @@ pub(crate) mod load_probe {
         ) -> Arc<RuntimeFree> {
             let seen = Arc::new(RuntimeFree::default());
             let counts = seen.clone();
-            let probe: Probe = Arc::new(move || {
+            install(application, move || {
                 let (ran, answered) = std::sync::mpsc::channel();
                 runtime.spawn(async move {
                     let _ = ran.send(());
@@ -838,10 +847,6 @@ pub(crate) mod load_probe {
                 };
                 counter.fetch_add(1, Ordering::SeqCst);
             });
-            PROBES
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .push((application.to_owned(), probe));
             seen
         }
 
