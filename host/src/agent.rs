@@ -666,7 +666,7 @@ impl Agent {
                 }
                 config = configs.recv(), if reloads_open => match config {
                     Some(loaded) => {
-                        parts = apply(parts, loaded, &mut running).await;
+                        parts = apply(parts, loaded, &mut running, shutdown.clone()).await;
                         // After the restarts: a restarted controller, which
                         // read its limit back from the journal, lifts it too.
                         parts.ceiling_lifts.send_modify(|n| *n = n.wrapping_add(1));
@@ -723,12 +723,25 @@ impl Agent {
     }
 }
 
+/// Returns once a stop is asked for (or nobody can ask any more).
+async fn stop_asked(shutdown: &mut watch::Receiver<bool>) {
+    while !*shutdown.borrow_and_update() {
+        if shutdown.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
 /// Applies a reloaded configuration to the running controllers; returns the
-/// parts with the new configuration in force.
+/// parts with the new configuration in force. A stop asked for while a
+/// plugin of the new configuration loads (a compile takes seconds for a
+/// large component) leaves the reload unfinished at once: the load ends
+/// on its own thread, and nobody waits for it.
 async fn apply(
     mut parts: Parts,
     loaded: LoadedConfig,
     running: &mut BTreeMap<String, RunningApp>,
+    mut shutdown: watch::Receiver<bool>,
 ) -> Parts {
     if format!("{:?}", parts.loaded.config.agent) != format!("{:?}", loaded.config.agent) {
         warn!(
@@ -788,12 +801,21 @@ async fn apply(
         // is touched: a changed application whose new plugin does not load
         // keeps running as it was.
         let build = {
-            let parts = parts.clone();
+            let builder = parts.clone();
             let (app, paths) = ((*app).clone(), (*paths).clone());
-            tokio::task::spawn_blocking(move || {
-                crate::plugin::on_plugin_thread(|| parts.controller(&app, &paths))
-            })
-            .await
+            let loading = tokio::task::spawn_blocking(move || {
+                crate::plugin::on_plugin_thread(|| builder.controller(&app, &paths))
+            });
+            tokio::select! {
+                build = loading => build,
+                () = stop_asked(&mut shutdown) => {
+                    info!(
+                        message = "Stopping during a configuration reload; the plugins it was loading are left to finish on their own threads.",
+                        application = %name,
+                    );
+                    return parts;
+                }
+            }
         };
         let controller = match build {
             Ok(Ok(controller)) => controller,
@@ -899,6 +921,9 @@ impl Interpret for PluginInterpreter {
     fn label(&self) -> String {
         self.0.label()
     }
+    fn file(&self) -> String {
+        self.0.source().display_path().display().to_string()
+    }
     fn refresh(&mut self) -> Refresh {
         self.0.refresh()
     }
@@ -964,5 +989,74 @@ mod tests {
         });
         assert_eq!(at_start.counts(), (1, 0), "(free, held) at start");
         assert_eq!(on_reload.counts(), (1, 0), "(free, held) on reload");
+    }
+
+    /// A stop asked for while a reload loads a new application's plugin
+    /// (a compile of seconds, here a load held until the test lets it go)
+    /// stops the agent without waiting for that load, which ends on its
+    /// own thread.
+    #[test]
+    fn a_stop_does_not_wait_for_a_plugin_a_reload_is_loading() {
+        use std::sync::Mutex;
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::time::Duration;
+
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        let (entered, loading) = std::sync::mpsc::channel();
+        let (release, released) = std::sync::mpsc::channel::<()>();
+        let (entered, released) = (Mutex::new(entered), Mutex::new(released));
+        let finished = Arc::new(AtomicBool::new(false));
+        let finished_by_load = finished.clone();
+        crate::plugin::load_probe::install("slow-reload", move || {
+            let _ = entered.lock().unwrap().send(());
+            // Bounded, so that a stop that waits fails the test rather
+            // than hanging it.
+            let _ = released
+                .lock()
+                .unwrap()
+                .recv_timeout(Duration::from_secs(20));
+            finished_by_load.store(true, Ordering::SeqCst);
+        });
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let origin = std::path::Path::new("agent.toml");
+        let first = crate::config::load::load_str(&flink_application("steady", port), origin)
+            .expect("valid");
+        let second = crate::config::load::load_str(
+            &format!(
+                "{}{}",
+                flink_application("steady", port),
+                flink_application("slow-reload", port)
+            ),
+            origin,
+        )
+        .expect("valid");
+        runtime.block_on(async {
+            let agent = Agent::on_aws(&first, true, Events::log_only())
+                .await
+                .expect("the agent assembles");
+            let (reload, reloads) = mpsc::unbounded_channel();
+            let (stop, stopped) = watch::channel(false);
+            let running = tokio::spawn(agent.run_reloading(stopped, reloads));
+            reload.send(second).expect("the agent listens");
+            while loading.try_recv().is_err() {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            let _ = stop.send(true);
+            running.await.expect("the agent stops");
+        });
+        assert!(
+            !finished.load(Ordering::SeqCst),
+            "the stop waited for the reload's plugin load"
+        );
+        // Let the load end before the runtime's drop waits for it.
+        let _ = release.send(());
+        drop(runtime);
+        assert!(finished.load(Ordering::SeqCst));
     }
 }

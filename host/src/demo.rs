@@ -354,6 +354,7 @@ fn describe(event: &Event, emulator: &EmulatorHandle) -> Option<String> {
         | Event::UpdateInDoubt { .. }
         | Event::LimitLifted { .. }
         | Event::PluginRetried { .. }
+        | Event::SignalsDropped { .. }
         | Event::PluginRecovered { .. }
         | Event::PluginReloaded { .. }
         | Event::PluginReloadRefused { .. }

@@ -889,6 +889,31 @@ fn the_clocks_are_out_of_reach() {
     assert_eq!(decision, Decision::hold("no clock"));
 }
 
+/// A plugin's randomness is repeatable: every instance of one file draws
+/// the same bytes (here, the keys of two `HashMap`s), so that a
+/// simulation, or a restarted agent, repeats the plugin's decisions.
+#[test]
+fn randomness_repeats_in_every_instance_of_one_file() {
+    let draw = || {
+        let mut plugin = misbehaving("random");
+        match plugin.decide(&quiet()).expect("random mode answers").action {
+            Action::Hold => {}
+            other => panic!("random mode holds, got {other:?}"),
+        }
+        plugin.decide(&quiet()).expect("answers again").reason
+    };
+    let (first, second) = (draw(), draw());
+    assert_eq!(first, second);
+    let drawn: Vec<&str> = first
+        .strip_prefix("random ")
+        .unwrap_or_else(|| panic!("{first}"))
+        .split(' ')
+        .collect();
+    // Two draws in one instance differ: randomness, not a constant.
+    assert_eq!(drawn.len(), 2, "{first}");
+    assert_ne!(drawn[0], drawn[1], "{first}");
+}
+
 #[test]
 fn a_configure_error_reaches_the_user_with_the_plugins_message() {
     let error = match misbehave(host(), "configure-error") {

@@ -103,6 +103,10 @@ pub trait Interpret: Send {
     ) -> Result<Vec<Signal>, PluginFailure>;
     /// Who interprets, for logs.
     fn label(&self) -> String;
+    /// The interpreter's file, for logs (empty when there is none).
+    fn file(&self) -> String {
+        String::new()
+    }
     /// Follows the interpreter's code; see [`Decide::refresh`].
     fn refresh(&mut self) -> Refresh {
         Refresh::Unchanged
@@ -457,6 +461,9 @@ pub struct Controller {
     journal_failing: Failing,
     policy_health: PluginHealth,
     interpreter_health: Vec<PluginHealth>,
+    /// Per interpreter, whether its running file already gave a signal
+    /// that is not a finite number (told at WARN once per file).
+    dropped_told: Vec<bool>,
     threads: PluginThreads,
     /// Whether the policy's decision depends on nothing but the alarms'
     /// states and the application (see [`is_alarm_driven`]).
@@ -506,6 +513,7 @@ impl Controller {
             .map(|m| MetricQuery::from_config(m, &app.metrics))
             .collect();
         let interpreter_health = vec![PluginHealth::default(); interpreters.len()];
+        let dropped_told = vec![false; interpreters.len()];
         let settings = Settings::from_config(app, dry_run);
         // A signal gets one value per evaluation: its alarm periods are the
         // evaluation interval.
@@ -535,6 +543,7 @@ impl Controller {
             journal_failing: Failing::default(),
             policy_health: PluginHealth::default(),
             interpreter_health,
+            dropped_told,
             threads: PluginThreads::Blocking,
             alarm_driven: is_alarm_driven(app),
             publication_delays: app
@@ -910,8 +919,11 @@ impl Controller {
         };
         let raw = match trouble {
             // Signals are missing: deciding without them could scale on
-            // half the picture.
-            Some(why) => Decision::hold(format!("{why}; holding")),
+            // half the picture. The policy's file is followed all the same.
+            Some(why) => {
+                self.follow_policy(now_ms).await?;
+                Decision::hold(format!("{why}; holding"))
+            }
             None => self.decide(&evaluation).await?,
         };
         let decision = crate::plugin::validate::validate_decision_in(
@@ -1222,6 +1234,7 @@ impl Controller {
                         let recovered = matches!(&result, Ok((_, Ok(_)))) && health.succeeded();
                         (
                             interpreter.label(),
+                            interpreter.file(),
                             refresh,
                             result,
                             after,
@@ -1238,7 +1251,12 @@ impl Controller {
         let outcomes = outcomes?;
         let mut signals = Vec::new();
         let mut trouble = Vec::new();
-        for (label, refresh, result, after, recovered, elapsed) in outcomes {
+        for (index, (label, file, refresh, result, after, recovered, elapsed)) in
+            outcomes.into_iter().enumerate()
+        {
+            if refresh.is_new_code() {
+                self.dropped_told[index] = false;
+            }
             self.plugin_refreshed(refresh, now_ms);
             if let Some(elapsed) = elapsed {
                 self.events
@@ -1259,7 +1277,20 @@ impl Controller {
                             if recovered {
                                 self.plugin_recovered(&label, now_ms);
                             }
-                            signals.extend(found.into_iter().filter(|s| s.value.is_finite()));
+                            let (finite, dropped): (Vec<Signal>, Vec<Signal>) =
+                                found.into_iter().partition(|s| s.value.is_finite());
+                            if !dropped.is_empty() {
+                                let first = !std::mem::replace(&mut self.dropped_told[index], true);
+                                self.events.emit(Event::SignalsDropped {
+                                    application: self.settings.name.clone(),
+                                    at_ms: now_ms,
+                                    plugin: label.clone(),
+                                    file,
+                                    signals: dropped,
+                                    first,
+                                });
+                            }
+                            signals.extend(finite);
                         }
                         Err(error) => {
                             let message = format!("interpreter {label} failed: {error}");
@@ -1426,6 +1457,36 @@ impl Controller {
                 Decision::hold(format!("{message}; holding"))
             }
         })
+    }
+
+    /// Follows the policy's file, off the runtime, at an evaluation that
+    /// holds before the decide stage (an interpreter failed or is
+    /// quarantined): new code is loaded, reported and ends the policy's
+    /// quarantine now, as at a call ([`PluginHealth::gate`] is told), rather
+    /// than once the interpreter recovers, which may be an hour away.
+    async fn follow_policy(&mut self, now_ms: i64) -> Result<(), EvaluateError> {
+        if !self.threads.follows_files() {
+            return Ok(());
+        }
+        let Some(policy) = self.policy.take() else {
+            return Err(EvaluateError::Panicked(
+                "the policy was lost with a cancelled call".to_owned(),
+            ));
+        };
+        let (policy, refresh) =
+            Self::off_runtime(self.threads, policy, |policy| policy.refresh()).await?;
+        self.policy = Some(policy);
+        let refresh = refresh?;
+        let new_code = refresh.is_new_code();
+        self.plugin_refreshed(refresh, now_ms);
+        if new_code {
+            self.history_refused = false;
+            if let Gate::Retry(reason) = self.policy_health.gate(now_ms, || true) {
+                let label = self.policy.as_ref().map(|p| p.label()).unwrap_or_default();
+                self.plugin_retried(&label, reason, now_ms);
+            }
+        }
+        Ok(())
     }
 
     fn plugin_failed(

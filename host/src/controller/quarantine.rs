@@ -5,7 +5,10 @@
 //! `base`; when that ends it gets one call: a success lifts the quarantine,
 //! a failure quarantines it again for twice as long (up to `longest`). A
 //! new file ends a quarantine at once and starts the doubling afresh, and
-//! the count of failures in a row too: it is new code.
+//! the count of failures in a row too: it is new code. The gate is told of
+//! new code wherever the controller finds it, at a call or at an
+//! evaluation that holds before the call (an interpreter's quarantine), so
+//! that a fixed file does not wait for another plugin to recover.
 
 use std::time::Duration;
 

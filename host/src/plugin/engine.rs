@@ -13,10 +13,10 @@ use wasmtime::{Config, Engine};
 use wasmtime_wasi::p2::DynPollable;
 
 use super::builtin::PluginSource;
-use super::cache::{CacheError, ComponentCache, Origin};
+use super::cache::{CacheError, ComponentCache, Origin, wasm_hash};
 use super::inspect::ComponentFacts;
 use super::instance::Sandbox;
-use super::sandbox::{GuestLog, State};
+use super::sandbox::{GuestLog, Seed, State};
 use super::world::{InterpreterWorld, Linked, PolicyWorld, World};
 use super::{
     InterpreterInstance, PluginError, PluginKind, PluginMetadata, PolicyInstance, SandboxLimits,
@@ -188,10 +188,12 @@ impl PluginHost {
     pub fn check(&self, source: impl Into<PluginSource>) -> Result<PluginMetadata, PluginError> {
         let source = source.into();
         let path = source.display_path();
-        let (component, export) = self.compile(&source, None)?;
+        let (component, export, seed) = self.compile(&source, None)?;
         match export.kind {
-            PluginKind::Policy => self.check_as::<PolicyWorld>(&path, &component, export),
-            PluginKind::Interpreter => self.check_as::<InterpreterWorld>(&path, &component, export),
+            PluginKind::Policy => self.check_as::<PolicyWorld>(&path, &component, export, seed),
+            PluginKind::Interpreter => {
+                self.check_as::<InterpreterWorld>(&path, &component, export, seed)
+            }
         }
     }
 
@@ -200,9 +202,10 @@ impl PluginHost {
         path: &Path,
         component: &Component,
         export: &'static SupportedExport,
+        seed: Seed,
     ) -> Result<PluginMetadata, PluginError> {
         let linked = self.link::<W>(path, component, export)?;
-        let mut sandbox = self.new_sandbox::<W>(path, linked, export, "{}", "");
+        let mut sandbox = self.new_sandbox::<W>(path, linked, export, seed, "{}", "");
         sandbox.start(false)?;
         Ok(sandbox.metadata())
     }
@@ -216,9 +219,9 @@ impl PluginHost {
         #[cfg(test)]
         load_probe::run(application);
         let path = source.display_path();
-        let (component, export) = self.compile(source, Some(W::KIND))?;
+        let (component, export, seed) = self.compile(source, Some(W::KIND))?;
         let linked = self.link::<W>(&path, &component, export)?;
-        Ok(self.new_sandbox(&path, linked, export, params_json, application))
+        Ok(self.new_sandbox(&path, linked, export, seed, params_json, application))
     }
 
     fn new_sandbox<W: World>(
@@ -226,6 +229,7 @@ impl PluginHost {
         path: &Path,
         linked: Arc<dyn Linked<W>>,
         export: &'static SupportedExport,
+        seed: Seed,
         params_json: &str,
         application: &str,
     ) -> Sandbox<W> {
@@ -248,6 +252,7 @@ impl PluginHost {
             export.contract_version,
             params_json.to_owned(),
             log,
+            seed,
         )
     }
 
@@ -255,17 +260,18 @@ impl PluginHost {
     /// implements; `expected` (if any) is the world the caller needs. A
     /// built-in goes through the same digest-keyed cache as a file, so it is
     /// compiled once per agent (and once per machine with a cache folder).
+    /// Also gives the seed of the plugin's randomness, from its bytes.
     fn compile(
         &self,
         source: &PluginSource,
         expected: Option<PluginKind>,
-    ) -> Result<(Component, &'static SupportedExport), PluginError> {
+    ) -> Result<(Component, &'static SupportedExport, Seed), PluginError> {
         let display_path = source.display_path();
         let path = display_path.as_path();
         let bytes = read(source)?;
         let (component, _) = self.component(path, &bytes)?;
         let export = dispatch(&self.engine, &component, path, expected)?;
-        Ok((component, export))
+        Ok((component, export, Seed::of_component(wasm_hash(&bytes))))
     }
 
     /// The compiled component of `bytes` (the file at `path`), from the
@@ -786,6 +792,15 @@ pub(crate) mod load_probe {
 
     static PROBES: Mutex<Vec<(String, Probe)>> = Mutex::new(Vec::new());
 
+    /// Runs `probe` at the start of every load for `application`, on the
+    /// thread that loads.
+    pub(crate) fn install(application: &str, probe: impl Fn() + Send + Sync + 'static) {
+        PROBES
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push((application.to_owned(), Arc::new(probe) as Probe));
+    }
+
     /// Runs the probe installed for `application`, if any.
     pub(crate) fn run(application: &str) {
         let probe = PROBES
@@ -821,7 +836,7 @@ pub(crate) mod load_probe {
         ) -> Arc<RuntimeFree> {
             let seen = Arc::new(RuntimeFree::default());
             let counts = seen.clone();
-            let probe: Probe = Arc::new(move || {
+            install(application, move || {
                 let (ran, answered) = std::sync::mpsc::channel();
                 runtime.spawn(async move {
                     let _ = ran.send(());
@@ -832,10 +847,6 @@ pub(crate) mod load_probe {
                 };
                 counter.fetch_add(1, Ordering::SeqCst);
             });
-            PROBES
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .push((application.to_owned(), probe));
             seen
         }
 

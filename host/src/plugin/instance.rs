@@ -9,7 +9,7 @@ use wasmtime::{Engine, Store, Trap};
 
 use super::engine;
 use super::params;
-use super::sandbox::{GuestLog, MAX_INSTANCES, MAX_MEMORIES, MAX_TABLES, State};
+use super::sandbox::{GuestLog, MAX_INSTANCES, MAX_MEMORIES, MAX_TABLES, Seed, State};
 use super::validate::sanitize_text;
 use super::world::{Exports, InterpreterWorld, Linked, PolicyWorld, World};
 use super::{FailureClass, Parameter, PluginError, PluginIdentity, PluginMetadata, SandboxLimits};
@@ -74,6 +74,8 @@ pub(crate) struct Sandbox<W: World> {
     parameters: Option<Vec<Parameter>>,
     params_json: String,
     log: Arc<GuestLog>,
+    /// Where every store of this plugin draws its randomness from.
+    seed: Seed,
     /// `None` before the first start and after a trap (a trapped store is
     /// poisoned and never called again).
     live: Option<Live<W>>,
@@ -94,6 +96,7 @@ impl<W: World> Sandbox<W> {
         contract_version: &'static str,
         params_json: String,
         log: Arc<GuestLog>,
+        seed: Seed,
     ) -> Self {
         Self {
             engine,
@@ -106,6 +109,7 @@ impl<W: World> Sandbox<W> {
             parameters: None,
             params_json,
             log,
+            seed,
             live: None,
             called: false,
             consecutive_failures: 0,
@@ -155,7 +159,7 @@ impl<W: World> Sandbox<W> {
         let start_ticks = engine::deadline_ticks(self.timeout_of("configure"));
         let mut store = Store::new(
             &self.engine,
-            State::new(self.limits.memory_limit_bytes, self.log.clone()),
+            State::new(self.limits.memory_limit_bytes, self.log.clone(), &self.seed),
         );
         store.limiter(|state| &mut state.limiter);
 

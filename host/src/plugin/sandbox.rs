@@ -1,4 +1,5 @@
-//! What one plugin store holds: an empty WASI context, a resource limiter
+//! What one plugin store holds: an empty WASI context (with stopped clocks
+//! and a random source seeded from the plugin's own bytes), a resource limiter
 //! (linear memories and tables under one byte cap, and caps on how many
 //! instances, tables and memories) that remembers it refused, and the
 //! plugin's log (the `host.log` import plus
@@ -8,6 +9,9 @@
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use sha2::{Digest, Sha256};
 use std::time::Duration;
 use wasmtime::ResourceLimiter;
 use wasmtime::component::ResourceTable;
@@ -62,11 +66,15 @@ pub(crate) struct State {
 impl State {
     /// A store state with an empty WASI context: no preopened directories,
     /// no environment, no arguments, no sockets, clocks that stand still
-    /// ([`Stopped`]), stdin closed, stdout and stderr to the agent's log.
-    pub(crate) fn new(memory_limit_bytes: u64, log: Arc<GuestLog>) -> Self {
+    /// ([`Stopped`]), randomness drawn from `seed` ([`Seeded`]), stdin
+    /// closed, stdout and stderr to the agent's log.
+    pub(crate) fn new(memory_limit_bytes: u64, log: Arc<GuestLog>, seed: &Seed) -> Self {
         let wasi = WasiCtxBuilder::new()
             .wall_clock(Stopped)
             .monotonic_clock(Stopped)
+            .secure_random(seed.rng(b"random"))
+            .insecure_random(seed.rng(b"insecure"))
+            .insecure_random_seed(seed.insecure_seed())
             .stdout(LogStream {
                 log: log.clone(),
                 stream: Stream::Stdout,
@@ -113,6 +121,47 @@ impl HostMonotonicClock for Stopped {
     }
     fn now(&self) -> u64 {
         0
+    }
+}
+
+/// Where a plugin's randomness comes from: the sha256 of its component,
+/// so that every instance of the same file draws the same bytes, run after
+/// run, in the agent and in a simulation (a Rust plugin's `HashMap` order,
+/// or a policy that samples, repeats itself decision for decision), and a
+/// new file draws others. WASI's default is the host's own randomness,
+/// which made two runs of one simulation differ. Repeatable randomness is
+/// the contract, not secrecy: a plugin has nothing to keep secret from its
+/// operator, who can read the file and so the seed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Seed([u8; 32]);
+
+impl Seed {
+    /// The seed of the component whose wasm has sha256 `digest`.
+    pub(crate) fn of_component(digest: [u8; 32]) -> Self {
+        Self(digest)
+    }
+
+    /// A generator for one WASI interface, named by `purpose`, so that
+    /// the secure and the insecure interfaces do not repeat each other.
+    fn rng(&self, purpose: &[u8]) -> StdRng {
+        StdRng::from_seed(self.derive(purpose))
+    }
+
+    /// What `wasi:random/insecure-seed` answers (the seed of hash maps'
+    /// keys in some toolchains).
+    fn insecure_seed(&self) -> u128 {
+        let derived = self.derive(b"insecure-seed");
+        let mut half = [0u8; 16];
+        half.copy_from_slice(&derived[..16]);
+        u128::from_le_bytes(half)
+    }
+
+    fn derive(&self, purpose: &[u8]) -> [u8; 32] {
+        let mut hasher = Sha256::new();
+        hasher.update(b"flinkscale plugin randomness\0");
+        hasher.update(purpose);
+        hasher.update(self.0);
+        hasher.finalize().into()
     }
 }
 

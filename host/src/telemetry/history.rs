@@ -6,7 +6,8 @@
 //! The history is one more listener of the controllers' [`Event`]s: an
 //! evaluation ([`Event::Evaluated`]) becomes an [`Entry`] with its inputs
 //! (each metric's latest value, the alarm states, the interpreters'
-//! signals, the policy's name and version), the decision and its reason,
+//! signals and those dropped as not finite ([`Event::SignalsDropped`]),
+//! the policy's name and version), the decision and its reason,
 //! and what was done: held, dry run, or the update's fate, which the
 //! events that follow an evaluation tell ([`Event::RescaleStarted`],
 //! [`Event::Failed`]). Entries go to `<state_dir>/history/<application>.jsonl`,
@@ -71,6 +72,10 @@ pub struct Entry {
     pub alarms: Vec<AlarmEntry>,
     /// The interpreters' signals.
     pub signals: Vec<SignalEntry>,
+    /// The signals dropped because their value was not a finite number
+    /// (absent before this field was written).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dropped_signals: Vec<DroppedSignalEntry>,
     /// The decision after host validation.
     pub decision: DecisionEntry,
     /// What was done about it.
@@ -104,6 +109,18 @@ pub struct SignalEntry {
     pub name: String,
     /// Its value.
     pub value: f64,
+}
+
+/// A signal an interpreter answered with a value that is not a finite
+/// number, dropped from the evaluation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DroppedSignalEntry {
+    /// Its name.
+    pub name: String,
+    /// Its value as text: `NaN`, `inf` or `-inf` (JSON has no such number).
+    pub value: String,
+    /// The interpreter that gave it (`name version`).
+    pub plugin: String,
 }
 
 /// A decision.
@@ -264,6 +281,7 @@ fn event_application(event: &Event) -> Option<&str> {
         | Event::PluginQuarantined { application, .. }
         | Event::PluginRecovered { application, .. }
         | Event::PluginReloaded { application, .. }
+        | Event::SignalsDropped { application, .. }
         | Event::StoodDown { application, .. } => Some(application),
         _ => None,
     }
@@ -278,7 +296,8 @@ fn event_at_ms(event: &Event) -> Option<i64> {
         | Event::UpdateInDoubt { at_ms, .. }
         | Event::PluginQuarantined { at_ms, .. }
         | Event::PluginRecovered { at_ms, .. }
-        | Event::PluginReloaded { at_ms, .. } => Some(*at_ms),
+        | Event::PluginReloaded { at_ms, .. }
+        | Event::SignalsDropped { at_ms, .. } => Some(*at_ms),
         _ => None,
     }
 }
@@ -329,6 +348,9 @@ struct Files {
     /// Lines in each file this thread wrote to (read once, then counted).
     lines: BTreeMap<String, usize>,
     pending: BTreeMap<String, Entry>,
+    /// Each application's signals dropped at an evaluation (its time),
+    /// for that evaluation's entry, which follows.
+    dropped: BTreeMap<String, (i64, Vec<DroppedSignalEntry>)>,
     /// The applications whose next [`Event::Failed`] is the failure that
     /// left their update in doubt ([`Event::UpdateInDoubt`]), not the
     /// update's outcome.
@@ -350,6 +372,7 @@ impl Files {
             bound: bound.max(1),
             lines: BTreeMap::new(),
             pending: BTreeMap::new(),
+            dropped: BTreeMap::new(),
             in_doubt: std::collections::BTreeSet::new(),
             quarantines: BTreeMap::new(),
             failures: BTreeMap::new(),
@@ -404,6 +427,25 @@ impl Files {
             _ => {}
         }
         match event {
+            Event::SignalsDropped {
+                application,
+                at_ms,
+                plugin,
+                signals,
+                ..
+            } => {
+                let kept = self.dropped.entry(application).or_default();
+                if kept.0 != at_ms {
+                    // Left by an evaluation that gave no entry.
+                    *kept = (at_ms, Vec::new());
+                }
+                kept.1
+                    .extend(signals.into_iter().map(|s| DroppedSignalEntry {
+                        name: s.name,
+                        value: s.value.to_string(),
+                        plugin: plugin.clone(),
+                    }));
+            }
             Event::Evaluated {
                 application,
                 at_ms,
@@ -416,6 +458,10 @@ impl Files {
                 dry_run,
             } => {
                 self.in_doubt.remove(&application);
+                let dropped_signals = match self.dropped.remove(&application) {
+                    Some((at, dropped)) if at == at_ms => dropped,
+                    _ => Vec::new(),
+                };
                 if let Some(earlier) = self.pending.remove(&application) {
                     self.append(&application, &earlier);
                 }
@@ -451,6 +497,7 @@ impl Files {
                             value: s.value,
                         })
                         .collect(),
+                    dropped_signals,
                     decision: DecisionEntry {
                         scale_to_kpu,
                         reason: decision.reason,
@@ -940,6 +987,14 @@ pub fn explain_text(explanation: &Explanation) -> String {
             .map(|s| format!("{} {}", s.name, number(s.value)))
             .collect();
         let _ = writeln!(out, "  signals:  {}", list(&signals));
+        if !e.dropped_signals.is_empty() {
+            let dropped: Vec<String> = e
+                .dropped_signals
+                .iter()
+                .map(|s| format!("{} {} from {}", s.name, s.value, one_line(&s.plugin)))
+                .collect();
+            let _ = writeln!(out, "  dropped:  {} (not finite numbers)", list(&dropped));
+        }
         let decision = match e.decision.scale_to_kpu {
             Some(kpu) => format!("scale to {}", words.capacity(kpu)),
             None => "hold".to_owned(),

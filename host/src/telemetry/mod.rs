@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
 use tokio::sync::mpsc::UnboundedSender;
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::model::{AlarmStatus, Decision, Signal};
 use crate::plugin::FailureClass;
@@ -190,6 +190,26 @@ pub enum Event {
         plugin: String,
         /// Why now: its back-off ended, or its file changed.
         reason: String,
+    },
+    /// An interpreter answered signals whose value is not a finite number
+    /// (NaN or an infinity): the evaluation goes on without them, as the
+    /// contract says (a signal with no value). Logged at WARN the first
+    /// time a plugin file does it (a new file is told again), at DEBUG
+    /// after; the decision history keeps them with the evaluation's entry
+    /// (`flinkscale explain`).
+    SignalsDropped {
+        /// Application name.
+        application: String,
+        /// When (ms since the epoch): the evaluation's time.
+        at_ms: i64,
+        /// The interpreter (`name version`).
+        plugin: String,
+        /// The interpreter's file.
+        file: String,
+        /// The signals dropped, with their values.
+        signals: Vec<Signal>,
+        /// Whether this plugin file gave none before.
+        first: bool,
     },
     /// A plugin answered again after a quarantine.
     PluginRecovered {
@@ -500,6 +520,15 @@ const ERROR_CLASSES: &[&str] = &[
     "permission",
 ];
 
+/// `name value` of each signal, comma-separated: `lag NaN, backlog inf`.
+pub(crate) fn dropped_signals_text(signals: &[Signal]) -> String {
+    signals
+        .iter()
+        .map(|s| format!("{} {}", s.name, s.value))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// Writes `event` as one structured log line.
 fn log_event(event: &Event) {
     {
@@ -638,6 +667,33 @@ fn log_event(event: &Event) {
                 plugin = %plugin,
                 reason = %reason,
             ),
+            Event::SignalsDropped {
+                application,
+                plugin,
+                file,
+                signals,
+                first,
+                ..
+            } => {
+                let signals = dropped_signals_text(signals);
+                if *first {
+                    warn!(
+                        message = "Interpreter signals are not finite numbers; dropped (told once per plugin file).",
+                        application = %application,
+                        plugin = %plugin,
+                        file = %file,
+                        signals = %signals,
+                    )
+                } else {
+                    debug!(
+                        message = "Interpreter signals are not finite numbers; dropped.",
+                        application = %application,
+                        plugin = %plugin,
+                        file = %file,
+                        signals = %signals,
+                    )
+                }
+            }
             Event::PluginRecovered {
                 application,
                 plugin,
@@ -992,6 +1048,45 @@ mod tests {
             .lines()
             .map(|line| serde_json::from_str(line).expect("a JSON log line"))
             .collect()
+    }
+
+    /// The first time a plugin file gives signals that are not finite
+    /// numbers is a WARN naming the file, the signals and their values;
+    /// later times are DEBUG.
+    #[test]
+    fn dropped_signals_are_a_warning_the_first_time_only() {
+        let dropped = |first: bool| Event::SignalsDropped {
+            application: "orders".to_owned(),
+            at_ms: 0,
+            plugin: "lag 0.1.0".to_owned(),
+            file: "/etc/flinkscale/plugins/lag.wasm".to_owned(),
+            signals: vec![
+                Signal {
+                    name: "backlog".to_owned(),
+                    value: f64::NAN,
+                },
+                Signal {
+                    name: "rate".to_owned(),
+                    value: f64::INFINITY,
+                },
+            ],
+            first,
+        };
+        let lines = captured_json(|| log_event(&dropped(true)));
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        let line = &lines[0];
+        assert_eq!(line["level"], "WARN", "{line}");
+        assert_eq!(line["application"], "orders", "{line}");
+        assert_eq!(line["plugin"], "lag 0.1.0", "{line}");
+        assert_eq!(line["file"], "/etc/flinkscale/plugins/lag.wasm", "{line}");
+        assert_eq!(line["signals"], "backlog NaN, rate inf", "{line}");
+        // Every level, as text.
+        let later = captured_logs(false, || log_event(&dropped(false)));
+        assert_eq!(later.lines().count(), 1, "{later}");
+        assert!(
+            later.contains("DEBUG") && later.contains("signals=backlog NaN, rate inf"),
+            "{later}"
+        );
     }
 
     fn rescale_events() -> Vec<Event> {

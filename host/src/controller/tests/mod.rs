@@ -1055,3 +1055,118 @@ async fn a_policy_failing_at_once_does_not_have_the_history_read_at_every_evalua
     assert_eq!(seen.len(), 3, "every evaluation asks the policy: {seen:?}");
     assert_eq!(*tried.lock().unwrap(), 1, "one history read");
 }
+
+/// An interpreter that answers one finite signal and two that are not
+/// (NaN, infinity); its file is replaced (new code) before its fourth call.
+struct NotFinite {
+    refreshes: u32,
+}
+
+impl Interpret for NotFinite {
+    fn interpret(
+        &mut self,
+        _now_ms: i64,
+        _app: &Application,
+        _metrics: &[Series],
+    ) -> Result<Vec<Signal>, PluginFailure> {
+        let signal = |name: &str, value: f64| Signal {
+            name: name.to_owned(),
+            value,
+        };
+        Ok(vec![
+            signal("backlog", f64::NAN),
+            signal("lag", 5.0),
+            signal("rate", f64::INFINITY),
+        ])
+    }
+    fn label(&self) -> String {
+        "lag (test)".into()
+    }
+    fn file(&self) -> String {
+        "plugins/lag.wasm".into()
+    }
+    fn refresh(&mut self) -> crate::plugin::Refresh {
+        self.refreshes += 1;
+        match self.refreshes {
+            4 => crate::plugin::Refresh::Reloaded {
+                from: "lag (test)".into(),
+                to: "lag (test)".into(),
+                sha256: "new".into(),
+            },
+            _ => crate::plugin::Refresh::Unchanged,
+        }
+    }
+}
+
+/// Signals that are not finite numbers are dropped from the evaluation,
+/// and said so at every evaluation (for its history entry); only the
+/// first of each plugin file is told at WARN (`first`), and a new file is
+/// told again.
+#[tokio::test(start_paused = true)]
+async fn signals_that_are_not_finite_are_dropped_and_told_once_per_file() {
+    let target = FakeTarget::new(1, 90);
+    let run = Running::launch(
+        target.origin,
+        target.clone(),
+        constant(50.0),
+        Box::new(Doubling),
+        vec![Box::new(NotFinite { refreshes: 0 })],
+        |c| c,
+    );
+    tokio::time::sleep(Duration::from_secs(250)).await;
+    let events = run.stop().await;
+    let dropped: Vec<(i64, String, String, bool)> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::SignalsDropped {
+                at_ms,
+                plugin,
+                file,
+                signals,
+                first,
+                ..
+            } => Some((
+                (at_ms - T0_MS) / 1000,
+                format!("{plugin} ({file})"),
+                crate::telemetry::dropped_signals_text(signals),
+                *first,
+            )),
+            _ => None,
+        })
+        .collect();
+    let told = |t: i64, first: bool| {
+        (
+            t,
+            "lag (test) (plugins/lag.wasm)".to_owned(),
+            "backlog NaN, rate inf".to_owned(),
+            first,
+        )
+    };
+    assert_eq!(
+        dropped,
+        [
+            told(0, true),
+            told(60, false),
+            told(120, false),
+            told(180, true),
+            told(240, false)
+        ]
+    );
+    // Each evaluation goes on with the finite signal alone.
+    let signals: Vec<Vec<Signal>> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Evaluated { signals, .. } => Some(signals.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(signals.len(), 5);
+    assert!(
+        signals.iter().all(|s| s
+            == &[Signal {
+                name: "lag".to_owned(),
+                value: 5.0
+            }]),
+        "{signals:?}"
+    );
+}

@@ -517,6 +517,127 @@ async fn a_failing_interpreter_holds_the_application_and_is_quarantined() {
     );
 }
 
+/// An interpreter that fails from 150 s after `T0_MS` on (so at the
+/// evaluations of 180, 240 and 300 s, and is quarantined at 300 s for
+/// 300 s) and answers before.
+struct FailingFrom150s;
+
+impl Interpret for FailingFrom150s {
+    fn interpret(
+        &mut self,
+        now_ms: i64,
+        _app: &Application,
+        _metrics: &[Series],
+    ) -> Result<Vec<Signal>, crate::controller::PluginFailure> {
+        if now_ms < T0_MS + 150_000 {
+            return Ok(Vec::new());
+        }
+        Err(crate::controller::PluginFailure::new(
+            crate::plugin::FailureClass::GuestError,
+            "lag series malformed",
+        ))
+    }
+    fn label(&self) -> String {
+        "lag (test)".into()
+    }
+}
+
+/// `policy` and the interpreter [`FailingFrom150s`], under the default
+/// quarantine rule.
+fn launch_with_failing_interpreter(target: &Arc<FakeTarget>, policy: Box<dyn Decide>) -> Running {
+    Running::launch(
+        target.origin,
+        target.clone(),
+        constant(95.0),
+        policy,
+        vec![Box::new(FailingFrom150s)],
+        |c| c.with_quarantine(QuarantinePolicy::DEFAULT),
+    )
+}
+
+/// A policy file replaced while an interpreter is quarantined (so that
+/// every evaluation holds before the decide stage) is followed all the
+/// same: the new code ends the policy's quarantine at the first
+/// evaluation after the change, not once the interpreter recovers.
+#[tokio::test(start_paused = true)]
+async fn a_quarantined_policy_is_retried_at_once_when_replaced_while_an_interpreter_holds() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("policy.wasm");
+    std::fs::copy(wasm("misbehave"), &path).unwrap();
+    // Step's parameters: the deployed file is the wrong plugin.
+    let policy = Reloading::policy_deferred(
+        host(),
+        path.clone(),
+        r#"{"scale_out_alarm": "high", "scale_in_alarm": "low"}"#.into(),
+        "app".into(),
+    );
+    let target = FakeTarget::new(1, 90);
+    let run = launch_with_failing_interpreter(&target, Box::new(PluginPolicy(policy)));
+    // The policy fails at 0, 60 and 120 s (quarantined until 420 s); the
+    // interpreter at 180, 240 and 300 s (quarantined until 600 s).
+    tokio::time::sleep(Duration::from_secs(310)).await;
+    deploy(&path, &std::fs::read(wasm("step")).unwrap());
+    tokio::time::sleep(Duration::from_secs(100)).await;
+    let events = run.stop().await;
+
+    assert_eq!(quarantines(&events), [(120, 3, 300), (300, 3, 300)]);
+    // Retried at the first evaluation after the change (which still
+    // holds for the interpreter), not at 600 s.
+    assert_eq!(retries(&events), [(360, "its file changed".to_owned())]);
+    let held: Vec<(i64, Decision)> = evaluations(&events)
+        .into_iter()
+        .filter(|(t, _)| *t >= 360)
+        .collect();
+    assert!(
+        held.iter().all(|(_, d)| d.action == Action::Hold
+            && d.reason.contains("interpreter lag (test) is quarantined")),
+        "{held:?}"
+    );
+    assert!(target.updates().is_empty());
+}
+
+/// A running policy's new file, loaded in the background, is swapped in
+/// while an interpreter holds the application: the reload is reported
+/// then, not once the interpreter recovers.
+#[tokio::test(start_paused = true)]
+async fn a_policy_file_replaced_while_an_interpreter_holds_is_loaded_and_swapped_in() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("policy.wasm");
+    std::fs::copy(wasm("misbehave"), &path).unwrap();
+    let policy = Reloading::policy(
+        host(),
+        path.clone(),
+        r#"{"mode": "ok"}"#.into(),
+        "app".into(),
+    )
+    .expect("misbehave loads")
+    .in_background();
+    let target = FakeTarget::new(1, 90);
+    let run =
+        launch_with_failing_interpreter(&target, Box::new(SettledLoads(PluginPolicy(policy))));
+    tokio::time::sleep(Duration::from_secs(310)).await;
+    let mut rebuilt = std::fs::read(wasm("misbehave")).unwrap();
+    rebuilt.extend_from_slice(&[0, 6, 5, b'n', b'o', b't', b'e', b'!']);
+    deploy(&path, &rebuilt);
+    tokio::time::sleep(Duration::from_secs(150)).await;
+    let events = run.stop().await;
+
+    // Noticed at 360 s, where the load starts; swapped in at 420 s.
+    let (reloaded, refused) = reloads(&events);
+    assert!(refused.is_empty(), "{refused:?}");
+    assert_eq!(
+        reloaded,
+        [(
+            420,
+            "misbehave 0.1.0".to_owned(),
+            "misbehave 0.1.0".to_owned()
+        )]
+    );
+    // A healthy policy: no quarantine to end.
+    assert!(retries(&events).is_empty(), "{:?}", retries(&events));
+    assert_eq!(quarantines(&events), [(300, 3, 300)]);
+}
+
 /// Deploys `plugin` over `path` as a deployment should: written aside,
 /// then renamed over the old file.
 fn deploy(path: &std::path::Path, bytes: &[u8]) {

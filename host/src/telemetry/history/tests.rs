@@ -146,6 +146,79 @@ fn an_entry_keeps_the_inputs_and_what_became_of_the_update() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// Signals dropped as not finite at an evaluation are kept in its entry
+/// and shown by `explain`; ones left by an evaluation that gave no entry
+/// are not given to the next.
+#[test]
+fn an_entry_keeps_the_signals_dropped_at_its_evaluation() {
+    let dir = temp_dir("dropped");
+    let dropped = |at_ms: i64| Event::SignalsDropped {
+        application: "app".to_owned(),
+        at_ms,
+        plugin: "lag 0.1.0".to_owned(),
+        file: "plugins/lag.wasm".to_owned(),
+        signals: vec![
+            Signal {
+                name: "backlog".to_owned(),
+                value: f64::NAN,
+            },
+            Signal {
+                name: "rate".to_owned(),
+                value: f64::NEG_INFINITY,
+            },
+        ],
+        first: at_ms == 1_000,
+    };
+    write(
+        &dir,
+        DEFAULT_BOUND,
+        [
+            dropped(1_000),
+            evaluated("app", 1_000, Action::Hold, false),
+            evaluated("app", 2_000, Action::Hold, false),
+            // Its evaluation failed before it gave an entry.
+            dropped(3_000),
+            evaluated("app", 4_000, Action::Hold, false),
+        ],
+    );
+    let entries = read(&dir, "app", None).expect("the history reads");
+    let kept: Vec<Vec<(String, String, String)>> = entries
+        .iter()
+        .map(|e| {
+            e.dropped_signals
+                .iter()
+                .map(|s| (s.name.clone(), s.value.clone(), s.plugin.clone()))
+                .collect()
+        })
+        .collect();
+    let at_1000 = vec![
+        (
+            "backlog".to_owned(),
+            "NaN".to_owned(),
+            "lag 0.1.0".to_owned(),
+        ),
+        ("rate".to_owned(), "-inf".to_owned(), "lag 0.1.0".to_owned()),
+    ];
+    assert_eq!(kept, [at_1000, vec![], vec![]]);
+    let text = explain_text(&Explanation {
+        application: "app".to_owned(),
+        target: Words::Msf,
+        entries: entries[..2].to_vec(),
+    });
+    assert!(
+        text.contains(
+            "  signals:  backlog_secs 42.5\n  dropped:  backlog NaN from lag 0.1.0, \
+             rate -inf from lag 0.1.0 (not finite numbers)\n"
+        ),
+        "{text}"
+    );
+    assert_eq!(text.matches("dropped:").count(), 1, "{text}");
+    // An entry with none writes no field.
+    let file = std::fs::read_to_string(dir.join("app.jsonl")).expect("the history file");
+    assert_eq!(file.matches("dropped_signals").count(), 1, "{file}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn explain_refuses_an_unknown_application_and_names_the_known_ones() {
     let dir = temp_dir("unknown");
