@@ -746,6 +746,156 @@ async fn another_writers_update_is_reported_and_waited_out_with_a_grace_period()
     );
 }
 
+/// The grace owed is found once per evaluation, when the decision is
+/// assessed: the step that the evaluation answers holds what the history
+/// says even when that grace period ended while the plugin decided.
+#[test]
+fn the_step_holds_the_grace_owed_that_the_assessment_found() {
+    use super::machine::{Evaluated, Jitter, Machine, Observation};
+    let settings = Settings::from_config(&test_app(), false);
+    let now = T0_MS;
+    // Started without a journal; the last update was asked for so long
+    // ago that 1 s of its grace period is left.
+    let since = settings.update_timeout + settings.grace_period - Duration::from_secs(1);
+    let state = AppState {
+        status: AppStatus::Running,
+        parallelism: 2,
+        parallelism_per_kpu: 1,
+        version_id: 3,
+        autoscaling_enabled: false,
+        last_update_ms: Some(now - since.as_millis() as i64),
+        identity: None,
+        asked_kpu: None,
+    };
+    let wants = Decision {
+        action: Action::ScaleTo(4),
+        reason: "high in ALARM".to_owned(),
+        next_evaluation_secs: None,
+    };
+    let fresh = || {
+        let mut machine = Machine::new(Jitter::new(1));
+        machine.started_without_journal();
+        machine
+    };
+    let mut machine = fresh();
+    let held = machine.assess(wants.clone(), &state, &settings, now);
+    assert_eq!(held.action, Action::Hold);
+    assert!(
+        held.reason.ends_with("not acted on for 1 s, holding"),
+        "{held:?}"
+    );
+    // The decision took 5 s: the grace period is over by the step, which
+    // still holds it as the history says (and says so), once.
+    let step = machine.step(
+        Observation::Evaluated(Ok(Evaluated {
+            state: state.clone(),
+            decision: held,
+        })),
+        &settings,
+        now + 5_000,
+    );
+    let graces: Vec<_> = step
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            Event::GraceHeld { until_ms, .. } => Some(*until_ms),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(graces, [Some(now + 1_000)], "{step:?}");
+    assert!(
+        matches!(machine.record.phase, crate::state::Phase::Grace { until_ms, .. } if until_ms == now + 1_000),
+        "{:?}",
+        machine.record.phase
+    );
+    // Stepped without an assessment, the machine finds it itself, at its
+    // own time: nothing is owed by then, and the decision is sent.
+    let mut machine = fresh();
+    let step = machine.step(
+        Observation::Evaluated(Ok(Evaluated {
+            state,
+            decision: wants,
+        })),
+        &settings,
+        now + 5_000,
+    );
+    assert!(
+        matches!(
+            step.next,
+            super::machine::Next::Run(super::machine::Command::Update { .. })
+        ),
+        "{step:?}"
+    );
+}
+
+/// A dry run meets another writer's update as a run that acts does: it
+/// reports it (the same `foreign_update` failure, so the same log line
+/// and count) and waits out the grace period owed before it records a
+/// decision to act again. Before, it reported nothing and went on
+/// recording `ScaleTo` on the metrics of the other update's restart.
+#[tokio::test(start_paused = true)]
+async fn a_dry_run_reports_and_waits_out_another_writers_update() {
+    let h = Harness::start(95.0, 2, true, Box::new(Doubling));
+    // Nothing is sent: the dry run would ask for 4 KPU every minute. At
+    // 200 s somebody else sets 3 KPU (version 1 -> 2).
+    tokio::time::sleep(Duration::from_secs(200)).await;
+    {
+        let mut s = h.target.state.lock().unwrap();
+        assert_eq!((s.status, s.version_id), (AppStatus::Running, 1));
+        s.version_id = 2;
+        s.parallelism = 3;
+        s.pending_parallelism = 3;
+    }
+    tokio::time::sleep(Duration::from_secs(700)).await;
+    let (target, events) = h.stop().await;
+    assert!(target.updates().is_empty());
+    // Found at 240 s: a grace period to 540 s, as a run that acts holds.
+    assert_eq!(
+        graces_held(&events),
+        [(
+            240,
+            Some(540),
+            "grace period after another writer's update".to_owned()
+        )]
+    );
+    let reported = failures(&events, "foreign_update");
+    assert_eq!(reported.len(), 1, "{events:?}");
+    assert!(
+        reported[0].starts_with(
+            "the application's version id moved from 1 to 2 without an update of this agent: somebody else updated it"
+        ) && reported[0].contains("it now runs at 3 KPU"),
+        "{}",
+        reported[0]
+    );
+    let decided = evaluations(&events);
+    let at = |t: i64| {
+        decided
+            .iter()
+            .find(|(at, _)| *at == t)
+            .map(|(_, d)| d.clone())
+            .unwrap_or_else(|| panic!("no evaluation at {t} s: {decided:?}"))
+    };
+    assert_eq!(at(180).action, Action::ScaleTo(4));
+    let held = at(240);
+    assert_eq!(held.action, Action::Hold, "{held:?}");
+    assert!(
+        held.reason.ends_with(
+            "; grace period after another writer's update: not acted on for 300 s, holding"
+        ),
+        "{held:?}"
+    );
+    assert!(
+        !decided.iter().any(|(t, _)| (241..540).contains(t)),
+        "evaluated while another writer's update was waited out: {decided:?}"
+    );
+    assert_eq!(at(540).action, Action::ScaleTo(6));
+    assert!(
+        events
+            .iter()
+            .all(|e| !matches!(e, Event::Evaluated { dry_run: false, .. }))
+    );
+}
+
 #[tokio::test(start_paused = true)]
 async fn another_writers_update_still_in_progress_is_followed_before_its_grace_period() {
     let h = Harness::start(95.0, 2, false, Box::new(Doubling));
