@@ -272,6 +272,12 @@ pub struct Machine {
     /// computed once; `None` when no assessment was made (the step then
     /// computes it).
     assessed: Option<Option<Owed>>,
+    /// The version id the update being followed made, as its accepted
+    /// answer said; unknown when it was taken to have applied from a
+    /// version id that moved (which may have moved for another reason), or
+    /// followed across a restart. An end above it was another writer's
+    /// ([`fight::own_rescale`]).
+    created_version_id: Option<u64>,
 }
 
 /// A grace period owed for an update this agent did not make: somebody
@@ -300,6 +306,7 @@ impl Machine {
             lifted: None,
             fresh: false,
             assessed: None,
+            created_version_id: None,
         }
     }
 
@@ -622,6 +629,7 @@ impl Machine {
                 self.failures = 0;
                 self.record.seen_version_id = Some(new_version_id);
                 self.started(update, new_version_id, &mut out);
+                self.created_version_id = Some(new_version_id);
                 Next::Wait(settings.update_poll)
             }
             Observation::Updated(Err(error)) => self.update_failed(error, settings, &mut out),
@@ -1261,6 +1269,8 @@ impl Machine {
         out: &mut Out,
     ) {
         self.started(update.clone(), version_id, out);
+        // The version may have moved for another reason.
+        self.created_version_id = None;
         out.failed(
             Failure::of(error),
             format!(
@@ -1365,7 +1375,6 @@ impl Machine {
             u32::try_from((out.now_ms - update.started_ms).max(0) / 1000).unwrap_or(u32::MAX);
         self.timed_out = false;
         self.record.last_rescale_ms = Some(out.now_ms);
-        fight::own_rescale(&mut self.record, update.from_kpu, app, out.now_ms);
         self.record.last_update_duration_secs = Some(update_secs);
         out.events.push(Event::RescaleCompleted {
             application: settings.name.clone(),
@@ -1383,6 +1392,14 @@ impl Machine {
                     settings.words.capacity(update.target_kpu)
                 ),
             );
+        }
+        // Another writer's update that landed meanwhile and undid the
+        // rescale counts toward standing down.
+        let created = self.created_version_id.take();
+        if let Some(event) =
+            fight::own_rescale(&mut self.record, update, created, app, settings, out.now_ms)
+        {
+            out.events.push(event);
         }
         self.grace(app.kpu(), settings, out.now_ms)
     }
