@@ -37,23 +37,6 @@ fn journaled(dir: &Path) -> JournalFile {
     serde_json::from_str(&text).expect("a valid journal")
 }
 
-/// Sleeps until `at_secs` since the target's origin.
-async fn until(target: &FakeTarget, at_secs: u64) {
-    let now = target.at_secs();
-    tokio::time::sleep(Duration::from_secs(at_secs.saturating_sub(now))).await;
-}
-
-/// Somebody else sets `kpu` at once (the console, a second agent): the
-/// version id moves. With `kpu` as it is, a restart (a Flink job's).
-fn set_by_another_writer(target: &FakeTarget, kpu: u32) -> u64 {
-    let mut s = target.state.lock().unwrap();
-    assert_eq!(s.status, AppStatus::Running, "the fake is busy");
-    s.version_id += 1;
-    s.parallelism = kpu;
-    s.pending_parallelism = kpu;
-    s.version_id
-}
-
 /// Each stand-down said: when (s), the overrides (versions and sizes),
 /// and whether an agent's start read it from the journal.
 type Said = (i64, Vec<(u64, u64, u32, u32)>, bool);

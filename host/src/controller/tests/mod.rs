@@ -393,7 +393,29 @@ struct Running {
 }
 
 impl Running {
+    /// [`Running::launch_app`] for [`test_app`].
     fn launch(
+        origin: Instant,
+        target: Arc<dyn ScalingTarget>,
+        source: Arc<ConstantSource>,
+        policy: Box<dyn Decide>,
+        interpreters: Vec<Box<dyn Interpret>>,
+        configure: impl FnOnce(Controller) -> Controller,
+    ) -> Self {
+        Self::launch_app(
+            &test_app(),
+            origin,
+            target,
+            source,
+            policy,
+            interpreters,
+            configure,
+        )
+    }
+
+    /// A controller of `app` over the fakes, as `configure` finishes it.
+    fn launch_app(
+        app: &ApplicationConfig,
         origin: Instant,
         target: Arc<dyn ScalingTarget>,
         source: Arc<ConstantSource>,
@@ -406,7 +428,7 @@ impl Running {
         let counts = events_out.failure_counts();
         let clock = Clock::starting_at(T0_MS + origin.elapsed().as_millis() as i64);
         let controller = configure(Controller::new(
-            &test_app(),
+            app,
             false,
             source,
             target,
@@ -447,6 +469,45 @@ impl Running {
         (&mut self.task).await.unwrap();
         self.drain()
     }
+}
+
+/// The application RUNNING at 2 KPU, version 1, as MSF describes it.
+fn running() -> AppState {
+    AppState {
+        status: AppStatus::Running,
+        parallelism: 2,
+        parallelism_per_kpu: 1,
+        version_id: 1,
+        autoscaling_enabled: false,
+        last_update_ms: None,
+        identity: None,
+        asked_kpu: None,
+    }
+}
+
+/// Somebody else sets `kpu` at once (the console, a second agent): the
+/// version id moves; the new one is returned. With `kpu` as it is, a
+/// restart (a Flink job's).
+fn set_by_another_writer(target: &FakeTarget, kpu: u32) -> u64 {
+    let mut s = target.state.lock().unwrap();
+    assert_eq!(s.status, AppStatus::Running, "the fake is busy");
+    s.version_id += 1;
+    s.parallelism = kpu;
+    s.pending_parallelism = kpu;
+    s.version_id
+}
+
+/// The one failure event of `class` (there must be exactly one).
+fn the_failure<'a>(events: &'a [Event], class: &str) -> &'a str {
+    let said = failures(events, class);
+    assert_eq!(said.len(), 1, "{class}: {events:?}");
+    said[0]
+}
+
+/// Sleeps until `at_secs` since the target's origin.
+async fn until(target: &FakeTarget, at_secs: u64) {
+    let now = target.at_secs();
+    tokio::time::sleep(Duration::from_secs(at_secs.saturating_sub(now))).await;
 }
 
 /// The failure events of `class`.
@@ -690,22 +751,26 @@ fn graces_held(events: &[Event]) -> Vec<(i64, Option<i64>, String)> {
         .collect()
 }
 
+/// Doubling at 95 % CPU from 2 KPU (a dry run or not), and somebody else
+/// (a second agent, the console) who sets 3 KPU at 200 s, making version
+/// `version_id`: the run until 900 s.
+async fn another_writer_sets_3_kpu_at_200_s(
+    dry_run: bool,
+    version_id: u64,
+) -> (Arc<FakeTarget>, Vec<Event>) {
+    let h = Harness::start(95.0, 2, dry_run, Box::new(Doubling));
+    tokio::time::sleep(Duration::from_secs(200)).await;
+    assert_eq!(set_by_another_writer(&h.target, 3), version_id);
+    tokio::time::sleep(Duration::from_secs(700)).await;
+    h.stop().await
+}
+
 #[tokio::test(start_paused = true)]
 async fn another_writers_update_is_reported_and_waited_out_with_a_grace_period() {
-    let h = Harness::start(95.0, 2, false, Box::new(Doubling));
     // The agent's update to 4 KPU goes out at 0 s (version 1 -> 2), ends
     // at 90 s; its grace period runs to 420 s. At 200 s somebody else
-    // (a second agent, the console) sets 3 KPU: version 3.
-    tokio::time::sleep(Duration::from_secs(200)).await;
-    {
-        let mut s = h.target.state.lock().unwrap();
-        assert_eq!((s.status, s.version_id), (AppStatus::Running, 2));
-        s.version_id = 3;
-        s.parallelism = 3;
-        s.pending_parallelism = 3;
-    }
-    tokio::time::sleep(Duration::from_secs(700)).await;
-    let (target, events) = h.stop().await;
+    // sets 3 KPU: version 3.
+    let (target, events) = another_writer_sets_3_kpu_at_200_s(false, 3).await;
     // The evaluation at 420 s finds version 3: the metrics it decided on
     // are those of that update's restart, so it is not acted on (before,
     // 3 -> 6 went out at once, at 420 s). A grace period counts from then,
@@ -758,14 +823,9 @@ fn the_step_holds_the_grace_owed_that_the_assessment_found() {
     // ago that 1 s of its grace period is left.
     let since = settings.update_timeout + settings.grace_period - Duration::from_secs(1);
     let state = AppState {
-        status: AppStatus::Running,
-        parallelism: 2,
-        parallelism_per_kpu: 1,
         version_id: 3,
-        autoscaling_enabled: false,
         last_update_ms: Some(now - since.as_millis() as i64),
-        identity: None,
-        asked_kpu: None,
+        ..running()
     };
     let wants = Decision {
         action: Action::ScaleTo(4),
@@ -835,19 +895,9 @@ fn the_step_holds_the_grace_owed_that_the_assessment_found() {
 /// recording `ScaleTo` on the metrics of the other update's restart.
 #[tokio::test(start_paused = true)]
 async fn a_dry_run_reports_and_waits_out_another_writers_update() {
-    let h = Harness::start(95.0, 2, true, Box::new(Doubling));
     // Nothing is sent: the dry run would ask for 4 KPU every minute. At
     // 200 s somebody else sets 3 KPU (version 1 -> 2).
-    tokio::time::sleep(Duration::from_secs(200)).await;
-    {
-        let mut s = h.target.state.lock().unwrap();
-        assert_eq!((s.status, s.version_id), (AppStatus::Running, 1));
-        s.version_id = 2;
-        s.parallelism = 3;
-        s.pending_parallelism = 3;
-    }
-    tokio::time::sleep(Duration::from_secs(700)).await;
-    let (target, events) = h.stop().await;
+    let (target, events) = another_writer_sets_3_kpu_at_200_s(true, 2).await;
     assert!(target.updates().is_empty());
     // Found at 240 s: a grace period to 540 s, as a run that acts holds.
     assert_eq!(
