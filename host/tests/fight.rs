@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use common::config::{AgentConfig, Application};
 use common::{Emulator, Running, TagProxy, log_events, scenario, spawn_agent, wait_until};
 
 /// The emulator's model runs 20x faster than the wall clock.
@@ -35,35 +36,17 @@ const APP: &str = "keep";
 fn config(home: &Path, kpu: u32, listen: SocketAddr) -> PathBuf {
     // No plugin file: `hold` is built in.
     std::fs::create_dir_all(home.join("plugins")).unwrap();
-    let text = format!(
-        r#"[agent]
-plugin_dir = "plugins"
-state_dir = "state"
-listen = "{listen}"
-
-[[application]]
-name = "{APP}"
-min_kpu = {kpu}
-max_kpu = {kpu}
-evaluation_interval_secs = 1
-update_poll_secs = 1
-grace_period_secs = 2
-
-[[application.metric]]
-id = "cpu"
-namespace = "AWS/KinesisAnalytics"
-metric_name = "containerCPUUtilization"
-dimensions = {{ Application = "{APP}" }}
-statistic = "Average"
-period_secs = 10
-
-[application.policy]
-plugin = "hold"
-"#
-    );
-    let path = home.join("agent.toml");
-    std::fs::write(&path, text).unwrap();
-    path
+    AgentConfig::new()
+        .agent("plugin_dir", "plugins")
+        .agent("state_dir", "state")
+        .agent("listen", listen.to_string())
+        .application(
+            Application::cpu(APP, 1)
+                .set("min_kpu", kpu)
+                .set("max_kpu", kpu)
+                .policy("plugin = \"hold\"\n"),
+        )
+        .write(&home.join("agent.toml"))
 }
 
 fn get(listen: SocketAddr, path: &str) -> (u16, String) {

@@ -10,7 +10,10 @@
 //! application RUNNING at a version id above the one the agent's own last
 //! rescale ended at, and moved back the way that rescale came (smaller
 //! after a scale-out, larger after a scale-in), within [`window_ms`] of
-//! that rescale. Only the first such finding after a rescale of the agent
+//! that rescale; or an update of another writer that lands while the agent
+//! still follows its own rescale, so that the rescale ends RUNNING moved
+//! back the way it came (the same undoing, seen sooner: [`own_rescale`]).
+//! Only the first such finding after a rescale of the agent
 //! counts, so each override needs a rescale of the agent before it: a
 //! person who changes the size once (or several times in a row) counts
 //! once; a Flink job's restarts (the version moves, the parallelism does
@@ -29,8 +32,10 @@
 //! pattern from a one-off, and the window follows the application's own
 //! timing; a user who wants two writers wants no autoscaler.
 
+use std::cmp::Ordering;
+
 use crate::model::{Action, Decision};
-use crate::state::{AppRecord, Fight, Override, OwnRescale};
+use crate::state::{AppRecord, Fight, Override, OwnRescale, Update};
 use crate::target::{AppState, AppStatus, Words};
 use crate::telemetry::Event;
 use crate::telemetry::text::iso;
@@ -71,16 +76,52 @@ fn size(app: &AppState) -> u32 {
     app.asked_kpu.unwrap_or_else(|| app.kpu())
 }
 
-/// Records a rescale of the agent from `from_kpu` that completed at
-/// `now_ms` with the application as `app`: the size another writer's next
-/// update may undo.
-pub fn own_rescale(record: &mut AppRecord, from_kpu: u32, app: &AppState, now_ms: i64) {
+/// Records a rescale of the agent (`update`, which made the application
+/// version `created`) that completed at `now_ms` with the application as
+/// `app`: the size another writer's next update may undo. If the
+/// application ended at a version id above `created`, moved back the way
+/// the rescale came (RUNNING smaller than asked after a scale-out, larger
+/// after a scale-in), another writer's update landed while the agent
+/// followed its own and undid it: that is counted as an override at once,
+/// as [`check`] counts one seen later, and the [`Event::StoodDown`] to
+/// report is returned if it makes a fight. Not counted: a Flink job that
+/// restarted by itself, or lost a TaskManager, while the agent followed
+/// its rescale (it still asks for what the agent asked:
+/// [`AppState::asked_kpu`]), and an update whose own version is not known
+/// (`created` is `None`: resumed from the journal while it was followed)
+/// or is the one it ended at (an update whose answer was lost, taken to
+/// have applied when the version moved: it may not have, and the size
+/// the application ended at be the one nobody changed).
+pub fn own_rescale(
+    record: &mut AppRecord,
+    update: &Update,
+    created: Option<u64>,
+    app: &AppState,
+    settings: &Settings,
+    now_ms: i64,
+) -> Option<Event> {
+    let came_from = update.from_kpu.cmp(&update.target_kpu);
+    if let Some(created) = created.filter(|created| app.version_id > *created)
+        && came_from != Ordering::Equal
+        && size(app).cmp(&update.target_kpu) == came_from
+    {
+        // The agent's rescale as asked, at the version it made: the
+        // application's is above it, moved back, so `check` counts it.
+        record.fight.own = Some(OwnRescale {
+            from_kpu: update.from_kpu,
+            kpu: update.target_kpu,
+            version_id: created,
+            at_ms: now_ms,
+        });
+        return check(record, app, settings, now_ms);
+    }
     record.fight.own = Some(OwnRescale {
-        from_kpu,
+        from_kpu: update.from_kpu,
         kpu: size(app),
         version_id: app.version_id,
         at_ms: now_ms,
     });
+    None
 }
 
 /// An evaluation at `now_ms` found the application as `state`. If it is
@@ -108,7 +149,7 @@ pub fn check(
     let own = fight.own?;
     let came_from = own.from_kpu.cmp(&own.kpu);
     if state.version_id <= own.version_id
-        || came_from == std::cmp::Ordering::Equal
+        || came_from == Ordering::Equal
         || size(state).cmp(&own.kpu) != came_from
     {
         // Nobody else updated it, or only restarted it (a Flink job's
@@ -271,10 +312,29 @@ mod tests {
         assert_eq!(window_ms(&slow), 5_400_000);
     }
 
+    /// The agent's update from `from_kpu` to `to_kpu`, quoting `version`.
+    fn update(from_kpu: u32, to_kpu: u32, version: u64) -> Update {
+        Update {
+            target_kpu: to_kpu,
+            from_kpu,
+            quoted_version_id: version,
+            reason: "test".to_owned(),
+            started_ms: T - 2 * MIN,
+        }
+    }
+
     /// The agent's rescale from 2 KPU to `kpu` ended at version `version`
     /// at `at_ms`.
     fn own(record: &mut AppRecord, kpu: u32, version: u64, at_ms: i64) {
-        own_rescale(record, 2, &state(kpu, version), at_ms);
+        let ended = own_rescale(
+            record,
+            &update(2, kpu, version - 1),
+            Some(version),
+            &state(kpu, version),
+            &settings(),
+            at_ms,
+        );
+        assert_eq!(ended, None);
     }
 
     #[test]
@@ -328,7 +388,7 @@ mod tests {
             asked_kpu: Some(asked),
             ..state(running, version)
         };
-        own_rescale(&mut record, 2, &on(8, 8, 2), T);
+        own_rescale(&mut record, &update(2, 8, 1), Some(2), &on(8, 8, 2), &s, T);
         assert_eq!(check(&mut record, &on(4, 8, 3), &s, T + MIN), None);
         assert!(record.fight.overrides.is_empty());
         assert_eq!(check(&mut record, &on(2, 2, 4), &s, T + 2 * MIN), None);
@@ -381,7 +441,14 @@ mod tests {
         assert_eq!(record.fight.overrides.len(), 1);
         // A rescale of the agent that ended where it started has no way
         // to be undone.
-        own_rescale(&mut record, 3, &state(3, 12), T + 3 * MIN);
+        own_rescale(
+            &mut record,
+            &update(3, 3, 11),
+            Some(12),
+            &state(3, 12),
+            &s,
+            T + 3 * MIN,
+        );
         assert_eq!(check(&mut record, &state(1, 13), &s, T + 4 * MIN), None);
         assert_eq!(record.fight.overrides.len(), 1);
     }
@@ -418,6 +485,156 @@ mod tests {
         own(&mut record, 4, 4, T + 2 * MIN);
         assert_eq!(check(&mut record, &state(2, 5), &s, T + 3 * MIN), None);
         assert!(!stood_down(&record));
+    }
+
+    #[test]
+    fn another_writers_update_landing_while_the_agent_follows_its_rescale_counts() {
+        // The agent asks 2 -> 4 quoting version 1 (its update makes
+        // version 2); before its rescale ends, another writer sets 2 KPU
+        // (version 3): the rescale ends RUNNING at 2. That undid it as
+        // surely as an update seen later.
+        let s = settings();
+        let mut record = AppRecord::default();
+        let ended = own_rescale(&mut record, &update(2, 4, 1), Some(2), &state(2, 3), &s, T);
+        assert_eq!(ended, None);
+        assert_eq!(record.fight.overrides.len(), 1);
+        let o = &record.fight.overrides[0];
+        assert_eq!(
+            (o.from_version_id, o.to_version_id, o.from_kpu, o.to_kpu),
+            (2, 3, 4, 2)
+        );
+        assert_eq!((o.own_rescale_ms, o.seen_ms), (T, T));
+        // Counted once: the evaluations after it find nothing more to
+        // count, however often the other writer changes it again.
+        assert_eq!(check(&mut record, &state(2, 3), &s, T + 5 * MIN), None);
+        assert_eq!(check(&mut record, &state(1, 4), &s, T + 6 * MIN), None);
+        assert_eq!(record.fight.overrides.len(), 1);
+        // A scale-in undone the same way (4 -> 2 ends at 5 KPU) is the
+        // second override: a fight.
+        let event = own_rescale(
+            &mut record,
+            &update(4, 2, 5),
+            Some(6),
+            &state(5, 7),
+            &s,
+            T + 12 * MIN,
+        )
+        .expect("the second override stands the agent down");
+        assert!(stood_down(&record));
+        let Event::StoodDown { overrides, .. } = event else {
+            panic!("{event:?}");
+        };
+        assert_eq!(
+            overrides
+                .iter()
+                .map(|o| (o.from_version_id, o.to_version_id, o.from_kpu, o.to_kpu))
+                .collect::<Vec<_>>(),
+            [(2, 3, 4, 2), (6, 7, 2, 5)]
+        );
+    }
+
+    #[test]
+    fn a_rescale_ending_elsewhere_without_an_update_after_its_own_is_no_override() {
+        let s = settings();
+        let mut record = AppRecord::default();
+        // 2 -> 4 ends at 8 (a second agent that agrees): the size to undo
+        // is 8.
+        assert_eq!(
+            own_rescale(&mut record, &update(2, 4, 1), Some(2), &state(8, 3), &s, T),
+            None
+        );
+        assert_eq!(
+            record.fight.own.map(|o| (o.kpu, o.version_id)),
+            Some((8, 3))
+        );
+        // An update whose answer was lost, taken to have applied when the
+        // version moved (to 5): it ends at 2 KPU at that version, which
+        // may be nobody's change of size. Nor is one whose own version is
+        // unknown (followed across a restart of the agent).
+        own_rescale(
+            &mut record,
+            &update(2, 4, 4),
+            Some(5),
+            &state(2, 5),
+            &s,
+            T + MIN,
+        );
+        own_rescale(
+            &mut record,
+            &update(2, 4, 5),
+            None,
+            &state(2, 7),
+            &s,
+            T + MIN,
+        );
+        assert!(record.fight.overrides.is_empty());
+        assert_eq!(
+            record.fight.own.map(|o| (o.kpu, o.version_id)),
+            Some((2, 7))
+        );
+        // 2 -> 4 ends at 3: moved back part of the way (another writer's
+        // 3 KPU): counted.
+        own_rescale(
+            &mut record,
+            &update(2, 4, 7),
+            Some(8),
+            &state(3, 9),
+            &s,
+            T + MIN,
+        );
+        assert_eq!(record.fight.overrides.len(), 1);
+        // A dry run counts nothing.
+        let dry = Settings {
+            dry_run: true,
+            ..settings()
+        };
+        let mut record = AppRecord::default();
+        own_rescale(
+            &mut record,
+            &update(2, 4, 1),
+            Some(2),
+            &state(2, 3),
+            &dry,
+            T,
+        );
+        assert!(record.fight.overrides.is_empty());
+    }
+
+    #[test]
+    fn a_flink_job_restarting_or_losing_a_taskmanager_under_the_agents_rescale_is_no_override() {
+        // The agent asks a Flink job 2 -> 8. While it follows the rescale,
+        // the job restarts by itself (the version moves twice) and a
+        // TaskManager dies: it ends RUNNING on 4 slots, still asking for 8.
+        let s = settings();
+        let mut record = AppRecord::default();
+        let on = |running: u32, asked: u32, version: u64| AppState {
+            asked_kpu: Some(asked),
+            ..state(running, version)
+        };
+        assert_eq!(
+            own_rescale(&mut record, &update(2, 8, 1), Some(2), &on(4, 8, 4), &s, T),
+            None
+        );
+        assert!(record.fight.overrides.is_empty());
+        assert_eq!(record.fight.own.map(|o| o.kpu), Some(8));
+        // Another writer's PUT to 2 while the agent follows its next
+        // rescale (8 -> 16 asked, the job asks for 2): an override.
+        own_rescale(
+            &mut record,
+            &update(8, 16, 5),
+            Some(6),
+            &on(2, 2, 7),
+            &s,
+            T + 10 * MIN,
+        );
+        assert_eq!(record.fight.overrides.len(), 1);
+        assert_eq!(
+            (
+                record.fight.overrides[0].from_kpu,
+                record.fight.overrides[0].to_kpu
+            ),
+            (16, 2)
+        );
     }
 
     #[test]

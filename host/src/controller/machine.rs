@@ -267,6 +267,17 @@ pub struct Machine {
     /// application RUNNING or busy yet: the first that does asks when its
     /// last update was ([`Machine::grace_owed`]).
     fresh: bool,
+    /// The grace owed that [`Machine::assess`] found for the evaluation
+    /// whose answer is the next step (`Some(None)`: none), so that it is
+    /// computed once; `None` when no assessment was made (the step then
+    /// computes it).
+    assessed: Option<Option<Owed>>,
+    /// The version id the update being followed made, as its accepted
+    /// answer said; unknown when it was taken to have applied from a
+    /// version id that moved (which may have moved for another reason), or
+    /// followed across a restart. An end above it was another writer's
+    /// ([`fight::own_rescale`]).
+    created_version_id: Option<u64>,
 }
 
 /// A grace period owed for an update this agent did not make: somebody
@@ -294,6 +305,8 @@ impl Machine {
             timed_out: false,
             lifted: None,
             fresh: false,
+            assessed: None,
+            created_version_id: None,
         }
     }
 
@@ -331,10 +344,11 @@ impl Machine {
     ///   (`last_update_ms` absent) keeps deciding at once, as before.
     ///
     /// Nothing is owed to an application in another status (it is not
-    /// updated anyway), nor in a dry run (it acts on nothing).
+    /// updated anyway). A dry run is owed the same as a run that acts: it
+    /// decides, and records, what that run would.
     pub fn grace_owed(&self, state: &AppState, settings: &Settings, now_ms: i64) -> Option<Owed> {
         let busy = state.status.is_transitional();
-        if settings.dry_run || !(busy || state.status == AppStatus::Running) {
+        if !(busy || state.status == AppStatus::Running) {
             return None;
         }
         // When the last update ended at the latest: now (the application
@@ -378,17 +392,23 @@ impl Machine {
         )
     }
 
-    /// A decision taken while a grace period is owed ([`Machine::grace_owed`])
-    /// as it is recorded: a hold, saying why. The machine holds it whatever
-    /// the decision said; this only makes the history say so too.
-    pub fn hold_for_owed(
-        &self,
+    /// A decision taken at `now_ms` on the application as `state` as it is
+    /// recorded: a hold, saying why, while a grace period is owed
+    /// ([`Machine::grace_owed`]). The grace owed is computed here, once per
+    /// evaluation, and kept for the step that the evaluation answers
+    /// ([`Observation::Evaluated`]), so that the machine holds what the
+    /// history says, found at the same time; a step of anything else
+    /// drops it. The machine holds it whatever the decision said.
+    pub fn assess(
+        &mut self,
         mut decision: Decision,
         state: &AppState,
         settings: &Settings,
         now_ms: i64,
     ) -> Decision {
-        let Some(owed) = self.grace_owed(state, settings, now_ms) else {
+        let owed = self.grace_owed(state, settings, now_ms);
+        self.assessed = Some(owed.clone());
+        let Some(owed) = owed else {
             return decision;
         };
         let wait = match owed.until_ms {
@@ -558,6 +578,7 @@ impl Machine {
             now_ms,
             events: Vec::new(),
         };
+        let assessed = self.assessed.take();
         let next = match observation {
             Observation::Wake => self.wake(),
             Observation::Described(Ok(app)) => self.described(app, settings, &mut out),
@@ -592,7 +613,9 @@ impl Machine {
                 self.check_timeout(settings, &mut out);
                 Next::Wait(self.failed(class, format!("{what}: {error}"), settings, &mut out))
             }
-            Observation::Evaluated(Ok(evaluated)) => self.evaluated(evaluated, settings, &mut out),
+            Observation::Evaluated(Ok(evaluated)) => {
+                self.evaluated(evaluated, assessed, settings, &mut out)
+            }
             Observation::Evaluated(Err((class, message))) => {
                 Next::Wait(self.failed(class, message, settings, &mut out))
             }
@@ -606,6 +629,7 @@ impl Machine {
                 self.failures = 0;
                 self.record.seen_version_id = Some(new_version_id);
                 self.started(update, new_version_id, &mut out);
+                self.created_version_id = Some(new_version_id);
                 Next::Wait(settings.update_poll)
             }
             Observation::Updated(Err(error)) => self.update_failed(error, settings, &mut out),
@@ -799,11 +823,18 @@ impl Machine {
         }
     }
 
-    /// An evaluation's decision: hold, defer, or send.
-    fn evaluated(&mut self, evaluated: Evaluated, settings: &Settings, out: &mut Out) -> Next {
+    /// An evaluation's decision: hold, defer, or send. `assessed` is the
+    /// grace owed that [`Machine::assess`] found for it, if it was asked.
+    fn evaluated(
+        &mut self,
+        evaluated: Evaluated,
+        assessed: Option<Option<Owed>>,
+        settings: &Settings,
+        out: &mut Out,
+    ) -> Next {
         self.permission = None;
         let Evaluated { state, decision } = evaluated;
-        let owed = self.grace_owed(&state, settings, out.now_ms);
+        let owed = assessed.unwrap_or_else(|| self.grace_owed(&state, settings, out.now_ms));
         if state.status == AppStatus::Running || state.status.is_transitional() {
             self.fresh = false;
         }
@@ -818,7 +849,10 @@ impl Machine {
         }
         let hold_for = self.hold_for(&decision, settings, out.now_ms);
         if settings.dry_run {
+            // Nothing is sent, so nothing is in flight (a grace period
+            // held for another writer's update has ended).
             self.failures = 0;
+            self.record.phase = Phase::Idle;
             return Next::Wait(hold_for);
         }
         if fight::stood_down(&self.record) {
@@ -1139,17 +1173,15 @@ impl Machine {
     /// Two writers undo each other's rescales, and nothing else tells the
     /// operator: the version check refuses only updates decided on the same
     /// version at once. Reported once per move; the grace period it owes is
-    /// [`Machine::grace_owed`]'s. A dry run reports nothing: the agent that
-    /// acts beside it is expected.
+    /// [`Machine::grace_owed`]'s. A dry run reports it too: it meets what
+    /// a run that acts would meet (beside the autoscaler it is to replace,
+    /// that autoscaler's rescales).
     fn notice_foreign_update(&mut self, state: &AppState, settings: &Settings, out: &mut Out) {
         let replaced = self.replaced(state).map(str::to_owned);
         let moved = self.moved_without_us(state);
         self.record.seen_version_id = Some(state.version_id);
         if state.identity.is_some() {
             self.record.seen_identity = state.identity.clone();
-        }
-        if settings.dry_run {
-            return;
         }
         if let Some(previous) = replaced {
             // Its version id says nothing next to the old one's.
@@ -1237,6 +1269,8 @@ impl Machine {
         out: &mut Out,
     ) {
         self.started(update.clone(), version_id, out);
+        // The version may have moved for another reason.
+        self.created_version_id = None;
         out.failed(
             Failure::of(error),
             format!(
@@ -1341,7 +1375,6 @@ impl Machine {
             u32::try_from((out.now_ms - update.started_ms).max(0) / 1000).unwrap_or(u32::MAX);
         self.timed_out = false;
         self.record.last_rescale_ms = Some(out.now_ms);
-        fight::own_rescale(&mut self.record, update.from_kpu, app, out.now_ms);
         self.record.last_update_duration_secs = Some(update_secs);
         out.events.push(Event::RescaleCompleted {
             application: settings.name.clone(),
@@ -1359,6 +1392,14 @@ impl Machine {
                     settings.words.capacity(update.target_kpu)
                 ),
             );
+        }
+        // Another writer's update that landed meanwhile and undid the
+        // rescale counts toward standing down.
+        let created = self.created_version_id.take();
+        if let Some(event) =
+            fight::own_rescale(&mut self.record, update, created, app, settings, out.now_ms)
+        {
+            out.events.push(event);
         }
         self.grace(app.kpu(), settings, out.now_ms)
     }

@@ -939,7 +939,7 @@ impl Controller {
         // policy said: the machine acts on none, and the history says so.
         let decision = self
             .machine
-            .hold_for_owed(decision, &state, &self.settings, now_ms);
+            .assess(decision, &state, &self.settings, now_ms);
         let decision = fight::hold_while_stood_down(&self.machine.record, decision, &self.settings);
         Ok(Assessment {
             state,

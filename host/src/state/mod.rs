@@ -261,7 +261,8 @@ pub struct Override {
     /// says.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub updated_ms: Option<i64>,
-    /// The version id the agent's rescale ended at.
+    /// The version id the agent's rescale ended at (or made, when the
+    /// other update landed while the agent followed it).
     pub from_version_id: u64,
     /// The version id it was seen at.
     pub to_version_id: u64,

@@ -20,6 +20,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
 
+pub mod config;
+
 /// The `flinkscale` binary cargo built for these tests.
 pub const BIN: &str = env!("CARGO_BIN_EXE_flinkscale");
 
@@ -962,34 +964,17 @@ pub fn free_port() -> u16 {
 /// `evaluation_interval_secs` on its CPU from CloudWatch (Average, 10 s
 /// periods), between 1 and 8 KPU, with `extra` lines in its table (e.g.
 /// `mode = "paused"\n`) and `policy` as its `[application.policy]` body
-/// (e.g. `plugin = "hold"\n`).
+/// (e.g. `plugin = "hold"\n`): [`config::Application::cpu`] as text.
 pub fn cpu_application(
     name: &str,
     evaluation_interval_secs: u32,
     extra: &str,
     policy: &str,
 ) -> String {
-    format!(
-        r#"
-[[application]]
-name = "{name}"
-{extra}min_kpu = 1
-max_kpu = 8
-evaluation_interval_secs = {evaluation_interval_secs}
-update_poll_secs = 1
-grace_period_secs = 2
-
-[[application.metric]]
-id = "cpu"
-namespace = "AWS/KinesisAnalytics"
-metric_name = "containerCPUUtilization"
-dimensions = {{ Application = "{name}" }}
-statistic = "Average"
-period_secs = 10
-
-[application.policy]
-{policy}"#
-    )
+    config::Application::cpu(name, evaluation_interval_secs)
+        .lines(extra)
+        .policy(policy)
+        .text()
 }
 
 /// Sends SIGHUP to `agent` (a configuration reload).

@@ -985,16 +985,7 @@ fn a_permission_failure_is_reported_once_per_change_of_message() {
     .collect();
     assert_eq!(counts, [1, 0, 0, 1, 0]);
     assert_eq!(machine.failures(), 5, "every retry still backs off");
-    let healthy = AppState {
-        status: AppStatus::Running,
-        parallelism: 2,
-        parallelism_per_kpu: 1,
-        version_id: 1,
-        autoscaling_enabled: false,
-        last_update_ms: None,
-        identity: None,
-        asked_kpu: None,
-    };
+    let healthy = running();
     step(
         &mut machine,
         Observation::Evaluated(Ok(Evaluated {

@@ -37,23 +37,6 @@ fn journaled(dir: &Path) -> JournalFile {
     serde_json::from_str(&text).expect("a valid journal")
 }
 
-/// Sleeps until `at_secs` since the target's origin.
-async fn until(target: &FakeTarget, at_secs: u64) {
-    let now = target.at_secs();
-    tokio::time::sleep(Duration::from_secs(at_secs.saturating_sub(now))).await;
-}
-
-/// Somebody else sets `kpu` at once (the console, a second agent): the
-/// version id moves. With `kpu` as it is, a restart (a Flink job's).
-fn set_by_another_writer(target: &FakeTarget, kpu: u32) -> u64 {
-    let mut s = target.state.lock().unwrap();
-    assert_eq!(s.status, AppStatus::Running, "the fake is busy");
-    s.version_id += 1;
-    s.parallelism = kpu;
-    s.pending_parallelism = kpu;
-    s.version_id
-}
-
 /// Each stand-down said: when (s), the overrides (versions and sizes),
 /// and whether an agent's start read it from the journal.
 type Said = (i64, Vec<(u64, u64, u32, u32)>, bool);
@@ -251,4 +234,79 @@ async fn a_configuration_reload_resumes_a_stood_down_agent() {
     let file = journaled(dir.path());
     assert_eq!(file.record.fight.stood_down_ms, None);
     assert!(file.record.fight.overrides.is_empty());
+}
+
+/// Somebody else sets `kpu` while the application is UPDATING for the
+/// agent's rescale: the version id moves, and the update ends at `kpu`.
+fn set_during_the_agents_rescale(target: &FakeTarget, kpu: u32) -> u64 {
+    let mut s = target.state.lock().unwrap();
+    assert_eq!(s.status, AppStatus::Updating, "the agent's rescale is over");
+    s.version_id += 1;
+    s.pending_parallelism = kpu;
+    s.version_id
+}
+
+/// Another writer whose updates land while the agent still follows its
+/// own rescales: each rescale ends RUNNING at the other writer's size
+/// ("RUNNING at 2 KPU, not the 4 KPU requested"). Before, that was said
+/// but never counted, so this fight went on for as long as both ran; now
+/// each counts once, and the second stands the agent down.
+#[tokio::test(start_paused = true)]
+async fn updates_landing_while_the_agent_follows_its_rescales_stand_it_down() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = FakeTarget::new(2, 90);
+    let run = launch(&target, dir.path(), None);
+    // The agent: 2 -> 4 at 0 s (version 2), under way until 90 s. The
+    // other writer: 2 KPU at 30 s (version 3). Seen RUNNING at 2 KPU at
+    // the poll at 120 s; grace to 420 s.
+    until(&target, 30).await;
+    assert_eq!(set_during_the_agents_rescale(&target, 2), 3);
+    // The agent: 2 -> 4 again at 420 s (version 4), under way until
+    // 510 s; the other writer: 2 KPU at 450 s (version 5), seen at 540 s.
+    until(&target, 450).await;
+    assert_eq!(set_during_the_agents_rescale(&target, 2), 5);
+    until(&target, 2000).await;
+    let events = run.stop().await;
+    assert_eq!(target.updates(), vec![(0, 4), (420, 4)]);
+    let ended = failures(&events, "update_result");
+    assert_eq!(
+        ended,
+        [
+            "application is RUNNING at 2 KPU, not the 4 KPU requested",
+            "application is RUNNING at 2 KPU, not the 4 KPU requested"
+        ],
+        "{events:?}"
+    );
+    // Counted from the version each rescale made to the one it ended at.
+    assert_eq!(
+        stood_down(&events),
+        [(540, vec![(2, 3, 4, 2), (4, 5, 4, 2)], false)]
+    );
+    let fight = journaled(dir.path()).record.fight;
+    assert_eq!(fight.stood_down_ms, Some(T0_MS + 540_000));
+}
+
+/// A restart that keeps the size while the agent follows its rescale (the
+/// version moves again, the update ends at the size asked): no override,
+/// however often.
+#[tokio::test(start_paused = true)]
+async fn restarts_under_the_agents_rescales_never_stand_it_down() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = FakeTarget::new(2, 90);
+    let run = launch(&target, dir.path(), None);
+    for at in [30, 450, 870] {
+        until(&target, at).await;
+        let asked = target.state.lock().unwrap().pending_parallelism;
+        set_during_the_agents_rescale(&target, asked);
+    }
+    until(&target, 2000).await;
+    let events = run.stop().await;
+    assert_eq!(
+        target.updates(),
+        vec![(0, 4), (420, 8), (840, 10)],
+        "{events:?}"
+    );
+    assert!(failures(&events, "update_result").is_empty(), "{events:?}");
+    assert!(stood_down(&events).is_empty(), "{events:?}");
+    assert!(journaled(dir.path()).record.fight.overrides.is_empty());
 }

@@ -28,28 +28,28 @@ fn flink_job(kpu: u32) -> Arc<FakeTarget> {
 /// Runs `app` over `target` (Doubling at 95 % CPU) from the target's
 /// origin.
 fn launch_app(app: &ApplicationConfig, target: Arc<dyn ScalingTarget>, origin: Instant) -> Running {
-    let (tx, events) = mpsc::unbounded_channel();
-    let events_out = Events::with_channel(tx);
-    let counts = events_out.failure_counts();
-    let controller = Controller::new(
+    Running::launch_app(
         app,
-        false,
-        constant(95.0),
+        origin,
         target,
+        constant(95.0),
         Box::new(Doubling),
         Vec::new(),
-        Clock::starting_at(T0_MS + origin.elapsed().as_millis() as i64),
-        events_out,
-    );
-    let (shutdown, rx) = watch::channel(false);
-    let task = tokio::spawn(controller.run(rx));
-    Running {
-        events,
-        counts,
-        shutdown,
-        task,
-    }
+        |c| c,
+    )
 }
+
+/// The agent on a Flink job `j1` at parallelism 2 (Doubling at 95 % CPU):
+/// its first rescale, to 4, goes out at 0 s and is under way until 90 s.
+fn on_a_flink_job() -> (Arc<FakeTarget>, Running) {
+    let target = flink_job(2);
+    let run = launch_app(&flink_app(), target.clone(), target.origin);
+    (target, run)
+}
+
+/// The grace period held after a job was replaced.
+const AFTER_REPLACED: &str =
+    "grace period after the job was replaced (a new job starts as a restart)";
 
 /// Replaces the job with `id`: a newer graph (so a higher version id, as
 /// the Flink target makes it), at `parallelism`, its requirements asking
@@ -87,33 +87,32 @@ fn completed(events: &[Event]) -> Vec<(i64, u32)> {
 /// (one grace period) before it is decided for afresh.
 #[tokio::test(start_paused = true)]
 async fn a_job_replaced_during_the_agents_rescale_is_said_and_waited_out() {
-    let target = flink_job(2);
-    let run = launch_app(&flink_app(), target.clone(), target.origin);
-    // The rescale to 4 goes out at 0 s. At 30 s, while it is under way,
-    // the job is cancelled and submitted again at parallelism 2.
-    tokio::time::sleep(Duration::from_secs(30)).await;
+    let (target, run) = on_a_flink_job();
+    // At 30 s, while the rescale is under way, the job is cancelled and
+    // submitted again at parallelism 2.
+    until(&target, 30).await;
     assert_eq!(target.state.lock().unwrap().status, AppStatus::Updating);
     replace(&target, "j2", 2, 0);
-    tokio::time::sleep(Duration::from_secs(400)).await;
+    until(&target, 430).await;
     let counts = run.counts.clone();
     let events = run.stop().await;
 
     assert!(completed(&events).is_empty(), "{events:?}");
-    let said = failures(&events, "update_result");
-    assert_eq!(said.len(), 1, "{events:?}");
+    let said = the_failure(&events, "update_result");
     assert!(
-        said[0].starts_with(
+        said.starts_with(
             "the job was replaced while a rescale to parallelism 4 was followed (job id j1, now j2): the job was cancelled and submitted again"
-        ) && said[0].contains(
+        ) && said.contains(
             "the rescale did not carry over: the new job asks for parallelism 2; nothing is decided for the new job before a grace period"
         ),
-        "{}",
-        said[0]
+        "{said}"
     );
     // Found at the poll at 60 s; a grace period to 360 s, then decided
     // afresh for the new job: 2 -> 4 again.
-    let reason = "grace period after the job was replaced (a new job starts as a restart)";
-    assert_eq!(graces_held(&events), [(60, Some(360), reason.to_owned())]);
+    assert_eq!(
+        graces_held(&events),
+        [(60, Some(360), AFTER_REPLACED.to_owned())]
+    );
     assert_eq!(target.updates(), vec![(0, 4), (360, 4)]);
     // Said once: the evaluation after it does not report it again.
     assert!(failures(&events, "foreign_update").is_empty(), "{events:?}");
@@ -125,30 +124,26 @@ async fn a_job_replaced_during_the_agents_rescale_is_said_and_waited_out() {
 /// while it starts and its grace period held from when it runs.
 #[tokio::test(start_paused = true)]
 async fn a_replacement_at_the_asked_parallelism_is_said_to_carry_over() {
-    let target = flink_job(2);
-    let run = launch_app(&flink_app(), target.clone(), target.origin);
-    tokio::time::sleep(Duration::from_secs(30)).await;
-    // Submitted at 4; it starts until 130 s.
+    let (target, run) = on_a_flink_job();
+    // Submitted at 4 at 30 s; it starts until 130 s.
+    until(&target, 30).await;
     replace(&target, "j2", 4, 100);
-    tokio::time::sleep(Duration::from_secs(500)).await;
+    until(&target, 530).await;
     let events = run.stop().await;
 
     assert!(completed(&events).is_empty(), "{events:?}");
-    let said = failures(&events, "update_result");
-    assert_eq!(said.len(), 1, "{events:?}");
+    let said = the_failure(&events, "update_result");
     assert!(
-        said[0].contains("the new job asks for parallelism 4: the rescale carried over"),
-        "{}",
-        said[0]
+        said.contains("the new job asks for parallelism 4: the rescale carried over"),
+        "{said}"
     );
     // Seen STARTING at 60 s (followed), RUNNING at 180 s (the poll after
     // 130 s): grace to 480 s, then 4 -> 8.
-    let reason = "grace period after the job was replaced (a new job starts as a restart)";
     assert_eq!(
         graces_held(&events),
         [
-            (60, None, reason.to_owned()),
-            (180, Some(480), reason.to_owned())
+            (60, None, AFTER_REPLACED.to_owned()),
+            (180, Some(480), AFTER_REPLACED.to_owned())
         ]
     );
     assert_eq!(target.updates(), vec![(0, 4), (480, 8)]);
@@ -159,26 +154,25 @@ async fn a_replacement_at_the_asked_parallelism_is_said_to_carry_over() {
 /// waited out as a restart.
 #[tokio::test(start_paused = true)]
 async fn a_job_replaced_between_rescales_is_reported_as_replaced() {
-    let target = flink_job(2);
-    let run = launch_app(&flink_app(), target.clone(), target.origin);
+    let (target, run) = on_a_flink_job();
     // The agent's rescale to 4 ends at 90 s (seen at 120 s); its grace
     // period runs to 420 s. At 200 s the job is resubmitted at 3.
-    tokio::time::sleep(Duration::from_secs(200)).await;
+    until(&target, 200).await;
     replace(&target, "j2", 3, 0);
-    tokio::time::sleep(Duration::from_secs(600)).await;
+    until(&target, 800).await;
     let events = run.stop().await;
 
     assert_eq!(completed(&events), vec![(120, 4)]);
-    let said = failures(&events, "foreign_update");
-    assert_eq!(said.len(), 1, "{events:?}");
+    let said = the_failure(&events, "foreign_update");
     assert!(
-        said[0].starts_with("the job was replaced under the agent (job id j1, now j2)")
-            && said[0].contains("it now runs at parallelism 3"),
-        "{}",
-        said[0]
+        said.starts_with("the job was replaced under the agent (job id j1, now j2)")
+            && said.contains("it now runs at parallelism 3"),
+        "{said}"
     );
-    let reason = "grace period after the job was replaced (a new job starts as a restart)";
-    assert_eq!(graces_held(&events), [(420, Some(720), reason.to_owned())]);
+    assert_eq!(
+        graces_held(&events),
+        [(420, Some(720), AFTER_REPLACED.to_owned())]
+    );
     assert_eq!(target.updates(), vec![(0, 4), (720, 6)]);
 }
 
@@ -190,7 +184,7 @@ async fn an_msf_application_re_created_between_updates_is_reported() {
     let target = FakeTarget::new(2, 90);
     target.state.lock().unwrap().identity = Some("1700000000000".to_owned());
     let run = launch_app(&test_app(), target.clone(), target.origin);
-    tokio::time::sleep(Duration::from_secs(200)).await;
+    until(&target, 200).await;
     {
         let mut s = target.state.lock().unwrap();
         s.identity = Some("1700000200000".to_owned());
@@ -198,17 +192,15 @@ async fn an_msf_application_re_created_between_updates_is_reported() {
         s.parallelism = 2;
         s.pending_parallelism = 2;
     }
-    tokio::time::sleep(Duration::from_secs(600)).await;
+    until(&target, 800).await;
     let events = run.stop().await;
 
-    let said = failures(&events, "foreign_update");
-    assert_eq!(said.len(), 1, "{events:?}");
+    let said = the_failure(&events, "foreign_update");
     assert!(
-        said[0].starts_with(
+        said.starts_with(
             "the application was replaced under the agent (creation time 1700000000000, now 1700000200000): the application was deleted and created again under its name"
         ),
-        "{}",
-        said[0]
+        "{said}"
     );
     assert_eq!(
         graces_held(&events),
@@ -271,7 +263,7 @@ async fn restart_under_put(took: bool, reports_asked: bool) -> (Arc<FakeTarget>,
         armed: Mutex::new(true),
     });
     let run = launch_app(&flink_app(), target, inner.origin);
-    tokio::time::sleep(Duration::from_secs(450)).await;
+    until(&inner, 450).await;
     let counts = run.counts.clone();
     let events = run.stop().await;
     let mut expected: Vec<(String, u64)> = Vec::new();
@@ -312,14 +304,12 @@ async fn a_lost_put_under_flinks_own_restart_is_not_counted_as_the_agents_rescal
         .collect();
     assert_eq!(started, vec![360], "{events:?}");
     assert!(completed(&events).is_empty(), "{events:?}");
-    let said = failures(&events, "transient");
-    assert_eq!(said.len(), 1, "{events:?}");
+    let said = the_failure(&events, "transient");
     assert!(
-        said[0].starts_with(
+        said.starts_with(
             "PUT /jobs/{id}/resource-requirements to parallelism 4 failed: transient failure: connection reset; the version id moved to 2, but the job asks for parallelism 2, not parallelism 4: Flink rebuilt its execution graph"
-        ) && said[0].ends_with("a rescale did not take effect"),
-        "{}",
-        said[0]
+        ) && said.ends_with("a rescale did not take effect"),
+        "{said}"
     );
     assert!(failures(&events, "update_result").is_empty(), "{events:?}");
     // Followed while RESTARTING (0 s), RUNNING at 60 s: grace to 360 s;
@@ -344,12 +334,10 @@ async fn a_lost_put_under_flinks_own_restart_is_not_counted_as_the_agents_rescal
 async fn without_what_the_job_asks_for_a_lost_put_takes_the_safe_reading() {
     let (target, events) = restart_under_put(false, false).await;
     assert_eq!(completed(&events), vec![(60, 2)]);
-    let said = failures(&events, "update_result");
-    assert_eq!(said.len(), 1, "{events:?}");
+    let said = the_failure(&events, "update_result");
     assert!(
-        said[0].contains("job is RUNNING at parallelism 2, not the parallelism 4 requested"),
-        "{}",
-        said[0]
+        said.contains("job is RUNNING at parallelism 2, not the parallelism 4 requested"),
+        "{said}"
     );
     assert_eq!(target.updates(), vec![(0, 4), (360, 4)]);
 }
@@ -458,14 +446,12 @@ fn a_sending_record_met_by_the_job_s_own_restart_is_not_the_agents_rescale() {
         "{:?}",
         step.events
     );
-    let said = failures(&step.events, "foreign_update");
-    assert_eq!(said.len(), 1, "{:?}", step.events);
+    let said = the_failure(&step.events, "foreign_update");
     assert!(
-        said[0].contains(
+        said.contains(
             "to parallelism 4 (version 10): the version id moved to 12, but the job asks for parallelism 2, not parallelism 4"
         ),
-        "{}",
-        said[0]
+        "{said}"
     );
 }
 
@@ -517,14 +503,12 @@ fn a_put_refused_because_the_job_was_replaced_is_told_as_a_replacement() {
         "{:?}",
         step.events
     );
-    let said = failures(&step.events, "update_result");
-    assert_eq!(said.len(), 1, "{:?}", step.events);
+    let said = the_failure(&step.events, "update_result");
     assert!(
-        said[0].starts_with(
+        said.starts_with(
             "the job was replaced while a rescale to parallelism 4 was followed (PUT /jobs/{id}/resource-requirements answered: concurrent modification: job changed since the decision) (job id j1, now j2)"
         ),
-        "{}",
-        said[0]
+        "{said}"
     );
     assert_eq!(machine.record.seen_identity.as_deref(), Some("j2"));
     assert!(

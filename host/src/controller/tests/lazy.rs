@@ -7,19 +7,6 @@
 use super::*;
 use crate::state::KpuLimit;
 
-fn running() -> AppState {
-    AppState {
-        status: AppStatus::Running,
-        parallelism: 2,
-        parallelism_per_kpu: 1,
-        version_id: 1,
-        autoscaling_enabled: false,
-        last_update_ms: None,
-        identity: None,
-        asked_kpu: None,
-    }
-}
-
 /// The wait after `decision` at `T0_MS`, from a fresh machine (or `machine`).
 fn wait_after(decision: Decision, settings: &Settings, machine: Option<Machine>) -> Duration {
     let mut machine = machine.unwrap_or_else(|| Machine::new(Jitter::new(1)));

@@ -393,7 +393,29 @@ struct Running {
 }
 
 impl Running {
+    /// [`Running::launch_app`] for [`test_app`].
     fn launch(
+        origin: Instant,
+        target: Arc<dyn ScalingTarget>,
+        source: Arc<ConstantSource>,
+        policy: Box<dyn Decide>,
+        interpreters: Vec<Box<dyn Interpret>>,
+        configure: impl FnOnce(Controller) -> Controller,
+    ) -> Self {
+        Self::launch_app(
+            &test_app(),
+            origin,
+            target,
+            source,
+            policy,
+            interpreters,
+            configure,
+        )
+    }
+
+    /// A controller of `app` over the fakes, as `configure` finishes it.
+    fn launch_app(
+        app: &ApplicationConfig,
         origin: Instant,
         target: Arc<dyn ScalingTarget>,
         source: Arc<ConstantSource>,
@@ -406,7 +428,7 @@ impl Running {
         let counts = events_out.failure_counts();
         let clock = Clock::starting_at(T0_MS + origin.elapsed().as_millis() as i64);
         let controller = configure(Controller::new(
-            &test_app(),
+            app,
             false,
             source,
             target,
@@ -447,6 +469,45 @@ impl Running {
         (&mut self.task).await.unwrap();
         self.drain()
     }
+}
+
+/// The application RUNNING at 2 KPU, version 1, as MSF describes it.
+fn running() -> AppState {
+    AppState {
+        status: AppStatus::Running,
+        parallelism: 2,
+        parallelism_per_kpu: 1,
+        version_id: 1,
+        autoscaling_enabled: false,
+        last_update_ms: None,
+        identity: None,
+        asked_kpu: None,
+    }
+}
+
+/// Somebody else sets `kpu` at once (the console, a second agent): the
+/// version id moves; the new one is returned. With `kpu` as it is, a
+/// restart (a Flink job's).
+fn set_by_another_writer(target: &FakeTarget, kpu: u32) -> u64 {
+    let mut s = target.state.lock().unwrap();
+    assert_eq!(s.status, AppStatus::Running, "the fake is busy");
+    s.version_id += 1;
+    s.parallelism = kpu;
+    s.pending_parallelism = kpu;
+    s.version_id
+}
+
+/// The one failure event of `class` (there must be exactly one).
+fn the_failure<'a>(events: &'a [Event], class: &str) -> &'a str {
+    let said = failures(events, class);
+    assert_eq!(said.len(), 1, "{class}: {events:?}");
+    said[0]
+}
+
+/// Sleeps until `at_secs` since the target's origin.
+async fn until(target: &FakeTarget, at_secs: u64) {
+    let now = target.at_secs();
+    tokio::time::sleep(Duration::from_secs(at_secs.saturating_sub(now))).await;
 }
 
 /// The failure events of `class`.
@@ -690,22 +751,26 @@ fn graces_held(events: &[Event]) -> Vec<(i64, Option<i64>, String)> {
         .collect()
 }
 
+/// Doubling at 95 % CPU from 2 KPU (a dry run or not), and somebody else
+/// (a second agent, the console) who sets 3 KPU at 200 s, making version
+/// `version_id`: the run until 900 s.
+async fn another_writer_sets_3_kpu_at_200_s(
+    dry_run: bool,
+    version_id: u64,
+) -> (Arc<FakeTarget>, Vec<Event>) {
+    let h = Harness::start(95.0, 2, dry_run, Box::new(Doubling));
+    tokio::time::sleep(Duration::from_secs(200)).await;
+    assert_eq!(set_by_another_writer(&h.target, 3), version_id);
+    tokio::time::sleep(Duration::from_secs(700)).await;
+    h.stop().await
+}
+
 #[tokio::test(start_paused = true)]
 async fn another_writers_update_is_reported_and_waited_out_with_a_grace_period() {
-    let h = Harness::start(95.0, 2, false, Box::new(Doubling));
     // The agent's update to 4 KPU goes out at 0 s (version 1 -> 2), ends
     // at 90 s; its grace period runs to 420 s. At 200 s somebody else
-    // (a second agent, the console) sets 3 KPU: version 3.
-    tokio::time::sleep(Duration::from_secs(200)).await;
-    {
-        let mut s = h.target.state.lock().unwrap();
-        assert_eq!((s.status, s.version_id), (AppStatus::Running, 2));
-        s.version_id = 3;
-        s.parallelism = 3;
-        s.pending_parallelism = 3;
-    }
-    tokio::time::sleep(Duration::from_secs(700)).await;
-    let (target, events) = h.stop().await;
+    // sets 3 KPU: version 3.
+    let (target, events) = another_writer_sets_3_kpu_at_200_s(false, 3).await;
     // The evaluation at 420 s finds version 3: the metrics it decided on
     // are those of that update's restart, so it is not acted on (before,
     // 3 -> 6 went out at once, at 420 s). A grace period counts from then,
@@ -743,6 +808,141 @@ async fn another_writers_update_is_reported_and_waited_out_with_a_grace_period()
             && reported[0].contains("run one agent per application"),
         "{}",
         reported[0]
+    );
+}
+
+/// The grace owed is found once per evaluation, when the decision is
+/// assessed: the step that the evaluation answers holds what the history
+/// says even when that grace period ended while the plugin decided.
+#[test]
+fn the_step_holds_the_grace_owed_that_the_assessment_found() {
+    use super::machine::{Evaluated, Jitter, Machine, Observation};
+    let settings = Settings::from_config(&test_app(), false);
+    let now = T0_MS;
+    // Started without a journal; the last update was asked for so long
+    // ago that 1 s of its grace period is left.
+    let since = settings.update_timeout + settings.grace_period - Duration::from_secs(1);
+    let state = AppState {
+        version_id: 3,
+        last_update_ms: Some(now - since.as_millis() as i64),
+        ..running()
+    };
+    let wants = Decision {
+        action: Action::ScaleTo(4),
+        reason: "high in ALARM".to_owned(),
+        next_evaluation_secs: None,
+    };
+    let fresh = || {
+        let mut machine = Machine::new(Jitter::new(1));
+        machine.started_without_journal();
+        machine
+    };
+    let mut machine = fresh();
+    let held = machine.assess(wants.clone(), &state, &settings, now);
+    assert_eq!(held.action, Action::Hold);
+    assert!(
+        held.reason.ends_with("not acted on for 1 s, holding"),
+        "{held:?}"
+    );
+    // The decision took 5 s: the grace period is over by the step, which
+    // still holds it as the history says (and says so), once.
+    let step = machine.step(
+        Observation::Evaluated(Ok(Evaluated {
+            state: state.clone(),
+            decision: held,
+        })),
+        &settings,
+        now + 5_000,
+    );
+    let graces: Vec<_> = step
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            Event::GraceHeld { until_ms, .. } => Some(*until_ms),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(graces, [Some(now + 1_000)], "{step:?}");
+    assert!(
+        matches!(machine.record.phase, crate::state::Phase::Grace { until_ms, .. } if until_ms == now + 1_000),
+        "{:?}",
+        machine.record.phase
+    );
+    // Stepped without an assessment, the machine finds it itself, at its
+    // own time: nothing is owed by then, and the decision is sent.
+    let mut machine = fresh();
+    let step = machine.step(
+        Observation::Evaluated(Ok(Evaluated {
+            state,
+            decision: wants,
+        })),
+        &settings,
+        now + 5_000,
+    );
+    assert!(
+        matches!(
+            step.next,
+            super::machine::Next::Run(super::machine::Command::Update { .. })
+        ),
+        "{step:?}"
+    );
+}
+
+/// A dry run meets another writer's update as a run that acts does: it
+/// reports it (the same `foreign_update` failure, so the same log line
+/// and count) and waits out the grace period owed before it records a
+/// decision to act again. Before, it reported nothing and went on
+/// recording `ScaleTo` on the metrics of the other update's restart.
+#[tokio::test(start_paused = true)]
+async fn a_dry_run_reports_and_waits_out_another_writers_update() {
+    // Nothing is sent: the dry run would ask for 4 KPU every minute. At
+    // 200 s somebody else sets 3 KPU (version 1 -> 2).
+    let (target, events) = another_writer_sets_3_kpu_at_200_s(true, 2).await;
+    assert!(target.updates().is_empty());
+    // Found at 240 s: a grace period to 540 s, as a run that acts holds.
+    assert_eq!(
+        graces_held(&events),
+        [(
+            240,
+            Some(540),
+            "grace period after another writer's update".to_owned()
+        )]
+    );
+    let reported = failures(&events, "foreign_update");
+    assert_eq!(reported.len(), 1, "{events:?}");
+    assert!(
+        reported[0].starts_with(
+            "the application's version id moved from 1 to 2 without an update of this agent: somebody else updated it"
+        ) && reported[0].contains("it now runs at 3 KPU"),
+        "{}",
+        reported[0]
+    );
+    let decided = evaluations(&events);
+    let at = |t: i64| {
+        decided
+            .iter()
+            .find(|(at, _)| *at == t)
+            .map(|(_, d)| d.clone())
+            .unwrap_or_else(|| panic!("no evaluation at {t} s: {decided:?}"))
+    };
+    assert_eq!(at(180).action, Action::ScaleTo(4));
+    let held = at(240);
+    assert_eq!(held.action, Action::Hold, "{held:?}");
+    assert!(
+        held.reason.ends_with(
+            "; grace period after another writer's update: not acted on for 300 s, holding"
+        ),
+        "{held:?}"
+    );
+    assert!(
+        !decided.iter().any(|(t, _)| (241..540).contains(t)),
+        "evaluated while another writer's update was waited out: {decided:?}"
+    );
+    assert_eq!(at(540).action, Action::ScaleTo(6));
+    assert!(
+        events
+            .iter()
+            .all(|e| !matches!(e, Event::Evaluated { dry_run: false, .. }))
     );
 }
 
