@@ -188,7 +188,9 @@ impl FlinkRest {
                         job["jid"].as_str().unwrap_or("?"),
                         job["state"].as_str().unwrap_or("?")
                     ),
-                    None => String::new(),
+                    // None of that name at all: a typo in job_name, or
+                    // the wrong cluster. Say what runs there.
+                    None => running_names(&jobs),
                 };
                 Err(TargetError::NotFound(format!(
                     "no running job named {name:?} at {}{ended}",
@@ -197,6 +199,31 @@ impl FlinkRest {
             }
         }
     }
+}
+
+/// The names of the jobs of a `GET /jobs/overview` answer that have not
+/// ended, as a parenthesised note: ` (running: "a", "b")`, at most ten
+/// named, or ` (no job is running there)`.
+fn running_names(overview: &Value) -> String {
+    const SHOWN: usize = 10;
+    let mut names: Vec<&str> = overview["jobs"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|j| !is_terminal(j["state"].as_str().unwrap_or("")))
+        .filter_map(|j| j["name"].as_str())
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+    if names.is_empty() {
+        return " (no job is running there)".to_owned();
+    }
+    let shown: Vec<String> = names.iter().take(SHOWN).map(|n| format!("{n:?}")).collect();
+    let more = match names.len().saturating_sub(SHOWN) {
+        0 => String::new(),
+        n => format!(" and {n} more"),
+    };
+    format!(" (running: {}{more})", shown.join(", "))
 }
 
 /// The REST route template of a call, for metrics: the method and the
@@ -362,6 +389,43 @@ mod tests {
     /// Whatever an id holds, it becomes one path segment: no separator,
     /// query, fragment, space or dot step of its own, and it decodes back
     /// to itself.
+    /// A job_name no job has (the operator's drill: a typo, or the wrong
+    /// cluster) is reported with the names of the jobs that do run there,
+    /// or that none does; a name of an ended job is not offered.
+    #[tokio::test]
+    async fn a_job_name_not_found_lists_the_running_jobs() {
+        for (jobs, expected) in [
+            (
+                serde_json::json!([
+                    {"jid": "1", "name": "sessionizr", "state": "RUNNING", "start-time": 1},
+                    {"jid": "2", "name": "billing", "state": "RESTARTING", "start-time": 2},
+                    {"jid": "3", "name": "old", "state": "CANCELED", "start-time": 3},
+                ]),
+                "no running job named \"sessionizer\" at URL (running: \"billing\", \"sessionizr\")",
+            ),
+            (
+                serde_json::json!([]),
+                "no running job named \"sessionizer\" at URL (no job is running there)",
+            ),
+        ] {
+            let stub = stub::Stub::start(move |line| {
+                if line.starts_with("GET /jobs/overview ") {
+                    (200, serde_json::json!({ "jobs": jobs.clone() }))
+                } else {
+                    (404, serde_json::json!({"errors": ["Not found."]}))
+                }
+            })
+            .await;
+            let rest = FlinkRest::new(&stub.url).expect("a valid rest_url");
+            match rest.job_id(&FlinkJob::Name("sessionizer".into())).await {
+                Err(TargetError::NotFound(message)) => {
+                    assert_eq!(message.replace(&rest.url(), "URL"), expected);
+                }
+                other => panic!("expected NotFound, got {other:?}"),
+            }
+        }
+    }
+
     #[test]
     fn an_id_becomes_one_encoded_path_segment() {
         let id = "../a/b?c=1#d e..";

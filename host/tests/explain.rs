@@ -332,3 +332,57 @@ fn once_records_its_evaluation_and_a_dry_once_leaves_state_dir_alone() {
     ));
     assert_eq!(status["applications"][0]["last"], *entry, "{status}");
 }
+
+/// An operator beside the systemd unit runs `status` from a shell that
+/// lacks the unit's `STATE_DIRECTORY`: it reads `state` beside the
+/// configuration, which does not exist, and says so on stderr instead of
+/// only "no decision recorded yet" (the drill's finding); stdout stays the
+/// same, and with the agent's `STATE_DIRECTORY` there is nothing to note.
+#[test]
+fn status_and_explain_say_when_state_dir_does_not_exist() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let config = dir.path().join("agent.toml");
+    std::fs::write(
+        &config,
+        format!("[[application]]\nname = \"{APP}\"\n[application.policy]\nplugin = \"hold\"\n"),
+    )
+    .expect("the configuration can be written");
+    let config_arg = config.to_string_lossy().into_owned();
+    let run = |args: &[&str], state_directory: Option<&Path>| {
+        let mut command = Command::new(BIN);
+        command
+            .args(args)
+            .args(["--config", &config_arg])
+            .current_dir(dir.path())
+            .env_remove("STATE_DIRECTORY");
+        if let Some(state) = state_directory {
+            command.env("STATE_DIRECTORY", state);
+        }
+        let output = command.output().expect("flinkscale runs");
+        assert!(output.status.success(), "{args:?}: {output:?}");
+        (
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    let absent = dir.path().join("state");
+    for args in [&["status"][..], &["explain", "--application", APP]] {
+        let (stdout, stderr) = run(args, None);
+        assert!(
+            stdout.contains("no decision recorded yet"),
+            "{args:?}: {stdout}"
+        );
+        assert!(
+            stderr.contains(&format!(
+                "note: state_dir {} does not exist",
+                absent.display()
+            )) && stderr.contains("STATE_DIRECTORY"),
+            "{args:?}: {stderr}"
+        );
+    }
+    let kept = dir.path().join("var-lib-flinkscale");
+    std::fs::create_dir(&kept).expect("the state folder can be made");
+    let (_, stderr) = run(&["status"], Some(&kept));
+    assert!(!stderr.contains("note:"), "{stderr}");
+    assert!(!absent.exists(), "status and explain create nothing");
+}

@@ -143,7 +143,7 @@ pub async fn run(config: &Path, dry_run: bool) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::from(EX_CONFIG));
     };
     open_files(loaded.config.applications.len());
-    let registry = Arc::new(Registry::for_config(&loaded.config, wall_ms()));
+    let registry = Arc::new(Registry::for_config(&loaded.config, wall_ms()).with_dry_run(dry_run));
     // Bound before the agent starts, so that a taken port fails at once.
     let listener = match loaded.config.agent.listen {
         Some(addr) => Some(

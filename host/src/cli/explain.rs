@@ -4,7 +4,7 @@
 //! whether the agent runs or not. `GET /status` and `GET /explain` answer
 //! the same JSON over the agent's listener.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::Args;
@@ -53,6 +53,7 @@ pub async fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
                 return Ok(ExitCode::from(EX_CONFIG));
             }
         };
+        note_absent_state_dir(&loaded.state_dir);
         let names = application_names(&loaded.config);
         let status = history::status(&loaded.state_dir, &names, wall_ms());
         if args.json {
@@ -75,6 +76,7 @@ pub async fn explain(args: ExplainArgs) -> anyhow::Result<ExitCode> {
                 return Ok(ExitCode::from(EX_CONFIG));
             }
         };
+        note_absent_state_dir(&loaded.state_dir);
         let names = application_names(&loaded.config);
         let explanation = history::explain(
             &loaded.state_dir,
@@ -90,6 +92,22 @@ pub async fn explain(args: ExplainArgs) -> anyhow::Result<ExitCode> {
         Ok(ExitCode::SUCCESS)
     })
     .await?
+}
+
+/// Says on stderr that `state_dir` does not exist, so that "no decision
+/// recorded yet" is not taken for the agent's word: beside a systemd unit
+/// or in the image, whose agent keeps its state in `$STATE_DIRECTORY`, a
+/// shell without that variable reads `state` beside the configuration.
+fn note_absent_state_dir(state_dir: &Path) {
+    if !state_dir.exists() {
+        eprintln!(
+            "note: state_dir {} does not exist: no agent has kept its state there. An agent \
+             whose configuration sets no state_dir keeps it in $STATE_DIRECTORY when its \
+             service manager sets one (the systemd unit's /var/lib/flinkscale): run this \
+             command with the same STATE_DIRECTORY, or set state_dir",
+            state_dir.display()
+        );
+    }
 }
 
 /// The configured applications' names and their targets' words, in the

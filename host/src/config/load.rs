@@ -303,7 +303,7 @@ fn load_text(
             .iter()
             .filter(|p| {
                 let at = document.span_of(p);
-                !removed.iter().any(|r| r.contains(&at.start))
+                !removed.iter().any(|r| r.contains(&at.start)) && !document.gives_missing_field(p)
             })
             .map(|p| document.locate(p)),
     );
@@ -736,6 +736,33 @@ impl<'a> Document<'a> {
             }
         }
         node.span()
+    }
+
+    /// Whether `problem` calls a field missing that the file gives: its
+    /// value was wrong, reported as such, and left out for the piece to be
+    /// validated, so "missing" would be a second, false report of it.
+    fn gives_missing_field(&self, problem: &Problem) -> bool {
+        let Some(field) = problem
+            .message
+            .strip_prefix("missing field `")
+            .and_then(|rest| rest.split_once('`'))
+            .map(|(field, _)| field)
+        else {
+            return false;
+        };
+        let mut node = &self.root;
+        for segment in problem.path.segments() {
+            let next = match (segment, node.get_ref()) {
+                (Segment::Key(key), DeValue::Table(table)) => table.get(key.as_str()),
+                (Segment::Index(index), DeValue::Array(items)) => items.get(*index),
+                _ => None,
+            };
+            match next {
+                Some(next) => node = next,
+                None => return false,
+            }
+        }
+        matches!(node.get_ref(), DeValue::Table(table) if table.contains_key(field))
     }
 
     /// Locates a validation problem: at the field, or at the nearest table

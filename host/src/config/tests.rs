@@ -357,6 +357,41 @@ fn missing_required_field_points_at_its_table() {
 }
 
 #[test]
+fn a_required_field_of_the_wrong_type_is_reported_once_not_also_as_missing() {
+    // The operator's drill: `threshold = "80"` was reported as a wrong type
+    // and, at the alarm's header, as `missing field `threshold``.
+    let text = format!(
+        r#"{APP}[[application.metric]]
+id = "m"
+namespace = "N"
+metric_name = 5
+statistic = "Sum"
+[[application.alarm]]
+id = "hi"
+metric = "m"
+comparison = "GreaterThanThreshold"
+threshold = "80"
+evaluation_periods = "5"
+[[application.alarm]]
+id = "lo"
+metric = "m"
+comparison = "LessThanThreshold"
+"#
+    );
+    assert_eq!(
+        errors(&text),
+        [
+            "config/x.toml:8:15: application \"a\".metric \"m\".metric_name: invalid type: integer `5` (expected a string)",
+            "config/x.toml:14:13: application \"a\".alarm \"hi\".threshold: invalid type: string \"80\" (expected a number)",
+            "config/x.toml:15:22: application \"a\".alarm \"hi\".evaluation_periods: invalid type: string \"5\" (expected an integer from 0 to 4294967295)",
+            "config/x.toml:16:1: application \"a\".alarm \"lo\": missing field `threshold` (a local alarm needs metric, comparison, threshold and evaluation_periods; or give source = \"cloudwatch\" and alarm_name to use an existing CloudWatch alarm)",
+            "config/x.toml:16:1: application \"a\".alarm \"lo\": missing field `evaluation_periods` (a local alarm needs metric, comparison, threshold and evaluation_periods; or give source = \"cloudwatch\" and alarm_name to use an existing CloudWatch alarm)",
+        ],
+        "a field given with a wrong value is not missing; one left out still is"
+    );
+}
+
+#[test]
 fn no_application_is_an_error() {
     assert_eq!(
         errors("[agent]\nplugin_dir = \"p\"\n"),

@@ -360,15 +360,22 @@ pub enum Resume {
 }
 
 impl Resume {
+    /// [`Resume::Follow`]'s name.
+    pub const FOLLOW: &'static str = "follow the update in progress";
+    /// [`Resume::Finished`]'s name.
+    pub const FINISHED: &'static str = "update finished: grace period";
+    /// [`Resume::Failed`]'s name.
+    pub const FAILED: &'static str = "update failed: back off";
+
     /// A short name for logs and events.
     pub fn name(&self) -> &'static str {
         match self {
             Resume::Evaluate => "evaluate",
             Resume::Reevaluate { .. } => "re-evaluate the unsent decision",
             Resume::NotApplied { .. } => "update never took effect: re-evaluate",
-            Resume::Follow { .. } => "follow the update in progress",
-            Resume::Finished { .. } => "update finished: grace period",
-            Resume::Failed { .. } => "update failed: back off",
+            Resume::Follow { .. } => Self::FOLLOW,
+            Resume::Finished { .. } => Self::FINISHED,
+            Resume::Failed { .. } => Self::FAILED,
             Resume::Grace { .. } => "continue the grace period",
         }
     }

@@ -46,7 +46,7 @@ use super::Event;
 use super::failing::{Failing, Tell};
 use super::text::{iso, number, one_line};
 use crate::model::Action;
-use crate::state::{JournalFile, Phase};
+use crate::state::{JournalFile, Phase, Resume};
 use crate::target::Words;
 
 /// Entries kept per application unless told otherwise.
@@ -282,7 +282,8 @@ fn event_application(event: &Event) -> Option<&str> {
         | Event::PluginRecovered { application, .. }
         | Event::PluginReloaded { application, .. }
         | Event::SignalsDropped { application, .. }
-        | Event::StoodDown { application, .. } => Some(application),
+        | Event::StoodDown { application, .. }
+        | Event::Resumed { application, .. } => Some(application),
         _ => None,
     }
 }
@@ -297,7 +298,8 @@ fn event_at_ms(event: &Event) -> Option<i64> {
         | Event::PluginQuarantined { at_ms, .. }
         | Event::PluginRecovered { at_ms, .. }
         | Event::PluginReloaded { at_ms, .. }
-        | Event::SignalsDropped { at_ms, .. } => Some(*at_ms),
+        | Event::SignalsDropped { at_ms, .. }
+        | Event::Resumed { at_ms, .. } => Some(*at_ms),
         _ => None,
     }
 }
@@ -545,6 +547,14 @@ impl Files {
                     self.resolve(&application, Outcome::StoodDown { kpu });
                 }
             }
+            Event::Resumed {
+                application,
+                phase,
+                resume,
+                ..
+            } if phase == "sending" && !self.pending.contains_key(&application) => {
+                self.amend_unsent_answer(&application, &resume);
+            }
             Event::UpdateInDoubt {
                 application, error, ..
             } => {
@@ -604,6 +614,57 @@ impl Files {
             entry.outcome = outcome;
             self.append(application, &entry);
         }
+    }
+
+    /// A restarted agent found what became of the update the last one
+    /// stopped sending (`resume`, a [`Resume`] name): the newest entry, the
+    /// evaluation that decided it, written with no outcome at the stop,
+    /// gets the outcome the application shows, as `explain` would have
+    /// said had the answer come. An update that never took effect keeps
+    /// "no outcome recorded": it was neither accepted nor refused.
+    fn amend_unsent_answer(&mut self, application: &str, resume: &str) {
+        let path = self.path(application);
+        let Ok(text) = std::fs::read_to_string(&path) else {
+            return;
+        };
+        let mut lines: Vec<&str> = text.lines().filter(|l| !l.is_empty()).collect();
+        let Some(mut entry) = lines
+            .last()
+            .and_then(|last| serde_json::from_str::<Entry>(last).ok())
+        else {
+            return;
+        };
+        let Some(kpu) = entry
+            .decision
+            .scale_to_kpu
+            .filter(|_| entry.outcome == Outcome::Unknown)
+        else {
+            return;
+        };
+        entry.outcome = match resume {
+            Resume::FOLLOW | Resume::FINISHED => Outcome::Accepted { kpu },
+            Resume::FAILED => Outcome::Failed {
+                class: crate::controller::Failure::UpdateFailed.as_str().to_owned(),
+                message: "the agent stopped before the answer; restarted, it found the \
+                          update applied and the application not running"
+                    .to_owned(),
+            },
+            _ => return,
+        };
+        let Ok(line) = serde_json::to_string(&entry) else {
+            return;
+        };
+        lines.pop();
+        lines.push(&line);
+        let mut text = lines.join("\n");
+        text.push('\n');
+        let written = replace(&path, text.as_bytes());
+        self.written(
+            written,
+            "Cannot write the decision history.",
+            application,
+            &path,
+        );
     }
 
     /// Records the failure `class` of `application` at `at_ms`: a new

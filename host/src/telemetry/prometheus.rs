@@ -217,6 +217,15 @@ struct AppMetrics {
     words: Words,
 }
 
+/// The mode an application configured with `mode` runs in: `run --dry-run`
+/// makes an active one dry-run (a paused one stays paused).
+fn running_mode(mode: Mode, dry_run: bool) -> Mode {
+    match mode {
+        Mode::Active if dry_run => Mode::DryRun,
+        other => other,
+    }
+}
+
 impl AppMetrics {
     /// Nothing counted yet, with the staleness limits of `app`.
     fn limits(app: &ApplicationConfig) -> Self {
@@ -301,6 +310,9 @@ pub struct Registry {
     plugin_calls: Histograms,
     /// SIGHUP reloads of the configuration file.
     config_reloads: Mutex<ConfigReloads>,
+    /// `run --dry-run`: every active application runs as dry-run, and
+    /// `flinkscale_application_mode` says so.
+    dry_run: bool,
 }
 
 /// What the SIGHUP reloads of the configuration file came to.
@@ -368,7 +380,20 @@ impl Registry {
             last_beat: Mutex::new(Instant::now()),
             plugin_calls: Family::new_with_constructor(latency_histogram),
             config_reloads: Mutex::new(ConfigReloads::default()),
+            dry_run: false,
         }
+    }
+
+    /// For `run --dry-run`, which makes every active application dry-run:
+    /// they are reported in the mode they run in, now and after reloads.
+    #[must_use]
+    pub fn with_dry_run(mut self, dry_run: bool) -> Self {
+        self.dry_run = dry_run;
+        let apps = self.apps.get_mut().unwrap_or_else(|p| p.into_inner());
+        for app in apps.values_mut() {
+            app.mode = running_mode(app.mode, dry_run);
+        }
+        self
     }
 
     /// Counts a SIGHUP reload of the configuration file: `accepted` (valid,
@@ -406,7 +431,7 @@ impl Registry {
                     if metrics.mode == Mode::Paused && app.mode != Mode::Paused {
                         metrics.added_ms = Some(now_ms);
                     }
-                    metrics.mode = app.mode;
+                    metrics.mode = running_mode(app.mode, self.dry_run);
                     metrics.words = limits.words;
                 }
                 None => {
@@ -417,6 +442,7 @@ impl Registry {
                         app.name.clone(),
                         AppMetrics {
                             added_ms: Some(now_ms),
+                            mode: running_mode(app.mode, self.dry_run),
                             ..limits
                         },
                     );
@@ -814,7 +840,7 @@ impl Registry {
         family(
             "flinkscale_application_mode",
             "gauge",
-            "1 for the application's configured mode (active, dry-run or paused), 0 for the others; a paused application is not evaluated and counts as ready.",
+            "1 for the mode the application runs in (active, dry-run or paused: its configured mode, dry-run for an active one under `run --dry-run`), 0 for the others; a paused application is not evaluated and counts as ready.",
             modes,
         );
         family(
@@ -1087,6 +1113,35 @@ mod tests {
         assert_eq!(escape_label(r#"a\b"c"#), r#"a\\b\"c"#);
         assert_eq!(escape_label("two\nlines"), "two\\nlines");
         assert_eq!(escape_label("plain-app_1"), "plain-app_1");
+    }
+
+    /// `run --dry-run` sends no update for any application, so an active
+    /// one is reported as dry-run, also after a reload; a paused one stays
+    /// paused. The operator's drill found `mode="active"} 1` under
+    /// `--dry-run`.
+    #[test]
+    fn run_dry_run_reports_active_applications_as_dry_run() {
+        let mut two = config(&["a", "b"]);
+        two.applications[1].mode = Mode::Paused;
+        let registry = Registry::for_config(&two, 0).with_dry_run(true);
+        let mode = |text: &str, app: &str, mode: &str| {
+            text.contains(&format!(
+                "flinkscale_application_mode{{application=\"{app}\",mode=\"{mode}\"}} 1\n"
+            ))
+        };
+        let text = registry.render(1_000);
+        assert!(mode(&text, "a", "dry-run"), "{text}");
+        assert!(!mode(&text, "a", "active"), "{text}");
+        assert!(mode(&text, "b", "paused"), "{text}");
+        // A reload resuming `b` and adding `c`: both run as dry-run too.
+        registry.set_applications(&config(&["a", "b", "c"]), 2_000);
+        let text = registry.render(3_000);
+        for app in ["a", "b", "c"] {
+            assert!(mode(&text, app, "dry-run"), "{app}: {text}");
+        }
+        // Without --dry-run the configured mode is the one reported.
+        let text = Registry::for_config(&two, 0).render(1_000);
+        assert!(mode(&text, "a", "active"), "{text}");
     }
 
     /// A Flink job's capacity is `flinkscale_parallelism` and

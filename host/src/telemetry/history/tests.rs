@@ -785,3 +785,76 @@ fn status_says_the_agent_stood_down_and_why() {
     );
     let _ = std::fs::remove_dir_all(&state);
 }
+
+fn resumed(at_ms: i64, phase: &str, resume: &str) -> Event {
+    Event::Resumed {
+        application: "app".to_owned(),
+        at_ms,
+        phase: phase.to_owned(),
+        resume: resume.to_owned(),
+        version_id: 7,
+    }
+}
+
+/// The agent stops while UpdateApplication's answer is awaited (the
+/// operator's drill: SIGTERM during a slow answer): the entry says "no
+/// outcome recorded". The restarted agent finds the update applied, and
+/// the entry then says so, as it would have had the answer come; an update
+/// that never took effect, or another phase, leaves it as it is.
+#[test]
+fn a_restart_that_finds_the_update_applied_completes_the_entry_left_without_outcome() {
+    let outcomes = |dir: &Path| -> Vec<String> {
+        read(dir, "app", None)
+            .expect("the history reads")
+            .iter()
+            .map(|e| e.outcome.to_string())
+            .collect()
+    };
+    for (resume, expected) in [
+        (Resume::FINISHED, "UpdateApplication accepted to 8 KPU"),
+        (Resume::FOLLOW, "UpdateApplication accepted to 8 KPU"),
+        (
+            Resume::FAILED,
+            "not scaled (update_failed): the agent stopped before the answer; restarted, it found the update applied and the application not running",
+        ),
+        (
+            "update never took effect: re-evaluate",
+            "no outcome recorded",
+        ),
+    ] {
+        let dir = temp_dir("amend");
+        write(
+            &dir,
+            DEFAULT_BOUND,
+            [
+                evaluated("app", 1_000, Action::Hold, false),
+                evaluated("app", 2_000, Action::ScaleTo(8), false),
+            ],
+        );
+        assert_eq!(outcomes(&dir), ["held", "no outcome recorded"]);
+        write(&dir, DEFAULT_BOUND, [resumed(3_000, "sending", resume)]);
+        assert_eq!(outcomes(&dir), ["held", expected], "{resume}");
+        // A later restart in another phase changes nothing.
+        write(
+            &dir,
+            DEFAULT_BOUND,
+            [resumed(4_000, "grace", Resume::FINISHED)],
+        );
+        assert_eq!(outcomes(&dir), ["held", expected], "{resume}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    // The newest entry is a hold: nothing to complete.
+    let dir = temp_dir("amend-held");
+    write(
+        &dir,
+        DEFAULT_BOUND,
+        [evaluated("app", 1_000, Action::Hold, false)],
+    );
+    write(
+        &dir,
+        DEFAULT_BOUND,
+        [resumed(2_000, "sending", Resume::FINISHED)],
+    );
+    assert_eq!(outcomes(&dir), ["held"]);
+    let _ = std::fs::remove_dir_all(&dir);
+}
