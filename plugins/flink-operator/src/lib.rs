@@ -7,7 +7,14 @@
 //! # What it follows
 //!
 //! The port follows these upstream files of `apache/flink-kubernetes-operator`
-//! (`flink-autoscaler/src/main/java/org/apache/flink/autoscaler/`):
+//! (`flink-autoscaler/src/main/java/org/apache/flink/autoscaler/`), in the
+//! revision where `JobVertexScaler.ParallelismChange` carries
+//! `outsideUtilizationBound` and `DelayedScaleDown` keeps the
+//! recommendations of the past `scale-down.interval`, with the single-pass
+//! key-group alignment of `JobVertexScaler.scale`. (Later upstream
+//! revisions rework that alignment: two phases that never turn a
+//! scale-down into a scale-up, then other adjust modes and a new default;
+//! this port does not follow them.)
 //!
 //! - `config/AutoScalerOptions.java`: every option and default below.
 //! - `ScalingMetricCollector.java`: no metrics while the job stabilises
@@ -40,16 +47,21 @@
 //!   current) within `vertex.min-parallelism` (1) and
 //!   `vertex.max-parallelism` (200) and the key groups, rounded up to a
 //!   divisor of the key groups (mode
-//!   `scaling.key-group.partitions.adjust.mode` = `EVENLY_SPREAD`); a
-//!   scale-down waits `scale-down.interval` (1 h, formerly
-//!   `scale-up.grace-period`) from its first trigger and then goes to the
-//!   highest parallelism recommended in between (`DelayedScaleDown.java`).
+//!   `scaling.key-group.partitions.adjust.mode` = `EVENLY_SPREAD`). Every
+//!   scale-down recommendation is recorded with whether the TPR was
+//!   outside the utilisation boundary; none is made within
+//!   `scale-down.interval` (1 h, formerly `scale-up.grace-period`) of the
+//!   first, and then the highest recommendation of the past interval is
+//!   taken, with its own verdict (`applyScaleDownInterval`,
+//!   `DelayedScaleDown.java`); with the interval at 0 the current
+//!   recommendation is.
 //!   Ineffective-scaling detection
 //!   (`scaling.effectiveness.detection.enabled`) is off by default, so it
 //!   never blocks a scale-up and is not ported.
-//! - `ScalingExecutor.java`: no rescale while the TPR lies between the two
-//!   thresholds (`allChangedVerticesWithinUtilizationTarget`); a rescale
-//!   clears the delayed scale-downs.
+//! - `ScalingExecutor.java`: no rescale unless the parallelism changes for
+//!   a rate outside the two thresholds (for a delayed scale-down, the
+//!   verdict recorded with the recommendation taken); a rescale clears the
+//!   delayed scale-downs.
 //!
 //! # Mapping to MSF
 //!
@@ -76,7 +88,7 @@
 
 #![warn(missing_docs)]
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 
 use flinkscale_plugin::{
     AppStatus, Decision, Evaluation, Parameter, Params, Policy, export_policy,
@@ -126,11 +138,52 @@ struct Sample {
     backlog: Option<f64>,
 }
 
-/// A scale-down waiting for `scale-down.interval` (`DelayedScaleDown`).
+/// One recommended scale-down (`DelayedScaleDown.RecommendedParallelism`).
 #[derive(Debug, Clone, Copy, PartialEq)]
+struct Recommendation {
+    at_ms: i64,
+    parallelism: u32,
+    /// Whether the true processing rate lay outside the utilisation
+    /// boundary when this was recommended.
+    outside_bound: bool,
+}
+
+/// A scale-down waiting for `scale-down.interval`
+/// (`DelayedScaleDown.VertexDelayedScaleDownInfo`): when it was first
+/// triggered, and the recommendations of the past interval, kept strictly
+/// decreasing in parallelism so that the first one is the highest.
+#[derive(Debug, Clone, PartialEq)]
 struct Delayed {
     first_trigger_ms: i64,
-    max_parallelism: u32,
+    recommendations: VecDeque<Recommendation>,
+}
+
+impl Delayed {
+    /// `recordRecommendedParallelism`: a recommendation evicts the older
+    /// ones it equals or exceeds, which can no longer be the highest.
+    fn record(&mut self, recommendation: Recommendation) {
+        while self
+            .recommendations
+            .back()
+            .is_some_and(|r| r.parallelism <= recommendation.parallelism)
+        {
+            self.recommendations.pop_back();
+        }
+        self.recommendations.push_back(recommendation);
+    }
+
+    /// `getMaxRecommendedParallelism`: the highest recommendation made at
+    /// or after `window_start_ms`, forgetting the older ones.
+    fn highest_since(&mut self, window_start_ms: i64) -> Option<Recommendation> {
+        while self
+            .recommendations
+            .front()
+            .is_some_and(|r| r.at_ms < window_start_ms)
+        {
+            self.recommendations.pop_front();
+        }
+        self.recommendations.front().copied()
+    }
 }
 
 /// The configured policy, its cache of periods and its delayed scale-down.
@@ -427,32 +480,49 @@ impl Policy for FlinkOperatorPolicy {
             evaluated.scale_up_threshold,
             evaluated.scale_down_threshold
         );
-        let target = if wanted == current {
+        let outside_bound = !evaluated.within_target();
+        let (target, outside_bound) = if wanted == current {
             self.delayed = None;
             return Ok(Decision::hold(format!(
                 "{measured}: parallelism {current} is the target"
             )));
         } else if wanted > current {
             self.delayed = None;
-            wanted
+            (wanted, outside_bound)
+        } else if self.scale_down_interval_ms <= 0 {
+            (wanted, outside_bound)
         } else {
-            let delayed = self.delayed.get_or_insert(Delayed {
+            // `JobVertexScaler.applyScaleDownInterval`: every scale-down
+            // is recorded; none is made within the interval from the
+            // first; then the highest recommendation of the past interval
+            // is taken, with its own utilisation verdict.
+            let delayed = self.delayed.get_or_insert_with(|| Delayed {
                 first_trigger_ms: now_ms,
-                max_parallelism: wanted,
+                recommendations: VecDeque::new(),
             });
-            delayed.max_parallelism = delayed.max_parallelism.max(wanted);
-            let due_ms = delayed
-                .first_trigger_ms
-                .saturating_add(self.scale_down_interval_ms);
-            if self.scale_down_interval_ms > 0 && now_ms < due_ms {
+            delayed.record(Recommendation {
+                at_ms: now_ms,
+                parallelism: wanted,
+                outside_bound,
+            });
+            let window_start_ms = now_ms.saturating_sub(self.scale_down_interval_ms);
+            if window_start_ms < delayed.first_trigger_ms {
                 return Ok(Decision::hold(format!(
                     "{measured}: scale-down to {wanted} delayed {} s more (scale-down interval)",
-                    (due_ms - now_ms + 999) / 1000
+                    (delayed.first_trigger_ms - window_start_ms + 999) / 1000
                 )));
             }
-            delayed.max_parallelism
+            // The recommendation just recorded lies in the window, so there
+            // is always one.
+            delayed
+                .highest_since(window_start_ms)
+                .map_or((wanted, outside_bound), |highest| {
+                    (highest.parallelism, highest.outside_bound)
+                })
         };
-        if evaluated.within_target() {
+        // `ScalingExecutor`: no rescale unless the parallelism is changed
+        // for a rate outside the utilisation boundary.
+        if !outside_bound {
             return Ok(Decision::hold(format!(
                 "{measured}: within the utilisation target (parallelism {target} not needed)"
             )));
