@@ -25,12 +25,18 @@
 //! - `ScalingMetricEvaluator.java`: over the window, the true processing
 //!   rate from busy time (TPR = numRecordsInPerSecond /
 //!   (busyTimeMsPerSecond / 1000), infinite with no input), switched to the
-//!   observed TPR (the processed rate of periods whose lag is at least
-//!   `observed-true-processing-rate.lag-threshold`, 30 s, of input; at
-//!   least `observed-true-processing-rate.min-observations`, 2) when the
-//!   busy-time one is more than `observed-true-processing-rate.switch-threshold`
-//!   (0.15) above it; the target data rate = average records in + growth of
-//!   the source's lag over the window; the catch-up rate = lag /
+//!   observed TPR when the busy-time one is more than
+//!   `observed-true-processing-rate.switch-threshold` (0.15) above it. The
+//!   observed TPR of a period (`ScalingMetrics.getObservedTpr`, stored by
+//!   `ScalingMetricCollector`) is its processed rate when its lag is at
+//!   least `observed-true-processing-rate.lag-threshold` (30 s) of input,
+//!   infinite with no input, and otherwise the average of those collected
+//!   before it since the job's (re)start, so a measurement carries forward;
+//!   the window averages them (`getAverage`: infinite values only count
+//!   when there is nothing else, and fewer than
+//!   `observed-true-processing-rate.min-observations`, 2, is none). The
+//!   target data rate = average records in + growth of the source's lag
+//!   over the window; the catch-up rate = lag /
 //!   `catch-up.duration` (30 min); processing a backlog when lag / rate >
 //!   `backlog-processing.lag-threshold` (5 min); and the scale-up and
 //!   scale-down thresholds at utilisation `utilization.target` (0.7,
@@ -136,6 +142,9 @@ struct Sample {
     records_in: Option<f64>,
     busy_ms: Option<f64>,
     backlog: Option<f64>,
+    /// The period's `OBSERVED_TPR` once derived (NaN: none), see
+    /// [`FlinkOperatorPolicy::observe`].
+    observed_tpr: Option<f64>,
 }
 
 /// One recommended scale-down (`DelayedScaleDown.RecommendedParallelism`).
@@ -573,9 +582,64 @@ impl FlinkOperatorPolicy {
                 self.samples.entry(p.timestamp_ms).or_default().backlog = Some(p.value.max(0.0));
             }
         }
+        self.observe(evaluation.app.last_rescale_ms);
         let keep_from = evaluation.now_ms - self.window_ms - 10 * period_ms;
         self.samples = self.samples.split_off(&keep_from);
         Ok(period_ms)
+    }
+
+    /// Derives `OBSERVED_TPR` for the periods that lack it, oldest first, as
+    /// `ScalingMetrics.computeDataRateMetrics` does when the collector
+    /// stores a period: infinite with no input (`getObservedTpr`); the
+    /// processed rate (MSF publishes no back-pressure) when the lag is at
+    /// least `observed-true-processing-rate.lag-threshold` seconds of
+    /// input; otherwise the average of the values already collected
+    /// (`ScalingMetricCollector.observedTprAvg`, NaN with fewer than
+    /// `min-observations`), so that a measured rate carries forward. The
+    /// collected history starts at the job's last (re)start and, once
+    /// full, spans one metric window. A period without a lag waits while
+    /// the lag of an earlier period is the latest published; with no lag
+    /// published at all, or a later one, its lag is 0 (upstream's missing
+    /// `pendingRecords`).
+    fn observe(&mut self, running_since_ms: Option<i64>) {
+        let running_since_ms = running_since_ms.unwrap_or(i64::MIN);
+        let latest_lag = self
+            .samples
+            .iter()
+            .rev()
+            .find(|(_, s)| s.backlog.is_some())
+            .map(|(t, _)| *t);
+        let pending: Vec<i64> = self
+            .samples
+            .iter()
+            .filter(|(_, s)| s.observed_tpr.is_none() && s.records_in.is_some())
+            .map(|(t, _)| *t)
+            .collect();
+        for t in pending {
+            let sample = self.samples[&t];
+            if sample.backlog.is_none() && latest_lag.is_some_and(|l| l < t) {
+                break;
+            }
+            let rate = sample.records_in.unwrap_or(0.0);
+            let lag = sample.backlog.unwrap_or(0.0);
+            let value = if rate == 0.0 {
+                f64::INFINITY
+            } else if lag >= self.observed_tpr_lag_threshold_secs * rate {
+                rate
+            } else {
+                // A period published before the (re)start belongs to the
+                // job before it: its history is empty.
+                let from = running_since_ms.max(t - self.window_ms).min(t);
+                let before = self
+                    .samples
+                    .range(from..t)
+                    .filter_map(|(_, s)| s.observed_tpr);
+                scale::average(before, self.observed_tpr_min_observations).unwrap_or(f64::NAN)
+            };
+            if let Some(s) = self.samples.get_mut(&t) {
+                s.observed_tpr = Some(value);
+            }
+        }
     }
 
     /// The metrics of the window ending with the latest period that has
@@ -620,21 +684,12 @@ impl FlinkOperatorPolicy {
             _ => 0.0,
         };
         let lag = lags.last().map_or(0.0, |(_, l)| *l);
-        // `ScalingMetrics.getObservedTpr`: no input reads as infinite
-        // capacity; otherwise only periods catching up measure it.
-        let observed: Vec<f64> = periods
-            .iter()
-            .filter_map(|(_, s)| {
-                let rate = s.records_in?;
-                if rate == 0.0 {
-                    return Some(f64::INFINITY);
-                }
-                let lag = s.backlog.unwrap_or(0.0);
-                (lag >= self.observed_tpr_lag_threshold_secs * rate).then_some(rate)
-            })
-            .collect();
-        let observed_tpr_avg = (observed.len() >= self.observed_tpr_min_observations)
-            .then(|| observed.iter().sum::<f64>() / observed.len() as f64);
+        // `ScalingMetricEvaluator.computeTrueProcessingRate`: the window's
+        // average of the periods' observed TPR.
+        let observed_tpr_avg = scale::average(
+            periods.iter().filter_map(|(_, s)| s.observed_tpr),
+            self.observed_tpr_min_observations,
+        );
         Some(WindowMetrics {
             input_rate_avg,
             busy_ms_avg,

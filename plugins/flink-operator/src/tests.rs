@@ -379,6 +379,71 @@ fn without_a_scale_down_interval_the_current_recommendation_is_taken() {
     assert_eq!(d.action.target(), Some(16), "{}", d.reason);
 }
 
+/// `ScalingMetricEvaluator.getAverage(metric, vertex, history, minElements)`:
+/// NaN skipped, infinite skipped unless there is nothing else (then
+/// infinite, whatever `minElements`), fewer finite values than
+/// `minElements` is NaN.
+#[test]
+fn observed_tpr_average_skips_nan_and_infinity() {
+    use super::scale::average;
+    let inf = f64::INFINITY;
+    assert_eq!(average([f64::NAN, inf, 900.0, 1100.0], 2), Some(1000.0));
+    assert_eq!(average([inf, 900.0], 2), None);
+    assert_eq!(average([inf, inf], 2), Some(inf));
+    assert_eq!(average([f64::NAN], 1), None);
+}
+
+/// The observed TPR carries forward: `ScalingMetricCollector` stores, for a
+/// period that is not catching up, `getObservedTpr(...).orElseGet(
+/// observedTprAvg)`, the average of the values already collected
+/// (min-observations 2), so the window's `OBSERVED_TPR` average exists
+/// after the catch-up has left the window.
+///
+/// Periods 0 and 1 catch up: 800/s with a lag of 30000 >= 30 s x 800, so
+/// OBSERVED_TPR 800 each. Periods 2 to 16: 500/s at 250 ms busy (busy-time
+/// TPR 2000), no lag: each stores the average so far, 800. The window
+/// (periods 2 to 16) averages 800; 2000 > 800 x 1.15, so TPR = 800
+/// (`selectTprMetric`). Target 500 x 300 / 1800 + 500 / 0.7 = 797.6 ->
+/// 798, 4 x 798 / 800 = 3.99 -> 4: the current parallelism. With the
+/// busy-time TPR (2000) it would be a scale-down (factor 0.399, capped at
+/// 0.4: 1.6 -> 2).
+#[test]
+fn a_measured_processing_rate_carries_forward() {
+    let mut p = policy("{}");
+    let mut rows = vec![(800.0, 1000.0, 30_000.0); 2];
+    rows.extend(std::iter::repeat_n((500.0, 250.0, 0.0), 15));
+    let d = decide(&mut p, &evaluation(4, &rows, visible(17)));
+    assert_eq!(d.action, Action::Hold, "{}", d.reason);
+    assert!(
+        d.reason.contains("TPR 800/s") && d.reason.contains("parallelism 4 is the target"),
+        "{}",
+        d.reason
+    );
+}
+
+/// A restart clears what carries forward: `ScalingMetricCollector` clears
+/// the collected history when the job's RUNNING timestamp is after its
+/// first entry ("Job updated ... Clearing metrics"), so the supplier of the
+/// average sees no measurement from before. The same periods as above, with
+/// a rescale completed at period 3: periods 0 and 1 measured 800 before it,
+/// every later period has no observed TPR, and the window (periods 8 to 22,
+/// after the 5 min stabilisation) keeps the busy-time TPR, 2000: factor
+/// 798 / 2000 = 0.399, capped at 0.4, 4 x 0.4 = 1.6 -> 2, a scale-down.
+#[test]
+fn a_restart_clears_the_carried_processing_rate() {
+    let mut p = policy("{}");
+    let mut rows = vec![(800.0, 1000.0, 30_000.0); 2];
+    rows.extend(std::iter::repeat_n((500.0, 250.0, 0.0), 21));
+    let mut e = evaluation(4, &rows, visible(23));
+    e.app.last_rescale_ms = Some(T0 + 3 * P);
+    let d = decide(&mut p, &e);
+    assert!(
+        d.reason.contains("TPR 2000/s") && d.reason.contains("scale-down to 2 delayed 3600 s"),
+        "{}",
+        d.reason
+    );
+}
+
 /// A recommendation back at the current parallelism cancels the delayed
 /// scale-down: the interval starts over.
 #[test]
