@@ -7,7 +7,14 @@
 //! # What it follows
 //!
 //! The port follows these upstream files of `apache/flink-kubernetes-operator`
-//! (`flink-autoscaler/src/main/java/org/apache/flink/autoscaler/`):
+//! (`flink-autoscaler/src/main/java/org/apache/flink/autoscaler/`), in the
+//! revision where `JobVertexScaler.ParallelismChange` carries
+//! `outsideUtilizationBound` and `DelayedScaleDown` keeps the
+//! recommendations of the past `scale-down.interval`, with the single-pass
+//! key-group alignment of `JobVertexScaler.scale`. (Later upstream
+//! revisions rework that alignment: two phases that never turn a
+//! scale-down into a scale-up, then other adjust modes and a new default;
+//! this port does not follow them.)
 //!
 //! - `config/AutoScalerOptions.java`: every option and default below.
 //! - `ScalingMetricCollector.java`: no metrics while the job stabilises
@@ -18,12 +25,18 @@
 //! - `ScalingMetricEvaluator.java`: over the window, the true processing
 //!   rate from busy time (TPR = numRecordsInPerSecond /
 //!   (busyTimeMsPerSecond / 1000), infinite with no input), switched to the
-//!   observed TPR (the processed rate of periods whose lag is at least
-//!   `observed-true-processing-rate.lag-threshold`, 30 s, of input; at
-//!   least `observed-true-processing-rate.min-observations`, 2) when the
-//!   busy-time one is more than `observed-true-processing-rate.switch-threshold`
-//!   (0.15) above it; the target data rate = average records in + growth of
-//!   the source's lag over the window; the catch-up rate = lag /
+//!   observed TPR when the busy-time one is more than
+//!   `observed-true-processing-rate.switch-threshold` (0.15) above it. The
+//!   observed TPR of a period (`ScalingMetrics.getObservedTpr`, stored by
+//!   `ScalingMetricCollector`) is its processed rate when its lag is at
+//!   least `observed-true-processing-rate.lag-threshold` (30 s) of input,
+//!   infinite with no input, and otherwise the average of those collected
+//!   before it since the job's (re)start, so a measurement carries forward;
+//!   the window averages them (`getAverage`: infinite values only count
+//!   when there is nothing else, and fewer than
+//!   `observed-true-processing-rate.min-observations`, 2, is none). The
+//!   target data rate = average records in + growth of the source's lag
+//!   over the window; the catch-up rate = lag /
 //!   `catch-up.duration` (30 min); processing a backlog when lag / rate >
 //!   `backlog-processing.lag-threshold` (5 min); and the scale-up and
 //!   scale-down thresholds at utilisation `utilization.target` (0.7,
@@ -40,16 +53,21 @@
 //!   current) within `vertex.min-parallelism` (1) and
 //!   `vertex.max-parallelism` (200) and the key groups, rounded up to a
 //!   divisor of the key groups (mode
-//!   `scaling.key-group.partitions.adjust.mode` = `EVENLY_SPREAD`); a
-//!   scale-down waits `scale-down.interval` (1 h, formerly
-//!   `scale-up.grace-period`) from its first trigger and then goes to the
-//!   highest parallelism recommended in between (`DelayedScaleDown.java`).
+//!   `scaling.key-group.partitions.adjust.mode` = `EVENLY_SPREAD`). Every
+//!   scale-down recommendation is recorded with whether the TPR was
+//!   outside the utilisation boundary; none is made within
+//!   `scale-down.interval` (1 h, formerly `scale-up.grace-period`) of the
+//!   first, and then the highest recommendation of the past interval is
+//!   taken, with its own verdict (`applyScaleDownInterval`,
+//!   `DelayedScaleDown.java`); with the interval at 0 the current
+//!   recommendation is.
 //!   Ineffective-scaling detection
 //!   (`scaling.effectiveness.detection.enabled`) is off by default, so it
 //!   never blocks a scale-up and is not ported.
-//! - `ScalingExecutor.java`: no rescale while the TPR lies between the two
-//!   thresholds (`allChangedVerticesWithinUtilizationTarget`); a rescale
-//!   clears the delayed scale-downs.
+//! - `ScalingExecutor.java`: no rescale unless the parallelism changes for
+//!   a rate outside the two thresholds (for a delayed scale-down, the
+//!   verdict recorded with the recommendation taken); a rescale clears the
+//!   delayed scale-downs.
 //!
 //! # Mapping to MSF
 //!
@@ -76,7 +94,7 @@
 
 #![warn(missing_docs)]
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 
 use flinkscale_plugin::{
     AppStatus, Decision, Evaluation, Parameter, Params, Policy, export_policy,
@@ -124,13 +142,57 @@ struct Sample {
     records_in: Option<f64>,
     busy_ms: Option<f64>,
     backlog: Option<f64>,
+    /// The period's `OBSERVED_TPR` once derived (NaN: none), see
+    /// [`FlinkOperatorPolicy::observe`].
+    observed_tpr: Option<f64>,
 }
 
-/// A scale-down waiting for `scale-down.interval` (`DelayedScaleDown`).
+/// One recommended scale-down (`DelayedScaleDown.RecommendedParallelism`).
 #[derive(Debug, Clone, Copy, PartialEq)]
+struct Recommendation {
+    at_ms: i64,
+    parallelism: u32,
+    /// Whether the true processing rate lay outside the utilisation
+    /// boundary when this was recommended.
+    outside_bound: bool,
+}
+
+/// A scale-down waiting for `scale-down.interval`
+/// (`DelayedScaleDown.VertexDelayedScaleDownInfo`): when it was first
+/// triggered, and the recommendations of the past interval, kept strictly
+/// decreasing in parallelism so that the first one is the highest.
+#[derive(Debug, Clone, PartialEq)]
 struct Delayed {
     first_trigger_ms: i64,
-    max_parallelism: u32,
+    recommendations: VecDeque<Recommendation>,
+}
+
+impl Delayed {
+    /// `recordRecommendedParallelism`: a recommendation evicts the older
+    /// ones it equals or exceeds, which can no longer be the highest.
+    fn record(&mut self, recommendation: Recommendation) {
+        while self
+            .recommendations
+            .back()
+            .is_some_and(|r| r.parallelism <= recommendation.parallelism)
+        {
+            self.recommendations.pop_back();
+        }
+        self.recommendations.push_back(recommendation);
+    }
+
+    /// `getMaxRecommendedParallelism`: the highest recommendation made at
+    /// or after `window_start_ms`, forgetting the older ones.
+    fn highest_since(&mut self, window_start_ms: i64) -> Option<Recommendation> {
+        while self
+            .recommendations
+            .front()
+            .is_some_and(|r| r.at_ms < window_start_ms)
+        {
+            self.recommendations.pop_front();
+        }
+        self.recommendations.front().copied()
+    }
 }
 
 /// The configured policy, its cache of periods and its delayed scale-down.
@@ -427,32 +489,49 @@ impl Policy for FlinkOperatorPolicy {
             evaluated.scale_up_threshold,
             evaluated.scale_down_threshold
         );
-        let target = if wanted == current {
+        let outside_bound = !evaluated.within_target();
+        let (target, outside_bound) = if wanted == current {
             self.delayed = None;
             return Ok(Decision::hold(format!(
                 "{measured}: parallelism {current} is the target"
             )));
         } else if wanted > current {
             self.delayed = None;
-            wanted
+            (wanted, outside_bound)
+        } else if self.scale_down_interval_ms <= 0 {
+            (wanted, outside_bound)
         } else {
-            let delayed = self.delayed.get_or_insert(Delayed {
+            // `JobVertexScaler.applyScaleDownInterval`: every scale-down
+            // is recorded; none is made within the interval from the
+            // first; then the highest recommendation of the past interval
+            // is taken, with its own utilisation verdict.
+            let delayed = self.delayed.get_or_insert_with(|| Delayed {
                 first_trigger_ms: now_ms,
-                max_parallelism: wanted,
+                recommendations: VecDeque::new(),
             });
-            delayed.max_parallelism = delayed.max_parallelism.max(wanted);
-            let due_ms = delayed
-                .first_trigger_ms
-                .saturating_add(self.scale_down_interval_ms);
-            if self.scale_down_interval_ms > 0 && now_ms < due_ms {
+            delayed.record(Recommendation {
+                at_ms: now_ms,
+                parallelism: wanted,
+                outside_bound,
+            });
+            let window_start_ms = now_ms.saturating_sub(self.scale_down_interval_ms);
+            if window_start_ms < delayed.first_trigger_ms {
                 return Ok(Decision::hold(format!(
                     "{measured}: scale-down to {wanted} delayed {} s more (scale-down interval)",
-                    (due_ms - now_ms + 999) / 1000
+                    (delayed.first_trigger_ms - window_start_ms + 999) / 1000
                 )));
             }
-            delayed.max_parallelism
+            // The recommendation just recorded lies in the window, so there
+            // is always one.
+            delayed
+                .highest_since(window_start_ms)
+                .map_or((wanted, outside_bound), |highest| {
+                    (highest.parallelism, highest.outside_bound)
+                })
         };
-        if evaluated.within_target() {
+        // `ScalingExecutor`: no rescale unless the parallelism is changed
+        // for a rate outside the utilisation boundary.
+        if !outside_bound {
             return Ok(Decision::hold(format!(
                 "{measured}: within the utilisation target (parallelism {target} not needed)"
             )));
@@ -503,9 +582,64 @@ impl FlinkOperatorPolicy {
                 self.samples.entry(p.timestamp_ms).or_default().backlog = Some(p.value.max(0.0));
             }
         }
+        self.observe(evaluation.app.last_rescale_ms);
         let keep_from = evaluation.now_ms - self.window_ms - 10 * period_ms;
         self.samples = self.samples.split_off(&keep_from);
         Ok(period_ms)
+    }
+
+    /// Derives `OBSERVED_TPR` for the periods that lack it, oldest first, as
+    /// `ScalingMetrics.computeDataRateMetrics` does when the collector
+    /// stores a period: infinite with no input (`getObservedTpr`); the
+    /// processed rate (MSF publishes no back-pressure) when the lag is at
+    /// least `observed-true-processing-rate.lag-threshold` seconds of
+    /// input; otherwise the average of the values already collected
+    /// (`ScalingMetricCollector.observedTprAvg`, NaN with fewer than
+    /// `min-observations`), so that a measured rate carries forward. The
+    /// collected history starts at the job's last (re)start and, once
+    /// full, spans one metric window. A period without a lag waits while
+    /// the lag of an earlier period is the latest published; with no lag
+    /// published at all, or a later one, its lag is 0 (upstream's missing
+    /// `pendingRecords`).
+    fn observe(&mut self, running_since_ms: Option<i64>) {
+        let running_since_ms = running_since_ms.unwrap_or(i64::MIN);
+        let latest_lag = self
+            .samples
+            .iter()
+            .rev()
+            .find(|(_, s)| s.backlog.is_some())
+            .map(|(t, _)| *t);
+        let pending: Vec<i64> = self
+            .samples
+            .iter()
+            .filter(|(_, s)| s.observed_tpr.is_none() && s.records_in.is_some())
+            .map(|(t, _)| *t)
+            .collect();
+        for t in pending {
+            let sample = self.samples[&t];
+            if sample.backlog.is_none() && latest_lag.is_some_and(|l| l < t) {
+                break;
+            }
+            let rate = sample.records_in.unwrap_or(0.0);
+            let lag = sample.backlog.unwrap_or(0.0);
+            let value = if rate == 0.0 {
+                f64::INFINITY
+            } else if lag >= self.observed_tpr_lag_threshold_secs * rate {
+                rate
+            } else {
+                // A period published before the (re)start belongs to the
+                // job before it: its history is empty.
+                let from = running_since_ms.max(t - self.window_ms).min(t);
+                let before = self
+                    .samples
+                    .range(from..t)
+                    .filter_map(|(_, s)| s.observed_tpr);
+                scale::average(before, self.observed_tpr_min_observations).unwrap_or(f64::NAN)
+            };
+            if let Some(s) = self.samples.get_mut(&t) {
+                s.observed_tpr = Some(value);
+            }
+        }
     }
 
     /// The metrics of the window ending with the latest period that has
@@ -550,21 +684,12 @@ impl FlinkOperatorPolicy {
             _ => 0.0,
         };
         let lag = lags.last().map_or(0.0, |(_, l)| *l);
-        // `ScalingMetrics.getObservedTpr`: no input reads as infinite
-        // capacity; otherwise only periods catching up measure it.
-        let observed: Vec<f64> = periods
-            .iter()
-            .filter_map(|(_, s)| {
-                let rate = s.records_in?;
-                if rate == 0.0 {
-                    return Some(f64::INFINITY);
-                }
-                let lag = s.backlog.unwrap_or(0.0);
-                (lag >= self.observed_tpr_lag_threshold_secs * rate).then_some(rate)
-            })
-            .collect();
-        let observed_tpr_avg = (observed.len() >= self.observed_tpr_min_observations)
-            .then(|| observed.iter().sum::<f64>() / observed.len() as f64);
+        // `ScalingMetricEvaluator.computeTrueProcessingRate`: the window's
+        // average of the periods' observed TPR.
+        let observed_tpr_avg = scale::average(
+            periods.iter().filter_map(|(_, s)| s.observed_tpr),
+            self.observed_tpr_min_observations,
+        );
         Some(WindowMetrics {
             input_rate_avg,
             busy_ms_avg,

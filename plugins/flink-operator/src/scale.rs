@@ -80,6 +80,28 @@ impl Evaluated {
     }
 }
 
+/// `ScalingMetricEvaluator.getAverage` with `minElements`: the mean of
+/// the finite values, NaN ones skipped; infinite when there are only
+/// infinite ones; none with fewer than `min_observations` finite ones.
+pub fn average(values: impl IntoIterator<Item = f64>, min_observations: usize) -> Option<f64> {
+    let (mut sum, mut n, mut any_infinite) = (0.0, 0usize, false);
+    for v in values {
+        if v.is_nan() {
+            continue;
+        }
+        if v.is_infinite() {
+            any_infinite = true;
+            continue;
+        }
+        sum += v;
+        n += 1;
+    }
+    if n == 0 {
+        return any_infinite.then_some(f64::INFINITY);
+    }
+    (n >= min_observations).then(|| sum / n as f64)
+}
+
 /// `ScalingMetricEvaluator.computeTprFromBusyTime`: records in / busy
 /// fraction; infinite when nothing comes in.
 pub fn tpr_from_busy_time(busy_ms_per_sec: f64, rate: f64) -> f64 {

@@ -302,6 +302,148 @@ fn scale_down_waits_the_interval_and_takes_the_highest_recommendation() {
     assert_eq!(d.action.target(), Some(16), "{}", d.reason);
 }
 
+/// `JobVertexScaler.applyScaleDownInterval` takes, once the interval from
+/// the first trigger has passed, the highest parallelism recommended within
+/// the past `scale-down.interval` (`windowStartTime = now - interval`,
+/// `DelayedScaleDown.VertexDelayedScaleDownInfo.getMaxRecommendedParallelism`
+/// evicts the older ones) and `ParallelismChange.build(max.getParallelism(),
+/// max.isOutsideUtilizationBound())`: the verdict recorded with that
+/// recommendation, not the current one, decides whether `ScalingExecutor`
+/// rescales (upstream's `DelayedScaleDownEndToEndTest`
+/// `testScaleDownNeverHappenWhenMaxRecommendedParallelismWithinUtilizationBoundary`).
+///
+/// 96 key groups, 32 KPU, TPR 1000 (busy = input ms), with
+/// scale-down.max-factor 1. Input 400/s: 400 x 300 / 1800 + 400 / 0.7 =
+/// 638.1 -> 638, 32 x 0.638 = 20.4 -> 21 -> 24 (a divisor of 96);
+/// thresholds 400 and 66.7 + 400 / 0.4 = 1067, TPR 1000 within. Input
+/// 300/s: 50 + 428.6 = 478.6 -> 479, 32 x 0.479 = 15.3 -> 16; scale-down
+/// threshold 50 + 750 = 800 < 1000, outside.
+#[test]
+fn scale_down_takes_the_highest_recommendation_of_the_past_interval_with_its_verdict() {
+    let mut p = policy(r#"{"scale_down_max_factor": 1.0, "max_parallelism": 96}"#);
+    let within = (400.0, 400.0, 0.0);
+    let outside = (300.0, 300.0, 0.0);
+    let mut rows = vec![within; 15];
+    let first = visible(15);
+    let d = decide(&mut p, &evaluation(32, &rows, first));
+    assert!(
+        d.reason.contains("scale-down to 24 delayed 3600 s"),
+        "{}",
+        d.reason
+    );
+    rows.extend(std::iter::repeat_n(outside, 30));
+    let d = decide(&mut p, &evaluation(32, &rows, first + 30 * P));
+    assert!(
+        d.reason.contains("scale-down to 16 delayed 1800 s"),
+        "{}",
+        d.reason
+    );
+    // The hour is over; the highest recommendation of the past hour is the
+    // first one, 24, made within the utilisation boundary: no rescale,
+    // although the current window (300/s) is outside it.
+    rows.extend(std::iter::repeat_n(outside, 30));
+    let d = decide(&mut p, &evaluation(32, &rows, first + 60 * P));
+    assert_eq!(d.action, Action::Hold, "{}", d.reason);
+    assert!(
+        d.reason
+            .contains("within the utilisation target (parallelism 24"),
+        "{}",
+        d.reason
+    );
+    // A minute later 24 has left the past hour: the highest is 16, outside.
+    rows.push(outside);
+    let d = decide(&mut p, &evaluation(32, &rows, first + 61 * P));
+    assert_eq!(d.action.target(), Some(16), "{}", d.reason);
+}
+
+/// `applyScaleDownInterval` with `scale-down.interval` <= 0: "don't block
+/// scaling", `ParallelismChange.build(newParallelism, ...)`, nothing
+/// recorded: the scale-down goes to this window's recommendation, not to a
+/// higher one made before. Same loads as above: 400/s recommends 24 within
+/// the boundary (no rescale), then 300/s recommends 16, outside.
+#[test]
+fn without_a_scale_down_interval_the_current_recommendation_is_taken() {
+    let mut p = policy(
+        r#"{"scale_down_interval_secs": 0, "scale_down_max_factor": 1.0, "max_parallelism": 96}"#,
+    );
+    let mut rows = vec![(400.0, 400.0, 0.0); 15];
+    let d = decide(&mut p, &evaluation(32, &rows, visible(15)));
+    assert!(
+        d.reason
+            .contains("within the utilisation target (parallelism 24"),
+        "{}",
+        d.reason
+    );
+    rows.extend(std::iter::repeat_n((300.0, 300.0, 0.0), 15));
+    let d = decide(&mut p, &evaluation(32, &rows, visible(30)));
+    assert_eq!(d.action.target(), Some(16), "{}", d.reason);
+}
+
+/// `ScalingMetricEvaluator.getAverage(metric, vertex, history, minElements)`:
+/// NaN skipped, infinite skipped unless there is nothing else (then
+/// infinite, whatever `minElements`), fewer finite values than
+/// `minElements` is NaN.
+#[test]
+fn observed_tpr_average_skips_nan_and_infinity() {
+    use super::scale::average;
+    let inf = f64::INFINITY;
+    assert_eq!(average([f64::NAN, inf, 900.0, 1100.0], 2), Some(1000.0));
+    assert_eq!(average([inf, 900.0], 2), None);
+    assert_eq!(average([inf, inf], 2), Some(inf));
+    assert_eq!(average([f64::NAN], 1), None);
+}
+
+/// The observed TPR carries forward: `ScalingMetricCollector` stores, for a
+/// period that is not catching up, `getObservedTpr(...).orElseGet(
+/// observedTprAvg)`, the average of the values already collected
+/// (min-observations 2), so the window's `OBSERVED_TPR` average exists
+/// after the catch-up has left the window.
+///
+/// Periods 0 and 1 catch up: 800/s with a lag of 30000 >= 30 s x 800, so
+/// OBSERVED_TPR 800 each. Periods 2 to 16: 500/s at 250 ms busy (busy-time
+/// TPR 2000), no lag: each stores the average so far, 800. The window
+/// (periods 2 to 16) averages 800; 2000 > 800 x 1.15, so TPR = 800
+/// (`selectTprMetric`). Target 500 x 300 / 1800 + 500 / 0.7 = 797.6 ->
+/// 798, 4 x 798 / 800 = 3.99 -> 4: the current parallelism. With the
+/// busy-time TPR (2000) it would be a scale-down (factor 0.399, capped at
+/// 0.4: 1.6 -> 2).
+#[test]
+fn a_measured_processing_rate_carries_forward() {
+    let mut p = policy("{}");
+    let mut rows = vec![(800.0, 1000.0, 30_000.0); 2];
+    rows.extend(std::iter::repeat_n((500.0, 250.0, 0.0), 15));
+    let d = decide(&mut p, &evaluation(4, &rows, visible(17)));
+    assert_eq!(d.action, Action::Hold, "{}", d.reason);
+    assert!(
+        d.reason.contains("TPR 800/s") && d.reason.contains("parallelism 4 is the target"),
+        "{}",
+        d.reason
+    );
+}
+
+/// A restart clears what carries forward: `ScalingMetricCollector` clears
+/// the collected history when the job's RUNNING timestamp is after its
+/// first entry ("Job updated ... Clearing metrics"), so the supplier of the
+/// average sees no measurement from before. The same periods as above, with
+/// a rescale completed at period 3: periods 0 and 1 measured 800 before it,
+/// every later period has no observed TPR, and the window (periods 8 to 22,
+/// after the 5 min stabilisation) keeps the busy-time TPR, 2000: factor
+/// 798 / 2000 = 0.399, capped at 0.4, 4 x 0.4 = 1.6 -> 2, a scale-down.
+#[test]
+fn a_restart_clears_the_carried_processing_rate() {
+    let mut p = policy("{}");
+    let mut rows = vec![(800.0, 1000.0, 30_000.0); 2];
+    rows.extend(std::iter::repeat_n((500.0, 250.0, 0.0), 21));
+    let mut e = evaluation(4, &rows, visible(23));
+    e.app.last_rescale_ms = Some(T0 + 3 * P);
+    let d = decide(&mut p, &e);
+    assert!(
+        d.reason.contains("TPR 2000/s") && d.reason.contains("scale-down to 2 delayed 3600 s"),
+        "{}",
+        d.reason
+    );
+}
+
 /// A recommendation back at the current parallelism cancels the delayed
 /// scale-down: the interval starts over.
 #[test]
