@@ -606,8 +606,12 @@ params = {{ scale_out_alarm = "scale-out", scale_in_alarm = "scale-in", operatio
 
     // Nothing sent to the new job within its grace period; then the agent
     // rescales it (the alarm still fires), with no completion ever
-    // reported for the old job's rescale.
-    let quiet = Duration::from_secs(GRACE_SECS) - Duration::from_secs(1);
+    // reported for the old job's rescale. The grace period runs from when
+    // the new job runs, so from the report or later: the quiet is counted
+    // from the report's own time, not from when this test read it (the
+    // test submits the job with PyFlink, whose exit can come seconds after
+    // the job started, and the agent's report with it).
+    let quiet_until = log_time(&reported) + GRACE_SECS as f64 - 1.0;
     let second_put = wait_for(
         "the agent's rescale of the new job after its grace period",
         Duration::from_secs(GRACE_SECS + 90),
@@ -616,7 +620,7 @@ params = {{ scale_out_alarm = "scale-out", scale_in_alarm = "scale-in", operatio
             let text = read_log();
             let now = cluster.get(&path);
             let starts = common::log_events(&text, "Rescale started.").len();
-            if seen_at.elapsed() < quiet {
+            if unix_secs() < quiet_until {
                 assert_eq!(
                     now, submitted,
                     "a PUT to the new job within its grace period\n{text}"
@@ -943,10 +947,9 @@ fn a_failing_task_and_a_lost_jobmanager(cluster: &Cluster, job_name: &str) -> St
         history.contains("not a number"),
         "Flink recorded the task's cast as the job's failure: {failures}"
     );
-    assert!(
-        states.iter().any(|s| s != "RUNNING"),
-        "the job went through a restart: {states:?}"
-    );
+    // The restart itself is rarely seen: Flink answers GET /jobs/{id}
+    // once it is over. The new graph of the same job with the failure in
+    // its history and the requirements unchanged are the restart.
     // The agent reports the restart as Flink's, holding its decisions.
     let restart_report = wait_for(
         "the agent reporting the job's restart",
@@ -1148,7 +1151,7 @@ fn a_failing_task_and_a_lost_jobmanager(cluster: &Cluster, job_name: &str) -> St
     format!(
         "task failed {failed_after:.1} s after FAIL_AT, reported as {}; rescaled {} ms after the restart \
          (grace {FAILURE_GRACE_SECS} s); JobManager killed: agent reported it ({}) after {} ms, \
-         down {} ms, back with the TaskManager after {} ms; replacement reported as {}",
+         /livez, /readyz and /metrics read while down at {} ms, a new one ready with the TaskManager after {} ms; replacement reported as {}",
         restart_report["class"],
         out_after.as_millis(),
         down_report["class"],
@@ -1703,6 +1706,32 @@ impl Seen {
                 .iter()
                 .all(|(p, s)| *p == self.requirement && s == "RUNNING")
     }
+}
+
+/// When the agent logged `event` (its `timestamp`, RFC 3339 in UTC as
+/// the JSON log writes it), in seconds since the Unix epoch.
+fn log_time(event: &Value) -> f64 {
+    let text = event["timestamp"].as_str().unwrap_or_default();
+    let parse = |range: std::ops::Range<usize>| -> i64 {
+        text.get(range)
+            .and_then(|t| t.parse().ok())
+            .unwrap_or_else(|| panic!("a log timestamp: {event}"))
+    };
+    let (year, month, day) = (parse(0..4), parse(5..7), parse(8..10));
+    let (hour, minute) = (parse(11..13), parse(14..16));
+    let seconds: f64 = text
+        .get(17..text.len().saturating_sub(1))
+        .and_then(|t| t.parse().ok())
+        .unwrap_or_else(|| panic!("a log timestamp: {event}"));
+    // Days since 1970-01-01 of a proleptic Gregorian date (Howard
+    // Hinnant's days_from_civil).
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (month + if month > 2 { -3 } else { 9 }) + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    (days * 86_400 + hour * 3_600 + minute * 60) as f64 + seconds
 }
 
 fn unix_secs() -> f64 {
