@@ -8,6 +8,8 @@
 #   scripts/flink-cluster.sh start DIR [REST_PORT]   # prints the REST URL
 #   scripts/flink-cluster.sh stop DIR
 #   scripts/flink-cluster.sh kill-taskmanager DIR    # SIGKILL it, start a new one
+#   scripts/flink-cluster.sh kill-jobmanager DIR     # SIGKILL it (its jobs are lost: no HA)
+#   scripts/flink-cluster.sh start-jobmanager DIR    # a new one; returns once the TaskManager is back
 #
 # Everything the cluster writes (config, logs, pid files, tmp) lives in DIR,
 # so several clusters can run side by side with different ports. The
@@ -16,8 +18,10 @@
 # slots (FLINK_SLOTS=n for another number) and small memory, sized for a
 # 2-core CI machine. FLINK_RESTARTS=n lets a job restart up to n times after
 # a failure (a lost TaskManager; 1 s apart, heartbeats every second so that
-# a killed one is noticed at once); without it a failure ends the job, as
-# Flink's default without checkpoints does.
+# a killed one is noticed at once, and a TaskManager whose JobManager is
+# gone looks for the new one after 10 s of silence instead of Flink's 50);
+# without it a failure ends the job, as Flink's default without checkpoints
+# does.
 set -euo pipefail
 cmd="${1:-}"
 dir="${2:-}"
@@ -38,6 +42,27 @@ export FLINK_HOME="$flink_home"
 export FLINK_CONF_DIR="$dir/conf"
 export FLINK_LOG_DIR="$dir/log"
 export FLINK_PID_DIR="$dir"
+
+# Waits until the REST API answers and the TaskManager registered its
+# slots; writes the milliseconds since $1 to DIR/$2 and prints the URL.
+wait_ready() {
+    local url slots ms
+    url="$(cat "$dir/rest_url")"
+    slots="$(cat "$dir/slots")"
+    for _ in $(seq 1 600); do
+        if "$python" -c 'import json, sys, urllib.request
+sys.exit(json.load(urllib.request.urlopen(sys.argv[1] + "/overview", timeout=2))["slots-total"] != int(sys.argv[2]))' "$url" "$slots" 2>/dev/null; then
+            ms=$(( ($(date +%s%N) - $1) / 1000000 ))
+            echo "$ms" >"$dir/$2"
+            echo "$url"
+            return 0
+        fi
+        sleep 0.1
+    done
+    echo "error: Flink at $url did not come up in 60 s; logs in $FLINK_LOG_DIR" >&2
+    tail -n 30 "$FLINK_LOG_DIR"/*.log >&2 || true
+    exit 1
+}
 
 case "$cmd" in
 start)
@@ -86,27 +111,30 @@ restart-strategy.type: fixed-delay
 restart-strategy.fixed-delay.attempts: $FLINK_RESTARTS
 restart-strategy.fixed-delay.delay: 1s
 heartbeat.interval: 1000
+heartbeat.timeout: 10000
 CONF
     fi
     url="http://127.0.0.1:$port"
     echo "$url" >"$dir/rest_url"
+    echo "$slots" >"$dir/slots"
     started=$(date +%s%N)
     "$flink_home/bin/jobmanager.sh" start >"$FLINK_LOG_DIR/start.out" 2>&1
     "$flink_home/bin/taskmanager.sh" start >>"$FLINK_LOG_DIR/start.out" 2>&1
-    # Ready means the REST API answers and the TaskManager registered its slots.
-    for _ in $(seq 1 600); do
-        if "$python" -c 'import json, sys, urllib.request
-sys.exit(json.load(urllib.request.urlopen(sys.argv[1] + "/overview", timeout=2))["slots-total"] != int(sys.argv[2]))' "$url" "$slots" 2>/dev/null; then
-            ms=$(( ($(date +%s%N) - started) / 1000000 ))
-            echo "$ms" >"$dir/startup_ms"
-            echo "$url"
-            exit 0
-        fi
-        sleep 0.1
-    done
-    echo "error: Flink at $url did not come up in 60 s; logs in $FLINK_LOG_DIR" >&2
-    tail -n 30 "$FLINK_LOG_DIR"/*.log >&2 || true
-    exit 1
+    wait_ready "$started" startup_ms
+    ;;
+kill-jobmanager)
+    # The JobManager lost as a crash loses it. Without high availability
+    # its jobs are gone with it; the TaskManager stays and waits for one.
+    pid_file="$(ls "$dir"/flink-*-standalonesession.pid)"
+    kill -9 "$(tail -n 1 "$pid_file")"
+    "$flink_home/bin/jobmanager.sh" stop >/dev/null 2>&1 || true
+    ;;
+start-jobmanager)
+    # A new JobManager on the same ports, as a supervisor would start it;
+    # ready once the TaskManager has registered with it again.
+    started=$(date +%s%N)
+    "$flink_home/bin/jobmanager.sh" start >>"$FLINK_LOG_DIR/start.out" 2>&1
+    wait_ready "$started" restart_ms
     ;;
 kill-taskmanager)
     # A TaskManager lost as a crash loses it (SIGKILL, nothing said to the
@@ -121,7 +149,7 @@ stop)
     "$flink_home/bin/jobmanager.sh" stop-all >/dev/null 2>&1 || true
     ;;
 *)
-    echo "usage: $0 start|stop|kill-taskmanager DIR [REST_PORT]" >&2
+    echo "usage: $0 start|stop|kill-taskmanager|kill-jobmanager|start-jobmanager DIR [REST_PORT]" >&2
     exit 2
     ;;
 esac

@@ -12,6 +12,9 @@
 //! Needs the `.venv` with tests/flink/requirements.txt and a Java 17 runtime
 //! (scripts/test.sh installs both). One test starts the cluster once and runs
 //! the steps in order, printing the start-up and rescale times it measured.
+//! It ends with the real agent meeting Flink's own failures: a task that
+//! throws (Flink restarts the job) and a JobManager killed mid-rescale
+//! (no HA: the job is submitted again under a new id).
 
 mod common;
 
@@ -110,6 +113,22 @@ impl Cluster {
         assert!(
             out.status.success(),
             "flink-cluster.sh kill-taskmanager failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Runs `scripts/flink-cluster.sh SUBCOMMAND DIR`
+    /// (`kill-jobmanager`, `start-jobmanager`), failing on its failure.
+    fn jobmanager(&self, subcommand: &str) {
+        let out = Command::new(repo_root().join("scripts/flink-cluster.sh"))
+            .arg(subcommand)
+            .arg(self.dir.path())
+            .output()
+            .expect("running scripts/flink-cluster.sh");
+        assert!(
+            out.status.success(),
+            "flink-cluster.sh {subcommand} failed: {}{}",
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
@@ -349,11 +368,12 @@ fn a_real_flink_cluster_runs_the_load_job_and_rescales_in_place() {
     validate_environment_reads_each_job(&cluster, job_name);
     let restart = runtime.block_on(requirements_outlive_a_restart(&cluster, job_name, &job));
     let replaced = a_job_replaced_under_a_rescale_is_another(&cluster, job_name, &job);
+    let failures = a_failing_task_and_a_lost_jobmanager(&cluster, job_name);
 
     println!(
         "flink: cluster ready in {startup} ms; Calc {rate:.0} records/s, busy {busy:.0} ms/s; \
          rescale 2->1 {} ms, 1->2 {} ms; target 2->1 {} ms; 1->2 with its answer lost {} ms; \
-         TaskManager killed to job running again {} ms; {replaced}",
+         TaskManager killed to job running again {} ms; {replaced}; {failures}",
         scale_in.as_millis(),
         scale_out.as_millis(),
         target_in.as_millis(),
@@ -586,8 +606,12 @@ params = {{ scale_out_alarm = "scale-out", scale_in_alarm = "scale-in", operatio
 
     // Nothing sent to the new job within its grace period; then the agent
     // rescales it (the alarm still fires), with no completion ever
-    // reported for the old job's rescale.
-    let quiet = Duration::from_secs(GRACE_SECS) - Duration::from_secs(1);
+    // reported for the old job's rescale. The grace period runs from when
+    // the new job runs, so from the report or later: the quiet is counted
+    // from the report's own time, not from when this test read it (the
+    // test submits the job with PyFlink, whose exit can come seconds after
+    // the job started, and the agent's report with it).
+    let quiet_until = log_time(&reported) + GRACE_SECS as f64 - 1.0;
     let second_put = wait_for(
         "the agent's rescale of the new job after its grace period",
         Duration::from_secs(GRACE_SECS + 90),
@@ -596,7 +620,7 @@ params = {{ scale_out_alarm = "scale-out", scale_in_alarm = "scale-in", operatio
             let text = read_log();
             let now = cluster.get(&path);
             let starts = common::log_events(&text, "Rescale started.").len();
-            if seen_at.elapsed() < quiet {
+            if unix_secs() < quiet_until {
                 assert_eq!(
                     now, submitted,
                     "a PUT to the new job within its grace period\n{text}"
@@ -686,6 +710,519 @@ fn validate_environment_reads_each_job(cluster: &Cluster, job_name: &str) {
         text.contains("application \"gone\": Flink job (job_name \"no-such-job\") not found"),
         "{text}"
     );
+}
+
+/// The configuration of the agent of [`a_failing_task_and_a_lost_jobmanager`]:
+/// the job at `rest_url`, the `step` policy on Calc's busy time, its scale-out alarm firing at
+/// every evaluation when `scale_out` (else neither alarm ever fires: the
+/// agent holds), a state folder, and `/readyz`, `/status` at `listen`.
+fn failure_agent_config(rest_url: &str, job_name: &str, listen: &str, scale_out: bool) -> String {
+    let out_threshold = if scale_out { "-1.0" } else { "1e9" };
+    format!(
+        r#"[agent]
+listen = "{listen}"
+
+[[application]]
+name = "failing"
+target = "flink"
+rest_url = "{rest_url}"
+job_name = "{job_name}"
+min_parallelism = 1
+max_parallelism = 2
+update_poll_secs = 1
+update_timeout_secs = 120
+grace_period_secs = {FAILURE_GRACE_SECS}
+lazy_polling = false
+
+[[application.metric]]
+id = "busy"
+source = "flink"
+metric_name = "busyTimeMsPerSecond"
+statistic = "Maximum"
+vertex = "Calc"
+period_secs = 10
+
+[[application.alarm]]
+id = "scale-out"
+metric = "busy"
+comparison = "GreaterThanThreshold"
+threshold = {out_threshold}
+evaluation_periods = 1
+
+[[application.alarm]]
+id = "scale-in"
+metric = "busy"
+comparison = "LessThanThreshold"
+threshold = -1.0
+evaluation_periods = 1
+
+[application.policy]
+plugin = "step"
+params = {{ scale_out_alarm = "scale-out", scale_in_alarm = "scale-in", operation = "multiply", scale_out_factor = 2, scale_in_factor = 2 }}
+"#
+    )
+}
+
+/// The grace period of [`a_failing_task_and_a_lost_jobmanager`]'s agent.
+const FAILURE_GRACE_SECS: u64 = 15;
+
+/// The newest job named `job_name` that has not ended, if any.
+fn live_job(cluster: &Cluster, job_name: &str) -> Option<String> {
+    let jobs = cluster.get("/jobs/overview");
+    jobs["jobs"]
+        .as_array()?
+        .iter()
+        .filter(|j| j["name"] == job_name)
+        .filter(|j| {
+            !matches!(
+                j["state"].as_str(),
+                Some("CANCELED" | "FAILED" | "FINISHED")
+            )
+        })
+        .max_by_key(|j| j["start-time"].as_i64())
+        .and_then(|j| j["jid"].as_str().map(str::to_owned))
+}
+
+/// One exchange with the agent's HTTP server: status and body, or `None`
+/// when it does not answer.
+fn agent_get(listen: &str, path: &str) -> Option<(u16, String)> {
+    let addr = listen.parse().expect("a socket address");
+    let response = common::http(addr, "GET", path, &[], b"").ok()?;
+    Some((
+        response.status,
+        String::from_utf8_lossy(&response.body).into_owned(),
+    ))
+}
+
+/// The sum of the `/metrics` samples named `family` whose labels contain
+/// `label` (`class="transient"`).
+fn metric_sum(metrics: &str, family: &str, label: &str) -> f64 {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with(&format!("{family}{{")) && l.contains(label))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// What the real agent does when the job fails by itself and when the
+/// JobManager is lost, on the test's cluster (restart strategy on, no HA):
+///
+/// 1. A task throws (the load job's row at `FAIL_AT` is cast to a number)
+///    and Flink restarts the job: same id, the requirements PUT before
+///    read back unchanged throughout. The agent, holding until then (no
+///    alarm fires), reports the restart as `foreign_update` (Flink rebuilt
+///    its execution graph), not as a rescale of its own and not as an
+///    override (it does not stand down). Its configuration is then
+///    reloaded (SIGHUP) with the scale-out alarm firing: it holds for one
+///    grace period from the restart ("grace period after the job's restart
+///    ...", no PUT meanwhile), then rescales 1 -> 2.
+/// 2. The agent reaches Flink through a proxy that kills the JobManager
+///    once Flink took that PUT, before its answer (dropped): the agent
+///    cannot tell whether it took. While no JobManager runs, the agent
+///    runs, `/livez` and `/readyz` answer 200 (the outage is shorter than
+///    the readiness window), its failures are `transient` and no
+///    `foreign_update` is counted for the outage. A new JobManager has no
+///    job (no HA); the job is submitted again (a new id, running at 2, as
+///    the agent asked of the old one): the agent reports the replacement
+///    naming both ids, never reports its rescale completed, and sends no
+///    second PUT (the proxy counts them) for a grace period and more (it
+///    holds "grace period after the job was replaced"; at 2 it then has
+///    nothing to send either).
+///
+/// Returns what it measured, for the test's summary line.
+fn a_failing_task_and_a_lost_jobmanager(cluster: &Cluster, job_name: &str) -> String {
+    // The job the previous step left, cancelled to free its slots.
+    if let Some(previous) = live_job(cluster, job_name) {
+        let (status, answer) =
+            cluster.call("PATCH", &format!("/jobs/{previous}?mode=cancel"), None);
+        assert_eq!(status, 202, "cancelling {previous}: {answer}");
+        wait_for(
+            "the previous job cancelled",
+            Duration::from_secs(60),
+            || (cluster.get(&format!("/jobs/{previous}"))["state"] == "CANCELED").then_some(()),
+        );
+    }
+    // Every row of one second, 45 s from now, fails its task: by then the
+    // job runs at 1 and the agent follows it (checked below; submitting
+    // takes PyFlink 5-12 s, the rescale to 1 about 6 s).
+    let fail_at = unix_secs() as u64 + 45;
+    let job = cluster.submit_load_job(
+        job_name,
+        &["20", "0", "4611686018427387903", "1", &fail_at.to_string()],
+    );
+    wait_for("the job RUNNING", Duration::from_secs(60), || {
+        let vs = vertices(cluster, &job);
+        (!vs.is_empty() && vs.iter().all(|v| v.3 == "RUNNING")).then_some(())
+    });
+    rescale(cluster, &job, 1);
+    let path = format!("/jobs/{job}/resource-requirements");
+    let put = cluster.get(&path);
+
+    let dir = tempfile::tempdir().expect("a folder for the agent");
+    let config = dir.path().join("flinkscale.toml");
+    let (proxy_url, proxy) =
+        jobmanager_killing_proxy(cluster.host_port.clone(), cluster.dir.path().to_path_buf());
+    let seen = || proxy.lock().unwrap_or_else(|e| e.into_inner());
+    let listen = {
+        let free = TcpListener::bind("127.0.0.1:0").expect("a free port");
+        free.local_addr().expect("its address").to_string()
+    };
+    std::fs::write(
+        &config,
+        failure_agent_config(&proxy_url, job_name, &listen, false),
+    )
+    .expect("writing the configuration");
+    let mut command = Command::new(common::BIN);
+    command
+        .args(["--log-format", "json", "run", "--config"])
+        .arg(&config)
+        .current_dir(dir.path())
+        .env("RUST_LOG", "info");
+    let log = dir.path().join("agent.log");
+    let agent = common::Running::spawn("flinkscale run", command, &log);
+    let read_log = || std::fs::read_to_string(&log).unwrap_or_default();
+    let count = |message: &str| common::log_events(&read_log(), message).len();
+    // The reasons of the grace periods the agent held, in order.
+    let holds = |text: &str| -> Vec<&'static str> {
+        common::log_events(text, "Holding a grace period after an update this agent did not make; nothing is decided before it ends.")
+            .iter()
+            .filter_map(|e| {
+                [
+                    "grace period after the job's restart or another writer's rescale",
+                    "grace period after the job was replaced (a new job starts as a restart)",
+                ]
+                .into_iter()
+                .find(|r| e["reason"] == *r)
+            })
+            .collect()
+    };
+    wait_for(
+        "the agent's first evaluation",
+        Duration::from_secs(60),
+        || {
+            agent.assert_running(read_log);
+            (count("Evaluated.") > 0).then_some(())
+        },
+    );
+    let created_before = graph_created(cluster, &job);
+    assert!(
+        (unix_secs() as u64) < fail_at,
+        "the job and the agent were not ready before the task failed ({fail_at}): \
+         the machine is too slow for this test's schedule"
+    );
+
+    // 1. The task fails; Flink restarts the job, keeping what was PUT.
+    let mut states = Vec::new();
+    wait_for(
+        "the job restarted after its task failed, RUNNING again",
+        Duration::from_secs(90),
+        || {
+            agent.assert_running(read_log);
+            let (status, now) = cluster.call("GET", &path, None);
+            if status == 200 {
+                assert_eq!(
+                    now, put,
+                    "the requirements while the job restarts ({states:?})"
+                );
+            }
+            let detail = cluster.get(&format!("/jobs/{job}"));
+            let state = detail["state"].as_str().unwrap_or_default().to_owned();
+            if states.last() != Some(&state) {
+                states.push(state.clone());
+            }
+            let rebuilt = detail["timestamps"]["CREATED"]
+                .as_u64()
+                .is_some_and(|c| c > created_before);
+            let running = vertices(cluster, &job)
+                .iter()
+                .all(|v| v.2 == 1 && v.3 == "RUNNING");
+            (rebuilt && state == "RUNNING" && running).then_some(())
+        },
+    );
+    let restarted = Instant::now();
+    let failed_after = unix_secs() - fail_at as f64;
+    let failures = cluster.get(&format!("/jobs/{job}/exceptions"));
+    let history = failures["exceptionHistory"]["entries"].to_string();
+    assert!(
+        history.contains("not a number"),
+        "Flink recorded the task's cast as the job's failure: {failures}"
+    );
+    // The restart itself is rarely seen: Flink answers GET /jobs/{id}
+    // once it is over. The new graph of the same job with the failure in
+    // its history and the requirements unchanged are the restart.
+    // The agent reports the restart as Flink's, holding its decisions.
+    let restart_report = wait_for(
+        "the agent reporting the job's restart",
+        Duration::from_secs(30),
+        || {
+            agent.assert_running(read_log);
+            common::log_events(&read_log(), "Step failed.")
+                .into_iter()
+                .find(|e| {
+                    e["class"] == "foreign_update"
+                        && e["error"]
+                            .as_str()
+                            .is_some_and(|m| m.contains("Flink rebuilt its execution graph"))
+                })
+        },
+    );
+    let text = read_log();
+    assert_eq!(
+        count("Rescale started."),
+        0,
+        "no rescale of the agent yet\n{text}"
+    );
+    assert_eq!(
+        count("Rescale completed."),
+        0,
+        "the restart taken for a rescale of the agent\n{text}"
+    );
+
+    // Reloaded to scale out: held for one grace period after the restart,
+    // then rescaled; never stood down.
+    std::fs::write(
+        &config,
+        failure_agent_config(&proxy_url, job_name, &listen, true),
+    )
+    .expect("writing the configuration");
+    let hup = Command::new("kill")
+        .args(["-HUP", &agent.pid().to_string()])
+        .status()
+        .expect("running kill -HUP");
+    assert!(hup.success(), "kill -HUP {}", agent.pid());
+    let quiet = Duration::from_secs(FAILURE_GRACE_SECS) - Duration::from_secs(1);
+    // The PUT 1 -> 2 goes through the proxy, which kills the JobManager
+    // once Flink took it and drops the answer.
+    let (out_put, killed) = wait_for(
+        "the agent's rescale 1 -> 2 after the restart's grace period",
+        Duration::from_secs(FAILURE_GRACE_SECS + 90),
+        || {
+            agent.assert_running(read_log);
+            let seen = seen();
+            if restarted.elapsed() < quiet {
+                let text = read_log();
+                assert!(
+                    seen.puts.is_empty(),
+                    "a PUT within the grace period after the job's restart: {:?}\n{text}",
+                    seen.puts
+                );
+                assert_eq!(
+                    cluster.call("GET", &path, None).1,
+                    put,
+                    "the requirements within the grace period after the job's restart\n{text}"
+                );
+            }
+            Some((seen.puts.first()?.clone(), seen.killed?))
+        },
+    );
+    let out_after = killed - restarted;
+    // The metrics as the JobManager died (the agent cannot have read
+    // Flink since).
+    let metrics = agent_get(&listen, "/metrics")
+        .expect("the agent's /metrics")
+        .1;
+    let text = read_log();
+    assert!(
+        out_put.contains(r#""upperBound":2"#) && !out_put.contains(r#""upperBound":1"#),
+        "{out_put}"
+    );
+    let answer = seen().first_answer.clone().unwrap_or_default();
+    assert!(
+        answer.starts_with("HTTP/1.1 200"),
+        "Flink took the PUT before the JobManager died: {answer}"
+    );
+    assert!(
+        holds(&text).contains(&"grace period after the job's restart or another writer's rescale"),
+        "the agent held a grace period for the restart\n{text}"
+    );
+    assert!(
+        metrics.contains("flinkscale_stood_down{application=\"failing\"} 0"),
+        "the restart counted as another writer's override\n{metrics}"
+    );
+    assert!(!text.contains("Stood down"), "{text}");
+
+    // 2. The JobManager died between taking the PUT and answering it.
+    let foreign_before = metric_sum(
+        &metrics,
+        "flinkscale_failures_total",
+        "class=\"foreign_update\"",
+    );
+    let (down_report, noticed) = wait_for(
+        "the agent reporting the JobManager unreachable",
+        Duration::from_secs(60),
+        || {
+            agent.assert_running(read_log);
+            common::log_events(&read_log(), "Step failed.")
+                .into_iter()
+                .find(|e| e["class"] == "transient")
+                .map(|e| (e, killed.elapsed()))
+        },
+    );
+    let (livez, _) = agent_get(&listen, "/livez").expect("the agent's /livez");
+    let (readyz, readyz_body) = agent_get(&listen, "/readyz").expect("the agent's /readyz");
+    assert_eq!(livez, 200);
+    assert_eq!(
+        readyz, 200,
+        "ready: evaluated within the window, the outage is shorter: {readyz_body}"
+    );
+    let metrics = agent_get(&listen, "/metrics")
+        .expect("the agent's /metrics")
+        .1;
+    assert!(
+        metric_sum(&metrics, "flinkscale_failures_total", "class=\"transient\"") > 0.0,
+        "{metrics}"
+    );
+    assert_eq!(
+        metric_sum(
+            &metrics,
+            "flinkscale_failures_total",
+            "class=\"foreign_update\""
+        ),
+        foreign_before,
+        "the JobManager's loss counted as another writer\n{metrics}"
+    );
+    let down_for = killed.elapsed();
+    cluster.jobmanager("start-jobmanager");
+    let back = killed.elapsed();
+    assert_eq!(live_job(cluster, job_name), None, "no HA: the job is gone");
+    let new_job = cluster.submit_load_job(job_name, &["20"]);
+    assert_ne!(new_job, job, "a resubmitted job has a new id");
+    let new_path = format!("/jobs/{new_job}/resource-requirements");
+    let submitted = wait_for(
+        "the new job's requirements",
+        Duration::from_secs(60),
+        || {
+            let (status, now) = cluster.call("GET", &new_path, None);
+            (status == 200).then_some(now)
+        },
+    );
+    let reported = wait_for(
+        "the agent reporting the replacement",
+        Duration::from_secs(60),
+        || {
+            agent.assert_running(read_log);
+            common::log_events(&read_log(), "Step failed.")
+                .into_iter()
+                .find(|e| {
+                    e["error"]
+                        .as_str()
+                        .is_some_and(|m| m.contains(&format!("(job id {job}, now {new_job})")))
+                })
+        },
+    );
+    let seen_at = Instant::now();
+    // Nothing sent to the new job for a grace period and a little more.
+    let settle = Duration::from_secs(FAILURE_GRACE_SECS + 5);
+    wait_for(
+        "the new job's grace period and a little more",
+        settle + Duration::from_secs(10),
+        || {
+            agent.assert_running(read_log);
+            let text = read_log();
+            assert_eq!(
+                cluster.get(&new_path),
+                submitted,
+                "a PUT to the new job\n{text}"
+            );
+            let puts = seen().puts.len();
+            assert_eq!(puts, 1, "a PUT to the new job\n{text}");
+            assert!(
+                common::log_events(&text, "Rescale completed.").is_empty(),
+                "the old job's rescale was reported completed\n{text}"
+            );
+            (seen_at.elapsed() >= settle).then_some(())
+        },
+    );
+    let text = read_log();
+    assert!(
+        holds(&text)
+            .contains(&"grace period after the job was replaced (a new job starts as a restart)"),
+        "the agent held a grace period for the new job\n{text}"
+    );
+    let metrics = agent_get(&listen, "/metrics")
+        .expect("the agent's /metrics")
+        .1;
+    assert!(
+        metrics.contains("flinkscale_stood_down{application=\"failing\"} 0"),
+        "{metrics}"
+    );
+    assert!(!text.contains("Stood down"), "{text}");
+    drop(agent);
+    format!(
+        "task failed {failed_after:.1} s after FAIL_AT, reported as {}; rescaled {} ms after the restart \
+         (grace {FAILURE_GRACE_SECS} s); JobManager killed: agent reported it ({}) after {} ms, \
+         /livez, /readyz and /metrics read while down at {} ms, a new one ready with the TaskManager after {} ms; replacement reported as {}",
+        restart_report["class"],
+        out_after.as_millis(),
+        down_report["class"],
+        noticed.as_millis(),
+        down_for.as_millis(),
+        back.as_millis(),
+        reported["class"]
+    )
+}
+
+/// What [`jobmanager_killing_proxy`] saw: the PUTs it forwarded (whole
+/// requests), Flink's status line for the first, and when it killed the
+/// JobManager.
+#[derive(Default)]
+struct KillingProxy {
+    puts: Vec<String>,
+    first_answer: Option<String>,
+    killed: Option<Instant>,
+}
+
+/// A loopback proxy in front of Flink that forwards every request, except
+/// that it answers the first PUT with nothing: it forwards it, Flink
+/// applies it, and then the JobManager is killed (`kill-jobmanager` on
+/// `cluster_dir`) and the connection closed, as a crash between the PUT
+/// and its answer loses it. Everything after is forwarded again (refused
+/// while no JobManager runs). Returns its `http://` URL and what it saw.
+fn jobmanager_killing_proxy(
+    upstream: String,
+    cluster_dir: PathBuf,
+) -> (String, std::sync::Arc<std::sync::Mutex<KillingProxy>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("binding the proxy");
+    let url = format!(
+        "http://{}",
+        listener.local_addr().expect("the proxy's address")
+    );
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(KillingProxy::default()));
+    let shared = seen.clone();
+    std::thread::spawn(move || {
+        for client in listener.incoming() {
+            let Ok(mut client) = client else { continue };
+            let Some(request) = read_request(&mut client) else {
+                continue;
+            };
+            let Ok(mut flink) = TcpStream::connect(&upstream) else {
+                continue;
+            };
+            let mut answer = Vec::new();
+            if flink.write_all(&request).is_err() || flink.read_to_end(&mut answer).is_err() {
+                continue;
+            }
+            let mut seen = shared.lock().unwrap_or_else(|e| e.into_inner());
+            if request.starts_with(b"PUT ") {
+                seen.puts
+                    .push(String::from_utf8_lossy(&request).into_owned());
+                if seen.killed.is_none() {
+                    let answer = String::from_utf8_lossy(&answer);
+                    seen.first_answer = answer.lines().next().map(str::to_owned);
+                    let _ = Command::new(repo_root().join("scripts/flink-cluster.sh"))
+                        .arg("kill-jobmanager")
+                        .arg(&cluster_dir)
+                        .status();
+                    seen.killed = Some(Instant::now());
+                    // Dropped: the client sees its connection closed.
+                    continue;
+                }
+            }
+            drop(seen);
+            let _ = client.write_all(&answer);
+        }
+    });
+    (url, seen)
 }
 
 /// When the job's current execution graph was created: a new value means
@@ -1169,6 +1706,32 @@ impl Seen {
                 .iter()
                 .all(|(p, s)| *p == self.requirement && s == "RUNNING")
     }
+}
+
+/// When the agent logged `event` (its `timestamp`, RFC 3339 in UTC as
+/// the JSON log writes it), in seconds since the Unix epoch.
+fn log_time(event: &Value) -> f64 {
+    let text = event["timestamp"].as_str().unwrap_or_default();
+    let parse = |range: std::ops::Range<usize>| -> i64 {
+        text.get(range)
+            .and_then(|t| t.parse().ok())
+            .unwrap_or_else(|| panic!("a log timestamp: {event}"))
+    };
+    let (year, month, day) = (parse(0..4), parse(5..7), parse(8..10));
+    let (hour, minute) = (parse(11..13), parse(14..16));
+    let seconds: f64 = text
+        .get(17..text.len().saturating_sub(1))
+        .and_then(|t| t.parse().ok())
+        .unwrap_or_else(|| panic!("a log timestamp: {event}"));
+    // Days since 1970-01-01 of a proleptic Gregorian date (Howard
+    // Hinnant's days_from_civil).
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (month + if month > 2 { -3 } else { 9 }) + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    (days * 86_400 + hour * 3_600 + minute * 60) as f64 + seconds
 }
 
 fn unix_secs() -> f64 {

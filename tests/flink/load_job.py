@@ -8,14 +8,18 @@ jar it needs), so the job is submitted through PyFlink's Table API, which
 runs the same planner in this process and hands the job to the cluster over
 REST. Prints the job id and returns once the job is submitted.
 
-    python load_job.py REST_URL JOB_NAME ROWS_PER_SECOND [COSTLY_FROM COSTLY_UNTIL [REPEAT]]
+    python load_job.py REST_URL JOB_NAME ROWS_PER_SECOND [COSTLY_FROM COSTLY_UNTIL [REPEAT [FAIL_AT]]]
 
 With COSTLY_FROM and COSTLY_UNTIL (Unix seconds), the costly step does its
 work only for rows processed in that span and passes the others on cheaply:
 the load the test controls, on a job that keeps running (and keeps its id)
 throughout, so that the autoscaler sees it rise and fall. REPEAT (default
 1) runs the regular expression over the row repeated that many times, to
-make each costly row about REPEAT squared times dearer.
+make each costly row about REPEAT squared times dearer. With FAIL_AT (Unix
+seconds), every row the costly step processes during that one second throws
+(a CAST of a row that is no number): the task fails and Flink restarts the
+job if its restart strategy allows, as a bug or a bad record does in
+production. Flink restarts it a second or more later, so it fails once.
 """
 
 import sys
@@ -30,6 +34,8 @@ def main() -> None:
         (int(sys.argv[4]), int(sys.argv[5])) if len(sys.argv) > 5 else (0, 2**62)
     )
     repeat = int(sys.argv[6]) if len(sys.argv) > 6 else 1
+    # -1: no second is the failing one.
+    fail_at = int(sys.argv[7]) if len(sys.argv) > 7 else -1
     url = urlparse(rest_url)
     settings = EnvironmentSettings.in_streaming_mode()
     env = TableEnvironment.create(settings)
@@ -52,8 +58,12 @@ def main() -> None:
     costly = (
         f"CHAR_LENGTH(REGEXP_REPLACE(REPEAT(s, {repeat}), '([0-9a-zA-Z]+)=', 'x'))"
     )
+    # CAST, unlike TRY_CAST, throws on a string that is no number; the
+    # planner cannot fold it away, as the row is only known at run time.
     result = env.execute_sql(
-        f"INSERT INTO snk SELECT CASE WHEN UNIX_TIMESTAMP() BETWEEN {costly_from} "
+        f"INSERT INTO snk SELECT CASE WHEN UNIX_TIMESTAMP() = {fail_at} "
+        f"THEN CAST(CONCAT('not a number: ', s) AS INT) "
+        f"WHEN UNIX_TIMESTAMP() BETWEEN {costly_from} "
         f"AND {costly_until} THEN {costly} ELSE CHAR_LENGTH(s) END FROM src"
     )
     print(result.get_job_client().get_job_id())
