@@ -36,7 +36,7 @@
 //! So the moment a PUT is accepted the version moves from `2C` to `2C + 1`,
 //! and once Flink has rebuilt the graph to `2C'` with `C' > C`. Between the
 //! two, Flink may show a placeholder graph dated from the job's submission;
-//! it reads as `2C + 1` ([`FlinkTarget::graph`]), never below. This is
+//! it reads as `2C + 1` (`FlinkTarget::graph`), never below. This is
 //! what the controller's write-ahead journal needs: after a lost answer (a
 //! timeout, a dropped connection after the PUT reached Flink) it reads the
 //! job, and a version above the quoted one means the rescale took effect
