@@ -404,9 +404,7 @@ async fn a_policy_answering_above_max_kpu_is_clamped_not_failed() {
 
 #[tokio::test(start_paused = true)]
 async fn a_quarantined_policy_is_retried_at_once_when_its_file_is_replaced() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("policy.wasm");
-    std::fs::copy(wasm("misbehave"), &path).unwrap();
+    let (_dir, path) = misbehave_file();
     // The application's parameters are step's: the deployed file is the
     // wrong plugin, and refuses them at every load.
     let policy = Reloading::policy_deferred(
@@ -426,9 +424,7 @@ async fn a_quarantined_policy_is_retried_at_once_when_its_file_is_replaced() {
 
     // The right plugin is deployed, the way deployments should: written
     // aside, then renamed over the old file.
-    let staged = dir.path().join("policy.wasm.new");
-    std::fs::copy(wasm("step"), &staged).unwrap();
-    std::fs::rename(&staged, &path).unwrap();
+    deploy(&path, &std::fs::read(wasm("step")).unwrap());
     tokio::time::sleep(Duration::from_secs(100)).await;
     let events = run.stop().await;
 
@@ -443,16 +439,8 @@ async fn a_quarantined_policy_is_retried_at_once_when_its_file_is_replaced() {
 
 #[tokio::test(start_paused = true)]
 async fn touching_the_file_without_changing_it_does_not_end_a_quarantine() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("policy.wasm");
-    std::fs::copy(wasm("misbehave"), &path).unwrap();
-    let policy = Reloading::policy(
-        host(),
-        path.clone(),
-        r#"{"mode": "error"}"#.into(),
-        "app".into(),
-    )
-    .expect("misbehave loads");
+    let (_dir, path) = misbehave_file();
+    let policy = misbehave_policy(&path, "error");
     let target = FakeTarget::new(1, 90);
     let run = launch(
         &target,
@@ -561,9 +549,7 @@ fn launch_with_failing_interpreter(target: &Arc<FakeTarget>, policy: Box<dyn Dec
 /// evaluation after the change, not once the interpreter recovers.
 #[tokio::test(start_paused = true)]
 async fn a_quarantined_policy_is_retried_at_once_when_replaced_while_an_interpreter_holds() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("policy.wasm");
-    std::fs::copy(wasm("misbehave"), &path).unwrap();
+    let (_dir, path) = misbehave_file();
     // Step's parameters: the deployed file is the wrong plugin.
     let policy = Reloading::policy_deferred(
         host(),
@@ -601,24 +587,13 @@ async fn a_quarantined_policy_is_retried_at_once_when_replaced_while_an_interpre
 /// then, not once the interpreter recovers.
 #[tokio::test(start_paused = true)]
 async fn a_policy_file_replaced_while_an_interpreter_holds_is_loaded_and_swapped_in() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("policy.wasm");
-    std::fs::copy(wasm("misbehave"), &path).unwrap();
-    let policy = Reloading::policy(
-        host(),
-        path.clone(),
-        r#"{"mode": "ok"}"#.into(),
-        "app".into(),
-    )
-    .expect("misbehave loads")
-    .in_background();
+    let (_dir, path) = misbehave_file();
+    let policy = misbehave_policy(&path, "ok").in_background();
     let target = FakeTarget::new(1, 90);
     let run =
         launch_with_failing_interpreter(&target, Box::new(SettledLoads(PluginPolicy(policy))));
     tokio::time::sleep(Duration::from_secs(310)).await;
-    let mut rebuilt = std::fs::read(wasm("misbehave")).unwrap();
-    rebuilt.extend_from_slice(&[0, 6, 5, b'n', b'o', b't', b'e', b'!']);
-    deploy(&path, &rebuilt);
+    deploy(&path, &rebuilt_misbehave());
     tokio::time::sleep(Duration::from_secs(150)).await;
     let events = run.stop().await;
 
@@ -636,6 +611,37 @@ async fn a_policy_file_replaced_while_an_interpreter_holds_is_loaded_and_swapped
     // A healthy policy: no quarantine to end.
     assert!(retries(&events).is_empty(), "{:?}", retries(&events));
     assert_eq!(quarantines(&events), [(300, 3, 300)]);
+}
+
+/// `misbehave`, copied to `policy.wasm` in a folder of its own, where a
+/// test may replace it; the folder lasts as long as the guard returned.
+fn misbehave_file() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("policy.wasm");
+    std::fs::copy(wasm("misbehave"), &path).unwrap();
+    (dir, path)
+}
+
+/// `misbehave` loaded from `path` as the application's policy, in `mode`.
+fn misbehave_policy(
+    path: &std::path::Path,
+    mode: &str,
+) -> Reloading<crate::plugin::PolicyInstance> {
+    Reloading::policy(
+        host(),
+        path.to_path_buf(),
+        format!(r#"{{"mode": "{mode}"}}"#),
+        "app".into(),
+    )
+    .expect("misbehave loads")
+}
+
+/// Another build of `misbehave`: the same code with a custom section
+/// appended, so that its file (and digest) differ.
+fn rebuilt_misbehave() -> Vec<u8> {
+    let mut rebuilt = std::fs::read(wasm("misbehave")).unwrap();
+    rebuilt.extend_from_slice(&[0, 6, 5, b'n', b'o', b't', b'e', b'!']);
+    rebuilt
 }
 
 /// Deploys `plugin` over `path` as a deployment should: written aside,
@@ -729,16 +735,8 @@ async fn a_healthy_policy_replaced_on_disk_runs_the_new_file_from_the_next_evalu
 
 #[tokio::test(start_paused = true)]
 async fn a_refused_file_does_not_end_a_quarantine_and_a_good_one_does() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("policy.wasm");
-    std::fs::copy(wasm("misbehave"), &path).unwrap();
-    let policy = Reloading::policy(
-        host(),
-        path.clone(),
-        r#"{"mode": "error"}"#.into(),
-        "app".into(),
-    )
-    .expect("misbehave loads");
+    let (_dir, path) = misbehave_file();
+    let policy = misbehave_policy(&path, "error");
     let target = FakeTarget::new(1, 90);
     let run = launch(
         &target,
@@ -854,17 +852,8 @@ impl Decide for SettledLoads {
 /// when it is quarantined in turn, its back-off starts over.
 #[tokio::test(start_paused = true)]
 async fn a_file_loaded_in_the_background_ends_a_quarantine_when_it_is_swapped_in() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("policy.wasm");
-    std::fs::copy(wasm("misbehave"), &path).unwrap();
-    let policy = Reloading::policy(
-        host(),
-        path.clone(),
-        r#"{"mode": "error"}"#.into(),
-        "app".into(),
-    )
-    .expect("misbehave loads")
-    .in_background();
+    let (_dir, path) = misbehave_file();
+    let policy = misbehave_policy(&path, "error").in_background();
     let target = FakeTarget::new(1, 90);
     let run = launch(
         &target,
@@ -874,9 +863,7 @@ async fn a_file_loaded_in_the_background_ends_a_quarantine_when_it_is_swapped_in
     tokio::time::sleep(Duration::from_secs(150)).await;
     // Quarantined at 120 s. Another build of the plugin (still erroring):
     // noticed at 180 s, where the load starts; swapped in at 240 s.
-    let mut rebuilt = std::fs::read(wasm("misbehave")).unwrap();
-    rebuilt.extend_from_slice(&[0, 6, 5, b'n', b'o', b't', b'e', b'!']);
-    deploy(&path, &rebuilt);
+    deploy(&path, &rebuilt_misbehave());
     tokio::time::sleep(Duration::from_secs(250)).await;
     let events = run.stop().await;
 
