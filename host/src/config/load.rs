@@ -779,11 +779,20 @@ impl<'a> Document<'a> {
     /// Locates a serde error at its span, naming the field found there.
     fn serde_error(&self, error: &toml::de::Error) -> ConfigError {
         let span = error.span();
-        let field = span
-            .as_ref()
-            .map(|span| self.render(&self.path_at(span.start)))
-            .unwrap_or_default();
-        let (message, hint) = explain_serde(error.message());
+        let path = span.as_ref().map(|span| self.path_at(span.start));
+        let field = path.as_ref().map(|p| self.render(p)).unwrap_or_default();
+        let (message, mut hint) = explain_serde(error.message());
+        // A whole number of the wrong type or sign: say the field's own
+        // range, not the integer type's (0 to 4294967295).
+        let key = path.as_ref().and_then(|p| match p.0.last() {
+            Some(Segment::Key(key)) => Some(key.as_str()),
+            _ => None,
+        });
+        if let (Some(valid), Some(h)) = (key.and_then(validate::valid_positive), &hint)
+            && h.starts_with("expected an integer from 0")
+        {
+            hint = Some(format!("expected a whole number; {valid}"));
+        }
         self.error_at(span, field, &message, hint)
     }
 

@@ -292,7 +292,7 @@ fn wrong_type_is_located() {
     let text = APP.replace("name = \"a\"", "name = \"a\"\nmax_kpu = \"ten\"");
     assert_error(
         &text,
-        "config/x.toml:3:11: application \"a\".max_kpu: invalid type: string \"ten\" (expected an integer from 0 to 4294967295)",
+        "config/x.toml:3:11: application \"a\".max_kpu: invalid type: string \"ten\" (expected a whole number; valid: 1 or more; an MSF application runs on at least 1 KPU)",
     );
     let text = format!(
         "{APP}[[application.metric]]\nid = \"m\"\nnamespace = \"N\"\nmetric_name = \"M\"\nstatistic = \"Sum\"\ndimensions = [\"Application\"]\n"
@@ -317,7 +317,7 @@ fn a_wrong_type_is_reported_with_the_other_errors_of_its_table() {
     assert_eq!(
         errors,
         [
-            "config/x.toml:3:11: application \"a\".min_kpu: invalid type: string \"two\" (expected an integer from 0 to 4294967295)",
+            "config/x.toml:3:11: application \"a\".min_kpu: invalid type: string \"two\" (expected a whole number; valid: 1 or more; an MSF application runs on at least 1 KPU)",
             "config/x.toml:4:11: application \"a\".max_kpu: max_kpu is 0 (valid: 1 or more; an MSF application runs on at least 1 KPU)",
             "config/x.toml:5:21: application \"a\".grace_period_secs: invalid value: integer `-5` (expected an integer from 0 to 4294967295)",
         ],
@@ -335,7 +335,7 @@ fn negative_values_are_located() {
     assert_eq!(
         errors,
         [
-            "config/x.toml:3:11: application \"a\".min_kpu: invalid value: integer `-1` (expected an integer from 0 to 4294967295)",
+            "config/x.toml:3:11: application \"a\".min_kpu: invalid value: integer `-1` (expected a whole number; valid: 1 or more; an MSF application runs on at least 1 KPU)",
             "config/x.toml:4:21: application \"a\".grace_period_secs: invalid value: integer `-5` (expected an integer from 0 to 4294967295)",
         ]
     );
@@ -383,7 +383,7 @@ comparison = "LessThanThreshold"
         [
             "config/x.toml:8:15: application \"a\".metric \"m\".metric_name: invalid type: integer `5` (expected a string)",
             "config/x.toml:14:13: application \"a\".alarm \"hi\".threshold: invalid type: string \"80\" (expected a number)",
-            "config/x.toml:15:22: application \"a\".alarm \"hi\".evaluation_periods: invalid type: string \"5\" (expected an integer from 0 to 4294967295)",
+            "config/x.toml:15:22: application \"a\".alarm \"hi\".evaluation_periods: invalid type: string \"5\" (expected a whole number; valid: 1 or more; the reference design uses 5)",
             "config/x.toml:16:1: application \"a\".alarm \"lo\": missing field `threshold` (a local alarm needs metric, comparison, threshold and evaluation_periods; or give source = \"cloudwatch\" and alarm_name to use an existing CloudWatch alarm)",
             "config/x.toml:16:1: application \"a\".alarm \"lo\": missing field `evaluation_periods` (a local alarm needs metric, comparison, threshold and evaluation_periods; or give source = \"cloudwatch\" and alarm_name to use an existing CloudWatch alarm)",
         ],

@@ -317,6 +317,32 @@ fn validate_application_names(names: &[(usize, &str)]) -> Vec<Problem> {
 }
 
 /// Checks one `[[application]]`, at index `index` in the file.
+/// What is valid for a whole-number field that must be 1 or more, by its
+/// key; the same words whether the file gives 0 (found here) or a value of
+/// the wrong type (found by the parser, `load.rs`). `None` for any other
+/// key.
+pub(super) fn valid_positive(key: &str) -> Option<&'static str> {
+    Some(match key {
+        "min_kpu" | "max_kpu" => "valid: 1 or more; an MSF application runs on at least 1 KPU",
+        "min_parallelism" | "max_parallelism" => {
+            "valid: 1 or more; a Flink job runs at parallelism 1 at least"
+        }
+        "evaluation_interval_secs" => {
+            "valid: 1 or more, or leave it out to use the shortest metric period"
+        }
+        "update_poll_secs" => "valid: 1 or more; the reference design polls every 60",
+        "update_timeout_secs" => "valid: 1 or more; default 1800",
+        "evaluation_periods" => "valid: 1 or more; the reference design uses 5",
+        _ => return None,
+    })
+}
+
+/// [`valid_positive`] of a key this module checks (every caller names one
+/// it has).
+fn at_least_one(key: &str) -> &'static str {
+    valid_positive(key).unwrap_or("valid: 1 or more")
+}
+
 fn validate_application(index: usize, app: &ApplicationConfig) -> Vec<Problem> {
     let at = FieldPath::root().key("application").index(index);
     let mut problems = validate_target(&at, app);
@@ -326,8 +352,7 @@ fn validate_application(index: usize, app: &ApplicationConfig) -> Vec<Problem> {
         if value == 0 {
             bounds_ok = false;
             problems.push(
-                Problem::new(at.key(field), format!("{field} is 0"))
-                    .hint("valid: 1 or more; an MSF application runs on at least 1 KPU"),
+                Problem::new(at.key(field), format!("{field} is 0")).hint(at_least_one(field)),
             );
         }
     }
@@ -350,19 +375,19 @@ fn validate_application(index: usize, app: &ApplicationConfig) -> Vec<Problem> {
                 at.key("evaluation_interval_secs"),
                 "evaluation_interval_secs is 0",
             )
-            .hint("valid: 1 or more, or leave it out to use the shortest metric period"),
+            .hint(at_least_one("evaluation_interval_secs")),
         );
     }
     if app.update_poll_secs == 0 {
         problems.push(
             Problem::new(at.key("update_poll_secs"), "update_poll_secs is 0")
-                .hint("valid: 1 or more; the reference design polls every 60"),
+                .hint(at_least_one("update_poll_secs")),
         );
     }
     if app.update_timeout_secs == 0 {
         problems.push(
             Problem::new(at.key("update_timeout_secs"), "update_timeout_secs is 0")
-                .hint("valid: 1 or more; default 1800"),
+                .hint(at_least_one("update_timeout_secs")),
         );
     } else if app.update_poll_secs > 0 && app.update_timeout_secs < app.update_poll_secs {
         problems.push(
@@ -812,8 +837,7 @@ fn validate_target(at: &FieldPath, app: &ApplicationConfig) -> Vec<Problem> {
     ] {
         if value == Some(0) {
             problems.push(
-                Problem::new(at.key(field), format!("{field} is 0"))
-                    .hint("valid: 1 or more; a Flink job runs at parallelism 1 at least"),
+                Problem::new(at.key(field), format!("{field} is 0")).hint(at_least_one(field)),
             );
         }
     }
@@ -991,7 +1015,7 @@ fn validate_alarm(
     if n == 0 {
         problems.push(
             Problem::new(at.key("evaluation_periods"), "evaluation_periods is 0")
-                .hint("valid: 1 or more; the reference design uses 5"),
+                .hint(at_least_one("evaluation_periods")),
         );
     } else if let Some(metric) = metric {
         let range = u64::from(n) * u64::from(metric.period_secs);
