@@ -723,8 +723,14 @@ impl<'a> Document<'a> {
     /// Where a validation problem points: the span of its field, or of the
     /// nearest table that exists.
     fn span_of(&self, problem: &Problem) -> Range<usize> {
+        self.deepest(&problem.path).0.span()
+    }
+
+    /// The node at `path`, or the deepest one along it that the file has,
+    /// and whether that is the whole path.
+    fn deepest(&self, path: &FieldPath) -> (&Spanned<DeValue<'_>>, bool) {
         let mut node = &self.root;
-        for segment in problem.path.segments() {
+        for segment in path.segments() {
             let next = match (segment, node.get_ref()) {
                 (Segment::Key(key), DeValue::Table(table)) => table.get(key.as_str()),
                 (Segment::Index(index), DeValue::Array(items)) => items.get(*index),
@@ -732,10 +738,10 @@ impl<'a> Document<'a> {
             };
             match next {
                 Some(next) => node = next,
-                None => break,
+                None => return (node, false),
             }
         }
-        node.span()
+        (node, true)
     }
 
     /// Whether `problem` calls a field missing that the file gives: its
@@ -750,19 +756,8 @@ impl<'a> Document<'a> {
         else {
             return false;
         };
-        let mut node = &self.root;
-        for segment in problem.path.segments() {
-            let next = match (segment, node.get_ref()) {
-                (Segment::Key(key), DeValue::Table(table)) => table.get(key.as_str()),
-                (Segment::Index(index), DeValue::Array(items)) => items.get(*index),
-                _ => None,
-            };
-            match next {
-                Some(next) => node = next,
-                None => return false,
-            }
-        }
-        matches!(node.get_ref(), DeValue::Table(table) if table.contains_key(field))
+        let (node, whole) = self.deepest(&problem.path);
+        whole && matches!(node.get_ref(), DeValue::Table(table) if table.contains_key(field))
     }
 
     /// Locates a validation problem: at the field, or at the nearest table
