@@ -1296,6 +1296,14 @@ fn answers_lost_after_the_update_took_effect_never_make_a_second_update() {
 /// only busy ones, reach the emulator.
 const RACE_HOLD_MS: u64 = 5_000;
 
+/// How long agent a's proxy holds each of its DescribeApplication requests
+/// in the second half: a learns the application's state that much later
+/// than b, so each scaling cycle b decides first, while a still can decide
+/// on the same version within b's hold. Without it the agents' own timing
+/// decides who goes first, and a run where a leads every cycle (b always
+/// finds a's next update under way, and follows it) has no race at all.
+const READ_LAG_MS: u64 = 1_500;
+
 #[test]
 fn two_agents_on_one_application_never_issue_conflicting_updates() {
     let started = Instant::now();
@@ -1325,10 +1333,12 @@ fn two_agents_on_one_application_never_issue_conflicting_updates() {
     };
 
     // First half: the agents' own timing decides who goes first. Second
-    // half: b's updates are slow to arrive, so a overtakes them.
+    // half: b sees the application first but its updates are slow to
+    // arrive, so a, deciding on the same version, overtakes them.
     let mut phases = Vec::new();
     play(&emu, &[LOW], &mut phases, alive, diag);
-    proxies[1].hold_updates(RACE_HOLD_MS);
+    proxies[0].hold("DescribeApplication", READ_LAG_MS);
+    proxies[1].hold("UpdateApplication", RACE_HOLD_MS);
     let final_kpu = play(&emu, &[HIGH], &mut phases, alive, diag);
     let statuses: Vec<_> = agents
         .iter()
@@ -1397,6 +1407,13 @@ fn two_agents_on_one_application_never_issue_conflicting_updates() {
     assert!(
         !lost.is_empty(),
         "no race happened, so fencing was not tested\n{log}"
+    );
+    // A request on a stale version, not only one while UPDATING, reached
+    // the emulator and was refused: the version fence, not the busy one.
+    assert!(
+        lost.keys()
+            .any(|k| k.ends_with("ConcurrentModificationException")),
+        "no update on a stale version was refused: {lost:?}\n{log}"
     );
     assert_eq!(final_kpu, MAX_KPU, "{log}");
     assert_eq!(statuses, vec![Some(0), Some(0)], "{log}");

@@ -639,15 +639,16 @@ pub fn spawn_agent(
 /// keeps it in the call log's `params`, so two agents pointed at two
 /// proxies can be told apart there. Other requests (CloudWatch's CBOR)
 /// pass unchanged. One request per connection: the proxy answers with
-/// `Connection: close`. It can also hold this agent's UpdateApplication
-/// requests for a while before forwarding them ([`TagProxy::hold_updates`]),
-/// as a slow network path of one agent only.
+/// `Connection: close`. It can also hold this agent's requests of one MSF
+/// operation for a while before forwarding them ([`TagProxy::hold`]), as a
+/// slow network path of one agent only.
 pub struct TagProxy {
     /// `http://127.0.0.1:PORT`, for `AWS_ENDPOINT_URL`.
     pub endpoint: String,
     addr: SocketAddr,
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    hold_ms: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    /// Milliseconds to hold each request of an operation, by its name.
+    holds: std::sync::Arc<std::sync::Mutex<BTreeMap<String, u64>>>,
 }
 
 impl TagProxy {
@@ -659,8 +660,8 @@ impl TagProxy {
         let addr = listener.local_addr().expect("the proxy has an address");
         let stop = std::sync::Arc::new(AtomicBool::new(false));
         let stopping = stop.clone();
-        let hold_ms = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
-        let holding = hold_ms.clone();
+        let holds = std::sync::Arc::new(std::sync::Mutex::new(BTreeMap::new()));
+        let holding = holds.clone();
         let tag = tag.to_owned();
         std::thread::spawn(move || {
             for stream in listener.incoming() {
@@ -669,9 +670,9 @@ impl TagProxy {
                 }
                 let Ok(stream) = stream else { continue };
                 let tag = tag.clone();
-                let hold = Duration::from_millis(holding.load(Ordering::SeqCst));
+                let holds = holding.lock().map(|h| h.clone()).unwrap_or_default();
                 std::thread::spawn(move || {
-                    let _ = proxy_one(stream, upstream, &tag, hold);
+                    let _ = proxy_one(stream, upstream, &tag, &holds);
                 });
             }
         });
@@ -679,14 +680,17 @@ impl TagProxy {
             endpoint: format!("http://{addr}"),
             addr,
             stop,
-            hold_ms,
+            holds,
         }
     }
 
-    /// From now on, holds each UpdateApplication `ms` milliseconds before
-    /// forwarding it (0: not at all).
-    pub fn hold_updates(&self, ms: u64) {
-        self.hold_ms.store(ms, std::sync::atomic::Ordering::SeqCst);
+    /// From now on, holds each request of the MSF `operation` (e.g.
+    /// `"UpdateApplication"`) `ms` milliseconds before forwarding it (0:
+    /// not at all).
+    pub fn hold(&self, operation: &str, ms: u64) {
+        if let Ok(mut holds) = self.holds.lock() {
+            holds.insert(operation.to_owned(), ms);
+        }
     }
 }
 
@@ -699,12 +703,13 @@ impl Drop for TagProxy {
 }
 
 /// Forwards one request from `client` to `upstream`, tagged (and, for an
-/// UpdateApplication, after `hold_update`), and its answer back.
+/// operation `holds` names, after holding it that many milliseconds), and
+/// its answer back.
 fn proxy_one(
     mut client: TcpStream,
     upstream: SocketAddr,
     tag: &str,
-    hold_update: Duration,
+    holds: &BTreeMap<String, u64>,
 ) -> std::io::Result<()> {
     let bad = |what: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_owned());
     client.set_read_timeout(Some(Duration::from_secs(30)))?;
@@ -770,8 +775,9 @@ fn proxy_one(
         "Content-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
     ));
-    if header("x-amz-target").is_some_and(|t| t.ends_with(".UpdateApplication")) {
-        std::thread::sleep(hold_update);
+    let operation = header("x-amz-target").and_then(|t| t.rsplit_once('.'));
+    if let Some(ms) = operation.and_then(|(_, op)| holds.get(op)) {
+        std::thread::sleep(Duration::from_millis(*ms));
     }
     let mut server = TcpStream::connect_timeout(&upstream, Duration::from_secs(5))?;
     server.set_read_timeout(Some(Duration::from_secs(60)))?;
