@@ -28,7 +28,7 @@ use crate::config::load::{self, LoadedConfig};
 /// shipped better ones.
 pub const DEFAULT_POLICIES: &[&str] = presets::PRESETS;
 
-/// The references the recommended policy must beat (issue 12's bar): the
+/// The references the recommended policy must beat (the README's bar): the
 /// reference design, MSF's own rule and the Flink Kubernetes Operator's
 /// autoscaler.
 pub const REFERENCES: &[&str] = &["seed", "msf-builtin", "flink-operator"];
