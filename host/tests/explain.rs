@@ -483,3 +483,83 @@ fn status_and_explain_report_from_the_journal_when_the_configuration_is_invalid(
     assert!(stderr.contains("the default state_dir"), "{stderr}");
     assert_eq!(code, Some(0));
 }
+
+/// The operator pauses an application (`mode = "paused"`, SIGHUP) while
+/// its rescale is being followed: its controller stops, and its journal
+/// stays at `updating`, which no one follows any more. `status` says that
+/// it is paused, and where the journal was (the controller resumes from
+/// there once the mode changes), instead of `updating` as if the agent
+/// were following it; `GET /status` says the same. The emulated update
+/// lasts 5 wall minutes, so that the pause lands during it.
+#[test]
+fn status_of_an_application_paused_during_an_update_says_it_is_paused() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let fixture = std::fs::read_to_string(scenario("e2e-scale.toml")).expect("the scenario");
+    std::fs::copy(
+        scenario("e2e-constant.csv"),
+        dir.path().join("e2e-constant.csv"),
+    )
+    .expect("the trace can be copied");
+    let slow = dir.path().join("slow-update.toml");
+    std::fs::write(
+        &slow,
+        fixture.replace("update_secs = 60", "update_secs = 6000"),
+    )
+    .expect("the scenario can be written");
+    let listen: SocketAddr = format!("127.0.0.1:{}", common::free_port())
+        .parse()
+        .expect("an address");
+    let config = config(dir.path(), listen);
+    let config_arg = config.to_string_lossy().into_owned();
+    let status_json = || {
+        json(&flinkscale(
+            dir.path(),
+            &["status", "--config", &config_arg, "--json"],
+        ))
+    };
+
+    let emu = Emulator::start(&slow, SPEED, &[], dir.path());
+    emu.set_load(APP, 3.0);
+    let agent: Running = start_agent(&emu, &config, &[], dir.path());
+    let diag = || format!("{}\n{}", emu.call_summary(), agent.log_tail(60));
+    wait_until(
+        Duration::from_secs(120),
+        "status to report the rescale to 4 KPU being followed",
+        || {
+            agent.assert_running(diag);
+            status_json()["applications"][0]["phase"] == "updating"
+        },
+        diag,
+    );
+    assert_eq!(emu.app(APP)["status"], "UPDATING", "{}", diag());
+
+    let text = std::fs::read_to_string(&config).expect("the configuration");
+    let paused = text.replace(
+        &format!("name = \"{APP}\"\n"),
+        &format!("name = \"{APP}\"\nmode = \"paused\"\n"),
+    );
+    assert_ne!(paused, text, "the application's table is found");
+    common::replace(&config, paused.as_bytes());
+    common::hangup(&agent);
+    wait_until(
+        Duration::from_secs(30),
+        "the agent to pause the application",
+        || agent.log().contains("Application paused"),
+        diag,
+    );
+
+    let text = flinkscale(dir.path(), &["status", "--config", &config_arg]);
+    assert!(
+        text.contains(
+            "  phase:      paused (mode = \"paused\": not evaluated, nothing followed); its journal was at updating (to 4 KPU) when it was paused, and is resumed from there once the mode changes\n"
+        ),
+        "{text}"
+    );
+    let status = status_json();
+    let app = &status["applications"][0];
+    assert_eq!(app["paused"], true, "{status}");
+    assert_eq!(app["phase"], "updating", "the journal's phase: {status}");
+    let http = get(listen, "/status").expect("GET /status answers");
+    assert_eq!(timeless(http), timeless(status));
+    agent.stop();
+}

@@ -45,9 +45,14 @@ pub struct ExplainArgs {
 pub async fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
     // Small files, but file I/O all the same: off the async runtime.
     tokio::task::spawn_blocking(move || {
-        let Reading { state_dir, names } = reading(&args.config);
+        let Reading {
+            state_dir,
+            names,
+            paused,
+        } = reading(&args.config);
         note_absent_state_dir(&state_dir);
-        let status = history::status(&state_dir, &names, wall_ms());
+        let mut status = history::status(&state_dir, &names, wall_ms());
+        history::mark_paused(&mut status, &paused);
         if args.json {
             println!("{}", serde_json::to_string_pretty(&status)?);
         } else {
@@ -61,7 +66,9 @@ pub async fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
 /// Runs `flinkscale explain`.
 pub async fn explain(args: ExplainArgs) -> anyhow::Result<ExitCode> {
     tokio::task::spawn_blocking(move || {
-        let Reading { state_dir, names } = reading(&args.config);
+        let Reading {
+            state_dir, names, ..
+        } = reading(&args.config);
         note_absent_state_dir(&state_dir);
         let explanation = history::explain(
             &state_dir,
@@ -85,6 +92,8 @@ struct Reading {
     state_dir: PathBuf,
     /// The applications' names and their targets' words.
     names: Vec<(String, Words)>,
+    /// The applications whose `mode` is `"paused"`.
+    paused: Vec<String>,
 }
 
 /// What `status` and `explain` read for the configuration file `config`.
@@ -98,6 +107,13 @@ fn reading(config: &Path) -> Reading {
     match load::load(config) {
         Ok(loaded) => Reading {
             names: application_names(&loaded.config),
+            paused: loaded
+                .config
+                .applications
+                .iter()
+                .filter(|a| a.mode == crate::config::Mode::Paused)
+                .map(|a| a.name.clone())
+                .collect(),
             state_dir: loaded.state_dir,
         },
         Err(errors) => {
@@ -117,7 +133,8 @@ fn reading(config: &Path) -> Reading {
 /// `[agent] state_dir` if the file is TOML and that value a path, else the
 /// documented default (`$STATE_DIRECTORY`, else `state` beside the file);
 /// the `[[application]]` tables that have a name (a `target = "flink"`
-/// one in a Flink job's words), else every journal in the folder.
+/// one in a Flink job's words; a `mode = "paused"` one paused), else
+/// every journal in the folder.
 fn lenient_reading(config: &Path) -> (Reading, &'static str) {
     let absolute = std::path::absolute(config).unwrap_or_else(|_| config.to_path_buf());
     let base_dir = absolute.parent().map(Path::to_path_buf).unwrap_or_default();
@@ -132,11 +149,17 @@ fn lenient_reading(config: &Path) -> (Reading, &'static str) {
         || crate::config::AgentConfig::default().state_dir,
         PathBuf::from,
     ));
-    let mut names: Vec<(String, Words)> = document
+    let tables = document
         .as_ref()
         .and_then(|d| d.get("application")?.as_array())
         .into_iter()
-        .flatten()
+        .flatten();
+    let paused = tables
+        .clone()
+        .filter(|app| app.get("mode").and_then(toml::Value::as_str) == Some("paused"))
+        .filter_map(|app| Some(app.get("name")?.as_str()?.to_owned()))
+        .collect();
+    let mut names: Vec<(String, Words)> = tables
         .filter_map(|app| {
             let name = app.get("name")?.as_str()?.to_owned();
             let words = match app.get("target").and_then(toml::Value::as_str) {
@@ -156,7 +179,14 @@ fn lenient_reading(config: &Path) -> (Reading, &'static str) {
         (false, true) => "the default state_dir; the file's applications",
         (false, false) => "the default state_dir; the applications of its journals",
     };
-    (Reading { state_dir, names }, how)
+    (
+        Reading {
+            state_dir,
+            names,
+            paused,
+        },
+        how,
+    )
 }
 
 /// The applications that have a journal (`NAME.json`) in `state_dir`,

@@ -1135,6 +1135,13 @@ pub struct AppStatus {
     /// one that cannot be written); absent otherwise.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub journal_failing: Option<super::prometheus::JournalTrouble>,
+    /// Whether the application's `mode` is `"paused"`: it has no
+    /// controller, so nothing is evaluated or followed, and `phase` is
+    /// where its journal was when it was paused (a controller resumes from
+    /// there once the mode changes), not where the application is now.
+    /// Absent when not paused.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub paused: bool,
     /// Whether the agent stands down for the application: another writer
     /// kept undoing its rescales, and no update is sent until a
     /// configuration reload (see [`crate::controller::fight`]).
@@ -1237,6 +1244,7 @@ pub fn status(state_dir: &Path, applications: &[(String, Words)], now_ms: i64) -
                 last,
                 journal_error,
                 journal_failing: None,
+                paused: false,
                 stood_down: journal.as_ref().and_then(|j| {
                     let fight = &j.record.fight;
                     fight.stood_down_ms.map(|since_ms| StandDown {
@@ -1250,6 +1258,14 @@ pub fn status(state_dir: &Path, applications: &[(String, Words)], now_ms: i64) -
     Status {
         now_ms,
         applications,
+    }
+}
+
+/// Marks the applications of `status` named in `paused` (their `mode` is
+/// `"paused"`), which the files cannot tell.
+pub fn mark_paused(status: &mut Status, paused: &[String]) {
+    for app in &mut status.applications {
+        app.paused = paused.contains(&app.application);
     }
 }
 
@@ -1297,6 +1313,15 @@ pub fn status_text(status: &Status) -> String {
                 " (an update this agent did not make is followed while the {} is busy; a grace period comes after it)",
                 words.thing()
             );
+        }
+        if app.paused {
+            phase = if matches!(app.phase.as_str(), "none" | "idle") {
+                "paused (mode = \"paused\": not evaluated)".to_owned()
+            } else {
+                format!(
+                    "paused (mode = \"paused\": not evaluated, nothing followed); its journal was at {phase} when it was paused, and is resumed from there once the mode changes"
+                )
+            };
         }
         let _ = writeln!(out, "  phase:      {phase}");
         if let Some(stand_down) = &app.stood_down {
