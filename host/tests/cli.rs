@@ -792,10 +792,13 @@ fn iam_of_flink_jobs_only_says_no_policy_is_needed() {
     let mixed = dir.join("mixed.toml");
     std::fs::write(
         &mixed,
-        format!("{flink}[[application]]\nname = \"orders\"\n[application.policy]\nplugin = \"step\"\n"),
+        format!(
+            "{flink}[[application]]\nname = \"orders\"\n[application.policy]\nplugin = \"step\"\n"
+        ),
     )
     .expect("written");
-    let (code, stdout, stderr) = flinkscale_in(&dir, &["iam", "--config", &mixed.to_string_lossy()]);
+    let (code, stdout, stderr) =
+        flinkscale_in(&dir, &["iam", "--config", &mixed.to_string_lossy()]);
     assert_eq!(code, 0, "{stdout}{stderr}");
     let policy: serde_json::Value = serde_json::from_str(&stdout).expect("a JSON policy");
     assert_eq!(

@@ -70,12 +70,7 @@ pub async fn explain(args: ExplainArgs) -> anyhow::Result<ExitCode> {
             state_dir, names, ..
         } = reading(&args.config);
         note_absent_state_dir(&state_dir);
-        let explanation = history::explain(
-            &state_dir,
-            &names,
-            &args.application,
-            Some(args.last),
-        )?;
+        let explanation = history::explain(&state_dir, &names, &args.application, Some(args.last))?;
         if args.json {
             println!("{}", serde_json::to_string_pretty(&explanation)?);
         } else {

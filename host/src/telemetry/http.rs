@@ -97,13 +97,13 @@ pub async fn serve_with_state(
                     tokio::task::spawn_blocking(move || {
                         records(&dir, applications, journal, &paused, &uri)
                     })
-                        .await
-                        .unwrap_or_else(|_| {
-                            json(
-                                StatusCode::INTERNAL_SERVER_ERROR,
-                                &serde_json::json!({"error": "reading the history failed"}),
-                            )
-                        })
+                    .await
+                    .unwrap_or_else(|_| {
+                        json(
+                            StatusCode::INTERNAL_SERVER_ERROR,
+                            &serde_json::json!({"error": "reading the history failed"}),
+                        )
+                    })
                 }
                 _ => handle(&registry, &request, Now::system()),
             }
