@@ -563,3 +563,26 @@ fn status_of_an_application_paused_during_an_update_says_it_is_paused() {
     assert_eq!(timeless(http), timeless(status));
     agent.stop();
 }
+
+/// A configuration file that is not there (a mistyped path) is no
+/// invalid configuration to read around: `status` and `explain` say so
+/// and exit 78 (EX_CONFIG), reporting nothing from a folder guessed
+/// beside it.
+#[test]
+fn status_and_explain_of_a_missing_configuration_file_exit_78() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    updating_journal(&dir.path().join("state"), APP);
+    for args in [&["status"][..], &["explain", "--application", APP]] {
+        let output = Command::new(BIN)
+            .args(args)
+            .args(["--config", "no-such.toml"])
+            .current_dir(dir.path())
+            .env_remove("STATE_DIRECTORY")
+            .output()
+            .expect("flinkscale runs");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(78), "{args:?}: {stderr}");
+        assert!(output.stdout.is_empty(), "{args:?}: {output:?}");
+        assert!(stderr.contains("no-such.toml"), "{args:?}: {stderr}");
+    }
+}

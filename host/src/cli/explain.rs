@@ -9,6 +9,8 @@ use std::process::ExitCode;
 
 use clap::Args;
 
+use super::commands::EX_CONFIG;
+
 use crate::config::load;
 use crate::target::Words;
 use crate::telemetry::history;
@@ -45,11 +47,14 @@ pub struct ExplainArgs {
 pub async fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
     // Small files, but file I/O all the same: off the async runtime.
     tokio::task::spawn_blocking(move || {
-        let Reading {
+        let Some(Reading {
             state_dir,
             names,
             paused,
-        } = reading(&args.config);
+        }) = reading(&args.config)
+        else {
+            return Ok(ExitCode::from(EX_CONFIG));
+        };
         note_absent_state_dir(&state_dir);
         let mut status = history::status(&state_dir, &names, wall_ms());
         history::mark_paused(&mut status, &paused);
@@ -66,9 +71,12 @@ pub async fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
 /// Runs `flinkscale explain`.
 pub async fn explain(args: ExplainArgs) -> anyhow::Result<ExitCode> {
     tokio::task::spawn_blocking(move || {
-        let Reading {
+        let Some(Reading {
             state_dir, names, ..
-        } = reading(&args.config);
+        }) = reading(&args.config)
+        else {
+            return Ok(ExitCode::from(EX_CONFIG));
+        };
         note_absent_state_dir(&state_dir);
         let explanation = history::explain(&state_dir, &names, &args.application, Some(args.last))?;
         if args.json {
@@ -97,10 +105,16 @@ struct Reading {
 /// keeping its last valid configuration) is no reason to report nothing
 /// when the operator most needs to know where the agent is: its errors go
 /// to stderr, located as `validate` locates them, and the state is read
-/// from whatever of the file still reads ([`lenient_reading`]).
-fn reading(config: &Path) -> Reading {
+/// from whatever of the file still reads ([`lenient_reading`]). A file
+/// that cannot be read at all (a mistyped path) is `None` after saying
+/// why: its folder is no better guess than the current one.
+fn reading(config: &Path) -> Option<Reading> {
+    if let Err(error) = super::conventions::config_path(Some(config), None, false) {
+        eprintln!("error: {error}");
+        return None;
+    }
     match load::load(config) {
-        Ok(loaded) => Reading {
+        Ok(loaded) => Some(Reading {
             names: application_names(&loaded.config),
             paused: loaded
                 .config
@@ -110,7 +124,7 @@ fn reading(config: &Path) -> Reading {
                 .map(|a| a.name.clone())
                 .collect(),
             state_dir: loaded.state_dir,
-        },
+        }),
         Err(errors) => {
             eprintln!("{errors}");
             let (reading, how) = lenient_reading(config);
@@ -119,7 +133,7 @@ fn reading(config: &Path) -> Reading {
                 config.display(),
                 reading.state_dir.display()
             );
-            reading
+            Some(reading)
         }
     }
 }
