@@ -762,3 +762,50 @@ fn simulate_json_has_the_fields_the_readme_lists() {
         .collect();
     assert_eq!(documented, printed, "README list vs simulate --json");
 }
+
+/// `iam` for self-managed Flink jobs only: the agent calls no AWS API for
+/// them (it loads no AWS client at all), so there is no policy to print.
+/// Stdout stays empty (a policy without statements is one IAM refuses),
+/// stderr says that none is needed and why, and the exit is 0: nothing is
+/// wrong. Beside an MSF application, the policy names only that one.
+#[test]
+fn iam_of_flink_jobs_only_says_no_policy_is_needed() {
+    let dir = scratch("iam-flink");
+    let flink = "[[application]]\nname = \"jobs\"\ntarget = \"flink\"\n\
+                 rest_url = \"http://127.0.0.1:8081\"\n\
+                 [application.policy]\nplugin = \"hold\"\n";
+    let config = dir.join("flink.toml");
+    std::fs::write(&config, flink).expect("written");
+    let config_arg = config.to_string_lossy().into_owned();
+    for extra in [&[][..], &["--read-only"]] {
+        let mut args = vec!["iam", "--config", &config_arg];
+        args.extend_from_slice(extra);
+        let (code, stdout, stderr) = flinkscale_in(&dir, &args);
+        assert_eq!(code, 0, "{args:?}: {stdout}{stderr}");
+        assert_eq!(stdout, "", "{args:?}: no policy document");
+        assert!(
+            stderr.contains("the agent needs no IAM policy")
+                && stderr.contains("no AWS permission is needed for them"),
+            "{args:?}: {stderr}"
+        );
+    }
+    let mixed = dir.join("mixed.toml");
+    std::fs::write(
+        &mixed,
+        format!(
+            "{flink}[[application]]\nname = \"orders\"\n[application.policy]\nplugin = \"step\"\n"
+        ),
+    )
+    .expect("written");
+    let (code, stdout, stderr) =
+        flinkscale_in(&dir, &["iam", "--config", &mixed.to_string_lossy()]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let policy: serde_json::Value = serde_json::from_str(&stdout).expect("a JSON policy");
+    assert_eq!(
+        policy["Statement"][0]["Resource"],
+        serde_json::json!(["arn:aws:kinesisanalytics:*:*:application/orders"])
+    );
+    assert!(!stdout.contains("jobs"), "{stdout}");
+    assert!(!stderr.contains("needs no IAM policy"), "{stderr}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

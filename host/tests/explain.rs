@@ -386,3 +386,203 @@ fn status_and_explain_say_when_state_dir_does_not_exist() {
     assert!(!stderr.contains("note:"), "{stderr}");
     assert!(!absent.exists(), "status and explain create nothing");
 }
+
+/// A journal of `application` in `state_dir` whose update to 4 KPU (from
+/// 2, quoting version 1) was accepted and is being followed, as the agent
+/// writes it.
+fn updating_journal(state_dir: &Path, application: &str) {
+    std::fs::create_dir_all(state_dir).expect("the state folder can be made");
+    let journal = serde_json::json!({
+        "format": 1,
+        "application": application,
+        "seq": 3,
+        "written_ms": 1_700_000_000_000_i64,
+        "record": {"phase": {
+            "kind": "updating",
+            "update": {"target_kpu": 4, "from_kpu": 2, "quoted_version_id": 1,
+                       "reason": "cpu above 75 %", "started_ms": 1_700_000_000_000_i64},
+            "observed_ms": 1_700_000_001_000_i64,
+        }},
+    });
+    std::fs::write(
+        state_dir.join(format!("{application}.json")),
+        journal.to_string(),
+    )
+    .expect("the journal can be written");
+}
+
+/// The operator edits the configuration badly and sends SIGHUP; the
+/// running agent refuses the file and keeps scaling with its last valid
+/// one. `status` and `explain` then still report from the journal (the
+/// state_dir as the file says when that part reads, else the default),
+/// say the configuration's error, located, on stderr, and exit 0: they
+/// reported; `validate` is the command that fails on the file.
+#[test]
+fn status_and_explain_report_from_the_journal_when_the_configuration_is_invalid() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let config = dir.path().join("agent.toml");
+    let config_arg = config.to_string_lossy().into_owned();
+    let run = |args: &[&str]| {
+        let output = Command::new(BIN)
+            .args(args)
+            .args(["--config", &config_arg])
+            .current_dir(dir.path())
+            .env_remove("STATE_DIRECTORY")
+            .output()
+            .expect("flinkscale runs");
+        (
+            output.status.code(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    // A field of the wrong type: the TOML reads, the configuration does not.
+    std::fs::write(
+        &config,
+        format!(
+            "[agent]\nstate_dir = \"kept\"\n\n[[application]]\nname = \"{APP}\"\n\
+             max_kpu = \"eight\"\n[application.policy]\nplugin = \"hold\"\n"
+        ),
+    )
+    .expect("the configuration can be written");
+    updating_journal(&dir.path().join("kept"), APP);
+    let (code, stdout, stderr) = run(&["status"]);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert!(
+        stdout.contains(&format!("application {APP:?}")) && stdout.contains("updating (to 4 KPU)"),
+        "{stdout}"
+    );
+    assert!(
+        stderr.contains("max_kpu") && stderr.contains(":6"),
+        "the error, located: {stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("{} is invalid", config.display()))
+            && stderr.contains(&dir.path().join("kept").display().to_string()),
+        "{stderr}"
+    );
+    let (code, stdout, stderr) = run(&["status", "--json"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(json(&stdout)["applications"][0]["phase"], "updating");
+    let (code, stdout, stderr) = run(&["explain", "--application", APP]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stdout.contains("no decision recorded yet"), "{stdout}");
+    assert!(stderr.contains("max_kpu"), "{stderr}");
+
+    // Not TOML at all: the default state_dir (`state` beside the file),
+    // and the applications that have a journal there.
+    std::fs::write(&config, "[agent\nstate_dir = \"kept\"\n").expect("written");
+    updating_journal(&dir.path().join("state"), "other-app");
+    let (code, stdout, stderr) = run(&["status"]);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert!(
+        stdout.contains("application \"other-app\"") && stdout.contains("updating (to 4 KPU)"),
+        "{stdout}"
+    );
+    assert!(stderr.contains(":1"), "the syntax error, located: {stderr}");
+    assert!(stderr.contains("the default state_dir"), "{stderr}");
+    assert_eq!(code, Some(0));
+}
+
+/// The operator pauses an application (`mode = "paused"`, SIGHUP) while
+/// its rescale is being followed: its controller stops, and its journal
+/// stays at `updating`, which no one follows any more. `status` says that
+/// it is paused, and where the journal was (the controller resumes from
+/// there once the mode changes), instead of `updating` as if the agent
+/// were following it; `GET /status` says the same. The emulated update
+/// lasts 5 wall minutes, so that the pause lands during it.
+#[test]
+fn status_of_an_application_paused_during_an_update_says_it_is_paused() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let fixture = std::fs::read_to_string(scenario("e2e-scale.toml")).expect("the scenario");
+    std::fs::copy(
+        scenario("e2e-constant.csv"),
+        dir.path().join("e2e-constant.csv"),
+    )
+    .expect("the trace can be copied");
+    let slow = dir.path().join("slow-update.toml");
+    std::fs::write(
+        &slow,
+        fixture.replace("update_secs = 60", "update_secs = 6000"),
+    )
+    .expect("the scenario can be written");
+    let listen: SocketAddr = format!("127.0.0.1:{}", common::free_port())
+        .parse()
+        .expect("an address");
+    let config = config(dir.path(), listen);
+    let config_arg = config.to_string_lossy().into_owned();
+    let status_json = || {
+        json(&flinkscale(
+            dir.path(),
+            &["status", "--config", &config_arg, "--json"],
+        ))
+    };
+
+    let emu = Emulator::start(&slow, SPEED, &[], dir.path());
+    emu.set_load(APP, 3.0);
+    let agent: Running = start_agent(&emu, &config, &[], dir.path());
+    let diag = || format!("{}\n{}", emu.call_summary(), agent.log_tail(60));
+    wait_until(
+        Duration::from_secs(120),
+        "status to report the rescale to 4 KPU being followed",
+        || {
+            agent.assert_running(diag);
+            status_json()["applications"][0]["phase"] == "updating"
+        },
+        diag,
+    );
+    assert_eq!(emu.app(APP)["status"], "UPDATING", "{}", diag());
+
+    let text = std::fs::read_to_string(&config).expect("the configuration");
+    let paused = text.replace(
+        &format!("name = \"{APP}\"\n"),
+        &format!("name = \"{APP}\"\nmode = \"paused\"\n"),
+    );
+    assert_ne!(paused, text, "the application's table is found");
+    common::replace(&config, paused.as_bytes());
+    common::hangup(&agent);
+    wait_until(
+        Duration::from_secs(30),
+        "the agent to pause the application",
+        || agent.log().contains("Application paused"),
+        diag,
+    );
+
+    let text = flinkscale(dir.path(), &["status", "--config", &config_arg]);
+    assert!(
+        text.contains(
+            "  phase:      paused (mode = \"paused\": not evaluated, nothing followed); its journal was at updating (to 4 KPU) when it was paused, and is resumed from there once the mode changes\n"
+        ),
+        "{text}"
+    );
+    let status = status_json();
+    let app = &status["applications"][0];
+    assert_eq!(app["paused"], true, "{status}");
+    assert_eq!(app["phase"], "updating", "the journal's phase: {status}");
+    let http = get(listen, "/status").expect("GET /status answers");
+    assert_eq!(timeless(http), timeless(status));
+    agent.stop();
+}
+
+/// A configuration file that is not there (a mistyped path) is no
+/// invalid configuration to read around: `status` and `explain` say so
+/// and exit 78 (EX_CONFIG), reporting nothing from a folder guessed
+/// beside it.
+#[test]
+fn status_and_explain_of_a_missing_configuration_file_exit_78() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    updating_journal(&dir.path().join("state"), APP);
+    for args in [&["status"][..], &["explain", "--application", APP]] {
+        let output = Command::new(BIN)
+            .args(args)
+            .args(["--config", "no-such.toml"])
+            .current_dir(dir.path())
+            .env_remove("STATE_DIRECTORY")
+            .output()
+            .expect("flinkscale runs");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(78), "{args:?}: {stderr}");
+        assert!(output.stdout.is_empty(), "{args:?}: {output:?}");
+        assert!(stderr.contains("no-such.toml"), "{args:?}: {stderr}");
+    }
+}

@@ -10,6 +10,7 @@ use std::process::ExitCode;
 use clap::Args;
 
 use super::commands::EX_CONFIG;
+
 use crate::config::load;
 use crate::target::Words;
 use crate::telemetry::history;
@@ -46,16 +47,17 @@ pub struct ExplainArgs {
 pub async fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
     // Small files, but file I/O all the same: off the async runtime.
     tokio::task::spawn_blocking(move || {
-        let loaded = match load::load(&args.config) {
-            Ok(loaded) => loaded,
-            Err(errors) => {
-                eprintln!("{errors}");
-                return Ok(ExitCode::from(EX_CONFIG));
-            }
+        let Some(Reading {
+            state_dir,
+            names,
+            paused,
+        }) = reading(&args.config)
+        else {
+            return Ok(ExitCode::from(EX_CONFIG));
         };
-        note_absent_state_dir(&loaded.state_dir);
-        let names = application_names(&loaded.config);
-        let status = history::status(&loaded.state_dir, &names, wall_ms());
+        note_absent_state_dir(&state_dir);
+        let mut status = history::status(&state_dir, &names, wall_ms());
+        history::mark_paused(&mut status, &paused);
         if args.json {
             println!("{}", serde_json::to_string_pretty(&status)?);
         } else {
@@ -69,21 +71,14 @@ pub async fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
 /// Runs `flinkscale explain`.
 pub async fn explain(args: ExplainArgs) -> anyhow::Result<ExitCode> {
     tokio::task::spawn_blocking(move || {
-        let loaded = match load::load(&args.config) {
-            Ok(loaded) => loaded,
-            Err(errors) => {
-                eprintln!("{errors}");
-                return Ok(ExitCode::from(EX_CONFIG));
-            }
+        let Some(Reading {
+            state_dir, names, ..
+        }) = reading(&args.config)
+        else {
+            return Ok(ExitCode::from(EX_CONFIG));
         };
-        note_absent_state_dir(&loaded.state_dir);
-        let names = application_names(&loaded.config);
-        let explanation = history::explain(
-            &loaded.state_dir,
-            &names,
-            &args.application,
-            Some(args.last),
-        )?;
+        note_absent_state_dir(&state_dir);
+        let explanation = history::explain(&state_dir, &names, &args.application, Some(args.last))?;
         if args.json {
             println!("{}", serde_json::to_string_pretty(&explanation)?);
         } else {
@@ -92,6 +87,133 @@ pub async fn explain(args: ExplainArgs) -> anyhow::Result<ExitCode> {
         Ok(ExitCode::SUCCESS)
     })
     .await?
+}
+
+/// Where `status` and `explain` read, and for which applications.
+struct Reading {
+    /// The state folder, absolute.
+    state_dir: PathBuf,
+    /// The applications' names and their targets' words.
+    names: Vec<(String, Words)>,
+    /// The applications whose `mode` is `"paused"`.
+    paused: Vec<String>,
+}
+
+/// What `status` and `explain` read for the configuration file `config`.
+/// A valid file gives its `state_dir` and applications. An invalid one
+/// (say, edited badly and sent a SIGHUP that the running agent refused,
+/// keeping its last valid configuration) is no reason to report nothing
+/// when the operator most needs to know where the agent is: its errors go
+/// to stderr, located as `validate` locates them, and the state is read
+/// from whatever of the file still reads ([`lenient_reading`]). A file
+/// that cannot be read at all (a mistyped path) is `None` after saying
+/// why: its folder is no better guess than the current one.
+fn reading(config: &Path) -> Option<Reading> {
+    if let Err(error) = super::conventions::config_path(Some(config), None, false) {
+        eprintln!("error: {error}");
+        return None;
+    }
+    match load::load(config) {
+        Ok(loaded) => Some(Reading {
+            names: application_names(&loaded.config),
+            paused: loaded
+                .config
+                .applications
+                .iter()
+                .filter(|a| a.mode == crate::config::Mode::Paused)
+                .map(|a| a.name.clone())
+                .collect(),
+            state_dir: loaded.state_dir,
+        }),
+        Err(errors) => {
+            eprintln!("{errors}");
+            let (reading, how) = lenient_reading(config);
+            eprintln!(
+                "note: {} is invalid (a running agent refuses it and keeps its last valid configuration; `flinkscale validate` checks the file): reporting from state_dir {} ({how})",
+                config.display(),
+                reading.state_dir.display()
+            );
+            Some(reading)
+        }
+    }
+}
+
+/// [`Reading`] from an invalid configuration file, and how it was found:
+/// `[agent] state_dir` if the file is TOML and that value a path, else the
+/// documented default (`$STATE_DIRECTORY`, else `state` beside the file);
+/// the `[[application]]` tables that have a name (a `target = "flink"`
+/// one in a Flink job's words; a `mode = "paused"` one paused), else
+/// every journal in the folder.
+fn lenient_reading(config: &Path) -> (Reading, &'static str) {
+    let absolute = std::path::absolute(config).unwrap_or_else(|_| config.to_path_buf());
+    let base_dir = absolute.parent().map(Path::to_path_buf).unwrap_or_default();
+    let document = std::fs::read_to_string(config)
+        .ok()
+        .and_then(|text| toml::from_str::<toml::Table>(&text).ok());
+    let configured = document
+        .as_ref()
+        .and_then(|d| d.get("agent")?.get("state_dir")?.as_str())
+        .filter(|dir| !dir.is_empty());
+    let state_dir = base_dir.join(configured.map_or_else(
+        || crate::config::AgentConfig::default().state_dir,
+        PathBuf::from,
+    ));
+    let tables = document
+        .as_ref()
+        .and_then(|d| d.get("application")?.as_array())
+        .into_iter()
+        .flatten();
+    let paused = tables
+        .clone()
+        .filter(|app| app.get("mode").and_then(toml::Value::as_str) == Some("paused"))
+        .filter_map(|app| Some(app.get("name")?.as_str()?.to_owned()))
+        .collect();
+    let mut names: Vec<(String, Words)> = tables
+        .filter_map(|app| {
+            let name = app.get("name")?.as_str()?.to_owned();
+            let words = match app.get("target").and_then(toml::Value::as_str) {
+                Some("flink") => Words::Flink,
+                _ => Words::Msf,
+            };
+            Some((name, words))
+        })
+        .collect();
+    let from_file = !names.is_empty();
+    if !from_file {
+        names = journal_names(&state_dir);
+    }
+    let how = match (configured.is_some(), from_file) {
+        (true, true) => "the file's state_dir and applications",
+        (true, false) => "the file's state_dir; the applications of its journals",
+        (false, true) => "the default state_dir; the file's applications",
+        (false, false) => "the default state_dir; the applications of its journals",
+    };
+    (
+        Reading {
+            state_dir,
+            names,
+            paused,
+        },
+        how,
+    )
+}
+
+/// The applications that have a journal (`NAME.json`) in `state_dir`,
+/// counted in KPU: a journal does not say its target.
+fn journal_names(state_dir: &Path) -> Vec<(String, Words)> {
+    let Ok(entries) = std::fs::read_dir(state_dir) else {
+        return Vec::new();
+    };
+    let mut names: Vec<(String, Words)> = entries
+        .filter_map(Result::ok)
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+        .filter_map(|e| {
+            let name = e.file_name().to_str()?.strip_suffix(".json")?.to_owned();
+            Some((name, Words::Msf))
+        })
+        .collect();
+    names.sort();
+    names
 }
 
 /// Says on stderr that `state_dir` does not exist, so that "no decision

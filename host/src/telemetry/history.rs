@@ -1117,7 +1117,13 @@ pub struct AppStatus {
     /// The failure it is in now (since its last evaluation or accepted
     /// update), if any.
     pub failure: Option<CurrentFailure>,
-    /// The last evaluation, if any.
+    /// The decision whose update is being sent: journaled before the call,
+    /// its answer not known yet, so the history (which records an
+    /// evaluation with what became of it) does not have it; `last` is then
+    /// the evaluation before it. Absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sending: Option<Sending>,
+    /// The last evaluation recorded, if any.
     pub last: Option<Entry>,
     /// Seconds since the last evaluation.
     pub last_age_secs: Option<i64>,
@@ -1129,11 +1135,32 @@ pub struct AppStatus {
     /// one that cannot be written); absent otherwise.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub journal_failing: Option<super::prometheus::JournalTrouble>,
+    /// Whether the application's `mode` is `"paused"`: it has no
+    /// controller, so nothing is evaluated or followed, and `phase` is
+    /// where its journal was when it was paused (a controller resumes from
+    /// there once the mode changes), not where the application is now.
+    /// Absent when not paused.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub paused: bool,
     /// Whether the agent stands down for the application: another writer
     /// kept undoing its rescales, and no update is sent until a
     /// configuration reload (see [`crate::controller::fight`]).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stood_down: Option<StandDown>,
+}
+
+/// A decision being sent, as `status` reports it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Sending {
+    /// The KPU asked for.
+    pub scale_to_kpu: u32,
+    /// The KPU it was decided at.
+    pub from_kpu: u32,
+    /// The policy's reason.
+    pub reason: String,
+    /// When it was decided and the update about to be sent (ms since the
+    /// epoch).
+    pub at_ms: i64,
 }
 
 /// A stand-down, as `status` reports it.
@@ -1170,6 +1197,21 @@ pub fn status(state_dir: &Path, applications: &[(String, Words)], now_ms: i64) -
                 Some(Phase::Grace { kpu, .. }) => Some(*kpu),
                 _ => last.as_ref().map(|e| e.kpu),
             };
+            // An evaluation's entry is written once its update is answered
+            // (or the agent stops): one dated from the update on is its own.
+            let sending = match phase {
+                Some(Phase::Sending { update })
+                    if last.as_ref().is_none_or(|e| e.at_ms < update.started_ms) =>
+                {
+                    Some(Sending {
+                        scale_to_kpu: update.target_kpu,
+                        from_kpu: update.from_kpu,
+                        reason: update.reason.clone(),
+                        at_ms: update.started_ms,
+                    })
+                }
+                _ => None,
+            };
             let quarantine = std::fs::read(quarantine_file(&history, name))
                 .ok()
                 .and_then(|bytes| serde_json::from_slice(&bytes).ok())
@@ -1198,9 +1240,11 @@ pub fn status(state_dir: &Path, applications: &[(String, Words)], now_ms: i64) -
                 last_age_secs: last
                     .as_ref()
                     .map(|e| (now_ms.saturating_sub(e.at_ms) / 1000).max(0)),
+                sending,
                 last,
                 journal_error,
                 journal_failing: None,
+                paused: false,
                 stood_down: journal.as_ref().and_then(|j| {
                     let fight = &j.record.fight;
                     fight.stood_down_ms.map(|since_ms| StandDown {
@@ -1214,6 +1258,14 @@ pub fn status(state_dir: &Path, applications: &[(String, Words)], now_ms: i64) -
     Status {
         now_ms,
         applications,
+    }
+}
+
+/// Marks the applications of `status` named in `paused` (their `mode` is
+/// `"paused"`), which the files cannot tell.
+pub fn mark_paused(status: &mut Status, paused: &[String]) {
+    for app in &mut status.applications {
+        app.paused = paused.contains(&app.application);
     }
 }
 
@@ -1261,6 +1313,15 @@ pub fn status_text(status: &Status) -> String {
                 " (an update this agent did not make is followed while the {} is busy; a grace period comes after it)",
                 words.thing()
             );
+        }
+        if app.paused {
+            phase = if matches!(app.phase.as_str(), "none" | "idle") {
+                "paused (mode = \"paused\": not evaluated)".to_owned()
+            } else {
+                format!(
+                    "paused (mode = \"paused\": not evaluated, nothing followed); its journal was at {phase} when it was paused, and is resumed from there once the mode changes"
+                )
+            };
         }
         let _ = writeln!(out, "  phase:      {phase}");
         if let Some(stand_down) = &app.stood_down {
@@ -1335,6 +1396,22 @@ pub fn status_text(status: &Status) -> String {
                 one_line(&f.message)
             );
         }
+        if let Some(sending) = &app.sending {
+            let _ = writeln!(
+                out,
+                "  last:       scale to {} {} s ago: {}; being sent: {}'s answer is not known yet",
+                words.capacity(sending.scale_to_kpu),
+                (status.now_ms.saturating_sub(sending.at_ms) / 1000).max(0),
+                one_line(&sending.reason),
+                words.rescale_call()
+            );
+        }
+        // With a decision being sent, the one recorded before it.
+        let label = if app.sending.is_some() {
+            "before:"
+        } else {
+            "last:"
+        };
         match (&app.last, app.last_age_secs) {
             (Some(last), Some(age)) => {
                 let decision = match last.decision.scale_to_kpu {
@@ -1343,11 +1420,12 @@ pub fn status_text(status: &Status) -> String {
                 };
                 let _ = writeln!(
                     out,
-                    "  last:       {decision} {age} s ago: {}; {}",
+                    "  {label:<11} {decision} {age} s ago: {}; {}",
                     one_line(&last.decision.reason),
                     last.outcome.said(words)
                 );
             }
+            _ if app.sending.is_some() => {}
             _ => {
                 let _ = writeln!(
                     out,

@@ -91,16 +91,19 @@ pub async fn serve_with_state(
                     let dir = dir.clone();
                     let applications = registry.configured();
                     let journal = registry.journal_trouble();
+                    let paused = registry.paused();
                     let uri = request.uri().clone();
                     // Reads files: off the async runtime.
-                    tokio::task::spawn_blocking(move || records(&dir, applications, journal, &uri))
-                        .await
-                        .unwrap_or_else(|_| {
-                            json(
-                                StatusCode::INTERNAL_SERVER_ERROR,
-                                &serde_json::json!({"error": "reading the history failed"}),
-                            )
-                        })
+                    tokio::task::spawn_blocking(move || {
+                        records(&dir, applications, journal, &paused, &uri)
+                    })
+                    .await
+                    .unwrap_or_else(|_| {
+                        json(
+                            StatusCode::INTERNAL_SERVER_ERROR,
+                            &serde_json::json!({"error": "reading the history failed"}),
+                        )
+                    })
                 }
                 _ => handle(&registry, &request, Now::system()),
             }
@@ -210,15 +213,18 @@ fn handle<B>(registry: &Registry, request: &Request<B>, now: Now) -> Response<Fu
 /// The answer to `GET /status` or `GET /explain?application=NAME&last=N`.
 /// `/status` adds to what the files say each application whose journal
 /// cannot be saved (`journal`, from the registry): the folder that would
-/// hold its failure record is the one that cannot be written.
+/// hold its failure record is the one that cannot be written; and which
+/// applications are paused (`paused`, from the registry).
 fn records(
     state_dir: &Path,
     applications: Vec<(String, Words)>,
     journal: BTreeMap<String, JournalTrouble>,
+    paused: &[String],
     uri: &Uri,
 ) -> Response<Full<Bytes>> {
     if uri.path() == "/status" {
         let mut status = super::history::status(state_dir, &applications, Now::system().wall_ms);
+        super::history::mark_paused(&mut status, paused);
         for app in &mut status.applications {
             app.journal_failing = journal.get(&app.application).cloned();
         }
@@ -684,7 +690,7 @@ mod tests {
             ("other".to_owned(), Words::Msf),
         ];
         let journal = BTreeMap::from([("app".to_owned(), trouble.clone())]);
-        let answer = records(&dir, apps, journal, &uri);
+        let answer = records(&dir, apps, journal, &[], &uri);
         assert_eq!(answer.status(), StatusCode::OK);
         let json: serde_json::Value = serde_json::from_str(&body(answer).await).expect("JSON");
         assert_eq!(json["applications"][0]["application"], "app");
@@ -714,7 +720,7 @@ mod tests {
         let apps = || vec![("app".to_owned(), Words::Msf)];
         let answer = |query: &str| {
             let uri: Uri = query.parse().expect("a URI");
-            records(&dir, apps(), BTreeMap::new(), &uri)
+            records(&dir, apps(), BTreeMap::new(), &[], &uri)
         };
         let ok = answer("/explain?application=app&last=1");
         assert_eq!(ok.status(), StatusCode::OK);

@@ -858,3 +858,65 @@ fn a_restart_that_finds_the_update_applied_completes_the_entry_left_without_outc
     assert_eq!(outcomes(&dir), ["held"]);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// While the agent sends an update (the intent journaled, its answer not
+/// known yet), the history does not have that evaluation: `status` shows
+/// the decision being sent as the last one, and the one recorded before
+/// it as such, instead of that older one as `last:`.
+#[test]
+fn status_shows_the_decision_being_sent_before_the_one_recorded() {
+    let state = temp_dir("sending");
+    write(
+        &dir(&state),
+        10,
+        [evaluated("app", 1_000, Action::Hold, false)],
+    );
+    std::fs::write(
+        state.join("app.json"),
+        r#"{"format": 1, "application": "app", "seq": 2, "written_ms": 61000,
+            "record": {"phase": {"kind": "sending", "update": {"target_kpu": 4,
+              "from_kpu": 2, "quoted_version_id": 3, "reason": "cpu above 75 %",
+              "started_ms": 61000}}}}"#,
+    )
+    .expect("a journal");
+    let now = status(&state, &[("app".to_owned(), Words::Msf)], 63_000);
+    let app = &now.applications[0];
+    assert_eq!(app.journal_error, None, "{app:?}");
+    assert_eq!(
+        app.sending,
+        Some(Sending {
+            scale_to_kpu: 4,
+            from_kpu: 2,
+            reason: "cpu above 75 %".to_owned(),
+            at_ms: 61_000,
+        })
+    );
+    let text = status_text(&now);
+    assert!(
+        text.contains(
+            "  last:       scale to 4 KPU 2 s ago: cpu above 75 %; being sent: UpdateApplication's answer is not known yet\n  before:     hold 62 s ago: evaluation at 1000; held\n"
+        ),
+        "{text}"
+    );
+    let json = serde_json::to_value(&now).expect("JSON");
+    assert_eq!(json["applications"][0]["sending"]["scale_to_kpu"], 4);
+
+    // Once the history has the evaluation (answered, or left without an
+    // answer by an agent that stopped), it is the last, as before.
+    write(
+        &dir(&state),
+        10,
+        [evaluated("app", 61_000, Action::ScaleTo(4), false)],
+    );
+    let later = status(&state, &[("app".to_owned(), Words::Msf)], 63_000);
+    assert_eq!(later.applications[0].sending, None);
+    let text = status_text(&later);
+    assert!(
+        text.contains("  last:       scale to 4 KPU 2 s ago: evaluation at 61000; ")
+            && !text.contains("before:"),
+        "{text}"
+    );
+    let json = serde_json::to_value(&later).expect("JSON");
+    assert!(json["applications"][0].get("sending").is_none(), "{json}");
+    let _ = std::fs::remove_dir_all(&state);
+}
