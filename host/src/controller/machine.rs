@@ -313,8 +313,10 @@ impl Machine {
     /// Marks a machine whose agent found no journal for the application (a
     /// first start, or an emptied state folder): its first evaluation of a
     /// RUNNING (or busy) application holds a grace period if the last
-    /// update is recent ([`Machine::grace_owed`]). Not for a run that keeps
-    /// no journal at all (the simulator, a dry run).
+    /// update is recent ([`Machine::grace_owed`]). A dry run, which keeps
+    /// no journal, starts so too: it decides what a run that acts would
+    /// from the same start. Not for the simulator, whose applications
+    /// start with no update behind them.
     pub fn started_without_journal(&mut self) {
         self.fresh = true;
     }
