@@ -197,6 +197,26 @@ impl Words {
         }
     }
 
+    /// What moved the version id without this agent, as a verb after the
+    /// thing, said when it keeps doing so: `was updated without this
+    /// agent`, or `restarted (or was rescaled by another writer)`.
+    pub fn moved_again(self) -> &'static str {
+        match self {
+            Words::Msf => "was updated without this agent",
+            Words::Flink => "restarted (or was rescaled by another writer)",
+        }
+    }
+
+    /// Why it keeps moving, and where to look.
+    pub fn moved_again_cause(self) -> &'static str {
+        match self {
+            Words::Msf => "another writer keeps updating it: stop the other writer",
+            Words::Flink => {
+                "a task that keeps failing restarts the job: see GET /jobs/{id}/exceptions"
+            }
+        }
+    }
+
     /// A policy's text (its decision's reason) as the target's user reads
     /// it. The plugin contract counts capacity in KPU whatever the target
     /// (a Flink job's parallelism is its KPU, `parallelism_per_kpu` = 1),
@@ -311,6 +331,8 @@ mod tests {
         assert!(msf.other_writers().contains("MSF's own autoscaling"));
         assert_eq!(msf.identity(), "creation time");
         assert!(msf.replaced().contains("created again"));
+        assert_eq!(msf.moved_again(), "was updated without this agent");
+        assert!(msf.moved_again_cause().contains("stop the other writer"));
 
         let flink = Words::from(TargetKind::Flink);
         assert_eq!(flink.capacity(4), "parallelism 4");
@@ -345,6 +367,8 @@ mod tests {
             flink.limit().to_owned(),
             flink.limit_may_have_moved().to_owned(),
             flink.limit_never_met().to_owned(),
+            flink.moved_again().to_owned(),
+            flink.moved_again_cause().to_owned(),
         ];
         for text in said {
             assert!(
