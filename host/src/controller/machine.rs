@@ -66,6 +66,32 @@ use crate::state::{AppRecord, KpuLimit, Phase, Resume, Update};
 use crate::target::{AppState, AppStatus, TargetError};
 use crate::telemetry::Event;
 
+/// What to tell the user when `moves` ([`Machine`]'s count of the moves
+/// of the version id without this agent found at consecutive evaluations)
+/// are two or more: each came within the grace period owed to the one
+/// before, so the grace period keeps starting again and nothing is
+/// rescaled. On a Flink job a task that keeps failing restarts the job
+/// more often than the grace period lasts; the Flink Kubernetes
+/// operator's autoscaler does the same (its stabilization interval counts
+/// from the job's last switch to RUNNING, and its metrics are cleared at
+/// each), and leaves a restart loop to the operator's health check.
+/// Waiting is right (a restarting job's metrics are its restarts'); only
+/// saying so was missing.
+fn restart_streak(moves: Option<Moves>, settings: &Settings, now_ms: i64) -> Option<String> {
+    let moves = moves.filter(|m| m.count >= 2)?;
+    let words = settings.words;
+    Some(format!(
+        "the {thing} {} {} times in {} s: each starts the grace period ({} s) again, so it is not rescaled until it runs {} s without one ({})",
+        words.moved_again(),
+        moves.count,
+        secs_until(now_ms, moves.since_ms),
+        settings.grace_period.as_secs(),
+        settings.grace_period.as_secs(),
+        words.moved_again_cause(),
+        thing = words.thing(),
+    ))
+}
+
 /// The longest lazy wait, in evaluation intervals: a policy's
 /// `next_evaluation_secs`, or the host's skip for an alarm-driven policy,
 /// never leaves an application unread longer than this (15 minutes at a 60
@@ -278,6 +304,23 @@ pub struct Machine {
     /// followed across a restart. An end above it was another writer's
     /// ([`fight::own_rescale`]).
     created_version_id: Option<u64>,
+    /// The moves of the version id without this agent (a Flink job's
+    /// restarts, another writer's updates) that the evaluations since the
+    /// last one owed nothing have found, each owed a grace period
+    /// ([`Machine::restart_streak`]). Not journaled: an agent restarted
+    /// counts afresh.
+    moves: Option<Moves>,
+}
+
+/// Moves of the version id without this agent found at consecutive
+/// evaluations: each came before the grace period owed to the one before
+/// had let an evaluation act, so the grace period keeps starting again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Moves {
+    /// How many.
+    count: u32,
+    /// When the evaluation that found the first one ran.
+    since_ms: i64,
 }
 
 /// A grace period owed for an update this agent did not make: somebody
@@ -307,14 +350,17 @@ impl Machine {
             fresh: false,
             assessed: None,
             created_version_id: None,
+            moves: None,
         }
     }
 
     /// Marks a machine whose agent found no journal for the application (a
     /// first start, or an emptied state folder): its first evaluation of a
     /// RUNNING (or busy) application holds a grace period if the last
-    /// update is recent ([`Machine::grace_owed`]). Not for a run that keeps
-    /// no journal at all (the simulator, a dry run).
+    /// update is recent ([`Machine::grace_owed`]). A dry run, which keeps
+    /// no journal, starts so too: it decides what a run that acts would
+    /// from the same start. Not for the simulator, whose applications
+    /// start with no update behind them.
     pub fn started_without_journal(&mut self) {
         self.fresh = true;
     }
@@ -426,7 +472,34 @@ impl Machine {
             "; {}: not acted on for {wait}, holding",
             owed.reason
         ));
+        let moves = self.moves_at(state, Some(&owed), now_ms);
+        if let Some(streak) = restart_streak(moves, settings, now_ms) {
+            decision.reason.push_str("; ");
+            decision.reason.push_str(&streak);
+        }
         decision
+    }
+
+    /// The moves of the version id without this agent counted with the
+    /// evaluation of `state` at `now_ms`, which owes `owed`: one more when
+    /// it owes a grace period for such a move; none when it owes nothing
+    /// (the grace periods ended, and an evaluation could act).
+    fn moves_at(&self, state: &AppState, owed: Option<&Owed>, now_ms: i64) -> Option<Moves> {
+        owed?;
+        if self.replaced(state).is_none() && self.moved_without_us(state).is_none() {
+            // Owed for a fresh start's last update: no move of another's.
+            return self.moves;
+        }
+        Some(match self.moves {
+            Some(moves) => Moves {
+                count: moves.count.saturating_add(1),
+                ..moves
+            },
+            None => Moves {
+                count: 1,
+                since_ms: now_ms,
+            },
+        })
     }
 
     /// A machine resuming from a journaled record: anything but `idle` is
@@ -838,14 +911,16 @@ impl Machine {
         if state.status == AppStatus::Running || state.status.is_transitional() {
             self.fresh = false;
         }
-        self.notice_foreign_update(&state, settings, out);
+        self.moves = self.moves_at(&state, owed.as_ref(), out.now_ms);
+        let streak = restart_streak(self.moves, settings, out.now_ms);
+        self.notice_foreign_update(&state, streak.as_deref(), settings, out);
         if let Some(event) = fight::check(&mut self.record, &state, settings, out.now_ms) {
             out.events.push(event);
         }
         self.review_limit(state.kpu(), settings, out);
         if let Some(owed) = owed {
             self.failures = 0;
-            return self.hold_owed(owed, &state, settings, out);
+            return self.hold_owed(owed, streak, &state, settings, out);
         }
         let hold_for = self.hold_for(&decision, settings, out.now_ms);
         if settings.dry_run {
@@ -907,25 +982,32 @@ impl Machine {
 
     /// Holds what [`Machine::grace_owed`] found owed: follows a busy
     /// application (journaled as `foreign`), or starts the grace period.
+    /// `streak` says, if so, that such grace periods keep starting again
+    /// ([`restart_streak`]): `status` shows it with the phase.
     fn hold_owed(
         &mut self,
         owed: Owed,
+        streak: Option<String>,
         state: &AppState,
         settings: &Settings,
         out: &mut Out,
     ) -> Next {
+        let after = match streak {
+            Some(streak) => format!("{}; {streak}", owed.reason),
+            None => owed.reason.to_owned(),
+        };
         out.events.push(Event::GraceHeld {
             application: settings.name.clone(),
             at_ms: out.now_ms,
             until_ms: owed.until_ms,
-            reason: owed.reason.to_owned(),
+            reason: after.clone(),
         });
         match owed.until_ms {
             None => {
                 self.record.phase = Phase::Foreign {
                     version_id: state.version_id,
                     since_ms: out.now_ms,
-                    after: owed.reason.to_owned(),
+                    after,
                 };
                 Next::Wait(settings.update_poll)
             }
@@ -933,7 +1015,7 @@ impl Machine {
                 self.record.phase = Phase::Grace {
                     kpu: state.kpu(),
                     until_ms,
-                    after: Some(owed.reason.to_owned()),
+                    after: Some(after),
                 };
                 let left = until_ms.saturating_sub(out.now_ms).max(0);
                 Next::Wait(Duration::from_millis(left.unsigned_abs()))
@@ -1153,14 +1235,14 @@ impl Machine {
                 until_ms: None,
                 reason: after,
             };
-            return self.hold_owed(owed, app, settings, out);
+            return self.hold_owed(owed, None, app, settings, out);
         }
         if app.status == AppStatus::Running {
             let owed = Owed {
                 until_ms: Some(out.now_ms.saturating_add(millis(settings.grace_period))),
                 reason: after,
             };
-            return self.hold_owed(owed, app, settings, out);
+            return self.hold_owed(owed, None, app, settings, out);
         }
         self.record.phase = Phase::Idle;
         Next::Run(Command::Evaluate)
@@ -1176,7 +1258,15 @@ impl Machine {
     /// [`Machine::grace_owed`]'s. A dry run reports it too: it meets what
     /// a run that acts would meet (beside the autoscaler it is to replace,
     /// that autoscaler's rescales).
-    fn notice_foreign_update(&mut self, state: &AppState, settings: &Settings, out: &mut Out) {
+    /// `streak` is said with the move when such moves keep restarting the
+    /// grace period ([`restart_streak`]).
+    fn notice_foreign_update(
+        &mut self,
+        state: &AppState,
+        streak: Option<&str>,
+        settings: &Settings,
+        out: &mut Out,
+    ) {
         let replaced = self.replaced(state).map(str::to_owned);
         let moved = self.moved_without_us(state);
         self.record.seen_version_id = Some(state.version_id);
@@ -1197,17 +1287,19 @@ impl Machine {
                 ),
             );
         } else if let Some(seen) = moved {
-            out.failed(
-                Failure::ForeignUpdate,
-                format!(
-                    "the {thing}'s version id moved from {seen} to {} without {} of this agent: {}; it now runs at {}. Two writers undo each other's rescales: run one agent per {thing}",
-                    state.version_id,
-                    settings.words.rescale(),
-                    settings.words.other_writers(),
-                    settings.words.capacity(state.kpu()),
-                    thing = settings.words.thing(),
-                ),
+            let mut message = format!(
+                "the {thing}'s version id moved from {seen} to {} without {} of this agent: {}; it now runs at {}. Two writers undo each other's rescales: run one agent per {thing}",
+                state.version_id,
+                settings.words.rescale(),
+                settings.words.other_writers(),
+                settings.words.capacity(state.kpu()),
+                thing = settings.words.thing(),
             );
+            if let Some(streak) = streak {
+                message.push_str(". ");
+                message.push_str(streak);
+            }
+            out.failed(Failure::ForeignUpdate, message);
         }
     }
 

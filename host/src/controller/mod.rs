@@ -520,6 +520,14 @@ impl Controller {
         let signal_period_secs =
             u32::try_from(settings.evaluation_interval.as_secs()).unwrap_or(u32::MAX);
         let events = events.with_words(settings.words);
+        let mut machine = Machine::new(Jitter::seeded(&app.name));
+        if settings.dry_run {
+            // A dry run keeps no journal, so it starts as a run that acts
+            // starts without one: it holds the grace period owed to an
+            // update that ended moments ago, and decides when that run
+            // would (the point of a dry run is to show what it would do).
+            machine.started_without_journal();
+        }
         Self {
             settings,
             queries,
@@ -537,7 +545,7 @@ impl Controller {
             interpreters,
             clock,
             events,
-            machine: Machine::new(Jitter::seeded(&app.name)),
+            machine,
             journal: None,
             saved: None,
             journal_failing: Failing::default(),

@@ -58,10 +58,13 @@ pub fn validate_decision(decision: Decision, app: &Application) -> Decision {
 
 /// [`validate_decision`], its notes worded in `words` (a Flink job's say
 /// `parallelism 4` and `max_parallelism` where an MSF application's say
-/// `4 KPU` and `max_kpu`). The decision is the same whatever the words.
+/// `4 KPU` and `max_kpu`), and the plugin's own reason too: the contract's
+/// KPU read as the target's unit ([`Words::plugin_text`]), so that the
+/// log, `explain`, `status` and the history say what the user knows. The
+/// decision is the same whatever the words.
 pub fn validate_decision_in(decision: Decision, app: &Application, words: Words) -> Decision {
     let (min_key, max_key) = words.bounds();
-    let mut reason = sanitize_text(&decision.reason, MAX_REASON_BYTES);
+    let mut reason = sanitize_text(&words.plugin_text(&decision.reason), MAX_REASON_BYTES);
     if reason.trim().is_empty() {
         reason = "no reason given".to_owned();
     }
@@ -233,6 +236,22 @@ mod tests {
         assert_eq!(
             d.reason,
             "asked; refused to scale: min_parallelism 8 exceeds max_parallelism 3, holding"
+        );
+        // The plugin's reason, in the contract's KPU, reads in parallelism.
+        let step = Decision {
+            action: Action::ScaleTo(16),
+            reason: "`out` is in ALARM: 8 KPU x 2 = 16 KPU".to_owned(),
+            next_evaluation_secs: None,
+        };
+        let d = flink(step.clone(), app(8, 1, 12));
+        assert_eq!(
+            d.reason,
+            "`out` is in ALARM: parallelism 8 x 2 = parallelism 16; clamped from parallelism 16 to 12 (max_parallelism)"
+        );
+        let d = validate_decision_in(step, &app(8, 1, 12), Words::Msf);
+        assert_eq!(
+            d.reason,
+            "`out` is in ALARM: 8 KPU x 2 = 16 KPU; clamped from 16 to 12 KPU (max_kpu)"
         );
         // MSF's words are the ones validate_decision always used.
         let d = validate_decision_in(scale_to(12), &app(10, 1, 10), Words::Msf);

@@ -197,6 +197,46 @@ impl Words {
         }
     }
 
+    /// What moved the version id without this agent, as a verb after the
+    /// thing, said when it keeps doing so: `was updated without this
+    /// agent`, or `restarted (or was rescaled by another writer)`.
+    pub fn moved_again(self) -> &'static str {
+        match self {
+            Words::Msf => "was updated without this agent",
+            Words::Flink => "restarted (or was rescaled by another writer)",
+        }
+    }
+
+    /// Why it keeps moving, and where to look.
+    pub fn moved_again_cause(self) -> &'static str {
+        match self {
+            Words::Msf => "another writer keeps updating it: stop the other writer",
+            Words::Flink => {
+                "a task that keeps failing restarts the job: see GET /jobs/{id}/exceptions"
+            }
+        }
+    }
+
+    /// A policy's text (its decision's reason) as the target's user reads
+    /// it. The plugin contract counts capacity in KPU whatever the target
+    /// (a Flink job's parallelism is its KPU, `parallelism_per_kpu` = 1),
+    /// so a plugin written to it, shipped or third-party, says `4 KPU`,
+    /// `max KPU (8)` where a Flink job's user knows `parallelism 4`, `max
+    /// parallelism (8)`. The contract cannot tell a plugin its target's
+    /// unit without a new version, and a plugin built against an old one
+    /// would still say KPU; so the host translates what it shows. On a
+    /// Flink job `N KPU` becomes `parallelism N` and any other `KPU` (the
+    /// word, not a part of one: `lag_per_kpu`, `ParallelismPerKPU` and
+    /// `KPUs` stay) becomes `parallelism`; a `parallelism N` that then
+    /// only repeats the number before it (`parallelism 4, 4 KPU`, `2 -> 4
+    /// (4 KPU)`) is dropped. An MSF application's text is unchanged.
+    pub fn plugin_text(self, text: &str) -> String {
+        match self {
+            Words::Msf => text.to_owned(),
+            Words::Flink => kpu_as_parallelism(text),
+        }
+    }
+
     /// Why a recorded ceiling is tried again after a while: `the limit
     /// may have been raised`, or `slots may have been freed or added`.
     pub fn limit_may_have_moved(self) -> &'static str {
@@ -205,6 +245,68 @@ impl Words {
             Words::Flink => "slots may have been freed or added",
         }
     }
+}
+
+/// [`Words::plugin_text`] for a Flink job.
+fn kpu_as_parallelism(text: &str) -> String {
+    let is_word = |c: Option<char>| c.is_some_and(|c| c.is_alphanumeric() || c == '_');
+    let mut out = String::with_capacity(text.len() + 16);
+    let mut rest = text;
+    while let Some(at) = rest.find("KPU") {
+        out.push_str(&rest[..at]);
+        rest = &rest[at + "KPU".len()..];
+        if is_word(out.chars().next_back()) || is_word(rest.chars().next()) {
+            out.push_str("KPU");
+            continue;
+        }
+        match take_number(&mut out) {
+            None => out.push_str("parallelism"),
+            Some(number) => {
+                // `parallelism 4, 4 KPU`, `2 -> 4 (4 KPU)`: the number
+                // said again in the contract's unit says nothing more.
+                let repeated = [(", ", ""), (" (", ")")].into_iter().find(|(open, close)| {
+                    rest.starts_with(close)
+                        && out
+                            .strip_suffix(open)
+                            .and_then(|head| head.strip_suffix(number.as_str()))
+                            .is_some_and(|head| head.ends_with(' '))
+                });
+                match repeated {
+                    Some((open, close)) => {
+                        out.truncate(out.len() - open.len());
+                        rest = &rest[close.len()..];
+                    }
+                    None => {
+                        out.push_str("parallelism ");
+                        out.push_str(&number);
+                    }
+                }
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Takes a whole number and the spaces after it off the end of `out`
+/// (`to 4 ` leaves `to `), if it ends so; `1.5 ` and `x4 ` are left.
+fn take_number(out: &mut String) -> Option<String> {
+    let trimmed = out.trim_end_matches(' ');
+    if trimmed.len() == out.len() {
+        return None;
+    }
+    let head = trimmed.trim_end_matches(|c: char| c.is_ascii_digit());
+    let glued = head
+        .chars()
+        .next_back()
+        .is_some_and(|c| c.is_alphanumeric() || c == '_' || c == '.');
+    if head.len() == trimmed.len() || glued {
+        return None;
+    }
+    let number = trimmed[head.len()..].to_owned();
+    let keep = head.len();
+    out.truncate(keep);
+    Some(number)
 }
 
 #[cfg(test)]
@@ -229,6 +331,8 @@ mod tests {
         assert!(msf.other_writers().contains("MSF's own autoscaling"));
         assert_eq!(msf.identity(), "creation time");
         assert!(msf.replaced().contains("created again"));
+        assert_eq!(msf.moved_again(), "was updated without this agent");
+        assert!(msf.moved_again_cause().contains("stop the other writer"));
 
         let flink = Words::from(TargetKind::Flink);
         assert_eq!(flink.capacity(4), "parallelism 4");
@@ -263,12 +367,54 @@ mod tests {
             flink.limit().to_owned(),
             flink.limit_may_have_moved().to_owned(),
             flink.limit_never_met().to_owned(),
+            flink.moved_again().to_owned(),
+            flink.moved_again_cause().to_owned(),
         ];
         for text in said {
             assert!(
                 !text.contains("KPU") && !text.contains("Application"),
                 "{text}"
             );
+        }
+    }
+
+    /// What the shipped plugins say in the contract's unit reads, on a
+    /// Flink job, in parallelism; an MSF application's is left as it is.
+    #[test]
+    fn a_plugins_kpu_reads_as_parallelism_on_a_flink_job() {
+        let cases = [
+            // step
+            (
+                "`out` is in ALARM: 4 KPU x 2 = 8 KPU, clamped to max KPU 6",
+                "`out` is in ALARM: parallelism 4 x 2 = parallelism 8, clamped to max parallelism 6",
+            ),
+            ("already at max KPU (8)", "already at max parallelism (8)"),
+            (
+                "scale out from 2 to 3 KPU",
+                "scale out from 2 to parallelism 3",
+            ),
+            // rate, target-tracking: the KPU only repeat the parallelism
+            ("needs parallelism 4, 4 KPU", "needs parallelism 4"),
+            (
+                "low, but already at the least KPU that carries the window peak 700 records/s",
+                "low, but already at the least parallelism that carries the window peak 700 records/s",
+            ),
+            // flink-operator
+            (
+                "busy: parallelism 2 -> 4 (4 KPU)",
+                "busy: parallelism 2 -> 4",
+            ),
+            // Not the unit, or not a repeat: left, or said in full.
+            (
+                "lag_per_kpu 3, ParallelismPerKPU 2, KPUs 4, 1.5 KPU",
+                "lag_per_kpu 3, ParallelismPerKPU 2, KPUs 4, 1.5 parallelism",
+            ),
+            ("parallelism 8, 4 KPU", "parallelism 8, parallelism 4"),
+            ("KPU", "parallelism"),
+        ];
+        for (plugin, reads) in cases {
+            assert_eq!(Words::Flink.plugin_text(plugin), reads, "{plugin}");
+            assert_eq!(Words::Msf.plugin_text(plugin), plugin);
         }
     }
 

@@ -980,6 +980,74 @@ async fn another_writers_update_still_in_progress_is_followed_before_its_grace_p
     assert_eq!(failures(&events, "foreign_update").len(), 1, "{events:?}");
 }
 
+/// A Flink job that restarts (a task keeps failing) more often than the
+/// grace period lasts is never rescaled: each restart moves the version
+/// id, and the evaluation that finds it owes a new grace period. That is
+/// right (a restarting job's metrics are its restarts'), but the user is
+/// told: from the second restart in a row the log line of the move, the
+/// held decision (`explain`, the history) and the grace period (`status`)
+/// say how many restarts in how long and that nothing is rescaled until
+/// the job runs a grace period without one. Once it does, it is rescaled
+/// as before.
+#[tokio::test(start_paused = true)]
+async fn a_flink_job_restarting_within_every_grace_period_is_said_not_to_be_rescaled() {
+    let mut app = test_app();
+    app.target = crate::config::TargetKind::Flink;
+    let target = FakeTarget::new(2, 90);
+    let run = Running::launch_app(
+        &app,
+        target.origin,
+        target.clone(),
+        constant(95.0),
+        Box::new(Doubling),
+        Vec::new(),
+        |c| c,
+    );
+    // The agent's rescale 2 -> 4 at 0 s is RUNNING at 120 s (grace to 420
+    // s); the job restarts every 200 s from 150 s to 1550 s.
+    for at in (150..=1550).step_by(200) {
+        until(&target, at).await;
+        set_by_another_writer(&target, 4);
+    }
+    until(&target, 2000).await;
+    let events = run.stop().await;
+    // Evaluations at 420, 720, 1020, 1320 and 1620 each find a restart;
+    // the one at 1920 none, and acts.
+    assert_eq!(target.updates(), vec![(0, 4), (1920, 8)]);
+    let streak = |n: u32, secs: u32| {
+        format!(
+            "the job restarted (or was rescaled by another writer) {n} times in {secs} s: each starts the grace period (300 s) again, so it is not rescaled until it runs 300 s without one (a task that keeps failing restarts the job: see GET /jobs/{{id}}/exceptions)"
+        )
+    };
+    let moves = failures(&events, "foreign_update");
+    assert_eq!(moves.len(), 5, "{moves:?}");
+    assert!(!moves[0].contains("times in"), "{}", moves[0]);
+    assert!(moves[1].ends_with(&streak(2, 300)), "{}", moves[1]);
+    assert!(moves[4].ends_with(&streak(5, 1200)), "{}", moves[4]);
+    let decided = evaluations(&events);
+    let at = |t: i64| {
+        decided
+            .iter()
+            .find(|(at, _)| *at == t)
+            .map(|(_, d)| d.clone())
+            .unwrap_or_else(|| panic!("no evaluation at {t} s: {decided:?}"))
+    };
+    assert_eq!(at(420).action, Action::Hold);
+    assert!(!at(420).reason.contains("times in"), "{:?}", at(420));
+    let held = at(720);
+    assert_eq!(held.action, Action::Hold);
+    assert!(held.reason.ends_with(&streak(2, 300)), "{held:?}");
+    assert_eq!(at(1920).action, Action::ScaleTo(8));
+    let graces = graces_held(&events);
+    let after = Words::Flink.grace_after_other_writer();
+    assert_eq!(graces[0], (420, Some(720), after.to_owned()));
+    assert_eq!(
+        graces[1],
+        (720, Some(1020), format!("{after}; {}", streak(2, 300)))
+    );
+    assert_eq!(graces.len(), 5, "{graces:?}");
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_lost_answer_to_an_accepted_update_is_not_sent_again() {
     // The update takes effect, but the agent sees a timeout.

@@ -867,6 +867,34 @@ async fn a_start_without_a_journal_just_after_an_update_holds_a_grace_period() {
     assert_eq!(updates, vec![(300, 4)]);
 }
 
+/// A dry run keeps no journal: it starts as a run that acts starts
+/// without one, and decides as that run would. Just after an update, both
+/// hold the same grace period from the start and first ask for more at
+/// 300 s. Before, the dry run recorded 2 -> 4 at 0 s, on the update's
+/// restart metrics, a grace period before the run it previews would.
+#[tokio::test(start_paused = true)]
+async fn a_dry_run_started_just_after_an_update_decides_when_a_run_that_acts_would() {
+    let (updates, acting, _) = fresh_start(91, 310).await;
+    assert_eq!(updates, vec![(300, 4)]);
+    let dry = super::Harness::start(95.0, 2, true, Box::new(Doubling));
+    dry.target.state.lock().unwrap().last_update_ms = Some(T0_MS - 91_000);
+    tokio::time::sleep(Duration::from_secs(310)).await;
+    let (target, dry) = dry.stop().await;
+    assert!(target.updates().is_empty());
+    let decided = |events: &[Event]| -> Vec<(i64, Action)> {
+        evaluations(events)
+            .into_iter()
+            .map(|(at, decision)| (at, decision.action))
+            .collect()
+    };
+    assert_eq!(
+        decided(&acting),
+        [(0, Action::Hold), (300, Action::ScaleTo(4))]
+    );
+    assert_eq!(decided(&dry), decided(&acting));
+    assert_eq!(super::graces_held(&dry), super::graces_held(&acting));
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_start_without_a_journal_long_after_an_update_decides_at_once() {
     // Requested 2 100 s ago: even an update that took the whole update
