@@ -919,7 +919,7 @@ pub enum ReadError {
     UnknownApplication {
         /// The name asked for.
         name: String,
-        /// The configured names, comma-separated.
+        /// The configured names, comma-separated, or `none`.
         configured: String,
     },
     /// A file exists but cannot be read.
@@ -985,7 +985,11 @@ pub fn explain(
         let names: Vec<&str> = configured.iter().map(|(c, _)| c.as_str()).collect();
         return Err(ReadError::UnknownApplication {
             name: application.to_owned(),
-            configured: names.join(", "),
+            configured: if names.is_empty() {
+                "none".to_owned()
+            } else {
+                names.join(", ")
+            },
         });
     };
     Ok(Explanation {

@@ -228,6 +228,13 @@ fn explain_refuses_an_unknown_application_and_names_the_known_ones() {
         error.to_string(),
         "no application \"../etc\" in the configuration; configured: a, b"
     );
+    // A configuration that names none (an invalid file, its journals
+    // none either) says so rather than ending on an empty list.
+    let error = explain(&dir, &[], "orders", None).expect_err("nothing configured");
+    assert_eq!(
+        error.to_string(),
+        "no application \"orders\" in the configuration; configured: none"
+    );
 }
 
 #[test]
