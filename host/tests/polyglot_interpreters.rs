@@ -39,23 +39,26 @@ use std::process::Command;
 use std::sync::{LazyLock, Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
 
-use common::{target_dir, workspace};
+use common::{
+    POLYGLOT_COMPILE_TIMEOUT_SECS, polyglot_host, polyglot_plugin_cache, target_dir, workspace,
+};
 use flinkscale::metrics::{Datapoint, MetricQuery, Series};
 use flinkscale::model::{Application, Signal};
-use flinkscale::plugin::{ParameterKind, PluginError, PluginHost, SandboxLimits};
+use flinkscale::plugin::{ParameterKind, PluginError, PluginHost};
 use flinkscale::target::AppStatus;
 
 /// One host for every test, as in the agent: each component is compiled
-/// once and shared by every instance.
+/// once and shared by every instance, and with the `simulate` runs
+/// (through `polyglot_plugin_cache`).
 fn host() -> &'static PluginHost {
-    static HOST: LazyLock<PluginHost> =
-        LazyLock::new(|| PluginHost::new(SandboxLimits::default()).expect("the engine starts"));
+    static HOST: LazyLock<PluginHost> = LazyLock::new(polyglot_host);
     &HOST
 }
 
 /// Held by each test while it compiles or simulates: two compiles of an
-/// 18 MB component at once on two cores can pass the host's compile
-/// deadline in a debug build.
+/// 18 MB component at once on two cores take twice as long, and the second
+/// process waits for nothing the first would not have written to the
+/// shared cache.
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
 fn one_at_a_time() -> MutexGuard<'static, ()> {
@@ -481,6 +484,8 @@ fn simulate(scenario: &Path, config: &Path) -> Vec<String> {
         .arg("--config")
         .arg(config)
         .arg("--decisions")
+        .arg("--plugin-cache")
+        .arg(polyglot_plugin_cache())
         .output()
         .expect("flinkscale runs");
     let stdout = String::from_utf8_lossy(&output.stdout);
@@ -514,8 +519,15 @@ fn msk_example(interpreter: &str) -> String {
         .expect("the example");
     let text = text
         // A debug build on a busy 2-core host may need more than the
-        // default 100 ms for a first call; the deadline is not under test.
-        .replace("[agent]\n", "[agent]\nplugin_timeout_ms = 5000\n")
+        // default 100 ms for a first call, and than the default 60 s for
+        // a first compile; the deadlines are not under test.
+        .replace(
+            "[agent]\n",
+            &format!(
+                "[agent]\nplugin_timeout_ms = 5000\n\
+                 plugin_compile_timeout_secs = {POLYGLOT_COMPILE_TIMEOUT_SECS}\n"
+            ),
+        )
         .replace("\"orders-cluster\"", "\"app-cluster\"")
         .replace(
             "\"Consumer Group\" = \"orders-aggregator\"",
