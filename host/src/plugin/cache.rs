@@ -42,8 +42,10 @@ use wasmtime::component::Component;
 /// Longest a load waits for a component to compile, unless configured
 /// otherwise (`plugin_compile_timeout_secs`). Generous: a large
 /// interpreted-language component (componentize-py bundles CPython) takes
-/// 15-25 s on two cores; a minute means something is wrong, or a host too
-/// slow for the default.
+/// 11 s on two cores in a release build of the host (26 s in a debug build,
+/// over a minute on a busy machine: measured with `flinkscale plugin bench`
+/// and the polyglot tests); a minute means something is wrong, or a host
+/// too slow for the default.
 pub(crate) const COMPILE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// What every artifact file starts with, before its digest; the version

@@ -58,8 +58,9 @@ pub struct SandboxLimits {
     /// Longest a load waits for its component to compile (a compile that
     /// overruns goes on in the background, and the next load of the same
     /// file uses its result). Default 60 s: a Python component (18 MB,
-    /// CPython inside) takes 15-25 s on two cores, more on a busy or
-    /// slower host, and a debug build of the host longer still.
+    /// CPython inside) takes 11 s on two cores in a release build of the
+    /// host, more on a busy or slower host, and a debug build of the host
+    /// two to three times as long.
     pub compile_timeout: Duration,
 }
 
@@ -299,7 +300,7 @@ pub enum PluginError {
     #[error(
         "plugin {} did not compile within {} s (`plugin_compile_timeout_secs`); a \
          component that takes this long is too big or pathological, or the host too slow \
-         or too busy for it: raise the setting (a Python component takes 15-25 s on two \
+         or too busy for it: raise the setting (a Python component takes 10-30 s on two \
          cores) (the compile goes on in the background, and the next load of the same \
          file uses its result)",
         path.display(),
