@@ -26,6 +26,10 @@ plugins/python/build.sh
 plugins/python/build.sh backlog_seconds
 plugins/js/build.sh
 plugins/js/build.sh backlog-seconds
+# The misbehaving interpreters written with the Python and JavaScript
+# helpers (host/tests/polyglot_interpreters.rs).
+plugins/python/build.sh tests/fixtures/polyglot/misbehave_interpreter.py
+plugins/js/build.sh tests/fixtures/polyglot/misbehave-interpreter.js
 # The real-Flink test (host/tests/flink.rs) starts a cluster from the Flink
 # distribution the apache-flink wheel bundles, on a Java 17 runtime.
 command -v java >/dev/null || (apt-get update && apt-get install -y openjdk-17-jre-headless)

@@ -260,6 +260,11 @@ fn agent_table() -> BoxedStrategy<Vec<String>> {
             ints(&[0, 60_001, -1, i64::MAX]),
         ),
         field(
+            "plugin_compile_timeout_secs",
+            ints(&[1, 60, 3600]),
+            ints(&[0, 3601, -1]),
+        ),
+        field(
             "plugin_memory_limit_bytes",
             ints(&[1_048_576, 67_108_864, 4_294_967_296]),
             ints(&[0, 1_048_575, 4_294_967_297]),

@@ -7,10 +7,11 @@
 //! requires the three lists of evaluations (time, KPU, decision, reason) to
 //! be identical, line for line.
 //!
-//! Each `simulate` process compiles its component afresh (simulate keeps
-//! no compiled-component cache): in a debug build of the host about 25 s for
-//! the Python one (the JavaScript one, 1.8 MB, took 4-7 s in a release
-//! build), so the seven shipped scenarios with all three policies would
+//! A component is compiled once per test run: the tests' plugin host and
+//! every `simulate` process share one compiled-component cache
+//! (`common::polyglot_plugin_cache`). Still, in a debug build of the host
+//! a Python component's compile takes 20-40 s and each simulated run
+//! seconds, so the seven shipped scenarios with all three policies would
 //! take minutes on two cores. The test instead runs the one scenario whose load both rises and
 //! falls within two hours, `flash-crowd`, under three configurations chosen
 //! so that together they take every decision path of `step`:
@@ -43,7 +44,9 @@ use std::process::Command;
 use std::sync::{LazyLock, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use common::{target_dir, workspace};
+use common::{
+    POLYGLOT_COMPILE_TIMEOUT_SECS, polyglot_host, polyglot_plugin_cache, target_dir, workspace,
+};
 use flinkscale::model::{AlarmState, AlarmStatus, Application, Decision, Evaluation};
 use flinkscale::plugin::{ParameterKind, PluginError, PluginHost, SandboxLimits};
 use flinkscale::sim::Scenario;
@@ -53,10 +56,10 @@ use flinkscale::target::AppStatus;
 const STEP_PARAMS: &str = r#"{"scale_out_alarm": "out", "scale_in_alarm": "in"}"#;
 
 /// One host for both tests, as in the agent: each component is compiled
-/// once and shared by every instance.
+/// once and shared by every instance, and with the `simulate` runs
+/// (through `polyglot_plugin_cache`).
 fn host() -> &'static PluginHost {
-    static HOST: LazyLock<PluginHost> =
-        LazyLock::new(|| PluginHost::new(SandboxLimits::default()).expect("the engine starts"));
+    static HOST: LazyLock<PluginHost> = LazyLock::new(polyglot_host);
     &HOST
 }
 
@@ -169,6 +172,9 @@ fn config_text(scenario: &Scenario, variant: &Variant, wasm: &Path) -> String {
     };
     let text = presets::config_text(scenario, &choice, Some(wasm.parent().expect("a folder")));
     let mut doc: toml_edit::DocumentMut = text.parse().expect("the preset is valid TOML");
+    // The compile deadline is not under test (see common).
+    doc["agent"]["plugin_compile_timeout_secs"] =
+        toml_edit::value(POLYGLOT_COMPILE_TIMEOUT_SECS as i64);
     let apps = doc["application"]
         .as_array_of_tables_mut()
         .expect("the preset has [[application]] tables");
@@ -193,6 +199,8 @@ fn simulate(scenario: &Path, config: &Path) -> (Vec<String>, Duration) {
         .arg("--config")
         .arg(config)
         .arg("--decisions")
+        .arg("--plugin-cache")
+        .arg(polyglot_plugin_cache())
         .output()
         .expect("flinkscale runs");
     let elapsed = started.elapsed();
@@ -262,7 +270,7 @@ fn python_and_javascript_step_decide_exactly_as_the_rust_step() {
         let (expected, _) = &results[0];
         for (implementation, (found, elapsed)) in implementations.iter().zip(&results) {
             println!(
-                "{SCENARIO} {:<26} {:<10} {:>4} evaluations, run in {:>5.1} s (its compile included)",
+                "{SCENARIO} {:<26} {:<10} {:>4} evaluations, run in {:>5.1} s (its load from the shared cache included)",
                 variant.name,
                 implementation.label,
                 found.len(),

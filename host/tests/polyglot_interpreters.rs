@@ -17,10 +17,20 @@
 //! `config/msk-backlog-seconds.toml` with the built-in and with each port's
 //! file as its interpreter, and requires the same decisions, line for line.
 //!
+//! The fourth loads a misbehaving interpreter written with each helper
+//! (`tests/fixtures/polyglot/misbehave_interpreter.py` and
+//! `misbehave-interpreter.js`, one component per language, its mode chosen
+//! by a parameter) and requires of every mistake (an exception, an answer
+//! of the wrong shape, a non-finite value, a bad signal name, an unknown
+//! metric, bad parameters, an endless loop) an error that names the plugin
+//! and what went wrong, the same words from both helpers, and no panic.
+//!
 //! The components are built by `plugins/python/build.sh backlog_seconds`
-//! and `plugins/js/build.sh backlog-seconds` (scripts/test.sh runs both
-//! before the cargo tests); a missing one fails the test with the command
-//! to build it.
+//! and `plugins/js/build.sh backlog-seconds`, and the fixtures by
+//! `plugins/python/build.sh tests/fixtures/polyglot/misbehave_interpreter.py`
+//! and `plugins/js/build.sh tests/fixtures/polyglot/misbehave-interpreter.js`
+//! (scripts/test.sh runs all four before the cargo tests); a missing one
+//! fails the test with the command to build it.
 
 mod common;
 
@@ -29,23 +39,26 @@ use std::process::Command;
 use std::sync::{LazyLock, Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
 
-use common::{target_dir, workspace};
+use common::{
+    POLYGLOT_COMPILE_TIMEOUT_SECS, polyglot_host, polyglot_plugin_cache, target_dir, workspace,
+};
 use flinkscale::metrics::{Datapoint, MetricQuery, Series};
 use flinkscale::model::{Application, Signal};
-use flinkscale::plugin::{ParameterKind, PluginError, PluginHost, SandboxLimits};
+use flinkscale::plugin::{ParameterKind, PluginError, PluginHost};
 use flinkscale::target::AppStatus;
 
 /// One host for every test, as in the agent: each component is compiled
-/// once and shared by every instance.
+/// once and shared by every instance, and with the `simulate` runs
+/// (through `polyglot_plugin_cache`).
 fn host() -> &'static PluginHost {
-    static HOST: LazyLock<PluginHost> =
-        LazyLock::new(|| PluginHost::new(SandboxLimits::default()).expect("the engine starts"));
+    static HOST: LazyLock<PluginHost> = LazyLock::new(polyglot_host);
     &HOST
 }
 
 /// Held by each test while it compiles or simulates: two compiles of an
-/// 18 MB component at once on two cores can pass the host's compile
-/// deadline in a debug build.
+/// 18 MB component at once on two cores take twice as long, and the second
+/// process waits for nothing the first would not have written to the
+/// shared cache.
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
 fn one_at_a_time() -> MutexGuard<'static, ()> {
@@ -471,6 +484,8 @@ fn simulate(scenario: &Path, config: &Path) -> Vec<String> {
         .arg("--config")
         .arg(config)
         .arg("--decisions")
+        .arg("--plugin-cache")
+        .arg(polyglot_plugin_cache())
         .output()
         .expect("flinkscale runs");
     let stdout = String::from_utf8_lossy(&output.stdout);
@@ -504,8 +519,15 @@ fn msk_example(interpreter: &str) -> String {
         .expect("the example");
     let text = text
         // A debug build on a busy 2-core host may need more than the
-        // default 100 ms for a first call; the deadline is not under test.
-        .replace("[agent]\n", "[agent]\nplugin_timeout_ms = 5000\n")
+        // default 100 ms for a first call, and than the default 60 s for
+        // a first compile; the deadlines are not under test.
+        .replace(
+            "[agent]\n",
+            &format!(
+                "[agent]\nplugin_timeout_ms = 5000\n\
+                 plugin_compile_timeout_secs = {POLYGLOT_COMPILE_TIMEOUT_SECS}\n"
+            ),
+        )
         .replace("\"orders-cluster\"", "\"app-cluster\"")
         .replace(
             "\"Consumer Group\" = \"orders-aggregator\"",
@@ -552,5 +574,229 @@ fn simulate_decides_the_same_with_the_python_and_javascript_backlog_seconds() {
         }
         assert_eq!(port.len(), rust.len(), "as many evaluations with {label}");
         println!("{label}: {} evaluations identical", rust.len());
+    }
+}
+
+/// The misbehaving interpreters written with the Python and JavaScript
+/// helpers (tests/fixtures/polyglot), as (label, component); fails (never
+/// skips) when one is missing.
+fn misbehaving() -> Vec<(&'static str, PathBuf)> {
+    [
+        (
+            "python",
+            "polyglot/misbehave_interpreter-py.wasm",
+            "plugins/python/build.sh tests/fixtures/polyglot/misbehave_interpreter.py",
+        ),
+        (
+            "javascript",
+            "polyglot/misbehave-interpreter-js.wasm",
+            "plugins/js/build.sh tests/fixtures/polyglot/misbehave-interpreter.js",
+        ),
+    ]
+    .into_iter()
+    .map(|(label, file, build)| {
+        let wasm = target_dir().join(file);
+        assert!(
+            wasm.is_file(),
+            "{} is missing: run `{build}` from the workspace root before this test \
+             (scripts/test.sh does)",
+            wasm.display()
+        );
+        (label, wasm)
+    })
+    .collect()
+}
+
+/// A fixture's signals as (name, value), or the error the host displayed.
+type Reported = Result<Vec<(String, f64)>, String>;
+
+/// What the operator reads for a load or a call of the fixture: the
+/// signals, or the whole error as the host displays it, with the component's
+/// path (the one difference between the two languages) written `<file>`.
+fn reported(wasm: &Path, result: Result<Vec<Signal>, PluginError>) -> Reported {
+    result
+        .map(|signals| {
+            signals
+                .into_iter()
+                .map(|signal| (signal.name, signal.value))
+                .collect()
+        })
+        .map_err(|error| {
+            error
+                .to_string()
+                .replace(&wasm.display().to_string(), "<file>")
+        })
+}
+
+/// How the fixture is expected to fail in one mode: the words the error
+/// must hold, and whether the two languages must say it identically (a
+/// language's own runtime errors differ by nature).
+struct Expected {
+    params: &'static str,
+    /// The signals, or the fragments the error text must contain.
+    answer: Result<&'static [(&'static str, f64)], &'static [&'static str]>,
+    same_words: bool,
+}
+
+const fn fails(params: &'static str, fragments: &'static [&'static str]) -> Expected {
+    Expected {
+        params,
+        answer: Err(fragments),
+        same_words: true,
+    }
+}
+
+/// Every way the misbehaving fixture fails, with what the host must report.
+const MISTAKES: &[Expected] = &[
+    Expected {
+        params: r#"{"mode": "ok"}"#,
+        answer: Ok(&[("latest", 1200.0)]),
+        same_words: true,
+    },
+    fails(
+        r#"{"mode": "refuse"}"#,
+        &["failed in interpret: GuestError: misbehave: refuse mode"],
+    ),
+    fails(
+        r#"{"mode": "bug"}"#,
+        &["failed in interpret: GuestError: FixtureBug: misbehave: bug mode"],
+    ),
+    Expected {
+        params: r#"{"mode": "runtime"}"#,
+        // Python: `KeyError: 'missing'`; JavaScript: `TypeError: cannot
+        // read property 'missing' of null`.
+        answer: Err(&["failed in interpret: GuestError: ", "Error: ", "missing"]),
+        same_words: false,
+    },
+    fails(
+        r#"{"mode": "nothing"}"#,
+        &["GuestError: the interpreter returned nothing, not a list of signals (name, value)"],
+    ),
+    fails(
+        r#"{"mode": "text"}"#,
+        &["GuestError: the interpreter returned a string, not a list of signals (name, value)"],
+    ),
+    fails(
+        r#"{"mode": "bare-number"}"#,
+        &["GuestError: signal 1 of 1 is a number, not a signal (name, value)"],
+    ),
+    fails(
+        r#"{"mode": "name-number"}"#,
+        &["GuestError: signal 2 of 2 has a name that is a number, not a string"],
+    ),
+    fails(
+        r#"{"mode": "value-text"}"#,
+        &["GuestError: signal 2 of 2 (`count`) has a value that is a string, not a number"],
+    ),
+    fails(
+        r#"{"mode": "value-boolean"}"#,
+        &["GuestError: signal 1 of 1 (`flag`) has a value that is a boolean, not a number"],
+    ),
+    // NaN and infinities are absent, not zero, and not an error.
+    Expected {
+        params: r#"{"mode": "non-finite"}"#,
+        answer: Ok(&[("finite", 1.5)]),
+        same_words: true,
+    },
+    fails(
+        r#"{"mode": "empty-name"}"#,
+        &["failed in interpret: Invalid: signal 1 of 1 has the name \"\"; a signal's name is"],
+    ),
+    fails(
+        r#"{"mode": "twice"}"#,
+        &["failed in interpret: Invalid: signal \"same\" is given more than once"],
+    ),
+    fails(
+        r#"{"mode": "unknown-metric", "metric": "absent"}"#,
+        &[
+            "GuestError: `metric` names `absent`, which the application does not configure \
+           (configured metrics: lag)",
+        ],
+    ),
+    fails(r#"{"mode": "loop"}"#, &["failed in interpret: Timeout: "]),
+    fails(
+        r#"{"mode": "configure-refuse"}"#,
+        &["rejected its params: misbehave: configure-refuse mode"],
+    ),
+    fails(
+        r#"{"mode": "configure-bug"}"#,
+        &["rejected its params: FixtureBug: misbehave: configure-bug mode"],
+    ),
+    fails(
+        r#"{"mode": "dance"}"#,
+        &["rejected its params: unknown mode `dance` (valid: ok, refuse, "],
+    ),
+    fails(
+        r#"{"mode": 3}"#,
+        &["rejected its params: \"mode\" must be a string, not an integer (3)"],
+    ),
+    fails(r#"{}"#, &["rejected its params: ", "\"mode\""]),
+    fails(
+        r#"{"mode": "ok", "colour": 1}"#,
+        &["rejected its params: ", "\"colour\""],
+    ),
+    fails(
+        r#"{"mode": "ok", "metric": 7}"#,
+        &["rejected its params: ", "\"metric\""],
+    ),
+];
+
+#[test]
+fn a_misbehaving_python_or_javascript_interpreter_is_reported_in_the_same_words() {
+    let fixtures = misbehaving();
+    let _compiling = one_at_a_time();
+    let app = application();
+    let metrics = [series("lag", &[(60, 1000.0), (0, 1200.0)])];
+    let answers: Vec<Vec<Reported>> = fixtures
+        .iter()
+        .map(|(label, wasm)| {
+            MISTAKES
+                .iter()
+                .map(|expected| {
+                    let answer = host()
+                        .load_interpreter(wasm, expected.params, "orders")
+                        .and_then(|mut interpreter| interpreter.interpret(NOW_MS, &app, &metrics));
+                    let answer = reported(wasm, answer);
+                    println!("{label:<10} {:<50} {answer:?}", expected.params);
+                    match (&expected.answer, &answer) {
+                        (Ok(signals), Ok(found)) => {
+                            let signals: Vec<(String, f64)> = signals
+                                .iter()
+                                .map(|&(name, value)| (name.to_owned(), value))
+                                .collect();
+                            assert_eq!(found, &signals, "{label} with {}", expected.params);
+                        }
+                        (Err(fragments), Err(text)) => {
+                            assert!(
+                                text.starts_with("plugin misbehave-interpreter 0.1.0 (<file>)"),
+                                "{label} with {}: the error does not name the plugin: {text}",
+                                expected.params
+                            );
+                            for fragment in *fragments {
+                                assert!(
+                                    text.contains(fragment),
+                                    "{label} with {}: `{fragment}` missing from: {text}",
+                                    expected.params
+                                );
+                            }
+                        }
+                        (expected_answer, found) => panic!(
+                            "{label} with {}: expected {expected_answer:?}, found {found:?}",
+                            expected.params
+                        ),
+                    }
+                    answer
+                })
+                .collect()
+        })
+        .collect();
+    for (index, expected) in MISTAKES.iter().enumerate() {
+        if expected.same_words {
+            assert_eq!(
+                answers[1][index], answers[0][index],
+                "the JavaScript helper reports {} in other words than the Python one",
+                expected.params
+            );
+        }
     }
 }

@@ -2,7 +2,12 @@
 # Builds a JavaScript plugin (by default the example policy) into a
 # WebAssembly component:
 #   plugins/js/build.sh [MODULE [WORLD]]   (default: step)
-# gives ${CARGO_TARGET_DIR:-target}/polyglot/MODULE-js.wasm. WORLD is
+# gives ${CARGO_TARGET_DIR:-target}/polyglot/MODULE-js.wasm. MODULE is a
+# module of plugins/js/, or the path of a .js file elsewhere (the test
+# fixtures in tests/fixtures/polyglot/) that imports the helpers as if they
+# were beside it (`./flinkscale-interpreter.js`): it is built from a copy
+# beside copies of the helpers, as jco resolves imports only under the
+# source's folder. WORLD is
 # `scaling-policy` or `metric-interpreter`; when left out, a module that
 # imports ./flinkscale-interpreter.js is an interpreter, any other a policy.
 #
@@ -24,9 +29,19 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 module="${1:-step}"
-source_file="plugins/js/$module.js"
+case "$module" in
+    *.js)
+        source_file="$module"
+        module_dir="$(dirname "$module")"
+        module="$(basename "$module" .js)"
+        ;;
+    *)
+        source_file="plugins/js/$module.js"
+        module_dir=plugins/js
+        ;;
+esac
 if [ ! -f "$source_file" ]; then
-    echo "build.sh: no module $source_file (MODULE is a file in plugins/js/, without .js)" >&2
+    echo "build.sh: no module $source_file (MODULE is a file in plugins/js/, without .js, or a .js file's path)" >&2
     exit 2
 fi
 if [ -n "${2:-}" ]; then
@@ -51,16 +66,23 @@ if [ ! -f "$jco" ] || [ plugins/js/package-lock.json -nt plugins/js/node_modules
     (cd plugins/js && npm ci --no-audit --no-fund)
 fi
 
-if [ -f "$out" ] && [ -z "$(find plugins/js wit/v0.2.0 -path plugins/js/node_modules -prune -o -newer "$out" \
+if [ -f "$out" ] && [ -z "$(find plugins/js "$module_dir" wit/v0.2.0 -path plugins/js/node_modules -prune -o -newer "$out" \
         \( -name '*.js' -o -name '*.wit' -o -name package-lock.json \) -print -quit)" ]; then
     echo "$out is up to date"
     exit 0
 fi
 mkdir -p "$out_dir"
+if [ "$module_dir" != plugins/js ]; then
+    staged="$out_dir/staged-js/$module"
+    rm -rf "$staged"
+    mkdir -p "$staged"
+    cp plugins/js/flinkscale-policy.js plugins/js/flinkscale-interpreter.js "$source_file" "$staged/"
+    source_file="$staged/$module.js"
+fi
 start=$(date +%s%N)
 # jco resolves the source against the folder it runs the build in, so every
 # path it gets is absolute.
-node "$jco" componentize "$PWD/$source_file" --wit "$PWD/wit/v0.2.0" \
+node "$jco" componentize "$(realpath "$source_file")" --wit "$PWD/wit/v0.2.0" \
     --world-name "$world" --backend qjs --backend-qjs-disable-async \
     --backend-qjs-stub-wasi -o "$(realpath -m "$out.tmp")" >/dev/null
 mv "$out.tmp" "$out"

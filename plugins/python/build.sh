@@ -2,7 +2,9 @@
 # Builds a Python plugin (by default the example policy) into a WebAssembly
 # component:
 #   plugins/python/build.sh [MODULE [WORLD]]   (default: step)
-# gives ${CARGO_TARGET_DIR:-target}/polyglot/MODULE-py.wasm. WORLD is
+# gives ${CARGO_TARGET_DIR:-target}/polyglot/MODULE-py.wasm. MODULE is a
+# module of plugins/python/, or the path of a .py file elsewhere (the test
+# fixtures in tests/fixtures/polyglot/), which imports the helpers here. WORLD is
 # `scaling-policy` or `metric-interpreter`; when left out, a module that
 # imports flinkscale_interpreter is an interpreter, any other a policy.
 #
@@ -13,9 +15,19 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 module="${1:-step}"
-source_file="plugins/python/$module.py"
+case "$module" in
+    *.py)
+        source_file="$module"
+        module_dir="$(dirname "$module")"
+        module="$(basename "$module" .py)"
+        ;;
+    *)
+        source_file="plugins/python/$module.py"
+        module_dir=plugins/python
+        ;;
+esac
 if [ ! -f "$source_file" ]; then
-    echo "build.sh: no module $source_file (MODULE is a file in plugins/python/, without .py)" >&2
+    echo "build.sh: no module $source_file (MODULE is a file in plugins/python/, without .py, or a .py file's path)" >&2
     exit 2
 fi
 if [ -n "${2:-}" ]; then
@@ -42,7 +54,7 @@ if ! .venv/bin/componentize-py --version 2>/dev/null | grep -qx "componentize-py
     .venv/bin/pip install -q -r plugins/python/requirements.txt
 fi
 
-if [ -f "$out" ] && [ -z "$(find plugins/python wit/v0.2.0 -newer "$out" \
+if [ -f "$out" ] && [ -z "$(find plugins/python "$module_dir" wit/v0.2.0 -newer "$out" \
         \( -name '*.py' -o -name '*.wit' -o -name requirements.txt \) -print -quit)" ]; then
     echo "$out is up to date"
     exit 0
@@ -50,6 +62,6 @@ fi
 mkdir -p "$out_dir"
 start=$(date +%s%N)
 .venv/bin/componentize-py -d wit/v0.2.0 -w "$world" \
-    componentize -p plugins/python "$module" -o "$out.tmp"
+    componentize -p plugins/python -p "$module_dir" "$module" -o "$out.tmp"
 mv "$out.tmp" "$out"
 echo "built $out ($world, $(stat -c %s "$out") bytes) in $(( ($(date +%s%N) - start) / 1000000 )) ms"

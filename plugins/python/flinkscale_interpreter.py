@@ -103,29 +103,46 @@ def configured_metrics(metrics: List[Series]) -> str:
     return ", ".join(ids) if ids else "none"
 
 
+def _described(value: Any) -> str:
+    """What ``value`` is, in the words ``flinkscale-interpreter.js`` uses
+    for the same mistake (``nothing``, ``a string``, ``a list``), so that an
+    author reads the same error in either language."""
+    if value is None:
+        return "nothing"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, (list, tuple)):
+        return "a list"
+    return f"a {type(value).__name__}"
+
+
 def _checked_signals(answer: Any) -> List[Signal]:
     """The answer of ``on_interpret`` as the contract carries it, or an
     :class:`InterpreterError` saying what is wrong with it: a wrong type
-    would otherwise trap the instance while the bindings lower it."""
+    would otherwise trap the instance while the bindings lower it. The
+    texts are ``flinkscale-interpreter.js``'s, word for word, and count
+    signals from 1 as the host does."""
     if not isinstance(answer, (list, tuple)):
         raise InterpreterError(
-            f"on_interpret must return a list of Signal(name, value), found {type(answer).__name__}"
+            f"the interpreter returned {_described(answer)}, not a list of signals (name, value)"
         )
     signals = []
     for index, item in enumerate(answer):
+        which = f"signal {index + 1} of {len(answer)}"
         if not isinstance(item, Signal):
-            raise InterpreterError(
-                f"on_interpret returned {type(item).__name__} at index {index}, "
-                "not a Signal(name, value)"
-            )
+            raise InterpreterError(f"{which} is {_described(item)}, not a signal (name, value)")
         if not isinstance(item.name, str):
             raise InterpreterError(
-                f"signal {index} has a name that is {type(item.name).__name__}, not a string"
+                f"{which} has a name that is {_described(item.name)}, not a string"
             )
         value = item.value
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise InterpreterError(
-                f"signal `{item.name}` has a value that is {type(value).__name__}, not a number"
+                f"{which} (`{item.name}`) has a value that is {_described(value)}, not a number"
             )
         # An int beyond a double's range would fail to lower; the host
         # drops infinities anyway, as for a float.

@@ -54,6 +54,12 @@ pub struct AgentConfig {
     /// Memory cap of one plugin instance, in bytes.
     #[serde(default = "default_plugin_memory_limit_bytes")]
     pub plugin_memory_limit_bytes: u64,
+    /// Longest a plugin load waits for its component to compile, in
+    /// seconds; a compile that overruns goes on in the background and the
+    /// next load of the same file uses it. Compiled components are kept in
+    /// `<state_dir>/plugin-cache`, so only a first start compiles.
+    #[serde(default = "default_plugin_compile_timeout_secs")]
+    pub plugin_compile_timeout_secs: u64,
     /// A plugin (policy or interpreter) whose calls fail this many times in
     /// a row (errors, traps, timeouts, memory cap) is quarantined for that
     /// application: it is not called, and the application holds, until its
@@ -84,11 +90,13 @@ pub struct AgentConfig {
 
 impl AgentConfig {
     /// The sandbox every plugin of this agent runs in
-    /// (`plugin_timeout_ms`, `plugin_memory_limit_bytes`).
+    /// (`plugin_timeout_ms`, `plugin_memory_limit_bytes`,
+    /// `plugin_compile_timeout_secs`).
     pub fn sandbox_limits(&self) -> crate::plugin::SandboxLimits {
         crate::plugin::SandboxLimits {
             call_timeout: std::time::Duration::from_millis(self.plugin_timeout_ms),
             memory_limit_bytes: self.plugin_memory_limit_bytes,
+            compile_timeout: std::time::Duration::from_secs(self.plugin_compile_timeout_secs),
         }
     }
 }
@@ -101,6 +109,7 @@ impl Default for AgentConfig {
             region: None,
             plugin_timeout_ms: default_plugin_timeout_ms(),
             plugin_memory_limit_bytes: default_plugin_memory_limit_bytes(),
+            plugin_compile_timeout_secs: default_plugin_compile_timeout_secs(),
             plugin_quarantine_after_failures: default_plugin_quarantine_after_failures(),
             plugin_quarantine_secs: default_plugin_quarantine_secs(),
             listen: None,
@@ -555,6 +564,11 @@ fn default_plugin_timeout_ms() -> u64 {
 }
 fn default_plugin_memory_limit_bytes() -> u64 {
     64 * 1024 * 1024
+}
+fn default_plugin_compile_timeout_secs() -> u64 {
+    crate::plugin::SandboxLimits::default()
+        .compile_timeout
+        .as_secs()
 }
 fn default_plugin_quarantine_after_failures() -> u32 {
     3

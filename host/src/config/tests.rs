@@ -727,6 +727,28 @@ fn plugin_limits_are_checked() {
 }
 
 #[test]
+fn the_plugin_compile_timeout_is_checked_and_reaches_the_sandbox() {
+    let loaded = valid(APP);
+    assert_eq!(
+        loaded.config.agent.sandbox_limits().compile_timeout,
+        std::time::Duration::from_secs(60)
+    );
+    let loaded = valid(&format!(
+        "[agent]\nplugin_compile_timeout_secs = 300\n{APP}"
+    ));
+    assert_eq!(
+        loaded.config.agent.sandbox_limits().compile_timeout,
+        std::time::Duration::from_secs(300)
+    );
+    assert_eq!(
+        errors(&format!("[agent]\nplugin_compile_timeout_secs = 0\n{APP}")),
+        [
+            "config/x.toml:2:31: agent.plugin_compile_timeout_secs: plugin_compile_timeout_secs 0 is out of range (valid: 1 to 3600; default 60)"
+        ]
+    );
+}
+
+#[test]
 fn plugin_quarantine_settings_are_checked() {
     let loaded = valid(APP);
     assert_eq!(loaded.config.agent.plugin_quarantine_after_failures, 3);

@@ -139,6 +139,8 @@ const MAX_PLUGIN_MEMORY_BYTES: u64 = 4 * 1024 * 1024 * 1024;
 /// A policy answering slower than this stalls its controller; a deadline
 /// beyond it is a mistake rather than a choice.
 const MAX_PLUGIN_TIMEOUT_MS: u64 = 60_000;
+/// A compile longer than an hour is a hung compile, not a slow host.
+const MAX_PLUGIN_COMPILE_TIMEOUT_SECS: u64 = 3600;
 /// Beyond this many failures in a row, a plugin would never be quarantined
 /// in practice: a typo rather than a choice.
 const MAX_QUARANTINE_AFTER_FAILURES: u32 = 1000;
@@ -228,6 +230,18 @@ fn validate_agent(agent: &AgentConfig) -> Vec<Problem> {
                 ),
             )
             .hint(format!("valid: 1 to {MAX_PLUGIN_TIMEOUT_MS}; default 100")),
+        );
+    }
+    let compile = agent.plugin_compile_timeout_secs;
+    if !(1..=MAX_PLUGIN_COMPILE_TIMEOUT_SECS).contains(&compile) {
+        problems.push(
+            Problem::new(
+                at.key("plugin_compile_timeout_secs"),
+                format!("plugin_compile_timeout_secs {compile} is out of range"),
+            )
+            .hint(format!(
+                "valid: 1 to {MAX_PLUGIN_COMPILE_TIMEOUT_SECS}; default 60"
+            )),
         );
     }
     let memory = agent.plugin_memory_limit_bytes;

@@ -18,8 +18,9 @@
 //! or the new one. Whatever is refused is compiled again (and replaced),
 //! with a warning.
 //!
-//! A compile runs on a thread of its own and is waited for at most
-//! [`COMPILE_TIMEOUT`]: a pathological component cannot hold a controller
+//! A compile runs on a thread of its own and is waited for at most the
+//! load's compile timeout ([`COMPILE_TIMEOUT`] unless the host's limits say
+//! otherwise): a pathological component cannot hold a controller
 //! (or the agent's start) forever. A compile that overran goes on in the
 //! background, and the next load of the same wasm waits for it instead of
 //! starting another.
@@ -38,9 +39,13 @@ use sha2::{Digest, Sha256};
 use wasmtime::Engine;
 use wasmtime::component::Component;
 
-/// Longest a load waits for a component to compile. Generous: a large
+/// Longest a load waits for a component to compile, unless configured
+/// otherwise (`plugin_compile_timeout_secs`). Generous: a large
 /// interpreted-language component (componentize-py bundles CPython) takes
-/// seconds on a small host; a minute means something is wrong.
+/// 11 s on two cores in a release build of the host (26 s in a debug build,
+/// over a minute on a busy machine: measured with `flinkscale plugin bench`
+/// and the polyglot tests); a minute means something is wrong, or a host
+/// too slow for the default.
 pub(crate) const COMPILE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// What every artifact file starts with, before its digest; the version
@@ -110,7 +115,6 @@ pub(crate) struct ComponentCache {
     slots: Slots,
     dir: Option<PathBuf>,
     engine_hash: String,
-    compile_timeout: Duration,
 }
 
 impl ComponentCache {
@@ -130,23 +134,17 @@ impl ComponentCache {
             slots: Arc::default(),
             dir,
             engine_hash,
-            compile_timeout: COMPILE_TIMEOUT,
         }
     }
 
-    /// The same cache with another compile timeout (tests).
-    #[cfg(test)]
-    pub(crate) fn with_compile_timeout(mut self, timeout: Duration) -> Self {
-        self.compile_timeout = timeout;
-        self
-    }
-
     /// The compiled component for `bytes`, compiling (and storing) it if it
-    /// is in neither cache, and where it came from.
+    /// is in neither cache, and where it came from; waits at most
+    /// `compile_timeout` for a compile (this load's or another's).
     pub(crate) fn get_or_compile(
         &self,
         engine: &Engine,
         bytes: &[u8],
+        compile_timeout: Duration,
     ) -> Result<(Component, Origin), CacheError> {
         let hash = wasm_hash(bytes);
         let (slot, started) = {
@@ -163,13 +161,13 @@ impl ComponentCache {
         if started {
             self.start_compile(engine, bytes, hash, slot.clone())?;
         }
-        match slot.wait(self.compile_timeout) {
+        match slot.wait(compile_timeout) {
             Some(Ok((component, origin))) => {
                 let origin = if started { origin } else { Origin::Memory };
                 Ok((component, origin))
             }
             Some(Err(error)) => Err(CacheError::Compile(error)),
-            None => Err(CacheError::TimedOut(self.compile_timeout)),
+            None => Err(CacheError::TimedOut(compile_timeout)),
         }
     }
 

@@ -79,7 +79,7 @@ pub fn contract_versions() -> Vec<&'static str> {
 ///
 /// Calls into plugins are synchronous and block the calling thread for up
 /// to the call timeout; a load may also wait up to the compile timeout
-/// (60 s). Make them from a thread that may block (tokio's blocking pool,
+/// ([`SandboxLimits::compile_timeout`], 60 s by default). Make them from a thread that may block (tokio's blocking pool,
 /// as the controller does), not from an async task. They are safe from
 /// anywhere in a tokio runtime (see `guarded` in `instance.rs`).
 pub struct PluginHost {
@@ -278,7 +278,7 @@ impl PluginHost {
     /// cache or compiled now, and where it came from.
     fn component(&self, path: &Path, bytes: &[u8]) -> Result<(Component, Origin), PluginError> {
         self.cache
-            .get_or_compile(&self.engine, bytes)
+            .get_or_compile(&self.engine, bytes, self.limits.compile_timeout)
             .map_err(|e| match e {
                 CacheError::Compile(detail) => PluginError::NotAComponent {
                     path: path.to_owned(),

@@ -317,18 +317,18 @@ fn a_compile_past_its_deadline_is_a_typed_error_and_is_not_started_twice() {
     use cache::{CacheError, ComponentCache, Origin};
     use std::time::{Duration, Instant};
     let engine = wasmtime::Engine::default();
-    let cache = ComponentCache::new(&engine, None).with_compile_timeout(Duration::ZERO);
+    let cache = ComponentCache::new(&engine, None);
     let wasm = slow_to_compile_component();
     // Nothing compiles in no time: the load gives up at once, typed.
     assert_eq!(
-        cache.get_or_compile(&engine, &wasm).err(),
+        cache.get_or_compile(&engine, &wasm, Duration::ZERO).err(),
         Some(CacheError::TimedOut(Duration::ZERO))
     );
     // The compile went on in the background; a later load takes its result
     // rather than compiling again.
     let started = Instant::now();
     let origin = loop {
-        match cache.get_or_compile(&engine, &wasm) {
+        match cache.get_or_compile(&engine, &wasm, Duration::ZERO) {
             Ok((_, origin)) => break origin,
             Err(CacheError::TimedOut(_)) if started.elapsed() < Duration::from_secs(30) => {
                 std::thread::sleep(Duration::from_millis(10));
@@ -421,7 +421,10 @@ fn an_artifact_loaded_from_disk_is_renewed() {
     let wasm = [0x00, 0x61, 0x73, 0x6d, 0x0d, 0x00, 0x01, 0x00];
     let first = ComponentCache::new(&engine, Some(cache_dir.clone()));
     assert_eq!(
-        first.get_or_compile(&engine, &wasm).map(|(_, o)| o).ok(),
+        first
+            .get_or_compile(&engine, &wasm, cache::COMPILE_TIMEOUT)
+            .map(|(_, o)| o)
+            .ok(),
         Some(Origin::Compiled)
     );
     let artifact = std::fs::read_dir(&cache_dir)
@@ -439,7 +442,10 @@ fn an_artifact_loaded_from_disk_is_renewed() {
 
     let second = ComponentCache::new(&engine, Some(cache_dir));
     assert_eq!(
-        second.get_or_compile(&engine, &wasm).map(|(_, o)| o).ok(),
+        second
+            .get_or_compile(&engine, &wasm, cache::COMPILE_TIMEOUT)
+            .map(|(_, o)| o)
+            .ok(),
         Some(Origin::Disk)
     );
     let modified = std::fs::metadata(&artifact).unwrap().modified().unwrap();
@@ -458,6 +464,8 @@ fn a_compile_timeout_names_the_plugin_and_what_happens_next() {
     let text = error.to_string();
     assert!(text.contains("/plugins/big.wasm"), "{text}");
     assert!(text.contains("60 s"), "{text}");
+    // A slow host is told what to raise.
+    assert!(text.contains("plugin_compile_timeout_secs"), "{text}");
     assert_eq!(error.class(), None);
 }
 

@@ -44,6 +44,37 @@ pub fn target_dir() -> PathBuf {
     }
 }
 
+/// The compiled-component cache that the polyglot tests' plugin host and
+/// the `simulate` processes they start (`--plugin-cache`) share, so that a
+/// Python or JavaScript component is compiled once per test run, not once
+/// per process: a debug build of the host takes 20-40 s for a Python one.
+/// In the target folder, so that `cargo clean` empties it.
+pub fn polyglot_plugin_cache() -> PathBuf {
+    target_dir().join("tmp").join("polyglot-plugin-cache")
+}
+
+/// The compile deadline (`plugin_compile_timeout_secs`) of the polyglot
+/// tests, in their host and their `simulate` runs: the default 60 s is met
+/// by a debug build of the host compiling a Python component, but not
+/// always on two cores busy with other tests. How long a compile takes is
+/// not what these tests check.
+pub const POLYGLOT_COMPILE_TIMEOUT_SECS: u64 = 600;
+
+/// The plugin host of a polyglot test: default limits but
+/// [`POLYGLOT_COMPILE_TIMEOUT_SECS`], and [`polyglot_plugin_cache`] as the
+/// process's compiled-component cache (build it before any other host).
+pub fn polyglot_host() -> flinkscale::plugin::PluginHost {
+    assert!(
+        flinkscale::plugin::share_cache_dir(polyglot_plugin_cache()),
+        "a plugin host was built before the polyglot test's: it would not share the cache"
+    );
+    flinkscale::plugin::PluginHost::new(flinkscale::plugin::SandboxLimits {
+        compile_timeout: Duration::from_secs(POLYGLOT_COMPILE_TIMEOUT_SECS),
+        ..Default::default()
+    })
+    .expect("the engine starts")
+}
+
 /// A scenario of `tests/fixtures/scenarios/`.
 pub fn scenario(name: &str) -> PathBuf {
     workspace().join("tests/fixtures/scenarios").join(name)
