@@ -352,7 +352,7 @@ fn measure(n: usize, policy: &str, minutes: u32) -> Figures {
     let mut rounds: BTreeMap<usize, (Instant, Instant)> = BTreeMap::new();
     for i in 0..n {
         let times = log.evaluated.get(&app_name(i)).cloned().unwrap_or_default();
-        let in_window = times.iter().filter(|t| (from..until).contains(t)).count();
+        let in_window = times.iter().filter(|t| (from..until).contains(*t)).count();
         assert_eq!(
             in_window,
             minutes as usize,
