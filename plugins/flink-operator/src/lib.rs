@@ -47,6 +47,19 @@
 //!   CATCH_UP + INPUT_RATE x RESTART / CATCH_UP + INPUT_RATE / utilisation,
 //!   with `restart.time` (5 min; `restart.time-tracking.enabled` is false
 //!   by default, so the observed restart time is not used).
+//! - `ScalingTracking.java` (as of upstream commit `0a7588c`), with
+//!   `ScalingHistoryUtils.getTrimmedScalingTracking` (`cdf32de`) and
+//!   `JobAutoScalerImpl.runScalingLogic` (`68c8c46`): with
+//!   `restart.time-tracking.enabled`, RESTART is the longest restart
+//!   measured over the rescales kept, capped by
+//!   `restart.time-tracking.limit` (15 min), and `restart.time` while none
+//!   is measured. Every rescale made is recorded; at every evaluation
+//!   while RUNNING the records are trimmed to those of the past
+//!   `history.max.age` (24 h) and the newest `history.max.count` (3),
+//!   always keeping the latest, whose restart is then measured, from its
+//!   decision until the job runs again, once the job runs at the
+//!   parallelism it set (`recordRestartDurationIfTrackedAndParallelismMatches`;
+//!   see the `tracking` module).
 //! - `JobVertexScaler.java`: scale factor = target capacity / TPR, capped
 //!   by `scale-down.max-factor` (0.6: at least 0.4 x the parallelism) and
 //!   `scale-up.max-factor` (100000); new parallelism = ceil(factor x
@@ -88,9 +101,12 @@
 //! # State
 //!
 //! The window is longer than what the host fetches, so the periods seen are
-//! cached, as is the delayed scale-down (the operator keeps it in its state
-//! store). A fresh instance starts both over, which delays a decision, never
-//! causes one.
+//! cached, as are the delayed scale-down and the rescales tracked (the
+//! operator keeps both in its state store). A fresh instance starts all
+//! over: for the cache and the delayed scale-down that delays a decision,
+//! never causes one; with restart-time tracking on, the restart is
+//! `restart_secs` again until a rescale made by the new instance is
+//! measured.
 
 #![warn(missing_docs)]
 
@@ -102,8 +118,10 @@ use flinkscale_plugin::{
 use serde::Deserialize;
 
 pub mod scale;
+mod tracking;
 
 use scale::{Options, WindowMetrics};
+use tracking::Tracking;
 
 /// The parameters as written; every key has a declared default.
 #[derive(Deserialize)]
@@ -116,6 +134,8 @@ struct Config {
     restart_secs: f64,
     restart_time_tracking: bool,
     restart_time_tracking_limit_secs: f64,
+    history_max_age_secs: u32,
+    history_max_count: u32,
     scale_down_interval_secs: u32,
     scale_up_max_factor: f64,
     scale_down_max_factor: f64,
@@ -204,6 +224,8 @@ pub struct FlinkOperatorPolicy {
     restart_secs: f64,
     restart_time_tracking: bool,
     restart_time_tracking_limit_secs: f64,
+    history_max_age_ms: i64,
+    history_max_count: usize,
     scale_down_interval_ms: i64,
     observed_tpr_lag_threshold_secs: f64,
     observed_tpr_min_observations: usize,
@@ -213,6 +235,8 @@ pub struct FlinkOperatorPolicy {
     /// Samples by period start (ms); a cache, see the crate docs.
     samples: BTreeMap<i64, Sample>,
     delayed: Option<Delayed>,
+    /// The rescales decided and their measured restarts.
+    tracking: Tracking,
     /// The (last rescale, KPU) seen at the previous evaluation: a change
     /// is a rescale, which clears the delayed scale-down.
     seen: Option<(Option<i64>, u32)>,
@@ -254,12 +278,30 @@ impl Policy for FlinkOperatorPolicy {
         Parameter::boolean("restart_time_tracking")
             .default("false")
             .meaning(
-                "`job.autoscaler.restart.time-tracking.enabled`: use the host's measured \
-             downtime of the last rescale instead of `restart_secs`.",
+                "`job.autoscaler.restart.time-tracking.enabled`: use the longest restart measured \
+             over the rescales kept (from the decision until the update that made it completed, \
+             counted once the application runs at the parallelism it set), capped by \
+             `restart_time_tracking_limit_secs`, instead of `restart_secs`, which stays while \
+             none is measured.",
             ),
         Parameter::number("restart_time_tracking_limit_secs")
             .default("900")
-            .meaning("`job.autoscaler.restart.time-tracking.limit`: cap on a measured downtime."),
+            .meaning(
+                "`job.autoscaler.restart.time-tracking.limit`: cap on the measured restart, in \
+             whole seconds.",
+            ),
+        Parameter::integer("history_max_age_secs")
+            .default("86400")
+            .meaning(
+                "`job.autoscaler.history.max.age`: rescales decided longer ago are forgotten, \
+             with their measured restarts (the latest is always kept).",
+            ),
+        Parameter::integer("history_max_count")
+            .default("3")
+            .meaning(
+                "`job.autoscaler.history.max.count`: at most this many rescales are kept, the \
+             latest ones (the latest always).",
+            ),
         Parameter::integer("scale_down_interval_secs")
             .default("3600")
             .meaning(
@@ -430,6 +472,8 @@ impl Policy for FlinkOperatorPolicy {
             restart_secs: c.restart_secs,
             restart_time_tracking: c.restart_time_tracking,
             restart_time_tracking_limit_secs: c.restart_time_tracking_limit_secs,
+            history_max_age_ms: i64::from(c.history_max_age_secs) * 1000,
+            history_max_count: c.history_max_count as usize,
             scale_down_interval_ms: i64::from(c.scale_down_interval_secs) * 1000,
             observed_tpr_lag_threshold_secs: c.observed_tpr_lag_threshold_secs,
             observed_tpr_min_observations: c.observed_tpr_min_observations as usize,
@@ -438,6 +482,7 @@ impl Policy for FlinkOperatorPolicy {
             backlog: c.backlog_metric,
             samples: BTreeMap::new(),
             delayed: None,
+            tracking: Tracking::default(),
             seen: None,
         })
     }
@@ -457,6 +502,17 @@ impl Policy for FlinkOperatorPolicy {
                 app.status
             )));
         }
+        // `JobAutoScalerImpl.runScalingLogic`, which runs only while the job
+        // is RUNNING: the trimmed tracking, then the restart of the latest
+        // rescale once the job runs at its parallelism.
+        self.tracking
+            .remove_old(now_ms, self.history_max_age_ms, self.history_max_count);
+        self.tracking.record_restart(
+            now_ms,
+            self.history_max_age_ms,
+            app.last_rescale_ms,
+            app.parallelism,
+        );
         let stable_ms = app
             .last_rescale_ms
             .map_or(i64::MIN, |at| at.saturating_add(self.stabilization_ms));
@@ -472,12 +528,11 @@ impl Policy for FlinkOperatorPolicy {
                 self.window_ms / 1000
             )));
         };
-        let restart_secs = match app.last_update_duration_secs {
-            Some(measured) if self.restart_time_tracking => {
-                f64::from(measured).min(self.restart_time_tracking_limit_secs)
-            }
-            _ => self.restart_secs,
-        };
+        let restart_secs = self.tracking.max_restart_secs_or(
+            self.restart_time_tracking,
+            self.restart_secs,
+            self.restart_time_tracking_limit_secs,
+        );
         let evaluated = scale::evaluate(&window, &self.options, restart_secs);
         let current = app.parallelism.max(1);
         let wanted = scale::target_parallelism(&evaluated, &self.options, restart_secs, current);
@@ -545,6 +600,9 @@ impl Policy for FlinkOperatorPolicy {
             )));
         }
         self.delayed = None;
+        // `ScalingExecutor.scaleResource`: the rescale is recorded, for the
+        // parallelism the host sets for these KPU.
+        self.tracking.add(now_ms, kpu.saturating_mul(per_kpu));
         Ok(Decision::scale_to(
             kpu,
             format!("{measured}: parallelism {current} -> {target} ({kpu} KPU)"),

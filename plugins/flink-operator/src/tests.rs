@@ -6,6 +6,7 @@ use flinkscale_plugin::testing::{check_declarations, configure};
 use flinkscale_plugin::{Action, Application, Series};
 
 use super::scale::{Evaluated, evaluate, scale, target_capacity, target_parallelism};
+use super::tracking::Tracking;
 use super::*;
 
 /// Start of the first period of every test.
@@ -86,6 +87,15 @@ fn declarations_are_complete_and_defaults_are_upstreams() {
     assert_eq!(p.window_ms, 900_000, "metrics.window 15 min");
     assert_eq!(p.stabilization_ms, 300_000, "stabilization.interval 5 min");
     assert_eq!(p.restart_secs, 300.0, "restart.time 5 min");
+    assert_eq!(
+        p.restart_time_tracking_limit_secs, 900.0,
+        "restart.time-tracking.limit 15 min"
+    );
+    assert_eq!(
+        (p.history_max_age_ms, p.history_max_count),
+        (86_400_000, 3),
+        "history.max.age 24 h, history.max.count 3"
+    );
     assert!(
         !p.restart_time_tracking,
         "restart.time-tracking.enabled false"
@@ -503,4 +513,134 @@ fn holds_while_not_running_and_names_a_missing_metric() {
         error.contains("`busy_ms`") && error.contains("busy_metric"),
         "{error}"
     );
+}
+
+/// `ScalingTracking.getMaxRestartTimeOrDefault`: with tracking on, the
+/// longest restart measured over the records (a record not yet measured
+/// does not count), capped by `restart.time-tracking.limit`; with none
+/// measured, or tracking off, `restart.time`.
+#[test]
+fn tracked_restart_time_is_the_longest_measured_capped_by_the_limit() {
+    let mut t = Tracking::default();
+    assert_eq!(t.max_restart_secs_or(true, 300.0, 900.0), 300.0);
+    t.add(T0, 8);
+    assert_eq!(t.max_restart_secs_or(true, 300.0, 900.0), 300.0);
+    // Job at 8 again 600.9 s after the decision: 600 whole seconds.
+    assert!(t.record_restart(T0 + 11 * P, 86_400_000, Some(T0 + 600_900), 8));
+    t.add(T0 + 60 * P, 16);
+    assert!(t.record_restart(T0 + 61 * P, 86_400_000, Some(T0 + 60 * P + 120_000), 16));
+    t.add(T0 + 120 * P, 8);
+    // The latest not measured yet: the longest of 600 and 120, not the
+    // last measured.
+    assert_eq!(t.max_restart_secs_or(true, 300.0, 900.0), 600.0);
+    assert_eq!(t.max_restart_secs_or(true, 300.0, 450.0), 450.0);
+    assert_eq!(t.max_restart_secs_or(false, 300.0, 900.0), 300.0);
+}
+
+/// `recordRestartDurationIfTrackedAndParallelismMatches`: only the latest
+/// record, only once, and only when the job runs at its parallelism, as
+/// long as the scaling history still holds that target (24 h); past that
+/// there is nothing to compare and upstream's `allMatch` holds.
+#[test]
+fn a_restart_is_measured_only_at_the_parallelism_the_rescale_set() {
+    let day = 86_400_000;
+    let mut t = Tracking::default();
+    t.add(T0, 16);
+    // The update completed at 8 (say the host capped it): not measured.
+    assert!(!t.record_restart(T0 + 5 * P, day, Some(T0 + 3 * P), 8));
+    // A completion from before the decision measures nothing.
+    assert!(!t.record_restart(T0 + 5 * P, day, Some(T0 - P), 16));
+    assert!(t.record_restart(T0 + 5 * P, day, Some(T0 + 3 * P), 16));
+    assert_eq!(t.records[&T0].restart_secs, Some(180));
+    // Measured once.
+    assert!(!t.record_restart(T0 + 9 * P, day, Some(T0 + 8 * P), 16));
+    assert_eq!(t.records[&T0].restart_secs, Some(180));
+    // A day and a minute on, the target of a rescale left at 8 is gone
+    // from the history: the restart is taken from its completion.
+    let later = T0 + 10 * P;
+    t.add(later, 16);
+    assert!(!t.record_restart(later + day, day, Some(later + 4 * P), 8));
+    assert!(t.record_restart(later + day + P, day, Some(later + 4 * P), 8));
+    assert_eq!(t.records[&later].restart_secs, Some(240));
+}
+
+/// `ScalingTracking.removeOldRecords(now, history.max.age,
+/// history.max.count)`: records decided before now - 24 h go, then the
+/// oldest beyond 3, but the latest always stays.
+#[test]
+fn tracking_keeps_the_past_day_at_most_three_and_always_the_latest() {
+    let hour = 3_600_000;
+    let day = 24 * hour;
+    let now = T0 + 100 * hour;
+    let mut t = Tracking::default();
+    for h in [30, 20, 5, 3, 1] {
+        t.add(now - h * hour, 8);
+    }
+    t.remove_old(now, day, 3);
+    let kept: Vec<i64> = t.records.keys().map(|at| (now - at) / hour).collect();
+    assert_eq!(kept, vec![5, 3, 1]);
+    // Exactly 24 h old is kept (`headMap(cutoff)` is before it).
+    let mut t = Tracking::default();
+    t.add(now - day, 8);
+    t.add(now - 30 * hour, 8);
+    t.remove_old(now, day, 3);
+    assert_eq!(
+        t.records.keys().copied().collect::<Vec<_>>(),
+        vec![now - day]
+    );
+    // Everything older than a day, or a count of 0: the latest stays.
+    t.remove_old(now + hour, day, 3);
+    assert_eq!(t.records.len(), 1);
+    t.add(now + hour, 8);
+    t.remove_old(now + hour, day, 0);
+    assert_eq!(
+        t.records.keys().copied().collect::<Vec<_>>(),
+        vec![now + hour]
+    );
+}
+
+/// Tracking as the agent drives it: a rescale decided, its update
+/// completed, the next decision sized with the measured restart.
+///
+/// 60 key groups (divisors 1, 2, 3, 4, 5, 6, 10, 12, 15, 20, 30, 60), no
+/// scale-down interval. Periods 0 to 14 saturate 4 KPU as in
+/// `saturated_job_scales_to_the_catch_up_capacity_rounded_to_key_groups`:
+/// capacity 2626 with `restart.time` 300 (nothing measured yet), 4 x 2.626
+/// = 10.5 -> 11 -> 12. The update completes 20 min after the decision
+/// (period 36), at 12 KPU: a restart of 1200 s, capped at 900. Then 300/s
+/// at TPR 1000 (busy = input ms), no lag; the window after the 5 min
+/// stabilisation is periods 41 to 55. Scale-down threshold 300 x 900 /
+/// 1800 + 300 / 0.4 = 900 < 1000: outside. Target 150 + 428.57 = 578.57 ->
+/// 579, 12 x 0.579 = 6.95 -> 7 -> 10. With `restart.time` (tracking off,
+/// or the update completed at another parallelism, so nothing measured):
+/// 50 + 428.57 -> 479, 12 x 0.479 = 5.75 -> 6.
+#[test]
+fn the_next_decision_is_sized_with_the_measured_restart() {
+    let decide_twice = |params: &str, kpu_after: u32| {
+        let mut p = policy(params);
+        let mut rows: Vec<Row> = (0..15)
+            .map(|k| (1000.0, 1000.0, 30_000.0 * k as f64))
+            .collect();
+        let d = decide(&mut p, &evaluation(4, &rows, visible(15)));
+        assert_eq!(d.action.target(), Some(12), "{}", d.reason);
+        rows.extend(std::iter::repeat_n((300.0, 300.0, 0.0), 41));
+        let mut e = evaluation(kpu_after, &rows, visible(56));
+        e.app.last_rescale_ms = Some(visible(15) + 20 * P);
+        let d = decide(&mut p, &e);
+        (d, p.tracking.records[&visible(15)].restart_secs)
+    };
+    let tracked = r#"{"restart_time_tracking": true, "max_parallelism": 60,
+        "scale_down_interval_secs": 0}"#;
+    let (d, measured) = decide_twice(tracked, 12);
+    assert_eq!(measured, Some(1200));
+    assert_eq!(d.action.target(), Some(10), "{}", d.reason);
+    assert!(d.reason.contains("parallelism 12 -> 10"), "{}", d.reason);
+    let untracked = r#"{"max_parallelism": 60, "scale_down_interval_secs": 0}"#;
+    let (d, _) = decide_twice(untracked, 12);
+    assert_eq!(d.action.target(), Some(6), "{}", d.reason);
+    // Completed at 10 KPU instead of 12: not measured, so 300 s: 10 x
+    // 0.479 = 4.79 -> 5.
+    let (d, measured) = decide_twice(tracked, 10);
+    assert_eq!(measured, None);
+    assert_eq!(d.action.target(), Some(5), "{}", d.reason);
 }
