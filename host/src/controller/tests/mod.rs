@@ -413,6 +413,23 @@ impl Running {
         )
     }
 
+    /// [`Running::launch`] of the doubling policy over `cpu` % CPU with
+    /// `interpreter` as its one interpreter, the controller as it comes.
+    fn launch_interpreted(
+        target: &Arc<FakeTarget>,
+        cpu: f64,
+        interpreter: Box<dyn Interpret>,
+    ) -> Self {
+        Self::launch(
+            target.origin,
+            target.clone(),
+            constant(cpu),
+            Box::new(Doubling),
+            vec![interpreter],
+            |c| c,
+        )
+    }
+
     /// A controller of `app` over the fakes, as `configure` finishes it.
     fn launch_app(
         app: &ApplicationConfig,
@@ -1373,14 +1390,7 @@ impl Interpret for NotFinite {
 #[tokio::test(start_paused = true)]
 async fn signals_that_are_not_finite_are_dropped_and_told_once_per_file() {
     let target = FakeTarget::new(1, 90);
-    let run = Running::launch(
-        target.origin,
-        target.clone(),
-        constant(50.0),
-        Box::new(Doubling),
-        vec![Box::new(NotFinite { refreshes: 0 })],
-        |c| c,
-    );
+    let run = Running::launch_interpreted(&target, 50.0, Box::new(NotFinite { refreshes: 0 }));
     tokio::time::sleep(Duration::from_secs(250)).await;
     let events = run.stop().await;
     let dropped: Vec<(i64, String, String, bool)> = events
