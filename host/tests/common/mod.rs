@@ -925,15 +925,10 @@ pub fn config_copy(source: &Path, dir: &Path) -> PathBuf {
 /// datapoint, scale in at or below 35 % on two, and `step` doubling or
 /// halving between them.
 pub fn cpu_step_rules(application: &str) -> String {
+    let cpu = config::cpu_metric(application);
     format!(
         r#"[[application.metric]]
-id = "cpu"
-namespace = "AWS/KinesisAnalytics"
-metric_name = "containerCPUUtilization"
-dimensions = {{ Application = "{application}" }}
-statistic = "Average"
-period_secs = 10
-
+{cpu}
 [[application.alarm]]
 id = "scale-out"
 metric = "cpu"
