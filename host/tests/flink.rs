@@ -715,14 +715,8 @@ params = { scale_out_alarm = "scale-out", scale_in_alarm = "scale-in", operation
 /// Starts `flinkscale --log-format json run --config CONFIG` in `dir`,
 /// logging at info to `dir/agent.log`: the agent and its log's path.
 fn start_agent(dir: &Path, config: &Path) -> (common::Running, PathBuf) {
-    let mut command = Command::new(common::BIN);
-    command
-        .args(["--log-format", "json", "run", "--config"])
-        .arg(config)
-        .current_dir(dir)
-        .env("RUST_LOG", "info");
     let log = dir.join("agent.log");
-    let agent = common::Running::spawn("flinkscale run", command, &log);
+    let agent = common::Running::spawn("flinkscale run", common::agent_command(config, dir), &log);
     (agent, log)
 }
 
