@@ -330,6 +330,7 @@ async fn an_agent_scales_out_when_the_cloudwatch_alarm_its_policy_watches_fires(
     // The agent has no local alarm at all: the policy's two alarms are
     // CloudWatch's. The metric is fetched for the record only.
     let config = dir.join("agent.toml");
+    let cpu = common::config::cpu_metric(APP);
     std::fs::write(
         &config,
         format!(
@@ -345,13 +346,7 @@ update_timeout_secs = 120
 grace_period_secs = 5
 
 [[application.metric]]
-id = "cpu"
-namespace = "AWS/KinesisAnalytics"
-metric_name = "containerCPUUtilization"
-dimensions = {{ Application = "{APP}" }}
-statistic = "Average"
-period_secs = 10
-
+{cpu}
 [[application.alarm]]
 id = "scale-out"
 source = "cloudwatch"

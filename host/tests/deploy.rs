@@ -212,6 +212,7 @@ fn the_container_image_runs_the_agent_as_an_unprivileged_user_against_the_emulat
     let emulator = Emulator::start(&scenario("e2e-scale.toml"), 20.0, &[], dir.path());
     let port = common::free_port();
     let config = dir.path().join("config.toml");
+    let cpu = common::config::cpu_metric("e2e-app");
     std::fs::write(
         &config,
         format!(
@@ -227,13 +228,7 @@ grace_period_secs = 600
 evaluation_interval_secs = 2
 
 [[application.metric]]
-id = "cpu"
-namespace = "AWS/KinesisAnalytics"
-metric_name = "containerCPUUtilization"
-dimensions = {{ Application = "e2e-app" }}
-statistic = "Average"
-period_secs = 10
-
+{cpu}
 [[application.alarm]]
 id = "scale-out"
 metric = "cpu"

@@ -45,13 +45,10 @@ const UPDATING_WALL_MS: i64 = 3_000;
 /// would (rightly) scale out again after each scale-in. The reference
 /// design avoids that with 5 of 5 one-minute datapoints, too slow here.
 fn scale_config(dir: &Path) -> PathBuf {
-    let plugins = toml_edit::Value::from(plugin_dir().to_string_lossy().as_ref()).to_string();
+    let agent = common::config::agent_table(&plugin_dir());
     let rules = common::cpu_step_rules(APP);
     let text = format!(
-        r#"[agent]
-plugin_dir = {plugins}
-state_dir = "state"
-
+        r#"{agent}
 [[application]]
 name = "{APP}"
 min_kpu = {MIN_KPU}

@@ -34,12 +34,9 @@ const SPEED: f64 = 20.0;
 /// Expression query and the emulator evaluates. No alarm watches a metric,
 /// so any rescale comes from the interpreters.
 fn config(dir: &Path) -> PathBuf {
-    let plugins = toml_edit::Value::from(plugin_dir().to_string_lossy().as_ref()).to_string();
+    let agent = common::config::agent_table(&plugin_dir());
     let text = format!(
-        r#"[agent]
-plugin_dir = {plugins}
-state_dir = "state"
-
+        r#"{agent}
 [[application]]
 name = "{APP}"
 min_kpu = {MIN_KPU}

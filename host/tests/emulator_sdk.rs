@@ -11,8 +11,8 @@ mod common;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
-use aws_config::SdkConfig;
 use aws_config::retry::RetryConfig;
+use aws_config::{ConfigLoader, SdkConfig};
 use aws_sdk_cloudwatch::error::ProvideErrorMetadata;
 use aws_sdk_cloudwatch::primitives::DateTime;
 use aws_sdk_cloudwatch::types::{
@@ -75,12 +75,19 @@ async fn start(
     (handle, dir)
 }
 
-/// An SDK configuration aimed at the emulator: static credentials,
-/// us-east-1, one attempt per call (so every error reaches the test).
-async fn sdk_config(handle: &EmulatorHandle) -> SdkConfig {
+/// The agent's own SDK configuration (its retries and timeouts) aimed at
+/// the emulator, with static credentials, in us-east-1; a test overrides
+/// what it needs before loading it.
+fn sdk_loader(handle: &EmulatorHandle) -> ConfigLoader {
     flinkscale::aws::config_loader(Some("us-east-1"))
         .endpoint_url(handle.endpoint_url())
         .test_credentials()
+}
+
+/// An SDK configuration aimed at the emulator: static credentials,
+/// us-east-1, one attempt per call (so every error reaches the test).
+async fn sdk_config(handle: &EmulatorHandle) -> SdkConfig {
+    sdk_loader(handle)
         .retry_config(RetryConfig::standard().with_max_attempts(1))
         .load()
         .await
@@ -963,9 +970,7 @@ async fn an_after_effect_fault_fails_the_sdk_call_of_an_update_that_took_effect(
     ];
     for (what, fault, logged) in losses {
         let (emu, _dir) = start(HOUR_MS, 1.0, 100).await;
-        let config = flinkscale::aws::config_loader(Some("us-east-1"))
-            .endpoint_url(emu.endpoint_url())
-            .test_credentials()
+        let config = sdk_loader(&emu)
             .retry_config(RetryConfig::standard().with_max_attempts(1))
             .timeout_config(
                 aws_config::timeout::TimeoutConfig::builder()
@@ -1039,9 +1044,7 @@ async fn the_sdks_own_retry_of_an_update_whose_answer_was_lost_is_refused() {
     // (3 attempts), attempt 1 takes effect and its answer is lost, attempt
     // 2 quotes the same version and finds the application UPDATING.
     let (emu, _dir) = start(HOUR_MS, 1.0, 100).await;
-    let config = flinkscale::aws::config_loader(Some("us-east-1"))
-        .endpoint_url(emu.endpoint_url())
-        .test_credentials()
+    let config = sdk_loader(&emu)
         .retry_config(RetryConfig::standard().with_max_attempts(3))
         .load()
         .await;
@@ -1088,11 +1091,7 @@ async fn the_sdks_own_retry_of_an_update_whose_answer_was_lost_is_refused() {
 #[tokio::test]
 async fn the_msf_target_sends_update_application_once_even_when_its_answer_is_lost() {
     let (emu, _dir) = start(HOUR_MS, 1.0, 100).await;
-    let config = flinkscale::aws::config_loader(Some("us-east-1"))
-        .endpoint_url(emu.endpoint_url())
-        .test_credentials()
-        .load()
-        .await;
+    let config = sdk_loader(&emu).load().await;
     let target = MsfTarget::new(&config);
     // One application per round, so that no round waits for an update.
     for (app, error) in [("calm", "InternalFailure"), ("busy", "ThrottlingException")] {

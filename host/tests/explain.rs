@@ -27,13 +27,10 @@ const SPEED: f64 = 20.0;
 /// The step policy on CPU between 2 and 4 KPU: at the load the test sets,
 /// 2 KPU run above 75 % and the policy doubles them to 4 once.
 fn config(dir: &Path, listen: SocketAddr) -> PathBuf {
-    let plugins = toml_edit::Value::from(plugin_dir().to_string_lossy().as_ref()).to_string();
+    let agent = common::config::agent_table(&plugin_dir());
     let rules = common::cpu_step_rules(APP);
     let text = format!(
-        r#"[agent]
-plugin_dir = {plugins}
-state_dir = "state"
-listen = "{listen}"
+        r#"{agent}listen = "{listen}"
 
 [[application]]
 name = "{APP}"

@@ -28,6 +28,8 @@ use flinkscale::target::flink::FlinkTarget;
 use flinkscale::target::{AppStatus, ScalingTarget, TargetError};
 use serde_json::{Value, json};
 
+use common::config::{AgentConfig, Application};
+
 /// The repository root, where scripts/ and .venv live.
 fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -482,58 +484,15 @@ fn a_job_replaced_under_a_rescale_is_another(
     let dir = tempfile::tempdir().expect("a folder for the agent");
     let config = dir.path().join("flinkscale.toml");
     // The scale-in alarm always fires: the agent scales 2 -> 1 at once.
-    std::fs::write(
-        &config,
-        format!(
-            r#"[[application]]
-name = "replaced"
-target = "flink"
-rest_url = "{}"
-job_name = "{job_name}"
-min_parallelism = 1
-max_parallelism = 2
-update_poll_secs = 1
-update_timeout_secs = 120
-grace_period_secs = {GRACE_SECS}
-
-[[application.metric]]
-id = "busy"
-source = "flink"
-metric_name = "busyTimeMsPerSecond"
-statistic = "Maximum"
-vertex = "Calc"
-period_secs = 10
-
-[[application.alarm]]
-id = "scale-out"
-metric = "busy"
-comparison = "GreaterThanThreshold"
-threshold = 1e9
-evaluation_periods = 1
-
-[[application.alarm]]
-id = "scale-in"
-metric = "busy"
-comparison = "LessThanThreshold"
-threshold = 1e9
-evaluation_periods = 1
-
-[application.policy]
-plugin = "step"
-params = {{ scale_out_alarm = "scale-out", scale_in_alarm = "scale-in", operation = "multiply", scale_out_factor = 2, scale_in_factor = 2 }}
-"#,
-            cluster.rest_url()
-        ),
-    )
-    .expect("writing the configuration");
-    let mut command = Command::new(common::BIN);
-    command
-        .args(["--log-format", "json", "run", "--config"])
-        .arg(&config)
-        .current_dir(dir.path())
-        .env("RUST_LOG", "info");
-    let log = dir.path().join("agent.log");
-    let agent = common::Running::spawn("flinkscale run", command, &log);
+    AgentConfig::new()
+        .application(
+            step_job("replaced", &cluster.rest_url(), job_name, GRACE_SECS)
+                .alarm(&busy_alarm("scale-out", "GreaterThanThreshold", "1e9", 1))
+                .alarm(&busy_alarm("scale-in", "LessThanThreshold", "1e9", 1))
+                .policy(STEP_POLICY),
+        )
+        .write(&config);
+    let (agent, log) = start_agent(dir.path(), &config);
     let read_log = || std::fs::read_to_string(&log).unwrap_or_default();
     let started = Instant::now();
     wait_for(
@@ -712,54 +671,77 @@ fn validate_environment_reads_each_job(cluster: &Cluster, job_name: &str) {
     );
 }
 
-/// The configuration of the agent of [`a_failing_task_and_a_lost_jobmanager`]:
-/// the job at `rest_url`, the `step` policy on Calc's busy time, its scale-out alarm firing at
-/// every evaluation when `scale_out` (else neither alarm ever fires: the
-/// agent holds), a state folder, and `/readyz`, `/status` at `listen`.
-fn failure_agent_config(rest_url: &str, job_name: &str, listen: &str, scale_out: bool) -> String {
-    let out_threshold = if scale_out { "-1.0" } else { "1e9" };
-    format!(
-        r#"[agent]
-listen = "{listen}"
-
-[[application]]
-name = "failing"
-target = "flink"
-rest_url = "{rest_url}"
-job_name = "{job_name}"
-min_parallelism = 1
-max_parallelism = 2
-update_poll_secs = 1
-update_timeout_secs = 120
-grace_period_secs = {FAILURE_GRACE_SECS}
-lazy_polling = false
-
-[[application.metric]]
-id = "busy"
+/// The job `job_name` at `rest_url` as the application `name` of an agent
+/// of these tests: between parallelism 1 and 2, followed every second
+/// while it updates (for at most 120 s), with a grace period of
+/// `grace_period_secs`, and Calc's busy time as its metric `busy`; the
+/// alarms and the policy are the caller's.
+fn step_job(name: &str, rest_url: &str, job_name: &str, grace_period_secs: u64) -> Application {
+    Application::named(name)
+        .set("target", "flink")
+        .set("rest_url", rest_url)
+        .set("job_name", job_name)
+        .set("min_parallelism", 1)
+        .set("max_parallelism", 2)
+        .set("update_poll_secs", 1)
+        .set("update_timeout_secs", 120)
+        .set("grace_period_secs", grace_period_secs as i64)
+        .metric(
+            r#"id = "busy"
 source = "flink"
 metric_name = "busyTimeMsPerSecond"
 statistic = "Maximum"
 vertex = "Calc"
 period_secs = 10
+"#,
+        )
+}
 
-[[application.alarm]]
-id = "scale-out"
-metric = "busy"
-comparison = "GreaterThanThreshold"
-threshold = {out_threshold}
-evaluation_periods = 1
+/// An alarm `id` on the metric `busy` of [`step_job`]: `comparison` to
+/// `threshold` (a TOML number, as written) for `evaluation_periods`.
+fn busy_alarm(id: &str, comparison: &str, threshold: &str, evaluation_periods: u32) -> String {
+    format!(
+        "id = \"{id}\"\nmetric = \"busy\"\ncomparison = \"{comparison}\"\n\
+         threshold = {threshold}\nevaluation_periods = {evaluation_periods}\n"
+    )
+}
 
-[[application.alarm]]
-id = "scale-in"
-metric = "busy"
-comparison = "LessThanThreshold"
-threshold = -1.0
-evaluation_periods = 1
+/// The `step` policy doubling on the alarm `scale-out` and halving on
+/// `scale-in` (the alarms of [`busy_alarm`]).
+const STEP_POLICY: &str = r#"plugin = "step"
+params = { scale_out_alarm = "scale-out", scale_in_alarm = "scale-in", operation = "multiply", scale_out_factor = 2, scale_in_factor = 2 }
+"#;
 
-[application.policy]
-plugin = "step"
-params = {{ scale_out_alarm = "scale-out", scale_in_alarm = "scale-in", operation = "multiply", scale_out_factor = 2, scale_in_factor = 2 }}
-"#
+/// Starts `flinkscale --log-format json run --config CONFIG` in `dir`,
+/// logging at info to `dir/agent.log`: the agent and its log's path.
+fn start_agent(dir: &Path, config: &Path) -> (common::Running, PathBuf) {
+    let log = dir.join("agent.log");
+    let agent = common::Running::spawn("flinkscale run", common::agent_command(config, dir), &log);
+    (agent, log)
+}
+
+/// The configuration of the agent of [`a_failing_task_and_a_lost_jobmanager`]:
+/// the job at `rest_url`, the `step` policy on Calc's busy time, its scale-out alarm firing at
+/// every evaluation when `scale_out` (else neither alarm ever fires: the
+/// agent holds), a state folder, and `/readyz`, `/status` at `listen`.
+fn failure_agent_config(
+    rest_url: &str,
+    job_name: &str,
+    listen: &str,
+    scale_out: bool,
+) -> AgentConfig {
+    let out_threshold = if scale_out { "-1.0" } else { "1e9" };
+    AgentConfig::new().agent("listen", listen).application(
+        step_job("failing", rest_url, job_name, FAILURE_GRACE_SECS)
+            .set("lazy_polling", false)
+            .alarm(&busy_alarm(
+                "scale-out",
+                "GreaterThanThreshold",
+                out_threshold,
+                1,
+            ))
+            .alarm(&busy_alarm("scale-in", "LessThanThreshold", "-1.0", 1))
+            .policy(STEP_POLICY),
     )
 }
 
@@ -867,19 +849,8 @@ fn a_failing_task_and_a_lost_jobmanager(cluster: &Cluster, job_name: &str) -> St
         let free = TcpListener::bind("127.0.0.1:0").expect("a free port");
         free.local_addr().expect("its address").to_string()
     };
-    std::fs::write(
-        &config,
-        failure_agent_config(&proxy_url, job_name, &listen, false),
-    )
-    .expect("writing the configuration");
-    let mut command = Command::new(common::BIN);
-    command
-        .args(["--log-format", "json", "run", "--config"])
-        .arg(&config)
-        .current_dir(dir.path())
-        .env("RUST_LOG", "info");
-    let log = dir.path().join("agent.log");
-    let agent = common::Running::spawn("flinkscale run", command, &log);
+    failure_agent_config(&proxy_url, job_name, &listen, false).write(&config);
+    let (agent, log) = start_agent(dir.path(), &config);
     let read_log = || std::fs::read_to_string(&log).unwrap_or_default();
     let count = |message: &str| common::log_events(&read_log(), message).len();
     // The reasons of the grace periods the agent held, in order.
@@ -980,11 +951,7 @@ fn a_failing_task_and_a_lost_jobmanager(cluster: &Cluster, job_name: &str) -> St
 
     // Reloaded to scale out: held for one grace period after the restart,
     // then rescaled; never stood down.
-    std::fs::write(
-        &config,
-        failure_agent_config(&proxy_url, job_name, &listen, true),
-    )
-    .expect("writing the configuration");
+    failure_agent_config(&proxy_url, job_name, &listen, true).write(&config);
     let hup = Command::new("kill")
         .args(["-HUP", &agent.pid().to_string()])
         .status()
@@ -1770,50 +1737,14 @@ fn the_agent_scales_a_real_flink_job_out_and_in_with_its_load() {
 
     let dir = tempfile::tempdir().expect("a folder for the agent");
     let config = dir.path().join("flinkscale.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"[[application]]
-name = "e2e"
-target = "flink"
-rest_url = "{}"
-job_name = "{job_name}"
-min_parallelism = 1
-max_parallelism = 2
-update_poll_secs = 1
-update_timeout_secs = 120
-grace_period_secs = 15
-
-[[application.metric]]
-id = "busy"
-source = "flink"
-metric_name = "busyTimeMsPerSecond"
-statistic = "Maximum"
-vertex = "Calc"
-period_secs = 10
-
-[[application.alarm]]
-id = "scale-out"
-metric = "busy"
-comparison = "GreaterThanThreshold"
-threshold = 600.0
-evaluation_periods = 2
-
-[[application.alarm]]
-id = "scale-in"
-metric = "busy"
-comparison = "LessThanThreshold"
-threshold = 250.0
-evaluation_periods = 2
-
-[application.policy]
-plugin = "step"
-params = {{ scale_out_alarm = "scale-out", scale_in_alarm = "scale-in", operation = "multiply", scale_out_factor = 2, scale_in_factor = 2 }}
-"#,
-            cluster.rest_url()
-        ),
-    )
-    .expect("writing the configuration");
+    AgentConfig::new()
+        .application(
+            step_job("e2e", &cluster.rest_url(), job_name, 15)
+                .alarm(&busy_alarm("scale-out", "GreaterThanThreshold", "600.0", 2))
+                .alarm(&busy_alarm("scale-in", "LessThanThreshold", "250.0", 2))
+                .policy(STEP_POLICY),
+        )
+        .write(&config);
     let validated = Command::new(common::BIN)
         .args(["validate", "--config"])
         .arg(&config)
@@ -1825,14 +1756,7 @@ params = {{ scale_out_alarm = "scale-out", scale_in_alarm = "scale-in", operatio
         String::from_utf8_lossy(&validated.stdout),
         String::from_utf8_lossy(&validated.stderr)
     );
-    let mut command = Command::new(common::BIN);
-    command
-        .args(["--log-format", "json", "run", "--config"])
-        .arg(&config)
-        .current_dir(dir.path())
-        .env("RUST_LOG", "info");
-    let log = dir.path().join("agent.log");
-    let agent = common::Running::spawn("flinkscale run", command, &log);
+    let (agent, log) = start_agent(dir.path(), &config);
 
     // Poll Flink until it has been scaled in, out and in again.
     let mut seen: Vec<Seen> = Vec::new();

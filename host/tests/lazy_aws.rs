@@ -149,12 +149,7 @@ fn write_config(dir: &Path, applications: &[String]) -> std::path::PathBuf {
 /// `flinkscale --log-format json run` on `config` in `dir`, with no AWS
 /// environment of this machine and `env` on top.
 fn run_agent(config: &Path, dir: &Path, env: &[(&str, String)]) -> Running {
-    let mut command = Command::new(common::BIN);
-    command
-        .args(["--log-format", "json", "run", "--config"])
-        .arg(config)
-        .current_dir(dir)
-        .env("RUST_LOG", "info");
+    let mut command = common::agent_command(config, dir);
     for (key, _) in std::env::vars_os() {
         if key.to_string_lossy().starts_with("AWS_") {
             command.env_remove(key);

@@ -29,12 +29,10 @@ fn config(dir: &Path, lazy: bool, promise: Option<u32>) -> PathBuf {
     let promise = promise
         .map(|secs| format!("min_publication_delay_secs = {secs}\n"))
         .unwrap_or_default();
-    let plugins = toml_edit::Value::from(plugin_dir().to_string_lossy().as_ref()).to_string();
+    let agent = common::config::agent_table(&plugin_dir());
+    let cpu = common::config::cpu_metric(APP);
     let text = format!(
-        r#"[agent]
-plugin_dir = {plugins}
-state_dir = "state"
-lazy_polling = {lazy}
+        r#"{agent}lazy_polling = {lazy}
 
 [[application]]
 name = "{APP}"
@@ -45,13 +43,7 @@ update_timeout_secs = 120
 grace_period_secs = 5
 
 [[application.metric]]
-id = "cpu"
-namespace = "AWS/KinesisAnalytics"
-metric_name = "containerCPUUtilization"
-dimensions = {{ Application = "{APP}" }}
-statistic = "Average"
-period_secs = 10
-{promise}
+{cpu}{promise}
 [[application.alarm]]
 id = "scale-out"
 metric = "cpu"

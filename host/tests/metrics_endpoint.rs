@@ -29,12 +29,10 @@ const APP: &str = "e2e-app";
 /// The agent's configuration: the `hold` policy on CPU, evaluated every
 /// 2 s, serving on `listen`.
 fn config(dir: &Path, listen: SocketAddr) -> PathBuf {
-    let plugins = toml_edit::Value::from(plugin_dir().to_string_lossy().as_ref()).to_string();
+    let agent = common::config::agent_table(&plugin_dir());
+    let cpu = common::config::cpu_metric(APP);
     let text = format!(
-        r#"[agent]
-plugin_dir = {plugins}
-state_dir = "state"
-listen = "{listen}"
+        r#"{agent}listen = "{listen}"
 
 [[application]]
 name = "{APP}"
@@ -43,13 +41,7 @@ max_kpu = 7
 evaluation_interval_secs = 2
 
 [[application.metric]]
-id = "cpu"
-namespace = "AWS/KinesisAnalytics"
-metric_name = "containerCPUUtilization"
-dimensions = {{ Application = "{APP}" }}
-statistic = "Average"
-period_secs = 10
-
+{cpu}
 [application.policy]
 plugin = "hold"
 "#
@@ -486,13 +478,10 @@ fn an_aws_outage_fails_readiness_never_liveness() {
 /// The step policy with a scale-out alarm above 75 % CPU and a scale-in
 /// alarm at or below 35 %, evaluated every 2 s, serving on `listen`.
 fn scaling_config(dir: &Path, listen: SocketAddr) -> PathBuf {
-    let plugins = toml_edit::Value::from(plugin_dir().to_string_lossy().as_ref()).to_string();
+    let agent = common::config::agent_table(&plugin_dir());
     let rules = common::cpu_step_rules(APP);
     let text = format!(
-        r#"[agent]
-plugin_dir = {plugins}
-state_dir = "state"
-listen = "{listen}"
+        r#"{agent}listen = "{listen}"
 
 [[application]]
 name = "{APP}"
@@ -751,12 +740,12 @@ fn a_journal_that_cannot_be_saved_holds_updates_and_fails_readiness_until_it_can
     let listen: SocketAddr = format!("127.0.0.1:{}", common::free_port())
         .parse()
         .expect("an address");
-    let plugins = toml_edit::Value::from(plugin_dir().to_string_lossy().as_ref()).to_string();
+    let agent = common::config::agent_table(&plugin_dir());
     let config = dir.path().join("agent.toml");
     std::fs::write(
         &config,
         format!(
-            "[agent]\nplugin_dir = {plugins}\nstate_dir = \"state\"\nlisten = \"{listen}\"\n\n\
+            "{agent}listen = \"{listen}\"\n\n\
              [[application]]\nname = \"{APP}\"\nmin_kpu = 2\nmax_kpu = 7\n\
              update_poll_secs = 1\ngrace_period_secs = 5\n\n{}",
             common::cpu_step_rules(APP)

@@ -59,12 +59,10 @@ fn scenario(dir: &Path) -> PathBuf {
 /// application's alarms are set where the load never reaches them, so it
 /// holds and never starts an update.
 fn config(dir: &Path, listen: SocketAddr) -> PathBuf {
-    let plugins = toml_edit::Value::from(plugin_dir().to_string_lossy().as_ref()).to_string();
+    let agent = common::config::agent_table(&plugin_dir());
+    let cpu = common::config::cpu_metric(HEALTHY);
     let mut text = format!(
-        r#"[agent]
-plugin_dir = {plugins}
-state_dir = "state"
-listen = "{listen}"
+        r#"{agent}listen = "{listen}"
 plugin_timeout_ms = 5000
 plugin_quarantine_after_failures = 1000
 "#
@@ -92,13 +90,7 @@ evaluation_interval_secs = {INTERVAL_SECS}
 lazy_polling = false
 
 [[application.metric]]
-id = "cpu"
-namespace = "AWS/KinesisAnalytics"
-metric_name = "containerCPUUtilization"
-dimensions = {{ Application = "{HEALTHY}" }}
-statistic = "Average"
-period_secs = 10
-
+{cpu}
 [[application.alarm]]
 id = "scale-out"
 metric = "cpu"

@@ -43,9 +43,9 @@ fn application(name: &str, plugin: &str, evaluation_interval_secs: u32) -> Strin
 /// `dir/state`) with `applications`, the way an operator edits it: aside,
 /// then renamed over the old file.
 fn write_config(dir: &Path, plugins: &Path, applications: &[String]) -> std::path::PathBuf {
-    let plugins = toml_edit::Value::from(plugins.to_string_lossy().as_ref()).to_string();
     let text = format!(
-        "[agent]\nplugin_dir = {plugins}\nstate_dir = \"state\"\n{}",
+        "{}{}",
+        common::config::agent_table(plugins),
         applications.concat()
     );
     write_text(&dir.join("agent.toml"), &text);

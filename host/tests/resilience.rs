@@ -64,12 +64,10 @@ const SETTLED_EVALUATIONS: usize = 6;
 /// `GRACE_SECS` of grace. One KPU per step makes many scaling cycles, hence
 /// many sensitive instants, per run.
 fn agent_config(dir: &Path) -> PathBuf {
-    let plugins = toml_edit::Value::from(plugin_dir().to_string_lossy().as_ref()).to_string();
+    let agent = common::config::agent_table(&plugin_dir());
+    let cpu = common::config::cpu_metric(APP);
     let text = format!(
-        r#"[agent]
-plugin_dir = {plugins}
-state_dir = "state"
-
+        r#"{agent}
 [[application]]
 name = "{APP}"
 min_kpu = {MIN_KPU}
@@ -80,13 +78,7 @@ update_timeout_secs = 60
 grace_period_secs = {GRACE_SECS}
 
 [[application.metric]]
-id = "cpu"
-namespace = "AWS/KinesisAnalytics"
-metric_name = "containerCPUUtilization"
-dimensions = {{ Application = "{APP}" }}
-statistic = "Average"
-period_secs = 10
-
+{cpu}
 [[application.alarm]]
 id = "scale-out"
 metric = "cpu"

@@ -32,11 +32,11 @@ mod common;
 use std::collections::{BTreeMap, HashMap};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{BIN, Emulator, aws_env, now_ms, workspace};
+use common::{Emulator, aws_env, now_ms, workspace};
 use serde_json::Value;
 
 /// Settling time after the agent started, before the measured window.
@@ -257,12 +257,8 @@ fn measure(n: usize, policy: &str, minutes: u32) -> Figures {
     );
     let config = write_config(dir.path(), n, policy);
 
-    let mut command = Command::new(BIN);
+    let mut command = common::agent_command(&config, dir.path());
     command
-        .args(["--log-format", "json", "run", "--config"])
-        .arg(&config)
-        .current_dir(dir.path())
-        .env("RUST_LOG", "info")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped());

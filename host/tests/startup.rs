@@ -23,11 +23,11 @@ mod common;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use common::{BIN, Emulator, aws_env, workspace};
+use common::{Emulator, aws_env, workspace};
 use serde_json::Value;
 
 /// Applications in the configuration and the scenario.
@@ -150,11 +150,8 @@ struct Run {
 /// Starts `flinkscale --log-format json run` against the emulator and
 /// waits for every application's first `Evaluated.` event.
 fn start_and_time(emulator: &Emulator, config: &Path, dir: &Path) -> Run {
-    let mut command = Command::new(BIN);
+    let mut command = common::agent_command(config, dir);
     command
-        .args(["--log-format", "json", "run", "--config"])
-        .arg(config)
-        .current_dir(dir)
         // The cache's debug event says where each compiled plugin came from.
         .env("RUST_LOG", "info,flinkscale::plugin::cache=debug")
         .stdin(Stdio::null())

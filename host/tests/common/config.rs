@@ -9,6 +9,31 @@
 
 use std::path::{Path, PathBuf};
 
+/// The body of the `[[application.metric]]` `cpu` of an emulator
+/// scenario's `application`: its `containerCPUUtilization` from
+/// CloudWatch, Average over 10 s periods.
+pub fn cpu_metric(application: &str) -> String {
+    format!(
+        r#"id = "cpu"
+namespace = "AWS/KinesisAnalytics"
+metric_name = "containerCPUUtilization"
+dimensions = {{ Application = "{application}" }}
+statistic = "Average"
+period_secs = 10
+"#
+    )
+}
+
+/// The `[agent]` table of a test that runs plugins: the plugins from
+/// `plugin_dir`, the state in `state` beside the configuration; the
+/// caller's keys may follow it.
+pub fn agent_table(plugin_dir: &Path) -> String {
+    AgentConfig::new()
+        .agent("plugin_dir", plugin_dir.to_string_lossy().as_ref())
+        .agent("state_dir", "state")
+        .text()
+}
+
 /// One `[[application]]` table: its keys in the order first set, then its
 /// sub-tables in the order added, then `[application.policy]`.
 #[derive(Debug, Clone)]
@@ -44,15 +69,7 @@ impl Application {
             .set("evaluation_interval_secs", evaluation_interval_secs)
             .set("update_poll_secs", 1)
             .set("grace_period_secs", 2)
-            .metric(&format!(
-                r#"id = "cpu"
-namespace = "AWS/KinesisAnalytics"
-metric_name = "containerCPUUtilization"
-dimensions = {{ Application = "{name}" }}
-statistic = "Average"
-period_secs = 10
-"#
-            ))
+            .metric(&cpu_metric(name))
     }
 
     /// Sets `key` to `value` (a string is quoted as TOML quotes it),

@@ -631,6 +631,19 @@ pub fn aws_env(command: &mut Command, endpoint: &str, dir: &Path) {
         );
 }
 
+/// `flinkscale --log-format json run --config CONFIG` in `dir`, with
+/// `RUST_LOG=info`; the rest of the environment is the test's, for the
+/// caller to change.
+pub fn agent_command(config: &Path, dir: &Path) -> Command {
+    let mut command = Command::new(BIN);
+    command
+        .args(["--log-format", "json", "run", "--config"])
+        .arg(config)
+        .current_dir(dir)
+        .env("RUST_LOG", "info");
+    command
+}
+
 /// Starts `flinkscale --log-format json run --config CONFIG [args]`
 /// against the emulator.
 pub fn start_agent(emulator: &Emulator, config: &Path, args: &[&str], dir: &Path) -> Running {
@@ -650,13 +663,8 @@ pub fn spawn_agent(
     log_name: &str,
     env: &[(&str, &str)],
 ) -> Running {
-    let mut command = Command::new(BIN);
-    command
-        .args(["--log-format", "json", "run", "--config"])
-        .arg(config)
-        .args(args)
-        .current_dir(dir)
-        .env("RUST_LOG", "info");
+    let mut command = agent_command(config, dir);
+    command.args(args);
     aws_env(&mut command, endpoint, dir);
     for (key, value) in env {
         command.env(key, value);
@@ -956,15 +964,10 @@ pub fn config_copy(source: &Path, dir: &Path) -> PathBuf {
 /// datapoint, scale in at or below 35 % on two, and `step` doubling or
 /// halving between them.
 pub fn cpu_step_rules(application: &str) -> String {
+    let cpu = config::cpu_metric(application);
     format!(
         r#"[[application.metric]]
-id = "cpu"
-namespace = "AWS/KinesisAnalytics"
-metric_name = "containerCPUUtilization"
-dimensions = {{ Application = "{application}" }}
-statistic = "Average"
-period_secs = 10
-
+{cpu}
 [[application.alarm]]
 id = "scale-out"
 metric = "cpu"

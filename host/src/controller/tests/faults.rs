@@ -7,14 +7,7 @@ use super::*;
 use crate::telemetry::FailureCounts;
 
 fn launch(target: &Arc<FakeTarget>) -> Running {
-    Running::launch(
-        target.origin,
-        target.clone(),
-        constant(95.0),
-        Box::new(Doubling),
-        Vec::new(),
-        |c| c,
-    )
+    Running::launch_doubling(&test_app(), target.clone(), target.origin)
 }
 
 /// Every failure event was counted, once, under its class.

@@ -25,25 +25,11 @@ fn flink_job(kpu: u32) -> Arc<FakeTarget> {
     target
 }
 
-/// Runs `app` over `target` (Doubling at 95 % CPU) from the target's
-/// origin.
-fn launch_app(app: &ApplicationConfig, target: Arc<dyn ScalingTarget>, origin: Instant) -> Running {
-    Running::launch_app(
-        app,
-        origin,
-        target,
-        constant(95.0),
-        Box::new(Doubling),
-        Vec::new(),
-        |c| c,
-    )
-}
-
 /// The agent on a Flink job `j1` at parallelism 2 (Doubling at 95 % CPU):
 /// its first rescale, to 4, goes out at 0 s and is under way until 90 s.
 fn on_a_flink_job() -> (Arc<FakeTarget>, Running) {
     let target = flink_job(2);
-    let run = launch_app(&flink_app(), target.clone(), target.origin);
+    let run = Running::launch_doubling(&flink_app(), target.clone(), target.origin);
     (target, run)
 }
 
@@ -183,7 +169,7 @@ async fn a_job_replaced_between_rescales_is_reported_as_replaced() {
 async fn an_msf_application_re_created_between_updates_is_reported() {
     let target = FakeTarget::new(2, 90);
     target.state.lock().unwrap().identity = Some("1700000000000".to_owned());
-    let run = launch_app(&test_app(), target.clone(), target.origin);
+    let run = Running::launch_doubling(&test_app(), target.clone(), target.origin);
     until(&target, 200).await;
     {
         let mut s = target.state.lock().unwrap();
@@ -262,7 +248,7 @@ async fn restart_under_put(took: bool, reports_asked: bool) -> (Arc<FakeTarget>,
         took,
         armed: Mutex::new(true),
     });
-    let run = launch_app(&flink_app(), target, inner.origin);
+    let run = Running::launch_doubling(&flink_app(), target, inner.origin);
     until(&inner, 450).await;
     let counts = run.counts.clone();
     let events = run.stop().await;

@@ -413,6 +413,42 @@ impl Running {
         )
     }
 
+    /// [`Running::launch`] of the doubling policy over `cpu` % CPU with
+    /// `interpreter` as its one interpreter, the controller as it comes.
+    fn launch_interpreted(
+        target: &Arc<FakeTarget>,
+        cpu: f64,
+        interpreter: Box<dyn Interpret>,
+    ) -> Self {
+        Self::launch(
+            target.origin,
+            target.clone(),
+            constant(cpu),
+            Box::new(Doubling),
+            vec![interpreter],
+            |c| c,
+        )
+    }
+
+    /// [`Running::launch_app`] of `app` over `target` from `origin`: the
+    /// doubling policy at 95 % CPU (so it wants to scale out at every
+    /// evaluation), no interpreter, the controller as it comes.
+    fn launch_doubling(
+        app: &ApplicationConfig,
+        target: Arc<dyn ScalingTarget>,
+        origin: Instant,
+    ) -> Self {
+        Self::launch_app(
+            app,
+            origin,
+            target,
+            constant(95.0),
+            Box::new(Doubling),
+            Vec::new(),
+            |c| c,
+        )
+    }
+
     /// A controller of `app` over the fakes, as `configure` finishes it.
     fn launch_app(
         app: &ApplicationConfig,
@@ -534,6 +570,16 @@ fn evaluations(events: &[Event]) -> Vec<(i64, Decision)> {
             _ => None,
         })
         .collect()
+}
+
+/// The decision of the evaluation at `t` s among `decided` (as
+/// [`evaluations`] lists them); fails the test if there was none.
+fn decision_at(decided: &[(i64, Decision)], t: i64) -> Decision {
+    decided
+        .iter()
+        .find(|(at, _)| *at == t)
+        .map(|(_, d)| d.clone())
+        .unwrap_or_else(|| panic!("no evaluation at {t} s: {decided:?}"))
 }
 
 #[tokio::test(start_paused = true)]
@@ -918,13 +964,7 @@ async fn a_dry_run_reports_and_waits_out_another_writers_update() {
         reported[0]
     );
     let decided = evaluations(&events);
-    let at = |t: i64| {
-        decided
-            .iter()
-            .find(|(at, _)| *at == t)
-            .map(|(_, d)| d.clone())
-            .unwrap_or_else(|| panic!("no evaluation at {t} s: {decided:?}"))
-    };
+    let at = |t: i64| decision_at(&decided, t);
     assert_eq!(at(180).action, Action::ScaleTo(4));
     let held = at(240);
     assert_eq!(held.action, Action::Hold, "{held:?}");
@@ -994,15 +1034,7 @@ async fn a_flink_job_restarting_within_every_grace_period_is_said_not_to_be_resc
     let mut app = test_app();
     app.target = crate::config::TargetKind::Flink;
     let target = FakeTarget::new(2, 90);
-    let run = Running::launch_app(
-        &app,
-        target.origin,
-        target.clone(),
-        constant(95.0),
-        Box::new(Doubling),
-        Vec::new(),
-        |c| c,
-    );
+    let run = Running::launch_doubling(&app, target.clone(), target.origin);
     // The agent's rescale 2 -> 4 at 0 s is RUNNING at 120 s (grace to 420
     // s); the job restarts every 200 s from 150 s to 1550 s.
     for at in (150..=1550).step_by(200) {
@@ -1025,13 +1057,7 @@ async fn a_flink_job_restarting_within_every_grace_period_is_said_not_to_be_resc
     assert!(moves[1].ends_with(&streak(2, 300)), "{}", moves[1]);
     assert!(moves[4].ends_with(&streak(5, 1200)), "{}", moves[4]);
     let decided = evaluations(&events);
-    let at = |t: i64| {
-        decided
-            .iter()
-            .find(|(at, _)| *at == t)
-            .map(|(_, d)| d.clone())
-            .unwrap_or_else(|| panic!("no evaluation at {t} s: {decided:?}"))
-    };
+    let at = |t: i64| decision_at(&decided, t);
     assert_eq!(at(420).action, Action::Hold);
     assert!(!at(420).reason.contains("times in"), "{:?}", at(420));
     let held = at(720);
@@ -1373,14 +1399,7 @@ impl Interpret for NotFinite {
 #[tokio::test(start_paused = true)]
 async fn signals_that_are_not_finite_are_dropped_and_told_once_per_file() {
     let target = FakeTarget::new(1, 90);
-    let run = Running::launch(
-        target.origin,
-        target.clone(),
-        constant(50.0),
-        Box::new(Doubling),
-        vec![Box::new(NotFinite { refreshes: 0 })],
-        |c| c,
-    );
+    let run = Running::launch_interpreted(&target, 50.0, Box::new(NotFinite { refreshes: 0 }));
     tokio::time::sleep(Duration::from_secs(250)).await;
     let events = run.stop().await;
     let dropped: Vec<(i64, String, String, bool)> = events

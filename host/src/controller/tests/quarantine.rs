@@ -480,14 +480,7 @@ impl Interpret for BrokenInterpreter {
 #[tokio::test(start_paused = true)]
 async fn a_failing_interpreter_holds_the_application_and_is_quarantined() {
     let target = FakeTarget::new(1, 90);
-    let run = Running::launch(
-        target.origin,
-        target.clone(),
-        constant(95.0),
-        Box::new(Doubling),
-        vec![Box::new(BrokenInterpreter)],
-        |c| c,
-    );
+    let run = Running::launch_interpreted(&target, 95.0, Box::new(BrokenInterpreter));
     tokio::time::sleep(Duration::from_secs(400)).await;
     let events = run.stop().await;
     // The policy would scale (95 % CPU), but not on half the picture.
@@ -804,13 +797,10 @@ impl Interpret for ReplacedInterpreter {
 #[tokio::test(start_paused = true)]
 async fn an_interpreter_file_replaced_is_reported_like_a_policy_file() {
     let target = FakeTarget::new(1, 90);
-    let run = Running::launch(
-        target.origin,
-        target.clone(),
-        constant(50.0),
-        Box::new(Doubling),
-        vec![Box::new(ReplacedInterpreter { refreshes: 0 })],
-        |c| c,
+    let run = Running::launch_interpreted(
+        &target,
+        50.0,
+        Box::new(ReplacedInterpreter { refreshes: 0 }),
     );
     tokio::time::sleep(Duration::from_secs(150)).await;
     let events = run.stop().await;
