@@ -293,11 +293,10 @@ pub struct Machine {
     /// application RUNNING or busy yet: the first that does asks when its
     /// last update was ([`Machine::grace_owed`]).
     fresh: bool,
-    /// The grace owed that [`Machine::assess`] found for the evaluation
-    /// whose answer is the next step (`Some(None)`: none), so that it is
-    /// computed once; `None` when no assessment was made (the step then
-    /// computes it).
-    assessed: Option<Option<Owed>>,
+    /// What [`Machine::assess`] found for the evaluation whose answer is
+    /// the next step, so that it is computed once; `None` when no
+    /// assessment was made (the step then computes it).
+    assessed: Option<Assessment>,
     /// The version id the update being followed made, as its accepted
     /// answer said; unknown when it was taken to have applied from a
     /// version id that moved (which may have moved for another reason), or
@@ -307,7 +306,7 @@ pub struct Machine {
     /// The moves of the version id without this agent (a Flink job's
     /// restarts, another writer's updates) that the evaluations since the
     /// last one owed nothing have found, each owed a grace period
-    /// ([`Machine::restart_streak`]). Not journaled: an agent restarted
+    /// ([`restart_streak`]). Not journaled: an agent restarted
     /// counts afresh.
     moves: Option<Moves>,
 }
@@ -321,6 +320,17 @@ struct Moves {
     count: u32,
     /// When the evaluation that found the first one ran.
     since_ms: i64,
+}
+
+/// What an evaluation owes, found once for it ([`Machine::assessment`]):
+/// the grace period, if one is owed, and the moves of the version id
+/// without this agent counted with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Assessment {
+    /// The grace period owed, if any ([`Machine::grace_owed`]).
+    owed: Option<Owed>,
+    /// The moves counted with this evaluation ([`Machine::moves_at`]).
+    moves: Option<Moves>,
 }
 
 /// A grace period owed for an update this agent did not make: somebody
@@ -452,8 +462,9 @@ impl Machine {
         settings: &Settings,
         now_ms: i64,
     ) -> Decision {
-        let owed = self.grace_owed(state, settings, now_ms);
-        self.assessed = Some(owed.clone());
+        let assessment = self.assessment(state, settings, now_ms);
+        self.assessed = Some(assessment.clone());
+        let Assessment { owed, moves } = assessment;
         let Some(owed) = owed else {
             return decision;
         };
@@ -472,12 +483,19 @@ impl Machine {
             "; {}: not acted on for {wait}, holding",
             owed.reason
         ));
-        let moves = self.moves_at(state, Some(&owed), now_ms);
         if let Some(streak) = restart_streak(moves, settings, now_ms) {
             decision.reason.push_str("; ");
             decision.reason.push_str(&streak);
         }
         decision
+    }
+
+    /// What the evaluation of `state` at `now_ms` owes: the grace period
+    /// and the moves counted with it.
+    fn assessment(&self, state: &AppState, settings: &Settings, now_ms: i64) -> Assessment {
+        let owed = self.grace_owed(state, settings, now_ms);
+        let moves = self.moves_at(state, owed.as_ref(), now_ms);
+        Assessment { owed, moves }
     }
 
     /// The moves of the version id without this agent counted with the
@@ -896,22 +914,23 @@ impl Machine {
         }
     }
 
-    /// An evaluation's decision: hold, defer, or send. `assessed` is the
-    /// grace owed that [`Machine::assess`] found for it, if it was asked.
+    /// An evaluation's decision: hold, defer, or send. `assessed` is what
+    /// [`Machine::assess`] found for it, if it was asked.
     fn evaluated(
         &mut self,
         evaluated: Evaluated,
-        assessed: Option<Option<Owed>>,
+        assessed: Option<Assessment>,
         settings: &Settings,
         out: &mut Out,
     ) -> Next {
         self.permission = None;
         let Evaluated { state, decision } = evaluated;
-        let owed = assessed.unwrap_or_else(|| self.grace_owed(&state, settings, out.now_ms));
+        let Assessment { owed, moves } =
+            assessed.unwrap_or_else(|| self.assessment(&state, settings, out.now_ms));
         if state.status == AppStatus::Running || state.status.is_transitional() {
             self.fresh = false;
         }
-        self.moves = self.moves_at(&state, owed.as_ref(), out.now_ms);
+        self.moves = moves;
         let streak = restart_streak(self.moves, settings, out.now_ms);
         self.notice_foreign_update(&state, streak.as_deref(), settings, out);
         if let Some(event) = fight::check(&mut self.record, &state, settings, out.now_ms) {
