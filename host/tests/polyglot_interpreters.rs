@@ -70,10 +70,29 @@ fn rust_wasm() -> PathBuf {
     PathBuf::from(env!("FLINKSCALE_BUILTIN_PLUGIN_DIR")).join("backlog_seconds.wasm")
 }
 
+/// Built components of the target folder, as (label, component), from
+/// (label, file under the target folder, the command that builds it);
+/// fails (never skips) when one is missing.
+fn built(components: [(&'static str, &str, &str); 2]) -> Vec<(&'static str, PathBuf)> {
+    components
+        .into_iter()
+        .map(|(label, file, build)| {
+            let wasm = target_dir().join(file);
+            assert!(
+                wasm.is_file(),
+                "{} is missing: run `{build}` from the workspace root before this test \
+                 (scripts/test.sh does)",
+                wasm.display()
+            );
+            (label, wasm)
+        })
+        .collect()
+}
+
 /// The ports of `backlog-seconds` to other languages, as (label, component);
 /// fails (never skips) when one is missing.
 fn ports() -> Vec<(&'static str, PathBuf)> {
-    [
+    built([
         (
             "python",
             "polyglot/backlog_seconds-py.wasm",
@@ -84,19 +103,7 @@ fn ports() -> Vec<(&'static str, PathBuf)> {
             "polyglot/backlog-seconds-js.wasm",
             "plugins/js/build.sh backlog-seconds",
         ),
-    ]
-    .into_iter()
-    .map(|(label, file, build)| {
-        let wasm = target_dir().join(file);
-        assert!(
-            wasm.is_file(),
-            "{} is missing: run `{build}` from the workspace root before this test \
-             (scripts/test.sh does)",
-            wasm.display()
-        );
-        (label, wasm)
-    })
-    .collect()
+    ])
 }
 
 /// Every implementation, Rust first, then the ports.
@@ -581,7 +588,7 @@ fn simulate_decides_the_same_with_the_python_and_javascript_backlog_seconds() {
 /// helpers (tests/fixtures/polyglot), as (label, component); fails (never
 /// skips) when one is missing.
 fn misbehaving() -> Vec<(&'static str, PathBuf)> {
-    [
+    built([
         (
             "python",
             "polyglot/misbehave_interpreter-py.wasm",
@@ -592,19 +599,7 @@ fn misbehaving() -> Vec<(&'static str, PathBuf)> {
             "polyglot/misbehave-interpreter-js.wasm",
             "plugins/js/build.sh tests/fixtures/polyglot/misbehave-interpreter.js",
         ),
-    ]
-    .into_iter()
-    .map(|(label, file, build)| {
-        let wasm = target_dir().join(file);
-        assert!(
-            wasm.is_file(),
-            "{} is missing: run `{build}` from the workspace root before this test \
-             (scripts/test.sh does)",
-            wasm.display()
-        );
-        (label, wasm)
-    })
-    .collect()
+    ])
 }
 
 /// A fixture's signals as (name, value), or the error the host displayed.
