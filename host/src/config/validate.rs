@@ -330,7 +330,6 @@ fn validate_application_names(names: &[(usize, &str)]) -> Vec<Problem> {
     problems
 }
 
-/// Checks one `[[application]]`, at index `index` in the file.
 /// What is valid for a whole-number field that must be 1 or more, by its
 /// key; the same words whether the file gives 0 (found here) or a value of
 /// the wrong type (found by the parser, `load.rs`). `None` for any other
@@ -357,6 +356,7 @@ fn at_least_one(key: &str) -> &'static str {
     valid_positive(key).unwrap_or("valid: 1 or more")
 }
 
+/// Checks one `[[application]]`, at index `index` in the file.
 fn validate_application(index: usize, app: &ApplicationConfig) -> Vec<Problem> {
     let at = FieldPath::root().key("application").index(index);
     let mut problems = validate_target(&at, app);

@@ -79,8 +79,9 @@ pub fn contract_versions() -> Vec<&'static str> {
 ///
 /// Calls into plugins are synchronous and block the calling thread for up
 /// to the call timeout; a load may also wait up to the compile timeout
-/// ([`SandboxLimits::compile_timeout`], 60 s by default). Make them from a thread that may block (tokio's blocking pool,
-/// as the controller does), not from an async task. They are safe from
+/// ([`SandboxLimits::compile_timeout`], 60 s by default). Make them from
+/// a thread that may block (tokio's blocking pool, as the controller
+/// does), not from an async task. They are safe from
 /// anywhere in a tokio runtime (see `guarded` in `instance.rs`).
 pub struct PluginHost {
     engine: Engine,
