@@ -10,11 +10,11 @@
 //! (`flink-autoscaler/src/main/java/org/apache/flink/autoscaler/`), in the
 //! revision where `JobVertexScaler.ParallelismChange` carries
 //! `outsideUtilizationBound` and `DelayedScaleDown` keeps the
-//! recommendations of the past `scale-down.interval`, with the single-pass
-//! key-group alignment of `JobVertexScaler.scale`. (Later upstream
-//! revisions rework that alignment: two phases that never turn a
-//! scale-down into a scale-up, then other adjust modes and a new default;
-//! this port does not follow them.)
+//! recommendations of the past `scale-down.interval`, and the
+//! parallelism alignment of operator 1.16.0 (released 2026-08-06; FLIP-586,
+//! `alignment/ParallelismAligner.java` at `649590d`,
+//! `alignment/BuiltInAlignmentMode.java` and `JobVertexScaler.scale` at
+//! `921ac1e`), whose default, `BALANCED`, replaced `EVENLY_SPREAD`.
 //!
 //! - `config/AutoScalerOptions.java`: every option and default below.
 //! - `ScalingMetricCollector.java`: no metrics while the job stabilises
@@ -24,7 +24,10 @@
 //!   a restart clears the collected metrics.
 //! - `ScalingMetricEvaluator.java`: over the window, the true processing
 //!   rate from busy time (TPR = numRecordsInPerSecond /
-//!   (busyTimeMsPerSecond / 1000), infinite with no input), switched to the
+//!   (busyTimeMsPerSecond / 1000), infinite with no input; 1.16's mean of
+//!   `NUM_RECORDS_IN_PER_SECOND` as the numerator, FLINK-39306, applies to
+//!   non-source vertices only, so a source's stays the rate of its
+//!   records in), switched to the
 //!   observed TPR when the busy-time one is more than
 //!   `observed-true-processing-rate.switch-threshold` (0.15) above it. The
 //!   observed TPR of a period (`ScalingMetrics.getObservedTpr`, stored by
@@ -64,9 +67,15 @@
 //!   by `scale-down.max-factor` (0.6: at least 0.4 x the parallelism) and
 //!   `scale-up.max-factor` (100000); new parallelism = ceil(factor x
 //!   current) within `vertex.min-parallelism` (1) and
-//!   `vertex.max-parallelism` (200) and the key groups, rounded up to a
-//!   divisor of the key groups (mode
-//!   `scaling.key-group.partitions.adjust.mode` = `EVENLY_SPREAD`). Every
+//!   `vertex.max-parallelism` (200) and the key groups; when that changes
+//!   the parallelism, aligned to the key groups by
+//!   `scaling.parallelism-alignment.mode` (default `BALANCED`: scanning up
+//!   from it, to the key groups for a scale-up and to the current
+//!   parallelism for a scale-down, the first divisor of the key groups or
+//!   parallelism with fewer key groups per subtask; none found, it stays;
+//!   see [`scale::Alignment`] for the other modes and the deprecated
+//!   `scaling.key-group.partitions.adjust.mode`, whose `EVENLY_SPREAD`
+//!   was the default up to 1.15). Every
 //!   scale-down recommendation is recorded with whether the TPR was
 //!   outside the utilisation boundary; none is made within
 //!   `scale-down.interval` (1 h, formerly `scale-up.grace-period`) of the
@@ -89,8 +98,10 @@
 //! arithmetic gives one parallelism, which becomes ceil(parallelism /
 //! ParallelismPerKPU) KPU. The key groups are the job's max parallelism,
 //! Flink's default 128 for a job of parallelism up to 85 (`max_parallelism`),
-//! so the parallelisms asked for are the divisors of 128 (1, 2, 4, ..., 64,
-//! 128) and with one subtask per KPU so are the KPU; with more subtasks per
+//! so a scale-up asks for a parallelism `BALANCED` aligns to 128 (1, 2, 4,
+//! 6, 7, 8, 10, 11, 12, 13, 15, 16, 19, 22, 26, 32, 43, 64 or 128; a
+//! scale-down, which stops at the current one, may end between them) and
+//! with one subtask per KPU so are the KPU; with more subtasks per
 //! KPU the KPU round up, and the running parallelism is a multiple of
 //! ParallelismPerKPU. The lag is the source's backlog in records
 //! (`SumOffsetLag`); MSF publishes no back-pressure, so an observed TPR is
@@ -120,7 +131,7 @@ use serde::Deserialize;
 pub mod scale;
 mod tracking;
 
-use scale::{Options, WindowMetrics};
+use scale::{Alignment, Options, WindowMetrics};
 use tracking::Tracking;
 
 /// The parameters as written; every key has a declared default.
@@ -142,6 +153,8 @@ struct Config {
     vertex_min_parallelism: u32,
     vertex_max_parallelism: u32,
     max_parallelism: u32,
+    alignment_mode: Option<AlignmentMode>,
+    key_group_partitions_adjust_mode: Option<AdjustMode>,
     backlog_lag_threshold_secs: f64,
     observed_tpr_lag_threshold_secs: f64,
     observed_tpr_switch_threshold: f64,
@@ -149,6 +162,37 @@ struct Config {
     records_in_metric: String,
     busy_metric: String,
     backlog_metric: String,
+}
+
+/// `job.autoscaler.scaling.parallelism-alignment.mode`'s built-in modes,
+/// as written (a custom mode class cannot be loaded here).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+enum AlignmentMode {
+    Balanced,
+    EvenlySpread,
+    Off,
+}
+
+/// The deprecated `job.autoscaler.scaling.key-group.partitions.adjust.mode`,
+/// as written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+enum AdjustMode {
+    EvenlySpread,
+    MaximizeUtilisation,
+}
+
+/// `ParallelismAligner.resolve`: the new key when set, else the deprecated
+/// key when set, else `BALANCED`.
+fn resolve_alignment(mode: Option<AlignmentMode>, legacy: Option<AdjustMode>) -> Alignment {
+    match (mode, legacy) {
+        (Some(AlignmentMode::Balanced), _) | (None, None) => Alignment::Balanced,
+        (Some(AlignmentMode::EvenlySpread), _) => Alignment::EvenlySpread,
+        (Some(AlignmentMode::Off), _) => Alignment::Off,
+        (None, Some(AdjustMode::EvenlySpread)) => Alignment::LegacyEvenlySpread,
+        (None, Some(AdjustMode::MaximizeUtilisation)) => Alignment::LegacyMaximizeUtilisation,
+    }
 }
 
 /// A window counts as collected when at least this fraction of its periods
@@ -327,9 +371,24 @@ impl Policy for FlinkOperatorPolicy {
             .default("128")
             .meaning(
                 "The job's key groups (`pipeline.max-parallelism`, 128 by default for a job up to \
-             parallelism 85): the parallelism is rounded up to a divisor of it and never \
+             parallelism 85): the parallelism is aligned to it (`alignment_mode`) and never \
              exceeds it; at least 1.",
             ),
+        Parameter::text("alignment_mode").meaning(
+            "`job.autoscaler.scaling.parallelism-alignment.mode`: how the parallelism is aligned to \
+             the key groups: \"BALANCED\" (the first parallelism from the computed one that divides \
+             the key groups or lowers the key groups per subtask), \"EVENLY_SPREAD\" (the first \
+             divisor), \"OFF\" (none); within the scaling direction, else the computed one. \
+             Absent: `key_group_partitions_adjust_mode` if set, else \"BALANCED\" (upstream's \
+             default since 1.16.0).",
+        ),
+        Parameter::text("key_group_partitions_adjust_mode").meaning(
+            "The deprecated `job.autoscaler.scaling.key-group.partitions.adjust.mode`, read only \
+             when `alignment_mode` is absent: \"EVENLY_SPREAD\" (upstream's default up to 1.15) or \
+             \"MAXIMIZE_UTILISATION\"; with no aligned parallelism within the scaling direction \
+             it falls back below the computed one, and keeps the current parallelism when that \
+             would reverse the direction.",
+        ),
         Parameter::number("backlog_lag_threshold_secs")
             .default("300")
             .meaning(
@@ -466,6 +525,7 @@ impl Policy for FlinkOperatorPolicy {
                 vertex_min_parallelism: c.vertex_min_parallelism,
                 vertex_max_parallelism: c.vertex_max_parallelism,
                 max_parallelism: c.max_parallelism,
+                alignment: resolve_alignment(c.alignment_mode, c.key_group_partitions_adjust_mode),
             },
             window_ms: i64::from(c.metrics_window_secs) * 1000,
             stabilization_ms: i64::from(c.stabilization_secs) * 1000,

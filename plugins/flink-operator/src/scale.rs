@@ -30,6 +30,37 @@ pub struct Options {
     /// The job's key groups (`pipeline.max-parallelism`), which the new
     /// parallelism is aligned to.
     pub max_parallelism: u32,
+    /// How the new parallelism is aligned to the key groups.
+    pub alignment: Alignment,
+}
+
+/// How a computed parallelism is aligned to the key groups
+/// (`alignment/ParallelismAligner.java`): the mode
+/// `job.autoscaler.scaling.parallelism-alignment.mode` selects
+/// (`alignment/BuiltInAlignmentMode.java`), or the one the deprecated
+/// `job.autoscaler.scaling.key-group.partitions.adjust.mode` selects when
+/// only that key is set (`alignment/KeyGroupOrPartitionsAdjustMode.java`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Alignment {
+    /// `BALANCED`, the default since operator 1.16.0: the first
+    /// parallelism of the direction's region that divides the key groups
+    /// or lowers the key groups per subtask (12 for 11 of 128 key groups,
+    /// where `EVENLY_SPREAD` takes 16); none found, the computed target.
+    Balanced,
+    /// `EVENLY_SPREAD`: the first divisor of the key groups in the
+    /// direction's region; none found, the computed target.
+    EvenlySpread,
+    /// `OFF`: the computed target as it is.
+    Off,
+    /// The deprecated key's `EVENLY_SPREAD`, the default up to operator
+    /// 1.15: as [`Alignment::EvenlySpread`], but with no divisor in the
+    /// region it falls back below the target, and a result that would
+    /// reverse the direction keeps the current parallelism (the scale is
+    /// blocked).
+    LegacyEvenlySpread,
+    /// The deprecated key's `MAXIMIZE_UTILISATION`: as
+    /// [`Alignment::Balanced`] in the region, with the legacy fallback.
+    LegacyMaximizeUtilisation,
 }
 
 /// What one full metric window measured (`ScalingMetricEvaluator`).
@@ -226,15 +257,22 @@ pub fn target_parallelism(
         factor,
         current.min(options.vertex_min_parallelism),
         current.max(options.vertex_max_parallelism),
+        options.alignment,
     )
 }
 
-/// `JobVertexScaler.scale` for a keyed vertex in the default
-/// `EVENLY_SPREAD` mode: ceil(factor x current) within the limits and the
-/// key groups, then up to the next divisor of the key groups; when there is
-/// none up to the bound, down to the least parallelism that keeps the same
-/// number of key groups per subtask.
-pub fn scale(current: u32, key_groups: u32, factor: f64, lower: u32, upper: u32) -> u32 {
+/// `JobVertexScaler.scale` for a keyed vertex (its key groups are the
+/// job's max parallelism): ceil(factor x current) within the limits and
+/// the key groups; unchanged, that is the answer, otherwise it is aligned
+/// to the key groups by `alignment` (`ParallelismAligner.align`).
+pub fn scale(
+    current: u32,
+    key_groups: u32,
+    factor: f64,
+    lower: u32,
+    upper: u32,
+    alignment: Alignment,
+) -> u32 {
     let wanted = (factor * f64::from(current))
         .ceil()
         .min(f64::from(u32::MAX));
@@ -245,20 +283,83 @@ pub fn scale(current: u32, key_groups: u32, factor: f64, lower: u32, upper: u32)
         wanted as u32
     };
     let upper_bound = key_groups.min(upper);
-    let p = wanted.max(lower).min(upper_bound).max(1);
-    let upper_for_alignment = key_groups.min(upper_bound);
-    if let Some(divisor) = (p..=upper_for_alignment).find(|q| key_groups.is_multiple_of(*q)) {
-        return divisor;
+    let target = wanted.max(lower).min(upper_bound).max(1);
+    if target == current {
+        return target;
     }
-    let mut q = p;
-    while q > 0 {
-        if key_groups / q > key_groups / p {
-            if !key_groups.is_multiple_of(q) {
-                q += 1;
-            }
-            break;
+    let region = Region {
+        current,
+        target,
+        key_groups,
+        upper_bound,
+    };
+    match alignment {
+        Alignment::Off => target,
+        Alignment::Balanced => region.first_aligned(true).unwrap_or(target),
+        Alignment::EvenlySpread => region.first_aligned(false).unwrap_or(target),
+        Alignment::LegacyEvenlySpread => region.legacy(false, lower),
+        Alignment::LegacyMaximizeUtilisation => region.legacy(true, lower),
+    }
+}
+
+/// What `ParallelismAligner`'s static helpers read of a vertex.
+struct Region {
+    current: u32,
+    /// The computed target, within the limits.
+    target: u32,
+    key_groups: u32,
+    /// `upperBoundForAlignment`: the key groups capped by the upper limit.
+    upper_bound: u32,
+}
+
+impl Region {
+    /// `firstAlignedInRegion`: scanning up from the target, to the upper
+    /// bound for a scale-up and to the current parallelism for a
+    /// scale-down, the first divisor of the key groups, or (with
+    /// `accept_load_reducing`) the first parallelism with fewer key groups
+    /// per subtask than the target has.
+    fn first_aligned(&self, accept_load_reducing: bool) -> Option<u32> {
+        let n = self.key_groups;
+        let end = if self.target > self.current {
+            self.upper_bound
+        } else {
+            self.current.min(self.upper_bound)
+        };
+        (self.target..=end)
+            .find(|&p| n.is_multiple_of(p) || (accept_load_reducing && n / p < n / self.target))
+    }
+
+    /// `KeyGroupOrPartitionsAdjustMode.alignParallelism`: the region's
+    /// first aligned parallelism, else `relaxedDownwardFallback` through
+    /// `applyBlockingFallback`.
+    fn legacy(&self, accept_load_reducing: bool, lower: u32) -> u32 {
+        if let Some(p) = self.first_aligned(accept_load_reducing) {
+            return p;
         }
-        q -= 1;
+        let candidate = self.relaxed_downward().max(lower);
+        let scale_up = self.target > self.current;
+        if (scale_up && candidate <= self.current) || (!scale_up && candidate >= self.current) {
+            self.current
+        } else {
+            candidate
+        }
     }
-    q.max(lower).max(1)
+
+    /// `relaxedDownwardFallback` before its clamp to the lower limit: down
+    /// from the target to the least parallelism that keeps its key groups
+    /// per subtask, snapped up to a divisor.
+    fn relaxed_downward(&self) -> u32 {
+        let n = self.key_groups;
+        let mut p = self.target;
+        while p > 0 {
+            if n / p > n / self.target {
+                if !n.is_multiple_of(p) {
+                    p += 1;
+                }
+                break;
+            }
+            p -= 1;
+        }
+        p
+    }
 }

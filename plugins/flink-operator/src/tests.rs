@@ -177,8 +177,8 @@ fn utilisation_boundary_thresholds() {
 
 /// Inside the boundary a rescale the target asks for is not made: input
 /// 1000 at 900 ms busy (TPR 1111) at parallelism 4 wants 1595 / 1111 x 4 =
-/// 5.74 -> 6 -> 8 (a divisor of 128), but 1111 >= 1000 (the scale-up
-/// threshold).
+/// 5.74 -> 6 -> 7 (BALANCED: 128 / 6 = 21, 128 / 7 = 18), but 1111 >= 1000
+/// (the scale-up threshold).
 #[test]
 fn no_rescale_within_the_utilisation_boundary() {
     let rows = vec![(1000.0, 900.0, 0.0); 15];
@@ -187,13 +187,13 @@ fn no_rescale_within_the_utilisation_boundary() {
     assert_eq!(d.action, Action::Hold, "{}", d.reason);
     assert!(
         d.reason
-            .contains("within the utilisation target (parallelism 8 not needed)"),
+            .contains("within the utilisation target (parallelism 7 not needed)"),
         "{}",
         d.reason
     );
     assert_eq!(
         target_parallelism(&steady(1000.0, 900.0), &defaults(), 300.0, 4),
-        8
+        7
     );
 }
 
@@ -202,8 +202,9 @@ fn no_rescale_within_the_utilisation_boundary() {
 /// 420000 / 840 s = 500/s, target data rate 1500/s; lag 420000 -> catch-up
 /// 233.33/s; lag / rate 420 s > 300 s: processing a backlog. Target
 /// capacity 233.33 + 1500 x 300 / 1800 (250) + 1500 / 0.7 (2142.86) =
-/// 2626.19 -> 2626; factor 2.626 x 4 = 10.5 -> 11 -> 16 (next divisor of
-/// 128): 16 KPU.
+/// 2626.19 -> 2626; factor 2.626 x 4 = 10.5 -> 11 -> 12 (BALANCED: 128 /
+/// 11 = 11, 128 / 12 = 10): 12 KPU; 16, the next divisor of 128, with
+/// EVENLY_SPREAD.
 #[test]
 fn saturated_job_scales_to_the_catch_up_capacity_rounded_to_key_groups() {
     let rows: Vec<Row> = (0..15)
@@ -211,8 +212,11 @@ fn saturated_job_scales_to_the_catch_up_capacity_rounded_to_key_groups() {
         .collect();
     let mut p = policy("{}");
     let d = decide(&mut p, &evaluation(4, &rows, visible(15)));
+    assert_eq!(d.action.target(), Some(12), "{}", d.reason);
+    assert!(d.reason.contains("parallelism 4 -> 12"), "{}", d.reason);
+    let mut even = policy(r#"{"alignment_mode": "EVENLY_SPREAD"}"#);
+    let d = decide(&mut even, &evaluation(4, &rows, visible(15)));
     assert_eq!(d.action.target(), Some(16), "{}", d.reason);
-    assert!(d.reason.contains("parallelism 4 -> 16"), "{}", d.reason);
     // scale-up.max-factor 1: at most 2 x 4 = 8.
     let mut capped = policy(r#"{"scale_up_max_factor": 1.0}"#);
     let d = decide(&mut capped, &evaluation(4, &rows, visible(15)));
@@ -246,42 +250,117 @@ fn observed_tpr_replaces_an_inflated_busy_time_tpr() {
 
 /// scale-down.max-factor 0.6: input 100/s at TPR 1000 wants 100 x 300 /
 /// 1800 + 100 / 0.7 = 159.5 -> 160, factor 0.16, capped at 0.4: 32 x 0.4 =
-/// 12.8 -> 13 -> 16. Uncapped (factor 1): 32 x 0.16 = 5.12 -> 6 -> 8.
+/// 12.8 -> 13 -> 15 (BALANCED, scanning [13, 32]: 128 / 13 = 128 / 14 = 9,
+/// 128 / 15 = 8). Uncapped (factor 1): 32 x 0.16 = 5.12 -> 6 -> 7.
 #[test]
 fn scale_down_is_capped_by_the_max_factor() {
     let e = steady(100.0, 100.0);
-    assert_eq!(target_parallelism(&e, &defaults(), 300.0, 32), 16);
+    assert_eq!(target_parallelism(&e, &defaults(), 300.0, 32), 15);
     let uncapped = Options {
         scale_down_max_factor: 1.0,
         ..defaults()
     };
-    assert_eq!(target_parallelism(&e, &uncapped, 300.0, 32), 8);
+    assert_eq!(target_parallelism(&e, &uncapped, 300.0, 32), 7);
 }
 
-/// JobVertexScaler.scale, EVENLY_SPREAD.
+/// (current, key groups, factor, lower limit, upper limit) of a `scale`.
+type Case = (u32, u32, f64, u32, u32);
+
+/// `JobVertexScaler.scale` and `ParallelismAligner`, by hand, in every
+/// mode: (current, key groups, factor, lower, upper) and what BALANCED,
+/// EVENLY_SPREAD, OFF and the deprecated key's EVENLY_SPREAD and
+/// MAXIMIZE_UTILISATION give.
 #[test]
-fn parallelism_is_aligned_to_key_groups() {
-    // Up to the next divisor: 10 x 0.55 = 5.5 -> 6 -> 10 of 100 key groups.
-    assert_eq!(scale(10, 100, 0.55, 1, 200), 10);
-    assert_eq!(scale(4, 128, 2.626, 1, 200), 16);
-    // Never above the key groups.
-    assert_eq!(scale(64, 128, 4.0, 1, 200), 128);
-    // No divisor of 128 in [90, 100] (vertex.max-parallelism 100): down to
-    // the least parallelism with the same key groups per subtask,
-    // 128 / 90 = 1 -> 64 (128 / 64 = 2 > 1, a divisor).
-    assert_eq!(scale(60, 128, 1.5, 1, 100), 64);
-    // 100 key groups, 40 wanted, bound 45: 100 / 40 = 2; 100 / 33 = 3 > 2
-    // and 33 does not divide 100, so 34.
-    assert_eq!(scale(20, 100, 2.0, 1, 45), 34);
-    // The lower limit wins over a tiny factor.
-    assert_eq!(scale(8, 128, 0.01, 4, 200), 4);
+fn parallelism_is_aligned_to_key_groups_in_every_mode() {
+    use Alignment::*;
+    let cases: &[(Case, [u32; 5])] = &[
+        // Up: 4 x 2.626 -> 11 of 128. BALANCED: 128 / 11 = 11, 128 / 12 =
+        // 10 < 11, so 12; EVENLY_SPREAD: the next divisor, 16.
+        ((4, 128, 2.626, 1, 200), [12, 16, 11, 16, 12]),
+        // Down: 10 x 0.55 -> 6 of 100, region [6, 10]. BALANCED: 100 / 6 =
+        // 16, 100 / 7 = 14, so 7; EVENLY_SPREAD: 10, the current (no change).
+        ((10, 100, 0.55, 1, 200), [7, 10, 6, 10, 7]),
+        // Down: 16 x 0.7 -> 12 of 128, region [12, 16]: 128 / 12 = 10,
+        // 128 / 13 = 9, so 13; the first divisor is 16, the current.
+        ((16, 128, 0.7, 1, 200), [13, 16, 12, 16, 13]),
+        // Never above the key groups: 64 x 4 -> 128, a divisor.
+        ((64, 128, 4.0, 1, 200), [128; 5]),
+        // Up to 90 (upper limit 100): no divisor of 128 in [90, 100] and no
+        // fewer key groups per subtask than 128 / 90 = 1; the new modes keep
+        // 90; the legacy ones fall back down from 90 to where the key groups
+        // per subtask grow, 64 (128 / 64 = 2 > 1), a divisor: above 60, kept.
+        ((60, 128, 1.5, 1, 100), [90, 90, 90, 64, 64]),
+        // The same from 70: 64 would turn the scale-up into a scale-down,
+        // so the legacy modes keep 70 (the scale is blocked).
+        ((70, 128, 1.3, 1, 100), [91, 91, 91, 70, 70]),
+        // Down from 100 to 95: nothing in [95, 100]; the legacy fallback
+        // goes down to 64 (the single-pass alignment before 1.16 scanned up
+        // to the key groups and turned this into 128).
+        ((100, 128, 0.95, 1, 200), [95, 95, 95, 64, 64]),
+        // 100 key groups, 40 wanted, upper limit 45: no divisor in [40, 45];
+        // legacy: 100 / 33 = 3 > 100 / 40 = 2 and 33 does not divide 100,
+        // so 34.
+        ((20, 100, 2.0, 1, 45), [40, 40, 40, 34, 34]),
+        // The lower limit wins over a tiny factor: 4 divides 128.
+        ((8, 128, 0.01, 4, 200), [4; 5]),
+        // Unchanged: no alignment at all (20 does not divide 128).
+        ((20, 128, 1.0, 1, 200), [20; 5]),
+    ];
+    for &((current, key_groups, factor, lower, upper), expected) in cases {
+        let modes = [
+            Balanced,
+            EvenlySpread,
+            Off,
+            LegacyEvenlySpread,
+            LegacyMaximizeUtilisation,
+        ];
+        for (mode, want) in modes.into_iter().zip(expected) {
+            assert_eq!(
+                scale(current, key_groups, factor, lower, upper, mode),
+                want,
+                "scale({current}, {key_groups}, {factor}, {lower}, {upper}, {mode:?})"
+            );
+        }
+    }
+}
+
+/// `ParallelismAligner.resolve`: the new key, else the deprecated one,
+/// else BALANCED; an unknown mode is refused naming the valid ones.
+#[test]
+fn the_alignment_mode_resolves_as_upstream() {
+    let mode = |params: &str| policy(params).options.alignment;
+    assert_eq!(mode("{}"), Alignment::Balanced);
+    assert_eq!(
+        mode(r#"{"alignment_mode": "EVENLY_SPREAD"}"#),
+        Alignment::EvenlySpread
+    );
+    assert_eq!(mode(r#"{"alignment_mode": "OFF"}"#), Alignment::Off);
+    assert_eq!(
+        mode(r#"{"key_group_partitions_adjust_mode": "EVENLY_SPREAD"}"#),
+        Alignment::LegacyEvenlySpread
+    );
+    assert_eq!(
+        mode(r#"{"key_group_partitions_adjust_mode": "MAXIMIZE_UTILISATION"}"#),
+        Alignment::LegacyMaximizeUtilisation
+    );
+    assert_eq!(
+        mode(
+            r#"{"alignment_mode": "BALANCED", "key_group_partitions_adjust_mode": "EVENLY_SPREAD"}"#
+        ),
+        Alignment::Balanced
+    );
+    let err = configure::<FlinkOperatorPolicy>(r#"{"alignment_mode": "balanced"}"#).unwrap_err();
+    assert!(
+        err.contains("alignment_mode") && err.contains("BALANCED") && err.contains("EVENLY_SPREAD"),
+        "{err}"
+    );
 }
 
 /// A scale-down waits scale-down.interval (1 h) from its first trigger and
 /// then takes the highest parallelism recommended in between.
 /// At 32 KPU and TPR 1000 (busy = input ms), with scale-down.max-factor 1:
-/// input 100/s wants 8 (above); input 300/s wants 50 + 428.57 = 478.57 ->
-/// 479, 32 x 0.479 = 15.3 -> 16.
+/// input 100/s wants 7 (above: 5.12 -> 6 -> 7); input 300/s wants 50 +
+/// 428.57 = 478.57 -> 479, 32 x 0.479 = 15.3 -> 16, a divisor.
 #[test]
 fn scale_down_waits_the_interval_and_takes_the_highest_recommendation() {
     let mut p = policy(r#"{"scale_down_max_factor": 1.0}"#);
@@ -292,7 +371,7 @@ fn scale_down_waits_the_interval_and_takes_the_highest_recommendation() {
     let d = decide(&mut p, &evaluation(32, &rows, first));
     assert_eq!(d.action, Action::Hold);
     assert!(
-        d.reason.contains("scale-down to 8 delayed 3600 s"),
+        d.reason.contains("scale-down to 7 delayed 3600 s"),
         "{}",
         d.reason
     );
@@ -611,7 +690,8 @@ fn tracking_keeps_the_past_day_at_most_three_and_always_the_latest() {
 /// at TPR 1000 (busy = input ms), no lag; the window after the 5 min
 /// stabilisation is periods 41 to 55. Scale-down threshold 300 x 900 /
 /// 1800 + 300 / 0.4 = 900 < 1000: outside. Target 150 + 428.57 = 578.57 ->
-/// 579, 12 x 0.579 = 6.95 -> 7 -> 10. With `restart.time` (tracking off,
+/// 579, 12 x 0.579 = 6.95 -> 7 -> 8 (BALANCED: 60 / 7 = 8, 60 / 8 = 7).
+/// With `restart.time` (tracking off,
 /// or the update completed at another parallelism, so nothing measured):
 /// 50 + 428.57 -> 479, 12 x 0.479 = 5.75 -> 6.
 #[test]
@@ -633,8 +713,8 @@ fn the_next_decision_is_sized_with_the_measured_restart() {
         "scale_down_interval_secs": 0}"#;
     let (d, measured) = decide_twice(tracked, 12);
     assert_eq!(measured, Some(1200));
-    assert_eq!(d.action.target(), Some(10), "{}", d.reason);
-    assert!(d.reason.contains("parallelism 12 -> 10"), "{}", d.reason);
+    assert_eq!(d.action.target(), Some(8), "{}", d.reason);
+    assert!(d.reason.contains("parallelism 12 -> 8"), "{}", d.reason);
     let untracked = r#"{"max_parallelism": 60, "scale_down_interval_secs": 0}"#;
     let (d, _) = decide_twice(untracked, 12);
     assert_eq!(d.action.target(), Some(6), "{}", d.reason);
