@@ -60,9 +60,9 @@ use crate::plugin::{
     InterpreterInstance, PluginError, PluginHost, PluginSource, PolicyInstance, Refresh, Reloading,
 };
 use crate::state::{StateError, StateStore};
-use crate::target::ScalingTarget;
 use crate::target::flink::FlinkTarget;
 use crate::target::msf::MsfTarget;
+use crate::target::{ScalingTarget, Words};
 use crate::telemetry::Events;
 
 /// Why an agent could not be assembled.
@@ -155,22 +155,26 @@ impl Parts {
             application: app.name.clone(),
             error,
         };
-        let policy = Reloading::policy(
+        // What the plugins log reads in the application's unit.
+        let words = Words::from(app.target);
+        let policy = Reloading::policy_in(
             self.host.clone(),
             paths.policy.clone(),
             crate::config::load::params_json(&app.policy.params),
             app.name.clone(),
+            words,
         )
         .map_err(plugin_error)?
         .prefer(self.named_file(&app.policy.plugin, &paths.policy))
         .in_background();
         let mut interpreters: Vec<Box<dyn Interpret>> = Vec::new();
         for (config, path) in app.interpreters.iter().zip(&paths.interpreters) {
-            let instance = Reloading::interpreter(
+            let instance = Reloading::interpreter_in(
                 self.host.clone(),
                 path.clone(),
                 crate::config::load::params_json(&config.params),
                 app.name.clone(),
+                words,
             )
             .map_err(plugin_error)?
             .prefer(self.named_file(&config.plugin, path))

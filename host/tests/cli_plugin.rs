@@ -130,6 +130,84 @@ fn check_prints_the_same_facts_as_text() {
     assert!(text.contains("result      ok"), "{text}");
 }
 
+/// `--target flink` asks as a Flink job's agent would: the plugin's
+/// decision, summary and log lines, and the host's clamp, speak
+/// parallelism where the default (an MSF application) says KPU; the
+/// numbers are the same.
+#[test]
+fn check_with_target_flink_speaks_parallelism() {
+    let flink = flinkscale(&["plugin", "check", "step", "--target", "flink"]);
+    assert_eq!(code(&flink), Some(0), "{}", stderr(&flink));
+    let text = stdout(&flink);
+    assert!(
+        text.contains(
+            "decision    scale-to parallelism 8: `scale_out` is in ALARM: parallelism 4 x 2 = \
+             parallelism 8\n"
+        ),
+        "{text}"
+    );
+    assert!(!text.contains("KPU"), "{text}");
+    let msf = flinkscale(&["plugin", "check", "step"]);
+    let text = stdout(&msf);
+    assert!(
+        text.contains("decision    scale-to 8: `scale_out` is in ALARM: 4 KPU x 2 = 8 KPU\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "summary     The reference design's step scaling: multiply (or add to) the KPU"
+        ),
+        "{text}"
+    );
+
+    let plugin = misbehave();
+    let (exit, json, err) = check_json(&[
+        &plugin,
+        "--params",
+        r#"{"mode": "huge"}"#,
+        "--target",
+        "flink",
+    ]);
+    assert_eq!(exit, Some(0), "{json}\n{err}");
+    assert_eq!(json["target"], "flink", "{json}");
+    assert_eq!(json["decision"]["action"]["scale_to"], 1_000_000, "{json}");
+    assert_eq!(json["host_decision"]["action"]["scale_to"], 16, "{json}");
+    assert_eq!(
+        json["host_decision"]["reason"],
+        "huge on purpose; clamped from parallelism 1000000 to 16 (max_parallelism)",
+        "{json}"
+    );
+
+    // What the plugin logs through the contract's `log`, at the canned
+    // application's size.
+    let logged = |target: &str| {
+        let output = Command::new(BIN)
+            .args(["plugin", "check", &plugin, "--params", r#"{"mode": "log"}"#])
+            .args(["--target", target])
+            .env("RUST_LOG", "info")
+            .current_dir(workspace())
+            .output()
+            .expect("the binary runs");
+        assert_eq!(code(&output), Some(0), "{}", stderr(&output));
+        stderr(&output)
+    };
+    let flink = logged("flink");
+    assert!(
+        flink.contains(
+            "flinkscale::plugin::guest: misbehave: info at parallelism 4 of max parallelism 16 \
+             plugin=misbehave"
+        ),
+        "{flink}"
+    );
+    let msf = logged("msf");
+    assert!(
+        msf.contains(
+            "flinkscale::plugin::guest: misbehave: info at 4 KPU of max KPU 16 plugin=misbehave"
+        ),
+        "{msf}"
+    );
+}
+
 #[test]
 fn check_of_an_interpreter_prints_the_signals_it_derives() {
     let (code, json, err) = check_json(&["backlog-seconds"]);

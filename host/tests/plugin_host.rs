@@ -994,6 +994,65 @@ fn plugin_log_lines_reach_the_agent_log_tagged() {
         assert!(line.contains("plugin_version=0.1.0"), "{line}");
         assert!(line.contains("application=orders"), "{line}");
     }
+    // An MSF application's line says what the plugin wrote.
+    assert!(
+        logs.contains("misbehave: info at 2 KPU of max KPU 10 plugin=misbehave"),
+        "{logs}"
+    );
+}
+
+/// What a plugin logs through `log` reads in the job's unit on a Flink
+/// job, as its reasons do: the agent (here the simulator's, over the same
+/// assembly) loads the plugin for the application's target. The line is
+/// still the plugin's (its target, plugin, version, application and
+/// source); an MSF application's is unchanged.
+#[test]
+fn a_plugins_log_lines_read_in_parallelism_on_a_flink_job() {
+    let info_lines = |target: &str| {
+        let config = format!(
+            "[agent]\nplugin_timeout_ms = 5000\n\n[[application]]\nname = \"app\"\n{target}\
+             [application.policy]\nplugin = {:?}\nparams = {{ mode = \"log\" }}\n",
+            plugin("misbehave").display().to_string()
+        );
+        let loaded = flinkscale::config::load_str(&config, Path::new("agent.toml"))
+            .unwrap_or_else(|e| panic!("{e}\n{config}"));
+        let trace = flinkscale::sim::Trace::from_points(vec![(0.0, 1000.0), (300.0, 1000.0)])
+            .expect("a valid trace");
+        let mut scenario = flinkscale::sim::Scenario::single("log", trace, 300);
+        scenario.applications[0].params.initial_kpu = 2;
+        let logs = captured_logs(|| {
+            flinkscale::sim::driver::simulate(&scenario, &loaded).expect("the simulation runs");
+        });
+        let lines: Vec<String> = logs
+            .lines()
+            .filter(|l| l.contains("misbehave: info"))
+            .map(str::to_owned)
+            .collect();
+        assert!(!lines.is_empty(), "no info line logged:\n{logs}");
+        lines
+    };
+    let flink = info_lines(
+        "target = \"flink\"\nrest_url = \"http://127.0.0.1:9\"\nmax_parallelism = 10\n\n",
+    );
+    for line in &flink {
+        assert!(
+            line.contains(
+                "flinkscale::plugin::guest: misbehave: info at parallelism 2 of max parallelism \
+                 10 plugin=misbehave plugin_version=0.1.0 application=app source=\"log\""
+            ),
+            "{line}"
+        );
+    }
+    let msf = info_lines("max_kpu = 10\n\n");
+    for line in &msf {
+        assert!(
+            line.contains(
+                "flinkscale::plugin::guest: misbehave: info at 2 KPU of max KPU 10 \
+                 plugin=misbehave plugin_version=0.1.0 application=app source=\"log\""
+            ),
+            "{line}"
+        );
+    }
 }
 
 #[tokio::test]

@@ -592,7 +592,9 @@ fn interpreter_problems(loaded: &LoadedConfig) -> Result<Vec<Problem>, PluginErr
                 .key("interpreter")
                 .index(j);
             let params = load::params_json(&interpreter.params);
-            let (path_at, message) = match host.load_interpreter(path, &params, &app.name) {
+            let words = Words::from(app.target);
+            let outcome = host.load_interpreter_in(path, &params, &app.name, words);
+            let (path_at, message) = match outcome {
                 Ok(mut instance) => match instance.interpret(wall_ms(), &application, &series) {
                     Ok(_) => continue,
                     Err(error) => (at.key("params"), error.to_string()),
@@ -651,11 +653,12 @@ fn plugin_findings(loaded: &LoadedConfig, config: &Path) -> anyhow::Result<usize
                 .join("; ")
             };
             let params = load::params_json(&plugin.params);
+            let words = Words::from(app.target);
             let result = if is_policy {
-                host.load_policy(path, &params, &app.name)
+                host.load_policy_in(path, &params, &app.name, words)
                     .map(|p| (p.label(), p.metadata()))
             } else {
-                host.load_interpreter(path, &params, &app.name)
+                host.load_interpreter_in(path, &params, &app.name, words)
                     .map(|p| (p.label(), p.metadata()))
             };
             match result {

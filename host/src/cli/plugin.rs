@@ -1,7 +1,8 @@
 //! `flinkscale plugin check | describe | bench | sdk`: a plugin author's tools.
 //!
 //! `check` loads a plugin as the agent would and asks it one question on a
-//! canned evaluation; `describe` prints what the plugin declares about its
+//! canned evaluation (of an MSF application, or with `--target flink` of a
+//! Flink job, whose output then speaks parallelism); `describe` prints what the plugin declares about its
 //! parameters (the README's parameter tables are this output, see
 //! [`replace_blocks`]); `bench` times compiling, instantiating and calling
 //! it; `sdk` writes the contract and the SDKs into a folder (`super::kit`).
@@ -21,14 +22,16 @@ use clap::{Args, Subcommand};
 use serde_json::{Value, json};
 
 use super::commands::{PluginCache, parse_plugin_cache, use_plugin_cache};
+use crate::config::TargetKind;
 use crate::config::load::{is_plugin_path, resolve_plugin};
 use crate::model::{Action, Decision, Signal};
 use crate::plugin::inspect::{self, Compiler, ComponentFacts};
-use crate::plugin::validate::{contract_violation, validate_decision};
+use crate::plugin::validate::{contract_violation, validate_decision_in};
 use crate::plugin::{
     Parameter, PluginError, PluginHost, PluginKind, PluginMetadata, PluginSource, SandboxLimits,
     builtin,
 };
+use crate::target::Words;
 
 /// Exit code of a plugin that failed.
 const EXIT_PLUGIN_FAILED: u8 = 1;
@@ -67,6 +70,12 @@ pub enum PluginCommand {
         /// Print one JSON object instead of text.
         #[arg(long)]
         json: bool,
+        /// What the canned application is, as `target` in the
+        /// configuration: an MSF application (KPU) or a job on a Flink
+        /// cluster, whose output reads the plugin's KPU as parallelism,
+        /// as the agent's does.
+        #[arg(long, value_enum, default_value_t = TargetKind::Msf)]
+        target: TargetKind,
         /// Keep compiled plugins in DIR between runs, or not at all
         /// (`off`). Default: $XDG_CACHE_HOME/flinkscale/plugins, else
         /// ~/.cache/flinkscale/plugins.
@@ -175,10 +184,11 @@ pub fn run(args: PluginArgs) -> ExitCode {
             plugin,
             params,
             json,
+            target,
             plugin_cache,
         } => {
             use_plugin_cache(plugin_cache.as_ref());
-            check(&plugin, params.as_deref(), json)
+            check(&plugin, params.as_deref(), json, target.into())
         }
         PluginCommand::Describe {
             plugin,
@@ -321,10 +331,12 @@ fn facts(
 }
 
 /// What `check` found, in the order it found it; `error` is the first
-/// failure, after which nothing more was tried.
+/// failure, after which nothing more was tried. The plugin's texts (its
+/// summary, its decision's reason) are read in `words`.
 #[derive(Debug, Default)]
 struct CheckReport {
     source: String,
+    words: Words,
     facts: Option<ComponentFacts>,
     metadata: Option<PluginMetadata>,
     params: Option<String>,
@@ -337,11 +349,17 @@ struct CheckReport {
     error: Option<String>,
 }
 
-fn check(arg: &PluginArg, params: Option<&str>, json: bool) -> Result<ExitCode, Failure> {
+fn check(
+    arg: &PluginArg,
+    params: Option<&str>,
+    json: bool,
+    words: Words,
+) -> Result<ExitCode, Failure> {
     let params = parse_params(params)?;
     let (source, _) = resolve(arg)?;
     let mut report = CheckReport {
         source: source.origin(),
+        words,
         ..CheckReport::default()
     };
     run_check(&mut report, &source, params);
@@ -360,6 +378,7 @@ fn check(arg: &PluginArg, params: Option<&str>, json: bool) -> Result<ExitCode, 
 }
 
 fn run_check(report: &mut CheckReport, source: &PluginSource, params: Option<String>) {
+    let words = report.words;
     let outcome = (|| -> Result<(), Failure> {
         let host = host()?;
         report.facts = Some(
@@ -388,7 +407,7 @@ fn run_check(report: &mut CheckReport, source: &PluginSource, params: Option<Str
         match kind {
             PluginKind::Policy => {
                 let mut instance = host
-                    .load_policy(source, &params, "")
+                    .load_policy_in(source, &params, "", words)
                     .map_err(|e| refused(report, e))?;
                 report.configured = true;
                 // The configured instance's metadata: what the agent logs.
@@ -396,8 +415,13 @@ fn run_check(report: &mut CheckReport, source: &PluginSource, params: Option<Str
                 let decision = instance
                     .decide(&evaluation)
                     .map_err(|e| Failure::Plugin(e.to_string()))?;
-                let validated = validate_decision(decision.clone(), &evaluation.app);
-                report.decision = Some(decision.clone());
+                let validated = validate_decision_in(decision.clone(), &evaluation.app, words);
+                // Read as the host's is, so that they differ only where
+                // the host changed the decision.
+                report.decision = Some(Decision {
+                    reason: words.plugin_text(&decision.reason),
+                    ..decision.clone()
+                });
                 report.validated = Some(validated);
                 if let Some(problem) = contract_violation(&decision) {
                     return Err(Failure::Plugin(format!("invalid decision: {problem}")));
@@ -405,7 +429,7 @@ fn run_check(report: &mut CheckReport, source: &PluginSource, params: Option<Str
             }
             PluginKind::Interpreter => {
                 let mut instance = host
-                    .load_interpreter(source, &params, "")
+                    .load_interpreter_in(source, &params, "", words)
                     .map_err(|e| refused(report, e))?;
                 report.configured = true;
                 report.metadata = Some(instance.metadata());
@@ -422,10 +446,13 @@ fn run_check(report: &mut CheckReport, source: &PluginSource, params: Option<Str
     }
 }
 
-fn action_text(action: &Action) -> String {
-    match action {
-        Action::Hold => "hold".to_owned(),
-        Action::ScaleTo(kpu) => format!("scale-to {kpu}"),
+/// The contract's action: `scale-to 8`, or on a Flink job `scale-to
+/// parallelism 8`.
+fn action_text(action: &Action, words: Words) -> String {
+    match (action, words) {
+        (Action::Hold, _) => "hold".to_owned(),
+        (Action::ScaleTo(kpu), Words::Msf) => format!("scale-to {kpu}"),
+        (Action::ScaleTo(kpu), Words::Flink) => format!("scale-to {}", words.capacity(*kpu)),
     }
 }
 
@@ -446,9 +473,10 @@ fn check_json(report: &CheckReport) -> Value {
     json!({
         "ok": report.error.is_none(),
         "source": report.source,
+        "target": report.words,
         "name": meta.map(|m| m.name.clone()),
         "version": meta.map(|m| m.version.clone()),
-        "summary": meta.map(|m| m.summary.clone()),
+        "summary": meta.map(|m| report.words.plugin_text(&m.summary)),
         "world": meta.map(|m| inspect::world_name(m.kind)),
         "contract_version": meta.map(|m| m.contract_version),
         "exports": facts.map(|f| f.exports.clone()),
@@ -480,7 +508,7 @@ fn check_text(report: &CheckReport) -> String {
     if let Some(meta) = &report.metadata {
         line("plugin", &format!("{} {}", meta.name, meta.version));
         if !meta.summary.is_empty() {
-            line("summary", &meta.summary);
+            line("summary", &report.words.plugin_text(&meta.summary));
         }
     }
     line("source", &report.source);
@@ -518,7 +546,11 @@ fn check_text(report: &CheckReport) -> String {
     if let Some(decision) = &report.decision {
         line(
             "decision",
-            &format!("{}: {}", action_text(&decision.action), decision.reason),
+            &format!(
+                "{}: {}",
+                action_text(&decision.action, report.words),
+                decision.reason
+            ),
         );
         if let Some(secs) = decision.next_evaluation_secs {
             line("next", &format!("in {secs} s"));
@@ -529,7 +561,11 @@ fn check_text(report: &CheckReport) -> String {
     {
         line(
             "host",
-            &format!("{}: {}", action_text(&validated.action), validated.reason),
+            &format!(
+                "{}: {}",
+                action_text(&validated.action, report.words),
+                validated.reason
+            ),
         );
     }
     if let Some(signals) = &report.signals {

@@ -215,8 +215,10 @@ pub struct ApplicationConfig {
 }
 
 /// An application's [`ApplicationConfig::target`]: what kind of thing is
-/// scaled.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
+/// scaled (also `plugin check --target`).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize, clap::ValueEnum,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum TargetKind {
     /// An application of Managed Service for Apache Flink.

@@ -22,6 +22,7 @@ use super::{
     InterpreterInstance, PluginError, PluginKind, PluginMetadata, PolicyInstance, SandboxLimits,
     v0_1_0, v0_2_0,
 };
+use crate::target::Words;
 
 /// How often the epoch advances. Deadlines are counted in ticks, so a call
 /// may overrun its deadline by up to one tick: 10 ms is a tenth of the
@@ -160,14 +161,30 @@ impl PluginHost {
     /// (or takes it from the cache), checks it implements a supported
     /// version of `scaling-policy`, instantiates it and calls `configure`
     /// with `params_json`. A configure error is [`PluginError::Configure`]
-    /// with the plugin's own message.
+    /// with the plugin's own message. What it logs is left in the
+    /// contract's KPU, as an MSF application's user reads it
+    /// ([`PluginHost::load_policy_in`] for another target).
     pub fn load_policy(
         &self,
         source: impl Into<PluginSource>,
         params_json: &str,
         application: &str,
     ) -> Result<PolicyInstance, PluginError> {
-        let sandbox = self.sandbox::<PolicyWorld>(&source.into(), params_json, application)?;
+        self.load_policy_in(source, params_json, application, Words::Msf)
+    }
+
+    /// [`PluginHost::load_policy`] for an application that speaks `words`:
+    /// what the plugin logs through `log` reads in its unit (on a Flink
+    /// job, `4 KPU` reads `parallelism 4`; see [`Words::plugin_text`]).
+    pub fn load_policy_in(
+        &self,
+        source: impl Into<PluginSource>,
+        params_json: &str,
+        application: &str,
+        words: Words,
+    ) -> Result<PolicyInstance, PluginError> {
+        let sandbox =
+            self.sandbox::<PolicyWorld>(&source.into(), params_json, application, words)?;
         PolicyInstance::start(sandbox)
     }
 
@@ -179,7 +196,20 @@ impl PluginHost {
         params_json: &str,
         application: &str,
     ) -> Result<InterpreterInstance, PluginError> {
-        let sandbox = self.sandbox::<InterpreterWorld>(&source.into(), params_json, application)?;
+        self.load_interpreter_in(source, params_json, application, Words::Msf)
+    }
+
+    /// [`PluginHost::load_interpreter`] for an application that speaks
+    /// `words`, as [`PluginHost::load_policy_in`].
+    pub fn load_interpreter_in(
+        &self,
+        source: impl Into<PluginSource>,
+        params_json: &str,
+        application: &str,
+        words: Words,
+    ) -> Result<InterpreterInstance, PluginError> {
+        let sandbox =
+            self.sandbox::<InterpreterWorld>(&source.into(), params_json, application, words)?;
         InterpreterInstance::start(sandbox)
     }
 
@@ -206,7 +236,7 @@ impl PluginHost {
         seed: Seed,
     ) -> Result<PluginMetadata, PluginError> {
         let linked = self.link::<W>(path, component, export)?;
-        let mut sandbox = self.new_sandbox::<W>(path, linked, export, seed, "{}", "");
+        let mut sandbox = self.new_sandbox::<W>(path, linked, export, seed, "{}", "", Words::Msf);
         sandbox.start(false)?;
         Ok(sandbox.metadata())
     }
@@ -216,15 +246,17 @@ impl PluginHost {
         source: &PluginSource,
         params_json: &str,
         application: &str,
+        words: Words,
     ) -> Result<Sandbox<W>, PluginError> {
         #[cfg(test)]
         load_probe::run(application);
         let path = source.display_path();
         let (component, export, seed) = self.compile(source, Some(W::KIND))?;
         let linked = self.link::<W>(&path, &component, export)?;
-        Ok(self.new_sandbox(&path, linked, export, seed, params_json, application))
+        Ok(self.new_sandbox(&path, linked, export, seed, params_json, application, words))
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn new_sandbox<W: World>(
         &self,
         path: &Path,
@@ -233,12 +265,13 @@ impl PluginHost {
         seed: Seed,
         params_json: &str,
         application: &str,
+        words: Words,
     ) -> Sandbox<W> {
         let stem = path
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_else(|| "plugin".to_owned());
-        let log = Arc::new(GuestLog::new(&stem, application));
+        let log = Arc::new(GuestLog::new(&stem, application, words));
         Sandbox::new(
             self.engine.clone(),
             linked,

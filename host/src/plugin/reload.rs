@@ -30,6 +30,7 @@ use sha2::{Digest, Sha256};
 
 use super::builtin::PluginSource;
 use super::{InterpreterInstance, PluginError, PluginHost, PluginIdentity, PolicyInstance};
+use crate::target::Words;
 
 /// What a reloadable instance tells about itself.
 pub trait Labelled {
@@ -453,8 +454,20 @@ impl Reloading<PolicyInstance> {
         params_json: String,
         application: String,
     ) -> Result<Self, PluginError> {
+        Self::policy_in(host, source, params_json, application, Words::Msf)
+    }
+
+    /// [`Reloading::policy`] for an application that speaks `words`, each
+    /// load as [`PluginHost::load_policy_in`].
+    pub fn policy_in(
+        host: Arc<PluginHost>,
+        source: impl Into<PluginSource>,
+        params_json: String,
+        application: String,
+        words: Words,
+    ) -> Result<Self, PluginError> {
         Self::new(source, move |source: &PluginSource| {
-            host.load_policy(source, &params_json, &application)
+            host.load_policy_in(source, &params_json, &application, words)
         })
     }
 
@@ -480,8 +493,20 @@ impl Reloading<InterpreterInstance> {
         params_json: String,
         application: String,
     ) -> Result<Self, PluginError> {
+        Self::interpreter_in(host, source, params_json, application, Words::Msf)
+    }
+
+    /// [`Reloading::interpreter`] for an application that speaks `words`,
+    /// each load as [`PluginHost::load_interpreter_in`].
+    pub fn interpreter_in(
+        host: Arc<PluginHost>,
+        source: impl Into<PluginSource>,
+        params_json: String,
+        application: String,
+        words: Words,
+    ) -> Result<Self, PluginError> {
         Self::new(source, move |source: &PluginSource| {
-            host.load_interpreter(source, &params_json, &application)
+            host.load_interpreter_in(source, &params_json, &application, words)
         })
     }
 }

@@ -4,7 +4,8 @@
 //! instances, tables and memories) that remembers it refused, and the
 //! plugin's log (the `host.log` import plus
 //! the guest's stdout and stderr), bounded per call and tagged with the
-//! plugin and the application.
+//! plugin and the application, its `log` lines read in the application's
+//! unit.
 
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
@@ -23,6 +24,7 @@ use wasmtime_wasi::{
 };
 
 use super::validate::sanitize_text;
+use crate::target::Words;
 
 /// Longest log line kept from a plugin, in bytes; the rest is cut.
 pub(crate) const MAX_LOG_LINE_BYTES: usize = 1024;
@@ -279,6 +281,10 @@ impl ResourceLimiter for Limiter {
     }
 }
 
+/// The `source` of a line the plugin logged through the contract's `log`
+/// import (the others are its standard streams, [`Stream::name`]).
+pub(crate) const LOG_SOURCE: &str = "log";
+
 /// Which standard stream a line came from.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Stream {
@@ -290,6 +296,13 @@ pub(crate) enum Stream {
 /// application, cuts long lines, and stops after
 /// [`MAX_LOG_LINES_PER_CALL`] lines per call so that a chatty or hostile
 /// plugin cannot flood the agent's log.
+///
+/// What the plugin logs through the contract's `log` import is read in
+/// the application's unit ([`Words::plugin_text`], as its decision's
+/// reason is): on a Flink job, `4 KPU` reads `parallelism 4`. Its stdout
+/// and stderr are left as written: they are a developer's prints and a
+/// trap's last words (a panic message, a traceback quoting the code),
+/// whose text is evidence, not a message to the user.
 pub(crate) struct GuestLog {
     state: Mutex<LogState>,
 }
@@ -298,6 +311,8 @@ struct LogState {
     name: String,
     version: String,
     application: String,
+    /// The application's words, in which `log` lines are read.
+    words: Words,
     lines_left: u32,
     suppressed: u32,
     stdout: Vec<u8>,
@@ -313,13 +328,14 @@ const STDERR_TAIL_LINES: usize = 4;
 
 impl GuestLog {
     /// A log for `name` (until the plugin tells its own) serving
-    /// `application`.
-    pub(crate) fn new(name: &str, application: &str) -> Self {
+    /// `application`, which speaks `words`.
+    pub(crate) fn new(name: &str, application: &str, words: Words) -> Self {
         Self {
             state: Mutex::new(LogState {
                 name: name.to_owned(),
                 version: "?".to_owned(),
                 application: application.to_owned(),
+                words,
                 lines_left: MAX_LOG_LINES_PER_CALL,
                 suppressed: 0,
                 stdout: Vec::new(),
@@ -434,7 +450,11 @@ impl LogState {
             return;
         }
         self.lines_left -= 1;
-        let text = sanitize_text(&String::from_utf8_lossy(text), MAX_LOG_LINE_BYTES);
+        let mut text = String::from_utf8_lossy(text).into_owned();
+        if source == LOG_SOURCE {
+            text = self.words.plugin_text(&text);
+        }
+        let text = sanitize_text(&text, MAX_LOG_LINE_BYTES);
         let (plugin, version, application) = (&self.name, &self.version, &self.application);
         // `tracing` needs the level at compile time, hence one call per level.
         macro_rules! emit {

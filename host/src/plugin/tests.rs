@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use super::*;
 use crate::plugin::builtin::{self, PluginSource};
+use crate::target::Words;
 
 fn host() -> PluginHost {
     PluginHost::new(SandboxLimits::default()).expect("the engine starts")
@@ -170,7 +171,7 @@ fn captured_logs(f: impl FnOnce()) -> String {
 #[test]
 fn a_flood_of_plugin_log_lines_is_cut_per_call_and_counted() {
     use sandbox::{GuestLog, MAX_LOG_LINES_PER_CALL};
-    let log = GuestLog::new("chatty", "orders");
+    let log = GuestLog::new("chatty", "orders", Words::Msf);
     let logs = captured_logs(|| {
         for _call in 0..2 {
             log.begin_call();
@@ -198,7 +199,7 @@ fn a_flood_of_plugin_log_lines_is_cut_per_call_and_counted() {
 #[test]
 fn blank_guest_lines_are_not_logged() {
     use sandbox::{GuestLog, Stream};
-    let log = GuestLog::new("panicky", "orders");
+    let log = GuestLog::new("panicky", "orders", Words::Msf);
     let logs = captured_logs(|| {
         log.begin_call();
         // What a Rust guest's panic writes to stderr.
@@ -229,10 +230,44 @@ fn blank_guest_lines_are_not_logged() {
     assert!(log.stderr_tail().is_empty());
 }
 
+/// What a plugin logs through `log` for a Flink job reads in parallelism,
+/// tagged as the plugin's as before; its stdout and stderr are left as
+/// written, and an MSF application's lines as they are.
+#[test]
+fn a_plugins_log_lines_read_in_the_jobs_unit_on_a_flink_job() {
+    use sandbox::{GuestLog, Stream};
+    let said = |words: Words| {
+        let log = GuestLog::new("step", "orders", words);
+        captured_logs(|| {
+            log.begin_call();
+            log.line(tracing::Level::INFO, "log", b"scale out from 2 to 4 KPU");
+            log.write(Stream::Stdout, b"printed 4 KPU\n");
+            log.end_call();
+        })
+    };
+    let flink = said(Words::Flink);
+    let lines: Vec<_> = flink.lines().collect();
+    assert_eq!(lines.len(), 2, "{flink}");
+    assert!(
+        lines[0].contains(
+            "flinkscale::plugin::guest: scale out from 2 to parallelism 4 plugin=step \
+             plugin_version=? application=orders source=\"log\""
+        ),
+        "{flink}"
+    );
+    assert!(lines[1].contains(": printed 4 KPU plugin=step"), "{flink}");
+    let msf = said(Words::Msf);
+    assert!(
+        msf.contains(": scale out from 2 to 4 KPU plugin=step"),
+        "{msf}"
+    );
+    assert!(msf.contains(": printed 4 KPU plugin=step"), "{msf}");
+}
+
 #[test]
 fn guest_stdout_is_logged_line_by_line_and_long_lines_are_cut() {
     use sandbox::{GuestLog, MAX_LOG_LINE_BYTES, Stream};
-    let log = GuestLog::new("printer", "orders");
+    let log = GuestLog::new("printer", "orders", Words::Msf);
     let logs = captured_logs(|| {
         log.begin_call();
         log.write(Stream::Stdout, b"first li");

@@ -387,7 +387,11 @@ macro_rules! contract_bindings {
                     Level::Warn => tracing::Level::WARN,
                     Level::Error => tracing::Level::ERROR,
                 };
-                self.log.line(level, "log", message.as_bytes());
+                self.log.line(
+                    level,
+                    $crate::plugin::sandbox::LOG_SOURCE,
+                    message.as_bytes(),
+                );
             }
         }
 

@@ -288,19 +288,33 @@ fn kpu_as_parallelism(text: &str) -> String {
     out
 }
 
+/// The most digits of a capacity: the contract's are `u32`s.
+const MAX_CAPACITY_DIGITS: usize = 10;
+
 /// Takes a whole number and the spaces after it off the end of `out`
-/// (`to 4 ` leaves `to `), if it ends so; `1.5 ` and `x4 ` are left.
+/// (`to 4 ` leaves `to `), if it ends so; `1.5 `, `x4 ` and a number of
+/// more than [`MAX_CAPACITY_DIGITS`] digits (no capacity) are left. Only
+/// that many digits are looked at: a number taken is written back after
+/// `parallelism `, so a text of one long number followed by many `KPU`
+/// would otherwise have it read again for each (quadratic in what a
+/// plugin says, in host code no call deadline stops).
 fn take_number(out: &mut String) -> Option<String> {
     let trimmed = out.trim_end_matches(' ');
     if trimmed.len() == out.len() {
         return None;
     }
-    let head = trimmed.trim_end_matches(|c: char| c.is_ascii_digit());
+    let digits = trimmed
+        .bytes()
+        .rev()
+        .take(MAX_CAPACITY_DIGITS + 1)
+        .take_while(u8::is_ascii_digit)
+        .count();
+    let head = &trimmed[..trimmed.len() - digits];
     let glued = head
         .chars()
         .next_back()
         .is_some_and(|c| c.is_alphanumeric() || c == '_' || c == '.');
-    if head.len() == trimmed.len() || glued {
+    if digits == 0 || digits > MAX_CAPACITY_DIGITS || glued {
         return None;
     }
     let number = trimmed[head.len()..].to_owned();
@@ -411,6 +425,9 @@ mod tests {
             ),
             ("parallelism 8, 4 KPU", "parallelism 8, parallelism 4"),
             ("KPU", "parallelism"),
+            // The largest capacity, and a number that is none.
+            ("4294967295 KPU", "parallelism 4294967295"),
+            ("12345678901 KPU", "12345678901 parallelism"),
         ];
         for (plugin, reads) in cases {
             assert_eq!(Words::Flink.plugin_text(plugin), reads, "{plugin}");
