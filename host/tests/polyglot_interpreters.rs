@@ -772,6 +772,16 @@ const MISTAKES: &[Expected] = &[
         r#"{"mode": "configure-bug"}"#,
         &["rejected its params: FixtureBug: misbehave: configure-bug mode"],
     ),
+    // An endless start fails in the host's words, the same for both, after
+    // the start was tried on a second fresh instance.
+    fails(
+        r#"{"mode": "configure-loop"}"#,
+        &[
+            "failed in configure: Timeout: no answer within the 1000 ms deadline of an \
+             instance's start (ten times `plugin_timeout_ms`, at least 1 s), on two fresh \
+             instances in turn",
+        ],
+    ),
     fails(
         r#"{"mode": "dance"}"#,
         &["rejected its params: unknown mode `dance` (valid: ok, refuse, "],
