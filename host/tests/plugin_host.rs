@@ -951,7 +951,17 @@ fn a_configure_that_never_returns_is_retried_once_then_times_out_at_load() {
     );
     // Generous: the machine running the tests may be busy.
     assert!(elapsed < Duration::from_secs(6), "{elapsed:?}");
-    assert!(error.to_string().contains("1000 ms deadline"), "{error}");
+    // The error names the deadline, the setting it comes from and the retry.
+    for words in [
+        "1000 ms deadline of an instance's start",
+        "`plugin_timeout_ms`",
+        "on two fresh instances in turn",
+    ] {
+        assert!(
+            error.to_string().contains(words),
+            "`{words}` missing: {error}"
+        );
+    }
     let PluginError::Call {
         function, class, ..
     } = &error

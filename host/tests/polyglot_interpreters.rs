@@ -23,7 +23,10 @@
 //! by a parameter) and requires of every mistake (an exception, an answer
 //! of the wrong shape, a non-finite value, a bad signal name, an unknown
 //! metric, bad parameters, an endless loop) an error that names the plugin
-//! and what went wrong, the same words from both helpers, and no panic.
+//! and what went wrong, the same words from both helpers, and no panic. A
+//! thrown value that is not an exception (`throw {code: 3}`), which only
+//! JavaScript allows, is reported written out, and Python's refusal to
+//! raise one as its `TypeError`.
 //!
 //! The components are built by `plugins/python/build.sh backlog_seconds`
 //! and `plugins/js/build.sh backlog-seconds`, and the fixtures by
@@ -631,6 +634,9 @@ struct Expected {
     /// The signals, or the fragments the error text must contain.
     answer: Result<&'static [(&'static str, f64)], &'static [&'static str]>,
     same_words: bool,
+    /// Fragments only the Python (first) or the JavaScript (second) error
+    /// must contain, where the languages differ by nature.
+    own_words: [&'static [&'static str]; 2],
 }
 
 const fn fails(params: &'static str, fragments: &'static [&'static str]) -> Expected {
@@ -638,6 +644,23 @@ const fn fails(params: &'static str, fragments: &'static [&'static str]) -> Expe
         params,
         answer: Err(fragments),
         same_words: true,
+        own_words: [&[], &[]],
+    }
+}
+
+/// A value that is neither an exception nor a string, thrown by
+/// `interpret` (mode `throw`): JavaScript throws it, and the helper reports
+/// it written out (never `[object Object]`); Python cannot raise it and
+/// refuses with a `TypeError`, which its helper reports as any exception.
+const fn throws(params: &'static str, javascript: &'static [&'static str]) -> Expected {
+    Expected {
+        params,
+        answer: Err(&["failed in interpret: GuestError: "]),
+        same_words: false,
+        own_words: [
+            &["GuestError: TypeError: exceptions must derive from BaseException"],
+            javascript,
+        ],
     }
 }
 
@@ -647,6 +670,7 @@ const MISTAKES: &[Expected] = &[
         params: r#"{"mode": "ok"}"#,
         answer: Ok(&[("latest", 1200.0)]),
         same_words: true,
+        own_words: [&[], &[]],
     },
     fails(
         r#"{"mode": "refuse"}"#,
@@ -662,6 +686,7 @@ const MISTAKES: &[Expected] = &[
         // read property 'missing' of null`.
         answer: Err(&["failed in interpret: GuestError: ", "Error: ", "missing"]),
         same_words: false,
+        own_words: [&[], &[]],
     },
     fails(
         r#"{"mode": "nothing"}"#,
@@ -692,6 +717,7 @@ const MISTAKES: &[Expected] = &[
         params: r#"{"mode": "non-finite"}"#,
         answer: Ok(&[("finite", 1.5)]),
         same_words: true,
+        own_words: [&[], &[]],
     },
     fails(
         r#"{"mode": "empty-name"}"#,
@@ -709,6 +735,35 @@ const MISTAKES: &[Expected] = &[
         ],
     ),
     fails(r#"{"mode": "loop"}"#, &["failed in interpret: Timeout: "]),
+    throws(
+        r#"{"mode": "throw"}"#,
+        &["GuestError: threw a non-Error value: {\"code\":3}"],
+    ),
+    throws(
+        r#"{"mode": "throw", "thrown": "empty"}"#,
+        &["GuestError: threw a non-Error value: {}"],
+    ),
+    throws(
+        r#"{"mode": "throw", "thrown": "number"}"#,
+        &["GuestError: threw a non-Error value: 42"],
+    ),
+    throws(
+        r#"{"mode": "throw", "thrown": "null"}"#,
+        &["GuestError: threw a non-Error value: null"],
+    ),
+    throws(
+        r#"{"mode": "throw", "thrown": "undefined"}"#,
+        &["GuestError: threw a non-Error value: undefined"],
+    ),
+    // JSON.stringify alone throws on a cycle and on a BigInt.
+    throws(
+        r#"{"mode": "throw", "thrown": "cycle"}"#,
+        &["GuestError: threw a non-Error value: {\"code\":3,\"self\":\"[Circular]\"}"],
+    ),
+    throws(
+        r#"{"mode": "throw", "thrown": "bigint"}"#,
+        &["GuestError: threw a non-Error value: 1180591620717411303424n"],
+    ),
     fails(
         r#"{"mode": "configure-refuse"}"#,
         &["rejected its params: misbehave: configure-refuse mode"],
@@ -716,6 +771,16 @@ const MISTAKES: &[Expected] = &[
     fails(
         r#"{"mode": "configure-bug"}"#,
         &["rejected its params: FixtureBug: misbehave: configure-bug mode"],
+    ),
+    // An endless start fails in the host's words, the same for both, after
+    // the start was tried on a second fresh instance.
+    fails(
+        r#"{"mode": "configure-loop"}"#,
+        &[
+            "failed in configure: Timeout: no answer within the 1000 ms deadline of an \
+             instance's start (ten times `plugin_timeout_ms`, at least 1 s), on two fresh \
+             instances in turn",
+        ],
     ),
     fails(
         r#"{"mode": "dance"}"#,
@@ -767,7 +832,8 @@ fn a_misbehaving_python_or_javascript_interpreter_is_reported_in_the_same_words(
                                 "{label} with {}: the error does not name the plugin: {text}",
                                 expected.params
                             );
-                            for fragment in *fragments {
+                            let own = expected.own_words[usize::from(*label == "javascript")];
+                            for fragment in fragments.iter().chain(own) {
                                 assert!(
                                     text.contains(fragment),
                                     "{label} with {}: `{fragment}` missing from: {text}",

@@ -36,7 +36,8 @@
 // `InterpreterError` with a sentence for the person who wrote the
 // configuration, and the host receives it as the `err` of `configure` or
 // `interpret`; any other exception is reported the same way, with its name,
-// rather than trapping the instance. An interpret error leaves the
+// rather than trapping the instance, and a thrown value that is not an
+// `Error` is written out (`threw a non-Error value: {"code":3}`). An interpret error leaves the
 // application's signals from this interpreter absent for that evaluation.
 //
 // The values follow the same mapping as a policy's: record fields in

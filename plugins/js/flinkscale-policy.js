@@ -501,14 +501,79 @@ function fixU32Fields(evaluation) {
 /**
  * The text of the contract's `err` for an exception out of a policy or an
  * interpreter: a `PolicyError`'s message, any other error's name and
- * message.
+ * message, a thrown string as it is, and any other thrown value as
+ * `threw a non-Error value: ` and the value (`{"code":3}`, `42`, `null`).
+ * Never throws itself: what a plugin throws may be a revoked proxy, or have
+ * a `toJSON` or `toString` that throws.
  */
 export function errorText(error) {
-  if (error instanceof PolicyError) return error.message;
-  // A bug in the plugin, not a configuration mistake: say what broke so
-  // that the host's log leads the author to it.
-  if (error instanceof Error) return `${error.name}: ${error.message}`;
-  return String(error);
+  try {
+    if (error instanceof PolicyError) return error.message;
+    // A bug in the plugin, not a configuration mistake: say what broke so
+    // that the host's log leads the author to it.
+    if (error instanceof Error) return `${error.name}: ${error.message}`;
+    if (typeof error === "string") return error;
+    // `String({})` is `[object Object]`, which tells the author nothing.
+    return `threw a non-Error value: ${thrownValue(error)}`;
+  } catch {
+    return `threw a non-Error value: ${unwritable(error)}`;
+  }
+}
+
+// The longest text of a thrown value kept in an error, in characters; the
+// host cuts an error at 512 bytes, and the start of a large value says
+// enough.
+const MAX_THROWN_CHARS = 200;
+
+// A thrown value as text: an object as JSON (a cycle written `[Circular]`,
+// a BigInt inside as `"3n"`), anything else (a number, `null`,
+// `undefined`, a symbol) and an object JSON does not write (a function) as
+// `String` writes it, a BigInt as its digits and `n`.
+function thrownValue(value) {
+  if (typeof value === "bigint") return `${value}n`;
+  let text;
+  if (value !== null && typeof value === "object") {
+    try {
+      text = JSON.stringify(value, withoutCycles());
+    } catch {
+      text = undefined;
+    }
+  }
+  if (typeof text !== "string") {
+    try {
+      text = String(value);
+    } catch {
+      text = unwritable(value);
+    }
+  }
+  // Cut between code points, never inside a surrogate pair.
+  const characters = Array.from(text);
+  return characters.length > MAX_THROWN_CHARS
+    ? `${characters.slice(0, MAX_THROWN_CHARS).join("")}...`
+    : text;
+}
+
+// A `JSON.stringify` replacer that writes an object already open on the
+// way down (a cycle) as `[Circular]` and a BigInt as its digits and `n`,
+// where JSON.stringify alone would throw.
+function withoutCycles() {
+  const open = [];
+  return function replacer(_key, value) {
+    if (typeof value === "bigint") return `${value}n`;
+    if (value === null || typeof value !== "object") return value;
+    // `this` is the object holding `value`: everything opened after it is
+    // closed by now.
+    while (open.length > 0 && open.at(-1) !== this) open.pop();
+    if (open.includes(value)) return "[Circular]";
+    open.push(value);
+    return value;
+  };
+}
+
+// What is said of a thrown value that cannot be written out at all.
+function unwritable(value) {
+  const type = typeof value;
+  return `${type === "object" ? "an object" : `a ${type}`} that cannot be written out`;
 }
 
 /**

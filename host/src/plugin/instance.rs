@@ -39,6 +39,17 @@ pub(crate) fn start_timeout(call_timeout: std::time::Duration) -> std::time::Dur
     (call_timeout.saturating_mul(10)).max(std::time::Duration::from_secs(1))
 }
 
+/// Whether `function` is one of the calls that start an instance, which
+/// get [`start_timeout`].
+fn starts_an_instance(function: &str) -> bool {
+    matches!(function, "instantiate" | "metadata" | "configure")
+}
+
+/// A duration in whole microseconds, for a log field.
+fn micros(duration: std::time::Duration) -> u64 {
+    u64::try_from(duration.as_micros()).unwrap_or(u64::MAX)
+}
+
 /// Whether a start that failed with `error` is tried once more, on a fresh
 /// instance: only when one of its calls ran past its deadline. A healthy
 /// plugin's start does little, so on a host busy enough (a load average
@@ -146,7 +157,20 @@ impl<W: World> Sandbox<W> {
                     %error,
                 );
                 self.consecutive_failures = failures;
-                self.start_once(configure)
+                self.start_once(configure).map_err(|error| match error {
+                    PluginError::Call {
+                        plugin,
+                        function,
+                        class: FailureClass::Timeout,
+                        detail,
+                    } => PluginError::Call {
+                        plugin,
+                        function,
+                        class: FailureClass::Timeout,
+                        detail: format!("{detail}, on two fresh instances in turn"),
+                    },
+                    other => other,
+                })
             }
             outcome => outcome,
         }
@@ -163,8 +187,10 @@ impl<W: World> Sandbox<W> {
         );
         store.limiter(|state| &mut state.limiter);
 
+        let began = std::time::Instant::now();
         let linked = &*self.linked;
         let instantiated = guarded(&mut store, start_ticks, |store| linked.instantiate(store));
+        let instantiated_at = began.elapsed();
         let exports = match instantiated {
             Ok(exports) => exports,
             Err(error) => return Err(self.trapped("instantiate", &store, &error)),
@@ -227,6 +253,17 @@ impl<W: World> Sandbox<W> {
                 Err(error) => return Err(self.trapped("configure", &store, &error)),
             }
         }
+        // How close a start runs to its deadline: what to look at before
+        // blaming (or raising) the deadline.
+        tracing::debug!(
+            message = "Plugin instance started.",
+            plugin = %self.identity.name,
+            plugin_version = %self.identity.version,
+            application = %self.identity.application,
+            instantiate_us = micros(instantiated_at),
+            start_us = micros(began.elapsed()),
+            deadline_us = micros(self.timeout_of("configure")),
+        );
         self.live = Some(Live { store, exports });
         Ok(())
     }
@@ -279,9 +316,10 @@ impl<W: World> Sandbox<W> {
     /// The deadline of `function`: [`start_timeout`] for the calls that
     /// start an instance, the sandbox's call timeout for the others.
     fn timeout_of(&self, function: &str) -> std::time::Duration {
-        match function {
-            "instantiate" | "metadata" | "configure" => start_timeout(self.limits.call_timeout),
-            _ => self.limits.call_timeout,
+        if starts_an_instance(function) {
+            start_timeout(self.limits.call_timeout)
+        } else {
+            self.limits.call_timeout
         }
     }
 
@@ -315,13 +353,16 @@ impl<W: World> Sandbox<W> {
                 ),
             )
         } else if matches!(error.downcast_ref::<Trap>(), Some(Trap::Interrupt)) {
-            (
-                FailureClass::Timeout,
+            let deadline_ms = self.timeout_of(function).as_millis();
+            let detail = if starts_an_instance(function) {
                 format!(
-                    "no answer within the {} ms deadline",
-                    self.timeout_of(function).as_millis()
-                ),
-            )
+                    "no answer within the {deadline_ms} ms deadline of an instance's start \
+                     (ten times `plugin_timeout_ms`, at least 1 s)"
+                )
+            } else {
+                format!("no answer within the {deadline_ms} ms deadline")
+            };
+            (FailureClass::Timeout, detail)
         } else {
             (
                 FailureClass::Trap,
