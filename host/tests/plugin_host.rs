@@ -165,8 +165,47 @@ fn call_failure(result: Result<Decision, PluginError>) -> (FailureClass, String)
     }
 }
 
+/// Registers, once per process, an inert subscriber that keeps tracing
+/// from caching a callsite's interest as "never". While at most one
+/// dispatcher is registered, tracing-core computes a callsite's interest
+/// from the default dispatcher of the thread that first reaches it, and
+/// caches it for every thread: a test thread with no subscriber that
+/// reaches a log line first silences it for a capturing test running
+/// beside it (seen as a missing line in about one run in three of the
+/// whole file). With this one registered too, the interest is the union
+/// over the registered dispatchers, and this one answers "sometimes", so
+/// each event asks its own thread's subscriber.
+fn register_interest_anchor() {
+    use tracing::subscriber::Interest;
+    use tracing::{Event, Metadata, span};
+
+    struct Inert;
+    impl tracing::Subscriber for Inert {
+        fn register_callsite(&self, _: &'static Metadata<'static>) -> Interest {
+            Interest::sometimes()
+        }
+        fn max_level_hint(&self) -> Option<tracing::level_filters::LevelFilter> {
+            Some(tracing::level_filters::LevelFilter::TRACE)
+        }
+        fn enabled(&self, _: &Metadata<'_>) -> bool {
+            false
+        }
+        fn new_span(&self, _: &span::Attributes<'_>) -> span::Id {
+            span::Id::from_u64(1)
+        }
+        fn record(&self, _: &span::Id, _: &span::Record<'_>) {}
+        fn record_follows_from(&self, _: &span::Id, _: &span::Id) {}
+        fn event(&self, _: &Event<'_>) {}
+        fn enter(&self, _: &span::Id) {}
+        fn exit(&self, _: &span::Id) {}
+    }
+    static ANCHOR: std::sync::OnceLock<tracing::Dispatch> = std::sync::OnceLock::new();
+    ANCHOR.get_or_init(|| tracing::Dispatch::new(Inert));
+}
+
 /// Collects everything logged through `tracing` while `f` runs.
 fn captured_logs(f: impl FnOnce()) -> String {
+    register_interest_anchor();
     #[derive(Clone)]
     struct Buffer(Arc<Mutex<Vec<u8>>>);
     impl Write for Buffer {
