@@ -450,11 +450,12 @@ impl LogState {
             return;
         }
         self.lines_left -= 1;
-        let mut text = String::from_utf8_lossy(text).into_owned();
-        if source == LOG_SOURCE {
-            text = self.words.plugin_text(&text);
-        }
-        let text = sanitize_text(&text, MAX_LOG_LINE_BYTES);
+        let raw = String::from_utf8_lossy(text);
+        let text = if source == LOG_SOURCE {
+            sanitize_text(&self.words.plugin_text(&raw), MAX_LOG_LINE_BYTES)
+        } else {
+            sanitize_text(&raw, MAX_LOG_LINE_BYTES)
+        };
         let (plugin, version, application) = (&self.name, &self.version, &self.application);
         // `tracing` needs the level at compile time, hence one call per level.
         macro_rules! emit {
