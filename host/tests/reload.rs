@@ -633,17 +633,6 @@ fn sighup_lifts_a_kpu_ceiling_and_the_next_decision_asks_for_more() {
     }));
     let agent = start_agent(&emulator, &config, &[], dir.path());
     let diagnose = || diagnostics(&emulator, &agent);
-    wait_until(
-        PATIENCE,
-        "a hold at the 3 KPU ceiling",
-        || {
-            agent.assert_running(diagnose);
-            reasons(&agent.log(), APP)
-                .iter()
-                .any(|r| r.contains("max lowered to 3 KPU: the account's KPU limit refused 4 KPU"))
-        },
-        diagnose,
-    );
     let updates = |calls: &[Value]| -> Vec<(u64, String)> {
         common::calls_of(calls, "UpdateApplication", Some(APP))
             .into_iter()
@@ -655,6 +644,20 @@ fn sighup_lifts_a_kpu_ceiling_and_the_next_decision_asks_for_more() {
             })
             .collect()
     };
+    // The decision is logged before its UpdateApplication is sent: wait
+    // for both, or the call log may be read between the two.
+    wait_until(
+        PATIENCE,
+        "a scale-out to the 3 KPU ceiling",
+        || {
+            agent.assert_running(diagnose);
+            reasons(&agent.log(), APP)
+                .iter()
+                .any(|r| r.contains("max lowered to 3 KPU: the account's KPU limit refused 4 KPU"))
+                && updates(&emulator.calls()).len() >= 2
+        },
+        diagnose,
+    );
     assert_eq!(
         updates(&emulator.calls()),
         [
