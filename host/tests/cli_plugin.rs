@@ -206,6 +206,25 @@ fn check_with_target_flink_speaks_parallelism() {
         ),
         "{msf}"
     );
+
+    // A refusal of the params, which the agent's log would show the same.
+    let (exit, json, err) = check_json(&[
+        &plugin,
+        "--params",
+        r#"{"mode": "configure-error"}"#,
+        "--target",
+        "flink",
+    ]);
+    assert_eq!(exit, Some(1), "{json}\n{err}");
+    assert_eq!(
+        json["configure"]["error"], "misbehave: configure-error mode, refusing parallelism 2",
+        "{json}"
+    );
+    assert!(
+        err.contains("misbehave: configure-error mode, refusing parallelism 2"),
+        "{err}"
+    );
+    assert!(!err.contains("KPU"), "{err}");
 }
 
 #[test]
@@ -353,6 +372,32 @@ fn describe_lists_what_step_declares() {
     assert!(
         markdown.contains("| `scale_out_alarm` | alarm id | yes | - |"),
         "{markdown}"
+    );
+}
+
+/// `describe --target flink` reads the plugin's texts as a Flink job's
+/// agent reads its decisions: KPU as parallelism; keys and defaults as
+/// declared.
+#[test]
+fn describe_with_target_flink_speaks_parallelism() {
+    let msf = stdout(&flinkscale(&["plugin", "describe", "step"]));
+    assert!(
+        msf.contains("multiply (or add to) the KPU while the scale-out alarm fires"),
+        "{msf}"
+    );
+    let output = flinkscale(&["plugin", "describe", "step", "--target", "flink"]);
+    assert_eq!(code(&output), Some(0), "{}", stderr(&output));
+    let flink = stdout(&output);
+    assert!(
+        flink.contains("multiply (or add to) the parallelism while the scale-out alarm fires"),
+        "{flink}"
+    );
+    assert!(!flink.contains("KPU"), "{flink}");
+    assert!(
+        flink
+            .lines()
+            .any(|l| l == "  scale_out_factor (integer, default 2)"),
+        "{flink}"
     );
 }
 

@@ -15,7 +15,7 @@ use flinkscale::plugin::validate::validate_decision;
 use flinkscale::plugin::{
     FailureClass, PluginError, PluginHost, PluginKind, PolicyInstance, SandboxLimits,
 };
-use flinkscale::target::AppStatus;
+use flinkscale::target::{AppStatus, Words};
 
 const STEP_PARAMS: &str = r#"{"scale_out_alarm": "cpu-high", "scale_in_alarm": "cpu-low"}"#;
 
@@ -962,9 +962,32 @@ fn a_configure_error_reaches_the_user_with_the_plugins_message() {
     let PluginError::Configure { message, plugin } = &error else {
         panic!("expected a configure error, got {error:?}");
     };
-    assert_eq!(message, "misbehave: configure-error mode");
+    assert_eq!(message, "misbehave: configure-error mode, refusing 2 KPU");
     assert_eq!(plugin.application, "orders");
     assert!(error.to_string().contains("misbehave 0.1.0"), "{error}");
+}
+
+/// A Flink job's user reads the refusal in parallelism, as the plugin's
+/// decisions and log lines are read: the contract's unit is KPU.
+#[test]
+fn a_configure_error_reads_in_parallelism_on_a_flink_job() {
+    let error = match host().load_policy_in(
+        plugin("misbehave"),
+        r#"{"mode": "configure-error"}"#,
+        "orders",
+        Words::Flink,
+    ) {
+        Ok(_) => panic!("configure-error mode loaded"),
+        Err(error) => error,
+    };
+    let PluginError::Configure { message, .. } = &error else {
+        panic!("expected a configure error, got {error:?}");
+    };
+    assert_eq!(
+        message,
+        "misbehave: configure-error mode, refusing parallelism 2"
+    );
+    assert!(!error.to_string().contains("KPU"), "{error}");
 }
 
 #[test]

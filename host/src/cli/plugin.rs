@@ -4,7 +4,7 @@
 //! canned evaluation (of an MSF application, or with `--target flink` of a
 //! Flink job, whose output then speaks parallelism); `describe` prints what the plugin declares about its
 //! parameters (the README's parameter tables are this output, see
-//! [`replace_blocks`]); `bench` times compiling, instantiating and calling
+//! [`replace_blocks`]; with `--target flink` its texts speak parallelism too); `bench` times compiling, instantiating and calling
 //! it; `sdk` writes the contract and the SDKs into a folder (`super::kit`).
 //! They run on the calling thread with no async runtime around them:
 //! the guest calls are what is measured, not a hop to another thread.
@@ -94,6 +94,11 @@ pub enum PluginCommand {
         /// Print the parameter table as markdown, as the README shows it.
         #[arg(long)]
         markdown: bool,
+        /// Whom the text is for, as `check`'s `--target`: with `flink`,
+        /// the summary and the meanings read the plugin's KPU as
+        /// parallelism (a job's unit), as the agent reads its decisions.
+        #[arg(long, value_enum, default_value_t = TargetKind::Msf, conflicts_with = "readme")]
+        target: TargetKind,
         /// Rewrite, in this file, every block between `<!-- plugin-params
         /// NAME -->` and `<!-- /plugin-params -->` with the markdown table
         /// of the built-in NAME.
@@ -194,13 +199,14 @@ pub fn run(args: PluginArgs) -> ExitCode {
             plugin,
             plugin_dir,
             markdown,
+            target,
             readme,
             plugin_cache,
         } => match (readme, plugin) {
             (Some(readme), _) => rewrite_readme(&readme),
             (None, Some(plugin)) => {
                 use_plugin_cache(plugin_cache.as_ref());
-                describe(&PluginArg { plugin, plugin_dir }, markdown)
+                describe(&PluginArg { plugin, plugin_dir }, markdown, target.into())
             }
             (None, None) => Err(Failure::Usage(
                 "name a plugin, or give --readme FILE".to_owned(),
@@ -589,11 +595,17 @@ fn check_text(report: &CheckReport) -> String {
     out
 }
 
-fn describe(arg: &PluginArg, markdown: bool) -> Result<ExitCode, Failure> {
+fn describe(arg: &PluginArg, markdown: bool, words: Words) -> Result<ExitCode, Failure> {
     let (source, _) = resolve(arg)?;
-    let metadata = host()?
+    let mut metadata = host()?
         .check(&source)
         .map_err(|e| Failure::Plugin(e.to_string()))?;
+    // The plugin's own texts, read in the target's unit; names, kinds and
+    // defaults are keys and values, left as declared.
+    metadata.summary = words.plugin_text(&metadata.summary);
+    for parameter in metadata.parameters.iter_mut().flatten() {
+        parameter.meaning = words.plugin_text(&parameter.meaning);
+    }
     if markdown {
         print!("{}", parameters_markdown(&metadata));
     } else {

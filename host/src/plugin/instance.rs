@@ -247,7 +247,13 @@ impl<W: World> Sandbox<W> {
                     self.consecutive_failures = self.consecutive_failures.saturating_add(1);
                     return Err(PluginError::Configure {
                         plugin: Box::new(self.identity.clone()),
-                        message: sanitize_text(&message, MAX_DETAIL_BYTES),
+                        // Read in the application's unit, as its
+                        // decisions' reasons are: `2 KPU` is
+                        // `parallelism 2` on a Flink job.
+                        message: sanitize_text(
+                            &self.log.words().plugin_text(&message),
+                            MAX_DETAIL_BYTES,
+                        ),
                     });
                 }
                 Err(error) => return Err(self.trapped("configure", &store, &error)),

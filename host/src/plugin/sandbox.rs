@@ -350,6 +350,12 @@ impl GuestLog {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// The words of the application served: what the plugin says to the
+    /// user (its `log` lines, its refusal of its params) is read in them.
+    pub(crate) fn words(&self) -> Words {
+        self.lock().words
+    }
+
     /// Tags further lines with the plugin's own name and version.
     pub(crate) fn set_identity(&self, name: &str, version: &str) {
         let mut state = self.lock();
