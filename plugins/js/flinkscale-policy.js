@@ -64,23 +64,38 @@ export class PolicyError extends Error {
 
 // --- decisions -------------------------------------------------------------
 
+// The texts of a KPU and a next evaluation the contract cannot carry;
+// `flinkscale_policy.py`'s, word for word, naming them as the contract does.
+const KPU = "scale-to needs a whole number of KPU";
+const NEXT_EVALUATION = "next-evaluation-secs needs a whole number of seconds";
+
+// `value` if it is a whole number in 0..=U32_MAX (a `u32` of the contract),
+// else a PolicyError saying `what` and what was found.
+function checkedU32(what, value) {
+  if (!Number.isInteger(value) || value < 0 || value > U32_MAX) {
+    throw new PolicyError(`${what} from 0 to ${U32_MAX}, found ${describe(value)}`);
+  }
+  return value;
+}
+
+function checkedNext(nextEvaluationSecs) {
+  return nextEvaluationSecs === undefined || nextEvaluationSecs === null
+    ? null
+    : checkedU32(NEXT_EVALUATION, nextEvaluationSecs);
+}
+
 // componentize-qjs 0.4.5 (the QuickJS engine jco builds with) lowers a
 // number into a `u32` as if it were an `s32`: anything above 2^31 - 1
 // saturates to 2147483647. `| 0` is the `s32` with the same bits, which it
-// carries exactly, so the host reads the intended `u32`.
-function lowerU32(what, value) {
-  if (!Number.isInteger(value) || value < 0 || value > U32_MAX) {
-    throw new PolicyError(`${what} from 0 to ${U32_MAX}, found ${String(value)}`);
-  }
+// carries exactly, so the host reads the intended `u32`. Applied once, to
+// the checked answer `decide` returns (see `loweredDecision`), so that a
+// decision keeps its plain numbers until then.
+function lowerU32(value) {
   return value | 0;
 }
 
 function decision(action, reason, nextEvaluationSecs) {
-  const next =
-    nextEvaluationSecs === undefined || nextEvaluationSecs === null
-      ? null
-      : lowerU32("nextEvaluationSecs needs a whole number of seconds", nextEvaluationSecs);
-  return { action, reason, nextEvaluationSecs: next };
+  return { action, reason, nextEvaluationSecs: checkedNext(nextEvaluationSecs) };
 }
 
 /**
@@ -97,8 +112,54 @@ export function hold(reason, nextEvaluationSecs) {
  * target to [minKpu, maxKpu] and refuses 0.
  */
 export function scaleTo(kpu, reason, nextEvaluationSecs) {
-  const val = lowerU32("scaleTo needs a whole number of KPU", kpu);
-  return decision({ tag: "scale-to", val }, reason, nextEvaluationSecs);
+  return decision({ tag: "scale-to", val: checkedU32(KPU, kpu) }, reason, nextEvaluationSecs);
+}
+
+// What `value` is, in the words `flinkscale_policy.py` uses for the same
+// mistake (`nothing`, `a string`, `a list`), so that an author reads the
+// same error in either language.
+function kindOf(value) {
+  if (value === null || value === undefined) return "nothing";
+  if (Array.isArray(value)) return "a list";
+  switch (typeof value) {
+    case "boolean":
+      return "a boolean";
+    case "number":
+      return "a number";
+    case "string":
+      return "a string";
+    case "object":
+      return "an object";
+    default:
+      return `a ${typeof value}`;
+  }
+}
+
+// The answer of a policy's `decide` as the contract carries it (its `u32`s
+// lowered, see `lowerU32`), or a PolicyError saying what is wrong with it: a
+// decision is a plain object, and one built by hand, or anything else,
+// would otherwise trap the instance or reach the host altered while the
+// engine lowers it. The texts are `flinkscale_policy.py`'s, word for word.
+function loweredDecision(answer) {
+  if (answer === null || typeof answer !== "object" || Array.isArray(answer)) {
+    throw new PolicyError(
+      `the policy returned ${kindOf(answer)}, not a decision (hold or scale-to)`,
+    );
+  }
+  const { action, reason } = answer;
+  let lowered;
+  if (action !== null && typeof action === "object" && action.tag === "hold") {
+    lowered = { tag: "hold" };
+  } else if (action !== null && typeof action === "object" && action.tag === "scale-to") {
+    lowered = { tag: "scale-to", val: lowerU32(checkedU32(KPU, action.val)) };
+  } else {
+    throw new PolicyError(`the decision's action is ${kindOf(action)}, not hold or scale-to`);
+  }
+  if (typeof reason !== "string") {
+    throw new PolicyError(`the decision's reason is ${kindOf(reason)}, not a string`);
+  }
+  const next = checkedNext(answer.nextEvaluationSecs);
+  return { action: lowered, reason, nextEvaluationSecs: next === null ? null : lowerU32(next) };
 }
 
 // --- the evaluation --------------------------------------------------------
@@ -156,7 +217,9 @@ export function signal(evaluation, name) {
 const WHOLE_NUMBER = `a whole number from 0 to ${U32_MAX}`;
 
 function describe(value) {
-  if (value === null) return "null";
+  // `undefined` only from a policy's own values (a KPU left out), never
+  // from parameters, which are JSON: said as Python says `None`.
+  if (value === null || value === undefined) return "null";
   if (typeof value === "boolean") return `the boolean ${value}`;
   if (typeof value === "number") return `the number ${value}`;
   if (typeof value === "string") return `the string ${JSON.stringify(value)}`;
@@ -644,16 +707,11 @@ export function definePolicy(description) {
     },
     decide(evaluation) {
       if (!configured) throw NOT_CONFIGURED;
-      let decision;
       try {
-        decision = decide(state, fixU32Fields(evaluation));
+        return loweredDecision(decide(state, fixU32Fields(evaluation)));
       } catch (error) {
         throw errorText(error);
       }
-      if (decision === null || typeof decision !== "object" || !decision.action) {
-        throw `decide must return hold(...) or scaleTo(...), found ${String(decision)}`;
-      }
-      return decision;
     },
   };
 }

@@ -89,13 +89,36 @@ class PolicyError(Exception):
 # --- decisions -------------------------------------------------------------
 
 
+# The texts of a KPU and a next evaluation the contract cannot carry;
+# `flinkscale-policy.js`'s, word for word, naming them as the contract does.
+_KPU = "scale-to needs a whole number of KPU"
+_NEXT_EVALUATION = "next-evaluation-secs needs a whole number of seconds"
+
+
+def _checked_u32(what: str, value: Any) -> int:
+    """``value`` if it is a whole number in 0..=U32_MAX (a ``u32`` of the
+    contract), else a :class:`PolicyError` saying ``what`` and what was
+    found: an opaque trap while lowering the value into the component
+    otherwise."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= U32_MAX:
+        raise PolicyError(f"{what} from 0 to {U32_MAX}, found {_describe(value)}")
+    return value
+
+
+def _checked_next(next_evaluation_secs: Any) -> Optional[int]:
+    if next_evaluation_secs is None:
+        return None
+    return _checked_u32(_NEXT_EVALUATION, next_evaluation_secs)
+
+
 def hold(reason: str, next_evaluation_secs: Optional[int] = None) -> Decision:
     """Keep the current capacity, for this reason.
 
     ``next_evaluation_secs`` asks to be evaluated again that many seconds
-    from now instead of at the application's regular interval.
+    from now instead of at the application's regular interval; one outside
+    0..=U32_MAX is a :class:`PolicyError` here.
     """
-    return Decision(Action_Hold(), reason, next_evaluation_secs)
+    return Decision(Action_Hold(), reason, _checked_next(next_evaluation_secs))
 
 
 def scale_to(kpu: int, reason: str, next_evaluation_secs: Optional[int] = None) -> Decision:
@@ -105,9 +128,47 @@ def scale_to(kpu: int, reason: str, next_evaluation_secs: Optional[int] = None) 
     ``kpu`` outside 0..=U32_MAX is a :class:`PolicyError` here rather than an
     opaque failure while lowering the value into the component.
     """
-    if isinstance(kpu, bool) or not isinstance(kpu, int) or not 0 <= kpu <= U32_MAX:
-        raise PolicyError(f"scale_to needs a whole number of KPU from 0 to {U32_MAX}, found {kpu!r}")
-    return Decision(Action_ScaleTo(kpu), reason, next_evaluation_secs)
+    return Decision(
+        Action_ScaleTo(_checked_u32(_KPU, kpu)), reason, _checked_next(next_evaluation_secs)
+    )
+
+
+def _kind(value: Any) -> str:
+    """What ``value`` is, in the words ``flinkscale-policy.js`` uses for the
+    same mistake (``nothing``, ``a string``, ``a list``), so that an author
+    reads the same error in either language."""
+    if value is None:
+        return "nothing"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, (list, tuple)):
+        return "a list"
+    return f"a {type(value).__name__}"
+
+
+def _checked_decision(answer: Any) -> Decision:
+    """The answer of ``on_decide`` if the contract can carry it, else a
+    :class:`PolicyError` saying what is wrong with it: a decision built by
+    hand (``Decision(...)``) or anything else would otherwise trap the
+    instance while the bindings lower it. The texts are
+    ``flinkscale-policy.js``'s, word for word."""
+    if not isinstance(answer, Decision):
+        raise PolicyError(
+            f"the policy returned {_kind(answer)}, not a decision (hold or scale-to)"
+        )
+    action = answer.action
+    if isinstance(action, Action_ScaleTo):
+        _checked_u32(_KPU, action.value)
+    elif not isinstance(action, Action_Hold):
+        raise PolicyError(f"the decision's action is {_kind(action)}, not hold or scale-to")
+    if not isinstance(answer.reason, str):
+        raise PolicyError(f"the decision's reason is {_kind(answer.reason)}, not a string")
+    _checked_next(answer.next_evaluation_secs)
+    return answer
 
 
 # --- the evaluation --------------------------------------------------------
@@ -592,14 +653,9 @@ class PolicyBase(_PolicyExport):
         if _ACTIVE is None:
             raise Err(NOT_CONFIGURED)
         try:
-            decision = _ACTIVE.on_decide(evaluation)
+            return _checked_decision(_ACTIVE.on_decide(evaluation))
         except Exception as error:
             raise Err(_error_text(error)) from None
-        if not isinstance(decision, Decision):
-            raise Err(
-                f"on_decide must return hold(...) or scale_to(...), found {type(decision).__name__}"
-            )
-        return decision
 
 
 # The configured policy of this instance. Module state rather than `self`:

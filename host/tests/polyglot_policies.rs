@@ -1,0 +1,535 @@
+//! A misbehaving scaling policy written with the Python or the JavaScript
+//! policy helper is reported in the same words, and never reaches the
+//! agent as a malformed decision.
+//!
+//! `plugins/python/flinkscale_policy.py` (componentize-py) and
+//! `plugins/js/flinkscale-policy.js` (jco) promise a policy's author that
+//! any mistake in `decide` or `configure` comes back to the host as the
+//! contract's `err`, with a sentence saying what went wrong, rather than a
+//! trap, and the shipped ports of `step` (host/tests/polyglot.rs) never
+//! make one. The first test loads a policy that makes each mistake on
+//! purpose (`tests/fixtures/polyglot/misbehave_policy.py` and its twin
+//! `misbehave-policy.js`, one component per language, its mode chosen by a
+//! parameter) through the real plugin host, calls `decide` as the agent
+//! does (`decide_checked`, then `validate_decision` on a good answer), and
+//! requires of every mistake (an exception, a refusal, an answer that is
+//! not a decision, a KPU that is not a whole number in `0..=u32::MAX`, a
+//! reason that is not a string, a next evaluation before now, a decision
+//! built by hand, an endless loop, bad parameters, a misbehaving
+//! `configure`) an error that names the plugin and what went wrong, the
+//! same words from both helpers, and no panic; and of the good answers
+//! (a hold, a scale-to, the largest KPU the contract carries, a KPU built
+//! by hand and a next evaluation beyond 2^31, which JavaScript's engine
+//! alone would saturate) the decision the policy meant, exactly, and what
+//! the host then makes of it. The runtime's own errors differ by language
+//! by nature, and so does a thrown value that is not an exception
+//! (`throw {code: 3}`), which only JavaScript allows: it is reported
+//! written out, and Python's refusal to raise one as its `TypeError`.
+//!
+//! The second calls the unchecked `decide` for the answers the host must
+//! correct or refuse (`scale-to(0)`, an empty reason, a KPU above
+//! `max_kpu`) and requires `validate_decision` to make them safe all the
+//! same, as it does for any plugin.
+//!
+//! The fixtures are built by
+//! `plugins/python/build.sh tests/fixtures/polyglot/misbehave_policy.py`
+//! and `plugins/js/build.sh tests/fixtures/polyglot/misbehave-policy.js`
+//! (scripts/test.sh runs both before the cargo tests); a missing one fails
+//! the test with the command to build it.
+
+mod common;
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::{Path, PathBuf};
+use std::sync::{LazyLock, Mutex, MutexGuard, PoisonError};
+use std::time::Instant;
+
+use common::{polyglot_host, target_dir};
+use flinkscale::model::{Action, AlarmState, AlarmStatus, Application, Decision, Evaluation};
+use flinkscale::plugin::validate::validate_decision;
+use flinkscale::plugin::{PluginError, PluginHost};
+use flinkscale::target::AppStatus;
+
+/// One host for both tests, as in the agent: each component is compiled
+/// once and shared by every instance (through `polyglot_plugin_cache`).
+fn host() -> &'static PluginHost {
+    static HOST: LazyLock<PluginHost> = LazyLock::new(polyglot_host);
+    &HOST
+}
+
+/// Held by each test while it compiles: two compiles of an 18 MB component
+/// at once on two cores take twice as long.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+fn one_at_a_time() -> MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The misbehaving policies written with the Python and JavaScript helpers
+/// (tests/fixtures/polyglot), as (label, component); fails (never skips)
+/// when one is missing.
+fn misbehaving() -> Vec<(&'static str, PathBuf)> {
+    [
+        (
+            "python",
+            "polyglot/misbehave_policy-py.wasm",
+            "plugins/python/build.sh tests/fixtures/polyglot/misbehave_policy.py",
+        ),
+        (
+            "javascript",
+            "polyglot/misbehave-policy-js.wasm",
+            "plugins/js/build.sh tests/fixtures/polyglot/misbehave-policy.js",
+        ),
+    ]
+    .into_iter()
+    .map(|(label, file, build)| {
+        let wasm = target_dir().join(file);
+        assert!(
+            wasm.is_file(),
+            "{} is missing: run `{build}` from the workspace root before this test \
+             (scripts/test.sh does)",
+            wasm.display()
+        );
+        (label, wasm)
+    })
+    .collect()
+}
+
+/// The application every evaluation is about: 4 KPU within [1, 10].
+fn application() -> Application {
+    Application {
+        name: "orders".to_owned(),
+        status: AppStatus::Running,
+        kpu: 4,
+        parallelism: 4,
+        parallelism_per_kpu: 1,
+        min_kpu: 1,
+        max_kpu: 10,
+        version_id: 7,
+        last_rescale_ms: None,
+        last_update_duration_secs: None,
+    }
+}
+
+/// An evaluation of [`application`] with one alarm in ALARM.
+fn evaluation() -> Evaluation {
+    let now_ms = 1_764_000_000_000;
+    Evaluation {
+        now_ms,
+        app: application(),
+        metrics: Vec::new(),
+        alarms: vec![AlarmStatus {
+            name: "busy".to_owned(),
+            state: AlarmState::Alarm,
+            since_ms: now_ms - 300_000,
+        }],
+        signals: Vec::new(),
+    }
+}
+
+/// What the operator reads for a load and a `decide` of the fixture: the
+/// decision and what the host acts on (`validate_decision` of it), or the
+/// whole error as the host displays it, with the component's path (the one
+/// difference between the two languages) written `<file>`.
+type Reported = Result<(Decision, Decision), String>;
+
+/// Loads the fixture at `wasm` with `params` and asks it once, as the agent
+/// does: `decide_checked`, then `validate_decision` on a good answer.
+/// A panic in the host fails the test, naming the call.
+fn ask(label: &str, wasm: &Path, params: &str) -> Reported {
+    let call = || {
+        let evaluation = evaluation();
+        host()
+            .load_policy(wasm, params, "orders")
+            .and_then(|mut policy| policy.decide_checked(&evaluation))
+            .map(|decision| {
+                let acted = validate_decision(decision.clone(), &evaluation.app);
+                (decision, acted)
+            })
+    };
+    let result = catch_unwind(AssertUnwindSafe(call))
+        .unwrap_or_else(|_| panic!("the host panicked on the {label} policy with {params}"));
+    result.map_err(|error: PluginError| {
+        error
+            .to_string()
+            .replace(&wasm.display().to_string(), "<file>")
+    })
+}
+
+/// A decision as expected: its action, reason and next evaluation.
+type Expecting = (Action, &'static str, Option<u32>);
+
+/// A decision with no next evaluation asked for.
+const fn decision(action: Action, reason: &'static str) -> Expecting {
+    (action, reason, None)
+}
+
+/// How the fixture answers in one mode.
+enum Answer {
+    /// A good answer: the decision, and what the host acts on after
+    /// `validate_decision`.
+    Decides {
+        decided: Expecting,
+        acted: Expecting,
+    },
+    /// The fragments the error text must contain.
+    Fails(&'static [&'static str]),
+}
+
+/// How the fixture is expected to answer in one mode: the answer, and
+/// whether the two languages must say it identically (a language's own
+/// runtime errors differ by nature).
+struct Expected {
+    params: &'static str,
+    answer: Answer,
+    same_words: bool,
+    /// Fragments only the Python (first) or the JavaScript (second) error
+    /// must contain, where the languages differ by nature.
+    own_words: [&'static [&'static str]; 2],
+}
+
+const fn decides(params: &'static str, decided: Expecting, acted: Expecting) -> Expected {
+    Expected {
+        params,
+        answer: Answer::Decides { decided, acted },
+        same_words: true,
+        own_words: [&[], &[]],
+    }
+}
+
+const fn fails(params: &'static str, fragments: &'static [&'static str]) -> Expected {
+    Expected {
+        params,
+        answer: Answer::Fails(fragments),
+        same_words: true,
+        own_words: [&[], &[]],
+    }
+}
+
+/// The one text of every KPU the helpers refuse, ending with what was
+/// found.
+macro_rules! bad_kpu {
+    ($found:literal) => {
+        concat!(
+            "failed in decide: GuestError: scale-to needs a whole number of KPU from 0 to \
+             4294967295, found ",
+            $found
+        )
+    };
+}
+
+/// Every mode of the fixture, with what the host must report.
+const MODES: &[Expected] = &[
+    decides(
+        r#"{"mode": "ok"}"#,
+        decision(Action::Hold, "misbehave: ok mode"),
+        decision(Action::Hold, "misbehave: ok mode"),
+    ),
+    decides(
+        r#"{"mode": "scale"}"#,
+        decision(Action::ScaleTo(3), "misbehave: scale mode"),
+        decision(Action::ScaleTo(3), "misbehave: scale mode"),
+    ),
+    // The largest `u32`: JavaScript's engine would lower it saturated to
+    // 2^31 - 1 without the helper's correction.
+    decides(
+        r#"{"mode": "max"}"#,
+        decision(Action::ScaleTo(u32::MAX), "misbehave: max mode"),
+        decision(
+            Action::ScaleTo(10),
+            "misbehave: max mode; clamped from 4294967295 to 10 KPU (max_kpu)",
+        ),
+    ),
+    // Beyond 2^31 too: carried exactly (JavaScript lowers it through the
+    // helper), then shortened to a day by the host.
+    decides(
+        r#"{"mode": "next-large"}"#,
+        (
+            Action::Hold,
+            "misbehave: next-large mode",
+            Some(3_000_000_000),
+        ),
+        (Action::Hold, "misbehave: next-large mode", Some(86_400)),
+    ),
+    // A decision built by hand beyond 2^31 KPU: carried exactly, where
+    // JavaScript's engine alone would saturate it to 2^31 - 1.
+    decides(
+        r#"{"mode": "hand-large"}"#,
+        decision(Action::ScaleTo(3_000_000_000), "misbehave: hand-large mode"),
+        decision(
+            Action::ScaleTo(10),
+            "misbehave: hand-large mode; clamped from 3000000000 to 10 KPU (max_kpu)",
+        ),
+    ),
+    // The helpers let a policy say these; the host refuses them as
+    // invalid output (a failure toward quarantine, as a trap is).
+    fails(
+        r#"{"mode": "zero"}"#,
+        &["failed in decide: Invalid: invalid decision: scale-to(0): a capacity is at least 1 KPU"],
+    ),
+    fails(
+        r#"{"mode": "empty-reason"}"#,
+        &[
+            "failed in decide: Invalid: invalid decision: an empty reason \
+             (the contract asks why, for the log)",
+        ],
+    ),
+    fails(
+        r#"{"mode": "no-reason"}"#,
+        &["failed in decide: GuestError: the decision's reason is nothing, not a string"],
+    ),
+    fails(r#"{"mode": "kpu-fraction"}"#, &[bad_kpu!("the number 2.5")]),
+    fails(r#"{"mode": "kpu-negative"}"#, &[bad_kpu!("the number -1")]),
+    fails(
+        r#"{"mode": "kpu-huge"}"#,
+        &[bad_kpu!("the number 4294967296")],
+    ),
+    fails(r#"{"mode": "kpu-nan"}"#, &[bad_kpu!("the number NaN")]),
+    fails(r#"{"mode": "kpu-text"}"#, &[bad_kpu!("the string \"3\"")]),
+    fails(
+        r#"{"mode": "next-negative"}"#,
+        &[
+            "failed in decide: GuestError: next-evaluation-secs needs a whole number of \
+             seconds from 0 to 4294967295, found the number -5",
+        ],
+    ),
+    fails(r#"{"mode": "hand-built"}"#, &[bad_kpu!("the number 2.5")]),
+    fails(
+        r#"{"mode": "action-text"}"#,
+        &["failed in decide: GuestError: the decision's action is a string, not hold or scale-to"],
+    ),
+    fails(
+        r#"{"mode": "refuse"}"#,
+        &["failed in decide: GuestError: misbehave: refuse mode"],
+    ),
+    fails(
+        r#"{"mode": "bug"}"#,
+        &["failed in decide: GuestError: FixtureBug: misbehave: bug mode"],
+    ),
+    Expected {
+        params: r#"{"mode": "runtime"}"#,
+        answer: Answer::Fails(&["failed in decide: GuestError: "]),
+        // Each runtime says it its own way, naming what was missing.
+        same_words: false,
+        own_words: [
+            &["GuestError: KeyError: 'missing'"],
+            &["GuestError: TypeError: cannot read property 'missing' of null"],
+        ],
+    },
+    fails(
+        r#"{"mode": "nothing"}"#,
+        &[
+            "failed in decide: GuestError: the policy returned nothing, not a decision \
+             (hold or scale-to)",
+        ],
+    ),
+    fails(
+        r#"{"mode": "text"}"#,
+        &[
+            "failed in decide: GuestError: the policy returned a string, not a decision \
+             (hold or scale-to)",
+        ],
+    ),
+    fails(
+        r#"{"mode": "list"}"#,
+        &[
+            "failed in decide: GuestError: the policy returned a list, not a decision \
+             (hold or scale-to)",
+        ],
+    ),
+    fails(r#"{"mode": "loop"}"#, &["failed in decide: Timeout: "]),
+    // A value that is neither an exception nor a string: JavaScript throws
+    // it, and the helper writes it out (never `[object Object]`); Python
+    // cannot raise it and refuses with a `TypeError`, which its helper
+    // reports as any exception.
+    Expected {
+        params: r#"{"mode": "throw"}"#,
+        answer: Answer::Fails(&["failed in decide: GuestError: "]),
+        same_words: false,
+        own_words: [
+            &["GuestError: TypeError: exceptions must derive from BaseException"],
+            &["GuestError: threw a non-Error value: {\"code\":3}"],
+        ],
+    },
+    fails(
+        r#"{"mode": "configure-refuse"}"#,
+        &["rejected its params: misbehave: configure-refuse mode"],
+    ),
+    fails(
+        r#"{"mode": "configure-bug"}"#,
+        &["rejected its params: FixtureBug: misbehave: configure-bug mode"],
+    ),
+    // An endless start fails in the host's words, the same for both, after
+    // the start was tried on a second fresh instance.
+    fails(
+        r#"{"mode": "configure-loop"}"#,
+        &[
+            "failed in configure: Timeout: no answer within the 1000 ms deadline of an \
+             instance's start (ten times `plugin_timeout_ms`, at least 1 s), on two fresh \
+             instances in turn",
+        ],
+    ),
+    fails(
+        r#"{"mode": "dance"}"#,
+        &[
+            "rejected its params: unknown mode `dance` (valid: ok, scale, max, next-large, hand-large, zero, ",
+        ],
+    ),
+    fails(
+        r#"{"mode": 3}"#,
+        &["rejected its params: \"mode\" must be a string, not an integer (3)"],
+    ),
+    fails(r#"{}"#, &["rejected its params: ", "\"mode\""]),
+    fails(
+        r#"{"mode": "ok", "colour": 1}"#,
+        &["rejected its params: ", "\"colour\""],
+    ),
+];
+
+/// Checks `answer`, the `label` fixture's in the mode `expected`, against
+/// what is expected of it.
+fn check(label: &str, expected: &Expected, answer: &Reported) {
+    let params = expected.params;
+    match (&expected.answer, answer) {
+        (Answer::Decides { decided, acted }, Ok((found, found_acted))) => {
+            let want = |(action, reason, next_evaluation_secs): Expecting| Decision {
+                action,
+                reason: reason.to_owned(),
+                next_evaluation_secs,
+            };
+            assert_eq!(
+                found,
+                &want(*decided),
+                "{label} with {params}: the decision"
+            );
+            assert_eq!(
+                found_acted,
+                &want(*acted),
+                "{label} with {params}: what the host acts on"
+            );
+        }
+        (Answer::Fails(fragments), Err(text)) => {
+            assert!(
+                text.starts_with(
+                    "plugin misbehave-policy 0.1.0 (<file>) for application \"orders\" "
+                ),
+                "{label} with {params}: the error does not name the plugin: {text}"
+            );
+            let own = expected.own_words[usize::from(label == "javascript")];
+            for fragment in fragments.iter().chain(own) {
+                assert!(
+                    text.contains(fragment),
+                    "{label} with {params}: `{fragment}` missing from: {text}"
+                );
+            }
+            // Never a trap: every mistake is the helper's returned error,
+            // the host's deadline or the host's refusal of the answer.
+            assert!(
+                !text.contains(": Trap: "),
+                "{label} with {params}: the helper trapped where it promises an error: {text}"
+            );
+        }
+        (Answer::Decides { decided, .. }, Err(text)) => {
+            panic!("{label} with {params}: expected {decided:?}, found the error {text}")
+        }
+        (Answer::Fails(fragments), Ok((found, _))) => {
+            panic!("{label} with {params}: expected an error with {fragments:?}, found {found:?}")
+        }
+    }
+}
+
+#[test]
+fn a_misbehaving_python_or_javascript_policy_is_reported_in_the_same_words() {
+    let fixtures = misbehaving();
+    let _compiling = one_at_a_time();
+    let answers: Vec<Vec<Reported>> = fixtures
+        .iter()
+        .map(|(label, wasm)| {
+            let started = Instant::now();
+            let answers = MODES
+                .iter()
+                .map(|expected| {
+                    let answer = ask(label, wasm, expected.params);
+                    println!("{label:<10} {:<36} {answer:?}", expected.params);
+                    check(label, expected, &answer);
+                    answer
+                })
+                .collect();
+            println!(
+                "{label}: {} modes in {:.1} s",
+                MODES.len(),
+                started.elapsed().as_secs_f64()
+            );
+            answers
+        })
+        .collect();
+    for (index, expected) in MODES.iter().enumerate() {
+        if expected.same_words {
+            assert_eq!(
+                answers[1][index], answers[0][index],
+                "the JavaScript helper reports {} in other words than the Python one",
+                expected.params
+            );
+        } else {
+            // Where the words differ by nature, they must still differ:
+            // else this entry should require identity.
+            assert_ne!(
+                answers[1][index], answers[0][index],
+                "{} is reported identically: require the same words",
+                expected.params
+            );
+        }
+    }
+}
+
+#[test]
+fn the_host_makes_a_python_or_javascript_policys_answer_safe_all_the_same() {
+    let fixtures = misbehaving();
+    let _compiling = one_at_a_time();
+    let evaluation = evaluation();
+    for (label, wasm) in &fixtures {
+        let unchecked = |mode: &str| {
+            let params = format!(r#"{{"mode": "{mode}"}}"#);
+            let mut policy = host()
+                .load_policy(wasm, &params, "orders")
+                .unwrap_or_else(|error| panic!("the {label} policy loads with {params}: {error}"));
+            let decided = policy
+                .decide(&evaluation)
+                .unwrap_or_else(|error| panic!("the {label} policy decides in {mode}: {error}"));
+            (decided.clone(), validate_decision(decided, &evaluation.app))
+        };
+
+        // scale-to(0) reaches the host (decide_checked would fail it), and
+        // is never acted on.
+        let (decided, acted) = unchecked("zero");
+        assert_eq!(decided.action, Action::ScaleTo(0), "{label}");
+        assert_eq!(acted.action, Action::Hold, "{label}: {acted:?}");
+        assert_eq!(
+            acted.reason,
+            "misbehave: zero mode; refused scale-to(0): capacity cannot be zero, holding",
+            "{label}"
+        );
+
+        // An empty reason is given one.
+        let (decided, acted) = unchecked("empty-reason");
+        assert_eq!(decided, Decision::hold(""), "{label}");
+        assert_eq!(acted, Decision::hold("no reason given"), "{label}");
+
+        // A KPU above max_kpu, carried exactly, is clamped and said so.
+        let (decided, acted) = unchecked("max");
+        assert_eq!(decided.action, Action::ScaleTo(u32::MAX), "{label}");
+        assert_eq!(acted.action, Action::ScaleTo(10), "{label}");
+        assert!(
+            acted
+                .reason
+                .ends_with("clamped from 4294967295 to 10 KPU (max_kpu)"),
+            "{label}: {}",
+            acted.reason
+        );
+
+        // A good answer passes unchanged.
+        let (decided, acted) = unchecked("scale");
+        assert_eq!(decided.action, Action::ScaleTo(3), "{label}");
+        assert_eq!(acted, decided, "{label}");
+    }
+}
