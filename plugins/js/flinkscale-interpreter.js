@@ -59,6 +59,7 @@ import {
   U32_MAX,
   configuredState,
   errorText,
+  kindOf,
   liftApplication,
   liftSeries,
   pluginMetadata,
@@ -94,26 +95,6 @@ export function configuredMetrics(metrics) {
   return metrics.length === 0 ? "none" : metrics.map((candidate) => candidate.id).join(", ");
 }
 
-// What `value` is, in the words `flinkscale_interpreter.py` uses for the
-// same mistake (`nothing`, `a string`, `a list`), so that an author reads
-// the same error in either language.
-function described(value) {
-  if (value === null || value === undefined) return "nothing";
-  if (Array.isArray(value)) return "a list";
-  switch (typeof value) {
-    case "boolean":
-      return "a boolean";
-    case "number":
-      return "a number";
-    case "string":
-      return "a string";
-    case "object":
-      return "an object";
-    default:
-      return `a ${typeof value}`;
-  }
-}
-
 // The answer of `interpret` as the contract carries it, or an
 // InterpreterError saying what is wrong with it: a wrong type would
 // otherwise trap the instance while the engine lowers it. The texts are
@@ -122,20 +103,20 @@ function described(value) {
 function checkedSignals(answer) {
   if (!Array.isArray(answer)) {
     throw new InterpreterError(
-      `the interpreter returned ${described(answer)}, not a list of signals (name, value)`,
+      `the interpreter returned ${kindOf(answer)}, not a list of signals (name, value)`,
     );
   }
   return answer.map((item, index) => {
     const which = `signal ${index + 1} of ${answer.length}`;
     if (item === null || typeof item !== "object" || Array.isArray(item)) {
-      throw new InterpreterError(`${which} is ${described(item)}, not a signal (name, value)`);
+      throw new InterpreterError(`${which} is ${kindOf(item)}, not a signal (name, value)`);
     }
     if (typeof item.name !== "string") {
-      throw new InterpreterError(`${which} has a name that is ${described(item.name)}, not a string`);
+      throw new InterpreterError(`${which} has a name that is ${kindOf(item.name)}, not a string`);
     }
     if (typeof item.value !== "number") {
       throw new InterpreterError(
-        `${which} (\`${item.name}\`) has a value that is ${described(item.value)}, not a number`,
+        `${which} (\`${item.name}\`) has a value that is ${kindOf(item.value)}, not a number`,
       );
     }
     return { name: item.name, value: item.value };

@@ -117,8 +117,9 @@ export function scaleTo(kpu, reason, nextEvaluationSecs) {
 
 // What `value` is, in the words `flinkscale_policy.py` uses for the same
 // mistake (`nothing`, `a string`, `a list`), so that an author reads the
-// same error in either language.
-function kindOf(value) {
+// same error in either language; also `flinkscale-interpreter.js`'s, for
+// the answers of an interpreter.
+export function kindOf(value) {
   if (value === null || value === undefined) return "nothing";
   if (Array.isArray(value)) return "a list";
   switch (typeof value) {

@@ -54,6 +54,7 @@ from flinkscale_policy import (
     _check_declarations,
     _configured,
     _error_text,
+    _kind,
     _metadata,
 )
 from wit_world import exports as _exports
@@ -103,23 +104,6 @@ def configured_metrics(metrics: List[Series]) -> str:
     return ", ".join(ids) if ids else "none"
 
 
-def _described(value: Any) -> str:
-    """What ``value`` is, in the words ``flinkscale-interpreter.js`` uses
-    for the same mistake (``nothing``, ``a string``, ``a list``), so that an
-    author reads the same error in either language."""
-    if value is None:
-        return "nothing"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, (int, float)):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, (list, tuple)):
-        return "a list"
-    return f"a {type(value).__name__}"
-
-
 def _checked_signals(answer: Any) -> List[Signal]:
     """The answer of ``on_interpret`` as the contract carries it, or an
     :class:`InterpreterError` saying what is wrong with it: a wrong type
@@ -128,21 +112,21 @@ def _checked_signals(answer: Any) -> List[Signal]:
     signals from 1 as the host does."""
     if not isinstance(answer, (list, tuple)):
         raise InterpreterError(
-            f"the interpreter returned {_described(answer)}, not a list of signals (name, value)"
+            f"the interpreter returned {_kind(answer)}, not a list of signals (name, value)"
         )
     signals = []
     for index, item in enumerate(answer):
         which = f"signal {index + 1} of {len(answer)}"
         if not isinstance(item, Signal):
-            raise InterpreterError(f"{which} is {_described(item)}, not a signal (name, value)")
+            raise InterpreterError(f"{which} is {_kind(item)}, not a signal (name, value)")
         if not isinstance(item.name, str):
             raise InterpreterError(
-                f"{which} has a name that is {_described(item.name)}, not a string"
+                f"{which} has a name that is {_kind(item.name)}, not a string"
             )
         value = item.value
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise InterpreterError(
-                f"{which} (`{item.name}`) has a value that is {_described(value)}, not a number"
+                f"{which} (`{item.name}`) has a value that is {_kind(value)}, not a number"
             )
         # An int beyond a double's range would fail to lower; the host
         # drops infinities anyway, as for a float.

@@ -136,7 +136,8 @@ def scale_to(kpu: int, reason: str, next_evaluation_secs: Optional[int] = None) 
 def _kind(value: Any) -> str:
     """What ``value`` is, in the words ``flinkscale-policy.js`` uses for the
     same mistake (``nothing``, ``a string``, ``a list``), so that an author
-    reads the same error in either language."""
+    reads the same error in either language; also
+    ``flinkscale_interpreter.py``'s, for the answers of an interpreter."""
     if value is None:
         return "nothing"
     if isinstance(value, bool):
