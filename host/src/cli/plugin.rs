@@ -2,10 +2,12 @@
 //!
 //! `check` loads a plugin as the agent would and asks it one question on a
 //! canned evaluation (of an MSF application, or with `--target flink` of a
-//! Flink job, whose output then speaks parallelism); `describe` prints what the plugin declares about its
-//! parameters (the README's parameter tables are this output, see
-//! [`replace_blocks`]; with `--target flink` its texts speak parallelism too); `bench` times compiling, instantiating and calling
-//! it; `sdk` writes the contract and the SDKs into a folder (`super::kit`).
+//! Flink job, whose output then speaks parallelism); `describe` prints what
+//! the plugin declares about its parameters (the README's parameter tables
+//! are this output, see [`replace_blocks`]; with `--target flink` its texts
+//! speak parallelism too); `bench` times compiling, instantiating and
+//! calling it; `sdk` writes the contract and the SDKs into a folder
+//! (`super::kit`).
 //! They run on the calling thread with no async runtime around them:
 //! the guest calls are what is measured, not a hop to another thread.
 //!
