@@ -43,7 +43,8 @@ use std::sync::{LazyLock, Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
 
 use common::{
-    POLYGLOT_COMPILE_TIMEOUT_SECS, polyglot_host, polyglot_plugin_cache, target_dir, workspace,
+    POLYGLOT_COMPILE_TIMEOUT_SECS, polyglot_components, polyglot_host, polyglot_plugin_cache,
+    workspace,
 };
 use flinkscale::metrics::{Datapoint, MetricQuery, Series};
 use flinkscale::model::{Application, Signal};
@@ -73,29 +74,10 @@ fn rust_wasm() -> PathBuf {
     PathBuf::from(env!("FLINKSCALE_BUILTIN_PLUGIN_DIR")).join("backlog_seconds.wasm")
 }
 
-/// Built components of the target folder, as (label, component), from
-/// (label, file under the target folder, the command that builds it);
-/// fails (never skips) when one is missing.
-fn built(components: [(&'static str, &str, &str); 2]) -> Vec<(&'static str, PathBuf)> {
-    components
-        .into_iter()
-        .map(|(label, file, build)| {
-            let wasm = target_dir().join(file);
-            assert!(
-                wasm.is_file(),
-                "{} is missing: run `{build}` from the workspace root before this test \
-                 (scripts/test.sh does)",
-                wasm.display()
-            );
-            (label, wasm)
-        })
-        .collect()
-}
-
 /// The ports of `backlog-seconds` to other languages, as (label, component);
 /// fails (never skips) when one is missing.
 fn ports() -> Vec<(&'static str, PathBuf)> {
-    built([
+    polyglot_components([
         (
             "python",
             "polyglot/backlog_seconds-py.wasm",
@@ -591,7 +573,7 @@ fn simulate_decides_the_same_with_the_python_and_javascript_backlog_seconds() {
 /// helpers (tests/fixtures/polyglot), as (label, component); fails (never
 /// skips) when one is missing.
 fn misbehaving() -> Vec<(&'static str, PathBuf)> {
-    built([
+    polyglot_components([
         (
             "python",
             "polyglot/misbehave_interpreter-py.wasm",

@@ -44,7 +44,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{LazyLock, Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
 
-use common::{polyglot_host, target_dir};
+use common::{polyglot_components, polyglot_host};
 use flinkscale::model::{Action, AlarmState, AlarmStatus, Application, Decision, Evaluation};
 use flinkscale::plugin::validate::validate_decision;
 use flinkscale::plugin::{PluginError, PluginHost};
@@ -69,7 +69,7 @@ fn one_at_a_time() -> MutexGuard<'static, ()> {
 /// (tests/fixtures/polyglot), as (label, component); fails (never skips)
 /// when one is missing.
 fn misbehaving() -> Vec<(&'static str, PathBuf)> {
-    [
+    polyglot_components([
         (
             "python",
             "polyglot/misbehave_policy-py.wasm",
@@ -80,19 +80,7 @@ fn misbehaving() -> Vec<(&'static str, PathBuf)> {
             "polyglot/misbehave-policy-js.wasm",
             "plugins/js/build.sh tests/fixtures/polyglot/misbehave-policy.js",
         ),
-    ]
-    .into_iter()
-    .map(|(label, file, build)| {
-        let wasm = target_dir().join(file);
-        assert!(
-            wasm.is_file(),
-            "{} is missing: run `{build}` from the workspace root before this test \
-             (scripts/test.sh does)",
-            wasm.display()
-        );
-        (label, wasm)
-    })
-    .collect()
+    ])
 }
 
 /// The application every evaluation is about: 4 KPU within [1, 10].

@@ -75,6 +75,28 @@ pub fn polyglot_host() -> flinkscale::plugin::PluginHost {
     .expect("the engine starts")
 }
 
+/// Components built into the target folder by the Python and JavaScript
+/// build scripts, as (label, component), from (label, file under the target
+/// folder, the command that builds it); fails (never skips) when one is
+/// missing, naming the command.
+pub fn polyglot_components(
+    components: [(&'static str, &str, &str); 2],
+) -> Vec<(&'static str, PathBuf)> {
+    components
+        .into_iter()
+        .map(|(label, file, build)| {
+            let wasm = target_dir().join(file);
+            assert!(
+                wasm.is_file(),
+                "{} is missing: run `{build}` from the workspace root before this test \
+                 (scripts/test.sh does)",
+                wasm.display()
+            );
+            (label, wasm)
+        })
+        .collect()
+}
+
 /// A scenario of `tests/fixtures/scenarios/`.
 pub fn scenario(name: &str) -> PathBuf {
     workspace().join("tests/fixtures/scenarios").join(name)
