@@ -416,6 +416,19 @@ impl Policy for RatePolicy {
     }
 
     fn decide(&mut self, evaluation: &Evaluation) -> Result<Decision, String> {
+        self.decide_observing(evaluation)
+            .map(|(decision, _)| decision)
+    }
+}
+
+impl RatePolicy {
+    /// [`Policy::decide`], and the series it joined to decide (none when
+    /// the application is not running): a policy that builds on this one
+    /// reads the same periods without joining them again.
+    pub fn decide_observing(
+        &mut self,
+        evaluation: &Evaluation,
+    ) -> Result<(Decision, Option<Observed>), String> {
         let app = &evaluation.app;
         if let Some(seen) = self.seen_kpu
             && seen != app.kpu
@@ -425,22 +438,32 @@ impl Policy for RatePolicy {
         }
         self.seen_kpu = Some(app.kpu);
         if app.status != AppStatus::Running {
-            return Ok(Decision::hold(format!(
-                "application is {}, not RUNNING",
-                app.status
-            )));
+            let hold = Decision::hold(format!("application is {}, not RUNNING", app.status));
+            return Ok((hold, None));
         }
         let observed = Observed::from_evaluation(evaluation, &self.ids)?;
+        let decision = self.decide_on(evaluation, &observed)?;
+        Ok((decision, Some(observed)))
+    }
+
+    /// The decision on the periods joined from a running application's
+    /// evaluation.
+    fn decide_on(
+        &mut self,
+        evaluation: &Evaluation,
+        observed: &Observed,
+    ) -> Result<Decision, String> {
+        let app = &evaluation.app;
         let period_ms = observed.period_ms;
         let fresh_from = app.last_rescale_ms.unwrap_or(i64::MIN);
-        let fresh_rates = estimate::input_rates(&observed, fresh_from);
+        let fresh_rates = estimate::input_rates(observed, fresh_from);
         self.remember(&fresh_rates, evaluation.now_ms, period_ms);
         let Some(&(latest_ms, input_rate)) = fresh_rates.last() else {
             return Ok(Decision::hold(
                 "no input rate measured since the last rescale yet",
             ));
         };
-        let capacity = estimate::capacity(&observed, fresh_from).or_else(|| {
+        let capacity = estimate::capacity(observed, fresh_from).or_else(|| {
             self.records_per_subtask
                 .map(|mu| self.rules.usl.capacity(mu, app.parallelism))
         });
@@ -564,7 +587,14 @@ impl RatePolicy {
     fn remember(&mut self, fresh: &[(i64, f64)], now_ms: i64, period_ms: i64) {
         self.rates.extend(fresh.iter().copied());
         let keep_ms = self.scale_in_window_ms.max(self.trend_window_ms) + 10 * period_ms;
-        self.rates = self.rates.split_off(&(now_ms - keep_ms));
+        let keep_from = now_ms - keep_ms;
+        if self
+            .rates
+            .first_key_value()
+            .is_some_and(|(&t, _)| t < keep_from)
+        {
+            self.rates = self.rates.split_off(&keep_from);
+        }
     }
 
     /// The scale-in window that ends with the period starting at

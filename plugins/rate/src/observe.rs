@@ -7,8 +7,6 @@
 //! one; the backlog comes from the source system and is valid in every
 //! period, including while the application was UPDATING.
 
-use std::collections::BTreeMap;
-
 use flinkscale_plugin::{Evaluation, Series};
 
 /// The configured metrics of one period.
@@ -55,30 +53,42 @@ impl Observed {
         let busy = require(evaluation, &ids.busy)?;
         let backlog = evaluation.metric(&ids.backlog);
         let period_ms = i64::from(records_in.period_secs.max(1)) * 1000;
-        let mut periods: BTreeMap<i64, Period> = BTreeMap::new();
-        for point in &records_in.points {
-            periods
-                .entry(point.timestamp_ms)
-                .or_insert_with(|| empty(point.timestamp_ms))
-                .records_in = Some(point.value.max(0.0));
-        }
-        for point in &busy.points {
-            periods
-                .entry(point.timestamp_ms)
-                .or_insert_with(|| empty(point.timestamp_ms))
-                .utilisation = Some((point.value / 1000.0).clamp(0.0, 1.0));
-        }
-        if let Some(backlog) = backlog {
-            for point in &backlog.points {
-                periods
-                    .entry(point.timestamp_ms)
-                    .or_insert_with(|| empty(point.timestamp_ms))
-                    .backlog = Some(point.value.max(0.0));
+        // Each datapoint as a period of its own, then sorted by start (a
+        // stable sort: per start, the series' order is kept) and merged, a
+        // later value of a field replacing an earlier one. The series come
+        // oldest first, so the sort only merges three runs: cheaper than a
+        // map built for every evaluation, and never quadratic on series in
+        // any other order.
+        let backlog_points = backlog.map_or(&[][..], |b| &b.points[..]);
+        let mut points: Vec<Period> =
+            Vec::with_capacity(records_in.points.len() + busy.points.len() + backlog_points.len());
+        points.extend(records_in.points.iter().map(|p| Period {
+            records_in: Some(p.value.max(0.0)),
+            ..empty(p.timestamp_ms)
+        }));
+        points.extend(busy.points.iter().map(|p| Period {
+            utilisation: Some((p.value / 1000.0).clamp(0.0, 1.0)),
+            ..empty(p.timestamp_ms)
+        }));
+        points.extend(backlog_points.iter().map(|p| Period {
+            backlog: Some(p.value.max(0.0)),
+            ..empty(p.timestamp_ms)
+        }));
+        points.sort_by_key(|p| p.start_ms);
+        let mut periods: Vec<Period> = Vec::with_capacity(points.len());
+        for point in points {
+            match periods.last_mut() {
+                Some(last) if last.start_ms == point.start_ms => {
+                    last.records_in = point.records_in.or(last.records_in);
+                    last.utilisation = point.utilisation.or(last.utilisation);
+                    last.backlog = point.backlog.or(last.backlog);
+                }
+                _ => periods.push(point),
             }
         }
         Ok(Observed {
             period_ms,
-            periods: periods.into_values().collect(),
+            periods,
             has_backlog: backlog.is_some(),
         })
     }

@@ -589,3 +589,38 @@ fn a_quiet_hold_asks_for_one_period_and_a_moving_one_does_not() {
     let busy = policy("{}").decide(&saturated_step()).expect("decides");
     assert_eq!(busy.next_evaluation_secs, None, "{}", busy.reason);
 }
+
+/// The series are joined per period start whatever their order: periods
+/// sorted and one per start, a series missing a period leaves its field
+/// empty, and a period a series shows twice keeps the later value (as the
+/// map this join once was did).
+#[test]
+fn series_are_joined_per_period_in_any_order() {
+    let mut e = evaluation(2, T0, &[], T0 + 10 * P);
+    e.metrics = vec![
+        series(
+            "records_in",
+            &[(T0 + 2 * P, 30.0), (T0, 10.0), (T0 + 2 * P, 31.0)],
+        ),
+        series("busy", &[(T0 + P, 500.0), (T0, 2000.0)]),
+        series("backlog", &[(T0 + 2 * P, -5.0), (T0 + P, 7.0)]),
+    ];
+    let ids = policy("{}").metric_ids().clone();
+    let observed = Observed::from_evaluation(&e, &ids).expect("the metrics are there");
+    let period = |start_ms, records_in, utilisation, backlog| observe::Period {
+        start_ms,
+        records_in,
+        utilisation,
+        backlog,
+    };
+    assert_eq!(
+        observed.periods,
+        vec![
+            period(T0, Some(10.0), Some(1.0), None),
+            period(T0 + P, None, Some(0.5), Some(7.0)),
+            period(T0 + 2 * P, Some(31.0), None, Some(0.0)),
+        ]
+    );
+    assert_eq!(observed.period_ms, P);
+    assert!(observed.has_backlog);
+}
