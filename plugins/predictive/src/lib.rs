@@ -83,11 +83,9 @@
 #![warn(missing_docs)]
 
 use flinkscale_plugin::usl::kpu_for;
-use flinkscale_plugin::{
-    Action, AppStatus, Decision, Evaluation, Parameter, Params, Policy, export_policy,
-};
+use flinkscale_plugin::{Action, Decision, Evaluation, Parameter, Params, Policy, export_policy};
 use rate::RatePolicy;
-use rate::{estimate, observe::Observed};
+use rate::estimate;
 use serde::Deserialize;
 
 pub mod profile;
@@ -197,12 +195,11 @@ impl Policy for PredictivePolicy {
     fn decide(&mut self, evaluation: &Evaluation) -> Result<Decision, String> {
         // `rate` sees every evaluation, so its own caches stay current
         // whichever half decides.
-        let reactive = self.rate.decide(evaluation)?;
+        let (reactive, observed) = self.rate.decide_observing(evaluation)?;
         let app = &evaluation.app;
-        if app.status != AppStatus::Running {
+        let Some(observed) = observed else {
             return Ok(reactive);
-        }
-        let observed = Observed::from_evaluation(evaluation, self.rate.metric_ids())?;
+        };
         let rates = estimate::input_rates(&observed, i64::MIN);
         self.profile.learn(&rates, evaluation.now_ms);
         let usl = self.rate.rules().usl;

@@ -13,8 +13,7 @@
 //! forecast (a burst, a crowd, a holiday's first hours).
 
 use std::cell::RefCell;
-use std::collections::{BTreeMap, HashMap};
-use std::hash::{BuildHasherDefault, Hasher};
+use std::collections::{BTreeMap, VecDeque};
 
 /// One day, in milliseconds.
 pub const DAY_MS: i64 = 86_400_000;
@@ -35,45 +34,136 @@ pub struct Profile {
     bucket_ms: i64,
     keep_ms: i64,
     rates: BTreeMap<i64, f64>,
-    /// [`Profile::level`] by bucket start, as computed from `rates`;
-    /// a bucket's entry goes when one of its rates is learned or
-    /// forgotten. Every evaluation asks for hundreds of levels (the
-    /// lookahead and the dip in buckets, the fit span point by point), of
-    /// buckets that mostly have not changed since the last one.
+    /// [`Profile::level`] by bucket, as computed from `rates`; a bucket's
+    /// entry goes when one of its rates changes or is forgotten. Every
+    /// evaluation asks for hundreds of levels (the lookahead and the dip in
+    /// buckets, the fit span point by point), of buckets that mostly have
+    /// not changed since the last one.
     levels: RefCell<Levels>,
+    /// The latest answers of [`Profile::fit`] and [`Profile::peak`], each
+    /// kept until a rate it reads changes. An evaluation comes more often
+    /// than a period is published, and the periods it learns are ones no
+    /// forecast of it reads.
+    answers: RefCell<Answers>,
 }
 
-/// Bucket levels by bucket number.
-type Levels = HashMap<i64, Option<f64>, BuildHasherDefault<BucketHasher>>;
+/// Answers kept by [`Profile`], with what each was asked.
+#[derive(Debug, Clone, Default)]
+struct Answers {
+    /// The last fit: `(from_ms, latest_ms, latest_periods)` and its answer.
+    fit: Option<((i64, i64, usize), Option<Fit>)>,
+    /// Unscaled peaks: the season, the first and the last bucket, and the
+    /// highest level of those buckets.
+    peaks: Vec<(i64, i64, i64, Option<f64>)>,
+}
 
-/// Hashes a bucket number with one multiplication (Fibonacci hashing)
-/// rather than the standard library's SipHash: the keys are small
-/// consecutive integers the plugin computes itself (no adversary to resist),
-/// and SipHash of the hundreds of lookups an evaluation makes was the
-/// plugin's largest cost (9 % of a 7-day `simulate` of `predictive`).
-#[derive(Default)]
-struct BucketHasher(u64);
+/// At most this many peaks are kept (an evaluation asks for three).
+const KEPT_PEAKS: usize = 8;
 
-impl Hasher for BucketHasher {
-    fn finish(&self) -> u64 {
-        self.0
+impl Answers {
+    /// Forgets the answers that read a bucket in `changed` (the first and
+    /// last bucket of the rates learned anew) or at or before `cut` (the
+    /// bucket of the history's new start, when rates were forgotten);
+    /// `len` is how many rates the profile keeps now.
+    fn forget(
+        &mut self,
+        changed: Option<(i64, i64)>,
+        cut: Option<i64>,
+        len: usize,
+        bucket_ms: i64,
+    ) {
+        let reads = |first: i64, last: i64| {
+            changed.is_some_and(|(lo, hi)| lo <= last && first <= hi)
+                || cut.is_some_and(|cut| first <= cut)
+        };
+        self.peaks
+            .retain(|&(_, first, last, _)| !reads(first, last));
+        if let Some(((from_ms, _, _), _)) = self.fit {
+            // A fit reads the rates of its span, the levels a day and a week
+            // before it, and the newest sixteen rates (for the period): a
+            // rate learned anew may be any of those; forgotten ones are none
+            // of them when all lie before the week-old levels and sixteen
+            // rates are left.
+            let kept = changed.is_none()
+                && cut
+                    .is_none_or(|cut| cut < (from_ms - WEEK_MS).div_euclid(bucket_ms) && len >= 16);
+            if !kept {
+                self.fit = None;
+            }
+        }
+    }
+}
+
+/// Bucket levels by bucket number, kept in one run from the first bucket
+/// of the profile: the buckets asked for are consecutive integers near the
+/// history, so an index does what a hash table did for a third of the
+/// plugin's time (a 7-day `simulate` of `predictive`).
+#[derive(Debug, Clone, Default)]
+struct Levels {
+    /// The bucket of `slots[0]`.
+    base: i64,
+    /// A level computed (`Some`, itself `None` for a bucket without a
+    /// rate), or `None` when not computed since the bucket last changed.
+    slots: VecDeque<Option<Option<f64>>>,
+    /// At most this many slots; a bucket past them is computed each time.
+    limit: usize,
+}
+
+impl Levels {
+    /// The slot of `bucket`, if the run holds it or can grow to it.
+    fn slot(&mut self, bucket: i64) -> Option<&mut Option<Option<f64>>> {
+        let index = usize::try_from(bucket.checked_sub(self.base)?).ok()?;
+        if index >= self.limit {
+            return None;
+        }
+        if index >= self.slots.len() {
+            self.slots.resize(index + 1, None);
+        }
+        self.slots.get_mut(index)
     }
 
-    fn write(&mut self, bytes: &[u8]) {
-        for &byte in bytes {
-            self.0 = (self.0.rotate_left(8) ^ u64::from(byte)).wrapping_mul(FIBONACCI);
+    /// Forgets the level of `bucket`.
+    fn invalidate(&mut self, bucket: i64) {
+        if let Some(index) = bucket
+            .checked_sub(self.base)
+            .and_then(|i| usize::try_from(i).ok())
+            && let Some(slot) = self.slots.get_mut(index)
+        {
+            *slot = None;
         }
     }
 
-    fn write_i64(&mut self, n: i64) {
-        // The product's high bits, which the table reads first, depend on
-        // every bit of the key.
-        self.0 = (self.0 ^ n as u64).wrapping_mul(FIBONACCI);
+    /// Starts the run at `bucket`, dropping the slots before it (a run
+    /// that has not started yet starts there).
+    fn start_at(&mut self, bucket: i64) {
+        if self.slots.is_empty() {
+            self.base = bucket;
+            return;
+        }
+        while self.base < bucket && self.slots.pop_front().is_some() {
+            self.base += 1;
+        }
+        if self.slots.is_empty() {
+            self.base = bucket;
+        }
     }
 }
 
-/// 2^64 divided by the golden ratio, odd.
-const FIBONACCI: u64 = 0x9E37_79B9_7F4A_7C15;
+impl Profile {
+    /// The same profile with nothing kept but its rates: every answer of
+    /// it is computed afresh.
+    #[cfg(test)]
+    pub fn afresh(&self) -> Profile {
+        Profile {
+            levels: RefCell::new(Levels {
+                limit: self.levels.borrow().limit,
+                ..Levels::default()
+            }),
+            answers: RefCell::new(Answers::default()),
+            ..self.clone()
+        }
+    }
+}
 
 impl PartialEq for Profile {
     /// The cache of levels is not part of what a profile is.
@@ -102,11 +192,20 @@ impl Profile {
     /// An empty profile averaging over `bucket_secs` and keeping
     /// `history_days` of rates.
     pub fn new(bucket_secs: u32, history_days: u32) -> Self {
+        let bucket_ms = i64::from(bucket_secs.max(1)) * 1000;
+        let keep_ms = i64::from(history_days) * DAY_MS;
+        // The history and the farthest look past it (a lead and a
+        // lookahead of a day each, a dip of a week), with room to spare.
+        let limit = usize::try_from((keep_ms + 16 * DAY_MS) / bucket_ms + 2).unwrap_or(0);
         Profile {
-            bucket_ms: i64::from(bucket_secs.max(1)) * 1000,
-            keep_ms: i64::from(history_days) * DAY_MS,
+            bucket_ms,
+            keep_ms,
             rates: BTreeMap::new(),
-            levels: RefCell::new(Levels::default()),
+            levels: RefCell::new(Levels {
+                limit,
+                ..Levels::default()
+            }),
+            answers: RefCell::new(Answers::default()),
         }
     }
 
@@ -115,18 +214,50 @@ impl Profile {
     /// every evaluation. Forgets what lies beyond the history span.
     pub fn learn(&mut self, rates: &[(i64, f64)], now_ms: i64) {
         let levels = self.levels.get_mut();
-        for &(at_ms, rate) in rates {
-            self.rates.insert(at_ms, rate);
-            levels.remove(&at_ms.div_euclid(self.bucket_ms));
+        let mut changed: Option<(i64, i64)> = None;
+        // The usual evaluation shows only periods already learned, with the
+        // same rates (windows overlap): one walk over the span tells, where
+        // an insertion per period would search the whole history each.
+        let known = match (rates.first(), rates.last()) {
+            (Some(&(first, _)), Some(&(last, _))) if first <= last => self
+                .rates
+                .range(first..=last)
+                .map(|(&t, &r)| (t, r))
+                .eq(rates.iter().copied()),
+            _ => rates.is_empty(),
+        };
+        if !known {
+            for &(at_ms, rate) in rates {
+                // A rate seen again unchanged leaves its bucket's level as
+                // it was.
+                if self.rates.insert(at_ms, rate) != Some(rate) {
+                    let bucket = at_ms.div_euclid(self.bucket_ms);
+                    levels.invalidate(bucket);
+                    changed = Some(changed.map_or((bucket, bucket), |(lo, hi)| {
+                        (lo.min(bucket), hi.max(bucket))
+                    }));
+                }
+            }
         }
+        let mut cut = None;
         if let Some(&first) = self.rates.keys().next()
             && first < now_ms - self.keep_ms
         {
             let keep_from = now_ms - self.keep_ms;
             self.rates = self.rates.split_off(&keep_from);
             // The bucket of the cut lost some rates, those before it all.
-            let cut = keep_from.div_euclid(self.bucket_ms);
-            levels.retain(|&bucket, _| bucket > cut);
+            let bucket = keep_from.div_euclid(self.bucket_ms);
+            levels.start_at(bucket + 1);
+            cut = Some(bucket);
+        }
+        if let Some(&first) = self.rates.keys().next() {
+            levels.start_at(first.div_euclid(self.bucket_ms));
+        }
+        if changed.is_some() || cut.is_some() {
+            let len = self.rates.len();
+            self.answers
+                .get_mut()
+                .forget(changed, cut, len, self.bucket_ms);
         }
     }
 
@@ -143,15 +274,32 @@ impl Profile {
     /// The mean rate of the bucket (aligned to `bucket_secs` since the
     /// epoch) that holds `at_ms`, if any period in it is known.
     pub fn level(&self, at_ms: i64) -> Option<f64> {
-        let bucket = at_ms.div_euclid(self.bucket_ms);
-        *self.levels.borrow_mut().entry(bucket).or_insert_with(|| {
-            let start = bucket * self.bucket_ms;
-            let (sum, n) = self
-                .rates
-                .range(start..start + self.bucket_ms)
-                .fold((0.0, 0u32), |(s, n), (_, r)| (s + r, n + 1));
-            (n > 0).then(|| sum / f64::from(n))
-        })
+        self.bucket_level(at_ms.div_euclid(self.bucket_ms))
+    }
+
+    /// The mean rate of bucket number `bucket`, if any period in it is
+    /// known.
+    fn bucket_level(&self, bucket: i64) -> Option<f64> {
+        self.cached_level(&mut self.levels.borrow_mut(), bucket)
+    }
+
+    /// The level of `bucket` from `levels`, computed and kept there when
+    /// it is not.
+    fn cached_level(&self, levels: &mut Levels, bucket: i64) -> Option<f64> {
+        match levels.slot(bucket) {
+            Some(slot) => *slot.get_or_insert_with(|| self.computed_level(bucket)),
+            None => self.computed_level(bucket),
+        }
+    }
+
+    /// The level of `bucket`, from the rates.
+    fn computed_level(&self, bucket: i64) -> Option<f64> {
+        let start = bucket.saturating_mul(self.bucket_ms);
+        let (sum, n) = self
+            .rates
+            .range(start..start.saturating_add(self.bucket_ms))
+            .fold((0.0, 0u32), |(s, n), (_, r)| (s + r, n + 1));
+        (n > 0).then(|| sum / f64::from(n))
     }
 
     /// The unscaled forecast of `at_ms` by `season_ms`.
@@ -164,6 +312,19 @@ impl Profile {
     /// error), or `None` when neither season has been seen over enough of
     /// the span.
     pub fn fit(&self, from_ms: i64, latest_ms: i64, latest_periods: usize) -> Option<Fit> {
+        let asked = (from_ms, latest_ms, latest_periods);
+        if let Some((last, fit)) = self.answers.borrow().fit
+            && last == asked
+        {
+            return fit;
+        }
+        let fit = self.fit_afresh(from_ms, latest_ms, latest_periods);
+        self.answers.borrow_mut().fit = Some((asked, fit));
+        fit
+    }
+
+    /// [`Profile::fit`], computed.
+    fn fit_afresh(&self, from_ms: i64, latest_ms: i64, latest_periods: usize) -> Option<Fit> {
         let recent: Vec<(i64, f64)> = self
             .rates
             .range(from_ms..=latest_ms)
@@ -202,7 +363,7 @@ impl Profile {
                     .rev()
                     .take(latest_periods.max(1))
                     .map(relative)
-                    .fold(0.0, f64::max);
+                    .fold(0.0, larger);
                 Some(Fit {
                     season_ms,
                     scale,
@@ -216,17 +377,31 @@ impl Profile {
     /// The highest scaled forecast over `[from_ms, to_ms]`, bucket by
     /// bucket; `None` when no bucket of it was seen a season earlier.
     pub fn peak(&self, fit: &Fit, from_ms: i64, to_ms: i64) -> Option<f64> {
-        let mut at = from_ms;
-        let mut peak: Option<f64> = None;
-        while at <= to_ms {
-            if let Some(f) = self.seasonal(at, fit.season_ms) {
-                peak = Some(peak.map_or(f, |p: f64| p.max(f)));
+        if to_ms < from_ms {
+            return None;
+        }
+        let season = fit.season_ms;
+        let first = (from_ms - season).div_euclid(self.bucket_ms);
+        let last = (to_ms - season).div_euclid(self.bucket_ms);
+        let kept = self
+            .answers
+            .borrow()
+            .peaks
+            .iter()
+            .find(|&&(s, f, l, _)| (s, f, l) == (season, first, last))
+            .map(|&(_, _, _, peak)| peak);
+        let peak = kept.unwrap_or_else(|| {
+            let mut levels = self.levels.borrow_mut();
+            let peak = (first..=last)
+                .filter_map(|bucket| self.cached_level(&mut levels, bucket))
+                .reduce(larger);
+            let peaks = &mut self.answers.borrow_mut().peaks;
+            if peaks.len() == KEPT_PEAKS {
+                peaks.remove(0);
             }
-            at += self.bucket_ms;
-        }
-        if let Some(f) = self.seasonal(to_ms, fit.season_ms) {
-            peak = Some(peak.map_or(f, |p: f64| p.max(f)));
-        }
+            peaks.push((season, first, last, peak));
+            peak
+        });
         peak.map(|p| p * fit.scale)
     }
 
@@ -242,6 +417,13 @@ impl Profile {
         }
         best.filter(|g| *g > 0).or(Some(60_000))
     }
+}
+
+/// The larger of two numbers, a NaN ignored as by [`f64::max`], which in
+/// WebAssembly is a call (to `fmax`, for its treatment of NaN and signed
+/// zeros) rather than a comparison: it was a tenth of this plugin's time.
+fn larger(a: f64, b: f64) -> f64 {
+    if b > a || a.is_nan() { b } else { a }
 }
 
 /// The standard error of `ratio`, the ratio estimator sum(rate) /

@@ -384,3 +384,73 @@ fn a_scale_in_on_the_forecast_goes_where_the_load_stays_in_one_step() {
         decision.reason
     );
 }
+
+/// What a profile keeps between evaluations (levels, the fit, peaks) never
+/// changes an answer: through days of evaluations every 15 s of a daily
+/// cycle with quiet weekends, with periods learned anew, seen again,
+/// revised and forgotten past a history of a week (where the weekly
+/// season has nothing left to read), or of eight days (where it reads into
+/// what is forgotten when the fit spans a day), every fit and every peak
+/// by either season equals that of the same rates with nothing kept.
+#[test]
+fn kept_answers_are_the_answers_computed_afresh() {
+    // T0 is a Thursday: days 2 and 3 are the weekend.
+    let load = |t: i64| {
+        let weekend = matches!((t - T0).div_euclid(DAY_MS) % 7, 2 | 3);
+        daily(t) * if weekend { 0.3 } else { 1.0 }
+    };
+    let by = |season_ms| Fit {
+        season_ms,
+        scale: 1.0,
+        error: 0.0,
+        latest_error: 0.0,
+    };
+    // The history, how many periods a fit spans, and the hours (from T0)
+    // over which answers are asked: from half a day before the first rates
+    // are forgotten to a day or more after.
+    let cases = [(7, 60, 156..204), (8, 60, 180..228), (8, 1440, 180..216)];
+    for (history_days, fit_periods, hours) in cases {
+        let mut profile = Profile::new(600, history_days);
+        let mut weekly_fits = 0;
+        let steps = |hour: i64| hour * 3_600_000 / 15_000;
+        for step in 0..steps(hours.end) {
+            let now = T0 + step * 15_000;
+            let last = (now - 2 * P).div_euclid(P) * P;
+            // The latest period now and then shows a revised rate.
+            let revised = if step % 7 == 0 { 50.0 } else { 0.0 };
+            let rates: Vec<(i64, f64)> = (0..10)
+                .rev()
+                .map(|i| last - i * P)
+                .map(|t| (t, load(t) + if t == last { revised } else { 0.0 }))
+                .collect();
+            profile.learn(&rates, now);
+            if step < steps(hours.start) {
+                continue;
+            }
+            let from = last - (fit_periods - 1) * P;
+            let spans = [
+                (now, now + 2 * 3_600_000),
+                (now, now + 13 * 3_600_000),
+                (now, now + DAY_MS),
+            ];
+            let answers = |profile: &Profile| {
+                let fit = profile.fit(from, last, 3);
+                let peaks = [fit, Some(by(DAY_MS)), Some(by(WEEK_MS))]
+                    .map(|fit| fit.map(|fit| spans.map(|(a, b)| profile.peak(&fit, a, b))));
+                (fit, peaks)
+            };
+            let kept = answers(&profile);
+            if step % 37 == 0 {
+                assert_eq!(
+                    kept,
+                    answers(&profile.afresh()),
+                    "at step {step}, {history_days} days of history, {fit_periods} periods fitted"
+                );
+                weekly_fits += usize::from(kept.0.is_some_and(|fit| fit.season_ms == WEEK_MS));
+            }
+        }
+        if history_days > 7 {
+            assert!(weekly_fits > 20, "{weekly_fits} weekly fits compared");
+        }
+    }
+}
