@@ -121,6 +121,14 @@ pub fn validate_decision_in(decision: Decision, app: &Application, words: Words)
 /// on a character boundary, ending in `…` when cut.
 pub fn sanitize_text(text: &str, max_bytes: usize) -> String {
     const ELLIPSIS: char = '…';
+    // The usual text (ASCII, printable, short, no trailing blank) is
+    // already clean: copied whole rather than character by character.
+    if text.len() <= max_bytes
+        && text.bytes().all(|b| (b' '..=b'~').contains(&b))
+        && !text.ends_with(' ')
+    {
+        return text.to_owned();
+    }
     let mut out = String::with_capacity(text.len().min(max_bytes));
     for c in text.trim_end().chars() {
         let c = if c.is_control() { ' ' } else { c };
