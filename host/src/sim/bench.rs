@@ -895,7 +895,7 @@ mod tests {
             kpu: vec![1, 1],
             billed_kpu: vec![1, 1],
             updating: vec![false; 2],
-            cpu_percent: vec![100.0; 2],
+            cpu: CpuNoise::default(),
             updates: vec![],
         };
         let idle = History {
@@ -907,7 +907,7 @@ mod tests {
             kpu: vec![2, 2],
             billed_kpu: vec![2, 2],
             updating: vec![false; 2],
-            cpu_percent: vec![5.0; 2],
+            cpu: CpuNoise::default(),
             updates: vec![],
         };
         let p = AppParams::default();
@@ -929,7 +929,7 @@ mod tests {
         assert_eq!(s.p99_lag_secs, 62.0);
     }
 
-    use super::super::History;
+    use super::super::{CpuNoise, History};
 
     #[test]
     fn markdown_has_a_row_per_run_and_the_bounds() {

@@ -28,7 +28,9 @@ mod tests;
 
 use crate::metrics::{Datapoint, MetricQuery};
 
-pub use model::{ApiError, ApiErrorKind, AppModel, AppView, History, Sample, UpdateEvent};
+pub use model::{
+    ApiError, ApiErrorKind, AppModel, AppView, CpuNoise, History, Sample, UpdateEvent,
+};
 pub use publish::{MetricDescriptor, MetricKind, Statistic};
 pub use scenario::{AppParams, Past, Scenario, ScenarioApp, ScenarioError, SourceNames};
 pub use score::{MODEL_VERSION, Scores};

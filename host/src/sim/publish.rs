@@ -148,7 +148,7 @@ impl MetricKind {
         }
         let max_parallelism = f64::from(params.max_parallelism.max(1));
         Some(match self {
-            Self::ContainerCpuUtilization => f64::from(history.cpu_percent[i]),
+            Self::ContainerCpuUtilization => history.cpu_percent(i)?,
             Self::BusyTimeMsPerSecond => {
                 let c = history.capacity[i];
                 if c > 0.0 {

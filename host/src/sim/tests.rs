@@ -494,24 +494,22 @@ fn load_factor_changes_the_load_from_now_on() {
 
 #[test]
 fn same_seed_gives_the_same_cpu_samples() {
-    let run = |seed: u64| -> Vec<f32> {
+    let run = |seed: u64| -> Vec<f64> {
         let mut scenario = Scenario::single("t", Trace::constant(500.0), 600);
         scenario.applications[0].params.seed = seed;
         let mut world = World::from_scenario(&scenario, START_MS);
         world.advance_to(300);
-        world.history("app").expect("app").cpu_percent.clone()
+        let history = world.history("app").expect("app");
+        (0..history.len())
+            .map(|i| history.cpu_percent(i).expect("a step"))
+            .collect()
     };
     let a = run(42);
     assert_eq!(a, run(42));
     assert_ne!(a, run(43));
     // Noise of 2 % around 5 + 95 * 0.5 = 52.5.
-    let mean = a.iter().map(|&c| f64::from(c)).sum::<f64>() / a.len() as f64;
-    let sd = (a
-        .iter()
-        .map(|&c| (f64::from(c) - mean).powi(2))
-        .sum::<f64>()
-        / a.len() as f64)
-        .sqrt();
+    let mean = a.iter().sum::<f64>() / a.len() as f64;
+    let sd = (a.iter().map(|&c| (c - mean).powi(2)).sum::<f64>() / a.len() as f64).sqrt();
     assert!((mean - 52.5).abs() < 0.5, "mean {mean}");
     assert!((sd - 2.0).abs() < 0.4, "sd {sd}");
 }
@@ -528,7 +526,7 @@ fn scores_of_a_hand_made_history() {
         kpu: vec![1, 2, 2, 1],
         billed_kpu: vec![1, 2, 2, 1],
         updating: vec![false, true, false, false],
-        cpu_percent: vec![0.0; 4],
+        cpu: CpuNoise::default(),
         updates: vec![UpdateEvent {
             t_secs: 1,
             from_kpu: 1,
