@@ -149,11 +149,17 @@ pub struct Sample {
 impl Sample {
     /// Utilisation processed / capacity (0 while UPDATING).
     pub fn utilisation(&self) -> f64 {
-        if self.updating || self.capacity <= 0.0 {
-            0.0
-        } else {
-            self.processed / self.capacity
-        }
+        utilisation(self.processed, self.capacity, self.updating)
+    }
+}
+
+/// Utilisation processed / capacity of a step (0 while UPDATING or
+/// without capacity).
+fn utilisation(processed: f64, capacity: f64, updating: bool) -> f64 {
+    if updating || capacity <= 0.0 {
+        0.0
+    } else {
+        processed / capacity
     }
 }
 
@@ -250,13 +256,11 @@ impl History {
     /// The containerCPUUtilization sample of step `i` (meaningless while
     /// UPDATING), from its utilisation and [`History::cpu`].
     pub fn cpu_percent(&self, i: usize) -> Option<f64> {
-        let processed = *self.processed.get(i)?;
-        let capacity = *self.capacity.get(i)?;
-        let u = if *self.updating.get(i)? || capacity <= 0.0 {
-            0.0
-        } else {
-            processed / capacity
-        };
+        let u = utilisation(
+            *self.processed.get(i)?,
+            *self.capacity.get(i)?,
+            *self.updating.get(i)?,
+        );
         Some(self.cpu.sample(i as u64, u))
     }
 

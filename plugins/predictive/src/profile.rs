@@ -112,7 +112,7 @@ struct Levels {
 impl Levels {
     /// The slot of `bucket`, if the run holds it or can grow to it.
     fn slot(&mut self, bucket: i64) -> Option<&mut Option<Option<f64>>> {
-        let index = usize::try_from(bucket.checked_sub(self.base)?).ok()?;
+        let index = self.index(bucket)?;
         if index >= self.limit {
             return None;
         }
@@ -124,13 +124,16 @@ impl Levels {
 
     /// Forgets the level of `bucket`.
     fn invalidate(&mut self, bucket: i64) {
-        if let Some(index) = bucket
-            .checked_sub(self.base)
-            .and_then(|i| usize::try_from(i).ok())
+        if let Some(index) = self.index(bucket)
             && let Some(slot) = self.slots.get_mut(index)
         {
             *slot = None;
         }
+    }
+
+    /// Where `bucket` is, or would be, in the run; `None` before it.
+    fn index(&self, bucket: i64) -> Option<usize> {
+        usize::try_from(bucket.checked_sub(self.base)?).ok()
     }
 
     /// Starts the run at `bucket`, dropping the slots before it (a run
