@@ -207,8 +207,18 @@ fn explain_shows_why_the_agent_scaled_and_status_where_it_is() {
     assert!(app["last"]["decision"]["reason"].is_string(), "{status}");
     assert_eq!(app["ceiling_kpu"], Value::Null, "{status}");
     assert_eq!(app["quarantine"], serde_json::json!([]), "{status}");
+    // The running agent holds the journal's lock, and status says which.
+    assert_eq!(app["journal_lock"]["held"], true, "{status}");
+    assert_eq!(app["journal_lock"]["pid"], agent.pid(), "{status}");
     let text = flinkscale(dir.path(), &["status", "--config", &config_arg]);
     assert!(text.contains("  kpu:        4\n"), "{text}");
+    assert!(
+        text.contains(&format!(
+            "  agent:      running (process {} holds ",
+            agent.pid()
+        )),
+        "{text}"
+    );
     assert!(text.contains(" s ago: "), "{text}");
 
     // Over HTTP, the same JSON. An evaluation may land between two reads:
@@ -249,6 +259,10 @@ fn explain_shows_why_the_agent_scaled_and_status_where_it_is() {
         &["status", "--config", &config_arg, "--json"],
     ));
     assert_eq!(after["applications"][0]["kpu"], 4, "{after}");
+    assert_eq!(
+        after["applications"][0]["journal_lock"]["held"], false,
+        "{after}"
+    );
     let after = json(&flinkscale(dir.path(), &{
         let mut args = explain_args.to_vec();
         args.push("--json");
@@ -559,6 +573,110 @@ fn status_of_an_application_paused_during_an_update_says_it_is_paused() {
     let http = get(listen, "/status").expect("GET /status answers");
     assert_eq!(timeless(http), timeless(status));
     agent.stop();
+}
+
+/// The agent dies (`kill -9`) while its rescale is being followed: its
+/// journal stays at `updating`, which no one follows any more. `status`
+/// says so (no process holds the journal's lock: the phase is where the
+/// last agent left it), where it said which process held it before; a
+/// restarted agent takes the lock again, `status` names it, and it
+/// resumes the rescale without sending another update. The emulated
+/// update lasts 5 wall minutes, so that the kill lands during it.
+#[test]
+fn status_of_an_agent_killed_mid_update_says_no_agent_follows_it() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let fixture = std::fs::read_to_string(scenario("e2e-scale.toml")).expect("the scenario");
+    std::fs::copy(
+        scenario("e2e-constant.csv"),
+        dir.path().join("e2e-constant.csv"),
+    )
+    .expect("the trace can be copied");
+    let slow = dir.path().join("slow-update.toml");
+    std::fs::write(
+        &slow,
+        fixture.replace("update_secs = 60", "update_secs = 6000"),
+    )
+    .expect("the scenario can be written");
+    let listen: SocketAddr = format!("127.0.0.1:{}", common::free_port())
+        .parse()
+        .expect("an address");
+    let config = config(dir.path(), listen);
+    let config_arg = config.to_string_lossy().into_owned();
+    let status_json = || {
+        json(&flinkscale(
+            dir.path(),
+            &["status", "--config", &config_arg, "--json"],
+        ))
+    };
+    let status_text = || flinkscale(dir.path(), &["status", "--config", &config_arg]);
+
+    let emu = Emulator::start(&slow, SPEED, &[], dir.path());
+    emu.set_load(APP, 3.0);
+    let agent: Running = start_agent(&emu, &config, &[], dir.path());
+    let diag = || format!("{}\n{}", emu.call_summary(), agent.log_tail(60));
+    wait_until(
+        Duration::from_secs(120),
+        "status to report the rescale to 4 KPU being followed",
+        || {
+            agent.assert_running(diag);
+            status_json()["applications"][0]["phase"] == "updating"
+        },
+        diag,
+    );
+    let status = status_json();
+    assert_eq!(
+        status["applications"][0]["journal_lock"]["pid"],
+        agent.pid(),
+        "{status}"
+    );
+
+    agent.kill9();
+    let text = status_text();
+    assert!(
+        text.contains("  phase:      updating (to 4 KPU)\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "  agent:      not acting (no process holds ",
+        ) && text.contains(
+            ": no agent runs, or it runs in dry run); the phase is where the last agent left it: nothing follows it until an agent starts, which resumes from there\n"
+        ),
+        "{text}"
+    );
+    let status = status_json();
+    assert_eq!(status["applications"][0]["phase"], "updating", "{status}");
+    assert_eq!(
+        status["applications"][0]["journal_lock"]["held"], false,
+        "{status}"
+    );
+
+    let again = common::spawn_agent(&emu.endpoint, &config, &[], dir.path(), "again.log", &[]);
+    let diag = || format!("{}\n{}", emu.call_summary(), again.log_tail(60));
+    wait_until(
+        Duration::from_secs(60),
+        "status to name the restarted agent as the journal's holder",
+        || {
+            again.assert_running(diag);
+            status_json()["applications"][0]["journal_lock"]["pid"] == again.pid()
+        },
+        diag,
+    );
+    let text = status_text();
+    assert!(
+        text.contains(&format!(
+            "  agent:      running (process {} holds ",
+            again.pid()
+        )),
+        "{text}"
+    );
+    assert_eq!(
+        common::calls_of(&emu.calls(), "UpdateApplication", Some(APP)).len(),
+        1,
+        "the restarted agent follows the update it finds, sending none: {}",
+        diag()
+    );
+    again.stop();
 }
 
 /// A configuration file that is not there (a mistyped path) is no

@@ -31,8 +31,11 @@
 //! (`<app>.json.corrupt.1`, `.2`, ...), and one written by a newer agent
 //! ([`StateError::Newer`]) is not touched at all.
 
+mod locks;
 #[cfg(test)]
 mod tests;
+
+pub use locks::{JournalLock, LockTable};
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -553,7 +556,7 @@ impl StateStore {
         if !safe {
             return Err(StateError::BadName(application.to_owned()));
         }
-        let lock_path = self.dir.join(format!("{application}.lock"));
+        let lock_path = lock_path(&self.dir, application);
         let lock = private_file(&lock_path, Create::OrOpen).map_err(|source| StateError::Io {
             action: "open",
             path: lock_path.clone(),
@@ -585,6 +588,13 @@ impl StateStore {
             lock,
         })
     }
+}
+
+/// The lock file of `application`'s journal in the state folder `dir`,
+/// which an acting agent holds while it runs ([`LockTable::holder`] tells
+/// who).
+pub fn lock_path(dir: &Path, application: &str) -> PathBuf {
+    dir.join(format!("{application}.lock"))
 }
 
 /// One application's journal, exclusively held.

@@ -46,7 +46,7 @@ use super::Event;
 use super::failing::{Failing, Tell};
 use super::text::{iso, number, one_line};
 use crate::model::Action;
-use crate::state::{JournalFile, Phase, Resume};
+use crate::state::{JournalFile, JournalLock, LockTable, Phase, Resume};
 use crate::target::Words;
 
 /// Entries kept per application unless told otherwise.
@@ -1094,6 +1094,12 @@ pub struct AppStatus {
     /// The journal's phase (`idle`, `sending`, `updating`, `grace`, ...);
     /// `none` before the agent ever ran it.
     pub phase: String,
+    /// Who holds the journal's lock now: an acting agent does while it
+    /// runs, so with `held` false the phase is where the last one left it,
+    /// and nothing follows it until an agent starts. Absent where that
+    /// cannot be told (no kernel table of locks: not Linux).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub journal_lock: Option<JournalLock>,
     /// The KPU last seen (at the last evaluation, or the end of the last
     /// rescale).
     pub kpu: Option<u32>,
@@ -1180,6 +1186,7 @@ pub struct StandDown {
 /// words) from `state_dir` at `now_ms`.
 pub fn status(state_dir: &Path, applications: &[(String, Words)], now_ms: i64) -> Status {
     let history = dir(state_dir);
+    let locks = LockTable::read();
     let mut names = applications.to_vec();
     names.sort();
     let applications = names
@@ -1227,6 +1234,9 @@ pub fn status(state_dir: &Path, applications: &[(String, Words)], now_ms: i64) -
                 application: name.clone(),
                 target: *words,
                 phase: phase.map_or("none", Phase::name).to_owned(),
+                journal_lock: locks
+                    .as_ref()
+                    .and_then(|t| t.holder(&crate::state::lock_path(state_dir, name))),
                 kpu,
                 updating_to_kpu: phase.and_then(Phase::update).map(|u| u.target_kpu),
                 ceiling_kpu: limit.map(|l| l.ceiling()),
@@ -1328,6 +1338,9 @@ pub fn status_text(status: &Status) -> String {
             };
         }
         let _ = writeln!(out, "  phase:      {phase}");
+        if let Some(lock) = &app.journal_lock {
+            let _ = writeln!(out, "  agent:      {}", agent_words(app, lock));
+        }
         if let Some(stand_down) = &app.stood_down {
             let _ = writeln!(
                 out,
@@ -1452,6 +1465,34 @@ pub fn status_text(status: &Status) -> String {
         }
     }
     out
+}
+
+/// The `agent:` line of `status`: whether an acting agent holds `app`'s
+/// journal, and, when none does, that a phase in flight is only where the
+/// last one left it.
+fn agent_words(app: &AppStatus, lock: &JournalLock) -> String {
+    let path = one_line(&lock.path);
+    match (lock.held, lock.pid) {
+        (true, Some(pid)) => format!("running (process {pid} holds {path})"),
+        (true, None) => {
+            format!("running (a process out of sight, in another PID namespace, holds {path})")
+        }
+        // A running agent holds no journal of a paused application.
+        (false, _) if app.paused => {
+            format!("not acting (no process holds {path}: the application is paused)")
+        }
+        (false, _) => {
+            let mut words = format!(
+                "not acting (no process holds {path}: no agent runs, or it runs in dry run)"
+            );
+            if !matches!(app.phase.as_str(), "none" | "idle") {
+                words.push_str(
+                    "; the phase is where the last agent left it: nothing follows it until an agent starts, which resumes from there",
+                );
+            }
+            words
+        }
+    }
 }
 
 fn list(items: &[String]) -> String {

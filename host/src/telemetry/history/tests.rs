@@ -417,16 +417,23 @@ fn a_flink_jobs_status_and_explain_speak_flinks_words() {
     let configured = [("orders".to_owned(), Words::Flink)];
     let now = status(&state, &configured, 11_000);
     assert_eq!(now.applications[0].journal_error, None, "{now:?}");
+    // No agent holds the journal: the update is where the last one left it.
     assert_eq!(
         status_text(&now),
-        "application \"orders\"\n\
+        format!(
+            "application \"orders\"\n\
          \x20 phase:      updating (to parallelism 4)\n\
+         \x20 agent:      not acting (no process holds {}: no agent runs, or it runs in dry run); \
+         the phase is where the last agent left it: nothing follows it until an agent starts, \
+         which resumes from there\n\
          \x20 parallelism: 2\n\
          \x20 ceiling:    parallelism 6 (the cluster's free slots refused parallelism 8); \
          until 1970-01-01T01:00:00.500Z at the latest, or once the job runs at parallelism 8\n\
          \x20 quarantine: none\n\
          \x20 last:       scale to parallelism 4 10 s ago: evaluation at 1000; \
-         PUT /jobs/{id}/resource-requirements accepted to parallelism 4\n"
+         PUT /jobs/{{id}}/resource-requirements accepted to parallelism 4\n",
+            state.join("orders.lock").display()
+        )
     );
     let json = serde_json::to_value(&now).expect("serializes");
     assert_eq!(json["applications"][0]["target"], "flink");
@@ -926,4 +933,77 @@ fn status_shows_the_decision_being_sent_before_the_one_recorded() {
     let json = serde_json::to_value(&later).expect("JSON");
     assert!(json["applications"][0].get("sending").is_none(), "{json}");
     let _ = std::fs::remove_dir_all(&state);
+}
+
+/// `status` tells whether an acting agent holds the journal (from the
+/// kernel's table of locks, without taking the lock): while one does, its
+/// process; once none does, a phase in flight is only where the last agent
+/// left it; a paused application's journal is held by no one.
+#[cfg(target_os = "linux")]
+#[test]
+fn status_says_whether_an_agent_holds_the_journal() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let store = crate::state::StateStore::open(dir.path()).expect("the state folder");
+    let lock = dir.path().join("orders.lock").display().to_string();
+    let configured = [("orders".to_owned(), Words::Msf)];
+    let write_phase = |phase: &str| {
+        std::fs::write(
+            dir.path().join("orders.json"),
+            format!(
+                r#"{{"format": 1, "application": "orders", "seq": 1, "written_ms": 1000,
+                    "record": {{"phase": {phase}}}}}"#
+            ),
+        )
+        .expect("a journal");
+    };
+    let updating = r#"{"kind": "updating", "observed_ms": 2000,
+        "update": {"target_kpu": 4, "from_kpu": 2, "quoted_version_id": 6,
+                   "reason": "busy", "started_ms": 1000}}"#;
+    let agent_line = |status: &Status| {
+        status_text(status)
+            .lines()
+            .find_map(|l| l.strip_prefix("  agent:      ").map(str::to_owned))
+            .unwrap_or_else(|| panic!("no agent line in {}", status_text(status)))
+    };
+
+    let journal = store.journal("orders").expect("the journal");
+    write_phase(updating);
+    let now = status(dir.path(), &configured, 3000);
+    let held = now.applications[0].journal_lock.clone().expect("told");
+    assert!(
+        held.held && held.pid == Some(std::process::id()),
+        "{held:?}"
+    );
+    assert_eq!(
+        agent_line(&now),
+        format!("running (process {} holds {lock})", std::process::id())
+    );
+    let json = serde_json::to_value(&now).expect("serializes");
+    assert_eq!(json["applications"][0]["journal_lock"]["held"], true);
+
+    drop(journal);
+    let now = status(dir.path(), &configured, 3000);
+    assert_eq!(
+        now.applications[0].journal_lock.as_ref().map(|l| l.held),
+        Some(false)
+    );
+    assert_eq!(
+        agent_line(&now),
+        format!(
+            "not acting (no process holds {lock}: no agent runs, or it runs in dry run); \
+             the phase is where the last agent left it: nothing follows it until an agent \
+             starts, which resumes from there"
+        )
+    );
+    let mut paused = now.clone();
+    mark_paused(&mut paused, &["orders".to_owned()]);
+    assert_eq!(
+        agent_line(&paused),
+        format!("not acting (no process holds {lock}: the application is paused)")
+    );
+    write_phase(r#"{"kind": "idle"}"#);
+    assert_eq!(
+        agent_line(&status(dir.path(), &configured, 3000)),
+        format!("not acting (no process holds {lock}: no agent runs, or it runs in dry run)")
+    );
 }
