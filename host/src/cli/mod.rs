@@ -143,8 +143,9 @@ pub enum Command {
         #[arg(long, default_value_t = 3)]
         timeout_secs: u64,
     },
-    /// Print each application's phase, KPU, ceiling, grace time left,
-    /// plugin quarantine and last decision, from the files in `state_dir`
+    /// Print each application's phase, whether an agent acts on it (holds
+    /// its journal's lock), KPU, ceiling, grace time left, plugin
+    /// quarantine and last decision, from the files in `state_dir`
     /// (whether the agent runs or not).
     Status(explain::StatusArgs),
     /// Print an application's recent evaluations with their inputs (metrics,
