@@ -709,6 +709,16 @@ const MISTAKES: &[Expected] = &[
         r#"{"mode": "twice"}"#,
         &["failed in interpret: Invalid: signal \"same\" is given more than once"],
     ),
+    // A name UTF-8 cannot carry: refused by the helper, in the same words
+    // (counting the emoji before it as one character in both languages),
+    // where Python's bindings would trap lowering it.
+    fails(
+        r#"{"mode": "surrogate-name"}"#,
+        &[
+            "failed in interpret: GuestError: signal 2 of 2 has a name with a lone surrogate \
+           (\\ud800 at character 2), which a UTF-8 string cannot carry",
+        ],
+    ),
     fails(
         r#"{"mode": "unknown-metric", "metric": "absent"}"#,
         &[

@@ -339,6 +339,19 @@ const MODES: &[Expected] = &[
             &["GuestError: threw a non-Error value: {\"code\":3}"],
         ],
     },
+    // Text UTF-8 cannot carry, a lone surrogate (after an emoji, one
+    // character in both languages): written as its escape by the helpers,
+    // where Python's bindings would trap lowering it, and the decision goes
+    // through.
+    decides(
+        r#"{"mode": "surrogate"}"#,
+        decision(Action::Hold, "misbehave: \u{1f600} \\ud800 mode"),
+        decision(Action::Hold, "misbehave: \u{1f600} \\ud800 mode"),
+    ),
+    fails(
+        r#"{"mode": "surrogate-refuse"}"#,
+        &["failed in decide: GuestError: misbehave: \\udc00 refuse mode"],
+    ),
     fails(
         r#"{"mode": "configure-refuse"}"#,
         &["rejected its params: misbehave: configure-refuse mode"],

@@ -60,6 +60,7 @@ import {
   configuredState,
   errorText,
   kindOf,
+  loneSurrogate,
   liftApplication,
   liftSeries,
   pluginMetadata,
@@ -113,6 +114,14 @@ function checkedSignals(answer) {
     }
     if (typeof item.name !== "string") {
       throw new InterpreterError(`${which} has a name that is ${kindOf(item.name)}, not a string`);
+    }
+    // A name is looked up, not read: one written otherwise than it was
+    // given would name another signal.
+    const where = loneSurrogate(item.name);
+    if (where !== null) {
+      throw new InterpreterError(
+        `${which} has a name with a lone surrogate (${where}), which a UTF-8 string cannot carry`,
+      );
     }
     if (typeof item.value !== "number") {
       throw new InterpreterError(

@@ -39,6 +39,12 @@
 // Error texts are those of the Rust SDK, word for word, so that a policy
 // ported from Rust reports the same configuration errors.
 //
+// A string crosses to the host as UTF-8, which cannot carry a lone
+// surrogate (`"\uD800"`, half of a UTF-16 pair without its other half). So
+// a reason or an error text is handed over with each lone surrogate
+// written as its escape, the six characters `\ud800`, and the decision
+// goes through, as the Python helper does.
+//
 // The parameter layer (`Params`, `declareParameters`, their checks and
 // texts) and the metadata, configure and error steps also serve metric
 // interpreters: `flinkscale-interpreter.js` imports them from here, so that
@@ -160,7 +166,63 @@ function loweredDecision(answer) {
     throw new PolicyError(`the decision's reason is ${kindOf(reason)}, not a string`);
   }
   const next = checkedNext(answer.nextEvaluationSecs);
-  return { action: lowered, reason, nextEvaluationSecs: next === null ? null : lowerU32(next) };
+  return {
+    action: lowered,
+    reason: carried(reason),
+    nextEvaluationSecs: next === null ? null : lowerU32(next),
+  };
+}
+
+// Whether the UTF-16 unit `unit` is a high (first) or a low (second) half of
+// a surrogate pair.
+const isHigh = (unit) => unit >= 0xd800 && unit <= 0xdbff;
+const isLow = (unit) => unit >= 0xdc00 && unit <= 0xdfff;
+
+// Any half of a surrogate pair.
+const SURROGATE = /[\uD800-\uDFFF]/;
+
+// Each lone surrogate of `text`: its index (in UTF-16 units) and its
+// character's number counting code points from 1 (a pair is one).
+function* loneSurrogates(text) {
+  // Most text has no surrogate at all: the engine's search says so faster
+  // than a walk in JavaScript.
+  if (!SURROGATE.test(text)) return;
+  let character = 0;
+  for (let i = 0; i < text.length; i += 1) {
+    character += 1;
+    const unit = text.charCodeAt(i);
+    if (isHigh(unit) && isLow(text.charCodeAt(i + 1))) {
+      i += 1;
+    } else if (isHigh(unit) || isLow(unit)) {
+      yield { index: i, character };
+    }
+  }
+}
+
+/**
+ * The first lone surrogate of `text` and where it is, `\ud800 at character
+ * 12` (counting code points from 1), or `null` when UTF-8 carries it all.
+ * The words are `flinkscale_policy.py`'s.
+ */
+export function loneSurrogate(text) {
+  for (const { index, character } of loneSurrogates(text)) {
+    return `${escaped(text.charCodeAt(index))} at character ${character}`;
+  }
+  return null;
+}
+
+const escaped = (unit) => `\\u${unit.toString(16).padStart(4, "0")}`;
+
+// `text` itself when UTF-8 carries it, else `text` with each lone
+// surrogate written as its escape (`\ud800`), which it carries.
+function carried(text) {
+  let out = "";
+  let from = 0;
+  for (const { index } of loneSurrogates(text)) {
+    out += text.slice(from, index) + escaped(text.charCodeAt(index));
+    from = index + 1;
+  }
+  return from === 0 ? text : out + text.slice(from);
 }
 
 // --- the evaluation --------------------------------------------------------
@@ -571,17 +633,19 @@ function fixU32Fields(evaluation) {
  * a `toJSON` or `toString` that throws.
  */
 export function errorText(error) {
+  let text;
   try {
-    if (error instanceof PolicyError) return error.message;
+    if (error instanceof PolicyError) text = error.message;
     // A bug in the plugin, not a configuration mistake: say what broke so
     // that the host's log leads the author to it.
-    if (error instanceof Error) return `${error.name}: ${error.message}`;
-    if (typeof error === "string") return error;
+    else if (error instanceof Error) text = `${error.name}: ${error.message}`;
+    else if (typeof error === "string") text = error;
     // `String({})` is `[object Object]`, which tells the author nothing.
-    return `threw a non-Error value: ${thrownValue(error)}`;
+    else text = `threw a non-Error value: ${thrownValue(error)}`;
   } catch {
-    return `threw a non-Error value: ${unwritable(error)}`;
+    text = `threw a non-Error value: ${unwritable(error)}`;
   }
+  return carried(String(text));
 }
 
 // The longest text of a thrown value kept in an error, in characters; the

@@ -56,6 +56,7 @@ from flinkscale_policy import (
     _error_text,
     _kind,
     _metadata,
+    _surrogate,
 )
 from wit_world import exports as _exports
 from wit_world.imports.types import (
@@ -122,6 +123,14 @@ def _checked_signals(answer: Any) -> List[Signal]:
         if not isinstance(item.name, str):
             raise InterpreterError(
                 f"{which} has a name that is {_kind(item.name)}, not a string"
+            )
+        # A name is looked up, not read: one written otherwise than it was
+        # given would name another signal.
+        where = _surrogate(item.name)
+        if where is not None:
+            raise InterpreterError(
+                f"{which} has a name with a lone surrogate ({where}), "
+                "which a UTF-8 string cannot carry"
             )
         value = item.value
         if isinstance(value, bool) or not isinstance(value, (int, float)):

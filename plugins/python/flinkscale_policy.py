@@ -28,6 +28,12 @@ error.
 
 Error texts are those of the Rust SDK, word for word, so that a policy
 ported from Rust reports the same configuration errors.
+
+A string crosses to the host as UTF-8, which cannot carry a surrogate
+(``"\\ud800"``, half of a UTF-16 pair, which Python strings may hold):
+the bindings would trap lowering it. So a reason or an error text is
+handed over with each surrogate written as its escape, the six
+characters ``\\ud800``, and the decision goes through.
 """
 
 import json
@@ -169,7 +175,32 @@ def _checked_decision(answer: Any) -> Decision:
     if not isinstance(answer.reason, str):
         raise PolicyError(f"the decision's reason is {_kind(answer.reason)}, not a string")
     _checked_next(answer.next_evaluation_secs)
+    reason = _carried(answer.reason)
+    if reason is not answer.reason:
+        answer = Decision(answer.action, reason, answer.next_evaluation_secs)
     return answer
+
+
+def _surrogate(text: str) -> Optional[str]:
+    """The first surrogate of ``text`` and where it is, ``\\ud800 at
+    character 12`` (counting code points from 1), or ``None`` when UTF-8
+    carries it all. The words are ``flinkscale-policy.js``'s (whose
+    surrogates are the lone ones: a pair is one character there)."""
+    try:
+        text.encode("utf-8")
+        return None
+    except UnicodeEncodeError as error:
+        return f"\\u{ord(text[error.start]):04x} at character {error.start + 1}"
+
+
+def _carried(text: str) -> str:
+    """``text`` itself when UTF-8 carries it, else ``text`` with each
+    surrogate written as its escape (``\\ud800``), which it carries."""
+    if _surrogate(text) is None:
+        return text
+    return "".join(
+        f"\\u{ord(c):04x}" if 0xD800 <= ord(c) <= 0xDFFF else c for c in text
+    )
 
 
 # --- the evaluation --------------------------------------------------------
@@ -548,12 +579,13 @@ class Params:
 
 
 def _error_text(error: Exception) -> str:
-    """The text of the contract's error for an exception out of a policy."""
+    """The text of the contract's error for an exception out of a policy,
+    its surrogates written as escapes (:func:`_carried`)."""
     if isinstance(error, PolicyError):
-        return str(error)
+        return _carried(str(error))
     # A bug in the policy, not a configuration mistake: say what broke so
     # that the host's log leads the author to it.
-    return f"{type(error).__name__}: {error}"
+    return _carried(f"{type(error).__name__}: {error}")
 
 
 def _metadata(plugin) -> PluginMetadata:
