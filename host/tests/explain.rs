@@ -495,6 +495,78 @@ fn status_and_explain_report_from_the_journal_when_the_configuration_is_invalid(
     assert_eq!(code, Some(0));
 }
 
+/// An agent, an emulator and their configuration, the agent following its
+/// rescale of [`APP`] to 4 KPU.
+struct Following {
+    emu: Emulator,
+    agent: Running,
+    config: PathBuf,
+    listen: SocketAddr,
+    dir: PathBuf,
+}
+
+impl Following {
+    /// `flinkscale status` (`--json` when `json`), as the operator runs it.
+    fn status(&self, json: bool) -> String {
+        let config = self.config.to_string_lossy().into_owned();
+        let mut args = vec!["status", "--config", &config];
+        if json {
+            args.push("--json");
+        }
+        flinkscale(&self.dir, &args)
+    }
+
+    /// The emulator's calls and the agent's last words, for a failure.
+    fn diag(&self) -> String {
+        format!("{}\n{}", self.emu.call_summary(), self.agent.log_tail(60))
+    }
+}
+
+/// Starts the emulator and the agent in `dir`, with an emulated update
+/// that lasts 5 wall minutes (so that what a test does lands during it)
+/// and a load 2 KPU cannot carry, and waits until `status` reports the
+/// rescale to 4 KPU being followed.
+fn following_a_slow_update(dir: &Path) -> Following {
+    let fixture = std::fs::read_to_string(scenario("e2e-scale.toml")).expect("the scenario");
+    std::fs::copy(scenario("e2e-constant.csv"), dir.join("e2e-constant.csv"))
+        .expect("the trace can be copied");
+    let slow = dir.join("slow-update.toml");
+    std::fs::write(
+        &slow,
+        fixture.replace("update_secs = 60", "update_secs = 6000"),
+    )
+    .expect("the scenario can be written");
+    let listen: SocketAddr = format!("127.0.0.1:{}", common::free_port())
+        .parse()
+        .expect("an address");
+    let config = config(dir, listen);
+    let config_arg = config.to_string_lossy().into_owned();
+    let emu = Emulator::start(&slow, SPEED, &[], dir);
+    emu.set_load(APP, 3.0);
+    let agent: Running = start_agent(&emu, &config, &[], dir);
+    let diag = || format!("{}\n{}", emu.call_summary(), agent.log_tail(60));
+    wait_until(
+        Duration::from_secs(120),
+        "status to report the rescale to 4 KPU being followed",
+        || {
+            agent.assert_running(diag);
+            let status = json(&flinkscale(
+                dir,
+                &["status", "--config", &config_arg, "--json"],
+            ));
+            status["applications"][0]["phase"] == "updating"
+        },
+        diag,
+    );
+    Following {
+        emu,
+        agent,
+        config,
+        listen,
+        dir: dir.to_path_buf(),
+    }
+}
+
 /// The operator pauses an application (`mode = "paused"`, SIGHUP) while
 /// its rescale is being followed: its controller stops, and its journal
 /// stays at `updating`, which no one follows any more. `status` says that
@@ -505,53 +577,27 @@ fn status_and_explain_report_from_the_journal_when_the_configuration_is_invalid(
 #[test]
 fn status_of_an_application_paused_during_an_update_says_it_is_paused() {
     let dir = tempfile::tempdir().expect("a temp dir");
-    let fixture = std::fs::read_to_string(scenario("e2e-scale.toml")).expect("the scenario");
-    std::fs::copy(
-        scenario("e2e-constant.csv"),
-        dir.path().join("e2e-constant.csv"),
-    )
-    .expect("the trace can be copied");
-    let slow = dir.path().join("slow-update.toml");
-    std::fs::write(
-        &slow,
-        fixture.replace("update_secs = 60", "update_secs = 6000"),
-    )
-    .expect("the scenario can be written");
-    let listen: SocketAddr = format!("127.0.0.1:{}", common::free_port())
-        .parse()
-        .expect("an address");
-    let config = config(dir.path(), listen);
-    let config_arg = config.to_string_lossy().into_owned();
-    let status_json = || {
-        json(&flinkscale(
-            dir.path(),
-            &["status", "--config", &config_arg, "--json"],
-        ))
-    };
+    let following = following_a_slow_update(dir.path());
+    let Following {
+        emu,
+        agent,
+        config,
+        listen,
+        ..
+    } = &following;
+    let status_json = || json(&following.status(true));
+    let diag = || following.diag();
 
-    let emu = Emulator::start(&slow, SPEED, &[], dir.path());
-    emu.set_load(APP, 3.0);
-    let agent: Running = start_agent(&emu, &config, &[], dir.path());
-    let diag = || format!("{}\n{}", emu.call_summary(), agent.log_tail(60));
-    wait_until(
-        Duration::from_secs(120),
-        "status to report the rescale to 4 KPU being followed",
-        || {
-            agent.assert_running(diag);
-            status_json()["applications"][0]["phase"] == "updating"
-        },
-        diag,
-    );
     assert_eq!(emu.app(APP)["status"], "UPDATING", "{}", diag());
 
-    let text = std::fs::read_to_string(&config).expect("the configuration");
+    let text = std::fs::read_to_string(config).expect("the configuration");
     let paused = text.replace(
         &format!("name = \"{APP}\"\n"),
         &format!("name = \"{APP}\"\nmode = \"paused\"\n"),
     );
     assert_ne!(paused, text, "the application's table is found");
-    common::replace(&config, paused.as_bytes());
-    common::hangup(&agent);
+    common::replace(config, paused.as_bytes());
+    common::hangup(agent);
     wait_until(
         Duration::from_secs(30),
         "the agent to pause the application",
@@ -559,7 +605,7 @@ fn status_of_an_application_paused_during_an_update_says_it_is_paused() {
         diag,
     );
 
-    let text = flinkscale(dir.path(), &["status", "--config", &config_arg]);
+    let text = following.status(false);
     assert!(
         text.contains(
             "  phase:      paused (mode = \"paused\": not evaluated, nothing followed); its journal was at updating (to 4 KPU) when it was paused, and is resumed from there once the mode changes\n"
@@ -570,7 +616,7 @@ fn status_of_an_application_paused_during_an_update_says_it_is_paused() {
     let app = &status["applications"][0];
     assert_eq!(app["paused"], true, "{status}");
     assert_eq!(app["phase"], "updating", "the journal's phase: {status}");
-    let http = get(listen, "/status").expect("GET /status answers");
+    let http = get(*listen, "/status").expect("GET /status answers");
     assert_eq!(timeless(http), timeless(status));
     agent.stop();
 }
@@ -585,44 +631,14 @@ fn status_of_an_application_paused_during_an_update_says_it_is_paused() {
 #[test]
 fn status_of_an_agent_killed_mid_update_says_no_agent_follows_it() {
     let dir = tempfile::tempdir().expect("a temp dir");
-    let fixture = std::fs::read_to_string(scenario("e2e-scale.toml")).expect("the scenario");
-    std::fs::copy(
-        scenario("e2e-constant.csv"),
-        dir.path().join("e2e-constant.csv"),
-    )
-    .expect("the trace can be copied");
-    let slow = dir.path().join("slow-update.toml");
-    std::fs::write(
-        &slow,
-        fixture.replace("update_secs = 60", "update_secs = 6000"),
-    )
-    .expect("the scenario can be written");
-    let listen: SocketAddr = format!("127.0.0.1:{}", common::free_port())
-        .parse()
-        .expect("an address");
-    let config = config(dir.path(), listen);
-    let config_arg = config.to_string_lossy().into_owned();
-    let status_json = || {
-        json(&flinkscale(
-            dir.path(),
-            &["status", "--config", &config_arg, "--json"],
-        ))
-    };
-    let status_text = || flinkscale(dir.path(), &["status", "--config", &config_arg]);
+    let following = following_a_slow_update(dir.path());
+    let Following {
+        emu, agent, config, ..
+    } = &following;
+    let status_json = || json(&following.status(true));
+    let status_text = || following.status(false);
 
-    let emu = Emulator::start(&slow, SPEED, &[], dir.path());
-    emu.set_load(APP, 3.0);
-    let agent: Running = start_agent(&emu, &config, &[], dir.path());
-    let diag = || format!("{}\n{}", emu.call_summary(), agent.log_tail(60));
-    wait_until(
-        Duration::from_secs(120),
-        "status to report the rescale to 4 KPU being followed",
-        || {
-            agent.assert_running(diag);
-            status_json()["applications"][0]["phase"] == "updating"
-        },
-        diag,
-    );
+    assert_eq!(emu.app(APP)["status"], "UPDATING", "{}", following.diag());
     let status = status_json();
     assert_eq!(
         status["applications"][0]["journal_lock"]["pid"],
@@ -651,7 +667,7 @@ fn status_of_an_agent_killed_mid_update_says_no_agent_follows_it() {
         "{status}"
     );
 
-    let again = common::spawn_agent(&emu.endpoint, &config, &[], dir.path(), "again.log", &[]);
+    let again = common::spawn_agent(&emu.endpoint, config, &[], dir.path(), "again.log", &[]);
     let diag = || format!("{}\n{}", emu.call_summary(), again.log_tail(60));
     wait_until(
         Duration::from_secs(60),
