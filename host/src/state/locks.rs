@@ -1,25 +1,32 @@
-//! Who holds a journal's lock now, read without taking it: `status` tells
-//! from it whether an acting agent runs for an application, so that a
-//! journal left at `updating` by an agent that stopped is not read as an
-//! update being followed.
+//! Who holds a journal's lock now: `status` tells from it whether an
+//! acting agent runs for an application, so that a journal left at
+//! `updating` by an agent that stopped is not read as an update being
+//! followed.
 //!
 //! An acting agent holds `<state_dir>/<application>.lock` under an
-//! exclusive `flock` for as long as its controller runs ([`super::StateStore`]);
-//! the lock goes with the process, however it ends. Trying the lock would
-//! tell too, but a `status` that took it for an instant could make an agent
-//! starting at that instant find it taken and refuse to start; the kernel's
-//! table of locks (`/proc/locks` on Linux) says who holds what without
-//! touching it. A lock file is matched by device and inode, as the table
-//! writes them (`MAJOR:MINOR:INODE`, the numbers in hex, the inode in
-//! decimal), whatever kind of lock it shows (a network file system may
-//! turn an `flock` into a POSIX lock). Elsewhere the table is not there
-//! and nothing is told.
+//! exclusive `flock` for as long as its controller runs
+//! ([`super::StateStore`]); the lock goes with the process, however it
+//! ends. The kernel's table of locks (`/proc/locks` on Linux) says who
+//! holds what, with the holder's process id, without touching the lock. A
+//! lock file is matched there by device and inode, as the table writes them
+//! (`MAJOR:MINOR:INODE`, the numbers in hex, the inode in decimal),
+//! whatever kind of lock it shows (a network file system may turn an
+//! `flock` into a POSIX lock).
+//!
+//! The table leaves out the locks of processes out of the reader's PID
+//! namespace: an agent in one container, `status` in another beside it on
+//! the same volume. So a lock the table does not show is tried: taken
+//! shared, without waiting, and let go at once. An agent starting at that
+//! instant finds its lock taken for a few microseconds, which it waits out
+//! (`take_lock` tries for 250 ms before it calls the lock another agent's).
+//! Off Linux there is no table, and trying is all there is.
 
 use std::path::Path;
 
 use serde::Serialize;
 
-/// The kernel's table of locks, read once for every lock file asked about.
+/// The kernel's table of locks, read once for every lock file asked about
+/// (empty where there is none).
 #[derive(Debug, Clone, Default)]
 pub struct LockTable {
     text: String,
@@ -34,38 +41,44 @@ pub struct JournalLock {
     /// application (a dry-run agent, or one where the application is
     /// paused, holds none).
     pub held: bool,
-    /// The holder's process id, when this process can see it (not from
-    /// another PID namespace, a container's).
+    /// The holder's process id, when the kernel's table shows it (not for
+    /// a holder in another PID namespace, another container's, or off
+    /// Linux).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pid: Option<u32>,
 }
 
 impl LockTable {
-    /// Reads the table: `None` where there is none to read (not Linux, no
-    /// `/proc`).
-    pub fn read() -> Option<Self> {
+    /// Reads the table; an empty one where there is none to read (not
+    /// Linux, no `/proc`).
+    pub fn read() -> Self {
         Self::read_from(Path::new("/proc/locks"))
     }
 
     /// Reads the table from `path`.
-    fn read_from(path: &Path) -> Option<Self> {
-        std::fs::read_to_string(path).ok().map(|text| Self { text })
+    fn read_from(path: &Path) -> Self {
+        Self {
+            text: std::fs::read_to_string(path).unwrap_or_default(),
+        }
     }
 
-    /// Who holds the lock file `path`: `None` when that cannot be told (the
-    /// file cannot be looked at). A file that does not exist is held by
-    /// no one: no acting agent ever ran there, or the folder was replaced.
+    /// Who holds the lock file `path`: the table's holder, else what
+    /// trying the lock finds; `None` when neither tells (the file cannot
+    /// be opened or locked). A file that does not exist is held by no one:
+    /// no acting agent ever ran there, or the folder was replaced.
     pub fn holder(&self, path: &Path) -> Option<JournalLock> {
-        let file = match std::fs::symlink_metadata(path) {
-            Ok(meta) => Some(device_and_inode(&meta)?),
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => None,
-            Err(_) => return None,
+        let shown = std::fs::symlink_metadata(path)
+            .ok()
+            .and_then(|meta| device_and_inode(&meta))
+            .and_then(|id| self.holder_of(&id));
+        let (held, pid) = match shown {
+            Some(pid) => (true, pid),
+            None => (tried(path)?, None),
         };
-        let holder = file.and_then(|id| self.holder_of(&id));
         Some(JournalLock {
             path: path.display().to_string(),
-            held: holder.is_some(),
-            pid: holder.flatten(),
+            held,
+            pid,
         })
     }
 
@@ -89,6 +102,23 @@ impl LockTable {
                     .filter(|&pid| pid > 0),
             )
         })
+    }
+}
+
+/// Whether a process holds the lock file `path`, found by taking its lock
+/// shared without waiting and letting it go at once: `Some(false)` for a
+/// file that is not there, `None` when it cannot be opened or locked.
+fn tried(path: &Path) -> Option<bool> {
+    let file = match std::fs::File::open(path) {
+        Ok(file) => file,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Some(false),
+        Err(_) => return None,
+    };
+    match file.try_lock_shared() {
+        // Let go when `file` closes, at once.
+        Ok(()) => Some(false),
+        Err(std::fs::TryLockError::WouldBlock) => Some(true),
+        Err(std::fs::TryLockError::Error(_)) => None,
     }
 }
 
@@ -153,10 +183,7 @@ mod tests {
         let state = super::super::StateStore::open(dir.path()).expect("the state folder");
         let lock = dir.path().join("orders.lock");
         let journal = state.journal("orders").expect("the journal");
-        let held = LockTable::read()
-            .expect("/proc/locks")
-            .holder(&lock)
-            .expect("told");
+        let held = LockTable::read().holder(&lock).expect("told");
         assert_eq!(
             held,
             JournalLock {
@@ -165,17 +192,49 @@ mod tests {
                 pid: Some(std::process::id()),
             }
         );
+        // A table that does not show it (the holder in another PID
+        // namespace): trying the lock finds it held, by no one in sight.
+        let hidden = LockTable::default().holder(&lock).expect("told");
+        assert_eq!((hidden.held, hidden.pid), (true, None));
         drop(journal);
-        let free = LockTable::read().expect("/proc/locks").holder(&lock);
-        assert_eq!(free.map(|l| (l.held, l.pid)), Some((false, None)));
-        let none = LockTable::read()
-            .expect("/proc/locks")
-            .holder(&dir.path().join("never.lock"));
-        assert_eq!(none.map(|l| l.held), Some(false));
+        for table in [LockTable::read(), LockTable::default()] {
+            let free = table.holder(&lock);
+            assert_eq!(free.map(|l| (l.held, l.pid)), Some((false, None)));
+            let none = table.holder(&dir.path().join("never.lock"));
+            assert_eq!(none.map(|l| l.held), Some(false));
+        }
+    }
+
+    /// An agent that starts while `status` tries its lock waits the moment
+    /// out instead of calling the lock another agent's; another agent's
+    /// lock, held for good, is refused all the same (after the patience).
+    #[test]
+    fn a_journal_waits_out_a_lock_tried_for_a_moment() {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let state = super::super::StateStore::open(dir.path()).expect("the state folder");
+        let lock = dir.path().join("orders.lock");
+        std::fs::write(&lock, b"").expect("the lock file");
+        let tried = std::fs::File::open(&lock).expect("opened");
+        tried.try_lock_shared().expect("taken shared");
+        let let_go = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            drop(tried);
+        });
+        let journal = state.journal("orders").expect("the lock, once let go");
+        let_go.join().expect("the thread ends");
+        let started = std::time::Instant::now();
+        let refused = state.journal("orders").expect_err("held by the first");
+        assert!(
+            matches!(refused, super::super::StateError::Locked { .. }),
+            "{refused:?}"
+        );
+        assert!(started.elapsed() >= super::super::LOCK_PATIENCE);
+        drop(journal);
     }
 
     #[test]
-    fn no_table_tells_nothing() {
-        assert!(LockTable::read_from(Path::new("/no/such/locks")).is_none());
+    fn no_table_shows_nothing() {
+        let table = LockTable::read_from(Path::new("/no/such/locks"));
+        assert_eq!(table.holder_of("fe:00:77"), None);
     }
 }

@@ -562,19 +562,7 @@ impl StateStore {
             path: lock_path.clone(),
             source,
         })?;
-        match lock.try_lock() {
-            Ok(()) => {}
-            Err(std::fs::TryLockError::WouldBlock) => {
-                return Err(StateError::Locked { path: lock_path });
-            }
-            Err(std::fs::TryLockError::Error(source)) => {
-                return Err(StateError::Io {
-                    action: "lock",
-                    path: lock_path,
-                    source,
-                });
-            }
-        }
+        take_lock(&lock, &lock_path)?;
         Ok(Journal {
             dir: self.dir.clone(),
             lock_path,
@@ -587,6 +575,41 @@ impl StateStore {
             save_delay: std::time::Duration::ZERO,
             lock,
         })
+    }
+}
+
+/// How long [`take_lock`] tries a lock that is taken before it gives up:
+/// far longer than `status` holds it ([`LockTable::holder`] may take it
+/// shared for an instant), far shorter than anything an agent holding it
+/// would notice.
+const LOCK_PATIENCE: Duration = Duration::from_millis(250);
+
+/// Takes the exclusive lock of `file` (the lock file `path`), trying again
+/// every few milliseconds for [`LOCK_PATIENCE`] while another holds it:
+/// [`StateError::Locked`] after that. A `status` run at the instant an
+/// agent starts may hold the lock shared for a moment; another agent holds
+/// it for good.
+fn take_lock(file: &File, path: &Path) -> Result<(), StateError> {
+    let deadline = std::time::Instant::now() + LOCK_PATIENCE;
+    loop {
+        match file.try_lock() {
+            Ok(()) => return Ok(()),
+            Err(std::fs::TryLockError::WouldBlock) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(StateError::Locked {
+                    path: path.to_owned(),
+                });
+            }
+            Err(std::fs::TryLockError::Error(source)) => {
+                return Err(StateError::Io {
+                    action: "lock",
+                    path: path.to_owned(),
+                    source,
+                });
+            }
+        }
     }
 }
 
@@ -827,21 +850,7 @@ impl Journal {
                 path: self.lock_path.clone(),
                 source,
             })?;
-        match lock.try_lock() {
-            Ok(()) => {}
-            Err(std::fs::TryLockError::WouldBlock) => {
-                return Err(StateError::Locked {
-                    path: self.lock_path.clone(),
-                });
-            }
-            Err(std::fs::TryLockError::Error(source)) => {
-                return Err(StateError::Io {
-                    action: "lock",
-                    path: self.lock_path.clone(),
-                    source,
-                });
-            }
-        }
+        take_lock(&lock, &self.lock_path)?;
         tracing::warn!(
             message = "The journal's lock file was removed or replaced under the agent; locked it again.",
             application = %self.application,

@@ -1097,7 +1097,7 @@ pub struct AppStatus {
     /// Who holds the journal's lock now: an acting agent does while it
     /// runs, so with `held` false the phase is where the last one left it,
     /// and nothing follows it until an agent starts. Absent where that
-    /// cannot be told (no kernel table of locks: not Linux).
+    /// cannot be told (the lock file cannot be opened).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub journal_lock: Option<JournalLock>,
     /// The KPU last seen (at the last evaluation, or the end of the last
@@ -1234,9 +1234,7 @@ pub fn status(state_dir: &Path, applications: &[(String, Words)], now_ms: i64) -
                 application: name.clone(),
                 target: *words,
                 phase: phase.map_or("none", Phase::name).to_owned(),
-                journal_lock: locks
-                    .as_ref()
-                    .and_then(|t| t.holder(&crate::state::lock_path(state_dir, name))),
+                journal_lock: locks.holder(&crate::state::lock_path(state_dir, name)),
                 kpu,
                 updating_to_kpu: phase.and_then(Phase::update).map(|u| u.target_kpu),
                 ceiling_kpu: limit.map(|l| l.ceiling()),
@@ -1475,7 +1473,9 @@ fn agent_words(app: &AppStatus, lock: &JournalLock) -> String {
     match (lock.held, lock.pid) {
         (true, Some(pid)) => format!("running (process {pid} holds {path})"),
         (true, None) => {
-            format!("running (a process out of sight, in another PID namespace, holds {path})")
+            format!(
+                "running (a process out of sight, in another PID namespace or container, holds {path})"
+            )
         }
         // A running agent holds no journal of a paused application.
         (false, _) if app.paused => {
