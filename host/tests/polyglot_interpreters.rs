@@ -42,6 +42,7 @@ use std::process::Command;
 use std::sync::{LazyLock, Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
 
+use common::misbehave::{Expected, check_error, compare_languages};
 use common::{
     POLYGLOT_COMPILE_TIMEOUT_SECS, polyglot_components, polyglot_host, polyglot_plugin_cache,
     workspace,
@@ -608,52 +609,32 @@ fn reported(wasm: &Path, result: Result<Vec<Signal>, PluginError>) -> Reported {
         })
 }
 
-/// How the fixture is expected to fail in one mode: the words the error
-/// must hold, and whether the two languages must say it identically (a
-/// language's own runtime errors differ by nature).
-struct Expected {
-    params: &'static str,
-    /// The signals, or the fragments the error text must contain.
-    answer: Result<&'static [(&'static str, f64)], &'static [&'static str]>,
-    same_words: bool,
-    /// Fragments only the Python (first) or the JavaScript (second) error
-    /// must contain, where the languages differ by nature.
-    own_words: [&'static [&'static str]; 2],
-}
+/// How the fixture is expected to answer in one mode: its signals as
+/// (name, value), or an error.
+type Mode = Expected<&'static [(&'static str, f64)]>;
 
-const fn fails(params: &'static str, fragments: &'static [&'static str]) -> Expected {
-    Expected {
-        params,
-        answer: Err(fragments),
-        same_words: true,
-        own_words: [&[], &[]],
-    }
+const fn fails(params: &'static str, fragments: &'static [&'static str]) -> Mode {
+    Expected::fails(params, fragments)
 }
 
 /// A value that is neither an exception nor a string, thrown by
 /// `interpret` (mode `throw`): JavaScript throws it, and the helper reports
 /// it written out (never `[object Object]`); Python cannot raise it and
 /// refuses with a `TypeError`, which its helper reports as any exception.
-const fn throws(params: &'static str, javascript: &'static [&'static str]) -> Expected {
-    Expected {
+const fn throws(params: &'static str, javascript: &'static [&'static str]) -> Mode {
+    Expected::fails_in_own_words(
         params,
-        answer: Err(&["failed in interpret: GuestError: "]),
-        same_words: false,
-        own_words: [
+        &["failed in interpret: GuestError: "],
+        [
             &["GuestError: TypeError: exceptions must derive from BaseException"],
             javascript,
         ],
-    }
+    )
 }
 
 /// Every way the misbehaving fixture fails, with what the host must report.
-const MISTAKES: &[Expected] = &[
-    Expected {
-        params: r#"{"mode": "ok"}"#,
-        answer: Ok(&[("latest", 1200.0)]),
-        same_words: true,
-        own_words: [&[], &[]],
-    },
+const MISTAKES: &[Mode] = &[
+    Expected::answers(r#"{"mode": "ok"}"#, &[("latest", 1200.0)]),
     fails(
         r#"{"mode": "refuse"}"#,
         &["failed in interpret: GuestError: misbehave: refuse mode"],
@@ -662,14 +643,15 @@ const MISTAKES: &[Expected] = &[
         r#"{"mode": "bug"}"#,
         &["failed in interpret: GuestError: FixtureBug: misbehave: bug mode"],
     ),
-    Expected {
-        params: r#"{"mode": "runtime"}"#,
-        // Python: `KeyError: 'missing'`; JavaScript: `TypeError: cannot
-        // read property 'missing' of null`.
-        answer: Err(&["failed in interpret: GuestError: ", "Error: ", "missing"]),
-        same_words: false,
-        own_words: [&[], &[]],
-    },
+    // Each runtime says it its own way, naming what was missing.
+    Expected::fails_in_own_words(
+        r#"{"mode": "runtime"}"#,
+        &["failed in interpret: GuestError: "],
+        [
+            &["GuestError: KeyError: 'missing'"],
+            &["GuestError: TypeError: cannot read property 'missing' of null"],
+        ],
+    ),
     fails(
         r#"{"mode": "nothing"}"#,
         &["GuestError: the interpreter returned nothing, not a list of signals (name, value)"],
@@ -695,12 +677,7 @@ const MISTAKES: &[Expected] = &[
         &["GuestError: signal 1 of 1 (`flag`) has a value that is a boolean, not a number"],
     ),
     // NaN and infinities are absent, not zero, and not an error.
-    Expected {
-        params: r#"{"mode": "non-finite"}"#,
-        answer: Ok(&[("finite", 1.5)]),
-        same_words: true,
-        own_words: [&[], &[]],
-    },
+    Expected::answers(r#"{"mode": "non-finite"}"#, &[("finite", 1.5)]),
     fails(
         r#"{"mode": "empty-name"}"#,
         &["failed in interpret: Invalid: signal 1 of 1 has the name \"\"; a signal's name is"],
@@ -818,23 +795,11 @@ fn a_misbehaving_python_or_javascript_interpreter_is_reported_in_the_same_words(
                                 .collect();
                             assert_eq!(found, &signals, "{label} with {}", expected.params);
                         }
-                        (Err(fragments), Err(text)) => {
-                            assert!(
-                                text.starts_with("plugin misbehave-interpreter 0.1.0 (<file>)"),
-                                "{label} with {}: the error does not name the plugin: {text}",
-                                expected.params
-                            );
-                            let own = expected.own_words[usize::from(*label == "javascript")];
-                            for fragment in fragments.iter().chain(own) {
-                                assert!(
-                                    text.contains(fragment),
-                                    "{label} with {}: `{fragment}` missing from: {text}",
-                                    expected.params
-                                );
-                            }
+                        (_, Err(text)) => {
+                            check_error(label, "misbehave-interpreter 0.1.0", expected, text);
                         }
-                        (expected_answer, found) => panic!(
-                            "{label} with {}: expected {expected_answer:?}, found {found:?}",
+                        (Err(fragments), Ok(found)) => panic!(
+                            "{label} with {}: expected an error with {fragments:?}, found {found:?}",
                             expected.params
                         ),
                     }
@@ -843,13 +808,5 @@ fn a_misbehaving_python_or_javascript_interpreter_is_reported_in_the_same_words(
                 .collect()
         })
         .collect();
-    for (index, expected) in MISTAKES.iter().enumerate() {
-        if expected.same_words {
-            assert_eq!(
-                answers[1][index], answers[0][index],
-                "the JavaScript helper reports {} in other words than the Python one",
-                expected.params
-            );
-        }
-    }
+    compare_languages(MISTAKES, &answers);
 }

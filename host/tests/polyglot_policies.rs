@@ -44,6 +44,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{LazyLock, Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
 
+use common::misbehave::{Expected, check_error, compare_languages};
 use common::{polyglot_components, polyglot_host};
 use flinkscale::model::{Action, AlarmState, AlarmStatus, Application, Decision, Evaluation};
 use flinkscale::plugin::validate::validate_decision;
@@ -152,46 +153,16 @@ const fn decision(action: Action, reason: &'static str) -> Expecting {
     (action, reason, None)
 }
 
-/// How the fixture answers in one mode.
-enum Answer {
-    /// A good answer: the decision, and what the host acts on after
-    /// `validate_decision`.
-    Decides {
-        decided: Expecting,
-        acted: Expecting,
-    },
-    /// The fragments the error text must contain.
-    Fails(&'static [&'static str]),
+/// How the fixture is expected to answer in one mode: the decision and
+/// what the host acts on after `validate_decision`, or an error.
+type Mode = Expected<(Expecting, Expecting)>;
+
+const fn decides(params: &'static str, decided: Expecting, acted: Expecting) -> Mode {
+    Expected::answers(params, (decided, acted))
 }
 
-/// How the fixture is expected to answer in one mode: the answer, and
-/// whether the two languages must say it identically (a language's own
-/// runtime errors differ by nature).
-struct Expected {
-    params: &'static str,
-    answer: Answer,
-    same_words: bool,
-    /// Fragments only the Python (first) or the JavaScript (second) error
-    /// must contain, where the languages differ by nature.
-    own_words: [&'static [&'static str]; 2],
-}
-
-const fn decides(params: &'static str, decided: Expecting, acted: Expecting) -> Expected {
-    Expected {
-        params,
-        answer: Answer::Decides { decided, acted },
-        same_words: true,
-        own_words: [&[], &[]],
-    }
-}
-
-const fn fails(params: &'static str, fragments: &'static [&'static str]) -> Expected {
-    Expected {
-        params,
-        answer: Answer::Fails(fragments),
-        same_words: true,
-        own_words: [&[], &[]],
-    }
+const fn fails(params: &'static str, fragments: &'static [&'static str]) -> Mode {
+    Expected::fails(params, fragments)
 }
 
 /// The one text of every KPU the helpers refuse, ending with what was
@@ -207,7 +178,7 @@ macro_rules! bad_kpu {
 }
 
 /// Every mode of the fixture, with what the host must report.
-const MODES: &[Expected] = &[
+const MODES: &[Mode] = &[
     decides(
         r#"{"mode": "ok"}"#,
         decision(Action::Hold, "misbehave: ok mode"),
@@ -294,16 +265,15 @@ const MODES: &[Expected] = &[
         r#"{"mode": "bug"}"#,
         &["failed in decide: GuestError: FixtureBug: misbehave: bug mode"],
     ),
-    Expected {
-        params: r#"{"mode": "runtime"}"#,
-        answer: Answer::Fails(&["failed in decide: GuestError: "]),
-        // Each runtime says it its own way, naming what was missing.
-        same_words: false,
-        own_words: [
+    // Each runtime says it its own way, naming what was missing.
+    Expected::fails_in_own_words(
+        r#"{"mode": "runtime"}"#,
+        &["failed in decide: GuestError: "],
+        [
             &["GuestError: KeyError: 'missing'"],
             &["GuestError: TypeError: cannot read property 'missing' of null"],
         ],
-    },
+    ),
     fails(
         r#"{"mode": "nothing"}"#,
         &[
@@ -330,15 +300,14 @@ const MODES: &[Expected] = &[
     // it, and the helper writes it out (never `[object Object]`); Python
     // cannot raise it and refuses with a `TypeError`, which its helper
     // reports as any exception.
-    Expected {
-        params: r#"{"mode": "throw"}"#,
-        answer: Answer::Fails(&["failed in decide: GuestError: "]),
-        same_words: false,
-        own_words: [
+    Expected::fails_in_own_words(
+        r#"{"mode": "throw"}"#,
+        &["failed in decide: GuestError: "],
+        [
             &["GuestError: TypeError: exceptions must derive from BaseException"],
             &["GuestError: threw a non-Error value: {\"code\":3}"],
         ],
-    },
+    ),
     // Text UTF-8 cannot carry, a lone surrogate (after an emoji, one
     // character in both languages): written as its escape by the helpers,
     // where Python's bindings would trap lowering it, and the decision goes
@@ -389,10 +358,10 @@ const MODES: &[Expected] = &[
 
 /// Checks `answer`, the `label` fixture's in the mode `expected`, against
 /// what is expected of it.
-fn check(label: &str, expected: &Expected, answer: &Reported) {
+fn check(label: &str, expected: &Mode, answer: &Reported) {
     let params = expected.params;
     match (&expected.answer, answer) {
-        (Answer::Decides { decided, acted }, Ok((found, found_acted))) => {
+        (Ok((decided, acted)), Ok((found, found_acted))) => {
             let want = |(action, reason, next_evaluation_secs): Expecting| Decision {
                 action,
                 reason: reason.to_owned(),
@@ -409,31 +378,8 @@ fn check(label: &str, expected: &Expected, answer: &Reported) {
                 "{label} with {params}: what the host acts on"
             );
         }
-        (Answer::Fails(fragments), Err(text)) => {
-            assert!(
-                text.starts_with(
-                    "plugin misbehave-policy 0.1.0 (<file>) for application \"orders\" "
-                ),
-                "{label} with {params}: the error does not name the plugin: {text}"
-            );
-            let own = expected.own_words[usize::from(label == "javascript")];
-            for fragment in fragments.iter().chain(own) {
-                assert!(
-                    text.contains(fragment),
-                    "{label} with {params}: `{fragment}` missing from: {text}"
-                );
-            }
-            // Never a trap: every mistake is the helper's returned error,
-            // the host's deadline or the host's refusal of the answer.
-            assert!(
-                !text.contains(": Trap: "),
-                "{label} with {params}: the helper trapped where it promises an error: {text}"
-            );
-        }
-        (Answer::Decides { decided, .. }, Err(text)) => {
-            panic!("{label} with {params}: expected {decided:?}, found the error {text}")
-        }
-        (Answer::Fails(fragments), Ok((found, _))) => {
+        (_, Err(text)) => check_error(label, "misbehave-policy 0.1.0", expected, text),
+        (Err(fragments), Ok((found, _))) => {
             panic!("{label} with {params}: expected an error with {fragments:?}, found {found:?}")
         }
     }
@@ -464,23 +410,7 @@ fn a_misbehaving_python_or_javascript_policy_is_reported_in_the_same_words() {
             answers
         })
         .collect();
-    for (index, expected) in MODES.iter().enumerate() {
-        if expected.same_words {
-            assert_eq!(
-                answers[1][index], answers[0][index],
-                "the JavaScript helper reports {} in other words than the Python one",
-                expected.params
-            );
-        } else {
-            // Where the words differ by nature, they must still differ:
-            // else this entry should require identity.
-            assert_ne!(
-                answers[1][index], answers[0][index],
-                "{} is reported identically: require the same words",
-                expected.params
-            );
-        }
-    }
+    compare_languages(MODES, &answers);
 }
 
 #[test]

@@ -21,6 +21,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde_json::{Value, json};
 
 pub mod config;
+pub mod misbehave;
 
 /// The `flinkscale` binary cargo built for these tests.
 pub const BIN: &str = env!("CARGO_BIN_EXE_flinkscale");
