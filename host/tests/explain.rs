@@ -540,31 +540,27 @@ fn following_a_slow_update(dir: &Path) -> Following {
         .parse()
         .expect("an address");
     let config = config(dir, listen);
-    let config_arg = config.to_string_lossy().into_owned();
     let emu = Emulator::start(&slow, SPEED, &[], dir);
     emu.set_load(APP, 3.0);
     let agent: Running = start_agent(&emu, &config, &[], dir);
-    let diag = || format!("{}\n{}", emu.call_summary(), agent.log_tail(60));
-    wait_until(
-        Duration::from_secs(120),
-        "status to report the rescale to 4 KPU being followed",
-        || {
-            agent.assert_running(diag);
-            let status = json(&flinkscale(
-                dir,
-                &["status", "--config", &config_arg, "--json"],
-            ));
-            status["applications"][0]["phase"] == "updating"
-        },
-        diag,
-    );
-    Following {
+    let following = Following {
         emu,
         agent,
         config,
         listen,
         dir: dir.to_path_buf(),
-    }
+    };
+    let diag = || following.diag();
+    wait_until(
+        Duration::from_secs(120),
+        "status to report the rescale to 4 KPU being followed",
+        || {
+            following.agent.assert_running(diag);
+            json(&following.status(true))["applications"][0]["phase"] == "updating"
+        },
+        diag,
+    );
+    following
 }
 
 /// The operator pauses an application (`mode = "paused"`, SIGHUP) while
