@@ -31,6 +31,11 @@
 //! `max_kpu`) and requires `validate_decision` to make them safe all the
 //! same, as it does for any plugin.
 //!
+//! The third builds `tests/fixtures/polyglot/bad_metadata.py` and
+//! `bad-metadata.js`, whose metadata holds lone surrogates, which UTF-8
+//! cannot carry, and requires each build to fail with a sentence per
+//! mistake, the same from both helpers.
+//!
 //! The fixtures are built by
 //! `plugins/python/build.sh tests/fixtures/polyglot/misbehave_policy.py`
 //! and `plugins/js/build.sh tests/fixtures/polyglot/misbehave-policy.js`
@@ -462,5 +467,100 @@ fn the_host_makes_a_python_or_javascript_policys_answer_safe_all_the_same() {
         let (decided, acted) = unchecked("scale");
         assert_eq!(decided.action, Action::ScaleTo(3), "{label}");
         assert_eq!(acted, decided, "{label}");
+    }
+}
+
+/// What each try of `tests/fixtures/polyglot/bad_metadata.py` and
+/// `bad-metadata.js` must be refused with, in order, after `refused: `;
+/// `{field}` is where the two helpers name a plugin's own field, each in
+/// its way. The last try of each fixture is a default that must pass (a
+/// backslash before `ud800`, which is text), so it has no line here.
+const METADATA_REFUSALS: [&str; 8] = [
+    "{NAME} has a lone surrogate (\\ud800 at character 5), which a UTF-8 string cannot carry",
+    "{VERSION} has a lone surrogate (\\udfff at character 7), which a UTF-8 string cannot carry",
+    "{SUMMARY} has a lone surrogate (\\ud83d at character 13), which a UTF-8 string cannot carry",
+    "a parameter's name has a lone surrogate (\\udc00 at character 2), which a UTF-8 string cannot carry",
+    "parameter `x`'s meaning has a lone surrogate (\\udc00 at character 6), which a UTF-8 string cannot carry",
+    "parameter `x`'s default has a lone surrogate (\\ud800 at character 4), which a UTF-8 string cannot carry",
+    "parameter `x`'s default has a lone surrogate (\\udfff at character 14), which a UTF-8 string cannot carry",
+    "parameter `x`'s default has a lone surrogate (\\udbff at character 4), which a UTF-8 string cannot carry",
+];
+
+/// A lone surrogate in a plugin's metadata (its name, version or summary, a
+/// parameter's name, meaning or default) fails the build with a sentence,
+/// the same from both helpers, where the Python build used to succeed and
+/// the component then trapped each time the host loaded it. The fixtures
+/// are built here, into a folder of their own, by the same scripts as every
+/// plugin (which scripts/test.sh has already run, so the toolchains are in
+/// place): the build is what is tested.
+#[test]
+fn a_lone_surrogate_in_metadata_fails_the_build_in_the_same_words() {
+    let _compiling = one_at_a_time();
+    let out = tempfile::tempdir().expect("a temp dir");
+    let builds = [
+        (
+            "python",
+            "plugins/python/build.sh",
+            "tests/fixtures/polyglot/bad_metadata.py",
+            ["Policy.NAME", "Policy.VERSION", "Policy.SUMMARY"],
+        ),
+        (
+            "javascript",
+            "plugins/js/build.sh",
+            "tests/fixtures/polyglot/bad-metadata.js",
+            [
+                "definePolicy's `name`",
+                "definePolicy's `version`",
+                "definePolicy's `summary`",
+            ],
+        ),
+    ];
+    for (label, script, fixture, fields) in builds {
+        let started = Instant::now();
+        let built = std::process::Command::new(common::workspace().join(script))
+            .arg(fixture)
+            .env("CARGO_TARGET_DIR", out.path())
+            .output()
+            .unwrap_or_else(|error| panic!("{script} runs: {error}"));
+        let stderr = String::from_utf8_lossy(&built.stderr);
+        let stdout = String::from_utf8_lossy(&built.stdout);
+        println!(
+            "{label}: the build failed as it should in {:.1} s",
+            started.elapsed().as_secs_f64()
+        );
+        assert!(
+            !built.status.success(),
+            "{label}: {script} {fixture} built a component with a lone surrogate in its \
+             metadata\n{stdout}\n{stderr}"
+        );
+        // componentize-py prints the error twice (its traceback and its
+        // cause), jco once: the lines in the order of the first.
+        let mut refusals: Vec<&str> = Vec::new();
+        for line in stderr
+            .lines()
+            .filter_map(|line| line.strip_prefix("refused: "))
+        {
+            if refusals.contains(&line) {
+                break;
+            }
+            refusals.push(line);
+        }
+        let expected: Vec<String> = METADATA_REFUSALS
+            .iter()
+            .map(|line| {
+                line.replace("{NAME}", fields[0])
+                    .replace("{VERSION}", fields[1])
+                    .replace("{SUMMARY}", fields[2])
+            })
+            .collect();
+        assert_eq!(refusals, expected, "{label}: the build's words\n{stderr}");
+        assert!(
+            std::fs::read_dir(out.path().join("polyglot"))
+                .map(|entries| entries
+                    .flatten()
+                    .all(|entry| !entry.path().extension().is_some_and(|ext| ext == "wasm")))
+                .unwrap_or(true),
+            "{label}: a failed build left no component behind"
+        );
     }
 }

@@ -43,7 +43,10 @@
 // surrogate (`"\uD800"`, half of a UTF-16 pair without its other half). So
 // a reason or an error text is handed over with each lone surrogate
 // written as its escape, the six characters `\ud800`, and the decision
-// goes through, as the Python helper does.
+// goes through, as the Python helper does. In the metadata (the name,
+// version and summary, a parameter's name, meaning and default), the
+// author's own constants, a lone surrogate is refused at build time, in
+// the Python helper's words.
 //
 // The parameter layer (`Params`, `declareParameters`, their checks and
 // texts) and the metadata, configure and error steps also serve metric
@@ -396,9 +399,11 @@ export function declareParameters(declarations) {
     if (typeof required !== "boolean") {
       throw new Error(`parameter \`${name}\`: \`required\` must be true or false`);
     }
+    carriedWhole("a parameter's name", name);
     if (typeof meaning !== "string" || meaning.trim() === "") {
       throw new Error(`parameter \`${name}\` needs a \`meaning\`, a sentence for people`);
     }
+    carriedWhole(`parameter \`${name}\`'s meaning`, meaning);
     const hasDefault = Object.hasOwn(declaration, "default") && declaration.default !== undefined;
     if (hasDefault && required) {
       throw new Error(`parameter \`${name}\` is required, so it cannot have a default`);
@@ -408,14 +413,30 @@ export function declareParameters(declarations) {
         `parameter \`${name}\` of kind ${kind} has a default that is ${describe(declaration.default)}`,
       );
     }
-    return {
-      name,
-      kind,
-      required,
-      defaultJson: hasDefault ? JSON.stringify(declaration.default) : null,
-      meaning,
-    };
+    const defaultJson = hasDefault ? JSON.stringify(declaration.default) : null;
+    if (hasDefault) carriedWhole(`parameter \`${name}\`'s default`, withLoneSurrogates(defaultJson));
+    return { name, kind, required, defaultJson, meaning };
   });
+}
+
+// Refuses `text`, a part of a plugin's metadata, when UTF-8 cannot carry
+// it, in `flinkscale_policy.py`'s words: metadata is the author's own
+// constant, which the build evaluates, so the build fails with this message.
+function carriedWhole(what, text) {
+  const where = loneSurrogate(text);
+  if (where !== null) {
+    throw new Error(`${what} has a lone surrogate (${where}), which a UTF-8 string cannot carry`);
+  }
+}
+
+// `json` (from `JSON.stringify`, which writes each lone surrogate as its
+// escape) with those escapes turned back into the surrogates they stand
+// for, so that `carriedWhole` finds them where Python's `json.dumps` keeps
+// them. An escaped backslash (`\\`) before `u` is text, not an escape.
+function withLoneSurrogates(json) {
+  return json.replace(/(?<!\\)((?:\\\\)*)\\u(d[89a-f][0-9a-f]{2})/g, (_, backslashes, hex) =>
+    backslashes + String.fromCharCode(parseInt(hex, 16)),
+  );
 }
 
 /**
@@ -720,6 +741,7 @@ export function pluginMetadata(definer, { name, version, summary, parameters = [
     if (typeof value !== "string" || value.trim() === "") {
       throw new Error(`${definer} needs a \`${field}\`, a non-empty string`);
     }
+    carriedWhole(`${definer}'s \`${field}\``, value);
   }
   return { name, version, summary, parameters: declareParameters(parameters) };
 }

@@ -51,7 +51,7 @@ from flinkscale_policy import (
     Param,
     Params,
     PolicyError,
-    _check_declarations,
+    _check_metadata,
     _configured,
     _error_text,
     _kind,
@@ -173,11 +173,7 @@ class InterpreterBase(_exports.Interpreter):
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
-        for field in ("NAME", "VERSION", "SUMMARY"):
-            value = getattr(cls, field)
-            if not isinstance(value, str) or not value.strip():
-                raise ValueError(f"{cls.__name__}.{field} must be a non-empty string")
-        _check_declarations(cls.__name__, cls.PARAMETERS)
+        _check_metadata(cls)
 
     def setup(self, params: Params) -> None:
         """Reads and validates the parameters; raise :class:`InterpreterError` to refuse them."""

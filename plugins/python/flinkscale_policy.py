@@ -33,7 +33,10 @@ A string crosses to the host as UTF-8, which cannot carry a surrogate
 (``"\\ud800"``, half of a UTF-16 pair, which Python strings may hold):
 the bindings would trap lowering it. So a reason or an error text is
 handed over with each surrogate written as its escape, the six
-characters ``\\ud800``, and the decision goes through.
+characters ``\\ud800``, and the decision goes through. In the metadata
+(``NAME``, ``VERSION``, ``SUMMARY``, a parameter's name, meaning and
+default), the author's own constants, a surrogate is refused when the class
+is defined, which is at build time, in the JavaScript helper's words.
 """
 
 import json
@@ -384,8 +387,10 @@ class Param:
             )
         if not isinstance(required, bool):
             raise ValueError(f"parameter `{name}`: `required` must be True or False")
+        _carried_whole("a parameter's name", name)
         if not isinstance(meaning, str) or not meaning.strip():
             raise ValueError(f"parameter `{name}` needs a `meaning`, a sentence for people")
+        _carried_whole(f"parameter `{name}`'s meaning", meaning)
         if default is not _NO_DEFAULT:
             if required:
                 raise ValueError(f"parameter `{name}` is required, so it cannot have a default")
@@ -398,6 +403,8 @@ class Param:
         self.required = required
         self.meaning = meaning
         self.default = default
+        if self.has_default:
+            _carried_whole(f"parameter `{name}`'s default", self.default_json)
 
     @property
     def has_default(self) -> bool:
@@ -410,6 +417,30 @@ class Param:
         if not self.has_default:
             return None
         return json.dumps(self.default, ensure_ascii=False, separators=(",", ":"))
+
+
+def _carried_whole(what: str, text: str) -> None:
+    """Refuses ``text``, a part of a plugin's metadata, when UTF-8 cannot
+    carry it: metadata is the author's own constant, which the build runs,
+    so the build fails with this message rather than the component trapping
+    each time the host loads it."""
+    where = _surrogate(text)
+    if where is not None:
+        raise ValueError(
+            f"{what} has a lone surrogate ({where}), which a UTF-8 string cannot carry"
+        )
+
+
+def _check_metadata(cls) -> None:
+    """Checks a policy or interpreter class's ``NAME``, ``VERSION``,
+    ``SUMMARY`` and ``PARAMETERS`` when the class is defined (at build
+    time); shared by :class:`PolicyBase` and ``InterpreterBase``."""
+    for field in ("NAME", "VERSION", "SUMMARY"):
+        value = getattr(cls, field)
+        if not isinstance(value, str) or not value.strip():
+            raise ValueError(f"{cls.__name__}.{field} must be a non-empty string")
+        _carried_whole(f"{cls.__name__}.{field}", value)
+    _check_declarations(cls.__name__, cls.PARAMETERS)
 
 
 def _check_declarations(owner: str, parameters: Any) -> None:
@@ -657,11 +688,7 @@ class PolicyBase(_PolicyExport):
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
-        for field in ("NAME", "VERSION", "SUMMARY"):
-            value = getattr(cls, field)
-            if not isinstance(value, str) or not value.strip():
-                raise ValueError(f"{cls.__name__}.{field} must be a non-empty string")
-        _check_declarations(cls.__name__, cls.PARAMETERS)
+        _check_metadata(cls)
 
     def setup(self, params: Params) -> None:
         """Reads and validates the parameters; raise :class:`PolicyError` to refuse them."""
