@@ -8,7 +8,7 @@
 #   scripts/flink-cluster.sh start DIR [REST_PORT]   # prints the REST URL
 #   scripts/flink-cluster.sh stop DIR
 #   scripts/flink-cluster.sh kill-taskmanager DIR    # SIGKILL it, start a new one
-#   scripts/flink-cluster.sh kill-jobmanager DIR     # SIGKILL it (its jobs are lost: no HA)
+#   scripts/flink-cluster.sh kill-jobmanager DIR     # SIGKILL it (without HA its jobs are lost)
 #   scripts/flink-cluster.sh start-jobmanager DIR    # a new one; returns once the TaskManager is back
 #
 # Everything the cluster writes (config, logs, pid files, tmp) lives in DIR,
@@ -21,7 +21,11 @@
 # a killed one is noticed at once, and a TaskManager whose JobManager is
 # gone looks for the new one after 10 s of silence instead of Flink's 50);
 # without it a failure ends the job, as Flink's default without checkpoints
-# does.
+# does. FLINK_HA=zookeeper gives the cluster JobManager high availability:
+# a ZooKeeper server (the one the distribution bundles, bin/zookeeper.sh) on
+# REST_PORT + 2, the JobManager's leader and its jobs' graphs kept there and
+# in DIR/ha, so that a JobManager started after one was killed recovers the
+# jobs under their ids, with the resource requirements they were last given.
 set -euo pipefail
 cmd="${1:-}"
 dir="${2:-}"
@@ -114,6 +118,45 @@ heartbeat.interval: 1000
 heartbeat.timeout: 10000
 CONF
     fi
+    case "${FLINK_HA:-}" in
+    "") ;;
+    zookeeper)
+        zk_port=$((port + 2))
+        mkdir -p "$dir/zookeeper" "$dir/ha"
+        cat >"$FLINK_CONF_DIR/zoo.cfg" <<CONF
+tickTime=2000
+initLimit=10
+syncLimit=5
+dataDir=$dir/zookeeper
+clientPort=$zk_port
+clientPortAddress=127.0.0.1
+admin.enableServer=false
+CONF
+        cat >>"$FLINK_CONF_DIR/config.yaml" <<CONF
+high-availability.type: zookeeper
+high-availability.zookeeper.quorum: 127.0.0.1:$zk_port
+high-availability.storageDir: file://$dir/ha
+CONF
+        "$flink_home/bin/zookeeper.sh" start 1 >"$FLINK_LOG_DIR/zookeeper.out" 2>&1
+        zk_up=""
+        for _ in $(seq 1 300); do
+            if "$python" -c 'import socket, sys; socket.create_connection(("127.0.0.1", int(sys.argv[1])), 1).close()' "$zk_port" 2>/dev/null; then
+                zk_up=yes
+                break
+            fi
+            sleep 0.1
+        done
+        if [ -z "$zk_up" ]; then
+            echo "error: ZooKeeper on 127.0.0.1:$zk_port did not come up in 30 s; logs in $FLINK_LOG_DIR" >&2
+            tail -n 30 "$FLINK_LOG_DIR"/*zookeeper* >&2 || true
+            exit 1
+        fi
+        ;;
+    *)
+        echo "error: FLINK_HA=$FLINK_HA; valid: zookeeper, or unset for none" >&2
+        exit 2
+        ;;
+    esac
     url="http://127.0.0.1:$port"
     echo "$url" >"$dir/rest_url"
     echo "$slots" >"$dir/slots"
@@ -124,7 +167,8 @@ CONF
     ;;
 kill-jobmanager)
     # The JobManager lost as a crash loses it. Without high availability
-    # its jobs are gone with it; the TaskManager stays and waits for one.
+    # its jobs are gone with it; with it (FLINK_HA) the next JobManager
+    # recovers them. The TaskManager stays and waits for one.
     pid_file="$(ls "$dir"/flink-*-standalonesession.pid)"
     kill -9 "$(tail -n 1 "$pid_file")"
     "$flink_home/bin/jobmanager.sh" stop >/dev/null 2>&1 || true
@@ -147,6 +191,9 @@ kill-taskmanager)
 stop)
     "$flink_home/bin/taskmanager.sh" stop-all >/dev/null 2>&1 || true
     "$flink_home/bin/jobmanager.sh" stop-all >/dev/null 2>&1 || true
+    if ls "$dir"/flink-*-zookeeper.pid >/dev/null 2>&1; then
+        "$flink_home/bin/zookeeper.sh" stop >/dev/null 2>&1 || true
+    fi
     ;;
 *)
     echo "usage: $0 start|stop|kill-taskmanager|kill-jobmanager|start-jobmanager DIR [REST_PORT]" >&2

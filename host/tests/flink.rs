@@ -14,7 +14,10 @@
 //! the steps in order, printing the start-up and rescale times it measured.
 //! It ends with the real agent meeting Flink's own failures: a task that
 //! throws (Flink restarts the job) and a JobManager killed mid-rescale
-//! (no HA: the job is submitted again under a new id).
+//! (no HA: the job is submitted again under a new id). A second cluster,
+//! with JobManager high availability (ZooKeeper), loses its JobManager
+//! between taking the agent's rescale and answering it: the job is
+//! recovered under its id and the agent completes its rescale, once.
 
 mod common;
 
@@ -67,22 +70,32 @@ impl Cluster {
 
     /// A cluster whose one TaskManager has `slots` task slots.
     fn start_with_slots(slots: u32) -> Cluster {
-        Self::start_with(slots, None)
+        Self::start_with(slots, None, false)
     }
 
     /// Two slots, and a job restarts (up to 3 times) after a failure
     /// instead of ending: Flink's own failover, as a production cluster
     /// with checkpoints has it.
     fn start_restarting() -> Cluster {
-        Self::start_with(2, Some(3))
+        Self::start_with(2, Some(3), false)
     }
 
-    fn start_with(slots: u32, restarts: Option<u32>) -> Cluster {
+    /// As [`Cluster::start_restarting`], with JobManager high availability
+    /// (`FLINK_HA=zookeeper`: a ZooKeeper server beside it), so that a
+    /// JobManager started after one was killed recovers its jobs.
+    fn start_highly_available() -> Cluster {
+        Self::start_with(2, Some(3), true)
+    }
+
+    fn start_with(slots: u32, restarts: Option<u32>, highly_available: bool) -> Cluster {
         let dir = tempfile::tempdir().expect("a temporary directory for the cluster");
-        let port = free_port_pair();
+        let port = free_port_run();
         let mut command = Command::new(repo_root().join("scripts/flink-cluster.sh"));
         if let Some(restarts) = restarts {
             command.env("FLINK_RESTARTS", restarts.to_string());
+        }
+        if highly_available {
+            command.env("FLINK_HA", "zookeeper");
         }
         let out = command
             .env("FLINK_SLOTS", slots.to_string())
@@ -193,16 +206,21 @@ impl Drop for Cluster {
     }
 }
 
-/// A REST port whose successor (the JobManager's RPC port) is free too.
-fn free_port_pair() -> u16 {
+/// A REST port whose two successors (the JobManager's RPC port and, with
+/// high availability, ZooKeeper's) are free too.
+fn free_port_run() -> u16 {
     for _ in 0..50 {
         let first = TcpListener::bind("127.0.0.1:0").expect("binding a free port");
         let port = first.local_addr().expect("its address").port();
-        if port < u16::MAX && TcpListener::bind(("127.0.0.1", port + 1)).is_ok() {
+        let free = |next: u16| {
+            port.checked_add(next)
+                .is_some_and(|p| TcpListener::bind(("127.0.0.1", p)).is_ok())
+        };
+        if free(1) && free(2) {
             return port;
         }
     }
-    panic!("no pair of free adjacent loopback ports");
+    panic!("no run of three free adjacent loopback ports");
 }
 
 /// Polls `check` until it returns Some, or fails naming `what`.
@@ -1127,6 +1145,165 @@ fn a_failing_task_and_a_lost_jobmanager(cluster: &Cluster, job_name: &str) -> St
         back.as_millis(),
         reported["class"]
     )
+}
+
+/// The JobManager dies between taking the agent's rescale and answering
+/// it, on a cluster with high availability (ZooKeeper, as production
+/// clusters run): the next JobManager recovers the job under its id, with
+/// the requirements the agent PUT, and runs it at the new parallelism.
+///
+/// The real agent scales a job out 1 -> 2 through
+/// [`jobmanager_killing_proxy`], which kills the JobManager once Flink
+/// took the PUT and drops the answer. A new JobManager is started: the
+/// job comes back with the same id, asking for 2. The agent must resolve
+/// its rescale as taken and follow it to the end (one `Rescale
+/// completed.` at 2 KPU), with exactly one PUT in all (the proxy counts
+/// them), without taking the recovered job for another job or for
+/// another writer's rescale (no `Following another job`, no stand-down),
+/// and send nothing more for a grace period and more (at 2 it is at its
+/// maximum).
+#[test]
+fn a_highly_available_jobmanager_lost_mid_rescale_recovers_the_job_and_the_agent_its_rescale() {
+    let _alone = ONE_CLUSTER.lock().unwrap_or_else(|e| e.into_inner());
+    let cluster = Cluster::start_highly_available();
+    let startup = cluster.startup_ms();
+    let job_name = "flinkscale-ha";
+    let job = cluster.submit_load_job(job_name, &["20"]);
+    wait_for("the job RUNNING", Duration::from_secs(60), || {
+        let vs = vertices(&cluster, &job);
+        (!vs.is_empty() && vs.iter().all(|v| v.3 == "RUNNING")).then_some(())
+    });
+    rescale(&cluster, &job, 1);
+    let path = format!("/jobs/{job}/resource-requirements");
+
+    let dir = tempfile::tempdir().expect("a folder for the agent");
+    let config = dir.path().join("flinkscale.toml");
+    let (proxy_url, proxy) =
+        jobmanager_killing_proxy(cluster.host_port.clone(), cluster.dir.path().to_path_buf());
+    let seen = || proxy.lock().unwrap_or_else(|e| e.into_inner());
+    let listen = {
+        let free = TcpListener::bind("127.0.0.1:0").expect("a free port");
+        free.local_addr().expect("its address").to_string()
+    };
+    failure_agent_config(&proxy_url, job_name, &listen, true).write(&config);
+    let (agent, log) = start_agent(dir.path(), &config);
+    let read_log = || std::fs::read_to_string(&log).unwrap_or_default();
+    let count = |message: &str| common::log_events(&read_log(), message).len();
+
+    // The agent's rescale 1 -> 2; Flink takes it and the JobManager dies.
+    let started = Instant::now();
+    let (put, killed) = wait_for(
+        "the agent's rescale 1 -> 2",
+        Duration::from_secs(FAILURE_GRACE_SECS + 90),
+        || {
+            agent.assert_running(read_log);
+            let seen = seen();
+            Some((seen.puts.first()?.clone(), seen.killed?))
+        },
+    );
+    let sent_after = killed - started;
+    assert!(
+        put.contains(r#""upperBound":2"#) && !put.contains(r#""upperBound":1"#),
+        "{put}"
+    );
+    let answer = seen().first_answer.clone().unwrap_or_default();
+    assert!(
+        answer.starts_with("HTTP/1.1 200"),
+        "Flink took the PUT before the JobManager died: {answer}"
+    );
+
+    // A new JobManager recovers the job: same id, asking for 2, running
+    // at 2.
+    cluster.jobmanager("start-jobmanager");
+    let back = killed.elapsed();
+    let recovered = wait_for(
+        "the job recovered by the new JobManager, RUNNING at 2",
+        Duration::from_secs(120),
+        || {
+            agent.assert_running(read_log);
+            let vs = vertices(&cluster, &job);
+            (!vs.is_empty() && vs.iter().all(|v| v.2 == 2 && v.3 == "RUNNING"))
+                .then(|| killed.elapsed())
+        },
+    );
+    assert_eq!(
+        live_job(&cluster, job_name).as_deref(),
+        Some(job.as_str()),
+        "high availability: the job keeps its id"
+    );
+    let requirements = cluster.get(&path);
+    assert!(
+        requirements
+            .as_object()
+            .is_some_and(|r| r.values().all(|v| v["parallelism"]["upperBound"] == 2)),
+        "the recovered job asks for what the agent PUT: {requirements}"
+    );
+
+    // The agent follows its rescale to the end, once.
+    let completed = wait_for(
+        "the agent's rescale completed",
+        Duration::from_secs(120),
+        || {
+            agent.assert_running(read_log);
+            common::log_events(&read_log(), "Rescale completed.")
+                .into_iter()
+                .next()
+                .map(|event| (event, killed.elapsed()))
+        },
+    );
+    assert_eq!(completed.0["parallelism"], 2, "{}", completed.0);
+    let settle_from = Instant::now();
+    let settle = Duration::from_secs(FAILURE_GRACE_SECS + 5);
+    wait_for(
+        "a grace period and a little more after the rescale",
+        settle + Duration::from_secs(10),
+        || {
+            agent.assert_running(read_log);
+            let text = read_log();
+            assert_eq!(seen().puts.len(), 1, "a second PUT\n{text}");
+            assert_eq!(count("Rescale started."), 1, "{text}");
+            assert_eq!(count("Rescale completed."), 1, "{text}");
+            (settle_from.elapsed() >= settle).then_some(())
+        },
+    );
+    let text = read_log();
+    assert!(
+        !text.contains("Following another job"),
+        "the recovered job taken for another\n{text}"
+    );
+    assert!(!text.contains("Stood down"), "{text}");
+    let metrics = agent_get(&listen, "/metrics")
+        .expect("the agent's /metrics")
+        .1;
+    assert!(
+        metrics.contains("flinkscale_stood_down{application=\"failing\"} 0"),
+        "{metrics}"
+    );
+    let transient = metric_sum(&metrics, "flinkscale_failures_total", "class=\"transient\"");
+    // What the agent said of its steps meanwhile, each class once, in order.
+    let mut classes: Vec<String> = Vec::new();
+    for event in common::log_events(&text, "Step failed.") {
+        let class = event["class"].as_str().unwrap_or_default().to_owned();
+        if !classes.contains(&class) {
+            classes.push(class);
+        }
+    }
+    assert!(
+        !classes.iter().any(|c| c == "foreign_update"),
+        "the recovery taken for another writer's rescale or a restart ({classes:?})\n{text}"
+    );
+    drop(agent);
+    println!(
+        "flink HA: cluster with ZooKeeper ready in {startup} ms; the agent's PUT {} ms after its \
+         start, JobManager killed with it; a new one ready {} ms later, the job recovered \
+         running at 2 after {} ms, the agent's rescale completed after {} ms \
+         ({transient} transient failures while it was down; failure classes {classes:?}), \
+         1 PUT in all",
+        sent_after.as_millis(),
+        back.as_millis(),
+        recovered.as_millis(),
+        completed.1.as_millis(),
+    );
 }
 
 /// What [`jobmanager_killing_proxy`] saw: the PUTs it forwarded (whole
