@@ -17,7 +17,8 @@
 //! (no HA: the job is submitted again under a new id). A second cluster,
 //! with JobManager high availability (ZooKeeper), loses its JobManager
 //! between taking the agent's rescale and answering it: the job is
-//! recovered under its id and the agent completes its rescale, once.
+//! recovered under its id and the agent completes its rescale, once; then
+//! before a second rescale reaches Flink: the agent sends it again, once.
 
 mod common;
 
@@ -738,17 +739,28 @@ fn start_agent(dir: &Path, config: &Path) -> (common::Running, PathBuf) {
     (agent, log)
 }
 
+/// What the agent of [`failure_agent_config`] is made to want at every
+/// evaluation.
+#[derive(Clone, Copy)]
+enum Wants {
+    /// Neither alarm ever fires: the agent holds.
+    Nothing,
+    /// The scale-out alarm fires.
+    Out,
+    /// The scale-in alarm fires.
+    In,
+}
+
 /// The configuration of the agent of [`a_failing_task_and_a_lost_jobmanager`]:
-/// the job at `rest_url`, the `step` policy on Calc's busy time, its scale-out alarm firing at
-/// every evaluation when `scale_out` (else neither alarm ever fires: the
-/// agent holds), a state folder, and `/readyz`, `/status` at `listen`.
-fn failure_agent_config(
-    rest_url: &str,
-    job_name: &str,
-    listen: &str,
-    scale_out: bool,
-) -> AgentConfig {
-    let out_threshold = if scale_out { "-1.0" } else { "1e9" };
+/// the job at `rest_url`, the `step` policy on Calc's busy time, its
+/// alarms firing as `wants` says, a state folder, and `/readyz`,
+/// `/status` at `listen`.
+fn failure_agent_config(rest_url: &str, job_name: &str, listen: &str, wants: Wants) -> AgentConfig {
+    let (out_threshold, in_threshold) = match wants {
+        Wants::Nothing => ("1e9", "-1.0"),
+        Wants::Out => ("-1.0", "-1.0"),
+        Wants::In => ("1e9", "1e9"),
+    };
     AgentConfig::new().agent("listen", listen).application(
         step_job("failing", rest_url, job_name, FAILURE_GRACE_SECS)
             .set("lazy_polling", false)
@@ -758,7 +770,12 @@ fn failure_agent_config(
                 out_threshold,
                 1,
             ))
-            .alarm(&busy_alarm("scale-in", "LessThanThreshold", "-1.0", 1))
+            .alarm(&busy_alarm(
+                "scale-in",
+                "LessThanThreshold",
+                in_threshold,
+                1,
+            ))
             .policy(STEP_POLICY),
     )
 }
@@ -867,7 +884,7 @@ fn a_failing_task_and_a_lost_jobmanager(cluster: &Cluster, job_name: &str) -> St
         let free = TcpListener::bind("127.0.0.1:0").expect("a free port");
         free.local_addr().expect("its address").to_string()
     };
-    failure_agent_config(&proxy_url, job_name, &listen, false).write(&config);
+    failure_agent_config(&proxy_url, job_name, &listen, Wants::Nothing).write(&config);
     let (agent, log) = start_agent(dir.path(), &config);
     let read_log = || std::fs::read_to_string(&log).unwrap_or_default();
     let count = |message: &str| common::log_events(&read_log(), message).len();
@@ -969,7 +986,7 @@ fn a_failing_task_and_a_lost_jobmanager(cluster: &Cluster, job_name: &str) -> St
 
     // Reloaded to scale out: held for one grace period after the restart,
     // then rescaled; never stood down.
-    failure_agent_config(&proxy_url, job_name, &listen, true).write(&config);
+    failure_agent_config(&proxy_url, job_name, &listen, Wants::Out).write(&config);
     let hup = Command::new("kill")
         .args(["-HUP", &agent.pid().to_string()])
         .status()
@@ -1159,9 +1176,17 @@ fn a_failing_task_and_a_lost_jobmanager(cluster: &Cluster, job_name: &str) -> St
 /// its rescale as taken and follow it to the end (one `Rescale
 /// completed.` at 2 KPU), with exactly one PUT in all (the proxy counts
 /// them), without taking the recovered job for another job or for
-/// another writer's rescale (no `Following another job`, no stand-down),
-/// and send nothing more for a grace period and more (at 2 it is at its
-/// maximum).
+/// another writer's rescale (no `Following another job`, no stand-down,
+/// no `foreign_update`, no grace period held for a restart), and send
+/// nothing more for a grace period and more (at 2 it is at its maximum).
+///
+/// Then the same fault before the effect: reloaded to scale in, the
+/// agent's PUT 2 -> 1 is lost before Flink sees it (the proxy kills the
+/// JobManager instead of forwarding it). The recovered job still asks for
+/// and runs at 2; the agent must not report a rescale Flink never carried
+/// out, must wait the recovery out as a restart (a grace period), and then
+/// send the rescale again, once: two PUTs reach Flink in all, and the job
+/// ends at 1.
 #[test]
 fn a_highly_available_jobmanager_lost_mid_rescale_recovers_the_job_and_the_agent_its_rescale() {
     let _alone = ONE_CLUSTER.lock().unwrap_or_else(|e| e.into_inner());
@@ -1185,7 +1210,7 @@ fn a_highly_available_jobmanager_lost_mid_rescale_recovers_the_job_and_the_agent
         let free = TcpListener::bind("127.0.0.1:0").expect("a free port");
         free.local_addr().expect("its address").to_string()
     };
-    failure_agent_config(&proxy_url, job_name, &listen, true).write(&config);
+    failure_agent_config(&proxy_url, job_name, &listen, Wants::Out).write(&config);
     let (agent, log) = start_agent(dir.path(), &config);
     let read_log = || std::fs::read_to_string(&log).unwrap_or_default();
     let count = |message: &str| common::log_events(&read_log(), message).len();
@@ -1292,28 +1317,136 @@ fn a_highly_available_jobmanager_lost_mid_rescale_recovers_the_job_and_the_agent
         !classes.iter().any(|c| c == "foreign_update"),
         "the recovery taken for another writer's rescale or a restart ({classes:?})\n{text}"
     );
+
+    let restart_holds = |text: &str| {
+        common::log_events(
+            text,
+            "Holding a grace period after an update this agent did not make; nothing is decided before it ends.",
+        )
+        .iter()
+        .filter(|e| e["reason"] == "grace period after the job's restart or another writer's rescale")
+        .count()
+    };
+    assert_eq!(
+        restart_holds(&text),
+        0,
+        "the recovery of its own rescale held as a restart\n{text}"
+    );
+
+    // 2. The same fault before the effect: the agent's rescale 2 -> 1 is
+    // lost before Flink sees it, as the JobManager dies.
+    seen().kill_before_next_put = true;
+    failure_agent_config(&proxy_url, job_name, &listen, Wants::In).write(&config);
+    let hup = Command::new("kill")
+        .args(["-HUP", &agent.pid().to_string()])
+        .status()
+        .expect("running kill -HUP");
+    assert!(hup.success(), "kill -HUP {}", agent.pid());
+    let (lost, killed_before) = wait_for(
+        "the agent's rescale 2 -> 1, lost with the JobManager",
+        Duration::from_secs(FAILURE_GRACE_SECS + 90),
+        || {
+            agent.assert_running(read_log);
+            let seen = seen();
+            Some((seen.lost.first()?.clone(), seen.killed_before?))
+        },
+    );
+    assert!(
+        lost.contains(r#""upperBound":1"#) && !lost.contains(r#""upperBound":2"#),
+        "{lost}"
+    );
+    cluster.jobmanager("start-jobmanager");
+    let back_again = killed_before.elapsed();
+    // The job comes back as it was: Flink never saw the PUT.
+    wait_for(
+        "the job recovered again, RUNNING at 2",
+        Duration::from_secs(120),
+        || {
+            agent.assert_running(read_log);
+            let vs = vertices(&cluster, &job);
+            (!vs.is_empty() && vs.iter().all(|v| v.2 == 2 && v.3 == "RUNNING")).then_some(())
+        },
+    );
+    let recovered_again = Instant::now();
+    let still = cluster.get(&path);
+    assert!(
+        still
+            .as_object()
+            .is_some_and(|r| r.values().all(|v| v["parallelism"]["upperBound"] == 2)),
+        "the lost PUT never reached Flink: {still}"
+    );
+    // The agent does not take the recovery for its rescale: it sends the
+    // rescale again, once, and it completes at 1.
+    let resent = wait_for(
+        "the agent's rescale 2 -> 1 sent again and carried out",
+        Duration::from_secs(FAILURE_GRACE_SECS + 120),
+        || {
+            agent.assert_running(read_log);
+            let text = read_log();
+            let completed = common::log_events(&text, "Rescale completed.");
+            assert!(
+                completed.len() <= 2,
+                "a rescale completed that Flink never carried out\n{text}"
+            );
+            let puts = seen().puts.len();
+            assert!(puts <= 2, "more than one PUT after the lost one\n{text}");
+            let at_one = vertices(&cluster, &job)
+                .iter()
+                .all(|v| v.2 == 1 && v.3 == "RUNNING");
+            (completed.len() == 2 && at_one).then(|| recovered_again.elapsed())
+        },
+    );
+    let text = read_log();
+    let both = common::log_events(&text, "Rescale completed.");
+    assert_eq!(both[1]["parallelism"], 1, "{}", both[1]);
+    let puts = seen().puts.clone();
+    assert_eq!(puts.len(), 2, "one PUT after the lost one\n{text}");
+    assert!(puts[1].contains(r#""upperBound":1"#), "{}", puts[1]);
+    // The recovered job moved the version without asking for 1: a
+    // restart, waited out for a grace period before the rescale is sent
+    // again.
+    assert!(
+        restart_holds(&text) > 0,
+        "no grace period held after the recovery\n{text}"
+    );
+    assert!(
+        !text.contains("Following another job"),
+        "the recovered job taken for another\n{text}"
+    );
+    assert!(!text.contains("Stood down"), "{text}");
     drop(agent);
     println!(
         "flink HA: cluster with ZooKeeper ready in {startup} ms; the agent's PUT {} ms after its \
          start, JobManager killed with it; a new one ready {} ms later, the job recovered \
          running at 2 after {} ms, the agent's rescale completed after {} ms \
          ({transient} transient failures while it was down; failure classes {classes:?}), \
-         1 PUT in all",
+         1 PUT; then a PUT lost before Flink saw it: a new JobManager ready {} ms after the \
+         kill, the job recovered at 2, the agent's rescale to 1 sent again after a grace \
+         period and carried out {} ms after the recovery, 2 PUTs in all",
         sent_after.as_millis(),
         back.as_millis(),
         recovered.as_millis(),
         completed.1.as_millis(),
+        back_again.as_millis(),
+        resent.as_millis(),
     );
 }
 
 /// What [`jobmanager_killing_proxy`] saw: the PUTs it forwarded (whole
 /// requests), Flink's status line for the first, and when it killed the
-/// JobManager.
+/// JobManager; and, once a test sets `kill_before_next_put`, the PUT it
+/// did not forward because it killed the JobManager first.
 #[derive(Default)]
 struct KillingProxy {
     puts: Vec<String>,
     first_answer: Option<String>,
     killed: Option<Instant>,
+    /// Set by a test: the next PUT is not forwarded; the JobManager is
+    /// killed and the connection closed (the request lost before Flink
+    /// saw it).
+    kill_before_next_put: bool,
+    lost: Vec<String>,
+    killed_before: Option<Instant>,
 }
 
 /// A loopback proxy in front of Flink that forwards every request, except
@@ -1339,6 +1472,21 @@ fn jobmanager_killing_proxy(
             let Some(request) = read_request(&mut client) else {
                 continue;
             };
+            if request.starts_with(b"PUT ") {
+                let mut seen = shared.lock().unwrap_or_else(|e| e.into_inner());
+                if seen.kill_before_next_put {
+                    seen.kill_before_next_put = false;
+                    seen.lost
+                        .push(String::from_utf8_lossy(&request).into_owned());
+                    let _ = Command::new(repo_root().join("scripts/flink-cluster.sh"))
+                        .arg("kill-jobmanager")
+                        .arg(&cluster_dir)
+                        .status();
+                    seen.killed_before = Some(Instant::now());
+                    // Dropped before Flink saw it.
+                    continue;
+                }
+            }
             let Ok(mut flink) = TcpStream::connect(&upstream) else {
                 continue;
             };
