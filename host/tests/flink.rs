@@ -821,6 +821,118 @@ fn metric_sum(metrics: &str, family: &str, label: &str) -> f64 {
         .sum()
 }
 
+/// The real agent of the JobManager tests: `flinkscale run` with
+/// [`failure_agent_config`], reaching `cluster` through a
+/// [`jobmanager_killing_proxy`], logging to its own folder.
+struct ProxiedAgent {
+    agent: common::Running,
+    log: PathBuf,
+    config: PathBuf,
+    proxy_url: String,
+    proxy: std::sync::Arc<std::sync::Mutex<KillingProxy>>,
+    job_name: String,
+    /// Where the agent's `/livez`, `/readyz` and `/metrics` answer.
+    listen: String,
+    // Last, so that the agent stops before its folder goes.
+    _dir: tempfile::TempDir,
+}
+
+impl ProxiedAgent {
+    /// Starts the agent on the job `job_name` of `cluster`, wanting `wants`.
+    fn start(cluster: &Cluster, job_name: &str, wants: Wants) -> ProxiedAgent {
+        let dir = tempfile::tempdir().expect("a folder for the agent");
+        let config = dir.path().join("flinkscale.toml");
+        let (proxy_url, proxy) =
+            jobmanager_killing_proxy(cluster.host_port.clone(), cluster.dir.path().to_path_buf());
+        let listen = {
+            let free = TcpListener::bind("127.0.0.1:0").expect("a free port");
+            free.local_addr().expect("its address").to_string()
+        };
+        failure_agent_config(&proxy_url, job_name, &listen, wants).write(&config);
+        let (agent, log) = start_agent(dir.path(), &config);
+        ProxiedAgent {
+            agent,
+            log,
+            config,
+            proxy_url,
+            proxy,
+            job_name: job_name.to_owned(),
+            listen,
+            _dir: dir,
+        }
+    }
+
+    /// What the proxy has seen so far.
+    fn seen(&self) -> std::sync::MutexGuard<'_, KillingProxy> {
+        self.proxy.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The agent's log so far.
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// How many events of the log so far have `message`.
+    fn count(&self, message: &str) -> usize {
+        common::log_events(&self.log(), message).len()
+    }
+
+    /// Fails, with the log, if the agent has exited.
+    fn assert_running(&self) {
+        self.agent.assert_running(|| self.log());
+    }
+
+    /// Rewrites the configuration to want `wants` and reloads it (SIGHUP).
+    fn reload(&self, wants: Wants) {
+        failure_agent_config(&self.proxy_url, &self.job_name, &self.listen, wants)
+            .write(&self.config);
+        let pid = self.agent.pid();
+        let hup = Command::new("kill")
+            .args(["-HUP", &pid.to_string()])
+            .status()
+            .expect("running kill -HUP");
+        assert!(hup.success(), "kill -HUP {pid}");
+    }
+
+    /// The agent's `/metrics`.
+    fn metrics(&self) -> String {
+        agent_get(&self.listen, "/metrics")
+            .expect("the agent's /metrics")
+            .1
+    }
+
+    /// Fails unless the agent never stood down, in its log and its
+    /// `/metrics`.
+    fn assert_never_stood_down(&self) {
+        let text = self.log();
+        assert!(!text.contains("Stood down"), "{text}");
+        let metrics = self.metrics();
+        assert!(
+            metrics.contains("flinkscale_stood_down{application=\"failing\"} 0"),
+            "{metrics}"
+        );
+    }
+}
+
+/// The reasons of the grace periods the agent held in `log` for updates
+/// it did not make, in order.
+fn foreign_holds(log: &str) -> Vec<&'static str> {
+    common::log_events(
+        log,
+        "Holding a grace period after an update this agent did not make; nothing is decided before it ends.",
+    )
+    .iter()
+    .filter_map(|e| {
+        [
+            "grace period after the job's restart or another writer's rescale",
+            "grace period after the job was replaced (a new job starts as a restart)",
+        ]
+        .into_iter()
+        .find(|r| e["reason"] == *r)
+    })
+    .collect()
+}
+
 /// What the real agent does when the job fails by itself and when the
 /// JobManager is lost, on the test's cluster (restart strategy on, no HA):
 ///
@@ -875,39 +987,13 @@ fn a_failing_task_and_a_lost_jobmanager(cluster: &Cluster, job_name: &str) -> St
     let path = format!("/jobs/{job}/resource-requirements");
     let put = cluster.get(&path);
 
-    let dir = tempfile::tempdir().expect("a folder for the agent");
-    let config = dir.path().join("flinkscale.toml");
-    let (proxy_url, proxy) =
-        jobmanager_killing_proxy(cluster.host_port.clone(), cluster.dir.path().to_path_buf());
-    let seen = || proxy.lock().unwrap_or_else(|e| e.into_inner());
-    let listen = {
-        let free = TcpListener::bind("127.0.0.1:0").expect("a free port");
-        free.local_addr().expect("its address").to_string()
-    };
-    failure_agent_config(&proxy_url, job_name, &listen, Wants::Nothing).write(&config);
-    let (agent, log) = start_agent(dir.path(), &config);
-    let read_log = || std::fs::read_to_string(&log).unwrap_or_default();
-    let count = |message: &str| common::log_events(&read_log(), message).len();
-    // The reasons of the grace periods the agent held, in order.
-    let holds = |text: &str| -> Vec<&'static str> {
-        common::log_events(text, "Holding a grace period after an update this agent did not make; nothing is decided before it ends.")
-            .iter()
-            .filter_map(|e| {
-                [
-                    "grace period after the job's restart or another writer's rescale",
-                    "grace period after the job was replaced (a new job starts as a restart)",
-                ]
-                .into_iter()
-                .find(|r| e["reason"] == *r)
-            })
-            .collect()
-    };
+    let rig = ProxiedAgent::start(cluster, job_name, Wants::Nothing);
     wait_for(
         "the agent's first evaluation",
         Duration::from_secs(60),
         || {
-            agent.assert_running(read_log);
-            (count("Evaluated.") > 0).then_some(())
+            rig.assert_running();
+            (rig.count("Evaluated.") > 0).then_some(())
         },
     );
     let created_before = graph_created(cluster, &job);
@@ -923,7 +1009,7 @@ fn a_failing_task_and_a_lost_jobmanager(cluster: &Cluster, job_name: &str) -> St
         "the job restarted after its task failed, RUNNING again",
         Duration::from_secs(90),
         || {
-            agent.assert_running(read_log);
+            rig.assert_running();
             let (status, now) = cluster.call("GET", &path, None);
             if status == 200 {
                 assert_eq!(
@@ -961,8 +1047,8 @@ fn a_failing_task_and_a_lost_jobmanager(cluster: &Cluster, job_name: &str) -> St
         "the agent reporting the job's restart",
         Duration::from_secs(30),
         || {
-            agent.assert_running(read_log);
-            common::log_events(&read_log(), "Step failed.")
+            rig.assert_running();
+            common::log_events(&rig.log(), "Step failed.")
                 .into_iter()
                 .find(|e| {
                     e["class"] == "foreign_update"
@@ -972,26 +1058,21 @@ fn a_failing_task_and_a_lost_jobmanager(cluster: &Cluster, job_name: &str) -> St
                 })
         },
     );
-    let text = read_log();
+    let text = rig.log();
     assert_eq!(
-        count("Rescale started."),
+        rig.count("Rescale started."),
         0,
         "no rescale of the agent yet\n{text}"
     );
     assert_eq!(
-        count("Rescale completed."),
+        rig.count("Rescale completed."),
         0,
         "the restart taken for a rescale of the agent\n{text}"
     );
 
     // Reloaded to scale out: held for one grace period after the restart,
     // then rescaled; never stood down.
-    failure_agent_config(&proxy_url, job_name, &listen, Wants::Out).write(&config);
-    let hup = Command::new("kill")
-        .args(["-HUP", &agent.pid().to_string()])
-        .status()
-        .expect("running kill -HUP");
-    assert!(hup.success(), "kill -HUP {}", agent.pid());
+    rig.reload(Wants::Out);
     let quiet = Duration::from_secs(FAILURE_GRACE_SECS) - Duration::from_secs(1);
     // The PUT 1 -> 2 goes through the proxy, which kills the JobManager
     // once Flink took it and drops the answer.
@@ -999,10 +1080,10 @@ fn a_failing_task_and_a_lost_jobmanager(cluster: &Cluster, job_name: &str) -> St
         "the agent's rescale 1 -> 2 after the restart's grace period",
         Duration::from_secs(FAILURE_GRACE_SECS + 90),
         || {
-            agent.assert_running(read_log);
-            let seen = seen();
+            rig.assert_running();
+            let seen = rig.seen();
             if restarted.elapsed() < quiet {
-                let text = read_log();
+                let text = rig.log();
                 assert!(
                     seen.puts.is_empty(),
                     "a PUT within the grace period after the job's restart: {:?}\n{text}",
@@ -1020,28 +1101,24 @@ fn a_failing_task_and_a_lost_jobmanager(cluster: &Cluster, job_name: &str) -> St
     let out_after = killed - restarted;
     // The metrics as the JobManager died (the agent cannot have read
     // Flink since).
-    let metrics = agent_get(&listen, "/metrics")
-        .expect("the agent's /metrics")
-        .1;
-    let text = read_log();
+    let metrics = rig.metrics();
+    let text = rig.log();
     assert!(
         out_put.contains(r#""upperBound":2"#) && !out_put.contains(r#""upperBound":1"#),
         "{out_put}"
     );
-    let answer = seen().first_answer.clone().unwrap_or_default();
+    let answer = rig.seen().first_answer.clone().unwrap_or_default();
     assert!(
         answer.starts_with("HTTP/1.1 200"),
         "Flink took the PUT before the JobManager died: {answer}"
     );
     assert!(
-        holds(&text).contains(&"grace period after the job's restart or another writer's rescale"),
+        foreign_holds(&text)
+            .contains(&"grace period after the job's restart or another writer's rescale"),
         "the agent held a grace period for the restart\n{text}"
     );
-    assert!(
-        metrics.contains("flinkscale_stood_down{application=\"failing\"} 0"),
-        "the restart counted as another writer's override\n{metrics}"
-    );
-    assert!(!text.contains("Stood down"), "{text}");
+    // The restart not counted as another writer's override.
+    rig.assert_never_stood_down();
 
     // 2. The JobManager died between taking the PUT and answering it.
     let foreign_before = metric_sum(
@@ -1053,23 +1130,21 @@ fn a_failing_task_and_a_lost_jobmanager(cluster: &Cluster, job_name: &str) -> St
         "the agent reporting the JobManager unreachable",
         Duration::from_secs(60),
         || {
-            agent.assert_running(read_log);
-            common::log_events(&read_log(), "Step failed.")
+            rig.assert_running();
+            common::log_events(&rig.log(), "Step failed.")
                 .into_iter()
                 .find(|e| e["class"] == "transient")
                 .map(|e| (e, killed.elapsed()))
         },
     );
-    let (livez, _) = agent_get(&listen, "/livez").expect("the agent's /livez");
-    let (readyz, readyz_body) = agent_get(&listen, "/readyz").expect("the agent's /readyz");
+    let (livez, _) = agent_get(&rig.listen, "/livez").expect("the agent's /livez");
+    let (readyz, readyz_body) = agent_get(&rig.listen, "/readyz").expect("the agent's /readyz");
     assert_eq!(livez, 200);
     assert_eq!(
         readyz, 200,
         "ready: evaluated within the window, the outage is shorter: {readyz_body}"
     );
-    let metrics = agent_get(&listen, "/metrics")
-        .expect("the agent's /metrics")
-        .1;
+    let metrics = rig.metrics();
     assert!(
         metric_sum(&metrics, "flinkscale_failures_total", "class=\"transient\"") > 0.0,
         "{metrics}"
@@ -1102,8 +1177,8 @@ fn a_failing_task_and_a_lost_jobmanager(cluster: &Cluster, job_name: &str) -> St
         "the agent reporting the replacement",
         Duration::from_secs(60),
         || {
-            agent.assert_running(read_log);
-            common::log_events(&read_log(), "Step failed.")
+            rig.assert_running();
+            common::log_events(&rig.log(), "Step failed.")
                 .into_iter()
                 .find(|e| {
                     e["error"]
@@ -1119,14 +1194,14 @@ fn a_failing_task_and_a_lost_jobmanager(cluster: &Cluster, job_name: &str) -> St
         "the new job's grace period and a little more",
         settle + Duration::from_secs(10),
         || {
-            agent.assert_running(read_log);
-            let text = read_log();
+            rig.assert_running();
+            let text = rig.log();
             assert_eq!(
                 cluster.get(&new_path),
                 submitted,
                 "a PUT to the new job\n{text}"
             );
-            let puts = seen().puts.len();
+            let puts = rig.seen().puts.len();
             assert_eq!(puts, 1, "a PUT to the new job\n{text}");
             assert!(
                 common::log_events(&text, "Rescale completed.").is_empty(),
@@ -1135,21 +1210,14 @@ fn a_failing_task_and_a_lost_jobmanager(cluster: &Cluster, job_name: &str) -> St
             (seen_at.elapsed() >= settle).then_some(())
         },
     );
-    let text = read_log();
+    let text = rig.log();
     assert!(
-        holds(&text)
+        foreign_holds(&text)
             .contains(&"grace period after the job was replaced (a new job starts as a restart)"),
         "the agent held a grace period for the new job\n{text}"
     );
-    let metrics = agent_get(&listen, "/metrics")
-        .expect("the agent's /metrics")
-        .1;
-    assert!(
-        metrics.contains("flinkscale_stood_down{application=\"failing\"} 0"),
-        "{metrics}"
-    );
-    assert!(!text.contains("Stood down"), "{text}");
-    drop(agent);
+    rig.assert_never_stood_down();
+    drop(rig);
     format!(
         "task failed {failed_after:.1} s after FAIL_AT, reported as {}; rescaled {} ms after the restart \
          (grace {FAILURE_GRACE_SECS} s); JobManager killed: agent reported it ({}) after {} ms, \
@@ -1201,19 +1269,7 @@ fn a_highly_available_jobmanager_lost_mid_rescale_recovers_the_job_and_the_agent
     rescale(&cluster, &job, 1);
     let path = format!("/jobs/{job}/resource-requirements");
 
-    let dir = tempfile::tempdir().expect("a folder for the agent");
-    let config = dir.path().join("flinkscale.toml");
-    let (proxy_url, proxy) =
-        jobmanager_killing_proxy(cluster.host_port.clone(), cluster.dir.path().to_path_buf());
-    let seen = || proxy.lock().unwrap_or_else(|e| e.into_inner());
-    let listen = {
-        let free = TcpListener::bind("127.0.0.1:0").expect("a free port");
-        free.local_addr().expect("its address").to_string()
-    };
-    failure_agent_config(&proxy_url, job_name, &listen, Wants::Out).write(&config);
-    let (agent, log) = start_agent(dir.path(), &config);
-    let read_log = || std::fs::read_to_string(&log).unwrap_or_default();
-    let count = |message: &str| common::log_events(&read_log(), message).len();
+    let rig = ProxiedAgent::start(&cluster, job_name, Wants::Out);
 
     // The agent's rescale 1 -> 2; Flink takes it and the JobManager dies.
     let started = Instant::now();
@@ -1221,8 +1277,8 @@ fn a_highly_available_jobmanager_lost_mid_rescale_recovers_the_job_and_the_agent
         "the agent's rescale 1 -> 2",
         Duration::from_secs(FAILURE_GRACE_SECS + 90),
         || {
-            agent.assert_running(read_log);
-            let seen = seen();
+            rig.assert_running();
+            let seen = rig.seen();
             Some((seen.puts.first()?.clone(), seen.killed?))
         },
     );
@@ -1231,7 +1287,7 @@ fn a_highly_available_jobmanager_lost_mid_rescale_recovers_the_job_and_the_agent
         put.contains(r#""upperBound":2"#) && !put.contains(r#""upperBound":1"#),
         "{put}"
     );
-    let answer = seen().first_answer.clone().unwrap_or_default();
+    let answer = rig.seen().first_answer.clone().unwrap_or_default();
     assert!(
         answer.starts_with("HTTP/1.1 200"),
         "Flink took the PUT before the JobManager died: {answer}"
@@ -1245,10 +1301,8 @@ fn a_highly_available_jobmanager_lost_mid_rescale_recovers_the_job_and_the_agent
         "the job recovered by the new JobManager, RUNNING at 2",
         Duration::from_secs(120),
         || {
-            agent.assert_running(read_log);
-            let vs = vertices(&cluster, &job);
-            (!vs.is_empty() && vs.iter().all(|v| v.2 == 2 && v.3 == "RUNNING"))
-                .then(|| killed.elapsed())
+            rig.assert_running();
+            running_at(&cluster, &job, 2).then(|| killed.elapsed())
         },
     );
     assert_eq!(
@@ -1258,9 +1312,7 @@ fn a_highly_available_jobmanager_lost_mid_rescale_recovers_the_job_and_the_agent
     );
     let requirements = cluster.get(&path);
     assert!(
-        requirements
-            .as_object()
-            .is_some_and(|r| r.values().all(|v| v["parallelism"]["upperBound"] == 2)),
+        asks_for(&requirements, 2),
         "the recovered job asks for what the agent PUT: {requirements}"
     );
 
@@ -1269,8 +1321,8 @@ fn a_highly_available_jobmanager_lost_mid_rescale_recovers_the_job_and_the_agent
         "the agent's rescale completed",
         Duration::from_secs(120),
         || {
-            agent.assert_running(read_log);
-            common::log_events(&read_log(), "Rescale completed.")
+            rig.assert_running();
+            common::log_events(&rig.log(), "Rescale completed.")
                 .into_iter()
                 .next()
                 .map(|event| (event, killed.elapsed()))
@@ -1283,27 +1335,21 @@ fn a_highly_available_jobmanager_lost_mid_rescale_recovers_the_job_and_the_agent
         "a grace period and a little more after the rescale",
         settle + Duration::from_secs(10),
         || {
-            agent.assert_running(read_log);
-            let text = read_log();
-            assert_eq!(seen().puts.len(), 1, "a second PUT\n{text}");
-            assert_eq!(count("Rescale started."), 1, "{text}");
-            assert_eq!(count("Rescale completed."), 1, "{text}");
+            rig.assert_running();
+            let text = rig.log();
+            assert_eq!(rig.seen().puts.len(), 1, "a second PUT\n{text}");
+            assert_eq!(rig.count("Rescale started."), 1, "{text}");
+            assert_eq!(rig.count("Rescale completed."), 1, "{text}");
             (settle_from.elapsed() >= settle).then_some(())
         },
     );
-    let text = read_log();
+    let text = rig.log();
     assert!(
         !text.contains("Following another job"),
         "the recovered job taken for another\n{text}"
     );
-    assert!(!text.contains("Stood down"), "{text}");
-    let metrics = agent_get(&listen, "/metrics")
-        .expect("the agent's /metrics")
-        .1;
-    assert!(
-        metrics.contains("flinkscale_stood_down{application=\"failing\"} 0"),
-        "{metrics}"
-    );
+    rig.assert_never_stood_down();
+    let metrics = rig.metrics();
     let transient = metric_sum(&metrics, "flinkscale_failures_total", "class=\"transient\"");
     // What the agent said of its steps meanwhile, each class once, in order.
     let mut classes: Vec<String> = Vec::new();
@@ -1318,14 +1364,12 @@ fn a_highly_available_jobmanager_lost_mid_rescale_recovers_the_job_and_the_agent
         "the recovery taken for another writer's rescale or a restart ({classes:?})\n{text}"
     );
 
+    const RESTART: &str = "grace period after the job's restart or another writer's rescale";
     let restart_holds = |text: &str| {
-        common::log_events(
-            text,
-            "Holding a grace period after an update this agent did not make; nothing is decided before it ends.",
-        )
-        .iter()
-        .filter(|e| e["reason"] == "grace period after the job's restart or another writer's rescale")
-        .count()
+        foreign_holds(text)
+            .iter()
+            .filter(|r| **r == RESTART)
+            .count()
     };
     assert_eq!(
         restart_holds(&text),
@@ -1335,19 +1379,14 @@ fn a_highly_available_jobmanager_lost_mid_rescale_recovers_the_job_and_the_agent
 
     // 2. The same fault before the effect: the agent's rescale 2 -> 1 is
     // lost before Flink sees it, as the JobManager dies.
-    seen().kill_before_next_put = true;
-    failure_agent_config(&proxy_url, job_name, &listen, Wants::In).write(&config);
-    let hup = Command::new("kill")
-        .args(["-HUP", &agent.pid().to_string()])
-        .status()
-        .expect("running kill -HUP");
-    assert!(hup.success(), "kill -HUP {}", agent.pid());
+    rig.seen().kill_before_next_put = true;
+    rig.reload(Wants::In);
     let (lost, killed_before) = wait_for(
         "the agent's rescale 2 -> 1, lost with the JobManager",
         Duration::from_secs(FAILURE_GRACE_SECS + 90),
         || {
-            agent.assert_running(read_log);
-            let seen = seen();
+            rig.assert_running();
+            let seen = rig.seen();
             Some((seen.lost.first()?.clone(), seen.killed_before?))
         },
     );
@@ -1362,17 +1401,14 @@ fn a_highly_available_jobmanager_lost_mid_rescale_recovers_the_job_and_the_agent
         "the job recovered again, RUNNING at 2",
         Duration::from_secs(120),
         || {
-            agent.assert_running(read_log);
-            let vs = vertices(&cluster, &job);
-            (!vs.is_empty() && vs.iter().all(|v| v.2 == 2 && v.3 == "RUNNING")).then_some(())
+            rig.assert_running();
+            running_at(&cluster, &job, 2).then_some(())
         },
     );
     let recovered_again = Instant::now();
     let still = cluster.get(&path);
     assert!(
-        still
-            .as_object()
-            .is_some_and(|r| r.values().all(|v| v["parallelism"]["upperBound"] == 2)),
+        asks_for(&still, 2),
         "the lost PUT never reached Flink: {still}"
     );
     // The agent does not take the recovery for its rescale: it sends the
@@ -1381,25 +1417,23 @@ fn a_highly_available_jobmanager_lost_mid_rescale_recovers_the_job_and_the_agent
         "the agent's rescale 2 -> 1 sent again and carried out",
         Duration::from_secs(FAILURE_GRACE_SECS + 120),
         || {
-            agent.assert_running(read_log);
-            let text = read_log();
+            rig.assert_running();
+            let text = rig.log();
             let completed = common::log_events(&text, "Rescale completed.");
             assert!(
                 completed.len() <= 2,
                 "a rescale completed that Flink never carried out\n{text}"
             );
-            let puts = seen().puts.len();
+            let puts = rig.seen().puts.len();
             assert!(puts <= 2, "more than one PUT after the lost one\n{text}");
-            let at_one = vertices(&cluster, &job)
-                .iter()
-                .all(|v| v.2 == 1 && v.3 == "RUNNING");
-            (completed.len() == 2 && at_one).then(|| recovered_again.elapsed())
+            (completed.len() == 2 && running_at(&cluster, &job, 1))
+                .then(|| recovered_again.elapsed())
         },
     );
-    let text = read_log();
+    let text = rig.log();
     let both = common::log_events(&text, "Rescale completed.");
     assert_eq!(both[1]["parallelism"], 1, "{}", both[1]);
-    let puts = seen().puts.clone();
+    let puts = rig.seen().puts.clone();
     assert_eq!(puts.len(), 2, "one PUT after the lost one\n{text}");
     assert!(puts[1].contains(r#""upperBound":1"#), "{}", puts[1]);
     // The recovered job moved the version without asking for 1: a
@@ -1413,8 +1447,8 @@ fn a_highly_available_jobmanager_lost_mid_rescale_recovers_the_job_and_the_agent
         !text.contains("Following another job"),
         "the recovered job taken for another\n{text}"
     );
-    assert!(!text.contains("Stood down"), "{text}");
-    drop(agent);
+    rig.assert_never_stood_down();
+    drop(rig);
     println!(
         "flink HA: cluster with ZooKeeper ready in {startup} ms; the agent's PUT {} ms after its \
          start, JobManager killed with it; a new one ready {} ms later, the job recovered \
@@ -1430,6 +1464,22 @@ fn a_highly_available_jobmanager_lost_mid_rescale_recovers_the_job_and_the_agent
         back_again.as_millis(),
         resent.as_millis(),
     );
+}
+
+/// Whether every vertex of `job` runs, at `parallelism`.
+fn running_at(cluster: &Cluster, job: &str, parallelism: u64) -> bool {
+    let vs = vertices(cluster, job);
+    !vs.is_empty() && vs.iter().all(|v| v.2 == parallelism && v.3 == "RUNNING")
+}
+
+/// Whether the resource requirements read back ask every vertex for
+/// `parallelism` at most.
+fn asks_for(requirements: &Value, parallelism: u64) -> bool {
+    requirements.as_object().is_some_and(|r| {
+        !r.is_empty()
+            && r.values()
+                .all(|v| v["parallelism"]["upperBound"] == parallelism)
+    })
 }
 
 /// What [`jobmanager_killing_proxy`] saw: the PUTs it forwarded (whole
