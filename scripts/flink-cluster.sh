@@ -136,6 +136,7 @@ CONF
 high-availability.type: zookeeper
 high-availability.zookeeper.quorum: 127.0.0.1:$zk_port
 high-availability.storageDir: file://$dir/ha
+zookeeper.heap.mb: 128
 CONF
         "$flink_home/bin/zookeeper.sh" start 1 >"$FLINK_LOG_DIR/zookeeper.out" 2>&1
         zk_up=""
