@@ -451,10 +451,7 @@ async fn requirements_outlive_a_restart(cluster: &Cluster, job_name: &str, job: 
             let rebuilt = detail["timestamps"]["CREATED"]
                 .as_u64()
                 .is_some_and(|c| c > created_before);
-            let running = vertices(cluster, job)
-                .iter()
-                .all(|v| v.2 == 1 && v.3 == "RUNNING");
-            (rebuilt && state == "RUNNING" && running).then_some(())
+            (rebuilt && state == "RUNNING" && running_at(cluster, job, 1)).then_some(())
         },
     );
     let took = started.elapsed();
@@ -1025,10 +1022,7 @@ fn a_failing_task_and_a_lost_jobmanager(cluster: &Cluster, job_name: &str) -> St
             let rebuilt = detail["timestamps"]["CREATED"]
                 .as_u64()
                 .is_some_and(|c| c > created_before);
-            let running = vertices(cluster, &job)
-                .iter()
-                .all(|v| v.2 == 1 && v.3 == "RUNNING");
-            (rebuilt && state == "RUNNING" && running).then_some(())
+            (rebuilt && state == "RUNNING" && running_at(cluster, &job, 1)).then_some(())
         },
     );
     let restarted = Instant::now();
