@@ -218,8 +218,9 @@ impl Parts {
             application: app.name.clone(),
             message: error.to_string(),
         };
-        let target = FlinkTarget::for_job(rest_url, job.clone()).map_err(refused)?;
-        let source = FlinkMetricSource::new(rest_url, job, self.source.clone()).map_err(refused)?;
+        let target = FlinkTarget::for_job(&rest_url, job.clone()).map_err(refused)?;
+        let source =
+            FlinkMetricSource::new(&rest_url, job, self.source.clone()).map_err(refused)?;
         Ok((Arc::new(source), Arc::new(target)))
     }
 

@@ -1,8 +1,9 @@
 //! The JobManager's REST API as the `flink` target and the `source =
 //! "flink"` metric source both use it (as [`crate::aws`] serves the AWS
 //! ones): a minimal HTTP/1.1 client (one connection per call, JSON in and
-//! out, every failure classified as a [`TargetError`]), the `rest_url`
-//! syntax, how a job is found by name or id, and how the ids Flink
+//! out, every failure classified as a [`TargetError`], moving on to the
+//! next JobManager of a list only where that cannot act twice), the
+//! `rest_url` syntax, how a job is found by name or id, and how the ids Flink
 //! answers with are put into paths ([`segment`]). Every call is counted
 //! in `flinkscale_flink_calls_total` by its route template ([`route`]).
 
@@ -36,27 +37,147 @@ pub fn parse_rest_url(rest_url: &str) -> Result<String, String> {
         })
 }
 
+/// What `rest_url` names: one JobManager's REST API (`"http://host:port"`)
+/// or, for a cluster with JobManager high availability and no load
+/// balancer in front, every JobManager's (`["http://jm-a:8081",
+/// "http://jm-b:8081"]`), tried in order. Each is `http://host:port`
+/// ([`parse_rest_url`] checks them; validation reports each that is not,
+/// and one listed twice).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RestUrl(Vec<String>);
+
+impl RestUrl {
+    /// The URLs, as written, in the order they are tried.
+    pub fn urls(&self) -> &[String] {
+        &self.0
+    }
+}
+
+impl From<&str> for RestUrl {
+    fn from(url: &str) -> Self {
+        Self(vec![url.to_owned()])
+    }
+}
+
+impl From<&String> for RestUrl {
+    fn from(url: &String) -> Self {
+        Self(vec![url.clone()])
+    }
+}
+
+impl From<&RestUrl> for RestUrl {
+    fn from(rest_url: &RestUrl) -> Self {
+        rest_url.clone()
+    }
+}
+
+impl From<Vec<String>> for RestUrl {
+    fn from(urls: Vec<String>) -> Self {
+        Self(urls)
+    }
+}
+
+impl std::fmt::Display for RestUrl {
+    /// The URL, or the URLs in order joined by `" or "`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0.join(" or "))
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for RestUrl {
+    /// A string, or an array of strings.
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Urls;
+        impl<'de> serde::de::Visitor<'de> for Urls {
+            type Value = RestUrl;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(
+                    "a URL such as \"http://localhost:8081\", or a list of them, one per JobManager",
+                )
+            }
+            fn visit_str<E: serde::de::Error>(self, url: &str) -> Result<RestUrl, E> {
+                Ok(RestUrl::from(url))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<RestUrl, A::Error> {
+                let mut urls = Vec::new();
+                while let Some(url) = seq.next_element::<String>()? {
+                    urls.push(url);
+                }
+                Ok(RestUrl(urls))
+            }
+        }
+        deserializer.deserialize_any(Urls)
+    }
+}
+
 /// A minimal HTTP/1.1 client for Flink's REST API (one connection per
 /// call, JSON in and out), shared by the target and the metric source.
+///
+/// Given several JobManagers' addresses, it sticks to the one that last
+/// answered and moves on to the next (in order, around) only when that
+/// one cannot be reached: a refused or timed-out connection, so nothing
+/// was sent, for any call; and, for a GET, which changes nothing, also an
+/// answer lost after the request was sent. A PUT whose answer is lost is
+/// never sent again here: the caller reads the job back to learn whether
+/// it took, as with one address.
 #[derive(Debug, Clone)]
 pub struct FlinkRest {
-    host_port: String,
+    /// `host:port` of each JobManager, in order.
+    addresses: std::sync::Arc<[String]>,
+    /// The index into `addresses` of the one that last answered (shared
+    /// by clones).
+    current: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     timeout: Duration,
 }
 
+/// Why one exchange with one address failed: before anything was sent
+/// (the next address may be tried for any call), or after.
+enum Missed {
+    /// The connection could not be made.
+    Unreached(TargetError),
+    /// The request was (or may have been) sent, and no answer came.
+    Sent(TargetError),
+    /// An answer came: an HTTP error, final whichever address gave it.
+    Answered(TargetError),
+}
+
 impl FlinkRest {
-    /// A client of the REST API at `rest_url` (`http://host:port`).
-    pub fn new(rest_url: &str) -> Result<Self, TargetError> {
-        let host_port = parse_rest_url(rest_url).map_err(TargetError::Invalid)?;
+    /// A client of the REST API at `rest_url`: one URL or several, each
+    /// `http://host:port`.
+    pub fn new(rest_url: impl Into<RestUrl>) -> Result<Self, TargetError> {
+        let rest_url = rest_url.into();
+        let addresses = rest_url
+            .urls()
+            .iter()
+            .map(|url| parse_rest_url(url))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(TargetError::Invalid)?;
+        if addresses.is_empty() {
+            return Err(TargetError::Invalid(
+                "rest_url is an empty list; give at least one http://host:port".into(),
+            ));
+        }
         Ok(Self {
-            host_port,
+            addresses: addresses.into(),
+            current: std::sync::Arc::default(),
             timeout: Duration::from_secs(10),
         })
     }
 
-    /// `http://host:port`, for messages.
+    /// `http://host:port` of the JobManager in use, for messages.
     pub fn url(&self) -> String {
-        format!("http://{}", self.host_port)
+        format!("http://{}", self.address(self.current_index()))
+    }
+
+    fn current_index(&self) -> usize {
+        self.current.load(std::sync::atomic::Ordering::Relaxed) % self.addresses.len()
+    }
+
+    fn address(&self, index: usize) -> &str {
+        &self.addresses[index % self.addresses.len()]
     }
 
     /// One HTTP/1.1 exchange; the status and the JSON body. 404 is
@@ -71,7 +192,7 @@ impl FlinkRest {
         body: Option<&Value>,
     ) -> Result<(u16, Value), TargetError> {
         let started = std::time::Instant::now();
-        let result = self.exchange(method, path, body).await;
+        let result = self.exchange_any(method, path, body).await;
         let outcome = match &result {
             Ok(_) => "ok",
             Err(error) => crate::controller::Failure::of(error).as_str(),
@@ -80,20 +201,68 @@ impl FlinkRest {
         result
     }
 
-    /// [`FlinkRest::call`], uncounted.
-    async fn exchange(
+    /// [`FlinkRest::call`], uncounted: with the address in use, then, as
+    /// long as that fails as [`FlinkRest`] says a call may move on, with
+    /// each other address once. The address that answered is kept for
+    /// the next call.
+    async fn exchange_any(
         &self,
         method: &str,
         path: &str,
         body: Option<&Value>,
     ) -> Result<(u16, Value), TargetError> {
+        let first = self.current_index();
+        let count = self.addresses.len();
+        let mut tried = 0;
+        loop {
+            let index = (first + tried) % count;
+            tried += 1;
+            let missed = match self.exchange(self.address(index), method, path, body).await {
+                Ok(answer) => Ok(answer),
+                Err(Missed::Unreached(error)) => Err((error, true)),
+                Err(Missed::Sent(error)) => Err((error, method == "GET")),
+                Err(Missed::Answered(error)) => Err((error, false)),
+            };
+            match missed {
+                Err((error, may_move_on)) if may_move_on && tried < count => {
+                    let next = self.address(index + 1);
+                    tracing::warn!(
+                        from = %format!("http://{}", self.address(index)),
+                        to = %format!("http://{next}"),
+                        error = %error,
+                        "Flink's REST API did not answer there; trying the next JobManager."
+                    );
+                    self.current
+                        .store((index + 1) % count, std::sync::atomic::Ordering::Relaxed);
+                }
+                Ok(answer) => return Ok(answer),
+                Err((error, _)) => return Err(error),
+            }
+        }
+    }
+
+    /// One exchange with the JobManager at `host_port`; an answer that
+    /// is an HTTP error is classified as [`FlinkRest::call`] says.
+    async fn exchange(
+        &self,
+        host_port: &str,
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<(u16, Value), Missed> {
+        let what = format!("{method} http://{host_port}{path}");
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        let no_answer =
+            || TargetError::Transient(format!("{what}: no answer in {:?}", self.timeout));
+        let mut stream = tokio::time::timeout_at(deadline, TcpStream::connect(host_port))
+            .await
+            .map_err(|_| Missed::Unreached(no_answer()))?
+            .map_err(|e| Missed::Unreached(TargetError::Transient(format!("{what}: {e}"))))?;
         let exchange = async {
-            let mut stream = TcpStream::connect(&self.host_port).await?;
             let body = body.map(Value::to_string).unwrap_or_default();
             let request = format!(
-                "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\
+                "{method} {path} HTTP/1.1\r\nHost: {host_port}\r\nConnection: close\r\n\
                  Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-                self.host_port,
                 body.len()
             );
             stream.write_all(request.as_bytes()).await?;
@@ -101,19 +270,25 @@ impl FlinkRest {
             (&mut stream).take(MAX_ANSWER).read_to_end(&mut raw).await?;
             Ok::<_, std::io::Error>(raw)
         };
-        let what = format!("{method} http://{}{path}", self.host_port);
-        let raw = tokio::time::timeout(self.timeout, exchange)
+        let raw = tokio::time::timeout_at(deadline, exchange)
             .await
-            .map_err(|_| {
-                TargetError::Transient(format!("{what}: no answer in {:?}", self.timeout))
-            })?
-            .map_err(|e| TargetError::Transient(format!("{what}: {e}")))?;
-        let raw = String::from_utf8_lossy(&raw);
-        let (head, payload) = raw.split_once("\r\n\r\n").ok_or_else(|| {
-            TargetError::Transient(format!(
+            .map_err(|_| Missed::Sent(no_answer()))?
+            .map_err(|e| Missed::Sent(TargetError::Transient(format!("{what}: {e}"))))?;
+        if !raw.windows(4).any(|w| w == b"\r\n\r\n") {
+            return Err(Missed::Sent(TargetError::Transient(format!(
                 "{what}: no complete HTTP answer (connection closed)"
-            ))
-        })?;
+            ))));
+        }
+        Self::answer(&what, &raw).map_err(Missed::Answered)
+    }
+
+    /// The status and JSON body of the raw HTTP answer to `what`, or its
+    /// failure classified.
+    fn answer(what: &str, raw: &[u8]) -> Result<(u16, Value), TargetError> {
+        let raw = String::from_utf8_lossy(raw);
+        let (head, payload) = raw
+            .split_once("\r\n\r\n")
+            .ok_or_else(|| TargetError::Transient(format!("{what}: no complete HTTP answer")))?;
         let status: u16 = head
             .split_whitespace()
             .nth(1)
@@ -384,11 +559,11 @@ pub(crate) mod stub {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
     use super::*;
 
-    /// Whatever an id holds, it becomes one path segment: no separator,
-    /// query, fragment, space or dot step of its own, and it decodes back
-    /// to itself.
     /// A job_name no job has (the operator's drill: a typo, or the wrong
     /// cluster) is reported with the names of the jobs that do run there,
     /// or that none does; a name of an ended job is not offered.
@@ -426,6 +601,9 @@ mod tests {
         }
     }
 
+    /// Whatever an id holds, it becomes one path segment: no separator,
+    /// query, fragment, space or dot step of its own, and it decodes back
+    /// to itself.
     #[test]
     fn an_id_becomes_one_encoded_path_segment() {
         let id = "../a/b?c=1#d e..";
@@ -620,5 +798,159 @@ mod tests {
             "The requested lower bound [3] is higher than the upper bound [1]. The request is incomplete."
         );
         assert_eq!(flink_message("Job not found."), "Job not found.");
+    }
+
+    /// A loopback port nothing listens on.
+    fn closed_port_url() -> String {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a loopback port");
+        let url = format!("http://{}", listener.local_addr().expect("an address"));
+        drop(listener);
+        url
+    }
+
+    /// A JobManager that dies with each request: it reads the request,
+    /// then closes the connection without an answer. Its URL and how
+    /// many requests it read.
+    async fn answerless() -> (String, Arc<AtomicUsize>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("a loopback port");
+        let url = format!("http://{}", listener.local_addr().expect("an address"));
+        let read = Arc::new(AtomicUsize::new(0));
+        let count = read.clone();
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let mut buf = [0u8; 4096];
+                let mut got = Vec::new();
+                while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => got.extend_from_slice(&buf[..n]),
+                    }
+                }
+                count.fetch_add(1, Ordering::SeqCst);
+            }
+        });
+        (url, read)
+    }
+
+    /// The job stub of the failover tests: `/jobs/overview` lists one
+    /// job, a PUT is taken, anything else is 503.
+    async fn jobmanager() -> stub::Stub {
+        stub::Stub::start(|line| {
+            if line.starts_with("GET /jobs/overview ") {
+                (200, serde_json::json!({"jobs": [{"jid": "j1", "name": "orders", "state": "RUNNING", "start-time": 1}]}))
+            } else if line.starts_with("PUT ") {
+                (200, serde_json::json!({}))
+            } else {
+                (503, serde_json::json!({"errors": ["Service temporarily unavailable."]}))
+            }
+        })
+        .await
+    }
+
+    /// With several JobManagers, a call that cannot reach the one in use
+    /// goes to the next, which is then kept: the first address is not
+    /// tried again while the second answers.
+    #[tokio::test]
+    async fn an_unreachable_jobmanager_is_passed_over_for_the_next() {
+        let down = closed_port_url();
+        let up = jobmanager().await;
+        let rest =
+            FlinkRest::new(RestUrl::from(vec![down.clone(), up.url.clone()])).expect("valid URLs");
+        assert_eq!(rest.url(), down);
+        let job = FlinkJob::Name("orders".into());
+        assert_eq!(rest.job_id(&job).await.expect("found at the second"), "j1");
+        assert_eq!(rest.url(), up.url, "the one that answered is kept");
+        // A PUT reaches it too, and a clone shares the choice.
+        let clone = rest.clone();
+        // (No body: the stub reads the head only, and closing on an unread
+        // body would reset the connection.)
+        clone
+            .call("PUT", "/jobs/j1/resource-requirements", None)
+            .await
+            .expect("taken");
+        assert_eq!(
+            up.requests(),
+            [
+                "GET /jobs/overview HTTP/1.1",
+                "PUT /jobs/j1/resource-requirements HTTP/1.1"
+            ]
+        );
+        // With every one down, the call fails as one address does.
+        let all_down = FlinkRest::new(RestUrl::from(vec![closed_port_url(), closed_port_url()]))
+            .expect("valid URLs");
+        match all_down.get("/jobs/overview").await {
+            Err(TargetError::Transient(message)) => {
+                assert!(message.starts_with("GET http://127.0.0.1:"), "{message}")
+            }
+            other => panic!("expected Transient, got {other:?}"),
+        }
+    }
+
+    /// A PUT whose answer is lost (the JobManager took it, or not, and
+    /// died) is never sent to the next JobManager: the caller reads the
+    /// job back to learn whether it took. A GET whose answer is lost is
+    /// asked of the next, as it changes nothing.
+    #[tokio::test]
+    async fn a_put_whose_answer_is_lost_is_not_sent_again_elsewhere() {
+        let (dying, read) = answerless().await;
+        let up = jobmanager().await;
+        let rest =
+            FlinkRest::new(RestUrl::from(vec![dying.clone(), up.url.clone()])).expect("valid URLs");
+        let put = rest
+            .call(
+                "PUT",
+                "/jobs/j1/resource-requirements",
+                Some(&serde_json::json!({})),
+            )
+            .await;
+        match put {
+            Err(TargetError::Transient(message)) => {
+                assert!(message.contains("no complete HTTP answer"), "{message}")
+            }
+            other => panic!("expected Transient, got {other:?}"),
+        }
+        assert_eq!(read.load(Ordering::SeqCst), 1);
+        assert!(up.requests().is_empty(), "{:?}", up.requests());
+        assert_eq!(rest.url(), dying, "a lost PUT moves nothing");
+        rest.get("/jobs/overview").await.expect("asked of the next");
+        assert_eq!(read.load(Ordering::SeqCst), 2);
+        assert_eq!(up.requests(), ["GET /jobs/overview HTTP/1.1"]);
+        assert_eq!(rest.url(), up.url);
+    }
+
+    /// An answer, even an error, is final: a JobManager that answers 503
+    /// or 404 is not passed over for the next.
+    #[tokio::test]
+    async fn an_error_answer_is_not_asked_again_elsewhere() {
+        let first = jobmanager().await;
+        let second = jobmanager().await;
+        let rest = FlinkRest::new(RestUrl::from(vec![first.url.clone(), second.url.clone()]))
+            .expect("valid URLs");
+        match rest.get("/jobs/j1").await {
+            Err(TargetError::Transient(message)) => assert!(message.contains("503"), "{message}"),
+            other => panic!("expected Transient, got {other:?}"),
+        }
+        assert_eq!(first.requests(), ["GET /jobs/j1 HTTP/1.1"]);
+        assert!(second.requests().is_empty());
+        assert_eq!(rest.url(), first.url);
+    }
+
+    /// An empty list, or an entry that is not `http://host:port`, is refused.
+    #[test]
+    fn every_listed_url_must_be_valid() {
+        assert!(matches!(
+            FlinkRest::new(RestUrl::from(Vec::new())),
+            Err(TargetError::Invalid(m)) if m.contains("empty list")
+        ));
+        assert!(matches!(
+            FlinkRest::new(RestUrl::from(vec!["http://a:1".to_owned(), "https://b:2".to_owned()])),
+            Err(TargetError::Invalid(m)) if m.contains("\"https://b:2\"")
+        ));
+        assert_eq!(
+            RestUrl::from(vec!["http://a:1".to_owned(), "http://b:2".to_owned()]).to_string(),
+            "http://a:1 or http://b:2"
+        );
     }
 }

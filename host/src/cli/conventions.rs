@@ -218,7 +218,7 @@ pub async fn flink_findings(config: &Config) -> Vec<Finding> {
         let Some((rest_url, job)) = app.flink() else {
             continue;
         };
-        let target = FlinkTarget::for_job(rest_url, job.clone());
+        let target = FlinkTarget::for_job(&rest_url, job.clone());
         let described = match &target {
             Ok(target) => target.describe(&app.name).await,
             Err(error) => Err(error.clone()),
@@ -270,7 +270,7 @@ pub async fn flink_findings(config: &Config) -> Vec<Finding> {
             message,
         });
         if found {
-            findings.extend(vertex_findings(app, rest_url, &job).await);
+            findings.extend(vertex_findings(app, &rest_url, &job).await);
         }
     }
     findings
@@ -281,7 +281,7 @@ pub async fn flink_findings(config: &Config) -> Vec<Finding> {
 /// whose `vertex` matches none, naming the job's vertices.
 async fn vertex_findings(
     app: &crate::config::ApplicationConfig,
-    rest_url: &str,
+    rest_url: &crate::flink::RestUrl,
     job: &crate::config::FlinkJob,
 ) -> Vec<Finding> {
     let selectors: Vec<(String, String)> = app

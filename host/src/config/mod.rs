@@ -134,9 +134,12 @@ pub struct ApplicationConfig {
     #[serde(default)]
     pub target: TargetKind,
     /// With `target = "flink"` (and only then): the JobManager's REST API,
-    /// `http://host:port`, e.g. `"http://localhost:8081"` for a sidecar.
+    /// `http://host:port`, e.g. `"http://localhost:8081"` for a sidecar;
+    /// or, with JobManager high availability and no load balancer in
+    /// front, a list of every JobManager's, tried in order
+    /// (`["http://jm-a:8081", "http://jm-b:8081"]`).
     #[serde(default)]
-    pub rest_url: Option<String>,
+    pub rest_url: Option<crate::flink::RestUrl>,
     /// With `target = "flink"`: the name of the job to scale (the newest
     /// job of that name that has not ended, so a job resubmitted under a
     /// new id is found again). Defaults to `name`; not with `job_id`.
@@ -251,7 +254,7 @@ impl std::fmt::Display for FlinkJob {
 impl ApplicationConfig {
     /// For `target = "flink"`: the REST URL and the job, as configured
     /// (validation guarantees `rest_url`); `None` for an MSF application.
-    pub fn flink(&self) -> Option<(&str, FlinkJob)> {
+    pub fn flink(&self) -> Option<(crate::flink::RestUrl, FlinkJob)> {
         if self.target != TargetKind::Flink {
             return None;
         }
@@ -260,7 +263,7 @@ impl ApplicationConfig {
             (None, Some(name)) => FlinkJob::Name(name.clone()),
             (None, None) => FlinkJob::Name(self.name.clone()),
         };
-        Some((self.rest_url.as_deref().unwrap_or_default(), job))
+        Some((self.rest_url.clone().unwrap_or_else(|| "".into()), job))
     }
 
     /// Whether the agent calls AWS for this application: an MSF target

@@ -1192,7 +1192,10 @@ fn a_flink_application_bounds_its_parallelism_as_kpu() {
     assert_eq!((app.min_kpu, app.max_kpu), (2, 6));
     assert_eq!(
         app.flink(),
-        Some(("http://localhost:8081", FlinkJob::Name("orders".into())))
+        Some((
+            crate::flink::RestUrl::from("http://localhost:8081"),
+            FlinkJob::Name("orders".into())
+        ))
     );
     let query = crate::metrics::MetricQuery::from_config(&app.metrics[0], &app.metrics);
     assert_eq!(query.namespace, crate::metrics::flink::NAMESPACE);
@@ -1222,6 +1225,37 @@ fn flink_keys_are_checked_and_located() {
     assert_error(
         &format!("{FLINK_APP}rest_url = \"https://h:8081\"\n{policy}"),
         "config/x.toml:4:12: application \"orders\".rest_url: rest_url \"https://h:8081\": expected http://host:port (https is not supported yet) (valid: http://host:port, e.g. \"http://localhost:8081\")",
+    );
+    // A list, for JobManagers reached one by one: each entry is checked
+    // and located on its own, none twice, and not none.
+    let loaded = valid(&format!(
+        "{FLINK_APP}rest_url = [\"http://jm-a:8081\", \"http://jm-b:8081\"]\n{policy}"
+    ));
+    assert_eq!(
+        loaded.config.applications[0]
+            .rest_url
+            .as_ref()
+            .map(|r| r.urls().to_vec()),
+        Some(vec![
+            "http://jm-a:8081".to_owned(),
+            "http://jm-b:8081".to_owned()
+        ])
+    );
+    assert_error(
+        &format!("{FLINK_APP}rest_url = [\"http://a:1\", \"http//b:1\"]\n{policy}"),
+        "config/x.toml:4:27: application \"orders\".rest_url[1]: rest_url \"http//b:1\": expected http://host:port (https is not supported yet) (valid: http://host:port, e.g. \"http://localhost:8081\")",
+    );
+    assert_error(
+        &format!("{FLINK_APP}rest_url = [\"http://a:1\", \"http://a:1\"]\n{policy}"),
+        "config/x.toml:4:27: application \"orders\".rest_url[1]: rest_url \"http://a:1\" is listed twice (list each JobManager once)",
+    );
+    assert_error(
+        &format!("{FLINK_APP}rest_url = []\n{policy}"),
+        "config/x.toml:4:12: application \"orders\".rest_url: rest_url is an empty list (give the JobManager's REST API, e.g. \"http://localhost:8081\", or a list of every JobManager's)",
+    );
+    assert_error(
+        &format!("{FLINK_APP}rest_url = 8081\n{policy}"),
+        "config/x.toml:4:12: application \"orders\".rest_url: invalid type: integer `8081` (expected a URL such as \"http://localhost:8081\", or a list of them, one per JobManager)",
     );
     assert_error(
         &format!(

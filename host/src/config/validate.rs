@@ -779,17 +779,34 @@ fn validate_target(at: &FieldPath, app: &ApplicationConfig) -> Vec<Problem> {
         }
         return problems;
     }
-    match app.rest_url.as_deref() {
+    match app.rest_url.as_ref().map(crate::flink::RestUrl::urls) {
         None => problems.push(
             Problem::new(at.clone(), "missing field `rest_url`")
                 .hint("target = \"flink\" needs the JobManager's REST API, e.g. rest_url = \"http://localhost:8081\""),
         ),
-        Some(url) => {
-            if let Err(error) = crate::flink::parse_rest_url(url) {
-                problems.push(
-                    Problem::new(at.key("rest_url"), error)
-                        .hint("valid: http://host:port, e.g. \"http://localhost:8081\""),
-                );
+        Some([]) => problems.push(
+            Problem::new(at.key("rest_url"), "rest_url is an empty list")
+                .hint("give the JobManager's REST API, e.g. \"http://localhost:8081\", or a list of every JobManager's"),
+        ),
+        Some(urls) => {
+            let one = urls.len() == 1;
+            for (i, url) in urls.iter().enumerate() {
+                let path = if one {
+                    at.key("rest_url")
+                } else {
+                    at.key("rest_url").index(i)
+                };
+                if let Err(error) = crate::flink::parse_rest_url(url) {
+                    problems.push(
+                        Problem::new(path, error)
+                            .hint("valid: http://host:port, e.g. \"http://localhost:8081\""),
+                    );
+                } else if urls[..i].contains(url) {
+                    problems.push(
+                        Problem::new(path, format!("rest_url {url:?} is listed twice"))
+                            .hint("list each JobManager once"),
+                    );
+                }
             }
         }
     }

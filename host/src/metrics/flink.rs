@@ -80,7 +80,7 @@ impl FlinkMetricSource {
     /// A source of `job`'s metrics at `rest_url`, passing other queries to
     /// `fallback`.
     pub fn new(
-        rest_url: &str,
+        rest_url: impl Into<crate::flink::RestUrl>,
         job: FlinkJob,
         fallback: Arc<dyn MetricSource>,
     ) -> Result<Self, TargetError> {
@@ -325,7 +325,7 @@ async fn job_vertices(rest: &FlinkRest, job_id: &str) -> Result<Vec<Vertex>, Tar
 /// none of the job's vertices is found before `run` fails every
 /// evaluation on it.
 pub async fn unmatched_vertices(
-    rest_url: &str,
+    rest_url: impl Into<crate::flink::RestUrl>,
     job: &FlinkJob,
     selectors: &[(String, String)],
 ) -> Result<Vec<(String, Option<String>)>, TargetError> {

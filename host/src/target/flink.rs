@@ -89,7 +89,7 @@ use serde_json::{Map, Value, json};
 
 use super::{AppState, AppStatus, ScalingTarget, TargetError};
 use crate::config::FlinkJob;
-use crate::flink::{FlinkRest, is_terminal, segment};
+use crate::flink::{FlinkRest, RestUrl, is_terminal, segment};
 
 /// A job of a Flink cluster reached at `http://host:port`.
 #[derive(Debug, Clone)]
@@ -117,9 +117,9 @@ struct JobView {
 }
 
 impl FlinkTarget {
-    /// A target for the REST API at `rest_url` (`http://host:port`), whose
-    /// application names are job names.
-    pub fn new(rest_url: &str) -> Result<Self, TargetError> {
+    /// A target for the REST API at `rest_url` (`http://host:port`, or
+    /// several: [`RestUrl`]), whose application names are job names.
+    pub fn new(rest_url: impl Into<RestUrl>) -> Result<Self, TargetError> {
         Ok(Self {
             rest: FlinkRest::new(rest_url)?,
             job: None,
@@ -130,7 +130,7 @@ impl FlinkTarget {
 
     /// A target for `job` of the cluster at `rest_url`, whatever the
     /// application is called.
-    pub fn for_job(rest_url: &str, job: FlinkJob) -> Result<Self, TargetError> {
+    pub fn for_job(rest_url: impl Into<RestUrl>, job: FlinkJob) -> Result<Self, TargetError> {
         Ok(Self {
             rest: FlinkRest::new(rest_url)?,
             job: Some(job),
