@@ -10,6 +10,7 @@
 #   scripts/flink-cluster.sh kill-taskmanager DIR    # SIGKILL it, start a new one
 #   scripts/flink-cluster.sh kill-jobmanager DIR     # SIGKILL it (without HA its jobs are lost)
 #   scripts/flink-cluster.sh start-jobmanager DIR    # a new one; returns once the TaskManager is back
+#   scripts/flink-cluster.sh start-standby DIR       # with FLINK_HA: a second JobManager, prints its URL
 #
 # Everything the cluster writes (config, logs, pid files, tmp) lives in DIR,
 # so several clusters can run side by side with different ports. The
@@ -26,6 +27,9 @@
 # REST_PORT + 2, the JobManager's leader and its jobs' graphs kept there and
 # in DIR/ha, so that a JobManager started after one was killed recovers the
 # jobs under their ids, with the resource requirements they were last given.
+# start-standby starts a second JobManager beside it (REST on REST_PORT + 3,
+# RPC on REST_PORT + 4, its pid, logs and config in DIR/standby): a standby
+# while the first leads, which takes over the jobs when the first is killed.
 set -euo pipefail
 cmd="${1:-}"
 dir="${2:-}"
@@ -47,11 +51,12 @@ export FLINK_CONF_DIR="$dir/conf"
 export FLINK_LOG_DIR="$dir/log"
 export FLINK_PID_DIR="$dir"
 
-# Waits until the REST API answers and the TaskManager registered its
-# slots; writes the milliseconds since $1 to DIR/$2 and prints the URL.
+# Waits until the REST API (at $3, by default the cluster's) answers and
+# the TaskManager registered its slots; writes the milliseconds since $1 to
+# DIR/$2 and prints the URL.
 wait_ready() {
     local url slots ms
-    url="$(cat "$dir/rest_url")"
+    url="${3:-$(cat "$dir/rest_url")}"
     slots="$(cat "$dir/slots")"
     for _ in $(seq 1 600); do
         if "$python" -c 'import json, sys, urllib.request
@@ -136,6 +141,9 @@ CONF
 high-availability.type: zookeeper
 high-availability.zookeeper.quorum: 127.0.0.1:$zk_port
 high-availability.storageDir: file://$dir/ha
+# A dead leader's ZooKeeper session ends after 10 s instead of the 40 s
+# ZooKeeper caps Flink's default (60 s) at, so a standby takes over sooner.
+high-availability.zookeeper.client.session-timeout: 10000
 zookeeper.heap.mb: 128
 CONF
         "$flink_home/bin/zookeeper.sh" start 1 >"$FLINK_LOG_DIR/zookeeper.out" 2>&1
@@ -181,6 +189,26 @@ start-jobmanager)
     "$flink_home/bin/jobmanager.sh" start >>"$FLINK_LOG_DIR/start.out" 2>&1
     wait_ready "$started" restart_ms
     ;;
+start-standby)
+    # The same configuration but the JobManager's own ports; ready once
+    # its REST API answers for the cluster (a standby forwards to the
+    # leader).
+    port="$(sed -n 's/^rest.port: //p' "$FLINK_CONF_DIR/config.yaml")"
+    if ! grep -q '^high-availability.type:' "$FLINK_CONF_DIR/config.yaml"; then
+        echo "error: a standby JobManager needs a cluster started with FLINK_HA" >&2
+        exit 2
+    fi
+    standby="$dir/standby"
+    mkdir -p "$standby/conf" "$standby/log"
+    cp "$FLINK_CONF_DIR"/log4j*.properties "$standby/conf/"
+    sed -e "s/^rest.port: .*/rest.port: $((port + 3))/" \
+        -e "s/^jobmanager.rpc.port: .*/jobmanager.rpc.port: $((port + 4))/" \
+        "$FLINK_CONF_DIR/config.yaml" >"$standby/conf/config.yaml"
+    started=$(date +%s%N)
+    FLINK_CONF_DIR="$standby/conf" FLINK_LOG_DIR="$standby/log" FLINK_PID_DIR="$standby" \
+        "$flink_home/bin/jobmanager.sh" start >>"$FLINK_LOG_DIR/start.out" 2>&1
+    wait_ready "$started" standby_ms "http://127.0.0.1:$((port + 3))"
+    ;;
 kill-taskmanager)
     # A TaskManager lost as a crash loses it (SIGKILL, nothing said to the
     # JobManager), then a new one in its place, as a supervisor would start.
@@ -192,12 +220,16 @@ kill-taskmanager)
 stop)
     "$flink_home/bin/taskmanager.sh" stop-all >/dev/null 2>&1 || true
     "$flink_home/bin/jobmanager.sh" stop-all >/dev/null 2>&1 || true
+    if [ -d "$dir/standby" ]; then
+        FLINK_CONF_DIR="$dir/standby/conf" FLINK_PID_DIR="$dir/standby" \
+            "$flink_home/bin/jobmanager.sh" stop-all >/dev/null 2>&1 || true
+    fi
     if ls "$dir"/flink-*-zookeeper.pid >/dev/null 2>&1; then
         "$flink_home/bin/zookeeper.sh" stop >/dev/null 2>&1 || true
     fi
     ;;
 *)
-    echo "usage: $0 start|stop|kill-taskmanager|kill-jobmanager|start-jobmanager DIR [REST_PORT]" >&2
+    echo "usage: $0 start|stop|kill-taskmanager|kill-jobmanager|start-jobmanager|start-standby DIR [REST_PORT]" >&2
     exit 2
     ;;
 esac

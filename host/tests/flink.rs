@@ -18,7 +18,10 @@
 //! with JobManager high availability (ZooKeeper), loses its JobManager
 //! between taking the agent's rescale and answering it: the job is
 //! recovered under its id and the agent completes its rescale, once; then
-//! before a second rescale reaches Flink: the agent sends it again, once.
+//! before a second rescale reaches Flink: the agent sends it again, once;
+//! then, with a standby JobManager and both addresses in `rest_url`, the
+//! leader dies for good after taking a third: the agent completes it
+//! through the standby, sending nothing again.
 
 mod common;
 
@@ -43,7 +46,11 @@ fn repo_root() -> PathBuf {
 /// leave JVMs behind.
 struct Cluster {
     dir: tempfile::TempDir,
-    host_port: String,
+    /// The REST API the test's own calls go to: the first JobManager's,
+    /// or the standby's once [`Cluster::follow_standby`] says so.
+    host_port: std::sync::Mutex<String>,
+    /// The first JobManager's REST port.
+    port: u16,
 }
 
 impl Cluster {
@@ -107,7 +114,8 @@ impl Cluster {
             .expect("running scripts/flink-cluster.sh");
         let cluster = Cluster {
             dir,
-            host_port: format!("127.0.0.1:{port}"),
+            host_port: std::sync::Mutex::new(format!("127.0.0.1:{port}")),
+            port,
         };
         assert!(
             out.status.success(),
@@ -150,8 +158,33 @@ impl Cluster {
         );
     }
 
+    /// Starts a second JobManager (`start-standby`, high availability
+    /// only), a standby while the first leads; its `host:port`.
+    fn start_standby(&self) -> String {
+        self.jobmanager("start-standby");
+        self.standby()
+    }
+
+    /// The standby's `host:port` (REST port + 3).
+    fn standby(&self) -> String {
+        format!("127.0.0.1:{}", self.port + 3)
+    }
+
+    /// From now on the test's own calls go to the standby JobManager.
+    fn follow_standby(&self) {
+        *self.host_port.lock().unwrap_or_else(|e| e.into_inner()) = self.standby();
+    }
+
+    /// `host:port` of the REST API the test's own calls go to.
+    fn host_port(&self) -> String {
+        self.host_port
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
     fn rest_url(&self) -> String {
-        format!("http://{}", self.host_port)
+        format!("http://{}", self.host_port())
     }
 
     fn startup_ms(&self) -> u64 {
@@ -162,8 +195,8 @@ impl Cluster {
 
     /// One HTTP/1.1 exchange with the REST API; the answer's status and JSON body.
     fn call(&self, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
-        let mut stream =
-            TcpStream::connect(&self.host_port).expect("connecting to Flink's REST API");
+        let host_port = self.host_port();
+        let mut stream = TcpStream::connect(&host_port).expect("connecting to Flink's REST API");
         stream
             .set_read_timeout(Some(Duration::from_secs(30)))
             .expect("setting a read timeout");
@@ -171,7 +204,7 @@ impl Cluster {
         let request = format!(
             "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\
              Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-            self.host_port,
+            host_port,
             body.len()
         );
         stream
@@ -196,6 +229,13 @@ impl Cluster {
         assert_eq!(status, 200, "GET {path}: {json}");
         json
     }
+
+    /// A GET's body if Flink answers 200 (not while a JobManager is
+    /// being elected or recovers its jobs).
+    fn answers(&self, path: &str) -> Option<Value> {
+        let (status, json) = self.call("GET", path, None);
+        (status == 200).then_some(json)
+    }
 }
 
 impl Drop for Cluster {
@@ -207,8 +247,9 @@ impl Drop for Cluster {
     }
 }
 
-/// A REST port whose two successors (the JobManager's RPC port and, with
-/// high availability, ZooKeeper's) are free too.
+/// A REST port whose four successors (the JobManager's RPC port and, with
+/// high availability, ZooKeeper's and a standby JobManager's REST and RPC
+/// ports) are free too.
 fn free_port_run() -> u16 {
     for _ in 0..50 {
         let first = TcpListener::bind("127.0.0.1:0").expect("binding a free port");
@@ -217,11 +258,11 @@ fn free_port_run() -> u16 {
             port.checked_add(next)
                 .is_some_and(|p| TcpListener::bind(("127.0.0.1", p)).is_ok())
         };
-        if free(1) && free(2) {
+        if (1..=4).all(free) {
             return port;
         }
     }
-    panic!("no run of three free adjacent loopback ports");
+    panic!("no run of five free adjacent loopback ports");
 }
 
 /// Polls `check` until it returns Some, or fails naming `what`.
@@ -241,7 +282,12 @@ fn wait_for<T>(what: &str, limit: Duration, mut check: impl FnMut() -> Option<T>
 
 /// The job's vertices as (id, name, parallelism, status).
 fn vertices(cluster: &Cluster, job: &str) -> Vec<(String, String, u64, String)> {
-    let detail = cluster.get(&format!("/jobs/{job}"));
+    vertices_of(&cluster.get(&format!("/jobs/{job}")))
+}
+
+/// The vertices of a `GET /jobs/{id}` answer as (id, name, parallelism,
+/// status).
+fn vertices_of(detail: &Value) -> Vec<(String, String, u64, String)> {
     detail["vertices"]
         .as_array()
         .expect("a job's vertices")
@@ -502,7 +548,7 @@ fn a_job_replaced_under_a_rescale_is_another(
     // The scale-in alarm always fires: the agent scales 2 -> 1 at once.
     AgentConfig::new()
         .application(
-            step_job("replaced", &cluster.rest_url(), job_name, GRACE_SECS)
+            step_job("replaced", cluster.rest_url(), job_name, GRACE_SECS)
                 .alarm(&busy_alarm("scale-out", "GreaterThanThreshold", "1e9", 1))
                 .alarm(&busy_alarm("scale-in", "LessThanThreshold", "1e9", 1))
                 .policy(STEP_POLICY),
@@ -692,7 +738,12 @@ fn validate_environment_reads_each_job(cluster: &Cluster, job_name: &str) {
 /// while it updates (for at most 120 s), with a grace period of
 /// `grace_period_secs`, and Calc's busy time as its metric `busy`; the
 /// alarms and the policy are the caller's.
-fn step_job(name: &str, rest_url: &str, job_name: &str, grace_period_secs: u64) -> Application {
+fn step_job(
+    name: &str,
+    rest_url: impl Into<toml::Value>,
+    job_name: &str,
+    grace_period_secs: u64,
+) -> Application {
     Application::named(name)
         .set("target", "flink")
         .set("rest_url", rest_url)
@@ -749,10 +800,19 @@ enum Wants {
 }
 
 /// The configuration of the agent of [`a_failing_task_and_a_lost_jobmanager`]:
-/// the job at `rest_url`, the `step` policy on Calc's busy time, its
-/// alarms firing as `wants` says, a state folder, and `/readyz`,
-/// `/status` at `listen`.
-fn failure_agent_config(rest_url: &str, job_name: &str, listen: &str, wants: Wants) -> AgentConfig {
+/// the job at `rest_url` (one URL is written as a string, more as a
+/// list), the `step` policy on Calc's busy time, its alarms firing as
+/// `wants` says, a state folder, and `/readyz`, `/status` at `listen`.
+fn failure_agent_config(
+    rest_url: &[String],
+    job_name: &str,
+    listen: &str,
+    wants: Wants,
+) -> AgentConfig {
+    let rest_url: toml::Value = match rest_url {
+        [one] => one.as_str().into(),
+        many => many.to_vec().into(),
+    };
     let (out_threshold, in_threshold) = match wants {
         Wants::Nothing => ("1e9", "-1.0"),
         Wants::Out => ("-1.0", "-1.0"),
@@ -825,8 +885,12 @@ struct ProxiedAgent {
     agent: common::Running,
     log: PathBuf,
     config: PathBuf,
-    proxy_url: String,
+    /// The agent's `rest_url`: the killing proxy's URL, then the standby
+    /// proxy's once [`ProxiedAgent::add_standby`] added it.
+    rest_url: Vec<String>,
     proxy: std::sync::Arc<std::sync::Mutex<KillingProxy>>,
+    /// The proxy in front of a standby JobManager, which kills nothing.
+    standby: Option<std::sync::Arc<std::sync::Mutex<KillingProxy>>>,
     job_name: String,
     /// Where the agent's `/livez`, `/readyz` and `/metrics` answer.
     listen: String,
@@ -840,19 +904,21 @@ impl ProxiedAgent {
         let dir = tempfile::tempdir().expect("a folder for the agent");
         let config = dir.path().join("flinkscale.toml");
         let (proxy_url, proxy) =
-            jobmanager_killing_proxy(cluster.host_port.clone(), cluster.dir.path().to_path_buf());
+            jobmanager_killing_proxy(cluster.host_port(), cluster.dir.path().to_path_buf(), true);
         let listen = {
             let free = TcpListener::bind("127.0.0.1:0").expect("a free port");
             free.local_addr().expect("its address").to_string()
         };
-        failure_agent_config(&proxy_url, job_name, &listen, wants).write(&config);
+        let rest_url = vec![proxy_url];
+        failure_agent_config(&rest_url, job_name, &listen, wants).write(&config);
         let (agent, log) = start_agent(dir.path(), &config);
         ProxiedAgent {
             agent,
             log,
             config,
-            proxy_url,
+            rest_url,
             proxy,
+            standby: None,
             job_name: job_name.to_owned(),
             listen,
             _dir: dir,
@@ -862,6 +928,22 @@ impl ProxiedAgent {
     /// What the proxy has seen so far.
     fn seen(&self) -> std::sync::MutexGuard<'_, KillingProxy> {
         self.proxy.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Puts a proxy that kills nothing in front of the standby JobManager
+    /// at `host_port` and lists it second in the agent's `rest_url`, from
+    /// the next [`ProxiedAgent::reload`] on.
+    fn add_standby(&mut self, host_port: String, cluster_dir: PathBuf) {
+        let (url, proxy) = jobmanager_killing_proxy(host_port, cluster_dir, false);
+        self.rest_url.push(url);
+        self.standby = Some(proxy);
+    }
+
+    /// The PUTs the standby's proxy forwarded.
+    fn standby_puts(&self) -> Vec<String> {
+        self.standby.as_ref().map_or_else(Vec::new, |proxy| {
+            proxy.lock().unwrap_or_else(|e| e.into_inner()).puts.clone()
+        })
     }
 
     /// The agent's log so far.
@@ -881,7 +963,7 @@ impl ProxiedAgent {
 
     /// Rewrites the configuration to want `wants` and reloads it (SIGHUP).
     fn reload(&self, wants: Wants) {
-        failure_agent_config(&self.proxy_url, &self.job_name, &self.listen, wants)
+        failure_agent_config(&self.rest_url, &self.job_name, &self.listen, wants)
             .write(&self.config);
         let pid = self.agent.pid();
         let hup = Command::new("kill")
@@ -1101,7 +1183,7 @@ fn a_failing_task_and_a_lost_jobmanager(cluster: &Cluster, job_name: &str) -> St
         out_put.contains(r#""upperBound":2"#) && !out_put.contains(r#""upperBound":1"#),
         "{out_put}"
     );
-    let answer = rig.seen().first_answer.clone().unwrap_or_default();
+    let answer = rig.seen().killed_answer.clone().unwrap_or_default();
     assert!(
         answer.starts_with("HTTP/1.1 200"),
         "Flink took the PUT before the JobManager died: {answer}"
@@ -1263,7 +1345,7 @@ fn a_highly_available_jobmanager_lost_mid_rescale_recovers_the_job_and_the_agent
     rescale(&cluster, &job, 1);
     let path = format!("/jobs/{job}/resource-requirements");
 
-    let rig = ProxiedAgent::start(&cluster, job_name, Wants::Out);
+    let mut rig = ProxiedAgent::start(&cluster, job_name, Wants::Out);
 
     // The agent's rescale 1 -> 2; Flink takes it and the JobManager dies.
     let started = Instant::now();
@@ -1281,7 +1363,7 @@ fn a_highly_available_jobmanager_lost_mid_rescale_recovers_the_job_and_the_agent
         put.contains(r#""upperBound":2"#) && !put.contains(r#""upperBound":1"#),
         "{put}"
     );
-    let answer = rig.seen().first_answer.clone().unwrap_or_default();
+    let answer = rig.seen().killed_answer.clone().unwrap_or_default();
     assert!(
         answer.starts_with("HTTP/1.1 200"),
         "Flink took the PUT before the JobManager died: {answer}"
@@ -1442,6 +1524,115 @@ fn a_highly_available_jobmanager_lost_mid_rescale_recovers_the_job_and_the_agent
         "the recovered job taken for another\n{text}"
     );
     rig.assert_never_stood_down();
+
+    // 3. A second JobManager, and the agent given both addresses: the
+    // leader dies once it took the agent's rescale 1 -> 2, its answer
+    // lost, and its address refuses connections from then on; the
+    // standby takes over the job.
+    let standby = cluster.start_standby();
+    let standby_ready = std::fs::read_to_string(cluster.dir.path().join("standby_ms"))
+        .unwrap_or_default()
+        .trim()
+        .to_owned();
+    rig.add_standby(standby, cluster.dir.path().to_path_buf());
+    {
+        let mut seen = rig.seen();
+        seen.kill_after_next_put = true;
+        seen.close_after_kill = true;
+    }
+    let started_before = rig.count("Rescale started.");
+    let holds_before = restart_holds(&rig.log());
+    rig.reload(Wants::Out);
+    let (third, killed_leader) = wait_for(
+        "the agent's rescale 1 -> 2, taken as the leading JobManager dies",
+        Duration::from_secs(FAILURE_GRACE_SECS + 90),
+        || {
+            rig.assert_running();
+            let seen = rig.seen();
+            let put = seen.puts.get(2)?.clone();
+            Some((put, seen.killed.filter(|k| *k > killed_before)?))
+        },
+    );
+    assert!(
+        third.contains(r#""upperBound":2"#) && !third.contains(r#""upperBound":1"#),
+        "{third}"
+    );
+    let answer = rig.seen().killed_answer.clone().unwrap_or_default();
+    assert!(
+        answer.starts_with("HTTP/1.1 200"),
+        "Flink took the PUT before the leader died: {answer}"
+    );
+    cluster.follow_standby();
+    let taken_over = wait_for(
+        "the standby leading, the job recovered RUNNING at 2",
+        Duration::from_secs(120),
+        || {
+            rig.assert_running();
+            let detail = cluster.answers(&format!("/jobs/{job}"))?;
+            all_running_at(&vertices_of(&detail), 2).then(|| killed_leader.elapsed())
+        },
+    );
+    assert_eq!(
+        live_job(&cluster, job_name).as_deref(),
+        Some(job.as_str()),
+        "the standby recovers the job under its id"
+    );
+    let requirements = cluster.get(&path);
+    assert!(
+        asks_for(&requirements, 2),
+        "the recovered job asks for what the agent PUT: {requirements}"
+    );
+    // The agent moves to the standby and follows its rescale to the end,
+    // once; the PUT whose answer was lost is not sent to the standby.
+    let followed = wait_for(
+        "the agent's rescale completed through the standby",
+        Duration::from_secs(120),
+        || {
+            rig.assert_running();
+            common::log_events(&rig.log(), "Rescale completed.")
+                .get(2)
+                .cloned()
+                .map(|event| (event, killed_leader.elapsed()))
+        },
+    );
+    assert_eq!(followed.0["parallelism"], 2, "{}", followed.0);
+    let settle_from = Instant::now();
+    wait_for(
+        "a grace period and a little more after the rescale",
+        settle + Duration::from_secs(10),
+        || {
+            rig.assert_running();
+            let text = rig.log();
+            assert_eq!(rig.seen().puts.len(), 3, "a PUT to the dead leader\n{text}");
+            assert_eq!(
+                rig.standby_puts(),
+                Vec::<String>::new(),
+                "a PUT sent again\n{text}"
+            );
+            assert_eq!(rig.count("Rescale started."), started_before + 1, "{text}");
+            assert_eq!(rig.count("Rescale completed."), 3, "{text}");
+            (settle_from.elapsed() >= settle).then_some(())
+        },
+    );
+    let text = rig.log();
+    let moved = common::log_events(
+        &text,
+        "Flink's REST API did not answer there; trying the next JobManager.",
+    );
+    assert!(
+        moved.iter().any(|e| e["to"] == rig.rest_url[1]),
+        "the agent never moved to the standby\n{text}"
+    );
+    assert_eq!(
+        restart_holds(&text),
+        holds_before,
+        "the takeover of its own rescale held as a restart\n{text}"
+    );
+    assert!(
+        !text.contains("Following another job"),
+        "the recovered job taken for another\n{text}"
+    );
+    rig.assert_never_stood_down();
     drop(rig);
     println!(
         "flink HA: cluster with ZooKeeper ready in {startup} ms; the agent's PUT {} ms after its \
@@ -1450,20 +1641,32 @@ fn a_highly_available_jobmanager_lost_mid_rescale_recovers_the_job_and_the_agent
          ({transient} transient failures while it was down; failure classes {classes:?}), \
          1 PUT; then a PUT lost before Flink saw it: a new JobManager ready {} ms after the \
          kill, the job recovered at 2, the agent's rescale to 1 sent again after a grace \
-         period and carried out {} ms after the recovery, 2 PUTs in all",
+         period and carried out {} ms after the recovery, 2 PUTs in all; then a standby \
+         JobManager (ready in {standby_ready} ms) and the agent given both addresses: the \
+         leader killed with the agent's PUT taken, the standby running the job at 2 after {} \
+         ms, the agent's rescale completed through it after {} ms, no PUT sent again",
         sent_after.as_millis(),
         back.as_millis(),
         recovered.as_millis(),
         completed.1.as_millis(),
         back_again.as_millis(),
         resent.as_millis(),
+        taken_over.as_millis(),
+        followed.1.as_millis(),
     );
 }
 
 /// Whether every vertex of `job` runs, at `parallelism`.
 fn running_at(cluster: &Cluster, job: &str, parallelism: u64) -> bool {
-    let vs = vertices(cluster, job);
-    !vs.is_empty() && vs.iter().all(|v| v.2 == parallelism && v.3 == "RUNNING")
+    all_running_at(&vertices(cluster, job), parallelism)
+}
+
+/// Whether there are vertices and every one runs at `parallelism`.
+fn all_running_at(vertices: &[(String, String, u64, String)], parallelism: u64) -> bool {
+    !vertices.is_empty()
+        && vertices
+            .iter()
+            .all(|v| v.2 == parallelism && v.3 == "RUNNING")
 }
 
 /// Whether the resource requirements read back ask every vertex for
@@ -1477,13 +1680,20 @@ fn asks_for(requirements: &Value, parallelism: u64) -> bool {
 }
 
 /// What [`jobmanager_killing_proxy`] saw: the PUTs it forwarded (whole
-/// requests), Flink's status line for the first, and when it killed the
-/// JobManager; and, once a test sets `kill_before_next_put`, the PUT it
-/// did not forward because it killed the JobManager first.
+/// requests), Flink's status line for the last it killed the JobManager
+/// after, and when; and, once a test sets `kill_before_next_put`, the PUT
+/// it did not forward because it killed the JobManager first.
 #[derive(Default)]
 struct KillingProxy {
     puts: Vec<String>,
-    first_answer: Option<String>,
+    /// Set at the start and by a test: the next PUT is forwarded, then
+    /// the JobManager is killed and the answer dropped.
+    kill_after_next_put: bool,
+    /// Set by a test: once it killed the JobManager, the proxy stops
+    /// listening, so that its address refuses connections as a dead
+    /// JobManager's does.
+    close_after_kill: bool,
+    killed_answer: Option<String>,
     killed: Option<Instant>,
     /// Set by a test: the next PUT is not forwarded; the JobManager is
     /// killed and the connection closed (the request lost before Flink
@@ -1494,21 +1704,26 @@ struct KillingProxy {
 }
 
 /// A loopback proxy in front of Flink that forwards every request, except
-/// that it answers the first PUT with nothing: it forwards it, Flink
-/// applies it, and then the JobManager is killed (`kill-jobmanager` on
-/// `cluster_dir`) and the connection closed, as a crash between the PUT
-/// and its answer loses it. Everything after is forwarded again (refused
-/// while no JobManager runs). Returns its `http://` URL and what it saw.
+/// that, when `kills`, it answers the first PUT with nothing: it forwards
+/// it, Flink applies it, and then the JobManager is killed
+/// (`kill-jobmanager` on `cluster_dir`) and the connection closed, as a
+/// crash between the PUT and its answer loses it. Everything after is
+/// forwarded again (refused while no JobManager runs). Returns its
+/// `http://` URL and what it saw.
 fn jobmanager_killing_proxy(
     upstream: String,
     cluster_dir: PathBuf,
+    kills: bool,
 ) -> (String, std::sync::Arc<std::sync::Mutex<KillingProxy>>) {
     let listener = TcpListener::bind("127.0.0.1:0").expect("binding the proxy");
     let url = format!(
         "http://{}",
         listener.local_addr().expect("the proxy's address")
     );
-    let seen = std::sync::Arc::new(std::sync::Mutex::new(KillingProxy::default()));
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(KillingProxy {
+        kill_after_next_put: kills,
+        ..KillingProxy::default()
+    }));
     let shared = seen.clone();
     std::thread::spawn(move || {
         for client in listener.incoming() {
@@ -1542,14 +1757,20 @@ fn jobmanager_killing_proxy(
             if request.starts_with(b"PUT ") {
                 seen.puts
                     .push(String::from_utf8_lossy(&request).into_owned());
-                if seen.killed.is_none() {
+                if seen.kill_after_next_put {
+                    seen.kill_after_next_put = false;
                     let answer = String::from_utf8_lossy(&answer);
-                    seen.first_answer = answer.lines().next().map(str::to_owned);
+                    seen.killed_answer = answer.lines().next().map(str::to_owned);
                     let _ = Command::new(repo_root().join("scripts/flink-cluster.sh"))
                         .arg("kill-jobmanager")
                         .arg(&cluster_dir)
                         .status();
                     seen.killed = Some(Instant::now());
+                    if seen.close_after_kill {
+                        // The listener goes with the loop: refused from
+                        // now on.
+                        break;
+                    }
                     // Dropped: the client sees its connection closed.
                     continue;
                 }
@@ -1655,7 +1876,7 @@ async fn a_lost_answer_is_resolved_as_taken(
     let settings = flinkscale::controller::Settings::from_config(app, false);
     let (rest_url, flink_job) = app.flink().expect("a Flink application");
     let direct = FlinkTarget::for_job(rest_url, flink_job.clone()).expect("a target");
-    let proxy = answer_dropping_proxy(cluster.host_port.clone());
+    let proxy = answer_dropping_proxy(cluster.host_port());
     let dropping = FlinkTarget::for_job(&proxy, flink_job).expect("a target via the proxy");
 
     let before = direct.describe(job_name).await.expect("describe");
@@ -2108,7 +2329,7 @@ fn the_agent_scales_a_real_flink_job_out_and_in_with_its_load() {
     let config = dir.path().join("flinkscale.toml");
     AgentConfig::new()
         .application(
-            step_job("e2e", &cluster.rest_url(), job_name, 15)
+            step_job("e2e", cluster.rest_url(), job_name, 15)
                 .alarm(&busy_alarm("scale-out", "GreaterThanThreshold", "600.0", 2))
                 .alarm(&busy_alarm("scale-in", "LessThanThreshold", "250.0", 2))
                 .policy(STEP_POLICY),
