@@ -817,6 +817,25 @@ impl Machine {
             let restart = doubt == Some(Doubt::Restart);
             return self.follow_foreign(&app, after, restart, settings, out);
         }
+        if doubt == Some(Doubt::Restart)
+            && app.status.is_transitional()
+            && phase
+                .update()
+                .is_some_and(|update| app.version_id <= update.quoted_version_id)
+        {
+            // Just restarted, with an update in flight, and the version is
+            // not above the quote while the application is busy: no verdict
+            // yet. A Flink job that a JobManager recovers shows a
+            // placeholder graph (created at time 0) until it is rebuilt,
+            // and a fresh agent has not read the newer graph that would
+            // keep its version from falling back; the rebuilt graph tells
+            // whether the update took. Read again once it settles.
+            self.doubt = Some(Doubt::Restart);
+            if self.check_timeout(settings, out) {
+                return Next::Wait(self.backoff().max(settings.update_poll));
+            }
+            return Next::Wait(settings.update_poll);
+        }
         let mut resume = crate::state::resume(&phase, &app, out.now_ms, settings.grace_period);
         if let (Some(Doubt::Answer(_)), Resume::Finished { update }) = (&doubt, &resume)
             && app.kpu() != update.target_kpu

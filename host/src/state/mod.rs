@@ -401,6 +401,12 @@ impl Resume {
 /// | unknown (unreadable journal) | -                     | -                  | hold one whole grace period |
 /// | foreign (an update the agent did not make) | -                | -                  | hold one whole grace period (the controller follows the update while the application is busy) |
 ///
+/// A restart's first reads get one exception before this table, in the
+/// controller: with an update in flight, a version id not above the quote
+/// while the application is busy is no verdict, and it is read again until
+/// the application settles (a Flink job that a JobManager recovers shows a
+/// placeholder graph, older than the quote, until it is rebuilt).
+///
 /// A version id above the quoted one may also come from somebody else's
 /// update; following it is then still right (the application is busy, and
 /// a grace period after it is harmless), and the only way to be sure the

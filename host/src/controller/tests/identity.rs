@@ -441,6 +441,76 @@ fn a_sending_record_met_by_the_job_s_own_restart_is_not_the_agents_rescale() {
     );
 }
 
+/// Restarted on a `sending` record while a JobManager recovers the job
+/// (high availability): Flink shows a placeholder graph, which a fresh
+/// target reads as a version below the quote, the job starting. That is
+/// no verdict: the agent reads again, sending nothing and reporting
+/// nothing, until the job is rebuilt. The rebuilt graph moved past the
+/// quote and asks for the rescale's parallelism: the agent's rescale took
+/// effect, and it completes once; no grace period is held for a restart.
+#[test]
+fn a_restart_that_meets_a_recovering_job_waits_for_its_rebuilt_graph() {
+    let settings = Settings::from_config(&flink_app(), false);
+    let mut machine = resumed_sending();
+    let mut now = T0_MS + 5_000;
+    let wake = machine.step(Observation::Wake, &settings, now);
+    assert_eq!(wake.next, Next::Run(Command::Describe));
+    let placeholder = AppState {
+        status: AppStatus::Starting,
+        // 2 x 0 + 1: graph created at time 0, requirements ahead of it.
+        version_id: 1,
+        ..job_state("j1", 1, 0, 4)
+    };
+    for _ in 0..3 {
+        let step = machine.step(
+            Observation::Described(Ok(placeholder.clone())),
+            &settings,
+            now,
+        );
+        assert_eq!(
+            step.next,
+            Next::Wait(settings.update_poll),
+            "{:?}",
+            step.events
+        );
+        assert!(step.events.is_empty(), "{:?}", step.events);
+        assert!(matches!(machine.record.phase, Phase::Sending { .. }));
+        now += 1_000;
+        let wake = machine.step(Observation::Wake, &settings, now);
+        assert_eq!(wake.next, Next::Run(Command::Describe));
+    }
+    let rebuilt = machine.step(
+        Observation::Described(Ok(job_state("j1", 30, 4, 4))),
+        &settings,
+        now,
+    );
+    assert!(
+        rebuilt
+            .events
+            .iter()
+            .any(|e| matches!(e, Event::RescaleCompleted { kpu: 4, .. })),
+        "{:?}",
+        rebuilt.events
+    );
+    assert!(
+        failures(&rebuilt.events, "foreign_update").is_empty(),
+        "{:?}",
+        rebuilt.events
+    );
+    assert!(
+        matches!(
+            &machine.record.phase,
+            Phase::Grace {
+                kpu: 4,
+                after: None,
+                ..
+            }
+        ),
+        "{:?}",
+        machine.record.phase
+    );
+}
+
 /// The job was replaced between the decision and the PUT: the target
 /// fenced it (the new job's version is not the quoted one), and the read
 /// that resolves the refusal finds another job id. The refusal is told
