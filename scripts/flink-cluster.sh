@@ -8,9 +8,12 @@
 #   scripts/flink-cluster.sh start DIR [REST_PORT]   # prints the REST URL
 #   scripts/flink-cluster.sh stop DIR
 #   scripts/flink-cluster.sh kill-taskmanager DIR    # SIGKILL it, start a new one
+#   scripts/flink-cluster.sh lose-taskmanager DIR    # SIGKILL it (start-taskmanager starts a new one)
+#   scripts/flink-cluster.sh start-taskmanager DIR
 #   scripts/flink-cluster.sh kill-jobmanager DIR     # SIGKILL it (without HA its jobs are lost)
 #   scripts/flink-cluster.sh start-jobmanager DIR    # a new one; returns once the TaskManager is back
 #   scripts/flink-cluster.sh start-standby DIR       # with FLINK_HA: a second JobManager, prints its URL
+#   scripts/flink-cluster.sh kill-standby DIR        # SIGKILL that one
 #
 # Everything the cluster writes (config, logs, pid files, tmp) lives in DIR,
 # so several clusters can run side by side with different ports. The
@@ -29,7 +32,12 @@
 # jobs under their ids, with the resource requirements they were last given.
 # start-standby starts a second JobManager beside it (REST on REST_PORT + 3,
 # RPC on REST_PORT + 4, its pid, logs and config in DIR/standby): a standby
-# while the first leads, which takes over the jobs when the first is killed.
+# while the first leads, which takes over the jobs when the first is killed;
+# kill-standby kills it, and start-standby starts it again. After
+# lose-taskmanager the cluster has no slots until start-taskmanager: a
+# JobManager started meanwhile is ready with none, and with high
+# availability shows its recovered jobs CREATED, with a placeholder graph
+# (created at time 0), until slots come.
 set -euo pipefail
 cmd="${1:-}"
 dir="${2:-}"
@@ -58,6 +66,10 @@ wait_ready() {
     local url slots ms
     url="${3:-$(cat "$dir/rest_url")}"
     slots="$(cat "$dir/slots")"
+    # No TaskManager since lose-taskmanager: ready with no slots.
+    if [ -e "$dir/taskmanager_lost" ]; then
+        slots=0
+    fi
     for _ in $(seq 1 600); do
         if "$python" -c 'import json, sys, urllib.request
 sys.exit(json.load(urllib.request.urlopen(sys.argv[1] + "/overview", timeout=2))["slots-total"] != int(sys.argv[2]))' "$url" "$slots" 2>/dev/null; then
@@ -182,6 +194,12 @@ kill-jobmanager)
     kill -9 "$(tail -n 1 "$pid_file")"
     "$flink_home/bin/jobmanager.sh" stop >/dev/null 2>&1 || true
     ;;
+kill-standby)
+    pid_file="$(ls "$dir"/standby/flink-*-standalonesession.pid)"
+    kill -9 "$(tail -n 1 "$pid_file")"
+    FLINK_CONF_DIR="$dir/standby/conf" FLINK_PID_DIR="$dir/standby" \
+        "$flink_home/bin/jobmanager.sh" stop >/dev/null 2>&1 || true
+    ;;
 start-jobmanager)
     # A new JobManager on the same ports, as a supervisor would start it;
     # ready once the TaskManager has registered with it again.
@@ -217,6 +235,18 @@ kill-taskmanager)
     "$flink_home/bin/taskmanager.sh" stop >/dev/null 2>&1 || true
     "$flink_home/bin/taskmanager.sh" start >>"$FLINK_LOG_DIR/start.out" 2>&1
     ;;
+lose-taskmanager)
+    # As kill-taskmanager, without a new one: the cluster has no slots
+    # until start-taskmanager.
+    pid_file="$(ls "$dir"/flink-*-taskexecutor.pid)"
+    kill -9 "$(tail -n 1 "$pid_file")"
+    "$flink_home/bin/taskmanager.sh" stop >/dev/null 2>&1 || true
+    touch "$dir/taskmanager_lost"
+    ;;
+start-taskmanager)
+    rm -f "$dir/taskmanager_lost"
+    "$flink_home/bin/taskmanager.sh" start >>"$FLINK_LOG_DIR/start.out" 2>&1
+    ;;
 stop)
     "$flink_home/bin/taskmanager.sh" stop-all >/dev/null 2>&1 || true
     "$flink_home/bin/jobmanager.sh" stop-all >/dev/null 2>&1 || true
@@ -229,7 +259,7 @@ stop)
     fi
     ;;
 *)
-    echo "usage: $0 start|stop|kill-taskmanager|kill-jobmanager|start-jobmanager|start-standby DIR [REST_PORT]" >&2
+    echo "usage: $0 start|stop|kill-taskmanager|lose-taskmanager|start-taskmanager|kill-jobmanager|start-jobmanager|start-standby|kill-standby DIR [REST_PORT]" >&2
     exit 2
     ;;
 esac

@@ -21,7 +21,9 @@
 //! before a second rescale reaches Flink: the agent sends it again, once;
 //! then, with a standby JobManager and both addresses in `rest_url`, the
 //! leader dies for good after taking a third: the agent completes it
-//! through the standby, sending nothing again.
+//! through the standby, sending nothing again; last, the TaskManager and
+//! the agent die as the leader takes a fourth: the restarted agent waits
+//! out the job's placeholder graph and completes it, once.
 
 mod common;
 
@@ -891,11 +893,14 @@ struct ProxiedAgent {
     proxy: std::sync::Arc<std::sync::Mutex<KillingProxy>>,
     /// The proxy in front of a standby JobManager, which kills nothing.
     standby: Option<std::sync::Arc<std::sync::Mutex<KillingProxy>>>,
+    /// What the agent logged before its restarts (a restart starts the
+    /// log file anew).
+    earlier: String,
     job_name: String,
     /// Where the agent's `/livez`, `/readyz` and `/metrics` answer.
     listen: String,
     // Last, so that the agent stops before its folder goes.
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl ProxiedAgent {
@@ -903,8 +908,12 @@ impl ProxiedAgent {
     fn start(cluster: &Cluster, job_name: &str, wants: Wants) -> ProxiedAgent {
         let dir = tempfile::tempdir().expect("a folder for the agent");
         let config = dir.path().join("flinkscale.toml");
-        let (proxy_url, proxy) =
-            jobmanager_killing_proxy(cluster.host_port(), cluster.dir.path().to_path_buf(), true);
+        let (proxy_url, proxy) = jobmanager_killing_proxy(
+            cluster.host_port(),
+            cluster.dir.path().to_path_buf(),
+            true,
+            "kill-jobmanager",
+        );
         let listen = {
             let free = TcpListener::bind("127.0.0.1:0").expect("a free port");
             free.local_addr().expect("its address").to_string()
@@ -919,9 +928,10 @@ impl ProxiedAgent {
             rest_url,
             proxy,
             standby: None,
+            earlier: String::new(),
             job_name: job_name.to_owned(),
             listen,
-            _dir: dir,
+            dir,
         }
     }
 
@@ -934,21 +944,40 @@ impl ProxiedAgent {
     /// at `host_port` and lists it second in the agent's `rest_url`, from
     /// the next [`ProxiedAgent::reload`] on.
     fn add_standby(&mut self, host_port: String, cluster_dir: PathBuf) {
-        let (url, proxy) = jobmanager_killing_proxy(host_port, cluster_dir, false);
+        let (url, proxy) = jobmanager_killing_proxy(host_port, cluster_dir, false, "kill-standby");
         self.rest_url.push(url);
         self.standby = Some(proxy);
     }
 
-    /// The PUTs the standby's proxy forwarded.
-    fn standby_puts(&self) -> Vec<String> {
-        self.standby.as_ref().map_or_else(Vec::new, |proxy| {
-            proxy.lock().unwrap_or_else(|e| e.into_inner()).puts.clone()
-        })
+    /// What the standby's proxy has seen so far.
+    fn standby_seen(&self) -> std::sync::MutexGuard<'_, KillingProxy> {
+        self.standby
+            .as_ref()
+            .expect("a standby added")
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The agent's log so far.
+    /// The PUTs the standby's proxy forwarded.
+    fn standby_puts(&self) -> Vec<String> {
+        self.standby_seen().puts.clone()
+    }
+
+    /// Kills the agent (`kill -9`, as a crash or an OOM kill), unless
+    /// it is dead already, and starts it again on the same configuration,
+    /// state folder and log.
+    fn restart(&mut self) {
+        self.agent.kill9();
+        self.earlier = self.log();
+        self.earlier.push_str("(restarted)\n");
+        let (agent, _) = start_agent(self.dir.path(), &self.config);
+        self.agent = agent;
+    }
+
+    /// The agent's log so far, from before its restarts too.
     fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
+        let now = std::fs::read_to_string(&self.log).unwrap_or_default();
+        format!("{}{now}", self.earlier)
     }
 
     /// How many events of the log so far have `message`.
@@ -1633,6 +1662,112 @@ fn a_highly_available_jobmanager_lost_mid_rescale_recovers_the_job_and_the_agent
         "the recovered job taken for another\n{text}"
     );
     rig.assert_never_stood_down();
+
+    // 4. The agent itself restarted while its rescale waits for slots:
+    // the leader (the standby now) takes the agent's rescale 2 -> 1, its
+    // answer is lost, and the TaskManager dies with it. The job restarts
+    // and, without slots, shows a placeholder graph (`CREATED`, created
+    // at time 0, dated from the job's submission), which a fresh agent
+    // reads as a version below the one its journal quoted. The agent is
+    // killed and started again once Flink shows it.
+    {
+        let mut seen = rig.standby_seen();
+        seen.kill_after_next_put = true;
+        seen.kill_command = "lose-taskmanager";
+    }
+    let completed_before = rig.count("Rescale completed.");
+    rig.reload(Wants::In);
+    wait_for(
+        "the agent's rescale 2 -> 1, taken as the TaskManager dies",
+        Duration::from_secs(FAILURE_GRACE_SECS + 90),
+        || {
+            rig.assert_running();
+            rig.standby_seen().killed
+        },
+    );
+    rig.agent.kill9();
+    let fourth = rig.standby_puts();
+    assert_eq!(fourth.len(), 1, "{fourth:?}");
+    assert!(fourth[0].contains(r#""upperBound":1"#), "{}", fourth[0]);
+    wait_for(
+        "the job shown CREATED with a placeholder graph",
+        Duration::from_secs(60),
+        || {
+            let detail = cluster.answers(&format!("/jobs/{job}"))?;
+            (detail["state"] == "CREATED" && detail["timestamps"]["CREATED"] == 0).then_some(())
+        },
+    );
+    rig.restart();
+    let placeholders_before = rig.standby_seen().placeholders;
+    wait_for(
+        "the restarted agent reading the job's placeholder graph",
+        Duration::from_secs(90),
+        || {
+            rig.assert_running();
+            (rig.standby_seen().placeholders >= placeholders_before + 2).then_some(())
+        },
+    );
+    let text = rig.log();
+    assert_eq!(
+        rig.count("Rescale completed."),
+        completed_before,
+        "a rescale completed before Flink rebuilt the job\n{text}"
+    );
+    assert!(
+        !text.contains("went back") && !text.contains("update never took effect"),
+        "the placeholder taken for a version that went back\n{text}"
+    );
+    let slots_back = Instant::now();
+    cluster.jobmanager("start-taskmanager");
+    let rebuilt = wait_for(
+        "the job RUNNING at 1 on the new TaskManager",
+        Duration::from_secs(120),
+        || {
+            rig.assert_running();
+            let detail = cluster.answers(&format!("/jobs/{job}"))?;
+            all_running_at(&vertices_of(&detail), 1).then(|| slots_back.elapsed())
+        },
+    );
+    let resumed = wait_for(
+        "the restarted agent's rescale completed",
+        Duration::from_secs(120),
+        || {
+            rig.assert_running();
+            let completed = common::log_events(&rig.log(), "Rescale completed.");
+            completed
+                .get(completed_before)
+                .cloned()
+                .map(|event| (event, slots_back.elapsed()))
+        },
+    );
+    assert_eq!(resumed.0["parallelism"], 1, "{}", resumed.0);
+    let settle_from = Instant::now();
+    wait_for(
+        "a grace period and a little more after the rescale",
+        settle + Duration::from_secs(10),
+        || {
+            rig.assert_running();
+            let text = rig.log();
+            assert_eq!(rig.standby_puts().len(), 1, "a PUT sent again\n{text}");
+            assert_eq!(
+                rig.count("Rescale completed."),
+                completed_before + 1,
+                "{text}"
+            );
+            (settle_from.elapsed() >= settle).then_some(())
+        },
+    );
+    let text = rig.log();
+    assert_eq!(
+        restart_holds(&text),
+        holds_before,
+        "the recovery of its own rescale held as a restart\n{text}"
+    );
+    assert!(
+        !text.contains("Following another job"),
+        "the recovered job taken for another\n{text}"
+    );
+    rig.assert_never_stood_down();
     drop(rig);
     println!(
         "flink HA: cluster with ZooKeeper ready in {startup} ms; the agent's PUT {} ms after its \
@@ -1644,7 +1779,10 @@ fn a_highly_available_jobmanager_lost_mid_rescale_recovers_the_job_and_the_agent
          period and carried out {} ms after the recovery, 2 PUTs in all; then a standby \
          JobManager (ready in {standby_ready} ms) and the agent given both addresses: the \
          leader killed with the agent's PUT taken, the standby running the job at 2 after {} \
-         ms, the agent's rescale completed through it after {} ms, no PUT sent again",
+         ms, the agent's rescale completed through it after {} ms, no PUT sent again; then \
+         the TaskManager killed with the agent's PUT taken, the agent restarted on the \
+         job's placeholder graph: running at 1 {} ms after a TaskManager came back, the \
+         restarted agent's rescale completed after {} ms, no PUT sent again",
         sent_after.as_millis(),
         back.as_millis(),
         recovered.as_millis(),
@@ -1653,6 +1791,8 @@ fn a_highly_available_jobmanager_lost_mid_rescale_recovers_the_job_and_the_agent
         resent.as_millis(),
         taken_over.as_millis(),
         followed.1.as_millis(),
+        rebuilt.as_millis(),
+        resumed.1.as_millis(),
     );
 }
 
@@ -1693,6 +1833,13 @@ struct KillingProxy {
     /// listening, so that its address refuses connections as a dead
     /// JobManager's does.
     close_after_kill: bool,
+    /// The `flink-cluster.sh` subcommand run after the PUT: it kills
+    /// the JobManager behind the proxy (`kill-jobmanager`,
+    /// `kill-standby`), or the TaskManager (`lose-taskmanager`).
+    kill_command: &'static str,
+    /// How many answers to `GET /jobs/{id}` it forwarded that showed a
+    /// job `CREATED` with a placeholder graph (created at time 0).
+    placeholders: usize,
     killed_answer: Option<String>,
     killed: Option<Instant>,
     /// Set by a test: the next PUT is not forwarded; the JobManager is
@@ -1714,6 +1861,7 @@ fn jobmanager_killing_proxy(
     upstream: String,
     cluster_dir: PathBuf,
     kills: bool,
+    kill_command: &'static str,
 ) -> (String, std::sync::Arc<std::sync::Mutex<KillingProxy>>) {
     let listener = TcpListener::bind("127.0.0.1:0").expect("binding the proxy");
     let url = format!(
@@ -1722,6 +1870,7 @@ fn jobmanager_killing_proxy(
     );
     let seen = std::sync::Arc::new(std::sync::Mutex::new(KillingProxy {
         kill_after_next_put: kills,
+        kill_command,
         ..KillingProxy::default()
     }));
     let shared = seen.clone();
@@ -1738,7 +1887,7 @@ fn jobmanager_killing_proxy(
                     seen.lost
                         .push(String::from_utf8_lossy(&request).into_owned());
                     let _ = Command::new(repo_root().join("scripts/flink-cluster.sh"))
-                        .arg("kill-jobmanager")
+                        .arg(seen.kill_command)
                         .arg(&cluster_dir)
                         .status();
                     seen.killed_before = Some(Instant::now());
@@ -1754,6 +1903,9 @@ fn jobmanager_killing_proxy(
                 continue;
             }
             let mut seen = shared.lock().unwrap_or_else(|e| e.into_inner());
+            if request.starts_with(b"GET /jobs/") && is_placeholder(&answer) {
+                seen.placeholders += 1;
+            }
             if request.starts_with(b"PUT ") {
                 seen.puts
                     .push(String::from_utf8_lossy(&request).into_owned());
@@ -1762,7 +1914,7 @@ fn jobmanager_killing_proxy(
                     let answer = String::from_utf8_lossy(&answer);
                     seen.killed_answer = answer.lines().next().map(str::to_owned);
                     let _ = Command::new(repo_root().join("scripts/flink-cluster.sh"))
-                        .arg("kill-jobmanager")
+                        .arg(seen.kill_command)
                         .arg(&cluster_dir)
                         .status();
                     seen.killed = Some(Instant::now());
@@ -1780,6 +1932,19 @@ fn jobmanager_killing_proxy(
         }
     });
     (url, seen)
+}
+
+/// Whether a raw HTTP answer to `GET /jobs/{id}` shows the job `CREATED`
+/// with a placeholder graph (`timestamps.CREATED` 0), as a JobManager
+/// shows a job it recovered and has no slots to run yet.
+fn is_placeholder(answer: &[u8]) -> bool {
+    let answer = String::from_utf8_lossy(answer);
+    let Some((_, body)) = answer.split_once("\r\n\r\n") else {
+        return false;
+    };
+    serde_json::from_str::<Value>(body).is_ok_and(|job| {
+        job["state"] == "CREATED" && job["timestamps"]["CREATED"].as_u64() == Some(0)
+    })
 }
 
 /// When the job's current execution graph was created: a new value means

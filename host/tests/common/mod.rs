@@ -164,7 +164,8 @@ pub struct Running {
 }
 
 impl Running {
-    /// Spawns `command` with stdout and stderr appended to `log`.
+    /// Spawns `command` with stdout and stderr written to `log`, which is
+    /// created anew.
     pub fn spawn(name: &str, mut command: Command, log: &Path) -> Self {
         let out = File::create(log).expect("the log file can be created");
         let err = out.try_clone().expect("the log file handle can be cloned");
