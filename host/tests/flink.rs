@@ -1002,6 +1002,35 @@ impl ProxiedAgent {
         assert!(hup.success(), "kill -HUP {pid}");
     }
 
+    /// Waits for the agent's `n`th `Rescale completed.` (0-based, over its
+    /// restarts too); the event and the time since `since`.
+    fn completed(&self, n: usize, what: &str, since: Instant) -> (Value, Duration) {
+        wait_for(what, Duration::from_secs(120), || {
+            self.assert_running();
+            common::log_events(&self.log(), "Rescale completed.")
+                .get(n)
+                .cloned()
+                .map(|event| (event, since.elapsed()))
+        })
+    }
+
+    /// Runs `check` on the log (it asserts that nothing more was sent or
+    /// reported) until a grace period and 5 s have passed: the agent
+    /// sends nothing in its grace period and finds nothing to send after.
+    fn settles(&self, check: impl Fn(&str)) {
+        let from = Instant::now();
+        let settle = Duration::from_secs(FAILURE_GRACE_SECS + 5);
+        wait_for(
+            "a grace period and a little more after the rescale",
+            settle + Duration::from_secs(10),
+            || {
+                self.assert_running();
+                check(&self.log());
+                (from.elapsed() >= settle).then_some(())
+            },
+        );
+    }
+
     /// The agent's `/metrics`.
     fn metrics(&self) -> String {
         agent_get(&self.listen, "/metrics")
@@ -1410,44 +1439,24 @@ fn a_highly_available_jobmanager_lost_mid_rescale_recovers_the_job_and_the_agent
             running_at(&cluster, &job, 2).then(|| killed.elapsed())
         },
     );
-    assert_eq!(
-        live_job(&cluster, job_name).as_deref(),
-        Some(job.as_str()),
-        "high availability: the job keeps its id"
-    );
-    let requirements = cluster.get(&path);
-    assert!(
-        asks_for(&requirements, 2),
-        "the recovered job asks for what the agent PUT: {requirements}"
-    );
+    assert_recovered_asking(&cluster, job_name, &job, 2, "the new JobManager");
 
     // The agent follows its rescale to the end, once.
-    let completed = wait_for(
-        "the agent's rescale completed",
-        Duration::from_secs(120),
-        || {
-            rig.assert_running();
-            common::log_events(&rig.log(), "Rescale completed.")
-                .into_iter()
-                .next()
-                .map(|event| (event, killed.elapsed()))
-        },
-    );
+    let completed = rig.completed(0, "the agent's rescale completed", killed);
     assert_eq!(completed.0["parallelism"], 2, "{}", completed.0);
-    let settle_from = Instant::now();
-    let settle = Duration::from_secs(FAILURE_GRACE_SECS + 5);
-    wait_for(
-        "a grace period and a little more after the rescale",
-        settle + Duration::from_secs(10),
-        || {
-            rig.assert_running();
-            let text = rig.log();
-            assert_eq!(rig.seen().puts.len(), 1, "a second PUT\n{text}");
-            assert_eq!(rig.count("Rescale started."), 1, "{text}");
-            assert_eq!(rig.count("Rescale completed."), 1, "{text}");
-            (settle_from.elapsed() >= settle).then_some(())
-        },
-    );
+    rig.settles(|text| {
+        assert_eq!(rig.seen().puts.len(), 1, "a second PUT\n{text}");
+        assert_eq!(
+            common::log_events(text, "Rescale started.").len(),
+            1,
+            "{text}"
+        );
+        assert_eq!(
+            common::log_events(text, "Rescale completed.").len(),
+            1,
+            "{text}"
+        );
+    });
     let text = rig.log();
     assert!(
         !text.contains("Following another job"),
@@ -1601,48 +1610,30 @@ fn a_highly_available_jobmanager_lost_mid_rescale_recovers_the_job_and_the_agent
             all_running_at(&vertices_of(&detail), 2).then(|| killed_leader.elapsed())
         },
     );
-    assert_eq!(
-        live_job(&cluster, job_name).as_deref(),
-        Some(job.as_str()),
-        "the standby recovers the job under its id"
-    );
-    let requirements = cluster.get(&path);
-    assert!(
-        asks_for(&requirements, 2),
-        "the recovered job asks for what the agent PUT: {requirements}"
-    );
+    assert_recovered_asking(&cluster, job_name, &job, 2, "the standby");
     // The agent moves to the standby and follows its rescale to the end,
     // once; the PUT whose answer was lost is not sent to the standby.
-    let followed = wait_for(
+    let followed = rig.completed(
+        2,
         "the agent's rescale completed through the standby",
-        Duration::from_secs(120),
-        || {
-            rig.assert_running();
-            common::log_events(&rig.log(), "Rescale completed.")
-                .get(2)
-                .cloned()
-                .map(|event| (event, killed_leader.elapsed()))
-        },
+        killed_leader,
     );
     assert_eq!(followed.0["parallelism"], 2, "{}", followed.0);
-    let settle_from = Instant::now();
-    wait_for(
-        "a grace period and a little more after the rescale",
-        settle + Duration::from_secs(10),
-        || {
-            rig.assert_running();
-            let text = rig.log();
-            assert_eq!(rig.seen().puts.len(), 3, "a PUT to the dead leader\n{text}");
-            assert_eq!(
-                rig.standby_puts(),
-                Vec::<String>::new(),
-                "a PUT sent again\n{text}"
-            );
-            assert_eq!(rig.count("Rescale started."), started_before + 1, "{text}");
-            assert_eq!(rig.count("Rescale completed."), 3, "{text}");
-            (settle_from.elapsed() >= settle).then_some(())
-        },
-    );
+    rig.settles(|text| {
+        assert_eq!(rig.seen().puts.len(), 3, "a PUT to the dead leader\n{text}");
+        assert_eq!(
+            rig.standby_puts(),
+            Vec::<String>::new(),
+            "a PUT sent again\n{text}"
+        );
+        let started = common::log_events(text, "Rescale started.").len();
+        assert_eq!(started, started_before + 1, "{text}");
+        assert_eq!(
+            common::log_events(text, "Rescale completed.").len(),
+            3,
+            "{text}"
+        );
+    });
     let text = rig.log();
     let moved = common::log_events(
         &text,
@@ -1728,35 +1719,17 @@ fn a_highly_available_jobmanager_lost_mid_rescale_recovers_the_job_and_the_agent
             all_running_at(&vertices_of(&detail), 1).then(|| slots_back.elapsed())
         },
     );
-    let resumed = wait_for(
+    let resumed = rig.completed(
+        completed_before,
         "the restarted agent's rescale completed",
-        Duration::from_secs(120),
-        || {
-            rig.assert_running();
-            let completed = common::log_events(&rig.log(), "Rescale completed.");
-            completed
-                .get(completed_before)
-                .cloned()
-                .map(|event| (event, slots_back.elapsed()))
-        },
+        slots_back,
     );
     assert_eq!(resumed.0["parallelism"], 1, "{}", resumed.0);
-    let settle_from = Instant::now();
-    wait_for(
-        "a grace period and a little more after the rescale",
-        settle + Duration::from_secs(10),
-        || {
-            rig.assert_running();
-            let text = rig.log();
-            assert_eq!(rig.standby_puts().len(), 1, "a PUT sent again\n{text}");
-            assert_eq!(
-                rig.count("Rescale completed."),
-                completed_before + 1,
-                "{text}"
-            );
-            (settle_from.elapsed() >= settle).then_some(())
-        },
-    );
+    rig.settles(|text| {
+        assert_eq!(rig.standby_puts().len(), 1, "a PUT sent again\n{text}");
+        let completed = common::log_events(text, "Rescale completed.").len();
+        assert_eq!(completed, completed_before + 1, "{text}");
+    });
     let text = rig.log();
     assert_eq!(
         restart_holds(&text),
@@ -1793,6 +1766,28 @@ fn a_highly_available_jobmanager_lost_mid_rescale_recovers_the_job_and_the_agent
         followed.1.as_millis(),
         rebuilt.as_millis(),
         resumed.1.as_millis(),
+    );
+}
+
+/// Fails unless the live job named `job_name` is still `job` (recovered
+/// under its id, `whose` says by which JobManager) and its requirements
+/// ask for `parallelism`, as the agent's PUT did.
+fn assert_recovered_asking(
+    cluster: &Cluster,
+    job_name: &str,
+    job: &str,
+    parallelism: u64,
+    whose: &str,
+) {
+    assert_eq!(
+        live_job(cluster, job_name).as_deref(),
+        Some(job),
+        "{whose} recovers the job under its id"
+    );
+    let requirements = cluster.get(&format!("/jobs/{job}/resource-requirements"));
+    assert!(
+        asks_for(&requirements, parallelism),
+        "the recovered job asks for what the agent PUT: {requirements}"
     );
 }
 
