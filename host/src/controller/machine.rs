@@ -825,11 +825,12 @@ impl Machine {
         {
             // Just restarted, with an update in flight, and the version is
             // not above the quote while the application is busy: no verdict
-            // yet. A Flink job that a JobManager recovers shows a
-            // placeholder graph (created at time 0) until it is rebuilt,
-            // and a fresh agent has not read the newer graph that would
-            // keep its version from falling back; the rebuilt graph tells
-            // whether the update took. Read again once it settles.
+            // yet. A Flink job that restarts for want of slots (its
+            // TaskManager lost during the rescale) shows a placeholder
+            // graph dated from its submission until it is rebuilt, and a
+            // fresh agent has not read the newer graph that would keep its
+            // version from falling back; the rebuilt graph tells whether
+            // the update took. Read again until it settles.
             self.doubt = Some(Doubt::Restart);
             if self.check_timeout(settings, out) {
                 return Next::Wait(self.backoff().max(settings.update_poll));

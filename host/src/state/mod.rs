@@ -404,8 +404,9 @@ impl Resume {
 /// A restart's first reads get one exception before this table, in the
 /// controller: with an update in flight, a version id not above the quote
 /// while the application is busy is no verdict, and it is read again until
-/// the application settles (a Flink job that a JobManager recovers shows a
-/// placeholder graph, older than the quote, until it is rebuilt).
+/// the application settles (a Flink job that restarts for want of slots
+/// shows a placeholder graph dated from its submission, older than the
+/// quote, until it is rebuilt).
 ///
 /// A version id above the quoted one may also come from somebody else's
 /// update; following it is then still right (the application is busy, and

@@ -441,15 +441,16 @@ fn a_sending_record_met_by_the_job_s_own_restart_is_not_the_agents_rescale() {
     );
 }
 
-/// Restarted on a `sending` record while a JobManager recovers the job
-/// (high availability): Flink shows a placeholder graph, which a fresh
+/// Restarted on a `sending` record while the job waits for slots to be
+/// rebuilt on (its TaskManager lost during the rescale): Flink shows a
+/// placeholder graph dated from the job's submission, which a fresh
 /// target reads as a version below the quote, the job starting. That is
 /// no verdict: the agent reads again, sending nothing and reporting
 /// nothing, until the job is rebuilt. The rebuilt graph moved past the
 /// quote and asks for the rescale's parallelism: the agent's rescale took
 /// effect, and it completes once; no grace period is held for a restart.
 #[test]
-fn a_restart_that_meets_a_recovering_job_waits_for_its_rebuilt_graph() {
+fn a_restart_that_meets_a_job_waiting_for_slots_waits_for_its_rebuilt_graph() {
     let settings = Settings::from_config(&flink_app(), false);
     let mut machine = resumed_sending();
     let mut now = T0_MS + 5_000;
@@ -457,7 +458,7 @@ fn a_restart_that_meets_a_recovering_job_waits_for_its_rebuilt_graph() {
     assert_eq!(wake.next, Next::Run(Command::Describe));
     let placeholder = AppState {
         status: AppStatus::Starting,
-        // 2 x 0 + 1: graph created at time 0, requirements ahead of it.
+        // The placeholder: below the quoted version (10).
         version_id: 1,
         ..job_state("j1", 1, 0, 4)
     };
