@@ -15,7 +15,7 @@ use tokio::net::TcpStream;
 
 use crate::config::FlinkJob;
 use crate::target::TargetError;
-use crate::telemetry::prometheus::record_flink_call;
+use crate::telemetry::prometheus::{record_flink_call, record_jobmanager_move};
 
 /// Flink answers larger than this are refused rather than buffered.
 const MAX_ANSWER: u64 = 8 << 20;
@@ -225,13 +225,15 @@ impl FlinkRest {
             };
             match missed {
                 Err((error, may_move_on)) if may_move_on && tried < count => {
-                    let next = self.address(index + 1);
+                    let from = format!("http://{}", self.address(index));
+                    let to = format!("http://{}", self.address(index + 1));
                     tracing::warn!(
-                        from = %format!("http://{}", self.address(index)),
-                        to = %format!("http://{next}"),
+                        from = %from,
+                        to = %to,
                         error = %error,
                         "Flink's REST API did not answer there; trying the next JobManager."
                     );
+                    record_jobmanager_move(&from, &to);
                     self.current
                         .store((index + 1) % count, std::sync::atomic::Ordering::Relaxed);
                 }
@@ -563,6 +565,7 @@ mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     use super::*;
+    use crate::telemetry::prometheus::jobmanager_moves;
 
     /// A job_name no job has (the operator's drill: a typo, or the wrong
     /// cluster) is reported with the names of the jobs that do run there,
@@ -862,6 +865,7 @@ mod tests {
         let job = FlinkJob::Name("orders".into());
         assert_eq!(rest.job_id(&job).await.expect("found at the second"), "j1");
         assert_eq!(rest.url(), up.url, "the one that answered is kept");
+        assert_eq!(jobmanager_moves(&down, &up.url), 1, "the move counted");
         // A PUT reaches it too, and a clone shares the choice.
         let clone = rest.clone();
         // (No body: the stub reads the head only, and closing on an unread
@@ -914,10 +918,12 @@ mod tests {
         assert_eq!(read.load(Ordering::SeqCst), 1);
         assert!(up.requests().is_empty(), "{:?}", up.requests());
         assert_eq!(rest.url(), dying, "a lost PUT moves nothing");
+        assert_eq!(jobmanager_moves(&dying, &up.url), 0);
         rest.get("/jobs/overview").await.expect("asked of the next");
         assert_eq!(read.load(Ordering::SeqCst), 2);
         assert_eq!(up.requests(), ["GET /jobs/overview HTTP/1.1"]);
         assert_eq!(rest.url(), up.url);
+        assert_eq!(jobmanager_moves(&dying, &up.url), 1);
     }
 
     /// An answer, even an error, is final: a JobManager that answers 503
@@ -935,6 +941,7 @@ mod tests {
         assert_eq!(first.requests(), ["GET /jobs/j1 HTTP/1.1"]);
         assert!(second.requests().is_empty());
         assert_eq!(rest.url(), first.url);
+        assert_eq!(jobmanager_moves(&first.url, &second.url), 0);
     }
 
     /// An empty list, or an entry that is not `http://host:port`, is refused.

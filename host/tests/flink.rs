@@ -1643,6 +1643,16 @@ fn a_highly_available_jobmanager_lost_mid_rescale_recovers_the_job_and_the_agent
         moved.iter().any(|e| e["to"] == rig.rest_url[1]),
         "the agent never moved to the standby\n{text}"
     );
+    let metrics = rig.metrics();
+    let counted = metric_sum(
+        &metrics,
+        "flinkscale_flink_jobmanager_moves_total",
+        &format!("from=\"{}\",to=\"{}\"", rig.rest_url[0], rig.rest_url[1]),
+    );
+    assert!(
+        counted >= 1.0,
+        "the move to the standby not counted in /metrics\n{metrics}"
+    );
     assert_eq!(
         restart_holds(&text),
         holds_before,

@@ -120,6 +120,30 @@ pub fn record_flink_call(operation: &str, outcome: &'static str, elapsed: Durati
         .observe(elapsed.as_secs_f64());
 }
 
+/// Every move of the process from one JobManager's address to the next
+/// (a `rest_url` with more than one address), by the two addresses; one
+/// per process, as [`AwsCalls`].
+static JOBMANAGER_MOVES: LazyLock<Mutex<BTreeMap<(String, String), u64>>> =
+    LazyLock::new(|| Mutex::new(BTreeMap::new()));
+
+/// Counts one move from the JobManager at `from` to the one at `to` (both
+/// as configured in `rest_url`, `http://host:port`): the one at `from` did
+/// not answer and the call went on to `to`.
+pub fn record_jobmanager_move(from: &str, to: &str) {
+    let mut moves = JOBMANAGER_MOVES.lock().unwrap_or_else(|p| p.into_inner());
+    *moves.entry((from.to_owned(), to.to_owned())).or_insert(0) += 1;
+}
+
+/// How many moves from `from` to `to` this process made so far.
+#[cfg(test)]
+pub(crate) fn jobmanager_moves(from: &str, to: &str) -> u64 {
+    let moves = JOBMANAGER_MOVES.lock().unwrap_or_else(|p| p.into_inner());
+    moves
+        .get(&(from.to_owned(), to.to_owned()))
+        .copied()
+        .unwrap_or(0)
+}
+
 /// How many calls to Flink's REST API of `operation` ended with `outcome`
 /// in this process so far.
 #[cfg(test)]
@@ -1013,6 +1037,19 @@ impl Registry {
                 })
                 .collect(),
         );
+        let moves = JOBMANAGER_MOVES
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        family(
+            "flinkscale_flink_jobmanager_moves_total",
+            "counter",
+            "Moves from one JobManager's address in rest_url to the next, because the first did not answer (self-managed Flink with more than one address).",
+            moves
+                .iter()
+                .map(|((from, to), n)| (labels(&[("from", from), ("to", to)]), n.to_string()))
+                .collect(),
+        );
         let mut histograms = prometheus_client::registry::Registry::default();
         histograms.register(
             "flinkscale_aws_call_duration_seconds",
@@ -1197,6 +1234,28 @@ mod tests {
         assert!(!text.contains("parallelism"), "{text}");
     }
 
+    /// A move between JobManagers is one sample per pair of addresses,
+    /// counted across scrapes.
+    #[test]
+    fn jobmanager_moves_are_counted_by_their_two_addresses() {
+        let registry = Registry::for_config(&config(&["app"]), 0);
+        let (from, to) = ("http://jm-render-a:8081", "http://jm-render-b:8081");
+        record_jobmanager_move(from, to);
+        record_jobmanager_move(from, to);
+        record_jobmanager_move(to, from);
+        let text = registry.render(2_000);
+        let type_at = text
+            .find("# TYPE flinkscale_flink_jobmanager_moves_total counter\n")
+            .unwrap_or_else(|| panic!("no TYPE:\n{text}"));
+        let sample =
+            format!("flinkscale_flink_jobmanager_moves_total{{from=\"{from}\",to=\"{to}\"}} 2\n");
+        assert!(text[type_at..].contains(&sample), "{text}");
+        let back =
+            format!("flinkscale_flink_jobmanager_moves_total{{from=\"{to}\",to=\"{from}\"}} 1\n");
+        assert!(text[type_at..].contains(&back), "{text}");
+        assert_eq!(jobmanager_moves(from, to), 2);
+    }
+
     #[test]
     fn every_family_has_help_and_type_before_its_samples() {
         let registry = Registry::for_config(&config(&["app"]), 0);
@@ -1217,6 +1276,7 @@ mod tests {
             ("flinkscale_plugin_quarantined", "gauge"),
             ("flinkscale_stood_down", "gauge"),
             ("flinkscale_plugin_failures_total", "counter"),
+            ("flinkscale_flink_jobmanager_moves_total", "counter"),
         ] {
             let help = text
                 .find(&format!("# HELP {name} "))
