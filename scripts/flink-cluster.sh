@@ -85,6 +85,18 @@ sys.exit(json.load(urllib.request.urlopen(sys.argv[1] + "/overview", timeout=2))
     exit 1
 }
 
+# Loses one Flink process as a crash loses it: SIGKILL to the newest pid in
+# $1's pid file (flink-*-standalonesession.pid or flink-*-taskexecutor.pid)
+# under the pid folder $2, nothing said to the rest of the cluster; then
+# Flink's own stop script ($3, jobmanager.sh or taskmanager.sh, with the same
+# folders) tidies the pid file up.
+crash() {
+    local kind="$1" pid_dir="$2" daemon="$3" pid_file
+    pid_file="$(ls "$pid_dir"/flink-*-"$kind".pid)"
+    kill -9 "$(tail -n 1 "$pid_file")"
+    FLINK_PID_DIR="$pid_dir" "$flink_home/bin/$daemon" stop >/dev/null 2>&1 || true
+}
+
 case "$cmd" in
 start)
     port="${3:-8081}"
@@ -190,15 +202,10 @@ kill-jobmanager)
     # The JobManager lost as a crash loses it. Without high availability
     # its jobs are gone with it; with it (FLINK_HA) the next JobManager
     # recovers them. The TaskManager stays and waits for one.
-    pid_file="$(ls "$dir"/flink-*-standalonesession.pid)"
-    kill -9 "$(tail -n 1 "$pid_file")"
-    "$flink_home/bin/jobmanager.sh" stop >/dev/null 2>&1 || true
+    crash standalonesession "$dir" jobmanager.sh
     ;;
 kill-standby)
-    pid_file="$(ls "$dir"/standby/flink-*-standalonesession.pid)"
-    kill -9 "$(tail -n 1 "$pid_file")"
-    FLINK_CONF_DIR="$dir/standby/conf" FLINK_PID_DIR="$dir/standby" \
-        "$flink_home/bin/jobmanager.sh" stop >/dev/null 2>&1 || true
+    FLINK_CONF_DIR="$dir/standby/conf" crash standalonesession "$dir/standby" jobmanager.sh
     ;;
 start-jobmanager)
     # A new JobManager on the same ports, as a supervisor would start it;
@@ -230,17 +237,13 @@ start-standby)
 kill-taskmanager)
     # A TaskManager lost as a crash loses it (SIGKILL, nothing said to the
     # JobManager), then a new one in its place, as a supervisor would start.
-    pid_file="$(ls "$dir"/flink-*-taskexecutor.pid)"
-    kill -9 "$(tail -n 1 "$pid_file")"
-    "$flink_home/bin/taskmanager.sh" stop >/dev/null 2>&1 || true
+    crash taskexecutor "$dir" taskmanager.sh
     "$flink_home/bin/taskmanager.sh" start >>"$FLINK_LOG_DIR/start.out" 2>&1
     ;;
 lose-taskmanager)
     # As kill-taskmanager, without a new one: the cluster has no slots
     # until start-taskmanager.
-    pid_file="$(ls "$dir"/flink-*-taskexecutor.pid)"
-    kill -9 "$(tail -n 1 "$pid_file")"
-    "$flink_home/bin/taskmanager.sh" stop >/dev/null 2>&1 || true
+    crash taskexecutor "$dir" taskmanager.sh
     touch "$dir/taskmanager_lost"
     ;;
 start-taskmanager)
