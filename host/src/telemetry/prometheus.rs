@@ -1234,8 +1234,8 @@ mod tests {
         assert!(!text.contains("parallelism"), "{text}");
     }
 
-    /// A move between JobManagers is one sample per pair of addresses,
-    /// counted across scrapes.
+    /// Moves between JobManagers are one sample per ordered pair of
+    /// addresses: a move back is its own series.
     #[test]
     fn jobmanager_moves_are_counted_by_their_two_addresses() {
         let registry = Registry::for_config(&config(&["app"]), 0);
