@@ -120,11 +120,12 @@ fn main() {
 const KIT_FOLDERS: &[&str] = &["wit", "plugins/sdk", "plugins/step"];
 
 /// The Python and JavaScript helpers' files of the kit, with their
-/// examples (the policy `step` and the interpreter `backlog-seconds`), one
-/// by one: their folders also hold what their builds make (`__pycache__`,
+/// examples (the policy `step` and the interpreter `backlog-seconds`) and
+/// the argument parsing their build scripts share, one by one: their folders also hold what their builds make (`__pycache__`,
 /// `node_modules`), which belongs neither in the kit nor among what
 /// rebuilds the host.
 const KIT_HELPER_FILES: &[&str] = &[
+    "plugins/build-module.sh",
     "plugins/python/flinkscale_policy.py",
     "plugins/python/step.py",
     "plugins/python/flinkscale_interpreter.py",

@@ -653,8 +653,8 @@ fn the_readme_lists_every_built_in_wherever_it_lists_them() {
 
 /// `plugin sdk DIR` gives an author everything a checkout would: the
 /// contract's WIT files as committed, the SDK and helpers at the paths the
-/// README names, the build scripts executable; and it overwrites nothing
-/// without `--force`.
+/// README names, the build scripts executable and with all they source;
+/// and it overwrites nothing without `--force`.
 #[test]
 fn sdk_writes_the_contract_and_the_sdks_without_a_checkout() {
     let dir = tempfile::tempdir().expect("a temporary folder");
@@ -686,6 +686,7 @@ fn sdk_writes_the_contract_and_the_sdks_without_a_checkout() {
     }
     for helper in [
         "plugins/sdk/src/lib.rs",
+        "plugins/build-module.sh",
         "plugins/python/flinkscale_policy.py",
         "plugins/python/flinkscale_interpreter.py",
         "plugins/python/backlog_seconds.py",
@@ -709,6 +710,26 @@ fn sdk_writes_the_contract_and_the_sdks_without_a_checkout() {
                 .mode();
             assert_eq!(mode & 0o777, 0o755, "{script}");
         }
+    }
+    // The build scripts find what they source in the kit: run from
+    // elsewhere, each reads its arguments and names the module it lacks
+    // (before it would install a toolchain or build anything).
+    for (lang, ext) in [("python", "py"), ("js", "js")] {
+        let script = kit.join(format!("plugins/{lang}/build.sh"));
+        let output = Command::new("bash")
+            .arg(&script)
+            .arg("nosuch")
+            .current_dir(dir.path())
+            .output()
+            .expect("bash runs");
+        assert_eq!(code(&output), Some(2), "{}", stderr(&output));
+        assert!(
+            stderr(&output).contains(&format!(
+                "no module plugins/{lang}/nosuch.{ext} (MODULE is a file in plugins/{lang}/"
+            )),
+            "{}",
+            stderr(&output)
+        );
     }
 
     let again = run(&[]);

@@ -28,36 +28,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
-module="${1:-step}"
-case "$module" in
-    *.js)
-        source_file="$module"
-        module_dir="$(dirname "$module")"
-        module="$(basename "$module" .js)"
-        ;;
-    *)
-        source_file="plugins/js/$module.js"
-        module_dir=plugins/js
-        ;;
-esac
-if [ ! -f "$source_file" ]; then
-    echo "build.sh: no module $source_file (MODULE is a file in plugins/js/, without .js, or a .js file's path)" >&2
-    exit 2
-fi
-if [ -n "${2:-}" ]; then
-    world="$2"
-elif grep -qE "^(import .*|\} *)from ['\"]\./flinkscale-interpreter\.js['\"]" "$source_file"; then
-    world=metric-interpreter
-else
-    world=scaling-policy
-fi
-case "$world" in
-    scaling-policy | metric-interpreter) ;;
-    *)
-        echo "build.sh: unknown world \`$world\` (valid: scaling-policy, metric-interpreter)" >&2
-        exit 2
-        ;;
-esac
+# shellcheck source=plugins/build-module.sh
+source plugins/build-module.sh
+module_and_world js js "^(import .*|\} *)from ['\"]\./flinkscale-interpreter\.js['\"]" "$@"
+
 out_dir="${CARGO_TARGET_DIR:-target}/polyglot"
 out="$out_dir/$module-js.wasm"
 jco=plugins/js/node_modules/@bytecodealliance/jco/dist/jco.js

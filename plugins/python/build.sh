@@ -14,36 +14,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
-module="${1:-step}"
-case "$module" in
-    *.py)
-        source_file="$module"
-        module_dir="$(dirname "$module")"
-        module="$(basename "$module" .py)"
-        ;;
-    *)
-        source_file="plugins/python/$module.py"
-        module_dir=plugins/python
-        ;;
-esac
-if [ ! -f "$source_file" ]; then
-    echo "build.sh: no module $source_file (MODULE is a file in plugins/python/, without .py, or a .py file's path)" >&2
-    exit 2
-fi
-if [ -n "${2:-}" ]; then
-    world="$2"
-elif grep -qE '^(from|import) flinkscale_interpreter\b' "$source_file"; then
-    world=metric-interpreter
-else
-    world=scaling-policy
-fi
-case "$world" in
-    scaling-policy | metric-interpreter) ;;
-    *)
-        echo "build.sh: unknown world \`$world\` (valid: scaling-policy, metric-interpreter)" >&2
-        exit 2
-        ;;
-esac
+# shellcheck source=plugins/build-module.sh
+source plugins/build-module.sh
+module_and_world python py '^(from|import) flinkscale_interpreter\b' "$@"
+
 out_dir="${CARGO_TARGET_DIR:-target}/polyglot"
 out="$out_dir/$module-py.wasm"
 

@@ -178,6 +178,7 @@ mod tests {
             "plugins/sdk/src/lib.rs",
             "plugins/step/Cargo.toml",
             "plugins/step/src/lib.rs",
+            "plugins/build-module.sh",
             "plugins/python/flinkscale_policy.py",
             "plugins/python/step.py",
             "plugins/python/flinkscale_interpreter.py",
@@ -208,7 +209,8 @@ mod tests {
         assert_eq!(
             scripts,
             ["plugins/js/build.sh", "plugins/python/build.sh"],
-            "the build scripts, and only they, are executable"
+            "the build scripts, and only they, are executable (plugins/build-module.sh is \
+             sourced by them)"
         );
     }
 

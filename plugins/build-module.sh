@@ -1,0 +1,46 @@
+# Sourced by plugins/python/build.sh and plugins/js/build.sh, from the root
+# of the checkout or of the kit (`flinkscale plugin sdk DIR`): the part of
+# their command line the two languages share.
+#
+#   module_and_world LANG EXT INTERPRETER_PATTERN [MODULE [WORLD]]
+#
+# MODULE (default: step) is a module of plugins/LANG/, without .EXT, or the
+# path of a .EXT file elsewhere. WORLD is `scaling-policy` or
+# `metric-interpreter`; when left out, a source with a line matching
+# INTERPRETER_PATTERN (grep -E: its import of the interpreter helper) is an
+# interpreter, any other a policy. Sets source_file, module_dir (the folder
+# to build from), module (the name, without .EXT) and world; on a bad
+# argument says what is valid and exits 2.
+module_and_world() {
+    local lang="$1" ext="$2" interpreter="$3"
+    module="${4:-step}"
+    case "$module" in
+        *."$ext")
+            source_file="$module"
+            module_dir="$(dirname "$module")"
+            module="$(basename "$module" ".$ext")"
+            ;;
+        *)
+            source_file="plugins/$lang/$module.$ext"
+            module_dir="plugins/$lang"
+            ;;
+    esac
+    if [ ! -f "$source_file" ]; then
+        echo "build.sh: no module $source_file (MODULE is a file in plugins/$lang/, without .$ext, or a .$ext file's path)" >&2
+        exit 2
+    fi
+    if [ -n "${5:-}" ]; then
+        world="$5"
+    elif grep -qE "$interpreter" "$source_file"; then
+        world=metric-interpreter
+    else
+        world=scaling-policy
+    fi
+    case "$world" in
+        scaling-policy | metric-interpreter) ;;
+        *)
+            echo "build.sh: unknown world \`$world\` (valid: scaling-policy, metric-interpreter)" >&2
+            exit 2
+            ;;
+    esac
+}
