@@ -207,14 +207,19 @@ fn explain_shows_why_the_agent_scaled_and_status_where_it_is() {
     assert!(app["last"]["decision"]["reason"].is_string(), "{status}");
     assert_eq!(app["ceiling_kpu"], Value::Null, "{status}");
     assert_eq!(app["quarantine"], serde_json::json!([]), "{status}");
-    // The running agent holds the journal's lock, and status says which.
+    // The running agent holds the journal's lock, and status says which:
+    // the kernel's table and the lock file, which the agent told who it is.
     assert_eq!(app["journal_lock"]["held"], true, "{status}");
     assert_eq!(app["journal_lock"]["pid"], agent.pid(), "{status}");
+    assert_eq!(app["journal_lock"]["owner"]["pid"], agent.pid(), "{status}");
+    let host = app["journal_lock"]["owner"]["host"]
+        .as_str()
+        .unwrap_or_else(|| panic!("the lock file names the host: {status}"));
     let text = flinkscale(dir.path(), &["status", "--config", &config_arg]);
     assert!(text.contains("  kpu:        4\n"), "{text}");
     assert!(
         text.contains(&format!(
-            "  agent:      running (process {} holds ",
+            "  agent:      running (process {} on host {host}, since ",
             agent.pid()
         )),
         "{text}"
@@ -677,7 +682,7 @@ fn status_of_an_agent_killed_mid_update_says_no_agent_follows_it() {
     let text = status_text();
     assert!(
         text.contains(&format!(
-            "  agent:      running (process {} holds ",
+            "  agent:      running (process {} on host ",
             again.pid()
         )),
         "{text}"

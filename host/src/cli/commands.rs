@@ -1449,6 +1449,7 @@ mod tests {
         );
         let other = AgentError::State(StateError::Locked {
             path: PathBuf::from("/var/lib/flinkscale/orders.lock"),
+            holder: None,
         });
         let error = startup_failure(other).expect_err("an error, exit status 1");
         assert!(

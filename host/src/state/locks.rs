@@ -20,10 +20,16 @@
 //! instant finds its lock taken for a few microseconds, which it waits out
 //! (`take_lock` tries for 250 ms before it calls the lock another agent's).
 //! Off Linux there is no table, and trying is all there is.
+//!
+//! Where the table cannot name the holder, the lock file does: an agent
+//! that takes a lock writes into the file who it is ([`LockOwner`]: its
+//! process id, its host name, since when), and a lock found held is told
+//! with it. In a container the host name is the container's, which is
+//! what finds the agent from another one.
 
 use std::path::Path;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// The kernel's table of locks, read once for every lock file asked about
 /// (empty where there is none).
@@ -46,6 +52,100 @@ pub struct JournalLock {
     /// Linux).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pid: Option<u32>,
+    /// Who the holder says it is, from the lock file, when it is held and
+    /// the file tells. Its process id is the holder's own namespace's: a
+    /// reader outside a container sees the container's agent under another
+    /// number in `pid`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub owner: Option<LockOwner>,
+}
+
+/// Who holds a journal's lock, in the holder's own words: what an agent
+/// writes into the lock file when it takes the lock, one JSON line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LockOwner {
+    /// Its process id, as its own PID namespace numbers it (a container's
+    /// agent is often 1).
+    pub pid: u32,
+    /// Its host name (a container's own, often the container's id).
+    pub host: String,
+    /// When it took the lock, in ms since the epoch.
+    pub since_ms: i64,
+}
+
+/// The most of a lock file that is read for its owner: a line of a process
+/// id, a host name (at most 255 bytes) and a time.
+const OWNER_MAX_BYTES: usize = 1024;
+
+impl LockOwner {
+    /// This process, taking a lock now.
+    pub fn this_process() -> Self {
+        Self {
+            pid: std::process::id(),
+            host: host_name(),
+            since_ms: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
+        }
+    }
+
+    /// Writes this owner into the lock file `file`, replacing what was
+    /// there (a previous holder's words).
+    pub fn write_to(&self, file: &std::fs::File) -> std::io::Result<()> {
+        use std::io::{Seek, Write};
+        let mut line = serde_json::to_vec(self).map_err(std::io::Error::other)?;
+        line.push(b'\n');
+        let mut file = file;
+        file.set_len(0)?;
+        file.seek(std::io::SeekFrom::Start(0))?;
+        file.write_all(&line)
+    }
+
+    /// The owner the lock file at `path` names, if it can be read and
+    /// names one (an agent before this one wrote nothing; a holder that
+    /// is writing it just now may leave half a line, which names none).
+    pub fn read(path: &Path) -> Option<Self> {
+        let bytes = super::read_no_follow(path).ok()?;
+        if bytes.len() > OWNER_MAX_BYTES {
+            return None;
+        }
+        serde_json::from_slice(&bytes).ok()
+    }
+
+    /// The owner in words: `process 48213 on host ip-10-0-0-5, since
+    /// 2026-12-04T02:30:00Z`.
+    pub fn words(&self) -> String {
+        format!(
+            "process {} on host {}, since {}",
+            self.pid,
+            crate::telemetry::text::one_line(&self.host),
+            crate::telemetry::text::iso(self.since_ms)
+        )
+    }
+}
+
+/// This machine's (or container's) host name; `unknown` where it cannot
+/// be told.
+fn host_name() -> String {
+    #[cfg(unix)]
+    {
+        let mut buffer = [0u8; 256];
+        // SAFETY: the buffer is writable for its whole length, which is
+        // passed; the name is cut at its first NUL below, and a name that
+        // fills the buffer without one is cut at its end.
+        if unsafe { libc::gethostname(buffer.as_mut_ptr().cast(), buffer.len()) } == 0 {
+            let end = buffer.iter().position(|&b| b == 0).unwrap_or(buffer.len());
+            let name = String::from_utf8_lossy(&buffer[..end]).into_owned();
+            if !name.is_empty() {
+                return name;
+            }
+        }
+    }
+    std::env::var("HOSTNAME")
+        .or_else(|_| std::env::var("COMPUTERNAME"))
+        .ok()
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "unknown".to_owned())
 }
 
 impl LockTable {
@@ -75,10 +175,12 @@ impl LockTable {
             Some(pid) => (true, pid),
             None => (tried(path)?, None),
         };
+        let owner = held.then(|| LockOwner::read(path)).flatten();
         Some(JournalLock {
             path: path.display().to_string(),
             held,
             pid,
+            owner,
         })
     }
 
@@ -182,24 +284,58 @@ mod tests {
         let dir = tempfile::tempdir().expect("a temp dir");
         let state = super::super::StateStore::open(dir.path()).expect("the state folder");
         let lock = dir.path().join("orders.lock");
+        let before = LockOwner::this_process().since_ms;
         let journal = state.journal("orders").expect("the journal");
         let held = LockTable::read().holder(&lock).expect("told");
+        let owner = held.owner.clone().expect("the agent wrote who it is");
         assert_eq!(
             held,
             JournalLock {
                 path: lock.display().to_string(),
                 held: true,
                 pid: Some(std::process::id()),
+                owner: Some(owner.clone()),
             }
         );
+        assert_eq!(owner.pid, std::process::id());
+        assert_eq!(owner.host, host_name());
+        assert!(
+            owner.since_ms >= before && owner.since_ms <= LockOwner::this_process().since_ms,
+            "{owner:?} took the lock between {before} and now"
+        );
         // A table that does not show it (the holder in another PID
-        // namespace): trying the lock finds it held, by no one in sight.
+        // namespace): trying the lock finds it held, by no one in sight,
+        // and the file names it.
         let hidden = LockTable::default().holder(&lock).expect("told");
-        assert_eq!((hidden.held, hidden.pid), (true, None));
+        assert_eq!(
+            (hidden.held, hidden.pid, hidden.owner),
+            (true, None, Some(owner.clone()))
+        );
+        // Another agent for the same journal is refused, told by whom.
+        let refused = state.journal("orders").expect_err("held");
+        assert!(
+            matches!(
+                &refused,
+                super::super::StateError::Locked { holder: Some(h), .. } if *h == owner
+            ),
+            "{refused:?}"
+        );
+        assert!(
+            refused.to_string().contains(&format!(
+                "is locked by another process (process {} on host {}, since ",
+                owner.pid, owner.host
+            )),
+            "{refused}"
+        );
         drop(journal);
         for table in [LockTable::read(), LockTable::default()] {
+            // The file still names the last holder, which holds nothing
+            // now: not told.
             let free = table.holder(&lock);
-            assert_eq!(free.map(|l| (l.held, l.pid)), Some((false, None)));
+            assert_eq!(
+                free.map(|l| (l.held, l.pid, l.owner)),
+                Some((false, None, None))
+            );
             let none = table.holder(&dir.path().join("never.lock"));
             assert_eq!(none.map(|l| l.held), Some(false));
         }
@@ -230,6 +366,56 @@ mod tests {
         );
         assert!(started.elapsed() >= super::super::LOCK_PATIENCE);
         drop(journal);
+    }
+
+    /// A lock file is read for its owner only when it holds one JSON line
+    /// of one: nothing (an older agent's), half a line (being written),
+    /// anything else or too much names no one; a new holder's line
+    /// replaces a longer old one whole.
+    #[test]
+    fn a_lock_file_names_its_owner_only_when_it_says_so_whole() {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let path = dir.path().join("orders.lock");
+        let owner = LockOwner {
+            pid: 1,
+            host: "7f9c2a1b".to_owned(),
+            since_ms: 1_764_817_200_000,
+        };
+        let line = format!("{}\n", serde_json::to_string(&owner).unwrap());
+        for (text, named) in [
+            (String::new(), false),
+            (line[..line.len() / 2].to_owned(), false),
+            ("not json\n".to_owned(), false),
+            (
+                format!(
+                    "{{\"pid\": 1, \"host\": \"{}\", \"since_ms\": 0}}",
+                    "x".repeat(2000)
+                ),
+                false,
+            ),
+            (line.clone(), true),
+        ] {
+            std::fs::write(&path, &text).unwrap();
+            assert_eq!(
+                LockOwner::read(&path),
+                named.then(|| owner.clone()),
+                "{text:?}"
+            );
+        }
+        assert_eq!(
+            owner.words(),
+            "process 1 on host 7f9c2a1b, since 2025-12-04T03:00:00Z"
+        );
+
+        let long = LockOwner {
+            host: "h".repeat(200),
+            ..owner.clone()
+        };
+        let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        long.write_to(&file).unwrap();
+        owner.write_to(&file).unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), line);
+        assert_eq!(LockOwner::read(&dir.path().join("none.lock")), None);
     }
 
     #[test]

@@ -35,7 +35,7 @@ mod locks;
 #[cfg(test)]
 mod tests;
 
-pub use locks::{JournalLock, LockTable};
+pub use locks::{JournalLock, LockOwner, LockTable};
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -488,12 +488,15 @@ pub enum StateError {
     },
     /// Another process holds the application's journal.
     #[error(
-        "journal {} is locked by another process: is another agent running with the same state_dir for this application?",
-        path.display()
+        "journal {} is locked by another process{}: is another agent running with the same state_dir for this application?",
+        path.display(),
+        holder.as_ref().map_or_else(String::new, |owner| format!(" ({})", owner.words()))
     )]
     Locked {
         /// The lock file.
         path: PathBuf,
+        /// Who the lock file says holds it, when it says.
+        holder: Option<LockOwner>,
     },
     /// The application name cannot be a file name.
     #[error("application name {0:?} cannot name a journal file")]
@@ -593,20 +596,33 @@ const LOCK_PATIENCE: Duration = Duration::from_millis(250);
 
 /// Takes the exclusive lock of `file` (the lock file `path`), trying again
 /// every few milliseconds for [`LOCK_PATIENCE`] while another holds it:
-/// [`StateError::Locked`] after that. A `status` run at the instant an
-/// agent starts may hold the lock shared for a moment; another agent holds
-/// it for good.
+/// [`StateError::Locked`], naming the holder the file names, after that.
+/// A `status` run at the instant an agent starts may hold the lock shared
+/// for a moment; another agent holds it for good. Once taken, the file is
+/// told who holds it ([`LockOwner`]), for `status` and for an agent that
+/// finds it taken.
 fn take_lock(file: &File, path: &Path) -> Result<(), StateError> {
     let deadline = std::time::Instant::now() + LOCK_PATIENCE;
     loop {
         match file.try_lock() {
-            Ok(()) => return Ok(()),
+            Ok(()) => {
+                // Only words for people: the lock holds without them.
+                if let Err(error) = LockOwner::this_process().write_to(file) {
+                    tracing::warn!(
+                        message = "Could not write who holds the journal's lock into its file; status will not name this agent.",
+                        path = %path.display(),
+                        error = %error,
+                    );
+                }
+                return Ok(());
+            }
             Err(std::fs::TryLockError::WouldBlock) if std::time::Instant::now() < deadline => {
                 std::thread::sleep(Duration::from_millis(5));
             }
             Err(std::fs::TryLockError::WouldBlock) => {
                 return Err(StateError::Locked {
                     path: path.to_owned(),
+                    holder: LockOwner::read(path),
                 });
             }
             Err(std::fs::TryLockError::Error(source)) => {

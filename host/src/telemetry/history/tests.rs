@@ -974,12 +974,69 @@ fn status_says_whether_an_agent_holds_the_journal() {
         held.held && held.pid == Some(std::process::id()),
         "{held:?}"
     );
+    // The kernel and the lock file name the same process: said once, with
+    // the host and the time the file adds.
+    let owner = held.owner.clone().expect("the lock file names its holder");
+    assert_eq!(owner.pid, std::process::id());
     assert_eq!(
         agent_line(&now),
-        format!("running (process {} holds {lock})", std::process::id())
+        format!(
+            "running (process {} on host {}, since {}, holds {lock})",
+            std::process::id(),
+            owner.host,
+            iso(owner.since_ms)
+        )
     );
     let json = serde_json::to_value(&now).expect("serializes");
     assert_eq!(json["applications"][0]["journal_lock"]["held"], true);
+    assert_eq!(
+        json["applications"][0]["journal_lock"]["owner"]["pid"],
+        std::process::id()
+    );
+    assert_eq!(
+        json["applications"][0]["journal_lock"]["owner"]["host"],
+        owner.host.as_str()
+    );
+    // Seen from outside the holder's PID namespace: the kernel's number
+    // (another, or none), then what the file says.
+    let app = &now.applications[0];
+    let seen = |pid: Option<u32>| {
+        agent_words(
+            app,
+            &JournalLock {
+                pid,
+                ..held.clone()
+            },
+        )
+    };
+    let says = format!(
+        "the lock file says: process {} on host {}, since {}",
+        owner.pid,
+        owner.host,
+        iso(owner.since_ms)
+    );
+    // A lock file that names no one (an older agent's): the kernel's word.
+    assert_eq!(
+        agent_words(
+            app,
+            &JournalLock {
+                owner: None,
+                ..held.clone()
+            }
+        ),
+        format!("running (process {} holds {lock})", std::process::id())
+    );
+    assert_eq!(
+        seen(Some(4_000_000)),
+        format!("running (process 4000000 holds {lock}; {says})")
+    );
+    assert_eq!(
+        seen(None),
+        format!(
+            "running (a process out of sight, in another PID namespace or container, holds \
+             {lock}; {says})"
+        )
+    );
 
     drop(journal);
     let now = status(dir.path(), &configured, 3000);
