@@ -3,8 +3,11 @@
 //! scales an application of `flinkscale emulate` out, then `explain` shows
 //! the evaluation that led to it (the alarm in ALARM, the decision, the
 //! accepted UpdateApplication), `status` shows the phase and KPU, before,
-//! during and after the agent runs, and `GET /status` and `GET /explain`
-//! on the agent's listener answer the same JSON as the commands.
+//! during and after the agent runs (also from another PID namespace, made
+//! with `unshare`, as from a container beside the agent's, where the
+//! kernel hides who holds the journal's lock and the lock file names it),
+//! and `GET /status` and `GET /explain` on the agent's listener answer the
+//! same JSON as the commands.
 //!
 //! Needs the plugins built (`cargo plugins`); fails, not skips, without.
 
@@ -225,6 +228,54 @@ fn explain_shows_why_the_agent_scaled_and_status_where_it_is() {
         "{text}"
     );
     assert!(text.contains(" s ago: "), "{text}");
+
+    // From another PID namespace (a `status` in a container beside the
+    // agent's), the kernel's table hides the holder: trying the lock finds
+    // it held, and the lock file names the agent.
+    let from_another_namespace = |json_too: bool| {
+        let mut command = Command::new("unshare");
+        command
+            .args([
+                "--user",
+                "--map-root-user",
+                "--pid",
+                "--fork",
+                "--mount-proc",
+            ])
+            .args([BIN, "status", "--config", &config_arg])
+            .current_dir(dir.path());
+        if json_too {
+            command.arg("--json");
+        }
+        let output = command.output().expect("unshare (util-linux) runs");
+        assert!(
+            output.status.success(),
+            "status in a new PID namespace: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    let hidden = json(&from_another_namespace(true));
+    let lock = &hidden["applications"][0]["journal_lock"];
+    assert_eq!(lock["held"], true, "{hidden}");
+    assert_eq!(
+        lock.get("pid"),
+        None,
+        "the table hides the holder: {hidden}"
+    );
+    assert_eq!(lock["owner"]["pid"], agent.pid(), "{hidden}");
+    assert_eq!(lock["owner"]["host"], host, "{hidden}");
+    let text = from_another_namespace(false);
+    assert!(
+        text.contains(
+            "  agent:      running (a process out of sight, in another PID namespace or \
+             container, holds "
+        ) && text.contains(&format!(
+            "; the lock file says: process {} on host {host}, since ",
+            agent.pid()
+        )),
+        "{text}"
+    );
 
     // Over HTTP, the same JSON. An evaluation may land between two reads:
     // read until the command's answer sits between two equal HTTP answers.
