@@ -1,10 +1,14 @@
 //! Property tests of the agent's front doors for untrusted input: the
 //! configuration loader (any text a user may write), the host's check of a
-//! policy's decision (anything a plugin may answer) and the alarm evaluator
-//! (any datapoints CloudWatch may return). None of them may panic, and each
-//! keeps the promise a user relies on: a refused configuration says where
-//! and what; a decision never leaves `[min_kpu, max_kpu]` and never asks for
-//! zero; an alarm reads a NaN datapoint as a missing one.
+//! policy's decision (anything a plugin may answer), the alarm evaluator
+//! (any datapoints CloudWatch may return), and the other files a user hands
+//! the tools: a simulator scenario and its trace, a metric-math expression,
+//! a CloudFormation template to import. None of them may panic, and each
+//! keeps the promise a user relies on: a refused configuration, scenario,
+//! trace or template says which file and what; a scenario the loader takes
+//! runs, with finite scores and the KPU within its bounds; a decision never
+//! leaves `[min_kpu, max_kpu]` and never asks for zero; an alarm reads a
+//! NaN datapoint as a missing one.
 //!
 //! Bounded and reproducible: 256 cases per property from a fixed seed, no
 //! failure files, whatever `PROPTEST_*` says in the environment.
@@ -13,11 +17,15 @@ use std::path::Path;
 
 use flinkscale::alarm::{AlarmRule, AlarmTracker, evaluate_range, range_from_series};
 use flinkscale::config::{AlarmConfig, Comparison, TreatMissingData, load_str};
+use flinkscale::import::cfn::{ParameterValues, REFERENCE_TEMPLATE, import};
+use flinkscale::metrics::math;
 use flinkscale::metrics::{Datapoint, MetricQuery, Series};
 use flinkscale::model::{Action, AlarmState, Application, Decision};
 use flinkscale::plugin::validate::{
     MAX_NEXT_EVALUATION_SECS, MAX_REASON_BYTES, MIN_NEXT_EVALUATION_SECS, validate_decision,
 };
+use flinkscale::sim::presets::PolicyChoice;
+use flinkscale::sim::{Scenario, Trace, TraceValue, bench};
 use flinkscale::target::AppStatus;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngSeed};
@@ -551,6 +559,228 @@ fn the_mutated_example_is_valid_before_mutation() {
     // Otherwise the edits above would start from an error and explore little.
     let loaded = load_str(EXAMPLE, Path::new("msf-cpu.toml"));
     assert!(loaded.is_ok(), "{:?}", loaded.err());
+}
+
+// ------------------------------------------- scenarios, traces, imports --
+
+/// A shipped scenario to mutate: one application with 15 days of past.
+const WEEKLY: &str = include_str!("../../tests/scenarios/weekly.toml");
+
+/// A short scenario that names every application key, to run once its
+/// numbers are swapped for extremes.
+const SHORT: &str = r#"name = "short"
+duration_secs = 1800
+history_days = 1
+history_period_secs = 3600
+
+[[application]]
+name = "app"
+trace = "diurnal.csv"
+load_factor = 1.0
+records_per_subtask_per_sec = 1000.0
+parallelism_per_kpu = 1
+usl_sigma = 0.05
+usl_kappa = 0.0005
+max_parallelism = 64
+account_kpu_limit = 32
+initial_kpu = 2
+min_kpu = 1
+max_kpu = 16
+update_secs = 60
+metric_delay_secs = 60
+cpu_idle_percent = 5.0
+noise_percent = 3.0
+seed = 7
+max_lag_secs = 300.0
+"#;
+
+/// Numbers a user may write by mistake, or on purpose at the edges.
+const EXTREMES: &[&str] = &[
+    "0",
+    "1",
+    "3",
+    "-1",
+    "0.0000001",
+    "1e-320",
+    "99.999",
+    "100.0",
+    "256",
+    "257",
+    "100000",
+    "4294967295",
+    "18446744073709551615",
+    "1e308",
+    "nan",
+    "inf",
+];
+
+/// The folder of the shipped scenarios and their traces.
+fn scenarios_dir() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/scenarios")
+}
+
+/// `text` with its `which`-th number (digits, dots and underscores) made
+/// `with`; the text itself when it has none.
+fn swap_number(text: &str, which: prop::sample::Index, with: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut numbers = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i].is_ascii_digit() {
+            let start = i;
+            while i < bytes.len() && (bytes[i].is_ascii_digit() || matches!(bytes[i], b'.' | b'_'))
+            {
+                i += 1;
+            }
+            numbers.push(start..i);
+        } else {
+            i += 1;
+        }
+    }
+    if numbers.is_empty() {
+        return text.to_owned();
+    }
+    let range = numbers[which.index(numbers.len())].clone();
+    format!("{}{with}{}", &text[..range.start], &text[range.end..])
+}
+
+/// Loads scenario text as `fuzz.toml`: a refusal names the file.
+fn check_scenario(text: &str) -> Result<Option<Scenario>, TestCaseError> {
+    match Scenario::from_toml(text, "fuzz.toml", "fuzz", &scenarios_dir()) {
+        Ok(scenario) => {
+            prop_assert!(!scenario.applications.is_empty());
+            prop_assert!(scenario.duration_secs >= 1);
+            Ok(Some(scenario))
+        }
+        Err(error) => {
+            prop_assert!(
+                error.to_string().contains("fuzz.toml"),
+                "the error does not name the file: {error}\n--- text ---\n{text}"
+            );
+            Ok(None)
+        }
+    }
+}
+
+/// 64 cases, of which about a third are scenarios the loader takes, each
+/// run for up to 30 simulated minutes: every policy meets many swapped
+/// numbers, in a few seconds of a debug build.
+fn run_config() -> Config {
+    Config {
+        cases: 64,
+        ..config()
+    }
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    #[test]
+    fn scenario_loader_survives_edits_of_a_shipped_scenario(
+        edits in prop::collection::vec(edit(), 1..6),
+    ) {
+        check_scenario(&apply(WEEKLY, &edits))?;
+    }
+
+    #[test]
+    fn trace_parser_survives_any_text_and_keeps_rates_finite(
+        text in "[-0-9.,:eETZ ainf#\n]{0,200}",
+        period in prop::sample::select(vec![0.0, -1.0, f64::NAN, 1e-300, 60.0, 1e300]),
+    ) {
+        for value in [TraceValue::PerSecond, TraceValue::SumPerPeriod { period_secs: period }] {
+            match Trace::parse(&text, "fuzz.csv", value) {
+                Ok(trace) => {
+                    for &(t, rate) in trace.points() {
+                        prop_assert!(t.is_finite() && rate.is_finite() && rate >= 0.0,
+                            "point ({t}, {rate}) from {text:?}");
+                    }
+                }
+                Err(error) => prop_assert!(error.to_string().contains("fuzz.csv"), "{error}"),
+            }
+        }
+    }
+
+    #[test]
+    fn metric_math_parser_survives_any_text(text in r"[-+*/()0-9.eE a-zA-Z_,\[\]]{0,60}") {
+        if let Err(error) = math::parse(&text) {
+            prop_assert!(!error.message.trim().is_empty(), "{error:?}");
+            prop_assert!(error.column <= text.chars().count() + 1, "{error:?} in {text:?}");
+        }
+    }
+
+    #[test]
+    fn import_of_an_edited_reference_template_writes_a_valid_configuration_or_says_why(
+        edits in prop::collection::vec(edit(), 1..4),
+        which in any::<prop::sample::Index>(),
+        with in prop::sample::select(EXTREMES.to_vec()),
+    ) {
+        let edited = apply(REFERENCE_TEMPLATE, &edits);
+        for text in [edited, swap_number(REFERENCE_TEMPLATE, which, with)] {
+            match import(Path::new("fuzz.json"), &text, &ParameterValues::new()) {
+                // Either the configuration it writes loads, or the errors
+                // validate would report are given, naming the template.
+                Ok(imported) => if let Err(error) = imported.to_checked_toml() {
+                    prop_assert!(error.to_string().contains("fuzz.json"), "{error}");
+                },
+                Err(error) => prop_assert!(error.to_string().contains("fuzz.json"), "{error}"),
+            }
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(run_config())]
+
+    #[test]
+    fn a_scenario_the_loader_takes_runs_with_finite_scores_within_its_bounds(
+        first in any::<prop::sample::Index>(),
+        second in prop::option::of(any::<prop::sample::Index>()),
+        with in prop::sample::select(EXTREMES.to_vec()),
+        policy in prop::sample::select(vec![
+            "seed", "msf-builtin", "flink-operator", "rate", "predictive", "target-tracking",
+        ]),
+    ) {
+        let mut text = swap_number(SHORT, first, with);
+        if let Some(second) = second {
+            text = swap_number(&text, second, with);
+        }
+        let Some(mut scenario) = check_scenario(&text)? else {
+            return Ok(());
+        };
+        // A swapped duration may be days long; half an hour shows the same.
+        scenario.duration_secs = scenario.duration_secs.min(1800);
+        let choice = PolicyChoice { name: policy.to_owned(), params: serde_json::Map::new() };
+        let (report, outcome) = bench::run_one(&scenario, &choice, None)
+            .map_err(|error| TestCaseError::fail(format!("{policy} on\n{text}\n: {error}")))?;
+        let scores = &report.scores;
+        for (name, value) in [
+            ("kpu_hours", scores.kpu_hours),
+            ("cost_usd", scores.cost_usd),
+            ("max_lag_secs", scores.max_lag_secs),
+            ("p99_lag_secs", scores.p99_lag_secs),
+            ("efficiency", scores.efficiency),
+        ] {
+            prop_assert!(value.is_finite() && value >= 0.0, "{name} = {value} with {policy} on\n{text}");
+        }
+        let params = &scenario.applications[0].params;
+        let (low, high) = (
+            params.min_kpu.min(params.initial_kpu),
+            params.max_kpu.max(params.initial_kpu),
+        );
+        let app = &outcome.world.applications()[0];
+        for &kpu in &app.history().kpu {
+            prop_assert!((low..=high).contains(&kpu), "{kpu} KPU outside {low}..={high} with {policy} on\n{text}");
+        }
+    }
+}
+
+#[test]
+fn the_scenarios_to_mutate_are_valid_before_mutation() {
+    // Otherwise the properties above would explore only the refusals.
+    for (text, name) in [(WEEKLY, "weekly.toml"), (SHORT, "short.toml")] {
+        let loaded = Scenario::from_toml(text, name, "fuzz", &scenarios_dir());
+        assert!(loaded.is_ok(), "{name}: {:?}", loaded.err());
+    }
 }
 
 // -------------------------------------------------------------- decisions --
