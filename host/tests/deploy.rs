@@ -179,6 +179,9 @@ impl Drop for Cleanup<'_> {
 
 #[test]
 fn the_container_image_runs_the_agent_as_an_unprivileged_user_against_the_emulator() {
+    /// The container's host name, which the agent writes into its lock
+    /// file.
+    const AGENT_HOST: &str = "flinkscale-test-agent";
     let podman = Podman::new();
     let id = std::process::id();
     let image = format!("localhost/flinkscale-test:{id}");
@@ -213,10 +216,8 @@ fn the_container_image_runs_the_agent_as_an_unprivileged_user_against_the_emulat
     let port = common::free_port();
     let config = dir.path().join("config.toml");
     let cpu = common::config::cpu_metric("e2e-app");
-    std::fs::write(
-        &config,
-        format!(
-            r#"[agent]
+    let config_text = format!(
+        r#"[agent]
 listen = "127.0.0.1:{port}"
 
 [[application]]
@@ -249,9 +250,8 @@ datapoints_to_alarm = 1
 plugin = "step"
 params = {{ scale_out_alarm = "scale-out", scale_in_alarm = "scale-in", operation = "multiply", scale_out_factor = 2 }}
 "#
-        ),
-    )
-    .expect("config");
+    );
+    std::fs::write(&config, &config_text).expect("config");
     // The documented mount points; the state directory belongs to the
     // image's user, as a volume's would.
     let state = dir.path().join("state");
@@ -291,6 +291,8 @@ params = {{ scale_out_alarm = "scale-out", scale_in_alarm = "scale-in", operatio
         &container,
         "--network",
         "host",
+        "--hostname",
+        AGENT_HOST,
         "--volume",
         &config_mount,
         "--volume",
@@ -368,6 +370,49 @@ params = {{ scale_out_alarm = "scale-out", scale_in_alarm = "scale-in", operatio
         text(&probe.stderr).contains("cannot connect"),
         "{}",
         text(&probe.stderr)
+    );
+
+    // From the host, `status` names the agent in the container: the
+    // kernel's table shows it under the host's process id, and the lock
+    // file, written from inside, says who it is there: its own process id
+    // and the container's host name.
+    let host_config = dir.path().join("status.toml");
+    let state_dir = toml_edit::Value::from(state.display().to_string());
+    std::fs::write(
+        &host_config,
+        config_text.replacen(
+            "[agent]\n",
+            &format!("[agent]\nstate_dir = {state_dir}\n"),
+            1,
+        ),
+    )
+    .expect("the host's configuration");
+    let status = |json: bool| {
+        let mut command = Command::new(BIN);
+        command.args(["status", "--config"]).arg(&host_config);
+        if json {
+            command.arg("--json");
+        }
+        let status = output(&mut command);
+        assert!(status.status.success(), "status: {}", text(&status.stderr));
+        text(&status.stdout)
+    };
+    let told: serde_json::Value = serde_json::from_str(&status(true)).expect("status --json");
+    let lock = &told["applications"][0]["journal_lock"];
+    assert_eq!(lock["held"], true, "{told}");
+    assert_eq!(lock["owner"]["host"], AGENT_HOST, "{told}");
+    let (outside, inside) = (lock["pid"].as_u64(), lock["owner"]["pid"].as_u64());
+    assert!(
+        outside.is_some() && inside.is_some() && outside != inside,
+        "the host and the container number the agent differently: {told}"
+    );
+    let inside = inside.unwrap_or_default();
+    let words = status(false);
+    assert!(
+        words.contains(&format!(
+            "; the lock file says: process {inside} on host {AGENT_HOST}, since "
+        )),
+        "{words}"
     );
 
     // It stops on SIGTERM, and what it wrote belongs to its user.
