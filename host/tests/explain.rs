@@ -698,17 +698,22 @@ fn status_of_an_agent_killed_mid_update_says_no_agent_follows_it() {
         "{status}"
     );
 
+    let killed = agent.pid();
     agent.kill9();
     let text = status_text();
     assert!(
         text.contains("  phase:      updating (to 4 KPU)\n"),
         "{text}"
     );
+    // The lock went with the process; its file still names the agent
+    // that left the update in flight.
     assert!(
         text.contains(
             "  agent:      not acting (no process holds ",
-        ) && text.contains(
-            ": no agent runs, or it runs in dry run); the phase is where the last agent left it: nothing follows it until an agent starts, which resumes from there\n"
+        ) && text.contains(&format!(
+            ": no agent runs, or it runs in dry run; the last to hold it was process {killed} on host "
+        )) && text.contains(
+            "); the phase is where the last agent left it: nothing follows it until an agent starts, which resumes from there\n"
         ),
         "{text}"
     );

@@ -52,10 +52,11 @@ pub struct JournalLock {
     /// Linux).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pid: Option<u32>,
-    /// Who the holder says it is, from the lock file, when it is held and
-    /// the file tells. Its process id is the holder's own namespace's: a
-    /// reader outside a container sees the container's agent under another
-    /// number in `pid`.
+    /// Who the lock file names: the holder, when it is held; else the last
+    /// agent that held it (the file keeps its words after the agent
+    /// stops, however it stopped). Its process id is that agent's own
+    /// namespace's: a reader outside a container sees the container's
+    /// agent under another number in `pid`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub owner: Option<LockOwner>,
 }
@@ -116,10 +117,18 @@ impl LockOwner {
     /// 2026-12-04T02:30:00Z`.
     pub fn words(&self) -> String {
         format!(
-            "process {} on host {}, since {}",
-            self.pid,
-            crate::telemetry::text::one_line(&self.host),
+            "{}, since {}",
+            self.who(),
             crate::telemetry::text::iso(self.since_ms)
+        )
+    }
+
+    /// Who, without when: `process 48213 on host ip-10-0-0-5`.
+    pub fn who(&self) -> String {
+        format!(
+            "process {} on host {}",
+            self.pid,
+            crate::telemetry::text::one_line(&self.host)
         )
     }
 }
@@ -175,7 +184,7 @@ impl LockTable {
             Some(pid) => (true, pid),
             None => (tried(path)?, None),
         };
-        let owner = held.then(|| LockOwner::read(path)).flatten();
+        let owner = LockOwner::read(path);
         Some(JournalLock {
             path: path.display().to_string(),
             held,
@@ -330,11 +339,11 @@ mod tests {
         drop(journal);
         for table in [LockTable::read(), LockTable::default()] {
             // The file still names the last holder, which holds nothing
-            // now: not told.
+            // now.
             let free = table.holder(&lock);
             assert_eq!(
                 free.map(|l| (l.held, l.pid, l.owner)),
-                Some((false, None, None))
+                Some((false, None, Some(owner.clone())))
             );
             let none = table.holder(&dir.path().join("never.lock"));
             assert_eq!(none.map(|l| l.held), Some(false));

@@ -1490,8 +1490,16 @@ fn agent_words(app: &AppStatus, lock: &JournalLock) -> String {
             format!("not acting (no process holds {path}: the application is paused)")
         }
         (false, _) => {
+            // The last agent that held it, which the file still names.
+            let last = lock.owner.as_ref().map_or_else(String::new, |owner| {
+                format!(
+                    "; the last to hold it was {}, from {}",
+                    owner.who(),
+                    iso(owner.since_ms)
+                )
+            });
             let mut words = format!(
-                "not acting (no process holds {path}: no agent runs, or it runs in dry run)"
+                "not acting (no process holds {path}: no agent runs, or it runs in dry run{last})"
             );
             if !matches!(app.phase.as_str(), "none" | "idle") {
                 words.push_str(

@@ -1044,10 +1044,17 @@ fn status_says_whether_an_agent_holds_the_journal() {
         now.applications[0].journal_lock.as_ref().map(|l| l.held),
         Some(false)
     );
+    // The file still names the agent that held it last.
+    let last = format!(
+        "the last to hold it was process {} on host {}, from {}",
+        owner.pid,
+        owner.host,
+        iso(owner.since_ms)
+    );
     assert_eq!(
         agent_line(&now),
         format!(
-            "not acting (no process holds {lock}: no agent runs, or it runs in dry run); \
+            "not acting (no process holds {lock}: no agent runs, or it runs in dry run; {last}); \
              the phase is where the last agent left it: nothing follows it until an agent \
              starts, which resumes from there"
         )
@@ -1059,6 +1066,14 @@ fn status_says_whether_an_agent_holds_the_journal() {
         format!("not acting (no process holds {lock}: the application is paused)")
     );
     write_phase(r#"{"kind": "idle"}"#);
+    assert_eq!(
+        agent_line(&status(dir.path(), &configured, 3000)),
+        format!(
+            "not acting (no process holds {lock}: no agent runs, or it runs in dry run; {last})"
+        )
+    );
+    // A lock file no agent ever wrote its name into (an older agent's).
+    std::fs::write(dir.path().join("orders.lock"), b"").expect("emptied");
     assert_eq!(
         agent_line(&status(dir.path(), &configured, 3000)),
         format!("not acting (no process holds {lock}: no agent runs, or it runs in dry run)")
