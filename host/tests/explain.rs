@@ -6,6 +6,7 @@
 //! during and after the agent runs (also from another PID namespace, made
 //! with `unshare`, as from a container beside the agent's, where the
 //! kernel hides who holds the journal's lock and the lock file names it),
+//! a second agent on the same state folder is refused naming the first,
 //! and `GET /status` and `GET /explain` on the agent's listener answer the
 //! same JSON as the commands.
 //!
@@ -276,6 +277,47 @@ fn explain_shows_why_the_agent_scaled_and_status_where_it_is() {
         )),
         "{text}"
     );
+
+    // A second agent on the same state folder (on another port) is
+    // refused at start, and says which agent holds the journal.
+    let second_config = dir.path().join("second.toml");
+    let text = std::fs::read_to_string(&config).expect("the configuration");
+    let elsewhere = format!("127.0.0.1:{}", common::free_port());
+    std::fs::write(
+        &second_config,
+        text.replace(&listen.to_string(), &elsewhere),
+    )
+    .expect("the second configuration");
+    let mut second = common::agent_command(&second_config, dir.path());
+    common::aws_env(&mut second, &emu.endpoint, dir.path());
+    let mut second = second
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("a second agent starts");
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let code = loop {
+        if let Some(code) = second.try_wait().expect("waits") {
+            break code;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = second.kill();
+            panic!("a second agent on the same state folder still runs after 60 s");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut refusal = String::new();
+    std::io::Read::read_to_string(second.stderr.as_mut().expect("its stderr"), &mut refusal)
+        .expect("its stderr reads");
+    assert!(!code.success(), "{refusal}");
+    assert!(
+        refusal.contains(&format!(
+            "is locked by another process (process {} on host {host}, since ",
+            agent.pid()
+        )) && refusal.contains("is another agent running with the same state_dir"),
+        "{refusal}"
+    );
+    agent.assert_running(diag);
 
     // Over HTTP, the same JSON. An evaluation may land between two reads:
     // read until the command's answer sits between two equal HTTP answers.
