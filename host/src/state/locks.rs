@@ -23,9 +23,10 @@
 //!
 //! Where the table cannot name the holder, the lock file does: an agent
 //! that takes a lock writes into the file who it is ([`LockOwner`]: its
-//! process id, its host name, since when), and a lock found held is told
-//! with it. In a container the host name is the container's, which is
-//! what finds the agent from another one.
+//! process id, its host name, since when), and a lock is told with it:
+//! its holder, or, when no one holds it, the last agent that did. In a
+//! container the host name is the container's, which is what finds the
+//! agent from another one.
 
 use std::path::Path;
 
@@ -105,8 +106,24 @@ impl LockOwner {
     /// The owner the lock file at `path` names, if it can be read and
     /// names one (an agent before this one wrote nothing; a holder that
     /// is writing it just now may leave half a line, which names none).
+    /// At most 1 KiB is read (more names no one), and a symbolic link is not
+    /// followed.
     pub fn read(path: &Path) -> Option<Self> {
-        let bytes = super::read_no_follow(path).ok()?;
+        use std::io::Read;
+        let mut options = std::fs::OpenOptions::new();
+        options.read(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            options.custom_flags(libc::O_NOFOLLOW);
+        }
+        let mut bytes = Vec::new();
+        options
+            .open(path)
+            .ok()?
+            .take(OWNER_MAX_BYTES as u64 + 1)
+            .read_to_end(&mut bytes)
+            .ok()?;
         if bytes.len() > OWNER_MAX_BYTES {
             return None;
         }

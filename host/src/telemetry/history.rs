@@ -1466,8 +1466,9 @@ pub fn status_text(status: &Status) -> String {
 }
 
 /// The `agent:` line of `status`: whether an acting agent holds `app`'s
-/// journal, and, when none does, that a phase in flight is only where the
-/// last one left it.
+/// journal and which (the kernel's process id, and what the lock file
+/// says); when none does, the last agent that held it, and that a phase in
+/// flight is only where that one left it.
 fn agent_words(app: &AppStatus, lock: &JournalLock) -> String {
     let path = one_line(&lock.path);
     // What the lock file says of its holder, after what the kernel says;
