@@ -85,9 +85,7 @@ impl LockOwner {
         Self {
             pid: std::process::id(),
             host: host_name(),
-            since_ms: std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
+            since_ms: crate::clock::Clock::system().now_ms(),
         }
     }
 
@@ -110,16 +108,8 @@ impl LockOwner {
     /// followed.
     pub fn read(path: &Path) -> Option<Self> {
         use std::io::Read;
-        let mut options = std::fs::OpenOptions::new();
-        options.read(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            options.custom_flags(libc::O_NOFOLLOW);
-        }
         let mut bytes = Vec::new();
-        options
-            .open(path)
+        super::open_no_follow(path)
             .ok()?
             .take(OWNER_MAX_BYTES as u64 + 1)
             .read_to_end(&mut bytes)

@@ -963,6 +963,14 @@ pub(crate) fn out_of_range(file: &JournalFile) -> Option<String> {
 /// Reads the whole file at `path`, refusing a symbolic link (`ELOOP`)
 /// rather than reading whatever it points to.
 fn read_no_follow(path: &Path) -> std::io::Result<Vec<u8>> {
+    let mut text = Vec::new();
+    std::io::Read::read_to_end(&mut open_no_follow(path)?, &mut text)?;
+    Ok(text)
+}
+
+/// Opens the file at `path` for reading, refusing a symbolic link
+/// (`ELOOP`).
+fn open_no_follow(path: &Path) -> std::io::Result<File> {
     let mut options = OpenOptions::new();
     options.read(true);
     #[cfg(unix)]
@@ -970,9 +978,7 @@ fn read_no_follow(path: &Path) -> std::io::Result<Vec<u8>> {
         use std::os::unix::fs::OpenOptionsExt;
         options.custom_flags(libc::O_NOFOLLOW);
     }
-    let mut text = Vec::new();
-    std::io::Read::read_to_end(&mut options.open(path)?, &mut text)?;
-    Ok(text)
+    options.open(path)
 }
 
 /// How [`private_file`] treats an existing file.
