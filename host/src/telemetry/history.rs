@@ -1471,19 +1471,22 @@ pub fn status_text(status: &Status) -> String {
 /// flight is only where that one left it.
 fn agent_words(app: &AppStatus, lock: &JournalLock) -> String {
     let path = one_line(&lock.path);
-    // What the lock file says of its holder, after what the kernel says;
-    // in the same words where the two name the same process.
-    let says = lock.owner.as_ref().map_or_else(String::new, |owner| {
-        format!("; the lock file says: {}", owner.words())
-    });
+    // What the lock file says of its holder, after what the kernel says.
+    let says = || {
+        lock.owner.as_ref().map_or_else(String::new, |owner| {
+            format!("; the lock file says: {}", owner.words())
+        })
+    };
     match (lock.held, lock.pid) {
+        // The two name the same process: said once.
         (true, Some(pid)) => match &lock.owner {
             Some(owner) if owner.pid == pid => format!("running ({}, holds {path})", owner.words()),
-            _ => format!("running (process {pid} holds {path}{says})"),
+            _ => format!("running (process {pid} holds {path}{})", says()),
         },
         (true, None) => {
             format!(
-                "running (a process out of sight, in another PID namespace or container, holds {path}{says})"
+                "running (a process out of sight, in another PID namespace or container, holds {path}{})",
+                says()
             )
         }
         // A running agent holds no journal of a paused application.
