@@ -288,27 +288,22 @@ fn explain_shows_why_the_agent_scaled_and_status_where_it_is() {
         text.replace(&listen.to_string(), &elsewhere),
     )
     .expect("the second configuration");
-    let mut second = common::agent_command(&second_config, dir.path());
-    common::aws_env(&mut second, &emu.endpoint, dir.path());
-    let mut second = second
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("a second agent starts");
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    let code = loop {
-        if let Some(code) = second.try_wait().expect("waits") {
-            break code;
-        }
-        if std::time::Instant::now() > deadline {
-            let _ = second.kill();
-            panic!("a second agent on the same state folder still runs after 60 s");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let mut refusal = String::new();
-    std::io::Read::read_to_string(second.stderr.as_mut().expect("its stderr"), &mut refusal)
-        .expect("its stderr reads");
+    let second = common::spawn_agent(
+        &emu.endpoint,
+        &second_config,
+        &[],
+        dir.path(),
+        "second-agent.log",
+        &[],
+    );
+    wait_until(
+        Duration::from_secs(60),
+        "a second agent on the same state folder to be refused",
+        || second.exited().is_some(),
+        || second.log_tail(40),
+    );
+    let code = second.exited().expect("it ended");
+    let refusal = second.log();
     assert!(!code.success(), "{refusal}");
     assert!(
         refusal.contains(&format!(
