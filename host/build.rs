@@ -121,7 +121,8 @@ const KIT_FOLDERS: &[&str] = &["wit", "plugins/sdk", "plugins/step"];
 
 /// The Python and JavaScript helpers' files of the kit, with their
 /// examples (the policy `step` and the interpreter `backlog-seconds`) and
-/// the argument parsing their build scripts share, one by one: their folders also hold what their builds make (`__pycache__`,
+/// the argument parsing their build scripts share, one by one: their
+/// folders also hold what their builds make (`__pycache__`,
 /// `node_modules`), which belongs neither in the kit nor among what
 /// rebuilds the host.
 const KIT_HELPER_FILES: &[&str] = &[

@@ -442,11 +442,11 @@ fn a_sending_record_met_by_the_job_s_own_restart_is_not_the_agents_rescale() {
 }
 
 /// Restarted on a `sending` record while the job waits for slots (its
-/// TaskManager lost during the rescale): Flink shows a
-/// placeholder graph dated from the job's submission, which a fresh
-/// target reads as a version below the quote, the job starting. That is
-/// no verdict: the agent reads again, sending nothing and reporting
-/// nothing, until the job is rebuilt. The rebuilt graph moved past the
+/// TaskManager lost during the rescale): Flink shows a placeholder graph
+/// dated from the job's submission, which a fresh target reads as a
+/// version below the quote, the job starting. That is no verdict: the
+/// agent reads again, sending nothing and reporting nothing, until the job
+/// is rebuilt. The rebuilt graph moved past the
 /// quote and asks for the rescale's parallelism: the agent's rescale took
 /// effect, and it completes once; no grace period is held for a restart.
 #[test]
