@@ -95,8 +95,10 @@ impl Clock {
 }
 
 /// The system clock in milliseconds since the Unix epoch; a clock set
-/// before 1970 reads as negative, not as a panic.
-fn system_ms() -> i64 {
+/// before 1970 reads as negative, not as a panic. The one reading of the
+/// wall clock: [`Clock::system`], the agent's event stamps, `status` and
+/// `explain`'s ages, the health endpoints and the emulator all use it.
+pub(crate) fn system_ms() -> i64 {
     let ms = |d: std::time::Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
     match SystemTime::now().duration_since(UNIX_EPOCH) {
         Ok(since) => ms(since),

@@ -14,6 +14,7 @@ use tokio::sync::watch;
 use tracing::info;
 
 use crate::agent::{Agent, AgentError, OnceReport};
+use crate::clock::system_ms;
 use crate::config::load::{self, LoadedConfig};
 use crate::config::validate::{FieldPath, Problem};
 use crate::controller::ActOutcome;
@@ -143,7 +144,8 @@ pub async fn run(config: &Path, dry_run: bool) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::from(EX_CONFIG));
     };
     open_files(loaded.config.applications.len());
-    let registry = Arc::new(Registry::for_config(&loaded.config, wall_ms()).with_dry_run(dry_run));
+    let registry =
+        Arc::new(Registry::for_config(&loaded.config, system_ms()).with_dry_run(dry_run));
     // Bound before the agent starts, so that a taken port fails at once.
     let listener = match loaded.config.agent.listen {
         Some(addr) => Some(
@@ -190,7 +192,7 @@ pub async fn run(config: &Path, dry_run: bool) -> anyhow::Result<ExitCode> {
     );
     let (stop, stopped) = watch::channel(false);
     // Plugins are compiled by now: staleness counts from here.
-    registry.mark_started(wall_ms());
+    registry.mark_started(system_ms());
     let server = listener.map(|listener| {
         if let Ok(addr) = listener.local_addr() {
             info!(message = "Serving /metrics, /livez, /readyz, /healthz, /status and /explain.", %addr);
@@ -262,13 +264,6 @@ async fn finish_history(writer: Option<telemetry::history::Writer>) {
     }
 }
 
-/// Wall-clock now, ms since the epoch, as the controllers stamp events.
-fn wall_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
-
 /// The SIGHUPs to come, or `None` where they cannot be listened for (the
 /// configuration is then not reloadable, and the log says so).
 #[cfg(unix)]
@@ -318,7 +313,7 @@ async fn reload_on_hangup(
         match loaded {
             Ok(loaded) => {
                 registry.config_reloaded(true);
-                registry.set_applications(&loaded.config, wall_ms());
+                registry.set_applications(&loaded.config, system_ms());
                 if reload.send(loaded).is_err() {
                     return;
                 }
@@ -595,7 +590,7 @@ fn interpreter_problems(loaded: &LoadedConfig) -> Result<Vec<Problem>, PluginErr
             let words = Words::from(app.target);
             let outcome = host.load_interpreter_in(path, &params, &app.name, words);
             let (path_at, message) = match outcome {
-                Ok(mut instance) => match instance.interpret(wall_ms(), &application, &series) {
+                Ok(mut instance) => match instance.interpret(system_ms(), &application, &series) {
                     Ok(_) => continue,
                     Err(error) => (at.key("params"), error.to_string()),
                 },

@@ -11,6 +11,7 @@ use clap::Args;
 
 use super::commands::EX_CONFIG;
 
+use crate::clock::system_ms;
 use crate::config::load;
 use crate::target::Words;
 use crate::telemetry::history;
@@ -56,7 +57,7 @@ pub async fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(EX_CONFIG));
         };
         note_absent_state_dir(&state_dir);
-        let mut status = history::status(&state_dir, &names, wall_ms());
+        let mut status = history::status(&state_dir, &names, system_ms());
         history::mark_paused(&mut status, &paused);
         if args.json {
             println!("{}", serde_json::to_string_pretty(&status)?);
@@ -240,10 +241,4 @@ pub fn application_names(config: &crate::config::Config) -> Vec<(String, Words)>
         .iter()
         .map(|a| (a.name.clone(), Words::from(a.target)))
         .collect()
-}
-
-fn wall_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }

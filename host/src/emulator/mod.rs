@@ -44,6 +44,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::info;
 
+use crate::clock::system_ms;
 use crate::sim::{ApiError, Scenario, ScenarioError, Scores, World};
 
 pub use faults::FaultSpec;
@@ -433,13 +434,6 @@ fn application_of(input: &value::Value) -> Option<String> {
     }
 }
 
-/// The wall clock, ms since the Unix epoch.
-pub(crate) fn wall_now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
-
 /// The state shared by the server's tasks and the handle.
 #[derive(Debug)]
 pub(crate) struct Shared {
@@ -452,7 +446,7 @@ impl Shared {
     /// would, so a poisoned lock is taken over.
     pub(crate) fn lock_synced(&self) -> (MutexGuard<'_, Core>, i64) {
         let mut core = self.core.lock().unwrap_or_else(|e| e.into_inner());
-        let now = wall_now_ms();
+        let now = system_ms();
         core.sync(now);
         (core, now)
     }
@@ -557,7 +551,7 @@ pub async fn start(options: EmulatorOptions) -> Result<EmulatorHandle, EmulatorE
     };
     let origin_ms = options
         .start_epoch_ms
-        .unwrap_or_else(wall_now_ms)
+        .unwrap_or_else(system_ms)
         .div_euclid(1000)
         * 1000;
     let clock = Clock {

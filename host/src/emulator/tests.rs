@@ -1508,7 +1508,7 @@ async fn a_long_sync_leaves_the_runtime_running() {
     long.duration_secs = 10 * 86_400;
     let mut options = super::EmulatorOptions::new(long);
     // Five days of model time to play at the first call.
-    options.start_epoch_ms = Some(super::wall_now_ms() - 5 * 86_400_000);
+    options.start_epoch_ms = Some(crate::clock::system_ms() - 5 * 86_400_000);
     let emulator = super::start(options).await.expect("the emulator starts");
     let ticks = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
     let ticker = tokio::spawn({

@@ -138,11 +138,8 @@ struct Now {
 
 impl Now {
     fn system() -> Self {
-        let wall_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
         Self {
-            wall_ms,
+            wall_ms: crate::clock::system_ms(),
             monotonic: Instant::now(),
         }
     }
