@@ -697,17 +697,24 @@ impl Agent {
     }
 
     /// Evaluates every application that is not paused once and acts on the
-    /// decision, without following an update. Returns each application's
-    /// name, assessment and outcome.
+    /// decision, without following an update. What the journal left is
+    /// resolved first, as `run` does at start: an update in flight or in
+    /// doubt, a grace period with time left or an unreadable journal
+    /// holds the decision, which is still evaluated and reported. Returns
+    /// each application's name, assessment and outcome.
     pub async fn once(&mut self) -> Vec<OnceReport> {
         let mut reports = Vec::new();
         for controller in &mut self.controllers {
             let application = controller.settings().name.clone();
             let dry_run = controller.settings().dry_run;
             let words = controller.settings().words;
+            let waiting = controller.resolve().await;
             let report = match controller.evaluate().await {
                 Ok(assessment) => {
-                    let outcome = controller.act(&assessment).await;
+                    let outcome = match waiting {
+                        Some(waiting) => controller.held(&assessment, waiting),
+                        None => controller.act(&assessment).await,
+                    };
                     OnceReport {
                         application,
                         words,

@@ -277,6 +277,16 @@ pub enum ActOutcome {
     },
 }
 
+/// Why the `once` command may not act now ([`Controller::resolve`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Waiting {
+    /// How long until it may (a grace period's time left, an update's
+    /// next read, a back-off).
+    pub retry_after: Duration,
+    /// Why, in words.
+    pub reason: String,
+}
+
 /// The classes failures are logged and counted under (the `class` of
 /// [`Event::Failed`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -1088,10 +1098,106 @@ impl Controller {
         }
     }
 
+    /// Resolves what the journal left before the `once` command evaluates,
+    /// as [`Controller::run`] does at its start: an update in flight or in
+    /// doubt is read against DescribeApplication, a grace period is
+    /// waited out, an unreadable journal holds one grace period. `None`
+    /// when the application may be evaluated and acted on now (the phase
+    /// is settled; a finished update's end is journaled on the way), or
+    /// how long it must wait and why ([`Controller::held`] reports it).
+    pub async fn resolve(&mut self) -> Option<Waiting> {
+        let mut observation = Observation::Wake;
+        let unknown = matches!(self.machine.record.phase, Phase::Unknown { .. });
+        self.step_failure = None;
+        loop {
+            match self.step(observation).await {
+                Next::Run(Command::Evaluate) => return None,
+                Next::Run(command @ Command::Describe) => {
+                    observation = self.execute(command).await;
+                }
+                // Never asked for before an evaluation: a machine bug,
+                // reported as such and not run.
+                Next::Run(Command::Update { .. }) => {
+                    return Some(Waiting {
+                        retry_after: self.settings.update_poll,
+                        reason: "internal error: an update was asked for before any evaluation; not sent".to_owned(),
+                    });
+                }
+                Next::Wait(delay) => {
+                    let resolved = !matches!(self.machine.record.phase, Phase::Unknown { .. });
+                    let reason = if unknown && resolved {
+                        format!(
+                            "the journal could not be read, so whatever was in flight has an unknown outcome: one grace period is held ({} s left)",
+                            delay.as_secs()
+                        )
+                    } else {
+                        self.waiting_reason(delay)
+                    };
+                    return Some(Waiting {
+                        retry_after: delay,
+                        reason,
+                    });
+                }
+            }
+        }
+    }
+
+    /// Why [`Controller::resolve`] waits `delay`, from the phase it left.
+    fn waiting_reason(&mut self, delay: Duration) -> String {
+        let words = self.settings.words;
+        let secs = delay.as_secs();
+        match &self.machine.record.phase {
+            Phase::Grace {
+                kpu, after: None, ..
+            } => format!(
+                "the grace period after the update to {} has {secs} s left",
+                words.capacity(*kpu)
+            ),
+            Phase::Grace {
+                after: Some(after), ..
+            } => format!("the {after} has {secs} s left"),
+            Phase::Sending { update }
+            | Phase::Sent { update, .. }
+            | Phase::Updating { update, .. } => {
+                format!(
+                    "the update to {} is still in progress; read again in {secs} s",
+                    words.capacity(update.target_kpu)
+                )
+            }
+            Phase::Unknown { .. } => format!(
+                "the journal could not be read, and the {} cannot be read yet ({}); try again in {secs} s",
+                words.thing(),
+                self.step_failure.take().unwrap_or_default()
+            ),
+            Phase::Foreign { .. } => {
+                format!("an update this agent did not make is in progress; read again in {secs} s")
+            }
+            Phase::Idle | Phase::Decided { .. } => match self.step_failure.take() {
+                Some(failure) => format!("{failure}; try again in {secs} s"),
+                None => format!("waiting {secs} s"),
+            },
+        }
+    }
+
+    /// Records an evaluation that [`Controller::resolve`] found must wait:
+    /// nothing is sent, and a decision to scale says why not.
+    pub fn held(&self, assessment: &Assessment, waiting: Waiting) -> ActOutcome {
+        self.emit_evaluated(assessment);
+        if matches!(assessment.decision.action, Action::ScaleTo(_)) && !self.settings.dry_run {
+            ActOutcome::NotSent {
+                retry_after: waiting.retry_after,
+                reason: Some(waiting.reason),
+            }
+        } else {
+            ActOutcome::Held
+        }
+    }
+
     /// Records an evaluation and, unless holding or in dry-run, sends the
     /// update, resolving a failed one against DescribeApplication, but
-    /// without following it (the `once` command). Never sends one to an
-    /// application that is not RUNNING.
+    /// without following it (the `once` command, after
+    /// [`Controller::resolve`]). Never sends one to an application that is
+    /// not RUNNING.
     pub async fn act(&mut self, assessment: &Assessment) -> ActOutcome {
         self.emit_evaluated(assessment);
         let mut observation = Observation::Evaluated(Ok(Evaluated {
@@ -1103,8 +1209,12 @@ impl Controller {
         loop {
             let phase_before = self.machine.record.phase.clone();
             let next = self.step(observation).await;
-            if let (Phase::Sending { update }, Phase::Sent { .. }) =
-                (&phase_before, &self.machine.record.phase)
+            // Accepted, or found to have taken effect after a lost
+            // answer (followed to UPDATING, or already through).
+            if let (
+                Phase::Sending { update },
+                Phase::Sent { .. } | Phase::Updating { .. } | Phase::Grace { after: None, .. },
+            ) = (&phase_before, &self.machine.record.phase)
             {
                 started = Some(ActOutcome::Started {
                     to_kpu: update.target_kpu,

@@ -536,6 +536,34 @@ async fn act_says_why_an_update_was_not_sent() {
     assert!(matches!(outcome, ActOutcome::Held), "{outcome:?}");
 }
 
+/// `once` reports an update whose answer was lost but which took effect
+/// (the version id moved past the quote) as sent, not as `not_sent`: a
+/// script that runs `once` again on `not_sent` must not be told to.
+#[tokio::test(start_paused = true)]
+async fn act_reports_an_update_that_took_effect_despite_a_lost_answer_as_sent() {
+    let target = FakeTarget::new(2, 90);
+    let mut controller = Controller::new(
+        &test_app(),
+        false,
+        constant(95.0),
+        Arc::new(Lossy(target.clone())),
+        Box::new(Doubling),
+        Vec::new(),
+        Clock::starting_at(T0_MS),
+        Events::default(),
+    );
+    let assessment = controller.evaluate().await.expect("evaluates");
+    let outcome = controller.act(&assessment).await;
+    assert_eq!(
+        outcome,
+        ActOutcome::Started {
+            to_kpu: 4,
+            at_ms: T0_MS
+        }
+    );
+    assert_eq!(target.updates(), vec![(0, 4)]);
+}
+
 /// A Flink job's failures, reasons and limit events speak Flink's words:
 /// the REST call, parallelism and the cluster's free slots; the decisions
 /// are the same as an MSF application's.

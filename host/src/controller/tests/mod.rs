@@ -1074,20 +1074,23 @@ async fn a_flink_job_restarting_within_every_grace_period_is_said_not_to_be_resc
     assert_eq!(graces.len(), 5, "{graces:?}");
 }
 
+/// A target whose UpdateApplication takes effect but whose answer is lost:
+/// the agent sees a connection reset after the effect.
+struct Lossy(Arc<FakeTarget>);
+
+#[async_trait]
+impl ScalingTarget for Lossy {
+    async fn describe(&self, a: &str) -> Result<AppState, TargetError> {
+        self.0.describe(a).await
+    }
+    async fn rescale(&self, a: &str, kpu: u32, c: &AppState) -> Result<u64, TargetError> {
+        self.0.rescale(a, kpu, c).await?;
+        Err(TargetError::Transient("connection reset".into()))
+    }
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_lost_answer_to_an_accepted_update_is_not_sent_again() {
-    // The update takes effect, but the agent sees a timeout.
-    struct Lossy(Arc<FakeTarget>);
-    #[async_trait]
-    impl ScalingTarget for Lossy {
-        async fn describe(&self, a: &str) -> Result<AppState, TargetError> {
-            self.0.describe(a).await
-        }
-        async fn rescale(&self, a: &str, kpu: u32, c: &AppState) -> Result<u64, TargetError> {
-            self.0.rescale(a, kpu, c).await?;
-            Err(TargetError::Transient("connection reset".into()))
-        }
-    }
     let config: Config = toml::from_str(CONFIG).unwrap();
     let target = FakeTarget::new(2, 90);
     let source = Arc::new(ConstantSource {

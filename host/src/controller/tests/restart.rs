@@ -1076,3 +1076,149 @@ async fn an_application_replaced_while_the_agent_was_down_mid_update_is_not_its_
         Some("c2")
     );
 }
+
+/// What the `once` command does on the journal in `dir`
+/// ([`crate::agent::Agent::once`]): resolve what the journal left, then
+/// evaluate (the doubling policy at 95 % CPU, which always wants more) and
+/// act, or report why not. Returns the wait found, the outcome and the
+/// events.
+async fn once(target: &Arc<FakeTarget>, dir: &Path) -> (Option<Waiting>, ActOutcome, Vec<Event>) {
+    let mut journal = journal(dir);
+    let loaded = journal.load();
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let clock = Clock::starting_at(T0_MS + target.origin.elapsed().as_millis() as i64);
+    let mut controller = Controller::new(
+        &test_app(),
+        false,
+        constant(95.0),
+        target.clone(),
+        Box::new(Doubling),
+        Vec::new(),
+        clock,
+        Events::with_channel(tx),
+    )
+    .with_journal(journal, loaded);
+    let waiting = controller.resolve().await;
+    let assessment = controller.evaluate().await.expect("evaluates");
+    let outcome = match waiting.clone() {
+        Some(waiting) => controller.held(&assessment, waiting),
+        None => controller.act(&assessment).await,
+    };
+    drop(controller);
+    let mut events = Vec::new();
+    while let Ok(event) = rx.try_recv() {
+        events.push(event);
+    }
+    (waiting, outcome, events)
+}
+
+/// `once` after `run` stopped mid-grace: the grace period is waited out as
+/// `run` would, not acted through (a rescale on the restart's metrics is
+/// the double action the grace period exists to prevent); after it ends,
+/// `once` acts.
+#[tokio::test(start_paused = true)]
+async fn once_during_a_journaled_grace_period_holds_until_it_ends() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = FakeTarget::new(1, 90);
+    let first = launch(&target, dir.path());
+    tokio::time::sleep(Duration::from_secs(200)).await;
+    first.kill().await;
+    assert_eq!(journaled(dir.path()).record.phase.name(), "grace");
+
+    let (waiting, outcome, _) = once(&target, dir.path()).await;
+    let waiting = waiting.expect("the grace period holds");
+    assert_eq!(waiting.retry_after, Duration::from_secs(220));
+    assert_eq!(
+        waiting.reason,
+        "the grace period after the update to 2 KPU has 220 s left"
+    );
+    assert_eq!(
+        outcome,
+        ActOutcome::NotSent {
+            retry_after: Duration::from_secs(220),
+            reason: Some(waiting.reason.clone()),
+        }
+    );
+    assert_eq!(target.updates(), vec![(0, 2)]);
+    assert_eq!(journaled(dir.path()).record.phase.name(), "grace");
+
+    tokio::time::sleep(Duration::from_secs(230)).await;
+    let (waiting, outcome, _) = once(&target, dir.path()).await;
+    assert_eq!(waiting, None);
+    assert!(
+        matches!(outcome, ActOutcome::Started { to_kpu: 4, .. }),
+        "{outcome:?}"
+    );
+    assert_eq!(target.updates(), vec![(0, 2), (430, 4)]);
+}
+
+/// `once` after `run` was killed between UpdateApplication's arrival and
+/// its answer: the update is found to have taken effect and followed, not
+/// sent again nor taken for another writer's; its end is journaled, and
+/// the grace period after it holds.
+#[tokio::test(start_paused = true)]
+async fn once_after_a_kill_mid_call_follows_the_update_instead_of_resending_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = FakeTarget::new(1, 90);
+    let stuck = Arc::new(Stuck {
+        inner: target.clone(),
+        forward: true,
+    });
+    let first = launch_on(target.origin, stuck, dir.path());
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    first.kill().await;
+    assert_eq!(journaled(dir.path()).record.phase.name(), "sending");
+
+    // Still UPDATING: followed, nothing sent.
+    let (waiting, outcome, events) = once(&target, dir.path()).await;
+    let waiting = waiting.expect("the update in progress holds");
+    assert_eq!(
+        waiting.reason,
+        format!(
+            "the update to 2 KPU is still in progress; read again in {} s",
+            waiting.retry_after.as_secs()
+        )
+    );
+    assert!(matches!(outcome, ActOutcome::NotSent { .. }), "{outcome:?}");
+    assert_eq!(
+        resumed(&events),
+        [(
+            "sending".to_owned(),
+            "follow the update in progress".to_owned()
+        )]
+    );
+    assert!(failures(&events, "foreign_update").is_empty(), "{events:?}");
+    assert_eq!(journaled(dir.path()).record.phase.name(), "updating");
+
+    // After it ended (at 90 s): its completion is recorded and the grace
+    // period (300 s from the read that saw it end) holds.
+    tokio::time::sleep(Duration::from_secs(100)).await;
+    let (waiting, _, _) = once(&target, dir.path()).await;
+    assert_eq!(
+        waiting.map(|w| w.reason),
+        Some("the grace period after the update to 2 KPU has 300 s left".to_owned())
+    );
+    let record = journaled(dir.path()).record;
+    assert_eq!(record.last_rescale_ms, Some(T0_MS + 110_000));
+    assert_eq!(target.updates(), vec![(0, 2)]);
+}
+
+/// `once` on a journal it cannot read fails closed as `run` does: the
+/// outcome of anything in flight is unknown, so one grace period is held
+/// before anything is sent.
+#[tokio::test(start_paused = true)]
+async fn once_on_a_corrupt_journal_holds_one_grace_period() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("app.json"), b"{\"format\": 1, \"reco").unwrap();
+    let target = FakeTarget::new(1, 90);
+    let (waiting, outcome, _) = once(&target, dir.path()).await;
+    let waiting = waiting.expect("fails closed");
+    assert_eq!(waiting.retry_after, Duration::from_secs(300));
+    assert!(
+        waiting.reason.starts_with("the journal could not be read"),
+        "{}",
+        waiting.reason
+    );
+    assert!(matches!(outcome, ActOutcome::NotSent { .. }), "{outcome:?}");
+    assert!(target.updates().is_empty());
+}
