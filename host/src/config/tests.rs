@@ -1215,6 +1215,45 @@ fn a_flink_application_bounds_its_parallelism_as_kpu() {
     );
 }
 
+/// Two applications that would scale one Flink job (the same job name,
+/// given or implied, or the same id, on a REST URL they share) are refused
+/// at the second; the same name on another cluster is another job.
+#[test]
+fn two_applications_of_one_flink_job_are_refused() {
+    let app = |name: &str, extra: &str| {
+        format!(
+            "[[application]]\nname = \"{name}\"\ntarget = \"flink\"\n{extra}\n[application.policy]\nplugin = \"hold\"\n"
+        )
+    };
+    let text = [
+        app("orders", "rest_url = \"http://jm:8081\""),
+        app(
+            "orders-b",
+            "rest_url = [\"http://JM:8081/\", \"http://jm-b:8081\"]\njob_name = \"orders\"",
+        ),
+        app(
+            "ids-a",
+            "rest_url = \"http://jm:8081\"\njob_id = \"0123456789abcdef0123456789abcdef\"",
+        ),
+        app(
+            "ids-b",
+            "rest_url = \"http://jm:8081\"\njob_id = \"0123456789ABCDEF0123456789ABCDEF\"",
+        ),
+        app(
+            "elsewhere",
+            "rest_url = \"http://other:8081\"\njob_name = \"orders\"",
+        ),
+    ]
+    .concat();
+    assert_eq!(
+        errors(&text),
+        [
+            "config/x.toml:11:12: application \"orders-b\".job_name: application \"orders-b\" scales the same Flink job as application \"orders\" (job_name \"orders\" on a cluster they share): two controllers would rescale it against each other (give each job one [[application]]; the other is application[0])",
+            "config/x.toml:25:10: application \"ids-b\".job_id: application \"ids-b\" scales the same Flink job as application \"ids-a\" (job_id \"0123456789ABCDEF0123456789ABCDEF\" on a cluster they share): two controllers would rescale it against each other (give each job one [[application]]; the other is application[2])",
+        ]
+    );
+}
+
 #[test]
 fn flink_keys_are_checked_and_located() {
     let policy = "[application.policy]\nplugin = \"hold\"\n";

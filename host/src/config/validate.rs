@@ -20,7 +20,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 
 use super::{
-    AgentConfig, AlarmConfig, AlarmSource, ApplicationConfig, Config, MAX_HISTORY_DAYS,
+    AgentConfig, AlarmConfig, AlarmSource, ApplicationConfig, Config, FlinkJob, MAX_HISTORY_DAYS,
     MetricConfig, MetricSourceKind, PluginConfig, TargetKind,
 };
 
@@ -181,6 +181,7 @@ pub(crate) fn validate_parts(
         .map(|&(i, app)| (i, app.name.as_str()))
         .collect();
     problems.extend(validate_application_names(&names));
+    problems.extend(validate_one_application_per_flink_job(applications));
     for &(i, app) in applications {
         problems.extend(validate_application(i, app));
     }
@@ -326,6 +327,64 @@ fn validate_application_names(names: &[(usize, &str)]) -> Vec<Problem> {
                 first.insert(name, index);
             }
         }
+    }
+    problems
+}
+
+/// Checks that no two `target = "flink"` applications scale the same job:
+/// the same `job_id`, or the same `job_name` (given or implied by `name`),
+/// on clusters that share a REST URL (`http://host:port`, compared without
+/// a trailing slash and case). Their controllers, each with its own
+/// journal, would rescale the job against each other. A `job_name` and a
+/// `job_id` that name the same job, or two URLs that reach one cluster,
+/// cannot be told apart here; the agent's fight detection stands down
+/// then.
+fn validate_one_application_per_flink_job(
+    applications: &[(usize, &ApplicationConfig)],
+) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    // Each Flink application so far: its index, itself, its clusters'
+    // `host:port`s and its job.
+    let mut seen: Vec<(usize, &ApplicationConfig, Vec<String>, FlinkJob)> = Vec::new();
+    for &(index, app) in applications {
+        let Some((rest_url, job)) = app.flink() else {
+            continue;
+        };
+        let urls: Vec<String> = rest_url
+            .urls()
+            .iter()
+            .filter_map(|url| crate::flink::parse_rest_url(url).ok())
+            .map(|host_port| host_port.to_ascii_lowercase())
+            .collect();
+        let same = |other: &FlinkJob| match (&job, other) {
+            (FlinkJob::Name(a), FlinkJob::Name(b)) => a == b,
+            (FlinkJob::Id(a), FlinkJob::Id(b)) => a.eq_ignore_ascii_case(b),
+            _ => false,
+        };
+        let earlier = seen.iter().find(|(_, _, other_urls, other_job)| {
+            same(other_job) && urls.iter().any(|url| other_urls.contains(url))
+        });
+        if let Some((earlier_index, earlier_app, _, _)) = earlier {
+            let key = match (&app.job_id, &app.job_name) {
+                (Some(_), _) => "job_id",
+                (None, Some(_)) => "job_name",
+                (None, None) => "name",
+            };
+            let at = FieldPath::root().key("application").index(index).key(key);
+            problems.push(
+                Problem::new(
+                    at,
+                    format!(
+                        "application {:?} scales the same Flink job as application {:?} ({job} on a cluster they share): two controllers would rescale it against each other",
+                        app.name, earlier_app.name
+                    ),
+                )
+                .hint(format!(
+                    "give each job one [[application]]; the other is application[{earlier_index}]"
+                )),
+            );
+        }
+        seen.push((index, app, urls, job));
     }
     problems
 }
