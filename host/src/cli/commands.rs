@@ -1014,7 +1014,11 @@ fn simulate_blocking(args: SimulateArgs) -> anyhow::Result<ExitCode> {
         sim_speed: outcome.scores.duration_secs as f64 / wall,
         api: report::ApiCost::of_run(&loaded, &outcome),
         scores: outcome.scores.clone(),
+        failures: report::PluginFailures::of_events(&outcome.events),
     };
+    if let Some(warning) = report.failures.warning(&scenario.name, &name) {
+        eprintln!("{warning}");
+    }
     if args.json {
         println!("{}", serde_json::to_string(&report)?);
     } else {
@@ -1183,6 +1187,11 @@ fn bench_blocking(args: BenchArgs) -> anyhow::Result<ExitCode> {
     );
     if let Some(dir) = &options.report_dir {
         eprintln!("HTML pages: {}/<scenario>/<policy>.html", dir.display());
+    }
+    for row in &result.rows {
+        if let Some(warning) = row.failures.warning(&row.scenario, &row.policy.name) {
+            eprintln!("{warning}");
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

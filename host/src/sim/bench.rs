@@ -18,7 +18,7 @@ use serde::Serialize;
 
 use super::driver::{SimulateError, SimulationOutcome, simulate};
 use super::presets::{self, PolicyChoice};
-use super::report::{ApiCost, PolicyInfo, SimReport};
+use super::report::{ApiCost, PluginFailures, PolicyInfo, SimReport};
 use super::report_html::{self, ReportError};
 use super::score::Scores;
 use super::{Scenario, ScenarioError};
@@ -374,6 +374,7 @@ pub fn run_one_polling(
         sim_speed: outcome.scores.duration_secs as f64 / wall,
         api: ApiCost::of_run(&loaded, &outcome),
         scores: outcome.scores.clone(),
+        failures: PluginFailures::of_events(&outcome.events),
     };
     Ok((report, outcome))
 }
@@ -947,6 +948,7 @@ mod tests {
             scores: world.scores(),
             sim_speed: 1.0,
             api: ApiCost::new(Default::default(), true, 10, 1),
+            failures: PluginFailures::default(),
         };
         let result = BenchResult {
             rows: vec![row],
@@ -998,6 +1000,7 @@ mod tests {
                 cloudwatch_usd_per_app_month: 0.0,
                 reference_usd_per_app_month: 0.0,
             },
+            failures: PluginFailures::default(),
         }
     }
 

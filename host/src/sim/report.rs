@@ -88,6 +88,45 @@ impl PolicyInfo {
     }
 }
 
+/// How often the plugins of a run failed (a trap, a timeout, an answer the
+/// host refused: each a `plugin` failure, which holds the evaluation): a
+/// run whose policy failed is scored as one that held, so the scores alone
+/// do not say it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct PluginFailures {
+    /// The `plugin` failures of the run.
+    pub plugin_failures: u64,
+    /// The first one's message, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub first_plugin_failure: Option<String>,
+}
+
+impl PluginFailures {
+    /// The `plugin` failures among a run's events.
+    pub fn of_events(events: &[crate::telemetry::Event]) -> Self {
+        let mut failures = events.iter().filter_map(|event| match event {
+            crate::telemetry::Event::Failed { class, message, .. } if class == "plugin" => {
+                Some(message)
+            }
+            _ => None,
+        });
+        let first_plugin_failure = failures.next().cloned();
+        Self {
+            plugin_failures: u64::from(first_plugin_failure.is_some()) + failures.count() as u64,
+            first_plugin_failure,
+        }
+    }
+
+    /// A warning for people when the run had any, else `None`.
+    pub fn warning(&self, scenario: &str, policy: &str) -> Option<String> {
+        let first = self.first_plugin_failure.as_deref()?;
+        Some(format!(
+            "warning: {scenario} / {policy}: the plugins failed {} times (a failure holds the evaluation, and a plugin that keeps failing is quarantined, holding every evaluation meanwhile), so the scores are of a run that held; the first: {first}",
+            self.plugin_failures
+        ))
+    }
+}
+
 /// One simulated run, as `simulate --json` prints it.
 #[derive(Debug, Clone, Serialize)]
 pub struct SimReport {
@@ -103,6 +142,9 @@ pub struct SimReport {
     /// The agent's own AWS calls and their CloudWatch cost.
     #[serde(flatten)]
     pub api: ApiCost,
+    /// The plugins' failures in the run.
+    #[serde(flatten)]
+    pub failures: PluginFailures,
 }
 
 impl SimReport {
@@ -251,6 +293,44 @@ mod tests {
     use crate::sim::driver::SIM_EPOCH_MS;
     use crate::sim::{Scenario, Trace, World};
     use crate::telemetry::Event;
+
+    /// A run's plugin failures are counted from its events, the first
+    /// kept; other failures are not the plugins'.
+    #[test]
+    fn plugin_failures_are_counted_and_the_first_kept() {
+        let failed = |class: &str, message: &str| Event::Failed {
+            application: "app".into(),
+            at_ms: 0,
+            class: class.into(),
+            plugin_class: None,
+            message: message.into(),
+        };
+        let events = [
+            evaluated(60, Action::Hold, "fine"),
+            failed("metrics", "throttled"),
+            failed("plugin", "policy rate failed: trap"),
+            failed("plugin", "policy rate failed: again"),
+        ];
+        let failures = PluginFailures::of_events(&events);
+        assert_eq!(failures.plugin_failures, 2);
+        assert_eq!(
+            failures.first_plugin_failure.as_deref(),
+            Some("policy rate failed: trap")
+        );
+        let warning = failures.warning("spike", "rate").expect("a warning");
+        assert!(
+            warning.starts_with("warning: spike / rate: the plugins failed 2 times")
+                && warning.ends_with("the first: policy rate failed: trap"),
+            "{warning}"
+        );
+        let clean = PluginFailures::of_events(&events[..2]);
+        assert_eq!(clean, PluginFailures::default());
+        assert_eq!(clean.warning("spike", "rate"), None);
+        assert_eq!(
+            serde_json::to_value(&clean).unwrap(),
+            serde_json::json!({"plugin_failures": 0})
+        );
+    }
 
     fn evaluated(at_secs: i64, action: Action, reason: &str) -> Event {
         Event::Evaluated {

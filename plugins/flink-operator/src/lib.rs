@@ -771,7 +771,8 @@ impl FlinkOperatorPolicy {
             .rev()
             .find(|(_, s)| s.records_in.is_some() && s.busy_ms.is_some())
             .map(|(t, _)| *t)?;
-        let start = latest + period_ms - self.window_ms;
+        // A window shorter than one period is the latest period.
+        let start = (latest + period_ms - self.window_ms).min(latest);
         if start < stable_ms {
             return None;
         }

@@ -724,3 +724,16 @@ fn the_next_decision_is_sized_with_the_measured_restart() {
     assert_eq!(measured, None);
     assert_eq!(d.action.target(), Some(5), "{}", d.reason);
 }
+
+/// A metric window shorter than one period (`configure` takes 60 s, and
+/// metrics may come every 5 minutes) is the latest period, not a trap.
+#[test]
+fn a_metric_window_shorter_than_a_period_is_the_latest_period() {
+    let mut p = policy(r#"{"metrics_window_secs": 60}"#);
+    let rows = vec![(100.0, 100.0, 0.0); 15];
+    let mut evaluation = evaluation(32, &rows, visible(15) + 4 * P);
+    for series in &mut evaluation.metrics {
+        series.period_secs = 300;
+    }
+    decide(&mut p, &evaluation);
+}

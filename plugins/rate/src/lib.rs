@@ -623,6 +623,8 @@ impl RatePolicy {
             }
             _ => (full_start, false),
         };
+        // A window shorter than one period is the latest period.
+        let start = start.min(latest_ms);
         let expected = ((end - start) / period_ms.max(1)).max(1) as f64;
         let points: Vec<f64> = self
             .rates

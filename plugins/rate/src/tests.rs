@@ -624,3 +624,24 @@ fn series_are_joined_per_period_in_any_order() {
     assert_eq!(observed.period_ms, P);
     assert!(observed.has_backlog);
 }
+
+/// A scale-in window or settle span shorter than one period (which
+/// `configure` accepts: any whole number of seconds) is the latest period,
+/// not a trap: the policy decides at every evaluation.
+#[test]
+fn windows_shorter_than_a_period_are_the_latest_period() {
+    for secs in [0, 1, 30, 59] {
+        for json in [
+            format!(r#"{{"scale_in_window_secs": {secs}}}"#),
+            format!(r#"{{"settle_secs": {secs}}}"#),
+        ] {
+            let mut rate = policy(&json);
+            let mut now = T0 + 12 * P;
+            for _ in 0..5 {
+                rate.decide(&quiet(10, now))
+                    .unwrap_or_else(|e| panic!("{json}: {e}"));
+                now += P;
+            }
+        }
+    }
+}

@@ -234,7 +234,8 @@ impl TargetTracking {
     /// period at `latest_ms`, if the delay lies after `fresh_from` (the end
     /// of the last rescale's warm-up) and its utilisations are known.
     fn window_peak(&self, latest_ms: i64, period_ms: i64, fresh_from: i64) -> Option<f64> {
-        let start = latest_ms + period_ms - self.scale_in_delay_ms;
+        // A delay shorter than one period is the latest period.
+        let start = (latest_ms + period_ms - self.scale_in_delay_ms).min(latest_ms);
         if fresh_from > start {
             return None;
         }

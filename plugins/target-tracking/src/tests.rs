@@ -156,3 +156,21 @@ fn without_a_utilisation_metric_it_is_an_error() {
 fn declarations_are_well_formed() {
     assert_eq!(check_declarations::<TargetTracking>(), Ok(()));
 }
+
+/// A scale-in delay shorter than one period (which `configure` accepts:
+/// any whole number of seconds) is the latest period, not a trap.
+#[test]
+fn a_scale_in_delay_shorter_than_a_period_is_the_latest_period() {
+    for delay in [0, 1, 30, 59] {
+        let mut tracking = policy(&format!(r#"{{"scale_in_delay_secs": {delay}}}"#));
+        let decision = tracking
+            .decide(&evaluation("busy", &[300.0; 3], T0))
+            .expect("decides");
+        assert_eq!(
+            decision.action,
+            Action::ScaleTo(2),
+            "{delay}: {}",
+            decision.reason
+        );
+    }
+}
