@@ -616,7 +616,9 @@ fn demo_plays_a_users_scenario_and_refuses_an_application_it_does_not_play() {
 }
 
 /// A plugin file that is not a component stops `run` with the loader's
-/// reason said once, not repeated by the error chain.
+/// reason said once, not repeated by the error chain, located at the
+/// field as `validate` locates it, with the configuration's exit status
+/// (78, which systemd does not restart on).
 #[test]
 fn a_plugin_that_does_not_load_is_reported_once() {
     let dir = scratch("junk");
@@ -629,9 +631,9 @@ fn a_plugin_that_does_not_load_is_reported_once() {
     )
     .expect("written");
     let (code, stdout, stderr) = flinkscale(&["run", "--config", &config.to_string_lossy()]);
-    assert_ne!(code, 0, "{stdout}{stderr}");
+    assert_eq!(code, 78, "{stdout}{stderr}");
     assert!(
-        stderr.contains("application \"a\": plugin ")
+        stderr.contains("agent.toml:9:10: application \"a\".policy.plugin: plugin ")
             && stderr.contains("junk.wasm is not a WebAssembly component"),
         "{stderr}"
     );

@@ -31,13 +31,40 @@ use crate::telemetry::{self, Events, Registry};
 pub const EX_CONFIG: u8 = 78;
 
 /// The exit status of `run` or `once` when the agent could not be
-/// assembled: [`EX_CONFIG`] (after saying why on stderr) for a journal
-/// written by a newer agent, which this one must neither read nor replace;
-/// any other failure is returned as an error (exit status 1).
-fn startup_failure(error: AgentError) -> anyhow::Result<ExitCode> {
-    if let AgentError::State(StateError::Newer { .. }) = &error {
-        eprintln!("error: cannot start the agent: {error}");
-        return Ok(ExitCode::from(EX_CONFIG));
+/// assembled from `loaded`: [`EX_CONFIG`] (after saying why on stderr)
+/// for a journal written by a newer agent, which this one must neither
+/// read nor replace, and for a plugin the configuration names that will
+/// not load or refuses its params (said as `validate` says it, with the
+/// file, line and field: [`plugin_problems`]); any other failure is
+/// returned as an error (exit status 1).
+async fn startup_failure(error: AgentError, loaded: &LoadedConfig) -> anyhow::Result<ExitCode> {
+    match &error {
+        AgentError::State(StateError::Newer { .. }) => {
+            eprintln!("error: cannot start the agent: {error}");
+            return Ok(ExitCode::from(EX_CONFIG));
+        }
+        AgentError::Plugin { error: plugin, .. } if plugin.is_configuration() => {
+            let tried = loaded.clone();
+            let found = tokio::task::spawn_blocking(move || {
+                crate::plugin::on_plugin_thread(|| plugin_problems(&tried, true))
+            })
+            .await;
+            match found {
+                Ok(Ok(problems)) if !problems.is_empty() => {
+                    for problem in load::locate(loaded, &problems) {
+                        eprintln!("{}", printable(&problem.to_string()));
+                    }
+                }
+                // Not found again (a file fixed meanwhile): said as it
+                // was met.
+                _ => eprintln!(
+                    "error: cannot start the agent: {}",
+                    printable(&error.to_string())
+                ),
+            }
+            return Ok(ExitCode::from(EX_CONFIG));
+        }
+        _ => {}
     }
     Err(anyhow::Error::new(error).context("cannot start the agent"))
 }
@@ -169,8 +196,10 @@ pub async fn run(config: &Path, dry_run: bool) -> anyhow::Result<ExitCode> {
     let agent = tokio::select! {
         agent = &mut start => match agent {
             Ok(Ok(agent)) => agent,
-            Ok(Err(error)) => return startup_failure(error),
-            Err(error) => return startup_failure(AgentError::Assembly(error.to_string())),
+            Ok(Err(error)) => return startup_failure(error, &loaded).await,
+            Err(error) => {
+                return startup_failure(AgentError::Assembly(error.to_string()), &loaded).await;
+            }
         },
         () = stops.recv() => {
             // The start is given up where it is: it has only read (the
@@ -359,7 +388,7 @@ pub async fn once(config: &Path, dry_run: bool, json: bool) -> anyhow::Result<Ex
     };
     let mut agent = match Agent::on_aws(&loaded, dry_run, events).await {
         Ok(agent) => agent,
-        Err(error) => return startup_failure(error),
+        Err(error) => return startup_failure(error, &loaded).await,
     };
     let reports = agent.once().await;
     let paused = agent.paused().to_vec();
@@ -539,25 +568,41 @@ fn once_json(report: &OnceReport) -> serde_json::Value {
     }
 }
 
-/// Tries every interpreter on its params and then on the application's
-/// configured series (with no datapoints yet), as the agent will at its
-/// first evaluation, so that what the plugin refuses (a bad expression, a
-/// series id the application does not configure) is a located
-/// configuration error before the agent runs. Local only: no AWS call.
-/// Blocking (compiles and calls plugins): run it off the runtime.
-fn interpreter_problems(loaded: &LoadedConfig) -> Result<Vec<Problem>, PluginError> {
+/// Loads every application's policy with its params, as the agent will
+/// at start (with `policies`; `validate --environment` loads them in
+/// [`plugin_findings`] instead), then tries every interpreter on its params and on the
+/// application's configured series (with no datapoints yet), as the agent
+/// will at its first evaluation, so that a plugin that will not load (not
+/// a component, the other world, a truncated file) or refuses its params
+/// (a bad expression, a series id the application does not configure) is
+/// a located configuration error before the agent runs. Local only: no
+/// AWS call. Blocking (compiles and calls plugins): run it off the
+/// runtime.
+fn plugin_problems(loaded: &LoadedConfig, policies: bool) -> Result<Vec<Problem>, PluginError> {
     let mut problems = Vec::new();
-    if loaded
-        .config
-        .applications
-        .iter()
-        .all(|app| app.interpreters.is_empty())
-    {
-        return Ok(problems);
-    }
     let agent = &loaded.config.agent;
     let host = PluginHost::new(agent.sandbox_limits())?;
     for (i, (app, paths)) in loaded.applications().enumerate() {
+        let policy_at = FieldPath::root().key("application").index(i).key("policy");
+        let params = load::params_json(&app.policy.params);
+        let refused = policies
+            .then(|| {
+                host.load_policy_in(&paths.policy, &params, &app.name, Words::from(app.target))
+                    .err()
+            })
+            .flatten();
+        if let Some(error) = refused {
+            let field = if matches!(error, PluginError::Configure { .. }) {
+                "params"
+            } else {
+                "plugin"
+            };
+            problems.push(Problem {
+                path: policy_at.key(field),
+                message: error.to_string(),
+                hint: None,
+            });
+        }
         let series: Vec<Series> = app
             .metrics
             .iter()
@@ -709,10 +754,12 @@ pub async fn validate(config: &Path, environment: bool) -> anyhow::Result<ExitCo
         return Ok(ExitCode::from(EX_CONFIG));
     };
     let tried = loaded.clone();
-    let problems = tokio::task::spawn_blocking(move || interpreter_problems(&tried))
-        .await
-        .context("the interpreter check stopped")?
-        .context("cannot start the plugin host")?;
+    let problems = tokio::task::spawn_blocking(move || {
+        crate::plugin::on_plugin_thread(|| plugin_problems(&tried, !environment))
+    })
+    .await
+    .context("the plugin check stopped")?
+    .context("cannot start the plugin host")?;
     if !problems.is_empty() {
         for error in load::locate(&loaded, &problems) {
             eprintln!("{}", printable(&error.to_string()));
@@ -1441,21 +1488,72 @@ mod tests {
         assert_eq!(printable(text), text);
     }
 
-    #[test]
-    fn a_newer_journal_exits_with_the_configuration_status() {
+    /// `run` and `once` exit 78 (`EX_CONFIG`, which systemd does not
+    /// restart on) for what starting again would meet the same way: a
+    /// journal written by a newer agent, a plugin that is not a component,
+    /// or one that refuses its params, the last two located as `validate`
+    /// locates them; a held lock is an error (exit 1).
+    #[tokio::test]
+    async fn configuration_failures_at_start_exit_with_the_configuration_status() {
+        let dir = tempfile::tempdir().expect("a scratch folder");
+        std::fs::write(dir.path().join("broken.wasm"), b"\0asm truncated").expect("written");
+        let config = dir.path().join("agent.toml");
+        std::fs::write(
+            &config,
+            "[[application]]\nname = \"orders\"\n[application.policy]\nplugin = \"broken.wasm\"\n\n\
+             [[application]]\nname = \"payments\"\n[application.policy]\nplugin = \"rate\"\n\
+             params = { target_utilisation = 0 }\n",
+        )
+        .expect("written");
+        let loaded = load::load(&config).expect("a configuration that parses");
         let newer = AgentError::State(StateError::Newer {
             path: PathBuf::from("/var/lib/flinkscale/orders.json"),
             format: 2,
         });
         assert_eq!(
-            startup_failure(newer).expect("an exit status"),
+            startup_failure(newer, &loaded)
+                .await
+                .expect("an exit status"),
+            ExitCode::from(78)
+        );
+        let problems = plugin_problems(&loaded, true).expect("the plugin host starts");
+        let located: Vec<String> = load::locate(&loaded, &problems)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(located.len(), 2, "{located:?}");
+        assert!(
+            located[0].contains("agent.toml:4:10: application \"orders\".policy.plugin: ")
+                && located[0].contains("broken.wasm"),
+            "{located:?}"
+        );
+        assert!(
+            located[1].contains("agent.toml:10:10: application \"payments\".policy.params: ")
+                && located[1].contains("target_utilisation"),
+            "{located:?}"
+        );
+        let not_a_component = PluginHost::new(loaded.config.agent.sandbox_limits())
+            .expect("a host")
+            .load_policy(dir.path().join("broken.wasm"), "{}", "orders")
+            .err()
+            .expect("refused");
+        let plugin = AgentError::Plugin {
+            application: "orders".into(),
+            error: not_a_component,
+        };
+        assert_eq!(
+            startup_failure(plugin, &loaded)
+                .await
+                .expect("an exit status"),
             ExitCode::from(78)
         );
         let other = AgentError::State(StateError::Locked {
             path: PathBuf::from("/var/lib/flinkscale/orders.lock"),
             holder: None,
         });
-        let error = startup_failure(other).expect_err("an error, exit status 1");
+        let error = startup_failure(other, &loaded)
+            .await
+            .expect_err("an error, exit status 1");
         assert!(
             format!("{error:#}").contains("cannot start the agent"),
             "{error:#}"

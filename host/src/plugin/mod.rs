@@ -372,6 +372,24 @@ pub enum PluginError {
 }
 
 impl PluginError {
+    /// Whether the configuration is at fault, so that starting again as
+    /// it is fails the same way: the file cannot be read, is not a
+    /// component, is of the other world or contract, needs what the
+    /// sandbox lacks, or refused its params. Not a failing engine, a
+    /// compile past its deadline or a trapping call, which may pass on
+    /// another try.
+    pub fn is_configuration(&self) -> bool {
+        matches!(
+            self,
+            PluginError::Read { .. }
+                | PluginError::NotAComponent { .. }
+                | PluginError::UnsupportedContract { .. }
+                | PluginError::WrongWorld { .. }
+                | PluginError::Link { .. }
+                | PluginError::Configure { .. }
+        )
+    }
+
     /// The kind of failure of a failed call (configure counts as a guest
     /// error); none for load errors.
     pub fn class(&self) -> Option<FailureClass> {
