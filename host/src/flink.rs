@@ -276,6 +276,12 @@ impl FlinkRest {
             .await
             .map_err(|_| Missed::Sent(no_answer()))?
             .map_err(|e| Missed::Sent(TargetError::Transient(format!("{what}: {e}"))))?;
+        if raw.len() as u64 >= MAX_ANSWER {
+            return Err(Missed::Answered(TargetError::Transient(format!(
+                "{what}: the answer is {} MiB or more, more than the agent reads",
+                MAX_ANSWER >> 20
+            ))));
+        }
         if !raw.windows(4).any(|w| w == b"\r\n\r\n") {
             return Err(Missed::Sent(TargetError::Transient(format!(
                 "{what}: no complete HTTP answer (connection closed)"
@@ -296,7 +302,20 @@ impl FlinkRest {
             .nth(1)
             .and_then(|s| s.parse().ok())
             .ok_or_else(|| TargetError::Transient(format!("{what}: no HTTP status line")))?;
-        let json: Value = serde_json::from_str(payload).unwrap_or(Value::Null);
+        let json: Value = match serde_json::from_str(payload) {
+            Ok(json) => json,
+            Err(_) if payload.trim().is_empty() => Value::Null,
+            // A success that says nothing readable (a proxy's page, an
+            // answer cut short) must not be taken for an empty one: a
+            // job with no vertices, or an update in doubt resolved.
+            Err(error) if (200..=299).contains(&status) => {
+                let shown: String = payload.chars().take(120).collect();
+                return Err(TargetError::Transient(format!(
+                    "{what}: {status} with a body that is not JSON ({error}): {shown:?}"
+                )));
+            }
+            Err(_) => Value::String(payload.chars().take(500).collect()),
+        };
         let flink_says = || match json["errors"].as_array() {
             Some(errors) => errors
                 .iter()
@@ -566,6 +585,42 @@ mod tests {
 
     use super::*;
     use crate::telemetry::prometheus::jobmanager_moves;
+
+    /// A success whose body is not JSON (a proxy's HTML page, an answer
+    /// cut short) is a transient failure, not an empty object that would
+    /// read as a job without vertices; an empty body is nothing; an
+    /// error's body that is not JSON is shown as text.
+    #[test]
+    fn a_success_that_is_not_json_is_a_failure_not_an_empty_answer() {
+        let what = "GET http://jm:8081/jobs/1";
+        let answer = |raw: &str| FlinkRest::answer(what, raw.as_bytes());
+        match answer("HTTP/1.1 200 OK\r\n\r\n<html>login</html>") {
+            Err(TargetError::Transient(message)) => assert!(
+                message
+                    .starts_with("GET http://jm:8081/jobs/1: 200 with a body that is not JSON (")
+                    && message.ends_with("\"<html>login</html>\""),
+                "{message}"
+            ),
+            other => panic!("{other:?}"),
+        }
+        match answer("HTTP/1.1 200 OK\r\n\r\n{\"jid\": \"1\", \"vertices\": [") {
+            Err(TargetError::Transient(_)) => {}
+            other => panic!("a cut answer: {other:?}"),
+        }
+        assert_eq!(
+            answer("HTTP/1.1 202 Accepted\r\n\r\n").expect("an empty success"),
+            (202, Value::Null)
+        );
+        match answer("HTTP/1.1 502 Bad Gateway\r\n\r\n<html>bad gateway</html>") {
+            Err(TargetError::Transient(message)) => {
+                assert!(
+                    message.contains("502 \"<html>bad gateway</html>\""),
+                    "{message}"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+    }
 
     /// A job_name no job has (the operator's drill: a typo, or the wrong
     /// cluster) is reported with the names of the jobs that do run there,
