@@ -226,6 +226,11 @@ pub struct ScenarioApp {
     pub past: Option<Past>,
 }
 
+/// The longest a scenario may run, in simulated seconds: 31 days, over
+/// four times the longest shipped one (a week), whose per-second history
+/// takes tens of megabytes; a longer run would take gigabytes.
+pub const MAX_DURATION_SECS: u64 = 31 * 86_400;
+
 /// The past the model publishes before t = 0 (scenario keys
 /// `history_days` and `history_period_secs`): the application ran under
 /// the trace repeated backwards with the given period, at the smallest KPU
@@ -477,6 +482,19 @@ impl Scenario {
                 last
             }
         };
+        if duration_secs > MAX_DURATION_SECS {
+            let given = if raw.duration_secs.is_some() {
+                format!("duration_secs {duration_secs}")
+            } else {
+                format!("the trace ends at t = {duration_secs} s, which")
+            };
+            return Err(ScenarioError::Invalid {
+                file: file.to_owned(),
+                problems: vec![format!(
+                    "{given} is longer than a scenario may run: at most {MAX_DURATION_SECS} s (31 days; the model keeps every second in memory)"
+                )],
+            });
+        }
         Ok(Self {
             name: raw.name.unwrap_or_else(|| default_name.to_owned()),
             description: raw.description,

@@ -712,6 +712,46 @@ fn a_trace_csv_is_a_scenario_of_its_own() {
     assert!(err.contains("Export.CSV:2:"), "{err}");
 }
 
+/// A scenario longer than 31 days, given or implied by its trace, is
+/// refused naming the file and the limit, instead of filling memory with
+/// its per-second history; 31 days is still accepted.
+#[test]
+fn a_scenario_longer_than_the_limit_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("ok.csv"), "0,1000\n60,1000\n").expect("write");
+    let scenario = dir.path().join("long.toml");
+    for (duration, refused) in [
+        ("18446744073709551615", true),
+        ("2678401", true),
+        ("2678400", false),
+    ] {
+        std::fs::write(
+            &scenario,
+            format!("name = \"long\"\ntrace = \"ok.csv\"\nduration_secs = {duration}\n[[application]]\nname = \"app\"\n"),
+        )
+        .expect("write");
+        match Scenario::load(&scenario) {
+            Err(error) if refused => {
+                let text = error.to_string();
+                assert!(
+                    text.contains("long.toml")
+                        && text.contains(&format!("duration_secs {duration} is longer than a scenario may run: at most 2678400 s")),
+                    "{text}"
+                );
+            }
+            Ok(s) if !refused => assert_eq!(s.duration_secs, 2_678_400),
+            other => panic!("{duration}: {other:?}"),
+        }
+    }
+    let csv = dir.path().join("long.csv");
+    std::fs::write(&csv, "0,1000\n99999999,1000\n").expect("write");
+    let text = Scenario::load(&csv).expect_err("too long").to_string();
+    assert!(
+        text.contains("the trace ends at t = 99999999 s, which is longer than a scenario may run"),
+        "{text}"
+    );
+}
+
 fn scenarios_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/scenarios")
 }
