@@ -32,6 +32,49 @@
 //! ([`StateError::Newer`]) is not touched at all.
 
 mod locks;
+/// The journal of `application` from the bytes of its file at `path`:
+/// [`Journal::load`]'s reading, and `status`'s. A newer format is
+/// [`StateError::Newer`] (recognised before anything else is read, since
+/// a newer agent may have changed the rest); an older or unknown one, a
+/// record that does not parse, one of another application or with a
+/// counter or time out of range is [`StateError::Corrupt`].
+pub(crate) fn parse_journal(
+    path: &Path,
+    application: &str,
+    text: &[u8],
+) -> Result<JournalFile, StateError> {
+    let corrupt = |detail: String| StateError::Corrupt {
+        path: path.to_path_buf(),
+        detail,
+    };
+    #[derive(Deserialize)]
+    struct Probe {
+        format: u64,
+    }
+    let probe: Probe = serde_json::from_slice(text).map_err(|e| corrupt(e.to_string()))?;
+    if probe.format > u64::from(FORMAT_VERSION) {
+        return Err(StateError::Newer {
+            path: path.to_path_buf(),
+            format: probe.format,
+        });
+    }
+    if probe.format != u64::from(FORMAT_VERSION) {
+        return Err(corrupt(format!(
+            "format {} (this agent reads format {FORMAT_VERSION})",
+            probe.format
+        )));
+    }
+    let file: JournalFile = serde_json::from_slice(text).map_err(|e| corrupt(e.to_string()))?;
+    if file.application != application {
+        return Err(corrupt(format!(
+            "it belongs to application {:?}",
+            file.application
+        )));
+    }
+    out_of_range(&file).map_or(Ok(()), |problem| Err(corrupt(problem)))?;
+    Ok(file)
+}
+
 #[cfg(test)]
 mod tests;
 
@@ -692,40 +735,11 @@ impl Journal {
                 });
             }
         };
-        let corrupt = |detail: String| StateError::Corrupt {
-            path: self.path.clone(),
-            detail,
-        };
-        // The format is read on its own first: a newer agent may have
-        // changed everything else, and its file must be recognised as
-        // newer, not misread as corrupt.
-        #[derive(Deserialize)]
-        struct Probe {
-            format: u64,
-        }
-        let probe: Probe = serde_json::from_slice(&text).map_err(|e| corrupt(e.to_string()))?;
-        if probe.format > u64::from(FORMAT_VERSION) {
-            self.newer = Some(probe.format);
-            return Err(StateError::Newer {
-                path: self.path.clone(),
-                format: probe.format,
-            });
-        }
-        if probe.format != u64::from(FORMAT_VERSION) {
-            return Err(corrupt(format!(
-                "format {} (this agent reads format {FORMAT_VERSION})",
-                probe.format
-            )));
-        }
-        let file: JournalFile =
-            serde_json::from_slice(&text).map_err(|e| corrupt(e.to_string()))?;
-        if file.application != self.application {
-            return Err(corrupt(format!(
-                "it belongs to application {:?}",
-                file.application
-            )));
-        }
-        out_of_range(&file).map_or(Ok(()), |problem| Err(corrupt(problem)))?;
+        let file = parse_journal(&self.path, &self.application, &text).inspect_err(|error| {
+            if let StateError::Newer { format, .. } = error {
+                self.newer = Some(*format);
+            }
+        })?;
         self.seq = file.seq;
         Ok(Some(file))
     }

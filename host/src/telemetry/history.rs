@@ -1282,17 +1282,16 @@ pub fn mark_paused(status: &mut Status, paused: &[String]) {
 }
 
 /// The journal, read without its lock (the agent may hold it): the agent
-/// replaces it by renaming, so the file read is always a whole record. One
-/// with a counter or a time the agent refuses is an error here too.
+/// replaces it by renaming, so the file read is always a whole record.
+/// What the agent refuses ([`crate::state::parse_journal`]: a newer
+/// format, another application's, a counter or time out of range) is an
+/// error here too, in the agent's words.
 fn read_journal(state_dir: &Path, application: &str) -> (Option<JournalFile>, Option<String>) {
     let path = state_dir.join(format!("{application}.json"));
     match std::fs::read(&path) {
-        Ok(bytes) => match serde_json::from_slice::<JournalFile>(&bytes) {
-            Ok(journal) => match crate::state::out_of_range(&journal) {
-                None => (Some(journal), None),
-                Some(problem) => (None, Some(format!("{}: {problem}", path.display()))),
-            },
-            Err(error) => (None, Some(format!("{}: {error}", path.display()))),
+        Ok(bytes) => match crate::state::parse_journal(&path, application, &bytes) {
+            Ok(journal) => (Some(journal), None),
+            Err(error) => (None, Some(error.to_string())),
         },
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => (None, None),
         Err(error) => (None, Some(format!("{}: {error}", path.display()))),

@@ -324,6 +324,40 @@ fn a_restarted_agent_forgets_the_quarantines_of_the_last() {
     let _ = std::fs::remove_dir_all(&state);
 }
 
+/// A journal the agent would refuse is named as such by `status`, in the
+/// agent's words, not shown as an idle application: one written by a
+/// newer agent (which `run` and `once` exit 78 on) and one of another
+/// application (which the agent sets aside as corrupt).
+#[test]
+fn status_names_a_journal_the_agent_refuses() {
+    let state = temp_dir("refused");
+    std::fs::create_dir_all(&state).expect("a state folder");
+    for (text, expected) in [
+        (
+            r#"{"format": 99, "application": "app", "seq": 1, "written_ms": 0, "record": {}}"#,
+            "was written by a newer flinkscale (format 99, this agent reads 1)",
+        ),
+        (
+            r#"{"format": 1, "application": "other", "seq": 1, "written_ms": 0,
+                "record": {"phase": {"kind": "idle"}}}"#,
+            "it belongs to application \"other\"",
+        ),
+    ] {
+        std::fs::write(state.join("app.json"), text).expect("a journal");
+        let status = status(&state, &[("app".to_owned(), Words::Msf)], 1_000);
+        let app = &status.applications[0];
+        assert!(
+            app.journal_error
+                .as_deref()
+                .is_some_and(|e| e.contains(expected) && e.contains("app.json")),
+            "{app:?}"
+        );
+        let text = status_text(&status);
+        assert!(text.contains("journal:    unreadable: "), "{text}");
+    }
+    let _ = std::fs::remove_dir_all(&state);
+}
+
 /// The journal and the history are files on disk: times no clock reaches
 /// (edited by hand, or damaged) are shown, or named as the journal's
 /// error, without overflowing `status`'s arithmetic.
