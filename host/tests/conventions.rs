@@ -277,6 +277,17 @@ fn every_command_that_reads_a_configuration_takes_config_or_flinkscale_config() 
             Some(gone.as_path()),
             "FLINKSCALE_CONFIG",
         ),
+        (vec!["status"], Some(gone.as_path()), "FLINKSCALE_CONFIG"),
+        (
+            vec!["explain", "--application", "a"],
+            Some(gone.as_path()),
+            "FLINKSCALE_CONFIG",
+        ),
+        (
+            vec!["status", "--config", &gone.to_string_lossy()],
+            None,
+            "--config",
+        ),
         (
             vec!["run", "--config", &gone.to_string_lossy()],
             None,
@@ -309,12 +320,14 @@ fn every_command_that_reads_a_configuration_takes_config_or_flinkscale_config() 
         ),
         "{stderr}"
     );
-    let (code, _, stderr) = flinkscale(&["once"], None);
-    assert_eq!(code, 78, "{stderr}");
-    assert!(
-        stderr.contains("looked at --config (not given), and FLINKSCALE_CONFIG (not set)"),
-        "{stderr}"
-    );
+    for args in [&["once"][..], &["status"], &["explain", "-a", "a"]] {
+        let (code, _, stderr) = flinkscale(args, None);
+        assert_eq!(code, 78, "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("looked at --config (not given), and FLINKSCALE_CONFIG (not set)"),
+            "{args:?}: {stderr}"
+        );
+    }
 }
 
 /// One kinesisanalyticsv2 call to the emulator over AWS JSON 1.1, as any

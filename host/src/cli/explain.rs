@@ -19,9 +19,10 @@ use crate::telemetry::history;
 /// `flinkscale status`'s arguments.
 #[derive(Debug, Args)]
 pub struct StatusArgs {
-    /// The configuration file (its `state_dir` and applications).
-    #[arg(long, short, env = "FLINKSCALE_CONFIG")]
-    pub config: PathBuf,
+    /// The configuration file, for its `state_dir` and applications
+    /// (`--config FILE` or `$FLINKSCALE_CONFIG`).
+    #[command(flatten)]
+    pub config: super::conventions::ConfigFile,
     /// Print one JSON object (as `GET /status` answers) instead of text.
     #[arg(long)]
     pub json: bool,
@@ -30,9 +31,10 @@ pub struct StatusArgs {
 /// `flinkscale explain`'s arguments.
 #[derive(Debug, Args)]
 pub struct ExplainArgs {
-    /// The configuration file (its `state_dir` and applications).
-    #[arg(long, short, env = "FLINKSCALE_CONFIG")]
-    pub config: PathBuf,
+    /// The configuration file, for its `state_dir` and applications
+    /// (`--config FILE` or `$FLINKSCALE_CONFIG`).
+    #[command(flatten)]
+    pub config: super::conventions::ConfigFile,
     /// The application, as named in the configuration.
     #[arg(long, short)]
     pub application: String,
@@ -52,7 +54,7 @@ pub async fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
             state_dir,
             names,
             paused,
-        }) = reading(&args.config)
+        }) = reading(args.config.config.as_deref())
         else {
             return Ok(ExitCode::from(EX_CONFIG));
         };
@@ -74,7 +76,7 @@ pub async fn explain(args: ExplainArgs) -> anyhow::Result<ExitCode> {
     tokio::task::spawn_blocking(move || {
         let Some(Reading {
             state_dir, names, ..
-        }) = reading(&args.config)
+        }) = reading(args.config.config.as_deref())
         else {
             return Ok(ExitCode::from(EX_CONFIG));
         };
@@ -100,7 +102,9 @@ struct Reading {
     paused: Vec<String>,
 }
 
-/// What `status` and `explain` read for the configuration file `config`.
+/// What `status` and `explain` read for the configuration file `flag`
+/// (`--config`), else `$FLINKSCALE_CONFIG`, found as every command that
+/// reads one finds it ([`super::conventions::config_path`]).
 /// A valid file gives its `state_dir` and applications. An invalid one
 /// (say, edited badly and sent a SIGHUP that the running agent refused,
 /// keeping its last valid configuration) is no reason to report nothing
@@ -109,11 +113,15 @@ struct Reading {
 /// from whatever of the file still reads ([`lenient_reading`]). A file
 /// that cannot be read at all (a mistyped path) is `None` after saying
 /// why: its folder is no better guess than the current one.
-fn reading(config: &Path) -> Option<Reading> {
-    if let Err(error) = super::conventions::config_path(Some(config), None, false) {
-        eprintln!("error: {error}");
-        return None;
-    }
+fn reading(flag: Option<&Path>) -> Option<Reading> {
+    let config = match super::conventions::config_path(flag, None, false) {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return None;
+        }
+    };
+    let config = config.as_path();
     match load::load(config) {
         Ok(loaded) => Some(Reading {
             names: application_names(&loaded.config),
