@@ -21,7 +21,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::agent::Agent;
 use crate::config::load;
-use crate::emulator::{self, EmulatorHandle, EmulatorOptions};
+use crate::emulator::{self, EmulatorOptions, EmulatorState};
 use crate::model::Action;
 use crate::sim::Scenario;
 use crate::telemetry::{Event, Events};
@@ -131,7 +131,7 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<DemoSummary> {
     println!(
         "flinkscale demo: emulator on {endpoint}, model {}x real time; scenario {:?}, {} simulated seconds (~{:.0} s here).\n[mm:ss] is simulated time; each line is one evaluation by the agent.",
         options.speed,
-        emulator.state().scenario,
+        emulator.state_off_runtime().await.scenario,
         duration_secs,
         duration_secs as f64 / options.speed
     );
@@ -173,7 +173,8 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<DemoSummary> {
                     if matches!(event, Event::Evaluated { .. }) {
                         evaluations += 1;
                     }
-                    if let Some(line) = describe(&event, &emulator) {
+                    let state = emulator.state_off_runtime().await;
+                    if let Some(line) = describe(&event, &state) {
                         println!("{line}");
                     }
                 }
@@ -186,7 +187,7 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<DemoSummary> {
         let _ = running.await;
     }
 
-    let state = emulator.state();
+    let state = emulator.state_off_runtime().await;
     let mut calls = BTreeMap::new();
     for call in emulator.calls() {
         *calls.entry(call.operation).or_insert(0) += 1;
@@ -215,9 +216,8 @@ fn bundled_scenario() -> anyhow::Result<Scenario> {
 }
 
 /// One line per event worth a person's attention, with what the emulator
-/// knows of the application at that moment.
-fn describe(event: &Event, emulator: &EmulatorHandle) -> Option<String> {
-    let state = emulator.state();
+/// knows of the application at that moment (`state`).
+fn describe(event: &Event, state: &EmulatorState) -> Option<String> {
     let t = |app: &str| {
         state
             .applications

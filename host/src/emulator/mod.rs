@@ -499,6 +499,24 @@ impl EmulatorHandle {
         core.snapshot(now)
     }
 
+    /// [`EmulatorHandle::state`] off the async runtime: bringing the model
+    /// up to now steps it through every model second since it was last
+    /// read (the whole history, at the first read), CPU work for the
+    /// blocking pool, as the server's own handlers do.
+    pub async fn state_off_runtime(&self) -> EmulatorState {
+        let shared = self.shared.clone();
+        let read = tokio::task::spawn_blocking(move || {
+            let (core, now) = shared.lock_synced();
+            core.snapshot(now)
+        });
+        match read.await {
+            Ok(state) => state,
+            Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
+            // Cancelled (the runtime shuts down): read it here.
+            Err(_) => self.state(),
+        }
+    }
+
     /// Runs `f` on the model, advanced to now.
     pub fn with_world<R>(&self, f: impl FnOnce(&World) -> R) -> R {
         let (core, _) = self.shared.lock_synced();
