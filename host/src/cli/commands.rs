@@ -1017,10 +1017,11 @@ fn simulate_blocking(args: SimulateArgs) -> anyhow::Result<ExitCode> {
                     });
                     if let Some(file) = missing {
                         eprintln!(
-                            "error: policy {:?}: plugin {} not found and not a built-in ({}); \
-                             give --plugin-dir with the folder of its .wasm file, or a path to \
-                             the .wasm as the policy",
+                            "error: policy {:?}: not a preset ({}), and plugin {} not found \
+                             and not a built-in ({}); give --plugin-dir with the folder of its \
+                             .wasm file, or a path to the .wasm as the policy",
                             args.policy,
+                            presets::PRESETS.join(", "),
                             file.display(),
                             crate::plugin::builtin::names()
                         );
@@ -1161,7 +1162,7 @@ pub struct BenchArgs {
     #[arg(
         long,
         value_delimiter = ',',
-        default_values = crate::sim::bench::DEFAULT_POLICIES.iter().copied()
+        default_value = crate::sim::bench::DEFAULT_POLICIES_ARG
     )]
     pub policies: Vec<String>,
     /// Where to write bench.json, bench.md and the HTML pages.

@@ -86,7 +86,8 @@ pub enum PluginCommand {
     },
     /// Print a plugin's summary and the parameters it declares.
     Describe {
-        /// The plugin (not with `--readme`).
+        /// The plugin, a built-in's name or a .wasm path: required, unless
+        /// `--readme` is given (which takes none).
         #[arg(required_unless_present = "readme", conflicts_with = "readme")]
         plugin: Option<String>,
         /// A folder of plugin files; a file named like the plugin wins

@@ -28,6 +28,11 @@ use crate::config::load::{self, LoadedConfig};
 /// shipped better ones.
 pub const DEFAULT_POLICIES: &[&str] = presets::PRESETS;
 
+/// [`DEFAULT_POLICIES`] as `--policies` takes them, comma-separated (so
+/// that `bench --help` shows the default as it must be written).
+pub const DEFAULT_POLICIES_ARG: &str =
+    "seed,msf-builtin,flink-operator,hold,target-tracking,rate,predictive";
+
 /// The references the recommended policy must beat (the README's bar): the
 /// reference design, MSF's own rule and the Flink Kubernetes Operator's
 /// autoscaler.
@@ -74,8 +79,10 @@ pub enum BenchError {
     },
     /// A plugin file is not there.
     #[error(
-        "policy {policy:?}: plugin {path} not found and not a built-in ({builtins}); give \
-         --plugin-dir with the folder of its .wasm file, or a path to the .wasm as the policy",
+        "policy {policy:?}: not a preset ({presets}), and plugin {path} not found and not a \
+         built-in ({builtins}); give --plugin-dir with the folder of its .wasm file, or a path to \
+         the .wasm as the policy (--policies takes a comma-separated list)",
+        presets = presets::PRESETS.join(", "),
         builtins = crate::plugin::builtin::names()
     )]
     MissingPlugin {
@@ -931,6 +938,15 @@ mod tests {
     }
 
     use super::super::{CpuNoise, History};
+
+    #[test]
+    fn the_default_policies_argument_lists_the_default_policies() {
+        assert!(
+            DEFAULT_POLICIES_ARG
+                .split(',')
+                .eq(DEFAULT_POLICIES.iter().copied())
+        );
+    }
 
     #[test]
     fn markdown_has_a_row_per_run_and_the_bounds() {
