@@ -389,6 +389,18 @@ fn validate_one_application_per_flink_job(
     problems
 }
 
+/// `text` quoted, cut to its first 120 characters (with `...` after the
+/// quote) when longer: an error about a whole expression need not repeat
+/// all of it.
+fn quoted_start(text: &str) -> String {
+    const SHOWN: usize = 120;
+    if text.chars().count() <= SHOWN {
+        return format!("{text:?}");
+    }
+    let start: String = text.chars().take(SHOWN).collect();
+    format!("{start:?}...")
+}
+
 /// What is valid for a whole-number field that must be 1 or more, by its
 /// key; the same words whether the file gives 0 (found here) or a value of
 /// the wrong type (found by the parser, `load.rs`). `None` for any other
@@ -975,7 +987,7 @@ fn validate_expression(
             problems.push(
                 Problem::new(
                     at.key("expression"),
-                    format!("expression {expression:?}: {error}"),
+                    format!("expression {}: {error}", quoted_start(expression)),
                 )
                 .hint(format!(
                     "supported: numbers, metric ids, + - * /, parentheses, {}([a, b]), FILL(x, number)",

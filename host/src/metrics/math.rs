@@ -79,6 +79,18 @@ pub struct MathError {
 
 /// Parses `text`, refusing anything left after one expression.
 pub fn parse(text: &str) -> Result<Expr, MathError> {
+    let length = text.chars().count();
+    if length > MAX_CHARS {
+        // A chain of operators nests no deeper in the text, but its tree
+        // is as deep as it is long: evaluating or dropping one of 100 000
+        // terms overflowed the stack.
+        return Err(MathError {
+            column: MAX_CHARS + 1,
+            message: format!(
+                "the expression is {length} characters long; CloudWatch takes at most {MAX_CHARS}"
+            ),
+        });
+    }
     let mut p = Parser {
         chars: text.chars().collect(),
         at: 0,
@@ -140,6 +152,11 @@ struct Parser {
 /// (CloudWatch takes 2048 characters), few enough that parsing, evaluating
 /// and dropping it cannot exhaust the stack.
 const MAX_DEPTH: usize = 64;
+
+/// The longest expression, in characters: GetMetricData's limit on a
+/// query's `Expression`. It also bounds a chain of operators (`a + a + ...`),
+/// whose tree is as deep as the chain is long.
+const MAX_CHARS: usize = 2048;
 
 impl Parser {
     fn error(&self, message: impl Into<String>) -> MathError {
@@ -538,8 +555,7 @@ mod tests {
     /// its column instead of recursing until the stack overflows.
     #[test]
     fn nesting_past_the_limit_is_refused_not_overflowed() {
-        let deep =
-            |open: &str, close: &str| format!("{}a{}", open.repeat(100_000), close.repeat(100_000));
+        let deep = |open: &str, close: &str| format!("{}a{}", open.repeat(250), close.repeat(250));
         for text in [
             deep("(", ")"),
             deep("-", ""),
@@ -557,6 +573,23 @@ mod tests {
         }
         let fine = format!("{}a{}", "(".repeat(60), ")".repeat(60));
         assert_eq!(parse(&fine), Ok(Expr::Id("a".to_owned())));
+    }
+
+    /// A chain of operators is as deep a tree as it is long: past
+    /// CloudWatch's 2048 characters it is refused, not overflowed (a chain
+    /// of 200 000 terms aborted `validate`); the longest chain it takes
+    /// parses.
+    #[test]
+    fn an_expression_past_cloudwatchs_length_is_refused_not_overflowed() {
+        let chain = |terms: usize| vec!["a"; terms].join("+");
+        let error = parse(&chain(200_000)).unwrap_err();
+        assert_eq!(error.column, 2049);
+        assert_eq!(
+            error.message,
+            "the expression is 399999 characters long; CloudWatch takes at most 2048"
+        );
+        assert!(parse(&chain(1024)).is_ok());
+        assert!(parse(&chain(1025)).is_err());
     }
 
     #[test]

@@ -114,11 +114,30 @@ impl fmt::Display for ParseError {
     }
 }
 
+/// How deep an expression may nest (parentheses, `-` signs, function
+/// arguments): far more than any signal needs, few enough that parsing,
+/// evaluating and dropping it stay well inside the sandbox's stack.
+const MAX_DEPTH: usize = 64;
+
+/// The longest expression, in characters. It also bounds a chain of
+/// operators (`a + a + ...`), whose tree is as deep as the chain is long.
+const MAX_CHARS: usize = 2048;
+
 /// Parses one expression, refusing anything left after it.
 pub fn parse(text: &str) -> Result<Expr, ParseError> {
+    let length = text.chars().count();
+    if length > MAX_CHARS {
+        return Err(ParseError {
+            column: MAX_CHARS + 1,
+            message: format!(
+                "the expression is {length} characters long; at most {MAX_CHARS} are taken"
+            ),
+        });
+    }
     let mut parser = Parser {
         chars: text.chars().collect(),
         at: 0,
+        depth: 0,
     };
     parser.skip_space();
     if parser.peek().is_none() {
@@ -140,6 +159,8 @@ pub fn parse(text: &str) -> Result<Expr, ParseError> {
 struct Parser {
     chars: Vec<char>,
     at: usize,
+    /// How many unary expressions are open: bounded by [`MAX_DEPTH`].
+    depth: usize,
 }
 
 impl Parser {
@@ -233,12 +254,23 @@ impl Parser {
         }
     }
 
-    /// unary := "-" unary | primary
+    /// unary := "-" unary | primary; every nesting (a `-`, a `(`, a
+    /// function's argument) passes here, so the depth is counted here.
     fn unary(&mut self) -> Result<Expr, ParseError> {
-        if self.eat("-") {
-            return Ok(Expr::Negate(Box::new(self.unary()?)));
+        if self.depth >= MAX_DEPTH {
+            self.skip_space();
+            return Err(self.error(format!(
+                "the expression nests more than {MAX_DEPTH} deep (parentheses, `-` signs and function arguments)"
+            )));
         }
-        self.primary()
+        self.depth += 1;
+        let unary = if self.eat("-") {
+            self.unary().map(|inner| Expr::Negate(Box::new(inner)))
+        } else {
+            self.primary()
+        };
+        self.depth -= 1;
+        unary
     }
 
     /// primary := number | id | function "(" args ")" | "(" comparison ")"

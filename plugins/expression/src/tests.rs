@@ -123,6 +123,31 @@ fn absence_propagates_and_fill_replaces_it() {
     assert_eq!(value("fill(cpu / 0, -1)"), Some(-1.0));
 }
 
+/// Nesting past 64 levels, or an expression past 2048 characters (a
+/// chain of operators is as deep a tree as it is long), is a syntax error
+/// with its column, not a trap on an exhausted stack.
+#[test]
+fn too_deep_or_too_long_is_a_syntax_error() {
+    for (open, close) in [("(", ")"), ("-", ""), ("max(", ")")] {
+        let text = format!("{}cpu{}", open.repeat(300), close.repeat(300));
+        let error = parse_error(&text);
+        assert!(error.message.contains("nests more than 64 deep"), "{error}");
+        assert_eq!(error.column, 64 * open.len() + 1, "{error}");
+    }
+    let fine = format!("{}cpu{}", "(".repeat(60), ")".repeat(60));
+    assert!(parse(&fine).is_ok());
+    let chain = |terms: usize| vec!["cpu"; terms].join("+");
+    let error = parse_error(&chain(100_000));
+    assert_eq!(
+        (error.column, error.message.as_str()),
+        (
+            2049,
+            "the expression is 399999 characters long; at most 2048 are taken"
+        )
+    );
+    assert!(parse(&chain(512)).is_ok());
+}
+
 #[test]
 fn every_syntax_error_names_its_column() {
     let cases: &[(&str, usize, &str)] = &[
