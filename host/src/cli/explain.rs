@@ -38,9 +38,9 @@ pub struct ExplainArgs {
     /// The application, as named in the configuration.
     #[arg(long, short)]
     pub application: String,
-    /// How many of the most recent evaluations to show.
-    #[arg(long, default_value_t = 10)]
-    pub last: usize,
+    /// How many of the most recent evaluations to show (1 or more).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
+    pub last: u32,
     /// Print one JSON object (as `GET /explain` answers) instead of text.
     #[arg(long)]
     pub json: bool,
@@ -81,7 +81,12 @@ pub async fn explain(args: ExplainArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(EX_CONFIG));
         };
         note_absent_state_dir(&state_dir);
-        let explanation = history::explain(&state_dir, &names, &args.application, Some(args.last))?;
+        let explanation = history::explain(
+            &state_dir,
+            &names,
+            &args.application,
+            Some(usize::try_from(args.last).unwrap_or(usize::MAX)),
+        )?;
         if args.json {
             println!("{}", serde_json::to_string_pretty(&explanation)?);
         } else {

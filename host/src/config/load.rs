@@ -281,7 +281,24 @@ fn load_text(
         // consequences of the syntax error as errors of their own.
         let errors = syntax_errors
             .iter()
-            .map(|e| document.error_at(e.span(), String::new(), e.message(), None))
+            .map(|e| {
+                // The parser says "duplicate key" without the key; its
+                // span holds it.
+                let key = e
+                    .span()
+                    .and_then(|span| text.get(span))
+                    .map(str::trim)
+                    .filter(|key| !key.is_empty() && !key.contains('\n'));
+                match key {
+                    Some(key) if e.message() == "duplicate key" => document.error_at(
+                        e.span(),
+                        String::new(),
+                        &format!("duplicate key `{key}`"),
+                        Some("a key is given once in a table; keep one of them".to_owned()),
+                    ),
+                    _ => document.error_at(e.span(), String::new(), e.message(), None),
+                }
+            })
             .collect();
         return Err(ConfigErrors::new(errors));
     }
@@ -427,9 +444,18 @@ fn missing_plugins(loaded: &LoadedConfig) -> Vec<Problem> {
             } else {
                 available_plugins(&loaded.plugin_dir)
             };
+            let message = if path.is_dir() {
+                format!(
+                    "plugin {:?} is {}, a folder, not a component file",
+                    config.plugin,
+                    path.display()
+                )
+            } else {
+                format!("plugin {:?} not found at {}", config.plugin, path.display())
+            };
             problems.push(Problem {
                 path: at.key("plugin"),
-                message: format!("plugin {:?} not found at {}", config.plugin, path.display()),
+                message,
                 hint: Some(hint),
             });
         }

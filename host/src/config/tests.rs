@@ -259,6 +259,21 @@ plugin = "local.wasm"
     );
 }
 
+/// A key given twice is named: the parser's "duplicate key" says not
+/// which.
+#[test]
+fn a_duplicate_key_is_named() {
+    let text = "[[application]]\nname = \"a\"\ngrace_period_secs = 300\ngrace_period_secs = 200\n\
+                dimensions = { Application = \"a\", Application = \"b\" }\n";
+    assert_eq!(
+        errors(text),
+        [
+            "config/x.toml:4:1: duplicate key `grace_period_secs` (a key is given once in a table; keep one of them)",
+            "config/x.toml:5:35: duplicate key `Application` (a key is given once in a table; keep one of them)",
+        ]
+    );
+}
+
 #[test]
 fn syntax_errors_are_all_located() {
     let errors = errors("[[application]\nname = = \"a\"\n");
@@ -904,6 +919,15 @@ fn the_environment_step_finds_missing_plugins() {
             "{file}:4:10: application \"a\".policy.plugin: plugin \"stpe\" not found at {root}/plugins/stpe.wasm (built-in: \"step\", \"hold\", \"target-tracking\", \"rate\", \"backlog-seconds\", \"expression\", \"flink-operator\", \"predictive\"; in plugin_dir: \"step\", \"target\")\n\
              {file}:6:10: application \"a\".interpreter[0].plugin: plugin \"lib/rate.wasm\" not found at {root}/lib/rate.wasm (a path is relative to the configuration file's folder)"
         )
+    );
+    // A folder where the file should be is said to be one.
+    std::fs::create_dir_all(dir.path().join("lib/rate.wasm")).unwrap();
+    let rendered = load(&path).unwrap_err().to_string();
+    assert!(
+        rendered.contains(&format!(
+            "application \"a\".interpreter[0].plugin: plugin \"lib/rate.wasm\" is {root}/lib/rate.wasm, a folder, not a component file"
+        )),
+        "{rendered}"
     );
 
     // Without the plugin folder, a built-in name needs no file, and an

@@ -624,7 +624,7 @@ impl Files {
     /// "no outcome recorded": it was neither accepted nor refused.
     fn amend_unsent_answer(&mut self, application: &str, resume: &str) {
         let path = self.path(application);
-        let Ok(text) = std::fs::read_to_string(&path) else {
+        let Ok(text) = read_text(&path) else {
             return;
         };
         let mut lines: Vec<&str> = text.lines().filter(|l| !l.is_empty()).collect();
@@ -770,7 +770,7 @@ impl Files {
     /// tenths of the bound, atomically; returns the lines now in it.
     fn trim_and_append(&self, path: &Path, line: &str) -> std::io::Result<usize> {
         let keep = (self.bound - self.bound / 10).max(1);
-        let old = std::fs::read_to_string(path).unwrap_or_default();
+        let old = read_text(path).unwrap_or_default();
         let mut lines: Vec<&str> = old.lines().filter(|l| !l.is_empty()).collect();
         lines.push(line.trim_end());
         let start = lines.len().saturating_sub(keep);
@@ -937,7 +937,7 @@ pub enum ReadError {
 /// `None`), newest last; no file is no entry.
 pub fn read(dir: &Path, application: &str, last: Option<usize>) -> Result<Vec<Entry>, ReadError> {
     let path = dir.join(format!("{application}.jsonl"));
-    let text = match std::fs::read_to_string(&path) {
+    let text = match read_text(&path) {
         Ok(text) => text,
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(source) => return Err(ReadError::Io { path, source }),
@@ -950,6 +950,18 @@ pub fn read(dir: &Path, application: &str, last: Option<usize>) -> Result<Vec<En
         entries.drain(..entries.len().saturating_sub(last));
     }
     Ok(entries)
+}
+
+/// A history file's text. Bytes that are not UTF-8 (a damaged disk, a
+/// hand edit) spoil only their own line, which then does not parse and
+/// is skipped like any other damaged line: reading the file as a string
+/// would fail it whole, and a rewrite would drop every other line.
+fn read_text(path: &Path) -> std::io::Result<String> {
+    let bytes = std::fs::read(path)?;
+    Ok(match String::from_utf8(bytes) {
+        Ok(text) => text,
+        Err(error) => String::from_utf8_lossy(error.as_bytes()).into_owned(),
+    })
 }
 
 /// What `explain` reports (`--json` and `GET /explain`).

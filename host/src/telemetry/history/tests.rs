@@ -43,6 +43,34 @@ fn write(dir: &Path, bound: usize, events: impl IntoIterator<Item = Event>) {
     writer.finish();
 }
 
+/// A line whose bytes are not UTF-8 is skipped like any damaged line:
+/// the others still read, and the next write keeps them.
+#[test]
+fn a_line_that_is_not_utf8_spoils_only_itself() {
+    let dir = temp_dir("utf8");
+    write(
+        &dir,
+        10,
+        (0..3).map(|i| evaluated("app", i, Action::Hold, false)),
+    );
+    let file = dir.join("app.jsonl");
+    let mut bytes = std::fs::read(&file).expect("the history file");
+    bytes.extend_from_slice(b"{\"at_ms\": \xff\xfe}\n");
+    std::fs::write(&file, bytes).expect("damaged");
+    let entries = read(&dir, "app", None).expect("the history reads");
+    assert_eq!(
+        entries.iter().map(|e| e.at_ms).collect::<Vec<_>>(),
+        [0, 1, 2]
+    );
+    write(&dir, 10, [evaluated("app", 3, Action::Hold, false)]);
+    let entries = read(&dir, "app", None).expect("the history reads");
+    assert_eq!(
+        entries.iter().map(|e| e.at_ms).collect::<Vec<_>>(),
+        [0, 1, 2, 3]
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn the_history_stays_bounded_and_keeps_the_newest() {
     let dir = temp_dir("bound");
