@@ -98,6 +98,15 @@ pub enum AgentError {
     State(#[source] StateError),
 }
 
+impl AgentError {
+    /// Whether a plugin the configuration names will not load or refuses
+    /// its params ([`PluginError::is_configuration`]): the configuration
+    /// is at fault, and starting again as it is fails the same way.
+    pub fn is_plugin_configuration(&self) -> bool {
+        matches!(self, AgentError::Plugin { error, .. } if error.is_configuration())
+    }
+}
+
 /// The controllers of every configured application, and what it takes to
 /// build more when the configuration is reloaded.
 pub struct Agent {

@@ -364,7 +364,7 @@ fn simulate_names_the_built_ins_when_a_policy_is_not_found() {
         "--policy",
         "no-such-policy",
     ]);
-    assert_eq!(code, 1, "{stdout}{stderr}");
+    assert_eq!(code, 78, "{stdout}{stderr}");
     assert_eq!(stderr.lines().count(), 1, "one error: {stderr}");
     for expected in [
         "policy \"no-such-policy\"",
@@ -491,7 +491,7 @@ fn simulate_plays_a_shipped_scenario_by_name_from_any_folder() {
     assert_eq!(report["rescales"], 0, "hold never rescales: {stdout}");
 
     let (code, stdout, stderr) = run("spikes");
-    assert_eq!(code, 1, "{stdout}{stderr}");
+    assert_eq!(code, 78, "{stdout}{stderr}");
     assert_eq!(stderr.lines().count(), 1, "one error: {stderr}");
     for expected in [
         "cannot read scenario spikes: no such file",

@@ -43,7 +43,7 @@ async fn startup_failure(error: AgentError, loaded: &LoadedConfig) -> anyhow::Re
             eprintln!("error: cannot start the agent: {error}");
             return Ok(ExitCode::from(EX_CONFIG));
         }
-        AgentError::Plugin { error: plugin, .. } if plugin.is_configuration() => {
+        _ if error.is_plugin_configuration() => {
             let tried = loaded.clone();
             let found = tokio::task::spawn_blocking(move || {
                 crate::plugin::on_plugin_thread(|| plugin_problems(&tried, true))
@@ -982,13 +982,21 @@ pub async fn simulate(args: SimulateArgs) -> anyhow::Result<ExitCode> {
 fn simulate_blocking(args: SimulateArgs) -> anyhow::Result<ExitCode> {
     use crate::sim::{presets, report};
     use_plugin_cache(args.plugin_cache.as_ref());
-    let scenario = crate::sim::bench::load_scenario(&args.scenario)?;
+    // What the user gave is wrong (the scenario, the configuration, the
+    // policy or its params): said, and exit 78, as `validate` does.
+    let scenario = match crate::sim::bench::load_scenario(&args.scenario) {
+        Ok(scenario) => scenario,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return Ok(ExitCode::from(EX_CONFIG));
+        }
+    };
     let (mut loaded, name) = match &args.config {
         Some(path) => match load::load(path) {
             Ok(l) => (l, path.display().to_string()),
             Err(errors) => {
                 eprintln!("{errors}");
-                return Ok(ExitCode::FAILURE);
+                return Ok(ExitCode::from(EX_CONFIG));
             }
         },
         None => {
@@ -1025,13 +1033,13 @@ fn simulate_blocking(args: SimulateArgs) -> anyhow::Result<ExitCode> {
                             file.display(),
                             crate::plugin::builtin::names()
                         );
-                        return Ok(ExitCode::FAILURE);
+                        return Ok(ExitCode::from(EX_CONFIG));
                     }
                     (l, args.policy.clone())
                 }
                 Err(errors) => {
                     eprintln!("{errors}");
-                    return Ok(ExitCode::FAILURE);
+                    return Ok(ExitCode::from(EX_CONFIG));
                 }
             }
         }
@@ -1048,9 +1056,19 @@ fn simulate_blocking(args: SimulateArgs) -> anyhow::Result<ExitCode> {
                 Some(&mut |done, total| bar.draw(done, total)),
             );
             bar.clear();
-            outcome?
+            outcome
         }
-        None => crate::sim::driver::simulate(&scenario, &loaded)?,
+        None => crate::sim::driver::simulate(&scenario, &loaded),
+    };
+    let outcome = match outcome {
+        Ok(outcome) => outcome,
+        // A plugin that will not load or refuses its params (`--params`)
+        // is the user's input.
+        Err(crate::sim::driver::SimulateError::Agent(error)) if error.is_plugin_configuration() => {
+            eprintln!("error: {}", printable(&error.to_string()));
+            return Ok(ExitCode::from(EX_CONFIG));
+        }
+        Err(error) => return Err(error.into()),
     };
     let wall = started.elapsed().as_secs_f64().max(1e-9);
     let first = &loaded.config.applications[0];

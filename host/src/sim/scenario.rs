@@ -461,7 +461,13 @@ impl Scenario {
                 app.trace = t.clone();
                 continue;
             }
-            let trace = Arc::new(Trace::load(&path, value)?);
+            // Said with the scenario and the application that names it:
+            // the trace's own path alone does not tell which file to fix.
+            let trace = Trace::load(&path, value).map_err(|error| ScenarioError::Invalid {
+                file: file.to_owned(),
+                problems: vec![format!("application {:?}: trace: {error}", app.name)],
+            })?;
+            let trace = Arc::new(trace);
             loaded.push((path, value, trace.clone()));
             app.trace = trace;
         }
