@@ -811,3 +811,33 @@ fn iam_of_flink_jobs_only_says_no_policy_is_needed() {
     assert!(!stderr.contains("needs no IAM policy"), "{stderr}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `validate --environment` without credentials says so in one line of
+/// its own: the SDK's warnings about the instance metadata service it
+/// tried on the way (kilobytes each) are not printed unless RUST_LOG asks
+/// for them.
+#[test]
+fn validate_environment_without_credentials_is_not_buried_in_sdk_warnings() {
+    let dir = scratch("no-credentials");
+    let (code, config, stderr) = flinkscale_in(&dir, &["example", "msf-cpu"]);
+    assert_eq!(code, 0, "{stderr}");
+    std::fs::write(dir.join("agent.toml"), config).expect("written");
+    let home = dir.join("home");
+    std::fs::create_dir_all(&home).expect("a home");
+    let out = Command::new(env!("CARGO_BIN_EXE_flinkscale"))
+        .args(["validate", "--environment", "agent.toml"])
+        .current_dir(&dir)
+        .env_clear()
+        .env("HOME", &home)
+        // No region either: the SDK asks the metadata service for one.
+        // Nothing listens there: it is refused at once.
+        .env("AWS_EC2_METADATA_SERVICE_ENDPOINT", "http://127.0.0.1:9")
+        .output()
+        .expect("the flinkscale binary runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    assert!(stdout.contains("AWS credentials: not found"), "{stdout}");
+    assert!(!stderr.contains("aws_config"), "{stderr}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

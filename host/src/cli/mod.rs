@@ -237,6 +237,11 @@ pub fn main() -> ExitCode {
     // up only for warnings, unless RUST_LOG asks for more.
     let default_level = match cli.command {
         Command::Demo { .. } => "warn",
+        // `validate --environment` says in its own words whether
+        // credentials and a region are found; the SDK's warnings about
+        // the instance metadata service it tried on the way (kilobytes
+        // each, without credentials) only bury that.
+        Command::Validate { .. } => "info,aws_config=error",
         _ => "info",
     };
     if let Err(error) = telemetry::init_logging(cli.log_format, default_level) {
