@@ -333,6 +333,15 @@ fn wrong_input_names_the_file_the_parameter_and_what_is_valid() {
     let empty = empty.to_string_lossy().into_owned();
     let missing = dir.path().join("absent.json");
     let missing = missing.to_string_lossy().into_owned();
+    let twice = parameters_file(
+        &[
+            ("AmazonManagedFlinkApplicationName", "app"),
+            ("ScaleOperation", "Multiply/Divide"),
+            ("AmazonManagedFlinkApplicationName", "other"),
+        ],
+        &dir.path().join("twice.json"),
+    );
+    let twice = twice.to_string_lossy().into_owned();
     const BUILT_IN: &str = "built-in managed-flink-autoscaling.json";
     let cases: Vec<(Vec<&str>, Vec<&str>)> = vec![
         (
@@ -436,6 +445,44 @@ fn wrong_input_names_the_file_the_parameter_and_what_is_valid() {
         (
             vec![&empty, "--parameter", "nothing"],
             vec!["--parameter \"nothing\": not KEY=VALUE"],
+        ),
+        (
+            vec![&twice],
+            vec![
+                "twice.json:3: parameter \"AmazonManagedFlinkApplicationName\" is given twice, in entries 1 and 3",
+            ],
+        ),
+        (
+            vec![
+                &empty,
+                "--application-name",
+                "app",
+                "--parameter",
+                "ScaleOperation=Multiply/Divide",
+                "--parameter",
+                "ScalingGracingPeriod=-5",
+            ],
+            vec![
+                BUILT_IN,
+                "parameter \"ScalingGracingPeriod\" = \"-5\"",
+                "Wait state",
+                "valid: a whole number of seconds, 0 to 4294967295",
+            ],
+        ),
+        (
+            vec![
+                &empty,
+                "--application-name",
+                "app",
+                "--parameter",
+                "ScaleOperation=Multiply/Divide",
+                "--parameter",
+                "MaxKPU=4294967296",
+            ],
+            vec![
+                "parameter \"MaxKPU\" = \"4294967296\"",
+                "valid: a whole number from 1 to 4294967295",
+            ],
         ),
     ];
     for (args, expected) in cases {

@@ -217,6 +217,7 @@ impl ParameterValues {
             },
             _ => return Err(shape_error("neither a list nor an object".into())),
         };
+        let mut seen: Vec<(&str, usize)> = Vec::new();
         for (i, entry) in list.iter().enumerate() {
             let key = entry
                 .get("ParameterKey")
@@ -228,6 +229,19 @@ impl ParameterValues {
                     ))
                 })?;
             let line = key_line(text, key);
+            if let Some((_, first)) = seen.iter().find(|(k, _)| *k == key) {
+                // CloudFormation refuses a list that gives a key twice;
+                // taking either value would be a guess.
+                return Err(entry_error(
+                    line,
+                    format!(
+                        "parameter {key:?} is given twice, in entries {} and {} of the list (counting from 1); give it once",
+                        first + 1,
+                        i + 1
+                    ),
+                ));
+            }
+            seen.push((key, i));
             if entry.get("UsePreviousValue").and_then(Value::as_bool) == Some(true) {
                 return Err(entry_error(
                     line,
@@ -593,7 +607,7 @@ pub fn import(file: &Path, text: &str, given: &ParameterValues) -> Result<Import
                 problem: format!(
                     "the reference Lambda reads {what} with int(), so it must be a whole number"
                 ),
-                valid: format!("a whole number >= {min}"),
+                valid: format!("a whole number from {min} to {}", u32::MAX),
             }),
         }
     };
@@ -1063,15 +1077,6 @@ fn state_machine_waits(
                     && s.get("Next").and_then(Value::as_str).is_some_and(target)
             })
             .ok_or_else(|| not_design(format!("no Wait state before a Task {resource_suffix}")))?;
-        let seconds = state
-            .get("Seconds")
-            .and_then(template::scalar_text)
-            .and_then(|s| s.parse::<u32>().ok())
-            .ok_or_else(|| {
-                not_design(format!(
-                    "the Wait state {name:?} has no whole number of Seconds"
-                ))
-            })?;
         let marked_seconds = marked
             .as_ref()
             .and_then(|m| {
@@ -1085,6 +1090,27 @@ fn state_machine_waits(
             .iter()
             .find(|(_, stand_in)| marked_seconds.as_deref() == Some(stand_in.as_str()))
             .map_or(Source::Template, |(p, _)| Source::Parameter(p.clone()));
+        let text = state.get("Seconds").and_then(template::scalar_text);
+        let seconds = match (text.as_deref().and_then(whole_seconds), &source) {
+            (Some(seconds), _) => seconds,
+            // The parameter's value is wrong, not the template.
+            (None, Source::Parameter(parameter)) => {
+                return Err(ImportError::Unsupported {
+                    template: file.to_owned(),
+                    name: parameter.clone(),
+                    value: text.unwrap_or_default(),
+                    problem: format!(
+                        "it is the Seconds of the Step Functions Wait state {name:?}, which takes a whole number"
+                    ),
+                    valid: "a whole number of seconds, 0 to 4294967295".into(),
+                });
+            }
+            (None, _) => {
+                return Err(not_design(format!(
+                    "the Wait state {name:?} has no whole number of Seconds"
+                )));
+            }
+        };
         Ok(Sourced {
             value: seconds,
             source,
@@ -1102,6 +1128,17 @@ fn state_machine_waits(
         });
     }
     Ok(Waits { poll, grace })
+}
+
+/// A Wait state's Seconds as a whole number: `300`, or a number written
+/// otherwise that is one (`1e3`, `300.0`, as a Number parameter may be).
+fn whole_seconds(text: &str) -> Option<u32> {
+    let text = text.trim();
+    text.parse::<u32>().ok().or_else(|| {
+        let value = text.parse::<f64>().ok()?;
+        (value.fract() == 0.0 && (0.0..=f64::from(u32::MAX)).contains(&value))
+            .then_some(value as u32)
+    })
 }
 
 /// A TOML string.
