@@ -841,3 +841,41 @@ fn validate_environment_without_credentials_is_not_buried_in_sdk_warnings() {
     assert!(!stderr.contains("aws_config"), "{stderr}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// An alarm on a name that is no metric and no signal the interpreters
+/// give (a typo: `seconds_behindd`) passes `validate` with a located
+/// warning naming the signals they do give, since it would stay
+/// INSUFFICIENT_DATA for good; the example as shipped gets none.
+#[test]
+fn validate_warns_of_an_alarm_on_a_signal_no_interpreter_gives() {
+    let dir = scratch("signal-typo");
+    let (code, example, stderr) = flinkscale_in(&dir, &["example", "msk-backlog-seconds"]);
+    assert_eq!(code, 0, "{stderr}");
+    std::fs::write(dir.join("as-shipped.toml"), &example).expect("written");
+    let typo = example.replacen(
+        "metric = \"seconds_behind\"",
+        "metric = \"seconds_behindd\"",
+        1,
+    );
+    assert_ne!(typo, example, "the example has an alarm on seconds_behind");
+    std::fs::write(dir.join("typo.toml"), typo).expect("written");
+
+    let (code, stdout, stderr) = flinkscale_in(&dir, &["validate", "as-shipped.toml"]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(!stderr.contains("warning"), "{stderr}");
+
+    let (code, stdout, stderr) = flinkscale_in(&dir, &["validate", "typo.toml"]);
+    assert_eq!(code, 0, "a warning, not an error: {stdout}{stderr}");
+    assert!(stdout.contains("typo.toml: valid"), "{stdout}");
+    let warnings: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("warning: "))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{stderr}");
+    assert!(
+        warnings[0].contains(".metric: no metric is called \"seconds_behindd\"")
+            && warnings[0].contains("\"seconds_behind\", \"seconds_to_drain\""),
+        "{stderr}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -50,8 +50,8 @@ async fn startup_failure(error: AgentError, loaded: &LoadedConfig) -> anyhow::Re
             })
             .await;
             match found {
-                Ok(Ok(problems)) if !problems.is_empty() => {
-                    for problem in load::locate(loaded, &problems) {
+                Ok(Ok(check)) if !check.problems.is_empty() => {
+                    for problem in load::locate(loaded, &check.problems) {
                         eprintln!("{}", printable(&problem.to_string()));
                     }
                 }
@@ -578,8 +578,9 @@ fn once_json(report: &OnceReport) -> serde_json::Value {
 /// a located configuration error before the agent runs. Local only: no
 /// AWS call. Blocking (compiles and calls plugins): run it off the
 /// runtime.
-fn plugin_problems(loaded: &LoadedConfig, policies: bool) -> Result<Vec<Problem>, PluginError> {
+fn plugin_problems(loaded: &LoadedConfig, policies: bool) -> Result<PluginCheck, PluginError> {
     let mut problems = Vec::new();
+    let mut warnings = Vec::new();
     let agent = &loaded.config.agent;
     let host = PluginHost::new(agent.sandbox_limits())?;
     for (i, (app, paths)) in loaded.applications().enumerate() {
@@ -624,6 +625,16 @@ fn plugin_problems(loaded: &LoadedConfig, policies: bool) -> Result<Vec<Problem>
             last_rescale_ms: None,
             last_update_duration_secs: None,
         };
+        let now_ms = system_ms();
+        let samples = [
+            sample_series(&series, now_ms, [1.0, 1.0, 1.0]),
+            sample_series(&series, now_ms, [3.0, 2.0, 1.0]),
+            sample_series(&series, now_ms, [1.0, 2.0, 3.0]),
+        ];
+        // The signals the interpreters give on sample data, and whether
+        // every interpreter could be asked.
+        let mut signals: Vec<String> = Vec::new();
+        let mut all_asked = true;
         for (j, (interpreter, path)) in app.interpreters.iter().zip(&paths.interpreters).enumerate()
         {
             let at = FieldPath::root()
@@ -635,21 +646,113 @@ fn plugin_problems(loaded: &LoadedConfig, policies: bool) -> Result<Vec<Problem>
             let words = Words::from(app.target);
             let outcome = host.load_interpreter_in(path, &params, &app.name, words);
             let (path_at, message) = match outcome {
-                Ok(mut instance) => match instance.interpret(system_ms(), &application, &series) {
-                    Ok(_) => continue,
+                Ok(mut instance) => match instance.interpret(now_ms, &application, &series) {
+                    Ok(_) => {
+                        for sample in &samples {
+                            match instance.interpret(now_ms, &application, sample) {
+                                Ok(given) => signals.extend(given.into_iter().map(|s| s.name)),
+                                Err(_) => all_asked = false,
+                            }
+                        }
+                        continue;
+                    }
                     Err(error) => (at.key("params"), error.to_string()),
                 },
                 Err(error @ PluginError::Configure { .. }) => (at.key("params"), error.to_string()),
                 Err(error) => (at.key("plugin"), error.to_string()),
             };
+            all_asked = false;
             problems.push(Problem {
                 path: path_at,
                 message,
                 hint: None,
             });
         }
+        if all_asked && !app.interpreters.is_empty() {
+            warnings.extend(unmatched_alarm_signals(i, app, &signals));
+        }
     }
-    Ok(problems)
+    Ok(PluginCheck { problems, warnings })
+}
+
+/// What [`plugin_problems`] found: errors, and warnings that do not stop
+/// the agent.
+struct PluginCheck {
+    /// Plugins that will not load, refuse their params, or fail on the
+    /// application's series.
+    problems: Vec<Problem>,
+    /// Alarms on a name that is no metric and no signal the interpreters
+    /// gave on sample data ([`unmatched_alarm_signals`]).
+    warnings: Vec<Problem>,
+}
+
+/// `series` with three datapoints each, of `values` (oldest first), the
+/// last a period before `now_ms`: data on which an interpreter says which
+/// signals it gives (steady, falling and rising, since some are given only
+/// when something moves: a backlog's time to drain while it falls).
+fn sample_series(series: &[Series], now_ms: i64, values: [f64; 3]) -> Vec<Series> {
+    series
+        .iter()
+        .map(|s| {
+            let period_ms = i64::from(s.query.period_secs.max(1)) * 1000;
+            Series {
+                query: s.query.clone(),
+                points: (0_i64..)
+                    .zip(values)
+                    .map(|(k, value)| crate::metrics::Datapoint {
+                        timestamp_ms: now_ms - (4 - k) * period_ms,
+                        value,
+                    })
+                    .collect(),
+            }
+        })
+        .collect()
+}
+
+/// The alarms of the application at index `i` that watch a name which is
+/// no metric id and none of `signals` (what its interpreters gave on
+/// sample data): most often a typo, which would leave the alarm
+/// INSUFFICIENT_DATA for good. A warning, not an error: an interpreter may
+/// give a signal only on some data.
+fn unmatched_alarm_signals(
+    i: usize,
+    app: &crate::config::ApplicationConfig,
+    signals: &[String],
+) -> Vec<Problem> {
+    let mut given: Vec<&str> = signals.iter().map(String::as_str).collect();
+    given.sort_unstable();
+    given.dedup();
+    app.alarms
+        .iter()
+        .enumerate()
+        .filter_map(|(k, alarm)| {
+            let name = alarm.metric.as_deref()?;
+            let known = app.metrics.iter().any(|m| m.id == name) || given.contains(&name);
+            (!known).then(|| Problem {
+                path: FieldPath::root()
+                    .key("application")
+                    .index(i)
+                    .key("alarm")
+                    .index(k)
+                    .key("metric"),
+                message: format!(
+                    "no metric is called {name:?}, and the interpreters gave no signal of that name on sample data; if it is a typo, the alarm stays INSUFFICIENT_DATA"
+                ),
+                hint: Some(if given.is_empty() {
+                    "the interpreters gave no signal".to_owned()
+                } else {
+                    format!(
+                        "signals given: {}",
+                        given
+                            .iter()
+                            .map(|g| format!("{g:?}"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )
+                }),
+            })
+        })
+        .collect()
 }
 
 /// `validate --environment`'s plugin check: loads each application's
@@ -754,17 +857,20 @@ pub async fn validate(config: &Path, environment: bool) -> anyhow::Result<ExitCo
         return Ok(ExitCode::from(EX_CONFIG));
     };
     let tried = loaded.clone();
-    let problems = tokio::task::spawn_blocking(move || {
+    let check = tokio::task::spawn_blocking(move || {
         crate::plugin::on_plugin_thread(|| plugin_problems(&tried, !environment))
     })
     .await
     .context("the plugin check stopped")?
     .context("cannot start the plugin host")?;
-    if !problems.is_empty() {
-        for error in load::locate(&loaded, &problems) {
+    if !check.problems.is_empty() {
+        for error in load::locate(&loaded, &check.problems) {
             eprintln!("{}", printable(&error.to_string()));
         }
         return Ok(ExitCode::from(EX_CONFIG));
+    }
+    for warning in load::locate(&loaded, &check.warnings) {
+        eprintln!("warning: {}", printable(&warning.to_string()));
     }
     if environment {
         // A plugin that will not load or refuses its params is a
@@ -1535,8 +1641,8 @@ mod tests {
                 .expect("an exit status"),
             ExitCode::from(78)
         );
-        let problems = plugin_problems(&loaded, true).expect("the plugin host starts");
-        let located: Vec<String> = load::locate(&loaded, &problems)
+        let check = plugin_problems(&loaded, true).expect("the plugin host starts");
+        let located: Vec<String> = load::locate(&loaded, &check.problems)
             .iter()
             .map(ToString::to_string)
             .collect();
