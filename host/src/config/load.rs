@@ -814,6 +814,26 @@ impl<'a> Document<'a> {
         {
             hint = Some(format!("expected a whole number; {valid}"));
         }
+        // `[[application.policy]]` makes a list of one table, which the
+        // parser reads as a list of plugin names.
+        if let Some(segments) = path.as_ref().map(|p| p.0.as_slice())
+            && let [.., Segment::Key(key), Segment::Index(_)] = segments
+            && key == "policy"
+        {
+            hint = Some(
+                "an application has one policy: write its table as [application.policy], not [[application.policy]]"
+                    .to_owned(),
+            );
+        }
+        // The TOML parser hands a date-time over as a map: say what the
+        // file has.
+        let written = span.as_ref().and_then(|span| self.text.get(span.clone()));
+        let message = match written {
+            Some(text) if message == "invalid type: map" && looks_like_a_date(text) => {
+                format!("invalid type: date-time {}", text.trim())
+            }
+            _ => message,
+        };
         self.error_at(span, field, &message, hint)
     }
 
@@ -955,6 +975,16 @@ fn explain_serde(message: &str) -> (String, Option<String>) {
         None => format!("expected {expected}"),
     };
     (what.to_owned(), Some(hint))
+}
+
+/// Whether `text` (a value as the file writes it) is a TOML date, time or
+/// date-time: `1979-05-27`, `07:32:00`, `1979-05-27T07:32:00Z`.
+pub(super) fn looks_like_a_date(text: &str) -> bool {
+    let b = text.trim().as_bytes();
+    let digits = |s: &[u8]| s.iter().all(u8::is_ascii_digit);
+    let date = b.len() >= 10 && digits(&b[..4]) && b[4] == b'-' && digits(&b[5..7]) && b[7] == b'-';
+    let time = b.len() >= 8 && digits(&b[..2]) && b[2] == b':';
+    date || time
 }
 
 /// The candidate in serde's backquoted list nearest to `given`, if near

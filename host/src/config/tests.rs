@@ -274,6 +274,35 @@ fn a_duplicate_key_is_named() {
     );
 }
 
+/// A date-time where a number belongs is called one (the parser hands it
+/// over as a map), and a policy written as a list of tables is told how
+/// to write it.
+#[test]
+fn a_date_or_a_list_of_policies_is_called_what_it_is() {
+    let text = APP.replace(
+        "name = \"a\"",
+        "name = \"a\"\ngrace_period_secs = 1979-05-27",
+    );
+    let errors = errors(&text);
+    assert!(
+        errors.iter().any(|e| e.contains(
+            "grace_period_secs: invalid type: date-time 1979-05-27 (expected an integer"
+        )),
+        "{errors:?}"
+    );
+    let errors =
+        super::tests::errors(&APP.replace("[application.policy]", "[[application.policy]]"));
+    assert!(
+        errors.iter().any(|e| e.ends_with(
+            "(an application has one policy: write its table as [application.policy], not [[application.policy]])"
+        )),
+        "{errors:?}"
+    );
+    assert!(super::load::looks_like_a_date("07:32:00"));
+    assert!(!super::load::looks_like_a_date("é1979-05-27"));
+    assert!(!super::load::looks_like_a_date("{ a = 1 }"));
+}
+
 #[test]
 fn syntax_errors_are_all_located() {
     let errors = errors("[[application]\nname = = \"a\"\n");
