@@ -354,7 +354,8 @@ impl Scenario {
                 )),
                 quoted(name)
             );
-            return Self::from_toml(&text, &file, &stem, base);
+            // Its problems are the trace's: no line of this text to name.
+            return Self::from_text(&text, &file, &stem, base, false);
         }
         let text = std::fs::read_to_string(path).map_err(|error| ScenarioError::Io {
             file: file.clone(),
@@ -372,11 +373,24 @@ impl Scenario {
         default_name: &str,
         base_dir: &Path,
     ) -> Result<Self, ScenarioError> {
+        Self::from_text(text, file, default_name, base_dir, true)
+    }
+
+    /// [`Scenario::from_toml`]; with `located`, each problem names its
+    /// line and column in `text` (not for the text a CSV scenario stands
+    /// for).
+    fn from_text(
+        text: &str,
+        file: &str,
+        default_name: &str,
+        base_dir: &Path,
+        located: bool,
+    ) -> Result<Self, ScenarioError> {
         let raw: ScenarioFile = toml::from_str(text).map_err(|error| ScenarioError::Parse {
             file: file.to_owned(),
             error,
         })?;
-        let mut problems = Vec::new();
+        let mut problems: Vec<Problem> = Vec::new();
         let apps = if raw.application.is_empty() {
             vec![AppFile::default()]
         } else {
@@ -386,6 +400,7 @@ impl Scenario {
             raw.trace_value,
             raw.trace_period_secs,
             "scenario",
+            None,
             &mut problems,
         );
         let past = past(raw.history_days, raw.history_period_secs, &mut problems);
@@ -401,12 +416,18 @@ impl Scenario {
                     .chars()
                     .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.')
             {
-                problems.push(format!(
-                    "application {i}: name {name:?} must be 1-128 of [A-Za-z0-9_.-] as in MSF"
+                problems.push(Problem::new(
+                    At::Application(i, "name"),
+                    format!(
+                        "application {i}: name {name:?} must be 1-128 of [A-Za-z0-9_.-] as in MSF"
+                    ),
                 ));
             }
             if !names.insert(name.clone()) {
-                problems.push(format!("{label} is defined twice"));
+                problems.push(Problem::new(
+                    At::Application(i, "name"),
+                    format!("{label} is defined twice"),
+                ));
             }
             let (trace_path, value) = match (&app.trace, &raw.trace) {
                 (Some(own), _) => (
@@ -415,24 +436,31 @@ impl Scenario {
                         app.trace_value,
                         app.trace_period_secs,
                         &label,
+                        Some(i),
                         &mut problems,
                     ),
                 ),
                 (None, Some(shared)) => {
                     if app.trace_value.is_some() || app.trace_period_secs.is_some() {
-                        problems.push(format!(
-                            "{label}: trace_value and trace_period_secs need the application's own trace"
+                        problems.push(Problem::new(
+                            At::Application(i, "trace_value"),
+                            format!(
+                                "{label}: trace_value and trace_period_secs need the application's own trace"
+                            ),
                         ));
                     }
                     (Some(shared.clone()), scenario_value)
                 }
                 (None, None) => {
-                    problems.push(format!("{label} has no trace and the scenario gives none"));
+                    problems.push(Problem::new(
+                        At::Application(i, "trace"),
+                        format!("{label} has no trace and the scenario gives none"),
+                    ));
                     (None, TraceValue::PerSecond)
                 }
             };
             traces_to_load.push(trace_path.map(|p| (base_dir.join(p), value)));
-            let (params, load_factor, sources) = app_params(app, &name, &label, &mut problems);
+            let (params, load_factor, sources) = app_params(app, &name, &label, i, &mut problems);
             validated.push(ScenarioApp {
                 name,
                 params,
@@ -443,12 +471,15 @@ impl Scenario {
             });
         }
         if raw.duration_secs == Some(0) {
-            problems.push("duration_secs must be at least 1".to_owned());
+            problems.push(Problem::new(
+                At::Scenario("duration_secs"),
+                "duration_secs must be at least 1".to_owned(),
+            ));
         }
         if !problems.is_empty() {
             return Err(ScenarioError::Invalid {
                 file: file.to_owned(),
-                problems,
+                problems: locate(text, file, located, &problems),
             });
         }
         // I/O only after validation; a trace shared by all is read once.
@@ -539,33 +570,116 @@ impl Scenario {
     }
 }
 
+/// A problem of a scenario's values, and the key it is about.
+struct Problem {
+    at: At,
+    message: String,
+}
+
+impl Problem {
+    fn new(at: At, message: String) -> Self {
+        Self { at, message }
+    }
+}
+
+/// The key of a scenario file a [`Problem`] is about.
+#[derive(Debug, Clone, Copy)]
+enum At {
+    /// A key of the scenario itself.
+    Scenario(&'static str),
+    /// A key of the `[[application]]` at this index (its table, when the
+    /// key is not written: a default that conflicts with another value).
+    Application(usize, &'static str),
+}
+
+/// `problems` as lines: each `FILE:LINE:COLUMN: message` when `located`
+/// and the key (or its application's table) is found in `text`, else the
+/// message alone.
+fn locate(text: &str, file: &str, located: bool, problems: &[Problem]) -> Vec<String> {
+    let root = located
+        .then(|| toml::de::DeTable::parse(text).ok())
+        .flatten();
+    let key_in = |table: &toml::de::DeTable<'_>, key: &str| {
+        table
+            .iter()
+            .find(|(k, _)| k.get_ref() == key)
+            .map(|(k, _)| k.span().start)
+    };
+    let offset = |at: At| -> Option<usize> {
+        let root = root.as_ref()?.get_ref();
+        match at {
+            At::Scenario(key) => key_in(root, key),
+            At::Application(i, key) => {
+                let (_, applications) = root.iter().find(|(k, _)| k.get_ref() == "application")?;
+                let toml::de::DeValue::Array(items) = applications.get_ref() else {
+                    return None;
+                };
+                let item = items.get(i)?;
+                match item.get_ref() {
+                    toml::de::DeValue::Table(table) => {
+                        key_in(table, key).or(Some(item.span().start))
+                    }
+                    _ => Some(item.span().start),
+                }
+            }
+        }
+    };
+    problems
+        .iter()
+        .map(|problem| match offset(problem.at) {
+            Some(offset) => {
+                let before = text.get(..offset).unwrap_or(text);
+                let line = before.matches('\n').count() + 1;
+                let column = before[before.rfind('\n').map_or(0, |n| n + 1)..]
+                    .chars()
+                    .count()
+                    + 1;
+                format!("{file}:{line}:{column}: {}", problem.message)
+            }
+            None => problem.message.clone(),
+        })
+        .collect()
+}
+
 /// The scenario's past from its `history_days` and `history_period_secs`,
 /// at most [`MAX_HISTORY_DAYS`]: the agent's own bound, as CloudWatch keeps
 /// 1-minute datapoints for 15 days.
-fn past(days: Option<u32>, period_secs: Option<u64>, problems: &mut Vec<String>) -> Option<Past> {
+fn past(days: Option<u32>, period_secs: Option<u64>, problems: &mut Vec<Problem>) -> Option<Past> {
     let days = days.unwrap_or(0);
     if days > MAX_HISTORY_DAYS {
-        problems.push(format!(
-            "history_days {days} is out of range: valid 0 to {MAX_HISTORY_DAYS} (CloudWatch keeps 1-minute datapoints for 15 days); default 0"
+        problems.push(Problem::new(
+            At::Scenario("history_days"),
+            format!(
+                "history_days {days} is out of range: valid 0 to {MAX_HISTORY_DAYS} (CloudWatch keeps 1-minute datapoints for 15 days); default 0"
+            ),
         ));
         return None;
     }
     match (days, period_secs) {
         (0, None) => None,
         (0, Some(_)) => {
-            problems.push("history_period_secs needs history_days of at least 1".to_owned());
+            problems.push(Problem::new(
+                At::Scenario("history_period_secs"),
+                "history_period_secs needs history_days of at least 1".to_owned(),
+            ));
             None
         }
         (_, None) => {
-            problems.push(format!(
-                "history_days = {days} needs history_period_secs: the period the trace repeats with before t = 0 (e.g. 86400 for a daily cycle, 604800 for a weekly one)"
+            problems.push(Problem::new(
+                At::Scenario("history_days"),
+                format!(
+                    "history_days = {days} needs history_period_secs: the period the trace repeats with before t = 0 (e.g. 86400 for a daily cycle, 604800 for a weekly one)"
+                ),
             ));
             None
         }
         (_, Some(p)) if !(60..=MAX_HISTORY_DAYS as u64 * 86_400).contains(&p) => {
-            problems.push(format!(
-                "history_period_secs {p} is out of range: valid 60 to {}",
-                MAX_HISTORY_DAYS as u64 * 86_400
+            problems.push(Problem::new(
+                At::Scenario("history_period_secs"),
+                format!(
+                    "history_period_secs {p} is out of range: valid 60 to {}",
+                    MAX_HISTORY_DAYS as u64 * 86_400
+                ),
             ));
             None
         }
@@ -576,17 +690,28 @@ fn past(days: Option<u32>, period_secs: Option<u64>, problems: &mut Vec<String>)
     }
 }
 
+/// The trace's value kind from `trace_value` and `trace_period_secs` of
+/// the scenario (`application` `None`) or of the application at that
+/// index.
 fn trace_value(
     name: Option<TraceValueName>,
     period: Option<f64>,
     label: &str,
-    problems: &mut Vec<String>,
+    application: Option<usize>,
+    problems: &mut Vec<Problem>,
 ) -> TraceValue {
+    let at = |key| match application {
+        Some(i) => At::Application(i, key),
+        None => At::Scenario(key),
+    };
     match (name.unwrap_or(TraceValueName::PerSecond), period) {
         (TraceValueName::PerSecond, None) => TraceValue::PerSecond,
         (TraceValueName::PerSecond, Some(_)) => {
-            problems.push(format!(
-                "{label}: trace_period_secs is only meaningful with trace_value = \"sum_per_period\""
+            problems.push(Problem::new(
+                at("trace_period_secs"),
+                format!(
+                    "{label}: trace_period_secs is only meaningful with trace_value = \"sum_per_period\""
+                ),
             ));
             TraceValue::PerSecond
         }
@@ -594,12 +719,16 @@ fn trace_value(
             TraceValue::SumPerPeriod { period_secs: p }
         }
         (TraceValueName::SumPerPeriod, Some(p)) => {
-            problems.push(format!("{label}: trace_period_secs {p} must be positive"));
+            problems.push(Problem::new(
+                at("trace_period_secs"),
+                format!("{label}: trace_period_secs {p} must be positive"),
+            ));
             TraceValue::PerSecond
         }
         (TraceValueName::SumPerPeriod, None) => {
-            problems.push(format!(
-                "{label}: trace_value = \"sum_per_period\" needs trace_period_secs"
+            problems.push(Problem::new(
+                at("trace_value"),
+                format!("{label}: trace_value = \"sum_per_period\" needs trace_period_secs"),
             ));
             TraceValue::PerSecond
         }
@@ -611,7 +740,8 @@ fn app_params(
     app: AppFile,
     name: &str,
     label: &str,
-    problems: &mut Vec<String>,
+    index: usize,
+    problems: &mut Vec<Problem>,
 ) -> (AppParams, f64, SourceNames) {
     let d = AppParams::default();
     let p = AppParams {
@@ -633,7 +763,12 @@ fn app_params(
         seed: app.seed.unwrap_or(d.seed),
         max_lag_secs: app.max_lag_secs.unwrap_or(d.max_lag_secs),
     };
-    let mut bad = |field: &str, why: &str| problems.push(format!("{label}: {field} {why}"));
+    let mut bad = |field: &'static str, why: &str| {
+        problems.push(Problem::new(
+            At::Application(index, field),
+            format!("{label}: {field} {why}"),
+        ));
+    };
     if !(p.records_per_subtask_per_sec.is_finite() && p.records_per_subtask_per_sec > 0.0) {
         bad("records_per_subtask_per_sec", "must be positive");
     }

@@ -825,11 +825,11 @@ fn scenario_reports_every_problem() {
     let err = Scenario::from_toml(text, "bad.toml", "bad", Path::new("."))
         .expect_err("invalid")
         .to_string();
+    // Each at the line and column of its key.
     for expected in [
-        "bad.toml",
-        "needs trace_period_secs",
-        "min_kpu must not exceed max_kpu",
-        "parallelism_per_kpu must be in 1..=8",
+        "bad.toml:2:1: scenario: trace_value = \"sum_per_period\" needs trace_period_secs",
+        "bad.toml:4:1: application \"app\": min_kpu must not exceed max_kpu",
+        "bad.toml:6:1: application \"app\": parallelism_per_kpu must be in 1..=8",
         "\"app\" is defined twice",
     ] {
         assert!(err.contains(expected), "{expected:?} in {err}");
