@@ -879,3 +879,47 @@ fn validate_warns_of_an_alarm_on_a_signal_no_interpreter_gives() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `simulate --policy PATH` takes a path as a plugin author types it,
+/// relative to the folder the command runs in, with or without `./` and
+/// folders (it was resolved against a made-up preset folder, so any
+/// relative path with a `/` was not found).
+#[test]
+fn simulate_takes_a_relative_plugin_path_from_the_current_folder() {
+    let dir = scratch("relative-policy");
+    let target = match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) if Path::new(&dir).is_absolute() => PathBuf::from(dir),
+        Some(dir) => repo().join(dir),
+        None => repo().join("target"),
+    };
+    let fixture = target.join("wasm32-wasip2/release/misbehave.wasm");
+    assert!(
+        fixture.is_file(),
+        "{} is missing: run `cargo plugins` first",
+        fixture.display()
+    );
+    std::fs::create_dir_all(dir.join("build/out")).expect("a folder");
+    std::fs::copy(&fixture, dir.join("build/out/mine.wasm")).expect("copied");
+    for path in ["./build/out/mine.wasm", "build/out/mine.wasm"] {
+        let (code, stdout, stderr) = flinkscale_in(
+            &dir,
+            &[
+                "simulate",
+                "--scenario",
+                "spike",
+                "--policy",
+                path,
+                "--params",
+                r#"{"mode": "ok"}"#,
+                "--json",
+                "--plugin-cache",
+                "off",
+            ],
+        );
+        assert_eq!(code, 0, "{path}: {stdout}{stderr}");
+        let report: serde_json::Value = serde_json::from_str(&stdout).expect("one JSON object");
+        assert_eq!(report["policy"]["plugin"], "mine.wasm", "{stdout}");
+        assert_eq!(report["plugin_failures"], 0, "{stdout}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -8,7 +8,7 @@
 //! its own name, bounds and source-system dimensions.
 
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use super::{Scenario, ScenarioApp};
 use crate::config::load::{self, ConfigErrors, LoadedConfig};
@@ -382,7 +382,12 @@ pub fn config_with(
     set: MetricSet,
 ) -> Result<LoadedConfig, ConfigErrors> {
     let text = config_text_with(scenario, choice, plugin_dir, set);
-    let origin = PathBuf::from(format!("<preset {}>.toml", choice.name));
+    // A made-up file in the current folder: a plugin path the user gave
+    // (`./mine.wasm`, `target/.../mine.wasm`) is relative to where they
+    // run the command.
+    let origin = std::env::current_dir()
+        .unwrap_or_default()
+        .join(format!("<preset {}>.toml", choice.name.replace('/', "_")));
     let mut loaded = load::load_str(&text, &origin)?;
     if plugin_dir.is_none() {
         loaded.resolve_plugins_in(None);
