@@ -274,6 +274,29 @@ fn a_plugin_that_traps_errs_or_answers_zero_exits_1() {
         let error = json["error"].as_str().unwrap_or_default();
         assert!(error.contains(expected), "mode {mode}: {error}");
     }
+    // What the agent does with an answer outside the contract: it holds.
+    let (_, json, err) = check_json(&[&plugin, "--params", r#"{"mode": "zero"}"#]);
+    assert_eq!(json["host_decision"]["action"], "hold", "{json}\n{err}");
+    // A reason is shown as the agent keeps it: cut, and without the
+    // control characters that would act on the terminal.
+    let output = flinkscale(&[
+        "plugin",
+        "check",
+        &plugin,
+        "--params",
+        r#"{"mode": "ugly"}"#,
+    ]);
+    assert_eq!(code(&output), Some(0), "{}", stderr(&output));
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(!text.contains('\u{1b}'), "{text}");
+    assert!(
+        text.contains("decision    hold:  [31mred [0m forged line xxx"),
+        "{text}"
+    );
+    assert!(
+        text.contains("(the reason is 4025 bytes; the agent keeps the first 512)"),
+        "{text}"
+    );
     // A target above max_kpu is the host's to clamp, not a failure.
     let (code, json, err) = check_json(&[&plugin, "--params", r#"{"mode": "huge"}"#]);
     assert_eq!(code, Some(0), "{json}\n{err}");

@@ -28,7 +28,9 @@ use crate::config::TargetKind;
 use crate::config::load::{is_plugin_path, resolve_plugin};
 use crate::model::{Action, Decision, Signal};
 use crate::plugin::inspect::{self, Compiler, ComponentFacts};
-use crate::plugin::validate::{contract_violation, validate_decision_in};
+use crate::plugin::validate::{
+    MAX_REASON_BYTES, contract_violation, sanitize_text, validate_decision_in,
+};
 use crate::plugin::{
     Parameter, PluginError, PluginHost, PluginKind, PluginMetadata, PluginSource, SandboxLimits,
     builtin,
@@ -353,6 +355,8 @@ struct CheckReport {
     configure_error: Option<String>,
     configured: bool,
     decision: Option<Decision>,
+    /// The length of the reason as the plugin gave it, in bytes.
+    reason_bytes: usize,
     validated: Option<Decision>,
     signals: Option<Vec<Signal>>,
     error: Option<String>,
@@ -424,15 +428,29 @@ fn run_check(report: &mut CheckReport, source: &PluginSource, params: Option<Str
                 let decision = instance
                     .decide(&evaluation)
                     .map_err(|e| Failure::Plugin(e.to_string()))?;
-                let validated = validate_decision_in(decision.clone(), &evaluation.app, words);
+                let violation = contract_violation(&decision);
+                // What the agent does with the answer: it fails the call
+                // on one outside the contract, and the evaluation holds.
+                let validated = match &violation {
+                    Some(problem) => Decision {
+                        action: Action::Hold,
+                        reason: format!("invalid decision ({problem}): the agent holds"),
+                        next_evaluation_secs: None,
+                    },
+                    None => validate_decision_in(decision.clone(), &evaluation.app, words),
+                };
                 // Read as the host's is, so that they differ only where
-                // the host changed the decision.
+                // the host changed the decision: cut to what the agent
+                // keeps and rid of control characters, which would act on
+                // the terminal.
+                let kept = sanitize_text(&words.plugin_text(&decision.reason), MAX_REASON_BYTES);
                 report.decision = Some(Decision {
-                    reason: words.plugin_text(&decision.reason),
+                    reason: kept,
                     ..decision.clone()
                 });
+                report.reason_bytes = decision.reason.len();
                 report.validated = Some(validated);
-                if let Some(problem) = contract_violation(&decision) {
+                if let Some(problem) = violation {
                     return Err(Failure::Plugin(format!("invalid decision: {problem}")));
                 }
             }
@@ -561,6 +579,15 @@ fn check_text(report: &CheckReport) -> String {
                 decision.reason
             ),
         );
+        if report.reason_bytes > MAX_REASON_BYTES {
+            line(
+                "",
+                &format!(
+                    "(the reason is {} bytes; the agent keeps the first {MAX_REASON_BYTES})",
+                    report.reason_bytes
+                ),
+            );
+        }
         if let Some(secs) = decision.next_evaluation_secs {
             line("next", &format!("in {secs} s"));
         }
