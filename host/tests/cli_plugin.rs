@@ -530,6 +530,8 @@ fn bench_counts_the_log_lines_of_timed_calls_instead_of_printing_them() {
     // 50 warm-up and 50 timed calls, each logging info, warn and error
     // (trace and debug are below `info`).
     assert_eq!(json["log_lines_not_printed"], 300, "{json}");
+    // The binary is built in the tests' profile, and says which it is.
+    assert_eq!(json["release_build"], !cfg!(debug_assertions), "{json}");
     let printed = stderr(&output).matches("misbehave: info").count();
     assert!(
         printed <= 1,

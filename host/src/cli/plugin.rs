@@ -975,6 +975,7 @@ fn bench(
                 "instance": timing(instance),
                 "call": { "function": function, "p50_us": micros(warm.p50), "p99_us": micros(warm.p99), "count": warm.count },
                 "log_lines_not_printed": guest_lines,
+                "release_build": !cfg!(debug_assertions),
             })
         );
     } else {
@@ -1010,6 +1011,14 @@ fn bench(
                  timed) but not printed; `plugin check` prints a call's"
             );
         }
+    }
+    if cfg!(debug_assertions) {
+        // The host's own code (the marshalling of every call) runs
+        // unoptimised: tens of times slower than in the agent people run.
+        eprintln!(
+            "note: this flinkscale is a debug build: its timings are far slower than a release \
+             build's (cargo build --release, cargo install)"
+        );
     }
     Ok(ExitCode::SUCCESS)
 }
