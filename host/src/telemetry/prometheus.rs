@@ -195,8 +195,11 @@ struct AppMetrics {
     /// most): a silence the agent chose is not staleness.
     lazy_wait_ms: i64,
     /// While a rescale is followed the controller does not evaluate: the
-    /// update timeout plus the grace period are allowed on top.
+    /// update timeout plus the grace period are allowed on top, until the
+    /// rescale is seen to complete.
     rescale_allowance_ms: i64,
+    /// The grace period: what is allowed on top once a rescale completed.
+    grace_ms: i64,
     evaluations: u64,
     holds: u64,
     scales: u64,
@@ -211,8 +214,11 @@ struct AppMetrics {
     latest: Vec<(String, Option<f64>)>,
     last_evaluation_ms: Option<i64>,
     last_rescale_ms: Option<i64>,
+    /// When the last rescale was seen to complete ([`Event::RescaleCompleted`]).
+    completed_ms: Option<i64>,
     /// When the controller last began waiting out an update it did not
-    /// make ([`Event::GraceHeld`]): allowed the same as a rescale.
+    /// make ([`Event::GraceHeld`]): allowed the same as a rescale in
+    /// progress.
     held_ms: Option<i64>,
     last_failure: Option<LastFailure>,
     /// Its journal cannot be saved: not ready until a save succeeds.
@@ -263,6 +269,7 @@ impl AppMetrics {
             rescale_allowance_ms: i64::from(app.update_timeout_secs)
                 .saturating_add(i64::from(app.grace_period_secs))
                 .saturating_mul(1000),
+            grace_ms: i64::from(app.grace_period_secs).saturating_mul(1000),
             mode: app.mode,
             words: settings.words,
             ..Self::default()
@@ -282,7 +289,8 @@ impl AppMetrics {
     /// [`Self::since_ms`], later by the wait a lazy hold chose at its last
     /// evaluation (when that evaluation is what the silence counts from),
     /// and, after a rescale started since, by its update timeout and grace
-    /// period.
+    /// period while it is in progress, by what is left of its grace period
+    /// once it completed.
     fn stale_at_ms(&self, started_ms: i64) -> i64 {
         let since = self.since_ms(started_ms);
         let mut deadline = since.saturating_add(self.stale_after_ms);
@@ -290,16 +298,19 @@ impl AppMetrics {
             deadline = deadline.saturating_add(self.lazy_wait_ms);
         }
         // A rescale started after the last evaluation is followed
-        // without evaluating, for up to the update timeout + grace.
+        // without evaluating, for up to the update timeout + grace; once
+        // it is over, only its grace period is waited out.
         let latest = self.last_rescale_ms.max(self.held_ms);
         if let Some(rescale_ms) = latest
             && rescale_ms >= since
         {
-            deadline = deadline.max(
-                rescale_ms
-                    .saturating_add(self.rescale_allowance_ms)
-                    .saturating_add(self.stale_after_ms),
-            );
+            let over = self
+                .completed_ms
+                .filter(|done| latest == self.last_rescale_ms && *done >= rescale_ms)
+                .map(|done| done.saturating_add(self.grace_ms));
+            let allowed_until =
+                over.unwrap_or_else(|| rescale_ms.saturating_add(self.rescale_allowance_ms));
+            deadline = deadline.max(allowed_until.saturating_add(self.stale_after_ms));
         }
         deadline
     }
@@ -452,6 +463,7 @@ impl Registry {
                     metrics.interval_ms = limits.interval_ms;
                     metrics.lazy_polling = limits.lazy_polling;
                     metrics.rescale_allowance_ms = limits.rescale_allowance_ms;
+                    metrics.grace_ms = limits.grace_ms;
                     if metrics.mode == Mode::Paused && app.mode != Mode::Paused {
                         metrics.added_ms = Some(now_ms);
                     }
@@ -535,6 +547,7 @@ impl Registry {
         let application = match event {
             Event::Evaluated { application, .. }
             | Event::RescaleStarted { application, .. }
+            | Event::RescaleCompleted { application, .. }
             | Event::GraceHeld { application, .. }
             | Event::Failed { application, .. }
             | Event::Panicked { application, .. }
@@ -584,6 +597,7 @@ impl Registry {
                 app.rescales += 1;
                 app.last_rescale_ms = Some(*at_ms);
             }
+            Event::RescaleCompleted { at_ms, .. } => app.completed_ms = Some(*at_ms),
             // Somebody else's update is followed and waited out as the
             // agent's own, without evaluating: the same allowance.
             Event::GraceHeld { at_ms, .. } => app.held_ms = Some(*at_ms),
@@ -1591,6 +1605,31 @@ mod tests {
         // 2 s + (100 s + 20 s) + 90 s.
         assert!(registry.not_ready(212_000).is_empty());
         assert_eq!(registry.not_ready(212_001).len(), 1);
+    }
+
+    /// Once the rescale completed, only its grace period is allowed: an
+    /// agent whose evaluations then fail is not ready 90 s after the grace
+    /// period ends, not after the whole update timeout too.
+    #[test]
+    fn a_completed_rescale_allows_only_its_grace_period() {
+        let registry = Registry::for_config(&config(&["a"]), 0);
+        registry.record(&evaluated("a", 1_000, 1, Action::ScaleTo(2)));
+        registry.record(&Event::RescaleStarted {
+            application: "a".to_owned(),
+            at_ms: 2_000,
+            from_kpu: 1,
+            to_kpu: 2,
+            version_id: 1,
+        });
+        registry.record(&Event::RescaleCompleted {
+            application: "a".to_owned(),
+            at_ms: 30_000,
+            kpu: 2,
+            update_secs: 28,
+        });
+        // 30 s + 20 s of grace + 90 s.
+        assert!(registry.not_ready(140_000).is_empty());
+        assert_eq!(registry.not_ready(140_001).len(), 1);
     }
 
     #[test]
