@@ -923,3 +923,34 @@ fn simulate_takes_a_relative_plugin_path_from_the_current_folder() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `AWS_ENDPOINT_URL=` (set, empty) is taken as unset, and said once: the
+/// AWS SDK took it for a URL and panicked building its first client
+/// (`validate --environment` exited 101; `run` panicked at every step).
+/// Checked here through plain `validate`, which builds no client; by hand,
+/// `validate --environment` with fake credentials then reaches the default
+/// endpoint instead of panicking.
+#[test]
+fn an_empty_aws_endpoint_url_is_taken_as_unset() {
+    let dir = scratch("empty-endpoint");
+    let (code, config, stderr) = flinkscale_in(&dir, &["example", "msf-cpu"]);
+    assert_eq!(code, 0, "{stderr}");
+    std::fs::write(dir.join("agent.toml"), config).expect("written");
+    let out = Command::new(env!("CARGO_BIN_EXE_flinkscale"))
+        .args(["validate", "agent.toml"])
+        .current_dir(&dir)
+        .env_remove("RUST_LOG")
+        .env("AWS_ENDPOINT_URL", "")
+        .env("AWS_ENDPOINT_URL_CLOUDWATCH", " ")
+        .output()
+        .expect("the flinkscale binary runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    for name in ["AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_CLOUDWATCH"] {
+        assert!(
+            stderr.contains(&format!("{name} is set but empty: taken as unset")),
+            "{stderr}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -207,6 +207,30 @@ pub enum Command {
     Plugin(plugin::PluginArgs),
 }
 
+/// Removes every `AWS_ENDPOINT_URL*` variable that is set but empty, and
+/// returns their names. The AWS SDK takes an empty one for a URL and
+/// panics building its first client ("URL was unset"): `validate` died
+/// with exit 101, and `run` panicked at every step. An empty value means
+/// unset to whoever wrote `AWS_ENDPOINT_URL=` in a unit file or a shell.
+/// Called first thing in `main`, before any other thread exists, which
+/// changing the environment requires.
+fn unset_empty_endpoint_urls() -> Vec<String> {
+    let empty: Vec<String> = std::env::vars_os()
+        .filter_map(|(name, value)| {
+            let name = name.into_string().ok()?;
+            (name.starts_with("AWS_ENDPOINT_URL") && value.to_string_lossy().trim().is_empty())
+                .then_some(name)
+        })
+        .collect();
+    for name in &empty {
+        // SAFETY: `main` calls this before it starts any thread (the
+        // async runtime, the plugin and history threads come later), so
+        // nothing reads the environment meanwhile.
+        unsafe { std::env::remove_var(name) };
+    }
+    empty
+}
+
 /// Says why no configuration file can be read; exit 78 (EX_CONFIG), as for
 /// an invalid one.
 fn config_path_error(error: &conventions::ConfigPathError) -> ExitCode {
@@ -230,6 +254,7 @@ fn die_quietly_on_a_closed_pipe() {
 /// Parses the command line, runs the command and returns the exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    let unset = unset_empty_endpoint_urls();
     if !matches!(cli.command, Command::Run { .. } | Command::Emulate { .. }) {
         die_quietly_on_a_closed_pipe();
     }
@@ -249,6 +274,12 @@ pub fn main() -> ExitCode {
         // the operator is looking for: a configuration error.
         eprintln!("error: {error}");
         return ExitCode::from(commands::EX_CONFIG);
+    }
+    for name in unset {
+        tracing::warn!(
+            variable = %name,
+            "{name} is set but empty: taken as unset (the AWS SDK's default endpoints)."
+        );
     }
     // No async runtime around the plugin commands: their guest calls run
     // (and are timed) on this thread.
