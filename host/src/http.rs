@@ -309,9 +309,13 @@ async fn serve_connection<H, F>(
         })
     };
     let mut builder = http1::Builder::new();
+    // A client may shut its side after sending the request (`nc -N`, a
+    // probe that says it has nothing more to send): it still waits for
+    // the answer, which hyper would otherwise drop at the EOF.
     builder
         .timer(TokioTimer::new())
-        .header_read_timeout(IDLE_TIMEOUT);
+        .header_read_timeout(IDLE_TIMEOUT)
+        .half_close(true);
     let connection = builder.serve_connection(TokioIo::new(stream), service);
     let mut connection = std::pin::pin!(connection);
     let first_head = tokio::time::sleep(HEADER_READ_TIMEOUT);
@@ -466,6 +470,22 @@ mod tests {
                 .await
                 .is_err(),
             "the most recently used idle connection was closed"
+        );
+    }
+
+    /// A client that shuts its writing side after its request (as `nc -N`
+    /// does) is answered, even when the answer takes a while.
+    #[tokio::test]
+    async fn a_client_that_half_closes_after_its_request_is_answered() {
+        let (addr, _stop, _server) = slow_server(Duration::from_millis(200)).await;
+        let mut client = send_request(addr).await;
+        client.shutdown().await.expect("the writing side closes");
+        let answer = tokio::time::timeout(Duration::from_secs(5), read_all(&mut client))
+            .await
+            .expect("an answer in time");
+        assert!(
+            answer.starts_with("HTTP/1.1 200 OK") && answer.ends_with("done"),
+            "{answer:?}"
         );
     }
 
