@@ -739,6 +739,7 @@ impl Controller {
             observation = match next {
                 Next::Wait(delay) => {
                     if self.wait(delay, &mut shutdown).await {
+                        self.say_what_is_left();
                         return;
                     }
                     Observation::Wake
@@ -748,12 +749,30 @@ impl Controller {
                     // halfway is an update in doubt), but none is started
                     // after shutdown was asked for.
                     if *shutdown.borrow() {
+                        self.say_what_is_left();
                         return;
                     }
                     self.execute(command).await
                 }
             };
         }
+    }
+
+    /// At a stop, says what the journal keeps for the next start when an
+    /// update is in flight or its outcome unknown: without it, an agent
+    /// stopped while an UpdateApplication answer was outstanding logged
+    /// nothing about it.
+    fn say_what_is_left(&self) {
+        let phase = &self.machine.record.phase;
+        let Some(update) = phase.update() else {
+            return;
+        };
+        tracing::warn!(
+            application = %self.settings.name,
+            phase = phase.name(),
+            to = %self.settings.words.capacity(update.target_kpu),
+            "Stopping with an update in flight; the journal keeps it, and the next start reads the application to learn whether it took effect."
+        );
     }
 
     /// Waits `delay`, lifting the KPU limit whenever asked meanwhile (the
