@@ -301,7 +301,9 @@ fn not_ready_line(app: &NotReady, now_ms: i64) -> String {
         ));
     }
     if app.stale {
-        let since = if app.ever_evaluated {
+        let since = if app.since_reload {
+            "since the reload that added or resumed it, without an evaluation"
+        } else if app.ever_evaluated {
             "since its last evaluation"
         } else {
             "since the agent started, without an evaluation"
@@ -535,6 +537,11 @@ mod tests {
         assert_eq!(body(ready).await, "ok\n");
         let ready = handle(&registry, &get("/readyz"), at(&registry, 590_001));
         assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            body(ready).await,
+            "not ready: application \"app\": 90 s since the reload that added or resumed it, \
+             without an evaluation; no failure recorded\n"
+        );
         assert!(
             registry
                 .render(590_001)

@@ -374,6 +374,9 @@ pub struct NotReady {
     pub silent_ms: i64,
     /// Whether it has evaluated at all.
     pub ever_evaluated: bool,
+    /// Whether the silence counts from the reload that added (or resumed)
+    /// it, not from its last evaluation or the agent's start.
+    pub since_reload: bool,
     /// Whether `silent_ms` is past its limit (3 x its evaluation interval +
     /// 60 s, plus the wait a lazy hold chose, or the update timeout and
     /// grace period after a rescale).
@@ -665,6 +668,9 @@ impl Registry {
                     application: name.clone(),
                     silent_ms: now_ms.saturating_sub(since),
                     ever_evaluated: app.last_evaluation_ms.is_some(),
+                    since_reload: app
+                        .added_ms
+                        .is_some_and(|added| app.last_evaluation_ms.is_none_or(|e| added > e)),
                     stale,
                     panicked: app.panicked.clone(),
                     stood_down: app.stood_down.clone(),
@@ -1765,6 +1771,7 @@ mod tests {
                 application: "a".to_owned(),
                 silent_ms: 2_000,
                 ever_evaluated: true,
+                since_reload: false,
                 stale: false,
                 panicked: Some("boom".to_owned()),
                 stood_down: None,
