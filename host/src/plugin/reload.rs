@@ -142,6 +142,9 @@ pub struct Reloading<T> {
     instance: Option<T>,
     stamp: Option<Stamp>,
     digest: Option<[u8; 32]>,
+    /// The sha256 of the content the running instance came from: a file
+    /// that comes back to it (a refused drop-in undone) is not new.
+    running: Option<[u8; 32]>,
     label: String,
     /// Whether a new file is loaded on a thread of its own.
     background: bool,
@@ -183,6 +186,7 @@ impl<T: Labelled + Send + 'static> Reloading<T> {
             instance: None,
             stamp: None,
             digest: None,
+            running: None,
             label,
             background: false,
             job: None,
@@ -211,6 +215,7 @@ impl<T: Labelled + Send + 'static> Reloading<T> {
                 self.stamp = Stamp::of(&self.source);
                 self.digest = digest(&self.source);
                 let instance = load(&self.loader, &self.source)?;
+                self.running = self.digest;
                 self.label = instance.label();
                 let sha256 = self.digest.as_ref().map(hex).unwrap_or_default();
                 log_loaded(&instance, &sha256, &self.source);
@@ -262,12 +267,15 @@ impl<T: Labelled + Send + 'static> Reloading<T> {
                 let result = job.done.expect("its result arrived");
                 return self.swap(result, &job.digest, &job.source);
             }
-            // Stale: the newest content is loaded instead.
+            // Stale: the newest content is loaded instead, unless it is
+            // what runs.
             let newest = self.digest.unwrap_or(job.digest);
-            self.start(newest);
+            if Some(newest) != self.running {
+                self.start(newest);
+            }
             return Refresh::Unchanged;
         }
-        let Some(new_digest) = changed else {
+        let Some(new_digest) = changed.filter(|new| Some(*new) != self.running) else {
             return Refresh::Unchanged;
         };
         if self.background {
@@ -349,6 +357,7 @@ impl<T: Labelled + Send + 'static> Reloading<T> {
         match result {
             Ok(instance) => {
                 log_loaded(&instance, &sha256, source);
+                self.running = Some(*digest);
                 let from = std::mem::replace(&mut self.label, instance.label());
                 self.instance = Some(instance);
                 Refresh::Reloaded {
@@ -691,6 +700,34 @@ mod background_tests {
         assert!(!plugin.is_loading());
         assert_eq!(plugin.refresh(), Refresh::Unchanged);
         assert_eq!(*loads.lock().unwrap(), ["one", "two!"]);
+    }
+
+    /// A refused drop-in undone (the running plugin's bytes copied back)
+    /// is not a new plugin: nothing is loaded or reported (a reload would
+    /// also end a quarantine the running code earned).
+    #[test]
+    fn the_running_files_bytes_back_are_not_a_reload() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.wasm");
+        std::fs::write(&path, "one").unwrap();
+        let (mut plugin, gate, loads) = gated(&path);
+
+        std::fs::write(&path, "bad two").unwrap();
+        assert_eq!(plugin.refresh(), Refresh::Unchanged);
+        assert_eq!(gate.let_through(), "bad two");
+        plugin.wait_for_load();
+        assert!(matches!(plugin.refresh(), Refresh::Refused { .. }));
+
+        std::fs::write(&path, "one").unwrap();
+        for _ in 0..3 {
+            assert_eq!(plugin.refresh(), Refresh::Unchanged);
+        }
+        assert!(
+            !plugin.is_loading(),
+            "the running bytes are not loaded again"
+        );
+        assert_eq!(*loads.lock().unwrap(), ["one", "bad two"]);
+        assert_eq!(plugin.get().unwrap().0, "one");
     }
 
     #[test]
