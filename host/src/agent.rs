@@ -137,6 +137,9 @@ struct Parts {
     alarm_states: Option<Arc<dyn AlarmStates>>,
     /// The configuration in force.
     loaded: LoadedConfig,
+    /// The `[agent]` section the agent started with, which stays in force
+    /// (a reload applies it at the next restart), as `{:#?}` writes it.
+    started_agent: String,
     /// The AWS clients `source`, `target` and `alarm_states` stand for,
     /// when they are loaded on first need ([`Agent::on_aws`]): a reload
     /// that adds an application calling AWS loads them before assembling
@@ -592,6 +595,7 @@ impl Agent {
             alarm_states: None,
             aws: None,
             loaded: loaded.clone(),
+            started_agent: format!("{:#?}", loaded.config.agent),
             flink_from_config,
             ceiling_lifts: Arc::new(watch::channel(0).0),
         };
@@ -753,6 +757,33 @@ async fn stop_asked(shutdown: &mut watch::Receiver<bool>) {
     }
 }
 
+/// The fields whose values differ between two structs as `{:#?}` writes
+/// them (one `name: value` a line at the first indent; a value over
+/// several lines is compared whole).
+fn changed_fields(before: &str, after: &str) -> Vec<String> {
+    let fields = |text: &str| -> Vec<(String, String)> {
+        let mut fields: Vec<(String, String)> = Vec::new();
+        for line in text.lines() {
+            let top = line
+                .strip_prefix("    ")
+                .filter(|rest| !rest.starts_with(' '))
+                .and_then(|rest| rest.split_once(": "));
+            match (top, fields.last_mut()) {
+                (Some((name, value)), _) => fields.push((name.to_owned(), value.to_owned())),
+                (None, Some((_, value))) => value.push_str(line),
+                (None, None) => {}
+            }
+        }
+        fields
+    };
+    let (before, after) = (fields(before), fields(after));
+    after
+        .iter()
+        .filter(|field| !before.contains(field))
+        .map(|(name, _)| name.clone())
+        .collect()
+}
+
 /// Applies a reloaded configuration to the running controllers; returns the
 /// parts with the new configuration in force. A stop asked for while a
 /// plugin of the new configuration loads (a compile takes seconds for a
@@ -764,10 +795,12 @@ async fn apply(
     running: &mut BTreeMap<String, RunningApp>,
     mut shutdown: watch::Receiver<bool>,
 ) -> Parts {
-    if format!("{:?}", parts.loaded.config.agent) != format!("{:?}", loaded.config.agent) {
+    let changed = changed_fields(&parts.started_agent, &format!("{:#?}", loaded.config.agent));
+    if !changed.is_empty() {
         warn!(
-            message = "The [agent] section changed; its settings take effect at the next restart (a changed plugin_dir moves the plugins of the applications that use it now).",
+            message = "The [agent] section differs from the one the agent started with; its settings take effect at the next restart (a changed plugin_dir moves the plugins of the applications that use it now).",
             file = %loaded.file.display(),
+            changed = %changed.join(", "),
         );
     }
     let wanted: BTreeMap<&str, (&ApplicationConfig, &PluginSources)> = loaded
@@ -954,6 +987,34 @@ impl Interpret for PluginInterpreter {
 mod tests {
     use super::*;
     use crate::plugin::load_probe::RuntimeFree;
+
+    /// A reload's `[agent]` section is compared with the one the agent
+    /// started with (its settings stay in force until a restart), field by
+    /// field: set back to the started value, nothing differs; a changed
+    /// field is named.
+    #[test]
+    fn the_agent_sections_changed_fields_are_named_against_the_started_one() {
+        let agent = |text: &str| -> String {
+            let config: crate::config::Config = toml::from_str(&format!(
+                "[agent]\n{text}\n[[application]]\nname = \"a\"\n[application.policy]\nplugin = \"hold\"\n"
+            ))
+            .expect("a configuration");
+            format!("{:#?}", config.agent)
+        };
+        let started = agent("listen = \"127.0.0.1:9464\"");
+        assert_eq!(
+            changed_fields(&started, &agent("listen = \"127.0.0.1:9464\"")),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            changed_fields(
+                &started,
+                &agent("listen = \"127.0.0.1:9465\"\nplugin_timeout_ms = 200")
+            ),
+            ["plugin_timeout_ms", "listen"],
+            "in the struct's order"
+        );
+    }
 
     /// A Flink job's application named `name` at a port nothing listens
     /// on, deciding with `hold`: no AWS, and its controller's calls fail
