@@ -187,12 +187,17 @@ struct NoAnswer;
 /// sender is dropped, then drains (see the module's documentation). `what`
 /// names the server in logs. A handler answers a `Response`, or an `Option`
 /// of one where `None` closes the connection without an answer (the
-/// emulator's `Drop` fault).
+/// emulator's `Drop` fault). With `half_close`, a client that shuts its
+/// writing side after its request (`nc -N`) is still answered; without,
+/// the connection ends at that EOF and the request in flight is dropped,
+/// which the emulator keeps: a request of an agent killed mid-call then
+/// takes effect only through an injected fault, as its tests expect.
 pub(crate) async fn serve<H, F>(
     listener: TcpListener,
     handler: H,
     mut shutdown: watch::Receiver<bool>,
     what: &'static str,
+    half_close: bool,
 ) where
     H: Fn(Request<Incoming>) -> F + Clone + Send + Sync + 'static,
     F: Future + Send + 'static,
@@ -257,6 +262,7 @@ pub(crate) async fn serve<H, F>(
             slot,
             shutdown.clone(),
             what,
+            half_close,
         ));
         // Reap finished connections so the set does not grow.
         while tasks.try_join_next().is_some() {}
@@ -286,6 +292,7 @@ async fn serve_connection<H, F>(
     slot: Arc<Slot>,
     mut shutdown: watch::Receiver<bool>,
     what: &'static str,
+    half_close: bool,
 ) where
     H: Fn(Request<Incoming>) -> F + Send + Sync + 'static,
     F: Future + Send + 'static,
@@ -315,7 +322,7 @@ async fn serve_connection<H, F>(
     builder
         .timer(TokioTimer::new())
         .header_read_timeout(IDLE_TIMEOUT)
-        .half_close(true);
+        .half_close(half_close);
     let connection = builder.serve_connection(TokioIo::new(stream), service);
     let mut connection = std::pin::pin!(connection);
     let first_head = tokio::time::sleep(HEADER_READ_TIMEOUT);
@@ -387,7 +394,7 @@ mod tests {
             tokio::time::sleep(delay).await;
             Response::new(Full::new(Bytes::from_static(b"done")))
         };
-        let server = tokio::spawn(serve(listener, handler, stopped, "test"));
+        let server = tokio::spawn(serve(listener, handler, stopped, "test", true));
         (addr, stop, server)
     }
 

@@ -47,7 +47,9 @@ pub(crate) async fn serve(
         let shared = shared.clone();
         async move { handle(shared, request).await }
     };
-    crate::http::serve(listener, handler, shutdown, "emulator").await;
+    // As before half-closes were answered: the kill tests count on a
+    // killed agent's request dying with its connection (see `serve`).
+    crate::http::serve(listener, handler, shutdown, "emulator", false).await;
 }
 
 /// Where a request goes.

@@ -109,7 +109,7 @@ pub async fn serve_with_state(
             }
         }
     };
-    crate::http::serve(listener, handler, shutdown, "metrics").await;
+    crate::http::serve(listener, handler, shutdown, "metrics", true).await;
     let _ = heartbeat.await;
 }
 
