@@ -59,7 +59,7 @@ use crate::model::{Application, Decision, Evaluation, Signal};
 use crate::plugin::{
     InterpreterInstance, PluginError, PluginHost, PluginSource, PolicyInstance, Refresh, Reloading,
 };
-use crate::state::{StateError, StateStore};
+use crate::state::{Journal, StateError, StateStore};
 use crate::target::flink::FlinkTarget;
 use crate::target::msf::MsfTarget;
 use crate::target::{ScalingTarget, Words};
@@ -249,15 +249,25 @@ impl Parts {
     }
 
     /// Gives `controller` its application's journal (locked against other
-    /// agents) when the agent keeps state and acts.
-    fn journaled(&self, controller: Controller) -> Result<Controller, AgentError> {
+    /// agents) when the agent keeps state and acts: `kept`, the journal a
+    /// reload took from the controller it replaces, still locked, or else
+    /// the journal opened and locked now. A `kept` journal that is not
+    /// wanted (the application now runs dry) is dropped, its lock with it.
+    fn journaled(
+        &self,
+        controller: Controller,
+        kept: Option<Journal>,
+    ) -> Result<Controller, AgentError> {
         let dry_run = self.dry_run || controller.settings().dry_run;
         let Some(store) = self.state.as_ref().filter(|_| !dry_run) else {
             return Ok(controller);
         };
-        let mut journal = store
-            .journal(&controller.settings().name)
-            .map_err(AgentError::State)?;
+        let name = &controller.settings().name;
+        let kept = kept.filter(|journal| journal.is_of(store.dir(), name));
+        let mut journal = match kept {
+            Some(journal) => journal,
+            None => store.journal(name).map_err(AgentError::State)?,
+        };
         let loaded = journal.load();
         // A journal only a newer agent can read is neither misread nor
         // replaced: the operator upgrades or removes it.
@@ -394,11 +404,12 @@ impl AlarmStates for LazyAws {
     }
 }
 
-/// One application's controller while it runs as its own task.
+/// One application's controller while it runs as its own task, which
+/// ends giving back the controller's journal (see [`Controller::run`]).
 struct RunningApp {
     fingerprint: String,
     stop: watch::Sender<bool>,
-    task: tokio::task::JoinHandle<()>,
+    task: tokio::task::JoinHandle<Option<Journal>>,
 }
 
 impl RunningApp {
@@ -423,17 +434,21 @@ impl RunningApp {
                         break;
                     }
                 }
+                None
             }),
         }
     }
 
-    /// Stops the controller and waits until it is gone (its journal, and
-    /// so its lock, dropped with it).
-    async fn stop(self) {
+    /// Stops the controller and waits until it is gone; gives back its
+    /// journal, still locked. Dropping it lets the lock go; a reload that
+    /// restarts the application hands it to the next controller instead,
+    /// so that no other agent can take the application in between.
+    async fn stop(self) -> Option<Journal> {
         let _ = self.stop.send(true);
         // A panicking controller must not take the others down; its panic
-        // is already printed by the runtime.
-        let _ = self.task.await;
+        // is already printed by the runtime (and its journal dropped with
+        // it: the next controller locks the journal again).
+        self.task.await.ok().flatten()
     }
 }
 
@@ -606,7 +621,7 @@ impl Agent {
                 paused.push(app.name.clone());
                 continue;
             }
-            controllers.push(parts.journaled(parts.controller(app, paths)?)?);
+            controllers.push(parts.journaled(parts.controller(app, paths)?, None)?);
         }
         Ok(Self {
             controllers,
@@ -886,13 +901,16 @@ async fn apply(
                 continue;
             }
         };
-        if let Some(old) = running.remove(*name) {
-            old.stop().await;
-        }
-        // Opening the journal only after the old controller let go of it.
+        // The old controller's journal goes to the new one still locked:
+        // letting the lock go and taking it again would leave an instant in
+        // which another agent could take the application.
+        let kept = match running.remove(*name) {
+            Some(old) => old.stop().await,
+            None => None,
+        };
         let journaled = {
             let parts = parts.clone();
-            tokio::task::spawn_blocking(move || parts.journaled(controller)).await
+            tokio::task::spawn_blocking(move || parts.journaled(controller, kept)).await
         };
         match journaled {
             Ok(Ok(controller)) => {
@@ -1071,6 +1089,106 @@ mod tests {
         });
         assert_eq!(at_start.counts(), (1, 0), "(free, held) at start");
         assert_eq!(on_reload.counts(), (1, 0), "(free, held) on reload");
+    }
+
+    /// A reload that restarts a changed application hands the old
+    /// controller's journal to the new one still locked: another process
+    /// trying the lock all along never gets it. (Letting it go and taking
+    /// it again left a gap of about 0.3 ms, in which a second agent could
+    /// take the application; this agent then could not restart it.)
+    #[test]
+    fn a_restart_on_reload_keeps_the_journal_locked_throughout() {
+        use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+        use std::time::Duration;
+
+        const RELOADS: usize = 12;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        let state = tempfile::tempdir().expect("a state folder");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let origin = std::path::Path::new("agent.toml");
+        // The application changes at every reload (its grace period), so
+        // its controller is restarted; a last reload adds `marker`, whose
+        // plugin load says that every restart before it is done.
+        let config = |grace: usize, marker: bool| {
+            let mut text = format!(
+                "[agent]\nstate_dir = {:?}\n\n[[application]]\nname = \"handed-over\"\n\
+                 target = \"flink\"\nrest_url = \"http://127.0.0.1:{port}\"\n\
+                 grace_period_secs = {}\n\n[application.policy]\nplugin = \"hold\"\n",
+                state.path().display().to_string(),
+                60 + grace,
+            );
+            if marker {
+                text.push_str(&flink_application("handed-over-marker", port));
+            }
+            crate::config::load::load_str(&text, origin).expect("valid")
+        };
+        let loads = Arc::new(AtomicUsize::new(0));
+        let counted = loads.clone();
+        crate::plugin::load_probe::install("handed-over", move || {
+            counted.fetch_add(1, Ordering::SeqCst);
+        });
+        let marked = Arc::new(AtomicBool::new(false));
+        let marks = marked.clone();
+        crate::plugin::load_probe::install("handed-over-marker", move || {
+            marks.store(true, Ordering::SeqCst);
+        });
+        let lock_path = state.path().join("handed-over.lock");
+        runtime.block_on(async {
+            let agent = Agent::on_aws(&config(0, false), false, Events::log_only())
+                .await
+                .expect("the agent assembles");
+            assert!(lock_path.exists(), "the agent locked the journal");
+            let done = Arc::new(AtomicBool::new(false));
+            let trier = {
+                let (done, lock_path) = (done.clone(), lock_path.clone());
+                std::thread::spawn(move || {
+                    let file = std::fs::File::open(&lock_path).expect("the lock file");
+                    let (mut tries, mut taken) = (0u64, 0u64);
+                    while !done.load(Ordering::SeqCst) {
+                        tries += 1;
+                        if file.try_lock().is_ok() {
+                            taken += 1;
+                            let _ = file.unlock();
+                        }
+                    }
+                    (tries, taken)
+                })
+            };
+            let (reload, reloads) = mpsc::unbounded_channel();
+            let (stop, stopped) = watch::channel(false);
+            let running = tokio::spawn(agent.run_reloading(stopped, reloads));
+            for grace in 1..=RELOADS {
+                reload
+                    .send(config(grace, false))
+                    .expect("the agent listens");
+            }
+            reload
+                .send(config(RELOADS, true))
+                .expect("the agent listens");
+            while !marked.load(Ordering::SeqCst) {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            done.store(true, Ordering::SeqCst);
+            let (tries, taken) = trier.join().expect("the trier ends");
+            assert!(tries > 1000, "the lock was tried all along ({tries} tries)");
+            assert_eq!(
+                loads.load(Ordering::SeqCst),
+                1 + RELOADS,
+                "the application was restarted at every reload"
+            );
+            assert_eq!(taken, 0, "another process took the lock during a restart");
+            let _ = stop.send(true);
+            running.await.expect("the agent stops");
+        });
+        let file = std::fs::File::open(&lock_path).expect("the lock file");
+        assert!(file.try_lock().is_ok(), "the stopped agent let the lock go");
     }
 
     /// A stop asked for while a reload loads a new application's plugin

@@ -726,7 +726,11 @@ impl Controller {
     /// immediate (after resolving a journaled phase). A panic in a step is
     /// caught, reported, and whatever was in flight resolved again: one
     /// application's bug does not stop its controller for good.
-    pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
+    ///
+    /// Gives back its journal, still locked, so that a reload restarting
+    /// the application hands it to the next controller without letting the
+    /// lock go ([`Controller::into_journal`]).
+    pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) -> Option<Journal> {
         let warned = std::panic::AssertUnwindSafe(self.warn_if_autoscaling())
             .catch_unwind()
             .await;
@@ -740,7 +744,7 @@ impl Controller {
                 Next::Wait(delay) => {
                     if self.wait(delay, &mut shutdown).await {
                         self.say_what_is_left();
-                        return;
+                        return self.into_journal();
                     }
                     Observation::Wake
                 }
@@ -750,12 +754,21 @@ impl Controller {
                     // after shutdown was asked for.
                     if *shutdown.borrow() {
                         self.say_what_is_left();
-                        return;
+                        return self.into_journal();
                     }
                     self.execute(command).await
                 }
             };
         }
+    }
+
+    /// The controller's journal, still holding its lock: `None` for a
+    /// controller that keeps none (a dry run, no `state_dir`), or when a
+    /// save it started still holds the journal on its blocking thread
+    /// (never after a save that came back, which every step waits for).
+    pub fn into_journal(mut self) -> Option<Journal> {
+        let journal = Arc::try_unwrap(self.journal.take()?).ok()?;
+        Some(journal.into_inner().unwrap_or_else(PoisonError::into_inner))
     }
 
     /// At a stop, says what the journal keeps for the next start when an

@@ -717,6 +717,13 @@ impl Journal {
         self
     }
 
+    /// Whether this is the journal of `application` in the state folder
+    /// `dir` (what a reload checks before it hands a running controller's
+    /// journal to the next one).
+    pub fn is_of(&self, dir: &Path, application: &str) -> bool {
+        self.dir == dir && self.application == application
+    }
+
     /// The journal file.
     pub fn path(&self) -> &Path {
         &self.path

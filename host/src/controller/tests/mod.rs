@@ -326,7 +326,7 @@ struct Harness {
     source: Arc<ConstantSource>,
     events: mpsc::UnboundedReceiver<Event>,
     shutdown: watch::Sender<bool>,
-    task: tokio::task::JoinHandle<()>,
+    task: tokio::task::JoinHandle<Option<Journal>>,
 }
 
 impl Harness {
@@ -389,7 +389,7 @@ struct Running {
     events: mpsc::UnboundedReceiver<Event>,
     counts: Arc<crate::telemetry::FailureCounts>,
     shutdown: watch::Sender<bool>,
-    task: tokio::task::JoinHandle<()>,
+    task: tokio::task::JoinHandle<Option<Journal>>,
 }
 
 impl Running {
