@@ -1405,7 +1405,7 @@ impl Machine {
         out.failed(
             Failure::of(error),
             format!(
-                "{} to {} failed: {error}; the version id moved to {version_id}, so it took effect",
+                "{} to {} failed: {error}; the version id moved to {version_id}, so an update took effect (this one, its answer lost, or another request); following it",
                 settings.words.rescale_call(),
                 settings.words.capacity(update.target_kpu)
             ),

@@ -151,7 +151,9 @@ async fn an_update_of_unknown_outcome_is_resolved_before_anything_is_decided() {
     assert_eq!(target.updates(), vec![(0, 4)]);
     let transient = failures(&events, "transient");
     assert!(
-        transient.iter().any(|m| m.contains("so it took effect")),
+        transient
+            .iter()
+            .any(|m| m.contains("so an update took effect")),
         "{transient:?}"
     );
     let started = events
@@ -841,7 +843,9 @@ async fn a_lost_answer_that_took_effect_is_reported_started_before_its_error() {
     );
     let transient = failures(&events, "transient");
     assert!(
-        transient.iter().any(|m| m.contains("so it took effect")),
+        transient
+            .iter()
+            .any(|m| m.contains("so an update took effect")),
         "{transient:?}"
     );
 }

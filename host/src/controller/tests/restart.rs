@@ -228,6 +228,107 @@ async fn a_restart_before_the_call_left_decides_again_and_sends_once() {
     );
 }
 
+/// A target on which the request a killed agent left in the network
+/// lands late: after every read the restarted agent made, just before its
+/// own UpdateApplication arrives. Real services finish a request whose
+/// client is gone.
+struct LandsLate {
+    inner: Arc<FakeTarget>,
+    /// The request in the network: its KPU and the state it quoted.
+    in_flight: Mutex<Option<(u32, AppState)>>,
+}
+
+#[async_trait]
+impl ScalingTarget for LandsLate {
+    async fn describe(&self, a: &str) -> Result<AppState, TargetError> {
+        self.inner.describe(a).await
+    }
+    async fn rescale(&self, a: &str, kpu: u32, c: &AppState) -> Result<u64, TargetError> {
+        let late = self.in_flight.lock().unwrap().take();
+        if let Some((late_kpu, quoted)) = late {
+            self.inner
+                .rescale(a, late_kpu, &quoted)
+                .await
+                .expect("the late request takes effect");
+        }
+        self.inner.rescale(a, kpu, c).await
+    }
+}
+
+/// The agent is killed with its UpdateApplication (1 -> 3 KPU) in the
+/// network; the restarted agent reads the application before that
+/// request lands (it lands just before the restarted agent's own update),
+/// so concludes it never took effect and decides again (1 -> 2). Its
+/// update quotes the version the late one moved past, so the service
+/// refuses it: the application is rescaled once, not twice. The agent
+/// follows the late update to its end, reports the size it came to (3,
+/// not the 2 it asked for), waits out the grace period and only then
+/// scales again, from 3.
+#[tokio::test(start_paused = true)]
+async fn a_killed_agents_request_landing_after_the_restart_read_is_not_doubled() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = FakeTarget::new(1, 90);
+    let lost = Arc::new(Stuck {
+        inner: target.clone(),
+        forward: false,
+    });
+    let first = launch_on(target.origin, lost, dir.path());
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    first.kill().await;
+    assert_eq!(journaled(dir.path()).record.phase.name(), "sending");
+    assert!(target.updates().is_empty(), "the request is in the network");
+
+    let quoted = target.describe("app").await.expect("the state it quoted");
+    let late = Arc::new(LandsLate {
+        inner: target.clone(),
+        in_flight: Mutex::new(Some((3, quoted))),
+    });
+    let second = launch_on(target.origin, late, dir.path());
+    tokio::time::sleep(Duration::from_secs(900)).await;
+    let events = second.stop().await;
+    assert_eq!(
+        resumed(&events),
+        [(
+            "sending".to_owned(),
+            "update never took effect: re-evaluate".to_owned()
+        )],
+        "the restart read the application before the request landed"
+    );
+    let updates: Vec<(u64, u32, u64)> = target
+        .calls()
+        .into_iter()
+        .filter_map(|c| match c {
+            Call::Update {
+                at_secs,
+                parallelism,
+                version_id,
+            } => Some((at_secs, parallelism, version_id)),
+            Call::Describe { .. } => None,
+        })
+        .collect();
+    // (s, KPU, version quoted): the late request, then the restarted
+    // agent's, refused (UPDATING at version 2); the next one at 430 s
+    // (RUNNING at the poll at 130 s, plus 300 s of grace), from 3 KPU.
+    assert_eq!(
+        updates,
+        [(10, 3, 1), (10, 2, 1), (430, 6, 2), (850, 10, 3)],
+        "{events:?}"
+    );
+    let completed: Vec<u32> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::RescaleCompleted { kpu, .. } => Some(*kpu),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(completed[..1], [3], "the late update followed to its end");
+    let refused = events.iter().any(|e| {
+        matches!(e, Event::Failed { class, message, .. }
+            if class == "resource_in_use" && message.contains("so an update took effect"))
+    });
+    assert!(refused, "{events:?}");
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_restart_after_the_call_before_the_answer_follows_the_update() {
     let dir = tempfile::tempdir().unwrap();
