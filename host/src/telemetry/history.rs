@@ -199,7 +199,10 @@ impl Outcome {
             Outcome::Failed { class, message } => {
                 format!("not scaled ({class}): {}", one_line(message))
             }
-            Outcome::Unknown => "no outcome recorded".to_owned(),
+            Outcome::Unknown => format!(
+                "no answer: the agent stopped before {} answered (the next start replaces this with what became of the update, unless it never took effect)",
+                words.rescale_call()
+            ),
             Outcome::InDoubt { error, message } => format!(
                 "outcome unknown, being resolved: {} answered {}, and whether it took effect could not be read yet: {}",
                 words.rescale_call(),
@@ -621,7 +624,8 @@ impl Files {
     /// evaluation that decided it, written with no outcome at the stop,
     /// gets the outcome the application shows, as `explain` would have
     /// said had the answer come. An update that never took effect keeps
-    /// "no outcome recorded": it was neither accepted nor refused.
+    /// [`Outcome::Unknown`] ("no answer"): it was neither accepted nor
+    /// refused.
     fn amend_unsent_answer(&mut self, application: &str, resume: &str) {
         let path = self.path(application);
         let Ok(text) = read_text(&path) else {
@@ -1221,10 +1225,20 @@ pub fn status(state_dir: &Path, applications: &[(String, Words)], now_ms: i64) -
                 _ => last.as_ref().map(|e| e.kpu),
             };
             // An evaluation's entry is written once its update is answered
-            // (or the agent stops): one dated from the update on is its own.
+            // (or the agent stops): one dated from the update on is its own,
+            // and so is one without an outcome for the same decision (the
+            // entry a stop wrote for the update it left unanswered, dated
+            // from the evaluation, just before the update).
+            let own = |e: &Entry, update: &crate::state::Update| {
+                e.at_ms >= update.started_ms
+                    || (e.outcome == Outcome::Unknown
+                        && e.kpu == update.from_kpu
+                        && e.decision.scale_to_kpu == Some(update.target_kpu)
+                        && e.decision.reason == update.reason)
+            };
             let sending = match phase {
                 Some(Phase::Sending { update })
-                    if last.as_ref().is_none_or(|e| e.at_ms < update.started_ms) =>
+                    if last.as_ref().is_none_or(|e| !own(e, update)) =>
                 {
                     Some(Sending {
                         scale_to_kpu: update.target_kpu,

@@ -143,7 +143,7 @@ fn an_entry_keeps_the_inputs_and_what_became_of_the_update() {
             "not scaled (limit_exceeded): LimitExceededException",
             "dry run: would have asked for 3 KPU",
             "held",
-            "no outcome recorded",
+            "no answer: the agent stopped before UpdateApplication answered (the next start replaces this with what became of the update, unless it never took effect)",
         ]
     );
     let first = &entries[0];
@@ -895,7 +895,7 @@ fn a_restart_that_finds_the_update_applied_completes_the_entry_left_without_outc
         ),
         (
             "update never took effect: re-evaluate",
-            "no outcome recorded",
+            "no answer: the agent stopped before UpdateApplication answered (the next start replaces this with what became of the update, unless it never took effect)",
         ),
     ] {
         let dir = temp_dir("amend");
@@ -907,7 +907,13 @@ fn a_restart_that_finds_the_update_applied_completes_the_entry_left_without_outc
                 evaluated("app", 2_000, Action::ScaleTo(8), false),
             ],
         );
-        assert_eq!(outcomes(&dir), ["held", "no outcome recorded"]);
+        assert_eq!(
+            outcomes(&dir),
+            [
+                "held",
+                "no answer: the agent stopped before UpdateApplication answered (the next start replaces this with what became of the update, unless it never took effect)"
+            ]
+        );
         write(&dir, DEFAULT_BOUND, [resumed(3_000, "sending", resume)]);
         assert_eq!(outcomes(&dir), ["held", expected], "{resume}");
         // A later restart in another phase changes nothing.
@@ -994,6 +1000,32 @@ fn status_shows_the_decision_being_sent_before_the_one_recorded() {
     );
     let json = serde_json::to_value(&later).expect("JSON");
     assert!(json["applications"][0].get("sending").is_none(), "{json}");
+
+    // An agent stopped with the update unanswered: the entry it wrote for
+    // the decision is dated from the evaluation, just before the update,
+    // and is that decision, not one before it (shown once, not as both
+    // `last:` and `before:`).
+    std::fs::write(
+        state.join("app.json"),
+        r#"{"format": 1, "application": "app", "seq": 2, "written_ms": 121000,
+            "record": {"phase": {"kind": "sending", "update": {"target_kpu": 4,
+              "from_kpu": 2, "quoted_version_id": 3, "reason": "evaluation at 120990",
+              "started_ms": 121000}}}}"#,
+    )
+    .expect("a journal");
+    write(
+        &dir(&state),
+        10,
+        [evaluated("app", 120_990, Action::ScaleTo(4), false)],
+    );
+    let stopped = status(&state, &[("app".to_owned(), Words::Msf)], 123_000);
+    assert_eq!(stopped.applications[0].sending, None);
+    let text = status_text(&stopped);
+    assert!(
+        text.contains("  last:       scale to 4 KPU 2 s ago: evaluation at 120990; no answer: ")
+            && !text.contains("before:"),
+        "{text}"
+    );
     let _ = std::fs::remove_dir_all(&state);
 }
 
