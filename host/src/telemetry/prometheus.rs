@@ -1070,20 +1070,21 @@ impl Registry {
                 .map(|((from, to), n)| (labels(&[("from", from), ("to", to)]), n.to_string()))
                 .collect(),
         );
+        // prometheus-client ends each help text with a full stop itself.
         let mut histograms = prometheus_client::registry::Registry::default();
         histograms.register(
             "flinkscale_aws_call_duration_seconds",
-            "Duration of AWS API calls by operation, retries included, in seconds.",
+            "Duration of AWS API calls by operation, retries included, in seconds",
             AWS_CALLS.durations.clone(),
         );
         histograms.register(
             "flinkscale_flink_call_duration_seconds",
-            "Duration of calls to Flink's REST API by operation, in seconds.",
+            "Duration of calls to Flink's REST API by operation, in seconds",
             FLINK_CALLS.durations.clone(),
         );
         histograms.register(
             "flinkscale_plugin_call_duration_seconds",
-            "Duration of plugin calls by application, plugin and function (decide, interpret), in seconds.",
+            "Duration of plugin calls by application, plugin and function (decide, interpret), in seconds",
             self.plugin_calls.clone(),
         );
         // Writing to a String cannot fail.
@@ -1453,6 +1454,11 @@ mod tests {
         registry.plugin_call("app", "step 1", "decide", Duration::from_millis(40));
         let text = registry.render(0);
         let series = "application=\"app\",plugin=\"step 1\",function=\"decide\"";
+        let doubled: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("# HELP") && l.ends_with(".."))
+            .collect();
+        assert!(doubled.is_empty(), "a help text ends in '..': {doubled:?}");
         assert!(
             text.contains("# TYPE flinkscale_plugin_call_duration_seconds histogram\n"),
             "{text}"
