@@ -1270,7 +1270,7 @@ async fn the_control_api_changes_the_load_and_shows_the_state() {
         "POST",
         "/_emulator/faults",
         &[],
-        br#"{"operation": "X", "error": "Delay"}"#,
+        br#"{"operation": "UpdateApplication", "error": "Delay"}"#,
     )
     .await;
     assert_eq!(status, 400, "a Delay without delay_ms");

@@ -114,8 +114,16 @@ impl FaultSpec {
     /// and what is valid.
     pub fn validate(&self, applications: &[&str]) -> Result<(), String> {
         let mut problems = Vec::new();
-        if self.operation.is_empty() {
-            problems.push("operation must not be empty".to_owned());
+        if self.operation != "*" && !super::OPERATIONS.contains(&self.operation.as_str()) {
+            problems.push(format!(
+                "operation {:?} is not one the emulator answers; valid: \"*\" (every operation), {}",
+                self.operation,
+                super::OPERATIONS
+                    .iter()
+                    .map(|o| format!("{o:?}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
         }
         if let Some(name) = &self.application
             && !applications.contains(&name.as_str())

@@ -395,6 +395,19 @@ impl Core {
     }
 }
 
+/// Every AWS operation the emulator answers ([`Core::call`]): what a
+/// fault may name, besides `*`.
+pub const OPERATIONS: [&str; 8] = [
+    "DescribeApplication",
+    "UpdateApplication",
+    "ListApplications",
+    "GetMetricData",
+    "ListMetrics",
+    "PutMetricAlarm",
+    "DescribeAlarms",
+    "DeleteAlarms",
+];
+
 /// The answer to an operation the service does not have (or the emulator
 /// does not play).
 pub(crate) fn unknown_operation(operation: &str) -> value::AwsError {

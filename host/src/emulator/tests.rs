@@ -880,14 +880,31 @@ fn count_faults_end_and_fraction_faults_are_seeded() {
     let mut f = Faults::default();
     let delay = FaultSpec {
         delay_ms: 0,
-        ..FaultSpec::error("X", "Delay", 1)
+        ..FaultSpec::error("GetMetricData", "Delay", 1)
     };
     assert!(f.add(delay, &[]).is_err(), "a Delay needs a delay");
     let both = FaultSpec {
         fraction: Some(0.5),
-        ..FaultSpec::error("X", "ThrottlingException", 1)
+        ..FaultSpec::error("GetMetricData", "ThrottlingException", 1)
     };
     assert!(f.add(both, &[]).is_err(), "count and fraction together");
+    // An operation the emulator does not answer would never strike: it is
+    // refused, naming the valid ones.
+    let problem = f
+        .add(FaultSpec::error("UpdateAplication", "Drop", 1), &[])
+        .unwrap_err();
+    assert!(
+        problem.starts_with(
+            "operation \"UpdateAplication\" is not one the emulator answers; valid: \"*\" (every operation), \"DescribeApplication\", \"UpdateApplication\","
+        ),
+        "{problem}"
+    );
+    for operation in super::OPERATIONS.iter().chain(&["*"]) {
+        assert!(
+            f.add(FaultSpec::error(operation, "Drop", 1), &[]).is_ok(),
+            "{operation}"
+        );
+    }
 }
 
 /// A GetMetricData request with one CPU query per application of `apps`,
