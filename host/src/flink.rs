@@ -892,6 +892,53 @@ mod tests {
         (url, read)
     }
 
+    /// An answer that fills the most the agent reads ([`MAX_ANSWER`]: a
+    /// runaway body, a stream that never ends) is a failure that says so,
+    /// not a document parsed cut short; one just under it is read.
+    #[tokio::test]
+    async fn an_answer_as_large_as_the_agent_reads_is_refused() {
+        async fn serving(body_len: usize) -> String {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("a loopback port");
+            let url = format!("http://{}", listener.local_addr().expect("an address"));
+            tokio::spawn(async move {
+                let (mut stream, _) = listener.accept().await.expect("the call");
+                let mut buf = [0u8; 4096];
+                let mut got = Vec::new();
+                while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => got.extend_from_slice(&buf[..n]),
+                    }
+                }
+                // A JSON string of `body_len` bytes, quotes included.
+                let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {body_len}\r\n\r\n\"");
+                let mut answer = head.into_bytes();
+                answer.resize(answer.len() + body_len - 2, b'a');
+                answer.push(b'"');
+                let _ = stream.write_all(&answer).await;
+            });
+            url
+        }
+        let head_len = "HTTP/1.1 200 OK\r\nContent-Length: 8388608\r\n\r\n".len();
+        let limit = usize::try_from(MAX_ANSWER).expect("fits");
+        let big = FlinkRest::new(RestUrl::from(vec![serving(limit).await])).expect("valid");
+        match big.get("/jobs/overview").await {
+            Err(TargetError::Transient(message)) => {
+                assert!(
+                    message.ends_with(": the answer is 8 MiB or more, more than the agent reads"),
+                    "{message}"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        let under = limit - head_len - 1;
+        let fits = FlinkRest::new(RestUrl::from(vec![serving(under).await])).expect("valid");
+        let read = fits.get("/jobs/overview").await.expect("read whole");
+        assert_eq!(read.as_str().map(str::len), Some(under - 2));
+    }
+
     /// The job stub of the failover tests: `/jobs/overview` lists one
     /// job, a PUT is taken, anything else is 503.
     async fn jobmanager() -> stub::Stub {
