@@ -1323,3 +1323,57 @@ async fn once_on_a_corrupt_journal_holds_one_grace_period() {
     assert!(matches!(outcome, ActOutcome::NotSent { .. }), "{outcome:?}");
     assert!(target.updates().is_empty());
 }
+
+/// A log that keeps what is written to it, for the tests that read the
+/// agent's log lines.
+#[derive(Clone, Default)]
+struct Kept(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Kept {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A stop while an update is followed says that the journal keeps it for
+/// the next start; a stop with nothing in flight says nothing of it.
+#[tokio::test(start_paused = true)]
+async fn a_stop_with_an_update_in_flight_says_the_journal_keeps_it() {
+    let kept = Kept::default();
+    let writer = kept.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .finish();
+    let _log = tracing::subscriber::set_default(subscriber);
+    let said = || String::from_utf8_lossy(&kept.0.lock().unwrap()).into_owned();
+    const WORDS: &str = "Stopping with an update in flight; the journal keeps it";
+
+    let dir = tempfile::tempdir().unwrap();
+    let target = FakeTarget::new(1, 90);
+    let running = launch(&target, dir.path());
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    running.stop().await;
+    assert_eq!(journaled(dir.path()).record.phase.name(), "sent");
+    let log = said();
+    let line = log
+        .lines()
+        .find(|l| l.contains(WORDS))
+        .unwrap_or_else(|| panic!("{log}"));
+    assert!(
+        line.contains("WARN") && line.contains("phase=\"sent\"") && line.contains("to=2 KPU"),
+        "{line}"
+    );
+
+    // Mid-grace (the update over at 130 s), nothing is in flight.
+    kept.0.lock().unwrap().clear();
+    let idle = launch(&target, dir.path());
+    tokio::time::sleep(Duration::from_secs(200)).await;
+    idle.stop().await;
+    assert_eq!(journaled(dir.path()).record.phase.name(), "grace");
+    assert!(!said().contains(WORDS), "{}", said());
+}
