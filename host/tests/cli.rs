@@ -4,6 +4,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+mod common;
+
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
@@ -291,11 +293,7 @@ fn a_journal_of_a_newer_format_stops_run_with_exit_78_and_is_left_alone() {
     let journal = state.join("orders.json");
     let newer = r#"{"format": 9, "application": "orders", "something": "new"}"#;
     std::fs::write(&journal, newer).unwrap();
-    let plugins = repo().join("target/wasm32-wasip2/release");
-    let plugins = std::env::var_os("CARGO_TARGET_DIR")
-        .map(|t| Path::new(&t).join("wasm32-wasip2/release"))
-        .filter(|p| p.is_absolute())
-        .unwrap_or(plugins);
+    let plugins = common::plugin_dir();
     let quoted = |p: &Path| toml_edit::Value::from(p.to_string_lossy().as_ref()).to_string();
     let (plugins, state_quoted) = (quoted(&plugins), quoted(&state));
     let config = dir.path().join("agent.toml");
@@ -887,17 +885,7 @@ fn validate_warns_of_an_alarm_on_a_signal_no_interpreter_gives() {
 #[test]
 fn simulate_takes_a_relative_plugin_path_from_the_current_folder() {
     let dir = scratch("relative-policy");
-    let target = match std::env::var_os("CARGO_TARGET_DIR") {
-        Some(dir) if Path::new(&dir).is_absolute() => PathBuf::from(dir),
-        Some(dir) => repo().join(dir),
-        None => repo().join("target"),
-    };
-    let fixture = target.join("wasm32-wasip2/release/misbehave.wasm");
-    assert!(
-        fixture.is_file(),
-        "{} is missing: run `cargo plugins` first",
-        fixture.display()
-    );
+    let fixture = common::plugin_dir().join("misbehave.wasm");
     std::fs::create_dir_all(dir.join("build/out")).expect("a folder");
     std::fs::copy(&fixture, dir.join("build/out/mine.wasm")).expect("copied");
     for path in ["./build/out/mine.wasm", "build/out/mine.wasm"] {
