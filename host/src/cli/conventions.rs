@@ -115,10 +115,18 @@ pub fn resolve(
     };
     match std::fs::metadata(&chosen.0) {
         Ok(meta) if meta.is_file() => Ok(chosen),
-        Ok(_) => Err(ConfigPathError::Missing {
+        Ok(meta) => Err(ConfigPathError::Missing {
             path: chosen.0,
             origin: chosen.1,
-            reason: "not a file".to_owned(),
+            reason: if meta.is_dir() {
+                "it is a folder; give the configuration file in it".to_owned()
+            } else {
+                // A pipe, a device: read once, it could not be read again
+                // to locate a plugin's errors, nor at a SIGHUP.
+                "not a regular file (a pipe or a device: the agent reads the file \
+                 again to locate errors and at every SIGHUP); write it to a file first"
+                    .to_owned()
+            },
         }),
         Err(error) => Err(ConfigPathError::Missing {
             path: chosen.0,
@@ -349,6 +357,27 @@ mod tests {
             resolve(Some(&a), Some(&b), None, true),
             Err(ConfigPathError::Conflict { .. })
         ));
+    }
+
+    /// A folder, or a pipe or device (`/dev/stdin`), given as the
+    /// configuration is refused with what to give instead.
+    #[test]
+    fn a_folder_or_a_pipe_is_not_a_configuration_file() {
+        let dir = tempfile::tempdir().expect("a temporary folder");
+        let folder = resolve(Some(dir.path()), None, None, false).unwrap_err();
+        assert!(
+            folder
+                .to_string()
+                .ends_with("cannot be read: it is a folder; give the configuration file in it"),
+            "{folder}"
+        );
+        let device = resolve(Some(Path::new("/dev/null")), None, None, false).unwrap_err();
+        assert_eq!(
+            device.to_string(),
+            "configuration file /dev/null (from --config) cannot be read: not a regular file \
+             (a pipe or a device: the agent reads the file again to locate errors and at every \
+             SIGHUP); write it to a file first"
+        );
     }
 
     /// `validate --environment` reports a Flink job's parallelism beside
