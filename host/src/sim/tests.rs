@@ -657,6 +657,12 @@ fn trace_errors_name_the_file_and_line() {
         ("0,1\n3\n", "f.csv:2:", "two columns"),
         ("0,1\n3,-4\n", "f.csv:2:", "non-negative"),
         ("t,r\n", "f.csv:", "no data rows"),
+        ("0,1\n60,2,7\n", "f.csv:2:", "a value in column 3 (\"7\")"),
+        (
+            "0,1\n60,1e300\n",
+            "f.csv:2:",
+            "over 1e12 records per second",
+        ),
         // An epoch time past what a timestamp can be (a unit mixed up, or
         // 1e300) is refused where it stands, not rebased into an overflow
         // or a run of millions of years.
@@ -667,6 +673,8 @@ fn trace_errors_name_the_file_and_line() {
             "year 9999",
         ),
     ];
+    // A trailing comma leaves an empty third column: still two.
+    assert!(Trace::parse("0,1,\n60,2,\n", "f.csv", TraceValue::PerSecond).is_ok());
     for (text, place, what) in cases {
         let err = Trace::parse(text, "f.csv", TraceValue::PerSecond)
             .expect_err(text)

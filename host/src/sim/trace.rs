@@ -10,6 +10,11 @@
 
 use std::path::Path;
 
+/// The highest input rate a trace may give, records per second: far above
+/// any stream (a million records per second is a large one), far below
+/// where the model's sums lose their precision.
+pub const MAX_RATE: f64 = 1e12;
+
 /// How a trace's values are to be read.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum TraceValue {
@@ -170,6 +175,17 @@ impl Trace {
                     "expected two columns: time and value".to_owned(),
                 ));
             }
+            if let Some(extra) = fields[2..].iter().position(|f| !f.is_empty()) {
+                return Err(line_error(
+                    line,
+                    format!(
+                        "expected two columns, time and value, found a value in column {} \
+                         ({:?}): export one metric per file",
+                        extra + 3,
+                        fields[extra + 2]
+                    ),
+                ));
+            }
             let cell = fields[1];
             if cell.is_empty() {
                 // CloudWatch exports leave a cell empty where a period has no
@@ -183,6 +199,15 @@ impl Trace {
                 return Err(line_error(
                     line,
                     format!("value {cell:?} is not a non-negative rate"),
+                ));
+            }
+            if v / divisor > MAX_RATE {
+                return Err(line_error(
+                    line,
+                    format!(
+                        "value {cell:?} is over {MAX_RATE:e} records per second, more than \
+                         any stream carries (a unit mixed up?)"
+                    ),
                 ));
             }
             rows.push((line, stamp, v / divisor));
