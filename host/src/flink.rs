@@ -866,6 +866,20 @@ mod tests {
         url
     }
 
+    /// Reads a request's head from `stream`: whether it came whole (not
+    /// cut by the connection's end).
+    async fn read_head(stream: &mut tokio::net::TcpStream) -> bool {
+        let mut buf = [0u8; 4096];
+        let mut got = Vec::new();
+        while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return false,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+        true
+    }
+
     /// A JobManager that dies with each request: it reads the request,
     /// then closes the connection without an answer. Its URL and how
     /// many requests it read.
@@ -878,14 +892,7 @@ mod tests {
         let count = read.clone();
         tokio::spawn(async move {
             while let Ok((mut stream, _)) = listener.accept().await {
-                let mut buf = [0u8; 4096];
-                let mut got = Vec::new();
-                while !got.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match stream.read(&mut buf).await {
-                        Ok(0) | Err(_) => break,
-                        Ok(n) => got.extend_from_slice(&buf[..n]),
-                    }
-                }
+                read_head(&mut stream).await;
                 count.fetch_add(1, Ordering::SeqCst);
             }
         });
@@ -904,13 +911,8 @@ mod tests {
             let url = format!("http://{}", listener.local_addr().expect("an address"));
             tokio::spawn(async move {
                 let (mut stream, _) = listener.accept().await.expect("the call");
-                let mut buf = [0u8; 4096];
-                let mut got = Vec::new();
-                while !got.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match stream.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => got.extend_from_slice(&buf[..n]),
-                    }
+                if !read_head(&mut stream).await {
+                    return;
                 }
                 // A JSON string of `body_len` bytes, quotes included.
                 let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {body_len}\r\n\r\n\"");
