@@ -273,11 +273,13 @@ pub fn shipped_scenario_names() -> impl Iterator<Item = &'static str> {
 }
 
 /// Loads the scenario `--scenario` names: the file at that path when one
-/// exists, else the shipped scenario of that name (`step`, `weekly`, ...;
+/// exists (not a folder), else the shipped scenario of that name (`step`, `weekly`, ...;
 /// embedded in the binary, so it needs no checkout), else an error that
 /// lists what is valid.
 pub fn load_scenario(path: &Path) -> Result<Scenario, ScenarioError> {
-    if path.exists() {
+    // A folder is no scenario: `--report step` makes one named `step`,
+    // which must not hide the shipped scenario of that name.
+    if path.is_file() || (path.exists() && !path.is_dir()) {
         return Scenario::load(path);
     }
     let Some((name, toml, csv)) = SHIPPED_SCENARIOS

@@ -790,14 +790,26 @@ fn app_params(
     if p.min_kpu == 0 {
         bad("min_kpu", "must be at least 1");
     }
-    if p.min_kpu > p.max_kpu {
-        bad("min_kpu", "must not exceed max_kpu");
+    if p.max_kpu == 0 {
+        bad("max_kpu", "must be at least 1");
+    } else if p.min_kpu > p.max_kpu {
+        // (The default min_kpu is 1: only a max_kpu of 0 is under it.)
+        bad(
+            "min_kpu",
+            &format!("{} must not exceed max_kpu ({})", p.min_kpu, p.max_kpu),
+        );
     }
     let initial_parallelism = u64::from(p.initial_kpu) * u64::from(p.parallelism_per_kpu);
     if p.initial_kpu == 0 || initial_parallelism > 256 {
         bad(
             "initial_kpu",
             "must give a parallelism (initial_kpu x parallelism_per_kpu) in 1..=256",
+        );
+    }
+    if p.min_kpu > p.account_kpu_limit {
+        bad(
+            "min_kpu",
+            "must not exceed account_kpu_limit (every update to it would be refused)",
         );
     }
     if p.initial_kpu > p.account_kpu_limit {

@@ -138,7 +138,11 @@ impl Clairvoyant {
             capacity,
             parallelism_per_kpu: params.parallelism_per_kpu.max(1),
             min_kpu: params.min_kpu,
-            max_kpu: params.max_kpu.max(params.min_kpu),
+            // The account's KPU limit binds a perfect scaler too.
+            max_kpu: params
+                .max_kpu
+                .min(params.account_kpu_limit)
+                .max(params.min_kpu),
         }
     }
 
@@ -150,13 +154,14 @@ impl Clairvoyant {
     }
 
     /// ceil(p*(lambda) / parallelism_per_kpu) clamped to [min_kpu, max_kpu];
-    /// max_kpu when no parallelism carries lambda.
+    /// when no parallelism carries lambda, the least KPU that reaches the
+    /// highest capacity there is (more would only cost: past the USL peak
+    /// or `max_parallelism`, parallelism adds no capacity).
     pub fn kpu(&self, lambda: f64) -> u32 {
-        match self.parallelism(lambda) {
-            Some(p) => p
-                .div_ceil(self.parallelism_per_kpu)
-                .clamp(self.min_kpu, self.max_kpu),
-            None => self.max_kpu,
-        }
+        let p = self
+            .parallelism(lambda)
+            .unwrap_or(self.capacity.len() as u32);
+        p.div_ceil(self.parallelism_per_kpu)
+            .clamp(self.min_kpu, self.max_kpu)
     }
 }

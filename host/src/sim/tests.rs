@@ -577,7 +577,7 @@ fn scores_of_a_hand_made_history() {
 }
 
 #[test]
-fn clairvoyant_parallelism_beyond_the_usl_peak_is_max_kpu() {
+fn clairvoyant_kpu_beyond_what_any_parallelism_carries_is_the_least_that_reaches_the_peak() {
     let params = AppParams {
         max_kpu: 20,
         ..AppParams::default()
@@ -588,6 +588,28 @@ fn clairvoyant_parallelism_beyond_the_usl_peak_is_max_kpu() {
     // The default USL peaks at 70 subtasks with about 20 900 records/s.
     assert_eq!(c.parallelism(1e6), None);
     assert_eq!(c.kpu(1e6), 20);
+
+    // Where no parallelism carries the load, the least KPU that reaches
+    // the highest capacity: with max_parallelism 1, one KPU, not max_kpu
+    // (more parallelism adds nothing); and never above the account's
+    // KPU limit, which binds a perfect scaler too.
+    let capped = Clairvoyant::new(&AppParams {
+        max_parallelism: 1,
+        ..params.clone()
+    });
+    assert_eq!((capped.parallelism(3000.0), capped.kpu(3000.0)), (None, 1));
+    let two_per_kpu = Clairvoyant::new(&AppParams {
+        max_parallelism: 3,
+        parallelism_per_kpu: 2,
+        ..params.clone()
+    });
+    assert_eq!(two_per_kpu.kpu(1e6), 2, "parallelism 3 at 2 a KPU");
+    let limited = Clairvoyant::new(&AppParams {
+        account_kpu_limit: 10,
+        ..params
+    });
+    assert_eq!(limited.kpu(1e6), 10);
+    assert_eq!(limited.kpu(5000.0), c.kpu(5000.0), "under the limit, as before");
 }
 
 #[test]
@@ -836,10 +858,32 @@ fn scenario_reports_every_problem() {
     // Each at the line and column of its key.
     for expected in [
         "bad.toml:2:1: scenario: trace_value = \"sum_per_period\" needs trace_period_secs",
-        "bad.toml:4:1: application \"app\": min_kpu must not exceed max_kpu",
+        "bad.toml:4:1: application \"app\": min_kpu 4 must not exceed max_kpu (2)",
         "bad.toml:6:1: application \"app\": parallelism_per_kpu must be in 1..=8",
         "\"app\" is defined twice",
     ] {
+        assert!(err.contains(expected), "{expected:?} in {err}");
+    }
+    // A max_kpu under the default min_kpu, or of 0, is the max_kpu's
+    // mistake; a min_kpu over the account's limit could never be reached.
+    for (apps, expected) in [
+        (
+            "max_kpu = 0\n",
+            "t.toml:3:1: application \"app\": max_kpu must be at least 1",
+        ),
+        (
+            "min_kpu = 70\nmax_kpu = 80\n",
+            "t.toml:3:1: application \"app\": min_kpu must not exceed account_kpu_limit",
+        ),
+    ] {
+        let err = Scenario::from_toml(
+            &format!("trace = \"x.csv\"\n[[application]]\n{apps}"),
+            "t.toml",
+            "t",
+            Path::new("."),
+        )
+        .expect_err(apps)
+        .to_string();
         assert!(err.contains(expected), "{expected:?} in {err}");
     }
     let unknown = Scenario::from_toml(
