@@ -497,7 +497,35 @@ fn simulate_plays_a_shipped_scenario_by_name_from_any_folder() {
     ] {
         assert!(stderr.contains(expected), "{expected:?} in {stderr}");
     }
+
+    // A folder of the name (what `--report spike` makes) is no scenario:
+    // the shipped one still plays.
+    std::fs::create_dir(dir.join("spike")).expect("a folder");
+    let (code, stdout, stderr) = run("spike");
+    assert_eq!(code, 0, "{stdout}{stderr}");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `--params` that is not a JSON object is a usage error (exit 78), as
+/// every --params simulate cannot use.
+#[test]
+fn simulate_params_that_are_not_an_object_are_a_usage_error() {
+    for params in ["[1]", "nojson"] {
+        let (code, stdout, stderr) = flinkscale(&[
+            "simulate",
+            "--scenario",
+            "step",
+            "--policy",
+            "rate",
+            "--params",
+            params,
+        ]);
+        assert_eq!(code, 78, "{params}: {stdout}{stderr}");
+        assert!(
+            stderr.contains("--params must be a JSON object"),
+            "{stderr}"
+        );
+    }
 }
 
 /// A command that prints and exits, piped into a reader that goes away

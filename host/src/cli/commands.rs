@@ -1110,9 +1110,13 @@ fn simulate_blocking(args: SimulateArgs) -> anyhow::Result<ExitCode> {
                 None => serde_json::Map::new(),
                 Some(text) => match serde_json::from_str(text) {
                     Ok(serde_json::Value::Object(m)) => m,
-                    _ => anyhow::bail!(
-                        "--params must be a JSON object, e.g. '{{\"catch_up_secs\": 120}}'"
-                    ),
+                    // A usage error, as every --params simulate cannot use.
+                    _ => {
+                        eprintln!(
+                            "error: --params must be a JSON object, e.g. '{{\"catch_up_secs\": 120}}'"
+                        );
+                        return Ok(ExitCode::from(EX_CONFIG));
+                    }
                 },
             };
             let choice = presets::PolicyChoice {
@@ -1277,8 +1281,8 @@ fn simulate_report(
 /// The arguments of `flinkscale bench`.
 #[derive(Debug, clap::Args)]
 pub struct BenchArgs {
-    /// A folder of scenarios (every *.toml but demo and e2e-*) or a
-    /// scenario file; repeatable. Default: the shipped scenarios (the
+    /// A folder of scenarios (every *.toml in it) or a scenario file
+    /// (.toml, or a trace .csv); repeatable. Default: the shipped scenarios (the
     /// checkout's tests/scenarios, embedded in the binary).
     #[arg(long = "scenarios", value_name = "DIR|FILE")]
     pub scenarios: Vec<std::path::PathBuf>,

@@ -609,7 +609,11 @@ fn clairvoyant_kpu_beyond_what_any_parallelism_carries_is_the_least_that_reaches
         ..params
     });
     assert_eq!(limited.kpu(1e6), 10);
-    assert_eq!(limited.kpu(5000.0), c.kpu(5000.0), "under the limit, as before");
+    assert_eq!(
+        limited.kpu(5000.0),
+        c.kpu(5000.0),
+        "under the limit, as before"
+    );
 }
 
 #[test]
@@ -695,6 +699,19 @@ fn trace_errors_name_the_file_and_line() {
             "year 9999",
         ),
     ];
+    // A first row that is data with a time that does not read is an
+    // error, not a header; a byte-order mark before a first row of data
+    // is skipped, and that row read.
+    let typo = Trace::parse("0s,8000\n600,1000\n", "f.csv", TraceValue::PerSecond)
+        .expect_err("a typo")
+        .to_string();
+    assert!(
+        typo.starts_with("f.csv:1: first column \"0s\" is neither"),
+        "{typo}"
+    );
+    let bom =
+        Trace::parse("\u{feff}0,8000\n600,1000\n", "f.csv", TraceValue::PerSecond).expect("a BOM");
+    assert_eq!(bom.rate_at(0.0), 8000.0);
     // A trailing comma leaves an empty third column: still two.
     assert!(Trace::parse("0,1,\n60,2,\n", "f.csv", TraceValue::PerSecond).is_ok());
     for (text, place, what) in cases {

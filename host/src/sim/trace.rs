@@ -132,6 +132,8 @@ impl Trace {
         };
         let mut rows: Vec<(usize, Stamp, f64)> = Vec::new();
         let mut seen_data = false;
+        // A byte-order mark (a spreadsheet's UTF-8 export) is not text.
+        let text = text.strip_prefix('\u{feff}').unwrap_or(text);
         for (index, raw) in text.lines().enumerate() {
             let line = index + 1;
             let content = raw.trim();
@@ -155,8 +157,11 @@ impl Trace {
                 ));
             }
             let Some(stamp) = stamp else {
-                if !seen_data {
-                    // The first row that is not a time is a header.
+                // The first row is a header when neither of its first two
+                // columns is a number: a row with a value and a time that
+                // does not read (`0s,1000`) is a mistake, not a header.
+                let value_is_number = fields.get(1).is_some_and(|v| v.parse::<f64>().is_ok());
+                if !seen_data && !value_is_number {
                     seen_data = true;
                     continue;
                 }
