@@ -65,7 +65,7 @@ pub struct NotMirrored {
     /// The alarm id.
     pub id: String,
     /// Why.
-    pub reason: &'static str,
+    pub reason: String,
 }
 
 /// What one mirror needs.
@@ -81,18 +81,32 @@ pub enum Change {
 
 /// The mirrors the configuration wants, and the alarms that get none.
 pub fn wanted(config: &Config) -> (Vec<AlarmSpec>, Vec<NotMirrored>) {
-    let mut specs = Vec::new();
+    let mut specs: Vec<AlarmSpec> = Vec::new();
     let mut skipped = Vec::new();
+    // Whose each name is: `flinkscale-app-v2-hot` is app's `v2-hot` and
+    // app-v2's `hot` alike, and one CloudWatch alarm cannot mirror both.
+    let mut owners: std::collections::BTreeMap<String, (&str, &str)> = Default::default();
     for app in &config.applications {
         for alarm in &app.alarms {
-            match mirror(app, alarm) {
-                Ok(spec) => specs.push(spec),
-                Err(reason) => skipped.push(NotMirrored {
-                    application: app.name.clone(),
-                    id: alarm.id.clone(),
-                    reason,
-                }),
-            }
+            let reason = match mirror(app, alarm) {
+                Ok(spec) => match owners.get(&spec.name) {
+                    Some((owner, id)) => format!(
+                        "its CloudWatch name {} is also that of application {owner:?}'s alarm {id:?}, which is mirrored: rename one of the two",
+                        spec.name
+                    ),
+                    None => {
+                        owners.insert(spec.name.clone(), (&app.name, &alarm.id));
+                        specs.push(spec);
+                        continue;
+                    }
+                },
+                Err(reason) => reason.to_owned(),
+            };
+            skipped.push(NotMirrored {
+                application: app.name.clone(),
+                id: alarm.id.clone(),
+                reason,
+            });
         }
     }
     (specs, skipped)
@@ -382,6 +396,41 @@ mod tests {
             treat_missing_data: None,
             metric_math: false,
         }
+    }
+
+    /// Application app's alarm `v2-hot` and application app-v2's `hot`
+    /// would both be `flinkscale-app-v2-hot`: the first is mirrored, the
+    /// second is not, with the reason, instead of both writing one alarm
+    /// in turn.
+    #[test]
+    fn two_alarms_of_one_cloudwatch_name_are_not_both_mirrored() {
+        let app = |name: &str, alarm: &str| {
+            format!(
+                "[[application]]\nname = \"{name}\"\n\
+                 [[application.metric]]\nid = \"cpu\"\nnamespace = \"AWS/KinesisAnalytics\"\n\
+                 metric_name = \"containerCPUUtilization\"\n\
+                 dimensions = {{ Application = \"{name}\" }}\nstatistic = \"Maximum\"\n\
+                 [[application.alarm]]\nid = \"{alarm}\"\nmetric = \"cpu\"\n\
+                 comparison = \"GreaterThanThreshold\"\nthreshold = 80.0\nevaluation_periods = 5\n\
+                 [application.policy]\nplugin = \"hold\"\n"
+            )
+        };
+        let text = format!("{}{}", app("app", "v2-hot"), app("app-v2", "hot"));
+        let loaded =
+            crate::config::load::load_str(&text, std::path::Path::new("two.toml")).expect("valid");
+        let (specs, skipped) = wanted(&loaded.config);
+        let names: Vec<&str> = specs.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["flinkscale-app-v2-hot"]);
+        assert_eq!(specs[0].dimensions["Application"], "app");
+        assert_eq!(skipped.len(), 1, "{skipped:?}");
+        assert_eq!(
+            (skipped[0].application.as_str(), skipped[0].id.as_str()),
+            ("app-v2", "hot")
+        );
+        assert_eq!(
+            skipped[0].reason,
+            "its CloudWatch name flinkscale-app-v2-hot is also that of application \"app\"'s alarm \"v2-hot\", which is mirrored: rename one of the two"
+        );
     }
 
     #[test]

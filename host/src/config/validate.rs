@@ -130,8 +130,11 @@ impl fmt::Display for Problem {
     }
 }
 
-/// CloudWatch evaluates an alarm over at most one day.
-const MAX_ALARM_RANGE_SECS: u64 = 86_400;
+/// The longest an alarm of the agent's evaluates, evaluation_periods x
+/// period_secs: one day, CloudWatch's limit for periods under an hour
+/// (with an hour or more it allows 7 days; `import alarms` leaves such
+/// alarms out, saying why).
+pub const MAX_ALARM_RANGE_SECS: u64 = 86_400;
 /// Below this a component cannot even hold its stack and data.
 const MIN_PLUGIN_MEMORY_BYTES: u64 = 1024 * 1024;
 /// wasm32 linear memory cannot exceed 4 GiB.

@@ -77,17 +77,23 @@ pub fn belongs_to(alarm: &DescribedAlarm, application: &str) -> bool {
         .is_some_and(|a| a == application)
         || alarm.name == format!("ScaleOutAlarm-{application}")
         || alarm.name == format!("ScaleInAlarm-{application}")
-        || alarm
-            .name
-            .strip_prefix(&format!("flinkscale-{application}-"))
-            .is_some_and(|id| !id.is_empty())
+        || is_mirror(alarm, application)
 }
 
-/// Whether `name` is the name `alarms sync` gives a mirror of one of
-/// `application`'s local alarms (`flinkscale-<application>-<id>`).
-fn is_mirror(name: &str, application: &str) -> bool {
-    name.strip_prefix(&format!("flinkscale-{application}-"))
+/// Whether `alarm` is named as `alarms sync` names a mirror of one of
+/// `application`'s local alarms (`flinkscale-<application>-<id>`) and
+/// watches no other application: `flinkscale-app-v2-hot` may be app's
+/// `v2-hot` or app-v2's `hot`, and its `Application` dimension, when it
+/// has one, tells which.
+fn is_mirror(alarm: &DescribedAlarm, application: &str) -> bool {
+    alarm
+        .name
+        .strip_prefix(&format!("flinkscale-{application}-"))
         .is_some_and(|id| !id.is_empty())
+        && alarm
+            .dimensions
+            .get("Application")
+            .is_none_or(|a| a == application)
 }
 
 /// The local alarm id for the CloudWatch alarm `name`.
@@ -187,6 +193,13 @@ fn readable(a: &DescribedAlarm) -> Result<(Series, Local), String> {
     let Some(n) = a.evaluation_periods.filter(|n| *n >= 1) else {
         return Err("no EvaluationPeriods".into());
     };
+    // CloudWatch allows up to 7 days with periods of an hour or more.
+    let range = u64::from(n) * u64::from(period_secs);
+    if range > crate::config::validate::MAX_ALARM_RANGE_SECS {
+        return Err(format!(
+            "EvaluationPeriods {n} x Period {period_secs} s = {range} s, more than the one day flinkscale evaluates"
+        ));
+    }
     let series = Series {
         id: String::new(),
         namespace: namespace.clone(),
@@ -234,11 +247,11 @@ pub fn import(
     // back): the local alarms the agent ran with.
     let mirrored: BTreeMap<String, &str> = mine
         .iter()
-        .filter(|a| is_mirror(&a.name, application) && readable(a).is_ok())
+        .filter(|a| is_mirror(a, application) && readable(a).is_ok())
         .map(|a| (alarm_id(&a.name, application), a.name.as_str()))
         .collect();
     for a in mine {
-        if !is_mirror(&a.name, application)
+        if !is_mirror(a, application)
             && let Some(mirror) = mirrored.get(&alarm_id(&a.name, application))
         {
             // The original of a mirror (the reference design's alarm the

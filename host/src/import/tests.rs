@@ -367,11 +367,21 @@ fn alarms_flinkscale_cannot_evaluate_are_skipped_and_said() {
         described("cold", "app", "LessThanThreshold", 60),
         described("warm", "app", "GreaterThanOrEqualToThreshold", 120),
         described("someone-else", "other", "GreaterThanThreshold", 60),
+        // 2 days at hourly periods: CloudWatch allows it, flinkscale
+        // evaluates a day at most.
+        DescribedAlarm {
+            evaluation_periods: Some(48),
+            ..described("slow", "app", "GreaterThanThreshold", 3600)
+        },
     ];
     let out = alarms::import("app", &all, None, &alarms::default_check_path()).unwrap();
     assert_eq!(out.imported, 3);
     let skipped: Vec<&str> = out.skipped.iter().map(|s| s.name.as_str()).collect();
-    assert_eq!(skipped, ["fast", "math", "band"]);
+    assert_eq!(skipped, ["fast", "math", "band", "slow"]);
+    assert_eq!(
+        out.skipped[3].reason,
+        "EvaluationPeriods 48 x Period 3600 s = 172800 s, more than the one day flinkscale evaluates"
+    );
     assert!(
         out.toml
             .contains("# Not imported: the CloudWatch alarm \"fast\": the period 5 s")
@@ -440,5 +450,25 @@ fn mirrors_made_by_alarms_sync_beside_the_reference_pair_are_imported_once() {
     let out = alarms::import("app", &all[..2], None, &alarms::default_check_path()).unwrap();
     assert_eq!(out.imported, 2);
     assert!(out.skipped.is_empty());
+    assert!(out.toml.contains("plugin = \"step\""), "{}", out.toml);
+
+    // The mirrors of application app-v2 (`flinkscale-app-v2-...`) begin as
+    // app's would: their Application dimension says they are not app's.
+    let mut beside = all[..2].to_vec();
+    beside.push(described(
+        "flinkscale-app-v2-scale-out",
+        "app-v2",
+        "GreaterThanThreshold",
+        60,
+    ));
+    beside.push(described(
+        "flinkscale-app-v2-scale-in",
+        "app-v2",
+        "LessThanOrEqualToThreshold",
+        60,
+    ));
+    let out = alarms::import("app", &beside, None, &alarms::default_check_path()).unwrap();
+    assert_eq!(out.imported, 2, "{}", out.toml);
+    assert!(!out.toml.contains("app-v2"), "{}", out.toml);
     assert!(out.toml.contains("plugin = \"step\""), "{}", out.toml);
 }

@@ -149,10 +149,48 @@ impl MetricSource for CloudWatchSource {
         // Sequential on purpose: GetMetricData has a per-account call rate,
         // and one agent's tick is not worth spending it in a burst.
         for chunk in chunks(queries) {
+            let start_ms = aligned_start(chunk, start_ms);
             series.extend(self.fetch_call(chunk, start_ms, end_ms).await?);
         }
         Ok(series)
     }
+}
+
+/// The most [`aligned_start`] moves a start back: a day.
+const MAX_ALIGNMENT_MS: i64 = 86_400_000;
+
+/// `start_ms` moved back to a multiple of every period `queries` ask for
+/// (of their least common multiple; of the longest period, should that be
+/// over a day), since the Unix epoch.
+///
+/// CloudWatch rounds a StartTime down to the minute (to the 5, 10, 20 or
+/// 30 s division of one for those periods) and lays its periods from
+/// there: a 300 s period asked from 12:07 gives datapoints at 12:07,
+/// 12:12, ... Alarms judge periods aligned to the epoch
+/// ([`crate::alarm::range_from_series`]) and would find none of those. From
+/// an aligned start both agree; the range is at most a few periods longer.
+fn aligned_start(queries: &[MetricQuery], start_ms: i64) -> i64 {
+    fn gcd(a: i64, b: i64) -> i64 {
+        if b == 0 { a } else { gcd(b, a % b) }
+    }
+    let periods = queries.iter().flat_map(|q| {
+        std::iter::once(q.period_secs).chain(
+            q.expression
+                .iter()
+                .flat_map(|math| math.inputs.iter().map(|input| input.period_secs)),
+        )
+    });
+    let (mut step, mut longest) = (1_000_i64, 1_000_i64);
+    for period_ms in periods.map(|p| i64::from(p.max(1)) * 1000) {
+        longest = longest.max(period_ms);
+        step = (step / gcd(step, period_ms))
+            .saturating_mul(period_ms)
+            .min(MAX_ALIGNMENT_MS + 1);
+    }
+    if step > MAX_ALIGNMENT_MS {
+        step = longest;
+    }
+    start_ms.div_euclid(step) * step
 }
 
 /// How many GetMetricData queries `query` takes: one, plus its inputs for
@@ -500,6 +538,47 @@ mod tests {
             matches!(&error, MetricsError::Permission(m) if m.contains("no credentials in the chain")),
             "{error:?}"
         );
+    }
+
+    /// The start of a call is moved back to a multiple of every period it
+    /// asks for, so that CloudWatch's periods (laid from the start) fall
+    /// on the epoch-aligned periods the alarms judge.
+    #[test]
+    fn a_calls_start_is_aligned_to_every_period_it_asks_for() {
+        let query = |period_secs: u32| MetricQuery {
+            id: "m".into(),
+            namespace: "AWS/KinesisAnalytics".into(),
+            metric_name: "containerCPUUtilization".into(),
+            dimensions: Default::default(),
+            statistic: "Maximum".into(),
+            period_secs,
+            expression: None,
+        };
+        // 12:07:17 on 2026-12-04.
+        let start = 1_796_386_037_000_i64;
+        assert_eq!(start % 60_000, 17_000);
+        let at = |periods: &[u32]| {
+            aligned_start(
+                &periods.iter().map(|&p| query(p)).collect::<Vec<_>>(),
+                start,
+            )
+        };
+        assert_eq!(at(&[60]), start - 17_000);
+        assert_eq!(at(&[300]), start - 2 * 60_000 - 17_000, "12:05:00");
+        assert_eq!(at(&[10]), start - 7_000);
+        // 120 and 180: their least common multiple, 360 s.
+        let both = at(&[120, 180]);
+        assert_eq!((both % 360_000, start - both < 360_000), (0, true));
+        // A math expression's inputs count.
+        let mut math = query(60);
+        math.expression = Some(crate::metrics::MetricMath {
+            text: "m * 2".into(),
+            inputs: vec![query(300)],
+        });
+        assert_eq!(aligned_start(&[math], start) % 300_000, 0);
+        // Periods whose common multiple passes a day: the longest one.
+        assert_eq!(at(&[86_340, 86_280]) % 86_340_000, 0);
+        assert_eq!(at(&[]), start, "no period: a whole second already");
     }
 
     #[test]
