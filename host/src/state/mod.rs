@@ -983,7 +983,7 @@ pub(crate) fn out_of_range(file: &JournalFile) -> Option<String> {
 
 /// Reads the whole file at `path`, refusing a symbolic link (`ELOOP`)
 /// rather than reading whatever it points to.
-fn read_no_follow(path: &Path) -> std::io::Result<Vec<u8>> {
+pub(crate) fn read_no_follow(path: &Path) -> std::io::Result<Vec<u8>> {
     let mut text = Vec::new();
     std::io::Read::read_to_end(&mut open_no_follow(path)?, &mut text)?;
     Ok(text)

@@ -740,7 +740,7 @@ impl Files {
         let path = self.path(application);
         let (lines, torn) = match self.lines.get(application) {
             Some(n) => (*n, false),
-            None => std::fs::read(&path).map_or((0, false), |b| {
+            None => crate::state::read_no_follow(&path).map_or((0, false), |b| {
                 // A line cut short (a crash while appending) must not
                 // swallow the next one.
                 let torn = b.last().is_some_and(|c| *c != b'\n');
@@ -857,10 +857,16 @@ impl Files {
     }
 }
 
+/// Options for the history's own files: 0600, and never through a
+/// symbolic link (`O_NOFOLLOW`: a link planted in the folder would have
+/// the agent append to, or replace, a file elsewhere).
 fn private_options() -> OpenOptions {
     let mut options = OpenOptions::new();
     #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600).custom_flags(libc::O_NOFOLLOW);
+    }
     options
 }
 
@@ -905,11 +911,13 @@ fn replace_in_place(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let temp = path.with_file_name(format!(".{name}.tmp"));
-    let mut file: File = private_options()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(&temp)?;
+    // Whatever is there (a leftover, a planted link) goes, and the file is
+    // made new (`O_EXCL`): no link is followed to truncate another file.
+    match std::fs::remove_file(&temp) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    let mut file: File = private_options().write(true).create_new(true).open(&temp)?;
     file.write_all(bytes)?;
     file.sync_all()?;
     std::fs::rename(&temp, path)
@@ -961,7 +969,7 @@ pub fn read(dir: &Path, application: &str, last: Option<usize>) -> Result<Vec<En
 /// is skipped like any other damaged line: reading the file as a string
 /// would fail it whole, and a rewrite would drop every other line.
 fn read_text(path: &Path) -> std::io::Result<String> {
-    let bytes = std::fs::read(path)?;
+    let bytes = crate::state::read_no_follow(path)?;
     Ok(match String::from_utf8(bytes) {
         Ok(text) => text,
         Err(error) => String::from_utf8_lossy(error.as_bytes()).into_owned(),
@@ -1249,11 +1257,11 @@ pub fn status(state_dir: &Path, applications: &[(String, Words)], now_ms: i64) -
                 }
                 _ => None,
             };
-            let quarantine = std::fs::read(quarantine_file(&history, name))
+            let quarantine = crate::state::read_no_follow(&quarantine_file(&history, name))
                 .ok()
                 .and_then(|bytes| serde_json::from_slice(&bytes).ok())
                 .unwrap_or_default();
-            let failure = std::fs::read(failure_file(&history, name))
+            let failure = crate::state::read_no_follow(&failure_file(&history, name))
                 .ok()
                 .and_then(|bytes| serde_json::from_slice(&bytes).ok());
             AppStatus {
@@ -1314,7 +1322,7 @@ pub fn mark_paused(status: &mut Status, paused: &[String]) {
 /// error here too, in the agent's words.
 fn read_journal(state_dir: &Path, application: &str) -> (Option<JournalFile>, Option<String>) {
     let path = state_dir.join(format!("{application}.json"));
-    match std::fs::read(&path) {
+    match crate::state::read_no_follow(&path) {
         Ok(bytes) => match crate::state::parse_journal(&path, application, &bytes) {
             Ok(journal) => (Some(journal), None),
             Err(error) => (None, Some(error.to_string())),

@@ -1173,3 +1173,40 @@ fn status_says_whether_an_agent_holds_the_journal() {
         format!("not acting (no process holds {lock}: no agent runs, or it runs in dry run)")
     );
 }
+
+/// Links planted in the history folder are never followed: not the
+/// history a line is appended to, not the temporary file a record is
+/// written through (which is replaced, not truncated through the link).
+/// The files they point to stay as they were.
+#[cfg(unix)]
+#[test]
+fn planted_symbolic_links_are_not_written_through() {
+    let state = temp_dir("links");
+    let history_dir = dir(&state);
+    std::fs::create_dir_all(&history_dir).expect("a folder");
+    let victim = state.join("victim.txt");
+    let other = state.join("other.txt");
+    std::fs::write(&victim, "IMPORTANT\n").expect("a victim");
+    std::fs::write(&other, "ALSO\n").expect("another");
+    std::os::unix::fs::symlink(&victim, history_dir.join("app.jsonl")).expect("a link");
+    std::os::unix::fs::symlink(&other, history_dir.join(".app.failure.json.tmp")).expect("a link");
+    write(
+        &history_dir,
+        10,
+        [
+            evaluated("app", 1_000, Action::Hold, false),
+            failed(2_000, "throttled", "Rate exceeded"),
+        ],
+    );
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "IMPORTANT\n");
+    assert_eq!(std::fs::read_to_string(&other).unwrap(), "ALSO\n");
+    // The record was written all the same, as a file of its own.
+    let failure = history_dir.join("app.failure.json");
+    assert!(
+        !failure.is_symlink()
+            && std::fs::read_to_string(&failure)
+                .unwrap()
+                .contains("throttled")
+    );
+    let _ = std::fs::remove_dir_all(&state);
+}
