@@ -500,6 +500,33 @@ fn bench_reports_compile_instance_and_warm_call_timings() {
     );
 }
 
+/// `bench` checks each answer as the agent does: a policy answering
+/// outside the contract fails it (exit 1), as it fails `check`, instead
+/// of being timed as if it worked.
+#[test]
+fn bench_fails_on_an_answer_outside_the_contract() {
+    let plugin = misbehave();
+    let output = flinkscale(&[
+        "plugin",
+        "bench",
+        &plugin,
+        "--params",
+        r#"{"mode": "zero"}"#,
+        "--iterations",
+        "5",
+        "--instances",
+        "1",
+        "--compiles",
+        "1",
+    ]);
+    assert_eq!(code(&output), Some(1), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("scale-to(0)"),
+        "{}",
+        stderr(&output)
+    );
+}
+
 /// A plugin that logs at every call does not bury `bench`'s result: the
 /// timed calls' lines are counted (at the level `RUST_LOG` asks for) and
 /// not printed.

@@ -707,7 +707,37 @@ fn status_of_an_application_paused_during_an_update_says_it_is_paused() {
     assert_eq!(app["phase"], "updating", "the journal's phase: {status}");
     let http = get(*listen, "/status").expect("GET /status answers");
     assert_eq!(timeless(http), timeless(status));
+    // HEAD answers as GET does, without the body.
+    for path in ["/status".to_owned(), format!("/explain?application={APP}")] {
+        let answer = http_head(*listen, &path);
+        assert!(
+            answer.starts_with("HTTP/1.1 200 OK\r\n"),
+            "HEAD {path}: {answer}"
+        );
+        assert!(
+            answer.ends_with("\r\n\r\n"),
+            "HEAD {path} has a body: {answer}"
+        );
+    }
     agent.stop();
+}
+
+/// The whole answer to `HEAD path`, as text (its head, and a body if it
+/// wrongly has one), read until the server closes the connection.
+fn http_head(addr: SocketAddr, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).expect("the agent listens");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("a timeout");
+    write!(
+        stream,
+        "HEAD {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .expect("sent");
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).expect("an answer");
+    answer
 }
 
 /// The agent dies (`kill -9`) while its rescale is being followed: its

@@ -777,7 +777,8 @@ impl Controller {
     /// nothing about it.
     fn say_what_is_left(&self) {
         let phase = &self.machine.record.phase;
-        let Some(update) = phase.update() else {
+        // Without a journal (a dry run, the simulator) nothing is kept.
+        let Some(update) = phase.update().filter(|_| self.journal.is_some()) else {
             return;
         };
         tracing::warn!(

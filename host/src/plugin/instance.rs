@@ -619,11 +619,23 @@ impl InterpreterInstance {
 /// The longest signal name an interpreter may give, in bytes.
 pub(crate) const MAX_SIGNAL_NAME_BYTES: usize = 64;
 
-/// What is wrong with an interpreter's answer, if anything: a name that is
-/// empty, too long or holds a control character, or one given twice.
+/// The most signals one interpreter call may give: far more than any
+/// policy reads, few enough that each evaluation's history entry, `status`
+/// and `explain` stay small (every signal is recorded with each entry).
+pub(crate) const MAX_SIGNALS: usize = 256;
+
+/// What is wrong with an interpreter's answer, if anything: more than
+/// [`MAX_SIGNALS`] signals, a name that is empty, too long or holds a
+/// control character, or one given twice.
 fn signal_problem(signals: &[Signal]) -> Option<String> {
     const VALID: &str = "a signal's name is 1 to 64 bytes with no control character, and \
                          unique in the answer; by convention letters, digits and '_'";
+    if signals.len() > MAX_SIGNALS {
+        return Some(format!(
+            "{} signals in one answer; at most {MAX_SIGNALS} are taken",
+            signals.len()
+        ));
+    }
     let mut seen = std::collections::HashSet::new();
     for (index, signal) in signals.iter().enumerate() {
         // Debug quoting shows a control character as its escape.
@@ -757,6 +769,19 @@ mod tests {
         let long = "x".repeat(65);
         assert!(signal_problem(&signals(&[&long])).is_some());
         assert_eq!(signal_problem(&signals(&[&long[..64]])), None);
+    }
+
+    /// Every signal goes into each evaluation's history entry: an answer
+    /// of more than [`super::MAX_SIGNALS`] is refused as a whole.
+    #[test]
+    fn more_signals_than_the_limit_are_refused() {
+        let names: Vec<String> = (0..=super::MAX_SIGNALS).map(|i| format!("s{i}")).collect();
+        let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+        assert_eq!(signal_problem(&signals(&refs[..super::MAX_SIGNALS])), None);
+        assert_eq!(
+            signal_problem(&signals(&refs)),
+            Some("257 signals in one answer; at most 256 are taken".to_owned())
+        );
     }
 
     #[test]

@@ -21,6 +21,10 @@ pub const MAX_NAME_BYTES: usize = 64;
 /// Longest parameter meaning, in bytes.
 pub const MAX_MEANING_BYTES: usize = 1024;
 
+/// The longest default a plugin may declare for a parameter, as JSON
+/// text: `describe` prints it and `validate` shows it.
+const MAX_DEFAULT_BYTES: usize = 4096;
+
 /// Checks a plugin's declared parameters: at most [`MAX_PARAMETERS`], each
 /// named (at most [`MAX_NAME_BYTES`], no spaces or control characters) and
 /// once, a meaning of at most [`MAX_MEANING_BYTES`] (its control characters
@@ -72,6 +76,13 @@ pub(crate) fn check_declarations(declared: Vec<Parameter>) -> Result<Vec<Paramet
         }
         parameter.meaning = sanitize_text(&parameter.meaning, MAX_MEANING_BYTES);
         if let Some(default) = &parameter.default_json {
+            if default.len() > MAX_DEFAULT_BYTES {
+                return Err(format!(
+                    "the plugin declares parameter {shown:?} with a default of {} bytes; at \
+                     most {MAX_DEFAULT_BYTES} are allowed",
+                    default.len()
+                ));
+            }
             if parameter.required {
                 return Err(format!(
                     "the plugin declares parameter {shown:?} required and with a default; a \
@@ -310,6 +321,20 @@ mod tests {
         p.meaning = "m".repeat(MAX_MEANING_BYTES + 1);
         let error = check_declarations(vec![p]).expect_err("long meaning");
         assert!(error.contains("1025 bytes"), "{error}");
+    }
+
+    #[test]
+    fn a_long_default_is_invalid() {
+        let long = format!("\"{}\"", "d".repeat(MAX_DEFAULT_BYTES - 2));
+        let fits = param("x", ParameterKind::Text, Some(&long));
+        assert!(check_declarations(vec![fits]).is_ok());
+        let longer = format!("\"{}\"", "d".repeat(MAX_DEFAULT_BYTES - 1));
+        let error = check_declarations(vec![param("x", ParameterKind::Text, Some(&longer))])
+            .expect_err("long default");
+        assert!(
+            error.contains("a default of 4097 bytes; at most 4096"),
+            "{error}"
+        );
     }
 
     #[test]

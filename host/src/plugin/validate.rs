@@ -131,7 +131,11 @@ pub fn sanitize_text(text: &str, max_bytes: usize) -> String {
     }
     let mut out = String::with_capacity(text.len().min(max_bytes));
     for c in text.trim_end().chars() {
-        let c = if c.is_control() { ' ' } else { c };
+        let c = if c.is_control() || is_invisible_format(c) {
+            ' '
+        } else {
+            c
+        };
         if out.len() + c.len_utf8() > max_bytes {
             while out.len() + ELLIPSIS.len_utf8() > max_bytes {
                 if out.pop().is_none() {
@@ -144,6 +148,26 @@ pub fn sanitize_text(text: &str, max_bytes: usize) -> String {
         out.push(c);
     }
     out
+}
+
+/// Whether `c` is a character that changes how a line reads without
+/// showing: a line or paragraph separator (a new line to a log viewer), a
+/// bidirectional override or isolate (text shown in another order than it
+/// is), a zero-width space or joiner, a byte-order mark, a soft hyphen.
+/// A plugin's text could fake or hide log lines with them.
+fn is_invisible_format(c: char) -> bool {
+    matches!(
+        c,
+        '\u{00AD}'
+            | '\u{061C}'
+            | '\u{180E}'
+            | '\u{200B}'..='\u{200F}'
+            | '\u{2028}'..='\u{202E}'
+            | '\u{2060}'..='\u{2064}'
+            | '\u{2066}'..='\u{2069}'
+            | '\u{FEFF}'
+            | '\u{FFF9}'..='\u{FFFB}'
+    )
 }
 
 #[cfg(test)]
@@ -360,5 +384,20 @@ mod tests {
         assert_eq!(sanitize_text("abcdef", 4), "a…");
         assert_eq!(sanitize_text("abc", 4), "abc");
         assert_eq!(sanitize_text("ééé", 5), "é…");
+    }
+
+    /// Characters that change how a line reads without showing (a line
+    /// separator, a right-to-left override, a zero-width space) become
+    /// spaces, as control characters do; other text stays.
+    #[test]
+    fn sanitize_blanks_invisible_format_characters() {
+        assert_eq!(
+            sanitize_text("ok\u{2028}fake line \u{202E}desrever\u{200B}.", 64),
+            "ok fake line  desrever ."
+        );
+        assert_eq!(
+            sanitize_text("scale to 4 KPU: lag ↑ 12 %", 64),
+            "scale to 4 KPU: lag ↑ 12 %"
+        );
     }
 }

@@ -87,7 +87,10 @@ pub async fn serve_with_state(
         let state_dir = state_dir.clone();
         async move {
             match (&state_dir, request.uri().path()) {
-                (Some(dir), "/status" | "/explain") if request.method() == Method::GET => {
+                // HEAD as GET, as the other paths: hyper sends no body.
+                (Some(dir), "/status" | "/explain")
+                    if matches!(*request.method(), Method::GET | Method::HEAD) =>
+                {
                     let dir = dir.clone();
                     let applications = registry.configured();
                     let journal = registry.journal_trouble();
