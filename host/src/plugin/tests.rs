@@ -490,6 +490,41 @@ fn an_artifact_loaded_from_disk_is_renewed() {
     );
 }
 
+/// At most [`cache::MAX_IN_MEMORY`] compiled components stay in memory:
+/// the least recently asked for go first (each file version a drop-in
+/// replaced stayed for the life of the agent before), and one asked for
+/// again is compiled (or read from the disk cache) again.
+#[test]
+fn the_memory_cache_forgets_the_least_recently_used_components() {
+    use cache::{ComponentCache, MAX_IN_MEMORY, Origin};
+    let engine = wasmtime::Engine::default();
+    // The empty component with a custom section naming `i`: a distinct
+    // wasm (and sha256) for each.
+    let wasm = |i: usize| {
+        let name = format!("v{i}");
+        let mut bytes = vec![0x00, 0x61, 0x73, 0x6d, 0x0d, 0x00, 0x01, 0x00];
+        bytes.extend([0, (name.len() + 1) as u8, name.len() as u8]);
+        bytes.extend(name.as_bytes());
+        bytes
+    };
+    let cache = ComponentCache::new(&engine, None);
+    let origin = |i: usize| {
+        cache
+            .get_or_compile(&engine, &wasm(i), cache::COMPILE_TIMEOUT)
+            .map(|(_, origin)| origin)
+            .expect("compiles")
+    };
+    for i in 0..MAX_IN_MEMORY {
+        assert_eq!(origin(i), Origin::Compiled, "{i}");
+    }
+    // 0 asked for again: the most recently used now; 1 is the oldest.
+    assert_eq!(origin(0), Origin::Memory);
+    assert_eq!(origin(MAX_IN_MEMORY), Origin::Compiled);
+    assert_eq!(origin(0), Origin::Memory, "kept: used lately");
+    assert_eq!(origin(2), Origin::Memory, "kept: one was forgotten");
+    assert_eq!(origin(1), Origin::Compiled, "forgotten, compiled again");
+}
+
 #[test]
 fn a_compile_timeout_names_the_plugin_and_what_happens_next() {
     let error = PluginError::CompileTimeout {
