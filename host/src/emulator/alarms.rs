@@ -338,10 +338,11 @@ fn put_metric_alarm(core: &mut Core, input: &Value, now_ms: i64) -> Result<(), A
         )));
     }
     let n = r.i64("EvaluationPeriods")?;
-    let evaluation_periods = u32::try_from(n)
-        .ok()
-        .filter(|n| *n >= 1)
-        .ok_or_else(|| r.invalid(format!("EvaluationPeriods {n} must be at least 1.")))?;
+    if n < 1 {
+        return Err(r.invalid(format!("EvaluationPeriods {n} must be at least 1.")));
+    }
+    // Past u32, the range is past seven days whatever the period.
+    let evaluation_periods = u32::try_from(n).unwrap_or(u32::MAX);
     if i64::from(evaluation_periods) * i64::from(period_secs) > MAX_EVALUATION_SECS {
         return Err(r.invalid("EvaluationPeriods x Period must not exceed seven days."));
     }

@@ -649,14 +649,19 @@ fn put_metric_alarm_refuses_bad_alarms() {
     both.insert("ExtendedStatistic", Value::str("p99"));
     let mut band = alarm_input("a", "app", 1.0);
     band.insert("ComparisonOperator", Value::str("LessThanLowerThreshold"));
-    for (input, code) in [
-        (bad_period, "InvalidParameterValue"),
-        (bad_m, "InvalidParameterValue"),
-        (both, "InvalidParameterCombination"),
-        (band, "InvalidParameterValue"),
+    // Past u32: refused for its range, not as "at least 1".
+    let mut huge = alarm_input("a", "app", 1.0);
+    huge.insert("EvaluationPeriods", Value::Int(99_999_999_999));
+    for (input, code, says) in [
+        (bad_period, "InvalidParameterValue", ""),
+        (bad_m, "InvalidParameterValue", ""),
+        (both, "InvalidParameterCombination", ""),
+        (band, "InvalidParameterValue", ""),
+        (huge, "InvalidParameterValue", "must not exceed seven days"),
     ] {
         let err = call(&mut c, Service::CloudWatch, "PutMetricAlarm", input, T0).unwrap_err();
         assert_eq!(err.code, code, "{err}");
+        assert!(err.to_string().contains(says), "{err}");
     }
     assert!(alarm_states(&mut c, T0).is_empty());
 }

@@ -37,6 +37,11 @@ pub use score::{MODEL_VERSION, Scores};
 pub use time::TimeMap;
 pub use trace::{Trace, TraceError, TraceValue};
 
+/// The most a scenario's or the emulator's load factor multiplies its
+/// trace by: a thousandfold is far past any crowd, and keeps rates well
+/// inside what the model's sums hold.
+pub const MAX_LOAD_FACTOR: f64 = 1000.0;
+
 /// Every application of a scenario on one simulated clock.
 #[derive(Debug, Clone)]
 pub struct World {
@@ -205,10 +210,10 @@ impl World {
 
     /// Changes an application's load factor from now on.
     pub fn set_load_factor(&mut self, name: &str, factor: f64) -> Result<(), ApiError> {
-        if !(factor.is_finite() && factor >= 0.0) {
+        if !(factor.is_finite() && (0.0..=MAX_LOAD_FACTOR).contains(&factor)) {
             return Err(ApiError::new(
                 ApiErrorKind::InvalidArgument,
-                format!("The load factor {factor} must be a non-negative number."),
+                format!("The load factor {factor} must be a number from 0 to {MAX_LOAD_FACTOR}."),
             ));
         }
         self.application_mut(name)?.set_load_factor(factor);

@@ -825,8 +825,19 @@ fn app_params(
         bad("max_lag_secs", "must be non-negative");
     }
     let load_factor = app.load_factor.unwrap_or(1.0);
-    if !(load_factor.is_finite() && load_factor >= 0.0) {
-        bad("load_factor", "must be non-negative");
+    if !(load_factor.is_finite() && (0.0..=super::MAX_LOAD_FACTOR).contains(&load_factor)) {
+        bad(
+            "load_factor",
+            &format!("must be from 0 to {}", super::MAX_LOAD_FACTOR),
+        );
+    }
+    // A day: an update or a metric delay longer than that is a unit
+    // mixed up, and would hold a run of days still.
+    if p.update_secs > 86_400 {
+        bad("update_secs", "must be at most 86400 (a day)");
+    }
+    if p.metric_delay_secs > 86_400 {
+        bad("metric_delay_secs", "must be at most 86400 (a day)");
     }
     let derived = SourceNames::derived(name);
     let sources = SourceNames {

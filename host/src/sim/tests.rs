@@ -892,6 +892,14 @@ fn scenario_reports_every_problem() {
             "min_kpu = 70\nmax_kpu = 80\n",
             "t.toml:3:1: application \"app\": min_kpu must not exceed account_kpu_limit",
         ),
+        (
+            "load_factor = 1e300\n",
+            "t.toml:3:1: application \"app\": load_factor must be from 0 to 1000",
+        ),
+        (
+            "update_secs = 4294967295\n",
+            "t.toml:3:1: application \"app\": update_secs must be at most 86400 (a day)",
+        ),
     ] {
         let err = Scenario::from_toml(
             &format!("trace = \"x.csv\"\n[[application]]\n{apps}"),
