@@ -148,7 +148,7 @@ pub enum ImportError {
     },
     /// The generated configuration does not pass validation: a value
     /// flinkscale refuses that no earlier check named.
-    #[error("{}: the imported configuration is not valid (each value's comment names the parameter it came from):\n{errors}", template.display())]
+    #[error("{}: the imported configuration is not valid:\n{errors}", template.display())]
     Invalid {
         /// The template.
         template: PathBuf,
@@ -1158,6 +1158,39 @@ pub(super) fn toml_key(k: &str) -> String {
     }
 }
 
+/// The loader's `errors` about the generated `text`, each located at a
+/// line of a file that is never written (`<imported>.toml:17:11: ...`)
+/// told instead by what that line's comment names: `parameter MinKPU:
+/// ...`, or `the template's value: ...`.
+fn name_the_parameters(errors: &str, text: &str) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    errors
+        .lines()
+        .map(|error| {
+            let Some(rest) = error.strip_prefix("<imported>.toml:") else {
+                return error.to_owned();
+            };
+            let mut parts = rest.splitn(3, ':');
+            let (Some(line), Some(_column), Some(message)) =
+                (parts.next(), parts.next(), parts.next())
+            else {
+                return error.to_owned();
+            };
+            let comment = line
+                .parse::<usize>()
+                .ok()
+                .and_then(|n| lines.get(n.checked_sub(1)?))
+                .and_then(|l| l.rsplit_once(" # ").map(|(_, c)| c.trim()));
+            match comment {
+                Some(c) if c.starts_with("parameter ") => format!("{c}:{message}"),
+                Some("fixed in the template") => format!("the template's value:{message}"),
+                _ => format!("the imported configuration:{message}"),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 fn note(source: &Source) -> String {
     match source {
         Source::Parameter(p) => format!("# parameter {p}"),
@@ -1361,7 +1394,7 @@ impl Imported {
             Ok(_) => Ok(text),
             Err(errors) => Err(ImportError::Invalid {
                 template: self.template.clone(),
-                errors: errors.to_string(),
+                errors: name_the_parameters(&errors.to_string(), &text),
             }),
         }
     }

@@ -305,6 +305,13 @@ fn what_only_the_loader_refuses_is_reported_not_written() {
         message.contains("datapoints_to_alarm 5 is not between 1 and evaluation_periods 3"),
         "{message}"
     );
+    // Told by the parameter the value came from, not by a line of a file
+    // that was never written.
+    assert!(!message.contains("<imported>.toml"), "{message}");
+    assert!(
+        message.contains("\nparameter DataPointstoTriggerAlarm: "),
+        "{message}"
+    );
 }
 
 #[test]
