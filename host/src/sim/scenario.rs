@@ -470,11 +470,18 @@ impl Scenario {
                 past,
             });
         }
-        if raw.duration_secs == Some(0) {
-            problems.push(Problem::new(
+        match raw.duration_secs {
+            Some(0) => problems.push(Problem::new(
                 At::Scenario("duration_secs"),
                 "duration_secs must be at least 1".to_owned(),
-            ));
+            )),
+            Some(d) if d > MAX_DURATION_SECS => problems.push(Problem::new(
+                At::Scenario("duration_secs"),
+                format!(
+                    "duration_secs {d} is longer than a scenario may run: at most {MAX_DURATION_SECS} s (31 days; the model keeps every second in memory)"
+                ),
+            )),
+            _ => {}
         }
         if !problems.is_empty() {
             return Err(ScenarioError::Invalid {
@@ -511,9 +518,15 @@ impl Scenario {
                     .fold(0.0, f64::max)
                     .ceil() as u64;
                 if last == 0 {
+                    // A CSV alone has no duration_secs to give.
+                    let fix = if located {
+                        "give duration_secs"
+                    } else {
+                        "give the trace a row at a later time, or play it from a scenario TOML with duration_secs"
+                    };
                     return Err(ScenarioError::Invalid {
                         file: file.to_owned(),
-                        problems: vec!["the trace ends at t = 0: give duration_secs".to_owned()],
+                        problems: vec![format!("the trace ends at t = 0: {fix}")],
                     });
                 }
                 last

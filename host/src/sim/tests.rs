@@ -781,7 +781,7 @@ fn a_scenario_longer_than_the_limit_is_refused() {
             Err(error) if refused => {
                 let text = error.to_string();
                 assert!(
-                    text.contains("long.toml")
+                    text.contains("long.toml:3:1: ")
                         && text.contains(&format!("duration_secs {duration} is longer than a scenario may run: at most 2678400 s")),
                     "{text}"
                 );
@@ -790,6 +790,15 @@ fn a_scenario_longer_than_the_limit_is_refused() {
             other => panic!("{duration}: {other:?}"),
         }
     }
+    // A CSV of one row has no duration_secs to give: the fix is said
+    // in words that fit it.
+    let short = dir.path().join("short.csv");
+    std::fs::write(&short, "0,1000\n").expect("write");
+    let text = Scenario::load(&short).expect_err("no duration").to_string();
+    assert!(
+        text.contains("the trace ends at t = 0: give the trace a row at a later time"),
+        "{text}"
+    );
     let csv = dir.path().join("long.csv");
     std::fs::write(&csv, "0,1000\n99999999,1000\n").expect("write");
     let text = Scenario::load(&csv).expect_err("too long").to_string();
