@@ -395,7 +395,7 @@ impl Core {
     }
 }
 
-/// Every AWS operation the emulator answers ([`Core::call`]): what a
+/// Every AWS operation the emulator answers: what a
 /// fault may name, besides `*`.
 pub const OPERATIONS: [&str; 8] = [
     "DescribeApplication",
