@@ -906,6 +906,19 @@ fn read_alarm(
             "an alarm on one metric (MetricName, Namespace, Dimensions)",
         ));
     }
+    // A Unit makes CloudWatch judge only the data published in it, a
+    // filter flinkscale's metrics do not have: refused, not dropped.
+    if let Some(unit) = text("Unit")? {
+        return Err(ImportError::Unsupported {
+            template: file.to_owned(),
+            name: source_name(&unit.source, "Unit"),
+            value: unit.value,
+            problem: format!(
+                "resource {logical} sets Unit, so CloudWatch judges only the data published in that unit; flinkscale's metrics have no unit filter"
+            ),
+            valid: "no Unit (a metric published in one unit, as MSF's are, gives the same alarm without it)".into(),
+        });
+    }
     let alarm_name = text("AlarmName")?
         .map(|s| s.value)
         .unwrap_or_else(|| logical.to_owned());

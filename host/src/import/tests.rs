@@ -314,6 +314,29 @@ fn what_only_the_loader_refuses_is_reported_not_written() {
     );
 }
 
+/// An alarm with a Unit judges only the data published in that unit,
+/// which flinkscale cannot filter: refused, naming the resource and the
+/// fix, not imported without it.
+#[test]
+fn an_alarm_with_a_unit_is_refused_not_dropped() {
+    let mut template: serde_json::Value = serde_json::from_str(V2).unwrap();
+    for (_, resource) in template["Resources"].as_object_mut().unwrap() {
+        if resource["Type"] == "AWS::CloudWatch::Alarm" {
+            resource["Properties"]["Unit"] = "Percent".into();
+        }
+    }
+    let error = cfn::import(Path::new("t.json"), &template.to_string(), &given(REQUIRED))
+        .expect_err("a Unit");
+    let message = error.to_string();
+    assert!(
+        message.starts_with("t.json: parameter \"Unit\" = \"Percent\": resource Scale")
+            && message
+                .contains("sets Unit, so CloudWatch judges only the data published in that unit")
+            && message.contains("(valid: no Unit"),
+        "{message}"
+    );
+}
+
 #[test]
 fn a_whole_number_is_required_where_the_lambda_uses_int() {
     let error = cfn::import(
