@@ -712,6 +712,27 @@ fn trace_errors_name_the_file_and_line() {
     let bom =
         Trace::parse("\u{feff}0,8000\n600,1000\n", "f.csv", TraceValue::PerSecond).expect("a BOM");
     assert_eq!(bom.rate_at(0.0), 8000.0);
+    // A day the month does not have is no date (it rolled into the next
+    // month); 29 February of a leap year is one.
+    let bad_day = Trace::parse(
+        "2025-02-28T00:00:00Z,1\n2025-02-31T00:00:00Z,2\n",
+        "f.csv",
+        TraceValue::PerSecond,
+    )
+    .expect_err("31 February")
+    .to_string();
+    assert!(
+        bad_day.starts_with("f.csv:2: first column \"2025-02-31T00:00:00Z\""),
+        "{bad_day}"
+    );
+    assert!(
+        Trace::parse(
+            "2024-02-28T00:00:00Z,1\n2024-02-29T00:00:00Z,2\n",
+            "f.csv",
+            TraceValue::PerSecond
+        )
+        .is_ok()
+    );
     // A trailing comma leaves an empty third column: still two.
     assert!(Trace::parse("0,1,\n60,2,\n", "f.csv", TraceValue::PerSecond).is_ok());
     for (text, place, what) in cases {

@@ -403,7 +403,15 @@ pub(crate) fn parse_iso8601_ms(s: &str) -> Option<i64> {
     }
     let (year, month, day) = (num(0, 4)?, num(5, 2)?, num(8, 2)?);
     let (hour, minute) = (num(11, 2)?, num(14, 2)?);
-    if b[13] != b':' || !(1..=12).contains(&month) || !(1..=31).contains(&day) {
+    // The days the month has: 2025-02-31 is no date, not 3 March.
+    let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
+    let month_days = match month {
+        2 if leap => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    };
+    if b[13] != b':' || !(1..=12).contains(&month) || !(1..=month_days).contains(&day) {
         return None;
     }
     if hour > 23 || minute > 59 {
