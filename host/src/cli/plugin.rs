@@ -595,10 +595,18 @@ fn check_text(report: &CheckReport) -> String {
     if let (Some(decision), Some(validated)) = (&report.decision, &report.validated)
         && validated != decision
     {
+        // What the host changed: the action or its reason, or only when
+        // to ask again (a next evaluation under 1 s is raised to 1 s).
+        let next = match validated.next_evaluation_secs {
+            Some(secs) if validated.next_evaluation_secs != decision.next_evaluation_secs => {
+                format!(" (next in {secs} s)")
+            }
+            _ => String::new(),
+        };
         line(
             "host",
             &format!(
-                "{}: {}",
+                "{}: {}{next}",
                 action_text(&validated.action, report.words),
                 validated.reason
             ),
@@ -1118,6 +1126,29 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LineCounter {
 mod tests {
     use super::*;
     use crate::plugin::ParameterKind;
+
+    /// A decision whose only change by the host is when to ask again
+    /// (0 s raised to 1 s) shows that on the host line.
+    #[test]
+    fn the_host_line_says_a_raised_next_evaluation() {
+        let asked = Decision {
+            action: crate::model::Action::Hold,
+            reason: "quiet".to_owned(),
+            next_evaluation_secs: Some(0),
+        };
+        let report = CheckReport {
+            decision: Some(asked.clone()),
+            validated: Some(Decision {
+                next_evaluation_secs: Some(1),
+                ..asked
+            }),
+            configured: true,
+            ..CheckReport::default()
+        };
+        let text = check_text(&report);
+        assert!(text.contains("next        in 0 s\n"), "{text}");
+        assert!(text.contains("hold: quiet (next in 1 s)"), "{text}");
+    }
 
     #[test]
     fn numbers_print_compactly() {
