@@ -63,6 +63,23 @@ pub struct ConfigError {
     pub hint: Option<String>,
 }
 
+impl ConfigError {
+    /// The error without where it is: `field: message (hint)`, or
+    /// `message (hint)` without a field.
+    pub fn what(&self) -> String {
+        let mut what = String::new();
+        if !self.field.is_empty() {
+            what.push_str(&self.field);
+            what.push_str(": ");
+        }
+        what.push_str(&self.message);
+        if let Some(hint) = &self.hint {
+            what.push_str(&format!(" ({hint})"));
+        }
+        what
+    }
+}
+
 impl fmt::Display for ConfigError {
     /// `file:line:column: field: message (hint)`, as compilers print.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -70,14 +87,7 @@ impl fmt::Display for ConfigError {
         if let Some(Position { line, column }) = self.position {
             write!(f, ":{line}:{column}")?;
         }
-        if !self.field.is_empty() {
-            write!(f, ": {}", self.field)?;
-        }
-        write!(f, ": {}", self.message)?;
-        if let Some(hint) = &self.hint {
-            write!(f, " ({hint})")?;
-        }
-        Ok(())
+        write!(f, ": {}", self.what())
     }
 }
 

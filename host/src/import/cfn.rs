@@ -1172,33 +1172,25 @@ pub(super) fn toml_key(k: &str) -> String {
 }
 
 /// The loader's `errors` about the generated `text`, each located at a
-/// line of a file that is never written (`<imported>.toml:17:11: ...`)
-/// told instead by what that line's comment names: `parameter MinKPU:
-/// ...`, or `the template's value: ...`.
-fn name_the_parameters(errors: &str, text: &str) -> String {
+/// line of a file that is never written (`<imported>.toml`) and told
+/// instead by what that line's comment names: `parameter MinKPU: ...`,
+/// or `the template's value: ...`.
+fn name_the_parameters(errors: &crate::config::load::ConfigErrors, text: &str) -> String {
     let lines: Vec<&str> = text.lines().collect();
     errors
-        .lines()
+        .errors()
+        .iter()
         .map(|error| {
-            let Some(rest) = error.strip_prefix("<imported>.toml:") else {
-                return error.to_owned();
-            };
-            let mut parts = rest.splitn(3, ':');
-            let (Some(line), Some(_column), Some(message)) =
-                (parts.next(), parts.next(), parts.next())
-            else {
-                return error.to_owned();
-            };
-            let comment = line
-                .parse::<usize>()
-                .ok()
-                .and_then(|n| lines.get(n.checked_sub(1)?))
+            let comment = error
+                .position
+                .and_then(|at| lines.get(at.line.checked_sub(1)?))
                 .and_then(|l| l.rsplit_once(" # ").map(|(_, c)| c.trim()));
-            match comment {
-                Some(c) if c.starts_with("parameter ") => format!("{c}:{message}"),
-                Some("fixed in the template") => format!("the template's value:{message}"),
-                _ => format!("the imported configuration:{message}"),
-            }
+            let said = match comment {
+                Some(c) if c.starts_with("parameter ") => c,
+                Some("fixed in the template") => "the template's value",
+                _ => "the imported configuration",
+            };
+            format!("{said}: {}", error.what())
         })
         .collect::<Vec<_>>()
         .join("\n")
@@ -1407,7 +1399,7 @@ impl Imported {
             Ok(_) => Ok(text),
             Err(errors) => Err(ImportError::Invalid {
                 template: self.template.clone(),
-                errors: name_the_parameters(&errors.to_string(), &text),
+                errors: name_the_parameters(&errors, &text),
             }),
         }
     }

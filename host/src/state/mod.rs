@@ -836,11 +836,7 @@ impl Journal {
         // itself, never what it points to. The new one is then created
         // exclusively, so a link planted in between fails the save instead
         // of redirecting the write.
-        match std::fs::remove_file(&self.temp) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(source) => return Err(io("remove the stale", &self.temp)(source)),
-        }
+        remove_stale(&self.temp).map_err(io("remove the stale", &self.temp))?;
         let mut temp = private_file(&self.temp, Create::New).map_err(io("create", &self.temp))?;
         temp.write_all(&text).map_err(io("write", &self.temp))?;
         temp.sync_all().map_err(io("fsync", &self.temp))?;
@@ -1002,9 +998,20 @@ fn open_no_follow(path: &Path) -> std::io::Result<File> {
     options.open(path)
 }
 
+/// Removes whatever is at `path` (a leftover temporary file, or a link
+/// planted in its place: the link itself, never what it points to);
+/// nothing there is no error. What [`private_file`] with [`Create::New`]
+/// then creates is the agent's own.
+pub(crate) fn remove_stale(path: &Path) -> std::io::Result<()> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
 /// How [`private_file`] treats an existing file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Create {
+pub(crate) enum Create {
     /// Fail if anything exists at the path (the journal's temporary).
     New,
     /// Open an existing regular file as it is, or create it (the lock).
@@ -1016,7 +1023,7 @@ enum Create {
 /// A symbolic link at `path` is never followed (`O_NOFOLLOW`, and
 /// `O_EXCL` for [`Create::New`]): the state folder's files must be the
 /// agent's own, not a write or a `chmod` redirected to a file elsewhere.
-fn private_file(path: &Path, create: Create) -> std::io::Result<File> {
+pub(crate) fn private_file(path: &Path, create: Create) -> std::io::Result<File> {
     let mut options = OpenOptions::new();
     options.write(true);
     match create {

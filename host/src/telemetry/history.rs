@@ -857,9 +857,9 @@ impl Files {
     }
 }
 
-/// Options for the history's own files: 0600, and never through a
-/// symbolic link (`O_NOFOLLOW`: a link planted in the folder would have
-/// the agent append to, or replace, a file elsewhere).
+/// Options for the history files the agent appends to: 0600, and never
+/// through a symbolic link (`O_NOFOLLOW`: a link planted in the folder
+/// would have the agent append to a file elsewhere).
 fn private_options() -> OpenOptions {
     let mut options = OpenOptions::new();
     #[cfg(unix)]
@@ -911,13 +911,10 @@ fn replace_in_place(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let temp = path.with_file_name(format!(".{name}.tmp"));
-    // Whatever is there (a leftover, a planted link) goes, and the file is
-    // made new (`O_EXCL`): no link is followed to truncate another file.
-    match std::fs::remove_file(&temp) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
-        _ => {}
-    }
-    let mut file: File = private_options().write(true).create_new(true).open(&temp)?;
+    // Made new, as the journal's temporary file is: no link is followed
+    // to truncate another file.
+    crate::state::remove_stale(&temp)?;
+    let mut file: File = crate::state::private_file(&temp, crate::state::Create::New)?;
     file.write_all(bytes)?;
     file.sync_all()?;
     std::fs::rename(&temp, path)
