@@ -188,6 +188,22 @@ async fn import_alarms_writes_the_applications_alarms_as_local_ones() {
         .send()
         .await
         .expect("PutMetricAlarm");
+    // An alarm with a Unit judges only the data published in it, which no
+    // local alarm can do: left out, saying why.
+    cw.put_metric_alarm()
+        .alarm_name("e2e-app cpu percent")
+        .namespace("AWS/KinesisAnalytics")
+        .metric_name("cpuUtilization")
+        .dimensions(application(APP))
+        .statistic(Statistic::Average)
+        .unit(aws_sdk_cloudwatch::types::StandardUnit::Percent)
+        .period(60)
+        .evaluation_periods(3)
+        .threshold(75.0)
+        .comparison_operator(ComparisonOperator::GreaterThanThreshold)
+        .send()
+        .await
+        .expect("PutMetricAlarm");
     let config = dir.join("agent.toml");
     std::fs::write(
         &config,
@@ -262,6 +278,11 @@ params = {{ scale_out_alarm = "scale-out", scale_in_alarm = "scale-in", operatio
         assert!(text.contains(expected), "missing {expected:?} in\n{text}");
     }
     assert!(!text.contains("threshold = 70.0"), "{text}");
+    assert!(
+        text.contains("# Not imported: the CloudWatch alarm \"e2e-app cpu percent\": the Unit \"Percent\": CloudWatch judges only the data published in that unit"),
+        "{text}"
+    );
+    assert!(!text.contains("cpuUtilization\""), "{text}");
 
     // An application no alarm watches: an error naming what was looked for.
     let (code, stdout, stderr) =
@@ -269,7 +290,7 @@ params = {{ scale_out_alarm = "scale-out", scale_in_alarm = "scale-in", operatio
     assert_eq!(code, 1, "{stdout}{stderr}");
     assert!(stdout.is_empty(), "{stdout}");
     assert!(
-        stderr.contains("no CloudWatch alarm of the 4 described watches application \"nobody\"")
+        stderr.contains("no CloudWatch alarm of the 5 described watches application \"nobody\"")
             && stderr.contains("ScaleOutAlarm-nobody"),
         "{stderr}"
     );

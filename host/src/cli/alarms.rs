@@ -239,6 +239,11 @@ fn differences(spec: &AlarmSpec, found: &DescribedAlarm) -> Vec<String> {
     if found.metric_math {
         out.push("metric math -> one metric".to_owned());
     }
+    // The mirror sets no unit: one set by hand would make CloudWatch judge
+    // only the data published in it.
+    if let Some(unit) = &found.unit {
+        out.push(format!("unit: {unit} -> (none)"));
+    }
     for (field, old, new) in pairs {
         if old != new {
             out.push(format!("{field}: {old} -> {new}"));
@@ -388,6 +393,7 @@ mod tests {
             dimensions: spec.dimensions.clone(),
             statistic: Some(spec.statistic.clone()),
             period_secs: Some(spec.period_secs),
+            unit: None,
             comparison: Some(comparison_name(spec.comparison).into()),
             threshold: Some(spec.threshold),
             evaluation_periods: Some(spec.evaluation_periods),
@@ -447,12 +453,15 @@ mod tests {
         found.threshold = Some(70.0);
         found.datapoints_to_alarm = Some(3);
         found.dimensions.clear();
+        // A unit set by hand: the mirror sets none, so sync takes it off.
+        found.unit = Some("Percent".into());
         let changes = plan(vec![want.clone()], &[found]);
         assert_eq!(
             changes,
             [Change::Update(
                 want.clone(),
                 vec![
+                    "unit: Percent -> (none)".to_owned(),
                     "dimensions: {} -> {Application=app}".to_owned(),
                     "threshold: 70 -> 80".to_owned(),
                     "datapoints_to_alarm: 3 -> 5".to_owned(),

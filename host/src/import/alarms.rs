@@ -190,6 +190,11 @@ fn readable(a: &DescribedAlarm) -> Result<(Series, Local), String> {
             "the period {period_secs} s (flinkscale fetches 10, 20, 30 s or multiples of 60)"
         ));
     }
+    if let Some(unit) = &a.unit {
+        return Err(format!(
+            "the Unit {unit:?}: CloudWatch judges only the data published in that unit, and flinkscale's metrics have no unit filter (a metric published in one unit, as MSF's are, gives the same alarm without it)"
+        ));
+    }
     let Some(n) = a.evaluation_periods.filter(|n| *n >= 1) else {
         return Err("no EvaluationPeriods".into());
     };

@@ -362,6 +362,7 @@ fn described(name: &str, app: &str, comparison: &str, period: u32) -> DescribedA
         dimensions: [("Application".to_owned(), app.to_owned())].into(),
         statistic: Some("Average".into()),
         period_secs: Some(period),
+        unit: None,
         comparison: Some(comparison.into()),
         threshold: Some(50.0),
         evaluation_periods: Some(3),

@@ -45,6 +45,8 @@ pub struct DescribedAlarm {
     pub statistic: Option<String>,
     /// `Period` in seconds.
     pub period_secs: Option<u32>,
+    /// `Unit`: when set, CloudWatch judges only the data published in it.
+    pub unit: Option<String>,
     /// `ComparisonOperator`, as CloudWatch spells it.
     pub comparison: Option<String>,
     /// `Threshold`; `None` for an anomaly detection alarm.
@@ -85,6 +87,7 @@ impl DescribedAlarm {
                 .collect(),
             statistic,
             period_secs: a.period().and_then(|p| u32::try_from(p).ok()),
+            unit: a.unit().map(|u| u.as_str().to_owned()),
             comparison: a.comparison_operator().map(|c| c.as_str().to_owned()),
             threshold: a.threshold(),
             evaluation_periods: a.evaluation_periods().and_then(|n| u32::try_from(n).ok()),
