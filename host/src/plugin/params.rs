@@ -29,8 +29,9 @@ const MAX_DEFAULT_BYTES: usize = 4096;
 /// named (at most [`MAX_NAME_BYTES`], no spaces or control characters) and
 /// once, a meaning of at most [`MAX_MEANING_BYTES`] (its control characters
 /// become spaces), and a default that is JSON of the declared kind, given
-/// only for an optional key. The error says what is wrong, for a
-/// `FailureClass::Invalid`.
+/// only for an optional key. The error says what is wrong with every
+/// parameter that is (the first problem of each, joined by `; `), so that
+/// an author fixes them in one build, for a `FailureClass::Invalid`.
 pub(crate) fn check_declarations(declared: Vec<Parameter>) -> Result<Vec<Parameter>, String> {
     if declared.len() > MAX_PARAMETERS {
         return Err(format!(
@@ -39,75 +40,88 @@ pub(crate) fn check_declarations(declared: Vec<Parameter>) -> Result<Vec<Paramet
         ));
     }
     let mut seen = HashSet::new();
+    let mut problems = Vec::new();
     let mut checked = Vec::with_capacity(declared.len());
     for mut parameter in declared {
-        let shown = sanitize_text(&parameter.name, MAX_NAME_BYTES);
-        if parameter.name.is_empty() {
-            return Err("the plugin declares a parameter with an empty name".to_owned());
-        }
-        if parameter.name.len() > MAX_NAME_BYTES {
-            return Err(format!(
-                "the plugin declares parameter {shown:?}, whose name is {} bytes long; at most \
-                 {MAX_NAME_BYTES} are allowed",
-                parameter.name.len()
-            ));
-        }
-        if parameter
-            .name
-            .chars()
-            .any(|c| c.is_control() || c.is_whitespace())
-        {
-            return Err(format!(
-                "the plugin declares parameter {shown:?}, whose name has spaces or control \
-                 characters; a name is one word, e.g. scale_out_factor"
-            ));
-        }
-        if !seen.insert(parameter.name.clone()) {
-            return Err(format!(
-                "the plugin declares parameter {shown:?} twice; each name may be declared once"
-            ));
-        }
-        if parameter.meaning.len() > MAX_MEANING_BYTES {
-            return Err(format!(
-                "the plugin declares parameter {shown:?} with a meaning of {} bytes; at most \
-                 {MAX_MEANING_BYTES} are allowed",
-                parameter.meaning.len()
-            ));
-        }
-        parameter.meaning = sanitize_text(&parameter.meaning, MAX_MEANING_BYTES);
-        if let Some(default) = &parameter.default_json {
-            if default.len() > MAX_DEFAULT_BYTES {
-                return Err(format!(
-                    "the plugin declares parameter {shown:?} with a default of {} bytes; at \
-                     most {MAX_DEFAULT_BYTES} are allowed",
-                    default.len()
-                ));
-            }
-            if parameter.required {
-                return Err(format!(
-                    "the plugin declares parameter {shown:?} required and with a default; a \
-                     required key has no default"
-                ));
-            }
-            let value: Value = serde_json::from_str(default).map_err(|error| {
-                format!(
-                    "the plugin declares parameter {shown:?} with a default that is not JSON \
-                     ({error}): {}",
-                    sanitize_text(default, 128)
-                )
-            })?;
-            if !kind_matches(parameter.kind, &value) {
-                return Err(format!(
-                    "the plugin declares parameter {shown:?} of kind {} with a default of the \
-                     wrong kind: {}",
-                    parameter.kind,
-                    sanitize_text(default, 128)
-                ));
+        match declaration_problem(&parameter, &mut seen) {
+            Some(problem) => problems.push(problem),
+            None => {
+                parameter.meaning = sanitize_text(&parameter.meaning, MAX_MEANING_BYTES);
+                checked.push(parameter);
             }
         }
-        checked.push(parameter);
     }
-    Ok(checked)
+    if problems.is_empty() {
+        Ok(checked)
+    } else {
+        Err(problems.join("; "))
+    }
+}
+
+/// What is wrong with one declared parameter, if anything: the first
+/// problem found. `seen` holds the names declared before it.
+fn declaration_problem(parameter: &Parameter, seen: &mut HashSet<String>) -> Option<String> {
+    let shown = sanitize_text(&parameter.name, MAX_NAME_BYTES);
+    if parameter.name.is_empty() {
+        return Some("the plugin declares a parameter with an empty name".to_owned());
+    }
+    if parameter.name.len() > MAX_NAME_BYTES {
+        return Some(format!(
+            "the plugin declares parameter {shown:?}, whose name is {} bytes long; at most \
+             {MAX_NAME_BYTES} are allowed",
+            parameter.name.len()
+        ));
+    }
+    if parameter
+        .name
+        .chars()
+        .any(|c| c.is_control() || c.is_whitespace())
+    {
+        return Some(format!(
+            "the plugin declares parameter {shown:?}, whose name has spaces or control \
+             characters; a name is one word, e.g. scale_out_factor"
+        ));
+    }
+    if !seen.insert(parameter.name.clone()) {
+        return Some(format!(
+            "the plugin declares parameter {shown:?} twice; each name may be declared once"
+        ));
+    }
+    if parameter.meaning.len() > MAX_MEANING_BYTES {
+        return Some(format!(
+            "the plugin declares parameter {shown:?} with a meaning of {} bytes; at most \
+             {MAX_MEANING_BYTES} are allowed",
+            parameter.meaning.len()
+        ));
+    }
+    let default = parameter.default_json.as_ref()?;
+    if default.len() > MAX_DEFAULT_BYTES {
+        return Some(format!(
+            "the plugin declares parameter {shown:?} with a default of {} bytes; at most \
+             {MAX_DEFAULT_BYTES} are allowed",
+            default.len()
+        ));
+    }
+    if parameter.required {
+        return Some(format!(
+            "the plugin declares parameter {shown:?} required and with a default; a required \
+             key has no default"
+        ));
+    }
+    match serde_json::from_str::<Value>(default) {
+        Err(error) => Some(format!(
+            "the plugin declares parameter {shown:?} with a default that is not JSON \
+             ({error}): {}",
+            sanitize_text(default, 128)
+        )),
+        Ok(value) if !kind_matches(parameter.kind, &value) => Some(format!(
+            "the plugin declares parameter {shown:?} of kind {} with a default of the wrong \
+             kind: {}",
+            parameter.kind,
+            sanitize_text(default, 128)
+        )),
+        Ok(_) => None,
+    }
 }
 
 /// Checks an application's `params` (the JSON object `configure` will get)
@@ -335,6 +349,24 @@ mod tests {
             error.contains("a default of 4097 bytes; at most 4096"),
             "{error}"
         );
+    }
+
+    /// An author sees every bad declaration at once, in the order declared,
+    /// and the good ones are not mentioned.
+    #[test]
+    fn every_bad_declaration_is_reported_not_only_the_first() {
+        let error = check_declarations(vec![
+            param("", ParameterKind::Text, None),
+            param("fine", ParameterKind::Text, None),
+            param("x", ParameterKind::Integer, Some("2.5")),
+            param("fine", ParameterKind::Number, None),
+        ])
+        .expect_err("three bad");
+        let problems: Vec<&str> = error.split("; the plugin").collect();
+        assert_eq!(problems.len(), 3, "{error}");
+        assert!(problems[0].contains("empty name"), "{error}");
+        assert!(problems[1].contains("\"x\" of kind integer"), "{error}");
+        assert!(problems[2].contains("\"fine\" twice"), "{error}");
     }
 
     #[test]
