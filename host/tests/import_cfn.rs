@@ -463,8 +463,8 @@ fn wrong_input_names_the_file_the_parameter_and_what_is_valid() {
                 "ScalingGracingPeriod=-5",
             ],
             vec![
-                BUILT_IN,
-                "parameter \"ScalingGracingPeriod\" = \"-5\"",
+                // Where the value was given, the place to change it.
+                "--parameter: parameter \"ScalingGracingPeriod\" = \"-5\"",
                 "Wait state",
                 "valid: a whole number of seconds, 0 to 4294967295",
             ],

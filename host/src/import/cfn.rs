@@ -133,10 +133,12 @@ pub enum ImportError {
     },
     /// A value the reference design accepts but flinkscale cannot run as it
     /// is.
-    #[error("{}: parameter {name:?} = {value:?}: {problem} (valid: {valid})", template.display())]
+    #[error("{at}: parameter {name:?} = {value:?}: {problem} (valid: {valid})")]
     Unsupported {
-        /// The template.
-        template: PathBuf,
+        /// Where to change the value: the template for one of its defaults
+        /// or literals, else where it was given (a parameters file and
+        /// line, or `--parameter`).
+        at: String,
         /// The parameter (or template property) the value came from.
         name: String,
         /// The value.
@@ -441,6 +443,36 @@ const LAMBDA_VARIABLES: [&str; 6] = [
 /// Imports the reference design's template `text` (read from `file`) with
 /// the stack's parameter values.
 pub fn import(file: &Path, text: &str, given: &ParameterValues) -> Result<Imported, ImportError> {
+    import_template(file, text, given).map_err(|error| match error {
+        // A value the user gave is changed where it was given.
+        ImportError::Unsupported {
+            at,
+            name,
+            value,
+            problem,
+            valid,
+        } => ImportError::Unsupported {
+            at: given
+                .given()
+                .iter()
+                .rev()
+                .find(|g| g.key == name)
+                .map_or(at, |g| g.origin.clone()),
+            name,
+            value,
+            problem,
+            valid,
+        },
+        other => other,
+    })
+}
+
+/// [`import`], its errors naming the template.
+fn import_template(
+    file: &Path,
+    text: &str,
+    given: &ParameterValues,
+) -> Result<Imported, ImportError> {
     let root = parse_json(file, text, TEMPLATE_FORMAT)?;
     let not_design = |found: String, expected: &str| ImportError::NotTheDesign {
         template: file.to_owned(),
@@ -601,7 +633,7 @@ pub fn import(file: &Path, text: &str, given: &ParameterValues) -> Result<Import
                 source: s.source,
             }),
             None => Err(ImportError::Unsupported {
-                template: file.to_owned(),
+                at: file.display().to_string(),
                 name: source_name(&s.source, what),
                 value: s.value,
                 problem: format!(
@@ -630,7 +662,7 @@ pub fn import(file: &Path, text: &str, given: &ParameterValues) -> Result<Import
                 Ok(f)
             } else {
                 Err(ImportError::Unsupported {
-                    template: file.to_owned(),
+                    at: file.display().to_string(),
                     name: source_name(&f.source, name),
                     value,
                     problem: format!(
@@ -877,7 +909,7 @@ fn read_alarm(
                 source: s.source,
             }),
             _ => Err(ImportError::Unsupported {
-                template: file.to_owned(),
+                at: file.display().to_string(),
                 name: source_name(&s.source, key),
                 value: s.value,
                 problem: format!("resource {logical}'s {key} is not a finite number"),
@@ -892,7 +924,7 @@ fn read_alarm(
                 source: s.source,
             }),
             _ => Err(ImportError::Unsupported {
-                template: file.to_owned(),
+                at: file.display().to_string(),
                 name: source_name(&s.source, key),
                 value: s.value,
                 problem: format!("resource {logical}'s {key} is not a whole number of at least 1"),
@@ -910,7 +942,7 @@ fn read_alarm(
     // filter flinkscale's metrics do not have: refused, not dropped.
     if let Some(unit) = text("Unit")? {
         return Err(ImportError::Unsupported {
-            template: file.to_owned(),
+            at: file.display().to_string(),
             name: source_name(&unit.source, "Unit"),
             value: unit.value,
             problem: format!(
@@ -932,7 +964,7 @@ fn read_alarm(
     let period_secs = count("Period", period)?;
     if !matches!(period_secs.value, 10 | 20 | 30) && period_secs.value % 60 != 0 {
         return Err(ImportError::Unsupported {
-            template: file.to_owned(),
+            at: file.display().to_string(),
             name: source_name(&period_secs.source, "Period"),
             value: period_secs.value.to_string(),
             problem: "flinkscale fetches standard-resolution periods only (high-resolution 1 s and 5 s alarms are not supported)".into(),
@@ -979,7 +1011,7 @@ fn read_alarm(
     ];
     if !COMPARISONS.contains(&comparison.value.as_str()) {
         return Err(ImportError::Unsupported {
-            template: file.to_owned(),
+            at: file.display().to_string(),
             name: source_name(&comparison.source, "ComparisonOperator"),
             value: comparison.value,
             problem: format!("resource {logical}: an anomaly-detection comparison"),
@@ -1109,7 +1141,7 @@ fn state_machine_waits(
             // The parameter's value is wrong, not the template.
             (None, Source::Parameter(parameter)) => {
                 return Err(ImportError::Unsupported {
-                    template: file.to_owned(),
+                    at: file.display().to_string(),
                     name: parameter.clone(),
                     value: text.unwrap_or_default(),
                     problem: format!(
@@ -1133,7 +1165,7 @@ fn state_machine_waits(
     let grace = wait_before(":describealarms")?;
     if poll.value == 0 {
         return Err(ImportError::Unsupported {
-            template: file.to_owned(),
+            at: file.display().to_string(),
             name: source_name(&poll.source, "the wait before DescribeApplication"),
             value: "0".into(),
             problem: "flinkscale polls an update at least every second".into(),

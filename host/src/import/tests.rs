@@ -347,7 +347,38 @@ fn a_whole_number_is_required_where_the_lambda_uses_int() {
     .unwrap_err();
     let message = error.to_string();
     assert!(
-        message.contains("parameter \"MinKPU\" = \"1.5\"") && message.contains("int()"),
+        message.starts_with("--parameter: parameter \"MinKPU\" = \"1.5\"")
+            && message.contains("int()"),
+        "{message}"
+    );
+    // Given in a parameters file, the error points at its entry there, the
+    // place to change it.
+    let mut values = given(REQUIRED);
+    values
+        .add_file(
+            Path::new("params.json"),
+            "[\n  {\"ParameterKey\": \"MaxKPU\", \"ParameterValue\": \"8\"},\n  {\"ParameterKey\": \"MinKPU\", \"ParameterValue\": \"1.5\"}\n]\n",
+        )
+        .unwrap();
+    let message = cfn::import(Path::new("t.json"), V2, &values)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        message.starts_with("params.json:3: parameter \"MinKPU\" = \"1.5\""),
+        "{message}"
+    );
+    // A default of the template is changed in the template.
+    let template = V2.replacen(
+        "\"MinKPU\": {\n   \"Type\": \"Number\",\n   \"Default\": \"1\"",
+        "\"MinKPU\": {\n   \"Type\": \"Number\",\n   \"Default\": \"1.5\"",
+        1,
+    );
+    assert_ne!(template, V2, "MinKPU's default");
+    let message = cfn::import(Path::new("t.json"), &template, &given(REQUIRED))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        message.starts_with("t.json: parameter \"MinKPU\" = \"1.5\""),
         "{message}"
     );
 }
