@@ -351,6 +351,7 @@ fn describe(event: &Event, state: &EmulatorState) -> Option<String> {
         Event::Resumed { .. }
         | Event::StandDownLifted { .. }
         | Event::GraceHeld { .. }
+        | Event::NotSent { .. }
         | Event::UpdateInDoubt { .. }
         | Event::LimitLifted { .. }
         | Event::PluginRetried { .. }

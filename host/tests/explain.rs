@@ -435,6 +435,42 @@ fn once_records_its_evaluation_and_a_dry_once_leaves_state_dir_alone() {
         &["status", "--config", &config_arg, "--json"],
     ));
     assert_eq!(status["applications"][0]["last"], *entry, "{status}");
+
+    // A scale-out alarm that always fires and a long grace period: the
+    // first `once` sends an update, the second must wait for it and says
+    // so; its entry is "not sent", not an update left without an answer.
+    let text = std::fs::read_to_string(&config)
+        .expect("the configuration")
+        .replace("threshold = 75.0", "threshold = -1.0")
+        .replace("grace_period_secs = 5", "grace_period_secs = 3600");
+    std::fs::write(&config, text).expect("the configuration can be written");
+    once(&[]);
+    once(&[]);
+    let explanation = json(&flinkscale(
+        dir.path(),
+        &[
+            "explain",
+            "--config",
+            &config_arg,
+            "--application",
+            APP,
+            "--json",
+        ],
+    ));
+    let entries = explanation["entries"].as_array().expect("entries");
+    assert_eq!(entries.len(), 3, "{explanation}");
+    assert_eq!(entries[1]["outcome"]["kind"], "accepted", "{explanation}");
+    assert_eq!(entries[2]["decision"]["scale_to_kpu"], 4, "{explanation}");
+    assert_eq!(entries[2]["outcome"]["kind"], "not_sent", "{explanation}");
+    let reason = entries[2]["outcome"]["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("the update to 4 KPU is still in progress")
+            || reason.contains("the grace period after the update to 4 KPU has"),
+        "{explanation}"
+    );
+    let text = flinkscale(dir.path(), &["status", "--config", &config_arg]);
+    assert!(text.contains("not sent: "), "{text}");
+    assert!(!text.contains("no answer"), "{text}");
 }
 
 /// An operator beside the systemd unit runs `status` from a shell that

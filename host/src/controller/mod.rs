@@ -1217,6 +1217,11 @@ impl Controller {
     pub fn held(&self, assessment: &Assessment, waiting: Waiting) -> ActOutcome {
         self.emit_evaluated(assessment);
         if matches!(assessment.decision.action, Action::ScaleTo(_)) && !self.settings.dry_run {
+            self.events.emit(Event::NotSent {
+                application: self.settings.name.clone(),
+                at_ms: assessment.evaluation.now_ms,
+                reason: waiting.reason.clone(),
+            });
             ActOutcome::NotSent {
                 retry_after: waiting.retry_after,
                 reason: Some(waiting.reason),

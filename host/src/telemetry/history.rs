@@ -161,6 +161,12 @@ pub enum Outcome {
         /// What happened.
         message: String,
     },
+    /// Nothing: the application had to wait first (an update in
+    /// progress, or its grace period).
+    NotSent {
+        /// Why, in the target's words.
+        reason: String,
+    },
     /// The agent stopped, or evaluated again, before the update's fate was
     /// known.
     Unknown,
@@ -199,6 +205,7 @@ impl Outcome {
             Outcome::Failed { class, message } => {
                 format!("not scaled ({class}): {}", one_line(message))
             }
+            Outcome::NotSent { reason } => format!("not sent: {}", one_line(reason)),
             Outcome::Unknown => format!(
                 "no answer: the agent stopped before {} answered (the next start replaces this with what became of the update, unless it never took effect)",
                 words.rescale_call()
@@ -286,6 +293,8 @@ fn event_application(event: &Event) -> Option<&str> {
         | Event::PluginReloaded { application, .. }
         | Event::SignalsDropped { application, .. }
         | Event::StoodDown { application, .. }
+        | Event::GraceHeld { application, .. }
+        | Event::NotSent { application, .. }
         | Event::Resumed { application, .. } => Some(application),
         _ => None,
     }
@@ -302,6 +311,8 @@ fn event_at_ms(event: &Event) -> Option<i64> {
         | Event::PluginRecovered { at_ms, .. }
         | Event::PluginReloaded { at_ms, .. }
         | Event::SignalsDropped { at_ms, .. }
+        | Event::GraceHeld { at_ms, .. }
+        | Event::NotSent { at_ms, .. }
         | Event::Resumed { at_ms, .. } => Some(*at_ms),
         _ => None,
     }
@@ -538,6 +549,25 @@ impl Files {
                     // is no fate of the evaluation's decision.
                     self.resolve(&application, Outcome::Failed { class, message });
                 }
+            }
+            // The evaluation found the application busy with an update this
+            // agent did not make, or in its grace period: its decision is
+            // not sent, which is its fate.
+            Event::GraceHeld {
+                application,
+                reason,
+                ..
+            }
+            | Event::NotSent {
+                application,
+                reason,
+                ..
+            } if self
+                .pending
+                .get(&application)
+                .is_some_and(|entry| entry.decision.scale_to_kpu.is_some()) =>
+            {
+                self.resolve(&application, Outcome::NotSent { reason });
             }
             Event::StoodDown { application, .. } => {
                 // The evaluation that found the fight: its decision is

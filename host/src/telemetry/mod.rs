@@ -312,6 +312,17 @@ pub enum Event {
         /// Why.
         reason: String,
     },
+    /// A decision to scale was not sent because the application must wait
+    /// first (its grace period, an update in progress): the `once`
+    /// command, which evaluates whatever the phase, says so.
+    NotSent {
+        /// Application name.
+        application: String,
+        /// When (ms since the epoch).
+        at_ms: i64,
+        /// Why, in the target's words.
+        reason: String,
+    },
     /// A controller step panicked (a bug in flinkscale); the controller
     /// carries on, resolving whatever was in flight again, and `/readyz`
     /// reports the application as not ready until its next evaluation.
@@ -616,7 +627,17 @@ fn log_event(event: &Event) {
             } => info!(
                 message = "Holding a grace period after an update this agent did not make; nothing is decided before it ends.",
                 application = %application,
-                until_ms = until_ms.map_or("when RUNNING + grace".to_owned(), |u| u.to_string()),
+                // Absent while the update is still followed.
+                until_ms = *until_ms,
+                reason = %reason,
+            ),
+            Event::NotSent {
+                application,
+                reason,
+                ..
+            } => info!(
+                message = "The decision to scale was not sent.",
+                application = %application,
                 reason = %reason,
             ),
             Event::LimitRecorded {

@@ -764,6 +764,61 @@ fn a_history_folder_that_cannot_be_written_is_warned_of_once_and_reminded() {
     let _ = std::fs::remove_dir_all(&base);
 }
 
+/// A decision to scale that had to wait (`once` in a grace period, or an
+/// evaluation that found another writer's update in progress) was never
+/// sent: its entry says so and why, not "no answer", which would send an
+/// operator looking for an update that does not exist. A held decision
+/// is not touched by a grace period noticed after it.
+#[test]
+fn a_decision_that_had_to_wait_is_recorded_as_not_sent() {
+    let dir = temp_dir("not-sent");
+    write(
+        &dir,
+        10,
+        [
+            evaluated("app", 1000, Action::ScaleTo(4), false),
+            Event::NotSent {
+                application: "app".to_owned(),
+                at_ms: 1000,
+                reason: "the grace period after the update to 3 KPU has 252 s left".to_owned(),
+            },
+            evaluated("app", 2000, Action::ScaleTo(4), false),
+            Event::GraceHeld {
+                application: "app".to_owned(),
+                at_ms: 2000,
+                until_ms: None,
+                reason: "application is UPDATING, not RUNNING".to_owned(),
+            },
+            evaluated("app", 3000, Action::Hold, false),
+            Event::GraceHeld {
+                application: "app".to_owned(),
+                at_ms: 3000,
+                until_ms: Some(9000),
+                reason: "another writer's update".to_owned(),
+            },
+        ],
+    );
+    let entries = read(&dir, "app", None).expect("the history reads");
+    let outcomes: Vec<&Outcome> = entries.iter().map(|e| &e.outcome).collect();
+    assert_eq!(
+        outcomes,
+        [
+            &Outcome::NotSent {
+                reason: "the grace period after the update to 3 KPU has 252 s left".to_owned()
+            },
+            &Outcome::NotSent {
+                reason: "application is UPDATING, not RUNNING".to_owned()
+            },
+            &Outcome::Held,
+        ]
+    );
+    assert_eq!(
+        entries[0].outcome.said(Words::Msf),
+        "not sent: the grace period after the update to 3 KPU has 252 s left"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn status_says_why_a_grace_period_follows_an_update_the_agent_did_not_make() {
     let state = temp_dir("foreign-grace");
