@@ -233,7 +233,8 @@ pub async fn flink_findings(config: &Config) -> Vec<Finding> {
         };
         let (problem, message) = match described {
             Ok(state) => {
-                let (_, max) = app.parallelism_bounds();
+                let (min, max) = app.parallelism_bounds();
+                let mut problem = false;
                 let mut message = format!(
                     "Flink job ({job}) at {rest_url}: {}, parallelism {} (max_parallelism {max})",
                     state.status, state.parallelism
@@ -247,7 +248,15 @@ pub async fn flink_findings(config: &Config) -> Vec<Finding> {
                 match slots {
                     Ok((usable, sentence)) => {
                         message.push_str(&format!("; {sentence}"));
-                        if u64::from(max) > usable {
+                        if u64::from(min) > usable {
+                            // The agent would bring the job up to the
+                            // floor and be refused at every evaluation.
+                            problem = true;
+                            message.push_str(&format!(
+                                ", below min_parallelism {min}: the job cannot be brought \
+                                 to it; lower min_parallelism or add task slots"
+                            ));
+                        } else if u64::from(max) > usable {
                             message.push_str(&format!(
                                 ", so a rescale above parallelism {usable} is refused \
                                  until slots are freed or added"
@@ -258,7 +267,7 @@ pub async fn flink_findings(config: &Config) -> Vec<Finding> {
                         message.push_str(&format!("; its task slots cannot be read: {error}"));
                     }
                 }
-                (false, message)
+                (problem, message)
             }
             Err(TargetError::NotFound(error)) => (
                 true,
@@ -413,15 +422,16 @@ mod tests {
             (200, answer)
         })
         .await;
-        let config = |max: u32| -> Config {
+        let bounded = |min: u32, max: u32| -> Config {
             toml::from_str(&format!(
                 "[[application]]\nname = \"orders\"\ntarget = \"flink\"\n\
-                 rest_url = {:?}\nmax_parallelism = {max}\n\
+                 rest_url = {:?}\nmin_parallelism = {min}\nmax_parallelism = {max}\n\
                  [application.policy]\nplugin = \"hold\"\n",
                 stub.url
             ))
             .expect("a test configuration")
         };
+        let config = |max: u32| bounded(1, max);
         let findings = flink_findings(&config(8)).await;
         assert_eq!(findings.len(), 1, "{:?}", findings.len());
         assert!(!findings[0].problem);
@@ -447,6 +457,18 @@ mod tests {
         for finding in &findings {
             assert!(!finding.message.contains("KPU"), "{}", finding.message);
         }
+        // A floor above the free slots: the agent would be refused at
+        // every evaluation, so it is a problem.
+        let findings = flink_findings(&bounded(4, 8)).await;
+        assert!(findings[0].problem, "{}", findings[0].message);
+        assert!(
+            findings[0].message.ends_with(
+                "jobs use 1, below min_parallelism 4: the job cannot be brought to it; lower \
+                 min_parallelism or add task slots"
+            ),
+            "{}",
+            findings[0].message
+        );
     }
 
     #[test]

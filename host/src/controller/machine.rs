@@ -631,7 +631,26 @@ impl Machine {
                 Action::ScaleTo(kpu) => kpu == app.max_kpu,
                 Action::Hold => app.kpu == app.max_kpu,
             };
-            if at_ceiling && app.max_kpu < settings.max_kpu {
+            if let Action::ScaleTo(kpu) = decision.action
+                && kpu > app.kpu
+                && kpu >= limit.refused_kpu
+            {
+                // Only the floor asks for a size the limit refused (the
+                // ceiling stops every other decision below it): asking
+                // again at every evaluation would be refused every time.
+                let words = settings.words;
+                decision.action = Action::Hold;
+                decision.reason.push_str(&format!(
+                    "; held: {} refused {} (at most {}), below {} {}; asked again when the \
+                     limit is {} s old or a configuration reload (SIGHUP) lifts it",
+                    words.limit(),
+                    words.capacity(limit.refused_kpu),
+                    words.capacity(limit.ceiling()),
+                    words.bounds().0,
+                    settings.min_kpu,
+                    LIMIT_RETRY_MS / 1000
+                ));
+            } else if at_ceiling && app.max_kpu < settings.max_kpu {
                 let words = settings.words;
                 decision.reason.push_str(&format!(
                     "; max lowered to {}: {} refused {}",

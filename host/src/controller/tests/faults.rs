@@ -502,6 +502,53 @@ async fn a_flink_cluster_s_free_slots_are_the_ceiling_at_once() {
     assert_eq!(failures(&events, "limit_exceeded").len(), 1);
 }
 
+/// A floor above what the cluster's free slots allow (min_parallelism 3
+/// on 2 slots, raised by a reload): the first try is refused and sets the
+/// ceiling; after it the agent holds and says why, where it asked for the
+/// refused parallelism at every evaluation and logged the refusal each
+/// time.
+#[tokio::test(start_paused = true)]
+async fn a_floor_above_the_free_slots_is_asked_for_once_then_held() {
+    let target = FakeTarget::new(2, 50);
+    target.state.lock().unwrap().fail_next_update = Some(TargetError::SlotsExceeded {
+        usable: 2,
+        message: "parallelism 3 needs 3 task slots, but the cluster has 2".into(),
+    });
+    let mut app = flink_app();
+    app.min_kpu = 3;
+    let run = Running::launch_app(
+        &app,
+        target.origin,
+        target.clone(),
+        constant(50.0),
+        Box::new(Doubling),
+        Vec::new(),
+        |c| c,
+    );
+    tokio::time::sleep(Duration::from_secs(3000)).await;
+    let counts = run.counts.clone();
+    let events = run.stop().await;
+    assert_counted(&events, &counts);
+    assert_eq!(target.updates(), vec![(0, 3)], "asked once, refused");
+    assert_eq!(failures(&events, "limit_exceeded").len(), 1);
+    let reasons: Vec<&str> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Evaluated { decision, .. } => Some(decision.reason.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert!(reasons.len() > 10, "{reasons:?}");
+    assert!(
+        reasons[1..].iter().all(|r| r.ends_with(
+            "; held: the cluster's free slots refused parallelism 3 (at most parallelism 2), \
+             below min_parallelism 3; asked again when the limit is 3600 s old or a \
+             configuration reload (SIGHUP) lifts it"
+        )),
+        "{reasons:?}"
+    );
+}
+
 /// `once` says why an update was not sent: [`Controller::act`] answers
 /// with the failure the log has, class and message.
 #[tokio::test(start_paused = true)]
