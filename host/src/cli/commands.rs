@@ -813,12 +813,22 @@ fn plugin_findings(loaded: &LoadedConfig, config: &Path) -> anyhow::Result<usize
                     let metrics: Vec<&str> = app.metrics.iter().map(|m| m.id.as_str()).collect();
                     let params_map: serde_json::Map<String, serde_json::Value> =
                         serde_json::from_str(&params).unwrap_or_default();
-                    let problems = crate::plugin::params::check_references(
-                        metadata.parameters.as_deref().unwrap_or_default(),
+                    let declared = metadata.parameters.as_deref().unwrap_or_default();
+                    let mut problems = crate::plugin::params::check_references(
+                        declared,
                         &params_map,
                         &alarms,
                         &metrics,
                     );
+                    // A plugin that reads no configured metric fails at
+                    // every evaluation.
+                    if problems.is_empty() {
+                        problems.extend(crate::plugin::params::check_metric_reach(
+                            declared,
+                            &params_map,
+                            &metrics,
+                        ));
+                    }
                     for problem in &problems {
                         println!(
                             "{}",

@@ -250,6 +250,64 @@ pub fn check_references(
     problems
 }
 
+/// When a plugin declares metric-id parameters and none of them, as given
+/// or by its default, names a metric the application configures, the
+/// problem, naming each with its value and the valid ids. Such a plugin
+/// reads no metric at all: `target-tracking` with its defaults `busy` and
+/// `cpu` on an application whose metric is called `load` fails at every
+/// evaluation. One unresolved default beside one that resolves is
+/// nothing: a default may be a fallback (see [`check_references`]).
+pub fn check_metric_reach(
+    declared: &[Parameter],
+    params: &serde_json::Map<String, Value>,
+    metrics: &[&str],
+) -> Option<String> {
+    let mut named = Vec::new();
+    for parameter in declared {
+        if !matches!(
+            parameter.kind,
+            ParameterKind::MetricId | ParameterKind::MetricIds
+        ) {
+            continue;
+        }
+        let (value, by_default) = match params.get(&parameter.name) {
+            Some(value) => (value.clone(), false),
+            None => match parameter
+                .default_json
+                .as_deref()
+                .and_then(|d| serde_json::from_str::<Value>(d).ok())
+            {
+                Some(value) => (value, true),
+                None => continue,
+            },
+        };
+        let ids: Vec<&str> = match &value {
+            Value::String(id) => vec![id.as_str()],
+            Value::Array(items) => items.iter().filter_map(Value::as_str).collect(),
+            _ => Vec::new(),
+        };
+        if ids.iter().any(|id| metrics.contains(id)) {
+            return None;
+        }
+        if !ids.is_empty() {
+            named.push(format!(
+                "{} = {}{}",
+                parameter.name,
+                sanitize_text(&value.to_string(), 64),
+                if by_default { " (its default)" } else { "" }
+            ));
+        }
+    }
+    (!named.is_empty()).then(|| {
+        format!(
+            "params: none of the plugin's metric parameters names a metric of this application: \
+             {} ({}); set one of them to a metric id",
+            named.join(", "),
+            valid_list(metrics.iter().copied(), "metric")
+        )
+    })
+}
+
 /// Whether `value` is a JSON value of `kind`. An integer is a number too;
 /// a number with a fraction is not an integer, but a whole one written with
 /// a decimal point (`2.0`, which TOML makes a float) is, as the plugin SDK's
@@ -490,6 +548,36 @@ mod tests {
                 "params.inputs: no metric with id \"lagg\" in this application (valid: \"cpu\")",
             ]
         );
+    }
+
+    /// `target-tracking`'s two defaults, `busy` and `cpu`, on an
+    /// application whose one metric is `load`: it would read nothing. One
+    /// of them configured, or given, is enough.
+    #[test]
+    fn a_plugin_none_of_whose_metric_parameters_resolves_is_named() {
+        use ParameterKind::*;
+        let declared = vec![
+            param("busy_metric", MetricId, Some("\"busy\"")),
+            param("cpu_metric", MetricId, Some("\"cpu\"")),
+            param("inputs", MetricIds, Some("[]")),
+            param("target", Number, Some("0.7")),
+        ];
+        let none = serde_json::Map::new();
+        assert_eq!(
+            check_metric_reach(&declared, &none, &["load"]).as_deref(),
+            Some(
+                "params: none of the plugin's metric parameters names a metric of this \
+                 application: busy_metric = \"busy\" (its default), cpu_metric = \"cpu\" (its \
+                 default) (valid: \"load\"); set one of them to a metric id"
+            )
+        );
+        assert_eq!(check_metric_reach(&declared, &none, &["load", "cpu"]), None);
+        let given: serde_json::Map<String, Value> =
+            serde_json::from_str(r#"{"busy_metric": "load"}"#).expect("json");
+        assert_eq!(check_metric_reach(&declared, &given, &["load"]), None);
+        // A plugin that names no metric by default claims nothing.
+        let quiet = vec![param("inputs", MetricIds, Some("[]"))];
+        assert_eq!(check_metric_reach(&quiet, &none, &["load"]), None);
     }
 
     #[test]
