@@ -185,8 +185,11 @@ pub async fn run(config: &Path, dry_run: bool) -> anyhow::Result<ExitCode> {
     // Listening before the agent starts: a SIGHUP sent while it starts
     // reloads (once it runs) instead of ending the process.
     let hangups = hangup_signals();
-    let (events, history) =
-        with_history(Events::log_only().with_registry(registry.clone()), &loaded);
+    let (events, history) = with_history(
+        Events::log_only().with_registry(registry.clone()),
+        &loaded,
+        dry_run,
+    );
     // A task of its own: the AWS SDK reads its profile files with blocking
     // I/O, which must not hold the thread that waits for a stop.
     let mut start = {
@@ -257,12 +260,20 @@ pub async fn run(config: &Path, dry_run: bool) -> anyhow::Result<ExitCode> {
 
 /// `events`, also kept in the decision history of `loaded`'s `state_dir`
 /// (`flinkscale explain`), and the history's writer. Without a history the
-/// agent still scales: a folder it cannot write is logged, not fatal.
+/// agent still scales: a folder it cannot write is logged, not fatal. A
+/// `dry_run` agent's history leaves out the applications an acting agent
+/// holds there ([`telemetry::history::spawn_dry_run`]).
 fn with_history(
     events: Events,
     loaded: &LoadedConfig,
+    dry_run: bool,
 ) -> (Events, Option<telemetry::history::Writer>) {
-    match telemetry::history::spawn(
+    let spawn = if dry_run {
+        telemetry::history::spawn_dry_run
+    } else {
+        telemetry::history::spawn
+    };
+    match spawn(
         telemetry::history::dir(&loaded.state_dir),
         telemetry::history::DEFAULT_BOUND,
     ) {
@@ -384,7 +395,7 @@ pub async fn once(config: &Path, dry_run: bool, json: bool) -> anyhow::Result<Ex
     let (events, history) = if dry_run {
         (Events::log_only(), None)
     } else {
-        with_history(Events::log_only(), &loaded)
+        with_history(Events::log_only(), &loaded, false)
     };
     let mut agent = match Agent::on_aws(&loaded, dry_run, events).await {
         Ok(agent) => agent,

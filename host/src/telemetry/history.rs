@@ -340,11 +340,25 @@ impl Writer {
 /// Starts the thread that keeps at most `bound` entries per application in
 /// `dir` (created, readable by the agent's user only).
 pub fn spawn(dir: PathBuf, bound: usize) -> std::io::Result<(History, Writer)> {
-    create_private_dir(&dir)?;
+    spawn_files(Files::new(dir, bound))
+}
+
+/// [`spawn`] for a dry-run agent: an application whose journal an acting
+/// agent holds (the same `state_dir`) gets nothing from it, so that what
+/// the dry run would do never reads as what the acting agent did. Its
+/// other applications' histories are kept as [`spawn`] keeps them.
+pub fn spawn_dry_run(dir: PathBuf, bound: usize) -> std::io::Result<(History, Writer)> {
+    let mut files = Files::new(dir, bound);
+    files.dry_run = true;
+    spawn_files(files)
+}
+
+fn spawn_files(files: Files) -> std::io::Result<(History, Writer)> {
+    create_private_dir(&files.dir)?;
     let (tx, rx) = std::sync::mpsc::channel();
     let thread = std::thread::Builder::new()
         .name("flinkscale-history".to_owned())
-        .spawn(move || Files::new(dir, bound).run(rx))?;
+        .spawn(move || files.run(rx))?;
     Ok((History { tx }, Writer { thread }))
 }
 
@@ -379,6 +393,13 @@ struct Files {
     /// The time of the event being taken (ms since the epoch): the clock
     /// of [`Files::failing`], so that a simulated run reads simulated time.
     now_ms: i64,
+    /// Whether the agent runs dry ([`spawn_dry_run`]).
+    dry_run: bool,
+    /// In a dry run, the applications whose journal an acting agent held
+    /// at their last evaluation: their events are left out.
+    beside_acting: std::collections::BTreeSet<String>,
+    /// In a dry run, the applications whose lock was looked up.
+    looked_up: std::collections::BTreeSet<String>,
 }
 
 impl Files {
@@ -394,7 +415,47 @@ impl Files {
             failures: BTreeMap::new(),
             failing: Failing::default(),
             now_ms: 0,
+            dry_run: false,
+            beside_acting: std::collections::BTreeSet::new(),
+            looked_up: std::collections::BTreeSet::new(),
         }
+    }
+
+    /// In a dry run, whether `application`'s events are left out: looked
+    /// up at each evaluation (and at the first event), said when it
+    /// changes.
+    fn left_out(&mut self, application: &str, event: &Event) -> bool {
+        if !self.dry_run {
+            return false;
+        }
+        let known = self.beside_acting.contains(application);
+        if !matches!(event, Event::Evaluated { .. }) && self.looked_up.contains(application) {
+            return known;
+        }
+        let Some(state_dir) = self.dir.parent() else {
+            return false;
+        };
+        let held = LockTable::read()
+            .holder(&crate::state::lock_path(state_dir, application))
+            .is_some_and(|lock| lock.held);
+        // Looked up again only at the next evaluation.
+        self.looked_up.insert(application.to_owned());
+        if held && !known {
+            self.beside_acting.insert(application.to_owned());
+            self.pending.remove(application);
+            warn!(
+                message = "An acting agent holds this application's journal in the same state_dir: this dry run writes none of its decisions into the history there (give the dry run a state_dir of its own).",
+                application = %application,
+                state_dir = %state_dir.display(),
+            );
+        } else if !held && known {
+            self.beside_acting.remove(application);
+            info!(
+                message = "No acting agent holds this application's journal any more: this dry run writes its decisions into the history again.",
+                application = %application,
+            );
+        }
+        held
     }
 
     fn run(mut self, rx: Receiver<Event>) {
@@ -412,6 +473,9 @@ impl Files {
         let Some(application) = event_application(&event) else {
             return;
         };
+        if self.left_out(application, &event) {
+            return;
+        }
         if let Some(at_ms) = event_at_ms(&event) {
             self.now_ms = at_ms;
         }

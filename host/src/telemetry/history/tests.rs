@@ -819,6 +819,58 @@ fn a_decision_that_had_to_wait_is_recorded_as_not_sent() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// A dry-run agent given the acting agent's `state_dir` writes nothing
+/// into the history of an application whose journal the acting agent
+/// holds (its holds read as the acting agent's own), and writes again
+/// once no agent holds it; its other applications are kept as always.
+#[test]
+fn a_dry_run_beside_an_acting_agent_leaves_its_history_alone() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let store = crate::state::StateStore::open(dir.path()).expect("the state folder");
+    let history = super::dir(dir.path());
+    let journal = store.journal("acted").expect("the acting agent's journal");
+    let dry = |events: Vec<Event>| {
+        let (sender, writer) = spawn_dry_run(history.clone(), 10).expect("the history starts");
+        for event in events {
+            sender.record(&event);
+        }
+        drop(sender);
+        writer.finish();
+    };
+    dry(vec![
+        evaluated("acted", 1000, Action::ScaleTo(4), true),
+        Event::Failed {
+            application: "acted".to_owned(),
+            at_ms: 1000,
+            class: "metrics".to_owned(),
+            plugin_class: None,
+            message: "GetMetricData failed".to_owned(),
+        },
+        evaluated("alone", 1000, Action::Hold, true),
+    ]);
+    assert!(
+        read(&history, "acted", None).expect("reads").is_empty(),
+        "the dry run wrote into the acting agent's history"
+    );
+    assert!(
+        std::fs::read_dir(&history)
+            .expect("the history folder")
+            .all(|e| !e
+                .expect("an entry")
+                .file_name()
+                .to_string_lossy()
+                .contains("acted")),
+        "no file of the acted application"
+    );
+    assert_eq!(read(&history, "alone", None).expect("reads").len(), 1);
+    // The acting agent stopped: the dry run's decisions are kept again.
+    drop(journal);
+    dry(vec![evaluated("acted", 2000, Action::ScaleTo(4), true)]);
+    let entries = read(&history, "acted", None).expect("reads");
+    assert_eq!(entries.len(), 1);
+    assert_eq!(entries[0].outcome, Outcome::DryRun { kpu: 4 });
+}
+
 #[test]
 fn status_says_why_a_grace_period_follows_an_update_the_agent_did_not_make() {
     let state = temp_dir("foreign-grace");
