@@ -178,6 +178,7 @@ impl Parts {
         )
         .map_err(plugin_error)?
         .prefer(self.named_file(&app.policy.plugin, &paths.policy))
+        .overriding(overridden(&app.policy.plugin, &paths.policy))
         .in_background();
         let mut interpreters: Vec<Box<dyn Interpret>> = Vec::new();
         for (config, path) in app.interpreters.iter().zip(&paths.interpreters) {
@@ -190,6 +191,7 @@ impl Parts {
             )
             .map_err(plugin_error)?
             .prefer(self.named_file(&config.plugin, path))
+            .overriding(overridden(&config.plugin, path))
             .in_background();
             interpreters.push(Box::new(PluginInterpreter(instance)));
         }
@@ -276,6 +278,15 @@ impl Parts {
         }
         Ok(controller.with_journal(journal, loaded))
     }
+}
+
+/// The built-in a plugin given by name overrides when the name resolved
+/// to a file in `plugin_dir`: it runs again if that file is deleted.
+fn overridden(plugin: &str, resolved: &PluginSource) -> Option<PluginSource> {
+    if resolved.is_builtin() || crate::config::load::is_plugin_path(plugin) {
+        return None;
+    }
+    crate::plugin::builtin::find(plugin).map(PluginSource::BuiltIn)
 }
 
 /// What identifies an application's running configuration: a change of any

@@ -21,7 +21,7 @@
 //! logged with the plugin's name, version, sha256 and where it came from
 //! (`built-in` or the file), so an operator can tell which one runs.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, Receiver, TryRecvError};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::SystemTime;
@@ -138,6 +138,9 @@ pub struct Reloading<T> {
     /// it (the built-in, or Cargo's `_` spelling of the name): once it
     /// appears, it is followed instead.
     preferred: Option<PathBuf>,
+    /// What ran before the preferred file appeared: the configuration's
+    /// own resolution, which runs again when that file is deleted.
+    stand_in: Option<PluginSource>,
     loader: Loader<T>,
     instance: Option<T>,
     stamp: Option<Stamp>,
@@ -182,6 +185,7 @@ impl<T: Labelled + Send + 'static> Reloading<T> {
         Self {
             source,
             preferred: None,
+            stand_in: None,
             loader: Arc::new(Mutex::new(loader)),
             instance: None,
             stamp: None,
@@ -235,18 +239,49 @@ impl<T: Labelled + Send + 'static> Reloading<T> {
         self
     }
 
+    /// Runs `overridden` again if the file the plugin was loaded from is
+    /// deleted: the built-in a file in `plugin_dir` of its name overrides.
+    /// No effect on a plugin that is not loaded from a file.
+    pub fn overriding(mut self, overridden: Option<PluginSource>) -> Self {
+        if self.source.file().is_some() {
+            self.stand_in = overridden.or(self.stand_in);
+        }
+        self
+    }
+
     /// Follows the file: if its content changed since it was last loaded
     /// (or a load was attempted), loads and configures the new file and, if
     /// that succeeds, runs it instead of the current instance. Blocking (it
     /// may read, compile and configure a component, unless loading
     /// [`Reloading::in_background`]): call it off the async runtime.
     pub fn refresh(&mut self) -> Refresh {
-        if let Some(preferred) = self.preferred.take_if(|p| p.is_file()) {
+        let changed = if let Some(preferred) = self.preferred.take_if(|p| p.is_file()) {
             // Its content is new whatever its time and size say.
-            self.source = PluginSource::File(preferred);
+            self.stand_in = Some(std::mem::replace(
+                &mut self.source,
+                PluginSource::File(preferred),
+            ));
             self.stamp = None;
-        }
-        let changed = self.content_changed();
+            self.content_changed()
+        } else if let Some(deleted) = self.deleted_over_stand_in() {
+            // The file dropped in over the configuration's plugin was
+            // deleted: that plugin runs again (loaded and configured first,
+            // like any new file), and the file is preferred again if it
+            // comes back.
+            let stand_in = self.stand_in.take().expect("a stand-in to go back to");
+            tracing::info!(
+                message = "Plugin file deleted; going back to the plugin it replaced.",
+                file = %deleted.display(),
+                source = %stand_in.origin(),
+            );
+            self.source = stand_in;
+            self.preferred = Some(deleted);
+            self.stamp = Stamp::of(&self.source);
+            self.digest = digest(&self.source);
+            self.digest
+        } else {
+            self.content_changed()
+        };
         if self.instance.is_none() {
             return match changed {
                 Some(_) => Refresh::Pending,
@@ -372,6 +407,18 @@ impl<T: Labelled + Send + 'static> Reloading<T> {
                 reason: error.to_string(),
             },
         }
+    }
+
+    /// The file running in place of a stand-in, when it is gone and the
+    /// stand-in is there to go back to (a built-in always is).
+    fn deleted_over_stand_in(&self) -> Option<PathBuf> {
+        let file = self.source.file()?;
+        let stand_in = self.stand_in.as_ref()?;
+        let gone = matches!(
+            std::fs::symlink_metadata(file),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound
+        );
+        (gone && stand_in.file().is_none_or(Path::is_file)).then(|| file.to_path_buf())
     }
 
     /// The new digest if the file's content differs from the last one
@@ -854,5 +901,54 @@ mod built_in_tests {
         assert!(to.ends_with("(14 bytes)"), "{to}");
         assert_eq!(plugin.source().file(), Some(named.as_path()));
         assert_eq!(plugin.refresh(), Refresh::Unchanged);
+
+        // Deleted: the built-in runs again, as the README promises
+        // ("delete it to go back"), and a file dropped in again replaces
+        // it again.
+        std::fs::remove_file(&named).unwrap();
+        let Refresh::Reloaded { from, to, .. } = plugin.refresh() else {
+            panic!("the built-in runs again");
+        };
+        assert!(from.ends_with("(14 bytes)"), "{from}");
+        assert!(to.starts_with("built-in"), "{to}");
+        assert!(plugin.source().is_builtin());
+        assert_eq!(plugin.refresh(), Refresh::Unchanged);
+        std::fs::write(&named, b"hold, rebuilt again").unwrap();
+        let Refresh::Reloaded { to, .. } = plugin.refresh() else {
+            panic!("the file dropped in again runs");
+        };
+        assert!(to.ends_with("(19 bytes)"), "{to}");
+    }
+
+    /// An override in plugin_dir found at start (so the name resolved to
+    /// the file, not the built-in) also goes back to the built-in when it
+    /// is deleted; a file the configuration names by path has nothing to
+    /// go back to and keeps running.
+    #[test]
+    fn an_override_found_at_start_goes_back_to_the_built_in_when_deleted() {
+        let dir = tempfile::tempdir().unwrap();
+        let named = dir.path().join("hold.wasm");
+        std::fs::write(&named, b"a rebuilt hold").unwrap();
+        let builtin = crate::plugin::builtin::find("hold").expect("hold is built in");
+        let mut plugin = Reloading::new(PluginSource::File(named.clone()), sized)
+            .expect("the file loads")
+            .prefer(named.clone())
+            .overriding(Some(PluginSource::BuiltIn(builtin)));
+        assert_eq!(plugin.refresh(), Refresh::Unchanged);
+        std::fs::remove_file(&named).unwrap();
+        let Refresh::Reloaded { to, .. } = plugin.refresh() else {
+            panic!("the built-in runs again");
+        };
+        assert!(to.starts_with("built-in"), "{to}");
+
+        let by_path = dir.path().join("mine.wasm");
+        std::fs::write(&by_path, b"mine").unwrap();
+        let mut plugin = Reloading::new(PluginSource::File(by_path.clone()), sized)
+            .expect("the file loads")
+            .prefer(by_path.clone())
+            .overriding(None);
+        std::fs::remove_file(&by_path).unwrap();
+        assert_eq!(plugin.refresh(), Refresh::Unchanged, "keeps running");
+        assert_eq!(plugin.source().file(), Some(by_path.as_path()));
     }
 }
