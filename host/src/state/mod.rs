@@ -1004,7 +1004,15 @@ fn open_no_follow(path: &Path) -> std::io::Result<File> {
 /// then creates is the agent's own.
 pub(crate) fn remove_stale(path: &Path) -> std::io::Result<()> {
     match std::fs::remove_file(path) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+        // A read-only file system refuses the removal of a file that is
+        // not there too (EROFS before ENOENT): nothing stale, and the
+        // write that follows says what is wrong.
+        Err(e)
+            if e.kind() != std::io::ErrorKind::NotFound
+                && std::fs::symlink_metadata(path).is_ok() =>
+        {
+            Err(e)
+        }
         _ => Ok(()),
     }
 }

@@ -507,3 +507,24 @@ fn a_folder_replaced_under_the_agent_is_not_shared_with_a_second_agent() {
         .expect_err("locked again by the first agent");
     assert!(matches!(error, StateError::Locked { .. }), "{error:?}");
 }
+
+/// A removal refused for a file that is not there (a read-only file
+/// system answers EROFS before ENOENT; under a file, ENOTDIR) is nothing
+/// stale: the write after it says what is wrong, instead of an error
+/// about removing a file that never existed. One that is there and
+/// cannot be removed is still an error.
+#[test]
+fn a_stale_file_that_is_not_there_needs_no_removal() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, b"x").unwrap();
+    let under_a_file = file.join(".app.json.tmp");
+    assert!(
+        std::fs::remove_file(&under_a_file)
+            .is_err_and(|e| e.kind() != std::io::ErrorKind::NotFound)
+    );
+    remove_stale(&under_a_file).expect("nothing there to remove");
+    let a_folder = dir.path().join("folder");
+    std::fs::create_dir(&a_folder).unwrap();
+    remove_stale(&a_folder).expect_err("a folder is there and is not removed");
+}

@@ -390,6 +390,13 @@ struct Files {
     /// Whether writes in the folder fail, since when: told once, not at
     /// every entry ([`Files::written`]).
     failing: Failing,
+    /// The kinds of write (what their failure says) that failed since the
+    /// folder started failing: only a write of one of them says it is
+    /// writable again, once none is left. On a full disk an append to the
+    /// history can succeed where a new failure record cannot be made.
+    failed_kinds: std::collections::BTreeSet<&'static str>,
+    /// The applications whose ended failure's record could not be removed.
+    owed_removals: std::collections::BTreeSet<String>,
     /// The time of the event being taken (ms since the epoch): the clock
     /// of [`Files::failing`], so that a simulated run reads simulated time.
     now_ms: i64,
@@ -414,6 +421,8 @@ impl Files {
             quarantines: BTreeMap::new(),
             failures: BTreeMap::new(),
             failing: Failing::default(),
+            failed_kinds: std::collections::BTreeSet::new(),
+            owed_removals: std::collections::BTreeSet::new(),
             now_ms: 0,
             dry_run: false,
             beside_acting: std::collections::BTreeSet::new(),
@@ -799,16 +808,27 @@ impl Files {
     /// Ends the failure of `application`, if a record of one exists.
     fn clear_failure(&mut self, application: &str) {
         self.failures.remove(application);
+        self.remove_failure_record(application);
+    }
+
+    /// Removes `application`'s failure record; one that cannot be removed
+    /// is owed, and removed at the next write that succeeds (else
+    /// `status` would go on showing a failure that ended).
+    fn remove_failure_record(&mut self, application: &str) {
         let path = self.failure_path(application);
-        match std::fs::remove_file(&path) {
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
-            removed => self.written(
-                removed,
-                "Cannot remove the current failure record.",
-                application,
-                &path,
-            ),
+        let removed = match std::fs::remove_file(&path) {
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            removed => removed,
+        };
+        if removed.is_err() {
+            self.owed_removals.insert(application.to_owned());
         }
+        self.written(
+            removed,
+            "Cannot remove the current failure record.",
+            application,
+            &path,
+        );
     }
 
     fn failure_path(&self, application: &str) -> PathBuf {
@@ -850,7 +870,12 @@ impl Files {
         match written {
             Ok(n) => {
                 self.lines.insert(application.to_owned(), n);
-                self.written(Ok(()), "", application, &path);
+                self.written(
+                    Ok(()),
+                    "Cannot write the decision history.",
+                    application,
+                    &path,
+                );
             }
             Err(error) => {
                 self.lines.remove(application);
@@ -900,9 +925,10 @@ impl Files {
     /// failure (`what` says which file) is logged when the folder starts
     /// failing, when the error changes and every
     /// [`REMINDER_INTERVAL`](super::failing::REMINDER_INTERVAL), not at
-    /// every entry; the first write that succeeds after failures says the
-    /// folder is writable again. A full or read-only state folder would
-    /// otherwise repeat the same warning at every evaluation.
+    /// every entry; once every kind of write (`what`) that failed has
+    /// succeeded again, the folder is said to be writable again. A full
+    /// or read-only state folder would otherwise repeat the same warning
+    /// at every evaluation.
     fn written(
         &mut self,
         written: std::io::Result<()>,
@@ -913,6 +939,16 @@ impl Files {
         let now_ms = self.now_ms;
         let error = match written {
             Ok(()) => {
+                // A write went through: the removals owed are tried again.
+                for owed in std::mem::take(&mut self.owed_removals) {
+                    if !self.failures.contains_key(&owed) {
+                        self.remove_failure_record(&owed);
+                    }
+                }
+                if !self.failed_kinds.remove(what) || !self.failed_kinds.is_empty() {
+                    // Not a kind that failed, or others still fail.
+                    return;
+                }
                 if let Some(recovered) = self.failing.succeeded(now_ms) {
                     info!(
                         message = %format!(
@@ -929,6 +965,7 @@ impl Files {
         };
         // The error alone, not the file: the history, failure and
         // quarantine files fail together when the folder does.
+        self.failed_kinds.insert(what);
         match self.failing.failed(now_ms, &error.to_string()) {
             Tell::Started => warn!(
                 message = what,

@@ -764,6 +764,34 @@ fn a_history_folder_that_cannot_be_written_is_warned_of_once_and_reminded() {
     let _ = std::fs::remove_dir_all(&base);
 }
 
+/// On a full disk an append to the history can succeed where a new
+/// failure record cannot be made: the failure record's trouble is said
+/// once, and no append says the folder is writable again (the reviewer's
+/// log said both at every evaluation).
+#[test]
+fn one_kind_of_file_failing_is_not_undone_by_another_that_writes() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let history = super::dir(dir.path());
+    std::fs::create_dir_all(&history).expect("the history folder");
+    // The failure record's temporary file cannot be made or removed.
+    std::fs::create_dir(history.join(".app.failure.json.tmp")).expect("a blocking folder");
+    let mut files = Files::new(history.clone(), 100);
+    let logs = crate::telemetry::captured_logs(false, || {
+        for minute in 0..5 {
+            files.take(failed(minute * 60_000, "metrics", "GetMetricData failed"));
+            files.take(evaluated("app", minute * 60_000 + 1, Action::Hold, false));
+        }
+    });
+    let warnings: Vec<&str> = logs.lines().filter(|l| l.contains("WARN")).collect();
+    assert_eq!(warnings.len(), 1, "{logs}");
+    assert!(
+        warnings[0].contains("Cannot write the current failure record."),
+        "{logs}"
+    );
+    assert!(!logs.contains("writable again"), "{logs}");
+    assert_eq!(read(&history, "app", None).expect("reads").len(), 5);
+}
+
 /// A decision to scale that had to wait (`once` in a grace period, or an
 /// evaluation that found another writer's update in progress) was never
 /// sent: its entry says so and why, not "no answer", which would send an
