@@ -130,10 +130,14 @@ pub fn world_name(kind: PluginKind) -> &'static str {
 /// pointed at the canned evaluation's. Any other plugin that declares its
 /// parameters (contract 0.2.0) gets each alarm or metric id it declares as
 /// required or with a default pointed there too (a default id such as
-/// `"busy"` names an alarm the canned evaluation does not have): alarm ids
-/// in turn at [`CANNED_SCALE_OUT_ALARM`] then [`CANNED_SCALE_IN_ALARM`],
-/// metric ids at the canned series in their order, so that a new plugin
-/// that reads an alarm passes `check` as written. Every other key is left
+/// `"hot"` names an alarm the canned evaluation does not have), by
+/// meaning where it shows: a default that is a canned id is kept
+/// (`busy_metric = "busy"`), else a canned id in the key's name is taken
+/// (`records_in_metric` gets `records_in`, `scale_in_alarm` gets
+/// `scale_in`), else the ids are given in turn (alarms
+/// [`CANNED_SCALE_OUT_ALARM`] then [`CANNED_SCALE_IN_ALARM`], metrics the
+/// canned series in their order), so that a new plugin that reads an
+/// alarm passes `check` as written. Every other key is left
 /// out, so the plugin holds its defaults (or refuses, naming a required
 /// key that `--params` must give); an optional id with no default stays
 /// absent, as it would in a configuration that does not use it.
@@ -161,14 +165,14 @@ pub fn canned_params(metadata: &PluginMetadata) -> String {
         .filter(|p| p.required || p.default_json.is_some())
     {
         let value = match parameter.kind {
-            ParameterKind::AlarmId => {
-                next_alarm += 1;
-                serde_json::json!(alarms[(next_alarm - 1) % alarms.len()])
-            }
+            ParameterKind::AlarmId => serde_json::json!(by_meaning(
+                parameter,
+                &alarms.map(str::to_owned),
+                &mut next_alarm
+            )),
             ParameterKind::AlarmIds => serde_json::json!(alarms),
             ParameterKind::MetricId => {
-                next_metric += 1;
-                serde_json::json!(metrics[(next_metric - 1) % metrics.len()])
+                serde_json::json!(by_meaning(parameter, &metrics, &mut next_metric))
             }
             ParameterKind::MetricIds => serde_json::json!(metrics),
             _ => continue,
@@ -176,6 +180,27 @@ pub fn canned_params(metadata: &PluginMetadata) -> String {
         params.insert(parameter.name.clone(), value);
     }
     serde_json::Value::Object(params).to_string()
+}
+
+/// The canned id `parameter` means: its default when that is one, else
+/// the longest one its name holds, else the next of `ids` in turn.
+fn by_meaning(parameter: &super::Parameter, ids: &[String], next: &mut usize) -> String {
+    let default = parameter
+        .default_json
+        .as_deref()
+        .and_then(|d| serde_json::from_str::<String>(d).ok());
+    if let Some(default) = default.filter(|d| ids.contains(d)) {
+        return default;
+    }
+    if let Some(named) = ids
+        .iter()
+        .filter(|id| parameter.name.contains(id.as_str()))
+        .max_by_key(|id| id.len())
+    {
+        return named.clone();
+    }
+    *next += 1;
+    ids[(*next - 1) % ids.len()].clone()
 }
 
 /// The application of the canned evaluation: running at 4 KPU of 1..=16.
@@ -362,6 +387,47 @@ mod tests {
                 "rate_metric": "busy",
                 "all": ["busy", "records_in", "backlog"],
                 "busy_alarm": CANNED_SCALE_OUT_ALARM,
+            })
+        );
+    }
+
+    /// Ids go by meaning where it shows: `rate`'s `records_in_metric`
+    /// declared before its `busy_metric` got `busy` (busy time read as an
+    /// input rate of 1093 records/s, a decision of parallelism 16).
+    #[test]
+    fn canned_ids_go_by_the_default_or_the_name_before_their_turn() {
+        let metadata = declaring(
+            "some-rate",
+            vec![
+                parameter(
+                    "records_in_metric",
+                    ParameterKind::MetricId,
+                    false,
+                    Some("\"records_in\""),
+                ),
+                parameter(
+                    "busy_metric",
+                    ParameterKind::MetricId,
+                    false,
+                    Some("\"busy\""),
+                ),
+                parameter("backlog_metric", ParameterKind::MetricId, true, None),
+                parameter("input", ParameterKind::MetricId, true, None),
+                parameter("scale_in_alarm", ParameterKind::AlarmId, true, None),
+                parameter("scale_out_alarm", ParameterKind::AlarmId, true, None),
+            ],
+        );
+        let params: serde_json::Value =
+            serde_json::from_str(&canned_params(&metadata)).expect("JSON");
+        assert_eq!(
+            params,
+            serde_json::json!({
+                "records_in_metric": "records_in",
+                "busy_metric": "busy",
+                "backlog_metric": "backlog",
+                "input": "busy",
+                "scale_in_alarm": CANNED_SCALE_IN_ALARM,
+                "scale_out_alarm": CANNED_SCALE_OUT_ALARM,
             })
         );
     }
