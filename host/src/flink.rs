@@ -23,18 +23,28 @@ const MAX_ANSWER: u64 = 8 << 20;
 /// `host:port` of a `rest_url`, which must be `http://host:port` (TLS is
 /// not supported yet); the error says what is wrong.
 pub fn parse_rest_url(rest_url: &str) -> Result<String, String> {
-    rest_url
-        .strip_prefix("http://")
-        .map(|rest| rest.trim_end_matches('/'))
-        .filter(|hp| {
-            hp.rsplit_once(':').is_some_and(|(host, port)| {
-                !host.is_empty() && !hp.contains('/') && port.parse::<u16>().is_ok()
-            })
-        })
-        .map(str::to_owned)
-        .ok_or_else(|| {
-            format!("rest_url {rest_url:?}: expected http://host:port (https is not supported yet)")
-        })
+    let wrong = |what: &str| format!("rest_url {rest_url:?}: expected http://host:port: {what}");
+    let Some(rest) = rest_url.strip_prefix("http://") else {
+        return Err(wrong(if rest_url.starts_with("https://") {
+            "https is not supported yet"
+        } else {
+            "the scheme must be http://"
+        }));
+    };
+    let hp = rest.trim_end_matches('/');
+    if hp.contains('/') {
+        return Err(wrong("no path after the port"));
+    }
+    match hp.rsplit_once(':') {
+        None => Err(wrong(
+            "no port (Flink's REST API listens on 8081 by default)",
+        )),
+        Some(("", _)) => Err(wrong("no host")),
+        Some((_, port)) if port.parse::<u16>().is_err() => Err(wrong(&format!(
+            "the port {port:?} is not a number from 0 to 65535"
+        ))),
+        Some(_) => Ok(hp.to_owned()),
+    }
 }
 
 /// What `rest_url` names: one JobManager's REST API (`"http://host:port"`)
@@ -844,6 +854,26 @@ mod tests {
                 "{err}"
             );
         }
+        // Each says what is wrong, not that https is unsupported.
+        let why = |bad: &str| {
+            let err = parse_rest_url(bad).expect_err(bad);
+            err.split_once("expected http://host:port: ")
+                .map(|(_, why)| why.to_owned())
+                .unwrap_or(err)
+        };
+        assert_eq!(why("https://h:8081"), "https is not supported yet");
+        assert_eq!(why("ftp://x:1"), "the scheme must be http://");
+        assert_eq!(
+            why("http://localhost"),
+            "no port (Flink's REST API listens on 8081 by default)"
+        );
+        assert_eq!(why("http://h:1/x"), "no path after the port");
+        assert_eq!(why("http://:8081"), "no host");
+        assert_eq!(
+            why("http://h:99999"),
+            "the port \"99999\" is not a number from 0 to 65535"
+        );
+        assert_eq!(parse_rest_url("http://h:8081/").as_deref(), Ok("h:8081"));
     }
 
     #[test]

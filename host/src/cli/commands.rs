@@ -613,6 +613,7 @@ fn plugin_problems(loaded: &LoadedConfig, policies: bool) -> Result<PluginCheck,
                 path: policy_at.key(field),
                 message: error.to_string(),
                 hint: None,
+                assumes: None,
             });
         }
         let series: Vec<Series> = app
@@ -677,6 +678,7 @@ fn plugin_problems(loaded: &LoadedConfig, policies: bool) -> Result<PluginCheck,
                 path: path_at,
                 message,
                 hint: None,
+                assumes: None,
             });
         }
         if all_asked && !app.interpreters.is_empty() {
@@ -761,6 +763,7 @@ fn unmatched_alarm_signals(
                             .join(", ")
                     )
                 }),
+                assumes: None,
             })
         })
         .collect()
@@ -799,6 +802,7 @@ fn plugin_findings(loaded: &LoadedConfig, config: &Path) -> anyhow::Result<usize
                         path: plugin_at.key(field),
                         message,
                         hint: None,
+                        assumes: None,
                     }],
                 )
                 .into_iter()

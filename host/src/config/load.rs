@@ -330,7 +330,13 @@ fn load_text(
             .iter()
             .filter(|p| {
                 let at = document.span_of(p);
-                !removed.iter().any(|r| r.contains(&at.start)) && !document.gives_missing_field(p)
+                let refused = |at: &Range<usize>| removed.iter().any(|r| r.contains(&at.start));
+                // A consequence of a value refused elsewhere is not said.
+                let assumes_refused = p.assumes.as_ref().is_some_and(|field| {
+                    let (node, whole) = document.deepest(field);
+                    whole && refused(&node.span())
+                });
+                !refused(&at) && !assumes_refused && !document.gives_missing_field(p)
             })
             .map(|p| document.locate(p)),
     );
@@ -467,6 +473,7 @@ fn missing_plugins(loaded: &LoadedConfig) -> Vec<Problem> {
                 path: at.key("plugin"),
                 message,
                 hint: Some(hint),
+                assumes: None,
             });
         }
     }

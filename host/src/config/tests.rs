@@ -1316,7 +1316,7 @@ fn flink_keys_are_checked_and_located() {
     );
     assert_error(
         &format!("{FLINK_APP}rest_url = \"https://h:8081\"\n{policy}"),
-        "config/x.toml:4:12: application \"orders\".rest_url: rest_url \"https://h:8081\": expected http://host:port (https is not supported yet) (valid: http://host:port, e.g. \"http://localhost:8081\")",
+        "config/x.toml:4:12: application \"orders\".rest_url: rest_url \"https://h:8081\": expected http://host:port: https is not supported yet (valid: http://host:port, e.g. \"http://localhost:8081\")",
     );
     // A list, for JobManagers reached one by one: each entry is checked
     // and located on its own, none twice, and not none.
@@ -1335,7 +1335,7 @@ fn flink_keys_are_checked_and_located() {
     );
     assert_error(
         &format!("{FLINK_APP}rest_url = [\"http://a:1\", \"http//b:1\"]\n{policy}"),
-        "config/x.toml:4:27: application \"orders\".rest_url[1]: rest_url \"http//b:1\": expected http://host:port (https is not supported yet) (valid: http://host:port, e.g. \"http://localhost:8081\")",
+        "config/x.toml:4:27: application \"orders\".rest_url[1]: rest_url \"http//b:1\": expected http://host:port: the scheme must be http:// (valid: http://host:port, e.g. \"http://localhost:8081\")",
     );
     assert_error(
         &format!("{FLINK_APP}rest_url = [\"http://a:1\", \"http://a:1\"]\n{policy}"),
@@ -1397,6 +1397,17 @@ fn flink_keys_are_checked_and_located() {
     assert_error(
         &format!("[[application]]\nname = \"a\"\ntarget = \"yarn\"\n{policy}"),
         "config/x.toml:3:10: application \"a\".target: unknown variant `yarn` (expected `msf` or `flink`)",
+    );
+    // A target refused is the one error: the Flink keys beside it are not
+    // also said to be out of place on an MSF application.
+    let errors = errors(&format!(
+        "[[application]]\nname = \"a\"\ntarget = \"Flink\"\nrest_url = \"http://h:1\"\njob_name = \"j\"\n{policy}"
+    ));
+    assert_eq!(
+        errors,
+        [
+            "config/x.toml:3:10: application \"a\".target: unknown variant `Flink` (did you mean `flink`? expected `msf` or `flink`)"
+        ]
     );
 }
 

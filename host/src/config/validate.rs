@@ -103,6 +103,11 @@ pub struct Problem {
     pub message: String,
     /// What would be valid, when that can be said briefly.
     pub hint: Option<String>,
+    /// The field whose value the problem follows from, when that is
+    /// another one: a value refused there (the loader's own error) makes
+    /// the problem a consequence, not reported (`target = "Flink"` refused
+    /// is not also "rest_url is for target = flink").
+    pub assumes: Option<FieldPath>,
 }
 
 impl Problem {
@@ -111,7 +116,13 @@ impl Problem {
             path,
             message: message.into(),
             hint: None,
+            assumes: None,
         }
+    }
+
+    fn assuming(mut self, field: FieldPath) -> Self {
+        self.assumes = Some(field);
+        self
     }
 
     fn hint(mut self, hint: impl Into<String>) -> Self {
@@ -847,7 +858,8 @@ fn validate_target(at: &FieldPath, app: &ApplicationConfig) -> Vec<Problem> {
                         at.key(field),
                         format!("{field} is for target = \"flink\", but this application's target is \"msf\""),
                     )
-                    .hint("set target = \"flink\" to scale a job of a self-managed Flink cluster, or remove it"),
+                    .hint("set target = \"flink\" to scale a job of a self-managed Flink cluster, or remove it")
+                    .assuming(at.key("target")),
                 );
             }
         }

@@ -469,9 +469,9 @@ impl Machine {
             return decision;
         };
         let wait = match owed.until_ms {
-            Some(until_ms) => format!("{} s", secs_until(until_ms, now_ms)),
+            Some(until_ms) => format!("for {} s", secs_until(until_ms, now_ms)),
             None => format!(
-                "while the {} is {}, then {} s",
+                "while the {} is {}, nor for {} s after",
                 settings.words.thing(),
                 state.status,
                 settings.grace_period.as_secs()
@@ -479,10 +479,9 @@ impl Machine {
         };
         decision.action = Action::Hold;
         decision.next_evaluation_secs = None;
-        decision.reason.push_str(&format!(
-            "; {}: not acted on for {wait}, holding",
-            owed.reason
-        ));
+        decision
+            .reason
+            .push_str(&format!("; {}: not acted on {wait}, holding", owed.reason));
         if let Some(streak) = restart_streak(moves, settings, now_ms) {
             decision.reason.push_str("; ");
             decision.reason.push_str(&streak);
@@ -1331,26 +1330,35 @@ impl Machine {
         if state.identity.is_some() {
             self.record.seen_identity = state.identity.clone();
         }
+        // Mid-update the size read is the one the update leaves, not the
+        // one it goes to.
+        let runs = if state.status == AppStatus::Running {
+            format!("it now runs at {}", settings.words.capacity(state.kpu()))
+        } else {
+            format!(
+                "it is {}, from {}",
+                state.status,
+                settings.words.capacity(state.kpu())
+            )
+        };
         if let Some(previous) = replaced {
             // Its version id says nothing next to the old one's.
             out.failed(
                 Failure::ForeignUpdate,
                 format!(
-                    "the {thing} was replaced under the agent ({identity} {previous}, now {}): {}; it now runs at {}, and is waited out as a restart",
+                    "the {thing} was replaced under the agent ({identity} {previous}, now {}): {}; {runs}, and is waited out as a restart",
                     state.identity.as_deref().unwrap_or_default(),
                     settings.words.replaced(),
-                    settings.words.capacity(state.kpu()),
                     thing = settings.words.thing(),
                     identity = settings.words.identity(),
                 ),
             );
         } else if let Some(seen) = moved {
             let mut message = format!(
-                "the {thing}'s version id moved from {seen} to {} without {} of this agent: {}; it now runs at {}. Two writers undo each other's rescales: run one agent per {thing}",
+                "the {thing}'s version id moved from {seen} to {} without {} of this agent: {}; {runs}. Two writers undo each other's rescales: run one agent per {thing}",
                 state.version_id,
                 settings.words.rescale(),
                 settings.words.other_writers(),
-                settings.words.capacity(state.kpu()),
                 thing = settings.words.thing(),
             );
             if let Some(streak) = streak {

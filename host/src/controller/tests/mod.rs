@@ -857,6 +857,58 @@ async fn another_writers_update_is_reported_and_waited_out_with_a_grace_period()
     );
 }
 
+/// Another writer's update met while it is still UPDATING: the report
+/// says the size read is the one the update leaves (not that it "now
+/// runs" there), and the hold says how long it lasts in plain words.
+#[test]
+fn another_writers_update_met_mid_way_is_said_as_it_is() {
+    use super::machine::{Evaluated, Jitter, Machine, Observation};
+    let settings = Settings::from_config(&test_app(), false);
+    let mut machine = Machine::new(Jitter::new(1));
+    machine.record.seen_version_id = Some(1);
+    let state = AppState {
+        status: AppStatus::Updating,
+        parallelism: 5,
+        version_id: 2,
+        ..running()
+    };
+    let wants = Decision {
+        action: Action::ScaleTo(8),
+        reason: "high in ALARM".to_owned(),
+        next_evaluation_secs: None,
+    };
+    let held = machine.assess(wants, &state, &settings, T0_MS);
+    assert_eq!(held.action, Action::Hold);
+    assert!(
+        held.reason.ends_with(
+            ": not acted on while the application is UPDATING, nor for 300 s after, holding"
+        ),
+        "{held:?}"
+    );
+    let step = machine.step(
+        Observation::Evaluated(Ok(Evaluated {
+            state,
+            decision: held,
+        })),
+        &settings,
+        T0_MS,
+    );
+    let reported: Vec<&str> = step
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Failed { message, .. } => Some(message.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(reported.len(), 1, "{step:?}");
+    assert!(
+        reported[0].contains("; it is UPDATING, from 5 KPU. Two writers"),
+        "{}",
+        reported[0]
+    );
+}
+
 /// The grace owed is found once per evaluation, when the decision is
 /// assessed: the step that the evaluation answers holds what the history
 /// says even when that grace period ended while the plugin decided.
