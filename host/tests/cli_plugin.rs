@@ -527,6 +527,36 @@ fn bench_fails_on_an_answer_outside_the_contract() {
     );
 }
 
+/// A call past the deadline is counted and the bench goes on, on a fresh
+/// instance, instead of throwing the run away at the first slow call; a
+/// plugin none of whose calls answers has nothing to time (exit 1, saying
+/// so).
+#[test]
+fn bench_counts_calls_past_the_deadline() {
+    let plugin = misbehave();
+    let output = flinkscale(&[
+        "plugin",
+        "bench",
+        &plugin,
+        "--params",
+        r#"{"mode": "loop"}"#,
+        "--iterations",
+        "2",
+        "--instances",
+        "1",
+        "--compiles",
+        "1",
+    ]);
+    assert_eq!(code(&output), Some(1), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains(
+            "every one of the 2 timed calls ran past the 100 ms deadline: nothing to time"
+        ),
+        "{}",
+        stderr(&output)
+    );
+}
+
 /// A plugin that logs at every call does not bury `bench`'s result: the
 /// timed calls' lines are counted (at the level `RUST_LOG` asks for) and
 /// not printed.

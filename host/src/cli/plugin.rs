@@ -952,11 +952,22 @@ fn bench(
         .with_ansi(false)
         .with_writer(guest_lines.clone())
         .finish();
-    let (instances, calls) = tracing::subscriber::with_default(timed, || {
+    let Timed {
+        instances,
+        calls,
+        timeouts,
+    } = tracing::subscriber::with_default(timed, || {
         time_loads_and_calls(&host, &source, &metadata, &params, counts)
     })
     .map_err(plugin_failed)?;
     let guest_lines = guest_lines.count();
+    let deadline_ms = host.limits().call_timeout.as_millis();
+    if calls.is_empty() && timeouts > 0 {
+        return Err(Failure::Plugin(format!(
+            "every one of the {timeouts} timed calls ran past the {deadline_ms} ms deadline: \
+             nothing to time (the agent would hold at each; `plugin check` shows one call)"
+        )));
+    }
 
     let compile = spread(compiles);
     let instance = spread(instances);
@@ -981,7 +992,7 @@ fn bench(
                 "compile_ms": millis(compile.p50),
                 "compiles": compile.count,
                 "instance": timing(instance),
-                "call": { "function": function, "p50_us": micros(warm.p50), "p99_us": micros(warm.p99), "count": warm.count },
+                "call": { "function": function, "p50_us": micros(warm.p50), "p99_us": micros(warm.p99), "count": warm.count, "timeouts": timeouts, "deadline_ms": deadline_ms },
                 "log_lines_not_printed": guest_lines,
                 "release_build": !cfg!(debug_assertions),
             })
@@ -1002,7 +1013,7 @@ fn bench(
             compile.count
         );
         println!(
-            "fresh instance  p50 {:.1} us, p99 {:.1} us ({} loads from the cached compiled component: link, instantiate, metadata, configure)",
+            "fresh instance  p50 {:.1} us, p99 {:.1} us ({} starts of the compiled component, as after a trap or timeout: instantiate, metadata, configure)",
             micros(instance.p50),
             micros(instance.p99),
             instance.count
@@ -1013,6 +1024,12 @@ fn bench(
             micros(warm.p99),
             warm.count
         );
+        if timeouts > 0 {
+            println!(
+                "timeouts        {timeouts} calls ran past the {deadline_ms} ms deadline (not \
+                 timed; each next call ran on a fresh instance): the agent would hold at each"
+            );
+        }
         if guest_lines > 0 {
             println!(
                 "log             {guest_lines} lines during the loads and calls, formatted (and \
@@ -1031,53 +1048,83 @@ fn bench(
     Ok(ExitCode::SUCCESS)
 }
 
-/// The timed part of `bench`: `counts.instances` fresh instances from the
-/// cached compiled component, then `counts.iterations` warm calls (after
-/// up to 100 untimed ones) on the canned evaluation.
+/// What the timed part of `bench` measured.
+struct Timed {
+    /// Each fresh instance's start.
+    instances: Vec<Duration>,
+    /// Each warm call that answered.
+    calls: Vec<Duration>,
+    /// The warm calls that ran past the deadline.
+    timeouts: usize,
+}
+
+/// The timed part of `bench`: `counts.instances` fresh instances of the
+/// compiled component (what the call after a trap or timeout starts: the
+/// file is not read again), then `counts.iterations` warm calls (after up
+/// to 100 untimed ones) on the canned evaluation. A call past the
+/// deadline is counted, not fatal (a busy machine makes one now and
+/// then), and the next runs on a fresh instance started untimed; any
+/// other failure ends the bench.
 fn time_loads_and_calls(
     host: &PluginHost,
     source: &PluginSource,
     metadata: &PluginMetadata,
     params: &str,
     counts: BenchCounts,
-) -> Result<(Vec<Duration>, Vec<Duration>), PluginError> {
+) -> Result<Timed, PluginError> {
+    let evaluation = inspect::canned_evaluation();
+    let mut loaded = load(host, source, metadata.kind, params)?;
     let mut instances = Vec::with_capacity(counts.instances);
     for _ in 0..counts.instances {
         let started = Instant::now();
-        let loaded = load(host, source, metadata.kind, params)?;
+        match &mut loaded {
+            Loaded::Policy(policy) => policy.restart()?,
+            Loaded::Interpreter(interpreter) => interpreter.restart()?,
+        }
         instances.push(started.elapsed());
-        drop(loaded);
     }
 
-    let evaluation = inspect::canned_evaluation();
-    let mut loaded = load(host, source, metadata.kind, params)?;
-    let mut call = || -> Result<Duration, PluginError> {
+    // `None` for a call past the deadline.
+    let mut call = || -> Result<Option<Duration>, PluginError> {
         let started = Instant::now();
-        match &mut loaded {
+        let answered = match &mut loaded {
             // Checked as the agent checks it: an answer outside the
             // contract fails the bench as it fails `check`.
-            Loaded::Policy(policy) => {
-                std::hint::black_box(policy.decide_checked(&evaluation)?);
+            Loaded::Policy(policy) => policy.decide_checked(&evaluation).map(drop),
+            Loaded::Interpreter(interpreter) => interpreter
+                .interpret(evaluation.now_ms, &evaluation.app, &evaluation.metrics)
+                .map(drop),
+        };
+        let took = started.elapsed();
+        match answered {
+            Ok(()) => Ok(Some(took)),
+            Err(error) if error.class() == Some(crate::plugin::FailureClass::Timeout) => {
+                match &mut loaded {
+                    Loaded::Policy(policy) => policy.restart()?,
+                    Loaded::Interpreter(interpreter) => interpreter.restart()?,
+                }
+                Ok(None)
             }
-            Loaded::Interpreter(interpreter) => {
-                std::hint::black_box(interpreter.interpret(
-                    evaluation.now_ms,
-                    &evaluation.app,
-                    &evaluation.metrics,
-                )?);
-            }
+            Err(error) => Err(error),
         }
-        Ok(started.elapsed())
     };
     // Warm up: the first calls fault in the instance's memory.
     for _ in 0..counts.iterations.min(100) {
         call()?;
     }
     let mut calls = Vec::with_capacity(counts.iterations);
+    let mut timeouts = 0;
     for _ in 0..counts.iterations {
-        calls.push(call()?);
+        match call()? {
+            Some(took) => calls.push(took),
+            None => timeouts += 1,
+        }
     }
-    Ok((instances, calls))
+    Ok(Timed {
+        instances,
+        calls,
+        timeouts,
+    })
 }
 
 /// `value` as `Display` writes it, or in scientific notation where that

@@ -504,6 +504,13 @@ impl PolicyInstance {
         Ok(Self { sandbox })
     }
 
+    /// Starts a fresh instance of the compiled component now, configured
+    /// again, as the next call after a trap or a timeout does: a new store,
+    /// instantiate, metadata, configure (`plugin bench` times it).
+    pub fn restart(&mut self) -> Result<(), PluginError> {
+        self.sandbox.start(true)
+    }
+
     /// Asks the policy to decide on `evaluation`. The answer is the
     /// plugin's, unvalidated: refuse it if
     /// [`super::validate::contract_violation`] finds it outside the
@@ -571,6 +578,11 @@ impl InterpreterInstance {
     pub(crate) fn start(mut sandbox: Sandbox<InterpreterWorld>) -> Result<Self, PluginError> {
         sandbox.start(true)?;
         Ok(Self { sandbox })
+    }
+
+    /// [`PolicyInstance::restart`], for an interpreter.
+    pub fn restart(&mut self) -> Result<(), PluginError> {
+        self.sandbox.start(true)
     }
 
     /// Asks the interpreter for signals. NaN and infinite values are
