@@ -5,7 +5,8 @@
 #   module_and_world LANG EXT INTERPRETER_PATTERN [MODULE [WORLD]]
 #
 # MODULE (default: step) is a module of plugins/LANG/, without .EXT, or the
-# path of a .EXT file elsewhere. WORLD is `scaling-policy` or
+# path of a .EXT file elsewhere: relative to `$caller` (the folder the
+# script was run in, when the script sets it), else to the root. WORLD is `scaling-policy` or
 # `metric-interpreter`; when left out, a source with a line matching
 # INTERPRETER_PATTERN (grep -E: its import of the interpreter helper) is an
 # interpreter, any other a policy. Sets source_file, module_dir (the folder
@@ -17,7 +18,10 @@ module_and_world() {
     case "$module" in
         *."$ext")
             source_file="$module"
-            module_dir="$(dirname "$module")"
+            if [[ "$module" != /* ]] && [ -n "${caller:-}" ] && [ -f "$caller/$module" ]; then
+                source_file="$caller/$module"
+            fi
+            module_dir="$(dirname "$source_file")"
             module="$(basename "$module" ".$ext")"
             ;;
         *)
@@ -26,7 +30,7 @@ module_and_world() {
             ;;
     esac
     if [ ! -f "$source_file" ]; then
-        echo "build.sh: no module $source_file (MODULE is a file in plugins/$lang/, without .$ext, or a .$ext file's path)" >&2
+        echo "build.sh: no module $source_file (MODULE is a file in plugins/$lang/, without .$ext, or a .$ext file's path, relative to the folder you run in)" >&2
         exit 2
     fi
     if [ -n "${5:-}" ]; then

@@ -32,8 +32,10 @@ plugins/python/build.sh tests/fixtures/polyglot/misbehave_interpreter.py
 plugins/js/build.sh tests/fixtures/polyglot/misbehave-interpreter.js
 # The misbehaving policies written with the Python and JavaScript policy
 # helpers (host/tests/polyglot_policies.rs).
-plugins/python/build.sh tests/fixtures/polyglot/misbehave_policy.py
-plugins/js/build.sh tests/fixtures/polyglot/misbehave-policy.js
+# Run from another folder with a path relative to it, as a plugin author
+# runs the kit's scripts on their own files.
+(cd tests/fixtures && ../../plugins/python/build.sh polyglot/misbehave_policy.py)
+(cd tests/fixtures && ../../plugins/js/build.sh polyglot/misbehave-policy.js)
 # The real-Flink test (host/tests/flink.rs) starts a cluster from the Flink
 # distribution the apache-flink wheel bundles, on a Java 17 runtime.
 command -v java >/dev/null || (apt-get update && apt-get install -y openjdk-17-jre-headless)

@@ -26,6 +26,8 @@
 # `--backend-qjs-stub-wasi` replaces every WASI import with a trap, so that
 # the component imports nothing but the contract's `host` interface.
 set -euo pipefail
+# A .py or .js path given is relative to the folder the script is run in.
+caller="$PWD"
 cd "$(dirname "$0")/../.."
 
 # shellcheck source=plugins/build-module.sh
@@ -42,7 +44,7 @@ fi
 
 if [ -f "$out" ] && [ -z "$(find plugins/js "$module_dir" wit/v0.2.0 -path plugins/js/node_modules -prune -o -newer "$out" \
         \( -name '*.js' -o -name '*.wit' -o -name package-lock.json \) -print -quit)" ]; then
-    echo "$out is up to date"
+    echo "$(realpath "$out") is up to date"
     exit 0
 fi
 mkdir -p "$out_dir"
@@ -60,4 +62,4 @@ node "$jco" componentize "$(realpath "$source_file")" --wit "$PWD/wit/v0.2.0" \
     --world-name "$world" --backend qjs --backend-qjs-disable-async \
     --backend-qjs-stub-wasi -o "$(realpath -m "$out.tmp")" >/dev/null
 mv "$out.tmp" "$out"
-echo "built $out ($world, $(stat -c %s "$out") bytes) in $(( ($(date +%s%N) - start) / 1000000 )) ms"
+echo "built $(realpath "$out") ($world, $(stat -c %s "$out") bytes) in $(( ($(date +%s%N) - start) / 1000000 )) ms"

@@ -12,6 +12,8 @@
 # repository's .venv, which is reused when present; the component is rebuilt
 # only when a source, the WIT or the toolchain pin is newer than it.
 set -euo pipefail
+# A .py or .js path given is relative to the folder the script is run in.
+caller="$PWD"
 cd "$(dirname "$0")/../.."
 
 # shellcheck source=plugins/build-module.sh
@@ -30,7 +32,7 @@ fi
 
 if [ -f "$out" ] && [ -z "$(find plugins/python "$module_dir" wit/v0.2.0 -newer "$out" \
         \( -name '*.py' -o -name '*.wit' -o -name requirements.txt \) -print -quit)" ]; then
-    echo "$out is up to date"
+    echo "$(realpath "$out") is up to date"
     exit 0
 fi
 mkdir -p "$out_dir"
@@ -38,4 +40,4 @@ start=$(date +%s%N)
 .venv/bin/componentize-py -d wit/v0.2.0 -w "$world" \
     componentize -p plugins/python -p "$module_dir" "$module" -o "$out.tmp"
 mv "$out.tmp" "$out"
-echo "built $out ($world, $(stat -c %s "$out") bytes) in $(( ($(date +%s%N) - start) / 1000000 )) ms"
+echo "built $(realpath "$out") ($world, $(stat -c %s "$out") bytes) in $(( ($(date +%s%N) - start) / 1000000 )) ms"
