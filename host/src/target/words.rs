@@ -189,10 +189,10 @@ impl Words {
     pub fn grace_after_recent_update(self) -> &'static str {
         match self {
             Words::Msf => {
-                "grace period after the application's last update (LastUpdateTimestamp), which ended shortly before the agent started without a journal"
+                "grace period after the application's last update (LastUpdateTimestamp), which may have ended as late as this agent's start (it started without a journal)"
             }
             Words::Flink => {
-                "grace period after the job's last restart or rescale (its graph's creation time), which ended shortly before the agent started without a journal"
+                "grace period after the job's last restart or rescale (its graph's creation time), which may have ended as late as this agent's start (it started without a journal)"
             }
         }
     }
