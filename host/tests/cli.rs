@@ -280,6 +280,57 @@ plugin = "hold"
     assert_eq!(code, 0, "{stdout}{stderr}");
 }
 
+/// Plain `validate` checks the ids a plugin declares as alarm or metric
+/// ids against the application's, as `--environment` did, and a plugin
+/// none of whose metric parameters names a metric: `target-tracking` on a
+/// metric called `load` (its defaults `busy` and `cpu` name nothing)
+/// passed, and failed at every evaluation of the agent.
+#[test]
+fn validate_checks_the_ids_a_plugin_declares() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = |interpreter: &str, policy: &str| {
+        format!(
+            r#"[[application]]
+name = "orders"
+
+[[application.metric]]
+id = "load"
+namespace = "AWS/KinesisAnalytics"
+metric_name = "containerCPUUtilization"
+statistic = "Average"
+{interpreter}
+[application.policy]
+{policy}
+"#
+        )
+    };
+    let file = dir.path().join("c.toml");
+    let shown = file.to_string_lossy().into_owned();
+
+    std::fs::write(&file, config("", "plugin = \"target-tracking\"")).unwrap();
+    let (code, stdout, stderr) = flinkscale(&["validate", &shown]);
+    assert_eq!(code, 78, "{stdout}{stderr}");
+    assert!(
+        stderr.contains("application \"orders\".policy.params: plugin target-tracking")
+            && stderr.contains(
+                "none of the plugin's metric parameters names a metric of this application: \
+                 busy_metric = \"busy\" (its default), cpu_metric = \"cpu\" (its default) \
+                 (valid: \"load\"); set one of them to a metric id"
+            ),
+        "{stderr}"
+    );
+    std::fs::write(
+        &file,
+        config(
+            "",
+            "plugin = \"target-tracking\"\nparams = { cpu_metric = \"load\" }",
+        ),
+    )
+    .unwrap();
+    let (code, stdout, stderr) = flinkscale(&["validate", &shown]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+}
+
 /// A journal written by a newer agent stops `run` before anything is read
 /// or sent, with exit code 78 (EX_CONFIG) and the file untouched: an older
 /// agent must neither misread nor replace what the newer one knew. Fails

@@ -599,8 +599,24 @@ fn plugin_problems(loaded: &LoadedConfig, policies: bool) -> Result<PluginCheck,
         let params = load::params_json(&app.policy.params);
         let refused = policies
             .then(|| {
-                host.load_policy_in(&paths.policy, &params, &app.name, Words::from(app.target))
-                    .err()
+                match host.load_policy_in(
+                    &paths.policy,
+                    &params,
+                    &app.name,
+                    Words::from(app.target),
+                ) {
+                    Ok(policy) => {
+                        problems.extend(reference_problems(
+                            &policy.metadata(),
+                            &params,
+                            app,
+                            policy_at.key("params"),
+                            &policy.label(),
+                        ));
+                        None
+                    }
+                    Err(error) => Some(error),
+                }
             })
             .flatten();
         if let Some(error) = refused {
@@ -657,6 +673,15 @@ fn plugin_problems(loaded: &LoadedConfig, policies: bool) -> Result<PluginCheck,
             let params = load::params_json(&interpreter.params);
             let words = Words::from(app.target);
             let outcome = host.load_interpreter_in(path, &params, &app.name, words);
+            if let Ok(instance) = &outcome {
+                problems.extend(reference_problems(
+                    &instance.metadata(),
+                    &params,
+                    app,
+                    at.key("params"),
+                    &instance.label(),
+                ));
+            }
             let (path_at, message) = match outcome {
                 Ok(mut instance) => match instance.interpret(now_ms, &application, &series) {
                     Ok(_) => {
@@ -686,6 +711,40 @@ fn plugin_problems(loaded: &LoadedConfig, policies: bool) -> Result<PluginCheck,
         }
     }
     Ok(PluginCheck { problems, warnings })
+}
+
+/// The ids a plugin's declared alarm and metric parameters name that
+/// `app` does not configure, and a plugin none of whose metric parameters
+/// names one of its metrics ([`crate::plugin::params::check_references`],
+/// [`crate::plugin::params::check_metric_reach`]), as problems at
+/// `params_at`.
+fn reference_problems(
+    metadata: &crate::plugin::PluginMetadata,
+    params_json: &str,
+    app: &crate::config::ApplicationConfig,
+    params_at: FieldPath,
+    label: &str,
+) -> Vec<Problem> {
+    let alarms: Vec<&str> = app.alarms.iter().map(|a| a.id.as_str()).collect();
+    let metrics: Vec<&str> = app.metrics.iter().map(|m| m.id.as_str()).collect();
+    let params: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(params_json).unwrap_or_default();
+    let declared = metadata.parameters.as_deref().unwrap_or_default();
+    let mut found = crate::plugin::params::check_references(declared, &params, &alarms, &metrics);
+    if found.is_empty() {
+        found.extend(crate::plugin::params::check_metric_reach(
+            declared, &params, &metrics,
+        ));
+    }
+    found
+        .into_iter()
+        .map(|message| Problem {
+            path: params_at.clone(),
+            message: format!("plugin {}: {message}", printable(label)),
+            hint: None,
+            assumes: None,
+        })
+        .collect()
 }
 
 /// What [`plugin_problems`] found: errors, and warnings that do not stop

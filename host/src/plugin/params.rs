@@ -300,7 +300,7 @@ pub fn check_metric_reach(
     }
     (!named.is_empty()).then(|| {
         format!(
-            "params: none of the plugin's metric parameters names a metric of this application: \
+            "none of the plugin's metric parameters names a metric of this application: \
              {} ({}); set one of them to a metric id",
             named.join(", "),
             valid_list(metrics.iter().copied(), "metric")
@@ -566,7 +566,7 @@ mod tests {
         assert_eq!(
             check_metric_reach(&declared, &none, &["load"]).as_deref(),
             Some(
-                "params: none of the plugin's metric parameters names a metric of this \
+                "none of the plugin's metric parameters names a metric of this \
                  application: busy_metric = \"busy\" (its default), cpu_metric = \"cpu\" (its \
                  default) (valid: \"load\"); set one of them to a metric id"
             )
