@@ -334,8 +334,9 @@ fn facts(
 ) -> Result<ComponentFacts, Failure> {
     compiler.component_facts(bytes).map_err(|detail| {
         Failure::Plugin(format!(
-            "plugin {} is not a WebAssembly component this host can load (build it for \
-             wasm32-wasip2): {detail}",
+            "plugin {} is not a WebAssembly component this host can load (build a Rust \
+             plugin for wasm32-wasip2, a Python or JavaScript one with plugins/python/build.sh \
+             or plugins/js/build.sh): {detail}",
             source.display_path().display()
         ))
     })

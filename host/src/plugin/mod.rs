@@ -285,7 +285,8 @@ pub enum PluginError {
     /// component using features the engine lacks, or not wasm at all).
     #[error(
         "plugin {} is not a WebAssembly component this host can load \
-         (build it for wasm32-wasip2): {detail}",
+         (build a Rust plugin for wasm32-wasip2, a Python or JavaScript one with \
+         plugins/python/build.sh or plugins/js/build.sh): {detail}",
         path.display()
     )]
     NotAComponent {

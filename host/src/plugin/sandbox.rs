@@ -462,7 +462,12 @@ impl LogState {
         } else {
             sanitize_text(&raw, MAX_LOG_LINE_BYTES)
         };
-        let (plugin, version, application) = (&self.name, &self.version, &self.application);
+        let (plugin, version) = (&self.name, &self.version);
+        // None outside an application (`plugin check`): the field is left
+        // out rather than written empty.
+        let application = Some(self.application.as_str())
+            .filter(|a| !a.is_empty())
+            .map(tracing::field::display);
         // `tracing` needs the level at compile time, hence one call per level.
         macro_rules! emit {
             ($macro:ident) => {
@@ -470,7 +475,7 @@ impl LogState {
                     target: "flinkscale::plugin::guest",
                     plugin = %plugin,
                     plugin_version = %version,
-                    application = %application,
+                    application,
                     source,
                     "{text}"
                 )
