@@ -126,6 +126,7 @@ const KIT_FOLDERS: &[&str] = &["wit", "plugins/sdk", "plugins/step"];
 /// `node_modules`), which belongs neither in the kit nor among what
 /// rebuilds the host.
 const KIT_HELPER_FILES: &[&str] = &[
+    "plugins/README.md",
     "plugins/build-module.sh",
     "plugins/python/flinkscale_policy.py",
     "plugins/python/step.py",
