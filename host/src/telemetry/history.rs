@@ -617,10 +617,22 @@ impl Files {
                     {
                         *why = message;
                     }
-                } else if class != crate::controller::Failure::ForeignUpdate.as_str() {
+                } else if self.pending.contains_key(&application) {
                     // Somebody else's update, noticed by the evaluation,
                     // is no fate of the evaluation's decision.
-                    self.resolve(&application, Outcome::Failed { class, message });
+                    if class != crate::controller::Failure::ForeignUpdate.as_str() {
+                        self.resolve(&application, Outcome::Failed { class, message });
+                    }
+                } else if [
+                    // The fates of an accepted update (one past its
+                    // timeout may still end well: not one of them).
+                    crate::controller::Failure::UpdateFailed,
+                    crate::controller::Failure::UpdateResult,
+                ]
+                .iter()
+                .any(|f| f.as_str() == class)
+                {
+                    self.amend_accepted(&application, &class, &message);
                 }
             }
             // The evaluation found the application busy with an update this
@@ -730,6 +742,41 @@ impl Files {
     /// [`Outcome::Unknown`] ("no answer"): it was neither accepted nor
     /// refused.
     fn amend_unsent_answer(&mut self, application: &str, resume: &str) {
+        self.amend_newest(application, |entry| {
+            let kpu = entry
+                .decision
+                .scale_to_kpu
+                .filter(|_| entry.outcome == Outcome::Unknown)?;
+            match resume {
+                Resume::FOLLOW | Resume::FINISHED => Some(Outcome::Accepted { kpu }),
+                Resume::FAILED => Some(Outcome::Failed {
+                    class: crate::controller::Failure::UpdateFailed.as_str().to_owned(),
+                    message: "the agent stopped before the answer; restarted, it found the \
+                              update applied and the application not running"
+                        .to_owned(),
+                }),
+                _ => None,
+            }
+        });
+    }
+
+    /// An accepted update that then failed (it ended in another status or
+    /// at another size, or the job was replaced under it): the newest entry, the evaluation that decided
+    /// it, says so, where it said the update was accepted and `explain`
+    /// showed a rescale that never came to be.
+    fn amend_accepted(&mut self, application: &str, class: &str, message: &str) {
+        self.amend_newest(application, |entry| match entry.outcome {
+            Outcome::Accepted { .. } => Some(Outcome::Failed {
+                class: class.to_owned(),
+                message: format!("accepted, then: {message}"),
+            }),
+            _ => None,
+        });
+    }
+
+    /// Rewrites the outcome of `application`'s newest entry to what
+    /// `change` makes of the entry, if anything.
+    fn amend_newest(&mut self, application: &str, change: impl FnOnce(&Entry) -> Option<Outcome>) {
         let path = self.path(application);
         let Ok(text) = read_text(&path) else {
             return;
@@ -741,23 +788,10 @@ impl Files {
         else {
             return;
         };
-        let Some(kpu) = entry
-            .decision
-            .scale_to_kpu
-            .filter(|_| entry.outcome == Outcome::Unknown)
-        else {
+        let Some(outcome) = change(&entry) else {
             return;
         };
-        entry.outcome = match resume {
-            Resume::FOLLOW | Resume::FINISHED => Outcome::Accepted { kpu },
-            Resume::FAILED => Outcome::Failed {
-                class: crate::controller::Failure::UpdateFailed.as_str().to_owned(),
-                message: "the agent stopped before the answer; restarted, it found the \
-                          update applied and the application not running"
-                    .to_owned(),
-            },
-            _ => return,
-        };
+        entry.outcome = outcome;
         let Ok(line) = serde_json::to_string(&entry) else {
             return;
         };

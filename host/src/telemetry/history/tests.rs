@@ -792,6 +792,57 @@ fn one_kind_of_file_failing_is_not_undone_by_another_that_writes() {
     assert_eq!(read(&history, "app", None).expect("reads").len(), 5);
 }
 
+/// An accepted rescale that then came to nothing (the job was cancelled
+/// and submitted again under it) is said so by its entry, where `explain`
+/// showed it accepted and nothing more; a failure of another kind after
+/// it (a metrics fetch) changes nothing.
+#[test]
+fn an_accepted_update_that_then_failed_is_said_so() {
+    let dir = temp_dir("accepted-then-failed");
+    let failure = |class: &str, message: &str| Event::Failed {
+        application: "app".to_owned(),
+        at_ms: 2000,
+        class: class.to_owned(),
+        plugin_class: None,
+        message: message.to_owned(),
+    };
+    write(
+        &dir,
+        10,
+        [
+            evaluated("app", 1000, Action::ScaleTo(1), false),
+            Event::RescaleStarted {
+                application: "app".to_owned(),
+                at_ms: 1000,
+                from_kpu: 2,
+                to_kpu: 1,
+                version_id: 5,
+            },
+            failure("metrics", "GetMetricData failed"),
+        ],
+    );
+    assert_eq!(
+        read(&dir, "app", None).expect("reads")[0].outcome,
+        Outcome::Accepted { kpu: 1 }
+    );
+    write(
+        &dir,
+        10,
+        [failure(
+            "update_result",
+            "the job was replaced while an update to parallelism 1 was followed: the rescale did not carry over",
+        )],
+    );
+    let entries = read(&dir, "app", None).expect("reads");
+    assert_eq!(entries.len(), 1);
+    assert_eq!(
+        entries[0].outcome.said(Words::Flink),
+        "not scaled (update_result): accepted, then: the job was replaced while an update to \
+         parallelism 1 was followed: the rescale did not carry over"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// A decision to scale that had to wait (`once` in a grace period, or an
 /// evaluation that found another writer's update in progress) was never
 /// sent: its entry says so and why, not "no answer", which would send an
