@@ -407,17 +407,20 @@ fn once_records_its_evaluation_and_a_dry_once_leaves_state_dir_alone() {
     );
 
     once(&[]);
-    let explanation = json(&flinkscale(
-        dir.path(),
-        &[
-            "explain",
-            "--config",
-            &config_arg,
-            "--application",
-            APP,
-            "--json",
-        ],
-    ));
+    let explain = || {
+        json(&flinkscale(
+            dir.path(),
+            &[
+                "explain",
+                "--config",
+                &config_arg,
+                "--application",
+                APP,
+                "--json",
+            ],
+        ))
+    };
+    let explanation = explain();
     let entries = explanation["entries"].as_array().expect("entries");
     assert_eq!(entries.len(), 1, "{explanation}");
     let entry = &entries[0];
@@ -446,17 +449,7 @@ fn once_records_its_evaluation_and_a_dry_once_leaves_state_dir_alone() {
     std::fs::write(&config, text).expect("the configuration can be written");
     once(&[]);
     once(&[]);
-    let explanation = json(&flinkscale(
-        dir.path(),
-        &[
-            "explain",
-            "--config",
-            &config_arg,
-            "--application",
-            APP,
-            "--json",
-        ],
-    ));
+    let explanation = explain();
     let entries = explanation["entries"].as_array().expect("entries");
     assert_eq!(entries.len(), 3, "{explanation}");
     assert_eq!(entries[1]["outcome"]["kind"], "accepted", "{explanation}");
