@@ -632,11 +632,13 @@ impl Machine {
             };
             if let Action::ScaleTo(kpu) = decision.action
                 && kpu > app.kpu
-                && kpu >= limit.refused_kpu
+                && kpu > limit.ceiling()
             {
-                // Only the floor asks for a size the limit refused (the
-                // ceiling stops every other decision below it): asking
-                // again at every evaluation would be refused every time.
+                // Only the floor asks for more than the ceiling (which
+                // stops every other decision at it): asking at every
+                // evaluation would be refused every time. On MSF the
+                // ceiling is one below the KPU refused; on Flink it is the
+                // slots the refusal said were free, which may be fewer.
                 let words = settings.words;
                 decision.action = Action::Hold;
                 decision.reason.push_str(&format!(

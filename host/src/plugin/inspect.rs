@@ -134,10 +134,10 @@ pub fn world_name(kind: PluginKind) -> &'static str {
 /// meaning where it shows: a default that is a canned id is kept
 /// (`busy_metric = "busy"`), else a canned id in the key's name is taken
 /// (`records_in_metric` gets `records_in`, `scale_in_alarm` gets
-/// `scale_in`), else the ids are given in turn (alarms
+/// `scale_in`), else the ids no key took are given in turn (alarms
 /// [`CANNED_SCALE_OUT_ALARM`] then [`CANNED_SCALE_IN_ALARM`], metrics the
-/// canned series in their order), so that a new plugin that reads an
-/// alarm passes `check` as written. Every other key is left
+/// canned series in their order; once all are taken, in turn again), so
+/// that a new plugin that reads an alarm passes `check` as written. Every other key is left
 /// out, so the plugin holds its defaults (or refuses, naming a required
 /// key that `--params` must give); an optional id with no default stays
 /// absent, as it would in a configuration that does not use it.
@@ -155,52 +155,82 @@ pub fn canned_params(metadata: &PluginMetadata) -> String {
     if let Some(params) = builtin {
         return params.to_owned();
     }
-    let alarms = [CANNED_SCALE_OUT_ALARM, CANNED_SCALE_IN_ALARM];
+    let alarms: Vec<String> = [CANNED_SCALE_OUT_ALARM, CANNED_SCALE_IN_ALARM]
+        .map(str::to_owned)
+        .to_vec();
     let metrics: Vec<String> = canned_series().into_iter().map(|s| s.query.id).collect();
-    let (mut next_alarm, mut next_metric) = (0, 0);
-    let mut params = serde_json::Map::new();
-    let declared = metadata.parameters.as_deref().unwrap_or_default();
-    for parameter in declared
+    let declared: Vec<&super::Parameter> = metadata
+        .parameters
+        .as_deref()
+        .unwrap_or_default()
         .iter()
         .filter(|p| p.required || p.default_json.is_some())
-    {
+        .collect();
+    let ids_of = |kind: ParameterKind| match kind {
+        ParameterKind::AlarmId => Some(&alarms),
+        ParameterKind::MetricId => Some(&metrics),
+        _ => None,
+    };
+    // By meaning first, so that an id a key means is not taken by a key
+    // that only gets one in turn.
+    let mut chosen: BTreeMap<&str, String> = BTreeMap::new();
+    for parameter in &declared {
+        if let Some(id) = ids_of(parameter.kind).and_then(|ids| meant(parameter, ids)) {
+            chosen.insert(parameter.name.as_str(), id);
+        }
+    }
+    let mut params = serde_json::Map::new();
+    let mut next = [0usize; 2];
+    for parameter in &declared {
         let value = match parameter.kind {
-            ParameterKind::AlarmId => serde_json::json!(by_meaning(
-                parameter,
-                &alarms.map(str::to_owned),
-                &mut next_alarm
-            )),
             ParameterKind::AlarmIds => serde_json::json!(alarms),
-            ParameterKind::MetricId => {
-                serde_json::json!(by_meaning(parameter, &metrics, &mut next_metric))
-            }
             ParameterKind::MetricIds => serde_json::json!(metrics),
-            _ => continue,
+            kind => {
+                let Some(ids) = ids_of(kind) else {
+                    continue;
+                };
+                let id = match chosen.get(parameter.name.as_str()) {
+                    Some(id) => id.clone(),
+                    None => {
+                        let turn = &mut next[usize::from(kind == ParameterKind::MetricId)];
+                        let id = in_turn(ids, &chosen, turn);
+                        chosen.insert(parameter.name.as_str(), id.clone());
+                        id
+                    }
+                };
+                serde_json::json!(id)
+            }
         };
         params.insert(parameter.name.clone(), value);
     }
     serde_json::Value::Object(params).to_string()
 }
 
-/// The canned id `parameter` means: its default when that is one, else
-/// the longest one its name holds, else the next of `ids` in turn.
-fn by_meaning(parameter: &super::Parameter, ids: &[String], next: &mut usize) -> String {
+/// The canned id `parameter` means, if it shows: its default when that is
+/// one of `ids`, else the longest of them its name holds.
+fn meant(parameter: &super::Parameter, ids: &[String]) -> Option<String> {
     let default = parameter
         .default_json
         .as_deref()
         .and_then(|d| serde_json::from_str::<String>(d).ok());
     if let Some(default) = default.filter(|d| ids.contains(d)) {
-        return default;
+        return Some(default);
     }
-    if let Some(named) = ids
-        .iter()
+    ids.iter()
         .filter(|id| parameter.name.contains(id.as_str()))
         .max_by_key(|id| id.len())
-    {
-        return named.clone();
-    }
-    *next += 1;
-    ids[(*next - 1) % ids.len()].clone()
+        .cloned()
+}
+
+/// The next of `ids` in turn that no key has taken yet (`chosen`), or,
+/// when every one is taken, the next in turn.
+fn in_turn(ids: &[String], chosen: &BTreeMap<&str, String>, turn: &mut usize) -> String {
+    let free = ids.iter().find(|id| !chosen.values().any(|c| c == *id));
+    let id = free
+        .cloned()
+        .unwrap_or_else(|| ids[*turn % ids.len()].clone());
+    *turn += 1;
+    id
 }
 
 /// The application of the canned evaluation: running at 4 KPU of 1..=16.
@@ -393,7 +423,9 @@ mod tests {
 
     /// Ids go by meaning where it shows: `rate`'s `records_in_metric`
     /// declared before its `busy_metric` got `busy` (busy time read as an
-    /// input rate of 1093 records/s, a decision of parallelism 16).
+    /// input rate of 1093 records/s, a decision of parallelism 16). A key
+    /// that gets an id in turn gets one no other key took, whatever the
+    /// order: `input`, declared before `busy_metric`, gets `backlog`.
     #[test]
     fn canned_ids_go_by_the_default_or_the_name_before_their_turn() {
         let metadata = declaring(
@@ -405,14 +437,13 @@ mod tests {
                     false,
                     Some("\"records_in\""),
                 ),
+                parameter("input", ParameterKind::MetricId, true, None),
                 parameter(
                     "busy_metric",
                     ParameterKind::MetricId,
                     false,
                     Some("\"busy\""),
                 ),
-                parameter("backlog_metric", ParameterKind::MetricId, true, None),
-                parameter("input", ParameterKind::MetricId, true, None),
                 parameter("scale_in_alarm", ParameterKind::AlarmId, true, None),
                 parameter("scale_out_alarm", ParameterKind::AlarmId, true, None),
             ],
@@ -424,8 +455,7 @@ mod tests {
             serde_json::json!({
                 "records_in_metric": "records_in",
                 "busy_metric": "busy",
-                "backlog_metric": "backlog",
-                "input": "busy",
+                "input": "backlog",
                 "scale_in_alarm": CANNED_SCALE_IN_ALARM,
                 "scale_out_alarm": CANNED_SCALE_OUT_ALARM,
             })

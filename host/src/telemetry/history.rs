@@ -390,11 +390,13 @@ struct Files {
     /// Whether writes in the folder fail, since when: told once, not at
     /// every entry ([`Files::written`]).
     failing: Failing,
-    /// The kinds of write (what their failure says) that failed since the
-    /// folder started failing: only a write of one of them says it is
-    /// writable again, once none is left. On a full disk an append to the
-    /// history can succeed where a new failure record cannot be made.
-    failed_kinds: std::collections::BTreeSet<&'static str>,
+    /// When the first write that went through after a failure did, while
+    /// no second one has: the folder is said to be writable again only at
+    /// the second write in a row that goes through. On a full disk an
+    /// append to the history can succeed between two failure records that
+    /// cannot be made, and saying "writable again" for it told a recovery
+    /// at every evaluation.
+    first_ok_ms: Option<i64>,
     /// The applications whose ended failure's record could not be removed.
     owed_removals: std::collections::BTreeSet<String>,
     /// The time of the event being taken (ms since the epoch): the clock
@@ -421,7 +423,7 @@ impl Files {
             quarantines: BTreeMap::new(),
             failures: BTreeMap::new(),
             failing: Failing::default(),
-            failed_kinds: std::collections::BTreeSet::new(),
+            first_ok_ms: None,
             owed_removals: std::collections::BTreeSet::new(),
             now_ms: 0,
             dry_run: false,
@@ -851,7 +853,9 @@ impl Files {
     fn remove_failure_record(&mut self, application: &str) {
         let path = self.failure_path(application);
         let removed = match std::fs::remove_file(&path) {
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            // Nothing there, nothing written: no sign the folder is
+            // writable.
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return,
             removed => removed,
         };
         if removed.is_err() {
@@ -959,10 +963,10 @@ impl Files {
     /// failure (`what` says which file) is logged when the folder starts
     /// failing, when the error changes and every
     /// [`REMINDER_INTERVAL`](super::failing::REMINDER_INTERVAL), not at
-    /// every entry; once every kind of write (`what`) that failed has
-    /// succeeded again, the folder is said to be writable again. A full
-    /// or read-only state folder would otherwise repeat the same warning
-    /// at every evaluation.
+    /// every entry; the second write in a row that goes through after
+    /// failures says the folder is writable again (since the first). A
+    /// full or read-only state folder would otherwise repeat the same
+    /// warning at every evaluation.
     fn written(
         &mut self,
         written: std::io::Result<()>,
@@ -979,11 +983,16 @@ impl Files {
                         self.remove_failure_record(&owed);
                     }
                 }
-                if !self.failed_kinds.remove(what) || !self.failed_kinds.is_empty() {
-                    // Not a kind that failed, or others still fail.
+                if self.failing.since_ms().is_none() {
                     return;
                 }
-                if let Some(recovered) = self.failing.succeeded(now_ms) {
+                let Some(first_ok_ms) = self.first_ok_ms else {
+                    // One write in a row: wait for another.
+                    self.first_ok_ms = Some(now_ms);
+                    return;
+                };
+                self.first_ok_ms = None;
+                if let Some(recovered) = self.failing.succeeded(first_ok_ms) {
                     info!(
                         message = %format!(
                             "History folder writable again after {}.",
@@ -999,7 +1008,7 @@ impl Files {
         };
         // The error alone, not the file: the history, failure and
         // quarantine files fail together when the folder does.
-        self.failed_kinds.insert(what);
+        self.first_ok_ms = None;
         match self.failing.failed(now_ms, &error.to_string()) {
             Tell::Started => warn!(
                 message = what,

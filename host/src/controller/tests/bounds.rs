@@ -98,3 +98,38 @@ fn a_kpu_limit_below_what_runs_shrinks_nothing() {
     let held = machine.refine(&settings, Decision::hold("no alarm"), &app, T0_MS);
     assert_eq!(held.action, Action::Hold);
 }
+
+/// A floor above the free slots a refusal reported is held, even below
+/// the parallelism that refusal was for: asked for 8 on 4 free slots,
+/// `min_parallelism` 6 would be refused too.
+#[test]
+fn a_floor_above_the_free_slots_a_refusal_reported_is_held() {
+    let mut app_config = test_app();
+    app_config.min_kpu = 6;
+    let settings = Settings::from_config(&app_config, false);
+    let mut machine = Machine::new(Jitter::new(1));
+    machine.record.kpu_limit = Some(KpuLimit {
+        refused_kpu: 8,
+        at_ms: T0_MS,
+        usable_kpu: Some(4),
+    });
+    let app = Application {
+        name: "app".into(),
+        status: AppStatus::Running,
+        kpu: 2,
+        parallelism: 2,
+        parallelism_per_kpu: 1,
+        min_kpu: settings.min_kpu,
+        max_kpu: machine.max_kpu(&settings, 2, T0_MS),
+        version_id: 1,
+        last_rescale_ms: None,
+        last_update_duration_secs: None,
+    };
+    let held = machine.refine(&settings, Decision::hold("no alarm"), &app, T0_MS);
+    assert_eq!(held.action, Action::Hold, "{held:?}");
+    assert!(
+        held.reason
+            .contains("refused 8 KPU (at most 4 KPU), below min_kpu 6"),
+        "{held:?}"
+    );
+}

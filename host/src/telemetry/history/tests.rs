@@ -766,8 +766,9 @@ fn a_history_folder_that_cannot_be_written_is_warned_of_once_and_reminded() {
 
 /// On a full disk an append to the history can succeed where a new
 /// failure record cannot be made: the failure record's trouble is said
-/// once, and no append says the folder is writable again (the reviewer's
-/// log said both at every evaluation).
+/// once, and no append between two failures says the folder is writable
+/// again (the reviewer's log said both at every evaluation). Once writes
+/// go through again, it is said once, and a later outage is told afresh.
 #[test]
 fn one_kind_of_file_failing_is_not_undone_by_another_that_writes() {
     let dir = tempfile::tempdir().expect("a temp dir");
@@ -790,6 +791,26 @@ fn one_kind_of_file_failing_is_not_undone_by_another_that_writes() {
     );
     assert!(!logs.contains("writable again"), "{logs}");
     assert_eq!(read(&history, "app", None).expect("reads").len(), 5);
+
+    // The application stays healthy: its appends go through, two in a
+    // row say the folder is writable again, once. The failure record then
+    // fails again: a new outage, told as one.
+    let logs = crate::telemetry::captured_logs(false, || {
+        for minute in 5..8 {
+            files.take(evaluated("app", minute * 60_000, Action::Hold, false));
+        }
+        files.take(failed(8 * 60_000, "metrics", "GetMetricData failed"));
+    });
+    let lines: Vec<&str> = logs.lines().collect();
+    assert_eq!(lines.len(), 2, "{logs}");
+    assert!(
+        lines[0].contains("History folder writable again after 4 min 0 s."),
+        "{logs}"
+    );
+    assert!(
+        lines[1].contains("WARN") && lines[1].contains("Cannot write the current failure record."),
+        "{logs}"
+    );
 }
 
 /// An accepted rescale that then came to nothing (the job was cancelled
