@@ -883,31 +883,15 @@ fn plugin_findings(loaded: &LoadedConfig, config: &Path) -> anyhow::Result<usize
                     // What the plugin declares as alarm and metric ids
                     // must name the application's own (the `_alarm` /
                     // `_metric` suffix rule covers the others).
-                    let alarms: Vec<&str> = app.alarms.iter().map(|a| a.id.as_str()).collect();
-                    let metrics: Vec<&str> = app.metrics.iter().map(|m| m.id.as_str()).collect();
-                    let params_map: serde_json::Map<String, serde_json::Value> =
-                        serde_json::from_str(&params).unwrap_or_default();
-                    let declared = metadata.parameters.as_deref().unwrap_or_default();
-                    let mut problems = crate::plugin::params::check_references(
-                        declared,
-                        &params_map,
-                        &alarms,
-                        &metrics,
+                    let problems = reference_problems(
+                        &metadata,
+                        &params,
+                        app,
+                        plugin_at.key("params"),
+                        &label,
                     );
-                    // A plugin that reads no configured metric fails at
-                    // every evaluation.
-                    if problems.is_empty() {
-                        problems.extend(crate::plugin::params::check_metric_reach(
-                            declared,
-                            &params_map,
-                            &metrics,
-                        ));
-                    }
-                    for problem in &problems {
-                        println!(
-                            "{}",
-                            located("params", format!("plugin {label}: {problem}"))
-                        );
+                    for error in load::locate(loaded, &problems) {
+                        println!("{}", printable(&error.to_string()));
                     }
                     if problems.is_empty() {
                         println!(

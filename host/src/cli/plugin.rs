@@ -897,6 +897,17 @@ enum Loaded {
     Interpreter(crate::plugin::InterpreterInstance),
 }
 
+impl Loaded {
+    /// Starts a fresh instance of the compiled component, as the call
+    /// after a trap or a timeout does.
+    fn restart(&mut self) -> Result<(), PluginError> {
+        match self {
+            Loaded::Policy(policy) => policy.restart(),
+            Loaded::Interpreter(interpreter) => interpreter.restart(),
+        }
+    }
+}
+
 fn load(
     host: &PluginHost,
     source: &PluginSource,
@@ -1078,10 +1089,7 @@ fn time_loads_and_calls(
     let mut instances = Vec::with_capacity(counts.instances);
     for _ in 0..counts.instances {
         let started = Instant::now();
-        match &mut loaded {
-            Loaded::Policy(policy) => policy.restart()?,
-            Loaded::Interpreter(interpreter) => interpreter.restart()?,
-        }
+        loaded.restart()?;
         instances.push(started.elapsed());
     }
 
@@ -1100,10 +1108,7 @@ fn time_loads_and_calls(
         match answered {
             Ok(()) => Ok(Some(took)),
             Err(error) if error.class() == Some(crate::plugin::FailureClass::Timeout) => {
-                match &mut loaded {
-                    Loaded::Policy(policy) => policy.restart()?,
-                    Loaded::Interpreter(interpreter) => interpreter.restart()?,
-                }
+                loaded.restart()?;
                 Ok(None)
             }
             Err(error) => Err(error),

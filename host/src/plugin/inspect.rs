@@ -137,10 +137,11 @@ pub fn world_name(kind: PluginKind) -> &'static str {
 /// `scale_in`), else the ids no key took are given in turn (alarms
 /// [`CANNED_SCALE_OUT_ALARM`] then [`CANNED_SCALE_IN_ALARM`], metrics the
 /// canned series in their order; once all are taken, in turn again), so
-/// that a new plugin that reads an alarm passes `check` as written. Every other key is left
-/// out, so the plugin holds its defaults (or refuses, naming a required
-/// key that `--params` must give); an optional id with no default stays
-/// absent, as it would in a configuration that does not use it.
+/// that a new plugin that reads an alarm passes `check` as written. Every
+/// other key is left out, so the plugin holds its defaults (or refuses,
+/// naming a required key that `--params` must give); an optional id with
+/// no default stays absent, as it would in a configuration that does not
+/// use it.
 pub fn canned_params(metadata: &PluginMetadata) -> String {
     let builtin = match metadata.name.as_str() {
         "step" => Some(r#"{"scale_out_alarm":"scale_out","scale_in_alarm":"scale_in"}"#),

@@ -230,12 +230,7 @@ pub fn check_references(
             ParameterKind::MetricId | ParameterKind::MetricIds => ("metric", metrics),
             _ => continue,
         };
-        let ids: Vec<&str> = match value {
-            Value::String(id) => vec![id.as_str()],
-            Value::Array(items) => items.iter().filter_map(Value::as_str).collect(),
-            _ => continue,
-        };
-        for id in ids {
+        for id in ids_in(value) {
             if !valid.contains(&id) {
                 // Worded as configuration validation words the `_alarm` /
                 // `_metric` suffix rule, with its list of valid ids.
@@ -248,6 +243,16 @@ pub fn check_references(
         }
     }
     problems
+}
+
+/// The ids an id parameter's value names: the string, or the strings of
+/// the list (what is not a string names none).
+fn ids_in(value: &Value) -> Vec<&str> {
+    match value {
+        Value::String(id) => vec![id.as_str()],
+        Value::Array(items) => items.iter().filter_map(Value::as_str).collect(),
+        _ => Vec::new(),
+    }
 }
 
 /// When a plugin declares metric-id parameters and none of them, as given
@@ -281,11 +286,7 @@ pub fn check_metric_reach(
                 None => continue,
             },
         };
-        let ids: Vec<&str> = match &value {
-            Value::String(id) => vec![id.as_str()],
-            Value::Array(items) => items.iter().filter_map(Value::as_str).collect(),
-            _ => Vec::new(),
-        };
+        let ids = ids_in(&value);
         if ids.iter().any(|id| metrics.contains(id)) {
             return None;
         }
