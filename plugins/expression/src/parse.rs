@@ -185,17 +185,22 @@ impl Parser {
         }
     }
 
-    /// Consumes `token` (after spaces) if it is next.
-    fn eat(&mut self, token: &str) -> bool {
-        self.skip_space();
+    /// Whether `token` comes next (spaces already skipped), consuming nothing.
+    fn is_next(&self, token: &str) -> bool {
         let len = token.chars().count();
-        let matches = self.chars.len() >= self.at + len
+        self.chars.len() >= self.at + len
             && self.chars[self.at..self.at + len]
                 .iter()
                 .copied()
-                .eq(token.chars());
+                .eq(token.chars())
+    }
+
+    /// Consumes `token` (after spaces) if it is next.
+    fn eat(&mut self, token: &str) -> bool {
+        self.skip_space();
+        let matches = self.is_next(token);
         if matches {
-            self.at += len;
+            self.at += token.chars().count();
         }
         matches
     }
@@ -214,8 +219,19 @@ impl Parser {
         .into_iter()
         .find(|(token, _)| self.eat(token));
         match op {
-            Some((_, op)) => {
+            Some((token, op)) => {
                 let right = self.sum()?;
+                self.skip_space();
+                if let Some(second) = [">=", "<=", "==", "!=", ">", "<"]
+                    .into_iter()
+                    .find(|t| self.is_next(t))
+                {
+                    return Err(self.error(format!(
+                        "a second comparison (`{token}` then `{second}`): one comparison \
+                         compares two values; write `(a {token} b) * (b {second} c)` \
+                         for \"both\""
+                    )));
+                }
                 Ok(Expr::Binary(op, Box::new(left), Box::new(right)))
             }
             None => Ok(left),

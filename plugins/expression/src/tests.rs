@@ -163,7 +163,12 @@ fn every_syntax_error_names_its_column() {
         ("max(cpu, 2", 11, "the `(` at column 4 is not closed"),
         ("cpu)", 4, "an unbalanced `)`"),
         ("cpu lag", 5, "unexpected `l`; expected an operator"),
-        ("cpu > 80 > 1", 10, "unexpected `>`"),
+        ("cpu > 80 > 1", 10, "a second comparison (`>` then `>`)"),
+        (
+            "(1 < cpu <= 80)",
+            10,
+            "write `(a < b) * (b <= c)` for \"both\"",
+        ),
         ("cpu = 80", 5, "unexpected `=`"),
         ("cpu * $", 7, "unexpected `$`"),
         ("1.2.3", 1, "`1.2.3` is not a number"),
