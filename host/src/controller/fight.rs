@@ -209,7 +209,7 @@ pub fn describe_overrides(overrides: &[Override], words: Words) -> String {
                 .map(|ms| format!(", requested at {}", iso(ms)))
                 .unwrap_or_default();
             format!(
-                "version {} -> {}: {} -> {} (this agent's rescale to {} completed at {}; the other update seen at {}{requested})",
+                "version {} -> {}: {} -> {} (this agent's rescale to {} completed at {}; the other update seen finished at {}{requested})",
                 o.from_version_id,
                 o.to_version_id,
                 words.capacity(o.from_kpu),
@@ -368,8 +368,8 @@ mod tests {
         );
         assert_eq!(
             updates,
-            "version 2 -> 3: 4 KPU -> 2 KPU (this agent's rescale to 4 KPU completed at 2023-11-14T22:13:20Z; the other update seen at 2023-11-14T22:18:20Z); \
-             version 4 -> 5: 4 KPU -> 2 KPU (this agent's rescale to 4 KPU completed at 2023-11-14T22:25:20Z; the other update seen at 2023-11-14T22:30:20Z)"
+            "version 2 -> 3: 4 KPU -> 2 KPU (this agent's rescale to 4 KPU completed at 2023-11-14T22:13:20Z; the other update seen finished at 2023-11-14T22:18:20Z); \
+             version 4 -> 5: 4 KPU -> 2 KPU (this agent's rescale to 4 KPU completed at 2023-11-14T22:25:20Z; the other update seen finished at 2023-11-14T22:30:20Z)"
         );
         // Nothing more is counted once stood down.
         own(&mut record, 4, 6, T + 20 * MIN);

@@ -102,6 +102,10 @@ pub const LAZY_MAX_INTERVALS: u32 = 15;
 const BACKOFF_MIN: Duration = Duration::from_secs(5);
 const BACKOFF_MAX: Duration = Duration::from_secs(300);
 
+/// The longest wait between two reads of an update past its timeout
+/// (still followed: nothing is decided until it ends).
+const OVERDUE_POLL_MAX: Duration = Duration::from_secs(60);
+
 /// How long a target that AWS refused as invalid is not asked for again:
 /// the same request would be refused the same way, and an hour lets a
 /// fixed application configuration be picked up without a restart.
@@ -285,10 +289,11 @@ pub struct Machine {
     /// Whether the update being followed was reported as timed out.
     timed_out: bool,
     /// The KPU limit an operator lifted ([`Machine::lift_limit`]), until an
-    /// update is accepted or refused for a limit: a refusal at or above its
-    /// refused KPU says that it still holds, and records it again as it
-    /// was.
-    lifted: Option<KpuLimit>,
+    /// update at or above its refused size is accepted, or one is refused
+    /// for a limit: a refusal at or above its refused KPU within
+    /// [`LIMIT_RETRY_MS`] of the lift says that it still holds, and records
+    /// it again as it was.
+    lifted: Option<Lifted>,
     /// Started without a journal, and no evaluation has found the
     /// application RUNNING or busy yet: the first that does asks when its
     /// last update was ([`Machine::grace_owed`]).
@@ -564,7 +569,10 @@ impl Machine {
     /// [`Event::LimitLifted`] to report, if there was a limit.
     pub fn lift_limit(&mut self, settings: &Settings, now_ms: i64) -> Option<Event> {
         let limit = self.record.kpu_limit.take()?;
-        self.lifted = Some(limit);
+        self.lifted = Some(Lifted {
+            limit,
+            at_ms: now_ms,
+        });
         Some(Event::LimitLifted {
             application: settings.name.clone(),
             at_ms: now_ms,
@@ -792,17 +800,20 @@ impl Machine {
     fn described(&mut self, app: AppState, settings: &Settings, out: &mut Out) -> Next {
         self.permission = None;
         let replaced = self.replaced(&app).map(str::to_owned);
-        self.record.seen_version_id = Some(app.version_id);
         let phase = self.record.phase.clone();
         // With nothing of the agent's in flight (a restart resuming a
-        // grace period), a replacement is the next evaluation's to report
-        // and wait out ([`Machine::grace_owed`]).
+        // grace period), a replacement or another writer's update (made
+        // while the agent was down) is the next evaluation's to report and
+        // wait out ([`Machine::notice_foreign_update`],
+        // [`Machine::grace_owed`]): what was seen before stays as it was.
         if !matches!(
             phase,
             Phase::Idle | Phase::Decided { .. } | Phase::Grace { .. }
-        ) && app.identity.is_some()
-        {
-            self.record.seen_identity = app.identity.clone();
+        ) {
+            self.record.seen_version_id = Some(app.version_id);
+            if app.identity.is_some() {
+                self.record.seen_identity = app.identity.clone();
+            }
         }
         let doubt = self.doubt.take();
         if let (Some(previous), Some(update)) = (&replaced, phase.update()) {
@@ -853,7 +864,7 @@ impl Machine {
             // the update took. Read again until it settles.
             self.doubt = Some(Doubt::Restart);
             if self.check_timeout(settings, out) {
-                return Next::Wait(self.backoff().max(settings.update_poll));
+                return Next::Wait(self.overdue_poll(settings));
             }
             return Next::Wait(settings.update_poll);
         }
@@ -931,7 +942,7 @@ impl Machine {
                     };
                 }
                 if self.check_timeout(settings, out) {
-                    Next::Wait(self.backoff().max(settings.update_poll))
+                    Next::Wait(self.overdue_poll(settings))
                 } else {
                     Next::Wait(settings.update_poll)
                 }
@@ -1309,8 +1320,9 @@ impl Machine {
 
     /// Reports an evaluation that finds the version id above the last one
     /// this machine saw or caused: somebody else updated the application
-    /// (another agent, a deployment, the console, MSF's own autoscaling),
-    /// or, on a Flink job, Flink rebuilt its graph (a restart).
+    /// (another agent, the reference design's scaling not yet switched
+    /// off, a deployment, the console, MSF's own autoscaling), or, on a
+    /// Flink job, Flink rebuilt its graph (a restart).
     /// Two writers undo each other's rescales, and nothing else tells the
     /// operator: the version check refuses only updates decided on the same
     /// version at once. Reported once per move; the grace period it owes is
@@ -1474,8 +1486,13 @@ impl Machine {
                 // it refused still holds where it was: recorded as it was,
                 // rather than found again one refused KPU at a time.
                 let refused_kpu = match self.lifted.take() {
-                    Some(lifted) if usable_kpu.is_none() => {
-                        update.target_kpu.min(lifted.refused_kpu)
+                    // Within the hour a limit is kept for: later, the
+                    // account's other applications may have moved it.
+                    Some(lifted)
+                        if usable_kpu.is_none()
+                            && out.now_ms.saturating_sub(lifted.at_ms) < LIMIT_RETRY_MS =>
+                    {
+                        update.target_kpu.min(lifted.limit.refused_kpu)
                     }
                     _ => update.target_kpu,
                 };
@@ -1506,8 +1523,16 @@ impl Machine {
 
     /// UpdateApplication was accepted (or its effect seen).
     fn started(&mut self, update: Update, new_version_id: u64, out: &mut Out) {
-        // A limit lifted by hand said nothing about this size.
-        self.lifted = None;
+        // A size accepted at or above what a lifted limit refused says the
+        // limit was raised; one below it says nothing of the limit, which
+        // a later refusal then records where it was (not found again one
+        // refused KPU at a time).
+        if self
+            .lifted
+            .is_some_and(|lifted| update.target_kpu >= lifted.limit.refused_kpu)
+        {
+            self.lifted = None;
+        }
         out.events.push(Event::RescaleStarted {
             application: out.name.to_owned(),
             at_ms: out.now_ms,
@@ -1589,18 +1614,32 @@ impl Machine {
             return false;
         }
         if !self.timed_out {
+            // Said with the time it has really taken: a restarted agent (or
+            // a reload) finds it later than the timeout.
             self.timed_out = true;
             out.failed(
                 Failure::UpdateTimeout,
                 format!(
-                    "{} not RUNNING {} s after the update to {}; still following it",
+                    "{} not RUNNING {} s after the update to {} (update_timeout_secs {}); \
+                     still following it",
                     settings.words.thing(),
-                    settings.update_timeout.as_secs(),
-                    settings.words.capacity(update.target_kpu)
+                    (out.now_ms - update.started_ms) / 1000,
+                    settings.words.capacity(update.target_kpu),
+                    settings.update_timeout.as_secs()
                 ),
             );
         }
         true
+    }
+
+    /// How long to wait before reading an update past its timeout again:
+    /// backing off from `update_poll` up to [`OVERDUE_POLL_MAX`], so that
+    /// an update that ends late is seen within a minute of its end (and
+    /// its logged duration is about true), not up to 5 min after it.
+    fn overdue_poll(&mut self, settings: &Settings) -> Duration {
+        self.backoff()
+            .min(OVERDUE_POLL_MAX)
+            .max(settings.update_poll)
     }
 
     /// Lifts a recorded KPU limit that no longer says anything.
@@ -1667,6 +1706,15 @@ impl Machine {
         self.failures = self.failures.saturating_add(1);
         backoff_delay(self.failures, self.jitter.next_unit())
     }
+}
+
+/// A KPU limit an operator lifted ([`Machine::lift_limit`]), and when.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Lifted {
+    /// The limit as it was recorded.
+    limit: KpuLimit,
+    /// When it was lifted (ms since the epoch).
+    at_ms: i64,
 }
 
 /// The events of one step, and what they are stamped with.

@@ -785,7 +785,7 @@ impl Controller {
             application = %self.settings.name,
             phase = phase.name(),
             to = %self.settings.words.capacity(update.target_kpu),
-            "Stopping with an update in flight; the journal keeps it, and the next start reads the application to learn whether it took effect."
+            "Stopping with an update in flight; the journal keeps it, and the next start (or the controller a reload starts) reads the application to learn whether it took effect."
         );
     }
 

@@ -396,6 +396,37 @@ async fn a_lifted_ceiling_that_still_holds_costs_one_refused_call() {
     );
 }
 
+/// A limit lifted by a reload is not forgotten by an accepted update
+/// below the size it refused: the application, set to 2 KPU by hand after
+/// the lift, is scaled to 4 (accepted), then asks for 8, which the limit
+/// of 5 still refuses: the ceiling is recorded where it was (refused 6),
+/// at once, not found again one refused KPU at a time (8, 7, 6).
+#[tokio::test(start_paused = true)]
+async fn a_lifted_limit_survives_an_update_accepted_below_it() {
+    let target = FakeTarget::new(2, 90);
+    target.state.lock().unwrap().kpu_limit = Some(5);
+    let (run, lift) = launch_liftable(&target);
+    // 2 -> 4 at 0 (running from 90, grace to 420), then 8, 7, 6 refused
+    // and 5 accepted.
+    tokio::time::sleep(Duration::from_secs(1000)).await;
+    assert_eq!(
+        target.updates(),
+        vec![(0, 4), (420, 8), (480, 7), (540, 6), (600, 5)]
+    );
+    lift.send_modify(|n| *n += 1);
+    set_by_another_writer(&target, 2);
+    tokio::time::sleep(Duration::from_secs(1500)).await;
+    let events = run.stop().await;
+    let updates = target.updates();
+    let after: Vec<u32> = updates[5..].iter().map(|(_, kpu)| *kpu).collect();
+    assert_eq!(after, vec![4, 8, 5], "{updates:?}");
+    assert_eq!(
+        recorded(&events),
+        vec![(8, 7), (7, 6), (6, 5), (6, 5)],
+        "{updates:?}"
+    );
+}
+
 /// A lift while an update is in flight changes nothing in flight: the
 /// update is followed to its end and its grace period waited out, and
 /// only then is the next decision made, and sent, once.
@@ -541,7 +572,7 @@ async fn a_floor_above_the_free_slots_is_asked_for_once_then_held() {
     assert!(reasons.len() > 10, "{reasons:?}");
     assert!(
         reasons[1..].iter().all(|r| r.ends_with(
-            "; held: the cluster's free slots refused parallelism 3 (at most parallelism 2), \
+            "; held: the cluster's free slots or the job's max parallelism refused parallelism 3 (at most parallelism 2), \
              below min_parallelism 3; asked again when the limit is 3600 s old or a \
              configuration reload (SIGHUP) lifts it"
         )),
@@ -651,7 +682,7 @@ async fn a_flink_job_is_told_about_in_flinks_words() {
     assert!(
         assessment.decision.reason.ends_with(
             "; already at parallelism 2, holding; max lowered to parallelism 2: \
-             the cluster's free slots refused parallelism 4"
+             the cluster's free slots or the job's max parallelism refused parallelism 4"
         ),
         "{}",
         assessment.decision.reason
@@ -729,7 +760,7 @@ async fn an_update_that_rolls_back_is_an_error_and_is_not_retried_blindly() {
 async fn an_update_that_never_ends_times_out() {
     let target = FakeTarget::new(2, 100_000);
     let run = launch(&target);
-    tokio::time::sleep(Duration::from_secs(2000)).await;
+    tokio::time::sleep(Duration::from_secs(3000)).await;
     let counts = run.counts.clone();
     let events = run.stop().await;
     assert_eq!(target.updates(), vec![(0, 4)]);
@@ -744,7 +775,26 @@ async fn an_update_that_never_ends_times_out() {
         .collect();
     // update_timeout_secs defaults to 1800; polls every 60 s.
     assert_eq!(timed_out, [1800]);
+    assert_eq!(
+        failures(&events, "update_timeout"),
+        [
+            "application not RUNNING 1800 s after the update to 4 KPU (update_timeout_secs 1800); \
+          still following it"
+        ]
+    );
     assert_counted(&events, &counts);
+    // Past it, still read at most a minute apart (backing off from
+    // update_poll_secs, 60 s here), so that a late end is seen soon.
+    let reads: Vec<u64> = target
+        .calls()
+        .into_iter()
+        .filter_map(|c| match c {
+            Call::Describe { at_secs, .. } if at_secs > 1800 => Some(at_secs),
+            _ => None,
+        })
+        .collect();
+    assert!(reads.len() >= 19, "{reads:?}");
+    assert!(reads.windows(2).all(|w| w[1] - w[0] <= 60), "{reads:?}");
 }
 
 /// UpdateApplication takes effect, then answers `error`: what a lost

@@ -1081,6 +1081,42 @@ async fn an_update_long_past_made_while_the_agent_was_down_is_reported_not_waite
     assert!(super::graces_held(&events).is_empty(), "{events:?}");
 }
 
+/// The agent stopped in the grace period after its own rescale; while it
+/// was down somebody else rescaled the application (the reference
+/// design's Lambda, not yet switched off). The restart's read resumes the
+/// grace period, and must not take the moved version as seen: the first
+/// evaluation after it reports the other update and waits out its grace
+/// period, instead of deciding on metrics its restart just disturbed.
+#[tokio::test(start_paused = true)]
+async fn an_update_made_while_the_agent_was_down_in_its_grace_period_is_waited_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = FakeTarget::new(1, 90);
+    let first = launch(&target, dir.path());
+    // 1 -> 2 at 0, RUNNING from 90, grace to 420.
+    tokio::time::sleep(Duration::from_secs(200)).await;
+    first.kill().await;
+    assert!(matches!(
+        journaled(dir.path()).record.phase,
+        Phase::Grace { .. }
+    ));
+    // At 300 s somebody else sets 1 KPU (at once: the fake needs no time).
+    tokio::time::sleep(Duration::from_secs(100)).await;
+    {
+        let mut s = target.state.lock().unwrap();
+        s.last_update_ms = Some(T0_MS + 300_000);
+    }
+    super::set_by_another_writer(&target, 1);
+    let second = launch(&target, dir.path());
+    tokio::time::sleep(Duration::from_secs(700)).await;
+    let events = second.stop().await;
+    assert_eq!(failures(&events, "foreign_update").len(), 1, "{events:?}");
+    // The agent's own grace ends at 420 s, where it finds the other
+    // update (asked at 300, so over by 420 at the latest): a grace period
+    // from then, and the next update at 720 (from 1 KPU), not at 420.
+    let updates = target.updates();
+    assert_eq!(updates[..2], [(0, 2), (720, 2)], "{updates:?}");
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_start_without_a_journal_during_an_update_follows_it_then_holds_a_grace_period() {
     let dir = tempfile::tempdir().unwrap();
