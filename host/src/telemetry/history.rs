@@ -31,7 +31,13 @@
 //! A folder that cannot be written (full, read-only) fails these writes
 //! at every evaluation: that is logged when it starts, when the error
 //! changes and every 10 minutes, and once when a write succeeds again
-//! ([`super::failing`]), not at every entry.
+//! ([`super::failing`]), not at every entry. On a nearly full disk an
+//! append can fit where a rewrite's temporary copy does not: the entry is
+//! then appended all the same, and a rewrite that could not be made (a
+//! trim, or an entry's outcome amended) is made by a later append, not
+//! lost while the agent runs (an amendment still owed at a stop is); a
+//! temporary copy cut short is removed at once, not left to hold the
+//! space the appends need.
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
@@ -397,8 +403,17 @@ struct Files {
     /// cannot be made, and saying "writable again" for it told a recovery
     /// at every evaluation.
     first_ok_ms: Option<i64>,
+    /// The applications whose current failure is an update's (refused,
+    /// failed): an evaluation deciding to scale again does not end it.
+    update_failing: std::collections::BTreeSet<String>,
     /// The applications whose ended failure's record could not be removed.
     owed_removals: std::collections::BTreeSet<String>,
+    /// Each application's history as it should read where a rewrite of it
+    /// (an amended outcome) could not be made: appends still go through
+    /// on a nearly full disk where the rewrite's temporary copy does not
+    /// fit, and the amendment is made with the next append that can write
+    /// the whole file, instead of being lost.
+    owed_rewrites: BTreeMap<String, String>,
     /// The time of the event being taken (ms since the epoch): the clock
     /// of [`Files::failing`], so that a simulated run reads simulated time.
     now_ms: i64,
@@ -424,7 +439,9 @@ impl Files {
             failures: BTreeMap::new(),
             failing: Failing::default(),
             first_ok_ms: None,
+            update_failing: std::collections::BTreeSet::new(),
             owed_removals: std::collections::BTreeSet::new(),
+            owed_rewrites: BTreeMap::new(),
             now_ms: 0,
             dry_run: false,
             beside_acting: std::collections::BTreeSet::new(),
@@ -434,13 +451,19 @@ impl Files {
 
     /// In a dry run, whether `application`'s events are left out: looked
     /// up at each evaluation (and at the first event), said when it
-    /// changes.
+    /// changes. The signals an evaluation dropped come before its
+    /// [`Event::Evaluated`], so they look it up too: the first entry after
+    /// an acting agent lets go keeps them.
     fn left_out(&mut self, application: &str, event: &Event) -> bool {
         if !self.dry_run {
             return false;
         }
         let known = self.beside_acting.contains(application);
-        if !matches!(event, Event::Evaluated { .. }) && self.looked_up.contains(application) {
+        let evaluation = matches!(
+            event,
+            Event::Evaluated { .. } | Event::SignalsDropped { .. }
+        );
+        if !evaluation && self.looked_up.contains(application) {
             return known;
         }
         let Some(state_dir) = self.dir.parent() else {
@@ -503,7 +526,23 @@ impl Files {
             self.clear_failure(application);
         }
         match &event {
-            Event::Evaluated { application, .. } | Event::RescaleStarted { application, .. }
+            // An evaluation that decides to scale again does not end the
+            // refusal of the update it decided before (a role that may read
+            // but not update): that streak goes on until an update is
+            // accepted or a decision holds.
+            Event::Evaluated {
+                application,
+                decision,
+                dry_run,
+                ..
+            } if self.failures.contains_key(application)
+                && !(self.update_failing.contains(application)
+                    && !dry_run
+                    && matches!(decision.action, Action::ScaleTo(_))) =>
+            {
+                self.clear_failure(application);
+            }
+            Event::RescaleStarted { application, .. }
                 if self.failures.contains_key(application) =>
             {
                 self.clear_failure(application);
@@ -514,7 +553,20 @@ impl Files {
                 class,
                 message,
                 ..
-            } => self.note_failure(application, *at_ms, class, message),
+            } => {
+                // A failure that ends a decision to scale still pending is
+                // its update's.
+                if self
+                    .pending
+                    .get(application)
+                    .is_some_and(|entry| entry.decision.scale_to_kpu.is_some())
+                {
+                    self.update_failing.insert(application.clone());
+                } else {
+                    self.update_failing.remove(application);
+                }
+                self.note_failure(application, *at_ms, class, message);
+            }
             _ => {}
         }
         match event {
@@ -777,11 +829,16 @@ impl Files {
     }
 
     /// Rewrites the outcome of `application`'s newest entry to what
-    /// `change` makes of the entry, if anything.
+    /// `change` makes of the entry, if anything. A rewrite that fails is
+    /// owed ([`Files::owed_rewrites`]): the next append makes it.
     fn amend_newest(&mut self, application: &str, change: impl FnOnce(&Entry) -> Option<Outcome>) {
         let path = self.path(application);
-        let Ok(text) = read_text(&path) else {
-            return;
+        let text = match self.owed_rewrites.get(application) {
+            Some(owed) => owed.clone(),
+            None => match read_text(&path) {
+                Ok(text) => text,
+                Err(_) => return,
+            },
         };
         let mut lines: Vec<&str> = text.lines().filter(|l| !l.is_empty()).collect();
         let Some(mut entry) = lines
@@ -801,7 +858,21 @@ impl Files {
         lines.push(&line);
         let mut text = lines.join("\n");
         text.push('\n');
+        self.rewrite(application, text);
+    }
+
+    /// Replaces `application`'s history with `text` (its lines, each
+    /// ended); what cannot be written is owed to the next append.
+    fn rewrite(&mut self, application: &str, text: String) {
+        let path = self.path(application);
         let written = replace(&path, text.as_bytes());
+        if written.is_ok() {
+            self.owed_rewrites.remove(application);
+            self.lines
+                .insert(application.to_owned(), text.matches('\n').count());
+        } else {
+            self.owed_rewrites.insert(application.to_owned(), text);
+        }
         self.written(
             written,
             "Cannot write the decision history.",
@@ -844,6 +915,7 @@ impl Files {
     /// Ends the failure of `application`, if a record of one exists.
     fn clear_failure(&mut self, application: &str) {
         self.failures.remove(application);
+        self.update_failing.remove(application);
         self.remove_failure_record(application);
     }
 
@@ -890,6 +962,25 @@ impl Files {
             }
         };
         let path = self.path(application);
+        if let Some(owed) = self.owed_rewrites.get(application) {
+            // An amendment owed: the whole file, amended, with this entry
+            // (trimmed to the bound); if that still cannot be written, the
+            // entry is appended as it would be, and the whole stays owed.
+            let mut text = owed.clone() + &line;
+            let count = text.matches('\n').count();
+            if count > self.bound {
+                let keep = (self.bound - self.bound / 10).max(1);
+                let cut = text
+                    .match_indices('\n')
+                    .nth(count - keep - 1)
+                    .map_or(0, |(i, _)| i + 1);
+                text.drain(..cut);
+            }
+            self.rewrite(application, text);
+            if !self.owed_rewrites.contains_key(application) {
+                return;
+            }
+        }
         let (lines, torn) = match self.lines.get(application) {
             Some(n) => (*n, false),
             None => crate::state::read_no_follow(&path).map_or((0, false), |b| {
@@ -903,7 +994,11 @@ impl Files {
         let written = if lines < self.bound {
             append_line(&path, &line).map(|()| lines + 1)
         } else {
+            // On a nearly full disk the trimmed copy may not fit where the
+            // line does: the line is appended, and the trim made by a
+            // later append (the file stays longer than the bound meanwhile).
             self.trim_and_append(&path, &line)
+                .or_else(|_| append_line(&path, &line).map(|()| lines + 1))
         };
         match written {
             Ok(n) => {
@@ -1089,9 +1184,17 @@ fn replace_in_place(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     // to truncate another file.
     crate::state::remove_stale(&temp)?;
     let mut file: File = crate::state::private_file(&temp, crate::state::Create::New)?;
-    file.write_all(bytes)?;
-    file.sync_all()?;
-    std::fs::rename(&temp, path)
+    let written = file
+        .write_all(bytes)
+        .and_then(|()| file.sync_all())
+        .and_then(|()| std::fs::rename(&temp, path));
+    if written.is_err() {
+        // A copy cut short by a full disk would keep its space until the
+        // next rewrite, and fail the appends meanwhile.
+        drop(file);
+        let _ = std::fs::remove_file(&temp);
+    }
+    written
 }
 
 /// Why the history or the journal of an application could not be read.

@@ -489,7 +489,7 @@ fn a_flink_jobs_status_and_explain_speak_flinks_words() {
          the phase is where the last agent left it: nothing follows it until an agent starts, \
          which resumes from there\n\
          \x20 parallelism: 2\n\
-         \x20 ceiling:    parallelism 6 (the cluster's free slots refused parallelism 8); \
+         \x20 ceiling:    parallelism 6 (the cluster's free slots or the job's max parallelism refused parallelism 8); \
          until 1970-01-01T01:00:00.500Z at the latest, or once the job runs at parallelism 8\n\
          \x20 quarantine: none\n\
          \x20 last:       scale to parallelism 4 10 s ago: evaluation at 1000; \
@@ -671,6 +671,54 @@ fn status_shows_the_failure_happening_now_until_an_evaluation_ends_it() {
     );
     let restarted = status(&state, &apps, 401_000);
     assert_eq!(restarted.applications[0].failure, None, "{restarted:?}");
+    let _ = std::fs::remove_dir_all(&state);
+}
+
+/// A role that may read but not update: every evaluation decides to
+/// scale and its update is refused. The evaluations in between do not end
+/// the refusal, which `status` shows since its first time; an evaluation
+/// that holds ends it, as an accepted update would.
+#[test]
+fn a_refused_update_decided_again_at_each_evaluation_is_one_failure_in_a_row() {
+    let state = temp_dir("update-refused");
+    let history_dir = dir(&state);
+    let apps = [("app".to_owned(), Words::Msf)];
+    let refused = |at_ms: i64| {
+        [
+            evaluated("app", at_ms, Action::ScaleTo(8), false),
+            failed(
+                at_ms + 1,
+                "permission",
+                "UpdateApplication to 8 KPU failed: permission denied",
+            ),
+        ]
+    };
+    std::fs::create_dir_all(&history_dir).expect("the history folder");
+    let mut files = Files::new(history_dir.clone(), 10);
+    for event in [refused(1_000), refused(11_000), refused(41_000)]
+        .into_iter()
+        .flatten()
+    {
+        files.take(event);
+    }
+    let now = status(&state, &apps, 50_000);
+    let failure = now.applications[0].failure.clone().expect("failing");
+    assert_eq!(
+        (failure.since_ms, failure.last_ms, failure.count),
+        (1_001, 41_001, 3),
+        "{now:?}"
+    );
+    let entries = read(&history_dir, "app", None).expect("reads");
+    assert!(
+        entries.iter().all(|e| e
+            .outcome
+            .said(Words::Msf)
+            .starts_with("not scaled (permission)")),
+        "{entries:?}"
+    );
+    files.take(evaluated("app", 60_000, Action::Hold, false));
+    let held = status(&state, &apps, 61_000);
+    assert_eq!(held.applications[0].failure, None, "{held:?}");
     let _ = std::fs::remove_dir_all(&state);
 }
 
@@ -864,6 +912,86 @@ fn an_accepted_update_that_then_failed_is_said_so() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// On a nearly full disk the rewrite that amends an entry's outcome (its
+/// temporary copy) can fail where appends still fit: the amendment is not
+/// lost but made with the next append that can write the whole file, and
+/// the entries appended meanwhile are kept.
+#[test]
+fn an_amendment_that_cannot_be_written_is_made_at_a_later_append() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let history = super::dir(dir.path());
+    std::fs::create_dir_all(&history).expect("the history folder");
+    let mut files = Files::new(history.clone(), 100);
+    files.take(evaluated("app", 1000, Action::ScaleTo(1), false));
+    files.take(Event::RescaleStarted {
+        application: "app".to_owned(),
+        at_ms: 1000,
+        from_kpu: 2,
+        to_kpu: 1,
+        version_id: 5,
+    });
+    // The rewrite's temporary file cannot be made.
+    let blocker = history.join(".app.jsonl.tmp");
+    std::fs::create_dir(&blocker).expect("a blocking folder");
+    let logs = crate::telemetry::captured_logs(false, || {
+        files.take(failed(2000, "update_result", "the job was replaced"));
+        files.take(evaluated("app", 3000, Action::Hold, false));
+    });
+    assert!(
+        logs.contains("Cannot write the decision history."),
+        "{logs}"
+    );
+    let outcomes = |history: &Path| -> Vec<String> {
+        read(history, "app", None)
+            .expect("reads")
+            .iter()
+            .map(|e| e.outcome.said(Words::Msf))
+            .collect()
+    };
+    assert_eq!(
+        outcomes(&history),
+        ["UpdateApplication accepted to 1 KPU", "held"],
+        "the entry after the failed rewrite is kept"
+    );
+    std::fs::remove_dir(&blocker).expect("the blocker goes");
+    files.take(evaluated("app", 4000, Action::Hold, false));
+    assert_eq!(
+        outcomes(&history),
+        [
+            "not scaled (update_result): accepted, then: the job was replaced",
+            "held",
+            "held"
+        ]
+    );
+}
+
+/// A full history is trimmed by a rewrite; where the rewrite's copy does
+/// not fit but an append does, the entry is appended (the file passes its
+/// bound for a while) and the trim is made later, not the entry lost.
+#[test]
+fn an_entry_whose_trim_cannot_be_written_is_appended() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let history = super::dir(dir.path());
+    std::fs::create_dir_all(&history).expect("the history folder");
+    let blocker = history.join(".app.jsonl.tmp");
+    std::fs::create_dir(&blocker).expect("a blocking folder");
+    let mut files = Files::new(history.clone(), 2);
+    for second in 1..=4 {
+        files.take(evaluated("app", second * 1000, Action::Hold, false));
+    }
+    let times = |history: &Path| -> Vec<i64> {
+        read(history, "app", None)
+            .expect("reads")
+            .iter()
+            .map(|e| e.at_ms)
+            .collect()
+    };
+    assert_eq!(times(&history), [1000, 2000, 3000, 4000]);
+    std::fs::remove_dir(&blocker).expect("the blocker goes");
+    files.take(evaluated("app", 5000, Action::Hold, false));
+    assert_eq!(times(&history), [4000, 5000], "trimmed to the bound");
+}
+
 /// A decision to scale that had to wait (`once` in a grace period, or an
 /// evaluation that found another writer's update in progress) was never
 /// sent: its entry says so and why, not "no answer", which would send an
@@ -963,12 +1091,35 @@ fn a_dry_run_beside_an_acting_agent_leaves_its_history_alone() {
         "no file of the acted application"
     );
     assert_eq!(read(&history, "alone", None).expect("reads").len(), 1);
-    // The acting agent stopped: the dry run's decisions are kept again.
+    // The acting agent stops while one dry run goes on: its decisions are
+    // kept again from the next evaluation, with the signals dropped at it
+    // (which come before its `Evaluated`).
+    let mut files = Files {
+        dry_run: true,
+        ..Files::new(history.clone(), 10)
+    };
+    files.take(evaluated("acted", 2000, Action::ScaleTo(4), true));
     drop(journal);
-    dry(vec![evaluated("acted", 2000, Action::ScaleTo(4), true)]);
+    files.take(Event::SignalsDropped {
+        application: "acted".to_owned(),
+        at_ms: 3000,
+        plugin: "lag 0.1.0".to_owned(),
+        file: "plugins/lag.wasm".to_owned(),
+        signals: vec![Signal {
+            name: "backlog".to_owned(),
+            value: f64::NAN,
+        }],
+        first: true,
+    });
+    files.take(evaluated("acted", 3000, Action::ScaleTo(4), true));
+    let (sender, events) = std::sync::mpsc::channel();
+    drop(sender);
+    files.run(events);
     let entries = read(&history, "acted", None).expect("reads");
-    assert_eq!(entries.len(), 1);
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    assert_eq!(entries[0].at_ms, 3000);
     assert_eq!(entries[0].outcome, Outcome::DryRun { kpu: 4 });
+    assert_eq!(entries[0].dropped_signals.len(), 1, "{entries:?}");
 }
 
 #[test]
@@ -1048,7 +1199,7 @@ fn status_says_the_agent_stood_down_and_why() {
     let text = status_text(&now);
     assert!(
         text.contains(
-            "  stood down: since 1970-01-01T00:00:01Z (60 s): another writer undid this agent's rescales: version 4 -> 5: 4 KPU -> 2 KPU (this agent's rescale to 4 KPU completed at 1970-01-01T00:00:00Z; the other update seen at 1970-01-01T00:00:01Z); no update is sent (decisions are recorded): stop the other writer, then reload the configuration (SIGHUP) to resume\n"
+            "  stood down: since 1970-01-01T00:00:01Z (60 s): another writer undid this agent's rescales: version 4 -> 5: 4 KPU -> 2 KPU (this agent's rescale to 4 KPU completed at 1970-01-01T00:00:00Z; the other update seen finished at 1970-01-01T00:00:01Z); no update is sent (decisions are recorded): stop the other writer, then reload the configuration (SIGHUP) to resume\n"
         ),
         "{text}"
     );
