@@ -1142,6 +1142,109 @@ async fn the_msf_target_sends_update_application_once_even_when_its_answer_is_lo
     emu.shutdown().await;
 }
 
+/// A request held in the network past its client's deadline still reaches
+/// the service (`lands_late`): it runs when the wait ends, and the call log
+/// marks its client gone. Whichever arrives first, it or the update
+/// decided again after a read-back found nothing moved, both quote the
+/// same version id, so the service takes the first and refuses the other:
+/// one update takes effect, never two.
+#[tokio::test]
+async fn a_request_landing_after_its_client_gave_up_is_fenced_by_the_version_id() {
+    let (emu, _dir) = start(HOUR_MS, 1.0, 100).await;
+    let config = sdk_loader(&emu)
+        .retry_config(RetryConfig::disabled())
+        .timeout_config(
+            aws_config::timeout::TimeoutConfig::builder()
+                .operation_attempt_timeout(std::time::Duration::from_millis(300))
+                .build(),
+        )
+        .load()
+        .await;
+    let msf = aws_sdk_kinesisanalyticsv2::Client::new(&config);
+    // Only a request held before the effect can land late.
+    let (status, body) = post_fault(
+        emu.local_addr(),
+        &serde_json::json!({
+            "operation": "UpdateApplication", "error": "Drop", "after_effect": true,
+            "lands_late": true
+        }),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body.contains(
+            r#"lands_late is for a Delay before the effect (error \"Delay\", no after_effect)"#
+        ),
+        "{body}"
+    );
+    let update = |app: &'static str| {
+        msf.update_application()
+            .application_name(app)
+            .current_application_version_id(1)
+            .application_configuration_update(parallelism_update(2))
+            .send()
+    };
+    for (app, late_first) in [("calm", false), ("busy", true)] {
+        emu.inject_fault(FaultSpec {
+            delay_ms: 1_500,
+            lands_late: true,
+            ..FaultSpec::error("UpdateApplication", "Delay", 1).for_application(app)
+        })
+        .expect("fault");
+        update(app)
+            .await
+            .expect_err("the client gives up after 300 ms");
+        assert_eq!(
+            version_and_status(&msf, app).await,
+            (1, "RUNNING".to_owned()),
+            "{app}: read back before the request lands, nothing moved"
+        );
+        if late_first {
+            tokio::time::sleep(std::time::Duration::from_millis(2_000)).await;
+            assert_eq!(version_and_status(&msf, app).await.0, 2, "{app}: landed");
+            update(app)
+                .await
+                .expect_err("the update decided again is refused: the late one took effect");
+        } else {
+            update(app)
+                .await
+                .expect("the update decided again takes effect");
+            tokio::time::sleep(std::time::Duration::from_millis(2_000)).await;
+        }
+        assert_eq!(
+            version_and_status(&msf, app).await.0,
+            2,
+            "{app}: one update took effect"
+        );
+    }
+    let updates: Vec<(Option<String>, bool, bool, bool)> = emu
+        .calls()
+        .iter()
+        .filter(|c| c.operation == "UpdateApplication")
+        .map(|c| {
+            let fenced = ["ResourceInUseException", "ConcurrentModificationException"]
+                .contains(&c.outcome.as_str());
+            assert!(fenced || c.outcome == "ok", "{c:?}");
+            (c.application.clone(), c.took_effect, fenced, c.client_gone)
+        })
+        .collect();
+    let calm = Some("calm".to_owned());
+    let busy = Some("busy".to_owned());
+    assert_eq!(
+        updates,
+        [
+            // The update decided again, then the late one, fenced.
+            (calm.clone(), true, false, false),
+            (calm, false, true, true),
+            // The late one, landing first, then the update decided again,
+            // fenced.
+            (busy.clone(), true, false, true),
+            (busy, false, true, false),
+        ]
+    );
+    emu.shutdown().await;
+}
+
 /// A refused identity is the `permission` class for the MSF target too,
 /// naming the action to grant.
 #[tokio::test]

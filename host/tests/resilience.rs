@@ -3,7 +3,9 @@
 //! production does to it: `kill -9` at any instant of a scaling cycle, a
 //! fifth of the AWS calls failing, a fifth of the UpdateApplication calls
 //! taking effect and then losing their answer (a 500, a dropped
-//! connection, a ResourceInUseException), a second agent on the same
+//! connection, a ResourceInUseException), UpdateApplication requests
+//! that reach the service after the agent gave up on them (landing before
+//! and after the update it decided again), a second agent on the same
 //! application, and trace logging with real-looking credentials. Every
 //! verdict is read from the emulator's call log (which says of each call
 //! whether it took effect, whatever it answered) and model state, never
@@ -17,10 +19,12 @@
 //! points come from a seeded generator whose seed is printed (replay one
 //! with `FLINKSCALE_KILL_SEED`). Each test prints its numbers (kills and
 //! where they landed, faults injected, races lost, recovery times). The
-//! file takes about three minutes of wall time on two cores (167 s
-//! measured, the kill test's 104 kill points 107 s of it): the kill test
-//! runs its kill runs and its undisturbed reference side by side, beside
-//! the other four. The tests need the plugins built (`cargo plugins`);
+//! file takes about six and a half minutes of wall time on two cores (385 s
+//! measured; the late-request test 230 s of it, 10 s of the agent's
+//! deadline and up to 20 s more for each of its 8 late requests, and the
+//! kill test's 104 kill points about 110 s): the kill test runs its kill
+//! runs and its undisturbed reference side by side, beside the other
+//! five. The tests need the plugins built (`cargo plugins`);
 //! they fail, not skip, without them.
 
 mod common;
@@ -271,14 +275,41 @@ fn play(
 /// it ran (a phase ends at a bound, where nothing is in flight). Returns
 /// the problems found.
 fn check_updates(calls: &[Value], v0: u64, phases: &[(i64, i64)], grace: bool) -> Vec<String> {
+    check_updates_with_late_requests(calls, v0, phases, grace).0
+}
+
+/// [`check_updates`] where requests may land late (`lands_late` faults):
+/// a late request and the update decided again after its client gave up
+/// quote one version, so whichever arrives second is refused by the
+/// service (ConcurrentModificationException, or ResourceInUseException
+/// while the first is applied). Such a refusal is the version id fencing
+/// the second of the two, not a problem, as long as there are no more of
+/// them than late requests (each can meet one). Returns the problems and
+/// the refusals counted as fenced.
+fn check_updates_with_late_requests(
+    calls: &[Value],
+    v0: u64,
+    phases: &[(i64, i64)],
+    grace: bool,
+) -> (Vec<String>, usize) {
     let mut problems = Vec::new();
     let mut version = v0;
     let mut kpu = INITIAL_KPU;
     let mut previous: Option<&Value> = None;
+    let late = calls_of(calls, "UpdateApplication", Some(APP))
+        .into_iter()
+        .filter(|c| c["client_gone"] == true)
+        .count();
+    let mut fenced = 0;
     for call in calls_of(calls, "UpdateApplication", Some(APP)) {
         let stale = quoted_version(call) != Some(version);
         if call["took_effect"] != true {
-            if call["injected"] != true {
+            let fence = ["ConcurrentModificationException", "ResourceInUseException"]
+                .iter()
+                .any(|code| call["outcome"] == *code);
+            if call["injected"] != true && fence && fenced < late {
+                fenced += 1;
+            } else if call["injected"] != true {
                 problems.push(format!(
                     "UpdateApplication #{} refused with {} (quoting version {:?}, the current one {version}): sent twice, on a stale version, or while UPDATING",
                     seq(call),
@@ -335,7 +366,7 @@ fn check_updates(calls: &[Value], v0: u64, phases: &[(i64, i64)], grace: bool) -
         kpu = target;
         previous = Some(call);
     }
-    problems
+    (problems, fenced)
 }
 
 /// The problems of [`check_updates`] by kind: (repeated decisions or
@@ -1212,19 +1243,34 @@ fn lost_answers(calls: &[Value]) -> (BTreeMap<String, usize>, usize) {
     (by_kind, took_effect)
 }
 
-#[test]
-fn answers_lost_after_the_update_took_effect_never_make_a_second_update() {
-    let started = Instant::now();
+/// One undisturbed agent's run of [`KILL_PHASES`] under `faults`, ended
+/// with SIGTERM: what the faulted-call tests judge.
+struct FaultedRun {
+    /// The application's version id before the run.
+    v0: u64,
+    /// (wall ms the phase began, its direction), as [`play`] gives them.
+    phases: Vec<(i64, i64)>,
+    final_kpu: u64,
+    /// The agent's exit code on SIGTERM.
+    exit_code: Option<i32>,
+    calls: Vec<Value>,
+    /// The call log, summarized, and the agent's last 80 log lines.
+    log_text: String,
+    agent_log_tail: String,
+}
+
+/// Down from the maximum to the minimum and up again (10 rescales), one
+/// agent, the emulator under `faults`.
+fn faulted_run(faults: &[Value]) -> FaultedRun {
     let dir = tempfile::tempdir().expect("a temp dir");
     let config = agent_config(dir.path());
     let emu = Emulator::start(&scenario("resilience-cycles.toml"), SPEED, &[], dir.path());
-    for fault in lost_answer_faults(LOST_ANSWER_SEEDS[0]) {
-        emu.add_fault(&fault);
+    for fault in faults {
+        emu.add_fault(fault);
     }
     let v0 = emu.app(APP)["version_id"].as_u64().expect("a version id");
     let agent = spawn_life(&emu, &config, dir.path(), 0);
     let diag = || diagnostics(&emu, &[&agent]);
-    // Down from the maximum to the minimum and up again: 10 rescales.
     let mut phases = Vec::new();
     let final_kpu = play(
         &emu,
@@ -1233,9 +1279,33 @@ fn answers_lost_after_the_update_took_effect_never_make_a_second_update() {
         || agent.assert_running(diag),
         diag,
     );
-    let status = agent.terminate(Duration::from_secs(10));
+    let exit_code = agent
+        .terminate(Duration::from_secs(10))
+        .and_then(|s| s.code());
     let calls = emu.calls();
-    let log_text = summarize(&calls, emu.started_ms);
+    FaultedRun {
+        v0,
+        phases,
+        final_kpu,
+        exit_code,
+        log_text: summarize(&calls, emu.started_ms),
+        calls,
+        agent_log_tail: agent.log_tail(80),
+    }
+}
+
+#[test]
+fn answers_lost_after_the_update_took_effect_never_make_a_second_update() {
+    let started = Instant::now();
+    let FaultedRun {
+        v0,
+        phases,
+        final_kpu,
+        exit_code,
+        calls,
+        log_text,
+        agent_log_tail,
+    } = faulted_run(&lost_answer_faults(LOST_ANSWER_SEEDS[0]));
 
     let updates = calls_of(&calls, "UpdateApplication", Some(APP));
     let took_effect = updates.iter().filter(|c| c["took_effect"] == true).count();
@@ -1250,14 +1320,14 @@ fn answers_lost_after_the_update_took_effect_never_make_a_second_update() {
          {other} other; final {final_kpu} KPU; exit on SIGTERM {:?}; {:.0} s",
         calls.len(),
         updates.len(),
-        status.and_then(|s| s.code()),
+        exit_code,
         started.elapsed().as_secs_f64()
     );
     assert!(
         problems.is_empty(),
         "{}\n{log_text}\n{}",
         problems.join("\n"),
-        agent.log_tail(80)
+        agent_log_tail
     );
     for kind in ["InternalFailure", "Drop", "ResourceInUseException"] {
         assert!(
@@ -1271,7 +1341,85 @@ fn answers_lost_after_the_update_took_effect_never_make_a_second_update() {
     );
     assert_eq!(final_kpu, MAX_KPU, "a decision lost\n{log_text}");
     assert_eq!(
-        status.and_then(|s| s.code()),
+        exit_code,
+        Some(0),
+        "the agent did not exit 0 on SIGTERM\n{log_text}"
+    );
+}
+
+/// UpdateApplication requests held in the network past the agent's
+/// deadline (ATTEMPT_TIMEOUT, 10 s) that still reach the service: the
+/// agent reads the application back, finds nothing moved, and decides
+/// again; the late request and the new one quote one version, and
+/// whichever arrives second is refused. Held 11 s, a request lands 1 s
+/// after the agent gave up, before or about when it decides again; held
+/// 30 s, after the update decided again has taken effect.
+fn late_request_faults() -> Vec<Value> {
+    vec![
+        json!({
+            "operation": "UpdateApplication", "error": "Delay", "delay_ms": 11_000,
+            "lands_late": true, "fraction": 0.2, "seed": 11
+        }),
+        json!({
+            "operation": "UpdateApplication", "error": "Delay", "delay_ms": 30_000,
+            "lands_late": true, "fraction": 0.25, "seed": 12
+        }),
+    ]
+}
+
+#[test]
+fn requests_landing_after_the_agent_gave_up_never_make_a_second_update() {
+    let started = Instant::now();
+    let FaultedRun {
+        v0,
+        phases,
+        final_kpu,
+        exit_code,
+        calls,
+        log_text,
+        agent_log_tail,
+    } = faulted_run(&late_request_faults());
+
+    let updates = calls_of(&calls, "UpdateApplication", Some(APP));
+    let late: Vec<&Value> = updates
+        .iter()
+        .copied()
+        .filter(|c| c["client_gone"] == true)
+        .collect();
+    let late_took_effect = late.iter().filter(|c| c["took_effect"] == true).count();
+    let took_effect = updates.iter().filter(|c| c["took_effect"] == true).count();
+    let (problems, fenced) = check_updates_with_late_requests(&calls, v0, &phases, true);
+    eprintln!(
+        "late requests: {} calls, {} UpdateApplication, {} landed after the agent gave up \
+         ({late_took_effect} took effect, {} refused), {fenced} refusals fencing a late \
+         request or the update decided again, {took_effect} updates took effect; final \
+         {final_kpu} KPU; exit on SIGTERM {:?}; {:.0} s",
+        calls.len(),
+        updates.len(),
+        late.len(),
+        late.len() - late_took_effect,
+        exit_code,
+        started.elapsed().as_secs_f64()
+    );
+    assert!(
+        problems.is_empty(),
+        "{}\n{log_text}\n{}",
+        problems.join("\n"),
+        agent_log_tail
+    );
+    assert!(
+        late.len() >= 2,
+        "fewer than 2 requests landed after the agent gave up: the test did not probe it\n{log_text}"
+    );
+    assert!(
+        late_took_effect >= 1 && late_took_effect < late.len(),
+        "the late requests did not land both before and after the update decided again \
+         ({late_took_effect} of {} took effect): the test did not probe both orders\n{log_text}",
+        late.len()
+    );
+    assert_eq!(final_kpu, MAX_KPU, "a decision lost\n{log_text}");
+    assert_eq!(
+        exit_code,
         Some(0),
         "the agent did not exit 0 on SIGTERM\n{log_text}"
     );

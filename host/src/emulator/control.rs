@@ -3,10 +3,10 @@
 //! | request | what it does |
 //! |---|---|
 //! | `GET /_emulator/health` | `{"status": "ok", ...}` once the emulator serves |
-//! | `GET /_emulator/calls[?since=SEQ]` | `{"calls": [...]}`: every AWS call (or those numbered above SEQ): `seq`, `wall_ms`, `model_secs`, `protocol`, `service`, `operation`, `application`, `params`, `outcome` (`ok`, the error code, or `Drop`), `http_status` (0 when dropped), `injected`, `took_effect` (the call changed the state, whatever it answered) |
+//! | `GET /_emulator/calls[?since=SEQ]` | `{"calls": [...]}`: every AWS call (or those numbered above SEQ): `seq`, `wall_ms`, `model_secs`, `protocol`, `service`, `operation`, `application`, `params`, `outcome` (`ok`, the error code, or `Drop`), `http_status` (0 when dropped), `injected`, `took_effect` (the call changed the state, whatever it answered), `user_agent`, `client_gone` (the client had hung up before the call ran) |
 //! | `GET /_emulator/state` | per application: model time, status, KPU, parallelism, version, load factor, lambda, backlog, lag; alarms; faults; the scores so far |
 //! | `POST /_emulator/load` `{"application": NAME, "factor": F}` | multiplies the application's trace by F from now on |
-//! | `POST /_emulator/faults` `{"operation", "application", "error", "delay_ms", "after_effect", "count" or "fraction", "seed", "http_status", "message"}` | injects a fault ([`super::FaultSpec`]) |
+//! | `POST /_emulator/faults` `{"operation", "application", "error", "delay_ms", "after_effect", "lands_late", "count" or "fraction", "seed", "http_status", "message"}` | injects a fault ([`super::FaultSpec`]) |
 //! | `GET /_emulator/faults` | the faults in force |
 //! | `DELETE /_emulator/faults` | removes every fault |
 

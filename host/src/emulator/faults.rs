@@ -65,6 +65,13 @@ pub struct FaultSpec {
     /// an answer lost after the effect.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub after_effect: bool,
+    /// With a `Delay` before the effect: the request reaches the service
+    /// when the wait ends even if its client hung up meanwhile (a request
+    /// held in the network, landing after its client gave up; the call
+    /// log marks it `client_gone`). Without it such a request is lost, as
+    /// on a network that drops it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub lands_late: bool,
     /// Applies to the next `count` matching calls, then ends.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub count: Option<u32>,
@@ -93,6 +100,7 @@ impl FaultSpec {
             error: error.to_owned(),
             delay_ms: 0,
             after_effect: false,
+            lands_late: false,
             count: Some(count),
             fraction: None,
             seed: None,
@@ -154,6 +162,12 @@ impl FaultSpec {
         }
         if self.error == DELAY && self.delay_ms == 0 {
             problems.push("a Delay needs delay_ms above 0".to_owned());
+        }
+        if self.lands_late && (self.error != DELAY || self.after_effect) {
+            problems.push(
+                "lands_late is for a Delay before the effect (error \"Delay\", no after_effect)"
+                    .to_owned(),
+            );
         }
         if self.delay_ms > 600_000 {
             problems.push("delay_ms must be at most 600000".to_owned());
@@ -270,6 +284,12 @@ pub struct Injected {
     pub answer: Answer,
     /// Whether the operation runs (and takes effect) before the answer.
     pub after_effect: bool,
+    /// Whether the request runs when its wait ends even if the client hung
+    /// up ([`FaultSpec::lands_late`]).
+    pub lands_late: bool,
+    /// Set by the server when the wait ended: whether the client had hung
+    /// up by then (for the call log).
+    pub client_gone: bool,
 }
 
 /// A fault in force.
@@ -348,6 +368,8 @@ impl Faults {
                         delay_ms: active.spec.delay_ms,
                         answer: active.spec.answer(service, operation),
                         after_effect: active.spec.after_effect,
+                        lands_late: active.spec.lands_late,
+                        client_gone: false,
                     },
                 ));
                 break;

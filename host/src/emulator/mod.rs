@@ -196,6 +196,10 @@ pub struct CallRecord {
     /// The request's User-Agent header (the AWS SDK's names the caller's
     /// app, as CloudTrail's `userAgent` does), if it had one.
     pub user_agent: Option<String>,
+    /// Whether the client had hung up before the call ran: a request held
+    /// by a `lands_late` Delay that reached the service after its client
+    /// gave up (its answer went nowhere).
+    pub client_gone: bool,
 }
 
 /// One application as the control API shows it.
@@ -351,6 +355,7 @@ impl Core {
             injected: logged.injected,
             took_effect: logged.took_effect,
             user_agent: logged.user_agent,
+            client_gone: logged.client_gone,
         });
         seq
     }

@@ -250,21 +250,50 @@ async fn aws_call(
         Some(Err(refused)) => return Some(*refused),
         None => return Some(internal_failure()),
     };
-    if let Some(fault) = &injected
-        && !fault.after_effect
-        && fault.delay_ms > 0
-    {
-        // A client that hangs up meanwhile drops this future: the call is
-        // then neither run nor logged, as a request lost on the network.
-        tokio::time::sleep(Duration::from_millis(fault.delay_ms)).await;
-    }
-    let served = off_runtime(&shared, move |shared| {
-        let (mut core, now) = shared.lock_synced();
-        run_call(
-            &mut core, now, protocol, service, &operation, &input, injected, user_agent,
-        )
-    })
-    .await;
+    let held_ms = injected
+        .as_ref()
+        .filter(|fault| !fault.after_effect)
+        .map_or(0, |fault| fault.delay_ms);
+    let lands_late = injected.as_ref().is_some_and(|fault| fault.lands_late);
+    let run = move |shared: Arc<Shared>, mut injected: Option<Injected>, client_gone: bool| async move {
+        if let Some(fault) = injected.as_mut() {
+            fault.client_gone = client_gone;
+        }
+        off_runtime(&shared, move |shared| {
+            let (mut core, now) = shared.lock_synced();
+            run_call(
+                &mut core, now, protocol, service, &operation, &input, injected, user_agent,
+            )
+        })
+        .await
+    };
+    let served = if held_ms > 0 && lands_late {
+        // The request is held in the network and reaches the service when
+        // the wait ends, whether its client is still there or not: run on
+        // a task of its own, which a hang-up (dropping this future) does
+        // not stop. The guard says whether the client was still there.
+        let here = ClientHere(Arc::new(std::sync::atomic::AtomicBool::new(true)));
+        let still_here = here.0.clone();
+        let shared = shared.clone();
+        let landed = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(held_ms)).await;
+            let gone = !still_here.load(std::sync::atomic::Ordering::SeqCst);
+            run(shared, injected, gone).await
+        })
+        .await
+        .ok()
+        .flatten();
+        drop(here);
+        landed
+    } else {
+        if held_ms > 0 {
+            // A client that hangs up meanwhile drops this future: the call
+            // is then neither run nor logged, as a request lost on the
+            // network.
+            tokio::time::sleep(Duration::from_millis(held_ms)).await;
+        }
+        run(shared.clone(), injected, false).await
+    };
     let Some(served) = served else {
         return Some(internal_failure());
     };
@@ -274,6 +303,16 @@ async fn aws_call(
     served
         .reply
         .map(|result| answer(protocol, result, served.seq))
+}
+
+/// Set while the client of a held request is there: dropped with the
+/// request's future when the client hangs up.
+struct ClientHere(Arc<std::sync::atomic::AtomicBool>);
+
+impl Drop for ClientHere {
+    fn drop(&mut self) {
+        self.0.store(false, std::sync::atomic::Ordering::SeqCst);
+    }
 }
 
 /// One call run against the core, its answer still to be sent.
@@ -305,6 +344,7 @@ pub(crate) fn run_call(
     fault: Option<Injected>,
     user_agent: Option<String>,
 ) -> Served {
+    let client_gone = fault.as_ref().is_some_and(|fault| fault.client_gone);
     let (reply, logged, delay_after_ms) = match fault {
         None => {
             let result = core.call(service, operation, input, now);
@@ -339,7 +379,10 @@ pub(crate) fn run_call(
             }
         }
     };
-    let logged = logged.with_user_agent(user_agent);
+    let logged = Logged {
+        client_gone,
+        ..logged.with_user_agent(user_agent)
+    };
     let seq = core.record(now, protocol, service, operation, Some(input), logged);
     Served {
         seq,
@@ -361,6 +404,9 @@ pub(crate) struct Logged {
     pub(crate) took_effect: bool,
     /// The request's User-Agent header, if any.
     pub(crate) user_agent: Option<String>,
+    /// Whether the client had hung up before the call ran (a request held
+    /// by a `lands_late` Delay).
+    pub(crate) client_gone: bool,
 }
 
 impl Logged {
@@ -372,6 +418,7 @@ impl Logged {
             injected: false,
             took_effect: false,
             user_agent: None,
+            client_gone: false,
         }
     }
 
@@ -401,6 +448,7 @@ impl Logged {
             injected: true,
             took_effect,
             user_agent: None,
+            client_gone: false,
         }
     }
 

@@ -1197,6 +1197,8 @@ fn an_after_effect_fault_applies_the_update_then_loses_the_answer() {
                 delay_ms,
                 answer: answer.clone(),
                 after_effect: true,
+                lands_late: false,
+                client_gone: false,
             }),
         );
         // The update happened exactly as if it had succeeded...
@@ -1262,6 +1264,8 @@ fn a_fault_before_the_effect_changes_nothing_and_the_log_says_which_calls_did() 
                 delay_ms: 0,
                 answer,
                 after_effect: false,
+                lands_late: false,
+                client_gone: false,
             }),
         );
         assert!(served.reply.is_none_or(|r| r.is_err()));
@@ -1282,6 +1286,8 @@ fn a_fault_before_the_effect_changes_nothing_and_the_log_says_which_calls_did() 
             delay_ms: 0,
             answer: Answer::Drop,
             after_effect: true,
+            lands_late: false,
+            client_gone: false,
         }),
     );
     assert!(served.reply.is_none());

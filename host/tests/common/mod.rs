@@ -570,7 +570,8 @@ impl Emulator {
 
 /// One line per call: number, seconds since `origin_ms`, operation,
 /// application, outcome, for UpdateApplication the version and target, and
-/// whether a fault chose the answer and whether the call took effect.
+/// whether a fault chose the answer, whether the call took effect, and
+/// whether it ran after its client had hung up.
 pub fn summarize(calls: &[Value], origin_ms: i64) -> String {
     let mut out = format!("--- call log ({} calls) ---\n", calls.len());
     let from = calls.len().saturating_sub(300);
@@ -600,6 +601,9 @@ pub fn summarize(calls: &[Value], origin_ms: i64) -> String {
         }
         if call["took_effect"] == true {
             line.push_str(" [took effect]");
+        }
+        if call["client_gone"] == true {
+            line.push_str(" [landed after its client gave up]");
         }
         out.push_str(&line);
         out.push('\n');
