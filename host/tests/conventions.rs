@@ -406,21 +406,37 @@ fn validate_environment_describes_every_application() {
         common::free_port(),
         &[
             application("keep", "active", "hold", ""),
-            application("changed", "active", "hold", ""),
+            // A namespace with a typo: a metric that never has data.
+            application("changed", "active", "hold", "")
+                .replace("AWS/KinesisAnalytics", "AWS/KinesisAnalytic"),
             application("unknown", "paused", "hold", ""),
         ],
     );
     let (code, out) = validate_environment(&emulator, &config, dir.path());
     assert_eq!(code, 1, "{out}");
+    // The emulator just started: "keep" may not have data yet either.
+    let no_data = "warning: no datapoint in the last 3 h in us-east-1 (GetMetricData) for cpu";
     let line = |app: &str| -> String {
         let prefix = format!("{}: application \"{app}\": ", config.display());
         let lines: Vec<&str> = out
             .lines()
-            .filter(|l| l.starts_with(&prefix) && !l.contains("plugin"))
+            .filter(|l| l.starts_with(&prefix) && !l.contains("plugin") && !l.contains(no_data))
             .collect();
         assert_eq!(lines.len(), 1, "one finding for {app}:\n{out}");
         lines[0][prefix.len()..].to_owned()
     };
+    assert!(
+        out.contains(&format!(
+            "{}: application \"changed\": {no_data} (AWS/KinesisAnalytic containerCPUUtilization",
+            config.display()
+        )),
+        "{out}"
+    );
+    // A paused application is not read.
+    assert!(
+        !out.contains(&format!("application \"unknown\": {no_data}")),
+        "{out}"
+    );
     assert_eq!(
         line("keep"),
         "DescribeApplication: exists, RUNNING, 2 KPU, MSF's own autoscaling off"

@@ -53,11 +53,13 @@ impl std::fmt::Display for Origin {
 pub enum ConfigPathError {
     /// None of the places a file can be named gave one.
     #[error(
-        "no configuration file: looked at --config (not given){argument}, and {CONFIG_ENV} (not set); give --config FILE or set {CONFIG_ENV}=FILE"
+        "no configuration file: looked at --config (not given){argument}, and {CONFIG_ENV} ({env}); give --config FILE or set {CONFIG_ENV}=FILE"
     )]
     NotGiven {
         /// `, the FILE argument (not given)` for `validate`, else empty.
         argument: &'static str,
+        /// `not set`, or `set but empty`.
+        env: &'static str,
     },
     /// `validate FILE --config OTHER`: two different files.
     #[error(
@@ -108,6 +110,11 @@ pub fn resolve(
                         ", the FILE argument (not given)"
                     } else {
                         ""
+                    },
+                    env: if env.is_some() {
+                        "set but empty"
+                    } else {
+                        "not set"
                     },
                 });
             }
@@ -165,6 +172,115 @@ pub const AUTOSCALING_ON: &str = "MSF's own autoscaling is on (AutoScalingEnable
      ParallelismConfigurationUpdate.AutoScalingEnabledUpdate = false, or \"Automatic scaling\" \
      off in the console)";
 
+/// How far back `validate --environment` looks for each CloudWatch
+/// metric's datapoints (at least two periods of the longest).
+pub const METRIC_LOOKBACK_MS: i64 = 3 * 3600 * 1000;
+
+/// Reads the last [`METRIC_LOOKBACK_MS`] of every CloudWatch metric of
+/// `config` (not metric math, not Flink's) through `source`, one
+/// GetMetricData per application: a metric without a datapoint in that
+/// time is a finding (not a problem: a metric not published yet, a custom
+/// one, may come). A namespace, name (case-sensitive) or dimension that
+/// names nothing, or the wrong region, gives no data either, and the
+/// alarms on it stay `INSUFFICIENT_DATA` for good: the agent would never
+/// scale on it, and say nothing more than that.
+pub async fn metric_findings(
+    config: &Config,
+    source: &dyn crate::metrics::MetricSource,
+    region: &str,
+    now_ms: i64,
+) -> Vec<Finding> {
+    let mut findings = Vec::new();
+    for app in config
+        .applications
+        .iter()
+        .filter(|a| a.mode != crate::config::Mode::Paused)
+    {
+        let queries: Vec<crate::metrics::MetricQuery> = app
+            .metrics
+            .iter()
+            .filter(|m| m.source == crate::config::MetricSourceKind::Cloudwatch)
+            .map(|m| crate::metrics::MetricQuery::from_config(m, &app.metrics))
+            .filter(|q| q.expression.is_none())
+            .collect();
+        if queries.is_empty() {
+            continue;
+        }
+        // At least two periods of the longest metric.
+        let lookback_ms = queries
+            .iter()
+            .map(|q| 2 * i64::from(q.period_secs) * 1000)
+            .fold(METRIC_LOOKBACK_MS, i64::max);
+        let (problem, message) = match source.fetch(&queries, now_ms - lookback_ms, now_ms).await {
+            Ok(series) => {
+                let empty: Vec<String> = series
+                    .iter()
+                    .zip(&queries)
+                    .filter(|(s, _)| s.points.is_empty())
+                    .map(|(_, q)| {
+                        let dimensions: Vec<String> = q
+                            .dimensions
+                            .iter()
+                            .map(|(k, v)| format!("{k}={v}"))
+                            .collect();
+                        format!(
+                            "{} ({} {} {}, {})",
+                            q.id,
+                            q.namespace,
+                            q.metric_name,
+                            q.statistic,
+                            dimensions.join(", ")
+                        )
+                    })
+                    .collect();
+                if empty.is_empty() {
+                    continue;
+                }
+                (
+                    false,
+                    format!(
+                        "warning: no datapoint in the last {} in {region} (GetMetricData) for {}: \
+                         check the namespace, the metric name (case-sensitive), the dimensions \
+                         and the region; until it has data, the alarms on it stay \
+                         INSUFFICIENT_DATA and nothing is decided on it",
+                        if lookback_ms % 3_600_000 == 0 {
+                            format!("{} h", lookback_ms / 3_600_000)
+                        } else {
+                            crate::telemetry::failing::duration_words(lookback_ms)
+                        },
+                        empty.join("; ")
+                    ),
+                )
+            }
+            Err(error) => (true, format!("GetMetricData failed: {error}")),
+        };
+        findings.push(Finding {
+            application: app.name.clone(),
+            problem,
+            message,
+        });
+    }
+    findings
+}
+
+/// What `min_kpu`..`max_kpu` come to in parallelism when the application
+/// runs `per_kpu` subtasks per KPU (above 1): the reference design's
+/// MinKPU and MaxKPU bound its Parallelism, and an imported configuration
+/// keeps the numbers, so the same bounds allow `per_kpu` times the size.
+fn parallelism_note(min_kpu: u32, max_kpu: u32, per_kpu: u32) -> String {
+    if per_kpu <= 1 {
+        return String::new();
+    }
+    let times = |kpu: u32| u64::from(kpu) * u64::from(per_kpu);
+    format!(
+        "; ParallelismPerKPU is {per_kpu}: min_kpu..max_kpu {min_kpu}..{max_kpu} allow \
+         parallelism {}..{} (the reference design's MinKPU and MaxKPU bound its Parallelism: \
+         for the same bounds, divide them by {per_kpu})",
+        times(min_kpu),
+        times(max_kpu)
+    )
+}
+
 /// Calls DescribeApplication for every application of `config` on
 /// `target`: does it exist (in `region`), may the agent read it, and is
 /// MSF's own autoscaling on (which would rescale it behind the agent's
@@ -185,9 +301,10 @@ pub async fn describe_findings(
             Ok(state) => (
                 false,
                 format!(
-                    "DescribeApplication: exists, {}, {} KPU, MSF's own autoscaling off",
+                    "DescribeApplication: exists, {}, {} KPU, MSF's own autoscaling off{}",
                     state.status,
-                    state.kpu()
+                    state.kpu(),
+                    parallelism_note(app.min_kpu, app.max_kpu, state.parallelism_per_kpu)
                 ),
             ),
             Err(TargetError::NotFound(error)) => (
@@ -228,11 +345,11 @@ pub async fn flink_findings(config: &Config) -> Vec<Finding> {
         };
         let target = FlinkTarget::for_job(&rest_url, job.clone());
         let described = match &target {
-            Ok(target) => target.describe(&app.name).await,
+            Ok(target) => target.describe_with_max_parallelism(&app.name).await,
             Err(error) => Err(error.clone()),
         };
         let (problem, message) = match described {
-            Ok(state) => {
+            Ok((state, job_max)) => {
                 let (min, max) = app.parallelism_bounds();
                 let mut problem = false;
                 let mut message = format!(
@@ -265,6 +382,24 @@ pub async fn flink_findings(config: &Config) -> Vec<Finding> {
                     }
                     Err(error) => {
                         message.push_str(&format!("; its task slots cannot be read: {error}"));
+                    }
+                }
+                // The job's key groups bound it whatever the slots: Flink
+                // refuses requirements above them.
+                if let Some(job_max) = job_max {
+                    if u64::from(min) > job_max {
+                        problem = true;
+                        message.push_str(&format!(
+                            "; the job's max parallelism is {job_max}, below min_parallelism \
+                             {min}: Flink refuses the floor; lower min_parallelism or resubmit \
+                             the job with a higher pipeline.max-parallelism"
+                        ));
+                    } else if u64::from(max) > job_max {
+                        message.push_str(&format!(
+                            "; the job's max parallelism is {job_max}, below max_parallelism \
+                             {max}: a rescale above {job_max} is refused (resubmit the job with \
+                             a higher pipeline.max-parallelism to go further)"
+                        ));
                     }
                 }
                 (problem, message)
@@ -339,6 +474,17 @@ mod tests {
     use super::*;
 
     #[test]
+    fn bounds_are_said_in_parallelism_when_a_kpu_runs_several_subtasks() {
+        assert_eq!(parallelism_note(1, 8, 1), "");
+        assert_eq!(
+            parallelism_note(1, 8, 4),
+            "; ParallelismPerKPU is 4: min_kpu..max_kpu 1..8 allow parallelism 4..32 (the \
+             reference design's MinKPU and MaxKPU bound its Parallelism: for the same bounds, \
+             divide them by 4)"
+        );
+    }
+
+    #[test]
     fn the_flag_wins_then_the_argument_then_the_environment() {
         let dir = tempfile::tempdir().expect("a temporary folder");
         let a = dir.path().join("a.toml");
@@ -389,6 +535,17 @@ mod tests {
         );
     }
 
+    /// A configuration of one Flink application, job `orders` at `url`,
+    /// bounded to `min`..=`max` parallelism.
+    fn flink_orders(url: &str, min: u32, max: u32) -> Config {
+        toml::from_str(&format!(
+            "[[application]]\nname = \"orders\"\ntarget = \"flink\"\n\
+             rest_url = {url:?}\nmin_parallelism = {min}\nmax_parallelism = {max}\n\
+             [application.policy]\nplugin = \"hold\"\n"
+        ))
+        .expect("a test configuration")
+    }
+
     /// `validate --environment` reports a Flink job's parallelism beside
     /// its `max_parallelism` and the cluster's task slots, and says when
     /// the slots are the lower ceiling.
@@ -422,15 +579,7 @@ mod tests {
             (200, answer)
         })
         .await;
-        let bounded = |min: u32, max: u32| -> Config {
-            toml::from_str(&format!(
-                "[[application]]\nname = \"orders\"\ntarget = \"flink\"\n\
-                 rest_url = {:?}\nmin_parallelism = {min}\nmax_parallelism = {max}\n\
-                 [application.policy]\nplugin = \"hold\"\n",
-                stub.url
-            ))
-            .expect("a test configuration")
-        };
+        let bounded = |min: u32, max: u32| flink_orders(&stub.url, min, max);
         let config = |max: u32| bounded(1, max);
         let findings = flink_findings(&config(8)).await;
         assert_eq!(findings.len(), 1, "{:?}", findings.len());
@@ -471,6 +620,69 @@ mod tests {
         );
     }
 
+    /// `validate --environment` compares the bounds with the job's max
+    /// parallelism (the lowest of its vertices'): above it, a rescale is
+    /// refused whatever the slots; a floor above it is a problem.
+    #[tokio::test]
+    async fn a_flink_jobs_finding_compares_the_bounds_with_its_max_parallelism() {
+        let ours = "c".repeat(32);
+        let ours_in = ours.clone();
+        let stub = crate::flink::stub::Stub::start(move |line| {
+            let path = line.split(' ').nth(1).unwrap_or_default();
+            let answer = match path {
+                "/jobs/overview" => serde_json::json!({"jobs": [
+                    {"jid": ours_in, "name": "orders", "state": "RUNNING", "start-time": 1},
+                ]}),
+                "/overview" => serde_json::json!({"slots-total": 16}),
+                p if p == format!("/jobs/{ours_in}") => serde_json::json!({
+                    "state": "RUNNING",
+                    "timestamps": {"CREATED": 1000},
+                    "vertices": [
+                        {"id": "v1", "parallelism": 2, "maxParallelism": 128, "status": "RUNNING"},
+                        {"id": "v2", "parallelism": 2, "maxParallelism": 6, "status": "RUNNING"},
+                    ],
+                }),
+                p if p == format!("/jobs/{ours_in}/resource-requirements") => serde_json::json!({
+                    "v1": {"parallelism": {"lowerBound": 1, "upperBound": 2}},
+                    "v2": {"parallelism": {"lowerBound": 1, "upperBound": 2}},
+                }),
+                _ => return (404, serde_json::json!({"errors": ["Not found."]})),
+            };
+            (200, answer)
+        })
+        .await;
+        let bounded = |min: u32, max: u32| flink_orders(&stub.url, min, max);
+        let within = flink_findings(&bounded(1, 6)).await;
+        assert!(!within[0].problem);
+        assert!(
+            !within[0].message.contains("max parallelism is"),
+            "{}",
+            within[0].message
+        );
+        let above = flink_findings(&bounded(1, 8)).await;
+        assert!(!above[0].problem, "{}", above[0].message);
+        assert!(
+            above[0].message.ends_with(
+                "has 16 task slots and its other jobs use 0; the job's max parallelism is 6, \
+                 below max_parallelism 8: a rescale above 6 is refused (resubmit the job with a \
+                 higher pipeline.max-parallelism to go further)"
+            ),
+            "{}",
+            above[0].message
+        );
+        let floor = flink_findings(&bounded(7, 8)).await;
+        assert!(floor[0].problem, "{}", floor[0].message);
+        assert!(
+            floor[0].message.ends_with(
+                "the job's max parallelism is 6, below min_parallelism 7: Flink refuses \
+                            the floor; lower min_parallelism or resubmit the job with a higher \
+                            pipeline.max-parallelism"
+            ),
+            "{}",
+            floor[0].message
+        );
+    }
+
     #[test]
     fn a_missing_file_names_where_it_came_from() {
         let dir = tempfile::tempdir().expect("a temporary folder");
@@ -491,8 +703,12 @@ mod tests {
         assert_eq!(
             message,
             "no configuration file: looked at --config (not given), the FILE argument \
-             (not given), and FLINKSCALE_CONFIG (not set); give --config FILE or set \
+             (not given), and FLINKSCALE_CONFIG (set but empty); give --config FILE or set \
              FLINKSCALE_CONFIG=FILE"
         );
+        let message = resolve(None, None, None, false)
+            .expect_err("nothing given")
+            .to_string();
+        assert!(message.contains("FLINKSCALE_CONFIG (not set)"), "{message}");
     }
 }

@@ -73,7 +73,9 @@
 //! `ResourceInUse`. More parallelism than the cluster has task slots for
 //! (the cluster's total from `GET /overview` less what its other running
 //! jobs use): `LimitExceeded`, with the slot numbers, before anything is
-//! sent; a job that Flink accepted but cannot bring to the new
+//! sent; so is more than the job's max parallelism (the lowest
+//! `maxParallelism` of its vertices, which Flink would refuse with 400,
+//! leaving the controller no ceiling to scale to); a job that Flink accepted but cannot bring to the new
 //! parallelism (slots lost after the check) runs, `RUNNING`, at what
 //! there is: the controller reports the shortfall (`update_result`) and
 //! the next scale-out meets the slot check. A requirement Flink refuses (4xx): `Invalid`, with Flink's
@@ -114,6 +116,11 @@ struct JobView {
     state: AppState,
     /// Vertex id -> its resource requirement, as read back.
     requirements: Map<String, Value>,
+    /// The lowest `maxParallelism` of the job's vertices (their number of
+    /// key groups, fixed when the job was submitted), when Flink says it:
+    /// no vertex runs above its own, and Flink refuses requirements that
+    /// ask for more (400).
+    max_parallelism: Option<u64>,
 }
 
 impl FlinkTarget {
@@ -169,8 +176,21 @@ impl FlinkTarget {
                 .and_then(|r| r["parallelism"]["upperBound"].as_u64());
             upper.is_some_and(|u| v["parallelism"].as_u64() != Some(u))
         });
+        let max_parallelism = vertices
+            .iter()
+            .filter_map(|v| v["maxParallelism"].as_u64())
+            .filter(|m| *m > 0)
+            .min();
         let all_running = vertices.iter().all(|v| v["status"] == "RUNNING");
         let mut status = status_of(job["state"].as_str().unwrap_or(""));
+        if status == AppStatus::Running
+            && let Some(problem) = unreadable_parallelism(&vertices)
+        {
+            // Read as 0 it would be a job "below its minimum" to scale.
+            return Err(TargetError::Transient(format!(
+                "GET /jobs/{id} answered a running job {problem}: not read as a size"
+            )));
+        }
         // Short of slots: the job runs (every vertex RUNNING) below what
         // its requirements allow, and the cluster has no slot for it to
         // grow into (a TaskManager died, or another job took its slots).
@@ -215,6 +235,7 @@ impl FlinkTarget {
                 asked_kpu: asked(&requirements),
             },
             requirements,
+            max_parallelism,
         })
     }
 
@@ -270,6 +291,17 @@ impl FlinkTarget {
         self.slots(&id).await
     }
 
+    /// [`ScalingTarget::describe`], and from the same read the job's max
+    /// parallelism (the lowest of its vertices'), when Flink says it: the
+    /// ceiling of every rescale, whatever the slots.
+    pub async fn describe_with_max_parallelism(
+        &self,
+        application: &str,
+    ) -> Result<(AppState, Option<u64>), TargetError> {
+        let view = self.view(application).await?;
+        Ok((view.state, view.max_parallelism))
+    }
+
     /// The task slots job `id` could run on: the cluster's total less what
     /// the other running jobs use (each its highest vertex parallelism:
     /// one slot sharing group), and the numbers for a message. The free
@@ -304,6 +336,30 @@ impl FlinkTarget {
             ),
         ))
     }
+}
+
+/// What is wrong with the vertices of a running job, if their
+/// parallelism cannot be read: none listed, or one whose parallelism is
+/// not a whole number from 1 to 2^32 - 1 (a proxy's or another version's
+/// answer). A job being built may show a placeholder graph without them;
+/// a running one always has them.
+fn unreadable_parallelism(vertices: &[Value]) -> Option<String> {
+    if vertices.is_empty() {
+        return Some("with no vertices".to_owned());
+    }
+    vertices.iter().find_map(|v| {
+        let p = &v["parallelism"];
+        let usable = p
+            .as_u64()
+            .is_some_and(|p| p >= 1 && u32::try_from(p).is_ok());
+        (!usable).then(|| {
+            format!(
+                "with vertex {} at parallelism {p} (valid: a whole number from 1 to {})",
+                v["id"],
+                u32::MAX
+            )
+        })
+    })
 }
 
 /// Whether some vertex runs above its requirement's upper bound: a
@@ -401,11 +457,28 @@ impl ScalingTarget for FlinkTarget {
             )));
         }
         let (usable, slots) = self.slots(&now.id).await?;
-        if u64::from(kpu) > usable {
+        let short_of_slots = u64::from(kpu) > usable;
+        let above_max = now.max_parallelism.filter(|max| u64::from(kpu) > *max);
+        if short_of_slots || above_max.is_some() {
+            // Refused here, before anything is sent: Flink would answer
+            // 400 to requirements above a vertex's max parallelism, and
+            // the controller would know no ceiling to scale to instead.
+            let mut why = Vec::new();
+            if short_of_slots {
+                why.push(format!("needs {kpu} task slots, but {slots}"));
+            }
+            if let Some(max) = above_max {
+                why.push(format!(
+                    "is above the job's max parallelism {max} (its key groups, fixed when \
+                     the job was submitted: pipeline.max-parallelism)"
+                ));
+            }
             return Err(TargetError::SlotsExceeded {
-                usable: u32::try_from(usable).unwrap_or(u32::MAX),
+                usable: u32::try_from(usable.min(above_max.unwrap_or(u64::MAX)))
+                    .unwrap_or(u32::MAX),
                 message: format!(
-                    "parallelism {kpu} for job {application:?} needs {kpu} task slots, but {slots}"
+                    "parallelism {kpu} for job {application:?} {}",
+                    why.join(", and ")
                 ),
             });
         }
@@ -618,6 +691,66 @@ mod tests {
         assert_eq!(shrinking.version_id, version_id(2_000, true));
     }
 
+    /// A job whose vertices' max parallelism (key groups) is below the
+    /// parallelism asked for: refused before anything is sent, with that
+    /// max as the ceiling (Flink would answer 400 and leave the controller
+    /// none); with too few slots as well, the lower of the two.
+    #[tokio::test]
+    async fn a_rescale_above_the_jobs_max_parallelism_is_refused_with_it_as_the_ceiling() {
+        let with_max = |slots: u64| {
+            let mut answers = cluster(slots, 1_000, 2, 2);
+            let job = answers.get_mut("/jobs/j1").expect("the job");
+            for (i, vertex) in job["vertices"]
+                .as_array_mut()
+                .expect("vertices")
+                .iter_mut()
+                .enumerate()
+            {
+                vertex["maxParallelism"] = json!(if i == 1 { 6 } else { 128 });
+            }
+            answers
+        };
+        let answers = Arc::new(Mutex::new(with_max(16)));
+        let puts = Arc::new(Mutex::new(Vec::new()));
+        let url = fake_flink(answers.clone(), puts.clone()).await;
+        let target = FlinkTarget::new(&url).expect("a target");
+        let (state, max_parallelism) = target
+            .describe_with_max_parallelism("orders")
+            .await
+            .expect("described");
+        assert_eq!(max_parallelism, Some(6));
+        match target.rescale("orders", 8, &state).await {
+            Err(TargetError::SlotsExceeded { usable, message }) => {
+                assert_eq!(usable, 6, "{message}");
+                assert_eq!(
+                    message,
+                    "parallelism 8 for job \"orders\" is above the job's max parallelism 6 \
+                     (its key groups, fixed when the job was submitted: pipeline.max-parallelism)"
+                );
+            }
+            other => panic!("expected SlotsExceeded, got {other:?}"),
+        }
+        assert!(puts.lock().expect("puts").is_empty());
+        // At the max, the rescale is sent.
+        target.rescale("orders", 6, &state).await.expect("sent");
+        assert_eq!(puts.lock().expect("puts").len(), 1);
+
+        // Four slots and a max of 6: the slots are the ceiling, both said.
+        *answers.lock().expect("answers") = with_max(4);
+        let state = target.describe("orders").await.expect("described");
+        match target.rescale("orders", 8, &state).await {
+            Err(TargetError::SlotsExceeded { usable, message }) => {
+                assert_eq!(usable, 4, "{message}");
+                assert!(message.contains("needs 8 task slots, but"), "{message}");
+                assert!(
+                    message.contains(", and is above the job's max parallelism 6"),
+                    "{message}"
+                );
+            }
+            other => panic!("expected SlotsExceeded, got {other:?}"),
+        }
+    }
+
     /// What the controller tells a replaced job and a lost PUT under
     /// Flink's own restart apart by: the job id is the identity, and the
     /// requirements' upper bound is what the job asks for, which a
@@ -740,6 +873,65 @@ mod tests {
         let state = target.describe("orders").await.expect("describe");
         assert_eq!(state.last_update_ms, Some(1_700_000_000_123));
         assert_eq!(state.version_id, version_id(1_700_000_000_123, false));
+    }
+
+    /// A running job whose vertices' parallelism cannot be read (none
+    /// listed, -1, 2.5, "2", 1e20, 0) is an error, not a job at
+    /// parallelism 0 that the controller would bring up to its minimum; a
+    /// job being built may show them so and is read as busy.
+    #[tokio::test]
+    async fn a_running_job_whose_parallelism_cannot_be_read_is_not_read_as_zero() {
+        let id = "b".repeat(32);
+        let answer = Arc::new(Mutex::new(json!(null)));
+        let (id_in, answer_in) = (id.clone(), answer.clone());
+        let stub = crate::flink::stub::Stub::start(move |line| {
+            let path = line.split(' ').nth(1).unwrap_or_default();
+            match path {
+                p if p == format!("/jobs/{id_in}") => {
+                    (200, answer_in.lock().expect("the answer").clone())
+                }
+                p if p == format!("/jobs/{id_in}/resource-requirements") => (200, json!({})),
+                _ => (404, json!({"errors": ["Not found."]})),
+            }
+        })
+        .await;
+        let target = FlinkTarget::for_job(&stub.url, FlinkJob::Id(id)).expect("a target");
+        let with = |state: &str, vertices: Value| {
+            *answer.lock().expect("the answer") = json!({
+                "state": state,
+                "timestamps": {"CREATED": 1_700_000_000_000_u64},
+                "vertices": vertices,
+            });
+        };
+        for parallelism in [json!(-1), json!(2.5), json!("2"), json!(1e20), json!(0)] {
+            with(
+                "RUNNING",
+                json!([
+                    {"id": "v1", "parallelism": 2, "status": "RUNNING"},
+                    {"id": "v2", "parallelism": parallelism, "status": "RUNNING"},
+                ]),
+            );
+            match target.describe("orders").await {
+                Err(TargetError::Transient(message)) => assert!(
+                    message.contains(&format!("vertex \"v2\" at parallelism {parallelism}"))
+                        && message.contains("not read as a size"),
+                    "{message}"
+                ),
+                other => panic!("parallelism {parallelism}: {other:?}"),
+            }
+        }
+        with("RUNNING", json!([]));
+        let none = target.describe("orders").await;
+        assert!(
+            matches!(&none, Err(TargetError::Transient(m)) if m.contains("with no vertices")),
+            "{none:?}"
+        );
+        with(
+            "INITIALIZING",
+            json!([{"id": "v1", "parallelism": -1, "status": "CREATED"}]),
+        );
+        let building = target.describe("orders").await.expect("a job being built");
+        assert_eq!(building.status, AppStatus::Starting, "{building:?}");
     }
 
     #[test]

@@ -151,14 +151,15 @@ pub enum TargetError {
     #[error("limit exceeded: {0}")]
     LimitExceeded(String),
     /// A Flink cluster has too few task slots for the parallelism asked
-    /// for; `usable` is the most it has for the job (its slots less what
-    /// its other running jobs use), so the ceiling is known exactly rather
-    /// than found one refusal at a time.
+    /// for, or the job's max parallelism is below it; `usable` is the most
+    /// the job can have (the cluster's slots less what its other running
+    /// jobs use, and no more than its max parallelism), so the ceiling is
+    /// known exactly rather than found one refusal at a time.
     #[error("limit exceeded: {message}")]
     SlotsExceeded {
-        /// The parallelism (KPU) the cluster can give the job.
+        /// The parallelism (KPU) the job can be given.
         usable: u32,
-        /// The slot numbers, for the log.
+        /// The slot numbers or the max parallelism, for the log.
         message: String,
     },
     /// The request was invalid: do not retry.

@@ -93,7 +93,7 @@ impl Words {
     pub fn limit(self) -> &'static str {
         match self {
             Words::Msf => "the account's KPU limit",
-            Words::Flink => "the cluster's free slots",
+            Words::Flink => "the cluster's free slots or the job's max parallelism",
         }
     }
 
@@ -122,7 +122,7 @@ impl Words {
     pub fn other_writers(self) -> &'static str {
         match self {
             Words::Msf => {
-                "somebody else updated it (another agent, a deployment, the console, MSF's own autoscaling)"
+                "somebody else updated it (another agent, the reference design's scaling not yet switched off, a deployment, the console, MSF's own autoscaling)"
             }
             Words::Flink => {
                 "Flink rebuilt its execution graph: the job restarted (a task failed, a TaskManager was lost or came back) or somebody else rescaled it (another agent, a PUT by hand)"
@@ -355,7 +355,10 @@ mod tests {
         assert_eq!(flink.thing(), "job");
         assert_eq!(flink.describe_call(), "GET /jobs/{id}");
         assert_eq!(flink.rescale_call(), "PUT /jobs/{id}/resource-requirements");
-        assert_eq!(flink.limit(), "the cluster's free slots");
+        assert_eq!(
+            flink.limit(),
+            "the cluster's free slots or the job's max parallelism"
+        );
         assert_eq!(flink.limit_never_met(), "never short of free slots");
         assert_eq!(
             flink.limit_may_have_moved(),

@@ -613,7 +613,13 @@ fn log_event(event: &Event) {
                 version_id,
                 ..
             } => info!(
-                message = "Resolved a phase in doubt.",
+                // A journaled grace period or idle phase is nothing in
+                // doubt, only resumed.
+                message = if matches!(phase.as_str(), "idle" | "grace") {
+                    "Resumed the phase the journal kept."
+                } else {
+                    "Resolved a phase in doubt."
+                },
                 application = %application,
                 phase = %phase,
                 resume = %resume,
@@ -884,7 +890,7 @@ fn log_flink_event(event: &Event) {
             ceiling_kpu,
             ..
         } => error!(
-            message = "The cluster's free slots refused the parallelism; decisions now stay at or below the ceiling.",
+            message = "The cluster's free slots or the job's max parallelism refused the parallelism; decisions now stay at or below the ceiling.",
             application = %application,
             refused_parallelism = refused_kpu,
             ceiling_parallelism = ceiling_kpu,
@@ -1213,7 +1219,7 @@ mod tests {
         assert_eq!(lines[2]["parallelism"], 4);
         assert_eq!(
             lines[3]["message"],
-            "The cluster's free slots refused the parallelism; decisions now stay at or below the ceiling."
+            "The cluster's free slots or the job's max parallelism refused the parallelism; decisions now stay at or below the ceiling."
         );
         assert_eq!(lines[3]["refused_parallelism"], 8);
         assert_eq!(lines[3]["ceiling_parallelism"], 6);
