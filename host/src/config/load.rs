@@ -206,7 +206,7 @@ impl LoadedConfig {
 /// that every plugin named is a file or a built-in. Returns every error
 /// found.
 pub fn load(path: &Path) -> Result<LoadedConfig, ConfigErrors> {
-    let text = std::fs::read_to_string(path).map_err(|error| {
+    let text = read_utf8(path).map_err(|error| {
         ConfigErrors::new(vec![ConfigError {
             file: path.to_path_buf(),
             position: None,
@@ -216,6 +216,36 @@ pub fn load(path: &Path) -> Result<LoadedConfig, ConfigErrors> {
         }])
     })?;
     load_text(&text, path, true)
+}
+
+/// Reads `path` as UTF-8 text. A file that is not says where its first
+/// byte that is not UTF-8 is (`line 33, column 21: byte 0xE9 is not
+/// UTF-8`), as an `InvalidData` error: a file saved as Latin-1 is found by
+/// its line, not searched for.
+pub fn read_utf8(path: &Path) -> std::io::Result<String> {
+    let bytes = std::fs::read(path)?;
+    String::from_utf8(bytes).map_err(|error| {
+        let at = error.utf8_error().valid_up_to();
+        let bytes = error.as_bytes();
+        let before = &bytes[..at];
+        let line = before.iter().filter(|b| **b == b'\n').count() + 1;
+        let line_start = before
+            .iter()
+            .rposition(|b| *b == b'\n')
+            .map_or(0, |i| i + 1);
+        // Characters, as the configuration's columns are counted.
+        let column = String::from_utf8_lossy(&before[line_start..])
+            .chars()
+            .count()
+            + 1;
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!(
+                "line {line}, column {column}: byte 0x{:02X} is not UTF-8 (save the file as UTF-8)",
+                bytes.get(at).copied().unwrap_or_default()
+            ),
+        )
+    })
 }
 
 /// Parses and validates `text` as if read from `origin` (which names the file
@@ -361,6 +391,9 @@ fn load_text(
     let loaded = resolve(config, origin);
     if check_environment {
         let errors = missing_plugins(&loaded)
+            .into_iter()
+            .chain(state_dir_problem(&loaded))
+            .collect::<Vec<_>>()
             .iter()
             .map(|p| document.locate(p))
             .collect::<Vec<_>>();
@@ -369,6 +402,27 @@ fn load_text(
         }
     }
     Ok(loaded)
+}
+
+/// Locates an error serde made reading `text`, a TOML file other than the
+/// configuration (a scenario), as a configuration error is located: its
+/// line and column, the field as a user reads it, the message, and what
+/// would be valid.
+pub(crate) fn locate_toml_error(file: &Path, text: &str, error: &toml::de::Error) -> ConfigError {
+    let (root, syntax_errors) = DeTable::parse_recoverable(text);
+    let document = Document {
+        file,
+        text,
+        root: Spanned::new(root.span(), DeValue::Table(root.into_inner())),
+        deferred: Default::default(),
+        removed: Default::default(),
+    };
+    if syntax_errors.is_empty() {
+        document.serde_error(error)
+    } else {
+        // A syntax error has no field to name.
+        document.error_at(error.span(), String::new(), error.message(), None)
+    }
 }
 
 /// Resolves the relative paths of a valid configuration against the folder
@@ -433,6 +487,23 @@ pub fn resolve_plugin(value: &str, base_dir: &Path, plugin_dir: Option<&Path>) -
         Some(builtin) => PluginSource::BuiltIn(builtin),
         None => PluginSource::File(plugin_dir.unwrap_or(base_dir).join(format!("{value}.wasm"))),
     }
+}
+
+/// The environment step: the state folder, if it exists, must be a
+/// folder (the agent creates it otherwise).
+fn state_dir_problem(loaded: &LoadedConfig) -> Option<Problem> {
+    let path = &loaded.state_dir;
+    let meta = std::fs::metadata(path).ok()?;
+    (!meta.is_dir()).then(|| Problem {
+        path: FieldPath::root().key("agent").key("state_dir"),
+        message: format!("state_dir {} is a file, not a folder", path.display()),
+        hint: Some(
+            "valid: a folder the agent may create or write; without [agent] state_dir, \
+             $STATE_DIRECTORY, else `state` beside the configuration"
+                .to_owned(),
+        ),
+        assumes: None,
+    })
 }
 
 /// The environment step: every plugin must be a file that exists or a

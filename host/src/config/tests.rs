@@ -482,7 +482,7 @@ fn zero_intervals_are_refused_but_a_zero_grace_period_is_allowed() {
     assert_eq!(
         errors(&text),
         [
-            "config/x.toml:3:20: application \"a\".update_poll_secs: update_poll_secs is 0 (valid: 1 or more; the reference design polls every 60)",
+            "config/x.toml:3:20: application \"a\".update_poll_secs: update_poll_secs is 0 (valid: 1 or more; the reference template's default UpdateApplicationWaitingTime is 15)",
             "config/x.toml:4:23: application \"a\".update_timeout_secs: update_timeout_secs is 0 (valid: 1 or more; default 1800)",
             "config/x.toml:5:28: application \"a\".evaluation_interval_secs: evaluation_interval_secs is 0 (valid: 1 or more, or leave it out to use the shortest metric period)",
         ]
@@ -662,6 +662,42 @@ fn alarm_periods_and_datapoints_are_checked() {
         [
             "config/x.toml:15:22: application \"a\".alarm \"scale-out\".evaluation_periods: evaluation_periods 1441 x period_secs 60 of metric \"cpu\" = 86460 s, more than one day (valid: evaluation_periods x period_secs <= 86400, here evaluation_periods <= 1440)"
         ]
+    );
+}
+
+/// An interval of more than a day (1e8 s) is refused, and an alarm on a
+/// signal (one value per evaluation) is held to the one-day window as an
+/// alarm on a metric is: the rule skipped alarms on signals.
+#[test]
+fn intervals_and_signal_alarm_windows_are_held_to_one_day() {
+    let text = std::fs::read_to_string(config_dir().join("msk-backlog-seconds.toml"))
+        .expect("the example");
+    let with_interval = |secs: u32| {
+        text.replacen(
+            "[[application]]\n",
+            &format!("[[application]]\nevaluation_interval_secs = {secs}\n"),
+            1,
+        )
+    };
+    valid(&with_interval(3600));
+    let found = errors(&with_interval(100_000_000));
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(
+        found[0].ends_with(
+            "evaluation_interval_secs: evaluation_interval_secs 100000000 is more than one day \
+             (valid: 1 to 86400, or leave it out to use the shortest metric period)"
+        ),
+        "{found:?}"
+    );
+    let found = errors(&with_interval(36_000));
+    assert!(
+        found.iter().any(|e| e.contains(
+            "alarm \"behind\".evaluation_periods: evaluation_periods 5 x the evaluation \
+             interval 36000 s of signal \"seconds_behind\" = 180000 s, more than one day \
+             (valid: evaluation_periods x evaluation interval <= 86400, here \
+             evaluation_periods <= 2)"
+        )),
+        "{found:?}"
     );
 }
 
@@ -917,6 +953,52 @@ dimensions = { A = 1 }
     assert!(
         errors.iter().all(|e| !e.contains("missing field")),
         "{errors:#?}"
+    );
+}
+
+/// A state folder that is a file is an error of the configuration, found
+/// by `validate`, where `run` failed at its start with "File exists"
+/// without naming the setting.
+#[test]
+fn the_environment_step_finds_a_state_dir_that_is_a_file() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("afile"), b"").unwrap();
+    let path = dir.path().join("agent.toml");
+    std::fs::write(&path, format!("[agent]\nstate_dir = \"afile\"\n{APP}")).unwrap();
+    let rendered = load(&path).unwrap_err().to_string();
+    assert_eq!(
+        rendered,
+        format!(
+            "{}:2:13: agent.state_dir: state_dir {}/afile is a file, not a folder (valid: a \
+             folder the agent may create or write; without [agent] state_dir, \
+             $STATE_DIRECTORY, else `state` beside the configuration)",
+            path.display(),
+            dir.path().display()
+        )
+    );
+    std::fs::remove_file(dir.path().join("afile")).unwrap();
+    load(&path).expect("a state folder not there yet is made at the start");
+}
+
+/// A file saved as Latin-1 is said by the line and column of its first
+/// byte that is not UTF-8, not only "stream did not contain valid UTF-8".
+#[test]
+fn a_file_that_is_not_utf8_is_said_where() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("agent.toml");
+    std::fs::write(
+        &path,
+        b"[[application]]\nname = \"\xc3\xa9t\xc3\xa9\" # caf\xe9\n",
+    )
+    .unwrap();
+    let rendered = load(&path).unwrap_err().to_string();
+    assert_eq!(
+        rendered,
+        format!(
+            "{}: cannot read the configuration: line 2, column 19: byte 0xE9 is not UTF-8 \
+             (save the file as UTF-8)",
+            path.display()
+        )
     );
 }
 

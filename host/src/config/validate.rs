@@ -307,6 +307,16 @@ fn validate_agent(agent: &AgentConfig) -> Vec<Problem> {
     problems
 }
 
+/// Whether `name` is a well-formed MSF application name: 1 to 128
+/// letters, digits, `_`, `.` or `-` (so never a path of another folder).
+pub(crate) fn is_application_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.chars().count() <= MAX_APPLICATION_NAME_CHARS
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+}
+
 /// Checks that application names are well formed and unique; `names` pairs
 /// each name with its application's index in the file.
 fn validate_application_names(names: &[(usize, &str)]) -> Vec<Problem> {
@@ -317,12 +327,7 @@ fn validate_application_names(names: &[(usize, &str)]) -> Vec<Problem> {
             .key("application")
             .index(index)
             .key("name");
-        let well_formed = !name.is_empty()
-            && name.chars().count() <= MAX_APPLICATION_NAME_CHARS
-            && name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
-        if !well_formed {
+        if !is_application_name(name) {
             problems.push(
                 Problem::new(
                     at.clone(),
@@ -428,7 +433,9 @@ pub(super) fn valid_positive(key: &str) -> Option<&'static str> {
         "evaluation_interval_secs" => {
             "valid: 1 or more, or leave it out to use the shortest metric period"
         }
-        "update_poll_secs" => "valid: 1 or more; the reference design polls every 60",
+        "update_poll_secs" => {
+            "valid: 1 or more; the reference template's default UpdateApplicationWaitingTime is 15"
+        }
         "update_timeout_secs" => "valid: 1 or more; default 1800",
         "evaluation_periods" => "valid: 1 or more; the reference design uses 5",
         _ => return None,
@@ -475,6 +482,19 @@ fn validate_application(index: usize, app: &ApplicationConfig) -> Vec<Problem> {
                 "evaluation_interval_secs is 0",
             )
             .hint(at_least_one("evaluation_interval_secs")),
+        );
+    } else if let Some(secs) = app
+        .evaluation_interval_secs
+        .filter(|s| u64::from(*s) > MAX_ALARM_RANGE_SECS)
+    {
+        problems.push(
+            Problem::new(
+                at.key("evaluation_interval_secs"),
+                format!("evaluation_interval_secs {secs} is more than one day"),
+            )
+            .hint(format!(
+                "valid: 1 to {MAX_ALARM_RANGE_SECS}, or leave it out to use the shortest metric period"
+            )),
         );
     }
     if app.update_poll_secs == 0 {
@@ -528,6 +548,14 @@ fn validate_application(index: usize, app: &ApplicationConfig) -> Vec<Problem> {
         }
     }
 
+    // A signal has a value per evaluation: its period is the interval.
+    let signal_period = app.evaluation_interval_secs.or_else(|| {
+        app.metrics
+            .iter()
+            .map(|m| m.period_secs)
+            .filter(|p| *p > 0)
+            .min()
+    });
     let mut alarm_ids: Vec<&str> = Vec::new();
     for (i, alarm) in app.alarms.iter().enumerate() {
         let at = at.key("alarm").index(i);
@@ -536,6 +564,7 @@ fn validate_application(index: usize, app: &ApplicationConfig) -> Vec<Problem> {
             alarm,
             &metric_ids,
             !app.interpreters.is_empty(),
+            signal_period,
         ));
         if alarm_ids.contains(&alarm.id.as_str()) {
             problems.push(
@@ -586,7 +615,7 @@ fn validate_application(index: usize, app: &ApplicationConfig) -> Vec<Problem> {
 
 /// Whether `name` can be an interpreter signal's name, by the convention
 /// the shipped interpreters enforce.
-fn is_signal_name(name: &str) -> bool {
+pub(crate) fn is_signal_name(name: &str) -> bool {
     let mut chars = name.chars();
     chars.next().is_some_and(|c| c.is_ascii_alphabetic())
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
@@ -1042,6 +1071,7 @@ fn validate_alarm(
     alarm: &AlarmConfig,
     metrics: &BTreeMap<&str, &MetricConfig>,
     has_interpreters: bool,
+    signal_period: Option<u32>,
 ) -> Vec<Problem> {
     let mut problems = Vec::new();
     let valid_id = !alarm.id.is_empty()
@@ -1148,6 +1178,26 @@ fn validate_alarm(
                 .hint(format!(
                     "valid: evaluation_periods x period_secs <= {MAX_ALARM_RANGE_SECS}, here evaluation_periods <= {}",
                     MAX_ALARM_RANGE_SECS / u64::from(metric.period_secs.max(1))
+                )),
+            );
+        }
+    } else if let Some(period) =
+        signal_period.filter(|p| metric.is_none() && u64::from(*p) <= MAX_ALARM_RANGE_SECS)
+    {
+        // On a signal: one value per evaluation.
+        let range = u64::from(n) * u64::from(period);
+        if range > MAX_ALARM_RANGE_SECS {
+            problems.push(
+                Problem::new(
+                    at.key("evaluation_periods"),
+                    format!(
+                        "evaluation_periods {n} x the evaluation interval {period} s of signal {:?} = {range} s, more than one day",
+                        alarm.metric.as_deref().unwrap_or_default()
+                    ),
+                )
+                .hint(format!(
+                    "valid: evaluation_periods x evaluation interval <= {MAX_ALARM_RANGE_SECS}, here evaluation_periods <= {}",
+                    MAX_ALARM_RANGE_SECS / u64::from(period.max(1))
                 )),
             );
         }

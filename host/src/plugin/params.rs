@@ -245,6 +245,41 @@ pub fn check_references(
     problems
 }
 
+/// The alarm ids the plugin's declared alarm parameters name in `params`
+/// (as given; a default names an alarm only if the application has it,
+/// which the caller checks), each once, in declaration order.
+pub fn alarm_ids_named(
+    declared: &[Parameter],
+    params: &serde_json::Map<String, Value>,
+) -> Vec<String> {
+    let mut named: Vec<String> = Vec::new();
+    for parameter in declared {
+        if !matches!(
+            parameter.kind,
+            ParameterKind::AlarmId | ParameterKind::AlarmIds
+        ) {
+            continue;
+        }
+        let value = match params.get(&parameter.name) {
+            Some(value) => value.clone(),
+            None => match parameter
+                .default_json
+                .as_deref()
+                .and_then(|d| serde_json::from_str::<Value>(d).ok())
+            {
+                Some(value) => value,
+                None => continue,
+            },
+        };
+        for id in ids_in(&value) {
+            if !named.iter().any(|n| n == id) {
+                named.push(id.to_owned());
+            }
+        }
+    }
+    named
+}
+
 /// The ids an id parameter's value names: the string, or the strings of
 /// the list (what is not a string names none).
 fn ids_in(value: &Value) -> Vec<&str> {
