@@ -24,7 +24,7 @@ pub struct Example {
 pub const EXAMPLES: &[Example] = &[
     Example {
         name: "msf-cpu",
-        summary: "the reference design with its defaults: CPU alarms, step policy",
+        summary: "the reference design on CPU, as documented: CPU alarms, step policy",
         text: include_str!("../../../config/msf-cpu.toml"),
     },
     Example {

@@ -97,7 +97,7 @@ pub async fn run(command: ImportCommand) -> anyhow::Result<ExitCode> {
 }
 
 fn read(file: &Path) -> Result<String, ImportError> {
-    std::fs::read_to_string(file).map_err(|source| ImportError::Read {
+    crate::config::load::read_utf8(file).map_err(|source| ImportError::Read {
         file: file.to_owned(),
         source,
     })
@@ -165,6 +165,9 @@ async fn alarms(
         None => None,
     };
     let region = loaded.as_ref().and_then(|l| l.config.agent.region.clone());
+    if !super::aws_environment_ok(region.as_deref()) {
+        return Ok(ExitCode::from(EX_CONFIG));
+    }
     let sdk = crate::aws::sdk_config(region.as_deref()).await;
     let described = crate::metrics::alarms::CloudWatchAlarms::new(&sdk)
         .describe_all()
@@ -183,6 +186,14 @@ async fn alarms(
         eprintln!(
             "warning: the CloudWatch alarm {:?} watches {application:?} but is not imported: {}",
             s.name, s.reason
+        );
+    }
+    if imported.holds {
+        eprintln!(
+            "warning: the alarms of {application:?} are not one scale-out / scale-in pair, so the \
+             policy written is `hold`, which never rescales: choose one in [application.policy] \
+             (`step` with scale_out_alarm and scale_in_alarm, or another; `flinkscale plugin \
+             describe NAME` lists a policy's params)"
         );
     }
     let text = imported.toml;

@@ -67,6 +67,10 @@ pub struct ImportedAlarms {
     pub imported: usize,
     /// The application's alarms that could not be.
     pub skipped: Vec<Skipped>,
+    /// Whether the policy written is `hold` (no configuration to keep, and
+    /// no scale-out / scale-in pair among the alarms): the application
+    /// would never be rescaled until one is chosen.
+    pub holds: bool,
 }
 
 /// Whether `alarm` watches `application` (see the module's documentation).
@@ -322,6 +326,7 @@ pub fn import(
             toml: text,
             imported: locals.len(),
             skipped,
+            holds: existing.is_none() && step_pair(&locals).is_none(),
         }),
         Err(errors) => Err(ImportAlarmsError::Invalid {
             errors: errors.to_string(),
@@ -419,7 +424,11 @@ fn to_toml(
         None => {
             let _ = writeln!(
                 out,
-                "# The alarms do not say the bounds: set them (defaults: 1 and 10 KPU).\n# min_kpu = 1\n# max_kpu = 10"
+                "# The alarms do not say the bounds: set them (defaults: 1 and 10 KPU).\n# min_kpu = 1\n# max_kpu = 10\n\
+                 # Nor the grace period and the poll while UPDATING: the defaults hold\n\
+                 # (the reference template's are ScalingGracingPeriod 200 and\n\
+                 # UpdateApplicationWaitingTime 15; `import cfn` reads them from the stack).\n\
+                 # grace_period_secs = 300\n# update_poll_secs = 60"
             );
         }
     }
@@ -472,15 +481,7 @@ fn to_toml(
             );
         }
         None => {
-            let up: Vec<&Local> = locals
-                .iter()
-                .filter(|l| l.comparison.starts_with("Greater"))
-                .collect();
-            let down: Vec<&Local> = locals
-                .iter()
-                .filter(|l| l.comparison.starts_with("Less"))
-                .collect();
-            if let ([up], [down]) = (up.as_slice(), down.as_slice()) {
+            if let Some((up, down)) = step_pair(locals) {
                 let _ = writeln!(
                     out,
                     "\n[application.policy]\n# The reference design's step scaling. The factors are not in the alarms\n\
@@ -502,6 +503,30 @@ fn to_toml(
         }
     }
     out
+}
+
+/// The scale-out and scale-in alarms a `step` policy is given: the
+/// reference design's pair (`ScaleOutAlarm-APP` and `ScaleInAlarm-APP`,
+/// ids `scale-out` and `scale-in`) whatever other alarms watch the
+/// application (a checkpoint alarm for the on-call), else the one alarm
+/// that asks for more capacity (greater than) and the one that asks for
+/// less; `None` when neither is there.
+fn step_pair(locals: &[Local]) -> Option<(&Local, &Local)> {
+    let up = |l: &&Local| l.comparison.starts_with("Greater");
+    let down = |l: &&Local| l.comparison.starts_with("Less");
+    let named = |id: &str| locals.iter().find(|l| l.id == id);
+    if let (Some(out), Some(in_)) = (named("scale-out"), named("scale-in"))
+        && up(&out)
+        && down(&in_)
+    {
+        return Some((out, in_));
+    }
+    let ups: Vec<&Local> = locals.iter().filter(up).collect();
+    let downs: Vec<&Local> = locals.iter().filter(down).collect();
+    match (ups.as_slice(), downs.as_slice()) {
+        ([out], [in_]) => Some((out, in_)),
+        _ => None,
+    }
 }
 
 /// The file an import without `--config` is checked as.

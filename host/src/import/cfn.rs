@@ -109,12 +109,16 @@ pub enum ImportError {
         value: String,
     },
     /// A parameter that the deployed resources use has no value.
-    #[error("{}: parameter {name:?} has no Default and no value was given, and {needed_by} uses it: give it in the parameters file or as --parameter {name}=VALUE{allowed}", template.display())]
+    #[error("{}: parameter {name:?} has no Default and no value was given, and {needed_by} uses it: give it in the parameters file or as --parameter {name}=VALUE{allowed}{also}", template.display())]
     Missing {
         /// The template.
         template: PathBuf,
         /// The parameter.
         name: String,
+        /// `; so do ... (none given either)` for the other parameters the
+        /// same property needs that have no value, so that one run names
+        /// them all; empty when there are none.
+        also: String,
         /// Which resource property needs it.
         needed_by: String,
         /// ` (allowed: ...)` when the parameter has AllowedValues.
@@ -398,6 +402,9 @@ pub struct Imported {
     pub scale_out_factor: Sourced<u32>,
     /// ScaleInFactor.
     pub scale_in_factor: Sourced<u32>,
+    /// Where each parameter was given (`p.json:5`, `--parameter
+    /// MinKPU=10`), the last time, for errors about its value.
+    pub given_at: BTreeMap<String, String>,
 }
 
 /// The reference design's template, built into the binary so that an
@@ -443,7 +450,7 @@ const LAMBDA_VARIABLES: [&str; 6] = [
 /// Imports the reference design's template `text` (read from `file`) with
 /// the stack's parameter values.
 pub fn import(file: &Path, text: &str, given: &ParameterValues) -> Result<Imported, ImportError> {
-    import_template(file, text, given).map_err(|error| match error {
+    let imported = import_template(file, text, given).map_err(|error| match error {
         // A value the user gave is changed where it was given.
         ImportError::Unsupported {
             at,
@@ -464,6 +471,12 @@ pub fn import(file: &Path, text: &str, given: &ParameterValues) -> Result<Import
             valid,
         },
         other => other,
+    });
+    imported.map(|mut imported| {
+        for g in given.given() {
+            imported.given_at.insert(g.key.clone(), g.origin.clone());
+        }
+        imported
     })
 }
 
@@ -701,6 +714,7 @@ fn import_template(
         operation,
         scale_out_factor,
         scale_in_factor,
+        given_at: BTreeMap::new(),
     })
 }
 
@@ -758,6 +772,35 @@ fn parameter_values(
     Ok(values)
 }
 
+/// The parameters `value` refers to (`{"Ref": NAME}`, anywhere in it)
+/// that have no value in `stack`, in the order found, each once.
+fn missing_refs(value: &Value, stack: &Stack<'_>) -> Vec<String> {
+    fn walk(value: &Value, found: &mut Vec<String>) {
+        match value {
+            Value::Object(map) => {
+                if let Some(Value::String(name)) = map.get("Ref")
+                    && !found.contains(name)
+                {
+                    found.push(name.clone());
+                }
+                map.values().for_each(|v| walk(v, found));
+            }
+            Value::Array(items) => items.iter().for_each(|v| walk(v, found)),
+            _ => {}
+        }
+    }
+    let mut refs = Vec::new();
+    walk(value, &mut refs);
+    refs.into_iter()
+        .filter(|name| {
+            matches!(
+                stack.resolve(&serde_json::json!({ "Ref": name })),
+                Err(template::ResolveError::Missing(_))
+            )
+        })
+        .collect()
+}
+
 fn resolve_error(
     file: &Path,
     declared: &BTreeMap<String, Declared>,
@@ -774,6 +817,7 @@ fn resolve_error(
             ImportError::Missing {
                 template: file.to_owned(),
                 name,
+                also: String::new(),
                 needed_by: context.to_owned(),
                 allowed,
             }
@@ -876,10 +920,18 @@ fn read_alarm(
         if r.is_null() {
             return Ok(None);
         }
-        stack
-            .resolve(r)
-            .map(Some)
-            .map_err(|e| resolve_error(file, declared, e, &format!("resource {logical}'s {key}")))
+        stack.resolve(r).map(Some).map_err(|e| {
+            let mut error =
+                resolve_error(file, declared, e, &format!("resource {logical}'s {key}"));
+            if let ImportError::Missing { name, also, .. } = &mut error {
+                let others = missing_refs(r, stack).into_iter().filter(|o| o != name);
+                let others: Vec<String> = others.map(|o| format!("{o:?}")).collect();
+                if !others.is_empty() {
+                    *also = format!("; it also uses {}, none given either", others.join(", "));
+                }
+            }
+            error
+        })
     };
     let not_design = |found: String, expected: &str| ImportError::NotTheDesign {
         template: file.to_owned(),
@@ -1207,7 +1259,11 @@ pub(super) fn toml_key(k: &str) -> String {
 /// line of a file that is never written (`<imported>.toml`) and told
 /// instead by what that line's comment names: `parameter MinKPU: ...`,
 /// or `the template's value: ...`.
-fn name_the_parameters(errors: &crate::config::load::ConfigErrors, text: &str) -> String {
+fn name_the_parameters(
+    errors: &crate::config::load::ConfigErrors,
+    text: &str,
+    given_at: &BTreeMap<String, String>,
+) -> String {
     let lines: Vec<&str> = text.lines().collect();
     errors
         .errors()
@@ -1218,9 +1274,18 @@ fn name_the_parameters(errors: &crate::config::load::ConfigErrors, text: &str) -
                 .and_then(|at| lines.get(at.line.checked_sub(1)?))
                 .and_then(|l| l.rsplit_once(" # ").map(|(_, c)| c.trim()));
             let said = match comment {
-                Some(c) if c.starts_with("parameter ") => c,
-                Some("fixed in the template") => "the template's value",
-                _ => "the imported configuration",
+                Some(c) if c.starts_with("parameter ") => {
+                    // Where the value was given, when it was.
+                    let name = c["parameter ".len()..].split_whitespace().next();
+                    match name.and_then(|n| Some((n, given_at.get(n)?))) {
+                        Some((n, at)) if at == "--parameter" => format!("--parameter {n}"),
+                        Some((n, at)) if at.starts_with("--") => format!("{at} (parameter {n})"),
+                        Some((_, at)) => format!("{at}: {c}"),
+                        None => c.to_owned(),
+                    }
+                }
+                Some("fixed in the template") => "the template's value".to_owned(),
+                _ => "the imported configuration".to_owned(),
             };
             format!("{said}: {}", error.what())
         })
@@ -1431,7 +1496,7 @@ impl Imported {
             Ok(_) => Ok(text),
             Err(errors) => Err(ImportError::Invalid {
                 template: self.template.clone(),
-                errors: name_the_parameters(&errors, &text),
+                errors: name_the_parameters(&errors, &text, &self.given_at),
             }),
         }
     }

@@ -199,6 +199,29 @@ fn parameter_files_in_both_shapes_and_their_mistakes() {
     }
 }
 
+/// A metric whose alarms need several parameters without a value (the
+/// MSK names of `MaxOffsetLag`) names them all in one run, not one per run.
+#[test]
+fn every_missing_parameter_a_property_needs_is_named_at_once() {
+    let error = cfn::import(
+        Path::new("t.json"),
+        V2,
+        &given(&[REQUIRED, &[("AutoScaleMetric", "MaxOffsetLag")]].concat()),
+    )
+    .unwrap_err();
+    let message = error.to_string();
+    assert!(
+        matches!(&error, ImportError::Missing { name, .. } if name == "AmazonMSKClusterName"),
+        "{message}"
+    );
+    assert!(
+        message.ends_with(
+            "; it also uses \"KafkaConsumerGroupName\", \"KafkaTopicName\", none given either"
+        ),
+        "{message}"
+    );
+}
+
 #[test]
 fn a_later_value_wins_and_sources_are_named() {
     let imported = cfn::import(
@@ -309,7 +332,27 @@ fn what_only_the_loader_refuses_is_reported_not_written() {
     // that was never written.
     assert!(!message.contains("<imported>.toml"), "{message}");
     assert!(
-        message.contains("\nparameter DataPointstoTriggerAlarm: "),
+        message.contains("\n--parameter DataPointstoTriggerAlarm: "),
+        "{message}"
+    );
+    // A value from a parameters file is told at its line there.
+    let mut from_file = ParameterValues::new();
+    from_file
+        .add_file(
+            Path::new("p.json"),
+            "[\n{\"ParameterKey\": \"AmazonManagedFlinkApplicationName\", \"ParameterValue\": \"app\"},\n\
+             {\"ParameterKey\": \"ScaleOperation\", \"ParameterValue\": \"Multiply/Divide\"},\n\
+             {\"ParameterKey\": \"MinKPU\", \"ParameterValue\": \"10\"},\n\
+             {\"ParameterKey\": \"MaxKPU\", \"ParameterValue\": \"8\"}\n]",
+        )
+        .unwrap();
+    let message = cfn::import(Path::new("t.json"), V2, &from_file)
+        .unwrap()
+        .to_checked_toml()
+        .unwrap_err()
+        .to_string();
+    assert!(
+        message.contains("\np.json:4: parameter MinKPU: application \"app\".min_kpu: min_kpu 10"),
         "{message}"
     );
 }
@@ -451,8 +494,9 @@ fn alarms_flinkscale_cannot_evaluate_are_skipped_and_said() {
     // A synced alarm gets its id back; M defaults to N.
     assert!(out.toml.contains("id = \"hot\""), "{}", out.toml);
     assert!(out.toml.contains("datapoints_to_alarm = 3"), "{}", out.toml);
-    // Two alarms ask for more: no step pair, so `hold`.
+    // Two alarms ask for more: no step pair, so `hold`, said.
     assert!(out.toml.contains("plugin = \"hold\""), "{}", out.toml);
+    assert!(out.holds);
     assert!(!out.toml.contains("someone-else"));
 
     let only_skipped = alarms::import("app", &all[..3], None, &alarms::default_check_path());
@@ -462,6 +506,29 @@ fn alarms_flinkscale_cannot_evaluate_are_skipped_and_said() {
             "no CloudWatch alarm of the 3 described watches application \"app\"; skipped: \"fast\""
         ),
         "{error}"
+    );
+}
+
+/// The reference design's pair beside an alarm of the on-call's on the
+/// same application (failed checkpoints, greater than 0): `step` on the
+/// pair, the other alarm imported for what it is worth, where any alarm
+/// more made the policy `hold` (an outside reviewer's migration).
+#[test]
+fn the_reference_pair_beside_another_alarm_still_gets_step() {
+    let all = [
+        described("ScaleOutAlarm-app", "app", "GreaterThanThreshold", 60),
+        described("ScaleInAlarm-app", "app", "LessThanThreshold", 60),
+        described("app-failed-checkpoints", "app", "GreaterThanThreshold", 300),
+    ];
+    let out = alarms::import("app", &all, None, &alarms::default_check_path()).unwrap();
+    assert_eq!(out.imported, 3);
+    assert!(!out.holds);
+    assert!(out.toml.contains("plugin = \"step\""), "{}", out.toml);
+    assert!(
+        out.toml
+            .contains("scale_out_alarm = \"scale-out\"\nscale_in_alarm = \"scale-in\""),
+        "{}",
+        out.toml
     );
 }
 
