@@ -60,6 +60,9 @@ pub enum BenchError {
     /// No scenario to run.
     #[error("no scenario (*.toml) in {0}")]
     NoScenarios(String),
+    /// A scenario name or a policy given twice.
+    #[error("{0}")]
+    Duplicate(String),
     /// A scenario is invalid.
     #[error(transparent)]
     Scenario(#[from] ScenarioError),
@@ -114,6 +117,21 @@ pub enum BenchError {
         #[source]
         source: std::io::Error,
     },
+}
+
+impl BenchError {
+    /// Whether the input was wrong (a scenario, a policy, a plugin not
+    /// found, a name given twice): `bench` then exits 78, as `simulate`.
+    pub fn is_input(&self) -> bool {
+        matches!(
+            self,
+            BenchError::NoScenarios(_)
+                | BenchError::Duplicate(_)
+                | BenchError::Scenario(_)
+                | BenchError::Policy { .. }
+                | BenchError::MissingPlugin { .. }
+        )
+    }
 }
 
 /// What to run.
@@ -323,7 +341,11 @@ pub fn configure(
         presets::config(scenario, choice, plugin_dir).map_err(|errors| BenchError::Policy {
             policy: choice.name.clone(),
             scenario: scenario.name.clone(),
-            errors: errors.to_string(),
+            errors: errors
+                .into_iter()
+                .map(|e| presets::in_flags(&e))
+                .collect::<Vec<_>>()
+                .join("\n"),
         })?;
     for paths in &loaded.plugins {
         let files = std::iter::once(&paths.policy)
@@ -438,6 +460,26 @@ pub fn run(options: &BenchOptions) -> Result<BenchResult, BenchError> {
         .iter()
         .map(|p| Scenario::load(p))
         .collect::<Result<Vec<_>, _>>()?;
+    // A row and a report page are named after the scenario and the
+    // policy: two of a name would mix up, one page written over the other.
+    for (i, scenario) in scenarios.iter().enumerate() {
+        if let Some(j) = scenarios[..i].iter().position(|s| s.name == scenario.name) {
+            return Err(BenchError::Duplicate(format!(
+                "scenario name {:?} is given twice: {} and {} (valid: scenarios of different \
+                 `name`s)",
+                scenario.name,
+                options.scenarios[j].display(),
+                options.scenarios[i].display()
+            )));
+        }
+    }
+    for (i, policy) in options.policies.iter().enumerate() {
+        if options.policies[..i].contains(policy) {
+            return Err(BenchError::Duplicate(format!(
+                "policy {policy:?} is given twice in --policies (valid: each policy once)"
+            )));
+        }
+    }
     let choices: Vec<PolicyChoice> = options
         .policies
         .iter()

@@ -394,3 +394,21 @@ pub fn config_with(
     }
     Ok(loaded)
 }
+
+/// An error of the configuration made from `--policy` and `--params`
+/// (`simulate`, `bench`), in those words: `--params: KEY: ...` for a parameter,
+/// `--policy: ...` for the plugin, else the field as it is.
+pub fn in_flags(error: &crate::config::load::ConfigError) -> String {
+    let mut what = error.what();
+    for (prefix, flag) in [
+        (".policy.params.", "--params: "),
+        (".policy.params: ", "--params: "),
+        (".policy.plugin: ", "--policy: "),
+    ] {
+        if let Some(at) = what.find(prefix) {
+            what = format!("{flag}{}", &what[at + prefix.len()..]);
+            break;
+        }
+    }
+    what
+}

@@ -89,13 +89,13 @@ pub enum ScenarioError {
         shipped: String,
     },
     /// The file is not valid TOML for a scenario.
-    #[error("invalid scenario {file}: {error}")]
+    #[error("invalid scenario {file}:\n  {error}")]
     Parse {
         /// The file.
         file: String,
-        /// The TOML error (it names the line and the key; in the message,
-        /// not a source: it would be printed twice).
-        error: toml::de::Error,
+        /// The error, with its line and column, the field and what would be
+        /// valid (in the message, not a source: it would be printed twice).
+        error: String,
     },
     /// A trace could not be read.
     #[error(transparent)]
@@ -357,7 +357,7 @@ impl Scenario {
             // Its problems are the trace's: no line of this text to name.
             return Self::from_text(&text, &file, &stem, base, false);
         }
-        let text = std::fs::read_to_string(path).map_err(|error| ScenarioError::Io {
+        let text = crate::config::load::read_utf8(path).map_err(|error| ScenarioError::Io {
             file: file.clone(),
             error,
         })?;
@@ -388,7 +388,11 @@ impl Scenario {
     ) -> Result<Self, ScenarioError> {
         let raw: ScenarioFile = toml::from_str(text).map_err(|error| ScenarioError::Parse {
             file: file.to_owned(),
-            error,
+            error: if located {
+                crate::config::load::locate_toml_error(Path::new(file), text, &error).to_string()
+            } else {
+                error.message().to_owned()
+            },
         })?;
         let mut problems: Vec<Problem> = Vec::new();
         let apps = if raw.application.is_empty() {

@@ -941,15 +941,33 @@ fn scenario_reports_every_problem() {
         .to_string();
         assert!(err.contains(expected), "{expected:?} in {err}");
     }
-    let unknown = Scenario::from_toml(
-        "trace = \"x\"\nmax_kpus = 3\n",
-        "u.toml",
-        "u",
-        Path::new("."),
-    )
-    .expect_err("unknown key")
-    .to_string();
-    assert!(unknown.contains("max_kpus"), "{unknown}");
+    let refused = |text: &str, file: &str| {
+        Scenario::from_toml(text, file, "s", Path::new("."))
+            .expect_err(text)
+            .to_string()
+    };
+    let unknown = refused("trace = \"x\"\nmax_kpus = 3\n", "u.toml");
+    // Where, which key, and the one meant: as a configuration's errors say.
+    assert!(
+        unknown.contains("u.toml:2:1: max_kpus: unknown field `max_kpus` (expected one of"),
+        "{unknown}"
+    );
+    let typo = refused("trace = \"x\"\n[[application]]\nmax_kpus = 3\n", "u.toml");
+    assert!(
+        typo.contains(
+            "u.toml:3:1: application[0].max_kpus: unknown field `max_kpus` (did you mean `max_kpu`?"
+        ),
+        "{typo}"
+    );
+    let wrong_type = refused(
+        "trace = \"x\"\n[[application]]\nname = \"a\"\nmin_kpu = \"two\"\n",
+        "w.toml",
+    );
+    assert!(
+        wrong_type.contains("w.toml:4:11: application \"a\".min_kpu: invalid type: string \"two\""),
+        "{wrong_type}"
+    );
+    assert!(wrong_type.contains("valid: 1 or more"), "{wrong_type}");
 }
 
 #[test]

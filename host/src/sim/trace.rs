@@ -104,7 +104,7 @@ impl Trace {
     /// Reads a trace file (see the module documentation for the formats).
     pub fn load(path: &Path, value: TraceValue) -> Result<Self, TraceError> {
         let file = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| TraceError::Io {
+        let text = crate::config::load::read_utf8(path).map_err(|source| TraceError::Io {
             file: file.clone(),
             source,
         })?;
