@@ -75,7 +75,7 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<DemoSummary> {
     };
     let duration_secs = scenario.duration_secs;
     let mut loaded = match &options.config {
-        Some(path) => load::load(path).map_err(|e| anyhow::anyhow!("{e}"))?,
+        Some(path) => load::load(path)?,
         None => {
             // The bundled configuration uses the built-in plugins only,
             // whatever folder the demo runs in.
@@ -101,12 +101,13 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<DemoSummary> {
     // DescribeApplication: say so before starting.
     let configured = loaded.config.applications.iter().map(|a| a.name.as_str());
     if let Some((name, played)) = scenario.unplayed(configured) {
-        anyhow::bail!(
+        return Err(crate::cli::WrongInput(format!(
             "{}: application {name:?} is not in scenario {:?} (valid: an application it plays: {played}); \
              rename it, or give a scenario with an application of that name",
             loaded.file.display(),
             scenario.name,
-        );
+        ))
+        .into());
     }
     for paths in &loaded.plugins {
         let files = std::iter::once(&paths.policy)

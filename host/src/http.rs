@@ -142,12 +142,15 @@ impl Connections {
     /// never waits on another task.
     fn evict_one(&self) -> Option<OwnedSemaphorePermit> {
         let slots = self.lock();
-        let oldest = slots
-            .values()
-            .filter(|s| {
+        // Times are in whole milliseconds: of those that entered their
+        // state in the same one, the connection opened first goes (the
+        // map's order would pick any).
+        let (_, oldest) = slots
+            .iter()
+            .filter(|(_, s)| {
                 s.state.load(Ordering::Acquire) != BUSY && !s.closing.load(Ordering::Relaxed)
             })
-            .min_by_key(|s| s.since_ms.load(Ordering::Relaxed))?;
+            .min_by_key(|(id, s)| (s.since_ms.load(Ordering::Relaxed), **id))?;
         oldest.closing.store(true, Ordering::Relaxed);
         // notify_one keeps the wake-up if the task is not waiting right now.
         oldest.close.notify_one();

@@ -682,7 +682,7 @@ fn demo_plays_a_users_scenario_and_refuses_an_application_it_does_not_play() {
     )
     .expect("written");
     let (code, stdout, stderr) = demo(&["--scenario", "mine.csv", "--config", "other.toml"]);
-    assert_eq!(code, 1, "{stdout}{stderr}");
+    assert_eq!(code, 78, "wrong input: {stdout}{stderr}");
     assert!(
         stderr.contains(
             "application \"other\" is not in scenario \"mine\" (valid: an application it plays: \"app\")"
@@ -1019,5 +1019,290 @@ fn an_empty_aws_endpoint_url_is_taken_as_unset() {
             "{stderr}"
         );
     }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Exit statuses by cause: a `--plugin-dir` that is not a folder is
+/// refused on the command line (2) before anything runs, rather than
+/// leaving every plugin to the built-ins without a word; a scenario that
+/// does not exist is wrong input (78) for `emulate` as for `simulate`.
+#[test]
+fn a_mistyped_plugin_dir_or_scenario_is_refused_by_cause() {
+    let dir = scratch("exit-status");
+    std::fs::write(dir.join("afile"), "").expect("written");
+    let commands: [&[&str]; 3] = [
+        &[
+            "simulate",
+            "--scenario",
+            "step",
+            "--policy",
+            "hold",
+            "--plugin-dir",
+            "myplugin",
+        ],
+        &["plugin", "check", "hold", "--plugin-dir", "afile"],
+        &["bench", "--jobs", "0"],
+    ];
+    for args in commands {
+        let (code, stdout, stderr) = flinkscale_in(&dir, args);
+        assert_eq!(code, 2, "{args:?}: {stdout}{stderr}");
+        assert!(
+            stderr.contains("error: invalid value"),
+            "{args:?}: {stderr}"
+        );
+    }
+    let (_, _, stderr) = flinkscale_in(&dir, commands[1]);
+    assert!(
+        stderr.contains("afile is a file (valid: a folder of plugin files)"),
+        "{stderr}"
+    );
+    for command in ["emulate", "simulate"] {
+        let (code, stdout, stderr) = flinkscale_in(&dir, &[command, "--scenario", "nosuch"]);
+        assert_eq!(code, 78, "{command}: {stdout}{stderr}");
+        assert!(
+            stderr.contains("no shipped scenario of that name"),
+            "{stderr}"
+        );
+    }
+    // A report folder that is a file is said before the run, not after.
+    let (code, stdout, stderr) = flinkscale_in(
+        &dir,
+        &[
+            "simulate",
+            "--scenario",
+            "weekly",
+            "--policy",
+            "hold",
+            "--report",
+            "afile",
+        ],
+    );
+    assert_eq!(code, 78, "{stdout}{stderr}");
+    assert!(stdout.is_empty(), "nothing ran: {stdout}");
+    assert!(
+        stderr.contains("--report afile: a file, not a folder"),
+        "{stderr}"
+    );
+    // A folder given as a plugin is said to be one.
+    let (code, _, stderr) = flinkscale_in(&dir, &["plugin", "check", &dir.to_string_lossy()]);
+    assert_ne!(code, 0);
+    assert!(
+        stderr.contains("is a folder (valid: a plugin's .wasm file"),
+        "{stderr}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `validate` asks the policy once as the agent's first evaluation would
+/// (no datapoints yet, alarms without enough data): `rate` on an
+/// application without its default `records_in` metric, or `predictive`
+/// whose nested `rate` names metrics that do not exist, failed at every
+/// evaluation of a file `validate` called valid.
+#[test]
+fn validate_finds_a_policy_that_fails_on_the_applications_metrics() {
+    let dir = scratch("trial-decision");
+    let app = "[[application]]\nname = \"app\"\n[[application.metric]]\nid = \"backlog\"\n\
+               namespace = \"AWS/Kafka\"\nmetric_name = \"SumOffsetLag\"\n\
+               dimensions = { \"Cluster Name\" = \"c\", \"Consumer Group\" = \"g\", Topic = \"t\" }\n\
+               statistic = \"Maximum\"\n[application.policy]\n";
+    let cases = [
+        (
+            "rate.toml",
+            "plugin = \"rate\"\n",
+            "no metric `records_in` is configured",
+        ),
+        (
+            "predictive.toml",
+            "plugin = \"predictive\"\n\
+             params = { rate = { busy_metric = \"nope\", records_in_metric = \"nope2\" } }\n",
+            "no metric `nope2` is configured",
+        ),
+    ];
+    for (file, policy, said) in cases {
+        std::fs::write(dir.join(file), format!("{app}{policy}")).expect("written");
+        let (code, stdout, stderr) = flinkscale_in(&dir, &["validate", file]);
+        assert_eq!(code, 78, "{file}: {stdout}{stderr}");
+        assert!(
+            stderr.contains(&format!("{file}:9:1: application \"app\".policy.params: "))
+                || stderr.contains(&format!(
+                    "{file}:11:10: application \"app\".policy.params: "
+                )),
+            "{stderr}"
+        );
+        assert!(
+            stderr.contains(said) && stderr.contains("asked as at the agent's start"),
+            "{stderr}"
+        );
+    }
+    // With the metrics it reads, the same policy is valid.
+    let fine = app.replace("id = \"backlog\"", "id = \"records_in\"")
+        + "plugin = \"rate\"\nparams = { busy_metric = \"records_in\" }\n";
+    std::fs::write(dir.join("fine.toml"), fine).expect("written");
+    let (code, stdout, stderr) = flinkscale_in(&dir, &["validate", "fine.toml"]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `simulate --params` and `bench --policies` mistakes are said in the
+/// flags' words, not at the line of a preset file that does not exist
+/// (`<preset seed>.toml:39:112`), and exit 78; a scenario name or a
+/// policy given twice to `bench` is refused (their rows and report pages
+/// would mix up), naming both.
+#[test]
+fn simulate_and_bench_say_wrong_flags_in_the_flags_words() {
+    let dir = scratch("flags-words");
+    let (code, stdout, stderr) = flinkscale_in(
+        &dir,
+        &[
+            "simulate",
+            "--scenario",
+            "spike",
+            "--policy",
+            "seed",
+            "--params",
+            r#"{"scale_out_alarm":"nope"}"#,
+        ],
+    );
+    assert_eq!(code, 78, "{stdout}{stderr}");
+    assert_eq!(
+        stderr.trim(),
+        "error: --params: scale_out_alarm: no alarm with id \"nope\" in this application \
+         (valid: \"scale-in\", \"scale-out\")"
+    );
+    // TOML has no null: it would reach the plugin as "".
+    let (code, _, stderr) = flinkscale_in(
+        &dir,
+        &[
+            "simulate",
+            "--scenario",
+            "spike",
+            "--policy",
+            "rate",
+            "--params",
+            r#"{"catch_up_secs":null}"#,
+        ],
+    );
+    assert_eq!(code, 78, "{stderr}");
+    assert!(
+        stderr.contains("--params: catch_up_secs is null"),
+        "{stderr}"
+    );
+    std::fs::create_dir_all(dir.join("twice")).expect("a folder");
+    std::fs::write(
+        dir.join("t.csv"),
+        "t_secs,records_per_sec\n0,100\n3600,100\n",
+    )
+    .expect("written");
+    for file in ["a.toml", "b.toml"] {
+        std::fs::write(
+            dir.join("twice").join(file),
+            "name = \"same\"\ntrace = \"../t.csv\"\n",
+        )
+        .expect("written");
+    }
+    let (code, stdout, stderr) = flinkscale_in(
+        &dir,
+        &[
+            "bench",
+            "--scenarios",
+            "twice",
+            "--policies",
+            "hold",
+            "--out",
+            "out",
+        ],
+    );
+    assert_eq!(code, 78, "{stdout}{stderr}");
+    assert!(
+        stderr.contains("scenario name \"same\" is given twice: twice/a.toml and twice/b.toml"),
+        "{stderr}"
+    );
+    let (code, stdout, stderr) = flinkscale_in(
+        &dir,
+        &[
+            "bench",
+            "--scenarios",
+            "twice/a.toml",
+            "--policies",
+            "hold,hold",
+            "--out",
+            "out",
+        ],
+    );
+    assert_eq!(code, 78, "{stdout}{stderr}");
+    assert!(
+        stderr.contains("policy \"hold\" is given twice"),
+        "{stderr}"
+    );
+    assert!(!dir.join("out").exists(), "nothing written");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Two interpreters giving one signal name (one value would be lost) is a
+/// configuration error, and one giving a name no alarm can name (a
+/// `signal_prefix` with a space) a warning, that `validate` finds by
+/// asking them on sample data.
+#[test]
+fn validate_refuses_signal_names_that_collide_or_cannot_be_named() {
+    let dir = scratch("signal-names");
+    let (code, example, stderr) = flinkscale_in(&dir, &["example", "msk-backlog-seconds"]);
+    assert_eq!(code, 0, "{stderr}");
+    let cases = [
+        (
+            "dup.toml",
+            example.replace(
+                "params.signals = { lag_growing = \"fill(rate(lag), 0) > 0\" }",
+                "params.signals = { seconds_behind = \"lag\" }",
+            ),
+            "interpreter[1].params: plugin expression 0.1.0: gives signal \"seconds_behind\", \
+             which interpreter[0] (backlog-seconds 0.1.0) gives too",
+        ),
+        (
+            "prefix.toml",
+            example.replace(
+                "processing_rate_metric = \"processed\" }",
+                "processing_rate_metric = \"processed\", signal_prefix = \"has space\" }",
+            ),
+            "interpreter[0].params: plugin backlog-seconds 0.1.0: gives signal \
+             \"has spaceseconds_behind\", a name no alarm can name",
+        ),
+    ];
+    // The first an error; the second a warning (a policy may read a
+    // signal of any name; no alarm can).
+    for ((file, text, said), code_wanted) in cases.into_iter().zip([78, 0]) {
+        assert_ne!(text, example, "{file}: the example changed");
+        std::fs::write(dir.join(file), text).expect("written");
+        let (code, stdout, stderr) = flinkscale_in(&dir, &["validate", file]);
+        assert_eq!(code, code_wanted, "{file}: {stdout}{stderr}");
+        assert!(stderr.contains(said), "{file}: {stderr}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Scale-out and scale-in alarms of a policy on one metric that can be in
+/// ALARM together (scale in at or below 90 %, out above 80 %): a warning,
+/// the application would flap (an outside reviewer's simulation: 12
+/// rescales on a step); the shipped example, 80 / 20, has none.
+#[test]
+fn validate_warns_of_scale_out_and_in_alarms_that_overlap() {
+    let dir = scratch("overlap");
+    let (code, example, stderr) = flinkscale_in(&dir, &["example", "msf-cpu"]);
+    assert_eq!(code, 0, "{stderr}");
+    std::fs::write(dir.join("fine.toml"), &example).expect("written");
+    let (code, _, stderr) = flinkscale_in(&dir, &["validate", "fine.toml"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(!stderr.contains("warning"), "{stderr}");
+    let overlapping = example.replacen("threshold = 20.0", "threshold = 90.0", 1);
+    assert_ne!(overlapping, example, "the example changed");
+    std::fs::write(dir.join("flaps.toml"), overlapping).expect("written");
+    let (code, _, stderr) = flinkscale_in(&dir, &["validate", "flaps.toml"]);
+    assert_eq!(code, 0, "a warning only: {stderr}");
+    assert!(
+        stderr.contains(
+            "alarms \"scale-out\" (GreaterThanThreshold 80) and \"scale-in\" \
+             (LessThanOrEqualToThreshold 90) on metric \"cpu\" can be in ALARM together"
+        ),
+        "{stderr}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -602,6 +602,23 @@ fn status_and_explain_report_from_the_journal_when_the_configuration_is_invalid(
     assert!(stdout.contains("no decision recorded yet"), "{stdout}");
     assert!(stderr.contains("max_kpu"), "{stderr}");
 
+    // A name that is no application's is no path to read: a journal
+    // outside the state folder is not reported as its.
+    updating_journal(dir.path(), "secret");
+    std::fs::write(
+        &config,
+        format!(
+            "[agent]\nstate_dir = \"kept\"\n\n[[application]]\nname = \"../secret\"\n\
+             [application.policy]\nplugin = \"hold\"\n\n[[application]]\nname = \"{APP}\"\n\
+             max_kpu = \"eight\"\n[application.policy]\nplugin = \"hold\"\n"
+        ),
+    )
+    .expect("the configuration can be written");
+    let (code, stdout, stderr) = run(&["status"]);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert!(!stdout.contains("secret"), "{stdout}");
+    assert!(stdout.contains(&format!("application {APP:?}")), "{stdout}");
+
     // Not TOML at all: the default state_dir (`state` beside the file),
     // and the applications that have a journal there.
     std::fs::write(&config, "[agent\nstate_dir = \"kept\"\n").expect("written");

@@ -335,6 +335,9 @@ async fn sync(config: &Path, dry_run: bool) -> anyhow::Result<ExitCode> {
         }
     };
     let (wanted, skipped) = wanted(&loaded.config);
+    if !super::aws_environment_ok(loaded.config.agent.region.as_deref()) {
+        return Ok(ExitCode::from(EX_CONFIG));
+    }
     let sdk = crate::aws::sdk_config(loaded.config.agent.region.as_deref()).await;
     let client = CloudWatchAlarms::new(&sdk);
     let names: Vec<String> = wanted.iter().map(|s| s.name.clone()).collect();

@@ -170,6 +170,9 @@ pub async fn run(config: &Path, dry_run: bool) -> anyhow::Result<ExitCode> {
     let Some(loaded) = load_or_report(config) else {
         return Ok(ExitCode::from(EX_CONFIG));
     };
+    if !aws_environment_ok(&loaded) {
+        return Ok(ExitCode::from(EX_CONFIG));
+    }
     open_files(loaded.config.applications.len());
     let registry =
         Arc::new(Registry::for_config(&loaded.config, system_ms()).with_dry_run(dry_run));
@@ -391,6 +394,9 @@ pub async fn once(config: &Path, dry_run: bool, json: bool) -> anyhow::Result<Ex
     let Some(loaded) = load_or_report(config) else {
         return Ok(ExitCode::from(EX_CONFIG));
     };
+    if !aws_environment_ok(&loaded) {
+        return Ok(ExitCode::from(EX_CONFIG));
+    }
     // A dry `once` only prints: it leaves `state_dir` alone.
     let (events, history) = if dry_run {
         (Events::log_only(), None)
@@ -597,6 +603,25 @@ fn plugin_problems(loaded: &LoadedConfig, policies: bool) -> Result<PluginCheck,
     for (i, (app, paths)) in loaded.applications().enumerate() {
         let policy_at = FieldPath::root().key("application").index(i).key("policy");
         let params = load::params_json(&app.policy.params);
+        let mut policy = None;
+        if !policies {
+            // `validate --environment` reports the policy's loading in
+            // [`plugin_findings`]; its first decision is asked here all the
+            // same.
+            policy = host
+                .load_policy_in(&paths.policy, &params, &app.name, Words::from(app.target))
+                .ok()
+                .filter(|loaded| {
+                    reference_problems(
+                        &loaded.metadata(),
+                        &params,
+                        app,
+                        policy_at.key("params"),
+                        &loaded.label(),
+                    )
+                    .is_empty()
+                });
+        }
         let refused = policies
             .then(|| {
                 match host.load_policy_in(
@@ -605,14 +630,18 @@ fn plugin_problems(loaded: &LoadedConfig, policies: bool) -> Result<PluginCheck,
                     &app.name,
                     Words::from(app.target),
                 ) {
-                    Ok(policy) => {
-                        problems.extend(reference_problems(
-                            &policy.metadata(),
+                    Ok(loaded) => {
+                        let found = reference_problems(
+                            &loaded.metadata(),
                             &params,
                             app,
                             policy_at.key("params"),
-                            &policy.label(),
-                        ));
+                            &loaded.label(),
+                        );
+                        if found.is_empty() {
+                            policy = Some(loaded);
+                        }
+                        problems.extend(found);
                         None
                     }
                     Err(error) => Some(error),
@@ -662,6 +691,11 @@ fn plugin_problems(loaded: &LoadedConfig, policies: bool) -> Result<PluginCheck,
         // The signals the interpreters give on sample data, and whether
         // every interpreter could be asked.
         let mut signals: Vec<String> = Vec::new();
+        // Each signal name with the interpreter (index, label) that gave it.
+        let mut given_by: Vec<(String, usize, String)> = Vec::new();
+        // The signals given on the series without data, for the policy's
+        // first decision.
+        let mut start_signals = Vec::new();
         let mut all_asked = true;
         for (j, (interpreter, path)) in app.interpreters.iter().zip(&paths.interpreters).enumerate()
         {
@@ -684,13 +718,33 @@ fn plugin_problems(loaded: &LoadedConfig, policies: bool) -> Result<PluginCheck,
             }
             let (path_at, message) = match outcome {
                 Ok(mut instance) => match instance.interpret(now_ms, &application, &series) {
-                    Ok(_) => {
+                    Ok(given) => {
+                        start_signals.extend(given);
+                        let mut own: Vec<String> = Vec::new();
                         for sample in &samples {
                             match instance.interpret(now_ms, &application, sample) {
-                                Ok(given) => signals.extend(given.into_iter().map(|s| s.name)),
+                                Ok(given) => {
+                                    for name in given.into_iter().map(|s| s.name) {
+                                        if !own.contains(&name) {
+                                            own.push(name);
+                                        }
+                                    }
+                                }
                                 Err(_) => all_asked = false,
                             }
                         }
+                        let (refused, odd) = signal_name_problems(
+                            &own,
+                            &given_by,
+                            at.key("params"),
+                            &instance.label(),
+                        );
+                        problems.extend(refused);
+                        warnings.extend(odd);
+                        for name in &own {
+                            given_by.push((name.clone(), j, instance.label()));
+                        }
+                        signals.extend(own);
                         continue;
                     }
                     Err(error) => (at.key("params"), error.to_string()),
@@ -709,8 +763,160 @@ fn plugin_problems(loaded: &LoadedConfig, policies: bool) -> Result<PluginCheck,
         if all_asked && !app.interpreters.is_empty() {
             warnings.extend(unmatched_alarm_signals(i, app, &signals));
         }
+        // The policy asked once as at the agent's start: every configured
+        // metric without datapoints yet, every alarm without enough data,
+        // no signal. A policy must hold then; one that fails fails at
+        // every evaluation until data comes (a metric parameter whose
+        // default names no metric of the application: `rate` without
+        // `records_in`), which the agent would only log as it runs.
+        if let Some(policy) = &policy {
+            let params: serde_json::Map<String, serde_json::Value> =
+                serde_json::from_str(&params).unwrap_or_default();
+            let named = crate::plugin::params::alarm_ids_named(
+                policy.metadata().parameters.as_deref().unwrap_or_default(),
+                &params,
+            );
+            warnings.extend(overlapping_alarms(app, &named, policy_at.key("params")));
+        }
+        if let Some(mut policy) = policy {
+            let evaluation = crate::model::Evaluation {
+                now_ms,
+                app: application.clone(),
+                metrics: series.clone(),
+                alarms: app
+                    .alarms
+                    .iter()
+                    .map(|a| crate::model::AlarmStatus {
+                        name: a.id.clone(),
+                        state: crate::model::AlarmState::InsufficientData,
+                        since_ms: now_ms,
+                    })
+                    .collect(),
+                signals: start_signals,
+            };
+            if let Err(error) = policy.decide_checked(&evaluation) {
+                problems.push(Problem {
+                    path: policy_at.key("params"),
+                    message: format!(
+                        "{error} (asked as at the agent's start: the metrics without \
+                         datapoints yet, the alarms INSUFFICIENT_DATA, the interpreters' \
+                         signals on that)"
+                    ),
+                    hint: Some(
+                        "a policy must hold until data comes; a metric parameter that names \
+                         no metric of the application (`flinkscale plugin describe NAME` lists \
+                         them) is the usual cause"
+                            .to_owned(),
+                    ),
+                    assumes: None,
+                });
+            }
+        }
     }
     Ok(PluginCheck { problems, warnings })
+}
+
+/// What is wrong with the signal names an interpreter (`label`, at
+/// `params_at`) gave on sample data: an error for one an earlier
+/// interpreter gives too (one of the two values would be lost), a warning
+/// for one no alarm can name (not a letter, then letters, digits and `_`:
+/// a `signal_prefix` with a space), which a policy may still read.
+fn signal_name_problems(
+    own: &[String],
+    given_by: &[(String, usize, String)],
+    params_at: FieldPath,
+    label: &str,
+) -> (Vec<Problem>, Vec<Problem>) {
+    let (mut problems, mut warnings) = (Vec::new(), Vec::new());
+    for name in own {
+        if let Some((_, index, other)) = given_by.iter().find(|(n, _, _)| n == name) {
+            problems.push(Problem {
+                path: params_at.clone(),
+                message: format!(
+                    "plugin {}: gives signal {name:?}, which interpreter[{index}] ({}) gives too: \
+                     one value would be lost",
+                    printable(label),
+                    printable(other)
+                ),
+                hint: Some("valid: each signal name from one interpreter".to_owned()),
+                assumes: None,
+            });
+        } else if !crate::config::validate::is_signal_name(name) {
+            warnings.push(Problem {
+                path: params_at.clone(),
+                message: format!(
+                    "plugin {}: gives signal {:?}, a name no alarm can name",
+                    printable(label),
+                    printable(name)
+                ),
+                hint: Some(
+                    "valid: a letter, then letters, digits and `_` (check signal_prefix)"
+                        .to_owned(),
+                ),
+                assumes: None,
+            });
+        }
+    }
+    (problems, warnings)
+}
+
+/// The alarms among `named` (those the policy's parameters name) that
+/// watch one metric and can be in ALARM together: one that asks for more
+/// (greater than `a`) and one for less (less than `b`, with `b` above
+/// `a`, or equal and both inclusive). A `step` policy on them would scale
+/// out and in by turns at every value between. A warning at `params_at`.
+fn overlapping_alarms(
+    app: &crate::config::ApplicationConfig,
+    named: &[String],
+    params_at: FieldPath,
+) -> Vec<Problem> {
+    use crate::config::Comparison::{
+        GreaterThanOrEqualToThreshold, GreaterThanThreshold, LessThanOrEqualToThreshold,
+        LessThanThreshold,
+    };
+    let alarms: Vec<&crate::config::AlarmConfig> = app
+        .alarms
+        .iter()
+        .filter(|a| named.contains(&a.id))
+        .collect();
+    let mut warnings = Vec::new();
+    for up in &alarms {
+        for down in &alarms {
+            let (Some(metric), Some(up_cmp), Some(a), Some(down_cmp), Some(b)) = (
+                up.metric.as_deref(),
+                up.comparison,
+                up.threshold,
+                down.comparison,
+                down.threshold,
+            ) else {
+                continue;
+            };
+            if down.metric.as_deref() != Some(metric) {
+                continue;
+            }
+            let both_inclusive = matches!(
+                (up_cmp, down_cmp),
+                (GreaterThanOrEqualToThreshold, LessThanOrEqualToThreshold)
+            );
+            let overlap = matches!(up_cmp, GreaterThanThreshold | GreaterThanOrEqualToThreshold)
+                && matches!(down_cmp, LessThanThreshold | LessThanOrEqualToThreshold)
+                && (a < b || (a == b && both_inclusive));
+            if overlap {
+                warnings.push(Problem {
+                    path: params_at.clone(),
+                    message: format!(
+                        "alarms {:?} ({up_cmp:?} {a}) and {:?} ({down_cmp:?} {b}) on metric \
+                         {metric:?} can be in ALARM together: the policy would ask for more and \
+                         for less by turns",
+                        up.id, down.id
+                    ),
+                    hint: Some("valid: the scale-in threshold below the scale-out one".to_owned()),
+                    assumes: None,
+                });
+            }
+        }
+    }
+    warnings
 }
 
 /// The ids a plugin's declared alarm and metric parameters name that
@@ -973,6 +1179,9 @@ pub async fn validate(config: &Path, environment: bool) -> anyhow::Result<ExitCo
         // Loaded only when needed: the SDK's chain looks for a region and
         // credentials (the instance metadata service included), which a
         // Flink-only configuration has no use for.
+        if needs_aws && !super::aws_environment_ok(agent.region.as_deref()) {
+            return Ok(ExitCode::from(EX_CONFIG));
+        }
         let sdk = if needs_aws {
             Some(crate::aws::sdk_config(agent.region.as_deref()).await)
         } else {
@@ -1008,8 +1217,14 @@ pub async fn validate(config: &Path, environment: bool) -> anyhow::Result<ExitCo
             let region = sdk
                 .region()
                 .map_or_else(|| "no region".to_owned(), |r| r.to_string());
-            for finding in
-                super::conventions::describe_findings(&loaded.config, &target, &region).await
+            let source = crate::metrics::cloudwatch::CloudWatchSource::new(sdk);
+            let metrics =
+                super::conventions::metric_findings(&loaded.config, &source, &region, system_ms())
+                    .await;
+            for finding in super::conventions::describe_findings(&loaded.config, &target, &region)
+                .await
+                .into_iter()
+                .chain(metrics)
             {
                 failures += usize::from(finding.problem);
                 println!(
@@ -1064,7 +1279,7 @@ pub struct SimulateArgs {
     pub config: Option<PathBuf>,
     /// A folder of plugin files; one named like a built-in overrides it
     /// (default: the built-ins alone).
-    #[arg(long)]
+    #[arg(long, value_parser = parse_existing_folder)]
     pub plugin_dir: Option<PathBuf>,
     /// Print one JSON object instead of a table.
     #[arg(long)]
@@ -1099,6 +1314,43 @@ pub enum PluginCache {
     Off,
     /// Keep them in this folder (created 0700 if missing).
     Dir(std::path::PathBuf),
+}
+
+/// Whether the AWS SDK's environment can serve `loaded`, if any of its
+/// applications calls AWS ([`super::aws_environment_ok`]): a Flink-only
+/// configuration never reads it.
+fn aws_environment_ok(loaded: &LoadedConfig) -> bool {
+    let calls_aws = loaded
+        .config
+        .applications
+        .iter()
+        .any(|a| a.mode != crate::config::Mode::Paused && a.calls_aws());
+    !calls_aws || super::aws_environment_ok(loaded.config.agent.region.as_deref())
+}
+
+/// Reads `--plugin-dir`: a folder that exists. A mistyped one would
+/// otherwise leave every plugin to the built-ins without a word.
+pub fn parse_existing_folder(text: &str) -> Result<std::path::PathBuf, String> {
+    let path = std::path::PathBuf::from(text);
+    match std::fs::metadata(&path) {
+        Ok(meta) if meta.is_dir() => Ok(path),
+        Ok(_) => Err(format!(
+            "{text} is a file (valid: a folder of plugin files)"
+        )),
+        Err(error) => Err(format!("cannot read folder {text}: {error}")),
+    }
+}
+
+/// Reads one of `--policies`: not empty (`--policies ''`, `a,,b`).
+pub fn parse_policy_name(text: &str) -> Result<String, String> {
+    if text.trim().is_empty() {
+        return Err(
+            "an empty policy name (valid: a preset, a built-in plugin, a plugin in \
+                    --plugin-dir or a .wasm path, comma-separated)"
+                .to_owned(),
+        );
+    }
+    Ok(text.to_owned())
 }
 
 /// Reads `--plugin-cache`: `off` or a folder.
@@ -1158,6 +1410,14 @@ fn simulate_blocking(args: SimulateArgs) -> anyhow::Result<ExitCode> {
     use_plugin_cache(args.plugin_cache.as_ref());
     // What the user gave is wrong (the scenario, the configuration, the
     // policy or its params): said, and exit 78, as `validate` does.
+    if let Some(dir) = args.report.as_ref().filter(|d| d.exists() && !d.is_dir()) {
+        // Said before the run, not after it.
+        eprintln!(
+            "error: --report {}: a file, not a folder (valid: a folder, made if missing)",
+            dir.display()
+        );
+        return Ok(ExitCode::from(EX_CONFIG));
+    }
     let scenario = match crate::sim::bench::load_scenario(&args.scenario) {
         Ok(scenario) => scenario,
         Err(error) => {
@@ -1177,6 +1437,22 @@ fn simulate_blocking(args: SimulateArgs) -> anyhow::Result<ExitCode> {
             let params = match &args.params {
                 None => serde_json::Map::new(),
                 Some(text) => match serde_json::from_str(text) {
+                    // TOML has no null: it would reach the plugin as "".
+                    Ok(serde_json::Value::Object(m))
+                        if m.values().any(serde_json::Value::is_null) =>
+                    {
+                        let nulls: Vec<&str> = m
+                            .iter()
+                            .filter(|(_, v)| v.is_null())
+                            .map(|(k, _)| k.as_str())
+                            .collect();
+                        eprintln!(
+                            "error: --params: {} is null (valid: a value, or leave the key out \
+                             for its default)",
+                            nulls.join(", ")
+                        );
+                        return Ok(ExitCode::from(EX_CONFIG));
+                    }
                     Ok(serde_json::Value::Object(m)) => m,
                     // A usage error, as every --params simulate cannot use.
                     _ => {
@@ -1216,7 +1492,13 @@ fn simulate_blocking(args: SimulateArgs) -> anyhow::Result<ExitCode> {
                     (l, args.policy.clone())
                 }
                 Err(errors) => {
-                    eprintln!("{errors}");
+                    // The preset's TOML is made here, not the user's: its
+                    // errors are said in the words the user gave them in
+                    // (`--params`, `--policy`), not at a file that does
+                    // not exist.
+                    for error in errors {
+                        eprintln!("error: {}", presets::in_flags(&error));
+                    }
                     return Ok(ExitCode::from(EX_CONFIG));
                 }
             }
@@ -1358,18 +1640,19 @@ pub struct BenchArgs {
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = crate::sim::bench::DEFAULT_POLICIES_ARG
+        default_value = crate::sim::bench::DEFAULT_POLICIES_ARG,
+        value_parser = parse_policy_name
     )]
     pub policies: Vec<String>,
     /// Where to write bench.json, bench.md and the HTML pages.
     #[arg(long, default_value = "target/bench")]
     pub out: std::path::PathBuf,
-    /// Runs at a time (each on its own thread).
-    #[arg(long, default_value_t = 2)]
-    pub jobs: usize,
+    /// Runs at a time (each on its own thread), 1 or more.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..))]
+    pub jobs: u16,
     /// A folder of plugin files; one named like a built-in overrides it
     /// (default: the built-ins alone).
-    #[arg(long)]
+    #[arg(long, value_parser = parse_existing_folder)]
     pub plugin_dir: Option<std::path::PathBuf>,
     /// Do not write an HTML page per run under OUT/reports/.
     #[arg(long)]
@@ -1415,7 +1698,7 @@ fn bench_blocking(args: BenchArgs) -> anyhow::Result<ExitCode> {
         scenarios,
         policies: args.policies.clone(),
         plugin_dir: args.plugin_dir,
-        jobs: args.jobs.max(1),
+        jobs: usize::from(args.jobs),
         report_dir: (!args.no_reports).then(|| args.out.join("reports")),
         lazy_polling: args.lazy_polling,
     };
@@ -1676,7 +1959,9 @@ mod tests {
         runtime
             .block_on(validate(&config, true))
             .expect("validate runs");
-        assert_eq!(probe.counts(), (1, 0), "(free, held)");
+        // Loaded twice, both off the runtime: for its first decision
+        // (`plugin_problems`), then for its finding (`plugin_findings`).
+        assert_eq!(probe.counts(), (2, 0), "(free, held)");
     }
 
     #[test]

@@ -185,6 +185,11 @@ fn lenient_reading(config: &Path) -> (Reading, &'static str) {
     let mut names: Vec<(String, Words)> = tables
         .filter_map(|app| {
             let name = app.get("name")?.as_str()?.to_owned();
+            // A name that is no application's (`../secret`) would make a
+            // path out of the state folder: left out.
+            if !crate::config::validate::is_application_name(&name) {
+                return None;
+            }
             let words = match app.get("target").and_then(toml::Value::as_str) {
                 Some("flink") => Words::Flink,
                 _ => Words::Msf,

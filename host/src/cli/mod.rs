@@ -86,7 +86,7 @@ pub enum Command {
         config: Option<PathBuf>,
         /// A folder of plugin files, instead of the configuration's
         /// plugin_dir; one named like a built-in overrides it.
-        #[arg(long)]
+        #[arg(long, value_parser = commands::parse_existing_folder)]
         plugin_dir: Option<PathBuf>,
     },
     /// Serve the emulator of MSF (kinesisanalyticsv2) and CloudWatch on
@@ -231,6 +231,73 @@ fn unset_empty_endpoint_urls() -> Vec<String> {
     empty
 }
 
+/// What is wrong with the AWS SDK's environment variables among `vars`:
+/// the region variable the SDK reads (`AWS_REGION`, else
+/// `AWS_DEFAULT_REGION`; neither when `region_set`, `[agent] region`
+/// overriding them) that is not a region name, an endpoint
+/// (`AWS_ENDPOINT_URL`, `AWS_ENDPOINT_URL_<SERVICE>`) that is not an
+/// `http(s)://host[:port]` URL. Empty endpoints were unset before
+/// ([`unset_empty_endpoint_urls`]).
+pub(crate) fn aws_environment_problems(
+    vars: impl IntoIterator<Item = (std::ffi::OsString, std::ffi::OsString)>,
+    region_set: bool,
+) -> Vec<String> {
+    let vars: Vec<(String, String)> = vars
+        .into_iter()
+        .filter_map(|(n, v)| Some((n.into_string().ok()?, v.to_string_lossy().into_owned())))
+        .collect();
+    // The SDK reads AWS_REGION, else AWS_DEFAULT_REGION; neither when the
+    // configuration sets `[agent] region`.
+    let region_variable = if region_set {
+        None
+    } else if vars.iter().any(|(n, _)| n == "AWS_REGION") {
+        Some("AWS_REGION")
+    } else {
+        Some("AWS_DEFAULT_REGION")
+    };
+    let mut problems = Vec::new();
+    for (name, value) in &vars {
+        let (name, value) = (name.as_str(), value.as_str());
+        if Some(name) == region_variable {
+            let label = !value.is_empty()
+                && value.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+                && !value.starts_with('-')
+                && !value.ends_with('-');
+            if !label {
+                problems.push(format!(
+                    "{name} {value:?} is not an AWS region (valid: a region name such as \
+                     eu-west-1; or unset it to use [agent] region or the profile's)"
+                ));
+            }
+        } else if name.starts_with("AWS_ENDPOINT_URL") {
+            let uri = value.parse::<hyper::Uri>().ok();
+            let usable = uri.as_ref().is_some_and(|uri| {
+                matches!(uri.scheme_str(), Some("http" | "https")) && uri.host().is_some()
+            });
+            if !usable {
+                problems.push(format!(
+                    "{name} {value:?} is not an endpoint URL (valid: http://HOST[:PORT] or \
+                     https://HOST[:PORT], e.g. http://127.0.0.1:4566 for the emulator)"
+                ));
+            }
+        }
+    }
+    problems.sort();
+    problems
+}
+
+/// Checks the AWS SDK's environment for a command about to call AWS
+/// ([`aws_environment_problems`]) and says what is wrong; `false` then
+/// (exit 78): taken as they are, each call would fail as a transient
+/// network error, retried for ever.
+pub(crate) fn aws_environment_ok(region: Option<&str>) -> bool {
+    let problems = aws_environment_problems(std::env::vars_os(), region.is_some());
+    for problem in &problems {
+        eprintln!("error: {problem}");
+    }
+    problems.is_empty()
+}
+
 /// Says why no configuration file can be read; exit 78 (EX_CONFIG), as for
 /// an invalid one.
 fn config_path_error(error: &conventions::ConfigPathError) -> ExitCode {
@@ -314,9 +381,32 @@ pub fn main() -> ExitCode {
         Ok(code) => code,
         Err(error) => {
             eprintln!("error: {}", error_chain(&error));
-            ExitCode::FAILURE
+            if is_wrong_input(&error) {
+                ExitCode::from(commands::EX_CONFIG)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
+}
+
+/// An input a command was given (a file or a value) is wrong: it exits 78
+/// (`EX_CONFIG`), as a configuration error does, not 1.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct WrongInput(pub String);
+
+/// Whether `error` comes from wrong input (a scenario, a configuration,
+/// [`WrongInput`]) rather than from the world (AWS, the network, a disk).
+fn is_wrong_input(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        cause.is::<WrongInput>()
+            || cause.is::<crate::sim::scenario::ScenarioError>()
+            || cause.is::<crate::config::load::ConfigErrors>()
+            || cause
+                .downcast_ref::<crate::sim::bench::BenchError>()
+                .is_some_and(crate::sim::bench::BenchError::is_input)
+    })
 }
 
 /// How long the blocking tasks still running when a command has returned
@@ -443,7 +533,53 @@ fn error_chain(error: &anyhow::Error) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::error_chain;
+    use super::{aws_environment_problems, error_chain};
+
+    /// A region or endpoint the SDK would only fail on, at every call, as
+    /// a network error, is refused at the start, naming the variable.
+    #[test]
+    fn aws_environment_variables_that_cannot_work_are_named() {
+        let vars = |pairs: &[(&str, &str)]| -> Vec<(std::ffi::OsString, std::ffi::OsString)> {
+            pairs.iter().map(|(n, v)| (n.into(), v.into())).collect()
+        };
+        let fine = vars(&[
+            ("AWS_REGION", "eu-west-1"),
+            ("AWS_DEFAULT_REGION", "us-gov-west-1"),
+            ("AWS_ENDPOINT_URL", "http://127.0.0.1:4566"),
+            (
+                "AWS_ENDPOINT_URL_CLOUDWATCH",
+                "https://monitoring.example.com",
+            ),
+            ("HOME", "not checked"),
+        ]);
+        assert!(aws_environment_problems(fine, false).is_empty());
+        let bad = vars(&[
+            ("AWS_REGION", "eu west 1"),
+            ("AWS_DEFAULT_REGION", ""),
+            ("AWS_ENDPOINT_URL", "notaurl"),
+            ("AWS_ENDPOINT_URL_KINESIS_ANALYTICS_V2", "ftp://x"),
+        ]);
+        let problems = aws_environment_problems(bad.clone(), false);
+        // AWS_DEFAULT_REGION is not read: AWS_REGION is set.
+        assert_eq!(problems.len(), 3, "{problems:?}");
+        assert!(
+            problems.iter().any(|p| p.starts_with(
+                "AWS_REGION \"eu west 1\" is not an AWS region (valid: a region name such as eu-west-1"
+            )),
+            "{problems:?}"
+        );
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.starts_with("AWS_ENDPOINT_URL \"notaurl\" is not an endpoint URL")),
+            "{problems:?}"
+        );
+        // [agent] region overrides the region variables: only the endpoints.
+        assert_eq!(aws_environment_problems(bad, true).len(), 2);
+        // Without AWS_REGION the SDK reads AWS_DEFAULT_REGION.
+        let default_only = vars(&[("AWS_DEFAULT_REGION", "")]);
+        assert_eq!(aws_environment_problems(default_only, false).len(), 1);
+    }
 
     /// An error whose message holds its source's text, as the crate's
     /// `#[error("...: {source}")]` errors do.

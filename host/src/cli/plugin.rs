@@ -94,7 +94,7 @@ pub enum PluginCommand {
         plugin: Option<String>,
         /// A folder of plugin files; a file named like the plugin wins
         /// over a built-in of that name.
-        #[arg(long)]
+        #[arg(long, value_parser = super::commands::parse_existing_folder)]
         plugin_dir: Option<PathBuf>,
         /// Print the parameter table as markdown, as the README shows it.
         #[arg(long)]
@@ -158,7 +158,7 @@ pub struct PluginArg {
     pub plugin: String,
     /// A folder of plugin files; a file named like the plugin wins over a
     /// built-in of that name, as with `plugin_dir` in the configuration.
-    #[arg(long)]
+    #[arg(long, value_parser = super::commands::parse_existing_folder)]
     pub plugin_dir: Option<PathBuf>,
 }
 
@@ -276,7 +276,12 @@ fn resolve(arg: &PluginArg) -> Result<(PluginSource, Vec<u8>), Failure> {
     if let PluginSource::File(path) = &source
         && !path.is_file()
     {
-        return Err(Failure::Usage(if is_plugin_path(&arg.plugin) {
+        return Err(Failure::Usage(if path.is_dir() {
+            format!(
+                "{} is a folder (valid: a plugin's .wasm file, or a built-in's name)",
+                path.display()
+            )
+        } else if is_plugin_path(&arg.plugin) {
             format!("no plugin file {}", path.display())
         } else {
             format!(
