@@ -769,7 +769,7 @@ fn plugin_problems(loaded: &LoadedConfig, policies: bool) -> Result<PluginCheck,
         // every evaluation until data comes (a metric parameter whose
         // default names no metric of the application: `rate` without
         // `records_in`), which the agent would only log as it runs.
-        if let Some(policy) = &policy {
+        if let Some(mut policy) = policy {
             let params: serde_json::Map<String, serde_json::Value> =
                 serde_json::from_str(&params).unwrap_or_default();
             let named = crate::plugin::params::alarm_ids_named(
@@ -777,8 +777,6 @@ fn plugin_problems(loaded: &LoadedConfig, policies: bool) -> Result<PluginCheck,
                 &params,
             );
             warnings.extend(overlapping_alarms(app, &named, policy_at.key("params")));
-        }
-        if let Some(mut policy) = policy {
             let evaluation = crate::model::Evaluation {
                 now_ms,
                 app: application.clone(),

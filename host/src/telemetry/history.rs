@@ -966,16 +966,7 @@ impl Files {
             // An amendment owed: the whole file, amended, with this entry
             // (trimmed to the bound); if that still cannot be written, the
             // entry is appended as it would be, and the whole stays owed.
-            let mut text = owed.clone() + &line;
-            let count = text.matches('\n').count();
-            if count > self.bound {
-                let keep = (self.bound - self.bound / 10).max(1);
-                let cut = text
-                    .match_indices('\n')
-                    .nth(count - keep - 1)
-                    .map_or(0, |(i, _)| i + 1);
-                text.drain(..cut);
-            }
+            let (text, _) = self.with_line(owed, &line, self.bound);
             self.rewrite(application, text);
             if !self.owed_rewrites.contains_key(application) {
                 return;
@@ -1025,15 +1016,28 @@ impl Files {
     /// Rewrites `path` with its newest lines and `line`, keeping nine
     /// tenths of the bound, atomically; returns the lines now in it.
     fn trim_and_append(&self, path: &Path, line: &str) -> std::io::Result<usize> {
-        let keep = (self.bound - self.bound / 10).max(1);
         let old = read_text(path).unwrap_or_default();
+        let (text, kept) = self.with_line(&old, line, 0);
+        replace(path, text.as_bytes())?;
+        Ok(kept)
+    }
+
+    /// A history's text `old` with `line` appended, each line ended, and
+    /// how many lines that is: when there are more than `limit`, only the
+    /// newest [`Files::bound`] less a tenth are kept (room for a tenth more
+    /// before the next trim).
+    fn with_line(&self, old: &str, line: &str, limit: usize) -> (String, usize) {
+        let keep = (self.bound - self.bound / 10).max(1);
         let mut lines: Vec<&str> = old.lines().filter(|l| !l.is_empty()).collect();
         lines.push(line.trim_end());
-        let start = lines.len().saturating_sub(keep);
+        let start = if lines.len() > limit {
+            lines.len().saturating_sub(keep)
+        } else {
+            0
+        };
         let mut text = lines[start..].join("\n");
         text.push('\n');
-        replace(path, text.as_bytes())?;
-        Ok(lines.len() - start)
+        (text, lines.len() - start)
     }
 
     fn save_quarantines(&mut self, application: &str) {

@@ -965,6 +965,51 @@ fn an_amendment_that_cannot_be_written_is_made_at_a_later_append() {
     );
 }
 
+/// An amendment owed by a full history is made with the next append
+/// trimmed to the bound, as any append past it is: the newest entries
+/// kept, the amended one among them.
+#[test]
+fn an_owed_amendment_made_past_the_bound_keeps_the_newest_entries() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let history = super::dir(dir.path());
+    std::fs::create_dir_all(&history).expect("the history folder");
+    let mut files = Files::new(history.clone(), 3);
+    files.take(evaluated("app", 500, Action::Hold, false));
+    files.take(evaluated("app", 1000, Action::ScaleTo(1), false));
+    files.take(Event::RescaleStarted {
+        application: "app".to_owned(),
+        at_ms: 1000,
+        from_kpu: 2,
+        to_kpu: 1,
+        version_id: 5,
+    });
+    let blocker = history.join(".app.jsonl.tmp");
+    std::fs::create_dir(&blocker).expect("a blocking folder");
+    files.take(failed(2000, "update_result", "the job was replaced"));
+    files.take(evaluated("app", 3000, Action::Hold, false));
+    std::fs::remove_dir(&blocker).expect("the blocker goes");
+    files.take(evaluated("app", 4000, Action::Hold, false));
+    let at: Vec<i64> = read(&history, "app", None)
+        .expect("reads")
+        .iter()
+        .map(|e| e.at_ms)
+        .collect();
+    let outcomes: Vec<String> = read(&history, "app", None)
+        .expect("reads")
+        .iter()
+        .map(|e| e.outcome.said(Words::Msf))
+        .collect();
+    assert_eq!(at, [1000, 3000, 4000], "{outcomes:?}");
+    assert_eq!(
+        outcomes,
+        [
+            "not scaled (update_result): accepted, then: the job was replaced",
+            "held",
+            "held"
+        ]
+    );
+}
+
 /// A full history is trimmed by a rewrite; where the rewrite's copy does
 /// not fit but an append does, the entry is appended (the file passes its
 /// bound for a while) and the trim is made later, not the entry lost.
