@@ -12,7 +12,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::config::{Config, MetricSourceKind};
-use crate::target::flink::FlinkTarget;
+use crate::target::flink::{DescribedJob, FlinkTarget};
 use crate::target::{ScalingTarget, TargetError};
 
 /// The environment variable naming the configuration file when no
@@ -345,11 +345,15 @@ pub async fn flink_findings(config: &Config) -> Vec<Finding> {
         };
         let target = FlinkTarget::for_job(&rest_url, job.clone());
         let described = match &target {
-            Ok(target) => target.describe_with_max_parallelism(&app.name).await,
+            Ok(target) => target.describe_job(&app.name).await,
             Err(error) => Err(error.clone()),
         };
         let (problem, message) = match described {
-            Ok((state, job_max)) => {
+            Ok(DescribedJob {
+                state,
+                job_id,
+                max_parallelism: job_max,
+            }) => {
                 let (min, max) = app.parallelism_bounds();
                 let mut problem = false;
                 let mut message = format!(
@@ -358,8 +362,9 @@ pub async fn flink_findings(config: &Config) -> Vec<Finding> {
                 );
                 // The slots are the ceiling of every rescale: say them, and
                 // what they leave of max_parallelism.
+                // Of the job just read, by its id: not resolved again.
                 let slots = match &target {
-                    Ok(target) => target.slots_for(&app.name).await,
+                    Ok(target) => target.slots_of_job(&job_id).await,
                     Err(error) => Err(error.clone()),
                 };
                 match slots {
@@ -584,6 +589,15 @@ mod tests {
         let findings = flink_findings(&config(8)).await;
         assert_eq!(findings.len(), 1, "{:?}", findings.len());
         assert!(!findings[0].problem);
+        // The job's name is resolved once: its slots are read by the id
+        // the job's read found (the other `/jobs/overview` lists the other
+        // jobs' slots).
+        let requests = stub.requests();
+        let overviews = requests
+            .iter()
+            .filter(|r| r.starts_with("GET /jobs/overview "))
+            .count();
+        assert_eq!(overviews, 2, "{requests:#?}");
         let url = &stub.url;
         assert_eq!(
             findings[0].message,

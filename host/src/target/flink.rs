@@ -93,6 +93,17 @@ use super::{AppState, AppStatus, ScalingTarget, TargetError};
 use crate::config::FlinkJob;
 use crate::flink::{FlinkRest, RestUrl, is_terminal, segment};
 
+/// What [`FlinkTarget::describe_job`] read of a job.
+#[derive(Debug, Clone)]
+pub struct DescribedJob {
+    /// The job as the controller sees it.
+    pub state: AppState,
+    /// The job's id (the name resolved).
+    pub job_id: String,
+    /// The lowest `maxParallelism` of its vertices, when Flink says it.
+    pub max_parallelism: Option<u64>,
+}
+
 /// A job of a Flink cluster reached at `http://host:port`.
 #[derive(Debug, Clone)]
 pub struct FlinkTarget {
@@ -282,24 +293,25 @@ impl FlinkTarget {
         }
     }
 
-    /// The task slots the job of `application` could run on (the
-    /// cluster's total less what its other running jobs use), and those
-    /// numbers as a sentence (`the cluster at ... has 4 task slots and its
-    /// other jobs use 1`): what `validate --environment` reports.
-    pub async fn slots_for(&self, application: &str) -> Result<(u64, String), TargetError> {
-        let id = self.rest.job_id(&self.job(application)).await?;
-        self.slots(&id).await
+    /// The task slots the job of id `job_id` (the [`AppState::identity`]
+    /// a describe gave) could run on (the cluster's total less what its
+    /// other running jobs use), and those numbers as a sentence (`the
+    /// cluster at ... has 4 task slots and its other jobs use 1`): what
+    /// `validate --environment` reports.
+    pub async fn slots_of_job(&self, job_id: &str) -> Result<(u64, String), TargetError> {
+        self.slots(job_id).await
     }
 
-    /// [`ScalingTarget::describe`], and from the same read the job's max
-    /// parallelism (the lowest of its vertices'), when Flink says it: the
-    /// ceiling of every rescale, whatever the slots.
-    pub async fn describe_with_max_parallelism(
-        &self,
-        application: &str,
-    ) -> Result<(AppState, Option<u64>), TargetError> {
+    /// [`ScalingTarget::describe`], and from the same read the job's id
+    /// and its max parallelism (the lowest of its vertices'), when Flink
+    /// says it: the ceiling of every rescale, whatever the slots.
+    pub async fn describe_job(&self, application: &str) -> Result<DescribedJob, TargetError> {
         let view = self.view(application).await?;
-        Ok((view.state, view.max_parallelism))
+        Ok(DescribedJob {
+            state: view.state,
+            job_id: view.id,
+            max_parallelism: view.max_parallelism,
+        })
     }
 
     /// The task slots job `id` could run on: the cluster's total less what
@@ -714,11 +726,13 @@ mod tests {
         let puts = Arc::new(Mutex::new(Vec::new()));
         let url = fake_flink(answers.clone(), puts.clone()).await;
         let target = FlinkTarget::new(&url).expect("a target");
-        let (state, max_parallelism) = target
-            .describe_with_max_parallelism("orders")
-            .await
-            .expect("described");
+        let DescribedJob {
+            state,
+            job_id,
+            max_parallelism,
+        } = target.describe_job("orders").await.expect("described");
         assert_eq!(max_parallelism, Some(6));
+        assert_eq!(state.identity.as_deref(), Some(job_id.as_str()));
         match target.rescale("orders", 8, &state).await {
             Err(TargetError::SlotsExceeded { usable, message }) => {
                 assert_eq!(usable, 6, "{message}");
