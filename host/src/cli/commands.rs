@@ -586,8 +586,9 @@ fn once_json(report: &OnceReport) -> serde_json::Value {
 }
 
 /// Loads every application's policy with its params, as the agent will
-/// at start (with `policies`; `validate --environment` loads them in
-/// [`plugin_findings`] instead), then tries every interpreter on its params and on the
+/// at start (with `policies`; without, `validate --environment` says
+/// their loads with [`print_plugin_loads`] instead of refusing at once),
+/// then tries every interpreter on its params and on the
 /// application's configured series (with no datapoints yet), as the agent
 /// will at its first evaluation, so that a plugin that will not load (not
 /// a component, the other world, a truncated file) or refuses its params
@@ -598,69 +599,48 @@ fn once_json(report: &OnceReport) -> serde_json::Value {
 fn plugin_problems(loaded: &LoadedConfig, policies: bool) -> Result<PluginCheck, PluginError> {
     let mut problems = Vec::new();
     let mut warnings = Vec::new();
+    let mut loads = Vec::new();
     let agent = &loaded.config.agent;
     let host = PluginHost::new(agent.sandbox_limits())?;
     for (i, (app, paths)) in loaded.applications().enumerate() {
         let policy_at = FieldPath::root().key("application").index(i).key("policy");
         let params = load::params_json(&app.policy.params);
         let mut policy = None;
-        if !policies {
-            // `validate --environment` reports the policy's loading in
-            // [`plugin_findings`]; its first decision is asked here all the
-            // same.
-            policy = host
-                .load_policy_in(&paths.policy, &params, &app.name, Words::from(app.target))
-                .ok()
-                .filter(|loaded| {
-                    reference_problems(
-                        &loaded.metadata(),
-                        &params,
-                        app,
-                        policy_at.key("params"),
-                        &loaded.label(),
-                    )
-                    .is_empty()
-                });
-        }
-        let refused = policies
-            .then(|| {
-                match host.load_policy_in(
-                    &paths.policy,
+        let loaded_policy =
+            host.load_policy_in(&paths.policy, &params, &app.name, Words::from(app.target));
+        let (label, found) = match loaded_policy {
+            Ok(loaded) => {
+                let found = reference_problems(
+                    &loaded.metadata(),
                     &params,
-                    &app.name,
-                    Words::from(app.target),
-                ) {
-                    Ok(loaded) => {
-                        let found = reference_problems(
-                            &loaded.metadata(),
-                            &params,
-                            app,
-                            policy_at.key("params"),
-                            &loaded.label(),
-                        );
-                        if found.is_empty() {
-                            policy = Some(loaded);
-                        }
-                        problems.extend(found);
-                        None
-                    }
-                    Err(error) => Some(error),
+                    app,
+                    policy_at.key("params"),
+                    &loaded.label(),
+                );
+                let label = loaded.label();
+                if found.is_empty() {
+                    policy = Some(loaded);
                 }
-            })
-            .flatten();
-        if let Some(error) = refused {
-            let field = if matches!(error, PluginError::Configure { .. }) {
-                "params"
-            } else {
-                "plugin"
-            };
-            problems.push(Problem {
-                path: policy_at.key(field),
-                message: error.to_string(),
-                hint: None,
-                assumes: None,
-            });
+                (Some(label), found)
+            }
+            Err(error) => (
+                None,
+                vec![Problem {
+                    path: policy_at.key(plugin_field(&error)),
+                    message: error.to_string(),
+                    hint: None,
+                    assumes: None,
+                }],
+            ),
+        };
+        if policies {
+            problems.extend(found.iter().cloned());
         }
+        loads.push(PluginLoad {
+            application: app.name.clone(),
+            label,
+            problems: found,
+        });
         let series: Vec<Series> = app
             .metrics
             .iter()
@@ -707,15 +687,34 @@ fn plugin_problems(loaded: &LoadedConfig, policies: bool) -> Result<PluginCheck,
             let params = load::params_json(&interpreter.params);
             let words = Words::from(app.target);
             let outcome = host.load_interpreter_in(path, &params, &app.name, words);
-            if let Ok(instance) = &outcome {
-                problems.extend(reference_problems(
-                    &instance.metadata(),
-                    &params,
-                    app,
-                    at.key("params"),
-                    &instance.label(),
-                ));
-            }
+            let (label, found) = match &outcome {
+                Ok(instance) => {
+                    let found = reference_problems(
+                        &instance.metadata(),
+                        &params,
+                        app,
+                        at.key("params"),
+                        &instance.label(),
+                    );
+                    problems.extend(found.iter().cloned());
+                    (Some(instance.label()), found)
+                }
+                // Said below, with the interpreter's other problems.
+                Err(error) => (
+                    None,
+                    vec![Problem {
+                        path: at.key(plugin_field(error)),
+                        message: error.to_string(),
+                        hint: None,
+                        assumes: None,
+                    }],
+                ),
+            };
+            loads.push(PluginLoad {
+                application: app.name.clone(),
+                label,
+                problems: found,
+            });
             let (path_at, message) = match outcome {
                 Ok(mut instance) => match instance.interpret(now_ms, &application, &series) {
                     Ok(given) => {
@@ -749,8 +748,7 @@ fn plugin_problems(loaded: &LoadedConfig, policies: bool) -> Result<PluginCheck,
                     }
                     Err(error) => (at.key("params"), error.to_string()),
                 },
-                Err(error @ PluginError::Configure { .. }) => (at.key("params"), error.to_string()),
-                Err(error) => (at.key("plugin"), error.to_string()),
+                Err(error) => (at.key(plugin_field(&error)), error.to_string()),
             };
             all_asked = false;
             problems.push(Problem {
@@ -811,7 +809,21 @@ fn plugin_problems(loaded: &LoadedConfig, policies: bool) -> Result<PluginCheck,
             }
         }
     }
-    Ok(PluginCheck { problems, warnings })
+    Ok(PluginCheck {
+        problems,
+        warnings,
+        loads,
+    })
+}
+
+/// The field of a plugin's table that `error` is about: `params` when
+/// the plugin refused them, `plugin` when it would not load.
+fn plugin_field(error: &PluginError) -> &'static str {
+    if matches!(error, PluginError::Configure { .. }) {
+        "params"
+    } else {
+        "plugin"
+    }
 }
 
 /// What is wrong with the signal names an interpreter (`label`, at
@@ -960,6 +972,21 @@ struct PluginCheck {
     /// Alarms on a name that is no metric and no signal the interpreters
     /// gave on sample data ([`unmatched_alarm_signals`]).
     warnings: Vec<Problem>,
+    /// Every plugin as it loaded, in the file's order (each application's
+    /// policy, then its interpreters): `validate --environment`'s lines.
+    loads: Vec<PluginLoad>,
+}
+
+/// One plugin as [`plugin_problems`] loaded it.
+struct PluginLoad {
+    /// The application's name.
+    application: String,
+    /// The plugin's label, when it loaded.
+    label: Option<String>,
+    /// Why it would not load, refused its params, or names ids the
+    /// application does not configure; empty when it loaded and accepts
+    /// its params.
+    problems: Vec<Problem>,
 }
 
 /// `series` with three datapoints each, of `values` (oldest first), the
@@ -1032,95 +1059,30 @@ fn unmatched_alarm_signals(
         .collect()
 }
 
-/// `validate --environment`'s plugin check: loads each application's
-/// plugins with their params and checks the ids their parameters name,
-/// printing a line for each; the number that failed. Blocking: it compiles
-/// and configures plugins.
-fn plugin_findings(loaded: &LoadedConfig, config: &Path) -> anyhow::Result<usize> {
-    let mut plugin_failures = 0;
-    let host = PluginHost::new(loaded.config.agent.sandbox_limits())
-        .context("cannot start the plugin host")?;
-    for (i, (app, paths)) in loaded.applications().enumerate() {
-        let application_at = FieldPath::root().key("application").index(i);
-        let checks = std::iter::once((&app.policy, &paths.policy, None)).chain(
-            app.interpreters
-                .iter()
-                .zip(&paths.interpreters)
-                .enumerate()
-                .map(|(j, (c, p))| (c, p, Some(j))),
-        );
-        for (plugin, path, interpreter) in checks {
-            let is_policy = interpreter.is_none();
-            // Where a problem with this plugin is in the file:
-            // `file:line:column: application "a".policy.params: ...`,
-            // as plain `validate` says it.
-            let plugin_at = match interpreter {
-                None => application_at.key("policy"),
-                Some(j) => application_at.key("interpreter").index(j),
-            };
-            let located = |field: &str, message: String| {
-                load::locate(
-                    loaded,
-                    &[Problem {
-                        path: plugin_at.key(field),
-                        message,
-                        hint: None,
-                        assumes: None,
-                    }],
-                )
-                .into_iter()
-                .map(|error| printable(&error.to_string()))
-                .collect::<Vec<_>>()
-                .join("; ")
-            };
-            let params = load::params_json(&plugin.params);
-            let words = Words::from(app.target);
-            let result = if is_policy {
-                host.load_policy_in(path, &params, &app.name, words)
-                    .map(|p| (p.label(), p.metadata()))
-            } else {
-                host.load_interpreter_in(path, &params, &app.name, words)
-                    .map(|p| (p.label(), p.metadata()))
-            };
-            match result {
-                Ok((label, metadata)) => {
-                    // What the plugin declares as alarm and metric ids
-                    // must name the application's own (the `_alarm` /
-                    // `_metric` suffix rule covers the others).
-                    let problems = reference_problems(
-                        &metadata,
-                        &params,
-                        app,
-                        plugin_at.key("params"),
-                        &label,
-                    );
-                    for error in load::locate(loaded, &problems) {
-                        println!("{}", printable(&error.to_string()));
-                    }
-                    if problems.is_empty() {
-                        println!(
-                            "{}: application {:?}: plugin {} loads and accepts its params",
-                            config.display(),
-                            app.name,
-                            printable(&label)
-                        );
-                    } else {
-                        plugin_failures += 1;
-                    }
-                }
-                Err(error) => {
-                    plugin_failures += 1;
-                    let field = if matches!(error, PluginError::Configure { .. }) {
-                        "params"
-                    } else {
-                        "plugin"
-                    };
-                    println!("{}", located(field, error.to_string()));
+/// `validate --environment`'s plugin lines, from what [`plugin_problems`]
+/// loaded: one line for each plugin that loads and accepts its params,
+/// the located problems of each other (`file:line:column: application
+/// "a".policy.params: ...`, as plain `validate` says them). Returns how
+/// many plugins failed.
+fn print_plugin_loads(loaded: &LoadedConfig, loads: &[PluginLoad], config: &Path) -> usize {
+    let mut failures = 0;
+    for load in loads {
+        match (&load.label, load.problems.is_empty()) {
+            (Some(label), true) => println!(
+                "{}: application {:?}: plugin {} loads and accepts its params",
+                config.display(),
+                load.application,
+                printable(label)
+            ),
+            _ => {
+                failures += 1;
+                for error in load::locate(loaded, &load.problems) {
+                    println!("{}", printable(&error.to_string()));
                 }
             }
         }
     }
-    Ok(plugin_failures)
+    failures
 }
 
 /// `flinkscale validate`.
@@ -1151,15 +1113,8 @@ pub async fn validate(config: &Path, environment: bool) -> anyhow::Result<ExitCo
         // left on are the environment's (exit 1).
         let mut failures = 0;
         let agent = &loaded.config.agent;
-        // Plugins are compiled and configured on the blocking pool, off the
-        // async runtime.
-        let tried = loaded.clone();
-        let file = config.to_path_buf();
-        let plugin_failures = tokio::task::spawn_blocking(move || {
-            crate::plugin::on_plugin_thread(|| plugin_findings(&tried, &file))
-        })
-        .await
-        .context("the plugin check stopped")??;
+        // The plugins as loaded above, off the async runtime.
+        let plugin_failures = print_plugin_loads(&loaded, &check.loads, config);
         for finding in super::conventions::flink_findings(&loaded.config).await {
             failures += usize::from(finding.problem);
             println!(
@@ -1957,9 +1912,9 @@ mod tests {
         runtime
             .block_on(validate(&config, true))
             .expect("validate runs");
-        // Loaded twice, both off the runtime: for its first decision
-        // (`plugin_problems`), then for its finding (`plugin_findings`).
-        assert_eq!(probe.counts(), (2, 0), "(free, held)");
+        // Loaded once, off the runtime, for its first decision and its
+        // finding (`plugin_problems`).
+        assert_eq!(probe.counts(), (1, 0), "(free, held)");
     }
 
     #[test]
