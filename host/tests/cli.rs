@@ -216,6 +216,41 @@ fn validate_environment_instantiates_the_plugin_and_checks_its_params() {
     assert!(line.contains(".policy.params: "), "{line}");
 }
 
+/// A file with a configuration error still has the plugins of its other
+/// applications tried in the same run: the errors of both stages come
+/// together, in file order, where `validate` used to stop at the first
+/// stage and show the plugin's refusal only once the file was mended.
+#[test]
+fn validate_reports_configuration_and_plugin_errors_in_one_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("c.toml");
+    let shown = file.to_string_lossy().into_owned();
+    std::fs::write(
+        &file,
+        "[[application]]\nname = \"orders\"\nmin_kpu = 4\nmax_kpu = 2\n\
+         [application.policy]\nplugin = \"rate\"\n\n\
+         [[application]]\nname = \"payments\"\n\
+         [application.policy]\nplugin = \"rate\"\nparams = { target_utilisation = 0 }\n",
+    )
+    .unwrap();
+    let (code, stdout, stderr) = flinkscale(&["validate", &shown]);
+    assert_eq!(code, 78, "{stdout}{stderr}");
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 2, "{stderr}");
+    assert!(
+        lines[0].starts_with(&format!(
+            "{shown}:3:11: application \"orders\".min_kpu: min_kpu 4 is greater than max_kpu 2"
+        )),
+        "{stderr}"
+    );
+    assert!(
+        lines[1].starts_with(&format!(
+            "{shown}:12:10: application \"payments\".policy.params: plugin rate 0.1.0"
+        )) && lines[1].ends_with("parameter `target_utilisation` must be in (0, 1], found 0"),
+        "{stderr}"
+    );
+}
+
 /// `validate` (no AWS, no `--environment`) tries each interpreter on its
 /// params and on the configured series, so a bad expression or an unknown
 /// series id is a located configuration error naming the interpreter's

@@ -602,7 +602,9 @@ fn plugin_problems(loaded: &LoadedConfig, policies: bool) -> Result<PluginCheck,
     let mut loads = Vec::new();
     let agent = &loaded.config.agent;
     let host = PluginHost::new(agent.sandbox_limits())?;
-    for (i, (app, paths)) in loaded.applications().enumerate() {
+    for (k, (app, paths)) in loaded.applications().enumerate() {
+        // Where the application is in the file.
+        let i = loaded.file_index(k);
         let policy_at = FieldPath::root().key("application").index(i).key("policy");
         let params = load::params_json(&app.policy.params);
         let mut policy = None;
@@ -1059,6 +1061,42 @@ fn unmatched_alarm_signals(
         .collect()
 }
 
+/// Prints the errors of a configuration `validate` refused, in file order,
+/// with those of the plugins of its applications that have none of
+/// their own ([`load::Refused::unaffected`], tried as the agent would at
+/// start by [`plugin_problems`]), so that one run shows both; and the
+/// warnings of those plugins.
+async fn report_refused(refused: load::Refused) -> anyhow::Result<()> {
+    let mut errors: Vec<load::ConfigError> = refused.errors.into_iter().collect();
+    let mut warnings = Vec::new();
+    if let Some(part) = refused.unaffected {
+        let check = tokio::task::spawn_blocking(move || {
+            crate::plugin::on_plugin_thread(|| {
+                plugin_problems(&part, true).map(|check| {
+                    (
+                        load::locate(&part, &check.problems),
+                        load::locate(&part, &check.warnings),
+                    )
+                })
+            })
+        })
+        .await
+        .context("the plugin check stopped")?
+        .context("cannot start the plugin host")?;
+        errors.extend(check.0);
+        warnings = check.1;
+    }
+    // Stable: errors at one spot keep the order they were found in.
+    errors.sort_by_key(|e| e.position);
+    for error in errors {
+        eprintln!("{}", printable(&error.to_string()));
+    }
+    for warning in warnings {
+        eprintln!("warning: {}", printable(&warning.to_string()));
+    }
+    Ok(())
+}
+
 /// `validate --environment`'s plugin lines, from what [`plugin_problems`]
 /// loaded: one line for each plugin that loads and accepts its params,
 /// the located problems of each other (`file:line:column: application
@@ -1087,8 +1125,12 @@ fn print_plugin_loads(loaded: &LoadedConfig, loads: &[PluginLoad], config: &Path
 
 /// `flinkscale validate`.
 pub async fn validate(config: &Path, environment: bool) -> anyhow::Result<ExitCode> {
-    let Some(loaded) = load_or_report(config) else {
-        return Ok(ExitCode::from(EX_CONFIG));
+    let loaded = match load::load_checkable(config) {
+        Ok(loaded) => loaded,
+        Err(refused) => {
+            report_refused(refused).await?;
+            return Ok(ExitCode::from(EX_CONFIG));
+        }
     };
     let tried = loaded.clone();
     let check = tokio::task::spawn_blocking(move || {

@@ -15,8 +15,11 @@
 //! user wrote it: `application "clickstream".alarm "scale-out".metric`.
 //!
 //! [`load_str`] is pure (no filesystem but looking for plugin files).
-//! [`load`] reads the file and, once the configuration is valid, checks the
-//! environment: that every plugin named is a file or a built-in.
+//! [`load`] reads the file and checks the environment: that every plugin
+//! named is a file or a built-in, for every application of a valid file,
+//! and for those of a file with errors that have none of their own (when
+//! `[agent]` has none). [`load_checkable`] also gives those applications
+//! of a refused file, for `validate` to try their plugins in the same run.
 //!
 //! A plugin name resolves to `<plugin_dir>/<name>.wasm` when that file
 //! exists (so a file overrides the built-in of the same name), else to the
@@ -172,12 +175,28 @@ pub struct LoadedConfig {
     /// built-in `step`; a value containing `/` or ending in `.wasm` is a
     /// path relative to `base_dir`.
     pub plugins: Vec<PluginSources>,
+    /// For the part of a configuration with errors that can still be
+    /// checked ([`Refused::unaffected`]), each application's index among
+    /// the file's `[[application]]` tables; `None`: they are all there,
+    /// in order.
+    file_indices: Option<Vec<usize>>,
 }
 
 impl LoadedConfig {
     /// Each application with its plugins, in the file's order.
     pub fn applications(&self) -> impl Iterator<Item = (&ApplicationConfig, &PluginSources)> {
         self.config.applications.iter().zip(&self.plugins)
+    }
+
+    /// The index in the file's `[[application]]` tables of application
+    /// `k` of `config.applications` (where a problem with it is): `k`,
+    /// but in a [`Refused::unaffected`] part, which leaves out the
+    /// applications with errors.
+    pub fn file_index(&self, k: usize) -> usize {
+        self.file_indices
+            .as_ref()
+            .and_then(|indices| indices.get(k).copied())
+            .unwrap_or(k)
     }
 
     /// Resolves the plugin names again with `plugin_dir` instead of the
@@ -206,14 +225,37 @@ impl LoadedConfig {
 /// that every plugin named is a file or a built-in. Returns every error
 /// found.
 pub fn load(path: &Path) -> Result<LoadedConfig, ConfigErrors> {
-    let text = read_utf8(path).map_err(|error| {
-        ConfigErrors::new(vec![ConfigError {
+    load_checkable(path).map_err(|refused| refused.errors)
+}
+
+/// A configuration refused by [`load_checkable`].
+#[derive(Debug)]
+pub struct Refused {
+    /// Every error found.
+    pub errors: ConfigErrors,
+    /// The part of the configuration no error is about, when `[agent]`
+    /// and the file's top level have none: the applications without an
+    /// error of their own (and, their plugins named, found), which can be
+    /// checked further (`validate` tries their plugins);
+    /// [`LoadedConfig::file_index`] says where each is in the file. `None`
+    /// after a syntax error, an error outside the applications, or when
+    /// every application has one.
+    pub unaffected: Option<Box<LoadedConfig>>,
+}
+
+/// [`load`], and for a configuration with errors the part of it that can
+/// still be checked, so that `validate` shows the plugins' mistakes in
+/// the same run as the configuration's.
+pub fn load_checkable(path: &Path) -> Result<LoadedConfig, Refused> {
+    let text = read_utf8(path).map_err(|error| Refused {
+        errors: ConfigErrors::new(vec![ConfigError {
             file: path.to_path_buf(),
             position: None,
             field: String::new(),
             message: format!("cannot read the configuration: {error}"),
             hint: None,
-        }])
+        }]),
+        unaffected: None,
     })?;
     load_text(&text, path, true)
 }
@@ -251,7 +293,7 @@ pub fn read_utf8(path: &Path) -> std::io::Result<String> {
 /// Parses and validates `text` as if read from `origin` (which names the file
 /// in errors and anchors relative paths), without touching the filesystem.
 pub fn load_str(text: &str, origin: &Path) -> Result<LoadedConfig, ConfigErrors> {
-    load_text(text, origin, false)
+    load_text(text, origin, false).map_err(|refused| refused.errors)
 }
 
 /// Locates problems found after loading by a check the loader cannot make
@@ -302,11 +344,7 @@ pub fn params_json(table: &toml::Table) -> String {
     object(table).to_string()
 }
 
-fn load_text(
-    text: &str,
-    origin: &Path,
-    check_environment: bool,
-) -> Result<LoadedConfig, ConfigErrors> {
+fn load_text(text: &str, origin: &Path, check_environment: bool) -> Result<LoadedConfig, Refused> {
     let (root, syntax_errors) = DeTable::parse_recoverable(text);
     let root_span = root.span();
     let document = Document {
@@ -340,7 +378,10 @@ fn load_text(
                 }
             })
             .collect();
-        return Err(ConfigErrors::new(errors));
+        return Err(Refused {
+            errors: ConfigErrors::new(errors),
+            unaffected: None,
+        });
     }
 
     let parsed = document.deserialize();
@@ -353,7 +394,14 @@ fn load_text(
     if !parsed.has_applications {
         problems.push(validate::no_application());
     }
-    let mut errors = parsed.errors;
+    let Parsed {
+        agent,
+        agent_settled,
+        applications,
+        mut with_errors,
+        mut errors,
+        ..
+    } = parsed;
     let removed = document.removed.borrow().clone();
     errors.extend(
         problems
@@ -371,23 +419,49 @@ fn load_text(
             .map(|p| document.locate(p)),
     );
     if !errors.is_empty() {
-        return Err(ConfigErrors::new(errors));
+        // The applications no error is about, under an `[agent]` read as
+        // written, can still be checked further (`validate` tries their
+        // plugins): one run shows more than one stage's mistakes.
+        let mut unaffected = None;
+        let settled = agent
+            .filter(|_| agent_settled)
+            .filter(|_| problems.iter().all(|p| application_of(p).is_some()));
+        if let Some(agent) = settled {
+            with_errors.extend(problems.iter().filter_map(application_of));
+            let part = |left_out: &[usize]| {
+                let apps: Vec<_> = applications
+                    .iter()
+                    .filter(|(i, _)| !left_out.contains(i))
+                    .cloned()
+                    .collect();
+                (!apps.is_empty()).then(|| Box::new(part_of(agent.clone(), apps, origin)))
+            };
+            unaffected = part(&with_errors);
+            if let Some(loaded) = unaffected.as_ref().filter(|_| check_environment) {
+                // As for a valid file: each plugin named must be there.
+                let missing = missing_plugins(loaded);
+                with_errors.extend(missing.iter().filter_map(application_of));
+                errors.extend(
+                    missing
+                        .iter()
+                        .chain(&state_dir_problem(loaded))
+                        .map(|p| document.locate(p)),
+                );
+                if !missing.is_empty() {
+                    unaffected = part(&with_errors);
+                }
+            }
+        }
+        return Err(Refused {
+            errors: ConfigErrors::new(errors),
+            unaffected,
+        });
     }
-    let mut config = Config {
+    let config = Config {
         // `agent` is only `None` alongside an error, returned above.
-        agent: parsed.agent.unwrap_or_default(),
-        applications: parsed
-            .applications
-            .into_iter()
-            .map(|(_, app)| app)
-            .collect(),
+        agent: agent.unwrap_or_default(),
+        applications: applications.into_iter().map(|(_, app)| app).collect(),
     };
-    // Each application carries the setting in force for it, so that its
-    // controller needs nothing but its own table.
-    for app in &mut config.applications {
-        app.lazy_polling.get_or_insert(config.agent.lazy_polling);
-    }
-
     let loaded = resolve(config, origin);
     if check_environment {
         let errors = missing_plugins(&loaded)
@@ -398,7 +472,10 @@ fn load_text(
             .map(|p| document.locate(p))
             .collect::<Vec<_>>();
         if !errors.is_empty() {
-            return Err(ConfigErrors::new(errors));
+            return Err(Refused {
+                errors: ConfigErrors::new(errors),
+                unaffected: None,
+            });
         }
     }
     Ok(loaded)
@@ -425,9 +502,42 @@ pub(crate) fn locate_toml_error(file: &Path, text: &str, error: &toml::de::Error
     }
 }
 
-/// Resolves the relative paths of a valid configuration against the folder
-/// of `origin`.
+/// The file index of the application `problem` is about, if it is about
+/// one.
+fn application_of(problem: &Problem) -> Option<usize> {
+    match problem.path.segments() {
+        [Segment::Key(key), Segment::Index(i), ..] if key == "application" => Some(*i),
+        _ => None,
+    }
+}
+
+/// The checkable part of a configuration with errors: `applications`
+/// (each with its index in the file) under `agent`.
+fn part_of(
+    agent: AgentConfig,
+    applications: Vec<(usize, ApplicationConfig)>,
+    origin: &Path,
+) -> LoadedConfig {
+    let (indices, applications) = applications.into_iter().unzip();
+    let mut loaded = resolve(
+        Config {
+            agent,
+            applications,
+        },
+        origin,
+    );
+    loaded.file_indices = Some(indices);
+    loaded
+}
+
+/// Resolves a configuration's relative paths against the folder of
+/// `origin`, and its settings: each application carries the
+/// `lazy_polling` in force for it (so that its controller needs nothing
+/// but its own table), a Flink job its parallelism bounds as KPU bounds.
 fn resolve(mut config: Config, origin: &Path) -> LoadedConfig {
+    for app in &mut config.applications {
+        app.lazy_polling.get_or_insert(config.agent.lazy_polling);
+    }
     // A Flink job's parallelism bounds are its KPU bounds
     // (parallelism_per_kpu = 1): the controller knows only the latter.
     for app in &mut config.applications {
@@ -455,6 +565,7 @@ fn resolve(mut config: Config, origin: &Path) -> LoadedConfig {
         state_dir,
         plugins,
         config,
+        file_indices: None,
     }
 }
 
@@ -510,8 +621,10 @@ fn state_dir_problem(loaded: &LoadedConfig) -> Option<Problem> {
 /// built-in.
 fn missing_plugins(loaded: &LoadedConfig) -> Vec<Problem> {
     let mut problems = Vec::new();
-    for (i, (app, paths)) in loaded.applications().enumerate() {
-        let at = FieldPath::root().key("application").index(i);
+    for (k, (app, paths)) in loaded.applications().enumerate() {
+        let at = FieldPath::root()
+            .key("application")
+            .index(loaded.file_index(k));
         let plugins = std::iter::once((at.key("policy"), &app.policy, &paths.policy)).chain(
             app.interpreters
                 .iter()
@@ -609,8 +722,15 @@ fn placeholder_plugin<'a>(span: Range<usize>) -> DeValue<'a> {
 /// What serde could read, and what it could not.
 struct Parsed {
     agent: Option<AgentConfig>,
+    /// Whether `[agent]` and the file's top level were read without an
+    /// error: what the applications' plugins resolve against is what the
+    /// file says.
+    agent_settled: bool,
     /// The applications that parsed, with their index in the file.
     applications: Vec<(usize, ApplicationConfig)>,
+    /// The file indices of those of them read with an entry left out (a
+    /// wrong type, an unknown key): parsed, but with an error.
+    with_errors: Vec<usize>,
     /// Whether the file has a non-empty `application` entry at all.
     has_applications: bool,
     errors: Vec<ConfigError>,
@@ -641,6 +761,8 @@ impl<'a> Document<'a> {
         };
         let applications_value = rest.remove("application");
         let agent_value = rest.remove("agent");
+        let deferred = || self.deferred.borrow().len();
+        let before = deferred();
         // What remains can only hold unknown top-level keys.
         if let Err(root_errors) = self.collect::<Config>(self.root.span(), rest) {
             errors.extend(root_errors);
@@ -652,16 +774,27 @@ impl<'a> Document<'a> {
                 .map_err(|agent_errors| errors.extend(agent_errors))
                 .ok(),
         };
+        // A mistyped `[agnet]` or `plugin_dirr` leaves defaults standing
+        // in for what the file meant.
+        let agent_settled = errors.is_empty() && agent.is_some() && deferred() == before;
 
         let mut applications = Vec::new();
+        let mut with_errors = Vec::new();
         let mut has_applications = false;
         if let Some(value) = applications_value {
             match value.get_ref() {
                 DeValue::Array(items) => {
                     has_applications = !items.is_empty();
                     for (i, item) in items.iter().enumerate() {
+                        let before = deferred();
                         match self.application(item) {
-                            Ok(app) => applications.push((i, app)),
+                            Ok(app) => {
+                                if deferred() > before {
+                                    // Read with an entry left out.
+                                    with_errors.push(i);
+                                }
+                                applications.push((i, app));
+                            }
                             Err(app_errors) => errors.extend(app_errors),
                         }
                     }
@@ -680,7 +813,9 @@ impl<'a> Document<'a> {
         errors.extend(self.deferred.borrow_mut().drain(..));
         Parsed {
             agent,
+            agent_settled,
             applications,
+            with_errors,
             has_applications,
             errors,
         }

@@ -1569,3 +1569,78 @@ fn a_listen_address_that_is_not_ip_port_says_what_is_valid() {
         Some("[::1]:9464".parse().expect("an address"))
     );
 }
+
+/// A file with errors still gives the part of it no error is about, for
+/// `validate` to try its plugins: the applications without an error of
+/// their own (a value refused, an entry left out, a plugin file that is
+/// not there), each with its index in the file; and no part at all once
+/// `[agent]` or the top level has an error.
+#[test]
+fn a_refused_file_gives_the_applications_no_error_is_about() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = |name: &str, extra: &str, plugin: &str| {
+        format!(
+            "[[application]]\nname = \"{name}\"\n{extra}[application.policy]\nplugin = \"{plugin}\"\n\n"
+        )
+    };
+    let apps = [
+        app("bounds", "min_kpu = 4\nmax_kpu = 2\n", "rate"),
+        app("clean-1", "", "rate"),
+        app("typo", "max_kpus = 4\n", "rate"),
+        app("missing", "", "nosuch"),
+        app("clean-4", "", "step"),
+    ]
+    .concat();
+    let path = dir.path().join("agent.toml");
+    std::fs::write(&path, &apps).unwrap();
+    let refused = load::load_checkable(&path).expect_err("refused");
+    let fields: Vec<&str> = refused
+        .errors
+        .errors()
+        .iter()
+        .map(|e| e.field.as_str())
+        .collect();
+    assert_eq!(
+        fields,
+        [
+            "application \"bounds\".min_kpu",
+            "application \"typo\".max_kpus",
+            "application \"missing\".policy.plugin",
+        ],
+        "{}",
+        refused.errors
+    );
+    let part = refused.unaffected.expect("a part to check");
+    let names: Vec<(usize, &str)> = part
+        .config
+        .applications
+        .iter()
+        .enumerate()
+        .map(|(k, a)| (part.file_index(k), a.name.as_str()))
+        .collect();
+    assert_eq!(names, [(1, "clean-1"), (4, "clean-4")]);
+    assert_eq!(part.plugins.len(), 2);
+    // `load` says the same errors, the missing plugin among them.
+    assert_eq!(load(&path).expect_err("refused"), refused.errors);
+
+    for top in [
+        "[agent]\nplugin_dirr = \"p\"\n",
+        "[agent]\nplugin_timeout_ms = 0\n",
+        "[agnet]\n",
+    ] {
+        std::fs::write(&path, format!("{top}{apps}")).unwrap();
+        let refused = load::load_checkable(&path).expect_err("refused");
+        assert!(refused.unaffected.is_none(), "{top}: {}", refused.errors);
+    }
+    std::fs::write(&path, "[[application]]\nname = \n").unwrap();
+    assert!(
+        load::load_checkable(&path)
+            .expect_err("refused")
+            .unaffected
+            .is_none()
+    );
+    // A valid file's applications are at their own index.
+    std::fs::write(&path, app("a", "", "rate") + &app("b", "", "rate")).unwrap();
+    let loaded = load(&path).expect("valid");
+    assert_eq!((loaded.file_index(0), loaded.file_index(1)), (0, 1));
+}
