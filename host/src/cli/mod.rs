@@ -186,8 +186,9 @@ pub enum Command {
         /// The shell: bash, zsh or fish (also elvish, powershell).
         shell: clap_complete::Shell,
     },
-    /// Check a configuration file and report every error at once; exit 78
-    /// (EX_CONFIG) if there is any.
+    /// Check a configuration file and its plugins (each loaded with its
+    /// params and asked as at the agent's start, locally) and report every
+    /// error at once; exit 78 (EX_CONFIG) if there is any.
     Validate {
         /// The configuration file (or --config FILE, or $FLINKSCALE_CONFIG).
         #[arg(value_name = "FILE")]
@@ -195,9 +196,12 @@ pub enum Command {
         /// The configuration file (`--config FILE` or `$FLINKSCALE_CONFIG`).
         #[command(flatten)]
         config: conventions::ConfigFile,
-        /// Also instantiate and configure every plugin, check that AWS
-        /// credentials can be found, and call DescribeApplication for each
-        /// application (exists? readable? MSF's own autoscaling off?).
+        /// Also check the world: that AWS credentials can be found, call
+        /// DescribeApplication for each application (exists? readable?
+        /// MSF's own autoscaling off?), read the last 3 hours of each
+        /// CloudWatch metric (any datapoint?), and read each Flink job over
+        /// its REST API (running? slots? vertices?); exit 1 if the world
+        /// fails a check.
         #[arg(long)]
         environment: bool,
     },
