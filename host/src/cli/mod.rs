@@ -51,7 +51,8 @@ pub enum Command {
         /// The configuration file (`--config FILE` or `$FLINKSCALE_CONFIG`).
         #[command(flatten)]
         config: conventions::ConfigFile,
-        /// Decide and log, but never call UpdateApplication.
+        /// Decide and log, but never rescale (no UpdateApplication, no
+        /// PUT of a Flink job's resource requirements).
         #[arg(long)]
         dry_run: bool,
     },
@@ -61,7 +62,8 @@ pub enum Command {
         /// The configuration file (`--config FILE` or `$FLINKSCALE_CONFIG`).
         #[command(flatten)]
         config: conventions::ConfigFile,
-        /// Decide and print, but never call UpdateApplication.
+        /// Decide and print, but never rescale (no UpdateApplication, no
+        /// PUT of a Flink job's resource requirements).
         #[arg(long)]
         dry_run: bool,
         /// Print one JSON object per application instead of text.

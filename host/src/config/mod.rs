@@ -297,7 +297,8 @@ pub enum Mode {
     /// Evaluate, decide and rescale.
     #[default]
     Active,
-    /// Evaluate, decide and log; never call UpdateApplication.
+    /// Evaluate, decide and log; never rescale (no UpdateApplication, no PUT
+    /// of a Flink job's resource requirements).
     DryRun,
     /// Evaluate nothing, call nothing.
     Paused,

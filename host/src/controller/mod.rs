@@ -167,7 +167,8 @@ pub struct Settings {
     pub update_timeout: Duration,
     /// Wait after an update before evaluating again.
     pub grace_period: Duration,
-    /// Decide and record, but never call UpdateApplication.
+    /// Decide and record, but never rescale (the target's rescale call is
+    /// never made).
     pub dry_run: bool,
     /// How the application's messages name capacity, the calls and the
     /// ceiling (its target's vocabulary).
