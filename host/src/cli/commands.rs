@@ -1252,6 +1252,12 @@ pub async fn validate(config: &Path, environment: bool) -> anyhow::Result<ExitCo
     Ok(ExitCode::SUCCESS)
 }
 
+/// `bench --jobs`'s default: the cores this process may use (its CPU
+/// set or quota, as the standard library reads them), 2 when unknown.
+fn default_jobs() -> u16 {
+    std::thread::available_parallelism().map_or(2, |n| u16::try_from(n.get()).unwrap_or(u16::MAX))
+}
+
 /// The arguments of `flinkscale simulate`.
 #[derive(Debug, clap::Args)]
 pub struct SimulateArgs {
@@ -1642,8 +1648,9 @@ pub struct BenchArgs {
     /// Where to write bench.json, bench.md and the HTML pages.
     #[arg(long, default_value = "target/bench")]
     pub out: std::path::PathBuf,
-    /// Runs at a time (each on its own thread), 1 or more.
-    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..))]
+    /// Runs at a time (each on its own thread), 1 or more. Default: the
+    /// cores this process may use.
+    #[arg(long, default_value_t = default_jobs(), value_parser = clap::value_parser!(u16).range(1..))]
     pub jobs: u16,
     /// A folder of plugin files; one named like a built-in overrides it
     /// (default: the built-ins alone).
