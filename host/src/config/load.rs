@@ -238,7 +238,8 @@ pub struct Refused {
     /// error of their own (and, their plugins named, found), which can be
     /// checked further (`validate` tries their plugins);
     /// [`LoadedConfig::file_index`] says where each is in the file. `None`
-    /// after a syntax error, an error outside the applications, or when
+    /// after a syntax error, an error outside the applications (but for a
+    /// `state_dir` that is a file, which leaves the plugins alone), or when
     /// every application has one.
     pub unaffected: Option<Box<LoadedConfig>>,
 }
@@ -428,14 +429,7 @@ fn load_text(text: &str, origin: &Path, check_environment: bool) -> Result<Loade
             .filter(|_| problems.iter().all(|p| application_of(p).is_some()));
         if let Some(agent) = settled {
             with_errors.extend(problems.iter().filter_map(application_of));
-            let part = |left_out: &[usize]| {
-                let apps: Vec<_> = applications
-                    .iter()
-                    .filter(|(i, _)| !left_out.contains(i))
-                    .cloned()
-                    .collect();
-                (!apps.is_empty()).then(|| Box::new(part_of(agent.clone(), apps, origin)))
-            };
+            let part = |left_out: &[usize]| part_of(&agent, &applications, left_out, origin);
             unaffected = part(&with_errors);
             if let Some(loaded) = unaffected.as_ref().filter(|_| check_environment) {
                 // As for a valid file: each plugin named must be there.
@@ -464,17 +458,19 @@ fn load_text(text: &str, origin: &Path, check_environment: bool) -> Result<Loade
     };
     let loaded = resolve(config, origin);
     if check_environment {
-        let errors = missing_plugins(&loaded)
-            .into_iter()
-            .chain(state_dir_problem(&loaded))
-            .collect::<Vec<_>>()
+        let missing = missing_plugins(&loaded);
+        let errors = missing
             .iter()
+            .chain(&state_dir_problem(&loaded))
             .map(|p| document.locate(p))
             .collect::<Vec<_>>();
         if !errors.is_empty() {
+            // The applications whose plugins are there can be tried.
+            let left_out: Vec<usize> = missing.iter().filter_map(application_of).collect();
+            let applications: Vec<_> = loaded.config.applications.into_iter().enumerate().collect();
             return Err(Refused {
                 errors: ConfigErrors::new(errors),
-                unaffected: None,
+                unaffected: part_of(&loaded.config.agent, &applications, &left_out, origin),
             });
         }
     }
@@ -511,23 +507,32 @@ fn application_of(problem: &Problem) -> Option<usize> {
     }
 }
 
-/// The checkable part of a configuration with errors: `applications`
-/// (each with its index in the file) under `agent`.
+/// The checkable part of a configuration with errors: its `applications`
+/// (each with its index in the file) but those at the file indices
+/// `left_out`, under `agent`; `None` when none is left.
 fn part_of(
-    agent: AgentConfig,
-    applications: Vec<(usize, ApplicationConfig)>,
+    agent: &AgentConfig,
+    applications: &[(usize, ApplicationConfig)],
+    left_out: &[usize],
     origin: &Path,
-) -> LoadedConfig {
-    let (indices, applications) = applications.into_iter().unzip();
+) -> Option<Box<LoadedConfig>> {
+    let (indices, applications): (Vec<usize>, Vec<ApplicationConfig>) = applications
+        .iter()
+        .filter(|(i, _)| !left_out.contains(i))
+        .cloned()
+        .unzip();
+    if applications.is_empty() {
+        return None;
+    }
     let mut loaded = resolve(
         Config {
-            agent,
+            agent: agent.clone(),
             applications,
         },
         origin,
     );
     loaded.file_indices = Some(indices);
-    loaded
+    Some(Box::new(loaded))
 }
 
 /// Resolves a configuration's relative paths against the folder of

@@ -1573,8 +1573,9 @@ fn a_listen_address_that_is_not_ip_port_says_what_is_valid() {
 /// A file with errors still gives the part of it no error is about, for
 /// `validate` to try its plugins: the applications without an error of
 /// their own (a value refused, an entry left out, a plugin file that is
-/// not there), each with its index in the file; and no part at all once
-/// `[agent]` or the top level has an error.
+/// not there, also when that is the file's only error), each with its
+/// index in the file; and no part at all once `[agent]` or the top level
+/// has an error.
 #[test]
 fn a_refused_file_gives_the_applications_no_error_is_about() {
     let dir = tempfile::tempdir().unwrap();
@@ -1638,6 +1639,20 @@ fn a_refused_file_gives_the_applications_no_error_is_about() {
             .expect_err("refused")
             .unaffected
             .is_none()
+    );
+    // A file whose only error is a plugin not there: the others are
+    // tried all the same.
+    std::fs::write(&path, app("a", "", "nosuch") + &app("b", "", "rate")).unwrap();
+    let refused = load::load_checkable(&path).expect_err("refused");
+    assert_eq!(refused.errors.len(), 1, "{}", refused.errors);
+    let part = refused.unaffected.expect("a part to check");
+    assert_eq!(part.config.applications.len(), 1);
+    assert_eq!(
+        (
+            part.file_index(0),
+            part.config.applications[0].name.as_str()
+        ),
+        (1, "b")
     );
     // A valid file's applications are at their own index.
     std::fs::write(&path, app("a", "", "rate") + &app("b", "", "rate")).unwrap();
