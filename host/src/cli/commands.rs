@@ -607,42 +607,20 @@ fn plugin_problems(loaded: &LoadedConfig, policies: bool) -> Result<PluginCheck,
         let i = loaded.file_index(k);
         let policy_at = FieldPath::root().key("application").index(i).key("policy");
         let params = load::params_json(&app.policy.params);
-        let mut policy = None;
         let loaded_policy =
             host.load_policy_in(&paths.policy, &params, &app.name, Words::from(app.target));
-        let (label, found) = match loaded_policy {
-            Ok(loaded) => {
-                let found = reference_problems(
-                    &loaded.metadata(),
-                    &params,
-                    app,
-                    policy_at.key("params"),
-                    &loaded.label(),
-                );
-                let label = loaded.label();
-                if found.is_empty() {
-                    policy = Some(loaded);
-                }
-                (Some(label), found)
-            }
-            Err(error) => (
-                None,
-                vec![Problem {
-                    path: policy_at.key(plugin_field(&error)),
-                    message: error.to_string(),
-                    hint: None,
-                    assumes: None,
-                }],
-            ),
-        };
+        let load = PluginLoad::of(
+            app,
+            &params,
+            &policy_at,
+            loaded_policy.as_ref().map(|p| (p.label(), p.metadata())),
+        );
         if policies {
-            problems.extend(found.iter().cloned());
+            problems.extend(load.problems.iter().cloned());
         }
-        loads.push(PluginLoad {
-            application: app.name.clone(),
-            label,
-            problems: found,
-        });
+        // Asked below when it names only the application's ids.
+        let policy = loaded_policy.ok().filter(|_| load.problems.is_empty());
+        loads.push(load);
         let series: Vec<Series> = app
             .metrics
             .iter()
@@ -689,34 +667,18 @@ fn plugin_problems(loaded: &LoadedConfig, policies: bool) -> Result<PluginCheck,
             let params = load::params_json(&interpreter.params);
             let words = Words::from(app.target);
             let outcome = host.load_interpreter_in(path, &params, &app.name, words);
-            let (label, found) = match &outcome {
-                Ok(instance) => {
-                    let found = reference_problems(
-                        &instance.metadata(),
-                        &params,
-                        app,
-                        at.key("params"),
-                        &instance.label(),
-                    );
-                    problems.extend(found.iter().cloned());
-                    (Some(instance.label()), found)
-                }
-                // Said below, with the interpreter's other problems.
-                Err(error) => (
-                    None,
-                    vec![Problem {
-                        path: at.key(plugin_field(error)),
-                        message: error.to_string(),
-                        hint: None,
-                        assumes: None,
-                    }],
-                ),
-            };
-            loads.push(PluginLoad {
-                application: app.name.clone(),
-                label,
-                problems: found,
-            });
+            let load = PluginLoad::of(
+                app,
+                &params,
+                &at,
+                outcome.as_ref().map(|i| (i.label(), i.metadata())),
+            );
+            // A load's error is said below, with the interpreter's other
+            // problems.
+            if outcome.is_ok() {
+                problems.extend(load.problems.iter().cloned());
+            }
+            loads.push(load);
             let (path_at, message) = match outcome {
                 Ok(mut instance) => match instance.interpret(now_ms, &application, &series) {
                     Ok(given) => {
@@ -989,6 +951,41 @@ struct PluginLoad {
     /// application does not configure; empty when it loaded and accepts
     /// its params.
     problems: Vec<Problem>,
+}
+
+impl PluginLoad {
+    /// The plugin of `app`'s table at `at`, configured with `params`, as
+    /// it `loaded` (its label and metadata): a load refused is a problem at
+    /// `params` when the plugin refused them, at `plugin` when it would not
+    /// load; a plugin that loaded must name only the application's alarm
+    /// and metric ids ([`reference_problems`]).
+    fn of(
+        app: &crate::config::ApplicationConfig,
+        params: &str,
+        at: &FieldPath,
+        loaded: Result<(String, crate::plugin::PluginMetadata), &PluginError>,
+    ) -> Self {
+        let (label, problems) = match loaded {
+            Ok((label, metadata)) => {
+                let found = reference_problems(&metadata, params, app, at.key("params"), &label);
+                (Some(label), found)
+            }
+            Err(error) => (
+                None,
+                vec![Problem {
+                    path: at.key(plugin_field(error)),
+                    message: error.to_string(),
+                    hint: None,
+                    assumes: None,
+                }],
+            ),
+        };
+        Self {
+            application: app.name.clone(),
+            label,
+            problems,
+        }
+    }
 }
 
 /// `series` with three datapoints each, of `values` (oldest first), the
