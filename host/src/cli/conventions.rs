@@ -364,7 +364,7 @@ pub async fn flink_findings(config: &Config) -> Vec<Finding> {
                 // what they leave of max_parallelism.
                 // Of the job just read, by its id: not resolved again.
                 let slots = match &target {
-                    Ok(target) => target.slots_of_job(&job_id).await,
+                    Ok(target) => target.slots(&job_id).await,
                     Err(error) => Err(error.clone()),
                 };
                 match slots {

@@ -293,15 +293,6 @@ impl FlinkTarget {
         }
     }
 
-    /// The task slots the job of id `job_id` (the [`AppState::identity`]
-    /// a describe gave) could run on (the cluster's total less what its
-    /// other running jobs use), and those numbers as a sentence (`the
-    /// cluster at ... has 4 task slots and its other jobs use 1`): what
-    /// `validate --environment` reports.
-    pub async fn slots_of_job(&self, job_id: &str) -> Result<(u64, String), TargetError> {
-        self.slots(job_id).await
-    }
-
     /// [`ScalingTarget::describe`], and from the same read the job's id
     /// and its max parallelism (the lowest of its vertices'), when Flink
     /// says it: the ceiling of every rescale, whatever the slots.
@@ -316,10 +307,13 @@ impl FlinkTarget {
 
     /// The task slots job `id` could run on: the cluster's total less what
     /// the other running jobs use (each its highest vertex parallelism:
-    /// one slot sharing group), and the numbers for a message. The free
+    /// one slot sharing group), and the numbers as a sentence (`the
+    /// cluster at ... has 4 task slots and its other jobs use 1`, which
+    /// `validate --environment` reports for the id
+    /// [`FlinkTarget::describe_job`] found). The free
     /// count of `/overview` is no guide: the adaptive scheduler keeps the
     /// slots of a job that scaled in until they time out as idle.
-    async fn slots(&self, id: &str) -> Result<(u64, String), TargetError> {
+    pub async fn slots(&self, id: &str) -> Result<(u64, String), TargetError> {
         let overview = self.rest.get("/overview").await?;
         let total = overview["slots-total"].as_u64().unwrap_or(0);
         let jobs = self.rest.get("/jobs/overview").await?;
