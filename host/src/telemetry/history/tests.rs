@@ -912,6 +912,33 @@ fn an_accepted_update_that_then_failed_is_said_so() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// The agent's scale-in to 1 KPU decided and sent at 1000 ms, into
+/// `files`; then a folder where the rewrite's temporary file goes, so
+/// that no rewrite of `app`'s history can be made until it is removed.
+/// Returns that folder.
+fn rescale_then_block_rewrites(files: &mut Files, history: &Path) -> PathBuf {
+    files.take(evaluated("app", 1000, Action::ScaleTo(1), false));
+    files.take(Event::RescaleStarted {
+        application: "app".to_owned(),
+        at_ms: 1000,
+        from_kpu: 2,
+        to_kpu: 1,
+        version_id: 5,
+    });
+    let blocker = history.join(".app.jsonl.tmp");
+    std::fs::create_dir(&blocker).expect("a blocking folder");
+    blocker
+}
+
+/// The outcomes of `app`'s history entries, oldest first, as said.
+fn outcomes(history: &Path) -> Vec<String> {
+    read(history, "app", None)
+        .expect("reads")
+        .iter()
+        .map(|e| e.outcome.said(Words::Msf))
+        .collect()
+}
+
 /// On a nearly full disk the rewrite that amends an entry's outcome (its
 /// temporary copy) can fail where appends still fit: the amendment is not
 /// lost but made with the next append that can write the whole file, and
@@ -922,17 +949,8 @@ fn an_amendment_that_cannot_be_written_is_made_at_a_later_append() {
     let history = super::dir(dir.path());
     std::fs::create_dir_all(&history).expect("the history folder");
     let mut files = Files::new(history.clone(), 100);
-    files.take(evaluated("app", 1000, Action::ScaleTo(1), false));
-    files.take(Event::RescaleStarted {
-        application: "app".to_owned(),
-        at_ms: 1000,
-        from_kpu: 2,
-        to_kpu: 1,
-        version_id: 5,
-    });
     // The rewrite's temporary file cannot be made.
-    let blocker = history.join(".app.jsonl.tmp");
-    std::fs::create_dir(&blocker).expect("a blocking folder");
+    let blocker = rescale_then_block_rewrites(&mut files, &history);
     let logs = crate::telemetry::captured_logs(false, || {
         files.take(failed(2000, "update_result", "the job was replaced"));
         files.take(evaluated("app", 3000, Action::Hold, false));
@@ -941,13 +959,6 @@ fn an_amendment_that_cannot_be_written_is_made_at_a_later_append() {
         logs.contains("Cannot write the decision history."),
         "{logs}"
     );
-    let outcomes = |history: &Path| -> Vec<String> {
-        read(history, "app", None)
-            .expect("reads")
-            .iter()
-            .map(|e| e.outcome.said(Words::Msf))
-            .collect()
-    };
     assert_eq!(
         outcomes(&history),
         ["UpdateApplication accepted to 1 KPU", "held"],
@@ -975,16 +986,7 @@ fn an_owed_amendment_made_past_the_bound_keeps_the_newest_entries() {
     std::fs::create_dir_all(&history).expect("the history folder");
     let mut files = Files::new(history.clone(), 3);
     files.take(evaluated("app", 500, Action::Hold, false));
-    files.take(evaluated("app", 1000, Action::ScaleTo(1), false));
-    files.take(Event::RescaleStarted {
-        application: "app".to_owned(),
-        at_ms: 1000,
-        from_kpu: 2,
-        to_kpu: 1,
-        version_id: 5,
-    });
-    let blocker = history.join(".app.jsonl.tmp");
-    std::fs::create_dir(&blocker).expect("a blocking folder");
+    let blocker = rescale_then_block_rewrites(&mut files, &history);
     files.take(failed(2000, "update_result", "the job was replaced"));
     files.take(evaluated("app", 3000, Action::Hold, false));
     std::fs::remove_dir(&blocker).expect("the blocker goes");
@@ -994,11 +996,7 @@ fn an_owed_amendment_made_past_the_bound_keeps_the_newest_entries() {
         .iter()
         .map(|e| e.at_ms)
         .collect();
-    let outcomes: Vec<String> = read(&history, "app", None)
-        .expect("reads")
-        .iter()
-        .map(|e| e.outcome.said(Words::Msf))
-        .collect();
+    let outcomes = outcomes(&history);
     assert_eq!(at, [1000, 3000, 4000], "{outcomes:?}");
     assert_eq!(
         outcomes,
@@ -1282,13 +1280,6 @@ fn resumed(at_ms: i64, phase: &str, resume: &str) -> Event {
 /// that never took effect, or another phase, leaves it as it is.
 #[test]
 fn a_restart_that_finds_the_update_applied_completes_the_entry_left_without_outcome() {
-    let outcomes = |dir: &Path| -> Vec<String> {
-        read(dir, "app", None)
-            .expect("the history reads")
-            .iter()
-            .map(|e| e.outcome.to_string())
-            .collect()
-    };
     for (resume, expected) in [
         (Resume::FINISHED, "UpdateApplication accepted to 8 KPU"),
         (Resume::FOLLOW, "UpdateApplication accepted to 8 KPU"),
