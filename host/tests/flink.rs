@@ -14,7 +14,9 @@
 //! the steps in order, printing the start-up and rescale times it measured.
 //! It ends with the real agent meeting Flink's own failures: a task that
 //! throws (Flink restarts the job) and a JobManager killed mid-rescale
-//! (no HA: the job is submitted again under a new id). A second cluster,
+//! (no HA: the job is submitted again under a new id), and last a job of
+//! one key group, which Flink refuses to run above parallelism 1: the
+//! target refuses that rescale before sending it. A second cluster,
 //! with JobManager high availability (ZooKeeper), loses its JobManager
 //! between taking the agent's rescale and answering it: the job is
 //! recovered under its id and the agent completes its rescale, once; then
@@ -60,8 +62,15 @@ impl Cluster {
     /// arguments (rows per second, then optionally the costly span); the
     /// job id it printed.
     fn submit_load_job(&self, job_name: &str, args: &[&str]) -> String {
+        self.submit_load_job_with(&[], job_name, args)
+    }
+
+    /// [`Cluster::submit_load_job`] with `load_job.py`'s options
+    /// (`--max-parallelism N`) before its arguments.
+    fn submit_load_job_with(&self, options: &[&str], job_name: &str, args: &[&str]) -> String {
         let submitted = Command::new(repo_root().join(".venv/bin/python"))
             .arg(repo_root().join("tests/flink/load_job.py"))
+            .args(options)
             .args([self.rest_url().as_str(), job_name])
             .args(args)
             .output()
@@ -72,6 +81,19 @@ impl Cluster {
             String::from_utf8_lossy(&submitted.stderr)
         );
         String::from_utf8_lossy(&submitted.stdout).trim().to_owned()
+    }
+
+    /// Cancels the live job named `job_name`, if there is one, and waits
+    /// until Flink says it is CANCELED (its slots free).
+    fn cancel_live(&self, job_name: &str) {
+        let Some(job) = live_job(self, job_name) else {
+            return;
+        };
+        let (status, answer) = self.call("PATCH", &format!("/jobs/{job}?mode=cancel"), None);
+        assert_eq!(status, 202, "cancelling {job}: {answer}");
+        wait_for("the job cancelled", Duration::from_secs(60), || {
+            (self.get(&format!("/jobs/{job}"))["state"] == "CANCELED").then_some(())
+        });
     }
 
     fn start() -> Cluster {
@@ -438,6 +460,8 @@ fn a_real_flink_cluster_runs_the_load_job_and_rescales_in_place() {
     let restart = runtime.block_on(requirements_outlive_a_restart(&cluster, job_name, &job));
     let replaced = a_job_replaced_under_a_rescale_is_another(&cluster, job_name, &job);
     let failures = a_failing_task_and_a_lost_jobmanager(&cluster, job_name);
+    cluster.cancel_live(job_name);
+    runtime.block_on(a_jobs_key_groups_are_its_ceiling(&cluster));
 
     println!(
         "flink: cluster ready in {startup} ms; Calc {rate:.0} records/s, busy {busy:.0} ms/s; \
@@ -449,6 +473,119 @@ fn a_real_flink_cluster_runs_the_load_job_and_rescales_in_place() {
         lost.as_millis(),
         restart.as_millis()
     );
+}
+
+/// A job submitted with one key group (`pipeline.max-parallelism` 1) on
+/// the two-slot cluster: Flink refuses parallelism 2 for it (400, naming
+/// its maximum), which is why the `flink` target sends no such request.
+/// The target reads the job's max parallelism and refuses 2 itself, before
+/// anything is sent, with 1 as the ceiling the controller then scales to
+/// (`SlotsExceeded`, where Flink's 400 would be `Invalid` and leave it
+/// none); the job still runs at 1, asking for 1. `validate --environment`
+/// says what the key groups leave of `max_parallelism` 2 (exit 0) and
+/// refuses `min_parallelism` 2 (exit 1).
+async fn a_jobs_key_groups_are_its_ceiling(cluster: &Cluster) {
+    let job_name = "flinkscale-one-key-group";
+    let job = cluster.submit_load_job_with(&["--max-parallelism", "1"], job_name, &["20"]);
+    let running = wait_for(
+        "the one-key-group job RUNNING",
+        Duration::from_secs(60),
+        || {
+            let vs = vertices(cluster, &job);
+            vs.iter().all(|v| v.3 == "RUNNING").then_some(vs)
+        },
+    );
+    assert!(running.iter().all(|v| v.2 == 1), "{running:?}");
+    let path = format!("/jobs/{job}/resource-requirements");
+    let asked = cluster.get(&path);
+
+    // Flink itself: 400 for every vertex, the requirements unchanged.
+    let above: serde_json::Map<String, Value> = asked
+        .as_object()
+        .expect("requirements")
+        .keys()
+        .map(|v| {
+            (
+                v.clone(),
+                json!({"parallelism": {"lowerBound": 1, "upperBound": 2}}),
+            )
+        })
+        .collect();
+    let (status, answer) = cluster.call("PUT", &path, Some(&Value::Object(above)));
+    assert_eq!(status, 400, "{answer}");
+    assert!(
+        answer
+            .to_string()
+            .contains("exceeds its maximum parallelism 1"),
+        "{answer}"
+    );
+    assert_eq!(cluster.get(&path), asked);
+
+    // The target: refused before sending, with the key groups as ceiling.
+    let target = FlinkTarget::new(&cluster.rest_url()).expect("a plain http URL");
+    let described = target.describe_job(job_name).await.expect("describe");
+    assert_eq!(described.max_parallelism, Some(1), "{described:?}");
+    let refused = target.rescale(job_name, 2, &described.state).await;
+    match &refused {
+        Err(TargetError::SlotsExceeded { usable, message }) => {
+            assert_eq!(*usable, 1, "{message}");
+            assert!(
+                message.contains("is above the job's max parallelism 1"),
+                "{message}"
+            );
+        }
+        other => panic!("refused before sending, with ceiling 1: {other:?}"),
+    }
+    assert_eq!(cluster.get(&path), asked);
+    let after = target.describe(job_name).await.expect("describe");
+    assert_eq!(
+        (after.status, after.parallelism, after.version_id),
+        (AppStatus::Running, 1, described.state.version_id),
+        "{after:?}"
+    );
+
+    // validate --environment, with the bounds above and at the key groups.
+    let dir = tempfile::tempdir().expect("a folder for the configuration");
+    let config = dir.path().join("flinkscale.toml");
+    let validate = |bounds: &str| {
+        std::fs::write(
+            &config,
+            format!(
+                "[[application]]\nname = \"keyed\"\ntarget = \"flink\"\nrest_url = {:?}\n\
+                 job_name = {job_name:?}\n{bounds}\n[application.policy]\nplugin = \"hold\"\n",
+                cluster.rest_url()
+            ),
+        )
+        .expect("writing the configuration");
+        let out = Command::new(common::BIN)
+            .args(["validate", "--environment", "--config"])
+            .arg(&config)
+            .output()
+            .expect("running flinkscale validate");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.code(), text)
+    };
+    let (code, text) = validate("max_parallelism = 2");
+    assert_eq!(code, Some(0), "{text}");
+    assert!(
+        text.contains(
+            "the job's max parallelism is 1, below max_parallelism 2: a rescale above 1 is refused"
+        ),
+        "{text}"
+    );
+    let (code, text) = validate("min_parallelism = 2\nmax_parallelism = 2");
+    assert_eq!(code, Some(1), "{text}");
+    assert!(
+        text.contains(
+            "the job's max parallelism is 1, below min_parallelism 2: Flink refuses the floor"
+        ),
+        "{text}"
+    );
+    cluster.cancel_live(job_name);
 }
 
 /// What `AppState::asked_kpu` rests on: Flink keeps a job's resource
@@ -1098,16 +1235,7 @@ fn foreign_holds(log: &str) -> Vec<&'static str> {
 /// Returns what it measured, for the test's summary line.
 fn a_failing_task_and_a_lost_jobmanager(cluster: &Cluster, job_name: &str) -> String {
     // The job the previous step left, cancelled to free its slots.
-    if let Some(previous) = live_job(cluster, job_name) {
-        let (status, answer) =
-            cluster.call("PATCH", &format!("/jobs/{previous}?mode=cancel"), None);
-        assert_eq!(status, 202, "cancelling {previous}: {answer}");
-        wait_for(
-            "the previous job cancelled",
-            Duration::from_secs(60),
-            || (cluster.get(&format!("/jobs/{previous}"))["state"] == "CANCELED").then_some(()),
-        );
-    }
+    cluster.cancel_live(job_name);
     // Every row of one second, 45 s from now, fails its task: by then the
     // job runs at 1 and the agent follows it (checked below; submitting
     // takes PyFlink 5-12 s, the rescale to 1 about 6 s).

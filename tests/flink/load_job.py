@@ -8,7 +8,7 @@ jar it needs), so the job is submitted through PyFlink's Table API, which
 runs the same planner in this process and hands the job to the cluster over
 REST. Prints the job id and returns once the job is submitted.
 
-    python load_job.py REST_URL JOB_NAME ROWS_PER_SECOND [COSTLY_FROM COSTLY_UNTIL [REPEAT [FAIL_AT]]]
+    python load_job.py [--max-parallelism N] REST_URL JOB_NAME ROWS_PER_SECOND [COSTLY_FROM COSTLY_UNTIL [REPEAT [FAIL_AT]]]
 
 With COSTLY_FROM and COSTLY_UNTIL (Unix seconds), the costly step does its
 work only for rows processed in that span and passes the others on cheaply:
@@ -20,6 +20,9 @@ seconds), every row the costly step processes during that one second throws
 (a CAST of a row that is no number): the task fails and Flink restarts the
 job if its restart strategy allows, as a bug or a bad record does in
 production. Flink restarts it a second or more later, so it fails once.
+With --max-parallelism N, the job is submitted with N key groups
+(pipeline.max-parallelism) and at parallelism 1: Flink then refuses any
+parallelism above N, for as long as the job runs.
 """
 
 import sys
@@ -29,13 +32,17 @@ from pyflink.table import EnvironmentSettings, TableEnvironment
 
 
 def main() -> None:
-    rest_url, job_name, rows_per_second = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    args = sys.argv[1:]
+    max_parallelism = None
+    if args[:1] == ["--max-parallelism"]:
+        max_parallelism, args = int(args[1]), args[2:]
+    rest_url, job_name, rows_per_second = args[0], args[1], int(args[2])
     costly_from, costly_until = (
-        (int(sys.argv[4]), int(sys.argv[5])) if len(sys.argv) > 5 else (0, 2**62)
+        (int(args[3]), int(args[4])) if len(args) > 4 else (0, 2**62)
     )
-    repeat = int(sys.argv[6]) if len(sys.argv) > 6 else 1
+    repeat = int(args[5]) if len(args) > 5 else 1
     # -1: no second is the failing one.
-    fail_at = int(sys.argv[7]) if len(sys.argv) > 7 else -1
+    fail_at = int(args[6]) if len(args) > 6 else -1
     url = urlparse(rest_url)
     settings = EnvironmentSettings.in_streaming_mode()
     env = TableEnvironment.create(settings)
@@ -45,6 +52,11 @@ def main() -> None:
     conf.set("rest.port", str(url.port))
     conf.set("pipeline.name", job_name)
     conf.set("pipeline.operator-chaining.enabled", "false")
+    if max_parallelism is not None:
+        conf.set("pipeline.max-parallelism", str(max_parallelism))
+        # Without it the adaptive scheduler gives each vertex every slot,
+        # above the key groups, and the job fails as it starts.
+        conf.set("parallelism.default", "1")
     env.execute_sql(
         "CREATE TABLE src (s STRING) WITH ('connector' = 'datagen', "
         f"'rows-per-second' = '{rows_per_second}', 'fields.s.length' = '2000')"
