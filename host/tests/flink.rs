@@ -327,11 +327,9 @@ fn vertices_of(detail: &Value) -> Vec<(String, String, u64, String)> {
         .collect()
 }
 
-/// Every vertex's requirement set to exactly `parallelism`, then followed
-/// until the job runs with all vertices at it; returns how long that took.
-fn rescale(cluster: &Cluster, job: &str, parallelism: u64) -> Duration {
-    let path = format!("/jobs/{job}/resource-requirements");
-    let current = cluster.get(&path);
+/// Requirements asking every vertex of `current` (requirements as Flink
+/// lists them) for parallelism 1 to `parallelism`, as a PUT sends them.
+fn requirements_at(current: &Value, parallelism: u64) -> Value {
     let wanted: serde_json::Map<String, Value> = current
         .as_object()
         .expect("resource requirements per vertex")
@@ -341,7 +339,14 @@ fn rescale(cluster: &Cluster, job: &str, parallelism: u64) -> Duration {
             (id.clone(), json!({ "parallelism": bounds }))
         })
         .collect();
-    let wanted = Value::Object(wanted);
+    Value::Object(wanted)
+}
+
+/// Every vertex's requirement set to exactly `parallelism`, then followed
+/// until the job runs with all vertices at it; returns how long that took.
+fn rescale(cluster: &Cluster, job: &str, parallelism: u64) -> Duration {
+    let path = format!("/jobs/{job}/resource-requirements");
+    let wanted = requirements_at(&cluster.get(&path), parallelism);
     let started = Instant::now();
     let (status, answer) = cluster.call("PUT", &path, Some(&wanted));
     assert_eq!(status, 200, "PUT {path}: {answer}");
@@ -500,18 +505,7 @@ async fn a_jobs_key_groups_are_its_ceiling(cluster: &Cluster) {
     let asked = cluster.get(&path);
 
     // Flink itself: 400 for every vertex, the requirements unchanged.
-    let above: serde_json::Map<String, Value> = asked
-        .as_object()
-        .expect("requirements")
-        .keys()
-        .map(|v| {
-            (
-                v.clone(),
-                json!({"parallelism": {"lowerBound": 1, "upperBound": 2}}),
-            )
-        })
-        .collect();
-    let (status, answer) = cluster.call("PUT", &path, Some(&Value::Object(above)));
+    let (status, answer) = cluster.call("PUT", &path, Some(&requirements_at(&asked, 2)));
     assert_eq!(status, 400, "{answer}");
     assert!(
         answer
@@ -548,26 +542,10 @@ async fn a_jobs_key_groups_are_its_ceiling(cluster: &Cluster) {
     let dir = tempfile::tempdir().expect("a folder for the configuration");
     let config = dir.path().join("flinkscale.toml");
     let validate = |bounds: &str| {
-        std::fs::write(
+        validate_environment(
             &config,
-            format!(
-                "[[application]]\nname = \"keyed\"\ntarget = \"flink\"\nrest_url = {:?}\n\
-                 job_name = {job_name:?}\n{bounds}\n[application.policy]\nplugin = \"hold\"\n",
-                cluster.rest_url()
-            ),
+            &flink_app("keyed", &cluster.rest_url(), job_name, bounds),
         )
-        .expect("writing the configuration");
-        let out = Command::new(common::BIN)
-            .args(["validate", "--environment", "--config"])
-            .arg(&config)
-            .output()
-            .expect("running flinkscale validate");
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        (out.status.code(), text)
     };
     let (code, text) = validate("max_parallelism = 2");
     assert_eq!(code, Some(0), "{text}");
@@ -828,29 +806,8 @@ fn a_job_replaced_under_a_rescale_is_another(
 fn validate_environment_reads_each_job(cluster: &Cluster, job_name: &str) {
     let dir = tempfile::tempdir().expect("a folder for the configuration");
     let config = dir.path().join("flinkscale.toml");
-    let app = |name: &str, job: &str| {
-        format!(
-            "[[application]]\nname = {name:?}\ntarget = \"flink\"\nrest_url = {:?}\n\
-             job_name = {job:?}\n[application.policy]\nplugin = \"hold\"\n",
-            cluster.rest_url()
-        )
-    };
-    let run = |text: &str| {
-        std::fs::write(&config, text).expect("writing the configuration");
-        let out = Command::new(common::BIN)
-            .args(["validate", "--environment", "--config"])
-            .arg(&config)
-            .env_remove("AWS_ACCESS_KEY_ID")
-            .env_remove("AWS_PROFILE")
-            .output()
-            .expect("running flinkscale validate");
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        (out.status.code(), text)
-    };
+    let app = |name: &str, job: &str| flink_app(name, &cluster.rest_url(), job, "");
+    let run = |text: &str| validate_environment(&config, text);
     let (code, text) = run(&app("load", job_name));
     assert_eq!(code, Some(0), "{text}");
     assert!(
@@ -870,6 +827,36 @@ fn validate_environment_reads_each_job(cluster: &Cluster, job_name: &str) {
         text.contains("application \"gone\": Flink job (job_name \"no-such-job\") not found"),
         "{text}"
     );
+}
+
+/// An application `name` of the `flink` target for the job `job` at
+/// `rest_url`, with the `hold` policy and `more` (further keys, one per
+/// line) as a configuration file's text.
+fn flink_app(name: &str, rest_url: &str, job: &str, more: &str) -> String {
+    format!(
+        "[[application]]\nname = {name:?}\ntarget = \"flink\"\nrest_url = {rest_url:?}\n\
+         job_name = {job:?}\n{more}\n[application.policy]\nplugin = \"hold\"\n"
+    )
+}
+
+/// `flinkscale validate --environment` of `text`, written to `config`,
+/// without AWS credentials in the environment: its exit status and its
+/// output (standard output, then standard error).
+fn validate_environment(config: &Path, text: &str) -> (Option<i32>, String) {
+    std::fs::write(config, text).expect("writing the configuration");
+    let out = Command::new(common::BIN)
+        .args(["validate", "--environment", "--config"])
+        .arg(config)
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_PROFILE")
+        .output()
+        .expect("running flinkscale validate");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code(), text)
 }
 
 /// The job `job_name` at `rest_url` as the application `name` of an agent
