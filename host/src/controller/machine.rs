@@ -116,6 +116,18 @@ pub const REFUSED_TARGET_HOLD_MS: i64 = 3_600_000;
 /// One refused call an hour is not a loop.
 pub const LIMIT_RETRY_MS: i64 = 3_600_000;
 
+/// How soon a scale-out refused by a limit that does not say its size
+/// (MSF's LimitExceededException) is decided again, under the ceiling one
+/// below it, while that ceiling is still above the size that runs. The
+/// limit is found one refused KPU at a time, and none of those requests
+/// restarts the application, so a scale-out far above it would otherwise
+/// hold the application at its old size for one evaluation interval per
+/// KPU (36 minutes from 100 down to a limit of 64 at a 60 s interval).
+/// At this pace that takes 3 minutes, one request every 5 s: each try is
+/// still a whole decision (metrics, alarms, the policy asked again), and a
+/// policy that no longer wants more ends it.
+pub const LIMIT_PROBE: Duration = Duration::from_secs(5);
+
 /// The configured bound (`min_kpu` or `max_kpu`) nearest to `kpu` when
 /// `kpu` lies outside them, `None` inside. A recorded KPU limit is no
 /// bound here: it only stops growth, never shrinks what runs.
@@ -1508,7 +1520,15 @@ impl Machine {
                     refused_kpu: limit.refused_kpu,
                     ceiling_kpu: limit.ceiling(),
                 });
-                Next::Wait(settings.evaluation_interval)
+                // A limit that did not say its size may lie anywhere
+                // between the size that runs and the ceiling: the next
+                // size down is tried soon (see LIMIT_PROBE).
+                let probing = usable_kpu.is_none() && limit.ceiling() > update.from_kpu;
+                Next::Wait(if probing {
+                    LIMIT_PROBE.min(settings.evaluation_interval)
+                } else {
+                    settings.evaluation_interval
+                })
             }
             TargetError::Invalid(_) | TargetError::NotFound(_) | TargetError::Request(_) => {
                 self.refused = Some(RefusedTarget {

@@ -241,8 +241,9 @@ async fn the_account_kpu_limit_becomes_a_ceiling_and_is_not_hammered() {
     ));
     let run = launch(&target);
     tokio::time::sleep(Duration::from_secs(3000)).await;
-    // Refused 4; decided again under the ceiling of 3; then held at 3.
-    assert_eq!(target.updates(), vec![(0, 4), (60, 3)]);
+    // Refused 4; decided again under the ceiling of 3 (LIMIT_PROBE
+    // later: 3 is above the 2 that run); then held at 3.
+    assert_eq!(target.updates(), vec![(0, 4), (5, 3)]);
     tokio::time::sleep(Duration::from_secs(700)).await;
     let counts = run.counts.clone();
     let events = run.stop().await;
@@ -263,13 +264,53 @@ async fn the_account_kpu_limit_becomes_a_ceiling_and_is_not_hammered() {
             && d.reason.contains("account's KPU limit refused 4 KPU")
     });
     assert!(noted, "holds at the ceiling say why");
-    // After an hour the limit is tried again.
+    // After an hour (at 3600) the limit is tried again, at the next
+    // evaluation (every 60 s from the grace period's end at 425).
     assert!(
         events
             .iter()
             .any(|e| matches!(e, Event::LimitLifted { .. }))
     );
-    assert_eq!(target.updates(), vec![(0, 4), (60, 3), (3600, 6)]);
+    assert_eq!(target.updates(), vec![(0, 4), (5, 3), (3605, 6)]);
+}
+
+/// A scale-out far above a limit that does not say its size (MSF's) finds
+/// it LIMIT_PROBE at a time, not one evaluation interval per KPU: 16 KPU
+/// asks for 32 at t = 0 under a limit of 20; 31 down to 21 are refused 5 s
+/// apart, each a decision of its own, and 20 is accepted at 60 s (it took
+/// 720 s at the 60 s interval). One rescale, to the limit itself; nothing
+/// asked for above it afterwards, and every refusal one `limit_exceeded`
+/// failure.
+#[tokio::test(start_paused = true)]
+async fn a_limit_far_below_the_ask_is_found_in_a_minute_with_one_rescale() {
+    let target = FakeTarget::new(16, 90);
+    target.state.lock().unwrap().kpu_limit = Some(20);
+    let mut app = test_app();
+    app.max_kpu = 40;
+    let run = Running::launch_doubling(&app, target.clone(), target.origin);
+    tokio::time::sleep(Duration::from_secs(1200)).await;
+    let counts = run.counts.clone();
+    let events = run.stop().await;
+    let expected: Vec<(u64, u32)> = (21..=32)
+        .rev()
+        .zip((0..).step_by(5))
+        .map(|(kpu, at)| (at, kpu))
+        .chain([(60, 20)])
+        .collect();
+    assert_eq!(target.updates(), expected);
+    assert_eq!(failures(&events, "limit_exceeded").len(), 12);
+    assert_eq!(
+        recorded(&events).last(),
+        Some(&(21, 20)),
+        "the ceiling is the limit"
+    );
+    let decided: Vec<i64> = evaluations(&events)
+        .iter()
+        .map(|(t, _)| *t)
+        .take_while(|t| *t <= 60)
+        .collect();
+    assert_eq!(decided, (0..=60).step_by(5).collect::<Vec<i64>>());
+    assert_counted(&events, &counts);
 }
 
 /// A controller deciding with [`Doubling`] at 95 % CPU on `target`, whose
@@ -319,13 +360,13 @@ fn recorded(events: &[Event]) -> Vec<(u32, u32)> {
         .collect()
 }
 
-/// The account's limit of 3 KPU refuses 4 at t = 0; 3 is asked at 60 and
-/// runs from 150; the grace period ends at 480, and the application holds
-/// at its ceiling every 60 s from there.
+/// The account's limit of 3 KPU refuses 4 at t = 0; 3 is asked at 5
+/// ([`LIMIT_PROBE`] later) and runs from 95; the grace period ends at 425,
+/// and the application holds at its ceiling every 60 s from there.
 async fn held_at_the_ceiling(target: &Arc<FakeTarget>) {
     target.state.lock().unwrap().kpu_limit = Some(3);
     tokio::time::sleep(Duration::from_secs(610)).await;
-    assert_eq!(target.updates(), vec![(0, 4), (60, 3)]);
+    assert_eq!(target.updates(), vec![(0, 4), (5, 3)]);
 }
 
 /// The operator raised the account's limit and reloaded: the ceiling is
@@ -340,11 +381,11 @@ async fn a_reload_lifts_the_kpu_ceiling_for_the_next_decision() {
     lift.send_modify(|n| *n += 1);
     // Lifted, but nothing decided sooner than it would have been.
     tokio::time::sleep(Duration::from_secs(40)).await;
-    assert_eq!(target.updates(), vec![(0, 4), (60, 3)]);
+    assert_eq!(target.updates(), vec![(0, 4), (5, 3)]);
     tokio::time::sleep(Duration::from_secs(50)).await;
     let counts = run.counts.clone();
     let events = run.stop().await;
-    assert_eq!(target.updates(), vec![(0, 4), (60, 3), (660, 6)]);
+    assert_eq!(target.updates(), vec![(0, 4), (5, 3), (665, 6)]);
     assert_eq!(
         lifts(&events),
         vec![(
@@ -356,7 +397,7 @@ async fn a_reload_lifts_the_kpu_ceiling_for_the_next_decision() {
     let times: Vec<i64> = evaluations(&events).iter().map(|(t, _)| *t).collect();
     assert_eq!(
         &times[times.len() - 4..],
-        &[480, 540, 600, 660],
+        &[485, 545, 605, 665],
         "{times:?}"
     );
     assert_eq!(failures(&events, "limit_exceeded").len(), 1);
@@ -377,17 +418,17 @@ async fn a_lifted_ceiling_that_still_holds_costs_one_refused_call() {
     tokio::time::sleep(Duration::from_secs(900)).await;
     let counts = run.counts.clone();
     let events = run.stop().await;
-    assert_eq!(target.updates(), vec![(0, 4), (60, 3), (660, 6)]);
+    assert_eq!(target.updates(), vec![(0, 4), (5, 3), (665, 6)]);
     assert_eq!(recorded(&events), vec![(4, 3), (4, 3)]);
     assert_eq!(failures(&events, "limit_exceeded").len(), 2);
     assert_counted(&events, &counts);
     let later: Vec<(i64, Decision)> = evaluations(&events)
         .into_iter()
-        .filter(|(t, _)| *t > 660)
+        .filter(|(t, _)| *t > 665)
         .collect();
     assert_eq!(
         later.iter().map(|(t, _)| *t).collect::<Vec<_>>(),
-        (720..=1500).step_by(60).collect::<Vec<i64>>()
+        (725..=1505).step_by(60).collect::<Vec<i64>>()
     );
     assert!(
         later.iter().all(|(_, d)| d.action == Action::Hold
@@ -407,11 +448,11 @@ async fn a_lifted_limit_survives_an_update_accepted_below_it() {
     target.state.lock().unwrap().kpu_limit = Some(5);
     let (run, lift) = launch_liftable(&target);
     // 2 -> 4 at 0 (running from 90, grace to 420), then 8, 7, 6 refused
-    // and 5 accepted.
+    // and 5 accepted, LIMIT_PROBE apart.
     tokio::time::sleep(Duration::from_secs(1000)).await;
     assert_eq!(
         target.updates(),
-        vec![(0, 4), (420, 8), (480, 7), (540, 6), (600, 5)]
+        vec![(0, 4), (420, 8), (425, 7), (430, 6), (435, 5)]
     );
     lift.send_modify(|n| *n += 1);
     set_by_another_writer(&target, 2);
@@ -435,16 +476,16 @@ async fn a_lift_during_an_update_sends_nothing_sooner_and_nothing_twice() {
     let target = FakeTarget::new(2, 90);
     target.state.lock().unwrap().kpu_limit = Some(3);
     let (run, lift) = launch_liftable(&target);
-    // 3 KPU asked at 60, the update in flight until 150.
-    tokio::time::sleep(Duration::from_secs(100)).await;
-    assert_eq!(target.updates(), vec![(0, 4), (60, 3)]);
+    // 3 KPU asked at 5, the update in flight until 95.
+    tokio::time::sleep(Duration::from_secs(50)).await;
+    assert_eq!(target.updates(), vec![(0, 4), (5, 3)]);
     target.state.lock().unwrap().kpu_limit = None;
     lift.send_modify(|n| *n += 1);
     tokio::time::sleep(Duration::from_secs(500)).await;
     let events = run.stop().await;
     assert_eq!(lifts(&events).len(), 1, "{events:?}");
-    // The grace period of the update to 3 ends at 480, as it would have.
-    assert_eq!(target.updates(), vec![(0, 4), (60, 3), (480, 6)]);
+    // The grace period of the update to 3 ends at 425, as it would have.
+    assert_eq!(target.updates(), vec![(0, 4), (5, 3), (425, 6)]);
 }
 
 /// A job at parallelism 2 on a cluster with 2 free slots: its next

@@ -118,7 +118,7 @@ async fn a_lifted_kpu_limit_stays_lifted_across_a_restart() {
             |c| c.with_journal(journal, loaded).with_ceiling_lifts(lifts),
         )
     };
-    // Refused 4 at 0, scaled to 3 at 60, held at the ceiling since.
+    // Refused 4 at 0, scaled to 3 at 5, held at the ceiling since.
     tokio::time::sleep(Duration::from_secs(610)).await;
     let limit = journaled(dir.path()).record.kpu_limit;
     assert_eq!(limit.map(|l| l.refused_kpu), Some(4));
@@ -131,7 +131,7 @@ async fn a_lifted_kpu_limit_stays_lifted_across_a_restart() {
     let second = launch(&target, dir.path());
     tokio::time::sleep(Duration::from_secs(10)).await;
     second.stop().await;
-    assert_eq!(target.updates(), vec![(0, 4), (60, 3), (611, 6)]);
+    assert_eq!(target.updates(), vec![(0, 4), (5, 3), (611, 6)]);
 }
 
 #[tokio::test(start_paused = true)]
