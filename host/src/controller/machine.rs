@@ -300,12 +300,6 @@ pub struct Machine {
     permission: Option<String>,
     /// Whether the update being followed was reported as timed out.
     timed_out: bool,
-    /// The KPU limit an operator lifted ([`Machine::lift_limit`]), until an
-    /// update at or above its refused size is accepted, or one is refused
-    /// for a limit: a refusal at or above its refused KPU within
-    /// [`LIMIT_RETRY_MS`] of the lift says that it still holds, and records
-    /// it again as it was.
-    lifted: Option<Lifted>,
     /// Started without a journal, and no evaluation has found the
     /// application RUNNING or busy yet: the first that does asks when its
     /// last update was ([`Machine::grace_owed`]).
@@ -373,7 +367,6 @@ impl Machine {
             refused: None,
             permission: None,
             timed_out: false,
-            lifted: None,
             fresh: false,
             assessed: None,
             created_version_id: None,
@@ -575,16 +568,13 @@ impl Machine {
     /// whatever its age: the next decision may ask for the refused size
     /// again. Only the durable record changes: nothing in flight, no wait
     /// and no grace period is cut short, so nothing is decided or sent
-    /// sooner than it would have been. If the limit still holds, the next
-    /// refusal at or above the refused size records it again as it was (one
-    /// refused call, not one per KPU below it). Returns the
+    /// sooner than it would have been. A limit that still holds is found
+    /// again as any is, a refused size at a time ([`LIMIT_PROBE`]): a
+    /// refusal above the old limit says only that the limit is below the
+    /// size refused, not that it has not moved. Returns the
     /// [`Event::LimitLifted`] to report, if there was a limit.
     pub fn lift_limit(&mut self, settings: &Settings, now_ms: i64) -> Option<Event> {
         let limit = self.record.kpu_limit.take()?;
-        self.lifted = Some(Lifted {
-            limit,
-            at_ms: now_ms,
-        });
         Some(Event::LimitLifted {
             application: settings.name.clone(),
             at_ms: now_ms,
@@ -1494,22 +1484,8 @@ impl Machine {
                     TargetError::SlotsExceeded { usable, .. } => Some(*usable),
                     _ => None,
                 };
-                // A limit lifted by hand and met again at or above the size
-                // it refused still holds where it was: recorded as it was,
-                // rather than found again one refused KPU at a time.
-                let refused_kpu = match self.lifted.take() {
-                    // Within the hour a limit is kept for: later, the
-                    // account's other applications may have moved it.
-                    Some(lifted)
-                        if usable_kpu.is_none()
-                            && out.now_ms.saturating_sub(lifted.at_ms) < LIMIT_RETRY_MS =>
-                    {
-                        update.target_kpu.min(lifted.limit.refused_kpu)
-                    }
-                    _ => update.target_kpu,
-                };
                 let limit = KpuLimit {
-                    refused_kpu,
+                    refused_kpu: update.target_kpu,
                     at_ms: out.now_ms,
                     usable_kpu,
                 };
@@ -1543,16 +1519,6 @@ impl Machine {
 
     /// UpdateApplication was accepted (or its effect seen).
     fn started(&mut self, update: Update, new_version_id: u64, out: &mut Out) {
-        // A size accepted at or above what a lifted limit refused says the
-        // limit was raised; one below it says nothing of the limit, which
-        // a later refusal then records where it was (not found again one
-        // refused KPU at a time).
-        if self
-            .lifted
-            .is_some_and(|lifted| update.target_kpu >= lifted.limit.refused_kpu)
-        {
-            self.lifted = None;
-        }
         out.events.push(Event::RescaleStarted {
             application: out.name.to_owned(),
             at_ms: out.now_ms,
@@ -1726,15 +1692,6 @@ impl Machine {
         self.failures = self.failures.saturating_add(1);
         backoff_delay(self.failures, self.jitter.next_unit())
     }
-}
-
-/// A KPU limit an operator lifted ([`Machine::lift_limit`]), and when.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Lifted {
-    /// The limit as it was recorded.
-    limit: KpuLimit,
-    /// When it was lifted (ms since the epoch).
-    at_ms: i64,
 }
 
 /// The events of one step, and what they are stamped with.
