@@ -2,7 +2,7 @@
 //! `GET /livez`, `GET /readyz`, `GET /healthz` and `GET /metrics`
 //! (Prometheus text format) on the configured address; an AWS outage fails
 //! readiness, never liveness; so does a state folder where the journal
-//! cannot be saved, until it can; slow or stuck clients neither lock the
+//! cannot be saved (a blocked file, a real full disk), until it can; slow or stuck clients neither lock the
 //! scraper out nor keep SIGTERM from stopping the agent; and the
 //! configuration refuses addresses nobody could scrape.
 //!
@@ -14,6 +14,7 @@ mod common;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::{
@@ -734,14 +735,80 @@ fn metrics_report_build_alarms_target_aws_calls_and_plugin_calls() {
 #[test]
 fn a_journal_that_cannot_be_saved_holds_updates_and_fails_readiness_until_it_can() {
     let dir = tempfile::tempdir().expect("a temporary folder");
-    let emulator = Emulator::start(&scenario("e2e-scale.toml"), 20.0, &[], dir.path());
-    // 3000 records/s: 2 KPU run above 75 % CPU, the step policy scales out.
+    let (emulator, config, listen) = scaling_out(dir.path());
+    let blocker = dir.path().join("state").join(format!(".{APP}.json.tmp"));
+    std::fs::create_dir_all(&blocker).expect("the blocker can be made");
+    let agent = start_agent(&emulator, &config, &[], dir.path());
+    let body = held_until_saved(&emulator, &agent, listen, || {
+        std::fs::remove_dir(&blocker).expect("the blocker can be removed");
+    });
+    assert!(body.contains(&format!(".{APP}.json.tmp")), "{body}");
+}
+
+/// The same on a real full disk: the state folder is a 1 MiB tmpfs, filled
+/// to the last block before the agent starts, in the agent's own user and
+/// mount namespaces (`unshare`: no privilege needed, nothing mounted
+/// outside). Every save fails with ENOSPC where it really does, in the
+/// middle of writing the temporary file. Once the filler is removed
+/// (through `/proc/PID/root`, the agent's view of its mounts), the update
+/// goes out once and the agent is ready again.
+#[test]
+fn a_full_disk_holds_updates_and_fails_readiness_until_space_is_freed() {
+    let dir = tempfile::tempdir().expect("a temporary folder");
+    let (emulator, config, listen) = scaling_out(dir.path());
+    let state = dir.path().join("state");
+    std::fs::create_dir_all(&state).expect("the state folder can be made");
+    let mut command = Command::new("unshare");
+    command
+        .args(["--user", "--map-root-user", "--mount", "sh", "-c"])
+        .arg(
+            "set -e; mount -t tmpfs -o size=1m tmpfs \"$1\"; \
+             dd if=/dev/zero of=\"$1/filler\" bs=4096 2>/dev/null || true; \
+             shift; exec \"$@\"",
+        )
+        .arg("sh")
+        .arg(&state)
+        .arg(common::BIN)
+        .args(["--log-format", "json", "run", "--config"])
+        .arg(&config)
+        .current_dir(dir.path())
+        .env("RUST_LOG", "info");
+    common::aws_env(&mut command, &emulator.endpoint, dir.path());
+    let agent = Running::spawn(
+        "flinkscale run (full disk)",
+        command,
+        &dir.path().join("agent.log"),
+    );
+    // The agent is the process unshare and sh exec'd into.
+    let filler = PathBuf::from(format!("/proc/{}/root", agent.pid()))
+        .join(state.strip_prefix("/").expect("an absolute path"))
+        .join("filler");
+    let body = held_until_saved(&emulator, &agent, listen, || {
+        std::fs::remove_file(&filler).expect("the filler can be removed");
+    });
+    assert!(body.contains("(os error 28)"), "ENOSPC: {body}");
+    // The decision history, in the same folder, met the full disk too.
+    let log = agent.log();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("Cannot write the decision history.")
+                && l.contains("No space left on device")),
+        "{log}"
+    );
+}
+
+/// The emulator with its application under a load the step policy scales
+/// out of (3000 records/s: 2 KPU run above 75 % CPU), the agent's
+/// configuration and its `listen` address; the journal goes to
+/// `dir/state`.
+fn scaling_out(dir: &Path) -> (Emulator, PathBuf, SocketAddr) {
+    let emulator = Emulator::start(&scenario("e2e-scale.toml"), 20.0, &[], dir);
     emulator.set_load(APP, 3.0);
     let listen: SocketAddr = format!("127.0.0.1:{}", common::free_port())
         .parse()
         .expect("an address");
     let agent = common::config::agent_table(&plugin_dir());
-    let config = dir.path().join("agent.toml");
+    let config = dir.join("agent.toml");
     std::fs::write(
         &config,
         format!(
@@ -752,9 +819,20 @@ fn a_journal_that_cannot_be_saved_holds_updates_and_fails_readiness_until_it_can
         ),
     )
     .expect("the agent configuration can be written");
-    let blocker = dir.path().join("state").join(format!(".{APP}.json.tmp"));
-    std::fs::create_dir_all(&blocker).expect("the blocker can be made");
-    let agent = start_agent(&emulator, &config, &[], dir.path());
+    (emulator, config, listen)
+}
+
+/// What both journal tests check of `agent`, whose journal cannot be
+/// saved from the start: `/readyz` fails, saying that an update was held,
+/// and nothing is sent; then `fix` makes saving possible, the held update
+/// goes out and `/readyz` is ready again; the log says each once. Returns
+/// the body `/readyz` failed with.
+fn held_until_saved(
+    emulator: &Emulator,
+    agent: &Running,
+    listen: SocketAddr,
+    fix: impl FnOnce(),
+) -> String {
     let diagnose = || format!("{}\n{}", agent.log_tail(60), emulator.process.log_tail(20));
 
     // Not ready from the first save, and once a scale-out was decided and
@@ -776,8 +854,7 @@ fn a_journal_that_cannot_be_saved_holds_updates_and_fails_readiness_until_it_can
     assert!(
         body.starts_with(&format!(
             "not ready: application \"{APP}\": journal cannot be saved since "
-        )) && body.contains(&format!(".{APP}.json.tmp"))
-            && body.contains("(os error")
+        )) && body.contains("(os error")
             && body.contains("no update is sent"),
         "{body}"
     );
@@ -801,7 +878,7 @@ fn a_journal_that_cannot_be_saved_holds_updates_and_fails_readiness_until_it_can
         Some(0.0)
     );
 
-    std::fs::remove_dir(&blocker).expect("the blocker can be removed");
+    fix();
     wait_until(
         Duration::from_secs(60),
         "the held update to go out and /readyz to be ready",
@@ -818,4 +895,5 @@ fn a_journal_that_cannot_be_saved_holds_updates_and_fails_readiness_until_it_can
     assert_eq!(said("still cannot be saved"), 0, "{}", diagnose());
     assert_eq!(said("Journal writable again after"), 1, "{}", diagnose());
     assert_eq!(said("\"class\":\"journal\""), 0, "{}", diagnose());
+    body
 }
