@@ -9,7 +9,8 @@
 //! their new settings, and the others carry on; an invalid file changes
 //! nothing but the log, which names every error where it is. A SIGHUP
 //! also lifts the KPU ceiling a LimitExceededException left (scenario
-//! `e2e-scale.toml`), and the next decision asks for more again.
+//! `e2e-scale.toml`), and the next decision asks for more again; a limit
+//! far below the size asked for is found a few seconds a size.
 
 mod common;
 
@@ -604,6 +605,95 @@ history_days = 1
     emu.shutdown().await;
 }
 
+/// The UpdateApplication calls of `application`: the parallelism each
+/// asked for, its outcome (`ok` or the error code) and when it ran
+/// (wall-clock ms).
+fn updates_of(calls: &[Value], application: &str) -> Vec<(u64, String, i64)> {
+    common::calls_of(calls, "UpdateApplication", Some(application))
+        .into_iter()
+        .map(|c| {
+            (
+                common::parallelism_update(c).unwrap_or(0),
+                c["outcome"].as_str().unwrap_or("?").to_owned(),
+                c["wall_ms"].as_i64().unwrap_or(0),
+            )
+        })
+        .collect()
+}
+
+/// The emulator's account limit of 5 KPU (`account_kpu_limit`, not an
+/// injected fault) under an agent that evaluates every 30 s and whose step
+/// policy multiplies by 8: from 2 KPU it asks for 10 (its `max_kpu`), and
+/// 10, 9, 8, 7 and 6 are refused a few seconds apart, not 30 s, each a
+/// decision of the real agent with lazy polling on; 5 is accepted, once.
+#[test]
+fn a_kpu_limit_far_below_the_ask_is_found_in_seconds() {
+    const APP: &str = "e2e-app";
+    let dir = tempfile::tempdir().unwrap();
+    let fixture = scenario("e2e-scale.toml");
+    let limited = std::fs::read_to_string(&fixture)
+        .expect("the scenario reads")
+        .replace(
+            "initial_kpu = 2\n",
+            "initial_kpu = 2\naccount_kpu_limit = 5\n",
+        );
+    assert!(limited.contains("account_kpu_limit = 5"), "{limited}");
+    write_text(&dir.path().join("e2e-scale.toml"), &limited);
+    std::fs::copy(
+        fixture.with_file_name("e2e-constant.csv"),
+        dir.path().join("e2e-constant.csv"),
+    )
+    .expect("the trace copies");
+    let emulator = Emulator::start(&dir.path().join("e2e-scale.toml"), SPEED, &[], dir.path());
+    let config = dir.path().join("agent.toml");
+    write_text(
+        &config,
+        &format!(
+            "[agent]\nstate_dir = \"state\"\n\n[[application]]\nname = \"{APP}\"\n\
+             min_kpu = 2\nmax_kpu = 10\nevaluation_interval_secs = 30\n\
+             update_poll_secs = 1\ngrace_period_secs = 2\n\n{}",
+            common::cpu_step_rules(APP).replace("scale_out_factor = 2", "scale_out_factor = 8")
+        ),
+    );
+    emulator.set_load(APP, 3.0);
+    let agent = start_agent(&emulator, &config, &[], dir.path());
+    let diagnose = || diagnostics(&emulator, &agent);
+    wait_until(
+        PATIENCE,
+        "an UpdateApplication to 5 KPU accepted",
+        || {
+            agent.assert_running(diagnose);
+            updates_of(&emulator.calls(), APP)
+                .iter()
+                .any(|(kpu, outcome, _)| *kpu == 5 && outcome == "ok")
+        },
+        diagnose,
+    );
+    let updates = updates_of(&emulator.calls(), APP);
+    let asked: Vec<(u64, &str)> = updates.iter().map(|(k, o, _)| (*k, o.as_str())).collect();
+    let refused = "LimitExceededException";
+    assert_eq!(
+        asked,
+        [
+            (10, refused),
+            (9, refused),
+            (8, refused),
+            (7, refused),
+            (6, refused),
+            (5, "ok")
+        ],
+        "{}",
+        diagnose()
+    );
+    let gaps: Vec<i64> = updates.windows(2).map(|w| w[1].2 - w[0].2).collect();
+    assert!(
+        gaps.iter().all(|gap| (4_000..15_000).contains(gap)),
+        "ms between the tries, 5 s each where the interval is 30 s: {gaps:?}\n{}",
+        diagnose()
+    );
+    agent.stop();
+}
+
 /// The account's KPU limit (an injected LimitExceededException) refuses
 /// the scale-out from 2 to 4 KPU: 3 is the ceiling, and the agent holds
 /// there. The operator raises the limit and reloads: the log says the
@@ -634,14 +724,9 @@ fn sighup_lifts_a_kpu_ceiling_and_the_next_decision_asks_for_more() {
     let agent = start_agent(&emulator, &config, &[], dir.path());
     let diagnose = || diagnostics(&emulator, &agent);
     let updates = |calls: &[Value]| -> Vec<(u64, String)> {
-        common::calls_of(calls, "UpdateApplication", Some(APP))
+        updates_of(calls, APP)
             .into_iter()
-            .map(|c| {
-                (
-                    common::parallelism_update(c).unwrap_or(0),
-                    c["outcome"].as_str().unwrap_or("?").to_owned(),
-                )
-            })
+            .map(|(kpu, outcome, _)| (kpu, outcome))
             .collect()
     };
     // The decision is logged before its UpdateApplication is sent: wait
