@@ -605,6 +605,29 @@ history_days = 1
     emu.shutdown().await;
 }
 
+/// `dir/agent.toml`: the application `app` between 2 and `max_kpu` KPU,
+/// evaluated every `evaluation_interval_secs`, following its updates every
+/// second with a 2 s grace period, with `rules` (its metrics, alarms and
+/// policy); the journal in `dir/state`.
+fn scaling_config(
+    dir: &Path,
+    app: &str,
+    max_kpu: u32,
+    evaluation_interval_secs: u32,
+    rules: &str,
+) -> std::path::PathBuf {
+    let config = dir.join("agent.toml");
+    write_text(
+        &config,
+        &format!(
+            "[agent]\nstate_dir = \"state\"\n\n[[application]]\nname = \"{app}\"\n\
+             min_kpu = 2\nmax_kpu = {max_kpu}\nevaluation_interval_secs = {evaluation_interval_secs}\n\
+             update_poll_secs = 1\ngrace_period_secs = 2\n\n{rules}"
+        ),
+    );
+    config
+}
+
 /// The UpdateApplication calls of `application`: the parallelism each
 /// asked for, its outcome (`ok` or the error code) and when it ran
 /// (wall-clock ms).
@@ -645,16 +668,8 @@ fn a_kpu_limit_far_below_the_ask_is_found_in_seconds() {
     )
     .expect("the trace copies");
     let emulator = Emulator::start(&dir.path().join("e2e-scale.toml"), SPEED, &[], dir.path());
-    let config = dir.path().join("agent.toml");
-    write_text(
-        &config,
-        &format!(
-            "[agent]\nstate_dir = \"state\"\n\n[[application]]\nname = \"{APP}\"\n\
-             min_kpu = 2\nmax_kpu = 10\nevaluation_interval_secs = 30\n\
-             update_poll_secs = 1\ngrace_period_secs = 2\n\n{}",
-            common::cpu_step_rules(APP).replace("scale_out_factor = 2", "scale_out_factor = 8")
-        ),
-    );
+    let rules = common::cpu_step_rules(APP).replace("scale_out_factor = 2", "scale_out_factor = 8");
+    let config = scaling_config(dir.path(), APP, 10, 30, &rules);
     emulator.set_load(APP, 3.0);
     let agent = start_agent(&emulator, &config, &[], dir.path());
     let diagnose = || diagnostics(&emulator, &agent);
@@ -704,16 +719,7 @@ fn sighup_lifts_a_kpu_ceiling_and_the_next_decision_asks_for_more() {
     const APP: &str = "e2e-app";
     let dir = tempfile::tempdir().unwrap();
     let emulator = Emulator::start(&scenario("e2e-scale.toml"), SPEED, &[], dir.path());
-    let config = dir.path().join("agent.toml");
-    write_text(
-        &config,
-        &format!(
-            "[agent]\nstate_dir = \"state\"\n\n[[application]]\nname = \"{APP}\"\n\
-             min_kpu = 2\nmax_kpu = 7\nevaluation_interval_secs = 1\n\
-             update_poll_secs = 1\ngrace_period_secs = 2\n\n{}",
-            common::cpu_step_rules(APP)
-        ),
-    );
+    let config = scaling_config(dir.path(), APP, 7, 1, &common::cpu_step_rules(APP));
     // 3000 records/s: 2, 3 and 4 KPU cannot keep up, 6 run at ~55 % CPU.
     emulator.set_load(APP, 3.0);
     emulator.add_fault(&serde_json::json!({
