@@ -758,6 +758,9 @@ fn a_full_disk_holds_updates_and_fails_readiness_until_space_is_freed() {
     let (emulator, config, listen) = scaling_out(dir.path());
     let state = dir.path().join("state");
     std::fs::create_dir_all(&state).expect("the state folder can be made");
+    // The agent as start_agent runs it, exec'd by a shell that first
+    // mounts and fills the state folder.
+    let agent_run = common::agent_command(&config, dir.path());
     let mut command = Command::new("unshare");
     command
         .args(["--user", "--map-root-user", "--mount", "sh", "-c"])
@@ -768,11 +771,14 @@ fn a_full_disk_holds_updates_and_fails_readiness_until_space_is_freed() {
         )
         .arg("sh")
         .arg(&state)
-        .arg(common::BIN)
-        .args(["--log-format", "json", "run", "--config"])
-        .arg(&config)
-        .current_dir(dir.path())
-        .env("RUST_LOG", "info");
+        .arg(agent_run.get_program())
+        .args(agent_run.get_args())
+        .current_dir(dir.path());
+    for (key, value) in agent_run.get_envs() {
+        if let Some(value) = value {
+            command.env(key, value);
+        }
+    }
     common::aws_env(&mut command, &emulator.endpoint, dir.path());
     let agent = Running::spawn(
         "flinkscale run (full disk)",
