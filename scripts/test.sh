@@ -12,6 +12,11 @@ command -v chromium >/dev/null || (apt-get update && apt-get install -y chromium
 command -v podman >/dev/null && command -v runc >/dev/null \
     || (apt-get update && apt-get install -y podman runc)
 
+# unshare and mount: the full-disk test (host/tests/metrics_endpoint.rs)
+# mounts a small tmpfs in the agent's own user and mount namespaces.
+command -v unshare >/dev/null && command -v mount >/dev/null \
+    || (apt-get update && apt-get install -y util-linux mount)
+
 rustup target add wasm32-wasip2
 cargo fmt --all -- --check
 cargo plugins
