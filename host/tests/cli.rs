@@ -1065,7 +1065,7 @@ fn an_empty_aws_endpoint_url_is_taken_as_unset() {
 fn a_mistyped_plugin_dir_or_scenario_is_refused_by_cause() {
     let dir = scratch("exit-status");
     std::fs::write(dir.join("afile"), "").expect("written");
-    let commands: [&[&str]; 3] = [
+    let commands: [&[&str]; 7] = [
         &[
             "simulate",
             "--scenario",
@@ -1077,6 +1077,10 @@ fn a_mistyped_plugin_dir_or_scenario_is_refused_by_cause() {
         ],
         &["plugin", "check", "hold", "--plugin-dir", "afile"],
         &["bench", "--jobs", "0"],
+        &["demo", "--speed", "0"],
+        &["emulate", "--scenario", "step", "--speed", "inf"],
+        &["emulate", "--scenario", "step", "--page-size", "0"],
+        &["probe", "--timeout-secs", "0", "http://127.0.0.1:9/livez"],
     ];
     for args in commands {
         let (code, stdout, stderr) = flinkscale_in(&dir, args);
@@ -1089,6 +1093,11 @@ fn a_mistyped_plugin_dir_or_scenario_is_refused_by_cause() {
     let (_, _, stderr) = flinkscale_in(&dir, commands[1]);
     assert!(
         stderr.contains("afile is a file (valid: a folder of plugin files)"),
+        "{stderr}"
+    );
+    let (_, _, stderr) = flinkscale_in(&dir, commands[3]);
+    assert!(
+        stderr.contains("speed 0 must be a number above 0 and at most 1000000"),
         "{stderr}"
     );
     for command in ["emulate", "simulate"] {

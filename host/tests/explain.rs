@@ -887,3 +887,33 @@ fn status_and_explain_of_a_missing_configuration_file_exit_78() {
         assert!(stderr.contains("no-such.toml"), "{args:?}: {stderr}");
     }
 }
+
+/// `explain` of an application the configuration does not have is a
+/// wrong value (exit 78, naming the configured ones), not the world
+/// failing (1).
+#[test]
+fn explain_of_an_unknown_application_exits_78_naming_the_configured_ones() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let config = dir.path().join("agent.toml");
+    std::fs::write(
+        &config,
+        format!("[[application]]\nname = \"{APP}\"\n[application.policy]\nplugin = \"hold\"\n"),
+    )
+    .expect("the configuration can be written");
+    let output = Command::new(BIN)
+        .args(["explain", "--application", "nosuch", "--config"])
+        .arg(&config)
+        .current_dir(dir.path())
+        .env_remove("STATE_DIRECTORY")
+        .output()
+        .expect("flinkscale runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(78), "{stderr}");
+    assert!(output.stdout.is_empty(), "{output:?}");
+    assert!(
+        stderr.contains(&format!(
+            "error: no application \"nosuch\" in the configuration; configured: {APP}"
+        )),
+        "{stderr}"
+    );
+}

@@ -1339,6 +1339,26 @@ pub fn parse_existing_folder(text: &str) -> Result<std::path::PathBuf, String> {
     }
 }
 
+/// Reads `--speed`: model seconds per wall second, above 0 and at most
+/// the emulator's [`crate::emulator::MAX_SPEED`].
+pub fn parse_speed(text: &str) -> Result<f64, String> {
+    let speed: f64 = text
+        .parse()
+        .map_err(|_| format!("{text:?} is not a number (valid: above 0, at most 1000000)"))?;
+    crate::emulator::check_speed(speed)?;
+    Ok(speed)
+}
+
+/// Reads `--page-size`: datapoints per GetMetricData page, at least 1.
+pub fn parse_page_size(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(size) if size >= 1 => Ok(size),
+        _ => Err(format!(
+            "{text:?} is not a page size (valid: a whole number, at least 1)"
+        )),
+    }
+}
+
 /// Reads one of `--policies`: not empty (`--policies ''`, `a,,b`).
 pub fn parse_policy_name(text: &str) -> Result<String, String> {
     if text.trim().is_empty() {

@@ -81,12 +81,21 @@ pub async fn explain(args: ExplainArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(EX_CONFIG));
         };
         note_absent_state_dir(&state_dir);
-        let explanation = history::explain(
+        let explanation = match history::explain(
             &state_dir,
             &names,
             &args.application,
             Some(usize::try_from(args.last).unwrap_or(usize::MAX)),
-        )?;
+        ) {
+            Ok(explanation) => explanation,
+            // A name the configuration does not have is a wrong value,
+            // not the world failing: exit 78 as for any such value.
+            Err(error @ history::ReadError::UnknownApplication { .. }) => {
+                eprintln!("error: {error}");
+                return Ok(ExitCode::from(EX_CONFIG));
+            }
+            Err(error) => return Err(error.into()),
+        };
         if args.json {
             println!("{}", serde_json::to_string_pretty(&explanation)?);
         } else {

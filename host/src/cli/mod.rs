@@ -76,7 +76,7 @@ pub enum Command {
     Demo {
         /// Model seconds per wall second; lower runs longer (the bundled
         /// scenario is 30 simulated minutes: 2 minutes at 15).
-        #[arg(long, default_value_t = 15.0)]
+        #[arg(long, default_value_t = 15.0, value_parser = commands::parse_speed)]
         speed: f64,
         /// A scenario file, or the name of a shipped scenario (diurnal,
         /// flash-crowd, ramp, sawtooth, spike, step, weekly), instead of the
@@ -104,10 +104,11 @@ pub enum Command {
         #[arg(long, default_value = "127.0.0.1:0")]
         listen: std::net::SocketAddr,
         /// Model seconds per wall second.
-        #[arg(long, default_value_t = 1.0)]
+        #[arg(long, default_value_t = 1.0, value_parser = commands::parse_speed)]
         speed: f64,
         /// GetMetricData datapoints per page.
-        #[arg(long, default_value_t = crate::emulator::DEFAULT_PAGE_SIZE)]
+        #[arg(long, default_value_t = crate::emulator::DEFAULT_PAGE_SIZE,
+              value_parser = commands::parse_page_size)]
         page_size: usize,
         /// Start with this many wall-clock seconds of history already
         /// played, so that metrics have datapoints at once (at most 15
@@ -142,7 +143,7 @@ pub enum Command {
         /// The URL, e.g. `http://127.0.0.1:9464/livez`.
         url: String,
         /// Seconds to wait for the connection and for the answer.
-        #[arg(long, default_value_t = 3)]
+        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..))]
         timeout_secs: u64,
     },
     /// Print each application's phase, whether an agent acts on it (holds
@@ -509,7 +510,7 @@ async fn run_command(command: Command) -> anyhow::Result<ExitCode> {
         Command::Status(args) => explain::status(args).await,
         Command::Explain(args) => explain::explain(args).await,
         Command::Probe { url, timeout_secs } => {
-            let timeout = std::time::Duration::from_secs(timeout_secs.max(1));
+            let timeout = std::time::Duration::from_secs(timeout_secs);
             tokio::task::spawn_blocking(move || probe::probe(&url, timeout))
                 .await
                 .map_err(anyhow::Error::from)

@@ -567,14 +567,27 @@ impl EmulatorHandle {
     }
 }
 
+/// The fastest an emulator may play its model: model seconds per wall
+/// second.
+pub const MAX_SPEED: f64 = 1.0e6;
+
+/// Checks a speed (model seconds per wall second): above 0 and at most
+/// [`MAX_SPEED`]; the error says what is valid.
+pub fn check_speed(speed: f64) -> Result<(), String> {
+    if speed.is_finite() && speed > 0.0 && speed <= MAX_SPEED {
+        Ok(())
+    } else {
+        Err(format!(
+            "speed {speed} must be a number above 0 and at most {MAX_SPEED}"
+        ))
+    }
+}
+
 /// Loads the scenario, binds the listen address and starts serving in the
 /// background on the current tokio runtime.
 pub async fn start(options: EmulatorOptions) -> Result<EmulatorHandle, EmulatorError> {
-    if !(options.speed.is_finite() && options.speed > 0.0 && options.speed <= 1.0e6) {
-        return Err(EmulatorError::InvalidOptions(format!(
-            "speed {} must be a number above 0 and at most 1000000",
-            options.speed
-        )));
+    if let Err(error) = check_speed(options.speed) {
+        return Err(EmulatorError::InvalidOptions(error));
     }
     if options.page_size == 0 {
         return Err(EmulatorError::InvalidOptions(
