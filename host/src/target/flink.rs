@@ -317,7 +317,7 @@ impl FlinkTarget {
         let overview = self.rest.get("/overview").await?;
         let total = overview["slots-total"].as_u64().unwrap_or(0);
         let jobs = self.rest.get("/jobs/overview").await?;
-        let mut others = 0;
+        let mut others: u64 = 0;
         for other in jobs["jobs"].as_array().into_iter().flatten() {
             let Some(jid) = other["jid"].as_str().filter(|jid| *jid != id) else {
                 continue;
@@ -326,13 +326,15 @@ impl FlinkTarget {
                 continue;
             }
             let detail = self.rest.get(&format!("/jobs/{}", segment(jid))).await?;
-            others += detail["vertices"]
+            // Saturating: another job's absurd parallelism (a proxy's or
+            // another version's answer) leaves no slot free, not a panic.
+            others = detail["vertices"]
                 .as_array()
                 .into_iter()
                 .flatten()
                 .filter_map(|v| v["parallelism"].as_u64())
                 .max()
-                .unwrap_or(0);
+                .map_or(others, |used| others.saturating_add(used));
         }
         Ok((
             total.saturating_sub(others),
@@ -695,6 +697,36 @@ mod tests {
         let shrinking = target.describe("orders").await.expect("described");
         assert_eq!(shrinking.status, AppStatus::Updating, "{shrinking:?}");
         assert_eq!(shrinking.version_id, version_id(2_000, true));
+    }
+
+    /// Other jobs whose parallelism adds up past `u64::MAX` (an answer
+    /// no real cluster gives, but a proxy's could) leave no slot free:
+    /// the count saturates instead of overflowing.
+    #[tokio::test]
+    async fn other_jobs_of_absurd_parallelism_leave_no_slot_free() {
+        let mut answers = cluster(4, 1_000, 1, 1);
+        let mut listed = vec![json!({"jid": "j1", "name": "orders", "state": "RUNNING"})];
+        for other in ["j2", "j3"] {
+            listed.push(json!({"jid": other, "name": other, "state": "RUNNING"}));
+            answers.insert(
+                format!("/jobs/{other}"),
+                json!({"jid": other, "name": other, "state": "RUNNING",
+                       "vertices": [{"id": "v", "parallelism": u64::MAX}]}),
+            );
+        }
+        answers.insert("/jobs/overview".to_owned(), json!({ "jobs": listed }));
+        let puts = Arc::new(Mutex::new(Vec::new()));
+        let url = fake_flink(Arc::new(Mutex::new(answers)), puts).await;
+        let target = FlinkTarget::new(&url).expect("a target");
+        let (free, words) = target.slots("j1").await.expect("counted");
+        assert_eq!(free, 0, "{words}");
+        assert!(
+            words.ends_with(&format!(
+                "has 4 task slots and its other jobs use {}",
+                u64::MAX
+            )),
+            "{words}"
+        );
     }
 
     /// A job whose vertices' max parallelism (key groups) is below the
