@@ -486,6 +486,26 @@ fn get_metric_data_refuses_what_cloudwatch_refuses() {
     )
     .unwrap_err();
     assert_eq!(err.code, "MissingParameter");
+
+    // Times no date-time holds (the audit's crafted request: a start that
+    // clamps to i64::MIN overflowed the period arithmetic and panicked the
+    // handler) are refused as CloudWatch refuses a malformed one.
+    for (start, end) in [(-1e300, -9_223_372_034_000_000.0), (0.0, 1e300)] {
+        let mut input = gmd_input(None, None, now);
+        input.insert("StartTime", Value::Float(start));
+        input.insert("EndTime", Value::Float(end));
+        let err = call(&mut c, Service::CloudWatch, "GetMetricData", input, now).unwrap_err();
+        assert_eq!(
+            (err.code.as_str(), err.status),
+            ("InvalidParameterValue", 400),
+            "{start} .. {end}: {err:?}"
+        );
+        assert!(
+            err.message.contains("a timestamp from year 1 to year 9999"),
+            "{}",
+            err.message
+        );
+    }
 }
 
 #[test]

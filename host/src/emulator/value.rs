@@ -221,6 +221,11 @@ impl From<crate::sim::ApiError> for AwsError {
     }
 }
 
+/// The timestamps a request may carry: 0001-01-01T00:00:00Z to
+/// 9999-12-31T23:59:59.999Z, what a service's date-time holds. Beyond them
+/// the arithmetic on periods would leave what i64 milliseconds hold.
+const TIMESTAMP_RANGE_MS: std::ops::RangeInclusive<i64> = -62_135_596_800_000..=253_402_300_799_999;
+
 /// Reads the members of one request structure, answering a service's own
 /// error codes for a missing member or one of the wrong type.
 #[derive(Debug, Clone, Copy)]
@@ -318,7 +323,8 @@ impl<'a> Reader<'a> {
         self.opt(key)
             .ok_or_else(|| self.missing(key))?
             .as_timestamp_ms()
-            .ok_or_else(|| self.wrong(key, "a timestamp"))
+            .filter(|ms| TIMESTAMP_RANGE_MS.contains(ms))
+            .ok_or_else(|| self.wrong(key, "a timestamp from year 1 to year 9999"))
     }
 
     /// An optional list (absent reads as empty).
