@@ -1350,3 +1350,37 @@ fn validate_warns_of_scale_out_and_in_alarms_that_overlap() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A metric period of decades (valid: a multiple of 60) once made the
+/// simulator reserve a buffer of one slot per second of the period, 14 GB
+/// here, and abort where memory is limited; it now reserves at most what
+/// the run has. Run under a 10 GB address-space limit, which the plugin
+/// host's own reservations fit in.
+#[test]
+fn a_metric_period_of_decades_simulates_within_a_memory_limit() {
+    let dir = scratch("long-period");
+    let config = dir.join("cfg.toml");
+    std::fs::write(
+        &config,
+        "[[application]]\nname = \"app\"\nevaluation_interval_secs = 60\n\
+         [[application.metric]]\nid = \"cpu\"\nnamespace = \"AWS/KinesisAnalytics\"\n\
+         metric_name = \"containerCPUUtilization\"\ndimensions = { Application = \"app\" }\n\
+         statistic = \"Average\"\nperiod_secs = 1767229200\n\
+         [application.policy]\nplugin = \"hold\"\n",
+    )
+    .expect("written");
+    let out = Command::new("sh")
+        .args(["-c", "ulimit -v 10000000 && exec \"$@\"", "sh"])
+        .arg(env!("CARGO_BIN_EXE_flinkscale"))
+        .args(["simulate", "--scenario", "step", "--config"])
+        .arg(&config)
+        .current_dir(&dir)
+        .output()
+        .expect("sh runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{:?}: {stderr}", out.status);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("7200 simulated seconds"),
+        "{out:?}"
+    );
+}

@@ -301,7 +301,12 @@ impl World {
             .entry((index, kind, stat, query.period_secs))
             .or_default();
         if series.values.len() < visible {
-            let mut buffer = Vec::with_capacity(query.period_secs as usize);
+            // A period's seconds, but never more than the run has: a
+            // period of years must not reserve gigabytes.
+            let capacity = usize::try_from(query.period_secs)
+                .unwrap_or(usize::MAX)
+                .min(app.history().len());
+            let mut buffer = Vec::with_capacity(capacity);
             for k in series.values.len()..visible {
                 let ps = first_ms + k as i64 * period_ms;
                 series.values.push(publish::period_value(
