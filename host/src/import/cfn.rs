@@ -504,6 +504,7 @@ fn import_template(
         values,
         stand_ins: BTreeMap::new(),
         evaluating: Default::default(),
+        depth: Default::default(),
     };
     let resources = root
         .get("Resources")
@@ -1153,6 +1154,7 @@ fn state_machine_waits(
         values: stack.values.clone(),
         stand_ins: stand_ins.clone(),
         evaluating: Default::default(),
+        depth: Default::default(),
     })
     .ok();
     let wait_before = |resource_suffix: &str| -> Result<Sourced<u32>, ImportError> {

@@ -39,6 +39,12 @@ pub enum ResolveError {
 /// needs, few enough that the recursion cannot exhaust the stack.
 const MAX_CONDITION_DEPTH: usize = 64;
 
+/// How deep expressions may nest in all, conditions included: far more
+/// than any template needs (the reference design's nest a few levels),
+/// few enough for the 2 MiB stack of the thread that imports, in a debug
+/// build too.
+const MAX_RESOLVE_DEPTH: usize = 256;
+
 /// A parsed template with the stack's parameter values.
 #[derive(Debug)]
 pub struct Stack<'a> {
@@ -52,6 +58,8 @@ pub struct Stack<'a> {
     /// The conditions being evaluated, outermost first: a condition met
     /// again is a cycle, and the chain is bounded (empty between calls).
     pub evaluating: std::cell::RefCell<Vec<String>>,
+    /// How deep [`Stack::resolve`] is (0 between calls).
+    pub depth: std::cell::Cell<usize>,
 }
 
 /// The text CloudFormation passes for a scalar written in a template
@@ -147,6 +155,24 @@ impl Stack<'_> {
 
     /// `v` with every intrinsic function evaluated.
     pub fn resolve(&self, v: &Value) -> Result<Value, ResolveError> {
+        // Every recursion (into a list, a map, a function's arguments, a
+        // condition) comes through here: one count bounds the stack, where
+        // the condition chain's bound and the JSON parser's nesting limit
+        // each allow depths that multiply into an overflow.
+        let depth = self.depth.get();
+        if depth >= MAX_RESOLVE_DEPTH {
+            return Err(ResolveError::Unsupported(format!(
+                "expressions nest more than {MAX_RESOLVE_DEPTH} deep, conditions included"
+            )));
+        }
+        self.depth.set(depth + 1);
+        let resolved = self.resolve_here(v);
+        self.depth.set(depth);
+        resolved
+    }
+
+    /// [`Stack::resolve`] of `v` itself, its parts through `resolve`.
+    fn resolve_here(&self, v: &Value) -> Result<Value, ResolveError> {
         match v {
             Value::Array(items) => items
                 .iter()

@@ -61,6 +61,7 @@ fn conditions_in_a_cycle_or_nested_too_deep_are_refused() {
         values: Default::default(),
         stand_ins: Default::default(),
         evaluating: Default::default(),
+        depth: Default::default(),
     };
     let refused = |name: &str| match stack.resolve(&json!({"Condition": name})) {
         Err(ResolveError::Unsupported(message)) => message,
@@ -79,6 +80,51 @@ fn conditions_in_a_cycle_or_nested_too_deep_are_refused() {
     );
     // The stack is usable again after a refusal.
     conditions_resolve_after_a_refusal(&stack);
+}
+
+/// Within both older bounds (a chain of 64 conditions, 60 nested
+/// functions each, as JSON's nesting limit allows) the recursion still
+/// ran about 7,800 frames deep and overflowed the importing thread's
+/// 2 MiB stack (the audit's template): one bound on the whole depth
+/// refuses it by name, on a stack of that size.
+#[test]
+fn expressions_nested_deep_across_conditions_are_refused_within_a_small_stack() {
+    let mut conditions = serde_json::Map::new();
+    for i in 0..63 {
+        let mut expr = json!({"Condition": format!("C{}", i + 1)});
+        for _ in 0..60 {
+            expr = json!({"Fn::Not": [expr]});
+        }
+        conditions.insert(format!("C{i}"), expr);
+    }
+    conditions.insert("C63".into(), json!(true));
+    let root = json!({"Parameters": {}, "Conditions": conditions});
+    let message = std::thread::Builder::new()
+        .stack_size(2 << 20)
+        .spawn(move || {
+            let stack = Stack {
+                root: &root,
+                values: Default::default(),
+                stand_ins: Default::default(),
+                evaluating: Default::default(),
+                depth: Default::default(),
+            };
+            let refused = stack.resolve(&json!({"Condition": "C0"}));
+            // Usable again after the refusal: a shallow condition resolves.
+            assert_eq!(stack.resolve(&json!({"Condition": "C63"})), Ok(json!(true)));
+            assert_eq!(stack.depth.get(), 0);
+            refused
+        })
+        .expect("a thread")
+        .join()
+        .expect("no stack overflow");
+    match message {
+        Err(ResolveError::Unsupported(message)) => assert!(
+            message.contains("nest more than 256 deep, conditions included"),
+            "{message}"
+        ),
+        other => panic!("{other:?}"),
+    }
 }
 
 fn conditions_resolve_after_a_refusal(stack: &Stack<'_>) {
@@ -103,6 +149,7 @@ fn intrinsic_functions_resolve_with_the_stack_values() {
         values: [("Name".to_owned(), "a".to_owned())].into(),
         stand_ins: Default::default(),
         evaluating: Default::default(),
+        depth: Default::default(),
     };
     let r = |v: serde_json::Value| stack.resolve(&v);
     assert_eq!(
