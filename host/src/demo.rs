@@ -69,8 +69,14 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<DemoSummary> {
     // between two lines, ends the demo with its summary.
     let mut stops = crate::shutdown::Signals::listen();
     let scenario = match &options.scenario {
-        Some(path) => crate::sim::bench::load_scenario(path)
-            .with_context(|| format!("loading {}", path.display()))?,
+        // A user's trace can be megabytes of CSV: parsed off the async
+        // runtime, as `emulate` does.
+        Some(path) => {
+            let owned = path.clone();
+            tokio::task::spawn_blocking(move || crate::sim::bench::load_scenario(&owned))
+                .await?
+                .with_context(|| format!("loading {}", path.display()))?
+        }
         None => bundled_scenario()?,
     };
     let duration_secs = scenario.duration_secs;
