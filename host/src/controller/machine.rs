@@ -588,10 +588,18 @@ impl Machine {
 
     /// The highest KPU decisions may reach at `now_ms` for an application
     /// running at `kpu`: `max_kpu`, or below a KPU the account's limit
-    /// refused while that limit still holds.
+    /// refused while that limit still holds, but never below `kpu`: a
+    /// limit stops growth, it does not shrink what runs. (MSF's ceiling is
+    /// never below what runs; a Flink cluster's free slots can be, when
+    /// another job is counted at slots it does not hold, and a policy that
+    /// asked for more was then clamped to a scale-in.)
     pub fn max_kpu(&self, settings: &Settings, kpu: u32, now_ms: i64) -> u32 {
         match self.limit_in_force(kpu, now_ms) {
-            Some(limit) => limit.ceiling().min(settings.max_kpu).max(settings.min_kpu),
+            Some(limit) => limit
+                .ceiling()
+                .max(kpu)
+                .min(settings.max_kpu)
+                .max(settings.min_kpu),
             None => settings.max_kpu,
         }
     }

@@ -94,7 +94,10 @@ fn a_kpu_limit_below_what_runs_shrinks_nothing() {
         last_rescale_ms: None,
         last_update_duration_secs: None,
     };
-    assert_eq!(app.max_kpu, 2, "the ceiling is below what runs");
+    assert_eq!(
+        app.max_kpu, 4,
+        "the ceiling is below what runs: growth stops there"
+    );
     let held = machine.refine(&settings, Decision::hold("no alarm"), &app, T0_MS);
     assert_eq!(held.action, Action::Hold);
 }

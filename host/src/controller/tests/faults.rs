@@ -564,6 +564,38 @@ async fn a_flink_cluster_s_free_slots_are_the_ceiling_at_once() {
     assert_eq!(failures(&events, "limit_exceeded").len(), 1);
 }
 
+/// Free slots below what the job runs at (another job counted at slots
+/// it does not hold): a policy that asks for more again is held at what
+/// runs, not clamped to the free slots, which scaled the job in while it
+/// was short of capacity (the review's finding: 4 asked 8, refused with 2
+/// usable, and the next evaluation sent 2).
+#[tokio::test(start_paused = true)]
+async fn free_slots_below_what_runs_never_scale_the_job_in() {
+    let target = FakeTarget::new(4, 90);
+    target.state.lock().unwrap().fail_next_update = Some(TargetError::SlotsExceeded {
+        usable: 2,
+        message: "parallelism 8 needs 8 task slots, but the cluster has 6 and its other jobs use 4"
+            .into(),
+    });
+    let run = Running::launch_doubling(&flink_app(), target.clone(), target.origin);
+    tokio::time::sleep(Duration::from_secs(3000)).await;
+    let counts = run.counts.clone();
+    let events = run.stop().await;
+    assert_counted(&events, &counts);
+    assert_eq!(
+        target.updates(),
+        vec![(0, 8)],
+        "refused once, then held at 4"
+    );
+    let held = events
+        .iter()
+        .filter(
+            |e| matches!(e, Event::Evaluated { decision, .. } if decision.action == Action::Hold),
+        )
+        .count();
+    assert!(held > 10, "{events:?}");
+}
+
 /// A floor above what the cluster's free slots allow (min_parallelism 3
 /// on 2 slots, raised by a reload): the first try is refused and sets the
 /// ceiling; after it the agent holds and says why, where it asked for the
