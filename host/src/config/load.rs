@@ -358,27 +358,7 @@ fn load_text(text: &str, origin: &Path, check_environment: bool) -> Result<Loade
     if !syntax_errors.is_empty() {
         // The recovered document is a guess; validating it would report
         // consequences of the syntax error as errors of their own.
-        let errors = syntax_errors
-            .iter()
-            .map(|e| {
-                // The parser says "duplicate key" without the key; its
-                // span holds it.
-                let key = e
-                    .span()
-                    .and_then(|span| text.get(span))
-                    .map(str::trim)
-                    .filter(|key| !key.is_empty() && !key.contains('\n'));
-                match key {
-                    Some(key) if e.message() == "duplicate key" => document.error_at(
-                        e.span(),
-                        String::new(),
-                        &format!("duplicate key `{key}`"),
-                        Some("a key is given once in a table; keep one of them".to_owned()),
-                    ),
-                    _ => document.error_at(e.span(), String::new(), e.message(), None),
-                }
-            })
-            .collect();
+        let errors = syntax_report(&document, &syntax_errors);
         return Err(Refused {
             errors: ConfigErrors::new(errors),
             unaffected: None,
@@ -475,6 +455,127 @@ fn load_text(text: &str, origin: &Path, check_environment: bool) -> Result<Loade
         }
     }
     Ok(loaded)
+}
+
+/// The most syntax errors (other than keys given twice) reported for one
+/// file: past them the parser's guesses make most of what follows.
+const MAX_SYNTAX_ERRORS_SHOWN: usize = 5;
+
+/// The configuration errors for a file that does not parse as TOML. A
+/// key or table given twice is an error of its own, each reported (a
+/// table header given twice as such, not as a "key", and not also for
+/// the keys under it that then repeat). Of the other syntax errors the
+/// first [`MAX_SYNTAX_ERRORS_SHOWN`] are reported, and only the first when
+/// an array or inline table was left open: the parser recovers by
+/// guessing, and a bracket left open makes an error of every line after
+/// it (107 for one missing `]`), the cause last and at the end of the
+/// file. The last one shown says how many more were left out, and names
+/// the bracket left open.
+fn syntax_report(document: &Document<'_>, errors: &[toml::de::Error]) -> Vec<ConfigError> {
+    let text = document.text;
+    let line_start = |offset: usize| {
+        let before = text.get(..offset).unwrap_or(text);
+        before.rfind('\n').map_or(0, |i| i + 1)
+    };
+    let mut report = Vec::new();
+    // The byte ranges of tables given twice: their keys repeat too.
+    let mut repeated_tables: Vec<Range<usize>> = Vec::new();
+    let mut others: Vec<&toml::de::Error> = Vec::new();
+    for error in errors {
+        // The parser says "duplicate key" without the key; its span holds it.
+        let key = error
+            .span()
+            .and_then(|span| text.get(span))
+            .map(str::trim)
+            .filter(|key| !key.is_empty() && !key.contains('\n'));
+        match key {
+            Some(key) if error.message() == "duplicate key" => {
+                let span = error.span().unwrap_or_default();
+                if repeated_tables
+                    .iter()
+                    .any(|table| table.contains(&span.start))
+                {
+                    continue;
+                }
+                let start = line_start(span.start);
+                let line = text[start..].lines().next().unwrap_or("").trim();
+                if line.starts_with('[') {
+                    let header = line.split('#').next().unwrap_or(line).trim();
+                    let body = start
+                        + text[start..]
+                            .find('\n')
+                            .map_or(text.len() - start, |i| i + 1);
+                    let next_header = text[body..]
+                        .match_indices('\n')
+                        .map(|(i, _)| body + i + 1)
+                        .find(|&at| text[at..].trim_start_matches([' ', '\t']).starts_with('['))
+                        .unwrap_or(text.len());
+                    repeated_tables.push(body..next_header);
+                    let message = if header.starts_with("[[") {
+                        format!("{header} follows a table of that name written [...]")
+                    } else {
+                        format!("table {header} is given twice")
+                    };
+                    report.push(document.error_at(
+                        Some(span),
+                        String::new(),
+                        &message,
+                        Some(
+                            "give each table once, merging the two; a list of tables takes [[...]] \
+                             for every entry, never [...]"
+                                .to_owned(),
+                        ),
+                    ));
+                } else {
+                    report.push(document.error_at(
+                        Some(span),
+                        String::new(),
+                        &format!("duplicate key `{key}`"),
+                        Some("a key is given once in a table; keep one of them".to_owned()),
+                    ));
+                }
+            }
+            _ => others.push(error),
+        }
+    }
+    // An array or inline table left open: every error after the first
+    // follows from it.
+    let left_open = others.iter().skip(1).find_map(|error| {
+        let message = error.message();
+        if message.starts_with("unclosed array") {
+            Some("an array `[` before this point is not closed with `]`")
+        } else if message.starts_with("unclosed inline table") {
+            Some("an inline table `{` before this point is not closed with `}`")
+        } else {
+            None
+        }
+    });
+    let shown = if left_open.is_some() {
+        1
+    } else {
+        others.len().min(MAX_SYNTAX_ERRORS_SHOWN)
+    };
+    for (i, error) in others.iter().take(shown).enumerate() {
+        let mut notes: Vec<String> = Vec::new();
+        if i + 1 == shown {
+            notes.extend(left_open.map(str::to_owned));
+            let more = others.len() - shown;
+            if more > 0 {
+                let (these, them) = if shown == 1 {
+                    ("this one", "it")
+                } else {
+                    ("these", "them")
+                };
+                notes.push(format!(
+                    "{more} more syntax error{} after it, most from {these}, not shown: fix {them} and validate again",
+                    if more == 1 { "" } else { "s" }
+                ));
+            }
+        }
+        let hint = (!notes.is_empty()).then(|| notes.join("; "));
+        report.push(document.error_at(error.span(), String::new(), error.message(), hint));
+    }
+    report
 }
 
 /// Locates an error serde made reading `text`, a TOML file other than the
@@ -1037,11 +1138,14 @@ impl<'a> Document<'a> {
             Some(Segment::Key(key)) => Some(key.as_str()),
             _ => None,
         });
-        if let (Some(valid), Some(h)) = (key.and_then(validate::valid_positive), &hint)
+        if let (Some(valid), Some(h)) = (key.and_then(validate::valid_whole_number), &hint)
             && h.starts_with("expected an integer from 0")
         {
             hint = Some(format!("expected a whole number; {valid}"));
         }
+        // The parser reads a number too large for any integer as i128:
+        // not the file's words.
+        let message = message.replace("` as i128", "`");
         // `[[application.policy]]` makes a list of one table, which the
         // parser reads as a list of plugin names.
         if let Some(segments) = path.as_ref().map(|p| p.0.as_slice())
@@ -1052,6 +1156,41 @@ impl<'a> Document<'a> {
                 "an application has one policy: write its table as [application.policy], not [[application.policy]]"
                     .to_owned(),
             );
+        }
+        let segments = path.as_ref().map_or(&[][..], |p| p.0.as_slice());
+        // `[[agent]]`, the agent's one table written as a list.
+        if let [Segment::Key(key), Segment::Index(_), ..] = segments
+            && key == "agent"
+        {
+            hint =
+                Some("the agent's settings are one table: write [agent], not [[agent]]".to_owned());
+        }
+        // A list of tables written with single brackets: `[application]`,
+        // `[application.metric]`.
+        if let [.., Segment::Key(key)] = segments
+            && message == "invalid type: map"
+            && hint.as_deref() == Some("expected a sequence")
+            && let Some(header) = match key.as_str() {
+                "application" if segments.len() == 1 => Some("application".to_owned()),
+                "metric" | "alarm" | "interpreter" => Some(format!("application.{key}")),
+                _ => None,
+            }
+        {
+            hint = Some(format!(
+                "a list of tables: write [[{header}]] (double brackets) for each one, not [{header}]"
+            ));
+        }
+        // A required field left out: what to write, where it helps.
+        let table = segments.iter().rev().find_map(|segment| match segment {
+            Segment::Key(key) => Some(key.as_str()),
+            Segment::Index(_) => None,
+        });
+        if let Some(field) = message
+            .strip_prefix("missing field `")
+            .and_then(|rest| rest.strip_suffix('`'))
+            && let Some(help) = table.and_then(|table| validate::missing_field_hint(table, field))
+        {
+            hint = Some(help.to_owned());
         }
         // The TOML parser hands a date-time over as a map: say what the
         // file has.

@@ -286,7 +286,7 @@ fn a_date_or_a_list_of_policies_is_called_what_it_is() {
     let errors = errors(&text);
     assert!(
         errors.iter().any(|e| e.contains(
-            "grace_period_secs: invalid type: date-time 1979-05-27 (expected an integer"
+            "grace_period_secs: invalid type: date-time 1979-05-27 (expected a whole number; valid: 0 or more"
         )),
         "{errors:?}"
     );
@@ -301,6 +301,87 @@ fn a_date_or_a_list_of_policies_is_called_what_it_is() {
     assert!(super::load::looks_like_a_date("07:32:00"));
     assert!(!super::load::looks_like_a_date("é1979-05-27"));
     assert!(!super::load::looks_like_a_date("{ a = 1 }"));
+}
+
+/// A bracket left open makes the parser report every line after it (107
+/// errors for one `]`, the cause last, at the end of the file): only the
+/// first is shown, saying what was left open and how many were left out.
+/// A table given twice is called a table, once, not also its keys.
+#[test]
+fn a_bracket_left_open_or_a_table_given_twice_is_said_once() {
+    let text = APP.replace(
+        "name = \"a\"",
+        "name = \"a\"\nrest_url = [\"http://h:8081\"",
+    );
+    let open = errors(&text);
+    assert_eq!(open.len(), 1, "{open:?}");
+    assert!(
+        open[0].starts_with("config/x.toml:4:1: ")
+            && open[0].contains("(an array `[` before this point is not closed with `]`; ")
+            && open[0].contains(" more syntax errors after it, most from this one, not shown: fix it and validate again)"),
+        "{open:?}"
+    );
+    let text = APP.replace(
+        "name = \"a\"",
+        "name = \"a\"\n[application.policy]\nplugin = \"step\"",
+    );
+    assert_eq!(
+        errors(&text),
+        [format!(
+            "config/x.toml:{}:14: table [application.policy] is given twice (give each table once, merging \
+             the two; a list of tables takes [[...]] for every entry, never [...])",
+            text.lines()
+                .enumerate()
+                .filter(|(_, l)| *l == "[application.policy]")
+                .nth(1)
+                .map(|(i, _)| i + 1)
+                .unwrap_or(0)
+        )]
+    );
+    let text = format!("[agent]\nplugin_dir = \"p\"\n[agent]\nstate_dir = \"s\"\n{APP}");
+    assert_eq!(
+        errors(&text),
+        [
+            "config/x.toml:3:2: table [agent] is given twice (give each table once, merging the two; a \
+          list of tables takes [[...]] for every entry, never [...])"
+        ]
+    );
+}
+
+/// Single and double brackets mixed up, and a required field left out, say
+/// what to write.
+#[test]
+fn brackets_mixed_up_or_a_required_field_left_out_say_what_to_write() {
+    assert_error(
+        &format!("[[agent]]\nplugin_dir = \"p\"\n{APP}"),
+        "config/x.toml:1:1: agent[0]: invalid type: map (the agent's settings are one table: write \
+         [agent], not [[agent]])",
+    );
+    assert_error(
+        &APP.replace("[[application]]", "[application]"),
+        "config/x.toml:1:1: application: invalid type: map (a list of tables: write [[application]] \
+         (double brackets) for each one, not [application])",
+    );
+    assert_error(
+        &format!("{APP}[application.metric]\nid = \"m\"\nexpression = \"1\"\n"),
+        &format!(
+            "config/x.toml:{}:1: application \"a\".metric: invalid type: map (a list of tables: write \
+             [[application.metric]] (double brackets) for each one, not [application.metric])",
+            APP.lines().count() + 1
+        ),
+    );
+    assert_error(
+        &APP.replace("name = \"a\"", ""),
+        "config/x.toml:1:1: application[0]: missing field `name` (every [[application]] needs name = \
+         \"...\": the MSF application's name, or with target = \"flink\" the agent's name for the job \
+         (1 to 128 letters, digits, '_', '.' or '-'))",
+    );
+    assert_error(
+        &APP.replace("plugin = \"step\"", ""),
+        "config/x.toml:3:1: application \"a\".policy: missing field `plugin` (plugin = a built-in \
+         (policies step, hold, target-tracking, rate, predictive, flink-operator; interpreters \
+         backlog-seconds, expression), a plugin name in plugin_dir, or a path to a .wasm component)",
+    );
 }
 
 #[test]
@@ -363,7 +444,7 @@ fn a_wrong_type_is_reported_with_the_other_errors_of_its_table() {
         [
             "config/x.toml:3:11: application \"a\".min_kpu: invalid type: string \"two\" (expected a whole number; valid: 1 or more; an MSF application runs on at least 1 KPU)",
             "config/x.toml:4:11: application \"a\".max_kpu: max_kpu is 0 (valid: 1 or more; an MSF application runs on at least 1 KPU)",
-            "config/x.toml:5:21: application \"a\".grace_period_secs: invalid value: integer `-5` (expected an integer from 0 to 4294967295)",
+            "config/x.toml:5:21: application \"a\".grace_period_secs: invalid value: integer `-5` (expected a whole number; valid: 0 or more seconds; default 300)",
         ],
         "{errors:#?}"
     );
@@ -380,7 +461,7 @@ fn negative_values_are_located() {
         errors,
         [
             "config/x.toml:3:11: application \"a\".min_kpu: invalid value: integer `-1` (expected a whole number; valid: 1 or more; an MSF application runs on at least 1 KPU)",
-            "config/x.toml:4:21: application \"a\".grace_period_secs: invalid value: integer `-5` (expected an integer from 0 to 4294967295)",
+            "config/x.toml:4:21: application \"a\".grace_period_secs: invalid value: integer `-5` (expected a whole number; valid: 0 or more seconds; default 300)",
         ]
     );
 }
@@ -389,14 +470,19 @@ fn negative_values_are_located() {
 fn missing_required_field_points_at_its_table() {
     assert_error(
         "[[application]]\nname = \"a\"\n",
-        "config/x.toml:1:1: application \"a\": missing field `policy`",
+        "config/x.toml:1:1: application \"a\": missing field `policy` (every application needs an \
+         [application.policy] table with a plugin, e.g. plugin = \"step\" (the reference design) or \
+         plugin = \"predictive\")",
     );
     let text = format!(
         "{APP}[[application.metric]]\nid = \"m\"\nnamespace = \"N\"\nstatistic = \"Sum\"\n"
     );
     assert_error(
         &text,
-        "config/x.toml:5:1: application \"a\".metric \"m\": missing field `metric_name`",
+        "config/x.toml:5:1: application \"a\".metric \"m\": missing field `metric_name` (a CloudWatch \
+         metric needs namespace, metric_name and statistic, e.g. namespace = \"AWS/KinesisAnalytics\", \
+         metric_name = \"containerCPUUtilization\", statistic = \"Maximum\"; or give expression = \
+         \"...\" (metric math over this application's other metrics) instead of all three)",
     );
 }
 
@@ -888,7 +974,7 @@ plugin = "step"
     assert_eq!(
         errors(text),
         [
-            "config/x.toml:2:21: agent.plugin_timeout_ms: invalid value: integer `-3` (expected an integer from 0 to 18446744073709551615)",
+            "config/x.toml:2:21: agent.plugin_timeout_ms: invalid value: integer `-3` (expected a whole number; valid: 1 to 60000; default 100)",
             "config/x.toml:6:11: application \"first\".min_kpu: min_kpu 4 is greater than max_kpu 2 (valid: min_kpu <= max_kpu)",
             "config/x.toml:8:1: application \"first\".colour: unknown field `colour` (expected one of `name`, `target`, `rest_url`, `job_name`, `job_id`, `min_parallelism`, `max_parallelism`, `min_kpu`, `max_kpu`, `evaluation_interval_secs`, `update_poll_secs`, `update_timeout_secs`, `grace_period_secs`, `metric`, `alarm`, `interpreter`, `policy`, `mode`, `lazy_polling`)",
             "config/x.toml:15:15: application \"first\".metric \"lag\".period_secs: period_secs 45 is not a CloudWatch period (valid: 10, 20, 30 or a multiple of 60)",

@@ -244,7 +244,7 @@ fn validate_agent(agent: &AgentConfig) -> Vec<Problem> {
                     agent.plugin_timeout_ms
                 ),
             )
-            .hint(format!("valid: 1 to {MAX_PLUGIN_TIMEOUT_MS}; default 100")),
+            .hint(range_of("plugin_timeout_ms")),
         );
     }
     let compile = agent.plugin_compile_timeout_secs;
@@ -254,9 +254,7 @@ fn validate_agent(agent: &AgentConfig) -> Vec<Problem> {
                 at.key("plugin_compile_timeout_secs"),
                 format!("plugin_compile_timeout_secs {compile} is out of range"),
             )
-            .hint(format!(
-                "valid: 1 to {MAX_PLUGIN_COMPILE_TIMEOUT_SECS}; default 60"
-            )),
+            .hint(range_of("plugin_compile_timeout_secs")),
         );
     }
     let memory = agent.plugin_memory_limit_bytes;
@@ -266,9 +264,7 @@ fn validate_agent(agent: &AgentConfig) -> Vec<Problem> {
                 at.key("plugin_memory_limit_bytes"),
                 format!("plugin_memory_limit_bytes {memory} is out of range"),
             )
-            .hint(format!(
-                "valid: {MIN_PLUGIN_MEMORY_BYTES} (1 MiB) to {MAX_PLUGIN_MEMORY_BYTES} (4 GiB); default 67108864 (64 MiB)"
-            )),
+            .hint(range_of("plugin_memory_limit_bytes")),
         );
     }
     let after = agent.plugin_quarantine_after_failures;
@@ -278,9 +274,7 @@ fn validate_agent(agent: &AgentConfig) -> Vec<Problem> {
                 at.key("plugin_quarantine_after_failures"),
                 format!("plugin_quarantine_after_failures {after} is out of range"),
             )
-            .hint(format!(
-                "valid: 1 to {MAX_QUARANTINE_AFTER_FAILURES}; default 3"
-            )),
+            .hint(range_of("plugin_quarantine_after_failures")),
         );
     }
     let secs = agent.plugin_quarantine_secs;
@@ -290,9 +284,7 @@ fn validate_agent(agent: &AgentConfig) -> Vec<Problem> {
                 at.key("plugin_quarantine_secs"),
                 format!("plugin_quarantine_secs {secs} is out of range"),
             )
-            .hint(format!(
-                "valid: 1 to {MAX_QUARANTINE_SECS} (an hour, the longest quarantine); default 300"
-            )),
+            .hint(range_of("plugin_quarantine_secs")),
         );
     }
     // Port 0 would bind a port nobody knows, so nothing could scrape it.
@@ -438,6 +430,81 @@ pub(super) fn valid_positive(key: &str) -> Option<&'static str> {
         }
         "update_timeout_secs" => "valid: 1 or more; default 1800",
         "evaluation_periods" => "valid: 1 or more; the reference design uses 5",
+        _ => return None,
+    })
+}
+
+/// What is valid for any whole-number field, by its key: the words of
+/// [`valid_positive`], or the field's own range as its check says it, so
+/// that a value of the wrong type or sign (`"100"`, `-5`, `100.5`, found by
+/// the parser) is told the same range as one out of it. `None` for a key
+/// that takes no whole number.
+pub(super) fn valid_whole_number(key: &str) -> Option<String> {
+    if let Some(valid) = valid_positive(key) {
+        return Some(valid.to_owned());
+    }
+    Some(match key {
+        "plugin_timeout_ms" => format!("valid: 1 to {MAX_PLUGIN_TIMEOUT_MS}; default 100"),
+        "plugin_compile_timeout_secs" => {
+            format!("valid: 1 to {MAX_PLUGIN_COMPILE_TIMEOUT_SECS}; default 60")
+        }
+        "plugin_memory_limit_bytes" => format!(
+            "valid: {MIN_PLUGIN_MEMORY_BYTES} (1 MiB) to {MAX_PLUGIN_MEMORY_BYTES} (4 GiB); default 67108864 (64 MiB)"
+        ),
+        "plugin_quarantine_after_failures" => {
+            format!("valid: 1 to {MAX_QUARANTINE_AFTER_FAILURES}; default 3")
+        }
+        "plugin_quarantine_secs" => format!(
+            "valid: 1 to {MAX_QUARANTINE_SECS} (an hour, the longest quarantine); default 300"
+        ),
+        "grace_period_secs" => "valid: 0 or more seconds; default 300".to_owned(),
+        "period_secs" => "valid: 10, 20, 30 or a multiple of 60; default 60".to_owned(),
+        "min_publication_delay_secs" => format!(
+            "valid: 1 to {MAX_PUBLICATION_DELAY_SECS} seconds, or leave it out for no promise"
+        ),
+        "datapoints_to_alarm" => {
+            "valid: 1 to evaluation_periods, or leave it out for evaluation_periods".to_owned()
+        }
+        "history_days" => format!(
+            "valid: 0 to {MAX_HISTORY_DAYS} (CloudWatch keeps 1-minute datapoints for 15 days); default 0"
+        ),
+        _ => return None,
+    })
+}
+
+/// The range of `key` as [`valid_whole_number`] says it (every caller
+/// names a key it knows).
+fn range_of(key: &str) -> String {
+    valid_whole_number(key).unwrap_or_else(|| "valid: 1 or more".to_owned())
+}
+
+/// What to write for a required `field` that a table `table` (its key in
+/// the file: `application`, `metric`, `alarm`, `policy`, `interpreter`)
+/// lacks, as serde reports it (`missing field`). `None` when nothing more
+/// than the field's name helps.
+pub(super) fn missing_field_hint(table: &str, field: &str) -> Option<&'static str> {
+    Some(match (table, field) {
+        ("application", "name") => {
+            "every [[application]] needs name = \"...\": the MSF application's name, or with \
+             target = \"flink\" the agent's name for the job (1 to 128 letters, digits, '_', '.' or '-')"
+        }
+        ("application", "policy") => {
+            "every application needs an [application.policy] table with a plugin, e.g. \
+             plugin = \"step\" (the reference design) or plugin = \"predictive\""
+        }
+        ("policy" | "interpreter", "plugin") => {
+            "plugin = a built-in (policies step, hold, target-tracking, rate, predictive, \
+             flink-operator; interpreters backlog-seconds, expression), a plugin name in \
+             plugin_dir, or a path to a .wasm component"
+        }
+        ("metric", "id") => {
+            "the name alarms and plugins use: a lower-case letter, then letters, digits or '_', \
+             e.g. id = \"cpu\""
+        }
+        ("alarm", "id") => {
+            "the name policies use (scale_out_alarm, scale_in_alarm): letters, digits, '_', '-' \
+             or '.', e.g. id = \"scale-out\""
+        }
         _ => return None,
     })
 }
@@ -592,9 +659,7 @@ fn validate_application(index: usize, app: &ApplicationConfig) -> Vec<Problem> {
                 at.key("policy").key("history_days"),
                 format!("history_days {days} is out of range"),
             )
-            .hint(format!(
-                "valid: 0 to {MAX_HISTORY_DAYS} (CloudWatch keeps 1-minute datapoints for 15 days); default 0"
-            )),
+            .hint(range_of("history_days")),
         );
     }
     for (i, interpreter) in app.interpreters.iter().enumerate() {
@@ -678,9 +743,7 @@ fn validate_metric(at: &FieldPath, metric: &MetricConfig, all: &[MetricConfig]) 
                 at.key("min_publication_delay_secs"),
                 format!("min_publication_delay_secs {delay} is out of range"),
             )
-            .hint(format!(
-                "valid: 1 to {MAX_PUBLICATION_DELAY_SECS} seconds, or leave it out for no promise"
-            )),
+            .hint(range_of("min_publication_delay_secs")),
         );
     }
     if metric.source == MetricSourceKind::Flink {
@@ -712,7 +775,14 @@ fn validate_metric(at: &FieldPath, metric: &MetricConfig, all: &[MetricConfig]) 
             ("statistic", metric.statistic.is_some()),
         ] {
             if !value {
-                problems.push(Problem::new(at.clone(), format!("missing field `{field}`")));
+                problems.push(
+                    Problem::new(at.clone(), format!("missing field `{field}`")).hint(
+                        "a CloudWatch metric needs namespace, metric_name and statistic, e.g. \
+                         namespace = \"AWS/KinesisAnalytics\", metric_name = \"containerCPUUtilization\", \
+                         statistic = \"Maximum\"; or give expression = \"...\" (metric math over this \
+                         application's other metrics) instead of all three",
+                    ),
+                );
             }
         }
         return problems;
