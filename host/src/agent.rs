@@ -475,7 +475,6 @@ impl Agent {
         events: Events,
     ) -> Result<Self, AgentError> {
         let aws = LazyAws::new(loaded.config.agent.region.clone());
-        aws.load_for(&loaded.config.applications).await;
         // A dry run must not touch the journal of an agent that acts.
         let state = if dry_run {
             None
@@ -487,6 +486,10 @@ impl Agent {
         let mut agent = Self::assemble_off_runtime(loaded, dry_run, events, source, target, state)
             .await?
             .with_alarm_states(Arc::new(aws.clone()));
+        // After the plugins: a plugin that will not load or refuses its
+        // params is said at once, not after the SDK's own search for a
+        // region and credentials (seconds, and warnings, off EC2).
+        aws.load_for(&loaded.config.applications).await;
         agent.parts.aws = Some(aws);
         Ok(agent)
     }

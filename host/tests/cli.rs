@@ -1384,3 +1384,45 @@ fn a_metric_period_of_decades_simulates_within_a_memory_limit() {
         "{out:?}"
     );
 }
+
+/// A policy that refuses its params stops `once` and `run` before the AWS
+/// SDK is loaded: the located error is the first thing said, not after
+/// the SDK's search for a region and credentials (seconds, and warnings,
+/// off EC2).
+#[test]
+fn refused_params_are_said_before_the_aws_sdk_is_loaded() {
+    let dir = scratch("params-before-aws");
+    std::fs::write(
+        dir.join("bad.toml"),
+        "[[application]]\nname = \"orders\"\n[[application.metric]]\nid = \"cpu\"\n\
+         namespace = \"AWS/KinesisAnalytics\"\nmetric_name = \"containerCPUUtilization\"\n\
+         dimensions = { Application = \"orders\" }\nstatistic = \"Maximum\"\n\
+         [application.policy]\nplugin = \"target-tracking\"\n\
+         params = { cpu_metric = \"cpu\", target = \"high\" }\n",
+    )
+    .expect("written");
+    for command in ["once", "run"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_flinkscale"))
+            .args([command, "--dry-run", "--config", "bad.toml"])
+            .current_dir(&dir)
+            .env("AWS_REGION", "eu-west-1")
+            .env("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
+            .env("AWS_SECRET_ACCESS_KEY", "secret")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env_remove("FLINKSCALE_CONFIG")
+            .output()
+            .expect("flinkscale runs");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(78), "{command}: {stderr}");
+        assert!(
+            stderr.starts_with(
+                "bad.toml:11:10: application \"orders\".policy.params: plugin target-tracking"
+            ) && stderr.contains("unknown key \"target\""),
+            "{command}: {stderr}"
+        );
+        assert!(
+            !stderr.contains("AWS SDK configuration loaded"),
+            "{command}: {stderr}"
+        );
+    }
+}
