@@ -47,7 +47,7 @@ use crate::config::load::{LoadedConfig, PluginSources};
 use crate::config::{ApplicationConfig, Mode};
 use crate::controller::{
     ActOutcome, Assessment, Controller, Decide, EvaluateError, Interpret, PluginFailure,
-    PluginThreads, QuarantinePolicy,
+    PluginThreads, QuarantinePolicy, QuarantinedPlugins, Stopped,
 };
 use crate::metrics::MetricSource;
 use crate::metrics::Series;
@@ -420,7 +420,7 @@ impl AlarmStates for LazyAws {
 struct RunningApp {
     fingerprint: String,
     stop: watch::Sender<bool>,
-    task: tokio::task::JoinHandle<Option<Journal>>,
+    task: tokio::task::JoinHandle<Stopped>,
 }
 
 impl RunningApp {
@@ -429,7 +429,7 @@ impl RunningApp {
         Self {
             fingerprint,
             stop,
-            task: tokio::spawn(controller.run(stopped)),
+            task: tokio::spawn(controller.run_until_stopped(stopped)),
         }
     }
 
@@ -445,21 +445,28 @@ impl RunningApp {
                         break;
                     }
                 }
-                None
+                Stopped {
+                    journal: None,
+                    quarantined: QuarantinedPlugins::default(),
+                }
             }),
         }
     }
 
     /// Stops the controller and waits until it is gone; gives back its
-    /// journal, still locked. Dropping it lets the lock go; a reload that
-    /// restarts the application hands it to the next controller instead,
-    /// so that no other agent can take the application in between.
-    async fn stop(self) -> Option<Journal> {
+    /// journal, still locked, and which plugins were quarantined. Dropping
+    /// the journal lets the lock go; a reload that restarts the
+    /// application hands it to the next controller instead, so that no
+    /// other agent can take the application in between.
+    async fn stop(self) -> Stopped {
         let _ = self.stop.send(true);
         // A panicking controller must not take the others down; its panic
         // is already printed by the runtime (and its journal dropped with
         // it: the next controller locks the journal again).
-        self.task.await.ok().flatten()
+        self.task.await.unwrap_or_else(|_| Stopped {
+            journal: None,
+            quarantined: QuarantinedPlugins::default(),
+        })
     }
 }
 
@@ -918,10 +925,16 @@ async fn apply(
         // The old controller's journal goes to the new one still locked:
         // letting the lock go and taking it again would leave an instant in
         // which another agent could take the application.
-        let kept = match running.remove(*name) {
-            Some(old) => old.stop().await,
-            None => None,
+        let (kept, quarantined) = match running.remove(*name) {
+            Some(old) => {
+                let stopped = old.stop().await;
+                (stopped.journal, stopped.quarantined)
+            }
+            None => (None, QuarantinedPlugins::default()),
         };
+        // A quarantine the old controller was in ends with the new one's
+        // first answer, as when a file is replaced.
+        let controller = controller.after_quarantine(&quarantined);
         let journaled = {
             let parts = parts.clone();
             tokio::task::spawn_blocking(move || parts.journaled(controller, kept)).await

@@ -187,6 +187,69 @@ fn run_serves_health_and_prometheus_metrics() {
     );
 }
 
+/// A quarantined policy replaced by a reload (SIGHUP, new params) ends
+/// its quarantine with the new instance's first answer: the gauge the
+/// README's alert watches goes back to 0 and `/status` no longer shows it
+/// (it stayed 1, alerting on a healthy application, until this was fixed).
+#[test]
+fn a_reload_that_replaces_a_quarantined_policy_ends_the_quarantine() {
+    let dir = tempfile::tempdir().expect("a temporary folder");
+    let emulator = Emulator::start(&scenario("e2e-scale.toml"), 20.0, &[], dir.path());
+    let listen: SocketAddr = format!("127.0.0.1:{}", common::free_port())
+        .parse()
+        .expect("an address");
+    let file = config(dir.path(), listen);
+    let text = std::fs::read_to_string(&file).expect("the configuration");
+    let failing = text.replace(
+        "plugin = \"hold\"",
+        "plugin = \"misbehave\"\nparams = { mode = \"error\" }",
+    );
+    std::fs::write(&file, &failing).expect("written");
+    let agent: Running = start_agent(&emulator, &file, &[], dir.path());
+    let diagnose = || format!("{}\n{}", agent.log_tail(60), emulator.process.log_tail(20));
+    let quarantined = |want: f64| {
+        get(listen, "/metrics").is_some_and(|response| {
+            let samples = parse_metrics(&String::from_utf8_lossy(&response.body));
+            metric_value(
+                &samples,
+                "flinkscale_plugin_quarantined",
+                &[("application", APP)],
+            ) == Some(want)
+        })
+    };
+    wait_until(
+        Duration::from_secs(90),
+        "the failing policy quarantined",
+        || {
+            agent.assert_running(diagnose);
+            quarantined(1.0)
+        },
+        diagnose,
+    );
+    // The same plugin, other params: it answers now.
+    std::fs::write(&file, failing.replace("mode = \"error\"", "mode = \"ok\"")).expect("written");
+    common::hangup(&agent);
+    wait_until(
+        Duration::from_secs(60),
+        "the quarantine ended after the reload",
+        || {
+            agent.assert_running(diagnose);
+            quarantined(0.0)
+        },
+        diagnose,
+    );
+    assert!(
+        agent.log_tail(200).contains("Plugin recovered."),
+        "{}",
+        diagnose()
+    );
+    let status = get(listen, "/status").expect("/status answers");
+    let status: serde_json::Value = serde_json::from_slice(&status.body).expect("JSON");
+    let text = status.to_string();
+    assert!(text.contains("\"quarantine\":[]"), "{text}");
+    assert!(agent.terminate(Duration::from_secs(15)).is_some());
+}
+
 #[test]
 fn listen_must_be_a_scrapable_address() {
     let base = "[[application]]\nname = \"a\"\n[application.policy]\nplugin = \"hold\"\n";

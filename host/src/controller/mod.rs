@@ -113,6 +113,25 @@ pub trait Interpret: Send {
     }
 }
 
+/// What [`Controller::run_until_stopped`] gives back.
+#[derive(Debug)]
+pub struct Stopped {
+    /// The journal, still locked ([`Controller::into_journal`]).
+    pub journal: Option<Journal>,
+    /// Which plugins were quarantined at the stop.
+    pub quarantined: QuarantinedPlugins,
+}
+
+/// Which of a controller's plugins were quarantined: its policy, and its
+/// interpreters in configuration order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct QuarantinedPlugins {
+    /// The policy.
+    pub policy: bool,
+    /// Each interpreter.
+    pub interpreters: Vec<bool>,
+}
+
 /// Why a plugin gave no answer: its class (what quarantine events and the
 /// plugin failure counter report) and what happened, for people.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -731,7 +750,17 @@ impl Controller {
     /// Gives back its journal, still locked, so that a reload restarting
     /// the application hands it to the next controller without letting the
     /// lock go ([`Controller::into_journal`]).
-    pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) -> Option<Journal> {
+    pub async fn run(self, shutdown: watch::Receiver<bool>) -> Option<Journal> {
+        self.run_until_stopped(shutdown).await.journal
+    }
+
+    /// [`Controller::run`], giving back as well which of its plugins were
+    /// quarantined when it stopped: a reload that restarts the
+    /// application tells the next controller
+    /// ([`Controller::after_quarantine`]), whose first answer from the
+    /// plugin then ends the quarantine the metrics, `status` and the
+    /// history still show.
+    pub async fn run_until_stopped(mut self, mut shutdown: watch::Receiver<bool>) -> Stopped {
         let warned = std::panic::AssertUnwindSafe(self.warn_if_autoscaling())
             .catch_unwind()
             .await;
@@ -745,7 +774,7 @@ impl Controller {
                 Next::Wait(delay) => {
                     if self.wait(delay, &mut shutdown).await {
                         self.say_what_is_left();
-                        return self.into_journal();
+                        return self.stopped();
                     }
                     Observation::Wake
                 }
@@ -755,12 +784,47 @@ impl Controller {
                     // after shutdown was asked for.
                     if *shutdown.borrow() {
                         self.say_what_is_left();
-                        return self.into_journal();
+                        return self.stopped();
                     }
                     self.execute(command).await
                 }
             };
         }
+    }
+
+    /// What a stopped controller gives back: its journal and which plugins
+    /// were quarantined.
+    fn stopped(self) -> Stopped {
+        let quarantined = QuarantinedPlugins {
+            policy: self.policy_health.is_quarantined(),
+            interpreters: self
+                .interpreter_health
+                .iter()
+                .map(PluginHealth::is_quarantined)
+                .collect(),
+        };
+        Stopped {
+            journal: self.into_journal(),
+            quarantined,
+        }
+    }
+
+    /// A controller started by a reload in place of one whose plugins
+    /// `before` were quarantined: the new instances are called at once
+    /// (new code, or new params: what failed is not theirs), and the first
+    /// answer of each ends that quarantine as a replaced file's does
+    /// ([`Event::PluginRecovered`]); their failures count from zero. An
+    /// interpreter is matched by its place in the configuration.
+    pub fn after_quarantine(mut self, before: &QuarantinedPlugins) -> Self {
+        if before.policy {
+            self.policy_health = PluginHealth::renewed();
+        }
+        for (health, quarantined) in self.interpreter_health.iter_mut().zip(&before.interpreters) {
+            if *quarantined {
+                *health = PluginHealth::renewed();
+            }
+        }
+        self
     }
 
     /// The controller's journal, still holding its lock: `None` for a

@@ -154,6 +154,16 @@ impl PluginHealth {
         Gate::Retry(reason)
     }
 
+    /// The health of a new instance put in place of a quarantined one: it
+    /// is called at once, its first success is a recovery, and its
+    /// failures count from zero (as after a replaced file).
+    pub fn renewed() -> Self {
+        Self {
+            renewed: true,
+            ..Self::default()
+        }
+    }
+
     /// Records a successful call; true if it ends a quarantine.
     pub fn succeeded(&mut self) -> bool {
         let recovered = self.retrying || self.renewed;

@@ -871,3 +871,74 @@ async fn a_file_loaded_in_the_background_ends_a_quarantine_when_it_is_swapped_in
     assert_eq!(quarantines(&events), [(120, 3, 300), (360, 3, 300)]);
     assert!(target.updates().is_empty());
 }
+
+/// A reload that restarts an application whose policy was quarantined
+/// (the author's finding: the gauge, `status` and the history kept the
+/// quarantine of a plugin the new settings had replaced, and
+/// `flinkscale_plugin_quarantined == 1` alerted on a healthy
+/// application): the stopped controller says which plugins were
+/// quarantined, and the next one's first answer ends it.
+#[tokio::test(start_paused = true)]
+async fn a_quarantine_ends_with_the_first_answer_after_a_restart() {
+    let target = FakeTarget::new(1, 90);
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let controller = Controller::new(
+        &test_app(),
+        false,
+        constant(95.0),
+        target.clone(),
+        misbehaving("error"),
+        Vec::new(),
+        Clock::starting_at(T0_MS),
+        Events::with_channel(tx.clone()),
+    );
+    let (stop, stopped) = watch::channel(false);
+    let task = tokio::spawn(controller.run_until_stopped(stopped));
+    tokio::time::sleep(Duration::from_secs(150)).await;
+    stop.send(true).unwrap();
+    let before = task.await.unwrap().quarantined;
+    assert_eq!(
+        before,
+        QuarantinedPlugins {
+            policy: true,
+            interpreters: Vec::new()
+        }
+    );
+
+    // The reload's new controller: another policy, told of the quarantine.
+    let controller = Controller::new(
+        &test_app(),
+        false,
+        constant(50.0),
+        target.clone(),
+        Box::new(Doubling),
+        Vec::new(),
+        Clock::starting_at(T0_MS + 150_000),
+        Events::with_channel(tx),
+    )
+    .after_quarantine(&before);
+    let (stop, stopped) = watch::channel(false);
+    let task = tokio::spawn(controller.run_until_stopped(stopped));
+    tokio::time::sleep(Duration::from_secs(130)).await;
+    stop.send(true).unwrap();
+    assert_eq!(
+        task.await.unwrap().quarantined,
+        QuarantinedPlugins::default()
+    );
+    let mut events = Vec::new();
+    while let Ok(event) = rx.try_recv() {
+        events.push(event);
+    }
+    assert_eq!(quarantines(&events), [(120, 3, 300)]);
+    let recovered: Vec<(i64, String)> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::PluginRecovered { at_ms, plugin, .. } => {
+                Some(((at_ms - T0_MS) / 1000, plugin.clone()))
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(recovered, [(150, "doubling (test)".to_owned())]);
+    assert!(retries(&events).is_empty(), "{events:?}");
+}
