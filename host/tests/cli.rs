@@ -1426,3 +1426,72 @@ fn refused_params_are_said_before_the_aws_sdk_is_loaded() {
         );
     }
 }
+
+/// `simulate --config` refuses what `validate` refuses (an interpreter
+/// whose expression names a series the application lacks ran before, every
+/// evaluation failing, exit 0) and an application the scenario does not
+/// play (exit 1 before), both with exit 78; and a metric the scenario
+/// does not publish (a misspelt name) is said after the run, with what is
+/// published, where the run held for want of data without a word.
+#[test]
+fn simulate_checks_its_configuration_as_validate_does_and_names_unpublished_metrics() {
+    let dir = scratch("simulate-config");
+    let config = |name: &str, metric_name: &str, interpreter: &str| {
+        format!(
+            "[[application]]\nname = \"{name}\"\n[[application.metric]]\nid = \"cpu\"\n\
+             namespace = \"AWS/KinesisAnalytics\"\nmetric_name = \"{metric_name}\"\n\
+             dimensions = {{ Application = \"{name}\" }}\nstatistic = \"Maximum\"\n\
+             {interpreter}[application.policy]\nplugin = \"hold\"\n"
+        )
+    };
+    let expression = "[[application.interpreter]]\nplugin = \"expression\"\n\
+                      params = { signals = { hot = \"cpuu > 50\" } }\n";
+    let cases = [
+        (
+            "interpreter.toml",
+            config("app", "containerCPUUtilization", expression),
+            "interpreter[0].params: ",
+            "unknown series id `cpuu` (configured series: cpu)",
+        ),
+        (
+            "other-app.toml",
+            config("orders", "containerCPUUtilization", ""),
+            "error: application \"orders\" of the configuration is not in the scenario",
+            "(it has: \"app\")",
+        ),
+    ];
+    for (file, text, first, second) in cases {
+        std::fs::write(dir.join(file), text).expect("written");
+        let (code, stdout, stderr) =
+            flinkscale_in(&dir, &["simulate", "--scenario", "step", "--config", file]);
+        assert_eq!(code, 78, "{file}: {stdout}{stderr}");
+        assert!(
+            stderr.contains(first) && stderr.contains(second),
+            "{file}: {stderr}"
+        );
+    }
+    std::fs::write(
+        dir.join("misspelt.toml"),
+        config("app", "containerCpuUtilisation", ""),
+    )
+    .expect("written");
+    let (code, stdout, stderr) = flinkscale_in(
+        &dir,
+        &[
+            "simulate",
+            "--scenario",
+            "step",
+            "--config",
+            "misspelt.toml",
+        ],
+    );
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(
+        stderr.contains(
+            "warning: application \"app\" metric \"cpu\" (AWS/KinesisAnalytics \
+             containerCpuUtilisation, Application=app) is published by no application of the \
+             scenario: it had no datapoint in the whole run"
+        ) && stderr.contains("containerCPUUtilization (Application=app)"),
+        "{stderr}"
+    );
+}

@@ -1326,6 +1326,64 @@ fn aws_environment_ok(loaded: &LoadedConfig) -> bool {
     !calls_aws || super::aws_environment_ok(loaded.config.agent.region.as_deref())
 }
 
+/// A warning for each CloudWatch metric of `loaded` that no application of
+/// the simulated `world` publishes: it had no datapoint in the whole run
+/// (as CloudWatch answers a metric nobody publishes), so its alarms stayed
+/// INSUFFICIENT_DATA and the policy decided without it, with nothing else
+/// to say so. The warning names what the model does publish.
+fn unpublished_metrics(loaded: &LoadedConfig, world: &crate::sim::World) -> Vec<String> {
+    let published = world.list_metrics();
+    let mut warnings = Vec::new();
+    for app in &loaded.config.applications {
+        for metric in &app.metrics {
+            let (Some(namespace), Some(metric_name)) = (&metric.namespace, &metric.metric_name)
+            else {
+                continue;
+            };
+            if metric.source != crate::config::MetricSourceKind::Cloudwatch
+                || world
+                    .publisher(namespace, metric_name, &metric.dimensions)
+                    .is_some()
+            {
+                continue;
+            }
+            let dimensions = |d: &std::collections::BTreeMap<String, String>| {
+                d.iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            let mut names: Vec<String> = published
+                .iter()
+                .filter(|p| p.namespace == *namespace)
+                .map(|p| format!("{} ({})", p.metric_name, dimensions(&p.dimensions)))
+                .collect();
+            names.dedup();
+            let offer = if names.is_empty() {
+                let mut spaces: Vec<&str> =
+                    published.iter().map(|p| p.namespace.as_str()).collect();
+                spaces.dedup();
+                format!(
+                    "it publishes nothing in {namespace}; its namespaces: {}",
+                    spaces.join(", ")
+                )
+            } else {
+                format!("in {namespace} it publishes {}", names.join("; "))
+            };
+            warnings.push(format!(
+                "warning: application {:?} metric {:?} ({namespace} {metric_name}, {}) is published \
+                 by no application of the scenario: it had no datapoint in the whole run, its \
+                 alarms stayed INSUFFICIENT_DATA and the policy decided without it (the metric \
+                 name and dimensions must match exactly; {offer})",
+                app.name,
+                metric.id,
+                dimensions(&metric.dimensions),
+            ));
+        }
+    }
+    warnings
+}
+
 /// Reads `--plugin-dir`: a folder that exists. A mistyped one would
 /// otherwise leave every plugin to the built-ins without a word.
 pub fn parse_existing_folder(text: &str) -> Result<std::path::PathBuf, String> {
@@ -1445,7 +1503,21 @@ fn simulate_blocking(args: SimulateArgs) -> anyhow::Result<ExitCode> {
     };
     let (mut loaded, name) = match &args.config {
         Some(path) => match load::load(path) {
-            Ok(l) => (l, path.display().to_string()),
+            Ok(l) => {
+                // What `validate` refuses, simulate refuses too: a plugin
+                // that will not load or refuses its params, a policy or
+                // interpreter that fails on the application's series.
+                let tried = crate::plugin::on_plugin_thread(|| plugin_problems(&l, true));
+                if let Ok(check) = &tried
+                    && !check.problems.is_empty()
+                {
+                    for problem in load::locate(&l, &check.problems) {
+                        eprintln!("{}", printable(&problem.to_string()));
+                    }
+                    return Ok(ExitCode::from(EX_CONFIG));
+                }
+                (l, path.display().to_string())
+            }
             Err(errors) => {
                 eprintln!("{errors}");
                 return Ok(ExitCode::from(EX_CONFIG));
@@ -1546,8 +1618,17 @@ fn simulate_blocking(args: SimulateArgs) -> anyhow::Result<ExitCode> {
             eprintln!("error: {}", printable(&error.to_string()));
             return Ok(ExitCode::from(EX_CONFIG));
         }
+        // A configuration that names an application the scenario does
+        // not play is the user's input too.
+        Err(error @ crate::sim::driver::SimulateError::UnknownApplication(..)) => {
+            eprintln!("error: {}", printable(&error.to_string()));
+            return Ok(ExitCode::from(EX_CONFIG));
+        }
         Err(error) => return Err(error.into()),
     };
+    for warning in unpublished_metrics(&loaded, &outcome.world) {
+        eprintln!("{}", printable(&warning));
+    }
     let wall = started.elapsed().as_secs_f64().max(1e-9);
     let first = &loaded.config.applications[0];
     let params = serde_json::from_str(&load::params_json(&first.policy.params))
