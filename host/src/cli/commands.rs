@@ -763,10 +763,23 @@ fn plugin_problems(loaded: &LoadedConfig, policies: bool) -> Result<PluginCheck,
                          signals on that)"
                     ),
                     hint: Some(
-                        "a policy must hold until data comes; a metric parameter that names \
-                         no metric of the application (`flinkscale plugin describe NAME` lists \
-                         them) is the usual cause"
-                            .to_owned(),
+                        match error.class() {
+                            // The plugin's own error: most often a
+                            // parameter it could not find among the
+                            // application's ids.
+                            Some(crate::plugin::FailureClass::GuestError) => {
+                                "a policy must hold until data comes; a metric parameter that \
+                                 names no metric of the application (`flinkscale plugin describe \
+                                 NAME` lists them) is the usual cause"
+                            }
+                            _ => {
+                                "a policy must hold until data comes; this one failed on its own \
+                                 (a trap, a panic, a timeout, its memory, or an answer outside the \
+                                 contract): `flinkscale plugin check NAME --params JSON` runs it \
+                                 alone"
+                            }
+                        }
+                        .to_owned(),
                     ),
                     assumes: None,
                 });
