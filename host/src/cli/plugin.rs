@@ -426,7 +426,7 @@ fn run_check(report: &mut CheckReport, source: &PluginSource, params: Option<Str
         match kind {
             PluginKind::Policy => {
                 let mut instance = host
-                    .load_policy_in(source, &params, "", words)
+                    .load_policy_in(source, &params, &evaluation.app.name, words)
                     .map_err(|e| refused(report, e))?;
                 report.configured = true;
                 // The configured instance's metadata: what the agent logs.
@@ -462,7 +462,7 @@ fn run_check(report: &mut CheckReport, source: &PluginSource, params: Option<Str
             }
             PluginKind::Interpreter => {
                 let mut instance = host
-                    .load_interpreter_in(source, &params, "", words)
+                    .load_interpreter_in(source, &params, &evaluation.app.name, words)
                     .map_err(|e| refused(report, e))?;
                 report.configured = true;
                 report.metadata = Some(instance.metadata());
