@@ -1492,10 +1492,12 @@ fn far_input(start_s: f64, end_s: f64, period: i64, expression: &str) -> Value {
     ])
 }
 
-/// Timestamps at the end of what an i64 of milliseconds holds (an
-/// EndTime past it reads as its largest value): the periods in range are
-/// walked without overflowing; the metric has nothing there, and `FILL`
-/// fills the one period that starts in range.
+/// Timestamps at the end of what a service's date-time holds (the last
+/// day of year 9999): the periods in range are walked without
+/// overflowing; the metric has nothing there, and `FILL` fills the one
+/// period that starts in range. Past it (an EndTime of 1e300 s, once read
+/// as i64::MAX milliseconds, and a StartTime that clamped to i64::MIN and
+/// overflowed the period arithmetic) the request is refused as malformed.
 #[test]
 fn get_metric_data_at_the_end_of_time_answers_without_overflowing() {
     let mut past = app("app", 500.0);
@@ -1505,7 +1507,8 @@ fn get_metric_data_at_the_end_of_time_answers_without_overflowing() {
     });
     let mut c = core(vec![past], 1.0, 100);
     let now = T0 + 600_000;
-    let input = far_input(9.223_372_036_854_7e15, 1e300, 86_400, "FILL(cpu, 0)");
+    let last_day_s = 253_402_214_400.0; // 9999-12-31T00:00:00Z
+    let input = far_input(last_day_s, last_day_s + 86_399.999, 86_400, "FILL(cpu, 0)");
     let out = call(&mut c, Service::CloudWatch, "GetMetricData", input, now)
         .expect("an answer, not a panic");
     let results = out
@@ -1514,9 +1517,17 @@ fn get_metric_data_at_the_end_of_time_answers_without_overflowing() {
         .expect("results");
     assert_eq!(results.len(), 2);
     assert_eq!(timestamps(&results[0]), Vec::<i64>::new());
-    let last_day = i64::MAX.div_euclid(86_400_000) * 86_400_000;
-    assert_eq!(timestamps(&results[1]), [last_day]);
+    assert_eq!(timestamps(&results[1]), [253_402_214_400_000]);
     assert_eq!(values(&results[1]), [0.0]);
+    for (start, end) in [(9.223_372_036_854_7e15, 1e300), (-1e300, last_day_s)] {
+        let input = far_input(start, end, 86_400, "FILL(cpu, 0)");
+        let err =
+            call(&mut c, Service::CloudWatch, "GetMetricData", input, now).expect_err("refused");
+        assert_eq!(
+            (err.code.as_str(), err.status),
+            ("InvalidParameterValue", 400)
+        );
+    }
 }
 
 /// A query whose range holds more periods than CloudWatch answers in a
