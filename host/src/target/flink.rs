@@ -127,11 +127,17 @@ struct JobView {
     state: AppState,
     /// Vertex id -> its resource requirement, as read back.
     requirements: Map<String, Value>,
-    /// The lowest `maxParallelism` of the job's vertices (their number of
-    /// key groups, fixed when the job was submitted), when Flink says it:
-    /// no vertex runs above its own, and Flink refuses requirements that
-    /// ask for more (400).
+    /// The lowest `maxParallelism` of the job's parallel vertices (their
+    /// number of key groups, fixed when the job was submitted), when Flink
+    /// says it: no vertex runs above its own, and Flink refuses
+    /// requirements that ask for more (400). 1 when every vertex is
+    /// non-parallel.
     max_parallelism: Option<u64>,
+    /// The vertices Flink runs non-parallel (`maxParallelism` 1: a
+    /// `windowAll`, a SQL global aggregate or sort, a sink's global
+    /// committer): a rescale leaves them at 1, where asking them for more
+    /// would have Flink refuse the whole rescale.
+    non_parallel: Vec<String>,
 }
 
 impl FlinkTarget {
@@ -187,12 +193,23 @@ impl FlinkTarget {
                 .and_then(|r| r["parallelism"]["upperBound"].as_u64());
             upper.is_some_and(|u| v["parallelism"].as_u64() != Some(u))
         });
+        let non_parallel: Vec<String> = vertices
+            .iter()
+            .filter(|v| v["maxParallelism"].as_u64() == Some(1))
+            .filter_map(|v| v["id"].as_str().map(str::to_owned))
+            .collect();
+        // A non-parallel vertex bounds nothing: the job scales around it.
         let max_parallelism = vertices
             .iter()
             .filter_map(|v| v["maxParallelism"].as_u64())
-            .filter(|m| *m > 0)
-            .min();
-        let all_running = vertices.iter().all(|v| v["status"] == "RUNNING");
+            .filter(|m| *m > 1)
+            .min()
+            .or_else(|| (!non_parallel.is_empty()).then_some(1));
+        // A vertex whose every subtask finished (a bounded source feeding
+        // a job that runs on) is as settled as a running one.
+        let all_running = vertices
+            .iter()
+            .all(|v| v["status"] == "RUNNING" || v["status"] == "FINISHED");
         let mut status = status_of(job["state"].as_str().unwrap_or(""));
         if status == AppStatus::Running
             && let Some(problem) = unreadable_parallelism(&vertices)
@@ -247,6 +264,7 @@ impl FlinkTarget {
             },
             requirements,
             max_parallelism,
+            non_parallel,
         })
     }
 
@@ -325,7 +343,12 @@ impl FlinkTarget {
             if is_terminal(other["state"].as_str().unwrap_or("")) {
                 continue;
             }
-            let detail = self.rest.get(&format!("/jobs/{}", segment(jid))).await?;
+            // Another job gone between the two reads (or failing to
+            // answer) uses no slot this job could count on: skipped,
+            // rather than failing this job's own read or rescale.
+            let Ok(detail) = self.rest.get(&format!("/jobs/{}", segment(jid))).await else {
+                continue;
+            };
             // Saturating: another job's absurd parallelism (a proxy's or
             // another version's answer) leaves no slot free, not a panic.
             others = detail["vertices"]
@@ -464,7 +487,15 @@ impl ScalingTarget for FlinkTarget {
                 "job {application:?} lists no vertices in {path} (is jobmanager.scheduler: adaptive set?)"
             )));
         }
-        let (usable, slots) = self.slots(&now.id).await?;
+        // Only growth needs slots: a job holds those it runs on, so a
+        // scale-in is never refused for want of them (another job counted
+        // at slots it does not hold can make the free count look lower
+        // than what this job runs at).
+        let (usable, slots) = if kpu > now.state.parallelism {
+            self.slots(&now.id).await?
+        } else {
+            (u64::MAX, String::new())
+        };
         let short_of_slots = u64::from(kpu) > usable;
         let above_max = now.max_parallelism.filter(|max| u64::from(kpu) > *max);
         if short_of_slots || above_max.is_some() {
@@ -494,7 +525,12 @@ impl ScalingTarget for FlinkTarget {
             .requirements
             .keys()
             .map(|vid| {
-                let bounds = json!({"lowerBound": 1, "upperBound": kpu});
+                let upper = if now.non_parallel.contains(vid) {
+                    1
+                } else {
+                    kpu
+                };
+                let bounds = json!({"lowerBound": 1, "upperBound": upper});
                 (vid.clone(), json!({ "parallelism": bounds }))
             })
             .collect();
@@ -697,6 +733,111 @@ mod tests {
         let shrinking = target.describe("orders").await.expect("described");
         assert_eq!(shrinking.status, AppStatus::Updating, "{shrinking:?}");
         assert_eq!(shrinking.version_id, version_id(2_000, true));
+    }
+
+    /// A job with a non-parallel vertex (`maxParallelism` 1: a
+    /// `windowAll`, a global committer) scales around it: the rescale asks
+    /// that vertex for 1 and the others for the new parallelism, and the
+    /// job's ceiling is its parallel vertices' (it was 1, which refused
+    /// every rescale, scale-ins included, and a PUT asking that vertex for
+    /// more would have Flink refuse the whole rescale).
+    #[tokio::test]
+    async fn a_non_parallel_vertex_stays_at_1_and_bounds_nothing() {
+        let mut answers = cluster(16, 1_000, 2, 2);
+        let job = answers.get_mut("/jobs/j1").expect("the job");
+        for (i, vertex) in job["vertices"]
+            .as_array_mut()
+            .expect("vertices")
+            .iter_mut()
+            .enumerate()
+        {
+            let non_parallel = i == 2;
+            vertex["maxParallelism"] = json!(if non_parallel { 1 } else { 128 });
+            if non_parallel {
+                vertex["parallelism"] = json!(1);
+            }
+        }
+        let requirements = answers
+            .get_mut("/jobs/j1/resource-requirements")
+            .expect("requirements");
+        requirements["v3"]["parallelism"]["upperBound"] = json!(1);
+        let answers = Arc::new(Mutex::new(answers));
+        let puts = Arc::new(Mutex::new(Vec::new()));
+        let url = fake_flink(answers.clone(), puts.clone()).await;
+        let target = FlinkTarget::new(&url).expect("a target");
+        let DescribedJob {
+            state,
+            max_parallelism,
+            ..
+        } = target.describe_job("orders").await.expect("described");
+        assert_eq!(max_parallelism, Some(128));
+        assert_eq!((state.status, state.parallelism), (AppStatus::Running, 2));
+        target.rescale("orders", 4, &state).await.expect("sent");
+        let sent = answers.lock().expect("answers")["/jobs/j1/resource-requirements"].clone();
+        let upper = |vid: &str| sent[vid]["parallelism"]["upperBound"].as_u64();
+        assert_eq!(
+            (upper("v1"), upper("v2"), upper("v3")),
+            (Some(4), Some(4), Some(1))
+        );
+        assert_eq!(puts.lock().expect("puts").len(), 1);
+    }
+
+    /// A scale-in needs no slot: it is sent even when the free count (an
+    /// other job counted at slots it does not hold) is below the new
+    /// parallelism. It was refused "for want of slots" at every
+    /// evaluation, and the job stayed where it was.
+    #[tokio::test]
+    async fn a_scale_in_is_never_refused_for_want_of_slots() {
+        let mut answers = cluster(6, 1_000, 4, 4);
+        answers.insert(
+            "/jobs/overview".to_owned(),
+            json!({"jobs": [
+                {"jid": "j1", "name": "orders", "state": "RUNNING"},
+                {"jid": "j2", "name": "other", "state": "RUNNING"}
+            ]}),
+        );
+        answers.insert(
+            "/jobs/j2".to_owned(),
+            json!({"jid": "j2", "name": "other", "state": "RUNNING",
+                   "vertices": [{"id": "w", "parallelism": 4}]}),
+        );
+        let puts = Arc::new(Mutex::new(Vec::new()));
+        let url = fake_flink(Arc::new(Mutex::new(answers)), puts.clone()).await;
+        let target = FlinkTarget::new(&url).expect("a target");
+        let state = target.describe("orders").await.expect("described");
+        assert_eq!(state.parallelism, 4);
+        target
+            .rescale("orders", 3, &state)
+            .await
+            .expect("a scale-in is sent");
+        assert_eq!(puts.lock().expect("puts").len(), 1);
+    }
+
+    /// A vertex whose subtasks all finished (a bounded source feeding a
+    /// job that runs on) is settled: the job is RUNNING, not a rescale
+    /// pending forever. And another job that cannot be read between the
+    /// list and its details (gone, or failing) is skipped by the slot
+    /// count instead of failing this job's own read.
+    #[tokio::test]
+    async fn a_finished_vertex_is_settled_and_an_unreadable_other_job_is_skipped() {
+        let mut answers = cluster(8, 1_000, 2, 2);
+        answers.get_mut("/jobs/j1").expect("the job")["vertices"][0]["status"] = json!("FINISHED");
+        answers.insert(
+            "/jobs/overview".to_owned(),
+            json!({"jobs": [
+                {"jid": "j1", "name": "orders", "state": "RUNNING"},
+                {"jid": "gone", "name": "other", "state": "RUNNING"}
+            ]}),
+        );
+        let puts = Arc::new(Mutex::new(Vec::new()));
+        let url = fake_flink(Arc::new(Mutex::new(answers)), puts.clone()).await;
+        let target = FlinkTarget::new(&url).expect("a target");
+        let state = target.describe("orders").await.expect("described");
+        assert_eq!(state.status, AppStatus::Running, "{state:?}");
+        let (free, words) = target.slots("j1").await.expect("counted");
+        assert_eq!(free, 8, "{words}");
+        target.rescale("orders", 4, &state).await.expect("sent");
+        assert_eq!(puts.lock().expect("puts").len(), 1);
     }
 
     /// Other jobs whose parallelism adds up past `u64::MAX` (an answer
