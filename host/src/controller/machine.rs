@@ -881,6 +881,10 @@ impl Machine {
         let mut resume = crate::state::resume(&phase, &app, out.now_ms, settings.grace_period);
         if let (Some(Doubt::Answer(_)), Resume::Finished { update }) = (&doubt, &resume)
             && app.kpu() != update.target_kpu
+            // A target that says what it was asked for (a Flink job's
+            // requirements) and asks for this update's size took it: a job
+            // short of slots runs below it, but the rescale was ours.
+            && app.asked_kpu != Some(update.target_kpu)
         {
             // The version moved, but the application runs, settled, at
             // another size: somebody else's update, and the error was

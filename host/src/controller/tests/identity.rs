@@ -575,3 +575,70 @@ fn a_put_refused_because_the_job_was_replaced_is_told_as_a_replacement() {
         machine.record.phase
     );
 }
+
+/// A PUT to 4 that Flink took, whose answer was lost, on a cluster short
+/// of slots: the job runs, settled, at 3, its requirements asking for 4.
+struct TookShortOfSlots {
+    inner: Arc<FakeTarget>,
+    /// Whether the next PUT is the one whose answer is lost.
+    armed: Mutex<bool>,
+}
+
+#[async_trait]
+impl ScalingTarget for TookShortOfSlots {
+    async fn describe(&self, a: &str) -> Result<AppState, TargetError> {
+        let mut state = self.inner.describe(a).await?;
+        // Short of slots: the job runs at 3 where its requirements ask 4.
+        if state.parallelism == 4 {
+            state.parallelism = 3;
+        }
+        Ok(state)
+    }
+    async fn rescale(&self, a: &str, kpu: u32, c: &AppState) -> Result<u64, TargetError> {
+        let lost = std::mem::take(&mut *self.armed.lock().unwrap());
+        let accepted = self.inner.rescale(a, kpu, c).await?;
+        if lost {
+            return Err(TargetError::Transient("connection reset".into()));
+        }
+        Ok(accepted)
+    }
+}
+
+/// The review's finding: a PUT whose answer was lost took, but the job
+/// runs, settled, below it (short of slots), its requirements asking for
+/// the parallelism sent. That is the agent's rescale, followed as such
+/// (started, then a grace period), not one that "did not apply" (which
+/// decided again at once, on the metrics of the restart, with no grace).
+#[tokio::test(start_paused = true)]
+async fn a_lost_put_that_took_short_of_slots_is_the_agents_rescale() {
+    let inner = flink_job(2);
+    // Carried out before the agent reads the job again (its read-back
+    // failed too, or the JobManager it reads was failing over).
+    inner.state.lock().unwrap().update_secs = 0;
+    let target = Arc::new(TookShortOfSlots {
+        inner: inner.clone(),
+        armed: Mutex::new(true),
+    });
+    let run = Running::launch_doubling(&flink_app(), target, inner.origin);
+    until(&inner, 300).await;
+    let events = run.stop().await;
+    assert!(
+        events.iter().any(|e| matches!(
+            e,
+            Event::RescaleStarted {
+                from_kpu: 2,
+                to_kpu: 4,
+                ..
+            }
+        )),
+        "{events:?}"
+    );
+    assert!(
+        !failures(&events, "transient")
+            .iter()
+            .any(|said| said.contains("did not take effect")),
+        "{events:?}"
+    );
+    // Sent once; nothing else within the grace period after it.
+    assert_eq!(inner.updates(), vec![(0, 4)], "{events:?}");
+}
