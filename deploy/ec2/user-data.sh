@@ -21,8 +21,8 @@ aws s3 cp "$BUCKET_PREFIX/config.toml" /etc/flinkscale/config.toml
 chmod 0644 /etc/flinkscale/config.toml
 aws s3 cp "$BUCKET_PREFIX/flinkscale.service" /etc/systemd/system/flinkscale.service
 
-# Refuse to start on a bad file now, with every error located, rather than
-# in the unit's ExecStartPre.
+# Refuse to start on a bad file now, with every error located (plugins
+# tried on sample data too), before systemd starts the unit.
 /usr/local/bin/flinkscale validate /etc/flinkscale/config.toml
 systemctl daemon-reload
 systemctl enable --now flinkscale.service
