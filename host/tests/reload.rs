@@ -796,3 +796,83 @@ fn sighup_lifts_a_kpu_ceiling_and_the_next_decision_asks_for_more() {
     .expect("the journal is JSON");
     assert!(journal["record"]["kpu_limit"].is_null(), "{journal}");
 }
+
+/// `flinkscale reload`, the SIGHUP of a shell without `kill` (the
+/// container image's): it finds the agent by the journal locks it holds
+/// in the file's `state_dir`, and the agent reloads. A file the agent
+/// would refuse is refused here (exit 78, located) and nothing is sent;
+/// with no agent holding the folder, it says so (exit 1).
+#[test]
+fn flinkscale_reload_signals_the_agent_holding_the_state_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let emulator = Emulator::start(&scenario("reload.toml"), SPEED, &[], dir.path());
+    let plugins = plugin_dir();
+    let config = write_config(dir.path(), &plugins, &[application("keep", "hold", 1)]);
+    let reload = || {
+        std::process::Command::new(common::BIN)
+            .args(["reload", "--config"])
+            .arg(&config)
+            .current_dir(dir.path())
+            .output()
+            .expect("flinkscale runs")
+    };
+    let nobody = reload();
+    assert_eq!(nobody.status.code(), Some(1), "{nobody:?}");
+    assert!(
+        String::from_utf8_lossy(&nobody.stderr).contains("no running agent holds a journal lock"),
+        "{nobody:?}"
+    );
+
+    let agent = start_agent(&emulator, &config, &[], dir.path());
+    let diagnose = || diagnostics(&emulator, &agent);
+    wait_until(
+        PATIENCE,
+        "the application's journal locked",
+        || dir.path().join("state/keep.lock").exists() && !journal_lockable(dir.path(), "keep"),
+        diagnose,
+    );
+    write_config(
+        dir.path(),
+        &plugins,
+        &[
+            application("keep", "hold", 1),
+            application("added", "hold", 1),
+        ],
+    );
+    let sent = reload();
+    let said = String::from_utf8_lossy(&sent.stdout);
+    assert!(sent.status.success(), "{sent:?}");
+    assert!(
+        said.contains(&format!(
+            "Sent SIGHUP to the agent (process {}",
+            agent.pid()
+        )),
+        "{said}"
+    );
+    wait_until(
+        PATIENCE,
+        "the reload",
+        || !log_events(&agent.log(), "Configuration reloaded.").is_empty(),
+        diagnose,
+    );
+    assert_eq!(
+        log_events(&agent.log(), "Configuration reloaded.")[0]["added"],
+        "added"
+    );
+
+    // A file the agent would refuse: nothing sent.
+    write_text(&config, "[[application]]\nname = \"keep\"\nmax_kpu = 0\n");
+    let refused = reload();
+    assert_eq!(refused.status.code(), Some(78), "{refused:?}");
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("not sent: the agent would refuse"),
+        "{refused:?}"
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(
+        log_events(&agent.log(), "Configuration reload refused").is_empty(),
+        "{}",
+        diagnose()
+    );
+    assert!(agent.terminate(Duration::from_secs(15)).is_some());
+}

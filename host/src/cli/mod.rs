@@ -27,6 +27,7 @@ mod import;
 mod kit;
 mod plugin;
 mod probe;
+mod reload;
 
 /// A scaling agent for Apache Flink applications, with sandboxed
 /// WebAssembly policy plugins.
@@ -155,6 +156,12 @@ pub enum Command {
     /// alarms, signals, policy), the decision and what was done, newest
     /// last, from the decision history in `state_dir`.
     Explain(explain::ExplainArgs),
+    /// Send the running agent a SIGHUP (reload its configuration, lift its
+    /// KPU ceilings, end a stand-down) from a shell without `kill`, such as
+    /// the container image's: the agent is the process holding the journal
+    /// locks in the configuration's `state_dir`; the file is checked first
+    /// and nothing is sent if the agent would refuse it.
+    Reload(reload::ReloadArgs),
     /// Print the least-privilege IAM policy (JSON) for exactly the
     /// configured applications: their ARNs for kinesisanalytics, `*` for
     /// cloudwatch:GetMetricData.
@@ -509,6 +516,9 @@ async fn run_command(command: Command) -> anyhow::Result<ExitCode> {
         Command::Import { from } => import::run(from).await,
         Command::Status(args) => explain::status(args).await,
         Command::Explain(args) => explain::explain(args).await,
+        Command::Reload(args) => tokio::task::spawn_blocking(move || reload::run(&args))
+            .await
+            .map_err(anyhow::Error::from),
         Command::Probe { url, timeout_secs } => {
             let timeout = std::time::Duration::from_secs(timeout_secs);
             tokio::task::spawn_blocking(move || probe::probe(&url, timeout))

@@ -1,0 +1,122 @@
+//! `flinkscale reload`: sends the running agent a SIGHUP (a configuration
+//! reload, which also lifts KPU ceilings and ends a stand-down) from a
+//! shell that has no `kill`, the container image's (`FROM scratch`):
+//! `kubectl exec deploy/flinkscale -- flinkscale reload --config FILE`, or
+//! ECS Exec. The agent is the process that holds the journal locks of the
+//! configuration's applications in its `state_dir`, as the kernel's lock
+//! table shows it; the file is checked first, as the agent will check it,
+//! so that a file the agent would refuse is refused here, with its errors
+//! located, and no signal is sent.
+
+use std::collections::BTreeSet;
+use std::process::ExitCode;
+
+use clap::Args;
+
+use super::commands::EX_CONFIG;
+use crate::config::Mode;
+use crate::config::load;
+use crate::state::{LockTable, lock_path};
+
+/// `flinkscale reload`'s arguments.
+#[derive(Debug, Args)]
+pub struct ReloadArgs {
+    /// The configuration file the agent runs with (`--config FILE` or
+    /// `$FLINKSCALE_CONFIG`): checked, and its `state_dir` searched for
+    /// the agent.
+    #[command(flatten)]
+    pub config: super::conventions::ConfigFile,
+}
+
+/// Runs `flinkscale reload`: 0 once the signal is sent; 78 when the file
+/// is invalid (nothing sent); 1 when no agent (or more than one) holds the
+/// state folder's locks, or the signal cannot be sent.
+pub fn run(args: &ReloadArgs) -> ExitCode {
+    let path = match super::conventions::config_path(args.config.config.as_deref(), None, false) {
+        Ok(path) => path,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return ExitCode::from(EX_CONFIG);
+        }
+    };
+    let loaded = match load::load(&path) {
+        Ok(loaded) => loaded,
+        Err(errors) => {
+            eprintln!("{errors}");
+            eprintln!("error: not sent: the agent would refuse this file and keep the one it runs");
+            return ExitCode::from(EX_CONFIG);
+        }
+    };
+    let locks = LockTable::read();
+    let mut holders = BTreeSet::new();
+    let mut unseen = false;
+    for app in &loaded.config.applications {
+        if app.mode == Mode::Paused {
+            continue;
+        }
+        match locks.holder(&lock_path(&loaded.state_dir, &app.name)) {
+            Some(lock) if lock.held => match lock.pid {
+                Some(pid) => {
+                    holders.insert(pid);
+                }
+                None => unseen = true,
+            },
+            _ => {}
+        }
+    }
+    let pid = match holders.len() {
+        1 => holders.into_iter().next().unwrap_or_default(),
+        0 if unseen => {
+            eprintln!(
+                "error: the agent holding {}'s locks runs in another PID namespace (another \
+                 container): run this command inside its container (kubectl exec, ECS Exec)",
+                loaded.state_dir.display()
+            );
+            return ExitCode::FAILURE;
+        }
+        0 => {
+            eprintln!(
+                "error: no running agent holds a journal lock in {} (an agent holds one for each \
+                 application it acts on; a dry-run agent, or one whose applications are all \
+                 paused, holds none: send it SIGHUP with kill)",
+                loaded.state_dir.display()
+            );
+            return ExitCode::FAILURE;
+        }
+        _ => {
+            let pids: Vec<String> = holders.iter().map(u32::to_string).collect();
+            eprintln!(
+                "error: several processes hold the locks in {} ({}): not sent",
+                loaded.state_dir.display(),
+                pids.join(", ")
+            );
+            return ExitCode::FAILURE;
+        }
+    };
+    match send_hangup(pid) {
+        Ok(()) => {
+            println!(
+                "Sent SIGHUP to the agent (process {pid}, holding the locks in {}): it reloads \
+                 its configuration file; its log says `Configuration reloaded.` or `Configuration \
+                 reload refused`.",
+                loaded.state_dir.display()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("error: cannot send SIGHUP to process {pid}: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Sends SIGHUP to process `pid`.
+fn send_hangup(pid: u32) -> std::io::Result<()> {
+    let pid = libc::pid_t::try_from(pid).map_err(std::io::Error::other)?;
+    // SAFETY: kill(2) takes plain integers and touches no memory of ours.
+    if unsafe { libc::kill(pid, libc::SIGHUP) } == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
