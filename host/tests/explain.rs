@@ -471,15 +471,21 @@ fn once_records_its_evaluation_and_a_dry_once_leaves_state_dir_alone() {
 /// configuration, which does not exist, and says so on stderr instead of
 /// only "no decision recorded yet" (the drill's finding); stdout stays the
 /// same, and with the agent's `STATE_DIRECTORY` there is nothing to note.
-#[test]
-fn status_and_explain_say_when_state_dir_does_not_exist() {
-    let dir = tempfile::tempdir().expect("a temp dir");
-    let config = dir.path().join("agent.toml");
+/// `dir/agent.toml`: [`APP`] held by the `hold` policy, nothing else.
+fn hold_config(dir: &Path) -> PathBuf {
+    let config = dir.join("agent.toml");
     std::fs::write(
         &config,
         format!("[[application]]\nname = \"{APP}\"\n[application.policy]\nplugin = \"hold\"\n"),
     )
     .expect("the configuration can be written");
+    config
+}
+
+#[test]
+fn status_and_explain_say_when_state_dir_does_not_exist() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let config = hold_config(dir.path());
     let config_arg = config.to_string_lossy().into_owned();
     let run = |args: &[&str], state_directory: Option<&Path>| {
         let mut command = Command::new(BIN);
@@ -894,12 +900,7 @@ fn status_and_explain_of_a_missing_configuration_file_exit_78() {
 #[test]
 fn explain_of_an_unknown_application_exits_78_naming_the_configured_ones() {
     let dir = tempfile::tempdir().expect("a temp dir");
-    let config = dir.path().join("agent.toml");
-    std::fs::write(
-        &config,
-        format!("[[application]]\nname = \"{APP}\"\n[application.policy]\nplugin = \"hold\"\n"),
-    )
-    .expect("the configuration can be written");
+    let config = hold_config(dir.path());
     let output = Command::new(BIN)
         .args(["explain", "--application", "nosuch", "--config"])
         .arg(&config)

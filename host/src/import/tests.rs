@@ -42,6 +42,17 @@ fn metric_ids_are_cloudwatch_query_ids() {
     assert_eq!(metric_id("..."), "metric");
 }
 
+/// A stack of `root` with no parameter values.
+fn bare_stack(root: &serde_json::Value) -> Stack<'_> {
+    Stack {
+        root,
+        values: Default::default(),
+        stand_ins: Default::default(),
+        evaluating: Default::default(),
+        depth: Default::default(),
+    }
+}
+
 /// A template is the user's file: conditions that refer to themselves, or
 /// nest deeper than any template needs, are refused by name instead of
 /// recursing until the stack overflows.
@@ -56,13 +67,7 @@ fn conditions_in_a_cycle_or_nested_too_deep_are_refused() {
     }
     conditions.insert("C100000".into(), json!(true));
     let root = json!({"Parameters": {}, "Conditions": conditions});
-    let stack = Stack {
-        root: &root,
-        values: Default::default(),
-        stand_ins: Default::default(),
-        evaluating: Default::default(),
-        depth: Default::default(),
-    };
+    let stack = bare_stack(&root);
     let refused = |name: &str| match stack.resolve(&json!({"Condition": name})) {
         Err(ResolveError::Unsupported(message)) => message,
         other => panic!("{name}: {other:?}"),
@@ -102,13 +107,7 @@ fn expressions_nested_deep_across_conditions_are_refused_within_a_small_stack() 
     let message = std::thread::Builder::new()
         .stack_size(2 << 20)
         .spawn(move || {
-            let stack = Stack {
-                root: &root,
-                values: Default::default(),
-                stand_ins: Default::default(),
-                evaluating: Default::default(),
-                depth: Default::default(),
-            };
+            let stack = bare_stack(&root);
             let refused = stack.resolve(&json!({"Condition": "C0"}));
             // Usable again after the refusal: a shallow condition resolves.
             assert_eq!(stack.resolve(&json!({"Condition": "C63"})), Ok(json!(true)));

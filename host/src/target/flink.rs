@@ -735,6 +735,20 @@ mod tests {
         assert_eq!(shrinking.version_id, version_id(2_000, true));
     }
 
+    /// Gives vertex `i` of job `j1` in `answers` the max parallelism
+    /// `max(i)`.
+    fn set_max_parallelism(answers: &mut HashMap<String, Value>, max: impl Fn(usize) -> u64) {
+        let job = answers.get_mut("/jobs/j1").expect("the job");
+        for (i, vertex) in job["vertices"]
+            .as_array_mut()
+            .expect("vertices")
+            .iter_mut()
+            .enumerate()
+        {
+            vertex["maxParallelism"] = json!(max(i));
+        }
+    }
+
     /// A job with a non-parallel vertex (`maxParallelism` 1: a
     /// `windowAll`, a global committer) scales around it: the rescale asks
     /// that vertex for 1 and the others for the new parallelism, and the
@@ -744,19 +758,8 @@ mod tests {
     #[tokio::test]
     async fn a_non_parallel_vertex_stays_at_1_and_bounds_nothing() {
         let mut answers = cluster(16, 1_000, 2, 2);
-        let job = answers.get_mut("/jobs/j1").expect("the job");
-        for (i, vertex) in job["vertices"]
-            .as_array_mut()
-            .expect("vertices")
-            .iter_mut()
-            .enumerate()
-        {
-            let non_parallel = i == 2;
-            vertex["maxParallelism"] = json!(if non_parallel { 1 } else { 128 });
-            if non_parallel {
-                vertex["parallelism"] = json!(1);
-            }
-        }
+        set_max_parallelism(&mut answers, |i| if i == 2 { 1 } else { 128 });
+        answers.get_mut("/jobs/j1").expect("the job")["vertices"][2]["parallelism"] = json!(1);
         let requirements = answers
             .get_mut("/jobs/j1/resource-requirements")
             .expect("requirements");
@@ -878,15 +881,7 @@ mod tests {
     async fn a_rescale_above_the_jobs_max_parallelism_is_refused_with_it_as_the_ceiling() {
         let with_max = |slots: u64| {
             let mut answers = cluster(slots, 1_000, 2, 2);
-            let job = answers.get_mut("/jobs/j1").expect("the job");
-            for (i, vertex) in job["vertices"]
-                .as_array_mut()
-                .expect("vertices")
-                .iter_mut()
-                .enumerate()
-            {
-                vertex["maxParallelism"] = json!(if i == 1 { 6 } else { 128 });
-            }
+            set_max_parallelism(&mut answers, |i| if i == 1 { 6 } else { 128 });
             answers
         };
         let answers = Arc::new(Mutex::new(with_max(16)));

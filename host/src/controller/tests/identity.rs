@@ -334,6 +334,17 @@ async fn without_what_the_job_asks_for_a_lost_put_takes_the_safe_reading() {
 #[tokio::test(start_paused = true)]
 async fn a_lost_put_that_took_under_a_restart_is_the_agents_rescale() {
     let (target, events) = restart_under_put(true, true).await;
+    assert_started_2_to_4(&events);
+    // The rescale takes 90 s (seen done at the poll at 120 s); 4 -> 8
+    // after its grace period.
+    assert_eq!(completed(&events), vec![(120, 4)]);
+    assert!(failures(&events, "update_result").is_empty(), "{events:?}");
+    assert!(graces_held(&events).is_empty(), "{events:?}");
+    assert_eq!(target.updates(), vec![(0, 4), (420, 8)]);
+}
+
+/// The agent started its rescale from 2 to 4.
+fn assert_started_2_to_4(events: &[Event]) {
     assert!(
         events.iter().any(|e| matches!(
             e,
@@ -345,12 +356,6 @@ async fn a_lost_put_that_took_under_a_restart_is_the_agents_rescale() {
         )),
         "{events:?}"
     );
-    // The rescale takes 90 s (seen done at the poll at 120 s); 4 -> 8
-    // after its grace period.
-    assert_eq!(completed(&events), vec![(120, 4)]);
-    assert!(failures(&events, "update_result").is_empty(), "{events:?}");
-    assert!(graces_held(&events).is_empty(), "{events:?}");
-    assert_eq!(target.updates(), vec![(0, 4), (420, 8)]);
 }
 
 /// The application as a Flink job `j1` (or `id`) reports it: RUNNING at
@@ -622,17 +627,7 @@ async fn a_lost_put_that_took_short_of_slots_is_the_agents_rescale() {
     let run = Running::launch_doubling(&flink_app(), target, inner.origin);
     until(&inner, 300).await;
     let events = run.stop().await;
-    assert!(
-        events.iter().any(|e| matches!(
-            e,
-            Event::RescaleStarted {
-                from_kpu: 2,
-                to_kpu: 4,
-                ..
-            }
-        )),
-        "{events:?}"
-    );
+    assert_started_2_to_4(&events);
     assert!(
         !failures(&events, "transient")
             .iter()
