@@ -143,7 +143,10 @@ def test_flink_ec2_agent_reaches_the_cluster_on_loopback(tmp_path):
     assert app["rest_url"].startswith("http://127.0.0.1:")
     unit = (DEPLOY / "flink-ec2/flinkscale.service").read_text()
     assert f"ExecStart=/usr/local/bin/flinkscale run --config {CONFIG_DIR}/config.toml" in unit
-    assert f"ExecStartPre=/usr/local/bin/flinkscale validate {CONFIG_DIR}/config.toml" in unit
+    # `run` refuses a bad file itself (exit 78); a failing ExecStartPre
+    # would escape RestartPreventExitStatus=78 and restart for good.
+    assert not [line for line in unit.splitlines() if line.startswith("ExecStartPre=")]
+    assert "RestartPreventExitStatus=78" in unit
     assert "IPAddressAllow=localhost" in unit
     # Nothing in it calls AWS, and `iam` says so.
     path = tmp_path / "config.toml"
