@@ -467,6 +467,7 @@ fn a_real_flink_cluster_runs_the_load_job_and_rescales_in_place() {
     let failures = a_failing_task_and_a_lost_jobmanager(&cluster, job_name);
     cluster.cancel_live(job_name);
     runtime.block_on(a_jobs_key_groups_are_its_ceiling(&cluster));
+    runtime.block_on(a_non_parallel_vertex_stays_at_1(&cluster));
 
     println!(
         "flink: cluster ready in {startup} ms; Calc {rate:.0} records/s, busy {busy:.0} ms/s; \
@@ -563,6 +564,74 @@ async fn a_jobs_key_groups_are_its_ceiling(cluster: &Cluster) {
         ),
         "{text}"
     );
+    cluster.cancel_live(job_name);
+}
+
+/// A job with a vertex the planner runs non-parallel (a global COUNT(*):
+/// parallelism and max parallelism 1, as a windowAll or a sink's global
+/// committer) between vertices that scale: the target takes the job's
+/// ceiling from the parallel vertices, asks the non-parallel one for 1 and
+/// the others for the new parallelism, and Flink carries the rescale out,
+/// in and out again. (The target took 1 as the job's ceiling and refused
+/// every scale-out; asking every vertex for 2, Flink refuses the whole
+/// rescale.)
+async fn a_non_parallel_vertex_stays_at_1(cluster: &Cluster) {
+    let job_name = "flinkscale-non-parallel";
+    let job = cluster.submit_load_job_with(&["--non-parallel"], job_name, &["20"]);
+    wait_for("the job RUNNING", Duration::from_secs(60), || {
+        let vs = vertices(cluster, &job);
+        vs.iter().all(|v| v.3 == "RUNNING").then_some(())
+    });
+    let detail = cluster.get(&format!("/jobs/{job}"));
+    let single: Vec<String> = detail["vertices"]
+        .as_array()
+        .expect("vertices")
+        .iter()
+        .filter(|v| v["maxParallelism"].as_u64() == Some(1))
+        .filter_map(|v| v["id"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(single.len(), 1, "one non-parallel vertex: {detail}");
+    let target = FlinkTarget::new(&cluster.rest_url()).expect("a plain http URL");
+    let described = target.describe_job(job_name).await.expect("describe");
+    assert!(
+        described.max_parallelism.is_some_and(|max| max > 1),
+        "{described:?}"
+    );
+    let reader = &target;
+    let settled_at = |parallelism: u32| async move {
+        let started = Instant::now();
+        loop {
+            let now = reader.describe(job_name).await.expect("describe");
+            if now.status == AppStatus::Running && now.parallelism == parallelism {
+                return now;
+            }
+            assert!(started.elapsed() < Duration::from_secs(90), "still {now:?}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    };
+    let mut state = settled_at(2).await;
+    for parallelism in [1, 2] {
+        target
+            .rescale(job_name, parallelism, &state)
+            .await
+            .unwrap_or_else(|e| panic!("rescale to {parallelism}: {e:?}"));
+        state = settled_at(parallelism).await;
+        let running = vertices(cluster, &job);
+        for (id, name, at, status) in &running {
+            let want = if single.contains(id) {
+                1
+            } else {
+                u64::from(parallelism)
+            };
+            assert_eq!(
+                (*at, status.as_str()),
+                (want, "RUNNING"),
+                "{name}: {running:?}"
+            );
+        }
+        let asked = cluster.get(&format!("/jobs/{job}/resource-requirements"));
+        assert_eq!(asked[&single[0]]["parallelism"]["upperBound"], 1, "{asked}");
+    }
     cluster.cancel_live(job_name);
 }
 

@@ -8,7 +8,7 @@ jar it needs), so the job is submitted through PyFlink's Table API, which
 runs the same planner in this process and hands the job to the cluster over
 REST. Prints the job id and returns once the job is submitted.
 
-    python load_job.py [--max-parallelism N] REST_URL JOB_NAME ROWS_PER_SECOND [COSTLY_FROM COSTLY_UNTIL [REPEAT [FAIL_AT]]]
+    python load_job.py [--max-parallelism N | --non-parallel] REST_URL JOB_NAME ROWS_PER_SECOND [COSTLY_FROM COSTLY_UNTIL [REPEAT [FAIL_AT]]]
 
 With COSTLY_FROM and COSTLY_UNTIL (Unix seconds), the costly step does its
 work only for rows processed in that span and passes the others on cheaply:
@@ -23,6 +23,10 @@ production. Flink restarts it a second or more later, so it fails once.
 With --max-parallelism N, the job is submitted with N key groups
 (pipeline.max-parallelism) and at parallelism 1: Flink then refuses any
 parallelism above N, for as long as the job runs.
+With --non-parallel, the sink is fed a global COUNT(*) of the costly
+step's rows: a vertex the planner runs non-parallel (parallelism and max
+parallelism 1), as a windowAll or a sink's global committer is, between
+vertices that scale.
 """
 
 import sys
@@ -34,8 +38,11 @@ from pyflink.table import EnvironmentSettings, TableEnvironment
 def main() -> None:
     args = sys.argv[1:]
     max_parallelism = None
+    non_parallel = False
     if args[:1] == ["--max-parallelism"]:
         max_parallelism, args = int(args[1]), args[2:]
+    elif args[:1] == ["--non-parallel"]:
+        non_parallel, args = True, args[1:]
     rest_url, job_name, rows_per_second = args[0], args[1], int(args[2])
     costly_from, costly_until = (
         (int(args[3]), int(args[4])) if len(args) > 4 else (0, 2**62)
@@ -72,12 +79,15 @@ def main() -> None:
     )
     # CAST, unlike TRY_CAST, throws on a string that is no number; the
     # planner cannot fold it away, as the row is only known at run time.
-    result = env.execute_sql(
-        f"INSERT INTO snk SELECT CASE WHEN UNIX_TIMESTAMP() = {fail_at} "
+    rows = (
+        f"SELECT CASE WHEN UNIX_TIMESTAMP() = {fail_at} "
         f"THEN CAST(CONCAT('not a number: ', s) AS INT) "
         f"WHEN UNIX_TIMESTAMP() BETWEEN {costly_from} "
-        f"AND {costly_until} THEN {costly} ELSE CHAR_LENGTH(s) END FROM src"
+        f"AND {costly_until} THEN {costly} ELSE CHAR_LENGTH(s) END AS n FROM src"
     )
+    if non_parallel:
+        rows = f"SELECT CAST(COUNT(*) AS INT) FROM ({rows})"
+    result = env.execute_sql(f"INSERT INTO snk {rows}")
     print(result.get_job_client().get_job_id())
 
 
