@@ -445,10 +445,7 @@ impl RunningApp {
                         break;
                     }
                 }
-                Stopped {
-                    journal: None,
-                    quarantined: QuarantinedPlugins::default(),
-                }
+                Stopped::default()
             }),
         }
     }
@@ -463,10 +460,7 @@ impl RunningApp {
         // A panicking controller must not take the others down; its panic
         // is already printed by the runtime (and its journal dropped with
         // it: the next controller locks the journal again).
-        self.task.await.unwrap_or_else(|_| Stopped {
-            journal: None,
-            quarantined: QuarantinedPlugins::default(),
-        })
+        self.task.await.unwrap_or_default()
     }
 }
 

@@ -174,10 +174,8 @@ fn differences(spec: &AlarmSpec, found: &DescribedAlarm) -> Vec<String> {
     fn text<T: std::fmt::Display>(v: Option<T>) -> String {
         v.map_or_else(|| "(none)".to_owned(), |v| v.to_string())
     }
-    let dimensions = |d: &BTreeMap<String, String>| {
-        let items: Vec<String> = d.iter().map(|(k, v)| format!("{k}={v}")).collect();
-        format!("{{{}}}", items.join(", "))
-    };
+    let dimensions =
+        |d: &BTreeMap<String, String>| format!("{{{}}}", super::conventions::dimension_list(d));
     let n = found.evaluation_periods;
     let pairs = [
         (
@@ -273,11 +271,7 @@ pub fn report(changes: &[Change], skipped: &[NotMirrored], dry_run: bool) -> Str
                     } else {
                         format!(
                             " {{{}}}",
-                            spec.dimensions
-                                .iter()
-                                .map(|(k, v)| format!("{k}={v}"))
-                                .collect::<Vec<_>>()
-                                .join(", ")
+                            super::conventions::dimension_list(&spec.dimensions)
                         )
                     },
                     comparison_name(spec.comparison),

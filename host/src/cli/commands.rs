@@ -1360,12 +1360,7 @@ fn unpublished_metrics(loaded: &LoadedConfig, world: &crate::sim::World) -> Vec<
             {
                 continue;
             }
-            let dimensions = |d: &std::collections::BTreeMap<String, String>| {
-                d.iter()
-                    .map(|(k, v)| format!("{k}={v}"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            };
+            let dimensions = super::conventions::dimension_list;
             let mut names: Vec<String> = published
                 .iter()
                 .filter(|p| p.namespace == *namespace)

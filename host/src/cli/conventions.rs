@@ -218,18 +218,13 @@ pub async fn metric_findings(
                     .zip(&queries)
                     .filter(|(s, _)| s.points.is_empty())
                     .map(|(_, q)| {
-                        let dimensions: Vec<String> = q
-                            .dimensions
-                            .iter()
-                            .map(|(k, v)| format!("{k}={v}"))
-                            .collect();
                         format!(
                             "{} ({} {} {}, {})",
                             q.id,
                             q.namespace,
                             q.metric_name,
                             q.statistic,
-                            dimensions.join(", ")
+                            dimension_list(&q.dimensions)
                         )
                     })
                     .collect();
@@ -472,6 +467,16 @@ async fn vertex_findings(
             format!("the vertices of Flink job ({job}) at {rest_url} cannot be read: {error}"),
         )],
     }
+}
+
+/// A metric's dimensions as the messages write them: `Name=value`, comma
+/// separated, in name order.
+pub(super) fn dimension_list(dimensions: &std::collections::BTreeMap<String, String>) -> String {
+    dimensions
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 #[cfg(test)]

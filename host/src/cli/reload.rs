@@ -34,10 +34,7 @@ pub struct ReloadArgs {
 pub fn run(args: &ReloadArgs) -> ExitCode {
     let path = match super::conventions::config_path(args.config.config.as_deref(), None, false) {
         Ok(path) => path,
-        Err(error) => {
-            eprintln!("error: {error}");
-            return ExitCode::from(EX_CONFIG);
-        }
+        Err(error) => return super::config_path_error(&error),
     };
     let loaded = match load::load(&path) {
         Ok(loaded) => loaded,

@@ -1044,10 +1044,7 @@ impl<'a> Document<'a> {
                 }
                 Err(error) => error,
             };
-            let consequence = error
-                .message()
-                .strip_prefix("missing field `")
-                .and_then(|rest| rest.strip_suffix('`'))
+            let consequence = missing_field(error.message())
                 .is_some_and(|field| removed.iter().any(|r| r == field));
             if !consequence {
                 errors.push(self.serde_error(&error));
@@ -1103,12 +1100,7 @@ impl<'a> Document<'a> {
     /// value was wrong, reported as such, and left out for the piece to be
     /// validated, so "missing" would be a second, false report of it.
     fn gives_missing_field(&self, problem: &Problem) -> bool {
-        let Some(field) = problem
-            .message
-            .strip_prefix("missing field `")
-            .and_then(|rest| rest.split_once('`'))
-            .map(|(field, _)| field)
-        else {
+        let Some(field) = missing_field(&problem.message) else {
             return false;
         };
         let (node, whole) = self.deepest(&problem.path);
@@ -1185,9 +1177,7 @@ impl<'a> Document<'a> {
             Segment::Key(key) => Some(key.as_str()),
             Segment::Index(_) => None,
         });
-        if let Some(field) = message
-            .strip_prefix("missing field `")
-            .and_then(|rest| rest.strip_suffix('`'))
+        if let Some(field) = missing_field(&message)
             && let Some(help) = table.and_then(|table| validate::missing_field_hint(table, field))
         {
             hint = Some(help.to_owned());
@@ -1342,6 +1332,14 @@ fn explain_serde(message: &str) -> (String, Option<String>) {
         None => format!("expected {expected}"),
     };
     (what.to_owned(), Some(hint))
+}
+
+/// The field a "missing field `NAME`" message (serde's, and the
+/// validator's in its words) names.
+fn missing_field(message: &str) -> Option<&str> {
+    message
+        .strip_prefix("missing field `")
+        .and_then(|rest| rest.strip_suffix('`'))
 }
 
 /// Whether `text` (a value as the file writes it) is a TOML date, time or

@@ -509,12 +509,6 @@ pub(super) fn missing_field_hint(table: &str, field: &str) -> Option<&'static st
     })
 }
 
-/// [`valid_positive`] of a key this module checks (every caller names one
-/// it has).
-fn at_least_one(key: &str) -> &'static str {
-    valid_positive(key).unwrap_or("valid: 1 or more")
-}
-
 /// Checks one `[[application]]`, at index `index` in the file.
 fn validate_application(index: usize, app: &ApplicationConfig) -> Vec<Problem> {
     let at = FieldPath::root().key("application").index(index);
@@ -524,9 +518,8 @@ fn validate_application(index: usize, app: &ApplicationConfig) -> Vec<Problem> {
     for (field, value) in [("min_kpu", app.min_kpu), ("max_kpu", app.max_kpu)] {
         if value == 0 {
             bounds_ok = false;
-            problems.push(
-                Problem::new(at.key(field), format!("{field} is 0")).hint(at_least_one(field)),
-            );
+            problems
+                .push(Problem::new(at.key(field), format!("{field} is 0")).hint(range_of(field)));
         }
     }
     if bounds_ok && app.min_kpu > app.max_kpu {
@@ -548,7 +541,7 @@ fn validate_application(index: usize, app: &ApplicationConfig) -> Vec<Problem> {
                 at.key("evaluation_interval_secs"),
                 "evaluation_interval_secs is 0",
             )
-            .hint(at_least_one("evaluation_interval_secs")),
+            .hint(range_of("evaluation_interval_secs")),
         );
     } else if let Some(secs) = app
         .evaluation_interval_secs
@@ -567,13 +560,13 @@ fn validate_application(index: usize, app: &ApplicationConfig) -> Vec<Problem> {
     if app.update_poll_secs == 0 {
         problems.push(
             Problem::new(at.key("update_poll_secs"), "update_poll_secs is 0")
-                .hint(at_least_one("update_poll_secs")),
+                .hint(range_of("update_poll_secs")),
         );
     }
     if app.update_timeout_secs == 0 {
         problems.push(
             Problem::new(at.key("update_timeout_secs"), "update_timeout_secs is 0")
-                .hint(at_least_one("update_timeout_secs")),
+                .hint(range_of("update_timeout_secs")),
         );
     } else if app.update_poll_secs > 0 && app.update_timeout_secs < app.update_poll_secs {
         problems.push(
@@ -1052,9 +1045,8 @@ fn validate_target(at: &FieldPath, app: &ApplicationConfig) -> Vec<Problem> {
         ("max_parallelism", app.max_parallelism),
     ] {
         if value == Some(0) {
-            problems.push(
-                Problem::new(at.key(field), format!("{field} is 0")).hint(at_least_one(field)),
-            );
+            problems
+                .push(Problem::new(at.key(field), format!("{field} is 0")).hint(range_of(field)));
         }
     }
     let (min, max) = app.parallelism_bounds();
@@ -1232,7 +1224,7 @@ fn validate_alarm(
     if n == 0 {
         problems.push(
             Problem::new(at.key("evaluation_periods"), "evaluation_periods is 0")
-                .hint(at_least_one("evaluation_periods")),
+                .hint(range_of("evaluation_periods")),
         );
     } else if let Some(metric) = metric {
         let range = u64::from(n) * u64::from(metric.period_secs);

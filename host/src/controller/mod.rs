@@ -113,8 +113,9 @@ pub trait Interpret: Send {
     }
 }
 
-/// What [`Controller::run_until_stopped`] gives back.
-#[derive(Debug)]
+/// What [`Controller::run_until_stopped`] gives back (by default: no
+/// journal, nothing quarantined, as a task that ran no controller).
+#[derive(Debug, Default)]
 pub struct Stopped {
     /// The journal, still locked ([`Controller::into_journal`]).
     pub journal: Option<Journal>,
