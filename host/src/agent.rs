@@ -96,6 +96,30 @@ pub enum AgentError {
     /// The state folder or a journal could not be opened.
     #[error("cannot open the agent's state: {0}")]
     State(#[source] StateError),
+    /// Applications call AWS, and the SDK's chain found no region: no
+    /// call could be sent (each would fail as "Missing Region", retried
+    /// for ever).
+    #[error(
+        "no AWS region for {}: set `region` under [agent], or AWS_REGION, or the profile's \
+         `region` (AWS_PROFILE, ~/.aws/config); on EC2 the instance metadata service gives it, \
+         and did not",
+        application_list(.applications)
+    )]
+    NoRegion {
+        /// The applications that call AWS, in configuration order.
+        applications: Vec<String>,
+    },
+}
+
+/// `application "a"` or `applications "a", "b"`.
+fn application_list(names: &[String]) -> String {
+    let quoted: Vec<String> = names.iter().map(|n| format!("{n:?}")).collect();
+    let noun = if names.len() == 1 {
+        "application"
+    } else {
+        "applications"
+    };
+    format!("{noun} {}", quoted.join(", "))
 }
 
 impl AgentError {
@@ -323,6 +347,8 @@ struct LazyAws {
 
 /// The clients of [`LazyAws`], made from one SDK configuration.
 struct AwsClients {
+    /// Whether the SDK's chain found a region.
+    has_region: bool,
     source: BatchingSource,
     target: MsfTarget,
     alarms: CloudWatchAlarms,
@@ -347,6 +373,7 @@ impl LazyAws {
                     region = %sdk.region().map_or_else(|| "none".to_owned(), |r| r.to_string()),
                 );
                 AwsClients {
+                    has_region: sdk.region().is_some(),
                     source: BatchingSource::new(CloudWatchSource::new(&sdk)),
                     target: MsfTarget::new(&sdk),
                     alarms: CloudWatchAlarms::new(&sdk),
@@ -355,13 +382,22 @@ impl LazyAws {
             .await
     }
 
-    /// Loads the clients when one of `apps` calls AWS and is not paused.
-    async fn load_for<'a>(&self, apps: impl IntoIterator<Item = &'a ApplicationConfig>) {
-        if apps
+    /// Loads the clients when one of `apps` calls AWS and is not paused;
+    /// [`AgentError::NoRegion`], naming those, when the SDK's chain found
+    /// no region.
+    async fn load_for<'a>(
+        &self,
+        apps: impl IntoIterator<Item = &'a ApplicationConfig>,
+    ) -> Result<(), AgentError> {
+        let applications: Vec<String> = apps
             .into_iter()
-            .any(|app| app.mode != Mode::Paused && app.calls_aws())
-        {
-            self.clients().await;
+            .filter(|app| app.mode != Mode::Paused && app.calls_aws())
+            .map(|app| app.name.clone())
+            .collect();
+        if applications.is_empty() || self.clients().await.has_region {
+            Ok(())
+        } else {
+            Err(AgentError::NoRegion { applications })
         }
     }
 }
@@ -490,7 +526,7 @@ impl Agent {
         // After the plugins: a plugin that will not load or refuses its
         // params is said at once, not after the SDK's own search for a
         // region and credentials (seconds, and warnings, off EC2).
-        aws.load_for(&loaded.config.applications).await;
+        aws.load_for(&loaded.config.applications).await?;
         agent.parts.aws = Some(aws);
         Ok(agent)
     }
@@ -878,8 +914,11 @@ async fn apply(
             continue;
         }
         // The AWS clients, the first time an application needs them.
-        if let Some(aws) = &parts.aws {
-            aws.load_for([*app]).await;
+        if let Some(aws) = &parts.aws
+            && let Err(error) = aws.load_for([*app]).await
+        {
+            error!(message = "Application not (re)started.", application = %name, %error);
+            continue;
         }
         // Plugins are compiled and configured before the running controller
         // is touched: a changed application whose new plugin does not load

@@ -135,6 +135,26 @@ where
     false
 }
 
+/// An SDK error's text for a log line or a report: its message and each
+/// cause's, joined by `: `, a cause whose text is already said left out.
+///
+/// The SDK's own `DisplayErrorContext` says the same and then appends the
+/// whole error's `Debug` form (the response, its headers and extensions),
+/// about a kilobyte per failed call in the log of an agent that retries.
+pub fn error_text(error: &(dyn Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut next = error.source();
+    while let Some(cause) = next {
+        let said = cause.to_string();
+        if !said.is_empty() && !text.contains(&said) {
+            text.push_str(": ");
+            text.push_str(&said);
+        }
+        next = cause.source();
+    }
+    text
+}
+
 /// The IAM action an AWS refusal names, e.g. `cloudwatch:GetMetricData`
 /// from "User: arn:aws:iam::1:user/a is not authorized to perform:
 /// cloudwatch:GetMetricData because no identity-based policy allows ...".
@@ -213,6 +233,30 @@ mod tests {
         assert!(!is_credentials_failure(&network));
         let timeout: SdkError<UpdateApplicationError> = SdkError::timeout_error("slow");
         assert!(!is_credentials_failure(&timeout));
+    }
+
+    #[test]
+    fn an_error_text_says_each_cause_once_and_no_debug_form() {
+        use aws_sdk_kinesisanalyticsv2::error::ConnectorError;
+        use aws_sdk_kinesisanalyticsv2::operation::describe_application::DescribeApplicationError;
+        let missing: SdkError<DescribeApplicationError> =
+            SdkError::dispatch_failure(ConnectorError::other(
+                Box::new(CredentialsError::not_loaded("no credentials in the chain")),
+                None,
+            ));
+        let text = error_text(&missing);
+        assert!(text.starts_with("dispatch failure"), "{text}");
+        assert!(text.contains("no credentials in the chain"), "{text}");
+        // The SDK's DisplayErrorContext ends with `(DispatchFailure(...))`.
+        assert!(!text.contains("DispatchFailure"), "{text}");
+        assert!(!text.contains("ConnectorError"), "{text}");
+        assert_eq!(
+            text.matches("no credentials in the chain").count(),
+            1,
+            "{text}"
+        );
+        let timeout: SdkError<DescribeApplicationError> = SdkError::timeout_error("slow");
+        assert_eq!(error_text(&timeout), "request has timed out: slow");
     }
 
     #[test]

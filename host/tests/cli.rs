@@ -950,7 +950,49 @@ fn validate_environment_without_credentials_is_not_buried_in_sdk_warnings() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
     assert!(stdout.contains("AWS credentials: not found"), "{stdout}");
+    assert!(
+        stdout.contains("AWS region: not found: set `region` under [agent] in agent.toml"),
+        "{stdout}"
+    );
     assert!(!stderr.contains("aws_config"), "{stderr}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// With credentials and no region anywhere (no `[agent] region`, no
+/// AWS_REGION, no profile, no instance metadata), `run` and `once` refuse
+/// to start (exit 78) naming the applications and where a region comes
+/// from: every call would fail as "Missing Region", a transient failure
+/// retried for ever.
+#[test]
+fn run_and_once_without_a_region_refuse_to_start() {
+    let dir = scratch("no-region");
+    let (code, config, stderr) = flinkscale_in(&dir, &["example", "msf-cpu"]);
+    assert_eq!(code, 0, "{stderr}");
+    std::fs::write(dir.join("agent.toml"), config).expect("written");
+    for command in ["run", "once"] {
+        // Bounded: an agent that starts anyway runs until stopped.
+        let mut run = Command::new("timeout");
+        common::aws_env(&mut run, "http://127.0.0.1:9", &dir);
+        let out = run
+            .args(["60", env!("CARGO_BIN_EXE_flinkscale")])
+            .args([command, "--config", "agent.toml"])
+            .current_dir(&dir)
+            .env_remove("AWS_REGION")
+            .env_remove("FLINKSCALE_CONFIG")
+            .env("HOME", &dir)
+            .output()
+            .expect("the flinkscale binary runs");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(78), "{command}: {stderr}");
+        assert!(
+            stderr.contains(
+                "error: cannot start the agent: no AWS region for application \
+                 \"clickstream-enricher\": set `region` under [agent], or AWS_REGION"
+            ),
+            "{command}: {stderr}"
+        );
+        assert!(!stderr.contains("Missing Region"), "{command}: {stderr}");
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }
 

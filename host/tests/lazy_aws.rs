@@ -338,3 +338,64 @@ fn sighup_adding_msf_applications_loads_the_sdk_once_and_scales_them() {
     );
     agent.assert_running(diagnose);
 }
+
+/// A SIGHUP that adds an MSF application to an agent whose SDK chain finds
+/// no region (none set, no profile, no instance metadata) leaves that
+/// application out, saying why, and the agent and its Flink job running:
+/// each of its calls would have failed as "Missing Region", for ever.
+#[test]
+fn sighup_adding_an_msf_application_without_a_region_leaves_it_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let flink = NoJobsFlink::start();
+    let config = write_config(dir.path(), &[flink_application(&flink.url)]);
+    let mut command = Command::new("true");
+    aws_env(&mut command, "http://127.0.0.1:9", dir.path());
+    let env: Vec<(String, String)> = command
+        .get_envs()
+        .filter(|(k, _)| *k != "AWS_REGION")
+        .filter_map(|(k, v)| Some((k.to_str()?.to_owned(), v?.to_str()?.to_owned())))
+        .collect();
+    let env: Vec<(&str, String)> = env.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
+    let agent = run_agent(&config, dir.path(), &env);
+    let diagnose = || agent.log_tail(40);
+    wait_until(
+        PATIENCE,
+        "the agent's start",
+        || !log_events(&agent.log(), "Agent started.").is_empty(),
+        diagnose,
+    );
+    write_config(
+        dir.path(),
+        &[flink_application(&flink.url), msf_application("added")],
+    );
+    common::hangup(&agent);
+    wait_until(
+        PATIENCE,
+        "the reload",
+        || !log_events(&agent.log(), "Configuration reloaded.").is_empty(),
+        diagnose,
+    );
+    let log = agent.log();
+    let refused = log_events(&log, "Application not (re)started.");
+    assert_eq!(refused.len(), 1, "{log}");
+    assert_eq!(refused[0]["application"], "added", "{log}");
+    let error = refused[0]["error"].as_str().unwrap_or_default();
+    assert!(
+        error.starts_with("no AWS region for application \"added\": set `region` under [agent]"),
+        "{error}"
+    );
+    assert_eq!(
+        log_events(&log, "Configuration reloaded.")[0]["added"],
+        "",
+        "{log}"
+    );
+    let asked = flink.requests().len();
+    wait_until(
+        PATIENCE,
+        "the Flink application's next evaluation",
+        || flink.requests().len() > asked,
+        diagnose,
+    );
+    assert!(!log.contains("Missing Region"), "{log}");
+    agent.assert_running(diagnose);
+}

@@ -39,7 +39,7 @@ pub const EX_CONFIG: u8 = 78;
 /// returned as an error (exit status 1).
 async fn startup_failure(error: AgentError, loaded: &LoadedConfig) -> anyhow::Result<ExitCode> {
     match &error {
-        AgentError::State(StateError::Newer { .. }) => {
+        AgentError::State(StateError::Newer { .. }) | AgentError::NoRegion { .. } => {
             eprintln!("error: cannot start the agent: {error}");
             return Ok(ExitCode::from(EX_CONFIG));
         }
@@ -1217,7 +1217,17 @@ pub async fn validate(config: &Path, environment: bool) -> anyhow::Result<ExitCo
                 }
             },
         };
-        if let Some(sdk) = sdk.as_ref().filter(|_| credentials) {
+        // No call can be sent without a region: then none is tried.
+        let region = sdk.as_ref().is_some_and(|sdk| sdk.region().is_some());
+        if sdk.is_some() && !region {
+            println!(
+                "AWS region: not found: set `region` under [agent] in {}, or AWS_REGION, or the \
+                 profile's `region` (AWS_PROFILE, ~/.aws/config); on EC2 the instance metadata \
+                 service gives it, and did not",
+                config.display()
+            );
+        }
+        if let Some(sdk) = sdk.as_ref().filter(|_| credentials && region) {
             let target = crate::target::msf::MsfTarget::new(sdk);
             let region = sdk
                 .region()

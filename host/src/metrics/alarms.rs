@@ -14,7 +14,7 @@ use async_trait::async_trait;
 use aws_config::SdkConfig;
 use aws_sdk_cloudwatch::Client;
 use aws_sdk_cloudwatch::config::http::HttpResponse;
-use aws_sdk_cloudwatch::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_cloudwatch::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_cloudwatch::types::{
     ComparisonOperator, Dimension, MetricAlarm, StateValue, Statistic as SdkStatistic,
 };
@@ -281,7 +281,7 @@ where
 {
     let code = error.code();
     let status = error.raw_response().map(|r| r.status().as_u16());
-    let full = DisplayErrorContext(error).to_string();
+    let full = crate::aws::error_text(error);
     let message = error.message().unwrap_or(&full);
     let action = format!("cloudwatch:{operation}");
     if code.is_some_and(|c| c.starts_with("Throttl") || c == "TooManyRequestsException")

@@ -13,7 +13,7 @@ use std::time::Instant;
 use async_trait::async_trait;
 use aws_config::SdkConfig;
 use aws_sdk_cloudwatch::Client;
-use aws_sdk_cloudwatch::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_cloudwatch::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_cloudwatch::operation::get_metric_data::GetMetricDataError;
 use aws_sdk_cloudwatch::primitives::DateTime;
 use aws_sdk_cloudwatch::types::{
@@ -365,7 +365,7 @@ const ACTION: &str = "cloudwatch:GetMetricData";
 fn classify_error(error: &SdkError<GetMetricDataError>) -> MetricsError {
     let code = error.code();
     let status = error.raw_response().map(|r| r.status().as_u16());
-    let full = DisplayErrorContext(error).to_string();
+    let full = crate::aws::error_text(error);
     let message = error.message().unwrap_or(&full);
     if code.is_some_and(|c| THROTTLING_CODES.contains(&c)) || status == Some(429) {
         return MetricsError::Throttled(format!(

@@ -15,7 +15,7 @@ use async_trait::async_trait;
 use aws_config::SdkConfig;
 use aws_config::retry::RetryConfig;
 use aws_sdk_kinesisanalyticsv2::Client;
-use aws_sdk_kinesisanalyticsv2::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_kinesisanalyticsv2::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_kinesisanalyticsv2::operation::describe_application::DescribeApplicationError;
 use aws_sdk_kinesisanalyticsv2::operation::update_application::UpdateApplicationError;
 use aws_sdk_kinesisanalyticsv2::types::{
@@ -298,6 +298,10 @@ where
         })
         .unwrap_or(TargetError::Transient);
     let message = match error.code() {
+        None if crate::aws::is_credentials_failure(error) => format!(
+            "{operation} was not sent: no usable AWS credentials: {}",
+            crate::aws::error_text(error)
+        ),
         // Name the permission to grant, as AWS's refusal says it.
         Some(code) if crate::aws::is_permission_code(code) => format!(
             "{operation} failed with {}",
@@ -311,7 +315,7 @@ where
             "{operation} failed with {code}: {}",
             error.message().unwrap_or("no message")
         ),
-        None => format!("{operation} failed: {}", DisplayErrorContext(error)),
+        None => format!("{operation} failed: {}", crate::aws::error_text(error)),
     };
     class(message)
 }
@@ -343,5 +347,25 @@ mod tests {
         ] {
             assert_eq!(class(code), Some(TargetError::Permission(String::new())));
         }
+    }
+
+    #[test]
+    fn missing_credentials_are_said_in_one_short_line() {
+        use aws_credential_types::provider::error::CredentialsError;
+        use aws_sdk_kinesisanalyticsv2::error::ConnectorError;
+        use aws_sdk_kinesisanalyticsv2::operation::describe_application::DescribeApplicationError;
+        let missing: SdkError<DescribeApplicationError> =
+            SdkError::dispatch_failure(ConnectorError::other(
+                Box::new(CredentialsError::not_loaded("no credentials in the chain")),
+                None,
+            ));
+        let TargetError::Permission(message) = classify("DescribeApplication", &missing) else {
+            panic!("not a permission failure");
+        };
+        assert_eq!(
+            message,
+            "DescribeApplication was not sent: no usable AWS credentials: dispatch failure: \
+             other: the credential provider was not enabled: no credentials in the chain"
+        );
     }
 }
