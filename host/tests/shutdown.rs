@@ -104,6 +104,65 @@ fn run_exits_promptly_on_sigterm_with_its_journal_and_history_written() {
     println!("SIGTERM to exit: {timings:?} ms");
 }
 
+/// SIGTERM while the agent waits for a GetMetricData that CloudWatch does
+/// not answer (the emulator holds it 30 s) ends the process within the
+/// same budget: the read is given up, where the SDK would have held the
+/// stop for up to its 35 s deadline (after which systemd or a container
+/// runtime sends SIGKILL).
+#[test]
+fn run_gives_up_a_hanging_read_on_sigterm() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let emulator = Emulator::start(&scenario("resilience-cycles.toml"), 20.0, &[], dir.path());
+    let config = write_config(dir.path());
+    let agent = spawn_agent(
+        &emulator.endpoint,
+        &config,
+        &[],
+        dir.path(),
+        "agent.log",
+        &[],
+    );
+    let diagnose = || format!("{}\n{}", agent.log_tail(40), emulator.call_summary());
+    wait_until(
+        Duration::from_secs(60),
+        "the agent's first evaluation",
+        || {
+            agent.assert_running(diagnose);
+            agent.log().contains("\"message\":\"Evaluated.\"")
+        },
+        diagnose,
+    );
+    emulator.add_fault(&serde_json::json!({
+        "operation": "GetMetricData", "error": "Delay", "delay_ms": 30_000, "count": 1000,
+    }));
+    // The fault's count goes down as a GetMetricData reaches the
+    // emulator, which then holds it.
+    wait_until(
+        Duration::from_secs(60),
+        "a GetMetricData held by the emulator",
+        || {
+            let faults = emulator.control("GET", "/_emulator/faults", None);
+            faults["faults"][0]["count"].as_u64() != Some(1000)
+        },
+        diagnose,
+    );
+    std::thread::sleep(Duration::from_millis(200));
+    let signalled = Instant::now();
+    let status = agent.terminate(Duration::from_secs(40));
+    let took = signalled.elapsed();
+    let status = status.unwrap_or_else(|| panic!("no exit within 40 s of SIGTERM\n{}", diagnose()));
+    assert!(status.success(), "{status}\n{}", diagnose());
+    assert!(
+        took <= EXIT_BUDGET,
+        "SIGTERM to exit took {} ms (budget {} ms) with a GetMetricData held\n{}",
+        took.as_millis(),
+        EXIT_BUDGET.as_millis(),
+        diagnose()
+    );
+    assert_whole(&dir.path().join("state"), "after a read given up");
+    println!("SIGTERM to exit with a read held: {} ms", took.as_millis());
+}
+
 /// The journal and the decision history of [`APP`] under `state`, where
 /// they exist, are whole: a JSON journal, and JSON lines.
 fn assert_whole(state: &Path, context: &str) {

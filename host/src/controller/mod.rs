@@ -263,6 +263,10 @@ pub enum EvaluateError {
     /// plugin: guest failures are traps, not panics).
     #[error("a plugin call panicked: {0}")]
     Panicked(String),
+    /// A stop was asked while the evaluation waited for a read; the read
+    /// was given up ([`Controller::run_until_stopped`]).
+    #[error("stopped while reading the application or its metrics")]
+    Stopped,
 }
 
 /// The result of one evaluation, before acting on it.
@@ -509,6 +513,10 @@ pub struct Controller {
     /// Each change is an operator's word to lift the recorded KPU limit
     /// and to end a stand-down (see [`Controller::with_ceiling_lifts`]).
     ceiling_lifts: Option<watch::Receiver<u64>>,
+    /// The stop signal of [`Controller::run_until_stopped`], which gives
+    /// up a read in flight (see [`unless_stopped`]); `None` before it runs
+    /// (the `once` command, the tests' direct calls).
+    stop: Option<watch::Receiver<bool>>,
 }
 
 /// Whether the policy of `app` decides on nothing but the states of its
@@ -592,6 +600,7 @@ impl Controller {
                 .collect(),
             promise_broken: false,
             ceiling_lifts: None,
+            stop: None,
         }
     }
 
@@ -761,7 +770,16 @@ impl Controller {
     /// ([`Controller::after_quarantine`]), whose first answer from the
     /// plugin then ends the quarantine the metrics, `status` and the
     /// history still show.
+    ///
+    /// A stop asked while the controller waits for a read (a
+    /// DescribeApplication, a GetMetricData, a Flink REST call: up to the
+    /// SDK's 35 s deadline when AWS does not answer) gives the read up at
+    /// once: a read has no effect, and systemd or a container runtime
+    /// follows SIGTERM with SIGKILL after 10 to 90 s. An UpdateApplication
+    /// (or a Flink PUT) in flight is waited for, so that the journal
+    /// records its answer; none is started after the stop.
     pub async fn run_until_stopped(mut self, mut shutdown: watch::Receiver<bool>) -> Stopped {
+        self.stop = Some(shutdown.clone());
         let warned = std::panic::AssertUnwindSafe(self.warn_if_autoscaling())
             .catch_unwind()
             .await;
@@ -787,7 +805,14 @@ impl Controller {
                         self.say_what_is_left();
                         return self.stopped();
                     }
-                    self.execute(command).await
+                    match self.execute(command).await {
+                        Some(observation) => observation,
+                        // A read given up for the stop.
+                        None => {
+                            self.say_what_is_left();
+                            return self.stopped();
+                        }
+                    }
                 }
             };
         }
@@ -941,18 +966,33 @@ impl Controller {
 
     /// Runs one command and returns what it observed; a panic on the way
     /// is observed too.
-    async fn execute(&mut self, command: Command) -> Observation {
+    /// Runs `command`; `None` when a stop was asked while it read (see
+    /// [`Controller::run_until_stopped`]).
+    async fn execute(&mut self, command: Command) -> Option<Observation> {
         let run = std::panic::AssertUnwindSafe(self.run_command(command)).catch_unwind();
         match run.await {
             Ok(observation) => observation,
-            Err(panic) => Observation::Panicked(panic_message(panic.as_ref())),
+            Err(panic) => Some(Observation::Panicked(panic_message(panic.as_ref()))),
         }
     }
 
-    async fn run_command(&mut self, command: Command) -> Observation {
+    /// [`Controller::execute`] for the `once` command, which no stop
+    /// interrupts: its controller never runs [`Controller::run_until_stopped`].
+    async fn execute_once(&mut self, command: Command) -> Observation {
+        self.execute(command).await.unwrap_or_else(|| {
+            Observation::Panicked(
+                "internal error: a read was given up for a stop `once` cannot ask for".to_owned(),
+            )
+        })
+    }
+
+    async fn run_command(&mut self, command: Command) -> Option<Observation> {
         let name = &self.settings.name;
-        match command {
-            Command::Describe => Observation::Described(self.target.describe(name).await),
+        Some(match command {
+            Command::Describe => {
+                let read = unless_stopped(self.stop.clone(), self.target.describe(name));
+                Observation::Described(read.await.ok()?)
+            }
             Command::Update { update, current } => {
                 Observation::Updated(self.target.rescale(name, update.target_kpu, &current).await)
             }
@@ -964,6 +1004,7 @@ impl Controller {
                         decision: assessment.decision,
                     }))
                 }
+                Err(EvaluateError::Stopped) => return None,
                 Err(EvaluateError::Panicked(message)) => Observation::Panicked(message),
                 Err(error) => {
                     let class = match &error {
@@ -971,16 +1012,17 @@ impl Controller {
                         EvaluateError::Metrics(MetricsError::Permission(_)) => Failure::Permission,
                         EvaluateError::Metrics(_) => Failure::Metrics,
                         EvaluateError::Target(e) => Failure::of(e),
-                        EvaluateError::Panicked(_) => Failure::Plugin,
+                        EvaluateError::Panicked(_) | EvaluateError::Stopped => Failure::Plugin,
                     };
                     Observation::Evaluated(Err((class, error.to_string())))
                 }
             },
-        }
+        })
     }
 
     async fn warn_if_autoscaling(&mut self) {
-        if let Ok(state) = self.target.describe(&self.settings.name).await
+        let read = unless_stopped(self.stop.clone(), self.target.describe(&self.settings.name));
+        if let Ok(Ok(state)) = read.await
             && state.autoscaling_enabled
         {
             crate::telemetry::warn_autoscaling_enabled(&self.settings.name, state.status);
@@ -990,18 +1032,18 @@ impl Controller {
     /// Collect, interpret, evaluate alarms and decide, without acting.
     pub async fn evaluate(&mut self) -> Result<Assessment, EvaluateError> {
         let name = self.settings.name.clone();
-        let state = self
-            .target
-            .describe(&name)
-            .await
+        let state = unless_stopped(self.stop.clone(), self.target.describe(&name))
+            .await?
             .map_err(EvaluateError::Target)?;
         let now_ms = self.clock.now_ms();
         let metrics = if self.queries.is_empty() {
             Vec::new()
         } else {
-            self.source
-                .fetch(&self.queries, now_ms - self.window_ms, now_ms)
-                .await
+            let fetch = self
+                .source
+                .fetch(&self.queries, now_ms - self.window_ms, now_ms);
+            unless_stopped(self.stop.clone(), fetch)
+                .await?
                 .map_err(EvaluateError::Metrics)?
         };
         // After the fetch: a datapoint published while it ran was seen no
@@ -1020,9 +1062,9 @@ impl Controller {
             last_update_duration_secs: self.machine.record.last_update_duration_secs,
         };
         let (signals, trouble) = self.interpret(now_ms, &app, &metrics).await?;
-        let reported = self
-            .cloudwatch_states()
-            .await
+        let stop = self.stop.clone();
+        let reported = unless_stopped(stop, self.cloudwatch_states())
+            .await?
             .map_err(EvaluateError::Metrics)?;
         let alarms = self
             .alarms
@@ -1070,12 +1112,15 @@ impl Controller {
     /// (none asked for, or a failed read: logged, and the policy goes on
     /// without; it learns as it runs). `&mut`: the controller is `Send`
     /// but not `Sync`, and this future is held across an await.
-    async fn read_history(&mut self, now_ms: i64) -> Option<Vec<Series>> {
+    async fn read_history(&mut self, now_ms: i64) -> Result<Option<Vec<Series>>, EvaluateError> {
         let days = self.history_days;
-        let (start_ms, end_ms) =
-            crate::metrics::history::span(now_ms, now_ms - self.window_ms, days)?;
+        let Some((start_ms, end_ms)) =
+            crate::metrics::history::span(now_ms, now_ms - self.window_ms, days)
+        else {
+            return Ok(None);
+        };
         if self.queries.is_empty() {
-            return None;
+            return Ok(None);
         }
         // What the read costs, for the log: the datapoints it asks for at
         // most, and the GetMetricData pages they take at least.
@@ -1085,9 +1130,9 @@ impl Controller {
             end_ms,
         );
         let started = std::time::Instant::now();
-        match crate::metrics::history::read(self.source.as_ref(), &self.queries, start_ms, end_ms)
-            .await
-        {
+        let read =
+            crate::metrics::history::read(self.source.as_ref(), &self.queries, start_ms, end_ms);
+        Ok(match unless_stopped(self.stop.clone(), read).await? {
             Ok(history) => {
                 let points: usize = history.iter().map(|s| s.points.len()).sum();
                 tracing::info!(
@@ -1112,7 +1157,7 @@ impl Controller {
                 );
                 None
             }
-        }
+        })
     }
 
     /// With lazy polling, an alarm-driven policy's hold is asked again only
@@ -1212,7 +1257,7 @@ impl Controller {
             match self.step(observation).await {
                 Next::Run(Command::Evaluate) => return None,
                 Next::Run(command @ Command::Describe) => {
-                    observation = self.execute(command).await;
+                    observation = self.execute_once(command).await;
                 }
                 // Never asked for before an evaluation: a machine bug,
                 // reported as such and not run.
@@ -1327,7 +1372,7 @@ impl Controller {
             }
             match next {
                 Next::Run(command @ (Command::Update { .. } | Command::Describe)) => {
-                    observation = self.execute(command).await;
+                    observation = self.execute_once(command).await;
                 }
                 Next::Run(Command::Evaluate) | Next::Wait(_) if started.is_some() => {
                     return started.unwrap_or(ActOutcome::Held);
@@ -1596,7 +1641,7 @@ impl Controller {
         self.plugin_refreshed(refresh, now_ms);
         if wants_history {
             self.history_due = false;
-            let history = self.read_history(now_ms).await;
+            let history = self.read_history(now_ms).await?;
             let with_history = history.is_some();
             let evaluation = match history {
                 Some(history) => Evaluation {
@@ -1902,6 +1947,23 @@ fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
         .map(|s| (*s).to_owned())
         .or_else(|| panic.downcast_ref::<String>().cloned())
         .unwrap_or_else(|| "a panic with no message".to_owned())
+}
+
+/// Awaits `read`, a call with no effect, unless `stop` (when there is
+/// one) is asked for, or its sender gone, first: then the read is dropped
+/// where it was and [`EvaluateError::Stopped`] returned.
+async fn unless_stopped<T>(
+    stop: Option<watch::Receiver<bool>>,
+    read: impl std::future::Future<Output = T>,
+) -> Result<T, EvaluateError> {
+    let Some(mut stop) = stop else {
+        return Ok(read.await);
+    };
+    tokio::select! {
+        value = read => Ok(value),
+        // An error: the sender is gone, as good as a stop.
+        _ = stop.wait_for(|stopped| *stopped) => Err(EvaluateError::Stopped),
+    }
 }
 
 /// Sleeps for `delay`; returns true if shutdown was requested meanwhile (or

@@ -15,6 +15,7 @@ mod identity;
 mod lazy;
 mod quarantine;
 mod restart;
+mod stop;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
