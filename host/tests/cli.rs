@@ -1537,3 +1537,48 @@ fn simulate_checks_its_configuration_as_validate_does_and_names_unpublished_metr
         "{stderr}"
     );
 }
+
+/// `FLINKSCALE_LOG_FORMAT=json` does what `--log-format json` does, for a
+/// container or unit that sets the environment and not the command line;
+/// the flag wins over it, and a value that is no format is refused.
+#[test]
+fn the_log_format_can_come_from_the_environment() {
+    let dir = scratch("log-format-env");
+    std::fs::write(
+        dir.join("flink.toml"),
+        "[[application]]\nname = \"orders\"\ntarget = \"flink\"\n\
+         rest_url = \"http://127.0.0.1:9\"\n[application.policy]\nplugin = \"hold\"\n",
+    )
+    .expect("written");
+    let once = |format: &str, flag: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_flinkscale"))
+            .args(flag)
+            .args(["once", "--dry-run", "--config", "flink.toml"])
+            .current_dir(&dir)
+            .env("FLINKSCALE_LOG_FORMAT", format)
+            .env_remove("FLINKSCALE_CONFIG")
+            .env_remove("RUST_LOG")
+            .output()
+            .expect("flinkscale runs");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (_, stderr) = once("json", &[]);
+    let loaded = stderr
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|l| l["message"] == "Plugin loaded.")
+        .unwrap_or_else(|| panic!("no JSON line: {stderr}"));
+    assert_eq!(loaded["plugin"], "hold", "{loaded}");
+    let (_, stderr) = once("json", &["--log-format", "text"]);
+    assert!(
+        stderr.contains("INFO flinkscale::plugin::reload: Plugin loaded."),
+        "{stderr}"
+    );
+    let (code, stderr) = once("xml", &[]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("invalid value 'xml'"), "{stderr}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -34,8 +34,14 @@ mod reload;
 #[derive(Debug, Parser)]
 #[command(name = "flinkscale", version, about, long_about = None)]
 pub struct Cli {
-    /// Log format on stderr.
-    #[arg(long, value_enum, default_value = "text", global = true)]
+    /// Log format on stderr (`$FLINKSCALE_LOG_FORMAT` when not given).
+    #[arg(
+        long,
+        value_enum,
+        default_value = "text",
+        global = true,
+        env = "FLINKSCALE_LOG_FORMAT"
+    )]
     pub log_format: LogFormat,
     /// What to do.
     #[command(subcommand)]
