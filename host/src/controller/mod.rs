@@ -819,14 +819,15 @@ impl Controller {
     }
 
     /// What a stopped controller gives back: its journal and which plugins
-    /// were quarantined.
+    /// were quarantined, or left their quarantine without answering since
+    /// ([`PluginHealth::awaiting_recovery`]).
     fn stopped(self) -> Stopped {
         let quarantined = QuarantinedPlugins {
-            policy: self.policy_health.is_quarantined(),
+            policy: self.policy_health.awaiting_recovery(),
             interpreters: self
                 .interpreter_health
                 .iter()
-                .map(PluginHealth::is_quarantined)
+                .map(PluginHealth::awaiting_recovery)
                 .collect(),
         };
         Stopped {

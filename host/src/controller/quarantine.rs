@@ -192,4 +192,13 @@ impl PluginHealth {
     pub fn is_quarantined(&self) -> bool {
         self.until_ms.is_some()
     }
+
+    /// Whether the plugin is quarantined, or is being retried out of a
+    /// quarantine (its back-off ended, its file changed, or it is a new
+    /// instance put in place of a quarantined one) and has not answered
+    /// yet: what a stopped controller hands over, so that the quarantine
+    /// the metrics and `status` still show ends with the next answer.
+    pub fn awaiting_recovery(&self) -> bool {
+        self.until_ms.is_some() || self.retrying || self.renewed
+    }
 }

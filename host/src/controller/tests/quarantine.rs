@@ -123,11 +123,34 @@ fn new_code_that_ends_a_quarantine_recovers_at_its_first_success() {
         health.failed(1, &policy),
         AfterFailure::Counted { failures: 1 }
     );
+    assert!(health.awaiting_recovery() && !health.is_quarantined());
     assert!(
         health.succeeded(),
         "the new file's first success is a recovery"
     );
+    assert!(!health.awaiting_recovery());
     assert!(!health.succeeded());
+}
+
+#[test]
+fn a_plugin_retried_after_its_back_off_awaits_its_recovery_until_it_answers() {
+    let policy = QuarantinePolicy::DEFAULT;
+    let mut health = PluginHealth::default();
+    assert!(!health.awaiting_recovery());
+    for _ in 0..policy.after_failures {
+        health.failed(0, &policy);
+    }
+    let Gate::Skip { until_ms } = health.gate(1, || false) else {
+        panic!("quarantined")
+    };
+    assert_eq!(
+        health.gate(until_ms, || false),
+        Gate::Retry(RetryReason::BackoffElapsed)
+    );
+    // Out of quarantine, not yet recovered: a stop now hands it on.
+    assert!(!health.is_quarantined() && health.awaiting_recovery());
+    assert!(health.succeeded());
+    assert!(!health.awaiting_recovery());
 }
 
 #[test]
@@ -941,4 +964,32 @@ async fn a_quarantine_ends_with_the_first_answer_after_a_restart() {
         .collect();
     assert_eq!(recovered, [(150, "doubling (test)".to_owned())]);
     assert!(retries(&events).is_empty(), "{events:?}");
+}
+
+/// A controller started in place of a quarantined one and stopped before
+/// its plugin answered (a second reload, or a stop during its first read)
+/// hands the quarantine on: the next controller's first answer ends it,
+/// where it was forgotten and `flinkscale_plugin_quarantined` stayed 1.
+#[tokio::test(start_paused = true)]
+async fn a_quarantine_is_handed_on_by_a_controller_stopped_before_its_first_answer() {
+    let target = FakeTarget::new(1, 90);
+    let before = QuarantinedPlugins {
+        policy: true,
+        interpreters: Vec::new(),
+    };
+    let controller = Controller::new(
+        &test_app(),
+        false,
+        constant(50.0),
+        target.clone(),
+        Box::new(Doubling),
+        Vec::new(),
+        Clock::starting_at(T0_MS),
+        Events::log_only(),
+    )
+    .after_quarantine(&before);
+    let (stop, stopped) = watch::channel(false);
+    stop.send(true).unwrap();
+    let handed = controller.run_until_stopped(stopped).await.quarantined;
+    assert_eq!(handed, before);
 }
