@@ -249,7 +249,7 @@ async fn serve(
     let suspects = || suspects.lock().unwrap_or_else(PoisonError::into_inner);
     let (mut apart, together): (Vec<Request>, Vec<Request>) = {
         let known = suspects();
-        batch.into_iter().partition(|request| {
+        batch.into_iter().filter(still_asked).partition(|request| {
             request
                 .queries
                 .iter()
@@ -271,6 +271,13 @@ async fn serve(
             Outcome::Failed => {}
         }
     }
+}
+
+/// Whether the caller of `request` still waits for its answer: one whose
+/// read was given up (its controller stopped, or restarted by a reload)
+/// costs no fetch, nor a fetch slot the other applications wait for.
+fn still_asked(request: &Request) -> bool {
+    !request.reply.is_closed()
 }
 
 /// What [`serve_merged`] did with its batch.
@@ -379,7 +386,7 @@ async fn serve_apart(
     let mut running = tokio::task::JoinSet::new();
     loop {
         while running.len() < APART_CONCURRENCY {
-            let Some(request) = waiting.next() else {
+            let Some(request) = waiting.by_ref().find(still_asked) else {
                 break;
             };
             let inner = inner.clone();
@@ -536,6 +543,21 @@ mod tests {
         let fake = Arc::new(fake);
         let source = BatchingSource::with_window(fake.clone(), DEFAULT_WINDOW);
         (fake, source)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_caller_gone_before_its_batch_is_served_costs_no_fetch() {
+        let (fake, source) = batching(Fake::default());
+        let a = [query("cpu", 1), query("lag", 3)];
+        let b = [query("cpu", 2)];
+        // `a` gives up within the batching window (its controller
+        // stopped); `b` waits for its answer.
+        let given_up = tokio::time::timeout(DEFAULT_WINDOW / 2, source.fetch(&a, 0, 300_000));
+        let (gone, kept) = tokio::join!(given_up, source.fetch(&b, 0, 300_000));
+        assert!(gone.is_err(), "given up");
+        assert_eq!(kept.expect("b")[0].query.id, "cpu");
+        // One call, for `b`'s one query: none of `a`'s was fetched.
+        assert_eq!(fake.seen.lock().expect("lock")[..], [(1, 0, 300_000)]);
     }
 
     #[tokio::test(start_paused = true)]
