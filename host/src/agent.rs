@@ -917,7 +917,12 @@ async fn apply(
         if let Some(aws) = &parts.aws
             && let Err(error) = aws.load_for([*app]).await
         {
-            error!(message = "Application not (re)started.", application = %name, %error);
+            error!(
+                message = "Application not (re)started.",
+                application = %name,
+                %error,
+                hint = "[agent] and the AWS environment are read at start: restart the agent once a region is set",
+            );
             continue;
         }
         // Plugins are compiled and configured before the running controller

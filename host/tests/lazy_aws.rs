@@ -384,6 +384,8 @@ fn sighup_adding_an_msf_application_without_a_region_leaves_it_out() {
         error.starts_with("no AWS region for application \"added\": set `region` under [agent]"),
         "{error}"
     );
+    let hint = refused[0]["hint"].as_str().unwrap_or_default();
+    assert!(hint.contains("restart the agent"), "{hint}");
     assert_eq!(
         log_events(&log, "Configuration reloaded.")[0]["added"],
         "",

@@ -33,7 +33,8 @@ pub const EX_CONFIG: u8 = 78;
 /// The exit status of `run` or `once` when the agent could not be
 /// assembled from `loaded`: [`EX_CONFIG`] (after saying why on stderr)
 /// for a journal written by a newer agent, which this one must neither
-/// read nor replace, and for a plugin the configuration names that will
+/// read nor replace, for applications that call AWS when the SDK's chain
+/// found no region, and for a plugin the configuration names that will
 /// not load or refuses its params (said as `validate` says it, with the
 /// file, line and field: [`plugin_problems`]); any other failure is
 /// returned as an error (exit status 1).
