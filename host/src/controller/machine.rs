@@ -1687,6 +1687,11 @@ impl Machine {
                 out.failed(class, message);
             }
         } else {
+            // Reported again after another failure: the metrics mark only
+            // the latest class, so a permission failure remembered across
+            // a transient one would leave the permission alert silent
+            // while the refusal goes on.
+            self.permission = None;
             out.failed(class, message);
         }
         match class {

@@ -1180,6 +1180,14 @@ fn a_permission_failure_is_reported_once_per_change_of_message() {
     );
     let again = step(&mut machine, denied("ExpiredToken: expired"));
     assert_eq!(reported(&again), 1, "reported again after a success");
+    // And after another class of failure, which took the metrics' "last
+    // failure" from it: the refusal is the latest failure again.
+    step(
+        &mut machine,
+        Observation::Evaluated(Err((Failure::Transient, "connection reset".to_owned()))),
+    );
+    let again = step(&mut machine, denied("ExpiredToken: expired"));
+    assert_eq!(reported(&again), 1, "reported again after another failure");
 }
 
 #[tokio::test(start_paused = true)]
