@@ -163,6 +163,17 @@ fn run_gives_up_a_hanging_read_on_sigterm() {
     println!("SIGTERM to exit with a read held: {} ms", took.as_millis());
 }
 
+/// The `[agent] listen` address of the configuration [`write_config`]
+/// wrote.
+fn listen_addr(config: &Path) -> std::net::SocketAddr {
+    let text = std::fs::read_to_string(config).expect("the configuration is readable");
+    let line = text
+        .lines()
+        .find_map(|l| l.strip_prefix("listen = "))
+        .expect("a listen line");
+    line.trim_matches('"').parse().expect("an address")
+}
+
 /// The journal and the decision history of [`APP`] under `state`, where
 /// they exist, are whole: a JSON journal, and JSON lines.
 fn assert_whole(state: &Path, context: &str) {
@@ -235,6 +246,30 @@ fn run_stops_gracefully_on_sigterm_during_its_start() {
         !agent.log().contains("\"message\":\"Agent started.\""),
         "the start was not blocked\n{}",
         diagnose()
+    );
+    // Served during the start: alive, not ready, and saying why; an
+    // orchestrator's liveness probe must not kill a start that compiles.
+    let addr = listen_addr(&config);
+    let get = |path: &str| {
+        let answer = common::http(addr, "GET", path, &[], b"")
+            .unwrap_or_else(|e| panic!("GET {path} during the start: {e}\n{}", diagnose()));
+        (
+            answer.status,
+            String::from_utf8_lossy(&answer.body).into_owned(),
+        )
+    };
+    assert_eq!(get("/livez"), (200, "ok\n".to_owned()));
+    let (status, body) = get("/readyz");
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        body.starts_with("starting: the agent is loading its plugins"),
+        "{body}"
+    );
+    let (status, metrics) = get("/metrics");
+    assert_eq!(status, 200, "{metrics}");
+    assert!(
+        metrics.contains(&format!("flinkscale_ready{{application=\"{APP}\"}} 0")),
+        "{metrics}"
     );
     let signalled = Instant::now();
     let status = agent.terminate(Duration::from_secs(10));

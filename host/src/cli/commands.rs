@@ -186,6 +186,32 @@ pub async fn run(config: &Path, dry_run: bool) -> anyhow::Result<ExitCode> {
         ),
         None => None,
     };
+    // Served from now: a liveness probe gets its answer while the plugins
+    // compile (a minute for a Python one on a cold cache), where an
+    // unanswered one would have the orchestrator kill the agent mid-compile
+    // for good; /readyz says `starting` meanwhile.
+    let (stop, stopped) = watch::channel(false);
+    registry.mark_starting();
+    let server = listener.map(|listener| {
+        if let Ok(addr) = listener.local_addr() {
+            info!(message = "Serving /metrics, /livez, /readyz, /healthz, /status and /explain.", %addr);
+        }
+        tokio::spawn(telemetry::http::serve_with_state(
+            listener,
+            registry.clone(),
+            Some(loaded.state_dir.clone()),
+            stopped.clone(),
+        ))
+    });
+    // Stops the server on a return during the start.
+    let stop_server = |server: Option<tokio::task::JoinHandle<()>>| {
+        let _ = stop.send(true);
+        async move {
+            if let Some(server) = server {
+                let _ = server.await;
+            }
+        }
+    };
     // Listening before the agent starts: a SIGHUP sent while it starts
     // reloads (once it runs) instead of ending the process.
     let hangups = hangup_signals();
@@ -203,8 +229,12 @@ pub async fn run(config: &Path, dry_run: bool) -> anyhow::Result<ExitCode> {
     let agent = tokio::select! {
         agent = &mut start => match agent {
             Ok(Ok(agent)) => agent,
-            Ok(Err(error)) => return startup_failure(error, &loaded).await,
+            Ok(Err(error)) => {
+                stop_server(server).await;
+                return startup_failure(error, &loaded).await;
+            }
             Err(error) => {
+                stop_server(server).await;
                 return startup_failure(AgentError::Assembly(error.to_string()), &loaded).await;
             }
         },
@@ -217,6 +247,7 @@ pub async fn run(config: &Path, dry_run: bool) -> anyhow::Result<ExitCode> {
             // there is nothing for it to finish.
             start.abort();
             drop(history);
+            stop_server(server).await;
             info!(message = "Stopped during start.");
             return Ok(ExitCode::SUCCESS);
         }
@@ -226,20 +257,8 @@ pub async fn run(config: &Path, dry_run: bool) -> anyhow::Result<ExitCode> {
         applications = loaded.config.applications.len(),
         dry_run,
     );
-    let (stop, stopped) = watch::channel(false);
     // Plugins are compiled by now: staleness counts from here.
     registry.mark_started(system_ms());
-    let server = listener.map(|listener| {
-        if let Ok(addr) = listener.local_addr() {
-            info!(message = "Serving /metrics, /livez, /readyz, /healthz, /status and /explain.", %addr);
-        }
-        tokio::spawn(telemetry::http::serve_with_state(
-            listener,
-            registry.clone(),
-            Some(loaded.state_dir.clone()),
-            stopped.clone(),
-        ))
-    });
     let (reload, reloads) = tokio::sync::mpsc::unbounded_channel();
     let running = tokio::spawn(agent.run_reloading(stopped, reloads));
     let reloader = tokio::spawn(reload_on_hangup(

@@ -189,6 +189,11 @@ fn handle<B>(registry: &Registry, request: &Request<B>, now: Now) -> Response<Fu
         ));
     }
     if path == "/readyz" {
+        if registry.starting() {
+            body.push_str(
+                "starting: the agent is loading its plugins (a first compile can take a minute) and journals; no application runs yet\n",
+            );
+        }
         for app in registry.not_ready(now.wall_ms) {
             body.push_str(&not_ready_line(&app, now.wall_ms));
         }

@@ -338,6 +338,9 @@ pub struct Registry {
     apps: Mutex<BTreeMap<String, AppMetrics>>,
     failures: Arc<FailureCounts>,
     started_ms: Mutex<i64>,
+    /// Between [`Registry::mark_starting`] and [`Registry::mark_started`]:
+    /// the agent loads its plugins and journals, and no application runs.
+    starting: std::sync::atomic::AtomicBool,
     /// The heartbeat's last beat, on the monotonic clock: a wall-clock step
     /// must not fail liveness.
     last_beat: Mutex<Instant>,
@@ -415,6 +418,7 @@ impl Registry {
             apps: Mutex::new(apps),
             failures: Arc::new(failures),
             started_ms: Mutex::new(started_ms),
+            starting: std::sync::atomic::AtomicBool::new(false),
             last_beat: Mutex::new(Instant::now()),
             plugin_calls: Family::new_with_constructor(latency_histogram),
             config_reloads: Mutex::new(ConfigReloads::default()),
@@ -506,10 +510,27 @@ impl Registry {
             .collect()
     }
 
+    /// Says that the agent starts (it loads its plugins, which may compile
+    /// for a minute, and its journals): `/readyz` and `flinkscale_ready`
+    /// say not ready until [`Registry::mark_started`]; `/livez` is not
+    /// concerned.
+    pub fn mark_starting(&self) {
+        self.starting
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Whether the agent is starting ([`Registry::mark_starting`]).
+    pub fn starting(&self) -> bool {
+        self.starting.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     /// Restarts the clock of applications that never evaluated (call it
-    /// when the controllers start, after the plugins are compiled).
+    /// when the controllers start, after the plugins are compiled), and
+    /// ends the start.
     pub fn mark_started(&self, now_ms: i64) {
         *self.started_ms.lock().unwrap_or_else(|p| p.into_inner()) = now_ms;
+        self.starting
+            .store(false, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// The failure counters this registry reports; [`super::Events`] with
@@ -708,6 +729,7 @@ impl Registry {
     pub fn render(&self, now_ms: i64) -> String {
         let apps = self.apps.lock().unwrap_or_else(|p| p.into_inner()).clone();
         let started_ms = *self.started_ms.lock().unwrap_or_else(|p| p.into_inner());
+        let starting = self.starting();
         let failures = self.failures.snapshot();
         let mut out = String::new();
         let mut family = |name: &str, kind: &str, help: &str, samples: Vec<(String, String)>| {
@@ -805,10 +827,11 @@ impl Registry {
         family(
             "flinkscale_ready",
             "gauge",
-            "1 while GET /readyz counts the application as ready (evaluated within 3 x its interval + 60 s, plus the wait a lazy hold chose or a rescale's update timeout and grace period, no panic since, its journal saved at the last attempt, and not stood down; paused: always), 0 otherwise.",
+            "1 while GET /readyz counts the application as ready (the agent started, evaluated within 3 x its interval + 60 s, plus the wait a lazy hold chose or a rescale's update timeout and grace period, no panic since, its journal saved at the last attempt, and not stood down; paused: always), 0 otherwise.",
             per_app(&|a| {
                 let ready = a.mode == Mode::Paused
-                    || (now_ms <= a.stale_at_ms(started_ms)
+                    || (!starting
+                        && now_ms <= a.stale_at_ms(started_ms)
                         && a.panicked.is_none()
                         && a.journal.is_none()
                         && a.stood_down.is_none());
