@@ -127,6 +127,10 @@ def test_flink_sidecar_runs_beside_the_jobmanager(tmp_path):
     assert sidecar["securityContext"]["readOnlyRootFilesystem"] is True
     assert {p["name"]: p["containerPort"] for p in sidecar["ports"]}["http"] == listen_port(config)
     assert sidecar["livenessProbe"]["httpGet"]["path"] == "/livez"
+    # Not ready would take the JobManager's pod out of its Service.
+    assert "readinessProbe" not in sidecar
+    annotations = by_name[("Deployment", "flink-jobmanager")]["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["prometheus.io/port"] == str(listen_port(config))
     mounts = {m["mountPath"]: m["name"] for m in sidecar["volumeMounts"]}
     assert mounts == {CONFIG_DIR: "config", STATE_DIR: "state"}
     volumes = {v["name"]: v for v in pod["volumes"]}
