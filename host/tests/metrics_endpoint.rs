@@ -916,7 +916,10 @@ fn held_until_saved(
                 return false;
             };
             body = String::from_utf8_lossy(&ready.body).into_owned();
-            ready.status == 503 && !body.contains("; 0 updates held")
+            // Past the start's own 503 (`starting: ...`): the journal's.
+            ready.status == 503
+                && body.contains("journal cannot be saved")
+                && !body.contains("; 0 updates held")
         },
         diagnose,
     );
