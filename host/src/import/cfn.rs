@@ -504,6 +504,7 @@ fn import_template(
         values,
         stand_ins: BTreeMap::new(),
         evaluating: Default::default(),
+        known: Default::default(),
         depth: Default::default(),
     };
     let resources = root
@@ -1154,6 +1155,7 @@ fn state_machine_waits(
         values: stack.values.clone(),
         stand_ins: stand_ins.clone(),
         evaluating: Default::default(),
+        known: Default::default(),
         depth: Default::default(),
     })
     .ok();

@@ -60,6 +60,10 @@ pub struct Stack<'a> {
     pub evaluating: std::cell::RefCell<Vec<String>>,
     /// How deep [`Stack::resolve`] is (0 between calls).
     pub depth: std::cell::Cell<usize>,
+    /// Each condition's value once evaluated: a condition named twice at
+    /// each of n levels is evaluated once, not 2^n times (a crafted
+    /// template of 2 KB took for ever).
+    pub known: std::cell::RefCell<BTreeMap<String, bool>>,
 }
 
 /// The text CloudFormation passes for a scalar written in a template
@@ -114,6 +118,9 @@ impl Stack<'_> {
     }
 
     fn condition(&self, name: &str) -> Result<bool, ResolveError> {
+        if let Some(known) = self.known.borrow().get(name) {
+            return Ok(*known);
+        }
         let expr = self
             .root
             .get("Conditions")
@@ -140,6 +147,9 @@ impl Stack<'_> {
         }
         let value = self.boolean(expr);
         self.evaluating.borrow_mut().pop();
+        if let Ok(known) = value {
+            self.known.borrow_mut().insert(name.to_owned(), known);
+        }
         value
     }
 

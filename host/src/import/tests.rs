@@ -49,6 +49,7 @@ fn bare_stack(root: &serde_json::Value) -> Stack<'_> {
         values: Default::default(),
         stand_ins: Default::default(),
         evaluating: Default::default(),
+        known: Default::default(),
         depth: Default::default(),
     }
 }
@@ -126,6 +127,31 @@ fn expressions_nested_deep_across_conditions_are_refused_within_a_small_stack() 
     }
 }
 
+/// A condition naming the next one twice, 40 levels deep (a 2 KB
+/// template), was evaluated 2^40 times: each condition is evaluated once.
+#[test]
+fn a_condition_named_many_times_is_evaluated_once() {
+    let mut conditions = serde_json::Map::new();
+    for i in 0..40 {
+        let next = format!("C{}", i + 1);
+        conditions.insert(
+            format!("C{i}"),
+            json!({"Fn::Or": [{"Condition": next}, {"Condition": next}]}),
+        );
+    }
+    conditions.insert("C40".into(), json!({"Fn::Equals": ["a", "b"]}));
+    let root = json!({"Parameters": {}, "Conditions": conditions});
+    let (sent, answer) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let stack = bare_stack(&root);
+        let _ = sent.send(stack.resolve(&json!({"Condition": "C0"})));
+    });
+    let resolved = answer
+        .recv_timeout(std::time::Duration::from_secs(20))
+        .expect("resolved within 20 s (2^40 evaluations would take for ever)");
+    assert_eq!(resolved, Ok(json!(false)));
+}
+
 fn conditions_resolve_after_a_refusal(stack: &Stack<'_>) {
     assert_eq!(
         stack.resolve(&json!({"Condition": "C99990"})),
@@ -148,6 +174,7 @@ fn intrinsic_functions_resolve_with_the_stack_values() {
         values: [("Name".to_owned(), "a".to_owned())].into(),
         stand_ins: Default::default(),
         evaluating: Default::default(),
+        known: Default::default(),
         depth: Default::default(),
     };
     let r = |v: serde_json::Value| stack.resolve(&v);
