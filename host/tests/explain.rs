@@ -526,6 +526,56 @@ fn status_and_explain_say_when_state_dir_does_not_exist() {
     assert!(!absent.exists(), "status and explain create nothing");
 }
 
+/// A FIFO planted in the state folder (as the history, the journal, the
+/// lock) makes `status` and `explain` say what is unreadable, at once:
+/// they hung, waiting for a writer that never came, and `status` said
+/// "the history is empty" for a history it could not read.
+#[test]
+fn status_and_explain_refuse_a_fifo_in_the_state_folder_at_once() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let config = hold_config(dir.path());
+    let state = dir.path().join("state");
+    std::fs::create_dir_all(state.join("history")).expect("the folders can be made");
+    for fifo in [
+        state.join("history").join(format!("{APP}.jsonl")),
+        state.join(format!("{APP}.json")),
+    ] {
+        let made = Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .expect("mkfifo runs");
+        assert!(made.success(), "mkfifo {}", fifo.display());
+    }
+    let config_arg = config.to_string_lossy().into_owned();
+    for args in [&["status"][..], &["explain", "--application", APP]] {
+        // Bounded: the old code never returned.
+        let output = Command::new("timeout")
+            .args(["20", BIN])
+            .args(args)
+            .args(["--config", &config_arg])
+            .current_dir(dir.path())
+            .env_remove("STATE_DIRECTORY")
+            .output()
+            .expect("flinkscale runs");
+        let said = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert_ne!(output.status.code(), Some(124), "{args:?} hung: {said}");
+        assert!(said.contains("not a regular file"), "{args:?}: {said}");
+        assert!(!said.contains("the history is empty"), "{args:?}: {said}");
+    }
+    let status = Command::new("timeout")
+        .args(["20", BIN, "status", "--config", &config_arg])
+        .current_dir(dir.path())
+        .output()
+        .expect("flinkscale runs");
+    let stdout = String::from_utf8_lossy(&status.stdout);
+    assert!(stdout.contains("  history:    unreadable: "), "{stdout}");
+    assert!(stdout.contains("  journal:    unreadable: "), "{stdout}");
+}
+
 /// A journal of `application` in `state_dir` whose update to 4 KPU (from
 /// 2, quoting version 1) was accepted and is being followed, as the agent
 /// writes it.

@@ -456,9 +456,11 @@ fn load(engine: &Engine, artifact: &Artifact) -> Result<Option<Component>, Strin
         return Ok(None);
     }
     let file = &artifact.file;
+    // Non-blocking: a FIFO in its place is refused below at once, where
+    // the open would wait for a writer that never comes.
     let mut handle = match OpenOptions::new()
         .read(true)
-        .custom_flags(libc::O_NOFOLLOW)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
         .open(file)
     {
         Ok(handle) => handle,

@@ -227,7 +227,7 @@ impl LockTable {
 /// shared without waiting and letting it go at once: `Some(false)` for a
 /// file that is not there, `None` when it cannot be opened or locked.
 fn tried(path: &Path) -> Option<bool> {
-    let file = match std::fs::File::open(path) {
+    let file = match super::open_no_follow(path) {
         Ok(file) => file,
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Some(false),
         Err(_) => return None,

@@ -986,16 +986,53 @@ pub(crate) fn read_no_follow(path: &Path) -> std::io::Result<Vec<u8>> {
 }
 
 /// Opens the file at `path` for reading, refusing a symbolic link
-/// (`ELOOP`).
-fn open_no_follow(path: &Path) -> std::io::Result<File> {
+/// (`ELOOP`) and anything but a regular file ([`regular`]).
+pub(crate) fn open_no_follow(path: &Path) -> std::io::Result<File> {
     let mut options = OpenOptions::new();
     options.read(true);
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt;
-        options.custom_flags(libc::O_NOFOLLOW);
+        options.custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK);
     }
-    options.open(path)
+    regular(options.open(path)?)
+}
+
+/// `file` if it is a regular file; otherwise an error saying so. Opened
+/// with `O_NONBLOCK`, so that a FIFO planted in the state folder is
+/// refused at once: opened as it is, a read or write waits for a peer
+/// that never comes, and `status`, `explain`, the agent's start or a
+/// `/status` request would hang with it (on a regular file the flag
+/// changes nothing).
+fn regular(file: File) -> std::io::Result<File> {
+    if file.metadata()?.is_file() {
+        Ok(file)
+    } else {
+        Err(not_regular())
+    }
+}
+
+/// Opens `path` with `options` (which must hold `O_NONBLOCK`) and
+/// refuses anything but a regular file ([`regular`]); a FIFO without a
+/// reader refuses a non-blocking open for writing with `ENXIO`, said the
+/// same way.
+pub(crate) fn open_regular(options: &OpenOptions, path: &Path) -> std::io::Result<File> {
+    let opened = options.open(path).map_err(|e| {
+        if e.raw_os_error() == Some(libc::ENXIO) {
+            not_regular()
+        } else {
+            e
+        }
+    });
+    regular(opened?)
+}
+
+/// The error of a path in the state folder that is no regular file.
+fn not_regular() -> std::io::Error {
+    std::io::Error::new(
+        std::io::ErrorKind::InvalidInput,
+        "not a regular file (a FIFO, a device or a socket in the state folder)",
+    )
 }
 
 /// Removes whatever is at `path` (a leftover temporary file, or a link
@@ -1041,9 +1078,11 @@ pub(crate) fn private_file(path: &Path, create: Create) -> std::io::Result<File>
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600).custom_flags(libc::O_NOFOLLOW);
+        options
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK);
     }
-    let file = options.open(path)?;
+    let file = open_regular(&options, path)?;
     #[cfg(unix)]
     {
         // `mode` applies only when the file is created; a leftover from

@@ -528,3 +528,40 @@ fn a_stale_file_that_is_not_there_needs_no_removal() {
     std::fs::create_dir(&a_folder).unwrap();
     remove_stale(&a_folder).expect_err("a folder is there and is not removed");
 }
+
+/// Makes a FIFO at `path`.
+#[cfg(unix)]
+fn fifo(path: &Path) {
+    let name = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: `name` is a NUL-terminated path that outlives the call.
+    assert_eq!(unsafe { libc::mkfifo(name.as_ptr(), 0o600) }, 0, "mkfifo");
+}
+
+/// A FIFO planted at the journal's or the lock's path is refused at once
+/// as no regular file: opened as it is, the read (or the lock's open for
+/// writing) waited for a peer that never came, and the agent's start,
+/// `status` and `explain` hung with it.
+#[cfg(unix)]
+#[test]
+fn a_fifo_planted_in_the_state_folder_is_refused_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = StateStore::open(dir.path()).unwrap();
+    fifo(&dir.path().join("orders.lock"));
+    let error = store
+        .journal("orders")
+        .expect_err("a FIFO is not the agent's lock");
+    assert!(error.to_string().contains("not a regular file"), "{error}");
+
+    let mut journal = store.journal("payments").unwrap();
+    journal.save(&record(in_flight().remove(0)), NOW).unwrap();
+    std::fs::remove_file(journal.path()).unwrap();
+    fifo(journal.path());
+    let error = journal.load().expect_err("a FIFO is not the journal");
+    assert!(
+        matches!(&error, StateError::Io { action: "read", .. })
+            && error.to_string().contains("not a regular file"),
+        "{error:?}"
+    );
+    let read = read_no_follow(journal.path()).expect_err("not read");
+    assert_eq!(read.kind(), std::io::ErrorKind::InvalidInput);
+}

@@ -1130,15 +1130,20 @@ impl Files {
     }
 }
 
-/// Options for the history files the agent appends to: 0600, and never
+/// Options for the history files the agent appends to: 0600, never
 /// through a symbolic link (`O_NOFOLLOW`: a link planted in the folder
-/// would have the agent append to a file elsewhere).
+/// would have the agent append to a file elsewhere), and non-blocking, so
+/// that a FIFO planted there is refused at once
+/// ([`crate::state::open_regular`]) instead of holding the history's
+/// thread for good.
 fn private_options() -> OpenOptions {
     let mut options = OpenOptions::new();
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600).custom_flags(libc::O_NOFOLLOW);
+        options
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK);
     }
     options
 }
@@ -1168,7 +1173,8 @@ fn in_folder(path: &Path, write: impl Fn() -> std::io::Result<()>) -> std::io::R
 /// all in practice (and skips it if not).
 fn append_line(path: &Path, line: &str) -> std::io::Result<()> {
     in_folder(path, || {
-        let mut file = private_options().append(true).create(true).open(path)?;
+        let mut file =
+            crate::state::open_regular(private_options().append(true).create(true), path)?;
         file.write_all(line.as_bytes())
     })
 }
@@ -1334,7 +1340,9 @@ pub fn explain_text(explanation: &Explanation) -> String {
                 None => format!("{} (no data)", m.id),
             })
             .collect();
-        let _ = writeln!(out, "  metrics:  {}", list(&metrics));
+        // Names and states come from a file: one line each, control
+        // characters escaped, as the reason is.
+        let _ = writeln!(out, "  metrics:  {}", one_line(&list(&metrics)));
         let alarms: Vec<String> = e
             .alarms
             .iter()
@@ -1347,20 +1355,24 @@ pub fn explain_text(explanation: &Explanation) -> String {
                 )
             })
             .collect();
-        let _ = writeln!(out, "  alarms:   {}", list(&alarms));
+        let _ = writeln!(out, "  alarms:   {}", one_line(&list(&alarms)));
         let signals: Vec<String> = e
             .signals
             .iter()
             .map(|s| format!("{} {}", s.name, number(s.value)))
             .collect();
-        let _ = writeln!(out, "  signals:  {}", list(&signals));
+        let _ = writeln!(out, "  signals:  {}", one_line(&list(&signals)));
         if !e.dropped_signals.is_empty() {
             let dropped: Vec<String> = e
                 .dropped_signals
                 .iter()
                 .map(|s| format!("{} {} from {}", s.name, s.value, one_line(&s.plugin)))
                 .collect();
-            let _ = writeln!(out, "  dropped:  {} (not finite numbers)", list(&dropped));
+            let _ = writeln!(
+                out,
+                "  dropped:  {} (not finite numbers)",
+                one_line(&list(&dropped))
+            );
         }
         let decision = match e.decision.scale_to_kpu {
             Some(kpu) => format!("scale to {}", words.capacity(kpu)),
@@ -1371,7 +1383,7 @@ pub fn explain_text(explanation: &Explanation) -> String {
             "  decision: {decision}: {}",
             one_line(&e.decision.reason)
         );
-        let _ = writeln!(out, "  done:     {}", e.outcome.said(words));
+        let _ = writeln!(out, "  done:     {}", one_line(&e.outcome.said(words)));
     }
     out
 }
@@ -1441,6 +1453,10 @@ pub struct AppStatus {
     pub last_age_secs: Option<i64>,
     /// A journal that could not be read, and why.
     pub journal_error: Option<String>,
+    /// A decision history that could not be read, and why (`last` is then
+    /// unknown, not empty).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub history_error: Option<String>,
     /// A journal the running agent cannot save, since when and why: it
     /// sends no update meanwhile. Only `GET /status` knows it (from the
     /// agent's memory: the folder that would hold a record of it is the
@@ -1497,7 +1513,10 @@ pub fn status(state_dir: &Path, applications: &[(String, Words)], now_ms: i64) -
             let (journal, journal_error) = read_journal(state_dir, name);
             let phase = journal.as_ref().map(|j| &j.record.phase);
             let limit = journal.as_ref().and_then(|j| j.record.kpu_limit);
-            let last = read(&history, name, Some(1)).ok().and_then(|mut e| e.pop());
+            let (last, history_error) = match read(&history, name, Some(1)) {
+                Ok(mut entries) => (entries.pop(), None),
+                Err(error) => (None, Some(error.to_string())),
+            };
             let grace_until_ms = match phase {
                 Some(Phase::Grace { until_ms, .. }) => Some(*until_ms),
                 _ => None,
@@ -1567,6 +1586,7 @@ pub fn status(state_dir: &Path, applications: &[(String, Words)], now_ms: i64) -
                 sending,
                 last,
                 journal_error,
+                history_error,
                 journal_failing: None,
                 paused: false,
                 stood_down: journal.as_ref().and_then(|j| {
@@ -1752,6 +1772,7 @@ pub fn status_text(status: &Status) -> String {
                 );
             }
             _ if app.sending.is_some() => {}
+            _ if app.history_error.is_some() => {}
             _ => {
                 let _ = writeln!(
                     out,
@@ -1761,6 +1782,9 @@ pub fn status_text(status: &Status) -> String {
         }
         if let Some(error) = &app.journal_error {
             let _ = writeln!(out, "  journal:    unreadable: {}", one_line(error));
+        }
+        if let Some(error) = &app.history_error {
+            let _ = writeln!(out, "  history:    unreadable: {}", one_line(error));
         }
         if let Some(failing) = &app.journal_failing {
             let _ = writeln!(

@@ -240,13 +240,14 @@ fn records(
     for (key, value) in form_urlencoded::parse(uri.query().unwrap_or("").as_bytes()) {
         match key.as_ref() {
             "application" => application = Some(value.into_owned()),
+            // At least 1, as `explain --last` takes it.
             "last" => match value.parse() {
-                Ok(n) => last = n,
-                Err(_) => {
+                Ok(n) if n > 0 => last = n,
+                _ => {
                     return json(
                         StatusCode::BAD_REQUEST,
                         &serde_json::json!({"error": format!(
-                            "last={value:?} is not a count: give a whole number, e.g. last=10"
+                            "last={value:?} is not a count: give a whole number of at least 1, e.g. last=10"
                         )}),
                     );
                 }
@@ -750,6 +751,9 @@ mod tests {
         let bad = answer("/explain?application=app&last=many");
         assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
         assert!(body(bad).await.contains("last=\\\"many\\\" is not a count"));
+        let none = answer("/explain?application=app&last=0");
+        assert_eq!(none.status(), StatusCode::BAD_REQUEST);
+        assert!(body(none).await.contains("last=\\\"0\\\" is not a count"));
         let unknown = answer("/explain?application=..%2Fetc");
         assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
         assert!(

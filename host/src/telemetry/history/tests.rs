@@ -241,6 +241,22 @@ fn an_entry_keeps_the_signals_dropped_at_its_evaluation() {
         "{text}"
     );
     assert_eq!(text.matches("dropped:").count(), 1, "{text}");
+    // Names read back from a tampered file reach the terminal escaped,
+    // on one line: no escape sequence, no line of their own.
+    let mut tampered = entries[0].clone();
+    tampered.signals[0].name = "b\u{1b}[2J\nforged: line".to_owned();
+    tampered.dropped_signals[0].name = "r\u{7}".to_owned();
+    let text = explain_text(&Explanation {
+        application: "app".to_owned(),
+        target: Words::Msf,
+        entries: vec![tampered],
+    });
+    assert!(
+        !text.contains('\u{1b}') && !text.contains('\u{7}'),
+        "{text:?}"
+    );
+    assert!(!text.contains("\nforged: line"), "{text:?}");
+    assert!(text.contains("b\\u{1b}[2J\\nforged: line 42.5"), "{text}");
     // An entry with none writes no field.
     let file = std::fs::read_to_string(dir.join("app.jsonl")).expect("the history file");
     assert_eq!(file.matches("dropped_signals").count(), 1, "{file}");
