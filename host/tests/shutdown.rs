@@ -37,6 +37,19 @@ fn write_config(dir: &Path) -> std::path::PathBuf {
     file
 }
 
+/// Waits (up to a minute) until `agent` has logged an evaluation.
+fn wait_first_evaluation(agent: &common::Running, diagnose: &dyn Fn() -> String) {
+    wait_until(
+        Duration::from_secs(60),
+        "the agent's first evaluation",
+        || {
+            agent.assert_running(diagnose);
+            agent.log().contains("\"message\":\"Evaluated.\"")
+        },
+        diagnose,
+    );
+}
+
 #[test]
 fn run_exits_promptly_on_sigterm_with_its_journal_and_history_written() {
     let dir = tempfile::tempdir().expect("a temp dir");
@@ -49,15 +62,7 @@ fn run_exits_promptly_on_sigterm_with_its_journal_and_history_written() {
         let log = format!("agent-{round}.log");
         let agent = spawn_agent(&emulator.endpoint, &config, &[], dir.path(), &log, &[]);
         let diagnose = || agent.log_tail(40);
-        wait_until(
-            Duration::from_secs(60),
-            "the agent's first evaluation",
-            || {
-                agent.assert_running(diagnose);
-                agent.log().contains("\"message\":\"Evaluated.\"")
-            },
-            diagnose,
-        );
+        wait_first_evaluation(&agent, &diagnose);
         std::thread::sleep(Duration::from_millis(settle));
         let signalled = Instant::now();
         let status = agent.terminate(Duration::from_secs(10));
@@ -123,15 +128,7 @@ fn run_gives_up_a_hanging_read_on_sigterm() {
         &[],
     );
     let diagnose = || format!("{}\n{}", agent.log_tail(40), emulator.call_summary());
-    wait_until(
-        Duration::from_secs(60),
-        "the agent's first evaluation",
-        || {
-            agent.assert_running(diagnose);
-            agent.log().contains("\"message\":\"Evaluated.\"")
-        },
-        diagnose,
-    );
+    wait_first_evaluation(&agent, &diagnose);
     emulator.add_fault(&serde_json::json!({
         "operation": "GetMetricData", "error": "Delay", "delay_ms": 30_000, "count": 1000,
     }));
