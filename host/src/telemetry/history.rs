@@ -1232,20 +1232,36 @@ pub enum ReadError {
 /// The newest `last` entries of `application` in `dir` (all of them if
 /// `None`), newest last; no file is no entry.
 pub fn read(dir: &Path, application: &str, last: Option<usize>) -> Result<Vec<Entry>, ReadError> {
+    read_counted(dir, application, last).map(|(entries, _)| entries)
+}
+
+/// [`read`], and how many lines of the file could not be read as an entry
+/// (damaged, or written by a newer flinkscale): they are left out.
+fn read_counted(
+    dir: &Path,
+    application: &str,
+    last: Option<usize>,
+) -> Result<(Vec<Entry>, usize), ReadError> {
     let path = dir.join(format!("{application}.jsonl"));
     let text = match read_text(&path) {
         Ok(text) => text,
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok((Vec::new(), 0)),
         Err(source) => return Err(ReadError::Io { path, source }),
     };
+    let mut unreadable = 0;
     let mut entries: Vec<Entry> = text
         .lines()
-        .filter_map(|line| serde_json::from_str(line).ok())
+        .filter(|line| !line.trim().is_empty())
+        .filter_map(|line| {
+            let entry = serde_json::from_str(line).ok();
+            unreadable += usize::from(entry.is_none());
+            entry
+        })
         .collect();
     if let Some(last) = last {
         entries.drain(..entries.len().saturating_sub(last));
     }
-    Ok(entries)
+    Ok((entries, unreadable))
 }
 
 /// A history file's text. Bytes that are not UTF-8 (a damaged disk, a
@@ -1269,6 +1285,16 @@ pub struct Explanation {
     pub target: Words,
     /// Its recent evaluations, newest last.
     pub entries: Vec<Entry>,
+    /// Lines of its history that could not be read as an evaluation
+    /// (damaged, or written by a newer flinkscale), left out of `entries`;
+    /// absent when none.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub unreadable_lines: usize,
+}
+
+/// Whether `n` is 0 (a count left out of the JSON then).
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 /// `application`'s quarantines, in the history folder `dir`.
@@ -1300,10 +1326,12 @@ pub fn explain(
             },
         });
     };
+    let (entries, unreadable_lines) = read_counted(&dir(state_dir), application, last)?;
     Ok(Explanation {
         application: application.to_owned(),
         target: *words,
-        entries: read(&dir(state_dir), application, last)?,
+        entries,
+        unreadable_lines,
     })
 }
 
@@ -1312,12 +1340,29 @@ pub fn explain_text(explanation: &Explanation) -> String {
     use std::fmt::Write;
     let mut out = String::new();
     let words = explanation.target;
+    const WHY: &str = "(damaged, or written by a newer flinkscale)";
+    let unreadable = match explanation.unreadable_lines {
+        0 => None,
+        1 => Some(format!(
+            "1 line of the history could not be read {WHY} and is left out"
+        )),
+        n => Some(format!(
+            "{n} lines of the history could not be read {WHY} and are left out"
+        )),
+    };
     if explanation.entries.is_empty() {
-        let _ = writeln!(
-            out,
-            "application {:?}: no decision recorded yet (the history is empty)",
-            explanation.application
-        );
+        let _ = match &unreadable {
+            Some(said) => writeln!(
+                out,
+                "application {:?}: no decision could be read: {said}",
+                explanation.application
+            ),
+            None => writeln!(
+                out,
+                "application {:?}: no decision recorded yet (the history is empty)",
+                explanation.application
+            ),
+        };
         return out;
     }
     for (i, e) in explanation.entries.iter().enumerate() {
@@ -1384,6 +1429,9 @@ pub fn explain_text(explanation: &Explanation) -> String {
             one_line(&e.decision.reason)
         );
         let _ = writeln!(out, "  done:     {}", one_line(&e.outcome.said(words)));
+    }
+    if let Some(said) = unreadable {
+        let _ = writeln!(out, "\nnote: {said}");
     }
     out
 }

@@ -156,6 +156,7 @@ fn an_entry_keeps_the_inputs_and_what_became_of_the_update() {
         application: "app".to_owned(),
         target: Words::Msf,
         entries: entries[..1].to_vec(),
+        unreadable_lines: 0,
     });
     assert!(
         text.contains("alarms:   scale_out ALARM for 120 s"),
@@ -232,6 +233,7 @@ fn an_entry_keeps_the_signals_dropped_at_its_evaluation() {
         application: "app".to_owned(),
         target: Words::Msf,
         entries: entries[..2].to_vec(),
+        unreadable_lines: 0,
     });
     assert!(
         text.contains(
@@ -250,6 +252,7 @@ fn an_entry_keeps_the_signals_dropped_at_its_evaluation() {
         application: "app".to_owned(),
         target: Words::Msf,
         entries: vec![tampered],
+        unreadable_lines: 0,
     });
     assert!(
         !text.contains('\u{1b}') && !text.contains('\u{7}'),
@@ -279,6 +282,49 @@ fn explain_refuses_an_unknown_application_and_names_the_known_ones() {
         error.to_string(),
         "no application \"orders\" in the configuration; configured: none"
     );
+}
+
+/// Lines `explain` cannot read (damaged, or from a newer flinkscale whose
+/// entries this one does not know) are counted and said, not passed off
+/// as "the history is empty".
+#[test]
+fn explain_says_how_many_lines_it_could_not_read() {
+    let state = temp_dir("unreadable");
+    let history = dir(&state);
+    let configured = [("app".to_owned(), Words::Msf)];
+    write(&history, 10, [evaluated("app", 1, Action::Hold, false)]);
+    let file = history.join("app.jsonl");
+    let mut text = std::fs::read_to_string(&file).expect("the history file");
+    let newer = text
+        .lines()
+        .next()
+        .expect("one entry")
+        .replace("\"kind\":\"held\"", "\"kind\":\"something_newer\"");
+    assert!(newer.contains("something_newer"), "{newer}");
+    text.push_str(&format!("{newer}\n{{\"at_ms\": \n\n"));
+    std::fs::write(&file, &text).expect("damaged");
+    let explanation = explain(&state, &configured, "app", None).expect("the history reads");
+    assert_eq!(explanation.entries.len(), 1);
+    assert_eq!(explanation.unreadable_lines, 2);
+    assert!(
+        explain_text(&explanation).ends_with(
+            "\nnote: 2 lines of the history could not be read (damaged, or written by a \
+             newer flinkscale) and are left out\n"
+        ),
+        "{}",
+        explain_text(&explanation)
+    );
+    // Only such lines: no decision could be read, not "empty".
+    std::fs::write(&file, format!("{newer}\n")).expect("replaced");
+    let explanation = explain(&state, &configured, "app", None).expect("the history reads");
+    assert_eq!(
+        explain_text(&explanation),
+        "application \"app\": no decision could be read: 1 line of the history could not be \
+         read (damaged, or written by a newer flinkscale) and is left out\n"
+    );
+    let json = serde_json::to_value(&explanation).expect("JSON");
+    assert_eq!(json["unreadable_lines"], 1, "{json}");
+    let _ = std::fs::remove_dir_all(&state);
 }
 
 #[test]
@@ -446,6 +492,7 @@ fn status_reads_times_no_clock_reaches_without_overflowing() {
         application: "app".to_owned(),
         target: Words::Msf,
         entries,
+        unreadable_lines: 0,
     });
     assert!(
         text.contains(&format!("scale_out ALARM for {} s", i64::MAX / 1000)),
