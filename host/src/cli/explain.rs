@@ -226,7 +226,8 @@ fn lenient_reading(config: &Path) -> (Reading, &'static str) {
     )
 }
 
-/// The applications that have a journal (`NAME.json`) in `state_dir`,
+/// The applications that have a journal (`NAME.json`, NAME an
+/// application name: not `.json`, not a temporary) in `state_dir`,
 /// counted in KPU: a journal does not say its target.
 fn journal_names(state_dir: &Path) -> Vec<(String, Words)> {
     let Ok(entries) = std::fs::read_dir(state_dir) else {
@@ -237,7 +238,7 @@ fn journal_names(state_dir: &Path) -> Vec<(String, Words)> {
         .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
         .filter_map(|e| {
             let name = e.file_name().to_str()?.strip_suffix(".json")?.to_owned();
-            Some((name, Words::Msf))
+            crate::config::validate::is_application_name(&name).then_some((name, Words::Msf))
         })
         .collect();
     names.sort();
@@ -268,4 +269,28 @@ pub fn application_names(config: &crate::config::Config) -> Vec<(String, Words)>
         .iter()
         .map(|a| (a.name.clone(), Words::from(a.target)))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_application_names_are_taken_for_journals() {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        for file in [
+            "orders.json",
+            ".json",
+            "a b.json",
+            "payments.json",
+            "notes.txt",
+        ] {
+            std::fs::write(dir.path().join(file), "{}").expect("written");
+        }
+        let names: Vec<String> = journal_names(dir.path())
+            .into_iter()
+            .map(|(name, _)| name)
+            .collect();
+        assert_eq!(names, ["orders", "payments"]);
+    }
 }
