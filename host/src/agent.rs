@@ -100,10 +100,9 @@ pub enum AgentError {
     /// call could be sent (each would fail as "Missing Region", retried
     /// for ever).
     #[error(
-        "no AWS region for {}: set `region` under [agent], or AWS_REGION, or the profile's \
-         `region` (AWS_PROFILE, ~/.aws/config); on EC2 the instance metadata service gives it, \
-         and did not",
-        application_list(.applications)
+        "no AWS region for {}: {}",
+        application_list(.applications),
+        crate::aws::region_sources("[agent]")
     )]
     NoRegion {
         /// The applications that call AWS, in configuration order.

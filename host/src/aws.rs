@@ -135,6 +135,16 @@ where
     false
 }
 
+/// Where the agent's region comes from, for a message saying none was
+/// found: `under` is where `region` goes (`[agent]`, or `[agent] in
+/// FILE`).
+pub fn region_sources(under: &str) -> String {
+    format!(
+        "set `region` under {under}, or AWS_REGION, or the profile's `region` (AWS_PROFILE, \
+         ~/.aws/config); on EC2 the instance metadata service gives it, and did not"
+    )
+}
+
 /// An SDK error's text for a log line or a report: its message and each
 /// cause's, joined by `: `, a cause whose text is already said left out.
 ///

@@ -1241,10 +1241,8 @@ pub async fn validate(config: &Path, environment: bool) -> anyhow::Result<ExitCo
         let region = sdk.as_ref().is_some_and(|sdk| sdk.region().is_some());
         if sdk.is_some() && !region {
             println!(
-                "AWS region: not found: set `region` under [agent] in {}, or AWS_REGION, or the \
-                 profile's `region` (AWS_PROFILE, ~/.aws/config); on EC2 the instance metadata \
-                 service gives it, and did not",
-                config.display()
+                "AWS region: not found: {}",
+                crate::aws::region_sources(&format!("[agent] in {}", config.display()))
             );
         }
         if let Some(sdk) = sdk.as_ref().filter(|_| credentials && region) {

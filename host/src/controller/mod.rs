@@ -965,9 +965,8 @@ impl Controller {
         }
     }
 
-    /// Runs one command and returns what it observed; a panic on the way
-    /// is observed too.
-    /// Runs `command`; `None` when a stop was asked while it read (see
+    /// Runs one command and returns what it observed (a panic on the way
+    /// is observed too); `None` when a stop was asked while it read (see
     /// [`Controller::run_until_stopped`]).
     async fn execute(&mut self, command: Command) -> Option<Observation> {
         let run = std::panic::AssertUnwindSafe(self.run_command(command)).catch_unwind();
