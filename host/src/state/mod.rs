@@ -995,7 +995,7 @@ pub(crate) fn open_no_follow(path: &Path) -> std::io::Result<File> {
         use std::os::unix::fs::OpenOptionsExt;
         options.custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK);
     }
-    regular(options.open(path)?)
+    open_regular(&options, path)
 }
 
 /// `file` if it is a regular file; otherwise an error saying so. Opened
