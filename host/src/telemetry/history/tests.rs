@@ -1667,3 +1667,115 @@ fn planted_symbolic_links_are_not_written_through() {
     );
     let _ = std::fs::remove_dir_all(&state);
 }
+
+/// The newest `want` entries of `bytes` as the whole file read at once
+/// would give them, and the unreadable lines among the lines from the
+/// end back to the oldest of them: what [`read_tail`] must give.
+fn read_naively(bytes: &[u8], want: usize) -> (Vec<Entry>, usize) {
+    let mut entries = Vec::new();
+    let mut unreadable = 0;
+    for line in bytes.split(|b| *b == b'\n').rev() {
+        if entries.len() == want {
+            break;
+        }
+        let text = String::from_utf8_lossy(line);
+        if text.trim().is_empty() {
+            continue;
+        }
+        match serde_json::from_str::<Entry>(&text) {
+            Ok(entry) if line.len() <= MAX_LINE_BYTES => entries.push(entry),
+            _ => unreadable += 1,
+        }
+    }
+    entries.reverse();
+    (entries, unreadable)
+}
+
+/// Reading a history from its end, a chunk at a time, gives what reading
+/// it whole gives: on files of entries, damaged and blank lines, bytes
+/// that are not UTF-8, a torn last line and lines longer than a chunk or
+/// than the longest line read, cut at every kind of place by the chunks.
+#[test]
+fn a_history_read_from_its_end_is_what_reading_it_whole_gives() {
+    let source = temp_dir("tail-source");
+    write(
+        &source,
+        10,
+        (0..3).map(|i| evaluated("app", i, Action::ScaleTo(i as u32 + 3), false)),
+    );
+    let good: Vec<String> = std::fs::read_to_string(source.join("app.jsonl"))
+        .expect("the history file")
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    let dir = temp_dir("tail");
+    std::fs::create_dir_all(&dir).expect("the folder");
+    let mut random = crate::random::SplitMix64::new(7);
+    for round in 0..10 {
+        let mut bytes = Vec::new();
+        for _ in 0..random.below(600) {
+            match random.below(40) {
+                0 => bytes.extend_from_slice(b"{\"at_ms\": \xff\xfe}"),
+                1 => bytes.extend_from_slice(b"   "),
+                2 => bytes.extend(std::iter::repeat_n(b'x', 70_000)),
+                3 if random.below(8) == 0 => {
+                    bytes.extend(std::iter::repeat_n(b'y', MAX_LINE_BYTES + 5))
+                }
+                _ => bytes.extend_from_slice(good[random.below(3) as usize].as_bytes()),
+            }
+            bytes.push(b'\n');
+        }
+        if round % 2 == 1 {
+            bytes.extend_from_slice(b"{\"at_ms\": 12"); // torn
+        }
+        std::fs::write(dir.join("app.jsonl"), &bytes).expect("written");
+        for want in [1, 20, usize::MAX] {
+            let last = (want != usize::MAX).then_some(want);
+            let (entries, unreadable) = read_counted(&dir, "app", last).expect("the history reads");
+            let (expected, expected_unreadable) = read_naively(&bytes, want);
+            assert_eq!(entries, expected, "round {round}, last {last:?}");
+            assert_eq!(
+                unreadable, expected_unreadable,
+                "round {round}, last {last:?}"
+            );
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(&source);
+}
+
+/// `status` (the newest entry) and `explain --last N` read a history from
+/// its end: a file grown to 16 GiB (by hand or another program; the agent
+/// keeps 1000 entries) answers at once, where reading it whole would take
+/// the memory of the machine.
+#[test]
+fn the_newest_entries_of_a_huge_history_are_read_without_reading_it_whole() {
+    let dir = temp_dir("huge");
+    write(
+        &dir,
+        10,
+        (0..3).map(|i| evaluated("app", i, Action::Hold, false)),
+    );
+    let path = dir.join("app.jsonl");
+    let tail = std::fs::read(&path).expect("the history file");
+    let file = OpenOptions::new().write(true).open(&path).expect("opens");
+    // A sparse file: 16 GiB of zeros (one "line"), taking no disk.
+    file.set_len(16 << 30).expect("grown");
+    drop(file);
+    let mut file = OpenOptions::new().append(true).open(&path).expect("opens");
+    file.write_all(b"\n").expect("written");
+    file.write_all(&tail).expect("written");
+    drop(file);
+    let started = std::time::Instant::now();
+    let newest = read(&dir, "app", Some(1)).expect("the history reads");
+    assert_eq!(newest.len(), 1);
+    assert_eq!(newest[0].at_ms, 2);
+    let three = read(&dir, "app", Some(3)).expect("the history reads");
+    assert_eq!(three.iter().map(|e| e.at_ms).collect::<Vec<_>>(), [0, 1, 2]);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
