@@ -104,6 +104,65 @@ fn check_of_the_built_in_step_scales_out_on_the_firing_alarm() {
     assert_eq!(json["host_decision"]["action"]["scale_to"], 8, "{json}");
 }
 
+/// `check` runs the plugin under the agent's limits, its defaults or the
+/// ones given as the configuration's keys are, and says how much memory
+/// the instance holds, so that an author can size
+/// `plugin_memory_limit_bytes` before deploying.
+#[test]
+fn check_runs_under_the_limits_given_and_says_the_memory_held() {
+    let (exit, json, err) = check_json(&["step"]);
+    assert_eq!(exit, Some(0), "{json}\n{err}");
+    assert_eq!(json["memory_limit_bytes"], 64 * 1024 * 1024, "{json}");
+    assert_eq!(json["timeout_ms"], 100, "{json}");
+    let held = json["memory_bytes"].as_u64().expect("memory_bytes");
+    assert!((64 * 1024..16 * 1024 * 1024).contains(&held), "{json}");
+    let output = flinkscale(&["plugin", "check", "step"]);
+    let text = stdout(&output);
+    assert!(
+        text.lines().any(|l| l.starts_with("memory      ")
+            && l.ends_with(
+                "MiB held after the call, of the 64.0 MiB limit \
+                 (--plugin-memory-limit-bytes, plugin_memory_limit_bytes in [agent])"
+            )),
+        "{text}"
+    );
+
+    // Under a cap smaller than what it holds, it fails as in the agent.
+    let cap = (1024 * 1024).max(held / 2).to_string();
+    let (exit, json, err) = check_json(&["step", "--plugin-memory-limit-bytes", &cap]);
+    assert_eq!(exit, Some(1), "{json}\n{err}");
+    let error = json["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains(&format!("memory limit of {cap} bytes")),
+        "{error}"
+    );
+
+    // A deadline given is the one a slow call meets.
+    let plugin = misbehave();
+    let (exit, json, err) = check_json(&[
+        &plugin,
+        "--params",
+        r#"{"mode": "loop"}"#,
+        "--plugin-timeout-ms",
+        "250",
+    ]);
+    assert_eq!(exit, Some(1), "{json}\n{err}");
+    let error = json["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("no answer within the 250 ms deadline"),
+        "{error}"
+    );
+
+    // Out of the configuration's range: refused before anything runs.
+    let output = flinkscale(&["plugin", "check", "step", "--plugin-timeout-ms", "60001"]);
+    assert_eq!(code(&output), Some(2), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("not in 1..=60000"),
+        "{}",
+        stderr(&output)
+    );
+}
+
 #[test]
 fn check_prints_the_same_facts_as_text() {
     let output = flinkscale(&["plugin", "check", "step"]);

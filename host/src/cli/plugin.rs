@@ -85,6 +85,17 @@ pub enum PluginCommand {
         /// ~/.cache/flinkscale/plugins.
         #[arg(long, value_name = "DIR|off", value_parser = parse_plugin_cache)]
         plugin_cache: Option<PluginCache>,
+        /// The deadline of one call, in ms, as `plugin_timeout_ms` in the
+        /// configuration's `[agent]` (1..=60000; the calls that start an
+        /// instance get ten times it, at least 1 s).
+        #[arg(long, value_name = "MS", default_value_t = 100,
+              value_parser = clap::value_parser!(u64).range(1..=60_000))]
+        plugin_timeout_ms: u64,
+        /// The memory cap of the instance, in bytes, as
+        /// `plugin_memory_limit_bytes` in `[agent]` (1 MiB..=4 GiB).
+        #[arg(long, value_name = "BYTES", default_value_t = 64 * 1024 * 1024,
+              value_parser = clap::value_parser!(u64).range(1_048_576..=4_294_967_296))]
+        plugin_memory_limit_bytes: u64,
     },
     /// Print a plugin's summary and the parameters it declares.
     Describe {
@@ -196,9 +207,16 @@ pub fn run(args: PluginArgs) -> ExitCode {
             json,
             target,
             plugin_cache,
+            plugin_timeout_ms,
+            plugin_memory_limit_bytes,
         } => {
             use_plugin_cache(plugin_cache.as_ref());
-            check(&plugin, params.as_deref(), json, target.into())
+            let limits = SandboxLimits {
+                call_timeout: Duration::from_millis(plugin_timeout_ms),
+                memory_limit_bytes: plugin_memory_limit_bytes,
+                ..SandboxLimits::default()
+            };
+            check(&plugin, params.as_deref(), json, target.into(), limits)
         }
         PluginCommand::Describe {
             plugin,
@@ -322,7 +340,11 @@ fn parse_params(text: Option<&str>) -> Result<Option<String>, Failure> {
 }
 
 fn host() -> Result<PluginHost, Failure> {
-    PluginHost::new(SandboxLimits::default()).map_err(|e| Failure::Plugin(e.to_string()))
+    host_with(SandboxLimits::default())
+}
+
+fn host_with(limits: SandboxLimits) -> Result<PluginHost, Failure> {
+    PluginHost::new(limits).map_err(|e| Failure::Plugin(e.to_string()))
 }
 
 fn compiler() -> Result<Compiler, Failure> {
@@ -365,6 +387,11 @@ struct CheckReport {
     reason_bytes: usize,
     validated: Option<Decision>,
     signals: Option<Vec<Signal>>,
+    /// The limits the plugin ran under.
+    limits: SandboxLimits,
+    /// Memory the instance held after its call (its peak: WebAssembly
+    /// memory never shrinks), when it got that far.
+    memory_bytes: Option<u64>,
     error: Option<String>,
 }
 
@@ -373,12 +400,14 @@ fn check(
     params: Option<&str>,
     json: bool,
     words: Words,
+    limits: SandboxLimits,
 ) -> Result<ExitCode, Failure> {
     let params = parse_params(params)?;
     let (source, _) = resolve(arg)?;
     let mut report = CheckReport {
         source: source.origin(),
         words,
+        limits,
         ..CheckReport::default()
     };
     run_check(&mut report, &source, params);
@@ -399,7 +428,7 @@ fn check(
 fn run_check(report: &mut CheckReport, source: &PluginSource, params: Option<String>) {
     let words = report.words;
     let outcome = (|| -> Result<(), Failure> {
-        let host = host()?;
+        let host = host_with(report.limits)?;
         report.facts = Some(
             host.component_facts(source)
                 .map_err(|e| Failure::Plugin(e.to_string()))?,
@@ -431,9 +460,9 @@ fn run_check(report: &mut CheckReport, source: &PluginSource, params: Option<Str
                 report.configured = true;
                 // The configured instance's metadata: what the agent logs.
                 report.metadata = Some(instance.metadata());
-                let decision = instance
-                    .decide(&evaluation)
-                    .map_err(|e| Failure::Plugin(e.to_string()))?;
+                let decision = instance.decide(&evaluation);
+                report.memory_bytes = instance.memory_bytes();
+                let decision = decision.map_err(|e| Failure::Plugin(e.to_string()))?;
                 let violation = contract_violation(&decision);
                 // What the agent does with the answer: it fails the call
                 // on one outside the contract, and the evaluation holds.
@@ -466,9 +495,10 @@ fn run_check(report: &mut CheckReport, source: &PluginSource, params: Option<Str
                     .map_err(|e| refused(report, e))?;
                 report.configured = true;
                 report.metadata = Some(instance.metadata());
-                let signals = instance
-                    .interpret(evaluation.now_ms, &evaluation.app, &evaluation.metrics)
-                    .map_err(|e| Failure::Plugin(e.to_string()))?;
+                let signals =
+                    instance.interpret(evaluation.now_ms, &evaluation.app, &evaluation.metrics);
+                report.memory_bytes = instance.memory_bytes();
+                let signals = signals.map_err(|e| Failure::Plugin(e.to_string()))?;
                 report.signals = Some(signals);
             }
         }
@@ -531,6 +561,9 @@ fn check_json(report: &CheckReport) -> Value {
         "signals": report.signals.as_ref().map(|signals| {
             signals.iter().map(|s| json!({ "name": s.name, "value": s.value })).collect::<Vec<_>>()
         }),
+        "memory_bytes": report.memory_bytes,
+        "memory_limit_bytes": report.limits.memory_limit_bytes,
+        "timeout_ms": report.limits.call_timeout.as_millis(),
         "error": report.error,
     })
 }
@@ -628,6 +661,18 @@ fn check_text(report: &CheckReport) -> String {
                 &format!("{} = {}", signal.name, compact_number(signal.value)),
             );
         }
+    }
+    if let Some(bytes) = report.memory_bytes {
+        let limit = report.limits.memory_limit_bytes;
+        line(
+            "memory",
+            &format!(
+                "{} held after the call, of the {} limit (--plugin-memory-limit-bytes, \
+                 plugin_memory_limit_bytes in [agent])",
+                mebibytes(bytes),
+                mebibytes(limit)
+            ),
+        );
     }
     line(
         "result",
@@ -886,6 +931,11 @@ fn spread(mut samples: Vec<Duration>) -> Spread {
         p99: rank(0.99),
         count: samples.len(),
     }
+}
+
+/// `bytes` in MiB, to a tenth: `17.3 MiB`.
+fn mebibytes(bytes: u64) -> String {
+    format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
 }
 
 fn millis(duration: Duration) -> f64 {

@@ -127,6 +127,15 @@ impl<W: World> Sandbox<W> {
         }
     }
 
+    /// Memory the live instance holds, linear memories and tables
+    /// together ([`Limiter::used`](super::sandbox::Limiter::used)); `None`
+    /// when none is live (not started yet, or trapped).
+    pub(crate) fn memory_bytes(&self) -> Option<u64> {
+        self.live
+            .as_ref()
+            .map(|live| live.store.data().limiter.used())
+    }
+
     /// What is known of the plugin (its own name, version, summary and
     /// parameters once it has been started).
     pub(crate) fn metadata(&self) -> PluginMetadata {
@@ -560,6 +569,13 @@ impl PolicyInstance {
         self.sandbox.consecutive_failures
     }
 
+    /// Memory the instance holds, its linear memories and tables together:
+    /// its peak so far, as WebAssembly memory never shrinks; `None` when
+    /// no instance is live (after a trap or a timeout).
+    pub fn memory_bytes(&self) -> Option<u64> {
+        self.sandbox.memory_bytes()
+    }
+
     /// Whether the next [`PolicyInstance::decide`] runs on an instance
     /// that has not decided yet, so remembers nothing of earlier calls:
     /// before the first call, and after a trap or timeout (the next call
@@ -610,6 +626,11 @@ impl InterpreterInstance {
     /// The plugin's name, version, world and contract version.
     pub fn metadata(&self) -> PluginMetadata {
         self.sandbox.metadata()
+    }
+
+    /// [`PolicyInstance::memory_bytes`], for an interpreter.
+    pub fn memory_bytes(&self) -> Option<u64> {
+        self.sandbox.memory_bytes()
     }
 
     /// The plugin as named in logs and errors.

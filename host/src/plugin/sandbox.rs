@@ -205,6 +205,12 @@ impl Limiter {
         }
     }
 
+    /// Bytes of linear memory and of table elements the store holds now,
+    /// all instances together: its peak, as neither ever shrinks.
+    pub(crate) fn used(&self) -> u64 {
+        u64::try_from(self.used).unwrap_or(u64::MAX)
+    }
+
     /// Accounts a growth from `current` to `desired` bytes of one memory or
     /// table, or refuses it (an error, which traps at once).
     fn grow(&mut self, what: &str, current: usize, desired: usize) -> wasmtime::Result<bool> {
