@@ -200,7 +200,7 @@ impl Parts {
             words,
         )
         .map_err(plugin_error)?
-        .prefer(self.named_file(&app.policy.plugin, &paths.policy))
+        .prefer(self.named_files(&app.policy.plugin, &paths.policy))
         .overriding(overridden(&app.policy.plugin, &paths.policy))
         .in_background();
         let mut interpreters: Vec<Box<dyn Interpret>> = Vec::new();
@@ -213,7 +213,7 @@ impl Parts {
                 words,
             )
             .map_err(plugin_error)?
-            .prefer(self.named_file(&config.plugin, path))
+            .prefer(self.named_files(&config.plugin, path))
             .overriding(overridden(&config.plugin, path))
             .in_background();
             interpreters.push(Box::new(PluginInterpreter(instance)));
@@ -261,15 +261,15 @@ impl Parts {
         Ok((Arc::new(source), Arc::new(target)))
     }
 
-    /// The file a plugin given by name is dropped in as
-    /// (`<plugin_dir>/<name>.wasm`), which replaces what the name resolved
-    /// to when it appears; `resolved` itself for a plugin given by path.
-    fn named_file(&self, plugin: &str, resolved: &PluginSource) -> std::path::PathBuf {
+    /// The files a plugin given by name is dropped in as, best first
+    /// (`<plugin_dir>/<name>.wasm`, then Cargo's `_` spelling, as
+    /// [`crate::config::load::resolve_plugin`] ranks them at start): one
+    /// ranked above what the name resolved to replaces it when it appears.
+    /// `resolved` itself for a plugin given by path.
+    fn named_files(&self, plugin: &str, resolved: &PluginSource) -> Vec<std::path::PathBuf> {
         match resolved.file() {
-            Some(file) if crate::config::load::is_plugin_path(plugin) => file.to_path_buf(),
-            // A built-in, or the file the name resolved to: the name's own
-            // file in plugin_dir takes over once it appears.
-            _ => self.loaded.plugin_dir.join(format!("{plugin}.wasm")),
+            Some(file) if crate::config::load::is_plugin_path(plugin) => vec![file.to_path_buf()],
+            _ => crate::config::load::plugin_files(plugin, &self.loaded.plugin_dir),
         }
     }
 

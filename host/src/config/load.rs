@@ -680,6 +680,21 @@ pub fn is_plugin_path(value: &str) -> bool {
     value.contains('/') || value.ends_with(".wasm")
 }
 
+/// The files in `plugin_dir` the plugin named `name` may be, best first:
+/// `<name>.wasm`, then Cargo's spelling of it. Cargo names a component
+/// after its library, with `_` for `-` (the crate `target-tracking` builds
+/// `target_tracking.wasm`), and componentize-py after the module: the name
+/// users know is accepted when only that spelling exists.
+pub fn plugin_files(name: &str, plugin_dir: &Path) -> Vec<PathBuf> {
+    let named = plugin_dir.join(format!("{name}.wasm"));
+    let cargo_spelling = plugin_dir.join(format!("{}.wasm", name.replace('-', "_")));
+    if cargo_spelling == named {
+        vec![named]
+    } else {
+        vec![named, cargo_spelling]
+    }
+}
+
 /// Where the plugin `value` comes from: a path is that file; a name is the
 /// file of that name in `plugin_dir` if there is one (an operator's build
 /// overrides the shipped one), else the built-in, else the file that
@@ -688,17 +703,12 @@ pub fn resolve_plugin(value: &str, base_dir: &Path, plugin_dir: Option<&Path>) -
     if is_plugin_path(value) {
         return PluginSource::File(base_dir.join(value));
     }
-    if let Some(plugin_dir) = plugin_dir {
-        let named = plugin_dir.join(format!("{value}.wasm"));
-        // Cargo names a component after its library, with `_` for `-`: the
-        // crate `target-tracking` builds `target_tracking.wasm`. Accept the
-        // name users know when only Cargo's spelling exists.
-        let cargo_spelling = plugin_dir.join(format!("{}.wasm", value.replace('-', "_")));
-        for file in [named, cargo_spelling] {
-            if file.exists() {
-                return PluginSource::File(file);
-            }
-        }
+    if let Some(plugin_dir) = plugin_dir
+        && let Some(file) = plugin_files(value, plugin_dir)
+            .into_iter()
+            .find(|file| file.exists())
+    {
+        return PluginSource::File(file);
     }
     match builtin::find(value) {
         Some(builtin) => PluginSource::BuiltIn(builtin),

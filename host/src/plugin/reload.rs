@@ -134,13 +134,15 @@ impl Refresh {
 /// A plugin instance that follows its file.
 pub struct Reloading<T> {
     source: PluginSource,
-    /// The file the configuration names, when `source` is a stand-in for
-    /// it (the built-in, or Cargo's `_` spelling of the name): once it
-    /// appears, it is followed instead.
-    preferred: Option<PathBuf>,
-    /// What ran before the preferred file appeared: the configuration's
-    /// own resolution, which runs again when that file is deleted.
-    stand_in: Option<PluginSource>,
+    /// The files a plugin given by name may be dropped in as, best first
+    /// (`<name>.wasm`, then Cargo's `_` spelling): one ranked above
+    /// `source` (the built-in, or a lower-ranked file) is followed instead
+    /// once it appears.
+    preferred: Vec<PathBuf>,
+    /// What ran before each preferred file appeared, the newest last: the
+    /// configuration's own resolution first, which runs again when the
+    /// files dropped in over it are deleted.
+    stand_in: Vec<PluginSource>,
     loader: Loader<T>,
     instance: Option<T>,
     stamp: Option<Stamp>,
@@ -184,8 +186,8 @@ impl<T: Labelled + Send + 'static> Reloading<T> {
             .unwrap_or_else(|| "plugin".to_owned());
         Self {
             source,
-            preferred: None,
-            stand_in: None,
+            preferred: Vec::new(),
+            stand_in: Vec::new(),
             loader: Arc::new(Mutex::new(loader)),
             instance: None,
             stamp: None,
@@ -229,22 +231,37 @@ impl<T: Labelled + Send + 'static> Reloading<T> {
         Ok(self.instance.insert(instance))
     }
 
-    /// Follows `preferred` instead of the current source as soon as that
-    /// file exists: a plugin dropped in under the name the configuration
-    /// gives replaces the built-in or stand-in it was resolved to (loaded
-    /// and configured first, like any new file). No effect when it is the
-    /// current file.
-    pub fn prefer(mut self, preferred: PathBuf) -> Self {
-        self.preferred = (self.source.file() != Some(preferred.as_path())).then_some(preferred);
+    /// Follows one of `preferred` (files, best first) instead of the
+    /// current source as soon as it exists, if it ranks above the current
+    /// source: a plugin dropped in under the name the configuration gives
+    /// (or Cargo's spelling of it) replaces the built-in or lower-ranked
+    /// file it was resolved to (loaded and configured first, like any new
+    /// file). The files ranked at or below the current one are not
+    /// followed.
+    pub fn prefer(mut self, preferred: impl IntoIterator<Item = PathBuf>) -> Self {
+        self.preferred = preferred.into_iter().collect();
         self
+    }
+
+    /// The best preferred file that exists and ranks above the current
+    /// source, if any.
+    fn preferred_now(&self) -> Option<PathBuf> {
+        let current = self.source.file();
+        self.preferred
+            .iter()
+            .take_while(|p| Some(p.as_path()) != current)
+            .find(|p| p.is_file())
+            .cloned()
     }
 
     /// Runs `overridden` again if the file the plugin was loaded from is
     /// deleted: the built-in a file in `plugin_dir` of its name overrides.
     /// No effect on a plugin that is not loaded from a file.
     pub fn overriding(mut self, overridden: Option<PluginSource>) -> Self {
-        if self.source.file().is_some() {
-            self.stand_in = overridden.or(self.stand_in);
+        if self.source.file().is_some()
+            && let Some(overridden) = overridden
+        {
+            self.stand_in = vec![overridden];
         }
         self
     }
@@ -255,27 +272,23 @@ impl<T: Labelled + Send + 'static> Reloading<T> {
     /// may read, compile and configure a component, unless loading
     /// [`Reloading::in_background`]): call it off the async runtime.
     pub fn refresh(&mut self) -> Refresh {
-        let changed = if let Some(preferred) = self.preferred.take_if(|p| p.is_file()) {
+        let changed = if let Some(preferred) = self.preferred_now() {
             // Its content is new whatever its time and size say.
-            self.stand_in = Some(std::mem::replace(
-                &mut self.source,
-                PluginSource::File(preferred),
-            ));
+            let replaced = std::mem::replace(&mut self.source, PluginSource::File(preferred));
+            self.stand_in.push(replaced);
             self.stamp = None;
             self.content_changed()
-        } else if let Some(deleted) = self.deleted_over_stand_in() {
+        } else if let Some((deleted, stand_in)) = self.deleted_over_stand_in() {
             // The file dropped in over the configuration's plugin was
-            // deleted: that plugin runs again (loaded and configured first,
-            // like any new file), and the file is preferred again if it
-            // comes back.
-            let stand_in = self.stand_in.take().expect("a stand-in to go back to");
+            // deleted: what it replaced runs again (loaded and configured
+            // first, like any new file), and the file is preferred again
+            // if it comes back.
             tracing::info!(
                 message = "Plugin file deleted; going back to the plugin it replaced.",
                 file = %deleted.display(),
                 source = %stand_in.origin(),
             );
             self.source = stand_in;
-            self.preferred = Some(deleted);
             self.stamp = Stamp::of(&self.source);
             self.digest = digest(&self.source);
             self.digest
@@ -409,16 +422,26 @@ impl<T: Labelled + Send + 'static> Reloading<T> {
         }
     }
 
-    /// The file running in place of a stand-in, when it is gone and the
-    /// stand-in is there to go back to (a built-in always is).
-    fn deleted_over_stand_in(&self) -> Option<PathBuf> {
+    /// The file running in place of a stand-in, when it is gone, and the
+    /// newest stand-in there to go back to (a built-in always is; stand-in
+    /// files deleted meanwhile are passed over), taken off the stack.
+    fn deleted_over_stand_in(&mut self) -> Option<(PathBuf, PluginSource)> {
         let file = self.source.file()?;
-        let stand_in = self.stand_in.as_ref()?;
         let gone = matches!(
             std::fs::symlink_metadata(file),
             Err(error) if error.kind() == std::io::ErrorKind::NotFound
         );
-        (gone && stand_in.file().is_none_or(Path::is_file)).then(|| file.to_path_buf())
+        if !gone {
+            return None;
+        }
+        let back = self
+            .stand_in
+            .iter()
+            .rposition(|s| s.file().is_none_or(Path::is_file))?;
+        let deleted = file.to_path_buf();
+        let stand_in = self.stand_in.swap_remove(back);
+        self.stand_in.truncate(back);
+        Some((deleted, stand_in))
     }
 
     /// The new digest if the file's content differs from the last one
@@ -652,7 +675,7 @@ mod tests {
         let stand_in = dir.path().join("target_tracking.wasm");
         let named = dir.path().join("target-tracking.wasm");
         std::fs::write(&stand_in, "built").unwrap();
-        let mut plugin = text_plugin(&stand_in).prefer(named.clone());
+        let mut plugin = text_plugin(&stand_in).prefer([named.clone()]);
         assert_eq!(plugin.refresh(), Refresh::Unchanged);
         std::fs::write(&named, "dropped in").unwrap();
         assert!(matches!(plugin.refresh(), Refresh::Reloaded { to, .. } if to == "dropped in"));
@@ -889,7 +912,7 @@ mod built_in_tests {
         let builtin = crate::plugin::builtin::find("hold").expect("hold is built in");
         let mut plugin = Reloading::new(PluginSource::BuiltIn(builtin), sized)
             .expect("the built-in loads")
-            .prefer(named.clone());
+            .prefer([named.clone()]);
         assert!(plugin.label().starts_with("built-in"), "{}", plugin.label());
         assert_eq!(plugin.refresh(), Refresh::Unchanged);
 
@@ -932,7 +955,7 @@ mod built_in_tests {
         let builtin = crate::plugin::builtin::find("hold").expect("hold is built in");
         let mut plugin = Reloading::new(PluginSource::File(named.clone()), sized)
             .expect("the file loads")
-            .prefer(named.clone())
+            .prefer([named.clone()])
             .overriding(Some(PluginSource::BuiltIn(builtin)));
         assert_eq!(plugin.refresh(), Refresh::Unchanged);
         std::fs::remove_file(&named).unwrap();
@@ -945,10 +968,70 @@ mod built_in_tests {
         std::fs::write(&by_path, b"mine").unwrap();
         let mut plugin = Reloading::new(PluginSource::File(by_path.clone()), sized)
             .expect("the file loads")
-            .prefer(by_path.clone())
+            .prefer([by_path.clone()])
             .overriding(None);
         std::fs::remove_file(&by_path).unwrap();
         assert_eq!(plugin.refresh(), Refresh::Unchanged, "keeps running");
         assert_eq!(plugin.source().file(), Some(by_path.as_path()));
+    }
+
+    /// A running agent follows both files a name may be dropped in as
+    /// (`<name>.wasm` and Cargo's or componentize-py's `_` spelling), as
+    /// the start does, ranked the same way: the `_` spelling replaces the
+    /// built-in, `<name>.wasm` replaces both, a lower-ranked file never
+    /// replaces a higher one, and each deletion goes back one step.
+    #[test]
+    fn both_spellings_of_a_name_are_followed_and_ranked_as_at_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let named = dir.path().join("target-tracking.wasm");
+        let underscored = dir.path().join("target_tracking.wasm");
+        let builtin = crate::plugin::builtin::find("target-tracking").expect("built in");
+        let files = crate::config::load::plugin_files("target-tracking", dir.path());
+        assert_eq!(files, [named.clone(), underscored.clone()]);
+        let mut plugin = Reloading::new(PluginSource::BuiltIn(builtin), sized)
+            .expect("the built-in loads")
+            .prefer(files.clone());
+        assert_eq!(plugin.refresh(), Refresh::Unchanged);
+
+        std::fs::write(&underscored, b"underscored").unwrap();
+        let Refresh::Reloaded { from, to, .. } = plugin.refresh() else {
+            panic!("the `_` spelling replaces the built-in");
+        };
+        assert!(from.starts_with("built-in"), "{from}");
+        assert!(to.ends_with("(11 bytes)"), "{to}");
+        assert_eq!(plugin.source().file(), Some(underscored.as_path()));
+
+        std::fs::write(&named, b"named!").unwrap();
+        let Refresh::Reloaded { to, .. } = plugin.refresh() else {
+            panic!("the name's own file replaces the `_` spelling");
+        };
+        assert!(to.ends_with("(6 bytes)"), "{to}");
+        assert_eq!(plugin.source().file(), Some(named.as_path()));
+        std::fs::write(&underscored, b"underscored again").unwrap();
+        assert_eq!(plugin.refresh(), Refresh::Unchanged, "ranked below");
+
+        std::fs::remove_file(&named).unwrap();
+        let Refresh::Reloaded { to, .. } = plugin.refresh() else {
+            panic!("back to the `_` spelling");
+        };
+        assert!(to.ends_with("(17 bytes)"), "{to}");
+        std::fs::remove_file(&underscored).unwrap();
+        let Refresh::Reloaded { to, .. } = plugin.refresh() else {
+            panic!("back to the built-in");
+        };
+        assert!(to.starts_with("built-in"), "{to}");
+
+        // Both deleted while the name's file runs: straight to the built-in.
+        std::fs::write(&underscored, b"underscored").unwrap();
+        assert!(matches!(plugin.refresh(), Refresh::Reloaded { .. }));
+        std::fs::write(&named, b"named!").unwrap();
+        assert!(matches!(plugin.refresh(), Refresh::Reloaded { .. }));
+        std::fs::remove_file(&underscored).unwrap();
+        std::fs::remove_file(&named).unwrap();
+        let Refresh::Reloaded { to, .. } = plugin.refresh() else {
+            panic!("back to the built-in");
+        };
+        assert!(to.starts_with("built-in"), "{to}");
+        assert!(plugin.source().is_builtin());
     }
 }
