@@ -10,8 +10,8 @@
 # `metric-interpreter`; when left out, a source with a line matching
 # INTERPRETER_PATTERN (grep -E: its import of the interpreter helper) is an
 # interpreter, any other a policy. Sets source_file, module_dir (the folder
-# to build from), module (the name, without .EXT) and world; on a bad
-# argument says what is valid and exits 2.
+# to build from), module (the name, without .EXT), source_path (the source's
+# absolute path) and world; on a bad argument says what is valid and exits 2.
 module_and_world() {
     local lang="$1" ext="$2" interpreter="$3"
     module="${4:-step}"
@@ -33,6 +33,7 @@ module_and_world() {
         echo "build.sh: no module $source_file (MODULE is a file in plugins/$lang/, without .$ext, or a .$ext file's path, relative to the folder you run in)" >&2
         exit 2
     fi
+    source_path="$(realpath "$source_file")"
     if [ -n "${5:-}" ]; then
         world="$5"
     elif grep -qE "$interpreter" "$source_file"; then
@@ -47,4 +48,16 @@ module_and_world() {
             exit 2
             ;;
     esac
+}
+
+# Whether the component OUT was built from $source_path: two modules of
+# the same name (an author's `step.py` and the shipped one) build to the
+# same file, and one must not pass for the other as "up to date".
+# build_from records it, after a build.
+built_from_source() {
+    [ -f "$1.source" ] && [ "$(cat "$1.source")" = "$source_path" ]
+}
+
+build_from() {
+    printf '%s\n' "$source_path" >"$1.source"
 }

@@ -42,7 +42,7 @@ if [ ! -f "$jco" ] || [ plugins/js/package-lock.json -nt plugins/js/node_modules
     (cd plugins/js && npm ci --no-audit --no-fund)
 fi
 
-if [ -f "$out" ] && [ -z "$(find plugins/js "$module_dir" wit/v0.2.0 -path plugins/js/node_modules -prune -o -newer "$out" \
+if [ -f "$out" ] && built_from_source "$out" && [ -z "$(find plugins/js "$module_dir" wit/v0.2.0 -path plugins/js/node_modules -prune -o -newer "$out" \
         \( -name '*.js' -o -name '*.wit' -o -name package-lock.json \) -print -quit)" ]; then
     echo "$(realpath "$out") is up to date"
     exit 0
@@ -62,4 +62,5 @@ node "$jco" componentize "$(realpath "$source_file")" --wit "$PWD/wit/v0.2.0" \
     --world-name "$world" --backend qjs --backend-qjs-disable-async \
     --backend-qjs-stub-wasi -o "$(realpath -m "$out.tmp")" >/dev/null
 mv "$out.tmp" "$out"
+build_from "$out"
 echo "built $(realpath "$out") ($world, $(stat -c %s "$out") bytes) in $(( ($(date +%s%N) - start) / 1000000 )) ms"

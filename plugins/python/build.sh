@@ -30,14 +30,17 @@ if ! .venv/bin/componentize-py --version 2>/dev/null | grep -qx "componentize-py
     .venv/bin/pip install -q -r plugins/python/requirements.txt
 fi
 
-if [ -f "$out" ] && [ -z "$(find plugins/python "$module_dir" wit/v0.2.0 -newer "$out" \
+if [ -f "$out" ] && built_from_source "$out" && [ -z "$(find plugins/python "$module_dir" wit/v0.2.0 -newer "$out" \
         \( -name '*.py' -o -name '*.wit' -o -name requirements.txt \) -print -quit)" ]; then
     echo "$(realpath "$out") is up to date"
     exit 0
 fi
 mkdir -p "$out_dir"
 start=$(date +%s%N)
+# The module's own folder first: an author's module named like a shipped
+# one (`step`) is the one built, not the shipped one.
 .venv/bin/componentize-py -d wit/v0.2.0 -w "$world" \
-    componentize -p plugins/python -p "$module_dir" "$module" -o "$out.tmp"
+    componentize -p "$module_dir" -p plugins/python "$module" -o "$out.tmp"
 mv "$out.tmp" "$out"
+build_from "$out"
 echo "built $(realpath "$out") ($world, $(stat -c %s "$out") bytes) in $(( ($(date +%s%N) - start) / 1000000 )) ms"
