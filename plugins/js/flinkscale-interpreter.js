@@ -37,8 +37,11 @@
 // configuration, and the host receives it as the `err` of `configure` or
 // `interpret`; any other exception is reported the same way, with its name,
 // rather than trapping the instance, and a thrown value that is not an
-// `Error` is written out (`threw a non-Error value: {"code":3}`). An interpret error leaves the
-// application's signals from this interpreter absent for that evaluation.
+// `Error` is written out (`threw a non-Error value: {"code":3}`). An
+// interpret error makes the evaluation hold without asking the policy, and
+// counts toward the interpreter's quarantine; with not enough data yet,
+// return an empty array instead (the signals are then absent, and the
+// policy is asked).
 //
 // The values follow the same mapping as a policy's: record fields in
 // camelCase (`point.timestampMs`, `series.periodSecs`, `app.minKpu`), `s64`

@@ -12,9 +12,13 @@
 //     export const policy = definePolicy({
 //       name: "my-policy",
 //       version: "0.1.0",
+//       summary: "Holds; a start for a policy of your own.",
+//       parameters: [               // a key not declared here is refused
+//         { name: "threshold", kind: "number", default: 80,
+//           meaning: "The CPU percentage above which to scale out." },
+//       ],
 //       setup(params) {               // returns the configured state
-//         params.denyUnknown(["threshold"]);
-//         return { threshold: params.getF64Or("threshold", 80) };
+//         return { threshold: params.getF64("threshold") };  // 80 when absent
 //       },
 //       decide(state, evaluation) {
 //         return hold("nothing to do");
@@ -110,7 +114,10 @@ function decision(action, reason, nextEvaluationSecs) {
 /**
  * Keep the current capacity, for this reason. `nextEvaluationSecs` asks to
  * be evaluated again that many seconds from now instead of at the
- * application's regular interval.
+ * application's regular interval: a way to skip polls, never to be asked
+ * sooner. The host honours it only after a hold, with lazy polling on (the
+ * default), rounded down to whole evaluation intervals and kept within 1
+ * to 15 of them; a scale decision's is ignored.
  */
 export function hold(reason, nextEvaluationSecs) {
   return decision({ tag: "hold" }, reason, nextEvaluationSecs);

@@ -34,8 +34,10 @@ SDK, word for word. Errors are plain exceptions: raise
 :class:`InterpreterError` with a sentence for the person who wrote the
 configuration, and the host receives it as the ``err`` of ``configure`` or
 ``interpret``; any other exception is reported the same way, with its type,
-rather than trapping the instance. An interpret error leaves the
-application's signals from this interpreter absent for that evaluation.
+rather than trapping the instance. An interpret error makes the
+evaluation hold without asking the policy, and counts toward the
+interpreter's quarantine; with not enough data yet, return an empty list
+instead (the signals are then absent, and the policy is asked).
 
 Build with ``plugins/python/build.sh MODULE`` (the script picks the world
 from the module: one that imports this helper is an interpreter).

@@ -6,15 +6,19 @@ small layer between that world's generated bindings and a policy author, the
 Python counterpart of the Rust SDK (``plugins/sdk``). A policy subclasses
 :class:`PolicyBase`, names itself, and writes two methods::
 
-    from flinkscale_policy import PolicyBase, Params, hold, scale_to
+    from flinkscale_policy import PolicyBase, Param, Params, hold, scale_to
 
     class Policy(PolicyBase):          # componentize-py looks for `Policy`
         NAME = "my-policy"
         VERSION = "0.1.0"
+        SUMMARY = "Holds; a start for a policy of your own."
+        PARAMETERS = [                 # a key not declared here is refused
+            Param("threshold", "number", default=80.0,
+                  meaning="The CPU percentage above which to scale out."),
+        ]
 
         def setup(self, params: Params) -> None:
-            params.deny_unknown(["threshold"])
-            self.threshold = params.get_f64_or("threshold", 80.0)
+            self.threshold = params.get_f64("threshold")   # 80 when absent
 
         def on_decide(self, evaluation):
             return hold("nothing to do")
@@ -124,8 +128,12 @@ def hold(reason: str, next_evaluation_secs: Optional[int] = None) -> Decision:
     """Keep the current capacity, for this reason.
 
     ``next_evaluation_secs`` asks to be evaluated again that many seconds
-    from now instead of at the application's regular interval; one outside
-    0..=U32_MAX is a :class:`PolicyError` here.
+    from now instead of at the application's regular interval: a way to
+    skip polls, never to be asked sooner. The host honours it only after a
+    hold, with lazy polling on (the default), rounded down to whole
+    evaluation intervals and kept within 1 to 15 of them; a scale
+    decision's is ignored. One outside 0..=U32_MAX is a
+    :class:`PolicyError` here.
     """
     return Decision(Action_Hold(), reason, _checked_next(next_evaluation_secs))
 

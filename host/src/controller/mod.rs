@@ -93,8 +93,8 @@ pub trait Decide: Send {
 /// The interpret stage: derives signals from series (in production, a
 /// sandboxed plugin instance).
 pub trait Interpret: Send {
-    /// Derives signals; an error drops this interpreter's signals for this
-    /// evaluation.
+    /// Derives signals; an error makes the evaluation hold without asking
+    /// the policy, and counts toward the interpreter's quarantine.
     fn interpret(
         &mut self,
         now_ms: i64,

@@ -94,7 +94,11 @@ impl Decision {
     }
 
     /// Asks to be evaluated again in `secs` seconds instead of at the
-    /// application's regular interval.
+    /// application's regular interval: a way to skip polls, never to be
+    /// asked sooner. The host honours it only after a hold, with lazy
+    /// polling on (the default), rounded down to whole evaluation intervals
+    /// and kept within 1 to 15 of them (never past the end of a KPU limit);
+    /// otherwise it evaluates every interval.
     #[must_use]
     pub fn next_evaluation_in(mut self, secs: u32) -> Self {
         self.next_evaluation_secs = Some(secs);

@@ -285,7 +285,10 @@ pub trait Interpreter: Sized + 'static {
     fn configure(params: Params) -> Result<Self, String>;
 
     /// Computes the signals for this evaluation. Signals whose value is NaN
-    /// or infinite are dropped by the agent.
+    /// or infinite are dropped by the agent. An `Err` makes the evaluation
+    /// hold without asking the policy, and counts toward the interpreter's
+    /// quarantine; with not enough data yet, return no signals instead
+    /// (they are then absent, and the policy is asked).
     fn interpret(
         &mut self,
         now_ms: i64,
