@@ -622,6 +622,7 @@ fn running_state() -> AppState {
         last_update_ms: None,
         identity: None,
         asked_kpu: None,
+        rolled_back_from: None,
     }
 }
 

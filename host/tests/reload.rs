@@ -709,6 +709,93 @@ fn a_kpu_limit_far_below_the_ask_is_found_in_seconds() {
     agent.stop();
 }
 
+/// An update MSF accepts and then rolls back (the emulator's
+/// `rollback_above_parallelism`: the job does not start above 3) is not
+/// sent again: the scale-out from 2 to 4 KPU goes UPDATING, then
+/// ROLLING_BACK, and the application runs at 2 again, a version further,
+/// with `ApplicationVersionRolledBackFrom` naming the failed version. The
+/// agent says the update was rolled back and, while the scale-out alarm
+/// keeps firing, holds and says why, instead of restarting the
+/// application into the same failure after every grace period (2 s here);
+/// nor does it take the rollback for another writer undoing its rescale.
+#[test]
+fn an_update_msf_rolls_back_is_not_sent_again() {
+    const APP: &str = "e2e-app";
+    let dir = tempfile::tempdir().unwrap();
+    let fixture = scenario("e2e-scale.toml");
+    let failing = std::fs::read_to_string(&fixture)
+        .expect("the scenario reads")
+        .replace(
+            "initial_kpu = 2\n",
+            "initial_kpu = 2\nrollback_above_parallelism = 3\n",
+        );
+    assert!(
+        failing.contains("rollback_above_parallelism = 3"),
+        "{failing}"
+    );
+    write_text(&dir.path().join("e2e-scale.toml"), &failing);
+    std::fs::copy(
+        fixture.with_file_name("e2e-constant.csv"),
+        dir.path().join("e2e-constant.csv"),
+    )
+    .expect("the trace copies");
+    let emulator = Emulator::start(&dir.path().join("e2e-scale.toml"), SPEED, &[], dir.path());
+    let config = scaling_config(dir.path(), APP, 7, 1, &common::cpu_step_rules(APP));
+    // 3000 records/s: 2 KPU cannot keep up, the scale-out alarm fires on.
+    emulator.set_load(APP, 3.0);
+    let agent = start_agent(&emulator, &config, &[], dir.path());
+    let diagnose = || diagnostics(&emulator, &agent);
+    let held = "; the update to 4 KPU was rolled back (it did not start), not asked again for \
+                another ";
+    // Two decisions held for it, 10 s apart (a new CPU datapoint each):
+    // past several grace periods.
+    wait_until(
+        PATIENCE,
+        "two decisions held after the rollback",
+        || {
+            agent.assert_running(diagnose);
+            reasons(&agent.log(), APP)
+                .iter()
+                .filter(|r| r.contains(held))
+                .count()
+                >= 2
+        },
+        diagnose,
+    );
+    assert_eq!(
+        updates_of(&emulator.calls(), APP)
+            .into_iter()
+            .map(|(kpu, outcome, _)| (kpu, outcome))
+            .collect::<Vec<_>>(),
+        [(4, "ok".to_owned())],
+        "{}",
+        diagnose()
+    );
+    let log = agent.log();
+    let failed: Vec<String> = common::log_events(&log, "Step failed.")
+        .into_iter()
+        .filter(|e| e["class"] == "update_failed")
+        .map(|e| e["error"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(
+        failed,
+        [
+            "the update to 4 KPU was rolled back: version 2 did not start, and the application \
+          runs at 2 KPU again (version 3); 4 KPU or more is not asked for again for 3600 s \
+          (why it failed: aws kinesisanalyticsv2 list-application-operations)"
+        ],
+        "{}",
+        diagnose()
+    );
+    assert!(!log.contains("Stood down"), "{}", diagnose());
+    assert!(
+        !log.contains("not the 4 KPU requested"),
+        "a rollback is said as one: {}",
+        diagnose()
+    );
+    agent.stop();
+}
+
 /// The account's KPU limit (an injected LimitExceededException) refuses
 /// the scale-out from 2 to 4 KPU: 3 is the ceiling, and the agent holds
 /// there. The operator raises the limit and reloads: the log says the

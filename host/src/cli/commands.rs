@@ -1879,6 +1879,7 @@ mod tests {
             last_update_ms: None,
             identity: None,
             asked_kpu: None,
+            rolled_back_from: None,
         };
         let app = Application {
             name: "orders".into(),

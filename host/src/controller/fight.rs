@@ -298,6 +298,7 @@ mod tests {
             last_update_ms: None,
             identity: None,
             asked_kpu: None,
+            rolled_back_from: None,
         }
     }
 
@@ -386,6 +387,7 @@ mod tests {
         let mut record = AppRecord::default();
         let on = |running: u32, asked: u32, version: u64| AppState {
             asked_kpu: Some(asked),
+            rolled_back_from: None,
             ..state(running, version)
         };
         own_rescale(&mut record, &update(2, 8, 1), Some(2), &on(8, 8, 2), &s, T);
@@ -609,6 +611,7 @@ mod tests {
         let mut record = AppRecord::default();
         let on = |running: u32, asked: u32, version: u64| AppState {
             asked_kpu: Some(asked),
+            rolled_back_from: None,
             ..state(running, version)
         };
         assert_eq!(

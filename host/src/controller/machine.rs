@@ -278,11 +278,31 @@ enum Doubt {
     Answer(TargetError),
 }
 
-/// A target AWS refused as invalid, not asked for again before `until_ms`.
+/// A target AWS refused as invalid, or whose update MSF rolled back, not
+/// asked for again before `until_ms`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct RefusedTarget {
     kpu: u32,
     until_ms: i64,
+    /// The size the update was rolled back to, when it was accepted and
+    /// then rolled back (it failed to start at `kpu`), rather than refused
+    /// as invalid.
+    rolled_back_to: Option<u32>,
+}
+
+impl RefusedTarget {
+    /// Whether a decision for `kpu` is one this refusal stops: the size
+    /// refused as invalid; after a rollback, that size and any beyond it
+    /// the same way (a job that cannot start at 8 after a scale-out from
+    /// 4, its operators' maximum parallelism or the addresses of its
+    /// subnet short, cannot start at 9 either; a scale-in alike, below).
+    fn stops(&self, kpu: u32) -> bool {
+        match self.rolled_back_to {
+            Some(from) if self.kpu > from => kpu >= self.kpu,
+            Some(from) if self.kpu < from => kpu <= self.kpu,
+            _ => kpu == self.kpu,
+        }
+    }
 }
 
 /// The state of one application's loop: the durable record plus what a
@@ -680,14 +700,25 @@ impl Machine {
             }
         }
         if let (Action::ScaleTo(kpu), Some(refused)) = (decision.action, self.refused)
-            && kpu == refused.kpu
+            && refused.stops(kpu)
             && now_ms < refused.until_ms
         {
             decision.action = Action::Hold;
+            let words = settings.words;
+            let what = if refused.rolled_back_to.is_some() {
+                format!(
+                    "the update to {} was rolled back (it did not start)",
+                    words.capacity(refused.kpu)
+                )
+            } else {
+                format!(
+                    "{} refused {} as invalid",
+                    words.rescale_call(),
+                    words.capacity(kpu)
+                )
+            };
             decision.reason.push_str(&format!(
-                "; {} refused {} as invalid, not asked again for another {} s, holding",
-                settings.words.rescale_call(),
-                settings.words.capacity(kpu),
+                "; {what}, not asked again for another {} s, holding",
                 secs_until(refused.until_ms, now_ms)
             ));
         }
@@ -1522,6 +1553,7 @@ impl Machine {
                 self.refused = Some(RefusedTarget {
                     kpu: update.target_kpu,
                     until_ms: out.now_ms + REFUSED_TARGET_HOLD_MS,
+                    rolled_back_to: None,
                 });
                 Next::Wait(self.failed(class, message, settings, out))
             }
@@ -1565,7 +1597,42 @@ impl Machine {
             kpu: app.kpu(),
             update_secs,
         });
-        if app.kpu() != update.target_kpu {
+        // The version the update made (one past the one it quoted, as
+        // UpdateApplication's compare-and-set makes it) is the one a
+        // rollback reverted from: the update failed to start, and MSF's
+        // system rollback (or somebody's RollbackApplication) restored the
+        // old version. Asking again for the same size would restart the
+        // application into the same failure, every grace period.
+        let made = self
+            .created_version_id
+            .unwrap_or(update.quoted_version_id.saturating_add(1));
+        let rolled_back = app.rolled_back_from == Some(made);
+        if rolled_back {
+            self.refused = Some(RefusedTarget {
+                kpu: update.target_kpu,
+                until_ms: out.now_ms + REFUSED_TARGET_HOLD_MS,
+                rolled_back_to: Some(app.kpu()),
+            });
+            out.failed(
+                Failure::UpdateFailed,
+                format!(
+                    "the update to {} was rolled back: version {made} did not start, and the {} \
+                     runs at {} again (version {}); {} or {} is not asked for again for {} s (why \
+                     it failed: aws kinesisanalyticsv2 list-application-operations)",
+                    settings.words.capacity(update.target_kpu),
+                    settings.words.thing(),
+                    settings.words.capacity(app.kpu()),
+                    app.version_id,
+                    settings.words.capacity(update.target_kpu),
+                    if update.target_kpu > app.kpu() {
+                        "more"
+                    } else {
+                        "less"
+                    },
+                    REFUSED_TARGET_HOLD_MS / 1000
+                ),
+            );
+        } else if app.kpu() != update.target_kpu {
             out.failed(
                 Failure::UpdateResult,
                 format!(
@@ -1577,8 +1644,9 @@ impl Machine {
             );
         }
         // Another writer's update that landed meanwhile and undid the
-        // rescale counts toward standing down.
-        let created = self.created_version_id.take();
+        // rescale counts toward standing down; a rollback of the rescale
+        // is no other writer.
+        let created = self.created_version_id.take().filter(|_| !rolled_back);
         if let Some(event) =
             fight::own_rescale(&mut self.record, update, created, app, settings, out.now_ms)
         {
@@ -1745,4 +1813,37 @@ fn millis(duration: Duration) -> i64 {
 /// Whole seconds from `now_ms` to `until_ms`, rounded up.
 pub fn secs_until(until_ms: i64, now_ms: i64) -> i64 {
     (until_ms.saturating_sub(now_ms).max(0) + 999) / 1000
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RefusedTarget;
+
+    /// A size refused as invalid stops only itself; a rolled-back update
+    /// stops its size and those beyond it the way it went (a job that did
+    /// not start at 8 after a scale-out from 4 would not start at 9), and
+    /// never the sizes between.
+    #[test]
+    fn a_rollback_stops_its_size_and_those_beyond_it() {
+        let at = |kpu, rolled_back_to| RefusedTarget {
+            kpu,
+            until_ms: 0,
+            rolled_back_to,
+        };
+        let invalid = at(8, None);
+        assert_eq!(
+            (invalid.stops(8), invalid.stops(9), invalid.stops(7)),
+            (true, false, false)
+        );
+        let out = at(8, Some(4));
+        assert_eq!(
+            [5, 7, 8, 9, 64].map(|kpu| out.stops(kpu)),
+            [false, false, true, true, true]
+        );
+        let r#in = at(2, Some(6));
+        assert_eq!(
+            [1, 2, 3, 5, 7].map(|kpu| r#in.stops(kpu)),
+            [true, true, false, false, false]
+        );
+    }
 }

@@ -334,7 +334,8 @@ pub enum Failure {
     NotFound,
     /// A scale decision met an application that is not RUNNING.
     NotRunning,
-    /// An update ended in a status other than RUNNING (ROLLED_BACK, ...).
+    /// An update ended in a status other than RUNNING (ROLLED_BACK, ...),
+    /// or was rolled back (it did not start at its size).
     UpdateFailed,
     /// An update was not over within `update_timeout_secs`.
     UpdateTimeout,

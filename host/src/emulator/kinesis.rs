@@ -82,6 +82,16 @@ fn detail(view: &AppView, clock: &Clock) -> Value {
             Value::timestamp_ms(clock.to_wall_ms(ms)),
         );
     }
+    if let Some(from) = view.rolled_back_from {
+        // The version the rollback reverted from, and the one it went back
+        // to: the one before it.
+        let int = |v: u64| Value::Int(i64::try_from(v).unwrap_or(i64::MAX));
+        detail.insert("ApplicationVersionRolledBackFrom", int(from));
+        detail.insert(
+            "ApplicationVersionRolledBackTo",
+            int(from.saturating_sub(1)),
+        );
+    }
     detail
 }
 

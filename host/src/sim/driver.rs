@@ -215,6 +215,7 @@ impl ScalingTarget for SimTarget {
             last_update_ms: view.last_update_timestamp_ms,
             identity: None,
             asked_kpu: None,
+            rolled_back_from: view.rolled_back_from,
         })
     }
 

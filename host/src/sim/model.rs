@@ -85,7 +85,8 @@ pub struct AppView {
     pub name: String,
     /// `arn:aws:kinesisanalytics:us-east-1:123456789012:application/NAME`.
     pub arn: String,
-    /// Status: the model is only ever RUNNING or UPDATING.
+    /// Status: the model is only ever RUNNING, UPDATING or (after an update
+    /// past `rollback_above_parallelism`) ROLLING_BACK.
     pub status: AppStatus,
     /// The runtime, `FLINK-1_20`.
     pub runtime_environment: &'static str,
@@ -97,6 +98,9 @@ pub struct AppView {
     pub kpu: u32,
     /// ApplicationVersionId.
     pub version_id: u64,
+    /// ApplicationVersionRolledBackFrom: the version the latest system
+    /// rollback reverted from, if any.
+    pub rolled_back_from: Option<u64>,
     /// MSF's own AutoScalingEnabled flag (stored and reported; the model does
     /// not autoscale).
     pub autoscaling_enabled: bool,
@@ -277,6 +281,9 @@ struct Pending {
     until_secs: u64,
     parallelism: u32,
     parallelism_per_kpu: u32,
+    /// Whether this is the system rollback of a failed update (ROLLING_BACK
+    /// to `parallelism`, the old size), not an update (UPDATING).
+    rollback: bool,
 }
 
 /// The state of one simulated application.
@@ -293,6 +300,9 @@ pub struct AppModel {
     parallelism: u32,
     parallelism_per_kpu: u32,
     version_id: u64,
+    /// ApplicationVersionRolledBackFrom: the version the latest rollback
+    /// reverted from.
+    rolled_back_from: Option<u64>,
     autoscaling_enabled: bool,
     pending: Option<Pending>,
     /// Steps done: the model stands at time `now_secs`.
@@ -339,6 +349,7 @@ impl AppModel {
             last_update_timestamp_ms: None,
             parallelism,
             version_id: 1,
+            rolled_back_from: None,
             autoscaling_enabled: false,
             pending: None,
             now_secs: 0,
@@ -509,10 +520,10 @@ impl AppModel {
 
     /// The current status.
     pub fn status(&self) -> AppStatus {
-        if self.pending.is_some() {
-            AppStatus::Updating
-        } else {
-            AppStatus::Running
+        match self.pending {
+            Some(Pending { rollback: true, .. }) => AppStatus::RollingBack,
+            Some(_) => AppStatus::Updating,
+            None => AppStatus::Running,
         }
     }
 
@@ -535,6 +546,7 @@ impl AppModel {
             parallelism_per_kpu: self.parallelism_per_kpu,
             kpu: Self::kpu_of(self.parallelism, self.parallelism_per_kpu),
             version_id: self.version_id,
+            rolled_back_from: self.rolled_back_from,
             autoscaling_enabled: self.autoscaling_enabled,
             create_timestamp_ms: self.create_timestamp_ms,
             last_update_timestamp_ms: self.last_update_timestamp_ms,
@@ -557,8 +569,9 @@ impl AppModel {
             return Err(ApiError::new(
                 ApiErrorKind::ResourceInUse,
                 format!(
-                    "Application {} is in UPDATING status; it must be RUNNING to be updated.",
-                    self.name
+                    "Application {} is in {} status; it must be RUNNING to be updated.",
+                    self.name,
+                    self.status()
                 ),
             ));
         }
@@ -621,20 +634,38 @@ impl AppModel {
             until_secs: self.now_secs + u64::from(self.params.update_secs),
             parallelism: new_parallelism,
             parallelism_per_kpu: new_ppk,
+            rollback: false,
         });
         self.settle();
         Ok(self.view())
     }
 
-    /// Ends an update whose time is up.
+    /// Ends an update whose time is up: it takes, or (past
+    /// `rollback_above_parallelism`) the system rollback starts, a version
+    /// further, and restores the old size when its own time is up.
     fn settle(&mut self) {
-        if let Some(p) = self.pending
-            && self.now_secs >= p.until_secs
-        {
-            self.parallelism = p.parallelism;
-            self.parallelism_per_kpu = p.parallelism_per_kpu;
-            self.pending = None;
+        let Some(p) = self.pending.filter(|p| self.now_secs >= p.until_secs) else {
+            return;
+        };
+        let fails = !p.rollback
+            && self
+                .params
+                .rollback_above_parallelism
+                .is_some_and(|limit| p.parallelism > limit);
+        if fails {
+            self.rolled_back_from = Some(self.version_id);
+            self.version_id += 1;
+            self.pending = Some(Pending {
+                until_secs: self.now_secs + u64::from(self.params.update_secs),
+                parallelism: self.parallelism,
+                parallelism_per_kpu: self.parallelism_per_kpu,
+                rollback: true,
+            });
+            return;
         }
+        self.parallelism = p.parallelism;
+        self.parallelism_per_kpu = p.parallelism_per_kpu;
+        self.pending = None;
     }
 
     /// Runs every step up to (not including) `t_secs`.

@@ -28,6 +28,7 @@
 //! usl_kappa = 0.0002
 //! max_parallelism = 256
 //! account_kpu_limit = 64
+//! # rollback_above_parallelism = 8  # updates above it are rolled back
 //! initial_kpu = 1
 //! min_kpu = 1
 //! max_kpu = 32
@@ -126,6 +127,14 @@ pub struct AppParams {
     pub max_parallelism: u32,
     /// UpdateApplication above this KPU fails with LimitExceededException.
     pub account_kpu_limit: u32,
+    /// An update to a parallelism above this is accepted, but the job
+    /// fails to start at it (an operator's `maxParallelism` below it, a
+    /// subnet out of addresses) and MSF's system rollback restores the
+    /// previous version: ROLLING_BACK for another `update_secs`, then
+    /// RUNNING at the old size, a version id further, with
+    /// `ApplicationVersionRolledBackFrom` naming the failed version.
+    /// `None`: every accepted update takes.
+    pub rollback_above_parallelism: Option<u32>,
     /// KPU at t = 0.
     pub initial_kpu: u32,
     /// The lower KPU limit the agent is configured with.
@@ -155,6 +164,7 @@ impl Default for AppParams {
             usl_kappa: 0.0002,
             max_parallelism: 256,
             account_kpu_limit: 64,
+            rollback_above_parallelism: None,
             initial_kpu: 1,
             min_kpu: 1,
             max_kpu: 32,
@@ -310,6 +320,7 @@ struct AppFile {
     usl_kappa: Option<f64>,
     max_parallelism: Option<u32>,
     account_kpu_limit: Option<u32>,
+    rollback_above_parallelism: Option<u32>,
     initial_kpu: Option<u32>,
     min_kpu: Option<u32>,
     max_kpu: Option<u32>,
@@ -770,6 +781,7 @@ fn app_params(
         usl_kappa: app.usl_kappa.unwrap_or(d.usl_kappa),
         max_parallelism: app.max_parallelism.unwrap_or(d.max_parallelism),
         account_kpu_limit: app.account_kpu_limit.unwrap_or(d.account_kpu_limit),
+        rollback_above_parallelism: app.rollback_above_parallelism,
         initial_kpu: app.initial_kpu.unwrap_or(d.initial_kpu),
         min_kpu: app.min_kpu.unwrap_or(d.min_kpu),
         max_kpu: app.max_kpu.unwrap_or(d.max_kpu),
@@ -803,6 +815,9 @@ fn app_params(
     }
     if p.account_kpu_limit == 0 {
         bad("account_kpu_limit", "must be at least 1");
+    }
+    if p.rollback_above_parallelism == Some(0) {
+        bad("rollback_above_parallelism", "must be at least 1");
     }
     if p.min_kpu == 0 {
         bad("min_kpu", "must be at least 1");

@@ -28,6 +28,7 @@ fn app(status: AppStatus, version_id: u64) -> AppState {
         last_update_ms: None,
         identity: None,
         asked_kpu: None,
+        rolled_back_from: None,
     }
 }
 

@@ -261,6 +261,7 @@ impl FlinkTarget {
                 // JobManager restart without HA) has a new id.
                 identity: Some(id),
                 asked_kpu: asked(&requirements),
+                rolled_back_from: None,
             },
             requirements,
             max_parallelism,

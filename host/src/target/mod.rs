@@ -126,6 +126,14 @@ pub struct AppState {
     /// say.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub asked_kpu: Option<u32>,
+    /// The version id the application's latest rollback reverted from:
+    /// MSF's `ApplicationVersionRolledBackFrom`, set when MSF's system
+    /// rollback (or a `RollbackApplication`) undid the update that made
+    /// that version. An update the agent made whose version this is did
+    /// not take, whatever the version id did next. `None` when the target
+    /// does not say (a Flink job) or there was no rollback.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rolled_back_from: Option<u64>,
 }
 
 impl AppState {

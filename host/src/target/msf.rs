@@ -211,6 +211,10 @@ fn app_state(detail: &ApplicationDetail) -> Result<AppState, TargetError> {
         // took as one that did not would send it twice. A lost answer
         // met by another writer's update takes the safe reading.
         asked_kpu: None,
+        // A negative version is nonsense; read as no rollback said.
+        rolled_back_from: detail
+            .application_version_rolled_back_from()
+            .and_then(|v| u64::try_from(v).ok()),
     })
 }
 

@@ -209,6 +209,7 @@ impl World {
             last_update_ms: None,
             identity: None,
             asked_kpu: None,
+            rolled_back_from: None,
         }
     }
 

@@ -370,6 +370,7 @@ fn job_state(id: &str, version_id: u64, parallelism: u32, asked: u32) -> AppStat
         last_update_ms: None,
         identity: Some(id.to_owned()),
         asked_kpu: Some(asked),
+        rolled_back_from: None,
     }
 }
 

@@ -172,6 +172,7 @@ impl ScalingTarget for FakeTarget {
             asked_kpu: s
                 .reports_asked
                 .then(|| s.pending_parallelism.div_ceil(s.parallelism_per_kpu)),
+            rolled_back_from: None,
         })
     }
 
@@ -519,6 +520,7 @@ fn running() -> AppState {
         last_update_ms: None,
         identity: None,
         asked_kpu: None,
+        rolled_back_from: None,
     }
 }
 
