@@ -105,6 +105,41 @@ fn every_shipped_example_validates() {
     assert!(checked >= 6, "expected the six examples, found {checked}");
 }
 
+/// A period under a minute on an AWS service's metric is valid (the
+/// emulator and a high-resolution metric of one's own have them) but
+/// would find most periods empty on AWS: `validate` warns, at the line,
+/// and still exits 0; the same period on a custom namespace is quiet.
+#[test]
+fn a_sub_minute_period_on_an_aws_metric_is_warned_about() {
+    let shown = repo()
+        .join("config/demo.toml")
+        .to_string_lossy()
+        .into_owned();
+    let (code, stdout, stderr) = flinkscale(&["validate", &shown]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert_eq!(
+        stderr.trim_end(),
+        format!(
+            "warning: {shown}:27:15: application \"demo-app\".metric \"cpu\".period_secs: a 10 s \
+             period on AWS/KinesisAnalytics, which AWS publishes once a minute: on AWS most \
+             periods would have no datapoint, and the alarms would see them missing (use 60 or \
+             a multiple of it; periods under a minute are for a metric of your own published at \
+             high resolution, or for the emulator (the demo))"
+        )
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let custom = dir.path().join("custom.toml");
+    let text = std::fs::read_to_string(repo().join("config/demo.toml"))
+        .unwrap()
+        .replace(
+            "namespace = \"AWS/KinesisAnalytics\"",
+            "namespace = \"Mine/Pipeline\"",
+        );
+    std::fs::write(&custom, text).unwrap();
+    let (code, stdout, stderr) = flinkscale(&["validate", &custom.to_string_lossy()]);
+    assert_eq!((code, stderr.as_str()), (0, ""), "{stdout}");
+}
+
 #[test]
 fn a_broken_file_gets_every_error_located_and_exit_1() {
     let dir = tempfile::tempdir().unwrap();

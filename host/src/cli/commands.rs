@@ -1175,7 +1175,14 @@ pub async fn validate(config: &Path, environment: bool) -> anyhow::Result<ExitCo
         }
         return Ok(ExitCode::from(EX_CONFIG));
     }
-    for warning in load::locate(&loaded, &check.warnings) {
+    let mut warnings = check.warnings.clone();
+    warnings.extend(crate::config::validate::period_warnings(
+        loaded
+            .applications()
+            .enumerate()
+            .map(|(k, (app, _))| (loaded.file_index(k), app)),
+    ));
+    for warning in load::locate(&loaded, &warnings) {
         eprintln!("warning: {}", printable(&warning.to_string()));
     }
     if environment {

@@ -833,6 +833,54 @@ fn validate_metric(at: &FieldPath, metric: &MetricConfig, all: &[MetricConfig]) 
     problems
 }
 
+/// Warnings, not errors: each CloudWatch metric of an AWS service
+/// (`AWS/...`) read in periods under a minute, of the applications given
+/// with their index in the file. AWS services publish their metrics once
+/// a minute at best (standard resolution), so on AWS five periods of 10 s
+/// in six have no datapoint and the alarms see them missing. Sub-minute
+/// periods are for a metric of one's own published at high resolution,
+/// and for the emulator (which publishes every model second, and whose
+/// demo plays faster than the wall clock).
+pub fn period_warnings<'a>(
+    applications: impl Iterator<Item = (usize, &'a ApplicationConfig)>,
+) -> Vec<Problem> {
+    let mut warnings = Vec::new();
+    for (index, app) in applications {
+        for (i, metric) in app.metrics.iter().enumerate() {
+            let Some(namespace) = metric.namespace.as_deref() else {
+                continue;
+            };
+            if metric.source == MetricSourceKind::Cloudwatch
+                && namespace.starts_with("AWS/")
+                && metric.period_secs < 60
+            {
+                let at = FieldPath::root()
+                    .key("application")
+                    .index(index)
+                    .key("metric")
+                    .index(i)
+                    .key("period_secs");
+                warnings.push(
+                    Problem::new(
+                        at,
+                        format!(
+                            "a {} s period on {namespace}, which AWS publishes once a minute: on \
+                             AWS most periods would have no datapoint, and the alarms would see \
+                             them missing",
+                            metric.period_secs
+                        ),
+                    )
+                    .hint(
+                        "use 60 or a multiple of it; periods under a minute are for a metric of \
+                         your own published at high resolution, or for the emulator (the demo)",
+                    ),
+                );
+            }
+        }
+    }
+    warnings
+}
+
 /// The Flink vertex metrics a `source = "flink"` metric can name.
 pub const FLINK_METRICS: [&str; 6] = [
     "busyTimeMsPerSecond",
