@@ -792,6 +792,45 @@ async fn update_errors_map_to_their_classes() {
     }
 }
 
+/// A `LimitExceededException` that speaks of a request rate (the code
+/// Kinesis Data Streams throttles with) is throttling, not a KPU limit: a
+/// ceiling recorded from it would hold the application below the size
+/// asked for an hour. One that does not speak of a rate stays a limit.
+#[tokio::test]
+async fn a_limit_exceeded_about_a_rate_is_throttling() {
+    for (message, throttled) in [
+        ("Rate exceeded for application orders", true),
+        ("Request rate limit exceeded", true),
+        ("Too Many Requests", true),
+        (
+            "Number of KPUs exceeds the limit of 64 for the account",
+            false,
+        ),
+    ] {
+        let stub = Stub::start(move |_| {
+            json_reply(
+                400,
+                json!({"__type": "LimitExceededException", "message": message}),
+            )
+        })
+        .await;
+        let target = MsfTarget::new(&sdk_config(&stub.url).await);
+        let error = target
+            .rescale("orders", 2, &running_state())
+            .await
+            .expect_err(message);
+        assert_eq!(
+            matches!(error, TargetError::Throttled(_)),
+            throttled,
+            "{message}: {error:?}"
+        );
+        if !throttled {
+            assert!(matches!(error, TargetError::LimitExceeded(_)), "{error:?}");
+        }
+        assert!(error.to_string().contains(message), "{error}");
+    }
+}
+
 #[tokio::test]
 async fn describe_of_a_missing_application_is_not_found() {
     let stub = Stub::start(|_| {

@@ -321,7 +321,33 @@ where
         ),
         None => format!("{operation} failed: {}", crate::aws::error_text(error)),
     };
-    class(message)
+    match class(message) {
+        TargetError::LimitExceeded(message)
+            if speaks_of_a_rate(error.message().unwrap_or_default()) =>
+        {
+            TargetError::Throttled(message)
+        }
+        classified => classified,
+    }
+}
+
+/// Whether a `LimitExceededException`'s message is about a request rate
+/// (Kinesis Data Streams answers its throttling with that code: "Rate
+/// exceeded for stream ..."; the SDK's retry classifier takes the code for
+/// throttling too), not a capacity: MSF does not document the message of
+/// its KPU refusal, and a ceiling recorded from a throttled update would
+/// hold the application below the size refused for an hour, and the
+/// probes one KPU lower every 5 s would be throttled in turn.
+fn speaks_of_a_rate(message: &str) -> bool {
+    let message = message.to_ascii_lowercase();
+    [
+        "rate exceeded",
+        "rate limit",
+        "throttl",
+        "too many requests",
+    ]
+    .iter()
+    .any(|words| message.contains(words))
 }
 
 #[cfg(test)]
