@@ -15,7 +15,7 @@ use tokio::net::TcpStream;
 
 use crate::config::FlinkJob;
 use crate::target::TargetError;
-use crate::telemetry::prometheus::{record_flink_call, record_jobmanager_move};
+use crate::telemetry::prometheus::{FlinkCall, record_jobmanager_move};
 
 /// Flink answers larger than this are refused rather than buffered.
 const MAX_ANSWER: u64 = 8 << 20;
@@ -201,13 +201,12 @@ impl FlinkRest {
         path: &str,
         body: Option<&Value>,
     ) -> Result<(u16, Value), TargetError> {
-        let started = std::time::Instant::now();
+        let call = FlinkCall::start(route(method, path));
         let result = self.exchange_any(method, path, body).await;
-        let outcome = match &result {
+        call.ended(match &result {
             Ok(_) => "ok",
             Err(error) => crate::controller::Failure::of(error).as_str(),
-        };
-        record_flink_call(&route(method, path), outcome, started.elapsed());
+        });
         result
     }
 
@@ -778,6 +777,31 @@ mod tests {
         ] {
             assert_eq!(route(method, &path), expected, "{path}");
         }
+    }
+
+    /// A call its caller stops waiting for (a stop gives up a read in
+    /// flight) is counted all the same, as `given_up`: it was sent.
+    #[tokio::test]
+    async fn a_call_given_up_is_counted_as_given_up() {
+        // A JobManager that takes the connection and never answers.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("a loopback port");
+        let url = format!("http://{}", listener.local_addr().expect("an address"));
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((stream, _)) = listener.accept().await {
+                held.push(stream);
+            }
+        });
+        let rest = FlinkRest::new(&url).expect("a valid rest_url");
+        let given_up =
+            || crate::telemetry::prometheus::flink_calls("GET /given-up-test", "given_up");
+        assert_eq!(given_up(), 0);
+        let call = rest.get("/given-up-test");
+        let gave_up = tokio::time::timeout(Duration::from_millis(200), call).await;
+        assert!(gave_up.is_err(), "the stub never answers");
+        assert_eq!(given_up(), 1);
     }
 
     /// Each call is counted by route and outcome, ids left out, and the

@@ -8,8 +8,6 @@
 //! [`MAX_QUERIES_PER_CALL`] queries; more are split over several calls, and
 //! each call follows `NextToken` until the service has said everything.
 
-use std::time::Instant;
-
 use async_trait::async_trait;
 use aws_config::SdkConfig;
 use aws_sdk_cloudwatch::Client;
@@ -22,7 +20,7 @@ use aws_sdk_cloudwatch::types::{
 use tracing::{debug, warn};
 
 use super::{Datapoint, MetricQuery, MetricSource, MetricsError, Series};
-use crate::telemetry::prometheus::record_aws_call;
+use crate::telemetry::prometheus::AwsCall;
 
 /// GetMetricData accepts at most this many queries per call.
 pub const MAX_QUERIES_PER_CALL: usize = 500;
@@ -78,7 +76,7 @@ impl CloudWatchSource {
         let (most_points, _) = super::history::size(queries, start_ms, end_ms);
         let mut tokens = std::collections::HashSet::new();
         loop {
-            let started = Instant::now();
+            let call = AwsCall::start("GetMetricData");
             let result = self
                 .client
                 .get_metric_data()
@@ -98,7 +96,7 @@ impl CloudWatchSource {
                 Err(MetricsError::Invalid(_)) => "invalid",
                 Err(MetricsError::Source(_)) => "source",
             };
-            record_aws_call("GetMetricData", outcome, started.elapsed());
+            call.ended(outcome);
             let output = result?;
             for result in output.metric_data_results() {
                 collect_result(result, &mut points)?;

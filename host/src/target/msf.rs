@@ -9,8 +9,6 @@
 //! application is the failure this agent exists to avoid). Failures are
 //! classified into [`TargetError`] by what the controller should do next.
 
-use std::time::Instant;
-
 use async_trait::async_trait;
 use aws_config::SdkConfig;
 use aws_config::retry::RetryConfig;
@@ -24,16 +22,11 @@ use aws_sdk_kinesisanalyticsv2::types::{
 };
 
 use super::{AppState, AppStatus, ScalingTarget, TargetError};
-use crate::telemetry::prometheus::record_aws_call;
+use crate::telemetry::prometheus::AwsCall;
 
-/// Counts one call of `operation` begun at `started` for
-/// `flinkscale_aws_calls_total` and its duration histogram, and passes its
-/// result on.
-fn counted<T>(
-    operation: &'static str,
-    started: Instant,
-    result: Result<T, TargetError>,
-) -> Result<T, TargetError> {
+/// Counts `call` for `flinkscale_aws_calls_total` and its duration
+/// histogram by how it ended, and passes its result on.
+fn counted<T>(call: AwsCall, result: Result<T, TargetError>) -> Result<T, TargetError> {
     let outcome = match &result {
         Ok(_) => "ok",
         Err(TargetError::Throttled(_)) => "throttled",
@@ -46,7 +39,7 @@ fn counted<T>(
         Err(TargetError::Request(_)) => "request",
         Err(TargetError::Transient(_)) => "transient",
     };
-    record_aws_call(operation, outcome, started.elapsed());
+    call.ended(outcome);
     result
 }
 
@@ -72,7 +65,7 @@ impl MsfTarget {
 #[async_trait]
 impl ScalingTarget for MsfTarget {
     async fn describe(&self, application: &str) -> Result<AppState, TargetError> {
-        let started = Instant::now();
+        let call = AwsCall::start("DescribeApplication");
         let result = self
             .client
             .describe_application()
@@ -80,7 +73,7 @@ impl ScalingTarget for MsfTarget {
             .send()
             .await
             .map_err(|error| classify("DescribeApplication", &error));
-        let output = counted("DescribeApplication", started, result)?;
+        let output = counted(call, result)?;
         let detail = output.application_detail().ok_or_else(|| {
             TargetError::Transient("DescribeApplication answered no ApplicationDetail".into())
         })?;
@@ -130,7 +123,7 @@ impl ScalingTarget for MsfTarget {
         // already moved, and its ConcurrentModification would hide that
         // the update took effect. The controller resolves every failure
         // against DescribeApplication instead.
-        let started = Instant::now();
+        let call = AwsCall::start("UpdateApplication");
         let result = self
             .client
             .update_application()
@@ -145,7 +138,7 @@ impl ScalingTarget for MsfTarget {
             .send()
             .await
             .map_err(|error| classify("UpdateApplication", &error));
-        let output = counted("UpdateApplication", started, result)?;
+        let output = counted(call, result)?;
         let detail = output.application_detail().ok_or_else(|| {
             TargetError::Transient("UpdateApplication answered no ApplicationDetail".into())
         })?;

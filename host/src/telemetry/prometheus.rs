@@ -120,6 +120,77 @@ pub fn record_flink_call(operation: &str, outcome: &'static str, elapsed: Durati
         .observe(elapsed.as_secs_f64());
 }
 
+/// One AWS call under way, counted in `flinkscale_aws_calls_total` and its
+/// duration histogram when it ends ([`AwsCall::ended`]), or with the
+/// outcome `given_up` if it is dropped first: its caller stopped waiting
+/// (a stop or a reload gave up a read in flight), and the call, sent and
+/// maybe billed, would otherwise be counted nowhere.
+#[must_use = "a call dropped without `ended` is counted as given up"]
+pub struct AwsCall {
+    operation: &'static str,
+    started: Instant,
+    ended: bool,
+}
+
+impl AwsCall {
+    /// A call of `operation` starting now.
+    pub fn start(operation: &'static str) -> Self {
+        Self {
+            operation,
+            started: Instant::now(),
+            ended: false,
+        }
+    }
+
+    /// Counts the call as ended with `outcome`.
+    pub fn ended(mut self, outcome: &str) {
+        self.ended = true;
+        record_aws_call(self.operation, outcome, self.started.elapsed());
+    }
+}
+
+impl Drop for AwsCall {
+    fn drop(&mut self) {
+        if !self.ended {
+            record_aws_call(self.operation, "given_up", self.started.elapsed());
+        }
+    }
+}
+
+/// [`AwsCall`], for a call to a Flink JobManager's REST API
+/// (`flinkscale_flink_calls_total`).
+#[must_use = "a call dropped without `ended` is counted as given up"]
+pub struct FlinkCall {
+    operation: String,
+    started: Instant,
+    ended: bool,
+}
+
+impl FlinkCall {
+    /// A call of `operation` (a route template) starting now.
+    pub fn start(operation: String) -> Self {
+        Self {
+            operation,
+            started: Instant::now(),
+            ended: false,
+        }
+    }
+
+    /// Counts the call as ended with `outcome`.
+    pub fn ended(mut self, outcome: &'static str) {
+        self.ended = true;
+        record_flink_call(&self.operation, outcome, self.started.elapsed());
+    }
+}
+
+impl Drop for FlinkCall {
+    fn drop(&mut self) {
+        if !self.ended {
+            record_flink_call(&self.operation, "given_up", self.started.elapsed());
+        }
+    }
+}
+
 /// Every move of the process from one JobManager's address to the next
 /// (a `rest_url` with more than one address), by the two addresses; one
 /// per process, as [`AwsCalls`].
@@ -142,6 +213,18 @@ pub(crate) fn jobmanager_moves(from: &str, to: &str) -> u64 {
         .get(&(from.to_owned(), to.to_owned()))
         .copied()
         .unwrap_or(0)
+}
+
+/// How many AWS calls of `operation` ended with `outcome` in this process
+/// so far.
+#[cfg(test)]
+pub(crate) fn aws_calls(operation: &str, outcome: &str) -> u64 {
+    let counts = AWS_CALLS.counts.lock().unwrap_or_else(|p| p.into_inner());
+    counts
+        .iter()
+        .filter(|((op, out), _)| *op == operation && out == outcome)
+        .map(|(_, n)| *n)
+        .sum()
 }
 
 /// How many calls to Flink's REST API of `operation` ended with `outcome`
@@ -1157,6 +1240,21 @@ fn escape_help(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An AWS call is counted once: with its outcome when it ends, or as
+    /// `given_up` when its caller dropped it first (a stop gave up a read
+    /// in flight: the call was sent, and maybe billed).
+    #[test]
+    fn an_aws_call_is_counted_once_ended_or_given_up() {
+        // An operation name no other test uses: the counts are this test's.
+        let op = "TestOnlyOperation";
+        AwsCall::start(op).ended("ok");
+        drop(AwsCall::start(op));
+        let call = AwsCall::start(op);
+        drop(call);
+        assert_eq!(aws_calls(op, "ok"), 1);
+        assert_eq!(aws_calls(op, "given_up"), 2);
+    }
 
     fn config(names: &[&str]) -> Config {
         let mut text = String::new();
