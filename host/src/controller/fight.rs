@@ -151,10 +151,13 @@ pub fn check(
     if state.version_id <= own.version_id
         || came_from == Ordering::Equal
         || size(state).cmp(&own.kpu) != came_from
+        || state.rolled_back_from == Some(own.version_id)
     {
         // Nobody else updated it, or only restarted it (a Flink job's
         // restart, a configuration change), or took it further the way
-        // the agent went (a second agent that agrees): no override.
+        // the agent went (a second agent that agrees), or MSF rolled the
+        // agent's rescale back after it was seen running (a failure, not
+        // a writer): no override.
         return None;
     }
     fight.own = None;

@@ -1597,21 +1597,23 @@ impl Machine {
             kpu: app.kpu(),
             update_secs,
         });
-        // The version the update made (one past the one it quoted, as
-        // UpdateApplication's compare-and-set makes it) is the one a
-        // rollback reverted from: the update failed to start, and MSF's
-        // system rollback (or somebody's RollbackApplication) restored the
-        // old version. Asking again for the same size would restart the
-        // application into the same failure, every grace period.
-        let made = self
-            .created_version_id
-            .unwrap_or(update.quoted_version_id.saturating_add(1));
-        let rolled_back = app.rolled_back_from == Some(made);
-        if rolled_back {
+        // The version the update made, as its accepted answer said, is the
+        // one a rollback reverted from: the update failed to start, and
+        // MSF's system rollback (or somebody's RollbackApplication)
+        // restored the old version. Asking again for the same size would
+        // restart the application into the same failure, every grace
+        // period. Only a version the agent knows it made says so: one
+        // taken from a version id that moved (an answer lost) may be
+        // another writer's, whose rollback is no word on this size, and
+        // one followed across a restart is not known (it is then reported
+        // as running at another size, below).
+        let made = self.created_version_id;
+        let rolled_back = made.is_some() && app.rolled_back_from == made;
+        if let Some(made) = made.filter(|_| rolled_back) {
             self.refused = Some(RefusedTarget {
                 kpu: update.target_kpu,
                 until_ms: out.now_ms + REFUSED_TARGET_HOLD_MS,
-                rolled_back_to: Some(app.kpu()),
+                rolled_back_to: Some(update.from_kpu),
             });
             out.failed(
                 Failure::UpdateFailed,
@@ -1624,7 +1626,7 @@ impl Machine {
                     settings.words.capacity(app.kpu()),
                     app.version_id,
                     settings.words.capacity(update.target_kpu),
-                    if update.target_kpu > app.kpu() {
+                    if update.target_kpu > update.from_kpu {
                         "more"
                     } else {
                         "less"

@@ -422,9 +422,11 @@ impl<T: Labelled + Send + 'static> Reloading<T> {
         }
     }
 
-    /// The file running in place of a stand-in, when it is gone, and the
-    /// newest stand-in there to go back to (a built-in always is; stand-in
-    /// files deleted meanwhile are passed over), taken off the stack.
+    /// The file running, when it is gone, and what runs in its place: the
+    /// best preferred file ranked below it that exists (the `_` spelling
+    /// under `<name>.wasm`, as a start would pick), else the newest
+    /// stand-in there to go back to (a built-in always is; stand-in files
+    /// deleted meanwhile are passed over), taken off the stack.
     fn deleted_over_stand_in(&mut self) -> Option<(PathBuf, PluginSource)> {
         let file = self.source.file()?;
         let gone = matches!(
@@ -434,11 +436,20 @@ impl<T: Labelled + Send + 'static> Reloading<T> {
         if !gone {
             return None;
         }
+        let deleted = file.to_path_buf();
+        if let Some(rank) = self.preferred.iter().position(|p| *p == deleted)
+            && let Some(lower) = self.preferred[rank + 1..]
+                .iter()
+                .find(|p| p.is_file())
+                .cloned()
+        {
+            self.stand_in.retain(|s| s.file() != Some(lower.as_path()));
+            return Some((deleted, PluginSource::File(lower)));
+        }
         let back = self
             .stand_in
             .iter()
             .rposition(|s| s.file().is_none_or(Path::is_file))?;
-        let deleted = file.to_path_buf();
         let stand_in = self.stand_in.swap_remove(back);
         self.stand_in.truncate(back);
         Some((deleted, stand_in))
@@ -1033,5 +1044,49 @@ mod built_in_tests {
         };
         assert!(to.starts_with("built-in"), "{to}");
         assert!(plugin.source().is_builtin());
+    }
+
+    /// Both spellings present at start (the name's own file runs, as the
+    /// start picks it): deleting it runs the `_` spelling next, as a start
+    /// would, not the built-in under both, nor the deleted file for good
+    /// when there is no built-in.
+    #[test]
+    fn deleting_the_names_file_runs_the_underscore_spelling_beside_it() {
+        for built_in in [true, false] {
+            let dir = tempfile::tempdir().unwrap();
+            let name = if built_in {
+                "target-tracking"
+            } else {
+                "my-policy"
+            };
+            let files = crate::config::load::plugin_files(name, dir.path());
+            let (named, underscored) = (files[0].clone(), files[1].clone());
+            std::fs::write(&named, b"named!").unwrap();
+            std::fs::write(&underscored, b"underscored").unwrap();
+            let overridden = built_in.then(|| {
+                PluginSource::BuiltIn(crate::plugin::builtin::find(name).expect("built in"))
+            });
+            let mut plugin = Reloading::new(PluginSource::File(named.clone()), sized)
+                .expect("the file loads")
+                .prefer(files)
+                .overriding(overridden);
+            assert_eq!(plugin.refresh(), Refresh::Unchanged);
+            std::fs::remove_file(&named).unwrap();
+            let Refresh::Reloaded { to, .. } = plugin.refresh() else {
+                panic!("the `_` spelling runs (built-in: {built_in})");
+            };
+            assert!(to.ends_with("(11 bytes)"), "{to}");
+            assert_eq!(plugin.source().file(), Some(underscored.as_path()));
+            std::fs::remove_file(&underscored).unwrap();
+            if built_in {
+                let Refresh::Reloaded { to, .. } = plugin.refresh() else {
+                    panic!("back to the built-in");
+                };
+                assert!(to.starts_with("built-in"), "{to}");
+            } else {
+                // Nothing to go back to: the last instance keeps running.
+                assert_eq!(plugin.refresh(), Refresh::Unchanged);
+            }
+        }
     }
 }

@@ -1250,12 +1250,23 @@ fn read_counted(
     last: Option<usize>,
 ) -> Result<(Vec<Entry>, usize), ReadError> {
     let path = dir.join(format!("{application}.jsonl"));
-    let file = match crate::state::open_no_follow(&path) {
+    let mut file = match crate::state::open_no_follow(&path) {
         Ok(file) => file,
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok((Vec::new(), 0)),
         Err(source) => return Err(ReadError::Io { path, source }),
     };
-    read_tail(file, last.unwrap_or(usize::MAX)).map_err(|source| ReadError::Io { path, source })
+    // A file cut short while it is read (truncated in place by hand or by
+    // a log rotation's copytruncate; the agent itself replaces it whole)
+    // ends before a chunk does: read it again from its new end.
+    let mut tries = 0;
+    loop {
+        match read_tail(&mut file, last.unwrap_or(usize::MAX)) {
+            Err(error) if error.kind() == std::io::ErrorKind::UnexpectedEof && tries < 3 => {
+                tries += 1;
+            }
+            read => return read.map_err(|source| ReadError::Io { path, source }),
+        }
+    }
 }
 
 /// Bytes read at a time by [`read_tail`].
@@ -1273,7 +1284,7 @@ const MAX_LINE_BYTES: usize = 1024 * 1024;
 /// stopping once `want` entries are found. Bytes that are not UTF-8 (a
 /// damaged disk, a hand edit) spoil only their own line, which then does
 /// not parse and is counted like any other damaged line.
-fn read_tail(mut file: File, want: usize) -> std::io::Result<(Vec<Entry>, usize)> {
+fn read_tail(file: &mut File, want: usize) -> std::io::Result<(Vec<Entry>, usize)> {
     use std::io::{Read, Seek, SeekFrom};
     let mut entries = Vec::new();
     let mut unreadable = 0;

@@ -1010,6 +1010,67 @@ async fn a_lost_answer_that_took_effect_is_reported_started_before_its_error() {
     );
 }
 
+/// An update MSF rolls back, from a controller that knows the version it
+/// made (the answer came): said as rolled back, not sent again while the
+/// hold lasts, however often the policy asks (here every minute, under
+/// 95 % CPU), nor counted as another writer undoing it. Its answer lost
+/// instead, the version it made is not known (the version id that moved
+/// may be another writer's, whose rollback says nothing of this size):
+/// it is reported as running at another size, and asked again.
+#[tokio::test(start_paused = true)]
+async fn a_rolled_back_update_is_held_only_when_the_agent_knows_it_made_it() {
+    for lost in [false, true] {
+        let target = FakeTarget::new(2, 90);
+        target.state.lock().unwrap().rolls_back = true;
+        let rescaler: Arc<dyn ScalingTarget> = if lost {
+            Arc::new(LostAnswer {
+                inner: target.clone(),
+                describe_fails: false,
+            })
+        } else {
+            target.clone()
+        };
+        let run = Running::launch(
+            target.origin,
+            rescaler,
+            constant(95.0),
+            Box::new(Doubling),
+            Vec::new(),
+            |c| c,
+        );
+        tokio::time::sleep(Duration::from_secs(1200)).await;
+        let events = run.stop().await;
+        let failed = failures(&events, "update_failed");
+        let other_size = failures(&events, "update_result");
+        assert!(
+            !events.iter().any(|e| matches!(e, Event::StoodDown { .. })),
+            "{events:?}"
+        );
+        if lost {
+            assert!(failed.is_empty(), "{failed:?}");
+            assert!(
+                other_size
+                    .iter()
+                    .any(|m| m.contains("not the 4 KPU requested")),
+                "{other_size:?}"
+            );
+            assert!(target.updates().len() > 1, "{:?}", target.updates());
+        } else {
+            assert_eq!(target.updates(), vec![(0, 4)]);
+            assert_eq!(
+                failed,
+                [
+                    "the update to 4 KPU was rolled back: version 2 did not start, and the \
+                  application runs at 2 KPU again (version 3); 4 KPU or more is not asked for \
+                  again for 3600 s (why it failed: aws kinesisanalyticsv2 \
+                  list-application-operations)"
+                ]
+            );
+            assert!(other_size.is_empty(), "{other_size:?}");
+        }
+    }
+}
+
 /// Panics at its first call, then doubles like [`Doubling`].
 struct PanicsOnce(bool);
 

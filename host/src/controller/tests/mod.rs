@@ -75,6 +75,12 @@ struct TargetState {
     /// Whether describe says what the application was last asked for
     /// (`pending_parallelism`), as the Flink target does.
     reports_asked: bool,
+    /// Whether an update, once over, is rolled back (MSF's system
+    /// rollback: the old size again, a version further, and
+    /// `rolled_back_from` the update's version).
+    rolls_back: bool,
+    /// `ApplicationVersionRolledBackFrom`.
+    rolled_back_from: Option<u64>,
 }
 
 /// An application that takes `update_secs` to apply an update, with MSF's
@@ -104,6 +110,8 @@ impl FakeTarget {
                 last_update_ms: None,
                 identity: None,
                 reports_asked: false,
+                rolls_back: false,
+                rolled_back_from: None,
             }),
         })
     }
@@ -117,7 +125,10 @@ impl FakeTarget {
             && Instant::now() >= until
         {
             s.status = s.end_status;
-            if s.end_status == AppStatus::Running {
+            if s.rolls_back {
+                s.rolled_back_from = Some(s.version_id);
+                s.version_id += 1;
+            } else if s.end_status == AppStatus::Running {
                 s.parallelism = s.pending_parallelism;
             }
             s.updating_until = None;
@@ -172,7 +183,7 @@ impl ScalingTarget for FakeTarget {
             asked_kpu: s
                 .reports_asked
                 .then(|| s.pending_parallelism.div_ceil(s.parallelism_per_kpu)),
-            rolled_back_from: None,
+            rolled_back_from: s.rolled_back_from,
         })
     }
 
