@@ -326,6 +326,13 @@ const MODES: &[Mode] = &[
         r#"{"mode": "surrogate-refuse"}"#,
         &["failed in decide: GuestError: misbehave: \\udc00 refuse mode"],
     ),
+    // Logs through the contract (checked by
+    // `a_python_or_javascript_policy_logs_through_the_contract`), then holds.
+    decides(
+        r#"{"mode": "log"}"#,
+        decision(Action::Hold, "misbehave: log mode"),
+        decision(Action::Hold, "misbehave: log mode"),
+    ),
     fails(
         r#"{"mode": "configure-refuse"}"#,
         &["rejected its params: misbehave: configure-refuse mode"],
@@ -562,5 +569,49 @@ fn a_lone_surrogate_in_metadata_fails_the_build_in_the_same_words() {
                 .unwrap_or(true),
             "{label}: a failed build left no component behind"
         );
+    }
+}
+
+/// The README's "Logging", used as it says: a Python or JavaScript policy
+/// writes to the agent's log through the contract's `host` interface
+/// (Python's `print` too), at the level it asks, tagged with the plugin
+/// and the application.
+#[test]
+fn a_python_or_javascript_policy_logs_through_the_contract() {
+    let _compiling = one_at_a_time();
+    for (label, wasm) in misbehaving() {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_flinkscale"))
+            .args(["plugin", "check"])
+            .arg(&wasm)
+            .args(["--params", r#"{"mode": "log"}"#])
+            .env("RUST_LOG", "info")
+            .output()
+            .expect("the binary runs");
+        let log = String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.success(), "{label}: {log}");
+        for (level, line) in [
+            ("INFO", "misbehave: info at 4 KPU"),
+            ("WARN", "misbehave: warn"),
+            ("ERROR", "misbehave: error"),
+        ] {
+            let expected = format!(
+                "{level} flinkscale::plugin::guest: {line} plugin=misbehave-policy \
+                 plugin_version=0.1.0 application=canned source=\"log\""
+            );
+            assert!(
+                log.contains(&expected),
+                "{label}: no {expected:?} in\n{log}"
+            );
+        }
+        assert!(
+            !log.contains("misbehave: debug"),
+            "{label}: below RUST_LOG: {log}"
+        );
+        if label == "python" {
+            assert!(
+                log.contains("misbehave: printed plugin=misbehave-policy"),
+                "{label}: {log}"
+            );
+        }
     }
 }
