@@ -1,0 +1,109 @@
+"""A Python plugin tested in plain CPython, before any build, as the README
+("Testing a Python plugin without building it") tells an author to.
+
+componentize-py (pinned in plugins/python/requirements.txt, installed into
+.venv by plugins/python/build.sh) generates the contract's bindings for a
+world; with them and plugins/python on the path, the helper modules import
+and a policy or an interpreter can be configured and asked like the host
+asks it, with records built by hand. Each check runs in a fresh
+interpreter, as the two worlds' bindings are both named `wit_world`.
+"""
+
+import os
+import pathlib
+import subprocess
+import sys
+import textwrap
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+COMPONENTIZE_PY = ROOT / ".venv/bin/componentize-py"
+
+
+def bindings(world, tmp_path):
+    """The README's first command: the bindings of `world` in a folder."""
+    out = tmp_path / world
+    subprocess.run(
+        [str(COMPONENTIZE_PY), "-d", "wit/v0.2.0", "-w", world, "bindings", str(out)],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+    )
+    return out
+
+
+def run(world, code, tmp_path):
+    """The README's second: `code` with the bindings and the helpers on
+    PYTHONPATH; its standard output."""
+    path = os.pathsep.join([str(bindings(world, tmp_path)), str(ROOT / "plugins/python")])
+    done = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        env={**os.environ, "PYTHONPATH": path},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_the_step_policy_decides_in_plain_python(tmp_path):
+    out = run(
+        "scaling-policy",
+        """
+        from wit_world.imports.types import (
+            Alarm, AlarmState, Application, AppStatus, Evaluation, Action_ScaleTo,
+        )
+        import step
+
+        policy = step.Policy()
+        policy.configure('{"scale_out_alarm": "hi", "scale_in_alarm": "lo"}')
+        app = Application("orders", AppStatus.RUNNING, 4, 4, 1, 1, 16, 7, None, None)
+        alarms = [Alarm("hi", AlarmState.ALARM, 0), Alarm("lo", AlarmState.OK, 0)]
+        decision = policy.decide(Evaluation(1_000_000, app, [], alarms, []))
+        assert isinstance(decision.action, Action_ScaleTo), decision
+        print(decision.action.value, decision.reason)
+        """,
+        tmp_path,
+    )
+    assert out == "8 `hi` is in ALARM: 4 KPU x 2 = 8 KPU\n"
+
+
+def test_a_refused_parameter_reads_as_the_host_would_get_it(tmp_path):
+    out = run(
+        "scaling-policy",
+        """
+        from componentize_py_types import Err
+        import step
+
+        try:
+            step.Policy().configure('{"scale_out_alarm": "hi", "scale_in_alarm": "lo", "colour": 1}')
+        except Err as error:
+            print(error.value)
+        """,
+        tmp_path,
+    )
+    assert out.startswith("unknown parameter `colour`; valid parameters: "), out
+
+
+def test_the_backlog_seconds_interpreter_interprets_in_plain_python(tmp_path):
+    out = run(
+        "metric-interpreter",
+        """
+        from wit_world.imports.types import Application, AppStatus, Datapoint, Series
+        import backlog_seconds
+
+        interpreter = backlog_seconds.Interpreter()
+        interpreter.configure(
+            '{"backlog_metric": "backlog", "processing_rate_metric": "rate"}'
+        )
+        app = Application("orders", AppStatus.RUNNING, 4, 4, 1, 1, 16, 7, None, None)
+
+        def series(id, value):
+            return Series(id, "AWS/Kafka", id, "Maximum", 60, [Datapoint(0, value)])
+
+        signals = interpreter.interpret(60_000, app, [series("backlog", 6000.0), series("rate", 20.0)])
+        print(sorted((s.name, s.value) for s in signals))
+        """,
+        tmp_path,
+    )
+    assert "('seconds_behind', 300.0)" in out, out
