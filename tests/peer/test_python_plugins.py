@@ -1,5 +1,7 @@
-"""A Python plugin tested in plain CPython, before any build, as the README
-("Testing a Python plugin without building it") tells an author to.
+"""A Python plugin tested in plain CPython, and a JavaScript one under
+Node.js, before any build, as the README ("Testing a Python plugin without
+building it", "Testing a JavaScript plugin without building it") tells an
+author to.
 
 componentize-py (pinned in plugins/python/requirements.txt, installed into
 .venv by plugins/python/build.sh) generates the contract's bindings for a
@@ -9,8 +11,10 @@ asks it, with records built by hand. Each check runs in a fresh
 interpreter, as the two worlds' bindings are both named `wit_world`.
 """
 
+import json
 import os
 import pathlib
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -107,3 +111,34 @@ def test_the_backlog_seconds_interpreter_interprets_in_plain_python(tmp_path):
         tmp_path,
     )
     assert "('seconds_behind', 300.0)" in out, out
+
+
+def test_the_javascript_step_policy_decides_under_node():
+    node = shutil.which("node")
+    assert node, "Node.js, which plugins/js/build.sh needs too"
+    script = textwrap.dedent(
+        """
+        const { policy } = await import(process.cwd() + "/plugins/js/step.js");
+        policy.configure(JSON.stringify({ scale_out_alarm: "hi", scale_in_alarm: "lo" }));
+        const app = { name: "orders", status: "running", kpu: 4, parallelism: 4,
+                      parallelismPerKpu: 1, minKpu: 1, maxKpu: 16, versionId: 7,
+                      lastRescaleMs: null, lastUpdateDurationSecs: null };
+        const alarms = [{ name: "hi", state: "alarm", sinceMs: 0 },
+                        { name: "lo", state: "ok", sinceMs: 0 }];
+        console.log(JSON.stringify(
+            policy.decide({ nowMs: 1000000, app, metrics: [], alarms, signals: [] })));
+        """
+    )
+    done = subprocess.run(
+        [node, "--input-type=module", "-e", script],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == {
+        "action": {"tag": "scale-to", "val": 8},
+        "reason": "`hi` is in ALARM: 4 KPU x 2 = 8 KPU",
+        "nextEvaluationSecs": None,
+    }
