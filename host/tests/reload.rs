@@ -628,6 +628,24 @@ fn scaling_config(
     config
 }
 
+/// The end-to-end scenario (`e2e-scale.toml`, with its trace) copied into
+/// `dir` with `line` added to its application; the copy's path.
+fn e2e_scenario_with(dir: &Path, line: &str) -> std::path::PathBuf {
+    let fixture = scenario("e2e-scale.toml");
+    let text = std::fs::read_to_string(&fixture)
+        .expect("the scenario reads")
+        .replace("initial_kpu = 2\n", &format!("initial_kpu = 2\n{line}\n"));
+    assert!(text.contains(line), "{text}");
+    let copy = dir.join("e2e-scale.toml");
+    write_text(&copy, &text);
+    std::fs::copy(
+        fixture.with_file_name("e2e-constant.csv"),
+        dir.join("e2e-constant.csv"),
+    )
+    .expect("the trace copies");
+    copy
+}
+
 /// The UpdateApplication calls of `application`: the parallelism each
 /// asked for, its outcome (`ok` or the error code) and when it ran
 /// (wall-clock ms).
@@ -653,21 +671,12 @@ fn updates_of(calls: &[Value], application: &str) -> Vec<(u64, String, i64)> {
 fn a_kpu_limit_far_below_the_ask_is_found_in_seconds() {
     const APP: &str = "e2e-app";
     let dir = tempfile::tempdir().unwrap();
-    let fixture = scenario("e2e-scale.toml");
-    let limited = std::fs::read_to_string(&fixture)
-        .expect("the scenario reads")
-        .replace(
-            "initial_kpu = 2\n",
-            "initial_kpu = 2\naccount_kpu_limit = 5\n",
-        );
-    assert!(limited.contains("account_kpu_limit = 5"), "{limited}");
-    write_text(&dir.path().join("e2e-scale.toml"), &limited);
-    std::fs::copy(
-        fixture.with_file_name("e2e-constant.csv"),
-        dir.path().join("e2e-constant.csv"),
-    )
-    .expect("the trace copies");
-    let emulator = Emulator::start(&dir.path().join("e2e-scale.toml"), SPEED, &[], dir.path());
+    let emulator = Emulator::start(
+        &e2e_scenario_with(dir.path(), "account_kpu_limit = 5"),
+        SPEED,
+        &[],
+        dir.path(),
+    );
     let rules = common::cpu_step_rules(APP).replace("scale_out_factor = 2", "scale_out_factor = 8");
     let config = scaling_config(dir.path(), APP, 10, 30, &rules);
     emulator.set_load(APP, 3.0);
@@ -722,24 +731,12 @@ fn a_kpu_limit_far_below_the_ask_is_found_in_seconds() {
 fn an_update_msf_rolls_back_is_not_sent_again() {
     const APP: &str = "e2e-app";
     let dir = tempfile::tempdir().unwrap();
-    let fixture = scenario("e2e-scale.toml");
-    let failing = std::fs::read_to_string(&fixture)
-        .expect("the scenario reads")
-        .replace(
-            "initial_kpu = 2\n",
-            "initial_kpu = 2\nrollback_above_parallelism = 3\n",
-        );
-    assert!(
-        failing.contains("rollback_above_parallelism = 3"),
-        "{failing}"
+    let emulator = Emulator::start(
+        &e2e_scenario_with(dir.path(), "rollback_above_parallelism = 3"),
+        SPEED,
+        &[],
+        dir.path(),
     );
-    write_text(&dir.path().join("e2e-scale.toml"), &failing);
-    std::fs::copy(
-        fixture.with_file_name("e2e-constant.csv"),
-        dir.path().join("e2e-constant.csv"),
-    )
-    .expect("the trace copies");
-    let emulator = Emulator::start(&dir.path().join("e2e-scale.toml"), SPEED, &[], dir.path());
     let config = scaling_config(dir.path(), APP, 7, 1, &common::cpu_step_rules(APP));
     // 3000 records/s: 2 KPU cannot keep up, the scale-out alarm fires on.
     emulator.set_load(APP, 3.0);
