@@ -15,7 +15,7 @@ use tokio::net::TcpStream;
 
 use crate::config::FlinkJob;
 use crate::target::TargetError;
-use crate::telemetry::prometheus::{FlinkCall, record_jobmanager_move};
+use crate::telemetry::prometheus::{CountedCall, record_jobmanager_move};
 
 /// Flink answers larger than this are refused rather than buffered.
 const MAX_ANSWER: u64 = 8 << 20;
@@ -201,7 +201,7 @@ impl FlinkRest {
         path: &str,
         body: Option<&Value>,
     ) -> Result<(u16, Value), TargetError> {
-        let call = FlinkCall::start(route(method, path));
+        let call = CountedCall::flink(route(method, path));
         let result = self.exchange_any(method, path, body).await;
         call.ended(match &result {
             Ok(_) => "ok",

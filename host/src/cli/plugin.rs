@@ -24,8 +24,11 @@ use clap::{Args, Subcommand};
 use serde_json::{Value, json};
 
 use super::commands::{PluginCache, parse_plugin_cache, use_plugin_cache};
-use crate::config::TargetKind;
 use crate::config::load::{is_plugin_path, resolve_plugin};
+use crate::config::validate::{
+    MAX_PLUGIN_MEMORY_BYTES, MAX_PLUGIN_TIMEOUT_MS, MIN_PLUGIN_MEMORY_BYTES,
+};
+use crate::config::{AgentConfig, TargetKind};
 use crate::model::{Action, Decision, Signal};
 use crate::plugin::inspect::{self, Compiler, ComponentFacts};
 use crate::plugin::validate::{
@@ -88,13 +91,16 @@ pub enum PluginCommand {
         /// The deadline of one call, in ms, as `plugin_timeout_ms` in the
         /// configuration's `[agent]` (1..=60000; the calls that start an
         /// instance get ten times it, at least 1 s).
-        #[arg(long, value_name = "MS", default_value_t = 100,
-              value_parser = clap::value_parser!(u64).range(1..=60_000))]
+        #[arg(long, value_name = "MS",
+              default_value_t = AgentConfig::default().plugin_timeout_ms,
+              value_parser = clap::value_parser!(u64).range(1..=MAX_PLUGIN_TIMEOUT_MS))]
         plugin_timeout_ms: u64,
         /// The memory cap of the instance, in bytes, as
         /// `plugin_memory_limit_bytes` in `[agent]` (1 MiB..=4 GiB).
-        #[arg(long, value_name = "BYTES", default_value_t = 64 * 1024 * 1024,
-              value_parser = clap::value_parser!(u64).range(1_048_576..=4_294_967_296))]
+        #[arg(long, value_name = "BYTES",
+              default_value_t = AgentConfig::default().plugin_memory_limit_bytes,
+              value_parser = clap::value_parser!(u64)
+                  .range(MIN_PLUGIN_MEMORY_BYTES..=MAX_PLUGIN_MEMORY_BYTES))]
         plugin_memory_limit_bytes: u64,
     },
     /// Print a plugin's summary and the parameters it declares.
@@ -211,11 +217,13 @@ pub fn run(args: PluginArgs) -> ExitCode {
             plugin_memory_limit_bytes,
         } => {
             use_plugin_cache(plugin_cache.as_ref());
-            let limits = SandboxLimits {
-                call_timeout: Duration::from_millis(plugin_timeout_ms),
-                memory_limit_bytes: plugin_memory_limit_bytes,
-                ..SandboxLimits::default()
-            };
+            // The sandbox the agent would give it with these two keys.
+            let limits = AgentConfig {
+                plugin_timeout_ms,
+                plugin_memory_limit_bytes,
+                ..AgentConfig::default()
+            }
+            .sandbox_limits();
             check(&plugin, params.as_deref(), json, target.into(), limits)
         }
         PluginCommand::Describe {

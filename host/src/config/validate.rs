@@ -147,12 +147,12 @@ impl fmt::Display for Problem {
 /// alarms out, saying why).
 pub const MAX_ALARM_RANGE_SECS: u64 = 86_400;
 /// Below this a component cannot even hold its stack and data.
-const MIN_PLUGIN_MEMORY_BYTES: u64 = 1024 * 1024;
+pub(crate) const MIN_PLUGIN_MEMORY_BYTES: u64 = 1024 * 1024;
 /// wasm32 linear memory cannot exceed 4 GiB.
-const MAX_PLUGIN_MEMORY_BYTES: u64 = 4 * 1024 * 1024 * 1024;
+pub(crate) const MAX_PLUGIN_MEMORY_BYTES: u64 = 4 * 1024 * 1024 * 1024;
 /// A policy answering slower than this stalls its controller; a deadline
 /// beyond it is a mistake rather than a choice.
-const MAX_PLUGIN_TIMEOUT_MS: u64 = 60_000;
+pub(crate) const MAX_PLUGIN_TIMEOUT_MS: u64 = 60_000;
 /// A compile longer than an hour is a hung compile, not a slow host.
 const MAX_PLUGIN_COMPILE_TIMEOUT_SECS: u64 = 3600;
 /// Beyond this many failures in a row, a plugin would never be quarantined

@@ -1607,9 +1607,11 @@ impl Machine {
         // another writer's, whose rollback is no word on this size, and
         // one followed across a restart is not known (it is then reported
         // as running at another size, below).
-        let made = self.created_version_id;
-        let rolled_back = made.is_some() && app.rolled_back_from == made;
-        if let Some(made) = made.filter(|_| rolled_back) {
+        let rolled_back_from = self
+            .created_version_id
+            .filter(|made| app.rolled_back_from == Some(*made));
+        let rolled_back = rolled_back_from.is_some();
+        if let Some(made) = rolled_back_from {
             self.refused = Some(RefusedTarget {
                 kpu: update.target_kpu,
                 until_ms: out.now_ms + REFUSED_TARGET_HOLD_MS,

@@ -20,7 +20,7 @@ use aws_sdk_cloudwatch::types::{
 use tracing::{debug, warn};
 
 use super::{Datapoint, MetricQuery, MetricSource, MetricsError, Series};
-use crate::telemetry::prometheus::AwsCall;
+use crate::telemetry::prometheus::CountedCall;
 
 /// GetMetricData accepts at most this many queries per call.
 pub const MAX_QUERIES_PER_CALL: usize = 500;
@@ -76,7 +76,7 @@ impl CloudWatchSource {
         let (most_points, _) = super::history::size(queries, start_ms, end_ms);
         let mut tokens = std::collections::HashSet::new();
         loop {
-            let call = AwsCall::start("GetMetricData");
+            let call = CountedCall::aws("GetMetricData");
             let result = self
                 .client
                 .get_metric_data()

@@ -22,11 +22,11 @@ use aws_sdk_kinesisanalyticsv2::types::{
 };
 
 use super::{AppState, AppStatus, ScalingTarget, TargetError};
-use crate::telemetry::prometheus::AwsCall;
+use crate::telemetry::prometheus::CountedCall;
 
 /// Counts `call` for `flinkscale_aws_calls_total` and its duration
 /// histogram by how it ended, and passes its result on.
-fn counted<T>(call: AwsCall, result: Result<T, TargetError>) -> Result<T, TargetError> {
+fn counted<T>(call: CountedCall, result: Result<T, TargetError>) -> Result<T, TargetError> {
     let outcome = match &result {
         Ok(_) => "ok",
         Err(TargetError::Throttled(_)) => "throttled",
@@ -65,7 +65,7 @@ impl MsfTarget {
 #[async_trait]
 impl ScalingTarget for MsfTarget {
     async fn describe(&self, application: &str) -> Result<AppState, TargetError> {
-        let call = AwsCall::start("DescribeApplication");
+        let call = CountedCall::aws("DescribeApplication");
         let result = self
             .client
             .describe_application()
@@ -123,7 +123,7 @@ impl ScalingTarget for MsfTarget {
         // already moved, and its ConcurrentModification would hide that
         // the update took effect. The controller resolves every failure
         // against DescribeApplication instead.
-        let call = AwsCall::start("UpdateApplication");
+        let call = CountedCall::aws("UpdateApplication");
         let result = self
             .client
             .update_application()

@@ -120,55 +120,40 @@ pub fn record_flink_call(operation: &str, outcome: &'static str, elapsed: Durati
         .observe(elapsed.as_secs_f64());
 }
 
-/// One AWS call under way, counted in `flinkscale_aws_calls_total` and its
-/// duration histogram when it ends ([`AwsCall::ended`]), or with the
+/// One call under way to AWS or to a Flink JobManager, counted when it
+/// ends ([`CountedCall::ended`]) in `flinkscale_aws_calls_total` or
+/// `flinkscale_flink_calls_total` and its duration histogram, or with the
 /// outcome `given_up` if it is dropped first: its caller stopped waiting
 /// (a stop or a reload gave up a read in flight), and the call, sent and
 /// maybe billed, would otherwise be counted nowhere.
 #[must_use = "a call dropped without `ended` is counted as given up"]
-pub struct AwsCall {
-    operation: &'static str,
+pub struct CountedCall {
+    operation: Operation,
     started: Instant,
     ended: bool,
 }
 
-impl AwsCall {
-    /// A call of `operation` starting now.
-    pub fn start(operation: &'static str) -> Self {
-        Self {
-            operation,
-            started: Instant::now(),
-            ended: false,
-        }
-    }
-
-    /// Counts the call as ended with `outcome`.
-    pub fn ended(mut self, outcome: &str) {
-        self.ended = true;
-        record_aws_call(self.operation, outcome, self.started.elapsed());
-    }
+/// What a [`CountedCall`] is counted as.
+enum Operation {
+    /// An AWS API operation (`DescribeApplication`).
+    Aws(&'static str),
+    /// A Flink REST route template (`GET /jobs/{id}`).
+    Flink(String),
 }
 
-impl Drop for AwsCall {
-    fn drop(&mut self) {
-        if !self.ended {
-            record_aws_call(self.operation, "given_up", self.started.elapsed());
-        }
+impl CountedCall {
+    /// A call of the AWS API `operation` starting now.
+    pub fn aws(operation: &'static str) -> Self {
+        Self::start(Operation::Aws(operation))
     }
-}
 
-/// [`AwsCall`], for a call to a Flink JobManager's REST API
-/// (`flinkscale_flink_calls_total`).
-#[must_use = "a call dropped without `ended` is counted as given up"]
-pub struct FlinkCall {
-    operation: String,
-    started: Instant,
-    ended: bool,
-}
+    /// A call of Flink's REST API on `route` (a route template) starting
+    /// now.
+    pub fn flink(route: String) -> Self {
+        Self::start(Operation::Flink(route))
+    }
 
-impl FlinkCall {
-    /// A call of `operation` (a route template) starting now.
-    pub fn start(operation: String) -> Self {
+    fn start(operation: Operation) -> Self {
         Self {
             operation,
             started: Instant::now(),
@@ -179,14 +164,22 @@ impl FlinkCall {
     /// Counts the call as ended with `outcome`.
     pub fn ended(mut self, outcome: &'static str) {
         self.ended = true;
-        record_flink_call(&self.operation, outcome, self.started.elapsed());
+        self.record(outcome);
+    }
+
+    fn record(&self, outcome: &'static str) {
+        let elapsed = self.started.elapsed();
+        match &self.operation {
+            Operation::Aws(operation) => record_aws_call(operation, outcome, elapsed),
+            Operation::Flink(route) => record_flink_call(route, outcome, elapsed),
+        }
     }
 }
 
-impl Drop for FlinkCall {
+impl Drop for CountedCall {
     fn drop(&mut self) {
         if !self.ended {
-            record_flink_call(&self.operation, "given_up", self.started.elapsed());
+            self.record("given_up");
         }
     }
 }
@@ -1248,9 +1241,9 @@ mod tests {
     fn an_aws_call_is_counted_once_ended_or_given_up() {
         // An operation name no other test uses: the counts are this test's.
         let op = "TestOnlyOperation";
-        AwsCall::start(op).ended("ok");
-        drop(AwsCall::start(op));
-        let call = AwsCall::start(op);
+        CountedCall::aws(op).ended("ok");
+        drop(CountedCall::aws(op));
+        let call = CountedCall::aws(op);
         drop(call);
         assert_eq!(aws_calls(op, "ok"), 1);
         assert_eq!(aws_calls(op, "given_up"), 2);
