@@ -44,7 +44,8 @@
 //!   decision, unchanged (bursts, crowds, anything not seen before).
 //!
 //! The capacities are `rate`'s: measured from busy time and extrapolated
-//! through its scalability law (`usl_sigma`, `usl_kappa`), with its
+//! through its scalability law (`usl_sigma`, `usl_kappa`, fitted to the
+//! capacities measured at different sizes within `usl_fit_secs`), with its
 //! `target_utilisation` and `scale_out_utilisation`.
 //!
 //! # Parameters

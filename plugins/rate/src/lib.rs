@@ -12,7 +12,11 @@
 //! - **Capacity at the current parallelism**: processed rate / utilisation
 //!   (`busyTimeMsPerSecond` / 1000). Extrapolated to another parallelism
 //!   through the Universal Scalability Law (`usl_sigma`, `usl_kappa`), so
-//!   the job's sub-linear scaling is accounted for.
+//!   the job's sub-linear scaling is accounted for. Once capacities have
+//!   been measured at parallelisms at least 1.5 times apart (within
+//!   `usl_fit_secs`), the law is the one of the configured shape that fits
+//!   them ([`usl::Usl::fitted`]): a job that scales worse than configured
+//!   is sized for what it does, from its second size on.
 //! - **Backlog now**: the latest backlog datapoint, carried forward to now
 //!   at (input - capacity).
 //!
@@ -27,6 +31,11 @@
 //! `catch_up_secs`, where that backlog includes what arrives during the
 //! rescale's own downtime (the host's measured `last-update-duration-secs`,
 //! else `update_secs`), when nothing is processed. One rescale goes there.
+//! The catch-up share (what (b) asks beyond (a)) stops at the knee of the
+//! law, where one more subtask adds less than `catch_up_knee` of a
+//! subtask's average capacity: the backlog is transient, and subtasks that
+//! add little drain it at a high price in KPU for as long as the new size
+//! lasts, so past the knee it drains more slowly.
 //! On a jump (the input at least `jump_utilisation` times the capacity)
 //! the sizing is leaner, `jump_target_utilisation` and
 //! `jump_catch_up_secs`: a jump leaves a large backlog however fast it is
@@ -109,11 +118,12 @@
 //! optional. The utilisations (`target_utilisation`,
 //! `scale_out_utilisation`, `scale_in_utilisation`, `settle_utilisation`,
 //! and on a jump `jump_utilisation` and `jump_target_utilisation`)
-//! shape when and how far it rescales; the durations (`catch_up_secs`,
+//! shape when and how far it rescales, and `catch_up_knee` how far a
+//! catch-up goes; the durations (`catch_up_secs`,
 //! `jump_catch_up_secs`,
 //! `scale_in_window_secs`, `settle_secs`, `horizon_secs`,
 //! `trend_window_secs`, `update_secs`, `max_lag_secs`) how fast; the
-//! scalability law (`usl_sigma`, `usl_kappa`,
+//! scalability law (`usl_sigma`, `usl_kappa`, `usl_fit_secs`,
 //! `records_per_subtask_per_sec`) how capacity grows with parallelism; and
 //! `records_in_metric`, `busy_metric` and `backlog_metric` name the metrics.
 //!
@@ -124,10 +134,12 @@
 //! and so are the KPU seen at the last evaluation and whether the last
 //! scale-out asked for was to catch up on a backlog, to tell which rule a
 //! rescale leaves in force, and when the policy last asked to give a
-//! catch-up surplus back, to tell a recurring burst from a jump. A fresh
+//! catch-up surplus back, to tell a recurring burst from a jump, and the
+//! capacity last measured at each parallelism, to fit the law. A fresh
 //! instance starts with an empty cache and knows of no scale-out, which
 //! only delays a scale-in (and sizes a recurring burst as a jump): it
-//! never causes one.
+//! never causes one; it sizes by the configured law until it has measured
+//! two sizes again.
 
 #![warn(missing_docs)]
 
@@ -167,6 +179,8 @@ struct Config {
     max_lag_secs: f64,
     usl_sigma: f64,
     usl_kappa: f64,
+    usl_fit_secs: u32,
+    catch_up_knee: f64,
     records_per_subtask_per_sec: Option<f64>,
     records_in_metric: String,
     busy_metric: String,
@@ -190,6 +204,16 @@ pub struct RatePolicy {
     trend_window_ms: i64,
     update_secs: f64,
     records_per_subtask: Option<f64>,
+    /// The law as configured; `rules.usl` is the one in force, fitted to
+    /// `capacities` when they tell it.
+    prior: Usl,
+    /// How long a measured capacity counts toward the fit (0: no fit).
+    usl_fit_ms: i64,
+    /// The capacity last measured at each parallelism, and when (ms).
+    capacities: BTreeMap<u32, (f64, i64)>,
+    /// The parallelism at the previous evaluation of a running
+    /// application: only periods known to be at it count toward the fit.
+    parallelism_seen: Option<Seen>,
     ids: MetricIds,
     /// Input rate by period start (ms); a cache, see the crate docs.
     rates: BTreeMap<i64, f64>,
@@ -261,6 +285,12 @@ impl Policy for RatePolicy {
                 "A scale-in after a whole `scale_in_window_secs` is sized to also drain what \
              arrives during its own restart within this many seconds; positive.",
             ),
+        Parameter::number("catch_up_knee").default("0.6").meaning(
+            "The catch-up share of a scale-out (draining a backlog, beyond carrying the input) \
+             adds subtasks only while one more adds at least this fraction of a subtask's \
+             average capacity under the law; past that the drain takes longer. In [0, 1); 0 \
+             for no limit.",
+        ),
         Parameter::integer("scale_in_window_secs")
             .default("1800")
             .meaning("How long the input must have stayed low before a scale-in."),
@@ -288,6 +318,11 @@ impl Policy for RatePolicy {
         Parameter::number("usl_kappa")
             .default("0.0002")
             .meaning("Coherency of the Universal Scalability Law, in [0, 1); 0 for a linear job."),
+        Parameter::integer("usl_fit_secs").default("86400").meaning(
+            "Capacities measured at parallelisms at least 1.5 times apart within this many \
+             seconds scale the law (`usl_sigma`, `usl_kappa` in the same ratio, at most five \
+             times) to fit them; 0 keeps the law as given.",
+        ),
         Parameter::number("records_per_subtask_per_sec").meaning(
             "One subtask's throughput in records per second, used only until the utilisation \
              has been measured; positive. When absent, the policy holds until it has.",
@@ -377,6 +412,8 @@ impl Policy for RatePolicy {
         in_range("usl_sigma", sigma, 0.0, true, 1.0, false)?;
         let kappa = config.usl_kappa;
         in_range("usl_kappa", kappa, 0.0, true, 1.0, false)?;
+        let catch_up_knee = config.catch_up_knee;
+        in_range("catch_up_knee", catch_up_knee, 0.0, true, 1.0, false)?;
         let records_per_subtask = config.records_per_subtask_per_sec;
         if let Some(mu) = records_per_subtask {
             positive("records_per_subtask_per_sec", mu)?;
@@ -400,7 +437,12 @@ impl Policy for RatePolicy {
                 horizon_secs,
                 max_lag_secs,
                 usl: Usl { sigma, kappa },
+                catch_up_knee,
             },
+            prior: Usl { sigma, kappa },
+            usl_fit_ms: i64::from(config.usl_fit_secs) * 1000,
+            capacities: BTreeMap::new(),
+            parallelism_seen: None,
             scale_in_window_ms: i64::from(scale_in_window_secs) * 1000,
             settle_ms: i64::from(settle_secs) * 1000,
             trend_window_ms: i64::from(trend_window_secs) * 1000,
@@ -463,7 +505,35 @@ impl RatePolicy {
                 "no input rate measured since the last rescale yet",
             ));
         };
-        let capacity = estimate::capacity(observed, fresh_from).or_else(|| {
+        let measured = estimate::capacity(observed, fresh_from);
+        // The law is fitted only on periods known to be at this
+        // parallelism: after the rescale that set it, or after this policy
+        // first saw it (a fresh agent does not know when the application
+        // last changed size, nor the policy when another writer changed
+        // it, and a window that mixes two sizes would skew the fit).
+        let now_ms = evaluation.now_ms;
+        let since_ms = match self.parallelism_seen {
+            Some(seen) if seen.parallelism == app.parallelism => seen.since_ms,
+            // Changed since the previous evaluation: by the rescale the
+            // host reports, when it ended after that evaluation; else at a
+            // time not known (another writer), at the latest now.
+            Some(seen) => app
+                .last_rescale_ms
+                .filter(|at| *at > seen.evaluated_ms)
+                .unwrap_or(now_ms),
+            None => now_ms,
+        };
+        self.parallelism_seen = Some(Seen {
+            parallelism: app.parallelism,
+            since_ms,
+            evaluated_ms: now_ms,
+        });
+        if let Some(capacity) = estimate::capacity(observed, fresh_from.max(since_ms)) {
+            self.capacities
+                .insert(app.parallelism, (capacity, evaluation.now_ms));
+        }
+        self.fit_law(evaluation.now_ms);
+        let capacity = measured.or_else(|| {
             self.records_per_subtask
                 .map(|mu| self.rules.usl.capacity(mu, app.parallelism))
         });
@@ -523,6 +593,10 @@ impl RatePolicy {
                 ..Decision::hold(reason)
             },
             Plan::ScaleTo(kpu, reason) => {
+                let reason = match self.law_fitted() {
+                    Some(fitted) => format!("{reason} ({fitted})"),
+                    None => reason,
+                };
                 if kpu > app.kpu {
                     self.asked_up = Some(situation.backlog_waiting());
                 } else if matches!(situation.window, Window::Settle(_)) {
@@ -532,6 +606,17 @@ impl RatePolicy {
             }
         })
     }
+}
+
+/// A parallelism as this policy saw it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Seen {
+    /// The parallelism.
+    parallelism: u32,
+    /// Since when the application is known to have run at it (ms).
+    since_ms: i64,
+    /// The evaluation that saw it last (ms).
+    evaluated_ms: i64,
 }
 
 /// How far below a threshold the load must sit for nothing to be moving:
@@ -581,6 +666,37 @@ impl RatePolicy {
     /// The downtime of a rescale assumed until one has been measured.
     pub fn update_secs(&self) -> f64 {
         self.update_secs
+    }
+
+    /// Fits the law in force to the capacities measured within
+    /// `usl_fit_secs` of `now_ms`, forgetting older ones.
+    fn fit_law(&mut self, now_ms: i64) {
+        if self.usl_fit_ms == 0 {
+            return;
+        }
+        let since = now_ms - self.usl_fit_ms;
+        self.capacities.retain(|_, (_, at)| *at >= since);
+        let measured: Vec<(u32, f64)> = self
+            .capacities
+            .iter()
+            .map(|(&q, &(capacity, _))| (q, capacity))
+            .collect();
+        self.rules.usl = self.prior.fitted(&measured);
+    }
+
+    /// How the law in force was fitted, when it differs from the one
+    /// configured: said in a scale-out's reason.
+    fn law_fitted(&self) -> Option<String> {
+        if self.rules.usl == self.prior {
+            return None;
+        }
+        let sizes: Vec<String> = self.capacities.keys().map(u32::to_string).collect();
+        Some(format!(
+            "law fitted to the capacities measured at parallelism {}: sigma {:.3}, kappa {:.5}",
+            sizes.join(", "),
+            self.rules.usl.sigma,
+            self.rules.usl.kappa
+        ))
     }
 
     /// Adds fresh rates to the cache and forgets what no window needs.

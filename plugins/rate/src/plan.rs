@@ -9,7 +9,12 @@
 //! during the rescale's own downtime, when nothing is processed. The
 //! capacity is turned into a parallelism through the scalability law,
 //! anchored on the capacity measured at the current parallelism, and
-//! reached in one step.
+//! reached in one step. The catch-up share stops at the knee of the law
+//! ([`Usl::knee`] at `catch_up_knee`), where one more subtask adds less
+//! than that fraction of a subtask's average capacity: the backlog is
+//! transient, the subtasks are paid for as long as the new size lasts, and
+//! past the knee they buy little drain for their KPU. The backlog then
+//! drains more slowly; carrying the input is never limited.
 //!
 //! A jump (the input rate at least `jump_utilisation` times the capacity:
 //! a step, a spike, a crowd) is sized leaner: for `jump_target_utilisation`
@@ -89,6 +94,9 @@ pub struct Rules {
     pub max_lag_secs: f64,
     /// The scalability law used to extrapolate the measured capacity.
     pub usl: Usl,
+    /// The catch-up share of a scale-out stops where one more subtask adds
+    /// less than this fraction of a subtask's average capacity.
+    pub catch_up_knee: f64,
 }
 
 /// What the policy has seen of the scale-in window (see the crate docs).
@@ -215,17 +223,46 @@ pub fn plan(rules: &Rules, s: &Situation) -> Plan {
         let at_restart = s.backlog + rate * s.downtime_secs;
         let for_rate = projected / target_utilisation;
         let for_backlog = rate + at_restart / catch_up_secs;
-        let needed = for_rate.max(for_backlog);
-        let mut why = if for_backlog >= for_rate {
-            format!(
-                "needs {needed:.0} records/s to carry the input and drain the {at_restart:.0} records waiting after a {:.0} s restart within {catch_up_secs:.0} s",
-                s.downtime_secs
+        // The catch-up is transient: past the knee, a subtask buys too
+        // little of it for the KPU it costs, so the drain takes longer.
+        let knee = rules.usl.knee(rules.catch_up_knee);
+        let at_knee = rules
+            .usl
+            .capacity(rules.usl.base_throughput(s.capacity, s.parallelism), knee);
+        let limited = for_backlog > for_rate && for_backlog > at_knee;
+        let knee_note = format!(
+            "past parallelism {knee} one more subtask adds less than {:.0} % of a subtask's average capacity",
+            100.0 * rules.catch_up_knee
+        );
+        let (needed, mut why) = if limited && at_knee > for_rate {
+            (
+                at_knee,
+                format!(
+                    "needs {at_knee:.0} records/s to carry the input and drain the {at_restart:.0} records waiting after a {:.0} s restart in about {:.0} s, not {catch_up_secs:.0} s ({knee_note})",
+                    s.downtime_secs,
+                    at_restart / (at_knee - rate)
+                ),
+            )
+        } else if for_backlog >= for_rate && !limited {
+            (
+                for_backlog,
+                format!(
+                    "needs {for_backlog:.0} records/s to carry the input and drain the {at_restart:.0} records waiting after a {:.0} s restart within {catch_up_secs:.0} s",
+                    s.downtime_secs
+                ),
             )
         } else {
-            format!(
-                "needs {needed:.0} records/s to carry {projected:.0} records/s at {:.0} % utilisation",
+            let mut why = format!(
+                "needs {for_rate:.0} records/s to carry {projected:.0} records/s at {:.0} % utilisation",
                 100.0 * target_utilisation
-            )
+            );
+            if limited {
+                why.push_str(&format!(
+                    " (the {at_restart:.0} records waiting after a {:.0} s restart drain on the rest; {knee_note})",
+                    s.downtime_secs
+                ));
+            }
+            (for_rate, why)
         };
         if jump {
             why = format!(
@@ -447,6 +484,7 @@ mod tests {
             sigma: 0.02,
             kappa: 0.0002,
         },
+        catch_up_knee: 0.0,
     };
 
     /// 2 KPU (capacity 1960 records/s) under `rate` with `backlog`.
@@ -497,6 +535,65 @@ mod tests {
             unreachable!()
         };
         assert!(reason.contains("drain the 602000 records"), "{reason}");
+    }
+
+    #[test]
+    fn a_catch_up_stops_at_the_knee_of_the_law() {
+        // A job three times as contended as the default law: 1000 records/s
+        // a subtask, C(2) = 1885, C(8) = 5504, C(9) = 5909, C(27) >= 9017.
+        let heavy = Usl {
+            sigma: 0.06,
+            kappa: 0.0006,
+        };
+        let at_two = |rate: f64| Situation {
+            capacity: heavy.capacity(1000.0, 2),
+            ..situation(rate, 242_000.0)
+        };
+        let unlimited = Rules {
+            usl: heavy,
+            ..RULES
+        };
+        let knee = Rules {
+            catch_up_knee: 0.6,
+            ..unlimited
+        };
+        // 4000/s with 602000 waiting after the restart: within 120 s needs
+        // 9017/s, 27 subtasks. Past 9 a subtask adds less than 0.6 of the
+        // average (the 10th adds 365 of 627): 5909/s, more than the 5000/s
+        // that carry the input at 80 %, drains it in about 602000 / 1909 =
+        // 315 s.
+        assert_eq!(scale_to(plan(&unlimited, &at_two(4000.0))), 27);
+        let Plan::ScaleTo(kpu, reason) = plan(&knee, &at_two(4000.0)) else {
+            panic!("held")
+        };
+        assert_eq!(kpu, 9, "{reason}");
+        assert!(
+            reason.contains("needs 5909 records/s")
+                && reason.contains("in about 315 s, not 120 s")
+                && reason.contains("past parallelism 9 one more subtask adds less than 60 %"),
+            "{reason}"
+        );
+        // 5500/s: carrying it at 80 % (6875/s, 12 subtasks) already passes
+        // the knee; the catch-up adds nothing to it.
+        let Plan::ScaleTo(kpu, reason) = plan(&knee, &at_two(5500.0)) else {
+            panic!("held")
+        };
+        assert_eq!(kpu, 12, "{reason}");
+        assert!(
+            reason.contains("needs 6875 records/s to carry 5500 records/s at 80 %")
+                && reason.contains("drain on the rest"),
+            "{reason}"
+        );
+        // Under the default law the knee (21) is past what the same step
+        // asks (12): no change.
+        let default_knee = Rules {
+            catch_up_knee: 0.6,
+            ..RULES
+        };
+        assert_eq!(
+            scale_to(plan(&default_knee, &situation(4000.0, 242_000.0))),
+            12
+        );
     }
 
     #[test]

@@ -119,6 +119,8 @@ fn parameters_out_of_range_are_named() {
         ),
         (r#"{"jump_catch_up_secs": -1}"#, "jump_catch_up_secs"),
         (r#"{"usl_sigma": 1.0}"#, "usl_sigma"),
+        (r#"{"catch_up_knee": 1.0}"#, "catch_up_knee"),
+        (r#"{"catch_up_knee": -0.1}"#, "catch_up_knee"),
         (
             r#"{"records_per_subtask_per_sec": -5}"#,
             "records_per_subtask_per_sec",
@@ -644,4 +646,112 @@ fn windows_shorter_than_a_period_are_the_latest_period() {
             }
         }
     }
+}
+
+/// Two periods of a job saturated at 6 subtasks of a law three times the
+/// default's: 4552.35 records/s processed, the backlog up by 12000.
+const SATURATED_AT_SIX: [Row; 2] = [
+    Row {
+        records_in: 4_552.352_048_558_4,
+        busy_ms: 1000.0,
+        backlog: 0.0,
+    },
+    Row {
+        records_in: 4_552.352_048_558_4,
+        busy_ms: 1000.0,
+        backlog: 12_000.0,
+    },
+];
+
+/// A job whose law is three times the default's (sigma 0.06, kappa
+/// 0.0006, 1000 records/s per subtask) measured at 2 subtasks 90 % busy
+/// (1884.66 records/s of capacity), then rescaled to 6 and saturated there: 4552.35 records/s processed and
+/// the backlog up by 12000 records in a period, so the input is 4752.35
+/// records/s. With `update_secs` 20 the backlog now (24000) plus the 20 s
+/// restart drained in 120 s needs 5744 records/s, less than the input at
+/// 80 %: 5940 records/s.
+///
+/// With `reported`, the host reports the rescale to 6 (the agent made
+/// it); without, the size changed under the policy (another writer).
+fn measured_at_two_then_six(rate: &mut RatePolicy, reported: bool) -> Decision {
+    let at_two = [Row {
+        records_in: 1_696.192_989_069,
+        busy_ms: 900.0,
+        backlog: 0.0,
+    }; 3];
+    // Periods count toward the fit only from when the policy first saw
+    // the parallelism: the first evaluation's are from before it.
+    for (first_ms, now_ms) in [(T0 - 3 * P, T0 + P), (T0 + 2 * P, T0 + 6 * P)] {
+        let decision = rate
+            .decide(&evaluation(2, first_ms, &at_two, now_ms))
+            .expect("decides");
+        assert_eq!(decision.action, Action::Hold, "{}", decision.reason);
+    }
+    // Past the trend window (15 minutes) of the rates at 2.
+    let mut at_six = evaluation(6, T0 + 26 * P, &SATURATED_AT_SIX, T0 + 29 * P);
+    at_six.app.last_rescale_ms = reported.then_some(T0 + 25 * P);
+    rate.decide(&at_six).expect("decides")
+}
+
+#[test]
+fn a_law_heavier_than_configured_is_fitted_from_two_sizes() {
+    // The law fitted through both capacities is the job's own: 5940
+    // records/s take 10 subtasks (C(9) = 5909, C(10) = 6274). The
+    // configured law, anchored at 6 (839 records/s per subtask), would
+    // say 9 (6431 records/s), where the job reaches 5909.
+    let decision = measured_at_two_then_six(&mut policy(r#"{"update_secs": 20}"#), true);
+    assert_eq!(decision.action, Action::ScaleTo(10), "{}", decision.reason);
+    assert!(
+        decision.reason.contains(
+            "law fitted to the capacities measured at parallelism 2, 6: sigma 0.060, kappa 0.00060"
+        ),
+        "{}",
+        decision.reason
+    );
+    // Without the fit, the configured law's 9.
+    let decision = measured_at_two_then_six(
+        &mut policy(r#"{"update_secs": 20, "usl_fit_secs": 0}"#),
+        true,
+    );
+    assert_eq!(decision.action, Action::ScaleTo(9), "{}", decision.reason);
+    assert!(
+        !decision.reason.contains("law fitted"),
+        "{}",
+        decision.reason
+    );
+    // A capacity measured longer ago than `usl_fit_secs` is forgotten.
+    let decision = measured_at_two_then_six(
+        &mut policy(r#"{"update_secs": 20, "usl_fit_secs": 60}"#),
+        true,
+    );
+    assert_eq!(decision.action, Action::ScaleTo(9), "{}", decision.reason);
+    // A size another writer set is measured only from when the policy saw
+    // it, so its first evaluation's periods do not count: no fit yet.
+    let decision = measured_at_two_then_six(&mut policy(r#"{"update_secs": 20}"#), false);
+    assert_eq!(decision.action, Action::ScaleTo(9), "{}", decision.reason);
+}
+
+#[test]
+fn a_capacity_from_periods_before_the_size_was_seen_is_not_fitted() {
+    // Only the first evaluation at 2, whose periods all started before
+    // the policy saw that size (they may be of another one): no fit.
+    let mut rate = policy(r#"{"update_secs": 20}"#);
+    let at_two = [Row {
+        records_in: 1000.0,
+        busy_ms: 900.0,
+        backlog: 0.0,
+    }; 3];
+    rate.decide(&evaluation(2, T0 - 3 * P, &at_two, T0 + P))
+        .expect("decides");
+    let mut at_six = evaluation(6, T0 + 26 * P, &SATURATED_AT_SIX, T0 + 29 * P);
+    at_six.app.last_rescale_ms = Some(T0 + 5 * P);
+    // The first evaluation at 6 is after the rescale, so its periods
+    // count, but one size is no fit: the configured law's 9.
+    let decision = rate.decide(&at_six).expect("decides");
+    assert_eq!(decision.action, Action::ScaleTo(9), "{}", decision.reason);
+    assert!(
+        !decision.reason.contains("law fitted"),
+        "{}",
+        decision.reason
+    );
 }
