@@ -92,15 +92,19 @@ impl AlarmRule {
 ///   plus N - k filled ones of that kind.
 /// - k < N, `missing`: no real datapoint gives INSUFFICIENT_DATA; at least
 ///   M real breaching ones give ALARM; with no real non-breaching one, a
-///   breaching one at least M periods old (M or more periods of the range
-///   come after it) gives ALARM; a real non-breaching one gives OK;
-///   anything else is INSUFFICIENT_DATA.
+///   breaching one at least M periods old (its own period counted: M - 1
+///   or more periods of the range come after it) gives ALARM; a real
+///   non-breaching one gives OK; anything else is INSUFFICIENT_DATA.
 /// - k < N, `ignore`: as `missing`, except that where `missing` would give
 ///   INSUFFICIENT_DATA or decide by the age of a breaching datapoint, the
 ///   current state is kept.
 ///
-/// CloudWatch documents cases, not this rule; the rule is the simplest one
-/// that reproduces every documented case.
+/// CloudWatch documents cases and, for the age, a sentence ("Avoiding
+/// premature transitions to alarm state": ALARM "when the oldest available
+/// breaching datapoint ... is at least as old as the value of Datapoints to
+/// Alarm, and all other more recent data points are breaching or
+/// missing"); the rule is the simplest one that reproduces every documented
+/// case (`docs/ALARM_CASES.md`).
 pub fn evaluate_range(range: &[Option<f64>], alarm: &AlarmRule, current: AlarmState) -> AlarmState {
     let n = alarm.evaluation_periods as usize;
     let m = alarm.datapoints_to_alarm as usize;
@@ -146,7 +150,8 @@ pub fn evaluate_range(range: &[Option<f64>], alarm: &AlarmRule, current: AlarmSt
 enum Sparse {
     /// At least M of them breach.
     Alarm,
-    /// None is non-breaching and a breaching one is at least M periods old.
+    /// None is non-breaching and a breaching one is at least M periods old
+    /// (the newest period is one period old).
     AgedAlarm,
     /// One of them does not breach.
     Ok,
@@ -155,7 +160,8 @@ enum Sparse {
 }
 
 /// The `missing` / `ignore` part of the rule of [`evaluate_range`]; `real`
-/// is (age in periods, breaches) per real datapoint, oldest first.
+/// is (periods of the range after it, breaches) per real datapoint, oldest
+/// first.
 fn sparse_verdict(real: &[(usize, bool)], m: usize) -> Sparse {
     let breaching = real.iter().filter(|(_, b)| *b).count();
     let any_non_breaching = real.iter().any(|(_, b)| !*b);
@@ -164,7 +170,7 @@ fn sparse_verdict(real: &[(usize, bool)], m: usize) -> Sparse {
         Sparse::Undecided
     } else if breaching >= m {
         Sparse::Alarm
-    } else if !any_non_breaching && oldest_breaching_age.is_some_and(|age| age >= m) {
+    } else if !any_non_breaching && oldest_breaching_age.is_some_and(|after| after + 1 >= m) {
         Sparse::AgedAlarm
     } else if any_non_breaching {
         Sparse::Ok

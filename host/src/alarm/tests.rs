@@ -16,6 +16,8 @@ const M3_N3: &str = "
 | 0 X X - X | ALARM | ALARM | ALARM | ALARM |
 | - - - - X | INSUFFICIENT_DATA | keep current | ALARM | OK |
 | X - - - - | ALARM | keep current | ALARM | OK |
+| - - X - - | ALARM | keep current | ALARM | OK |
+| - - - X - | INSUFFICIENT_DATA | keep current | ALARM | OK |
 ";
 
 const M2_N3: &str = "
@@ -24,6 +26,7 @@ const M2_N3: &str = "
 | 0 - X - - | OK | OK | ALARM | OK |
 | - - - - 0 | OK | OK | ALARM | OK |
 | - - - - X | INSUFFICIENT_DATA | keep current | ALARM | OK |
+| - - - X - | ALARM | keep current | ALARM | OK |
 ";
 
 const COLUMNS: [TreatMissingData; 4] = [
@@ -228,10 +231,11 @@ fn m_of_n_breaches_need_not_be_consecutive() {
 }
 
 #[test]
-fn missing_reads_age_as_periods_after_the_point() {
-    // Not pinned by the user guide's tables (they only show ages 0 and 4):
-    // a lone breaching point is "M periods old" when M periods of the range
-    // come after it. This pins the chosen reading so a change is deliberate.
+fn missing_counts_a_points_own_period_in_its_age() {
+    // The user guide's later rows ("Avoiding premature transitions to
+    // alarm state"): with M = 2, `- - - X -` is ALARM under `missing`, so
+    // a point with one period after it is two periods old. One period
+    // younger is not old enough.
     let alarm = rule(
         Comparison::GreaterThanThreshold,
         2,
@@ -241,9 +245,11 @@ fn missing_reads_age_as_periods_after_the_point() {
     let eval =
         |notation: &str| evaluate_range(&parse_range(notation, 90.0, 10.0), &alarm, AlarmState::Ok);
     assert_eq!(eval("- - X - -"), AlarmState::Alarm);
-    assert_eq!(eval("- - - X -"), AlarmState::InsufficientData);
+    assert_eq!(eval("- - - X -"), AlarmState::Alarm);
+    assert_eq!(eval("- - - - X"), AlarmState::InsufficientData);
     // Any real non-breaching point, even older, rules the age rule out.
     assert_eq!(eval("0 - X - -"), AlarmState::Ok);
+    assert_eq!(eval("0 - - X -"), AlarmState::Ok);
 }
 
 #[test]
