@@ -25,8 +25,11 @@ const MAX_ALARMS: usize = 10_000;
 /// latest boundaries: older ones could only matter to `ignore`'s memory.
 const MAX_CATCH_UP: i64 = 256;
 /// The longest evaluation an alarm may ask for, N x period (CloudWatch's
-/// seven days).
+/// seven days), and with a period under an hour, one day (PutMetricAlarm's
+/// `Period`).
 const MAX_EVALUATION_SECS: i64 = 7 * 24 * 3600;
+/// The longest evaluation of an alarm whose period is under an hour.
+const MAX_SHORT_EVALUATION_SECS: i64 = 24 * 3600;
 
 /// One metric alarm.
 #[derive(Debug, Clone)]
@@ -343,8 +346,15 @@ fn put_metric_alarm(core: &mut Core, input: &Value, now_ms: i64) -> Result<(), A
     }
     // Past u32, the range is past seven days whatever the period.
     let evaluation_periods = u32::try_from(n).unwrap_or(u32::MAX);
-    if i64::from(evaluation_periods) * i64::from(period_secs) > MAX_EVALUATION_SECS {
+    let evaluation_secs = i64::from(evaluation_periods) * i64::from(period_secs);
+    if evaluation_secs > MAX_EVALUATION_SECS {
         return Err(r.invalid("EvaluationPeriods x Period must not exceed seven days."));
+    }
+    if period_secs < 3600 && evaluation_secs > MAX_SHORT_EVALUATION_SECS {
+        return Err(r.invalid(format!(
+            "EvaluationPeriods x Period must not exceed one day (86400 s) for a period under \
+             an hour; {evaluation_periods} x {period_secs} s is {evaluation_secs} s."
+        )));
     }
     let datapoints_to_alarm = match r.opt_i64("DatapointsToAlarm")? {
         None => evaluation_periods,

@@ -672,18 +672,38 @@ fn put_metric_alarm_refuses_bad_alarms() {
     // Past u32: refused for its range, not as "at least 1".
     let mut huge = alarm_input("a", "app", 1.0);
     huge.insert("EvaluationPeriods", Value::Int(99_999_999_999));
+    // A day and a minute at a one-minute period: past one day, which a
+    // period under an hour may not exceed (seven days may, at an hour).
+    let mut long = alarm_input("a", "app", 1.0);
+    long.insert("Period", Value::Int(60));
+    long.insert("EvaluationPeriods", Value::Int(1441));
     for (input, code, says) in [
         (bad_period, "InvalidParameterValue", ""),
         (bad_m, "InvalidParameterValue", ""),
         (both, "InvalidParameterCombination", ""),
         (band, "InvalidParameterValue", ""),
         (huge, "InvalidParameterValue", "must not exceed seven days"),
+        (
+            long,
+            "InvalidParameterValue",
+            "must not exceed one day (86400 s)",
+        ),
     ] {
         let err = call(&mut c, Service::CloudWatch, "PutMetricAlarm", input, T0).unwrap_err();
         assert_eq!(err.code, code, "{err}");
         assert!(err.to_string().contains(says), "{err}");
     }
     assert!(alarm_states(&mut c, T0).is_empty());
+    // One day at a minute, and a week at an hour, are accepted.
+    let mut day = alarm_input("day", "app", 1.0);
+    day.insert("Period", Value::Int(60));
+    day.insert("EvaluationPeriods", Value::Int(1440));
+    let mut week = alarm_input("week", "app", 1.0);
+    week.insert("Period", Value::Int(3600));
+    week.insert("EvaluationPeriods", Value::Int(168));
+    for input in [day, week] {
+        call(&mut c, Service::CloudWatch, "PutMetricAlarm", input, T0).expect("accepted");
+    }
 }
 
 // ---------------------------------------------------------------------------
