@@ -110,7 +110,7 @@ struct Config {
 }
 
 /// The configured policy: `rate`, the learned profile and the last
-/// measured subtask throughput.
+/// measured capacity.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PredictivePolicy {
     rate: RatePolicy,
@@ -120,9 +120,10 @@ pub struct PredictivePolicy {
     lead_ms: i64,
     lookahead_ms: i64,
     dip_ms: i64,
-    /// One subtask's throughput, as last measured (the scalability law's
-    /// `mu`, which does not change with the parallelism).
-    mu: Option<f64>,
+    /// The capacity last measured, and the parallelism it was measured
+    /// at: one subtask's throughput (the law's `mu`) is read from it by
+    /// the law in force at each evaluation, which `rate` may fit anew.
+    measured: Option<(f64, u32)>,
 }
 
 impl Policy for PredictivePolicy {
@@ -189,7 +190,7 @@ impl Policy for PredictivePolicy {
             lead_ms: i64::from(config.lead_secs) * 1000,
             lookahead_ms: i64::from(config.lookahead_secs) * 1000,
             dip_ms: i64::from(config.dip_secs) * 1000,
-            mu: None,
+            measured: None,
         })
     }
 
@@ -206,12 +207,15 @@ impl Policy for PredictivePolicy {
         let usl = self.rate.rules().usl;
         let fresh_from = app.last_rescale_ms.unwrap_or(i64::MIN);
         if let Some(capacity) = estimate::capacity(&observed, fresh_from) {
-            self.mu = Some(usl.base_throughput(capacity, app.parallelism));
+            self.measured = Some((capacity, app.parallelism));
         }
         let Some(&(latest_ms, latest_rate)) = rates.last() else {
             return Ok(reactive);
         };
-        let Some(mu) = self.mu else {
+        let Some(mu) = self
+            .measured
+            .map(|(capacity, parallelism)| usl.base_throughput(capacity, parallelism))
+        else {
             return Ok(fallback(reactive, "no capacity measured yet"));
         };
         let fit = match self.on_forecast(latest_ms) {

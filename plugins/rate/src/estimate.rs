@@ -59,13 +59,22 @@ pub fn input_rates(observed: &Observed, fresh_from_ms: i64) -> Vec<(i64, f64)> {
 /// The capacity at the current parallelism, in records/s: processed /
 /// utilisation over the fresh periods busy enough to tell.
 pub fn capacity(observed: &Observed, fresh_from_ms: i64) -> Option<f64> {
+    capacity_busy_from(observed, fresh_from_ms, MIN_UTILISATION)
+}
+
+/// [`capacity`] over the periods at least `min_utilisation` busy.
+pub fn capacity_busy_from(
+    observed: &Observed,
+    fresh_from_ms: i64,
+    min_utilisation: f64,
+) -> Option<f64> {
     let (mut processed, mut busy) = (0.0, 0.0);
     for period in &observed.periods {
         if period.start_ms < fresh_from_ms {
             continue;
         }
         if let (Some(r), Some(u)) = (period.records_in, period.utilisation)
-            && u >= MIN_UTILISATION
+            && u >= min_utilisation
         {
             processed += r;
             busy += u;

@@ -14,9 +14,12 @@
 //!   through the Universal Scalability Law (`usl_sigma`, `usl_kappa`), so
 //!   the job's sub-linear scaling is accounted for. Once capacities have
 //!   been measured at parallelisms at least 1.5 times apart (within
-//!   `usl_fit_secs`), the law is the one of the configured shape that fits
-//!   them ([`usl::Usl::fitted`]): a job that scales worse than configured
-//!   is sized for what it does, from its second size on.
+//!   `usl_fit_secs`, on periods known to be at that size and at least 30 %
+//!   busy), the law is the one of the configured shape that fits them
+//!   ([`usl::Usl::fitted`]; moved only partly when the sizes are close,
+//!   and never so far that the curve stops rising where the job is): a
+//!   job that scales worse than configured is sized for what it does,
+//!   from its second size on.
 //! - **Backlog now**: the latest backlog datapoint, carried forward to now
 //!   at (input - capacity).
 //!
@@ -319,9 +322,11 @@ impl Policy for RatePolicy {
             .default("0.0002")
             .meaning("Coherency of the Universal Scalability Law, in [0, 1); 0 for a linear job."),
         Parameter::integer("usl_fit_secs").default("86400").meaning(
-            "Capacities measured at parallelisms at least 1.5 times apart within this many \
-             seconds scale the law (`usl_sigma`, `usl_kappa` in the same ratio, at most five \
-             times) to fit them; 0 keeps the law as given.",
+            "Capacities measured (on periods at least 30 % busy) at parallelisms at least 1.5 \
+             times apart within this many seconds scale the law (`usl_sigma` and `usl_kappa` \
+             together; a linear law gets the default's shape) to fit them: at most five times, \
+             less when the sizes are close, and never so far that the curve stops rising where \
+             the job is. 0 keeps the law as given.",
         ),
         Parameter::number("records_per_subtask_per_sec").meaning(
             "One subtask's throughput in records per second, used only until the utilisation \
@@ -500,39 +505,13 @@ impl RatePolicy {
         let fresh_from = app.last_rescale_ms.unwrap_or(i64::MIN);
         let fresh_rates = estimate::input_rates(observed, fresh_from);
         self.remember(&fresh_rates, evaluation.now_ms, period_ms);
+        self.measure_for_the_law(evaluation, observed);
         let Some(&(latest_ms, input_rate)) = fresh_rates.last() else {
             return Ok(Decision::hold(
                 "no input rate measured since the last rescale yet",
             ));
         };
         let measured = estimate::capacity(observed, fresh_from);
-        // The law is fitted only on periods known to be at this
-        // parallelism: after the rescale that set it, or after this policy
-        // first saw it (a fresh agent does not know when the application
-        // last changed size, nor the policy when another writer changed
-        // it, and a window that mixes two sizes would skew the fit).
-        let now_ms = evaluation.now_ms;
-        let since_ms = match self.parallelism_seen {
-            Some(seen) if seen.parallelism == app.parallelism => seen.since_ms,
-            // Changed since the previous evaluation: by the rescale the
-            // host reports, when it ended after that evaluation; else at a
-            // time not known (another writer), at the latest now.
-            Some(seen) => app
-                .last_rescale_ms
-                .filter(|at| *at > seen.evaluated_ms)
-                .unwrap_or(now_ms),
-            None => now_ms,
-        };
-        self.parallelism_seen = Some(Seen {
-            parallelism: app.parallelism,
-            since_ms,
-            evaluated_ms: now_ms,
-        });
-        if let Some(capacity) = estimate::capacity(observed, fresh_from.max(since_ms)) {
-            self.capacities
-                .insert(app.parallelism, (capacity, evaluation.now_ms));
-        }
-        self.fit_law(evaluation.now_ms);
         let capacity = measured.or_else(|| {
             self.records_per_subtask
                 .map(|mu| self.rules.usl.capacity(mu, app.parallelism))
@@ -608,11 +587,17 @@ impl RatePolicy {
     }
 }
 
+/// Capacities measured on periods less busy than this do not count toward
+/// the fitted law.
+pub const FIT_MIN_UTILISATION: f64 = 0.3;
+
 /// A parallelism as this policy saw it.
 #[derive(Debug, Clone, Copy, PartialEq)]
 struct Seen {
     /// The parallelism.
     parallelism: u32,
+    /// Subtasks per KPU.
+    per_kpu: u32,
     /// Since when the application is known to have run at it (ms).
     since_ms: i64,
     /// The evaluation that saw it last (ms).
@@ -668,29 +653,79 @@ impl RatePolicy {
         self.update_secs
     }
 
-    /// Fits the law in force to the capacities measured within
-    /// `usl_fit_secs` of `now_ms`, forgetting older ones.
-    fn fit_law(&mut self, now_ms: i64) {
+    /// Remembers the capacity at the current parallelism, measured on the
+    /// periods known to be at it, and fits the law in force to the
+    /// capacities measured within `usl_fit_secs`, forgetting older ones.
+    ///
+    /// The periods known to be at a parallelism are those after the
+    /// rescale that set it, or after this policy first saw it: a fresh
+    /// agent does not know when the application last changed size, nor
+    /// the policy when another writer changed it, and a window that mixes
+    /// two sizes would skew the fit. Only periods at least
+    /// [`FIT_MIN_UTILISATION`] busy count (a job that idles reports a busy
+    /// time that its fixed overhead inflates). A change of subtasks per
+    /// KPU forgets every capacity: the same parallelism then runs on other
+    /// resources.
+    fn measure_for_the_law(&mut self, evaluation: &Evaluation, observed: &Observed) {
+        let app = &evaluation.app;
+        let now_ms = evaluation.now_ms;
+        let since_ms = match self.parallelism_seen {
+            Some(seen)
+                if seen.parallelism == app.parallelism
+                    && seen.per_kpu == app.parallelism_per_kpu =>
+            {
+                seen.since_ms
+            }
+            // Changed since the previous evaluation: by the rescale the
+            // host reports, when it ended after that evaluation; else at a
+            // time not known (another writer), at the latest now.
+            Some(seen) => app
+                .last_rescale_ms
+                .filter(|at| *at > seen.evaluated_ms)
+                .unwrap_or(now_ms),
+            None => now_ms,
+        };
+        if self
+            .parallelism_seen
+            .is_some_and(|seen| seen.per_kpu != app.parallelism_per_kpu)
+        {
+            self.capacities.clear();
+        }
+        self.parallelism_seen = Some(Seen {
+            parallelism: app.parallelism,
+            per_kpu: app.parallelism_per_kpu,
+            since_ms,
+            evaluated_ms: now_ms,
+        });
         if self.usl_fit_ms == 0 {
             return;
         }
-        let since = now_ms - self.usl_fit_ms;
-        self.capacities.retain(|_, (_, at)| *at >= since);
+        let from = app.last_rescale_ms.unwrap_or(i64::MIN).max(since_ms);
+        if let Some(capacity) = estimate::capacity_busy_from(observed, from, FIT_MIN_UTILISATION) {
+            self.capacities.insert(app.parallelism, (capacity, now_ms));
+        }
+        let forget_before = now_ms - self.usl_fit_ms;
+        self.capacities.retain(|_, (_, at)| *at >= forget_before);
         let measured: Vec<(u32, f64)> = self
             .capacities
             .iter()
             .map(|(&q, &(capacity, _))| (q, capacity))
             .collect();
-        self.rules.usl = self.prior.fitted(&measured);
+        self.rules.usl = self.prior.fitted(&measured, app.parallelism);
     }
 
     /// How the law in force was fitted, when it differs from the one
-    /// configured: said in a scale-out's reason.
+    /// configured: said in a scale's reason.
     fn law_fitted(&self) -> Option<String> {
         if self.rules.usl == self.prior {
             return None;
         }
-        let sizes: Vec<String> = self.capacities.keys().map(u32::to_string).collect();
+        let sizes: Vec<String> = self
+            .capacities
+            .iter()
+            .filter(|(_, (capacity, _))| *capacity > 0.0)
+            .map(|(q, _)| q.to_string())
+            .collect();
         Some(format!(
             "law fitted to the capacities measured at parallelism {}: sigma {:.3}, kappa {:.5}",
             sizes.join(", "),

@@ -224,16 +224,27 @@ pub fn plan(rules: &Rules, s: &Situation) -> Plan {
         let for_rate = projected / target_utilisation;
         let for_backlog = rate + at_restart / catch_up_secs;
         // The catch-up is transient: past the knee, a subtask buys too
-        // little of it for the KPU it costs, so the drain takes longer.
-        let knee = rules.usl.knee(rules.catch_up_knee);
+        // little of it for the KPU it costs, so the drain takes longer. A
+        // job already past the knee keeps its capacity for the drain.
+        let knee = rules.usl.knee(rules.catch_up_knee).max(s.parallelism);
         let at_knee = rules
             .usl
             .capacity(rules.usl.base_throughput(s.capacity, s.parallelism), knee);
         let limited = for_backlog > for_rate && for_backlog > at_knee;
-        let knee_note = format!(
-            "past parallelism {knee} one more subtask adds less than {:.0} % of a subtask's average capacity",
-            100.0 * rules.catch_up_knee
-        );
+        let knee_note = if rules.catch_up_knee > 0.0 {
+            format!(
+                "past parallelism {knee} one more subtask adds less than {:.0} % of a subtask's average capacity",
+                100.0 * rules.catch_up_knee
+            )
+        } else {
+            format!("past parallelism {knee}, the law's peak, more subtasks add no capacity")
+        };
+        if limited && knee == s.parallelism && at_knee > for_rate && capacity > rate {
+            return Plan::Hold(format!(
+                "{state}: the backlog drains at the current capacity in about {:.0} s ({knee_note})",
+                s.backlog / (capacity - rate)
+            ));
+        }
         let (needed, mut why) = if limited && at_knee > for_rate {
             (
                 at_knee,
@@ -584,12 +595,39 @@ mod tests {
                 && reason.contains("drain on the rest"),
             "{reason}"
         );
-        // Under the default law the knee (21) is past what the same step
-        // asks (12): no change.
+        // With `catch_up_knee` 0 the knee is the law's peak (about 40
+        // here), past what the catch-up asks.
+        let peak = Rules {
+            catch_up_knee: 0.0,
+            ..unlimited
+        };
+        assert_eq!(scale_to(plan(&peak, &at_two(4000.0))), 27);
+        // A job already past the knee keeps its capacity for the drain: 24
+        // subtasks under the default law (knee 21), 70 % busy, with 600 s
+        // of input waiting, drains it in 600 x 0.7 / 0.3 = 1400 s.
+        let at_24 = RULES.usl.capacity(1000.0, 24);
+        let past = Situation {
+            kpu: 24,
+            parallelism: 24,
+            capacity: at_24,
+            ..situation(0.7 * at_24, 600.0 * 0.7 * at_24)
+        };
         let default_knee = Rules {
             catch_up_knee: 0.6,
             ..RULES
         };
+        let Plan::Hold(reason) = plan(&default_knee, &past) else {
+            panic!("scaled past the knee")
+        };
+        assert!(
+            reason.contains("the backlog drains at the current capacity in about 1400 s")
+                && reason.contains("past parallelism 24 one more subtask adds less than 60 %"),
+            "{reason}"
+        );
+        // Without the knee it scales out for the catch-up.
+        assert!(scale_to(plan(&RULES, &past)) > 24);
+        // Under the default law the knee (21) is past what the same step
+        // asks (12): no change.
         assert_eq!(
             scale_to(plan(&default_knee, &situation(4000.0, 242_000.0))),
             12

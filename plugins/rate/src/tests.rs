@@ -648,87 +648,122 @@ fn windows_shorter_than_a_period_are_the_latest_period() {
     }
 }
 
-/// Two periods of a job saturated at 6 subtasks of a law three times the
-/// default's: 4552.35 records/s processed, the backlog up by 12000.
-const SATURATED_AT_SIX: [Row; 2] = [
+/// Two periods of a job saturated at 10 subtasks of a law three times the
+/// default's (sigma 0.06, kappa 0.0006, 1000 records/s per subtask):
+/// 6273.53 records/s processed, the backlog up by 12000 records in a
+/// period, so the input is 6473.53 records/s. With `update_secs` 20 the
+/// backlog now (24000) plus the 20 s restart drained in 120 s needs 7752
+/// records/s, less than the input at 80 %: 8092 records/s.
+const SATURATED_AT_TEN: [Row; 2] = [
     Row {
-        records_in: 4_552.352_048_558_4,
+        records_in: 6_273.525_721_455_458,
         busy_ms: 1000.0,
         backlog: 0.0,
     },
     Row {
-        records_in: 4_552.352_048_558_4,
+        records_in: 6_273.525_721_455_458,
         busy_ms: 1000.0,
         backlog: 12_000.0,
     },
 ];
 
-/// A job whose law is three times the default's (sigma 0.06, kappa
-/// 0.0006, 1000 records/s per subtask) measured at 2 subtasks 90 % busy
-/// (1884.66 records/s of capacity), then rescaled to 6 and saturated there: 4552.35 records/s processed and
-/// the backlog up by 12000 records in a period, so the input is 4752.35
-/// records/s. With `update_secs` 20 the backlog now (24000) plus the 20 s
-/// restart drained in 120 s needs 5744 records/s, less than the input at
-/// 80 %: 5940 records/s.
-///
-/// With `reported`, the host reports the rescale to 6 (the agent made
-/// it); without, the size changed under the policy (another writer).
-fn measured_at_two_then_six(rate: &mut RatePolicy, reported: bool) -> Decision {
+/// The same job seen at 2 subtasks `busy_ms` busy (1884.66 records/s of
+/// capacity) at two evaluations: periods count toward the fit only from
+/// when the policy first saw the parallelism, so only the second's do.
+fn seen_at_two(rate: &mut RatePolicy, busy_ms: f64) {
     let at_two = [Row {
-        records_in: 1_696.192_989_069,
-        busy_ms: 900.0,
+        records_in: 1.884_658_876_743_309 * busy_ms,
+        busy_ms,
         backlog: 0.0,
     }; 3];
-    // Periods count toward the fit only from when the policy first saw
-    // the parallelism: the first evaluation's are from before it.
     for (first_ms, now_ms) in [(T0 - 3 * P, T0 + P), (T0 + 2 * P, T0 + 6 * P)] {
         let decision = rate
             .decide(&evaluation(2, first_ms, &at_two, now_ms))
             .expect("decides");
         assert_eq!(decision.action, Action::Hold, "{}", decision.reason);
     }
-    // Past the trend window (15 minutes) of the rates at 2.
-    let mut at_six = evaluation(6, T0 + 26 * P, &SATURATED_AT_SIX, T0 + 29 * P);
-    at_six.app.last_rescale_ms = reported.then_some(T0 + 25 * P);
-    rate.decide(&at_six).expect("decides")
+}
+
+/// The evaluation at 10 subtasks, past the trend window (15 minutes) of
+/// the rates at 2, with the last rescale the host reports.
+fn saturated_at_ten(last_rescale_ms: Option<i64>) -> Evaluation {
+    let mut at_ten = evaluation(10, T0 + 26 * P, &SATURATED_AT_TEN, T0 + 29 * P);
+    at_ten.app.last_rescale_ms = last_rescale_ms;
+    at_ten
 }
 
 #[test]
 fn a_law_heavier_than_configured_is_fitted_from_two_sizes() {
-    // The law fitted through both capacities is the job's own: 5940
-    // records/s take 10 subtasks (C(9) = 5909, C(10) = 6274). The
-    // configured law, anchored at 6 (839 records/s per subtask), would
-    // say 9 (6431 records/s), where the job reaches 5909.
-    let decision = measured_at_two_then_six(&mut policy(r#"{"update_secs": 20}"#), true);
-    assert_eq!(decision.action, Action::ScaleTo(10), "{}", decision.reason);
+    // The law fitted through both capacities is the job's own: 8092
+    // records/s take 18 subtasks (C(17) = 8007, C(18) = 8168). The
+    // configured law, anchored at 10 (752 records/s per subtask), would
+    // say 14 (8116 records/s), where the job reaches 7411.
+    let mut rate = policy(r#"{"update_secs": 20}"#);
+    seen_at_two(&mut rate, 900.0);
+    let decision = rate
+        .decide(&saturated_at_ten(Some(T0 + 25 * P)))
+        .expect("decides");
+    assert_eq!(decision.action, Action::ScaleTo(18), "{}", decision.reason);
     assert!(
         decision.reason.contains(
-            "law fitted to the capacities measured at parallelism 2, 6: sigma 0.060, kappa 0.00060"
+            "law fitted to the capacities measured at parallelism 2, 10: sigma 0.060, kappa 0.00060"
         ),
         "{}",
         decision.reason
     );
-    // Without the fit, the configured law's 9.
-    let decision = measured_at_two_then_six(
-        &mut policy(r#"{"update_secs": 20, "usl_fit_secs": 0}"#),
-        true,
-    );
-    assert_eq!(decision.action, Action::ScaleTo(9), "{}", decision.reason);
+}
+
+#[test]
+fn a_capacity_not_known_to_be_at_its_size_is_not_fitted() {
+    // The configured law's 14, with no fit: when it is turned off; when
+    // the capacity at 2 was measured longer ago than `usl_fit_secs`; when
+    // it was measured less than 30 % busy; when another writer set the
+    // size (no rescale reported, or only one from before the evaluation
+    // at 2), so the first evaluation at 10 counts none of its periods.
+    let rescaled = Some(T0 + 25 * P);
+    for (params, busy_ms, last_rescale_ms) in [
+        (r#"{"update_secs": 20, "usl_fit_secs": 0}"#, 900.0, rescaled),
+        (
+            r#"{"update_secs": 20, "usl_fit_secs": 60}"#,
+            900.0,
+            rescaled,
+        ),
+        (r#"{"update_secs": 20}"#, 200.0, rescaled),
+        (r#"{"update_secs": 20}"#, 900.0, None),
+        (r#"{"update_secs": 20}"#, 900.0, Some(T0 - 10 * P)),
+    ] {
+        let mut rate = policy(params);
+        seen_at_two(&mut rate, busy_ms);
+        let decision = rate
+            .decide(&saturated_at_ten(last_rescale_ms))
+            .expect("decides");
+        let case = format!("{params}, busy {busy_ms}, rescaled {last_rescale_ms:?}");
+        assert_eq!(
+            decision.action,
+            Action::ScaleTo(14),
+            "{case}: {}",
+            decision.reason
+        );
+        assert!(
+            !decision.reason.contains("law fitted"),
+            "{case}: {}",
+            decision.reason
+        );
+    }
+    // Two subtasks per KPU now: the same parallelism runs on other
+    // resources, and every capacity is forgotten (14 subtasks, 7 KPU).
+    let mut rate = policy(r#"{"update_secs": 20}"#);
+    seen_at_two(&mut rate, 900.0);
+    let mut at_ten = saturated_at_ten(rescaled);
+    at_ten.app.kpu = 5;
+    at_ten.app.parallelism_per_kpu = 2;
+    let decision = rate.decide(&at_ten).expect("decides");
+    assert_eq!(decision.action, Action::ScaleTo(7), "{}", decision.reason);
     assert!(
         !decision.reason.contains("law fitted"),
         "{}",
         decision.reason
     );
-    // A capacity measured longer ago than `usl_fit_secs` is forgotten.
-    let decision = measured_at_two_then_six(
-        &mut policy(r#"{"update_secs": 20, "usl_fit_secs": 60}"#),
-        true,
-    );
-    assert_eq!(decision.action, Action::ScaleTo(9), "{}", decision.reason);
-    // A size another writer set is measured only from when the policy saw
-    // it, so its first evaluation's periods do not count: no fit yet.
-    let decision = measured_at_two_then_six(&mut policy(r#"{"update_secs": 20}"#), false);
-    assert_eq!(decision.action, Action::ScaleTo(9), "{}", decision.reason);
 }
 
 #[test]
@@ -743,12 +778,12 @@ fn a_capacity_from_periods_before_the_size_was_seen_is_not_fitted() {
     }; 3];
     rate.decide(&evaluation(2, T0 - 3 * P, &at_two, T0 + P))
         .expect("decides");
-    let mut at_six = evaluation(6, T0 + 26 * P, &SATURATED_AT_SIX, T0 + 29 * P);
-    at_six.app.last_rescale_ms = Some(T0 + 5 * P);
-    // The first evaluation at 6 is after the rescale, so its periods
-    // count, but one size is no fit: the configured law's 9.
-    let decision = rate.decide(&at_six).expect("decides");
-    assert_eq!(decision.action, Action::ScaleTo(9), "{}", decision.reason);
+    // The first evaluation at 10 is after the rescale, so its periods
+    // count, but one size is no fit: the configured law's 14.
+    let decision = rate
+        .decide(&saturated_at_ten(Some(T0 + 25 * P)))
+        .expect("decides");
+    assert_eq!(decision.action, Action::ScaleTo(14), "{}", decision.reason);
     assert!(
         !decision.reason.contains("law fitted"),
         "{}",

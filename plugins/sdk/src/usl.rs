@@ -78,15 +78,30 @@ impl Usl {
 
 /// The most a fit may scale the law's shape: contention and coherency at
 /// most five times the prior's (with the default shape, the curve then
-/// peaks near 30 subtasks). A larger scale would most likely be the
-/// capacity changing for another reason (the records got costlier), and a
-/// law that says more subtasks do not help would stop a needed scale-out.
+/// peaks near 30 subtasks).
 pub const MAX_FIT_SCALE: f64 = 5.0;
 
 /// Two parallelisms must differ by at least this ratio for their
 /// capacities to say anything about the law: between close ones, a few
 /// percent of measurement noise is all the difference.
 pub const MIN_FIT_SPAN: f64 = 1.5;
+
+/// A fit gets its full weight when the configured law puts the
+/// efficiencies (capacity per subtask) of the lowest and the highest
+/// parallelism measured this far apart (10 %); closer sizes move the
+/// law from the configured one only in proportion. Between 2 and 4
+/// subtasks the default law differs by 4 %, so a 5 % error in one
+/// measured capacity could otherwise turn the law linear or five times
+/// heavier.
+pub const FULL_FIT_SPREAD: f64 = 0.1;
+
+/// At the highest parallelism measured (or the one the caller is at,
+/// when higher), a fitted law still has one more subtask add at least
+/// this fraction of a subtask's average capacity. Capacity that grows
+/// less than that from one size to the next is more likely the records
+/// getting costlier between the two measurements than the law, and a
+/// law whose curve has peaked there would refuse every scale-out.
+pub const MIN_FITTED_RISE: f64 = 0.25;
 
 /// The shape fitted when the prior is linear (no contention, no
 /// coherency): the default law's.
@@ -103,16 +118,26 @@ impl Usl {
     ///
     /// With `q` subtasks of base throughput `mu`, `q / C(q) = (1 + s
     /// g(q)) / mu`, where `g(q) = sigma (q - 1) + kappa q (q - 1)` is the
-    /// shape and `s` its scale: a straight line in `g(q)`, fitted by least
-    /// squares, whose slope over its intercept is `s`. It needs
-    /// parallelisms at least [`MIN_FIT_SPAN`] apart (the highest over the
-    /// lowest); `s` is kept within `[0, MAX_FIT_SCALE]` and contention below
-    /// 1. Capacities that are not positive and finite are left out.
-    pub fn fitted(&self, measured: &[(u32, f64)]) -> Usl {
-        let shape = if self.sigma > 0.0 || self.kappa > 0.0 {
-            *self
+    /// shape and `s` its scale (1 for this law, 0 for a linear one): a
+    /// straight line in `g(q)`, fitted by least squares, whose slope over
+    /// its intercept is `s`. It needs parallelisms at least
+    /// [`MIN_FIT_SPAN`] apart (the highest over the lowest). The fitted
+    /// scale then moves this law's only in proportion to how far apart
+    /// this law puts their efficiencies ([`FULL_FIT_SPREAD`]), is kept
+    /// within `[0, MAX_FIT_SCALE]`, and is lowered (never below this law's)
+    /// until the curve still rises by [`MIN_FITTED_RISE`] at the highest
+    /// parallelism measured or at `rising_to`, whichever is higher.
+    /// Capacities that are not positive and finite are left out.
+    pub fn fitted(&self, measured: &[(u32, f64)], rising_to: u32) -> Usl {
+        let linear = self.sigma <= 0.0 && self.kappa <= 0.0;
+        let (shape, prior_scale) = if linear {
+            (LINEAR_FIT_SHAPE, 0.0)
         } else {
-            LINEAR_FIT_SHAPE
+            (*self, 1.0)
+        };
+        let g = |q: u32| {
+            let q = f64::from(q);
+            shape.sigma * (q - 1.0) + shape.kappa * q * (q - 1.0)
         };
         let valid: Vec<(u32, f64)> = measured
             .iter()
@@ -121,17 +146,13 @@ impl Usl {
             .collect();
         let low = valid.iter().map(|p| p.0).min().unwrap_or(0);
         let high = valid.iter().map(|p| p.0).max().unwrap_or(0);
-        let points: Vec<(f64, f64)> = valid
-            .iter()
-            .map(|&(q, c)| {
-                let q = f64::from(q);
-                let g = shape.sigma * (q - 1.0) + shape.kappa * q * (q - 1.0);
-                (g, q / c)
-            })
-            .collect();
-        if points.len() < 2 || f64::from(high) < MIN_FIT_SPAN * f64::from(low) {
+        if valid.len() < 2 || f64::from(high) < MIN_FIT_SPAN * f64::from(low) {
             return *self;
         }
+        let points: Vec<(f64, f64)> = valid
+            .iter()
+            .map(|&(q, c)| (g(q), f64::from(q) / c))
+            .collect();
         let n = points.len() as f64;
         let mean_g = points.iter().map(|p| p.0).sum::<f64>() / n;
         let mean_y = points.iter().map(|p| p.1).sum::<f64>() / n;
@@ -142,16 +163,37 @@ impl Usl {
         }
         let slope = sxy / sxx;
         let intercept = mean_y - slope * mean_g;
-        let scale = slope / intercept;
-        if !(intercept > 0.0 && scale.is_finite()) {
-            return *self;
-        }
         let most = if shape.sigma > 0.0 {
             MAX_FIT_SCALE.min(0.99 / shape.sigma)
         } else {
             MAX_FIT_SCALE
         };
-        let scale = scale.clamp(0.0, most);
+        // A line through positive points with no positive intercept is
+        // steeper than any scale: the most.
+        let raw = if intercept > 0.0 {
+            slope / intercept
+        } else {
+            most
+        };
+        if !raw.is_finite() {
+            return *self;
+        }
+        let raw = raw.clamp(0.0, most);
+        // How far apart this law puts the efficiencies, 1 / (1 + g), of
+        // the lowest and the highest size.
+        let spread = (g(high) - g(low)) / (1.0 + g(high));
+        let weight = (spread / FULL_FIT_SPREAD).clamp(0.0, 1.0);
+        let scale = prior_scale + weight * (raw - prior_scale);
+        // The largest scale at which the marginal capacity at `top`,
+        // (1 - sigma - kappa q^2) / (1 + sigma (q - 1) + kappa q (q - 1))
+        // of the average, is still MIN_FITTED_RISE.
+        let top = f64::from(high.max(rising_to));
+        let r = MIN_FITTED_RISE;
+        let rising = (1.0 - r)
+            / (shape.sigma
+                + shape.kappa * top * top
+                + r * (shape.sigma * (top - 1.0) + shape.kappa * top * (top - 1.0)));
+        let scale = scale.min(rising.max(prior_scale)).clamp(0.0, most);
         Usl {
             sigma: shape.sigma * scale,
             kappa: (shape.kappa * scale).min(0.99),
@@ -217,16 +259,17 @@ mod tests {
     #[test]
     fn a_law_three_times_heavier_is_fitted_from_two_sizes() {
         // Capacities a job with three times the default law's contention
-        // and coherency has at 2 and 6 subtasks of 1000 records/s.
+        // and coherency has at 2 and 10 subtasks of 1000 records/s (the
+        // default law puts their efficiencies 15 % apart: full weight).
         let heavy = Usl {
             sigma: 0.06,
             kappa: 0.0006,
         };
         let measured = [
             (2, heavy.capacity(1000.0, 2)),
-            (6, heavy.capacity(1000.0, 6)),
+            (10, heavy.capacity(1000.0, 10)),
         ];
-        let fit = MODEL.fitted(&measured);
+        let fit = MODEL.fitted(&measured, 10);
         assert!((fit.sigma - 0.06).abs() < 1e-9, "{fit:?}");
         assert!((fit.kappa - 0.0006).abs() < 1e-11, "{fit:?}");
         // A lighter one, and a linear one, as well.
@@ -235,15 +278,45 @@ mod tests {
             kappa: 0.0001,
         };
         let measured = [(3, light.capacity(700.0, 3)), (9, light.capacity(700.0, 9))];
-        assert!((MODEL.fitted(&measured).sigma - 0.01).abs() < 1e-9);
+        assert!((MODEL.fitted(&measured, 9).sigma - 0.01).abs() < 1e-9);
         let measured = [(2, 2000.0), (4, 4000.0), (8, 8000.0)];
-        assert_eq!(
-            MODEL.fitted(&measured),
-            Usl {
-                sigma: 0.0,
-                kappa: 0.0
-            }
+        let linear = Usl {
+            sigma: 0.0,
+            kappa: 0.0,
+        };
+        assert_eq!(MODEL.fitted(&measured, 8), linear);
+    }
+
+    #[test]
+    fn sizes_close_together_move_the_law_only_partly() {
+        // The same heavy job at 2 and 4: the default law puts their
+        // efficiencies 3.95 % apart ((g(4) - g(2)) / (1 + g(4)), g(2) =
+        // 0.0204, g(4) = 0.0624), so the fitted scale of 3 moves the
+        // default's 1 by 0.395 of the way: 1.79.
+        let heavy = Usl {
+            sigma: 0.06,
+            kappa: 0.0006,
+        };
+        let measured = [
+            (2, heavy.capacity(1000.0, 2)),
+            (4, heavy.capacity(1000.0, 4)),
+        ];
+        let fit = MODEL.fitted(&measured, 4);
+        let weight = (0.0624 - 0.0204) / 1.0624 / FULL_FIT_SPREAD;
+        assert!(
+            (fit.sigma - 0.02 * (1.0 + 2.0 * weight)).abs() < 1e-9,
+            "{fit:?}"
         );
+        // So 5 % of noise on one capacity moves the law by 2/5 of what a
+        // full-weight fit would: the scale stays within 0.6 and 2.
+        for error in [0.95, 1.05] {
+            let noisy = [
+                (2, MODEL.capacity(1000.0, 2)),
+                (4, MODEL.capacity(1000.0, 4) * error),
+            ];
+            let scale = MODEL.fitted(&noisy, 4).sigma / 0.02;
+            assert!((0.6..2.0).contains(&scale), "{error}: {scale}");
+        }
     }
 
     #[test]
@@ -253,25 +326,55 @@ mod tests {
             kappa: 0.0,
         };
         let measured = [(2, MODEL.capacity(500.0, 2)), (8, MODEL.capacity(500.0, 8))];
-        let fit = linear.fitted(&measured);
+        let fit = linear.fitted(&measured, 8);
         assert!((fit.sigma - 0.02).abs() < 1e-9, "{fit:?}");
+        // Linear capacities keep it linear.
+        assert_eq!(linear.fitted(&[(2, 1000.0), (8, 4000.0)], 8), linear);
     }
 
     #[test]
     fn capacities_that_do_not_tell_the_law_leave_it_as_it_was() {
         // One size, sizes too close, capacities that are no numbers.
-        assert_eq!(MODEL.fitted(&[]), MODEL);
-        assert_eq!(MODEL.fitted(&[(4, 3900.0)]), MODEL);
-        assert_eq!(MODEL.fitted(&[(4, 3900.0), (5, 4000.0)]), MODEL);
-        assert_eq!(MODEL.fitted(&[(2, f64::NAN), (8, 7000.0)]), MODEL);
-        assert_eq!(MODEL.fitted(&[(2, 0.0), (8, -1.0)]), MODEL);
+        assert_eq!(MODEL.fitted(&[], 1), MODEL);
+        assert_eq!(MODEL.fitted(&[(4, 3900.0)], 4), MODEL);
+        assert_eq!(MODEL.fitted(&[(4, 3900.0), (5, 4000.0)], 5), MODEL);
+        assert_eq!(MODEL.fitted(&[(2, f64::NAN), (8, 7000.0)], 8), MODEL);
+        assert_eq!(MODEL.fitted(&[(2, 0.0), (8, -1.0)], 8), MODEL);
         // Capacity that falls from 2 to 8 subtasks would be a scale far
-        // past the bound: kept at it.
-        let fit = MODEL.fitted(&[(2, 2000.0), (8, 1500.0)]);
-        assert!((fit.sigma - 0.02 * MAX_FIT_SCALE).abs() < 1e-12, "{fit:?}");
+        // past the bound, however far it falls (a line with no positive
+        // intercept is steeper than any scale): kept at the bound.
+        for at_eight in [1500.0, 400.0] {
+            let fit = MODEL.fitted(&[(2, 2000.0), (8, at_eight)], 8);
+            assert!((fit.sigma - 0.02 * MAX_FIT_SCALE).abs() < 1e-12, "{fit:?}");
+        }
         // Capacity that grows faster than linear: no contention at all.
-        let fit = MODEL.fitted(&[(2, 2000.0), (8, 9000.0)]);
+        let fit = MODEL.fitted(&[(2, 2000.0), (8, 9000.0)], 8);
         assert_eq!(fit.sigma, 0.0);
+    }
+
+    #[test]
+    fn a_fitted_law_still_rises_where_the_job_is() {
+        // Capacity that did not grow from 8 to 16 subtasks (the records
+        // got costlier between the two): the fit would say five times the
+        // default, which peaks near 31 and adds almost nothing at 16.
+        // Kept where one more subtask at 16 still adds a quarter of the
+        // average: s = 0.75 / (sigma + 16^2 kappa + 0.25 (15 sigma + 240
+        // kappa)) = 4.74.
+        let fit = MODEL.fitted(&[(8, 6000.0), (16, 6000.0)], 16);
+        let scale = fit.sigma / 0.02;
+        assert!((scale - 4.7408).abs() < 1e-3, "{scale}");
+        let marginal = fit.speedup(17) - fit.speedup(16);
+        // (The quarter is of the derivative; the next whole subtask adds 0.23.)
+        assert!(marginal > 0.2 * fit.speedup(16) / 16.0, "{marginal}");
+        // At 48 the default law itself adds less than a quarter: a fit can
+        // be no heavier than it, so a saturated job there still scales out
+        // as far as the default law says (its peak near 70).
+        let fit = MODEL.fitted(&[(32, 12_000.0), (48, 12_500.0)], 48);
+        assert_eq!(fit, MODEL);
+        assert!(fit.parallelism_for(300.0, 1e9, 256) > 48);
+        // The parallelism the caller is at counts as well.
+        let fit = MODEL.fitted(&[(8, 6000.0), (16, 6000.0)], 48);
+        assert_eq!(fit, MODEL);
     }
 
     #[test]
