@@ -145,7 +145,7 @@ impl Interpreter for ExpressionInterpreter {
                 ));
             };
             let expr = parse::parse(text)
-                .map_err(|error| format!("signals.{name} = {text:?}: {error}"))?;
+                .map_err(|error| format!("signals.{name} = {}: {error}", shown(text)))?;
             definitions.push(Definition {
                 name: name.clone(),
                 text: text.clone(),
@@ -167,9 +167,9 @@ impl Interpreter for ExpressionInterpreter {
             for (id, column) in definition.expr.series_ids() {
                 if !metrics.iter().any(|series| series.id == id) {
                     return Err(format!(
-                        "signals.{} = {:?}: {}",
+                        "signals.{} = {}: {}",
                         definition.name,
-                        definition.text,
+                        shown(&definition.text),
                         eval::unknown_series(id, column, metrics)
                     ));
                 }
@@ -194,3 +194,17 @@ fn valid_name(name: &str) -> bool {
 }
 
 export_interpreter!(ExpressionInterpreter);
+
+/// An expression echoed in an error: whole when short, else its first
+/// [`SHOWN_CHARS`] characters, so that the reason after it survives the
+/// host's cut of a long error.
+fn shown(text: &str) -> String {
+    if text.chars().count() <= SHOWN_CHARS {
+        return format!("{text:?}");
+    }
+    let head: String = text.chars().take(SHOWN_CHARS).collect();
+    format!("{head:?}... ({} characters)", text.chars().count())
+}
+
+/// How much of an expression an error echoes.
+const SHOWN_CHARS: usize = 80;

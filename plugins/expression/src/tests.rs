@@ -250,3 +250,21 @@ fn absent_signals_are_not_published_and_others_are() {
 fn declarations_are_well_formed() {
     assert_eq!(check_declarations::<ExpressionInterpreter>(), Ok(()));
 }
+
+#[test]
+fn a_long_expression_is_shortened_in_an_error_so_the_reason_survives() {
+    // 600 characters ending in a dangling `+`: the host cuts a plugin's
+    // error at a few hundred bytes, which kept only the echoed expression.
+    let text = "cpu+".repeat(150);
+    let params = format!(r#"{{"signals": {{"x": "{text}"}}}}"#);
+    let Err(error) = configure::<ExpressionInterpreter>(&params) else {
+        panic!("configured a dangling `+`")
+    };
+    assert!(error.len() < 300, "{} bytes: {error}", error.len());
+    assert!(
+        error.starts_with("signals.x = \"cpu+cpu+")
+            && error.contains("... (600 characters): ")
+            && error.contains("column"),
+        "{error}"
+    );
+}
