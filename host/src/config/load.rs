@@ -261,12 +261,47 @@ pub fn load_checkable(path: &Path) -> Result<LoadedConfig, Refused> {
     load_text(&text, path, true)
 }
 
+/// The largest text file read (a configuration, a scenario, a trace, a
+/// template): a per-second trace of 31 days is about 60 MB.
+pub const MAX_TEXT_FILE_BYTES: u64 = 256 * 1024 * 1024;
+
 /// Reads `path` as UTF-8 text. A file that is not says where its first
 /// byte that is not UTF-8 is (`line 33, column 21: byte 0xE9 is not
 /// UTF-8`), as an `InvalidData` error: a file saved as Latin-1 is found by
-/// its line, not searched for.
+/// its line, not searched for. Only a regular file of at most
+/// [`MAX_TEXT_FILE_BYTES`] is read: `/dev/zero` or a pipe that never ends
+/// is refused, not read until memory runs out.
 pub fn read_utf8(path: &Path) -> std::io::Result<String> {
-    let bytes = std::fs::read(path)?;
+    use std::io::Read;
+    let file = std::fs::File::open(path)?;
+    let meta = file.metadata()?;
+    if meta.is_dir() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "it is a folder, not a file",
+        ));
+    }
+    if !meta.is_file() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "not a regular file (a pipe or a device); write it to a file first",
+        ));
+    }
+    let too_large = || {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("larger than {MAX_TEXT_FILE_BYTES} bytes, the most a text input may be"),
+        )
+    };
+    if meta.len() > MAX_TEXT_FILE_BYTES {
+        return Err(too_large());
+    }
+    let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
+    // A file that grows while read stops at the bound as well.
+    file.take(MAX_TEXT_FILE_BYTES + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > MAX_TEXT_FILE_BYTES {
+        return Err(too_large());
+    }
     String::from_utf8(bytes).map_err(|error| {
         let at = error.utf8_error().valid_up_to();
         let bytes = error.as_bytes();
@@ -419,6 +454,7 @@ fn load_text(text: &str, origin: &Path, check_environment: bool) -> Result<Loade
                     missing
                         .iter()
                         .chain(&state_dir_problem(loaded))
+                        .chain(&plugin_dir_problem(loaded))
                         .map(|p| document.locate(p)),
                 );
                 if !missing.is_empty() {
@@ -442,6 +478,7 @@ fn load_text(text: &str, origin: &Path, check_environment: bool) -> Result<Loade
         let errors = missing
             .iter()
             .chain(&state_dir_problem(&loaded))
+            .chain(&plugin_dir_problem(&loaded))
             .map(|p| document.locate(p))
             .collect::<Vec<_>>();
         if !errors.is_empty() {
@@ -717,16 +754,64 @@ pub fn resolve_plugin(value: &str, base_dir: &Path, plugin_dir: Option<&Path>) -
 }
 
 /// The environment step: the state folder, if it exists, must be a
-/// folder (the agent creates it otherwise).
+/// folder; if it does not, the agent must be able to create it: its
+/// nearest existing ancestor must be a folder, and the path must be one
+/// the system takes (no NUL).
 fn state_dir_problem(loaded: &LoadedConfig) -> Option<Problem> {
     let path = &loaded.state_dir;
-    let meta = std::fs::metadata(path).ok()?;
-    (!meta.is_dir()).then(|| Problem {
+    let problem = |message: String| Problem {
         path: FieldPath::root().key("agent").key("state_dir"),
-        message: format!("state_dir {} is a file, not a folder", path.display()),
+        message,
         hint: Some(
             "valid: a folder the agent may create or write; without [agent] state_dir, \
              $STATE_DIRECTORY, else `state` beside the configuration"
+                .to_owned(),
+        ),
+        assumes: None,
+    };
+    if path.as_os_str().as_encoded_bytes().contains(&0) {
+        return Some(problem(format!(
+            "state_dir {:?} holds a NUL character, which no path may",
+            path.display().to_string()
+        )));
+    }
+    if let Ok(meta) = std::fs::metadata(path) {
+        return (!meta.is_dir()).then(|| {
+            problem(format!(
+                "state_dir {} is a file, not a folder",
+                path.display()
+            ))
+        });
+    }
+    // Not there yet: the agent creates it with its missing parents, which
+    // fails under a file.
+    let ancestor = path
+        .ancestors()
+        .skip(1)
+        .find_map(|a| std::fs::metadata(a).ok().map(|meta| (a, meta)))?;
+    (!ancestor.1.is_dir()).then(|| {
+        problem(format!(
+            "state_dir {} cannot be created: {} is a file, not a folder",
+            path.display(),
+            ancestor.0.display()
+        ))
+    })
+}
+
+/// The environment step: the plugin folder, if it exists, must be a
+/// folder. A file there left every plugin to the built-ins without a
+/// word (`--plugin-dir` with a file is refused).
+fn plugin_dir_problem(loaded: &LoadedConfig) -> Option<Problem> {
+    let meta = std::fs::metadata(&loaded.plugin_dir).ok()?;
+    (!meta.is_dir()).then(|| Problem {
+        path: FieldPath::root().key("agent").key("plugin_dir"),
+        message: format!(
+            "plugin_dir {} is a file, not a folder",
+            loaded.plugin_dir.display()
+        ),
+        hint: Some(
+            "valid: a folder of plugin files (NAME.wasm), relative to the configuration's \
+             folder; default `plugins`, which may be missing"
                 .to_owned(),
         ),
         assumes: None,

@@ -1062,6 +1062,29 @@ fn the_environment_step_finds_a_state_dir_that_is_a_file() {
             dir.path().display()
         )
     );
+    // Under a file, it cannot be created (validate passed it, and `run`
+    // failed at its start with "Not a directory").
+    std::fs::write(&path, format!("[agent]\nstate_dir = \"afile/x/y\"\n{APP}")).unwrap();
+    let rendered = load(&path).unwrap_err().to_string();
+    assert!(
+        rendered.contains(&format!(
+            "agent.state_dir: state_dir {0}/afile/x/y cannot be created: {0}/afile is a file, \
+             not a folder",
+            dir.path().display()
+        )),
+        "{rendered}"
+    );
+    // A plugin folder that is a file is refused as well (it left every
+    // plugin to the built-ins without a word).
+    std::fs::write(&path, format!("[agent]\nplugin_dir = \"afile\"\n{APP}")).unwrap();
+    let rendered = load(&path).unwrap_err().to_string();
+    assert!(
+        rendered.contains(&format!(
+            "agent.plugin_dir: plugin_dir {}/afile is a file, not a folder",
+            dir.path().display()
+        )),
+        "{rendered}"
+    );
     std::fs::remove_file(dir.path().join("afile")).unwrap();
     load(&path).expect("a state folder not there yet is made at the start");
 }
