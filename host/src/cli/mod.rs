@@ -40,7 +40,8 @@ pub struct Cli {
         value_enum,
         default_value = "text",
         global = true,
-        env = "FLINKSCALE_LOG_FORMAT"
+        ignore_case = true,
+        env = LOG_FORMAT_VARIABLE
     )]
     pub log_format: LogFormat,
     /// What to do.
@@ -227,6 +228,25 @@ pub enum Command {
     Plugin(plugin::PluginArgs),
 }
 
+/// The variable `--log-format` falls back to.
+const LOG_FORMAT_VARIABLE: &str = "FLINKSCALE_LOG_FORMAT";
+
+/// Removes `FLINKSCALE_LOG_FORMAT` when it is set but empty: clap takes an
+/// empty one for a missing value, and every command, `validate` too, then
+/// failed with "a value is required for '--log-format'", which names
+/// neither the variable nor why. Empty means unset, as for the endpoint
+/// variables ([`unset_empty_endpoint_urls`]). Called first thing in
+/// `main`, before any other thread exists.
+fn unset_empty_log_format() {
+    if std::env::var_os(LOG_FORMAT_VARIABLE)
+        .is_some_and(|value| value.to_string_lossy().trim().is_empty())
+    {
+        // SAFETY: `main` calls this before anything else, with no other
+        // thread running.
+        unsafe { std::env::remove_var(LOG_FORMAT_VARIABLE) };
+    }
+}
+
 /// Removes every `AWS_ENDPOINT_URL*` variable that is set but empty, and
 /// returns their names. The AWS SDK takes an empty one for a URL and
 /// panics building its first client ("URL was unset"): `validate` died
@@ -292,7 +312,9 @@ pub(crate) fn aws_environment_problems(
         } else if name.starts_with("AWS_ENDPOINT_URL") {
             let uri = value.parse::<hyper::Uri>().ok();
             let usable = uri.as_ref().is_some_and(|uri| {
-                matches!(uri.scheme_str(), Some("http" | "https")) && uri.host().is_some()
+                matches!(uri.scheme_str(), Some("http" | "https"))
+                    && uri.host().is_some()
+                    && uri.authority().is_some_and(|a| port_is_valid(a.as_str()))
             });
             if !usable {
                 problems.push(format!(
@@ -304,6 +326,21 @@ pub(crate) fn aws_environment_problems(
     }
     problems.sort();
     problems
+}
+
+/// Whether an authority (`host`, `host:port`, `[v6]:port`) has no port or
+/// a port from 1 to 65535: the URI parser takes `host:99999` and
+/// `host:abc`, which the SDK then refuses at every call.
+fn port_is_valid(authority: &str) -> bool {
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, hp)| hp);
+    let after_host = match host_port.rfind(']') {
+        Some(end) => &host_port[end + 1..],
+        None => host_port,
+    };
+    match after_host.rsplit_once(':') {
+        None => true,
+        Some((_, port)) => port.parse::<u16>().is_ok_and(|port| port >= 1),
+    }
 }
 
 /// Checks the AWS SDK's environment for a command about to call AWS
@@ -340,6 +377,7 @@ fn die_quietly_on_a_closed_pipe() {
 
 /// Parses the command line, runs the command and returns the exit code.
 pub fn main() -> ExitCode {
+    unset_empty_log_format();
     let cli = Cli::parse();
     let unset = unset_empty_endpoint_urls();
     if !matches!(cli.command, Command::Run { .. } | Command::Emulate { .. }) {
@@ -470,6 +508,18 @@ async fn run_command(command: Command) -> anyhow::Result<ExitCode> {
             page_size,
             history_secs,
         } => {
+            // The model keeps every second it plays in memory: the history
+            // is played at `speed`, all of it at the first call.
+            let played = history_secs as f64 * speed;
+            if played > crate::sim::scenario::MAX_DURATION_SECS as f64 {
+                eprintln!(
+                    "error: --history-secs {history_secs} at --speed {speed} plays {played:.0} model \
+                     seconds before serving; at most {} (31 days, as a scenario: the model keeps \
+                     every second in memory): lower one of them",
+                    crate::sim::scenario::MAX_DURATION_SECS
+                );
+                return Ok(ExitCode::from(2));
+            }
             let scenario =
                 tokio::task::spawn_blocking(move || crate::sim::bench::load_scenario(&scenario))
                     .await??;
@@ -582,6 +632,19 @@ mod tests {
             ("AWS_ENDPOINT_URL", "notaurl"),
             ("AWS_ENDPOINT_URL_KINESIS_ANALYTICS_V2", "ftp://x"),
         ]);
+        // Ports the URI parser takes and the SDK does not.
+        for url in [
+            "http://127.0.0.1:99999",
+            "http://127.0.0.1:abc",
+            "http://h:0",
+        ] {
+            let problems = aws_environment_problems(vars(&[("AWS_ENDPOINT_URL", url)]), true);
+            assert_eq!(problems.len(), 1, "{url}: {problems:?}");
+        }
+        for url in ["http://[::1]:4566", "https://h", "http://u@h:65535"] {
+            let problems = aws_environment_problems(vars(&[("AWS_ENDPOINT_URL", url)]), true);
+            assert!(problems.is_empty(), "{url}: {problems:?}");
+        }
         let problems = aws_environment_problems(bad.clone(), false);
         // AWS_DEFAULT_REGION is not read: AWS_REGION is set.
         assert_eq!(problems.len(), 3, "{problems:?}");
