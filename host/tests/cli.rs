@@ -579,6 +579,59 @@ fn emulate_refuses_a_history_it_cannot_play() {
             "{history}: {stderr}"
         );
     }
+    // Within its range, but played at a speed that makes it more model
+    // time than a scenario may run (the model keeps every second: 15 days
+    // at 100000x asked a terabyte and aborted): refused before serving.
+    let (code, _, stderr) = flinkscale(&[
+        "emulate",
+        "--scenario",
+        "tests/fixtures/scenarios/e2e-scale.toml",
+        "--history-secs",
+        "1296000",
+        "--speed",
+        "100000",
+    ]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr
+            .contains("--history-secs 1296000 at --speed 100000 plays 129600000000 model seconds")
+            && stderr.contains("at most 2678400"),
+        "{stderr}"
+    );
+}
+
+/// A scenario, a trace or a template that is a device is refused as
+/// wrong input, at once: `/dev/zero` was read until memory ran out
+/// (7.5 GB in 15 s, never ending), as the configuration loader already
+/// refused it.
+#[test]
+fn an_input_that_is_no_regular_file_is_refused_not_read_for_ever() {
+    let dir = scratch("devzero");
+    std::fs::write(dir.join("s.toml"), "trace = \"/dev/zero\"\n").expect("scenario");
+    let scenario = dir.join("s.toml");
+    for args in [
+        vec!["simulate", "--scenario", "/dev/zero", "--policy", "hold"],
+        vec![
+            "simulate",
+            "--scenario",
+            scenario.to_str().expect("utf-8"),
+            "--policy",
+            "hold",
+        ],
+        vec!["import", "cfn", "/dev/zero"],
+    ] {
+        let started = std::time::Instant::now();
+        let (code, _, stderr) = flinkscale(&args);
+        assert_eq!(code, 78, "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("/dev/zero") && stderr.contains("not a regular file"),
+            "{args:?}: {stderr}"
+        );
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(30),
+            "{args:?}"
+        );
+    }
 }
 
 /// `--scenario NAME` plays a shipped scenario from any folder (the binary
@@ -631,7 +684,19 @@ fn simulate_plays_a_shipped_scenario_by_name_from_any_folder() {
 /// every --params simulate cannot use.
 #[test]
 fn simulate_params_that_are_not_an_object_are_a_usage_error() {
-    for params in ["[1]", "nojson"] {
+    for (params, says) in [
+        ("[1]", "--params must be a JSON object"),
+        (
+            "nojson",
+            "--params is not valid JSON: expected ident at line 1 column 2",
+        ),
+        // An object, but a number JSON cannot hold: the parser's reason,
+        // not "must be a JSON object".
+        (
+            r#"{"catch_up_secs": 1e400}"#,
+            "--params is not valid JSON: number out of range at line 1 column 23",
+        ),
+    ] {
         let (code, stdout, stderr) = flinkscale(&[
             "simulate",
             "--scenario",
@@ -642,10 +707,7 @@ fn simulate_params_that_are_not_an_object_are_a_usage_error() {
             params,
         ]);
         assert_eq!(code, 78, "{params}: {stdout}{stderr}");
-        assert!(
-            stderr.contains("--params must be a JSON object"),
-            "{stderr}"
-        );
+        assert!(stderr.contains(says), "{params}: {stderr}");
     }
 }
 
@@ -840,9 +902,10 @@ fn validate_environment_of_flink_jobs_only_leaves_aws_alone() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// A state folder that cannot be created stops `run` with the reason said
-/// once: the error's causes are not repeated after a message that already
-/// holds them.
+/// A state folder that cannot be created (under a file) stops `run` as an
+/// error of the configuration, at its line, with the reason said once
+/// (before, `validate` passed it and `run` failed at its start, exit 1,
+/// naming no setting).
 #[test]
 fn a_state_folder_that_cannot_be_made_is_reported_once() {
     let dir = scratch("state");
@@ -854,23 +917,23 @@ fn a_state_folder_that_cannot_be_made_is_reported_once() {
          name = \"a\"\n\n[application.policy]\nplugin = \"hold\"\n",
     )
     .expect("written");
-    let (code, stdout, stderr) = flinkscale(&["run", "--config", &config.to_string_lossy()]);
-    assert_eq!(code, 1, "{stdout}{stderr}");
-    let line = stderr
-        .lines()
-        .find(|l| l.starts_with("error: "))
-        .unwrap_or_else(|| panic!("an error line: {stderr}"));
-    assert!(
-        line.starts_with(
-            "error: cannot start the agent: cannot open the agent's state: cannot create "
-        ),
-        "{line}"
-    );
-    assert_eq!(
-        line.matches("cannot create").count(),
-        1,
-        "said once: {line}"
-    );
+    for command in ["run", "validate"] {
+        let (code, stdout, stderr) = flinkscale(&[command, "--config", &config.to_string_lossy()]);
+        assert_eq!(code, 78, "{command}: {stdout}{stderr}");
+        assert!(
+            stderr.contains(&format!(
+                "agent.toml:2:13: agent.state_dir: state_dir {0}/a-file/state cannot be \
+                 created: {0}/a-file is a file, not a folder",
+                dir.display()
+            )),
+            "{command}: {stderr}"
+        );
+        assert_eq!(
+            stderr.matches("cannot be created").count(),
+            1,
+            "said once: {stderr}"
+        );
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -1536,6 +1599,16 @@ fn simulate_checks_its_configuration_as_validate_does_and_names_unpublished_metr
             "error: application \"orders\" of the configuration is not in the scenario",
             "(it has: \"app\")",
         ),
+        // What the simulator cannot play was a run that held throughout,
+        // exit 0, not a word.
+        (
+            "cloudwatch-alarm.toml",
+            config("app", "containerCPUUtilization", "")
+                + "[[application.alarm]]\nid = \"hot\"\nsource = \"cloudwatch\"\n\
+                   alarm_name = \"app-hot\"\n",
+            "cloudwatch-alarm.toml: application \"app\": alarm \"hot\" has source = \"cloudwatch\"",
+            "import it as a local alarm with `flinkscale import alarms`",
+        ),
     ];
     for (file, text, first, second) in cases {
         std::fs::write(dir.join(file), text).expect("written");
@@ -1563,12 +1636,34 @@ fn simulate_checks_its_configuration_as_validate_does_and_names_unpublished_metr
         ],
     );
     assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(!stderr.contains("simulated as configured"), "{stderr}");
     assert!(
         stderr.contains(
             "warning: application \"app\" metric \"cpu\" (AWS/KinesisAnalytics \
              containerCpuUtilisation, Application=app) is published by no application of the \
              scenario: it had no datapoint in the whole run"
         ) && stderr.contains("containerCPUUtilization (Application=app)"),
+        "{stderr}"
+    );
+    // A dry-run application is simulated as configured, and said to be.
+    std::fs::write(
+        dir.join("dry-run.toml"),
+        config("app", "containerCPUUtilization", "").replace(
+            "[[application.metric]]",
+            "mode = \"dry-run\"\n[[application.metric]]",
+        ),
+    )
+    .expect("written");
+    let (code, stdout, stderr) = flinkscale_in(
+        &dir,
+        &["simulate", "--scenario", "step", "--config", "dry-run.toml"],
+    );
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(
+        stderr.contains(
+            "warning: dry-run.toml: application \"app\" is in mode \"dry-run\": simulated as \
+             configured, it decides but never rescales"
+        ),
         "{stderr}"
     );
 }
@@ -1615,5 +1710,14 @@ fn the_log_format_can_come_from_the_environment() {
     let (code, stderr) = once("xml", &[]);
     assert_eq!(code, Some(2), "{stderr}");
     assert!(stderr.contains("invalid value 'xml'"), "{stderr}");
+    // Any case; and empty is unset (it failed every command, `validate`
+    // too, with "a value is required for '--log-format'").
+    let (_, stderr) = once("JSON", &[]);
+    assert!(stderr.lines().any(|l| l.starts_with('{')), "{stderr}");
+    let (_, stderr) = once("", &[]);
+    assert!(
+        stderr.contains("INFO flinkscale::plugin::reload: Plugin loaded."),
+        "{stderr}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -1520,6 +1520,35 @@ pub fn parse_on_off(text: &str) -> Result<bool, String> {
 
 /// `flinkscale simulate` (synchronous: the simulation runs its own paused
 /// runtime on a plain thread).
+/// What of a configuration the simulator cannot play, one line each: it
+/// models MSF applications and CloudWatch metrics, not CloudWatch's own
+/// alarms nor a Flink cluster, and such an application would only hold
+/// (every evaluation failing) for the whole run.
+fn unsimulated(loaded: &LoadedConfig) -> Vec<String> {
+    let mut problems = Vec::new();
+    for app in &loaded.config.applications {
+        if app.target == crate::config::TargetKind::Flink {
+            problems.push(format!(
+                "application {:?} has target = \"flink\": the simulator plays MSF applications \
+                 only (valid: target = \"msf\", or the real-cluster test of the README's \
+                 \"Self-managed Flink\")",
+                app.name
+            ));
+        }
+        for alarm in &app.alarms {
+            if alarm.source == crate::config::AlarmSource::Cloudwatch {
+                problems.push(format!(
+                    "application {:?}: alarm {:?} has source = \"cloudwatch\": the simulator \
+                     has no CloudWatch alarms (import it as a local alarm with `flinkscale \
+                     import alarms` to simulate it)",
+                    app.name, alarm.id
+                ));
+            }
+        }
+    }
+    problems
+}
+
 pub async fn simulate(args: SimulateArgs) -> anyhow::Result<ExitCode> {
     tokio::task::spawn_blocking(move || simulate_blocking(args)).await?
 }
@@ -1559,6 +1588,29 @@ fn simulate_blocking(args: SimulateArgs) -> anyhow::Result<ExitCode> {
                     }
                     return Ok(ExitCode::from(EX_CONFIG));
                 }
+                let unplayable = unsimulated(&l);
+                if !unplayable.is_empty() {
+                    for problem in &unplayable {
+                        eprintln!("error: {}: {problem}", path.display());
+                    }
+                    return Ok(ExitCode::from(EX_CONFIG));
+                }
+                for app in &l.config.applications {
+                    if app.mode != crate::config::Mode::Active {
+                        eprintln!(
+                            "warning: {}: application {:?} is in mode {:?}: simulated as configured, it \
+                             {} (set mode = \"active\" in a copy to see it scale)",
+                            path.display(),
+                            app.name,
+                            app.mode.as_str(),
+                            if app.mode == crate::config::Mode::Paused {
+                                "is never evaluated"
+                            } else {
+                                "decides but never rescales"
+                            }
+                        );
+                    }
+                }
                 (l, path.display().to_string())
             }
             Err(errors) => {
@@ -1588,9 +1640,16 @@ fn simulate_blocking(args: SimulateArgs) -> anyhow::Result<ExitCode> {
                     }
                     Ok(serde_json::Value::Object(m)) => m,
                     // A usage error, as every --params simulate cannot use.
-                    _ => {
+                    Ok(_) => {
                         eprintln!(
                             "error: --params must be a JSON object, e.g. '{{\"catch_up_secs\": 120}}'"
+                        );
+                        return Ok(ExitCode::from(EX_CONFIG));
+                    }
+                    Err(error) => {
+                        eprintln!(
+                            "error: --params is not valid JSON: {error} (valid: a JSON object, \
+                             e.g. '{{\"catch_up_secs\": 120}}')"
                         );
                         return Ok(ExitCode::from(EX_CONFIG));
                     }
