@@ -1721,3 +1721,30 @@ fn the_log_format_can_come_from_the_environment() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Counts and names a command cannot use are refused before anything runs
+/// (exit 2, naming the flag and what is valid): `plugin bench
+/// --iterations 0` ran one call silently, and `import alarms
+/// --application ""` called DescribeAlarms for an application no name
+/// can have.
+#[test]
+fn counts_of_zero_and_empty_application_names_are_refused_as_usage() {
+    for (args, says) in [
+        (
+            vec!["plugin", "bench", "hold", "--iterations", "0"],
+            "invalid value '0' for '--iterations <ITERATIONS>'",
+        ),
+        (
+            vec!["plugin", "bench", "hold", "--compiles", "0"],
+            "invalid value '0' for '--compiles <COMPILES>'",
+        ),
+        (
+            vec!["import", "alarms", "--application", ""],
+            "\"\" is not an MSF application name (valid: 1 to 128 letters",
+        ),
+    ] {
+        let (code, _, stderr) = flinkscale(&args);
+        assert_eq!(code, 2, "{args:?}: {stderr}");
+        assert!(stderr.contains(says), "{args:?}: {stderr}");
+    }
+}

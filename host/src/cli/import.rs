@@ -45,7 +45,7 @@ pub enum ImportCommand {
     /// design's ScaleOutAlarm-NAME / ScaleInAlarm-NAME.
     Alarms {
         /// The MSF application.
-        #[arg(long, value_name = "NAME")]
+        #[arg(long, value_name = "NAME", value_parser = application_name)]
         application: String,
         /// The agent's configuration: DescribeAlarms is called in its
         /// `[agent] region`, and the output keeps that application's
@@ -93,6 +93,24 @@ pub async fn run(command: ImportCommand) -> anyhow::Result<ExitCode> {
             config,
             output,
         } => alarms(&application, config.as_deref(), output.as_deref()).await,
+    }
+}
+
+/// Reads `--application`: an MSF application name, 1 to 128 of letters,
+/// digits, `_`, `-` and `.` (an empty one called DescribeAlarms for
+/// nothing).
+fn application_name(text: &str) -> Result<String, String> {
+    let valid = (1..=128).contains(&text.len())
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+    if valid {
+        Ok(text.to_owned())
+    } else {
+        Err(format!(
+            "{text:?} is not an MSF application name (valid: 1 to 128 letters, digits, `_`, \
+             `-` and `.`)"
+        ))
     }
 }
 

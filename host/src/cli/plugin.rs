@@ -141,14 +141,14 @@ pub enum PluginCommand {
         /// Its params, as for `check`.
         #[arg(long)]
         params: Option<String>,
-        /// Warm calls to time.
-        #[arg(long, default_value_t = 10_000)]
+        /// Warm calls to time, at least 1.
+        #[arg(long, default_value_t = 10_000, value_parser = at_least_one)]
         iterations: usize,
-        /// Fresh instances to time.
-        #[arg(long, default_value_t = 200)]
+        /// Fresh instances to time, at least 1.
+        #[arg(long, default_value_t = 200, value_parser = at_least_one)]
         instances: usize,
-        /// Uncached compiles to time.
-        #[arg(long, default_value_t = 3)]
+        /// Uncached compiles to time, at least 1.
+        #[arg(long, default_value_t = 3, value_parser = at_least_one)]
         compiles: usize,
         /// Print one JSON object instead of text.
         #[arg(long)]
@@ -889,6 +889,17 @@ fn builtin_markdown(host: &PluginHost, name: &str) -> Result<String, String> {
     host.check(PluginSource::BuiltIn(builtin))
         .map(|metadata| parameters_markdown(&metadata))
         .map_err(|e| e.to_string())
+}
+
+/// Reads a count of `plugin bench`: a whole number of at least 1 (0 ran
+/// one, silently, where `--jobs 0` elsewhere is refused).
+fn at_least_one(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err(format!(
+            "{text:?} is not a count (valid: a whole number, at least 1)"
+        )),
+    }
 }
 
 fn rewrite_readme(path: &Path) -> Result<ExitCode, Failure> {
