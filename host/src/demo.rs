@@ -207,6 +207,9 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<DemoSummary> {
         wall_secs: started.elapsed().as_secs_f64(),
     };
     print!("{}", summary_text(&summary));
+    if let Some(warning) = outran_warning(&summary, duration_secs, options.speed) {
+        eprintln!("{warning}");
+    }
     Ok(summary)
 }
 
@@ -395,6 +398,29 @@ fn summary_text(s: &DemoSummary) -> String {
     )
 }
 
+/// A warning when `--speed` outran the agent: the model ran well past the
+/// scenario before the demo could stop it (its scores then cover more
+/// than the scenario), or the agent made no evaluation at all. `None`
+/// for a run that kept up.
+fn outran_warning(summary: &DemoSummary, duration_secs: u64, speed: f64) -> Option<String> {
+    let ran = summary.scores.duration_secs;
+    let past = ran as f64 > 1.1 * duration_secs as f64 + 60.0;
+    (past || summary.evaluations == 0).then(|| {
+        format!(
+            "warning: at --speed {speed} the model ran {ran} s of a {duration_secs} s scenario \
+             and the agent made {} evaluations: the speed outran the agent, and the summary \
+             covers {}; lower --speed (1 to a few hundred plays the scenario as the agent sees \
+             it)",
+            summary.evaluations,
+            if past {
+                "more than the scenario"
+            } else {
+                "a scenario the agent never saw"
+            }
+        )
+    })
+}
+
 /// How long `duration_secs` of model time take at `speed` (the emulator
 /// accepts any speed above 0): at most [`Duration::MAX`].
 fn wall_time(duration_secs: u64, speed: f64) -> Duration {
@@ -404,6 +430,29 @@ fn wall_time(duration_secs: u64, speed: f64) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_speed_that_outran_the_agent_is_said() {
+        let summary = |ran: u64, evaluations: usize| DemoSummary {
+            scores: crate::sim::Scores {
+                duration_secs: ran,
+                ..crate::sim::score::score(&[])
+            },
+            calls: BTreeMap::new(),
+            evaluations,
+            wall_secs: 1.0,
+        };
+        // Kept up: the model stopped near the scenario's end.
+        assert_eq!(outran_warning(&summary(1830, 120), 1800, 60.0), None);
+        // 1e6x: the model ran far past it, and the agent saw nothing.
+        let warning = outran_warning(&summary(300_000, 0), 1800, 1e6).expect("said");
+        assert!(
+            warning.contains("the model ran 300000 s of a 1800 s scenario and the agent made 0")
+                && warning.contains("covers more than the scenario"),
+            "{warning}"
+        );
+        assert!(outran_warning(&summary(1800, 0), 1800, 1e4).is_some());
+    }
 
     /// `--speed` is the user's: any speed the emulator accepts (above 0,
     /// however small) gives a wall time, the longest one when the scenario
