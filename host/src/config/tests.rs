@@ -286,7 +286,7 @@ fn a_date_or_a_list_of_policies_is_called_what_it_is() {
     let errors = errors(&text);
     assert!(
         errors.iter().any(|e| e.contains(
-            "grace_period_secs: invalid type: date-time 1979-05-27 (expected a whole number; valid: 0 or more"
+            "grace_period_secs: invalid type: date-time 1979-05-27 (expected a whole number; valid: 0 to 4294967295"
         )),
         "{errors:?}"
     );
@@ -417,7 +417,7 @@ fn wrong_type_is_located() {
     let text = APP.replace("name = \"a\"", "name = \"a\"\nmax_kpu = \"ten\"");
     assert_error(
         &text,
-        "config/x.toml:3:11: application \"a\".max_kpu: invalid type: string \"ten\" (expected a whole number; valid: 1 or more; an MSF application runs on at least 1 KPU)",
+        "config/x.toml:3:11: application \"a\".max_kpu: invalid type: string \"ten\" (expected a whole number; valid: 1 to 4294967295; an MSF application runs on at least 1 KPU)",
     );
     let text = format!(
         "{APP}[[application.metric]]\nid = \"m\"\nnamespace = \"N\"\nmetric_name = \"M\"\nstatistic = \"Sum\"\ndimensions = [\"Application\"]\n"
@@ -442,9 +442,9 @@ fn a_wrong_type_is_reported_with_the_other_errors_of_its_table() {
     assert_eq!(
         errors,
         [
-            "config/x.toml:3:11: application \"a\".min_kpu: invalid type: string \"two\" (expected a whole number; valid: 1 or more; an MSF application runs on at least 1 KPU)",
-            "config/x.toml:4:11: application \"a\".max_kpu: max_kpu is 0 (valid: 1 or more; an MSF application runs on at least 1 KPU)",
-            "config/x.toml:5:21: application \"a\".grace_period_secs: invalid value: integer `-5` (expected a whole number; valid: 0 or more seconds; default 300)",
+            "config/x.toml:3:11: application \"a\".min_kpu: invalid type: string \"two\" (expected a whole number; valid: 1 to 4294967295; an MSF application runs on at least 1 KPU)",
+            "config/x.toml:4:11: application \"a\".max_kpu: max_kpu is 0 (valid: 1 to 4294967295; an MSF application runs on at least 1 KPU)",
+            "config/x.toml:5:21: application \"a\".grace_period_secs: invalid value: integer `-5` (expected a whole number; valid: 0 to 4294967295 seconds; default 300)",
         ],
         "{errors:#?}"
     );
@@ -460,8 +460,8 @@ fn negative_values_are_located() {
     assert_eq!(
         errors,
         [
-            "config/x.toml:3:11: application \"a\".min_kpu: invalid value: integer `-1` (expected a whole number; valid: 1 or more; an MSF application runs on at least 1 KPU)",
-            "config/x.toml:4:21: application \"a\".grace_period_secs: invalid value: integer `-5` (expected a whole number; valid: 0 or more seconds; default 300)",
+            "config/x.toml:3:11: application \"a\".min_kpu: invalid value: integer `-1` (expected a whole number; valid: 1 to 4294967295; an MSF application runs on at least 1 KPU)",
+            "config/x.toml:4:21: application \"a\".grace_period_secs: invalid value: integer `-5` (expected a whole number; valid: 0 to 4294967295 seconds; default 300)",
         ]
     );
 }
@@ -513,7 +513,7 @@ comparison = "LessThanThreshold"
         [
             "config/x.toml:8:15: application \"a\".metric \"m\".metric_name: invalid type: integer `5` (expected a string)",
             "config/x.toml:14:13: application \"a\".alarm \"hi\".threshold: invalid type: string \"80\" (expected a number)",
-            "config/x.toml:15:22: application \"a\".alarm \"hi\".evaluation_periods: invalid type: string \"5\" (expected a whole number; valid: 1 or more; the reference design uses 5)",
+            "config/x.toml:15:22: application \"a\".alarm \"hi\".evaluation_periods: invalid type: string \"5\" (expected a whole number; valid: 1 or more, with evaluation_periods x period_secs <= 86400 (a day); the reference design uses 5)",
             "config/x.toml:16:1: application \"a\".alarm \"lo\": missing field `threshold` (a local alarm needs metric, comparison, threshold and evaluation_periods; or give source = \"cloudwatch\" and alarm_name to use an existing CloudWatch alarm)",
             "config/x.toml:16:1: application \"a\".alarm \"lo\": missing field `evaluation_periods` (a local alarm needs metric, comparison, threshold and evaluation_periods; or give source = \"cloudwatch\" and alarm_name to use an existing CloudWatch alarm)",
         ],
@@ -548,7 +548,7 @@ fn kpu_bounds_are_checked() {
     let text = APP.replace("name = \"a\"", "name = \"a\"\nmin_kpu = 0");
     assert_error(
         &text,
-        "config/x.toml:3:11: application \"a\".min_kpu: min_kpu is 0 (valid: 1 or more; an MSF application runs on at least 1 KPU)",
+        "config/x.toml:3:11: application \"a\".min_kpu: min_kpu is 0 (valid: 1 to 4294967295; an MSF application runs on at least 1 KPU)",
     );
     let text = APP.replace("name = \"a\"", "name = \"a\"\nmin_kpu = 12");
     assert_eq!(
@@ -568,9 +568,9 @@ fn zero_intervals_are_refused_but_a_zero_grace_period_is_allowed() {
     assert_eq!(
         errors(&text),
         [
-            "config/x.toml:3:20: application \"a\".update_poll_secs: update_poll_secs is 0 (valid: 1 or more; the reference template's default UpdateApplicationWaitingTime is 15)",
-            "config/x.toml:4:23: application \"a\".update_timeout_secs: update_timeout_secs is 0 (valid: 1 or more; default 1800)",
-            "config/x.toml:5:28: application \"a\".evaluation_interval_secs: evaluation_interval_secs is 0 (valid: 1 or more, or leave it out to use the shortest metric period)",
+            "config/x.toml:3:20: application \"a\".update_poll_secs: update_poll_secs is 0 (valid: 1 to 4294967295; the reference template's default UpdateApplicationWaitingTime is 15)",
+            "config/x.toml:4:23: application \"a\".update_timeout_secs: update_timeout_secs is 0 (valid: 1 to 4294967295; default 1800)",
+            "config/x.toml:5:28: application \"a\".evaluation_interval_secs: evaluation_interval_secs is 0 (valid: 1 to 4294967295, or leave it out to use the shortest metric period)",
         ]
     );
     valid(&APP.replace("name = \"a\"", "name = \"a\"\ngrace_period_secs = 0"));
@@ -736,7 +736,7 @@ fn alarm_periods_and_datapoints_are_checked() {
     assert_eq!(
         errors(&text),
         [
-            "config/x.toml:15:22: application \"a\".alarm \"scale-out\".evaluation_periods: evaluation_periods is 0 (valid: 1 or more; the reference design uses 5)"
+            "config/x.toml:15:22: application \"a\".alarm \"scale-out\".evaluation_periods: evaluation_periods is 0 (valid: 1 or more, with evaluation_periods x period_secs <= 86400 (a day); the reference design uses 5)"
         ]
     );
     valid(&with_alarm(
@@ -748,6 +748,21 @@ fn alarm_periods_and_datapoints_are_checked() {
         [
             "config/x.toml:15:22: application \"a\".alarm \"scale-out\".evaluation_periods: evaluation_periods 1441 x period_secs 60 of metric \"cpu\" = 86460 s, more than one day (valid: evaluation_periods x period_secs <= 86400, here evaluation_periods <= 1440)"
         ]
+    );
+    // A period longer than a day: no evaluation_periods helps ("here
+    // evaluation_periods <= 0" said an impossible range).
+    let text = with_metric(
+        "id = \"cpu\"\nstatistic = \"Maximum\"\nperiod_secs = 172800",
+        "[[application.alarm]]\nid = \"scale-out\"\ncomparison = \"GreaterThanThreshold\"\n\
+         metric = \"cpu\"\nthreshold = 80.0\nevaluation_periods = 1\n",
+    );
+    let errors = errors(&text);
+    assert!(
+        errors.iter().any(|e| e.ends_with(
+            "(valid: evaluation_periods x period_secs <= 86400; period_secs 172800 alone is \
+             longer, so shorten the metric's period)"
+        )),
+        "{errors:?}"
     );
 }
 
@@ -981,7 +996,7 @@ plugin = "step"
             "config/x.toml:19:10: application \"first\".alarm \"out\".metric: no metric with id \"lagg\" in this application (valid: \"lag\")",
             "config/x.toml:23:23: application \"first\".alarm \"out\".datapoints_to_alarm: datapoints_to_alarm 4 is not between 1 and evaluation_periods 3 (valid: 1 to 3)",
             "config/x.toml:27:30: application \"first\".policy.params.scale_out_alarm: no alarm with id \"ot\" in this application (valid: \"out\")",
-            "config/x.toml:31:11: application \"second\".min_kpu: min_kpu is 0 (valid: 1 or more; an MSF application runs on at least 1 KPU)",
+            "config/x.toml:31:11: application \"second\".min_kpu: min_kpu is 0 (valid: 1 to 4294967295; an MSF application runs on at least 1 KPU)",
         ],
         "a parse error (the unknown `colour`) no longer hides the other errors of its application: \
          every error of the file in one pass"
@@ -997,7 +1012,7 @@ plugin = "step"
             "config/x.toml:19:10: application \"first\".alarm \"out\".metric: no metric with id \"lagg\" in this application (valid: \"lag\")",
             "config/x.toml:23:23: application \"first\".alarm \"out\".datapoints_to_alarm: datapoints_to_alarm 4 is not between 1 and evaluation_periods 3 (valid: 1 to 3)",
             "config/x.toml:27:30: application \"first\".policy.params.scale_out_alarm: no alarm with id \"ot\" in this application (valid: \"out\")",
-            "config/x.toml:31:11: application \"second\".min_kpu: min_kpu is 0 (valid: 1 or more; an MSF application runs on at least 1 KPU)",
+            "config/x.toml:31:11: application \"second\".min_kpu: min_kpu is 0 (valid: 1 to 4294967295; an MSF application runs on at least 1 KPU)",
         ]
     );
 }
@@ -1234,7 +1249,7 @@ fn config_errors_expose_their_parts() {
         error
             .hint
             .as_deref()
-            .is_some_and(|h| h.starts_with("valid: 1 or more"))
+            .is_some_and(|h| h.starts_with("valid: 1 to 4294967295"))
     );
     let boxed: Box<dyn std::error::Error> = Box::new(errors);
     assert!(boxed.to_string().starts_with("c.toml:3:11: "));
@@ -1578,7 +1593,7 @@ fn flink_keys_are_checked_and_located() {
     );
     assert_error(
         &format!("{FLINK_APP}rest_url = \"http://h:1\"\nmax_parallelism = 0\n{policy}"),
-        "config/x.toml:5:19: application \"orders\".max_parallelism: max_parallelism is 0 (valid: 1 or more; a Flink job runs at parallelism 1 at least)",
+        "config/x.toml:5:19: application \"orders\".max_parallelism: max_parallelism is 0 (valid: 1 to 4294967295; a Flink job runs at parallelism 1 at least)",
     );
     // Flink's keys on an MSF application, and an unknown target.
     assert_error(

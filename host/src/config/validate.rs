@@ -418,18 +418,22 @@ fn quoted_start(text: &str) -> String {
 /// key.
 pub(super) fn valid_positive(key: &str) -> Option<&'static str> {
     Some(match key {
-        "min_kpu" | "max_kpu" => "valid: 1 or more; an MSF application runs on at least 1 KPU",
+        "min_kpu" | "max_kpu" => {
+            "valid: 1 to 4294967295; an MSF application runs on at least 1 KPU"
+        }
         "min_parallelism" | "max_parallelism" => {
-            "valid: 1 or more; a Flink job runs at parallelism 1 at least"
+            "valid: 1 to 4294967295; a Flink job runs at parallelism 1 at least"
         }
         "evaluation_interval_secs" => {
-            "valid: 1 or more, or leave it out to use the shortest metric period"
+            "valid: 1 to 4294967295, or leave it out to use the shortest metric period"
         }
         "update_poll_secs" => {
-            "valid: 1 or more; the reference template's default UpdateApplicationWaitingTime is 15"
+            "valid: 1 to 4294967295; the reference template's default UpdateApplicationWaitingTime is 15"
         }
-        "update_timeout_secs" => "valid: 1 or more; default 1800",
-        "evaluation_periods" => "valid: 1 or more; the reference design uses 5",
+        "update_timeout_secs" => "valid: 1 to 4294967295; default 1800",
+        "evaluation_periods" => {
+            "valid: 1 or more, with evaluation_periods x period_secs <= 86400 (a day); the reference design uses 5"
+        }
         _ => return None,
     })
 }
@@ -457,7 +461,7 @@ pub(super) fn valid_whole_number(key: &str) -> Option<String> {
         "plugin_quarantine_secs" => format!(
             "valid: 1 to {MAX_QUARANTINE_SECS} (an hour, the longest quarantine); default 300"
         ),
-        "grace_period_secs" => "valid: 0 or more seconds; default 300".to_owned(),
+        "grace_period_secs" => "valid: 0 to 4294967295 seconds; default 300".to_owned(),
         "period_secs" => "valid: 10, 20, 30 or a multiple of 60; default 60".to_owned(),
         "min_publication_delay_secs" => format!(
             "valid: 1 to {MAX_PUBLICATION_DELAY_SECS} seconds, or leave it out for no promise"
@@ -1285,10 +1289,18 @@ fn validate_alarm(
                         metric.period_secs, metric.id
                     ),
                 )
-                .hint(format!(
-                    "valid: evaluation_periods x period_secs <= {MAX_ALARM_RANGE_SECS}, here evaluation_periods <= {}",
-                    MAX_ALARM_RANGE_SECS / u64::from(metric.period_secs.max(1))
-                )),
+                .hint(match MAX_ALARM_RANGE_SECS / u64::from(metric.period_secs.max(1)) {
+                    // The period alone is longer than a day: no N helps.
+                    0 => format!(
+                        "valid: evaluation_periods x period_secs <= {MAX_ALARM_RANGE_SECS}; \
+                         period_secs {} alone is longer, so shorten the metric's period",
+                        metric.period_secs
+                    ),
+                    most => format!(
+                        "valid: evaluation_periods x period_secs <= {MAX_ALARM_RANGE_SECS}, \
+                         here evaluation_periods <= {most}"
+                    ),
+                }),
             );
         }
     } else if let Some(period) =

@@ -967,7 +967,10 @@ fn scenario_reports_every_problem() {
         wrong_type.contains("w.toml:4:11: application \"a\".min_kpu: invalid type: string \"two\""),
         "{wrong_type}"
     );
-    assert!(wrong_type.contains("valid: 1 or more"), "{wrong_type}");
+    assert!(
+        wrong_type.contains("valid: 1 to 4294967295"),
+        "{wrong_type}"
+    );
 }
 
 #[test]
