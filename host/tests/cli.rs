@@ -1748,3 +1748,17 @@ fn counts_of_zero_and_empty_application_names_are_refused_as_usage() {
         assert!(stderr.contains(says), "{args:?}: {stderr}");
     }
 }
+
+/// `validate a.toml --config b.toml` names two files: the command line is
+/// refused (exit 2, as the README's exit statuses say), not the
+/// configuration (78).
+#[test]
+fn two_configuration_files_on_one_command_line_are_a_usage_error() {
+    let (code, _, stderr) = flinkscale(&["validate", "a.toml", "--config", "b.toml"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr
+            .contains("two configuration files: a.toml (the FILE argument) and b.toml (--config)"),
+        "{stderr}"
+    );
+}

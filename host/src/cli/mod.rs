@@ -356,10 +356,15 @@ pub(crate) fn aws_environment_ok(region: Option<&str>) -> bool {
 }
 
 /// Says why no configuration file can be read; exit 78 (EX_CONFIG), as for
-/// an invalid one.
+/// an invalid one, but 2 for two files named on one command line (a
+/// command line refused).
 fn config_path_error(error: &conventions::ConfigPathError) -> ExitCode {
     eprintln!("error: {error}");
-    ExitCode::from(commands::EX_CONFIG)
+    match error {
+        // Two files on one command line: the command line is refused.
+        conventions::ConfigPathError::Conflict { .. } => ExitCode::from(2),
+        _ => ExitCode::from(commands::EX_CONFIG),
+    }
 }
 
 /// Lets a command that prints and exits die of SIGPIPE, as `cat` does,
