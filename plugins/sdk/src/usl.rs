@@ -215,6 +215,18 @@ mod tests {
         kappa: 0.0002,
     };
 
+    /// Three times the model's contention and coherency.
+    const HEAVY: Usl = Usl {
+        sigma: 0.06,
+        kappa: 0.0006,
+    };
+
+    /// No contention, no coherency.
+    const LINEAR: Usl = Usl {
+        sigma: 0.0,
+        kappa: 0.0,
+    };
+
     #[test]
     fn capacity_matches_the_simulation_model() {
         // The scenarios quote C(5) = 4612, C(9) = 7663, C(13) = 10227 to the record.
@@ -248,12 +260,8 @@ mod tests {
 
     #[test]
     fn linear_job_needs_proportional_parallelism() {
-        let linear = Usl {
-            sigma: 0.0,
-            kappa: 0.0,
-        };
-        assert_eq!(linear.parallelism_for(500.0, 10_000.0, 256), 20);
-        assert_eq!(linear.parallelism_for(500.0, 10_001.0, 256), 21);
+        assert_eq!(LINEAR.parallelism_for(500.0, 10_000.0, 256), 20);
+        assert_eq!(LINEAR.parallelism_for(500.0, 10_001.0, 256), 21);
     }
 
     #[test]
@@ -261,13 +269,9 @@ mod tests {
         // Capacities a job with three times the default law's contention
         // and coherency has at 2 and 10 subtasks of 1000 records/s (the
         // default law puts their efficiencies 15 % apart: full weight).
-        let heavy = Usl {
-            sigma: 0.06,
-            kappa: 0.0006,
-        };
         let measured = [
-            (2, heavy.capacity(1000.0, 2)),
-            (10, heavy.capacity(1000.0, 10)),
+            (2, HEAVY.capacity(1000.0, 2)),
+            (10, HEAVY.capacity(1000.0, 10)),
         ];
         let fit = MODEL.fitted(&measured, 10);
         assert!((fit.sigma - 0.06).abs() < 1e-9, "{fit:?}");
@@ -280,11 +284,7 @@ mod tests {
         let measured = [(3, light.capacity(700.0, 3)), (9, light.capacity(700.0, 9))];
         assert!((MODEL.fitted(&measured, 9).sigma - 0.01).abs() < 1e-9);
         let measured = [(2, 2000.0), (4, 4000.0), (8, 8000.0)];
-        let linear = Usl {
-            sigma: 0.0,
-            kappa: 0.0,
-        };
-        assert_eq!(MODEL.fitted(&measured, 8), linear);
+        assert_eq!(MODEL.fitted(&measured, 8), LINEAR);
     }
 
     #[test]
@@ -293,13 +293,9 @@ mod tests {
         // efficiencies 3.95 % apart ((g(4) - g(2)) / (1 + g(4)), g(2) =
         // 0.0204, g(4) = 0.0624), so the fitted scale of 3 moves the
         // default's 1 by 0.395 of the way: 1.79.
-        let heavy = Usl {
-            sigma: 0.06,
-            kappa: 0.0006,
-        };
         let measured = [
-            (2, heavy.capacity(1000.0, 2)),
-            (4, heavy.capacity(1000.0, 4)),
+            (2, HEAVY.capacity(1000.0, 2)),
+            (4, HEAVY.capacity(1000.0, 4)),
         ];
         let fit = MODEL.fitted(&measured, 4);
         let weight = (0.0624 - 0.0204) / 1.0624 / FULL_FIT_SPREAD;
@@ -321,15 +317,11 @@ mod tests {
 
     #[test]
     fn a_linear_prior_is_fitted_with_the_default_shape() {
-        let linear = Usl {
-            sigma: 0.0,
-            kappa: 0.0,
-        };
         let measured = [(2, MODEL.capacity(500.0, 2)), (8, MODEL.capacity(500.0, 8))];
-        let fit = linear.fitted(&measured, 8);
+        let fit = LINEAR.fitted(&measured, 8);
         assert!((fit.sigma - 0.02).abs() < 1e-9, "{fit:?}");
         // Linear capacities keep it linear.
-        assert_eq!(linear.fitted(&[(2, 1000.0), (8, 4000.0)], 8), linear);
+        assert_eq!(LINEAR.fitted(&[(2, 1000.0), (8, 4000.0)], 8), LINEAR);
     }
 
     #[test]
@@ -388,16 +380,8 @@ mod tests {
         }
         // With ratio 0 the knee is the peak (about 70 subtasks).
         assert_eq!(MODEL.knee(0.0), MODEL.parallelism_for(1000.0, 1e9, 256));
-        let heavy = Usl {
-            sigma: 0.06,
-            kappa: 0.0006,
-        };
-        assert_eq!(heavy.knee(0.6), 9);
-        let linear = Usl {
-            sigma: 0.0,
-            kappa: 0.0,
-        };
-        assert_eq!(linear.knee(0.99), MAX_PARALLELISM);
+        assert_eq!(HEAVY.knee(0.6), 9);
+        assert_eq!(LINEAR.knee(0.99), MAX_PARALLELISM);
     }
 
     #[test]
