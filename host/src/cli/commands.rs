@@ -1452,10 +1452,16 @@ pub fn parse_speed(text: &str) -> Result<f64, String> {
 
 /// Reads `--page-size`: datapoints per GetMetricData page, at least 1.
 pub fn parse_page_size(text: &str) -> Result<usize, String> {
+    parse_count(text, "a page size")
+}
+
+/// Reads a count of at least 1; `what` names it in the error ("a page
+/// size": `"0" is not a page size (valid: a whole number, at least 1)`).
+pub fn parse_count(text: &str, what: &str) -> Result<usize, String> {
     match text.parse::<usize>() {
-        Ok(size) if size >= 1 => Ok(size),
+        Ok(count) if count >= 1 => Ok(count),
         _ => Err(format!(
-            "{text:?} is not a page size (valid: a whole number, at least 1)"
+            "{text:?} is not {what} (valid: a whole number, at least 1)"
         )),
     }
 }

@@ -100,11 +100,7 @@ pub async fn run(command: ImportCommand) -> anyhow::Result<ExitCode> {
 /// digits, `_`, `-` and `.` (an empty one called DescribeAlarms for
 /// nothing).
 fn application_name(text: &str) -> Result<String, String> {
-    let valid = (1..=128).contains(&text.len())
-        && text
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
-    if valid {
+    if crate::config::validate::is_application_name(text) {
         Ok(text.to_owned())
     } else {
         Err(format!(

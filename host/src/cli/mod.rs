@@ -231,35 +231,27 @@ pub enum Command {
 /// The variable `--log-format` falls back to.
 const LOG_FORMAT_VARIABLE: &str = "FLINKSCALE_LOG_FORMAT";
 
-/// Removes `FLINKSCALE_LOG_FORMAT` when it is set but empty: clap takes an
-/// empty one for a missing value, and every command, `validate` too, then
-/// failed with "a value is required for '--log-format'", which names
-/// neither the variable nor why. Empty means unset, as for the endpoint
-/// variables ([`unset_empty_endpoint_urls`]). Called first thing in
-/// `main`, before any other thread exists.
-fn unset_empty_log_format() {
-    if std::env::var_os(LOG_FORMAT_VARIABLE)
-        .is_some_and(|value| value.to_string_lossy().trim().is_empty())
-    {
-        // SAFETY: `main` calls this before anything else, with no other
-        // thread running.
-        unsafe { std::env::remove_var(LOG_FORMAT_VARIABLE) };
-    }
-}
-
-/// Removes every `AWS_ENDPOINT_URL*` variable that is set but empty, and
-/// returns their names. The AWS SDK takes an empty one for a URL and
-/// panics building its first client ("URL was unset"): `validate` died
-/// with exit 101, and `run` panicked at every step. An empty value means
-/// unset to whoever wrote `AWS_ENDPOINT_URL=` in a unit file or a shell.
-/// Called first thing in `main`, before any other thread exists, which
-/// changing the environment requires.
-fn unset_empty_endpoint_urls() -> Vec<String> {
+/// Removes every variable of ours that is set but empty, and returns the
+/// names of the `AWS_ENDPOINT_URL*` ones among them (to be warned about
+/// once logging is up). Empty means unset to whoever wrote `NAME=` in a
+/// unit file or a shell:
+/// - `AWS_ENDPOINT_URL*`: the AWS SDK takes an empty one for a URL and
+///   panics building its first client ("URL was unset"): `validate` died
+///   with exit 101, and `run` panicked at every step.
+/// - `FLINKSCALE_LOG_FORMAT`: clap takes an empty one for a missing value,
+///   and every command, `validate` too, then failed with "a value is
+///   required for '--log-format'", naming neither the variable nor why.
+///
+/// Called first thing in `main`, before the command line is parsed and
+/// before any other thread exists, which changing the environment
+/// requires.
+fn unset_empty_variables() -> Vec<String> {
     let empty: Vec<String> = std::env::vars_os()
         .filter_map(|(name, value)| {
             let name = name.into_string().ok()?;
-            (name.starts_with("AWS_ENDPOINT_URL") && value.to_string_lossy().trim().is_empty())
-                .then_some(name)
+            ((name.starts_with("AWS_ENDPOINT_URL") || name == LOG_FORMAT_VARIABLE)
+                && value.to_string_lossy().trim().is_empty())
+            .then_some(name)
         })
         .collect();
     for name in &empty {
@@ -269,6 +261,9 @@ fn unset_empty_endpoint_urls() -> Vec<String> {
         unsafe { std::env::remove_var(name) };
     }
     empty
+        .into_iter()
+        .filter(|name| name.starts_with("AWS_ENDPOINT_URL"))
+        .collect()
 }
 
 /// What is wrong with the AWS SDK's environment variables among `vars`:
@@ -277,7 +272,7 @@ fn unset_empty_endpoint_urls() -> Vec<String> {
 /// overriding them) that is not a region name, an endpoint
 /// (`AWS_ENDPOINT_URL`, `AWS_ENDPOINT_URL_<SERVICE>`) that is not an
 /// `http(s)://host[:port]` URL. Empty endpoints were unset before
-/// ([`unset_empty_endpoint_urls`]).
+/// ([`unset_empty_variables`]).
 pub(crate) fn aws_environment_problems(
     vars: impl IntoIterator<Item = (std::ffi::OsString, std::ffi::OsString)>,
     region_set: bool,
@@ -382,9 +377,8 @@ fn die_quietly_on_a_closed_pipe() {
 
 /// Parses the command line, runs the command and returns the exit code.
 pub fn main() -> ExitCode {
-    unset_empty_log_format();
+    let unset = unset_empty_variables();
     let cli = Cli::parse();
-    let unset = unset_empty_endpoint_urls();
     if !matches!(cli.command, Command::Run { .. } | Command::Emulate { .. }) {
         die_quietly_on_a_closed_pipe();
     }

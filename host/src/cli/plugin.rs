@@ -894,12 +894,7 @@ fn builtin_markdown(host: &PluginHost, name: &str) -> Result<String, String> {
 /// Reads a count of `plugin bench`: a whole number of at least 1 (0 ran
 /// one, silently, where `--jobs 0` elsewhere is refused).
 fn at_least_one(text: &str) -> Result<usize, String> {
-    match text.parse::<usize>() {
-        Ok(n) if n >= 1 => Ok(n),
-        _ => Err(format!(
-            "{text:?} is not a count (valid: a whole number, at least 1)"
-        )),
-    }
+    super::commands::parse_count(text, "a count")
 }
 
 fn rewrite_readme(path: &Path) -> Result<ExitCode, Failure> {
