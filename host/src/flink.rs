@@ -191,9 +191,11 @@ impl FlinkRest {
     }
 
     /// One HTTP/1.1 exchange; the status and the JSON body. 404 is
-    /// `NotFound`, 429 `Throttled`, another 4xx `Invalid` (with Flink's
-    /// error text), and anything that is not an answer, or a 5xx,
-    /// `Transient`. Counted in `flinkscale_flink_calls_total` and its
+    /// `NotFound`, 429 `Throttled`, 409 (another update under way)
+    /// `ResourceInUse`, another 4xx `Invalid` (with Flink's error text), a
+    /// 5xx that says the job cannot be rescaled in place (the default
+    /// scheduler, reactive mode) `Invalid` with the fix, and anything that
+    /// is not an answer, or another 5xx, `Transient`. Counted in `flinkscale_flink_calls_total` and its
     /// duration histogram by [`route`] and outcome.
     pub async fn call(
         &self,
@@ -338,14 +340,27 @@ impl FlinkRest {
             200..=299 => Ok((status, json)),
             404 => Err(TargetError::NotFound(format!("{what}: {}", flink_says()))),
             429 => Err(TargetError::Throttled(format!("{what}: {}", flink_says()))),
+            // The Dispatcher's answer to requirements sent while an earlier
+            // update of them is still being stored: this one was not taken,
+            // the earlier one may be. Busy, to be read again, like MSF's
+            // ResourceInUse; not a refusal of the size asked for.
+            409 => Err(TargetError::ResourceInUse(format!(
+                "{what}: {status} {}",
+                flink_says()
+            ))),
             400..=499 => Err(TargetError::Invalid(format!(
                 "{what}: {status} {}",
                 flink_says()
             ))),
-            _ => Err(TargetError::Transient(format!(
-                "{what}: {status} {}",
-                flink_says()
-            ))),
+            _ => {
+                let says = flink_says();
+                match unsupported(&says) {
+                    Some(fix) => Err(TargetError::Invalid(format!(
+                        "{what}: {status} {says}: {fix}"
+                    ))),
+                    None => Err(TargetError::Transient(format!("{what}: {status} {says}"))),
+                }
+            }
         }
     }
 
@@ -461,6 +476,29 @@ pub fn route(method: &str, path: &str) -> String {
         previous = segment;
     }
     out
+}
+
+/// What to change when Flink's error text says the job cannot be rescaled
+/// in place at all: a 500 that no retry will turn into an answer. The
+/// default scheduler has no resource requirements to read or set, and a
+/// job in reactive mode takes every slot there is (checked against Flink
+/// 2.2's `SchedulerNG` and `AdaptiveScheduler`).
+fn unsupported(says: &str) -> Option<&'static str> {
+    if says.contains("does not support changing the parallelism without a job restart") {
+        Some(
+            "the job runs on Flink's default scheduler; set `jobmanager.scheduler: adaptive` in \
+             Flink's config.yaml and resubmit it (flinkscale rescales in place, which only the \
+             adaptive scheduler offers)",
+        )
+    } else if says.contains("Cannot change the parallelism of a job running in reactive mode") {
+        Some(
+            "the job runs in reactive mode (`scheduler-mode: reactive`), where Flink gives it \
+             every task slot there is: scale the TaskManagers instead, or leave reactive mode \
+             for flinkscale to rescale it",
+        )
+    } else {
+        None
+    }
 }
 
 /// What a Flink REST error says, without its Java stack trace and
@@ -592,6 +630,8 @@ mod tests {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
+    use serde_json::json;
+
     use super::*;
     use crate::telemetry::prometheus::jobmanager_moves;
 
@@ -627,6 +667,67 @@ mod tests {
                     "{message}"
                 );
             }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// Flink's 409 to requirements sent while an earlier update of them is
+    /// stored is a busy job (read again, the earlier update resolved), not
+    /// a refusal of the size; a 500 that says the job cannot be rescaled in
+    /// place (the default scheduler, reactive mode), in the body Flink 2.2
+    /// gives an exception a handler did not expect, is a refusal naming
+    /// the fix, where any other 500 is transient.
+    #[test]
+    fn a_conflict_is_busy_and_a_scheduler_that_cannot_rescale_is_named() {
+        let what = "PUT http://jm:8081/jobs/1/resource-requirements";
+        let answer = |status: &str, body: Value| {
+            FlinkRest::answer(what, format!("HTTP/1.1 {status}\r\n\r\n{body}").as_bytes())
+        };
+        let conflict = json!({"errors": [
+            "org.apache.flink.runtime.rest.handler.RestHandlerException: Another update to the job [1] resource requirements is in progress.\n\tat org.apache.flink.runtime.dispatcher.Dispatcher.updateJobResourceRequirements(Dispatcher.java:1)"
+        ]});
+        match answer("409 Conflict", conflict) {
+            Err(TargetError::ResourceInUse(message)) => assert!(
+                message.ends_with(
+                    "409 Another update to the job [1] resource requirements is in progress."
+                ),
+                "{message}"
+            ),
+            other => panic!("{other:?}"),
+        }
+        let server_side = |exception: &str| {
+            json!({"errors": [
+                "Internal server error.",
+                format!("<Exception on server side:\njava.util.concurrent.CompletionException: java.lang.UnsupportedOperationException: {exception}\n\tat org.apache.flink.runtime.scheduler.SchedulerNG.requestJobResourceRequirements(SchedulerNG.java:1)\nEnd of exception on server side>")
+            ]})
+        };
+        match answer(
+            "500 Internal Server Error",
+            server_side(
+                "The DefaultScheduler does not support changing the parallelism without a job restart. This feature is currently only expected to work with the AdaptiveScheduler.",
+            ),
+        ) {
+            Err(TargetError::Invalid(message)) => assert!(
+                message.contains("DefaultScheduler does not support")
+                    && message.contains("set `jobmanager.scheduler: adaptive`"),
+                "{message}"
+            ),
+            other => panic!("{other:?}"),
+        }
+        match answer(
+            "500 Internal Server Error",
+            server_side("Cannot change the parallelism of a job running in reactive mode."),
+        ) {
+            Err(TargetError::Invalid(message)) => {
+                assert!(message.contains("`scheduler-mode: reactive`"), "{message}")
+            }
+            other => panic!("{other:?}"),
+        }
+        match answer(
+            "500 Internal Server Error",
+            server_side("Something else went wrong."),
+        ) {
+            Err(TargetError::Transient(_)) => {}
             other => panic!("{other:?}"),
         }
     }
