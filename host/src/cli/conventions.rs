@@ -348,6 +348,7 @@ pub async fn flink_findings(config: &Config) -> Vec<Finding> {
                 state,
                 job_id,
                 max_parallelism: job_max,
+                shape,
             }) => {
                 let (min, max) = app.parallelism_bounds();
                 let mut problem = false;
@@ -363,8 +364,16 @@ pub async fn flink_findings(config: &Config) -> Vec<Finding> {
                     Err(error) => Err(error.clone()),
                 };
                 match slots {
-                    Ok((usable, sentence)) => {
+                    Ok((free, sentence)) => {
                         message.push_str(&format!("; {sentence}"));
+                        if shape.scaled > 1 && free < u64::MAX {
+                            message.push_str(&format!(
+                                ", and the job takes {} task slots per unit of parallelism \
+                                 (one in each of its {} slot sharing groups)",
+                                shape.scaled, shape.scaled
+                            ));
+                        }
+                        let usable = shape.parallelism_within(free);
                         if u64::from(min) > usable {
                             // The agent would bring the job up to the
                             // floor and be refused at every evaluation.

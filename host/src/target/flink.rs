@@ -68,12 +68,17 @@
 //!
 //! # Errors
 //!
-//! Cluster unreachable, no answer, 5xx: `Transient`. No such job (or the
-//! job ended): `NotFound`. Job not RUNNING or a rescale still in progress:
-//! `ResourceInUse`. More parallelism than the cluster has task slots for
-//! (the cluster's total from `GET /overview` less what its other running
-//! jobs use): `LimitExceeded`, with the slot numbers, before anything is
-//! sent; so is more than the job's max parallelism (the lowest
+//! Cluster unreachable, no answer, 5xx: `Transient`, but a 500 saying the
+//! job cannot be rescaled in place (the default scheduler, reactive mode):
+//! `Invalid`, with the fix. No such job (or the job ended): `NotFound`. Job
+//! not RUNNING or a rescale still in progress, or Flink's 409 to an update
+//! sent while another is stored: `ResourceInUse`. More task slots than the
+//! cluster has (the cluster's total from `GET /overview` less what its
+//! other running jobs use; a job takes its parallelism in each of its slot
+//! sharing groups, [`SlotShape`]): `LimitExceeded`, with the slot
+//! numbers, before anything is sent (not on a cluster that starts
+//! TaskManagers on demand, YARN or native Kubernetes, whose slots now are
+//! no ceiling); so is more than the job's max parallelism (the lowest
 //! `maxParallelism` of its vertices, which Flink would refuse with 400,
 //! leaving the controller no ceiling to scale to); a job that Flink accepted but cannot bring to the new
 //! parallelism (slots lost after the check) runs, `RUNNING`, at what
@@ -102,6 +107,70 @@ pub struct DescribedJob {
     pub job_id: String,
     /// The lowest `maxParallelism` of its vertices, when Flink says it.
     pub max_parallelism: Option<u64>,
+    /// The task slots the job takes at a parallelism.
+    pub shape: SlotShape,
+}
+
+/// The task slots a job takes at a parallelism: one per subtask of the
+/// widest vertex of each slot sharing group (`slotSharingGroupId` of every
+/// vertex of `GET /jobs/{id}`; a Flink that does not say it counts as one
+/// group, Flink's default). A rescale takes every parallel vertex to the
+/// new parallelism and leaves a non-parallel one at 1, so a group with a
+/// parallel vertex takes the parallelism and a group of non-parallel
+/// vertices alone takes 1 slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SlotShape {
+    /// Groups with a parallel vertex.
+    pub scaled: u64,
+    /// Groups of non-parallel vertices only.
+    pub fixed: u64,
+}
+
+impl SlotShape {
+    /// The shape of a job of these vertices (as `GET /jobs/{id}` lists
+    /// them).
+    pub fn of(vertices: &[Value]) -> Self {
+        let mut groups: HashMap<&str, bool> = HashMap::new();
+        for vertex in vertices {
+            let group = vertex["slotSharingGroupId"].as_str().unwrap_or("");
+            let parallel = vertex["maxParallelism"].as_u64() != Some(1);
+            *groups.entry(group).or_default() |= parallel;
+        }
+        let scaled = groups.values().filter(|parallel| **parallel).count() as u64;
+        Self {
+            scaled,
+            fixed: groups.len() as u64 - scaled,
+        }
+    }
+
+    /// The slots the job takes at `parallelism`.
+    pub fn slots(self, parallelism: u64) -> u64 {
+        self.scaled
+            .saturating_mul(parallelism)
+            .saturating_add(self.fixed)
+    }
+
+    /// The highest parallelism that fits in `slots` (0 when none does;
+    /// `u64::MAX` for a job of non-parallel vertices only that fits).
+    pub fn parallelism_within(self, slots: u64) -> u64 {
+        match slots.checked_sub(self.fixed) {
+            None => 0,
+            Some(_) if self.scaled == 0 => u64::MAX,
+            Some(left) => left / self.scaled,
+        }
+    }
+
+    /// The slots a running job holds now: its widest vertex of each group.
+    fn in_use(vertices: &[Value]) -> u64 {
+        let mut groups: HashMap<&str, u64> = HashMap::new();
+        for vertex in vertices {
+            let group = vertex["slotSharingGroupId"].as_str().unwrap_or("");
+            let parallelism = vertex["parallelism"].as_u64().unwrap_or(0);
+            let widest = groups.entry(group).or_default();
+            *widest = (*widest).max(parallelism);
+        }
+        groups.values().fold(0, |sum, n| sum.saturating_add(*n))
+    }
 }
 
 /// A job of a Flink cluster reached at `http://host:port`.
@@ -118,6 +187,9 @@ pub struct FlinkTarget {
     /// Job id -> the creation time of the newest graph read for it
     /// ([`FlinkTarget::graph`]).
     newest_graph: Arc<Mutex<HashMap<String, u64>>>,
+    /// Once read: the cluster's `execution.target` when it starts
+    /// TaskManagers on demand ([`FlinkTarget::on_demand`]).
+    on_demand: Arc<Mutex<Option<Option<String>>>>,
 }
 
 /// What one read of the job says, beyond [`AppState`].
@@ -138,6 +210,8 @@ struct JobView {
     /// committer): a rescale leaves them at 1, where asking them for more
     /// would have Flink refuse the whole rescale.
     non_parallel: Vec<String>,
+    /// The task slots the job takes at a parallelism.
+    shape: SlotShape,
 }
 
 impl FlinkTarget {
@@ -149,6 +223,7 @@ impl FlinkTarget {
             job: None,
             followed: Arc::default(),
             newest_graph: Arc::default(),
+            on_demand: Arc::default(),
         })
     }
 
@@ -160,6 +235,7 @@ impl FlinkTarget {
             job: Some(job),
             followed: Arc::default(),
             newest_graph: Arc::default(),
+            on_demand: Arc::default(),
         })
     }
 
@@ -234,7 +310,7 @@ impl FlinkTarget {
             && !scaling_in(&vertices, &requirements)
         {
             let (usable, _) = self.slots(&id).await?;
-            if usable <= parallelism {
+            if usable < SlotShape::of(&vertices).slots(parallelism.saturating_add(1)) {
                 pending = false;
             }
         }
@@ -266,6 +342,7 @@ impl FlinkTarget {
             requirements,
             max_parallelism,
             non_parallel,
+            shape: SlotShape::of(&vertices),
         })
     }
 
@@ -321,18 +398,29 @@ impl FlinkTarget {
             state: view.state,
             job_id: view.id,
             max_parallelism: view.max_parallelism,
+            shape: view.shape,
         })
     }
 
     /// The task slots job `id` could run on: the cluster's total less what
-    /// the other running jobs use (each its highest vertex parallelism:
-    /// one slot sharing group), and the numbers as a sentence (`the
+    /// the other running jobs use (each the widest vertex of each of its
+    /// slot sharing groups), and the numbers as a sentence (`the
     /// cluster at ... has 4 task slots and its other jobs use 1`, which
     /// `validate --environment` reports for the id
     /// [`FlinkTarget::describe_job`] found). The free
     /// count of `/overview` is no guide: the adaptive scheduler keeps the
     /// slots of a job that scaled in until they time out as idle.
     pub async fn slots(&self, id: &str) -> Result<(u64, String), TargetError> {
+        if let Some(target) = self.on_demand().await {
+            return Ok((
+                u64::MAX,
+                format!(
+                    "the cluster at {} starts TaskManagers as its jobs need them (execution.target \
+                     {target}), so the task slots running now bound nothing",
+                    self.rest.url()
+                ),
+            ));
+        }
         let overview = self.rest.get("/overview").await?;
         let total = overview["slots-total"].as_u64().unwrap_or(0);
         let jobs = self.rest.get("/jobs/overview").await?;
@@ -352,13 +440,8 @@ impl FlinkTarget {
             };
             // Saturating: another job's absurd parallelism (a proxy's or
             // another version's answer) leaves no slot free, not a panic.
-            others = detail["vertices"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|v| v["parallelism"].as_u64())
-                .max()
-                .map_or(others, |used| others.saturating_add(used));
+            let vertices = detail["vertices"].as_array().cloned().unwrap_or_default();
+            others = others.saturating_add(SlotShape::in_use(&vertices));
         }
         Ok((
             total.saturating_sub(others),
@@ -367,6 +450,43 @@ impl FlinkTarget {
                 self.rest.url()
             ),
         ))
+    }
+}
+
+impl FlinkTarget {
+    /// The cluster's `execution.target` (`GET /jobmanager/config`) when its
+    /// resource manager starts TaskManagers as jobs need them and stops
+    /// idle ones (`yarn-*`: Flink on YARN, as EMR runs it; `kubernetes-*`:
+    /// native Kubernetes). There the slots registered now are no ceiling:
+    /// after a scale-in the idle TaskManagers go, and a scale-out refused
+    /// for want of them would never be sent. Read once; a failed read
+    /// counts the slots this time and is tried again next time (a 404, a
+    /// JobManager without the route, is an answer: slots counted).
+    async fn on_demand(&self) -> Option<String> {
+        if let Some(known) = self
+            .on_demand
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+        {
+            return known;
+        }
+        let config = match self.rest.get("/jobmanager/config").await {
+            Ok(config) => config,
+            // A JobManager without the route says nothing of its TaskManagers.
+            Err(TargetError::NotFound(_)) => Value::Null,
+            Err(_) => return None,
+        };
+        let target = config
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|entry| entry["key"] == "execution.target")
+            .and_then(|entry| entry["value"].as_str())
+            .filter(|target| target.starts_with("yarn-") || target.starts_with("kubernetes-"))
+            .map(str::to_owned);
+        *self.on_demand.lock().unwrap_or_else(|e| e.into_inner()) = Some(target.clone());
+        target
     }
 }
 
@@ -497,7 +617,8 @@ impl ScalingTarget for FlinkTarget {
         } else {
             (u64::MAX, String::new())
         };
-        let short_of_slots = u64::from(kpu) > usable;
+        let needed = now.shape.slots(u64::from(kpu));
+        let short_of_slots = needed > usable;
         let above_max = now.max_parallelism.filter(|max| u64::from(kpu) > *max);
         if short_of_slots || above_max.is_some() {
             // Refused here, before anything is sent: Flink would answer
@@ -505,7 +626,7 @@ impl ScalingTarget for FlinkTarget {
             // the controller would know no ceiling to scale to instead.
             let mut why = Vec::new();
             if short_of_slots {
-                why.push(format!("needs {kpu} task slots, but {slots}"));
+                why.push(format!("needs {needed} task slots, but {slots}"));
             }
             if let Some(max) = above_max {
                 why.push(format!(
@@ -514,8 +635,12 @@ impl ScalingTarget for FlinkTarget {
                 ));
             }
             return Err(TargetError::SlotsExceeded {
-                usable: u32::try_from(usable.min(above_max.unwrap_or(u64::MAX)))
-                    .unwrap_or(u32::MAX),
+                usable: u32::try_from(
+                    now.shape
+                        .parallelism_within(usable)
+                        .min(above_max.unwrap_or(u64::MAX)),
+                )
+                .unwrap_or(u32::MAX),
                 message: format!(
                     "parallelism {kpu} for job {application:?} {}",
                     why.join(", and ")
@@ -736,6 +861,170 @@ mod tests {
         assert_eq!(shrinking.version_id, version_id(2_000, true));
     }
 
+    /// A job of two slot sharing groups takes two slots per unit of
+    /// parallelism: at 3 on 6 slots it has none to grow into, so a
+    /// scale-out to 4 (8 slots) is refused before anything is sent, with 3
+    /// as the ceiling, and requirements of 4 it runs below are no rescale
+    /// pending forever. Another job's groups count each at its widest
+    /// vertex. Counted at its widest vertex alone, the job "fitted" 4 in
+    /// 6 slots, the PUT was sent, and the job read UPDATING for good.
+    #[tokio::test]
+    async fn a_job_of_several_slot_sharing_groups_takes_a_slot_in_each() {
+        let mut answers = cluster(6, 1_000, 3, 3);
+        for (i, group) in ["a", "a", "b"].iter().enumerate() {
+            answers.get_mut("/jobs/j1").expect("the job")["vertices"][i]["slotSharingGroupId"] =
+                json!(group);
+        }
+        let answers = Arc::new(Mutex::new(answers));
+        let puts = Arc::new(Mutex::new(Vec::new()));
+        let url = fake_flink(answers.clone(), puts.clone()).await;
+        let target = FlinkTarget::new(&url).expect("a target");
+        let described = target.describe_job("orders").await.expect("described");
+        assert_eq!(
+            described.shape,
+            SlotShape {
+                scaled: 2,
+                fixed: 0
+            }
+        );
+        let state = described.state;
+        assert_eq!((state.status, state.parallelism), (AppStatus::Running, 3));
+        match target.rescale("orders", 4, &state).await {
+            Err(TargetError::SlotsExceeded { usable, message }) => {
+                assert_eq!(usable, 3, "{message}");
+                assert!(message.contains("needs 8 task slots"), "{message}");
+            }
+            other => panic!("expected SlotsExceeded, got {other:?}"),
+        }
+        assert!(puts.lock().expect("puts").is_empty());
+
+        // Requirements of 4 (sent by hand), which 6 slots cannot carry.
+        answers
+            .lock()
+            .expect("answers")
+            .get_mut("/jobs/j1/resource-requirements")
+            .expect("requirements")
+            .as_object_mut()
+            .expect("an object")
+            .values_mut()
+            .for_each(|r| r["parallelism"]["upperBound"] = json!(4));
+        let short = target.describe("orders").await.expect("described");
+        assert_eq!(short.status, AppStatus::Running, "{short:?}");
+        // With 8 slots it could grow, and Flink grows it: under way.
+        answers
+            .lock()
+            .expect("answers")
+            .get_mut("/overview")
+            .expect("overview")["slots-total"] = json!(8);
+        let growing = target.describe("orders").await.expect("described");
+        assert_eq!(growing.status, AppStatus::Updating, "{growing:?}");
+
+        // Another job of groups at 2 and 1 holds 3 of 10.
+        let mut answers = cluster(10, 1_000, 2, 2);
+        answers.insert(
+            "/jobs/overview".to_owned(),
+            json!({"jobs": [
+                {"jid": "j1", "name": "orders", "state": "RUNNING"},
+                {"jid": "j2", "name": "other", "state": "RUNNING"}
+            ]}),
+        );
+        answers.insert(
+            "/jobs/j2".to_owned(),
+            json!({"jid": "j2", "name": "other", "state": "RUNNING", "vertices": [
+                {"id": "w1", "parallelism": 2, "slotSharingGroupId": "x"},
+                {"id": "w2", "parallelism": 1, "slotSharingGroupId": "x"},
+                {"id": "w3", "parallelism": 1, "slotSharingGroupId": "y"}
+            ]}),
+        );
+        let url = fake_flink(Arc::new(Mutex::new(answers)), Arc::default()).await;
+        let target = FlinkTarget::new(&url).expect("a target");
+        let (free, words) = target.slots("j1").await.expect("counted");
+        assert_eq!(free, 7, "{words}");
+    }
+
+    /// The slots of a job's shape: a group of non-parallel vertices alone
+    /// takes one slot at any parallelism; the ceiling within a count of
+    /// slots is the highest parallelism that fits.
+    #[test]
+    fn a_shape_counts_a_slot_per_group_and_one_for_a_non_parallel_group() {
+        let vertices = [
+            json!({"id": "src", "slotSharingGroupId": "a", "maxParallelism": 128}),
+            json!({"id": "map", "slotSharingGroupId": "a", "maxParallelism": 128}),
+            json!({"id": "agg", "slotSharingGroupId": "b", "maxParallelism": 128}),
+            json!({"id": "commit", "slotSharingGroupId": "c", "maxParallelism": 1}),
+        ];
+        let shape = SlotShape::of(&vertices);
+        assert_eq!(
+            shape,
+            SlotShape {
+                scaled: 2,
+                fixed: 1
+            }
+        );
+        assert_eq!(shape.slots(4), 9);
+        assert_eq!(shape.parallelism_within(9), 4);
+        assert_eq!(shape.parallelism_within(10), 4);
+        assert_eq!(shape.parallelism_within(0), 0);
+        // Without the field (an older Flink): one group, Flink's default.
+        let unsaid = [json!({"id": "v1"}), json!({"id": "v2"})];
+        assert_eq!(
+            SlotShape::of(&unsaid),
+            SlotShape {
+                scaled: 1,
+                fixed: 0
+            }
+        );
+        let only_fixed = SlotShape::of(&[json!({"id": "g", "maxParallelism": 1})]);
+        assert_eq!(only_fixed.parallelism_within(1), u64::MAX);
+        assert_eq!(only_fixed.parallelism_within(0), 0);
+        assert_eq!(
+            SlotShape {
+                scaled: 3,
+                fixed: 0
+            }
+            .slots(u64::MAX),
+            u64::MAX
+        );
+    }
+
+    /// On a cluster whose resource manager starts TaskManagers on demand
+    /// (`execution.target` `kubernetes-*` or `yarn-*`), the slots
+    /// registered now bound nothing: a scale-out past them is sent, and
+    /// Flink starts the TaskManagers it needs. A standalone cluster's
+    /// (`remote`) are counted as before.
+    #[tokio::test]
+    async fn a_cluster_that_starts_taskmanagers_on_demand_is_not_held_to_its_slots() {
+        for (execution_target, sent) in [
+            ("kubernetes-session", true),
+            ("yarn-application", true),
+            ("remote", false),
+        ] {
+            let mut answers = cluster(2, 1_000, 2, 2);
+            answers.insert(
+                "/jobmanager/config".to_owned(),
+                json!([{"key": "jobmanager.scheduler", "value": "adaptive"},
+                       {"key": "execution.target", "value": execution_target}]),
+            );
+            let puts = Arc::new(Mutex::new(Vec::new()));
+            let url = fake_flink(Arc::new(Mutex::new(answers)), puts.clone()).await;
+            let target = FlinkTarget::new(&url).expect("a target");
+            let state = target.describe("orders").await.expect("described");
+            let rescaled = target.rescale("orders", 4, &state).await;
+            assert_eq!(rescaled.is_ok(), sent, "{execution_target}: {rescaled:?}");
+            assert_eq!(
+                puts.lock().expect("puts").len(),
+                usize::from(sent),
+                "{execution_target}"
+            );
+            let (_, words) = target.slots("j1").await.expect("read");
+            assert_eq!(
+                words.contains("starts TaskManagers as its jobs need them"),
+                sent,
+                "{execution_target}: {words}"
+            );
+        }
+    }
+
     /// Gives vertex `i` of job `j1` in `answers` the max parallelism
     /// `max(i)`.
     fn set_max_parallelism(answers: &mut HashMap<String, Value>, max: impl Fn(usize) -> u64) {
@@ -893,6 +1182,7 @@ mod tests {
             state,
             job_id,
             max_parallelism,
+            ..
         } = target.describe_job("orders").await.expect("described");
         assert_eq!(max_parallelism, Some(6));
         assert_eq!(state.identity.as_deref(), Some(job_id.as_str()));
