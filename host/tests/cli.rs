@@ -1413,12 +1413,30 @@ fn simulate_and_bench_say_wrong_flags_in_the_flags_words() {
             "out",
         ],
     );
-    assert_eq!(code, 78, "{stdout}{stderr}");
+    // A command line refused, as every other flag's wrong value is.
+    assert_eq!(code, 2, "{stdout}{stderr}");
     assert!(
         stderr.contains("policy \"hold\" is given twice"),
         "{stderr}"
     );
     assert!(!dir.join("out").exists(), "nothing written");
+    // A shipped scenario by its name, as `simulate --scenario` takes it,
+    // from a folder that holds no file of that name.
+    let (code, stdout, stderr) = flinkscale_in(
+        &dir,
+        &[
+            "bench",
+            "--scenarios",
+            "step",
+            "--policies",
+            "hold",
+            "--out",
+            "out",
+            "--no-reports",
+        ],
+    );
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(stdout.contains("| step | hold |"), "{stdout}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 

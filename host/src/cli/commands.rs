@@ -1838,10 +1838,11 @@ fn simulate_report(
 /// The arguments of `flinkscale bench`.
 #[derive(Debug, clap::Args)]
 pub struct BenchArgs {
-    /// A folder of scenarios (every *.toml in it) or a scenario file
-    /// (.toml, or a trace .csv); repeatable. Default: the shipped scenarios (the
-    /// checkout's tests/scenarios, embedded in the binary).
-    #[arg(long = "scenarios", value_name = "DIR|FILE")]
+    /// A folder of scenarios (every *.toml in it), a scenario file
+    /// (.toml, or a trace .csv) or a shipped scenario's name (`step`);
+    /// repeatable. Default: the shipped scenarios (the checkout's
+    /// tests/scenarios, embedded in the binary).
+    #[arg(long = "scenarios", value_name = "DIR|FILE|NAME")]
     pub scenarios: Vec<std::path::PathBuf>,
     /// The policies, comma-separated (presets, plugin names or .wasm paths).
     #[arg(
@@ -1884,6 +1885,15 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
 
 fn bench_blocking(args: BenchArgs) -> anyhow::Result<ExitCode> {
     use crate::sim::bench;
+    // A refused command line (exit 2), before anything is read or run.
+    for (i, policy) in args.policies.iter().enumerate() {
+        if args.policies[..i].contains(policy) {
+            eprintln!(
+                "error: policy {policy:?} is given twice in --policies (valid: each policy once)"
+            );
+            return Ok(ExitCode::from(2));
+        }
+    }
     use_plugin_cache(args.plugin_cache.as_ref());
     // Kept until the benchmark is done: it removes its folder when dropped.
     let shipped;

@@ -458,7 +458,7 @@ pub fn run(options: &BenchOptions) -> Result<BenchResult, BenchError> {
     let scenarios = options
         .scenarios
         .iter()
-        .map(|p| Scenario::load(p))
+        .map(|p| load_scenario(p))
         .collect::<Result<Vec<_>, _>>()?;
     // A row and a report page are named after the scenario and the
     // policy: two of a name would mix up, one page written over the other.
