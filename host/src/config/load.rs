@@ -1267,6 +1267,24 @@ impl<'a> Document<'a> {
                 "a list of tables: write [[{header}]] (double brackets) for each one, not [{header}]"
             ));
         }
+        // A table given another value: the parser names the Rust type it
+        // meant (`expected struct AgentConfig`), not the file's words.
+        if hint
+            .as_deref()
+            .is_some_and(|h| h.starts_with("expected struct "))
+        {
+            let header = segments
+                .iter()
+                .filter_map(|segment| match segment {
+                    Segment::Key(key) => Some(key.as_str()),
+                    Segment::Index(_) => None,
+                })
+                .collect::<Vec<_>>()
+                .join(".");
+            hint = Some(format!(
+                "expected a table: write [{header}] with its keys below it, or an inline table {{ key = value, ... }}"
+            ));
+        }
         // A required field left out: what to write, where it helps.
         let table = segments.iter().rev().find_map(|segment| match segment {
             Segment::Key(key) => Some(key.as_str()),

@@ -1783,3 +1783,18 @@ fn a_refused_file_gives_the_applications_no_error_is_about() {
     let loaded = load(&path).expect("valid");
     assert_eq!((loaded.file_index(0), loaded.file_index(1)), (0, 1));
 }
+
+/// A table given a plain value is said in the file's words: a table to
+/// write, not the Rust type it is read into (`expected struct
+/// AgentConfig`).
+#[test]
+fn a_table_given_a_value_says_to_write_a_table() {
+    assert_error(
+        "agent = \"x\"\n[[application]]\nname = \"a\"\n[application.policy]\nplugin = \"hold\"\n",
+        "config/x.toml:1:9: agent: invalid type: string \"x\" (expected a table: write [agent] with its keys below it, or an inline table { key = value, ... })",
+    );
+    assert_error(
+        "[[application]]\nname = \"a\"\npolicy = 3\n",
+        "config/x.toml:3:10: application \"a\".policy: invalid type: integer `3` (expected a table: write [application.policy] with its keys below it, or an inline table { key = value, ... })",
+    );
+}
