@@ -1205,7 +1205,7 @@ fn an_empty_aws_endpoint_url_is_taken_as_unset() {
 fn a_mistyped_plugin_dir_or_scenario_is_refused_by_cause() {
     let dir = scratch("exit-status");
     std::fs::write(dir.join("afile"), "").expect("written");
-    let commands: [&[&str]; 7] = [
+    let commands: [&[&str]; 8] = [
         &[
             "simulate",
             "--scenario",
@@ -1221,6 +1221,13 @@ fn a_mistyped_plugin_dir_or_scenario_is_refused_by_cause() {
         &["emulate", "--scenario", "step", "--speed", "inf"],
         &["emulate", "--scenario", "step", "--page-size", "0"],
         &["probe", "--timeout-secs", "0", "http://127.0.0.1:9/livez"],
+        &[
+            "emulate",
+            "--scenario",
+            "step",
+            "--listen",
+            "localhost:4566",
+        ],
     ];
     for args in commands {
         let (code, stdout, stderr) = flinkscale_in(&dir, args);
@@ -1238,6 +1245,11 @@ fn a_mistyped_plugin_dir_or_scenario_is_refused_by_cause() {
     let (_, _, stderr) = flinkscale_in(&dir, commands[3]);
     assert!(
         stderr.contains("speed 0 must be a number above 0 and at most 1000000"),
+        "{stderr}"
+    );
+    let (_, _, stderr) = flinkscale_in(&dir, commands[7]);
+    assert!(
+        stderr.contains("not an IP address and port (valid: e.g. 127.0.0.1:4566"),
         "{stderr}"
     );
     for command in ["emulate", "simulate"] {

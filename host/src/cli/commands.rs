@@ -1440,6 +1440,16 @@ pub fn parse_existing_folder(text: &str) -> Result<std::path::PathBuf, String> {
     }
 }
 
+/// Reads `--listen`: an IP address and a port, with an example of what
+/// is valid when it is not one (a host name is not resolved).
+pub fn parse_listen(text: &str) -> Result<std::net::SocketAddr, String> {
+    text.parse().map_err(|_| {
+        "not an IP address and port (valid: e.g. 127.0.0.1:4566, 0.0.0.0:4566, [::1]:4566, or \
+         port 0 for any free port)"
+            .to_owned()
+    })
+}
+
 /// Reads `--speed`: model seconds per wall second, above 0 and at most
 /// the emulator's [`crate::emulator::MAX_SPEED`].
 pub fn parse_speed(text: &str) -> Result<f64, String> {

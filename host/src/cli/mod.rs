@@ -109,7 +109,7 @@ pub enum Command {
         #[arg(long)]
         scenario: PathBuf,
         /// Address to listen on (port 0: any free port).
-        #[arg(long, default_value = "127.0.0.1:0")]
+        #[arg(long, default_value = "127.0.0.1:0", value_parser = commands::parse_listen)]
         listen: std::net::SocketAddr,
         /// Model seconds per wall second.
         #[arg(long, default_value_t = 1.0, value_parser = commands::parse_speed)]
