@@ -375,7 +375,7 @@ async fn get_metric_data_pages_are_concatenated_in_time_order() {
     );
     assert_eq!(first.header("smithy-protocol"), Some("rpc-v2-cbor"));
     let body = decode_cbor(&first.body);
-    assert_eq!(body["ScanBy"], "TimestampAscending");
+    assert_eq!(body["ScanBy"], "TimestampDescending");
     assert_eq!(body["StartTime"].as_f64(), Some(T0 as f64 / 1000.0));
     assert_eq!(
         body["EndTime"].as_f64(),

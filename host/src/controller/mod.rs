@@ -234,6 +234,21 @@ fn secs(s: u32) -> Duration {
     Duration::from_secs(u64::from(s))
 }
 
+/// `metrics` without the datapoints of periods that had not ended at
+/// `now_ms`, the fetch's end. CloudWatch answers the period under way as
+/// one value over the part of it seen so far (a `Sum` a fraction of the
+/// period's); interpreters and policies are promised one value per whole
+/// period, and alarms judge whole periods alone.
+fn whole_periods(mut metrics: Vec<Series>, now_ms: i64) -> Vec<Series> {
+    for series in &mut metrics {
+        let period_ms = i64::from(series.query.period_secs) * 1000;
+        series
+            .points
+            .retain(|p| p.timestamp_ms.saturating_add(period_ms) <= now_ms);
+    }
+    metrics
+}
+
 /// How far back metrics are fetched: enough for every alarm's evaluation
 /// range (see [`crate::alarm::window_secs`]) and at least ten periods of the longest metric or
 /// ten minutes, so that policies see a trend. GetMetricData is billed per
@@ -1050,6 +1065,7 @@ impl Controller {
         // After the fetch: a datapoint published while it ran was seen no
         // sooner than now.
         self.check_publication_delays(&metrics, self.clock.now_ms());
+        let metrics = whole_periods(metrics, now_ms);
         let app = Application {
             name: name.clone(),
             status: state.status,

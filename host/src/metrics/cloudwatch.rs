@@ -69,6 +69,8 @@ impl CloudWatchSource {
             .flat_map(|(index, query)| to_data_queries(index, query))
             .collect();
         let mut points: Vec<Vec<Datapoint>> = vec![Vec::new(); queries.len()];
+        // The queries whose last page said PartialData.
+        let mut partial = vec![false; queries.len()];
         let mut next_token: Option<String> = None;
         // The pages are the service's to give: a token seen before, or
         // more pages than the range holds datapoints (each page but the
@@ -83,7 +85,10 @@ impl CloudWatchSource {
                 .set_metric_data_queries(Some(data_queries.clone()))
                 .start_time(DateTime::from_millis(start_ms))
                 .end_time(DateTime::from_millis(end_ms))
-                .scan_by(ScanBy::TimestampAscending)
+                // Newest first: should an answer stop short (metric math is
+                // not paged: PartialData with no NextToken), what is missing
+                // is the oldest, not the periods alarms and policies judge.
+                .scan_by(ScanBy::TimestampDescending)
                 .set_next_token(next_token.take())
                 .send()
                 .await
@@ -98,8 +103,18 @@ impl CloudWatchSource {
             };
             call.ended(outcome);
             let output = result?;
+            for message in output.messages() {
+                warn!(
+                    message = "GetMetricData answered a message about the whole call; what it \
+                               answered is used as far as it goes.",
+                    code = message.code().unwrap_or(""),
+                    value = message.value().unwrap_or("")
+                );
+            }
             for result in output.metric_data_results() {
-                collect_result(result, &mut points)?;
+                if let Some(index) = collect_result(result, &mut points)? {
+                    partial[index] = result.status_code() == Some(&StatusCode::PartialData);
+                }
             }
             // An empty token would make the service start over, not go on.
             match output.next_token() {
@@ -123,6 +138,15 @@ impl CloudWatchSource {
                 }
                 _ => break,
             }
+        }
+        for (index, _) in partial.iter().enumerate().filter(|(_, p)| **p) {
+            warn!(
+                message = "GetMetricData left a query's data partial with no page to follow \
+                           (metric math is not paged past 100,800 datapoints); its oldest \
+                           datapoints are missing.",
+                id = query_id(index).as_str(),
+                datapoints = points[index].len()
+            );
         }
         Ok(queries
             .iter()
@@ -286,18 +310,21 @@ fn to_data_query(index: usize, query: &MetricQuery) -> MetricDataQuery {
         .build()
 }
 
-/// Appends one result (one page of one query) to the points of its query.
+/// Appends one result (one page of one query) to the points of its query;
+/// the query's index, or `None` for an id that was not asked for.
 fn collect_result(
     result: &MetricDataResult,
     points: &mut [Vec<Datapoint>],
-) -> Result<(), MetricsError> {
+) -> Result<Option<usize>, MetricsError> {
     let id = result.id().unwrap_or_default();
-    let Some(slot) = query_index(id).and_then(|index| points.get_mut(index)) else {
+    let Some((index, slot)) =
+        query_index(id).and_then(|index| points.get_mut(index).map(|slot| (index, slot)))
+    else {
         warn!(
             message = "GetMetricData answered an id that was not asked for.",
             id
         );
-        return Ok(());
+        return Ok(None);
     };
     match result.status_code() {
         Some(StatusCode::Forbidden) | Some(StatusCode::InternalError) => {
@@ -319,8 +346,9 @@ fn collect_result(
                 MetricsError::Source(text)
             });
         }
-        // PartialData only means "more on the next page", which the caller
-        // follows with the NextToken.
+        // PartialData means "more on the next page", which the caller
+        // follows with the NextToken; one left on the last page is said
+        // there.
         Some(StatusCode::PartialData) => debug!(message = "Partial data; paging on.", id),
         _ => {}
     }
@@ -340,7 +368,7 @@ fn collect_result(
             value: *value,
         });
     }
-    Ok(())
+    Ok(Some(index))
 }
 
 /// Drops values that are not numbers, orders oldest first, and keeps one

@@ -1526,3 +1526,88 @@ async fn signals_that_are_not_finite_are_dropped_and_told_once_per_file() {
         "{signals:?}"
     );
 }
+
+/// [`ConstantSource`] that also answers the period under way, as
+/// CloudWatch does when EndTime is now: a value over the part seen so far
+/// (here 1.0, a Sum's few seconds of a minute).
+struct WithPeriodUnderWay(ConstantSource);
+
+#[async_trait]
+impl MetricSource for WithPeriodUnderWay {
+    async fn fetch(
+        &self,
+        queries: &[MetricQuery],
+        start_ms: i64,
+        end_ms: i64,
+    ) -> Result<Vec<Series>, MetricsError> {
+        let mut series = self.0.fetch(queries, start_ms, end_ms).await?;
+        for s in &mut series {
+            let period_ms = i64::from(s.query.period_secs) * 1000;
+            s.points.push(Datapoint {
+                timestamp_ms: end_ms.div_euclid(period_ms) * period_ms,
+                value: 1.0,
+            });
+        }
+        Ok(series)
+    }
+}
+
+/// The evaluation's time, a series' period and its newest datapoint.
+type NewestSeen = (i64, u32, Option<Datapoint>);
+
+/// Records the newest datapoint of every series of each evaluation.
+struct Newest(Arc<Mutex<Vec<NewestSeen>>>);
+
+impl Decide for Newest {
+    fn decide(&mut self, e: &Evaluation) -> Result<Decision, crate::controller::PluginFailure> {
+        let mut seen = self.0.lock().unwrap();
+        for series in &e.metrics {
+            seen.push((
+                e.now_ms,
+                series.query.period_secs,
+                series.points.last().copied(),
+            ));
+        }
+        Ok(Decision::hold("newest"))
+    }
+    fn label(&self) -> String {
+        "newest (test)".into()
+    }
+}
+
+/// A policy is handed whole periods only: the period under way, which
+/// CloudWatch answers when asked up to now, is left out (its value is
+/// over a part of the period), and the last whole period is kept.
+#[tokio::test(start_paused = true)]
+async fn the_period_under_way_is_not_handed_to_the_policy() {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let mut controller = Controller::new(
+        &test_app(),
+        true,
+        Arc::new(WithPeriodUnderWay(ConstantSource {
+            value: Mutex::new(50.0),
+        })),
+        FakeTarget::new(2, 90),
+        Box::new(Newest(seen.clone())),
+        Vec::new(),
+        // 17 s into a minute.
+        Clock::starting_at(T0_MS + 17_000),
+        Events::default(),
+    );
+    controller.evaluate().await.expect("evaluates");
+    let seen = seen.lock().unwrap().clone();
+    assert!(!seen.is_empty());
+    for (now_ms, period_secs, newest) in seen {
+        let newest = newest.expect("whole periods are handed");
+        let period_ms = i64::from(period_secs) * 1000;
+        assert_eq!(newest.value, 50.0, "{newest:?}");
+        assert!(
+            newest.timestamp_ms + period_ms <= now_ms,
+            "{newest:?} at {now_ms}"
+        );
+        assert!(
+            newest.timestamp_ms + 2 * period_ms > now_ms,
+            "{newest:?} at {now_ms}"
+        );
+    }
+}
