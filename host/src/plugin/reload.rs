@@ -155,7 +155,21 @@ pub struct Reloading<T> {
     background: bool,
     /// The load of a new file under way, in the background.
     job: Option<Job<T>>,
+    /// The content whose loads failed for a reason that may pass (a
+    /// compile past its deadline, a start that trapped or timed out), and
+    /// how many times: it is tried again at the next refreshes, up to
+    /// [`RELOAD_TRIES`] in all.
+    failing: Option<([u8; 32], u32)>,
+    /// The next refresh loads the current content even if it is the one
+    /// tried last (a try of `failing` is due).
+    retry: bool,
 }
+
+/// How many times a new file whose load fails for a reason that may pass
+/// is tried, at successive refreshes (evaluations), before it waits for
+/// the file to change. A compile past its deadline goes on in the
+/// background, so the next try usually finds it done.
+pub const RELOAD_TRIES: u32 = 3;
 
 impl<T: Labelled + Send + 'static> Reloading<T> {
     /// Loads the plugin from `source` with `loader` now; an error is
@@ -196,6 +210,8 @@ impl<T: Labelled + Send + 'static> Reloading<T> {
             label,
             background: false,
             job: None,
+            failing: None,
+            retry: false,
         }
     }
 
@@ -405,6 +421,7 @@ impl<T: Labelled + Send + 'static> Reloading<T> {
         match result {
             Ok(instance) => {
                 log_loaded(&instance, &sha256, source);
+                self.failing = None;
                 self.running = Some(*digest);
                 let from = std::mem::replace(&mut self.label, instance.label());
                 self.instance = Some(instance);
@@ -414,11 +431,31 @@ impl<T: Labelled + Send + 'static> Reloading<T> {
                     sha256,
                 }
             }
-            Err(error) => Refresh::Refused {
+            Err(error) if error.is_configuration() => Refresh::Refused {
                 running: self.label.clone(),
                 sha256,
                 reason: error.to_string(),
             },
+            Err(error) => {
+                // May pass: forgotten, so that the next refresh reads and
+                // loads the same content again, a few times.
+                let tries = match self.failing {
+                    Some((failing, tries)) if failing == *digest => tries + 1,
+                    _ => 1,
+                };
+                self.failing = Some((*digest, tries));
+                let next = if tries < RELOAD_TRIES {
+                    self.retry = true;
+                    "tried again at the next evaluation"
+                } else {
+                    "not tried again until the file changes"
+                };
+                Refresh::Refused {
+                    running: self.label.clone(),
+                    sha256,
+                    reason: format!("{error} (try {tries} of {RELOAD_TRIES}; {next})"),
+                }
+            }
         }
     }
 
@@ -457,18 +494,20 @@ impl<T: Labelled + Send + 'static> Reloading<T> {
 
     /// The new digest if the file's content differs from the last one
     /// loaded (or tried), remembering it: a refused file is not tried again
-    /// until it changes again. A built-in never changes.
+    /// until it changes again, unless it failed for a reason that may pass
+    /// and a try is due. A built-in never changes.
     fn content_changed(&mut self) -> Option<[u8; 32]> {
         // Missing for now (being replaced?), or a built-in: nothing new.
         let stamp = Stamp::of(&self.source)?;
-        if Some(stamp) == self.stamp {
+        if Some(stamp) == self.stamp && !self.retry {
             return None;
         }
         self.stamp = Some(stamp);
         let digest = digest(&self.source)?;
-        if Some(digest) == self.digest {
+        if Some(digest) == self.digest && !std::mem::take(&mut self.retry) {
             return None;
         }
+        self.retry = false;
         self.digest = Some(digest);
         Some(digest)
     }
@@ -678,6 +717,65 @@ mod tests {
             }
         );
         assert_eq!(plugin.get().unwrap().0, "three!");
+    }
+
+    /// A new file whose load fails for a reason that may pass (a compile
+    /// past its deadline) is tried again at the next refreshes, unchanged,
+    /// up to [`RELOAD_TRIES`] in all, then waits for the file to change.
+    /// It was never tried again: the healthy new plugin stayed unloaded
+    /// until someone changed its bytes.
+    #[test]
+    fn a_load_that_may_pass_is_tried_again_a_few_times() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.wasm");
+        std::fs::write(&path, "one").unwrap();
+        let timeouts_left = Arc::new(Mutex::new(0_u32));
+        let left = timeouts_left.clone();
+        let mut plugin = Reloading::new(path.clone(), move |source: &PluginSource| {
+            let text = String::from_utf8_lossy(&source.bytes().expect("readable")).into_owned();
+            let mut left = left.lock().unwrap();
+            if text.starts_with("slow") && *left > 0 {
+                *left -= 1;
+                return Err(PluginError::CompileTimeout {
+                    path: source.display_path(),
+                    timeout: std::time::Duration::from_secs(60),
+                });
+            }
+            text_or_refusal(text, source.display_path())
+        })
+        .expect("the first file loads");
+
+        *timeouts_left.lock().unwrap() = 1;
+        std::fs::write(&path, "slow two").unwrap();
+        match plugin.refresh() {
+            Refresh::Refused {
+                running, reason, ..
+            } => {
+                assert_eq!(running, "one");
+                assert!(
+                    reason.ends_with("(try 1 of 3; tried again at the next evaluation)"),
+                    "{reason}"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(
+            matches!(plugin.refresh(), Refresh::Reloaded { ref to, .. } if to == "slow two"),
+            "the same bytes, tried again"
+        );
+        assert_eq!(plugin.refresh(), Refresh::Unchanged);
+
+        *timeouts_left.lock().unwrap() = 10;
+        std::fs::write(&path, "slow three").unwrap();
+        for tries in 1..=RELOAD_TRIES {
+            let Refresh::Refused { reason, .. } = plugin.refresh() else {
+                panic!("try {tries} refused");
+            };
+            assert!(reason.contains(&format!("(try {tries} of 3;")), "{reason}");
+        }
+        assert_eq!(plugin.refresh(), Refresh::Unchanged, "no fourth try");
+        assert_eq!(plugin.get().unwrap().0, "slow two");
+        assert_eq!(*timeouts_left.lock().unwrap(), 7);
     }
 
     #[test]
