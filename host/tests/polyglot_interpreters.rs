@@ -592,13 +592,16 @@ fn misbehaving() -> Vec<(&'static str, PathBuf)> {
 type Reported = Result<Vec<(String, f64)>, String>;
 
 /// What the operator reads for a load or a call of the fixture: the
-/// signals, or the whole error as the host displays it, with the component's
-/// path (the one difference between the two languages) written `<file>`.
+/// signals the agent hands on (NaN and infinities dropped, as the
+/// controller drops and reports them), or the whole error as the host
+/// displays it, with the component's path (the one difference between the
+/// two languages) written `<file>`.
 fn reported(wasm: &Path, result: Result<Vec<Signal>, PluginError>) -> Reported {
     result
         .map(|signals| {
             signals
                 .into_iter()
+                .filter(|signal| signal.value.is_finite())
                 .map(|signal| (signal.name, signal.value))
                 .collect()
         })
@@ -809,4 +812,27 @@ fn a_misbehaving_python_or_javascript_interpreter_is_reported_in_the_same_words(
         })
         .collect();
     compare_languages(MISTAKES, &answers);
+}
+
+/// NaN and infinite signals are passed on by the host's conversion to the
+/// agent, which drops them as the contract says and reports them
+/// (`SignalsDropped`, a WARN and `explain`'s `dropped:`). The conversion
+/// dropped them itself, so that report never came for a real plugin.
+#[test]
+fn non_finite_signals_reach_the_agent_to_be_dropped_and_reported() {
+    let app = application();
+    let metrics = [series("lag", &[(60, 1000.0), (0, 1200.0)])];
+    for (label, wasm) in misbehaving() {
+        let _compiling = one_at_a_time();
+        let signals = host()
+            .load_interpreter(&wasm, r#"{"mode": "non-finite"}"#, "orders")
+            .and_then(|mut interpreter| interpreter.interpret(NOW_MS, &app, &metrics))
+            .expect("interprets");
+        let non_finite: Vec<&str> = signals
+            .iter()
+            .filter(|s| !s.value.is_finite())
+            .map(|s| s.name.as_str())
+            .collect();
+        assert_eq!(non_finite, ["nan", "inf", "ninf"], "{label}: {signals:?}");
+    }
 }

@@ -702,7 +702,9 @@ fn plugin_problems(loaded: &LoadedConfig, policies: bool) -> Result<PluginCheck,
             let (path_at, message) = match outcome {
                 Ok(mut instance) => match instance.interpret(now_ms, &application, &series) {
                     Ok(given) => {
-                        start_signals.extend(given);
+                        // As the agent hands them on: NaN and infinities
+                        // dropped.
+                        start_signals.extend(given.into_iter().filter(|s| s.value.is_finite()));
                         let mut own: Vec<String> = Vec::new();
                         for sample in &samples {
                             match instance.interpret(now_ms, &application, sample) {

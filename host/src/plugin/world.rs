@@ -366,11 +366,11 @@ macro_rules! contract_bindings {
             }
         }
 
-        /// Converts the guest's signals, dropping NaN and infinities as the
-        /// contract says.
+        /// Converts the guest's signals as they are: NaN and infinities are
+        /// dropped by the caller, as the contract says, which reports them
+        /// (the controller's `SignalsDropped`).
         pub fn signals(s: Vec<wit::Signal>) -> Vec<model::Signal> {
             s.into_iter()
-                .filter(|s| s.value.is_finite())
                 .map(|s| model::Signal {
                     name: s.name,
                     value: s.value,
