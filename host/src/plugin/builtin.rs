@@ -47,6 +47,46 @@ pub fn names() -> String {
         .join(", ")
 }
 
+/// The largest plugin file read: a Python component is about 19 MB, a
+/// JavaScript one 2 MB.
+pub const MAX_PLUGIN_FILE_BYTES: u64 = 256 * 1024 * 1024;
+
+/// Reads the plugin file at `path` ([`PluginSource::bytes`]).
+fn read_plugin_file(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    // Non-blocking: opening a FIFO would wait for a writer; a regular
+    // file reads as ever.
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)?;
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "not a regular file (a folder, a pipe or a device)",
+        ));
+    }
+    let too_large = || {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("larger than {MAX_PLUGIN_FILE_BYTES} bytes, the most a plugin file may be"),
+        )
+    };
+    if meta.len() > MAX_PLUGIN_FILE_BYTES {
+        return Err(too_large());
+    }
+    let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
+    // A file that grows while read stops at the bound as well.
+    file.take(MAX_PLUGIN_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > MAX_PLUGIN_FILE_BYTES {
+        return Err(too_large());
+    }
+    Ok(bytes)
+}
+
 /// Where a plugin's component comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PluginSource {
@@ -58,9 +98,13 @@ pub enum PluginSource {
 
 impl PluginSource {
     /// The component's bytes: the file read now, or the embedded ones.
+    /// Only a regular file (a symbolic link to one is followed) of at
+    /// most [`MAX_PLUGIN_FILE_BYTES`] is read: a FIFO in its place is
+    /// refused at once rather than waited on for ever, and `/dev/zero`
+    /// rather than read until memory runs out.
     pub fn bytes(&self) -> std::io::Result<Cow<'static, [u8]>> {
         match self {
-            PluginSource::File(path) => std::fs::read(path).map(Cow::Owned),
+            PluginSource::File(path) => read_plugin_file(path).map(Cow::Owned),
             PluginSource::BuiltIn(builtin) => Ok(Cow::Borrowed(builtin.bytes)),
         }
     }
@@ -131,4 +175,37 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A FIFO or a folder in a plugin file's place is refused at once (a
+    /// FIFO's open waited for a writer for ever, holding the controller's
+    /// thread and the agent's shutdown); a symbolic link to a regular file,
+    /// as a Kubernetes volume mounts one, is read.
+    #[test]
+    fn only_a_regular_file_is_read_as_a_plugin() {
+        let dir = tempfile::tempdir().expect("a folder");
+        let fifo = dir.path().join("p.wasm");
+        let c_path = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).expect("a path");
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0);
+        let error = PluginSource::File(fifo).bytes().expect_err("a FIFO");
+        assert!(error.to_string().contains("not a regular file"), "{error}");
+        let error = PluginSource::File(dir.path().to_path_buf())
+            .bytes()
+            .expect_err("a folder");
+        assert!(error.to_string().contains("not a regular file"), "{error}");
+
+        let real = dir.path().join("real.wasm");
+        std::fs::write(&real, b"\0asm").expect("written");
+        let link = dir.path().join("link.wasm");
+        std::os::unix::fs::symlink(&real, &link).expect("linked");
+        assert_eq!(
+            PluginSource::File(link).bytes().expect("read").as_ref(),
+            b"\0asm"
+        );
+    }
 }
