@@ -75,20 +75,31 @@ struct Job<T> {
     receiver: Receiver<Result<T, PluginError>>,
 }
 
-/// What `stat` says of a file: enough to notice most replacements without
-/// reading it.
+/// What `stat` says of a file: enough to notice a replacement without
+/// reading it. Beside the size and the modification time (which a copy
+/// that keeps times, `cp -p` or `rsync -a`, or a reproducible build keeps
+/// too), the device and inode (a file renamed into place is another file)
+/// and the change time, with its nanoseconds (set by every write, rename
+/// and chmod, and by no tool that restores times).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Stamp {
     len: u64,
     modified: Option<SystemTime>,
+    device: u64,
+    inode: u64,
+    changed: (i64, i64),
 }
 
 impl Stamp {
     fn of(source: &PluginSource) -> Option<Self> {
+        use std::os::unix::fs::MetadataExt;
         let meta = std::fs::metadata(source.file()?).ok()?;
         Some(Self {
             len: meta.len(),
             modified: meta.modified().ok(),
+            device: meta.dev(),
+            inode: meta.ino(),
+            changed: (meta.ctime(), meta.ctime_nsec()),
         })
     }
 }
@@ -502,8 +513,10 @@ impl<T: Labelled + Send + 'static> Reloading<T> {
         if Some(stamp) == self.stamp && !self.retry {
             return None;
         }
-        self.stamp = Some(stamp);
+        // Noted once the content is read: a file unreadable for now (its
+        // mode about to change) is read again at the next look.
         let digest = digest(&self.source)?;
+        self.stamp = Some(stamp);
         if Some(digest) == self.digest && !std::mem::take(&mut self.retry) {
             return None;
         }
@@ -717,6 +730,35 @@ mod tests {
             }
         );
         assert_eq!(plugin.get().unwrap().0, "three!");
+    }
+
+    /// A new file of the same size given the old one's modification time
+    /// (`cp -p`, `rsync -a`, a reproducible build) is noticed: the change
+    /// time moved. It was taken for the file already loaded.
+    #[test]
+    fn a_replacement_that_keeps_the_size_and_the_modification_time_is_noticed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.wasm");
+        std::fs::write(&path, "one").unwrap();
+        let modified = std::fs::metadata(&path).unwrap().modified().unwrap();
+        let mut plugin = text_plugin(&path);
+        assert_eq!(plugin.refresh(), Refresh::Unchanged);
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        std::fs::write(&path, "two").unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_modified(modified)
+            .unwrap();
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().modified().unwrap(),
+            modified
+        );
+        assert!(
+            matches!(plugin.refresh(), Refresh::Reloaded { ref to, .. } if to == "two"),
+            "the new content runs"
+        );
     }
 
     /// A new file whose load fails for a reason that may pass (a compile
