@@ -202,6 +202,12 @@ impl ComponentCache {
         };
         if started {
             self.start_compile(engine, bytes, hash, slot.clone())?;
+        } else if let Some(file) = self.file_for(&hash) {
+            // In use from memory: its artifact is renewed as a load from
+            // disk renews it, or a plugin running for longer than
+            // MAX_ARTIFACT_IDLE would be pruned at the next start and
+            // compiled again then.
+            renew(&file);
         }
         match slot.wait(compile_timeout) {
             Some(Ok((component, origin))) => {
@@ -239,6 +245,11 @@ impl ComponentCache {
                 let _log = tracing::dispatcher::set_default(&dispatch);
                 let started = Instant::now();
                 let outcome = compile_or_load(&engine, &bytes, file.as_ref());
+                if let (Ok((_, Origin::Compiled)), Some(file)) = (&outcome, &file)
+                    && let Some(dir) = file.file.parent()
+                {
+                    prune(dir, &file.engine_hash, SystemTime::now());
+                }
                 tracing::debug!(
                     message = "Plugin component ready.",
                     origin = ?outcome.as_ref().map(|(_, origin)| *origin).ok(),
@@ -267,6 +278,19 @@ impl ComponentCache {
     fn file_for(&self, hash: &WasmHash) -> Option<PathBuf> {
         let dir = self.dir.as_ref()?;
         Some(dir.join(format!("{}-{}.cwasm", hex(hash), self.engine_hash)))
+    }
+}
+
+/// Marks the artifact `file` as used now (see [`prune`]); a failure only
+/// makes it age out sooner.
+fn renew(file: &Path) {
+    if let Ok(handle) = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(file)
+        && handle.metadata().is_ok_and(|meta| meta.is_file())
+    {
+        let _ = handle.set_modified(SystemTime::now());
     }
 }
 
@@ -341,11 +365,18 @@ pub(crate) const MAX_ARTIFACT_IDLE: Duration = Duration::from_secs(30 * 86_400);
 /// other version last ran (an upgrade's old artifacts), it goes.
 pub(crate) const MAX_OTHER_ENGINE_IDLE: Duration = Duration::from_secs(7 * 86_400);
 
+/// How long the partial file of a write is kept: a write takes seconds,
+/// so one an hour old was left by a process killed before its rename.
+pub(crate) const MAX_PARTIAL_IDLE: Duration = Duration::from_secs(3600);
+
 /// Removes from the cache folder `dir` (only if it is the agent's own) the
 /// artifacts no load will use for long: those unused for
-/// [`MAX_ARTIFACT_IDLE`] before `now`, and those of another engine (an
+/// [`MAX_ARTIFACT_IDLE`] before `now`, those of another engine (an
 /// agent of another version or settings wrote them; this one never looks
-/// at them) unused for [`MAX_OTHER_ENGINE_IDLE`]. Only files
+/// at them) unused for [`MAX_OTHER_ENGINE_IDLE`], and the partial files of
+/// writes killed before their rename, after [`MAX_PARTIAL_IDLE`]. Run at
+/// start and after each artifact written, so that an agent that runs for
+/// months with plugins reloaded keeps its folder bounded. Only files
 /// named as this cache names artifacts are touched; what cannot be removed
 /// stays, with a warning. Returns how many were removed.
 pub(crate) fn prune(dir: &Path, engine_hash: &str, now: SystemTime) -> usize {
@@ -358,11 +389,25 @@ pub(crate) fn prune(dir: &Path, engine_hash: &str, now: SystemTime) -> usize {
     let mut removed = 0;
     for entry in entries.flatten() {
         let name = entry.file_name();
-        let Some((wasm, engine)) = name
-            .to_str()
-            .and_then(|n| n.strip_suffix(".cwasm"))
-            .and_then(|n| n.split_once('-'))
-        else {
+        let Some(name) = name.to_str() else {
+            continue;
+        };
+        // An artifact, or what a write killed before its rename left.
+        let (stem, partial) = match name.strip_suffix(".cwasm") {
+            Some(stem) => (stem, false),
+            None => match name.split_once(".tmp-") {
+                Some((stem, writer))
+                    if writer.split('-').count() == 2
+                        && writer
+                            .split('-')
+                            .all(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())) =>
+                {
+                    (stem, true)
+                }
+                _ => continue,
+            },
+        };
+        let Some((wasm, engine)) = stem.split_once('-') else {
             continue;
         };
         let is_hex =
@@ -382,7 +427,9 @@ pub(crate) fn prune(dir: &Path, engine_hash: &str, now: SystemTime) -> usize {
             .ok()
             .and_then(|modified| now.duration_since(modified).ok())
             .unwrap_or_default();
-        let kept_for = if engine == engine_hash {
+        let kept_for = if partial {
+            MAX_PARTIAL_IDLE
+        } else if engine == engine_hash {
             MAX_ARTIFACT_IDLE
         } else {
             MAX_OTHER_ENGINE_IDLE

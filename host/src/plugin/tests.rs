@@ -376,7 +376,7 @@ fn a_compile_past_its_deadline_is_a_typed_error_and_is_not_started_twice() {
 
 #[test]
 fn the_cache_prunes_idle_artifacts_sooner_for_other_engines_and_nothing_else() {
-    use cache::{MAX_ARTIFACT_IDLE, MAX_OTHER_ENGINE_IDLE, prune};
+    use cache::{MAX_ARTIFACT_IDLE, MAX_OTHER_ENGINE_IDLE, MAX_PARTIAL_IDLE, prune};
     use std::os::unix::fs::PermissionsExt;
     use std::time::{Duration, SystemTime};
     let dir = tempfile::tempdir().expect("a temporary folder");
@@ -391,12 +391,15 @@ fn the_cache_prunes_idle_artifacts_sooner_for_other_engines_and_nothing_else() {
     let other_engine_idle = format!("{}-fedcba9876543210.cwasm", wasm('e'));
     let not_ours = ["notes.txt", "x-0123456789abcdef.cwasm"];
     let partial = format!("{}-{engine}.tmp-1-0", wasm('d'));
+    // Left by a write killed before its rename, more than an hour ago.
+    let partial_left = format!("{}-{engine}.tmp-7-3", wasm('f'));
     for name in [
         current.as_str(),
         &idle,
         &other_engine,
         &other_engine_idle,
         &partial,
+        &partial_left,
     ]
     .into_iter()
     .chain(not_ours)
@@ -423,8 +426,10 @@ fn the_cache_prunes_idle_artifacts_sooner_for_other_engines_and_nothing_else() {
         &other_engine_idle,
         MAX_OTHER_ENGINE_IDLE + Duration::from_secs(60),
     );
+    age(&partial, MAX_PARTIAL_IDLE - Duration::from_secs(60));
+    age(&partial_left, MAX_PARTIAL_IDLE + Duration::from_secs(60));
 
-    assert_eq!(prune(dir.path(), engine, now), 2);
+    assert_eq!(prune(dir.path(), engine, now), 3);
     let mut left: Vec<String> = std::fs::read_dir(dir.path())
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
@@ -487,6 +492,29 @@ fn an_artifact_loaded_from_disk_is_renewed() {
     assert!(
         modified > ten_days_ago + Duration::from_secs(86_400),
         "loading it renewed it: {modified:?}"
+    );
+
+    // Loaded again from memory (a restarted instance, a reload of the
+    // same bytes): renewed too, so that an agent running longer than
+    // MAX_ARTIFACT_IDLE does not have its plugins' artifacts pruned at its
+    // next start.
+    std::fs::File::options()
+        .write(true)
+        .open(&artifact)
+        .unwrap()
+        .set_modified(ten_days_ago)
+        .unwrap();
+    assert_eq!(
+        second
+            .get_or_compile(&engine, &wasm, cache::COMPILE_TIMEOUT)
+            .map(|(_, o)| o)
+            .ok(),
+        Some(Origin::Memory)
+    );
+    let modified = std::fs::metadata(&artifact).unwrap().modified().unwrap();
+    assert!(
+        modified > ten_days_ago + Duration::from_secs(86_400),
+        "a load from memory renewed it: {modified:?}"
     );
 }
 
