@@ -1026,8 +1026,12 @@ pub struct PluginPolicy(pub Reloading<PolicyInstance>);
 
 impl Decide for PluginPolicy {
     fn decide(&mut self, evaluation: &Evaluation) -> Result<Decision, PluginFailure> {
-        let instance = self.0.get()?;
-        Ok(instance.decide_checked(evaluation)?)
+        let decided = self.0.get()?.decide_checked(evaluation);
+        // A reloaded policy failing its first call gives way to the one
+        // it replaced.
+        self.0
+            .answered(decided.as_ref().err().map(|e| e as &dyn std::fmt::Display));
+        Ok(decided?)
     }
     fn label(&self) -> String {
         self.0.label()
@@ -1051,8 +1055,12 @@ impl Interpret for PluginInterpreter {
         app: &Application,
         metrics: &[Series],
     ) -> Result<Vec<Signal>, PluginFailure> {
-        let instance = self.0.get()?;
-        Ok(instance.interpret(now_ms, app, metrics)?)
+        let signals = self.0.get()?.interpret(now_ms, app, metrics);
+        // A reloaded interpreter failing its first call gives way to the
+        // one it replaced.
+        self.0
+            .answered(signals.as_ref().err().map(|e| e as &dyn std::fmt::Display));
+        Ok(signals?)
     }
     fn label(&self) -> String {
         self.0.label()

@@ -9,9 +9,14 @@
 //! compiled and configured with the application's parameters like the
 //! first: only if that succeeds does it replace the running one. A file
 //! that does not load or refuses the parameters is [`Refresh::Refused`] and
-//! the running instance keeps deciding, so a bad deployment never leaves an
-//! application without a working plugin. It is tried again only when the
-//! file changes again. With no instance running (the first load failed),
+//! the running instance keeps deciding. One that loads but fails its first
+//! call (a trap, an answer outside the contract, a timeout) is rolled back:
+//! the instance it replaced, kept until then with its state, answers again
+//! from the next call ([`Reloading::answered`]), and the next refresh
+//! reports the new file refused. So a bad deployment never leaves an
+//! application without a working plugin for more than one evaluation. A
+//! refused file is tried again only when it changes again (or, refused for
+//! a reason that may pass, a few times: [`RELOAD_TRIES`]). With no instance running (the first load failed),
 //! the next call loads the new file, and a failure is that call's.
 
 //!
@@ -174,6 +179,20 @@ pub struct Reloading<T> {
     /// The next refresh loads the current content even if it is the one
     /// tried last (a try of `failing` is due).
     retry: bool,
+    /// The instance a reload replaced, kept until the new one has answered
+    /// a call: a new one whose first call fails gives way to it again.
+    previous: Option<Previous<T>>,
+    /// A roll-back to report at the next refresh.
+    rolled_back: Option<Refresh>,
+}
+
+/// The instance a reload replaced, and what ran with it.
+struct Previous<T> {
+    instance: T,
+    label: String,
+    running: Option<[u8; 32]>,
+    /// The sha256 of the new file, in hex.
+    replaced_by: String,
 }
 
 /// How many times a new file whose load fails for a reason that may pass
@@ -223,6 +242,8 @@ impl<T: Labelled + Send + 'static> Reloading<T> {
             job: None,
             failing: None,
             retry: false,
+            previous: None,
+            rolled_back: None,
         }
     }
 
@@ -299,6 +320,9 @@ impl<T: Labelled + Send + 'static> Reloading<T> {
     /// may read, compile and configure a component, unless loading
     /// [`Reloading::in_background`]): call it off the async runtime.
     pub fn refresh(&mut self) -> Refresh {
+        if let Some(rolled_back) = self.rolled_back.take() {
+            return rolled_back;
+        }
         let changed = if let Some(preferred) = self.preferred_now() {
             // Its content is new whatever its time and size say.
             let replaced = std::mem::replace(&mut self.source, PluginSource::File(preferred));
@@ -360,6 +384,41 @@ impl<T: Labelled + Send + 'static> Reloading<T> {
         let result = load(&self.loader, &self.source);
         let source = self.source.clone();
         self.swap(result, &new_digest, &source)
+    }
+
+    /// Says how the call just made on the instance went: an answer proves
+    /// a newly loaded instance (the one it replaced is dropped); a failure
+    /// of its first call rolls it back (the instance it replaced answers
+    /// again from the next call, with its state, and the next refresh
+    /// reports the new file refused, not loaded again until it changes).
+    /// Returns whether it rolled back.
+    pub fn answered(&mut self, failure: Option<&dyn std::fmt::Display>) -> bool {
+        let Some(previous) = self.previous.take() else {
+            return false;
+        };
+        let Some(failure) = failure else {
+            return false;
+        };
+        let failed = self.label.clone();
+        self.instance = Some(previous.instance);
+        self.label = previous.label;
+        self.running = previous.running;
+        tracing::warn!(
+            message = "Reloaded plugin failed its first call; the plugin it replaced runs again.",
+            failed = %failed,
+            running = %self.label,
+            sha256 = %previous.replaced_by,
+            error = %failure,
+        );
+        self.rolled_back = Some(Refresh::Refused {
+            running: self.label.clone(),
+            sha256: previous.replaced_by,
+            reason: format!(
+                "{failed} loaded, but its first call failed ({failure}), so the plugin it \
+                 replaced runs again"
+            ),
+        });
+        true
     }
 
     /// Blocks until the load under way in the background (if any) has
@@ -433,9 +492,22 @@ impl<T: Labelled + Send + 'static> Reloading<T> {
             Ok(instance) => {
                 log_loaded(&instance, &sha256, source);
                 self.failing = None;
-                self.running = Some(*digest);
+                let running = self.running.replace(*digest);
                 let from = std::mem::replace(&mut self.label, instance.label());
-                self.instance = Some(instance);
+                let replaced = self.instance.replace(instance);
+                match &mut self.previous {
+                    // Two reloads before a call: the fallback stays the
+                    // instance that last answered.
+                    Some(previous) => previous.replaced_by = sha256.clone(),
+                    None => {
+                        self.previous = replaced.map(|instance| Previous {
+                            instance,
+                            label: from.clone(),
+                            running,
+                            replaced_by: sha256.clone(),
+                        });
+                    }
+                }
                 Refresh::Reloaded {
                     from,
                     to: self.label.clone(),
@@ -730,6 +802,67 @@ mod tests {
             }
         );
         assert_eq!(plugin.get().unwrap().0, "three!");
+    }
+
+    /// A reloaded plugin that fails its first call gives way to the one it
+    /// replaced (kept, with its state, until then), the next refresh says
+    /// the new file was refused, and it is not loaded again until it
+    /// changes; one that answers its first call is kept, and a later
+    /// failure of it rolls nothing back.
+    #[test]
+    fn a_reloaded_plugin_failing_its_first_call_is_rolled_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.wasm");
+        std::fs::write(&path, "one").unwrap();
+        let mut plugin = text_plugin(&path);
+        assert!(!plugin.answered(None));
+
+        std::fs::write(&path, "traps").unwrap();
+        assert!(matches!(plugin.refresh(), Refresh::Reloaded { ref to, .. } if to == "traps"));
+        assert_eq!(plugin.get().unwrap().0, "traps");
+        assert!(plugin.answered(Some(&"Trap: unreachable")));
+        assert_eq!(
+            plugin.get().unwrap().0,
+            "one",
+            "the previous one answers again"
+        );
+        assert_eq!(plugin.label(), "one");
+        match plugin.refresh() {
+            Refresh::Refused {
+                running,
+                sha256,
+                reason,
+            } => {
+                assert_eq!(running, "one");
+                assert_eq!(sha256, hex(&Sha256::digest(b"traps").into()));
+                assert_eq!(
+                    reason,
+                    "traps loaded, but its first call failed (Trap: unreachable), so the plugin it replaced runs again"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(plugin.refresh(), Refresh::Unchanged, "not loaded again");
+        assert!(
+            !plugin.answered(Some(&"the old one failing")),
+            "nothing to roll back to"
+        );
+
+        // Two reloads before a call: the fallback is the one that answered.
+        std::fs::write(&path, "two").unwrap();
+        assert!(matches!(plugin.refresh(), Refresh::Reloaded { .. }));
+        std::fs::write(&path, "three").unwrap();
+        assert!(matches!(plugin.refresh(), Refresh::Reloaded { .. }));
+        assert!(plugin.answered(Some(&"Timeout")));
+        assert_eq!(plugin.get().unwrap().0, "one");
+        assert!(matches!(plugin.refresh(), Refresh::Refused { .. }));
+
+        // A new file that answers is kept for good.
+        std::fs::write(&path, "four!").unwrap();
+        assert!(matches!(plugin.refresh(), Refresh::Reloaded { .. }));
+        assert!(!plugin.answered(None));
+        assert!(!plugin.answered(Some(&"later")));
+        assert_eq!(plugin.get().unwrap().0, "four!");
     }
 
     /// A new file of the same size given the old one's modification time
