@@ -875,6 +875,18 @@ fn a_huge_target_is_clamped_to_max_kpu() {
     );
 }
 
+/// An answer bigger than the host copies out of one call (16 MiB: a
+/// 24 MiB reason, within the plugin's 64 MiB of memory) fails the call,
+/// before the host holds a copy; wasmtime's own bound was 128 MiB, twice
+/// the sandbox's memory.
+#[test]
+fn an_answer_past_what_the_host_copies_out_fails_the_call() {
+    let mut plugin = misbehaving("bulky");
+    let (class, detail) = call_failure(plugin.decide(&quiet()));
+    assert_eq!(class, FailureClass::Trap, "{detail}");
+    assert!(detail.contains("too much data"), "{detail}");
+}
+
 #[test]
 fn a_guest_error_is_reported_with_its_message_and_keeps_the_instance() {
     let mut plugin = misbehaving("error");

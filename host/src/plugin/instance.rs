@@ -29,6 +29,11 @@ const MAX_DETAIL_BYTES: usize = 512;
 /// Longest summary kept from a plugin's metadata, in bytes.
 const MAX_SUMMARY_BYTES: usize = 256;
 
+/// The most bytes the host copies out of a plugin in one call (wasmtime's
+/// hostcall fuel): past it the call fails as a trap, before the host
+/// holds the copy.
+pub(crate) const MAX_COPIED_OUT_BYTES: usize = 16 << 20;
+
 /// The deadline of the calls that start an instance (instantiate, metadata,
 /// configure): ten times a call's, and at least a second. They run once per
 /// instance, and a start refused for a deadline fails the agent's start or a
@@ -195,6 +200,11 @@ impl<W: World> Sandbox<W> {
             State::new(self.limits.memory_limit_bytes, self.log.clone(), &self.seed),
         );
         store.limiter(|state| &mut state.limiter);
+        // What the host copies out of the guest in one call (an answer's
+        // strings and lists, a log line): a real answer is kilobytes, and
+        // wasmtime's own bound (128 MiB) is twice the sandbox's memory, as
+        // an answer may name one string many times over.
+        store.set_hostcall_fuel(MAX_COPIED_OUT_BYTES);
 
         let began = std::time::Instant::now();
         let linked = &*self.linked;
