@@ -1,10 +1,11 @@
 //! A plugin bound to its file: drop-in and hot reload.
 //!
 //! [`Reloading`] holds one instance and remembers the size, modification
-//! time and sha256 of the file it came from. [`Reloading::refresh`] is cheap
-//! enough to call at every evaluation: a `stat`, and a read and hash only
-//! when size or time differ (so a `touch` is not a change, and a copy that
-//! keeps size and time is still caught on the next differing stat). When the
+//! and change times, inode and sha256 of the file it came from.
+//! [`Reloading::refresh`] is cheap enough to call at every evaluation: a
+//! `stat`, and a read and hash only when one of those differs (so a `touch`
+//! is not a change, and a copy that keeps size and modification time is
+//! still caught by its change time). When the
 //! content changed, the new file is loaded beside the running instance,
 //! compiled and configured with the application's parameters like the
 //! first: only if that succeeds does it replace the running one. A file
