@@ -1029,8 +1029,7 @@ impl Decide for PluginPolicy {
         let decided = self.0.get()?.decide_checked(evaluation);
         // A reloaded policy failing its first call gives way to the one
         // it replaced.
-        self.0
-            .answered(decided.as_ref().err().map(|e| e as &dyn std::fmt::Display));
+        self.0.answered(decided.as_ref().err());
         Ok(decided?)
     }
     fn label(&self) -> String {
@@ -1058,8 +1057,7 @@ impl Interpret for PluginInterpreter {
         let signals = self.0.get()?.interpret(now_ms, app, metrics);
         // A reloaded interpreter failing its first call gives way to the
         // one it replaced.
-        self.0
-            .answered(signals.as_ref().err().map(|e| e as &dyn std::fmt::Display));
+        self.0.answered(signals.as_ref().err());
         Ok(signals?)
     }
     fn label(&self) -> String {

@@ -574,6 +574,11 @@ impl PolicyInstance {
         label(&self.sandbox.identity)
     }
 
+    /// The sha256 of the bytes this instance was compiled from.
+    pub fn sha256(&self) -> [u8; 32] {
+        self.sandbox.seed.component_sha256()
+    }
+
     /// Failed calls since the last successful one (for quarantine).
     pub fn consecutive_failures(&self) -> u32 {
         self.sandbox.consecutive_failures
@@ -651,6 +656,11 @@ impl InterpreterInstance {
     /// `name version`, e.g. `lag 0.1.0`.
     pub fn label(&self) -> String {
         label(&self.sandbox.identity)
+    }
+
+    /// The sha256 of the bytes this instance was compiled from.
+    pub fn sha256(&self) -> [u8; 32] {
+        self.sandbox.seed.component_sha256()
     }
 
     /// Failed calls since the last successful one (for quarantine).

@@ -35,7 +35,9 @@ use std::time::SystemTime;
 use sha2::{Digest, Sha256};
 
 use super::builtin::PluginSource;
-use super::{InterpreterInstance, PluginError, PluginHost, PluginIdentity, PolicyInstance};
+use super::{
+    FailureClass, InterpreterInstance, PluginError, PluginHost, PluginIdentity, PolicyInstance,
+};
 use crate::target::Words;
 
 /// What a reloadable instance tells about itself.
@@ -44,6 +46,13 @@ pub trait Labelled {
     fn label(&self) -> String;
     /// Its name, version and application.
     fn identity(&self) -> &PluginIdentity;
+    /// The sha256 of the bytes it was compiled from, when it knows it:
+    /// the file may have changed between the read that noticed it and the
+    /// load's own read (a copy still under way), and what runs is what
+    /// the load read.
+    fn sha256(&self) -> Option<[u8; 32]> {
+        None
+    }
 }
 
 impl Labelled for PolicyInstance {
@@ -53,6 +62,9 @@ impl Labelled for PolicyInstance {
     fn identity(&self) -> &PluginIdentity {
         PolicyInstance::identity(self)
     }
+    fn sha256(&self) -> Option<[u8; 32]> {
+        Some(PolicyInstance::sha256(self))
+    }
 }
 
 impl Labelled for InterpreterInstance {
@@ -61,6 +73,9 @@ impl Labelled for InterpreterInstance {
     }
     fn identity(&self) -> &PluginIdentity {
         InterpreterInstance::identity(self)
+    }
+    fn sha256(&self) -> Option<[u8; 32]> {
+        Some(InterpreterInstance::sha256(self))
     }
 }
 
@@ -180,17 +195,29 @@ pub struct Reloading<T> {
     /// The next refresh loads the current content even if it is the one
     /// tried last (a try of `failing` is due).
     retry: bool,
-    /// The instance a reload replaced, kept until the new one has answered
-    /// a call: a new one whose first call fails gives way to it again.
+    /// The instance a reload replaced, if its last call had answered,
+    /// kept until the new one has answered a call: a new one whose first
+    /// call fails in a way that is the code's (a trap, an answer outside
+    /// the contract, memory) gives way to it again.
     previous: Option<Previous<T>>,
-    /// A roll-back to report at the next refresh.
-    rolled_back: Option<Refresh>,
+    /// Whether the running instance's last call answered (or it has not
+    /// been called yet): only such an instance is kept to go back to.
+    answering: bool,
+    /// A roll-back decided by [`Reloading::answered`], made (and reported)
+    /// by the next refresh, so that the failed call is still the new
+    /// plugin's in the controller's accounts.
+    roll_back: Option<String>,
+    /// The stamp of a file that could not be read, said once.
+    unreadable: Option<Stamp>,
 }
 
 /// The instance a reload replaced, and what ran with it.
 struct Previous<T> {
+    /// The instance, with its state.
     instance: T,
+    /// Its `name version`.
     label: String,
+    /// The sha256 of its content.
     running: Option<[u8; 32]>,
     /// The sha256 of the new file, in hex.
     replaced_by: String,
@@ -244,7 +271,9 @@ impl<T: Labelled + Send + 'static> Reloading<T> {
             failing: None,
             retry: false,
             previous: None,
-            rolled_back: None,
+            answering: true,
+            roll_back: None,
+            unreadable: None,
         }
     }
 
@@ -270,6 +299,12 @@ impl<T: Labelled + Send + 'static> Reloading<T> {
                 self.stamp = Stamp::of(&self.source);
                 self.digest = digest(&self.source);
                 let instance = load(&self.loader, &self.source)?;
+                // What the load compiled, which a file still being copied
+                // when it was read above may not be.
+                if let Some(loaded) = instance.sha256().filter(|l| Some(*l) != self.digest) {
+                    self.digest = Some(loaded);
+                    self.stamp = None;
+                }
                 self.running = self.digest;
                 self.label = instance.label();
                 let sha256 = self.digest.as_ref().map(hex).unwrap_or_default();
@@ -321,14 +356,17 @@ impl<T: Labelled + Send + 'static> Reloading<T> {
     /// may read, compile and configure a component, unless loading
     /// [`Reloading::in_background`]): call it off the async runtime.
     pub fn refresh(&mut self) -> Refresh {
-        if let Some(rolled_back) = self.rolled_back.take() {
-            return rolled_back;
+        if let Some(failure) = self.roll_back.take()
+            && let Some(previous) = self.previous.take()
+        {
+            return self.restore(previous, &failure);
         }
         let changed = if let Some(preferred) = self.preferred_now() {
             // Its content is new whatever its time and size say.
             let replaced = std::mem::replace(&mut self.source, PluginSource::File(preferred));
             self.stand_in.push(replaced);
             self.stamp = None;
+            (self.retry, self.failing) = (false, None);
             self.content_changed()
         } else if let Some((deleted, stand_in)) = self.deleted_over_stand_in() {
             // The file dropped in over the configuration's plugin was
@@ -341,6 +379,7 @@ impl<T: Labelled + Send + 'static> Reloading<T> {
                 source = %stand_in.origin(),
             );
             self.source = stand_in;
+            (self.retry, self.failing) = (false, None);
             self.stamp = Stamp::of(&self.source);
             self.digest = digest(&self.source);
             self.digest
@@ -387,23 +426,39 @@ impl<T: Labelled + Send + 'static> Reloading<T> {
         self.swap(result, &new_digest, &source)
     }
 
-    /// Says how the call just made on the instance went: an answer proves
-    /// a newly loaded instance (the one it replaced is dropped); a failure
-    /// of its first call rolls it back (the instance it replaced answers
-    /// again from the next call, with its state, and the next refresh
-    /// reports the new file refused, not loaded again until it changes).
-    /// Returns whether it rolled back.
-    pub fn answered(&mut self, failure: Option<&dyn std::fmt::Display>) -> bool {
-        let Some(previous) = self.previous.take() else {
-            return false;
-        };
+    /// Says how the call just made on the instance went. An answer proves
+    /// a newly loaded instance (the one it replaced is dropped). A failure
+    /// of its first call that is the code's (a trap, an answer outside the
+    /// contract, memory or resources past their limits; not a timeout on a
+    /// busy machine, nor the plugin's own error, which may pass) rolls it
+    /// back at the next [`Reloading::refresh`]: the instance it replaced
+    /// answers again, with its state, and the refresh reports the new file
+    /// refused, not loaded again until it changes. Returns whether a
+    /// roll-back is due.
+    pub fn answered(&mut self, failure: Option<&PluginError>) -> bool {
+        self.answering = failure.is_none();
         let Some(failure) = failure else {
+            self.previous = None;
             return false;
         };
-        let failed = self.label.clone();
+        let the_codes = !matches!(
+            failure.class(),
+            Some(FailureClass::Timeout | FailureClass::GuestError)
+        );
+        if self.previous.is_none() || !the_codes {
+            return false;
+        }
+        self.roll_back = Some(failure.to_string());
+        true
+    }
+
+    /// Runs `previous` again in place of the instance whose first call
+    /// failed with `failure`, and says so.
+    fn restore(&mut self, previous: Previous<T>, failure: &str) -> Refresh {
+        let failed = std::mem::replace(&mut self.label, previous.label);
         self.instance = Some(previous.instance);
-        self.label = previous.label;
         self.running = previous.running;
+        self.answering = true;
         tracing::warn!(
             message = "Reloaded plugin failed its first call; the plugin it replaced runs again.",
             failed = %failed,
@@ -411,15 +466,14 @@ impl<T: Labelled + Send + 'static> Reloading<T> {
             sha256 = %previous.replaced_by,
             error = %failure,
         );
-        self.rolled_back = Some(Refresh::Refused {
+        Refresh::Refused {
             running: self.label.clone(),
             sha256: previous.replaced_by,
             reason: format!(
                 "{failed} loaded, but its first call failed ({failure}), so the plugin it \
                  replaced runs again"
             ),
-        });
-        true
+        }
     }
 
     /// Blocks until the load under way in the background (if any) has
@@ -488,9 +542,17 @@ impl<T: Labelled + Send + 'static> Reloading<T> {
         digest: &[u8; 32],
         source: &PluginSource,
     ) -> Refresh {
-        let sha256 = hex(digest);
         match result {
             Ok(instance) => {
+                // What the load compiled, which a file still being copied
+                // when it was first read may not be.
+                let loaded = instance.sha256().unwrap_or(*digest);
+                let digest = &loaded;
+                if Some(loaded) != self.digest {
+                    self.digest = Some(loaded);
+                    self.stamp = None;
+                }
+                let sha256 = hex(digest);
                 log_loaded(&instance, &sha256, source);
                 self.failing = None;
                 let running = self.running.replace(*digest);
@@ -500,7 +562,7 @@ impl<T: Labelled + Send + 'static> Reloading<T> {
                     // Two reloads before a call: the fallback stays the
                     // instance that last answered.
                     Some(previous) => previous.replaced_by = sha256.clone(),
-                    None => {
+                    None if self.answering => {
                         self.previous = replaced.map(|instance| Previous {
                             instance,
                             label: from.clone(),
@@ -508,7 +570,10 @@ impl<T: Labelled + Send + 'static> Reloading<T> {
                             replaced_by: sha256.clone(),
                         });
                     }
+                    // A failing instance is no fallback.
+                    None => {}
                 }
+                self.answering = true;
                 Refresh::Reloaded {
                     from,
                     to: self.label.clone(),
@@ -517,7 +582,7 @@ impl<T: Labelled + Send + 'static> Reloading<T> {
             }
             Err(error) if error.is_configuration() => Refresh::Refused {
                 running: self.label.clone(),
-                sha256,
+                sha256: hex(digest),
                 reason: error.to_string(),
             },
             Err(error) => {
@@ -536,7 +601,7 @@ impl<T: Labelled + Send + 'static> Reloading<T> {
                 };
                 Refresh::Refused {
                     running: self.label.clone(),
-                    sha256,
+                    sha256: hex(digest),
                     reason: format!("{error} (try {tries} of {RELOAD_TRIES}; {next})"),
                 }
             }
@@ -587,13 +652,32 @@ impl<T: Labelled + Send + 'static> Reloading<T> {
             return None;
         }
         // Noted once the content is read: a file unreadable for now (its
-        // mode about to change) is read again at the next look.
-        let digest = digest(&self.source)?;
+        // mode about to change) is read again at the next look, and said
+        // once.
+        let digest = match read_digest(&self.source) {
+            Ok(digest) => digest,
+            Err(error) => {
+                if self.unreadable.replace(stamp) != Some(stamp) {
+                    tracing::warn!(
+                        message = "Plugin file changed but cannot be read; the running plugin stays.",
+                        file = %self.source.display_path().display(),
+                        running = %self.label,
+                        error = %error,
+                    );
+                }
+                return None;
+            }
+        };
+        self.unreadable = None;
         self.stamp = Some(stamp);
         if Some(digest) == self.digest && !std::mem::take(&mut self.retry) {
             return None;
         }
         self.retry = false;
+        // Tries are counted per content.
+        if self.failing.is_some_and(|(failing, _)| failing != digest) {
+            self.failing = None;
+        }
         self.digest = Some(digest);
         Some(digest)
     }
@@ -639,8 +723,12 @@ fn lost_load(source: &PluginSource) -> PluginError {
 }
 
 fn digest(source: &PluginSource) -> Option<[u8; 32]> {
-    let bytes = source.bytes().ok()?;
-    Some(Sha256::digest(&bytes).into())
+    read_digest(source).ok()
+}
+
+/// [`digest`], or why the file cannot be read.
+fn read_digest(source: &PluginSource) -> std::io::Result<[u8; 32]> {
+    Ok(Sha256::digest(&source.bytes()?).into())
 }
 
 fn hex(digest: &[u8; 32]) -> String {
@@ -805,11 +893,28 @@ mod tests {
         assert_eq!(plugin.get().unwrap().0, "three!");
     }
 
-    /// A reloaded plugin that fails its first call gives way to the one it
-    /// replaced (kept, with its state, until then), the next refresh says
-    /// the new file was refused, and it is not loaded again until it
-    /// changes; one that answers its first call is kept, and a later
-    /// failure of it rolls nothing back.
+    /// A failure of class `class`, as a call of the plugin `text` gives it.
+    fn call_failed(class: FailureClass) -> PluginError {
+        PluginError::Call {
+            plugin: Box::new(PluginIdentity {
+                name: "p".to_owned(),
+                version: "0".to_owned(),
+                path: PathBuf::from("p.wasm"),
+                application: "app".to_owned(),
+            }),
+            function: "decide",
+            class,
+            detail: "unreachable".to_owned(),
+        }
+    }
+
+    /// A reloaded plugin whose first call fails in a way that is the
+    /// code's gives way, at the next refresh, to the one it replaced (kept,
+    /// with its state, until then); that refresh says the new file was
+    /// refused, and it is not loaded again until it changes. A timeout or
+    /// the plugin's own error rolls nothing back (they may pass), one
+    /// that answers is kept for good, and a plugin that was failing is no
+    /// fallback for the file deployed to fix it.
     #[test]
     fn a_reloaded_plugin_failing_its_first_call_is_rolled_back() {
         let dir = tempfile::tempdir().unwrap();
@@ -820,14 +925,9 @@ mod tests {
 
         std::fs::write(&path, "traps").unwrap();
         assert!(matches!(plugin.refresh(), Refresh::Reloaded { ref to, .. } if to == "traps"));
-        assert_eq!(plugin.get().unwrap().0, "traps");
-        assert!(plugin.answered(Some(&"Trap: unreachable")));
-        assert_eq!(
-            plugin.get().unwrap().0,
-            "one",
-            "the previous one answers again"
-        );
-        assert_eq!(plugin.label(), "one");
+        assert!(plugin.answered(Some(&call_failed(FailureClass::Trap))));
+        // Until the next refresh, the failed call is the new plugin's.
+        assert_eq!(plugin.label(), "traps");
         match plugin.refresh() {
             Refresh::Refused {
                 running,
@@ -836,34 +936,62 @@ mod tests {
             } => {
                 assert_eq!(running, "one");
                 assert_eq!(sha256, hex(&Sha256::digest(b"traps").into()));
-                assert_eq!(
-                    reason,
-                    "traps loaded, but its first call failed (Trap: unreachable), so the plugin it replaced runs again"
+                assert!(
+                    reason.starts_with("traps loaded, but its first call failed (")
+                        && reason.ends_with("), so the plugin it replaced runs again"),
+                    "{reason}"
                 );
             }
             other => panic!("{other:?}"),
         }
+        assert_eq!(
+            plugin.get().unwrap().0,
+            "one",
+            "the previous one answers again"
+        );
+        assert_eq!(plugin.label(), "one");
         assert_eq!(plugin.refresh(), Refresh::Unchanged, "not loaded again");
         assert!(
-            !plugin.answered(Some(&"the old one failing")),
+            !plugin.answered(Some(&call_failed(FailureClass::Trap))),
             "nothing to roll back to"
         );
 
-        // Two reloads before a call: the fallback is the one that answered.
+        // "one" fails now: the file deployed to fix it has nothing to go
+        // back to, whatever its first call does.
         std::fs::write(&path, "two").unwrap();
         assert!(matches!(plugin.refresh(), Refresh::Reloaded { .. }));
+        assert!(!plugin.answered(Some(&call_failed(FailureClass::Trap))));
+        assert_eq!(plugin.refresh(), Refresh::Unchanged);
+        assert_eq!(plugin.get().unwrap().0, "two");
+        assert!(!plugin.answered(None));
+
+        // The plugin's own error, or a timeout: kept, on trial.
         std::fs::write(&path, "three").unwrap();
         assert!(matches!(plugin.refresh(), Refresh::Reloaded { .. }));
-        assert!(plugin.answered(Some(&"Timeout")));
-        assert_eq!(plugin.get().unwrap().0, "one");
-        assert!(matches!(plugin.refresh(), Refresh::Refused { .. }));
+        assert!(!plugin.answered(Some(&call_failed(FailureClass::GuestError))));
+        assert!(!plugin.answered(Some(&call_failed(FailureClass::Timeout))));
+        assert_eq!(plugin.refresh(), Refresh::Unchanged);
+        assert_eq!(plugin.get().unwrap().0, "three");
+
+        // Two reloads before a call: the fallback is the one that answered.
+        assert!(!plugin.answered(None));
+        std::fs::write(&path, "four").unwrap();
+        assert!(matches!(plugin.refresh(), Refresh::Reloaded { .. }));
+        std::fs::write(&path, "five!").unwrap();
+        assert!(matches!(plugin.refresh(), Refresh::Reloaded { .. }));
+        assert!(plugin.answered(Some(&call_failed(FailureClass::Invalid))));
+        assert!(
+            matches!(plugin.refresh(), Refresh::Refused { ref running, .. } if running == "three")
+        );
+        assert_eq!(plugin.get().unwrap().0, "three");
 
         // A new file that answers is kept for good.
-        std::fs::write(&path, "four!").unwrap();
+        std::fs::write(&path, "six!").unwrap();
         assert!(matches!(plugin.refresh(), Refresh::Reloaded { .. }));
         assert!(!plugin.answered(None));
-        assert!(!plugin.answered(Some(&"later")));
-        assert_eq!(plugin.get().unwrap().0, "four!");
+        assert!(!plugin.answered(Some(&call_failed(FailureClass::Trap))));
+        assert_eq!(plugin.refresh(), Refresh::Unchanged);
+        assert_eq!(plugin.get().unwrap().0, "six!");
     }
 
     /// A new file of the same size given the old one's modification time

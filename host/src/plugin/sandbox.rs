@@ -143,6 +143,11 @@ impl Seed {
         Self(digest)
     }
 
+    /// The sha256 of the wasm it is the seed of: the bytes compiled.
+    pub(crate) fn component_sha256(&self) -> [u8; 32] {
+        self.0
+    }
+
     /// A generator for one WASI interface, named by `purpose`, so that
     /// the secure and the insecure interfaces do not repeat each other.
     fn rng(&self, purpose: &[u8]) -> StdRng {
