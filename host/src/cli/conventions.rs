@@ -369,7 +369,8 @@ pub async fn flink_findings(config: &Config) -> Vec<Finding> {
                         if shape.scaled > 1 && free < u64::MAX {
                             message.push_str(&format!(
                                 ", and the job takes {} task slots per unit of parallelism \
-                                 (one in each of its {} slot sharing groups)",
+                                 (one in each of its {} slot sharing groups with a parallel \
+                                 vertex)",
                                 shape.scaled, shape.scaled
                             ));
                         }

@@ -411,7 +411,7 @@ impl FlinkTarget {
     /// count of `/overview` is no guide: the adaptive scheduler keeps the
     /// slots of a job that scaled in until they time out as idle.
     pub async fn slots(&self, id: &str) -> Result<(u64, String), TargetError> {
-        if let Some(target) = self.on_demand().await {
+        if let Some(target) = self.on_demand().await? {
             return Ok((
                 u64::MAX,
                 format!(
@@ -460,22 +460,24 @@ impl FlinkTarget {
     /// native Kubernetes). There the slots registered now are no ceiling:
     /// after a scale-in the idle TaskManagers go, and a scale-out refused
     /// for want of them would never be sent. Read once; a failed read
-    /// counts the slots this time and is tried again next time (a 404, a
-    /// JobManager without the route, is an answer: slots counted).
-    async fn on_demand(&self) -> Option<String> {
+    /// fails the call that needed it (counting a cluster's slots while
+    /// its TaskManagers start could read a scale-out under way as done,
+    /// or refuse one), and is tried again next time; a 404, a JobManager
+    /// without the route, is an answer: slots counted.
+    async fn on_demand(&self) -> Result<Option<String>, TargetError> {
         if let Some(known) = self
             .on_demand
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
         {
-            return known;
+            return Ok(known);
         }
         let config = match self.rest.get("/jobmanager/config").await {
             Ok(config) => config,
             // A JobManager without the route says nothing of its TaskManagers.
             Err(TargetError::NotFound(_)) => Value::Null,
-            Err(_) => return None,
+            Err(error) => return Err(error),
         };
         let target = config
             .as_array()
@@ -486,7 +488,7 @@ impl FlinkTarget {
             .filter(|target| target.starts_with("yarn-") || target.starts_with("kubernetes-"))
             .map(str::to_owned);
         *self.on_demand.lock().unwrap_or_else(|e| e.into_inner()) = Some(target.clone());
-        target
+        Ok(target)
     }
 }
 
