@@ -1281,8 +1281,14 @@ impl<'a> Document<'a> {
                 })
                 .collect::<Vec<_>>()
                 .join(".");
+            // An element of a list of tables is written [[header]].
+            let header = if matches!(segments.last(), Some(Segment::Index(_))) {
+                format!("[[{header}]]")
+            } else {
+                format!("[{header}]")
+            };
             hint = Some(format!(
-                "expected a table: write [{header}] with its keys below it, or an inline table {{ key = value, ... }}"
+                "expected a table: write {header} with its keys below it, or an inline table {{ key = value, ... }}"
             ));
         }
         // A required field left out: what to write, where it helps.

@@ -1797,4 +1797,9 @@ fn a_table_given_a_value_says_to_write_a_table() {
         "[[application]]\nname = \"a\"\npolicy = 3\n",
         "config/x.toml:3:10: application \"a\".policy: invalid type: integer `3` (expected a table: write [application.policy] with its keys below it, or an inline table { key = value, ... })",
     );
+    // An element of a list of tables.
+    assert_error(
+        "application = [\"x\"]\n",
+        "config/x.toml:1:16: application[0]: invalid type: string \"x\" (expected a table: write [[application]] with its keys below it, or an inline table { key = value, ... })",
+    );
 }
