@@ -248,6 +248,18 @@ impl ComponentCache {
                 if let (Ok((_, Origin::Compiled)), Some(file)) = (&outcome, &file)
                     && let Some(dir) = file.file.parent()
                 {
+                    // The components in use, from memory, are renewed
+                    // first: a plugin running for longer than
+                    // MAX_ARTIFACT_IDLE without a load keeps its artifact.
+                    let in_use: Vec<WasmHash> = slots
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .keys()
+                        .copied()
+                        .collect();
+                    for hash in in_use {
+                        renew(&dir.join(format!("{}-{}.cwasm", hex(&hash), file.engine_hash)));
+                    }
                     prune(dir, &file.engine_hash, SystemTime::now());
                 }
                 tracing::debug!(

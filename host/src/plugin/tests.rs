@@ -813,3 +813,50 @@ fn a_replaced_file_compiles_beside_the_running_policy_and_runs_from_the_next_ref
     assert_eq!(policy.refresh(), Refresh::Unchanged);
     assert!(!policy.is_loading());
 }
+
+/// The prune that follows each artifact written keeps the artifacts of the
+/// components in use from memory, however long ago they were loaded from
+/// the folder: an agent running a plugin for longer than
+/// [`cache::MAX_ARTIFACT_IDLE`] without reloading it keeps its artifact
+/// for its next start.
+#[test]
+fn the_prune_after_a_write_keeps_the_components_in_use() {
+    use cache::{ComponentCache, MAX_ARTIFACT_IDLE, Origin};
+    use std::time::{Duration, SystemTime};
+    let dir = tempfile::tempdir().expect("a temporary folder");
+    let cache_dir = dir.path().join("plugin-cache");
+    let engine = wasmtime::Engine::default();
+    // The empty component, and one with a custom section: two components.
+    let first = [0x00, 0x61, 0x73, 0x6d, 0x0d, 0x00, 0x01, 0x00];
+    let mut second = first.to_vec();
+    second.extend_from_slice(&[0, 6, 5, b'n', b'o', b't', b'e', b'!']);
+    let cache = ComponentCache::new(&engine, Some(cache_dir.clone()));
+    let compile = |wasm: &[u8]| {
+        cache
+            .get_or_compile(&engine, wasm, cache::COMPILE_TIMEOUT)
+            .map(|(_, origin)| origin)
+            .ok()
+    };
+    assert_eq!(compile(&first), Some(Origin::Compiled));
+    let artifact = std::fs::read_dir(&cache_dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "cwasm"))
+        .expect("an artifact was written");
+    let long_ago = SystemTime::now() - MAX_ARTIFACT_IDLE - Duration::from_secs(86_400);
+    std::fs::File::options()
+        .write(true)
+        .open(&artifact)
+        .unwrap()
+        .set_modified(long_ago)
+        .unwrap();
+    assert_eq!(compile(&second), Some(Origin::Compiled));
+    let modified = std::fs::metadata(&artifact)
+        .expect("the artifact in use is kept")
+        .modified()
+        .unwrap();
+    assert!(
+        modified > long_ago + Duration::from_secs(86_400),
+        "renewed: {modified:?}"
+    );
+}
