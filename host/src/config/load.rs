@@ -265,15 +265,19 @@ pub fn load_checkable(path: &Path) -> Result<LoadedConfig, Refused> {
 /// template): a per-second trace of 31 days is about 60 MB.
 pub const MAX_TEXT_FILE_BYTES: u64 = 256 * 1024 * 1024;
 
-/// Reads `path` as UTF-8 text. A file that is not says where its first
-/// byte that is not UTF-8 is (`line 33, column 21: byte 0xE9 is not
-/// UTF-8`), as an `InvalidData` error: a file saved as Latin-1 is found by
-/// its line, not searched for. Only a regular file of at most
-/// [`MAX_TEXT_FILE_BYTES`] is read: `/dev/zero` or a pipe that never ends
-/// is refused, not read until memory runs out.
-pub fn read_utf8(path: &Path) -> std::io::Result<String> {
+/// Reads the regular file at `path` (a symbolic link to one is
+/// followed), of at most `max_bytes`, which is `what` (`a text input`) in
+/// the error past it. Opened non-blocking, so that a FIFO in its place is
+/// refused at once rather than waited on for a writer for ever, and
+/// bounded, so that `/dev/zero` is refused rather than read until memory
+/// runs out.
+pub fn read_regular_file(path: &Path, max_bytes: u64, what: &str) -> std::io::Result<Vec<u8>> {
     use std::io::Read;
-    let file = std::fs::File::open(path)?;
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)?;
     let meta = file.metadata()?;
     if meta.is_dir() {
         return Err(std::io::Error::new(
@@ -290,18 +294,29 @@ pub fn read_utf8(path: &Path) -> std::io::Result<String> {
     let too_large = || {
         std::io::Error::new(
             std::io::ErrorKind::InvalidData,
-            format!("larger than {MAX_TEXT_FILE_BYTES} bytes, the most a text input may be"),
+            format!("larger than {max_bytes} bytes, the most {what} may be"),
         )
     };
-    if meta.len() > MAX_TEXT_FILE_BYTES {
+    if meta.len() > max_bytes {
         return Err(too_large());
     }
     let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
     // A file that grows while read stops at the bound as well.
-    file.take(MAX_TEXT_FILE_BYTES + 1).read_to_end(&mut bytes)?;
-    if bytes.len() as u64 > MAX_TEXT_FILE_BYTES {
+    file.take(max_bytes + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > max_bytes {
         return Err(too_large());
     }
+    Ok(bytes)
+}
+
+/// Reads `path` as UTF-8 text. A file that is not says where its first
+/// byte that is not UTF-8 is (`line 33, column 21: byte 0xE9 is not
+/// UTF-8`), as an `InvalidData` error: a file saved as Latin-1 is found by
+/// its line, not searched for. Only a regular file of at most
+/// [`MAX_TEXT_FILE_BYTES`] is read: `/dev/zero` or a pipe that never ends
+/// is refused, not read until memory runs out.
+pub fn read_utf8(path: &Path) -> std::io::Result<String> {
+    let bytes = read_regular_file(path, MAX_TEXT_FILE_BYTES, "a text input")?;
     String::from_utf8(bytes).map_err(|error| {
         let at = error.utf8_error().valid_up_to();
         let bytes = error.as_bytes();

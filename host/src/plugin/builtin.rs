@@ -51,42 +51,6 @@ pub fn names() -> String {
 /// JavaScript one 2 MB.
 pub const MAX_PLUGIN_FILE_BYTES: u64 = 256 * 1024 * 1024;
 
-/// Reads the plugin file at `path` ([`PluginSource::bytes`]).
-fn read_plugin_file(path: &Path) -> std::io::Result<Vec<u8>> {
-    use std::io::Read;
-    use std::os::unix::fs::OpenOptionsExt;
-    // Non-blocking: opening a FIFO would wait for a writer; a regular
-    // file reads as ever.
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK)
-        .open(path)?;
-    let meta = file.metadata()?;
-    if !meta.is_file() {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidInput,
-            "not a regular file (a folder, a pipe or a device)",
-        ));
-    }
-    let too_large = || {
-        std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            format!("larger than {MAX_PLUGIN_FILE_BYTES} bytes, the most a plugin file may be"),
-        )
-    };
-    if meta.len() > MAX_PLUGIN_FILE_BYTES {
-        return Err(too_large());
-    }
-    let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
-    // A file that grows while read stops at the bound as well.
-    file.take(MAX_PLUGIN_FILE_BYTES + 1)
-        .read_to_end(&mut bytes)?;
-    if bytes.len() as u64 > MAX_PLUGIN_FILE_BYTES {
-        return Err(too_large());
-    }
-    Ok(bytes)
-}
-
 /// Where a plugin's component comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PluginSource {
@@ -104,7 +68,10 @@ impl PluginSource {
     /// rather than read until memory runs out.
     pub fn bytes(&self) -> std::io::Result<Cow<'static, [u8]>> {
         match self {
-            PluginSource::File(path) => read_plugin_file(path).map(Cow::Owned),
+            PluginSource::File(path) => {
+                crate::config::load::read_regular_file(path, MAX_PLUGIN_FILE_BYTES, "a plugin file")
+                    .map(Cow::Owned)
+            }
             PluginSource::BuiltIn(builtin) => Ok(Cow::Borrowed(builtin.bytes)),
         }
     }
@@ -197,7 +164,10 @@ mod tests {
         let error = PluginSource::File(dir.path().to_path_buf())
             .bytes()
             .expect_err("a folder");
-        assert!(error.to_string().contains("not a regular file"), "{error}");
+        assert!(
+            error.to_string().contains("a folder, not a file"),
+            "{error}"
+        );
 
         let real = dir.path().join("real.wasm");
         std::fs::write(&real, b"\0asm").expect("written");
