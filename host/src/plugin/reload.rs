@@ -823,6 +823,13 @@ mod tests {
 
     /// The plugin `text` read from `path`, or its refusal if it is `bad`.
     pub(super) fn text_or_refusal(text: String, path: PathBuf) -> Result<Text, PluginError> {
+        // A compile past its deadline, every time: a failure that may pass.
+        if text.starts_with("timeout") {
+            return Err(PluginError::CompileTimeout {
+                path,
+                timeout: std::time::Duration::from_secs(60),
+            });
+        }
         if text.starts_with("bad") {
             return Err(PluginError::Read {
                 path,
@@ -1211,6 +1218,59 @@ mod background_tests {
         );
         assert_eq!(*loads.lock().unwrap(), ["one", "bad two"]);
         assert_eq!(plugin.get().unwrap().0, "one");
+    }
+
+    /// In the background, as the agent loads: a load that may pass is
+    /// tried at the next refreshes, each try a load of its own beside the
+    /// running plugin, 3 in all, then waits for the file to change; a
+    /// reloaded plugin failing its first call with a trap gives way to
+    /// the one it replaced at the next refresh.
+    #[test]
+    fn in_the_background_a_load_that_may_pass_is_retried_and_a_failed_first_call_rolled_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.wasm");
+        std::fs::write(&path, "one").unwrap();
+        let (mut plugin, gate, loads) = gated(&path);
+
+        std::fs::write(&path, "timeout two").unwrap();
+        for tries in 1..=RELOAD_TRIES {
+            assert_eq!(plugin.refresh(), Refresh::Unchanged, "try {tries} starts");
+            assert!(plugin.is_loading());
+            assert_eq!(gate.let_through(), "timeout two");
+            plugin.wait_for_load();
+            let Refresh::Refused {
+                running, reason, ..
+            } = plugin.refresh()
+            else {
+                panic!("try {tries} refused");
+            };
+            assert_eq!(running, "one");
+            assert!(reason.contains(&format!("(try {tries} of 3;")), "{reason}");
+            assert_eq!(plugin.get().unwrap().0, "one");
+        }
+        assert_eq!(plugin.refresh(), Refresh::Unchanged);
+        assert!(!plugin.is_loading(), "no fourth try");
+
+        std::fs::write(&path, "three").unwrap();
+        assert_eq!(plugin.refresh(), Refresh::Unchanged);
+        assert_eq!(gate.let_through(), "three");
+        plugin.wait_for_load();
+        assert!(matches!(plugin.refresh(), Refresh::Reloaded { ref to, .. } if to == "three"));
+        let trap = PluginError::Call {
+            plugin: Box::new(plugin.get().unwrap().identity().clone()),
+            function: "decide",
+            class: FailureClass::Trap,
+            detail: "unreachable".to_owned(),
+        };
+        assert!(plugin.answered(Some(&trap)));
+        assert!(
+            matches!(plugin.refresh(), Refresh::Refused { ref running, .. } if running == "one")
+        );
+        assert_eq!(plugin.get().unwrap().0, "one");
+        assert_eq!(
+            *loads.lock().unwrap(),
+            ["one", "timeout two", "timeout two", "timeout two", "three"]
+        );
     }
 
     #[test]
