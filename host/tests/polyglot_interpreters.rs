@@ -836,3 +836,30 @@ fn non_finite_signals_reach_the_agent_to_be_dropped_and_reported() {
         assert_eq!(non_finite, ["nan", "inf", "ninf"], "{label}: {signals:?}");
     }
 }
+
+/// `plugin check` shows an interpreter's NaN and infinite signals as they
+/// come, each said to be dropped by the agent (in the JSON too, where
+/// they read `null`).
+#[test]
+fn plugin_check_says_the_agent_drops_non_finite_signals() {
+    for (label, wasm) in misbehaving() {
+        let _compiling = one_at_a_time();
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_flinkscale"))
+            .args(["plugin", "check"])
+            .arg(&wasm)
+            .args(["--params", r#"{"mode": "non-finite"}"#, "--json"])
+            .output()
+            .expect("flinkscale runs");
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(output.status.success(), "{label}: {stdout}");
+        let report: serde_json::Value = serde_json::from_str(&stdout).expect("JSON");
+        let dropped: Vec<&str> = report["signals"]
+            .as_array()
+            .expect("signals")
+            .iter()
+            .filter(|s| s["dropped"] == "not a finite number: the agent drops it")
+            .map(|s| s["name"].as_str().expect("a name"))
+            .collect();
+        assert_eq!(dropped, ["nan", "inf", "ninf"], "{label}: {stdout}");
+    }
+}

@@ -567,7 +567,18 @@ fn check_json(report: &CheckReport) -> Value {
         "decision": report.decision.as_ref().map(decision_json),
         "host_decision": report.validated.as_ref().map(decision_json),
         "signals": report.signals.as_ref().map(|signals| {
-            signals.iter().map(|s| json!({ "name": s.name, "value": s.value })).collect::<Vec<_>>()
+            // A NaN or an infinity (JSON has neither: null) is dropped by
+            // the agent, and said so.
+            signals
+                .iter()
+                .map(|s| {
+                    let mut signal = json!({ "name": s.name, "value": s.value });
+                    if !s.value.is_finite() {
+                        signal["dropped"] = json!("not a finite number: the agent drops it");
+                    }
+                    signal
+                })
+                .collect::<Vec<_>>()
         }),
         "memory_bytes": report.memory_bytes,
         "memory_limit_bytes": report.limits.memory_limit_bytes,
@@ -664,9 +675,18 @@ fn check_text(report: &CheckReport) -> String {
             line("signals", "none");
         }
         for signal in signals {
+            let dropped = if signal.value.is_finite() {
+                ""
+            } else {
+                " (not a finite number: the agent drops it)"
+            };
             line(
                 "signal",
-                &format!("{} = {}", signal.name, compact_number(signal.value)),
+                &format!(
+                    "{} = {}{dropped}",
+                    signal.name,
+                    compact_number(signal.value)
+                ),
             );
         }
     }
