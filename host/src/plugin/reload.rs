@@ -11,11 +11,12 @@
 //! first: only if that succeeds does it replace the running one. A file
 //! that does not load or refuses the parameters is [`Refresh::Refused`] and
 //! the running instance keeps deciding. One that loads but fails its first
-//! call (a trap, an answer outside the contract, a timeout) is rolled back:
-//! the instance it replaced, kept until then with its state, answers again
-//! from the next call ([`Reloading::answered`]), and the next refresh
-//! reports the new file refused. So a bad deployment never leaves an
-//! application without a working plugin for more than one evaluation. A
+//! call in a way that is its code's (a trap, an answer outside the
+//! contract) is rolled back at the next refresh: the instance it replaced,
+//! kept until then with its state if its own last call had answered,
+//! answers again ([`Reloading::answered`]), and that refresh reports the
+//! new file refused. So a bad deployment never leaves an application
+//! without a working plugin for more than one evaluation. A
 //! refused file is tried again only when it changes again (or, refused for
 //! a reason that may pass, a few times: [`RELOAD_TRIES`]). With no instance running (the first load failed),
 //! the next call loads the new file, and a failure is that call's.
@@ -299,13 +300,7 @@ impl<T: Labelled + Send + 'static> Reloading<T> {
                 self.stamp = Stamp::of(&self.source);
                 self.digest = digest(&self.source);
                 let instance = load(&self.loader, &self.source)?;
-                // What the load compiled, which a file still being copied
-                // when it was read above may not be.
-                if let Some(loaded) = instance.sha256().filter(|l| Some(*l) != self.digest) {
-                    self.digest = Some(loaded);
-                    self.stamp = None;
-                }
-                self.running = self.digest;
+                self.running = self.adopt(&instance, self.digest);
                 self.label = instance.label();
                 let sha256 = self.digest.as_ref().map(hex).unwrap_or_default();
                 log_loaded(&instance, &sha256, &self.source);
@@ -452,6 +447,20 @@ impl<T: Labelled + Send + 'static> Reloading<T> {
         true
     }
 
+    /// The sha256 of what `instance` was compiled from (`read`, the digest
+    /// of the file as read before its load, when it does not say), noted
+    /// as the content last loaded: a file still being copied when it was
+    /// read gave a digest of its part, and is looked at again at the next
+    /// refresh.
+    fn adopt(&mut self, instance: &T, read: Option<[u8; 32]>) -> Option<[u8; 32]> {
+        let loaded = instance.sha256().or(read);
+        if loaded != self.digest {
+            self.digest = loaded;
+            self.stamp = None;
+        }
+        loaded
+    }
+
     /// Runs `previous` again in place of the instance whose first call
     /// failed with `failure`, and says so.
     fn restore(&mut self, previous: Previous<T>, failure: &str) -> Refresh {
@@ -544,14 +553,8 @@ impl<T: Labelled + Send + 'static> Reloading<T> {
     ) -> Refresh {
         match result {
             Ok(instance) => {
-                // What the load compiled, which a file still being copied
-                // when it was first read may not be.
-                let loaded = instance.sha256().unwrap_or(*digest);
+                let loaded = self.adopt(&instance, Some(*digest)).unwrap_or(*digest);
                 let digest = &loaded;
-                if Some(loaded) != self.digest {
-                    self.digest = Some(loaded);
-                    self.stamp = None;
-                }
                 let sha256 = hex(digest);
                 log_loaded(&instance, &sha256, source);
                 self.failing = None;
@@ -900,8 +903,8 @@ mod tests {
         assert_eq!(plugin.get().unwrap().0, "three!");
     }
 
-    /// A failure of class `class`, as a call of the plugin `text` gives it.
-    fn call_failed(class: FailureClass) -> PluginError {
+    /// A failed call of class `class`.
+    pub(super) fn call_failed(class: FailureClass) -> PluginError {
         PluginError::Call {
             plugin: Box::new(PluginIdentity {
                 name: "p".to_owned(),
@@ -1112,7 +1115,7 @@ mod tests {
 mod background_tests {
     use std::sync::mpsc::{Receiver, Sender, channel};
 
-    use super::tests::{Text, text_or_refusal};
+    use super::tests::{Text, call_failed, text_or_refusal};
     use super::*;
 
     /// Lets the loads after the first through, one at a time.
@@ -1256,13 +1259,7 @@ mod background_tests {
         assert_eq!(gate.let_through(), "three");
         plugin.wait_for_load();
         assert!(matches!(plugin.refresh(), Refresh::Reloaded { ref to, .. } if to == "three"));
-        let trap = PluginError::Call {
-            plugin: Box::new(plugin.get().unwrap().identity().clone()),
-            function: "decide",
-            class: FailureClass::Trap,
-            detail: "unreachable".to_owned(),
-        };
-        assert!(plugin.answered(Some(&trap)));
+        assert!(plugin.answered(Some(&call_failed(FailureClass::Trap))));
         assert!(
             matches!(plugin.refresh(), Refresh::Refused { ref running, .. } if running == "one")
         );
