@@ -130,12 +130,9 @@ impl SlotShape {
     /// The shape of a job of these vertices (as `GET /jobs/{id}` lists
     /// them).
     pub fn of(vertices: &[Value]) -> Self {
-        let mut groups: HashMap<&str, bool> = HashMap::new();
-        for vertex in vertices {
-            let group = vertex["slotSharingGroupId"].as_str().unwrap_or("");
-            let parallel = vertex["maxParallelism"].as_u64() != Some(1);
-            *groups.entry(group).or_default() |= parallel;
-        }
+        let groups = per_group(vertices, |parallel: &mut bool, vertex| {
+            *parallel |= vertex["maxParallelism"].as_u64() != Some(1);
+        });
         let scaled = groups.values().filter(|parallel| **parallel).count() as u64;
         Self {
             scaled,
@@ -162,15 +159,23 @@ impl SlotShape {
 
     /// The slots a running job holds now: its widest vertex of each group.
     fn in_use(vertices: &[Value]) -> u64 {
-        let mut groups: HashMap<&str, u64> = HashMap::new();
-        for vertex in vertices {
-            let group = vertex["slotSharingGroupId"].as_str().unwrap_or("");
-            let parallelism = vertex["parallelism"].as_u64().unwrap_or(0);
-            let widest = groups.entry(group).or_default();
-            *widest = (*widest).max(parallelism);
-        }
+        let groups = per_group(vertices, |widest: &mut u64, vertex| {
+            *widest = (*widest).max(vertex["parallelism"].as_u64().unwrap_or(0));
+        });
         groups.values().fold(0, |sum, n| sum.saturating_add(*n))
     }
+}
+
+/// `vertices` folded by slot sharing group (`slotSharingGroupId`; one
+/// group when Flink does not say it): each group's value starts at its
+/// default and `add` takes in each of its vertices.
+fn per_group<T: Default>(vertices: &[Value], add: impl Fn(&mut T, &Value)) -> HashMap<&str, T> {
+    let mut groups: HashMap<&str, T> = HashMap::new();
+    for vertex in vertices {
+        let group = vertex["slotSharingGroupId"].as_str().unwrap_or("");
+        add(groups.entry(group).or_default(), vertex);
+    }
+    groups
 }
 
 /// A job of a Flink cluster reached at `http://host:port`.
@@ -286,6 +291,7 @@ impl FlinkTarget {
         let all_running = vertices
             .iter()
             .all(|v| v["status"] == "RUNNING" || v["status"] == "FINISHED");
+        let shape = SlotShape::of(&vertices);
         let mut status = status_of(job["state"].as_str().unwrap_or(""));
         if status == AppStatus::Running
             && let Some(problem) = unreadable_parallelism(&vertices)
@@ -310,7 +316,7 @@ impl FlinkTarget {
             && !scaling_in(&vertices, &requirements)
         {
             let (usable, _) = self.slots(&id).await?;
-            if usable < SlotShape::of(&vertices).slots(parallelism.saturating_add(1)) {
+            if usable < shape.slots(parallelism.saturating_add(1)) {
                 pending = false;
             }
         }
@@ -342,7 +348,7 @@ impl FlinkTarget {
             requirements,
             max_parallelism,
             non_parallel,
-            shape: SlotShape::of(&vertices),
+            shape,
         })
     }
 
@@ -451,9 +457,7 @@ impl FlinkTarget {
             ),
         ))
     }
-}
 
-impl FlinkTarget {
     /// The cluster's `execution.target` (`GET /jobmanager/config`) when its
     /// resource manager starts TaskManagers as jobs need them and stops
     /// idle ones (`yarn-*`: Flink on YARN, as EMR runs it; `kubernetes-*`:
