@@ -1898,13 +1898,9 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
 fn bench_blocking(args: BenchArgs) -> anyhow::Result<ExitCode> {
     use crate::sim::bench;
     // A refused command line (exit 2), before anything is read or run.
-    for (i, policy) in args.policies.iter().enumerate() {
-        if args.policies[..i].contains(policy) {
-            eprintln!(
-                "error: policy {policy:?} is given twice in --policies (valid: each policy once)"
-            );
-            return Ok(ExitCode::from(2));
-        }
+    if let Some(twice) = bench::policy_given_twice(&args.policies) {
+        eprintln!("error: {twice}");
+        return Ok(ExitCode::from(2));
     }
     use_plugin_cache(args.plugin_cache.as_ref());
     // Kept until the benchmark is done: it removes its folder when dropped.

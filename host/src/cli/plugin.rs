@@ -538,6 +538,9 @@ fn decision_json(decision: &Decision) -> Value {
     })
 }
 
+/// What `check` says of a NaN or infinite signal.
+const DROPPED_SIGNAL: &str = "not a finite number: the agent drops it";
+
 fn check_json(report: &CheckReport) -> Value {
     let meta = report.metadata.as_ref();
     let facts = report.facts.as_ref();
@@ -574,7 +577,7 @@ fn check_json(report: &CheckReport) -> Value {
                 .map(|s| {
                     let mut signal = json!({ "name": s.name, "value": s.value });
                     if !s.value.is_finite() {
-                        signal["dropped"] = json!("not a finite number: the agent drops it");
+                        signal["dropped"] = json!(DROPPED_SIGNAL);
                     }
                     signal
                 })
@@ -675,19 +678,13 @@ fn check_text(report: &CheckReport) -> String {
             line("signals", "none");
         }
         for signal in signals {
-            let dropped = if signal.value.is_finite() {
-                ""
+            let value = compact_number(signal.value);
+            let text = if signal.value.is_finite() {
+                format!("{} = {value}", signal.name)
             } else {
-                " (not a finite number: the agent drops it)"
+                format!("{} = {value} ({DROPPED_SIGNAL})", signal.name)
             };
-            line(
-                "signal",
-                &format!(
-                    "{} = {}{dropped}",
-                    signal.name,
-                    compact_number(signal.value)
-                ),
-            );
+            line("signal", &text);
         }
     }
     if let Some(bytes) = report.memory_bytes {

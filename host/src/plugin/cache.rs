@@ -258,7 +258,7 @@ impl ComponentCache {
                         .copied()
                         .collect();
                     for hash in in_use {
-                        renew(&dir.join(format!("{}-{}.cwasm", hex(&hash), file.engine_hash)));
+                        renew(&artifact_file(dir, &hash, &file.engine_hash));
                     }
                     prune(dir, &file.engine_hash, SystemTime::now());
                 }
@@ -288,9 +288,14 @@ impl ComponentCache {
     }
 
     fn file_for(&self, hash: &WasmHash) -> Option<PathBuf> {
-        let dir = self.dir.as_ref()?;
-        Some(dir.join(format!("{}-{}.cwasm", hex(hash), self.engine_hash)))
+        Some(artifact_file(self.dir.as_ref()?, hash, &self.engine_hash))
     }
+}
+
+/// The artifact of the wasm of sha256 `hash` compiled by the engine of
+/// `engine_hash`, in the cache folder `dir`.
+fn artifact_file(dir: &Path, hash: &WasmHash, engine_hash: &str) -> PathBuf {
+    dir.join(format!("{}-{engine_hash}.cwasm", hex(hash)))
 }
 
 /// Marks the artifact `file` as used now (see [`prune`]); a failure only

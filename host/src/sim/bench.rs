@@ -290,6 +290,16 @@ pub fn shipped_scenario_names() -> impl Iterator<Item = &'static str> {
     SHIPPED_SCENARIOS.iter().map(|(name, _, _)| *name)
 }
 
+/// What is wrong with `policies` if one of them is given twice (its rows
+/// and report pages would mix up), said for `--policies`.
+pub fn policy_given_twice(policies: &[String]) -> Option<String> {
+    policies.iter().enumerate().find_map(|(i, policy)| {
+        policies[..i].contains(policy).then(|| {
+            format!("policy {policy:?} is given twice in --policies (valid: each policy once)")
+        })
+    })
+}
+
 /// Loads the scenario `--scenario` names: the file at that path when one
 /// exists (not a folder), else the shipped scenario of that name (`step`, `weekly`, ...;
 /// embedded in the binary, so it needs no checkout), else an error that
@@ -473,12 +483,8 @@ pub fn run(options: &BenchOptions) -> Result<BenchResult, BenchError> {
             )));
         }
     }
-    for (i, policy) in options.policies.iter().enumerate() {
-        if options.policies[..i].contains(policy) {
-            return Err(BenchError::Duplicate(format!(
-                "policy {policy:?} is given twice in --policies (valid: each policy once)"
-            )));
-        }
+    if let Some(twice) = policy_given_twice(&options.policies) {
+        return Err(BenchError::Duplicate(twice));
     }
     let choices: Vec<PolicyChoice> = options
         .policies
