@@ -460,34 +460,13 @@ fn an_artifact_loaded_from_disk_is_renewed() {
     // The empty component: magic, component version and layer.
     let wasm = [0x00, 0x61, 0x73, 0x6d, 0x0d, 0x00, 0x01, 0x00];
     let first = ComponentCache::new(&engine, Some(cache_dir.clone()));
-    assert_eq!(
-        first
-            .get_or_compile(&engine, &wasm, cache::COMPILE_TIMEOUT)
-            .map(|(_, o)| o)
-            .ok(),
-        Some(Origin::Compiled)
-    );
-    let artifact = std::fs::read_dir(&cache_dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| p.extension().is_some_and(|e| e == "cwasm"))
-        .expect("an artifact was written");
+    assert_eq!(origin(&first, &engine, &wasm), Some(Origin::Compiled));
+    let artifact = the_artifact(&cache_dir);
     let ten_days_ago = SystemTime::now() - Duration::from_secs(10 * 86_400);
-    std::fs::File::options()
-        .write(true)
-        .open(&artifact)
-        .unwrap()
-        .set_modified(ten_days_ago)
-        .unwrap();
+    set_modified(&artifact, ten_days_ago);
 
     let second = ComponentCache::new(&engine, Some(cache_dir));
-    assert_eq!(
-        second
-            .get_or_compile(&engine, &wasm, cache::COMPILE_TIMEOUT)
-            .map(|(_, o)| o)
-            .ok(),
-        Some(Origin::Disk)
-    );
+    assert_eq!(origin(&second, &engine, &wasm), Some(Origin::Disk));
     let modified = std::fs::metadata(&artifact).unwrap().modified().unwrap();
     assert!(
         modified > ten_days_ago + Duration::from_secs(86_400),
@@ -498,19 +477,8 @@ fn an_artifact_loaded_from_disk_is_renewed() {
     // same bytes): renewed too, so that an agent running longer than
     // MAX_ARTIFACT_IDLE does not have its plugins' artifacts pruned at its
     // next start.
-    std::fs::File::options()
-        .write(true)
-        .open(&artifact)
-        .unwrap()
-        .set_modified(ten_days_ago)
-        .unwrap();
-    assert_eq!(
-        second
-            .get_or_compile(&engine, &wasm, cache::COMPILE_TIMEOUT)
-            .map(|(_, o)| o)
-            .ok(),
-        Some(Origin::Memory)
-    );
+    set_modified(&artifact, ten_days_ago);
+    assert_eq!(origin(&second, &engine, &wasm), Some(Origin::Memory));
     let modified = std::fs::metadata(&artifact).unwrap().modified().unwrap();
     assert!(
         modified > ten_days_ago + Duration::from_secs(86_400),
@@ -831,26 +799,11 @@ fn the_prune_after_a_write_keeps_the_components_in_use() {
     let mut second = first.to_vec();
     second.extend_from_slice(&[0, 6, 5, b'n', b'o', b't', b'e', b'!']);
     let cache = ComponentCache::new(&engine, Some(cache_dir.clone()));
-    let compile = |wasm: &[u8]| {
-        cache
-            .get_or_compile(&engine, wasm, cache::COMPILE_TIMEOUT)
-            .map(|(_, origin)| origin)
-            .ok()
-    };
-    assert_eq!(compile(&first), Some(Origin::Compiled));
-    let artifact = std::fs::read_dir(&cache_dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| p.extension().is_some_and(|e| e == "cwasm"))
-        .expect("an artifact was written");
+    assert_eq!(origin(&cache, &engine, &first), Some(Origin::Compiled));
+    let artifact = the_artifact(&cache_dir);
     let long_ago = SystemTime::now() - MAX_ARTIFACT_IDLE - Duration::from_secs(86_400);
-    std::fs::File::options()
-        .write(true)
-        .open(&artifact)
-        .unwrap()
-        .set_modified(long_ago)
-        .unwrap();
-    assert_eq!(compile(&second), Some(Origin::Compiled));
+    set_modified(&artifact, long_ago);
+    assert_eq!(origin(&cache, &engine, &second), Some(Origin::Compiled));
     let modified = std::fs::metadata(&artifact)
         .expect("the artifact in use is kept")
         .modified()
@@ -859,4 +812,35 @@ fn the_prune_after_a_write_keeps_the_components_in_use() {
         modified > long_ago + Duration::from_secs(86_400),
         "renewed: {modified:?}"
     );
+}
+
+/// Sets the modification time of `path` to `when`.
+fn set_modified(path: &std::path::Path, when: std::time::SystemTime) {
+    std::fs::File::options()
+        .write(true)
+        .open(path)
+        .unwrap()
+        .set_modified(when)
+        .unwrap();
+}
+
+/// Where `cache` had the component of `wasm` from, if it had it.
+fn origin(
+    cache: &cache::ComponentCache,
+    engine: &wasmtime::Engine,
+    wasm: &[u8],
+) -> Option<cache::Origin> {
+    cache
+        .get_or_compile(engine, wasm, cache::COMPILE_TIMEOUT)
+        .map(|(_, origin)| origin)
+        .ok()
+}
+
+/// The one artifact written in the cache folder `dir`.
+fn the_artifact(dir: &std::path::Path) -> std::path::PathBuf {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "cwasm"))
+        .expect("an artifact was written")
 }
