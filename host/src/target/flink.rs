@@ -927,20 +927,13 @@ mod tests {
 
         // Another job of groups at 2 and 1 holds 3 of 10.
         let mut answers = cluster(10, 1_000, 2, 2);
-        answers.insert(
-            "/jobs/overview".to_owned(),
-            json!({"jobs": [
-                {"jid": "j1", "name": "orders", "state": "RUNNING"},
-                {"jid": "j2", "name": "other", "state": "RUNNING"}
-            ]}),
-        );
-        answers.insert(
-            "/jobs/j2".to_owned(),
-            json!({"jid": "j2", "name": "other", "state": "RUNNING", "vertices": [
+        with_another_job(
+            &mut answers,
+            json!([
                 {"id": "w1", "parallelism": 2, "slotSharingGroupId": "x"},
                 {"id": "w2", "parallelism": 1, "slotSharingGroupId": "x"},
                 {"id": "w3", "parallelism": 1, "slotSharingGroupId": "y"}
-            ]}),
+            ]),
         );
         let url = fake_flink(Arc::new(Mutex::new(answers)), Arc::default()).await;
         let target = FlinkTarget::new(&url).expect("a target");
@@ -1031,6 +1024,21 @@ mod tests {
         }
     }
 
+    /// Adds to `answers` another running job, `j2`, of `vertices`.
+    fn with_another_job(answers: &mut HashMap<String, Value>, vertices: Value) {
+        answers.insert(
+            "/jobs/overview".to_owned(),
+            json!({"jobs": [
+                {"jid": "j1", "name": "orders", "state": "RUNNING"},
+                {"jid": "j2", "name": "other", "state": "RUNNING"}
+            ]}),
+        );
+        answers.insert(
+            "/jobs/j2".to_owned(),
+            json!({"jid": "j2", "name": "other", "state": "RUNNING", "vertices": vertices}),
+        );
+    }
+
     /// Gives vertex `i` of job `j1` in `answers` the max parallelism
     /// `max(i)`.
     fn set_max_parallelism(answers: &mut HashMap<String, Value>, max: impl Fn(usize) -> u64) {
@@ -1088,18 +1096,7 @@ mod tests {
     #[tokio::test]
     async fn a_scale_in_is_never_refused_for_want_of_slots() {
         let mut answers = cluster(6, 1_000, 4, 4);
-        answers.insert(
-            "/jobs/overview".to_owned(),
-            json!({"jobs": [
-                {"jid": "j1", "name": "orders", "state": "RUNNING"},
-                {"jid": "j2", "name": "other", "state": "RUNNING"}
-            ]}),
-        );
-        answers.insert(
-            "/jobs/j2".to_owned(),
-            json!({"jid": "j2", "name": "other", "state": "RUNNING",
-                   "vertices": [{"id": "w", "parallelism": 4}]}),
-        );
+        with_another_job(&mut answers, json!([{"id": "w", "parallelism": 4}]));
         let puts = Arc::new(Mutex::new(Vec::new()));
         let url = fake_flink(Arc::new(Mutex::new(answers)), puts.clone()).await;
         let target = FlinkTarget::new(&url).expect("a target");
