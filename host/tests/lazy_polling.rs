@@ -156,6 +156,47 @@ fn lazy_polling_changes_no_decision_of_the_alarm_driven_presets() {
     eprintln!("{}", report.join("\n"));
 }
 
+/// Lazy polling changes no decision when the evaluation interval is
+/// shorter than the metric's period: `seed` with its CPU metric at 300 s
+/// periods, evaluated every 60 s, on the shipped scenarios that rescale.
+/// A period's datapoint lands a minute after it ends, so the evaluation at
+/// its end sees it empty; a skip to the next period would miss the four
+/// evaluations that see it land (and the scale-out they decide).
+#[test]
+fn lazy_polling_changes_no_decision_when_evaluations_outpace_the_period() {
+    let mut rescaled = 0;
+    for name in ["step", "spike", "flash-crowd", "sawtooth"] {
+        let scenario = shipped(name);
+        let mut loaded =
+            bench::configure(&scenario, &choice("seed"), None).expect("seed configures");
+        promise(&mut loaded, None);
+        for app in &mut loaded.config.applications {
+            app.evaluation_interval_secs = Some(60);
+            for metric in &mut app.metrics {
+                metric.period_secs = 300;
+            }
+        }
+        flinkscale::sim::driver::set_lazy_polling(&mut loaded, false);
+        let eager = flinkscale::sim::driver::simulate(&scenario, &loaded).expect("seed runs");
+        flinkscale::sim::driver::set_lazy_polling(&mut loaded, true);
+        let lazy = flinkscale::sim::driver::simulate(&scenario, &loaded).expect("seed runs");
+        assert_eq!(
+            rescales(&lazy),
+            rescales(&eager),
+            "seed on {name}, 300 s periods every 60 s: lazy polling changed the decisions"
+        );
+        assert!(
+            lazy.calls.cloudwatch_metric_requests < eager.calls.cloudwatch_metric_requests,
+            "seed on {name}: lazy polling saved nothing"
+        );
+        rescaled += rescales(&eager).len();
+    }
+    assert!(
+        rescaled > 0,
+        "no run rescaled: identical lists would be empty"
+    );
+}
+
 fn failures(outcome: &SimulationOutcome, wanted: &str) -> Vec<String> {
     outcome
         .events

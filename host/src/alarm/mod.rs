@@ -181,10 +181,13 @@ fn sparse_verdict(real: &[(usize, bool)], m: usize) -> Sparse {
 
 /// How many periods from now the state of an alarm in `state`, whose
 /// evaluation range is now `range`, may first change: the smallest shift s
-/// (>= 1) for which some datapoints still to come make
-/// [`evaluate_range`] give another state on the range s periods later: 1
-/// when it may change at the next period already (always from
-/// INSUFFICIENT_DATA, which any datapoint may end).
+/// for which some datapoints still to come make [`evaluate_range`] give
+/// another state on the range s periods later. 0 when it may change
+/// before the range moves at all (always from INSUFFICIENT_DATA, which any
+/// datapoint may end): a datapoint published late for one of its empty
+/// periods is seen by the next evaluation of this period, which comes
+/// before the next period when the evaluation interval is shorter than
+/// the metric's period.
 ///
 /// After s periods the range keeps the newest `len - s` slots of `range`
 /// and gains s new ones. A new slot, and a kept slot that is empty now (a
@@ -260,14 +263,14 @@ pub fn periods_until_possible_change(
         }
     };
     if m == 0 || n == 0 {
-        return 1;
+        return 0;
     }
     // Without a promise, at a shift of the whole range every slot is
     // unknown, which never forces a state: the search ends there at the
     // latest. With one, slots it hides may force a state for good (no
     // shift beyond the whole range differs from it); the whole range is
     // then as far as it goes.
-    (1..=len)
+    (0..=len)
         .find(|&shift| !forced(shift))
         .unwrap_or(len.max(1))
 }

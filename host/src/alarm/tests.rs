@@ -677,8 +677,9 @@ fn fills(unknown: usize) -> Vec<Vec<Option<f64>>> {
     out
 }
 
-/// The first shift at which some datapoints still to come give `range`'s
-/// alarm, in `state`, another state, by brute force: every way of filling
+/// The first shift (0, the range as it is, included) at which some
+/// datapoints still to come give `range`'s alarm, in `state`, another
+/// state, by brute force: every way of filling
 /// the new periods and the periods still empty with a missing, a
 /// non-breaching or a breaching datapoint, except the `invisible` newest
 /// of the shifted range, which stay missing (the promise). `None` when no
@@ -690,7 +691,7 @@ fn first_change_by_enumeration(
     invisible: usize,
 ) -> Option<usize> {
     let len = range.len();
-    (1..=len).find(|&shift| {
+    (0..=len).find(|&shift| {
         let mut future: Vec<Option<f64>> = range[shift..].to_vec();
         future.extend(std::iter::repeat_n(None, shift));
         // Slots that may still be filled: empty ones the promise does not hide.
@@ -753,7 +754,7 @@ fn no_datapoints_to_come_change_a_state_before_the_skip_ends() {
                             let state = evaluate_range(&range, &rule, before);
                             let skip =
                                 periods_until_possible_change(&range, &rule, state, invisible);
-                            assert!((1..=len).contains(&skip));
+                            assert!((0..=len).contains(&skip));
                             let truth =
                                 first_change_by_enumeration(&range, &rule, state, invisible);
                             assert!(
@@ -762,7 +763,7 @@ fn no_datapoints_to_come_change_a_state_before_the_skip_ends() {
                                  skips {skip} periods, but datapoints to come change it after {truth:?}"
                             );
                             cases += 1;
-                            skipped += skip - 1;
+                            skipped += skip.saturating_sub(1);
                             if truth == Some(skip) {
                                 exact += 1;
                             } else if state == AlarmState::Ok
@@ -827,7 +828,7 @@ fn the_reference_designs_alarms_skip_by_hand() {
     );
     assert_eq!(
         periods_until_possible_change(&range, &rule, AlarmState::InsufficientData, 0),
-        1
+        0
     );
     // With the promise that a datapoint is published no sooner than 60 s
     // after its 60 s period ends, the newest period is never seen by any
