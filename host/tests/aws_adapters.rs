@@ -580,6 +580,50 @@ async fn a_forbidden_result_is_a_permission_error() {
     );
 }
 
+#[tokio::test]
+async fn an_internal_error_of_one_query_is_that_querys_failure() {
+    // GetMetricData answers the call, but fails one of its queries.
+    let stub = Stub::start(|_| {
+        get_metric_data_reply(
+            &[
+                PageResult {
+                    id: "q0".into(),
+                    points: vec![(T0, 1.0)],
+                    status: "Complete",
+                },
+                PageResult {
+                    id: "q1".into(),
+                    points: vec![],
+                    status: "InternalError",
+                },
+            ],
+            None,
+        )
+    })
+    .await;
+    let source = CloudWatchSource::new(&sdk_config(&stub.url).await);
+
+    let error = source
+        .fetch(
+            &[
+                metric("cpu", "cpu", "Maximum"),
+                metric("lag", "lag", "Maximum"),
+            ],
+            T0,
+            T0 + MINUTE,
+        )
+        .await
+        .expect_err("a query failed");
+
+    // Not `Source`, which would fail every application of a merged batch:
+    // `Query` has the batching fetch each caller apart.
+    assert!(
+        matches!(&error, MetricsError::Query(m) if m.contains("InternalError") && m.contains("q1")),
+        "{error:?}"
+    );
+    assert_eq!(stub.requests().len(), 1);
+}
+
 // ---------------------------------------------------------------------------
 // kinesisanalyticsv2.
 

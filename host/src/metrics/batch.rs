@@ -14,8 +14,9 @@
 //! A failed merged fetch fails every request of the batch only when the
 //! failure cannot be any one caller's: throttling, 5xx, network errors. A
 //! failure that may come from one caller's queries (a request refused as
-//! invalid, a metric the agent may not read: [`MetricsError::Invalid`],
-//! [`MetricsError::Permission`]) is not visited on the others: each request
+//! invalid, a metric the agent may not read, a query the service failed
+//! alone: [`MetricsError::Invalid`], [`MetricsError::Permission`],
+//! [`MetricsError::Query`]) is not visited on the others: each request
 //! of the batch is then fetched on its own (a few at a time), so only the
 //! caller whose queries are at fault gets the error. The queries of a
 //! request that then fails on its own are remembered as suspect: while they
@@ -359,7 +360,7 @@ async fn serve_merged(inner: &Arc<dyn MetricSource>, batch: Vec<Request>) -> Mer
 /// callers may fail for some and succeed for the others.
 fn may_be_one_callers(error: &MetricsError) -> bool {
     match error {
-        MetricsError::Invalid(_) | MetricsError::Permission(_) => true,
+        MetricsError::Invalid(_) | MetricsError::Permission(_) | MetricsError::Query(_) => true,
         MetricsError::Throttled(_) | MetricsError::Source(_) => false,
     }
 }
@@ -445,6 +446,7 @@ fn copy_error(error: &MetricsError) -> MetricsError {
         MetricsError::Source(message) => MetricsError::Source(message.clone()),
         MetricsError::Permission(message) => MetricsError::Permission(message.clone()),
         MetricsError::Invalid(message) => MetricsError::Invalid(message.clone()),
+        MetricsError::Query(message) => MetricsError::Query(message.clone()),
     }
 }
 
@@ -758,9 +760,10 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn one_callers_bad_query_fails_only_that_caller() {
-        let errors: [MakeError; 2] = [
+        let errors: [MakeError; 3] = [
             || MetricsError::Invalid("InvalidParameterValue: bad stat".into()),
             || MetricsError::Permission("AccessDenied: not for you".into()),
+            || MetricsError::Query("InternalError for query q1".into()),
         ];
         for error in errors {
             let (fake, source) = batching(Fake {
@@ -785,7 +788,8 @@ mod tests {
             assert_eq!(rc[1].points[0].timestamp_ms, 60_000);
             match (rbad, error()) {
                 (Err(MetricsError::Invalid(got)), MetricsError::Invalid(want))
-                | (Err(MetricsError::Permission(got)), MetricsError::Permission(want)) => {
+                | (Err(MetricsError::Permission(got)), MetricsError::Permission(want))
+                | (Err(MetricsError::Query(got)), MetricsError::Query(want)) => {
                     assert_eq!(got, want)
                 }
                 (other, want) => panic!("expected {want:?}, got {other:?}"),

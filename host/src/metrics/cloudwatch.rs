@@ -99,7 +99,8 @@ impl CloudWatchSource {
                 Err(MetricsError::Throttled(_)) => "throttled",
                 Err(MetricsError::Permission(_)) => "permission",
                 Err(MetricsError::Invalid(_)) => "invalid",
-                Err(MetricsError::Source(_)) => "source",
+                // A failed query is not a failed call (`collect_result`).
+                Err(MetricsError::Source(_) | MetricsError::Query(_)) => "source",
             };
             call.ended(outcome);
             let output = result?;
@@ -339,11 +340,13 @@ fn collect_result(
                 messages.join("; ")
             );
             // Forbidden is this query's metric refused to the agent's
-            // identity (e.g. another account's), not a failed call.
+            // identity (e.g. another account's), and InternalError this
+            // query failed: neither is a failed call, so neither need fail
+            // the other queries of a batch.
             return Err(if result.status_code() == Some(&StatusCode::Forbidden) {
                 MetricsError::Permission(text)
             } else {
-                MetricsError::Source(text)
+                MetricsError::Query(text)
             });
         }
         // PartialData means "more on the next page", which the caller

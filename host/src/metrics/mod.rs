@@ -137,6 +137,11 @@ pub enum MetricsError {
     /// are at fault, and sending them again unchanged will not help.
     #[error("metric source refused the request as invalid: {0}")]
     Invalid(String),
+    /// The call worked, but the service failed some of its queries
+    /// (GetMetricData's per-query `InternalError`): those queries may be
+    /// one caller's, and asking again may answer them.
+    #[error("metric source failed a query: {0}")]
+    Query(String),
     /// Any other failure of the source (network, 5xx, malformed answer).
     #[error("metric source failed: {0}")]
     Source(String),
