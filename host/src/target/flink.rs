@@ -22,7 +22,9 @@
 //! `version_id = 2 x C + P`, where `C` is the time (ms) at which the job's
 //! current execution graph was created (`timestamps.CREATED` of
 //! `GET /jobs/{id}`: the adaptive scheduler builds a new graph for every
-//! rescale, restart and resubmission, so it only grows), and `P` is 1 while
+//! rescale, restart and resubmission, so it only grows; a graph that runs
+//! dated before one already read, by a JobManager whose clock went back,
+//! reads as 1 ms after it), and `P` is 1 while
 //! the resource requirements read back (`GET /jobs/{id}/resource-requirements`)
 //! ask for another parallelism than the vertices run at (a rescale was
 //! accepted and has not been carried out yet), 0 otherwise. A job that
@@ -189,12 +191,23 @@ pub struct FlinkTarget {
     /// found by name under a new id (resubmitted, or after a JobManager
     /// restart) is said once in the log.
     followed: Arc<Mutex<HashMap<String, String>>>,
-    /// Job id -> the creation time of the newest graph read for it
+    /// Job id -> its graphs as read and as reported
     /// ([`FlinkTarget::graph`]).
-    newest_graph: Arc<Mutex<HashMap<String, u64>>>,
+    newest_graph: Arc<Mutex<HashMap<String, Graph>>>,
     /// Once read: the cluster's `execution.target` when it starts
     /// TaskManagers on demand ([`FlinkTarget::on_demand`]).
     on_demand: Arc<Mutex<Option<Option<String>>>>,
+}
+
+/// The graph of one job last read, as [`FlinkTarget::graph`] keeps it.
+#[derive(Debug, Clone, Copy)]
+struct Graph {
+    /// Its creation time as Flink dates it.
+    read: u64,
+    /// The creation time reported for it: its own, or, for a graph dated
+    /// before one already reported (the JobManager's clock went back), 1 ms
+    /// after the newest reported before it.
+    reported: u64,
 }
 
 /// What one read of the job says, beyond [`AppState`].
@@ -320,6 +333,8 @@ impl FlinkTarget {
                 pending = false;
             }
         }
+        // A graph that runs: not a placeholder of one being built.
+        let executing = status == AppStatus::Running && all_running;
         if status == AppStatus::Running && (pending || !all_running) {
             status = AppStatus::Updating;
         }
@@ -328,7 +343,7 @@ impl FlinkTarget {
             .filter(|c| *c > 0)
             .or_else(|| job["start-time"].as_u64())
             .unwrap_or(0);
-        let (created, pending) = self.graph(&id, created, pending);
+        let (created, pending) = self.graph(&id, created, pending, executing);
         Ok(JobView {
             id: id.clone(),
             state: AppState {
@@ -366,14 +381,42 @@ impl FlinkTarget {
     /// bit: a change under way, which it is. (A pending bit that clears on
     /// the same graph still moves the version back: the rescale was
     /// dropped for want of slots.)
-    fn graph(&self, id: &str, read: u64, pending: bool) -> (u64, bool) {
-        let mut newest = self.newest_graph.lock().unwrap_or_else(|e| e.into_inner());
-        let seen = newest.entry(id.to_owned()).or_insert(read);
-        if read < *seen {
-            (*seen, true)
-        } else {
-            *seen = read;
+    ///
+    /// A graph that runs (`executing`: the job and every vertex running)
+    /// is no placeholder. Dated before one already read, it is a graph
+    /// built after a step back of the JobManager's clock (NTP, or a
+    /// failover to a JobManager whose clock lags): it reads as created 1 ms
+    /// after the newest reported, so that every new graph still moves the
+    /// version on. Held at the older graph's with the pending bit, it would
+    /// never move again until the clock caught up: a rescale that took
+    /// effect would read as one that did not, and be decided again at once.
+    fn graph(&self, id: &str, read: u64, pending: bool, executing: bool) -> (u64, bool) {
+        let mut graphs = self.newest_graph.lock().unwrap_or_else(|e| e.into_inner());
+        let last = graphs.entry(id.to_owned()).or_insert(Graph {
+            read,
+            reported: read,
+        });
+        if read == last.read {
+            (last.reported, pending)
+        } else if read > last.reported {
+            *last = Graph {
+                read,
+                reported: read,
+            };
             (read, pending)
+        } else if executing {
+            let reported = last.reported.saturating_add(1);
+            tracing::warn!(
+                job_id = id,
+                created_ms = read,
+                newest_created_ms = last.reported,
+                "The job's graph is dated before one already read: the JobManager's clock went \
+                 back. Its version moves on from the newest read."
+            );
+            *last = Graph { read, reported };
+            (reported, pending)
+        } else {
+            (last.reported, true)
         }
     }
 
@@ -1314,6 +1357,50 @@ mod tests {
         *answers.lock().expect("answers") = job("j2", "RUNNING", 2, 3_000, 2, 2);
         let other = target.describe("orders").await.expect("described");
         assert_eq!(other.version_id, version_id(3_000, false), "{other:?}");
+    }
+
+    /// A JobManager whose clock went back (an NTP step, a failover to one
+    /// whose clock lags) dates its new graphs before the ones already
+    /// read. Each graph that runs still moves the version on, so a rescale
+    /// carried out reads as done (above the version its PUT left), not as
+    /// one that never took effect; a placeholder in between still does not
+    /// move it; and once the clock passes the newest graph read, the
+    /// graphs' own times count again.
+    #[tokio::test]
+    async fn graphs_dated_before_one_already_read_still_move_the_version_on() {
+        let answers = Arc::new(Mutex::new(cluster(2, 5_000, 1, 1)));
+        let puts = Arc::new(Mutex::new(Vec::new()));
+        let url = fake_flink(answers.clone(), puts).await;
+        let target = FlinkTarget::new(&url).expect("a target");
+        let describe = || async { target.describe("orders").await.expect("described") };
+        let set = |a| *answers.lock().expect("answers") = a;
+        assert_eq!(describe().await.version_id, version_id(5_000, false));
+
+        // A rescale to 2 accepted, then a placeholder, then the new graph,
+        // dated by a clock that went back 2 s.
+        set(cluster(2, 5_000, 1, 2));
+        let accepted = describe().await.version_id;
+        assert_eq!(accepted, version_id(5_000, true));
+        set(job("j1", "INITIALIZING", 2, 1_000, 2, 2));
+        assert_eq!(describe().await.version_id, accepted);
+        set(cluster(2, 3_000, 2, 2));
+        let rebuilt = describe().await;
+        assert_eq!(rebuilt.status, AppStatus::Running, "{rebuilt:?}");
+        assert_eq!(rebuilt.parallelism, 2);
+        assert_eq!(rebuilt.version_id, version_id(5_001, false));
+        assert!(rebuilt.version_id > accepted);
+        // The same graph read again is the same version.
+        assert_eq!(describe().await.version_id, rebuilt.version_id);
+
+        // The next rescale (to 1) moves it on again, still behind.
+        set(cluster(2, 3_000, 2, 1));
+        assert_eq!(describe().await.version_id, version_id(5_001, true));
+        set(cluster(2, 3_500, 1, 1));
+        assert_eq!(describe().await.version_id, version_id(5_002, false));
+
+        // The clock caught up: the graph's own time again.
+        set(cluster(2, 7_000, 1, 1));
+        assert_eq!(describe().await.version_id, version_id(7_000, false));
     }
 
     /// The graph's creation time is the job's last update (a rescale or
