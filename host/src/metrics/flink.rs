@@ -240,18 +240,7 @@ impl FlinkMetricSource {
                     // The period that just ended: the sample describes the
                     // recent past, and that is the period judged next.
                     let stamp = end_ms.div_euclid(period_ms) * period_ms - period_ms;
-                    if kept.back().is_some_and(|p| p.timestamp_ms == stamp) {
-                        kept.pop_back();
-                    }
-                    if kept.back().is_none_or(|p| p.timestamp_ms < stamp) {
-                        kept.push_back(Datapoint {
-                            timestamp_ms: stamp,
-                            value,
-                        });
-                    }
-                    while kept.len() > MAX_SAMPLES {
-                        kept.pop_front();
-                    }
+                    keep_sample(kept, stamp, value, &query.id);
                 }
                 Series {
                     query: (*query).clone(),
@@ -402,9 +391,63 @@ impl MetricSource for FlinkMetricSource {
     }
 }
 
+/// Keeps a sample of the period starting at `stamp` in `kept` (oldest
+/// first): it replaces one of the same period, and one dated later, which
+/// only a wall clock that went back (an NTP step) leaves there, since
+/// samples are dated by the agent's clock as they are taken. Those are
+/// dropped, said once per step: kept, they would be judged as the newest
+/// periods while every new sample was refused for being older, and the
+/// alarms would see no new sample until the clock caught up.
+fn keep_sample(kept: &mut VecDeque<Datapoint>, stamp: i64, value: f64, metric: &str) {
+    if kept.back().is_some_and(|p| p.timestamp_ms > stamp) {
+        let ahead = kept.iter().filter(|p| p.timestamp_ms > stamp).count();
+        tracing::warn!(
+            metric,
+            dropped_samples = ahead,
+            "The agent's clock went back: the Flink samples dated after now are dropped."
+        );
+    }
+    while kept.back().is_some_and(|p| p.timestamp_ms >= stamp) {
+        kept.pop_back();
+    }
+    kept.push_back(Datapoint {
+        timestamp_ms: stamp,
+        value,
+    });
+    while kept.len() > MAX_SAMPLES {
+        kept.pop_front();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A sample replaces one of its own period; after the agent's clock
+    /// went back, the samples dated after the new one are dropped and the
+    /// new one is kept (it was refused until the clock caught up, so the
+    /// alarms judged the old samples as the newest).
+    #[test]
+    fn a_clock_that_went_back_drops_the_samples_dated_ahead() {
+        let mut kept = VecDeque::new();
+        let stamps = |kept: &VecDeque<Datapoint>| -> Vec<(i64, f64)> {
+            kept.iter().map(|p| (p.timestamp_ms, p.value)).collect()
+        };
+        for (stamp, value) in [(0, 1.0), (60_000, 2.0), (120_000, 3.0), (120_000, 4.0)] {
+            keep_sample(&mut kept, stamp, value, "lag");
+        }
+        assert_eq!(stamps(&kept), [(0, 1.0), (60_000, 2.0), (120_000, 4.0)]);
+        // The clock steps back 2 minutes.
+        keep_sample(&mut kept, 60_000, 5.0, "lag");
+        assert_eq!(stamps(&kept), [(0, 1.0), (60_000, 5.0)]);
+        keep_sample(&mut kept, 120_000, 6.0, "lag");
+        assert_eq!(stamps(&kept), [(0, 1.0), (60_000, 5.0), (120_000, 6.0)]);
+        // Bounded.
+        for k in 0..(MAX_SAMPLES as i64 + 10) {
+            keep_sample(&mut kept, 180_000 + k * 60_000, 7.0, "lag");
+        }
+        assert_eq!(kept.len(), MAX_SAMPLES);
+    }
 
     fn agg(min: f64, max: f64, avg: f64, sum: f64, parallelism: u64) -> Aggregates {
         Aggregates {
