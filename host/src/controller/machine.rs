@@ -919,7 +919,13 @@ impl Machine {
         {
             // The version moved, but the application runs, settled, at
             // another size: somebody else's update, and the error was
-            // about it (a ConcurrentModification). Ours did not apply.
+            // about it (a ConcurrentModification), or ours, rolled back
+            // while DescribeApplication failed after a lost answer (which
+            // version it made is not known). Either way it did not apply,
+            // and the move is no update of this agent's: the next
+            // evaluation reports it and waits out its restart (one grace
+            // period from its end), instead of deciding on its metrics.
+            self.record.seen_version_id = Some(update.quoted_version_id);
             resume = Resume::NotApplied {
                 update: update.clone(),
             };
