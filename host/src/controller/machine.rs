@@ -930,6 +930,23 @@ impl Machine {
                 update: update.clone(),
             };
         }
+        // An update of this agent's, accepted (it knows the version it
+        // made), rolled back to a version id at or below the one it quoted:
+        // AWS's documentation does not say whether a rollback moves the
+        // version id on or restores the old one. The rollback is said and
+        // held as in `completed`, not taken for a version that went back
+        // under the agent (which would ask for the same size at once).
+        if let Resume::NotApplied { update } = &resume
+            && doubt.is_none()
+            && app.status == AppStatus::Running
+            && self
+                .created_version_id
+                .is_some_and(|made| app.rolled_back_from == Some(made))
+        {
+            resume = Resume::Finished {
+                update: update.clone(),
+            };
+        }
         if doubt == Some(Doubt::Restart) {
             out.events.push(Event::Resumed {
                 application: settings.name.clone(),

@@ -1077,6 +1077,32 @@ async fn a_rolled_back_update_is_held_only_when_the_agent_knows_it_made_it() {
     }
 }
 
+/// A rollback that restores the version id it rolls back to (at or below
+/// the one the update quoted) instead of moving it on: an accepted update
+/// of the agent's is still said to be rolled back and held, not taken for
+/// a version that went back under the agent and asked for again at once.
+#[tokio::test(start_paused = true)]
+async fn a_rollback_that_restores_the_old_version_id_is_held_too() {
+    let target = FakeTarget::new(2, 90);
+    {
+        let mut s = target.state.lock().unwrap();
+        s.rolls_back = true;
+        s.rollback_restores_version = true;
+    }
+    let run = launch(&target);
+    tokio::time::sleep(Duration::from_secs(1200)).await;
+    let events = run.stop().await;
+    assert_eq!(target.updates(), vec![(0, 4)]);
+    let failed = failures(&events, "update_failed");
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert!(
+        failed[0].contains("was rolled back: version 2 did not start")
+            && failed[0].contains("(version 1)"),
+        "{failed:?}"
+    );
+    assert!(failures(&events, "update_result").is_empty());
+}
+
 /// Loses the UpdateApplication answer after the update took effect, and
 /// then fails DescribeApplication `outage` times.
 struct LostAnswerThenOutage {

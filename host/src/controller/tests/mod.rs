@@ -81,6 +81,9 @@ struct TargetState {
     rolls_back: bool,
     /// `ApplicationVersionRolledBackFrom`.
     rolled_back_from: Option<u64>,
+    /// Whether a rollback restores the version id it rolled back to
+    /// instead of moving it on.
+    rollback_restores_version: bool,
 }
 
 /// An application that takes `update_secs` to apply an update, with MSF's
@@ -112,6 +115,7 @@ impl FakeTarget {
                 reports_asked: false,
                 rolls_back: false,
                 rolled_back_from: None,
+                rollback_restores_version: false,
             }),
         })
     }
@@ -127,7 +131,11 @@ impl FakeTarget {
             s.status = s.end_status;
             if s.rolls_back {
                 s.rolled_back_from = Some(s.version_id);
-                s.version_id += 1;
+                if s.rollback_restores_version {
+                    s.version_id -= 1;
+                } else {
+                    s.version_id += 1;
+                }
             } else if s.end_status == AppStatus::Running {
                 s.parallelism = s.pending_parallelism;
             }
