@@ -226,22 +226,45 @@ impl FlinkMetricSource {
         for query in queries {
             values.push(self.sample(&job_id, &vertices, query).await?);
         }
-        let mut samples = self
-            .samples
-            .lock()
-            .map_err(|_| MetricsError::Source("the Flink sample store was poisoned".into()))?;
-        Ok(queries
-            .iter()
-            .zip(values)
-            .map(|(query, value)| {
-                let kept = samples.entry(query.id.clone()).or_default();
+        {
+            let mut samples = self.samples()?;
+            for (query, value) in queries.iter().zip(values) {
                 if let Some(value) = value {
+                    let kept = samples.entry(query.id.clone()).or_default();
                     let period_ms = i64::from(query.period_secs.max(1)) * 1000;
                     // The period that just ended: the sample describes the
                     // recent past, and that is the period judged next.
                     let stamp = end_ms.div_euclid(period_ms) * period_ms - period_ms;
                     keep_sample(kept, stamp, value, &query.id);
                 }
+            }
+        }
+        self.kept(queries, start_ms, end_ms)
+    }
+
+    /// The sample store, locked.
+    fn samples(
+        &self,
+    ) -> Result<std::sync::MutexGuard<'_, HashMap<String, VecDeque<Datapoint>>>, MetricsError> {
+        self.samples
+            .lock()
+            .map_err(|_| MetricsError::Source("the Flink sample store was poisoned".into()))
+    }
+
+    /// Answers each of the Flink queries from the samples kept for it over
+    /// `[start_ms, end_ms)`, sampling nothing.
+    fn kept(
+        &self,
+        queries: &[&MetricQuery],
+        start_ms: i64,
+        end_ms: i64,
+    ) -> Result<Vec<Series>, MetricsError> {
+        let samples = self.samples()?;
+        let empty = VecDeque::new();
+        Ok(queries
+            .iter()
+            .map(|query| {
+                let kept = samples.get(&query.id).unwrap_or(&empty);
                 Series {
                     query: (*query).clone(),
                     points: kept
@@ -389,12 +412,40 @@ impl MetricSource for FlinkMetricSource {
         }
         Ok(answers.into_values().collect())
     }
+
+    /// Flink keeps no history: its queries are answered from the samples
+    /// kept, and none is taken (dated by a span that ended in the past, a
+    /// sample taken now would replace the newest ones).
+    async fn fetch_past(
+        &self,
+        queries: &[MetricQuery],
+        start_ms: i64,
+        end_ms: i64,
+    ) -> Result<Vec<Series>, MetricsError> {
+        let (flink, other): (Vec<(usize, &MetricQuery)>, Vec<(usize, &MetricQuery)>) = queries
+            .iter()
+            .enumerate()
+            .partition(|(_, q)| q.namespace == NAMESPACE);
+        let mut answers: BTreeMap<usize, Series> = BTreeMap::new();
+        if !other.is_empty() {
+            let asked: Vec<MetricQuery> = other.iter().map(|(_, q)| (*q).clone()).collect();
+            let series = self.fallback.fetch_past(&asked, start_ms, end_ms).await?;
+            answers.extend(other.iter().map(|(i, _)| *i).zip(series));
+        }
+        if !flink.is_empty() {
+            let asked: Vec<&MetricQuery> = flink.iter().map(|(_, q)| *q).collect();
+            let series = self.kept(&asked, start_ms, end_ms)?;
+            answers.extend(flink.iter().map(|(i, _)| *i).zip(series));
+        }
+        Ok(answers.into_values().collect())
+    }
 }
 
 /// Keeps a sample of the period starting at `stamp` in `kept` (oldest
 /// first): it replaces one of the same period, and one dated later, which
 /// only a wall clock that went back (an NTP step) leaves there, since
-/// samples are dated by the agent's clock as they are taken. Those are
+/// samples are dated by the agent's clock as they are taken (a read of the
+/// past, a policy's history, takes none: `fetch_past`). Those are
 /// dropped, said once per step: kept, they would be judged as the newest
 /// periods while every new sample was refused for being older, and the
 /// alarms would see no new sample until the clock caught up.
@@ -564,6 +615,79 @@ mod tests {
             .await
             .expect_err("no job named gone");
         assert!(matches!(missing, TargetError::NotFound(_)), "{missing}");
+    }
+
+    /// A read of the past (a policy's history at its start) answers from
+    /// the samples kept and asks Flink nothing; the samples the alarms
+    /// judge are still there after it, and no later sample is dropped for
+    /// it (a sample dated by the past span would have replaced them all).
+    #[tokio::test]
+    async fn a_read_of_the_past_takes_no_sample() {
+        let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = calls.clone();
+        let stub = crate::flink::stub::Stub::start(move |line| {
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let path = line.split(' ').nth(1).unwrap_or_default();
+            match path {
+                "/jobs/a1" => (
+                    200,
+                    serde_json::json!({
+                        "state": "RUNNING",
+                        "vertices": [{"id": "v1", "name": "Calc", "parallelism": 2}],
+                        "plan": {"nodes": [{"id": "v1", "inputs": []}]}
+                    }),
+                ),
+                "/jobs/a1/vertices/v1/subtasks/metrics" => {
+                    (200, serde_json::json!([{"id": "busyTimeMsPerSecond"}]))
+                }
+                p if p.starts_with("/jobs/a1/vertices/v1/subtasks/metrics?get=") => (
+                    200,
+                    serde_json::json!([{"id": "busyTimeMsPerSecond",
+                        "min": 500, "max": 700, "avg": 600, "sum": 1200}]),
+                ),
+                _ => (404, serde_json::json!({"errors": ["Not found."]})),
+            }
+        })
+        .await;
+        let source =
+            FlinkMetricSource::new(&stub.url, FlinkJob::Id("a1".into()), Arc::new(NoSource))
+                .expect("a valid rest_url");
+        let query = MetricQuery {
+            id: "busy".into(),
+            namespace: NAMESPACE.into(),
+            metric_name: "busyTimeMsPerSecond".into(),
+            dimensions: BTreeMap::new(),
+            statistic: "Maximum".into(),
+            period_secs: 60,
+            expression: None,
+        };
+        let minute = 60_000;
+        let now = 100 * minute;
+        for k in 0..3 {
+            source
+                .fetch(std::slice::from_ref(&query), 0, now + k * minute)
+                .await
+                .expect("sampled");
+        }
+        let stamps = |series: &[Series]| -> Vec<i64> {
+            series[0].points.iter().map(|p| p.timestamp_ms).collect()
+        };
+        let asked = calls.load(std::sync::atomic::Ordering::SeqCst);
+        let past = source
+            .fetch_past(std::slice::from_ref(&query), 0, now + minute)
+            .await
+            .expect("the past");
+        assert_eq!(stamps(&past), [99 * minute, 100 * minute]);
+        assert_eq!(past[0].points[0].value, 700.0);
+        assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), asked);
+        let window = source
+            .fetch(std::slice::from_ref(&query), 0, now + 3 * minute)
+            .await
+            .expect("sampled");
+        assert_eq!(
+            stamps(&window),
+            [99 * minute, 100 * minute, 101 * minute, 102 * minute]
+        );
     }
 
     /// A fallback that is never asked.

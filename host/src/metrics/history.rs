@@ -89,7 +89,7 @@ pub async fn read(
     end_ms: i64,
 ) -> Result<Vec<Series>, MetricsError> {
     let asked = self::queries(queries);
-    let series = source.fetch(&asked, start_ms, end_ms).await?;
+    let series = source.fetch_past(&asked, start_ms, end_ms).await?;
     if series.len() != queries.len() {
         return Err(MetricsError::Source(format!(
             "history: {} series for {} queries",

@@ -158,4 +158,19 @@ pub trait MetricSource: Send + Sync {
         start_ms: i64,
         end_ms: i64,
     ) -> Result<Vec<Series>, MetricsError>;
+
+    /// Fetches every query over `[start_ms, end_ms)`, a span that ended
+    /// before now (a policy's history, read at its start), as
+    /// [`MetricSource::fetch`] does. A source that samples the present
+    /// instead of reading a store (Flink's REST API) answers from what it
+    /// kept and samples nothing: a sample taken now is no value of that
+    /// past.
+    async fn fetch_past(
+        &self,
+        queries: &[MetricQuery],
+        start_ms: i64,
+        end_ms: i64,
+    ) -> Result<Vec<Series>, MetricsError> {
+        self.fetch(queries, start_ms, end_ms).await
+    }
 }
