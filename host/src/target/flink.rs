@@ -200,7 +200,7 @@ pub struct FlinkTarget {
 }
 
 /// The graph of one job last read, as [`FlinkTarget::graph`] keeps it.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Graph {
     /// Its creation time as Flink dates it.
     read: u64,
@@ -208,6 +208,34 @@ struct Graph {
     /// before one already reported (the JobManager's clock went back), 1 ms
     /// after the newest reported before it.
     reported: u64,
+    /// The creation times of the graphs read before it, newest last (at
+    /// most [`EARLIER_GRAPHS`]): one read again is a stale answer, not a
+    /// new graph.
+    earlier: Vec<u64>,
+}
+
+/// How many graphs before the last one [`Graph`] remembers.
+const EARLIER_GRAPHS: usize = 8;
+
+impl Graph {
+    fn first(read: u64) -> Self {
+        Self {
+            read,
+            reported: read,
+            earlier: Vec::new(),
+        }
+    }
+
+    /// Moves on to the graph created at `read`, reported as `reported`.
+    fn next(&mut self, read: u64, reported: u64) {
+        self.earlier.retain(|r| *r != read);
+        self.earlier.push(self.read);
+        if self.earlier.len() > EARLIER_GRAPHS {
+            self.earlier.remove(0);
+        }
+        self.read = read;
+        self.reported = reported;
+    }
 }
 
 /// What one read of the job says, beyond [`AppState`].
@@ -383,28 +411,28 @@ impl FlinkTarget {
     /// dropped for want of slots.)
     ///
     /// A graph that runs (`executing`: the job and every vertex running)
-    /// is no placeholder. Dated before one already read, it is a graph
-    /// built after a step back of the JobManager's clock (NTP, or a
+    /// is no placeholder. Dated before the newest already read, and not
+    /// one read before (a JobManager behind a load balancer may answer
+    /// from its cache for a few seconds: `web.refresh-interval`), it is a
+    /// graph built after a step back of the JobManager's clock (NTP, or a
     /// failover to a JobManager whose clock lags): it reads as created 1 ms
     /// after the newest reported, so that every new graph still moves the
     /// version on. Held at the older graph's with the pending bit, it would
     /// never move again until the clock caught up: a rescale that took
     /// effect would read as one that did not, and be decided again at once.
+    /// (What is remembered is this process's: after a restart of the agent
+    /// a graph is judged by its own time again.)
     fn graph(&self, id: &str, read: u64, pending: bool, executing: bool) -> (u64, bool) {
         let mut graphs = self.newest_graph.lock().unwrap_or_else(|e| e.into_inner());
-        let last = graphs.entry(id.to_owned()).or_insert(Graph {
-            read,
-            reported: read,
-        });
+        let last = graphs
+            .entry(id.to_owned())
+            .or_insert_with(|| Graph::first(read));
         if read == last.read {
             (last.reported, pending)
         } else if read > last.reported {
-            *last = Graph {
-                read,
-                reported: read,
-            };
+            last.next(read, read);
             (read, pending)
-        } else if executing {
+        } else if executing && !last.earlier.contains(&read) {
             let reported = last.reported.saturating_add(1);
             tracing::warn!(
                 job_id = id,
@@ -413,7 +441,7 @@ impl FlinkTarget {
                 "The job's graph is dated before one already read: the JobManager's clock went \
                  back. Its version moves on from the newest read."
             );
-            *last = Graph { read, reported };
+            last.next(read, reported);
             (reported, pending)
         } else {
             (last.reported, true)
@@ -1399,6 +1427,14 @@ mod tests {
         assert_eq!(describe().await.version_id, version_id(5_002, false));
 
         // The clock caught up: the graph's own time again.
+        set(cluster(2, 7_000, 1, 1));
+        assert_eq!(describe().await.version_id, version_id(7_000, false));
+
+        // A stale answer of a graph read before (a JobManager answering
+        // from its cache) is a change under way, not a new graph: the
+        // version neither falls back nor moves on for good.
+        set(cluster(2, 3_500, 1, 1));
+        assert_eq!(describe().await.version_id, version_id(7_000, true));
         set(cluster(2, 7_000, 1, 1));
         assert_eq!(describe().await.version_id, version_id(7_000, false));
     }
