@@ -320,10 +320,6 @@ pub struct Machine {
     permission: Option<String>,
     /// Whether the update being followed was reported as timed out.
     timed_out: bool,
-    /// Started without a journal, and no evaluation has found the
-    /// application RUNNING or busy yet: the first that does asks when its
-    /// last update was ([`Machine::grace_owed`]).
-    fresh: bool,
     /// What [`Machine::assess`] found for the evaluation whose answer is
     /// the next step, so that it is computed once; `None` when no
     /// assessment was made (the step then computes it).
@@ -387,7 +383,6 @@ impl Machine {
             refused: None,
             permission: None,
             timed_out: false,
-            fresh: false,
             assessed: None,
             created_version_id: None,
             moves: None,
@@ -402,7 +397,7 @@ impl Machine {
     /// from the same start. Not for the simulator, whose applications
     /// start with no update behind them.
     pub fn started_without_journal(&mut self) {
-        self.fresh = true;
+        self.record.fresh_start = true;
     }
 
     /// The grace period owed at an evaluation that found `state` at
@@ -471,7 +466,7 @@ impl Machine {
             let ended = state.last_update_ms.map_or(now_ms, ended_by_ms);
             return owed(settings.words.grace_after_other_writer(), ended);
         }
-        let last_ms = state.last_update_ms.filter(|_| self.fresh)?;
+        let last_ms = state.last_update_ms.filter(|_| self.record.fresh_start)?;
         owed(
             settings.words.grace_after_recent_update(),
             ended_by_ms(last_ms),
@@ -1047,7 +1042,7 @@ impl Machine {
         let Assessment { owed, moves } =
             assessed.unwrap_or_else(|| self.assessment(&state, settings, out.now_ms));
         if state.status == AppStatus::Running || state.status.is_transitional() {
-            self.fresh = false;
+            self.record.fresh_start = false;
         }
         self.moves = moves;
         let streak = restart_streak(self.moves, settings, out.now_ms);

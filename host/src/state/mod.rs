@@ -282,6 +282,19 @@ pub struct AppRecord {
     /// was kept, and while there is nothing to say.
     #[serde(default, skip_serializing_if = "Fight::is_empty")]
     pub fight: Fight,
+    /// The agent started without a journal for the application (a first
+    /// start, an emptied state folder), and no evaluation has found it
+    /// RUNNING or busy yet: the first that does holds a grace period if
+    /// its last update is recent (`crate::controller::machine`). Journaled
+    /// so that a restart or reload before that evaluation still asks.
+    /// Absent while false.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub fresh_start: bool,
+}
+
+/// Whether `value` is false (for `skip_serializing_if`).
+fn is_false(value: &bool) -> bool {
+    !*value
 }
 
 /// The size the agent's last own rescale set, and when it completed.

@@ -145,6 +145,7 @@ fn record(phase: Phase) -> AppRecord {
         seen_version_id: Some(7),
         seen_identity: Some("a1b2".to_owned()),
         fight: Fight::default(),
+        fresh_start: false,
     }
 }
 

@@ -1032,6 +1032,44 @@ async fn a_start_with_a_journal_is_not_held_for_the_last_update() {
     assert_eq!(target.updates(), vec![(0, 4)]);
 }
 
+/// A fresh start (no journal) whose first evaluations fail, restarted
+/// before one succeeds: the journal it leaves says so, and the restarted
+/// agent still holds the grace period of an update that ended moments
+/// before. It forgot it before: the journal of the first start said only
+/// "idle", and the restart decided at once on the restart's metrics.
+#[tokio::test(start_paused = true)]
+async fn a_restart_before_the_first_good_evaluation_still_holds_the_fresh_grace() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = FakeTarget::new(2, 90);
+    {
+        let mut s = target.state.lock().unwrap();
+        s.last_update_ms = Some(T0_MS - 91_000);
+        s.fail_describes = (0..20)
+            .map(|_| TargetError::Transient("connection reset".into()))
+            .collect();
+    }
+    let first = launch(&target, dir.path());
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    first.stop().await;
+    assert!(target.updates().is_empty());
+    assert!(journaled(dir.path()).record.fresh_start);
+
+    target.state.lock().unwrap().fail_describes.clear();
+    let second = launch(&target, dir.path());
+    tokio::time::sleep(Duration::from_secs(400)).await;
+    let events = second.stop().await;
+    // The update ended by now (20 s on) at the latest: a grace period of
+    // 300 s from then.
+    let updates = target.updates();
+    assert_eq!(updates.len(), 1, "{updates:?}");
+    assert!(updates[0].0 >= 320, "{updates:?}");
+    assert!(
+        events.iter().any(|e| matches!(e, Event::GraceHeld { .. })),
+        "{events:?}"
+    );
+    assert!(!journaled(dir.path()).record.fresh_start);
+}
+
 /// A journal at idle that saw version 1, and the application at version 2
 /// after somebody else's update, asked for `asked_secs_ago` before the
 /// start, made while the agent was down: the updates and events of the
