@@ -354,7 +354,12 @@ fn wrong_input_names_the_file_the_parameter_and_what_is_valid() {
         ),
         (
             vec![&empty, "--parameter", "MaxKpu=5"],
-            vec![BUILT_IN, "declares no such parameter", "MaxKPU"],
+            vec![
+                BUILT_IN,
+                "declares no such parameter",
+                "MaxKPU",
+                "get-template --stack-name NAME --query TemplateBody",
+            ],
         ),
         (
             vec![&empty, "--parameter", "MaxKPU=many"],

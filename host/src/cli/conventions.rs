@@ -276,6 +276,24 @@ fn parallelism_note(min_kpu: u32, max_kpu: u32, per_kpu: u32) -> String {
     )
 }
 
+/// What the first evaluation does to an application running at `kpu`
+/// outside `min_kpu`..`max_kpu`: the bounds bind what runs, so it is
+/// brought to the nearest one with no alarm firing (the reference design
+/// only clamps the sizes it computes). Empty inside them.
+fn bounds_note(min_kpu: u32, max_kpu: u32, kpu: u32) -> String {
+    let (bound, name) = if kpu > max_kpu {
+        (max_kpu, "above max_kpu")
+    } else if kpu < min_kpu {
+        (min_kpu, "below min_kpu")
+    } else {
+        return String::new();
+    };
+    format!(
+        "; it runs {name} {bound}: the first evaluation brings it to {bound} KPU whatever the \
+         alarms say (the bounds bind what runs); set the bounds first if that is not meant"
+    )
+}
+
 /// Calls DescribeApplication for every application of `config` on
 /// `target`: does it exist (in `region`), may the agent read it, and is
 /// MSF's own autoscaling on (which would rescale it behind the agent's
@@ -296,10 +314,11 @@ pub async fn describe_findings(
             Ok(state) => (
                 false,
                 format!(
-                    "DescribeApplication: exists, {}, {} KPU, MSF's own autoscaling off{}",
+                    "DescribeApplication: exists, {}, {} KPU, MSF's own autoscaling off{}{}",
                     state.status,
                     state.kpu(),
-                    parallelism_note(app.min_kpu, app.max_kpu, state.parallelism_per_kpu)
+                    parallelism_note(app.min_kpu, app.max_kpu, state.parallelism_per_kpu),
+                    bounds_note(app.min_kpu, app.max_kpu, state.kpu())
                 ),
             ),
             Err(TargetError::NotFound(error)) => (
@@ -501,6 +520,21 @@ mod tests {
             "; ParallelismPerKPU is 4: min_kpu..max_kpu 1..8 allow parallelism 4..32 (the \
              reference design's MinKPU and MaxKPU bound its Parallelism: for the same bounds, \
              divide them by 4)"
+        );
+    }
+
+    #[test]
+    fn a_size_outside_the_bounds_is_said_to_be_brought_inside() {
+        assert_eq!(bounds_note(1, 10, 10), "");
+        assert_eq!(bounds_note(2, 10, 2), "");
+        assert_eq!(
+            bounds_note(1, 10, 16),
+            "; it runs above max_kpu 10: the first evaluation brings it to 10 KPU whatever the \
+             alarms say (the bounds bind what runs); set the bounds first if that is not meant"
+        );
+        assert!(
+            bounds_note(4, 10, 2)
+                .contains("below min_kpu 4: the first evaluation brings it to 4 KPU")
         );
     }
 

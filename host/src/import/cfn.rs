@@ -71,7 +71,7 @@ pub enum ImportError {
         given: String,
     },
     /// A value is given for a parameter the template does not declare.
-    #[error("{origin}: parameter {name:?}: the template {} declares no such parameter (declared: {declared})", template.display())]
+    #[error("{origin}: parameter {name:?}: the template {} declares no such parameter (declared: {declared}); a stack of another version of the design's template needs that template: write it with `aws cloudformation get-template --stack-name NAME --query TemplateBody > template.json` and pass --template template.json", template.display())]
     UnknownParameter {
         /// Where the value came from (a file, or `--parameter`).
         origin: String,
