@@ -62,7 +62,7 @@ use std::time::Duration;
 use super::{Failure, Settings, fight};
 use crate::model::{Action, Application, Decision};
 use crate::random::SplitMix64;
-use crate::state::{AppRecord, KpuLimit, Phase, Resume, Update};
+use crate::state::{AppRecord, KpuLimit, Phase, RefusedTarget, Resume, Update};
 use crate::target::{AppState, AppStatus, TargetError};
 use crate::telemetry::Event;
 
@@ -278,18 +278,6 @@ enum Doubt {
     Answer(TargetError),
 }
 
-/// A target AWS refused as invalid, or whose update MSF rolled back, not
-/// asked for again before `until_ms`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct RefusedTarget {
-    kpu: u32,
-    until_ms: i64,
-    /// The size the update was rolled back to, when it was accepted and
-    /// then rolled back (it failed to start at `kpu`), rather than refused
-    /// as invalid.
-    rolled_back_to: Option<u32>,
-}
-
 impl RefusedTarget {
     /// Whether a decision for `kpu` is one this refusal stops: the size
     /// refused as invalid; after a rollback, that size and any beyond it
@@ -314,7 +302,6 @@ pub struct Machine {
     doubt: Option<Doubt>,
     failures: u32,
     jitter: Jitter,
-    refused: Option<RefusedTarget>,
     /// The permission failure last reported, so that a retry with the same
     /// answer is not reported again.
     permission: Option<String>,
@@ -380,7 +367,6 @@ impl Machine {
             doubt: None,
             failures: 0,
             jitter,
-            refused: None,
             permission: None,
             timed_out: false,
             assessed: None,
@@ -694,7 +680,7 @@ impl Machine {
                 ));
             }
         }
-        if let (Action::ScaleTo(kpu), Some(refused)) = (decision.action, self.refused)
+        if let (Action::ScaleTo(kpu), Some(refused)) = (decision.action, self.record.refused)
             && refused.stops(kpu)
             && now_ms < refused.until_ms
         {
@@ -1465,7 +1451,7 @@ impl Machine {
         let mut intervals = u128::from(lazy_intervals(asked, interval));
         let deadlines = [
             self.record.kpu_limit.as_ref().map(limit_until_ms),
-            self.refused.map(|refused| refused.until_ms),
+            self.record.refused.map(|refused| refused.until_ms),
         ];
         for deadline in deadlines.into_iter().flatten() {
             if deadline > now_ms {
@@ -1568,7 +1554,7 @@ impl Machine {
                 })
             }
             TargetError::Invalid(_) | TargetError::NotFound(_) | TargetError::Request(_) => {
-                self.refused = Some(RefusedTarget {
+                self.record.refused = Some(RefusedTarget {
                     kpu: update.target_kpu,
                     until_ms: out.now_ms + REFUSED_TARGET_HOLD_MS,
                     rolled_back_to: None,
@@ -1630,7 +1616,7 @@ impl Machine {
             .filter(|made| app.rolled_back_from == Some(*made));
         let rolled_back = rolled_back_from.is_some();
         if let Some(made) = rolled_back_from {
-            self.refused = Some(RefusedTarget {
+            self.record.refused = Some(RefusedTarget {
                 kpu: update.target_kpu,
                 until_ms: out.now_ms + REFUSED_TARGET_HOLD_MS,
                 rolled_back_to: Some(update.from_kpu),

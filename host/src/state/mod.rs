@@ -290,6 +290,27 @@ pub struct AppRecord {
     /// Absent while false.
     #[serde(default, skip_serializing_if = "is_false")]
     pub fresh_start: bool,
+    /// A size refused as invalid, or whose update was rolled back, and not
+    /// asked for again until it ends: journaled, so that a restart or a
+    /// reload of the application does not ask for it again at once.
+    /// Absent while there is none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refused: Option<RefusedTarget>,
+}
+
+/// A size AWS refused as invalid, or whose update MSF rolled back, not
+/// asked for again before `until_ms`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefusedTarget {
+    /// The size refused.
+    pub kpu: u32,
+    /// When the refusal ends (ms since the epoch).
+    pub until_ms: i64,
+    /// The size the update was rolled back to, when it was accepted and
+    /// then rolled back (it failed to start at `kpu`), rather than refused
+    /// as invalid.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rolled_back_to: Option<u32>,
 }
 
 /// Whether `value` is false (for `skip_serializing_if`).

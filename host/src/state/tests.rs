@@ -146,6 +146,7 @@ fn record(phase: Phase) -> AppRecord {
         seen_identity: Some("a1b2".to_owned()),
         fight: Fight::default(),
         fresh_start: false,
+        refused: None,
     }
 }
 

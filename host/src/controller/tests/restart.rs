@@ -1032,6 +1032,30 @@ async fn a_start_with_a_journal_is_not_held_for_the_last_update() {
     assert_eq!(target.updates(), vec![(0, 4)]);
 }
 
+/// The hold on a size whose update was rolled back outlives a restart of
+/// the agent (or a reload of the application, which restarts its
+/// controller from the journal): the size is not asked for again within
+/// the hour. Before, the hold lived only in memory, and the size was asked
+/// for again as soon as the grace period ended: a second restart of the
+/// application into the same failure.
+#[tokio::test(start_paused = true)]
+async fn a_rolled_back_size_is_still_held_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = FakeTarget::new(2, 90);
+    target.state.lock().unwrap().rolls_back = true;
+    let first = launch(&target, dir.path());
+    tokio::time::sleep(Duration::from_secs(200)).await;
+    first.stop().await;
+    assert_eq!(target.updates(), vec![(0, 4)]);
+    let held = journaled(dir.path()).record.refused.expect("journaled");
+    assert_eq!((held.kpu, held.rolled_back_to), (4, Some(2)));
+
+    let second = launch(&target, dir.path());
+    tokio::time::sleep(Duration::from_secs(1800)).await;
+    second.stop().await;
+    assert_eq!(target.updates(), vec![(0, 4)]);
+}
+
 /// A fresh start (no journal) whose first evaluations fail, restarted
 /// before one succeeds: the journal it leaves says so, and the restarted
 /// agent still holds the grace period of an update that ended moments
