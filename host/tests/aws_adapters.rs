@@ -624,6 +624,41 @@ async fn an_internal_error_of_one_query_is_that_querys_failure() {
     assert_eq!(stub.requests().len(), 1);
 }
 
+#[tokio::test]
+async fn an_internal_error_of_every_query_is_the_services_failure() {
+    // Nothing answered: an outage, not one caller's query, so the batcher
+    // does not fetch every caller apart for it.
+    let stub = Stub::start(|_| {
+        get_metric_data_reply(
+            &["q0", "q1"].map(|id| PageResult {
+                id: id.into(),
+                points: vec![],
+                status: "InternalError",
+            }),
+            None,
+        )
+    })
+    .await;
+    let source = CloudWatchSource::new(&sdk_config(&stub.url).await);
+
+    let error = source
+        .fetch(
+            &[
+                metric("cpu", "cpu", "Maximum"),
+                metric("lag", "lag", "Maximum"),
+            ],
+            T0,
+            T0 + MINUTE,
+        )
+        .await
+        .expect_err("every query failed");
+
+    assert!(
+        matches!(&error, MetricsError::Source(m) if m.contains("InternalError")),
+        "{error:?}"
+    );
+}
+
 // ---------------------------------------------------------------------------
 // kinesisanalyticsv2.
 

@@ -112,10 +112,31 @@ impl CloudWatchSource {
                     value = message.value().unwrap_or("")
                 );
             }
+            // A query the service failed alone (InternalError) is that
+            // query's failure, told apart from the others' (the batcher
+            // then fetches each caller apart) only when another query of
+            // the call was answered: every query failed is the service's.
+            let mut failed_query = None;
+            let mut answered = false;
             for result in output.metric_data_results() {
-                if let Some(index) = collect_result(result, &mut points)? {
-                    partial[index] = result.status_code() == Some(&StatusCode::PartialData);
+                match collect_result(result, &mut points) {
+                    Ok(Some(index)) => {
+                        answered = true;
+                        partial[index] = result.status_code() == Some(&StatusCode::PartialData);
+                    }
+                    Ok(None) => {}
+                    Err(MetricsError::Query(text)) => {
+                        failed_query.get_or_insert(text);
+                    }
+                    Err(error) => return Err(error),
                 }
+            }
+            if let Some(text) = failed_query {
+                return Err(if answered {
+                    MetricsError::Query(text)
+                } else {
+                    MetricsError::Source(text)
+                });
             }
             // An empty token would make the service start over, not go on.
             match output.next_token() {
