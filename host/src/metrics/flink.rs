@@ -395,22 +395,7 @@ impl MetricSource for FlinkMetricSource {
         start_ms: i64,
         end_ms: i64,
     ) -> Result<Vec<Series>, MetricsError> {
-        let (flink, other): (Vec<(usize, &MetricQuery)>, Vec<(usize, &MetricQuery)>) = queries
-            .iter()
-            .enumerate()
-            .partition(|(_, q)| q.namespace == NAMESPACE);
-        let mut answers: BTreeMap<usize, Series> = BTreeMap::new();
-        if !other.is_empty() {
-            let asked: Vec<MetricQuery> = other.iter().map(|(_, q)| (*q).clone()).collect();
-            let series = self.fallback.fetch(&asked, start_ms, end_ms).await?;
-            answers.extend(other.iter().map(|(i, _)| *i).zip(series));
-        }
-        if !flink.is_empty() {
-            let asked: Vec<&MetricQuery> = flink.iter().map(|(_, q)| *q).collect();
-            let series = self.fetch_flink(&asked, start_ms, end_ms).await?;
-            answers.extend(flink.iter().map(|(i, _)| *i).zip(series));
-        }
-        Ok(answers.into_values().collect())
+        self.answer(queries, start_ms, end_ms, false).await
     }
 
     /// Flink keeps no history: its queries are answered from the samples
@@ -422,19 +407,44 @@ impl MetricSource for FlinkMetricSource {
         start_ms: i64,
         end_ms: i64,
     ) -> Result<Vec<Series>, MetricsError> {
-        let (flink, other): (Vec<(usize, &MetricQuery)>, Vec<(usize, &MetricQuery)>) = queries
+        self.answer(queries, start_ms, end_ms, true).await
+    }
+}
+
+impl FlinkMetricSource {
+    /// Answers the Flink queries of `queries` from Flink (sampled now, or,
+    /// for a read of the `past`, from the samples kept) and the others
+    /// from the fallback source, in the order of `queries`.
+    async fn answer(
+        &self,
+        queries: &[MetricQuery],
+        start_ms: i64,
+        end_ms: i64,
+        past: bool,
+    ) -> Result<Vec<Series>, MetricsError> {
+        /// Queries with their places in `queries`.
+        type Placed<'a> = Vec<(usize, &'a MetricQuery)>;
+        let (flink, other): (Placed, Placed) = queries
             .iter()
             .enumerate()
             .partition(|(_, q)| q.namespace == NAMESPACE);
         let mut answers: BTreeMap<usize, Series> = BTreeMap::new();
         if !other.is_empty() {
             let asked: Vec<MetricQuery> = other.iter().map(|(_, q)| (*q).clone()).collect();
-            let series = self.fallback.fetch_past(&asked, start_ms, end_ms).await?;
+            let series = if past {
+                self.fallback.fetch_past(&asked, start_ms, end_ms).await?
+            } else {
+                self.fallback.fetch(&asked, start_ms, end_ms).await?
+            };
             answers.extend(other.iter().map(|(i, _)| *i).zip(series));
         }
         if !flink.is_empty() {
             let asked: Vec<&MetricQuery> = flink.iter().map(|(_, q)| *q).collect();
-            let series = self.kept(&asked, start_ms, end_ms)?;
+            let series = if past {
+                self.kept(&asked, start_ms, end_ms)?
+            } else {
+                self.fetch_flink(&asked, start_ms, end_ms).await?
+            };
             answers.extend(flink.iter().map(|(i, _)| *i).zip(series));
         }
         Ok(answers.into_values().collect())

@@ -106,11 +106,11 @@ async fn describe_failures_back_off_longer_each_time() {
     assert_counted(&events, &counts);
 }
 
-/// Passes UpdateApplication on, then loses the answer; with
-/// `describe_fails`, the check that follows fails too.
+/// Passes UpdateApplication on, then loses the answer; the next
+/// `describe_failures` DescribeApplication calls fail too.
 struct LostAnswer {
     inner: Arc<FakeTarget>,
-    describe_fails: bool,
+    describe_failures: usize,
 }
 
 #[async_trait]
@@ -120,10 +120,9 @@ impl ScalingTarget for LostAnswer {
     }
     async fn rescale(&self, a: &str, kpu: u32, c: &AppState) -> Result<u64, TargetError> {
         self.inner.rescale(a, kpu, c).await?;
-        if self.describe_fails {
-            self.inner.state.lock().unwrap().fail_describes =
-                vec![TargetError::Transient("connection reset".into())];
-        }
+        self.inner.state.lock().unwrap().fail_describes = (0..self.describe_failures)
+            .map(|_| TargetError::Transient("connection reset".into()))
+            .collect();
         Err(TargetError::Transient("timed out".into()))
     }
 }
@@ -135,7 +134,7 @@ async fn an_update_of_unknown_outcome_is_resolved_before_anything_is_decided() {
         target.origin,
         Arc::new(LostAnswer {
             inner: target.clone(),
-            describe_fails: true,
+            describe_failures: 1,
         }),
         constant(95.0),
         Box::new(Doubling),
@@ -973,7 +972,7 @@ async fn lost_answer_run(describe_fails: bool) -> Vec<Event> {
         target.origin,
         Arc::new(LostAnswer {
             inner: target.clone(),
-            describe_fails,
+            describe_failures: usize::from(describe_fails),
         }),
         constant(95.0),
         Box::new(Doubling),
@@ -1031,7 +1030,7 @@ async fn a_rolled_back_update_is_held_only_when_the_agent_knows_it_made_it() {
         let rescaler: Arc<dyn ScalingTarget> = if lost {
             Arc::new(LostAnswer {
                 inner: target.clone(),
-                describe_fails: false,
+                describe_failures: 0,
             })
         } else {
             target.clone()
@@ -1103,27 +1102,6 @@ async fn a_rollback_that_restores_the_old_version_id_is_held_too() {
     assert!(failures(&events, "update_result").is_empty());
 }
 
-/// Loses the UpdateApplication answer after the update took effect, and
-/// then fails DescribeApplication `outage` times.
-struct LostAnswerThenOutage {
-    inner: Arc<FakeTarget>,
-    outage: usize,
-}
-
-#[async_trait]
-impl ScalingTarget for LostAnswerThenOutage {
-    async fn describe(&self, a: &str) -> Result<AppState, TargetError> {
-        self.inner.describe(a).await
-    }
-    async fn rescale(&self, a: &str, kpu: u32, c: &AppState) -> Result<u64, TargetError> {
-        self.inner.rescale(a, kpu, c).await?;
-        self.inner.state.lock().unwrap().fail_describes = (0..self.outage)
-            .map(|_| TargetError::Transient("connection reset".into()))
-            .collect();
-        Err(TargetError::Transient("timed out".into()))
-    }
-}
-
 /// A lost answer whose check fails until the update is over, and it was
 /// rolled back (the application RUNNING at the old size, the version
 /// moved): the move is not the agent's update, so it is reported as
@@ -1136,9 +1114,9 @@ async fn a_move_found_at_another_size_after_a_lost_answer_is_waited_out() {
     target.state.lock().unwrap().rolls_back = true;
     let run = Running::launch(
         target.origin,
-        Arc::new(LostAnswerThenOutage {
+        Arc::new(LostAnswer {
             inner: target.clone(),
-            outage: 6,
+            describe_failures: 6,
         }),
         constant(95.0),
         Box::new(Doubling),
