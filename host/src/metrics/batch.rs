@@ -262,14 +262,23 @@ async fn serve(
         Merged::Refused(keys) => suspects().extend(keys),
         Merged::Split(requests) => apart.extend(requests),
     }
-    for (keys, outcome) in serve_apart(inner, apart).await {
+    let outcomes = serve_apart(inner, apart).await;
+    // A request that failed on its own while others were answered failed
+    // for its own queries, whatever the class (GetMetricData failing
+    // every query of a call is a `Source` error, though the queries were
+    // one caller's); with none answered, it may be the service's.
+    let some_answered = outcomes
+        .iter()
+        .any(|(_, outcome)| matches!(outcome, Outcome::Fetched));
+    for (keys, outcome) in outcomes {
         let mut suspects = suspects();
         match outcome {
             Outcome::Fetched => keys.iter().for_each(|key| {
                 suspects.remove(key);
             }),
             Outcome::Refused => suspects.extend(keys),
-            Outcome::Failed => {}
+            Outcome::Broken if some_answered => suspects.extend(keys),
+            Outcome::Broken | Outcome::Failed => {}
         }
     }
 }
@@ -371,7 +380,11 @@ enum Outcome {
     Fetched,
     /// It was refused in a way only its queries can cause.
     Refused,
-    /// Anything else (throttling, an outage): nothing learnt.
+    /// It failed as the service or the network fails (a 5xx, a reset):
+    /// its own fault only if other requests fetched apart with it were
+    /// answered.
+    Broken,
+    /// Anything else (throttling): nothing learnt.
     Failed,
 }
 
@@ -402,6 +415,7 @@ async fn serve_apart(
                 let outcome = match &answer {
                     Ok(_) => Outcome::Fetched,
                     Err(error) if may_be_one_callers(error) => Outcome::Refused,
+                    Err(MetricsError::Source(_)) => Outcome::Broken,
                     Err(_) => Outcome::Failed,
                 };
                 let keys = request.queries.iter().map(fetch_key).collect();
@@ -476,6 +490,10 @@ mod tests {
         /// Answers a fetch that holds a query of this metric name only
         /// after this long (tokio time): a slow call.
         slow: Option<(&'static str, Duration)>,
+        /// Fails the queries of this metric name as GetMetricData's
+        /// per-query InternalError does: `Query` when other queries of the
+        /// call are answered, `Source` when none is.
+        internal: Option<&'static str>,
     }
 
     fn value_of(query: &MetricQuery) -> f64 {
@@ -512,6 +530,17 @@ mod tests {
                 && queries.iter().any(|q| q.metric_name == name)
             {
                 return Err(error());
+            }
+            if let Some(name) = self.internal
+                && !self.healed.load(Ordering::SeqCst)
+                && queries.iter().any(|q| q.metric_name == name)
+            {
+                let text = format!("InternalError for {name}");
+                return Err(if queries.iter().all(|q| q.metric_name == name) {
+                    MetricsError::Source(text)
+                } else {
+                    MetricsError::Query(text)
+                });
             }
             Ok(queries
                 .iter()
@@ -811,6 +840,66 @@ mod tests {
         assert_eq!(fake.calls.load(Ordering::SeqCst), 1);
         for result in [ra, rb] {
             assert!(matches!(result, Err(MetricsError::Source(_))), "{result:?}");
+        }
+    }
+
+    /// A caller whose queries the service fails every time (its merged
+    /// call fails them as `Query`, its own call, where nothing is
+    /// answered, as `Source`) is learnt from all the same: once the others
+    /// were answered apart, it is fetched apart, at one call a tick, not
+    /// split from the others' every tick; healed, it is merged again.
+    #[tokio::test(start_paused = true)]
+    async fn a_caller_whose_queries_always_fail_is_fetched_apart_until_they_succeed() {
+        let (fake, source) = batching(Fake {
+            internal: Some("m666"),
+            ..Fake::default()
+        });
+        let a = [query("cpu", 1)];
+        let bad = [query("odd", 666)];
+        let c = [query("cpu", 3)];
+        let round = || async {
+            let (ra, rbad, rc) = tokio::join!(
+                source.fetch(&a, 0, 60_000),
+                source.fetch(&bad, 0, 60_000),
+                source.fetch(&c, 0, 60_000),
+            );
+            assert_eq!(ra.expect("a")[0].points[0].value, 1.0);
+            assert_eq!(rc.expect("c")[0].points[0].value, 3.0);
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            rbad.is_ok()
+        };
+        let calls = || fake.calls.load(Ordering::SeqCst);
+        // Merged, failed for one query, then each apart.
+        assert!(!round().await);
+        assert_eq!(calls(), 4);
+        // Then the others merged and the failing caller apart, each tick.
+        assert!(!round().await);
+        assert_eq!(calls(), 6);
+        assert!(!round().await);
+        assert_eq!(calls(), 8);
+        fake.healed.store(true, Ordering::SeqCst);
+        assert!(round().await);
+        assert_eq!(calls(), 10);
+        assert!(round().await);
+        assert_eq!(calls(), 11);
+    }
+
+    /// Every query of a merged call failed (an outage, `Source`): one
+    /// call a tick, never split into one per caller.
+    #[tokio::test(start_paused = true)]
+    async fn every_query_failed_costs_one_call_a_tick() {
+        let (fake, source) = batching(Fake {
+            internal: Some("m7"),
+            ..Fake::default()
+        });
+        let a = [query("cpu", 7)];
+        let b = [query("lag", 7)];
+        for tick in 1..=3 {
+            let (ra, rb) = tokio::join!(source.fetch(&a, 0, 60_000), source.fetch(&b, 0, 60_000));
+            assert!(matches!(ra, Err(MetricsError::Source(_))), "{ra:?}");
+            assert!(matches!(rb, Err(MetricsError::Source(_))), "{rb:?}");
+            assert_eq!(fake.calls.load(Ordering::SeqCst), tick);
+            tokio::time::sleep(Duration::from_secs(1)).await;
         }
     }
 

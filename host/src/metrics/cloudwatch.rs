@@ -77,6 +77,8 @@ impl CloudWatchSource {
         // last brings at least one), would page on for ever.
         let (most_points, _) = super::history::size(queries, start_ms, end_ms);
         let mut tokens = std::collections::HashSet::new();
+        // Whether any query was answered, on any page so far.
+        let mut answered = false;
         loop {
             let call = CountedCall::aws("GetMetricData");
             let result = self
@@ -115,9 +117,10 @@ impl CloudWatchSource {
             // A query the service failed alone (InternalError) is that
             // query's failure, told apart from the others' (the batcher
             // then fetches each caller apart) only when another query of
-            // the call was answered: every query failed is the service's.
+            // the call was answered: every query failed is the service's
+            // (the batcher learns from a caller that then fails alone
+            // while others are answered).
             let mut failed_query = None;
-            let mut answered = false;
             for result in output.metric_data_results() {
                 match collect_result(result, &mut points) {
                     Ok(Some(index)) => {
