@@ -1229,6 +1229,8 @@ impl Machine {
         out: &mut Out,
     ) -> Next {
         let words = settings.words;
+        // A size refused to the old application says nothing of the new.
+        self.record.refused = None;
         if doubt == Some(Doubt::Restart) {
             out.events.push(Event::Resumed {
                 application: settings.name.clone(),
@@ -1405,6 +1407,9 @@ impl Machine {
             )
         };
         if let Some(previous) = replaced {
+            // A size refused to the old application says nothing of the
+            // new one.
+            self.record.refused = None;
             // Its version id says nothing next to the old one's.
             out.failed(
                 Failure::ForeignUpdate,

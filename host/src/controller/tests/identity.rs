@@ -162,6 +162,36 @@ async fn a_job_replaced_between_rescales_is_reported_as_replaced() {
     assert_eq!(target.updates(), vec![(0, 4), (720, 6)]);
 }
 
+/// A size held because its update was rolled back is a fact about the
+/// application that refused it: the one re-created under its name may be
+/// asked for it once the replacement is waited out.
+#[tokio::test(start_paused = true)]
+async fn a_refused_size_is_not_held_against_a_re_created_application() {
+    let target = FakeTarget::new(2, 90);
+    {
+        let mut s = target.state.lock().unwrap();
+        s.identity = Some("1700000000000".to_owned());
+        s.rolls_back = true;
+    }
+    let run = Running::launch_doubling(&test_app(), target.clone(), target.origin);
+    until(&target, 200).await;
+    {
+        let mut s = target.state.lock().unwrap();
+        s.identity = Some("1700000200000".to_owned());
+        s.version_id = 1;
+        s.parallelism = 2;
+        s.pending_parallelism = 2;
+        s.rolls_back = false;
+        s.rolled_back_from = None;
+    }
+    until(&target, 1000).await;
+    let events = run.stop().await;
+    assert!(the_failure(&events, "update_failed").contains("was rolled back"));
+    let updates = target.updates();
+    assert_eq!(updates.len(), 2, "{updates:?}");
+    assert_eq!(updates[1].1, 4, "{updates:?}");
+}
+
 /// An MSF application deleted and created again under its name starts
 /// again at version 1, so its version id never said so: its creation
 /// time does. Reported and waited out, not decided on at once.
