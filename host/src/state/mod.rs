@@ -288,7 +288,7 @@ pub struct AppRecord {
     /// its last update is recent (`crate::controller::machine`). Journaled
     /// so that a restart or reload before that evaluation still asks.
     /// Absent while false.
-    #[serde(default, skip_serializing_if = "is_false")]
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub fresh_start: bool,
     /// A size refused as invalid, or whose update was rolled back, and not
     /// asked for again until it ends: journaled, so that a restart or a
@@ -311,11 +311,6 @@ pub struct RefusedTarget {
     /// as invalid.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rolled_back_to: Option<u32>,
-}
-
-/// Whether `value` is false (for `skip_serializing_if`).
-fn is_false(value: &bool) -> bool {
-    !*value
 }
 
 /// The size the agent's last own rescale set, and when it completed.
