@@ -576,6 +576,24 @@ mod tests {
         (fake, source)
     }
 
+    /// One tick of three callers at once: `cpu` of metric 1, `odd` of
+    /// metric 666 (the one a test makes fail), `cpu` of metric 3. The two
+    /// others must be answered; whether the third was, then a second on.
+    async fn three_callers(source: &BatchingSource) -> bool {
+        let a = [query("cpu", 1)];
+        let bad = [query("odd", 666)];
+        let c = [query("cpu", 3)];
+        let (ra, rbad, rc) = tokio::join!(
+            source.fetch(&a, 0, 60_000),
+            source.fetch(&bad, 0, 60_000),
+            source.fetch(&c, 0, 60_000),
+        );
+        assert_eq!(ra.expect("a")[0].points[0].value, 1.0);
+        assert_eq!(rc.expect("c")[0].points[0].value, 3.0);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        rbad.is_ok()
+    }
+
     #[tokio::test(start_paused = true)]
     async fn a_caller_gone_before_its_batch_is_served_costs_no_fetch() {
         let (fake, source) = batching(Fake::default());
@@ -854,20 +872,7 @@ mod tests {
             internal: Some("m666"),
             ..Fake::default()
         });
-        let a = [query("cpu", 1)];
-        let bad = [query("odd", 666)];
-        let c = [query("cpu", 3)];
-        let round = || async {
-            let (ra, rbad, rc) = tokio::join!(
-                source.fetch(&a, 0, 60_000),
-                source.fetch(&bad, 0, 60_000),
-                source.fetch(&c, 0, 60_000),
-            );
-            assert_eq!(ra.expect("a")[0].points[0].value, 1.0);
-            assert_eq!(rc.expect("c")[0].points[0].value, 3.0);
-            tokio::time::sleep(Duration::from_secs(1)).await;
-            rbad.is_ok()
-        };
+        let round = || three_callers(&source);
         let calls = || fake.calls.load(Ordering::SeqCst);
         // Merged, failed for one query, then each apart.
         assert!(!round().await);
@@ -909,20 +914,7 @@ mod tests {
             reject: Some(("m666", || MetricsError::Invalid("bad stat".into()))),
             ..Fake::default()
         });
-        let a = [query("cpu", 1)];
-        let bad = [query("odd", 666)];
-        let c = [query("cpu", 3)];
-        let round = || async {
-            let (ra, rbad, rc) = tokio::join!(
-                source.fetch(&a, 0, 60_000),
-                source.fetch(&bad, 0, 60_000),
-                source.fetch(&c, 0, 60_000),
-            );
-            assert_eq!(ra.expect("a")[0].points[0].value, 1.0);
-            assert_eq!(rc.expect("c")[0].points[0].value, 3.0);
-            tokio::time::sleep(Duration::from_secs(1)).await;
-            rbad.is_ok()
-        };
+        let round = || three_callers(&source);
         let calls = || fake.calls.load(Ordering::SeqCst);
         // Merged, refused, then each apart.
         assert!(!round().await);
@@ -939,6 +931,7 @@ mod tests {
         // A lone refused request is suspect at once, at the cost of its
         // one call.
         fake.healed.store(false, Ordering::SeqCst);
+        let bad = [query("odd", 666)];
         assert!(source.fetch(&bad, 0, 60_000).await.is_err());
         assert_eq!(calls(), 10);
         assert!(!round().await);

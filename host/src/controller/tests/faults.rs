@@ -127,20 +127,20 @@ impl ScalingTarget for LostAnswer {
     }
 }
 
+/// [`Running::launch_doubling`] over `target` whose answers are lost
+/// ([`LostAnswer`], with `describe_failures`).
+fn launch_lost(target: &Arc<FakeTarget>, describe_failures: usize) -> Running {
+    let lost = Arc::new(LostAnswer {
+        inner: target.clone(),
+        describe_failures,
+    });
+    Running::launch_doubling(&test_app(), lost, target.origin)
+}
+
 #[tokio::test(start_paused = true)]
 async fn an_update_of_unknown_outcome_is_resolved_before_anything_is_decided() {
     let target = FakeTarget::new(2, 90);
-    let run = Running::launch(
-        target.origin,
-        Arc::new(LostAnswer {
-            inner: target.clone(),
-            describe_failures: 1,
-        }),
-        constant(95.0),
-        Box::new(Doubling),
-        Vec::new(),
-        |c| c,
-    );
+    let run = launch_lost(&target, 1);
     tokio::time::sleep(Duration::from_secs(400)).await;
     let counts = run.counts.clone();
     let events = run.stop().await;
@@ -968,17 +968,7 @@ async fn an_update_that_took_effect_and_then_failed_is_followed_and_its_grace_pe
 /// is checked, and its events returned.
 async fn lost_answer_run(describe_fails: bool) -> Vec<Event> {
     let target = FakeTarget::new(2, 90);
-    let run = Running::launch(
-        target.origin,
-        Arc::new(LostAnswer {
-            inner: target.clone(),
-            describe_failures: usize::from(describe_fails),
-        }),
-        constant(95.0),
-        Box::new(Doubling),
-        Vec::new(),
-        |c| c,
-    );
+    let run = launch_lost(&target, usize::from(describe_fails));
     tokio::time::sleep(Duration::from_secs(200)).await;
     let events = run.stop().await;
     assert_eq!(target.updates(), vec![(0, 4)]);
@@ -1027,22 +1017,11 @@ async fn a_rolled_back_update_is_held_only_when_the_agent_knows_it_made_it() {
     for lost in [false, true] {
         let target = FakeTarget::new(2, 90);
         target.state.lock().unwrap().rolls_back = true;
-        let rescaler: Arc<dyn ScalingTarget> = if lost {
-            Arc::new(LostAnswer {
-                inner: target.clone(),
-                describe_failures: 0,
-            })
+        let run = if lost {
+            launch_lost(&target, 0)
         } else {
-            target.clone()
+            launch(&target)
         };
-        let run = Running::launch(
-            target.origin,
-            rescaler,
-            constant(95.0),
-            Box::new(Doubling),
-            Vec::new(),
-            |c| c,
-        );
         tokio::time::sleep(Duration::from_secs(1200)).await;
         let events = run.stop().await;
         let failed = failures(&events, "update_failed");
@@ -1112,17 +1091,7 @@ async fn a_rollback_that_restores_the_old_version_id_is_held_too() {
 async fn a_move_found_at_another_size_after_a_lost_answer_is_waited_out() {
     let target = FakeTarget::new(2, 90);
     target.state.lock().unwrap().rolls_back = true;
-    let run = Running::launch(
-        target.origin,
-        Arc::new(LostAnswer {
-            inner: target.clone(),
-            describe_failures: 6,
-        }),
-        constant(95.0),
-        Box::new(Doubling),
-        Vec::new(),
-        |c| c,
-    );
+    let run = launch_lost(&target, 6);
     tokio::time::sleep(Duration::from_secs(1200)).await;
     let events = run.stop().await;
     let updates = target.updates();

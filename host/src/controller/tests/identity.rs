@@ -162,6 +162,16 @@ async fn a_job_replaced_between_rescales_is_reported_as_replaced() {
     assert_eq!(target.updates(), vec![(0, 4), (720, 6)]);
 }
 
+/// The MSF application of `target` deleted and created again under its
+/// name, with the creation time `identity`: at version 1, at 2 KPU.
+fn re_create(target: &FakeTarget, identity: &str) {
+    let mut s = target.state.lock().unwrap();
+    s.identity = Some(identity.to_owned());
+    s.version_id = 1;
+    s.parallelism = 2;
+    s.pending_parallelism = 2;
+}
+
 /// A size held because its update was rolled back is a fact about the
 /// application that refused it: the one re-created under its name may be
 /// asked for it once the replacement is waited out.
@@ -175,12 +185,9 @@ async fn a_refused_size_is_not_held_against_a_re_created_application() {
     }
     let run = Running::launch_doubling(&test_app(), target.clone(), target.origin);
     until(&target, 200).await;
+    re_create(&target, "1700000200000");
     {
         let mut s = target.state.lock().unwrap();
-        s.identity = Some("1700000200000".to_owned());
-        s.version_id = 1;
-        s.parallelism = 2;
-        s.pending_parallelism = 2;
         s.rolls_back = false;
         s.rolled_back_from = None;
     }
@@ -201,13 +208,7 @@ async fn an_msf_application_re_created_between_updates_is_reported() {
     target.state.lock().unwrap().identity = Some("1700000000000".to_owned());
     let run = Running::launch_doubling(&test_app(), target.clone(), target.origin);
     until(&target, 200).await;
-    {
-        let mut s = target.state.lock().unwrap();
-        s.identity = Some("1700000200000".to_owned());
-        s.version_id = 1;
-        s.parallelism = 2;
-        s.pending_parallelism = 2;
-    }
+    re_create(&target, "1700000200000");
     until(&target, 800).await;
     let events = run.stop().await;
 
