@@ -706,6 +706,32 @@ impl Machine {
         decision
     }
 
+    /// Keeps the journaled holds that end on the wall clock within their
+    /// length from `now_ms`: a clock stepped back (NTP correcting a clock
+    /// that ran ahead, a restart on a host whose clock is behind) would
+    /// otherwise stretch each by the step, a day's step holding a refused
+    /// size for a day and an hour. A refused size is held at most
+    /// [`REFUSED_TARGET_HOLD_MS`] from now, a KPU limit and the times the
+    /// fight window counts from are taken as no later than now. The record
+    /// changes only after such a step (and is journaled then).
+    fn keep_holds_within(&mut self, now_ms: i64) {
+        let record = &mut self.record;
+        if let Some(refused) = &mut record.refused {
+            refused.until_ms = refused
+                .until_ms
+                .min(now_ms.saturating_add(REFUSED_TARGET_HOLD_MS));
+        }
+        if let Some(limit) = &mut record.kpu_limit {
+            limit.at_ms = limit.at_ms.min(now_ms);
+        }
+        if let Some(own) = &mut record.fight.own {
+            own.at_ms = own.at_ms.min(now_ms);
+        }
+        for seen in &mut record.fight.overrides {
+            seen.seen_ms = seen.seen_ms.min(now_ms);
+        }
+    }
+
     /// One step: what `observation` at `now_ms` changes, and what to do
     /// next.
     pub fn step(
@@ -719,6 +745,7 @@ impl Machine {
             now_ms,
             events: Vec::new(),
         };
+        self.keep_holds_within(now_ms);
         let assessed = self.assessed.take();
         let next = match observation {
             Observation::Wake => self.wake(),

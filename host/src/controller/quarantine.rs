@@ -112,6 +112,9 @@ pub enum AfterFailure {
 pub struct PluginHealth {
     failures_in_row: u32,
     until_ms: Option<i64>,
+    /// The length of the quarantine `until_ms` ends (ms): it never ends
+    /// later than that from now, whatever the wall clock did.
+    length_ms: i64,
     /// Quarantines in a row without a success in between.
     level: u32,
     /// The current call ends a quarantine: its failure re-quarantines at
@@ -144,9 +147,13 @@ impl PluginHealth {
             };
             return Gate::Retry(RetryReason::FileChanged);
         }
+        // A wall clock stepped back would stretch the quarantine by the
+        // step: it ends no later than its length from now.
+        let until_ms = until_ms.min(now_ms.saturating_add(self.length_ms));
         let reason = if now_ms >= until_ms {
             RetryReason::BackoffElapsed
         } else {
+            self.until_ms = Some(until_ms);
             return Gate::Skip { until_ms };
         };
         self.until_ms = None;
@@ -182,8 +189,8 @@ impl PluginHealth {
         self.level = self.level.saturating_add(1);
         self.retrying = false;
         self.renewed = false;
-        let until_ms =
-            now_ms.saturating_add(i64::try_from(duration.as_millis()).unwrap_or(i64::MAX));
+        self.length_ms = i64::try_from(duration.as_millis()).unwrap_or(i64::MAX);
+        let until_ms = now_ms.saturating_add(self.length_ms);
         self.until_ms = Some(until_ms);
         AfterFailure::Quarantined { failures, until_ms }
     }

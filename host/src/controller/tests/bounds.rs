@@ -136,3 +136,28 @@ fn a_floor_above_the_free_slots_a_refusal_reported_is_held() {
         "{held:?}"
     );
 }
+
+/// A KPU limit journaled while the wall clock ran a day ahead: the first
+/// step after the clock stepped back takes it as met no later than now,
+/// so that it lifts an hour from then, not a day and an hour.
+#[test]
+fn a_clock_stepped_back_does_not_stretch_a_kpu_limit() {
+    let settings = Settings::from_config(&test_app(), false);
+    let mut machine = Machine::new(Jitter::new(1));
+    let day_ms = 86_400_000;
+    machine.record.kpu_limit = Some(KpuLimit {
+        refused_kpu: 4,
+        at_ms: T0_MS + day_ms,
+        usable_kpu: None,
+    });
+    let hour_later = T0_MS + crate::controller::machine::LIMIT_RETRY_MS;
+    assert_eq!(machine.max_kpu(&settings, 2, hour_later), 3);
+    machine.step(Observation::Wake, &settings, T0_MS);
+    assert_eq!(machine.record.kpu_limit.map(|l| l.at_ms), Some(T0_MS));
+    assert_eq!(machine.max_kpu(&settings, 2, hour_later - 1), 3);
+    assert_eq!(
+        machine.max_kpu(&settings, 2, hour_later),
+        settings.max_kpu,
+        "the limit lifts an hour after the step"
+    );
+}

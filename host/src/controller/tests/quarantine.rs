@@ -34,6 +34,35 @@ fn new_code_starts_counting_failures_afresh() {
     );
 }
 
+/// A wall clock stepped back a day during a 10-minute quarantine: the
+/// quarantine still ends 10 minutes from the step at the latest (it lasted
+/// a day and 10 minutes before).
+#[test]
+fn a_clock_stepped_back_does_not_stretch_a_quarantine() {
+    let policy = QuarantinePolicy::from_config(1, 600);
+    let mut health = PluginHealth::default();
+    let day = 24 * 60 * MINUTE_MS;
+    assert_eq!(
+        health.failed(day, &policy),
+        AfterFailure::Quarantined {
+            failures: 1,
+            until_ms: day + 600_000
+        }
+    );
+    assert_eq!(
+        health.gate(60_000, || false),
+        Gate::Skip { until_ms: 660_000 }
+    );
+    assert_eq!(
+        health.gate(659_999, || false),
+        Gate::Skip { until_ms: 660_000 }
+    );
+    assert_eq!(
+        health.gate(660_000, || false),
+        Gate::Retry(RetryReason::BackoffElapsed)
+    );
+}
+
 #[test]
 fn quarantine_after_n_failures_then_double_up_to_the_longest() {
     let policy = QuarantinePolicy::from_config(3, 600);

@@ -1056,6 +1056,44 @@ async fn a_rolled_back_size_is_still_held_after_a_restart() {
     assert_eq!(target.updates(), vec![(0, 4)]);
 }
 
+/// A journal written while the wall clock ran a day ahead holds a rolled
+/// back size until a day from now: after NTP steps the clock back (or on a
+/// host whose clock is behind), the hold still ends an hour from the
+/// restart at the latest. It lasted the day before.
+#[tokio::test(start_paused = true)]
+async fn a_clock_stepped_back_does_not_stretch_a_held_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut journal = journal(dir.path());
+    let day_ms = 86_400_000;
+    let record = crate::state::AppRecord {
+        seen_version_id: Some(1),
+        refused: Some(crate::state::RefusedTarget {
+            kpu: 4,
+            until_ms: T0_MS + day_ms,
+            rolled_back_to: Some(2),
+        }),
+        ..Default::default()
+    };
+    journal.save(&record, T0_MS).unwrap();
+    drop(journal);
+    let target = FakeTarget::new(2, 90);
+    let run = launch(&target, dir.path());
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    let held = journaled(dir.path()).record.refused.expect("still held");
+    assert!(
+        held.until_ms <= T0_MS + 3_600_000,
+        "the hold ends an hour from the restart at the latest: {held:?}"
+    );
+    tokio::time::sleep(Duration::from_secs(3640)).await;
+    run.stop().await;
+    let updates = target.updates();
+    assert_eq!(updates.len(), 1, "{updates:?}");
+    assert!(
+        (3600..=3660).contains(&updates[0].0) && updates[0].1 == 4,
+        "{updates:?}"
+    );
+}
+
 /// A fresh start (no journal) whose first evaluations fail, restarted
 /// before one succeeds: the journal it leaves says so, and the restarted
 /// agent still holds the grace period of an update that ended moments
