@@ -656,8 +656,13 @@ impl Controller {
             // moments ago, and nothing recorded its grace period.
             Ok(None) => self.machine.started_without_journal(),
             Err(error) => {
+                // A journal that cannot be read (unparsable, or the read
+                // itself failed: a disk error, a symbolic link or a FIFO
+                // planted there) is kept, not saved over: what it knew
+                // may still be read off it by hand.
                 let aside = match &error {
-                    StateError::Corrupt { .. } => match journal.set_aside() {
+                    StateError::Corrupt { .. } | StateError::Io { .. } => match journal.set_aside()
+                    {
                         Ok(path) => format!("; kept as {}", path.display()),
                         Err(e) => format!("; {e}"),
                     },

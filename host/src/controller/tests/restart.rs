@@ -406,6 +406,33 @@ async fn an_update_that_rolled_back_while_the_agent_was_down_is_an_error() {
     assert_eq!(journaled(dir.path()).record.phase.name(), "decided");
 }
 
+/// A journal whose read fails (here a symbolic link, never followed; on
+/// a real host a disk error too) is kept as well, not saved over: the
+/// link is set aside, and the file it points to is untouched.
+#[tokio::test(start_paused = true)]
+async fn a_journal_that_cannot_be_read_is_set_aside_not_saved_over() {
+    let dir = tempfile::tempdir().unwrap();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let pointed = elsewhere.path().join("app.json");
+    std::fs::write(&pointed, b"what the link points to").unwrap();
+    std::os::unix::fs::symlink(&pointed, dir.path().join("app.json")).unwrap();
+    let target = FakeTarget::new(1, 90);
+    let run = launch(&target, dir.path());
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    let events = run.stop().await;
+    let reported = failures(&events, "journal");
+    assert_eq!(reported.len(), 1, "{events:?}");
+    assert!(
+        reported[0].contains("cannot read") && reported[0].contains("app.json.corrupt.1"),
+        "{reported:?}"
+    );
+    let aside = dir.path().join("app.json.corrupt.1");
+    assert_eq!(std::fs::read_link(&aside).unwrap(), pointed);
+    assert_eq!(std::fs::read(&pointed).unwrap(), b"what the link points to");
+    assert_eq!(journaled(dir.path()).record.phase.name(), "grace");
+    assert!(target.updates().is_empty(), "{:?}", target.updates());
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_corrupt_journal_fails_closed_holding_one_grace_period() {
     let dir = tempfile::tempdir().unwrap();
