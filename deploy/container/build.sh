@@ -8,7 +8,8 @@
 # the binary, the shared libraries and loader `ldd` says it needs (none for
 # a static musl build), the CA bundle and a passwd entry for the
 # unprivileged user 65532 into a root file system, then runs `podman build`
-# (or $CONTAINER_CLI, e.g. docker). No registry is contacted.
+# (or $CONTAINER_CLI, e.g. docker). No registry is contacted, and no root
+# is needed (rootless podman, a docker group member).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -23,8 +24,8 @@ fi
 ctx="$(mktemp -d)"
 trap 'rm -rf "$ctx"' EXIT
 root="$ctx/rootfs"
-mkdir -p "$root/usr/local/bin" "$root/etc/flinkscale" "$root/var/lib/flinkscale" \
-    "$root/etc/ssl/certs" "$root/tmp"
+mkdir -p "$root/usr/local/bin" "$root/etc/flinkscale" "$root/etc/ssl/certs" "$root/tmp" \
+    "$root/var/lib" "$ctx/state/flinkscale"
 install -m 0755 "$bin" "$root/usr/local/bin/flinkscale"
 
 # The dynamic loader and libraries, at the paths the binary looks for them.
@@ -35,13 +36,30 @@ for lib in $libs; do
     cp -L "$lib" "$root$lib"
 done
 
-# The AWS endpoints' certificates are checked against the system roots.
-cp -L /etc/ssl/certs/ca-certificates.crt "$root/etc/ssl/certs/ca-certificates.crt"
+# The AWS endpoints' certificates are checked against the system roots:
+# the build host's bundle ($CA_BUNDLE, else where Debian, Alpine, Amazon
+# Linux, Fedora, RHEL or SUSE keep it), copied to the path the agent reads.
+bundle="${CA_BUNDLE:-}"
+if [ -z "$bundle" ]; then
+    for candidate in /etc/ssl/certs/ca-certificates.crt /etc/pki/tls/certs/ca-bundle.crt \
+        /etc/ssl/ca-bundle.pem /etc/ssl/cert.pem; do
+        if [ -f "$candidate" ]; then
+            bundle="$candidate"
+            break
+        fi
+    done
+fi
+if [ -z "$bundle" ] || [ ! -f "$bundle" ]; then
+    echo "error: no CA bundle found; set CA_BUNDLE to the host's PEM bundle" >&2
+    exit 1
+fi
+cp -L "$bundle" "$root/etc/ssl/certs/ca-certificates.crt"
 printf 'root:x:0:0::/:/nonexistent\nflinkscale:x:65532:65532::/var/lib/flinkscale:/nonexistent\n' \
     > "$root/etc/passwd"
 printf 'root:x:0:\nflinkscale:x:65532:\n' > "$root/etc/group"
-chown -R 65532:65532 "$root/var/lib/flinkscale"
-chmod 0700 "$root/var/lib/flinkscale"
+# The state directory is copied apart (Containerfile): COPY makes what it
+# copies root's unless told otherwise, and a chown here would need root.
+chmod 0700 "$ctx/state/flinkscale"
 chmod 1777 "$root/tmp"
 
 cp deploy/container/Containerfile "$ctx/Containerfile"

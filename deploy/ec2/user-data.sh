@@ -3,7 +3,9 @@
 # deploy/systemd/flinkscale.service on Amazon Linux 2023, Debian or Ubuntu.
 #
 # Before launching: upload three files to S3 (the instance profile's role
-# needs s3:GetObject on them, and the agent's policy, deploy/iam-policy.json):
+# needs s3:GetObject on them, and the agent's policy: print it with your
+# account and region filled in by `flinkscale iam --account ACCOUNT
+# --region REGION`; deploy/iam-policy.json has them as placeholders):
 #   - the binary (`cargo build --release`, target/release/flinkscale; it
 #     carries its built-in plugins, nothing else is needed),
 #   - deploy/systemd/flinkscale.service,
@@ -13,6 +15,13 @@
 set -euo pipefail
 
 BUCKET_PREFIX="s3://my-bucket/flinkscale"
+
+# Amazon Linux ships the AWS CLI; Debian's and Ubuntu's images do not.
+# Debian packages it; Ubuntu (24.04 on) has it as a snap only.
+if ! command -v aws >/dev/null; then
+    apt-get update -q
+    apt-get install -y -q awscli || snap install aws-cli --classic
+fi
 
 aws s3 cp "$BUCKET_PREFIX/flinkscale" /usr/local/bin/flinkscale
 chmod 0755 /usr/local/bin/flinkscale

@@ -162,11 +162,12 @@ impl Podman {
     }
 }
 
-/// Removes a container and an image however the test ends.
+/// Removes a container, its volume and its image however the test ends.
 struct Cleanup<'a> {
     podman: &'a Podman,
     container: String,
     image: String,
+    volume: String,
 }
 
 impl Drop for Cleanup<'_> {
@@ -174,6 +175,7 @@ impl Drop for Cleanup<'_> {
         let _ = self
             .podman
             .run(&["rm", "--force", "--time", "2", &self.container]);
+        let _ = self.podman.run(&["volume", "rm", "--force", &self.volume]);
         let _ = self.podman.run(&["rmi", "--force", &self.image]);
     }
 }
@@ -187,10 +189,12 @@ fn the_container_image_runs_the_agent_as_an_unprivileged_user_against_the_emulat
     let id = std::process::id();
     let image = format!("localhost/flinkscale-test:{id}");
     let container = format!("flinkscale-test-{id}");
+    let volume = format!("flinkscale-test-state-{id}");
     let _cleanup = Cleanup {
         podman: &podman,
         container: container.clone(),
         image: image.clone(),
+        volume: volume.clone(),
     };
 
     let build = output(
@@ -253,16 +257,11 @@ params = {{ scale_out_alarm = "scale-out", scale_in_alarm = "scale-in", operatio
 "#
     );
     std::fs::write(&config, &config_text).expect("config");
-    // The documented mount points; the state directory belongs to the
-    // image's user, as a volume's would.
-    let state = dir.path().join("state");
-    std::fs::create_dir(&state).expect("state dir");
-    std::os::unix::fs::chown(&state, Some(65532), Some(65532))
-        .expect("chown the state directory to the image's user (run as root)");
-    std::fs::set_permissions(&state, std::os::unix::fs::PermissionsExt::from_mode(0o700))
-        .expect("chmod the state directory");
+    // The documented mount points: the state directory is a named volume,
+    // which starts as a copy of the image's directory (its owner and mode
+    // too: nobody prepares it, as a user would not).
     let config_mount = format!("{}:/etc/flinkscale/config.toml:ro", config.display());
-    let state_mount = format!("{}:/var/lib/flinkscale", state.display());
+    let state_mount = format!("{volume}:/var/lib/flinkscale");
 
     let validate = podman.run(&[
         "run",
@@ -372,6 +371,19 @@ params = {{ scale_out_alarm = "scale-out", scale_in_alarm = "scale-in", operatio
         "{}",
         text(&probe.stderr)
     );
+
+    // The volume, as the image made it: the agent's user's, mode 0700.
+    let mountpoint = podman.run(&["volume", "inspect", "--format", "{{.Mountpoint}}", &volume]);
+    let state = PathBuf::from(text(&mountpoint.stdout).trim());
+    let made = std::fs::metadata(&state).expect("the volume's folder");
+    {
+        use std::os::unix::fs::MetadataExt;
+        assert_eq!(
+            (made.uid(), made.gid(), made.mode() & 0o777),
+            (65532, 65532, 0o700),
+            "the image's state directory, copied into the volume"
+        );
+    }
 
     // From the host, `status` names the agent in the container: the
     // kernel's table shows it under the host's process id, and the lock

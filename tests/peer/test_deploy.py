@@ -52,6 +52,7 @@ def test_kubernetes_manifest(tmp_path):
     pod = deployment["template"]["spec"]
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert pod["securityContext"]["runAsUser"] == 65532
+    assert_state_survives_remounts(pod, pod["containers"][0])
     [container] = pod["containers"]
     assert container["args"] == ["run", "--config", f"{CONFIG_DIR}/config.toml"]
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
@@ -66,6 +67,16 @@ def test_kubernetes_manifest(tmp_path):
     claim = volumes["state"]["persistentVolumeClaim"]["claimName"]
     assert claim == by_kind["PersistentVolumeClaim"]["metadata"]["name"]
     assert pod["serviceAccountName"] == by_kind["ServiceAccount"]["metadata"]["name"]
+
+
+def assert_state_survives_remounts(pod, container):
+    """fsGroup changes the volume once, not at every mount (where it would
+    make every compiled plugin group-writable, and refused), and the agent
+    keeps its state in a folder of its own inside it."""
+    assert pod["securityContext"]["fsGroup"] == 65532
+    assert pod["securityContext"]["fsGroupChangePolicy"] == "OnRootMismatch"
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert env["STATE_DIRECTORY"].startswith(STATE_DIR + "/")
 
 
 def test_ecs_task_definition(tmp_path):
@@ -86,7 +97,7 @@ def test_ecs_task_definition(tmp_path):
     assert mount["sourceVolume"] in {v["name"] for v in task["volumes"]}
     # The configuration is baked into the image the task runs.
     containerfile = (DEPLOY / "ecs/Containerfile").read_text()
-    assert f"COPY config.toml {CONFIG_DIR}/config.toml" in containerfile
+    assert f"COPY --chmod=0644 config.toml {CONFIG_DIR}/config.toml" in containerfile
 
 
 def test_ec2_user_data_installs_the_unit_and_validates_first():
@@ -123,6 +134,12 @@ def test_flink_sidecar_runs_beside_the_jobmanager(tmp_path):
     assert set(containers) == {"jobmanager", "flinkscale"}
     assert {p["containerPort"] for p in containers["jobmanager"]["ports"]} >= {flink_conf["rest.port"]}
     sidecar = containers["flinkscale"]
+    assert_state_survives_remounts(pod, sidecar)
+    # The Service the JobManager's rpc address names, over its pods.
+    service = by_name[("Service", flink_conf["jobmanager.rpc.address"])]
+    labels = by_name[("Deployment", "flink-jobmanager")]["spec"]["template"]["metadata"]["labels"]
+    assert service["spec"]["selector"].items() <= labels.items()
+    assert {p["port"] for p in service["spec"]["ports"]} >= {6123, flink_conf["rest.port"]}
     assert sidecar["args"] == ["run", "--config", f"{CONFIG_DIR}/config.toml"]
     assert sidecar["securityContext"]["readOnlyRootFilesystem"] is True
     assert {p["name"]: p["containerPort"] for p in sidecar["ports"]}["http"] == listen_port(config)
