@@ -136,6 +136,25 @@ pub struct DecisionEntry {
     pub scale_to_kpu: Option<u32>,
     /// The policy's reason (or the host's, when it overrode it).
     pub reason: String,
+    /// For a hold, the next evaluation it asked for, in seconds (lazy
+    /// polling: nothing can change the decision sooner). The controller
+    /// waits that long rounded down to whole evaluation intervals, at
+    /// least one and at most 15, and never past the end of a hold on a
+    /// size; with `lazy_polling = false` one interval. Absent when it asked
+    /// for none, and in entries written before it was kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_evaluation_secs: Option<u32>,
+}
+
+impl DecisionEntry {
+    /// `"; next evaluation asked for in N s"` when the hold asked for one,
+    /// else nothing.
+    fn asked_later(&self) -> String {
+        match (self.scale_to_kpu, self.next_evaluation_secs) {
+            (None, Some(secs)) => format!("; next evaluation asked for in {secs} s"),
+            _ => String::new(),
+        }
+    }
 }
 
 /// What was done about a decision.
@@ -644,6 +663,9 @@ impl Files {
                     decision: DecisionEntry {
                         scale_to_kpu,
                         reason: decision.reason,
+                        next_evaluation_secs: decision
+                            .next_evaluation_secs
+                            .filter(|_| scale_to_kpu.is_none()),
                     },
                     outcome,
                 };
@@ -1500,8 +1522,9 @@ pub fn explain_text(explanation: &Explanation) -> String {
         };
         let _ = writeln!(
             out,
-            "  decision: {decision}: {}",
-            one_line(&e.decision.reason)
+            "  decision: {decision}: {}{}",
+            one_line(&e.decision.reason),
+            e.decision.asked_later()
         );
         let _ = writeln!(out, "  done:     {}", one_line(&e.outcome.said(words)));
     }
@@ -1551,6 +1574,12 @@ pub struct AppStatus {
     /// after the refusal, the limit may have been raised. It ends sooner
     /// once the application runs at the refused KPU.
     pub ceiling_until_ms: Option<i64>,
+    /// A size not asked for again until `until_ms` (AWS refused it as
+    /// invalid, or its update was rolled back: `rolled_back_to` then says
+    /// to what, and sizes beyond it the same way are held too), as the
+    /// journal keeps it; absent when there is none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refused: Option<crate::state::RefusedTarget>,
     /// End of the grace period (ms since the epoch), in grace.
     pub grace_until_ms: Option<i64>,
     /// Seconds of grace left.
@@ -1696,6 +1725,7 @@ pub fn status(state_dir: &Path, applications: &[(String, Words)], now_ms: i64) -
                 ceiling_until_ms: limit
                     .as_ref()
                     .map(crate::controller::machine::limit_until_ms),
+                refused: journal.as_ref().and_then(|j| j.record.refused),
                 grace_until_ms,
                 grace_left_secs: grace_until_ms
                     .map(|until| (until.saturating_sub(now_ms) / 1000).max(0)),
@@ -1836,6 +1866,35 @@ pub fn status_text(status: &Status) -> String {
                 (None, ..) => format!("none ({})", words.limit_never_met()),
             }
         );
+        if let Some(refused) = app.refused.filter(|r| r.until_ms > status.now_ms) {
+            let (sizes, why) = match refused.rolled_back_to {
+                Some(from) => (
+                    match refused.kpu.cmp(&from) {
+                        std::cmp::Ordering::Greater => {
+                            format!("{} or more", words.capacity(refused.kpu))
+                        }
+                        std::cmp::Ordering::Less => {
+                            format!("{} or less", words.capacity(refused.kpu))
+                        }
+                        std::cmp::Ordering::Equal => words.capacity(refused.kpu),
+                    },
+                    format!(
+                        "the update to it was rolled back to {} (it did not start)",
+                        words.capacity(from)
+                    ),
+                ),
+                None => (
+                    words.capacity(refused.kpu),
+                    format!("{} refused it as invalid", words.rescale_call()),
+                ),
+            };
+            let _ = writeln!(
+                out,
+                "  held:       {sizes} not asked for until {} ({} s): {why}",
+                iso(refused.until_ms),
+                refused.until_ms.saturating_sub(status.now_ms) / 1000
+            );
+        }
         let quarantine: Vec<String> = app
             .quarantine
             .iter()
@@ -1889,9 +1948,10 @@ pub fn status_text(status: &Status) -> String {
                 };
                 let _ = writeln!(
                     out,
-                    "  {label:<11} {decision} {age} s ago: {}; {}",
+                    "  {label:<11} {decision} {age} s ago: {}; {}{}",
                     one_line(&last.decision.reason),
-                    last.outcome.said(words)
+                    last.outcome.said(words),
+                    last.decision.asked_later()
                 );
             }
             _ if app.sending.is_some() => {}

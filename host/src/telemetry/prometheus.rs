@@ -898,7 +898,12 @@ impl Registry {
             "flinkscale_staleness_seconds",
             "gauge",
             "Seconds since the application's last evaluation (since the agent started, before the first).",
-            per_app(&|a| Some(seconds(now_ms.saturating_sub(a.since_ms(started_ms))))),
+            // Never negative: a wall clock stepped back reads as no age.
+            per_app(&|a| {
+                Some(seconds(
+                    now_ms.saturating_sub(a.since_ms(started_ms)).max(0),
+                ))
+            }),
         );
         family(
             "flinkscale_ready",
@@ -1863,6 +1868,13 @@ mod tests {
             registry
                 .render(31_000)
                 .contains("flinkscale_staleness_seconds{application=\"a\"} 1.000\n")
+        );
+        // The wall clock stepped back past the evaluation: no age, not a
+        // negative one.
+        assert!(
+            registry
+                .render(20_000)
+                .contains("flinkscale_staleness_seconds{application=\"a\"} 0.000\n")
         );
     }
 

@@ -336,6 +336,43 @@ fn status_without_any_file_says_the_history_is_empty() {
     assert!(status_text(&status).contains("no decision recorded yet (the history is empty)"));
 }
 
+/// A hold that asked to be evaluated later (lazy polling) says so in
+/// `status` and `explain`, so that a long quiet after it reads as asked
+/// for, not as a controller that stopped; a scale-out asks nothing.
+#[test]
+fn a_hold_that_asked_for_a_later_evaluation_says_when() {
+    let dir = temp_dir("lazy");
+    let mut lazy = evaluated("app", 10_000, Action::Hold, false);
+    if let Event::Evaluated { decision, .. } = &mut lazy {
+        decision.next_evaluation_secs = Some(840);
+    }
+    let mut scale = evaluated("other", 10_000, Action::ScaleTo(4), true);
+    if let Event::Evaluated { decision, .. } = &mut scale {
+        decision.next_evaluation_secs = Some(840);
+    }
+    write(&super::dir(&dir), 10, [lazy, scale]);
+    let apps = [
+        ("app".to_owned(), Words::Msf),
+        ("other".to_owned(), Words::Msf),
+    ];
+    let text = status_text(&status(&dir, &apps, 70_000));
+    assert!(
+        text.contains(
+            "  last:       hold 60 s ago: evaluation at 10000; held; next evaluation asked for in 840 s\n"
+        ),
+        "{text}"
+    );
+    assert_eq!(text.matches("asked for in").count(), 1, "{text}");
+    let explained = explain_text(&explain(&dir, &apps, "app", None).expect("explains"));
+    assert!(
+        explained.contains(
+            "  decision: hold: evaluation at 10000; next evaluation asked for in 840 s\n"
+        ),
+        "{explained}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn a_line_cut_short_by_a_crash_does_not_swallow_the_next() {
     let dir = temp_dir("torn");
@@ -648,6 +685,44 @@ fn status_says_what_a_kpu_ceiling_refused_and_until_when_it_holds() {
         after.contains("3 KPU (the account's KPU limit refused 4 KPU); its hour is over"),
         "{after}"
     );
+    let _ = std::fs::remove_dir_all(&state);
+}
+
+/// A rolled-back size held for the hour shows in `status` (text and
+/// JSON) until the hour ends: decisions for it hold meanwhile, and
+/// nothing else would say why.
+#[test]
+fn status_says_which_size_is_held_after_a_rollback_and_until_when() {
+    let state = temp_dir("refused");
+    std::fs::create_dir_all(&state).expect("the state folder");
+    let at = 1_796_162_316_000;
+    let until = at + 3_600_000;
+    std::fs::write(
+        state.join("app.json"),
+        format!(
+            r#"{{"format": 1, "application": "app", "seq": 1, "written_ms": {at},
+                "record": {{"phase": {{"kind": "idle"}},
+                           "refused": {{"kpu": 8, "until_ms": {until}, "rolled_back_to": 4}}}}}}"#
+        ),
+    )
+    .expect("a journal");
+    let apps = [("app".to_owned(), Words::Msf)];
+    let within = status(&state, &apps, at + 600_000);
+    let json = serde_json::to_value(&within).expect("serializes");
+    assert_eq!(
+        json["applications"][0]["refused"],
+        serde_json::json!({"kpu": 8, "until_ms": until, "rolled_back_to": 4})
+    );
+    let text = status_text(&within);
+    assert!(
+        text.contains(
+            "  held:       8 KPU or more not asked for until 2026-12-01T22:58:36Z (3000 s): \
+             the update to it was rolled back to 4 KPU (it did not start)\n"
+        ),
+        "{text}"
+    );
+    let over = status_text(&status(&state, &apps, until));
+    assert!(!over.contains("held:"), "{over}");
     let _ = std::fs::remove_dir_all(&state);
 }
 
