@@ -5,9 +5,14 @@ AWS's would.
 The Rust agent's SDK is one judge of the emulator's wire format; boto3 is
 the other. It speaks kinesisanalyticsv2 over AWS JSON 1.1 and CloudWatch
 over AWS JSON 1.0 (the Rust SDK speaks CloudWatch over Smithy RPC v2 CBOR),
-validates every response against the service models, and raises modeled
-exceptions from error codes, so a field with the wrong name or type, a
-timestamp in the wrong unit or an error in the wrong shape fails here.
+parses every response by the service models and raises modeled
+exceptions from error codes. botocore checks requests, not responses: a
+field it does not know is dropped and a missing one left out, so the tests
+assert the fields and types they rely on; a field with the wrong name or
+type, a timestamp in the wrong unit or an error in the wrong shape fails
+those assertions. What the emulator does is judged against AWS's
+documentation only where a test says so: a behaviour both it and the
+agent got wrong the same way would pass here.
 
 Run from the repository root with `scripts/test.sh`, or
 `FLINKSCALE_BIN=target/debug/flinkscale .venv/bin/python -m pytest -q tests/peer`.

@@ -624,7 +624,8 @@ pub fn markdown(result: &BenchResult) -> String {
         );
     }
     out.push_str(
-        "\nBounds per scenario (no policy can use fewer KPU-hours than the lower bound; \
+        "\nBounds per scenario (the lower bound counts every record that arrived: no policy \
+         that processes them all can use fewer KPU-hours, one that leaves a backlog can; \
          the clairvoyant scaler rescales every second for free):\n\n\
          | scenario | duration_secs | lower_bound_kpu_hours | clairvoyant_kpu_hours |\n\
          |---|---:|---:|---:|\n",
