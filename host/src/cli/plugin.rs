@@ -64,7 +64,8 @@ pub struct PluginArgs {
 pub enum PluginCommand {
     /// Load a plugin, configure it and ask it once on a canned evaluation
     /// (3 metrics x 20 datapoints, 2 alarms, one in ALARM); exit 1 if it
-    /// fails, 78 on a usage error.
+    /// fails (it will not load, refuses its params, or answers wrong), 78
+    /// if there is no such plugin or `--params` is not a JSON object.
     Check {
         /// The plugin.
         #[command(flatten)]

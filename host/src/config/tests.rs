@@ -570,7 +570,7 @@ fn zero_intervals_are_refused_but_a_zero_grace_period_is_allowed() {
         [
             "config/x.toml:3:20: application \"a\".update_poll_secs: update_poll_secs is 0 (valid: 1 to 4294967295; the reference template's default UpdateApplicationWaitingTime is 15)",
             "config/x.toml:4:23: application \"a\".update_timeout_secs: update_timeout_secs is 0 (valid: 1 to 4294967295; default 1800)",
-            "config/x.toml:5:28: application \"a\".evaluation_interval_secs: evaluation_interval_secs is 0 (valid: 1 to 4294967295, or leave it out to use the shortest metric period)",
+            "config/x.toml:5:28: application \"a\".evaluation_interval_secs: evaluation_interval_secs is 0 (valid: 1 to 86400 (a day), or leave it out to use the shortest metric period)",
         ]
     );
     valid(&APP.replace("name = \"a\"", "name = \"a\"\ngrace_period_secs = 0"));

@@ -425,7 +425,7 @@ pub(super) fn valid_positive(key: &str) -> Option<&'static str> {
             "valid: 1 to 4294967295; a Flink job runs at parallelism 1 at least"
         }
         "evaluation_interval_secs" => {
-            "valid: 1 to 4294967295, or leave it out to use the shortest metric period"
+            "valid: 1 to 86400 (a day), or leave it out to use the shortest metric period"
         }
         "update_poll_secs" => {
             "valid: 1 to 4294967295; the reference template's default UpdateApplicationWaitingTime is 15"

@@ -1060,7 +1060,7 @@ pub(crate) fn open_regular(options: &OpenOptions, path: &Path) -> std::io::Resul
 fn not_regular() -> std::io::Error {
     std::io::Error::new(
         std::io::ErrorKind::InvalidInput,
-        "not a regular file (a FIFO, a device or a socket in the state folder)",
+        "not a regular file (a folder, a FIFO, a device or a socket in the state folder)",
     )
 }
 
