@@ -1564,7 +1564,7 @@ impl Controller {
                     match result {
                         Ok(found) => {
                             if recovered {
-                                self.plugin_recovered(&label, now_ms);
+                                self.plugin_recovered(&label, Some(index), now_ms);
                             }
                             let (finite, dropped): (Vec<Signal>, Vec<Signal>) =
                                 found.into_iter().partition(|s| s.value.is_finite());
@@ -1585,7 +1585,7 @@ impl Controller {
                             let message = format!("interpreter {label} failed: {error}");
                             if let Some(after) = after {
                                 self.plugin_failed(
-                                    &label,
+                                    (&label, Some(index)),
                                     error.class,
                                     message.clone(),
                                     after,
@@ -1735,14 +1735,14 @@ impl Controller {
         Ok(match result {
             Ok(decision) => {
                 if self.policy_health.succeeded() {
-                    self.plugin_recovered(&label, now_ms);
+                    self.plugin_recovered(&label, None, now_ms);
                 }
                 decision
             }
             Err(error) => {
                 let after = self.policy_health.failed(now_ms, &self.settings.quarantine);
                 let message = format!("policy {label} failed: {error}");
-                self.plugin_failed(&label, error.class, message.clone(), after, now_ms);
+                self.plugin_failed((&label, None), error.class, message.clone(), after, now_ms);
                 Decision::hold(format!("{message}; holding"))
             }
         })
@@ -1778,9 +1778,12 @@ impl Controller {
         Ok(())
     }
 
+    /// Reports a failed plugin call, and the quarantine it led to if it
+    /// did. `plugin` is the plugin's label and its interpreter index (none
+    /// for the policy: [`crate::telemetry::plugin_slot`]).
     fn plugin_failed(
         &self,
-        label: &str,
+        (label, interpreter): (&str, Option<usize>),
         class: FailureClass,
         message: String,
         after: AfterFailure,
@@ -1798,6 +1801,7 @@ impl Controller {
                 application: self.settings.name.clone(),
                 at_ms: now_ms,
                 plugin: label.to_owned(),
+                slot: crate::telemetry::plugin_slot(interpreter),
                 class,
                 failures,
                 until_ms,
@@ -1840,11 +1844,14 @@ impl Controller {
         });
     }
 
-    fn plugin_recovered(&self, label: &str, now_ms: i64) {
+    /// Reports the first answer after a quarantine of the plugin `label`,
+    /// the policy or the interpreter at `interpreter`.
+    fn plugin_recovered(&self, label: &str, interpreter: Option<usize>, now_ms: i64) {
         self.events.emit(Event::PluginRecovered {
             application: self.settings.name.clone(),
             at_ms: now_ms,
             plugin: label.to_owned(),
+            slot: crate::telemetry::plugin_slot(interpreter),
         });
     }
 

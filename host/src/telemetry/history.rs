@@ -257,6 +257,11 @@ impl std::fmt::Display for Outcome {
 pub struct Quarantine {
     /// The plugin (`name version`).
     pub plugin: String,
+    /// Which of the application's plugins it is
+    /// ([`crate::telemetry::plugin_slot`]: `policy`, `interpreter N`);
+    /// empty in a file written before it was recorded.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub slot: String,
     /// How its last call failed (`timeout`, `trap`, ...; empty in a
     /// file written before the class was recorded).
     #[serde(default)]
@@ -267,6 +272,19 @@ pub struct Quarantine {
     pub at_ms: i64,
     /// When the plugin is called again (ms since the epoch).
     pub until_ms: i64,
+}
+
+impl Quarantine {
+    /// Whether this is the quarantine of the plugin `plugin` at `slot`: by
+    /// its place, or, in a file written before places were recorded, by
+    /// its name.
+    fn is_of(&self, plugin: &str, slot: &str) -> bool {
+        if self.slot.is_empty() {
+            self.plugin == plugin
+        } else {
+            self.slot == slot
+        }
+    }
 }
 
 /// The failure an application is in now, as `status` reports it: the
@@ -764,14 +782,16 @@ impl Files {
                 application,
                 at_ms,
                 plugin,
+                slot,
                 class,
                 failures,
                 until_ms,
             } => {
                 let list = self.quarantines.entry(application.clone()).or_default();
-                list.retain(|q| q.plugin != plugin);
+                list.retain(|q| !q.is_of(&plugin, &slot));
                 list.push(Quarantine {
                     plugin,
+                    slot,
                     class: class.as_str().to_owned(),
                     failures,
                     at_ms,
@@ -779,12 +799,22 @@ impl Files {
                 });
                 self.save_quarantines(&application);
             }
+            // The plugin that answered ends the quarantine of its place,
+            // also one a reload gave it from another plugin.
             Event::PluginRecovered {
                 application,
                 plugin,
+                slot,
                 ..
+            } => {
+                let list = self.quarantines.entry(application.clone()).or_default();
+                let before = list.len();
+                list.retain(|q| !q.is_of(&plugin, &slot));
+                if list.len() != before {
+                    self.save_quarantines(&application);
+                }
             }
-            | Event::PluginReloaded {
+            Event::PluginReloaded {
                 application,
                 from: plugin,
                 ..

@@ -28,6 +28,19 @@ pub mod text;
 
 pub use prometheus::Registry;
 
+/// Which of an application's plugins a quarantine is about: `policy`, or
+/// `interpreter N`, N its place (from 1) among the application's
+/// interpreters. A quarantine is kept, shown and ended by it rather than by
+/// the plugin's name: a reload may put another plugin in its place (the
+/// quarantined one's successor, whose first answer ends the quarantine),
+/// and an application may have several plugins quarantined at once.
+pub fn plugin_slot(interpreter: Option<usize>) -> String {
+    match interpreter {
+        None => "policy".to_owned(),
+        Some(index) => format!("interpreter {}", index + 1),
+    }
+}
+
 /// Something a controller did or saw.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
@@ -173,6 +186,10 @@ pub enum Event {
         at_ms: i64,
         /// The plugin (`name version`).
         plugin: String,
+        /// Which of the application's plugins it is ([`plugin_slot`]): a
+        /// reload may put another plugin in its place, whose recovery
+        /// ends this quarantine.
+        slot: String,
         /// How its last call failed.
         class: FailureClass,
         /// Failures in a row that led here.
@@ -219,6 +236,8 @@ pub enum Event {
         at_ms: i64,
         /// The plugin (`name version`).
         plugin: String,
+        /// Which of the application's plugins it is ([`plugin_slot`]).
+        slot: String,
     },
     /// A plugin's file was replaced, and the new file loaded and accepted
     /// the application's parameters: it decides (or interprets) from this
@@ -671,6 +690,7 @@ fn log_event(event: &Event) {
             Event::PluginQuarantined {
                 application,
                 plugin,
+                slot,
                 class,
                 failures,
                 until_ms,
@@ -679,6 +699,7 @@ fn log_event(event: &Event) {
                 message = "Plugin quarantined; the application holds.",
                 application = %application,
                 plugin = %plugin,
+                slot = %slot,
                 class = class.as_str(),
                 failures,
                 quarantine_secs = (until_ms - at_ms).max(0) / 1000,

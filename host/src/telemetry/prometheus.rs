@@ -302,7 +302,9 @@ struct AppMetrics {
     /// The message of a panic since the last evaluation: the application is
     /// not ready until it evaluates again.
     panicked: Option<String>,
-    quarantined: bool,
+    /// The plugins quarantined now, by their place
+    /// ([`crate::telemetry::plugin_slot`]).
+    quarantined: std::collections::BTreeSet<String>,
     /// Since when (ms since the epoch) the agent stands down for the
     /// application, and the other writer's updates that made it
     /// ([`Event::StoodDown`]): not ready until a reload lifts it.
@@ -734,8 +736,12 @@ impl Registry {
                 });
             }
             Event::JournalRecovered { .. } => app.journal = None,
-            Event::PluginQuarantined { .. } => app.quarantined = true,
-            Event::PluginRecovered { .. } => app.quarantined = false,
+            Event::PluginQuarantined { slot, .. } => {
+                app.quarantined.insert(slot.clone());
+            }
+            Event::PluginRecovered { slot, .. } => {
+                app.quarantined.remove(slot);
+            }
             Event::PluginReloaded { .. } => app.plugin_reloads += 1,
             Event::PluginReloadRefused { .. } => app.plugin_reloads_refused += 1,
             Event::StoodDown {
@@ -1001,7 +1007,7 @@ impl Registry {
             "flinkscale_plugin_quarantined",
             "gauge",
             "1 while a plugin of the application is quarantined (the application holds), else 0.",
-            per_app(&|a| Some(u8::from(a.quarantined).to_string())),
+            per_app(&|a| Some(u8::from(!a.quarantined.is_empty()).to_string())),
         );
         let mut reloads = Vec::new();
         for (name, app) in &apps {
@@ -1489,7 +1495,19 @@ mod tests {
             application: "app".to_owned(),
             at_ms: 1_200,
             plugin: "step 1".to_owned(),
+            slot: "policy".to_owned(),
             class: FailureClass::Timeout,
+            failures: 3,
+            until_ms: 2_000,
+        });
+        // An interpreter quarantined too: the policy's recovery alone
+        // leaves the application quarantined.
+        registry.record(&Event::PluginQuarantined {
+            application: "app".to_owned(),
+            at_ms: 1_300,
+            plugin: "lag 1".to_owned(),
+            slot: "interpreter 1".to_owned(),
+            class: FailureClass::Trap,
             failures: 3,
             until_ms: 2_000,
         });
@@ -1515,6 +1533,18 @@ mod tests {
             application: "app".to_owned(),
             at_ms: 2_500,
             plugin: "step 1".to_owned(),
+            slot: "policy".to_owned(),
+        });
+        assert!(
+            registry
+                .render(3_000)
+                .contains("flinkscale_plugin_quarantined{application=\"app\"} 1\n")
+        );
+        registry.record(&Event::PluginRecovered {
+            application: "app".to_owned(),
+            at_ms: 2_600,
+            plugin: "lag 1".to_owned(),
+            slot: "interpreter 1".to_owned(),
         });
         assert!(
             registry

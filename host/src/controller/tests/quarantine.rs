@@ -982,16 +982,23 @@ async fn a_quarantine_ends_with_the_first_answer_after_a_restart() {
         events.push(event);
     }
     assert_eq!(quarantines(&events), [(120, 3, 300)]);
-    let recovered: Vec<(i64, String)> = events
+    let recovered: Vec<(i64, String, String)> = events
         .iter()
         .filter_map(|e| match e {
-            Event::PluginRecovered { at_ms, plugin, .. } => {
-                Some(((at_ms - T0_MS) / 1000, plugin.clone()))
-            }
+            Event::PluginRecovered {
+                at_ms,
+                plugin,
+                slot,
+                ..
+            } => Some(((at_ms - T0_MS) / 1000, plugin.clone(), slot.clone())),
             _ => None,
         })
         .collect();
-    assert_eq!(recovered, [(150, "doubling (test)".to_owned())]);
+    // Said of the policy's place, which the quarantine was kept under.
+    assert_eq!(
+        recovered,
+        [(150, "doubling (test)".to_owned(), "policy".to_owned())]
+    );
     assert!(retries(&events).is_empty(), "{events:?}");
 }
 

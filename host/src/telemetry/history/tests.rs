@@ -396,6 +396,7 @@ fn quarantined(at_ms: i64) -> Event {
         application: "app".to_owned(),
         at_ms,
         plugin: "step 0.2.0".to_owned(),
+        slot: "policy".to_owned(),
         class: crate::plugin::FailureClass::Timeout,
         failures: 3,
         until_ms: at_ms + 300_000,
@@ -412,6 +413,7 @@ fn status_shows_a_quarantine_until_the_plugin_recovers() {
         now.applications[0].quarantine,
         [Quarantine {
             plugin: "step 0.2.0".to_owned(),
+            slot: "policy".to_owned(),
             class: "timeout".to_owned(),
             failures: 3,
             at_ms: 1_000,
@@ -427,10 +429,49 @@ fn status_shows_a_quarantine_until_the_plugin_recovers() {
         application: "app".to_owned(),
         at_ms: 400_000,
         plugin: "step 0.2.0".to_owned(),
+        slot: "policy".to_owned(),
     };
     write(&history_dir, 10, [quarantined(1_000), recovered]);
     let later = status(&state, &[("app".to_owned(), Words::Msf)], 401_000);
     assert_eq!(later.applications[0].quarantine, [], "{later:?}");
+    let _ = std::fs::remove_dir_all(&state);
+}
+
+/// A reload that put another policy in place of a quarantined one: the
+/// new policy's first answer ends the quarantine `status` shows (it stayed
+/// there, under the old policy's name, until the agent restarted); an
+/// interpreter quarantined meanwhile stays.
+#[test]
+fn a_quarantine_ends_with_the_answer_of_the_plugin_a_reload_put_in_its_place() {
+    let state = temp_dir("quarantine-replaced");
+    let history_dir = dir(&state);
+    let interpreter = Event::PluginQuarantined {
+        application: "app".to_owned(),
+        at_ms: 2_000,
+        plugin: "lag 0.1.0".to_owned(),
+        slot: "interpreter 1".to_owned(),
+        class: crate::plugin::FailureClass::Trap,
+        failures: 3,
+        until_ms: 302_000,
+    };
+    let successor = Event::PluginRecovered {
+        application: "app".to_owned(),
+        at_ms: 60_000,
+        plugin: "rate 0.3.0".to_owned(),
+        slot: "policy".to_owned(),
+    };
+    write(
+        &history_dir,
+        10,
+        [quarantined(1_000), interpreter, successor],
+    );
+    let now = status(&state, &[("app".to_owned(), Words::Msf)], 61_000);
+    let left: Vec<&str> = now.applications[0]
+        .quarantine
+        .iter()
+        .map(|q| q.plugin.as_str())
+        .collect();
+    assert_eq!(left, ["lag 0.1.0"], "{now:?}");
     let _ = std::fs::remove_dir_all(&state);
 }
 
@@ -805,6 +846,7 @@ fn status_shows_the_failure_happening_now_until_an_evaluation_ends_it() {
             application: "app".to_owned(),
             at_ms: 400_000,
             plugin: "step 0.2.0".to_owned(),
+            slot: "policy".to_owned(),
         }],
     );
     let restarted = status(&state, &apps, 401_000);
