@@ -972,6 +972,11 @@ pub(crate) fn out_of_range(file: &JournalFile) -> Option<String> {
             .kpu_limit
             .map(|limit| ("kpu_limit.at_ms", limit.at_ms)),
     );
+    times.extend(
+        record
+            .refused
+            .map(|refused| ("refused.until_ms", refused.until_ms)),
+    );
     match &record.phase {
         Phase::Idle => {}
         Phase::Decided { at_ms, .. } => times.push(("phase.at_ms", *at_ms)),

@@ -1595,6 +1595,15 @@ pub struct AppStatus {
     pub kpu: Option<u32>,
     /// The KPU an update in flight asked for.
     pub updating_to_kpu: Option<u32>,
+    /// In phase `decided`, the KPU decided and not sent (the application
+    /// was not RUNNING): the next evaluation decides again.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub decided_kpu: Option<u32>,
+    /// The agent started without a journal and no read has found the
+    /// application running yet: the first that does holds a grace period
+    /// if its last update is recent. Absent while false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub fresh_start: bool,
     /// The highest KPU decisions may ask for, when the account's KPU limit
     /// refused an update.
     pub ceiling_kpu: Option<u32>,
@@ -1615,7 +1624,9 @@ pub struct AppStatus {
     /// Seconds of grace left.
     pub grace_left_secs: Option<i64>,
     /// Why the grace period is held, when it follows an update the agent
-    /// did not make (`grace period after another writer's update`, ...).
+    /// did not make (`grace period after another writer's update`, ...):
+    /// in phase `grace`, and in phase `foreign` (the update is followed,
+    /// the grace period comes after it).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub grace_after: Option<String>,
     /// Plugins in quarantine.
@@ -1705,6 +1716,7 @@ pub fn status(state_dir: &Path, applications: &[(String, Words)], now_ms: i64) -
             };
             let grace_after = match phase {
                 Some(Phase::Grace { after, .. }) => after.clone(),
+                Some(Phase::Foreign { after, .. }) => Some(after.clone()),
                 _ => None,
             };
             let kpu = match phase {
@@ -1750,6 +1762,11 @@ pub fn status(state_dir: &Path, applications: &[(String, Words)], now_ms: i64) -
                 journal_lock: locks.holder(&crate::state::lock_path(state_dir, name)),
                 kpu,
                 updating_to_kpu: phase.and_then(Phase::update).map(|u| u.target_kpu),
+                decided_kpu: match phase {
+                    Some(Phase::Decided { target_kpu, .. }) => Some(*target_kpu),
+                    _ => None,
+                },
+                fresh_start: journal.as_ref().is_some_and(|j| j.record.fresh_start),
                 ceiling_kpu: limit.map(|l| l.ceiling()),
                 ceiling_refused_kpu: limit.map(|l| l.refused_kpu),
                 ceiling_until_ms: limit
@@ -1827,18 +1844,38 @@ pub fn status_text(status: &Status) -> String {
         if let Some(kpu) = app.updating_to_kpu {
             let _ = write!(phase, " (to {})", words.capacity(kpu));
         }
+        if let Some(kpu) = app.decided_kpu {
+            let _ = write!(
+                phase,
+                " ({} decided, not sent: the {} was not running; the next evaluation decides again)",
+                words.capacity(kpu),
+                words.thing()
+            );
+        }
+        if app.fresh_start {
+            let _ = write!(
+                phase,
+                " (started without a journal: the first read that finds the {} running holds a grace period if its last update is recent)",
+                words.thing()
+            );
+        }
         if let Some(left) = app.grace_left_secs {
             let _ = write!(phase, " ({left} s of grace left)");
         }
-        if let Some(after) = &app.grace_after {
-            let _ = write!(phase, ": {after}");
-        }
         if app.phase == "foreign" {
+            // What comes after the update, and why (a restart streak's
+            // warning too), when the journal says.
+            let then = app.grace_after.as_deref().map_or_else(
+                || "a grace period comes after it".to_owned(),
+                |after| format!("then the {}", one_line(after)),
+            );
             let _ = write!(
                 phase,
-                " (an update this agent did not make is followed while the {} is busy; a grace period comes after it)",
+                " (an update this agent did not make is followed while the {} is busy; {then})",
                 words.thing()
             );
+        } else if let Some(after) = &app.grace_after {
+            let _ = write!(phase, ": {}", one_line(after));
         }
         if app.paused {
             phase = if matches!(app.phase.as_str(), "none" | "idle") {
@@ -1980,7 +2017,7 @@ pub fn status_text(status: &Status) -> String {
                     out,
                     "  {label:<11} {decision} {age} s ago: {}; {}{}",
                     one_line(&last.decision.reason),
-                    last.outcome.said(words),
+                    one_line(&last.outcome.said(words)),
                     last.decision.asked_later()
                 );
             }

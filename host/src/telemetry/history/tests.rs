@@ -579,6 +579,75 @@ fn status_reads_times_no_clock_reaches_without_overflowing() {
     let _ = std::fs::remove_dir_all(&state);
 }
 
+/// A held size whose end no clock reaches is refused like any such
+/// time in the journal, not shown as held for ever.
+#[test]
+fn a_held_size_ending_at_no_time_is_a_journal_error() {
+    let state = temp_dir("refused-far");
+    std::fs::create_dir_all(&state).expect("a state folder");
+    std::fs::write(
+        state.join("app.json"),
+        r#"{"format": 1, "application": "app", "seq": 1, "written_ms": 0,
+            "record": {"phase": {"kind": "idle"},
+                       "refused": {"kpu": 8, "until_ms": 9223372036854775807}}}"#,
+    )
+    .expect("a journal");
+    let status = status(&state, &[("app".to_owned(), Words::Msf)], 0);
+    let app = &status.applications[0];
+    assert!(
+        app.journal_error
+            .as_deref()
+            .is_some_and(|e| e.contains("refused.until_ms 9223372036854775807 is no time")),
+        "{app:?}"
+    );
+    let _ = std::fs::remove_dir_all(&state);
+}
+
+/// The phases whose journal says more than their name: a decision not
+/// sent, a start without a journal, another writer's update followed.
+#[test]
+fn status_says_what_a_decided_fresh_or_foreign_phase_holds() {
+    let state = temp_dir("phases");
+    std::fs::create_dir_all(&state).expect("a state folder");
+    let apps = [("app".to_owned(), Words::Msf)];
+    let phase_line = |record: &str| {
+        std::fs::write(
+            state.join("app.json"),
+            format!(
+                r#"{{"format": 1, "application": "app", "seq": 1, "written_ms": 0, "record": {record}}}"#
+            ),
+        )
+        .expect("a journal");
+        let now = status(&state, &apps, 1_000);
+        assert_eq!(now.applications[0].journal_error, None, "{now:?}");
+        let text = status_text(&now);
+        text.lines()
+            .find(|l| l.starts_with("  phase:"))
+            .expect("a phase line")
+            .to_owned()
+    };
+    assert_eq!(
+        phase_line(
+            r#"{"phase": {"kind": "decided", "target_kpu": 8, "reason": "r", "at_ms": 500}}"#
+        ),
+        "  phase:      decided (8 KPU decided, not sent: the application was not running; \
+         the next evaluation decides again)"
+    );
+    assert_eq!(
+        phase_line(r#"{"phase": {"kind": "idle"}, "fresh_start": true}"#),
+        "  phase:      idle (started without a journal: the first read that finds the \
+         application running holds a grace period if its last update is recent)"
+    );
+    assert!(
+        phase_line(
+            r#"{"phase": {"kind": "foreign", "version_id": 7, "since_ms": 500,
+                "after": "grace period after another writer's update"}}"#
+        )
+        .ends_with("is busy; then the grace period after another writer's update)")
+    );
+    let _ = std::fs::remove_dir_all(&state);
+}
+
 #[test]
 fn numbers_are_written_short_even_when_huge() {
     assert_eq!(super::number(42.5), "42.5");
@@ -1391,7 +1460,8 @@ fn status_says_why_a_grace_period_follows_an_update_the_agent_did_not_make() {
     let text = status_text(&status(&state, &[("app".to_owned(), Words::Flink)], 61_000));
     assert!(
         text.contains(
-            "phase:      foreign (an update this agent did not make is followed while the job is busy; a grace period comes after it)\n"
+            "phase:      foreign (an update this agent did not make is followed while the job is busy; \
+             then the grace period after the job's restart or another writer's rescale)\n"
         ),
         "{text}"
     );
