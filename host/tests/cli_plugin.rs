@@ -882,6 +882,18 @@ fn sdk_writes_the_contract_and_the_sdks_without_a_checkout() {
     );
     let forced = run(&["--force"]);
     assert_eq!(code(&forced), Some(0), "{}", stderr(&forced));
+    // A folder that cannot be made is the disk's failure, not the
+    // command's: exit 1 (it was 78).
+    let unwritable = Command::new(BIN)
+        .args(["plugin", "sdk", "/proc/flinkscale-kit"])
+        .output()
+        .expect("the binary runs");
+    assert_eq!(code(&unwritable), Some(1), "{}", stderr(&unwritable));
+    assert!(
+        stderr(&unwritable).contains("cannot create folder /proc/flinkscale-kit"),
+        "{}",
+        stderr(&unwritable)
+    );
 }
 
 /// `plugin check` keeps the component it compiled in the plugin cache

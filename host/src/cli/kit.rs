@@ -119,16 +119,26 @@ pub fn standalone_manifest(manifest: &str, workspace: &str) -> Result<String, St
     Ok(out)
 }
 
+/// Why the kit was not written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KitError {
+    /// The folder named cannot take it (a file, or the kit's files there
+    /// already without `--force`): the command was wrong.
+    Usage(String),
+    /// Writing failed (permissions, a full disk).
+    Disk(String),
+}
+
 /// Writes the kit into `dir` (created if missing). A file of the kit that
 /// already exists there is an error naming it unless `force`. Returns the
 /// files written.
-pub fn write(dir: &Path, force: bool) -> Result<Vec<PathBuf>, String> {
-    let files = files()?;
+pub fn write(dir: &Path, force: bool) -> Result<Vec<PathBuf>, KitError> {
+    let files = files().map_err(KitError::Disk)?;
     if dir.exists() && !dir.is_dir() {
-        return Err(format!(
+        return Err(KitError::Usage(format!(
             "{} is a file, not a folder (valid: a new folder, or an existing one)",
             dir.display()
-        ));
+        )));
     }
     if !force
         && let Some(existing) = files
@@ -136,27 +146,29 @@ pub fn write(dir: &Path, force: bool) -> Result<Vec<PathBuf>, String> {
             .map(|f| dir.join(f.path))
             .find(|p| p.symlink_metadata().is_ok())
     {
-        return Err(format!(
+        return Err(KitError::Usage(format!(
             "{} already exists; the kit overwrites nothing unless given --force (or name an \
              empty or new folder)",
             existing.display()
-        ));
+        )));
     }
     let mut written = Vec::with_capacity(files.len());
     for file in &files {
         let path = dir.join(file.path);
         if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent)
-                .map_err(|e| format!("cannot create folder {}: {e}", parent.display()))?;
+            std::fs::create_dir_all(parent).map_err(|e| {
+                KitError::Disk(format!("cannot create folder {}: {e}", parent.display()))
+            })?;
         }
         std::fs::write(&path, &file.bytes)
-            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+            .map_err(|e| KitError::Disk(format!("cannot write {}: {e}", path.display())))?;
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
             let mode = if file.executable { 0o755 } else { 0o644 };
-            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))
-                .map_err(|e| format!("cannot set the mode of {}: {e}", path.display()))?;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).map_err(
+                |e| KitError::Disk(format!("cannot set the mode of {}: {e}", path.display())),
+            )?;
         }
         written.push(path);
     }
@@ -300,7 +312,9 @@ wit-bindgen = "0.61"
                 .unwrap()
                 .2
         );
-        let error = write(dir.path(), false).unwrap_err();
+        let KitError::Usage(error) = write(dir.path(), false).unwrap_err() else {
+            panic!("a usage error");
+        };
         assert!(error.contains("already exists"), "{error}");
         assert!(error.contains("--force"), "{error}");
         std::fs::write(&wit, "changed").unwrap();
@@ -311,10 +325,10 @@ wit-bindgen = "0.61"
         std::fs::write(&file, "").unwrap();
         assert_eq!(
             write(&file, true).unwrap_err(),
-            format!(
+            KitError::Usage(format!(
                 "{} is a file, not a folder (valid: a new folder, or an existing one)",
                 file.display()
-            )
+            ))
         );
     }
 }

@@ -185,7 +185,7 @@ pub struct PluginArg {
 enum Failure {
     /// The command was wrong: exit 78.
     Usage(String),
-    /// The plugin failed: exit 1.
+    /// The plugin failed, or the world did (a disk): exit 1.
     Plugin(String),
 }
 
@@ -272,7 +272,12 @@ pub fn run(args: PluginArgs) -> ExitCode {
 /// `plugin sdk DIR`: writes the kit and says what is where and how to
 /// use it.
 fn sdk(dir: &Path, force: bool) -> Result<ExitCode, Failure> {
-    let written = super::kit::write(dir, force).map_err(Failure::Usage)?;
+    let written = super::kit::write(dir, force).map_err(|error| match error {
+        super::kit::KitError::Usage(message) => Failure::Usage(message),
+        // A disk that failed is the world's doing: exit 1, as the README's
+        // rule says.
+        super::kit::KitError::Disk(message) => Failure::Plugin(message),
+    })?;
     let root = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
     let root = root.display();
     println!(
@@ -929,7 +934,7 @@ fn rewrite_readme(path: &Path) -> Result<ExitCode, Failure> {
         );
     } else {
         std::fs::write(path, &rewritten)
-            .map_err(|e| Failure::Usage(format!("cannot write {}: {e}", path.display())))?;
+            .map_err(|e| Failure::Plugin(format!("cannot write {}: {e}", path.display())))?;
         println!("{}: {count} parameter tables rewritten", path.display());
     }
     Ok(ExitCode::SUCCESS)
