@@ -52,7 +52,7 @@ def test_kubernetes_manifest(tmp_path):
     pod = deployment["template"]["spec"]
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert pod["securityContext"]["runAsUser"] == 65532
-    assert_state_survives_remounts(pod, pod["containers"][0])
+    assert_state_survives_remounts(pod)
     [container] = pod["containers"]
     assert container["args"] == ["run", "--config", f"{CONFIG_DIR}/config.toml"]
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
@@ -69,14 +69,11 @@ def test_kubernetes_manifest(tmp_path):
     assert pod["serviceAccountName"] == by_kind["ServiceAccount"]["metadata"]["name"]
 
 
-def assert_state_survives_remounts(pod, container):
+def assert_state_survives_remounts(pod):
     """fsGroup changes the volume once, not at every mount (where it would
-    make every compiled plugin group-writable, and refused), and the agent
-    keeps its state in a folder of its own inside it."""
+    make every compiled plugin group-writable, and refused)."""
     assert pod["securityContext"]["fsGroup"] == 65532
     assert pod["securityContext"]["fsGroupChangePolicy"] == "OnRootMismatch"
-    env = {e["name"]: e["value"] for e in container["env"]}
-    assert env["STATE_DIRECTORY"].startswith(STATE_DIR + "/")
 
 
 def test_ecs_task_definition(tmp_path):
@@ -134,12 +131,14 @@ def test_flink_sidecar_runs_beside_the_jobmanager(tmp_path):
     assert set(containers) == {"jobmanager", "flinkscale"}
     assert {p["containerPort"] for p in containers["jobmanager"]["ports"]} >= {flink_conf["rest.port"]}
     sidecar = containers["flinkscale"]
-    assert_state_survives_remounts(pod, sidecar)
+    assert_state_survives_remounts(pod)
     # The Service the JobManager's rpc address names, over its pods.
     service = by_name[("Service", flink_conf["jobmanager.rpc.address"])]
     labels = by_name[("Deployment", "flink-jobmanager")]["spec"]["template"]["metadata"]["labels"]
     assert service["spec"]["selector"].items() <= labels.items()
-    assert {p["port"] for p in service["spec"]["ports"]} >= {6123, flink_conf["rest.port"]}
+    assert {p["port"] for p in service["spec"]["ports"]} == {
+        6123, flink_conf["blob.server.port"], flink_conf["rest.port"]
+    }
     assert sidecar["args"] == ["run", "--config", f"{CONFIG_DIR}/config.toml"]
     assert sidecar["securityContext"]["readOnlyRootFilesystem"] is True
     assert {p["name"]: p["containerPort"] for p in sidecar["ports"]}["http"] == listen_port(config)
