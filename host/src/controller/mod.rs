@@ -862,7 +862,9 @@ impl Controller {
     /// (new code, or new params: what failed is not theirs), and the first
     /// answer of each ends that quarantine as a replaced file's does
     /// ([`Event::PluginRecovered`]); their failures count from zero. An
-    /// interpreter is matched by its place in the configuration.
+    /// interpreter is matched by its place in the configuration; the
+    /// quarantine of one whose place the reload removed ends at once,
+    /// reported as recovered with no plugin (nothing would answer there).
     pub fn after_quarantine(mut self, before: &QuarantinedPlugins) -> Self {
         if before.policy {
             self.policy_health = PluginHealth::renewed();
@@ -871,6 +873,21 @@ impl Controller {
             if *quarantined {
                 *health = PluginHealth::renewed();
             }
+        }
+        let kept = self.interpreter_health.len();
+        for (index, _) in before
+            .interpreters
+            .iter()
+            .enumerate()
+            .skip(kept)
+            .filter(|(_, quarantined)| **quarantined)
+        {
+            self.events.emit(Event::PluginRecovered {
+                application: self.settings.name.clone(),
+                at_ms: self.clock.now_ms(),
+                plugin: "none (the reload removed it)".to_owned(),
+                slot: crate::telemetry::plugin_slot(Some(index)),
+            });
         }
         self
     }

@@ -147,11 +147,12 @@ pub struct DecisionEntry {
 }
 
 impl DecisionEntry {
-    /// `"; next evaluation asked for in N s"` when the hold asked for one,
-    /// else nothing.
+    /// `"; next evaluation asked for N s after it"` when the hold asked for
+    /// one, else nothing. What was asked, not what the controller waits
+    /// (see [`DecisionEntry::next_evaluation_secs`]).
     fn asked_later(&self) -> String {
         match (self.scale_to_kpu, self.next_evaluation_secs) {
-            (None, Some(secs)) => format!("; next evaluation asked for in {secs} s"),
+            (None, Some(secs)) => format!("; next evaluation asked for {secs} s after it"),
             _ => String::new(),
         }
     }
@@ -1616,7 +1617,7 @@ pub struct AppStatus {
     /// A size not asked for again until `until_ms` (AWS refused it as
     /// invalid, or its update was rolled back: `rolled_back_to` then says
     /// to what, and sizes beyond it the same way are held too), as the
-    /// journal keeps it; absent when there is none.
+    /// journal keeps it; absent when there is none or it has ended.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub refused: Option<crate::state::RefusedTarget>,
     /// End of the grace period (ms since the epoch), in grace.
@@ -1772,7 +1773,12 @@ pub fn status(state_dir: &Path, applications: &[(String, Words)], now_ms: i64) -
                 ceiling_until_ms: limit
                     .as_ref()
                     .map(crate::controller::machine::limit_until_ms),
-                refused: journal.as_ref().and_then(|j| j.record.refused),
+                // The journal keeps an ended hold until something replaces
+                // it: only one in force is shown.
+                refused: journal
+                    .as_ref()
+                    .and_then(|j| j.record.refused)
+                    .filter(|r| r.until_ms > now_ms),
                 grace_until_ms,
                 grace_left_secs: grace_until_ms
                     .map(|until| (until.saturating_sub(now_ms) / 1000).max(0)),

@@ -745,11 +745,13 @@ fn log_event(event: &Event) {
             Event::PluginRecovered {
                 application,
                 plugin,
+                slot,
                 ..
             } => info!(
                 message = "Plugin recovered.",
                 application = %application,
                 plugin = %plugin,
+                slot = %slot,
             ),
             Event::PluginReloaded {
                 application,

@@ -1029,3 +1029,40 @@ async fn a_quarantine_is_handed_on_by_a_controller_stopped_before_its_first_answ
     let handed = controller.run_until_stopped(stopped).await.quarantined;
     assert_eq!(handed, before);
 }
+
+/// A reload that removed a quarantined interpreter's place: nothing will
+/// answer there, so its quarantine ends at once (it stayed in
+/// `flinkscale_plugin_quarantined` and `status` until the agent restarted).
+#[tokio::test(start_paused = true)]
+async fn a_quarantine_whose_place_a_reload_removed_ends_at_once() {
+    let target = FakeTarget::new(1, 90);
+    let before = QuarantinedPlugins {
+        policy: false,
+        interpreters: vec![false, true],
+    };
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let _controller = Controller::new(
+        &test_app(),
+        false,
+        constant(50.0),
+        target,
+        Box::new(Doubling),
+        Vec::new(),
+        Clock::starting_at(T0_MS),
+        Events::with_channel(tx),
+    )
+    .after_quarantine(&before);
+    let mut ended = Vec::new();
+    while let Ok(event) = rx.try_recv() {
+        if let Event::PluginRecovered { slot, plugin, .. } = event {
+            ended.push((slot, plugin));
+        }
+    }
+    assert_eq!(
+        ended,
+        [(
+            "interpreter 2".to_owned(),
+            "none (the reload removed it)".to_owned()
+        )]
+    );
+}
