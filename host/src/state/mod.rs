@@ -872,9 +872,11 @@ impl Journal {
         drop(temp);
         std::fs::rename(&self.temp, &self.path).map_err(io("rename", &self.temp))?;
         // The rename is durable only once the folder's entry is.
-        File::open(&self.dir)
-            .and_then(|dir| dir.sync_all())
-            .map_err(io("fsync", &self.dir))?;
+        folder_synced(
+            File::open(&self.dir).and_then(|dir| dir.sync_all()),
+            &self.dir,
+        )
+        .map_err(io("fsync", &self.dir))?;
         self.seq = file.seq;
         Ok(())
     }
@@ -1009,6 +1011,34 @@ pub(crate) fn out_of_range(file: &JournalFile) -> Option<String> {
         .map(|(field, ms)| {
             format!("{field} {ms} is no time: valid 0 to {LAST_MS} (ms since the epoch)")
         })
+}
+
+/// The outcome of fsyncing the state folder `dir` after a rename. A file
+/// system that cannot fsync a folder at all (`EINVAL`, `ENOTSUP`: some FUSE
+/// and network file systems; PostgreSQL's `fsync_fname` allows the same)
+/// makes the rename as durable as it makes anything: the save stands,
+/// with a warning the first time. Failing it would fail every save, and
+/// no update would ever be sent. Any other error is the save's.
+fn folder_synced(result: std::io::Result<()>, dir: &Path) -> std::io::Result<()> {
+    static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    match result {
+        Err(error)
+            if matches!(
+                error.raw_os_error(),
+                Some(libc::EINVAL) | Some(libc::ENOTSUP)
+            ) =>
+        {
+            if !WARNED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                tracing::warn!(
+                    message = "The state folder's file system cannot fsync a folder; a journal save is as durable as it makes a rename (told once).",
+                    path = %dir.display(),
+                    error = %error,
+                );
+            }
+            Ok(())
+        }
+        other => other,
+    }
 }
 
 /// Reads the whole file at `path`, refusing a symbolic link (`ELOOP`)

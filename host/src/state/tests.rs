@@ -568,3 +568,17 @@ fn a_fifo_planted_in_the_state_folder_is_refused_at_once() {
     let read = read_no_follow(journal.path()).expect_err("not read");
     assert_eq!(read.kind(), std::io::ErrorKind::InvalidInput);
 }
+
+/// A file system that cannot fsync a folder (EINVAL, ENOTSUP) does not
+/// fail the save: failing it would fail every save, and no update would
+/// ever go out. Any other error of the fsync still fails it.
+#[test]
+fn a_folder_that_cannot_be_fsynced_does_not_fail_the_save() {
+    let dir = Path::new("/state");
+    for errno in [libc::EINVAL, libc::ENOTSUP] {
+        assert!(folder_synced(Err(std::io::Error::from_raw_os_error(errno)), dir).is_ok());
+    }
+    assert!(folder_synced(Ok(()), dir).is_ok());
+    let failed = folder_synced(Err(std::io::Error::from_raw_os_error(libc::EIO)), dir);
+    assert_eq!(failed.map_err(|e| e.raw_os_error()), Err(Some(libc::EIO)));
+}
