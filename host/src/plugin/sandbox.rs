@@ -65,11 +65,24 @@ pub(crate) struct State {
     pub(crate) log: Arc<GuestLog>,
 }
 
+/// The most host resources (WASI streams, pollables, ...) one plugin
+/// instance may hold at once. Each lives in the host's memory, outside
+/// `plugin_memory_limit_bytes`: wasmtime's default (a million) let a plugin
+/// that asks for `get-stdout` in a loop hold 100 MB or more of the
+/// agent's. A plugin holds a handful; a call past the cap fails.
+pub(crate) const MAX_HOST_RESOURCES: usize = 10_000;
+
+/// The most random bytes one `wasi:random` call may ask for: the host
+/// allocates them outside the memory cap, and wasmtime's default (64 MiB)
+/// made each such call a host allocation of 64 MiB. A call past it traps.
+pub(crate) const MAX_RANDOM_BYTES: u64 = 64 * 1024;
+
 impl State {
     /// A store state with an empty WASI context: no preopened directories,
     /// no environment, no arguments, no sockets, clocks that stand still
-    /// ([`Stopped`]), randomness drawn from `seed` ([`Seeded`]), stdin
-    /// closed, stdout and stderr to the agent's log.
+    /// ([`Stopped`]), randomness drawn from `seed` ([`Seeded`]) at most
+    /// [`MAX_RANDOM_BYTES`] a call, stdin closed, stdout and stderr to the
+    /// agent's log, and at most [`MAX_HOST_RESOURCES`] host resources.
     pub(crate) fn new(memory_limit_bytes: u64, log: Arc<GuestLog>, seed: &Seed) -> Self {
         let wasi = WasiCtxBuilder::new()
             .wall_clock(Stopped)
@@ -88,10 +101,13 @@ impl State {
             .allow_tcp(false)
             .allow_udp(false)
             .allow_ip_name_lookup(false)
+            .max_random_size(MAX_RANDOM_BYTES)
             .build();
+        let mut table = ResourceTable::new();
+        table.set_max_capacity(MAX_HOST_RESOURCES);
         Self {
             wasi,
-            table: ResourceTable::new(),
+            table,
             limiter: Limiter::new(memory_limit_bytes),
             log,
         }
@@ -584,5 +600,24 @@ impl tokio::io::AsyncWrite for LogStream {
         _cx: &mut Context<'_>,
     ) -> Poll<std::io::Result<()>> {
         Poll::Ready(Ok(()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The host resources one instance may hold are capped well below
+    /// wasmtime's million: the push past the cap fails, and nothing more
+    /// is held.
+    #[test]
+    fn a_plugin_instance_holds_a_bounded_number_of_host_resources() {
+        let log = Arc::new(GuestLog::new("p", "app", Words::Msf));
+        let mut state = State::new(1 << 20, log, &Seed::of_component([7; 32]));
+        let table = state.table();
+        for _ in 0..MAX_HOST_RESOURCES {
+            table.push(()).expect("room under the cap");
+        }
+        assert!(table.push(()).is_err(), "the push past the cap fails");
     }
 }
