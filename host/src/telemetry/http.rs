@@ -240,8 +240,19 @@ fn records(
     for (key, value) in form_urlencoded::parse(uri.query().unwrap_or("").as_bytes()) {
         match key.as_ref() {
             "application" => application = Some(value.into_owned()),
-            // At least 1, as `explain --last` takes it.
+            // At least 1, as `explain --last` takes it; at most
+            // MAX_EXPLAIN_LAST, so that what one request makes the agent
+            // hold is bounded.
             "last" => match value.parse() {
+                Ok(n) if n > MAX_EXPLAIN_LAST => {
+                    return json(
+                        StatusCode::BAD_REQUEST,
+                        &serde_json::json!({"error": format!(
+                            "last={n} is more than {MAX_EXPLAIN_LAST}, the most one request answers; \
+                             `flinkscale explain --last N` reads the whole history"
+                        )}),
+                    );
+                }
                 Ok(n) if n > 0 => last = n,
                 _ => {
                     return json(
@@ -283,6 +294,13 @@ fn records(
 
 /// Evaluations `GET /explain` returns without `last=`, as `explain` does.
 pub const DEFAULT_EXPLAIN_LAST: usize = 10;
+
+/// The most evaluations one `GET /explain` answers. Anyone who can reach
+/// the listener may ask, and an answer waits in the agent's memory until
+/// the client reads it: with no bound, 256 connections asking for the
+/// whole history (1000 entries, up to 10 MB each with an interpreter's
+/// 256 signals) and never reading held gigabytes.
+pub const MAX_EXPLAIN_LAST: usize = 100;
 
 fn json(status: StatusCode, value: &impl serde::Serialize) -> Response<Full<Bytes>> {
     let mut body = serde_json::to_string_pretty(value).unwrap_or_else(|_| "{}".to_owned());
@@ -754,6 +772,15 @@ mod tests {
         let none = answer("/explain?application=app&last=0");
         assert_eq!(none.status(), StatusCode::BAD_REQUEST);
         assert!(body(none).await.contains("last=\\\"0\\\" is not a count"));
+        let most = answer("/explain?application=app&last=100");
+        assert_eq!(most.status(), StatusCode::OK);
+        let too_many = answer("/explain?application=app&last=101");
+        assert_eq!(too_many.status(), StatusCode::BAD_REQUEST);
+        assert!(
+            body(too_many)
+                .await
+                .contains("last=101 is more than 100, the most one request answers")
+        );
         let unknown = answer("/explain?application=..%2Fetc");
         assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
         assert!(
