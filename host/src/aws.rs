@@ -81,7 +81,57 @@ pub fn config_loader(region: Option<&str>) -> ConfigLoader {
 /// `region`, when given (from the configuration file), overrides
 /// `AWS_REGION` and the profile's region.
 pub async fn sdk_config(region: Option<&str>) -> SdkConfig {
-    config_loader(region).load().await
+    let sdk = config_loader(region).load().await;
+    if let Some(url) = sdk.endpoint_url() {
+        say_endpoint(url);
+    }
+    sdk
+}
+
+/// Says, once per process, that AWS calls go to `url` (from
+/// `AWS_ENDPOINT_URL*` or a profile's `endpoint_url`) rather than to AWS's
+/// own endpoints: a variable left over from trying the emulator would
+/// otherwise scale the emulator while `/readyz` says all is well. Plain
+/// HTTP to anything but loopback is a warning: the requests, signed with
+/// the real credentials and their session token, cross the network
+/// unencrypted.
+fn say_endpoint(url: &str) {
+    static SAID: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if SAID.swap(true, std::sync::atomic::Ordering::Relaxed) {
+        return;
+    }
+    if endpoint_is_plain_and_remote(url) {
+        tracing::warn!(
+            message = "AWS calls go to an overridden endpoint over plain HTTP, off this host: signed requests and session tokens cross the network unencrypted (AWS_ENDPOINT_URL or the profile's endpoint_url).",
+            endpoint = %url,
+        );
+    } else {
+        tracing::info!(
+            message = "AWS calls go to an overridden endpoint (AWS_ENDPOINT_URL or the profile's endpoint_url), not AWS's own.",
+            endpoint = %url,
+        );
+    }
+}
+
+/// Whether `url` is `http://` to a host other than loopback (`localhost`,
+/// 127.0.0.0/8, `::1`).
+fn endpoint_is_plain_and_remote(url: &str) -> bool {
+    let Ok(uri) = url.parse::<hyper::Uri>() else {
+        return false;
+    };
+    if uri.scheme_str() != Some("http") {
+        return false;
+    }
+    let host = uri
+        .host()
+        .unwrap_or("")
+        .trim_start_matches('[')
+        .trim_end_matches(']');
+    let loopback = host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    !loopback
 }
 
 /// Error codes with which AWS refuses the caller's identity or the action
@@ -197,6 +247,29 @@ pub fn permission_message(call_action: &str, code: &str, message: &str) -> Strin
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Plain HTTP off this host is what the start warns of; the emulator
+    /// on loopback and HTTPS anywhere are only said.
+    #[test]
+    fn an_endpoint_is_plain_and_remote_only_over_http_off_loopback() {
+        for remote in [
+            "http://10.0.0.5:4566",
+            "http://emulator.internal:4566",
+            "http://[2001:db8::1]:4566",
+        ] {
+            assert!(endpoint_is_plain_and_remote(remote), "{remote}");
+        }
+        for not in [
+            "http://127.0.0.1:4566",
+            "http://127.9.9.9:4566",
+            "http://localhost:4566",
+            "http://[::1]:4566",
+            "https://kinesisanalytics.vpce.example.com",
+            "not a url",
+        ] {
+            assert!(!endpoint_is_plain_and_remote(not), "{not}");
+        }
+    }
 
     #[test]
     fn permission_codes_are_recognised_and_others_are_not() {

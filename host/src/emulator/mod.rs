@@ -652,6 +652,12 @@ pub async fn serve_until_signal(options: EmulatorOptions) -> Result<(), Emulator
         }
     };
     println!("flinkscale emulator listening on {}", handle.endpoint_url());
+    if !handle.local_addr().ip().is_loopback() {
+        tracing::warn!(
+            message = "The emulator listens off loopback: it accepts any signature, and anyone who reaches it can change its load or inject faults through its control API.",
+            address = %handle.local_addr(),
+        );
+    }
     {
         use std::io::Write;
         let _ = std::io::stdout().flush();

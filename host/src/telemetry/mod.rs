@@ -607,6 +607,9 @@ fn log_event(event: &Event) {
                 message,
                 ..
             } => {
+                // A peer's text (a JobManager's, AWS's) on one line: a
+                // line break in it cannot forge a record of the text log.
+                let message = text::one_line(message);
                 // Errors need a person; warnings are expected to pass.
                 if ERROR_CLASSES.contains(&class.as_str()) {
                     error!(message = "Step failed.", application = %application, class = %class, error = %message)
@@ -623,7 +626,7 @@ fn log_event(event: &Event) {
                 message = "The update's answer was an error and whether it took effect is not known yet; resolving it.",
                 application = %application,
                 to_kpu,
-                error = %error,
+                error = %text::one_line(error),
             ),
             Event::Resumed {
                 application,
@@ -1138,6 +1141,23 @@ mod tests {
             .lines()
             .map(|line| serde_json::from_str(line).expect("a JSON log line"))
             .collect()
+    }
+
+    /// A failure's message carries a peer's text (a JobManager's answer):
+    /// a line break in it stays inside its record of the text log instead
+    /// of starting a record of its own.
+    #[test]
+    fn a_line_break_in_a_failure_cannot_forge_a_log_record() {
+        let failed = Event::Failed {
+            application: "orders".to_owned(),
+            at_ms: 0,
+            class: "not_found".to_owned(),
+            plugin_class: None,
+            message: "job x is FAILED\n2026-12-06T00:00:00Z  INFO Rescale started.".to_owned(),
+        };
+        let text = captured_logs(false, || log_event(&failed));
+        assert_eq!(text.lines().count(), 1, "{text}");
+        assert!(text.contains("job x is FAILED\\n2026"), "{text}");
     }
 
     /// The first time a plugin file gives signals that are not finite
