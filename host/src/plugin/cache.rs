@@ -26,7 +26,7 @@
 //! starting another.
 
 use std::collections::HashMap;
-use std::fs::{File, OpenOptions};
+use std::fs::OpenOptions;
 use std::hash::{Hash, Hasher};
 use std::io::{Read, Write};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
@@ -610,7 +610,7 @@ fn store(component: &Component, artifact: &Artifact) -> Result<(), String> {
         out.sync_all()?;
         drop(out);
         std::fs::rename(&partial, &artifact.file)?;
-        File::open(dir)?.sync_all()
+        crate::state::sync_folder(dir)
     };
     write().map_err(|e| {
         let _ = std::fs::remove_file(&partial);

@@ -872,11 +872,7 @@ impl Journal {
         drop(temp);
         std::fs::rename(&self.temp, &self.path).map_err(io("rename", &self.temp))?;
         // The rename is durable only once the folder's entry is.
-        folder_synced(
-            File::open(&self.dir).and_then(|dir| dir.sync_all()),
-            &self.dir,
-        )
-        .map_err(io("fsync", &self.dir))?;
+        sync_folder(&self.dir).map_err(io("fsync", &self.dir))?;
         self.seq = file.seq;
         Ok(())
     }
@@ -1013,24 +1009,41 @@ pub(crate) fn out_of_range(file: &JournalFile) -> Option<String> {
         })
 }
 
-/// The outcome of fsyncing the state folder `dir` after a rename. A file
-/// system that cannot fsync a folder at all (`EINVAL`, `ENOTSUP`: some FUSE
-/// and network file systems; PostgreSQL's `fsync_fname` allows the same)
-/// makes the rename as durable as it makes anything: the save stands,
-/// with a warning the first time. Failing it would fail every save, and
-/// no update would ever be sent. Any other error is the save's.
-fn folder_synced(result: std::io::Result<()>, dir: &Path) -> std::io::Result<()> {
+/// Fsyncs the folder `dir` after a rename into it, so that the rename
+/// survives a crash. The folder is opened as a folder (`O_DIRECTORY`:
+/// anything else put in its place fails), and an error opening it fails.
+/// A file system that cannot fsync a folder answers the fsync itself with
+/// `EINVAL` (or `EBADF` where a folder opened for reading cannot be
+/// fsynced: the two PostgreSQL's `fsync_fname` allows for a folder); the
+/// rename is then as durable as that file system makes it, and the write
+/// stands, with a warning the first time. Failing it would fail every
+/// journal save, and no update would ever be sent. Any other error of the
+/// fsync is the write's.
+pub(crate) fn sync_folder(dir: &Path) -> std::io::Result<()> {
     static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    let mut options = OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.custom_flags(libc::O_DIRECTORY | libc::O_NONBLOCK);
+    }
+    let folder = options.open(dir)?;
+    folder_synced(folder.sync_all(), dir, &WARNED)
+}
+
+/// The outcome of a folder's fsync ([`sync_folder`]): `EINVAL` and
+/// `EBADF` stand for "this file system cannot", said once (`warned`).
+fn folder_synced(
+    result: std::io::Result<()>,
+    dir: &Path,
+    warned: &std::sync::atomic::AtomicBool,
+) -> std::io::Result<()> {
     match result {
-        Err(error)
-            if matches!(
-                error.raw_os_error(),
-                Some(libc::EINVAL) | Some(libc::ENOTSUP)
-            ) =>
-        {
-            if !WARNED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+        Err(error) if matches!(error.raw_os_error(), Some(libc::EINVAL | libc::EBADF)) => {
+            if !warned.swap(true, std::sync::atomic::Ordering::Relaxed) {
                 tracing::warn!(
-                    message = "The state folder's file system cannot fsync a folder; a journal save is as durable as it makes a rename (told once).",
+                    message = "The state folder's file system cannot fsync a folder; a rename into it is as durable as that file system makes it (told once).",
                     path = %dir.display(),
                     error = %error,
                 );

@@ -569,16 +569,31 @@ fn a_fifo_planted_in_the_state_folder_is_refused_at_once() {
     assert_eq!(read.kind(), std::io::ErrorKind::InvalidInput);
 }
 
-/// A file system that cannot fsync a folder (EINVAL, ENOTSUP) does not
+/// A file system that cannot fsync a folder (EINVAL, or EBADF) does not
 /// fail the save: failing it would fail every save, and no update would
-/// ever go out. Any other error of the fsync still fails it.
+/// ever go out. Any other error of the fsync still fails it, and so does
+/// a "folder" that is none.
 #[test]
 fn a_folder_that_cannot_be_fsynced_does_not_fail_the_save() {
     let dir = Path::new("/state");
-    for errno in [libc::EINVAL, libc::ENOTSUP] {
-        assert!(folder_synced(Err(std::io::Error::from_raw_os_error(errno)), dir).is_ok());
+    let warned = std::sync::atomic::AtomicBool::new(false);
+    for errno in [libc::EINVAL, libc::EBADF] {
+        let result = Err(std::io::Error::from_raw_os_error(errno));
+        assert!(folder_synced(result, dir, &warned).is_ok());
     }
-    assert!(folder_synced(Ok(()), dir).is_ok());
-    let failed = folder_synced(Err(std::io::Error::from_raw_os_error(libc::EIO)), dir);
+    assert!(folder_synced(Ok(()), dir, &warned).is_ok());
+    let failed = folder_synced(
+        Err(std::io::Error::from_raw_os_error(libc::EIO)),
+        dir,
+        &warned,
+    );
     assert_eq!(failed.map_err(|e| e.raw_os_error()), Err(Some(libc::EIO)));
+    let real = tempfile::tempdir().unwrap();
+    assert!(sync_folder(real.path()).is_ok());
+    let file = real.path().join("a-file");
+    std::fs::write(&file, b"").unwrap();
+    assert_eq!(
+        sync_folder(&file).map_err(|e| e.raw_os_error()),
+        Err(Some(libc::ENOTDIR))
+    );
 }
