@@ -82,34 +82,51 @@ pub fn config_loader(region: Option<&str>) -> ConfigLoader {
 /// `AWS_REGION` and the profile's region.
 pub async fn sdk_config(region: Option<&str>) -> SdkConfig {
     let sdk = config_loader(region).load().await;
+    // The global override, then each service's own, which the SDK reads
+    // when it builds that service's client and which wins over it.
+    let mut endpoints: Vec<(&str, String)> = Vec::new();
     if let Some(url) = sdk.endpoint_url() {
-        say_endpoint(url);
+        endpoints.push(("all services", url.to_owned()));
     }
+    for (service, variable) in [
+        ("CloudWatch", "AWS_ENDPOINT_URL_CLOUDWATCH"),
+        ("Kinesis Analytics", "AWS_ENDPOINT_URL_KINESIS_ANALYTICS_V2"),
+    ] {
+        if let Some(url) = std::env::var(variable).ok().filter(|url| !url.is_empty()) {
+            endpoints.push((service, url));
+        }
+    }
+    say_endpoints(&endpoints);
     sdk
 }
 
-/// Says, once per process, that AWS calls go to `url` (from
-/// `AWS_ENDPOINT_URL*` or a profile's `endpoint_url`) rather than to AWS's
-/// own endpoints: a variable left over from trying the emulator would
-/// otherwise scale the emulator while `/readyz` says all is well. Plain
-/// HTTP to anything but loopback is a warning: the requests, signed with
-/// the real credentials and their session token, cross the network
-/// unencrypted.
-fn say_endpoint(url: &str) {
+/// Says, once per process, which AWS calls go to an overridden endpoint
+/// (`AWS_ENDPOINT_URL`, a profile's `endpoint_url`, or a service's own
+/// `AWS_ENDPOINT_URL_<SERVICE>`) rather than to AWS's own: a variable left
+/// over from trying the emulator would otherwise scale the emulator while
+/// `/readyz` says all is well. Plain HTTP to anything but loopback is a
+/// warning: the requests, signed with the real credentials and their
+/// session token, cross the network unencrypted. (A profile's per-service
+/// `endpoint_url` is not said.)
+fn say_endpoints(endpoints: &[(&str, String)]) {
     static SAID: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-    if SAID.swap(true, std::sync::atomic::Ordering::Relaxed) {
+    if endpoints.is_empty() || SAID.swap(true, std::sync::atomic::Ordering::Relaxed) {
         return;
     }
-    if endpoint_is_plain_and_remote(url) {
-        tracing::warn!(
-            message = "AWS calls go to an overridden endpoint over plain HTTP, off this host: signed requests and session tokens cross the network unencrypted (AWS_ENDPOINT_URL or the profile's endpoint_url).",
-            endpoint = %url,
-        );
-    } else {
-        tracing::info!(
-            message = "AWS calls go to an overridden endpoint (AWS_ENDPOINT_URL or the profile's endpoint_url), not AWS's own.",
-            endpoint = %url,
-        );
+    for (service, url) in endpoints {
+        if endpoint_is_plain_and_remote(url) {
+            tracing::warn!(
+                message = "AWS calls go to an overridden endpoint over plain HTTP, off this host: signed requests and session tokens cross the network unencrypted.",
+                service = %service,
+                endpoint = %url,
+            );
+        } else {
+            tracing::info!(
+                message = "AWS calls go to an overridden endpoint, not AWS's own.",
+                service = %service,
+                endpoint = %url,
+            );
+        }
     }
 }
 

@@ -280,7 +280,24 @@ fn records(
         );
     };
     match super::history::explain(state_dir, &applications, &application, Some(last)) {
-        Ok(explanation) => json(StatusCode::OK, &explanation),
+        Ok(explanation) => {
+            let response = json(StatusCode::OK, &explanation);
+            let bytes = hyper::body::Body::size_hint(response.body()).lower();
+            if bytes <= MAX_EXPLAIN_BYTES {
+                return response;
+            }
+            // Entries are about the same size: as many as fit.
+            let entries = explanation.entries.len().max(1) as u64;
+            let fit = (MAX_EXPLAIN_BYTES * entries / bytes).max(1);
+            json(
+                StatusCode::BAD_REQUEST,
+                &serde_json::json!({"error": format!(
+                    "the last {entries} evaluations of {application:?} make {bytes} bytes, more \
+                     than the {MAX_EXPLAIN_BYTES} one request answers: ask for fewer (last={fit}); \
+                     `flinkscale explain` reads the whole history"
+                )}),
+            )
+        }
         Err(error @ super::history::ReadError::UnknownApplication { .. }) => json(
             StatusCode::NOT_FOUND,
             &serde_json::json!({"error": error.to_string()}),
@@ -301,6 +318,10 @@ pub const DEFAULT_EXPLAIN_LAST: usize = 10;
 /// whole history (1000 entries, up to 10 MB each with an interpreter's
 /// 256 signals) and never reading held gigabytes.
 pub const MAX_EXPLAIN_LAST: usize = 100;
+
+/// The largest answer one `GET /explain` gives, in bytes (an entry with an
+/// interpreter's 256 signals is some 37 KB: 100 of them would be 3.7 MB).
+pub const MAX_EXPLAIN_BYTES: u64 = 512 * 1024;
 
 fn json(status: StatusCode, value: &impl serde::Serialize) -> Response<Full<Bytes>> {
     let mut body = serde_json::to_string_pretty(value).unwrap_or_else(|_| "{}".to_owned());
@@ -796,6 +817,54 @@ mod tests {
         let registry = registry();
         let plain = handle(&registry, &get("/status"), at(&registry, 0));
         assert_eq!(plain.status(), StatusCode::NOT_FOUND);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Entries an interpreter filled with 256 signals each: 100 of them
+    /// would be megabytes held until the client reads them. The answer is
+    /// refused with how many fit, and that many are answered.
+    #[tokio::test]
+    async fn an_explain_answer_past_its_byte_bound_says_how_many_fit() {
+        let dir = std::env::temp_dir().join(format!(
+            "flinkscale-http-explain-big-{}",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        let (history, writer) =
+            super::super::history::spawn(super::super::history::dir(&dir), 100).expect("a history");
+        for i in 0..40 {
+            let mut event = evaluated(1_000 * (i + 1));
+            if let Event::Evaluated { signals, .. } = &mut event {
+                *signals = (0..256)
+                    .map(|n| crate::model::Signal {
+                        name: format!("signal_with_a_long_name_of_sixty_four_bytes_{n:020}"),
+                        value: f64::from(n),
+                    })
+                    .collect();
+            }
+            history.record(&event);
+        }
+        drop(history);
+        writer.finish();
+        let apps = || vec![("app".to_owned(), Words::Msf)];
+        let answer = |query: &str| {
+            let uri: Uri = query.parse().expect("a URI");
+            records(&dir, apps(), BTreeMap::new(), &[], &uri)
+        };
+        let all = answer("/explain?application=app&last=40");
+        assert_eq!(all.status(), StatusCode::BAD_REQUEST);
+        let said = body(all).await;
+        let fit: usize = said
+            .split("ask for fewer (last=")
+            .nth(1)
+            .and_then(|rest| rest.split(')').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("says how many fit: {said}"));
+        assert!((1..40).contains(&fit), "{said}");
+        let fitting = answer(&format!("/explain?application=app&last={fit}"));
+        assert_eq!(fitting.status(), StatusCode::OK);
+        let text = body(fitting).await;
+        assert!(text.len() as u64 <= MAX_EXPLAIN_BYTES, "{}", text.len());
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
