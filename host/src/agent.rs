@@ -849,6 +849,17 @@ fn changed_fields(before: &str, after: &str) -> Vec<String> {
         .collect()
 }
 
+/// The `[agent]` fields of a reload that differ from the started ones
+/// ([`changed_fields`]) and wait for a restart: all but `lazy_polling`,
+/// which is copied into every application that does not set its own, so
+/// that a change of it changes them, and they restart with it at once.
+fn waiting_for_restart(before: &str, after: &str) -> Vec<String> {
+    changed_fields(before, after)
+        .into_iter()
+        .filter(|field| field != "lazy_polling")
+        .collect()
+}
+
 /// Applies a reloaded configuration to the running controllers; returns the
 /// parts with the new configuration in force. A stop asked for while a
 /// plugin of the new configuration loads (a compile takes seconds for a
@@ -860,7 +871,7 @@ async fn apply(
     running: &mut BTreeMap<String, RunningApp>,
     mut shutdown: watch::Receiver<bool>,
 ) -> Parts {
-    let changed = changed_fields(&parts.started_agent, &format!("{:#?}", loaded.config.agent));
+    let changed = waiting_for_restart(&parts.started_agent, &format!("{:#?}", loaded.config.agent));
     if !changed.is_empty() {
         warn!(
             message = "The [agent] section differs from the one the agent started with; its settings take effect at the next restart (a changed plugin_dir moves the plugins of the applications that use it now).",
@@ -872,6 +883,11 @@ async fn apply(
         .applications()
         .map(|(app, paths)| (app.name.as_str(), (app, paths)))
         .collect();
+    // The controllers built below follow the files of the new plugin_dir
+    // ([`Parts::named_files`]): with the old one's, a plugin of the new
+    // folder read as ranked below the old folder's file of that name, and
+    // was swapped back for it at the first evaluation.
+    parts.loaded.plugin_dir = loaded.plugin_dir.clone();
     let (mut added, mut removed, mut changed) = (Vec::new(), Vec::new(), Vec::new());
     let names: Vec<String> = running.keys().cloned().collect();
     for name in names {
@@ -1102,6 +1118,11 @@ mod tests {
             ["plugin_timeout_ms", "listen"],
             "in the struct's order"
         );
+        // lazy_polling applies at once (the applications that inherit it
+        // restart with it): not said to wait for a restart.
+        let lazy = agent("listen = \"127.0.0.1:9464\"\nlazy_polling = false");
+        assert_eq!(changed_fields(&started, &lazy), ["lazy_polling"]);
+        assert_eq!(waiting_for_restart(&started, &lazy), Vec::<String>::new());
     }
 
     /// A Flink job's application named `name` at a port nothing listens

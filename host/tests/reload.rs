@@ -234,6 +234,63 @@ fn a_replaced_plugin_decides_from_the_next_evaluation_and_a_broken_one_is_refuse
 }
 
 /// Whether another process could lock the journal of `application` now.
+/// A reload that moves plugin_dir to a folder holding another file of the
+/// same name: the application runs the new folder's file, and keeps
+/// running it. It went back to the old folder's at the first evaluation
+/// (its files were still the ones followed), logged as a plugin reload.
+#[test]
+fn a_reload_that_moves_plugin_dir_runs_the_new_folders_plugin() {
+    let dir = tempfile::tempdir().unwrap();
+    let emulator = Emulator::start(&scenario("reload.toml"), SPEED, &[], dir.path());
+    let (v1, v2) = (dir.path().join("plugins-v1"), dir.path().join("plugins-v2"));
+    for (folder, plugin) in [(&v1, "target_tracking"), (&v2, "hold")] {
+        std::fs::create_dir(folder).unwrap();
+        std::fs::copy(shipped(plugin), folder.join("policy.wasm")).unwrap();
+    }
+    let config = write_config(dir.path(), &v1, &[application("keep", "policy", 1)]);
+    let agent = start_agent(&emulator, &config, &[], dir.path());
+    let diagnose = || diagnostics(&emulator, &agent);
+    wait_until(
+        PATIENCE,
+        "two decisions of target-tracking",
+        || reasons(&agent.log(), "keep").len() >= 2,
+        diagnose,
+    );
+
+    write_config(dir.path(), &v2, &[application("keep", "policy", 1)]);
+    common::hangup(&agent);
+    wait_until(
+        PATIENCE,
+        "the reload",
+        || !log_events(&agent.log(), "Configuration reloaded.").is_empty(),
+        diagnose,
+    );
+    let after = || {
+        let log = agent.log();
+        let (_, rest) = log
+            .split_once("Configuration reloaded.")
+            .unwrap_or_default();
+        reasons(rest, "keep")
+    };
+    wait_until(
+        PATIENCE,
+        "four decisions after the reload",
+        || after().len() >= 4,
+        diagnose,
+    );
+    let since = after();
+    assert!(
+        since.iter().all(|r| r == "observe only"),
+        "hold (plugins-v2) decides from the reload on: {since:?}\n{}",
+        diagnose()
+    );
+    assert!(
+        log_events(&agent.log(), "Plugin reloaded.").is_empty(),
+        "nothing swaps the old folder's file back\n{}",
+        diagnose()
+    );
+}
+
 fn journal_lockable(dir: &Path, application: &str) -> bool {
     let file = std::fs::OpenOptions::new()
         .read(true)
@@ -942,6 +999,21 @@ fn flinkscale_reload_signals_the_agent_holding_the_state_folder() {
     assert_eq!(
         log_events(&agent.log(), "Configuration reloaded.")[0]["added"],
         "added"
+    );
+
+    // A file that pauses every application still finds the agent, by the
+    // locks it holds for the file it runs (it looked only at the new
+    // file's active applications, and found none).
+    let paused =
+        |name: &str| common::cpu_application(name, 1, "mode = \"paused\"\n", "plugin = \"hold\"\n");
+    write_config(dir.path(), &plugins, &[paused("keep"), paused("added")]);
+    let sent = reload();
+    assert!(sent.status.success(), "{sent:?}");
+    wait_until(
+        PATIENCE,
+        "the second reload",
+        || log_events(&agent.log(), "Configuration reloaded.").len() >= 2,
+        diagnose,
     );
 
     // A file the agent would refuse: nothing sent.

@@ -14,9 +14,8 @@ use std::process::ExitCode;
 use clap::Args;
 
 use super::commands::EX_CONFIG;
-use crate::config::Mode;
 use crate::config::load;
-use crate::state::{LockTable, lock_path};
+use crate::state::LockTable;
 
 /// `flinkscale reload`'s arguments.
 #[derive(Debug, Args)]
@@ -47,11 +46,20 @@ pub fn run(args: &ReloadArgs) -> ExitCode {
     let locks = LockTable::read();
     let mut holders = BTreeSet::new();
     let mut unseen = false;
-    for app in &loaded.config.applications {
-        if app.mode == Mode::Paused {
-            continue;
-        }
-        match locks.holder(&lock_path(&loaded.state_dir, &app.name)) {
+    // Every journal lock in the folder, not only those of the file's
+    // applications: the agent holds the locks of the configuration it
+    // runs, and the new file may pause, rename or drop every one of them.
+    let lock_files: Vec<std::path::PathBuf> = std::fs::read_dir(&loaded.state_dir)
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .map(|entry| entry.path())
+                .filter(|path| path.extension().is_some_and(|ext| ext == "lock"))
+                .collect()
+        })
+        .unwrap_or_default();
+    for lock_file in &lock_files {
+        match locks.holder(lock_file) {
             Some(lock) if lock.held => match lock.pid {
                 Some(pid) => {
                     holders.insert(pid);
