@@ -469,7 +469,11 @@ impl RunningApp {
     }
 
     /// A paused application: a task that does nothing until it is stopped.
-    fn paused(fingerprint: String) -> Self {
+    /// It hands on the quarantines of the controller it replaced
+    /// (`quarantined`), so that the controller a resume starts ends them
+    /// with its first answer, as any reload's does: forgotten, they stayed
+    /// in `flinkscale_plugin_quarantined` and `status` for good.
+    fn paused(fingerprint: String, quarantined: QuarantinedPlugins) -> Self {
         let (stop, mut stopped) = watch::channel(false);
         Self {
             fingerprint,
@@ -480,7 +484,10 @@ impl RunningApp {
                         break;
                     }
                 }
-                Stopped::default()
+                Stopped {
+                    journal: None,
+                    quarantined,
+                }
             }),
         }
     }
@@ -734,7 +741,10 @@ impl Agent {
         for name in paused {
             info!(message = "Application paused: not evaluated until its mode changes.", application = %name);
             let fingerprint = fingerprints.remove(&name).unwrap_or_default();
-            running.insert(name, RunningApp::paused(fingerprint));
+            running.insert(
+                name,
+                RunningApp::paused(fingerprint, QuarantinedPlugins::default()),
+            );
         }
         let mut reloads_open = true;
         loop {
@@ -918,10 +928,14 @@ async fn apply(
         }
         let fingerprint = fingerprint(app, paths);
         if app.mode == Mode::Paused {
-            if let Some(old) = running.remove(*name) {
-                old.stop().await;
-            }
-            running.insert((*name).to_owned(), RunningApp::paused(fingerprint));
+            let quarantined = match running.remove(*name) {
+                Some(old) => old.stop().await.quarantined,
+                None => QuarantinedPlugins::default(),
+            };
+            running.insert(
+                (*name).to_owned(),
+                RunningApp::paused(fingerprint, quarantined),
+            );
             info!(message = "Application paused: not evaluated until its mode changes.", application = %name);
             if is_new {
                 added.push((*name).to_owned());
@@ -1091,6 +1105,21 @@ impl Interpret for PluginInterpreter {
 mod tests {
     use super::*;
     use crate::plugin::load_probe::RuntimeFree;
+
+    /// A paused application hands on the quarantines of the controller
+    /// it replaced, for the controller a resume starts (which ends them
+    /// with its first answer); it handed on none, and they stayed.
+    #[tokio::test]
+    async fn a_paused_application_hands_on_its_quarantines() {
+        let quarantined = QuarantinedPlugins {
+            policy: true,
+            interpreters: vec![false, true],
+        };
+        let paused = RunningApp::paused("fingerprint".to_owned(), quarantined.clone());
+        let stopped = paused.stop().await;
+        assert_eq!(stopped.quarantined, quarantined);
+        assert!(stopped.journal.is_none());
+    }
 
     /// A reload's `[agent]` section is compared with the one the agent
     /// started with (its settings stay in force until a restart), field by
