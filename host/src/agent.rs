@@ -995,6 +995,14 @@ async fn apply(
         let (kept, quarantined) = match running.remove(*name) {
             Some(old) => {
                 let stopped = old.stop().await;
+                // Before the new controller says anything (a stand-down it
+                // still stands in is said again as its journal opens).
+                parts
+                    .events
+                    .emit_unlogged(crate::telemetry::Event::ControllerReplaced {
+                        application: (*name).to_owned(),
+                        at_ms: parts.clock.now_ms(),
+                    });
                 (stopped.journal, stopped.quarantined)
             }
             None => (None, QuarantinedPlugins::default()),

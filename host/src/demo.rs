@@ -359,6 +359,7 @@ fn describe(event: &Event, state: &EmulatorState) -> Option<String> {
             ))
         }
         Event::Resumed { .. }
+        | Event::ControllerReplaced { .. }
         | Event::StandDownLifted { .. }
         | Event::GraceHeld { .. }
         | Event::NotSent { .. }

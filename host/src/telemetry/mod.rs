@@ -320,6 +320,17 @@ pub enum Event {
         /// Whether this is an agent's start that read it from the journal.
         restarted: bool,
     },
+    /// A configuration reload stopped the application's controller to
+    /// start another in its place: what the metrics registry knew from the
+    /// old one (a stand-down, a journal it could not save, a panic) is the
+    /// new one's to say again, or not (a controller now in dry run keeps no
+    /// journal and stands down for nobody). Not logged.
+    ControllerReplaced {
+        /// Application name.
+        application: String,
+        /// When (ms since the epoch).
+        at_ms: i64,
+    },
     /// A configuration reload ended a stand-down: updates are sent again.
     StandDownLifted {
         /// Application name.
@@ -838,6 +849,10 @@ fn log_event(event: &Event) {
                 since = %text::iso(*since_ms),
                 updates = %updates,
                 journaled = restarted,
+            ),
+            Event::ControllerReplaced { application, .. } => debug!(
+                message = "Controller replaced by a reload.",
+                application = %application,
             ),
             Event::StandDownLifted {
                 application,

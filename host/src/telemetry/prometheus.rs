@@ -660,7 +660,8 @@ impl Registry {
             | Event::PluginReloaded { application, .. }
             | Event::PluginReloadRefused { application, .. }
             | Event::StoodDown { application, .. }
-            | Event::StandDownLifted { application, .. } => application,
+            | Event::StandDownLifted { application, .. }
+            | Event::ControllerReplaced { application, .. } => application,
             _ => return,
         };
         // An application a reload removed may have a last word as its
@@ -748,6 +749,11 @@ impl Registry {
                 since_ms, updates, ..
             } => app.stood_down = Some((*since_ms, updates.clone())),
             Event::StandDownLifted { .. } => app.stood_down = None,
+            Event::ControllerReplaced { .. } => {
+                app.stood_down = None;
+                app.journal = None;
+                app.panicked = None;
+            }
             _ => {}
         }
     }
@@ -2077,5 +2083,53 @@ mod tests {
             text.contains("flinkscale_ready{application=\"a\"} 1\n"),
             "{text}"
         );
+    }
+
+    /// A reload that replaces a controller clears what the registry knew
+    /// from the old one: switched to dry run, a stood-down application
+    /// whose journal could not be saved was not ready for good (the new
+    /// controller keeps no journal and stands down for nobody, so nothing
+    /// would ever lift either). A new controller still standing down says
+    /// so again, after the replacement.
+    #[test]
+    fn a_replaced_controller_leaves_nothing_of_the_old_ones_state() {
+        let registry = Registry::for_config(&config(&["a"]), 0);
+        registry.record(&evaluated("a", 1_000, 2, Action::Hold));
+        registry.record(&Event::StoodDown {
+            application: "a".to_owned(),
+            at_ms: 1_000,
+            since_ms: 1_000,
+            overrides: Vec::new(),
+            updates: "version 2 -> 3: 4 KPU -> 2 KPU".to_owned(),
+            restarted: false,
+        });
+        registry.record(&Event::JournalFailing {
+            application: "a".to_owned(),
+            at_ms: 1_500,
+            since_ms: 1_500,
+            cause: "cannot create /s/.a.json.tmp: Read-only file system (os error 30)".to_owned(),
+            held: 1,
+            tell: crate::telemetry::failing::Tell::Quiet,
+        });
+        registry.record(&evaluated("a", 2_000, 2, Action::Hold));
+        assert_eq!(registry.not_ready(2_500).len(), 1);
+        registry.record(&Event::ControllerReplaced {
+            application: "a".to_owned(),
+            at_ms: 3_000,
+        });
+        assert!(
+            registry.not_ready(3_500).is_empty(),
+            "{:?}",
+            registry.not_ready(3_500)
+        );
+        registry.record(&Event::StoodDown {
+            application: "a".to_owned(),
+            at_ms: 3_000,
+            since_ms: 1_000,
+            overrides: Vec::new(),
+            updates: "version 2 -> 3: 4 KPU -> 2 KPU".to_owned(),
+            restarted: true,
+        });
+        assert_eq!(registry.not_ready(3_500).len(), 1);
     }
 }
