@@ -454,15 +454,19 @@ impl AlarmStates for LazyAws {
 /// ends giving back the controller's journal (see [`Controller::run`]).
 struct RunningApp {
     fingerprint: String,
+    /// The settings it runs with: after a reload that could not put an
+    /// application's new ones in force, the registry reports these.
+    config: ApplicationConfig,
     stop: watch::Sender<bool>,
     task: tokio::task::JoinHandle<Stopped>,
 }
 
 impl RunningApp {
-    fn spawn(controller: Controller, fingerprint: String) -> Self {
+    fn spawn(controller: Controller, fingerprint: String, config: ApplicationConfig) -> Self {
         let (stop, stopped) = watch::channel(false);
         Self {
             fingerprint,
+            config,
             stop,
             task: tokio::spawn(controller.run_until_stopped(stopped)),
         }
@@ -473,10 +477,15 @@ impl RunningApp {
     /// (`quarantined`), so that the controller a resume starts ends them
     /// with its first answer, as any reload's does: forgotten, they stayed
     /// in `flinkscale_plugin_quarantined` and `status` for good.
-    fn paused(fingerprint: String, quarantined: QuarantinedPlugins) -> Self {
+    fn paused(
+        fingerprint: String,
+        config: ApplicationConfig,
+        quarantined: QuarantinedPlugins,
+    ) -> Self {
         let (stop, mut stopped) = watch::channel(false);
         Self {
             fingerprint,
+            config,
             stop,
             task: tokio::spawn(async move {
                 while !*stopped.borrow() {
@@ -725,26 +734,29 @@ impl Agent {
             mut parts,
         } = self;
         let mut running: BTreeMap<String, RunningApp> = BTreeMap::new();
-        let mut fingerprints: BTreeMap<String, String> = parts
+        let mut started: BTreeMap<String, (String, ApplicationConfig)> = parts
             .loaded
             .config
             .applications
             .iter()
             .zip(&parts.loaded.plugins)
-            .map(|(app, paths)| (app.name.clone(), fingerprint(app, paths)))
+            .map(|(app, paths)| (app.name.clone(), (fingerprint(app, paths), app.clone())))
             .collect();
+        // Every controller was built from an application of the file.
         for controller in controllers {
             let name = controller.settings().name.clone();
-            let fingerprint = fingerprints.remove(&name).unwrap_or_default();
-            running.insert(name, RunningApp::spawn(controller, fingerprint));
+            if let Some((fingerprint, config)) = started.remove(&name) {
+                running.insert(name, RunningApp::spawn(controller, fingerprint, config));
+            }
         }
         for name in paused {
             info!(message = "Application paused: not evaluated until its mode changes.", application = %name);
-            let fingerprint = fingerprints.remove(&name).unwrap_or_default();
-            running.insert(
-                name,
-                RunningApp::paused(fingerprint, QuarantinedPlugins::default()),
-            );
+            if let Some((fingerprint, config)) = started.remove(&name) {
+                running.insert(
+                    name,
+                    RunningApp::paused(fingerprint, config, QuarantinedPlugins::default()),
+                );
+            }
         }
         let mut reloads_open = true;
         loop {
@@ -916,6 +928,11 @@ async fn apply(
                     .is_some_and(|r| r.fingerprint != fingerprint)
                 {
                     changed.push(name);
+                } else {
+                    // Its file's settings are the ones it runs with (a
+                    // reload that could not apply them may have been
+                    // undone by this one).
+                    reload_applied(&parts, &name);
                 }
             }
         }
@@ -934,8 +951,9 @@ async fn apply(
             };
             running.insert(
                 (*name).to_owned(),
-                RunningApp::paused(fingerprint, quarantined),
+                RunningApp::paused(fingerprint, (*app).clone(), quarantined),
             );
+            reload_applied(&parts, name);
             info!(message = "Application paused: not evaluated until its mode changes.", application = %name);
             if is_new {
                 added.push((*name).to_owned());
@@ -952,6 +970,7 @@ async fn apply(
                 %error,
                 hint = "[agent] and the AWS environment are read at start: restart the agent once a region is set",
             );
+            reload_not_applied(&parts, running, name, &error.to_string());
             continue;
         }
         // Plugins are compiled and configured before the running controller
@@ -982,10 +1001,17 @@ async fn apply(
                     application = %name,
                     %error,
                 );
+                reload_not_applied(
+                    &parts,
+                    running,
+                    name,
+                    &format!("its plugins did not load: {error}"),
+                );
                 continue;
             }
             Err(error) => {
                 error!(message = "Application not (re)started.", application = %name, %error);
+                reload_not_applied(&parts, running, name, &error.to_string());
                 continue;
             }
         };
@@ -1018,8 +1044,9 @@ async fn apply(
             Ok(Ok(controller)) => {
                 running.insert(
                     (*name).to_owned(),
-                    RunningApp::spawn(controller, fingerprint),
+                    RunningApp::spawn(controller, fingerprint, (*app).clone()),
                 );
+                reload_applied(&parts, name);
                 if is_new {
                     info!(message = "Application added; its controller started.", application = %name);
                     added.push((*name).to_owned());
@@ -1029,9 +1056,16 @@ async fn apply(
             }
             Ok(Err(error)) => {
                 error!(message = "Application not (re)started: its journal cannot be opened.", application = %name, %error);
+                reload_not_applied(
+                    &parts,
+                    running,
+                    name,
+                    &format!("its journal cannot be opened: {error}"),
+                );
             }
             Err(error) => {
                 error!(message = "Application not (re)started.", application = %name, %error);
+                reload_not_applied(&parts, running, name, &error.to_string());
             }
         }
     }
@@ -1045,6 +1079,34 @@ async fn apply(
     );
     parts.loaded = loaded;
     parts
+}
+
+/// Tells the metrics registry that the settings of the last reload are in
+/// force for `name`.
+fn reload_applied(parts: &Parts, name: &str) {
+    if let Some(registry) = parts.events.registry() {
+        registry.reload_applied(name);
+    }
+}
+
+/// Tells the metrics registry that a reload could not put `name`'s new
+/// settings in force, and why: its controller in `running` (if any) runs
+/// with its previous settings, which the registry reports again; with
+/// none, nothing runs for it.
+fn reload_not_applied(
+    parts: &Parts,
+    running: &BTreeMap<String, RunningApp>,
+    name: &str,
+    reason: &str,
+) {
+    if let Some(registry) = parts.events.registry() {
+        registry.reload_not_applied(
+            name,
+            reason,
+            parts.clock.now_ms(),
+            running.get(name).map(|app| &app.config),
+        );
+    }
 }
 
 /// What one evaluation of one application came to (the `once` command).
@@ -1123,7 +1185,15 @@ mod tests {
             policy: true,
             interpreters: vec![false, true],
         };
-        let paused = RunningApp::paused("fingerprint".to_owned(), quarantined.clone());
+        let config: crate::config::Config = toml::from_str(
+            "[[application]]\nname = \"a\"\nmode = \"paused\"\n[application.policy]\nplugin = \"hold\"\n",
+        )
+        .expect("a valid configuration");
+        let paused = RunningApp::paused(
+            "fingerprint".to_owned(),
+            config.applications[0].clone(),
+            quarantined.clone(),
+        );
         let stopped = paused.stop().await;
         assert_eq!(stopped.quarantined, quarantined);
         assert!(stopped.journal.is_none());

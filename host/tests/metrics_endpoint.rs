@@ -250,6 +250,98 @@ fn a_reload_that_replaces_a_quarantined_policy_ends_the_quarantine() {
     assert!(agent.terminate(Duration::from_secs(15)).is_some());
 }
 
+/// A reload whose settings cannot be put in force for an application
+/// (the policy refuses its new params) says so: the gauge is 1 for it, a
+/// changed application keeps running (ready) with its previous settings,
+/// reported in its previous mode, and an added one runs nowhere, which
+/// `/readyz` names with the error. A later reload that applies clears
+/// both. (The reload counted as accepted, the new mode reported, and the
+/// added application said only "never evaluated" once stale.)
+#[test]
+fn a_reload_whose_settings_do_not_load_says_so_until_one_does() {
+    let dir = tempfile::tempdir().expect("a temporary folder");
+    let emulator = Emulator::start(&scenario("e2e-scale.toml"), 20.0, &[], dir.path());
+    let listen: SocketAddr = format!("127.0.0.1:{}", common::free_port())
+        .parse()
+        .expect("an address");
+    let file = config(dir.path(), listen);
+    let good = std::fs::read_to_string(&file).expect("the configuration");
+    let agent: Running = start_agent(&emulator, &file, &[], dir.path());
+    let diagnose = || format!("{}\n{}", agent.log_tail(60), emulator.process.log_tail(20));
+    let ready = || get(listen, "/readyz").is_some_and(|r| r.status == 200);
+    wait_until(Duration::from_secs(90), "/readyz ready", ready, diagnose);
+
+    let refused = "plugin = \"rate\"\nparams = { target_utilisation = 5.0 }";
+    let bad = good.replace("plugin = \"hold\"", refused).replace(
+        &format!("name = \"{APP}\"\n"),
+        &format!("name = \"{APP}\"\nmode = \"dry-run\"\n"),
+    ) + &format!(
+        "\n[[application]]\nname = \"added\"\n[[application.metric]]\n{}[application.policy]\n{refused}\n",
+        common::config::cpu_metric("added")
+    );
+    common::replace(&file, bad.as_bytes());
+    common::hangup(&agent);
+    wait_until(
+        Duration::from_secs(60),
+        "the reload",
+        || agent.log_tail(400).contains("Configuration reloaded."),
+        diagnose,
+    );
+    let samples = parse_metrics(&String::from_utf8_lossy(
+        &get(listen, "/metrics").expect("/metrics answers").body,
+    ));
+    for app in [APP, "added"] {
+        assert_eq!(
+            metric_value(
+                &samples,
+                "flinkscale_config_reload_not_applied",
+                &[("application", app)]
+            ),
+            Some(1.0),
+            "{app}\n{}",
+            diagnose()
+        );
+    }
+    assert_eq!(
+        metric_value(
+            &samples,
+            "flinkscale_application_mode",
+            &[("application", APP), ("mode", "active")]
+        ),
+        Some(1.0),
+        "the previous settings run"
+    );
+    let readyz = get(listen, "/readyz").expect("/readyz answers");
+    let body = String::from_utf8_lossy(&readyz.body).to_string();
+    assert_eq!(readyz.status, 503, "{body}");
+    assert!(
+        body.contains("application \"added\": not running: the configuration reload")
+            && body.contains("its plugins did not load")
+            && body.contains("target_utilisation"),
+        "{body}"
+    );
+    assert!(!body.contains(&format!("\"{APP}\"")), "{body}");
+
+    common::replace(&file, good.as_bytes());
+    common::hangup(&agent);
+    wait_until(
+        Duration::from_secs(60),
+        "a reload that applies clears both",
+        || {
+            get(listen, "/metrics").is_some_and(|response| {
+                let samples = parse_metrics(&String::from_utf8_lossy(&response.body));
+                metric_value(
+                    &samples,
+                    "flinkscale_config_reload_not_applied",
+                    &[("application", APP)],
+                ) == Some(0.0)
+            }) && ready()
+        },
+        diagnose,
+    );
+    assert!(agent.terminate(Duration::from_secs(15)).is_some());
+}
+
 #[test]
 fn listen_must_be_a_scrapable_address() {
     let base = "[[application]]\nname = \"a\"\n[application.policy]\nplugin = \"hold\"\n";

@@ -348,6 +348,13 @@ fn not_ready_line(app: &NotReady, now_ms: i64) -> String {
             one_line(updates)
         ));
     }
+    if let Some(not_started) = &app.not_started {
+        why.push(format!(
+            "not running: the configuration reload {} s ago could not start it: {}; fix it and reload again",
+            now_ms.saturating_sub(not_started.at_ms).max(0) / 1000,
+            one_line(&not_started.reason)
+        ));
+    }
     if app.stale {
         let since = if app.since_reload {
             "since the reload that added or resumed it, without an evaluation"

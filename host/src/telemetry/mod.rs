@@ -521,6 +521,12 @@ impl Events {
         self.send(event, false);
     }
 
+    /// The metrics registry the events feed, if any: the agent tells it
+    /// directly what a configuration reload put in force.
+    pub fn registry(&self) -> Option<&Arc<Registry>> {
+        self.registry.as_ref()
+    }
+
     fn send(&self, event: Event, log: bool) {
         if let Event::Failed {
             application, class, ..

@@ -320,9 +320,26 @@ struct AppMetrics {
     /// Its configured mode: a paused application is not evaluated, and so
     /// never stale.
     mode: Mode,
+    /// The last configuration reload could not put its new settings in
+    /// force ([`Registry::reload_not_applied`]).
+    not_applied: Option<NotApplied>,
     /// Its target's vocabulary: a Flink job's capacity is reported as
     /// `flinkscale_parallelism`, an MSF application's as `flinkscale_kpu`.
     words: Words,
+}
+
+/// Why a configuration reload's settings for an application are not the
+/// ones it runs with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotApplied {
+    /// What failed: its plugins did not load, its journal could not be
+    /// opened, ... (the error, naming the file).
+    pub reason: String,
+    /// When the reload gave up on it (ms since the epoch).
+    pub at_ms: i64,
+    /// Whether a controller still runs for it, with its previous settings;
+    /// with none, nothing runs for it.
+    pub running: bool,
 }
 
 /// The mode an application configured with `mode` runs in: `run --dry-run`
@@ -352,6 +369,19 @@ impl AppMetrics {
             words: settings.words,
             ..Self::default()
         }
+    }
+
+    /// Takes the staleness limits, mode (as `run --dry-run` makes it) and
+    /// vocabulary of `app`, keeping what was counted.
+    fn follow(&mut self, app: &ApplicationConfig, dry_run: bool) {
+        let limits = Self::limits(app);
+        self.stale_after_ms = limits.stale_after_ms;
+        self.interval_ms = limits.interval_ms;
+        self.lazy_polling = limits.lazy_polling;
+        self.rescale_allowance_ms = limits.rescale_allowance_ms;
+        self.grace_ms = limits.grace_ms;
+        self.mode = running_mode(app.mode, dry_run);
+        self.words = limits.words;
     }
 
     /// Since when the application's silence counts: its last evaluation,
@@ -474,6 +504,9 @@ pub struct NotReady {
     /// Its journal cannot be saved, so it sends no update (it evaluates,
     /// and may well not be stale).
     pub journal: Option<JournalTrouble>,
+    /// The last configuration reload left no controller running for it,
+    /// and why.
+    pub not_started: Option<NotApplied>,
 }
 
 impl Registry {
@@ -532,6 +565,42 @@ impl Registry {
         reloads.last_refused = !accepted;
     }
 
+    /// The settings of the last configuration reload are in force for
+    /// `application` (or the reload left it as it was).
+    pub fn reload_applied(&self, application: &str) {
+        let mut apps = self.apps.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(app) = apps.get_mut(application) {
+            app.not_applied = None;
+        }
+    }
+
+    /// A configuration reload could not put `application`'s new settings
+    /// in force at `at_ms`, for `reason`. `running` is what it still runs
+    /// with (a changed application whose new plugin did not load keeps its
+    /// controller and its previous settings): reported again, its mode and
+    /// staleness limits with them. With none, no controller runs for it:
+    /// it is not ready until a reload starts one.
+    pub fn reload_not_applied(
+        &self,
+        application: &str,
+        reason: &str,
+        at_ms: i64,
+        running: Option<&ApplicationConfig>,
+    ) {
+        let mut apps = self.apps.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(app) = apps.get_mut(application) else {
+            return;
+        };
+        if let Some(config) = running {
+            app.follow(config, self.dry_run);
+        }
+        app.not_applied = Some(NotApplied {
+            reason: reason.to_owned(),
+            at_ms,
+            running: running.is_some(),
+        });
+    }
+
     /// Follows a reloaded configuration at `now_ms`: applications removed
     /// are no longer reported (their failure counters stay, as counters
     /// must not go back), added ones are reported from now (their
@@ -541,19 +610,12 @@ impl Registry {
         let mut apps = self.apps.lock().unwrap_or_else(|p| p.into_inner());
         apps.retain(|name, _| config.applications.iter().any(|a| &a.name == name));
         for app in &config.applications {
-            let limits = AppMetrics::limits(app);
             match apps.get_mut(&app.name) {
                 Some(metrics) => {
-                    metrics.stale_after_ms = limits.stale_after_ms;
-                    metrics.interval_ms = limits.interval_ms;
-                    metrics.lazy_polling = limits.lazy_polling;
-                    metrics.rescale_allowance_ms = limits.rescale_allowance_ms;
-                    metrics.grace_ms = limits.grace_ms;
                     if metrics.mode == Mode::Paused && app.mode != Mode::Paused {
                         metrics.added_ms = Some(now_ms);
                     }
-                    metrics.mode = running_mode(app.mode, self.dry_run);
-                    metrics.words = limits.words;
+                    metrics.follow(app, self.dry_run);
                 }
                 None => {
                     for class in Failure::ALL {
@@ -564,7 +626,7 @@ impl Registry {
                         AppMetrics {
                             added_ms: Some(now_ms),
                             mode: running_mode(app.mode, self.dry_run),
-                            ..limits
+                            ..AppMetrics::limits(app)
                         },
                     );
                 }
@@ -769,10 +831,12 @@ impl Registry {
             .filter_map(|(name, app)| {
                 let since = app.since_ms(started_ms);
                 let stale = now_ms > app.stale_at_ms(started_ms);
+                let not_started = app.not_applied.clone().filter(|n| !n.running);
                 (stale
                     || app.panicked.is_some()
                     || app.journal.is_some()
-                    || app.stood_down.is_some())
+                    || app.stood_down.is_some()
+                    || not_started.is_some())
                 .then(|| NotReady {
                     application: name.clone(),
                     silent_ms: now_ms.saturating_sub(since),
@@ -788,6 +852,7 @@ impl Registry {
                         .clone()
                         .filter(|f| app.last_evaluation_ms.is_none_or(|e| f.at_ms >= e)),
                     journal: app.journal.clone(),
+                    not_started,
                 })
             })
             .collect()
@@ -1014,6 +1079,12 @@ impl Registry {
             "gauge",
             "1 while a plugin of the application is quarantined (the application holds), else 0.",
             per_app(&|a| Some(u8::from(!a.quarantined.is_empty()).to_string())),
+        );
+        family(
+            "flinkscale_config_reload_not_applied",
+            "gauge",
+            "1 while the last SIGHUP reload could not put the application's new settings in force (its plugins did not load, its journal could not be opened): it runs with its previous settings, or not at all (then /readyz says so); else 0.",
+            per_app(&|a| Some(u8::from(a.not_applied.is_some()).to_string())),
         );
         let mut reloads = Vec::new();
         for (name, app) in &apps {
@@ -1427,6 +1498,7 @@ mod tests {
             ("flinkscale_last_evaluation_timestamp_seconds", "gauge"),
             ("flinkscale_plugin_quarantined", "gauge"),
             ("flinkscale_stood_down", "gauge"),
+            ("flinkscale_config_reload_not_applied", "gauge"),
             ("flinkscale_plugin_failures_total", "counter"),
             ("flinkscale_flink_jobmanager_moves_total", "counter"),
         ] {
@@ -1949,6 +2021,7 @@ mod tests {
                     at_ms: 1_500,
                 }),
                 journal: None,
+                not_started: None,
             }]
         );
         registry.record(&evaluated("a", 4_000, 1, Action::Hold));
