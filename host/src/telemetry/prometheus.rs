@@ -454,6 +454,9 @@ pub struct Registry {
     last_beat: Mutex<Instant>,
     /// Plugin call durations by application, plugin and function.
     plugin_calls: Histograms,
+    /// The label sets of `plugin_calls` observed so far, to drop the
+    /// series of an application a reload removed.
+    plugin_call_series: Mutex<std::collections::BTreeSet<Labels>>,
     /// SIGHUP reloads of the configuration file.
     config_reloads: Mutex<ConfigReloads>,
     /// `run --dry-run`: every active application runs as dry-run, and
@@ -532,6 +535,7 @@ impl Registry {
             starting: std::sync::atomic::AtomicBool::new(false),
             last_beat: Mutex::new(Instant::now()),
             plugin_calls: Family::new_with_constructor(latency_histogram),
+            plugin_call_series: Mutex::default(),
             config_reloads: Mutex::new(ConfigReloads::default()),
             dry_run: false,
         }
@@ -607,8 +611,23 @@ impl Registry {
     /// staleness counts from `now_ms`), and the others keep their counts
     /// with the limits of their new settings.
     pub fn set_applications(&self, config: &Config, now_ms: i64) {
+        let wanted = |name: &str| config.applications.iter().any(|a| a.name == name);
         let mut apps = self.apps.lock().unwrap_or_else(|p| p.into_inner());
-        apps.retain(|name, _| config.applications.iter().any(|a| &a.name == name));
+        apps.retain(|name, _| wanted(name));
+        // A removed application's call durations go with it (a histogram
+        // is not a counter an alert compares over time).
+        self.plugin_call_series
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|labels| {
+                let kept = labels
+                    .iter()
+                    .any(|(key, value)| *key == "application" && wanted(value));
+                if !kept {
+                    self.plugin_calls.remove(labels);
+                }
+                kept
+            });
         for app in &config.applications {
             match apps.get_mut(&app.name) {
                 Some(metrics) => {
@@ -695,13 +714,27 @@ impl Registry {
     /// Observes one call of `function` (`decide`, `interpret`) of `plugin`
     /// (`name version`) for `application` that took `elapsed`.
     pub fn plugin_call(&self, application: &str, plugin: &str, function: &str, elapsed: Duration) {
+        // Under the applications' lock, as a reload's removal is: a last
+        // call of a removed application's controller is not reported.
+        let apps = self.apps.lock().unwrap_or_else(|p| p.into_inner());
+        if !apps.contains_key(application) {
+            return;
+        }
+        let labels = vec![
+            ("application", application.to_owned()),
+            ("plugin", plugin.to_owned()),
+            ("function", function.to_owned()),
+        ];
         self.plugin_calls
-            .get_or_create(&vec![
-                ("application", application.to_owned()),
-                ("plugin", plugin.to_owned()),
-                ("function", function.to_owned()),
-            ])
+            .get_or_create(&labels)
             .observe(elapsed.as_secs_f64());
+        let mut series = self
+            .plugin_call_series
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if !series.contains(&labels) {
+            series.insert(labels);
+        }
     }
 
     /// Updates the counters from `event`. Failures are counted by
@@ -1703,6 +1736,28 @@ mod tests {
             "{text}"
         );
         assert!(!text.contains("# EOF"), "{text}");
+    }
+
+    /// A reload that removes an application drops its call durations,
+    /// and a last call of its stopping controller does not bring them
+    /// back; the others' stay.
+    #[test]
+    fn a_removed_applications_plugin_call_durations_go_with_it() {
+        let registry = Registry::for_config(&config(&["gone", "kept"]), 0);
+        for app in ["gone", "kept"] {
+            registry.plugin_call(app, "step 1", "decide", Duration::from_millis(3));
+        }
+        registry.set_applications(&config(&["kept"]), 1_000);
+        registry.plugin_call("gone", "step 1", "decide", Duration::from_millis(3));
+        let text = registry.render(1_000);
+        assert!(
+            text.contains("flinkscale_plugin_call_duration_seconds_count{application=\"kept\""),
+            "{text}"
+        );
+        assert!(
+            !text.contains("flinkscale_plugin_call_duration_seconds_count{application=\"gone\""),
+            "{text}"
+        );
     }
 
     #[test]
