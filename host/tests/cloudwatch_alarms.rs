@@ -171,6 +171,11 @@ async fn import_alarms_writes_the_applications_alarms_as_local_ones() {
         assert!(text.contains(expected), "missing {expected:?} in\n{text}");
     }
     assert!(!text.contains("other-app"), "{text}");
+    // The region the alarms were read in, for the agent to watch the same.
+    assert!(
+        text.contains("[agent]\n# The region the alarms were read in (DescribeAlarms).\nregion = \"us-east-1\"\n\n[[application]]"),
+        "{text}"
+    );
 
     // A third alarm on another series, and the agent's configuration: the
     // output keeps the configuration's bounds and policy.

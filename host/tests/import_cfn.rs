@@ -273,6 +273,55 @@ fn a_parameters_file_is_read_and_parameter_flags_override_it() {
     }
 }
 
+/// `-o` naming the parameters file (or the template) is refused: the
+/// configuration replaced the stack's parameters, exit 0.
+#[test]
+fn the_output_may_not_be_an_input_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let params = dir.path().join("params.json");
+    let text =
+        r#"[{"ParameterKey": "AmazonManagedFlinkApplicationName", "ParameterValue": "orders"}]"#;
+    std::fs::write(&params, text).unwrap();
+    let (code, _, stderr) = flinkscale(&[
+        "import",
+        "cfn",
+        &params.to_string_lossy(),
+        "-o",
+        &dir.path().join(".").join("params.json").to_string_lossy(),
+    ]);
+    assert_eq!(code, 78, "{stderr}");
+    assert!(
+        stderr.contains("is the input file") && stderr.contains("params.json"),
+        "{stderr}"
+    );
+    assert_eq!(std::fs::read_to_string(&params).unwrap(), text);
+    // Nor the agent's configuration `import alarms` reads, before any
+    // AWS call.
+    let config = dir.path().join("agent.toml");
+    let agent = "[[application]]\nname = \"orders\"\n[application.policy]\nplugin = \"hold\"\n";
+    std::fs::write(&config, agent).unwrap();
+    let config = config.to_string_lossy();
+    let (code, _, stderr) = flinkscale_in(
+        dir.path(),
+        &[
+            "import",
+            "alarms",
+            "--application",
+            "orders",
+            "--config",
+            &config,
+            "--output",
+            "agent.toml",
+        ],
+    );
+    assert_eq!(code, 78, "{stderr}");
+    assert!(stderr.contains("is the input file"), "{stderr}");
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("agent.toml")).unwrap(),
+        agent
+    );
+}
+
 #[test]
 fn the_built_in_template_needs_no_file_and_the_application_name_overrides() {
     // Run outside the source tree: the template is in the binary.

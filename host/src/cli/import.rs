@@ -72,6 +72,11 @@ pub async fn run(command: ImportCommand) -> anyhow::Result<ExitCode> {
         } => {
             // Small files, but file I/O all the same: off the async runtime.
             tokio::task::spawn_blocking(move || {
+                let inputs = [Some(parameters.as_path()), template.as_deref()];
+                if let Some(refused) = overwrites_input(output.as_deref(), &inputs) {
+                    eprintln!("error: {refused}");
+                    return Ok(ExitCode::from(EX_CONFIG));
+                }
                 let text = match cfn_text(
                     &parameters,
                     application_name.as_deref(),
@@ -94,6 +99,25 @@ pub async fn run(command: ImportCommand) -> anyhow::Result<ExitCode> {
             output,
         } => alarms(&application, config.as_deref(), output.as_deref()).await,
     }
+}
+
+/// Why writing to `output` is refused: it is one of `inputs` (`import cfn
+/// p.json -o p.json` replaced the stack's parameters with the
+/// configuration; `import alarms --config agent.toml -o agent.toml` the
+/// whole agent's configuration with one application's).
+fn overwrites_input(output: Option<&Path>, inputs: &[Option<&Path>]) -> Option<String> {
+    let output = output?;
+    let same = |input: &Path| match (std::fs::canonicalize(output), std::fs::canonicalize(input)) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    };
+    let input = inputs.iter().flatten().find(|input| same(input))?;
+    Some(format!(
+        "--output {} is the input file {}: writing the configuration there would replace it; \
+         write it to another file",
+        output.display(),
+        input.display()
+    ))
 }
 
 /// Reads `--application`: an MSF application name, 1 to 128 of letters,
@@ -157,6 +181,19 @@ fn write_output(output: Option<&Path>, text: &str) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// `text` (an imported configuration) with an `[agent]` table naming
+/// `region`, before its first application.
+fn with_region(text: &str, region: &str) -> String {
+    let agent = format!(
+        "\n[agent]\n# The region the alarms were read in (DescribeAlarms).\nregion = {}\n",
+        crate::import::cfn::toml_string(region)
+    );
+    match text.find("\n[[application]]") {
+        Some(at) => format!("{}{agent}{}", &text[..at], &text[at..]),
+        None => format!("{text}{agent}"),
+    }
+}
+
 /// `flinkscale import alarms`: exit 0, [`EX_CONFIG`] for an invalid
 /// `--config`, or an error (exit 1) when DescribeAlarms fails or no alarm
 /// watches the application.
@@ -165,6 +202,10 @@ async fn alarms(
     config: Option<&Path>,
     output: Option<&Path>,
 ) -> anyhow::Result<ExitCode> {
+    if let Some(refused) = overwrites_input(output, &[config]) {
+        eprintln!("error: {refused}");
+        return Ok(ExitCode::from(EX_CONFIG));
+    }
     let loaded = match config {
         Some(file) => {
             let file = file.to_owned();
@@ -210,7 +251,12 @@ async fn alarms(
              describe NAME` lists a policy's params)"
         );
     }
-    let text = imported.toml;
+    // The alarms were read in this region: the agent must watch the same
+    // one, whatever AWS_REGION says where it runs.
+    let text = match sdk.region() {
+        Some(region) => with_region(&imported.toml, region.as_ref()),
+        None => imported.toml,
+    };
     let output = output.map(Path::to_owned);
     tokio::task::spawn_blocking(move || write_output(output.as_deref(), &text)).await?
 }

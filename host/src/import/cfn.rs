@@ -1243,7 +1243,7 @@ fn whole_seconds(text: &str) -> Option<u32> {
 }
 
 /// A TOML string.
-pub(super) fn toml_string(s: &str) -> String {
+pub(crate) fn toml_string(s: &str) -> String {
     toml::Value::String(s.to_owned()).to_string()
 }
 
