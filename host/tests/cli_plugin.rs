@@ -423,6 +423,22 @@ fn a_file_that_is_not_a_component_fails_the_check() {
     );
 }
 
+/// `describe` answers 78 to a plugin that will not load, as every
+/// command but `check` does (it answered 1).
+#[test]
+fn describe_refuses_a_file_that_is_not_a_component_as_bad_input() {
+    let dir = tempfile::tempdir().expect("a temporary folder");
+    let file = dir.path().join("broken.wasm");
+    std::fs::write(&file, b"not a component").expect("written");
+    let output = flinkscale(&["plugin", "describe", file.to_str().expect("utf-8")]);
+    assert_eq!(code(&output), Some(78), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("broken.wasm"),
+        "{}",
+        stderr(&output)
+    );
+}
+
 #[test]
 fn a_file_in_plugin_dir_overrides_the_built_in_of_its_name() {
     let dir = tempfile::tempdir().expect("a temporary folder");

@@ -717,9 +717,15 @@ fn check_text(report: &CheckReport) -> String {
 
 fn describe(arg: &PluginArg, markdown: bool, words: Words) -> Result<ExitCode, Failure> {
     let (source, _) = resolve(arg)?;
-    let mut metadata = host()?
-        .check(&source)
-        .map_err(|e| Failure::Plugin(e.to_string()))?;
+    // A plugin that will not load is a wrong input (78), as for every
+    // command but `plugin check`; a disk or the engine failing is the
+    // world's (1).
+    let mut metadata = host()?.check(&source).map_err(|e| match e {
+        PluginError::Read { .. } | PluginError::Engine(_) | PluginError::CompileTimeout { .. } => {
+            Failure::Plugin(e.to_string())
+        }
+        _ => Failure::Usage(e.to_string()),
+    })?;
     // The plugin's own texts, read in the target's unit; names, kinds and
     // defaults are keys and values, left as declared.
     metadata.summary = words.plugin_text(&metadata.summary);
