@@ -1282,6 +1282,30 @@ pub enum ReadError {
     },
 }
 
+/// The state file `path` (a quarantine or failure record) as `T`: `None`
+/// when it does not exist, and when it cannot be read or parsed, which
+/// is said in `unreadable` (naming the file), not taken for none.
+fn read_state_file<T: serde::de::DeserializeOwned>(
+    path: &Path,
+    unreadable: &mut Vec<String>,
+) -> Option<T> {
+    let bytes = match crate::state::read_no_follow(path) {
+        Ok(bytes) => bytes,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return None,
+        Err(error) => {
+            unreadable.push(format!("{}: {error}", path.display()));
+            return None;
+        }
+    };
+    match serde_json::from_slice(&bytes) {
+        Ok(value) => Some(value),
+        Err(error) => {
+            unreadable.push(format!("{}: {error}", path.display()));
+            None
+        }
+    }
+}
+
 /// The newest `last` entries of `application` in `dir` (all of them if
 /// `None`), newest last; no file is no entry.
 pub fn read(dir: &Path, application: &str, last: Option<usize>) -> Result<Vec<Entry>, ReadError> {
@@ -1651,6 +1675,16 @@ pub struct AppStatus {
     /// unknown, not empty).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub history_error: Option<String>,
+    /// Lines of the decision history read on the way to `last` that could
+    /// not be read as an entry (damaged, or written by a newer
+    /// flinkscale): left out, so `last` may not be the newest decision.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub history_unreadable_lines: usize,
+    /// Files of the application's state beside its history (quarantine,
+    /// failure) that exist but could not be read, and why: what they
+    /// would say is unknown, not none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unreadable: Vec<String>,
     /// A journal the running agent cannot save, since when and why: it
     /// sends no update meanwhile. Only `GET /status` knows it (from the
     /// agent's memory: the folder that would hold a record of it is the
@@ -1707,10 +1741,11 @@ pub fn status(state_dir: &Path, applications: &[(String, Words)], now_ms: i64) -
             let (journal, journal_error) = read_journal(state_dir, name);
             let phase = journal.as_ref().map(|j| &j.record.phase);
             let limit = journal.as_ref().and_then(|j| j.record.kpu_limit);
-            let (last, history_error) = match read(&history, name, Some(1)) {
-                Ok(mut entries) => (entries.pop(), None),
-                Err(error) => (None, Some(error.to_string())),
-            };
+            let (last, history_unreadable_lines, history_error) =
+                match read_counted(&history, name, Some(1)) {
+                    Ok((mut entries, unreadable)) => (entries.pop(), unreadable, None),
+                    Err(error) => (None, 0, Some(error.to_string())),
+                };
             let grace_until_ms = match phase {
                 Some(Phase::Grace { until_ms, .. }) => Some(*until_ms),
                 _ => None,
@@ -1749,13 +1784,10 @@ pub fn status(state_dir: &Path, applications: &[(String, Words)], now_ms: i64) -
                 }
                 _ => None,
             };
-            let quarantine = crate::state::read_no_follow(&quarantine_file(&history, name))
-                .ok()
-                .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+            let mut unreadable = Vec::new();
+            let quarantine = read_state_file(&quarantine_file(&history, name), &mut unreadable)
                 .unwrap_or_default();
-            let failure = crate::state::read_no_follow(&failure_file(&history, name))
-                .ok()
-                .and_then(|bytes| serde_json::from_slice(&bytes).ok());
+            let failure = read_state_file(&failure_file(&history, name), &mut unreadable);
             AppStatus {
                 application: name.clone(),
                 target: *words,
@@ -1793,6 +1825,8 @@ pub fn status(state_dir: &Path, applications: &[(String, Words)], now_ms: i64) -
                 last,
                 journal_error,
                 history_error,
+                history_unreadable_lines,
+                unreadable,
                 journal_failing: None,
                 paused: false,
                 stood_down: journal.as_ref().and_then(|j| {
@@ -2028,7 +2062,7 @@ pub fn status_text(status: &Status) -> String {
                 );
             }
             _ if app.sending.is_some() => {}
-            _ if app.history_error.is_some() => {}
+            _ if app.history_error.is_some() || app.history_unreadable_lines > 0 => {}
             _ => {
                 let _ = writeln!(
                     out,
@@ -2041,6 +2075,31 @@ pub fn status_text(status: &Status) -> String {
         }
         if let Some(error) = &app.history_error {
             let _ = writeln!(out, "  history:    unreadable: {}", one_line(error));
+        }
+        if app.history_unreadable_lines > 0 {
+            let _ = writeln!(
+                out,
+                "  history:    {} line{} could not be read (damaged, or written by a newer flinkscale) and {} left out{}",
+                app.history_unreadable_lines,
+                if app.history_unreadable_lines == 1 {
+                    ""
+                } else {
+                    "s"
+                },
+                if app.history_unreadable_lines == 1 {
+                    "is"
+                } else {
+                    "are"
+                },
+                if app.last.is_some() {
+                    ": `last` is the newest entry that could"
+                } else {
+                    ""
+                }
+            );
+        }
+        for error in &app.unreadable {
+            let _ = writeln!(out, "  unreadable: {}", one_line(error));
         }
         if let Some(failing) = &app.journal_failing {
             let _ = writeln!(

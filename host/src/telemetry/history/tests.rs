@@ -327,6 +327,54 @@ fn explain_says_how_many_lines_it_could_not_read() {
     let _ = std::fs::remove_dir_all(&state);
 }
 
+/// `status` says when lines newer than the last entry it shows could not
+/// be read, and when no entry could (it said "the history is empty", or
+/// showed an older entry as the last with no word), and names a
+/// quarantine or failure record it cannot read (shown as none).
+#[test]
+fn status_says_what_it_could_not_read() {
+    let state = temp_dir("status-unreadable");
+    let history = dir(&state);
+    let configured = [("app".to_owned(), Words::Msf)];
+    write(&history, 10, [evaluated("app", 1, Action::Hold, false)]);
+    let file = history.join("app.jsonl");
+    let mut text = std::fs::read_to_string(&file).expect("the history file");
+    text.push_str("{\"at_ms\": \n");
+    std::fs::write(&file, &text).expect("damaged");
+    std::fs::write(history.join("app.quarantine.json"), "[{").expect("damaged");
+    let now = status(&state, &configured, 10_000);
+    let app = &now.applications[0];
+    assert!(app.last.is_some(), "{app:?}");
+    assert_eq!(app.history_unreadable_lines, 1);
+    assert_eq!(app.unreadable.len(), 1, "{app:?}");
+    let said = status_text(&now);
+    assert!(
+        said.contains(
+            "  history:    1 line could not be read (damaged, or written by a newer flinkscale) \
+             and is left out: `last` is the newest entry that could\n"
+        ),
+        "{said}"
+    );
+    assert!(
+        said.contains("  unreadable: ") && said.contains("app.quarantine.json"),
+        "{said}"
+    );
+    let json = serde_json::to_value(&now).expect("JSON");
+    assert_eq!(
+        json["applications"][0]["history_unreadable_lines"], 1,
+        "{json}"
+    );
+    // Only damaged lines: not "empty".
+    std::fs::write(&file, "{\"at_ms\": \n{\n").expect("replaced");
+    let said = status_text(&status(&state, &configured, 10_000));
+    assert!(!said.contains("the history is empty"), "{said}");
+    assert!(
+        said.contains("  history:    2 lines could not be read (damaged, or written by a newer flinkscale) and are left out\n"),
+        "{said}"
+    );
+    let _ = std::fs::remove_dir_all(&state);
+}
+
 #[test]
 fn status_without_any_file_says_the_history_is_empty() {
     let dir = temp_dir("empty");
