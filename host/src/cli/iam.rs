@@ -164,6 +164,57 @@ pub fn policy_for(
     })
 }
 
+/// The most characters IAM takes in a managed policy, whitespace not
+/// counted (an inline policy may have 10,240 for all of a role's
+/// together, 2,048 for a user's).
+pub const MANAGED_POLICY_MAX_CHARS: usize = 6144;
+
+/// The characters of `document` that IAM counts against its size limit:
+/// all but whitespace outside strings (as the compact JSON has none, its
+/// length).
+pub fn policy_chars(document: &serde_json::Value) -> usize {
+    document.to_string().chars().count()
+}
+
+/// The longest prefix all of `names` share (the empty string for none).
+fn common_prefix<'a>(names: impl IntoIterator<Item = &'a str>) -> String {
+    let mut names = names.into_iter();
+    let Some(first) = names.next() else {
+        return String::new();
+    };
+    let mut prefix = first.to_owned();
+    for name in names {
+        let shared = prefix
+            .char_indices()
+            .zip(name.chars())
+            .find(|((_, a), b)| a != b)
+            .map_or(prefix.len().min(name.len()), |((i, _), _)| i);
+        prefix.truncate(shared);
+    }
+    prefix
+}
+
+/// `document` (a policy of [`policy_for`]) with each statement's list of
+/// ARNs replaced by one ARN ending in `*` after the prefix they share:
+/// what fits IAM's size limit for any number of applications, at the cost
+/// of granting every application (or alarm) whose name starts the same.
+pub fn widened(document: &serde_json::Value) -> serde_json::Value {
+    let mut document = document.clone();
+    let Some(statements) = document["Statement"].as_array_mut() else {
+        return document;
+    };
+    for statement in statements {
+        let Some(arns) = statement["Resource"].as_array() else {
+            continue;
+        };
+        let arns: Vec<&str> = arns.iter().filter_map(serde_json::Value::as_str).collect();
+        if arns.len() > 1 {
+            statement["Resource"] = serde_json::json!([format!("{}*", common_prefix(arns))]);
+        }
+    }
+    document
+}
+
 /// Whether any application reads CloudWatch metrics: every MSF
 /// application may (its metrics can change by a reload without an IAM
 /// change), a Flink application only through `source = "cloudwatch"`
@@ -207,8 +258,13 @@ pub fn run(
     };
     let flink = flink_applications(&loaded.config);
     if !flink.is_empty() {
+        let reads = if reads_cloudwatch_metrics(&loaded.config) {
+            " beyond cloudwatch:GetMetricData for source = \"cloudwatch\" metrics"
+        } else {
+            ""
+        };
         eprintln!(
-            "note: {flink:?} scale a self-managed Flink job over its REST API (target = \"flink\"): no AWS permission is needed for them"
+            "note: {flink:?} scale a self-managed Flink job over its REST API (target = \"flink\"): no AWS permission is needed for them{reads}"
         );
     }
     let document = policy(&loaded.config, "*", "*");
@@ -219,22 +275,43 @@ pub fn run(
         return ExitCode::SUCCESS;
     }
     let region = region.or_else(|| loaded.config.agent.region.clone());
-    if region.is_none() {
+    // The notes on `*` in ARNs, only for a policy that has ARNs.
+    let has_arns = document["Statement"]
+        .as_array()
+        .is_some_and(|statements| statements.iter().any(|s| s["Resource"].is_array()));
+    if region.is_none() && has_arns {
         eprintln!(
             "note: no --region and no [agent] region: the ARNs allow any region (\"*\"); give --region R to narrow them"
         );
     }
-    if account.is_none() {
+    if account.is_none() && has_arns {
         eprintln!(
             "note: no --account: the ARNs allow any account (\"*\"); give --account ID to narrow them"
         );
     }
-    let document = policy_for(
+    let mut document = policy_for(
         &loaded.config,
         region.as_deref().unwrap_or("*"),
         account.as_deref().unwrap_or("*"),
         read_only,
     );
+    let chars = policy_chars(&document);
+    if chars > MANAGED_POLICY_MAX_CHARS {
+        document = widened(&document);
+        let wide: Vec<String> = document["Statement"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|s| s["Resource"].as_array())
+            .flatten()
+            .filter_map(|arn| arn.as_str().map(str::to_owned))
+            .collect();
+        eprintln!(
+            "warning: the policy naming each of the {} applications' ARNs would be {chars} characters, past IAM's {MANAGED_POLICY_MAX_CHARS} for a managed policy (10,240 for all of a role's inline policies): each list of ARNs is one wildcard after the prefix its names share instead ({}), which also grants any other application or alarm whose name starts the same; give the applications a shared prefix, or split the configuration between agents, to narrow it",
+            loaded.config.applications.len(),
+            wide.join(", ")
+        );
+    }
     match serde_json::to_string_pretty(&document) {
         Ok(text) => {
             println!("{text}");
@@ -273,6 +350,38 @@ mod tests {
             application_arn("cn-north-1", "*", "a"),
             "arn:aws-cn:kinesisanalytics:cn-north-1:*:application/a"
         );
+    }
+
+    /// Past IAM's size limit, each list of ARNs becomes one wildcard after
+    /// the prefix its names share, which fits for any number.
+    #[test]
+    fn a_policy_too_large_for_iam_is_widened_to_the_shared_prefix() {
+        let mut text = String::new();
+        for i in 0..150 {
+            text.push_str(&format!(
+                "[[application]]\nname = \"orders-enricher-production-{i:03}\"\n\
+                 [application.policy]\nplugin = \"hold\"\n"
+            ));
+        }
+        let config: Config = toml::from_str(&text).expect("a configuration");
+        let document = policy(&config, "eu-west-1", "123456789012");
+        assert!(policy_chars(&document) > MANAGED_POLICY_MAX_CHARS);
+        let wide = widened(&document);
+        assert!(policy_chars(&wide) < 1000, "{wide}");
+        assert_eq!(
+            wide["Statement"][0]["Resource"],
+            serde_json::json!([
+                "arn:aws:kinesisanalytics:eu-west-1:123456789012:application/orders-enricher-production-*"
+            ])
+        );
+        assert_eq!(
+            wide["Statement"][0]["Action"],
+            document["Statement"][0]["Action"]
+        );
+        assert_eq!(wide["Statement"][1], document["Statement"][1]);
+        assert_eq!(common_prefix(["abc", "abd", "ab"]), "ab");
+        assert_eq!(common_prefix(["x", "y"]), "");
+        assert_eq!(common_prefix(["é1", "é2"]), "é");
     }
 
     #[test]
