@@ -104,7 +104,13 @@
 //!   ended), only the periods since the drop count, once they are half the
 //!   span: the burst's level is history. When the latest input rate is more
 //!   than 10 % above the median of the span, the load is coming back (a
-//!   sawtooth's next ramp): no scale-in.
+//!   sawtooth's next ramp): no scale-in. A scale-in on the settle span
+//!   leaves the next span judged the same way: a load still falling after
+//!   it (a crowd dispersing) is followed down a settle span at a time,
+//!   each step sized at `target_utilisation`, so the next comes only once
+//!   the input has fallen by about a third again, instead of a whole
+//!   `scale_in_window_secs` later, by when it may sit below the
+//!   `scale_in_utilisation` threshold of the size it stopped at for good.
 //!
 //! **Stale data is never used.** A job metric of a period that started
 //! before the last completed rescale describes the old capacity, or the
@@ -137,7 +143,9 @@
 //! and so are the KPU seen at the last evaluation and whether the last
 //! scale-out asked for was to catch up on a backlog, to tell which rule a
 //! rescale leaves in force, and when the policy last asked to give a
-//! catch-up surplus back, to tell a recurring burst from a jump, and the
+//! catch-up surplus back, to tell a recurring burst from a jump (and
+//! whether its last rescale was that, to judge the span after it as a
+//! settle span too), and the
 //! capacity last measured at each parallelism, to fit the law. A fresh
 //! instance starts with an empty cache and knows of no scale-out, which
 //! only delays a scale-in (and sizes a recurring burst as a jump): it
@@ -160,7 +168,7 @@ use observe::{MetricIds, Observed};
 use plan::{Plan, Rules, Situation, Window};
 use usl::Usl;
 
-/// The parameters as written; every key but two has a declared default.
+/// The parameters as written; every key but three has a declared default.
 #[derive(Deserialize)]
 struct Config {
     target_utilisation: f64,
@@ -168,7 +176,9 @@ struct Config {
     /// Absent: `DEFAULT_SCALE_IN_UTILISATION`, or half of
     /// `target_utilisation` when that is lower.
     scale_in_utilisation: Option<f64>,
-    settle_utilisation: f64,
+    /// Absent: `DEFAULT_SETTLE_UTILISATION`, or three quarters of
+    /// `target_utilisation` when that is lower.
+    settle_utilisation: Option<f64>,
     catch_up_secs: f64,
     jump_utilisation: f64,
     jump_target_utilisation: f64,
@@ -193,6 +203,10 @@ struct Config {
 /// `scale_in_utilisation` when absent (unless half of
 /// `target_utilisation` is lower).
 const DEFAULT_SCALE_IN_UTILISATION: f64 = 0.35;
+
+/// `settle_utilisation` when absent (unless three quarters of
+/// `target_utilisation` is lower).
+const DEFAULT_SETTLE_UTILISATION: f64 = 0.6;
 
 /// A scale-in window counts as seen when at least this fraction of its
 /// periods have a known input rate.
@@ -232,6 +246,11 @@ pub struct RatePolicy {
     /// When this policy last asked to give back a catch-up surplus (a
     /// scale-in on the settle span: the burst it was for ended).
     burst_ended_ms: Option<i64>,
+    /// Whether the last rescale this policy asked for was a settle
+    /// scale-in (a catch-up surplus given back): the span after it is
+    /// judged as a settle span too, so a load still falling (a crowd
+    /// dispersing) is followed down without a whole window's wait.
+    asked_settle: bool,
 }
 
 impl Policy for RatePolicy {
@@ -254,12 +273,12 @@ impl Policy for RatePolicy {
              `target_utilisation`). When absent, 0.35, or half of `target_utilisation` when \
              that is lower.",
         ),
-        Parameter::number("settle_utilisation")
-            .default("0.5")
-            .meaning(
-                "The same, when the window is the settle span after a scale-out sized to catch \
-             up on a backlog; in (0, `target_utilisation`).",
-            ),
+        Parameter::number("settle_utilisation").meaning(
+            "The same, when the window is the settle span after a scale-out sized to catch up \
+             on a backlog, or after a scale-in on such a span (a load still falling); in (0, \
+             `target_utilisation`). When absent, 0.6, or three quarters of \
+             `target_utilisation` when that is lower.",
+        ),
         Parameter::number("catch_up_secs").default("120").meaning(
             "Drain the backlog waiting at the restart within this many seconds; positive.",
         ),
@@ -378,7 +397,9 @@ impl Policy for RatePolicy {
             target_utilisation,
             false,
         )?;
-        let settle_utilisation = config.settle_utilisation;
+        let settle_utilisation = config
+            .settle_utilisation
+            .unwrap_or((target_utilisation * 0.75).min(DEFAULT_SETTLE_UTILISATION));
         in_range(
             "settle_utilisation",
             settle_utilisation,
@@ -459,6 +480,7 @@ impl Policy for RatePolicy {
             asked_up: None,
             settle_allowed: false,
             burst_ended_ms: None,
+            asked_settle: false,
         })
     }
 
@@ -480,7 +502,9 @@ impl RatePolicy {
         if let Some(seen) = self.seen_kpu
             && seen != app.kpu
         {
-            self.settle_allowed = app.kpu > seen && self.asked_up == Some(true);
+            self.settle_allowed = (app.kpu > seen && self.asked_up == Some(true))
+                || (app.kpu < seen && self.asked_settle);
+            self.asked_settle = false;
             self.asked_up = None;
         }
         self.seen_kpu = Some(app.kpu);
@@ -576,10 +600,12 @@ impl RatePolicy {
                     Some(fitted) => format!("{reason} ({fitted})"),
                     None => reason,
                 };
+                self.asked_settle = false;
                 if kpu > app.kpu {
                     self.asked_up = Some(situation.backlog_waiting());
                 } else if matches!(situation.window, Window::Settle(_)) {
                     self.burst_ended_ms = Some(evaluation.now_ms);
+                    self.asked_settle = true;
                 }
                 Decision::scale_to(kpu, reason)
             }

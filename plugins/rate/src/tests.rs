@@ -329,8 +329,9 @@ fn a_load_that_fell_must_halve_the_capacity_but_a_catch_up_surplus_need_not() {
         now += P;
     }
     // The same 43 % in the settle span after a scale-out (which was sized
-    // to catch up) gives the surplus back: 3750/s needs 4 subtasks.
-    let mut rate = policy("{}");
+    // to catch up) gives the surplus back: 3750/s needs 4 subtasks (at a
+    // settle threshold of 50 %, below the 4000/s peak's 58 %).
+    let mut rate = policy(r#"{"settle_utilisation": 0.5}"#);
     let rescaled = T0;
     let mut now = T0 + 12 * P;
     asked_to_catch_up(&mut rate);
@@ -557,13 +558,69 @@ fn a_load_still_falling_after_a_scale_out_is_judged_on_the_last_settle_span() {
     // stays at 10000/s (57 %). The sliding span's peak falls below half the
     // capacity (8799/s) once the span starts at period 4 (8493/s; period 3
     // is 8847/s), 14 periods in: 8493/s at 80 % needs 10617/s, 14
-    // subtasks (C(14) = 10799).
-    let mut rate = policy("{}");
+    // subtasks (C(14) = 10799). (At a settle threshold of 50 %.)
+    let mut rate = policy(r#"{"settle_utilisation": 0.5}"#);
     asked_to_catch_up(&mut rate);
     let decay = |i: usize| 10_000.0 * 0.96f64.powi(i as i32);
     let (seen, decision) = run_after_rescale(&mut rate, 32, 30, decay);
     assert_eq!(decision.action, Action::ScaleTo(14), "{}", decision.reason);
     assert_eq!(seen, 14);
+}
+
+#[test]
+fn a_load_still_falling_after_a_settle_scale_in_is_followed_down_a_span_at_a_time() {
+    // The decay above, at the default settle threshold (60 %): the first
+    // scale-in gives the catch-up surplus back; the load goes on falling,
+    // and the span after that scale-in is judged as a settle span too, so
+    // the next step down comes a settle span later, not a whole 30-period
+    // window (by when this load would sit below the 35 % threshold of the
+    // size it stopped at).
+    let mut rate = policy("{}");
+    asked_to_catch_up(&mut rate);
+    let decay = |i: usize| 10_000.0 * 0.96f64.powi(i as i32);
+    let (seen, decision) = run_after_rescale(&mut rate, 32, 30, decay);
+    let Action::ScaleTo(first) = decision.action else {
+        panic!("no settle scale-in: {}", decision.reason)
+    };
+    assert!(first < 32, "{}", decision.reason);
+    // The scale-in completes a period later; the load goes on decaying.
+    let rescaled = T0 + (seen as i64 + 3) * P;
+    let mut rates = Vec::new();
+    let mut next = None;
+    for j in 0..30 {
+        rates.push(decay(seen + 3 + j));
+        let now = rescaled + (j as i64 + 2) * P;
+        let decision = rate
+            .decide(&after_rescale(first, &rates, now, rescaled))
+            .expect("decides");
+        if decision.action != Action::Hold {
+            next = Some((j + 1, decision));
+            break;
+        }
+    }
+    let (periods, decision) = next.expect("a second scale-in within the window");
+    let Action::ScaleTo(second) = decision.action else {
+        unreachable!()
+    };
+    assert!(second < first, "{first} -> {second}: {}", decision.reason);
+    assert!(periods < 20, "after {periods} periods: {}", decision.reason);
+    assert!(
+        decision.reason.contains("below 60 %"),
+        "{}",
+        decision.reason
+    );
+    // A scale-in this policy did not ask for is still judged on a whole
+    // window (see only_a_scale_out_that_caught_up_on_a_backlog_settles).
+}
+
+#[test]
+fn the_default_settle_threshold_stays_below_the_target() {
+    // 0.6, or three quarters of a lower target: a target of 0.6 (which
+    // the 0.6 default would equal) configures.
+    let rate = policy(r#"{"target_utilisation": 0.6}"#);
+    assert!((rate.rules.settle_utilisation - 0.45).abs() < 1e-9);
+    let rate = policy("{}");
+    assert!((rate.rules.settle_utilisation - 0.6).abs() < 1e-9);
 }
 
 #[test]
