@@ -168,6 +168,9 @@ fn cfn_text(
             &values,
         )?,
     };
+    for warning in imported.warnings() {
+        eprintln!("warning: {warning}");
+    }
     imported.to_checked_toml()
 }
 

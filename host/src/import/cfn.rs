@@ -450,6 +450,24 @@ const LAMBDA_VARIABLES: [&str; 6] = [
 /// Imports the reference design's template `text` (read from `file`) with
 /// the stack's parameter values.
 pub fn import(file: &Path, text: &str, given: &ParameterValues) -> Result<Imported, ImportError> {
+    // The name goes into the state machine's definition, a JSON text: one
+    // that is not an application's name (a quote, a space) would break it
+    // and read as a template that is not the reference design's.
+    if let Some(name) = given
+        .given()
+        .iter()
+        .rev()
+        .find(|g| g.key == "AmazonManagedFlinkApplicationName")
+        && !crate::config::validate::is_application_name(&name.value)
+    {
+        return Err(ImportError::Unsupported {
+            at: name.origin.clone(),
+            name: name.key.clone(),
+            value: name.value.clone(),
+            problem: "is not an MSF application name".to_owned(),
+            valid: "1 to 128 letters, digits, `_`, `-` and `.`".to_owned(),
+        });
+    }
     let imported = import_template(file, text, given).map_err(|error| match error {
         // A value the user gave is changed where it was given.
         ImportError::Unsupported {
@@ -1489,6 +1507,43 @@ impl Imported {
             &self.scale_in_factor.source,
         );
         out
+    }
+
+    /// What `flinkscale validate` would warn of in the configuration: a
+    /// scale-out and a scale-in alarm on one metric that can be in ALARM
+    /// together (the policy would ask for more and for less by turns).
+    pub fn warnings(&self) -> Vec<String> {
+        let [out, down] = self.alarms.as_slice() else {
+            return Vec::new();
+        };
+        let (up_cmp, down_cmp) = (
+            out.comparison.value.as_str(),
+            down.comparison.value.as_str(),
+        );
+        let (a, b) = (out.threshold.value, down.threshold.value);
+        let overlap = out.metric == down.metric
+            && up_cmp.starts_with("GreaterThan")
+            && down_cmp.starts_with("LessThan")
+            && (a < b
+                || (a == b
+                    && up_cmp == "GreaterThanOrEqualToThreshold"
+                    && down_cmp == "LessThanOrEqualToThreshold"));
+        let named = |source: &Source| match source {
+            Source::Parameter(name) => format!(" (parameter {name})"),
+            _ => String::new(),
+        };
+        if overlap {
+            vec![format!(
+                "the scale-out alarm ({up_cmp} {a}{}) and the scale-in alarm ({down_cmp} {b}{}) \
+                 on metric {:?} can be in ALARM together: the policy would ask for more and for \
+                 less by turns; the scale-in threshold should be below the scale-out one",
+                named(&out.threshold.source),
+                named(&down.threshold.source),
+                out.metric
+            )]
+        } else {
+            Vec::new()
+        }
     }
 
     /// [`Imported::to_toml`], checked by the configuration loader: the

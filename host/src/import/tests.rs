@@ -295,6 +295,56 @@ fn every_missing_parameter_a_property_needs_is_named_at_once() {
     );
 }
 
+/// Thresholds that let both alarms be in ALARM at once are warned of, as
+/// `validate` warns of them in the configuration written.
+#[test]
+fn alarms_that_can_both_fire_are_warned_of() {
+    let swapped = cfn::import(
+        Path::new("t.json"),
+        V2,
+        &given(
+            &[
+                REQUIRED,
+                &[("ScaleInThreshold", "90"), ("ScaleOutThreshold", "10")],
+            ]
+            .concat(),
+        ),
+    )
+    .expect("imports");
+    let warnings = swapped.warnings();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(
+        warnings[0].contains("can be in ALARM together")
+            && warnings[0].contains("parameter ScaleInThreshold"),
+        "{warnings:?}"
+    );
+    let usual = cfn::import(Path::new("t.json"), V2, &given(REQUIRED)).expect("imports");
+    assert_eq!(usual.warnings(), Vec::<String>::new());
+}
+
+/// A name that is no application's is refused as the value given, not
+/// blamed on the template (a quote broke the state machine's JSON
+/// definition: "not the reference design's autoscaling template").
+#[test]
+fn an_application_name_that_is_none_is_refused_where_it_was_given() {
+    let error = cfn::import(
+        Path::new("t.json"),
+        V2,
+        &given(&[
+            ("AmazonManagedFlinkApplicationName", "ord\"ers"),
+            ("ScaleOperation", "Multiply/Divide"),
+        ]),
+    )
+    .unwrap_err();
+    let message = error.to_string();
+    assert!(
+        message.starts_with("--parameter: parameter \"AmazonManagedFlinkApplicationName\"")
+            && message.contains("is not an MSF application name")
+            && message.contains("1 to 128 letters"),
+        "{message}"
+    );
+}
+
 #[test]
 fn a_later_value_wins_and_sources_are_named() {
     let imported = cfn::import(
