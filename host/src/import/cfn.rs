@@ -940,7 +940,12 @@ fn read_alarm(
         if r.is_null() {
             return Ok(None);
         }
-        stack.resolve(r).map(Some).map_err(|e| {
+        // `{"Ref": "AWS::NoValue"}` (say in an `Fn::If`) removes the
+        // property, as CloudFormation does.
+        let resolved = stack
+            .resolve(r)
+            .map(|v| (!template::is_no_value(&v)).then_some(v));
+        resolved.map_err(|e| {
             let mut error =
                 resolve_error(file, declared, e, &format!("resource {logical}'s {key}"));
             if let ImportError::Missing { name, also, .. } = &mut error {
@@ -958,13 +963,35 @@ fn read_alarm(
         found: format!("resource {logical}: {found}"),
         expected: expected.to_owned(),
     };
-    let text = |key: &str| -> Result<Option<Sourced<String>>, ImportError> {
-        Ok(resolved(key)?
-            .and_then(|v| template::scalar_text(&v))
-            .map(|value| Sourced {
+    // A value naming what only a deployed stack knows (`${AWS::StackName}`,
+    // a resource's attribute) would be watched as that text: refused.
+    let known = |key: &str,
+                 value: String,
+                 source: Source|
+     -> Result<Sourced<String>, ImportError> {
+        if value.contains("${") {
+            return Err(ImportError::Unsupported {
+                at: file.display().to_string(),
+                name: source_name(&source, key),
                 value,
-                source: source_of(raw(key), declared),
-            }))
+                problem: format!(
+                    "resource {logical}'s {key} names something only a deployed stack knows (a pseudo parameter such as AWS::StackName, or another resource)"
+                ),
+                valid: "a literal or a template parameter (write the deployed value into the template, or give it as a parameter)".into(),
+            });
+        }
+        Ok(Sourced { value, source })
+    };
+    let text = |key: &str| -> Result<Option<Sourced<String>>, ImportError> {
+        let Some(value) = resolved(key)?.and_then(|v| template::scalar_text(&v)) else {
+            return Ok(None);
+        };
+        let source = source_of(raw(key), declared);
+        if key == "AlarmName" {
+            // Only read for its ScaleOut / ScaleIn and named in a comment.
+            return Ok(Some(Sourced { value, source }));
+        }
+        known(key, value, source).map(Some)
     };
     let required = |key: &str| -> Result<Sourced<String>, ImportError> {
         text(key)?.ok_or_else(|| {
@@ -1059,7 +1086,7 @@ fn read_alarm(
                 .and_then(|r| r.get(i))
                 .and_then(|r| r.get("Value"))
                 .map_or(Source::Template, |r| source_of(r, declared));
-            dimensions.push((name, Sourced { value, source }));
+            dimensions.push((name, known("Dimensions", value, source)?));
         }
     }
     let evaluation_periods = count("EvaluationPeriods", required("EvaluationPeriods")?)?;

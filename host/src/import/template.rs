@@ -26,6 +26,15 @@ pub struct Declared {
     pub allowed: Vec<String>,
 }
 
+/// What `{"Ref": "AWS::NoValue"}` resolves to: CloudFormation removes the
+/// property (or list item) that has it, and so does [`Stack::resolve`].
+pub const NO_VALUE: &str = "${AWS::NoValue}";
+
+/// Whether `v` is [`NO_VALUE`].
+pub fn is_no_value(v: &Value) -> bool {
+    v.as_str() == Some(NO_VALUE)
+}
+
 /// Why a value could not be resolved.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ResolveError {
@@ -187,6 +196,7 @@ impl Stack<'_> {
             Value::Array(items) => items
                 .iter()
                 .map(|i| self.resolve(i))
+                .filter(|i| !i.as_ref().is_ok_and(is_no_value))
                 .collect::<Result<Vec<_>, _>>()
                 .map(Value::Array),
             Value::Object(map) => match map.iter().next() {
@@ -256,7 +266,10 @@ impl Stack<'_> {
     fn object(&self, map: &serde_json::Map<String, Value>) -> Result<Value, ResolveError> {
         let mut out = serde_json::Map::new();
         for (k, v) in map {
-            out.insert(k.clone(), self.resolve(v)?);
+            let resolved = self.resolve(v)?;
+            if !is_no_value(&resolved) {
+                out.insert(k.clone(), resolved);
+            }
         }
         Ok(Value::Object(out))
     }

@@ -322,6 +322,55 @@ fn alarms_that_can_both_fire_are_warned_of() {
     assert_eq!(usual.warnings(), Vec::<String>::new());
 }
 
+/// `{"Ref": "AWS::NoValue"}` removes the property, as CloudFormation
+/// does (it was read as the text `${AWS::NoValue}` and refused); a value
+/// that names what only a deployed stack knows (`${AWS::StackName}`) is
+/// refused, naming the property, where it was written into the
+/// configuration as that text.
+#[test]
+fn no_value_removes_a_property_and_a_stack_placeholder_is_refused() {
+    let mut template: serde_json::Value = serde_json::from_str(V2).unwrap();
+    for (_, resource) in template["Resources"].as_object_mut().unwrap() {
+        if resource["Type"] == "AWS::CloudWatch::Alarm" {
+            resource["Properties"]["TreatMissingData"] = json!({
+                "Fn::If": ["ApplicationMetricCondition", {"Ref": "AWS::NoValue"}, "breaching"]
+            });
+        }
+    }
+    let imported = cfn::import(
+        Path::new("t.json"),
+        &template.to_string(),
+        &given(&[REQUIRED, &[("AutoScaleMetric", "containerCPUUtilization")]].concat()),
+    )
+    .expect("AWS::NoValue is no value");
+    assert!(
+        imported
+            .alarms
+            .iter()
+            .all(|a| a.treat_missing_data.value == "missing"),
+        "{:?}",
+        imported.alarms
+    );
+    for (_, resource) in template["Resources"].as_object_mut().unwrap() {
+        if resource["Type"] == "AWS::CloudWatch::Alarm" {
+            resource["Properties"]["Dimensions"][0]["Value"] =
+                json!({"Fn::Sub": "${AWS::StackName}-orders"});
+        }
+    }
+    let message = cfn::import(
+        Path::new("t.json"),
+        &template.to_string(),
+        &given(&[REQUIRED, &[("AutoScaleMetric", "containerCPUUtilization")]].concat()),
+    )
+    .expect_err("a stack placeholder")
+    .to_string();
+    assert!(
+        message.contains("${AWS::StackName}-orders")
+            && message.contains("Dimensions names something only a deployed stack knows"),
+        "{message}"
+    );
+}
+
 /// A name that is no application's is refused as the value given, not
 /// blamed on the template (a quote broke the state machine's JSON
 /// definition: "not the reference design's autoscaling template").
