@@ -38,7 +38,7 @@ const BUNDLED_APPLICATION: &str = "demo-app";
 /// What the demo runs.
 #[derive(Debug, Clone)]
 pub struct DemoOptions {
-    /// Model seconds per wall second (10: the bundled 20-minute scenario
+    /// Model seconds per wall second (15: the bundled 30-minute scenario
     /// plays in two minutes).
     pub speed: f64,
     /// Another scenario file instead of the bundled one.
@@ -399,19 +399,35 @@ fn summary_text(s: &DemoSummary) -> String {
     )
 }
 
+/// Fewer evaluations than this in a demo cannot follow a load: an alarm
+/// needs a few datapoints to fire, and a rescale a few evaluations to be
+/// seen through (the bundled demo makes about 12 at its default speed).
+const MIN_EVALUATIONS: usize = 5;
+
 /// A warning when `--speed` outran the agent: the model ran well past the
 /// scenario before the demo could stop it (its scores then cover more
-/// than the scenario), or the agent made no evaluation at all. `None`
-/// for a run that kept up.
+/// than the scenario), the agent made no evaluation at all, or too few to
+/// follow the load (it evaluates on the wall clock, so each evaluation
+/// spans `speed` times more model time). `None` for a run that kept up.
 fn outran_warning(summary: &DemoSummary, duration_secs: u64, speed: f64) -> Option<String> {
     let ran = summary.scores.duration_secs;
     let past = ran as f64 > 1.1 * duration_secs as f64 + 60.0;
+    if !past && (1..MIN_EVALUATIONS).contains(&summary.evaluations) {
+        return Some(format!(
+            "warning: at --speed {speed} the agent made only {} evaluations in the {duration_secs} \
+             s scenario (it evaluates on the wall clock, so each one spans {speed} times more \
+             model time): too few to follow the load, so the scores say little of the policy \
+             (an efficiency above 1 means the load was not carried: see the lag); lower \
+             --speed (the default, 15, gives the bundled scenario about 12)",
+            summary.evaluations
+        ));
+    }
     (past || summary.evaluations == 0).then(|| {
         format!(
             "warning: at --speed {speed} the model ran {ran} s of a {duration_secs} s scenario \
              and the agent made {} evaluations: the speed outran the agent, and the summary \
-             covers {}; lower --speed (1 to a few hundred plays the scenario as the agent sees \
-             it)",
+             covers {}; lower --speed (the default, 15, plays the bundled scenario as the agent \
+             sees it)",
             summary.evaluations,
             if past {
                 "more than the scenario"
@@ -453,6 +469,13 @@ mod tests {
             "{warning}"
         );
         assert!(outran_warning(&summary(1800, 0), 1800, 1e4).is_some());
+        // Too few evaluations to follow the load (--speed 60: 3).
+        let warning = outran_warning(&summary(1800, 3), 1800, 60.0).expect("said");
+        assert!(
+            warning.contains("the agent made only 3 evaluations") && warning.contains("too few"),
+            "{warning}"
+        );
+        assert_eq!(outran_warning(&summary(1800, 12), 1800, 15.0), None);
     }
 
     /// `--speed` is the user's: any speed the emulator accepts (above 0,

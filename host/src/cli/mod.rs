@@ -83,7 +83,10 @@ pub enum Command {
     /// over HTTP with the bundled configuration and the `step` policy.
     Demo {
         /// Model seconds per wall second; lower runs longer (the bundled
-        /// scenario is 30 simulated minutes: 2 minutes at 15).
+        /// scenario is 30 simulated minutes: 2 minutes at 15). The agent
+        /// evaluates on the wall clock, so a higher speed gives it fewer
+        /// looks at the load: past about 30, too few to follow the bundled
+        /// scenario (the demo says so at its end).
         #[arg(long, default_value_t = 15.0, value_parser = commands::parse_speed)]
         speed: f64,
         /// A scenario file, or the name of a shipped scenario (diurnal,
