@@ -38,6 +38,14 @@ out_dir="${CARGO_TARGET_DIR:-target}/polyglot"
 out="$out_dir/$module-js.wasm"
 jco=plugins/js/node_modules/@bytecodealliance/jco/dist/jco.js
 
+# jco's bundler needs Node.js 20.19 or a later 20, or 22.12 or later
+# (package.json's engines); an older one fails deep in npm or jco.
+node_version=$(node --version 2>/dev/null || true)
+if ! node -e 'const [a, b] = process.versions.node.split(".").map(Number); process.exit((a === 20 && b >= 19) || (a === 22 && b >= 12) || a > 22 ? 0 : 1)' 2>/dev/null; then
+    echo "error: building a JavaScript plugin needs Node.js 20.19 or a later 20, or 22.12 or later; found ${node_version:-no node on PATH}" >&2
+    exit 1
+fi
+
 if [ ! -f "$jco" ] || [ plugins/js/package-lock.json -nt plugins/js/node_modules/.package-lock.json ]; then
     (cd plugins/js && npm ci --no-audit --no-fund)
 fi
