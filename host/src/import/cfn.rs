@@ -654,7 +654,7 @@ fn import_template(
             .ok_or_else(|| not_design(format!("{context} is {value}"), "a text or number"))?;
         Ok(Sourced {
             value,
-            source: source_of(raw, &declared),
+            source: source_of(raw, &declared, &stack),
         })
     };
     let application = variable("flinkApplicationName")?;
@@ -853,11 +853,73 @@ fn resolve_error(
 }
 
 /// `Parameter(P)` for `{"Ref": P}` of a declared parameter, else `Template`.
-fn source_of(raw: &Value, declared: &BTreeMap<String, Declared>) -> Source {
-    match raw.get("Ref").and_then(Value::as_str) {
-        Some(name) if declared.contains_key(name) => Source::Parameter(name.to_owned()),
-        _ => Source::Template,
+fn source_of(raw: &Value, declared: &BTreeMap<String, Declared>, stack: &Stack<'_>) -> Source {
+    source_within(raw, declared, stack, 0)
+}
+
+/// [`source_of`], looking through the functions that pass one parameter's
+/// value on unchanged: the branch an `Fn::If` takes, an `Fn::Sub` of
+/// `"${Name}"` alone, an `Fn::Join` of one part. A value made of more than
+/// one parameter's, or of text around one, is the template's (naming the
+/// parameter would say it has a value it does not).
+fn source_within(
+    raw: &Value,
+    declared: &BTreeMap<String, Declared>,
+    stack: &Stack<'_>,
+    depth: usize,
+) -> Source {
+    let parameter = |name: &str| {
+        declared
+            .contains_key(name)
+            .then(|| Source::Parameter(name.to_owned()))
+    };
+    let Some((function, arg)) = raw
+        .as_object()
+        .filter(|m| m.len() == 1)
+        .and_then(|m| m.iter().next())
+    else {
+        return Source::Template;
+    };
+    if depth > 8 {
+        return Source::Template;
     }
+    let found = match function.as_str() {
+        "Ref" => arg.as_str().and_then(parameter),
+        "Fn::If" => arg.as_array().filter(|a| a.len() == 3).and_then(|a| {
+            let holds = stack.condition(a[0].as_str()?).ok()?;
+            Some(source_within(
+                &a[if holds { 1 } else { 2 }],
+                declared,
+                stack,
+                depth + 1,
+            ))
+        }),
+        "Fn::Sub" => arg
+            .as_str()
+            .or_else(|| arg.as_array()?.first()?.as_str())
+            .and_then(|text| text.trim().strip_prefix("${")?.strip_suffix('}'))
+            .filter(|name| !name.contains(['$', '{', '}']))
+            // A variable of the `Fn::Sub` map shadows a parameter.
+            .filter(|name| {
+                arg.as_array()
+                    .and_then(|a| a.get(1))
+                    .and_then(Value::as_object)
+                    .is_none_or(|vars| !vars.contains_key(*name))
+            })
+            .and_then(parameter),
+        "Fn::Join" => match arg
+            .as_array()
+            .and_then(|a| a.get(1))
+            .and_then(Value::as_array)
+        {
+            Some(parts) if parts.len() == 1 => {
+                Some(source_within(&parts[0], declared, stack, depth + 1))
+            }
+            _ => None,
+        },
+        _ => None,
+    };
+    found.unwrap_or(Source::Template)
 }
 
 fn source_name(source: &Source, property: &str) -> String {
@@ -986,7 +1048,7 @@ fn read_alarm(
         let Some(value) = resolved(key)?.and_then(|v| template::scalar_text(&v)) else {
             return Ok(None);
         };
-        let source = source_of(raw(key), declared);
+        let source = source_of(raw(key), declared, stack);
         if key == "AlarmName" {
             // Only read for its ScaleOut / ScaleIn and named in a comment.
             return Ok(Some(Sourced { value, source }));
@@ -1085,7 +1147,7 @@ fn read_alarm(
             let source = raw_dims
                 .and_then(|r| r.get(i))
                 .and_then(|r| r.get("Value"))
-                .map_or(Source::Template, |r| source_of(r, declared));
+                .map_or(Source::Template, |r| source_of(r, declared, stack));
             dimensions.push((name, known("Dimensions", value, source)?));
         }
     }

@@ -126,7 +126,8 @@ impl Stack<'_> {
         }
     }
 
-    fn condition(&self, name: &str) -> Result<bool, ResolveError> {
+    /// Whether the condition `name` holds with the stack's values.
+    pub fn condition(&self, name: &str) -> Result<bool, ResolveError> {
         if let Some(known) = self.known.borrow().get(name) {
             return Ok(*known);
         }

@@ -371,6 +371,71 @@ fn no_value_removes_a_property_and_a_stack_placeholder_is_refused() {
     );
 }
 
+/// A parameter passed on through `Fn::Sub` ("${Name}") or the branch an
+/// `Fn::If` takes is named as the value's source, in comments and errors
+/// (they said "fixed in the template", or named the property as a
+/// parameter).
+#[test]
+fn a_parameter_passed_through_sub_or_if_is_named() {
+    let mut template: serde_json::Value = serde_json::from_str(V2).unwrap();
+    for (_, resource) in template["Resources"].as_object_mut().unwrap() {
+        if resource["Type"] == "AWS::CloudWatch::Alarm" {
+            let props = &mut resource["Properties"];
+            props["EvaluationPeriods"] = json!({"Fn::Sub": "${ScaleOutThreshold}"});
+            props["Threshold"] = json!({
+                "Fn::If": ["ApplicationMetricCondition", {"Ref": "ScaleInThreshold"}, 99]
+            });
+        }
+    }
+    let imported = cfn::import(
+        Path::new("t.json"),
+        &template.to_string(),
+        &given(
+            &[
+                REQUIRED,
+                &[
+                    ("AutoScaleMetric", "containerCPUUtilization"),
+                    ("ScaleOutThreshold", "3"),
+                ],
+            ]
+            .concat(),
+        ),
+    )
+    .expect("imports");
+    for alarm in &imported.alarms {
+        assert_eq!(
+            alarm.threshold.source,
+            Source::Parameter("ScaleInThreshold".into()),
+            "{alarm:?}"
+        );
+        assert_eq!(
+            alarm.evaluation_periods.source,
+            Source::Parameter("ScaleOutThreshold".into()),
+            "{alarm:?}"
+        );
+    }
+    let message = cfn::import(
+        Path::new("t.json"),
+        &template.to_string(),
+        &given(
+            &[
+                REQUIRED,
+                &[
+                    ("AutoScaleMetric", "containerCPUUtilization"),
+                    ("ScaleOutThreshold", "0"),
+                ],
+            ]
+            .concat(),
+        ),
+    )
+    .expect_err("0 periods")
+    .to_string();
+    assert!(
+        message.starts_with("--parameter: parameter \"ScaleOutThreshold\" = \"0\""),
+        "{message}"
+    );
+}
+
 /// A name that is no application's is refused as the value given, not
 /// blamed on the template (a quote broke the state machine's JSON
 /// definition: "not the reference design's autoscaling template").
