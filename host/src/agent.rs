@@ -932,7 +932,7 @@ async fn apply(
                     // Its file's settings are the ones it runs with (a
                     // reload that could not apply them may have been
                     // undone by this one).
-                    reload_applied(&parts, &name);
+                    reload_applied(&parts, &name, app);
                 }
             }
         }
@@ -953,7 +953,7 @@ async fn apply(
                 (*name).to_owned(),
                 RunningApp::paused(fingerprint, (*app).clone(), quarantined),
             );
-            reload_applied(&parts, name);
+            reload_applied(&parts, name, app);
             info!(message = "Application paused: not evaluated until its mode changes.", application = %name);
             if is_new {
                 added.push((*name).to_owned());
@@ -1046,7 +1046,7 @@ async fn apply(
                     (*name).to_owned(),
                     RunningApp::spawn(controller, fingerprint, (*app).clone()),
                 );
-                reload_applied(&parts, name);
+                reload_applied(&parts, name, app);
                 if is_new {
                     info!(message = "Application added; its controller started.", application = %name);
                     added.push((*name).to_owned());
@@ -1081,11 +1081,11 @@ async fn apply(
     parts
 }
 
-/// Tells the metrics registry that the settings of the last reload are in
-/// force for `name`.
-fn reload_applied(parts: &Parts, name: &str) {
+/// Tells the metrics registry that the settings of the last reload,
+/// `app`, are in force for `name`.
+fn reload_applied(parts: &Parts, name: &str, app: &ApplicationConfig) {
     if let Some(registry) = parts.events.registry() {
-        registry.reload_applied(name);
+        registry.reload_applied(name, app, parts.clock.now_ms());
     }
 }
 

@@ -569,12 +569,18 @@ impl Registry {
         reloads.last_refused = !accepted;
     }
 
-    /// The settings of the last configuration reload are in force for
-    /// `application` (or the reload left it as it was).
-    pub fn reload_applied(&self, application: &str) {
+    /// The settings of the last configuration reload, `running`, are in
+    /// force for `application` at `now_ms` (or the reload left it as it
+    /// was): reported as they are, whatever a reload read since, or one
+    /// that failed before, said.
+    pub fn reload_applied(&self, application: &str, running: &ApplicationConfig, now_ms: i64) {
         let mut apps = self.apps.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(app) = apps.get_mut(application) {
             app.not_applied = None;
+            if app.mode == Mode::Paused && running.mode != Mode::Paused {
+                app.added_ms = Some(now_ms);
+            }
+            app.follow(running, self.dry_run);
         }
     }
 
@@ -1736,6 +1742,48 @@ mod tests {
             "{text}"
         );
         assert!(!text.contains("# EOF"), "{text}");
+    }
+
+    /// What a reload put in force is what is reported, whatever a reload
+    /// read since or failed before: two reloads in a row (the second read
+    /// while the first loads plugins) left a resumed application reported
+    /// as paused when the first failed and the second applied.
+    #[test]
+    fn the_settings_a_reload_put_in_force_are_the_ones_reported() {
+        let app = |mode: &str, interval: u32| -> Config {
+            toml::from_str(&format!(
+                "[[application]]\nname = \"a\"\nmode = \"{mode}\"\n\
+                 evaluation_interval_secs = {interval}\n[application.policy]\nplugin = \"hold\"\n"
+            ))
+            .expect("a configuration")
+        };
+        let paused = app("paused", 10);
+        let resumed = app("active", 20);
+        let registry = Registry::for_config(&paused, 0);
+        // Reload 2 is read (resumed) before reload 1 (also a resume) fails.
+        registry.set_applications(&resumed, 1_000);
+        registry.reload_not_applied("a", "boom", 2_000, Some(&paused.applications[0]));
+        assert!(
+            registry
+                .render(2_000)
+                .contains("flinkscale_application_mode{application=\"a\",mode=\"paused\"} 1\n")
+        );
+        assert!(
+            registry
+                .render(2_000)
+                .contains("flinkscale_config_reload_not_applied{application=\"a\"} 1\n")
+        );
+        // Reload 2 applies.
+        registry.reload_applied("a", &resumed.applications[0], 3_000);
+        let text = registry.render(3_000);
+        assert!(
+            text.contains("flinkscale_application_mode{application=\"a\",mode=\"active\"} 1\n"),
+            "{text}"
+        );
+        assert!(text.contains("flinkscale_config_reload_not_applied{application=\"a\"} 0\n"));
+        // Its staleness counts from the resume, at its new interval (3 x 20 s + 60 s).
+        assert!(registry.not_ready(3_000 + 120_000).is_empty());
+        assert_eq!(registry.not_ready(3_000 + 120_001).len(), 1);
     }
 
     /// A reload that removes an application drops its call durations,
