@@ -108,7 +108,7 @@
 //!   leaves the next span judged the same way: a load still falling after
 //!   it (a crowd dispersing) is followed down a settle span at a time,
 //!   each step sized at `target_utilisation`, so the next comes only once
-//!   the input has fallen by about a third again, instead of a whole
+//!   the input has fallen by about a quarter again, instead of a whole
 //!   `scale_in_window_secs` later, by when it may sit below the
 //!   `scale_in_utilisation` threshold of the size it stopped at for good.
 //!
@@ -246,11 +246,14 @@ pub struct RatePolicy {
     /// When this policy last asked to give back a catch-up surplus (a
     /// scale-in on the settle span: the burst it was for ended).
     burst_ended_ms: Option<i64>,
-    /// Whether the last rescale this policy asked for was a settle
-    /// scale-in (a catch-up surplus given back): the span after it is
-    /// judged as a settle span too, so a load still falling (a crowd
-    /// dispersing) is followed down without a whole window's wait.
-    asked_settle: bool,
+    /// The KPU of the settle scale-in (a catch-up surplus given back) this
+    /// policy asked for at its last decision, if it was one: once the
+    /// application is at that size, the span after it is judged as a
+    /// settle span too, so a load still falling (a crowd dispersing) is
+    /// followed down without a whole window's wait. Any other decision
+    /// forgets it, and so does any other size (another writer's, a
+    /// rollback's).
+    asked_settle: Option<u32>,
 }
 
 impl Policy for RatePolicy {
@@ -480,7 +483,7 @@ impl Policy for RatePolicy {
             asked_up: None,
             settle_allowed: false,
             burst_ended_ms: None,
-            asked_settle: false,
+            asked_settle: None,
         })
     }
 
@@ -499,12 +502,15 @@ impl RatePolicy {
         evaluation: &Evaluation,
     ) -> Result<(Decision, Option<Observed>), String> {
         let app = &evaluation.app;
+        // Any decision since forgets a settle scale-in asked for: one not
+        // carried out before it (held, refused, a dry run) is no longer
+        // the policy's.
+        let asked_settle = self.asked_settle.take();
         if let Some(seen) = self.seen_kpu
             && seen != app.kpu
         {
             self.settle_allowed = (app.kpu > seen && self.asked_up == Some(true))
-                || (app.kpu < seen && self.asked_settle);
-            self.asked_settle = false;
+                || (app.kpu < seen && asked_settle == Some(app.kpu));
             self.asked_up = None;
         }
         self.seen_kpu = Some(app.kpu);
@@ -600,12 +606,11 @@ impl RatePolicy {
                     Some(fitted) => format!("{reason} ({fitted})"),
                     None => reason,
                 };
-                self.asked_settle = false;
                 if kpu > app.kpu {
                     self.asked_up = Some(situation.backlog_waiting());
                 } else if matches!(situation.window, Window::Settle(_)) {
                     self.burst_ended_ms = Some(evaluation.now_ms);
-                    self.asked_settle = true;
+                    self.asked_settle = Some(kpu);
                 }
                 Decision::scale_to(kpu, reason)
             }

@@ -614,6 +614,43 @@ fn a_load_still_falling_after_a_settle_scale_in_is_followed_down_a_span_at_a_tim
 }
 
 #[test]
+fn a_settle_scale_in_not_carried_out_before_the_next_decision_does_not_chain() {
+    // The settle scale-in of the test above, not carried out: the next
+    // evaluation finds the application UPDATING at the same size (another
+    // writer's update), which holds; that writer's update ends at the size
+    // asked. No longer this policy's ask, so the span after it is not a
+    // settle span.
+    let mut rate = policy("{}");
+    asked_to_catch_up(&mut rate);
+    let decay = |i: usize| 10_000.0 * 0.96f64.powi(i as i32);
+    let (seen, decision) = run_after_rescale(&mut rate, 32, 30, decay);
+    let Action::ScaleTo(first) = decision.action else {
+        panic!("no settle scale-in: {}", decision.reason)
+    };
+    let rates: Vec<f64> = (0..=seen).map(decay).collect();
+    let again = T0 + (seen as i64 + 2) * P;
+    let mut updating = after_rescale(32, &rates, again, T0);
+    updating.app.status = AppStatus::Updating;
+    let held = rate.decide(&updating).expect("decides");
+    assert_eq!(held.action, Action::Hold, "{}", held.reason);
+    let rescaled = again + P;
+    let mut rates = Vec::new();
+    for j in 0..20 {
+        rates.push(decay(seen + 3 + j));
+        let now = rescaled + (j as i64 + 2) * P;
+        let decision = rate
+            .decide(&after_rescale(first, &rates, now, rescaled))
+            .expect("decides");
+        assert_eq!(
+            decision.action,
+            Action::Hold,
+            "after {j} periods: {}",
+            decision.reason
+        );
+    }
+}
+
+#[test]
 fn the_default_settle_threshold_stays_below_the_target() {
     // 0.6, or three quarters of a lower target: a target of 0.6 (which
     // the 0.6 default would equal) configures.
