@@ -295,6 +295,18 @@ fn the_output_may_not_be_an_input_file() {
         "{stderr}"
     );
     assert_eq!(std::fs::read_to_string(&params).unwrap(), text);
+    // Nor under another name (a hard link).
+    let linked = dir.path().join("linked.toml");
+    std::fs::hard_link(&params, &linked).unwrap();
+    let (code, _, stderr) = flinkscale(&[
+        "import",
+        "cfn",
+        &params.to_string_lossy(),
+        "-o",
+        &linked.to_string_lossy(),
+    ]);
+    assert_eq!(code, 78, "{stderr}");
+    assert_eq!(std::fs::read_to_string(&params).unwrap(), text);
     // Nor the agent's configuration `import alarms` reads, before any
     // AWS call.
     let config = dir.path().join("agent.toml");

@@ -107,8 +107,13 @@ pub async fn run(command: ImportCommand) -> anyhow::Result<ExitCode> {
 /// whole agent's configuration with one application's).
 fn overwrites_input(output: Option<&Path>, inputs: &[Option<&Path>]) -> Option<String> {
     let output = output?;
-    let same = |input: &Path| match (std::fs::canonicalize(output), std::fs::canonicalize(input)) {
-        (Ok(a), Ok(b)) => a == b,
+    // The same file, whatever the path: a symbolic link, `.` and `..`, or
+    // a hard link (one inode under two names).
+    let same = |input: &Path| match (std::fs::metadata(output), std::fs::metadata(input)) {
+        (Ok(a), Ok(b)) => {
+            use std::os::unix::fs::MetadataExt as _;
+            a.dev() == b.dev() && a.ino() == b.ino()
+        }
         _ => false,
     };
     let input = inputs.iter().flatten().find(|input| same(input))?;

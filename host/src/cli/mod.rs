@@ -85,7 +85,7 @@ pub enum Command {
         /// Model seconds per wall second; lower runs longer (the bundled
         /// scenario is 30 simulated minutes: 2 minutes at 15). The agent
         /// evaluates on the wall clock, so a higher speed gives it fewer
-        /// looks at the load: past about 30, too few to follow the bundled
+        /// looks at the load: past about 35, too few to follow the bundled
         /// scenario (the demo says so at its end).
         #[arg(long, default_value_t = 15.0, value_parser = commands::parse_speed)]
         speed: f64,
