@@ -194,25 +194,37 @@ fn common_prefix<'a>(names: impl IntoIterator<Item = &'a str>) -> String {
     prefix
 }
 
-/// `document` (a policy of [`policy_for`]) with each statement's list of
-/// ARNs replaced by one ARN ending in `*` after the prefix they share:
-/// what fits IAM's size limit for any number of applications, at the cost
-/// of granting every application (or alarm) whose name starts the same.
-pub fn widened(document: &serde_json::Value) -> serde_json::Value {
+/// `document` (a policy of [`policy_for`]) made to fit IAM's size limit:
+/// the statement with the longest list of ARNs gets one ARN ending in `*`
+/// after the prefix they share instead, then the next, until the policy
+/// fits (each at the cost of granting every application, or alarm, whose
+/// name starts the same). Returns the policy and the `Sid`s of the
+/// statements widened; none when it fits as it is.
+pub fn widened(document: &serde_json::Value) -> (serde_json::Value, Vec<String>) {
     let mut document = document.clone();
-    let Some(statements) = document["Statement"].as_array_mut() else {
-        return document;
-    };
-    for statement in statements {
-        let Some(arns) = statement["Resource"].as_array() else {
-            continue;
+    let mut widened = Vec::new();
+    while policy_chars(&document) > MANAGED_POLICY_MAX_CHARS {
+        let Some(statements) = document["Statement"].as_array_mut() else {
+            break;
         };
-        let arns: Vec<&str> = arns.iter().filter_map(serde_json::Value::as_str).collect();
-        if arns.len() > 1 {
-            statement["Resource"] = serde_json::json!([format!("{}*", common_prefix(arns))]);
-        }
+        let longest = statements
+            .iter_mut()
+            .filter(|s| s["Resource"].as_array().is_some_and(|arns| arns.len() > 1))
+            .max_by_key(|s| s["Resource"].to_string().len());
+        let Some(statement) = longest else {
+            break;
+        };
+        let arns: Vec<&str> = statement["Resource"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(serde_json::Value::as_str)
+            .collect();
+        let wide = format!("{}*", common_prefix(arns));
+        statement["Resource"] = serde_json::json!([wide]);
+        widened.push(statement["Sid"].as_str().unwrap_or_default().to_owned());
     }
-    document
+    (document, widened)
 }
 
 /// Whether any application reads CloudWatch metrics: every MSF
@@ -296,21 +308,26 @@ pub fn run(
         read_only,
     );
     let chars = policy_chars(&document);
-    if chars > MANAGED_POLICY_MAX_CHARS {
-        document = widened(&document);
-        let wide: Vec<String> = document["Statement"]
+    let (fitted, wide) = widened(&document);
+    if !wide.is_empty() {
+        let said: Vec<String> = fitted["Statement"]
             .as_array()
             .into_iter()
             .flatten()
-            .filter_map(|s| s["Resource"].as_array())
-            .flatten()
-            .filter_map(|arn| arn.as_str().map(str::to_owned))
+            .filter(|s| wide.iter().any(|sid| s["Sid"] == sid.as_str()))
+            .map(|s| {
+                format!(
+                    "{} on {}",
+                    s["Sid"].as_str().unwrap_or_default(),
+                    s["Resource"][0].as_str().unwrap_or_default()
+                )
+            })
             .collect();
         eprintln!(
-            "warning: the policy naming each of the {} applications' ARNs would be {chars} characters, past IAM's {MANAGED_POLICY_MAX_CHARS} for a managed policy (10,240 for all of a role's inline policies): each list of ARNs is one wildcard after the prefix its names share instead ({}), which also grants any other application or alarm whose name starts the same; give the applications a shared prefix, or split the configuration between agents, to narrow it",
-            loaded.config.applications.len(),
-            wide.join(", ")
+            "warning: the policy naming every ARN would be {chars} characters, past IAM's {MANAGED_POLICY_MAX_CHARS} for a managed policy (10,240 for all of a role's inline policies): the longest lists of ARNs are one wildcard after the prefix their names share instead ({}), which also grants any other application or alarm whose name starts the same; give them a shared prefix, or split the configuration between agents, to narrow it",
+            said.join("; ")
         );
+        document = fitted;
     }
     match serde_json::to_string_pretty(&document) {
         Ok(text) => {
@@ -366,7 +383,8 @@ mod tests {
         let config: Config = toml::from_str(&text).expect("a configuration");
         let document = policy(&config, "eu-west-1", "123456789012");
         assert!(policy_chars(&document) > MANAGED_POLICY_MAX_CHARS);
-        let wide = widened(&document);
+        let (wide, which) = widened(&document);
+        assert_eq!(which, ["ScaleTheConfiguredApplications"]);
         assert!(policy_chars(&wide) < 1000, "{wide}");
         assert_eq!(
             wide["Statement"][0]["Resource"],
@@ -382,6 +400,46 @@ mod tests {
         assert_eq!(common_prefix(["abc", "abd", "ab"]), "ab");
         assert_eq!(common_prefix(["x", "y"]), "");
         assert_eq!(common_prefix(["é1", "é2"]), "é");
+    }
+
+    /// Only what makes the policy too long is widened: many long alarm
+    /// names on a few applications widen the alarms' statement alone.
+    #[test]
+    fn only_the_longest_lists_are_widened() {
+        let mut text = String::new();
+        for app in 0..8 {
+            text.push_str(&format!("[[application]]\nname = \"app-{app}\"\n"));
+            for alarm in 0..7 {
+                text.push_str(&format!(
+                    "[[application.alarm]]\nid = \"a{alarm}\"\nsource = \"cloudwatch\"\n\
+                     alarm_name = \"ScaleOutAlarm-for-the-application-app-{app}-number-{alarm}-kept-long\"\n"
+                ));
+            }
+            text.push_str("[application.policy]\nplugin = \"hold\"\n");
+        }
+        let config: Config = toml::from_str(&text).expect("a configuration");
+        let document = policy(&config, "eu-west-1", "123456789012");
+        assert!(policy_chars(&document) > MANAGED_POLICY_MAX_CHARS);
+        let (wide, which) = widened(&document);
+        assert_eq!(which, ["ReadCloudWatchAlarmStates"]);
+        assert!(policy_chars(&wide) <= MANAGED_POLICY_MAX_CHARS);
+        assert_eq!(wide["Statement"][0], document["Statement"][0], "{wide}");
+        assert_eq!(
+            wide["Statement"][2]["Resource"],
+            serde_json::json!([
+                "arn:aws:cloudwatch:eu-west-1:123456789012:alarm:ScaleOutAlarm-for-the-application-app-*"
+            ])
+        );
+        // A policy that fits is left as it is.
+        let small = policy(
+            &toml::from_str::<Config>(
+                "[[application]]\nname = \"a\"\n[application.policy]\nplugin = \"hold\"\n",
+            )
+            .expect("a configuration"),
+            "*",
+            "*",
+        );
+        assert_eq!(widened(&small), (small.clone(), Vec::new()));
     }
 
     #[test]
