@@ -524,6 +524,7 @@ fn import_template(
         evaluating: Default::default(),
         known: Default::default(),
         depth: Default::default(),
+        placeholders: Default::default(),
     };
     let resources = root
         .get("Resources")
@@ -997,16 +998,18 @@ fn read_alarm(
     let empty = Value::Null;
     let props = resource.get("Properties").unwrap_or(&empty);
     let raw = |key: &str| props.get(key).unwrap_or(&empty);
-    let resolved = |key: &str| -> Result<Option<Value>, ImportError> {
-        let r = raw(key);
+    // A value, and whether its resolution put in it a placeholder of what
+    // only a deployed stack knows (a pseudo parameter, another resource).
+    let resolve_marked = |r: &Value, key: &str| -> Result<Option<(Value, bool)>, ImportError> {
         if r.is_null() {
             return Ok(None);
         }
+        let before = stack.placeholders();
         // `{"Ref": "AWS::NoValue"}` (say in an `Fn::If`) removes the
         // property, as CloudFormation does.
         let resolved = stack
             .resolve(r)
-            .map(|v| (!template::is_no_value(&v)).then_some(v));
+            .map(|v| (!template::is_no_value(&v)).then(|| (v, stack.placeholders() > before)));
         resolved.map_err(|e| {
             let mut error =
                 resolve_error(file, declared, e, &format!("resource {logical}'s {key}"));
@@ -1029,9 +1032,10 @@ fn read_alarm(
     // a resource's attribute) would be watched as that text: refused.
     let known = |key: &str,
                  value: String,
-                 source: Source|
+                 source: Source,
+                 marked: bool|
      -> Result<Sourced<String>, ImportError> {
-        if value.contains("${") {
+        if marked {
             return Err(ImportError::Unsupported {
                 at: file.display().to_string(),
                 name: source_name(&source, key),
@@ -1045,7 +1049,9 @@ fn read_alarm(
         Ok(Sourced { value, source })
     };
     let text = |key: &str| -> Result<Option<Sourced<String>>, ImportError> {
-        let Some(value) = resolved(key)?.and_then(|v| template::scalar_text(&v)) else {
+        let Some((value, marked)) = resolve_marked(raw(key), key)?
+            .and_then(|(v, marked)| Some((template::scalar_text(&v)?, marked)))
+        else {
             return Ok(None);
         };
         let source = source_of(raw(key), declared, stack);
@@ -1053,7 +1059,7 @@ fn read_alarm(
             // Only read for its ScaleOut / ScaleIn and named in a comment.
             return Ok(Some(Sourced { value, source }));
         }
-        known(key, value, source).map(Some)
+        known(key, value, source, marked).map(Some)
     };
     let required = |key: &str| -> Result<Sourced<String>, ImportError> {
         text(key)?.ok_or_else(|| {
@@ -1132,24 +1138,47 @@ fn read_alarm(
             valid: "10, 20, 30 or a multiple of 60".into(),
         });
     }
-    let mut dimensions = Vec::new();
-    if let Some(Value::Array(dims)) = resolved("Dimensions")? {
-        let raw_dims = raw("Dimensions").as_array();
-        for (i, d) in dims.iter().enumerate() {
-            let name = d.get("Name").and_then(template::scalar_text);
-            let value = d.get("Value").and_then(template::scalar_text);
-            let (Some(name), Some(value)) = (name, value) else {
-                return Err(not_design(
-                    format!("dimension {i} is {d}"),
-                    "{\"Name\": ..., \"Value\": ...}",
-                ));
-            };
-            let source = raw_dims
-                .and_then(|r| r.get(i))
-                .and_then(|r| r.get("Value"))
-                .map_or(Source::Template, |r| source_of(r, declared, stack));
-            dimensions.push((name, known("Dimensions", value, source)?));
+    // Each dimension resolved on its own, so that one removed by
+    // `AWS::NoValue` shifts no other's source; a list made by a function
+    // (an `Fn::If` choosing one) is the template's.
+    let mut dims: Vec<(Value, Source, bool)> = Vec::new();
+    match raw("Dimensions").as_array() {
+        Some(items) => {
+            for item in items {
+                // An error is the whole list's: it names every parameter
+                // the list needs without a value, not only this item's.
+                let resolved = resolve_marked(item, "Dimensions").map_err(|error| {
+                    resolve_marked(raw("Dimensions"), "Dimensions")
+                        .err()
+                        .unwrap_or(error)
+                })?;
+                if let Some((d, marked)) = resolved {
+                    let source = item
+                        .get("Value")
+                        .map_or(Source::Template, |r| source_of(r, declared, stack));
+                    dims.push((d, source, marked));
+                }
+            }
         }
+        None => {
+            if let Some((Value::Array(items), marked)) =
+                resolve_marked(raw("Dimensions"), "Dimensions")?
+            {
+                dims.extend(items.into_iter().map(|d| (d, Source::Template, marked)));
+            }
+        }
+    }
+    let mut dimensions = Vec::new();
+    for (i, (d, source, marked)) in dims.into_iter().enumerate() {
+        let name = d.get("Name").and_then(template::scalar_text);
+        let value = d.get("Value").and_then(template::scalar_text);
+        let (Some(name), Some(value)) = (name, value) else {
+            return Err(not_design(
+                format!("dimension {i} is {d}"),
+                "{\"Name\": ..., \"Value\": ...}",
+            ));
+        };
+        dimensions.push((name, known("Dimensions", value, source, marked)?));
     }
     let evaluation_periods = count("EvaluationPeriods", required("EvaluationPeriods")?)?;
     let datapoints_to_alarm = match text("DatapointsToAlarm")? {
@@ -1264,6 +1293,7 @@ fn state_machine_waits(
         evaluating: Default::default(),
         known: Default::default(),
         depth: Default::default(),
+        placeholders: Default::default(),
     })
     .ok();
     let wait_before = |resource_suffix: &str| -> Result<Sourced<u32>, ImportError> {

@@ -73,6 +73,11 @@ pub struct Stack<'a> {
     /// each of n levels is evaluated once, not 2^n times (a crafted
     /// template of 2 KB took for ever).
     pub known: std::cell::RefCell<BTreeMap<String, bool>>,
+    /// How many placeholders of what only a deployed stack knows (a pseudo
+    /// parameter, another resource, `Fn::GetAtt`) resolutions have put in
+    /// values so far, conditions not counted: a property whose resolution
+    /// moved it has one ([`Stack::placeholders`]).
+    pub placeholders: std::cell::Cell<usize>,
 }
 
 /// The text CloudFormation passes for a scalar written in a template
@@ -126,8 +131,23 @@ impl Stack<'_> {
         }
     }
 
+    /// How many placeholders resolutions have put in values so far: a
+    /// property whose resolution moves it names what only a deployed stack
+    /// knows.
+    pub fn placeholders(&self) -> usize {
+        self.placeholders.get()
+    }
+
     /// Whether the condition `name` holds with the stack's values.
     pub fn condition(&self, name: &str) -> Result<bool, ResolveError> {
+        // A placeholder compared in a condition is in no value.
+        let placeholders = self.placeholders.get();
+        let holds = self.condition_counted(name);
+        self.placeholders.set(placeholders);
+        holds
+    }
+
+    fn condition_counted(&self, name: &str) -> Result<bool, ResolveError> {
         if let Some(known) = self.known.borrow().get(name) {
             return Ok(*known);
         }
@@ -209,10 +229,13 @@ impl Stack<'_> {
                         })?;
                         self.condition(name).map(Value::Bool)
                     }
-                    "Fn::GetAtt" => Ok(Value::String(format!(
-                        "${{{}}}",
-                        scalar_list(arg).join(".")
-                    ))),
+                    "Fn::GetAtt" => {
+                        self.placeholders.set(self.placeholders.get() + 1);
+                        Ok(Value::String(format!(
+                            "${{{}}}",
+                            scalar_list(arg).join(".")
+                        )))
+                    }
                     "Fn::Join" => self.join(arg),
                     "Fn::Sub" => self.sub(arg),
                     "Fn::Equals" => {
@@ -299,6 +322,9 @@ impl Stack<'_> {
                 .cloned()
                 .ok_or_else(|| ResolveError::Missing(name.to_owned()));
         }
+        if name != "AWS::NoValue" {
+            self.placeholders.set(self.placeholders.get() + 1);
+        }
         Ok(format!("${{{name}}}"))
     }
 
@@ -348,6 +374,12 @@ impl Stack<'_> {
                 ));
             };
             let name = &after[..end];
+            if let Some(literal) = name.strip_prefix('!') {
+                // `${!Literal}` is the text `${Literal}`, nothing resolved.
+                out.push_str(&format!("${{{literal}}}"));
+                rest = &after[end + 1..];
+                continue;
+            }
             match vars.and_then(|v| v.get(name)) {
                 Some(v) => out.push_str(&scalar_text(&self.resolve(v)?).unwrap_or_default()),
                 None => out.push_str(&self.named(name)?),

@@ -51,6 +51,7 @@ fn bare_stack(root: &serde_json::Value) -> Stack<'_> {
         evaluating: Default::default(),
         known: Default::default(),
         depth: Default::default(),
+        placeholders: Default::default(),
     }
 }
 
@@ -176,6 +177,7 @@ fn intrinsic_functions_resolve_with_the_stack_values() {
         evaluating: Default::default(),
         known: Default::default(),
         depth: Default::default(),
+        placeholders: Default::default(),
     };
     let r = |v: serde_json::Value| stack.resolve(&v);
     assert_eq!(
@@ -369,6 +371,52 @@ fn no_value_removes_a_property_and_a_stack_placeholder_is_refused() {
             && message.contains("Dimensions names something only a deployed stack knows"),
         "{message}"
     );
+    // `${` in a parameter's value, or written with Fn::Sub's `${!...}`
+    // escape, is text like any other.
+    for (_, resource) in template["Resources"].as_object_mut().unwrap() {
+        if resource["Type"] == "AWS::CloudWatch::Alarm" {
+            resource["Properties"]["Dimensions"][0]["Value"] =
+                json!({"Ref": "AmazonManagedFlinkApplicationName"});
+            resource["Properties"]["Namespace"] = json!({"Fn::Sub": "Custom/${!env}"});
+        }
+    }
+    let imported = cfn::import(
+        Path::new("t.json"),
+        &template.to_string(),
+        &given(&[REQUIRED, &[("AutoScaleMetric", "containerCPUUtilization")]].concat()),
+    )
+    .expect("no placeholder");
+    assert_eq!(imported.metrics[0].namespace.value, "Custom/${env}");
+}
+
+/// A dimension removed by `AWS::NoValue` shifts no other dimension's
+/// source: each is named after its own parameter.
+#[test]
+fn a_dimension_removed_by_no_value_shifts_no_other_source() {
+    let mut template: serde_json::Value = serde_json::from_str(V2).unwrap();
+    for (_, resource) in template["Resources"].as_object_mut().unwrap() {
+        if resource["Type"] == "AWS::CloudWatch::Alarm" {
+            let dims = resource["Properties"]["Dimensions"].as_array_mut().unwrap();
+            dims.insert(
+                0,
+                json!({"Fn::If": ["ApplicationMetricCondition", {"Ref": "AWS::NoValue"}, {"Name": "X", "Value": "x"}]}),
+            );
+            dims.push(json!({"Name": "Extra", "Value": {"Ref": "MaxKPU"}}));
+        }
+    }
+    let imported = cfn::import(
+        Path::new("t.json"),
+        &template.to_string(),
+        &given(&[REQUIRED, &[("AutoScaleMetric", "containerCPUUtilization")]].concat()),
+    )
+    .expect("imports");
+    let dims = &imported.metrics[0].dimensions;
+    assert_eq!(dims.len(), 2, "{dims:?}");
+    assert_eq!(
+        dims[0].1.source,
+        Source::Parameter("AmazonManagedFlinkApplicationName".into())
+    );
+    assert_eq!(dims[1].1.source, Source::Parameter("MaxKPU".into()));
 }
 
 /// A parameter passed on through `Fn::Sub` ("${Name}") or the branch an
