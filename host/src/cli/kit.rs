@@ -140,6 +140,21 @@ pub fn write(dir: &Path, force: bool) -> Result<Vec<PathBuf>, KitError> {
             dir.display()
         )));
     }
+    // A folder to make under a file: the name is wrong, not the disk.
+    if !dir.exists()
+        && let Some(file) = dir
+            .ancestors()
+            .skip(1)
+            .find(|a| !a.as_os_str().is_empty() && a.exists())
+            .filter(|a| !a.is_dir())
+    {
+        return Err(KitError::Usage(format!(
+            "{} is a file, so no folder {} can be made under it (valid: a new folder, or an \
+             existing one)",
+            file.display(),
+            dir.display()
+        )));
+    }
     if !force
         && let Some(existing) = files
             .iter()
@@ -328,6 +343,17 @@ wit-bindgen = "0.61"
             KitError::Usage(format!(
                 "{} is a file, not a folder (valid: a new folder, or an existing one)",
                 file.display()
+            ))
+        );
+        // Under a file: the same kind of error (it was the disk's, exit 1).
+        let under = file.join("kit");
+        assert_eq!(
+            write(&under, true).unwrap_err(),
+            KitError::Usage(format!(
+                "{} is a file, so no folder {} can be made under it (valid: a new folder, or an \
+                 existing one)",
+                file.display(),
+                under.display()
             ))
         );
     }
