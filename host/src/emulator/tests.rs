@@ -1583,11 +1583,18 @@ fn get_metric_data_refuses_a_range_of_more_periods_than_cloudwatch_answers() {
 #[tokio::test(flavor = "current_thread")]
 async fn a_long_sync_leaves_the_runtime_running() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut long = scenario(vec![app("a", 500.0), app("b", 500.0)]);
-    long.duration_secs = 10 * 86_400;
+    // Enough work to take well over 100 ms on a fast machine (five days
+    // of two applications once took 77 ms, too short to tell).
+    let mut long = scenario(vec![
+        app("a", 500.0),
+        app("b", 500.0),
+        app("c", 500.0),
+        app("d", 500.0),
+    ]);
+    long.duration_secs = 20 * 86_400;
     let mut options = super::EmulatorOptions::new(long);
-    // Five days of model time to play at the first call.
-    options.start_epoch_ms = Some(crate::clock::system_ms() - 5 * 86_400_000);
+    // Nine days of model time to play at the first call.
+    options.start_epoch_ms = Some(crate::clock::system_ms() - 9 * 86_400_000);
     let emulator = super::start(options).await.expect("the emulator starts");
     let ticks = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
     let ticker = tokio::spawn({
@@ -1618,7 +1625,7 @@ async fn a_long_sync_leaves_the_runtime_running() {
     let during = ticks.load(std::sync::atomic::Ordering::Relaxed) - before;
     ticker.abort();
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
-    // The sync takes long enough to tell (five days of two applications);
+    // The sync takes long enough to tell (nine days of four applications);
     // a runtime that kept running ticked through a good part of it.
     assert!(took >= std::time::Duration::from_millis(100), "{took:?}");
     let expected = took.as_millis() / 2;
