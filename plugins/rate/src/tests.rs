@@ -567,6 +567,25 @@ fn a_load_still_falling_after_a_scale_out_is_judged_on_the_last_settle_span() {
     assert_eq!(seen, 14);
 }
 
+/// The load of the test above decaying by 4 % a period.
+fn decay(i: usize) -> f64 {
+    10_000.0 * 0.96f64.powi(i as i32)
+}
+
+/// A policy at the default settle threshold that scaled out to 32 KPU to
+/// catch up and then asked to give the surplus back on the decay: the
+/// periods it saw and the KPU it asked for.
+fn settled_once() -> (RatePolicy, usize, u32) {
+    let mut rate = policy("{}");
+    asked_to_catch_up(&mut rate);
+    let (seen, decision) = run_after_rescale(&mut rate, 32, 30, decay);
+    let Action::ScaleTo(first) = decision.action else {
+        panic!("no settle scale-in: {}", decision.reason)
+    };
+    assert!(first < 32, "{}", decision.reason);
+    (rate, seen, first)
+}
+
 #[test]
 fn a_load_still_falling_after_a_settle_scale_in_is_followed_down_a_span_at_a_time() {
     // The decay above, at the default settle threshold (60 %): the first
@@ -575,14 +594,7 @@ fn a_load_still_falling_after_a_settle_scale_in_is_followed_down_a_span_at_a_tim
     // the next step down comes a settle span later, not a whole 30-period
     // window (by when this load would sit below the 35 % threshold of the
     // size it stopped at).
-    let mut rate = policy("{}");
-    asked_to_catch_up(&mut rate);
-    let decay = |i: usize| 10_000.0 * 0.96f64.powi(i as i32);
-    let (seen, decision) = run_after_rescale(&mut rate, 32, 30, decay);
-    let Action::ScaleTo(first) = decision.action else {
-        panic!("no settle scale-in: {}", decision.reason)
-    };
-    assert!(first < 32, "{}", decision.reason);
+    let (mut rate, seen, first) = settled_once();
     // The scale-in completes a period later; the load goes on decaying.
     let rescaled = T0 + (seen as i64 + 3) * P;
     let mut rates = Vec::new();
@@ -620,13 +632,7 @@ fn a_settle_scale_in_not_carried_out_before_the_next_decision_does_not_chain() {
     // writer's update), which holds; that writer's update ends at the size
     // asked. No longer this policy's ask, so the span after it is not a
     // settle span.
-    let mut rate = policy("{}");
-    asked_to_catch_up(&mut rate);
-    let decay = |i: usize| 10_000.0 * 0.96f64.powi(i as i32);
-    let (seen, decision) = run_after_rescale(&mut rate, 32, 30, decay);
-    let Action::ScaleTo(first) = decision.action else {
-        panic!("no settle scale-in: {}", decision.reason)
-    };
+    let (mut rate, seen, first) = settled_once();
     let rates: Vec<f64> = (0..=seen).map(decay).collect();
     let again = T0 + (seen as i64 + 2) * P;
     let mut updating = after_rescale(32, &rates, again, T0);
