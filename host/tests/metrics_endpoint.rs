@@ -52,6 +52,18 @@ plugin = "hold"
     file
 }
 
+/// The `e2e-scale.toml` emulator at 20x, a free loopback port for the
+/// agent to serve on, and the agent's configuration ([`config`]) serving
+/// there.
+fn emulated(dir: &Path) -> (Emulator, SocketAddr, PathBuf) {
+    let emulator = Emulator::start(&scenario("e2e-scale.toml"), 20.0, &[], dir);
+    let listen: SocketAddr = format!("127.0.0.1:{}", common::free_port())
+        .parse()
+        .expect("an address");
+    let file = config(dir, listen);
+    (emulator, listen, file)
+}
+
 fn get(addr: SocketAddr, path: &str) -> Option<common::Response> {
     http(addr, "GET", path, &[], b"").ok()
 }
@@ -194,11 +206,7 @@ fn run_serves_health_and_prometheus_metrics() {
 #[test]
 fn a_reload_that_replaces_a_quarantined_policy_ends_the_quarantine() {
     let dir = tempfile::tempdir().expect("a temporary folder");
-    let emulator = Emulator::start(&scenario("e2e-scale.toml"), 20.0, &[], dir.path());
-    let listen: SocketAddr = format!("127.0.0.1:{}", common::free_port())
-        .parse()
-        .expect("an address");
-    let file = config(dir.path(), listen);
+    let (emulator, listen, file) = emulated(dir.path());
     let text = std::fs::read_to_string(&file).expect("the configuration");
     let failing = text.replace(
         "plugin = \"hold\"",
@@ -260,11 +268,7 @@ fn a_reload_that_replaces_a_quarantined_policy_ends_the_quarantine() {
 #[test]
 fn a_reload_whose_settings_do_not_load_says_so_until_one_does() {
     let dir = tempfile::tempdir().expect("a temporary folder");
-    let emulator = Emulator::start(&scenario("e2e-scale.toml"), 20.0, &[], dir.path());
-    let listen: SocketAddr = format!("127.0.0.1:{}", common::free_port())
-        .parse()
-        .expect("an address");
-    let file = config(dir.path(), listen);
+    let (emulator, listen, file) = emulated(dir.path());
     let good = std::fs::read_to_string(&file).expect("the configuration");
     let agent: Running = start_agent(&emulator, &file, &[], dir.path());
     let diagnose = || format!("{}\n{}", agent.log_tail(60), emulator.process.log_tail(20));
