@@ -26,8 +26,10 @@
 //! that does not load leaves it running as it was. Every reload also lifts
 //! the KPU limits (a Flink cluster's free slots) the controllers recorded:
 //! an operator who raised the account's limit, or added TaskManagers,
-//! says so with `systemctl reload` rather than waiting out the hour; and
-//! it ends the stand-down of a controller that found another writer
+//! says so with `systemctl reload` rather than waiting out the hour; it
+//! lifts a size held after AWS refused it as invalid or its update was
+//! rolled back (the operator fixed the application); and it ends the
+//! stand-down of a controller that found another writer
 //! fighting it (`crate::controller::fight`): the operator stopped it.
 //!
 //! An application whose `mode` is `"paused"` gets no controller at all
@@ -720,7 +722,8 @@ impl Agent {
     /// added starts, one removed stops (releasing its journal), one changed
     /// is restarted with its new settings (resuming from its journal), and
     /// the others are not touched. Then every controller lifts its recorded
-    /// KPU limit, an operator's word that it may have been raised (see
+    /// KPU limit and a held size, an operator's word that the limit may
+    /// have been raised or the application fixed (see
     /// [`Controller::with_ceiling_lifts`]); a paused application keeps its
     /// journal's until it runs again.
     pub async fn run_reloading(

@@ -365,6 +365,7 @@ fn describe(event: &Event, state: &EmulatorState) -> Option<String> {
         | Event::NotSent { .. }
         | Event::UpdateInDoubt { .. }
         | Event::LimitLifted { .. }
+        | Event::RefusalLifted { .. }
         | Event::PluginRetried { .. }
         | Event::SignalsDropped { .. }
         | Event::PluginRecovered { .. }

@@ -784,6 +784,7 @@ fn a_kpu_limit_far_below_the_ask_is_found_in_seconds() {
 /// keeps firing, holds and says why, instead of restarting the
 /// application into the same failure after every grace period (2 s here);
 /// nor does it take the rollback for another writer undoing its rescale.
+/// A reload lifts the hold: the size is asked for once more.
 #[test]
 fn an_update_msf_rolls_back_is_not_sent_again() {
     const APP: &str = "e2e-app";
@@ -847,7 +848,54 @@ fn an_update_msf_rolls_back_is_not_sent_again() {
         "a rollback is said as one: {}",
         diagnose()
     );
+    // The operator reloads (having fixed nothing here): the hold is lifted
+    // and journaled, and the next decision asks for 4 KPU again, which
+    // rolls back again and is held again.
+    common::hangup(&agent);
+    wait_until(
+        PATIENCE,
+        "a second UpdateApplication to 4 KPU after the reload, and its rollback",
+        || {
+            agent.assert_running(diagnose);
+            common::log_events(&agent.log(), "Step failed.")
+                .iter()
+                .filter(|e| e["class"] == "update_failed")
+                .count()
+                >= 2
+        },
+        diagnose,
+    );
+    let log = agent.log();
+    let lifted = common::log_events(&log, "Held size lifted; it may be asked for again.");
+    assert_eq!(lifted.len(), 1, "{}", diagnose());
+    assert_eq!(lifted[0]["application"], APP);
+    assert_eq!(lifted[0]["kpu"], 4);
+    assert_eq!(lifted[0]["rolled_back_to_kpu"], 2);
+    assert_eq!(
+        lifted[0]["reason"],
+        "lifted by a configuration reload (SIGHUP)",
+        "{}",
+        diagnose()
+    );
+    assert_eq!(
+        updates_of(&emulator.calls(), APP)
+            .into_iter()
+            .map(|(kpu, outcome, _)| (kpu, outcome))
+            .collect::<Vec<_>>(),
+        [(4, "ok".to_owned()), (4, "ok".to_owned())],
+        "{}",
+        diagnose()
+    );
     agent.stop();
+    let journal: Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("state").join(format!("{APP}.json")))
+            .expect("the journal is written"),
+    )
+    .expect("the journal is JSON");
+    assert_eq!(
+        journal["record"]["refused"]["kpu"], 4,
+        "held again after the second rollback: {journal}"
+    );
 }
 
 /// The account's KPU limit (an injected LimitExceededException) refuses

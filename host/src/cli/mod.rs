@@ -54,7 +54,8 @@ pub struct Cli {
 pub enum Command {
     /// Run the agent: one controller per `[[application]]`, until SIGTERM or
     /// ctrl-c. SIGHUP reloads the configuration and lifts the KPU ceilings
-    /// a LimitExceededException left.
+    /// a LimitExceededException left and the sizes held after a refusal or
+    /// a rollback.
     Run {
         /// The configuration file (`--config FILE` or `$FLINKSCALE_CONFIG`).
         #[command(flatten)]

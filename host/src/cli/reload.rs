@@ -1,12 +1,12 @@
 //! `flinkscale reload`: sends the running agent a SIGHUP (a configuration
-//! reload, which also lifts KPU ceilings and ends a stand-down) from a
-//! shell that has no `kill`, the container image's (`FROM scratch`):
-//! `kubectl exec deploy/flinkscale -- flinkscale reload --config FILE`, or
-//! ECS Exec. The agent is the process that holds the journal locks of the
-//! configuration's applications in its `state_dir`, as the kernel's lock
-//! table shows it; the file is checked first, as the agent will check it,
-//! so that a file the agent would refuse is refused here, with its errors
-//! located, and no signal is sent.
+//! reload, which also lifts KPU ceilings and held sizes and ends a
+//! stand-down) from a shell that has no `kill`, the container image's
+//! (`FROM scratch`): `kubectl exec deploy/flinkscale -- flinkscale reload
+//! --config FILE`, or ECS Exec. The agent is the process that holds the
+//! journal locks of the configuration's applications in its `state_dir`, as
+//! the kernel's lock table shows it; the file is checked first, as the
+//! agent will check it, so that a file the agent would refuse is refused
+//! here, with its errors located, and no signal is sent.
 
 use std::collections::BTreeSet;
 use std::process::ExitCode;

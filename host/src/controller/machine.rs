@@ -587,6 +587,25 @@ impl Machine {
         })
     }
 
+    /// Lifts a held size ([`RefusedTarget`]: AWS refused it as invalid, or
+    /// its update was rolled back) at an operator's word, a configuration
+    /// reload: whoever fixed what made it fail (an application
+    /// configuration, a `maxParallelism`) need not wait out the hour. Like
+    /// [`Machine::lift_limit`], only the durable record changes: nothing in
+    /// flight, no wait and no grace period is cut short. A size that still
+    /// fails fails again as at first, and is held again. Returns the
+    /// [`Event::RefusalLifted`] to report, if a size was held at `now_ms`.
+    pub fn lift_refused(&mut self, settings: &Settings, now_ms: i64) -> Option<Event> {
+        let refused = self.record.refused.take()?;
+        (now_ms < refused.until_ms).then(|| Event::RefusalLifted {
+            application: settings.name.clone(),
+            at_ms: now_ms,
+            kpu: refused.kpu,
+            rolled_back_to: refused.rolled_back_to,
+            reason: "lifted by a configuration reload (SIGHUP)".to_owned(),
+        })
+    }
+
     /// The highest KPU decisions may reach at `now_ms` for an application
     /// running at `kpu`: `max_kpu`, or below a KPU the account's limit
     /// refused while that limit still holds, but never below `kpu`: a

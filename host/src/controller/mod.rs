@@ -753,8 +753,10 @@ impl Controller {
 
     /// Lifts the recorded KPU limit (the cluster's free slots for a Flink
     /// job) whenever `lifts` changes, a configuration reload's doing: see
-    /// [`Machine::lift_limit`]; it also ends a stand-down ([`fight::lift`]:
-    /// the operator stopped the other writer). A change is taken while the controller
+    /// [`Machine::lift_limit`]; it also lifts a held size
+    /// ([`Machine::lift_refused`]: the operator fixed what refused it) and
+    /// ends a stand-down ([`fight::lift`]: the operator stopped the other
+    /// writer). A change is taken while the controller
     /// waits between steps; one sent while a step runs is taken at the
     /// next wait, and a change already made when this is called is not one.
     pub fn with_ceiling_lifts(mut self, mut lifts: watch::Receiver<u64>) -> Self {
@@ -942,6 +944,7 @@ impl Controller {
                 changed = lifts.changed() => match changed {
                     Ok(()) => {
                         self.lift_limit().await;
+                        self.lift_refused().await;
                         self.lift_stand_down().await;
                     }
                     // Nobody can ask any more.
@@ -956,6 +959,16 @@ impl Controller {
     async fn lift_limit(&mut self) {
         let now_ms = self.clock.now_ms();
         if let Some(event) = self.machine.lift_limit(&self.settings, now_ms) {
+            self.events.emit(event);
+            self.persist(None).await;
+        }
+    }
+
+    /// Lifts a held size now (see [`Machine::lift_refused`]), reports it
+    /// and journals the record without it.
+    async fn lift_refused(&mut self) {
+        let now_ms = self.clock.now_ms();
+        if let Some(event) = self.machine.lift_refused(&self.settings, now_ms) {
             self.events.emit(event);
             self.persist(None).await;
         }

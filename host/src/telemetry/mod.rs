@@ -176,6 +176,21 @@ pub enum Event {
         /// Why it was lifted.
         reason: String,
     },
+    /// A held size (refused as invalid, or rolled back) may be asked for
+    /// again before its hour is out.
+    RefusalLifted {
+        /// Application name.
+        application: String,
+        /// When (ms since the epoch).
+        at_ms: i64,
+        /// The KPU that had been held.
+        kpu: u32,
+        /// The KPU the update to it was rolled back to, when it was rolled
+        /// back rather than refused as invalid.
+        rolled_back_to: Option<u32>,
+        /// Why it was lifted.
+        reason: String,
+    },
     /// A plugin failed too often in a row and is not called for this
     /// application until `until_ms` (or until its file changes); the
     /// application holds meanwhile.
@@ -707,6 +722,19 @@ fn log_event(event: &Event) {
                 refused_kpu,
                 reason = %reason,
             ),
+            Event::RefusalLifted {
+                application,
+                kpu,
+                rolled_back_to,
+                reason,
+                ..
+            } => info!(
+                message = "Held size lifted; it may be asked for again.",
+                application = %application,
+                kpu,
+                rolled_back_to_kpu = rolled_back_to,
+                reason = %reason,
+            ),
             Event::PluginQuarantined {
                 application,
                 plugin,
@@ -951,6 +979,19 @@ fn log_flink_event(event: &Event) {
             message = "Slot ceiling lifted.",
             application = %application,
             refused_parallelism = refused_kpu,
+            reason = %reason,
+        ),
+        Event::RefusalLifted {
+            application,
+            kpu,
+            rolled_back_to,
+            reason,
+            ..
+        } => info!(
+            message = "Held parallelism lifted; it may be asked for again.",
+            application = %application,
+            parallelism = kpu,
+            rolled_back_to_parallelism = rolled_back_to,
             reason = %reason,
         ),
         other => log_event(other),

@@ -80,9 +80,10 @@ enum Outcome {
     /// The call runs (and takes effect), then the agent is killed before
     /// it sees the answer; a new one resumes from the journal.
     Crash,
-    /// A configuration reload lifts the recorded KPU limit while the agent
-    /// waits ([`Machine::lift_limit`], journaled at once, as the driver
-    /// does); a call meets it as [`Outcome::Ok`].
+    /// A configuration reload lifts the recorded KPU limit and a held size
+    /// while the agent waits ([`Machine::lift_limit`],
+    /// [`Machine::lift_refused`], journaled at once, as the driver does); a
+    /// call meets it as [`Outcome::Ok`].
     Lift,
 }
 
@@ -354,6 +355,7 @@ impl Run {
             Next::Wait(delay) => {
                 if outcome == Outcome::Lift {
                     self.machine.lift_limit(settings, self.world.now_ms);
+                    self.machine.lift_refused(settings, self.world.now_ms);
                     self.journal = self.machine.record.clone();
                 }
                 self.world.now_ms += delay.as_millis() as i64;

@@ -808,6 +808,58 @@ async fn an_invalid_update_is_not_sent_again() {
     assert_counted(&events, &counts);
 }
 
+/// A size AWS refused as invalid is held for an hour; the operator fixed
+/// the application and reloaded: the hold is lifted at once (said, with
+/// the size), and the next evaluation, when it is due anyway, asks for it
+/// again. A reload with nothing held says nothing.
+#[tokio::test(start_paused = true)]
+async fn a_reload_lifts_a_size_refused_as_invalid() {
+    let target = FakeTarget::new(2, 90);
+    target.state.lock().unwrap().fail_next_update = Some(TargetError::Invalid(
+        "InvalidApplicationConfigurationException: parallelism".into(),
+    ));
+    let (run, lift) = launch_liftable(&target);
+    tokio::time::sleep(Duration::from_secs(610)).await;
+    assert_eq!(target.updates(), vec![(0, 4)]);
+    lift.send_modify(|n| *n += 1);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(target.updates(), vec![(0, 4)], "nothing decided sooner");
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    let updates = target.updates();
+    assert_eq!(updates.len(), 2, "{updates:?}");
+    assert!((611..=671).contains(&updates[1].0), "{updates:?}");
+    assert_eq!(updates[1].1, 4, "{updates:?}");
+    // A second reload: nothing is held any more.
+    lift.send_modify(|n| *n += 1);
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let counts = run.counts.clone();
+    let events = run.stop().await;
+    let lifted: Vec<(i64, u32, Option<u32>, &str)> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::RefusalLifted {
+                at_ms,
+                kpu,
+                rolled_back_to,
+                reason,
+                ..
+            } => Some((
+                (at_ms - T0_MS) / 1000,
+                *kpu,
+                *rolled_back_to,
+                reason.as_str(),
+            )),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        lifted,
+        vec![(610, 4, None, "lifted by a configuration reload (SIGHUP)")]
+    );
+    assert_eq!(failures(&events, "invalid").len(), 1);
+    assert_counted(&events, &counts);
+}
+
 #[tokio::test(start_paused = true)]
 async fn an_update_that_rolls_back_is_an_error_and_is_not_retried_blindly() {
     let target = FakeTarget::new(2, 90);
