@@ -346,6 +346,55 @@ fn a_reload_whose_settings_do_not_load_says_so_until_one_does() {
     assert!(agent.terminate(Duration::from_secs(15)).is_some());
 }
 
+/// A paused application that a reload asks to run, with settings that do
+/// not load, stays paused: `/readyz` no longer counts it as ready (it was
+/// "paused, nothing expected" while the operator asked for scaling), and
+/// says why.
+#[test]
+fn a_paused_application_a_reload_could_not_resume_is_not_ready() {
+    let dir = tempfile::tempdir().expect("a temporary folder");
+    let (emulator, listen, file) = emulated(dir.path());
+    let active = std::fs::read_to_string(&file).expect("the configuration");
+    let named = format!("name = \"{APP}\"\n");
+    let paused = active.replace(&named, &format!("{named}mode = \"paused\"\n"));
+    common::replace(&file, paused.as_bytes());
+    let agent: Running = start_agent(&emulator, &file, &[], dir.path());
+    let diagnose = || format!("{}\n{}", agent.log_tail(60), emulator.process.log_tail(20));
+    let readyz = || get(listen, "/readyz");
+    wait_until(
+        Duration::from_secs(90),
+        "/readyz ready, naming the paused application",
+        || {
+            readyz().is_some_and(|r| {
+                r.status == 200 && String::from_utf8_lossy(&r.body).contains("paused: application")
+            })
+        },
+        diagnose,
+    );
+    let bad = active.replace(
+        "plugin = \"hold\"",
+        "plugin = \"rate\"\nparams = { target_utilisation = 5.0 }",
+    );
+    common::replace(&file, bad.as_bytes());
+    common::hangup(&agent);
+    wait_until(
+        Duration::from_secs(60),
+        "/readyz not ready after the reload",
+        || readyz().is_some_and(|r| r.status == 503),
+        diagnose,
+    );
+    let body = String::from_utf8_lossy(&readyz().expect("/readyz answers").body).to_string();
+    assert!(
+        body.contains(&format!(
+            "application \"{APP}\": still paused: the configuration reload"
+        )) && body.contains("could not resume it: its plugins did not load")
+            && body.contains("target_utilisation"),
+        "{body}"
+    );
+    assert!(!body.contains("paused: application"), "{body}");
+    assert!(agent.terminate(Duration::from_secs(15)).is_some());
+}
+
 #[test]
 fn listen_must_be_a_scrapable_address() {
     let base = "[[application]]\nname = \"a\"\n[application.policy]\nplugin = \"hold\"\n";

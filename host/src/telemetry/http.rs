@@ -350,8 +350,18 @@ fn not_ready_line(app: &NotReady, now_ms: i64) -> String {
     }
     if let Some(not_started) = &app.not_started {
         why.push(format!(
-            "not running: the configuration reload {} s ago could not start it: {}; fix it and reload again",
+            "{}: the configuration reload {} s ago could not {}: {}; fix it and reload again",
+            if app.still_paused {
+                "still paused"
+            } else {
+                "not running"
+            },
             now_ms.saturating_sub(not_started.at_ms).max(0) / 1000,
+            if app.still_paused {
+                "resume it"
+            } else {
+                "start it"
+            },
             one_line(&not_started.reason)
         ));
     }

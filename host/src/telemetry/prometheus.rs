@@ -510,6 +510,9 @@ pub struct NotReady {
     /// The last configuration reload left no controller running for it,
     /// and why.
     pub not_started: Option<NotApplied>,
+    /// It is still paused: the last configuration reload asked it to run
+    /// and could not start it (`not_started` says why).
+    pub still_paused: bool,
 }
 
 impl Registry {
@@ -860,17 +863,26 @@ impl Registry {
     }
 
     /// The applications that are not ready at `now_ms` (stale, panicked
-    /// since their last evaluation, or with a journal that cannot be
-    /// saved), sorted by name; empty when every application is ready.
+    /// since their last evaluation, with a journal that cannot be saved,
+    /// or left without a controller by a reload), sorted by name; empty
+    /// when every application is ready. A paused application is ready
+    /// (nothing is expected of it) unless the last reload asked it to run
+    /// and could not start it: the operator asked for scaling and has none.
     pub fn not_ready(&self, now_ms: i64) -> Vec<NotReady> {
         let apps = self.apps.lock().unwrap_or_else(|p| p.into_inner());
         let started_ms = *self.started_ms.lock().unwrap_or_else(|p| p.into_inner());
         apps.iter()
-            .filter(|(_, app)| app.mode != Mode::Paused)
+            .filter(|(_, app)| app.mode != Mode::Paused || app.not_applied.is_some())
             .filter_map(|(name, app)| {
                 let since = app.since_ms(started_ms);
-                let stale = now_ms > app.stale_at_ms(started_ms);
-                let not_started = app.not_applied.clone().filter(|n| !n.running);
+                // A reload pauses an application without fail: one still
+                // paused after a reload that did not apply was asked to run.
+                let still_paused = app.mode == Mode::Paused;
+                let stale = !still_paused && now_ms > app.stale_at_ms(started_ms);
+                let not_started = app
+                    .not_applied
+                    .clone()
+                    .filter(|n| !n.running || still_paused);
                 (stale
                     || app.panicked.is_some()
                     || app.journal.is_some()
@@ -892,6 +904,7 @@ impl Registry {
                         .filter(|f| app.last_evaluation_ms.is_none_or(|e| f.at_ms >= e)),
                     journal: app.journal.clone(),
                     not_started,
+                    still_paused,
                 })
             })
             .collect()
@@ -908,7 +921,8 @@ impl Registry {
     }
 
     /// The applications whose mode is `"paused"`, sorted by name: `/readyz`
-    /// names them (they are ready: nothing is expected of them).
+    /// names them (they are ready: nothing is expected of them, unless a
+    /// reload could not resume them: see [`Registry::not_ready`]).
     pub fn paused(&self) -> Vec<String> {
         let apps = self.apps.lock().unwrap_or_else(|p| p.into_inner());
         apps.iter()
@@ -1773,6 +1787,15 @@ mod tests {
                 .render(2_000)
                 .contains("flinkscale_config_reload_not_applied{application=\"a\"} 1\n")
         );
+        // Still paused where a reload asked it to run: not ready, saying why
+        // (and not stale: a paused application never is).
+        let not_ready = registry.not_ready(900_000);
+        assert_eq!(not_ready.len(), 1, "{not_ready:?}");
+        assert!(not_ready[0].still_paused && !not_ready[0].stale);
+        assert_eq!(
+            not_ready[0].not_started.as_ref().map(|n| n.reason.as_str()),
+            Some("boom")
+        );
         // Reload 2 applies.
         registry.reload_applied("a", &resumed.applications[0], 3_000);
         let text = registry.render(3_000);
@@ -2125,6 +2148,7 @@ mod tests {
                 }),
                 journal: None,
                 not_started: None,
+                still_paused: false,
             }]
         );
         registry.record(&evaluated("a", 4_000, 1, Action::Hold));
