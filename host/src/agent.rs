@@ -721,10 +721,12 @@ impl Agent {
     /// the caller loads the file and reports its errors): an application
     /// added starts, one removed stops (releasing its journal), one changed
     /// is restarted with its new settings (resuming from its journal), and
-    /// the others are not touched. Then every controller lifts its recorded
-    /// KPU limit and a held size, an operator's word that the limit may
-    /// have been raised or the application fixed (see
-    /// [`Controller::with_ceiling_lifts`]); a paused application keeps its
+    /// the others are not touched. Every controller lifts its recorded KPU
+    /// limit and a held size, an operator's word that the limit may have
+    /// been raised or the application fixed: the running ones at their
+    /// next wait (see [`Controller::with_ceiling_lifts`]), the ones the
+    /// reload starts before their first decision
+    /// ([`Controller::lifting_at_start`]); a paused application keeps its
     /// journal's until it runs again.
     pub async fn run_reloading(
         self,
@@ -774,10 +776,13 @@ impl Agent {
                 }
                 config = configs.recv(), if reloads_open => match config {
                     Some(loaded) => {
-                        parts = apply(parts, loaded, &mut running, shutdown.clone()).await;
-                        // After the restarts: a restarted controller, which
-                        // read its limit back from the journal, lifts it too.
+                        // Before the restarts: the controllers running now
+                        // lift at their next wait; one the reload starts
+                        // subscribes after this and lifts what it read back
+                        // from its journal before its first step
+                        // ([`Controller::lifting_at_start`]).
                         parts.ceiling_lifts.send_modify(|n| *n = n.wrapping_add(1));
+                        parts = apply(parts, loaded, &mut running, shutdown.clone()).await;
                     }
                     None => reloads_open = false,
                 },
@@ -1038,7 +1043,9 @@ async fn apply(
         };
         // A quarantine the old controller was in ends with the new one's
         // first answer, as when a file is replaced.
-        let controller = controller.after_quarantine(&quarantined);
+        // What this reload lifts in every running controller, the new one
+        // lifts from its journal before it decides anything.
+        let controller = controller.after_quarantine(&quarantined).lifting_at_start();
         let journaled = {
             let parts = parts.clone();
             tokio::task::spawn_blocking(move || parts.journaled(controller, kept)).await

@@ -526,9 +526,13 @@ pub struct Controller {
     /// Whether a datapoint was seen sooner than promised: the skip rule
     /// then makes no use of any promise of this application.
     promise_broken: bool,
-    /// Each change is an operator's word to lift the recorded KPU limit
-    /// and to end a stand-down (see [`Controller::with_ceiling_lifts`]).
+    /// Each change is an operator's word to lift the recorded KPU limit and
+    /// a held size, and to end a stand-down (see
+    /// [`Controller::with_ceiling_lifts`]).
     ceiling_lifts: Option<watch::Receiver<u64>>,
+    /// Lift before the first step what [`Controller::with_ceiling_lifts`]
+    /// lifts ([`Controller::lifting_at_start`]).
+    lift_at_start: bool,
     /// The stop signal of [`Controller::run_until_stopped`], which gives
     /// up a read in flight (see [`unless_stopped`]); `None` before it runs
     /// (the `once` command, the tests' direct calls).
@@ -616,6 +620,7 @@ impl Controller {
                 .collect(),
             promise_broken: false,
             ceiling_lifts: None,
+            lift_at_start: false,
             stop: None,
         }
     }
@@ -765,6 +770,20 @@ impl Controller {
         self
     }
 
+    /// Lifts, before its first step, what a change of
+    /// [`Controller::with_ceiling_lifts`] lifts (the KPU limit, a held size,
+    /// a stand-down), as read back from its journal: the controller a
+    /// configuration reload starts (a changed or resumed application) is
+    /// the reload's doing, and its first decision must not be held to, or
+    /// sized under, what that reload lifts. Without it, that decision came
+    /// before the lift (the reload's signal reaches a controller only while
+    /// it waits): a scale-out to the old ceiling, then another past it one
+    /// grace period later, two restarts for one.
+    pub fn lifting_at_start(mut self) -> Self {
+        self.lift_at_start = true;
+        self
+    }
+
     /// The settings in force.
     pub fn settings(&self) -> &Settings {
         &self.settings
@@ -810,6 +829,11 @@ impl Controller {
             Ok(()) => Observation::Wake,
             Err(panic) => Observation::Panicked(panic_message(panic.as_ref())),
         };
+        if self.lift_at_start {
+            self.lift_limit().await;
+            self.lift_refused().await;
+            self.lift_stand_down().await;
+        }
         loop {
             let next = self.step(observation).await;
             observation = match next {
@@ -825,6 +849,9 @@ impl Controller {
                     // halfway is an update in doubt), but none is started
                     // after shutdown was asked for.
                     if *shutdown.borrow() {
+                        if matches!(command, Command::Update { .. }) {
+                            self.not_sent_for_the_stop().await;
+                        }
                         self.say_what_is_left();
                         return self.stopped();
                     }
@@ -839,6 +866,27 @@ impl Controller {
                 }
             };
         }
+    }
+
+    /// The stop came between the journal's `sending` record and the call:
+    /// nothing was sent, and the journal says so (the phase back to idle),
+    /// so that the next controller decides afresh instead of reading the
+    /// application to resolve an update that never left, and nobody is
+    /// told of an update in flight. Should this save fail, the record
+    /// stays `sending`, which the next controller resolves safely.
+    async fn not_sent_for_the_stop(&mut self) {
+        let now_ms = self.clock.now_ms();
+        let transition = self
+            .machine
+            .step(Observation::NotJournaled, &self.settings, now_ms);
+        for event in transition.events {
+            self.events.emit(event);
+        }
+        self.persist(None).await;
+        tracing::info!(
+            message = "Stopping before the update decided was sent: nothing was sent.",
+            application = %self.settings.name,
+        );
     }
 
     /// What a stopped controller gives back: its journal and which plugins
@@ -1000,7 +1048,8 @@ impl Controller {
         // the journal's error alone leaves the operator asking.
         let unsent = match &transition.next {
             Next::Run(Command::Update { update, .. }) => Some(format!(
-                "UpdateApplication to {} not sent, since the journal cannot record it first",
+                "{} to {} not sent, since the journal cannot record it first",
+                self.settings.words.rescale_call(),
                 self.settings.words.capacity(update.target_kpu)
             )),
             _ => None,

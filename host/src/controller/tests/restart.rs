@@ -134,6 +134,63 @@ async fn a_lifted_kpu_limit_stays_lifted_across_a_restart() {
     assert_eq!(target.updates(), vec![(0, 4), (5, 3), (611, 6)]);
 }
 
+/// The controller a reload starts (the application changed, or resumed)
+/// lifts the KPU limit its journal holds before its first decision, as
+/// the reload lifts every running controller's: that decision asks for
+/// more than the refused size at once. One started without it (an agent's
+/// restart) keeps the ceiling, and its first decision stays under it,
+/// which made a reload cost two restarts: to the old ceiling, then past it.
+#[tokio::test(start_paused = true)]
+async fn a_controller_a_reload_starts_lifts_its_journal_s_ceiling_before_deciding() {
+    for at_start in [true, false] {
+        let dir = tempfile::tempdir().unwrap();
+        let target = FakeTarget::new(2, 90);
+        target.state.lock().unwrap().kpu_limit = Some(3);
+        let first = launch(&target, dir.path());
+        // Refused 4 at 0, scaled to 3 at 5, held at the ceiling since.
+        tokio::time::sleep(Duration::from_secs(610)).await;
+        first.kill().await;
+        assert_eq!(
+            journaled(dir.path())
+                .record
+                .kpu_limit
+                .map(|l| l.refused_kpu),
+            Some(4)
+        );
+        target.state.lock().unwrap().kpu_limit = None;
+        let (_lift, lifts) = watch::channel(0u64);
+        let second = {
+            let mut journal = journal(dir.path());
+            let loaded = journal.load();
+            Running::launch(
+                target.origin,
+                target.clone(),
+                constant(95.0),
+                Box::new(Doubling),
+                Vec::new(),
+                |c| {
+                    let c = c.with_journal(journal, loaded).with_ceiling_lifts(lifts);
+                    if at_start { c.lifting_at_start() } else { c }
+                },
+            )
+        };
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        let events = second.stop().await;
+        let lifted = events
+            .iter()
+            .filter(|e| matches!(e, Event::LimitLifted { .. }))
+            .count();
+        if at_start {
+            assert_eq!(target.updates(), vec![(0, 4), (5, 3), (610, 6)]);
+            assert_eq!(lifted, 1);
+            assert_eq!(journaled(dir.path()).record.kpu_limit, None);
+        } else {
+            assert_eq!(target.updates(), vec![(0, 4), (5, 3)], "held at 3");
+            assert_eq!(lifted, 0);
+        }
+    }
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_restart_during_updating_follows_the_update_instead_of_resending_it() {
     let dir = tempfile::tempdir().unwrap();
@@ -485,6 +542,99 @@ fn journal_events(events: &[Event]) -> (Vec<(i64, Tell, u64)>, Vec<(i64, u64)>) 
         }
     }
     (failing, recovered)
+}
+
+/// [`Doubling`], stopping its controller from inside the call: the stop
+/// arrives between a decision and its UpdateApplication.
+struct StopWhileDeciding(Arc<watch::Sender<bool>>);
+
+impl Decide for StopWhileDeciding {
+    fn decide(&mut self, e: &Evaluation) -> Result<Decision, crate::controller::PluginFailure> {
+        let _ = self.0.send(true);
+        Doubling.decide(e)
+    }
+    fn label(&self) -> String {
+        "stop while deciding (test)".into()
+    }
+}
+
+/// A stop between the journaled `sending` record and the call sends
+/// nothing, and the journal says so: the next controller decides afresh,
+/// once, instead of reading the application to resolve an update that
+/// never left (which it did safely, but said "an update in flight").
+#[tokio::test(start_paused = true)]
+async fn a_stop_between_a_decision_and_its_call_leaves_nothing_in_flight() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = FakeTarget::new(1, 90);
+    let (stop, stopped) = watch::channel(false);
+    let mut journal = journal(dir.path());
+    let loaded = journal.load();
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let controller = Controller::new(
+        &test_app(),
+        false,
+        constant(95.0),
+        target.clone(),
+        Box::new(StopWhileDeciding(Arc::new(stop))),
+        Vec::new(),
+        Clock::starting_at(T0_MS),
+        Events::with_channel(tx),
+    )
+    .with_journal(journal, loaded);
+    let kept = tokio::spawn(controller.run(stopped)).await.unwrap();
+    drop(kept);
+    let mut decided = Vec::new();
+    while let Ok(event) = rx.try_recv() {
+        decided.push(event);
+    }
+    assert!(
+        evaluations(&decided)
+            .iter()
+            .any(|(_, d)| d.action == Action::ScaleTo(2)),
+        "{decided:?}"
+    );
+    assert!(target.updates().is_empty(), "{:?}", target.updates());
+    assert_eq!(journaled(dir.path()).record.phase, Phase::Idle);
+
+    let second = launch(&target, dir.path());
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let events = second.stop().await;
+    assert!(resumed(&events).is_empty(), "{events:?}");
+    assert_eq!(target.updates(), vec![(0, 2)]);
+}
+
+/// A Flink job's update that the journal held back is named by its REST
+/// call, not by MSF's UpdateApplication.
+#[tokio::test(start_paused = true)]
+async fn a_flink_job_s_update_held_by_the_journal_is_named_by_its_rest_call() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join(".app.json.tmp")).unwrap();
+    let target = FakeTarget::new(1, 90);
+    let mut app = test_app();
+    app.target = crate::config::TargetKind::Flink;
+    let mut journal = journal(dir.path());
+    let loaded = journal.load();
+    let run = Running::launch_app(
+        &app,
+        target.origin,
+        target.clone(),
+        constant(95.0),
+        Box::new(Doubling),
+        Vec::new(),
+        |c| c.with_journal(journal, loaded),
+    );
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    let events = run.stop().await;
+    assert!(target.updates().is_empty(), "{:?}", target.updates());
+    let reported = failures(&events, "journal");
+    assert!(
+        !reported.is_empty()
+            && reported.iter().all(|m| m.starts_with(
+                "PUT /jobs/{id}/resource-requirements to parallelism 2 not sent, since the \
+                 journal cannot record it first: cannot "
+            )),
+        "{reported:?}"
+    );
 }
 
 /// The intent a failed save held back is not lost and not sent twice: the
