@@ -111,6 +111,16 @@
 //!   the input has fallen by about a quarter again, instead of a whole
 //!   `scale_in_window_secs` later, by when it may sit below the
 //!   `scale_in_utilisation` threshold of the size it stopped at for good.
+//!   After a jump's scale-out, at the size the jump asked for, a settle
+//!   span whose peak stays above `settle_utilisation` (the level held: a
+//!   step that stays, not a burst that ended) still gives back the
+//!   catch-up share once no backlog is left: the jump sized its level at
+//!   `jump_target_utilisation` and added the rest to drain the backlog
+//!   that is now gone, so it goes to the KPU that carries the span's peak
+//!   at `jump_target_utilisation`. That costs a restart at a high
+//!   utilisation (a slow drain), bought back as long as the level lasts.
+//!   It is not a burst that ended (a jump after it is still sized lean),
+//!   and the span after it is judged as a settle span too.
 //!
 //! **Stale data is never used.** A job metric of a period that started
 //! before the last completed rescale describes the old capacity, or the
@@ -254,6 +264,12 @@ pub struct RatePolicy {
     /// forgets it, and so does any other size (another writer's, a
     /// rollback's).
     asked_settle: Option<u32>,
+    /// The KPU of the last scale-out asked for, when it was a jump's.
+    asked_jump: Option<u32>,
+    /// Whether the settle span in force follows a jump's scale-out, to the
+    /// size the jump asked for: its surplus over the level is the
+    /// catch-up share this policy chose.
+    settle_after_jump: bool,
 }
 
 impl Policy for RatePolicy {
@@ -484,6 +500,8 @@ impl Policy for RatePolicy {
             settle_allowed: false,
             burst_ended_ms: None,
             asked_settle: None,
+            asked_jump: None,
+            settle_after_jump: false,
         })
     }
 
@@ -511,6 +529,8 @@ impl RatePolicy {
         {
             self.settle_allowed = (app.kpu > seen && self.asked_up == Some(true))
                 || (app.kpu < seen && asked_settle == Some(app.kpu));
+            self.settle_after_jump =
+                app.kpu > seen && self.asked_up == Some(true) && self.asked_jump == Some(app.kpu);
             self.asked_up = None;
         }
         self.seen_kpu = Some(app.kpu);
@@ -595,6 +615,7 @@ impl RatePolicy {
             burst_recurs: self
                 .burst_ended_ms
                 .is_some_and(|at| evaluation.now_ms - at < self.scale_in_window_ms),
+            settle_after_jump: self.settle_after_jump,
         };
         Ok(match plan::plan(&self.rules, &situation) {
             Plan::Hold(reason) => Decision {
@@ -608,8 +629,15 @@ impl RatePolicy {
                 };
                 if kpu > app.kpu {
                     self.asked_up = Some(situation.backlog_waiting());
+                    self.asked_jump = plan::is_jump(&self.rules, &situation).then_some(kpu);
                 } else if matches!(situation.window, Window::Settle(_)) {
-                    self.burst_ended_ms = Some(evaluation.now_ms);
+                    // A settle scale-in: the span after it is judged as a
+                    // settle span too. Unless it gives back a jump's
+                    // catch-up share while the level holds, the burst the
+                    // scale-out was for ended.
+                    if plan::catch_up_given_back(&self.rules, &situation).is_none() {
+                        self.burst_ended_ms = Some(evaluation.now_ms);
+                    }
                     self.asked_settle = Some(kpu);
                 }
                 Decision::scale_to(kpu, reason)

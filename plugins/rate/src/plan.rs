@@ -59,6 +59,10 @@
 //! scale-in after a whole window waits: it would be followed by another,
 //! each paying a restart; it goes, in one step, once the fall ends or has
 //! slowed enough. The caller says which window it has seen ([`Window`]).
+//! After a jump's scale-out, at the size the jump asked for, a settle span
+//! whose peak is above the settle threshold (the level held) gives back
+//! the catch-up share once the backlog is gone: to the KPU that carries
+//! its peak at `jump_target_utilisation` ([`catch_up_given_back`]).
 
 use flinkscale_plugin::usl::{MAX_PARALLELISM, Usl, kpu_for};
 
@@ -156,6 +160,10 @@ pub struct Situation {
     /// scale-in: the burst it was for ended) within the last scale-in
     /// window: a jump now is a burst that recurs, not a level that lasts.
     pub burst_recurs: bool,
+    /// Whether the settle span follows a jump's scale-out to the size the
+    /// jump asked for (the level at `jump_target_utilisation` plus a
+    /// catch-up share; see [`catch_up_given_back`]).
+    pub settle_after_jump: bool,
 }
 
 impl Situation {
@@ -212,7 +220,7 @@ pub fn plan(rules: &Rules, s: &Situation) -> Plan {
         // the surplus is paid for briefly and the drain costs the lag:
         // sized as any other scale-out.
         let jumped = utilisation >= rules.jump_utilisation;
-        let jump = jumped && !s.burst_recurs;
+        let jump = is_jump(rules, s);
         let (target_utilisation, catch_up_secs) = if jump {
             (rules.jump_target_utilisation, rules.jump_catch_up_secs)
         } else {
@@ -346,6 +354,19 @@ pub fn plan(rules: &Rules, s: &Situation) -> Plan {
         Window::Settle(peak) => (peak, rules.settle_utilisation, false),
         Window::Whole(peak) => (peak, rules.scale_in_utilisation, false),
     };
+    if let Some((kpu, parallelism, level)) = catch_up_given_back(rules, s) {
+        // The level held through the settle span after a jump: what the
+        // jump bought beyond carrying it at `jump_target_utilisation` was
+        // the catch-up share, and the backlog it was for is gone.
+        return Plan::ScaleTo(
+            kpu,
+            format!(
+                "{state}: the level held through the settle span after the jump (peak {level:.0} records/s) and the backlog is gone: giving back the catch-up share, to {:.0} records/s at {:.0} % utilisation: parallelism {parallelism}, {kpu} KPU",
+                level / rules.jump_target_utilisation,
+                100.0 * rules.jump_target_utilisation
+            ),
+        );
+    }
     if s.backlog_waiting() || peak >= capacity * below {
         return Plan::Hold(format!(
             "{state}: within bounds (window peak {peak:.0} records/s)"
@@ -458,6 +479,33 @@ pub fn violation_rescaling(lag: f64, downtime: f64, ratio: f64, max_lag: f64) ->
     while_down + (peak - max_lag) / (ratio - 1.0)
 }
 
+/// Whether a scale-out now is a jump, sized lean: the input at least
+/// `jump_utilisation` times the capacity, and not a burst that recurs
+/// ([`Situation::burst_recurs`]).
+pub fn is_jump(rules: &Rules, s: &Situation) -> bool {
+    s.input_rate / s.capacity.max(f64::MIN_POSITIVE) >= rules.jump_utilisation && !s.burst_recurs
+}
+
+/// After a jump's scale-out, to the size the jump asked for
+/// ([`Situation::settle_after_jump`]), a settle span whose peak is still
+/// above the settle threshold (the level held: not a burst that ended),
+/// with no backlog left: the KPU and parallelism that carry that peak at
+/// `jump_target_utilisation`, and the peak, when that is fewer KPU. The
+/// jump sized the level at that utilisation and added a share to catch up
+/// on its backlog; the backlog is gone, so the share is given back. `None`
+/// otherwise.
+pub fn catch_up_given_back(rules: &Rules, s: &Situation) -> Option<(u32, u32, f64)> {
+    let Window::Settle(peak) = s.window else {
+        return None;
+    };
+    let capacity = s.capacity.max(f64::MIN_POSITIVE);
+    if !s.settle_after_jump || s.backlog_waiting() || peak < capacity * rules.settle_utilisation {
+        return None;
+    }
+    let (kpu, parallelism, _) = target(rules, s, peak / rules.jump_target_utilisation)?;
+    (kpu < s.kpu).then_some((kpu, parallelism, peak))
+}
+
 /// The KPU (within the limits), parallelism and capacity that reach
 /// `needed`; `None` when the measured capacity is unusable.
 fn target(rules: &Rules, s: &Situation, needed: f64) -> Option<(u32, u32, f64)> {
@@ -515,6 +563,7 @@ mod tests {
             backlog,
             downtime_secs: 90.0,
             burst_recurs: false,
+            settle_after_jump: false,
         }
     }
 

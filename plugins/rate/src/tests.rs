@@ -529,6 +529,44 @@ fn a_burst_that_recurs_within_a_window_of_the_last_one_is_not_sized_lean() {
 }
 
 #[test]
+fn a_jump_whose_level_holds_gives_back_its_catch_up_share() {
+    // The saturated step asks for 6 KPU (4000/s at 90 % asks 5, the
+    // catch-up share one more). At 6 KPU the level holds at 4000/s (74 %
+    // of C(6) = 5425, above the 60 % settle threshold): once the settle
+    // span is seen with no backlog, the catch-up share goes back, to the
+    // 5 KPU that carry 4000/s at 90 % (C(5) = 4612).
+    let mut rate = policy("{}");
+    asked_to_catch_up(&mut rate);
+    let (seen, decision) = run_after_rescale(&mut rate, 6, 30, |_| 4000.0);
+    assert_eq!(decision.action, Action::ScaleTo(5), "{}", decision.reason);
+    assert_eq!(seen, 10);
+    assert!(
+        decision.reason.contains("giving back the catch-up share"),
+        "{}",
+        decision.reason
+    );
+    // At a size the jump did not ask for (7 KPU: 64 %), the surplus is
+    // not the share this policy chose: held.
+    let mut rate = policy("{}");
+    asked_to_catch_up(&mut rate);
+    let (seen, decision) = run_after_rescale(&mut rate, 7, 30, |_| 4000.0);
+    assert_eq!(decision.action, Action::Hold, "{}", decision.reason);
+    assert_eq!(seen, 30);
+    // Under `jump_utilisation` 3 the step (204 %) is no jump: it asks for
+    // 12 KPU, and its surplus settles by the settle threshold, at 80 %
+    // (5000/s: 6 KPU), not as a jump's catch-up share.
+    let mut rate = policy(r#"{"jump_utilisation": 3}"#);
+    asked_to_catch_up(&mut rate);
+    let (_, decision) = run_after_rescale(&mut rate, 12, 30, |_| 4000.0);
+    assert_eq!(decision.action, Action::ScaleTo(6), "{}", decision.reason);
+    assert!(
+        !decision.reason.contains("giving back the catch-up share"),
+        "{}",
+        decision.reason
+    );
+}
+
+#[test]
 fn a_settle_span_that_rises_again_holds() {
     // Scaled out to 8 KPU (6950/s); the input drops from 6000/s to
     // 1000/s and climbs 125/s a period: low, but coming back.
