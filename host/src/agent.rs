@@ -46,6 +46,7 @@ use tracing::{error, info, warn};
 
 use crate::clock::Clock;
 use crate::config::load::{LoadedConfig, PluginSources};
+use crate::config::validate::{FieldPath, Problem};
 use crate::config::{ApplicationConfig, Mode};
 use crate::controller::{
     ActOutcome, Assessment, Controller, Decide, EvaluateError, Interpret, PluginFailure,
@@ -80,6 +81,9 @@ pub enum AgentError {
     Plugin {
         /// The application whose plugin failed.
         application: String,
+        /// Which of its plugins: `None` for its policy, `Some(k)` for its
+        /// `k`-th interpreter (as configured).
+        interpreter: Option<usize>,
         /// Why.
         error: PluginError,
     },
@@ -188,9 +192,12 @@ impl Parts {
         app: &ApplicationConfig,
         paths: &PluginSources,
     ) -> Result<Controller, AgentError> {
-        let plugin_error = |error| AgentError::Plugin {
-            application: app.name.clone(),
-            error,
+        let plugin_error = |interpreter: Option<usize>| {
+            move |error| AgentError::Plugin {
+                application: app.name.clone(),
+                interpreter,
+                error,
+            }
         };
         // What the plugins log reads in the application's unit.
         let words = Words::from(app.target);
@@ -201,12 +208,12 @@ impl Parts {
             app.name.clone(),
             words,
         )
-        .map_err(plugin_error)?
+        .map_err(plugin_error(None))?
         .prefer(self.named_files(&app.policy.plugin, &paths.policy))
         .overriding(overridden(&app.policy.plugin, &paths.policy))
         .in_background();
         let mut interpreters: Vec<Box<dyn Interpret>> = Vec::new();
-        for (config, path) in app.interpreters.iter().zip(&paths.interpreters) {
+        for (k, (config, path)) in app.interpreters.iter().zip(&paths.interpreters).enumerate() {
             let instance = Reloading::interpreter_in(
                 self.host.clone(),
                 path.clone(),
@@ -214,7 +221,7 @@ impl Parts {
                 app.name.clone(),
                 words,
             )
-            .map_err(plugin_error)?
+            .map_err(plugin_error(Some(k)))?
             .prefer(self.named_files(&config.plugin, path))
             .overriding(overridden(&config.plugin, path))
             .in_background();
@@ -1003,7 +1010,10 @@ async fn apply(
         };
         let controller = match build {
             Ok(Ok(controller)) => controller,
-            Ok(Err(error)) => {
+            Ok(Err(error @ AgentError::Plugin { .. })) => {
+                // Where the file is at fault, said as `validate` says it.
+                let error = located_plugin_error(&loaded, name, &error)
+                    .unwrap_or_else(|| error.to_string());
                 error!(
                     message = "Application not (re)started: its plugins did not load; a changed one keeps its previous settings.",
                     application = %name,
@@ -1015,6 +1025,15 @@ async fn apply(
                     name,
                     &format!("its plugins did not load: {error}"),
                 );
+                continue;
+            }
+            Ok(Err(error)) => {
+                error!(
+                    message = "Application not (re)started; a changed one keeps its previous settings.",
+                    application = %name,
+                    %error,
+                );
+                reload_not_applied(&parts, running, name, &error.to_string());
                 continue;
             }
             Err(error) => {
@@ -1097,6 +1116,42 @@ fn reload_applied(parts: &Parts, name: &str, app: &ApplicationConfig) {
     if let Some(registry) = parts.events.registry() {
         registry.reload_applied(name, app, parts.clock.now_ms());
     }
+}
+
+/// `error`, a plugin of application `name` that would not load or refused
+/// its params, located in `loaded`'s file as `validate` and a refused
+/// start say it (`agent.toml:10:10: application "orders".policy.params:
+/// ...`); `None` for an error the configuration is not at fault for (a
+/// failing engine, a compile past its deadline).
+fn located_plugin_error(loaded: &LoadedConfig, name: &str, error: &AgentError) -> Option<String> {
+    let AgentError::Plugin {
+        interpreter, error, ..
+    } = error
+    else {
+        return None;
+    };
+    if !error.is_configuration() {
+        return None;
+    }
+    let k = loaded
+        .applications()
+        .position(|(app, _)| app.name == name)?;
+    let at = FieldPath::root()
+        .key("application")
+        .index(loaded.file_index(k));
+    let at = match interpreter {
+        None => at.key("policy"),
+        Some(j) => at.key("interpreter").index(*j),
+    };
+    let problem = Problem {
+        path: at.key(error.config_field()),
+        message: error.to_string(),
+        hint: None,
+        assumes: None,
+    };
+    crate::config::load::locate(loaded, &[problem])
+        .first()
+        .map(ToString::to_string)
 }
 
 /// Tells the metrics registry that a reload could not put `name`'s new

@@ -391,6 +391,23 @@ fn a_paused_application_a_reload_could_not_resume_is_not_ready() {
             && body.contains("target_utilisation"),
         "{body}"
     );
+    // Located in the file, as `validate` says it: the file, its line and
+    // the field.
+    let prefix = format!("{}:", file.display());
+    let at = body
+        .find(&prefix)
+        .map(|i| &body[i + prefix.len()..])
+        .unwrap_or_else(|| panic!("the file is named: {body}"));
+    let mut parts = at.splitn(3, ':');
+    let line = parts.next().and_then(|l| l.parse::<u32>().ok());
+    let column = parts.next().and_then(|c| c.parse::<u32>().ok());
+    assert!(line.is_some() && column.is_some(), "{body}");
+    assert!(
+        parts.next().is_some_and(
+            |rest| rest.starts_with(&format!(" application \"{APP}\".policy.params: "))
+        ),
+        "{body}"
+    );
     assert!(!body.contains("paused: application"), "{body}");
     assert!(agent.terminate(Duration::from_secs(15)).is_some());
 }

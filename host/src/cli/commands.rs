@@ -734,7 +734,7 @@ fn plugin_problems(loaded: &LoadedConfig, policies: bool) -> Result<PluginCheck,
                     }
                     Err(error) => (at.key("params"), error.to_string()),
                 },
-                Err(error) => (at.key(plugin_field(&error)), error.to_string()),
+                Err(error) => (at.key(error.config_field()), error.to_string()),
             };
             all_asked = false;
             problems.push(Problem {
@@ -813,16 +813,6 @@ fn plugin_problems(loaded: &LoadedConfig, policies: bool) -> Result<PluginCheck,
         warnings,
         loads,
     })
-}
-
-/// The field of a plugin's table that `error` is about: `params` when
-/// the plugin refused them, `plugin` when it would not load.
-fn plugin_field(error: &PluginError) -> &'static str {
-    if matches!(error, PluginError::Configure { .. }) {
-        "params"
-    } else {
-        "plugin"
-    }
 }
 
 /// What is wrong with the signal names an interpreter (`label`, at
@@ -1008,7 +998,7 @@ impl PluginLoad {
             Err(error) => (
                 None,
                 vec![Problem {
-                    path: at.key(plugin_field(error)),
+                    path: at.key(error.config_field()),
                     message: error.to_string(),
                     hint: None,
                     assumes: None,
@@ -2248,6 +2238,7 @@ mod tests {
             .expect("refused");
         let plugin = AgentError::Plugin {
             application: "orders".into(),
+            interpreter: None,
             error: not_a_component,
         };
         assert_eq!(

@@ -391,6 +391,18 @@ impl PluginError {
         )
     }
 
+    /// The configuration key a [`PluginError::is_configuration`] error is
+    /// the fault of, under `[application.policy]` or an
+    /// `[[application.interpreter]]`: `params` when the plugin refused
+    /// them, `plugin` when it did not load.
+    pub fn config_field(&self) -> &'static str {
+        if matches!(self, PluginError::Configure { .. }) {
+            "params"
+        } else {
+            "plugin"
+        }
+    }
+
     /// The kind of failure of a failed call (configure counts as a guest
     /// error); none for load errors.
     pub fn class(&self) -> Option<FailureClass> {
