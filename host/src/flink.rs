@@ -304,10 +304,32 @@ impl FlinkRest {
     /// The status and JSON body of the raw HTTP answer to `what`, or its
     /// failure classified.
     fn answer(what: &str, raw: &[u8]) -> Result<(u16, Value), TargetError> {
-        let raw = String::from_utf8_lossy(raw);
-        let (head, payload) = raw
-            .split_once("\r\n\r\n")
+        let end = raw
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
             .ok_or_else(|| TargetError::Transient(format!("{what}: no complete HTTP answer")))?;
+        let head = String::from_utf8_lossy(&raw[..end]);
+        let body = &raw[end + 4..];
+        // Flink's own server says Content-Length; a proxy or an ingress
+        // in front of it may chunk the answer (HTTP/1.1 allows it, even to
+        // a request that closes the connection).
+        let chunked = head.lines().skip(1).any(|line| {
+            line.split_once(':').is_some_and(|(name, value)| {
+                name.trim().eq_ignore_ascii_case("transfer-encoding")
+                    && value.to_ascii_lowercase().contains("chunked")
+            })
+        });
+        let dechunked;
+        let body = if chunked {
+            dechunked = dechunk(body).ok_or_else(|| {
+                TargetError::Transient(format!("{what}: a chunked answer cut short or malformed"))
+            })?;
+            &dechunked[..]
+        } else {
+            body
+        };
+        let payload = String::from_utf8_lossy(body);
+        let payload = payload.as_ref();
         let status: u16 = head
             .split_whitespace()
             .nth(1)
@@ -560,6 +582,29 @@ pub fn is_terminal(state: &str) -> bool {
 
 /// A Flink REST API on loopback for unit tests: answers each request from
 /// its request line and keeps the lines.
+/// The body of a `Transfer-Encoding: chunked` answer, its chunks joined
+/// (extensions and trailers ignored); `None` when it is cut short or not
+/// chunked as RFC 9112 says: a body read to the end of the connection is
+/// whole only with its last, empty chunk.
+fn dechunk(mut body: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    loop {
+        let line_end = body.windows(2).position(|w| w == b"\r\n")?;
+        let line = std::str::from_utf8(&body[..line_end]).ok()?;
+        let size = usize::from_str_radix(line.split(';').next()?.trim(), 16).ok()?;
+        body = &body[line_end + 2..];
+        if size == 0 {
+            return Some(out);
+        }
+        let chunk = body.get(..size)?;
+        if body.get(size..size.checked_add(2)?)? != b"\r\n" {
+            return None;
+        }
+        out.extend_from_slice(chunk);
+        body = &body[size + 2..];
+    }
+}
+
 #[cfg(test)]
 pub(crate) mod stub {
     use std::sync::{Arc, Mutex, PoisonError};
@@ -639,6 +684,41 @@ mod tests {
     /// cut short) is a transient failure, not an empty object that would
     /// read as a job without vertices; an empty body is nothing; an
     /// error's body that is not JSON is shown as text.
+    #[test]
+    fn a_chunked_answer_is_read_whole_and_one_cut_short_is_a_failure() {
+        let what = "GET http://127.0.0.1:8081/jobs/1";
+        let chunked = |body: &str| {
+            format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\ntransfer-encoding: Chunked\r\n\r\n{body}"
+            )
+        };
+        let whole = chunked(
+            "c\r\n{\"jid\": \"1\",\r\n6;ext=1\r\n \"x\":2\r\n1\r\n}\r\n0\r\nTrailer: t\r\n\r\n",
+        );
+        let (status, json) = FlinkRest::answer(what, whole.as_bytes()).expect("read whole");
+        assert_eq!(status, 200);
+        assert_eq!(json, serde_json::json!({"jid": "1", "x": 2}));
+        for cut in [
+            "c\r\n{\"jid\": \"1\",\r\n",
+            "c\r\n{\"jid\": \"1\"",
+            "zz\r\n{}\r\n0\r\n\r\n",
+            "2\r\n{}XX0\r\n\r\n",
+        ] {
+            match FlinkRest::answer(what, chunked(cut).as_bytes()) {
+                Err(TargetError::Transient(message)) => {
+                    assert!(message.contains("chunked answer cut short"), "{message}")
+                }
+                other => panic!("{cut:?}: {other:?}"),
+            }
+        }
+        // Not chunked: the body as it comes, chunk sizes and all.
+        let plain = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}";
+        assert_eq!(
+            FlinkRest::answer(what, plain.as_bytes()).expect("plain").1,
+            serde_json::json!({})
+        );
+    }
+
     #[test]
     fn a_success_that_is_not_json_is_a_failure_not_an_empty_answer() {
         let what = "GET http://jm:8081/jobs/1";
