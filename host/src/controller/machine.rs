@@ -106,6 +106,14 @@ const BACKOFF_MAX: Duration = Duration::from_secs(300);
 /// (still followed: nothing is decided until it ends).
 const OVERDUE_POLL_MAX: Duration = Duration::from_secs(60);
 
+#[cfg(test)]
+thread_local! {
+    /// Test-only fault: the next step that observes an accepted update
+    /// panics halfway through it, after the effect (the controller's
+    /// tests and the step run on the test's one thread).
+    pub static PANIC_ON_ACCEPTED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
 /// How long a target that AWS refused as invalid is not asked for again:
 /// the same request would be refused the same way, and an hour lets a
 /// fixed application configuration be picked up without a restart.
@@ -815,6 +823,10 @@ impl Machine {
                 };
                 self.failures = 0;
                 self.record.seen_version_id = Some(new_version_id);
+                #[cfg(test)]
+                if PANIC_ON_ACCEPTED.with(|armed| armed.replace(false)) {
+                    panic!("injected: a bug in the step after an update was accepted");
+                }
                 self.started(update, new_version_id, &mut out);
                 self.created_version_id = Some(new_version_id);
                 Next::Wait(settings.update_poll)

@@ -1034,10 +1034,29 @@ impl Controller {
     }
 
     /// Steps the machine at the current time, emits its events and
-    /// persists its record.
+    /// persists its record. A panic in the step (a bug of the machine's)
+    /// undoes the step's half-made change and is observed as any panic: it
+    /// is reported, and whatever was in flight is resolved again against a
+    /// fresh read, so that an update the step was taking in is neither
+    /// sent again nor lost (it ended the application's task before).
     async fn step(&mut self, observation: Observation) -> Next {
         let now_ms = self.clock.now_ms();
-        let transition = self.machine.step(observation, &self.settings, now_ms);
+        let before = self.machine.clone();
+        let stepped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.machine.step(observation, &self.settings, now_ms)
+        }));
+        let transition = match stepped {
+            Ok(transition) => transition,
+            Err(panic) => {
+                self.machine = before;
+                let message = format!(
+                    "in the state machine's step: {}",
+                    panic_message(panic.as_ref())
+                );
+                self.machine
+                    .step(Observation::Panicked(message), &self.settings, now_ms)
+            }
+        };
         for event in transition.events {
             if let Event::Failed { class, message, .. } = &event {
                 self.step_failure = Some(format!("{class}: {message}"));

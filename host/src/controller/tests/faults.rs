@@ -788,6 +788,38 @@ async fn a_flink_job_is_told_about_in_flinks_words() {
     );
 }
 
+/// A bug of the state machine that panics in the step taking in an
+/// accepted update, after its effect: the step is undone and observed as
+/// a panic (reported, not the end of the controller), the update is
+/// resolved against a fresh read and followed, never sent again, and the
+/// application goes on scaling.
+#[tokio::test(start_paused = true)]
+async fn a_panic_in_the_step_after_an_accepted_update_neither_resends_nor_stops() {
+    let target = FakeTarget::new(1, 90);
+    crate::controller::machine::PANIC_ON_ACCEPTED.with(|armed| armed.set(true));
+    let run = launch(&target);
+    tokio::time::sleep(Duration::from_secs(1500)).await;
+    let events = run.stop().await;
+    let updates = target.updates();
+    assert_eq!(updates.first(), Some(&(0, 2)), "{updates:?}");
+    assert!(
+        updates.windows(2).all(|w| w[1].1 > w[0].1),
+        "each size asked once: {updates:?}"
+    );
+    assert!(updates.len() >= 2, "it goes on scaling: {updates:?}");
+    let panics: Vec<&str> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Panicked { message, .. } => Some(message.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        panics,
+        ["in the state machine's step: injected: a bug in the step after an update was accepted"]
+    );
+}
+
 #[tokio::test(start_paused = true)]
 async fn an_invalid_update_is_not_sent_again() {
     let target = FakeTarget::new(2, 90);
