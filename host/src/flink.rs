@@ -580,8 +580,6 @@ pub fn is_terminal(state: &str) -> bool {
     matches!(state, "FINISHED" | "CANCELED" | "FAILED" | "SUSPENDED")
 }
 
-/// A Flink REST API on loopback for unit tests: answers each request from
-/// its request line and keeps the lines.
 /// The body of a `Transfer-Encoding: chunked` answer, its chunks joined
 /// (extensions and trailers ignored); `None` when it is cut short or not
 /// chunked as RFC 9112 says: a body read to the end of the connection is
@@ -605,6 +603,8 @@ fn dechunk(mut body: &[u8]) -> Option<Vec<u8>> {
     }
 }
 
+/// A Flink REST API on loopback for unit tests: answers each request from
+/// its request line and keeps the lines.
 #[cfg(test)]
 pub(crate) mod stub {
     use std::sync::{Arc, Mutex, PoisonError};
@@ -680,10 +680,9 @@ mod tests {
     use super::*;
     use crate::telemetry::prometheus::jobmanager_moves;
 
-    /// A success whose body is not JSON (a proxy's HTML page, an answer
-    /// cut short) is a transient failure, not an empty object that would
-    /// read as a job without vertices; an empty body is nothing; an
-    /// error's body that is not JSON is shown as text.
+    /// A chunked answer (a proxy's in front of the JobManager) is read
+    /// whole, its chunk sizes, extensions and trailers taken out; one cut
+    /// short or malformed is a transient failure, not JSON misread.
     #[test]
     fn a_chunked_answer_is_read_whole_and_one_cut_short_is_a_failure() {
         let what = "GET http://127.0.0.1:8081/jobs/1";
@@ -719,6 +718,10 @@ mod tests {
         );
     }
 
+    /// A success whose body is not JSON (a proxy's HTML page, an answer
+    /// cut short) is a transient failure, not an empty object that would
+    /// read as a job without vertices; an empty body is nothing; an
+    /// error's body that is not JSON is shown as text.
     #[test]
     fn a_success_that_is_not_json_is_a_failure_not_an_empty_answer() {
         let what = "GET http://jm:8081/jobs/1";

@@ -882,11 +882,18 @@ impl Controller {
         for event in transition.events {
             self.events.emit(event);
         }
+        // The decision history's entry is resolved as not sent (a stop
+        // leaves it "no answer" otherwise, for good: the next start finds
+        // nothing in flight to tell it about).
+        self.events.emit(Event::NotSent {
+            application: self.settings.name.clone(),
+            at_ms: now_ms,
+            reason: format!(
+                "the agent stopped before sending {}",
+                self.settings.words.rescale_call()
+            ),
+        });
         self.persist(None).await;
-        tracing::info!(
-            message = "Stopping before the update decided was sent: nothing was sent.",
-            application = %self.settings.name,
-        );
     }
 
     /// What a stopped controller gives back: its journal and which plugins

@@ -359,7 +359,8 @@ pub enum Event {
     },
     /// A decision to scale was not sent because the application must wait
     /// first (its grace period, an update in progress): the `once`
-    /// command, which evaluates whatever the phase, says so.
+    /// command, which evaluates whatever the phase, says so; or because
+    /// the agent stopped between the decision and its call.
     NotSent {
         /// Application name.
         application: String,

@@ -361,7 +361,7 @@ pub fn plan(rules: &Rules, s: &Situation) -> Plan {
         return Plan::ScaleTo(
             kpu,
             format!(
-                "{state}: the level held through the settle span after the jump (peak {level:.0} records/s) and the backlog is gone: giving back the catch-up share, to {:.0} records/s at {:.0} % utilisation: parallelism {parallelism}, {kpu} KPU",
+                "{state}: the level held through the settle span after the jump (about {level:.0} records/s) and the backlog is gone: giving back the catch-up share, to {:.0} records/s at {:.0} % utilisation: parallelism {parallelism}, {kpu} KPU",
                 level / rules.jump_target_utilisation,
                 100.0 * rules.jump_target_utilisation
             ),
@@ -489,8 +489,11 @@ pub fn is_jump(rules: &Rules, s: &Situation) -> bool {
 /// After a jump's scale-out, to the size the jump asked for
 /// ([`Situation::settle_after_jump`]), a settle span whose peak is still
 /// above the settle threshold (the level held: not a burst that ended),
-/// with no backlog left: the KPU and parallelism that carry that peak at
-/// `jump_target_utilisation`, and the peak, when that is fewer KPU. The
+/// with no backlog left: the KPU and parallelism that carry that level at
+/// `jump_target_utilisation`, and the level, when that is fewer KPU. The
+/// level is the peak, projected along a rising trend past the restart as
+/// a scale-out projects it: a load still climbing slowly after the jump
+/// keeps what it will need, instead of a restart down and another up. The
 /// jump sized the level at that utilisation and added a share to catch up
 /// on its backlog; the backlog is gone, so the share is given back. `None`
 /// otherwise.
@@ -502,8 +505,10 @@ pub fn catch_up_given_back(rules: &Rules, s: &Situation) -> Option<(u32, u32, f6
     if !s.settle_after_jump || s.backlog_waiting() || peak < capacity * rules.settle_utilisation {
         return None;
     }
-    let (kpu, parallelism, _) = target(rules, s, peak / rules.jump_target_utilisation)?;
-    (kpu < s.kpu).then_some((kpu, parallelism, peak))
+    let ahead = s.data_age_secs + s.downtime_secs + rules.horizon_secs;
+    let level = peak + s.slope.unwrap_or(0.0).max(0.0) * ahead;
+    let (kpu, parallelism, _) = target(rules, s, level / rules.jump_target_utilisation)?;
+    (kpu < s.kpu).then_some((kpu, parallelism, level))
 }
 
 /// The KPU (within the limits), parallelism and capacity that reach

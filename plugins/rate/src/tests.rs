@@ -545,6 +545,20 @@ fn a_jump_whose_level_holds_gives_back_its_catch_up_share() {
         "{}",
         decision.reason
     );
+    // A level still rising, by 15/s a minute (too slowly to read as a
+    // rising window), is projected past the restart as a scale-out
+    // projects it: 4135/s at the end of the settle span fits 5 KPU at 90
+    // % (4151/s), but not once projected past a restart, so the 6 KPU
+    // are kept instead of given back to be bought again.
+    let mut rate = policy("{}");
+    asked_to_catch_up(&mut rate);
+    let (_, decision) = run_after_rescale(&mut rate, 6, 30, |i| 4000.0 + 15.0 * i as f64);
+    assert!(
+        !decision.reason.contains("giving back the catch-up share"),
+        "{}",
+        decision.reason
+    );
+    assert_ne!(decision.action, Action::ScaleTo(5), "{}", decision.reason);
     // At a size the jump did not ask for (7 KPU: 64 %), the surplus is
     // not the share this policy chose: held.
     let mut rate = policy("{}");

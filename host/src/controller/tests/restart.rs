@@ -595,6 +595,18 @@ async fn a_stop_between_a_decision_and_its_call_leaves_nothing_in_flight() {
     );
     assert!(target.updates().is_empty(), "{:?}", target.updates());
     assert_eq!(journaled(dir.path()).record.phase, Phase::Idle);
+    // The decision's fate is said: the history resolves it as not sent.
+    let not_sent: Vec<&str> = decided
+        .iter()
+        .filter_map(|e| match e {
+            Event::NotSent { reason, .. } => Some(reason.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        not_sent,
+        ["the agent stopped before sending UpdateApplication"]
+    );
 
     let second = launch(&target, dir.path());
     tokio::time::sleep(Duration::from_secs(10)).await;
