@@ -27,9 +27,9 @@
 //! the KPU limits (a Flink cluster's free slots) the controllers recorded:
 //! an operator who raised the account's limit, or added TaskManagers,
 //! says so with `systemctl reload` rather than waiting out the hour; it
-//! lifts a size held after AWS refused it as invalid or its update was
-//! rolled back (the operator fixed the application); and it ends the
-//! stand-down of a controller that found another writer
+//! lifts a size held after AWS refused it as invalid (the operator fixed
+//! the application), and one whose update was rolled back when the reload
+//! changed that application's settings; and it ends the stand-down of a controller that found another writer
 //! fighting it (`crate::controller::fight`): the operator stopped it.
 //!
 //! An application whose `mode` is `"paused"` gets no controller at all
@@ -729,12 +729,14 @@ impl Agent {
     /// added starts, one removed stops (releasing its journal), one changed
     /// is restarted with its new settings (resuming from its journal), and
     /// the others are not touched. Every controller lifts its recorded KPU
-    /// limit and a held size, an operator's word that the limit may have
-    /// been raised or the application fixed: the running ones at their
-    /// next wait (see [`Controller::with_ceiling_lifts`]), the ones the
-    /// reload starts before their first decision
-    /// ([`Controller::lifting_at_start`]); a paused application keeps its
-    /// journal's until it runs again.
+    /// limit and a size held as invalid, an operator's word that the limit
+    /// may have been raised or the application fixed: the running ones at
+    /// their next wait (see [`Controller::with_ceiling_lifts`]), the ones
+    /// the reload starts before their first decision, with a size held
+    /// after a rollback too ([`Controller::lifting_at_start`]). A paused
+    /// application keeps its journal's until it runs again (one this
+    /// reload pauses may have lifted them on its way out: the signal goes
+    /// out before the restarts).
     pub async fn run_reloading(
         self,
         mut shutdown: watch::Receiver<bool>,

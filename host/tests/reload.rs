@@ -784,7 +784,8 @@ fn a_kpu_limit_far_below_the_ask_is_found_in_seconds() {
 /// keeps firing, holds and says why, instead of restarting the
 /// application into the same failure after every grace period (2 s here);
 /// nor does it take the rollback for another writer undoing its rescale.
-/// A reload lifts the hold: the size is asked for once more.
+/// A reload of the same file keeps the hold; one that changes the
+/// application lifts it: the size is asked for once more.
 #[test]
 fn an_update_msf_rolls_back_is_not_sent_again() {
     const APP: &str = "e2e-app";
@@ -848,9 +849,39 @@ fn an_update_msf_rolls_back_is_not_sent_again() {
         "a rollback is said as one: {}",
         diagnose()
     );
-    // The operator reloads (having fixed nothing here): the hold is lifted
-    // and journaled, and the next decision asks for 4 KPU again, which
-    // rolls back again and is held again.
+    // A reload that leaves the application as it was keeps the hold: a
+    // restart into the same failure is not what it was sent for.
+    common::hangup(&agent);
+    let held_before = reasons(&agent.log(), APP)
+        .iter()
+        .filter(|r| r.contains(held))
+        .count();
+    wait_until(
+        PATIENCE,
+        "the reload, and two more decisions held",
+        || {
+            agent.assert_running(diagnose);
+            let log = agent.log();
+            log.contains("Configuration reloaded.")
+                && reasons(&log, APP)
+                    .iter()
+                    .filter(|r| r.contains(held))
+                    .count()
+                    >= held_before + 2
+        },
+        diagnose,
+    );
+    assert!(!agent.log().contains("Held size lifted"), "{}", diagnose());
+    assert_eq!(
+        updates_of(&emulator.calls(), APP).len(),
+        1,
+        "{}",
+        diagnose()
+    );
+    // The operator changes the application (having fixed nothing here) and
+    // reloads: the hold is lifted and journaled, and the next decision
+    // asks for 4 KPU again, which rolls back again and is held again.
+    scaling_config(dir.path(), APP, 6, 1, &common::cpu_step_rules(APP));
     common::hangup(&agent);
     wait_until(
         PATIENCE,

@@ -54,8 +54,7 @@ pub struct Cli {
 pub enum Command {
     /// Run the agent: one controller per `[[application]]`, until SIGTERM or
     /// ctrl-c. SIGHUP reloads the configuration and lifts the KPU ceilings
-    /// a LimitExceededException left and the sizes held after a refusal or
-    /// a rollback.
+    /// a LimitExceededException left and the sizes refused as invalid.
     Run {
         /// The configuration file (`--config FILE` or `$FLINKSCALE_CONFIG`).
         #[command(flatten)]

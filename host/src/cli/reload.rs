@@ -1,5 +1,5 @@
 //! `flinkscale reload`: sends the running agent a SIGHUP (a configuration
-//! reload, which also lifts KPU ceilings and held sizes and ends a
+//! reload, which also lifts KPU ceilings and refused sizes and ends a
 //! stand-down) from a shell that has no `kill`, the container image's
 //! (`FROM scratch`): `kubectl exec deploy/flinkscale -- flinkscale reload
 //! --config FILE`, or ECS Exec. The agent is the process that holds the

@@ -598,12 +598,26 @@ impl Machine {
     /// Lifts a held size ([`RefusedTarget`]: AWS refused it as invalid, or
     /// its update was rolled back) at an operator's word, a configuration
     /// reload: whoever fixed what made it fail (an application
-    /// configuration, a `maxParallelism`) need not wait out the hour. Like
+    /// configuration, a `maxParallelism`) need not wait out the hour. A
+    /// rolled-back size only with `rolled_back_too` (a reload that changed
+    /// the application's settings): asking for it again restarts the job
+    /// into what may be the same failure, and a reload for anything else
+    /// (another application, a KPU limit) must not cost that; a size
+    /// refused as invalid costs a refused call at most. Like
     /// [`Machine::lift_limit`], only the durable record changes: nothing in
     /// flight, no wait and no grace period is cut short. A size that still
     /// fails fails again as at first, and is held again. Returns the
     /// [`Event::RefusalLifted`] to report, if a size was held at `now_ms`.
-    pub fn lift_refused(&mut self, settings: &Settings, now_ms: i64) -> Option<Event> {
+    pub fn lift_refused(
+        &mut self,
+        settings: &Settings,
+        now_ms: i64,
+        rolled_back_too: bool,
+    ) -> Option<Event> {
+        let held = self.record.refused?;
+        if held.rolled_back_to.is_some() && !rolled_back_too {
+            return None;
+        }
         let refused = self.record.refused.take()?;
         (now_ms < refused.until_ms).then(|| Event::RefusalLifted {
             application: settings.name.clone(),

@@ -758,9 +758,10 @@ impl Controller {
 
     /// Lifts the recorded KPU limit (the cluster's free slots for a Flink
     /// job) whenever `lifts` changes, a configuration reload's doing: see
-    /// [`Machine::lift_limit`]; it also lifts a held size
-    /// ([`Machine::lift_refused`]: the operator fixed what refused it) and
-    /// ends a stand-down ([`fight::lift`]: the operator stopped the other
+    /// [`Machine::lift_limit`]; it also lifts a size held as invalid
+    /// ([`Machine::lift_refused`]: the operator fixed what refused it; not
+    /// one rolled back, which only a reload changing the application
+    /// lifts, see [`Controller::lifting_at_start`]) and ends a stand-down ([`fight::lift`]: the operator stopped the other
     /// writer). A change is taken while the controller
     /// waits between steps; one sent while a step runs is taken at the
     /// next wait, and a change already made when this is called is not one.
@@ -771,11 +772,12 @@ impl Controller {
     }
 
     /// Lifts, before its first step, what a change of
-    /// [`Controller::with_ceiling_lifts`] lifts (the KPU limit, a held size,
-    /// a stand-down), as read back from its journal: the controller a
-    /// configuration reload starts (a changed or resumed application) is
-    /// the reload's doing, and its first decision must not be held to, or
-    /// sized under, what that reload lifts. Without it, that decision came
+    /// [`Controller::with_ceiling_lifts`] lifts (the KPU limit, a size held
+    /// as invalid, a stand-down), and a size held after a rollback too, as
+    /// read back from its journal: the controller a configuration reload
+    /// starts (a changed or resumed application) is the reload's doing, and
+    /// its first decision must not be held to, or sized under, what that
+    /// reload lifts. Without it, that decision came
     /// before the lift (the reload's signal reaches a controller only while
     /// it waits): a scale-out to the old ceiling, then another past it one
     /// grace period later, two restarts for one.
@@ -831,7 +833,7 @@ impl Controller {
         };
         if self.lift_at_start {
             self.lift_limit().await;
-            self.lift_refused().await;
+            self.lift_refused(true).await;
             self.lift_stand_down().await;
         }
         loop {
@@ -999,7 +1001,7 @@ impl Controller {
                 changed = lifts.changed() => match changed {
                     Ok(()) => {
                         self.lift_limit().await;
-                        self.lift_refused().await;
+                        self.lift_refused(false).await;
                         self.lift_stand_down().await;
                     }
                     // Nobody can ask any more.
@@ -1019,11 +1021,15 @@ impl Controller {
         }
     }
 
-    /// Lifts a held size now (see [`Machine::lift_refused`]), reports it
-    /// and journals the record without it.
-    async fn lift_refused(&mut self) {
+    /// Lifts a held size now (see [`Machine::lift_refused`]; a rolled-back
+    /// one with `rolled_back_too`), reports it and journals the record
+    /// without it.
+    async fn lift_refused(&mut self, rolled_back_too: bool) {
         let now_ms = self.clock.now_ms();
-        if let Some(event) = self.machine.lift_refused(&self.settings, now_ms) {
+        if let Some(event) = self
+            .machine
+            .lift_refused(&self.settings, now_ms, rolled_back_too)
+        {
             self.events.emit(event);
             self.persist(None).await;
         }

@@ -355,7 +355,7 @@ impl Run {
             Next::Wait(delay) => {
                 if outcome == Outcome::Lift {
                     self.machine.lift_limit(settings, self.world.now_ms);
-                    self.machine.lift_refused(settings, self.world.now_ms);
+                    self.machine.lift_refused(settings, self.world.now_ms, true);
                     self.journal = self.machine.record.clone();
                 }
                 self.world.now_ms += delay.as_millis() as i64;
