@@ -1013,9 +1013,23 @@ async fn apply(
         let controller = match build {
             Ok(Ok(controller)) => controller,
             Ok(Err(error @ AgentError::Plugin { .. })) => {
-                // Where the file is at fault, said as `validate` says it.
-                let error = located_plugin_error(&loaded, name, &error)
-                    .unwrap_or_else(|| error.to_string());
+                // Where the file is at fault, said as `validate` says it
+                // (the file is read again: off the async runtime).
+                let located = match plugin_problem(&loaded, name, &error) {
+                    Some(problem) => {
+                        let loaded = loaded.clone();
+                        tokio::task::spawn_blocking(move || {
+                            crate::config::load::locate(&loaded, &[problem])
+                                .first()
+                                .map(ToString::to_string)
+                        })
+                        .await
+                        .ok()
+                        .flatten()
+                    }
+                    None => None,
+                };
+                let error = located.unwrap_or_else(|| error.to_string());
                 error!(
                     message = "Application not (re)started: its plugins did not load; a changed one keeps its previous settings.",
                     application = %name,
@@ -1121,11 +1135,12 @@ fn reload_applied(parts: &Parts, name: &str, app: &ApplicationConfig) {
 }
 
 /// `error`, a plugin of application `name` that would not load or refused
-/// its params, located in `loaded`'s file as `validate` and a refused
+/// its params, as the problem of its field in `loaded`'s file, for
+/// [`crate::config::load::locate`] to say as `validate` and a refused
 /// start say it (`agent.toml:10:10: application "orders".policy.params:
 /// ...`); `None` for an error the configuration is not at fault for (a
 /// failing engine, a compile past its deadline).
-fn located_plugin_error(loaded: &LoadedConfig, name: &str, error: &AgentError) -> Option<String> {
+fn plugin_problem(loaded: &LoadedConfig, name: &str, error: &AgentError) -> Option<Problem> {
     let AgentError::Plugin {
         interpreter, error, ..
     } = error
@@ -1145,15 +1160,12 @@ fn located_plugin_error(loaded: &LoadedConfig, name: &str, error: &AgentError) -
         None => at.key("policy"),
         Some(j) => at.key("interpreter").index(*j),
     };
-    let problem = Problem {
+    Some(Problem {
         path: at.key(error.config_field()),
         message: error.to_string(),
         hint: None,
         assumes: None,
-    };
-    crate::config::load::locate(loaded, &[problem])
-        .first()
-        .map(ToString::to_string)
+    })
 }
 
 /// Tells the metrics registry that a reload could not put `name`'s new
