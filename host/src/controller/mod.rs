@@ -544,11 +544,20 @@ pub struct Controller {
 /// evaluation in which no alarm changed state decides what the last one
 /// did: the built-in `step` policy (the reference design's and MSF's rules,
 /// the `seed` and `msf-builtin` presets), with no interpreter (signals are
-/// made only where an evaluation runs). The host knows that of `step`
-/// because it ships it; the plugin contract has no way for another plugin
-/// to say so.
+/// made only where an evaluation runs) and every metric from CloudWatch,
+/// which keeps each datapoint for a later poll: a Flink job's metrics
+/// (`source = "flink"`) are sampled only where an evaluation runs, so a
+/// skipped interval would leave its period with no datapoint for good,
+/// and an alarm would fire later than it should. The host knows that of
+/// `step` because it ships it; the plugin contract has no way for another
+/// plugin to say so.
 pub fn is_alarm_driven(app: &ApplicationConfig) -> bool {
-    app.policy.plugin == "step" && app.interpreters.is_empty()
+    app.policy.plugin == "step"
+        && app.interpreters.is_empty()
+        && app
+            .metrics
+            .iter()
+            .all(|m| m.source == crate::config::MetricSourceKind::Cloudwatch)
 }
 
 impl Controller {

@@ -2,7 +2,7 @@
 //! polling: a hold's `next_evaluation_secs` in whole evaluation intervals,
 //! at most [`machine::LAZY_MAX_INTERVALS`], never past the end of a KPU
 //! limit, and nothing but the interval for a scale decision or with lazy
-//! polling off.
+//! polling off; and which applications the host's skip rule may skip.
 
 use super::*;
 use crate::state::KpuLimit;
@@ -70,4 +70,46 @@ fn a_hold_waits_whole_intervals_up_to_the_cap() {
     // Lazy polling off: every interval, whatever the policy asked.
     settings.lazy_polling = false;
     assert_eq!(secs(wait_after(hold_asking(600), &settings, None)), 60);
+}
+
+/// Lazy polling skips the evaluations of an alarm-driven policy that
+/// cannot change an alarm's state: safe for CloudWatch, which keeps every
+/// datapoint for the next poll, not for a Flink job's metrics, sampled
+/// only where an evaluation runs (a skipped interval would be a period
+/// with no datapoint for good, and an alarm would fire later than
+/// without it). With a metric of `source = "flink"` every interval is
+/// evaluated. (A clean CPU of 50 %, neither alarm near: the CloudWatch
+/// application skips.)
+#[tokio::test(start_paused = true)]
+async fn lazy_polling_skips_nothing_when_a_metric_comes_from_flink() {
+    let mut evaluated = Vec::new();
+    for source in [
+        crate::config::MetricSourceKind::Cloudwatch,
+        crate::config::MetricSourceKind::Flink,
+    ] {
+        let mut app = test_app();
+        app.policy.plugin = "step".into();
+        app.lazy_polling = Some(true);
+        app.metrics[0].source = source;
+        assert_eq!(
+            is_alarm_driven(&app),
+            source == crate::config::MetricSourceKind::Cloudwatch
+        );
+        let target = FakeTarget::new(2, 90);
+        let run = Running::launch_app(
+            &app,
+            target.origin,
+            target.clone(),
+            constant(50.0),
+            Box::new(Doubling),
+            Vec::new(),
+            |c| c,
+        );
+        tokio::time::sleep(Duration::from_secs(1200)).await;
+        let events = run.stop().await;
+        evaluated.push(evaluations(&events).len());
+    }
+    let (cloudwatch, flink) = (evaluated[0], evaluated[1]);
+    assert!(flink >= 20, "every 60 s interval: {evaluated:?}");
+    assert!(cloudwatch < flink / 2, "skipped: {evaluated:?}");
 }
