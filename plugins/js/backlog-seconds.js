@@ -222,7 +222,9 @@ function interpret(config, nowMs, app, metrics) {
     // Rust's `f64::max`: the larger, +0 over -0, and 0 for NaN, where
     // `Math.max` would answer NaN.
     secondsBehind = seconds > 0 ? seconds : 0;
-    if (inputRate !== undefined) {
+    // The records behind, estimated as the age times the input rate:
+    // with nothing arriving, an age says nothing of how many there are.
+    if (inputRate !== undefined && (inputRate > 0 || seconds <= 0)) {
       [, secondsToDrain] = drain(seconds * inputRate, processingRate, inputRate);
     }
   }

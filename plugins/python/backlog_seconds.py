@@ -222,7 +222,9 @@ class Interpreter(InterpreterBase):
             # Rust's f64::max: the larger, +0 over -0 (what wasm's f64.max does).
             seconds_behind = seconds if seconds > 0.0 else 0.0
             seconds_to_drain = None
-            if input_rate is not None:
+            # The records behind, estimated as the age times the input rate:
+            # with nothing arriving, an age says nothing of how many there are.
+            if input_rate is not None and (input_rate > 0.0 or seconds <= 0.0):
                 _, seconds_to_drain = drain(seconds * input_rate, processing_rate, input_rate)
 
         signals = []

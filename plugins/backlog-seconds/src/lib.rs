@@ -199,7 +199,12 @@ impl Interpreter for BacklogSeconds {
             BacklogUnit::Records => drain(backlog_value, processing_rate, input_rate),
             BacklogUnit::Milliseconds => {
                 let seconds = backlog_value / 1000.0;
-                let records = input_rate.map(|rate| seconds * rate);
+                // The records behind, estimated as the age times the input
+                // rate: with nothing arriving, an age says nothing of how
+                // many there are (a stalled job is not a drained one).
+                let records = input_rate
+                    .filter(|rate| *rate > 0.0 || seconds <= 0.0)
+                    .map(|rate| seconds * rate);
                 Drain {
                     seconds_behind: Some(seconds.max(0.0)),
                     seconds_to_drain: records.and_then(|records| {

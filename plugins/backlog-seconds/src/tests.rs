@@ -125,6 +125,40 @@ fn kinesis_iterator_age_is_already_time() {
     );
 }
 
+/// An age with nothing arriving (a stalled job: nothing processed
+/// either) is behind, not drained: `seconds_to_drain` is absent, as in
+/// records mode, not 0 from an estimate of 60 s x 0/s = 0 records.
+#[test]
+fn a_stalled_age_is_not_read_as_drained() {
+    let json = r#"{"backlog_metric": "age", "backlog_unit": "milliseconds",
+        "processing_rate_metric": "processed", "input_rate_metric": "arriving"}"#;
+    for processed in [0.0, 100.0] {
+        let metrics = [
+            series("age", &[(60_000, 60_000.0)]),
+            series("processed", &[(60_000, processed)]),
+            series("arriving", &[(60_000, 0.0)]),
+        ];
+        assert_eq!(
+            signals(json, &metrics),
+            vec![("seconds_behind".to_owned(), 60.0)],
+            "processing {processed}/s"
+        );
+    }
+    // No age: nothing behind, drained, whatever arrives.
+    let metrics = [
+        series("age", &[(60_000, 0.0)]),
+        series("processed", &[(60_000, 0.0)]),
+        series("arriving", &[(60_000, 0.0)]),
+    ];
+    assert_eq!(
+        signals(json, &metrics),
+        vec![
+            ("seconds_behind".to_owned(), 0.0),
+            ("seconds_to_drain".to_owned(), 0.0)
+        ]
+    );
+}
+
 #[test]
 fn missing_data_gives_no_signal_instead_of_a_made_up_one() {
     assert_eq!(
