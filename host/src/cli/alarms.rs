@@ -398,6 +398,7 @@ mod tests {
             datapoints_to_alarm: None,
             treat_missing_data: None,
             metric_math: false,
+            low_sample_count: None,
         }
     }
 

@@ -13,8 +13,9 @@
 //! same. When both a synced alarm and the alarm its local one came from
 //! exist (the reference pair and their mirrors, during a migration), the
 //! mirror is imported and the other is listed as skipped. What flinkscale cannot evaluate locally (metric math, anomaly
-//! detection, high-resolution periods) is listed as skipped, not dropped
-//! silently. Like [`super::cfn`], the result is checked by the loader before
+//! detection, periods other than 10, 20, 30 s or a multiple of 60, a
+//! unit filter, a percentile alarm that ignores low sample counts) is
+//! listed as skipped, not dropped silently. Like [`super::cfn`], the result is checked by the loader before
 //! it is returned. This module is pure: the caller calls DescribeAlarms.
 
 use std::collections::BTreeMap;
@@ -193,6 +194,14 @@ fn readable(a: &DescribedAlarm) -> Result<(Series, Local), String> {
         return Err(format!(
             "the period {period_secs} s (flinkscale fetches 10, 20, 30 s or multiples of 60)"
         ));
+    }
+    if a.low_sample_count
+        .as_deref()
+        .is_some_and(|v| v.eq_ignore_ascii_case("ignore"))
+    {
+        return Err(
+            "EvaluateLowSampleCountPercentile = ignore: CloudWatch keeps the alarm's state through a period with too few samples for its percentile, which flinkscale cannot tell from the statistic it fetches (it evaluates every period)".into(),
+        );
     }
     if let Some(unit) = &a.unit {
         return Err(format!(

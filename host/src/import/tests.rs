@@ -728,6 +728,7 @@ fn described(name: &str, app: &str, comparison: &str, period: u32) -> DescribedA
         datapoints_to_alarm: None,
         treat_missing_data: None,
         metric_math: false,
+        low_sample_count: None,
     }
 }
 
@@ -763,11 +764,30 @@ fn alarms_flinkscale_cannot_evaluate_are_skipped_and_said() {
             evaluation_periods: Some(48),
             ..described("slow", "app", "GreaterThanThreshold", 3600)
         },
+        // A percentile that holds its state on few samples: CloudWatch's
+        // choice per period, which the statistic fetched does not show.
+        DescribedAlarm {
+            statistic: Some("p99".into()),
+            low_sample_count: Some("ignore".into()),
+            ..described("sparse", "app", "GreaterThanThreshold", 60)
+        },
+        DescribedAlarm {
+            statistic: Some("p90".into()),
+            low_sample_count: Some("evaluate".into()),
+            ..described("dense", "app", "GreaterThanThreshold", 60)
+        },
     ];
     let out = alarms::import("app", &all, None, &alarms::default_check_path()).unwrap();
-    assert_eq!(out.imported, 3);
+    assert_eq!(out.imported, 4);
     let skipped: Vec<&str> = out.skipped.iter().map(|s| s.name.as_str()).collect();
-    assert_eq!(skipped, ["fast", "math", "band", "slow"]);
+    assert_eq!(skipped, ["fast", "math", "band", "slow", "sparse"]);
+    assert!(
+        out.skipped[4]
+            .reason
+            .starts_with("EvaluateLowSampleCountPercentile = ignore"),
+        "{}",
+        out.skipped[4].reason
+    );
     assert_eq!(
         out.skipped[3].reason,
         "EvaluationPeriods 48 x Period 3600 s = 172800 s, more than the one day flinkscale evaluates"

@@ -60,6 +60,9 @@ pub struct DescribedAlarm {
     /// Whether the alarm is on metric math (`Metrics`) rather than on one
     /// metric.
     pub metric_math: bool,
+    /// `EvaluateLowSampleCountPercentile` of a percentile alarm:
+    /// `evaluate` (CloudWatch's default) or `ignore`.
+    pub low_sample_count: Option<String>,
 }
 
 impl DescribedAlarm {
@@ -94,6 +97,7 @@ impl DescribedAlarm {
             datapoints_to_alarm: a.datapoints_to_alarm().and_then(|n| u32::try_from(n).ok()),
             treat_missing_data: a.treat_missing_data().map(str::to_owned),
             metric_math: !a.metrics().is_empty(),
+            low_sample_count: a.evaluate_low_sample_count_percentile().map(str::to_owned),
         }
     }
 }
