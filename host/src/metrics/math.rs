@@ -252,7 +252,13 @@ impl Parser {
                     .peek()
                     .is_some_and(|c| c.is_ascii_digit() || c == '.' || c == 'e' || c == 'E')
                 {
+                    let exponent = matches!(self.peek(), Some('e' | 'E'));
                     self.at += 1;
+                    // An exponent's sign belongs to the number (`1e-3`),
+                    // not to a subtraction.
+                    if exponent && matches!(self.peek(), Some('+' | '-')) {
+                        self.at += 1;
+                    }
                 }
                 let text: String = self.chars[start..self.at].iter().collect();
                 text.parse::<f64>()
@@ -522,6 +528,10 @@ mod tests {
             vec![(0, 12.0), (60_000, 32.0), (120_000, 52.0)]
         );
         assert_eq!(run("-a + 1")[0], (0, -9.0));
+        // An exponent's sign is part of its number, not a subtraction.
+        assert_eq!(run("a * 1e-1")[0], (0, 1.0));
+        assert_eq!(run("a * 1E+1 - 1e2")[2], (120_000, 200.0));
+        assert_eq!(run("a-1e1")[0], (0, 0.0));
     }
 
     #[test]
