@@ -195,7 +195,7 @@ impl MetricSource for CloudWatchSource {
         let mut series = Vec::with_capacity(queries.len());
         // Sequential on purpose: GetMetricData has a per-account call rate,
         // and one agent's tick is not worth spending it in a burst.
-        for chunk in chunks(queries) {
+        for chunk in alignable_runs(queries).into_iter().flat_map(chunks) {
             let start_ms = aligned_start(chunk, start_ms);
             series.extend(self.fetch_call(chunk, start_ms, end_ms).await?);
         }
@@ -217,27 +217,72 @@ const MAX_ALIGNMENT_MS: i64 = 86_400_000;
 /// ([`crate::alarm::range_from_series`]) and would find none of those. From
 /// an aligned start both agree; the range is at most a few periods longer.
 fn aligned_start(queries: &[MetricQuery], start_ms: i64) -> i64 {
-    fn gcd(a: i64, b: i64) -> i64 {
-        if b == 0 { a } else { gcd(b, a % b) }
-    }
-    let periods = queries.iter().flat_map(|q| {
-        std::iter::once(q.period_secs).chain(
-            q.expression
+    let (step, longest) = queries.iter().fold((1_000, 1_000), |(step, longest), q| {
+        (common_step(step, q), longest.max(longest_period_ms(q)))
+    });
+    let step = if step > MAX_ALIGNMENT_MS {
+        longest
+    } else {
+        step
+    };
+    start_ms.div_euclid(step) * step
+}
+
+/// The periods `query` asks for, in ms: its own and its metric math
+/// inputs'.
+fn periods_ms(query: &MetricQuery) -> impl Iterator<Item = i64> + '_ {
+    std::iter::once(query.period_secs)
+        .chain(
+            query
+                .expression
                 .iter()
                 .flat_map(|math| math.inputs.iter().map(|input| input.period_secs)),
         )
-    });
-    let (mut step, mut longest) = (1_000_i64, 1_000_i64);
-    for period_ms in periods.map(|p| i64::from(p.max(1)) * 1000) {
-        longest = longest.max(period_ms);
-        step = (step / gcd(step, period_ms))
+        .map(|p| i64::from(p.max(1)) * 1000)
+}
+
+/// The longest period `query` asks for, in ms.
+fn longest_period_ms(query: &MetricQuery) -> i64 {
+    periods_ms(query).max().unwrap_or(1_000)
+}
+
+/// The least common multiple of `step` and every period of `query` (ms),
+/// capped just past [`MAX_ALIGNMENT_MS`].
+fn common_step(step: i64, query: &MetricQuery) -> i64 {
+    fn gcd(a: i64, b: i64) -> i64 {
+        if b == 0 { a } else { gcd(b, a % b) }
+    }
+    periods_ms(query).fold(step, |step, period_ms| {
+        (step / gcd(step, period_ms))
             .saturating_mul(period_ms)
-            .min(MAX_ALIGNMENT_MS + 1);
+            .min(MAX_ALIGNMENT_MS + 1)
+    })
+}
+
+/// Splits `queries`, in order, into runs whose periods have a common
+/// multiple of at most a day, so that one aligned start serves every
+/// period of a call ([`aligned_start`]). Queries of several applications
+/// travel in one call, and two unusual periods (37 and 41 minutes: 25 h)
+/// would otherwise leave one of them misaligned, every datapoint of it
+/// discarded and its alarms judging missing data. A query whose own
+/// periods have none is a run of its own (aligned to its longest).
+fn alignable_runs(queries: &[MetricQuery]) -> Vec<&[MetricQuery]> {
+    let mut runs = Vec::new();
+    let (mut start, mut step) = (0, 1_000);
+    for (i, query) in queries.iter().enumerate() {
+        let joined = common_step(step, query);
+        if joined > MAX_ALIGNMENT_MS && i > start {
+            runs.push(&queries[start..i]);
+            start = i;
+            step = common_step(1_000, query);
+        } else {
+            step = joined;
+        }
     }
-    if step > MAX_ALIGNMENT_MS {
-        step = longest;
+    if start < queries.len() {
+        runs.push(&queries[start..]);
     }
-    start_ms.div_euclid(step) * step
+    runs
 }
 
 /// How many GetMetricData queries `query` takes: one, plus its inputs for
@@ -632,6 +677,48 @@ mod tests {
         // Periods whose common multiple passes a day: the longest one.
         assert_eq!(at(&[86_340, 86_280]) % 86_340_000, 0);
         assert_eq!(at(&[]), start, "no period: a whole second already");
+    }
+
+    /// Queries whose periods have no common multiple within a day go in
+    /// separate calls, each aligned to all of its periods: 37 and 41
+    /// minutes (25 h 17 min) travelled together, aligned to the longer,
+    /// and every datapoint of the other was misaligned and discarded.
+    #[test]
+    fn periods_without_a_common_day_go_in_calls_of_their_own() {
+        let query = |id: &str, period_secs: u32| MetricQuery {
+            id: id.into(),
+            namespace: "AWS/KinesisAnalytics".into(),
+            metric_name: "containerCPUUtilization".into(),
+            dimensions: Default::default(),
+            statistic: "Maximum".into(),
+            period_secs,
+            expression: None,
+        };
+        let ids = |queries: &[MetricQuery]| -> Vec<Vec<String>> {
+            alignable_runs(queries)
+                .iter()
+                .map(|run| run.iter().map(|q| q.id.clone()).collect())
+                .collect()
+        };
+        let queries = [
+            query("a", 60),
+            query("b", 2220),
+            query("c", 300),
+            query("d", 2460),
+            query("e", 60),
+        ];
+        assert_eq!(ids(&queries), [vec!["a", "b", "c"], vec!["d", "e"]]);
+        let start = 1_796_386_037_000_i64;
+        for run in alignable_runs(&queries) {
+            let aligned = aligned_start(run, start);
+            for q in run {
+                assert_eq!(aligned % (i64::from(q.period_secs) * 1000), 0, "{}", q.id);
+            }
+        }
+        // Common periods: one run, in order.
+        let usual = [query("a", 60), query("b", 300), query("c", 10)];
+        assert_eq!(ids(&usual), [vec!["a", "b", "c"]]);
+        assert!(alignable_runs(&[]).is_empty());
     }
 
     #[test]
