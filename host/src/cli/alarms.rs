@@ -242,6 +242,18 @@ fn differences(spec: &AlarmSpec, found: &DescribedAlarm) -> Vec<String> {
     if let Some(unit) = &found.unit {
         out.push(format!("unit: {unit} -> (none)"));
     }
+    // Nor does it ignore low sample counts: set by hand on a percentile,
+    // CloudWatch would hold the mirror's state where the local alarm
+    // judges (and `import alarms` would no longer read the mirror).
+    if let Some(ignore) = found
+        .low_sample_count
+        .as_ref()
+        .filter(|v| v.eq_ignore_ascii_case("ignore"))
+    {
+        out.push(format!(
+            "evaluate_low_sample_count_percentile: {ignore} -> (none)"
+        ));
+    }
     for (field, old, new) in pairs {
         if old != new {
             out.push(format!("{field}: {old} -> {new}"));
@@ -451,8 +463,10 @@ mod tests {
         found.threshold = Some(70.0);
         found.datapoints_to_alarm = Some(3);
         found.dimensions.clear();
-        // A unit set by hand: the mirror sets none, so sync takes it off.
+        // A unit set by hand: the mirror sets none, so sync takes it off;
+        // likewise a percentile's ignored low sample counts.
         found.unit = Some("Percent".into());
+        found.low_sample_count = Some("ignore".into());
         let changes = plan(vec![want.clone()], &[found]);
         assert_eq!(
             changes,
@@ -460,6 +474,7 @@ mod tests {
                 want.clone(),
                 vec![
                     "unit: Percent -> (none)".to_owned(),
+                    "evaluate_low_sample_count_percentile: ignore -> (none)".to_owned(),
                     "dimensions: {} -> {Application=app}".to_owned(),
                     "threshold: 70 -> 80".to_owned(),
                     "datapoints_to_alarm: 3 -> 5".to_owned(),

@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 
 use super::cfn::{metric_id, toml_key, toml_string};
 use crate::config::{ApplicationConfig, PluginConfig};
-use crate::metrics::alarms::DescribedAlarm;
+use crate::metrics::alarms::{DescribedAlarm, is_percentile};
 
 /// Why nothing could be imported.
 #[derive(Debug, thiserror::Error)]
@@ -195,9 +195,10 @@ fn readable(a: &DescribedAlarm) -> Result<(Series, Local), String> {
             "the period {period_secs} s (flinkscale fetches 10, 20, 30 s or multiples of 60)"
         ));
     }
-    if a.low_sample_count
-        .as_deref()
-        .is_some_and(|v| v.eq_ignore_ascii_case("ignore"))
+    if a.statistic.as_deref().is_some_and(is_percentile)
+        && a.low_sample_count
+            .as_deref()
+            .is_some_and(|v| v.eq_ignore_ascii_case("ignore"))
     {
         return Err(
             "EvaluateLowSampleCountPercentile = ignore: CloudWatch keeps the alarm's state through a period with too few samples for its percentile, which flinkscale cannot tell from the statistic it fetches (it evaluates every period)".into(),

@@ -1118,6 +1118,22 @@ fn read_alarm(
             valid: "no Unit (a metric published in one unit, as MSF's are, gives the same alarm without it)".into(),
         });
     }
+    // Nor can it tell the periods a percentile alarm that ignores low
+    // sample counts holds its state through.
+    if let Some(ignore) =
+        text("EvaluateLowSampleCountPercentile")?.filter(|v| v.value.eq_ignore_ascii_case("ignore"))
+    {
+        return Err(ImportError::Unsupported {
+            at: file.display().to_string(),
+            name: source_name(&ignore.source, "EvaluateLowSampleCountPercentile"),
+            value: ignore.value,
+            problem: format!(
+                "resource {logical} keeps its state through periods CloudWatch finds too sparse for its percentile, which flinkscale cannot tell from the statistic it fetches"
+            ),
+            valid: "no EvaluateLowSampleCountPercentile, or \"evaluate\" (CloudWatch's default)"
+                .into(),
+        });
+    }
     let alarm_name = text("AlarmName")?
         .map(|s| s.value)
         .unwrap_or_else(|| logical.to_owned());

@@ -665,6 +665,30 @@ fn an_alarm_with_a_unit_is_refused_not_dropped() {
     );
 }
 
+/// A percentile alarm that ignores low sample counts holds its state
+/// through periods CloudWatch finds too sparse, which flinkscale cannot
+/// tell: refused like a Unit; "evaluate", the default, is imported.
+#[test]
+fn a_percentile_alarm_that_ignores_low_sample_counts_is_refused() {
+    let with = |value: &str| {
+        let mut template: serde_json::Value = serde_json::from_str(V2).unwrap();
+        for (_, resource) in template["Resources"].as_object_mut().unwrap() {
+            if resource["Type"] == "AWS::CloudWatch::Alarm" {
+                resource["Properties"]["EvaluateLowSampleCountPercentile"] = value.into();
+            }
+        }
+        cfn::import(Path::new("t.json"), &template.to_string(), &given(REQUIRED))
+    };
+    let message = with("ignore").expect_err("ignore").to_string();
+    assert!(
+        message.contains("\"ignore\": resource Scale")
+            && message.contains("too sparse for its percentile")
+            && message.contains("(valid: no EvaluateLowSampleCountPercentile"),
+        "{message}"
+    );
+    assert!(with("evaluate").is_ok());
+}
+
 #[test]
 fn a_whole_number_is_required_where_the_lambda_uses_int() {
     let error = cfn::import(

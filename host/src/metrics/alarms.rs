@@ -153,7 +153,7 @@ pub fn treat_missing_name(t: TreatMissingData) -> &'static str {
 
 /// Whether `statistic` is a percentile (`p99`, `p99.9`), which CloudWatch
 /// takes as `ExtendedStatistic`.
-fn is_percentile(statistic: &str) -> bool {
+pub(crate) fn is_percentile(statistic: &str) -> bool {
     statistic
         .strip_prefix('p')
         .is_some_and(|rest| !rest.is_empty() && rest.parse::<f64>().is_ok())

@@ -5,8 +5,10 @@
 //! ids are unique only within one application, and CloudWatch ids have their
 //! own syntax, so every call numbers its queries `q0`, `q1`, ... and maps the
 //! answers back by that number. A call holds at most
-//! [`MAX_QUERIES_PER_CALL`] queries; more are split over several calls, and
-//! each call follows `NextToken` until the service has said everything.
+//! [`MAX_QUERIES_PER_CALL`] queries; more are split over several calls, as
+//! are queries whose periods have no common multiple within a day (each
+//! call's start is aligned to all of its periods), and each call follows
+//! `NextToken` until the service has said everything.
 
 use async_trait::async_trait;
 use aws_config::SdkConfig;
