@@ -508,6 +508,19 @@ mod tests {
 
     use super::*;
 
+    /// A query of MSF's CPU with id `id` and a period of `period_secs`.
+    fn cpu_query(id: &str, period_secs: u32) -> MetricQuery {
+        MetricQuery {
+            id: id.into(),
+            namespace: "AWS/KinesisAnalytics".into(),
+            metric_name: "containerCPUUtilization".into(),
+            dimensions: Default::default(),
+            statistic: "Maximum".into(),
+            period_secs,
+            expression: None,
+        }
+    }
+
     /// A service error as the SDK hands it over after parsing an answer.
     fn service(status: u16, code: &str, message: &str) -> SdkError<GetMetricDataError> {
         let error = GetMetricDataError::generic(
@@ -645,15 +658,7 @@ mod tests {
     /// on the epoch-aligned periods the alarms judge.
     #[test]
     fn a_calls_start_is_aligned_to_every_period_it_asks_for() {
-        let query = |period_secs: u32| MetricQuery {
-            id: "m".into(),
-            namespace: "AWS/KinesisAnalytics".into(),
-            metric_name: "containerCPUUtilization".into(),
-            dimensions: Default::default(),
-            statistic: "Maximum".into(),
-            period_secs,
-            expression: None,
-        };
+        let query = |period_secs: u32| cpu_query("m", period_secs);
         // 12:07:17 on 2026-12-04.
         let start = 1_796_386_037_000_i64;
         assert_eq!(start % 60_000, 17_000);
@@ -687,15 +692,7 @@ mod tests {
     /// and every datapoint of the other was misaligned and discarded.
     #[test]
     fn periods_without_a_common_day_go_in_calls_of_their_own() {
-        let query = |id: &str, period_secs: u32| MetricQuery {
-            id: id.into(),
-            namespace: "AWS/KinesisAnalytics".into(),
-            metric_name: "containerCPUUtilization".into(),
-            dimensions: Default::default(),
-            statistic: "Maximum".into(),
-            period_secs,
-            expression: None,
-        };
+        let query = cpu_query;
         let ids = |queries: &[MetricQuery]| -> Vec<Vec<String>> {
             alignable_runs(queries)
                 .iter()

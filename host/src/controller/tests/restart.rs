@@ -38,6 +38,25 @@ fn launch(target: &Arc<FakeTarget>, dir: &Path) -> Running {
     launch_on(target.origin, target.clone(), dir)
 }
 
+/// [`launch`], the controller configured further by `configure` once its
+/// journal is given.
+fn launch_with(
+    target: &Arc<FakeTarget>,
+    dir: &Path,
+    configure: impl FnOnce(Controller) -> Controller,
+) -> Running {
+    let mut journal = journal(dir);
+    let loaded = journal.load();
+    Running::launch(
+        target.origin,
+        target.clone(),
+        constant(95.0),
+        Box::new(Doubling),
+        Vec::new(),
+        |c| configure(c.with_journal(journal, loaded)),
+    )
+}
+
 fn launch_on(origin: Instant, target: Arc<dyn ScalingTarget>, dir: &Path) -> Running {
     let mut journal = journal(dir);
     let loaded = journal.load();
@@ -106,18 +125,7 @@ async fn a_lifted_kpu_limit_stays_lifted_across_a_restart() {
     let target = FakeTarget::new(2, 90);
     target.state.lock().unwrap().kpu_limit = Some(3);
     let (lift, lifts) = watch::channel(0u64);
-    let first = {
-        let mut journal = journal(dir.path());
-        let loaded = journal.load();
-        Running::launch(
-            target.origin,
-            target.clone(),
-            constant(95.0),
-            Box::new(Doubling),
-            Vec::new(),
-            |c| c.with_journal(journal, loaded).with_ceiling_lifts(lifts),
-        )
-    };
+    let first = launch_with(&target, dir.path(), |c| c.with_ceiling_lifts(lifts));
     // Refused 4 at 0, scaled to 3 at 5, held at the ceiling since.
     tokio::time::sleep(Duration::from_secs(610)).await;
     let limit = journaled(dir.path()).record.kpu_limit;
@@ -159,21 +167,10 @@ async fn a_controller_a_reload_starts_lifts_its_journal_s_ceiling_before_decidin
         );
         target.state.lock().unwrap().kpu_limit = None;
         let (_lift, lifts) = watch::channel(0u64);
-        let second = {
-            let mut journal = journal(dir.path());
-            let loaded = journal.load();
-            Running::launch(
-                target.origin,
-                target.clone(),
-                constant(95.0),
-                Box::new(Doubling),
-                Vec::new(),
-                |c| {
-                    let c = c.with_journal(journal, loaded).with_ceiling_lifts(lifts);
-                    if at_start { c.lifting_at_start() } else { c }
-                },
-            )
-        };
+        let second = launch_with(&target, dir.path(), |c| {
+            let c = c.with_ceiling_lifts(lifts);
+            if at_start { c.lifting_at_start() } else { c }
+        });
         tokio::time::sleep(Duration::from_secs(10)).await;
         let events = second.stop().await;
         let lifted = events
