@@ -29,8 +29,9 @@
 //! says so with `systemctl reload` rather than waiting out the hour; it
 //! lifts a size held after AWS refused it as invalid (the operator fixed
 //! the application), and one whose update was rolled back when the reload
-//! changed that application's settings; and it ends the stand-down of a controller that found another writer
-//! fighting it (`crate::controller::fight`): the operator stopped it.
+//! changed that application's settings; and it ends the stand-down of a
+//! controller that found another writer fighting it
+//! (`crate::controller::fight`): the operator stopped it.
 //!
 //! An application whose `mode` is `"paused"` gets no controller at all
 //! (no plugin loaded, no AWS call), only a placeholder task that waits to

@@ -614,11 +614,11 @@ impl Machine {
         now_ms: i64,
         rolled_back_too: bool,
     ) -> Option<Event> {
-        let held = self.record.refused?;
-        if held.rolled_back_to.is_some() && !rolled_back_too {
-            return None;
-        }
-        let refused = self.record.refused.take()?;
+        let refused = self
+            .record
+            .refused
+            .filter(|held| rolled_back_too || held.rolled_back_to.is_none())?;
+        self.record.refused = None;
         (now_ms < refused.until_ms).then(|| Event::RefusalLifted {
             application: settings.name.clone(),
             at_ms: now_ms,

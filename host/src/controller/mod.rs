@@ -770,8 +770,9 @@ impl Controller {
     /// [`Machine::lift_limit`]; it also lifts a size held as invalid
     /// ([`Machine::lift_refused`]: the operator fixed what refused it; not
     /// one rolled back, which only a reload changing the application
-    /// lifts, see [`Controller::lifting_at_start`]) and ends a stand-down ([`fight::lift`]: the operator stopped the other
-    /// writer). A change is taken while the controller
+    /// lifts, see [`Controller::lifting_at_start`]) and ends a stand-down
+    /// ([`fight::lift`]: the operator stopped the other writer). A change
+    /// is taken while the controller
     /// waits between steps; one sent while a step runs is taken at the
     /// next wait, and a change already made when this is called is not one.
     pub fn with_ceiling_lifts(mut self, mut lifts: watch::Receiver<u64>) -> Self {
@@ -786,10 +787,10 @@ impl Controller {
     /// read back from its journal: the controller a configuration reload
     /// starts (a changed or resumed application) is the reload's doing, and
     /// its first decision must not be held to, or sized under, what that
-    /// reload lifts. Without it, that decision came
-    /// before the lift (the reload's signal reaches a controller only while
-    /// it waits): a scale-out to the old ceiling, then another past it one
-    /// grace period later, two restarts for one.
+    /// reload lifts. Without it, that decision came before the lift (the
+    /// reload's signal reaches a controller only while it waits): a
+    /// scale-out to the old ceiling, then another past it one grace period
+    /// later, two restarts for one.
     pub fn lifting_at_start(mut self) -> Self {
         self.lift_at_start = true;
         self
@@ -841,9 +842,7 @@ impl Controller {
             Err(panic) => Observation::Panicked(panic_message(panic.as_ref())),
         };
         if self.lift_at_start {
-            self.lift_limit().await;
-            self.lift_refused(true).await;
-            self.lift_stand_down().await;
+            self.lift_for_reload(true).await;
         }
         loop {
             let next = self.step(observation).await;
@@ -1009,9 +1008,7 @@ impl Controller {
                 }
                 changed = lifts.changed() => match changed {
                     Ok(()) => {
-                        self.lift_limit().await;
-                        self.lift_refused(false).await;
-                        self.lift_stand_down().await;
+                        self.lift_for_reload(false).await;
                     }
                     // Nobody can ask any more.
                     Err(_) => self.ceiling_lifts = None,
@@ -1020,39 +1017,29 @@ impl Controller {
         }
     }
 
-    /// Lifts the recorded KPU limit now, reports it and journals the
-    /// record without it.
-    async fn lift_limit(&mut self) {
+    /// What a configuration reload lifts, now: the recorded KPU limit
+    /// ([`Machine::lift_limit`]), a held size ([`Machine::lift_refused`]; a
+    /// rolled-back one with `rolled_back_too`) and a stand-down
+    /// ([`fight::lift`]). Each lift is reported, and the record without
+    /// them journaled once. Nothing in flight and no wait is cut short.
+    async fn lift_for_reload(&mut self, rolled_back_too: bool) {
         let now_ms = self.clock.now_ms();
-        if let Some(event) = self.machine.lift_limit(&self.settings, now_ms) {
-            self.events.emit(event);
-            self.persist(None).await;
+        let lifted: Vec<Event> = [
+            self.machine.lift_limit(&self.settings, now_ms),
+            self.machine
+                .lift_refused(&self.settings, now_ms, rolled_back_too),
+            fight::lift(&mut self.machine.record, &self.settings, now_ms),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        if lifted.is_empty() {
+            return;
         }
-    }
-
-    /// Lifts a held size now (see [`Machine::lift_refused`]; a rolled-back
-    /// one with `rolled_back_too`), reports it and journals the record
-    /// without it.
-    async fn lift_refused(&mut self, rolled_back_too: bool) {
-        let now_ms = self.clock.now_ms();
-        if let Some(event) = self
-            .machine
-            .lift_refused(&self.settings, now_ms, rolled_back_too)
-        {
+        for event in lifted {
             self.events.emit(event);
-            self.persist(None).await;
         }
-    }
-
-    /// Ends a stand-down (see [`fight::lift`]) at a configuration reload,
-    /// reports it and journals the record without it. Like the KPU limit's
-    /// lift, nothing in flight and no wait is cut short.
-    async fn lift_stand_down(&mut self) {
-        let now_ms = self.clock.now_ms();
-        if let Some(event) = fight::lift(&mut self.machine.record, &self.settings, now_ms) {
-            self.events.emit(event);
-            self.persist(None).await;
-        }
+        self.persist(None).await;
     }
 
     /// Steps the machine at the current time, emits its events and

@@ -349,19 +349,14 @@ fn not_ready_line(app: &NotReady, now_ms: i64) -> String {
         ));
     }
     if let Some(not_started) = &app.not_started {
+        let (state, what) = if app.still_paused {
+            ("still paused", "resume it")
+        } else {
+            ("not running", "start it")
+        };
         why.push(format!(
-            "{}: the configuration reload {} s ago could not {}: {}; fix it and reload again",
-            if app.still_paused {
-                "still paused"
-            } else {
-                "not running"
-            },
+            "{state}: the configuration reload {} s ago could not {what}: {}; fix it and reload again",
             now_ms.saturating_sub(not_started.at_ms).max(0) / 1000,
-            if app.still_paused {
-                "resume it"
-            } else {
-                "start it"
-            },
             one_line(&not_started.reason)
         ));
     }

@@ -226,8 +226,7 @@ pub fn plan(rules: &Rules, s: &Situation) -> Plan {
         } else {
             (rules.target_utilisation, rules.catch_up_secs)
         };
-        let ahead = s.data_age_secs + s.downtime_secs + rules.horizon_secs;
-        let projected = rate + s.slope.unwrap_or(0.0).max(0.0) * ahead;
+        let projected = projected_past_restart(rules, s, rate);
         let at_restart = s.backlog + rate * s.downtime_secs;
         let for_rate = projected / target_utilisation;
         let for_backlog = rate + at_restart / catch_up_secs;
@@ -479,6 +478,14 @@ pub fn violation_rescaling(lag: f64, downtime: f64, ratio: f64, max_lag: f64) ->
     while_down + (peak - max_lag) / (ratio - 1.0)
 }
 
+/// `level` projected along a rising trend to `horizon_secs` past the
+/// restart a rescale now would make (the data's age and the downtime
+/// first); a falling or unknown trend leaves it as it is.
+fn projected_past_restart(rules: &Rules, s: &Situation, level: f64) -> f64 {
+    let ahead = s.data_age_secs + s.downtime_secs + rules.horizon_secs;
+    level + s.slope.unwrap_or(0.0).max(0.0) * ahead
+}
+
 /// Whether a scale-out now is a jump, sized lean: the input at least
 /// `jump_utilisation` times the capacity, and not a burst that recurs
 /// ([`Situation::burst_recurs`]).
@@ -505,8 +512,7 @@ pub fn catch_up_given_back(rules: &Rules, s: &Situation) -> Option<(u32, u32, f6
     if !s.settle_after_jump || s.backlog_waiting() || peak < capacity * rules.settle_utilisation {
         return None;
     }
-    let ahead = s.data_age_secs + s.downtime_secs + rules.horizon_secs;
-    let level = peak + s.slope.unwrap_or(0.0).max(0.0) * ahead;
+    let level = projected_past_restart(rules, s, peak);
     let (kpu, parallelism, _) = target(rules, s, level / rules.jump_target_utilisation)?;
     (kpu < s.kpu).then_some((kpu, parallelism, level))
 }
