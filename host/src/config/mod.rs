@@ -254,6 +254,15 @@ impl std::fmt::Display for FlinkJob {
 }
 
 impl ApplicationConfig {
+    /// The seconds between evaluations while idle: `evaluation_interval_secs`,
+    /// else the shortest metric period, else 60. A signal of an interpreter
+    /// has one value per evaluation, so this is its period too.
+    pub fn evaluation_interval(&self) -> u32 {
+        self.evaluation_interval_secs
+            .or_else(|| self.metrics.iter().map(|m| m.period_secs).min())
+            .unwrap_or(60)
+    }
+
     /// For `target = "flink"`: the REST URL and the job, as configured
     /// (validation guarantees `rest_url`); `None` for an MSF application.
     pub fn flink(&self) -> Option<(crate::flink::RestUrl, FlinkJob)> {

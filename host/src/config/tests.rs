@@ -802,6 +802,39 @@ fn intervals_and_signal_alarm_windows_are_held_to_one_day() {
     );
 }
 
+/// With no metric and no `evaluation_interval_secs`, a signal's period is
+/// the 60 s the agent evaluates at: the one-day rule holds there too. It
+/// was skipped, and an alarm of 4000000000 periods passed validation and
+/// ended the agent at its first evaluation (a range that size could not be
+/// allocated).
+#[test]
+fn a_signal_alarm_with_no_metric_is_held_to_one_day_at_60_s() {
+    let text = |n: u64| {
+        format!(
+            "[[application]]\nname = \"app\"\n\
+             [[application.interpreter]]\nplugin = \"expression\"\n\
+             params = {{ signals = {{ one = \"1\" }} }}\n\
+             [[application.alarm]]\nid = \"big\"\nmetric = \"one\"\n\
+             comparison = \"GreaterThanThreshold\"\nthreshold = 0.0\n\
+             evaluation_periods = {n}\n\
+             [application.policy]\nplugin = \"hold\"\n"
+        )
+    };
+    valid(&text(1440));
+    for n in [1441, 4_000_000_000] {
+        let found = errors(&text(n));
+        assert_eq!(found.len(), 1, "{n}: {found:?}");
+        assert!(
+            found[0].contains(&format!(
+                "alarm \"big\".evaluation_periods: evaluation_periods {n} x the evaluation \
+                 interval 60 s of signal \"one\" = {} s, more than one day",
+                n * 60
+            )),
+            "{n}: {found:?}"
+        );
+    }
+}
+
 #[test]
 fn thresholds_must_be_finite() {
     for value in ["nan", "inf", "-inf"] {

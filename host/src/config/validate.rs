@@ -612,14 +612,9 @@ fn validate_application(index: usize, app: &ApplicationConfig) -> Vec<Problem> {
         }
     }
 
-    // A signal has a value per evaluation: its period is the interval.
-    let signal_period = app.evaluation_interval_secs.or_else(|| {
-        app.metrics
-            .iter()
-            .map(|m| m.period_secs)
-            .filter(|p| *p > 0)
-            .min()
-    });
+    // A signal has a value per evaluation: its period is the interval
+    // (60 s with no metric and no interval set, as the agent runs it).
+    let signal_period = Some(app.evaluation_interval()).filter(|p| *p > 0);
     let mut alarm_ids: Vec<&str> = Vec::new();
     for (i, alarm) in app.alarms.iter().enumerate() {
         let at = at.key("alarm").index(i);

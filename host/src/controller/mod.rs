@@ -207,11 +207,7 @@ impl Settings {
     /// plugin quarantine is the default until
     /// [`Controller::with_quarantine`] sets the agent's.
     pub fn from_config(app: &ApplicationConfig, dry_run: bool) -> Self {
-        let shortest_period = app.metrics.iter().map(|m| m.period_secs).min();
-        let interval = app
-            .evaluation_interval_secs
-            .or(shortest_period)
-            .unwrap_or(60);
+        let interval = app.evaluation_interval();
         Self {
             name: app.name.clone(),
             min_kpu: app.min_kpu,
