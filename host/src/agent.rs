@@ -61,7 +61,8 @@ use crate::metrics::cloudwatch::CloudWatchSource;
 use crate::metrics::flink::FlinkMetricSource;
 use crate::model::{Application, Decision, Evaluation, Signal};
 use crate::plugin::{
-    InterpreterInstance, PluginError, PluginHost, PluginSource, PolicyInstance, Refresh, Reloading,
+    InterpreterInstance, PluginError, PluginHost, PluginIdentity, PluginMetadata, PluginSource,
+    PolicyInstance, Refresh, Reloading,
 };
 use crate::state::{Journal, StateError, StateStore};
 use crate::target::flink::FlinkTarget;
@@ -209,10 +210,15 @@ impl Parts {
             app.name.clone(),
             words,
         )
-        .map_err(plugin_error(None))?
-        .prefer(self.named_files(&app.policy.plugin, &paths.policy))
-        .overriding(overridden(&app.policy.plugin, &paths.policy))
-        .in_background();
+        .map_err(plugin_error(None))?;
+        if let Some(loaded) = policy.loaded() {
+            unconfigured_ids(loaded.metadata(), loaded.identity(), &app.policy, app)
+                .map_err(plugin_error(None))?;
+        }
+        let policy = policy
+            .prefer(self.named_files(&app.policy.plugin, &paths.policy))
+            .overriding(overridden(&app.policy.plugin, &paths.policy))
+            .in_background();
         let mut interpreters: Vec<Box<dyn Interpret>> = Vec::new();
         for (k, (config, path)) in app.interpreters.iter().zip(&paths.interpreters).enumerate() {
             let instance = Reloading::interpreter_in(
@@ -222,10 +228,15 @@ impl Parts {
                 app.name.clone(),
                 words,
             )
-            .map_err(plugin_error(Some(k)))?
-            .prefer(self.named_files(&config.plugin, path))
-            .overriding(overridden(&config.plugin, path))
-            .in_background();
+            .map_err(plugin_error(Some(k)))?;
+            if let Some(loaded) = instance.loaded() {
+                unconfigured_ids(loaded.metadata(), loaded.identity(), config, app)
+                    .map_err(plugin_error(Some(k)))?;
+            }
+            let instance = instance
+                .prefer(self.named_files(&config.plugin, path))
+                .overriding(overridden(&config.plugin, path))
+                .in_background();
             interpreters.push(Box::new(PluginInterpreter(instance)));
         }
         let (source, target) = self.source_and_target(app)?;
@@ -1166,6 +1177,39 @@ fn plugin_problem(loaded: &LoadedConfig, name: &str, error: &AgentError) -> Opti
         message: error.to_string(),
         hint: None,
         assumes: None,
+    })
+}
+
+/// The ids the params of `plugin` (of `app`) name that `app` does not
+/// configure ([`crate::plugin::params::reference_problems`]), refused as
+/// params the plugin refused are: the agent neither starts nor reloads
+/// with what `validate` refuses, and a plugin asked for an alarm or metric
+/// the application lacks would fail at every evaluation.
+fn unconfigured_ids(
+    metadata: PluginMetadata,
+    identity: &PluginIdentity,
+    plugin: &crate::config::PluginConfig,
+    app: &ApplicationConfig,
+) -> Result<(), PluginError> {
+    let params_at = FieldPath::root().key("params");
+    let problems =
+        crate::plugin::params::reference_problems(&metadata, plugin, app, &params_at, None);
+    if problems.is_empty() {
+        return Ok(());
+    }
+    let said: Vec<String> = problems
+        .iter()
+        .map(|p| {
+            if p.path == params_at {
+                p.message.clone()
+            } else {
+                p.to_string()
+            }
+        })
+        .collect();
+    Err(PluginError::Configure {
+        plugin: Box::new(identity.clone()),
+        message: said.join("; "),
     })
 }
 

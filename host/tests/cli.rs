@@ -1597,6 +1597,50 @@ fn refused_params_are_said_before_the_aws_sdk_is_loaded() {
     }
 }
 
+/// `once` and `run` refuse what `validate` refuses of the ids a plugin's
+/// declared params name: `step`'s `scale_in_alarm` naming no alarm of the
+/// application started the agent before, every evaluation failing.
+#[test]
+fn an_alarm_a_policy_names_and_the_application_lacks_stops_run_as_validate() {
+    let dir = scratch("unconfigured-alarm");
+    std::fs::write(
+        dir.join("bad.toml"),
+        "[[application]]\nname = \"orders\"\n[[application.metric]]\nid = \"cpu\"\n\
+         namespace = \"AWS/KinesisAnalytics\"\nmetric_name = \"containerCPUUtilization\"\n\
+         dimensions = { Application = \"orders\" }\nstatistic = \"Maximum\"\n\
+         [[application.alarm]]\nid = \"high\"\nmetric = \"cpu\"\n\
+         comparison = \"GreaterThanThreshold\"\nthreshold = 80.0\nevaluation_periods = 1\n\
+         [application.policy]\nplugin = \"step\"\n\
+         params = { scale_out_alarm = \"high\", scale_in_alarm = \"low\" }\n",
+    )
+    .expect("written");
+    for command in ["validate", "once", "run"] {
+        let mut args = vec![command, "--config", "bad.toml"];
+        if command != "validate" {
+            args.insert(1, "--dry-run");
+        }
+        let out = Command::new(env!("CARGO_BIN_EXE_flinkscale"))
+            .args(&args)
+            .current_dir(&dir)
+            .env("AWS_REGION", "eu-west-1")
+            .env("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
+            .env("AWS_SECRET_ACCESS_KEY", "secret")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env_remove("FLINKSCALE_CONFIG")
+            .output()
+            .expect("flinkscale runs");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(78), "{command}: {stderr}");
+        assert!(
+            stderr.lines().any(|line| line
+                == "bad.toml:17:10: application \"orders\".policy.params: plugin step 0.1.0: \
+                    params.scale_in_alarm: no alarm with id \"low\" in this application \
+                    (valid: \"high\")"),
+            "{command}: {stderr}"
+        );
+    }
+}
+
 /// `simulate --config` refuses what `validate` refuses (an interpreter
 /// whose expression names a series the application lacks ran before, every
 /// evaluation failing, exit 0) and an application the scenario does not

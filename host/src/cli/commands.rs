@@ -631,7 +631,7 @@ fn plugin_problems(loaded: &LoadedConfig, policies: bool) -> Result<PluginCheck,
             host.load_policy_in(&paths.policy, &params, &app.name, Words::from(app.target));
         let load = PluginLoad::of(
             app,
-            &params,
+            &app.policy,
             &policy_at,
             loaded_policy.as_ref().map(|p| (p.label(), p.metadata())),
         );
@@ -689,7 +689,7 @@ fn plugin_problems(loaded: &LoadedConfig, policies: bool) -> Result<PluginCheck,
             let outcome = host.load_interpreter_in(path, &params, &app.name, words);
             let load = PluginLoad::of(
                 app,
-                &params,
+                interpreter,
                 &at,
                 outcome.as_ref().map(|i| (i.label(), i.metadata())),
             );
@@ -918,40 +918,6 @@ fn overlapping_alarms(
     warnings
 }
 
-/// The ids a plugin's declared alarm and metric parameters name that
-/// `app` does not configure, and a plugin none of whose metric parameters
-/// names one of its metrics ([`crate::plugin::params::check_references`],
-/// [`crate::plugin::params::check_metric_reach`]), as problems at
-/// `params_at`.
-fn reference_problems(
-    metadata: &crate::plugin::PluginMetadata,
-    params_json: &str,
-    app: &crate::config::ApplicationConfig,
-    params_at: FieldPath,
-    label: &str,
-) -> Vec<Problem> {
-    let alarms: Vec<&str> = app.alarms.iter().map(|a| a.id.as_str()).collect();
-    let metrics: Vec<&str> = app.metrics.iter().map(|m| m.id.as_str()).collect();
-    let params: serde_json::Map<String, serde_json::Value> =
-        serde_json::from_str(params_json).unwrap_or_default();
-    let declared = metadata.parameters.as_deref().unwrap_or_default();
-    let mut found = crate::plugin::params::check_references(declared, &params, &alarms, &metrics);
-    if found.is_empty() {
-        found.extend(crate::plugin::params::check_metric_reach(
-            declared, &params, &metrics,
-        ));
-    }
-    found
-        .into_iter()
-        .map(|message| Problem {
-            path: params_at.clone(),
-            message: format!("plugin {}: {message}", printable(label)),
-            hint: None,
-            assumes: None,
-        })
-        .collect()
-}
-
 /// What [`plugin_problems`] found: errors, and warnings that do not stop
 /// the agent.
 struct PluginCheck {
@@ -979,20 +945,26 @@ struct PluginLoad {
 }
 
 impl PluginLoad {
-    /// The plugin of `app`'s table at `at`, configured with `params`, as
+    /// The plugin of `app`'s table at `at`, configured as `plugin` says, as
     /// it `loaded` (its label and metadata): a load refused is a problem at
     /// `params` when the plugin refused them, at `plugin` when it would not
     /// load; a plugin that loaded must name only the application's alarm
-    /// and metric ids ([`reference_problems`]).
+    /// and metric ids ([`crate::plugin::params::reference_problems`]).
     fn of(
         app: &crate::config::ApplicationConfig,
-        params: &str,
+        plugin: &crate::config::PluginConfig,
         at: &FieldPath,
         loaded: Result<(String, crate::plugin::PluginMetadata), &PluginError>,
     ) -> Self {
         let (label, problems) = match loaded {
             Ok((label, metadata)) => {
-                let found = reference_problems(&metadata, params, app, at.key("params"), &label);
+                let found = crate::plugin::params::reference_problems(
+                    &metadata,
+                    plugin,
+                    app,
+                    &at.key("params"),
+                    Some(&printable(&label)),
+                );
                 (Some(label), found)
             }
             Err(error) => (

@@ -538,10 +538,13 @@ pub struct PluginConfig {
     /// A plugin name (found as `<plugin_dir>/<name>.wasm`) or a path to a
     /// `.wasm` component (relative to the configuration file's folder).
     pub plugin: String,
-    /// Parameters, passed to the plugin as a JSON object. By convention a
-    /// parameter whose name ends in `_alarm` names an alarm id and one
-    /// ending in `_metric` a metric id (`_alarms` / `_metrics`: an array of
-    /// them); validation checks that those ids exist in the application.
+    /// Parameters, passed to the plugin as a JSON object. The alarm and
+    /// metric ids they name must exist in the application: which keys name
+    /// them, a plugin declares (contract 0.2.0); for one that declares
+    /// nothing, by convention a key ending in `_alarm` names an alarm id
+    /// and one ending in `_metric` a metric id (`_alarms` / `_metrics`: an
+    /// array of them). Checked once the plugin is loaded
+    /// ([`crate::plugin::params::reference_problems`]).
     #[serde(default)]
     pub params: toml::Table,
     /// Days of 1-minute history of the application's metrics the host

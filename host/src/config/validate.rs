@@ -637,13 +637,8 @@ fn validate_application(index: usize, app: &ApplicationConfig) -> Vec<Problem> {
             alarm_ids.push(&alarm.id);
         }
     }
-    alarm_ids.sort_unstable();
 
-    let known = KnownIds {
-        metrics: metric_ids.keys().copied().collect(),
-        alarms: alarm_ids,
-    };
-    problems.extend(validate_plugin(&at.key("policy"), &app.policy, &known));
+    problems.extend(validate_plugin(&at.key("policy"), &app.policy));
     let days = app.policy.history_days;
     if days > MAX_HISTORY_DAYS {
         problems.push(
@@ -665,7 +660,7 @@ fn validate_application(index: usize, app: &ApplicationConfig) -> Vec<Problem> {
                 .hint("remove it here; set it in [application.policy]"),
             );
         }
-        problems.extend(validate_plugin(&at, interpreter, &known));
+        problems.extend(validate_plugin(&at, interpreter));
     }
     problems
 }
@@ -1372,13 +1367,7 @@ fn validate_cloudwatch_alarm(at: &FieldPath, alarm: &AlarmConfig) -> Vec<Problem
     problems
 }
 
-/// The ids a plugin's parameters may name.
-struct KnownIds<'a> {
-    metrics: Vec<&'a str>,
-    alarms: Vec<&'a str>,
-}
-
-fn validate_plugin(at: &FieldPath, plugin: &PluginConfig, known: &KnownIds<'_>) -> Vec<Problem> {
+fn validate_plugin(at: &FieldPath, plugin: &PluginConfig) -> Vec<Problem> {
     let mut problems = Vec::new();
     if plugin.plugin.trim().is_empty() {
         problems.push(
@@ -1388,53 +1377,79 @@ fn validate_plugin(at: &FieldPath, plugin: &PluginConfig, known: &KnownIds<'_>) 
     }
     let params = at.key("params");
     for (key, value) in &plugin.params {
-        let at = params.key(key);
-        if let Some(kind) = referenced_kind(key) {
-            let (ids, noun) = match kind {
-                Reference::Alarm => (&known.alarms, "alarm"),
-                Reference::Metric => (&known.metrics, "metric"),
-            };
-            let check = |at: FieldPath, value: &toml::Value| match value.as_str() {
-                Some(id) if ids.contains(&id) => None,
-                Some(id) => Some(
-                    Problem::new(at, format!("no {noun} with id {id:?} in this application"))
-                        .hint(valid_list(ids.iter().copied(), noun)),
+        problems.extend(non_finite_floats(&params.key(key), value));
+    }
+    problems
+}
+
+/// For a plugin that declares no parameters (contract 0.1.0), the ids its
+/// `params` at `params_at` name by the naming convention that `app` does
+/// not configure: a key ending in `_alarm` names an alarm id, one in
+/// `_metric` a metric id, `_alarms` and `_metrics` an array of them. A
+/// plugin that declares its parameters is judged by the kinds it declares
+/// instead ([`crate::plugin::params::check_references`]): its
+/// `display_metric` may be text. So this needs the plugin loaded, and is
+/// not part of [`validate`].
+pub fn conventional_references(
+    params_at: &FieldPath,
+    params: &toml::Table,
+    app: &ApplicationConfig,
+) -> Vec<Problem> {
+    let mut alarms: Vec<&str> = app.alarms.iter().map(|a| a.id.as_str()).collect();
+    alarms.sort_unstable();
+    alarms.dedup();
+    let mut metrics: Vec<&str> = app.metrics.iter().map(|m| m.id.as_str()).collect();
+    metrics.sort_unstable();
+    metrics.dedup();
+    let mut problems = Vec::new();
+    for (key, value) in params {
+        let at = params_at.key(key);
+        let Some(kind) = referenced_kind(key) else {
+            continue;
+        };
+        let (ids, noun) = match kind {
+            Reference::Alarm => (&alarms, "alarm"),
+            Reference::Metric => (&metrics, "metric"),
+        };
+        let check = |at: FieldPath, value: &toml::Value| match value.as_str() {
+            Some(id) if ids.contains(&id) => None,
+            Some(id) => Some(
+                Problem::new(at, format!("no {noun} with id {id:?} in this application"))
+                    .hint(valid_list(ids.iter().copied(), noun)),
+            ),
+            None => Some(
+                Problem::new(
+                    at,
+                    format!(
+                        "{key} must be a string naming an {noun} id, not {}",
+                        with_article(value.type_str())
+                    ),
+                )
+                .hint(valid_list(ids.iter().copied(), noun)),
+            ),
+        };
+        if key.ends_with('s') {
+            match value.as_array() {
+                Some(items) => problems.extend(
+                    items
+                        .iter()
+                        .enumerate()
+                        .filter_map(|(i, item)| check(at.index(i), item)),
                 ),
-                None => Some(
+                None => problems.push(
                     Problem::new(
-                        at,
+                        at.clone(),
                         format!(
-                            "{key} must be a string naming an {noun} id, not {}",
+                            "{key} must be an array of {noun} ids, not {}",
                             with_article(value.type_str())
                         ),
                     )
                     .hint(valid_list(ids.iter().copied(), noun)),
                 ),
-            };
-            if key.ends_with('s') {
-                match value.as_array() {
-                    Some(items) => problems.extend(
-                        items
-                            .iter()
-                            .enumerate()
-                            .filter_map(|(i, item)| check(at.index(i), item)),
-                    ),
-                    None => problems.push(
-                        Problem::new(
-                            at.clone(),
-                            format!(
-                                "{key} must be an array of {noun} ids, not {}",
-                                with_article(value.type_str())
-                            ),
-                        )
-                        .hint(valid_list(ids.iter().copied(), noun)),
-                    ),
-                }
-            } else {
-                problems.extend(check(at.clone(), value));
             }
+        } else {
+            problems.extend(check(at.clone(), value));
         }
-        problems.extend(non_finite_floats(&at, value));
     }
     problems
 }

@@ -10,9 +10,10 @@ use std::collections::HashSet;
 use serde_json::Value;
 
 use super::validate::sanitize_text;
-use super::{Parameter, ParameterKind};
+use super::{Parameter, ParameterKind, PluginMetadata};
 use crate::config::load::edit_distance;
-use crate::config::validate::{valid_list, with_article};
+use crate::config::validate::{FieldPath, Problem, valid_list, with_article};
+use crate::config::{ApplicationConfig, PluginConfig};
 
 /// Most parameters a plugin may declare.
 pub const MAX_PARAMETERS: usize = 64;
@@ -243,6 +244,47 @@ pub fn check_references(
         }
     }
     problems
+}
+
+/// The ids the params of `plugin` (an `[application.policy]` or
+/// `[[application.interpreter]]` of `app`, its table's `params` at
+/// `params_at`) name that `app` does not configure, as problems. A plugin
+/// that declares its parameters is judged by the kinds it declares
+/// ([`check_references`], then [`check_metric_reach`]; their messages
+/// start with the plugin's `label`, if given); one that declares none (contract
+/// 0.1.0) by the `_alarm` / `_metric` naming convention
+/// ([`crate::config::validate::conventional_references`]). Both need the
+/// plugin loaded: `validate` and the agent's start and reload check them.
+pub fn reference_problems(
+    metadata: &PluginMetadata,
+    plugin: &PluginConfig,
+    app: &ApplicationConfig,
+    params_at: &FieldPath,
+    label: Option<&str>,
+) -> Vec<Problem> {
+    let Some(declared) = metadata.parameters.as_deref() else {
+        return crate::config::validate::conventional_references(params_at, &plugin.params, app);
+    };
+    let alarms: Vec<&str> = app.alarms.iter().map(|a| a.id.as_str()).collect();
+    let metrics: Vec<&str> = app.metrics.iter().map(|m| m.id.as_str()).collect();
+    let params: serde_json::Map<String, Value> =
+        serde_json::from_str(&crate::config::load::params_json(&plugin.params)).unwrap_or_default();
+    let mut found = check_references(declared, &params, &alarms, &metrics);
+    if found.is_empty() {
+        found.extend(check_metric_reach(declared, &params, &metrics));
+    }
+    found
+        .into_iter()
+        .map(|message| Problem {
+            path: params_at.clone(),
+            message: match label {
+                Some(label) => format!("plugin {label}: {message}"),
+                None => message,
+            },
+            hint: None,
+            assumes: None,
+        })
+        .collect()
 }
 
 /// The alarm ids the plugin's declared alarm parameters name in `params`
@@ -582,6 +624,62 @@ mod tests {
             [
                 "params.watch: no alarm with id \"hot\" in this application (this application defines no alarms)",
                 "params.inputs: no metric with id \"lagg\" in this application (valid: \"cpu\")",
+            ]
+        );
+    }
+
+    /// A plugin that declares its parameters is judged by the kinds it
+    /// declares, whatever their names: its `display_metric` may be text
+    /// and its `page_alarms` a number. One that declares none (contract
+    /// 0.1.0) is judged by the `_alarm` / `_metric` convention. Validation
+    /// applied the convention to every plugin, and refused such a plugin's
+    /// params though the plugin accepted them.
+    #[test]
+    fn declared_kinds_overrule_the_naming_convention() {
+        use ParameterKind::*;
+        let loaded = crate::config::load::load_str(
+            "[[application]]\nname = \"a\"\n\
+             [[application.metric]]\nid = \"cpu\"\nnamespace = \"AWS/KinesisAnalytics\"\n\
+             metric_name = \"cpuUtilization\"\nstatistic = \"Average\"\n\
+             [[application.alarm]]\nid = \"high\"\nmetric = \"cpu\"\n\
+             comparison = \"GreaterThanThreshold\"\nthreshold = 80.0\nevaluation_periods = 1\n\
+             [application.policy]\nplugin = \"hold\"\n\
+             params = { display_metric = \"CPU load\", page_alarms = 5, watch = \"nope\" }\n",
+            std::path::Path::new("x.toml"),
+        )
+        .expect("valid: loading does not apply the convention");
+        let app = &loaded.config.applications[0];
+        let at = FieldPath::root().key("params");
+        let mut metadata = PluginMetadata {
+            name: "mine".to_owned(),
+            version: "1.0.0".to_owned(),
+            kind: super::super::PluginKind::Policy,
+            contract_version: "0.2.0",
+            summary: String::new(),
+            parameters: Some(vec![
+                param("display_metric", Text, None),
+                param("page_alarms", Integer, None),
+                param("watch", AlarmId, None),
+            ]),
+        };
+        let said = |metadata: &PluginMetadata| -> Vec<String> {
+            reference_problems(metadata, &app.policy, app, &at, Some("mine 1.0.0"))
+                .iter()
+                .map(ToString::to_string)
+                .collect()
+        };
+        assert_eq!(
+            said(&metadata),
+            [
+                "params: plugin mine 1.0.0: params.watch: no alarm with id \"nope\" in this application (valid: \"high\")"
+            ]
+        );
+        metadata.parameters = None;
+        assert_eq!(
+            said(&metadata),
+            [
+                "params.display_metric: no metric with id \"CPU load\" in this application (valid: \"cpu\")",
+                "params.page_alarms: page_alarms must be an array of alarm ids, not an integer (valid: \"high\")",
             ]
         );
     }
