@@ -53,7 +53,7 @@ const PARAMETERS = [
     kind: "text",
     default: "records",
     meaning:
-      "\"records\", or \"milliseconds\" when the backlog metric is already an age: `seconds_behind` is then that age, and `seconds_to_drain` needs `input_rate_metric`.",
+      "\"records\", or \"milliseconds\" when the backlog metric is already an age: `seconds_behind` is then that age, and `seconds_to_drain` needs `input_rate_metric` (none while the input rate is 0: an age says nothing of a backlog's size then).",
   },
   {
     name: "backlog_multiplier",

@@ -117,7 +117,8 @@ class Interpreter(InterpreterBase):
             default="records",
             meaning='"records", or "milliseconds" when the backlog metric is already an age: '
             "`seconds_behind` is then that age, and `seconds_to_drain` needs "
-            "`input_rate_metric`.",
+            "`input_rate_metric` (none while the input rate is 0: an age says nothing "
+            "of a backlog's size then).",
         ),
         Param(
             "backlog_multiplier",

@@ -112,7 +112,8 @@ impl Interpreter for BacklogSeconds {
             .meaning(
                 "\"records\", or \"milliseconds\" when the backlog metric is already an age: \
              `seconds_behind` is then that age, and `seconds_to_drain` needs \
-             `input_rate_metric`.",
+             `input_rate_metric` (none while the input rate is 0: an age says nothing of a \
+             backlog's size then).",
             ),
         Parameter::number("backlog_multiplier")
             .default("1")
