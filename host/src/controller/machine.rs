@@ -325,6 +325,14 @@ pub struct Machine {
     /// followed across a restart. An end above it was another writer's
     /// ([`fight::own_rescale`]).
     created_version_id: Option<u64>,
+    /// The update in flight was found in the journal at the start (of the
+    /// agent, or of an application resumed from `paused`): the time from
+    /// its start to its end includes however long nothing followed it,
+    /// so it is not recorded as `last_update_duration_secs` (which
+    /// `rate` and `predictive` take as the next restart's length: an
+    /// agent down for an hour mid-update sized the next scale-out for an
+    /// hour's backlog).
+    followed_from_journal: bool,
     /// The moves of the version id without this agent (a Flink job's
     /// restarts, another writer's updates) that the evaluations since the
     /// last one owed nothing have found, each owed a grace period
@@ -379,6 +387,7 @@ impl Machine {
             timed_out: false,
             assessed: None,
             created_version_id: None,
+            followed_from_journal: false,
             moves: None,
         }
     }
@@ -542,9 +551,11 @@ impl Machine {
     /// resolved against DescribeApplication at the first step.
     pub fn resume(record: AppRecord, jitter: Jitter) -> Self {
         let doubt = (record.phase != Phase::Idle).then_some(Doubt::Restart);
+        let followed_from_journal = record.phase.update().is_some();
         Self {
             record,
             doubt,
+            followed_from_journal,
             ..Self::new(jitter)
         }
     }
@@ -753,10 +764,33 @@ impl Machine {
     /// otherwise stretch each by the step, a day's step holding a refused
     /// size for a day and an hour. A refused size is held at most
     /// [`REFUSED_TARGET_HOLD_MS`] from now, a KPU limit and the times the
-    /// fight window counts from are taken as no later than now. The record
-    /// changes only after such a step (and is journaled then).
+    /// fight window counts from are taken as no later than now, and so are
+    /// the last rescale (from which the policies read their metrics: one
+    /// in the future would blind them until the clock caught up) and the
+    /// times of the phase (an update's start, from which its timeout
+    /// counts). The record changes only after such a step (and is
+    /// journaled then).
     fn keep_holds_within(&mut self, now_ms: i64) {
         let record = &mut self.record;
+        if let Some(last) = &mut record.last_rescale_ms {
+            *last = (*last).min(now_ms);
+        }
+        match &mut record.phase {
+            Phase::Decided { at_ms: at, .. }
+            | Phase::Unknown { since_ms: at }
+            | Phase::Foreign { since_ms: at, .. } => *at = (*at).min(now_ms),
+            Phase::Sending { update } | Phase::Sent { update, .. } => {
+                update.started_ms = update.started_ms.min(now_ms);
+            }
+            Phase::Updating {
+                update,
+                observed_ms,
+            } => {
+                update.started_ms = update.started_ms.min(now_ms);
+                *observed_ms = (*observed_ms).min(now_ms);
+            }
+            Phase::Idle | Phase::Grace { .. } => {}
+        }
         if let Some(refused) = &mut record.refused {
             refused.until_ms = refused
                 .until_ms
@@ -767,6 +801,9 @@ impl Machine {
         }
         if let Some(own) = &mut record.fight.own {
             own.at_ms = own.at_ms.min(now_ms);
+        }
+        if let Some(stood_down) = &mut record.fight.stood_down_ms {
+            *stood_down = (*stood_down).min(now_ms);
         }
         for seen in &mut record.fight.overrides {
             seen.seen_ms = seen.seen_ms.min(now_ms);
@@ -1162,6 +1199,7 @@ impl Machine {
             reason: decision.reason,
             started_ms: out.now_ms,
         };
+        self.followed_from_journal = false;
         self.record.phase = Phase::Sending {
             update: update.clone(),
         };
@@ -1671,7 +1709,9 @@ impl Machine {
             u32::try_from((out.now_ms - update.started_ms).max(0) / 1000).unwrap_or(u32::MAX);
         self.timed_out = false;
         self.record.last_rescale_ms = Some(out.now_ms);
-        self.record.last_update_duration_secs = Some(update_secs);
+        if !std::mem::take(&mut self.followed_from_journal) {
+            self.record.last_update_duration_secs = Some(update_secs);
+        }
         out.events.push(Event::RescaleCompleted {
             application: settings.name.clone(),
             at_ms: out.now_ms,

@@ -1699,3 +1699,128 @@ async fn a_stop_with_an_update_in_flight_says_the_journal_keeps_it() {
     assert_eq!(journaled(dir.path()).record.phase.name(), "grace");
     assert!(!said().contains(WORDS), "{}", said());
 }
+
+/// What each evaluation said: when the last rescale was, and how long the
+/// last update took.
+type LastRescales = Arc<Mutex<Vec<(Option<i64>, Option<u32>)>>>;
+
+/// A policy that holds, noting [`LastRescales`].
+struct SeesLastRescale(LastRescales);
+
+impl Decide for SeesLastRescale {
+    fn decide(&mut self, e: &Evaluation) -> Result<Decision, crate::controller::PluginFailure> {
+        self.0
+            .lock()
+            .unwrap()
+            .push((e.app.last_rescale_ms, e.app.last_update_duration_secs));
+        Ok(Decision::hold("seeing"))
+    }
+    fn label(&self) -> String {
+        "sees-last-rescale (test)".into()
+    }
+}
+
+/// Starts a controller on the journal in `dir` with [`SeesLastRescale`];
+/// returns what it saw.
+fn launch_seeing(target: &Arc<FakeTarget>, dir: &Path) -> (Running, LastRescales) {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let mut journal = journal(dir);
+    let loaded = journal.load();
+    let running = Running::launch(
+        target.origin,
+        target.clone(),
+        constant(50.0),
+        Box::new(SeesLastRescale(seen.clone())),
+        Vec::new(),
+        |c| c.with_journal(journal, loaded),
+    );
+    (running, seen)
+}
+
+/// A journal written while the wall clock ran a day ahead says the last
+/// rescale was a day from now. The policies read their metrics from the
+/// last rescale on (those before it are of the old size), so `rate` and
+/// `predictive` held at every evaluation for the day ("no input rate
+/// measured since the last rescale yet"). It is taken as no later than
+/// now, as the journal's holds are.
+#[tokio::test(start_paused = true)]
+async fn a_clock_stepped_back_does_not_put_the_last_rescale_in_the_future() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut journal = journal(dir.path());
+    let day_ms = 86_400_000;
+    let record = crate::state::AppRecord {
+        seen_version_id: Some(1),
+        last_rescale_ms: Some(T0_MS + day_ms),
+        last_update_duration_secs: Some(90),
+        ..Default::default()
+    };
+    journal.save(&record, T0_MS).unwrap();
+    drop(journal);
+    let target = FakeTarget::new(2, 90);
+    let (run, seen) = launch_seeing(&target, dir.path());
+    tokio::time::sleep(Duration::from_secs(130)).await;
+    run.stop().await;
+    let seen = seen.lock().unwrap().clone();
+    assert!(!seen.is_empty());
+    for (last_rescale_ms, _) in &seen {
+        assert!(
+            last_rescale_ms.is_some_and(|ms| ms <= T0_MS + 130_000),
+            "{seen:?}"
+        );
+    }
+    let journaled = journaled(dir.path()).record.last_rescale_ms;
+    assert!(
+        journaled.is_some_and(|ms| ms <= T0_MS + 130_000),
+        "{journaled:?}"
+    );
+}
+
+/// An update found in the journal at the start, asked for an hour before
+/// (the agent was down, or the application paused, meanwhile), and over by
+/// now: its start-to-end time is no measure of how long an update takes,
+/// so the last one measured (90 s) stays what the policies see. It was
+/// recorded as 3600 s, and `rate` and `predictive`, taking that as the
+/// next restart's length, sized the next scale-out for an hour's backlog.
+#[tokio::test(start_paused = true)]
+async fn an_update_resolved_after_a_restart_keeps_the_last_measured_duration() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut journal = journal(dir.path());
+    let update = crate::state::Update {
+        target_kpu: 4,
+        from_kpu: 2,
+        quoted_version_id: 1,
+        reason: "high in ALARM".into(),
+        started_ms: T0_MS - 3_600_000,
+    };
+    let record = crate::state::AppRecord {
+        phase: Phase::Updating {
+            update,
+            observed_ms: T0_MS - 3_590_000,
+        },
+        seen_version_id: Some(1),
+        last_rescale_ms: Some(T0_MS - 7_200_000),
+        last_update_duration_secs: Some(90),
+        ..Default::default()
+    };
+    journal.save(&record, T0_MS - 3_590_000).unwrap();
+    drop(journal);
+    // The update took effect while nothing followed it.
+    let target = FakeTarget::new(4, 90);
+    target.state.lock().unwrap().version_id = 2;
+    let (run, seen) = launch_seeing(&target, dir.path());
+    tokio::time::sleep(Duration::from_secs(400)).await;
+    let events = run.stop().await;
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, Event::RescaleCompleted { kpu: 4, .. })),
+        "{events:?}"
+    );
+    assert_eq!(
+        journaled(dir.path()).record.last_update_duration_secs,
+        Some(90)
+    );
+    let seen = seen.lock().unwrap().clone();
+    assert!(!seen.is_empty(), "evaluated after the grace period");
+    assert!(seen.iter().all(|(_, secs)| *secs == Some(90)), "{seen:?}");
+}
