@@ -669,7 +669,11 @@ impl Controller {
                 // A journal that cannot be read (unparsable, or the read
                 // itself failed: a disk error, a symbolic link or a FIFO
                 // planted there) is kept, not saved over: what it knew
-                // may still be read off it by hand.
+                // may still be read off it by hand. One that cannot be
+                // set aside (every numbered name taken, or no hard links
+                // on this file system) is saved over, the error saying
+                // why: keeping it would mean journaling nothing, so never
+                // scaling the application until someone cleaned up.
                 let aside = match &error {
                     StateError::Corrupt { .. } | StateError::Io { .. } => match journal.set_aside()
                     {
