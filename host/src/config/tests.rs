@@ -835,6 +835,73 @@ fn a_signal_alarm_with_no_metric_is_held_to_one_day_at_60_s() {
     }
 }
 
+/// A metric period is at most a day: ten periods of a year's made the agent
+/// ask for ten years of every metric at each evaluation (refused by the
+/// emulator, more than CloudWatch keeps), and validation let it through.
+#[test]
+fn a_metric_period_is_at_most_a_day() {
+    let metric = |period: u32| {
+        with_metric(
+            &format!("id = \"cpu\"\nstatistic = \"Maximum\"\nperiod_secs = {period}"),
+            "",
+        )
+    };
+    valid(&metric(86_400));
+    for period in [86_460, 604_800, 31_536_000] {
+        assert_eq!(
+            errors(&metric(period)),
+            [format!(
+                "config/x.toml:10:15: application \"a\".metric \"cpu\".period_secs: period_secs \
+                 {period} is more than one day (valid: 10, 20, 30 or a multiple of 60 up to 86400)"
+            )]
+        );
+    }
+}
+
+/// CloudWatch keeps datapoints of a period under a minute for 3 hours, and
+/// answers a query of such a period that starts earlier with none. Every
+/// metric of an application is read over one window (the longest alarm's
+/// range, ten periods of the longest metric): a 10 s metric beside an
+/// hourly one, or under an alarm of 8000 periods, passed validation and
+/// could never be read on AWS.
+#[test]
+fn a_sub_minute_metric_is_read_within_the_three_hours_cloudwatch_keeps_it() {
+    let fast = "id = \"cpu\"\nstatistic = \"Maximum\"\nperiod_secs = 10";
+    let slow = "[[application.metric]]\nid = \"slow\"\nnamespace = \"Mine\"\n\
+                metric_name = \"Backlog\"\nstatistic = \"Maximum\"\nperiod_secs = ";
+    valid(&with_metric(fast, &format!("{slow}1080")));
+    let found = errors(&with_metric(fast, &format!("{slow}3600")));
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(
+        found[0].starts_with(
+            "config/x.toml:10:15: application \"a\".metric \"cpu\".period_secs: a 10 s period, \
+             which CloudWatch keeps for 10800 s (3 hours), in an application whose metrics are \
+             read over the last 36000 s"
+        ),
+        "{found:?}"
+    );
+    let alarm = |n: u32| {
+        format!(
+            "[[application.alarm]]\nid = \"hot\"\nmetric = \"cpu\"\n\
+             comparison = \"GreaterThanThreshold\"\nthreshold = 80.0\nevaluation_periods = {n}\n"
+        )
+    };
+    // 1077 + 3 periods of 10 s: the whole range within 3 hours.
+    valid(&with_metric(fast, &alarm(1077)));
+    let found = errors(&with_metric(fast, &alarm(8000)));
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(found[0].contains("read over the last 80030 s"), "{found:?}");
+    // A Flink metric is sampled by the agent: CloudWatch keeps nothing.
+    let flink = "[[application]]\nname = \"a\"\ntarget = \"flink\"\n\
+                 rest_url = \"http://127.0.0.1:8081\"\n\
+                 [[application.metric]]\nid = \"busy\"\nsource = \"flink\"\n\
+                 metric_name = \"busyTimeMsPerSecond\"\nstatistic = \"Maximum\"\nperiod_secs = 10\n\
+                 [[application.metric]]\nid = \"slow\"\nsource = \"flink\"\n\
+                 metric_name = \"busyTimeMsPerSecond\"\nstatistic = \"Maximum\"\nperiod_secs = 3600\n\
+                 [application.policy]\nplugin = \"hold\"\n";
+    valid(flink);
+}
+
 #[test]
 fn thresholds_must_be_finite() {
     for value in ["nan", "inf", "-inf"] {

@@ -612,6 +612,33 @@ fn validate_application(index: usize, app: &ApplicationConfig) -> Vec<Problem> {
         }
     }
 
+    // Every metric is read over one window; CloudWatch gives nothing of
+    // a sub-minute period from further back than 3 hours.
+    let window = crate::controller::fetch_window_secs(app);
+    if window > SUB_MINUTE_RETENTION_SECS {
+        for (i, metric) in app.metrics.iter().enumerate() {
+            if metric.source == MetricSourceKind::Cloudwatch && metric.period_secs < 60 {
+                problems.push(
+                    Problem::new(
+                        at.key("metric").index(i).key("period_secs"),
+                        format!(
+                            "a {} s period, which CloudWatch keeps for {SUB_MINUTE_RETENTION_SECS} s \
+                             (3 hours), in an application whose metrics are read over the last \
+                             {window} s (the longest alarm's range, and ten periods of the longest \
+                             metric): CloudWatch would answer with no datapoint",
+                            metric.period_secs
+                        ),
+                    )
+                    .hint(format!(
+                        "valid: period_secs = 60 here, or every alarm's evaluation_periods x \
+                         period_secs and ten times every period_secs within \
+                         {SUB_MINUTE_RETENTION_SECS} s"
+                    )),
+                );
+            }
+        }
+    }
+
     // A signal has a value per evaluation: its period is the interval
     // (60 s with no metric and no interval set, as the agent runs it).
     let signal_period = Some(app.evaluation_interval()).filter(|p| *p > 0);
@@ -823,8 +850,34 @@ fn validate_metric(at: &FieldPath, metric: &MetricConfig, all: &[MetricConfig]) 
             )
             .hint("valid: 10, 20, 30 or a multiple of 60"),
         );
+    } else {
+        problems.extend(period_within_a_day(at, metric));
     }
     problems
+}
+
+/// The longest metric period: a day. The agent evaluates every shortest
+/// period and reads ten periods of the longest metric, so a longer one
+/// would make it read weeks of data (more than CloudWatch keeps at a
+/// minute's resolution, 15 days) to evaluate once a week.
+pub const MAX_PERIOD_SECS: u32 = 86_400;
+
+/// How long CloudWatch keeps datapoints of a period under a minute: 3
+/// hours. A GetMetricData query of such a period that starts earlier
+/// gets no datapoint at all.
+pub const SUB_MINUTE_RETENTION_SECS: u32 = 3 * 3600;
+
+/// A period longer than [`MAX_PERIOD_SECS`], as a problem.
+fn period_within_a_day(at: &FieldPath, metric: &MetricConfig) -> Option<Problem> {
+    (metric.period_secs > MAX_PERIOD_SECS).then(|| {
+        Problem::new(
+            at.key("period_secs"),
+            format!("period_secs {} is more than one day", metric.period_secs),
+        )
+        .hint(format!(
+            "valid: 10, 20, 30 or a multiple of 60 up to {MAX_PERIOD_SECS}"
+        ))
+    })
 }
 
 /// Warnings, not errors: each CloudWatch metric of an AWS service
@@ -959,6 +1012,8 @@ fn validate_flink_metric(at: &FieldPath, metric: &MetricConfig) -> Vec<Problem> 
             )
             .hint("valid: 10, 20, 30 or a multiple of 60"),
         );
+    } else {
+        problems.extend(period_within_a_day(at, metric));
     }
     problems
 }
