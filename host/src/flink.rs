@@ -40,11 +40,39 @@ pub fn parse_rest_url(rest_url: &str) -> Result<String, String> {
             "no port (Flink's REST API listens on 8081 by default)",
         )),
         Some(("", _)) => Err(wrong("no host")),
-        Some((_, port)) if port.parse::<u16>().is_err() => Err(wrong(&format!(
-            "the port {port:?} is not a number from 0 to 65535"
+        Some((_, port)) if !port.parse::<u16>().is_ok_and(|p| p > 0) => Err(wrong(&format!(
+            "the port {port:?} is not a number from 1 to 65535"
         ))),
-        Some(_) => Ok(hp.to_owned()),
+        Some((host, _)) => match host_problem(host) {
+            Some(problem) => Err(wrong(&problem)),
+            None => Ok(hp.to_owned()),
+        },
     }
+}
+
+/// What is wrong with `host` as the host of a `rest_url`, if anything: it
+/// must be a DNS name (letters, digits, `-`, `_` and `.`), an IPv4 address,
+/// or an IPv6 address in brackets (`[::1]`). A space, `#`, `?` or `@`
+/// there, or a bracket left open, made an address that could never be
+/// reached, found only at run time, at every evaluation.
+fn host_problem(host: &str) -> Option<String> {
+    if let Some(inner) = host.strip_prefix('[') {
+        return match inner.strip_suffix(']') {
+            Some(v6) if v6.parse::<std::net::Ipv6Addr>().is_ok() => None,
+            _ => Some(format!(
+                "the host {host:?} is not an IPv6 address in brackets, e.g. [::1]"
+            )),
+        };
+    }
+    let name = host
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    (!name).then(|| {
+        format!(
+            "the host {host:?} is not a DNS name or an IP address (letters, digits, '-', '_' \
+             and '.'; an IPv6 address in brackets)"
+        )
+    })
 }
 
 /// What `rest_url` names: one JobManager's REST API (`"http://host:port"`)
@@ -1079,9 +1107,37 @@ mod tests {
         assert_eq!(why("http://:8081"), "no host");
         assert_eq!(
             why("http://h:99999"),
-            "the port \"99999\" is not a number from 0 to 65535"
+            "the port \"99999\" is not a number from 1 to 65535"
+        );
+        assert_eq!(
+            why("http://h:0"),
+            "the port \"0\" is not a number from 1 to 65535"
         );
         assert_eq!(parse_rest_url("http://h:8081/").as_deref(), Ok("h:8081"));
+        // Hosts that could never be reached: said at validation, not at
+        // every evaluation.
+        for bad in [
+            "http://a b:8081",
+            "http://h#x:8081",
+            "http://u@h:8081",
+            "http://h?q:8081",
+        ] {
+            assert!(
+                why(bad).contains("is not a DNS name or an IP address"),
+                "{bad}: {}",
+                why(bad)
+            );
+        }
+        assert!(why("http://[::1:8081").contains("not an IPv6 address in brackets"));
+        assert!(why("http://[zz]:8081").contains("not an IPv6 address in brackets"));
+        for good in [
+            "http://jm-0.flink.svc.cluster.local:8081",
+            "http://10.0.0.7:8081",
+            "http://[::1]:8081",
+            "http://flink_jobmanager:8081",
+        ] {
+            assert!(parse_rest_url(good).is_ok(), "{good}");
+        }
     }
 
     #[test]
