@@ -900,6 +900,20 @@ fn a_sub_minute_metric_is_read_within_the_three_hours_cloudwatch_keeps_it() {
                  metric_name = \"busyTimeMsPerSecond\"\nstatistic = \"Maximum\"\nperiod_secs = 3600\n\
                  [application.policy]\nplugin = \"hold\"\n";
     valid(flink);
+    // Nor does Flink keep a history to read.
+    let found = errors(&flink.replace(
+        "plugin = \"hold\"\n",
+        "plugin = \"hold\"\nhistory_days = 7\n",
+    ));
+    assert_eq!(
+        found,
+        [
+            "config/x.toml:19:16: application \"a\".policy.history_days: history_days 7 reads the \
+          history CloudWatch keeps, but every metric of this application comes from Flink, which \
+          keeps none (valid here: 0, or leave it out; the policy learns from what it sees while it \
+          runs)"
+        ]
+    );
 }
 
 #[test]
@@ -1788,10 +1802,17 @@ fn flink_metrics_are_checked_and_located() {
 #[test]
 fn history_days_is_checked_and_only_for_the_policy() {
     assert_eq!(valid(APP).config.applications[0].policy.history_days, 0);
-    let loaded = valid(&format!("{APP}history_days = 15\n"));
+    let metric = "[[application.metric]]\nid = \"cpu\"\nnamespace = \"AWS/KinesisAnalytics\"\n\
+                  metric_name = \"containerCPUUtilization\"\nstatistic = \"Maximum\"\n";
+    let loaded = valid(&format!("{APP}history_days = 15\n{metric}"));
     assert_eq!(loaded.config.applications[0].policy.history_days, 15);
+    // With no metric there is no history to read.
+    assert!(
+        errors(&format!("{APP}history_days = 15\n"))[0]
+            .ends_with("but this application defines no metrics (valid here: 0, or leave it out; the policy learns from what it sees while it runs)")
+    );
     assert_eq!(
-        errors(&format!("{APP}history_days = 16\n")),
+        errors(&format!("{APP}history_days = 16\n{metric}")),
         [
             "config/x.toml:5:16: application \"a\".policy.history_days: history_days 16 is out of range (valid: 0 to 15 (CloudWatch keeps 1-minute datapoints for 15 days); default 0)"
         ]

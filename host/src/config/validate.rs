@@ -675,6 +675,29 @@ fn validate_application(index: usize, app: &ApplicationConfig) -> Vec<Problem> {
             )
             .hint(range_of("history_days")),
         );
+    } else if days > 0
+        && app
+            .metrics
+            .iter()
+            .all(|m| m.source == MetricSourceKind::Flink)
+    {
+        // Flink keeps no history: the read would hand the policy nothing.
+        problems.push(
+            Problem::new(
+                at.key("policy").key("history_days"),
+                format!(
+                    "history_days {days} reads the history CloudWatch keeps, but {}",
+                    if app.metrics.is_empty() {
+                        "this application defines no metrics"
+                    } else {
+                        "every metric of this application comes from Flink, which keeps none"
+                    }
+                ),
+            )
+            .hint(
+                "valid here: 0, or leave it out; the policy learns from what it sees while it runs",
+            ),
+        );
     }
     for (i, interpreter) in app.interpreters.iter().enumerate() {
         let at = at.key("interpreter").index(i);
