@@ -852,7 +852,8 @@ fn missing_plugins(loaded: &LoadedConfig) -> Vec<Problem> {
             let Some(path) = source.file() else {
                 continue;
             };
-            if path.is_file() {
+            let found = std::fs::metadata(path);
+            if found.as_ref().is_ok_and(std::fs::Metadata::is_file) {
                 continue;
             }
             let hint = if is_plugin_path(&config.plugin) {
@@ -860,14 +861,19 @@ fn missing_plugins(loaded: &LoadedConfig) -> Vec<Problem> {
             } else {
                 available_plugins(&loaded.plugin_dir)
             };
-            let message = if path.is_dir() {
-                format!(
-                    "plugin {:?} is {}, a folder, not a component file",
-                    config.plugin,
-                    path.display()
-                )
-            } else {
-                format!("plugin {:?} not found at {}", config.plugin, path.display())
+            let (plugin, shown) = (&config.plugin, path.display());
+            let message = match found {
+                Ok(meta) if meta.is_dir() => {
+                    format!("plugin {plugin:?} is {shown}, a folder, not a component file")
+                }
+                Ok(_) => format!(
+                    "plugin {plugin:?} is {shown}, not a regular file (a device, a FIFO or a \
+                     socket), not a component file"
+                ),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    format!("plugin {plugin:?} not found at {shown}")
+                }
+                Err(e) => format!("plugin {plugin:?} at {shown} cannot be read: {e}"),
             };
             problems.push(Problem {
                 path: at.key("plugin"),

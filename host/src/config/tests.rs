@@ -1309,6 +1309,27 @@ fn the_environment_step_finds_missing_plugins() {
         )),
         "{rendered}"
     );
+    // A device, or a link that loops, is said to be what it is, not
+    // missing.
+    std::fs::remove_dir_all(dir.path().join("lib/rate.wasm")).unwrap();
+    std::os::unix::fs::symlink("/dev/zero", dir.path().join("lib/rate.wasm")).unwrap();
+    let rendered = load(&path).unwrap_err().to_string();
+    assert!(
+        rendered.contains(&format!(
+            "plugin \"lib/rate.wasm\" is {root}/lib/rate.wasm, not a regular file (a device, a \
+             FIFO or a socket), not a component file"
+        )),
+        "{rendered}"
+    );
+    std::fs::remove_file(dir.path().join("lib/rate.wasm")).unwrap();
+    std::os::unix::fs::symlink("rate.wasm", dir.path().join("lib/rate.wasm")).unwrap();
+    let rendered = load(&path).unwrap_err().to_string();
+    assert!(
+        rendered.contains(&format!(
+            "plugin \"lib/rate.wasm\" at {root}/lib/rate.wasm cannot be read: "
+        )),
+        "{rendered}"
+    );
 
     // Without the plugin folder, a built-in name needs no file, and an
     // unknown name's hint lists the built-ins.
