@@ -885,6 +885,7 @@ fn an_answer_past_what_the_host_copies_out_fails_the_call() {
     let (class, detail) = call_failure(plugin.decide(&quiet()));
     assert_eq!(class, FailureClass::Trap, "{detail}");
     assert!(detail.contains("too much data"), "{detail}");
+    assert!(detail.contains("more than 16 MiB in one call"), "{detail}");
 }
 
 #[test]

@@ -486,10 +486,19 @@ fn guarded<R: Send>(
 /// rather than the wasm backtrace that wraps it (which goes to the debug
 /// log), cut to a log-friendly length.
 fn describe_trap(error: &wasmtime::Error) -> String {
-    let text = match error.downcast_ref::<Trap>() {
+    let mut text = match error.downcast_ref::<Trap>() {
         Some(trap) => trap.to_string(),
         None => error.root_cause().to_string(),
     };
+    // wasmtime's words for the bound of `MAX_COPIED_OUT_BYTES` (a list or
+    // a string past it) name neither the bound nor what to do.
+    if text.contains("hostcalls has been exhausted") || text.contains("too much data") {
+        text.push_str(&format!(
+            " (the plugin handed the host more than {} MiB in one call, the most the host \
+             copies out of a plugin: shorten its answer)",
+            MAX_COPIED_OUT_BYTES >> 20
+        ));
+    }
     sanitize_text(&text, MAX_DETAIL_BYTES)
 }
 
@@ -716,8 +725,27 @@ fn label(identity: &PluginIdentity) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{retries_start, signal_problem, with_last_words};
+    use super::{describe_trap, retries_start, signal_problem, with_last_words};
     use crate::plugin::{FailureClass, PluginError, PluginIdentity};
+
+    /// wasmtime's words when a call hands the host more than it copies
+    /// out (a JavaScript plugin's 20 MiB reason) named no bound: they now
+    /// say the 16 MiB and what to do.
+    #[test]
+    fn a_call_past_what_the_host_copies_out_names_the_bound() {
+        let said = describe_trap(&wasmtime::Error::msg(
+            "fuel allocated for hostcalls has been exhausted",
+        ));
+        assert!(
+            said.ends_with(
+                "(the plugin handed the host more than 16 MiB in one call, the most the host \
+                 copies out of a plugin: shorten its answer)"
+            ),
+            "{said}"
+        );
+        let other = describe_trap(&wasmtime::Error::msg("wasm trap: integer divide by zero"));
+        assert_eq!(other, "wasm trap: integer divide by zero");
+    }
 
     fn identity() -> Box<PluginIdentity> {
         Box::new(PluginIdentity {
