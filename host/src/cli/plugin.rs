@@ -656,7 +656,15 @@ fn check_text(report: &CheckReport) -> String {
             );
         }
         if let Some(secs) = decision.next_evaluation_secs {
-            line("next", &format!("in {secs} s"));
+            // The agent waits whole evaluation intervals, at most
+            // LAZY_MAX_INTERVALS of them: "in 86400 s" read as a day.
+            line(
+                "next",
+                &format!(
+                    "in {secs} s (the agent waits whole evaluation intervals, at most {})",
+                    crate::controller::machine::LAZY_MAX_INTERVALS
+                ),
+            );
         }
     }
     if let (Some(decision), Some(validated)) = (&report.decision, &report.validated)
@@ -1297,7 +1305,12 @@ mod tests {
             ..CheckReport::default()
         };
         let text = check_text(&report);
-        assert!(text.contains("next        in 0 s\n"), "{text}");
+        assert!(
+            text.contains(
+                "next        in 0 s (the agent waits whole evaluation intervals, at most 15)\n"
+            ),
+            "{text}"
+        );
         assert!(text.contains("hold: quiet (next in 1 s)"), "{text}");
     }
 
