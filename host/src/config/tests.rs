@@ -1848,6 +1848,30 @@ fn history_days_is_checked_and_only_for_the_policy() {
     );
 }
 
+/// A region is named in lower case: "EU-WEST-1" passed validation and
+/// signed every request for a region AWS does not know.
+#[test]
+fn a_region_is_lower_case_letters_digits_and_dashes() {
+    let with_region = |region: &str| {
+        format!(
+            "[agent]\nregion = {region:?}\n\n[[application]]\nname = \"a\"\n\n[application.policy]\nplugin = \"hold\"\n"
+        )
+    };
+    for region in ["eu-west-1", "us-gov-west-1", "cn-north-1"] {
+        valid(&with_region(region));
+    }
+    for region in ["EU-WEST-1", "", "eu west 1", "-eu-west-1", "eu_west_1"] {
+        assert_eq!(
+            errors(&with_region(region)),
+            [format!(
+                "config/x.toml:2:10: agent.region: {region:?} is not an AWS region (lower-case \
+                 letters, digits and '-', e.g. \"eu-west-1\"; or leave it out to use AWS_REGION \
+                 or the profile)"
+            )]
+        );
+    }
+}
+
 #[test]
 fn a_listen_address_that_is_not_ip_port_says_what_is_valid() {
     assert_error(

@@ -227,12 +227,17 @@ fn validate_agent(agent: &AgentConfig) -> Vec<Problem> {
                 .hint("a folder, relative to the configuration file's folder"),
         );
     }
+    // A region name is lower case: "EU-WEST-1" signs every request for a
+    // region AWS does not know, each refused.
     if let Some(region) = &agent.region
-        && (region.is_empty() || region.chars().any(char::is_whitespace))
+        && !(region.starts_with(|c: char| c.is_ascii_lowercase())
+            && region
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'))
     {
         problems.push(
             Problem::new(at.key("region"), format!("{region:?} is not an AWS region"))
-                .hint("e.g. \"eu-west-1\", or leave it out to use AWS_REGION or the profile"),
+                .hint("lower-case letters, digits and '-', e.g. \"eu-west-1\"; or leave it out to use AWS_REGION or the profile"),
         );
     }
     if agent.plugin_timeout_ms == 0 || agent.plugin_timeout_ms > MAX_PLUGIN_TIMEOUT_MS {
