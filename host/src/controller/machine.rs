@@ -320,10 +320,10 @@ pub struct Machine {
     /// assessment was made (the step then computes it).
     assessed: Option<Assessment>,
     /// The version id the update being followed made, as its accepted
-    /// answer said; unknown when it was taken to have applied from a
-    /// version id that moved (which may have moved for another reason), or
-    /// followed across a restart. An end above it was another writer's
-    /// ([`fight::own_rescale`]).
+    /// answer said (journaled with the phase, so known across a restart
+    /// too); unknown when it was taken to have applied from a version id
+    /// that moved (which may have moved for another reason). An end above
+    /// it was another writer's ([`fight::own_rescale`]).
     created_version_id: Option<u64>,
     /// The update in flight was found in the journal at the start (of the
     /// agent, or of an application resumed from `paused`): the time from
@@ -552,10 +552,18 @@ impl Machine {
     pub fn resume(record: AppRecord, jitter: Jitter) -> Self {
         let doubt = (record.phase != Phase::Idle).then_some(Doubt::Restart);
         let followed_from_journal = record.phase.update().is_some();
+        // The version the update made, as the accepted answer said: a
+        // rollback from it is one of this update.
+        let created_version_id = match &record.phase {
+            Phase::Sent { new_version_id, .. } => Some(*new_version_id),
+            Phase::Updating { new_version_id, .. } => *new_version_id,
+            _ => None,
+        };
         Self {
             record,
             doubt,
             followed_from_journal,
+            created_version_id,
             ..Self::new(jitter)
         }
     }
@@ -785,6 +793,7 @@ impl Machine {
             Phase::Updating {
                 update,
                 observed_ms,
+                ..
             } => {
                 update.started_ms = update.started_ms.min(now_ms);
                 *observed_ms = (*observed_ms).min(now_ms);
@@ -1027,7 +1036,7 @@ impl Machine {
         // held as in `completed`, not taken for a version that went back
         // under the agent (which would ask for the same size at once).
         if let Resume::NotApplied { update } = &resume
-            && doubt.is_none()
+            && !matches!(doubt, Some(Doubt::Answer(_)))
             && app.status == AppStatus::Running
             && self
                 .created_version_id
@@ -1097,6 +1106,7 @@ impl Machine {
                     self.record.phase = Phase::Updating {
                         update: update.clone(),
                         observed_ms: out.now_ms,
+                        new_version_id: self.created_version_id,
                     };
                 }
                 if self.check_timeout(settings, out) {
@@ -1725,9 +1735,8 @@ impl Machine {
         // restart the application into the same failure, every grace
         // period. Only a version the agent knows it made says so: one
         // taken from a version id that moved (an answer lost) may be
-        // another writer's, whose rollback is no word on this size, and
-        // one followed across a restart is not known (it is then reported
-        // as running at another size, below).
+        // another writer's, whose rollback is no word on this size (it is
+        // then reported as running at another size, below).
         let rolled_back_from = self
             .created_version_id
             .filter(|made| app.rolled_back_from == Some(*made));

@@ -153,6 +153,12 @@ pub enum Phase {
         update: Update,
         /// When UPDATING was first seen (ms since the epoch).
         observed_ms: i64,
+        /// The version id the service answered when it accepted the
+        /// update, when the agent heard it (not after a lost answer): an
+        /// agent restarted mid-update still knows a rollback of this
+        /// version for a rollback of its own update.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        new_version_id: Option<u64>,
     },
     /// The journal could not be read: whatever was in flight has an
     /// unknown outcome. The application is read and one grace period held
@@ -984,6 +990,7 @@ pub(crate) fn out_of_range(file: &JournalFile) -> Option<String> {
         Phase::Updating {
             update,
             observed_ms,
+            ..
         } => {
             times.push(("phase.update.started_ms", update.started_ms));
             times.push(("phase.observed_ms", *observed_ms));

@@ -42,6 +42,7 @@ fn in_flight() -> Vec<Phase> {
         Phase::Updating {
             update: update(),
             observed_ms: NOW - 20_000,
+            new_version_id: Some(8),
         },
     ]
 }

@@ -1796,6 +1796,7 @@ async fn an_update_resolved_after_a_restart_keeps_the_last_measured_duration() {
         phase: Phase::Updating {
             update,
             observed_ms: T0_MS - 3_590_000,
+            new_version_id: None,
         },
         seen_version_id: Some(1),
         last_rescale_ms: Some(T0_MS - 7_200_000),
@@ -1823,4 +1824,68 @@ async fn an_update_resolved_after_a_restart_keeps_the_last_measured_duration() {
     let seen = seen.lock().unwrap().clone();
     assert!(!seen.is_empty(), "evaluated after the grace period");
     assert!(seen.iter().all(|(_, secs)| *secs == Some(90)), "{seen:?}");
+}
+
+/// An agent stopped while its accepted update was under way, started again
+/// once the update had been rolled back (MSF's system rollback, the
+/// version moved on or restored): it knows the version its update made,
+/// journaled with the phase, so the rollback is said and the size held,
+/// not asked for again at the next evaluation. The version was in the
+/// journal only until the application was seen UPDATING, and a restart
+/// took a rollback that restored the version for an update that never took
+/// effect (no failure said), one that moved it on for a plain end: either
+/// way the same failing size was asked for again.
+#[tokio::test(start_paused = true)]
+async fn a_rollback_while_the_agent_was_down_is_still_its_updates() {
+    for restores_version in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let target = FakeTarget::new(2, 90);
+        {
+            let mut s = target.state.lock().unwrap();
+            s.rolls_back = true;
+            s.rollback_restores_version = restores_version;
+        }
+        let first = launch(&target, dir.path());
+        // Stopped once it has seen the application UPDATING (its first
+        // poll, 60 s after the update, which lasts 90 s).
+        for _ in 0..85 {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            if matches!(journaled(dir.path()).record.phase, Phase::Updating { .. }) {
+                break;
+            }
+        }
+        first.stop().await;
+        assert_eq!(target.updates(), vec![(0, 4)]);
+        let phase = journaled(dir.path()).record.phase;
+        assert!(
+            matches!(
+                phase,
+                Phase::Updating {
+                    new_version_id: Some(2),
+                    ..
+                }
+            ),
+            "{phase:?}"
+        );
+        // The update ends 90 s after it was sent, rolled back, while
+        // nothing runs.
+        tokio::time::sleep(Duration::from_secs(200)).await;
+        let second = launch(&target, dir.path());
+        tokio::time::sleep(Duration::from_secs(1800)).await;
+        let events = second.stop().await;
+        assert_eq!(
+            target.updates(),
+            vec![(0, 4)],
+            "restores {restores_version}"
+        );
+        let held = journaled(dir.path()).record.refused.expect("held");
+        assert_eq!((held.kpu, held.rolled_back_to), (4, Some(2)));
+        assert!(
+            events.iter().any(|e| matches!(
+                e,
+                Event::Failed { message, .. } if message.contains("was rolled back")
+            )),
+            "restores {restores_version}: {events:?}"
+        );
+    }
 }
