@@ -347,22 +347,28 @@ impl FlinkRest {
                     && value.to_ascii_lowercase().contains("chunked")
             })
         });
-        let dechunked;
-        let body = if chunked {
-            dechunked = dechunk(body).ok_or_else(|| {
-                TargetError::Transient(format!("{what}: a chunked answer cut short or malformed"))
-            })?;
-            &dechunked[..]
-        } else {
-            body
-        };
-        let payload = String::from_utf8_lossy(body);
-        let payload = payload.as_ref();
         let status: u16 = head
             .split_whitespace()
             .nth(1)
             .and_then(|s| s.parse().ok())
             .ok_or_else(|| TargetError::Transient(format!("{what}: no HTTP status line")))?;
+        let dechunked;
+        let body = match chunked.then(|| dechunk(body)) {
+            Some(Some(whole)) => {
+                dechunked = whole;
+                &dechunked[..]
+            }
+            // A success must be read whole; a refusal is one whatever its
+            // body says (a 404 stays a job not found), shown as it came.
+            Some(None) if (200..=299).contains(&status) => {
+                return Err(TargetError::Transient(format!(
+                    "{what}: a chunked answer cut short or malformed"
+                )));
+            }
+            Some(None) | None => body,
+        };
+        let payload = String::from_utf8_lossy(body);
+        let payload = payload.as_ref();
         let json: Value = match serde_json::from_str(payload) {
             Ok(json) => json,
             Err(_) if payload.trim().is_empty() => Value::Null,
@@ -737,6 +743,16 @@ mod tests {
                 }
                 other => panic!("{cut:?}: {other:?}"),
             }
+        }
+        // A refusal is one whatever its body: a 404 cut short is still a
+        // job not found, not a failure to retry.
+        let refused = "HTTP/1.1 404 Not Found\r\nTransfer-Encoding: chunked\r\n\r\n\
+                       1f\r\n{\"errors\": [\"Job not found.\"]}";
+        match FlinkRest::answer(what, refused.as_bytes()) {
+            Err(TargetError::NotFound(message)) => {
+                assert!(message.contains("Job not found."), "{message}")
+            }
+            other => panic!("{other:?}"),
         }
         // Not chunked: the body as it comes, chunk sizes and all.
         let plain = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}";
