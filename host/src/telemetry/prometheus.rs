@@ -423,6 +423,51 @@ impl AppMetrics {
         deadline
     }
 
+    /// Why the application `name` is not ready at `now_ms`, if it is not:
+    /// the one rule `/readyz` ([`Registry::not_ready`]) and the
+    /// `flinkscale_ready` gauge both apply. Stale, panicked since its last
+    /// evaluation, with a journal that cannot be saved, stood down, or
+    /// left without a controller by a reload. A paused application is
+    /// ready (nothing is expected of it) unless the last reload asked it
+    /// to run and could not start it.
+    fn not_ready(&self, name: &str, started_ms: i64, now_ms: i64) -> Option<NotReady> {
+        if self.mode == Mode::Paused && self.not_applied.is_none() {
+            return None;
+        }
+        let since = self.since_ms(started_ms);
+        // A reload pauses an application without fail: one still paused
+        // after a reload that did not apply was asked to run.
+        let still_paused = self.mode == Mode::Paused;
+        let stale = !still_paused && now_ms > self.stale_at_ms(started_ms);
+        let not_started = self
+            .not_applied
+            .clone()
+            .filter(|n| !n.running || still_paused);
+        (stale
+            || self.panicked.is_some()
+            || self.journal.is_some()
+            || self.stood_down.is_some()
+            || not_started.is_some())
+        .then(|| NotReady {
+            application: name.to_owned(),
+            silent_ms: now_ms.saturating_sub(since),
+            ever_evaluated: self.last_evaluation_ms.is_some(),
+            since_reload: self
+                .added_ms
+                .is_some_and(|added| self.last_evaluation_ms.is_none_or(|e| added > e)),
+            stale,
+            panicked: self.panicked.clone(),
+            stood_down: self.stood_down.clone(),
+            failure: self
+                .last_failure
+                .clone()
+                .filter(|f| self.last_evaluation_ms.is_none_or(|e| f.at_ms >= e)),
+            journal: self.journal.clone(),
+            not_started,
+            still_paused,
+        })
+    }
+
     /// The extra wait (beyond one interval) before the next evaluation
     /// that `decision` leads the controller to take: with lazy polling, a
     /// hold's `next_evaluation_secs` in the controller's whole intervals
@@ -872,41 +917,7 @@ impl Registry {
         let apps = self.apps.lock().unwrap_or_else(|p| p.into_inner());
         let started_ms = *self.started_ms.lock().unwrap_or_else(|p| p.into_inner());
         apps.iter()
-            .filter(|(_, app)| app.mode != Mode::Paused || app.not_applied.is_some())
-            .filter_map(|(name, app)| {
-                let since = app.since_ms(started_ms);
-                // A reload pauses an application without fail: one still
-                // paused after a reload that did not apply was asked to run.
-                let still_paused = app.mode == Mode::Paused;
-                let stale = !still_paused && now_ms > app.stale_at_ms(started_ms);
-                let not_started = app
-                    .not_applied
-                    .clone()
-                    .filter(|n| !n.running || still_paused);
-                (stale
-                    || app.panicked.is_some()
-                    || app.journal.is_some()
-                    || app.stood_down.is_some()
-                    || not_started.is_some())
-                .then(|| NotReady {
-                    application: name.clone(),
-                    silent_ms: now_ms.saturating_sub(since),
-                    ever_evaluated: app.last_evaluation_ms.is_some(),
-                    since_reload: app
-                        .added_ms
-                        .is_some_and(|added| app.last_evaluation_ms.is_none_or(|e| added > e)),
-                    stale,
-                    panicked: app.panicked.clone(),
-                    stood_down: app.stood_down.clone(),
-                    failure: app
-                        .last_failure
-                        .clone()
-                        .filter(|f| app.last_evaluation_ms.is_none_or(|e| f.at_ms >= e)),
-                    journal: app.journal.clone(),
-                    not_started,
-                    still_paused,
-                })
-            })
+            .filter_map(|(name, app)| app.not_ready(name, started_ms, now_ms))
             .collect()
     }
 
@@ -1038,16 +1049,17 @@ impl Registry {
         family(
             "flinkscale_ready",
             "gauge",
-            "1 while GET /readyz counts the application as ready (the agent started, evaluated within 3 x its interval + 60 s, plus the wait a lazy hold chose or a rescale's update timeout and grace period, no panic since, its journal saved at the last attempt, and not stood down; paused: always), 0 otherwise.",
-            per_app(&|a| {
-                let ready = a.mode == Mode::Paused
-                    || (!starting
-                        && now_ms <= a.stale_at_ms(started_ms)
-                        && a.panicked.is_none()
-                        && a.journal.is_none()
-                        && a.stood_down.is_none());
-                Some(u8::from(ready).to_string())
-            }),
+            "1 while GET /readyz counts the application as ready (the agent started, evaluated within 3 x its interval + 60 s, plus the wait a lazy hold chose or a rescale's update timeout and grace period, no panic since, its journal saved at the last attempt, not stood down, and not left unstarted by the last reload; paused: ready unless the last reload could not resume it), 0 otherwise.",
+            // The rule of `/readyz` itself, not a copy of it.
+            apps.iter()
+                .map(|(name, app)| {
+                    let ready = !starting && app.not_ready(name, started_ms, now_ms).is_none();
+                    (
+                        labels(&[("application", name)]),
+                        u8::from(ready).to_string(),
+                    )
+                })
+                .collect(),
         );
         family(
             "flinkscale_controller_panics_total",
@@ -1807,6 +1819,55 @@ mod tests {
         // Its staleness counts from the resume, at its new interval (3 x 20 s + 60 s).
         assert!(registry.not_ready(3_000 + 120_000).is_empty());
         assert_eq!(registry.not_ready(3_000 + 120_001).len(), 1);
+    }
+
+    /// `flinkscale_ready` is 0 exactly while `/readyz` names the
+    /// application. It kept a copy of the rule without the reload's part:
+    /// a paused application the last reload was to resume (its plugin did
+    /// not load, so it stays paused), and one a reload added without
+    /// starting it, were 503 on `/readyz` and 1 on the gauge.
+    #[test]
+    fn the_ready_gauge_is_0_for_an_application_a_reload_could_not_start() {
+        let mut paused = config(&["a"]);
+        paused.applications[0].mode = Mode::Paused;
+        let registry = Registry::for_config(&paused, 0);
+        registry.mark_started(0);
+        let ready = |now_ms: i64, app: &str| {
+            let text = registry.render(now_ms);
+            if text.contains(&format!("flinkscale_ready{{application=\"{app}\"}} 1\n")) {
+                true
+            } else {
+                assert!(
+                    text.contains(&format!("flinkscale_ready{{application=\"{app}\"}} 0\n")),
+                    "{text}"
+                );
+                false
+            }
+        };
+        assert!(ready(1_000, "a"));
+        // The reload removes "a"'s mode and adds "b"; neither's plugin loads:
+        // "a" stays paused, "b" runs no controller.
+        registry.set_applications(&config(&["a", "b"]), 2_000);
+        registry.reload_not_applied(
+            "a",
+            "plugin did not load",
+            2_000,
+            Some(&paused.applications[0]),
+        );
+        registry.reload_not_applied("b", "plugin did not load", 2_000, None);
+        let not_ready = registry.not_ready(3_000);
+        assert_eq!(not_ready.len(), 2, "{not_ready:?}");
+        assert!(not_ready[0].still_paused && not_ready[0].not_started.is_some());
+        assert!(!not_ready[1].still_paused && not_ready[1].not_started.is_some());
+        assert!(!not_ready[1].stale);
+        assert!(!ready(3_000, "a"), "still paused, was to resume");
+        assert!(!ready(3_000, "b"), "added, not running");
+        // The next reload starts both: ready again, by the same rule.
+        let both = config(&["a", "b"]);
+        registry.reload_applied("a", &both.applications[0], 4_000);
+        registry.reload_applied("b", &both.applications[1], 4_000);
+        assert!(registry.not_ready(5_000).is_empty());
+        assert!(ready(5_000, "a") && ready(5_000, "b"));
     }
 
     /// A reload that removes an application drops its call durations,
