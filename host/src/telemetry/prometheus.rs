@@ -256,6 +256,38 @@ pub struct JournalTrouble {
     pub held: u64,
 }
 
+/// What an application's controller waits out without evaluating, which
+/// staleness allows for ([`AppMetrics::stale_at_ms`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Waited {
+    /// Its own rescale ([`Event::RescaleStarted`]): the update timeout
+    /// and the grace period, or the grace period from its completion.
+    Rescale,
+    /// An update it did not make ([`Event::GraceHeld`]): the update
+    /// timeout and the grace period.
+    Held,
+    /// An update in flight, in doubt or another writer's, that a restart
+    /// resumed from the journal (phase `sending`, `sent`, `updating`,
+    /// `unknown` or `foreign`): as [`Waited::Rescale`].
+    ResumedUpdate,
+    /// A grace period a restart resumed from the journal (phase `grace`):
+    /// what is left of it, at most the whole.
+    ResumedGrace,
+}
+
+impl Waited {
+    /// What a restart that resumed the journal's `phase` (as
+    /// [`Event::Resumed`] names it) waits out; `None` for a phase after
+    /// which it evaluates at once (`idle`, `decided`).
+    fn resumed(phase: &str) -> Option<Self> {
+        match phase {
+            "grace" => Some(Self::ResumedGrace),
+            "sending" | "sent" | "updating" | "unknown" | "foreign" => Some(Self::ResumedUpdate),
+            _ => None,
+        }
+    }
+}
+
 /// How long an application may go without evaluating, and what it counted.
 #[derive(Debug, Clone, Default)]
 struct AppMetrics {
@@ -296,6 +328,11 @@ struct AppMetrics {
     /// make ([`Event::GraceHeld`]): allowed the same as a rescale in
     /// progress.
     held_ms: Option<i64>,
+    /// When a restarted controller resumed from its journal a phase in
+    /// which it does not evaluate ([`Event::Resumed`]), and what it waits
+    /// out there: allowed the same as a rescale in progress, or a grace
+    /// period.
+    resumed: Option<(i64, Waited)>,
     last_failure: Option<LastFailure>,
     /// Its journal cannot be saved: not ready until a save succeeds.
     journal: Option<JournalTrouble>,
@@ -398,7 +435,8 @@ impl AppMetrics {
     /// evaluation (when that evaluation is what the silence counts from),
     /// and, after a rescale started since, by its update timeout and grace
     /// period while it is in progress, by what is left of its grace period
-    /// once it completed.
+    /// once it completed. An update a restart resumed from the journal is
+    /// allowed the same, and a grace period it resumed, the whole period.
     fn stale_at_ms(&self, started_ms: i64) -> i64 {
         let since = self.since_ms(started_ms);
         let mut deadline = since.saturating_add(self.stale_after_ms);
@@ -407,17 +445,30 @@ impl AppMetrics {
         }
         // A rescale started after the last evaluation is followed
         // without evaluating, for up to the update timeout + grace; once
-        // it is over, only its grace period is waited out.
-        let latest = self.last_rescale_ms.max(self.held_ms);
-        if let Some(rescale_ms) = latest
-            && rescale_ms >= since
+        // it is over, only its grace period is waited out. The latest of
+        // what is waited out counts (a rescale over one at the same time).
+        let latest = [
+            self.held_ms.map(|at| (at, Waited::Held)),
+            self.resumed,
+            self.last_rescale_ms.map(|at| (at, Waited::Rescale)),
+        ]
+        .into_iter()
+        .flatten()
+        .max_by_key(|(at, _)| *at);
+        if let Some((at, waited)) = latest
+            && at >= since
         {
             let over = self
                 .completed_ms
-                .filter(|done| latest == self.last_rescale_ms && *done >= rescale_ms)
+                .filter(|done| *done >= at)
                 .map(|done| done.saturating_add(self.grace_ms));
-            let allowed_until =
-                over.unwrap_or_else(|| rescale_ms.saturating_add(self.rescale_allowance_ms));
+            let in_progress = at.saturating_add(self.rescale_allowance_ms);
+            let allowed_until = match waited {
+                Waited::Rescale | Waited::ResumedUpdate => over.unwrap_or(in_progress),
+                Waited::Held => in_progress,
+                // What is left of a grace period: never more than the whole.
+                Waited::ResumedGrace => at.saturating_add(self.grace_ms),
+            };
             deadline = deadline.max(allowed_until.saturating_add(self.stale_after_ms));
         }
         deadline
@@ -800,6 +851,7 @@ impl Registry {
             | Event::RescaleStarted { application, .. }
             | Event::RescaleCompleted { application, .. }
             | Event::GraceHeld { application, .. }
+            | Event::Resumed { application, .. }
             | Event::Failed { application, .. }
             | Event::Panicked { application, .. }
             | Event::JournalFailing { application, .. }
@@ -853,6 +905,12 @@ impl Registry {
             // Somebody else's update is followed and waited out as the
             // agent's own, without evaluating: the same allowance.
             Event::GraceHeld { at_ms, .. } => app.held_ms = Some(*at_ms),
+            // A restart resumes the journal's phase: an update followed, or
+            // a grace period waited out, without evaluating, and nothing
+            // else says so (no RescaleStarted, no GraceHeld).
+            Event::Resumed { at_ms, phase, .. } => {
+                app.resumed = Waited::resumed(phase).map(|waited| (*at_ms, waited));
+            }
             Event::Failed {
                 at_ms,
                 class,
@@ -2072,6 +2130,78 @@ mod tests {
         });
         assert!(registry.not_ready(212_000).is_empty());
         assert_eq!(registry.not_ready(212_001).len(), 1);
+    }
+
+    fn resumed(app: &str, at_ms: i64, phase: &str, resume: &str) -> Event {
+        Event::Resumed {
+            application: app.to_owned(),
+            at_ms,
+            phase: phase.to_owned(),
+            resume: resume.to_owned(),
+            version_id: 3,
+        }
+    }
+
+    /// A restart that resumes a journaled grace period or an update in
+    /// flight waits it out without evaluating, as before the restart, and
+    /// is allowed the same: it emits only `Resumed` (no RescaleStarted, no
+    /// GraceHeld), which the registry ignored, so a restart just after a
+    /// rescale completed, with a 200 s grace period, was not ready 101 s
+    /// later ("101 s since the agent started, without an evaluation").
+    #[test]
+    fn a_restart_resuming_a_grace_period_or_an_update_is_allowed_as_a_rescale() {
+        let mut grace_200 = config(&["a"]);
+        grace_200.applications[0].grace_period_secs = 200;
+        let registry = Registry::for_config(&grace_200, 0);
+        registry.mark_started(0);
+        registry.record(&resumed("a", 1_000, "grace", "continue the grace period"));
+        assert!(registry.not_ready(101_000).is_empty());
+        assert!(
+            registry
+                .render(101_000)
+                .contains("flinkscale_ready{application=\"a\"} 1\n")
+        );
+        // 1 s + at most the whole grace period (200 s) + 90 s.
+        assert!(registry.not_ready(291_000).is_empty());
+        assert_eq!(registry.not_ready(291_001).len(), 1);
+
+        // An update followed after the restart: 1 s + (100 s + 20 s) + 90 s,
+        // and, once it completes, its grace period from then.
+        for phase in ["sending", "sent", "updating", "unknown", "foreign"] {
+            let registry = Registry::for_config(&config(&["a"]), 0);
+            registry.mark_started(0);
+            registry.record(&resumed("a", 1_000, phase, "follow"));
+            assert!(registry.not_ready(211_000).is_empty(), "{phase}");
+            assert_eq!(registry.not_ready(211_001).len(), 1, "{phase}");
+        }
+        let registry = Registry::for_config(&config(&["a"]), 0);
+        registry.mark_started(0);
+        registry.record(&resumed("a", 1_000, "updating", "follow"));
+        registry.record(&Event::RescaleCompleted {
+            application: "a".to_owned(),
+            at_ms: 30_000,
+            kpu: 2,
+            update_secs: 29,
+        });
+        // 30 s + 20 s of grace + 90 s.
+        assert!(registry.not_ready(140_000).is_empty());
+        assert_eq!(registry.not_ready(140_001).len(), 1);
+
+        // A phase after which it evaluates at once is allowed nothing more.
+        for phase in ["idle", "decided"] {
+            let registry = Registry::for_config(&config(&["a"]), 0);
+            registry.mark_started(0);
+            registry.record(&resumed("a", 1_000, phase, "evaluate"));
+            assert!(registry.not_ready(90_000).is_empty(), "{phase}");
+            assert_eq!(registry.not_ready(90_001).len(), 1, "{phase}");
+        }
+        // An evaluation after the resumed grace period counts as ever.
+        let registry = Registry::for_config(&grace_200, 0);
+        registry.mark_started(0);
+        registry.record(&resumed("a", 1_000, "grace", "continue the grace period"));
+        registry.record(&evaluated("a", 150_000, 1, Action::Hold));
+        assert!(registry.not_ready(240_000).is_empty());
+        assert_eq!(registry.not_ready(240_001).len(), 1);
     }
 
     fn failed(app: &str, at_ms: i64, class: &str) -> Event {
