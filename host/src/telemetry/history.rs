@@ -1067,9 +1067,18 @@ impl Files {
     }
 
     /// Rewrites `path` with its newest lines and `line`, keeping nine
-    /// tenths of the bound, atomically; returns the lines now in it.
+    /// tenths of the bound, atomically; returns the lines now in it. A
+    /// history that cannot be read (a disk error, a link planted there) is
+    /// not rewritten: the error is returned, and the caller appends.
     fn trim_and_append(&self, path: &Path, line: &str) -> std::io::Result<usize> {
-        let old = read_text(path).unwrap_or_default();
+        let old = match read_text(path) {
+            Ok(text) => text,
+            // Removed since it was counted: the line starts it again.
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => String::new(),
+            // What it holds is not known: read as empty, the rewrite would
+            // replace the whole history with this one line.
+            Err(error) => return Err(error),
+        };
         let (text, kept) = self.with_line(&old, line, 0);
         replace(path, text.as_bytes())?;
         Ok(kept)

@@ -1333,6 +1333,37 @@ fn an_entry_whose_trim_cannot_be_written_is_appended() {
     assert_eq!(times(&history), [4000, 5000], "trimmed to the bound");
 }
 
+/// A history at its bound that cannot be read when the next entry trims
+/// it (here a symbolic link, refused with ELOOP; a disk error the same) is
+/// not taken for an empty one: read as empty, the trim replaced the whole
+/// history with the one new line. The entry is appended instead (which
+/// fails here too, and is told), and what is there stays.
+#[cfg(unix)]
+#[test]
+fn a_history_that_cannot_be_read_is_not_trimmed_to_one_line() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let history = super::dir(dir.path());
+    std::fs::create_dir_all(&history).expect("the history folder");
+    let mut files = Files::new(history.clone(), 2);
+    for second in 1..=2 {
+        files.take(evaluated("app", second * 1000, Action::Hold, false));
+    }
+    // At its bound: the next entry trims. Its read now fails.
+    let file = history.join("app.jsonl");
+    let moved = dir.path().join("moved.jsonl");
+    std::fs::rename(&file, &moved).expect("moved");
+    std::os::unix::fs::symlink(&moved, &file).expect("a link");
+    let before = std::fs::read_to_string(&moved).expect("the history");
+    assert_eq!(before.lines().count(), 2);
+    files.take(evaluated("app", 3000, Action::Hold, false));
+    assert!(
+        file.is_symlink(),
+        "replaced by {:?}",
+        std::fs::read_to_string(&file)
+    );
+    assert_eq!(std::fs::read_to_string(&moved).expect("read"), before);
+}
+
 /// A decision to scale that had to wait (`once` in a grace period, or an
 /// evaluation that found another writer's update in progress) was never
 /// sent: its entry says so and why, not "no answer", which would send an
