@@ -1616,7 +1616,8 @@ pub struct AppStatus {
     /// Its target (`msf` or `flink`), whose words the text uses.
     pub target: Words,
     /// The journal's phase (`idle`, `sending`, `updating`, `grace`, ...);
-    /// `none` before the agent ever ran it.
+    /// `none` before the agent ever ran it (no journal); `unreadable` when
+    /// its journal is there but cannot be read (`journal_error` says why).
     pub phase: String,
     /// Who holds the journal's lock now: an acting agent does while it
     /// runs, so with `held` false the phase is where the last one left it,
@@ -1800,7 +1801,14 @@ pub fn status(state_dir: &Path, applications: &[(String, Words)], now_ms: i64) -
             AppStatus {
                 application: name.clone(),
                 target: *words,
-                phase: phase.map_or("none", Phase::name).to_owned(),
+                // A journal there that cannot be read is no sign that the
+                // agent never ran: its phase is not known.
+                phase: match (phase, &journal_error) {
+                    (Some(phase), _) => phase.name(),
+                    (None, Some(_)) => "unreadable",
+                    (None, None) => "none",
+                }
+                .to_owned(),
                 journal_lock: locks.holder(&crate::state::lock_path(state_dir, name)),
                 kpu,
                 updating_to_kpu: phase.and_then(Phase::update).map(|u| u.target_kpu),
@@ -1927,7 +1935,7 @@ pub fn status_text(status: &Status) -> String {
             let _ = write!(phase, ": {}", one_line(after));
         }
         if app.paused {
-            phase = if matches!(app.phase.as_str(), "none" | "idle") {
+            phase = if matches!(app.phase.as_str(), "none" | "idle" | "unreadable") {
                 "paused (mode = \"paused\": not evaluated)".to_owned()
             } else {
                 format!(
@@ -2164,7 +2172,7 @@ fn agent_words(app: &AppStatus, lock: &JournalLock) -> String {
             let mut words = format!(
                 "not acting (no process holds {path}: no agent runs, or it runs in dry run{last})"
             );
-            if !matches!(app.phase.as_str(), "none" | "idle") {
+            if !matches!(app.phase.as_str(), "none" | "idle" | "unreadable") {
                 words.push_str(
                     "; the phase is where the last agent left it: nothing follows it until an agent starts, which resumes from there",
                 );

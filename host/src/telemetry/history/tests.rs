@@ -574,6 +574,31 @@ fn status_names_a_journal_the_agent_refuses() {
     let _ = std::fs::remove_dir_all(&state);
 }
 
+/// A journal that is there but cannot be read gives phase `unreadable`,
+/// not `none`, which says the agent never ran the application: status
+/// showed `none` for a damaged journal. No journal at all is still `none`.
+#[test]
+fn status_says_a_journal_it_cannot_read_is_unreadable_not_none() {
+    let state = temp_dir("journal-unreadable");
+    std::fs::create_dir_all(&state).expect("a state folder");
+    let configured = [("app".to_owned(), Words::Msf)];
+    assert_eq!(
+        status(&state, &configured, 1_000).applications[0].phase,
+        "none"
+    );
+    std::fs::write(state.join("app.json"), "{\"format\": 1, \"rec").expect("a damaged journal");
+    let now = status(&state, &configured, 1_000);
+    let app = &now.applications[0];
+    assert!(app.journal_error.is_some(), "{app:?}");
+    assert_eq!(app.phase, "unreadable");
+    let json = serde_json::to_value(&now).expect("JSON");
+    assert_eq!(json["applications"][0]["phase"], "unreadable", "{json}");
+    let text = status_text(&now);
+    assert!(text.contains("  phase:      unreadable\n"), "{text}");
+    assert!(text.contains("  journal:    unreadable: "), "{text}");
+    let _ = std::fs::remove_dir_all(&state);
+}
+
 /// The journal and the history are files on disk: times no clock reaches
 /// (edited by hand, or damaged) are shown, or named as the journal's
 /// error, without overflowing `status`'s arithmetic.
