@@ -1713,6 +1713,13 @@ pub struct AppStatus {
     /// configuration reload (see [`crate::controller::fight`]).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stood_down: Option<StandDown>,
+    /// How many signals (`signals` and `dropped_signals`) of `last` were
+    /// left out of a `GET /status` answer that would have been larger than
+    /// [`crate::telemetry::http::MAX_STATUS_BYTES`] with them
+    /// ([`Status::without_signals`]); `GET /explain` has them. Absent when
+    /// none were.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub signals_left_out: usize,
 }
 
 /// A decision being sent, as `status` reports it.
@@ -1853,12 +1860,29 @@ pub fn status(state_dir: &Path, applications: &[(String, Words)], now_ms: i64) -
                         overrides: fight.overrides.clone(),
                     })
                 }),
+                signals_left_out: 0,
             }
         })
         .collect();
     Status {
         now_ms,
         applications,
+    }
+}
+
+impl Status {
+    /// Leaves out the signals of each application's last evaluation,
+    /// counting them in its `signals_left_out`: an interpreter may give
+    /// hundreds, which make the bulk of a large status; what is left is
+    /// bounded by the configuration (its applications, metrics, alarms).
+    pub fn without_signals(&mut self) {
+        for app in &mut self.applications {
+            if let Some(last) = &mut app.last {
+                app.signals_left_out += last.signals.len() + last.dropped_signals.len();
+                last.signals.clear();
+                last.dropped_signals.clear();
+            }
+        }
     }
 }
 

@@ -233,6 +233,13 @@ fn records(
         for app in &mut status.applications {
             app.journal_failing = journal.get(&app.application).cloned();
         }
+        let response = json(StatusCode::OK, &status);
+        if hyper::body::Body::size_hint(response.body()).lower() <= MAX_STATUS_BYTES {
+            return response;
+        }
+        // An answer waits in memory until the client reads it: past the
+        // bound, the signals go (`/explain` has them, within its own).
+        status.without_signals();
         return json(StatusCode::OK, &status);
     }
     let mut application = None;
@@ -322,6 +329,12 @@ pub const MAX_EXPLAIN_LAST: usize = 100;
 /// The largest answer one `GET /explain` gives, in bytes (an entry with an
 /// interpreter's 256 signals is some 37 KB: 100 of them would be 3.7 MB).
 pub const MAX_EXPLAIN_BYTES: u64 = 512 * 1024;
+
+/// The size past which a `GET /status` answer leaves out the signals of
+/// each application's last evaluation (`signals_left_out` says how many):
+/// with an interpreter's 256 signals, some 37 KB an application. What is
+/// left is bounded by the configuration.
+pub const MAX_STATUS_BYTES: u64 = 512 * 1024;
 
 fn json(status: StatusCode, value: &impl serde::Serialize) -> Response<Full<Bytes>> {
     let mut body = serde_json::to_string_pretty(value).unwrap_or_else(|_| "{}".to_owned());
@@ -830,6 +843,64 @@ mod tests {
         let plain = handle(&registry, &get("/status"), at(&registry, 0));
         assert_eq!(plain.status(), StatusCode::NOT_FOUND);
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A status of many applications whose last evaluations have 256
+    /// signals each passed any bound (`/explain` had one, `/status` none):
+    /// past [`MAX_STATUS_BYTES`] the signals are left out, and counted in
+    /// `signals_left_out`; a small status keeps them.
+    #[tokio::test]
+    async fn a_status_answer_past_its_byte_bound_leaves_the_signals_out() {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let (history, writer) =
+            super::super::history::spawn(super::super::history::dir(dir.path()), 10)
+                .expect("a history");
+        let names: Vec<String> = (0..20).map(|n| format!("app{n:02}")).collect();
+        for name in &names {
+            let mut event = evaluated(1_000);
+            if let Event::Evaluated {
+                application,
+                signals,
+                ..
+            } = &mut event
+            {
+                application.clone_from(name);
+                *signals = (0..256)
+                    .map(|n| crate::model::Signal {
+                        name: format!("signal_with_a_long_name_of_sixty_four_bytes_{n:020}"),
+                        value: f64::from(n),
+                    })
+                    .collect();
+            }
+            history.record(&event);
+        }
+        drop(history);
+        writer.finish();
+        let uri: Uri = "/status".parse().expect("a URI");
+        let apps = |names: &[String]| -> Vec<(String, Words)> {
+            names.iter().map(|n| (n.clone(), Words::Msf)).collect()
+        };
+        let answer = records(dir.path(), apps(&names), BTreeMap::new(), &[], &uri);
+        assert_eq!(answer.status(), StatusCode::OK);
+        let text = body(answer).await;
+        assert!(text.len() as u64 <= MAX_STATUS_BYTES, "{}", text.len());
+        let json: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+        for (i, app) in names.iter().enumerate() {
+            let status = &json["applications"][i];
+            assert_eq!(status["application"], app.as_str());
+            assert_eq!(status["last"]["at_ms"], 1_000, "{status}");
+            assert_eq!(status["last"]["signals"], serde_json::json!([]), "{status}");
+            assert_eq!(status["signals_left_out"], 256, "{status}");
+        }
+        // One application's status is well within the bound: all of it.
+        let answer = records(dir.path(), apps(&names[..1]), BTreeMap::new(), &[], &uri);
+        let json: serde_json::Value = serde_json::from_str(&body(answer).await).expect("JSON");
+        let status = &json["applications"][0];
+        assert_eq!(
+            status["last"]["signals"].as_array().map(Vec::len),
+            Some(256)
+        );
+        assert!(status.get("signals_left_out").is_none(), "{status}");
     }
 
     /// Entries an interpreter filled with 256 signals each: 100 of them
