@@ -1192,21 +1192,11 @@ fn unconfigured_ids(
     app: &ApplicationConfig,
 ) -> Result<(), PluginError> {
     let params_at = FieldPath::root().key("params");
-    let problems =
-        crate::plugin::params::reference_problems(&metadata, plugin, app, &params_at, None);
+    let problems = crate::plugin::params::reference_problems(&metadata, plugin, app, &params_at);
     if problems.is_empty() {
         return Ok(());
     }
-    let said: Vec<String> = problems
-        .iter()
-        .map(|p| {
-            if p.path == params_at {
-                p.message.clone()
-            } else {
-                p.to_string()
-            }
-        })
-        .collect();
+    let said: Vec<String> = problems.iter().map(ToString::to_string).collect();
     Err(PluginError::Configure {
         plugin: Box::new(identity.clone()),
         message: said.join("; "),

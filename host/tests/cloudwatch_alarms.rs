@@ -289,6 +289,40 @@ params = {{ scale_out_alarm = "scale-out", scale_in_alarm = "scale-in", operatio
     );
     assert!(!text.contains("cpuUtilization\""), "{text}");
 
+    // A kept policy that names an alarm the import does not make (the
+    // configuration's own `paused`, replaced by CloudWatch's alarms): the
+    // agent would refuse what would be written, so nothing is.
+    let kept = std::fs::read_to_string(&config).unwrap().replace(
+        "scale_in_alarm = \"scale-in\"",
+        "scale_in_alarm = \"paused\"",
+    ) + "\n[[application.alarm]]\nid = \"paused\"\nmetric = \"cpu\"\n\
+         comparison = \"LessThanThreshold\"\nthreshold = 1.0\nevaluation_periods = 1\n";
+    let config_kept = dir.join("kept.toml");
+    std::fs::write(&config_kept, kept).unwrap();
+    validate(&emu, dir, &config_kept);
+    let refused = dir.join("refused.toml");
+    let (code, stdout, stderr) = flinkscale(
+        &emu,
+        dir,
+        &[
+            "import",
+            "alarms",
+            "--application",
+            APP,
+            "--config",
+            &config_kept.to_string_lossy(),
+            "--output",
+            &refused.to_string_lossy(),
+        ],
+    );
+    assert_eq!(code, 78, "{stdout}{stderr}");
+    assert!(
+        stderr.contains("policy.params.scale_in_alarm: no alarm with id \"paused\"")
+            && stderr.contains("not written: the agent would refuse"),
+        "{stderr}"
+    );
+    assert!(!refused.exists());
+
     // An application no alarm watches: an error naming what was looked for.
     let (code, stdout, stderr) =
         flinkscale(&emu, dir, &["import", "alarms", "--application", "nobody"]);

@@ -605,6 +605,24 @@ fn once_json(report: &OnceReport) -> serde_json::Value {
     }
 }
 
+/// What `validate` refuses of the plugins `loaded` names (one that will
+/// not load, refuses its params, or names an alarm or metric its
+/// application lacks), located in its file; nothing when the plugin host
+/// cannot start (whoever runs the plugins will say so). For `reload`,
+/// which must not signal the agent with a file it would refuse.
+pub(crate) fn plugin_errors(loaded: &LoadedConfig) -> Vec<load::ConfigError> {
+    load::locate(loaded, &plugin_refusals(loaded))
+}
+
+/// [`plugin_errors`], not located: for a configuration that is no file
+/// yet (`import alarms` checks what it is about to write).
+pub(crate) fn plugin_refusals(loaded: &LoadedConfig) -> Vec<Problem> {
+    match crate::plugin::on_plugin_thread(|| plugin_problems(loaded, true)) {
+        Ok(check) => check.problems,
+        Err(_) => Vec::new(),
+    }
+}
+
 /// Loads every application's policy with its params, as the agent will
 /// at start (with `policies`; without, `validate --environment` says
 /// their loads with [`print_plugin_loads`] instead of refusing at once),
@@ -963,7 +981,6 @@ impl PluginLoad {
                     plugin,
                     app,
                     &at.key("params"),
-                    Some(&printable(&label)),
                 );
                 (Some(label), found)
             }
@@ -1695,9 +1712,22 @@ fn simulate_blocking(args: SimulateArgs) -> anyhow::Result<ExitCode> {
     let outcome = match outcome {
         Ok(outcome) => outcome,
         // A plugin that will not load or refuses its params (`--params`)
-        // is the user's input.
+        // is the user's input: said as `validate` says it, in the flags'
+        // words for a preset.
         Err(crate::sim::driver::SimulateError::Agent(error)) if error.is_plugin_configuration() => {
-            eprintln!("error: {}", printable(&error.to_string()));
+            let found = crate::plugin::on_plugin_thread(|| plugin_problems(&loaded, true));
+            match found {
+                Ok(check) if !check.problems.is_empty() => {
+                    for problem in load::locate(&loaded, &check.problems) {
+                        let said = match args.config {
+                            Some(_) => problem.to_string(),
+                            None => format!("error: {}", presets::in_flags(&problem)),
+                        };
+                        eprintln!("{}", printable(&said));
+                    }
+                }
+                _ => eprintln!("error: {}", printable(&error.to_string())),
+            }
             return Ok(ExitCode::from(EX_CONFIG));
         }
         // A configuration that names an application the scenario does

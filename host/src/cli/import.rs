@@ -245,6 +245,30 @@ async fn alarms(
             l.file.clone()
         });
     let imported = crate::import::alarms::import(application, &described, existing, &check_as)?;
+    // What needs the plugins loaded (the ids a kept policy's params name,
+    // against the ids made from CloudWatch's names): what the agent would
+    // refuse is not written.
+    let refused = {
+        let (text, check_as) = (imported.toml.clone(), check_as.clone());
+        tokio::task::spawn_blocking(
+            move || match crate::config::load::load_str(&text, &check_as) {
+                Ok(written) => super::commands::plugin_refusals(&written),
+                Err(_) => Vec::new(),
+            },
+        )
+        .await?
+    };
+    if !refused.is_empty() {
+        for problem in &refused {
+            eprintln!("error: {problem}");
+        }
+        eprintln!(
+            "error: not written: the agent would refuse the imported configuration of \
+             {application:?} (the params kept from --config may name ids the import renamed: \
+             rename them there)"
+        );
+        return Ok(ExitCode::from(EX_CONFIG));
+    }
     for s in &imported.skipped {
         eprintln!(
             "warning: the CloudWatch alarm {:?} watches {application:?} but is not imported: {}",

@@ -43,6 +43,15 @@ pub fn run(args: &ReloadArgs) -> ExitCode {
             return ExitCode::from(EX_CONFIG);
         }
     };
+    // What needs the plugins loaded: their params, the ids they name.
+    let refused = super::commands::plugin_errors(&loaded);
+    if !refused.is_empty() {
+        for error in &refused {
+            eprintln!("{error}");
+        }
+        eprintln!("error: not sent: the agent would refuse this file and keep the one it runs");
+        return ExitCode::from(EX_CONFIG);
+    }
     let locks = LockTable::read();
     let mut holders = BTreeSet::new();
     let mut unseen = false;

@@ -211,16 +211,39 @@ fn describe_value(value: &Value) -> String {
     format!("{kind} ({})", sanitize_text(&value.to_string(), 64))
 }
 
+/// An id a declared `alarm-id(s)` or `metric-id(s)` parameter names that
+/// the application does not configure.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnknownId {
+    /// The parameter.
+    pub key: String,
+    /// Where the id is in the parameter's list, for an `-ids` kind.
+    pub item: Option<usize>,
+    /// What is wrong, with the valid ids.
+    pub message: String,
+}
+
+impl std::fmt::Display for UnknownId {
+    /// `params.KEY: ...`, or `params.KEY[I]: ...` for an item of a list.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "params.{}", self.key)?;
+        if let Some(item) = self.item {
+            write!(f, "[{item}]")?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
 /// The ids a plugin's declared `alarm-id(s)` and `metric-id(s)` params name
-/// that the application does not configure, one message per id, naming the
-/// key and the valid ids. Only keys present in `params` are checked: a
-/// declared default may be a fallback the application need not configure.
+/// that the application does not configure, one per id, each with the
+/// valid ids. Only keys present in `params` are checked: a declared
+/// default may be a fallback the application need not configure.
 pub fn check_references(
     declared: &[Parameter],
     params: &serde_json::Map<String, Value>,
     alarms: &[&str],
     metrics: &[&str],
-) -> Vec<String> {
+) -> Vec<UnknownId> {
     let mut problems = Vec::new();
     for parameter in declared {
         let Some(value) = params.get(&parameter.name) else {
@@ -231,15 +254,27 @@ pub fn check_references(
             ParameterKind::MetricId | ParameterKind::MetricIds => ("metric", metrics),
             _ => continue,
         };
-        for id in ids_in(value) {
+        let items: Vec<(Option<usize>, &str)> = match value {
+            Value::String(id) => vec![(None, id.as_str())],
+            Value::Array(items) => items
+                .iter()
+                .enumerate()
+                .filter_map(|(i, item)| Some((Some(i), item.as_str()?)))
+                .collect(),
+            _ => Vec::new(),
+        };
+        for (item, id) in items {
             if !valid.contains(&id) {
-                // Worded as configuration validation words the `_alarm` /
-                // `_metric` suffix rule, with its list of valid ids.
-                problems.push(format!(
-                    "params.{}: no {what} with id {id:?} in this application ({})",
-                    parameter.name,
-                    valid_list(valid.iter().copied(), what)
-                ));
+                // Worded as the `_alarm` / `_metric` naming convention
+                // words it, with its list of valid ids.
+                problems.push(UnknownId {
+                    key: parameter.name.clone(),
+                    item,
+                    message: format!(
+                        "no {what} with id {id:?} in this application ({})",
+                        valid_list(valid.iter().copied(), what)
+                    ),
+                });
             }
         }
     }
@@ -248,41 +283,56 @@ pub fn check_references(
 
 /// The ids the params of `plugin` (an `[application.policy]` or
 /// `[[application.interpreter]]` of `app`, its table's `params` at
-/// `params_at`) name that `app` does not configure, as problems. A plugin
-/// that declares its parameters is judged by the kinds it declares
-/// ([`check_references`], then [`check_metric_reach`]; their messages
-/// start with the plugin's `label`, if given); one that declares none (contract
-/// 0.1.0) by the `_alarm` / `_metric` naming convention
+/// `params_at`) name that `app` does not configure, as problems at the
+/// key (and item) that names them. A plugin that declares its parameters
+/// is judged by the kinds it declares ([`check_references`], then
+/// [`check_metric_reach`], said at `params`); one that declares none
+/// (contract 0.1.0) by the `_alarm` / `_metric` naming convention
 /// ([`crate::config::validate::conventional_references`]). Both need the
-/// plugin loaded: `validate` and the agent's start and reload check them.
+/// plugin loaded: `validate`, `simulate`, `reload` and the agent's start
+/// and reload check them.
 pub fn reference_problems(
     metadata: &PluginMetadata,
     plugin: &PluginConfig,
     app: &ApplicationConfig,
     params_at: &FieldPath,
-    label: Option<&str>,
 ) -> Vec<Problem> {
     let Some(declared) = metadata.parameters.as_deref() else {
         return crate::config::validate::conventional_references(params_at, &plugin.params, app);
     };
-    let alarms: Vec<&str> = app.alarms.iter().map(|a| a.id.as_str()).collect();
-    let metrics: Vec<&str> = app.metrics.iter().map(|m| m.id.as_str()).collect();
+    let mut alarms: Vec<&str> = app.alarms.iter().map(|a| a.id.as_str()).collect();
+    alarms.sort_unstable();
+    alarms.dedup();
+    let mut metrics: Vec<&str> = app.metrics.iter().map(|m| m.id.as_str()).collect();
+    metrics.sort_unstable();
+    metrics.dedup();
     let params: serde_json::Map<String, Value> =
         serde_json::from_str(&crate::config::load::params_json(&plugin.params)).unwrap_or_default();
-    let mut found = check_references(declared, &params, &alarms, &metrics);
-    if found.is_empty() {
-        found.extend(check_metric_reach(declared, &params, &metrics));
+    let unknown = check_references(declared, &params, &alarms, &metrics);
+    if unknown.is_empty() {
+        return check_metric_reach(declared, &params, &metrics)
+            .into_iter()
+            .map(|message| Problem {
+                path: params_at.clone(),
+                message,
+                hint: None,
+                assumes: None,
+            })
+            .collect();
     }
-    found
+    unknown
         .into_iter()
-        .map(|message| Problem {
-            path: params_at.clone(),
-            message: match label {
-                Some(label) => format!("plugin {label}: {message}"),
-                None => message,
-            },
-            hint: None,
-            assumes: None,
+        .map(|unknown| {
+            let at = params_at.key(&unknown.key);
+            Problem {
+                path: match unknown.item {
+                    Some(i) => at.index(i),
+                    None => at,
+                },
+                message: unknown.message,
+                hint: None,
+                assumes: None,
+            }
         })
         .collect()
 }
@@ -616,14 +666,17 @@ mod tests {
                 .expect("json");
         assert_eq!(
             check_references(&declared, &params, &["hot"], &["cpu", "lagg"]),
-            Vec::<String>::new(),
+            Vec::<UnknownId>::new(),
             "every id named is configured; the absent `fallback` is not checked"
         );
         assert_eq!(
-            check_references(&declared, &params, &[], &["cpu"]),
+            check_references(&declared, &params, &[], &["cpu"])
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>(),
             [
                 "params.watch: no alarm with id \"hot\" in this application (this application defines no alarms)",
-                "params.inputs: no metric with id \"lagg\" in this application (valid: \"cpu\")",
+                "params.inputs[1]: no metric with id \"lagg\" in this application (valid: \"cpu\")",
             ]
         );
     }
@@ -663,16 +716,14 @@ mod tests {
             ]),
         };
         let said = |metadata: &PluginMetadata| -> Vec<String> {
-            reference_problems(metadata, &app.policy, app, &at, Some("mine 1.0.0"))
+            reference_problems(metadata, &app.policy, app, &at)
                 .iter()
                 .map(ToString::to_string)
                 .collect()
         };
         assert_eq!(
             said(&metadata),
-            [
-                "params: plugin mine 1.0.0: params.watch: no alarm with id \"nope\" in this application (valid: \"high\")"
-            ]
+            ["params.watch: no alarm with id \"nope\" in this application (valid: \"high\")"]
         );
         metadata.parameters = None;
         assert_eq!(
