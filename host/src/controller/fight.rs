@@ -88,7 +88,8 @@ fn size(app: &AppState) -> u32 {
 /// restarted by itself, or lost a TaskManager, while the agent followed
 /// its rescale (it still asks for what the agent asked:
 /// [`AppState::asked_kpu`]), and an update whose own version is not known
-/// (`created` is `None`: resumed from the journal while it was followed)
+/// (`created` is `None`: the machine also passes `None` for one resumed
+/// from the journal after a gap, when the override's time is not known)
 /// or is the one it ended at (an update whose answer was lost, taken to
 /// have applied when the version moved: it may not have, and the size
 /// the application ended at be the one nobody changed).
@@ -555,7 +556,8 @@ mod tests {
         // An update whose answer was lost, taken to have applied when the
         // version moved (to 5): it ends at 2 KPU at that version, which
         // may be nobody's change of size. Nor is one whose own version is
-        // unknown (followed across a restart of the agent).
+        // unknown (or, followed across a restart of the agent, when it
+        // came is).
         own_rescale(
             &mut record,
             &update(2, 4, 4),

@@ -1719,7 +1719,8 @@ impl Machine {
             u32::try_from((out.now_ms - update.started_ms).max(0) / 1000).unwrap_or(u32::MAX);
         self.timed_out = false;
         self.record.last_rescale_ms = Some(out.now_ms);
-        if !std::mem::take(&mut self.followed_from_journal) {
+        let across_a_gap = std::mem::take(&mut self.followed_from_journal);
+        if !across_a_gap {
             self.record.last_update_duration_secs = Some(update_secs);
         }
         out.events.push(Event::RescaleCompleted {
@@ -1736,10 +1737,22 @@ impl Machine {
         // period. Only a version the agent knows it made says so: one
         // taken from a version id that moved (an answer lost) may be
         // another writer's, whose rollback is no word on this size (it is
-        // then reported as running at another size, below).
+        // then reported as running at another size, below). Across a gap
+        // (the agent down, the application paused) the rollback must also
+        // have come while the update could still fail: an operator's
+        // RollbackApplication of the size, hours after it ran, is no word
+        // on whether it starts.
+        let in_time = |app: &AppState| {
+            !across_a_gap
+                || app.last_update_ms.is_none_or(|at| {
+                    at <= update
+                        .started_ms
+                        .saturating_add(millis(settings.update_timeout))
+                })
+        };
         let rolled_back_from = self
             .created_version_id
-            .filter(|made| app.rolled_back_from == Some(*made));
+            .filter(|made| app.rolled_back_from == Some(*made) && in_time(app));
         let rolled_back = rolled_back_from.is_some();
         if let Some(made) = rolled_back_from {
             self.record.refused = Some(RefusedTarget {
@@ -1779,8 +1792,12 @@ impl Machine {
         }
         // Another writer's update that landed meanwhile and undid the
         // rescale counts toward standing down; a rollback of the rescale
-        // is no other writer.
-        let created = self.created_version_id.take().filter(|_| !rolled_back);
+        // is no other writer, and neither is one found across a gap (when
+        // it came is not known: the window counts from now).
+        let created = self
+            .created_version_id
+            .take()
+            .filter(|_| !rolled_back && !across_a_gap);
         if let Some(event) =
             fight::own_rescale(&mut self.record, update, created, app, settings, out.now_ms)
         {

@@ -1889,3 +1889,72 @@ async fn a_rollback_while_the_agent_was_down_is_still_its_updates() {
         );
     }
 }
+
+/// A journal in `updating` for an update to 4 KPU asked for six hours
+/// before the start, quoting version 1 and making version 2; the target
+/// at `version` and `kpu`, last updated `last_update_ago_ms` before the
+/// start, rolled back from `rolled_back_from`: the record after 60 s.
+async fn resumed_six_hours_on(
+    version: u64,
+    kpu: u32,
+    rolled_back_from: Option<u64>,
+    last_update_ago_ms: i64,
+) -> crate::state::AppRecord {
+    let dir = tempfile::tempdir().unwrap();
+    let mut journal = journal(dir.path());
+    let record = crate::state::AppRecord {
+        phase: Phase::Updating {
+            update: crate::state::Update {
+                target_kpu: 4,
+                from_kpu: 2,
+                quoted_version_id: 1,
+                reason: "high in ALARM".into(),
+                started_ms: T0_MS - 6 * 3_600_000,
+            },
+            observed_ms: T0_MS - 6 * 3_600_000 + 60_000,
+            new_version_id: Some(2),
+        },
+        seen_version_id: Some(1),
+        ..Default::default()
+    };
+    journal
+        .save(&record, T0_MS - 6 * 3_600_000 + 60_000)
+        .unwrap();
+    drop(journal);
+    let target = FakeTarget::new(kpu, 90);
+    {
+        let mut s = target.state.lock().unwrap();
+        s.version_id = version;
+        s.rolled_back_from = rolled_back_from;
+        s.last_update_ms = Some(T0_MS - last_update_ago_ms);
+    }
+    let (run, _) = launch_seeing(&target, dir.path());
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    run.stop().await;
+    journaled(dir.path()).record
+}
+
+/// Found across a gap of hours, the end of an update says nothing of when
+/// what followed it came: an operator's RollbackApplication of the size
+/// an hour before the start (five hours after the update) is no failure
+/// of the update (no size held), and another writer's update back to 2
+/// KPU is no override within the fight window (the window would count
+/// from the start). A rollback within the update's timeout still is its
+/// failure.
+#[tokio::test(start_paused = true)]
+async fn what_followed_an_update_across_a_gap_is_not_dated_by_the_restart() {
+    let operator_rollback = resumed_six_hours_on(3, 2, Some(2), 3_600_000).await;
+    assert_eq!(operator_rollback.refused, None, "{operator_rollback:?}");
+    let system_rollback = resumed_six_hours_on(3, 2, Some(2), 6 * 3_600_000 - 120_000).await;
+    assert_eq!(
+        system_rollback.refused.map(|r| r.kpu),
+        Some(4),
+        "{system_rollback:?}"
+    );
+    let overridden = resumed_six_hours_on(3, 2, None, 3_600_000).await;
+    assert!(
+        overridden.fight.overrides.is_empty(),
+        "{:?}",
+        overridden.fight
+    );
+}
