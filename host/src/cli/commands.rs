@@ -1157,12 +1157,14 @@ pub async fn validate(config: &Path, environment: bool) -> anyhow::Result<ExitCo
         return Ok(ExitCode::from(EX_CONFIG));
     }
     let mut warnings = check.warnings.clone();
-    warnings.extend(crate::config::validate::period_warnings(
+    let indexed = || {
         loaded
             .applications()
             .enumerate()
-            .map(|(k, (app, _))| (loaded.file_index(k), app)),
-    ));
+            .map(|(k, (app, _))| (loaded.file_index(k), app))
+    };
+    warnings.extend(crate::config::validate::period_warnings(indexed()));
+    warnings.extend(crate::config::validate::history_warnings(indexed()));
     for warning in load::locate(&loaded, &warnings) {
         eprintln!("warning: {}", printable(&warning.to_string()));
     }

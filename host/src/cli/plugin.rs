@@ -661,7 +661,8 @@ fn check_text(report: &CheckReport) -> String {
             line(
                 "next",
                 &format!(
-                    "in {secs} s (the agent waits whole evaluation intervals, at most {})",
+                    "in {secs} s (with lazy polling, a hold waits 1 to {} whole evaluation \
+                     intervals)",
                     crate::controller::machine::LAZY_MAX_INTERVALS
                 ),
             );
@@ -1307,7 +1308,8 @@ mod tests {
         let text = check_text(&report);
         assert!(
             text.contains(
-                "next        in 0 s (the agent waits whole evaluation intervals, at most 15)\n"
+                "next        in 0 s (with lazy polling, a hold waits 1 to 15 whole evaluation \
+                 intervals)\n"
             ),
             "{text}"
         );

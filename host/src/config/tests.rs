@@ -900,18 +900,23 @@ fn a_sub_minute_metric_is_read_within_the_three_hours_cloudwatch_keeps_it() {
                  metric_name = \"busyTimeMsPerSecond\"\nstatistic = \"Maximum\"\nperiod_secs = 3600\n\
                  [application.policy]\nplugin = \"hold\"\n";
     valid(flink);
-    // Nor does Flink keep a history to read.
-    let found = errors(&flink.replace(
+    // Nor does Flink keep a history to read: a warning, the setting is
+    // harmless.
+    let loaded = valid(&flink.replace(
         "plugin = \"hold\"\n",
         "plugin = \"hold\"\nhistory_days = 7\n",
     ));
+    let warned: Vec<String> =
+        super::validate::history_warnings(loaded.config.applications.iter().enumerate())
+            .iter()
+            .map(ToString::to_string)
+            .collect();
     assert_eq!(
-        found,
+        warned,
         [
-            "config/x.toml:19:16: application \"a\".policy.history_days: history_days 7 reads the \
-          history CloudWatch keeps, but every metric of this application comes from Flink, which \
-          keeps none (valid here: 0, or leave it out; the policy learns from what it sees while it \
-          runs)"
+            "application[0].policy.history_days: history_days 7 reads the history CloudWatch \
+          keeps, but every metric of this application comes from Flink, which keeps none: \
+          nothing is read (leave it out; the policy learns from what it sees while it runs)"
         ]
     );
 }
@@ -1827,10 +1832,18 @@ fn history_days_is_checked_and_only_for_the_policy() {
                   metric_name = \"containerCPUUtilization\"\nstatistic = \"Maximum\"\n";
     let loaded = valid(&format!("{APP}history_days = 15\n{metric}"));
     assert_eq!(loaded.config.applications[0].policy.history_days, 15);
-    // With no metric there is no history to read.
+    // With no metric there is no history to read: said, not refused.
+    let none = valid(&format!("{APP}history_days = 15\n"));
+    let warned = super::validate::history_warnings(none.config.applications.iter().enumerate());
+    assert_eq!(warned.len(), 1);
     assert!(
-        errors(&format!("{APP}history_days = 15\n"))[0]
-            .ends_with("but this application defines no metrics (valid here: 0, or leave it out; the policy learns from what it sees while it runs)")
+        warned[0]
+            .message
+            .ends_with("but this application defines no metrics: nothing is read"),
+        "{warned:?}"
+    );
+    assert!(
+        super::validate::history_warnings(loaded.config.applications.iter().enumerate()).is_empty()
     );
     assert_eq!(
         errors(&format!("{APP}history_days = 16\n{metric}")),

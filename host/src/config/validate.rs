@@ -635,8 +635,8 @@ fn validate_application(index: usize, app: &ApplicationConfig) -> Vec<Problem> {
                         ),
                     )
                     .hint(format!(
-                        "valid: period_secs = 60 here, or every alarm's evaluation_periods x \
-                         period_secs and ten times every period_secs within \
+                        "valid: period_secs = 60 here, or every alarm's (evaluation_periods + \
+                         3) x period_secs and ten times every period_secs within \
                          {SUB_MINUTE_RETENTION_SECS} s"
                     )),
                 );
@@ -679,29 +679,6 @@ fn validate_application(index: usize, app: &ApplicationConfig) -> Vec<Problem> {
                 format!("history_days {days} is out of range"),
             )
             .hint(range_of("history_days")),
-        );
-    } else if days > 0
-        && app
-            .metrics
-            .iter()
-            .all(|m| m.source == MetricSourceKind::Flink)
-    {
-        // Flink keeps no history: the read would hand the policy nothing.
-        problems.push(
-            Problem::new(
-                at.key("policy").key("history_days"),
-                format!(
-                    "history_days {days} reads the history CloudWatch keeps, but {}",
-                    if app.metrics.is_empty() {
-                        "this application defines no metrics"
-                    } else {
-                        "every metric of this application comes from Flink, which keeps none"
-                    }
-                ),
-            )
-            .hint(
-                "valid here: 0, or leave it out; the policy learns from what it sees while it runs",
-            ),
         );
     }
     for (i, interpreter) in app.interpreters.iter().enumerate() {
@@ -952,6 +929,50 @@ pub fn period_warnings<'a>(
                 );
             }
         }
+    }
+    warnings
+}
+
+/// Warnings, not errors: each policy of the applications given (with
+/// their index in the file) whose `history_days` reads nothing, because
+/// the application has no metric or every one comes from Flink, which
+/// keeps no history. Harmless (the policy learns as it runs), but not what
+/// the setting promises.
+pub fn history_warnings<'a>(
+    applications: impl Iterator<Item = (usize, &'a ApplicationConfig)>,
+) -> Vec<Problem> {
+    let mut warnings = Vec::new();
+    for (index, app) in applications {
+        let days = app.policy.history_days;
+        if days == 0
+            || days > MAX_HISTORY_DAYS
+            || app
+                .metrics
+                .iter()
+                .any(|m| m.source == MetricSourceKind::Cloudwatch)
+        {
+            continue;
+        }
+        let at = FieldPath::root()
+            .key("application")
+            .index(index)
+            .key("policy")
+            .key("history_days");
+        warnings.push(
+            Problem::new(
+                at,
+                format!(
+                    "history_days {days} reads the history CloudWatch keeps, but {}: nothing is \
+                     read",
+                    if app.metrics.is_empty() {
+                        "this application defines no metrics"
+                    } else {
+                        "every metric of this application comes from Flink, which keeps none"
+                    }
+                ),
+            )
+            .hint("leave it out; the policy learns from what it sees while it runs"),
+        );
     }
     warnings
 }
