@@ -64,7 +64,7 @@ use crate::model::{Action, Application, Decision};
 use crate::random::SplitMix64;
 use crate::state::{AppRecord, KpuLimit, Phase, RefusedTarget, Resume, Update};
 use crate::target::{AppState, AppStatus, TargetError};
-use crate::telemetry::Event;
+use crate::telemetry::{Event, ResumedWait};
 
 /// What to tell the user when `moves` ([`Machine`]'s count of the moves
 /// of the version id without this agent found at consecutive evaluations)
@@ -333,6 +333,10 @@ pub struct Machine {
     /// agent down for an hour mid-update sized the next scale-out for an
     /// hour's backlog).
     followed_from_journal: bool,
+    /// A restart found its update in flight with the application busy and
+    /// the version not above the quote, and said so ([`Event::Resumed`]):
+    /// it reads again until there is a verdict, without saying it again.
+    awaiting_verdict: bool,
     /// The moves of the version id without this agent (a Flink job's
     /// restarts, another writer's updates) that the evaluations since the
     /// last one owed nothing have found, each owed a grace period
@@ -388,6 +392,7 @@ impl Machine {
             assessed: None,
             created_version_id: None,
             followed_from_journal: false,
+            awaiting_verdict: false,
             moves: None,
         }
     }
@@ -968,17 +973,27 @@ impl Machine {
             return self.moved_by_another(&update, asked_kpu, &app, doubt, settings, out);
         }
         if let Phase::Unknown { .. } = phase {
-            out.events.push(Event::Resumed {
-                application: settings.name.clone(),
-                at_ms: out.now_ms,
-                phase: phase.name().to_owned(),
-                resume: if app.status.is_transitional() {
-                    "outcome unknown: wait while the application is busy".to_owned()
-                } else {
-                    "outcome unknown: hold one grace period".to_owned()
-                },
-                version_id: app.version_id,
-            });
+            let busy = app.status.is_transitional();
+            // Said once while the application stays busy, and when it
+            // is not: readiness allows for the wait from the first.
+            if doubt == Some(Doubt::Restart) || !busy {
+                out.events.push(Event::Resumed {
+                    application: settings.name.clone(),
+                    at_ms: out.now_ms,
+                    phase: phase.name().to_owned(),
+                    resume: if busy {
+                        "outcome unknown: wait while the application is busy".to_owned()
+                    } else {
+                        "outcome unknown: hold one grace period".to_owned()
+                    },
+                    version_id: app.version_id,
+                    wait: Some(if busy {
+                        ResumedWait::Follow
+                    } else {
+                        ResumedWait::Until(out.now_ms.saturating_add(millis(settings.grace_period)))
+                    }),
+                });
+            }
             if app.status.is_transitional() {
                 return Next::Wait(settings.update_poll);
             }
@@ -1001,13 +1016,25 @@ impl Machine {
             // graph dated from its submission until it is rebuilt, and a
             // fresh agent has not read the newer graph that would keep its
             // version from falling back; the rebuilt graph tells whether
-            // the update took. Read again until it settles.
+            // the update took. Read again until it settles; said once.
+            if !self.awaiting_verdict {
+                self.awaiting_verdict = true;
+                out.events.push(Event::Resumed {
+                    application: settings.name.clone(),
+                    at_ms: out.now_ms,
+                    phase: phase.name().to_owned(),
+                    resume: "no verdict yet: read again while the application is busy".to_owned(),
+                    version_id: app.version_id,
+                    wait: Some(ResumedWait::Follow),
+                });
+            }
             self.doubt = Some(Doubt::Restart);
             if self.check_timeout(settings, out) {
                 return Next::Wait(self.overdue_poll(settings));
             }
             return Next::Wait(settings.update_poll);
         }
+        self.awaiting_verdict = false;
         let mut resume = crate::state::resume(&phase, &app, out.now_ms, settings.grace_period);
         if let (Some(Doubt::Answer(_)), Resume::Finished { update }) = (&doubt, &resume)
             && app.kpu() != update.target_kpu
@@ -1047,16 +1074,29 @@ impl Machine {
             };
         }
         if doubt == Some(Doubt::Restart) {
+            let grace_until =
+                |wait: Duration| ResumedWait::Until(out.now_ms.saturating_add(millis(wait)));
             out.events.push(Event::Resumed {
                 application: settings.name.clone(),
                 at_ms: out.now_ms,
                 phase: phase.name().to_owned(),
                 resume: resume.name().to_owned(),
                 version_id: app.version_id,
+                wait: match &resume {
+                    Resume::Follow { .. } => Some(ResumedWait::Follow),
+                    Resume::Finished { .. } => Some(grace_until(settings.grace_period)),
+                    Resume::Grace { remaining } => Some(grace_until(*remaining)),
+                    Resume::Evaluate
+                    | Resume::Reevaluate { .. }
+                    | Resume::NotApplied { .. }
+                    | Resume::Failed { .. } => None,
+                },
             });
         }
         // Following an update seen through (not resolving one in doubt).
         let followed = doubt.is_none();
+        // Found over at the first read after a resume from the journal.
+        let found_over = doubt == Some(Doubt::Restart);
         let answer = match doubt {
             Some(Doubt::Answer(error)) => Some(error),
             _ => None,
@@ -1115,7 +1155,9 @@ impl Machine {
                     Next::Wait(settings.update_poll)
                 }
             }
-            Resume::Finished { update } => Next::Wait(self.completed(&update, &app, settings, out)),
+            Resume::Finished { update } => {
+                Next::Wait(self.completed(&update, &app, found_over, settings, out))
+            }
             Resume::Failed { update, status } => {
                 self.timed_out = false;
                 self.record.phase = Phase::Idle;
@@ -1289,6 +1331,15 @@ impl Machine {
                     "an update this agent did not make ended, not RUNNING: evaluate".to_owned()
                 },
                 version_id: app.version_id,
+                wait: if busy {
+                    Some(ResumedWait::Follow)
+                } else if app.status == AppStatus::Running {
+                    Some(ResumedWait::Until(
+                        out.now_ms.saturating_add(millis(settings.grace_period)),
+                    ))
+                } else {
+                    None
+                },
             });
         }
         if busy {
@@ -1361,6 +1412,7 @@ impl Machine {
                     words.thing()
                 ),
                 version_id: app.version_id,
+                wait: Some(ResumedWait::Follow),
             });
         }
         // What the new one was asked for where the target says, else what
@@ -1445,6 +1497,7 @@ impl Machine {
                     phase: self.record.phase.name().to_owned(),
                     resume: "update never took effect, the version moved for another reason: wait it out".to_owned(),
                     version_id: app.version_id,
+                    wait: Some(ResumedWait::Follow),
                 });
                 out.failed(
                     Failure::ForeignUpdate,
@@ -1708,10 +1761,14 @@ impl Machine {
 
     /// The update is over and the application RUNNING: records it and
     /// starts the grace period, whose length is returned.
+    /// `found_over`: the update was found over at the first read after a
+    /// resume from the journal (a restart of the agent, or of a paused
+    /// application), so what came after it came at a time not known.
     fn completed(
         &mut self,
         update: &Update,
         app: &AppState,
+        found_over: bool,
         settings: &Settings,
         out: &mut Out,
     ) -> Duration {
@@ -1719,8 +1776,7 @@ impl Machine {
             u32::try_from((out.now_ms - update.started_ms).max(0) / 1000).unwrap_or(u32::MAX);
         self.timed_out = false;
         self.record.last_rescale_ms = Some(out.now_ms);
-        let across_a_gap = std::mem::take(&mut self.followed_from_journal);
-        if !across_a_gap {
+        if !std::mem::take(&mut self.followed_from_journal) {
             self.record.last_update_duration_secs = Some(update_secs);
         }
         out.events.push(Event::RescaleCompleted {
@@ -1737,13 +1793,13 @@ impl Machine {
         // period. Only a version the agent knows it made says so: one
         // taken from a version id that moved (an answer lost) may be
         // another writer's, whose rollback is no word on this size (it is
-        // then reported as running at another size, below). Across a gap
-        // (the agent down, the application paused) the rollback must also
-        // have come while the update could still fail: an operator's
-        // RollbackApplication of the size, hours after it ran, is no word
-        // on whether it starts.
+        // then reported as running at another size, below). Found over
+        // after a gap (the agent down, the application paused) the
+        // rollback must also have come while the update could still fail:
+        // an operator's RollbackApplication of the size, hours after it
+        // ran, is no word on whether it starts.
         let in_time = |app: &AppState| {
-            !across_a_gap
+            !found_over
                 || app.last_update_ms.is_none_or(|at| {
                     at <= update
                         .started_ms
@@ -1792,12 +1848,12 @@ impl Machine {
         }
         // Another writer's update that landed meanwhile and undid the
         // rescale counts toward standing down; a rollback of the rescale
-        // is no other writer, and neither is one found across a gap (when
-        // it came is not known: the window counts from now).
+        // is no other writer, and neither is one found over after a gap
+        // (when it came is not known: the window would count from now).
         let created = self
             .created_version_id
             .take()
-            .filter(|_| !rolled_back && !across_a_gap);
+            .filter(|_| !rolled_back && !found_over);
         if let Some(event) =
             fight::own_rescale(&mut self.record, update, created, app, settings, out.now_ms)
         {

@@ -41,6 +41,19 @@ pub fn plugin_slot(interpreter: Option<usize>) -> String {
     }
 }
 
+/// What a controller that resumed a journaled phase ([`Event::Resumed`])
+/// waits out without evaluating, which readiness allows for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ResumedWait {
+    /// An update (its own, in doubt, or another writer's), followed while
+    /// the application is busy: up to the update timeout, then a grace
+    /// period.
+    Follow,
+    /// A grace period, until this time (ms since the epoch).
+    Until(i64),
+}
+
 /// Something a controller did or saw.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
@@ -136,6 +149,10 @@ pub enum Event {
         resume: String,
         /// The application's version id now, as DescribeApplication says.
         version_id: u64,
+        /// What the controller waits out before it evaluates again; none
+        /// when it evaluates at once.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        wait: Option<ResumedWait>,
     },
     /// An update this agent did not make (another writer's, or one that
     /// ended just before an agent without a journal started) is waited out

@@ -32,7 +32,7 @@ use std::time::{Duration, Instant};
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 
-use super::{Event, FailureCounts};
+use super::{Event, FailureCounts, ResumedWait};
 use crate::config::{ApplicationConfig, Config, Mode};
 use crate::controller::machine::lazy_intervals;
 use crate::controller::{Failure, Settings};
@@ -266,24 +266,21 @@ enum Waited {
     /// An update it did not make ([`Event::GraceHeld`]): the update
     /// timeout and the grace period.
     Held,
-    /// An update in flight, in doubt or another writer's, that a restart
-    /// resumed from the journal (phase `sending`, `sent`, `updating`,
-    /// `unknown` or `foreign`): as [`Waited::Rescale`].
+    /// An update in flight, in doubt or another writer's, that a
+    /// controller resumed from the journal follows without evaluating
+    /// ([`ResumedWait::Follow`]): as [`Waited::Rescale`].
     ResumedUpdate,
-    /// A grace period a restart resumed from the journal (phase `grace`):
-    /// what is left of it, at most the whole.
-    ResumedGrace,
+    /// A grace period a controller resumed from the journal waits out,
+    /// until this time ([`ResumedWait::Until`]).
+    ResumedGrace(i64),
 }
 
 impl Waited {
-    /// What a restart that resumed the journal's `phase` (as
-    /// [`Event::Resumed`] names it) waits out; `None` for a phase after
-    /// which it evaluates at once (`idle`, `decided`).
-    fn resumed(phase: &str) -> Option<Self> {
-        match phase {
-            "grace" => Some(Self::ResumedGrace),
-            "sending" | "sent" | "updating" | "unknown" | "foreign" => Some(Self::ResumedUpdate),
-            _ => None,
+    /// What [`Event::Resumed`]'s `wait` says the controller waits out.
+    fn resumed(wait: ResumedWait) -> Self {
+        match wait {
+            ResumedWait::Follow => Self::ResumedUpdate,
+            ResumedWait::Until(until_ms) => Self::ResumedGrace(until_ms),
         }
     }
 }
@@ -467,7 +464,7 @@ impl AppMetrics {
                 Waited::Rescale | Waited::ResumedUpdate => over.unwrap_or(in_progress),
                 Waited::Held => in_progress,
                 // What is left of a grace period: never more than the whole.
-                Waited::ResumedGrace => at.saturating_add(self.grace_ms),
+                Waited::ResumedGrace(until_ms) => until_ms.min(at.saturating_add(self.grace_ms)),
             };
             deadline = deadline.max(allowed_until.saturating_add(self.stale_after_ms));
         }
@@ -908,8 +905,19 @@ impl Registry {
             // A restart resumes the journal's phase: an update followed, or
             // a grace period waited out, without evaluating, and nothing
             // else says so (no RescaleStarted, no GraceHeld).
-            Event::Resumed { at_ms, phase, .. } => {
-                app.resumed = Waited::resumed(phase).map(|waited| (*at_ms, waited));
+            // Said again while the same wait goes on (an application that
+            // stays busy), it counts from the first: one stuck for good is
+            // not ready once its update timeout and grace period are past.
+            Event::Resumed { at_ms, wait, .. } => {
+                let waited = wait.map(Waited::resumed);
+                let same_wait = matches!(
+                    (app.resumed, waited),
+                    (Some((first, Waited::ResumedUpdate)), Some(Waited::ResumedUpdate))
+                        if app.last_evaluation_ms.is_none_or(|e| e < first)
+                );
+                if !same_wait {
+                    app.resumed = waited.map(|waited| (*at_ms, waited));
+                }
             }
             Event::Failed {
                 at_ms,
@@ -2132,13 +2140,14 @@ mod tests {
         assert_eq!(registry.not_ready(212_001).len(), 1);
     }
 
-    fn resumed(app: &str, at_ms: i64, phase: &str, resume: &str) -> Event {
+    fn resumed(app: &str, at_ms: i64, phase: &str, wait: Option<ResumedWait>) -> Event {
         Event::Resumed {
             application: app.to_owned(),
             at_ms,
             phase: phase.to_owned(),
-            resume: resume.to_owned(),
+            resume: "what it does".to_owned(),
             version_id: 3,
+            wait,
         }
     }
 
@@ -2147,36 +2156,46 @@ mod tests {
     /// is allowed the same: it emits only `Resumed` (no RescaleStarted, no
     /// GraceHeld), which the registry ignored, so a restart just after a
     /// rescale completed, with a 200 s grace period, was not ready 101 s
-    /// later ("101 s since the agent started, without an evaluation").
+    /// later ("101 s since the agent started, without an evaluation"). What
+    /// is allowed is what the controller said it waits, not what the
+    /// journal's phase was: a grace period with 30 s left is allowed 30 s,
+    /// and a phase resolved by evaluating at once, nothing.
     #[test]
     fn a_restart_resuming_a_grace_period_or_an_update_is_allowed_as_a_rescale() {
+        use ResumedWait::{Follow, Until};
         let mut grace_200 = config(&["a"]);
         grace_200.applications[0].grace_period_secs = 200;
         let registry = Registry::for_config(&grace_200, 0);
         registry.mark_started(0);
-        registry.record(&resumed("a", 1_000, "grace", "continue the grace period"));
+        registry.record(&resumed("a", 1_000, "grace", Some(Until(201_000))));
         assert!(registry.not_ready(101_000).is_empty());
         assert!(
             registry
                 .render(101_000)
                 .contains("flinkscale_ready{application=\"a\"} 1\n")
         );
-        // 1 s + at most the whole grace period (200 s) + 90 s.
+        // Until 201 s (1 s + the whole 200 s at most) + 90 s.
         assert!(registry.not_ready(291_000).is_empty());
         assert_eq!(registry.not_ready(291_001).len(), 1);
+        // 30 s left of it: allowed 30 s, not the whole period.
+        let registry = Registry::for_config(&grace_200, 0);
+        registry.mark_started(0);
+        registry.record(&resumed("a", 1_000, "grace", Some(Until(31_000))));
+        assert!(registry.not_ready(121_000).is_empty());
+        assert_eq!(registry.not_ready(121_001).len(), 1);
 
         // An update followed after the restart: 1 s + (100 s + 20 s) + 90 s,
         // and, once it completes, its grace period from then.
         for phase in ["sending", "sent", "updating", "unknown", "foreign"] {
             let registry = Registry::for_config(&config(&["a"]), 0);
             registry.mark_started(0);
-            registry.record(&resumed("a", 1_000, phase, "follow"));
+            registry.record(&resumed("a", 1_000, phase, Some(Follow)));
             assert!(registry.not_ready(211_000).is_empty(), "{phase}");
             assert_eq!(registry.not_ready(211_001).len(), 1, "{phase}");
         }
         let registry = Registry::for_config(&config(&["a"]), 0);
         registry.mark_started(0);
-        registry.record(&resumed("a", 1_000, "updating", "follow"));
+        registry.record(&resumed("a", 1_000, "updating", Some(Follow)));
         registry.record(&Event::RescaleCompleted {
             application: "a".to_owned(),
             at_ms: 30_000,
@@ -2187,21 +2206,40 @@ mod tests {
         assert!(registry.not_ready(140_000).is_empty());
         assert_eq!(registry.not_ready(140_001).len(), 1);
 
-        // A phase after which it evaluates at once is allowed nothing more.
-        for phase in ["idle", "decided"] {
+        // Resolved by evaluating at once (an update that never took effect,
+        // an idle journal): allowed nothing more.
+        for phase in ["idle", "decided", "sent"] {
             let registry = Registry::for_config(&config(&["a"]), 0);
             registry.mark_started(0);
-            registry.record(&resumed("a", 1_000, phase, "evaluate"));
+            registry.record(&resumed("a", 1_000, phase, None));
             assert!(registry.not_ready(90_000).is_empty(), "{phase}");
             assert_eq!(registry.not_ready(90_001).len(), 1, "{phase}");
         }
         // An evaluation after the resumed grace period counts as ever.
         let registry = Registry::for_config(&grace_200, 0);
         registry.mark_started(0);
-        registry.record(&resumed("a", 1_000, "grace", "continue the grace period"));
+        registry.record(&resumed("a", 1_000, "grace", Some(Until(201_000))));
         registry.record(&evaluated("a", 150_000, 1, Action::Hold));
         assert!(registry.not_ready(240_000).is_empty());
         assert_eq!(registry.not_ready(240_001).len(), 1);
+    }
+
+    /// An application that stays busy after a restart with an unreadable
+    /// journal is said to be followed at every read; the allowance counts
+    /// from the first, so that one stuck for good is not ready once its
+    /// update timeout and grace period are past. Counted from each, it was
+    /// ready for ever.
+    #[test]
+    fn a_resumed_wait_said_again_counts_from_the_first() {
+        let registry = Registry::for_config(&config(&["a"]), 0);
+        registry.mark_started(0);
+        for at_ms in (1_000..=400_000).step_by(20_000) {
+            registry.record(&resumed("a", at_ms, "unknown", Some(ResumedWait::Follow)));
+        }
+        // 1 s + (100 s + 20 s) + 90 s, whatever was said after.
+        assert!(registry.not_ready(211_000).is_empty());
+        assert_eq!(registry.not_ready(211_001).len(), 1);
+        assert_eq!(registry.not_ready(401_000).len(), 1);
     }
 
     fn failed(app: &str, at_ms: i64, class: &str) -> Event {

@@ -1958,3 +1958,33 @@ async fn what_followed_an_update_across_a_gap_is_not_dated_by_the_restart() {
         overridden.fight
     );
 }
+
+/// An agent restarted a minute into its update (a reload of the
+/// application restarts its controller the same way) follows the rest of
+/// the update live: a rollback it sees at 35 minutes, past the update
+/// timeout, is still the update's failure, and the size is held. Only an
+/// update found over at the first read after the restart has its
+/// rollback dated: taking every update resumed from the journal so, the
+/// size was asked for again.
+#[tokio::test(start_paused = true)]
+async fn a_rollback_seen_live_after_a_restart_is_the_updates() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = FakeTarget::new(2, 2_100);
+    target.state.lock().unwrap().rolls_back = true;
+    let first = launch(&target, dir.path());
+    for _ in 0..85 {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        if matches!(journaled(dir.path()).record.phase, Phase::Updating { .. }) {
+            break;
+        }
+    }
+    first.stop().await;
+    let second = launch(&target, dir.path());
+    // MSF dates the application's last update by the rollback.
+    target.state.lock().unwrap().last_update_ms = Some(T0_MS + 2_100_000);
+    tokio::time::sleep(Duration::from_secs(3_000)).await;
+    let events = second.stop().await;
+    assert_eq!(target.updates(), vec![(0, 4)], "{events:?}");
+    let held = journaled(dir.path()).record.refused.expect("held");
+    assert_eq!((held.kpu, held.rolled_back_to), (4, Some(2)));
+}

@@ -1625,6 +1625,7 @@ fn resumed(at_ms: i64, phase: &str, resume: &str) -> Event {
         phase: phase.to_owned(),
         resume: resume.to_owned(),
         version_id: 7,
+        wait: None,
     }
 }
 
