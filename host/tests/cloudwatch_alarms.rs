@@ -318,7 +318,7 @@ params = {{ scale_out_alarm = "scale-out", scale_in_alarm = "scale-in", operatio
     assert_eq!(code, 78, "{stdout}{stderr}");
     assert!(
         stderr.contains("policy.params.scale_in_alarm: no alarm with id \"paused\"")
-            && stderr.contains("not written: the agent would refuse"),
+            && stderr.contains("not written: `flinkscale validate` would refuse"),
         "{stderr}"
     );
     assert!(!refused.exists());

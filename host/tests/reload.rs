@@ -1103,26 +1103,6 @@ fn flinkscale_reload_signals_the_agent_holding_the_state_folder() {
         String::from_utf8_lossy(&refused.stderr).contains("not sent: the agent would refuse"),
         "{refused:?}"
     );
-    // Nor one whose policy names an alarm the application lacks, which
-    // only the plugin, once loaded, says is an alarm id.
-    write_config(
-        dir.path(),
-        &plugins,
-        &[common::cpu_application(
-            "keep",
-            1,
-            "",
-            "plugin = \"step\"\nparams = { scale_out_alarm = \"nope\", scale_in_alarm = \"nada\" }\n",
-        )],
-    );
-    let refused = reload();
-    let said = String::from_utf8_lossy(&refused.stderr);
-    assert_eq!(refused.status.code(), Some(78), "{refused:?}");
-    assert!(
-        said.contains("policy.params.scale_out_alarm: no alarm with id \"nope\"")
-            && said.contains("not sent: the agent would refuse"),
-        "{said}"
-    );
     std::thread::sleep(Duration::from_secs(1));
     assert!(
         log_events(&agent.log(), "Configuration reload refused").is_empty(),

@@ -607,15 +607,9 @@ fn once_json(report: &OnceReport) -> serde_json::Value {
 
 /// What `validate` refuses of the plugins `loaded` names (one that will
 /// not load, refuses its params, or names an alarm or metric its
-/// application lacks), located in its file; nothing when the plugin host
-/// cannot start (whoever runs the plugins will say so). For `reload`,
-/// which must not signal the agent with a file it would refuse.
-pub(crate) fn plugin_errors(loaded: &LoadedConfig) -> Vec<load::ConfigError> {
-    load::locate(loaded, &plugin_refusals(loaded))
-}
-
-/// [`plugin_errors`], not located: for a configuration that is no file
-/// yet (`import alarms` checks what it is about to write).
+/// application lacks), not located: `import alarms` checks what it is
+/// about to write, which is no file yet. Nothing when the plugin host
+/// cannot start (whoever runs the plugins will say so).
 pub(crate) fn plugin_refusals(loaded: &LoadedConfig) -> Vec<Problem> {
     match crate::plugin::on_plugin_thread(|| plugin_problems(loaded, true)) {
         Ok(check) => check.problems,

@@ -263,9 +263,9 @@ async fn alarms(
             eprintln!("error: {problem}");
         }
         eprintln!(
-            "error: not written: the agent would refuse the imported configuration of \
-             {application:?} (the params kept from --config may name ids the import renamed: \
-             rename them there)"
+            "error: not written: `flinkscale validate` would refuse the imported \
+             configuration of {application:?} (the params kept from --config may name ids the \
+             import renamed: rename them there)"
         );
         return Ok(ExitCode::from(EX_CONFIG));
     }
