@@ -151,6 +151,22 @@ pub fn limit_until_ms(limit: &KpuLimit) -> i64 {
     limit.at_ms.saturating_add(LIMIT_RETRY_MS)
 }
 
+/// What a controller waits out, without evaluating, after an update that
+/// is not its own (another writer's, or an application replaced under its
+/// update), as [`Event::Resumed`] says it: followed while `app` is busy,
+/// one grace period once it runs, nothing in another status (it evaluates).
+fn waited_out(app: &AppState, settings: &Settings, now_ms: i64) -> Option<ResumedWait> {
+    if app.status.is_transitional() {
+        Some(ResumedWait::Follow)
+    } else if app.status == AppStatus::Running {
+        Some(ResumedWait::Until(
+            now_ms.saturating_add(millis(settings.grace_period)),
+        ))
+    } else {
+        None
+    }
+}
+
 /// With lazy polling, the whole evaluation intervals a hold that asks to
 /// be evaluated again in `asked_secs` waits: rounded down (so that
 /// evaluations fall where they would without it), within [1,
@@ -337,6 +353,10 @@ pub struct Machine {
     /// the version not above the quote, and said so ([`Event::Resumed`]):
     /// it reads again until there is a verdict, without saying it again.
     awaiting_verdict: bool,
+    /// Resumed from the journal with something in flight, and no read of
+    /// the application made since: what the first read finds over was
+    /// over at a time not known ([`Machine::completed`]'s `found_over`).
+    first_read_after_resume: bool,
     /// The moves of the version id without this agent (a Flink job's
     /// restarts, another writer's updates) that the evaluations since the
     /// last one owed nothing have found, each owed a grace period
@@ -393,6 +413,7 @@ impl Machine {
             created_version_id: None,
             followed_from_journal: false,
             awaiting_verdict: false,
+            first_read_after_resume: false,
             moves: None,
         }
     }
@@ -565,6 +586,7 @@ impl Machine {
             _ => None,
         };
         Self {
+            first_read_after_resume: doubt.is_some(),
             record,
             doubt,
             followed_from_journal,
@@ -961,6 +983,8 @@ impl Machine {
             }
         }
         let doubt = self.doubt.take();
+        let first_read = std::mem::take(&mut self.first_read_after_resume);
+        let was_awaiting = std::mem::take(&mut self.awaiting_verdict);
         if let (Some(previous), Some(update)) = (&replaced, phase.update()) {
             let update = update.clone();
             return self.replaced_under_update(&update, previous, &app, doubt, settings, out);
@@ -1017,8 +1041,8 @@ impl Machine {
             // fresh agent has not read the newer graph that would keep its
             // version from falling back; the rebuilt graph tells whether
             // the update took. Read again until it settles; said once.
-            if !self.awaiting_verdict {
-                self.awaiting_verdict = true;
+            self.awaiting_verdict = true;
+            if !was_awaiting {
                 out.events.push(Event::Resumed {
                     application: settings.name.clone(),
                     at_ms: out.now_ms,
@@ -1034,7 +1058,6 @@ impl Machine {
             }
             return Next::Wait(settings.update_poll);
         }
-        self.awaiting_verdict = false;
         let mut resume = crate::state::resume(&phase, &app, out.now_ms, settings.grace_period);
         if let (Some(Doubt::Answer(_)), Resume::Finished { update }) = (&doubt, &resume)
             && app.kpu() != update.target_kpu
@@ -1095,8 +1118,9 @@ impl Machine {
         }
         // Following an update seen through (not resolving one in doubt).
         let followed = doubt.is_none();
-        // Found over at the first read after a resume from the journal.
-        let found_over = doubt == Some(Doubt::Restart);
+        // Found over at the first read after a resume from the journal
+        // (not after a panic, nor after reads that awaited a verdict).
+        let found_over = first_read && doubt == Some(Doubt::Restart);
         let answer = match doubt {
             Some(Doubt::Answer(error)) => Some(error),
             _ => None,
@@ -1331,15 +1355,7 @@ impl Machine {
                     "an update this agent did not make ended, not RUNNING: evaluate".to_owned()
                 },
                 version_id: app.version_id,
-                wait: if busy {
-                    Some(ResumedWait::Follow)
-                } else if app.status == AppStatus::Running {
-                    Some(ResumedWait::Until(
-                        out.now_ms.saturating_add(millis(settings.grace_period)),
-                    ))
-                } else {
-                    None
-                },
+                wait: waited_out(app, settings, out.now_ms),
             });
         }
         if busy {
@@ -1412,7 +1428,7 @@ impl Machine {
                     words.thing()
                 ),
                 version_id: app.version_id,
-                wait: Some(ResumedWait::Follow),
+                wait: waited_out(app, settings, out.now_ms),
             });
         }
         // What the new one was asked for where the target says, else what
@@ -1497,7 +1513,7 @@ impl Machine {
                     phase: self.record.phase.name().to_owned(),
                     resume: "update never took effect, the version moved for another reason: wait it out".to_owned(),
                     version_id: app.version_id,
-                    wait: Some(ResumedWait::Follow),
+                    wait: waited_out(app, settings, out.now_ms),
                 });
                 out.failed(
                     Failure::ForeignUpdate,

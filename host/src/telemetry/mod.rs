@@ -689,6 +689,8 @@ fn log_event(event: &Event) {
                 // doubt, only resumed.
                 message = if matches!(phase.as_str(), "idle" | "grace") {
                     "Resumed the phase the journal kept."
+                } else if resume.starts_with("no verdict yet") {
+                    "A phase in doubt: no verdict yet."
                 } else {
                     "Resolved a phase in doubt."
                 },

@@ -325,10 +325,11 @@ struct AppMetrics {
     /// make ([`Event::GraceHeld`]): allowed the same as a rescale in
     /// progress.
     held_ms: Option<i64>,
-    /// When a restarted controller resumed from its journal a phase in
-    /// which it does not evaluate ([`Event::Resumed`]), and what it waits
-    /// out there: allowed the same as a rescale in progress, or a grace
-    /// period.
+    /// When a controller resumed from its journal a phase in which it does
+    /// not evaluate ([`Event::Resumed`]), and what it said it waits out
+    /// there: an update followed (allowed as a rescale in progress,
+    /// counted from the first time it said so while no evaluation came
+    /// between), or a grace period until a time.
     resumed: Option<(i64, Waited)>,
     last_failure: Option<LastFailure>,
     /// Its journal cannot be saved: not ready until a save succeeds.
@@ -432,8 +433,9 @@ impl AppMetrics {
     /// evaluation (when that evaluation is what the silence counts from),
     /// and, after a rescale started since, by its update timeout and grace
     /// period while it is in progress, by what is left of its grace period
-    /// once it completed. An update a restart resumed from the journal is
-    /// allowed the same, and a grace period it resumed, the whole period.
+    /// once it completed. An update a controller resumed from the journal
+    /// and follows is allowed the same, and a grace period it resumed, until
+    /// its end (at most the whole period).
     fn stale_at_ms(&self, started_ms: i64) -> i64 {
         let since = self.since_ms(started_ms);
         let mut deadline = since.saturating_add(self.stale_after_ms);
@@ -910,10 +912,13 @@ impl Registry {
             // not ready once its update timeout and grace period are past.
             Event::Resumed { at_ms, wait, .. } => {
                 let waited = wait.map(Waited::resumed);
+                // (Not across a reload that started the controller anew,
+                // from which staleness counts.)
                 let same_wait = matches!(
                     (app.resumed, waited),
                     (Some((first, Waited::ResumedUpdate)), Some(Waited::ResumedUpdate))
                         if app.last_evaluation_ms.is_none_or(|e| e < first)
+                            && app.added_ms.is_none_or(|added| added <= first)
                 );
                 if !same_wait {
                     app.resumed = waited.map(|waited| (*at_ms, waited));
@@ -2240,6 +2245,32 @@ mod tests {
         assert!(registry.not_ready(211_000).is_empty());
         assert_eq!(registry.not_ready(211_001).len(), 1);
         assert_eq!(registry.not_ready(401_000).len(), 1);
+    }
+
+    /// A controller following an update is paused, then resumed by a
+    /// reload while the application is still busy: the new controller's
+    /// wait counts from the resume, not from the first controller's, from
+    /// before the resume (staleness counts from the resume; the old wait
+    /// was dropped as before it).
+    #[test]
+    fn a_wait_said_anew_after_a_resume_from_paused_counts_from_then() {
+        let mut config = config(&["a"]);
+        let registry = Registry::for_config(&config, 0);
+        registry.mark_started(0);
+        registry.record(&resumed("a", 1_000, "updating", Some(ResumedWait::Follow)));
+        config.applications[0].mode = Mode::Paused;
+        registry.reload_applied("a", &config.applications[0], 50_000);
+        config.applications[0].mode = Mode::Active;
+        registry.reload_applied("a", &config.applications[0], 300_000);
+        registry.record(&resumed(
+            "a",
+            300_500,
+            "updating",
+            Some(ResumedWait::Follow),
+        ));
+        // 300.5 s + (100 s + 20 s) + 90 s.
+        assert!(registry.not_ready(510_500).is_empty());
+        assert_eq!(registry.not_ready(510_501).len(), 1);
     }
 
     fn failed(app: &str, at_ms: i64, class: &str) -> Event {

@@ -482,8 +482,8 @@ fn a_sending_record_met_by_the_job_s_own_restart_is_not_the_agents_rescale() {
 /// TaskManager lost during the rescale): Flink shows a placeholder graph
 /// dated from the job's submission, which a fresh target reads as a
 /// version below the quote, the job starting. That is no verdict: the
-/// agent reads again, sending nothing and reporting nothing, until the job
-/// is rebuilt. The rebuilt graph moved past the
+/// agent reads again, sending nothing and saying only once that it waits
+/// (for readiness), until the job is rebuilt. The rebuilt graph moved past the
 /// quote and asks for the rescale's parallelism: the agent's rescale took
 /// effect, and it completes once; no grace period is held for a restart.
 #[test]

@@ -1988,3 +1988,64 @@ async fn a_rollback_seen_live_after_a_restart_is_the_updates() {
     let held = journaled(dir.path()).record.refused.expect("held");
     assert_eq!((held.kpu, held.rolled_back_to), (4, Some(2)));
 }
+
+/// What a restart says it waits out is what it waits: a journaled grace
+/// period with 30 s left, until its end (readiness allowed the whole
+/// period); an application found busy with an unreadable journal, said
+/// once while it stays busy (each read said it again, and each pushed
+/// readiness's allowance on).
+#[tokio::test(start_paused = true)]
+async fn a_restart_says_the_wait_it_resumes_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut journal = journal(dir.path());
+    let record = crate::state::AppRecord {
+        phase: Phase::Grace {
+            kpu: 2,
+            until_ms: T0_MS + 30_000,
+            after: None,
+        },
+        seen_version_id: Some(1),
+        ..Default::default()
+    };
+    journal.save(&record, T0_MS).unwrap();
+    drop(journal);
+    let target = FakeTarget::new(2, 90);
+    let run = launch(&target, dir.path());
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let events = run.stop().await;
+    let waits: Vec<_> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Resumed { wait, .. } => Some(*wait),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        waits,
+        [Some(crate::telemetry::ResumedWait::Until(T0_MS + 30_000))]
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("app.json"), b"{\"format\": 1, \"applic").unwrap();
+    let target = FakeTarget::new(2, 90);
+    target.state.lock().unwrap().status = AppStatus::Updating;
+    let run = launch(&target, dir.path());
+    tokio::time::sleep(Duration::from_secs(600)).await;
+    let events = run.stop().await;
+    let said: Vec<_> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Resumed { phase, wait, .. } => Some((phase.clone(), *wait)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        said,
+        [(
+            "unknown".to_owned(),
+            Some(crate::telemetry::ResumedWait::Follow)
+        )],
+        "{events:?}"
+    );
+    assert!(target.calls().len() >= 10, "read at every poll");
+}
