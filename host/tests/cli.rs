@@ -29,6 +29,26 @@ fn flinkscale_in(dir: &Path, args: &[&str]) -> (i32, String, String) {
     )
 }
 
+/// The binary run with `args` in `dir` with AWS's region and (fake)
+/// credentials set, and no instance metadata to look for: (exit code,
+/// stderr).
+fn flinkscale_with_aws(dir: &Path, args: &[&str]) -> (Option<i32>, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_flinkscale"))
+        .args(args)
+        .current_dir(dir)
+        .env("AWS_REGION", "eu-west-1")
+        .env("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
+        .env("AWS_SECRET_ACCESS_KEY", "secret")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env_remove("FLINKSCALE_CONFIG")
+        .output()
+        .expect("flinkscale runs");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 /// An empty folder of this test process's own, named after the test.
 fn scratch(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("flinkscale-cli-{name}-{}", std::process::id()));
@@ -1580,18 +1600,9 @@ fn refused_params_are_said_before_the_aws_sdk_is_loaded() {
     )
     .expect("written");
     for command in ["once", "run"] {
-        let out = Command::new(env!("CARGO_BIN_EXE_flinkscale"))
-            .args([command, "--dry-run", "--config", "bad.toml"])
-            .current_dir(&dir)
-            .env("AWS_REGION", "eu-west-1")
-            .env("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
-            .env("AWS_SECRET_ACCESS_KEY", "secret")
-            .env("AWS_EC2_METADATA_DISABLED", "true")
-            .env_remove("FLINKSCALE_CONFIG")
-            .output()
-            .expect("flinkscale runs");
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(78), "{command}: {stderr}");
+        let (code, stderr) =
+            flinkscale_with_aws(&dir, &[command, "--dry-run", "--config", "bad.toml"]);
+        assert_eq!(code, Some(78), "{command}: {stderr}");
         assert!(
             stderr.starts_with(
                 "bad.toml:11:10: application \"orders\".policy.params: plugin target-tracking"
@@ -1627,18 +1638,8 @@ fn an_alarm_a_policy_names_and_the_application_lacks_stops_run_as_validate() {
         if command != "validate" {
             args.insert(1, "--dry-run");
         }
-        let out = Command::new(env!("CARGO_BIN_EXE_flinkscale"))
-            .args(&args)
-            .current_dir(&dir)
-            .env("AWS_REGION", "eu-west-1")
-            .env("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
-            .env("AWS_SECRET_ACCESS_KEY", "secret")
-            .env("AWS_EC2_METADATA_DISABLED", "true")
-            .env_remove("FLINKSCALE_CONFIG")
-            .output()
-            .expect("flinkscale runs");
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(78), "{command}: {stderr}");
+        let (code, stderr) = flinkscale_with_aws(&dir, &args);
+        assert_eq!(code, Some(78), "{command}: {stderr}");
         assert!(
             stderr.lines().any(|line| line
                 == "bad.toml:17:55: application \"orders\".policy.params.scale_in_alarm: no \

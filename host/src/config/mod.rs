@@ -254,6 +254,20 @@ impl std::fmt::Display for FlinkJob {
 }
 
 impl ApplicationConfig {
+    /// The application's alarm ids and metric ids, each sorted, once: what
+    /// a plugin's params may name, as an error lists them.
+    pub fn alarm_and_metric_ids(&self) -> (Vec<&str>, Vec<&str>) {
+        fn sorted(mut ids: Vec<&str>) -> Vec<&str> {
+            ids.sort_unstable();
+            ids.dedup();
+            ids
+        }
+        (
+            sorted(self.alarms.iter().map(|a| a.id.as_str()).collect()),
+            sorted(self.metrics.iter().map(|m| m.id.as_str()).collect()),
+        )
+    }
+
     /// The seconds between evaluations while idle: `evaluation_interval_secs`,
     /// else the shortest metric period, else 60. A signal of an interpreter
     /// has one value per evaluation, so this is its period too.

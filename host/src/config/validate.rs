@@ -1499,12 +1499,7 @@ pub fn conventional_references(
     params: &toml::Table,
     app: &ApplicationConfig,
 ) -> Vec<Problem> {
-    let mut alarms: Vec<&str> = app.alarms.iter().map(|a| a.id.as_str()).collect();
-    alarms.sort_unstable();
-    alarms.dedup();
-    let mut metrics: Vec<&str> = app.metrics.iter().map(|m| m.id.as_str()).collect();
-    metrics.sort_unstable();
-    metrics.dedup();
+    let (alarms, metrics) = app.alarm_and_metric_ids();
     let mut problems = Vec::new();
     for (key, value) in params {
         let at = params_at.key(key);

@@ -300,12 +300,7 @@ pub fn reference_problems(
     let Some(declared) = metadata.parameters.as_deref() else {
         return crate::config::validate::conventional_references(params_at, &plugin.params, app);
     };
-    let mut alarms: Vec<&str> = app.alarms.iter().map(|a| a.id.as_str()).collect();
-    alarms.sort_unstable();
-    alarms.dedup();
-    let mut metrics: Vec<&str> = app.metrics.iter().map(|m| m.id.as_str()).collect();
-    metrics.sort_unstable();
-    metrics.dedup();
+    let (alarms, metrics) = app.alarm_and_metric_ids();
     let params: serde_json::Map<String, Value> =
         serde_json::from_str(&crate::config::load::params_json(&plugin.params)).unwrap_or_default();
     let unknown = check_references(declared, &params, &alarms, &metrics);

@@ -1826,6 +1826,23 @@ async fn an_update_resolved_after_a_restart_keeps_the_last_measured_duration() {
     assert!(seen.iter().all(|(_, secs)| *secs == Some(90)), "{seen:?}");
 }
 
+/// Launches a controller that decides to scale out, and stops it once its
+/// journal says the application is UPDATING (its first poll, 60 s after
+/// the update); fails if it never does within 85 s.
+async fn stopped_once_updating(target: &Arc<FakeTarget>, dir: &Path) {
+    let first = launch(target, dir);
+    let mut updating = false;
+    for _ in 0..85 {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        updating = matches!(journaled(dir).record.phase, Phase::Updating { .. });
+        if updating {
+            break;
+        }
+    }
+    first.stop().await;
+    assert!(updating, "{:?}", journaled(dir).record.phase);
+}
+
 /// An agent stopped while its accepted update was under way, started again
 /// once the update had been rolled back (MSF's system rollback, the
 /// version moved on or restored): it knows the version its update made,
@@ -1845,16 +1862,7 @@ async fn a_rollback_while_the_agent_was_down_is_still_its_updates() {
             s.rolls_back = true;
             s.rollback_restores_version = restores_version;
         }
-        let first = launch(&target, dir.path());
-        // Stopped once it has seen the application UPDATING (its first
-        // poll, 60 s after the update, which lasts 90 s).
-        for _ in 0..85 {
-            tokio::time::sleep(Duration::from_secs(1)).await;
-            if matches!(journaled(dir.path()).record.phase, Phase::Updating { .. }) {
-                break;
-            }
-        }
-        first.stop().await;
+        stopped_once_updating(&target, dir.path()).await;
         assert_eq!(target.updates(), vec![(0, 4)]);
         let phase = journaled(dir.path()).record.phase;
         assert!(
@@ -1971,14 +1979,7 @@ async fn a_rollback_seen_live_after_a_restart_is_the_updates() {
     let dir = tempfile::tempdir().unwrap();
     let target = FakeTarget::new(2, 2_100);
     target.state.lock().unwrap().rolls_back = true;
-    let first = launch(&target, dir.path());
-    for _ in 0..85 {
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        if matches!(journaled(dir.path()).record.phase, Phase::Updating { .. }) {
-            break;
-        }
-    }
-    first.stop().await;
+    stopped_once_updating(&target, dir.path()).await;
     let second = launch(&target, dir.path());
     // MSF dates the application's last update by the rollback.
     target.state.lock().unwrap().last_update_ms = Some(T0_MS + 2_100_000);
