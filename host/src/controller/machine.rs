@@ -1053,6 +1053,9 @@ impl Machine {
                 });
             }
             self.doubt = Some(Doubt::Restart);
+            // These reads saw nothing of the update: the verdict's read is
+            // the first that does.
+            self.first_read_after_resume = first_read;
             if self.check_timeout(settings, out) {
                 return Next::Wait(self.overdue_poll(settings));
             }
@@ -1119,7 +1122,7 @@ impl Machine {
         // Following an update seen through (not resolving one in doubt).
         let followed = doubt.is_none();
         // Found over at the first read after a resume from the journal
-        // (not after a panic, nor after reads that awaited a verdict).
+        // that saw the update (not after a panic while following it).
         let found_over = first_read && doubt == Some(Doubt::Restart);
         let answer = match doubt {
             Some(Doubt::Answer(error)) => Some(error),

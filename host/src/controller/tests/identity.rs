@@ -684,3 +684,66 @@ async fn a_lost_put_that_took_short_of_slots_is_the_agents_rescale() {
     // Sent once; nothing else within the grace period after it.
     assert_eq!(inner.updates(), vec![(0, 4)], "{events:?}");
 }
+
+/// A machine resumed on `updating` (an MSF application, 2 -> 4 KPU,
+/// quoting version 10 and making 11, asked for at `T0_MS`) that reads the
+/// update under way, panics in a step, and then reads the update over,
+/// rolled back from 11 an hour after it was asked for: seen live, it is
+/// the update's failure, the size held. The panic's doubt was taken for a
+/// first read after a restart, and the rollback dated away.
+#[test]
+fn a_rollback_read_after_a_panic_is_seen_live() {
+    let settings = Settings::from_config(&test_app(), false);
+    let update = crate::state::Update {
+        target_kpu: 4,
+        from_kpu: 2,
+        quoted_version_id: 10,
+        reason: "test".to_owned(),
+        started_ms: T0_MS,
+    };
+    let mut machine = Machine::resume(
+        AppRecord {
+            phase: Phase::Updating {
+                update,
+                observed_ms: T0_MS + 60_000,
+                new_version_id: Some(11),
+            },
+            seen_version_id: Some(10),
+            ..AppRecord::default()
+        },
+        Jitter::new(1),
+    );
+    let msf = |status: AppStatus, kpu: u32, rolled_back_from: Option<u64>| AppState {
+        status,
+        parallelism: kpu,
+        parallelism_per_kpu: 1,
+        version_id: 12,
+        autoscaling_enabled: false,
+        last_update_ms: Some(T0_MS + 3_600_000),
+        identity: None,
+        asked_kpu: None,
+        rolled_back_from,
+    };
+    let mut now = T0_MS + 120_000;
+    machine.step(Observation::Wake, &settings, now);
+    let busy = machine.step(
+        Observation::Described(Ok(msf(AppStatus::Updating, 2, None))),
+        &settings,
+        now,
+    );
+    assert_eq!(busy.next, Next::Wait(settings.update_poll), "{busy:?}");
+    machine.step(Observation::Panicked("injected".into()), &settings, now);
+    now += 3_600_000;
+    machine.step(Observation::Wake, &settings, now);
+    let over = machine.step(
+        Observation::Described(Ok(msf(AppStatus::Running, 2, Some(11)))),
+        &settings,
+        now,
+    );
+    assert_eq!(
+        machine.record.refused.as_ref().map(|r| r.kpu),
+        Some(4),
+        "{:?}",
+        over.events
+    );
+}
