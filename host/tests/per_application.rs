@@ -196,7 +196,10 @@ period_secs = 3600
         &[
             cpu_application("steady-a", 1, "", hold),
             cpu_application("steady-b", 1, "", hold),
-            cpu_application("slow", 1, "", hold) + hourly,
+            // Its CPU at 60 s: CloudWatch keeps a 10 s period 3 hours,
+            // less than the hourly metric's ten-hour window.
+            cpu_application("slow", 1, "", hold).replace("period_secs = 10", "period_secs = 60")
+                + hourly,
         ],
     );
     let agent = start(&emulator, &config, dir.path());
