@@ -865,12 +865,7 @@ mod tests {
             } = &mut event
             {
                 application.clone_from(name);
-                *signals = (0..256)
-                    .map(|n| crate::model::Signal {
-                        name: format!("signal_with_a_long_name_of_sixty_four_bytes_{n:020}"),
-                        value: f64::from(n),
-                    })
-                    .collect();
+                *signals = interpreters_worth_of_signals();
             }
             history.record(&event);
         }
@@ -903,6 +898,16 @@ mod tests {
         assert!(status.get("signals_left_out").is_none(), "{status}");
     }
 
+    /// 256 signals of 64-byte names: what an interpreter may give at most.
+    fn interpreters_worth_of_signals() -> Vec<crate::model::Signal> {
+        (0..256)
+            .map(|n| crate::model::Signal {
+                name: format!("signal_with_a_long_name_of_sixty_four_bytes_{n:020}"),
+                value: f64::from(n),
+            })
+            .collect()
+    }
+
     /// Entries an interpreter filled with 256 signals each: 100 of them
     /// would be megabytes held until the client reads them. The answer is
     /// refused with how many fit, and that many are answered.
@@ -918,12 +923,7 @@ mod tests {
         for i in 0..40 {
             let mut event = evaluated(1_000 * (i + 1));
             if let Event::Evaluated { signals, .. } = &mut event {
-                *signals = (0..256)
-                    .map(|n| crate::model::Signal {
-                        name: format!("signal_with_a_long_name_of_sixty_four_bytes_{n:020}"),
-                        value: f64::from(n),
-                    })
-                    .collect();
+                *signals = interpreters_worth_of_signals();
             }
             history.record(&event);
         }

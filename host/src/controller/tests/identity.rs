@@ -405,16 +405,21 @@ fn job_state(id: &str, version_id: u64, parallelism: u32, asked: u32) -> AppStat
     }
 }
 
-/// A machine restarted on a `sending` record of job `j1` (2 -> 4, quoting
-/// version 10).
-fn resumed_sending() -> Machine {
-    let update = crate::state::Update {
+/// An update from 2 to 4, quoting version 10, asked for at `T0_MS`.
+fn update_2_to_4() -> crate::state::Update {
+    crate::state::Update {
         target_kpu: 4,
         from_kpu: 2,
         quoted_version_id: 10,
         reason: "test".to_owned(),
         started_ms: T0_MS,
-    };
+    }
+}
+
+/// A machine restarted on a `sending` record of job `j1` (2 -> 4, quoting
+/// version 10).
+fn resumed_sending() -> Machine {
+    let update = update_2_to_4();
     Machine::resume(
         AppRecord {
             phase: Phase::Sending { update },
@@ -694,17 +699,10 @@ async fn a_lost_put_that_took_short_of_slots_is_the_agents_rescale() {
 #[test]
 fn a_rollback_read_after_a_panic_is_seen_live() {
     let settings = Settings::from_config(&test_app(), false);
-    let update = crate::state::Update {
-        target_kpu: 4,
-        from_kpu: 2,
-        quoted_version_id: 10,
-        reason: "test".to_owned(),
-        started_ms: T0_MS,
-    };
     let mut machine = Machine::resume(
         AppRecord {
             phase: Phase::Updating {
-                update,
+                update: update_2_to_4(),
                 observed_ms: T0_MS + 60_000,
                 new_version_id: Some(11),
             },
