@@ -266,23 +266,10 @@ enum Waited {
     /// An update it did not make ([`Event::GraceHeld`]): the update
     /// timeout and the grace period.
     Held,
-    /// An update in flight, in doubt or another writer's, that a
-    /// controller resumed from the journal follows without evaluating
-    /// ([`ResumedWait::Follow`]): as [`Waited::Rescale`].
-    ResumedUpdate,
-    /// A grace period a controller resumed from the journal waits out,
-    /// until this time ([`ResumedWait::Until`]).
-    ResumedGrace(i64),
-}
-
-impl Waited {
-    /// What [`Event::Resumed`]'s `wait` says the controller waits out.
-    fn resumed(wait: ResumedWait) -> Self {
-        match wait {
-            ResumedWait::Follow => Self::ResumedUpdate,
-            ResumedWait::Until(until_ms) => Self::ResumedGrace(until_ms),
-        }
-    }
+    /// What a controller resumed from the journal said it waits out
+    /// without evaluating ([`Event::Resumed`]): an update it follows (as
+    /// [`Waited::Rescale`]), or a grace period until a time.
+    Resumed(ResumedWait),
 }
 
 /// How long an application may go without evaluating, and what it counted.
@@ -463,10 +450,14 @@ impl AppMetrics {
                 .map(|done| done.saturating_add(self.grace_ms));
             let in_progress = at.saturating_add(self.rescale_allowance_ms);
             let allowed_until = match waited {
-                Waited::Rescale | Waited::ResumedUpdate => over.unwrap_or(in_progress),
+                Waited::Rescale | Waited::Resumed(ResumedWait::Follow) => {
+                    over.unwrap_or(in_progress)
+                }
                 Waited::Held => in_progress,
                 // What is left of a grace period: never more than the whole.
-                Waited::ResumedGrace(until_ms) => until_ms.min(at.saturating_add(self.grace_ms)),
+                Waited::Resumed(ResumedWait::Until(until_ms)) => {
+                    until_ms.min(at.saturating_add(self.grace_ms))
+                }
             };
             deadline = deadline.max(allowed_until.saturating_add(self.stale_after_ms));
         }
@@ -911,12 +902,15 @@ impl Registry {
             // stays busy), it counts from the first: one stuck for good is
             // not ready once its update timeout and grace period are past.
             Event::Resumed { at_ms, wait, .. } => {
-                let waited = wait.map(Waited::resumed);
+                let waited = wait.map(Waited::Resumed);
                 // (Not across a reload that started the controller anew,
                 // from which staleness counts.)
                 let same_wait = matches!(
                     (app.resumed, waited),
-                    (Some((first, Waited::ResumedUpdate)), Some(Waited::ResumedUpdate))
+                    (
+                        Some((first, Waited::Resumed(ResumedWait::Follow))),
+                        Some(Waited::Resumed(ResumedWait::Follow))
+                    )
                         if app.last_evaluation_ms.is_none_or(|e| e < first)
                             && app.added_ms.is_none_or(|added| added <= first)
                 );
