@@ -214,15 +214,13 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<DemoSummary> {
 }
 
 fn bundled_scenario() -> anyhow::Result<Scenario> {
-    // The scenario names its trace by a relative path: give it a folder.
-    let dir = std::env::temp_dir().join(format!("flinkscale-demo-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
-    std::fs::write(dir.join("demo.csv"), SCENARIO_TRACE)?;
-    let file = dir.join("demo.toml");
+    // The scenario names its trace by a relative path: give it a private
+    // folder, removed when dropped (on an error too).
+    let dir = crate::sim::bench::private_temp_dir("flinkscale-demo-")?;
+    std::fs::write(dir.path().join("demo.csv"), SCENARIO_TRACE)?;
+    let file = dir.path().join("demo.toml");
     std::fs::write(&file, SCENARIO)?;
-    let scenario = Scenario::load(&file);
-    let _ = std::fs::remove_dir_all(&dir);
-    Ok(scenario?)
+    Ok(Scenario::load(&file)?)
 }
 
 /// One line per event worth a person's attention, with what the emulator

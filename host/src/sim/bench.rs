@@ -250,38 +250,40 @@ const SHIPPED_SCENARIOS: &[(&str, &str, &str)] = &[
 /// not.
 #[derive(Debug)]
 pub struct ShippedScenarios {
-    dir: PathBuf,
+    dir: tempfile::TempDir,
 }
 
 impl ShippedScenarios {
     /// Writes every shipped scenario and its trace to a new temporary
     /// folder.
     pub fn write() -> std::io::Result<Self> {
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "flinkscale-scenarios-{}-{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        ));
-        std::fs::create_dir_all(&dir)?;
-        let this = Self { dir };
+        let this = Self {
+            dir: private_temp_dir("flinkscale-scenarios-")?,
+        };
         for (name, toml, csv) in SHIPPED_SCENARIOS {
-            std::fs::write(this.dir.join(format!("{name}.toml")), toml)?;
-            std::fs::write(this.dir.join(format!("{name}.csv")), csv)?;
+            std::fs::write(this.dir().join(format!("{name}.toml")), toml)?;
+            std::fs::write(this.dir().join(format!("{name}.csv")), csv)?;
         }
         Ok(this)
     }
 
     /// The folder holding `<name>.toml` and `<name>.csv` for each.
     pub fn dir(&self) -> &Path {
-        &self.dir
+        self.dir.path()
     }
 }
 
-impl Drop for ShippedScenarios {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
+/// A new folder of this process's own under the temporary folder, removed
+/// when dropped: a random name, created exclusively and readable by this
+/// user only, so no other user of a shared `/tmp` can plant a file or a
+/// symlink in it (which a name made of the process id would allow).
+pub fn private_temp_dir(prefix: &str) -> std::io::Result<tempfile::TempDir> {
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(prefix);
+    // tempfile's own default is 0o777 less the umask: 0o755 as a rule.
+    #[cfg(unix)]
+    builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700));
+    builder.tempdir()
 }
 
 /// The names of the shipped scenarios (`step`, `weekly`, ...), which
@@ -324,20 +326,13 @@ pub fn load_scenario(path: &Path) -> Result<Scenario, ScenarioError> {
         error,
     };
     // The scenario names its trace by a path relative to its file: write
-    // both to a private folder, read them, and remove it.
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
-    let dir = std::env::temp_dir().join(format!(
-        "flinkscale-scenario-{}-{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    ));
-    std::fs::create_dir_all(&dir).map_err(io)?;
-    let file = dir.join(format!("{name}.toml"));
-    let written = std::fs::write(dir.join(format!("{name}.csv")), csv)
-        .and_then(|()| std::fs::write(&file, toml));
-    let loaded = written.map_err(io).and_then(|()| Scenario::load(&file));
-    let _ = std::fs::remove_dir_all(&dir);
-    loaded
+    // both to a private folder, read them, and remove it (when dropped).
+    let dir = private_temp_dir("flinkscale-scenario-").map_err(io)?;
+    let file = dir.path().join(format!("{name}.toml"));
+    std::fs::write(dir.path().join(format!("{name}.csv")), csv)
+        .and_then(|()| std::fs::write(&file, toml))
+        .map_err(io)?;
+    Scenario::load(&file)
 }
 
 /// The agent configuration of `choice` on `scenario`, every plugin file
@@ -834,6 +829,48 @@ mod tests {
         let dir = shipped.dir().to_path_buf();
         drop(shipped);
         assert!(!dir.exists(), "the temporary copy is removed");
+    }
+
+    /// The shipped scenarios go to a folder of the process's own: a new
+    /// random name each time, readable by this user only, gone when
+    /// dropped; loading one by name leaves nothing behind either.
+    #[test]
+    fn shipped_scenarios_are_written_to_a_private_folder_removed_after() {
+        let (a, b) = (
+            ShippedScenarios::write().expect("written"),
+            ShippedScenarios::write().expect("written"),
+        );
+        assert_ne!(a.dir(), b.dir());
+        let dir = a.dir().to_path_buf();
+        assert!(dir.join("step.toml").is_file() && dir.join("step.csv").is_file());
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&dir)
+                .expect("the folder")
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o700, "{mode:o}");
+        }
+        drop(a);
+        assert!(!dir.exists(), "{dir:?} is left behind");
+        let before: Vec<_> = leftovers("flinkscale-scenario-");
+        load_scenario(Path::new("step")).expect("the shipped step");
+        assert_eq!(leftovers("flinkscale-scenario-"), before);
+    }
+
+    /// The temporary folder's entries whose names start with `prefix`.
+    fn leftovers(prefix: &str) -> Vec<PathBuf> {
+        let mut found: Vec<PathBuf> = std::fs::read_dir(std::env::temp_dir())
+            .expect("the temporary folder")
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| {
+                p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with(prefix))
+            })
+            .collect();
+        found.sort();
+        found
     }
 
     /// Every shipped benchmark scenario loads, says what it is, and its peak
