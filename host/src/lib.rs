@@ -24,6 +24,8 @@ pub mod metrics;
 pub mod model;
 pub mod plugin;
 pub mod random;
+#[cfg(test)]
+mod scratch;
 pub mod shutdown;
 pub mod sim;
 pub mod state;

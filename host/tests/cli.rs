@@ -49,12 +49,32 @@ fn flinkscale_with_aws(dir: &Path, args: &[&str]) -> (Option<i32>, String) {
     )
 }
 
-/// An empty folder of this test process's own, named after the test.
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("flinkscale-cli-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    dir
+/// An empty folder of the test's own, named after it and removed when the
+/// test ends, passed or failed.
+struct Scratch(tempfile::TempDir);
+
+impl std::ops::Deref for Scratch {
+    type Target = Path;
+
+    fn deref(&self) -> &Path {
+        self.0.path()
+    }
+}
+
+impl AsRef<Path> for Scratch {
+    fn as_ref(&self) -> &Path {
+        self.0.path()
+    }
+}
+
+/// A new [`Scratch`] folder.
+fn scratch(name: &str) -> Scratch {
+    Scratch(
+        tempfile::Builder::new()
+            .prefix(&format!("flinkscale-cli-{name}-"))
+            .tempdir()
+            .expect("temp dir"),
+    )
 }
 
 /// `flinkscale example` lists every configuration of `config/` (and the
@@ -538,8 +558,7 @@ fn simulate_names_the_built_ins_when_a_policy_is_not_found() {
 /// `--plugin-cache off` keeps nothing.
 #[test]
 fn simulate_keeps_compiled_plugins_in_its_plugin_cache() {
-    let dir = std::env::temp_dir().join(format!("flinkscale-cli-cache-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let dir = scratch("cache");
     let scenario = repo().join("tests/scenarios/spike.toml");
     let xdg = dir.join("xdg");
     let run = |cache: Option<&str>| {
@@ -581,7 +600,6 @@ fn simulate_keeps_compiled_plugins_in_its_plugin_cache() {
     run(None);
     let default = artifacts(&xdg.join("flinkscale").join("plugins"));
     assert_eq!(default.len(), 1, "{default:?}");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// The demo tells its story on stdout; the agent inside it logs warnings
@@ -715,7 +733,6 @@ fn simulate_plays_a_shipped_scenario_by_name_from_any_folder() {
     std::fs::create_dir(dir.join("spike")).expect("a folder");
     let (code, stdout, stderr) = run("spike");
     assert_eq!(code, 0, "{stdout}{stderr}");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// `--params` that is not a JSON object is a usage error (exit 78), as
@@ -806,7 +823,6 @@ fn every_whole_configuration_in_the_readme_validates() {
         checked += 1;
     }
     assert!(checked >= 1, "the README shows whole configurations");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// `demo --scenario` plays a user's scenario with the bundled
@@ -859,7 +875,6 @@ fn demo_plays_a_users_scenario_and_refuses_an_application_it_does_not_play() {
         ),
         "{stderr}"
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// A plugin file that is not a component stops `run` with the loader's
@@ -889,7 +904,6 @@ fn a_plugin_that_does_not_load_is_reported_once() {
         1,
         "said once: {stderr}"
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// `validate --environment` on a configuration of Flink jobs only reads
@@ -937,7 +951,6 @@ fn validate_environment_of_flink_jobs_only_leaves_aws_alone() {
         !stderr.contains("aws_config"),
         "the AWS SDK's chain ran: {stderr}"
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// A state folder that cannot be created (under a file) stops `run` as an
@@ -972,7 +985,6 @@ fn a_state_folder_that_cannot_be_made_is_reported_once() {
             "said once: {stderr}"
         );
     }
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// The fields the README lists for `simulate --json` are the ones it
@@ -1057,7 +1069,6 @@ fn iam_of_flink_jobs_only_says_no_policy_is_needed() {
     );
     assert!(!stdout.contains("jobs"), "{stdout}");
     assert!(!stderr.contains("needs no IAM policy"), "{stderr}");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// `validate --environment` without credentials says so in one line of
@@ -1091,7 +1102,6 @@ fn validate_environment_without_credentials_is_not_buried_in_sdk_warnings() {
         "{stdout}"
     );
     assert!(!stderr.contains("aws_config"), "{stderr}");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// With credentials and no region anywhere (no `[agent] region`, no
@@ -1115,7 +1125,7 @@ fn run_and_once_without_a_region_refuse_to_start() {
             .current_dir(&dir)
             .env_remove("AWS_REGION")
             .env_remove("FLINKSCALE_CONFIG")
-            .env("HOME", &dir)
+            .env("HOME", &*dir)
             .output()
             .expect("the flinkscale binary runs");
         let stderr = String::from_utf8_lossy(&out.stderr);
@@ -1129,7 +1139,6 @@ fn run_and_once_without_a_region_refuse_to_start() {
         );
         assert!(!stderr.contains("Missing Region"), "{command}: {stderr}");
     }
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// An alarm on a name that is no metric and no signal the interpreters
@@ -1167,7 +1176,6 @@ fn validate_warns_of_an_alarm_on_a_signal_no_interpreter_gives() {
             && warnings[0].contains("\"seconds_behind\", \"seconds_to_drain\""),
         "{stderr}"
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// `simulate --policy PATH` takes a path as a plugin author types it,
@@ -1201,7 +1209,6 @@ fn simulate_takes_a_relative_plugin_path_from_the_current_folder() {
         assert_eq!(report["policy"]["plugin"], "mine.wasm", "{stdout}");
         assert_eq!(report["plugin_failures"], 0, "{stdout}");
     }
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// `AWS_ENDPOINT_URL=` (set, empty) is taken as unset, and said once: the
@@ -1232,7 +1239,6 @@ fn an_empty_aws_endpoint_url_is_taken_as_unset() {
             "{stderr}"
         );
     }
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Exit statuses by cause: a `--plugin-dir` that is not a folder is
@@ -1324,7 +1330,6 @@ fn a_mistyped_plugin_dir_or_scenario_is_refused_by_cause() {
         stderr.contains("is a folder (valid: a plugin's .wasm file"),
         "{stderr}"
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// `validate` asks the policy once as the agent's first evaluation would
@@ -1374,7 +1379,6 @@ fn validate_finds_a_policy_that_fails_on_the_applications_metrics() {
     std::fs::write(dir.join("fine.toml"), fine).expect("written");
     let (code, stdout, stderr) = flinkscale_in(&dir, &["validate", "fine.toml"]);
     assert_eq!(code, 0, "{stdout}{stderr}");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// `simulate --params` and `bench --policies` mistakes are said in the
@@ -1495,7 +1499,6 @@ fn simulate_and_bench_say_wrong_flags_in_the_flags_words() {
     );
     assert_eq!(code, 0, "{stdout}{stderr}");
     assert!(stdout.contains("| step | hold |"), "{stdout}");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Two interpreters giving one signal name (one value would be lost) is a
@@ -1536,7 +1539,6 @@ fn validate_refuses_signal_names_that_collide_or_cannot_be_named() {
         assert_eq!(code, code_wanted, "{file}: {stdout}{stderr}");
         assert!(stderr.contains(said), "{file}: {stderr}");
     }
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Scale-out and scale-in alarms of a policy on one metric that can be in
@@ -1564,7 +1566,6 @@ fn validate_warns_of_scale_out_and_in_alarms_that_overlap() {
         ),
         "{stderr}"
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// A metric period of decades once made the simulator reserve a buffer of
@@ -1602,7 +1603,6 @@ fn a_metric_period_of_decades_is_refused_before_anything_is_reserved() {
         ),
         "{stderr}"
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// A policy that refuses its params stops `once` and `run` before the AWS
@@ -1823,7 +1823,6 @@ fn the_log_format_can_come_from_the_environment() {
         stderr.contains("INFO flinkscale::plugin::reload: Plugin loaded."),
         "{stderr}"
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Counts and names a command cannot use are refused before anything runs

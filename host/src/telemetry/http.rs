@@ -753,9 +753,7 @@ mod tests {
 
     #[tokio::test]
     async fn status_names_an_application_whose_journal_cannot_be_saved() {
-        let dir =
-            std::env::temp_dir().join(format!("flinkscale-http-status-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
+        let dir = crate::scratch::scratch("http-status");
         let trouble = JournalTrouble {
             since_ms: 2_000,
             cause: "cannot create /s/.app.json.tmp: Read-only file system (os error 30)".to_owned(),
@@ -785,9 +783,7 @@ mod tests {
 
     #[tokio::test]
     async fn explain_names_what_is_wrong_with_its_query() {
-        let dir =
-            std::env::temp_dir().join(format!("flinkscale-http-explain-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
+        let dir = crate::scratch::scratch("http-explain");
         let (history, writer) =
             super::super::history::spawn(super::super::history::dir(&dir), 10).expect("a history");
         history.record(&evaluated(1_000));
@@ -842,7 +838,6 @@ mod tests {
         let registry = registry();
         let plain = handle(&registry, &get("/status"), at(&registry, 0));
         assert_eq!(plain.status(), StatusCode::NOT_FOUND);
-        let _ = std::fs::remove_dir_all(&dir);
     }
 
     /// A status of many applications whose last evaluations have 256
@@ -913,11 +908,7 @@ mod tests {
     /// refused with how many fit, and that many are answered.
     #[tokio::test]
     async fn an_explain_answer_past_its_byte_bound_says_how_many_fit() {
-        let dir = std::env::temp_dir().join(format!(
-            "flinkscale-http-explain-big-{}",
-            std::process::id()
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
+        let dir = crate::scratch::scratch("http-explain-big");
         let (history, writer) =
             super::super::history::spawn(super::super::history::dir(&dir), 100).expect("a history");
         for i in 0..40 {
@@ -948,6 +939,5 @@ mod tests {
         assert_eq!(fitting.status(), StatusCode::OK);
         let text = body(fitting).await;
         assert!(text.len() as u64 <= MAX_EXPLAIN_BYTES, "{}", text.len());
-        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -1415,17 +1415,14 @@ async fn a_lost_answer_whose_check_failed_too_is_recorded_in_doubt_not_as_not_sc
     assert!(in_doubt < started, "{events:?}");
 
     let recorded = |events: &[Event], name: &str| {
-        let dir =
-            std::env::temp_dir().join(format!("flinkscale-in-doubt-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        let (history, writer) = history::spawn(dir.clone(), 100).expect("the history starts");
+        let dir = crate::scratch::scratch(&format!("in-doubt-{name}"));
+        let (history, writer) = history::spawn(dir.to_path_buf(), 100).expect("the history starts");
         for event in events {
             history.record(event);
         }
         drop(history);
         writer.finish();
         let entries = history::read(&dir, "app", None).expect("the history reads");
-        let _ = std::fs::remove_dir_all(&dir);
         entries
             .into_iter()
             .find(|e| e.decision.scale_to_kpu == Some(4))

@@ -26,11 +26,9 @@ fn evaluated(app: &str, at_ms: i64, action: Action, dry_run: bool) -> Event {
     }
 }
 
-fn temp_dir(name: &str) -> PathBuf {
-    let dir =
-        std::env::temp_dir().join(format!("flinkscale-history-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
+/// An empty folder of the test's own (removed when it ends).
+fn temp_dir(name: &str) -> crate::scratch::Scratch {
+    crate::scratch::scratch(&format!("history-{name}"))
 }
 
 /// Sends `events` through a real writer thread and waits for it.
@@ -68,7 +66,6 @@ fn a_line_that_is_not_utf8_spoils_only_itself() {
         entries.iter().map(|e| e.at_ms).collect::<Vec<_>>(),
         [0, 1, 2, 3]
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -99,7 +96,6 @@ fn the_history_stays_bounded_and_keeps_the_newest() {
         last_three.iter().map(|e| e.at_ms).collect::<Vec<_>>(),
         vec![214, 215, 216]
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -172,7 +168,6 @@ fn an_entry_keeps_the_inputs_and_what_became_of_the_update() {
         text.contains("done:     UpdateApplication accepted to 4 KPU"),
         "{text}"
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Signals dropped as not finite at an evaluation are kept in its entry
@@ -263,7 +258,6 @@ fn an_entry_keeps_the_signals_dropped_at_its_evaluation() {
     // An entry with none writes no field.
     let file = std::fs::read_to_string(dir.join("app.jsonl")).expect("the history file");
     assert_eq!(file.matches("dropped_signals").count(), 1, "{file}");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -324,7 +318,6 @@ fn explain_says_how_many_lines_it_could_not_read() {
     );
     let json = serde_json::to_value(&explanation).expect("JSON");
     assert_eq!(json["unreadable_lines"], 1, "{json}");
-    let _ = std::fs::remove_dir_all(&state);
 }
 
 /// `status` says when lines newer than the last entry it shows could not
@@ -372,7 +365,6 @@ fn status_says_what_it_could_not_read() {
         said.contains("  history:    2 lines could not be read (damaged, or written by a newer flinkscale) and are left out\n"),
         "{said}"
     );
-    let _ = std::fs::remove_dir_all(&state);
 }
 
 #[test]
@@ -418,7 +410,6 @@ fn a_hold_that_asked_for_a_later_evaluation_says_when() {
         ),
         "{explained}"
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -436,7 +427,6 @@ fn a_line_cut_short_by_a_crash_does_not_swallow_the_next() {
         .map(|e| e.at_ms)
         .collect();
     assert_eq!(kept, [1, 3]);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 fn quarantined(at_ms: i64) -> Event {
@@ -482,7 +472,6 @@ fn status_shows_a_quarantine_until_the_plugin_recovers() {
     write(&history_dir, 10, [quarantined(1_000), recovered]);
     let later = status(&state, &[("app".to_owned(), Words::Msf)], 401_000);
     assert_eq!(later.applications[0].quarantine, [], "{later:?}");
-    let _ = std::fs::remove_dir_all(&state);
 }
 
 /// A reload that put another policy in place of a quarantined one: the
@@ -520,7 +509,6 @@ fn a_quarantine_ends_with_the_answer_of_the_plugin_a_reload_put_in_its_place() {
         .map(|q| q.plugin.as_str())
         .collect();
     assert_eq!(left, ["lag 0.1.0"], "{now:?}");
-    let _ = std::fs::remove_dir_all(&state);
 }
 
 #[test]
@@ -537,7 +525,6 @@ fn a_restarted_agent_forgets_the_quarantines_of_the_last() {
     );
     let now = status(&state, &[("app".to_owned(), Words::Msf)], 3_000);
     assert_eq!(now.applications[0].quarantine, [], "{now:?}");
-    let _ = std::fs::remove_dir_all(&state);
 }
 
 /// A journal the agent would refuse is named as such by `status`, in the
@@ -571,7 +558,6 @@ fn status_names_a_journal_the_agent_refuses() {
         let text = status_text(&status);
         assert!(text.contains("journal:    unreadable: "), "{text}");
     }
-    let _ = std::fs::remove_dir_all(&state);
 }
 
 /// A journal that is there but cannot be read gives phase `unreadable`,
@@ -596,7 +582,6 @@ fn status_says_a_journal_it_cannot_read_is_unreadable_not_none() {
     let text = status_text(&now);
     assert!(text.contains("  phase:      unreadable\n"), "{text}");
     assert!(text.contains("  journal:    unreadable: "), "{text}");
-    let _ = std::fs::remove_dir_all(&state);
 }
 
 /// The journal and the history are files on disk: times no clock reaches
@@ -649,7 +634,6 @@ fn status_reads_times_no_clock_reaches_without_overflowing() {
         text.contains(&format!("scale_out ALARM for {} s", i64::MAX / 1000)),
         "{text}"
     );
-    let _ = std::fs::remove_dir_all(&state);
 }
 
 /// A held size whose end no clock reaches is refused like any such
@@ -673,7 +657,6 @@ fn a_held_size_ending_at_no_time_is_a_journal_error() {
             .is_some_and(|e| e.contains("refused.until_ms 9223372036854775807 is no time")),
         "{app:?}"
     );
-    let _ = std::fs::remove_dir_all(&state);
 }
 
 /// The phases whose journal says more than their name: a decision not
@@ -718,7 +701,6 @@ fn status_says_what_a_decided_fresh_or_foreign_phase_holds() {
         )
         .ends_with("is busy; then the grace period after another writer's update)")
     );
-    let _ = std::fs::remove_dir_all(&state);
 }
 
 #[test]
@@ -824,7 +806,6 @@ fn a_flink_jobs_status_and_explain_speak_flinks_words() {
         "{}",
         status_text(&fresh)
     );
-    let _ = std::fs::remove_dir_all(&state);
 }
 
 #[test]
@@ -868,7 +849,6 @@ fn status_says_what_a_kpu_ceiling_refused_and_until_when_it_holds() {
         after.contains("3 KPU (the account's KPU limit refused 4 KPU); its hour is over"),
         "{after}"
     );
-    let _ = std::fs::remove_dir_all(&state);
 }
 
 /// A rolled-back size held for the hour shows in `status` (text and
@@ -907,7 +887,6 @@ fn status_says_which_size_is_held_after_a_rollback_and_until_when() {
     let over = status(&state, &apps, until);
     assert_eq!(over.applications[0].refused, None, "{over:?}");
     assert!(!status_text(&over).contains("held:"), "{over:?}");
-    let _ = std::fs::remove_dir_all(&state);
 }
 
 fn failed(at_ms: i64, class: &str, message: &str) -> Event {
@@ -994,7 +973,6 @@ fn status_shows_the_failure_happening_now_until_an_evaluation_ends_it() {
     );
     let restarted = status(&state, &apps, 401_000);
     assert_eq!(restarted.applications[0].failure, None, "{restarted:?}");
-    let _ = std::fs::remove_dir_all(&state);
 }
 
 /// A role that may read but not update: every evaluation decides to
@@ -1042,7 +1020,6 @@ fn a_refused_update_decided_again_at_each_evaluation_is_one_failure_in_a_row() {
     files.take(evaluated("app", 60_000, Action::Hold, false));
     let held = status(&state, &apps, 61_000);
     assert_eq!(held.applications[0].failure, None, "{held:?}");
-    let _ = std::fs::remove_dir_all(&state);
 }
 
 #[test]
@@ -1085,7 +1062,6 @@ fn a_history_folder_removed_under_the_agent_comes_back_by_itself() {
             & 0o777;
         assert_eq!(mode, 0o700);
     }
-    let _ = std::fs::remove_dir_all(&state);
 }
 
 /// A state folder that cannot be written fails the history at every
@@ -1132,7 +1108,6 @@ fn a_history_folder_that_cannot_be_written_is_warned_of_once_and_reminded() {
         entries.iter().map(|e| e.at_ms).collect::<Vec<_>>(),
         vec![700_000, 760_000]
     );
-    let _ = std::fs::remove_dir_all(&base);
 }
 
 /// On a full disk an append to the history can succeed where a new
@@ -1232,7 +1207,6 @@ fn an_accepted_update_that_then_failed_is_said_so() {
         "not scaled (update_result): accepted, then: the job was replaced while an update to \
          parallelism 1 was followed: the rescale did not carry over"
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// The agent's scale-in to 1 KPU decided and sent at 1000 ms, into
@@ -1441,7 +1415,6 @@ fn a_decision_that_had_to_wait_is_recorded_as_not_sent() {
         entries[0].outcome.said(Words::Msf),
         "not sent: the grace period after the update to 3 KPU has 252 s left"
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// A dry-run agent given the acting agent's `state_dir` writes nothing
@@ -1570,7 +1543,6 @@ fn status_says_why_a_grace_period_follows_an_update_the_agent_did_not_make() {
         ),
         "{text}"
     );
-    let _ = std::fs::remove_dir_all(&state);
 }
 
 #[test]
@@ -1615,7 +1587,6 @@ fn status_says_the_agent_stood_down_and_why() {
         json["applications"][0].get("stood_down").is_none(),
         "{json}"
     );
-    let _ = std::fs::remove_dir_all(&state);
 }
 
 fn resumed(at_ms: i64, phase: &str, resume: &str) -> Event {
@@ -1673,7 +1644,6 @@ fn a_restart_that_finds_the_update_applied_completes_the_entry_left_without_outc
             [resumed(4_000, "grace", Resume::FINISHED)],
         );
         assert_eq!(outcomes(&dir), ["held", expected], "{resume}");
-        let _ = std::fs::remove_dir_all(&dir);
     }
     // The newest entry is a hold: nothing to complete.
     let dir = temp_dir("amend-held");
@@ -1688,7 +1658,6 @@ fn a_restart_that_finds_the_update_applied_completes_the_entry_left_without_outc
         [resumed(2_000, "sending", Resume::FINISHED)],
     );
     assert_eq!(outcomes(&dir), ["held"]);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// While the agent sends an update (the intent journaled, its answer not
@@ -1776,7 +1745,6 @@ fn status_shows_the_decision_being_sent_before_the_one_recorded() {
             && !text.contains("before:"),
         "{text}"
     );
-    let _ = std::fs::remove_dir_all(&state);
 }
 
 /// `status` tells whether an acting agent holds the journal (from the
@@ -1958,7 +1926,6 @@ fn planted_symbolic_links_are_not_written_through() {
                 .unwrap()
                 .contains("throttled")
     );
-    let _ = std::fs::remove_dir_all(&state);
 }
 
 /// The newest `want` entries of `bytes` as the whole file read at once
@@ -2033,8 +2000,6 @@ fn a_history_read_from_its_end_is_what_reading_it_whole_gives() {
             );
         }
     }
-    let _ = std::fs::remove_dir_all(&dir);
-    let _ = std::fs::remove_dir_all(&source);
 }
 
 /// `status` (the newest entry) and `explain --last N` read a history from
@@ -2070,5 +2035,4 @@ fn the_newest_entries_of_a_huge_history_are_read_without_reading_it_whole() {
         "{:?}",
         started.elapsed()
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }
