@@ -103,7 +103,16 @@
 //! scale-down, which stops at the current one, may end between them) and
 //! with one subtask per KPU so are the KPU; with more subtasks per
 //! KPU the KPU round up, and the running parallelism is a multiple of
-//! ParallelismPerKPU. The lag is the source's backlog in records
+//! ParallelismPerKPU (rounded up past the key groups, which Flink would
+//! refuse, they round down instead; a job running above `max_parallelism`
+//! has more key groups than the parameter says, and its parallelism is
+//! taken as them). Busy time: upstream's default
+//! `metrics.busy-time.aggregator` is `MAX`, the busiest subtask of a
+//! vertex; MSF's application-level `busyTimeMsPerSecond` (and the
+//! simulator's job, whose subtasks share the load evenly) has one value
+//! for the job, the mean of its subtasks, read as its `Average` over each
+//! period. On a job whose subtasks are unevenly loaded that reads a higher
+//! TPR than upstream would, so the port scales out less. The lag is the source's backlog in records
 //! (`SumOffsetLag`); MSF publishes no back-pressure, so an observed TPR is
 //! the processed rate. The operator's reconcile loop (default 60 s) is the
 //! evaluation interval; a rescale is a restart, after which the
@@ -372,7 +381,8 @@ impl Policy for FlinkOperatorPolicy {
             .meaning(
                 "The job's key groups (`pipeline.max-parallelism`, 128 by default for a job up to \
              parallelism 85): the parallelism is aligned to it (`alignment_mode`) and never \
-             exceeds it; at least 1.",
+             exceeds it, nor do the KPU rounded up; a job running above it is taken to have its \
+             running parallelism as key groups; at least 1.",
             ),
         Parameter::text("alignment_mode").meaning(
             "`job.autoscaler.scaling.parallelism-alignment.mode`: how the parallelism is aligned to \
@@ -596,7 +606,7 @@ impl Policy for FlinkOperatorPolicy {
         let evaluated = scale::evaluate(&window, &self.options, restart_secs);
         let current = app.parallelism.max(1);
         let wanted = scale::target_parallelism(&evaluated, &self.options, restart_secs, current);
-        let measured = format!(
+        let mut measured = format!(
             "TPR {:.0}/s, input {:.0}/s, lag {:.0} records, thresholds {:.0}..{:.0}/s",
             evaluated.true_processing_rate,
             evaluated.target_data_rate,
@@ -604,6 +614,13 @@ impl Policy for FlinkOperatorPolicy {
             evaluated.scale_up_threshold,
             evaluated.scale_down_threshold
         );
+        if current > self.options.max_parallelism {
+            measured.push_str(&format!(
+                " (the job runs above `max_parallelism` {}, so its key groups are taken as \
+                 {current}: set `max_parallelism` to the job's)",
+                self.options.max_parallelism
+            ));
+        }
         let outside_bound = !evaluated.within_target();
         let (target, outside_bound) = if wanted == current {
             self.delayed = None;
@@ -652,10 +669,22 @@ impl Policy for FlinkOperatorPolicy {
             )));
         }
         let per_kpu = app.parallelism_per_kpu.max(1);
-        let kpu = target.div_ceil(per_kpu);
+        // The host runs KPU x ParallelismPerKPU subtasks: rounded up, that
+        // may pass the key groups, which Flink refuses (the update fails
+        // and is rolled back). Then the most KPU within them.
+        let key_groups = scale::key_groups(&self.options, current);
+        let mut kpu = target.div_ceil(per_kpu);
+        let mut within = String::new();
+        if kpu.saturating_mul(per_kpu) > key_groups {
+            kpu = (key_groups / per_kpu).max(1);
+            within = format!(
+                ", {kpu} KPU x {per_kpu} to stay within the {key_groups} key groups \
+                 (`max_parallelism`)"
+            );
+        }
         if kpu == app.kpu {
             return Ok(Decision::hold(format!(
-                "{measured}: parallelism {target} is the current {} KPU",
+                "{measured}: parallelism {target} is the current {} KPU{within}",
                 app.kpu
             )));
         }
@@ -665,7 +694,7 @@ impl Policy for FlinkOperatorPolicy {
         self.tracking.add(now_ms, kpu.saturating_mul(per_kpu));
         Ok(Decision::scale_to(
             kpu,
-            format!("{measured}: parallelism {current} -> {target} ({kpu} KPU)"),
+            format!("{measured}: parallelism {current} -> {target} ({kpu} KPU{within})"),
         ))
     }
 }

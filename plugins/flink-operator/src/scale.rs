@@ -230,6 +230,16 @@ pub fn evaluate(window: &WindowMetrics, options: &Options, restart_secs: f64) ->
     evaluated
 }
 
+/// The job's key groups: `max_parallelism`, or the running parallelism
+/// when that is higher. Flink never runs a job above its max parallelism,
+/// so a higher one means the job's own is higher than the parameter says
+/// (left at its default, say); taking the parameter would cap every
+/// scale-up below the running size and turn it into a scale-down, which
+/// upstream, reading the real value from the job, never does.
+pub fn key_groups(options: &Options, current: u32) -> u32 {
+    options.max_parallelism.max(current)
+}
+
 /// `JobVertexScaler.computeScaleTargetParallelism` up to the delayed
 /// scale-down: the parallelism the window asks for, with the scale factor
 /// capped by the max factors.
@@ -253,7 +263,7 @@ pub fn target_parallelism(
         .min(max_factor);
     scale(
         current,
-        options.max_parallelism,
+        key_groups(options, current),
         factor,
         current.min(options.vertex_min_parallelism),
         current.max(options.vertex_max_parallelism),

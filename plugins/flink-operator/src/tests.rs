@@ -223,6 +223,69 @@ fn saturated_job_scales_to_the_catch_up_capacity_rounded_to_key_groups() {
     assert_eq!(d.action.target(), Some(8), "{}", d.reason);
 }
 
+/// With 3 subtasks per KPU, the parallelism `BALANCED` aligns to, the 128
+/// key groups, is 42 2/3 KPU: rounded up, 43 KPU would run 129 subtasks,
+/// which Flink refuses. It asks for the 42 KPU (126) within them.
+#[test]
+fn kpu_rounded_up_never_pass_the_key_groups() {
+    // Saturated at parallelism 3 (TPR 1000/s) with 5e7 records of lag:
+    // the catch-up alone needs about 28 x the capacity: 89 subtasks,
+    // aligned up to 128.
+    let rows: Vec<Row> = (0..15).map(|_| (1000.0, 1000.0, 5e7)).collect();
+    let mut evaluation = evaluation(1, &rows, visible(15));
+    evaluation.app.parallelism = 3;
+    evaluation.app.parallelism_per_kpu = 3;
+    let mut p = policy("{}");
+    let d = decide(&mut p, &evaluation);
+    assert_eq!(d.action.target(), Some(42), "{}", d.reason);
+    assert!(
+        d.reason
+            .contains("parallelism 3 -> 128 (42 KPU, 42 KPU x 3 to stay within the 128 key groups"),
+        "{}",
+        d.reason
+    );
+    // One subtask per KPU: 128 KPU, as before.
+    let mut evaluation = super::tests::evaluation(3, &rows, visible(15));
+    evaluation.app.max_kpu = 200;
+    let d = decide(&mut policy("{}"), &evaluation);
+    assert_eq!(d.action.target(), Some(128), "{}", d.reason);
+}
+
+/// A job running above `max_parallelism` (left at 128 for a job whose own
+/// is higher) is not scaled down for a load it cannot keep up with: its
+/// running parallelism is taken as its key groups, and the reason says to
+/// set the parameter.
+#[test]
+fn a_job_above_max_parallelism_is_not_scaled_down_when_saturated() {
+    // 160 subtasks (40 KPU x 4), saturated, the lag growing.
+    let rows: Vec<Row> = (0..15)
+        .map(|k| (1000.0, 1000.0, 30_000.0 * k as f64))
+        .collect();
+    let mut evaluation = evaluation(40, &rows, visible(15));
+    evaluation.app.parallelism = 160;
+    evaluation.app.parallelism_per_kpu = 4;
+    let d = decide(&mut policy("{}"), &evaluation);
+    assert!(
+        d.action.target().is_none_or(|kpu| kpu >= 40),
+        "{:?}: {}",
+        d.action,
+        d.reason
+    );
+    assert!(
+        d.reason.contains("set `max_parallelism` to the job's"),
+        "{}",
+        d.reason
+    );
+    // Told the job's own key groups, it scales up.
+    let d = decide(&mut policy(r#"{"max_parallelism": 1024}"#), &evaluation);
+    assert!(
+        d.action.target().is_some_and(|kpu| kpu > 40),
+        "{:?}: {}",
+        d.action,
+        d.reason
+    );
+}
+
 /// Observed TPR: the busy-time TPR (4000 = 1000 / 0.25) is more than 15 %
 /// above the processed rate of the periods catching up (lag >= 30 s of
 /// input), 1000/s, so the observed one is used.
