@@ -83,6 +83,30 @@ pub fn capacity_busy_from(
     (busy > 0.0).then(|| processed / busy)
 }
 
+/// A lower bound of the capacity at the current parallelism when no fresh
+/// period is busy enough to measure it ([`capacity`] is `None`): a job
+/// busy less than [`MIN_UTILISATION`] while processing `r` records/s
+/// could process more than `r / MIN_UTILISATION`. `None` without a fresh
+/// period that processed records and reported its busy time.
+///
+/// Without it a job that idles (overnight, or sized far above its load)
+/// is never scaled in: its capacity is never measured. Sized on the bound,
+/// a scale-in is smaller than the true capacity allows, and the next size,
+/// busier, measures it.
+pub fn capacity_at_least(observed: &Observed, fresh_from_ms: i64) -> Option<f64> {
+    let (mut processed, mut n) = (0.0, 0.0);
+    for period in &observed.periods {
+        if period.start_ms < fresh_from_ms {
+            continue;
+        }
+        if let (Some(r), Some(_)) = (period.records_in, period.utilisation) {
+            processed += r;
+            n += 1.0;
+        }
+    }
+    (processed > 0.0).then(|| processed / n / MIN_UTILISATION)
+}
+
 /// The backlog now, extrapolated from the latest datapoint `(start_ms,
 /// records)`: it grows by the input rate and shrinks by the capacity for
 /// the time since that period ended, and never goes below zero.
@@ -174,6 +198,7 @@ mod tests {
             period_ms: P,
             periods,
             has_backlog: true,
+            backlog_silent: false,
         }
     }
 

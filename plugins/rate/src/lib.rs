@@ -380,8 +380,8 @@ impl Policy for RatePolicy {
             .default("\"backlog\"")
             .meaning(
                 "Metric id of the source's backlog in records (`AWS/Kafka` `SumOffsetLag`, \
-             Maximum); when the application does not configure it, the input rate is the \
-             processed rate.",
+             Maximum); when the application does not configure it, or it has no datapoint, the \
+             input rate is the processed rate. Given, the application must configure it.",
             ),
     ];
 
@@ -539,7 +539,14 @@ impl RatePolicy {
             return Ok((hold, None));
         }
         let observed = Observed::from_evaluation(evaluation, &self.ids)?;
-        let decision = self.decide_on(evaluation, &observed)?;
+        let mut decision = self.decide_on(evaluation, &observed)?;
+        if observed.backlog_silent {
+            decision.reason.push_str(&format!(
+                " (the backlog metric `{}` has no datapoints: the input rate is taken as the \
+                 processed rate)",
+                self.ids.backlog
+            ));
+        }
         Ok((decision, Some(observed)))
     }
 
@@ -566,7 +573,12 @@ impl RatePolicy {
             self.records_per_subtask
                 .map(|mu| self.rules.usl.capacity(mu, app.parallelism))
         });
-        let Some(capacity) = capacity else {
+        // An idle job: no capacity measured, but at least this much.
+        let at_least = capacity
+            .is_none()
+            .then(|| estimate::capacity_at_least(observed, fresh_from))
+            .flatten();
+        let Some(capacity) = capacity.or(at_least) else {
             return Ok(Decision::hold(format!(
                 "input {input_rate:.0} records/s, but no capacity measured since the last \
                  rescale yet (utilisation below {:.0} %)",
@@ -617,7 +629,7 @@ impl RatePolicy {
                 .is_some_and(|at| evaluation.now_ms - at < self.scale_in_window_ms),
             settle_after_jump: self.settle_after_jump,
         };
-        Ok(match plan::plan(&self.rules, &situation) {
+        let mut decision = match plan::plan(&self.rules, &situation) {
             Plan::Hold(reason) => Decision {
                 next_evaluation_secs: quiet_for(&self.rules, &situation, period_ms),
                 ..Decision::hold(reason)
@@ -642,7 +654,15 @@ impl RatePolicy {
                 }
                 Decision::scale_to(kpu, reason)
             }
-        })
+        };
+        if at_least.is_some() {
+            decision.reason.push_str(&format!(
+                " (capacity taken as at least {capacity:.0} records/s: the job was under {:.0} % \
+                 busy, too idle to measure it)",
+                100.0 * estimate::MIN_UTILISATION
+            ));
+        }
+        Ok(decision)
     }
 }
 

@@ -40,18 +40,40 @@ pub struct Observed {
     pub period_ms: i64,
     /// The periods, oldest first, each with at least one value.
     pub periods: Vec<Period>,
-    /// Whether the backlog series is configured at all (when it is not,
-    /// the input rate is taken to be the processed rate).
+    /// Whether the backlog series is configured and has datapoints (when
+    /// it has none, the input rate is taken to be the processed rate).
     pub has_backlog: bool,
+    /// Whether the backlog series is configured but has no datapoint at
+    /// all (a source that publishes none, or dimensions naming no such
+    /// consumer group): said in the decision's reason.
+    pub backlog_silent: bool,
 }
 
+/// The backlog's metric id when `backlog_metric` is not given: optional,
+/// where one given is required.
+pub const DEFAULT_BACKLOG_METRIC: &str = "backlog";
+
 impl Observed {
-    /// Joins the series named in `ids`. The records-in series is required:
-    /// without it there is no rate to act on.
+    /// Joins the series named in `ids`. The records-in and busy-time
+    /// series are required: without them there is no rate to act on. The
+    /// backlog is optional under its default id; one named otherwise
+    /// (`backlog_metric`) is required, so that a misspelt id is an error,
+    /// not a backlog silently left out.
     pub fn from_evaluation(evaluation: &Evaluation, ids: &MetricIds) -> Result<Self, String> {
         let records_in = require(evaluation, &ids.records_in)?;
         let busy = require(evaluation, &ids.busy)?;
-        let backlog = evaluation.metric(&ids.backlog);
+        let backlog = if ids.backlog == DEFAULT_BACKLOG_METRIC {
+            evaluation.metric(&ids.backlog)
+        } else {
+            Some(require(evaluation, &ids.backlog).map_err(|e| {
+                format!(
+                    "{e} (parameter `backlog_metric`; leave it out when the application has no \
+                     backlog metric)"
+                )
+            })?)
+        };
+        let backlog_silent = backlog.is_some_and(|b| b.points.is_empty());
+        let backlog = backlog.filter(|b| !b.points.is_empty());
         let period_ms = i64::from(records_in.period_secs.max(1)) * 1000;
         // Each datapoint as a period of its own, then sorted by start (a
         // stable sort: per start, the series' order is kept) and merged, a
@@ -90,6 +112,7 @@ impl Observed {
             period_ms,
             periods,
             has_backlog: backlog.is_some(),
+            backlog_silent,
         })
     }
 

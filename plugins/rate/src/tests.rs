@@ -286,6 +286,86 @@ fn scale_in_waits_for_the_window_then_sizes_for_its_peak() {
     assert_eq!(decision.action, Action::Hold, "{}", decision.reason);
 }
 
+/// A job too idle to measure its capacity (400 records/s at 16 KPU, about
+/// 3 % busy) is scaled in all the same, sized on the capacity it has at
+/// least (400 / 5 %): it used to hold at 16 KPU for as long as the load
+/// stayed that low.
+#[test]
+fn an_idle_job_is_scaled_in_on_the_capacity_it_has_at_least() {
+    let mut rate = policy(r#"{"scale_in_window_secs": 1800}"#);
+    let mut now = T0 + 12 * P;
+    let mut scaled = None;
+    for _ in 0..30 {
+        let evaluation = published(16, &[400.0; 10], now);
+        let busy = &evaluation.metrics[1].points;
+        assert!(busy.iter().all(|p| p.value < 50.0), "{busy:?}");
+        let decision = rate.decide(&evaluation).expect("decides");
+        if decision.action != Action::Hold {
+            scaled = Some(decision);
+            break;
+        }
+        now += P;
+    }
+    let decision = scaled.expect("scaled in within the window");
+    let Action::ScaleTo(kpu) = decision.action else {
+        panic!("{decision:?}");
+    };
+    assert!((1..16).contains(&kpu), "{}", decision.reason);
+    assert!(
+        decision
+            .reason
+            .contains("capacity taken as at least 8000 records/s: the job was under 5 % busy"),
+        "{}",
+        decision.reason
+    );
+}
+
+/// A backlog metric configured but without a single datapoint (a consumer
+/// group misspelt in its dimensions) is taken as no backlog: the input
+/// rate is the processed rate, and the reason says so. It used to leave
+/// every period without an input rate: no decision at all.
+#[test]
+fn a_backlog_metric_without_datapoints_is_no_backlog_and_said() {
+    let mut evaluation = saturated_step();
+    evaluation.metrics[2].points.clear();
+    let decision = policy("{}").decide(&evaluation).expect("decides");
+    // Judged on the processed rate as without a backlog metric (at
+    // capacity, not rising: carried), not held for want of a rate.
+    assert!(
+        decision
+            .reason
+            .starts_with("input 1960 records/s on capacity 1960 records/s (utilisation 100 %)"),
+        "{decision:?}"
+    );
+    assert!(
+        decision.reason.contains(
+            "(the backlog metric `backlog` has no datapoints: the input rate is taken as the \
+             processed rate)"
+        ),
+        "{}",
+        decision.reason
+    );
+}
+
+/// A `backlog_metric` given is required: misspelt (as it may be in
+/// `predictive`'s nested `rate` table, which the host does not check), it
+/// is an error naming it, not a backlog silently left out.
+#[test]
+fn a_backlog_metric_given_but_not_configured_is_an_error() {
+    let error = policy(r#"{"backlog_metric": "backlgo"}"#)
+        .decide(&saturated_step())
+        .expect_err("refused");
+    assert!(
+        error.contains("no metric `backlgo` is configured for application `orders`")
+            && error.contains("parameter `backlog_metric`"),
+        "{error}"
+    );
+    // The default id stays optional.
+    let mut evaluation = saturated_step();
+    evaluation.metrics.truncate(2);
+    policy("{}").decide(&evaluation).expect("decides");
+}
+
 #[test]
 fn a_peak_inside_the_window_blocks_the_scale_in() {
     let mut rate = policy(r#"{"scale_in_window_secs": 1800}"#);
