@@ -72,12 +72,15 @@
 //! # State
 //!
 //! The profile lives in the plugin instance and grows with each
-//! evaluation: every input rate an evaluation's series show is learned, so
+//! evaluation: every input rate an evaluation's series show is learned
+//! (but that of the first period after the job was down, which is the
+//! restart's catch-up, not the load), so
 //! when the host reads history at start (`[application.policy]
 //! history_days`), the first evaluation's longer series fill the profile at
-//! once. Otherwise, and in a new instance after a plugin reload or a
-//! plugin stopped for exceeding its deadline or memory (the host reads
-//! history once per agent start), it starts with an empty profile and
+//! once; the host reads it again for the first evaluation of a new
+//! instance (after a plugin reload, or a plugin stopped for exceeding its
+//! deadline or memory). Otherwise (no history read, or the read failed)
+//! it starts with an empty profile and
 //! decides exactly as `rate` until it has seen one whole day (a week for
 //! the weekly season): it never acts on a forecast it has not learned.
 
@@ -92,6 +95,31 @@ use serde::Deserialize;
 pub mod profile;
 
 use profile::{Fit, Profile};
+
+/// The input rates of `rates` the profile learns: those of periods that
+/// follow a period in which the job processed records. The first period
+/// after a restart (a rescale's, or any other: the job publishes no
+/// records in while it is down) processes the backlog the restart left at
+/// full capacity, and its rate, 2x the input and more, is the restart's,
+/// not the load's: learned, it would raise the forecast at that time of
+/// every later day.
+fn learnable(rates: &[(i64, f64)], observed: &rate::observe::Observed) -> Vec<(i64, f64)> {
+    let mut running = observed
+        .periods
+        .iter()
+        .filter(|p| p.records_in.is_some())
+        .map(|p| p.start_ms)
+        .peekable();
+    rates
+        .iter()
+        .filter(|(start_ms, _)| {
+            let before = start_ms - observed.period_ms;
+            while running.next_if(|&t| t < before).is_some() {}
+            running.peek() == Some(&before)
+        })
+        .copied()
+        .collect()
+}
 
 /// The latest periods whose error alone can put the load off the forecast.
 const LATEST_PERIODS: usize = 3;
@@ -203,7 +231,8 @@ impl Policy for PredictivePolicy {
             return Ok(reactive);
         };
         let rates = estimate::input_rates(&observed, i64::MIN);
-        self.profile.learn(&rates, evaluation.now_ms);
+        self.profile
+            .learn(&learnable(&rates, &observed), evaluation.now_ms);
         let usl = self.rate.rules().usl;
         let fresh_from = app.last_rescale_ms.unwrap_or(i64::MIN);
         if let Some(capacity) = estimate::capacity(&observed, fresh_from) {

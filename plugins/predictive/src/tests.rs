@@ -454,3 +454,39 @@ fn kept_answers_are_the_answers_computed_afresh() {
         }
     }
 }
+
+/// The profile does not learn the first period after the job was down
+/// (no records in: a restart), whose rate is the catch-up on the backlog
+/// the restart left, nor a period whose predecessor is not shown; every
+/// other period's rate it learns.
+#[test]
+fn the_first_period_after_a_restart_is_not_learned() {
+    use rate::observe::{Observed, Period};
+    let period = |i: i64, records_in: Option<f64>| Period {
+        start_ms: T0 + i * P,
+        records_in,
+        utilisation: records_in.map(|_| 0.5),
+        backlog: Some(0.0),
+    };
+    let observed = Observed {
+        period_ms: P,
+        periods: vec![
+            period(0, Some(4000.0)),
+            period(1, Some(4000.0)),
+            period(2, None),
+            period(3, Some(9000.0)),
+            period(4, Some(4000.0)),
+            // Period 5 is not shown at all.
+            period(6, Some(8000.0)),
+            period(7, Some(4000.0)),
+        ],
+        has_backlog: false,
+        backlog_silent: false,
+    };
+    let rates = estimate::input_rates(&observed, i64::MIN);
+    let at = |i: i64| T0 + i * P;
+    assert_eq!(
+        learnable(&rates, &observed),
+        vec![(at(1), 4000.0), (at(4), 4000.0), (at(7), 4000.0)]
+    );
+}
