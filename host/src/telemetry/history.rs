@@ -43,7 +43,9 @@ use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{Receiver, Sender};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
 
 use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
@@ -306,22 +308,51 @@ pub struct CurrentFailure {
     pub count: u64,
 }
 
+/// How many events the history's thread may be behind by. Past it (its
+/// folder's disk hung or far too slow for the events: at one evaluation a
+/// minute that is a week of 1 application, or about 50 minutes of 200),
+/// an event is dropped from the history and counted, never queued without
+/// end in the agent's memory nor waited for.
+pub const QUEUE_BOUND: usize = 10_000;
+
 /// Where the controllers' events go to be kept: a cheap, cloneable sender
 /// to the history's thread.
 #[derive(Debug, Clone)]
 pub struct History {
-    tx: Sender<Event>,
+    tx: SyncSender<Event>,
+    /// Events dropped because the thread was [`QUEUE_BOUND`] behind.
+    dropped: Arc<AtomicU64>,
 }
 
 impl History {
     /// Hands `event` to the history's thread if it is one the history
-    /// keeps; never blocks.
+    /// keeps; never blocks: with the thread [`QUEUE_BOUND`] events behind,
+    /// the event is dropped, counted and logged (at the 1st, 2nd, 4th,
+    /// 8th... drop).
     pub fn record(&self, event: &Event) {
-        if matters(event) {
+        if !matters(event) {
+            return;
+        }
+        match self.tx.try_send(event.clone()) {
             // A writer that went away (it logged why) loses the history,
             // never a controller step.
-            let _ = self.tx.send(event.clone());
+            Ok(()) | Err(TrySendError::Disconnected(_)) => {}
+            Err(TrySendError::Full(_)) => {
+                let dropped = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+                if dropped.is_power_of_two() {
+                    warn!(
+                        message = "The decision history's writer is behind (its folder's disk is hung or too slow): events are dropped from the history, not queued in memory.",
+                        dropped,
+                        queued = QUEUE_BOUND,
+                    );
+                }
+            }
         }
+    }
+
+    /// How many events were dropped for a writer [`QUEUE_BOUND`] behind.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
     }
 }
 
@@ -399,11 +430,15 @@ pub fn spawn_dry_run(dir: PathBuf, bound: usize) -> std::io::Result<(History, Wr
 
 fn spawn_files(files: Files) -> std::io::Result<(History, Writer)> {
     create_private_dir(&files.dir)?;
-    let (tx, rx) = std::sync::mpsc::channel();
+    let (tx, rx) = std::sync::mpsc::sync_channel(QUEUE_BOUND);
     let thread = std::thread::Builder::new()
         .name("flinkscale-history".to_owned())
         .spawn(move || files.run(rx))?;
-    Ok((History { tx }, Writer { thread }))
+    let history = History {
+        tx,
+        dropped: Arc::default(),
+    };
+    Ok((history, Writer { thread }))
 }
 
 fn create_private_dir(dir: &Path) -> std::io::Result<()> {

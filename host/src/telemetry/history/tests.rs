@@ -31,6 +31,28 @@ fn temp_dir(name: &str) -> crate::scratch::Scratch {
     crate::scratch::scratch(&format!("history-{name}"))
 }
 
+/// A writer that is behind (its disk hung: here, a queue nobody reads)
+/// costs the controllers nothing: past the bound, events are dropped and
+/// counted, and `record` returns at once.
+#[test]
+fn a_history_whose_writer_is_behind_drops_events_and_never_blocks() {
+    let (tx, rx) = std::sync::mpsc::sync_channel(2);
+    let history = History {
+        tx,
+        dropped: Arc::default(),
+    };
+    let copy = history.clone();
+    for at_ms in 0..5 {
+        copy.record(&evaluated("app", at_ms, Action::Hold, false));
+    }
+    assert_eq!(history.dropped(), 3);
+    assert_eq!(rx.try_iter().count(), 2);
+    // Room again: taken again.
+    history.record(&evaluated("app", 5, Action::Hold, false));
+    assert_eq!(rx.try_iter().count(), 1);
+    assert_eq!(history.dropped(), 3);
+}
+
 /// Sends `events` through a real writer thread and waits for it.
 fn write(dir: &Path, bound: usize, events: impl IntoIterator<Item = Event>) {
     let (history, writer) = spawn(dir.to_path_buf(), bound).expect("the history starts");
