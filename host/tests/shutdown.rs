@@ -13,7 +13,7 @@ mod common;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{Emulator, cpu_step_rules, free_port, scenario, spawn_agent, wait_until};
+use common::{Emulator, calls_of, cpu_step_rules, free_port, scenario, spawn_agent, wait_until};
 
 /// The application of the scenario.
 const APP: &str = "res-app";
@@ -336,4 +336,91 @@ fn run_stops_gracefully_on_sigterm_during_its_start() {
         "the next run keeps its journal"
     );
     println!("SIGTERM during the start to exit: {} ms", took.as_millis());
+}
+
+/// A process killed when dropped (a failed test leaves none behind).
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A stderr that does not drain (a log reader that stopped reading the
+/// agent's pipe) does not stop the agent: its log lines are written by a
+/// thread of their own, which is what waits, and the evaluations go on; a
+/// SIGTERM still stops it. The async workers wrote the lines themselves
+/// before: once the 64 KiB pipe was full (debug logs: kilobytes per AWS
+/// call), the next line blocked a worker, then the other, and the agent
+/// stood still, deaf to SIGTERM.
+#[test]
+fn run_keeps_evaluating_and_stops_when_its_stderr_does_not_drain() {
+    use std::os::fd::AsRawFd;
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let emulator = Emulator::start(&scenario("resilience-cycles.toml"), 20.0, &[], dir.path());
+    let config = write_config(dir.path());
+    let mut command = common::agent_command(&config, dir.path());
+    common::aws_env(&mut command, &emulator.endpoint, dir.path());
+    command
+        .env("RUST_LOG", "debug")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    let mut agent = Child(command.spawn().expect("the agent starts"));
+    // Held open, never read.
+    let stderr = agent.0.stderr.take().expect("its stderr");
+    let unread = || {
+        let mut bytes: libc::c_int = 0;
+        // SAFETY: FIONREAD writes one int through a valid pointer, on a
+        // pipe this test holds open.
+        unsafe { libc::ioctl(stderr.as_raw_fd(), libc::FIONREAD, &mut bytes) };
+        bytes
+    };
+    let evaluations = || calls_of(&emulator.calls(), "DescribeApplication", Some(APP)).len();
+    let diagnose = || {
+        format!(
+            "{} bytes unread on the agent's stderr\n{}",
+            unread(),
+            emulator.call_summary()
+        )
+    };
+    // A pipe holds 64 KiB (unless /proc/sys/fs/pipe-* changed it); past
+    // 60 KiB a JSON line of the debug log's (up to 4 KiB written at once)
+    // no longer fits.
+    wait_until(
+        Duration::from_secs(60),
+        "the agent's stderr pipe full",
+        || unread() >= 60 * 1024,
+        diagnose,
+    );
+    let full = evaluations();
+    wait_until(
+        Duration::from_secs(30),
+        "five more evaluations with the pipe full",
+        || evaluations() >= full + 5,
+        diagnose,
+    );
+    // Stopped by SIGTERM all the same; the queued lines it cannot write
+    // hold the exit up for a second at most.
+    let pid = libc::pid_t::try_from(agent.0.id()).expect("a pid");
+    // SAFETY: signals the child this test started and has not reaped.
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    let signalled = Instant::now();
+    let status = loop {
+        if let Some(status) = agent.0.try_wait().expect("the agent can be waited for") {
+            break status;
+        }
+        assert!(
+            signalled.elapsed() < Duration::from_secs(5),
+            "still running 5 s after SIGTERM\n{}",
+            diagnose()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "{status:?}\n{}", diagnose());
+    println!(
+        "stderr full at {full} evaluations, more after; stopped {:?} after SIGTERM",
+        signalled.elapsed()
+    );
 }

@@ -396,12 +396,22 @@ pub fn main() -> ExitCode {
         Command::Validate { .. } => "info,aws_config=error",
         _ => "info",
     };
-    if let Err(error) = telemetry::init_logging(cli.log_format, default_level) {
-        // Silently logging at another level than asked would hide what
-        // the operator is looking for: a configuration error.
-        eprintln!("error: {error}");
-        return ExitCode::from(commands::EX_CONFIG);
-    }
+    // The agent's log lines go through a thread of their own: a stderr
+    // that stops draining must not stop the agent.
+    let writing = if matches!(cli.command, Command::Run { .. }) {
+        telemetry::LogWriting::Queued
+    } else {
+        telemetry::LogWriting::InPlace
+    };
+    let log_guard = match telemetry::init_logging(cli.log_format, default_level, writing) {
+        Ok(guard) => guard,
+        Err(error) => {
+            // Silently logging at another level than asked would hide
+            // what the operator is looking for: a configuration error.
+            eprintln!("error: {error}");
+            return ExitCode::from(commands::EX_CONFIG);
+        }
+    };
     for name in unset {
         tracing::warn!(
             variable = %name,
@@ -437,6 +447,8 @@ pub fn main() -> ExitCode {
     // deadline, a plugin call or DNS lookup left behind): it does not
     // hold the exit, as dropping the runtime would.
     runtime.shutdown_timeout(LEFTOVER_BLOCKING_TASKS);
+    // The queued log lines are written before the last word below.
+    drop(log_guard);
     match result {
         Ok(code) => code,
         Err(error) => {

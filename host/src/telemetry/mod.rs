@@ -1120,24 +1120,74 @@ fn colour_on_stderr() -> bool {
     std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }
 
-/// Installs the global tracing subscriber, writing to stderr: text
-/// (coloured on a terminal only) or one JSON object per line with the
-/// event's fields at the top level beside `timestamp`, `level` and
-/// `target`. The filter comes from `RUST_LOG` ([`log_filter_or`]), at
+/// How log lines reach stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogWriting {
+    /// Written by the thread that logs: a command that runs and ends.
+    InPlace,
+    /// Queued to a thread of their own, which writes them; past
+    /// [`LOG_QUEUE_LINES`] lines waiting, a line is dropped, never waited
+    /// for. For the
+    /// long-running agent, whose async workers must not block on a stderr
+    /// that does not drain (a pipe whose reader stopped reading, a log
+    /// collector that hangs): every evaluation, stop signal and HTTP
+    /// answer would wait on it.
+    Queued,
+}
+
+/// How many log lines may wait for a stderr that does not drain
+/// ([`LogWriting::Queued`]): a few megabytes at most.
+pub const LOG_QUEUE_LINES: usize = 10_000;
+
+/// What keeps the queued log writer ([`LogWriting::Queued`]) running:
+/// dropping it writes out what is queued and ends the thread (waiting for it at most about a second). Hold it until
+/// the command ends.
+#[derive(Debug)]
+#[must_use = "dropping it ends the log writer"]
+pub struct LogGuard {
+    /// Held only to be dropped: none when lines are written in place.
+    _worker: Option<tracing_appender::non_blocking::WorkerGuard>,
+}
+
+/// Installs the global tracing subscriber, writing to stderr as `writing`
+/// says: text (coloured on a terminal only) or one JSON object per line
+/// with the event's fields at the top level beside `timestamp`, `level`
+/// and `target`. The filter comes from `RUST_LOG` ([`log_filter_or`]), at
 /// level `default` when it names none; an invalid one is returned as an
 /// error and nothing is installed.
-pub fn init_logging(format: LogFormat, default: &str) -> Result<(), LogFilterError> {
+pub fn init_logging(
+    format: LogFormat,
+    default: &str,
+    writing: LogWriting,
+) -> Result<LogGuard, LogFilterError> {
     let asked = std::env::var("RUST_LOG").unwrap_or_default();
     let filter = log_filter_or(&asked, default)?;
+    let (writer, guard) = match writing {
+        LogWriting::InPlace => (
+            tracing_subscriber::fmt::writer::BoxMakeWriter::new(std::io::stderr),
+            None,
+        ),
+        LogWriting::Queued => {
+            let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+                .lossy(true)
+                .buffered_lines_limit(LOG_QUEUE_LINES)
+                .thread_name("flinkscale-log")
+                .finish(std::io::stderr());
+            (
+                tracing_subscriber::fmt::writer::BoxMakeWriter::new(writer),
+                Some(guard),
+            )
+        }
+    };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(writer);
     // A second initialisation (tests) is harmless: keep the first.
     let _ = match format {
         LogFormat::Text => builder.with_ansi(colour_on_stderr()).try_init(),
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
     };
-    Ok(())
+    Ok(LogGuard { _worker: guard })
 }
 
 #[cfg(test)]
