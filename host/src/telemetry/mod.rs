@@ -408,13 +408,13 @@ pub struct FailureCounts {
 }
 
 impl FailureCounts {
-    /// Makes the counter of `class` for `application` exist, at 0 if new:
-    /// a class that never happened is reported as 0, not left out.
+    /// Starts the counter of `class` for an application the agent starts
+    /// serving, at 0: a class that never happened is reported as 0, not
+    /// left out, and an application added again by a reload counts from
+    /// 0, whatever the controller stopping for its removal counted after.
     fn start(&self, application: &str, class: &str) {
         let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
-        counts
-            .entry((application.to_owned(), class.to_owned()))
-            .or_insert(0);
+        counts.insert((application.to_owned(), class.to_owned()), 0);
     }
 
     fn count(&self, application: &str, class: &str) {
@@ -431,6 +431,13 @@ impl FailureCounts {
             .get(&(application.to_owned(), class.to_owned()))
             .copied()
             .unwrap_or(0)
+    }
+
+    /// Keeps the counters of the applications `keep` says, forgets the
+    /// others' (a reload removed them).
+    pub fn retain(&self, keep: impl Fn(&str) -> bool) {
+        let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        counts.retain(|(application, _), _| keep(application));
     }
 
     /// Every (application, class, count), sorted by application then class.

@@ -701,14 +701,17 @@ impl Registry {
     }
 
     /// Follows a reloaded configuration at `now_ms`: applications removed
-    /// are no longer reported (their failure counters stay, as counters
-    /// must not go back), added ones are reported from now (their
+    /// are no longer reported (none of their series, their counters
+    /// included: with applications renamed over time they would pile up
+    /// for ever; one added again starts from 0, which Prometheus reads as
+    /// a counter reset), added ones are reported from now (their
     /// staleness counts from `now_ms`), and the others keep their counts
     /// with the limits of their new settings.
     pub fn set_applications(&self, config: &Config, now_ms: i64) {
         let wanted = |name: &str| config.applications.iter().any(|a| a.name == name);
         let mut apps = self.apps.lock().unwrap_or_else(|p| p.into_inner());
         apps.retain(|name, _| wanted(name));
+        self.failures.retain(wanted);
         // A removed application's call durations go with it (a histogram
         // is not a counter an alert compares over time).
         self.plugin_call_series
@@ -1012,7 +1015,14 @@ impl Registry {
         let apps = self.apps.lock().unwrap_or_else(|p| p.into_inner()).clone();
         let started_ms = *self.started_ms.lock().unwrap_or_else(|p| p.into_inner());
         let starting = self.starting();
-        let failures = self.failures.snapshot();
+        // A removed application's stopping controller may count one last
+        // failure after the reload: not reported.
+        let failures: Vec<_> = self
+            .failures
+            .snapshot()
+            .into_iter()
+            .filter(|(app, _, _)| apps.contains_key(app))
+            .collect();
         let mut out = String::new();
         let mut family = |name: &str, kind: &str, help: &str, samples: Vec<(String, String)>| {
             let _ = writeln!(out, "# HELP {name} {}", escape_help(help));
@@ -1953,6 +1963,38 @@ mod tests {
         );
         assert!(
             !text.contains("flinkscale_plugin_call_duration_seconds_count{application=\"gone\""),
+            "{text}"
+        );
+    }
+
+    /// A reload that removes an application drops its failure counters
+    /// (renamed applications would otherwise pile them up for ever), and
+    /// one last failure of its stopping controller is not reported; the
+    /// others' counts stay.
+    #[test]
+    fn a_removed_applications_failure_counters_go_with_it() {
+        let registry = Registry::for_config(&config(&["gone", "kept"]), 0);
+        let failures = registry.failure_counts();
+        for app in ["gone", "kept"] {
+            failures.count(app, "throttled");
+        }
+        registry.set_applications(&config(&["kept"]), 1_000);
+        failures.count("gone", "throttled");
+        let text = registry.render(1_000);
+        assert!(
+            text.contains(
+                "flinkscale_failures_total{application=\"kept\",class=\"throttled\"} 1\n"
+            ),
+            "{text}"
+        );
+        assert!(!text.contains("application=\"gone\""), "{text}");
+        // Added again, from 0.
+        registry.set_applications(&config(&["gone", "kept"]), 2_000);
+        let text = registry.render(2_000);
+        assert!(
+            text.contains(
+                "flinkscale_failures_total{application=\"gone\",class=\"throttled\"} 0\n"
+            ),
             "{text}"
         );
     }
