@@ -55,6 +55,7 @@ use crate::controller::{
 };
 use crate::metrics::MetricSource;
 use crate::metrics::Series;
+use crate::metrics::alarm_batch::BatchingAlarms;
 use crate::metrics::alarms::{AlarmStates, CloudWatchAlarms};
 use crate::metrics::batch::BatchingSource;
 use crate::metrics::cloudwatch::CloudWatchSource;
@@ -371,7 +372,7 @@ struct AwsClients {
     has_region: bool,
     source: BatchingSource,
     target: MsfTarget,
-    alarms: CloudWatchAlarms,
+    alarms: BatchingAlarms,
 }
 
 impl LazyAws {
@@ -396,7 +397,7 @@ impl LazyAws {
                     has_region: sdk.region().is_some(),
                     source: BatchingSource::new(CloudWatchSource::new(&sdk)),
                     target: MsfTarget::new(&sdk),
-                    alarms: CloudWatchAlarms::new(&sdk),
+                    alarms: BatchingAlarms::new(CloudWatchAlarms::new(&sdk)),
                 }
             })
             .await
@@ -581,7 +582,7 @@ impl Agent {
         Ok(
             Self::assemble_off_runtime(loaded, dry_run, events, source, target, None)
                 .await?
-                .with_alarm_states(Arc::new(CloudWatchAlarms::new(sdk))),
+                .with_alarm_states(Arc::new(BatchingAlarms::new(CloudWatchAlarms::new(sdk)))),
         )
     }
 

@@ -22,12 +22,13 @@ use aws_sdk_cloudwatch::types::{
 use super::MetricsError;
 use crate::config::{Comparison, TreatMissingData};
 use crate::model::AlarmState;
+use crate::telemetry::prometheus::CountedCall;
 
 /// DescribeAlarms takes at most this many names per call.
 pub const MAX_NAMES_PER_CALL: usize = 100;
 
 /// A metric alarm as CloudWatch describes it: the fields flinkscale reads.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct DescribedAlarm {
     /// `AlarmName`.
     pub name: String,
@@ -219,14 +220,18 @@ impl CloudWatchAlarms {
         // page for ever.
         let mut tokens = std::collections::HashSet::new();
         loop {
-            let output = self
+            let call = CountedCall::aws("DescribeAlarms");
+            let result = self
                 .client
                 .describe_alarms()
                 .set_alarm_names(names.map(<[String]>::to_vec))
                 .set_next_token(next_token.take())
                 .send()
                 .await
-                .map_err(|e| classify("DescribeAlarms", &e))?;
+                .map_err(|e| classify("DescribeAlarms", &e));
+            // Each page is a call of its own, counted as one.
+            call.ended(result.as_ref().map_or_else(MetricsError::outcome, |_| "ok"));
+            let output = result?;
             out.extend(output.metric_alarms().iter().map(DescribedAlarm::from_sdk));
             match output.next_token() {
                 Some(token) if !token.is_empty() => {

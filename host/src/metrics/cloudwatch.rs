@@ -98,15 +98,8 @@ impl CloudWatchSource {
                 .await
                 .map_err(|error| classify_error(&error));
             // Each page is a call of its own, counted as one.
-            let outcome = match &result {
-                Ok(_) => "ok",
-                Err(MetricsError::Throttled(_)) => "throttled",
-                Err(MetricsError::Permission(_)) => "permission",
-                Err(MetricsError::Invalid(_)) => "invalid",
-                // A failed query is not a failed call (`collect_result`).
-                Err(MetricsError::Source(_) | MetricsError::Query(_)) => "source",
-            };
-            call.ended(outcome);
+            // A failed query is not a failed call (`collect_result`).
+            call.ended(result.as_ref().map_or_else(MetricsError::outcome, |_| "ok"));
             let output = result?;
             for message in output.messages() {
                 warn!(

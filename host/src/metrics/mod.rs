@@ -8,6 +8,7 @@
 //! [`flink::NAMESPACE`]), and the simulator's model. [`history`] reads
 //! days of the past once, for a policy that learns from it.
 
+pub mod alarm_batch;
 pub mod alarms;
 pub mod batch;
 pub mod cloudwatch;
@@ -123,7 +124,7 @@ pub struct Series {
 }
 
 /// Why a fetch failed.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum MetricsError {
     /// The service throttled the request.
     #[error("metric source throttled the request: {0}")]
@@ -145,6 +146,20 @@ pub enum MetricsError {
     /// Any other failure of the source (network, 5xx, malformed answer).
     #[error("metric source failed: {0}")]
     Source(String),
+}
+
+impl MetricsError {
+    /// The outcome a call that failed so is counted with in
+    /// `flinkscale_aws_calls_total` (a failed query, `Query`, counts as
+    /// the source's: the call itself went through).
+    pub fn outcome(&self) -> &'static str {
+        match self {
+            Self::Throttled(_) => "throttled",
+            Self::Permission(_) => "permission",
+            Self::Invalid(_) => "invalid",
+            Self::Source(_) | Self::Query(_) => "source",
+        }
+    }
 }
 
 /// A place that answers metric queries.

@@ -1,0 +1,231 @@
+//! Batches the alarm-state reads of many controllers into few
+//! DescribeAlarms calls.
+//!
+//! An application with `source = "cloudwatch"` alarms reads their states
+//! at every evaluation, one DescribeAlarms call for its names. The
+//! applications of one agent tend to fall due together, and one call
+//! takes up to [`super::alarms::MAX_NAMES_PER_CALL`] names, while DescribeAlarms' rate
+//! quota is far below GetMetricData's: N applications' reads at once were
+//! N calls (an audit measured 100 calls in two ticks of 50 applications).
+//! A [`BatchingAlarms`] holds the first read of a batch for a short window
+//! (20 ms, as [`super::batch`] does for metrics), describes the union of
+//! the names read meanwhile (one call per 100), and hands each caller the
+//! alarms of its own names. A failed call fails every read of its batch:
+//! DescribeAlarms' failures (throttling, permissions, the network) are the
+//! account's, never one application's names (a name that does not exist
+//! is not an error: it is not in the answer).
+//!
+//! The batching runs in one tokio task, started on the first read and
+//! stopped when the reader is dropped; each batch's call runs in a task of
+//! its own, so a slow call does not hold the next batch.
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::sync::{mpsc, oneshot};
+
+use super::MetricsError;
+use super::alarms::{AlarmStates, DescribedAlarm};
+
+/// How long the first read of a batch waits for others.
+pub const WINDOW: Duration = Duration::from_millis(20);
+
+/// Bound of the read queue; callers wait for room beyond it.
+const QUEUE_CAPACITY: usize = 1024;
+
+/// One caller's read and where its answer goes.
+struct Read {
+    names: Vec<String>,
+    reply: oneshot::Sender<Result<Vec<DescribedAlarm>, MetricsError>>,
+}
+
+/// An [`AlarmStates`] that merges concurrent reads into one read of an
+/// inner one. See the module documentation.
+pub struct BatchingAlarms {
+    inner: Arc<dyn AlarmStates>,
+    sender: OnceLock<mpsc::Sender<Read>>,
+}
+
+impl std::fmt::Debug for BatchingAlarms {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BatchingAlarms").finish_non_exhaustive()
+    }
+}
+
+impl BatchingAlarms {
+    /// Batches the reads of `inner`.
+    pub fn new<S: AlarmStates + 'static>(inner: S) -> Self {
+        Self {
+            inner: Arc::new(inner),
+            sender: OnceLock::new(),
+        }
+    }
+
+    /// The queue to the batching task, which is started on first use.
+    fn sender(&self) -> &mpsc::Sender<Read> {
+        self.sender.get_or_init(|| {
+            let (sender, receiver) = mpsc::channel(QUEUE_CAPACITY);
+            tokio::spawn(run_batches(self.inner.clone(), receiver));
+            sender
+        })
+    }
+}
+
+#[async_trait]
+impl AlarmStates for BatchingAlarms {
+    async fn describe_named(&self, names: &[String]) -> Result<Vec<DescribedAlarm>, MetricsError> {
+        if names.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (reply, answer) = oneshot::channel();
+        let read = Read {
+            names: names.to_vec(),
+            reply,
+        };
+        let gone = || MetricsError::Source("the alarm reader stopped".to_owned());
+        self.sender().send(read).await.map_err(|_| gone())?;
+        answer.await.map_err(|_| gone())?
+    }
+}
+
+/// Gathers reads into batches until every sender is gone.
+async fn run_batches(inner: Arc<dyn AlarmStates>, mut receiver: mpsc::Receiver<Read>) {
+    while let Some(first) = receiver.recv().await {
+        let mut batch = vec![first];
+        let deadline = tokio::time::Instant::now() + WINDOW;
+        loop {
+            tokio::select! {
+                read = receiver.recv() => match read {
+                    Some(read) => batch.push(read),
+                    None => break,
+                },
+                () = tokio::time::sleep_until(deadline) => break,
+            }
+        }
+        tokio::spawn(describe_batch(inner.clone(), batch));
+    }
+}
+
+/// Describes the union of the batch's names and answers each read with
+/// the alarms of its own names.
+async fn describe_batch(inner: Arc<dyn AlarmStates>, batch: Vec<Read>) {
+    let names: Vec<String> = batch
+        .iter()
+        .flat_map(|read| read.names.iter().cloned())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let result = inner.describe_named(&names).await;
+    for read in batch {
+        let answer = match &result {
+            Ok(alarms) => Ok(alarms
+                .iter()
+                .filter(|alarm| read.names.contains(&alarm.name))
+                .cloned()
+                .collect()),
+            Err(error) => Err(error.clone()),
+        };
+        // A caller that stopped waiting (a stop, a reload) wants nothing.
+        let _ = read.reply.send(answer);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+
+    /// Answers every name that does not start with `missing` as an alarm
+    /// in ALARM, and remembers each call's names.
+    #[derive(Default)]
+    struct Fake {
+        calls: Mutex<Vec<Vec<String>>>,
+        fail: bool,
+    }
+
+    #[async_trait]
+    impl AlarmStates for Arc<Fake> {
+        async fn describe_named(
+            &self,
+            names: &[String],
+        ) -> Result<Vec<DescribedAlarm>, MetricsError> {
+            self.calls.lock().unwrap().push(names.to_vec());
+            if self.fail {
+                return Err(MetricsError::Throttled("Rate exceeded".to_owned()));
+            }
+            Ok(names
+                .iter()
+                .filter(|name| !name.starts_with("missing"))
+                .map(|name| DescribedAlarm {
+                    name: name.clone(),
+                    state: Some(crate::model::AlarmState::Alarm),
+                    ..DescribedAlarm::default()
+                })
+                .collect())
+        }
+    }
+
+    fn names(list: &[&str]) -> Vec<String> {
+        list.iter().map(|n| (*n).to_owned()).collect()
+    }
+
+    /// Reads made together are one read of their names' union (each name
+    /// once); each caller gets the alarms of its own names only, and a
+    /// name that does not exist is simply not in its answer.
+    #[tokio::test(start_paused = true)]
+    async fn reads_made_together_are_one_call_and_each_gets_its_own() {
+        let fake = Arc::new(Fake::default());
+        let alarms = BatchingAlarms::new(fake.clone());
+        let reads = [
+            names(&["a-out", "a-in"]),
+            names(&["b-out", "shared"]),
+            names(&["shared", "missing-c"]),
+        ];
+        let answers =
+            futures_util::future::join_all(reads.iter().map(|n| alarms.describe_named(n))).await;
+        let got: Vec<Vec<String>> = answers
+            .into_iter()
+            .map(|a| a.expect("answered").into_iter().map(|a| a.name).collect())
+            .collect();
+        assert_eq!(
+            got,
+            // In the order of the union's answer, by name, as CloudWatch's.
+            vec![
+                names(&["a-in", "a-out"]),
+                names(&["b-out", "shared"]),
+                names(&["shared"]),
+            ]
+        );
+        assert_eq!(
+            *fake.calls.lock().unwrap(),
+            vec![names(&["a-in", "a-out", "b-out", "missing-c", "shared"])]
+        );
+        // A read after the window is a batch of its own.
+        alarms
+            .describe_named(&names(&["a-out"]))
+            .await
+            .expect("answered");
+        assert_eq!(fake.calls.lock().unwrap().len(), 2);
+    }
+
+    /// A failed call fails every read of its batch, with its class.
+    #[tokio::test(start_paused = true)]
+    async fn a_failed_call_fails_every_read_of_its_batch() {
+        let fake = Arc::new(Fake {
+            fail: true,
+            ..Fake::default()
+        });
+        let alarms = BatchingAlarms::new(fake.clone());
+        let (a_names, b_names) = (names(&["a"]), names(&["b"]));
+        let (a, b) = tokio::join!(
+            alarms.describe_named(&a_names),
+            alarms.describe_named(&b_names)
+        );
+        assert!(matches!(a, Err(MetricsError::Throttled(_))), "{a:?}");
+        assert!(matches!(b, Err(MetricsError::Throttled(_))), "{b:?}");
+        assert_eq!(fake.calls.lock().unwrap().len(), 1);
+    }
+}
