@@ -63,11 +63,22 @@ pub fn step(band: &Band, usl: &Usl, s: &Situation) -> Step {
                 ),
             );
         }
+        if s.kpu >= s.max_kpu {
+            return Step::Hold(format!(
+                "{:.0} % is above {:.0} %, but already at max KPU ({})",
+                pct(u),
+                pct(high),
+                s.max_kpu
+            ));
+        }
+        // Below max KPU: the law's peak is reached, and more subtasks
+        // would only slow the job.
         return Step::Hold(format!(
-            "{:.0} % is above {:.0} %, but already at max KPU ({})",
+            "{:.0} % is above {:.0} %, but past parallelism {q} the scalability law adds no \
+             capacity (more subtasks only slow the job): holding at parallelism {}",
             pct(u),
             pct(high),
-            s.max_kpu
+            s.parallelism
         ));
     }
     if u >= low {
@@ -206,6 +217,25 @@ mod tests {
         s = at(2, 0.05, Some(0.05));
         s.min_kpu = 2;
         assert!(matches!(step(&BAND, &USL, &s), Step::Hold(_)));
+    }
+
+    /// Past the law's peak below max KPU, the hold says so: it said
+    /// "already at max KPU (32)" at 12 KPU.
+    #[test]
+    fn past_the_laws_peak_the_hold_says_so_not_max_kpu() {
+        // sigma 0.02, kappa 0.01: the curve peaks at parallelism 10.
+        let steep = Usl {
+            sigma: 0.02,
+            kappa: 0.01,
+        };
+        let Step::Hold(reason) = step(&BAND, &steep, &at(12, 0.95, None)) else {
+            panic!("a scale past the peak");
+        };
+        assert_eq!(
+            reason,
+            "95 % is above 80 %, but past parallelism 10 the scalability law adds no capacity \
+             (more subtasks only slow the job): holding at parallelism 12"
+        );
     }
 
     #[test]
