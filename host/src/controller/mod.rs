@@ -1187,7 +1187,11 @@ impl Controller {
             min_kpu: self.settings.min_kpu,
             max_kpu: self.machine.max_kpu(&self.settings, state.kpu(), now_ms),
             version_id: state.version_id,
-            last_rescale_ms: self.machine.record.last_rescale_ms,
+            last_rescale_ms: last_restart_ms(
+                self.machine.record.last_rescale_ms,
+                state.last_update_ms,
+                now_ms,
+            ),
             last_update_duration_secs: self.machine.record.last_update_duration_secs,
         };
         let (signals, trouble) = self.interpret(now_ms, &app, &metrics).await?;
@@ -2083,6 +2087,20 @@ fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
         .map(|s| (*s).to_owned())
         .or_else(|| panic.downcast_ref::<String>().cloned())
         .unwrap_or_else(|| "a panic with no message".to_owned())
+}
+
+/// What a plugin is told as `last-rescale-ms`: when the application's job
+/// last restarted for an update, as far as the host knows. The end of the
+/// last rescale it followed (`own`), or, when later or it followed none,
+/// the service's last update (`service`: MSF's `LastUpdateTimestamp`, a
+/// Flink job's creation), never after `now_ms`. Without the service's,
+/// an agent starting without a journal told its policies nothing, and
+/// they took every period they were shown as the current size's, though
+/// the application may have been resized minutes before (by an earlier
+/// agent, or by hand): `rate` then measured the capacity of two sizes at
+/// once. A later update by another writer moves it too.
+fn last_restart_ms(own: Option<i64>, service: Option<i64>, now_ms: i64) -> Option<i64> {
+    own.max(service).map(|at| at.min(now_ms))
 }
 
 /// Awaits `read`, a call with no effect, unless `stop` (when there is

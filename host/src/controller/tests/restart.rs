@@ -2050,3 +2050,37 @@ async fn a_restart_says_the_wait_it_resumes_once() {
     );
     assert!(target.calls().len() >= 10, "read at every poll");
 }
+
+/// Started without a journal, the controller tells its policy the
+/// service's last update (MSF's `LastUpdateTimestamp`) as the last
+/// rescale: the policies take the periods from it on as the current
+/// size's. It told them nothing, and `rate` measured its capacity over
+/// the periods of the size before too (the application resized minutes
+/// before the agent started). One dated after the agent's clock is taken
+/// as now.
+#[tokio::test(start_paused = true)]
+async fn a_fresh_agent_tells_its_policy_the_services_last_update_as_the_last_rescale() {
+    for (service_ms, expected) in [
+        (T0_MS - 600_000, Some(T0_MS - 600_000)),
+        (T0_MS + 86_400_000, None),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let target = FakeTarget::new(2, 90);
+        target.state.lock().unwrap().last_update_ms = Some(service_ms);
+        let (run, seen) = launch_seeing(&target, dir.path());
+        tokio::time::sleep(Duration::from_secs(130)).await;
+        run.stop().await;
+        let seen = seen.lock().unwrap().clone();
+        assert!(!seen.is_empty());
+        for (last_rescale_ms, _) in &seen {
+            match expected {
+                Some(ms) => assert_eq!(*last_rescale_ms, Some(ms), "{seen:?}"),
+                // Ahead of the clock: now, at each evaluation.
+                None => assert!(
+                    last_rescale_ms.is_some_and(|ms| (T0_MS..=T0_MS + 130_000).contains(&ms)),
+                    "{seen:?}"
+                ),
+            }
+        }
+    }
+}
