@@ -676,7 +676,19 @@ impl Policy for FlinkOperatorPolicy {
         let mut kpu = target.div_ceil(per_kpu);
         let mut within = String::new();
         if kpu.saturating_mul(per_kpu) > key_groups {
-            kpu = (key_groups / per_kpu).max(1);
+            let most = key_groups / per_kpu;
+            // The most KPU within the key groups, unless that is none, or
+            // fewer than now for a scale-up (a parallelism set by hand
+            // need not be a multiple of ParallelismPerKPU): then hold.
+            if most == 0 || (target > current && most <= app.kpu) {
+                return Ok(Decision::hold(format!(
+                    "{measured}: parallelism {target} is {kpu} KPU x {per_kpu}, past the \
+                     {key_groups} key groups (`max_parallelism`), and no more KPU stay within \
+                     them: holding at {} KPU",
+                    app.kpu
+                )));
+            }
+            kpu = most;
             within = format!(
                 ", {kpu} KPU x {per_kpu} to stay within the {key_groups} key groups \
                  (`max_parallelism`)"

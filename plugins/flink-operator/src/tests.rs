@@ -244,6 +244,22 @@ fn kpu_rounded_up_never_pass_the_key_groups() {
         "{}",
         d.reason
     );
+    // Running at parallelism 127 (43 KPU, set by hand), saturated: 128
+    // would be 43 KPU x 3 = 129, and 42 KPU is fewer than now. It holds,
+    // never scaling a saturated job in.
+    let mut at_127 = evaluation.clone();
+    at_127.app.kpu = 43;
+    at_127.app.parallelism = 127;
+    at_127.app.max_kpu = 64;
+    let rows_127: Vec<Row> = (0..15).map(|_| (127_000.0, 1000.0, 5e7)).collect();
+    at_127.metrics = super::tests::evaluation(1, &rows_127, visible(15)).metrics;
+    let d = decide(&mut policy("{}"), &at_127);
+    assert_eq!(d.action.target(), None, "{}", d.reason);
+    assert!(
+        d.reason.contains("past the 128 key groups (`max_parallelism`), and no more KPU stay within them: holding at 43 KPU"),
+        "{}",
+        d.reason
+    );
     // One subtask per KPU: 128 KPU, as before.
     let mut evaluation = super::tests::evaluation(3, &rows, visible(15));
     evaluation.app.max_kpu = 200;

@@ -96,30 +96,35 @@ pub mod profile;
 
 use profile::{Fit, Profile};
 
-/// The input rates of `rates` the profile learns: those of periods that
-/// follow a period in which the job processed records. The first period
-/// after a restart (a rescale's, or any other: the job publishes no
-/// records in while it is down) processes the backlog the restart left at
-/// full capacity, and its rate, 2x the input and more, is the restart's,
-/// not the load's: learned, it would raise the forecast at that time of
-/// every later day.
+/// The input rates of `rates` the profile learns: those of periods whose
+/// previous period (the one shown just before it) is no further than
+/// [`LEARN_GAP_MS`] or a metric period back and had the job processing
+/// records. The first period after a restart (a rescale's, or any other:
+/// the job publishes no records in while it is down) processes the
+/// backlog the restart left at full capacity, and its rate, 2x the input
+/// and more, is the restart's, not the load's: learned, it would raise
+/// the forecast at that time of every later day. (History comes at 60 s
+/// periods even for a sub-minute metric, and AWS publishes most metrics
+/// once a minute: a minute between periods is no gap.)
 fn learnable(rates: &[(i64, f64)], observed: &rate::observe::Observed) -> Vec<(i64, f64)> {
-    let mut running = observed
-        .periods
-        .iter()
-        .filter(|p| p.records_in.is_some())
-        .map(|p| p.start_ms)
-        .peekable();
+    let longest_gap = observed.period_ms.max(LEARN_GAP_MS);
+    let mut periods = observed.periods.iter().peekable();
+    let mut previous: Option<&rate::observe::Period> = None;
     rates
         .iter()
         .filter(|(start_ms, _)| {
-            let before = start_ms - observed.period_ms;
-            while running.next_if(|&t| t < before).is_some() {}
-            running.peek() == Some(&before)
+            while let Some(period) = periods.next_if(|p| p.start_ms < *start_ms) {
+                previous = Some(period);
+            }
+            previous.is_some_and(|p| p.records_in.is_some() && start_ms - p.start_ms <= longest_gap)
         })
         .copied()
         .collect()
 }
+
+/// The gap between two periods that still counts as none (see
+/// [`learnable`]): a minute, CloudWatch's usual resolution.
+const LEARN_GAP_MS: i64 = 60_000;
 
 /// The latest periods whose error alone can put the load off the forecast.
 const LATEST_PERIODS: usize = 3;

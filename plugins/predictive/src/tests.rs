@@ -489,4 +489,15 @@ fn the_first_period_after_a_restart_is_not_learned() {
         learnable(&rates, &observed),
         vec![(at(1), 4000.0), (at(4), 4000.0), (at(7), 4000.0)]
     );
+    // A 10 s metric shown a minute apart (its history, read at 60 s, or
+    // published once a minute) is learned whole but for its first period.
+    let sub_minute = Observed {
+        period_ms: 10_000,
+        periods: (0..5).map(|i| period(i, Some(4000.0))).collect(),
+        has_backlog: false,
+        backlog_silent: false,
+    };
+    let rates = estimate::input_rates(&sub_minute, i64::MIN);
+    assert_eq!(rates.len(), 5);
+    assert_eq!(learnable(&rates, &sub_minute), rates[1..]);
 }

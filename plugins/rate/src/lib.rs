@@ -368,7 +368,8 @@ impl Policy for RatePolicy {
         ),
         Parameter::number("records_per_subtask_per_sec").meaning(
             "One subtask's throughput in records per second, used only until the utilisation \
-             has been measured; positive. When absent, the policy holds until it has.",
+             has been measured; positive. When absent, the policy holds until it has (a job too \
+             idle to measure, under 5 % busy, may be scaled in on the capacity it has at least).",
         ),
         Parameter::metric_id("records_in_metric")
             .default("\"records_in\"")
@@ -381,7 +382,7 @@ impl Policy for RatePolicy {
             .meaning(
                 "Metric id of the source's backlog in records (`AWS/Kafka` `SumOffsetLag`, \
              Maximum); when the application does not configure it, or it has no datapoint, the \
-             input rate is the processed rate. Given, the application must configure it.",
+             input rate is the processed rate. An id other than \"backlog\" must be configured.",
             ),
     ];
 
@@ -629,7 +630,19 @@ impl RatePolicy {
                 .is_some_and(|at| evaluation.now_ms - at < self.scale_in_window_ms),
             settle_after_jump: self.settle_after_jump,
         };
-        let mut decision = match plan::plan(&self.rules, &situation) {
+        let plan = plan::plan(&self.rules, &situation);
+        // A lower bound of the capacity sizes a scale-in safely, and
+        // nothing else: it overstates what a scale-out needs (a source
+        // stalled with a backlog growing reads as a job at 1 % busy).
+        if at_least.is_some() && !matches!(plan, Plan::ScaleTo(kpu, _) if kpu < app.kpu) {
+            return Ok(Decision::hold(format!(
+                "input {input_rate:.0} records/s, but no capacity measured since the last rescale \
+                 yet (utilisation below {:.0} %): the {capacity:.0} records/s it has at least \
+                 sizes a scale-in only",
+                100.0 * estimate::MIN_UTILISATION
+            )));
+        }
+        let mut decision = match plan {
             Plan::Hold(reason) => Decision {
                 next_evaluation_secs: quiet_for(&self.rules, &situation, period_ms),
                 ..Decision::hold(reason)

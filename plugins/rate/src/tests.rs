@@ -320,6 +320,33 @@ fn an_idle_job_is_scaled_in_on_the_capacity_it_has_at_least() {
     );
 }
 
+/// The capacity an idle job has at least sizes a scale-in only: a source
+/// stalled with its backlog growing (20 records/s processed at 1 % busy,
+/// 2000/s piling up) reads as an input of 2020/s on a bound of 400/s,
+/// which must not send the job to its max KPU.
+#[test]
+fn the_capacity_an_idle_job_has_at_least_never_sizes_a_scale_out() {
+    let rows: Vec<Row> = (0..10)
+        .map(|k| Row {
+            records_in: 20.0,
+            busy_ms: 10.0,
+            backlog: 120_000.0 * k as f64,
+        })
+        .collect();
+    let decision = policy("{}")
+        .decide(&evaluation(4, T0, &rows, T0 + 11 * P))
+        .expect("decides");
+    assert_eq!(decision.action, Action::Hold, "{}", decision.reason);
+    assert!(
+        decision.reason.contains(
+            "no capacity measured since the last rescale yet (utilisation below 5 %): the 400 \
+             records/s it has at least sizes a scale-in only"
+        ),
+        "{}",
+        decision.reason
+    );
+}
+
 /// A backlog metric configured but without a single datapoint (a consumer
 /// group misspelt in its dimensions) is taken as no backlog: the input
 /// rate is the processed rate, and the reason says so. It used to leave
