@@ -2091,16 +2091,19 @@ fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
 
 /// What a plugin is told as `last-rescale-ms`: when the application's job
 /// last restarted for an update, as far as the host knows. The end of the
-/// last rescale it followed (`own`), or, when later or it followed none,
-/// the service's last update (`service`: MSF's `LastUpdateTimestamp`, a
-/// Flink job's creation), never after `now_ms`. Without the service's,
-/// an agent starting without a journal told its policies nothing, and
-/// they took every period they were shown as the current size's, though
-/// the application may have been resized minutes before (by an earlier
-/// agent, or by hand): `rate` then measured the capacity of two sizes at
-/// once. A later update by another writer moves it too.
+/// last rescale it followed (`own`, already no later than now), or, when
+/// later or it followed none, the service's last update (`service`: MSF's
+/// `LastUpdateTimestamp`, the creation of a Flink job's graph). Without
+/// the service's, an agent starting without a journal told its policies
+/// nothing, and they took every period they were shown as the current
+/// size's, though the application may have been resized minutes before
+/// (by an earlier agent, or by hand): `rate` then measured the capacity of
+/// two sizes at once. A later update by another writer moves it too. A
+/// service time after `now_ms` (a clock ahead of the agent's) is not
+/// taken: read as now at every evaluation, it would keep the policies
+/// from every period until the agent's clock caught up.
 fn last_restart_ms(own: Option<i64>, service: Option<i64>, now_ms: i64) -> Option<i64> {
-    own.max(service).map(|at| at.min(now_ms))
+    own.max(service.filter(|&at| at <= now_ms))
 }
 
 /// Awaits `read`, a call with no effect, unless `stop` (when there is

@@ -8,7 +8,8 @@
 //! MSF's counterparts: a rescale's target is the parallelism the host sets
 //! for the KPU asked (KPU x ParallelismPerKPU, what upstream's parallelism
 //! override is), and the job's return to RUNNING is the host's
-//! `last-rescale-ms`, when the update it made for the rescale completed.
+//! `last-rescale-ms`: when the update it made for the rescale completed
+//! (or, when later, the service's last update: another writer's request).
 
 use std::collections::BTreeMap;
 
@@ -63,8 +64,9 @@ impl Tracking {
     /// (its count limit always keeps this, the latest one): a record older
     /// than that has no target left to compare, and upstream then takes
     /// the job as matching (`allMatch` of nothing). MSF only tells when the
-    /// agent's last update completed: a record is only measured by a
-    /// completion at or after its decision. Returns whether one was set.
+    /// job last restarted for an update (`last-rescale-ms`): a record is
+    /// only measured by one at or after its decision. Returns whether one
+    /// was set.
     pub(crate) fn record_restart(
         &mut self,
         now_ms: i64,

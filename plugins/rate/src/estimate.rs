@@ -19,15 +19,26 @@ pub const MIN_UTILISATION: f64 = 0.05;
 /// start, records/s), oldest first.
 ///
 /// With a backlog series, the rate of period k is its processed rate plus
-/// (B(k) - B(k-1)) / P, and both periods must be fresh: the backlog is a
+/// (B(k) - B(j)) / (t(k) - t(j)), j the latest earlier period with a
+/// backlog value, and both periods must be fresh: the backlog is a
 /// per-period Maximum, which on a falling backlog is the value at the
-/// period's start, so the difference spans the previous period, which must
-/// have run at the same capacity. Without a backlog series the processed
-/// rate is all there is.
+/// period's start, so the difference spans the periods between, which
+/// must have run at the same capacity. j is the previous period, or, for
+/// a metric of a period under a minute whose datapoints come a minute
+/// apart (most AWS metrics are published once a minute, and history is
+/// read at 60 s), the one a minute before: no further back than
+/// [`MAX_BACKLOG_GAP_MS`] or one period. Without a backlog series the
+/// processed rate is all there is.
 pub fn input_rates(observed: &Observed, fresh_from_ms: i64) -> Vec<(i64, f64)> {
-    let period_secs = observed.period_ms as f64 / 1000.0;
+    let longest_gap = observed.period_ms.max(MAX_BACKLOG_GAP_MS);
     let mut rates = Vec::new();
-    for (i, period) in observed.periods.iter().enumerate() {
+    // The latest period so far with a backlog value: (start, backlog).
+    let mut before: Option<(i64, f64)> = None;
+    for period in &observed.periods {
+        let previous = before;
+        if let Some(backlog) = period.backlog {
+            before = Some((period.start_ms, backlog));
+        }
         if period.start_ms < fresh_from_ms {
             continue;
         }
@@ -38,23 +49,24 @@ pub fn input_rates(observed: &Observed, fresh_from_ms: i64) -> Vec<(i64, f64)> {
             rates.push((period.start_ms, processed));
             continue;
         }
-        let Some(previous) = i.checked_sub(1).map(|j| &observed.periods[j]) else {
+        let (Some(now), Some((previous_ms, backlog_before))) = (period.backlog, previous) else {
             continue;
         };
-        if previous.start_ms != period.start_ms - observed.period_ms
-            || previous.start_ms < fresh_from_ms
-        {
+        let gap_ms = period.start_ms - previous_ms;
+        if previous_ms < fresh_from_ms || gap_ms <= 0 || gap_ms > longest_gap {
             continue;
         }
-        if let (Some(now), Some(before)) = (period.backlog, previous.backlog) {
-            rates.push((
-                period.start_ms,
-                (processed + (now - before) / period_secs).max(0.0),
-            ));
-        }
+        rates.push((
+            period.start_ms,
+            (processed + (now - backlog_before) / (gap_ms as f64 / 1000.0)).max(0.0),
+        ));
     }
     rates
 }
+
+/// How far back (ms) the backlog a period's input rate is measured against
+/// may be, at most, beyond one period: a minute (see [`input_rates`]).
+pub const MAX_BACKLOG_GAP_MS: i64 = 60_000;
 
 /// The capacity at the current parallelism, in records/s: processed /
 /// utilisation over the fresh periods busy enough to tell.
@@ -209,6 +221,29 @@ mod tests {
             period(0, Some(1960.0), Some(1.0), 0.0),
             period(1, Some(1960.0), Some(1.0), 122_400.0),
         ]);
+        assert_eq!(input_rates(&o, 0), vec![(P, 4000.0)]);
+    }
+
+    /// A 10 s metric whose datapoints come a minute apart (published once
+    /// a minute, or history read at 60 s) is measured against the backlog
+    /// a minute before; two minutes apart is a gap, as one missing 60 s
+    /// period is. It gave no rate at all (the period exactly 10 s before
+    /// was never there): `rate` never decided, and `predictive` learned
+    /// none of its history.
+    #[test]
+    fn a_sub_minute_metric_a_minute_apart_is_measured_over_the_minute() {
+        let at = |minute: i64, backlog: f64| Period {
+            start_ms: minute * P,
+            records_in: Some(1960.0),
+            utilisation: Some(1.0),
+            backlog: Some(backlog),
+        };
+        let o = Observed {
+            period_ms: 10_000,
+            periods: vec![at(0, 0.0), at(1, 122_400.0), at(3, 367_200.0)],
+            has_backlog: true,
+            backlog_silent: false,
+        };
         assert_eq!(input_rates(&o, 0), vec![(P, 4000.0)]);
     }
 

@@ -123,7 +123,9 @@
 //!   and the span after it is judged as a settle span too.
 //!
 //! **Stale data is never used.** A job metric of a period that started
-//! before the last completed rescale describes the old capacity, or the
+//! before the last restart for an update (`last-rescale-ms`: the host's
+//! last completed rescale, or the service's later update) describes the
+//! old capacity, or the
 //! restart, when the job published nothing; only periods that started after
 //! it count. The policy therefore holds after a rescale until the first
 //! fresh periods are visible (CloudWatch publishes a period only after it
@@ -633,8 +635,9 @@ impl RatePolicy {
         let plan = plan::plan(&self.rules, &situation);
         // A lower bound of the capacity sizes a scale-in safely, and
         // nothing else: it overstates what a scale-out needs (a source
-        // stalled with a backlog growing reads as a job at 1 % busy).
-        if at_least.is_some() && !matches!(plan, Plan::ScaleTo(kpu, _) if kpu < app.kpu) {
+        // stalled with a backlog growing reads as a job at 1 % busy). A
+        // hold keeps its own reason (and its quiet wait).
+        if at_least.is_some() && matches!(plan, Plan::ScaleTo(kpu, _) if kpu >= app.kpu) {
             return Ok(Decision::hold(format!(
                 "input {input_rate:.0} records/s, but no capacity measured since the last rescale \
                  yet (utilisation below {:.0} %): the {capacity:.0} records/s it has at least \
@@ -768,9 +771,10 @@ impl RatePolicy {
             {
                 seen.since_ms
             }
-            // Changed since the previous evaluation: by the rescale the
-            // host reports, when it ended after that evaluation; else at a
-            // time not known (another writer), at the latest now.
+            // Changed since the previous evaluation: by the update the
+            // host reports (the end of its own rescale, or the request of
+            // another writer's), when after that evaluation; else at a
+            // time not known, at the latest now.
             Some(seen) => app
                 .last_rescale_ms
                 .filter(|at| *at > seen.evaluated_ms)

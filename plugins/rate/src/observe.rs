@@ -1,8 +1,9 @@
 //! What the policy reads from an evaluation: the configured series joined
 //! per period, and which of those periods are fresh.
 //!
-//! A period is fresh when it started at or after the last completed
-//! rescale. Job metrics (records in, busy time) of an older period describe
+//! A period is fresh when it started at or after the job's last restart
+//! for an update (`last-rescale-ms`: the host's last completed rescale,
+//! or the service's later update). Job metrics (records in, busy time) of an older period describe
 //! the previous capacity, or the restart itself, and must not size the new
 //! one; the backlog comes from the source system and is valid in every
 //! period, including while the application was UPDATING.

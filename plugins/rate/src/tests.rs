@@ -304,6 +304,14 @@ fn an_idle_job_is_scaled_in_on_the_capacity_it_has_at_least() {
             scaled = Some(decision);
             break;
         }
+        // Waiting for its window, the hold says so (and may wait
+        // quietly), as any hold of the plan.
+        assert!(
+            decision.reason.contains("capacity taken as at least")
+                && !decision.reason.contains("sizes a scale-in only"),
+            "{}",
+            decision.reason
+        );
         now += P;
     }
     let decision = scaled.expect("scaled in within the window");
