@@ -489,6 +489,10 @@ pub struct Controller {
     /// Where `source = "cloudwatch"` alarms' states are read; `None` when
     /// the run has no CloudWatch (the simulator).
     alarm_states: Option<Arc<dyn AlarmStates>>,
+    /// Whether the next DescribeApplication answer is to be checked for
+    /// MSF's own autoscaling (once, from [`Controller::run_until_stopped`]:
+    /// `once` says it in its report).
+    autoscaling_unchecked: bool,
     source: Arc<dyn MetricSource>,
     target: Arc<dyn ScalingTarget>,
     /// Taken out while a call runs on a blocking thread.
@@ -603,6 +607,7 @@ impl Controller {
             alarms: AlarmTracker::new(&app.alarms, clock.now_ms())
                 .with_signal_period(signal_period_secs),
             alarm_states: None,
+            autoscaling_unchecked: false,
             source,
             target,
             policy: Some(policy),
@@ -834,13 +839,9 @@ impl Controller {
     /// records its answer; none is started after the stop.
     pub async fn run_until_stopped(mut self, mut shutdown: watch::Receiver<bool>) -> Stopped {
         self.stop = Some(shutdown.clone());
-        let warned = std::panic::AssertUnwindSafe(self.warn_if_autoscaling())
-            .catch_unwind()
-            .await;
-        let mut observation = match warned {
-            Ok(()) => Observation::Wake,
-            Err(panic) => Observation::Panicked(panic_message(panic.as_ref())),
-        };
+        // Warned of from the first step's own read, not one of its own.
+        self.autoscaling_unchecked = true;
+        let mut observation = Observation::Wake;
         if self.lift_at_start {
             self.lift_for_reload(true).await;
         }
@@ -1119,7 +1120,11 @@ impl Controller {
         Some(match command {
             Command::Describe => {
                 let read = unless_stopped(self.stop.clone(), self.target.describe(name));
-                Observation::Described(read.await.ok()?)
+                let described = read.await.ok()?;
+                if let Ok(state) = &described {
+                    self.check_autoscaling(state);
+                }
+                Observation::Described(described)
             }
             Command::Update { update, current } => {
                 Observation::Updated(self.target.rescale(name, update.target_kpu, &current).await)
@@ -1148,11 +1153,10 @@ impl Controller {
         })
     }
 
-    async fn warn_if_autoscaling(&mut self) {
-        let read = unless_stopped(self.stop.clone(), self.target.describe(&self.settings.name));
-        if let Ok(Ok(state)) = read.await
-            && state.autoscaling_enabled
-        {
+    /// Warns, at the first read of a running controller, that MSF's own
+    /// autoscaling is enabled, when it is.
+    fn check_autoscaling(&mut self, state: &AppState) {
+        if std::mem::take(&mut self.autoscaling_unchecked) && state.autoscaling_enabled {
             crate::telemetry::warn_autoscaling_enabled(&self.settings.name, state.status);
         }
     }
@@ -1163,6 +1167,7 @@ impl Controller {
         let state = unless_stopped(self.stop.clone(), self.target.describe(&name))
             .await?
             .map_err(EvaluateError::Target)?;
+        self.check_autoscaling(&state);
         let now_ms = self.clock.now_ms();
         let metrics = if self.queries.is_empty() {
             Vec::new()

@@ -77,9 +77,8 @@ async fn a_throttled_update_is_retried_after_a_jittered_back_off() {
 #[tokio::test(start_paused = true)]
 async fn describe_failures_back_off_longer_each_time() {
     let target = FakeTarget::new(2, 90);
-    // The first failure goes to the start-up check, which only warns.
     target.state.lock().unwrap().fail_describes =
-        vec![TargetError::Transient("HTTP 500".into()); 5];
+        vec![TargetError::Transient("HTTP 500".into()); 4];
     let run = launch(&target);
     tokio::time::sleep(Duration::from_secs(120)).await;
     let counts = run.counts.clone();

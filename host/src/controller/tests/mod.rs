@@ -66,6 +66,8 @@ struct TargetState {
     end_status: AppStatus,
     /// How long an update takes.
     update_secs: u64,
+    /// Whether DescribeApplication says MSF's own autoscaling is on.
+    autoscaling_enabled: bool,
     /// What DescribeApplication answers as the last update's time
     /// (`LastUpdateTimestamp`); unknown unless a test sets it.
     last_update_ms: Option<i64>,
@@ -110,6 +112,7 @@ impl FakeTarget {
                 kpu_limit: None,
                 end_status: AppStatus::Running,
                 update_secs,
+                autoscaling_enabled: false,
                 last_update_ms: None,
                 identity: None,
                 reports_asked: false,
@@ -185,7 +188,7 @@ impl ScalingTarget for FakeTarget {
             parallelism: s.parallelism,
             parallelism_per_kpu: s.parallelism_per_kpu,
             version_id: s.version_id,
-            autoscaling_enabled: false,
+            autoscaling_enabled: s.autoscaling_enabled,
             last_update_ms: s.last_update_ms,
             identity: s.identity.clone(),
             asked_kpu: s

@@ -2078,3 +2078,45 @@ async fn a_fresh_agent_tells_its_policy_the_services_last_update_as_the_last_res
         }
     }
 }
+
+/// MSF's own autoscaling is warned of from the first step's own read,
+/// once: a controller's start reads DescribeApplication once, not twice
+/// (the warning had a read of its own: 200 more calls at the start of 200
+/// applications, again at every restart and for each one a reload adds).
+#[tokio::test(start_paused = true)]
+async fn msf_autoscaling_is_warned_of_once_from_the_first_read() {
+    let kept = Kept::default();
+    let writer = kept.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .finish();
+    let _log = tracing::subscriber::set_default(subscriber);
+    let said = || String::from_utf8_lossy(&kept.0.lock().unwrap()).into_owned();
+    let describes = |target: &FakeTarget| {
+        let s = target.state.lock().unwrap();
+        s.calls
+            .iter()
+            .filter(|c| matches!(c, Call::Describe { .. }))
+            .count()
+    };
+
+    let dir = tempfile::tempdir().unwrap();
+    let target = FakeTarget::new(2, 90);
+    target.state.lock().unwrap().autoscaling_enabled = true;
+    let (run, seen) = launch_seeing(&target, dir.path());
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    assert_eq!(seen.lock().unwrap().len(), 1, "the first evaluation");
+    assert_eq!(describes(&target), 1, "{}", said());
+    tokio::time::sleep(Duration::from_secs(130)).await;
+    run.stop().await;
+    let evaluations = seen.lock().unwrap().len();
+    assert!(evaluations > 1);
+    assert_eq!(describes(&target), evaluations);
+    assert_eq!(
+        said().matches("MSF autoscaling is enabled").count(),
+        1,
+        "{}",
+        said()
+    );
+}
