@@ -1651,6 +1651,24 @@ async fn once_on_a_corrupt_journal_holds_one_grace_period() {
 #[derive(Clone, Default)]
 struct Kept(Arc<Mutex<Vec<u8>>>);
 
+impl Kept {
+    /// A log kept for this thread's events until the guard is dropped.
+    fn capture() -> (Self, tracing::subscriber::DefaultGuard) {
+        let kept = Self::default();
+        let writer = kept.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        (kept, tracing::subscriber::set_default(subscriber))
+    }
+
+    /// What was written so far.
+    fn said(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
 impl std::io::Write for Kept {
     fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
         self.0.lock().unwrap().extend_from_slice(bytes);
@@ -1665,14 +1683,8 @@ impl std::io::Write for Kept {
 /// the next start; a stop with nothing in flight says nothing of it.
 #[tokio::test(start_paused = true)]
 async fn a_stop_with_an_update_in_flight_says_the_journal_keeps_it() {
-    let kept = Kept::default();
-    let writer = kept.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .finish();
-    let _log = tracing::subscriber::set_default(subscriber);
-    let said = || String::from_utf8_lossy(&kept.0.lock().unwrap()).into_owned();
+    let (kept, _log) = Kept::capture();
+    let said = || kept.said();
     const WORDS: &str = "Stopping with an update in flight; the journal keeps it";
 
     let dir = tempfile::tempdir().unwrap();
@@ -2085,14 +2097,8 @@ async fn a_fresh_agent_tells_its_policy_the_services_last_update_as_the_last_res
 /// applications, again at every restart and for each one a reload adds).
 #[tokio::test(start_paused = true)]
 async fn msf_autoscaling_is_warned_of_once_from_the_first_read() {
-    let kept = Kept::default();
-    let writer = kept.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .finish();
-    let _log = tracing::subscriber::set_default(subscriber);
-    let said = || String::from_utf8_lossy(&kept.0.lock().unwrap()).into_owned();
+    let (kept, _log) = Kept::capture();
+    let said = || kept.said();
     let describes = |target: &FakeTarget| {
         let s = target.state.lock().unwrap();
         s.calls
