@@ -363,6 +363,11 @@ pub struct Machine {
     /// ([`restart_streak`]). Not journaled: an agent restarted
     /// counts afresh.
     moves: Option<Moves>,
+    /// When the last wake came: the next evaluation comes an interval
+    /// after it, not an interval after the evaluation's own reads and
+    /// plugin calls ended (those took ~34 ms a tick, and evaluations
+    /// drifted 49 s a day off their phase at a 60 s interval).
+    woke_at_ms: Option<i64>,
 }
 
 /// Moves of the version id without this agent found at consecutive
@@ -415,6 +420,7 @@ impl Machine {
             awaiting_verdict: false,
             first_read_after_resume: false,
             moves: None,
+            woke_at_ms: None,
         }
     }
 
@@ -862,7 +868,10 @@ impl Machine {
         self.keep_holds_within(now_ms);
         let assessed = self.assessed.take();
         let next = match observation {
-            Observation::Wake => self.wake(),
+            Observation::Wake => {
+                self.woke_at_ms = Some(now_ms);
+                self.wake()
+            }
             Observation::Described(Ok(app)) => self.described(app, settings, &mut out),
             Observation::Described(Err(error)) => {
                 let words = settings.words;
@@ -1635,14 +1644,15 @@ impl Machine {
     /// evaluations fall where they would without it) and kept within
     /// [1, [`LAZY_MAX_INTERVALS`]] intervals. Never past the end of a KPU
     /// limit or a refused target, which change what may be decided: the
-    /// evaluation that would have seen the change still runs.
+    /// evaluation that would have seen the change still runs. Counted from
+    /// the wake that led to the evaluation ([`Machine::less_the_evaluation`]).
     fn hold_for(&self, decision: &Decision, settings: &Settings, now_ms: i64) -> Duration {
         let interval = settings.evaluation_interval;
         let Some(asked) = decision.next_evaluation_secs else {
-            return interval;
+            return self.less_the_evaluation(interval, interval, now_ms);
         };
         if !settings.lazy_polling || decision.action != Action::Hold || interval.is_zero() {
-            return interval;
+            return self.less_the_evaluation(interval, interval, now_ms);
         }
         let interval_ms = interval.as_millis().max(1);
         let mut intervals = u128::from(lazy_intervals(asked, interval));
@@ -1656,7 +1666,21 @@ impl Machine {
                 intervals = intervals.min(until.div_ceil(interval_ms).max(1));
             }
         }
-        interval * u32::try_from(intervals).unwrap_or(1)
+        let wait = interval * u32::try_from(intervals).unwrap_or(1);
+        self.less_the_evaluation(wait, interval, now_ms)
+    }
+
+    /// `wait` less the time since the wake that led to this evaluation, so
+    /// that evaluations keep their phase: unchanged when that time is not
+    /// below one `interval` (a wall clock stepped, or reads that timed
+    /// out: the phase is lost either way, and the next evaluation is not
+    /// hurried).
+    fn less_the_evaluation(&self, wait: Duration, interval: Duration, now_ms: i64) -> Duration {
+        let Some(woke_at_ms) = self.woke_at_ms else {
+            return wait;
+        };
+        let taken = Duration::from_millis(u64::try_from(now_ms - woke_at_ms).unwrap_or(u64::MAX));
+        if taken < interval { wait - taken } else { wait }
     }
 
     /// UpdateApplication failed. Unless the request never left the agent,

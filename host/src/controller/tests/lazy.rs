@@ -72,6 +72,31 @@ fn a_hold_waits_whole_intervals_up_to_the_cap() {
     assert_eq!(secs(wait_after(hold_asking(600), &settings, None)), 60);
 }
 
+/// The next evaluation comes an interval after the wake that led to this
+/// one, not after its reads and plugin calls ended: evaluations keep their
+/// phase (34 ms a tick drifted 49 s a day at 60 s). An evaluation that
+/// took an interval or more keeps the whole wait: nothing is hurried.
+#[test]
+fn the_wait_is_counted_from_the_wake_that_led_to_the_evaluation() {
+    let mut settings = Settings::from_config(&test_app(), false);
+    settings.evaluation_interval = Duration::from_secs(60);
+    settings.lazy_polling = true;
+    let after_wake = |taken_ms: i64, decision: Decision| {
+        let mut machine = Machine::new(Jitter::new(1));
+        let woke = machine.step(Observation::Wake, &settings, T0_MS - taken_ms);
+        assert_eq!(woke.next, Next::Run(Command::Evaluate));
+        wait_after(decision, &settings, Some(machine))
+    };
+    let ms = |d: Duration| d.as_millis();
+    assert_eq!(ms(after_wake(34, Decision::hold("no ask"))), 59_966);
+    assert_eq!(ms(after_wake(34, hold_asking(250))), 239_966);
+    assert_eq!(ms(after_wake(59_999, Decision::hold("no ask"))), 1);
+    assert_eq!(ms(after_wake(60_000, Decision::hold("no ask"))), 60_000);
+    assert_eq!(ms(after_wake(95_000, hold_asking(250))), 240_000);
+    // A wall clock stepped back between the wake and the answer.
+    assert_eq!(ms(after_wake(-5_000, Decision::hold("no ask"))), 60_000);
+}
+
 /// Lazy polling skips the evaluations of an alarm-driven policy that
 /// cannot change an alarm's state: safe for CloudWatch, which keeps every
 /// datapoint for the next poll, not for a Flink job's metrics, sampled
