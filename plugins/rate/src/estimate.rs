@@ -99,7 +99,8 @@ pub fn capacity_busy_from(
 /// period is busy enough to measure it ([`capacity`] is `None`): a job
 /// busy less than [`MIN_UTILISATION`] while processing `r` records/s
 /// could process more than `r / MIN_UTILISATION`. `None` without a fresh
-/// period that processed records and reported its busy time.
+/// period that reported both its records and its busy time; `Some(0.0)`
+/// when those processed no records at all (any capacity carries none).
 ///
 /// Without it a job that idles (overnight, or sized far above its load)
 /// is never scaled in: its capacity is never measured. Sized on the bound,
@@ -116,7 +117,7 @@ pub fn capacity_at_least(observed: &Observed, fresh_from_ms: i64) -> Option<f64>
             n += 1.0;
         }
     }
-    (processed > 0.0).then(|| processed / n / MIN_UTILISATION)
+    (n > 0.0).then(|| processed / n / MIN_UTILISATION)
 }
 
 /// The backlog now, extrapolated from the latest datapoint `(start_ms,

@@ -673,9 +673,9 @@ impl RatePolicy {
         };
         if at_least.is_some() {
             decision.reason.push_str(&format!(
-                " (capacity taken as at least {capacity:.0} records/s: the job was under {:.0} % \
-                 busy, too idle to measure it)",
-                100.0 * estimate::MIN_UTILISATION
+                " (capacity taken as at least {capacity:.0} records/s: {}, too idle to measure \
+                 it)",
+                idle_words(capacity)
             ));
         }
         Ok(decision)
@@ -703,6 +703,18 @@ struct Seen {
 /// the utilisation under this fraction of the scale-out one, the window's
 /// peak over 1 / this fraction of the scale-in one.
 const QUIET_MARGIN: f64 = 0.75;
+
+/// Why the capacity of an idle job could not be measured, for a reason.
+fn idle_words(at_least: f64) -> String {
+    if at_least > 0.0 {
+        format!(
+            "the job was under {:.0} % busy",
+            100.0 * estimate::MIN_UTILISATION
+        )
+    } else {
+        "the job processed no records".to_owned()
+    }
+}
 
 /// When nothing moves, one metric period (in seconds) as
 /// `next-evaluation-secs`: the host then skips the evaluations in between

@@ -304,6 +304,14 @@ pub fn plan(rules: &Rules, s: &Situation) -> Plan {
                     "{state}: {why}, but already at max KPU ({})",
                     s.max_kpu
                 ))
+            } else if s.capacity < needed {
+                // Below max KPU, and the law's peak is reached: more
+                // subtasks would only slow the job.
+                Plan::Hold(format!(
+                    "{state}: {why}, but past parallelism {}, the scalability law's peak, more subtasks add no capacity (they only slow the job): holding at parallelism {}",
+                    rules.usl.knee(0.0),
+                    s.parallelism
+                ))
             } else {
                 Plan::Hold(format!("{state}: {why}, which the current capacity covers"))
             };
@@ -518,17 +526,25 @@ pub fn catch_up_given_back(rules: &Rules, s: &Situation) -> Option<(u32, u32, f6
 }
 
 /// The KPU (within the limits), parallelism and capacity that reach
-/// `needed`; `None` when the measured capacity is unusable.
+/// `needed`; `None` when the measured capacity is unusable (and anything
+/// is needed).
 fn target(rules: &Rules, s: &Situation, needed: f64) -> Option<(u32, u32, f64)> {
     let mu = rules.usl.base_throughput(s.capacity, s.parallelism);
-    if !(mu.is_finite() && mu > 0.0 && needed.is_finite()) {
+    // Nothing to carry (a job with no input) needs no measured capacity:
+    // the least size carries it.
+    let nothing = needed.is_finite() && needed <= 0.0;
+    if !(nothing || mu.is_finite() && mu > 0.0 && needed.is_finite()) {
         return None;
     }
     let max_q = s
         .max_kpu
         .saturating_mul(s.per_kpu.max(1))
         .min(MAX_PARALLELISM);
-    let parallelism = rules.usl.parallelism_for(mu, needed, max_q);
+    let parallelism = if nothing {
+        1
+    } else {
+        rules.usl.parallelism_for(mu, needed, max_q)
+    };
     let kpu = kpu_for(parallelism, s.per_kpu).clamp(s.min_kpu.max(1), s.max_kpu.max(1));
     let parallelism = parallelism.min(kpu.saturating_mul(s.per_kpu.max(1)));
     Some((kpu, parallelism, rules.usl.capacity(mu, parallelism)))
@@ -691,6 +707,35 @@ mod tests {
         assert_eq!(
             scale_to(plan(&default_knee, &situation(4000.0, 242_000.0))),
             12
+        );
+    }
+
+    /// Past the law's peak below max KPU, the hold says so: it said "which
+    /// the current capacity covers" of an input 20 % above it.
+    #[test]
+    fn past_the_laws_peak_the_hold_says_so_not_that_the_capacity_covers() {
+        // sigma 0.02, kappa 0.01: the curve peaks at parallelism 10.
+        let steep = Rules {
+            usl: Usl {
+                sigma: 0.02,
+                kappa: 0.01,
+            },
+            ..RULES
+        };
+        let capacity = steep.usl.capacity(1000.0, 12);
+        let s = Situation {
+            capacity,
+            ..situation_at(12, 1.2 * capacity, 100_000.0)
+        };
+        let Plan::Hold(reason) = plan(&steep, &s) else {
+            panic!("scaled past the peak")
+        };
+        assert!(
+            reason.ends_with(
+                "but past parallelism 10, the scalability law's peak, more subtasks add no \
+                 capacity (they only slow the job): holding at parallelism 12"
+            ),
+            "{reason}"
         );
     }
 

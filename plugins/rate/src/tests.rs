@@ -328,6 +328,35 @@ fn an_idle_job_is_scaled_in_on_the_capacity_it_has_at_least() {
     );
 }
 
+/// A job with no input at all (its source quiet overnight, no backlog)
+/// goes to its min KPU once a whole scale-in window has passed: no
+/// capacity could be measured, nor bounded from records it processed, and
+/// it held at its size for as long as the input stayed at zero.
+#[test]
+fn a_job_with_no_input_goes_to_its_min_kpu_after_the_window() {
+    let mut rate = policy(r#"{"scale_in_window_secs": 1800}"#);
+    let mut now = T0 + 12 * P;
+    let mut scaled = None;
+    for _ in 0..30 {
+        let evaluation = published(16, &[0.0; 10], now);
+        let decision = rate.decide(&evaluation).expect("decides");
+        if decision.action != Action::Hold {
+            scaled = Some(decision);
+            break;
+        }
+        now += P;
+    }
+    let decision = scaled.expect("scaled in within the window");
+    assert_eq!(decision.action, Action::ScaleTo(1), "{}", decision.reason);
+    assert!(
+        decision
+            .reason
+            .contains("capacity taken as at least 0 records/s: the job processed no records"),
+        "{}",
+        decision.reason
+    );
+}
+
 /// The capacity an idle job has at least sizes a scale-in only: a source
 /// stalled with its backlog growing (20 records/s processed at 1 % busy,
 /// 2000/s piling up) reads as an input of 2020/s on a bound of 400/s,
