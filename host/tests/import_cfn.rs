@@ -1,6 +1,7 @@
 //! `flinkscale import cfn` as an operator runs it, on the reference
 //! design's template (the built-in one, host/src/import/, and the earlier
-//! version in tests/fixtures/cfn/ through `--template`): every metric the
+//! version and the CDK app's YAML in tests/fixtures/cfn/ through
+//! `--template`): every metric the
 //! template offers, with both operations, imports into a configuration
 //! that the real binary's `validate` accepts; wrong input is refused (exit
 //! 78) with the file, the parameter and what would be valid; and the
@@ -165,6 +166,105 @@ fn every_metric_with_both_operations_imports_into_a_valid_configuration() {
         }
     }
     assert_eq!(checked, 2 * (11 + 8), "every metric of both templates");
+}
+
+/// A CDK template's file, the source parameters it needs, and lines its
+/// import must have.
+type Case = (
+    &'static str,
+    &'static [(&'static str, &'static str)],
+    &'static [&'static str],
+);
+
+/// The YAML templates of the design's CDK app (`generateautoscaler.sh`,
+/// what upstream now recommends; restated in tests/fixtures/cfn/cdk-*.yaml
+/// in the shape `cdk synth` prints): imported from the file, or from the
+/// one JSON string `get-template --query TemplateBody` writes for a YAML
+/// stack, with `--application-name` setting the CDK app's
+/// `ApplicationName`; the output validates and says that this Lambda
+/// counts KPU as flinkscale does.
+#[test]
+fn the_cdk_apps_yaml_templates_import_from_the_file_or_the_template_body() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases: [Case; 3] = [
+        (
+            "cdk-kda-containerCPUUtilization-Average.yaml",
+            &[],
+            &[
+                "namespace = \"AWS/KinesisAnalytics\"  # fixed in the template",
+                "metric_name = \"containerCPUUtilization\"  # fixed in the template",
+                "statistic = \"Average\"  # fixed in the template",
+                "Application = \"orders-v2\"  # parameter ApplicationName",
+            ],
+        ),
+        (
+            "cdk-msk-MaxOffsetLag-Maximum.yaml",
+            &[
+                ("MSKClusterName", "orders-cluster"),
+                ("KafkaTopicName", "orders"),
+                ("KafkaConsumerGroupName", "enricher"),
+            ],
+            &[
+                "metric_name = \"MaxOffsetLag\"  # fixed in the template",
+                "statistic = \"Maximum\"  # fixed in the template",
+                "\"Consumer Group\" = \"enricher\"  # parameter KafkaConsumerGroupName",
+            ],
+        ),
+        (
+            "cdk-kinesisefo-SubscribeToShardEvent.MillisBehindLatest-Maximum.yaml",
+            &[
+                ("KinesisDataStreamName", "orders-stream"),
+                ("KinesisConsumerName", "enricher"),
+            ],
+            &[
+                "metric_name = \"SubscribeToShardEvent.MillisBehindLatest\"  # fixed in the template",
+                "ConsumerName = \"enricher\"  # parameter KinesisConsumerName",
+            ],
+        ),
+    ];
+    for (file, sources, expected) in cases {
+        let template = repo().join("tests/fixtures/cfn").join(file);
+        let mut params = vec![
+            ("ApplicationName", "orders"),
+            ("ScaleOperation", "Add/Subtract"),
+        ];
+        params.extend(sources);
+        let params = parameters_file(&params, &dir.path().join("stack.json"));
+        let import = |template: &Path| {
+            let (code, stdout, stderr) = flinkscale_in(
+                dir.path(),
+                &[
+                    "import",
+                    "cfn",
+                    &params.to_string_lossy(),
+                    "--application-name",
+                    "orders-v2",
+                    "--template",
+                    &template.to_string_lossy(),
+                ],
+            );
+            assert_eq!(code, 0, "{file}: {stdout}{stderr}");
+            stdout
+        };
+        let text = import(&template);
+        for line in expected.iter().chain(&[
+            "name = \"orders-v2\"  # parameter ApplicationName",
+            "operation = \"add\"  # parameter ScaleOperation = \"Add/Subtract\"",
+            "# The reference Lambda counts KPU as flinkscale does",
+            "grace_period_secs = 300  # parameter ScalingCoolingDownPeriod",
+            "update_poll_secs = 60  # parameter UpdateApplicationWaitingTime",
+        ]) {
+            assert!(text.contains(line), "{file}: {line:?} not in\n{text}");
+        }
+        let out = dir.path().join("out.toml");
+        std::fs::write(&out, &text).unwrap();
+        validate(&out);
+        // The same template as `get-template --query TemplateBody` wrote it.
+        let body = dir.path().join("body.json");
+        let yaml = std::fs::read_to_string(&template).unwrap();
+        std::fs::write(&body, serde_json::Value::String(yaml).to_string()).unwrap();
+        assert_eq!(values(&import(&body)), values(&text), "{file}");
+    }
 }
 
 #[test]
@@ -361,6 +461,13 @@ fn the_built_in_template_needs_no_file_and_the_application_name_overrides() {
         built_in.contains("template \"built-in managed-flink-autoscaling.json\""),
         "{built_in}"
     );
+    // Which template was assumed is said where it is seen, not only in the
+    // output's header.
+    assert!(
+        stderr.starts_with("note: reading the stack's parameters with the built-in template")
+            && stderr.contains("pass it with --template FILE"),
+        "{stderr}"
+    );
     // --template with the same template's file decides the same values.
     let template = repo().join(V2).to_string_lossy().into_owned();
     let (code, from_file, stderr) = flinkscale_in(
@@ -377,6 +484,7 @@ fn the_built_in_template_needs_no_file_and_the_application_name_overrides() {
     );
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(values(&from_file), values(&built_in));
+    assert!(!stderr.contains("note:"), "{stderr}");
 }
 
 #[test]
@@ -394,6 +502,15 @@ fn wrong_input_names_the_file_the_parameter_and_what_is_valid() {
     let empty = empty.to_string_lossy().into_owned();
     let missing = dir.path().join("absent.json");
     let missing = missing.to_string_lossy().into_owned();
+    let not_yaml = dir.path().join("broken.yaml");
+    std::fs::write(&not_yaml, "Parameters:\n  A: [1, 2\nResources: {}\n").unwrap();
+    let not_yaml = not_yaml.to_string_lossy().into_owned();
+    let not_json = dir.path().join("broken.json");
+    std::fs::write(&not_json, "{\n}}\n").unwrap();
+    let not_json = not_json.to_string_lossy().into_owned();
+    let yaml_error =
+        format!("{not_yaml}:3:10: not a template in YAML: did not find expected ',' or ']', while");
+    let json_error = format!("{not_json}:2:2: not JSON");
     let twice = parameters_file(
         &[
             ("AmazonManagedFlinkApplicationName", "app"),
@@ -497,8 +614,12 @@ fn wrong_input_names_the_file_the_parameter_and_what_is_valid() {
             ],
         ),
         (
-            vec![&empty, "--template", "README.md"],
-            vec!["README.md:1:1: not JSON", "CloudFormation template in JSON"],
+            vec![&empty, "--template", &not_yaml],
+            vec![&yaml_error, "CloudFormation template in JSON or YAML"],
+        ),
+        (
+            vec![&empty, "--template", &not_json],
+            vec![&json_error, "CloudFormation template in JSON or YAML"],
         ),
         (
             vec!["README.md"],

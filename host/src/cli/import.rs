@@ -25,11 +25,15 @@ pub enum ImportCommand {
         #[arg(value_name = "PARAMS.json")]
         parameters: PathBuf,
         /// The MSF application to scale, instead of the file's
-        /// AmazonManagedFlinkApplicationName.
+        /// AmazonManagedFlinkApplicationName (or whichever parameter the
+        /// template's Lambda reads the name from: ApplicationName in the
+        /// CDK app's).
         #[arg(long, value_name = "NAME")]
         application_name: Option<String>,
-        /// The template the stack was deployed from (JSON), when it is not
-        /// the built-in one (another published version, a local change).
+        /// The template the stack was deployed from (JSON or YAML, or
+        /// `get-template --query TemplateBody` output), when it is not the
+        /// built-in one (another published version, a local change, the
+        /// CDK app's).
         #[arg(long, value_name = "FILE")]
         template: Option<PathBuf>,
         /// One parameter value, overriding the file's; repeatable.
@@ -160,18 +164,26 @@ fn cfn_text(
     }
     if let Some(name) = application_name {
         values.add_named(
-            "AmazonManagedFlinkApplicationName",
+            cfn::APPLICATION_NAME_PARAMETER,
             name,
-            "--application-name",
+            cfn::APPLICATION_NAME_OPTION,
         );
     }
     let imported = match template {
         Some(file) => cfn::import(file, &read(file)?, &values)?,
-        None => cfn::import(
-            Path::new(cfn::REFERENCE_TEMPLATE_NAME),
-            cfn::REFERENCE_TEMPLATE,
-            &values,
-        )?,
+        None => {
+            eprintln!(
+                "note: reading the stack's parameters with the built-in template (the design's \
+                 current managed-flink-autoscaling.json); if the stack was deployed from another \
+                 version, an edited copy or the CDK app, pass it with --template FILE (`aws \
+                 cloudformation get-template --stack-name NAME --query TemplateBody > FILE`)"
+            );
+            cfn::import(
+                Path::new(cfn::REFERENCE_TEMPLATE_NAME),
+                cfn::REFERENCE_TEMPLATE,
+                &values,
+            )?
+        }
     };
     for warning in imported.warnings() {
         eprintln!("warning: {warning}");

@@ -54,6 +54,19 @@ pub enum ImportError {
         /// What the file should be.
         expected: &'static str,
     },
+    /// A template that is not JSON is not YAML either (or holds what no
+    /// CloudFormation template does).
+    #[error("{}{}: not a template in YAML: {message} ({TEMPLATE_FORMAT})", file.display(), at(*line, *column))]
+    NotYaml {
+        /// The file.
+        file: PathBuf,
+        /// 1-based line, when the parser knows it.
+        line: Option<usize>,
+        /// 1-based column, when the parser knows it.
+        column: Option<usize>,
+        /// The parser's message.
+        message: String,
+    },
     /// A parameters file is JSON but not one of the accepted shapes.
     #[error("{}{}: {message} (expected {PARAMETERS_FORMAT})", file.display(), line.map(|l| format!(":{l}")).unwrap_or_default())]
     ParametersFile {
@@ -405,6 +418,12 @@ pub struct Imported {
     /// Where each parameter was given (`p.json:5`, `--parameter
     /// MinKPU=10`), the last time, for errors about its value.
     pub given_at: BTreeMap<String, String>,
+    /// Whether the template's Lambda counts KPU as flinkscale does (the
+    /// CDK app's `scaling.py`: parallelism / ParallelismPerKPU, rounded
+    /// up), rather than comparing the bounds with the parallelism (the
+    /// JSON templates' Lambda, and the built-in template, which does not
+    /// carry its code).
+    pub lambda_counts_kpu: bool,
 }
 
 /// The reference design's template, built into the binary so that an
@@ -415,11 +434,59 @@ pub const REFERENCE_TEMPLATE: &str = include_str!("reference-template.json");
 /// How [`REFERENCE_TEMPLATE`] is named in errors and in the output's header.
 pub const REFERENCE_TEMPLATE_NAME: &str = "built-in managed-flink-autoscaling.json";
 
-/// What a parameters file and a template are expected to be.
-const TEMPLATE_FORMAT: &str =
-    "a CloudFormation template in JSON; convert a YAML one first, e.g. with `cfn-flip`";
+/// What a template is expected to be.
+const TEMPLATE_FORMAT: &str = "a CloudFormation template in JSON or YAML, or `aws cloudformation \
+     get-template --query TemplateBody` output, the template as one JSON string";
+
+/// `:line:column`, `:line` or nothing, for an error's place.
+fn at(line: Option<usize>, column: Option<usize>) -> String {
+    match (line, column) {
+        (Some(line), Some(column)) => format!(":{line}:{column}"),
+        (Some(line), None) => format!(":{line}"),
+        _ => String::new(),
+    }
+}
+
+/// A template's text as JSON: a JSON object; YAML ([`super::yaml`]);
+/// or one JSON string holding either (what `get-template --query
+/// TemplateBody` writes for a stack deployed from YAML). A leading byte
+/// order mark is skipped.
+fn parse_template(file: &Path, text: &str) -> Result<Value, ImportError> {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    match text.trim_start().chars().next() {
+        Some('{' | '[') => parse_json(file, text, TEMPLATE_FORMAT),
+        Some('"') => {
+            let inner = match parse_json(file, text, TEMPLATE_FORMAT)? {
+                Value::String(inner) if !inner.trim_start().starts_with('"') => inner,
+                _ => {
+                    return Err(ImportError::NotTheDesign {
+                        template: file.to_owned(),
+                        found: "a JSON string holding another JSON string".into(),
+                        expected: TEMPLATE_FORMAT.into(),
+                    });
+                }
+            };
+            // Lines in the string's text are the template's own.
+            parse_template(file, &inner)
+        }
+        _ => super::yaml::to_json(text).map_err(|e| ImportError::NotYaml {
+            // The place goes in front, as for every error.
+            message: match (e.line, e.column) {
+                (Some(l), Some(c)) => {
+                    e.message
+                        .replacen(&format!(" at line {l} column {c}"), "", 1)
+                }
+                _ => e.message.clone(),
+            },
+            file: file.to_owned(),
+            line: e.line,
+            column: e.column,
+        }),
+    }
+}
 
 fn parse_json(file: &Path, text: &str, expected: &'static str) -> Result<Value, ImportError> {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     serde_json::from_str(text).map_err(|e| ImportError::NotJson {
         file: file.to_owned(),
         line: e.line(),
@@ -437,6 +504,66 @@ fn quoted_list(items: &[String]) -> String {
         .join(", ")
 }
 
+/// The parameter that names the application in the JSON templates; what
+/// `--application-name` sets when the template does not say another.
+pub const APPLICATION_NAME_PARAMETER: &str = "AmazonManagedFlinkApplicationName";
+
+/// The option whose value [`import`] gives to the parameter the template's
+/// Lambda reads the application's name from, whatever its name.
+pub const APPLICATION_NAME_OPTION: &str = "--application-name";
+
+/// The parameter the template's Lambda reads the application's name from
+/// (`flinkApplicationName: {"Ref": P}`), else
+/// [`APPLICATION_NAME_PARAMETER`].
+fn application_parameter(root: &Value) -> String {
+    root.get("Resources")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flat_map(|resources| resources.values())
+        .filter(|r| r.get("Type").and_then(Value::as_str) == Some("AWS::Lambda::Function"))
+        .find_map(|r| {
+            r.pointer("/Properties/Environment/Variables/flinkApplicationName/Ref")
+                .and_then(Value::as_str)
+        })
+        .unwrap_or(APPLICATION_NAME_PARAMETER)
+        .to_owned()
+}
+
+/// The import's `update_timeout_secs` for polls `poll_secs` apart: the
+/// agent's default, 1800 s, or three polls when they are longer apart
+/// (a timeout of one poll gave up at the first poll; the reference waits
+/// for ever).
+fn update_timeout_secs(poll_secs: u32) -> u32 {
+    poll_secs.saturating_mul(3).max(1800)
+}
+
+/// Which way an alarm of the design scales.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Direction {
+    Out,
+    In,
+}
+
+/// The direction of the design's alarm `name` (`ScaleOutAlarm-APP`,
+/// `ScaleInAlarm-APP`): by its first word, so that an application whose
+/// name holds the other (`ScaleOutTest`) is read right. (The reference
+/// Lambda looks for "ScaleOut" anywhere in the name, so such a stack
+/// scales out on its scale-in alarm: [`Imported::warnings`] says so.)
+/// Names of another shape go by which word they hold.
+fn direction(name: &str) -> Option<Direction> {
+    if name.starts_with("ScaleOut") {
+        Some(Direction::Out)
+    } else if name.starts_with("ScaleIn") {
+        Some(Direction::In)
+    } else if name.contains("ScaleOut") {
+        Some(Direction::Out)
+    } else if name.contains("ScaleIn") {
+        Some(Direction::In)
+    } else {
+        None
+    }
+}
+
 /// The environment variables the reference Lambda reads.
 const LAMBDA_VARIABLES: [&str; 6] = [
     "flinkApplicationName",
@@ -450,14 +577,29 @@ const LAMBDA_VARIABLES: [&str; 6] = [
 /// Imports the reference design's template `text` (read from `file`) with
 /// the stack's parameter values.
 pub fn import(file: &Path, text: &str, given: &ParameterValues) -> Result<Imported, ImportError> {
+    let root = parse_template(file, text)?;
+    // `--application-name` names the parameter the Lambda reads the name
+    // from: `AmazonManagedFlinkApplicationName` in the JSON templates,
+    // `ApplicationName` in the CDK app's.
+    let name_parameter = application_parameter(&root);
+    let given = &ParameterValues {
+        given: given
+            .given()
+            .iter()
+            .map(|g| GivenValue {
+                key: if g.key == APPLICATION_NAME_PARAMETER && g.origin == APPLICATION_NAME_OPTION {
+                    name_parameter.clone()
+                } else {
+                    g.key.clone()
+                },
+                ..g.clone()
+            })
+            .collect(),
+    };
     // The name goes into the state machine's definition, a JSON text: one
     // that is not an application's name (a quote, a space) would break it
     // and read as a template that is not the reference design's.
-    if let Some(name) = given
-        .given()
-        .iter()
-        .rev()
-        .find(|g| g.key == "AmazonManagedFlinkApplicationName")
+    if let Some(name) = given.given().iter().rev().find(|g| g.key == name_parameter)
         && !crate::config::validate::is_application_name(&name.value)
     {
         return Err(ImportError::Unsupported {
@@ -468,7 +610,7 @@ pub fn import(file: &Path, text: &str, given: &ParameterValues) -> Result<Import
             valid: "1 to 128 letters, digits, `_`, `-` and `.`".to_owned(),
         });
     }
-    let imported = import_template(file, text, given).map_err(|error| match error {
+    let imported = import_template(file, &root, given).map_err(|error| match error {
         // A value the user gave is changed where it was given.
         ImportError::Unsupported {
             at,
@@ -501,16 +643,15 @@ pub fn import(file: &Path, text: &str, given: &ParameterValues) -> Result<Import
 /// [`import`], its errors naming the template.
 fn import_template(
     file: &Path,
-    text: &str,
+    root: &Value,
     given: &ParameterValues,
 ) -> Result<Imported, ImportError> {
-    let root = parse_json(file, text, TEMPLATE_FORMAT)?;
     let not_design = |found: String, expected: &str| ImportError::NotTheDesign {
         template: file.to_owned(),
         found,
         expected: expected.to_owned(),
     };
-    let declared = template::declared(&root).ok_or_else(|| {
+    let declared = template::declared(root).ok_or_else(|| {
         not_design(
             "no \"Parameters\" object".into(),
             "the template's Parameters: AmazonManagedFlinkApplicationName, the metric, MinKPU, MaxKPU, thresholds, factors, ScaleOperation",
@@ -518,7 +659,7 @@ fn import_template(
     })?;
     let values = parameter_values(file, &declared, given)?;
     let stack = Stack {
-        root: &root,
+        root,
         values,
         stand_ins: BTreeMap::new(),
         evaluating: Default::default(),
@@ -563,12 +704,10 @@ fn import_template(
     let mut metric_parameter = None;
     for (logical, resource) in of_type("AWS::CloudWatch::Alarm") {
         let alarm = read_alarm(file, &declared, &stack, logical, resource)?;
-        let slot = if alarm.0.alarm_name.contains("ScaleOut") {
-            &mut out_alarm
-        } else if alarm.0.alarm_name.contains("ScaleIn") {
-            &mut in_alarm
-        } else {
-            continue;
+        let slot = match direction(&alarm.0.alarm_name) {
+            Some(Direction::Out) => &mut out_alarm,
+            Some(Direction::In) => &mut in_alarm,
+            None => continue,
         };
         if let Some((previous, _)) = slot.as_ref() {
             return Err(not_design(
@@ -660,22 +799,31 @@ fn import_template(
     };
     let application = variable("flinkApplicationName")?;
     let whole = |s: Sourced<String>, what: &str, min: u32| -> Result<Sourced<u32>, ImportError> {
-        let parsed = s.value.trim().parse::<u32>().ok().filter(|n| *n >= min);
-        match parsed {
-            Some(value) => Ok(Sourced {
-                value,
-                source: s.source,
-            }),
-            None => Err(ImportError::Unsupported {
-                at: file.display().to_string(),
-                name: source_name(&s.source, what),
-                value: s.value,
-                problem: format!(
+        let parsed = s.value.trim().parse::<i64>().ok();
+        let problem = match parsed.map(|n| (n, u32::try_from(n))) {
+            Some((_, Ok(value))) if value >= min => {
+                return Ok(Sourced {
+                    value,
+                    source: s.source,
+                });
+            }
+            Some((n, _)) if n < i64::from(min) => {
+                format!("{what} must be at least {min}")
+            }
+            Some(_) => format!("{what} must be at most {}", u32::MAX),
+            None => {
+                format!(
                     "the reference Lambda reads {what} with int(), so it must be a whole number"
-                ),
-                valid: format!("a whole number from {min} to {}", u32::MAX),
-            }),
-        }
+                )
+            }
+        };
+        Err(ImportError::Unsupported {
+            at: file.display().to_string(),
+            name: source_name(&s.source, what),
+            value: s.value,
+            problem,
+            valid: format!("a whole number from {min} to {}", u32::MAX),
+        })
     };
     let min_kpu = whole(variable("minKPU")?, "minKPU", 1)?;
     let max_kpu = whole(variable("maxKPU")?, "maxKPU", 1)?;
@@ -736,7 +884,18 @@ fn import_template(
         scale_out_factor,
         scale_in_factor,
         given_at: BTreeMap::new(),
+        lambda_counts_kpu: counts_kpu(lambda_resource),
     })
+}
+
+/// Whether a scaling Lambda's inline code counts KPU from the parallelism
+/// (`(parallelism + parallelismPerKPU - 1) // parallelismPerKPU`, the CDK
+/// app's `scaling.py`).
+fn counts_kpu(lambda: &Value) -> bool {
+    lambda
+        .pointer("/Properties/Code/ZipFile")
+        .and_then(Value::as_str)
+        .is_some_and(|code| code.contains("// parallelismPerKPU"))
 }
 
 /// The line (1-based) of the first `"ParameterKey": "KEY"` in `text`, the
@@ -1234,7 +1393,7 @@ fn read_alarm(
         period_secs,
     };
     let alarm = ImportedAlarm {
-        id: if alarm_name.contains("ScaleOut") {
+        id: if direction(&alarm_name) == Some(Direction::Out) {
             "scale-out"
         } else {
             "scale-in"
@@ -1501,9 +1660,15 @@ impl Imported {
         );
         let _ = writeln!(
             out,
-            "# The reference Lambda compares MinKPU / MaxKPU with the application's\n\
-             # Parallelism and sets Parallelism; flinkscale counts KPU (Parallelism /\n\
-             # ParallelismPerKPU). They are the same with ParallelismPerKPU = 1."
+            "{}",
+            if self.lambda_counts_kpu {
+                "# The reference Lambda counts KPU as flinkscale does (Parallelism /\n\
+                 # ParallelismPerKPU, rounded up): the same bounds at any ParallelismPerKPU."
+            } else {
+                "# The reference Lambda compares MinKPU / MaxKPU with the application's\n\
+                 # Parallelism and sets Parallelism; flinkscale counts KPU (Parallelism /\n\
+                 # ParallelismPerKPU). They are the same with ParallelismPerKPU = 1."
+            }
         );
         line(
             &mut out,
@@ -1541,7 +1706,7 @@ impl Imported {
             out,
             "# The reference waits for an update forever; flinkscale gives up after this.\n\
              update_timeout_secs = {}",
-            self.update_poll_secs.value.max(1800)
+            update_timeout_secs(self.update_poll_secs.value)
         );
         for m in &self.metrics {
             let _ = writeln!(out, "\n[[application.metric]]\nid = {}", toml_string(&m.id));
@@ -1647,9 +1812,31 @@ impl Imported {
     /// What `flinkscale validate` would warn of in the configuration: a
     /// scale-out and a scale-in alarm on one metric that can be in ALARM
     /// together (the policy would ask for more and for less by turns).
+    /// And a scale-in alarm whose name holds "ScaleOut" (an application
+    /// named `ScaleOutTest`): the reference Lambda scales such a stack
+    /// out on it, so the import does not do what the stack did.
     pub fn warnings(&self) -> Vec<String> {
+        let mut warnings: Vec<String> = self
+            .alarms
+            .iter()
+            .filter(|alarm| alarm.id == "scale-in" && alarm.alarm_name.contains("ScaleOut"))
+            .map(|alarm| {
+                format!(
+                    "the scale-in alarm {:?} has \"ScaleOut\" in its name, and the reference \
+                     Lambda scales out on any alarm whose name holds it: the stack scaled out \
+                     when this alarm fired, where the imported configuration scales in",
+                    alarm.alarm_name
+                )
+            })
+            .collect();
+        warnings.extend(self.overlap_warning());
+        warnings
+    }
+
+    /// [`Imported::warnings`]' alarms that can be in ALARM together.
+    fn overlap_warning(&self) -> Option<String> {
         let [out, down] = self.alarms.as_slice() else {
-            return Vec::new();
+            return None;
         };
         let (up_cmp, down_cmp) = (
             out.comparison.value.as_str(),
@@ -1667,18 +1854,16 @@ impl Imported {
             Source::Parameter(name) => format!(" (parameter {name})"),
             _ => String::new(),
         };
-        if overlap {
-            vec![format!(
+        overlap.then(|| {
+            format!(
                 "the scale-out alarm ({up_cmp} {a}{}) and the scale-in alarm ({down_cmp} {b}{}) \
                  on metric {:?} can be in ALARM together: the policy would ask for more and for \
                  less by turns; the scale-in threshold should be below the scale-out one",
                 named(&out.threshold.source),
                 named(&down.threshold.source),
                 out.metric
-            )]
-        } else {
-            Vec::new()
-        }
+            )
+        })
     }
 
     /// [`Imported::to_toml`], checked by the configuration loader: the

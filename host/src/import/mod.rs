@@ -14,6 +14,7 @@
 pub mod alarms;
 pub mod cfn;
 mod template;
+mod yaml;
 
 #[cfg(test)]
 mod tests;

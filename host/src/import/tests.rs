@@ -554,8 +554,9 @@ fn a_later_value_wins_and_sources_are_named() {
         text.contains("metric_name = \"ordersPerSecond\"  # parameter AutoScaleCustomMetric"),
         "{text}"
     );
-    // A poll longer than the default update timeout keeps the file valid.
-    assert!(text.contains("update_timeout_secs = 3600"), "{text}");
+    // A poll longer than the default update timeout keeps the file valid,
+    // and the timeout three polls long: one poll's gave up at the first.
+    assert!(text.contains("update_timeout_secs = 10800"), "{text}");
 }
 
 #[test]
@@ -929,4 +930,151 @@ fn mirrors_made_by_alarms_sync_beside_the_reference_pair_are_imported_once() {
     assert_eq!(out.imported, 2, "{}", out.toml);
     assert!(!out.toml.contains("app-v2"), "{}", out.toml);
     assert!(out.toml.contains("plugin = \"step\""), "{}", out.toml);
+}
+
+/// The same template in YAML, long or short form, or as the one JSON
+/// string `get-template --query TemplateBody` writes for a YAML stack,
+/// imports as the JSON one does (the design's CDK app deploys YAML).
+#[test]
+fn a_template_in_yaml_or_in_a_json_string_imports_as_in_json() {
+    let values = given(&[REQUIRED, &[("MaxKPU", "12")]].concat());
+    let toml = |text: &str| {
+        cfn::import(Path::new("t"), text, &values)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .to_checked_toml()
+            .unwrap()
+    };
+    let from_json = toml(V2);
+    let root: serde_json::Value = serde_json::from_str(V2).unwrap();
+    let long_form = serde_norway::to_string(&root).unwrap();
+    assert!(long_form.contains("Ref: ScaleOutThreshold"), "{long_form}");
+    assert_eq!(toml(&long_form), from_json);
+    // Short forms, as a hand-written YAML template has them.
+    let short_form = long_form
+        .replace("Ref: ", "!Ref ")
+        .replace("Fn::Equals:", "!Equals")
+        .replace("Fn::Join:", "!Join");
+    assert!(
+        short_form.contains("!Ref ScaleOutThreshold"),
+        "{short_form}"
+    );
+    assert_ne!(short_form, long_form);
+    assert_eq!(toml(&short_form), from_json);
+    // As a JSON string (with a byte order mark in front).
+    let body = format!("\u{feff}{}", serde_json::Value::String(long_form.clone()));
+    assert_eq!(toml(&body), from_json);
+    // YAML that is not a template says where.
+    let broken = long_form.replacen("Parameters:", "Parameters: [", 1);
+    let message = cfn::import(Path::new("t.yaml"), &broken, &values)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        message.starts_with("t.yaml:") && message.contains("not a template in YAML"),
+        "{message}"
+    );
+    let tagged = long_form.replacen("Ref: ScaleOutThreshold", "!Reff ScaleOutThreshold", 1);
+    let message = cfn::import(Path::new("t.yaml"), &tagged, &values)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        message.contains("the tag !Reff is not one of CloudFormation's intrinsic functions"),
+        "{message}"
+    );
+}
+
+/// `--application-name` sets whichever parameter the Lambda reads the name
+/// from: the CDK app's template calls it `ApplicationName`.
+#[test]
+fn the_application_name_option_sets_the_parameter_the_lambda_reads() {
+    let renamed = V2.replace("AmazonManagedFlinkApplicationName", "ApplicationName");
+    let mut values = given(&[
+        ("ApplicationName", "app"),
+        ("ScaleOperation", "Add/Substract"),
+    ]);
+    values.add_named(
+        cfn::APPLICATION_NAME_PARAMETER,
+        "orders-v2",
+        cfn::APPLICATION_NAME_OPTION,
+    );
+    let imported = cfn::import(Path::new("t.json"), &renamed, &values).unwrap();
+    assert_eq!(imported.application.value, "orders-v2");
+    assert_eq!(imported.alarms[0].alarm_name, "ScaleOutAlarm-orders-v2");
+    // Still checked as a name.
+    let mut values = given(&[
+        ("ApplicationName", "app"),
+        ("ScaleOperation", "Add/Substract"),
+    ]);
+    values.add_named(
+        cfn::APPLICATION_NAME_PARAMETER,
+        "ord ers",
+        cfn::APPLICATION_NAME_OPTION,
+    );
+    let message = cfn::import(Path::new("t.json"), &renamed, &values)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        message.starts_with("--application-name: parameter \"ApplicationName\" = \"ord ers\"")
+            && message.contains("is not an MSF application name"),
+        "{message}"
+    );
+}
+
+/// An application whose name holds "ScaleOut" keeps its alarms' roles (the
+/// import went by the word anywhere in the name, and refused the stack as
+/// two scale-out alarms), and is warned of: the reference Lambda, which
+/// does, scaled such a stack out on its scale-in alarm.
+#[test]
+fn an_application_named_scale_out_something_keeps_its_alarms_roles() {
+    let imported = cfn::import(
+        Path::new("t.json"),
+        V2,
+        &given(&[
+            ("AmazonManagedFlinkApplicationName", "ScaleOutTest"),
+            ("ScaleOperation", "Multiply/Divide"),
+        ]),
+    )
+    .unwrap();
+    assert_eq!(imported.alarms[0].id, "scale-out");
+    assert_eq!(imported.alarms[0].alarm_name, "ScaleOutAlarm-ScaleOutTest");
+    assert_eq!(imported.alarms[1].id, "scale-in");
+    assert_eq!(imported.alarms[1].alarm_name, "ScaleInAlarm-ScaleOutTest");
+    let warnings = imported.warnings();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(
+        warnings[0].starts_with(
+            "the scale-in alarm \"ScaleInAlarm-ScaleOutTest\" has \"ScaleOut\" in its name"
+        ),
+        "{warnings:?}"
+    );
+}
+
+/// Bounds below 1 (or negative) are refused for what they are, not as
+/// numbers `int()` could not read; a parameters file may start with a
+/// byte order mark.
+#[test]
+fn bounds_below_one_say_so_and_a_byte_order_mark_is_skipped() {
+    for (value, problem) in [
+        ("0", "minKPU must be at least 1"),
+        ("-3", "minKPU must be at least 1"),
+        ("99999999999", "minKPU must be at most 4294967295"),
+        ("1.5", "with int(), so it must be a whole number"),
+    ] {
+        let message = cfn::import(
+            Path::new("t.json"),
+            V2,
+            &given(&[REQUIRED, &[("MinKPU", value)]].concat()),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(message.contains(problem), "{value}: {message}");
+    }
+    let mut values = given(REQUIRED);
+    values
+        .add_file(
+            Path::new("params.json"),
+            "\u{feff}[{\"ParameterKey\": \"MaxKPU\", \"ParameterValue\": \"8\"}]",
+        )
+        .unwrap();
+    let imported = cfn::import(Path::new("t.json"), V2, &values).unwrap();
+    assert_eq!(imported.max_kpu.value, 8);
 }
