@@ -276,8 +276,8 @@ async fn alarms(
         }
         eprintln!(
             "error: not written: `flinkscale validate` would refuse the imported \
-             configuration of {application:?} (the params kept from --config may name ids the \
-             import renamed: rename them there)"
+             configuration of {application:?} (the params kept from --config may name alarms \
+             the import named otherwise, from CloudWatch's names: rename them there)"
         );
         return Ok(ExitCode::from(EX_CONFIG));
     }

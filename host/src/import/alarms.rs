@@ -23,7 +23,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use super::cfn::{metric_id, toml_key, toml_string};
-use crate::config::{ApplicationConfig, PluginConfig};
+use crate::config::{ApplicationConfig, MetricConfig, MetricSourceKind, Mode, PluginConfig};
 use crate::metrics::alarms::{DescribedAlarm, is_percentile};
 
 /// Why nothing could be imported.
@@ -146,6 +146,8 @@ struct Series {
     dimensions: BTreeMap<String, String>,
     statistic: String,
     period_secs: u32,
+    /// Kept from the `--config` metric of the same series.
+    min_publication_delay_secs: Option<u32>,
 }
 
 /// A local alarm.
@@ -226,6 +228,7 @@ fn readable(a: &DescribedAlarm) -> Result<(Series, Local), String> {
         dimensions: a.dimensions.clone(),
         statistic: statistic.clone(),
         period_secs,
+        min_publication_delay_secs: None,
     };
     let local = Local {
         id: String::new(),
@@ -330,7 +333,11 @@ pub fn import(
             skipped,
         });
     }
-    let text = to_toml(application, &series, &locals, &skipped, existing);
+    let kept = match existing {
+        Some(app) => keep_metrics(app, &mut series, &mut locals),
+        None => Vec::new(),
+    };
+    let text = to_toml(application, &series, &kept, &locals, &skipped, existing);
     match crate::config::load::load_str(&text, check_as) {
         Ok(_) => Ok(ImportedAlarms {
             toml: text,
@@ -341,6 +348,107 @@ pub fn import(
         Err(errors) => Err(ImportAlarmsError::Invalid {
             errors: errors.to_string(),
         }),
+    }
+}
+
+/// With `--config`, what its application keeps: a series the import
+/// reads that the application already has takes that metric's id (which
+/// its policy, interpreters and expressions may name) and its
+/// `min_publication_delay_secs`; the application's metrics no imported
+/// alarm watches (a policy's own, an expression) are given back to be
+/// written as they are. Series ids the kept metrics use are renamed
+/// (alarms follow). They used to be dropped: the params of a `rate`
+/// policy named metrics that were gone.
+fn keep_metrics<'a>(
+    app: &'a ApplicationConfig,
+    series: &mut [Series],
+    locals: &mut [Local],
+) -> Vec<&'a MetricConfig> {
+    let mut renamed: BTreeMap<String, String> = BTreeMap::new();
+    let mut matched: Vec<&str> = Vec::new();
+    let mut is_matched = vec![false; series.len()];
+    for (s, is_matched) in series.iter_mut().zip(&mut is_matched) {
+        let same = app.metrics.iter().find(|m| {
+            m.source == MetricSourceKind::Cloudwatch
+                && m.expression.is_none()
+                && m.namespace.as_deref() == Some(s.namespace.as_str())
+                && m.metric_name.as_deref() == Some(s.metric_name.as_str())
+                && m.dimensions == s.dimensions
+                && m.statistic.as_deref() == Some(s.statistic.as_str())
+                && m.period_secs == s.period_secs
+                && !matched.contains(&m.id.as_str())
+        });
+        if let Some(m) = same {
+            matched.push(&m.id);
+            *is_matched = true;
+            s.min_publication_delay_secs = m.min_publication_delay_secs;
+            if s.id != m.id {
+                renamed.insert(s.id.clone(), m.id.clone());
+                s.id = m.id.clone();
+            }
+        }
+    }
+    let kept: Vec<&MetricConfig> = app
+        .metrics
+        .iter()
+        .filter(|m| !matched.contains(&m.id.as_str()))
+        .collect();
+    // The series no metric matched keep their ids unless a matched one
+    // or a kept metric has it.
+    let mut taken: Vec<String> = series
+        .iter()
+        .zip(&is_matched)
+        .filter(|(_, m)| **m)
+        .map(|(s, _)| s.id.clone())
+        .chain(kept.iter().map(|m| m.id.clone()))
+        .collect();
+    for (s, _) in series.iter_mut().zip(&is_matched).filter(|(_, m)| !**m) {
+        if taken.contains(&s.id) {
+            let id = unique(s.id.clone(), "_", &taken);
+            renamed.insert(s.id.clone(), id.clone());
+            s.id = id;
+        }
+        taken.push(s.id.clone());
+    }
+    for l in locals.iter_mut() {
+        if let Some(id) = renamed.get(&l.metric) {
+            l.metric = id.clone();
+        }
+    }
+    kept
+}
+
+/// A kept `[[application.metric]]` as it was written.
+fn metric_lines(out: &mut String, m: &MetricConfig) {
+    let _ = writeln!(
+        out,
+        "\n[[application.metric]]\n# Kept from the agent's configuration.\nid = {}",
+        toml_string(&m.id)
+    );
+    if m.source == MetricSourceKind::Flink {
+        let _ = writeln!(out, "source = \"flink\"");
+    }
+    let optional = [
+        ("vertex", &m.vertex),
+        ("namespace", &m.namespace),
+        ("metric_name", &m.metric_name),
+        ("statistic", &m.statistic),
+        ("expression", &m.expression),
+    ];
+    for (key, value) in optional {
+        if let Some(value) = value {
+            let _ = writeln!(out, "{key} = {}", toml_string(value));
+        }
+    }
+    let _ = writeln!(out, "period_secs = {}", m.period_secs);
+    if let Some(secs) = m.min_publication_delay_secs {
+        let _ = writeln!(out, "min_publication_delay_secs = {secs}");
+    }
+    if !m.dimensions.is_empty() {
+        let _ = writeln!(out, "[application.metric.dimensions]");
+        for (k, v) in &m.dimensions {
+            let _ = writeln!(out, "{} = {}", toml_key(k), toml_string(v));
+        }
     }
 }
 
@@ -379,6 +487,9 @@ fn inline(v: &toml::Value) -> String {
 
 fn plugin_section(out: &mut String, header: &str, params_header: &str, plugin: &PluginConfig) {
     let _ = writeln!(out, "\n{header}\nplugin = {}", toml_string(&plugin.plugin));
+    if plugin.history_days > 0 {
+        let _ = writeln!(out, "history_days = {}", plugin.history_days);
+    }
     if !plugin.params.is_empty() {
         let _ = writeln!(out, "{params_header}");
         params_lines(out, &plugin.params);
@@ -388,6 +499,7 @@ fn plugin_section(out: &mut String, header: &str, params_header: &str, plugin: &
 fn to_toml(
     application: &str,
     series: &[Series],
+    kept: &[&MetricConfig],
     locals: &[Local],
     skipped: &[Skipped],
     existing: Option<&ApplicationConfig>,
@@ -430,6 +542,12 @@ fn to_toml(
             if let Some(secs) = app.evaluation_interval_secs {
                 let _ = writeln!(out, "evaluation_interval_secs = {secs}");
             }
+            if app.mode != Mode::Active {
+                let _ = writeln!(out, "mode = {}", toml_string(app.mode.as_str()));
+            }
+            if let Some(lazy) = app.lazy_polling {
+                let _ = writeln!(out, "lazy_polling = {lazy}");
+            }
         }
         None => {
             let _ = writeln!(
@@ -452,12 +570,21 @@ fn to_toml(
             toml_string(&s.statistic),
             s.period_secs
         );
+        if let Some(secs) = s.min_publication_delay_secs {
+            let _ = writeln!(
+                out,
+                "min_publication_delay_secs = {secs}  # kept from the agent's configuration"
+            );
+        }
         if !s.dimensions.is_empty() {
             let _ = writeln!(out, "[application.metric.dimensions]");
             for (k, v) in &s.dimensions {
                 let _ = writeln!(out, "{} = {}", toml_key(k), toml_string(v));
             }
         }
+    }
+    for m in kept {
+        metric_lines(&mut out, m);
     }
     for l in locals {
         let _ = writeln!(

@@ -1078,3 +1078,96 @@ fn bounds_below_one_say_so_and_a_byte_order_mark_is_skipped() {
     let imported = cfn::import(Path::new("t.json"), V2, &values).unwrap();
     assert_eq!(imported.max_kpu.value, 8);
 }
+
+/// `import alarms --config` keeps what the application has beyond its
+/// alarms: a metric an imported alarm watches keeps its id (its policy
+/// and expressions may name it) and its `min_publication_delay_secs`,
+/// the metrics no alarm watches stay, and so do `mode`, `lazy_polling`
+/// and the policy's `history_days`. They were dropped, silently, or
+/// with a refusal that blamed renamed ids.
+#[test]
+fn the_configs_metrics_and_settings_are_kept_beside_the_imported_alarms() {
+    let config = crate::config::load::load_str(
+        r#"
+[[application]]
+name = "app"
+mode = "dry-run"
+lazy_polling = false
+
+[[application.metric]]
+id = "cpu"
+namespace = "AWS/KinesisAnalytics"
+metric_name = "containerCPUUtilization"
+statistic = "Average"
+period_secs = 60
+min_publication_delay_secs = 60
+dimensions = { Application = "app" }
+
+[[application.metric]]
+id = "container_cpu_utilization"
+namespace = "AWS/KinesisAnalytics"
+metric_name = "containerCPUUtilization"
+statistic = "Maximum"
+dimensions = { Application = "app" }
+
+[[application.metric]]
+id = "records_in"
+namespace = "AWS/KinesisAnalytics"
+metric_name = "numRecordsInPerSecond"
+statistic = "Sum"
+dimensions = { Application = "app" }
+
+[[application.metric]]
+id = "doubled"
+expression = "cpu * 2"
+
+[application.policy]
+plugin = "hold"
+history_days = 2
+"#,
+        Path::new("agent.toml"),
+    )
+    .unwrap();
+    let existing = &config.config.applications[0];
+    // The 300 s alarm comes first: its series is made the id the kept
+    // Maximum metric has, and is renamed.
+    let all = [
+        described("app-slow-cpu", "app", "GreaterThanThreshold", 300),
+        described("ScaleOutAlarm-app", "app", "GreaterThanThreshold", 60),
+        described("ScaleInAlarm-app", "app", "LessThanThreshold", 60),
+    ];
+    let out = alarms::import("app", &all, Some(existing), Path::new("agent.toml")).unwrap();
+    let text = &out.toml;
+    let has = |needle: &str| assert!(text.contains(needle), "{needle:?} not in\n{text}");
+    has("mode = \"dry-run\"\nlazy_polling = false\n");
+    has("plugin = \"hold\"\nhistory_days = 2\n");
+    has(
+        "id = \"cpu\"\nnamespace = \"AWS/KinesisAnalytics\"\nmetric_name = \"containerCPUUtilization\"\nstatistic = \"Average\"\nperiod_secs = 60\nmin_publication_delay_secs = 60",
+    );
+    has("id = \"scale-out\"\nmetric = \"cpu\"");
+    has("id = \"scale-in\"\nmetric = \"cpu\"");
+    has(
+        "id = \"container_cpu_utilization_2\"\nnamespace = \"AWS/KinesisAnalytics\"\nmetric_name = \"containerCPUUtilization\"\nstatistic = \"Average\"\nperiod_secs = 300",
+    );
+    has("metric = \"container_cpu_utilization_2\"");
+    has("# Kept from the agent's configuration.\nid = \"container_cpu_utilization\"\nnamespace");
+    has("statistic = \"Maximum\"");
+    has("id = \"records_in\"");
+    has("id = \"doubled\"\nexpression = \"cpu * 2\"");
+    // Written once each, and the whole loads as the agent would.
+    assert_eq!(text.matches("id = \"cpu\"").count(), 1, "{text}");
+    let loaded = crate::config::load::load_str(text, Path::new("agent.toml")).unwrap();
+    let app = &loaded.config.applications[0];
+    let ids: Vec<&str> = app.metrics.iter().map(|m| m.id.as_str()).collect();
+    assert_eq!(
+        ids,
+        [
+            "container_cpu_utilization_2",
+            "cpu",
+            "container_cpu_utilization",
+            "records_in",
+            "doubled"
+        ]
+    );
+    assert_eq!(app.policy.history_days, 2);
+}
