@@ -26,9 +26,6 @@ use crate::model::Action;
 use crate::sim::Scenario;
 use crate::telemetry::{Event, Events};
 
-/// The bundled scenario and its trace.
-const SCENARIO: &str = include_str!("../../tests/fixtures/scenarios/demo.toml");
-const SCENARIO_TRACE: &str = include_str!("../../tests/fixtures/scenarios/demo.csv");
 /// The bundled agent configuration.
 const CONFIG: &str = include_str!("../../config/demo.toml");
 /// The application the bundled configuration scales (its `name` and its
@@ -213,14 +210,11 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<DemoSummary> {
     Ok(summary)
 }
 
+/// The demo's own scenario, embedded in the binary.
 fn bundled_scenario() -> anyhow::Result<Scenario> {
-    // The scenario names its trace by a relative path: give it a private
-    // folder, removed when dropped (on an error too).
-    let dir = crate::sim::bench::private_temp_dir("flinkscale-demo-")?;
-    std::fs::write(dir.path().join("demo.csv"), SCENARIO_TRACE)?;
-    let file = dir.path().join("demo.toml");
-    std::fs::write(&file, SCENARIO)?;
-    Ok(Scenario::load(&file)?)
+    let (name, _, _) = crate::sim::bench::DEMO_SCENARIO;
+    let loaded = crate::sim::bench::embedded_scenario(name);
+    Ok(loaded.ok_or_else(|| anyhow::anyhow!("the demo's scenario is not embedded"))??)
 }
 
 /// One line per event worth a person's attention, with what the emulator
@@ -400,7 +394,7 @@ fn summary_text(s: &DemoSummary) -> String {
 
 /// Fewer evaluations than this in a demo cannot follow a load: an alarm
 /// needs a few datapoints to fire, and a rescale a few evaluations to be
-/// seen through (the bundled demo makes about 12 at its default speed).
+/// seen through (the bundled demo makes about 10 at its default speed).
 const MIN_EVALUATIONS: usize = 5;
 
 /// A warning when `--speed` outran the agent: the model ran well past the
@@ -417,7 +411,7 @@ fn outran_warning(summary: &DemoSummary, duration_secs: u64, speed: f64) -> Opti
              s scenario (it evaluates on the wall clock, so each one spans {speed} times more \
              model time): too few to follow the load, so the scores say little of the policy \
              (an efficiency above 1 means the load was not carried: see the lag); lower \
-             --speed (the default, 15, gives the bundled scenario about 12)",
+             --speed (the default, 15, gives the bundled scenario about 10)",
             summary.evaluations
         ));
     }

@@ -723,7 +723,7 @@ fn simulate_plays_a_shipped_scenario_by_name_from_any_folder() {
     assert_eq!(stderr.lines().count(), 1, "one error: {stderr}");
     for expected in [
         "cannot read scenario spikes: no such file",
-        "a shipped scenario: diurnal, flash-crowd, ramp, sawtooth, spike, step, weekly",
+        "a shipped scenario: diurnal, flash-crowd, ramp, sawtooth, spike, step, weekly, demo",
     ] {
         assert!(stderr.contains(expected), "{expected:?} in {stderr}");
     }
@@ -1414,6 +1414,28 @@ fn simulate_and_bench_say_wrong_flags_in_the_flags_words() {
             "error: --params: scale_out_alarm: no alarm with id \"nope\" in this application \
           (valid: \"scale-in\", \"scale-out\")"
         ]
+    );
+    // Params the plugin refuses that nobody gave with --params are not
+    // blamed on it: they are the preset's, or none.
+    let misbehave = common::plugin_dir().join("misbehave.wasm");
+    let (code, _, stderr) = flinkscale_in(
+        &dir,
+        &[
+            "simulate",
+            "--scenario",
+            "spike",
+            "--policy",
+            &misbehave.to_string_lossy(),
+        ],
+    );
+    assert_eq!(code, 78, "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "error: the params of policy {:?} (no --params given): plugin misbehave",
+            misbehave.to_string_lossy()
+        )) && stderr.contains("missing required key \"mode\"")
+            && !stderr.contains("--params:"),
+        "{stderr}"
     );
     // TOML has no null: it would reach the plugin as "".
     let (code, _, stderr) = flinkscale_in(

@@ -1359,7 +1359,7 @@ async fn the_control_api_changes_the_load_and_shows_the_state() {
     )
     .await;
     assert_eq!(status, 200);
-    let (status, _, _) = http(
+    let (status, _, body) = http(
         addr,
         "POST",
         "/_emulator/load",
@@ -1368,6 +1368,13 @@ async fn the_control_api_changes_the_load_and_shows_the_state() {
     )
     .await;
     assert_eq!(status, 404);
+    let error = serde_json::from_slice::<serde_json::Value>(&body).unwrap();
+    let error = error["error"].as_str().unwrap_or_default();
+    assert!(
+        error
+            == "ResourceNotFoundException: Application nope does not exist (valid: \"busy\", \"calm\")",
+        "{error}"
+    );
     let (status, _, _) = http(
         addr,
         "POST",

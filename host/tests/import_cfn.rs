@@ -630,10 +630,6 @@ fn wrong_input_names_the_file_the_parameter_and_what_is_valid() {
         ),
         (vec![&missing], vec![&missing, "cannot read it"]),
         (
-            vec![&empty, "--parameter", "nothing"],
-            vec!["--parameter \"nothing\": not KEY=VALUE"],
-        ),
-        (
             vec![&twice],
             vec![
                 "twice.json:3: parameter \"AmazonManagedFlinkApplicationName\" is given twice, in entries 1 and 3",
@@ -685,6 +681,14 @@ fn wrong_input_names_the_file_the_parameter_and_what_is_valid() {
             assert!(stderr.contains(e), "{args:?}: {e:?} not in {stderr}");
         }
     }
+    // A malformed flag is a command line refused before anything runs:
+    // exit 2, as for every wrong flag.
+    let (code, stdout, stderr) = flinkscale(&["import", "cfn", &empty, "--parameter", "nothing"]);
+    assert_eq!(code, 2, "{stdout}{stderr}");
+    assert!(
+        stderr.contains("invalid value 'nothing' for '--parameter <KEY=VALUE>': not KEY=VALUE"),
+        "{stderr}"
+    );
 }
 
 /// The simulator's text output for the scenario, without the line naming

@@ -1285,7 +1285,7 @@ fn default_jobs() -> u16 {
 pub struct SimulateArgs {
     /// The scenario: a .toml or .csv file, or the name of a shipped
     /// scenario (diurnal, flash-crowd, ramp, sawtooth, spike, step,
-    /// weekly), which the binary embeds.
+    /// weekly, and the demo's, demo), which the binary embeds.
     #[arg(long)]
     pub scenario: PathBuf,
     /// A policy preset (seed, msf-builtin, flink-operator, hold,
@@ -1682,7 +1682,10 @@ fn simulate_blocking(args: SimulateArgs) -> anyhow::Result<ExitCode> {
                     // (`--params`, `--policy`), not at a file that does
                     // not exist.
                     for error in errors {
-                        eprintln!("error: {}", presets::in_flags(&error));
+                        eprintln!(
+                            "error: {}",
+                            presets::in_flags(&error, &args.policy, args.params.is_some())
+                        );
                     }
                     return Ok(ExitCode::from(EX_CONFIG));
                 }
@@ -1717,7 +1720,10 @@ fn simulate_blocking(args: SimulateArgs) -> anyhow::Result<ExitCode> {
                     for problem in load::locate(&loaded, &check.problems) {
                         let said = match args.config {
                             Some(_) => problem.to_string(),
-                            None => format!("error: {}", presets::in_flags(&problem)),
+                            None => format!(
+                                "error: {}",
+                                presets::in_flags(&problem, &args.policy, args.params.is_some())
+                            ),
                         };
                         eprintln!("{}", printable(&said));
                     }

@@ -37,7 +37,7 @@ pub enum ImportCommand {
         #[arg(long, value_name = "FILE")]
         template: Option<PathBuf>,
         /// One parameter value, overriding the file's; repeatable.
-        #[arg(long = "parameter", value_name = "KEY=VALUE")]
+        #[arg(long = "parameter", value_name = "KEY=VALUE", value_parser = assignment)]
         parameter: Vec<String>,
         /// Write the configuration to FILE instead of standard output.
         #[arg(long, short, value_name = "FILE")]
@@ -127,6 +127,15 @@ fn overwrites_input(output: Option<&Path>, inputs: &[Option<&Path>]) -> Option<S
         output.display(),
         input.display()
     ))
+}
+
+/// Reads `--parameter`: `KEY=VALUE` with a key (a command line that is
+/// refused before anything runs exits 2, as every wrong flag does).
+fn assignment(text: &str) -> Result<String, String> {
+    match text.split_once('=') {
+        Some((key, _)) if !key.trim().is_empty() => Ok(text.to_owned()),
+        _ => Err("not KEY=VALUE (e.g. --parameter MaxKPU=32)".to_owned()),
+    }
 }
 
 /// Reads `--application`: an MSF application name, 1 to 128 of letters,

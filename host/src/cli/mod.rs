@@ -108,7 +108,7 @@ pub enum Command {
     Emulate {
         /// The scenario: a .toml or .csv file, or the name of a shipped
         /// scenario (diurnal, flash-crowd, ramp, sawtooth, spike, step,
-        /// weekly), which the binary embeds.
+        /// weekly, and the demo's, demo), which the binary embeds.
         #[arg(long)]
         scenario: PathBuf,
         /// Address to listen on (port 0: any free port).

@@ -859,7 +859,13 @@ fn missing_plugins(loaded: &LoadedConfig) -> Vec<Problem> {
             let hint = if is_plugin_path(&config.plugin) {
                 "a path is relative to the configuration file's folder".to_owned()
             } else {
-                available_plugins(&loaded.plugin_dir)
+                match suggested_plugin(&config.plugin, &loaded.plugin_dir) {
+                    Some(name) => format!(
+                        "did you mean {name:?}? {}",
+                        available_plugins(&loaded.plugin_dir)
+                    ),
+                    None => available_plugins(&loaded.plugin_dir),
+                }
             };
             let (plugin, shown) = (&config.plugin, path.display());
             let message = match found {
@@ -884,6 +890,29 @@ fn missing_plugins(loaded: &LoadedConfig) -> Vec<Problem> {
         }
     }
     problems
+}
+
+/// The plugin name nearest `given` (a built-in, or a `.wasm` in
+/// `plugin_dir`), when it is near enough to be a typo: `stpe` -> `step`.
+fn suggested_plugin(given: &str, plugin_dir: &Path) -> Option<String> {
+    let in_dir: Vec<String> = std::fs::read_dir(plugin_dir)
+        .into_iter()
+        .flatten()
+        .filter_map(|entry| {
+            let path = entry.ok()?.path();
+            (path.extension()? == "wasm")
+                .then(|| path.file_stem()?.to_str().map(str::to_owned))
+                .flatten()
+        })
+        .collect();
+    builtin::BUILT_INS
+        .iter()
+        .map(|b| b.name.to_owned())
+        .chain(in_dir)
+        .map(|name| (edit_distance(given, &name), name))
+        .filter(|(distance, name)| *distance > 0 && *distance <= 2.max(name.len() / 3))
+        .min_by_key(|(distance, _)| *distance)
+        .map(|(_, name)| name)
 }
 
 /// What `plugin_dir` offers, for the hint of a plugin that is not there.

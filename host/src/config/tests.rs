@@ -1301,7 +1301,7 @@ fn the_environment_step_finds_missing_plugins() {
     assert_eq!(
         rendered,
         format!(
-            "{file}:4:10: application \"a\".policy.plugin: plugin \"stpe\" not found at {root}/plugins/stpe.wasm (built-in: \"step\", \"hold\", \"target-tracking\", \"rate\", \"backlog-seconds\", \"expression\", \"flink-operator\", \"predictive\"; in plugin_dir: \"step\", \"target\")\n\
+            "{file}:4:10: application \"a\".policy.plugin: plugin \"stpe\" not found at {root}/plugins/stpe.wasm (did you mean \"step\"? built-in: \"step\", \"hold\", \"target-tracking\", \"rate\", \"backlog-seconds\", \"expression\", \"flink-operator\", \"predictive\"; in plugin_dir: \"step\", \"target\")\n\
              {file}:6:10: application \"a\".interpreter[0].plugin: plugin \"lib/rate.wasm\" not found at {root}/lib/rate.wasm (a path is relative to the configuration file's folder)"
         )
     );
@@ -1346,7 +1346,7 @@ fn the_environment_step_finds_missing_plugins() {
     let rendered = load(&path).unwrap_err().to_string();
     assert!(
         rendered.contains(&format!(
-            "(built-in: \"step\", \"hold\", \"target-tracking\", \"rate\", \"backlog-seconds\", \"expression\", \"flink-operator\", \"predictive\"; plugin_dir {root}/plugins does not exist)"
+            "(did you mean \"step\"? built-in: \"step\", \"hold\", \"target-tracking\", \"rate\", \"backlog-seconds\", \"expression\", \"flink-operator\", \"predictive\"; plugin_dir {root}/plugins does not exist)"
         )),
         "{rendered}"
     );

@@ -71,14 +71,24 @@ pub(crate) fn handle(
                     200,
                     json!({"application": change.application, "factor": change.factor}),
                 ),
-                Err(error) => {
-                    let status = if error.code() == "ResourceNotFoundException" {
-                        404
-                    } else {
-                        400
-                    };
-                    (status, json!({"error": error.to_string()}))
+                Err(error) if error.code() == "ResourceNotFoundException" => {
+                    // As the faults route says it: with what would be valid.
+                    let valid: Vec<String> = core
+                        .world
+                        .applications()
+                        .iter()
+                        .map(|app| format!("{:?}", app.name()))
+                        .collect();
+                    (
+                        404,
+                        json!({"error": format!(
+                            "{} (valid: {})",
+                            error.to_string().trim_end_matches('.'),
+                            valid.join(", ")
+                        )}),
+                    )
                 }
+                Err(error) => (400, json!({"error": error.to_string()})),
             }
         }
         ("POST", "/_emulator/faults") => {

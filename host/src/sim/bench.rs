@@ -244,6 +244,14 @@ const SHIPPED_SCENARIOS: &[(&str, &str, &str)] = &[
     shipped!("weekly"),
 ];
 
+/// The demo's scenario (`flinkscale demo` plays it), which `--scenario
+/// demo` names too: not one of the benchmark's.
+pub const DEMO_SCENARIO: (&str, &str, &str) = (
+    "demo",
+    include_str!("../../../tests/fixtures/scenarios/demo.toml"),
+    include_str!("../../../tests/fixtures/scenarios/demo.csv"),
+);
+
 /// The shipped scenarios written out to a private temporary folder, which
 /// is removed when this is dropped. A scenario names its trace by a path
 /// relative to its file, so the files are what `bench` reads, embedded or
@@ -286,10 +294,37 @@ pub fn private_temp_dir(prefix: &str) -> std::io::Result<tempfile::TempDir> {
     builder.tempdir()
 }
 
-/// The names of the shipped scenarios (`step`, `weekly`, ...), which
-/// `--scenario NAME` plays from any folder.
+/// The scenarios embedded in the binary: the benchmark's and the demo's.
+fn embedded_scenarios() -> impl Iterator<Item = &'static (&'static str, &'static str, &'static str)>
+{
+    SHIPPED_SCENARIOS.iter().chain([&DEMO_SCENARIO])
+}
+
+/// The names of the embedded scenarios (`step`, `weekly`, ..., `demo`),
+/// which `--scenario NAME` plays from any folder.
 pub fn shipped_scenario_names() -> impl Iterator<Item = &'static str> {
-    SHIPPED_SCENARIOS.iter().map(|(name, _, _)| *name)
+    embedded_scenarios().map(|(name, _, _)| *name)
+}
+
+/// The embedded scenario `name` (a benchmark's, or the demo's), loaded
+/// from a private temporary folder (its trace is named by a path relative
+/// to its file); `None` when there is none of that name.
+pub fn embedded_scenario(name: &str) -> Option<Result<Scenario, ScenarioError>> {
+    let (name, toml, csv) = embedded_scenarios().find(|(n, _, _)| *n == name)?;
+    let io = |error| ScenarioError::Io {
+        file: format!("shipped scenario {name}"),
+        error,
+    };
+    // Removed when dropped, on an error too.
+    let load = || {
+        let dir = private_temp_dir("flinkscale-scenario-").map_err(io)?;
+        let file = dir.path().join(format!("{name}.toml"));
+        std::fs::write(dir.path().join(format!("{name}.csv")), csv)
+            .and_then(|()| std::fs::write(&file, toml))
+            .map_err(io)?;
+        Scenario::load(&file)
+    };
+    Some(load())
 }
 
 /// What is wrong with `policies` if one of them is given twice (its rows
@@ -303,36 +338,23 @@ pub fn policy_given_twice(policies: &[String]) -> Option<String> {
 }
 
 /// Loads the scenario `--scenario` names: the file at that path when one
-/// exists (not a folder), else the shipped scenario of that name (`step`, `weekly`, ...;
-/// embedded in the binary, so it needs no checkout), else an error that
-/// lists what is valid.
+/// exists (not a folder), else the embedded scenario of that name (`step`,
+/// `weekly`, ..., `demo`; in the binary, so it needs no checkout), else an
+/// error that lists what is valid.
 pub fn load_scenario(path: &Path) -> Result<Scenario, ScenarioError> {
     // A folder is no scenario: `--report step` makes one named `step`,
     // which must not hide the shipped scenario of that name.
     if path.exists() && !path.is_dir() {
         return Scenario::load(path);
     }
-    let Some((name, toml, csv)) = SHIPPED_SCENARIOS
-        .iter()
-        .find(|(name, _, _)| Path::new(name) == path)
-    else {
-        return Err(ScenarioError::NotFound {
-            file: path.display().to_string(),
-            shipped: shipped_scenario_names().collect::<Vec<_>>().join(", "),
-        });
-    };
-    let io = |error| ScenarioError::Io {
-        file: format!("shipped scenario {name}"),
-        error,
-    };
-    // The scenario names its trace by a path relative to its file: write
-    // both to a private folder, read them, and remove it (when dropped).
-    let dir = private_temp_dir("flinkscale-scenario-").map_err(io)?;
-    let file = dir.path().join(format!("{name}.toml"));
-    std::fs::write(dir.path().join(format!("{name}.csv")), csv)
-        .and_then(|()| std::fs::write(&file, toml))
-        .map_err(io)?;
-    Scenario::load(&file)
+    path.to_str()
+        .and_then(embedded_scenario)
+        .unwrap_or_else(|| {
+            Err(ScenarioError::NotFound {
+                file: path.display().to_string(),
+                shipped: shipped_scenario_names().collect::<Vec<_>>().join(", "),
+            })
+        })
 }
 
 /// The agent configuration of `choice` on `scenario`, every plugin file
@@ -348,7 +370,7 @@ pub fn configure(
             scenario: scenario.name.clone(),
             errors: errors
                 .into_iter()
-                .map(|e| presets::in_flags(&e))
+                .map(|e| presets::in_flags(&e, &choice.name, !choice.params.is_empty()))
                 .collect::<Vec<_>>()
                 .join("\n"),
         })?;

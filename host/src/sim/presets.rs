@@ -396,13 +396,24 @@ pub fn config_with(
 }
 
 /// An error of the configuration made from `--policy` and `--params`
-/// (`simulate`, `bench`), in those words: `--params: KEY: ...` for a parameter,
-/// `--policy: ...` for the plugin, else the field as it is.
-pub fn in_flags(error: &crate::config::load::ConfigError) -> String {
+/// (`simulate`, `bench`), in those words: `--params: KEY: ...` for a parameter
+/// when `--params` was given (else `the params of policy NAME ...`: the
+/// preset's, or none), `--policy: ...` for the plugin, else the
+/// field as it is.
+pub fn in_flags(
+    error: &crate::config::load::ConfigError,
+    policy: &str,
+    params_given: bool,
+) -> String {
+    let params = if !params_given {
+        format!("the params of policy {policy:?} (no --params given): ")
+    } else {
+        "--params: ".to_owned()
+    };
     let mut what = error.what();
     for (prefix, flag) in [
-        (".policy.params.", "--params: "),
-        (".policy.params: ", "--params: "),
+        (".policy.params.", params.as_str()),
+        (".policy.params: ", params.as_str()),
         (".policy.plugin: ", "--policy: "),
     ] {
         if let Some(at) = what.find(prefix) {
