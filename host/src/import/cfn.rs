@@ -84,7 +84,7 @@ pub enum ImportError {
         given: String,
     },
     /// A value is given for a parameter the template does not declare.
-    #[error("{origin}: parameter {name:?}: the template {} declares no such parameter (declared: {declared}); a stack of another version of the design's template needs that template: write it with `aws cloudformation get-template --stack-name NAME --query TemplateBody > template.json` and pass --template template.json", template.display())]
+    #[error("{origin}: parameter {name:?}: the template {} declares no such parameter ({suggestion}declared: {declared}); a stack of another version of the design's template needs that template: write it with `aws cloudformation get-template --stack-name NAME --query TemplateBody > template.json` and pass --template template.json", template.display())]
     UnknownParameter {
         /// Where the value came from (a file, or `--parameter`).
         origin: String,
@@ -92,6 +92,10 @@ pub enum ImportError {
         template: PathBuf,
         /// The key given.
         name: String,
+        /// `did you mean "X"? ` for a declared parameter of nearly that
+        /// name (`AutoScaleMetric` where the earlier template spells it
+        /// `AutoScalemetric`), else empty.
+        suggestion: String,
         /// The template's parameters.
         declared: String,
     },
@@ -424,6 +428,10 @@ pub struct Imported {
     /// JSON templates' Lambda, and the built-in template, which does not
     /// carry its code).
     pub lambda_counts_kpu: bool,
+    /// The parameters given a value (and where) that no resource or
+    /// condition of the template uses: their values change nothing (the
+    /// CDK app's `MetricPeriod`).
+    pub unused: Vec<(String, String)>,
 }
 
 /// The reference design's template, built into the binary so that an
@@ -636,8 +644,61 @@ pub fn import(file: &Path, text: &str, given: &ParameterValues) -> Result<Import
         for g in given.given() {
             imported.given_at.insert(g.key.clone(), g.origin.clone());
         }
+        let referenced = referenced_parameters(&root);
+        imported.unused = imported
+            .given_at
+            .iter()
+            .filter(|(key, _)| !referenced.contains(key.as_str()))
+            .map(|(key, origin)| (key.clone(), origin.clone()))
+            .collect();
         imported
     })
+}
+
+/// The names `Ref` or `${...}` (in `Fn::Sub`) point at anywhere in the
+/// template's resources and conditions: the parameters the stack uses.
+fn referenced_parameters(root: &Value) -> std::collections::BTreeSet<&str> {
+    fn walk<'v>(value: &'v Value, found: &mut std::collections::BTreeSet<&'v str>) {
+        match value {
+            Value::Object(map) => {
+                for (key, inner) in map {
+                    match (key.as_str(), inner) {
+                        ("Ref", Value::String(name)) => {
+                            found.insert(name);
+                        }
+                        ("Fn::Sub", Value::String(text)) => subs(text, found),
+                        ("Fn::Sub", Value::Array(items)) => {
+                            if let Some(Value::String(text)) = items.first() {
+                                subs(text, found);
+                            }
+                            items.iter().skip(1).for_each(|i| walk(i, found));
+                        }
+                        _ => walk(inner, found),
+                    }
+                }
+            }
+            Value::Array(items) => items.iter().for_each(|i| walk(i, found)),
+            _ => {}
+        }
+    }
+    fn subs<'v>(text: &'v str, found: &mut std::collections::BTreeSet<&'v str>) {
+        let mut rest = text;
+        while let Some(at) = rest.find("${") {
+            let after = &rest[at + 2..];
+            let Some(end) = after.find('}') else {
+                break;
+            };
+            found.insert(&after[..end]);
+            rest = &after[end..];
+        }
+    }
+    let mut found = std::collections::BTreeSet::new();
+    for part in ["Resources", "Conditions"] {
+        if let Some(value) = root.get(part) {
+            walk(value, &mut found);
+        }
+    }
+    found
 }
 
 /// [`import`], its errors naming the template.
@@ -885,6 +946,7 @@ fn import_template(
         scale_in_factor,
         given_at: BTreeMap::new(),
         lambda_counts_kpu: counts_kpu(lambda_resource),
+        unused: Vec::new(),
     })
 }
 
@@ -924,10 +986,24 @@ fn parameter_values(
         .collect();
     for g in given.given() {
         let Some(decl) = declared.get(&g.key) else {
+            let nearest = declared
+                .keys()
+                .map(|k| {
+                    let distance = crate::config::load::edit_distance(
+                        &g.key.to_lowercase(),
+                        &k.to_lowercase(),
+                    );
+                    (distance, k)
+                })
+                .filter(|(distance, k)| *distance <= 2.max(k.len() / 4))
+                .min_by_key(|(distance, _)| *distance);
             return Err(ImportError::UnknownParameter {
                 origin: g.origin.clone(),
                 template: file.to_owned(),
                 name: g.key.clone(),
+                suggestion: nearest
+                    .map(|(_, k)| format!("did you mean {k:?}? "))
+                    .unwrap_or_default(),
                 declared: declared.keys().cloned().collect::<Vec<_>>().join(", "),
             });
         };
@@ -1830,6 +1906,13 @@ impl Imported {
             })
             .collect();
         warnings.extend(self.overlap_warning());
+        warnings.extend(self.unused.iter().map(|(key, origin)| {
+            format!(
+                "{origin}: parameter {key:?} is used by no resource of the template {}: its \
+                 value changed nothing the stack did, nor the import",
+                self.template.display()
+            )
+        }));
         warnings
     }
 

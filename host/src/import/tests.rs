@@ -1171,3 +1171,43 @@ history_days = 2
     );
     assert_eq!(app.policy.history_days, 2);
 }
+
+/// A value given for a parameter no resource uses (the CDK app's
+/// `MetricPeriod`: the alarms' period is fixed when the template is
+/// generated) is warned of, not silently taken; a key that nearly names a
+/// declared parameter gets a suggestion.
+#[test]
+fn an_unused_parameter_is_warned_of_and_a_near_miss_named() {
+    let template = V2.replacen(
+        "\"Parameters\": {",
+        "\"Parameters\": {\n  \"MetricPeriod\": {\"Type\": \"Number\", \"Default\": 60},",
+        1,
+    );
+    assert_ne!(template, V2);
+    let quiet = cfn::import(Path::new("t.json"), &template, &given(REQUIRED)).unwrap();
+    assert!(quiet.warnings().is_empty(), "{:?}", quiet.warnings());
+    let imported = cfn::import(
+        Path::new("t.json"),
+        &template,
+        &given(&[REQUIRED, &[("MetricPeriod", "120")]].concat()),
+    )
+    .unwrap();
+    assert_eq!(
+        imported.warnings(),
+        [
+            "--parameter: parameter \"MetricPeriod\" is used by no resource of the template t.json: \
+          its value changed nothing the stack did, nor the import"
+        ]
+    );
+    let message = cfn::import(
+        Path::new("t.json"),
+        V2,
+        &given(&[REQUIRED, &[("AutoScalemetric", "containerCPUUtilization")]].concat()),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        message.contains("declares no such parameter (did you mean \"AutoScaleMetric\"? declared:"),
+        "{message}"
+    );
+}
