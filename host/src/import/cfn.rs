@@ -640,6 +640,7 @@ pub fn import(file: &Path, text: &str, given: &ParameterValues) -> Result<Import
         },
         other => other,
     });
+    let imported = imported.map_err(|error| with_line(error, file, text));
     imported.map(|mut imported| {
         for g in given.given() {
             imported.given_at.insert(g.key.clone(), g.origin.clone());
@@ -653,6 +654,122 @@ pub fn import(file: &Path, text: &str, given: &ParameterValues) -> Result<Import
             .collect();
         imported
     })
+}
+
+/// `error` about a part of the template `text` (read from `file`) with
+/// the line of that part: a resource's property (`resource X's Statistic`)
+/// or a parameter's default. serde_json's values carry no position, so
+/// the line is found in the text by the keys: the resource's, then the
+/// property's after it. Unchanged when the part is not found, and for a
+/// template given as one JSON string (its lines are the string's).
+fn with_line(error: ImportError, file: &Path, text: &str) -> ImportError {
+    if text.trim_start().starts_with('"') {
+        return error;
+    }
+    let at_file = file.display().to_string();
+    let placed = |line: usize| format!("{at_file}:{line}");
+    match error {
+        ImportError::NotTheDesign {
+            template,
+            found,
+            expected,
+        } if template == file => {
+            let template = resource_line(text, &found, None)
+                .map_or(template, |line| PathBuf::from(placed(line)));
+            ImportError::NotTheDesign {
+                template,
+                found,
+                expected,
+            }
+        }
+        ImportError::Missing {
+            template,
+            name,
+            also,
+            needed_by,
+            allowed,
+        } if template == file => {
+            let template = resource_line(text, &needed_by, None)
+                .map_or(template, |line| PathBuf::from(placed(line)));
+            ImportError::Missing {
+                template,
+                name,
+                also,
+                needed_by,
+                allowed,
+            }
+        }
+        ImportError::Unsupported {
+            at,
+            name,
+            value,
+            problem,
+            valid,
+        } if at == at_file => {
+            let line = resource_line(text, &problem, Some(&name))
+                .or_else(|| template_key_line(text, &name, 0).map(|(line, _)| line));
+            ImportError::Unsupported {
+                at: line.map_or(at, placed),
+                name,
+                value,
+                problem,
+                valid,
+            }
+        }
+        other => other,
+    }
+}
+
+/// The line of the part `said` names (`resource X's P ...`, `resource
+/// X: ...`): property P of resource X (else `property`, when given), or X
+/// itself.
+fn resource_line(text: &str, said: &str, property: Option<&str>) -> Option<usize> {
+    let rest = &said[said.find("resource ")? + "resource ".len()..];
+    let end = rest
+        .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.'))
+        .unwrap_or(rest.len());
+    let (resource, after) = rest.split_at(end);
+    let (line, offset) = template_key_line(text, resource, 0)?;
+    let named = after.strip_prefix("'s ").map(|p| {
+        let end = p
+            .find(|c: char| !c.is_ascii_alphanumeric())
+            .unwrap_or(p.len());
+        &p[..end]
+    });
+    let property = named.or(property);
+    match property.filter(|p| !p.is_empty()) {
+        Some(property) => {
+            Some(template_key_line(text, property, offset).map_or(line, |(line, _)| line))
+        }
+        None => Some(line),
+    }
+}
+
+/// The line (1-based) and byte offset of the first key `key` in `text` at
+/// or after `from`: `"key":` (JSON, or quoted YAML) or `key:` starting a
+/// YAML line.
+fn template_key_line(text: &str, key: &str, from: usize) -> Option<(usize, usize)> {
+    if key.is_empty() {
+        return None;
+    }
+    let tail = text.get(from..)?;
+    let quoted = format!("\"{key}\"");
+    let json = tail
+        .match_indices(&quoted)
+        .find(|(at, _)| tail[at + quoted.len()..].trim_start().starts_with(':'));
+    let yaml = tail.match_indices(key).find(|(at, _)| {
+        let line_start = tail[..*at].rfind('\n').map_or(0, |n| n + 1);
+        let before = &tail[line_start..*at];
+        (before.trim().is_empty() || before.trim() == "-")
+            && tail[at + key.len()..].starts_with(':')
+    });
+    let at = match (json, yaml) {
+        (Some((a, _)), Some((b, _))) => a.min(b),
+        (Some((a, _)), None) | (None, Some((a, _))) => a,
+        (None, None) => return None,
+    };
+    let offset = from + at;
+    Some((text[..offset].matches('\n').count() + 1, offset))
 }
 
 /// The names `Ref` or `${...}` (in `Fn::Sub`) point at anywhere in the

@@ -658,7 +658,8 @@ fn an_alarm_with_a_unit_is_refused_not_dropped() {
         .expect_err("a Unit");
     let message = error.to_string();
     assert!(
-        message.starts_with("t.json: parameter \"Unit\" = \"Percent\": resource Scale")
+        // One line of JSON: the place is line 1.
+        message.starts_with("t.json:1: parameter \"Unit\" = \"Percent\": resource Scale")
             && message
                 .contains("sets Unit, so CloudWatch judges only the data published in that unit")
             && message.contains("(valid: no Unit"),
@@ -730,8 +731,11 @@ fn a_whole_number_is_required_where_the_lambda_uses_int() {
     let message = cfn::import(Path::new("t.json"), &template, &given(REQUIRED))
         .unwrap_err()
         .to_string();
+    let line = 1 + template[..template.find("\"MinKPU\": {").unwrap()]
+        .matches('\n')
+        .count();
     assert!(
-        message.starts_with("t.json: parameter \"MinKPU\" = \"1.5\""),
+        message.starts_with(&format!("t.json:{line}: parameter \"MinKPU\" = \"1.5\"")),
         "{message}"
     );
 }
@@ -1208,6 +1212,70 @@ fn an_unused_parameter_is_warned_of_and_a_near_miss_named() {
     .to_string();
     assert!(
         message.contains("declares no such parameter (did you mean \"AutoScaleMetric\"? declared:"),
+        "{message}"
+    );
+}
+
+/// An error about a part of the template names its line: the property of
+/// the resource, found by its keys in JSON and in YAML (serde's values
+/// carry no position); a parameter's default, its declaration's.
+#[test]
+fn template_errors_name_the_line_of_the_part() {
+    let error = |text: &str, values: &ParameterValues| {
+        cfn::import(Path::new("t"), text, values)
+            .unwrap_err()
+            .to_string()
+    };
+    // JSON: the scale-out alarm's Statistic, line 258 of the built-in.
+    let find_in_map = V2.replacen(
+        "\"Statistic\": {\n     \"Ref\": \"Statistic\"",
+        "\"Statistic\": {\n     \"Fn::FindInMap\": [\"M\", \"a\", \"b\"]",
+        1,
+    );
+    assert_ne!(find_in_map, V2);
+    let message = error(&find_in_map, &given(REQUIRED));
+    assert!(
+        message.starts_with("t:258: not the reference design's autoscaling template: resource ScaleOutFlowAlarm's Statistic: the intrinsic function Fn::FindInMap"),
+        "{message}"
+    );
+    // YAML: the CDK template's alarm, its Unit set.
+    let cdk =
+        include_str!("../../../tests/fixtures/cfn/cdk-kda-containerCPUUtilization-Average.yaml");
+    let with_unit = cdk.replacen(
+        "      Statistic: Average\n",
+        "      Statistic: Average\n      Unit: Percent\n",
+        1,
+    );
+    assert_ne!(with_unit, cdk);
+    let line = 1 + with_unit[..with_unit.find("Unit: Percent").unwrap()]
+        .matches('\n')
+        .count();
+    let values = given(&[
+        ("ApplicationName", "app"),
+        ("ScaleOperation", "Add/Subtract"),
+    ]);
+    let message = error(&with_unit, &values);
+    assert!(
+        message.starts_with(&format!(
+            "t:{line}: parameter \"Unit\" = \"Percent\": resource Scaleoutalarmon"
+        )),
+        "{message}"
+    );
+    // A default of the template: its parameter's line.
+    let default = V2.replacen(
+        "\"MinKPU\": {\n   \"Type\": \"Number\",\n   \"Default\": \"1\"",
+        "\"MinKPU\": {\n   \"Type\": \"Number\",\n   \"Default\": \"0\"",
+        1,
+    );
+    assert_ne!(default, V2);
+    let line = 1 + V2[..V2.find("\"MinKPU\": {").unwrap()]
+        .matches('\n')
+        .count();
+    let message = error(&default, &given(REQUIRED));
+    assert!(
+        message.starts_with(&format!(
+            "t:{line}: parameter \"MinKPU\" = \"0\": minKPU must be at least 1"
+        )),
         "{message}"
     );
 }
