@@ -1491,9 +1491,17 @@ fn read_alarm(
         .unwrap_or_else(|| logical.to_owned());
     let metric_name = required("MetricName")?;
     let namespace = required("Namespace")?;
-    let statistic = match text("Statistic")? {
-        Some(s) => s,
-        None => required("ExtendedStatistic")?,
+    let statistic = match (text("Statistic")?, text("ExtendedStatistic")?) {
+        (Some(_), Some(_)) => {
+            // CloudFormation refuses such an alarm: which one was meant
+            // is not known.
+            return Err(not_design(
+                "both Statistic and ExtendedStatistic".into(),
+                "one of them, as CloudWatch allows",
+            ));
+        }
+        (Some(s), None) => s,
+        (None, _) => required("ExtendedStatistic")?,
     };
     let period = required("Period")?;
     let period_secs = count("Period", period)?;

@@ -1279,3 +1279,22 @@ fn template_errors_name_the_line_of_the_part() {
         "{message}"
     );
 }
+
+/// An alarm with both Statistic and ExtendedStatistic (which
+/// CloudFormation refuses) is refused, not imported with the first.
+#[test]
+fn an_alarm_with_both_statistics_is_refused() {
+    let mut template: serde_json::Value = serde_json::from_str(V2).unwrap();
+    for (_, resource) in template["Resources"].as_object_mut().unwrap() {
+        if resource["Type"] == "AWS::CloudWatch::Alarm" {
+            resource["Properties"]["ExtendedStatistic"] = "p99".into();
+        }
+    }
+    let message = cfn::import(Path::new("t.json"), &template.to_string(), &given(REQUIRED))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        message.contains(": both Statistic and ExtendedStatistic (expected one of them"),
+        "{message}"
+    );
+}
