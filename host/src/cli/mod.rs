@@ -389,6 +389,9 @@ pub fn main() -> ExitCode {
     // up only for warnings, unless RUST_LOG asks for more.
     let default_level = match cli.command {
         Command::Demo { .. } => "warn",
+        // `bench` prints its own progress and table: a "Plugin loaded."
+        // line per run (63 for the shipped table) only buries them.
+        Command::Bench { .. } => "warn",
         // `validate --environment` says in its own words whether
         // credentials and a region are found; the SDK's warnings about
         // the instance metadata service it tried on the way (kilobytes
