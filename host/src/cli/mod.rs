@@ -397,6 +397,11 @@ pub fn main() -> ExitCode {
         // the instance metadata service it tried on the way (kilobytes
         // each, without credentials) only bury that.
         Command::Validate { .. } => "info,aws_config=error",
+        // So do the one-shot commands that call AWS: each says in one
+        // line when it found no region or no credentials.
+        Command::Once { .. } | Command::Alarms { .. } | Command::Import { .. } => {
+            "info,aws_config=error"
+        }
         _ => "info",
     };
     // The agent's log lines go through a thread of their own: a stderr
