@@ -99,8 +99,7 @@ pub fn capacity_busy_from(
 /// period is busy enough to measure it ([`capacity`] is `None`): a job
 /// busy less than [`MIN_UTILISATION`] while processing `r` records/s
 /// could process more than `r / MIN_UTILISATION`. `None` without a fresh
-/// period that reported both its records and its busy time; `Some(0.0)`
-/// when those processed no records at all (any capacity carries none).
+/// period that processed records and reported its busy time.
 ///
 /// Without it a job that idles (overnight, or sized far above its load)
 /// is never scaled in: its capacity is never measured. Sized on the bound,
@@ -117,7 +116,20 @@ pub fn capacity_at_least(observed: &Observed, fresh_from_ms: i64) -> Option<f64>
             n += 1.0;
         }
     }
-    (n > 0.0).then(|| processed / n / MIN_UTILISATION)
+    (processed > 0.0).then(|| processed / n / MIN_UTILISATION)
+}
+
+/// Whether the fresh periods (from `fresh_from_ms`) report their records
+/// and busy time, at least one does, and none processed a record: a job
+/// with no input at all, whose capacity nothing can measure or bound.
+pub fn processed_nothing(observed: &Observed, fresh_from_ms: i64) -> bool {
+    let mut reported = observed
+        .periods
+        .iter()
+        .filter(|p| p.start_ms >= fresh_from_ms)
+        .filter_map(|p| p.records_in.zip(p.utilisation))
+        .peekable();
+    reported.peek().is_some() && reported.all(|(records, _)| records == 0.0)
 }
 
 /// The backlog now, extrapolated from the latest datapoint `(start_ms,

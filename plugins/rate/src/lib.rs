@@ -553,6 +553,43 @@ impl RatePolicy {
         Ok((decision, Some(observed)))
     }
 
+    /// A job with no input at all (its source quiet: no records processed
+    /// since the last rescale, an input rate of 0, no backlog) for a whole
+    /// scale-in window goes to its min KPU: no capacity can be measured
+    /// or bounded from records it did not process, so the plan cannot
+    /// size it, and it held at its size for as long as the input stayed
+    /// at zero. `None` otherwise (the caller holds for want of a
+    /// capacity). Only for a job whose capacity is unknown: one measured
+    /// as 0 (busy, processing nothing: a stalled operator) is not idle.
+    fn no_input(
+        &self,
+        evaluation: &Evaluation,
+        observed: &Observed,
+        input_rate: f64,
+        latest_ms: i64,
+        fresh_from: i64,
+    ) -> Option<Decision> {
+        let app = &evaluation.app;
+        let least = app.min_kpu.max(1);
+        let quiet = input_rate == 0.0
+            && observed
+                .latest_backlog()
+                .is_none_or(|(_, records)| records == 0.0)
+            && estimate::processed_nothing(observed, fresh_from);
+        let window = self.window(latest_ms, observed.period_ms, app.last_rescale_ms);
+        (quiet && app.kpu > least && window == Window::Whole(0.0)).then(|| {
+            Decision::scale_to(
+                least,
+                format!(
+                    "no input for the whole scale-in window ({:.0} s) and no backlog: no \
+                     records processed since the last rescale, so no capacity measured; to the \
+                     min KPU ({least})",
+                    self.scale_in_window_ms as f64 / 1000.0
+                ),
+            )
+        })
+    }
+
     /// The decision on the periods joined from a running application's
     /// evaluation.
     fn decide_on(
@@ -582,6 +619,11 @@ impl RatePolicy {
             .then(|| estimate::capacity_at_least(observed, fresh_from))
             .flatten();
         let Some(capacity) = capacity.or(at_least) else {
+            if let Some(decision) =
+                self.no_input(evaluation, observed, input_rate, latest_ms, fresh_from)
+            {
+                return Ok(decision);
+            }
             return Ok(Decision::hold(format!(
                 "input {input_rate:.0} records/s, but no capacity measured since the last \
                  rescale yet (utilisation below {:.0} %)",
@@ -673,9 +715,9 @@ impl RatePolicy {
         };
         if at_least.is_some() {
             decision.reason.push_str(&format!(
-                " (capacity taken as at least {capacity:.0} records/s: {}, too idle to measure \
-                 it)",
-                idle_words(capacity)
+                " (capacity taken as at least {capacity:.0} records/s: the job was under {:.0} % \
+                 busy, too idle to measure it)",
+                100.0 * estimate::MIN_UTILISATION
             ));
         }
         Ok(decision)
@@ -703,18 +745,6 @@ struct Seen {
 /// the utilisation under this fraction of the scale-out one, the window's
 /// peak over 1 / this fraction of the scale-in one.
 const QUIET_MARGIN: f64 = 0.75;
-
-/// Why the capacity of an idle job could not be measured, for a reason.
-fn idle_words(at_least: f64) -> String {
-    if at_least > 0.0 {
-        format!(
-            "the job was under {:.0} % busy",
-            100.0 * estimate::MIN_UTILISATION
-        )
-    } else {
-        "the job processed no records".to_owned()
-    }
-}
 
 /// When nothing moves, one metric period (in seconds) as
 /// `next-evaluation-secs`: the host then skips the evaluations in between

@@ -304,7 +304,7 @@ pub fn plan(rules: &Rules, s: &Situation) -> Plan {
                     "{state}: {why}, but already at max KPU ({})",
                     s.max_kpu
                 ))
-            } else if s.capacity < needed {
+            } else if s.capacity < needed && rules.usl.knee(0.0) <= s.parallelism {
                 // Below max KPU, and the law's peak is reached: more
                 // subtasks would only slow the job.
                 Plan::Hold(format!(
@@ -526,25 +526,17 @@ pub fn catch_up_given_back(rules: &Rules, s: &Situation) -> Option<(u32, u32, f6
 }
 
 /// The KPU (within the limits), parallelism and capacity that reach
-/// `needed`; `None` when the measured capacity is unusable (and anything
-/// is needed).
+/// `needed`; `None` when the measured capacity is unusable.
 fn target(rules: &Rules, s: &Situation, needed: f64) -> Option<(u32, u32, f64)> {
     let mu = rules.usl.base_throughput(s.capacity, s.parallelism);
-    // Nothing to carry (a job with no input) needs no measured capacity:
-    // the least size carries it.
-    let nothing = needed.is_finite() && needed <= 0.0;
-    if !(nothing || mu.is_finite() && mu > 0.0 && needed.is_finite()) {
+    if !(mu.is_finite() && mu > 0.0 && needed.is_finite()) {
         return None;
     }
     let max_q = s
         .max_kpu
         .saturating_mul(s.per_kpu.max(1))
         .min(MAX_PARALLELISM);
-    let parallelism = if nothing {
-        1
-    } else {
-        rules.usl.parallelism_for(mu, needed, max_q)
-    };
+    let parallelism = rules.usl.parallelism_for(mu, needed, max_q);
     let kpu = kpu_for(parallelism, s.per_kpu).clamp(s.min_kpu.max(1), s.max_kpu.max(1));
     let parallelism = parallelism.min(kpu.saturating_mul(s.per_kpu.max(1)));
     Some((kpu, parallelism, rules.usl.capacity(mu, parallelism)))

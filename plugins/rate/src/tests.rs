@@ -349,12 +349,35 @@ fn a_job_with_no_input_goes_to_its_min_kpu_after_the_window() {
     let decision = scaled.expect("scaled in within the window");
     assert_eq!(decision.action, Action::ScaleTo(1), "{}", decision.reason);
     assert!(
-        decision
-            .reason
-            .contains("capacity taken as at least 0 records/s: the job processed no records"),
+        decision.reason.starts_with(
+            "no input for the whole scale-in window (1800 s) and no backlog: no records processed"
+        ),
         "{}",
         decision.reason
     );
+}
+
+/// A job busy but processing nothing (a stalled operator, or a records-in
+/// metric that reads 0) has a capacity measured as 0, not an idle one:
+/// it is never sent to its min KPU on that (the review reproduced 4 -> 1
+/// KPU under 3000 records/s, lag past 3800 s).
+#[test]
+fn a_job_busy_processing_nothing_is_not_taken_for_idle() {
+    let mut rate = policy(r#"{"scale_in_window_secs": 1800}"#);
+    let mut now = T0 + 12 * P;
+    for _ in 0..40 {
+        let rows: Vec<Row> = (0..10)
+            .map(|_| Row {
+                records_in: 0.0,
+                busy_ms: 800.0,
+                backlog: 0.0,
+            })
+            .collect();
+        let evaluation = evaluation(4, first_published(10, now), &rows, now);
+        let decision = rate.decide(&evaluation).expect("decides");
+        assert_eq!(decision.action, Action::Hold, "{}", decision.reason);
+        now += P;
+    }
 }
 
 /// The capacity an idle job has at least sizes a scale-in only: a source
