@@ -260,10 +260,14 @@ async fn alarms(
     let existing = loaded
         .as_ref()
         .and_then(|l| l.config.applications.iter().find(|a| a.name == application));
+    // Checked as a file beside --config (its relative plugin paths
+    // resolve there), under a name that says the lines an error names are
+    // the generated text's, not the --config file's.
     let check_as = loaded
         .as_ref()
         .map_or_else(crate::import::alarms::default_check_path, |l| {
-            l.file.clone()
+            l.file
+                .with_file_name(format!("<import alarms {application}>.toml"))
         });
     let imported = crate::import::alarms::import(application, &described, existing, &check_as)?;
     // What needs the plugins loaded (the ids a kept policy's params name,

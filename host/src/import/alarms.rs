@@ -23,7 +23,9 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use super::cfn::{metric_id, toml_key, toml_string};
-use crate::config::{ApplicationConfig, MetricConfig, MetricSourceKind, Mode, PluginConfig};
+use crate::config::{
+    ApplicationConfig, MetricConfig, MetricSourceKind, Mode, PluginConfig, TargetKind,
+};
 use crate::metrics::alarms::{DescribedAlarm, is_percentile};
 
 /// Why nothing could be imported.
@@ -41,6 +43,19 @@ pub enum ImportAlarmsError {
         /// `; skipped: ...` when some of the application's alarms cannot be
         /// imported.
         skipped: String,
+    },
+    /// `--config` has the application as a self-managed Flink job, whose
+    /// target (REST URL, job, parallelism bounds) the import does not
+    /// write.
+    #[error(
+        "application {application:?} is a self-managed Flink job (target = \"flink\") in the \
+         --config file: `import alarms` writes an application of Managed Service for Apache \
+         Flink; add the alarms to the job's [[application]] by hand (README, \"CloudWatch \
+         alarms as they are\")"
+    )]
+    FlinkTarget {
+        /// The application.
+        application: String,
     },
     /// The generated configuration does not pass validation.
     #[error("the imported configuration is not valid:\n{errors}")]
@@ -258,6 +273,13 @@ pub fn import(
     existing: Option<&ApplicationConfig>,
     check_as: &Path,
 ) -> Result<ImportedAlarms, ImportAlarmsError> {
+    if let Some(app) = existing
+        && app.target == TargetKind::Flink
+    {
+        return Err(ImportAlarmsError::FlinkTarget {
+            application: application.to_owned(),
+        });
+    }
     let mut series: Vec<Series> = Vec::new();
     let mut locals: Vec<Local> = Vec::new();
     let mut skipped = Vec::new();

@@ -462,7 +462,10 @@ fn at(line: Option<usize>, column: Option<usize>) -> String {
 fn parse_template(file: &Path, text: &str) -> Result<Value, ImportError> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     match text.trim_start().chars().next() {
-        Some('{' | '[') => parse_json(file, text, TEMPLATE_FORMAT),
+        // JSON, or YAML in flow style (which CloudFormation reads too):
+        // the JSON error is the one said when neither reads it.
+        Some('{' | '[') => parse_json(file, text, TEMPLATE_FORMAT)
+            .or_else(|json_error| super::yaml::to_json(text).map_err(|_| json_error)),
         Some('"') => {
             let inner = match parse_json(file, text, TEMPLATE_FORMAT)? {
                 Value::String(inner) if !inner.trim_start().starts_with('"') => inner,
@@ -474,8 +477,13 @@ fn parse_template(file: &Path, text: &str) -> Result<Value, ImportError> {
                     });
                 }
             };
-            // Lines in the string's text are the template's own.
-            parse_template(file, &inner)
+            // The lines an error names are those of the text the string
+            // holds, not the file's.
+            let holder = PathBuf::from(format!(
+                "{} (the template its JSON string holds)",
+                file.display()
+            ));
+            parse_template(&holder, &inner)
         }
         _ => super::yaml::to_json(text).map_err(|e| ImportError::NotYaml {
             // The place goes in front, as for every error.

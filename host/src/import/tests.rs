@@ -976,6 +976,27 @@ fn a_template_in_yaml_or_in_a_json_string_imports_as_in_json() {
         message.starts_with("t.yaml:") && message.contains("not a template in YAML"),
         "{message}"
     );
+    // YAML in flow style starts as JSON does; read as YAML when not JSON.
+    let message = cfn::import(
+        Path::new("t.yaml"),
+        "{Parameters: {A: {Type: String}}}",
+        &values,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        message.contains("declares no such parameter (declared: A)"),
+        "{message}"
+    );
+    // A JSON string's YAML: its errors' lines are the string's text's.
+    let broken_body = serde_json::Value::String(broken.clone()).to_string();
+    let message = cfn::import(Path::new("t.json"), &broken_body, &values)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        message.starts_with("t.json (the template its JSON string holds):"),
+        "{message}"
+    );
     let tagged = long_form.replacen("Ref: ScaleOutThreshold", "!Reff ScaleOutThreshold", 1);
     let message = cfn::import(Path::new("t.yaml"), &tagged, &values)
         .unwrap_err()
@@ -1295,6 +1316,34 @@ fn an_alarm_with_both_statistics_is_refused() {
         .to_string();
     assert!(
         message.contains(": both Statistic and ExtendedStatistic (expected one of them"),
+        "{message}"
+    );
+}
+
+/// `import alarms --config` with the application as a self-managed Flink
+/// job is refused, naming why: the output, an MSF application, lost its
+/// REST URL and job and kept its Flink metrics, and failed validation at
+/// lines of the generated text reported as the --config file's.
+#[test]
+fn a_flink_job_of_the_config_is_refused_not_turned_into_an_msf_application() {
+    let loaded = crate::config::load::load_str(
+        include_str!("../../../deploy/flink-ec2/config.toml"),
+        Path::new("agent.toml"),
+    )
+    .unwrap();
+    let app = &loaded.config.applications[0];
+    assert_eq!(app.target, crate::config::TargetKind::Flink);
+    let all = [described(
+        "ScaleOutAlarm-x",
+        &app.name,
+        "GreaterThanThreshold",
+        60,
+    )];
+    let message = alarms::import(&app.name, &all, Some(app), Path::new("agent.toml"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        message.contains("is a self-managed Flink job (target = \"flink\") in the --config file"),
         "{message}"
     );
 }

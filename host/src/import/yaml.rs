@@ -46,8 +46,24 @@ const FUNCTIONS: [&str; 17] = [
     "ToJsonString",
 ];
 
+/// The deepest `[` / `{` nesting a template may have: the design's is
+/// under 10. The parser's own limit comes only after a parse whose time
+/// grows with the square of the depth (100,000 levels, a 200 KB file,
+/// took more than 20 s).
+const MAX_FLOW_DEPTH: usize = 128;
+
 /// `text` (one YAML document) as the JSON value CloudFormation reads.
 pub fn to_json(text: &str) -> Result<Value, YamlError> {
+    if let Some(line) = too_deep(text) {
+        return Err(YamlError {
+            line: Some(line),
+            column: None,
+            message: format!(
+                "brackets nested deeper than {MAX_FLOW_DEPTH} levels (valid: a template nested \
+                 as CloudFormation's are, a few levels)"
+            ),
+        });
+    }
     let yaml: Yaml = serde_norway::from_str(text).map_err(|error| {
         let location = error.location();
         YamlError {
@@ -57,6 +73,35 @@ pub fn to_json(text: &str) -> Result<Value, YamlError> {
         }
     })?;
     convert(yaml, "the template")
+}
+
+/// The line where `text`'s `[` / `{` nesting, outside quoted strings
+/// (roughly: escapes in double quotes, `''` in single ones), passes
+/// [`MAX_FLOW_DEPTH`]; `None` when it never does.
+fn too_deep(text: &str) -> Option<usize> {
+    let (mut depth, mut line) = (0usize, 1usize);
+    let mut quote: Option<char> = None;
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        match (quote, c) {
+            (_, '\n') => line += 1,
+            (Some('"'), '\\') => {
+                chars.next();
+            }
+            (Some(q), c) if c == q => quote = None,
+            (Some(_), _) => {}
+            (None, '"' | '\'') => quote = Some(c),
+            (None, '[' | '{') => {
+                depth += 1;
+                if depth > MAX_FLOW_DEPTH {
+                    return Some(line);
+                }
+            }
+            (None, ']' | '}') => depth = depth.saturating_sub(1),
+            (None, _) => {}
+        }
+    }
+    None
 }
 
 /// `yaml`, found at `path` (for errors), as JSON.
@@ -230,5 +275,18 @@ Resources:
         );
         let duplicate = to_json("A: 1\nA: 2\n").expect_err("a duplicate key");
         assert!(duplicate.message.contains("duplicate"), "{duplicate:?}");
+        // Deep nesting is refused before the parser's quadratic time.
+        let deep = format!("A: {}{}\n", "[".repeat(100_000), "]".repeat(100_000));
+        let started = std::time::Instant::now();
+        let refused = to_json(&deep).expect_err("too deep");
+        assert!(started.elapsed().as_secs() < 1, "{:?}", started.elapsed());
+        assert_eq!(refused.line, Some(1));
+        assert!(
+            refused.message.contains("nested deeper than 128"),
+            "{refused:?}"
+        );
+        // Brackets in quoted text are no nesting.
+        let quoted = format!("A: \"{}\"\nB: '{}'\n", "[".repeat(500), "{".repeat(500));
+        assert!(to_json(&quoted).is_ok());
     }
 }
