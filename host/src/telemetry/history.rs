@@ -1975,8 +1975,21 @@ pub fn status_text(status: &Status) -> String {
                 words.thing()
             );
         }
-        if let Some(left) = app.grace_left_secs {
-            let _ = write!(phase, " ({left} s of grace left)");
+        match (app.grace_left_secs, app.grace_until_ms) {
+            // The journal keeps the phase until the next evaluation
+            // replaces it: an agent stopped (or not yet at its next
+            // evaluation) left a grace period that is over.
+            (Some(_), Some(until)) if until <= status.now_ms => {
+                let _ = write!(
+                    phase,
+                    " (over {} s ago: the next evaluation may act)",
+                    (status.now_ms - until) / 1000
+                );
+            }
+            (Some(left), _) => {
+                let _ = write!(phase, " ({left} s of grace left)");
+            }
+            (None, _) => {}
         }
         if app.phase == "foreign" {
             // What comes after the update, and why (a restart streak's

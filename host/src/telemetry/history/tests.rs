@@ -1553,6 +1553,12 @@ fn status_says_why_a_grace_period_follows_an_update_the_agent_did_not_make() {
         text.contains("phase:      grace (240 s of grace left)\n"),
         "{text}"
     );
+    // One that is over (an agent stopped since) says so, not "0 s left".
+    let text = status_text(&status(&state, &[("app".to_owned(), Words::Msf)], 361_000));
+    assert!(
+        text.contains("phase:      grace (over 60 s ago: the next evaluation may act)\n"),
+        "{text}"
+    );
     journal(
         r#"{"kind": "foreign", "version_id": 7, "since_ms": 1000,
             "after": "grace period after the job's restart or another writer's rescale"}"#,
