@@ -290,7 +290,8 @@ fn sdk(dir: &Path, force: bool) -> Result<ExitCode, Failure> {
          \x20 plugins/step           a complete Rust policy with unit tests\n\
          \x20 plugins/python         the Python helpers (policy, interpreter), an example of \
          each and build.sh (componentize-py)\n\
-         \x20 plugins/js             the JavaScript helper, an example and build.sh (jco)\n\
+         \x20 plugins/js             the JavaScript helpers (policy, interpreter), an example of \
+         each and build.sh (jco)\n\
          Build a Rust plugin with `cargo build --release --target wasm32-wasip2`; a Python or \
          JavaScript one with `{root}/plugins/python/build.sh MODULE` (or js), which writes \
          {root}/target/polyglot/MODULE-py.wasm (-js.wasm).",
