@@ -571,7 +571,10 @@ impl RatePolicy {
     ) -> Option<Decision> {
         let app = &evaluation.app;
         let least = app.min_kpu.max(1);
+        // A backlog metric configured but silent (a misspelt dimension)
+        // says nothing of a backlog: not quiet.
         let quiet = input_rate == 0.0
+            && !observed.backlog_silent
             && observed
                 .latest_backlog()
                 .is_none_or(|(_, records)| records == 0.0)
@@ -582,8 +585,8 @@ impl RatePolicy {
                 least,
                 format!(
                     "no input for the whole scale-in window ({:.0} s) and no backlog: no \
-                     records processed since the last rescale, so no capacity measured; to the \
-                     min KPU ({least})",
+                     records processed in the periods read, so no capacity measured; to the min \
+                     KPU ({least})",
                     self.scale_in_window_ms as f64 / 1000.0
                 ),
             )

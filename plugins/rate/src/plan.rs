@@ -312,6 +312,15 @@ pub fn plan(rules: &Rules, s: &Situation) -> Plan {
                     rules.usl.knee(0.0),
                     s.parallelism
                 ))
+            } else if s.capacity < needed {
+                // The job runs below what its KPU allow (a parallelism
+                // that is not a multiple of ParallelismPerKPU): the size
+                // that carries it is its own KPU, and a rescale to the
+                // same KPU is none.
+                Plan::Hold(format!(
+                    "{state}: {why}, which parallelism {parallelism} would carry, within the {} KPU it runs at (at parallelism {}): no larger KPU is needed, holding",
+                    s.kpu, s.parallelism
+                ))
             } else {
                 Plan::Hold(format!("{state}: {why}, which the current capacity covers"))
             };
@@ -453,8 +462,14 @@ pub fn plan(rules: &Rules, s: &Situation) -> Plan {
                 100.0 * below,
             ),
         ),
-        _ => Plan::Hold(format!(
+        Some(_) => Plan::Hold(format!(
             "{state}: low, but already at the least KPU that carries the window peak {peak:.0} records/s"
+        )),
+        // A capacity measured as 0 (busy, processing nothing: a stalled
+        // operator) sizes nothing.
+        None => Plan::Hold(format!(
+            "{state}: low, but the capacity measurement is unusable (a job busy processing \
+             nothing is stalled, not idle)"
         )),
     }
 }
@@ -726,6 +741,34 @@ mod tests {
             reason.ends_with(
                 "but past parallelism 10, the scalability law's peak, more subtasks add no \
                  capacity (they only slow the job): holding at parallelism 12"
+            ),
+            "{reason}"
+        );
+    }
+
+    /// A job below the parallelism its KPU allow (7 on 2 KPU x 4) whose
+    /// need parallelism 8 carries: no larger KPU is needed, and the hold
+    /// says so, not that the current capacity covers it.
+    #[test]
+    fn a_need_within_the_kpu_it_runs_at_is_said_so() {
+        let capacity = RULES.usl.capacity(1000.0, 7);
+        let s = Situation {
+            kpu: 2,
+            parallelism: 7,
+            per_kpu: 4,
+            capacity,
+            downtime_secs: 0.0,
+            // 18 s of input waiting: 6750 records/s needed, which
+            // parallelism 8 carries (6950) and 7 does not (6203).
+            ..situation(5400.0, 100_000.0)
+        };
+        let Plan::Hold(reason) = plan(&RULES, &s) else {
+            panic!("rescaled: {:?}", plan(&RULES, &s))
+        };
+        assert!(
+            reason.ends_with(
+                "which parallelism 8 would carry, within the 2 KPU it runs at (at parallelism 7): \
+                 no larger KPU is needed, holding"
             ),
             "{reason}"
         );

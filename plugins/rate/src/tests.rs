@@ -350,11 +350,28 @@ fn a_job_with_no_input_goes_to_its_min_kpu_after_the_window() {
     assert_eq!(decision.action, Action::ScaleTo(1), "{}", decision.reason);
     assert!(
         decision.reason.starts_with(
-            "no input for the whole scale-in window (1800 s) and no backlog: no records processed"
+            "no input for the whole scale-in window (1800 s) and no backlog: no records processed \
+             in the periods read"
         ),
         "{}",
         decision.reason
     );
+}
+
+/// A job with no input whose backlog metric is configured but silent (a
+/// misspelt dimension) is not taken for idle: the backlog is unknown
+/// (the review sent a job under 3000 records/s to 1 KPU so).
+#[test]
+fn a_silent_backlog_metric_is_no_proof_of_idleness() {
+    let mut rate = policy(r#"{"scale_in_window_secs": 1800}"#);
+    let mut now = T0 + 12 * P;
+    for _ in 0..40 {
+        let mut evaluation = published(16, &[0.0; 10], now);
+        evaluation.metrics[2].points.clear();
+        let decision = rate.decide(&evaluation).expect("decides");
+        assert_eq!(decision.action, Action::Hold, "{}", decision.reason);
+        now += P;
+    }
 }
 
 /// A job busy but processing nothing (a stalled operator, or a records-in
@@ -376,6 +393,11 @@ fn a_job_busy_processing_nothing_is_not_taken_for_idle() {
         let evaluation = evaluation(4, first_published(10, now), &rows, now);
         let decision = rate.decide(&evaluation).expect("decides");
         assert_eq!(decision.action, Action::Hold, "{}", decision.reason);
+        assert!(
+            !decision.reason.contains("already at the least KPU"),
+            "{}",
+            decision.reason
+        );
         now += P;
     }
 }
