@@ -692,6 +692,96 @@ fn the_printed_iam_policy_allows_every_call_the_agent_makes_and_no_more_and_each
     assert!(updates > 0, "the run made no update to check against");
 }
 
+/// The resource an alarm call acts on: each alarm it names
+/// (DescribeAlarms' `AlarmNames`, PutMetricAlarm's `AlarmName`).
+fn alarm_resources(call: &Value) -> Vec<String> {
+    let names = match call["operation"].as_str() {
+        Some("DescribeAlarms") => strings(&call["params"]["AlarmNames"]),
+        Some("PutMetricAlarm") => strings(&call["params"]["AlarmName"]),
+        _ => Vec::new(),
+    };
+    names
+        .iter()
+        .map(|name| format!("arn:aws:cloudwatch:us-east-1:123456789012:alarm:{name}"))
+        .collect()
+}
+
+/// `iam --alarms-sync` allows what `flinkscale alarms sync` calls (the
+/// audit found it printed nothing of it: AccessDenied for a role that
+/// ran it), on exactly the mirrors; without the flag it is not granted;
+/// and an alarm read from CloudWatch is granted on its own name.
+#[test]
+fn the_iam_policy_with_alarms_sync_allows_what_alarms_sync_and_the_agent_call() {
+    let dir = tempfile::tempdir().unwrap();
+    let emulator = Emulator::start(&scenario("reload.toml"), SPEED, &[], dir.path());
+    let config = dir.path().join("alarms.toml");
+    std::fs::write(
+        &config,
+        "[[application]]\nname = \"keep\"\n\
+         [[application.metric]]\nid = \"cpu\"\nnamespace = \"AWS/KinesisAnalytics\"\n\
+         metric_name = \"containerCPUUtilization\"\nstatistic = \"Maximum\"\n\
+         dimensions = { Application = \"keep\" }\n\
+         [[application.alarm]]\nid = \"hot\"\nmetric = \"cpu\"\n\
+         comparison = \"GreaterThanThreshold\"\nthreshold = 80.0\nevaluation_periods = 3\n\
+         [[application.alarm]]\nid = \"theirs\"\nsource = \"cloudwatch\"\n\
+         alarm_name = \"flinkscale-keep-hot\"\n\
+         [application.policy]\nplugin = \"hold\"\n",
+    )
+    .unwrap();
+    let run = |args: &[&str]| {
+        let mut command = Command::new(common::BIN);
+        command.args(args).arg("--config").arg(&config);
+        common::aws_env(&mut command, &emulator.endpoint, dir.path());
+        let out = command.output().expect("the flinkscale binary runs");
+        assert!(
+            out.status.success(),
+            "{args:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out.stdout
+    };
+    run(&["alarms", "sync"]);
+    run(&["once", "--dry-run"]);
+    let policy_of = |extra: &[&str]| -> Value {
+        let mut args = vec!["iam", "--account", "123456789012", "--region", "us-east-1"];
+        args.extend(extra);
+        serde_json::from_slice(&run(&args)).expect("the policy is JSON")
+    };
+    let (plain, sync) = (policy_of(&[]), policy_of(&["--alarms-sync"]));
+    let calls = emulator.calls();
+    let mut operations = std::collections::BTreeSet::new();
+    for call in &calls {
+        let action = iam_action(call);
+        operations.insert(action.clone());
+        let resources = match call["service"].as_str() {
+            Some("cloudwatch") if action != "cloudwatch:GetMetricData" => alarm_resources(call),
+            _ => vec![iam_resource(call)],
+        };
+        assert!(!resources.is_empty(), "no resource for {call}");
+        for resource in &resources {
+            assert!(
+                allows(&sync, &action, resource),
+                "--alarms-sync does not allow {action} on {resource} (call {call})\n{sync:#}"
+            );
+        }
+    }
+    assert!(
+        operations.contains("cloudwatch:PutMetricAlarm")
+            && operations.contains("cloudwatch:DescribeAlarms"),
+        "{operations:?}"
+    );
+    let mirror = "arn:aws:cloudwatch:us-east-1:123456789012:alarm:flinkscale-keep-hot";
+    assert!(!allows(&plain, "cloudwatch:PutMetricAlarm", mirror), "{plain:#}");
+    // The agent's own read of the alarm it takes from CloudWatch.
+    assert!(allows(&plain, "cloudwatch:DescribeAlarms", mirror), "{plain:#}");
+    assert!(!allows(
+        &sync,
+        "cloudwatch:PutMetricAlarm",
+        "arn:aws:cloudwatch:us-east-1:123456789012:alarm:someone-elses"
+    ));
+}
+
 #[test]
 fn logs_are_plain_text_off_a_terminal_and_flat_json_lines() {
     let dir = tempfile::tempdir().unwrap();

@@ -38,6 +38,21 @@ pub const UNSCOPED_ACTIONS: [&str; 1] = ["cloudwatch:GetMetricData"];
 /// (`source = "cloudwatch"`), on those alarms only.
 pub const ALARM_ACTIONS: [&str; 1] = ["cloudwatch:DescribeAlarms"];
 
+/// The actions `flinkscale alarms sync` calls on the mirrors it keeps
+/// (`flinkscale-APP-ID`), granted with `iam --alarms-sync`.
+pub const ALARM_SYNC_ACTIONS: [&str; 2] =
+    ["cloudwatch:DescribeAlarms", "cloudwatch:PutMetricAlarm"];
+
+/// What the policy grants beyond what the agent itself calls.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Grants {
+    /// A dry-run agent's: no kinesisanalytics:UpdateApplication.
+    pub read_only: bool,
+    /// `flinkscale alarms sync`'s too: DescribeAlarms and PutMetricAlarm
+    /// on the mirrors of the configuration's local alarms.
+    pub alarms_sync: bool,
+}
+
 /// Checks `--account`: twelve digits.
 pub fn parse_account(text: &str) -> Result<String, String> {
     if text.len() == 12 && text.bytes().all(|b| b.is_ascii_digit()) {
@@ -64,23 +79,52 @@ pub fn parse_region(text: &str) -> Result<String, String> {
     }
 }
 
-/// The ARN partition of `region` (`aws-cn` for China, `aws-us-gov` for
-/// GovCloud, `aws` elsewhere and for any region).
+/// The ARN partition of `region`: `aws-cn` for China, `aws-us-gov` for
+/// GovCloud, `aws-iso`, `aws-iso-b` and `aws-eusc` for theirs, `aws`
+/// elsewhere, and any (`*`) for any region (`*`), so that a policy made
+/// without a region matches in China and GovCloud too.
 fn partition(region: &str) -> &'static str {
-    if region.starts_with("cn-") {
-        "aws-cn"
-    } else if region.starts_with("us-gov-") {
-        "aws-us-gov"
-    } else {
-        "aws"
+    const PARTITIONS: [(&str, &str); 5] = [
+        ("cn-", "aws-cn"),
+        ("us-gov-", "aws-us-gov"),
+        ("us-isob-", "aws-iso-b"),
+        ("us-iso-", "aws-iso"),
+        ("eusc-", "aws-eusc"),
+    ];
+    if region == "*" {
+        return "*";
     }
+    PARTITIONS
+        .iter()
+        .find(|(prefix, _)| region.starts_with(prefix))
+        .map_or("aws", |(_, partition)| partition)
+}
+
+/// `name` as the last part of an ARN in a policy: IAM reads `*` and `?`
+/// as wildcards and `${...}` as a policy variable, so those characters
+/// of a name are written as `${*}`, `${?}` and `${$}` (an alarm named
+/// `ScaleOut*` granted every alarm whose name starts with `ScaleOut`).
+fn arn_literal(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    for c in name.chars() {
+        match c {
+            '*' | '?' | '$' => {
+                out.push_str("${");
+                out.push(c);
+                out.push('}');
+            }
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// The ARN of application `name` (`*` for an unknown region or account).
 pub fn application_arn(region: &str, account: &str, name: &str) -> String {
     format!(
-        "arn:{}:kinesisanalytics:{region}:{account}:application/{name}",
-        partition(region)
+        "arn:{}:kinesisanalytics:{region}:{account}:application/{}",
+        partition(region),
+        arn_literal(name)
     )
 }
 
@@ -88,8 +132,9 @@ pub fn application_arn(region: &str, account: &str, name: &str) -> String {
 /// account).
 pub fn alarm_arn(region: &str, account: &str, name: &str) -> String {
     format!(
-        "arn:{}:cloudwatch:{region}:{account}:alarm:{name}",
-        partition(region)
+        "arn:{}:cloudwatch:{region}:{account}:alarm:{}",
+        partition(region),
+        arn_literal(name)
     )
 }
 
@@ -97,19 +142,21 @@ pub fn alarm_arn(region: &str, account: &str, name: &str) -> String {
 /// `account` (`*` when not known). Alarms whose state comes from CloudWatch
 /// add DescribeAlarms on exactly those alarms.
 pub fn policy(config: &Config, region: &str, account: &str) -> serde_json::Value {
-    policy_for(config, region, account, false)
+    policy_for(config, region, account, Grants::default())
 }
 
-/// [`policy`], or with `read_only` the policy of a dry-run agent: the same
-/// statements without kinesisanalytics:UpdateApplication (for the period
-/// a migration runs the agent with `--dry-run` beside the reference
-/// design).
+/// [`policy`] with `grants`: with `read_only` the policy of a dry-run
+/// agent, the same statements without kinesisanalytics:UpdateApplication
+/// (for the period a migration runs the agent with `--dry-run` beside the
+/// reference design); with `alarms_sync`, what `flinkscale alarms sync`
+/// calls on the mirrors too.
 pub fn policy_for(
     config: &Config,
     region: &str,
     account: &str,
-    read_only: bool,
+    grants: Grants,
 ) -> serde_json::Value {
+    let read_only = grants.read_only;
     let arns: Vec<String> = config
         .applications
         .iter()
@@ -157,6 +204,21 @@ pub fn policy_for(
             "Action": ALARM_ACTIONS,
             "Resource": alarms,
         }));
+    }
+    if grants.alarms_sync {
+        let mirrors: Vec<String> = super::alarms::wanted(config)
+            .0
+            .iter()
+            .map(|spec| alarm_arn(region, account, &spec.name))
+            .collect();
+        if !mirrors.is_empty() {
+            statements.push(serde_json::json!({
+                "Sid": "SyncAlarmMirrors",
+                "Effect": "Allow",
+                "Action": ALARM_SYNC_ACTIONS,
+                "Resource": mirrors,
+            }));
+        }
     }
     serde_json::json!({
         "Version": "2012-10-17",
@@ -252,14 +314,14 @@ fn flink_applications(config: &Config) -> Vec<&str> {
         .collect()
 }
 
-/// `flinkscale iam`: prints the policy for `config` on stdout (with
-/// `read_only`, a dry-run agent's: no UpdateApplication); what it could
+/// `flinkscale iam`: prints the policy for `config` on stdout, with
+/// `grants` ([`Grants`]: a dry-run agent's, `alarms sync`'s); what it could
 /// not know (the account, the region) is a `*` in it and a note on stderr.
 pub fn run(
     config: &Path,
     account: Option<String>,
     region: Option<String>,
-    read_only: bool,
+    grants: Grants,
 ) -> ExitCode {
     let loaded = match crate::config::load(config) {
         Ok(loaded) => loaded,
@@ -270,10 +332,27 @@ pub fn run(
     };
     let flink = flink_applications(&loaded.config);
     if !flink.is_empty() {
-        let reads = if reads_cloudwatch_metrics(&loaded.config) {
-            " beyond cloudwatch:GetMetricData for source = \"cloudwatch\" metrics"
-        } else {
-            ""
+        let flink_apps = || {
+            loaded
+                .config
+                .applications
+                .iter()
+                .filter(|app| app.target == TargetKind::Flink)
+        };
+        let metrics = flink_apps().any(|app| {
+            app.metrics
+                .iter()
+                .any(|m| m.source == MetricSourceKind::Cloudwatch)
+        });
+        let alarms =
+            flink_apps().any(|app| app.alarms.iter().any(|a| a.cloudwatch_name().is_some()));
+        let reads = match (metrics, alarms) {
+            (true, true) => {
+                " beyond cloudwatch:GetMetricData for source = \"cloudwatch\" metrics and cloudwatch:DescribeAlarms for source = \"cloudwatch\" alarms"
+            }
+            (true, false) => " beyond cloudwatch:GetMetricData for source = \"cloudwatch\" metrics",
+            (false, true) => " beyond cloudwatch:DescribeAlarms for source = \"cloudwatch\" alarms",
+            (false, false) => "",
         };
         eprintln!(
             "note: {flink:?} scale a self-managed Flink job over its REST API (target = \"flink\"): no AWS permission is needed for them{reads}"
@@ -293,7 +372,7 @@ pub fn run(
         .is_some_and(|statements| statements.iter().any(|s| s["Resource"].is_array()));
     if region.is_none() && has_arns {
         eprintln!(
-            "note: no --region and no [agent] region: the ARNs allow any region (\"*\"); give --region R to narrow them"
+            "note: no --region and no [agent] region: the ARNs allow any region of any partition (\"arn:*:...:*:...\"); give --region R to narrow them"
         );
     }
     if account.is_none() && has_arns {
@@ -305,8 +384,13 @@ pub fn run(
         &loaded.config,
         region.as_deref().unwrap_or("*"),
         account.as_deref().unwrap_or("*"),
-        read_only,
+        grants,
     );
+    if grants.alarms_sync && !document.to_string().contains("SyncAlarmMirrors") {
+        eprintln!(
+            "note: --alarms-sync: no local alarm of the configuration gets a CloudWatch mirror, so `alarms sync` calls nothing"
+        );
+    }
     let chars = policy_chars(&document);
     let (fitted, wide) = widened(&document);
     if !wide.is_empty() {
@@ -449,7 +533,15 @@ mod tests {
         )
         .expect("a configuration");
         let full = policy(&config, "eu-west-1", "123456789012");
-        let read_only = policy_for(&config, "eu-west-1", "123456789012", true);
+        let read_only = policy_for(
+            &config,
+            "eu-west-1",
+            "123456789012",
+            Grants {
+                read_only: true,
+                alarms_sync: false,
+            },
+        );
         assert_eq!(
             read_only["Statement"][0]["Action"],
             serde_json::json!(["kinesisanalytics:DescribeApplication"])
@@ -517,6 +609,67 @@ mod tests {
                 "arn:aws:cloudwatch:eu-west-1:123456789012:alarm:ScaleOutAlarm-orders"
             ])
         );
+    }
+
+    /// `--alarms-sync` adds what `alarms sync` calls, on exactly the
+    /// mirrors; names IAM would read as wildcards or variables are
+    /// escaped; the partition follows the region, any for any region.
+    #[test]
+    fn alarms_sync_escapes_and_partitions() {
+        let config: Config = toml::from_str(
+            "[[application]]\nname = \"orders\"\n\
+             [[application.metric]]\nid = \"cpu\"\nnamespace = \"AWS/KinesisAnalytics\"\n\
+             metric_name = \"containerCPUUtilization\"\nstatistic = \"Maximum\"\n\
+             dimensions = { Application = \"orders\" }\n\
+             [[application.alarm]]\nid = \"scale-out\"\nmetric = \"cpu\"\n\
+             comparison = \"GreaterThanThreshold\"\nthreshold = 80.0\nevaluation_periods = 3\n\
+             [[application.alarm]]\nid = \"theirs\"\nsource = \"cloudwatch\"\n\
+             alarm_name = \"ScaleOut*${aws:username}?\"\n\
+             [application.policy]\nplugin = \"step\"\n",
+        )
+        .expect("a configuration");
+        let plain = policy(&config, "eu-west-1", "123456789012");
+        assert!(!plain.to_string().contains("PutMetricAlarm"), "{plain}");
+        assert_eq!(
+            plain["Statement"][2]["Resource"],
+            serde_json::json!([
+                "arn:aws:cloudwatch:eu-west-1:123456789012:alarm:ScaleOut${*}${$}{aws:username}${?}"
+            ])
+        );
+        let sync = policy_for(
+            &config,
+            "eu-west-1",
+            "123456789012",
+            Grants {
+                read_only: false,
+                alarms_sync: true,
+            },
+        );
+        assert_eq!(sync["Statement"][3]["Sid"], "SyncAlarmMirrors");
+        assert_eq!(
+            sync["Statement"][3]["Action"],
+            serde_json::json!(ALARM_SYNC_ACTIONS)
+        );
+        assert_eq!(
+            sync["Statement"][3]["Resource"],
+            serde_json::json!([
+                "arn:aws:cloudwatch:eu-west-1:123456789012:alarm:flinkscale-orders-scale-out"
+            ])
+        );
+        for (region, partition) in [
+            ("*", "*"),
+            ("us-east-1", "aws"),
+            ("cn-north-1", "aws-cn"),
+            ("us-gov-west-1", "aws-us-gov"),
+            ("us-iso-east-1", "aws-iso"),
+            ("us-isob-east-1", "aws-iso-b"),
+            ("eusc-de-east-1", "aws-eusc"),
+        ] {
+            assert_eq!(
+                application_arn(region, "*", "a"),
+                format!("arn:{partition}:kinesisanalytics:{region}:*:application/a")
+            );
+        }
     }
 
     #[test]

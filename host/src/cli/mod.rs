@@ -172,9 +172,13 @@ pub enum Command {
     /// locks in the configuration's `state_dir`; the file is checked first
     /// and nothing is sent if the agent would refuse it.
     Reload(reload::ReloadArgs),
-    /// Print the least-privilege IAM policy (JSON) for exactly the
-    /// configured applications: their ARNs for kinesisanalytics, `*` for
-    /// cloudwatch:GetMetricData.
+    /// Print the least-privilege IAM policy (JSON) the agent needs for
+    /// exactly the configured applications: their ARNs for
+    /// kinesisanalytics, `*` for cloudwatch:GetMetricData, the alarms'
+    /// ARNs for cloudwatch:DescribeAlarms of `source = "cloudwatch"`
+    /// alarms. The operator's commands need more: `alarms sync`
+    /// (`--alarms-sync` adds it), `import alarms` (cloudwatch:DescribeAlarms
+    /// on `*`).
     Iam {
         /// The configuration file (`--config FILE` or `$FLINKSCALE_CONFIG`).
         #[command(flatten)]
@@ -191,6 +195,11 @@ pub enum Command {
         /// reference design before switching.
         #[arg(long)]
         read_only: bool,
+        /// Also what `flinkscale alarms sync` calls: cloudwatch:DescribeAlarms
+        /// and cloudwatch:PutMetricAlarm on the mirrors of the local alarms
+        /// (`flinkscale-APP-ID`), for a role that runs it too.
+        #[arg(long)]
+        alarms_sync: bool,
     },
     /// Print an example configuration (`flinkscale example NAME >
     /// flinkscale.toml`), or list them without a NAME: the reference
@@ -587,8 +596,17 @@ async fn run_command(command: Command) -> anyhow::Result<ExitCode> {
             account,
             region,
             read_only,
+            alarms_sync,
         } => match conventions::config_path(config.config.as_deref(), None, false) {
-            Ok(config) => Ok(iam::run(&config, account, region, read_only)),
+            Ok(config) => Ok(iam::run(
+                &config,
+                account,
+                region,
+                iam::Grants {
+                    read_only,
+                    alarms_sync,
+                },
+            )),
             Err(error) => Ok(config_path_error(&error)),
         },
         Command::Import { from } => import::run(from).await,
