@@ -323,6 +323,53 @@ params = {{ scale_out_alarm = "scale-out", scale_in_alarm = "scale-in", operatio
     );
     assert!(!refused.exists());
 
+    // A kept policy named by a path relative to --config: checked from
+    // where the output goes, so an output elsewhere, where the path finds
+    // nothing, is refused, not written to fail at the agent's start.
+    let rel = dir.join("rel");
+    std::fs::create_dir_all(rel.join("plugins")).unwrap();
+    std::fs::copy(
+        common::plugin_dir().join("misbehave.wasm"),
+        rel.join("plugins/mine.wasm"),
+    )
+    .unwrap();
+    let config_rel = rel.join("agent.toml");
+    std::fs::write(
+        &config_rel,
+        std::fs::read_to_string(&config).unwrap().replace(
+            "plugin = \"step\"\nparams = { scale_out_alarm = \"scale-out\", scale_in_alarm = \"scale-in\", operation = \"add\", scale_out_factor = 3, scale_in_factor = 1 }",
+            "plugin = \"plugins/mine.wasm\"\nparams = { mode = \"ok\" }",
+        ),
+    )
+    .unwrap();
+    validate(&emu, dir, &config_rel);
+    for (output, expected) in [(rel.join("here.toml"), 0), (dir.join("elsewhere.toml"), 78)] {
+        let (code, stdout, stderr) = flinkscale(
+            &emu,
+            dir,
+            &[
+                "import",
+                "alarms",
+                "--application",
+                APP,
+                "--config",
+                &config_rel.to_string_lossy(),
+                "--output",
+                &output.to_string_lossy(),
+            ],
+        );
+        assert_eq!(code, expected, "{}: {stdout}{stderr}", output.display());
+        assert_eq!(output.exists(), expected == 0);
+        if expected != 0 {
+            assert!(
+                stderr.contains("cannot read plugin")
+                    && stderr.contains("plugins/mine.wasm: No such file")
+                    && stderr.contains("relative plugin paths are read from where it is written"),
+                "{stderr}"
+            );
+        }
+    }
+
     // An application no alarm watches: an error naming what was looked for.
     let (code, stdout, stderr) =
         flinkscale(&emu, dir, &["import", "alarms", "--application", "nobody"]);

@@ -772,9 +772,15 @@ fn the_iam_policy_with_alarms_sync_allows_what_alarms_sync_and_the_agent_call() 
         "{operations:?}"
     );
     let mirror = "arn:aws:cloudwatch:us-east-1:123456789012:alarm:flinkscale-keep-hot";
-    assert!(!allows(&plain, "cloudwatch:PutMetricAlarm", mirror), "{plain:#}");
+    assert!(
+        !allows(&plain, "cloudwatch:PutMetricAlarm", mirror),
+        "{plain:#}"
+    );
     // The agent's own read of the alarm it takes from CloudWatch.
-    assert!(allows(&plain, "cloudwatch:DescribeAlarms", mirror), "{plain:#}");
+    assert!(
+        allows(&plain, "cloudwatch:DescribeAlarms", mirror),
+        "{plain:#}"
+    );
     assert!(!allows(
         &sync,
         "cloudwatch:PutMetricAlarm",

@@ -345,6 +345,13 @@ async fn sync(config: &Path, dry_run: bool) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::from(EX_CONFIG));
     }
     let sdk = crate::aws::sdk_config(loaded.config.agent.region.as_deref()).await;
+    if sdk.region().is_none() {
+        eprintln!(
+            "error: no AWS region for the alarms: {}",
+            crate::aws::region_sources("[agent] of the --config file")
+        );
+        return Ok(ExitCode::from(EX_CONFIG));
+    }
     let client = CloudWatchAlarms::new(&sdk);
     let names: Vec<String> = wanted.iter().map(|s| s.name.clone()).collect();
     let existing = if names.is_empty() {

@@ -253,6 +253,13 @@ async fn alarms(
         return Ok(ExitCode::from(EX_CONFIG));
     }
     let sdk = crate::aws::sdk_config(region.as_deref()).await;
+    if sdk.region().is_none() {
+        eprintln!(
+            "error: no AWS region to read the alarms in: {}",
+            crate::aws::region_sources("[agent] of a --config file")
+        );
+        return Ok(ExitCode::from(EX_CONFIG));
+    }
     let described = crate::metrics::alarms::CloudWatchAlarms::new(&sdk)
         .describe_all()
         .await
@@ -260,15 +267,16 @@ async fn alarms(
     let existing = loaded
         .as_ref()
         .and_then(|l| l.config.applications.iter().find(|a| a.name == application));
-    // Checked as a file beside --config (its relative plugin paths
-    // resolve there), under a name that says the lines an error names are
-    // the generated text's, not the --config file's.
-    let check_as = loaded
-        .as_ref()
-        .map_or_else(crate::import::alarms::default_check_path, |l| {
-            l.file
-                .with_file_name(format!("<import alarms {application}>.toml"))
-        });
+    // Checked as the file it is written to, or else beside --config (its
+    // relative plugin paths resolve there: a kept `plugins/x.wasm` must be
+    // found from where the output is), under a name that says the lines
+    // an error names are the generated text's, not the --config file's.
+    let name = format!("<import alarms {application}>.toml");
+    let check_as = match (output, loaded.as_ref()) {
+        (Some(output), _) => output.with_file_name(&name),
+        (None, Some(l)) => l.file.with_file_name(&name),
+        (None, None) => crate::import::alarms::default_check_path(),
+    };
     let imported = crate::import::alarms::import(application, &described, existing, &check_as)?;
     // What needs the plugins loaded (the ids a kept policy's params name,
     // against the ids made from CloudWatch's names): what the agent would
@@ -289,8 +297,9 @@ async fn alarms(
         }
         eprintln!(
             "error: not written: `flinkscale validate` would refuse the imported \
-             configuration of {application:?} (the params kept from --config may name alarms \
-             the import named otherwise, from CloudWatch's names: rename them there)"
+             configuration of {application:?} (its relative plugin paths are read from where it \
+             is written; the params kept from --config may name alarms the import named \
+             otherwise, from CloudWatch's names: rename them there)"
         );
         return Ok(ExitCode::from(EX_CONFIG));
     }

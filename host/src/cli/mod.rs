@@ -405,11 +405,13 @@ pub fn main() -> ExitCode {
         // credentials and a region are found; the SDK's warnings about
         // the instance metadata service it tried on the way (kilobytes
         // each, without credentials) only bury that.
-        Command::Validate { .. } => "info,aws_config=error",
+        Command::Validate { .. } => "info,aws_config::imds=error",
         // So do the one-shot commands that call AWS: each says in one
-        // line when it found no region or no credentials.
+        // line when it found no region or no credentials. (The loader's
+        // other warnings stay: a broken ~/.aws/config's line is said by
+        // aws_config::provider_config alone.)
         Command::Once { .. } | Command::Alarms { .. } | Command::Import { .. } => {
-            "info,aws_config=error"
+            "info,aws_config::imds=error"
         }
         _ => "info",
     };

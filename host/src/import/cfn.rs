@@ -464,8 +464,19 @@ fn parse_template(file: &Path, text: &str) -> Result<Value, ImportError> {
     match text.trim_start().chars().next() {
         // JSON, or YAML in flow style (which CloudFormation reads too):
         // the JSON error is the one said when neither reads it.
-        Some('{' | '[') => parse_json(file, text, TEMPLATE_FORMAT)
-            .or_else(|json_error| super::yaml::to_json(text).map_err(|_| json_error)),
+        Some('{' | '[') => parse_json(file, text, TEMPLATE_FORMAT).or_else(|json_error| {
+            // Keys without quotes are YAML, not broken JSON: only then is
+            // the text read as YAML (a JSON template with `010` in it must
+            // not pass as YAML's 10).
+            match &json_error {
+                ImportError::NotJson { message, .. }
+                    if message.starts_with("key must be a string") =>
+                {
+                    super::yaml::to_json(text).map_err(|_| json_error)
+                }
+                _ => Err(json_error),
+            }
+        }),
         Some('"') => {
             let inner = match parse_json(file, text, TEMPLATE_FORMAT)? {
                 Value::String(inner) if !inner.trim_start().starts_with('"') => inner,
@@ -648,17 +659,25 @@ pub fn import(file: &Path, text: &str, given: &ParameterValues) -> Result<Import
         },
         other => other,
     });
-    let imported = imported.map_err(|error| with_line(error, file, text));
+    let imported = imported.map_err(|error| with_line(error, file, text, &root));
     imported.map(|mut imported| {
         for g in given.given() {
             imported.given_at.insert(g.key.clone(), g.origin.clone());
         }
+        // A value no resource uses, unless it is the default anyway
+        // (describe-stacks lists every parameter of the stack).
         let referenced = referenced_parameters(&root);
-        imported.unused = imported
-            .given_at
-            .iter()
-            .filter(|(key, _)| !referenced.contains(key.as_str()))
-            .map(|(key, origin)| (key.clone(), origin.clone()))
+        let declared = template::declared(&root).unwrap_or_default();
+        let last: BTreeMap<&str, &GivenValue> =
+            given.given().iter().map(|g| (g.key.as_str(), g)).collect();
+        imported.unused = last
+            .into_iter()
+            .filter(|(key, g)| {
+                !referenced.contains(key)
+                    && declared.get(*key).and_then(|d| d.default.as_deref())
+                        != Some(g.value.as_str())
+            })
+            .map(|(key, g)| (key.to_owned(), g.origin.clone()))
             .collect();
         imported
     })
@@ -670,10 +689,15 @@ pub fn import(file: &Path, text: &str, given: &ParameterValues) -> Result<Import
 /// the line is found in the text by the keys: the resource's, then the
 /// property's after it. Unchanged when the part is not found, and for a
 /// template given as one JSON string (its lines are the string's).
-fn with_line(error: ImportError, file: &Path, text: &str) -> ImportError {
+fn with_line(error: ImportError, file: &Path, text: &str, root: &Value) -> ImportError {
     if text.trim_start().starts_with('"') {
         return error;
     }
+    let resources: Vec<&str> = root
+        .get("Resources")
+        .and_then(Value::as_object)
+        .map(|r| r.keys().map(String::as_str).collect())
+        .unwrap_or_default();
     let at_file = file.display().to_string();
     let placed = |line: usize| format!("{at_file}:{line}");
     match error {
@@ -682,7 +706,7 @@ fn with_line(error: ImportError, file: &Path, text: &str) -> ImportError {
             found,
             expected,
         } if template == file => {
-            let template = resource_line(text, &found, None)
+            let template = resource_line(text, &found, None, &resources)
                 .map_or(template, |line| PathBuf::from(placed(line)));
             ImportError::NotTheDesign {
                 template,
@@ -697,7 +721,7 @@ fn with_line(error: ImportError, file: &Path, text: &str) -> ImportError {
             needed_by,
             allowed,
         } if template == file => {
-            let template = resource_line(text, &needed_by, None)
+            let template = resource_line(text, &needed_by, None, &resources)
                 .map_or(template, |line| PathBuf::from(placed(line)));
             ImportError::Missing {
                 template,
@@ -714,8 +738,8 @@ fn with_line(error: ImportError, file: &Path, text: &str) -> ImportError {
             problem,
             valid,
         } if at == at_file => {
-            let line = resource_line(text, &problem, Some(&name))
-                .or_else(|| template_key_line(text, &name, 0).map(|(line, _)| line));
+            let line = resource_line(text, &problem, Some(&name), &resources)
+                .or_else(|| parameter_line(text, &name));
             ImportError::Unsupported {
                 at: line.map_or(at, placed),
                 name,
@@ -730,54 +754,93 @@ fn with_line(error: ImportError, file: &Path, text: &str) -> ImportError {
 
 /// The line of the part `said` names (`resource X's P ...`, `resource
 /// X: ...`): property P of resource X (else `property`, when given), or X
-/// itself.
-fn resource_line(text: &str, said: &str, property: Option<&str>) -> Option<usize> {
+/// itself. X is looked for under the template's `Resources`, and P
+/// within X: up to the next of `resources` (the template's resources)
+/// after it.
+fn resource_line(
+    text: &str,
+    said: &str,
+    property: Option<&str>,
+    resources: &[&str],
+) -> Option<usize> {
     let rest = &said[said.find("resource ")? + "resource ".len()..];
     let end = rest
         .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.'))
         .unwrap_or(rest.len());
     let (resource, after) = rest.split_at(end);
-    let (line, offset) = template_key_line(text, resource, 0)?;
+    let from = section(text, "Resources").unwrap_or(0);
+    let offset = key_offsets(text, resource)
+        .into_iter()
+        .find(|o| *o >= from)?;
+    let until = resources
+        .iter()
+        .filter(|r| **r != resource)
+        .filter_map(|r| key_offsets(text, r).into_iter().find(|o| *o > offset))
+        .min()
+        .unwrap_or(text.len());
     let named = after.strip_prefix("'s ").map(|p| {
         let end = p
             .find(|c: char| !c.is_ascii_alphanumeric())
             .unwrap_or(p.len());
         &p[..end]
     });
-    let property = named.or(property);
-    match property.filter(|p| !p.is_empty()) {
-        Some(property) => {
-            Some(template_key_line(text, property, offset).map_or(line, |(line, _)| line))
-        }
-        None => Some(line),
-    }
+    let found = named.or(property).filter(|p| !p.is_empty()).and_then(|p| {
+        key_offsets(text, p)
+            .into_iter()
+            .find(|o| (offset..until).contains(o))
+    });
+    Some(line_at(text, found.unwrap_or(offset)))
 }
 
-/// The line (1-based) and byte offset of the first key `key` in `text` at
-/// or after `from`: `"key":` (JSON, or quoted YAML) or `key:` starting a
-/// YAML line.
-fn template_key_line(text: &str, key: &str, from: usize) -> Option<(usize, usize)> {
+/// The line of parameter `name`'s declaration, under the template's
+/// `Parameters` (not a label of it in the metadata).
+fn parameter_line(text: &str, name: &str) -> Option<usize> {
+    let from = section(text, "Parameters").unwrap_or(0);
+    let offset = key_offsets(text, name).into_iter().find(|o| *o >= from)?;
+    Some(line_at(text, offset))
+}
+
+/// The offset of the top-level key `name`: of its occurrences as a key,
+/// the least indented (the first of those).
+fn section(text: &str, name: &str) -> Option<usize> {
+    key_offsets(text, name)
+        .into_iter()
+        .min_by_key(|o| o - text[..*o].rfind('\n').map_or(0, |n| n + 1))
+}
+
+/// The 1-based line of byte `offset` of `text`.
+fn line_at(text: &str, offset: usize) -> usize {
+    text[..offset].matches('\n').count() + 1
+}
+
+/// Every byte offset of `key` as a key in `text`: `"key":` (JSON, or
+/// quoted YAML), `'key':`, or `key:` after a YAML line's indentation (or
+/// its `- `).
+fn key_offsets(text: &str, key: &str) -> Vec<usize> {
     if key.is_empty() {
-        return None;
+        return Vec::new();
     }
-    let tail = text.get(from..)?;
-    let quoted = format!("\"{key}\"");
-    let json = tail
-        .match_indices(&quoted)
-        .find(|(at, _)| tail[at + quoted.len()..].trim_start().starts_with(':'));
-    let yaml = tail.match_indices(key).find(|(at, _)| {
-        let line_start = tail[..*at].rfind('\n').map_or(0, |n| n + 1);
-        let before = &tail[line_start..*at];
-        (before.trim().is_empty() || before.trim() == "-")
-            && tail[at + key.len()..].starts_with(':')
-    });
-    let at = match (json, yaml) {
-        (Some((a, _)), Some((b, _))) => a.min(b),
-        (Some((a, _)), None) | (None, Some((a, _))) => a,
-        (None, None) => return None,
-    };
-    let offset = from + at;
-    Some((text[..offset].matches('\n').count() + 1, offset))
+    let mut offsets = Vec::new();
+    for quote in ['"', '\''] {
+        let quoted = format!("{quote}{key}{quote}");
+        offsets.extend(
+            text.match_indices(&quoted)
+                .filter(|(at, _)| text[at + quoted.len()..].trim_start().starts_with(':'))
+                .map(|(at, _)| at),
+        );
+    }
+    offsets.extend(
+        text.match_indices(key)
+            .filter(|(at, _)| {
+                let line_start = text[..*at].rfind('\n').map_or(0, |n| n + 1);
+                let before = text[line_start..*at].trim();
+                (before.is_empty() || before == "-") && text[at + key.len()..].starts_with(':')
+            })
+            .map(|(at, _)| at),
+    );
+    offsets.sort_unstable();
+    offsets.dedup();
+    offsets
 }
 
 /// The names `Ref` or `${...}` (in `Fn::Sub`) point at anywhere in the

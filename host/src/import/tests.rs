@@ -976,6 +976,13 @@ fn a_template_in_yaml_or_in_a_json_string_imports_as_in_json() {
         message.starts_with("t.yaml:") && message.contains("not a template in YAML"),
         "{message}"
     );
+    // Broken JSON is not read as YAML with another meaning (`010`).
+    let octal = V2.replacen("\"Default\": \"10\"", "\"Default\": 010", 1);
+    assert_ne!(octal, V2);
+    let message = cfn::import(Path::new("t.json"), &octal, &values)
+        .unwrap_err()
+        .to_string();
+    assert!(message.contains(": not JSON: "), "{message}");
     // YAML in flow style starts as JSON does; read as YAML when not JSON.
     let message = cfn::import(
         Path::new("t.yaml"),
@@ -1211,6 +1218,14 @@ fn an_unused_parameter_is_warned_of_and_a_near_miss_named() {
     assert_ne!(template, V2);
     let quiet = cfn::import(Path::new("t.json"), &template, &given(REQUIRED)).unwrap();
     assert!(quiet.warnings().is_empty(), "{:?}", quiet.warnings());
+    // Its default given (describe-stacks lists every parameter) is no news.
+    let listed = cfn::import(
+        Path::new("t.json"),
+        &template,
+        &given(&[REQUIRED, &[("MetricPeriod", "60")]].concat()),
+    )
+    .unwrap();
+    assert!(listed.warnings().is_empty(), "{:?}", listed.warnings());
     let imported = cfn::import(
         Path::new("t.json"),
         &template,
@@ -1345,5 +1360,56 @@ fn a_flink_job_of_the_config_is_refused_not_turned_into_an_msf_application() {
     assert!(
         message.contains("is a self-managed Flink job (target = \"flink\") in the --config file"),
         "{message}"
+    );
+}
+
+/// The line found is the part's own, not a look-alike: a resource's name
+/// in a description before `Resources`, a property of the next resource
+/// when this one spells it in single quotes, a parameter's label in the
+/// metadata before `Parameters` (the second review found all three).
+#[test]
+fn template_error_lines_are_not_fooled_by_look_alikes() {
+    let cdk = include_str!("../../../tests/fixtures/cfn/cdk-msk-MaxOffsetLag-Maximum.yaml");
+    let values = given(&[
+        ("ApplicationName", "app"),
+        ("ScaleOperation", "Add/Subtract"),
+        ("MSKClusterName", "c"),
+        ("KafkaTopicName", "t"),
+        ("KafkaConsumerGroupName", "g"),
+    ]);
+    let line_of =
+        |text: &str, needle: &str| 1 + text[..text.find(needle).unwrap()].matches('\n').count();
+    let error = |text: &str, values: &ParameterValues| {
+        cfn::import(Path::new("t"), text, values)
+            .unwrap_err()
+            .to_string()
+    };
+    // The first alarm's Period, single-quoted and wrong, after a
+    // description that names the resource as a key.
+    let text = cdk
+        .replacen(
+            "Description: ",
+            "Description: |\n  ScaleoutalarmonMaxOffsetLag: in a description\nX: ",
+            1,
+        )
+        .replacen("      Period: 60\n", "      'Period': abc\n", 1);
+    let message = error(&text, &values);
+    let line = line_of(&text, "'Period': abc");
+    assert!(
+        message.starts_with(&format!("t:{line}: ")),
+        "{line}: {message}"
+    );
+    // A parameter's label in the metadata, before its declaration.
+    let labelled = V2.replacen(
+        "\"Parameters\": {",
+        "\"Metadata\": {\"Labels\": {\"MaxKPU\": {\"default\": \"Upper bound\"}}},\n \"Parameters\": {",
+        1,
+    )
+    .replacen("\"Default\": \"10\"", "\"Default\": \"abc\"", 1);
+    let message = error(&labelled, &given(REQUIRED));
+    let line = line_of(&labelled, "\"MaxKPU\": {\n");
+    assert!(
+        message.starts_with(&format!("t:{line}: parameter \"MaxKPU\"")),
+        "{line}: {message}"
     );
 }

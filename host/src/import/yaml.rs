@@ -75,22 +75,33 @@ pub fn to_json(text: &str) -> Result<Value, YamlError> {
     convert(yaml, "the template")
 }
 
-/// The line where `text`'s `[` / `{` nesting, outside quoted strings
-/// (roughly: escapes in double quotes, `''` in single ones), passes
-/// [`MAX_FLOW_DEPTH`]; `None` when it never does.
+/// The line where `text`'s `[` / `{` nesting, outside quoted strings,
+/// passes [`MAX_FLOW_DEPTH`]; `None` when it never does. A quote opens a
+/// string only where a scalar starts (a line's start, or after `:`, `-`,
+/// `[`, `{`, `,` and spaces), so an apostrophe in a plain scalar
+/// (`Description: it's ...`) opens none; escapes in double quotes are
+/// skipped (`''` in single ones closes and reopens, which is the same).
 fn too_deep(text: &str) -> Option<usize> {
     let (mut depth, mut line) = (0usize, 1usize);
     let mut quote: Option<char> = None;
+    // The last character that is not a space, `\n` at a line's start.
+    let mut before = '\n';
     let mut chars = text.chars();
     while let Some(c) = chars.next() {
         match (quote, c) {
-            (_, '\n') => line += 1,
+            (_, '\n') => {
+                line += 1;
+                before = '\n';
+                continue;
+            }
             (Some('"'), '\\') => {
                 chars.next();
             }
             (Some(q), c) if c == q => quote = None,
             (Some(_), _) => {}
-            (None, '"' | '\'') => quote = Some(c),
+            (None, '"' | '\'') if matches!(before, '\n' | ':' | '-' | '[' | '{' | ',') => {
+                quote = Some(c);
+            }
             (None, '[' | '{') => {
                 depth += 1;
                 if depth > MAX_FLOW_DEPTH {
@@ -99,6 +110,9 @@ fn too_deep(text: &str) -> Option<usize> {
             }
             (None, ']' | '}') => depth = depth.saturating_sub(1),
             (None, _) => {}
+        }
+        if c != ' ' && c != '\t' {
+            before = c;
         }
     }
     None
@@ -288,5 +302,15 @@ Resources:
         // Brackets in quoted text are no nesting.
         let quoted = format!("A: \"{}\"\nB: '{}'\n", "[".repeat(500), "{".repeat(500));
         assert!(to_json(&quoted).is_ok());
+        // An apostrophe in a plain scalar opens no string to hide in.
+        let hidden = format!(
+            "Description: it's deep\nA: {}{}\n",
+            "[".repeat(100_000),
+            "]".repeat(100_000)
+        );
+        let started = std::time::Instant::now();
+        let refused = to_json(&hidden).expect_err("too deep");
+        assert!(started.elapsed().as_secs() < 1, "{:?}", started.elapsed());
+        assert_eq!(refused.line, Some(2));
     }
 }
