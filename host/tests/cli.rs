@@ -1521,6 +1521,35 @@ fn simulate_and_bench_say_wrong_flags_in_the_flags_words() {
     );
     assert_eq!(code, 0, "{stdout}{stderr}");
     assert!(stdout.contains("| step | hold |"), "{stdout}");
+    // bench logs at warn, so a plugin file standing in for a built-in of
+    // its name is said by bench itself, once.
+    std::fs::create_dir_all(dir.join("pd")).expect("a folder");
+    std::fs::copy(
+        common::plugin_dir().join("misbehave.wasm"),
+        dir.join("pd/hold.wasm"),
+    )
+    .expect("copied");
+    let (_, stdout, stderr) = flinkscale_in(
+        &dir,
+        &[
+            "bench",
+            "--scenarios",
+            "step",
+            "--policies",
+            "hold",
+            "--plugin-dir",
+            "pd",
+            "--out",
+            "out",
+            "--no-reports",
+        ],
+    );
+    let said = format!(
+        "bench: policy hold runs the plugin file {}",
+        dir.join("pd/hold.wasm").display()
+    );
+    assert_eq!(stderr.matches(&said).count(), 1, "{stdout}{stderr}");
+    assert!(!stderr.contains("Plugin loaded."), "{stderr}");
 }
 
 /// Two interpreters giving one signal name (one value would be lost) is a

@@ -511,10 +511,22 @@ pub fn run(options: &BenchOptions) -> Result<BenchResult, BenchError> {
             params: serde_json::Map::new(),
         })
         .collect();
+    let mut from_files = std::collections::BTreeSet::new();
     for scenario in &scenarios {
         for choice in &choices {
-            configure(scenario, choice, options.plugin_dir.as_deref())?;
+            let loaded = configure(scenario, choice, options.plugin_dir.as_deref())?;
+            for paths in &loaded.plugins {
+                if let Some(file) = paths.policy.file() {
+                    from_files.insert((choice.name.clone(), file.display().to_string()));
+                }
+            }
         }
+    }
+    // Said once each, as the plugins' own load lines are not at bench's
+    // log level: a file of --plugin-dir stands in for a built-in of its
+    // name, and the table's row bears the built-in's name.
+    for (policy, file) in &from_files {
+        eprintln!("bench: policy {policy} runs the plugin file {file}");
     }
     // Longest first, so the long runs do not end up alone at the end.
     let mut jobs: Vec<(usize, usize)> = (0..scenarios.len())
