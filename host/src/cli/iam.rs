@@ -80,15 +80,18 @@ pub fn parse_region(text: &str) -> Result<String, String> {
 }
 
 /// The ARN partition of `region`: `aws-cn` for China, `aws-us-gov` for
-/// GovCloud, `aws-iso`, `aws-iso-b` and `aws-eusc` for theirs, `aws`
+/// GovCloud, `aws-iso`, `aws-iso-b`, `aws-iso-f`, `aws-iso-e` and
+/// `aws-eusc` for theirs, `aws`
 /// elsewhere, and any (`*`) for any region (`*`), so that a policy made
 /// without a region matches in China and GovCloud too.
 fn partition(region: &str) -> &'static str {
-    const PARTITIONS: [(&str, &str); 5] = [
+    const PARTITIONS: [(&str, &str); 7] = [
         ("cn-", "aws-cn"),
         ("us-gov-", "aws-us-gov"),
         ("us-isob-", "aws-iso-b"),
+        ("us-isof-", "aws-iso-f"),
         ("us-iso-", "aws-iso"),
+        ("eu-isoe-", "aws-iso-e"),
         ("eusc-", "aws-eusc"),
     ];
     if region == "*" {
@@ -282,7 +285,14 @@ pub fn widened(document: &serde_json::Value) -> (serde_json::Value, Vec<String>)
             .flatten()
             .filter_map(serde_json::Value::as_str)
             .collect();
-        let wide = format!("{}*", common_prefix(arns));
+        // A prefix cut inside an escape (`${*}` of a name with a `*`)
+        // would end in an unclosed policy variable: cut before it.
+        let prefix = common_prefix(arns);
+        let prefix = match prefix.rfind("${") {
+            Some(at) if !prefix[at..].contains('}') => &prefix[..at],
+            _ => prefix.as_str(),
+        };
+        let wide = format!("{prefix}*");
         statement["Resource"] = serde_json::json!([wide]);
         widened.push(statement["Sid"].as_str().unwrap_or_default().to_owned());
     }
@@ -663,6 +673,8 @@ mod tests {
             ("us-gov-west-1", "aws-us-gov"),
             ("us-iso-east-1", "aws-iso"),
             ("us-isob-east-1", "aws-iso-b"),
+            ("us-isof-south-1", "aws-iso-f"),
+            ("eu-isoe-west-1", "aws-iso-e"),
             ("eusc-de-east-1", "aws-eusc"),
         ] {
             assert_eq!(
@@ -670,6 +682,31 @@ mod tests {
                 format!("arn:{partition}:kinesisanalytics:{region}:*:application/a")
             );
         }
+    }
+
+    /// Names that differ at an escaped character widen to the prefix
+    /// before the escape, not into it (`alarm:Orders${*` was an unclosed
+    /// policy variable).
+    #[test]
+    fn widening_never_cuts_an_escape_in_half() {
+        let mut text = String::from("[[application]]\nname = \"app\"\n");
+        for i in 0..60 {
+            let mark = if i % 2 == 0 { '*' } else { '?' };
+            text.push_str(&format!(
+                "[[application.alarm]]\nid = \"a{i}\"\nsource = \"cloudwatch\"\n\
+                 alarm_name = \"Orders{mark}-a-long-alarm-name-for-the-application-number-{i}\"\n"
+            ));
+        }
+        text.push_str("[application.policy]\nplugin = \"hold\"\n");
+        let config: Config = toml::from_str(&text).expect("a configuration");
+        let document = policy(&config, "eu-west-1", "123456789012");
+        assert!(policy_chars(&document) > MANAGED_POLICY_MAX_CHARS);
+        let (wide, which) = widened(&document);
+        assert_eq!(which, ["ReadCloudWatchAlarmStates"]);
+        assert_eq!(
+            wide["Statement"][2]["Resource"],
+            serde_json::json!(["arn:aws:cloudwatch:eu-west-1:123456789012:alarm:Orders*"])
+        );
     }
 
     #[test]

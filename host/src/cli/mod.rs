@@ -387,6 +387,14 @@ fn die_quietly_on_a_closed_pipe() {
     }
 }
 
+/// The log filter of the commands that say in one line what region or
+/// credentials they did not find: the SDK's instance metadata client,
+/// and the credentials chain that reports its failure again (900
+/// characters), log errors only; the loader's other warnings (a broken
+/// ~/.aws/config, with its line) stay.
+const QUIET_AWS_CONFIG: &str =
+    "info,aws_config::imds=error,aws_config::meta::credentials::chain=error";
+
 /// Parses the command line, runs the command and returns the exit code.
 pub fn main() -> ExitCode {
     let unset = unset_empty_variables();
@@ -405,14 +413,12 @@ pub fn main() -> ExitCode {
         // credentials and a region are found; the SDK's warnings about
         // the instance metadata service it tried on the way (kilobytes
         // each, without credentials) only bury that.
-        Command::Validate { .. } => "info,aws_config::imds=error",
+        Command::Validate { .. } => QUIET_AWS_CONFIG,
         // So do the one-shot commands that call AWS: each says in one
         // line when it found no region or no credentials. (The loader's
         // other warnings stay: a broken ~/.aws/config's line is said by
         // aws_config::provider_config alone.)
-        Command::Once { .. } | Command::Alarms { .. } | Command::Import { .. } => {
-            "info,aws_config::imds=error"
-        }
+        Command::Once { .. } | Command::Alarms { .. } | Command::Import { .. } => QUIET_AWS_CONFIG,
         _ => "info",
     };
     // The agent's log lines go through a thread of their own: a stderr

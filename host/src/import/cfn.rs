@@ -465,13 +465,11 @@ fn parse_template(file: &Path, text: &str) -> Result<Value, ImportError> {
         // JSON, or YAML in flow style (which CloudFormation reads too):
         // the JSON error is the one said when neither reads it.
         Some('{' | '[') => parse_json(file, text, TEMPLATE_FORMAT).or_else(|json_error| {
-            // Keys without quotes are YAML, not broken JSON: only then is
-            // the text read as YAML (a JSON template with `010` in it must
-            // not pass as YAML's 10).
+            // Flow-style YAML (keys or values without quotes, `!Ref`) is
+            // read as YAML; a number JSON refuses is not (a JSON template
+            // with `010` in it must not pass as YAML's 10).
             match &json_error {
-                ImportError::NotJson { message, .. }
-                    if message.starts_with("key must be a string") =>
-                {
+                ImportError::NotJson { message, .. } if !message.contains("number") => {
                     super::yaml::to_json(text).map_err(|_| json_error)
                 }
                 _ => Err(json_error),

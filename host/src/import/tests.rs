@@ -995,6 +995,18 @@ fn a_template_in_yaml_or_in_a_json_string_imports_as_in_json() {
         message.contains("declares no such parameter (declared: A)"),
         "{message}"
     );
+    // So is one whose values are unquoted.
+    let message = cfn::import(
+        Path::new("t.yaml"),
+        "{\"Parameters\": {\"A\": {\"Type\": String}}}",
+        &values,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        message.contains("declares no such parameter (declared: A)"),
+        "{message}"
+    );
     // A JSON string's YAML: its errors' lines are the string's text's.
     let broken_body = serde_json::Value::String(broken.clone()).to_string();
     let message = cfn::import(Path::new("t.json"), &broken_body, &values)

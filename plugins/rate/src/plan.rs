@@ -312,7 +312,7 @@ pub fn plan(rules: &Rules, s: &Situation) -> Plan {
                     rules.usl.knee(0.0),
                     s.parallelism
                 ))
-            } else if s.capacity < needed {
+            } else if s.capacity < needed && new_capacity >= needed {
                 // The job runs below what its KPU allow (a parallelism
                 // that is not a multiple of ParallelismPerKPU): the size
                 // that carries it is its own KPU, and a rescale to the
@@ -320,6 +320,13 @@ pub fn plan(rules: &Rules, s: &Situation) -> Plan {
                 Plan::Hold(format!(
                     "{state}: {why}, which parallelism {parallelism} would carry, within the {} KPU it runs at (at parallelism {}): no larger KPU is needed, holding",
                     s.kpu, s.parallelism
+                ))
+            } else if s.capacity < needed {
+                // No parallelism carries it, and the law's peak is within
+                // the KPU it runs at.
+                Plan::Hold(format!(
+                    "{state}: {why}, which no parallelism carries (the scalability law peaks at parallelism {parallelism}, within the {} KPU it runs at): holding",
+                    s.kpu
                 ))
             } else {
                 Plan::Hold(format!("{state}: {why}, which the current capacity covers"))
@@ -769,6 +776,38 @@ mod tests {
             reason.ends_with(
                 "which parallelism 8 would carry, within the 2 KPU it runs at (at parallelism 7): \
                  no larger KPU is needed, holding"
+            ),
+            "{reason}"
+        );
+    }
+
+    /// A need no parallelism carries, the law's peak (10) within the KPU
+    /// the job runs at (3 KPU x 4, at parallelism 8): the hold says no
+    /// parallelism carries it, not that parallelism 10 would.
+    #[test]
+    fn a_need_past_the_laws_peak_within_the_kpu_is_said_so() {
+        let steep = Rules {
+            usl: Usl {
+                sigma: 0.02,
+                kappa: 0.01,
+            },
+            ..RULES
+        };
+        let capacity = steep.usl.capacity(1000.0, 8);
+        let s = Situation {
+            kpu: 3,
+            parallelism: 8,
+            per_kpu: 4,
+            capacity,
+            ..situation(2.0 * capacity, 100_000.0)
+        };
+        let Plan::Hold(reason) = plan(&steep, &s) else {
+            panic!("rescaled: {:?}", plan(&steep, &s))
+        };
+        assert!(
+            reason.ends_with(
+                "which no parallelism carries (the scalability law peaks at parallelism 10, \
+                 within the 3 KPU it runs at): holding"
             ),
             "{reason}"
         );
