@@ -392,8 +392,8 @@ fn die_quietly_on_a_closed_pipe() {
 /// and the credentials chain that reports its failure again (900
 /// characters), log errors only; the loader's other warnings (a broken
 /// ~/.aws/config, with its line) stay.
-const QUIET_AWS_CONFIG: &str =
-    "info,aws_config::imds=error,aws_config::meta::credentials::chain=error";
+const QUIET_AWS_CONFIG: &str = "info,aws_config::imds=error,\
+     aws_config::meta::credentials::chain=error,aws_config::profile::credentials=error";
 
 /// Parses the command line, runs the command and returns the exit code.
 pub fn main() -> ExitCode {

@@ -446,6 +446,27 @@ pub const REFERENCE_TEMPLATE_NAME: &str = "built-in managed-flink-autoscaling.js
 const TEMPLATE_FORMAT: &str = "a CloudFormation template in JSON or YAML, or `aws cloudformation \
      get-template --query TemplateBody` output, the template as one JSON string";
 
+/// CloudFormation's limit for a template (uploaded to S3; 51,200 bytes
+/// passed inline): a larger text is no stack's, and is refused before
+/// a parse whose time grows with it.
+const MAX_TEMPLATE_BYTES: usize = 1024 * 1024;
+
+/// Whether the JSON parse of `text` stopped (at 1-based `line`, `column`)
+/// at a letter or `!` that follows no digit: the start of an unquoted
+/// YAML word or tag, not a number JSON refuses (`0x10`, `0o7`).
+fn stopped_at_a_word(text: &str, line: usize, column: usize) -> bool {
+    let Some(row) = text.lines().nth(line.saturating_sub(1)) else {
+        return false;
+    };
+    let chars: Vec<char> = row.chars().collect();
+    let at = column.saturating_sub(1);
+    let Some(&c) = chars.get(at) else {
+        return false;
+    };
+    let after_digit = at > 0 && chars[at - 1].is_ascii_digit();
+    (c.is_alphabetic() || c == '!') && !after_digit
+}
+
 /// `:line:column`, `:line` or nothing, for an error's place.
 fn at(line: Option<usize>, column: Option<usize>) -> String {
     match (line, column) {
@@ -461,15 +482,28 @@ fn at(line: Option<usize>, column: Option<usize>) -> String {
 /// order mark is skipped.
 fn parse_template(file: &Path, text: &str) -> Result<Value, ImportError> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    match text.trim_start().chars().next() {
+    let first = text.trim_start().chars().next();
+    if first != Some('"') && text.len() > MAX_TEMPLATE_BYTES {
+        return Err(ImportError::NotTheDesign {
+            template: file.to_owned(),
+            found: format!("{} bytes", text.len()),
+            expected: format!(
+                "at most {MAX_TEMPLATE_BYTES} bytes, CloudFormation's limit for a template"
+            ),
+        });
+    }
+    match first {
         // JSON, or YAML in flow style (which CloudFormation reads too):
         // the JSON error is the one said when neither reads it.
         Some('{' | '[') => parse_json(file, text, TEMPLATE_FORMAT).or_else(|json_error| {
-            // Flow-style YAML (keys or values without quotes, `!Ref`) is
-            // read as YAML; a number JSON refuses is not (a JSON template
-            // with `010` in it must not pass as YAML's 10).
+            // Flow-style YAML (a key or value without quotes, `!Ref`) is
+            // read as YAML: JSON stopped at a letter or `!` that follows
+            // no digit. A number JSON refuses is not (a JSON template with
+            // `010`, `0x10` or `+70` must not pass as YAML's 10, 16, 70).
             match &json_error {
-                ImportError::NotJson { message, .. } if !message.contains("number") => {
+                ImportError::NotJson { line, column, .. }
+                    if stopped_at_a_word(text, *line, *column) =>
+                {
                     super::yaml::to_json(text).map_err(|_| json_error)
                 }
                 _ => Err(json_error),

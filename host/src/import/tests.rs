@@ -976,13 +976,24 @@ fn a_template_in_yaml_or_in_a_json_string_imports_as_in_json() {
         message.starts_with("t.yaml:") && message.contains("not a template in YAML"),
         "{message}"
     );
-    // Broken JSON is not read as YAML with another meaning (`010`).
-    let octal = V2.replacen("\"Default\": \"10\"", "\"Default\": 010", 1);
-    assert_ne!(octal, V2);
-    let message = cfn::import(Path::new("t.json"), &octal, &values)
+    // Broken JSON is not read as YAML with another meaning (`010`, `0x10`,
+    // `+10`, `.5`), and a template past CloudFormation's 1 MB is refused.
+    for number in ["010", "0x10", "0o12", "+10", ".5"] {
+        let broken = V2.replacen("\"Default\": \"10\"", &format!("\"Default\": {number}"), 1);
+        assert_ne!(broken, V2);
+        let message = cfn::import(Path::new("t.json"), &broken, &values)
+            .unwrap_err()
+            .to_string();
+        assert!(message.contains(": not JSON: "), "{number}: {message}");
+    }
+    let huge = format!("{}{}", " ".repeat(1024 * 1024), V2);
+    let message = cfn::import(Path::new("t.json"), &huge, &values)
         .unwrap_err()
         .to_string();
-    assert!(message.contains(": not JSON: "), "{message}");
+    assert!(
+        message.contains("CloudFormation's limit for a template"),
+        "{message}"
+    );
     // YAML in flow style starts as JSON does; read as YAML when not JSON.
     let message = cfn::import(
         Path::new("t.yaml"),

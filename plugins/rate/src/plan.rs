@@ -322,10 +322,16 @@ pub fn plan(rules: &Rules, s: &Situation) -> Plan {
                     s.kpu, s.parallelism
                 ))
             } else if s.capacity < needed {
-                // No parallelism carries it, and the law's peak is within
-                // the KPU it runs at.
+                // No parallelism carries it, and the most capacity (the
+                // law's peak, or the most parallelism sized) is within the
+                // KPU it runs at.
+                let most = if parallelism >= MAX_PARALLELISM {
+                    format!("the most parallelism sized is {parallelism}")
+                } else {
+                    format!("the scalability law peaks at parallelism {parallelism}")
+                };
                 Plan::Hold(format!(
-                    "{state}: {why}, which no parallelism carries (the scalability law peaks at parallelism {parallelism}, within the {} KPU it runs at): holding",
+                    "{state}: {why}, which no parallelism carries ({most}, within the {} KPU it runs at): holding",
                     s.kpu
                 ))
             } else {
