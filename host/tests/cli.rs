@@ -1437,6 +1437,38 @@ fn simulate_and_bench_say_wrong_flags_in_the_flags_words() {
             && !stderr.contains("--params:"),
         "{stderr}"
     );
+    // A run whose plugin failed says so on its page too, first, and
+    // counts the failures in its scores.
+    let (code, _, stderr) = flinkscale_in(
+        &dir,
+        &[
+            "simulate",
+            "--scenario",
+            "spike",
+            "--policy",
+            &misbehave.to_string_lossy(),
+            "--params",
+            r#"{"mode":"trap"}"#,
+            "--report",
+            "trapped",
+        ],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let page = std::fs::read_dir(dir.join("trapped"))
+        .expect("the report folder")
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|x| x == "html"))
+        .expect("a page");
+    let html = std::fs::read_to_string(&page).expect("the page");
+    assert!(
+        html.contains("<p class=\"warning\" role=\"alert\"><strong>The plugins failed "),
+        "{html:.2000}"
+    );
+    assert!(
+        !html.contains("<td><code>plugin_failures</code></td><td class=\"num\">0</td>"),
+        "counted"
+    );
     // TOML has no null: it would reach the plugin as "".
     let (code, _, stderr) = flinkscale_in(
         &dir,
@@ -1485,6 +1517,66 @@ fn simulate_and_bench_say_wrong_flags_in_the_flags_words() {
         stderr.contains("scenario name \"same\" is given twice: twice/a.toml and twice/b.toml"),
         "{stderr}"
     );
+    // Names that differ only where a report's file name cannot are
+    // refused too (one's pages were written over the other's); names
+    // with a dot are two folders (orders.v1 and orders.v2 were one).
+    std::fs::create_dir_all(dir.join("near")).expect("a folder");
+    for (file, name) in [("a.toml", "orders v1"), ("b.toml", "orders_v1")] {
+        std::fs::write(
+            dir.join("near").join(file),
+            format!("name = \"{name}\"\ntrace = \"../t.csv\"\n"),
+        )
+        .expect("written");
+    }
+    let (code, stdout, stderr) = flinkscale_in(
+        &dir,
+        &[
+            "bench",
+            "--scenarios",
+            "near",
+            "--policies",
+            "hold",
+            "--out",
+            "near-out",
+        ],
+    );
+    assert_eq!(code, 78, "{stdout}{stderr}");
+    assert!(
+        stderr.contains(
+            "scenarios \"orders v1\" and \"orders_v1\" make the same report file name \"orders_v1\""
+        ),
+        "{stderr}"
+    );
+    std::fs::create_dir_all(dir.join("dots")).expect("a folder");
+    for (file, name) in [("a.toml", "orders.v1"), ("b.toml", "orders.v2")] {
+        std::fs::write(
+            dir.join("dots").join(file),
+            format!("name = \"{name}\"\ntrace = \"../t.csv\"\n"),
+        )
+        .expect("written");
+    }
+    let (code, stdout, stderr) = flinkscale_in(
+        &dir,
+        &[
+            "bench",
+            "--scenarios",
+            "dots",
+            "--policies",
+            "hold",
+            "--out",
+            "dots-out",
+        ],
+    );
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    for name in ["orders.v1", "orders.v2"] {
+        assert!(
+            dir.join("dots-out/reports")
+                .join(name)
+                .join("hold.html")
+                .is_file(),
+            "{name}: {stdout}{stderr}"
+        );
+    }
     let (code, stdout, stderr) = flinkscale_in(
         &dir,
         &[

@@ -162,6 +162,12 @@ fn the_report_renders_its_plots_and_scores_in_chromium() {
     );
     assert!(scores.contains(&violations), "violations in the table");
     assert!(scores.contains(&format!("{:.3}", report.scores.kpu_hours)));
+    // The plugins did not fail: counted as none, and no warning.
+    assert!(
+        scores.contains("<td><code>plugin_failures</code></td><td class=\"num\">0</td>"),
+        "plugin failures in the table"
+    );
+    assert!(!dom.contains("class=\"warning\""), "no failure warning");
     assert!(dom.contains(&report.policy.wasm_sha256), "the wasm hash");
 
     let png = dir.path().join("report.png");

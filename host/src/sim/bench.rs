@@ -460,13 +460,21 @@ fn bounds(scenario: &Scenario, outcome: &SimulationOutcome) -> ScenarioBounds {
     }
 }
 
-/// A file-name-safe form of a policy name or path.
+/// A file-name-safe form of a policy name or path (a path's file stem:
+/// `plugins/mine.wasm` is `mine`).
 fn file_part(name: &str) -> String {
     let base = Path::new(name)
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_else(|| name.to_owned());
-    base.chars()
+    safe_part(&base)
+}
+
+/// `name` with every character but letters, digits, `-`, `_` and `.`
+/// made `_`: a scenario's report folder (a name, not a path: `orders.v1`
+/// and `orders.v2` are two folders).
+fn safe_part(name: &str) -> String {
+    name.chars()
         .map(|c| {
             if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' {
                 c
@@ -475,6 +483,25 @@ fn file_part(name: &str) -> String {
             }
         })
         .collect()
+}
+
+/// Two of `names` (given as `shown`) whose report file parts (`part`) are
+/// the same, said for an error: one's pages would be written over the
+/// other's.
+fn same_part(what: &str, names: &[String], part: fn(&str) -> String) -> Option<String> {
+    names.iter().enumerate().find_map(|(i, name)| {
+        names[..i]
+            .iter()
+            .find(|other| part(other) == part(name))
+            .map(|other| {
+                format!(
+                    "{what} {other:?} and {name:?} make the same report file name {:?}, so one's \
+                     pages would be written over the other's (valid: names that differ in \
+                     letters, digits, '-', '_' or '.', and plugin files of different names)",
+                    part(name)
+                )
+            })
+    })
 }
 
 /// Runs every scenario x every policy, `options.jobs` at a time. Every
@@ -502,6 +529,12 @@ pub fn run(options: &BenchOptions) -> Result<BenchResult, BenchError> {
     }
     if let Some(twice) = policy_given_twice(&options.policies) {
         return Err(BenchError::Duplicate(twice));
+    }
+    let names: Vec<String> = scenarios.iter().map(|s| s.name.clone()).collect();
+    let same = same_part("scenarios", &names, safe_part)
+        .or_else(|| same_part("policies", &options.policies, file_part));
+    if let Some(same) = same {
+        return Err(BenchError::Duplicate(same));
     }
     let choices: Vec<PolicyChoice> = options
         .policies
@@ -560,7 +593,7 @@ pub fn run(options: &BenchOptions) -> Result<BenchResult, BenchError> {
                     .and_then(|(report, outcome)| {
                         if let Some(dir) = &options.report_dir {
                             let path = dir
-                                .join(file_part(&scenario.name))
+                                .join(safe_part(&scenario.name))
                                 .join(format!("{}.html", file_part(&choice.name)));
                             let html = report_html::render(scenario, &report, &outcome.world);
                             report_html::write_page(&path, &html)?;

@@ -78,6 +78,20 @@ pub fn render(scenario: &Scenario, report: &SimReport, world: &World) -> String 
             esc(&scenario.description)
         );
     }
+    // A run whose policy failed (and was quarantined) held where it
+    // failed: its scores are not the policy's, and the page says so
+    // first, as the command line's warning does.
+    if let Some(first) = &report.failures.first_plugin_failure {
+        let _ = writeln!(
+            out,
+            "<p class=\"warning\" role=\"alert\"><strong>The plugins failed {} times</strong> \
+             (a failure holds the evaluation, and a plugin that keeps failing is quarantined, \
+             holding every evaluation meanwhile): the scores are of a run that held. The first: \
+             {}</p>",
+            report.failures.plugin_failures,
+            esc(first)
+        );
+    }
     out.push_str(&run_table(scenario, report));
     out.push_str(&scores_table(report));
     for app in world.applications() {
@@ -104,7 +118,8 @@ th { background: #f4f4f4; }
 code { font-size: 12px; word-break: break-all; }
 svg.plot { width: 100%; height: auto; display: block; margin-bottom: 6px; }
 svg text { font-family: system-ui, -apple-system, 'Segoe UI', Helvetica, Arial, sans-serif; }
-p.footer { color: #888; font-size: 12px; margin-top: 32px; }
+p.warning { background: #fff3cd; border: 1px solid #c69500; padding: 8px 12px; }
+p.footer { color: #666; font-size: 12px; margin-top: 32px; }
 ";
 
 /// Model version, scenario and policy.
@@ -162,7 +177,7 @@ fn run_table(scenario: &Scenario, report: &SimReport) -> String {
 /// The scores of docs/SIMULATION.md with their meaning.
 fn scores_table(report: &SimReport) -> String {
     let s = &report.scores;
-    let rows: [(&str, String, &str); 11] = [
+    let rows: [(&str, String, &str); 12] = [
         (
             "kpu_hours",
             format!("{:.3}", s.kpu_hours),
@@ -192,6 +207,11 @@ fn scores_table(report: &SimReport) -> String {
             "rescales",
             s.rescales.to_string(),
             "successful UpdateApplication calls",
+        ),
+        (
+            "plugin_failures",
+            report.failures.plugin_failures.to_string(),
+            "evaluations the plugins failed (each held)",
         ),
         (
             "downtime_secs",
