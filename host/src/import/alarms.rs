@@ -50,8 +50,8 @@ pub enum ImportAlarmsError {
     #[error(
         "application {application:?} is a self-managed Flink job (target = \"flink\") in the \
          --config file: `import alarms` writes an application of Managed Service for Apache \
-         Flink; add the alarms to the job's [[application]] by hand (README, \"CloudWatch \
-         alarms as they are\")"
+         Flink; add the alarms to the job's [[application]] by hand (README, \
+         \"CloudWatch alarms as they are\")"
     )]
     FlinkTarget {
         /// The application.

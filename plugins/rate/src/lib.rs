@@ -371,7 +371,8 @@ impl Policy for RatePolicy {
         Parameter::number("records_per_subtask_per_sec").meaning(
             "One subtask's throughput in records per second, used only until the utilisation \
              has been measured; positive. When absent, the policy holds until it has (a job too \
-             idle to measure, under 5 % busy, may be scaled in on the capacity it has at least).",
+             idle to measure, under 5 % busy, may be scaled in on the capacity it has at least; \
+             one with no input at all, to its min KPU).",
         ),
         Parameter::metric_id("records_in_metric")
             .default("\"records_in\"")
