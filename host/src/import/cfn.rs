@@ -732,56 +732,36 @@ fn with_line(error: ImportError, file: &Path, text: &str, root: &Value) -> Impor
         .unwrap_or_default();
     let at_file = file.display().to_string();
     let placed = |line: usize| format!("{at_file}:{line}");
-    match error {
+    let mut error = error;
+    match &mut error {
         ImportError::NotTheDesign {
-            template,
-            found,
-            expected,
+            template, found, ..
         } if template == file => {
-            let template = resource_line(text, &found, None, &resources)
-                .map_or(template, |line| PathBuf::from(placed(line)));
-            ImportError::NotTheDesign {
-                template,
-                found,
-                expected,
+            if let Some(line) = resource_line(text, found, None, &resources) {
+                *template = PathBuf::from(placed(line));
             }
         }
         ImportError::Missing {
             template,
-            name,
-            also,
             needed_by,
-            allowed,
+            ..
         } if template == file => {
-            let template = resource_line(text, &needed_by, None, &resources)
-                .map_or(template, |line| PathBuf::from(placed(line)));
-            ImportError::Missing {
-                template,
-                name,
-                also,
-                needed_by,
-                allowed,
+            if let Some(line) = resource_line(text, needed_by, None, &resources) {
+                *template = PathBuf::from(placed(line));
             }
         }
         ImportError::Unsupported {
-            at,
-            name,
-            value,
-            problem,
-            valid,
-        } if at == at_file => {
-            let line = resource_line(text, &problem, Some(&name), &resources)
-                .or_else(|| parameter_line(text, &name));
-            ImportError::Unsupported {
-                at: line.map_or(at, placed),
-                name,
-                value,
-                problem,
-                valid,
+            at, name, problem, ..
+        } if *at == at_file => {
+            let line = resource_line(text, problem, Some(name), &resources)
+                .or_else(|| parameter_line(text, name));
+            if let Some(line) = line {
+                *at = placed(line);
             }
         }
-        other => other,
+        _ => {}
     }
+    error
 }
 
 /// The line of the part `said` names (`resource X's P ...`, `resource
