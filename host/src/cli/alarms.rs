@@ -345,11 +345,7 @@ async fn sync(config: &Path, dry_run: bool) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::from(EX_CONFIG));
     }
     let sdk = crate::aws::sdk_config(loaded.config.agent.region.as_deref()).await;
-    if sdk.region().is_none() {
-        eprintln!(
-            "error: no AWS region for the alarms: {}",
-            crate::aws::region_sources("[agent] of the --config file")
-        );
+    if !super::region_found(&sdk, "for the alarms", "the --config file") {
         return Ok(ExitCode::from(EX_CONFIG));
     }
     let client = CloudWatchAlarms::new(&sdk);

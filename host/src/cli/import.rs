@@ -253,11 +253,7 @@ async fn alarms(
         return Ok(ExitCode::from(EX_CONFIG));
     }
     let sdk = crate::aws::sdk_config(region.as_deref()).await;
-    if sdk.region().is_none() {
-        eprintln!(
-            "error: no AWS region to read the alarms in: {}",
-            crate::aws::region_sources("[agent] of a --config file")
-        );
+    if !super::region_found(&sdk, "to read the alarms in", "a --config file") {
         return Ok(ExitCode::from(EX_CONFIG));
     }
     let described = crate::metrics::alarms::CloudWatchAlarms::new(&sdk)

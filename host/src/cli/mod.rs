@@ -350,6 +350,21 @@ fn port_is_valid(authority: &str) -> bool {
     }
 }
 
+/// Whether the SDK's chain found a region for a one-shot command about to
+/// call AWS; says where one comes from when it did not (`for_what`: what
+/// the calls are for; `config`: which `[agent]` table counts). Without
+/// one, every call fails as 'dispatch failure ... Missing Region'.
+pub(crate) fn region_found(sdk: &aws_config::SdkConfig, for_what: &str, config: &str) -> bool {
+    let found = sdk.region().is_some();
+    if !found {
+        eprintln!(
+            "error: no AWS region {for_what}: {}",
+            crate::aws::region_sources(&format!("[agent] of {config}"))
+        );
+    }
+    found
+}
+
 /// Checks the AWS SDK's environment for a command about to call AWS
 /// ([`aws_environment_problems`]) and says what is wrong; `false` then
 /// (exit 78): taken as they are, each call would fail as a transient
