@@ -1267,6 +1267,11 @@ impl Decide for PluginPolicy {
     fn starts_afresh(&self) -> bool {
         self.0.loaded().is_none_or(PolicyInstance::starts_afresh)
     }
+    /// The built-in `step` only: a file is never followed for it, so it
+    /// stays that code (a `step.wasm` in `plugin_dir` is a file source).
+    fn reads_only_alarm_states(&self) -> bool {
+        matches!(self.0.source(), PluginSource::BuiltIn(builtin) if builtin.name == "step")
+    }
 }
 
 /// An interpreter plugin, following its file, as the controller's

@@ -332,3 +332,100 @@ fn fetching_only_the_metrics_a_policy_reads_changes_no_decision() {
         "no run rescaled: identical empty lists prove nothing"
     );
 }
+
+/// `seed`'s scale-out alarm, 1 of 1, on `FILL(cpu, 0)` of its CPU at 60 s
+/// periods, evaluated every 30 s with the model publishing a period 30 s
+/// after it ends: lazy polling changes no decision. `FILL` gives the
+/// period not published yet a 0 that its datapoint replaces later, so a
+/// value fetched there is not final, which the skip rule assumes: an
+/// application whose metric math calls a function is evaluated every
+/// interval. (Before, the evaluation early in a period took its filled 0
+/// as final and skipped the one later in the period that saw the real
+/// value; by the next period that value was no longer the newest, and the
+/// alarm never fired.)
+#[test]
+fn lazy_polling_changes_no_decision_with_an_alarm_on_fill() {
+    let mut rescaled = 0;
+    for name in ["step", "spike", "flash-crowd"] {
+        let mut scenario = shipped(name);
+        for app in &mut scenario.applications {
+            app.params.metric_delay_secs = 30;
+        }
+        let mut loaded =
+            bench::configure(&scenario, &choice("seed"), None).expect("seed configures");
+        promise(&mut loaded, None);
+        for app in &mut loaded.config.applications {
+            app.evaluation_interval_secs = Some(30);
+            let mut filled = app.metrics[0].clone();
+            filled.id = "filled".into();
+            filled.namespace = None;
+            filled.metric_name = None;
+            filled.dimensions.clear();
+            filled.statistic = None;
+            filled.expression = Some(format!("FILL({}, 0)", app.metrics[0].id));
+            app.metrics.push(filled);
+            for alarm in &mut app.alarms {
+                alarm.metric = Some("filled".into());
+                alarm.evaluation_periods = Some(1);
+                alarm.datapoints_to_alarm = Some(1);
+                // A filled 0 would fire the scale-in alarm at every
+                // evaluation: this one never fires.
+                if alarm.comparison.is_some_and(|c| c.breaches(0.0, 20.0)) {
+                    alarm.threshold = Some(-1.0);
+                }
+            }
+        }
+        flinkscale::sim::driver::set_lazy_polling(&mut loaded, false);
+        let eager = flinkscale::sim::driver::simulate(&scenario, &loaded).expect("seed runs");
+        flinkscale::sim::driver::set_lazy_polling(&mut loaded, true);
+        let lazy = flinkscale::sim::driver::simulate(&scenario, &loaded).expect("seed runs");
+        assert_eq!(
+            rescales(&lazy),
+            rescales(&eager),
+            "seed on FILL on {name}: lazy polling changed the decisions"
+        );
+        assert_eq!(
+            lazy.calls.cloudwatch_metric_requests, eager.calls.cloudwatch_metric_requests,
+            "nothing is skipped on metric math with a function"
+        );
+        rescaled += rescales(&eager).len();
+    }
+    assert!(
+        rescaled > 0,
+        "no run rescaled: identical lists would be empty"
+    );
+}
+
+/// A `step.wasm` in the plugin folder stands in for the built-in `step`,
+/// and may read anything (the metrics, the time): the host cannot know
+/// that it decides on alarm states alone, so lazy polling skips none of
+/// its evaluations (here it is `step`'s own code, so the decisions are
+/// `seed`'s either way), where the built-in's are skipped.
+#[test]
+fn a_file_standing_in_for_step_is_evaluated_every_interval() {
+    let scenario = shipped("spike");
+    let dir = tempfile::tempdir().expect("a temporary folder");
+    let step = flinkscale::plugin::builtin::find("step").expect("step is built in");
+    std::fs::write(dir.path().join("step.wasm"), step.bytes).expect("step.wasm written");
+    let mut calls = Vec::new();
+    for plugin_dir in [None, Some(dir.path())] {
+        for lazy in [false, true] {
+            let (_, outcome) = bench::run_one_polling(&scenario, &choice("seed"), plugin_dir, lazy)
+                .expect("seed runs");
+            calls.push((rescales(&outcome), outcome.calls.cloudwatch_metric_requests));
+        }
+    }
+    let [built_in_eager, built_in_lazy, file_eager, file_lazy] = &calls[..] else {
+        unreachable!("four runs");
+    };
+    assert!(
+        built_in_lazy.1 < built_in_eager.1,
+        "the built-in skips: {calls:?}"
+    );
+    assert_eq!(
+        file_lazy.1, file_eager.1,
+        "the file skips nothing: {calls:?}"
+    );
+    assert_eq!(file_lazy.0, built_in_eager.0);
+    assert_eq!(file_eager.0, built_in_eager.0);
+}

@@ -193,7 +193,8 @@ fn sparse_verdict(real: &[(usize, bool)], m: usize) -> Sparse {
 /// and gains s new ones. A new slot, and a kept slot that is empty now (a
 /// datapoint may still be published late), is unknown: breaching, not
 /// breaching or missing. A datapoint already there is taken as final (a
-/// whole period's value; the period in progress is never judged).
+/// whole period's value; the period in progress is never judged), but for
+/// the `provisional` newest (below).
 /// - OK stays OK while even breaching unknowns reach fewer than M
 ///   breaching datapoints (with `breaching`, missing ones count too) and,
 ///   for `missing`, a kept non-breaching datapoint rules out
@@ -211,11 +212,17 @@ fn sparse_verdict(real: &[(usize, bool)], m: usize) -> Sparse {
 /// shift. A datapoint already there counts as it is, even there (seeing
 /// one there breaks the promise, which the controller checks on every
 /// fetch and stops relying on).
+///
+/// `provisional` is how many of the newest slots of `range` as it is now
+/// may hold a value that is not final yet (see [`provisional_periods`]):
+/// a datapoint there is unknown too, wherever the shift keeps it, since
+/// the evaluation that would see its final value is the one skipped.
 pub fn periods_until_possible_change(
     range: &[Option<f64>],
     alarm: &AlarmRule,
     state: AlarmState,
     invisible: usize,
+    provisional: usize,
 ) -> usize {
     let n = alarm.evaluation_periods as usize;
     let m = alarm.datapoints_to_alarm as usize;
@@ -232,6 +239,8 @@ pub fn periods_until_possible_change(
             match slot.filter(|v| !v.is_nan()) {
                 None if position < invisible => {}
                 None => unknown += 1,
+                // Its place in the range as it is now: `shift` newer.
+                Some(_) if position - shift < provisional => unknown += 1,
                 Some(value) => {
                     real += 1;
                     if alarm.comparison.breaches(value, alarm.threshold) {
@@ -273,6 +282,23 @@ pub fn periods_until_possible_change(
     (0..=len)
         .find(|&shift| !forced(shift))
         .unwrap_or(len.max(1))
+}
+
+/// How many of the newest datapoints of a metric with periods of
+/// `period_secs` may not be final when first fetched: 1 for a period
+/// longer than a minute, 0 otherwise.
+///
+/// CloudWatch answers a period with what was published for it so far.
+/// The AWS services' metrics the agent reads (Managed Service for Apache
+/// Flink, Kinesis, MSK) are published once a minute, so a period of 60 s
+/// or less holds one sample and is whole once it is there; a longer one
+/// (300 s) fetched soon after it ended may miss its last minute's sample,
+/// published a minute or so late, which the next fetch adds (a sample
+/// comes within a period of its time, so only the newest datapoint is
+/// open). The skip rule counts that one as unknown, as a poll every
+/// interval would have seen it change.
+pub fn provisional_periods(period_secs: u32) -> usize {
+    usize::from(period_secs > 60)
 }
 
 /// How many of the newest periods of an evaluation range no evaluation can
@@ -612,7 +638,9 @@ impl AlarmTracker {
             let range =
                 range_from_series(&s.points, s.query.period_secs, rule.range_periods(), now_ms);
             let invisible = invisible_periods(min_delay_secs(metric), s.query.period_secs);
-            let shift = periods_until_possible_change(&range, rule, alarm.state, invisible);
+            let provisional = provisional_periods(s.query.period_secs);
+            let shift =
+                periods_until_possible_change(&range, rule, alarm.state, invisible, provisional);
             let boundary = now_ms.div_euclid(period_ms);
             let at = boundary
                 .saturating_add(i64::try_from(shift).unwrap_or(i64::MAX))

@@ -79,8 +79,9 @@ pub struct AgentConfig {
     #[serde(default, deserialize_with = "listen_address")]
     pub listen: Option<SocketAddr>,
     /// Skip the CloudWatch polls that cannot change a decision (the
-    /// default, `true`): for an alarm-driven policy (the `step` plugin, no
-    /// interpreter, every metric from CloudWatch: see
+    /// default, `true`): for an alarm-driven policy (the built-in `step`,
+    /// no interpreter, every metric from CloudWatch, no metric math with a
+    /// function: see
     /// [`crate::controller::is_alarm_driven`]), the evaluations before any
     /// alarm could change state; for any policy,
     /// the evaluations it asked to skip with `next-evaluation-secs`

@@ -88,6 +88,17 @@ pub trait Decide: Send {
     fn starts_afresh(&self) -> bool {
         false
     }
+    /// Whether the policy decides on nothing but the states of its alarms
+    /// and the application (KPU, bounds, status), so that the host may
+    /// skip an evaluation in which no alarm can change state (lazy
+    /// polling; see [`is_alarm_driven`] for what the application must
+    /// also be). True only for code the host ships and knows, the
+    /// built-in `step`: the plugin contract has no way for a plugin to
+    /// say so, and a file standing in for `step` may read anything. The
+    /// default says no.
+    fn reads_only_alarm_states(&self) -> bool {
+        false
+    }
 }
 
 /// The interpret stage: derives signals from series (in production, a
@@ -516,8 +527,10 @@ pub struct Controller {
     /// that is not a finite number (told at WARN once per file).
     dropped_told: Vec<bool>,
     threads: PluginThreads,
-    /// Whether the policy's decision depends on nothing but the alarms'
-    /// states and the application (see [`is_alarm_driven`]).
+    /// Whether the application lets a policy that reads nothing but the
+    /// alarms' states and the application
+    /// ([`Decide::reads_only_alarm_states`]) skip evaluations (see
+    /// [`is_alarm_driven`]).
     alarm_driven: bool,
     /// The promised publication delay of each metric that makes one
     /// (`min_publication_delay_secs`), by id: checked on every fetch, and
@@ -539,25 +552,28 @@ pub struct Controller {
     stop: Option<watch::Receiver<bool>>,
 }
 
-/// Whether the policy of `app` decides on nothing but the states of its
-/// alarms and the application (KPU, bounds, status), so that an
-/// evaluation in which no alarm changed state decides what the last one
-/// did: the built-in `step` policy (the reference design's and MSF's rules,
-/// the `seed` and `msf-builtin` presets), with no interpreter (signals are
-/// made only where an evaluation runs) and every metric from CloudWatch,
-/// which keeps each datapoint for a later poll: a Flink job's metrics
-/// (`source = "flink"`) are sampled only where an evaluation runs, so a
-/// skipped interval would leave its period with no datapoint for good,
-/// and an alarm would fire later than it should. The host knows that of
-/// `step` because it ships it; the plugin contract has no way for another
-/// plugin to say so.
+/// Whether `app` lets an evaluation in which no alarm changed state be
+/// skipped, when its policy reads nothing but the alarms' states and the
+/// application ([`Decide::reads_only_alarm_states`]: the built-in `step`,
+/// the reference design's and MSF's rules, the `seed` and `msf-builtin`
+/// presets): with no interpreter (signals are made only where an
+/// evaluation runs), every metric from CloudWatch, which keeps each
+/// datapoint for a later poll (a Flink job's metrics, `source = "flink"`,
+/// are sampled only where an evaluation runs, so a skipped interval would
+/// leave its period with no datapoint for good, and an alarm would fire
+/// later than it should), and no metric math that calls a function
+/// ([`crate::metrics::math::Expr::calls_a_function`]: `FILL` gives a
+/// period not published yet a value that its datapoint later replaces,
+/// and `SUM` of a list a value before every series has one, so a value
+/// fetched there is not final, which the skip rule assumes).
 pub fn is_alarm_driven(app: &ApplicationConfig) -> bool {
-    app.policy.plugin == "step"
-        && app.interpreters.is_empty()
-        && app
-            .metrics
-            .iter()
-            .all(|m| m.source == crate::config::MetricSourceKind::Cloudwatch)
+    app.interpreters.is_empty()
+        && app.metrics.iter().all(|m| {
+            m.source == crate::config::MetricSourceKind::Cloudwatch
+                && m.expression.as_deref().is_none_or(|text| {
+                    crate::metrics::math::parse(text).is_ok_and(|e| !e.calls_a_function())
+                })
+        })
 }
 
 impl Controller {
@@ -1309,8 +1325,15 @@ impl Controller {
     /// policy that failed lately (its retries keep their pace), and
     /// anything but a hold.
     fn skip_unchanged(&self, mut decision: Decision, metrics: &[Series], now_ms: i64) -> Decision {
+        // Asked each time: a file dropped into `plugin_dir` over the
+        // built-in `step` replaces it while the application runs.
+        let reads_only_alarm_states = self
+            .policy
+            .as_ref()
+            .is_some_and(|policy| policy.reads_only_alarm_states());
         if !self.settings.lazy_polling
             || !self.alarm_driven
+            || !reads_only_alarm_states
             || decision.action != Action::Hold
             || decision.next_evaluation_secs.is_some()
             || self.policy_health != PluginHealth::default()

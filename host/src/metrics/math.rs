@@ -53,6 +53,22 @@ impl Expr {
         out
     }
 
+    /// Whether the expression calls a function (`SUM`, `AVG`, `MIN`, `MAX`,
+    /// `FILL`). Such a result may change for a period already fetched
+    /// without any of its own inputs' datapoints changing: `FILL` stands
+    /// in for a datapoint still to come, and a function over a list gives
+    /// a value as soon as one series has one. Arithmetic alone gives a
+    /// point only where every series it reads has one.
+    pub fn calls_a_function(&self) -> bool {
+        match self {
+            Expr::Number(_) | Expr::Id(_) => false,
+            Expr::Negate(x) => x.calls_a_function(),
+            Expr::Binary(_, a, b) => a.calls_a_function() || b.calls_a_function(),
+            Expr::Call(..) => true,
+            Expr::List(items) => items.iter().any(Expr::calls_a_function),
+        }
+    }
+
     fn collect<'a>(&'a self, out: &mut Vec<&'a str>) {
         match self {
             Expr::Number(_) => {}
