@@ -55,6 +55,10 @@ struct Vertex {
     parallelism: u64,
     /// No input edge in the job's plan.
     is_source: bool,
+    /// Rescaled by the agent: any `maxParallelism` but 1 (a vertex Flink
+    /// runs non-parallel, such as a sink's global committer, stays at 1
+    /// whatever the agent asks).
+    rescaled: bool,
 }
 
 /// One vertex's aggregates of one metric over its subtasks.
@@ -324,6 +328,7 @@ async fn job_vertices(rest: &FlinkRest, job_id: &str) -> Result<Vec<Vertex>, Tar
                 is_source: !with_inputs.contains(&id.as_str()),
                 name: v["name"].as_str().unwrap_or_default().to_owned(),
                 parallelism: v["parallelism"].as_u64().unwrap_or(0),
+                rescaled: v["maxParallelism"].as_u64() != Some(1),
                 id,
             })
         })
@@ -355,18 +360,39 @@ pub async fn unmatched_vertices(
         .collect())
 }
 
-/// The vertices `selector` (a metric's `vertex`) names: every one for
-/// `"all"`, those without inputs for `"source"`, else those whose name
-/// starts with it.
+/// The vertices `selector` (a metric's `vertex`) names: every one the
+/// agent rescales for `"all"`, those of them without inputs for
+/// `"source"` (each of the two every such vertex when none is rescaled),
+/// else those whose name starts with it, rescaled or not.
+///
+/// A non-parallel vertex (`maxParallelism` 1) is left out of `"all"` and
+/// `"source"`: no rescale changes its capacity, so its busy time says
+/// nothing of the job's size, and a busy one (a global committer at
+/// 1000 ms/s) read as the job's Maximum would scale the job out to its
+/// limit for nothing. A prefix naming it still reads it.
 fn choose<'a>(vertices: &'a [Vertex], selector: &str) -> Vec<&'a Vertex> {
-    vertices
-        .iter()
-        .filter(|v| match selector {
-            "all" => true,
-            "source" => v.is_source,
-            prefix => v.name.starts_with(prefix),
-        })
-        .collect()
+    let picked = |rescaled_only: bool| -> Vec<&'a Vertex> {
+        vertices
+            .iter()
+            .filter(|v| !rescaled_only || v.rescaled)
+            .filter(|v| match selector {
+                "all" => true,
+                "source" => v.is_source,
+                prefix => v.name.starts_with(prefix),
+            })
+            .collect()
+    };
+    match selector {
+        "all" | "source" => {
+            let rescaled = picked(true);
+            if rescaled.is_empty() {
+                picked(false)
+            } else {
+                rescaled
+            }
+        }
+        _ => picked(false),
+    }
 }
 
 /// Why `selector` chose no vertex, with the job's vertex names.
@@ -547,6 +573,7 @@ mod tests {
             name: "Source: a".into(),
             is_source: true,
             parallelism: 1,
+            rescaled: true,
         };
         let _ = source.aggregates("j/k", &vertex, "pendingRecords").await;
         assert_eq!(
@@ -713,6 +740,43 @@ mod tests {
         ) -> Result<Vec<Series>, MetricsError> {
             Err(MetricsError::Source("not asked".into()))
         }
+    }
+
+    /// `"all"` and `"source"` leave out the vertices Flink runs
+    /// non-parallel (a committer at `maxParallelism` 1, busy 1000 ms/s,
+    /// would be the job's Maximum at every size), unless there is no
+    /// other; a prefix names any vertex.
+    #[test]
+    fn all_and_source_are_the_vertices_the_agent_rescales() {
+        let vertex = |id: &str, is_source: bool, rescaled: bool| Vertex {
+            id: id.into(),
+            name: format!("{id}[1]"),
+            parallelism: 2,
+            is_source,
+            rescaled,
+        };
+        let job = [
+            vertex("Source: kafka", true, true),
+            vertex("Source: config", true, false),
+            vertex("Calc", false, true),
+            vertex("Committer", false, false),
+        ];
+        let ids = |chosen: Vec<&Vertex>| -> Vec<String> {
+            chosen.into_iter().map(|v| v.id.clone()).collect()
+        };
+        assert_eq!(ids(choose(&job, "all")), ["Source: kafka", "Calc"]);
+        assert_eq!(ids(choose(&job, "source")), ["Source: kafka"]);
+        assert_eq!(ids(choose(&job, "Committer")), ["Committer"]);
+        assert_eq!(
+            ids(choose(&job, "Source")),
+            ["Source: kafka", "Source: config"]
+        );
+        let fixed = [
+            vertex("Source: a", true, false),
+            vertex("Sink", false, false),
+        ];
+        assert_eq!(ids(choose(&fixed, "all")), ["Source: a", "Sink"]);
+        assert_eq!(ids(choose(&fixed, "source")), ["Source: a"]);
     }
 
     #[test]
