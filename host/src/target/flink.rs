@@ -296,10 +296,25 @@ impl FlinkTarget {
         let id = self.rest.job_id(&self.job(application)).await?;
         self.follow(application, &id);
         let job = self.rest.get(&format!("/jobs/{}", segment(&id))).await?;
-        let requirements = self
+        let requirements = match self
             .rest
             .get(&format!("/jobs/{}/resource-requirements", segment(&id)))
-            .await?;
+            .await
+        {
+            // The router's answer to a path it has no handler for (Flink's
+            // `RouterHandler`), where a job it does not know is the
+            // handler's "Job ... not found": the job is there, the API is
+            // not.
+            Err(TargetError::NotFound(message)) if message.contains("Not found: /") => {
+                return Err(TargetError::Invalid(format!(
+                    "{message}: this JobManager has no resource-requirements route, which \
+                     flinkscale rescales through: it needs Flink 1.18 or later (with \
+                     `jobmanager.scheduler: adaptive`), and a proxy in front of the REST API \
+                     must pass /jobs/<id>/resource-requirements"
+                )));
+            }
+            other => other?,
+        };
         let requirements = requirements.as_object().cloned().unwrap_or_default();
         let vertices = job["vertices"].as_array().cloned().unwrap_or_default();
         let parallelism = vertices
@@ -1466,6 +1481,51 @@ mod tests {
         let state = target.describe("orders").await.expect("describe");
         assert_eq!(state.last_update_ms, Some(1_700_000_000_123));
         assert_eq!(state.version_id, version_id(1_700_000_000_123, false));
+    }
+
+    /// A JobManager without the resource-requirements route (Flink before
+    /// 1.18, or a proxy that filters paths) answers its router's 404
+    /// `Not found: /jobs/...`: the job was found, the API is missing, and
+    /// the error says so (it said "not found" and to check `job_name`). A
+    /// job the handler does not know is still not found.
+    #[tokio::test]
+    async fn a_jobmanager_without_the_requirements_route_is_named_for_what_it_lacks() {
+        let id = "c".repeat(32);
+        let id_in = id.clone();
+        let stub = crate::flink::stub::Stub::start(move |line| {
+            let path = line.split(' ').nth(1).unwrap_or_default();
+            match path {
+                p if p == format!("/jobs/{id_in}") => (
+                    200,
+                    json!({
+                        "state": "RUNNING",
+                        "timestamps": {"CREATED": 1_700_000_000_000_u64},
+                        "vertices": [{"id": "v1", "parallelism": 2, "status": "RUNNING"}],
+                    }),
+                ),
+                p => (404, json!({"errors": [format!("Not found: {p}")]})),
+            }
+        })
+        .await;
+        let target = FlinkTarget::for_job(&stub.url, FlinkJob::Id(id)).expect("a target");
+        match target.describe("orders").await {
+            Err(TargetError::Invalid(message)) => assert!(
+                message.contains("no resource-requirements route")
+                    && message.contains("Flink 1.18 or later"),
+                "{message}"
+            ),
+            other => panic!("{other:?}"),
+        }
+        let gone =
+            crate::flink::stub::Stub::start(|_| (404, json!({"errors": ["Job d not found"]})))
+                .await;
+        let target =
+            FlinkTarget::for_job(&gone.url, FlinkJob::Id("d".repeat(32))).expect("a target");
+        let missing = target.describe("orders").await;
+        assert!(
+            matches!(missing, Err(TargetError::NotFound(_))),
+            "{missing:?}"
+        );
     }
 
     /// A running job whose vertices' parallelism cannot be read (none
