@@ -36,14 +36,22 @@ const DAY_MS: i64 = 86_400_000;
 
 /// The span history covers, `[start_ms, end_ms)`: the `days` before the
 /// usual fetch window `[window_start_ms, ...)`, measured back from `now_ms`
-/// and rounded up to a whole minute, so that the oldest minute asked for is
-/// still within CloudWatch's 15 days of 1-minute datapoints. `None` when
-/// there is nothing to read (no days, or a window that already covers
-/// them).
+/// less a minute (the call is made a moment later) and rounded up to a
+/// whole hour, so that the oldest minute asked for is within CloudWatch's
+/// 15 days of 1-minute datapoints even after the source aligns the start
+/// down to a multiple of every period of its call (`aligned_start` in
+/// [`super::cloudwatch`]: 5 minutes for 60 s and 300 s periods together;
+/// any period dividing an hour leaves a whole hour where it is).
+/// GetMetricData returns no datapoints for a start past 15 days at a
+/// 60 s period. `None` when there is nothing to read (no days, or a window
+/// that already covers them).
 pub fn span(now_ms: i64, window_start_ms: i64, days: u32) -> Option<(i64, i64)> {
+    const HOUR_MS: i64 = 3_600_000;
     let minute = i64::from(MIN_PERIOD_SECS) * 1000;
-    let back = now_ms.checked_sub(i64::from(days).checked_mul(DAY_MS)?)?;
-    let start = back.div_euclid(minute) * minute + if back % minute == 0 { 0 } else { minute };
+    let back = now_ms
+        .checked_sub(i64::from(days).checked_mul(DAY_MS)?)?
+        .checked_add(minute)?;
+    let start = back.div_euclid(HOUR_MS) * HOUR_MS + if back % HOUR_MS == 0 { 0 } else { HOUR_MS };
     (days > 0 && start < window_start_ms).then_some((start, window_start_ms))
 }
 
@@ -82,6 +90,12 @@ pub fn size(queries: &[MetricQuery], start_ms: i64, end_ms: i64) -> (usize, usiz
 /// Reads the history of `queries` over `[start_ms, end_ms)` from `source`:
 /// one series per query, in order, at the periods of [`queries`], oldest
 /// first.
+///
+/// One fetch over the whole span, which the source pages with `NextToken`;
+/// but GetMetricData pages no call that holds metric math (it answers the
+/// first 100,800 datapoints and marks the rest partial), so history with
+/// an expression is read in consecutive spans of whole hours, each within
+/// [`MAX_DATAPOINTS_PER_CALL`], and joined.
 pub async fn read(
     source: &dyn MetricSource,
     queries: &[MetricQuery],
@@ -89,15 +103,54 @@ pub async fn read(
     end_ms: i64,
 ) -> Result<Vec<Series>, MetricsError> {
     let asked = self::queries(queries);
-    let series = source.fetch_past(&asked, start_ms, end_ms).await?;
-    if series.len() != queries.len() {
-        return Err(MetricsError::Source(format!(
-            "history: {} series for {} queries",
-            series.len(),
-            queries.len()
-        )));
+    let mut series: Vec<Series> = Vec::new();
+    for (from_ms, to_ms) in slices(&asked, start_ms, end_ms) {
+        let part = source.fetch_past(&asked, from_ms, to_ms).await?;
+        if part.len() != queries.len() {
+            return Err(MetricsError::Source(format!(
+                "history: {} series for {} queries",
+                part.len(),
+                queries.len()
+            )));
+        }
+        if series.is_empty() {
+            series = part;
+            continue;
+        }
+        for (whole, part) in series.iter_mut().zip(part) {
+            // The source may align a span's start down: what an earlier
+            // span already holds is not taken twice.
+            let after = whole.points.last().map_or(i64::MIN, |p| p.timestamp_ms);
+            whole
+                .points
+                .extend(part.points.into_iter().filter(|p| p.timestamp_ms > after));
+        }
     }
     Ok(series)
+}
+
+/// The spans [`read`] fetches `[start_ms, end_ms)` of `queries` in: the
+/// whole span, unless a query is metric math and the span holds more than
+/// [`MAX_DATAPOINTS_PER_CALL`] datapoints; then as many equal spans of
+/// whole hours as keep each within it.
+fn slices(queries: &[MetricQuery], start_ms: i64, end_ms: i64) -> Vec<(i64, i64)> {
+    const HOUR_MS: i64 = 3_600_000;
+    let (points, pages) = size(queries, start_ms, end_ms);
+    if points <= MAX_DATAPOINTS_PER_CALL || queries.iter().all(|q| q.expression.is_none()) {
+        return vec![(start_ms, end_ms)];
+    }
+    // One more span than the datapoints need: rounding each to whole
+    // hours, and the period a misaligned start adds, stay within it.
+    let count = i64::try_from(pages).unwrap_or(i64::MAX).saturating_add(1);
+    let length = ((end_ms - start_ms) / count).div_euclid(HOUR_MS).max(1) * HOUR_MS;
+    let mut spans = Vec::new();
+    let mut from = start_ms;
+    while from < end_ms {
+        let to = from.saturating_add(length).min(end_ms);
+        spans.push((from, to));
+        from = to;
+    }
+    spans
 }
 
 /// The series an evaluation hands its policy: each of `window` with the
@@ -162,16 +215,27 @@ mod tests {
     }
 
     #[test]
-    fn span_is_whole_minutes_within_the_days_and_ends_at_the_window() {
+    fn span_is_whole_hours_within_the_days_and_ends_at_the_window() {
         let now = 1_700_000_012_345;
         let window_start = now - 3_600_000;
         let (start, end) = span(now, window_start, 15).expect("15 days");
         assert_eq!(end, window_start);
-        assert_eq!(start % 60_000, 0);
-        assert!(start >= now - 15 * DAY_MS, "never older than 15 days");
+        assert_eq!(start % 3_600_000, 0);
         assert!(
-            start - (now - 15 * DAY_MS) < 60_000,
-            "at most a minute short"
+            start >= now - 15 * DAY_MS + 60_000,
+            "a minute inside 15 days at least"
+        );
+        assert!(
+            start - (now - 15 * DAY_MS) <= 3_660_000,
+            "at most an hour and a minute short"
+        );
+        // Aligned down to 300 s (60 s and 300 s in one call), it stays.
+        assert_eq!(start % 300_000, 0);
+        // Exactly on an hour once the minute is added: that hour.
+        let on_the_hour = 15 * DAY_MS + 3_600_000 * 10 - 60_000;
+        assert_eq!(
+            span(on_the_hour, on_the_hour, 15).map(|(s, _)| s),
+            Some(3_600_000 * 10)
         );
         assert_eq!(span(now, window_start, 0), None);
         // A window longer than the history asked for leaves nothing to read.
@@ -251,6 +315,69 @@ mod tests {
                 .map(|q| Series {
                     query: q.clone(),
                     points: points(start_ms, 3, i64::from(q.period_secs) * 1000),
+                })
+                .collect())
+        }
+    }
+
+    /// GetMetricData pages no call holding metric math: 15 days of five
+    /// metrics and an expression (129,600 datapoints) are read in spans of
+    /// whole hours, each within 100,800 datapoints, joined into one
+    /// series a query with every minute once (the source aligning a
+    /// span's start down repeats nothing). Without math: one fetch.
+    #[tokio::test]
+    async fn history_with_metric_math_is_read_in_spans_within_a_page() {
+        let mut qs: Vec<MetricQuery> = (0..5).map(|i| query(&format!("m{i}"), 60)).collect();
+        let mut math = query("sum", 60);
+        math.expression = Some(crate::metrics::MetricMath {
+            text: "m0 + m1".into(),
+            inputs: vec![query("m0", 60), query("m1", 60)],
+        });
+        qs.push(math);
+        let start = 100 * DAY_MS;
+        let end = start + 15 * DAY_MS;
+        let source = Every(Mutex::new(Vec::new()));
+        let series = read(&source, &qs, start, end).await.expect("read");
+        let calls = source.0.lock().unwrap().clone();
+        assert!(calls.len() >= 2, "{calls:?}");
+        assert_eq!(calls.first().map(|c| c.0), Some(start));
+        assert_eq!(calls.last().map(|c| c.1), Some(end));
+        for (from, to) in &calls {
+            assert_eq!(from % 3_600_000, 0, "whole hours");
+            assert!(size(&qs, *from - 60_000, *to).0 <= MAX_DATAPOINTS_PER_CALL);
+        }
+        for s in &series {
+            let stamps: Vec<i64> = s.points.iter().map(|p| p.timestamp_ms).collect();
+            let expected: Vec<i64> = (start..end).step_by(60_000).collect();
+            assert_eq!(stamps, expected, "{}", s.query.id);
+        }
+        let source = Every(Mutex::new(Vec::new()));
+        read(&source, &qs[..5], start, end).await.expect("read");
+        assert_eq!(source.0.lock().unwrap().len(), 1, "no math: one fetch");
+    }
+
+    /// A source that answers every period of the span, starting a period
+    /// early (as an aligned start may), and records the spans asked.
+    struct Every(Mutex<Vec<(i64, i64)>>);
+
+    #[async_trait]
+    impl MetricSource for Every {
+        async fn fetch(
+            &self,
+            queries: &[MetricQuery],
+            start_ms: i64,
+            end_ms: i64,
+        ) -> Result<Vec<Series>, MetricsError> {
+            self.0.lock().unwrap().push((start_ms, end_ms));
+            Ok(queries
+                .iter()
+                .map(|q| {
+                    let step = i64::from(q.period_secs) * 1000;
+                    let from = (start_ms - step).max(100 * DAY_MS);
+                    Series {
+                        query: q.clone(),
+                        points: points(from, (end_ms - from) / step, step),
+                    }
                 })
                 .collect())
         }
