@@ -756,7 +756,7 @@ impl Controller {
             .map(|name| {
                 let Some(found) = described.iter().find(|d| d.name == name) else {
                     return Err(MetricsError::Invalid(format!(
-                        "the CloudWatch alarm {name:?} (source = \"cloudwatch\") does not exist in this account and region: DescribeAlarms did not return it"
+                        "the CloudWatch alarm {name:?} (source = \"cloudwatch\") does not exist in this account and region, or is a composite alarm, which is not supported (judge its parts, metric alarms): DescribeAlarms returned no metric alarm of that name"
                     )));
                 };
                 let state = found.state.ok_or_else(|| {

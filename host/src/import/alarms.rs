@@ -195,6 +195,12 @@ fn readable(a: &DescribedAlarm) -> Result<(Series, Local), String> {
     else {
         return Err("no Namespace, MetricName and Statistic".into());
     };
+    if !crate::config::validate::is_statistic(statistic) {
+        return Err(format!(
+            "the statistic {statistic:?} (flinkscale fetches Average, Maximum, Minimum, Sum, \
+             SampleCount and percentiles pNN or pNN.NN)"
+        ));
+    }
     let comparison = a.comparison.clone().unwrap_or_default();
     if !COMPARISONS.contains(&comparison.as_str()) {
         return Err(format!(

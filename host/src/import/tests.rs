@@ -805,11 +805,25 @@ fn alarms_flinkscale_cannot_evaluate_are_skipped_and_said() {
             low_sample_count: Some("evaluate".into()),
             ..described("dense", "app", "GreaterThanThreshold", 60)
         },
+        // A statistic CloudWatch has and flinkscale does not fetch: skipped,
+        // not a failed import.
+        DescribedAlarm {
+            statistic: Some("tm90".into()),
+            ..described("trimmed", "app", "GreaterThanThreshold", 60)
+        },
     ];
     let out = alarms::import("app", &all, None, &alarms::default_check_path()).unwrap();
     assert_eq!(out.imported, 4);
     let skipped: Vec<&str> = out.skipped.iter().map(|s| s.name.as_str()).collect();
-    assert_eq!(skipped, ["fast", "math", "band", "slow", "sparse"]);
+    assert_eq!(
+        skipped,
+        ["fast", "math", "band", "slow", "sparse", "trimmed"]
+    );
+    assert!(
+        out.skipped[5].reason.starts_with("the statistic \"tm90\""),
+        "{}",
+        out.skipped[5].reason
+    );
     assert!(
         out.skipped[4]
             .reason
