@@ -277,7 +277,11 @@ impl Parts {
             application: app.name.clone(),
             message: error.to_string(),
         };
-        let target = FlinkTarget::for_job(&rest_url, job.clone()).map_err(refused)?;
+        let target = FlinkTarget::for_job(&rest_url, job.clone())
+            .map_err(refused)?
+            .stalled_after(std::time::Duration::from_secs(u64::from(
+                app.update_timeout_secs,
+            )));
         let source =
             FlinkMetricSource::new(&rest_url, job, self.source.clone()).map_err(refused)?;
         Ok((Arc::new(source), Arc::new(target)))
@@ -1267,10 +1271,22 @@ impl Decide for PluginPolicy {
     fn starts_afresh(&self) -> bool {
         self.0.loaded().is_none_or(PolicyInstance::starts_afresh)
     }
-    /// The built-in `step` only: a file is never followed for it, so it
-    /// stays that code (a `step.wasm` in `plugin_dir` is a file source).
+    /// Only while the instance that runs is the built-in `step`'s code
+    /// (the sha256 it was compiled from): not by the source's name, which
+    /// changes before the code does (a `step.wasm` dropped in or deleted
+    /// is loaded in the background, and a load that fails keeps the old
+    /// code), nor for a file of other bytes, which may read anything.
     fn reads_only_alarm_states(&self) -> bool {
-        matches!(self.0.source(), PluginSource::BuiltIn(builtin) if builtin.name == "step")
+        static STEP: std::sync::OnceLock<Option<[u8; 32]>> = std::sync::OnceLock::new();
+        let step = STEP.get_or_init(|| {
+            crate::plugin::builtin::find("step").map(|b| {
+                use sha2::Digest;
+                sha2::Sha256::digest(b.bytes).into()
+            })
+        });
+        self.0
+            .loaded()
+            .is_some_and(|instance| Some(instance.sha256()) == *step)
     }
 }
 

@@ -399,24 +399,43 @@ fn lazy_polling_changes_no_decision_with_an_alarm_on_fill() {
 /// A `step.wasm` in the plugin folder stands in for the built-in `step`,
 /// and may read anything (the metrics, the time): the host cannot know
 /// that it decides on alarm states alone, so lazy polling skips none of
-/// its evaluations (here it is `step`'s own code, so the decisions are
-/// `seed`'s either way), where the built-in's are skipped.
+/// its evaluations, where the built-in's are skipped. The file here is
+/// `step` rebuilt (its bytes and a custom section, as a rebuild with
+/// other tools differs: the same code, another sha256), so the decisions
+/// are `seed`'s either way. A file of exactly the built-in's bytes is the
+/// same code, and is skipped as the built-in is.
 #[test]
 fn a_file_standing_in_for_step_is_evaluated_every_interval() {
     let scenario = shipped("spike");
-    let dir = tempfile::tempdir().expect("a temporary folder");
     let step = flinkscale::plugin::builtin::find("step").expect("step is built in");
-    std::fs::write(dir.path().join("step.wasm"), step.bytes).expect("step.wasm written");
+    let rebuilt = tempfile::tempdir().expect("a temporary folder");
+    let mut bytes = step.bytes.to_vec();
+    // A custom section (id 0): name "flinkscale-test", one byte of data.
+    let name = b"flinkscale-test";
+    bytes.extend_from_slice(&[0, (1 + name.len() + 1) as u8, name.len() as u8]);
+    bytes.extend_from_slice(name);
+    bytes.push(b'x');
+    std::fs::write(rebuilt.path().join("step.wasm"), &bytes).expect("step.wasm written");
+    let same = tempfile::tempdir().expect("a temporary folder");
+    std::fs::write(same.path().join("step.wasm"), step.bytes).expect("step.wasm written");
     let mut calls = Vec::new();
-    for plugin_dir in [None, Some(dir.path())] {
+    for plugin_dir in [None, Some(rebuilt.path()), Some(same.path())] {
         for lazy in [false, true] {
             let (_, outcome) = bench::run_one_polling(&scenario, &choice("seed"), plugin_dir, lazy)
                 .expect("seed runs");
             calls.push((rescales(&outcome), outcome.calls.cloudwatch_metric_requests));
         }
     }
-    let [built_in_eager, built_in_lazy, file_eager, file_lazy] = &calls[..] else {
-        unreachable!("four runs");
+    let [
+        built_in_eager,
+        built_in_lazy,
+        file_eager,
+        file_lazy,
+        same_eager,
+        same_lazy,
+    ] = &calls[..]
+    else {
+        unreachable!("six runs");
     };
     assert!(
         built_in_lazy.1 < built_in_eager.1,
@@ -424,8 +443,14 @@ fn a_file_standing_in_for_step_is_evaluated_every_interval() {
     );
     assert_eq!(
         file_lazy.1, file_eager.1,
-        "the file skips nothing: {calls:?}"
+        "the rebuilt file skips nothing: {calls:?}"
     );
-    assert_eq!(file_lazy.0, built_in_eager.0);
-    assert_eq!(file_eager.0, built_in_eager.0);
+    assert_eq!(
+        same_lazy.1, built_in_lazy.1,
+        "the same bytes skip: {calls:?}"
+    );
+    assert_eq!(same_eager.1, built_in_eager.1);
+    for run in &calls {
+        assert_eq!(run.0, built_in_eager.0, "the same decisions: {calls:?}");
+    }
 }

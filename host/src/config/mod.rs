@@ -365,11 +365,12 @@ pub struct MetricConfig {
     #[serde(default)]
     pub source: MetricSourceKind,
     /// With `source = "flink"`: which vertices: `"all"` (the default;
-    /// every vertex the agent rescales, leaving out those Flink runs
-    /// non-parallel, `maxParallelism` 1; Maximum/Minimum over every
-    /// vertex's, Sum over all subtasks, Average over all subtasks),
-    /// `"source"` (those of them with no input), or the start of a
-    /// vertex's name as Flink shows it (e.g. `"Calc"`, any vertex).
+    /// Maximum/Minimum over every vertex's, Sum over all subtasks, Average
+    /// over all subtasks), `"source"` (the vertices with no input), or
+    /// the start of a vertex's name as Flink shows it (e.g. `"Calc"`).
+    /// For a time metric (`busyTimeMsPerSecond`...), `"all"` and
+    /// `"source"` leave out the vertices Flink runs non-parallel
+    /// (`maxParallelism` 1), which no rescale changes.
     #[serde(default)]
     pub vertex: Option<String>,
     /// Namespace, e.g. `AWS/KinesisAnalytics`, `AWS/Kafka`, `AWS/Kinesis`,

@@ -195,7 +195,7 @@ impl FlinkMetricSource {
             .get(VERTEX)
             .map(String::as_str)
             .unwrap_or("all");
-        let chosen = choose(vertices, selector);
+        let chosen = choose(vertices, selector, &query.metric_name);
         if chosen.is_empty() {
             return Err(MetricsError::Invalid(format!(
                 "metric {:?}: {}",
@@ -352,7 +352,7 @@ pub async fn unmatched_vertices(
     Ok(selectors
         .iter()
         .map(|(id, selector)| {
-            let unmatched = choose(&vertices, selector)
+            let unmatched = choose(&vertices, selector, "")
                 .is_empty()
                 .then(|| no_vertex(selector, &vertices));
             (id.clone(), unmatched)
@@ -360,17 +360,20 @@ pub async fn unmatched_vertices(
         .collect())
 }
 
-/// The vertices `selector` (a metric's `vertex`) names: every one the
-/// agent rescales for `"all"`, those of them without inputs for
-/// `"source"` (each of the two every such vertex when none is rescaled),
-/// else those whose name starts with it, rescaled or not.
+/// The vertices `selector` (a metric's `vertex`) names for `metric`:
+/// every one for `"all"`, those without inputs for `"source"`, else those
+/// whose name starts with it.
 ///
-/// A non-parallel vertex (`maxParallelism` 1) is left out of `"all"` and
-/// `"source"`: no rescale changes its capacity, so its busy time says
-/// nothing of the job's size, and a busy one (a global committer at
+/// For a time metric (`busyTimeMsPerSecond`, `backPressuredTimeMsPerSecond`,
+/// `idleTimeMsPerSecond`), `"all"` and `"source"` leave out the vertices
+/// Flink runs non-parallel (`maxParallelism` 1), unless no other is
+/// chosen: no rescale changes such a vertex's capacity, so how busy it is
+/// says nothing of the job's size, and a busy one (a global committer at
 /// 1000 ms/s) read as the job's Maximum would scale the job out to its
-/// limit for nothing. A prefix naming it still reads it.
-fn choose<'a>(vertices: &'a [Vertex], selector: &str) -> Vec<&'a Vertex> {
+/// limit for nothing. Records and `pendingRecords` count every vertex
+/// chosen: a non-parallel source's records go through the vertices the
+/// agent rescales. A prefix naming a vertex reads it.
+fn choose<'a>(vertices: &'a [Vertex], selector: &str, metric: &str) -> Vec<&'a Vertex> {
     let picked = |rescaled_only: bool| -> Vec<&'a Vertex> {
         vertices
             .iter()
@@ -382,8 +385,9 @@ fn choose<'a>(vertices: &'a [Vertex], selector: &str) -> Vec<&'a Vertex> {
             })
             .collect()
     };
+    let time_metric = metric.ends_with("TimeMsPerSecond");
     match selector {
-        "all" | "source" => {
+        "all" | "source" if time_metric => {
             let rescaled = picked(true);
             if rescaled.is_empty() {
                 picked(false)
@@ -742,12 +746,14 @@ mod tests {
         }
     }
 
-    /// `"all"` and `"source"` leave out the vertices Flink runs
-    /// non-parallel (a committer at `maxParallelism` 1, busy 1000 ms/s,
-    /// would be the job's Maximum at every size), unless there is no
-    /// other; a prefix names any vertex.
+    /// For a time metric, `"all"` and `"source"` leave out the vertices
+    /// Flink runs non-parallel (a committer at `maxParallelism` 1, busy
+    /// 1000 ms/s, would be the job's Maximum at every size), unless there
+    /// is no other; records count every source (a non-parallel source's
+    /// records go through the rescaled vertices); a prefix names any
+    /// vertex.
     #[test]
-    fn all_and_source_are_the_vertices_the_agent_rescales() {
+    fn busy_time_over_all_and_source_is_the_vertices_the_agent_rescales() {
         let vertex = |id: &str, is_source: bool, rescaled: bool| Vertex {
             id: id.into(),
             name: format!("{id}[1]"),
@@ -764,19 +770,31 @@ mod tests {
         let ids = |chosen: Vec<&Vertex>| -> Vec<String> {
             chosen.into_iter().map(|v| v.id.clone()).collect()
         };
-        assert_eq!(ids(choose(&job, "all")), ["Source: kafka", "Calc"]);
-        assert_eq!(ids(choose(&job, "source")), ["Source: kafka"]);
-        assert_eq!(ids(choose(&job, "Committer")), ["Committer"]);
+        let busy = "busyTimeMsPerSecond";
+        assert_eq!(ids(choose(&job, "all", busy)), ["Source: kafka", "Calc"]);
+        assert_eq!(ids(choose(&job, "source", busy)), ["Source: kafka"]);
         assert_eq!(
-            ids(choose(&job, "Source")),
+            ids(choose(&job, "source", "backPressuredTimeMsPerSecond")),
+            ["Source: kafka"]
+        );
+        assert_eq!(ids(choose(&job, "Committer", busy)), ["Committer"]);
+        assert_eq!(
+            ids(choose(&job, "Source", busy)),
             ["Source: kafka", "Source: config"]
         );
+        for records in ["numRecordsInPerSecond", "pendingRecords"] {
+            assert_eq!(
+                ids(choose(&job, "source", records)),
+                ["Source: kafka", "Source: config"]
+            );
+            assert_eq!(ids(choose(&job, "all", records)).len(), 4);
+        }
         let fixed = [
             vertex("Source: a", true, false),
             vertex("Sink", false, false),
         ];
-        assert_eq!(ids(choose(&fixed, "all")), ["Source: a", "Sink"]);
-        assert_eq!(ids(choose(&fixed, "source")), ["Source: a"]);
+        assert_eq!(ids(choose(&fixed, "all", busy)), ["Source: a", "Sink"]);
+        assert_eq!(ids(choose(&fixed, "source", busy)), ["Source: a"]);
     }
 
     #[test]
