@@ -2,9 +2,9 @@
 //! (`[[application.metric]] source = "flink"`).
 //!
 //! Flink's REST API answers what the metrics are *now* (each per-second
-//! rate is Flink's own moving average, over 60 s by default for
-//! `numRecords*PerSecond`; the `*TimeMsPerSecond` gauges over the last
-//! metric interval), not a history. So each fetch samples every Flink query
+//! rate is Flink's own moving average, over 60 s by default, for
+//! `numRecords*PerSecond` and the `*TimeMsPerSecond` gauges alike), not
+//! a history. So each fetch samples every Flink query
 //! once, keeps the sample as the datapoint of the period that just ended
 //! (the one the alarms judge next), and answers from the samples kept over
 //! the fetch window: alarms, interpreters and policies see the same series
@@ -22,7 +22,9 @@
 //! it (Kafka, Kinesis), listed as `<operator>.pendingRecords`; it is summed
 //! over the operators of the vertex. A metric a vertex does not have, or
 //! whose value is NaN (a legacy source thread has no busy time), gives no
-//! datapoint rather than a wrong one.
+//! value for that vertex rather than a wrong one: over several vertices,
+//! the statistic is of those that have one, and with none there is no
+//! datapoint.
 //!
 //! Queries of other namespaces go to the fallback source (CloudWatch), so a
 //! Flink application can mix both.

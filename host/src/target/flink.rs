@@ -493,6 +493,12 @@ impl FlinkTarget {
             status = AppStatus::Updating;
         }
         let (created, pending) = self.graph(&id, created, pending, executing);
+        // A stale answer of an earlier graph (a JobManager answering from
+        // its cache) reads as a change under way: so is the status, or an
+        // odd version at RUNNING would read as another writer's update.
+        if pending && status == AppStatus::Running {
+            status = AppStatus::Updating;
+        }
         Ok(JobView {
             id: id.clone(),
             state: AppState {
@@ -1639,9 +1645,13 @@ mod tests {
         // from its cache) is a change under way, not a new graph: the
         // version neither falls back nor moves on for good.
         set(cluster(2, 3_500, 1, 1));
-        assert_eq!(describe().await.version_id, version_id(7_000, true));
+        let stale = describe().await;
+        assert_eq!(stale.version_id, version_id(7_000, true));
+        assert_eq!(stale.status, AppStatus::Updating, "{stale:?}");
         set(cluster(2, 7_000, 1, 1));
-        assert_eq!(describe().await.version_id, version_id(7_000, false));
+        let fresh = describe().await;
+        assert_eq!(fresh.version_id, version_id(7_000, false));
+        assert_eq!(fresh.status, AppStatus::Running, "{fresh:?}");
     }
 
     /// The graph's creation time is the job's last update (a rescale or
