@@ -277,11 +277,7 @@ impl Parts {
             application: app.name.clone(),
             message: error.to_string(),
         };
-        let target = FlinkTarget::for_job(&rest_url, job.clone())
-            .map_err(refused)?
-            .stalled_after(std::time::Duration::from_secs(u64::from(
-                app.update_timeout_secs,
-            )));
+        let target = FlinkTarget::for_job(&rest_url, job.clone()).map_err(refused)?;
         let source =
             FlinkMetricSource::new(&rest_url, job, self.source.clone()).map_err(refused)?;
         Ok((Arc::new(source), Arc::new(target)))

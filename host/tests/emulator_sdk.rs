@@ -1729,3 +1729,84 @@ async fn fifteen_days_of_history_come_back_in_pages_through_the_sdk() {
         .count();
     assert_eq!(calls as usize, pages, "one call per page of 100,800");
 }
+
+/// 15 days of history with metric math: CloudWatch pages no request that
+/// performs metric math (the emulator, as it does, answers the first
+/// 100,800 datapoints, PartialData, and no NextToken), so five metrics and
+/// an expression over 15 days (129,600 datapoints) would lose a fifth of
+/// their past in one call. The source makes such a call in spans within
+/// the limit, and every 1-minute period of every series comes back once,
+/// oldest first, the expression's included.
+#[tokio::test]
+async fn fifteen_days_of_history_with_metric_math_come_back_whole_through_the_sdk() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = common::history_scenario(dir.path(), 15);
+    tokio::time::sleep(common::until_start_phase()).await;
+    let mut options = EmulatorOptions::new(file);
+    options.page_size = flinkscale::metrics::history::MAX_DATAPOINTS_PER_CALL;
+    options.start_epoch_ms = Some(now_ms() - HOUR_MS);
+    let emu = emulator::start(options).await.expect("emulator starts");
+    let source = CloudWatchSource::new(&sdk_config(&emu).await);
+
+    let metrics = [
+        "containerCPUUtilization",
+        "busyTimeMsPerSecond",
+        "numRecordsInPerSecond",
+        "millisBehindLatest",
+        "KPUs",
+    ];
+    let mut queries: Vec<MetricQuery> = metrics
+        .iter()
+        .map(|m| model_query("app", m, "Average", 60))
+        .collect();
+    queries.push(MetricQuery {
+        id: "doubled".to_owned(),
+        namespace: String::new(),
+        metric_name: String::new(),
+        dimensions: BTreeMap::new(),
+        statistic: String::new(),
+        period_secs: 60,
+        expression: Some(MetricMath {
+            text: "numRecordsInPerSecond * 2".to_owned(),
+            inputs: vec![model_query("app", "numRecordsInPerSecond", "Average", 60)],
+        }),
+    });
+    let now = now_ms();
+    let window_start = now.div_euclid(60_000) * 60_000 - 1_800_000;
+    let (start, end) =
+        flinkscale::metrics::history::span(now, window_start, 15).expect("15 days to read");
+    let (expected, _) = flinkscale::metrics::history::size(&queries, start, end);
+    assert!(
+        expected > flinkscale::metrics::history::MAX_DATAPOINTS_PER_CALL,
+        "{expected} datapoints: more than one call answers"
+    );
+
+    let history = flinkscale::metrics::history::read(&source, &queries, start, end)
+        .await
+        .expect("history read");
+    let minutes = (end - start) / 60_000;
+    for (series, query) in history.iter().zip(&queries) {
+        let stamps: Vec<i64> = series.points.iter().map(|p| p.timestamp_ms).collect();
+        assert_eq!(
+            stamps.len() as i64,
+            minutes,
+            "{}: one point a minute",
+            query.id
+        );
+        assert!(
+            stamps.windows(2).all(|w| w[1] - w[0] == 60_000),
+            "{}: oldest first, no gap, no repeat",
+            query.id
+        );
+        assert_eq!(stamps.first(), Some(&start), "{}", query.id);
+    }
+    for (rate, doubled) in history[2].points.iter().zip(&history[5].points) {
+        assert_eq!(doubled.value, rate.value * 2.0, "at {}", rate.timestamp_ms);
+    }
+    let calls = emu
+        .calls()
+        .into_iter()
+        .filter(|c| c.operation == "GetMetricData")
+        .count();
+    assert!(calls >= 2, "{calls} calls");
+}

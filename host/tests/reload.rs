@@ -619,15 +619,18 @@ history_days = 1
     };
     const DAY_MS: i64 = 86_400_000;
     // Whole minutes of the day before the evaluation at `at_ms`, the
-    // window's included: its first point is the first whole minute of it.
+    // window's included: its first point is the first whole hour a minute
+    // within it (a start that stays inside CloudWatch's retention once
+    // aligned).
     let check_day = |(at_ms, (points, first)): (i64, (usize, Option<i64>)), label: &str| {
         let first = first.expect("points");
         assert!(
-            first >= at_ms - DAY_MS && first < at_ms - DAY_MS + 120_000,
+            first >= at_ms - DAY_MS + 60_000 && first < at_ms - DAY_MS + 3_720_000,
             "{label}: first point {first}, {} ms after the day began",
             first - (at_ms - DAY_MS)
         );
-        assert!((1438..=1440).contains(&points), "{label}: {points} points");
+        assert_eq!(first % 3_600_000, 0, "{label}: a whole hour");
+        assert!((1378..=1439).contains(&points), "{label}: {points} points");
     };
     let first = evaluate("first").await;
     check_day(first, "first");

@@ -1,6 +1,7 @@
 //! CloudWatch's metric reads: GetMetricData (MetricStat queries, every
 //! statistic, metric-math Expression queries in the subset of
-//! [`crate::metrics::math`], `ReturnData`, NextToken pages, both scan
+//! [`crate::metrics::math`], `ReturnData`, NextToken pages, but none for
+//! a request with metric math, as CloudWatch gives none, both scan
 //! orders) and ListMetrics, over the metrics the model publishes.
 //!
 //! The emulator's periods are wall-clock periods: a period of P wall
@@ -345,6 +346,9 @@ pub(crate) fn get_metric_data(core: &Core, input: &Value, now_ms: i64) -> Result
             What::Expression { .. } => None,
         })
         .collect();
+    let has_math = queries
+        .iter()
+        .any(|q| matches!(q.what, What::Expression { .. }));
     let queries: Vec<&Query> = queries.iter().filter(|q| q.returned).collect();
     let mut series: Vec<Vec<Datapoint>> = Vec::with_capacity(queries.len());
     for q in &queries {
@@ -410,7 +414,9 @@ pub(crate) fn get_metric_data(core: &Core, input: &Value, now_ms: i64) -> Result
         ("MetricDataResults", Value::List(results)),
         ("Messages", Value::List(Vec::new())),
     ]);
-    if page_end < total {
+    // CloudWatch returns no NextToken for a request that performs metric
+    // math: what does not fit in the first page is left out (PartialData).
+    if page_end < total && !has_math {
         output.insert("NextToken", Value::Str(format!("{as_of}.{page_end}")));
     }
     Ok(output)

@@ -192,10 +192,54 @@ impl MetricSource for CloudWatchSource {
         // and one agent's tick is not worth spending it in a burst.
         for chunk in alignable_runs(queries).into_iter().flat_map(chunks) {
             let start_ms = aligned_start(chunk, start_ms);
-            series.extend(self.fetch_call(chunk, start_ms, end_ms).await?);
+            let mut joined: Vec<Series> = Vec::new();
+            for (from_ms, to_ms) in unpaged_spans(chunk, start_ms, end_ms) {
+                let part = self.fetch_call(chunk, from_ms, to_ms).await?;
+                if joined.is_empty() {
+                    joined = part;
+                    continue;
+                }
+                for (whole, part) in joined.iter_mut().zip(part) {
+                    let after = whole.points.last().map_or(i64::MIN, |p| p.timestamp_ms);
+                    whole
+                        .points
+                        .extend(part.points.into_iter().filter(|p| p.timestamp_ms > after));
+                }
+            }
+            series.extend(joined);
         }
         Ok(series)
     }
+}
+
+/// The spans one call of `queries` over `[start_ms, end_ms)` is made in:
+/// the whole span, unless a query is metric math and the span holds more
+/// than [`super::history::MAX_DATAPOINTS_PER_CALL`] datapoints (a long
+/// history read, or several applications' reads batched together):
+/// CloudWatch pages no request that performs metric math, answering the
+/// first 100,800 datapoints and marking the rest PartialData. Then equal
+/// consecutive spans, each a whole number of the call's alignment step
+/// (so every span starts aligned, as `start_ms` is), each within the
+/// limit.
+fn unpaged_spans(queries: &[MetricQuery], start_ms: i64, end_ms: i64) -> Vec<(i64, i64)> {
+    use super::history::{MAX_DATAPOINTS_PER_CALL, size};
+    let (points, pages) = size(queries, start_ms, end_ms);
+    if points <= MAX_DATAPOINTS_PER_CALL || queries.iter().all(|q| q.expression.is_none()) {
+        return vec![(start_ms, end_ms)];
+    }
+    let step = alignment_step(queries);
+    // One span more than the datapoints need: rounding each down to whole
+    // steps stays within the limit.
+    let count = i64::try_from(pages).unwrap_or(i64::MAX).saturating_add(1);
+    let length = ((end_ms - start_ms) / count).div_euclid(step).max(1) * step;
+    let mut spans = Vec::new();
+    let mut from = start_ms;
+    while from < end_ms {
+        let to = from.saturating_add(length).min(end_ms);
+        spans.push((from, to));
+        from = to;
+    }
+    spans
 }
 
 /// The most [`aligned_start`] moves a start back: a day.
@@ -212,15 +256,22 @@ const MAX_ALIGNMENT_MS: i64 = 86_400_000;
 /// ([`crate::alarm::range_from_series`]) and would find none of those. From
 /// an aligned start both agree; the range is at most a few periods longer.
 fn aligned_start(queries: &[MetricQuery], start_ms: i64) -> i64 {
+    let step = alignment_step(queries);
+    start_ms.div_euclid(step) * step
+}
+
+/// What [`aligned_start`] aligns to, in ms: the least common multiple of
+/// every period `queries` ask for, or the longest period should that be
+/// over a day.
+fn alignment_step(queries: &[MetricQuery]) -> i64 {
     let (step, longest) = queries.iter().fold((1_000, 1_000), |(step, longest), q| {
         (common_step(step, q), longest.max(longest_period_ms(q)))
     });
-    let step = if step > MAX_ALIGNMENT_MS {
+    if step > MAX_ALIGNMENT_MS {
         longest
     } else {
         step
-    };
-    start_ms.div_euclid(step) * step
+    }
 }
 
 /// The periods `query` asks for, in ms: its own and its metric math

@@ -89,13 +89,8 @@ pub fn size(queries: &[MetricQuery], start_ms: i64, end_ms: i64) -> (usize, usiz
 
 /// Reads the history of `queries` over `[start_ms, end_ms)` from `source`:
 /// one series per query, in order, at the periods of [`queries`], oldest
-/// first.
-///
-/// One fetch over the whole span, which the source pages with `NextToken`;
-/// but GetMetricData pages no call that holds metric math (it answers the
-/// first 100,800 datapoints and marks the rest partial), so history with
-/// an expression is read in consecutive spans of whole hours, each within
-/// [`MAX_DATAPOINTS_PER_CALL`], and joined.
+/// first. One fetch over the whole span: the source pages it, and splits
+/// by time a call holding metric math, which CloudWatch does not page.
 pub async fn read(
     source: &dyn MetricSource,
     queries: &[MetricQuery],
@@ -103,54 +98,15 @@ pub async fn read(
     end_ms: i64,
 ) -> Result<Vec<Series>, MetricsError> {
     let asked = self::queries(queries);
-    let mut series: Vec<Series> = Vec::new();
-    for (from_ms, to_ms) in slices(&asked, start_ms, end_ms) {
-        let part = source.fetch_past(&asked, from_ms, to_ms).await?;
-        if part.len() != queries.len() {
-            return Err(MetricsError::Source(format!(
-                "history: {} series for {} queries",
-                part.len(),
-                queries.len()
-            )));
-        }
-        if series.is_empty() {
-            series = part;
-            continue;
-        }
-        for (whole, part) in series.iter_mut().zip(part) {
-            // The source may align a span's start down: what an earlier
-            // span already holds is not taken twice.
-            let after = whole.points.last().map_or(i64::MIN, |p| p.timestamp_ms);
-            whole
-                .points
-                .extend(part.points.into_iter().filter(|p| p.timestamp_ms > after));
-        }
+    let series = source.fetch_past(&asked, start_ms, end_ms).await?;
+    if series.len() != queries.len() {
+        return Err(MetricsError::Source(format!(
+            "history: {} series for {} queries",
+            series.len(),
+            queries.len()
+        )));
     }
     Ok(series)
-}
-
-/// The spans [`read`] fetches `[start_ms, end_ms)` of `queries` in: the
-/// whole span, unless a query is metric math and the span holds more than
-/// [`MAX_DATAPOINTS_PER_CALL`] datapoints; then as many equal spans of
-/// whole hours as keep each within it.
-fn slices(queries: &[MetricQuery], start_ms: i64, end_ms: i64) -> Vec<(i64, i64)> {
-    const HOUR_MS: i64 = 3_600_000;
-    let (points, pages) = size(queries, start_ms, end_ms);
-    if points <= MAX_DATAPOINTS_PER_CALL || queries.iter().all(|q| q.expression.is_none()) {
-        return vec![(start_ms, end_ms)];
-    }
-    // One more span than the datapoints need: rounding each to whole
-    // hours, and the period a misaligned start adds, stay within it.
-    let count = i64::try_from(pages).unwrap_or(i64::MAX).saturating_add(1);
-    let length = ((end_ms - start_ms) / count).div_euclid(HOUR_MS).max(1) * HOUR_MS;
-    let mut spans = Vec::new();
-    let mut from = start_ms;
-    while from < end_ms {
-        let to = from.saturating_add(length).min(end_ms);
-        spans.push((from, to));
-        from = to;
-    }
-    spans
 }
 
 /// The series an evaluation hands its policy: each of `window` with the
@@ -315,69 +271,6 @@ mod tests {
                 .map(|q| Series {
                     query: q.clone(),
                     points: points(start_ms, 3, i64::from(q.period_secs) * 1000),
-                })
-                .collect())
-        }
-    }
-
-    /// GetMetricData pages no call holding metric math: 15 days of five
-    /// metrics and an expression (129,600 datapoints) are read in spans of
-    /// whole hours, each within 100,800 datapoints, joined into one
-    /// series a query with every minute once (the source aligning a
-    /// span's start down repeats nothing). Without math: one fetch.
-    #[tokio::test]
-    async fn history_with_metric_math_is_read_in_spans_within_a_page() {
-        let mut qs: Vec<MetricQuery> = (0..5).map(|i| query(&format!("m{i}"), 60)).collect();
-        let mut math = query("sum", 60);
-        math.expression = Some(crate::metrics::MetricMath {
-            text: "m0 + m1".into(),
-            inputs: vec![query("m0", 60), query("m1", 60)],
-        });
-        qs.push(math);
-        let start = 100 * DAY_MS;
-        let end = start + 15 * DAY_MS;
-        let source = Every(Mutex::new(Vec::new()));
-        let series = read(&source, &qs, start, end).await.expect("read");
-        let calls = source.0.lock().unwrap().clone();
-        assert!(calls.len() >= 2, "{calls:?}");
-        assert_eq!(calls.first().map(|c| c.0), Some(start));
-        assert_eq!(calls.last().map(|c| c.1), Some(end));
-        for (from, to) in &calls {
-            assert_eq!(from % 3_600_000, 0, "whole hours");
-            assert!(size(&qs, *from - 60_000, *to).0 <= MAX_DATAPOINTS_PER_CALL);
-        }
-        for s in &series {
-            let stamps: Vec<i64> = s.points.iter().map(|p| p.timestamp_ms).collect();
-            let expected: Vec<i64> = (start..end).step_by(60_000).collect();
-            assert_eq!(stamps, expected, "{}", s.query.id);
-        }
-        let source = Every(Mutex::new(Vec::new()));
-        read(&source, &qs[..5], start, end).await.expect("read");
-        assert_eq!(source.0.lock().unwrap().len(), 1, "no math: one fetch");
-    }
-
-    /// A source that answers every period of the span, starting a period
-    /// early (as an aligned start may), and records the spans asked.
-    struct Every(Mutex<Vec<(i64, i64)>>);
-
-    #[async_trait]
-    impl MetricSource for Every {
-        async fn fetch(
-            &self,
-            queries: &[MetricQuery],
-            start_ms: i64,
-            end_ms: i64,
-        ) -> Result<Vec<Series>, MetricsError> {
-            self.0.lock().unwrap().push((start_ms, end_ms));
-            Ok(queries
-                .iter()
-                .map(|q| {
-                    let step = i64::from(q.period_secs) * 1000;
-                    let from = (start_ms - step).max(100 * DAY_MS);
-                    Series {
-                        query: q.clone(),
-                        points: points(from, (end_ms - from) / step, step),
-                    }
                 })
                 .collect())
         }

@@ -91,8 +91,7 @@
 //! reads as that).
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use serde_json::{Map, Value, json};
@@ -198,30 +197,7 @@ pub struct FlinkTarget {
     /// Once read: the cluster's `execution.target` when it starts
     /// TaskManagers on demand ([`FlinkTarget::on_demand`]).
     on_demand: Arc<Mutex<Option<Option<String>>>>,
-    /// Job id -> since when its running graph has been below requirements
-    /// Flink took ([`FlinkTarget::stalled`]).
-    stalls: Arc<Mutex<HashMap<String, Stall>>>,
-    /// How long requirements may wait, not carried out, before the job is
-    /// read as running at what it runs ([`FlinkTarget::stalled_after`]).
-    stall_after: Duration,
 }
-
-/// A job running below the requirements Flink took, as first seen.
-#[derive(Debug, Clone, PartialEq)]
-struct Stall {
-    /// (graph creation time, the parallelism it runs at, what it was
-    /// asked for): any change starts the wait again.
-    seen: (u64, u64, Option<u32>),
-    /// When it was first seen so.
-    since: std::time::Instant,
-    /// Whether the log has said it is read as settled.
-    told: bool,
-}
-
-/// How long requirements Flink took may wait before the job is read as
-/// settled below them, unless the application says otherwise: the
-/// default `update_timeout_secs`.
-pub const DEFAULT_STALL_SECS: u64 = 1800;
 
 /// The graph of one job last read, as [`FlinkTarget::graph`] keeps it.
 #[derive(Debug, Clone)]
@@ -282,11 +258,6 @@ struct JobView {
     non_parallel: Vec<String>,
     /// The task slots the job takes at a parallelism.
     shape: SlotShape,
-    /// Requirements Flink took have not been carried out for
-    /// [`FlinkTarget::stalled_after`]: the job reads as running at what it
-    /// runs, and a scale-out to them or past them is refused
-    /// ([`FlinkTarget::rescale`]).
-    stalled: Option<Duration>,
 }
 
 impl FlinkTarget {
@@ -299,8 +270,6 @@ impl FlinkTarget {
             followed: Arc::default(),
             newest_graph: Arc::default(),
             on_demand: Arc::default(),
-            stalls: Arc::default(),
-            stall_after: Duration::from_secs(DEFAULT_STALL_SECS),
         })
     }
 
@@ -313,71 +282,13 @@ impl FlinkTarget {
             followed: Arc::default(),
             newest_graph: Arc::default(),
             on_demand: Arc::default(),
-            stalls: Arc::default(),
-            stall_after: Duration::from_secs(DEFAULT_STALL_SECS),
         })
-    }
-
-    /// Reads a job that runs (every vertex RUNNING) below requirements
-    /// Flink took as running at what it runs once they have waited
-    /// `after` without being carried out (the application's
-    /// `update_timeout_secs`). Flink may take requirements and never
-    /// act on them: on YARN or Kubernetes with a quota, TaskManagers that
-    /// never come (slots there are not counted), or Flink 1.18 to 1.20
-    /// with `jobmanager.adaptive-scheduler.min-parallelism-increase` above
-    /// the increase asked. Read as a rescale pending, the controller would
-    /// follow it for good and decide nothing, not even a scale-in.
-    pub fn stalled_after(mut self, after: Duration) -> Self {
-        self.stall_after = after;
-        self
     }
 
     fn job(&self, application: &str) -> FlinkJob {
         self.job
             .clone()
             .unwrap_or_else(|| FlinkJob::Name(application.to_owned()))
-    }
-
-    /// How long job `id`, seen now running as `seen` (its graph's
-    /// creation time, its parallelism, what it was asked for) below its
-    /// requirements, has been so, if for [`FlinkTarget::stalled_after`]
-    /// or more; else `None`, and the wait starts now if `seen` is new.
-    /// Says once in the log that the job is read as settled.
-    fn stalled(
-        &self,
-        application: &str,
-        id: &str,
-        seen: (u64, u64, Option<u32>),
-    ) -> Option<Duration> {
-        let mut stalls = self.stalls.lock().unwrap_or_else(PoisonError::into_inner);
-        let stall = stalls.entry(id.to_owned()).or_insert_with(|| Stall {
-            seen,
-            since: std::time::Instant::now(),
-            told: false,
-        });
-        if stall.seen != seen {
-            *stall = Stall {
-                seen,
-                since: std::time::Instant::now(),
-                told: false,
-            };
-        }
-        let waited = stall.since.elapsed();
-        if waited < self.stall_after {
-            return None;
-        }
-        if !std::mem::replace(&mut stall.told, true) {
-            tracing::warn!(
-                application,
-                job_id = id,
-                parallelism = seen.1,
-                asked = seen.2,
-                waited_secs = waited.as_secs(),
-                "Flink took the job's requirements but has not carried them out; read as running \
-                 at the parallelism it runs at (a scale-out to them is refused until it does)."
-            );
-        }
-        Some(waited)
     }
 
     /// Reads the job, its vertices and its requirements.
@@ -471,22 +382,7 @@ impl FlinkTarget {
             .filter(|c| *c > 0)
             .or_else(|| job["start-time"].as_u64())
             .unwrap_or(0);
-        // Requirements Flink took and has left undone for as long as an
-        // update may take: nothing is under way, so the job runs at what
-        // it runs (see `FlinkTarget::stalled_after`).
         let asked_kpu = asked(&requirements);
-        let stalled = if pending && status == AppStatus::Running && all_running {
-            self.stalled(application, &id, (created, parallelism, asked_kpu))
-        } else {
-            self.stalls
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .remove(&id);
-            None
-        };
-        if stalled.is_some() {
-            pending = false;
-        }
         // A graph that runs: not a placeholder of one being built.
         let executing = status == AppStatus::Running && all_running;
         if status == AppStatus::Running && (pending || !all_running) {
@@ -519,7 +415,6 @@ impl FlinkTarget {
             max_parallelism,
             non_parallel,
             shape,
-            stalled,
         })
     }
 
@@ -807,25 +702,6 @@ impl ScalingTarget for FlinkTarget {
                 now.state.status
             )));
         }
-        // Flink took requirements it has not carried out for as long as an
-        // update may take: asking for them, or for more, again would be
-        // a rescale followed for good. The ceiling is what the job runs
-        // at; a smaller increase is asked for.
-        if let (Some(waited), Some(asked)) = (now.stalled, now.state.asked_kpu)
-            && kpu >= asked
-            && kpu > now.state.parallelism
-        {
-            return Err(TargetError::SlotsExceeded {
-                usable: now.state.parallelism,
-                message: format!(
-                    "parallelism {kpu} for job {application:?}: Flink took parallelism {asked} \
-                     {} s ago and still runs the job at {} (TaskManagers it cannot get, or \
-                     jobmanager.adaptive-scheduler.min-parallelism-increase above the increase)",
-                    waited.as_secs(),
-                    now.state.parallelism
-                ),
-            });
-        }
         let path = format!("/jobs/{}/resource-requirements", segment(&now.id));
         if now.requirements.is_empty() {
             return Err(TargetError::Invalid(format!(
@@ -1083,70 +959,6 @@ mod tests {
         let shrinking = target.describe("orders").await.expect("described");
         assert_eq!(shrinking.status, AppStatus::Updating, "{shrinking:?}");
         assert_eq!(shrinking.version_id, version_id(2_000, true));
-    }
-
-    /// Requirements Flink takes and never carries out (TaskManagers on
-    /// YARN or Kubernetes that never come; a `min-parallelism-increase`
-    /// above the increase): the job reads as a rescale under way until
-    /// they have waited `stalled_after`, then as running at what it runs,
-    /// asking for what it was asked; a scale-out to that or past it is
-    /// refused with its parallelism as the ceiling, nothing sent, where a
-    /// smaller increase and a scale-in are sent. A change (a new graph, a
-    /// new requirement) starts the wait again. (It read as updating for
-    /// good: the controller followed it and decided nothing.)
-    #[tokio::test]
-    async fn requirements_flink_never_carries_out_end_the_update_after_the_wait() {
-        let mut answers = cluster(8, 1_000, 2, 4);
-        answers.insert(
-            "/jobmanager/config".to_owned(),
-            json!([{"key": "execution.target", "value": "yarn-application"}]),
-        );
-        let answers = Arc::new(Mutex::new(answers));
-        let puts = Arc::new(Mutex::new(Vec::new()));
-        let url = fake_flink(answers.clone(), puts.clone()).await;
-        let waiting = FlinkTarget::new(&url).expect("a target");
-        for _ in 0..2 {
-            let state = waiting.describe("orders").await.expect("described");
-            assert_eq!(state.status, AppStatus::Updating, "{state:?}");
-        }
-        let target = FlinkTarget::new(&url)
-            .expect("a target")
-            .stalled_after(Duration::from_millis(50));
-        let first = target.describe("orders").await.expect("described");
-        assert_eq!(first.status, AppStatus::Updating, "{first:?}");
-        tokio::time::sleep(Duration::from_millis(60)).await;
-        let state = target.describe("orders").await.expect("described");
-        assert_eq!(
-            (state.status, state.parallelism, state.asked_kpu),
-            (AppStatus::Running, 2, Some(4)),
-            "{state:?}"
-        );
-        assert_eq!(state.version_id, version_id(1_000, false));
-        for kpu in [4, 5] {
-            match target.rescale("orders", kpu, &state).await {
-                Err(TargetError::SlotsExceeded { usable, message }) => {
-                    assert_eq!(usable, 2, "{message}");
-                    assert!(message.contains("Flink took parallelism 4"), "{message}");
-                }
-                other => panic!("{kpu}: expected SlotsExceeded, got {other:?}"),
-            }
-        }
-        assert!(puts.lock().expect("puts").is_empty());
-        // A smaller increase is a new requirement, waited for again.
-        target.rescale("orders", 3, &state).await.expect("sent");
-        assert_eq!(puts.lock().expect("puts").len(), 1);
-        let asked = target.describe("orders").await.expect("described");
-        assert_eq!(
-            (asked.status, asked.asked_kpu),
-            (AppStatus::Updating, Some(3)),
-            "{asked:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(60)).await;
-        let settled = target.describe("orders").await.expect("described");
-        assert_eq!(settled.status, AppStatus::Running, "{settled:?}");
-        // A scale-in is sent.
-        target.rescale("orders", 1, &settled).await.expect("sent");
-        assert_eq!(puts.lock().expect("puts").len(), 2);
     }
 
     /// A job of two slot sharing groups takes two slots per unit of

@@ -1261,10 +1261,11 @@ async fn history_is_handed_to_the_first_decision_only_and_a_failed_read_is_no_fa
     let seen = run(constant(50.0)).await;
     let window = seen[1];
     assert!(window > 0);
-    // The last two days of minutes (the window's and the history's),
-    // then the window alone again.
+    // The last two days of minutes (the window's and the history's, from
+    // the first whole hour a minute within them), then the window alone
+    // again.
     assert!(
-        (2 * 1440 - 1..=2 * 1440).contains(&seen[0]) && seen[1] == window,
+        (2 * 1440 - 61..2 * 1440).contains(&seen[0]) && seen[1] == window,
         "{seen:?}"
     );
 
@@ -1365,9 +1366,9 @@ async fn history_is_handed_again_to_a_policy_that_starts_afresh() {
     app.policy.history_days = 2;
     let seen = forgetting_run(&app, None, 5, &[3]).await;
     let window = seen[1];
-    assert!((2 * 1440 - 1..=2 * 1440).contains(&seen[0]), "{seen:?}");
+    assert!((2 * 1440 - 61..2 * 1440).contains(&seen[0]), "{seen:?}");
     assert_eq!(seen[1..3], [window, window], "{seen:?}");
-    assert!((2 * 1440 - 1..=2 * 1440).contains(&seen[3]), "{seen:?}");
+    assert!((2 * 1440 - 61..2 * 1440).contains(&seen[3]), "{seen:?}");
     assert_eq!(seen[4], window, "{seen:?}");
 
     // Without history_days, a restart changes nothing.
