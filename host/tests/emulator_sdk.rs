@@ -1742,8 +1742,9 @@ async fn fifteen_days_of_history_with_metric_math_come_back_whole_through_the_sd
     let dir = tempfile::tempdir().expect("temp dir");
     let file = common::history_scenario(dir.path(), 15);
     tokio::time::sleep(common::until_start_phase()).await;
+    // The emulator's default page size (100) pages plain requests; one
+    // with metric math is answered whole up to 100,800, as CloudWatch's.
     let mut options = EmulatorOptions::new(file);
-    options.page_size = flinkscale::metrics::history::MAX_DATAPOINTS_PER_CALL;
     options.start_epoch_ms = Some(now_ms() - HOUR_MS);
     let emu = emulator::start(options).await.expect("emulator starts");
     let source = CloudWatchSource::new(&sdk_config(&emu).await);

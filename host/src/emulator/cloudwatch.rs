@@ -322,9 +322,17 @@ pub(crate) fn get_metric_data(core: &Core, input: &Value, now_ms: i64) -> Result
             )));
         }
     };
+    // A request with metric math is not paged: one answer of at most
+    // MaxDatapoints (CloudWatch's 100,800 by default), whatever the
+    // emulator's page size for the others.
+    let has_math = queries
+        .iter()
+        .any(|q| matches!(q.what, What::Expression { .. }));
     let page = match r.opt_i64("MaxDatapoints")? {
         Some(n) if n <= 0 => return Err(r.invalid("MaxDatapoints must be positive.")),
+        Some(n) if has_math => usize::try_from(n).unwrap_or(usize::MAX),
         Some(n) => usize::try_from(n).unwrap_or(usize::MAX).min(core.page_size),
+        None if has_math => MAX_PERIODS_PER_QUERY as usize,
         None => core.page_size,
     };
     let (as_of, offset) = match r.opt_str("NextToken")? {
@@ -346,9 +354,6 @@ pub(crate) fn get_metric_data(core: &Core, input: &Value, now_ms: i64) -> Result
             What::Expression { .. } => None,
         })
         .collect();
-    let has_math = queries
-        .iter()
-        .any(|q| matches!(q.what, What::Expression { .. }));
     let queries: Vec<&Query> = queries.iter().filter(|q| q.returned).collect();
     let mut series: Vec<Vec<Datapoint>> = Vec::with_capacity(queries.len());
     for q in &queries {

@@ -162,7 +162,7 @@ impl CloudWatchSource {
         for (index, _) in partial.iter().enumerate().filter(|(_, p)| **p) {
             warn!(
                 message = "GetMetricData left a query's data partial with no page to follow \
-                           (metric math is not paged past 100,800 datapoints); its oldest \
+                           (metric math is not paged past 100,800 datapoints); some of its \
                            datapoints are missing.",
                 id = query_id(index).as_str(),
                 datapoints = points[index].len()
@@ -223,10 +223,24 @@ impl MetricSource for CloudWatchSource {
 /// limit.
 fn unpaged_spans(queries: &[MetricQuery], start_ms: i64, end_ms: i64) -> Vec<(i64, i64)> {
     use super::history::{MAX_DATAPOINTS_PER_CALL, size};
-    let (points, pages) = size(queries, start_ms, end_ms);
-    if points <= MAX_DATAPOINTS_PER_CALL || queries.iter().all(|q| q.expression.is_none()) {
+    if queries.iter().all(|q| q.expression.is_none()) {
         return vec![(start_ms, end_ms)];
     }
+    // Counted with the inputs metric math reads (sent with ReturnData
+    // false): whether CloudWatch's limit counts them is not documented,
+    // and a few more calls cost little.
+    let inputs: Vec<MetricQuery> = queries
+        .iter()
+        .filter_map(|q| q.expression.as_ref())
+        .flat_map(|math| math.inputs.iter().cloned())
+        .collect();
+    let (returned, _) = size(queries, start_ms, end_ms);
+    let (read, _) = size(&inputs, start_ms, end_ms);
+    let points = returned.saturating_add(read);
+    if points <= MAX_DATAPOINTS_PER_CALL {
+        return vec![(start_ms, end_ms)];
+    }
+    let pages = points.div_ceil(MAX_DATAPOINTS_PER_CALL);
     let step = alignment_step(queries);
     // One span more than the datapoints need: rounding each down to whole
     // steps stays within the limit.
@@ -465,8 +479,8 @@ fn collect_result(
             });
         }
         // PartialData means "more on the next page", which the caller
-        // follows with the NextToken; one left on the last page is said
-        // there.
+        // follows with the NextToken; one left on the last page (a
+        // request with metric math is not paged) is said there.
         Some(StatusCode::PartialData) => debug!(message = "Partial data; paging on.", id),
         _ => {}
     }
@@ -563,6 +577,45 @@ mod tests {
             period_secs,
             expression: None,
         }
+    }
+
+    /// A call with metric math over more than 100,800 datapoints (its
+    /// inputs counted) is made in consecutive spans of whole alignment
+    /// steps, each within the limit, covering the span once; one without
+    /// math, or within the limit, in one.
+    #[test]
+    fn metric_math_past_a_call_s_datapoints_is_split_in_aligned_spans() {
+        const DAY_MS: i64 = 86_400_000;
+        let mut math = cpu_query("doubled", 60);
+        math.expression = Some(crate::metrics::MetricMath {
+            text: "m0 * 2".into(),
+            inputs: vec![cpu_query("m0", 60)],
+        });
+        let mut queries: Vec<MetricQuery> = (0..4)
+            .map(|i| cpu_query(&format!("m{i}"), if i == 3 { 300 } else { 60 }))
+            .collect();
+        queries.push(math);
+        let start = 20_000 * DAY_MS;
+        let end = start + 15 * DAY_MS;
+        let spans = unpaged_spans(&queries, start, end);
+        assert!(spans.len() >= 2, "{spans:?}");
+        assert_eq!(spans.first().map(|s| s.0), Some(start));
+        assert_eq!(spans.last().map(|s| s.1), Some(end));
+        for pair in spans.windows(2) {
+            assert_eq!(pair[0].1, pair[1].0, "contiguous: {spans:?}");
+        }
+        let inputs = [cpu_query("m0", 60)];
+        for (from, to) in &spans {
+            assert_eq!(from % 300_000, 0, "aligned to 60 s and 300 s");
+            let (points, _) = crate::metrics::history::size(&queries, *from, *to);
+            let (read, _) = crate::metrics::history::size(&inputs, *from, *to);
+            assert!(points + read <= crate::metrics::history::MAX_DATAPOINTS_PER_CALL);
+        }
+        assert_eq!(unpaged_spans(&queries[..4], start, end), [(start, end)]);
+        assert_eq!(
+            unpaged_spans(&queries, start, start + DAY_MS),
+            [(start, start + DAY_MS)]
+        );
     }
 
     /// A service error as the SDK hands it over after parsing an answer.
