@@ -1667,6 +1667,63 @@ impl ReturnFalse for MetricDataQuery {
     }
 }
 
+/// An emulator publishing 15 days of history (started a whole period
+/// phase in, so the test's minutes are whole), with `page_size` if given,
+/// and a CloudWatch source over the SDK against it.
+async fn history_emulator(
+    dir: &std::path::Path,
+    page_size: Option<usize>,
+) -> (EmulatorHandle, CloudWatchSource) {
+    let file = common::history_scenario(dir, 15);
+    tokio::time::sleep(common::until_start_phase()).await;
+    let mut options = EmulatorOptions::new(file);
+    if let Some(page_size) = page_size {
+        options.page_size = page_size;
+    }
+    options.start_epoch_ms = Some(now_ms() - HOUR_MS);
+    let emu = emulator::start(options).await.expect("emulator starts");
+    let source = CloudWatchSource::new(&sdk_config(&emu).await);
+    (emu, source)
+}
+
+/// Five of the model's metrics, each its 60 s Average.
+fn five_model_queries() -> Vec<MetricQuery> {
+    [
+        "containerCPUUtilization",
+        "busyTimeMsPerSecond",
+        "numRecordsInPerSecond",
+        "millisBehindLatest",
+        "KPUs",
+    ]
+    .iter()
+    .map(|m| model_query("app", m, "Average", 60))
+    .collect()
+}
+
+/// The history span the controller reads for 15 days now: up to its usual
+/// window, the last half hour of whole minutes.
+fn fifteen_days() -> (i64, i64) {
+    let now = now_ms();
+    let window_start = now.div_euclid(60_000) * 60_000 - 1_800_000;
+    flinkscale::metrics::history::span(now, window_start, 15).expect("15 days to read")
+}
+
+/// Every series of `history` has every minute of `[start, end)` once,
+/// oldest first.
+fn every_minute(history: &[flinkscale::metrics::Series], start: i64, end: i64) {
+    let minutes = (end - start) / 60_000;
+    for series in history {
+        let id = &series.query.id;
+        let stamps: Vec<i64> = series.points.iter().map(|p| p.timestamp_ms).collect();
+        assert_eq!(stamps.len() as i64, minutes, "{id}: one point a minute");
+        assert!(
+            stamps.windows(2).all(|w| w[1] - w[0] == 60_000),
+            "{id}: oldest first, no gap, no repeat"
+        );
+        assert_eq!(stamps.first(), Some(&start), "{id}");
+    }
+}
+
 /// 15 days of history through the SDK, as the controller reads it at a
 /// policy's first evaluation: the emulator serves the past the scenario
 /// publishes before t = 0 and the run since, GetMetricData pages at the
@@ -1675,46 +1732,20 @@ impl ReturnFalse for MetricDataQuery {
 #[tokio::test]
 async fn fifteen_days_of_history_come_back_in_pages_through_the_sdk() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let file = common::history_scenario(dir.path(), 15);
-    tokio::time::sleep(common::until_start_phase()).await;
-    let mut options = EmulatorOptions::new(file);
-    options.page_size = flinkscale::metrics::history::MAX_DATAPOINTS_PER_CALL;
-    options.start_epoch_ms = Some(now_ms() - HOUR_MS);
-    let emu = emulator::start(options).await.expect("emulator starts");
-    let source = CloudWatchSource::new(&sdk_config(&emu).await);
-
-    let metrics = [
-        "containerCPUUtilization",
-        "busyTimeMsPerSecond",
-        "numRecordsInPerSecond",
-        "millisBehindLatest",
-        "KPUs",
-    ];
-    let queries: Vec<MetricQuery> = metrics
-        .iter()
-        .map(|m| model_query("app", m, "Average", 60))
-        .collect();
-    let now = now_ms();
-    // The controller's usual window: the last half hour, whole minutes.
-    let window_start = now.div_euclid(60_000) * 60_000 - 1_800_000;
-    let (start, end) =
-        flinkscale::metrics::history::span(now, window_start, 15).expect("15 days to read");
+    let (emu, source) = history_emulator(
+        dir.path(),
+        Some(flinkscale::metrics::history::MAX_DATAPOINTS_PER_CALL),
+    )
+    .await;
+    let queries = five_model_queries();
+    let (start, end) = fifteen_days();
     let (expected, pages) = flinkscale::metrics::history::size(&queries, start, end);
     assert!(pages >= 2, "{expected} datapoints need {pages} pages");
 
     let history = flinkscale::metrics::history::read(&source, &queries, start, end)
         .await
         .expect("history read");
-    let minutes = (end - start) / 60_000;
-    for (series, name) in history.iter().zip(metrics) {
-        let stamps: Vec<i64> = series.points.iter().map(|p| p.timestamp_ms).collect();
-        assert_eq!(stamps.len() as i64, minutes, "{name}: one point a minute");
-        assert!(
-            stamps.windows(2).all(|w| w[1] - w[0] == 60_000),
-            "{name}: oldest first, no gap, no repeat"
-        );
-        assert_eq!(stamps[0], start, "{name}");
-    }
+    every_minute(&history, start, end);
     // The past follows the daily cycle: its input peaks at noon of the
     // trace (3000 records/s) and is lowest at midnight.
     let rates = &history[2].points;
@@ -1727,7 +1758,7 @@ async fn fifteen_days_of_history_come_back_in_pages_through_the_sdk() {
         .into_iter()
         .filter(|c| c.operation == "GetMetricData")
         .count();
-    assert_eq!(calls as usize, pages, "one call per page of 100,800");
+    assert_eq!(calls, pages, "one call per page of 100,800");
 }
 
 /// 15 days of history with metric math: CloudWatch pages no request that
@@ -1740,26 +1771,10 @@ async fn fifteen_days_of_history_come_back_in_pages_through_the_sdk() {
 #[tokio::test]
 async fn fifteen_days_of_history_with_metric_math_come_back_whole_through_the_sdk() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let file = common::history_scenario(dir.path(), 15);
-    tokio::time::sleep(common::until_start_phase()).await;
     // The emulator's default page size (100) pages plain requests; one
     // with metric math is answered whole up to 100,800, as CloudWatch's.
-    let mut options = EmulatorOptions::new(file);
-    options.start_epoch_ms = Some(now_ms() - HOUR_MS);
-    let emu = emulator::start(options).await.expect("emulator starts");
-    let source = CloudWatchSource::new(&sdk_config(&emu).await);
-
-    let metrics = [
-        "containerCPUUtilization",
-        "busyTimeMsPerSecond",
-        "numRecordsInPerSecond",
-        "millisBehindLatest",
-        "KPUs",
-    ];
-    let mut queries: Vec<MetricQuery> = metrics
-        .iter()
-        .map(|m| model_query("app", m, "Average", 60))
-        .collect();
+    let (emu, source) = history_emulator(dir.path(), None).await;
+    let mut queries = five_model_queries();
     queries.push(MetricQuery {
         id: "doubled".to_owned(),
         namespace: String::new(),
@@ -1772,10 +1787,7 @@ async fn fifteen_days_of_history_with_metric_math_come_back_whole_through_the_sd
             inputs: vec![model_query("app", "numRecordsInPerSecond", "Average", 60)],
         }),
     });
-    let now = now_ms();
-    let window_start = now.div_euclid(60_000) * 60_000 - 1_800_000;
-    let (start, end) =
-        flinkscale::metrics::history::span(now, window_start, 15).expect("15 days to read");
+    let (start, end) = fifteen_days();
     let (expected, _) = flinkscale::metrics::history::size(&queries, start, end);
     assert!(
         expected > flinkscale::metrics::history::MAX_DATAPOINTS_PER_CALL,
@@ -1785,22 +1797,7 @@ async fn fifteen_days_of_history_with_metric_math_come_back_whole_through_the_sd
     let history = flinkscale::metrics::history::read(&source, &queries, start, end)
         .await
         .expect("history read");
-    let minutes = (end - start) / 60_000;
-    for (series, query) in history.iter().zip(&queries) {
-        let stamps: Vec<i64> = series.points.iter().map(|p| p.timestamp_ms).collect();
-        assert_eq!(
-            stamps.len() as i64,
-            minutes,
-            "{}: one point a minute",
-            query.id
-        );
-        assert!(
-            stamps.windows(2).all(|w| w[1] - w[0] == 60_000),
-            "{}: oldest first, no gap, no repeat",
-            query.id
-        );
-        assert_eq!(stamps.first(), Some(&start), "{}", query.id);
-    }
+    every_minute(&history, start, end);
     for (rate, doubled) in history[2].points.iter().zip(&history[5].points) {
         assert_eq!(doubled.value, rate.value * 2.0, "at {}", rate.timestamp_ms);
     }
