@@ -168,7 +168,7 @@ impl SimReport {
              bound_efficiency       {:>10.3}\n\
              \n\
              agent's own AWS calls (lazy polling {}):\n\
-             get_metric_data_requests     {:>10}\n\
+             cloudwatch_get_metric_data_requests {:>3}\n\
              cloudwatch_metric_requests   {:>10}\n\
              describe_application_calls   {:>10}\n\
              update_application_calls     {:>10}\n\
