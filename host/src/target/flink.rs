@@ -388,13 +388,16 @@ impl FlinkTarget {
         if status == AppStatus::Running && (pending || !all_running) {
             status = AppStatus::Updating;
         }
-        let (created, pending) = self.graph(&id, created, pending, executing);
-        // A stale answer of an earlier graph (a JobManager answering from
-        // its cache) reads as a change under way: so is the status, or an
-        // odd version at RUNNING would read as another writer's update.
-        if pending && status == AppStatus::Running {
-            status = AppStatus::Updating;
-        }
+        let Some((created, pending)) = self.graph(&id, created, pending, executing) else {
+            // Read as a state, it would be the old size at a version past
+            // the newest: another writer's update, or a rescale followed
+            // to its end at the size it left.
+            return Err(TargetError::Transient(format!(
+                "GET /jobs/{id} answered a running graph created at {created}, older than one \
+                 already read: a stale answer (a JobManager answering from its cache, \
+                 web.refresh-interval); read again"
+            )));
+        };
         Ok(JobView {
             id: id.clone(),
             state: AppState {
@@ -444,18 +447,24 @@ impl FlinkTarget {
     /// never move again until the clock caught up: a rescale that took
     /// effect would read as one that did not, and be decided again at once.
     /// (What is remembered is this process's: after a restart of the agent
-    /// a graph is judged by its own time again.)
-    fn graph(&self, id: &str, read: u64, pending: bool, executing: bool) -> (u64, bool) {
+    /// a graph is judged by its own time again.) A running graph that
+    /// *was* read before is a stale answer (that cache): `None`, to be read
+    /// again. Reported as a state, it was the old size at a pending version
+    /// past the newest, which an evaluation took for another writer's
+    /// update (a grace period held for nothing).
+    fn graph(&self, id: &str, read: u64, pending: bool, executing: bool) -> Option<(u64, bool)> {
         let mut graphs = self.newest_graph.lock().unwrap_or_else(|e| e.into_inner());
         let last = graphs
             .entry(id.to_owned())
             .or_insert_with(|| Graph::first(read));
         if read == last.read {
-            (last.reported, pending)
+            Some((last.reported, pending))
         } else if read > last.reported {
             last.next(read, read);
-            (read, pending)
-        } else if executing && !last.earlier.contains(&read) {
+            Some((read, pending))
+        } else if executing && last.earlier.contains(&read) {
+            None
+        } else if executing {
             let reported = last.reported.saturating_add(1);
             tracing::warn!(
                 job_id = id,
@@ -465,9 +474,9 @@ impl FlinkTarget {
                  back. Its version moves on from the newest read."
             );
             last.next(read, reported);
-            (reported, pending)
+            Some((reported, pending))
         } else {
-            (last.reported, true)
+            Some((last.reported, true))
         }
     }
 
@@ -1453,13 +1462,16 @@ mod tests {
         set(cluster(2, 7_000, 1, 1));
         assert_eq!(describe().await.version_id, version_id(7_000, false));
 
-        // A stale answer of a graph read before (a JobManager answering
-        // from its cache) is a change under way, not a new graph: the
-        // version neither falls back nor moves on for good.
+        // A stale answer of a running graph read before (a JobManager
+        // answering from its cache) is no state at all: read again. The
+        // version neither falls back nor moves on.
         set(cluster(2, 3_500, 1, 1));
-        let stale = describe().await;
-        assert_eq!(stale.version_id, version_id(7_000, true));
-        assert_eq!(stale.status, AppStatus::Updating, "{stale:?}");
+        match target.describe("orders").await {
+            Err(TargetError::Transient(message)) => {
+                assert!(message.contains("a stale answer"), "{message}");
+            }
+            other => panic!("a stale graph: {other:?}"),
+        }
         set(cluster(2, 7_000, 1, 1));
         let fresh = describe().await;
         assert_eq!(fresh.version_id, version_id(7_000, false));
