@@ -50,14 +50,28 @@ module_and_world() {
     esac
 }
 
-# Whether the component OUT was built from $source_path: two modules of
-# the same name (an author's `step.py` and the shipped one) build to the
-# same file, and one must not pass for the other as "up to date".
-# build_from records it, after a build.
+# Whether the component OUT was built from $source_path for $world: two
+# modules of the same name (an author's `step.py` and the shipped one)
+# build to the same file, and one must not pass for the other as "up to
+# date"; nor must a module built for the other world (a policy built as an
+# interpreter by mistake would otherwise stay so until a source changed).
+# build_from records both, after a build.
 built_from_source() {
-    [ -f "$1.source" ] && [ "$(cat "$1.source")" = "$source_path" ]
+    [ -f "$1.source" ] && [ "$(cat "$1.source")" = "$(printf '%s\n%s' "$source_path" "$world")" ]
 }
 
 build_from() {
-    printf '%s\n' "$source_path" >"$1.source"
+    printf '%s\n%s\n' "$source_path" "$world" >"$1.source"
+}
+
+# Warns when $source_file does not seem to export what $world calls (a
+# module built for the other world, or one that never defines its export):
+# the build succeeds, and the component traps at its first call, with a
+# message that names no export. PATTERN is grep -E for the export line;
+# WANT the name, for the message.
+warn_without_export() {
+    local pattern="$1" want="$2"
+    if ! grep -qE "$pattern" "$source_file"; then
+        echo "warning: $source_file does not seem to define \`$want\`, which the $world world calls: the component will fail at its first call (name the other world, or define it)" >&2
+    fi
 }

@@ -34,6 +34,9 @@ cd "$(dirname "$0")/../.."
 source plugins/build-module.sh
 module_and_world js js "^(import .*|\} *)from ['\"]\./flinkscale-interpreter\.js['\"]" "$@"
 
+if [ "$world" = metric-interpreter ]; then want=interpreter; else want=policy; fi
+warn_without_export "export.*\\b$want\\b" "export const $want"
+
 out_dir="${CARGO_TARGET_DIR:-target}/polyglot"
 out="$out_dir/$module-js.wasm"
 jco=plugins/js/node_modules/@bytecodealliance/jco/dist/jco.js
@@ -47,6 +50,10 @@ if ! node -e 'const [a, b] = process.versions.node.split(".").map(Number); proce
 fi
 
 if [ ! -f "$jco" ] || [ plugins/js/package-lock.json -nt plugins/js/node_modules/.package-lock.json ]; then
+    if ! command -v npm >/dev/null; then
+        echo "error: building a JavaScript plugin installs jco with npm, which is not on PATH (it comes with Node.js; on Debian: apt-get install npm)" >&2
+        exit 1
+    fi
     (cd plugins/js && npm ci --no-audit --no-fund)
 fi
 

@@ -20,11 +20,22 @@ cd "$(dirname "$0")/../.."
 source plugins/build-module.sh
 module_and_world python py '^(from|import) flinkscale_interpreter\b' "$@"
 
+if [ "$world" = metric-interpreter ]; then want=Interpreter; else want=Policy; fi
+warn_without_export "^(class $want\\b|$want *=)" "class $want"
+
 out_dir="${CARGO_TARGET_DIR:-target}/polyglot"
 out="$out_dir/$module-py.wasm"
 
-if [ ! -x .venv/bin/python ]; then
-    python3 -m venv .venv
+# A .venv that `python3 -m venv` left half made (Debian and Ubuntu without
+# python3-venv make the interpreter but no pip) is made again, and a
+# python3 that cannot make one says what to install.
+if [ ! -x .venv/bin/python ] || [ ! -x .venv/bin/pip ]; then
+    rm -rf .venv
+    if ! python3 -m venv .venv; then
+        rm -rf .venv
+        echo "error: building a Python plugin needs python3 with its venv module (on Debian or Ubuntu: apt-get install python3-venv)" >&2
+        exit 1
+    fi
 fi
 if ! .venv/bin/componentize-py --version 2>/dev/null | grep -qx "componentize-py 0.25.1"; then
     .venv/bin/pip install -q -r plugins/python/requirements.txt
