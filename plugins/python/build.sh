@@ -26,19 +26,21 @@ warn_without_export "^(class $want\\b|$want *=)" "class $want"
 out_dir="${CARGO_TARGET_DIR:-target}/polyglot"
 out="$out_dir/$module-py.wasm"
 
-# A .venv that `python3 -m venv` left half made (Debian and Ubuntu without
-# python3-venv make the interpreter but no pip) is made again, and a
-# python3 that cannot make one says what to install.
-if [ ! -x .venv/bin/python ] || [ ! -x .venv/bin/pip ]; then
-    rm -rf .venv
-    if ! python3 -m venv .venv; then
-        rm -rf .venv
-        echo "error: building a Python plugin needs python3 with its venv module (on Debian or Ubuntu: apt-get install python3-venv)" >&2
-        exit 1
-    fi
+# A .venv without pip (one `python3 -m venv` left half made on Debian or
+# Ubuntu without python3-venv, or one made by uv or with --without-pip) is
+# given pip with ensurepip, never removed: it may hold other packages.
+venv_help="on Debian or Ubuntu: apt-get install python3-venv"
+if [ ! -x .venv/bin/python ] && ! python3 -m venv .venv; then
+    echo "error: building a Python plugin needs python3 with its venv module ($venv_help)" >&2
+    exit 1
 fi
 if ! .venv/bin/componentize-py --version 2>/dev/null | grep -qx "componentize-py 0.25.1"; then
-    .venv/bin/pip install -q -r plugins/python/requirements.txt
+    if ! .venv/bin/python -m pip --version >/dev/null 2>&1 \
+        && ! .venv/bin/python -m ensurepip >/dev/null 2>&1; then
+        echo "error: .venv has no pip and cannot make one with ensurepip ($venv_help)" >&2
+        exit 1
+    fi
+    .venv/bin/python -m pip install -q -r plugins/python/requirements.txt
 fi
 
 if [ -f "$out" ] && built_from_source "$out" && [ -z "$(find plugins/python "$module_dir" wit/v0.2.0 -newer "$out" \
