@@ -176,10 +176,7 @@ fn lazy_polling_changes_no_decision_when_evaluations_outpace_the_period() {
                 metric.period_secs = 300;
             }
         }
-        flinkscale::sim::driver::set_lazy_polling(&mut loaded, false);
-        let eager = flinkscale::sim::driver::simulate(&scenario, &loaded).expect("seed runs");
-        flinkscale::sim::driver::set_lazy_polling(&mut loaded, true);
-        let lazy = flinkscale::sim::driver::simulate(&scenario, &loaded).expect("seed runs");
+        let (eager, lazy) = eager_and_lazy(&scenario, &mut loaded);
         assert_eq!(
             rescales(&lazy),
             rescales(&eager),
@@ -195,6 +192,18 @@ fn lazy_polling_changes_no_decision_when_evaluations_outpace_the_period() {
         rescaled > 0,
         "no run rescaled: identical lists would be empty"
     );
+}
+
+/// `loaded` run on `scenario` with lazy polling off, then on.
+fn eager_and_lazy(
+    scenario: &Scenario,
+    loaded: &mut LoadedConfig,
+) -> (SimulationOutcome, SimulationOutcome) {
+    let mut run = |lazy: bool| {
+        flinkscale::sim::driver::set_lazy_polling(loaded, lazy);
+        flinkscale::sim::driver::simulate(scenario, loaded).expect("the configuration runs")
+    };
+    (run(false), run(true))
 }
 
 fn failures(outcome: &SimulationOutcome, wanted: &str) -> Vec<String> {
@@ -375,10 +384,7 @@ fn lazy_polling_changes_no_decision_with_an_alarm_on_fill() {
                 }
             }
         }
-        flinkscale::sim::driver::set_lazy_polling(&mut loaded, false);
-        let eager = flinkscale::sim::driver::simulate(&scenario, &loaded).expect("seed runs");
-        flinkscale::sim::driver::set_lazy_polling(&mut loaded, true);
-        let lazy = flinkscale::sim::driver::simulate(&scenario, &loaded).expect("seed runs");
+        let (eager, lazy) = eager_and_lazy(&scenario, &mut loaded);
         assert_eq!(
             rescales(&lazy),
             rescales(&eager),
