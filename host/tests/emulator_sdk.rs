@@ -128,6 +128,22 @@ fn model_query(app: &str, metric: &str, stat: &str, period: u32) -> MetricQuery 
     }
 }
 
+/// A 60 s metric-math query `id` of `text` over `inputs`.
+fn math_query(id: &str, text: &str, inputs: Vec<MetricQuery>) -> MetricQuery {
+    MetricQuery {
+        id: id.to_owned(),
+        namespace: String::new(),
+        metric_name: String::new(),
+        dimensions: BTreeMap::new(),
+        statistic: String::new(),
+        period_secs: 60,
+        expression: Some(MetricMath {
+            text: text.to_owned(),
+            inputs,
+        }),
+    }
+}
+
 fn parallelism_update(parallelism: i32) -> ApplicationConfigurationUpdate {
     ApplicationConfigurationUpdate::builder()
         .flink_application_configuration_update(
@@ -1578,18 +1594,7 @@ async fn metric_math_expressions_through_the_sdk() {
         id: "calm".to_owned(),
         ..model_query("calm", "numRecordsInPerSecond", "Sum", 60)
     };
-    let math = |id: &str, text: &str| MetricQuery {
-        id: id.to_owned(),
-        namespace: String::new(),
-        metric_name: String::new(),
-        dimensions: BTreeMap::new(),
-        statistic: String::new(),
-        period_secs: 60,
-        expression: Some(MetricMath {
-            text: text.to_owned(),
-            inputs: vec![busy.clone(), calm.clone()],
-        }),
-    };
+    let math = |id: &str, text: &str| math_query(id, text, vec![busy.clone(), calm.clone()]);
     let queries = [
         math("total", "numRecordsInPerSecond + calm"),
         math("share", "calm / SUM([numRecordsInPerSecond, calm]) * 100"),
@@ -1775,18 +1780,11 @@ async fn fifteen_days_of_history_with_metric_math_come_back_whole_through_the_sd
     // with metric math is answered whole up to 100,800, as CloudWatch's.
     let (emu, source) = history_emulator(dir.path(), None).await;
     let mut queries = five_model_queries();
-    queries.push(MetricQuery {
-        id: "doubled".to_owned(),
-        namespace: String::new(),
-        metric_name: String::new(),
-        dimensions: BTreeMap::new(),
-        statistic: String::new(),
-        period_secs: 60,
-        expression: Some(MetricMath {
-            text: "numRecordsInPerSecond * 2".to_owned(),
-            inputs: vec![model_query("app", "numRecordsInPerSecond", "Average", 60)],
-        }),
-    });
+    queries.push(math_query(
+        "doubled",
+        "numRecordsInPerSecond * 2",
+        vec![model_query("app", "numRecordsInPerSecond", "Average", 60)],
+    ));
     let (start, end) = fifteen_days();
     let (expected, _) = flinkscale::metrics::history::size(&queries, start, end);
     assert!(
