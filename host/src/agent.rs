@@ -25,7 +25,7 @@
 //! loaded before its running controller is stopped, off the runtime: one
 //! that does not load leaves it running as it was. Every reload also lifts
 //! the KPU limits (a Flink cluster's free slots) the controllers recorded:
-//! an operator who raised the account's limit, or added TaskManagers,
+//! an operator who raised the application's KPU quota, or added TaskManagers,
 //! says so with `systemctl reload` rather than waiting out the hour; it
 //! lifts a size held after AWS refused it as invalid (the operator fixed
 //! the application), and one whose update was rolled back when the reload

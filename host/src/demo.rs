@@ -318,7 +318,7 @@ fn describe(event: &Event, state: &EmulatorState) -> Option<String> {
         } => {
             let (at, _) = t(application);
             Some(format!(
-                "[{at}] the account's KPU limit refused {refused_kpu} KPU; staying at or below {ceiling_kpu}"
+                "[{at}] the application's KPU quota refused {refused_kpu} KPU; staying at or below {ceiling_kpu}"
             ))
         }
         Event::PluginQuarantined {

@@ -932,7 +932,7 @@ fn an_update_msf_rolls_back_is_not_sent_again() {
     );
 }
 
-/// The account's KPU limit (an injected LimitExceededException) refuses
+/// The application's KPU quota (an injected LimitExceededException) refuses
 /// the scale-out from 2 to 4 KPU: 3 is the ceiling, and the agent holds
 /// there. The operator raises the limit and reloads: the log says the
 /// ceiling is lifted, the next decision asks for 6 KPU and gets them, and
@@ -965,10 +965,9 @@ fn sighup_lifts_a_kpu_ceiling_and_the_next_decision_asks_for_more() {
         "a scale-out to the 3 KPU ceiling",
         || {
             agent.assert_running(diagnose);
-            reasons(&agent.log(), APP)
-                .iter()
-                .any(|r| r.contains("max lowered to 3 KPU: the account's KPU limit refused 4 KPU"))
-                && updates(&emulator.calls()).len() >= 2
+            reasons(&agent.log(), APP).iter().any(|r| {
+                r.contains("max lowered to 3 KPU: the application's KPU quota refused 4 KPU")
+            }) && updates(&emulator.calls()).len() >= 2
         },
         diagnose,
     );

@@ -625,7 +625,7 @@ impl Machine {
     }
 
     /// Lifts the recorded KPU limit at an operator's word (a configuration
-    /// reload: the account's limit was raised, TaskManagers were added),
+    /// reload: the application's KPU quota was raised, TaskManagers were added),
     /// whatever its age: the next decision may ask for the refused size
     /// again. Only the durable record changes: nothing in flight, no wait
     /// and no grace period is cut short, so nothing is decided or sent
@@ -681,7 +681,7 @@ impl Machine {
     }
 
     /// The highest KPU decisions may reach at `now_ms` for an application
-    /// running at `kpu`: `max_kpu`, or below a KPU the account's limit
+    /// running at `kpu`: `max_kpu`, or below a KPU the application's KPU quota
     /// refused while that limit still holds, but never below `kpu`: a
     /// limit stops growth, it does not shrink what runs. (MSF's ceiling is
     /// never below what runs; a Flink cluster's free slots can be, when

@@ -347,7 +347,7 @@ pub enum Failure {
     ConcurrentModification,
     /// The application was busy with another operation.
     ResourceInUse,
-    /// The account's KPU limit refused an update.
+    /// The application's KPU quota refused an update.
     LimitExceeded,
     /// AWS refused a request as invalid (InvalidArgument,
     /// InvalidApplicationConfiguration, ...).

@@ -180,7 +180,7 @@ impl Relaxed {
         })
     }
 
-    /// The KPU levels: each KPU from 1 to the account limit whose capacity
+    /// The KPU levels: each KPU from 1 to the KPU quota whose capacity
     /// beats every smaller KPU's, with that capacity.
     pub fn levels(&self) -> Vec<(u32, f64)> {
         let ppk = self.params.parallelism_per_kpu.max(1);

@@ -53,7 +53,7 @@ pub enum ApiErrorKind {
     ConcurrentModification,
     /// A parameter is out of range.
     InvalidArgument,
-    /// The KPU asked for is above the account's limit.
+    /// The KPU asked for is above the application's KPU quota.
     LimitExceeded,
     /// A CloudWatch parameter is invalid (statistic, period).
     InvalidParameterValue,
@@ -555,7 +555,7 @@ impl AppModel {
 
     /// UpdateApplication at the current time (`docs/SIMULATION.md`: only while
     /// RUNNING, matching version id, parallelism 1..=256, ParallelismPerKPU
-    /// 1..=8, KPU within the account limit). `now_ms` is its
+    /// 1..=8, KPU within the KPU quota). `now_ms` is its
     /// LastUpdateTimestamp.
     pub fn update(
         &mut self,

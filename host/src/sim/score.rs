@@ -138,7 +138,7 @@ impl Clairvoyant {
             capacity,
             parallelism_per_kpu: params.parallelism_per_kpu.max(1),
             min_kpu: params.min_kpu,
-            // The account's KPU limit binds a perfect scaler too.
+            // The application's KPU quota binds a perfect scaler too.
             max_kpu: params
                 .max_kpu
                 .min(params.account_kpu_limit)

@@ -442,7 +442,7 @@ fn update_application_errors() {
             "{p:?} {ppk:?}"
         );
     }
-    // 65 KPU > the account limit of 64; 256 / 4 = 64 is fine.
+    // 65 KPU > the KPU quota of 64; 256 / 4 = 64 is fine.
     assert_eq!(
         code(world.update_application("app", 1, Some(65), None, None)),
         "LimitExceededException"
@@ -912,7 +912,7 @@ fn scenario_reports_every_problem() {
         assert!(err.contains(expected), "{expected:?} in {err}");
     }
     // A max_kpu under the default min_kpu, or of 0, is the max_kpu's
-    // mistake; a min_kpu over the account's limit could never be reached.
+    // mistake; a min_kpu over the application's KPU quota could never be reached.
     for (apps, expected) in [
         (
             "max_kpu = 0\n",

@@ -5,7 +5,7 @@
 //! A journal holds one [`AppRecord`]: the phase of the scaling cycle
 //! ([`Phase`]: idle, decision taken, UpdateApplication about to be sent,
 //! sent, UPDATING observed, grace period) and what outlives a cycle (when
-//! the last rescale ended, the account KPU limit met). It is rewritten
+//! the last rescale ended, the application's KPU quota met). It is rewritten
 //! whole at each step that matters, atomically: a temporary file in the
 //! same folder is written and fsynced, renamed over the journal, and the
 //! folder is fsynced, so a crash at any instant leaves either the old
@@ -226,7 +226,7 @@ impl Phase {
 }
 
 /// A KPU count UpdateApplication refused with LimitExceededException: the
-/// account's limit, which later decisions stay below.
+/// application's KPU quota, which later decisions stay below.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KpuLimit {
     /// The KPU that was refused.
@@ -264,7 +264,7 @@ pub struct AppRecord {
     /// How long the last rescale kept the application from RUNNING.
     #[serde(default)]
     pub last_update_duration_secs: Option<u32>,
-    /// The account KPU limit met, if any.
+    /// The application's KPU quota met, if any.
     #[serde(default)]
     pub kpu_limit: Option<KpuLimit>,
     /// The application's version id as this agent last saw or caused it:

@@ -155,7 +155,7 @@ pub enum TargetError {
     /// The application is busy (not RUNNING): wait and re-check.
     #[error("resource in use: {0}")]
     ResourceInUse(String),
-    /// The account's KPU limit was hit.
+    /// The application's KPU quota was hit.
     #[error("limit exceeded: {0}")]
     LimitExceeded(String),
     /// A Flink cluster has too few task slots for the parallelism asked

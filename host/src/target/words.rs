@@ -6,7 +6,7 @@
 //! target (the WIT contract has one unit; a Flink job maps one unit of
 //! parallelism to one KPU, `parallelism_per_kpu` = 1). Only what is said
 //! about it differs: MSF's user knows KPU, `DescribeApplication`,
-//! `UpdateApplication` and the account's KPU limit; a Flink user knows
+//! `UpdateApplication` and the application's KPU quota; a Flink user knows
 //! parallelism, the REST calls (`GET /jobs/{id}`, `PUT
 //! /jobs/{id}/resource-requirements`) and the cluster's task slots. Every
 //! string that names one of these asks [`Words`] instead of spelling it,
@@ -19,7 +19,7 @@ use crate::config::TargetKind;
 #[serde(rename_all = "lowercase")]
 pub enum Words {
     /// Managed Service for Apache Flink: KPU, `DescribeApplication`,
-    /// `UpdateApplication`, the account's KPU limit.
+    /// `UpdateApplication`, the application's KPU quota.
     #[default]
     Msf,
     /// A job of a self-managed Flink cluster: parallelism, the REST calls,
@@ -88,11 +88,11 @@ impl Words {
         }
     }
 
-    /// What refuses a larger capacity: `the account's KPU limit`, or `the
+    /// What refuses a larger capacity: `the application's KPU quota`, or `the
     /// cluster's free slots` (its task slots less what its other jobs use).
     pub fn limit(self) -> &'static str {
         match self {
-            Words::Msf => "the account's KPU limit",
+            Words::Msf => "the application's KPU quota",
             Words::Flink => "the cluster's free slots or the job's max parallelism",
         }
     }
@@ -337,7 +337,7 @@ mod tests {
         assert_eq!(msf.thing(), "application");
         assert_eq!(msf.describe_call(), "DescribeApplication");
         assert_eq!(msf.rescale_call(), "UpdateApplication");
-        assert_eq!(msf.limit(), "the account's KPU limit");
+        assert_eq!(msf.limit(), "the application's KPU quota");
         assert_eq!(msf.limit_never_met(), "no KPU limit met");
         assert_eq!(msf.limit_may_have_moved(), "the limit may have been raised");
         assert_eq!(msf.rescale(), "an update");

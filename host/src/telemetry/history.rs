@@ -1674,10 +1674,10 @@ pub struct AppStatus {
     /// if its last update is recent. Absent while false.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub fresh_start: bool,
-    /// The highest KPU decisions may ask for, when the account's KPU limit
+    /// The highest KPU decisions may ask for, when the application's KPU quota
     /// refused an update.
     pub ceiling_kpu: Option<u32>,
-    /// The KPU the account's limit refused, with the ceiling.
+    /// The KPU the application's KPU quota refused, with the ceiling.
     pub ceiling_refused_kpu: Option<u32>,
     /// When the ceiling ends at the latest (ms since the epoch): an hour
     /// after the refusal, the limit may have been raised. It ends sooner

@@ -170,7 +170,7 @@ pub enum Event {
         /// Why, in the target's words.
         reason: String,
     },
-    /// UpdateApplication was refused for the account's KPU limit: decisions
+    /// UpdateApplication was refused for the application's KPU quota: decisions
     /// stay at or below `ceiling_kpu` until the limit is lifted.
     LimitRecorded {
         /// Application name.
@@ -733,7 +733,7 @@ fn log_event(event: &Event) {
                 ceiling_kpu,
                 ..
             } => error!(
-                message = "The account's KPU limit refused the update; decisions now stay at or below the ceiling.",
+                message = "The application's KPU quota refused the update; decisions now stay at or below the ceiling.",
                 application = %application,
                 refused_kpu,
                 ceiling_kpu,
@@ -1433,7 +1433,7 @@ mod tests {
         assert_eq!(lines[2]["kpu"], 4);
         assert_eq!(
             lines[3]["message"],
-            "The account's KPU limit refused the update; decisions now stay at or below the ceiling."
+            "The application's KPU quota refused the update; decisions now stay at or below the ceiling."
         );
         assert_eq!(lines[4]["message"], "KPU limit lifted.");
     }

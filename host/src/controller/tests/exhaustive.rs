@@ -69,7 +69,7 @@ enum Outcome {
     ResourceInUse,
     /// The agent's permissions are refused.
     AccessDenied,
-    /// The account's KPU limit refuses an update.
+    /// The application's KPU quota refuses an update.
     LimitExceeded,
     /// An update in flight takes longer (still UPDATING at this read).
     Updating,

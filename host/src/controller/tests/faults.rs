@@ -265,7 +265,7 @@ async fn the_account_kpu_limit_becomes_a_ceiling_and_is_not_hammered() {
         *t > 500
             && *t < 3600
             && d.action == Action::Hold
-            && d.reason.contains("account's KPU limit refused 4 KPU")
+            && d.reason.contains("application's KPU quota refused 4 KPU")
     });
     assert!(noted, "holds at the ceiling say why");
     // After an hour (at 3600) the limit is tried again, at the next
@@ -364,7 +364,7 @@ fn recorded(events: &[Event]) -> Vec<(u32, u32)> {
         .collect()
 }
 
-/// The account's limit of 3 KPU refuses 4 at t = 0; 3 is asked at 5
+/// The application's KPU quota of 3 KPU refuses 4 at t = 0; 3 is asked at 5
 /// ([`LIMIT_PROBE`] later) and runs from 95; the grace period ends at 425,
 /// and the application holds at its ceiling every 60 s from there.
 async fn held_at_the_ceiling(target: &Arc<FakeTarget>) {
@@ -373,7 +373,7 @@ async fn held_at_the_ceiling(target: &Arc<FakeTarget>) {
     assert_eq!(target.updates(), vec![(0, 4), (5, 3)]);
 }
 
-/// The operator raised the account's limit and reloaded: the ceiling is
+/// The operator raised the application's KPU quota and reloaded: the ceiling is
 /// lifted at once (logged in the target's words), and the next evaluation,
 /// when it was due anyway, asks for more than the refused size.
 #[tokio::test(start_paused = true)]
@@ -438,12 +438,12 @@ async fn a_lifted_ceiling_that_still_holds_is_found_again_in_seconds() {
     );
     assert!(
         later.iter().all(|(_, d)| d.action == Action::Hold
-            && d.reason.contains("account's KPU limit refused 4 KPU")),
+            && d.reason.contains("application's KPU quota refused 4 KPU")),
         "{later:?}"
     );
 }
 
-/// The operator raised the account's limit (3 to 5 KPU), but not as far
+/// The operator raised the application's KPU quota (3 to 5 KPU), but not as far
 /// as the next decision asks (6), and reloaded: 6 is refused, and 5, where
 /// the limit now is, is asked LIMIT_PROBE later and accepted. A refusal
 /// above the old limit says only that the limit is below the size

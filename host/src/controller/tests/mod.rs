@@ -59,7 +59,7 @@ struct TargetState {
     fail_next_update: Option<TargetError>,
     /// Fail the next DescribeApplication calls with these errors.
     fail_describes: Vec<TargetError>,
-    /// The account's KPU limit: every UpdateApplication to more KPU is
+    /// The application's KPU quota: every UpdateApplication to more KPU is
     /// refused with LimitExceeded (and does not take effect).
     kpu_limit: Option<u32>,
     /// The status an update ends in (RUNNING unless a test says otherwise).
@@ -220,7 +220,7 @@ impl ScalingTarget for FakeTarget {
             && kpu > limit
         {
             return Err(TargetError::LimitExceeded(format!(
-                "{kpu} KPU exceeds the account's limit of {limit}"
+                "{kpu} KPU exceeds the application's KPU quota of {limit}"
             )));
         }
         if s.status != AppStatus::Running {

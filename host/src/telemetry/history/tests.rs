@@ -819,7 +819,7 @@ fn a_flink_jobs_status_and_explain_speak_flinks_words() {
     );
     assert!(text.contains("  kpu:        2\n"), "{text}");
     assert!(
-        text.contains("  ceiling:    6 KPU (the account's KPU limit refused 8 KPU); until "),
+        text.contains("  ceiling:    6 KPU (the application's KPU quota refused 8 KPU); until "),
         "{text}"
     );
     let fresh = status(&temp_dir("flink-words-empty"), &configured, 0);
@@ -857,7 +857,7 @@ fn status_says_what_a_kpu_ceiling_refused_and_until_when_it_holds() {
     let text = status_text(&within);
     assert!(
         text.contains(
-            "ceiling:    3 KPU (the account's KPU limit refused 4 KPU); until \
+            "ceiling:    3 KPU (the application's KPU quota refused 4 KPU); until \
              2026-12-01T22:58:36Z at the latest, or once the application runs at 4 KPU"
         ),
         "{text}"
@@ -868,7 +868,7 @@ fn status_says_what_a_kpu_ceiling_refused_and_until_when_it_holds() {
         refused_at + 3_600_000,
     ));
     assert!(
-        after.contains("3 KPU (the account's KPU limit refused 4 KPU); its hour is over"),
+        after.contains("3 KPU (the application's KPU quota refused 4 KPU); its hour is over"),
         "{after}"
     );
 }
