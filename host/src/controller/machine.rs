@@ -1278,7 +1278,14 @@ impl Machine {
                     settings.words.capacity(to_kpu)
                 ),
             );
-            return Next::Wait(settings.update_poll);
+            // Busy (starting, updating): it may run in moments. Stopped
+            // or rolled back: it stays so until somebody acts, so it is
+            // read at the evaluation interval, not every few seconds.
+            return Next::Wait(if state.status.is_transitional() {
+                settings.update_poll
+            } else {
+                hold_for
+            });
         }
         let update = Update {
             target_kpu: to_kpu,

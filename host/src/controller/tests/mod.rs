@@ -1623,3 +1623,45 @@ async fn the_period_under_way_is_not_handed_to_the_policy() {
         );
     }
 }
+
+/// A decision deferred because the application is not RUNNING is read
+/// again soon while it is busy (it may run in moments), at the evaluation
+/// interval while it is stopped or rolled back (it stays so until
+/// somebody acts): not a read and a warning every few seconds.
+#[test]
+fn a_stopped_application_is_read_again_at_the_evaluation_interval() {
+    use super::machine::{Evaluated, Jitter, Machine, Next, Observation};
+    let mut app = test_app();
+    app.update_poll_secs = 10;
+    let settings = Settings::from_config(&app, false);
+    assert!(settings.update_poll < settings.evaluation_interval);
+    for (status, wait) in [
+        (AppStatus::Ready, settings.evaluation_interval),
+        (AppStatus::RolledBack, settings.evaluation_interval),
+        (AppStatus::Updating, settings.update_poll),
+    ] {
+        let mut machine = Machine::new(Jitter::new(1));
+        machine.record.seen_version_id = Some(1);
+        let step = machine.step(
+            Observation::Evaluated(Ok(Evaluated {
+                state: AppState {
+                    status,
+                    ..running()
+                },
+                decision: Decision {
+                    action: Action::ScaleTo(4),
+                    reason: "high in ALARM".to_owned(),
+                    next_evaluation_secs: None,
+                },
+            })),
+            &settings,
+            T0_MS,
+        );
+        assert_eq!(step.next, Next::Wait(wait), "{status}: {step:?}");
+        assert_eq!(
+            failures(&step.events, "not_running"),
+            [format!("application is {status}, not RUNNING; rescale to 4 KPU deferred")],
+            "{status}"
+        );
+    }
+}
