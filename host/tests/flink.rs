@@ -1249,7 +1249,7 @@ impl ProxiedAgent {
 fn foreign_holds(log: &str) -> Vec<&'static str> {
     common::log_events(
         log,
-        "Holding a grace period after an update this agent did not make; nothing is decided before it ends.",
+        "Holding a grace period after a restart or update this agent did not make; nothing is decided before it ends.",
     )
     .iter()
     .filter_map(|e| {

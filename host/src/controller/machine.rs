@@ -114,6 +114,11 @@ thread_local! {
     pub static PANIC_ON_ACCEPTED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
+/// What the grace period held after a journal that could not be read is
+/// after, as `status` and `once` say it.
+const UNKNOWN_OUTCOME_GRACE: &str =
+    "grace period after a journal that could not be read (an update's outcome was unknown)";
+
 /// How long a target that AWS refused as invalid is not asked for again:
 /// the same request would be refused the same way, and an hour lets a
 /// fixed application configuration be picked up without a restart.
@@ -392,7 +397,7 @@ struct Assessment {
     moves: Option<Moves>,
 }
 
-/// A grace period owed for an update this agent did not make: somebody
+/// A grace period owed for a restart or update this agent did not make: somebody
 /// else's, or the last update before an agent without a journal started.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Owed {
@@ -458,6 +463,11 @@ impl Machine {
     ///   decision on a restart's metrics may cost a double rescale. An
     ///   update still in progress is followed first. Unknown
     ///   (`last_update_ms` absent) keeps deciding at once, as before.
+    /// - **A restart that keeps the version id**: an application seen
+    ///   STARTING (after StartApplication; a Flink job initializing or
+    ///   reconciling), under MAINTENANCE or AUTOSCALING with no update to
+    ///   explain it is followed, then held one grace period from when it
+    ///   is seen RUNNING, as another writer's update is.
     ///
     /// Nothing is owed to an application in another status (it is not
     /// updated anyway). A dry run is owed the same as a run that acts: it
@@ -501,11 +511,27 @@ impl Machine {
             let ended = state.last_update_ms.map_or(now_ms, ended_by_ms);
             return owed(settings.words.grace_after_other_writer(), ended);
         }
-        let last_ms = state.last_update_ms.filter(|_| self.record.fresh_start)?;
-        owed(
-            settings.words.grace_after_recent_update(),
-            ended_by_ms(last_ms),
-        )
+        if let Some(last_ms) = state.last_update_ms.filter(|_| self.record.fresh_start) {
+            return owed(
+                settings.words.grace_after_recent_update(),
+                ended_by_ms(last_ms),
+            );
+        }
+        // Starting, under maintenance or autoscaling under a version
+        // already seen: a restart that does not move the version id
+        // (StartApplication, MSF's patching, its own autoscaling). Its
+        // first metrics are a restart's as well. (UPDATING and ROLLING_BACK
+        // come with a version move, seen above or when it lands: a Flink
+        // job RESTARTING reads as UPDATING, and its new graph is reported
+        // as another writer's move when it runs.)
+        let restarting = matches!(
+            state.status,
+            AppStatus::Starting | AppStatus::Maintenance | AppStatus::Autoscaling
+        );
+        restarting.then_some(Owed {
+            until_ms: None,
+            reason: settings.words.grace_after_busy(),
+        })
     }
 
     /// A decision taken at `now_ms` on the application as `state` as it is
@@ -773,8 +799,12 @@ impl Machine {
                 ));
             }
         }
+        // A hold the size that runs shows wrong (it stops that size: it was
+        // set by hand, and starts) holds nothing: the step lifts it
+        // ([`Machine::review_refused`]).
         if let (Action::ScaleTo(kpu), Some(refused)) = (decision.action, self.record.refused)
             && refused.stops(kpu)
+            && !refused.stops(app.kpu)
             && now_ms < refused.until_ms
         {
             decision.action = Action::Hold;
@@ -1030,7 +1060,13 @@ impl Machine {
             if app.status.is_transitional() {
                 return Next::Wait(settings.update_poll);
             }
-            return Next::Wait(self.grace(app.kpu(), settings, out.now_ms));
+            let wait = self.grace(app.kpu(), settings, out.now_ms);
+            // Not after an update of this agent's ("after the update to
+            // N KPU" would name one it did not make): after not knowing.
+            if let Phase::Grace { after, .. } = &mut self.record.phase {
+                *after = Some(UNKNOWN_OUTCOME_GRACE.to_owned());
+            }
+            return Next::Wait(wait);
         }
         if let Phase::Foreign { after, .. } = &phase {
             let restart = doubt == Some(Doubt::Restart);
@@ -1198,11 +1234,12 @@ impl Machine {
                 self.timed_out = false;
                 self.record.phase = Phase::Idle;
                 let to = settings.words.capacity(update.target_kpu);
+                let what = settings.words.update_ended_in(status);
                 let message = if followed {
-                    format!("update to {to} ended in {status}")
+                    format!("update to {to} ended in {status}{what}")
                 } else {
                     format!(
-                        "the update to {to} (version {}) ended in {status}",
+                        "the update to {to} (version {}) ended in {status}{what}",
                         update.quoted_version_id
                     )
                 };
@@ -1234,6 +1271,9 @@ impl Machine {
             out.events.push(event);
         }
         self.review_limit(state.kpu(), settings, out);
+        if state.status == AppStatus::Running {
+            self.review_refused(state.kpu(), settings, out);
+        }
         if let Some(owed) = owed {
             self.failures = 0;
             return self.hold_owed(owed, streak, &state, settings, out);
@@ -1347,7 +1387,7 @@ impl Machine {
         }
     }
 
-    /// Follows an update this agent did not make (phase `foreign`): polls
+    /// Follows a restart or update this agent did not make (phase `foreign`): polls
     /// while the application is busy, then holds one grace period from
     /// when it is RUNNING; an application that ends in another status is
     /// evaluated (which defers any rescale while it is not RUNNING).
@@ -1367,11 +1407,13 @@ impl Machine {
                 at_ms: out.now_ms,
                 phase: self.record.phase.name().to_owned(),
                 resume: if busy {
-                    "an update this agent did not make: follow it, then a grace period".to_owned()
+                    "a restart or update this agent did not make: follow it, then a grace period"
+                        .to_owned()
                 } else if app.status == AppStatus::Running {
-                    "an update this agent did not make ended: grace period".to_owned()
+                    "a restart or update this agent did not make ended: grace period".to_owned()
                 } else {
-                    "an update this agent did not make ended, not RUNNING: evaluate".to_owned()
+                    "a restart or update this agent did not make ended, not RUNNING: evaluate"
+                        .to_owned()
                 },
                 version_id: app.version_id,
                 wait: waited_out(app, settings, out.now_ms),
@@ -1385,6 +1427,7 @@ impl Machine {
             return Next::Run(Command::Evaluate);
         }
         let until_ms = out.now_ms.saturating_add(millis(settings.grace_period));
+        self.failures = 0;
         out.events.push(Event::GraceHeld {
             application: settings.name.clone(),
             at_ms: out.now_ms,
@@ -1824,6 +1867,9 @@ impl Machine {
     ) -> Duration {
         let update_secs =
             u32::try_from((out.now_ms - update.started_ms).max(0) / 1000).unwrap_or(u32::MAX);
+        // The update is over: the polls past its timeout, and any failed
+        // read while it was followed, are not failures of the next step.
+        self.failures = 0;
         self.timed_out = false;
         self.record.last_rescale_ms = Some(out.now_ms);
         if !std::mem::take(&mut self.followed_from_journal) {
@@ -1994,6 +2040,34 @@ impl Machine {
             refused_kpu: limit.refused_kpu,
             reason,
         });
+    }
+
+    /// Lifts a held size ([`RefusedTarget`]) that the application, seen
+    /// RUNNING at `kpu`, shows wrong: it runs at a size the refusal
+    /// stops (an operator set it by hand, a deployment did), so that size
+    /// starts, and holding it would keep the application out of its
+    /// bounds or away from sizes between it and the refused one.
+    fn review_refused(&mut self, kpu: u32, settings: &Settings, out: &mut Out) {
+        let Some(refused) = self.record.refused else {
+            return;
+        };
+        if !refused.stops(kpu) {
+            return;
+        }
+        self.record.refused = None;
+        if out.now_ms < refused.until_ms {
+            out.events.push(Event::RefusalLifted {
+                application: settings.name.clone(),
+                at_ms: out.now_ms,
+                kpu: refused.kpu,
+                rolled_back_to: refused.rolled_back_to,
+                reason: format!(
+                    "the {} runs at {}, a size the hold stopped: it starts there",
+                    settings.words.thing(),
+                    settings.words.capacity(kpu)
+                ),
+            });
+        }
     }
 
     /// The error policy: reports a failed step (a permission failure only

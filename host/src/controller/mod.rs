@@ -1248,7 +1248,7 @@ impl Controller {
             .machine
             .refine(&self.settings, decision, &evaluation.app, now_ms);
         let decision = self.skip_unchanged(decision, &evaluation.metrics, now_ms);
-        // An update this agent did not make is waited out, whatever the
+        // A restart or update this agent did not make is waited out, whatever the
         // policy said: the machine acts on none, and the history says so.
         let decision = self
             .machine
@@ -1475,7 +1475,9 @@ impl Controller {
                 self.step_failure.take().unwrap_or_default()
             ),
             Phase::Foreign { .. } => {
-                format!("an update this agent did not make is in progress; read again in {secs} s")
+                format!(
+                    "a restart or update this agent did not make is in progress; read again in {secs} s"
+                )
             }
             Phase::Idle | Phase::Decided { .. } => match self.step_failure.take() {
                 Some(failure) => format!("{failure}; try again in {secs} s"),

@@ -167,7 +167,7 @@ pub enum Phase {
         /// When the agent found the journal unreadable (ms since the epoch).
         since_ms: i64,
     },
-    /// An update this agent did not make is being followed: another
+    /// A restart or update this agent did not make is being followed: another
     /// writer's (a second agent, a deployment, the console, MSF's own
     /// autoscaling, a Flink job's restart), or one found in progress by an
     /// agent that started without a journal. Nothing is decided while the

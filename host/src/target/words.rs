@@ -13,6 +13,7 @@
 //! so that no message tests the target itself.
 
 use crate::config::TargetKind;
+use crate::target::AppStatus;
 
 /// The vocabulary of one target.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, serde::Serialize)]
@@ -175,12 +176,41 @@ impl Words {
         }
     }
 
-    /// Why a grace period is held after an update this agent did not make
+    /// Why a grace period is held after a restart or update this agent did not make
     /// (see [`Words::other_writers`]): its metrics are those of a restart.
     pub fn grace_after_other_writer(self) -> &'static str {
         match self {
             Words::Msf => "grace period after another writer's update",
             Words::Flink => "grace period after the job's restart or another writer's rescale",
+        }
+    }
+
+    /// What an update that ended in `status` (not RUNNING) means, and
+    /// where to find why, said after the status; empty where the status
+    /// says it.
+    pub fn update_ended_in(self, status: AppStatus) -> &'static str {
+        match (self, status) {
+            (Words::Msf, AppStatus::Ready) => {
+                ": the application is stopped (the update failed, and MSF's system rollback is off or failed too); nothing is rescaled until it runs again (why it failed: aws kinesisanalyticsv2 list-application-operations)"
+            }
+            (Words::Msf, AppStatus::RolledBack) => {
+                " (why it failed: aws kinesisanalyticsv2 list-application-operations)"
+            }
+            _ => "",
+        }
+    }
+
+    /// Why a grace period is held after the application was seen starting,
+    /// under maintenance or autoscaling with no update to explain it: a
+    /// restart that keeps the version id.
+    pub fn grace_after_busy(self) -> &'static str {
+        match self {
+            Words::Msf => {
+                "grace period after the application restarted without an update (a start, maintenance or MSF's own autoscaling)"
+            }
+            Words::Flink => {
+                "grace period after the job restarted without a rescale (it was initializing or reconciling)"
+            }
         }
     }
 

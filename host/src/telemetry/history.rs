@@ -2000,7 +2000,7 @@ pub fn status_text(status: &Status) -> String {
             );
             let _ = write!(
                 phase,
-                " (an update this agent did not make is followed while the {} is busy; {then})",
+                " (a restart or update this agent did not make is followed while the {} is busy; {then})",
                 words.thing()
             );
         } else if let Some(after) = &app.grace_after {

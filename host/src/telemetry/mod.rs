@@ -154,7 +154,7 @@ pub enum Event {
         #[serde(skip_serializing_if = "Option::is_none")]
         wait: Option<ResumedWait>,
     },
-    /// An update this agent did not make (another writer's, or one that
+    /// A restart or update this agent did not make (another writer's, or one that
     /// ended just before an agent without a journal started) is waited out
     /// as the agent's own: followed while the application is busy
     /// (`until_ms` absent), then a grace period to `until_ms`. Nothing is
@@ -712,7 +712,7 @@ fn log_event(event: &Event) {
                 reason,
                 ..
             } => info!(
-                message = "Holding a grace period after an update this agent did not make; nothing is decided before it ends.",
+                message = "Holding a grace period after a restart or update this agent did not make; nothing is decided before it ends.",
                 application = %application,
                 // Absent while the update is still followed.
                 until_ms = *until_ms,

@@ -161,3 +161,72 @@ fn a_clock_stepped_back_does_not_stretch_a_kpu_limit() {
         "the limit lifts an hour after the step"
     );
 }
+
+/// A held size that the size running shows wrong holds nothing at the
+/// evaluation that finds it (an operator set 4 KPU by hand after 2 -> 4
+/// was rolled back, and it runs): 4 -> 8 goes out at once, and the step
+/// lifts the hold, said once. From the size it was rolled back to, the
+/// hold still holds.
+#[test]
+fn a_held_size_the_running_size_shows_wrong_holds_nothing() {
+    use crate::controller::machine::{Command, Evaluated, Next, Observation};
+    use crate::state::RefusedTarget;
+    let settings = Settings::from_config(&test_app(), false);
+    let at = |kpu: u32| {
+        let mut machine = Machine::new(Jitter::new(1));
+        machine.record.refused = Some(RefusedTarget {
+            kpu: 4,
+            until_ms: T0_MS + 3_600_000,
+            rolled_back_to: Some(2),
+        });
+        let app = Application {
+            name: "app".into(),
+            status: AppStatus::Running,
+            kpu,
+            parallelism: kpu,
+            parallelism_per_kpu: 1,
+            min_kpu: settings.min_kpu,
+            max_kpu: settings.max_kpu,
+            version_id: 3,
+            last_rescale_ms: None,
+            last_update_duration_secs: None,
+        };
+        let wants = Decision {
+            action: Action::ScaleTo(8),
+            reason: "high in ALARM".to_owned(),
+            next_evaluation_secs: None,
+        };
+        let decision = machine.refine(&settings, wants, &app, T0_MS);
+        (machine, decision)
+    };
+    let (_, held) = at(2);
+    assert_eq!(held.action, Action::Hold, "{held:?}");
+    assert!(held.reason.contains("was rolled back"), "{held:?}");
+    let (mut machine, decided) = at(4);
+    assert_eq!(decided.action, Action::ScaleTo(8), "{decided:?}");
+    let state = AppState {
+        parallelism: 4,
+        version_id: 3,
+        ..running()
+    };
+    machine.record.seen_version_id = Some(3);
+    let step = machine.step(
+        Observation::Evaluated(Ok(Evaluated {
+            state,
+            decision: decided,
+        })),
+        &settings,
+        T0_MS,
+    );
+    assert!(
+        matches!(&step.next, Next::Run(Command::Update { update, .. }) if update.target_kpu == 8),
+        "{step:?}"
+    );
+    let lifted = step
+        .events
+        .iter()
+        .filter(|e| matches!(e, Event::RefusalLifted { kpu: 4, .. }))
+        .count();
+    assert_eq!(lifted, 1, "{step:?}");
+    assert_eq!(machine.record.refused, None);
+}

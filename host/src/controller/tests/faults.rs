@@ -901,10 +901,36 @@ async fn an_update_that_rolls_back_is_an_error_and_is_not_retried_blindly() {
     let events = run.stop().await;
     assert_eq!(target.updates(), vec![(0, 4)]);
     let failed = failures(&events, "update_failed");
-    assert_eq!(failed, ["update to 4 KPU ended in ROLLED_BACK"]);
+    assert_eq!(
+        failed,
+        [
+            "update to 4 KPU ended in ROLLED_BACK (why it failed: aws kinesisanalyticsv2 list-application-operations)"
+        ]
+    );
     // Afterwards the application is not RUNNING: decisions wait.
     assert!(!failures(&events, "not_running").is_empty());
     assert_counted(&events, &counts);
+}
+
+/// An update that ends in READY (MSF stopped the application: the update
+/// failed with system rollback off) is said for what it is, with where to
+/// find why and that nothing is rescaled until it runs again.
+#[tokio::test(start_paused = true)]
+async fn an_update_that_ends_in_ready_says_the_application_stopped() {
+    let target = FakeTarget::new(2, 90);
+    target.state.lock().unwrap().end_status = AppStatus::Ready;
+    let run = launch(&target);
+    tokio::time::sleep(Duration::from_secs(600)).await;
+    let events = run.stop().await;
+    assert_eq!(target.updates(), vec![(0, 4)]);
+    assert_eq!(
+        failures(&events, "update_failed"),
+        [
+            "update to 4 KPU ended in READY: the application is stopped (the update failed, and \
+          MSF's system rollback is off or failed too); nothing is rescaled until it runs again \
+          (why it failed: aws kinesisanalyticsv2 list-application-operations)"
+        ]
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -1136,6 +1162,46 @@ async fn a_rolled_back_update_is_held_only_when_the_agent_knows_it_made_it() {
             assert!(other_size.is_empty(), "{other_size:?}");
         }
     }
+}
+
+/// A size held after a rollback is lifted once the application is seen
+/// RUNNING at a size the hold stops (an operator set it by hand): that
+/// size starts, so holding it would keep the application from scaling on
+/// from there (before, 4 -> 8 waited out the hour).
+#[tokio::test(start_paused = true)]
+async fn a_rolled_back_size_seen_running_is_no_longer_held() {
+    let target = FakeTarget::new(2, 90);
+    target.state.lock().unwrap().rolls_back = true;
+    let run = launch(&target);
+    // 2 -> 4 at 0 s is rolled back at 90 s; 4 KPU or more is held.
+    tokio::time::sleep(Duration::from_secs(600)).await;
+    target.state.lock().unwrap().rolls_back = false;
+    set_by_another_writer(&target, 4);
+    tokio::time::sleep(Duration::from_secs(650)).await;
+    let events = run.stop().await;
+    // Another writer's update is seen at 600 s and waited out (a grace
+    // period), then 4 -> 8.
+    assert_eq!(target.updates(), vec![(0, 4), (900, 8)]);
+    let lifted: Vec<_> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::RefusalLifted {
+                kpu,
+                rolled_back_to,
+                reason,
+                ..
+            } => Some((*kpu, *rolled_back_to, reason.clone())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        lifted,
+        [(
+            4,
+            Some(2),
+            "the application runs at 4 KPU, a size the hold stopped: it starts there".to_owned()
+        )]
+    );
 }
 
 /// A rollback that restores the version id it rolls back to (at or below

@@ -934,6 +934,58 @@ fn another_writers_update_met_mid_way_is_said_as_it_is() {
     );
 }
 
+/// An update that ends past its timeout backs its polls off (one more
+/// failed step each); once it ends, that count is over: the next failure
+/// (a throttled read, say) backs off from 5 s again, not from minutes.
+#[test]
+fn an_update_that_ended_late_leaves_no_back_off_behind() {
+    use super::machine::{Evaluated, Jitter, Machine, Next, Observation};
+    let settings = Settings::from_config(&test_app(), false);
+    let mut machine = Machine::new(Jitter::new(1));
+    let now = T0_MS;
+    let step = machine.step(
+        Observation::Evaluated(Ok(Evaluated {
+            state: running(),
+            decision: Decision {
+                action: Action::ScaleTo(4),
+                reason: "high in ALARM".to_owned(),
+                next_evaluation_secs: None,
+            },
+        })),
+        &settings,
+        now,
+    );
+    assert!(matches!(step.next, Next::Run(_)), "{step:?}");
+    machine.step(Observation::Updated(Ok(2)), &settings, now + 1_000);
+    let updating = AppState {
+        status: AppStatus::Updating,
+        version_id: 2,
+        ..running()
+    };
+    let late = now + settings.update_timeout.as_millis() as i64;
+    for k in 1..=6 {
+        machine.step(
+            Observation::Described(Ok(updating.clone())),
+            &settings,
+            late + k * 60_000,
+        );
+    }
+    assert!(machine.failures() >= 5, "{}", machine.failures());
+    let done = AppState {
+        parallelism: 4,
+        version_id: 2,
+        ..running()
+    };
+    let step = machine.step(Observation::Described(Ok(done)), &settings, late + 420_000);
+    assert!(
+        step.events
+            .iter()
+            .any(|e| matches!(e, Event::RescaleCompleted { kpu: 4, .. })),
+        "{step:?}"
+    );
+    assert_eq!(machine.failures(), 0);
+}
+
 /// The grace owed is found once per evaluation, when the decision is
 /// assessed: the step that the evaluation answers holds what the history
 /// says even when that grace period ended while the plugin decided.
@@ -1095,6 +1147,43 @@ async fn another_writers_update_still_in_progress_is_followed_before_its_grace_p
         "evaluated while another writer's update was followed or waited out: {decided:?}"
     );
     assert_eq!(failures(&events, "foreign_update").len(), 1, "{events:?}");
+}
+
+/// A restart that keeps the version id (StartApplication after a stop,
+/// MSF's maintenance) is followed and waited out like another writer's
+/// update: its first metrics are a restart's (the backlog built while it
+/// was down), not a reason to restart it again minutes later.
+#[tokio::test(start_paused = true)]
+async fn a_restart_that_keeps_the_version_id_is_followed_then_waited_out() {
+    for status in [AppStatus::Starting, AppStatus::Maintenance] {
+        let h = Harness::start(95.0, 2, false, Box::new(Doubling));
+        // The agent's own update (0 s, to 4 KPU) and its grace period end
+        // at 420 s. At 400 s the application restarts, version 2 kept,
+        // until 600 s.
+        tokio::time::sleep(Duration::from_secs(400)).await;
+        {
+            let mut s = h.target.state.lock().unwrap();
+            assert_eq!((s.status, s.version_id), (AppStatus::Running, 2));
+            s.status = status;
+            s.pending_parallelism = 4;
+            s.updating_until = Some(Instant::now() + Duration::from_secs(200));
+        }
+        tokio::time::sleep(Duration::from_secs(600)).await;
+        let (target, events) = h.stop().await;
+        // Seen busy at 420 s: followed (no `not_running` deferral), RUNNING
+        // at 600 s, grace period to 900 s, then 4 -> 8. Before, 4 -> 8 went
+        // out at the first RUNNING read, on the restart's metrics.
+        assert_eq!(target.updates(), vec![(0, 4), (900, 8)], "{status}");
+        let reason = "grace period after the application restarted without an update (a start, maintenance or MSF's own autoscaling)".to_owned();
+        assert_eq!(
+            graces_held(&events),
+            [(420, None, reason.clone()), (600, Some(900), reason)],
+            "{status}"
+        );
+        assert!(failures(&events, "not_running").is_empty(), "{events:?}");
+        // Nobody else updated it: nothing is reported as a foreign update.
+        assert!(failures(&events, "foreign_update").is_empty(), "{events:?}");
+    }
 }
 
 /// A Flink job that restarts (a task keeps failing) more often than the

@@ -1566,7 +1566,7 @@ fn status_says_why_a_grace_period_follows_an_update_the_agent_did_not_make() {
     let text = status_text(&status(&state, &[("app".to_owned(), Words::Flink)], 61_000));
     assert!(
         text.contains(
-            "phase:      foreign (an update this agent did not make is followed while the job is busy; \
+            "phase:      foreign (a restart or update this agent did not make is followed while the job is busy; \
              then the grace period after the job's restart or another writer's rescale)\n"
         ),
         "{text}"
