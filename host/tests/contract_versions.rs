@@ -110,6 +110,10 @@ fn a_contract_0_2_0_policy_reports_its_summary_and_declared_parameters() {
     assert_eq!(checked.parameters.map(|p| p.len()), Some(8));
 }
 
+/// `configure` gets the application's params with every declared default
+/// filled in for a key left out ("the value used when the key is
+/// absent"): `declares` is built from the WIT alone, with no SDK to fill
+/// them in, and says what it got.
 #[test]
 fn a_contract_0_2_0_policy_decides_with_the_params_it_was_given() {
     let mut policy = host()
@@ -117,7 +121,39 @@ fn a_contract_0_2_0_policy_decides_with_the_params_it_was_given() {
         .expect("declares loads");
     let decision = policy.decide(&evaluation(4, 1, 3)).expect("decides");
     assert_eq!(decision.action, flinkscale::model::Action::Hold);
-    assert_eq!(decision.reason, DECLARES_PARAMS);
+    let given: serde_json::Value = serde_json::from_str(&decision.reason).expect("JSON");
+    assert_eq!(
+        given,
+        serde_json::json!({
+            "threshold": 0.5,
+            "steps": 2,
+            "enabled": true,
+            "label": "declares",
+            "tags": [],
+            "watched_metrics": [],
+        })
+    );
+    // A key given keeps its value; one without a default stays absent.
+    let mut policy = host()
+        .load_policy(
+            declares(),
+            r#"{"threshold": 1, "steps": 5, "tags": ["a"]}"#,
+            "orders",
+        )
+        .expect("declares loads");
+    let decision = policy.decide(&evaluation(4, 1, 3)).expect("decides");
+    let given: serde_json::Value = serde_json::from_str(&decision.reason).expect("JSON");
+    assert_eq!(
+        given,
+        serde_json::json!({
+            "threshold": 1,
+            "steps": 5,
+            "enabled": true,
+            "label": "declares",
+            "tags": ["a"],
+            "watched_metrics": [],
+        })
+    );
 }
 
 #[test]

@@ -222,11 +222,17 @@ impl<W: World> Sandbox<W> {
         };
         let name = sanitize_text(&metadata.name, 64);
         let version = sanitize_text(&metadata.version, 64);
-        if name.trim().is_empty() || version.trim().is_empty() {
+        let empty = match (name.trim().is_empty(), version.trim().is_empty()) {
+            (true, true) => Some("name and version are"),
+            (true, false) => Some("name is"),
+            (false, true) => Some("version is"),
+            (false, false) => None,
+        };
+        if let Some(empty) = empty {
             return Err(self.failed(
                 "metadata",
                 FailureClass::Invalid,
-                "the plugin's name or version is empty".to_owned(),
+                format!("the plugin's {empty} empty (metadata() must name it and its version)"),
             ));
         }
         self.log.set_identity(&name, &version);
@@ -256,9 +262,12 @@ impl<W: World> Sandbox<W> {
                     });
                 }
             }
-            let params = self.params_json.as_str();
+            let params = match &self.parameters {
+                Some(declared) => params::with_defaults(declared, &self.params_json),
+                None => self.params_json.clone(),
+            };
             let configured = guarded(&mut store, start_ticks, |store| {
-                exports.configure(store, params)
+                exports.configure(store, &params)
             });
             match configured {
                 Ok(Ok(())) => {}
@@ -688,10 +697,13 @@ pub(crate) const MAX_SIGNALS: usize = 256;
 
 /// What is wrong with an interpreter's answer, if anything: more than
 /// [`MAX_SIGNALS`] signals, a name that is empty, too long or holds a
-/// control character, or one given twice.
+/// control character or one that changes a line without showing (see
+/// `validate::is_invisible_format`), or one given twice.
 fn signal_problem(signals: &[Signal]) -> Option<String> {
-    const VALID: &str = "a signal's name is 1 to 64 bytes with no control character, and \
-                         unique in the answer; by convention letters, digits and '_'";
+    const VALID: &str = "a signal's name is 1 to 64 bytes with no control character nor one \
+                         that changes a line without showing (a line separator, a \
+                         bidirectional override, a zero-width space), and unique in the \
+                         answer; by convention letters, digits and '_'";
     if signals.len() > MAX_SIGNALS {
         return Some(format!(
             "{} signals in one answer; at most {MAX_SIGNALS} are taken",
@@ -704,7 +716,10 @@ fn signal_problem(signals: &[Signal]) -> Option<String> {
         let shown: String = signal.name.chars().take(MAX_SIGNAL_NAME_BYTES).collect();
         if signal.name.is_empty()
             || signal.name.len() > MAX_SIGNAL_NAME_BYTES
-            || signal.name.chars().any(char::is_control)
+            || signal
+                .name
+                .chars()
+                .any(|c| c.is_control() || super::validate::is_invisible_format(c))
         {
             return Some(format!(
                 "signal {} of {} has the name {shown:?}; {VALID}",
@@ -847,6 +862,16 @@ mod tests {
             problem.starts_with("signal 1 of 1 has the name \"bad\\nname\";"),
             "{problem}"
         );
+        // Characters that change how a log line reads without showing (a
+        // line separator, a right-to-left override) are refused as
+        // control characters are: a name goes into logs and `explain`.
+        for hidden in ["a\u{2028}b", "lag\u{202E}gal", "zero\u{200B}width"] {
+            let problem = signal_problem(&signals(&[hidden])).unwrap();
+            assert!(
+                problem.starts_with("signal 1 of 1 has the name "),
+                "{problem}"
+            );
+        }
         let long = "x".repeat(65);
         assert!(signal_problem(&signals(&[&long])).is_some());
         assert_eq!(signal_problem(&signals(&[&long[..64]])), None);

@@ -316,10 +316,11 @@ pub enum PluginError {
     /// The component exports no contract version this host supports.
     #[error(
         "plugin {} exports no flinkscale plugin interface this host supports; \
-         found exports [{}]; supported: [{}]",
+         found exports [{}]; supported: [{}]{}",
         path.display(),
         found.join(", "),
-        supported.join(", ")
+        supported.join(", "),
+        contract_hint(found)
     )]
     UnsupportedContract {
         /// The file.
@@ -372,11 +373,35 @@ pub enum PluginError {
     },
 }
 
+/// What to do about a component that exports no supported interface, by
+/// what it does export: another version of the contract (a newer one,
+/// most likely), or nothing at all (a Rust plugin without its export
+/// macro).
+fn contract_hint(found: &[String]) -> &'static str {
+    if found.is_empty() {
+        "; it exports nothing: a Rust plugin registers its type with \
+         `flinkscale_plugin::export_policy!` (or `export_interpreter!`), a \
+         plugin in another language implements the `policy` or `interpreter` \
+         export of the WIT"
+    } else if found
+        .iter()
+        .any(|name| name.starts_with("flinkscale:plugin/"))
+    {
+        "; it was built against a contract version this agent does not know \
+         (a newer one?): upgrade flinkscale, or rebuild the plugin against a \
+         version above (`flinkscale plugin sdk DIR` writes the WIT files)"
+    } else {
+        ""
+    }
+}
+
 impl PluginError {
     /// Whether the configuration is at fault, so that starting again as
     /// it is fails the same way: the file cannot be read, is not a
     /// component, is of the other world or contract, needs what the
-    /// sandbox lacks, or refused its params. Not a failing engine, a
+    /// sandbox lacks, refused its params, or declares invalid metadata
+    /// (an empty name, a parameter past the host's limits: the file is
+    /// at fault, and says the same every time). Not a failing engine, a
     /// compile past its deadline or a trapping call, which may pass on
     /// another try.
     pub fn is_configuration(&self) -> bool {
@@ -388,6 +413,11 @@ impl PluginError {
                 | PluginError::WrongWorld { .. }
                 | PluginError::Link { .. }
                 | PluginError::Configure { .. }
+                | PluginError::Call {
+                    function: "metadata",
+                    class: FailureClass::Invalid,
+                    ..
+                }
         )
     }
 

@@ -185,6 +185,38 @@ pub(crate) fn check_params(declared: &[Parameter], params_json: &str) -> Vec<Str
     problems
 }
 
+/// The `params` `configure` gets: the application's, with every declared
+/// default filled in for a key it leaves out, as the contract says a
+/// default is "the value used when the key is absent" (a plugin built
+/// from the WIT alone finds it there; the SDKs fill the same value in
+/// themselves). Anything but an object is passed as it is, for the
+/// plugin's own `configure` to refuse.
+pub(crate) fn with_defaults(declared: &[Parameter], params_json: &str) -> String {
+    let Ok(Value::Object(mut params)) = serde_json::from_str::<Value>(params_json) else {
+        return params_json.to_owned();
+    };
+    let mut filled = false;
+    for parameter in declared {
+        if params.contains_key(&parameter.name) {
+            continue;
+        }
+        let Some(default) = parameter
+            .default_json
+            .as_deref()
+            .and_then(|json| serde_json::from_str::<Value>(json).ok())
+        else {
+            continue;
+        };
+        params.insert(parameter.name.clone(), default);
+        filled = true;
+    }
+    if filled {
+        Value::Object(params).to_string()
+    } else {
+        params_json.to_owned()
+    }
+}
+
 /// The declared name nearest to `given`, if near enough to be a typo.
 fn closest<'d>(given: &str, declared: &'d [Parameter]) -> Option<&'d str> {
     declared

@@ -94,6 +94,29 @@ fn a_component_without_the_contract_lists_what_it_exports_and_what_is_supported(
     let text = error.to_string();
     assert!(text.contains("example:other/thing"), "{text}");
     assert!(text.contains("flinkscale:plugin/policy@0.1.0"), "{text}");
+    // Not flinkscale's at all: no hint to guess with.
+    assert!(
+        text.ends_with("flinkscale:plugin/interpreter@0.1.0]"),
+        "{text}"
+    );
+}
+
+/// A component that exports nothing (a Rust plugin without its export
+/// macro) is told how a plugin exports its world.
+#[test]
+fn a_component_exporting_nothing_is_told_how_to_export() {
+    let (_dir, path) = wasm_file(&[0x00, 0x61, 0x73, 0x6d, 0x0d, 0x00, 0x01, 0x00]);
+    let error = load_error(&path);
+    assert!(
+        matches!(&error, PluginError::UnsupportedContract { found, .. } if found.is_empty()),
+        "{error:?}"
+    );
+    let text = error.to_string();
+    assert!(
+        text.contains("found exports []")
+            && text.contains("; it exports nothing: a Rust plugin registers its type with `flinkscale_plugin::export_policy!`"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -107,6 +130,10 @@ fn a_future_contract_version_is_refused_naming_the_versions() {
     let text = error.to_string();
     assert!(text.contains("flinkscale:plugin/policy@9.0.0"), "{text}");
     assert!(text.contains("flinkscale:plugin/policy@0.1.0"), "{text}");
+    assert!(
+        text.ends_with("; it was built against a contract version this agent does not know (a newer one?): upgrade flinkscale, or rebuild the plugin against a version above (`flinkscale plugin sdk DIR` writes the WIT files)"),
+        "{text}"
+    );
     // `check` dispatches the same way.
     assert!(matches!(
         host().check(&path),
@@ -843,4 +870,31 @@ fn the_artifact(dir: &std::path::Path) -> std::path::PathBuf {
         .map(|e| e.unwrap().path())
         .find(|p| p.extension().is_some_and(|e| e == "cwasm"))
         .expect("an artifact was written")
+}
+
+/// Invalid metadata (an empty name, a parameter past the host's limits)
+/// is the file's fault and fails the same way every time: a configuration
+/// error (the agent exits 78 and names the `plugin` field; a hot reload
+/// does not try it again until the file changes), while the same class
+/// from a later call, or any other class from `metadata`, may pass on
+/// another try.
+#[test]
+fn invalid_metadata_is_a_configuration_error() {
+    let call = |function: &'static str, class: FailureClass| PluginError::Call {
+        plugin: Box::new(PluginIdentity {
+            name: "odd".to_owned(),
+            version: "?".to_owned(),
+            path: PathBuf::from("odd.wasm"),
+            application: "orders".to_owned(),
+        }),
+        function,
+        class,
+        detail: "a parameter's meaning is over 1024 bytes".to_owned(),
+    };
+    let metadata = call("metadata", FailureClass::Invalid);
+    assert!(metadata.is_configuration());
+    assert_eq!(metadata.config_field(), "plugin");
+    assert!(!call("metadata", FailureClass::Trap).is_configuration());
+    assert!(!call("metadata", FailureClass::Timeout).is_configuration());
+    assert!(!call("decide", FailureClass::Invalid).is_configuration());
 }

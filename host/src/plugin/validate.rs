@@ -155,7 +155,7 @@ pub fn sanitize_text(text: &str, max_bytes: usize) -> String {
 /// bidirectional override or isolate (text shown in another order than it
 /// is), a zero-width space or joiner, a byte-order mark, a soft hyphen.
 /// A plugin's text could fake or hide log lines with them.
-fn is_invisible_format(c: char) -> bool {
+pub(crate) fn is_invisible_format(c: char) -> bool {
     matches!(
         c,
         '\u{00AD}'
