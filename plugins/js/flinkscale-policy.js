@@ -125,7 +125,9 @@ export function hold(reason, nextEvaluationSecs) {
 
 /**
  * Set the capacity to `kpu` KPU, for this reason. The host clamps the
- * target to [minKpu, maxKpu] and refuses 0.
+ * target to [minKpu, maxKpu]; 0 (like an empty reason) it refuses as a
+ * failed call, which counts toward quarantine as an error does, so ask for
+ * at least 1.
  */
 export function scaleTo(kpu, reason, nextEvaluationSecs) {
   return decision({ tag: "scale-to", val: checkedU32(KPU, kpu) }, reason, nextEvaluationSecs);

@@ -141,9 +141,11 @@ def hold(reason: str, next_evaluation_secs: Optional[int] = None) -> Decision:
 def scale_to(kpu: int, reason: str, next_evaluation_secs: Optional[int] = None) -> Decision:
     """Set the capacity to ``kpu`` KPU, for this reason.
 
-    The host clamps the target to [min_kpu, max_kpu] and refuses 0; a
-    ``kpu`` outside 0..=U32_MAX is a :class:`PolicyError` here rather than an
-    opaque failure while lowering the value into the component.
+    The host clamps the target to [min_kpu, max_kpu]; 0 (like an empty
+    reason) it refuses as a failed call, which counts toward quarantine as
+    an error does, so ask for at least 1. A ``kpu`` outside 0..=U32_MAX is
+    a :class:`PolicyError` here rather than an opaque failure while
+    lowering the value into the component.
     """
     return Decision(
         Action_ScaleTo(_checked_u32(_KPU, kpu)), reason, _checked_next(next_evaluation_secs)

@@ -75,7 +75,9 @@ impl Signal {
 }
 
 impl Decision {
-    /// Keep the current capacity, for this reason.
+    /// Keep the current capacity, for this reason. The reason must not be
+    /// empty: the host refuses a decision without one as a failed call
+    /// (it counts toward quarantine, as an error does).
     pub fn hold(reason: impl Into<String>) -> Self {
         Decision {
             action: Action::Hold,
@@ -84,7 +86,10 @@ impl Decision {
         }
     }
 
-    /// Set the capacity to `kpu` KPU, for this reason.
+    /// Set the capacity to `kpu` KPU, for this reason. The host clamps
+    /// `kpu` to the application's [`min_kpu`, `max_kpu`]; 0, like an empty
+    /// reason, is refused as a failed call (it counts toward quarantine,
+    /// as an error does), so a policy that halves must ask for at least 1.
     pub fn scale_to(kpu: u32, reason: impl Into<String>) -> Self {
         Decision {
             action: Action::ScaleTo(kpu),

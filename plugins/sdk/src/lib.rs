@@ -230,10 +230,12 @@ pub trait Policy: Sized + 'static {
 
     /// Decides what to do now.
     ///
-    /// An error is logged and treated as [`Decision::hold`]. The agent
-    /// clamps a [`Action::ScaleTo`] target to the application's
-    /// [`min_kpu`, `max_kpu`] and refuses 0, so a policy need not, but a
-    /// policy that clamps itself can say so in its reason.
+    /// An error is logged and treated as [`Decision::hold`]; errors in a
+    /// row put the plugin in quarantine. The agent clamps a
+    /// [`Action::ScaleTo`] target to the application's [`min_kpu`,
+    /// `max_kpu`], so a policy need not (one that clamps itself can say so
+    /// in its reason), but `scale_to(0)` and an empty reason are contract
+    /// violations, failed calls like an error: ask for at least 1 KPU.
     fn decide(&mut self, evaluation: &Evaluation) -> Result<Decision, String>;
 }
 

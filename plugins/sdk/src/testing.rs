@@ -7,7 +7,7 @@ use std::collections::HashSet;
 
 use crate::declare::fits;
 use crate::export::{Component, Registered};
-use crate::{AppStatus, Application, Datapoint, PluginMetadata, Series};
+use crate::{AppStatus, Application, Datapoint, Parameter, PluginMetadata, Series};
 
 /// Configures `T` from the `params` JSON exactly as the agent's call to the
 /// component's `configure` does: the text must be a JSON object, keys `T`
@@ -24,19 +24,63 @@ pub fn metadata<T: Registered>() -> PluginMetadata {
     crate::export::metadata::<T>()
 }
 
+/// Most parameters the host lets a plugin declare.
+pub const MAX_PARAMETERS: usize = 64;
+/// The host's longest parameter name, in bytes.
+pub const MAX_NAME_BYTES: usize = 64;
+/// The host's longest parameter meaning, in bytes.
+pub const MAX_MEANING_BYTES: usize = 1024;
+/// The host's longest default, as JSON text, in bytes.
+pub const MAX_DEFAULT_BYTES: usize = 4096;
+
 /// Checks `T`'s declarations: a one-sentence summary; for every parameter a
 /// unique `snake_case` name, a meaning, and either `required` or not; a
 /// required parameter has no default; a default is JSON of the declared
-/// kind. Every mistake is listed, one per line.
+/// kind; and the host's limits ([`MAX_PARAMETERS`], [`MAX_NAME_BYTES`],
+/// [`MAX_MEANING_BYTES`], [`MAX_DEFAULT_BYTES`]), past which the plugin
+/// does not load. Every mistake is listed, one per line.
 pub fn check_declarations<T: Registered>() -> Result<(), String> {
+    declaration_problems(
+        <T::Export as Component>::SUMMARY,
+        <T::Export as Component>::PARAMETERS,
+    )
+}
+
+/// What [`check_declarations`] finds in a summary and parameters.
+fn declaration_problems(summary: &str, declared: &[Parameter]) -> Result<(), String> {
     let mut problems = Vec::new();
-    let summary = <T::Export as Component>::SUMMARY;
     if summary.trim().is_empty() || summary.contains('\n') {
         problems.push(format!("the summary must be one line, found {summary:?}"));
     }
+    if declared.len() > MAX_PARAMETERS {
+        problems.push(format!(
+            "{} parameters are declared; the host loads at most {MAX_PARAMETERS}",
+            declared.len()
+        ));
+    }
     let mut seen = HashSet::new();
-    for parameter in <T::Export as Component>::PARAMETERS {
+    for parameter in declared {
         let name = parameter.name;
+        if name.len() > MAX_NAME_BYTES {
+            problems.push(format!(
+                "parameter `{name}`: the name is {} bytes; at most {MAX_NAME_BYTES}",
+                name.len()
+            ));
+        }
+        if parameter.meaning.len() > MAX_MEANING_BYTES {
+            problems.push(format!(
+                "parameter `{name}`: the meaning is {} bytes; at most {MAX_MEANING_BYTES}",
+                parameter.meaning.len()
+            ));
+        }
+        if let Some(json) = parameter.default_json
+            && json.len() > MAX_DEFAULT_BYTES
+        {
+            problems.push(format!(
+                "parameter `{name}`: the default is {} bytes; at most {MAX_DEFAULT_BYTES}",
+                json.len()
+            ));
+        }
         let snake = name.starts_with(|c: char| c.is_ascii_lowercase())
             && name
                 .chars()
@@ -154,6 +198,42 @@ mod tests {
                 "parameter `alarm` is required and has the default \"busy\"; it can be only one",
                 "parameter `mode`: the default multiply is not JSON (expected value at line 1 column 1)",
             ]
+        );
+    }
+
+    /// Declarations past the host's limits, which would not load, are
+    /// found here first, with the limit.
+    #[test]
+    fn check_declarations_knows_the_hosts_limits() {
+        let leak = |s: String| -> &'static str { Box::leak(s.into_boxed_str()) };
+        let long_name = leak("n".repeat(MAX_NAME_BYTES + 1));
+        let long_meaning = leak("m".repeat(MAX_MEANING_BYTES + 1));
+        let long_default = leak(format!("\"{}\"", "d".repeat(MAX_DEFAULT_BYTES)));
+        let params = [
+            Parameter::integer(long_name).meaning("m"),
+            Parameter::integer("wordy").meaning(long_meaning),
+            Parameter::text("label").default(long_default).meaning("m"),
+        ];
+        let problems = declaration_problems("Holds.", &params).expect_err("too long");
+        let problems: Vec<&str> = problems.lines().collect();
+        assert_eq!(
+            problems,
+            [
+                format!("parameter `{long_name}`: the name is 65 bytes; at most 64"),
+                "parameter `wordy`: the meaning is 1025 bytes; at most 1024".to_owned(),
+                "parameter `label`: the default is 4098 bytes; at most 4096".to_owned(),
+            ]
+        );
+        let many: Vec<Parameter> = (0..=MAX_PARAMETERS)
+            .map(|i| Parameter::integer(leak(format!("p{i}"))).meaning("m"))
+            .collect();
+        assert_eq!(
+            declaration_problems("Holds.", &many),
+            Err("65 parameters are declared; the host loads at most 64".to_owned())
+        );
+        assert_eq!(
+            declaration_problems("Holds.", &many[..MAX_PARAMETERS]),
+            Ok(())
         );
     }
 }
