@@ -1577,6 +1577,21 @@ fn simulate_and_bench_say_wrong_flags_in_the_flags_words() {
             "{name}: {stdout}{stderr}"
         );
     }
+    // The bounds per scenario, as bench.md's second table has them.
+    let bounds: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.join("dots-out/bench-bounds.json")).expect("bounds written"),
+    )
+    .expect("JSON");
+    let bounds = bounds.as_array().expect("an array");
+    assert_eq!(bounds.len(), 2, "{bounds:?}");
+    assert_eq!(bounds[0]["scenario"], "orders.v1");
+    assert!(
+        bounds[0]["lower_bound_kpu_hours"]
+            .as_f64()
+            .expect("a number")
+            > 0.0
+    );
+    assert!(bounds[0]["clairvoyant_kpu_hours"].as_f64().is_some());
     let (code, stdout, stderr) = flinkscale_in(
         &dir,
         &[

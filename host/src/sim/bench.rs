@@ -472,9 +472,12 @@ fn file_part(name: &str) -> String {
 
 /// `name` with every character but letters, digits, `-`, `_` and `.`
 /// made `_`: a scenario's report folder (a name, not a path: `orders.v1`
-/// and `orders.v2` are two folders).
+/// and `orders.v2` are two folders). A name that is empty or only dots
+/// (`..`, the folder above) gets a `_` in front, so that every name is a
+/// folder of its own inside the reports' folder.
 fn safe_part(name: &str) -> String {
-    name.chars()
+    let part: String = name
+        .chars()
         .map(|c| {
             if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' {
                 c
@@ -482,7 +485,12 @@ fn safe_part(name: &str) -> String {
                 '_'
             }
         })
-        .collect()
+        .collect();
+    if part.chars().all(|c| c == '.') {
+        format!("_{part}")
+    } else {
+        part
+    }
 }
 
 /// Two of `names` (given as `shown`) whose report file parts (`part`) are
@@ -646,6 +654,24 @@ pub fn run(options: &BenchOptions) -> Result<BenchResult, BenchError> {
     })
 }
 
+/// `text` (a scenario's name, a policy's path: free text) as a markdown
+/// table cell: a `|` escaped, so that it does not start a column; a line
+/// break or other control character a space, so that it does not end the
+/// row; a `<` escaped, so that a renderer shows it rather than reading a
+/// tag.
+fn md_cell(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '|' => out.push_str("\\|"),
+            '<' => out.push_str("&lt;"),
+            c if c.is_control() => out.push(' '),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 /// The markdown tables: one row per run, then the bounds per scenario.
 pub fn markdown(result: &BenchResult) -> String {
     let mut out = String::new();
@@ -671,8 +697,8 @@ pub fn markdown(result: &BenchResult) -> String {
         let _ = writeln!(
             out,
             "| {} | {} | {:.2} | {:.2} | {} | {:.0} | {:.0} | {} | {} | {:.3} | {:.3} | {:.3} |",
-            r.scenario,
-            r.policy.name,
+            md_cell(&r.scenario),
+            md_cell(&r.policy.name),
             s.kpu_hours,
             s.cost_usd,
             s.slo_violation_secs,
@@ -696,7 +722,10 @@ pub fn markdown(result: &BenchResult) -> String {
         let _ = writeln!(
             out,
             "| {} | {} | {:.2} | {:.2} |",
-            b.scenario, b.duration_secs, b.lower_bound_kpu_hours, b.clairvoyant_kpu_hours
+            md_cell(&b.scenario),
+            b.duration_secs,
+            b.lower_bound_kpu_hours,
+            b.clairvoyant_kpu_hours
         );
     }
     out.push('\n');
@@ -770,7 +799,7 @@ pub fn bar_table(result: &BenchResult) -> String {
             .map(|r| &r.scores)
     };
     for scenario in scenarios {
-        let _ = write!(out, "| {scenario} |");
+        let _ = write!(out, "| {} |", md_cell(scenario));
         for reference in REFERENCES {
             let cell = match (find(scenario, RECOMMENDED), find(scenario, reference)) {
                 (Some(candidate), Some(reference)) => bar_verdict(candidate, reference),
@@ -797,12 +826,12 @@ pub fn readme_table(result: &BenchResult) -> String {
         let policy = if r.policy.name == RECOMMENDED {
             format!("**{}**", r.policy.name)
         } else {
-            r.policy.name.clone()
+            md_cell(&r.policy.name)
         };
         let _ = writeln!(
             out,
             "| {} | {policy} | {:.2} | {:.2} | {} | {:.0} | {:.0} | {} | {:.3} |",
-            r.scenario,
+            md_cell(&r.scenario),
             s.kpu_hours,
             s.cost_usd,
             s.slo_violation_secs,
@@ -829,9 +858,10 @@ pub fn speed_line(result: &BenchResult) -> String {
     )
 }
 
-/// Writes `bench.json` (the rows), `bench.md` (the tables) and
-/// `readme.md` (the README's tables, [`readme_table`] and [`bar_table`]) to `out` and returns
-/// the paths of the first two.
+/// Writes `bench.json` (the rows), `bench-bounds.json` (the bounds per
+/// scenario, [`ScenarioBounds`]), `bench.md` (the tables) and `readme.md`
+/// (the README's tables, [`readme_table`] and [`bar_table`]) to `out` and
+/// returns the paths of `bench.json` and `bench.md`.
 pub fn write(result: &BenchResult, out: &Path) -> Result<(PathBuf, PathBuf), BenchError> {
     let fail = |p: &Path| {
         let path = p.display().to_string();
@@ -842,6 +872,10 @@ pub fn write(result: &BenchResult, out: &Path) -> Result<(PathBuf, PathBuf), Ben
     let json = serde_json::to_string_pretty(&result.rows)
         .map_err(|e| fail(&json_path)(std::io::Error::other(e)))?;
     std::fs::write(&json_path, json + "\n").map_err(fail(&json_path))?;
+    let bounds_path = out.join("bench-bounds.json");
+    let bounds = serde_json::to_string_pretty(&result.bounds)
+        .map_err(|e| fail(&bounds_path)(std::io::Error::other(e)))?;
+    std::fs::write(&bounds_path, bounds + "\n").map_err(fail(&bounds_path))?;
     let md_path = out.join("bench.md");
     std::fs::write(&md_path, markdown(result)).map_err(fail(&md_path))?;
     let readme_path = out.join("readme.md");
@@ -858,6 +892,30 @@ mod tests {
 
     fn close(a: f64, b: f64) -> bool {
         (a - b).abs() <= 1e-9 * b.abs().max(1.0)
+    }
+
+    /// A scenario's report folder is always one of its own inside the
+    /// reports' folder: `..` is not the folder above, and `` and `.` are
+    /// two folders, neither of them the reports' folder itself.
+    #[test]
+    fn report_folders_stay_inside_and_apart() {
+        assert_eq!(safe_part(".."), "_..");
+        assert_eq!(safe_part("."), "_.");
+        assert_eq!(safe_part(""), "_");
+        assert_eq!(safe_part("orders v1/../x"), "orders_v1_.._x");
+        assert_eq!(safe_part("orders.v1"), "orders.v1");
+        let names = ["".to_owned(), ".".to_owned()];
+        assert!(same_part("scenarios", &names, safe_part).is_none());
+    }
+
+    /// Free text in a markdown table cell neither starts a column nor ends
+    /// the row.
+    #[test]
+    fn markdown_cells_keep_their_row() {
+        assert_eq!(md_cell("orders | v2"), "orders \\| v2");
+        assert_eq!(md_cell("two\nlines"), "two lines");
+        assert_eq!(md_cell("<b>bold</b>"), "&lt;b>bold&lt;/b>");
+        assert_eq!(md_cell("step-up"), "step-up");
     }
 
     /// The checkout's scenario folder (tests only: the binary embeds it).

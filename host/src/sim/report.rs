@@ -166,6 +166,7 @@ impl SimReport {
              clairvoyant_kpu_hours  {:>10.3}\n\
              efficiency             {:>10.3}\n\
              bound_efficiency       {:>10.3}\n\
+             plugin_failures        {:>10}\n\
              \n\
              agent's own AWS calls (lazy polling {}):\n\
              cloudwatch_get_metric_data_requests {:>3}\n\
@@ -192,6 +193,7 @@ impl SimReport {
             s.clairvoyant_kpu_hours,
             s.efficiency,
             s.bound_efficiency,
+            self.failures.plugin_failures,
             if self.api.lazy_polling { "on" } else { "off" },
             self.api.calls.cloudwatch_get_metric_data_requests,
             self.api.calls.cloudwatch_metric_requests,
