@@ -722,7 +722,7 @@ fn updates_of(calls: &[Value], application: &str) -> Vec<(u64, String, i64)> {
         .collect()
 }
 
-/// The emulator's account limit of 5 KPU (`account_kpu_limit`, not an
+/// The emulator's KPU quota of 5 KPU (`account_kpu_limit`, not an
 /// injected fault) under an agent that evaluates every 30 s and whose step
 /// policy multiplies by 8: from 2 KPU it asks for 10 (its `max_kpu`), and
 /// 10, 9, 8, 7 and 6 are refused a few seconds apart, not 30 s, each a

@@ -304,7 +304,7 @@ def test_update_application_succeeds_then_is_refused_while_updating(msf, emulato
         ("InvalidArgumentException", 0, 300, 1),
         # ParallelismPerKPU above 8.
         ("InvalidArgumentException", 0, 2, 9),
-        # 8 KPU against the scenario's account limit of 4.
+        # 8 KPU against the scenario's KPU quota (account_kpu_limit) of 4.
         ("LimitExceededException", 0, 8, 1),
     ],
 )

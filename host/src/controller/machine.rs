@@ -45,9 +45,10 @@
 //!   out the same way.
 //! - **Nothing is decided while an update of the agent is in flight or in
 //!   its grace period**: evaluating happens only from `idle`, `decided`,
-//!   or a `grace` whose end has passed. An update the agent did not make
-//!   (another writer's, or the last one before an agent without a journal
-//!   started: [`Machine::grace_owed`]) is waited out the same way: the
+//!   or a `grace` whose end has passed. A restart or update the agent did
+//!   not make (another writer's, the last one before an agent without a
+//!   journal started, or a start or maintenance that keeps the version
+//!   id: [`Machine::grace_owed`]) is waited out the same way: the
 //!   evaluation that finds it is not acted on, a busy application is
 //!   followed (`foreign`), then a grace period is held. An update that does not end within
 //!   `update_timeout` is reported, then still followed (at a backed-off
@@ -465,9 +466,9 @@ impl Machine {
     ///   (`last_update_ms` absent) keeps deciding at once, as before.
     /// - **A restart that keeps the version id**: an application seen
     ///   STARTING (after StartApplication; a Flink job initializing or
-    ///   reconciling), under MAINTENANCE or AUTOSCALING with no update to
-    ///   explain it is followed, then held one grace period from when it
-    ///   is seen RUNNING, as another writer's update is.
+    ///   reconciling) or under MAINTENANCE at the version last seen is
+    ///   followed, then held one grace period from when it is seen
+    ///   RUNNING, as another writer's update is.
     ///
     /// Nothing is owed to an application in another status (it is not
     /// updated anyway). A dry run is owed the same as a run that acts: it
@@ -517,17 +518,20 @@ impl Machine {
                 ended_by_ms(last_ms),
             );
         }
-        // Starting, under maintenance or autoscaling under a version
-        // already seen: a restart that does not move the version id
-        // (StartApplication, MSF's patching, its own autoscaling). Its
-        // first metrics are a restart's as well. (UPDATING and ROLLING_BACK
-        // come with a version move, seen above or when it lands: a Flink
-        // job RESTARTING reads as UPDATING, and its new graph is reported
-        // as another writer's move when it runs.)
-        let restarting = matches!(
-            state.status,
-            AppStatus::Starting | AppStatus::Maintenance | AppStatus::Autoscaling
-        );
+        // Starting or under maintenance at the version last seen: a
+        // restart that does not move the version id (StartApplication
+        // after a stop, MSF's patching). Its first metrics are a
+        // restart's as well. Not a version below it (a Flink job's
+        // placeholder graph read after the agent's restart, whose new
+        // graph must be reported as a move), and not UPDATING,
+        // ROLLING_BACK or AUTOSCALING, which come with a version move that
+        // is reported as another writer's when it is read (a Flink job
+        // RESTARTING reads as UPDATING).
+        let restarting = matches!(state.status, AppStatus::Starting | AppStatus::Maintenance)
+            && self
+                .record
+                .seen_version_id
+                .is_none_or(|seen| seen == state.version_id);
         restarting.then_some(Owed {
             until_ms: None,
             reason: settings.words.grace_after_busy(),
@@ -799,12 +803,12 @@ impl Machine {
                 ));
             }
         }
-        // A hold the size that runs shows wrong (it stops that size: it was
-        // set by hand, and starts) holds nothing: the step lifts it
-        // ([`Machine::review_refused`]).
+        // A hold the size that runs shows wrong (RUNNING at a size it
+        // stops: set by hand, and started) holds nothing: the step lifts
+        // it ([`Machine::review_refused`]).
         if let (Action::ScaleTo(kpu), Some(refused)) = (decision.action, self.record.refused)
             && refused.stops(kpu)
-            && !refused.stops(app.kpu)
+            && !(app.status == AppStatus::Running && refused.stops(app.kpu))
             && now_ms < refused.until_ms
         {
             decision.action = Action::Hold;

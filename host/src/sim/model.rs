@@ -613,7 +613,7 @@ impl AppModel {
             return Err(ApiError::new(
                 ApiErrorKind::LimitExceeded,
                 format!(
-                    "The requested {new_kpu} KPU exceed the account limit of {} KPU.",
+                    "The requested {new_kpu} KPU exceed the application's KPU quota of {} KPU.",
                     self.params.account_kpu_limit
                 ),
             ));

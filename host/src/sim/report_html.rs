@@ -822,8 +822,8 @@ fn clock_text(secs: u64) -> String {
 }
 
 /// The id fragment of each application's plots, in order: its name as
-/// [`css_id`] makes it, with the application's index after a name that
-/// comes out as an earlier one's (`orders.v1` and `orders_v1`), so that
+/// [`css_id`] makes it, with a number after (the application's index, or
+/// the next one free) a name that comes out as an earlier one's (`orders.v1` and `orders_v1`), so that
 /// no two elements share an id.
 fn plot_ids<'a>(names: impl Iterator<Item = &'a str>) -> Vec<String> {
     let mut seen = std::collections::HashSet::new();

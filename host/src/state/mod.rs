@@ -477,7 +477,7 @@ impl Resume {
 /// | sending / sent / updating | above                    | ROLLED_BACK, READY, ... | failed: error, back off |
 /// | grace                     | -                        | -                  | wait until - now (capped at the grace period), or evaluate if past |
 /// | unknown (unreadable journal) | -                     | -                  | hold one whole grace period |
-/// | foreign (an update the agent did not make) | -                | -                  | hold one whole grace period (the controller follows the update while the application is busy) |
+/// | foreign (a restart or update the agent did not make) | -                | -                  | hold one whole grace period (the controller follows the update while the application is busy) |
 ///
 /// A restart's first reads get one exception before this table, in the
 /// controller: with an update in flight, a version id not above the quote

@@ -200,13 +200,13 @@ impl Words {
         }
     }
 
-    /// Why a grace period is held after the application was seen starting,
-    /// under maintenance or autoscaling with no update to explain it: a
-    /// restart that keeps the version id.
+    /// Why a grace period is held after the application was seen starting
+    /// or under maintenance with no update to explain it: a restart that
+    /// keeps the version id.
     pub fn grace_after_busy(self) -> &'static str {
         match self {
             Words::Msf => {
-                "grace period after the application restarted without an update (a start, maintenance or MSF's own autoscaling)"
+                "grace period after the application restarted without an update (a start or maintenance)"
             }
             Words::Flink => {
                 "grace period after the job restarted without a rescale (it was initializing or reconciling)"

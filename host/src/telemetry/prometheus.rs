@@ -263,7 +263,7 @@ enum Waited {
     /// Its own rescale ([`Event::RescaleStarted`]): the update timeout
     /// and the grace period, or the grace period from its completion.
     Rescale,
-    /// An update it did not make ([`Event::GraceHeld`]): the update
+    /// A restart or update it did not make ([`Event::GraceHeld`]): the update
     /// timeout and the grace period.
     Held,
     /// What a controller resumed from the journal said it waits out

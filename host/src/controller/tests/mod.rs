@@ -1174,7 +1174,9 @@ async fn a_restart_that_keeps_the_version_id_is_followed_then_waited_out() {
         // at 600 s, grace period to 900 s, then 4 -> 8. Before, 4 -> 8 went
         // out at the first RUNNING read, on the restart's metrics.
         assert_eq!(target.updates(), vec![(0, 4), (900, 8)], "{status}");
-        let reason = "grace period after the application restarted without an update (a start, maintenance or MSF's own autoscaling)".to_owned();
+        let reason =
+            "grace period after the application restarted without an update (a start or maintenance)"
+                .to_owned();
         assert_eq!(
             graces_held(&events),
             [(420, None, reason.clone()), (600, Some(900), reason)],
@@ -1183,6 +1185,48 @@ async fn a_restart_that_keeps_the_version_id_is_followed_then_waited_out() {
         assert!(failures(&events, "not_running").is_empty(), "{events:?}");
         // Nobody else updated it: nothing is reported as a foreign update.
         assert!(failures(&events, "foreign_update").is_empty(), "{events:?}");
+    }
+}
+
+/// Which busy readings owe the grace of a restart that keeps the version
+/// id: STARTING or MAINTENANCE at the version last seen. Not UPDATING (a
+/// Flink job RESTARTING), ROLLING_BACK or AUTOSCALING, which come with a
+/// version move reported as another writer's when it is read (following
+/// them would take that move in unreported), and not a version below the
+/// one seen (a Flink job's placeholder graph after the agent's restart).
+#[test]
+fn only_a_start_or_maintenance_at_the_version_seen_owes_a_restarts_grace() {
+    use super::machine::{Jitter, Machine};
+    let settings = Settings::from_config(&test_app(), false);
+    let mut machine = Machine::new(Jitter::new(1));
+    machine.record.seen_version_id = Some(5);
+    let owed = |status, version_id| {
+        machine
+            .grace_owed(
+                &AppState {
+                    status,
+                    version_id,
+                    ..running()
+                },
+                &settings,
+                T0_MS,
+            )
+            .map(|owed| owed.reason)
+    };
+    let restart = Some(
+        "grace period after the application restarted without an update (a start or maintenance)",
+    );
+    assert_eq!(owed(AppStatus::Starting, 5), restart);
+    assert_eq!(owed(AppStatus::Maintenance, 5), restart);
+    assert_eq!(owed(AppStatus::Starting, 4), None);
+    for status in [
+        AppStatus::Updating,
+        AppStatus::RollingBack,
+        AppStatus::Autoscaling,
+        AppStatus::Running,
+        AppStatus::Ready,
+    ] {
+        assert_eq!(owed(status, 5), None, "{status}");
     }
 }
 
@@ -1749,7 +1793,9 @@ fn a_stopped_application_is_read_again_at_the_evaluation_interval() {
         assert_eq!(step.next, Next::Wait(wait), "{status}: {step:?}");
         assert_eq!(
             failures(&step.events, "not_running"),
-            [format!("application is {status}, not RUNNING; rescale to 4 KPU deferred")],
+            [format!(
+                "application is {status}, not RUNNING; rescale to 4 KPU deferred"
+            )],
             "{status}"
         );
     }
