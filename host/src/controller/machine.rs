@@ -321,6 +321,12 @@ impl RefusedTarget {
             _ => kpu == self.kpu,
         }
     }
+
+    /// Whether an application in `status` at `kpu` shows this refusal
+    /// wrong: RUNNING at a size it stops (set by hand, and started).
+    fn disproved_by(&self, status: AppStatus, kpu: u32) -> bool {
+        status == AppStatus::Running && self.stops(kpu)
+    }
 }
 
 /// The state of one application's loop: the durable record plus what a
@@ -696,17 +702,29 @@ impl Machine {
         now_ms: i64,
         rolled_back_too: bool,
     ) -> Option<Event> {
-        let refused = self
-            .record
+        self.record
             .refused
             .filter(|held| rolled_back_too || held.rolled_back_to.is_none())?;
-        self.record.refused = None;
+        self.take_refused(settings, now_ms, || {
+            "lifted by a configuration reload (SIGHUP)".to_owned()
+        })
+    }
+
+    /// Drops the held size; returns the [`Event::RefusalLifted`] to report,
+    /// saying `reason`, if it was still held at `now_ms`.
+    fn take_refused(
+        &mut self,
+        settings: &Settings,
+        now_ms: i64,
+        reason: impl FnOnce() -> String,
+    ) -> Option<Event> {
+        let refused = self.record.refused.take()?;
         (now_ms < refused.until_ms).then(|| Event::RefusalLifted {
             application: settings.name.clone(),
             at_ms: now_ms,
             kpu: refused.kpu,
             rolled_back_to: refused.rolled_back_to,
-            reason: "lifted by a configuration reload (SIGHUP)".to_owned(),
+            reason: reason(),
         })
     }
 
@@ -803,12 +821,11 @@ impl Machine {
                 ));
             }
         }
-        // A hold the size that runs shows wrong (RUNNING at a size it
-        // stops: set by hand, and started) holds nothing: the step lifts
-        // it ([`Machine::review_refused`]).
+        // A hold the size that runs shows wrong holds nothing: the step
+        // lifts it ([`Machine::review_refused`]).
         if let (Action::ScaleTo(kpu), Some(refused)) = (decision.action, self.record.refused)
             && refused.stops(kpu)
-            && !(app.status == AppStatus::Running && refused.stops(app.kpu))
+            && !refused.disproved_by(app.status, app.kpu)
             && now_ms < refused.until_ms
         {
             decision.action = Action::Hold;
@@ -1064,13 +1081,10 @@ impl Machine {
             if app.status.is_transitional() {
                 return Next::Wait(settings.update_poll);
             }
-            let wait = self.grace(app.kpu(), settings, out.now_ms);
             // Not after an update of this agent's ("after the update to
             // N KPU" would name one it did not make): after not knowing.
-            if let Phase::Grace { after, .. } = &mut self.record.phase {
-                *after = Some(UNKNOWN_OUTCOME_GRACE.to_owned());
-            }
-            return Next::Wait(wait);
+            let after = Some(UNKNOWN_OUTCOME_GRACE.to_owned());
+            return Next::Wait(self.grace(app.kpu(), after, settings, out.now_ms));
         }
         if let Phase::Foreign { after, .. } = &phase {
             let restart = doubt == Some(Doubt::Restart);
@@ -1275,9 +1289,7 @@ impl Machine {
             out.events.push(event);
         }
         self.review_limit(state.kpu(), settings, out);
-        if state.status == AppStatus::Running {
-            self.review_refused(state.kpu(), settings, out);
-        }
+        self.review_refused(&state, settings, out);
         if let Some(owed) = owed {
             self.failures = 0;
             return self.hold_owed(owed, streak, &state, settings, out);
@@ -1959,16 +1971,23 @@ impl Machine {
         {
             out.events.push(event);
         }
-        self.grace(app.kpu(), settings, out.now_ms)
+        self.grace(app.kpu(), None, settings, out.now_ms)
     }
 
-    /// Starts a grace period now; returns its length.
-    fn grace(&mut self, kpu: u32, settings: &Settings, now_ms: i64) -> Duration {
+    /// Starts a grace period now, held after `after` (`None`: the agent's
+    /// own update, as `status` says it); returns its length.
+    fn grace(
+        &mut self,
+        kpu: u32,
+        after: Option<String>,
+        settings: &Settings,
+        now_ms: i64,
+    ) -> Duration {
         let grace = settings.grace_period;
         self.record.phase = Phase::Grace {
             kpu,
             until_ms: now_ms.saturating_add(millis(grace)),
-            after: None,
+            after,
         };
         grace
     }
@@ -2046,32 +2065,29 @@ impl Machine {
         });
     }
 
-    /// Lifts a held size ([`RefusedTarget`]) that the application, seen
-    /// RUNNING at `kpu`, shows wrong: it runs at a size the refusal
-    /// stops (an operator set it by hand, a deployment did), so that size
-    /// starts, and holding it would keep the application out of its
-    /// bounds or away from sizes between it and the refused one.
-    fn review_refused(&mut self, kpu: u32, settings: &Settings, out: &mut Out) {
-        let Some(refused) = self.record.refused else {
-            return;
-        };
-        if !refused.stops(kpu) {
+    /// Lifts a held size ([`RefusedTarget`]) that the application, as
+    /// `state` reads it, shows wrong ([`RefusedTarget::disproved_by`]): it
+    /// runs at a size the refusal stops (an operator set it by hand, a
+    /// deployment did), so that size starts, and holding it would keep
+    /// the application out of its bounds or away from sizes between it
+    /// and the refused one.
+    fn review_refused(&mut self, state: &AppState, settings: &Settings, out: &mut Out) {
+        let kpu = state.kpu();
+        if !self
+            .record
+            .refused
+            .is_some_and(|refused| refused.disproved_by(state.status, kpu))
+        {
             return;
         }
-        self.record.refused = None;
-        if out.now_ms < refused.until_ms {
-            out.events.push(Event::RefusalLifted {
-                application: settings.name.clone(),
-                at_ms: out.now_ms,
-                kpu: refused.kpu,
-                rolled_back_to: refused.rolled_back_to,
-                reason: format!(
-                    "the {} runs at {}, a size the hold stopped: it starts there",
-                    settings.words.thing(),
-                    settings.words.capacity(kpu)
-                ),
-            });
-        }
+        let lifted = self.take_refused(settings, out.now_ms, || {
+            format!(
+                "the {} runs at {}, a size the hold stopped: it starts there",
+                settings.words.thing(),
+                settings.words.capacity(kpu)
+            )
+        });
+        out.events.extend(lifted);
     }
 
     /// The error policy: reports a failed step (a permission failure only

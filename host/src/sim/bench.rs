@@ -858,6 +858,16 @@ pub fn speed_line(result: &BenchResult) -> String {
     )
 }
 
+/// Writes `value` to `path` as pretty JSON and a newline.
+fn write_json<T: Serialize + ?Sized>(value: &T, path: &Path) -> Result<(), BenchError> {
+    let fail = |source| BenchError::Write {
+        path: path.display().to_string(),
+        source,
+    };
+    let json = serde_json::to_string_pretty(value).map_err(|e| fail(std::io::Error::other(e)))?;
+    std::fs::write(path, json + "\n").map_err(fail)
+}
+
 /// Writes `bench.json` (the rows), `bench-bounds.json` (the bounds per
 /// scenario, [`ScenarioBounds`]), `bench.md` (the tables) and `readme.md`
 /// (the README's tables, [`readme_table`] and [`bar_table`]) to `out` and
@@ -869,13 +879,8 @@ pub fn write(result: &BenchResult, out: &Path) -> Result<(PathBuf, PathBuf), Ben
     };
     std::fs::create_dir_all(out).map_err(fail(out))?;
     let json_path = out.join("bench.json");
-    let json = serde_json::to_string_pretty(&result.rows)
-        .map_err(|e| fail(&json_path)(std::io::Error::other(e)))?;
-    std::fs::write(&json_path, json + "\n").map_err(fail(&json_path))?;
-    let bounds_path = out.join("bench-bounds.json");
-    let bounds = serde_json::to_string_pretty(&result.bounds)
-        .map_err(|e| fail(&bounds_path)(std::io::Error::other(e)))?;
-    std::fs::write(&bounds_path, bounds + "\n").map_err(fail(&bounds_path))?;
+    write_json(&result.rows, &json_path)?;
+    write_json(&result.bounds, &out.join("bench-bounds.json"))?;
     let md_path = out.join("bench.md");
     std::fs::write(&md_path, markdown(result)).map_err(fail(&md_path))?;
     let readme_path = out.join("readme.md");
