@@ -169,7 +169,7 @@ fn a_clock_stepped_back_does_not_stretch_a_kpu_limit() {
 /// hold still holds.
 #[test]
 fn a_held_size_the_running_size_shows_wrong_holds_nothing() {
-    use crate::controller::machine::{Command, Evaluated, Next, Observation};
+    use crate::controller::machine::{Command, Next};
     use crate::state::RefusedTarget;
     let settings = Settings::from_config(&test_app(), false);
     let at = |kpu: u32| {
@@ -210,14 +210,7 @@ fn a_held_size_the_running_size_shows_wrong_holds_nothing() {
         ..running()
     };
     machine.record.seen_version_id = Some(3);
-    let step = machine.step(
-        Observation::Evaluated(Ok(Evaluated {
-            state,
-            decision: decided,
-        })),
-        &settings,
-        T0_MS,
-    );
+    let step = step_evaluated(&mut machine, state, decided, &settings, T0_MS);
     assert!(
         matches!(&step.next, Next::Run(Command::Update { update, .. }) if update.target_kpu == 8),
         "{step:?}"

@@ -580,15 +580,14 @@ fn a_put_refused_because_the_job_was_replaced_is_told_as_a_replacement() {
     let mut machine = Machine::new(Jitter::new(1));
     let now = T0_MS;
     machine.step(Observation::Wake, &settings, now);
-    let decided = machine.step(
-        Observation::Evaluated(Ok(Evaluated {
-            state: job_state("j1", 10, 2, 2),
-            decision: Decision {
-                action: Action::ScaleTo(4),
-                reason: "test".into(),
-                next_evaluation_secs: None,
-            },
-        })),
+    let decided = step_evaluated(
+        &mut machine,
+        job_state("j1", 10, 2, 2),
+        Decision {
+            action: Action::ScaleTo(4),
+            reason: "test".into(),
+            next_evaluation_secs: None,
+        },
         &settings,
         now,
     );

@@ -10,14 +10,7 @@ use crate::state::KpuLimit;
 /// The wait after `decision` at `T0_MS`, from a fresh machine (or `machine`).
 fn wait_after(decision: Decision, settings: &Settings, machine: Option<Machine>) -> Duration {
     let mut machine = machine.unwrap_or_else(|| Machine::new(Jitter::new(1)));
-    let t = machine.step(
-        Observation::Evaluated(Ok(Evaluated {
-            state: running(),
-            decision,
-        })),
-        settings,
-        T0_MS,
-    );
+    let t = step_evaluated(&mut machine, running(), decision, settings, T0_MS);
     match t.next {
         Next::Wait(d) => d,
         other => panic!("expected a wait, got {other:?}"),

@@ -887,7 +887,7 @@ async fn another_writers_update_is_reported_and_waited_out_with_a_grace_period()
 /// runs" there), and the hold says how long it lasts in plain words.
 #[test]
 fn another_writers_update_met_mid_way_is_said_as_it_is() {
-    use super::machine::{Evaluated, Jitter, Machine, Observation};
+    use super::machine::{Jitter, Machine};
     let settings = Settings::from_config(&test_app(), false);
     let mut machine = Machine::new(Jitter::new(1));
     machine.record.seen_version_id = Some(1);
@@ -910,14 +910,7 @@ fn another_writers_update_met_mid_way_is_said_as_it_is() {
         ),
         "{held:?}"
     );
-    let step = machine.step(
-        Observation::Evaluated(Ok(Evaluated {
-            state,
-            decision: held,
-        })),
-        &settings,
-        T0_MS,
-    );
+    let step = step_evaluated(&mut machine, state, held, &settings, T0_MS);
     let reported: Vec<&str> = step
         .events
         .iter()
@@ -939,19 +932,18 @@ fn another_writers_update_met_mid_way_is_said_as_it_is() {
 /// (a throttled read, say) backs off from 5 s again, not from minutes.
 #[test]
 fn an_update_that_ended_late_leaves_no_back_off_behind() {
-    use super::machine::{Evaluated, Jitter, Machine, Next, Observation};
+    use super::machine::{Jitter, Machine, Next, Observation};
     let settings = Settings::from_config(&test_app(), false);
     let mut machine = Machine::new(Jitter::new(1));
     let now = T0_MS;
-    let step = machine.step(
-        Observation::Evaluated(Ok(Evaluated {
-            state: running(),
-            decision: Decision {
-                action: Action::ScaleTo(4),
-                reason: "high in ALARM".to_owned(),
-                next_evaluation_secs: None,
-            },
-        })),
+    let step = step_evaluated(
+        &mut machine,
+        running(),
+        Decision {
+            action: Action::ScaleTo(4),
+            reason: "high in ALARM".to_owned(),
+            next_evaluation_secs: None,
+        },
         &settings,
         now,
     );
@@ -991,7 +983,7 @@ fn an_update_that_ended_late_leaves_no_back_off_behind() {
 /// says even when that grace period ended while the plugin decided.
 #[test]
 fn the_step_holds_the_grace_owed_that_the_assessment_found() {
-    use super::machine::{Evaluated, Jitter, Machine, Observation};
+    use super::machine::{Jitter, Machine};
     let settings = Settings::from_config(&test_app(), false);
     let now = T0_MS;
     // Started without a journal; the last update was asked for so long
@@ -1021,14 +1013,7 @@ fn the_step_holds_the_grace_owed_that_the_assessment_found() {
     );
     // The decision took 5 s: the grace period is over by the step, which
     // still holds it as the history says (and says so), once.
-    let step = machine.step(
-        Observation::Evaluated(Ok(Evaluated {
-            state: state.clone(),
-            decision: held,
-        })),
-        &settings,
-        now + 5_000,
-    );
+    let step = step_evaluated(&mut machine, state.clone(), held, &settings, now + 5_000);
     let graces: Vec<_> = step
         .events
         .iter()
@@ -1046,14 +1031,7 @@ fn the_step_holds_the_grace_owed_that_the_assessment_found() {
     // Stepped without an assessment, the machine finds it itself, at its
     // own time: nothing is owed by then, and the decision is sent.
     let mut machine = fresh();
-    let step = machine.step(
-        Observation::Evaluated(Ok(Evaluated {
-            state,
-            decision: wants,
-        })),
-        &settings,
-        now + 5_000,
-    );
+    let step = step_evaluated(&mut machine, state, wants, &settings, now + 5_000);
     assert!(
         matches!(
             step.next,
@@ -1763,7 +1741,7 @@ async fn the_period_under_way_is_not_handed_to_the_policy() {
 /// somebody acts): not a read and a warning every few seconds.
 #[test]
 fn a_stopped_application_is_read_again_at_the_evaluation_interval() {
-    use super::machine::{Evaluated, Jitter, Machine, Next, Observation};
+    use super::machine::{Jitter, Machine, Next};
     let mut app = test_app();
     app.update_poll_secs = 10;
     let settings = Settings::from_config(&app, false);
@@ -1775,18 +1753,17 @@ fn a_stopped_application_is_read_again_at_the_evaluation_interval() {
     ] {
         let mut machine = Machine::new(Jitter::new(1));
         machine.record.seen_version_id = Some(1);
-        let step = machine.step(
-            Observation::Evaluated(Ok(Evaluated {
-                state: AppState {
-                    status,
-                    ..running()
-                },
-                decision: Decision {
-                    action: Action::ScaleTo(4),
-                    reason: "high in ALARM".to_owned(),
-                    next_evaluation_secs: None,
-                },
-            })),
+        let step = step_evaluated(
+            &mut machine,
+            AppState {
+                status,
+                ..running()
+            },
+            Decision {
+                action: Action::ScaleTo(4),
+                reason: "high in ALARM".to_owned(),
+                next_evaluation_secs: None,
+            },
             &settings,
             T0_MS,
         );
@@ -1799,4 +1776,20 @@ fn a_stopped_application_is_read_again_at_the_evaluation_interval() {
             "{status}"
         );
     }
+}
+
+/// `machine`'s step on the answer of an evaluation that read `state` and
+/// decided `decision`, at `at_ms`.
+fn step_evaluated(
+    machine: &mut Machine,
+    state: AppState,
+    decision: Decision,
+    settings: &Settings,
+    at_ms: i64,
+) -> super::machine::Transition {
+    machine.step(
+        Observation::Evaluated(Ok(Evaluated { state, decision })),
+        settings,
+        at_ms,
+    )
 }
