@@ -297,8 +297,12 @@ fn describe(event: &Event, state: &EmulatorState) -> Option<String> {
             ..
         } => {
             let (at, _) = t(application);
+            let after = match update_secs {
+                Some(secs) => format!(" after {secs} s (wall)"),
+                None => String::new(),
+            };
             Some(format!(
-                "[{at}] RUNNING again at {kpu} KPU after {update_secs} s (wall); grace period starts"
+                "[{at}] RUNNING again at {kpu} KPU{after}; grace period starts"
             ))
         }
         Event::Failed {

@@ -1888,8 +1888,11 @@ impl Machine {
         self.failures = 0;
         self.timed_out = false;
         self.record.last_rescale_ms = Some(out.now_ms);
-        if !std::mem::take(&mut self.followed_from_journal) {
-            self.record.last_update_duration_secs = Some(update_secs);
+        // Not known when it was found in flight at a start: the time
+        // since it was sent includes however long nothing followed it.
+        let update_secs = (!std::mem::take(&mut self.followed_from_journal)).then_some(update_secs);
+        if update_secs.is_some() {
+            self.record.last_update_duration_secs = update_secs;
         }
         out.events.push(Event::RescaleCompleted {
             application: settings.name.clone(),

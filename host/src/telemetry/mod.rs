@@ -100,8 +100,12 @@ pub enum Event {
         at_ms: i64,
         /// KPU now.
         kpu: u32,
-        /// How long it was not RUNNING, in seconds.
-        update_secs: u32,
+        /// How long it was not RUNNING, in seconds; `None` when the update
+        /// was found in flight in the journal at a start (of the agent, or
+        /// of an application resumed from `paused`): the time since it was
+        /// sent would include however long nothing followed it.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        update_secs: Option<u32>,
     },
     /// A failure, classified.
     Failed {
@@ -1367,7 +1371,7 @@ mod tests {
                 application: application.clone(),
                 at_ms: 0,
                 kpu: 4,
-                update_secs: 6,
+                update_secs: Some(6),
             },
             Event::LimitRecorded {
                 application: application.clone(),

@@ -2158,7 +2158,7 @@ mod tests {
             application: "a".to_owned(),
             at_ms: 30_000,
             kpu: 2,
-            update_secs: 28,
+            update_secs: Some(28),
         });
         // 30 s + 20 s of grace + 90 s.
         assert!(registry.not_ready(140_000).is_empty());
@@ -2241,7 +2241,7 @@ mod tests {
             application: "a".to_owned(),
             at_ms: 30_000,
             kpu: 2,
-            update_secs: 29,
+            update_secs: Some(29),
         });
         // 30 s + 20 s of grace + 90 s.
         assert!(registry.not_ready(140_000).is_empty());

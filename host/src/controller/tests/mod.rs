@@ -659,7 +659,7 @@ async fn scales_out_follows_update_waits_grace_and_stops_at_max() {
             matches!(
                 e,
                 Event::RescaleCompleted {
-                    update_secs: 120,
+                    update_secs: Some(120),
                     ..
                 }
             )

@@ -1798,7 +1798,8 @@ async fn a_clock_stepped_back_does_not_put_the_last_rescale_in_the_future() {
 /// An update found in the journal at the start, asked for an hour before
 /// (the agent was down, or the application paused, meanwhile), and over by
 /// now: its start-to-end time is no measure of how long an update takes,
-/// so the last one measured (90 s) stays what the policies see. It was
+/// so the last one measured (90 s) stays what the policies see, and the
+/// completion says no duration. It was
 /// recorded as 3600 s, and `rate` and `predictive`, taking that as the
 /// next restart's length, sized the next scale-out for an hour's backlog.
 #[tokio::test(start_paused = true)]
@@ -1831,10 +1832,17 @@ async fn an_update_resolved_after_a_restart_keeps_the_last_measured_duration() {
     let (run, seen) = launch_seeing(&target, dir.path());
     tokio::time::sleep(Duration::from_secs(400)).await;
     let events = run.stop().await;
+    // Completed, with no duration said: an hour since it was sent is not
+    // how long it took.
     assert!(
-        events
-            .iter()
-            .any(|e| matches!(e, Event::RescaleCompleted { kpu: 4, .. })),
+        events.iter().any(|e| matches!(
+            e,
+            Event::RescaleCompleted {
+                kpu: 4,
+                update_secs: None,
+                ..
+            }
+        )),
         "{events:?}"
     );
     assert_eq!(
