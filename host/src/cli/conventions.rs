@@ -231,13 +231,20 @@ pub async fn metric_findings(
                 if empty.is_empty() {
                     continue;
                 }
+                let hints: String = series
+                    .iter()
+                    .zip(&queries)
+                    .filter(|(s, _)| s.points.is_empty())
+                    .filter_map(|(_, q)| msf_task_level_hint(q))
+                    .map(|hint| format!("; {hint}"))
+                    .collect();
                 (
                     false,
                     format!(
                         "warning: no datapoint in the last {} in {region} (GetMetricData) for {}: \
                          check the namespace, the metric name (case-sensitive), the dimensions \
                          and the region; until it has data, the alarms on it stay \
-                         INSUFFICIENT_DATA and nothing is decided on it",
+                         INSUFFICIENT_DATA and nothing is decided on it{hints}",
                         if lookback_ms % 3_600_000 == 0 {
                             format!("{} h", lookback_ms / 3_600_000)
                         } else {
@@ -256,6 +263,35 @@ pub async fn metric_findings(
         });
     }
     findings
+}
+
+/// MSF's metrics that it publishes per task and operator only, never per
+/// application (AWS's "Metrics and dimensions in Managed Service for
+/// Apache Flink": level Task, Operator, Parallelism).
+const MSF_TASK_LEVEL_METRICS: [&str; 3] = [
+    "busyTimeMsPerSecond",
+    "backPressuredTimeMsPerSecond",
+    "idleTimeMsPerSecond",
+];
+
+/// Why `query` finds nothing when it asks MSF for a task-level metric
+/// with the `Application` dimension alone, and what to do; `None` for any
+/// other query.
+fn msf_task_level_hint(query: &crate::metrics::MetricQuery) -> Option<String> {
+    let application_only = query.dimensions.keys().all(|k| k == "Application");
+    (query.namespace == "AWS/KinesisAnalytics"
+        && MSF_TASK_LEVEL_METRICS.contains(&query.metric_name.as_str())
+        && application_only)
+        .then(|| {
+            format!(
+                "{}: MSF publishes {} per task and operator, not per application: set the \
+                 application's metrics level to TASK or finer (MonitoringConfiguration \
+                 MetricsLevel; the change restarts it) and give the metric the dimensions of \
+                 its busiest task beside Application (aws cloudwatch list-metrics --namespace \
+                 AWS/KinesisAnalytics --metric-name {} lists them)",
+                query.id, query.metric_name, query.metric_name
+            )
+        })
 }
 
 /// What `min_kpu`..`max_kpu` come to in parallelism when the application
@@ -511,6 +547,45 @@ pub(super) fn dimension_list(dimensions: &std::collections::BTreeMap<String, Str
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// MSF publishes busy time per task: asked for per application it has
+    /// no datapoint on AWS, and the warning says why and what to do; a
+    /// query that names a task, or another metric, gets no such hint.
+    #[test]
+    fn a_task_level_metric_asked_per_application_is_explained() {
+        let query = |name: &str, dimensions: &[(&str, &str)]| crate::metrics::MetricQuery {
+            id: "busy".to_owned(),
+            namespace: "AWS/KinesisAnalytics".to_owned(),
+            metric_name: name.to_owned(),
+            dimensions: dimensions
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+            statistic: "Average".to_owned(),
+            period_secs: 60,
+            expression: None,
+        };
+        let hint = msf_task_level_hint(&query("busyTimeMsPerSecond", &[("Application", "a")]))
+            .expect("a hint");
+        assert!(
+            hint.starts_with("busy: MSF publishes busyTimeMsPerSecond per task and operator")
+                && hint.contains("metrics level to TASK or finer")
+                && hint.contains("--metric-name busyTimeMsPerSecond lists them"),
+            "{hint}"
+        );
+        assert!(msf_task_level_hint(&query("busyTimeMsPerSecond", &[])).is_some());
+        assert_eq!(
+            msf_task_level_hint(&query(
+                "busyTimeMsPerSecond",
+                &[("Application", "a"), ("TaskName", "t")]
+            )),
+            None
+        );
+        assert_eq!(
+            msf_task_level_hint(&query("numRecordsInPerSecond", &[("Application", "a")])),
+            None
+        );
+    }
 
     #[test]
     fn bounds_are_said_in_parallelism_when_a_kpu_runs_several_subtasks() {
