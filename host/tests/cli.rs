@@ -1726,6 +1726,62 @@ fn validate_warns_of_scale_out_and_in_alarms_that_overlap() {
     );
 }
 
+/// A policy whose scale-out alarm fires on a low value (the two swapped),
+/// or whose scale-in alarm fires on a high one (copied from the scale-out
+/// alarm, comparison unchanged), would scale the wrong way: a warning at
+/// the parameter, naming the alarm and its comparison. Neither is an
+/// overlap of one "more" and one "less" alarm, so nothing warned before.
+#[test]
+fn validate_warns_of_scale_alarms_that_point_the_wrong_way() {
+    let dir = scratch("reversed");
+    let (code, example, stderr) = flinkscale_in(&dir, &["example", "msf-cpu"]);
+    assert_eq!(code, 0, "{stderr}");
+    let swapped = example.replace(
+        "scale_out_alarm = \"scale-out\", scale_in_alarm = \"scale-in\"",
+        "scale_out_alarm = \"scale-in\", scale_in_alarm = \"scale-out\"",
+    );
+    let copied = example.replace(
+        "comparison = \"LessThanOrEqualToThreshold\"",
+        "comparison = \"GreaterThanThreshold\"",
+    );
+    for (file, text, said) in [
+        (
+            "swapped.toml",
+            &swapped,
+            vec![
+                "policy.params.scale_out_alarm: scale_out_alarm is alarm \"scale-in\", which is \
+                 in ALARM when cpu is at or below 20 (LessThanOrEqualToThreshold): the policy \
+                 would ask for more when the value is low (valid: for scale_out_alarm, an alarm \
+                 with a GreaterThan... comparison)",
+                "policy.params.scale_in_alarm: scale_in_alarm is alarm \"scale-out\", which is \
+                 in ALARM when cpu is above 80 (GreaterThanThreshold): the policy would ask for \
+                 less when the value is high",
+            ],
+        ),
+        (
+            "copied.toml",
+            &copied,
+            vec![
+                "policy.params.scale_in_alarm: scale_in_alarm is alarm \"scale-in\", which is \
+                 in ALARM when cpu is above 20 (GreaterThanThreshold)",
+            ],
+        ),
+    ] {
+        assert_ne!(text, &example, "{file}: the example changed");
+        std::fs::write(dir.join(file), text).expect("written");
+        let (code, _, stderr) = flinkscale_in(&dir, &["validate", file]);
+        assert_eq!(code, 0, "{file}: a warning only: {stderr}");
+        for said in &said {
+            assert!(stderr.contains(said), "{file}: {said}\n{stderr}");
+        }
+        assert_eq!(
+            stderr.matches("warning: ").count(),
+            said.len(),
+            "{file}: {stderr}"
+        );
+    }
+}
+
 /// A metric period of decades once made the simulator reserve a buffer of
 /// one slot per second of the period, 14 GB here, and abort where memory
 /// is limited; the simulator then reserved at most what the run has, and

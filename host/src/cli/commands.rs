@@ -773,6 +773,12 @@ fn plugin_problems(loaded: &LoadedConfig, policies: bool) -> Result<PluginCheck,
                 &params,
             );
             warnings.extend(overlapping_alarms(app, &named, policy_at.key("params")));
+            warnings.extend(reversed_scale_alarms(
+                app,
+                policy.metadata().parameters.as_deref().unwrap_or_default(),
+                &params,
+                &policy_at.key("params"),
+            ));
             let evaluation = crate::model::Evaluation {
                 now_ms,
                 app: application.clone(),
@@ -928,6 +934,92 @@ fn overlapping_alarms(
         }
     }
     warnings
+}
+
+/// The parameters that name, by the convention `step` follows, the alarm
+/// that asks for more and the one that asks for less, and which way of
+/// comparing each must have.
+const SCALE_ALARM_PARAMETERS: [(&str, bool); 2] =
+    [("scale_out_alarm", true), ("scale_in_alarm", false)];
+
+/// The alarms a policy's `scale_out_alarm` / `scale_in_alarm` parameter
+/// names (given, or its declared default) whose comparison points the
+/// other way: a scale-out alarm that fires when its value is low (a
+/// `LessThan...` comparison), or a scale-in alarm that fires when it is
+/// high (swapped names, a copied alarm whose comparison was not changed).
+/// The policy would scale out on a low value and in on a high one. A
+/// warning at `params_at`'s parameter.
+fn reversed_scale_alarms(
+    app: &crate::config::ApplicationConfig,
+    declared: &[crate::plugin::Parameter],
+    params: &serde_json::Map<String, serde_json::Value>,
+    params_at: &FieldPath,
+) -> Vec<Problem> {
+    use crate::config::Comparison::{GreaterThanOrEqualToThreshold, GreaterThanThreshold};
+    let mut warnings = Vec::new();
+    for (name, out) in SCALE_ALARM_PARAMETERS {
+        let Some(parameter) = declared.iter().find(|p| p.name == name) else {
+            continue;
+        };
+        let given = params.get(name).cloned();
+        let value = given.clone().or_else(|| {
+            parameter
+                .default_json
+                .as_deref()
+                .and_then(|d| serde_json::from_str(d).ok())
+        });
+        let Some(id) = value.as_ref().and_then(serde_json::Value::as_str) else {
+            continue;
+        };
+        let Some(alarm) = app.alarms.iter().find(|a| a.id == id) else {
+            continue;
+        };
+        let (Some(comparison), Some(threshold)) = (alarm.comparison, alarm.threshold) else {
+            continue;
+        };
+        let fires_high = matches!(
+            comparison,
+            GreaterThanThreshold | GreaterThanOrEqualToThreshold
+        );
+        if fires_high == out {
+            continue;
+        }
+        let watched = alarm.metric.as_deref().unwrap_or("its metric");
+        warnings.push(Problem {
+            path: if given.is_some() {
+                params_at.key(name)
+            } else {
+                params_at.clone()
+            },
+            message: format!(
+                "{name} is alarm {id:?}, which is in ALARM when {watched} is {} {threshold} \
+                 ({comparison:?}): the policy would ask for {} when the value is {}",
+                comparison_words(comparison),
+                if out { "more" } else { "less" },
+                if fires_high { "high" } else { "low" },
+            ),
+            hint: Some(format!(
+                "valid: for {name}, an alarm with a {} comparison",
+                if out { "GreaterThan..." } else { "LessThan..." },
+            )),
+            assumes: None,
+        });
+    }
+    warnings
+}
+
+/// A comparison as words: `above`, `at or below`, ...
+fn comparison_words(comparison: crate::config::Comparison) -> &'static str {
+    use crate::config::Comparison::{
+        GreaterThanOrEqualToThreshold, GreaterThanThreshold, LessThanOrEqualToThreshold,
+        LessThanThreshold,
+    };
+    match comparison {
+        GreaterThanThreshold => "above",
+        GreaterThanOrEqualToThreshold => "at or above",
+        LessThanThreshold => "below",
+        LessThanOrEqualToThreshold => "at or below",
+    }
 }
 
 /// What [`plugin_problems`] found: errors, and warnings that do not stop
