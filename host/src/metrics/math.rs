@@ -231,7 +231,9 @@ impl Parser {
     }
 
     fn factor(&mut self) -> Result<Expr, MathError> {
-        if self.depth >= MAX_DEPTH {
+        // The innermost factor (the operand the levels wrap) is one more
+        // than the levels: MAX_DEPTH levels pass, one more does not.
+        if self.depth > MAX_DEPTH {
             return Err(self.error(format!(
                 "the expression nests more than {MAX_DEPTH} deep (parentheses, `-` signs and function arguments)"
             )));
@@ -594,11 +596,25 @@ mod tests {
                 "{}",
                 error.message
             );
-            // Where the 65th level opens: within five characters a level.
-            assert!(error.column <= 65 * 5, "{}", error.column);
+            // Where the 65th level's operand opens: within five characters
+            // a level.
+            assert!(error.column <= 66 * 5, "{}", error.column);
         }
         let fine = format!("{}a{}", "(".repeat(60), ")".repeat(60));
         assert_eq!(parse(&fine), Ok(Expr::Id("a".to_owned())));
+        // The limit is the one said: 64 levels pass, 65 do not.
+        for (open, close) in [("(", ")"), ("-", ""), ("SUM(", ")")] {
+            let nested =
+                |levels: usize| format!("{}a{}", open.repeat(levels), close.repeat(levels));
+            assert!(parse(&nested(64)).is_ok(), "64 of {open}");
+            assert!(
+                parse(&nested(65))
+                    .unwrap_err()
+                    .message
+                    .contains("nests more than 64 deep"),
+                "65 of {open}"
+            );
+        }
     }
 
     /// A chain of operators is as deep a tree as it is long: past

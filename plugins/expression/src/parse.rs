@@ -273,7 +273,9 @@ impl Parser {
     /// unary := "-" unary | primary; every nesting (a `-`, a `(`, a
     /// function's argument) passes here, so the depth is counted here.
     fn unary(&mut self) -> Result<Expr, ParseError> {
-        if self.depth >= MAX_DEPTH {
+        // The innermost unary (the operand the levels wrap) is one more
+        // than the levels: MAX_DEPTH levels pass, one more does not.
+        if self.depth > MAX_DEPTH {
             self.skip_space();
             return Err(self.error(format!(
                 "the expression nests more than {MAX_DEPTH} deep (parentheses, `-` signs and function arguments)"

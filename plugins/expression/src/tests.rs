@@ -132,7 +132,15 @@ fn too_deep_or_too_long_is_a_syntax_error() {
         let text = format!("{}cpu{}", open.repeat(300), close.repeat(300));
         let error = parse_error(&text);
         assert!(error.message.contains("nests more than 64 deep"), "{error}");
-        assert_eq!(error.column, 64 * open.len() + 1, "{error}");
+        assert_eq!(error.column, 65 * open.len() + 1, "{error}");
+        // The limit is the one said: 64 levels pass, 65 do not.
+        let nested = |levels: usize| format!("{}cpu{}", open.repeat(levels), close.repeat(levels));
+        assert!(parse(&nested(64)).is_ok(), "64 of {open}");
+        assert!(
+            parse_error(&nested(65))
+                .message
+                .contains("nests more than 64 deep")
+        );
     }
     let fine = format!("{}cpu{}", "(".repeat(60), ")".repeat(60));
     assert!(parse(&fine).is_ok());
