@@ -987,6 +987,11 @@ struct Parsed {
     errors: Vec<ConfigError>,
 }
 
+/// The keys that say what kind of thing a piece is, so what its other
+/// keys may be: an application's `target`, a metric's or an alarm's
+/// `source`.
+const DISCRIMINANTS: [&str; 2] = ["target", "source"];
+
 /// The configuration text and its spanned document.
 struct Document<'a> {
     file: &'a Path,
@@ -1181,6 +1186,19 @@ impl<'a> Document<'a> {
                 DeValue::Table(table.clone()),
             )));
             let error = match result {
+                // A key that says what kind of thing the piece is (an
+                // application's `target`, a metric's or alarm's `source`)
+                // was left out: what is valid for the rest depends on it,
+                // and the default standing in would report its own
+                // mistakes (a Flink metric on an "msf" application, an
+                // alarm's missing `metric`). Only the key's error is said.
+                Ok(_)
+                    if removed
+                        .iter()
+                        .any(|key| DISCRIMINANTS.contains(&key.as_str())) =>
+                {
+                    return Err(errors);
+                }
                 Ok(value) => {
                     // Parsed once the bad entries were left out: report
                     // them, and let the piece be validated.
@@ -1265,8 +1283,22 @@ impl<'a> Document<'a> {
 
     /// Locates a serde error at its span, naming the field found there.
     fn serde_error(&self, error: &toml::de::Error) -> ConfigError {
-        let span = error.span();
-        let path = span.as_ref().map(|span| self.path_at(span.start));
+        let mut span = error.span();
+        let mut path = span.as_ref().map(|span| self.path_at(span.start));
+        // A word-valued field given a table (`mode = { paused = true }`):
+        // the parser reads the table as the enum's variant and complains
+        // inside it; the mistake is the table itself.
+        if let Some(inner) = &path
+            && let Some((_, outer)) = inner.0.split_last()
+            && let outer = FieldPath(outer.to_vec())
+            && enum_words(&outer).is_some()
+            && let (node, true) = self.deepest(&outer)
+            && matches!(node.get_ref(), DeValue::Table(_))
+        {
+            span = Some(node.span());
+            path = Some(outer);
+            return self.enum_type_error(span, path.as_ref());
+        }
         let field = path.as_ref().map(|p| self.render(p)).unwrap_or_default();
         let (message, mut hint) = explain_serde(error.message());
         // A whole number of the wrong type or sign: say the field's own
@@ -1283,6 +1315,14 @@ impl<'a> Document<'a> {
         // The parser reads a number too large for any integer as i128:
         // not the file's words.
         let message = message.replace("` as i128", "`");
+        // A word-valued field (`mode`, `comparison`, ...) given a number,
+        // a boolean, a list or a table: the parser says only "wanted
+        // string or table"; say what was given and the words it takes.
+        if (message == "wanted string or table" || message.starts_with("wanted exactly 1 element"))
+            && path.as_ref().and_then(enum_words).is_some()
+        {
+            return self.enum_type_error(span, path.as_ref());
+        }
         // `[[application.policy]]` makes a list of one table, which the
         // parser reads as a list of plugin names.
         if let Some(segments) = path.as_ref().map(|p| p.0.as_slice())
@@ -1361,6 +1401,25 @@ impl<'a> Document<'a> {
             _ => message,
         };
         self.error_at(span, field, &message, hint)
+    }
+
+    /// A word-valued field (see [`enum_words`]) at `path` given a value
+    /// of another type: what was given, and the words it takes.
+    fn enum_type_error(&self, span: Option<Range<usize>>, path: Option<&FieldPath>) -> ConfigError {
+        let field = path.map(|p| self.render(p)).unwrap_or_default();
+        let given = match path.map(|p| self.deepest(p)) {
+            Some((node, true)) => value_kind(node.get_ref()),
+            _ => "value",
+        };
+        let hint = path
+            .and_then(enum_words)
+            .map(|words| format!("expected {}", quoted_list(words)));
+        self.error_at(
+            span,
+            field,
+            &format!("invalid type: {given}, not a word"),
+            hint,
+        )
     }
 
     fn error_at(
@@ -1503,6 +1562,87 @@ fn explain_serde(message: &str) -> (String, Option<String>) {
     (what.to_owned(), Some(hint))
 }
 
+/// The words a word-valued field at `path` takes (its enum's variants, as
+/// serde names them), or `None` for any other field.
+fn enum_words(path: &FieldPath) -> Option<&'static [&'static str]> {
+    use super::{AlarmSource, Comparison, MetricSourceKind, Mode, TargetKind, TreatMissingData};
+    let segments = path.segments();
+    let [.., parent, Segment::Key(key)] = segments else {
+        return None;
+    };
+    let list_of = |name: &str| {
+        segments.len() >= 3
+            && matches!(parent, Segment::Index(_))
+            && matches!(&segments[segments.len() - 3], Segment::Key(k) if k == name)
+    };
+    Some(match key.as_str() {
+        "mode" => variants::<Mode>(),
+        "target" => variants::<TargetKind>(),
+        "comparison" => variants::<Comparison>(),
+        "treat_missing_data" => variants::<TreatMissingData>(),
+        "source" if list_of("metric") => variants::<MetricSourceKind>(),
+        "source" if list_of("alarm") => variants::<AlarmSource>(),
+        _ => return None,
+    })
+}
+
+/// The variant names serde knows for the enum `T` (what its derived
+/// `Deserialize` passes to `deserialize_enum`), so that a message lists
+/// exactly the words the file may use.
+fn variants<T: DeserializeOwned>() -> &'static [&'static str] {
+    /// A deserializer that only records the variants it is asked for.
+    struct Names<'n>(&'n mut &'static [&'static str]);
+    impl<'de> serde::Deserializer<'de> for Names<'_> {
+        type Error = serde::de::value::Error;
+        fn deserialize_any<V: serde::de::Visitor<'de>>(
+            self,
+            _: V,
+        ) -> Result<V::Value, Self::Error> {
+            Err(serde::de::Error::custom("not an enum"))
+        }
+        fn deserialize_enum<V: serde::de::Visitor<'de>>(
+            self,
+            _name: &'static str,
+            variants: &'static [&'static str],
+            _visitor: V,
+        ) -> Result<V::Value, Self::Error> {
+            *self.0 = variants;
+            Err(serde::de::Error::custom("names recorded"))
+        }
+        serde::forward_to_deserialize_any! {
+            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes
+            byte_buf option unit unit_struct newtype_struct seq tuple tuple_struct map struct
+            identifier ignored_any
+        }
+    }
+    let mut names: &'static [&'static str] = &[];
+    let _ = T::deserialize(Names(&mut names));
+    names
+}
+
+/// `` `a`, `b` or `c` ``.
+fn quoted_list(words: &[&str]) -> String {
+    let quoted: Vec<String> = words.iter().map(|w| format!("`{w}`")).collect();
+    match quoted.split_last() {
+        Some((last, [])) => last.clone(),
+        Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
+        None => String::new(),
+    }
+}
+
+/// What kind of TOML value `value` is, as a message says it.
+fn value_kind(value: &DeValue<'_>) -> &'static str {
+    match value {
+        DeValue::String(_) => "string",
+        DeValue::Integer(_) => "integer",
+        DeValue::Float(_) => "float",
+        DeValue::Boolean(_) => "boolean",
+        DeValue::Datetime(_) => "date-time",
+        DeValue::Array(_) => "array",
+        DeValue::Table(_) => "table",
+    }
+}
+
 /// The field a "missing field `NAME`" message (serde's, and the
 /// validator's in its words) names.
 fn missing_field(message: &str) -> Option<&str> {
@@ -1528,7 +1668,11 @@ fn closest<'e>(given: &str, expected: &'e str) -> Option<&'e str> {
         .split('`')
         .skip(1)
         .step_by(2)
-        .map(|candidate| (edit_distance(given, candidate), candidate))
+        // Case aside: `FLINK` is `flink`.
+        .map(|candidate| {
+            let distance = edit_distance(&given.to_lowercase(), &candidate.to_lowercase());
+            (distance, candidate)
+        })
         .filter(|&(distance, candidate)| {
             distance <= 2.max(candidate.len() / 3)
                 || (given.len() >= 4 && candidate.starts_with(given))

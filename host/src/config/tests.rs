@@ -428,6 +428,63 @@ fn wrong_type_is_located() {
     );
 }
 
+/// A word-valued field given a number, a boolean, a list or a table says
+/// what was given and the words it takes, at the field (the parser said
+/// "wanted string or table", or complained inside the table it read as
+/// the enum's variant).
+#[test]
+fn a_word_field_of_another_type_lists_its_words() {
+    let app = |line: &str| APP.replace("name = \"a\"", &format!("name = \"a\"\n{line}"));
+    let modes = "(expected `active`, `dry-run` or `paused`)";
+    for (line, given) in [
+        ("mode = 5", "integer"),
+        ("mode = true", "boolean"),
+        ("mode = [\"paused\"]", "array"),
+        ("mode = { paused = true }", "table"),
+        ("mode = {}", "table"),
+    ] {
+        assert_eq!(
+            errors(&app(line)),
+            [format!(
+                "config/x.toml:3:8: application \"a\".mode: invalid type: {given}, not a word {modes}"
+            )],
+            "{line}"
+        );
+    }
+    assert_eq!(
+        errors(&app("target = 1")),
+        [
+            "config/x.toml:3:10: application \"a\".target: invalid type: integer, not a word (expected `msf` or `flink`)"
+        ]
+    );
+    let alarm = format!(
+        "{APP}[[application.metric]]\nid = \"m\"\nnamespace = \"N\"\nmetric_name = \"M\"\n\
+         statistic = \"Sum\"\n[[application.alarm]]\nid = \"x\"\nmetric = \"m\"\n\
+         comparison = 1\nthreshold = 1.0\nevaluation_periods = 1\n"
+    );
+    assert_error(
+        &alarm,
+        "config/x.toml:13:14: application \"a\".alarm \"x\".comparison: invalid type: integer, not a word (expected `GreaterThanOrEqualToThreshold`, `GreaterThanThreshold`, `LessThanThreshold` or `LessThanOrEqualToThreshold`)",
+    );
+}
+
+/// A metric's or an alarm's `source` refused is the one error of that
+/// table: the default standing in (CloudWatch, a local alarm) would
+/// report its own mistakes (a `namespace` missing, an alarm's `metric`
+/// missing, `alarm_name` out of place) that the user never made.
+#[test]
+fn a_source_refused_is_the_one_error_of_its_table() {
+    let text = format!(
+        "{APP}[[application.alarm]]\nid = \"x\"\nsource = \"Cloudwatch\"\nalarm_name = \"cpu-high\"\n"
+    );
+    assert_eq!(
+        errors(&text),
+        [
+            "config/x.toml:7:10: application \"a\".alarm \"x\".source: unknown variant `Cloudwatch` (did you mean `cloudwatch`? expected `local` or `cloudwatch`)"
+        ]
+    );
+}
+
 /// A wrong type does not hide the other mistakes of the same table: the
 /// entry is left out, the table read with its default, and validated; what
 /// the default itself would trip (here min_kpu 1 > max_kpu 0) is not
