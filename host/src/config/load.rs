@@ -987,6 +987,9 @@ struct Parsed {
     errors: Vec<ConfigError>,
 }
 
+/// The tables an `[[application]]` holds under its own header.
+const SUB_TABLES: [&str; 4] = ["metric", "alarm", "interpreter", "policy"];
+
 /// The keys that say what kind of thing a piece is, so what its other
 /// keys may be: an application's `target`, a metric's or an alarm's
 /// `source`.
@@ -1054,6 +1057,29 @@ impl<'a> Document<'a> {
                             Err(app_errors) => errors.extend(app_errors),
                         }
                     }
+                }
+                // `[[application.metric]]` (or `.alarm`, `.interpreter`,
+                // `[application.policy]`) with no `[[application]]` above
+                // it makes `application` a table holding only that.
+                DeValue::Table(table)
+                    if !table.contains_key("name")
+                        && let Some((key, _)) = table
+                            .iter()
+                            .find(|(key, _)| SUB_TABLES.contains(&key.get_ref().as_ref())) =>
+                {
+                    has_applications = true;
+                    let header = match key.get_ref().as_ref() {
+                        "policy" => "[application.policy]".to_owned(),
+                        other => format!("[[application.{other}]]"),
+                    };
+                    errors.push(self.error_at(
+                        Some(key.span()),
+                        "application".to_owned(),
+                        &format!("{header} belongs to an application, and none comes before it"),
+                        Some(format!(
+                            "write [[application]] with its name (name = \"...\") above {header}"
+                        )),
+                    ));
                 }
                 _ => {
                     // Not an array of tables: let serde say what it expected.

@@ -468,6 +468,25 @@ fn a_word_field_of_another_type_lists_its_words() {
     );
 }
 
+/// A metric, alarm, interpreter or policy table with no `[[application]]`
+/// before it is said as that, at its header, not as "application.metric[0]:
+/// invalid type: map".
+#[test]
+fn a_sub_table_before_any_application_says_what_is_missing() {
+    assert_eq!(
+        errors("[[application.metric]]\nid = \"cpu\"\n"),
+        [
+            "config/x.toml:1:15: application: [[application.metric]] belongs to an application, and none comes before it (write [[application]] with its name (name = \"...\") above [[application.metric]])"
+        ]
+    );
+    assert_eq!(
+        errors("[application.policy]\nplugin = \"hold\"\n"),
+        [
+            "config/x.toml:1:14: application: [application.policy] belongs to an application, and none comes before it (write [[application]] with its name (name = \"...\") above [application.policy])"
+        ]
+    );
+}
+
 /// A metric's or an alarm's `source` refused is the one error of that
 /// table: the default standing in (CloudWatch, a local alarm) would
 /// report its own mistakes (a `namespace` missing, an alarm's `metric`
