@@ -306,14 +306,11 @@ pub(crate) fn aws_environment_problems(
     for (name, value) in &vars {
         let (name, value) = (name.as_str(), value.as_str());
         if Some(name) == region_variable {
-            let label = !value.is_empty()
-                && value.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
-                && !value.starts_with('-')
-                && !value.ends_with('-');
-            if !label {
+            if !crate::config::validate::is_region_name(value) {
                 problems.push(format!(
-                    "{name} {value:?} is not an AWS region (valid: a region name such as \
-                     eu-west-1; or unset it to use [agent] region or the profile's)"
+                    "{name} {value:?} is not an AWS region (valid: lower-case letters, digits \
+                     and '-', a region name such as eu-west-1; or unset it to use [agent] \
+                     region or the profile's)"
                 ));
             }
         } else if name.starts_with("AWS_ENDPOINT_URL") {
@@ -323,10 +320,23 @@ pub(crate) fn aws_environment_problems(
                     && uri.host().is_some()
                     && uri.authority().is_some_and(|a| port_is_valid(a.as_str()))
             });
+            // A user name or password in the URL is no credential the SDK
+            // sends (it signs with the AWS credentials), and the endpoint
+            // is logged as it is: it would only put a secret in the log.
+            let userinfo = uri
+                .as_ref()
+                .and_then(hyper::Uri::authority)
+                .is_some_and(|a| a.as_str().contains('@'));
             if !usable {
                 problems.push(format!(
                     "{name} {value:?} is not an endpoint URL (valid: http://HOST[:PORT] or \
                      https://HOST[:PORT], e.g. http://127.0.0.1:4566 for the emulator)"
+                ));
+            } else if userinfo {
+                problems.push(format!(
+                    "{name} holds a user name or password before its host, which the AWS SDK \
+                     does not send and the log would show (valid: http://HOST[:PORT] or \
+                     https://HOST[:PORT]; requests are signed with the AWS credentials)"
                 ));
             }
         }
@@ -704,16 +714,30 @@ mod tests {
             let problems = aws_environment_problems(vars(&[("AWS_ENDPOINT_URL", url)]), true);
             assert_eq!(problems.len(), 1, "{url}: {problems:?}");
         }
-        for url in ["http://[::1]:4566", "https://h", "http://u@h:65535"] {
+        // A path is the SDK's to use (a proxy's prefix).
+        for url in ["http://[::1]:4566", "https://h", "http://h:65535/prefix"] {
             let problems = aws_environment_problems(vars(&[("AWS_ENDPOINT_URL", url)]), true);
             assert!(problems.is_empty(), "{url}: {problems:?}");
         }
+        // A user name or password would only reach the log.
+        for url in ["http://u@h:65535", "https://user:secret@h"] {
+            let problems = aws_environment_problems(vars(&[("AWS_ENDPOINT_URL", url)]), true);
+            assert_eq!(problems.len(), 1, "{url}: {problems:?}");
+            assert!(
+                problems[0].starts_with("AWS_ENDPOINT_URL holds a user name or password")
+                    && !problems[0].contains("secret"),
+                "{problems:?}"
+            );
+        }
+        // A region name is lower case, as `[agent] region` must be.
+        let problems = aws_environment_problems(vars(&[("AWS_REGION", "EU-WEST-1")]), false);
+        assert_eq!(problems.len(), 1, "{problems:?}");
         let problems = aws_environment_problems(bad.clone(), false);
         // AWS_DEFAULT_REGION is not read: AWS_REGION is set.
         assert_eq!(problems.len(), 3, "{problems:?}");
         assert!(
             problems.iter().any(|p| p.starts_with(
-                "AWS_REGION \"eu west 1\" is not an AWS region (valid: a region name such as eu-west-1"
+                "AWS_REGION \"eu west 1\" is not an AWS region (valid: lower-case letters, digits and '-', a region name such as eu-west-1"
             )),
             "{problems:?}"
         );

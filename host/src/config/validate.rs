@@ -227,13 +227,8 @@ fn validate_agent(agent: &AgentConfig) -> Vec<Problem> {
                 .hint("a folder, relative to the configuration file's folder"),
         );
     }
-    // A region name is lower case: "EU-WEST-1" signs every request for a
-    // region AWS does not know, each refused.
     if let Some(region) = &agent.region
-        && !(region.starts_with(|c: char| c.is_ascii_lowercase())
-            && region
-                .chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'))
+        && !is_region_name(region)
     {
         problems.push(
             Problem::new(at.key("region"), format!("{region:?} is not an AWS region"))
@@ -441,6 +436,17 @@ pub(super) fn valid_positive(key: &str) -> Option<&'static str> {
         }
         _ => return None,
     })
+}
+
+/// Whether `region` is spelt as an AWS region name: lower-case letters,
+/// digits and '-', starting with a letter. "EU-WEST-1" signs every
+/// request for a region AWS does not know, each refused.
+pub(crate) fn is_region_name(region: &str) -> bool {
+    region.starts_with(|c: char| c.is_ascii_lowercase())
+        && !region.ends_with('-')
+        && region
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
 }
 
 /// What is valid for any whole-number field, by its key: the words of
