@@ -287,11 +287,15 @@ impl Parts {
     /// (`<plugin_dir>/<name>.wasm`, then Cargo's `_` spelling, as
     /// [`crate::config::load::resolve_plugin`] ranks them at start): one
     /// ranked above what the name resolved to replaces it when it appears.
-    /// `resolved` itself for a plugin given by path.
+    /// `resolved` itself for a plugin given by path; none for a name when
+    /// no folder is followed ([`crate::config::load::LoadedConfig::drop_in_dir`]).
     fn named_files(&self, plugin: &str, resolved: &PluginSource) -> Vec<std::path::PathBuf> {
-        match resolved.file() {
-            Some(file) if crate::config::load::is_plugin_path(plugin) => vec![file.to_path_buf()],
-            _ => crate::config::load::plugin_files(plugin, &self.loaded.plugin_dir),
+        match (resolved.file(), self.loaded.drop_in_dir()) {
+            (Some(file), _) if crate::config::load::is_plugin_path(plugin) => {
+                vec![file.to_path_buf()]
+            }
+            (_, Some(dir)) => crate::config::load::plugin_files(plugin, dir),
+            (_, None) => Vec::new(),
         }
     }
 

@@ -615,6 +615,48 @@ fn the_demo_prints_its_narrative_and_no_agent_info_logs_by_default() {
     );
 }
 
+/// The demo shows the built-in `step` whatever folder it runs in: a
+/// `plugins/step.wasm` there (here `hold`'s bytes, which never scale)
+/// was taken for a drop-in, since the bundled configuration's
+/// `plugin_dir` is `plugins` relative to the current folder, and swapped
+/// in at the first evaluation.
+#[test]
+fn the_demo_ignores_a_plugins_folder_where_it_runs() {
+    let dir = scratch("demo-cwd");
+    std::fs::create_dir_all(dir.join("plugins")).expect("plugins/");
+    let hold = flinkscale::plugin::builtin::find("hold").expect("hold is built in");
+    std::fs::write(dir.join("plugins/step.wasm"), hold.bytes).expect("written");
+    let out = Command::new(env!("CARGO_BIN_EXE_flinkscale"))
+        .args(["--log-format", "json", "demo", "--speed", "100"])
+        .current_dir(&dir)
+        .env("RUST_LOG", "flinkscale=info")
+        .output()
+        .expect("the flinkscale binary runs");
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(
+        stderr.contains("Plugin loaded.") && stderr.contains("\"source\":\"built-in\""),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("plugins/step.wasm"), "{stderr}");
+    // Every decision is step's: `hold` says "observe only".
+    let decisions: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.starts_with("         hold: ") || l.contains("SCALE TO"))
+        .collect();
+    assert!(decisions.len() >= 2, "{stdout}");
+    assert!(
+        decisions
+            .iter()
+            .all(|l| l.contains("no alarm in ALARM") || l.contains("SCALE TO")),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("observe only"), "{stdout}");
+}
+
 /// `emulate --history-secs` is a number a user types: one past what the
 /// emulator plays (15 days, as CloudWatch keeps 1-minute datapoints) is
 /// refused by name with the valid range, not overflowed into a start time

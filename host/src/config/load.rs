@@ -180,9 +180,22 @@ pub struct LoadedConfig {
     /// the file's `[[application]]` tables; `None`: they are all there,
     /// in order.
     file_indices: Option<Vec<usize>>,
+    /// The plugins were resolved against the built-ins alone
+    /// ([`Self::resolve_plugins_in`] with `None`): no folder is followed
+    /// for files dropped in later ([`Self::drop_in_dir`]).
+    builtins_only: bool,
 }
 
 impl LoadedConfig {
+    /// The folder whose files, dropped in while the agent runs, replace
+    /// the plugins of their name: `plugin_dir`, or none when the plugins
+    /// were resolved against the built-ins alone (the demo's bundled
+    /// configuration: a `plugins/step.wasm` in the folder the demo runs in
+    /// must not replace the built-in `step` it shows).
+    pub fn drop_in_dir(&self) -> Option<&Path> {
+        (!self.builtins_only).then_some(self.plugin_dir.as_path())
+    }
+
     /// Each application with its plugins, in the file's order.
     pub fn applications(&self) -> impl Iterator<Item = (&ApplicationConfig, &PluginSources)> {
         self.config.applications.iter().zip(&self.plugins)
@@ -207,6 +220,7 @@ impl LoadedConfig {
         if let Some(dir) = plugin_dir {
             self.plugin_dir = dir.to_path_buf();
         }
+        self.builtins_only = plugin_dir.is_none();
         let base_dir = &self.base_dir;
         let plugin = |p: &PluginConfig| resolve_plugin(&p.plugin, base_dir, plugin_dir);
         self.plugins = self
@@ -724,6 +738,7 @@ fn resolve(mut config: Config, origin: &Path) -> LoadedConfig {
         plugins,
         config,
         file_indices: None,
+        builtins_only: false,
     }
 }
 
