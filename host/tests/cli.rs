@@ -615,6 +615,30 @@ fn the_demo_prints_its_narrative_and_no_agent_info_logs_by_default() {
     );
 }
 
+/// `simulate --policy step` cannot work from flags alone (a policy given
+/// by name gets the standard metrics and no alarm, and `step` needs two):
+/// the error says which presets are `step` with alarms, or `--config`.
+#[test]
+fn simulate_of_a_policy_that_needs_alarms_points_to_the_presets_that_have_them() {
+    for params in [
+        None,
+        Some(r#"{"scale_out_alarm": "hi", "scale_in_alarm": "lo"}"#),
+    ] {
+        let mut args = vec!["simulate", "--scenario", "step", "--policy", "step"];
+        args.extend(params.iter().flat_map(|p| ["--params", *p]));
+        let (code, _, stderr) = flinkscale(&args);
+        assert_eq!(code, 78, "{stderr}");
+        assert!(
+            stderr.contains(
+                "a policy given by name gets the standard metrics but no alarm: --policy seed is \
+                 `step` with the reference design's alarms"
+            ),
+            "{stderr}"
+        );
+        assert!(!stderr.contains(".;"), "{stderr}");
+    }
+}
+
 /// The demo shows the built-in `step` whatever folder it runs in: a
 /// `plugins/step.wasm` there (here `hold`'s bytes, which never scale)
 /// was taken for a drop-in, since the bundled configuration's

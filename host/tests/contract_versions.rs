@@ -381,7 +381,7 @@ fn params_are_checked_against_the_declarations_before_configure() {
     );
     let text = refused(r#"{"steps": 3}"#);
     assert!(
-        text.contains("missing required key \"threshold\" (number): The fixture's threshold."),
+        text.contains("missing required key \"threshold\" (number): The fixture's threshold"),
         "{text}"
     );
     let text = refused(

@@ -176,9 +176,12 @@ pub(crate) fn check_params(declared: &[Parameter], params_json: &str) -> Vec<Str
     }
     for parameter in declared.iter().filter(|p| p.required) {
         if !params.contains_key(&parameter.name) {
+            // Without its full stop: the problems are joined by "; ".
             problems.push(format!(
                 "missing required key {:?} ({}): {}",
-                parameter.name, parameter.kind, parameter.meaning
+                parameter.name,
+                parameter.kind,
+                parameter.meaning.trim_end().trim_end_matches('.')
             ));
         }
     }
@@ -659,7 +662,7 @@ mod tests {
         let problems = check_params(&declared(), r#"{"steps": 3}"#);
         assert_eq!(
             problems,
-            ["missing required key \"threshold\" (number): Above it, scale out."]
+            ["missing required key \"threshold\" (number): Above it, scale out"]
         );
     }
 

@@ -421,5 +421,14 @@ pub fn in_flags(
             break;
         }
     }
+    // A plugin given by name runs with the standard metrics and no alarm:
+    // one that needs alarms (`step`) cannot be configured by flags alone.
+    if !PRESETS.contains(&policy) && what.contains("alarm") {
+        what.push_str(
+            "; a policy given by name gets the standard metrics but no alarm: --policy seed \
+             is `step` with the reference design's alarms (msf-builtin with MSF's), or give \
+             --config FILE with your alarms",
+        );
+    }
     what
 }
