@@ -1981,7 +1981,7 @@ fn simulate_checks_its_configuration_as_validate_does_and_names_unpublished_metr
             "other-app.toml",
             config("orders", "containerCPUUtilization", ""),
             "error: application \"orders\" of the configuration is not in the scenario",
-            "(it has: \"app\")",
+            "(it has: \"app\"); rename it in a copy of the configuration",
         ),
         // What the simulator cannot play was a run that held throughout,
         // exit 0, not a word.

@@ -267,7 +267,11 @@ pub enum SimulateError {
     #[error(transparent)]
     Agent(#[from] AgentError),
     /// An application of the configuration is not in the scenario.
-    #[error("application {0:?} of the configuration is not in the scenario (it has: {1})")]
+    #[error(
+        "application {0:?} of the configuration is not in the scenario (it has: {1}); rename it in \
+         a copy of the configuration (its metrics' Application dimension too), or give a \
+         scenario with an application of that name"
+    )]
     UnknownApplication(String, String),
     /// The async runtime could not start.
     #[error("cannot start the simulation runtime: {0}")]
