@@ -2091,9 +2091,18 @@ fn the_log_format_can_come_from_the_environment() {
         stderr.contains("INFO flinkscale::plugin::reload: Plugin loaded."),
         "{stderr}"
     );
-    let (code, stderr) = once("xml", &[]);
-    assert_eq!(code, Some(2), "{stderr}");
-    assert!(stderr.contains("invalid value 'xml'"), "{stderr}");
+    // Refused by the variable's name, a configuration error (clap named
+    // only '--log-format', exit 2), even beside the flag.
+    for flags in [&[][..], &["--log-format", "text"][..]] {
+        let (code, stderr) = once("xml", flags);
+        assert_eq!(code, Some(78), "{stderr}");
+        assert!(
+            stderr.contains(
+                "error: FLINKSCALE_LOG_FORMAT: invalid value \"xml\" (valid: text or json"
+            ),
+            "{stderr}"
+        );
+    }
     // Any case; and empty is unset (it failed every command, `validate`
     // too, with "a value is required for '--log-format'").
     let (_, stderr) = once("JSON", &[]);

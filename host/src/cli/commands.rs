@@ -2019,7 +2019,7 @@ fn bench_blocking(args: BenchArgs) -> anyhow::Result<ExitCode> {
     print!("{}", bench::markdown(&result));
     println!("\n{}", bench::speed_line(&result));
     eprintln!(
-        "wrote {}, {} and the README's table, {}",
+        "wrote {}, {} and the tables as flinkscale's README shows them, {}",
         md.display(),
         json.display(),
         args.out.join("readme.md").display()

@@ -278,6 +278,23 @@ fn unset_empty_variables() -> Vec<String> {
         .collect()
 }
 
+/// What is wrong with `FLINKSCALE_LOG_FORMAT` (`value`): clap refuses
+/// an invalid one (even beside a `--log-format` that overrides it) as
+/// "invalid value for '--log-format'", a flag the user may never have
+/// typed, with exit 2; said here as the configuration it is, naming the
+/// variable, as an invalid `RUST_LOG` is (exit 78).
+fn log_format_variable_problem(value: Option<std::ffi::OsString>) -> Option<String> {
+    let value = value?;
+    let text = value.to_string_lossy();
+    let valid = ["text", "json"].contains(&text.to_ascii_lowercase().as_str());
+    (!valid).then(|| {
+        format!(
+            "{LOG_FORMAT_VARIABLE}: invalid value {text:?} (valid: text or json, in any case; \
+             empty or unset is text)"
+        )
+    })
+}
+
 /// What is wrong with the AWS SDK's environment variables among `vars`:
 /// the region variable the SDK reads (`AWS_REGION`, else
 /// `AWS_DEFAULT_REGION`; neither when `region_set`, `[agent] region`
@@ -423,6 +440,10 @@ const QUIET_AWS_CONFIG: &str = "info,aws_config::imds=error,\
 /// Parses the command line, runs the command and returns the exit code.
 pub fn main() -> ExitCode {
     let unset = unset_empty_variables();
+    if let Some(problem) = log_format_variable_problem(std::env::var_os(LOG_FORMAT_VARIABLE)) {
+        eprintln!("error: {problem}");
+        return ExitCode::from(commands::EX_CONFIG);
+    }
     let cli = Cli::parse();
     if !matches!(cli.command, Command::Run { .. } | Command::Emulate { .. }) {
         die_quietly_on_a_closed_pipe();
@@ -434,6 +455,9 @@ pub fn main() -> ExitCode {
         // `bench` prints its own progress and table: a "Plugin loaded."
         // line per run (63 for the shipped table) only buries them.
         Command::Bench { .. } => "warn",
+        // So does `simulate`: its report is the output, and a "Plugin
+        // loaded." line before it only interrupts.
+        Command::Simulate { .. } => "warn",
         // `validate --environment` says in its own words whether
         // credentials and a region are found; the SDK's warnings about
         // the instance metadata service it tried on the way (kilobytes
@@ -679,7 +703,29 @@ fn error_chain(error: &anyhow::Error) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{aws_environment_problems, error_chain};
+    use super::{aws_environment_problems, error_chain, log_format_variable_problem};
+
+    /// An invalid `FLINKSCALE_LOG_FORMAT` is said by the variable's name.
+    #[test]
+    fn an_invalid_log_format_variable_is_named() {
+        assert_eq!(
+            log_format_variable_problem(Some("yaml".into())),
+            Some(
+                "FLINKSCALE_LOG_FORMAT: invalid value \"yaml\" (valid: text or json, in any \
+                 case; empty or unset is text)"
+                    .to_owned()
+            )
+        );
+        for fine in ["json", "JSON", "Text"] {
+            assert_eq!(
+                log_format_variable_problem(Some(fine.into())),
+                None,
+                "{fine}"
+            );
+        }
+        assert!(log_format_variable_problem(Some(" text ".into())).is_some());
+        assert_eq!(log_format_variable_problem(None), None);
+    }
 
     /// A region or endpoint the SDK would only fail on, at every call, as
     /// a network error, is refused at the start, naming the variable.
