@@ -212,6 +212,13 @@ pub fn region_sources(under: &str) -> String {
     )
 }
 
+/// Where the SDK's default chain takes credentials from, for a message
+/// that says none were usable (the SDK's own text names only the last
+/// place it tried, usually the instance metadata service).
+pub const CREDENTIAL_SOURCES: &str = "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or \
+     AWS_PROFILE (~/.aws/credentials, ~/.aws/config), or give the host an instance or container \
+     role; the emulator takes any keys";
+
 /// An SDK error's text for a log line or a report: its message and each
 /// cause's, joined by `: `, a cause whose text is already said left out.
 ///

@@ -300,7 +300,8 @@ where
     }
     if crate::aws::is_credentials_failure(error) {
         return MetricsError::Permission(format!(
-            "{operation} was not sent: no usable AWS credentials: {full}"
+            "{operation} was not sent: no usable AWS credentials ({}): {full}",
+            crate::aws::CREDENTIAL_SOURCES
         ));
     }
     if code.is_some_and(crate::aws::is_permission_code) || status == Some(403) {

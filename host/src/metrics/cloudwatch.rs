@@ -533,7 +533,8 @@ fn classify_error(error: &SdkError<GetMetricDataError>) -> MetricsError {
     }
     if crate::aws::is_credentials_failure(error) {
         return MetricsError::Permission(format!(
-            "GetMetricData was not sent: the agent has no usable AWS credentials: {full}"
+            "GetMetricData was not sent: the agent has no usable AWS credentials ({}): {full}",
+            crate::aws::CREDENTIAL_SOURCES
         ));
     }
     if code.is_some_and(crate::aws::is_permission_code) || status == Some(403) {

@@ -296,7 +296,8 @@ where
         .unwrap_or(TargetError::Transient);
     let message = match error.code() {
         None if crate::aws::is_credentials_failure(error) => format!(
-            "{operation} was not sent: no usable AWS credentials: {}",
+            "{operation} was not sent: no usable AWS credentials ({}): {}",
+            crate::aws::CREDENTIAL_SOURCES,
             crate::aws::error_text(error)
         ),
         // Name the permission to grant, as AWS's refusal says it.
@@ -387,8 +388,12 @@ mod tests {
         };
         assert_eq!(
             message,
-            "DescribeApplication was not sent: no usable AWS credentials: dispatch failure: \
-             other: the credential provider was not enabled: no credentials in the chain"
+            format!(
+                "DescribeApplication was not sent: no usable AWS credentials ({}): dispatch \
+                 failure: other: the credential provider was not enabled: no credentials in the \
+                 chain",
+                crate::aws::CREDENTIAL_SOURCES
+            )
         );
     }
 }
