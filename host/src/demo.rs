@@ -378,7 +378,7 @@ fn summary_text(s: &DemoSummary) -> String {
     format!(
         "\nsummary (model version {}): {} rescales, {} s updating, peak lag {:.1} s, p99 lag {:.1} s, {} s with lag above the SLO\n\
          capacity: {:.3} KPU-hours (${:.3}); a per-second perfect scaler needs {:.3} (efficiency {:.2}), the physical bound is {:.3}\n\
-         agent: {} evaluations in {:.0} s; AWS calls: {}\n",
+         agent: {} in {:.0} s; AWS calls: {}\n",
         sc.model_version,
         sc.rescales,
         sc.downtime_secs,
@@ -390,10 +390,15 @@ fn summary_text(s: &DemoSummary) -> String {
         sc.clairvoyant_kpu_hours,
         sc.efficiency,
         sc.lower_bound_kpu_hours,
-        s.evaluations,
+        evaluations(s.evaluations),
         s.wall_secs,
         calls.join(", "),
     )
+}
+
+/// `1 evaluation`, `9 evaluations`.
+fn evaluations(n: usize) -> String {
+    format!("{n} evaluation{}", if n == 1 { "" } else { "s" })
 }
 
 /// Fewer evaluations than this in a demo cannot follow a load: an alarm
@@ -411,21 +416,21 @@ fn outran_warning(summary: &DemoSummary, duration_secs: u64, speed: f64) -> Opti
     let past = ran as f64 > 1.1 * duration_secs as f64 + 60.0;
     if !past && (1..MIN_EVALUATIONS).contains(&summary.evaluations) {
         return Some(format!(
-            "warning: at --speed {speed} the agent made only {} evaluations in the {duration_secs} \
+            "warning: at --speed {speed} the agent made only {} in the {duration_secs} \
              s scenario (it evaluates on the wall clock, so each one spans {speed} times more \
              model time): too few to follow the load, so the scores say little of the policy \
              (an efficiency above 1 means the load was not carried: see the lag); lower \
              --speed (the default, 15, gives the bundled scenario about 10)",
-            summary.evaluations
+            evaluations(summary.evaluations)
         ));
     }
     (past || summary.evaluations == 0).then(|| {
         format!(
             "warning: at --speed {speed} the model ran {ran} s of a {duration_secs} s scenario \
-             and the agent made {} evaluations: the speed outran the agent, and the summary \
+             and the agent made {}: the speed outran the agent, and the summary \
              covers {}; lower --speed (the default, 15, plays the bundled scenario as the agent \
              sees it)",
-            summary.evaluations,
+            evaluations(summary.evaluations),
             if past {
                 "more than the scenario"
             } else {

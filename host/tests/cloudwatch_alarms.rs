@@ -376,7 +376,8 @@ params = {{ scale_out_alarm = "scale-out", scale_in_alarm = "scale-in", operatio
     assert_eq!(code, 1, "{stdout}{stderr}");
     assert!(stdout.is_empty(), "{stdout}");
     assert!(
-        stderr.contains("no CloudWatch alarm of the 5 described watches application \"nobody\"")
+        stderr
+            .contains("no CloudWatch alarm of the 5 in the region watches application \"nobody\"")
             && stderr.contains("ScaleOutAlarm-nobody"),
         "{stderr}"
     );

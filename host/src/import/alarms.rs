@@ -33,7 +33,7 @@ use crate::metrics::alarms::{DescribedAlarm, is_percentile};
 pub enum ImportAlarmsError {
     /// No alarm watches the application.
     #[error(
-        "no CloudWatch alarm of the {described} described watches application {application:?}{skipped} (looked for the dimension Application = {application:?}, and the names ScaleOutAlarm-{application}, ScaleInAlarm-{application} and flinkscale-{application}-*)"
+        "no CloudWatch alarm of the {described} in the region watches application {application:?}{skipped} (looked for the dimension Application = {application:?}, and the names ScaleOutAlarm-{application}, ScaleInAlarm-{application} and flinkscale-{application}-*)"
     )]
     NoAlarms {
         /// The application.

@@ -851,7 +851,7 @@ fn alarms_flinkscale_cannot_evaluate_are_skipped_and_said() {
     let error = only_skipped.unwrap_err().to_string();
     assert!(
         error.contains(
-            "no CloudWatch alarm of the 3 described watches application \"app\"; skipped: \"fast\""
+            "no CloudWatch alarm of the 3 in the region watches application \"app\"; skipped: \"fast\""
         ),
         "{error}"
     );
