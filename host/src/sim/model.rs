@@ -123,6 +123,10 @@ pub struct UpdateEvent {
     pub from_parallelism: u32,
     /// Parallelism after.
     pub to_parallelism: u32,
+    /// It did not start at its size: MSF's system rollback restored the
+    /// old one (`rollback_above_parallelism`). Its downtime was paid all
+    /// the same (twice: UPDATING, then ROLLING_BACK).
+    pub rolled_back: bool,
 }
 
 /// One second of a run, as sampled at its end.
@@ -629,6 +633,7 @@ impl AppModel {
             to_kpu: new_kpu,
             from_parallelism: self.parallelism,
             to_parallelism: new_parallelism,
+            rolled_back: false,
         });
         self.pending = Some(Pending {
             until_secs: self.now_secs + u64::from(self.params.update_secs),
@@ -653,6 +658,9 @@ impl AppModel {
                 .rollback_above_parallelism
                 .is_some_and(|limit| p.parallelism > limit);
         if fails {
+            if let Some(update) = self.history.updates.last_mut() {
+                update.rolled_back = true;
+            }
             self.rolled_back_from = Some(self.version_id);
             self.version_id += 1;
             self.pending = Some(Pending {

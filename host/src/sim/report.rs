@@ -239,12 +239,17 @@ pub fn timeline_text(world: &crate::sim::World, events: &[crate::telemetry::Even
             let lambda = history.get(update.t_secs).map_or(0.0, |s| s.lambda);
             let t = update.t_secs;
             out.push_str(&format!(
-                "{} {}  {:>3} -> {:<3} KPU  input {:>8.0}/s  {}\n",
+                "{} {}  {:>3} -> {:<3} KPU  input {:>8.0}/s  {}{}\n",
                 app.name(),
                 clock(t),
                 update.from_kpu,
                 update.to_kpu,
                 lambda,
+                if update.rolled_back {
+                    "(rolled back: it did not start at that size) "
+                } else {
+                    ""
+                },
                 reason
             ));
         }

@@ -339,14 +339,20 @@ fn app_section(app: &AppModel, id: &str) -> String {
     plot.line(&kpu, "kpu", "#6f42c1", "KPU");
     plot.rescale_marks(h);
     let k_min = h.kpu.iter().copied().min().unwrap_or(1);
+    let rolled_back = h.updates.iter().filter(|u| u.rolled_back).count();
     let summary = format!(
-        "KPU over {}: from {} to {} KPU (between {} and {}), {} rescales accepted.",
+        "KPU over {}: from {} to {} KPU (between {} and {}), {} rescales accepted{}.",
         duration_text(n as u64),
         h.kpu.first().copied().unwrap_or(0),
         h.kpu.last().copied().unwrap_or(0),
         k_min,
         h.kpu.iter().copied().max().unwrap_or(0),
-        h.updates.len()
+        h.updates.len(),
+        if rolled_back > 0 {
+            format!(", {rolled_back} of them rolled back")
+        } else {
+            String::new()
+        }
     );
     out.push_str("<h3>KPU and rescales</h3>\n");
     out.push_str(&plot.finish(
@@ -354,7 +360,11 @@ fn app_section(app: &AppModel, id: &str) -> String {
         &summary,
         &[
             ("#6f42c1", "KPU", Key::Line),
-            ("#e8590c", "rescale accepted (up / down)", Key::Marker),
+            (
+                "#e8590c",
+                "rescale accepted (up / down; hollow: rolled back)",
+                Key::Marker,
+            ),
             ("#e8590c", "UPDATING", Key::Band),
         ],
     ));
@@ -395,18 +405,23 @@ fn app_section(app: &AppModel, id: &str) -> String {
     if !h.updates.is_empty() {
         out.push_str(
             "<h3>Rescales</h3>\n<table class=\"rescales\">\n\
-             <tr><th>at</th><th>t (s)</th><th>KPU</th><th>parallelism</th></tr>\n",
+             <tr><th>at</th><th>t (s)</th><th>KPU</th><th>parallelism</th><th>outcome</th></tr>\n",
         );
         for u in &h.updates {
             let _ = writeln!(
                 out,
-                "<tr><td>{}</td><td class=\"num\">{}</td><td>{} &#8594; {}</td><td>{} &#8594; {}</td></tr>",
+                "<tr><td>{}</td><td class=\"num\">{}</td><td>{} &#8594; {}</td><td>{} &#8594; {}</td><td>{}</td></tr>",
                 clock_text(u.t_secs),
                 u.t_secs,
                 u.from_kpu,
                 u.to_kpu,
                 u.from_parallelism,
-                u.to_parallelism
+                u.to_parallelism,
+                if u.rolled_back {
+                    "rolled back: it did not start at that size"
+                } else {
+                    "took"
+                }
             );
         }
         out.push_str("</table>\n");
@@ -677,10 +692,20 @@ impl<'a> Plot<'a> {
             } else {
                 (y + 14.0, y + 4.0)
             };
+            // A rolled-back update is drawn hollow: accepted, and its
+            // downtime paid, but its size never ran.
+            let (fill, outcome) = if u.rolled_back {
+                (
+                    "none\" stroke=\"#e8590c\" stroke-width=\"1.5",
+                    ", rolled back",
+                )
+            } else {
+                ("#e8590c", "")
+            };
             let _ = writeln!(
                 self.body,
-                "<path class=\"rescale\" d=\"M{x:.1},{tip:.1} L{:.1},{base:.1} L{:.1},{base:.1} Z\" fill=\"#e8590c\">\
-                 <title>{}: {} &#8594; {} KPU</title></path>",
+                "<path class=\"rescale\" d=\"M{x:.1},{tip:.1} L{:.1},{base:.1} L{:.1},{base:.1} Z\" fill=\"{fill}\">\
+                 <title>{}: {} &#8594; {} KPU{outcome}</title></path>",
                 x - 5.0,
                 x + 5.0,
                 clock_text(u.t_secs),

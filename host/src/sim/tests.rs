@@ -170,6 +170,36 @@ fn step_capacity_follows_the_parallelism_in_effect() {
     assert_eq!(h.kpu[0], 2);
 }
 
+/// An update past `rollback_above_parallelism` is accepted, then rolled
+/// back: its record says so (the report draws it hollow and the text
+/// timeline says it), and one that starts says it took.
+#[test]
+fn a_rolled_back_update_is_recorded_as_rolled_back() {
+    let mut world = world_with(Trace::constant(500.0), |p| {
+        p.update_secs = 5;
+        p.rollback_above_parallelism = Some(3);
+    });
+    world.advance_to(10);
+    world
+        .update_application("app", 1, Some(4), None, None)
+        .expect("accepted");
+    world.advance_to(30);
+    let after = world.describe("app").expect("app");
+    assert_eq!((after.status, after.kpu), (AppStatus::Running, 1));
+    world
+        .update_application("app", after.version_id, Some(2), None, None)
+        .expect("accepted");
+    world.advance_to(40);
+    let updates = &world.history("app").expect("app").updates;
+    assert_eq!(
+        updates
+            .iter()
+            .map(|u| (u.to_kpu, u.rolled_back))
+            .collect::<Vec<_>>(),
+        [(4, true), (2, false)]
+    );
+}
+
 #[test]
 fn updating_processes_nothing_and_hides_the_jobs_metrics() {
     let sources = SourceNames::derived("app");
@@ -533,6 +563,7 @@ fn scores_of_a_hand_made_history() {
             to_kpu: 2,
             from_parallelism: 1,
             to_parallelism: 2,
+            rolled_back: false,
         }],
     };
     let s = score(&[(&history, &params)]);
