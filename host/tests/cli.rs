@@ -1817,11 +1817,11 @@ fn validate_warns_of_scale_alarms_that_point_the_wrong_way() {
             vec![
                 "policy.params.scale_out_alarm: scale_out_alarm is alarm \"scale-in\", which is \
                  in ALARM when cpu is at or below 20 (LessThanOrEqualToThreshold): the policy \
-                 would ask for more when the value is low (valid: for scale_out_alarm, an alarm \
-                 with a GreaterThan... comparison)",
+                 would ask for more when the value is low, right only if low means busy (valid: \
+                 for scale_out_alarm, an alarm with a GreaterThan... comparison)",
                 "policy.params.scale_in_alarm: scale_in_alarm is alarm \"scale-out\", which is \
                  in ALARM when cpu is above 80 (GreaterThanThreshold): the policy would ask for \
-                 less when the value is high",
+                 less when the value is high, right only if high means idle",
             ],
         ),
         (
@@ -1846,6 +1846,16 @@ fn validate_warns_of_scale_alarms_that_point_the_wrong_way() {
             "{file}: {stderr}"
         );
     }
+    // On idle time low means busy: the swapped comparisons are right.
+    let idle = swapped
+        .replace("containerCPUUtilization", "idleTimeMsPerSecond")
+        .replace("threshold = 80.0", "threshold = 800.0")
+        .replace("threshold = 20.0", "threshold = 200.0");
+    assert_ne!(idle, swapped, "the example changed");
+    std::fs::write(dir.join("idle.toml"), idle).expect("written");
+    let (code, _, stderr) = flinkscale_in(&dir, &["validate", "idle.toml"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(!stderr.contains("scale_out_alarm is alarm"), "{stderr}");
 }
 
 /// A metric period of decades once made the simulator reserve a buffer of

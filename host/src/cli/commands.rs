@@ -981,7 +981,16 @@ fn reversed_scale_alarms(
             comparison,
             GreaterThanThreshold | GreaterThanOrEqualToThreshold
         );
-        if fires_high == out {
+        // On a metric where low means busy (idle time), the way round is
+        // the other.
+        let low_means_busy = alarm.metric.as_deref().is_some_and(|id| {
+            app.metrics
+                .iter()
+                .find(|m| m.id == id)
+                .and_then(|m| m.metric_name.as_deref())
+                .is_some_and(|name| name.to_ascii_lowercase().contains("idle"))
+        });
+        if fires_high == out || low_means_busy {
             continue;
         }
         let watched = alarm.metric.as_deref().unwrap_or("its metric");
@@ -993,10 +1002,15 @@ fn reversed_scale_alarms(
             },
             message: format!(
                 "{name} is alarm {id:?}, which is in ALARM when {watched} is {} {threshold} \
-                 ({comparison:?}): the policy would ask for {} when the value is {}",
+                 ({comparison:?}): the policy would ask for {}, right only if {} means {}",
                 comparison_words(comparison),
-                if out { "more" } else { "less" },
-                if fires_high { "high" } else { "low" },
+                if out {
+                    "more when the value is low"
+                } else {
+                    "less when the value is high"
+                },
+                if out { "low" } else { "high" },
+                if out { "busy" } else { "idle" },
             ),
             hint: Some(format!(
                 "valid: for {name}, an alarm with a {} comparison",

@@ -346,8 +346,9 @@ pub(crate) fn aws_environment_problems(
                 .is_some_and(|a| a.as_str().contains('@'));
             if !usable {
                 problems.push(format!(
-                    "{name} {value:?} is not an endpoint URL (valid: http://HOST[:PORT] or \
-                     https://HOST[:PORT], e.g. http://127.0.0.1:4566 for the emulator)"
+                    "{name} {:?} is not an endpoint URL (valid: http://HOST[:PORT] or \
+                     https://HOST[:PORT], e.g. http://127.0.0.1:4566 for the emulator)",
+                    without_userinfo(value)
                 ));
             } else if userinfo {
                 problems.push(format!(
@@ -360,6 +361,17 @@ pub(crate) fn aws_environment_problems(
     }
     problems.sort();
     problems
+}
+
+/// `value` with what stands between its scheme and its last `@` (a user
+/// name and password) replaced by `***`, so that a message can quote it.
+fn without_userinfo(value: &str) -> String {
+    let start = value.find("://").map_or(0, |i| i + 3);
+    let end = value[start..].find('/').map_or(value.len(), |i| start + i);
+    match value[start..end].rfind('@') {
+        Some(at) => format!("{}***{}", &value[..start], &value[start + at..]),
+        None => value.to_owned(),
+    }
 }
 
 /// Whether an authority (`host`, `host:port`, `[v6]:port`) has no port or
@@ -440,7 +452,15 @@ const QUIET_AWS_CONFIG: &str = "info,aws_config::imds=error,\
 /// Parses the command line, runs the command and returns the exit code.
 pub fn main() -> ExitCode {
     let unset = unset_empty_variables();
-    if let Some(problem) = log_format_variable_problem(std::env::var_os(LOG_FORMAT_VARIABLE)) {
+    // `--help` and `--version` print whatever the environment holds.
+    let asks_help = std::env::args_os().skip(1).any(|a| {
+        ["--help", "-h", "--version", "-V", "help"]
+            .iter()
+            .any(|h| a == *h)
+    });
+    if !asks_help
+        && let Some(problem) = log_format_variable_problem(std::env::var_os(LOG_FORMAT_VARIABLE))
+    {
         eprintln!("error: {problem}");
         return ExitCode::from(commands::EX_CONFIG);
     }
@@ -765,7 +785,17 @@ mod tests {
             let problems = aws_environment_problems(vars(&[("AWS_ENDPOINT_URL", url)]), true);
             assert!(problems.is_empty(), "{url}: {problems:?}");
         }
-        // A user name or password would only reach the log.
+        // A user name or password would only reach the log; nor is it
+        // repeated when the URL is wrong in another way too.
+        for url in [
+            "https://user:secret@h:0",
+            "ftp://user:secret@h",
+            "user:secret@h",
+        ] {
+            let problems = aws_environment_problems(vars(&[("AWS_ENDPOINT_URL", url)]), true);
+            assert_eq!(problems.len(), 1, "{url}: {problems:?}");
+            assert!(!problems[0].contains("secret"), "{problems:?}");
+        }
         for url in ["http://u@h:65535", "https://user:secret@h"] {
             let problems = aws_environment_problems(vars(&[("AWS_ENDPOINT_URL", url)]), true);
             assert_eq!(problems.len(), 1, "{url}: {problems:?}");

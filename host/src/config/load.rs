@@ -577,20 +577,41 @@ fn syntax_report(document: &Document<'_>, errors: &[toml::de::Error]) -> Vec<Con
                         .find(|&at| text[at..].trim_start_matches([' ', '\t']).starts_with('['))
                         .unwrap_or(text.len());
                     repeated_tables.push(body..next_header);
-                    let message = if header.starts_with("[[") {
-                        format!("{header} follows a table of that name written [...]")
-                    } else {
-                        format!("table {header} is given twice")
+                    // `[[application.metric]]` (or another table of an
+                    // application) above the first `[[application]]` made
+                    // `application` a table, though no `[application]` is
+                    // written: say that one.
+                    let explicit = text
+                        .lines()
+                        .any(|l| l.trim_start().starts_with("[application]"));
+                    let sub_table_first = (header == "[[application]]" && !explicit)
+                        .then(|| {
+                            text[..start].lines().map(str::trim_start).find(|l| {
+                                l.starts_with("[application.") || l.starts_with("[[application.")
+                            })
+                        })
+                        .flatten()
+                        .map(|l| l.split('#').next().unwrap_or(l).trim().to_owned());
+                    let merge = "give each table once, merging the two; a list of tables takes \
+                                 [[...]] for every entry, never [...]";
+                    let (message, hint) = match sub_table_first {
+                        Some(sub) => (
+                            format!("{header} comes after {sub}, which belongs to an application"),
+                            "put each [[application.metric]], [[application.alarm]], \
+                             [[application.interpreter]] and [application.policy] below the \
+                             [[application]] it belongs to",
+                        ),
+                        None if header.starts_with("[[") => (
+                            format!("{header} follows a table of that name written [...]"),
+                            merge,
+                        ),
+                        None => (format!("table {header} is given twice"), merge),
                     };
                     report.push(document.error_at(
                         Some(span),
                         String::new(),
                         &message,
-                        Some(
-                            "give each table once, merging the two; a list of tables takes [[...]] \
-                             for every entry, never [...]"
-                                .to_owned(),
-                        ),
+                        Some(hint.to_owned()),
                     ));
                 } else {
                     report.push(document.error_at(
@@ -1005,10 +1026,35 @@ struct Parsed {
 /// The tables an `[[application]]` holds under its own header.
 const SUB_TABLES: [&str; 4] = ["metric", "alarm", "interpreter", "policy"];
 
-/// The keys that say what kind of thing a piece is, so what its other
-/// keys may be: an application's `target`, a metric's or an alarm's
-/// `source`.
-const DISCRIMINANTS: [&str; 2] = ["target", "source"];
+/// A key that says what kind of thing its table is, so what its other
+/// keys may be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// An application's `target`.
+    Application,
+    /// A metric's or an alarm's `source`.
+    Source,
+}
+
+/// Which kind-giving key of `T`'s table is among the keys `removed` (left
+/// out of it for a refused value), if any: `target` of an
+/// `[[application]]`, `source` of a metric or an alarm. A key of that
+/// name in any other table is no such key.
+fn refused_kind<T: 'static>(removed: &[String]) -> Option<Kind> {
+    use std::any::TypeId;
+    let has = |key: &str| removed.iter().any(|k| k == key);
+    let of = TypeId::of::<T>();
+    if of == TypeId::of::<ApplicationConfig>() && has("target") {
+        Some(Kind::Application)
+    } else if (of == TypeId::of::<super::MetricConfig>()
+        || of == TypeId::of::<super::AlarmConfig>())
+        && has("source")
+    {
+        Some(Kind::Source)
+    } else {
+        None
+    }
+}
 
 /// The configuration text and its spanned document.
 struct Document<'a> {
@@ -1078,14 +1124,19 @@ impl<'a> Document<'a> {
                 // it makes `application` a table holding only that.
                 DeValue::Table(table)
                     if !table.contains_key("name")
-                        && let Some((key, _)) = table
+                        && !self
+                            .text
+                            .lines()
+                            .any(|l| l.trim_start().starts_with("[application]"))
+                        && let Some((key, sub)) = table
                             .iter()
                             .find(|(key, _)| SUB_TABLES.contains(&key.get_ref().as_ref())) =>
                 {
                     has_applications = true;
-                    let header = match key.get_ref().as_ref() {
-                        "policy" => "[application.policy]".to_owned(),
-                        other => format!("[[application.{other}]]"),
+                    // As written: a list of tables, or one table.
+                    let header = match sub.get_ref() {
+                        DeValue::Array(_) => format!("[[application.{}]]", key.get_ref()),
+                        _ => format!("[application.{}]", key.get_ref()),
                     };
                     errors.push(self.error_at(
                         Some(key.span()),
@@ -1172,7 +1223,7 @@ impl<'a> Document<'a> {
     }
 
     /// Reads an array of tables element by element.
-    fn list<T: DeserializeOwned>(
+    fn list<T: DeserializeOwned + 'static>(
         &self,
         value: Option<Spanned<DeValue<'a>>>,
         errors: &mut Vec<ConfigError>,
@@ -1197,7 +1248,7 @@ impl<'a> Document<'a> {
 
     /// Reads a table with [`Self::collect`], or anything else as serde does
     /// (which reports the wrong type).
-    fn table_or_value<T: DeserializeOwned>(
+    fn table_or_value<T: DeserializeOwned + 'static>(
         &self,
         value: Spanned<DeValue<'a>>,
     ) -> Result<T, Vec<ConfigError>> {
@@ -1214,31 +1265,42 @@ impl<'a> Document<'a> {
     /// removed and the table read again until it parses or nothing is left
     /// to remove. A "missing field" error for an entry removed that way is a
     /// consequence, not news, and is dropped.
-    fn collect<T: DeserializeOwned>(
+    fn collect<T: DeserializeOwned + 'static>(
         &self,
         span: Range<usize>,
         mut table: DeTable<'a>,
     ) -> Result<T, Vec<ConfigError>> {
         let mut errors = Vec::new();
         let mut removed: Vec<String> = Vec::new();
+        // The table's whole text: a header's span need not cover the keys
+        // below it.
+        let extent = table.iter().fold(span.clone(), |all, (key, value)| {
+            all.start.min(key.span().start)..all.end.max(value.span().end)
+        });
         loop {
             let result = T::deserialize(ValueDeserializer::from(Spanned::new(
                 span.clone(),
                 DeValue::Table(table.clone()),
             )));
             let error = match result {
-                // A key that says what kind of thing the piece is (an
-                // application's `target`, a metric's or alarm's `source`)
-                // was left out: what is valid for the rest depends on it,
-                // and the default standing in would report its own
-                // mistakes (a Flink metric on an "msf" application, an
-                // alarm's missing `metric`). Only the key's error is said.
-                Ok(_)
-                    if removed
-                        .iter()
-                        .any(|key| DISCRIMINANTS.contains(&key.as_str())) =>
-                {
+                // The key that says what kind of application this is, its
+                // `target`, was refused: what is valid for every other key
+                // and table of it depends on that, and the default
+                // standing in ("msf") would report its own mistakes (a
+                // Flink metric or `rest_url` on an MSF application). Only
+                // the key's error is said for the application.
+                Ok(_) if refused_kind::<T>(&removed) == Some(Kind::Application) => {
                     return Err(errors);
+                }
+                // A metric's or an alarm's `source` was refused: the
+                // default standing in (CloudWatch, a local alarm) would
+                // report its own mistakes in that table (an alarm's
+                // `metric` missing, `alarm_name` out of place), which are
+                // not said; the rest of the application is validated.
+                Ok(value) if refused_kind::<T>(&removed) == Some(Kind::Source) => {
+                    self.removed.borrow_mut().push(extent.clone());
+                    self.deferred.borrow_mut().extend(errors);
+                    return Ok(value);
                 }
                 Ok(value) => {
                     // Parsed once the bad entries were left out: report

@@ -485,12 +485,28 @@ fn a_sub_table_before_any_application_says_what_is_missing() {
             "config/x.toml:1:14: application: [application.policy] belongs to an application, and none comes before it (write [[application]] with its name (name = \"...\") above [application.policy])"
         ]
     );
+    // Before an [[application]] that comes later: the parser's "given
+    // twice" is said as what happened.
+    assert_eq!(
+        errors("[[application.metric]]\nid = \"cpu\"\n\n[[application]]\nname = \"a\"\n"),
+        [
+            "config/x.toml:4:3: [[application]] comes after [[application.metric]], which belongs to an application (put each [[application.metric]], [[application.alarm]], [[application.interpreter]] and [application.policy] below the [[application]] it belongs to)"
+        ]
+    );
+    // An [application] written with single brackets keeps its own hint.
+    assert_eq!(
+        errors("[application]\n[application.policy]\nplugin = \"hold\"\n"),
+        [
+            "config/x.toml:1:1: application: invalid type: map (a list of tables: write [[application]] (double brackets) for each one, not [application])"
+        ]
+    );
 }
 
 /// A metric's or an alarm's `source` refused is the one error of that
 /// table: the default standing in (CloudWatch, a local alarm) would
 /// report its own mistakes (a `namespace` missing, an alarm's `metric`
-/// missing, `alarm_name` out of place) that the user never made.
+/// missing, `alarm_name` out of place) that the user never made. The
+/// application's other mistakes are still said.
 #[test]
 fn a_source_refused_is_the_one_error_of_its_table() {
     let text = format!(
@@ -502,6 +518,23 @@ fn a_source_refused_is_the_one_error_of_its_table() {
             "config/x.toml:7:10: application \"a\".alarm \"x\".source: unknown variant `Cloudwatch` (did you mean `cloudwatch`? expected `local` or `cloudwatch`)"
         ]
     );
+    // A mistake elsewhere in the application, and another table's
+    // refused `source`, are said beside it.
+    let text = text.replace("name = \"a\"", "name = \"a\"\nmin_kpu = 3\nmax_kpu = 2")
+        + "[[application.metric]]\nid = \"m\"\nsource = \"Flink\"\nnamespace = \"N\"\n";
+    let said = errors(&text);
+    assert!(
+        said.iter()
+            .any(|e| e.contains("min_kpu 3 is greater than max_kpu 2"))
+            && said
+                .iter()
+                .any(|e| e.contains("alarm \"x\".source: unknown variant"))
+            && said
+                .iter()
+                .any(|e| e.contains("metric \"m\".source: unknown variant `Flink`")),
+        "{said:#?}"
+    );
+    assert_eq!(said.len(), 3, "{said:#?}");
 }
 
 /// A wrong type does not hide the other mistakes of the same table: the
