@@ -407,7 +407,10 @@ fn app_section(app: &AppModel, id: &str) -> String {
             "<h3>Rescales</h3>\n<table class=\"rescales\">\n\
              <tr><th>at</th><th>t (s)</th><th>KPU</th><th>parallelism</th><th>outcome</th></tr>\n",
         );
-        for u in &h.updates {
+        // The last update may still be applied when the run ends.
+        let unfinished = h.updating.last() == Some(&true);
+        for (i, u) in h.updates.iter().enumerate() {
+            let last = i + 1 == h.updates.len();
             let _ = writeln!(
                 out,
                 "<tr><td>{}</td><td class=\"num\">{}</td><td>{} &#8594; {}</td><td>{} &#8594; {}</td><td>{}</td></tr>",
@@ -419,6 +422,8 @@ fn app_section(app: &AppModel, id: &str) -> String {
                 u.to_parallelism,
                 if u.rolled_back {
                     "rolled back: it did not start at that size"
+                } else if last && unfinished {
+                    "still being applied when the run ended"
                 } else {
                     "took"
                 }

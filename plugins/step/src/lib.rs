@@ -99,9 +99,11 @@ impl Policy for StepPolicy {
                 .and_then(|v| v.as_i64())
                 .filter(|v| *v < 0)
             {
-                let operation = match params.get_value("operation").and_then(|v| v.as_str()) {
-                    Some("add") => Operation::Add,
-                    _ => Operation::Multiply,
+                // An operation that is not one is said by the parse below.
+                let operation = match params.get_value("operation").map(|v| v.as_str()) {
+                    Some(Some("add")) => Operation::Add,
+                    None | Some(Some("multiply")) => Operation::Multiply,
+                    Some(_) => break,
                 };
                 return Err(format!(
                     "parameter `{name}` must be at least {} with operation \"{operation}\", \
