@@ -175,3 +175,34 @@ def test_flink_ec2_agent_reaches_the_cluster_on_loopback(tmp_path):
     assert done.returncode == 0, done.stderr
     assert done.stdout == ""
     assert "needs no IAM policy" in done.stderr
+
+
+def readme_alert_expressions():
+    """The PromQL of each row of the README's alert table ("Health, metrics
+    and alerts"): the row's second cell, in backquotes."""
+    text = (ROOT / "README.md").read_text()
+    section = text.split("### Health, metrics and alerts", 1)[1].split("\n#", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("| ") and "`" in line]
+    expressions = []
+    for row in rows:
+        cell = row.split(" | ")[1]
+        # The first backquoted expression of the cell.
+        expressions.append(cell.split("`")[1])
+    return expressions
+
+
+def test_the_alert_rules_are_the_readmes_table():
+    doc = yaml.safe_load((DEPLOY / "prometheus/flinkscale-rules.yml").read_text())
+    [group] = doc["groups"]
+    rules = group["rules"]
+    names = [rule["alert"] for rule in rules]
+    assert len(set(names)) == len(names), names
+    for rule in rules:
+        assert set(rule) <= {"alert", "expr", "for", "labels", "annotations"}, rule
+        assert rule["annotations"]["summary"], rule
+    table = readme_alert_expressions()
+    assert len(table) >= 10, table
+    assert [rule["expr"] for rule in rules] == table
+    # A moment's 0 of readiness (plugins loading at start) is no alert.
+    assert rules[0]["expr"] == "flinkscale_ready == 0" and rules[0]["for"] == "5m"
+
