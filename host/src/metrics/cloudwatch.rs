@@ -547,12 +547,20 @@ fn classify_error(error: &SdkError<GetMetricDataError>) -> MetricsError {
     let client_error = status.is_some_and(|s| (400..500).contains(&s));
     if client_error || matches!(error, SdkError::ConstructionFailure(_)) {
         return MetricsError::Invalid(match code {
-            Some(code) => format!("GetMetricData failed with {code}: {full}"),
+            Some(code) => format!(
+                "GetMetricData failed with {code}: {}",
+                error.message().unwrap_or("no message")
+            ),
             None => format!("GetMetricData failed: {full}"),
         });
     }
+    // With a code, its message alone: the whole error's text adds the
+    // SDK's debug rendering of the same code and message.
     match code {
-        Some(code) => MetricsError::Source(format!("GetMetricData failed with {code}: {full}")),
+        Some(code) => MetricsError::Source(format!(
+            "GetMetricData failed with {code}: {}",
+            error.message().unwrap_or("no message")
+        )),
         None => MetricsError::Source(format!("GetMetricData failed: {full}")),
     }
 }
@@ -626,6 +634,26 @@ mod tests {
         );
         let raw = HttpResponse::new(status.try_into().expect("status"), SdkBody::empty());
         SdkError::service_error(error, raw)
+    }
+
+    /// A 5xx says its code and message, not the SDK's debug rendering of
+    /// them (`Error { code: ..., type: "Receiver" }`), in the log,
+    /// `/readyz` and `status`.
+    #[test]
+    fn a_server_error_says_its_code_and_message_only() {
+        let error =
+            GetMetricDataError::generic(ErrorMetadata::builder().code("InternalFailure").build());
+        let raw = HttpResponse::new(500.try_into().expect("status"), SdkBody::empty());
+        let class = classify_error(&SdkError::service_error(error, raw));
+        assert!(
+            matches!(&class, MetricsError::Source(m) if m == "GetMetricData failed with InternalFailure: no message"),
+            "{class:?}"
+        );
+        let class = classify_error(&service(503, "ServiceUnavailable", "try later"));
+        assert!(
+            matches!(&class, MetricsError::Source(m) if m == "GetMetricData failed with ServiceUnavailable: try later"),
+            "{class:?}"
+        );
     }
 
     #[test]
