@@ -4,8 +4,9 @@
 #
 # Before launching: upload three files to S3 (the instance profile's role
 # needs s3:GetObject on them, and the agent's policy: print it with your
-# account and region filled in by `flinkscale iam --account ACCOUNT
-# --region REGION`; deploy/iam-policy.json has them as placeholders):
+# account and region filled in by `flinkscale iam --config config.toml
+# --account ACCOUNT --region REGION`; deploy/iam-policy.json has them as
+# placeholders):
 #   - the binary (`cargo build --release`, target/release/flinkscale; it
 #     carries its built-in plugins, nothing else is needed),
 #   - deploy/systemd/flinkscale.service,
