@@ -642,9 +642,15 @@ const MISTAKES: &[Mode] = &[
         r#"{"mode": "refuse"}"#,
         &["failed in interpret: GuestError: misbehave: refuse mode"],
     ),
-    fails(
+    // A bug is said with its place in the author's file, each
+    // language's own.
+    Expected::fails_in_own_words(
         r#"{"mode": "bug"}"#,
-        &["failed in interpret: GuestError: FixtureBug: misbehave: bug mode"],
+        &["failed in interpret: GuestError: FixtureBug: misbehave: bug mode (at "],
+        [
+            &["(at misbehave_interpreter.py:133, in on_interpret)"],
+            &["(at misbehave-interpreter.js:139, in interpret)"],
+        ],
     ),
     // Each runtime says it its own way, naming what was missing.
     Expected::fails_in_own_words(
@@ -740,9 +746,13 @@ const MISTAKES: &[Mode] = &[
         r#"{"mode": "configure-refuse"}"#,
         &["rejected its params: misbehave: configure-refuse mode"],
     ),
-    fails(
+    Expected::fails_in_own_words(
         r#"{"mode": "configure-bug"}"#,
-        &["rejected its params: FixtureBug: misbehave: configure-bug mode"],
+        &["rejected its params: FixtureBug: misbehave: configure-bug mode (at "],
+        [
+            &["(at misbehave_interpreter.py:116, in setup)"],
+            &["(at misbehave-interpreter.js:115, in setup)"],
+        ],
     ),
     // An endless start fails in the host's words, the same for both, after
     // the start was tried on a second fresh instance.

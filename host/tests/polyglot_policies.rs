@@ -266,9 +266,15 @@ const MODES: &[Mode] = &[
         r#"{"mode": "refuse"}"#,
         &["failed in decide: GuestError: misbehave: refuse mode"],
     ),
-    fails(
+    // A bug is said with its place in the author's file, each
+    // language's own.
+    Expected::fails_in_own_words(
         r#"{"mode": "bug"}"#,
-        &["failed in decide: GuestError: FixtureBug: misbehave: bug mode"],
+        &["failed in decide: GuestError: FixtureBug: misbehave: bug mode (at "],
+        [
+            &["(at misbehave_policy.py:162, in on_decide)"],
+            &["(at misbehave-policy.js:128, in decide)"],
+        ],
     ),
     // Each runtime says it its own way, naming what was missing.
     Expected::fails_in_own_words(
@@ -337,9 +343,13 @@ const MODES: &[Mode] = &[
         r#"{"mode": "configure-refuse"}"#,
         &["rejected its params: misbehave: configure-refuse mode"],
     ),
-    fails(
+    Expected::fails_in_own_words(
         r#"{"mode": "configure-bug"}"#,
-        &["rejected its params: FixtureBug: misbehave: configure-bug mode"],
+        &["rejected its params: FixtureBug: misbehave: configure-bug mode (at "],
+        [
+            &["(at misbehave_policy.py:120, in setup)"],
+            &["(at misbehave-policy.js:79, in setup)"],
+        ],
     ),
     // An endless start fails in the host's words, the same for both, after
     // the start was tried on a second fresh instance.

@@ -461,6 +461,10 @@ export class Params {
    */
   constructor(values, parameters = []) {
     this.values = values;
+    // The declared names, when there are declarations: a getter for
+    // another name is the plugin's own bug (a typo in its code), not a
+    // parameter the configuration left out.
+    this.declared = parameters.map((parameter) => parameter.name);
     this.defaults = new Map();
     for (const parameter of parameters) {
       if (parameter.defaultJson !== null && parameter.defaultJson !== undefined) {
@@ -505,6 +509,14 @@ export class Params {
 
   /** Whether the parameter is present or has a declared default. */
   #given(key) {
+    if (this.declared.length > 0 && !this.declared.includes(key)) {
+      // Not a PolicyError: a bug of the plugin's code, said with where it
+      // is (see `errorText`).
+      throw new ReferenceError(
+        `the code reads parameter \`${key}\`, which its parameters do not declare ` +
+          `(declared: ${listOrNone(this.declared)})`,
+      );
+    }
     return this.has(key) || this.defaults.has(key);
   }
 
@@ -668,7 +680,7 @@ export function errorText(error) {
     if (error instanceof PolicyError) text = error.message;
     // A bug in the plugin, not a configuration mistake: say what broke so
     // that the host's log leads the author to it.
-    else if (error instanceof Error) text = `${error.name}: ${error.message}`;
+    else if (error instanceof Error) text = `${error.name}: ${error.message}${where(error)}`;
     else if (typeof error === "string") text = error;
     // `String({})` is `[object Object]`, which tells the author nothing.
     else text = `threw a non-Error value: ${thrownValue(error)}`;
@@ -676,6 +688,42 @@ export function errorText(error) {
     text = `threw a non-Error value: ${unwritable(error)}`;
   }
   return carried(String(text));
+}
+
+// This kit's own modules: a bug's place is the innermost frame outside
+// them.
+const KIT_FILES = ["flinkscale-policy.js", "flinkscale-interpreter.js"];
+
+/**
+ * ` (at step.js:20, in onDecide)`: the innermost frame of the plugin's own
+ * code in `error`'s stack, or `""`. Reads both stack formats a plugin meets:
+ * V8's (Node.js: `    at onDecide (file:///x/step.js:20:5)`) and
+ * SpiderMonkey's (the built component: `onDecide@/step.js:20:5`).
+ */
+function where(error) {
+  try {
+    const stack = typeof error.stack === "string" ? error.stack : "";
+    // The constructors of the error's own classes (`class FixtureBug
+    // extends Error`): their frames are where it was made, not thrown.
+    const classes = [];
+    for (let proto = Object.getPrototypeOf(error); proto; proto = Object.getPrototypeOf(proto)) {
+      if (typeof proto.constructor?.name === "string") classes.push(proto.constructor.name);
+    }
+    for (const line of stack.split("\n")) {
+      const frame =
+        /^\s*at (?:(.*?) \()?(.+?):(\d+):\d+\)?\s*$/.exec(line) ??
+        /^(.*?)@(.+?):(\d+):\d+\s*$/.exec(line);
+      if (frame === null) continue;
+      const file = frame[2].split("/").pop();
+      const fn = (frame[1] ?? "").replace(/^new /, "");
+      if (KIT_FILES.includes(file) || classes.includes(fn)) continue;
+      const name = fn ? `, in ${fn}` : "";
+      return ` (at ${file}:${frame[3]}${name})`;
+    }
+  } catch {
+    // A stack that cannot be read says nothing.
+  }
+  return "";
 }
 
 // The longest text of a thrown value kept in an error, in characters; the

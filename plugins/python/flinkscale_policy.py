@@ -45,6 +45,8 @@ is defined, which is at build time, in the JavaScript helper's words.
 
 import json
 import math
+import os
+import traceback
 from typing import Any, Iterable, List, Optional
 
 from wit_world import exports as _exports
@@ -475,8 +477,13 @@ class Params:
     """
 
     def __init__(self, values: dict, parameters: Iterable[Param] = ()):
+        parameters = list(parameters)
         self._values = values
         self._defaults = {p.name: p.default for p in parameters if p.has_default}
+        # The declared names, when there are declarations: a getter for
+        # another name is the policy's own bug (a typo in its code), not a
+        # parameter the configuration left out.
+        self._declared = [p.name for p in parameters]
 
     @classmethod
     def from_json(cls, text: str, parameters: Iterable[Param] = ()) -> "Params":
@@ -507,6 +514,13 @@ class Params:
         return self._defaults.get(key)
 
     def _given(self, key: str) -> bool:
+        if self._declared and key not in self._declared:
+            # Not a PolicyError: a bug of the policy's code, said with
+            # where it is (see _error_text).
+            raise LookupError(
+                f"the code reads parameter `{key}`, which PARAMETERS does not declare "
+                f"(declared: {_list_or_none(self._declared)})"
+            )
         return key in self._values or key in self._defaults
 
     def deny_unknown(self, known: List[str]) -> None:
@@ -619,14 +633,33 @@ class Params:
 # --- the export ------------------------------------------------------------
 
 
+# This kit's own modules: a bug's place is the innermost frame outside them.
+_KIT_FILES = ("flinkscale_policy.py", "flinkscale_interpreter.py")
+
+
+def _where(error: BaseException) -> str:
+    """`` (at step.py:20, in on_decide)``: the innermost frame of the
+    plugin's own code in ``error``'s traceback (the file's base name: the
+    build packs modules under folders of its own), or ``""``."""
+    frames = [
+        frame
+        for frame in traceback.extract_tb(error.__traceback__)
+        if os.path.basename(frame.filename) not in _KIT_FILES
+    ]
+    if not frames:
+        return ""
+    frame = frames[-1]
+    return f" (at {os.path.basename(frame.filename)}:{frame.lineno}, in {frame.name})"
+
+
 def _error_text(error: Exception) -> str:
     """The text of the contract's error for an exception out of a policy,
     its surrogates written as escapes (:func:`_carried`)."""
     if isinstance(error, PolicyError):
         return _carried(str(error))
-    # A bug in the policy, not a configuration mistake: say what broke so
-    # that the host's log leads the author to it.
-    return _carried(f"{type(error).__name__}: {error}")
+    # A bug in the policy, not a configuration mistake: say what broke, and
+    # where, so that the host's log leads the author to it.
+    return _carried(f"{type(error).__name__}: {error}{_where(error)}")
 
 
 def _metadata(plugin) -> PluginMetadata:

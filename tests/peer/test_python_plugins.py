@@ -89,6 +89,52 @@ def test_a_refused_parameter_reads_as_the_host_would_get_it(tmp_path):
     assert out.startswith("unknown parameter `colour`; valid parameters: "), out
 
 
+def test_a_bug_in_a_policy_says_where_it_is(tmp_path):
+    out = run(
+        "scaling-policy",
+        """
+        from componentize_py_types import Err
+        from wit_world.imports.types import Application, AppStatus, Evaluation
+        from flinkscale_policy import Param, PolicyBase, hold
+
+        class Buggy(PolicyBase):
+            NAME = "buggy"
+            VERSION = "0.1.0"
+            SUMMARY = "Fails as a policy with a bug fails."
+            PARAMETERS = [Param("out_alarm", "alarm-id", required=True, meaning="Scale out.")]
+
+            def setup(self, params):
+                self.typo = params.get_opt_str("outalarm")
+
+        class Crashes(Buggy):
+            def setup(self, params):
+                self.alarm = params.get_str("out_alarm")
+
+            def on_decide(self, evaluation):
+                return hold({}["nope"])
+
+        for policy in (Buggy(), Crashes()):
+            try:
+                policy.configure('{"out_alarm": "hi"}')
+                app = Application("a", AppStatus.RUNNING, 4, 4, 1, 1, 16, 7, None, None)
+                policy.decide(Evaluation(1_000_000, app, [], [], []))
+            except Err as error:
+                print(error.value)
+        """,
+        tmp_path,
+    )
+    reads, crashes = out.splitlines()
+    # A getter for a name PARAMETERS does not declare is the code's bug,
+    # said with its place, not "missing required parameter".
+    assert reads.startswith(
+        "LookupError: the code reads parameter `outalarm`, which PARAMETERS does not "
+        "declare (declared: out_alarm) (at <string>:"
+    ), reads
+    assert reads.endswith(", in setup)"), reads
+    assert crashes.startswith("KeyError: 'nope' (at <string>:"), crashes
+    assert crashes.endswith(", in on_decide)"), crashes
+
+
 def test_the_backlog_seconds_interpreter_interprets_in_plain_python(tmp_path):
     out = run(
         "metric-interpreter",
@@ -142,3 +188,51 @@ def test_the_javascript_step_policy_decides_under_node():
         "reason": "`hi` is in ALARM: 4 KPU x 2 = 8 KPU",
         "nextEvaluationSecs": None,
     }
+
+
+def test_a_bug_in_a_javascript_policy_says_where_it_is():
+    node = shutil.which("node")
+    assert node, "Node.js, which plugins/js/build.sh needs too"
+    script = textwrap.dedent(
+        """
+        const { definePolicy, hold } = await import(process.cwd() + "/plugins/js/flinkscale-policy.js");
+        const parameters = [{ name: "out_alarm", kind: "alarm-id", required: true, meaning: "Scale out." }];
+        class PolicyBug extends Error {
+          constructor(message) { super(message); this.name = "PolicyBug"; }
+        }
+        const describe = { name: "buggy", version: "0.1.0", summary: "Fails as a bug does.", parameters };
+        const reads = definePolicy({ ...describe,
+          setup(params) { return { typo: params.getOptStr("outalarm") }; },
+          decide() { return hold("never"); } });
+        const crashes = definePolicy({ ...describe,
+          setup(params) { return { alarm: params.getStr("out_alarm") }; },
+          decide(state) { throw new PolicyBug("bug in decide"); } });
+        const app = { name: "a", status: "running", kpu: 4, parallelism: 4, parallelismPerKpu: 1,
+                      minKpu: 1, maxKpu: 16, versionId: 7, lastRescaleMs: null, lastUpdateDurationSecs: null };
+        for (const policy of [reads, crashes]) {
+          try {
+            policy.configure(JSON.stringify({ out_alarm: "hi" }));
+            policy.decide({ nowMs: 1000000, app, metrics: [], alarms: [], signals: [] });
+          } catch (error) {
+            console.log(error);
+          }
+        }
+        """
+    )
+    done = subprocess.run(
+        [node, "--input-type=module", "-e", script],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    reads, crashes = done.stdout.splitlines()
+    # Where the code is, not the kit's getter, nor the error class's
+    # constructor.
+    assert reads == (
+        "ReferenceError: the code reads parameter `outalarm`, which its parameters do not "
+        "declare (declared: out_alarm) (at [eval1]:9, in setup)"
+    ), reads
+    assert crashes == "PolicyBug: bug in decide (at [eval1]:13, in decide)", crashes
+
