@@ -582,6 +582,42 @@ fn a_lone_surrogate_in_metadata_fails_the_build_in_the_same_words() {
     }
 }
 
+/// A JavaScript module that defines a policy but does not export it as
+/// `policy` builds, with a warning, into a component whose first call
+/// reaches the generated glue's `unreachable`: the host says what is
+/// missing instead of the bare trap.
+#[test]
+fn a_javascript_module_without_its_export_is_told_what_is_missing() {
+    let _compiling = one_at_a_time();
+    let out = tempfile::tempdir().expect("a temp dir");
+    let built = std::process::Command::new(common::workspace().join("plugins/js/build.sh"))
+        .arg("tests/fixtures/polyglot/no-export.js")
+        .env("CARGO_TARGET_DIR", out.path())
+        .output()
+        .expect("plugins/js/build.sh runs");
+    let stderr = String::from_utf8_lossy(&built.stderr);
+    assert!(built.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("does not seem to define `export const policy`"),
+        "{stderr}"
+    );
+    let checked = std::process::Command::new(env!("CARGO_BIN_EXE_flinkscale"))
+        .args(["plugin", "check"])
+        .arg(out.path().join("polyglot/no-export-js.wasm"))
+        .output()
+        .expect("the binary runs");
+    let said = String::from_utf8_lossy(&checked.stderr);
+    assert!(!checked.status.success(), "{said}");
+    assert!(
+        said.contains(
+            "failed in metadata: Trap: wasm trap: wasm `unreachable` instruction executed (the \
+             component's own code failed before its first answer: a JavaScript module must \
+             `export const policy = definePolicy(...)`"
+        ),
+        "{said}"
+    );
+}
+
 /// The README's "Logging", used as it says: a Python or JavaScript policy
 /// writes to the agent's log through the contract's `host` interface
 /// (Python's `print` too), at the level it asks, tagged with the plugin

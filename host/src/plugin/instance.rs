@@ -398,10 +398,25 @@ impl<W: World> Sandbox<W> {
             };
             (FailureClass::Timeout, detail)
         } else {
-            (
-                FailureClass::Trap,
-                with_last_words(describe_trap(error), &self.log.stderr_tail()),
-            )
+            let mut detail = with_last_words(describe_trap(error), &self.log.stderr_tail());
+            // The first call of a component built from a JavaScript module
+            // that exports no `policy` (or a Python module without the
+            // class) reaches the glue's `unreachable`, which says nothing
+            // of why.
+            if function == "metadata"
+                && matches!(
+                    error.downcast_ref::<Trap>(),
+                    Some(Trap::UnreachableCodeReached)
+                )
+            {
+                detail.push_str(
+                    " (the component's own code failed before its first answer: a JavaScript \
+                     module must `export const policy = definePolicy(...)`, or `export const \
+                     interpreter` for an interpreter; a Python module must define `class Policy` \
+                     or `class Interpreter`; the build's warnings say which is missing)",
+                );
+            }
+            (FailureClass::Trap, detail)
         };
         tracing::debug!(
             message = "Plugin call trapped.",
