@@ -630,6 +630,27 @@ fn bench_counts_calls_past_the_deadline() {
         "{}",
         stderr(&output)
     );
+    // With the default 10 000 iterations it ran for over half an hour,
+    // saying nothing: it stops once 5 calls in a row, and none before,
+    // ran past the deadline.
+    let started = std::time::Instant::now();
+    let output = flinkscale(&[
+        "plugin",
+        "bench",
+        &plugin,
+        "--params",
+        r#"{"mode": "loop"}"#,
+    ]);
+    assert_eq!(code(&output), Some(1), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains(
+            "the first 5 calls all ran past the 100 ms deadline, so the bench stopped: nothing \
+             to time"
+        ),
+        "{}",
+        stderr(&output)
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(60));
 }
 
 /// A plugin that logs at every call does not bury `bench`'s result: the

@@ -1076,12 +1076,20 @@ fn bench(
         instances,
         calls,
         timeouts,
+        gave_up,
     } = tracing::subscriber::with_default(timed, || {
         time_loads_and_calls(&host, &source, &metadata, &params, counts)
     })
     .map_err(plugin_failed)?;
     let guest_lines = guest_lines.count();
     let deadline_ms = host.limits().call_timeout.as_millis();
+    if gave_up {
+        return Err(Failure::Plugin(format!(
+            "the first {timeouts} calls all ran past the {deadline_ms} ms deadline, so the \
+             bench stopped: nothing to time (the agent would hold at each; `plugin check` \
+             shows one call; --plugin-timeout-ms gives it longer)"
+        )));
+    }
     if calls.is_empty() && timeouts > 0 {
         return Err(Failure::Plugin(format!(
             "every one of the {timeouts} timed calls ran past the {deadline_ms} ms deadline: \
@@ -1176,7 +1184,16 @@ struct Timed {
     calls: Vec<Duration>,
     /// The warm calls that ran past the deadline.
     timeouts: usize,
+    /// The first [`GIVE_UP_AFTER`] calls all ran past the deadline, and
+    /// the bench stopped there.
+    gave_up: bool,
 }
+
+/// Calls past the deadline, before any answered, after which `bench`
+/// stops: a plugin that never answers would otherwise hold it for every
+/// iteration's deadline and its restart (10 000 calls: over half an hour),
+/// saying nothing.
+const GIVE_UP_AFTER: usize = 5;
 
 /// The timed part of `bench`: `counts.instances` fresh instances of the
 /// compiled component (what the call after a trap or timeout starts: the
@@ -1222,14 +1239,34 @@ fn time_loads_and_calls(
             Err(error) => Err(error),
         }
     };
+    // Timeouts before any call answered: past GIVE_UP_AFTER, nothing will.
+    let mut answered = false;
+    let mut unanswered = 0;
+    let mut never_answers = |took: Option<Duration>| {
+        answered |= took.is_some();
+        unanswered += usize::from(took.is_none());
+        !answered && unanswered >= GIVE_UP_AFTER
+    };
+    let gave_up = |instances| Timed {
+        instances,
+        calls: Vec::new(),
+        timeouts: GIVE_UP_AFTER,
+        gave_up: true,
+    };
     // Warm up: the first calls fault in the instance's memory.
     for _ in 0..counts.iterations.min(100) {
-        call()?;
+        if never_answers(call()?) {
+            return Ok(gave_up(instances));
+        }
     }
     let mut calls = Vec::with_capacity(counts.iterations);
     let mut timeouts = 0;
     for _ in 0..counts.iterations {
-        match call()? {
+        let took = call()?;
+        if never_answers(took) {
+            return Ok(gave_up(instances));
+        }
+        match took {
             Some(took) => calls.push(took),
             None => timeouts += 1,
         }
@@ -1238,6 +1275,7 @@ fn time_loads_and_calls(
         instances,
         calls,
         timeouts,
+        gave_up: false,
     })
 }
 
