@@ -956,6 +956,9 @@ async fn apply(
     // was swapped back for it at the first evaluation.
     parts.loaded.plugin_dir = loaded.plugin_dir.clone();
     let (mut added, mut removed, mut changed) = (Vec::new(), Vec::new(), Vec::new());
+    // Changed or added, but its new settings are not in force (its plugins
+    // did not load, its journal could not be opened, ...).
+    let mut not_applied: Vec<String> = Vec::new();
     let names: Vec<String> = running.keys().cloned().collect();
     for name in names {
         match wanted.get(name.as_str()) {
@@ -1015,6 +1018,7 @@ async fn apply(
                 %error,
                 hint = "[agent] and the AWS environment are read at start: restart the agent once a region is set",
             );
+            not_applied.push((*name).to_owned());
             reload_not_applied(&parts, running, name, &error.to_string());
             continue;
         }
@@ -1063,6 +1067,7 @@ async fn apply(
                     application = %name,
                     %error,
                 );
+                not_applied.push((*name).to_owned());
                 reload_not_applied(
                     &parts,
                     running,
@@ -1077,11 +1082,13 @@ async fn apply(
                     application = %name,
                     %error,
                 );
+                not_applied.push((*name).to_owned());
                 reload_not_applied(&parts, running, name, &error.to_string());
                 continue;
             }
             Err(error) => {
                 error!(message = "Application not (re)started.", application = %name, %error);
+                not_applied.push((*name).to_owned());
                 reload_not_applied(&parts, running, name, &error.to_string());
                 continue;
             }
@@ -1129,6 +1136,7 @@ async fn apply(
             }
             Ok(Err(error)) => {
                 error!(message = "Application not (re)started: its journal cannot be opened.", application = %name, %error);
+                not_applied.push((*name).to_owned());
                 reload_not_applied(
                     &parts,
                     running,
@@ -1138,18 +1146,34 @@ async fn apply(
             }
             Err(error) => {
                 error!(message = "Application not (re)started.", application = %name, %error);
+                not_applied.push((*name).to_owned());
                 reload_not_applied(&parts, running, name, &error.to_string());
             }
         }
     }
-    info!(
-        message = "Configuration reloaded.",
-        file = %loaded.file.display(),
-        applications = running.len(),
-        added = %added.join(","),
-        removed = %removed.join(","),
-        changed = %changed.join(","),
-    );
+    // `changed` names those whose new settings are in force.
+    changed.retain(|name| !not_applied.contains(name));
+    if not_applied.is_empty() {
+        info!(
+            message = "Configuration reloaded.",
+            file = %loaded.file.display(),
+            applications = running.len(),
+            added = %added.join(","),
+            removed = %removed.join(","),
+            changed = %changed.join(","),
+        );
+    } else {
+        warn!(
+            message = "Configuration reloaded.",
+            not_applied_means = "their new settings are not in force: they keep their previous ones (or, added, are not started); the errors above say why",
+            file = %loaded.file.display(),
+            applications = running.len(),
+            added = %added.join(","),
+            removed = %removed.join(","),
+            changed = %changed.join(","),
+            not_applied = %not_applied.join(","),
+        );
+    }
     parts.loaded = loaded;
     parts
 }

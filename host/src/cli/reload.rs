@@ -107,7 +107,9 @@ pub fn run(args: &ReloadArgs) -> ExitCode {
             println!(
                 "Sent SIGHUP to the agent (process {pid}, holding the locks in {}): it reloads \
                  its configuration file; its log says `Configuration reloaded.` or `Configuration \
-                 reload refused`.",
+                 reload refused`. The plugins were not tried here (`flinkscale validate` tries \
+                 them): an application whose new plugins do not load keeps its previous \
+                 settings, and the log's `not_applied` names it.",
                 loaded.state_dir.display()
             );
             ExitCode::SUCCESS
