@@ -291,6 +291,21 @@ fn a_reload_whose_settings_do_not_load_says_so_until_one_does() {
         || agent.log_tail(400).contains("Configuration reloaded."),
         diagnose,
     );
+    // The summary names them as not in force, at WARN, and neither as
+    // changed nor as added.
+    let log = agent.log_tail(400);
+    let summary: serde_json::Value = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|l| l["message"] == "Configuration reloaded.")
+        .expect("the summary");
+    assert_eq!(summary["level"], "WARN", "{summary}");
+    assert_eq!(summary["not_applied"], format!("added,{APP}"), "{summary}");
+    assert_eq!(
+        (&summary["changed"], &summary["added"]),
+        (&"".into(), &"".into()),
+        "{summary}"
+    );
     let samples = parse_metrics(&String::from_utf8_lossy(
         &get(listen, "/metrics").expect("/metrics answers").body,
     ));
