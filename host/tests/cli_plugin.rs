@@ -313,6 +313,52 @@ fn params_the_plugin_refuses_exit_1_with_its_reason() {
     assert!(json["decision"].is_null());
 }
 
+/// A policy is asked a second time as at the agent's start (no datapoint,
+/// every alarm INSUFFICIENT_DATA), as `validate` asks it: one that answers
+/// the canned evaluation well and breaks the contract in its other branch
+/// fails `check`, where it passed and then failed at the agent's first
+/// evaluation. The built-in `step` holds then, and says so.
+#[test]
+fn check_asks_a_policy_as_at_the_agents_start_too() {
+    let (code, json, err) = check_json(&["step"]);
+    assert_eq!(code, Some(0), "{json}\n{err}");
+    assert_eq!(json["at_start"]["action"], "hold", "{json}");
+    let plugin = misbehave();
+    let (code, json, err) = check_json(&[&plugin, "--params", r#"{"mode": "zero-when-quiet"}"#]);
+    assert_eq!(code, Some(1), "{json}\n{err}");
+    assert_eq!(json["decision"]["action"], "hold", "{json}");
+    assert!(
+        err.contains(
+            "invalid decision (asked as at the agent's start: the metrics without datapoints \
+             yet, the alarms INSUFFICIENT_DATA): scale-to(0)"
+        ),
+        "{err}"
+    );
+}
+
+/// `--params` naming alarms or metrics the canned evaluation does not have
+/// (the configuration's `scale-out` for the canned `scale_out`) was
+/// accepted, and a policy that reads an absent alarm as quiet passed:
+/// refused, naming the ids `check` gives, once the plugin accepted them.
+#[test]
+fn check_refuses_params_that_name_ids_it_does_not_give() {
+    let (code, json, err) = check_json(&[
+        "step",
+        "--params",
+        r#"{"scale_out_alarm": "scale-out", "scale_in_alarm": "scale_in"}"#,
+    ]);
+    assert_eq!(code, Some(1), "{json}\n{err}");
+    assert_eq!(json["configure"]["accepted"], true, "{json}");
+    assert!(
+        err.contains(
+            "--params names ids the canned evaluation `check` asks with does not have: \
+             params.scale_out_alarm: no alarm with id \"scale-out\""
+        ) && err
+            .contains("the alarms scale_out, scale_in and the metrics busy, records_in, backlog"),
+        "{err}"
+    );
+}
+
 #[test]
 fn a_plugin_that_traps_errs_or_answers_zero_exits_1() {
     let plugin = misbehave();

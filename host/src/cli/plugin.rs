@@ -398,6 +398,9 @@ struct CheckReport {
     configure_error: Option<String>,
     configured: bool,
     decision: Option<Decision>,
+    /// The policy's answer as at the agent's start
+    /// ([`inspect::canned_start_evaluation`]), after `decision`.
+    at_start: Option<Decision>,
     /// The length of the reason as the plugin gave it, in bytes.
     reason_bytes: usize,
     validated: Option<Decision>,
@@ -457,6 +460,41 @@ fn run_check(report: &mut CheckReport, source: &PluginSource, params: Option<Str
         };
         report.params = Some(params.clone());
         report.params_from = from;
+        // Ids in --params the canned evaluation does not have: the
+        // plugin would be asked about alarms and metrics it is not given
+        // (a policy that reads an absent alarm as quiet then passes, as
+        // `validate` would not let it on the application). Said once the
+        // plugin accepted the params (a refusal of them comes first).
+        let mut unknown_ids = None;
+        if from == "--params"
+            && let Ok(serde_json::Value::Object(given)) = serde_json::from_str(&params)
+        {
+            let evaluation = inspect::canned_evaluation();
+            let alarms: Vec<&str> = evaluation.alarms.iter().map(|a| a.name.as_str()).collect();
+            let metrics: Vec<&str> = evaluation
+                .metrics
+                .iter()
+                .map(|s| s.query.id.as_str())
+                .collect();
+            let unknown = crate::plugin::params::check_references(
+                metadata.parameters.as_deref().unwrap_or_default(),
+                &given,
+                &alarms,
+                &metrics,
+            );
+            if !unknown.is_empty() {
+                let said: Vec<String> = unknown.iter().map(ToString::to_string).collect();
+                unknown_ids = Some(Failure::Plugin(format!(
+                    "--params names ids the canned evaluation `check` asks with does not have: \
+                     {} (`check` gives the plugin the alarms {} and the metrics {}: name those, \
+                     or leave --params out for canned ones; `flinkscale validate` checks the \
+                     ids against your configuration)",
+                    said.join("; "),
+                    alarms.join(", "),
+                    metrics.join(", ")
+                )));
+            }
+        }
         let kind = metadata.kind;
         report.metadata = Some(metadata);
         let evaluation = inspect::canned_evaluation();
@@ -475,6 +513,9 @@ fn run_check(report: &mut CheckReport, source: &PluginSource, params: Option<Str
                 report.configured = true;
                 // The configured instance's metadata: what the agent logs.
                 report.metadata = Some(instance.metadata());
+                if let Some(failure) = unknown_ids {
+                    return Err(failure);
+                }
                 let decision = instance.decide(&evaluation);
                 report.memory_bytes = instance.memory_bytes();
                 let decision = decision.map_err(|e| Failure::Plugin(e.to_string()))?;
@@ -503,6 +544,24 @@ fn run_check(report: &mut CheckReport, source: &PluginSource, params: Option<Str
                 if let Some(problem) = violation {
                     return Err(Failure::Plugin(format!("invalid decision: {problem}")));
                 }
+                // Asked again as at the agent's start, as `validate` asks
+                // it: a policy whose other branches break the contract
+                // (a `scale_to(0)` where it means to hold) fails here, not
+                // at its first evaluation in the agent.
+                let start = inspect::canned_start_evaluation();
+                let at_start = instance
+                    .decide(&start)
+                    .map_err(|e| Failure::Plugin(format!("{e} {AS_AT_START}")))?;
+                let start_violation = contract_violation(&at_start);
+                report.at_start = Some(Decision {
+                    reason: sanitize_text(&words.plugin_text(&at_start.reason), MAX_REASON_BYTES),
+                    ..at_start
+                });
+                if let Some(problem) = start_violation {
+                    return Err(Failure::Plugin(format!(
+                        "invalid decision {AS_AT_START}: {problem}"
+                    )));
+                }
             }
             PluginKind::Interpreter => {
                 let mut instance = host
@@ -510,6 +569,9 @@ fn run_check(report: &mut CheckReport, source: &PluginSource, params: Option<Str
                     .map_err(|e| refused(report, e))?;
                 report.configured = true;
                 report.metadata = Some(instance.metadata());
+                if let Some(failure) = unknown_ids {
+                    return Err(failure);
+                }
                 let signals =
                     instance.interpret(evaluation.now_ms, &evaluation.app, &evaluation.metrics);
                 report.memory_bytes = instance.memory_bytes();
@@ -523,6 +585,10 @@ fn run_check(report: &mut CheckReport, source: &PluginSource, params: Option<Str
         report.error = Some(message);
     }
 }
+
+/// How `check` names its second question.
+const AS_AT_START: &str = "(asked as at the agent's start: the metrics without datapoints yet, \
+     the alarms INSUFFICIENT_DATA)";
 
 /// The contract's action: `scale-to 8`, or on a Flink job `scale-to
 /// parallelism 8`.
@@ -575,6 +641,7 @@ fn check_json(report: &CheckReport) -> Value {
             Value::Null
         },
         "decision": report.decision.as_ref().map(decision_json),
+        "at_start": report.at_start.as_ref().map(decision_json),
         "host_decision": report.validated.as_ref().map(decision_json),
         "signals": report.signals.as_ref().map(|signals| {
             // A NaN or an infinity (JSON has neither: null) is dropped by
@@ -686,6 +753,16 @@ fn check_text(report: &CheckReport) -> String {
                 "{}: {}{next}",
                 action_text(&validated.action, report.words),
                 validated.reason
+            ),
+        );
+    }
+    if let Some(at_start) = &report.at_start {
+        line(
+            "at start",
+            &format!(
+                "{}: {} (no datapoints yet, every alarm INSUFFICIENT_DATA)",
+                action_text(&at_start.action, report.words),
+                at_start.reason
             ),
         );
     }

@@ -312,6 +312,22 @@ pub fn canned_evaluation() -> Evaluation {
     }
 }
 
+/// The canned evaluation as the agent's first one sees an application:
+/// the same application, no datapoint in any series yet, every alarm
+/// `INSUFFICIENT_DATA` (`validate` asks a policy so too). A policy must
+/// hold then, or at least answer within the contract.
+pub fn canned_start_evaluation() -> Evaluation {
+    let mut evaluation = canned_evaluation();
+    for series in &mut evaluation.metrics {
+        series.points.clear();
+    }
+    for alarm in &mut evaluation.alarms {
+        alarm.state = AlarmState::InsufficientData;
+        alarm.since_ms = evaluation.now_ms;
+    }
+    evaluation
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
