@@ -1,6 +1,10 @@
 # Sourced by plugins/python/build.sh and plugins/js/build.sh, from the root
 # of the checkout or of the kit (`flinkscale plugin sdk DIR`): the part of
 # their command line the two languages share.
+
+# A Rust backtrace from the build tools (componentize-py is Rust) would
+# follow a plugin's build error with dozens of frames that bury it.
+unset RUST_BACKTRACE RUST_LIB_BACKTRACE
 #
 #   module_and_world LANG EXT INTERPRETER_PATTERN [MODULE [WORLD]]
 #

@@ -630,8 +630,8 @@ fn simulate_of_a_policy_that_needs_alarms_points_to_the_presets_that_have_them()
         assert_eq!(code, 78, "{stderr}");
         assert!(
             stderr.contains(
-                "a policy given by name gets the standard metrics but no alarm: --policy seed is \
-                 `step` with the reference design's alarms"
+                "a policy given by name or file gets the standard metrics but no alarm: \
+                 --policy seed is `step` with the reference design's alarms"
             ),
             "{stderr}"
         );

@@ -394,7 +394,10 @@ impl<W: World> Sandbox<W> {
                      (ten times `plugin_timeout_ms`, at least 1 s)"
                 )
             } else {
-                format!("no answer within the {deadline_ms} ms deadline")
+                format!(
+                    "no answer within the {deadline_ms} ms deadline (`plugin_timeout_ms` in \
+                     [agent]; `flinkscale plugin bench` times the plugin's calls)"
+                )
             };
             (FailureClass::Timeout, detail)
         } else {

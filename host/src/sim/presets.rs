@@ -425,9 +425,10 @@ pub fn in_flags(
     // one that needs alarms (`step`) cannot be configured by flags alone.
     if !PRESETS.contains(&policy) && what.contains("alarm") {
         what.push_str(
-            "; a policy given by name gets the standard metrics but no alarm: --policy seed \
-             is `step` with the reference design's alarms (msf-builtin with MSF's), or give \
-             --config FILE with your alarms",
+            "; a policy given by name or file gets the standard metrics but no alarm: \
+             --policy seed is `step` with the reference design's alarms (msf-builtin with \
+             MSF's), or give --config FILE with your alarms (`flinkscale example msf-cpu` \
+             has two; name its application `app`, as the shipped scenarios do)",
         );
     }
     what
