@@ -323,6 +323,12 @@ fn check_asks_a_policy_as_at_the_agents_start_too() {
     let (code, json, err) = check_json(&["step"]);
     assert_eq!(code, Some(0), "{json}\n{err}");
     assert_eq!(json["at_start"]["action"], "hold", "{json}");
+    // On a fresh instance: `flink-operator` keeps a metric window, and
+    // asked again on the one the first call filled it answered on that.
+    let (code, json, err) = check_json(&["flink-operator"]);
+    assert_eq!(code, Some(0), "{json}\n{err}");
+    let reason = json["at_start"]["reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("not yet collected"), "{json}");
     let plugin = misbehave();
     let (code, json, err) = check_json(&[&plugin, "--params", r#"{"mode": "zero-when-quiet"}"#]);
     assert_eq!(code, Some(1), "{json}\n{err}");

@@ -547,10 +547,13 @@ fn run_check(report: &mut CheckReport, source: &PluginSource, params: Option<Str
                 // Asked again as at the agent's start, as `validate` asks
                 // it: a policy whose other branches break the contract
                 // (a `scale_to(0)` where it means to hold) fails here, not
-                // at its first evaluation in the agent.
+                // at its first evaluation in the agent. On a fresh
+                // instance: one that keeps state would otherwise answer
+                // on what the first call showed it.
                 let start = inspect::canned_start_evaluation();
                 let at_start = instance
-                    .decide(&start)
+                    .restart()
+                    .and_then(|()| instance.decide(&start))
                     .map_err(|e| Failure::Plugin(format!("{e} {AS_AT_START}")))?;
                 let start_violation = contract_violation(&at_start);
                 report.at_start = Some(Decision {
