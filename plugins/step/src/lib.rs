@@ -91,27 +91,6 @@ impl Policy for StepPolicy {
     ];
 
     fn configure(params: Params) -> Result<Self, String> {
-        // A negative factor is below every operation's minimum: said as
-        // that minimum, not as the range of a whole number.
-        for name in ["scale_out_factor", "scale_in_factor"] {
-            if let Some(found) = params
-                .get_value(name)
-                .and_then(|v| v.as_i64())
-                .filter(|v| *v < 0)
-            {
-                // An operation that is not one is said by the parse below.
-                let operation = match params.get_value("operation").map(|v| v.as_str()) {
-                    Some(Some("add")) => Operation::Add,
-                    None | Some(Some("multiply")) => Operation::Multiply,
-                    Some(_) => break,
-                };
-                return Err(format!(
-                    "parameter `{name}` must be at least {} with operation \"{operation}\", \
-                     found {found}",
-                    operation.min_factor()
-                ));
-            }
-        }
         let policy: StepPolicy = params.parse()?;
         for (name, id) in [
             ("scale_out_alarm", &policy.scale_out_alarm),
