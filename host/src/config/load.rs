@@ -581,17 +581,15 @@ fn syntax_report(document: &Document<'_>, errors: &[toml::de::Error]) -> Vec<Con
                     // application) above the first `[[application]]` made
                     // `application` a table, though no `[application]` is
                     // written: say that one.
-                    let explicit = text
-                        .lines()
-                        .any(|l| l.trim_start().starts_with("[application]"));
-                    let sub_table_first = (header == "[[application]]" && !explicit)
-                        .then(|| {
-                            text[..start].lines().map(str::trim_start).find(|l| {
-                                l.starts_with("[application.") || l.starts_with("[[application.")
-                            })
+                    let sub_table_first = (header == "[[application]]"
+                        && !writes_application_table(text))
+                    .then(|| {
+                        text[..start].lines().map(str::trim_start).find(|l| {
+                            l.starts_with("[application.") || l.starts_with("[[application.")
                         })
-                        .flatten()
-                        .map(|l| l.split('#').next().unwrap_or(l).trim().to_owned());
+                    })
+                    .flatten()
+                    .map(|l| l.split('#').next().unwrap_or(l).trim().to_owned());
                     let merge = "give each table once, merging the two; a list of tables takes \
                                  [[...]] for every entry, never [...]";
                     let (message, hint) = match sub_table_first {
@@ -1023,6 +1021,15 @@ struct Parsed {
     errors: Vec<ConfigError>,
 }
 
+/// Whether `text` writes an `[application]` header (single brackets): then
+/// `application` is a table because the user wrote one, not because a
+/// sub-table such as `[[application.metric]]` came before any
+/// `[[application]]`.
+fn writes_application_table(text: &str) -> bool {
+    text.lines()
+        .any(|l| l.trim_start().starts_with("[application]"))
+}
+
 /// The tables an `[[application]]` holds under its own header.
 const SUB_TABLES: [&str; 4] = ["metric", "alarm", "interpreter", "policy"];
 
@@ -1124,10 +1131,7 @@ impl<'a> Document<'a> {
                 // it makes `application` a table holding only that.
                 DeValue::Table(table)
                     if !table.contains_key("name")
-                        && !self
-                            .text
-                            .lines()
-                            .any(|l| l.trim_start().starts_with("[application]"))
+                        && !writes_application_table(self.text)
                         && let Some((key, sub)) = table
                             .iter()
                             .find(|(key, _)| SUB_TABLES.contains(&key.get_ref().as_ref())) =>
