@@ -1729,12 +1729,7 @@ fn variants<T: DeserializeOwned>() -> &'static [&'static str] {
 
 /// `` `a`, `b` or `c` ``.
 fn quoted_list(words: &[&str]) -> String {
-    let quoted: Vec<String> = words.iter().map(|w| format!("`{w}`")).collect();
-    match quoted.split_last() {
-        Some((last, [])) => last.clone(),
-        Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
-        None => String::new(),
-    }
+    validate::or_joined(words.iter().map(|w| format!("`{w}`")).collect())
 }
 
 /// What kind of TOML value `value` is, as a message says it.

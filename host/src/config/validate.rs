@@ -1075,7 +1075,11 @@ fn validate_flink_metric(at: &FieldPath, metric: &MetricConfig) -> Vec<Problem> 
 
 /// `"a", "b" or "c"`.
 fn quoted_list(items: &[&str]) -> String {
-    let quoted: Vec<String> = items.iter().map(|i| format!("{i:?}")).collect();
+    or_joined(items.iter().map(|i| format!("{i:?}")).collect())
+}
+
+/// `a, b or c` of words already quoted as a message writes them.
+pub(super) fn or_joined(quoted: Vec<String>) -> String {
     match quoted.split_last() {
         Some((last, [])) => last.clone(),
         Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
