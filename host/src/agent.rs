@@ -1018,8 +1018,7 @@ async fn apply(
                 %error,
                 hint = "[agent] and the AWS environment are read at start: restart the agent once a region is set",
             );
-            not_applied.push((*name).to_owned());
-            reload_not_applied(&parts, running, name, &error.to_string());
+            reload_not_applied(&parts, running, &mut not_applied, name, &error.to_string());
             continue;
         }
         // Plugins are compiled and configured before the running controller
@@ -1067,10 +1066,10 @@ async fn apply(
                     application = %name,
                     %error,
                 );
-                not_applied.push((*name).to_owned());
                 reload_not_applied(
                     &parts,
                     running,
+                    &mut not_applied,
                     name,
                     &format!("its plugins did not load: {error}"),
                 );
@@ -1082,14 +1081,12 @@ async fn apply(
                     application = %name,
                     %error,
                 );
-                not_applied.push((*name).to_owned());
-                reload_not_applied(&parts, running, name, &error.to_string());
+                reload_not_applied(&parts, running, &mut not_applied, name, &error.to_string());
                 continue;
             }
             Err(error) => {
                 error!(message = "Application not (re)started.", application = %name, %error);
-                not_applied.push((*name).to_owned());
-                reload_not_applied(&parts, running, name, &error.to_string());
+                reload_not_applied(&parts, running, &mut not_applied, name, &error.to_string());
                 continue;
             }
         };
@@ -1136,18 +1133,17 @@ async fn apply(
             }
             Ok(Err(error)) => {
                 error!(message = "Application not (re)started: its journal cannot be opened.", application = %name, %error);
-                not_applied.push((*name).to_owned());
                 reload_not_applied(
                     &parts,
                     running,
+                    &mut not_applied,
                     name,
                     &format!("its journal cannot be opened: {error}"),
                 );
             }
             Err(error) => {
                 error!(message = "Application not (re)started.", application = %name, %error);
-                not_applied.push((*name).to_owned());
-                reload_not_applied(&parts, running, name, &error.to_string());
+                reload_not_applied(&parts, running, &mut not_applied, name, &error.to_string());
             }
         }
     }
@@ -1246,13 +1242,16 @@ fn unconfigured_ids(
 /// Tells the metrics registry that a reload could not put `name`'s new
 /// settings in force, and why: its controller in `running` (if any) runs
 /// with its previous settings, which the registry reports again; with
-/// none, nothing runs for it.
+/// none, nothing runs for it. `name` joins `not_applied`, which the
+/// reload's summary lists.
 fn reload_not_applied(
     parts: &Parts,
     running: &BTreeMap<String, RunningApp>,
+    not_applied: &mut Vec<String>,
     name: &str,
     reason: &str,
 ) {
+    not_applied.push(name.to_owned());
     if let Some(registry) = parts.events.registry() {
         registry.reload_not_applied(
             name,
