@@ -212,6 +212,48 @@ pub fn region_sources(under: &str) -> String {
     )
 }
 
+/// Whether a region the SDK's chain did not find may still come: the
+/// host is an EC2 instance, whose instance metadata service always knows
+/// its region, and `AWS_EC2_METADATA_DISABLED` does not keep the SDK from
+/// asking it. The service then failed to answer for the moment (the
+/// agent started before the network was up, the service throttled it) or,
+/// in a container whose instance requires IMDSv2 with a hop limit of 1,
+/// never answers there; starting again can help with the first.
+pub fn region_may_come_later() -> bool {
+    let disabled = std::env::var("AWS_EC2_METADATA_DISABLED").ok();
+    !metadata_disabled(disabled.as_deref()) && on_ec2(std::path::Path::new("/"))
+}
+
+/// What `run` adds to its no-region error on an EC2 instance
+/// ([`region_may_come_later`]), which then exits 1 for a restart.
+pub const METADATA_REGION_HINT: &str = "this host is an EC2 instance, whose instance metadata \
+     service gives the region, and it did not answer now: the agent exits 1 so that its service \
+     manager starts it again (in a container, an instance that requires IMDSv2 needs a hop \
+     limit of 2 for the service to answer there; `region` under [agent] or AWS_REGION needs no \
+     answer)";
+
+/// Whether `AWS_EC2_METADATA_DISABLED`'s value turns the SDK's instance
+/// metadata client off: `true` in any case, as the SDK reads it.
+fn metadata_disabled(value: Option<&str>) -> bool {
+    value.is_some_and(|v| v.eq_ignore_ascii_case("true"))
+}
+
+/// Whether the machine whose root file system is `root` is an EC2
+/// instance, by what its firmware tells Linux: the system vendor `Amazon
+/// EC2` (Nitro instances), a hypervisor UUID starting with `ec2` or a BIOS
+/// version naming `amazon` (Xen instances). Off Linux, or where `/sys` is
+/// not readable, it is not known to be one.
+fn on_ec2(root: &std::path::Path) -> bool {
+    let read = |path: &str| {
+        std::fs::read_to_string(root.join(path))
+            .map(|text| text.trim().to_ascii_lowercase())
+            .unwrap_or_default()
+    };
+    read("sys/devices/virtual/dmi/id/sys_vendor") == "amazon ec2"
+        || read("sys/hypervisor/uuid").starts_with("ec2")
+        || read("sys/devices/virtual/dmi/id/bios_version").contains("amazon")
+}
+
 /// Where the SDK's default chain takes credentials from, for a message
 /// that says none were usable (the SDK's own text names only the last
 /// place it tried, usually the instance metadata service).
@@ -271,6 +313,63 @@ pub fn permission_message(call_action: &str, code: &str, message: &str) -> Strin
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An EC2 instance is told by its firmware as Linux shows it, in
+    /// either generation; a machine without those files (a laptop, a
+    /// container without `/sys`) is not one.
+    #[test]
+    fn an_ec2_instance_is_known_by_its_firmware() {
+        let write = |root: &std::path::Path, path: &str, text: &str| {
+            let file = root.join(path);
+            std::fs::create_dir_all(file.parent().expect("a parent")).expect("made");
+            std::fs::write(file, text).expect("written");
+        };
+        let nitro = tempfile::tempdir().expect("a folder");
+        write(
+            nitro.path(),
+            "sys/devices/virtual/dmi/id/sys_vendor",
+            "Amazon EC2\n",
+        );
+        assert!(on_ec2(nitro.path()));
+        let xen = tempfile::tempdir().expect("a folder");
+        write(
+            xen.path(),
+            "sys/hypervisor/uuid",
+            "ec2e1916-9099-7caf-fd21-012345abcdef\n",
+        );
+        assert!(on_ec2(xen.path()));
+        let xen_hvm = tempfile::tempdir().expect("a folder");
+        write(
+            xen_hvm.path(),
+            "sys/devices/virtual/dmi/id/bios_version",
+            "4.11.amazon\n",
+        );
+        assert!(on_ec2(xen_hvm.path()));
+        let other = tempfile::tempdir().expect("a folder");
+        write(
+            other.path(),
+            "sys/devices/virtual/dmi/id/sys_vendor",
+            "QEMU\n",
+        );
+        write(
+            other.path(),
+            "sys/hypervisor/uuid",
+            "4c4c4544-0033-3010-8033-b4c04f4d4b32\n",
+        );
+        assert!(!on_ec2(other.path()));
+        assert!(!on_ec2(&other.path().join("nothing")));
+    }
+
+    /// `AWS_EC2_METADATA_DISABLED` turns the metadata client off as the
+    /// SDK reads it: `true` in any case; anything else leaves it on.
+    #[test]
+    fn the_metadata_service_is_off_only_when_the_variable_says_true() {
+        assert!(metadata_disabled(Some("true")));
+        assert!(metadata_disabled(Some("TRUE")));
+        assert!(!metadata_disabled(Some("false")));
+        assert!(!metadata_disabled(Some("1")));
+        assert!(!metadata_disabled(None));
+    }
 
     /// Plain HTTP off this host is what the start warns of; the emulator
     /// on loopback and HTTPS anywhere are only said.

@@ -1171,10 +1171,11 @@ fn validate_environment_without_credentials_is_not_buried_in_sdk_warnings() {
 }
 
 /// With credentials and no region anywhere (no `[agent] region`, no
-/// AWS_REGION, no profile, no instance metadata), `run` and `once` refuse
-/// to start (exit 78) naming the applications and where a region comes
-/// from: every call would fail as "Missing Region", a transient failure
-/// retried for ever.
+/// AWS_REGION, no profile, no instance metadata: `aws_env` sets
+/// AWS_EC2_METADATA_DISABLED, so even on an EC2 instance no answer can
+/// come), `run` and `once` refuse to start (exit 78) naming the
+/// applications and where a region comes from: every call would fail as
+/// "Missing Region", a transient failure retried for ever.
 #[test]
 fn run_and_once_without_a_region_refuse_to_start() {
     let dir = scratch("no-region");

@@ -34,12 +34,20 @@ pub const EX_CONFIG: u8 = 78;
 /// assembled from `loaded`: [`EX_CONFIG`] (after saying why on stderr)
 /// for a journal written by a newer agent, which this one must neither
 /// read nor replace, for applications that call AWS when the SDK's chain
-/// found no region, and for a plugin the configuration names that will
+/// found no region (unless this is an EC2 instance, whose metadata
+/// service may answer at the next start: exit 1 then), and for a plugin the configuration names that will
 /// not load or refuses its params (said as `validate` says it, with the
 /// file, line and field: [`plugin_problems`]); any other failure is
 /// returned as an error (exit status 1).
 async fn startup_failure(error: AgentError, loaded: &LoadedConfig) -> anyhow::Result<ExitCode> {
     match &error {
+        AgentError::NoRegion { .. } if crate::aws::region_may_come_later() => {
+            eprintln!(
+                "error: cannot start the agent: {error}; {}",
+                crate::aws::METADATA_REGION_HINT
+            );
+            return Ok(ExitCode::FAILURE);
+        }
         AgentError::State(StateError::Newer { .. }) | AgentError::NoRegion { .. } => {
             eprintln!("error: cannot start the agent: {error}");
             return Ok(ExitCode::from(EX_CONFIG));
