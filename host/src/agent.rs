@@ -62,8 +62,8 @@ use crate::metrics::cloudwatch::CloudWatchSource;
 use crate::metrics::flink::FlinkMetricSource;
 use crate::model::{Application, Decision, Evaluation, Signal};
 use crate::plugin::{
-    InterpreterInstance, PluginError, PluginHost, PluginIdentity, PluginMetadata, PluginSource,
-    PolicyInstance, Refresh, Reloading,
+    ConfigPlace, InterpreterInstance, PluginError, PluginHost, PluginIdentity, PluginMetadata,
+    PluginSource, PolicyInstance, Refresh, Reloading,
 };
 use crate::state::{Journal, StateError, StateStore};
 use crate::target::flink::FlinkTarget;
@@ -194,6 +194,7 @@ impl Parts {
         &self,
         app: &ApplicationConfig,
         paths: &PluginSources,
+        places: &[ConfigPlace],
     ) -> Result<Controller, AgentError> {
         let plugin_error = |interpreter: Option<usize>| {
             move |error| AgentError::Plugin {
@@ -219,6 +220,7 @@ impl Parts {
         let policy = policy
             .prefer(self.named_files(&app.policy.plugin, &paths.policy))
             .overriding(overridden(&app.policy.plugin, &paths.policy))
+            .placed(places.first().cloned())
             .in_background();
         let mut interpreters: Vec<Box<dyn Interpret>> = Vec::new();
         for (k, (config, path)) in app.interpreters.iter().zip(&paths.interpreters).enumerate() {
@@ -237,6 +239,7 @@ impl Parts {
             let instance = instance
                 .prefer(self.named_files(&config.plugin, path))
                 .overriding(overridden(&config.plugin, path))
+                .placed(places.get(1 + k).cloned())
                 .in_background();
             interpreters.push(Box::new(PluginInterpreter(instance)));
         }
@@ -713,7 +716,8 @@ impl Agent {
                 paused.push(app.name.clone());
                 continue;
             }
-            controllers.push(parts.journaled(parts.controller(app, paths)?, None)?);
+            let places = plugin_places(loaded, &app.name);
+            controllers.push(parts.journaled(parts.controller(app, paths, &places)?, None)?);
         }
         Ok(Self {
             controllers,
@@ -1026,9 +1030,10 @@ async fn apply(
         // keeps running as it was.
         let build = {
             let builder = parts.clone();
-            let (app, paths) = ((*app).clone(), (*paths).clone());
+            let (app, paths, loaded) = ((*app).clone(), (*paths).clone(), loaded.clone());
             let loading = tokio::task::spawn_blocking(move || {
-                crate::plugin::on_plugin_thread(|| builder.controller(&app, &paths))
+                let places = plugin_places(&loaded, &app.name);
+                crate::plugin::on_plugin_thread(|| builder.controller(&app, &paths, &places))
             });
             tokio::select! {
                 build = loading => build,
@@ -1214,6 +1219,43 @@ fn plugin_problem(loaded: &LoadedConfig, name: &str, error: &AgentError) -> Opti
         hint: None,
         assumes: None,
     })
+}
+
+/// Where application `name`'s plugins' fields are in `loaded`'s file:
+/// the policy's, then each interpreter's; none for an application the
+/// file does not have. It reads the file: call it off the async runtime.
+fn plugin_places(loaded: &LoadedConfig, name: &str) -> Vec<ConfigPlace> {
+    let Some((k, (app, _))) = loaded
+        .applications()
+        .enumerate()
+        .find(|(_, (app, _))| app.name == name)
+    else {
+        return Vec::new();
+    };
+    let at = FieldPath::root()
+        .key("application")
+        .index(loaded.file_index(k));
+    let slots: Vec<FieldPath> = std::iter::once(at.key("policy"))
+        .chain((0..app.interpreters.len()).map(|j| at.key("interpreter").index(j)))
+        .collect();
+    let problems: Vec<Problem> = slots
+        .iter()
+        .flat_map(|slot| ["plugin", "params"].map(|field| slot.key(field)))
+        .map(|path| Problem {
+            path,
+            message: String::new(),
+            hint: None,
+            assumes: None,
+        })
+        .collect();
+    let located = crate::config::load::locate(loaded, &problems);
+    located
+        .chunks(2)
+        .map(|pair| ConfigPlace {
+            plugin: pair[0].place(),
+            params: pair[1].place(),
+        })
+        .collect()
 }
 
 /// The ids the params of `plugin` (of `app`) name that `app` does not

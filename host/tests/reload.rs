@@ -204,9 +204,19 @@ fn a_replaced_plugin_decides_from_the_next_evaluation_and_a_broken_one_is_refuse
             .is_some_and(|p| p.starts_with("hold")),
         "{refused:?}"
     );
+    // Said at the field to change, as `validate` says it: the file is
+    // no component, so the `plugin` that names it.
+    let text = std::fs::read_to_string(&config).unwrap();
+    let line = 1 + text
+        .lines()
+        .position(|l| l.starts_with("plugin = \"policy\""))
+        .expect("the policy's plugin line");
+    let place = format!("agent.toml:{line}:10: application \"keep\".policy.plugin: ");
     assert!(
-        refused[0]["error"].as_str().is_some_and(|e| !e.is_empty()),
-        "{refused:?}"
+        refused[0]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains(&place) && e.len() > place.len() + 20),
+        "{place}\n{refused:?}"
     );
     let before = reasons(&agent.log(), "keep").len();
     wait_until(

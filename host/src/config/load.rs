@@ -67,6 +67,20 @@ pub struct ConfigError {
 }
 
 impl ConfigError {
+    /// Where the error is, without what: `file:line:column: field` (the
+    /// position and the field left out where unknown).
+    pub fn place(&self) -> String {
+        let mut place = self.file.display().to_string();
+        if let Some(Position { line, column }) = self.position {
+            place.push_str(&format!(":{line}:{column}"));
+        }
+        if !self.field.is_empty() {
+            place.push_str(": ");
+            place.push_str(&self.field);
+        }
+        place
+    }
+
     /// The error without where it is: `field: message (hint)`, or
     /// `message (hint)` without a field.
     pub fn what(&self) -> String {

@@ -210,6 +210,34 @@ pub struct Reloading<T> {
     roll_back: Option<String>,
     /// The stamp of a file that could not be read, said once.
     unreadable: Option<Stamp>,
+    /// Where the plugin's fields are in the configuration file, for a
+    /// refused file's error.
+    place: Option<ConfigPlace>,
+}
+
+/// Where a plugin's two fields are in the configuration file, as
+/// `validate` says where an error is (`agent.toml:12:10: application
+/// "orders".policy.params`): a new file refused for what the
+/// configuration gives it (params it refuses, or a `plugin` that names
+/// no component of the right world) is said at the field to change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigPlace {
+    /// Where `plugin` is (or the plugin's table).
+    pub plugin: String,
+    /// Where `params` is (or the plugin's table, without one).
+    pub params: String,
+}
+
+impl ConfigPlace {
+    /// The place of `field` (`"plugin"` or `"params"`, as
+    /// [`PluginError::config_field`] names it).
+    fn of(&self, field: &str) -> &str {
+        if field == "params" {
+            &self.params
+        } else {
+            &self.plugin
+        }
+    }
 }
 
 /// The instance a reload replaced, and what ran with it.
@@ -275,7 +303,15 @@ impl<T: Labelled + Send + 'static> Reloading<T> {
             answering: true,
             roll_back: None,
             unreadable: None,
+            place: None,
         }
+    }
+
+    /// Says a new file refused for what the configuration gives it at
+    /// `place` in the configuration file (see [`ConfigPlace`]).
+    pub fn placed(mut self, place: Option<ConfigPlace>) -> Self {
+        self.place = place;
+        self
     }
 
     /// Loads a new file on a thread of its own while the running instance
@@ -586,7 +622,10 @@ impl<T: Labelled + Send + 'static> Reloading<T> {
             Err(error) if error.is_configuration() => Refresh::Refused {
                 running: self.label.clone(),
                 sha256: hex(digest),
-                reason: error.to_string(),
+                reason: match &self.place {
+                    Some(place) => format!("{}: {error}", place.of(error.config_field())),
+                    None => error.to_string(),
+                },
             },
             Err(error) => {
                 // May pass: forgotten, so that the next refresh reads and
@@ -845,6 +884,13 @@ mod tests {
             path,
             application: "app".to_owned(),
         };
+        // A plugin that loads and refuses its params.
+        if text.starts_with("picky") {
+            return Err(PluginError::Configure {
+                plugin: Box::new(identity),
+                message: "missing required key \"alarm\"".to_owned(),
+            });
+        }
         Ok(Text(text, identity))
     }
 
@@ -901,6 +947,50 @@ mod tests {
             }
         );
         assert_eq!(plugin.get().unwrap().0, "three!");
+    }
+
+    /// A new file refused for what the configuration gives it is said at
+    /// the field to change, as `validate` says it: `params` for params it
+    /// refuses, `plugin` for a file that does not load; without a place
+    /// (a plugin not from a configuration file), as it is.
+    #[test]
+    fn a_refused_file_is_said_at_the_configuration_field_to_change() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.wasm");
+        std::fs::write(&path, "one").unwrap();
+        let mut plugin = text_plugin(&path).placed(Some(ConfigPlace {
+            plugin: "agent.toml:7:10: application \"orders\".policy.plugin".to_owned(),
+            params: "agent.toml:8:10: application \"orders\".policy.params".to_owned(),
+        }));
+        let reason = |plugin: &mut Reloading<Text>| match plugin.refresh() {
+            Refresh::Refused { reason, .. } => reason,
+            other => panic!("refused, not {other:?}"),
+        };
+        std::fs::write(&path, "picky two").unwrap();
+        let said = reason(&mut plugin);
+        assert!(
+            said.starts_with("agent.toml:8:10: application \"orders\".policy.params: plugin ")
+                && said.ends_with("missing required key \"alarm\""),
+            "{said}"
+        );
+        std::fs::write(&path, "bad three").unwrap();
+        let said = reason(&mut plugin);
+        assert!(
+            said.starts_with("agent.toml:7:10: application \"orders\".policy.plugin: ")
+                && said.ends_with("refused"),
+            "{said}"
+        );
+        let mut unplaced = text_plugin(&path_with(&dir, "q.wasm", "one"));
+        std::fs::write(dir.path().join("q.wasm"), "picky two").unwrap();
+        let said = reason(&mut unplaced);
+        assert!(said.starts_with("plugin "), "{said}");
+    }
+
+    /// `dir`'s file `name`, written with `text`.
+    fn path_with(dir: &tempfile::TempDir, name: &str, text: &str) -> PathBuf {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path
     }
 
     /// A failed call of class `class`.
