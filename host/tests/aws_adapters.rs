@@ -275,6 +275,88 @@ fn cbor_reply(status: u16, body: Vec<u8>, query_error: Option<String>) -> Reply 
 }
 
 /// The `MetricDataQueries` of a recorded GetMetricData request.
+/// A 10 s query batched with 1080 s ones over 3 hours: the call's start,
+/// aligned to 1080 s, would be past the 3 hours CloudWatch keeps 10 s
+/// data for (no datapoint at all), so the 10 s query is asked in a call of
+/// its own from within them; every answer still comes back in its
+/// query's place.
+#[tokio::test]
+async fn a_sub_minute_query_gets_a_call_within_three_hours_and_its_place() {
+    let stub = Stub::start(|request| {
+        let results: Vec<PageResult> = data_queries(request)
+            .iter()
+            .map(|q| PageResult {
+                id: q["Id"].as_str().unwrap_or_default().to_owned(),
+                points: vec![(
+                    T0,
+                    q["MetricStat"]["Metric"]["MetricName"]
+                        .as_str()
+                        .and_then(|n| n.trim_start_matches('m').parse().ok())
+                        .unwrap_or(f64::NAN),
+                )],
+                status: "Complete",
+            })
+            .collect();
+        get_metric_data_reply(&results, None)
+    })
+    .await;
+    let source = CloudWatchSource::new(&sdk_config(&stub.url).await);
+    let period = |mut q: MetricQuery, secs| {
+        q.period_secs = secs;
+        q
+    };
+    let queries = vec![
+        period(metric("cpu", "m0", "Maximum"), 1080),
+        period(metric("lag", "m1", "Maximum"), 10),
+        period(metric("in", "m2", "Sum"), 1080),
+    ];
+    let end = T0 + 30_000;
+    let series = source
+        .fetch(&queries, end - 3 * 60 * MINUTE, end)
+        .await
+        .expect("fetch");
+
+    let requests = stub.requests();
+    let calls: Vec<(Vec<String>, f64)> = requests
+        .iter()
+        .map(|r| {
+            let names = data_queries(r)
+                .iter()
+                .map(|q| {
+                    q["MetricStat"]["Metric"]["MetricName"]
+                        .as_str()
+                        .unwrap_or("")
+                        .to_owned()
+                })
+                .collect();
+            let start = decode_cbor(&r.body)["StartTime"].as_f64().expect("a start");
+            (names, start * 1000.0)
+        })
+        .collect();
+    assert_eq!(calls.len(), 2, "{calls:?}");
+    let oldest = (end - 3 * 60 * MINUTE) as f64;
+    let (short, short_start) = &calls[0];
+    assert_eq!(short, &["m1"], "{calls:?}");
+    assert!(*short_start >= oldest, "{calls:?}");
+    let (long, long_start) = &calls[1];
+    assert_eq!(long, &["m0", "m2"], "{calls:?}");
+    assert!(
+        *long_start < oldest && *long_start % 1_080_000.0 == 0.0,
+        "{calls:?}"
+    );
+    assert_eq!(series.len(), 3);
+    for (i, s) in series.iter().enumerate() {
+        assert_eq!(s.query, queries[i]);
+        assert_eq!(
+            s.points,
+            [Datapoint {
+                timestamp_ms: T0,
+                value: i as f64
+            }]
+        );
+    }
+}
+
 fn data_queries(request: &Recorded) -> Vec<Value> {
     decode_cbor(&request.body)["MetricDataQueries"]
         .as_array()

@@ -191,24 +191,113 @@ impl MetricSource for CloudWatchSource {
         // Sequential on purpose: GetMetricData has a per-account call rate,
         // and one agent's tick is not worth spending it in a burst.
         for chunk in alignable_runs(queries).into_iter().flat_map(chunks) {
-            let start_ms = aligned_start(chunk, start_ms);
-            let mut joined: Vec<Series> = Vec::new();
-            for (from_ms, to_ms) in unpaged_spans(chunk, start_ms, end_ms) {
-                let part = self.fetch_call(chunk, from_ms, to_ms).await?;
-                if joined.is_empty() {
-                    joined = part;
-                    continue;
-                }
-                for (whole, part) in joined.iter_mut().zip(part) {
-                    let after = whole.points.last().map_or(i64::MIN, |p| p.timestamp_ms);
-                    whole
-                        .points
-                        .extend(part.points.into_iter().filter(|p| p.timestamp_ms > after));
+            let calls = retained_calls(chunk, start_ms, end_ms);
+            if let [(_, start_ms)] = calls.as_slice() {
+                series.extend(self.fetch_spans(chunk, *start_ms, end_ms).await?);
+                continue;
+            }
+            // Split: each answer goes back to its query's place.
+            let mut placed: Vec<Option<Series>> = chunk.iter().map(|_| None).collect();
+            for (indices, start_ms) in calls {
+                let part: Vec<MetricQuery> = indices.iter().map(|&i| chunk[i].clone()).collect();
+                let answers = self.fetch_spans(&part, start_ms, end_ms).await?;
+                for (i, answer) in indices.into_iter().zip(answers) {
+                    placed[i] = Some(answer);
                 }
             }
-            series.extend(joined);
+            series.extend(placed.into_iter().flatten());
         }
         Ok(series)
+    }
+}
+
+impl CloudWatchSource {
+    /// One call's series over `[start_ms, end_ms)` (`start_ms` aligned),
+    /// made in the spans [`unpaged_spans`] gives and joined.
+    async fn fetch_spans(
+        &self,
+        queries: &[MetricQuery],
+        start_ms: i64,
+        end_ms: i64,
+    ) -> Result<Vec<Series>, MetricsError> {
+        let mut joined: Vec<Series> = Vec::new();
+        for (from_ms, to_ms) in unpaged_spans(queries, start_ms, end_ms) {
+            let part = self.fetch_call(queries, from_ms, to_ms).await?;
+            if joined.is_empty() {
+                joined = part;
+                continue;
+            }
+            for (whole, part) in joined.iter_mut().zip(part) {
+                let after = whole.points.last().map_or(i64::MIN, |p| p.timestamp_ms);
+                whole
+                    .points
+                    .extend(part.points.into_iter().filter(|p| p.timestamp_ms > after));
+            }
+        }
+        Ok(joined)
+    }
+}
+
+/// The calls one chunk of `queries` is fetched in over `[start_ms,
+/// end_ms)`: the positions of their queries in the chunk and each call's
+/// start. One call from the chunk's aligned start ([`aligned_start`]),
+/// unless that start is further back than CloudWatch keeps some query's
+/// periods ([`retention_ms`]: it answers such a query with no datapoint
+/// at all): the queries of each such retention then go in a call of their
+/// own, from the oldest start within it that their own periods align to.
+/// The alignment to a longer period of the same call (a day's at most), or
+/// the window of another application batched with them, would otherwise
+/// push a window that `validate` let through (a 10 s metric read over 3
+/// hours) or a history read that stays within 15 days (60 s periods read
+/// with 7200 s ones) past what CloudWatch keeps.
+fn retained_calls(queries: &[MetricQuery], start_ms: i64, end_ms: i64) -> Vec<(Vec<usize>, i64)> {
+    let aligned = aligned_start(queries, start_ms);
+    let kept = |q: &MetricQuery| periods_ms(q).map(retention_ms).min().unwrap_or(i64::MAX);
+    let lost = |q: &MetricQuery| aligned < end_ms.saturating_sub(kept(q));
+    if !queries.iter().any(lost) {
+        return vec![((0..queries.len()).collect(), aligned)];
+    }
+    let mut retentions: Vec<i64> = queries.iter().filter(|q| lost(q)).map(kept).collect();
+    retentions.sort_unstable();
+    retentions.dedup();
+    let of = |indices: &[usize]| -> Vec<MetricQuery> {
+        indices.iter().map(|&i| queries[i].clone()).collect()
+    };
+    let mut calls = Vec::new();
+    for retention in retentions {
+        let indices: Vec<usize> = (0..queries.len())
+            .filter(|&i| lost(&queries[i]) && kept(&queries[i]) == retention)
+            .collect();
+        let part = of(&indices);
+        let oldest_ms = end_ms.saturating_sub(retention);
+        let mut start = aligned_start(&part, start_ms.max(oldest_ms));
+        if start < oldest_ms {
+            start = start.saturating_add(alignment_step(&part));
+        }
+        calls.push((indices, start));
+    }
+    let rest: Vec<usize> = (0..queries.len()).filter(|&i| !lost(&queries[i])).collect();
+    if !rest.is_empty() {
+        let start = aligned_start(&of(&rest), start_ms);
+        calls.push((rest, start));
+    }
+    calls
+}
+
+/// How far back CloudWatch answers a query at a period of `period_ms`
+/// (GetMetricData's `Period`): 3 hours for a sub-minute period, 15 days
+/// for a whole number of minutes, 63 days for one of 5 minutes, 455 days
+/// for one of hours. A query whose start is older gets no datapoint.
+fn retention_ms(period_ms: i64) -> i64 {
+    const DAY_MS: i64 = 86_400_000;
+    if period_ms < 60_000 {
+        3 * 3_600_000
+    } else if period_ms % 300_000 != 0 {
+        15 * DAY_MS
+    } else if period_ms % 3_600_000 != 0 {
+        63 * DAY_MS
+    } else {
+        455 * DAY_MS
     }
 }
 
@@ -586,6 +675,58 @@ mod tests {
             period_secs,
             expression: None,
         }
+    }
+
+    /// An audit's case: a 10 s metric read with a 1080 s one over 3
+    /// hours exactly (`validate` lets it through) would be asked from the
+    /// 1080 s alignment, up to 1070 s past the 3 hours CloudWatch keeps
+    /// 10 s data for, and get no datapoint at all. The 10 s query goes in
+    /// a call of its own, from the first 10 s boundary within the 3 hours,
+    /// its answer in its place; the 1080 s one keeps its aligned start. A
+    /// chunk whose start is within the 3 hours, or without a sub-minute
+    /// period, is one call.
+    #[test]
+    fn a_query_is_never_asked_for_past_what_cloudwatch_keeps_of_its_period() {
+        let queries = [cpu_query("cpu", 1080), cpu_query("lag", 10)];
+        let end_ms: i64 = 1_700_000_000_000 + 500;
+        let start_ms = end_ms - 10_800_000;
+        let calls = retained_calls(&queries, start_ms, end_ms);
+        assert_eq!(calls.len(), 2, "{calls:?}");
+        let (short, short_start) = &calls[0];
+        assert_eq!(short, &vec![1]);
+        assert!(*short_start >= end_ms - 10_800_000, "{calls:?}");
+        assert!(*short_start < end_ms - 10_800_000 + 10_000, "{calls:?}");
+        assert_eq!(short_start % 10_000, 0);
+        let (long, long_start) = &calls[1];
+        assert_eq!(long, &vec![0]);
+        assert_eq!(*long_start, aligned_start(&queries[..1], start_ms));
+        assert!(
+            *long_start < end_ms - 10_800_000,
+            "the case needs the split"
+        );
+
+        // A history read of 15 days at 60 s with a 7200 s metric: the
+        // 7200 s alignment would take the start past the 15 days CloudWatch
+        // keeps minutes for.
+        let history = [cpu_query("cpu", 60), cpu_query("slow", 7200)];
+        let back = end_ms - 15 * 86_400_000 + 1_800_000;
+        let calls = retained_calls(&history, back, end_ms);
+        assert_eq!(calls.len(), 2, "{calls:?}");
+        assert_eq!(calls[0].0, vec![0]);
+        assert!(calls[0].1 >= end_ms - 15 * 86_400_000 && calls[0].1 % 60_000 == 0);
+        assert_eq!(calls[1], (vec![1], aligned_start(&history[1..], back)));
+        assert_eq!(retention_ms(10_000), 10_800_000);
+        assert_eq!(retention_ms(120_000), 15 * 86_400_000);
+        assert_eq!(retention_ms(600_000), 63 * 86_400_000);
+        assert_eq!(retention_ms(7_200_000), 455 * 86_400_000);
+
+        let recent = retained_calls(&queries, end_ms - 3_600_000, end_ms);
+        assert_eq!(
+            recent,
+            vec![(vec![0, 1], aligned_start(&queries, end_ms - 3_600_000))]
+        );
+        let minutes = [cpu_query("cpu", 1080), cpu_query("in", 60)];
+        assert_eq!(retained_calls(&minutes, start_ms, end_ms).len(), 1);
     }
 
     /// A call with metric math over more than 100,800 datapoints (its
