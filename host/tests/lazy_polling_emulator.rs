@@ -106,10 +106,13 @@ fn the_agent_polls_cloudwatch_lazily_and_still_scales_out() {
             lazy.log_tail(40)
         )
     };
-    // Steady load. The first 30 s fill the 5-of-5 windows (the alarms
-    // start in INSUFFICIENT_DATA, which is never skipped, and a window
-    // with empty periods may alarm sooner); the next 60 s are counted.
-    std::thread::sleep(Duration::from_secs(30));
+    // Steady load. The first 80 s fill the alarms' ranges, 7 periods of
+    // 10 s (the alarms start in INSUFFICIENT_DATA, which is never skipped,
+    // and an empty period, a datapoint that may still come, may make 5 of
+    // 5 sooner); the next 60 s are counted. In steady state the newest
+    // datapoint may still change (another publisher's sample), so the
+    // lazy agent polls every 4 periods, 40 s.
+    std::thread::sleep(Duration::from_secs(80));
     let last = |emu: &Emulator| {
         emu.calls()
             .last()
@@ -142,10 +145,11 @@ fn the_agent_polls_cloudwatch_lazily_and_still_scales_out() {
     );
     eprintln!("GetMetricData in 60 s of steady load: eager {eager_polls}, lazy {lazy_polls}");
     // Tripled load: 2 KPU cannot keep up (CPU 100 %); five breaching
-    // periods later the scale-out alarm fires and the lazy agent scales.
+    // periods later the scale-out alarm fires and the lazy agent scales
+    // (about 65 s after the load rose, measured).
     lazy_emu.set_load(APP, 3.0);
     wait_until(
-        Duration::from_secs(90),
+        Duration::from_secs(120),
         "the lazy agent scales out",
         || !calls_of(&lazy_emu.calls(), "UpdateApplication", None).is_empty(),
         diag,

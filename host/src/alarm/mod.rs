@@ -284,21 +284,34 @@ pub fn periods_until_possible_change(
         .unwrap_or(len.max(1))
 }
 
-/// How many of the newest datapoints of a metric with periods of
-/// `period_secs` may not be final when first fetched: 1 for a period
-/// longer than a minute, 0 otherwise.
+/// How many of the newest datapoints of a range of a metric with periods
+/// of `period_secs` may not be final when fetched, when none of a
+/// period's samples is published sooner than `min_delay_secs` after the
+/// period ends (a promise; 0 without one): every period that ended less
+/// than that delay and a minute (or one period, if shorter) before the
+/// evaluation, which may run at the very start of its period. For 60 s
+/// periods: the newest, or the two newest with a 60 s promise; for 300 s
+/// periods: the newest; for 10 s periods: the newest, or seven with a
+/// 60 s promise.
 ///
-/// CloudWatch answers a period with what was published for it so far.
-/// The AWS services' metrics the agent reads (Managed Service for Apache
-/// Flink, Kinesis, MSK) are published once a minute, so a period of 60 s
-/// or less holds one sample and is whole once it is there; a longer one
-/// (300 s) fetched soon after it ended may miss its last minute's sample,
-/// published a minute or so late, which the next fetch adds (a sample
-/// comes within a period of its time, so only the newest datapoint is
-/// open). The skip rule counts that one as unknown, as a poll every
-/// interval would have seen it change.
-pub fn provisional_periods(period_secs: u32) -> usize {
-    usize::from(period_secs > 60)
+/// CloudWatch answers a period with what was published for it so far,
+/// and a period's datapoint is rarely one sample: Managed Service for
+/// Apache Flink publishes `containerCPUUtilization` twice a minute for
+/// each TaskManager and `cpuUtilization` once a reporting interval for
+/// each, Kinesis and MSK per shard and per broker, each publisher on its
+/// own. The first value fetched for a period, 60 s included, may lack
+/// samples that the next fetch adds (a `Maximum` that rises, an `Average`
+/// that moves either way). The rule assumes that a period's samples are
+/// all published within a minute of the first moment one may be (the
+/// period's end, or the promise's delay after it), or within one period
+/// for a period shorter than a minute (a high-resolution metric is one
+/// of the user's own: AWS publishes its metrics at a minute or more), and
+/// counts the datapoints that may still lack some as unknown, as a poll
+/// every interval would have seen them change.
+pub fn provisional_periods(period_secs: u32, min_delay_secs: u32) -> usize {
+    let period = period_secs.max(1);
+    let open_secs = min_delay_secs.saturating_add(period.min(60));
+    open_secs.div_ceil(period).max(1) as usize
 }
 
 /// How many of the newest periods of an evaluation range no evaluation can
@@ -637,8 +650,9 @@ impl AlarmTracker {
             let period_ms = i64::from(s.query.period_secs.max(1)) * 1000;
             let range =
                 range_from_series(&s.points, s.query.period_secs, rule.range_periods(), now_ms);
-            let invisible = invisible_periods(min_delay_secs(metric), s.query.period_secs);
-            let provisional = provisional_periods(s.query.period_secs);
+            let promised = min_delay_secs(metric);
+            let invisible = invisible_periods(promised, s.query.period_secs);
+            let provisional = provisional_periods(s.query.period_secs, promised);
             let shift =
                 periods_until_possible_change(&range, rule, alarm.state, invisible, provisional);
             let boundary = now_ms.div_euclid(period_ms);

@@ -739,7 +739,15 @@ fn steady(range: &[Option<f64>]) -> bool {
 #[test]
 fn no_datapoints_to_come_change_a_state_before_the_skip_ends() {
     let (mut cases, mut skipped, mut exact) = (0, 0, 0);
-    for (invisible, provisional) in (0..=2usize).flat_map(|i| [(i, 0), (i, 1)]) {
+    // Provisional: none (the old rule, still exact on steady ranges), the
+    // newest slot, and the newest visible slot or two behind the hidden
+    // ones, as `provisional_periods` gives for 60 s and 30 s periods.
+    let settings = (0..=2usize).flat_map(|i| {
+        let mut p = vec![0, 1, i + 1, i + 2];
+        p.dedup();
+        p.into_iter().map(move |p| (i, p))
+    });
+    for (invisible, provisional) in settings {
         for n in 1..=3u32 {
             for m in 1..=n {
                 for treat in COLUMNS {
@@ -874,18 +882,26 @@ fn the_reference_designs_alarms_skip_by_hand() {
     );
 }
 
-/// A period longer than a minute may be fetched before its last sample
-/// is published, and a later fetch revises it: its newest datapoint is
-/// not final. A 1 of 1 alarm on a 300 s metric, clean now, would skip to
+/// A period may be fetched before its last sample is published (a
+/// TaskManager's sample of a 60 s period, a 300 s period's last minute),
+/// and a later fetch revises it: the newest visible datapoint is not
+/// final. A 1 of 1 alarm on a 300 s metric, clean now, would skip to
 /// the next period, where that datapoint is no longer the newest, and an
 /// ALARM from its final value would be lost; counted as provisional, the
 /// newest keeps every interval evaluated. Older datapoints stay final: 2
 /// of 2 with the older one clean waits a period.
 #[test]
-fn the_newest_datapoint_of_a_long_period_is_not_final() {
-    assert_eq!(provisional_periods(60), 0);
-    assert_eq!(provisional_periods(10), 0);
-    assert_eq!(provisional_periods(300), 1);
+fn the_newest_visible_datapoint_is_not_final() {
+    // The periods that ended less than the promise and a minute ago.
+    assert_eq!(provisional_periods(60, 0), 1);
+    assert_eq!(provisional_periods(60, 60), 2);
+    assert_eq!(provisional_periods(60, 30), 2);
+    assert_eq!(provisional_periods(10, 0), 1);
+    assert_eq!(provisional_periods(10, 60), 7);
+    assert_eq!(provisional_periods(30, 30), 2);
+    assert_eq!(provisional_periods(300, 0), 1);
+    assert_eq!(provisional_periods(300, 60), 1);
+    assert_eq!(provisional_periods(300, 300), 2);
     let one_of_one = AlarmRule {
         comparison: Comparison::GreaterThanThreshold,
         threshold: 80.0,
@@ -919,6 +935,49 @@ fn the_newest_datapoint_of_a_long_period_is_not_final() {
     assert_eq!(
         first_change_by_enumeration(&clean, &two_of_two, AlarmState::Ok, 0, 1),
         Some(1)
+    );
+}
+
+/// MSF's CPU metric comes from every TaskManager: the first `Maximum`
+/// fetched for a 60 s period may lack a TaskManager's sample and rise at
+/// the next fetch. The reference design's scale-out alarm (5 of 5 above
+/// 80) with three breaching periods and a newest one fetched at 75, whose
+/// final value is 90: a poll every interval sees ALARM at the next
+/// evaluation (90 x 5 once a new breaching period comes), so the skip
+/// rule must not skip it. Taken as final, the newest slot made it skip
+/// one evaluation (2 periods), which an audit found; with its 60 s
+/// promise the two newest are open.
+#[test]
+fn a_partly_published_minute_is_not_skipped_over() {
+    let rule = AlarmRule {
+        comparison: Comparison::GreaterThanThreshold,
+        threshold: 80.0,
+        evaluation_periods: 5,
+        datapoints_to_alarm: 5,
+        treat_missing: TreatMissingData::Missing,
+    };
+    let range = [50.0, 50.0, 50.0, 90.0, 90.0, 90.0, 75.0].map(Some);
+    assert_eq!(
+        evaluate_range(&range, &rule, AlarmState::Ok),
+        AlarmState::Ok
+    );
+    let open = provisional_periods(60, 0);
+    assert_eq!(
+        periods_until_possible_change(&range, &rule, AlarmState::Ok, 0, open),
+        1
+    );
+    assert_eq!(
+        periods_until_possible_change(&range, &rule, AlarmState::Ok, 0, 0),
+        2,
+        "the newest taken as final skips the evaluation that sees 90"
+    );
+    let mut revised = range;
+    revised[6] = Some(90.0);
+    let mut next = revised[1..].to_vec();
+    next.push(Some(95.0));
+    assert_eq!(
+        evaluate_range(&next, &rule, AlarmState::Ok),
+        AlarmState::Alarm
     );
 }
 

@@ -1195,9 +1195,12 @@ impl Controller {
                 .await?
                 .map_err(EvaluateError::Metrics)?
         };
-        // After the fetch: a datapoint published while it ran was seen no
-        // sooner than now.
-        self.check_publication_delays(&metrics, self.clock.now_ms());
+        // As of the evaluation's start, the time the skip rule reckons
+        // which periods no evaluation can see: a datapoint published while
+        // the fetch ran, in a period the rule counts as not visible yet,
+        // would make the rule skip an evaluation that sees such ones (one
+        // whose phase falls within a fetch's time of the promise's end).
+        self.check_publication_delays(&metrics, now_ms);
         let metrics = whole_periods(metrics, now_ms);
         let app = Application {
             name: name.clone(),
@@ -1363,9 +1366,9 @@ impl Controller {
     }
 
     /// Checks every fetched datapoint against its metric's promised
-    /// publication delay: one seen at `seen_ms` sooner than the promise
-    /// allows (its period's end plus the delay; a period still in progress
-    /// too) breaks it. The first broken promise is reported as a
+    /// publication delay: one fetched by the evaluation begun at `seen_ms`
+    /// sooner than the promise allows (its period's end plus the delay; a
+    /// period still in progress too) breaks it. The first broken promise is reported as a
     /// `publication_delay` failure, and from then on the skip rule makes no
     /// use of any promise of this application: it polls as if none had
     /// been made. Nothing else changes: the alarms judge what was fetched.
@@ -1391,7 +1394,7 @@ impl Controller {
                 self.fail(
                     Failure::PublicationDelay,
                     format!(
-                        "metric {:?}: the datapoint of the period starting at {} ms was seen {:.1} s after the period ended, but min_publication_delay_secs promises {} s; polling without the promise from now on",
+                        "metric {:?}: the datapoint of the period starting at {} ms was seen by the evaluation begun {:.1} s after the period ended, but min_publication_delay_secs promises {} s; polling without the promise from now on",
                         series.query.id,
                         point.timestamp_ms,
                         after_end_ms as f64 / 1000.0,
