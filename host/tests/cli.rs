@@ -180,6 +180,45 @@ fn a_sub_minute_period_on_an_aws_metric_is_warned_about() {
     assert_eq!((code, stderr.as_str()), (0, ""), "{stdout}");
 }
 
+/// A publication promise on an AWS metric read at a period longer than a
+/// minute cannot hold (each minute's samples come about a minute after
+/// it, within the period): `validate` warns at the promise and exits 0;
+/// the same promise at 60 s is quiet.
+#[test]
+fn a_publication_promise_on_a_long_aws_period_is_warned_about() {
+    let dir = scratch("promise-period");
+    let (code, example, stderr) = flinkscale_in(&dir, &["example", "msf-cpu"]);
+    assert_eq!(code, 0, "{stderr}");
+    let minute = example.replacen(
+        "period_secs = 60\n",
+        "period_secs = 60\nmin_publication_delay_secs = 60\n",
+        1,
+    );
+    assert_ne!(minute, example, "the example has a 60 s metric");
+    std::fs::write(dir.join("minute.toml"), &minute).expect("written");
+    let (code, stdout, stderr) = flinkscale_in(&dir, &["validate", "minute.toml"]);
+    assert_eq!((code, stderr.as_str()), (0, ""), "{stdout}");
+    std::fs::write(
+        dir.join("five.toml"),
+        minute.replacen("period_secs = 60\n", "period_secs = 300\n", 1),
+    )
+    .expect("written");
+    let (code, stdout, stderr) = flinkscale_in(&dir, &["validate", "five.toml"]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let line = 1 + minute
+        .lines()
+        .position(|l| l.starts_with("min_publication_delay_secs"))
+        .expect("the promise's line");
+    assert!(
+        stderr.starts_with(&format!(
+            "warning: five.toml:{line}:30: application \"clickstream-enricher\".metric \"cpu\".\
+             min_publication_delay_secs: a promise of 60 s on a 300 s period of \
+             AWS/KinesisAnalytics, which AWS publishes every minute: "
+        )) && stderr.contains("(leave min_publication_delay_secs out here"),
+        "{stderr}"
+    );
+}
+
 #[test]
 fn a_broken_file_gets_every_error_located_and_exit_1() {
     let dir = tempfile::tempdir().unwrap();

@@ -934,6 +934,36 @@ pub fn period_warnings<'a>(
                     ),
                 );
             }
+            // Each minute's samples come about a minute after it, so a
+            // longer period shows in part before it ends.
+            if let Some(delay) = metric.min_publication_delay_secs
+                && metric.source == MetricSourceKind::Cloudwatch
+                && namespace.starts_with("AWS/")
+                && metric.period_secs > 60
+            {
+                let at = FieldPath::root()
+                    .key("application")
+                    .index(index)
+                    .key("metric")
+                    .index(i)
+                    .key("min_publication_delay_secs");
+                warnings.push(
+                    Problem::new(
+                        at,
+                        format!(
+                            "a promise of {delay} s on a {} s period of {namespace}, which AWS \
+                             publishes every minute: a longer period's datapoint shows, in part, \
+                             before the period ends, so the first fetch breaks the promise (a \
+                             publication_delay failure) and lazy polling goes on without it",
+                            metric.period_secs
+                        ),
+                    )
+                    .hint(
+                        "leave min_publication_delay_secs out here, or read the metric at \
+                         period_secs = 60",
+                    ),
+                );
+            }
         }
     }
     warnings
