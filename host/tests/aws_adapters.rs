@@ -310,7 +310,11 @@ async fn a_sub_minute_query_gets_a_call_within_three_hours_and_its_place() {
         period(metric("lag", "m1", "Maximum"), 10),
         period(metric("in", "m2", "Sum"), 1080),
     ];
-    let end = T0 + 30_000;
+    // CloudWatch counts the 3 hours back from its now: the span ends now.
+    let end = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .expect("a clock after 1970");
     let series = source
         .fetch(&queries, end - 3 * 60 * MINUTE, end)
         .await
@@ -334,7 +338,8 @@ async fn a_sub_minute_query_gets_a_call_within_three_hours_and_its_place() {
         })
         .collect();
     assert_eq!(calls.len(), 2, "{calls:?}");
-    let oldest = (end - 3 * 60 * MINUTE) as f64;
+    // Within the 3 hours by a minute, for the call to reach CloudWatch.
+    let oldest = (end - 3 * 60 * MINUTE + MINUTE) as f64;
     let (short, short_start) = &calls[0];
     assert_eq!(short, &["m1"], "{calls:?}");
     assert!(*short_start >= oldest, "{calls:?}");

@@ -190,8 +190,14 @@ impl MetricSource for CloudWatchSource {
         let mut series = Vec::with_capacity(queries.len());
         // Sequential on purpose: GetMetricData has a per-account call rate,
         // and one agent's tick is not worth spending it in a burst.
+        // CloudWatch measures what it keeps back from its own now, not from
+        // the end asked for (a history read ends a window before now).
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(end_ms, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+            .max(end_ms);
         for chunk in alignable_runs(queries).into_iter().flat_map(chunks) {
-            let calls = retained_calls(chunk, start_ms, end_ms);
+            let calls = retained_calls(chunk, start_ms, end_ms, now_ms);
             if let [(_, start_ms)] = calls.as_slice() {
                 series.extend(self.fetch_spans(chunk, *start_ms, end_ms).await?);
                 continue;
@@ -239,21 +245,30 @@ impl CloudWatchSource {
 }
 
 /// The calls one chunk of `queries` is fetched in over `[start_ms,
-/// end_ms)`: the positions of their queries in the chunk and each call's
-/// start. One call from the chunk's aligned start ([`aligned_start`]),
-/// unless that start is further back than CloudWatch keeps some query's
-/// periods ([`retention_ms`]: it answers such a query with no datapoint
+/// end_ms)` at `now_ms`: the positions of their queries in the chunk and
+/// each call's start. One call from the chunk's aligned start
+/// ([`aligned_start`]), unless that start is further back from now than
+/// CloudWatch keeps some query's periods, less a minute for the call to
+/// reach it ([`retention_ms`]: it answers such a query with no datapoint
 /// at all): the queries of each such retention then go in a call of their
-/// own, from the oldest start within it that their own periods align to.
+/// own, from the oldest start within it that their own periods align to
+/// (none where that is past `end_ms`: nothing of the span is kept).
 /// The alignment to a longer period of the same call (a day's at most), or
 /// the window of another application batched with them, would otherwise
 /// push a window that `validate` let through (a 10 s metric read over 3
 /// hours) or a history read that stays within 15 days (60 s periods read
 /// with 7200 s ones) past what CloudWatch keeps.
-fn retained_calls(queries: &[MetricQuery], start_ms: i64, end_ms: i64) -> Vec<(Vec<usize>, i64)> {
+fn retained_calls(
+    queries: &[MetricQuery],
+    start_ms: i64,
+    end_ms: i64,
+    now_ms: i64,
+) -> Vec<(Vec<usize>, i64)> {
+    const MARGIN_MS: i64 = 60_000;
     let aligned = aligned_start(queries, start_ms);
     let kept = |q: &MetricQuery| periods_ms(q).map(retention_ms).min().unwrap_or(i64::MAX);
-    let lost = |q: &MetricQuery| aligned < end_ms.saturating_sub(kept(q));
+    let oldest = |q: &MetricQuery| now_ms.saturating_sub(kept(q)).saturating_add(MARGIN_MS);
+    let lost = |q: &MetricQuery| aligned < oldest(q) && oldest(q) < end_ms;
     if !queries.iter().any(lost) {
         return vec![((0..queries.len()).collect(), aligned)];
     }
@@ -269,7 +284,7 @@ fn retained_calls(queries: &[MetricQuery], start_ms: i64, end_ms: i64) -> Vec<(V
             .filter(|&i| lost(&queries[i]) && kept(&queries[i]) == retention)
             .collect();
         let part = of(&indices);
-        let oldest_ms = end_ms.saturating_sub(retention);
+        let oldest_ms = now_ms.saturating_sub(retention).saturating_add(MARGIN_MS);
         let mut start = aligned_start(&part, start_ms.max(oldest_ms));
         if start < oldest_ms {
             start = start.saturating_add(alignment_step(&part));
@@ -690,12 +705,14 @@ mod tests {
         let queries = [cpu_query("cpu", 1080), cpu_query("lag", 10)];
         let end_ms: i64 = 1_700_000_000_000 + 500;
         let start_ms = end_ms - 10_800_000;
-        let calls = retained_calls(&queries, start_ms, end_ms);
+        let calls = retained_calls(&queries, start_ms, end_ms, end_ms);
         assert_eq!(calls.len(), 2, "{calls:?}");
         let (short, short_start) = &calls[0];
         assert_eq!(short, &vec![1]);
-        assert!(*short_start >= end_ms - 10_800_000, "{calls:?}");
-        assert!(*short_start < end_ms - 10_800_000 + 10_000, "{calls:?}");
+        // A minute's margin for the call to reach CloudWatch.
+        let oldest = end_ms - 10_800_000 + 60_000;
+        assert!(*short_start >= oldest, "{calls:?}");
+        assert!(*short_start < oldest + 10_000, "{calls:?}");
         assert_eq!(short_start % 10_000, 0);
         let (long, long_start) = &calls[1];
         assert_eq!(long, &vec![0]);
@@ -709,24 +726,36 @@ mod tests {
         // 7200 s alignment would take the start past the 15 days CloudWatch
         // keeps minutes for.
         let history = [cpu_query("cpu", 60), cpu_query("slow", 7200)];
-        let back = end_ms - 15 * 86_400_000 + 1_800_000;
-        let calls = retained_calls(&history, back, end_ms);
+        // It ends where the usual window begins, 20 hours (ten periods of
+        // the longest) before now: CloudWatch counts the 15 days from now.
+        let now_ms = end_ms;
+        let window_start = now_ms - 20 * 3_600_000;
+        let back = now_ms - 15 * 86_400_000 + 1_800_000;
+        let calls = retained_calls(&history, back, window_start, now_ms);
         assert_eq!(calls.len(), 2, "{calls:?}");
         assert_eq!(calls[0].0, vec![0]);
-        assert!(calls[0].1 >= end_ms - 15 * 86_400_000 && calls[0].1 % 60_000 == 0);
+        assert!(calls[0].1 >= now_ms - 15 * 86_400_000 && calls[0].1 % 60_000 == 0);
         assert_eq!(calls[1], (vec![1], aligned_start(&history[1..], back)));
+        // Measured from the end instead, nothing would have been split.
+        assert_eq!(
+            retained_calls(&history, back, window_start, window_start).len(),
+            1
+        );
+        // A span CloudWatch keeps nothing of is asked for as it is.
+        let gone = retained_calls(&queries, start_ms - 86_400_000, end_ms - 86_400_000, end_ms);
+        assert_eq!(gone.len(), 1, "{gone:?}");
         assert_eq!(retention_ms(10_000), 10_800_000);
         assert_eq!(retention_ms(120_000), 15 * 86_400_000);
         assert_eq!(retention_ms(600_000), 63 * 86_400_000);
         assert_eq!(retention_ms(7_200_000), 455 * 86_400_000);
 
-        let recent = retained_calls(&queries, end_ms - 3_600_000, end_ms);
+        let recent = retained_calls(&queries, end_ms - 3_600_000, end_ms, end_ms);
         assert_eq!(
             recent,
             vec![(vec![0, 1], aligned_start(&queries, end_ms - 3_600_000))]
         );
         let minutes = [cpu_query("cpu", 1080), cpu_query("in", 60)];
-        assert_eq!(retained_calls(&minutes, start_ms, end_ms).len(), 1);
+        assert_eq!(retained_calls(&minutes, start_ms, end_ms, end_ms).len(), 1);
     }
 
     /// A call with metric math over more than 100,800 datapoints (its
