@@ -1195,12 +1195,11 @@ impl Controller {
                 .await?
                 .map_err(EvaluateError::Metrics)?
         };
-        // As of the evaluation's start, the time the skip rule reckons
-        // which periods no evaluation can see: a datapoint published while
-        // the fetch ran, in a period the rule counts as not visible yet,
-        // would make the rule skip an evaluation that sees such ones (one
-        // whose phase falls within a fetch's time of the promise's end).
-        self.check_publication_delays(&metrics, now_ms);
+        // Against the evaluation's start too, the time the skip rule
+        // reckons which periods no evaluation can see: a datapoint published
+        // while the fetch ran, in a period the rule counts as not visible
+        // yet, means evaluations at this phase see such ones.
+        self.check_publication_delays(&metrics, now_ms, self.clock.now_ms());
         let metrics = whole_periods(metrics, now_ms);
         let app = Application {
             name: name.clone(),
@@ -1366,13 +1365,18 @@ impl Controller {
     }
 
     /// Checks every fetched datapoint against its metric's promised
-    /// publication delay: one fetched by the evaluation begun at `seen_ms`
-    /// sooner than the promise allows (its period's end plus the delay; a
-    /// period still in progress too) breaks it. The first broken promise is reported as a
-    /// `publication_delay` failure, and from then on the skip rule makes no
-    /// use of any promise of this application: it polls as if none had
-    /// been made. Nothing else changes: the alarms judge what was fetched.
-    fn check_publication_delays(&mut self, metrics: &[Series], seen_ms: i64) {
+    /// publication delay. One the fetch that ended at `seen_ms` saw sooner
+    /// than the promise allows (its period's end plus the delay; a period
+    /// still in progress too) breaks it: the first broken promise is
+    /// reported as a `publication_delay` failure. One seen sooner than
+    /// that only as of `started_ms`, the evaluation's start (published
+    /// while the fetch ran), kept the promise, but the skip rule reckons
+    /// the periods no evaluation can see from that start, and evaluations
+    /// at this phase see it: said at INFO, not a failure. Either way, from
+    /// then on the skip rule makes no use of any promise of this
+    /// application: it polls as if none had been made. Nothing else
+    /// changes: the alarms judge what was fetched.
+    fn check_publication_delays(&mut self, metrics: &[Series], started_ms: i64, seen_ms: i64) {
         if self.promise_broken || self.publication_delays.is_empty() {
             return;
         }
@@ -1381,28 +1385,42 @@ impl Controller {
                 continue;
             };
             let period_ms = i64::from(series.query.period_secs) * 1000;
-            let early = series.points.iter().find(|p| {
-                !p.value.is_nan()
-                    && p.timestamp_ms
-                        .saturating_add(period_ms)
-                        .saturating_add(i64::from(delay_secs) * 1000)
-                        > seen_ms
-            });
-            if let Some(point) = early {
-                self.promise_broken = true;
-                let after_end_ms = seen_ms - point.timestamp_ms.saturating_add(period_ms);
+            let allowed = |p: &crate::metrics::Datapoint| {
+                p.timestamp_ms
+                    .saturating_add(period_ms)
+                    .saturating_add(i64::from(delay_secs) * 1000)
+            };
+            let Some(point) = series
+                .points
+                .iter()
+                .filter(|p| !p.value.is_nan())
+                .find(|p| allowed(p) > started_ms)
+            else {
+                continue;
+            };
+            self.promise_broken = true;
+            let end_ms = point.timestamp_ms.saturating_add(period_ms);
+            if allowed(point) > seen_ms {
                 self.fail(
                     Failure::PublicationDelay,
                     format!(
-                        "metric {:?}: the datapoint of the period starting at {} ms was seen by the evaluation begun {:.1} s after the period ended, but min_publication_delay_secs promises {} s; polling without the promise from now on",
+                        "metric {:?}: the datapoint of the period starting at {} ms was seen {:.1} s after the period ended, but min_publication_delay_secs promises {} s; polling without the promise from now on",
                         series.query.id,
                         point.timestamp_ms,
-                        after_end_ms as f64 / 1000.0,
+                        (seen_ms - end_ms) as f64 / 1000.0,
                         delay_secs
                     ),
                 );
-                return;
+            } else {
+                tracing::info!(
+                    message = "A datapoint was published while a fetch ran, in a period the skip rule counts as not visible yet at this evaluation phase; polling without the publication promise from now on.",
+                    application = %self.settings.name,
+                    metric = %series.query.id,
+                    evaluation_began_after_period_end_secs = (started_ms - end_ms) as f64 / 1000.0,
+                    min_publication_delay_secs = delay_secs,
+                );
             }
+            return;
         }
     }
 
