@@ -17,7 +17,7 @@
 //! datapoints at once; GetMetricData pages of 100,800 datapoints, as
 //! CloudWatch's) and the real binary `flinkscale run` against it, every
 //! application evaluated every minute (`lazy_polling = false`: with it,
-//! `step` would poll every 5 minutes and the window below would hold no
+//! `step` would poll every 3 or 4 minutes and the window below would hold no
 //! evaluation). All applications start together, so all fall due at the
 //! same instant, every minute. After a 30 s settling time it measures
 //! `FLINKSCALE_SIZING_MINUTES` (default 2) whole minutes, sampling

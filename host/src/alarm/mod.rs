@@ -288,11 +288,10 @@ pub fn periods_until_possible_change(
 /// of `period_secs` may not be final when fetched, when none of a
 /// period's samples is published sooner than `min_delay_secs` after the
 /// period ends (a promise; 0 without one): every period that ended less
-/// than that delay and a minute (or one period, if shorter) before the
-/// evaluation, which may run at the very start of its period. For 60 s
-/// periods: the newest, or the two newest with a 60 s promise; for 300 s
-/// periods: the newest; for 10 s periods: the newest, or seven with a
-/// 60 s promise.
+/// than [`open_secs`] before the evaluation, which may run at the very
+/// start of its period. For 60 s periods: the two newest, with or without
+/// a 60 s promise; for 300 s periods: the newest; for 10 s periods: the
+/// newest, or seven with a 60 s promise.
 ///
 /// CloudWatch answers a period with what was published for it so far,
 /// and a period's datapoint is rarely one sample: Managed Service for
@@ -301,17 +300,28 @@ pub fn periods_until_possible_change(
 /// each, Kinesis and MSK per shard and per broker, each publisher on its
 /// own. The first value fetched for a period, 60 s included, may lack
 /// samples that the next fetch adds (a `Maximum` that rises, an `Average`
-/// that moves either way). The rule assumes that a period's samples are
-/// all published within a minute of the first moment one may be (the
-/// period's end, or the promise's delay after it), or within one period
-/// for a period shorter than a minute (a high-resolution metric is one
-/// of the user's own: AWS publishes its metrics at a minute or more), and
-/// counts the datapoints that may still lack some as unknown, as a poll
-/// every interval would have seen them change.
+/// that moves either way). The rule counts the datapoints that may still
+/// lack some as unknown, as a poll every interval would have seen them
+/// change.
 pub fn provisional_periods(period_secs: u32, min_delay_secs: u32) -> usize {
     let period = period_secs.max(1);
-    let open_secs = min_delay_secs.saturating_add(period.min(60));
-    open_secs.div_ceil(period).max(1) as usize
+    open_secs(period, min_delay_secs).div_ceil(period).max(1) as usize
+}
+
+/// How long after its period ends a datapoint may still gain samples, as
+/// the skip rule assumes: for a period of a minute or more, two minutes,
+/// or a minute after the promise when that is later (AWS publishes a
+/// minute's samples up to a reporting interval, a minute, after it, and
+/// CloudWatch takes a moment more to show them; a promise that nothing
+/// comes before D moves the minute in which samples come to after D); for
+/// a shorter period, which only a metric of the user's own has, one
+/// period after the promise.
+pub fn open_secs(period_secs: u32, min_delay_secs: u32) -> u32 {
+    if period_secs < 60 {
+        min_delay_secs.saturating_add(period_secs)
+    } else {
+        min_delay_secs.saturating_add(60).max(120)
+    }
 }
 
 /// How many of the newest periods of an evaluation range no evaluation can

@@ -728,20 +728,21 @@ fn steady(range: &[Option<f64>]) -> bool {
 /// publication delay: for every alarm with N <= 3, every range of missing
 /// / non-breaching / breaching datapoints (the newest `invisible` empty, as
 /// the promise has them), every state it can be in, 0, 1 or 2 periods
-/// hidden by the promise and 0 or 1 newest datapoint not final yet (a
-/// period longer than a minute), no datapoints that may still come, or
-/// revisions of the provisional one, give another state before the shift
+/// hidden by the promise and 0 to 4 newest datapoints not final yet
+/// (`provisional_periods` gives 2 or 3 for 60 s periods with those
+/// promises), no datapoints that may still come, or revisions of the
+/// provisional ones, give another state before the shift
 /// `periods_until_possible_change` names (compared with
 /// [`first_change_by_enumeration`]). It is also exact where the
 /// reference design's cost depends on it, OK on a [`steady`] range with
-/// `missing` or `notBreaching` and no provisional datapoint: there a rule
-/// one period less eager would poll needlessly.
+/// `missing` or `notBreaching`, whatever is provisional: there a rule one
+/// period less eager would poll needlessly.
 #[test]
 fn no_datapoints_to_come_change_a_state_before_the_skip_ends() {
     let (mut cases, mut skipped, mut exact) = (0, 0, 0);
-    // Provisional: none (the old rule, still exact on steady ranges), the
-    // newest slot, and the newest visible slot or two behind the hidden
-    // ones, as `provisional_periods` gives for 60 s and 30 s periods.
+    // Provisional: none, the newest slot, and one or two slots behind the
+    // hidden ones (`provisional_periods` of 60 s periods: 2 with no
+    // promise or a 60 s one, 3 with 120 s).
     let settings = (0..=2usize).flat_map(|i| {
         let mut p = vec![0, 1, i + 1, i + 2];
         p.dedup();
@@ -796,7 +797,6 @@ fn no_datapoints_to_come_change_a_state_before_the_skip_ends() {
                             if truth == Some(skip) {
                                 exact += 1;
                             } else if state == AlarmState::Ok
-                                && provisional == 0
                                 && matches!(
                                     treat,
                                     TreatMissingData::Missing | TreatMissingData::NotBreaching
@@ -892,16 +892,29 @@ fn the_reference_designs_alarms_skip_by_hand() {
 /// of 2 with the older one clean waits a period.
 #[test]
 fn the_newest_visible_datapoint_is_not_final() {
-    // The periods that ended less than the promise and a minute ago.
-    assert_eq!(provisional_periods(60, 0), 1);
+    // The periods that ended less than two minutes ago, or a minute
+    // after the promise; a period less than a minute after the promise.
+    assert_eq!(provisional_periods(60, 0), 2);
     assert_eq!(provisional_periods(60, 60), 2);
     assert_eq!(provisional_periods(60, 30), 2);
+    assert_eq!(provisional_periods(60, 120), 3);
     assert_eq!(provisional_periods(10, 0), 1);
     assert_eq!(provisional_periods(10, 60), 7);
     assert_eq!(provisional_periods(30, 30), 2);
     assert_eq!(provisional_periods(300, 0), 1);
     assert_eq!(provisional_periods(300, 60), 1);
     assert_eq!(provisional_periods(300, 300), 2);
+    // A promise never makes the rule take a datapoint as final sooner:
+    // it says only when samples may first come.
+    for period in [10, 20, 30, 60, 120, 300, 3600] {
+        for promise in [0, 10, 30, 59, 60, 61, 120, 300, 3600] {
+            assert!(
+                provisional_periods(period, promise) >= provisional_periods(period, 0),
+                "{period} s with a {promise} s promise"
+            );
+            assert!(open_secs(period, promise) >= open_secs(period, 0));
+        }
+    }
     let one_of_one = AlarmRule {
         comparison: Comparison::GreaterThanThreshold,
         threshold: 80.0,
