@@ -282,24 +282,7 @@ fn cbor_reply(status: u16, body: Vec<u8>, query_error: Option<String>) -> Reply 
 /// query's place.
 #[tokio::test]
 async fn a_sub_minute_query_gets_a_call_within_three_hours_and_its_place() {
-    let stub = Stub::start(|request| {
-        let results: Vec<PageResult> = data_queries(request)
-            .iter()
-            .map(|q| PageResult {
-                id: q["Id"].as_str().unwrap_or_default().to_owned(),
-                points: vec![(
-                    T0,
-                    q["MetricStat"]["Metric"]["MetricName"]
-                        .as_str()
-                        .and_then(|n| n.trim_start_matches('m').parse().ok())
-                        .unwrap_or(f64::NAN),
-                )],
-                status: "Complete",
-            })
-            .collect();
-        get_metric_data_reply(&results, None)
-    })
-    .await;
+    let stub = Stub::start(numbered_answers).await;
     let source = CloudWatchSource::new(&sdk_config(&stub.url).await);
     let period = |mut q: MetricQuery, secs| {
         q.period_secs = secs;
@@ -360,6 +343,27 @@ async fn a_sub_minute_query_gets_a_call_within_three_hours_and_its_place() {
             }]
         );
     }
+}
+
+/// Answers each query of a GetMetricData call with one datapoint at T0
+/// holding the number in its metric name (`m7`: 7), so that a mix-up
+/// between queries or calls shows in the values.
+fn numbered_answers(request: &Recorded) -> Reply {
+    let results: Vec<PageResult> = data_queries(request)
+        .iter()
+        .map(|q| PageResult {
+            id: q["Id"].as_str().unwrap_or_default().to_owned(),
+            points: vec![(
+                T0,
+                q["MetricStat"]["Metric"]["MetricName"]
+                    .as_str()
+                    .and_then(|n| n.trim_start_matches('m').parse().ok())
+                    .unwrap_or(f64::NAN),
+            )],
+            status: "Complete",
+        })
+        .collect();
+    get_metric_data_reply(&results, None)
 }
 
 fn data_queries(request: &Recorded) -> Vec<Value> {
@@ -560,26 +564,7 @@ async fn describe_alarms_pages_that_never_end_fail_the_read() {
 
 #[tokio::test]
 async fn six_hundred_queries_take_two_calls_and_map_back_by_position() {
-    let stub = Stub::start(|request| {
-        // Each query is answered with the number in its metric name, so a
-        // mix-up between queries or calls shows in the values.
-        let results: Vec<PageResult> = data_queries(request)
-            .iter()
-            .map(|q| PageResult {
-                id: q["Id"].as_str().unwrap_or_default().to_owned(),
-                points: vec![(
-                    T0,
-                    q["MetricStat"]["Metric"]["MetricName"]
-                        .as_str()
-                        .and_then(|n| n.trim_start_matches('m').parse().ok())
-                        .unwrap_or(f64::NAN),
-                )],
-                status: "Complete",
-            })
-            .collect();
-        get_metric_data_reply(&results, None)
-    })
-    .await;
+    let stub = Stub::start(numbered_answers).await;
     let source = CloudWatchSource::new(&sdk_config(&stub.url).await);
     // The same configured id for every query, as when many applications
     // each name their metric "cpu".
