@@ -190,13 +190,14 @@ impl MetricSource for CloudWatchSource {
         let mut series = Vec::with_capacity(queries.len());
         // Sequential on purpose: GetMetricData has a per-account call rate,
         // and one agent's tick is not worth spending it in a burst.
-        // CloudWatch measures what it keeps back from its own now, not from
-        // the end asked for (a history read ends a window before now).
-        let now_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(end_ms, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-            .max(end_ms);
         for chunk in alignable_runs(queries).into_iter().flat_map(chunks) {
+            // CloudWatch measures what it keeps back from its own now, not
+            // from the end asked for (a history read ends a window before
+            // now); read for each chunk, as a long read's calls take time.
+            let now_ms = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(end_ms, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+                .max(end_ms);
             let calls = retained_calls(chunk, start_ms, end_ms, now_ms);
             if let [(_, start_ms)] = calls.as_slice() {
                 series.extend(self.fetch_spans(chunk, *start_ms, end_ms).await?);
@@ -279,6 +280,7 @@ fn retained_calls(
         indices.iter().map(|&i| queries[i].clone()).collect()
     };
     let mut calls = Vec::new();
+    let mut rest: Vec<usize> = (0..queries.len()).filter(|&i| !lost(&queries[i])).collect();
     for retention in retentions {
         let indices: Vec<usize> = (0..queries.len())
             .filter(|&i| lost(&queries[i]) && kept(&queries[i]) == retention)
@@ -289,9 +291,15 @@ fn retained_calls(
         if start < oldest_ms {
             start = start.saturating_add(alignment_step(&part));
         }
-        calls.push((indices, start));
+        if start < end_ms {
+            calls.push((indices, start));
+        } else {
+            // No whole aligned period of the span is kept: asked for as
+            // they are, with the others.
+            rest.extend(indices);
+        }
     }
-    let rest: Vec<usize> = (0..queries.len()).filter(|&i| !lost(&queries[i])).collect();
+    rest.sort_unstable();
     if !rest.is_empty() {
         let start = aligned_start(&of(&rest), start_ms);
         calls.push((rest, start));
@@ -741,6 +749,12 @@ mod tests {
             retained_calls(&history, back, window_start, window_start).len(),
             1
         );
+        // A 10 s query whose kept span holds no whole aligned period of
+        // the window (its first start within the 3 hours is past the end):
+        // asked for with the others, never from after its end.
+        let tight = retained_calls(&queries, start_ms, end_ms - 10_800_000 + 65_000, end_ms);
+        assert_eq!(tight.len(), 1, "{tight:?}");
+        assert_eq!(tight[0].0, vec![0, 1]);
         // A span CloudWatch keeps nothing of is asked for as it is.
         let gone = retained_calls(&queries, start_ms - 86_400_000, end_ms - 86_400_000, end_ms);
         assert_eq!(gone.len(), 1, "{gone:?}");
