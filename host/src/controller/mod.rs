@@ -1380,47 +1380,41 @@ impl Controller {
         if self.promise_broken || self.publication_delays.is_empty() {
             return;
         }
-        for series in metrics {
-            let Some(&delay_secs) = self.publication_delays.get(&series.query.id) else {
-                continue;
-            };
-            let period_ms = i64::from(series.query.period_secs) * 1000;
-            let allowed = |p: &crate::metrics::Datapoint| {
-                p.timestamp_ms
-                    .saturating_add(period_ms)
-                    .saturating_add(i64::from(delay_secs) * 1000)
-            };
-            let Some(point) = series
-                .points
-                .iter()
-                .filter(|p| !p.value.is_nan())
-                .find(|p| allowed(p) > started_ms)
-            else {
-                continue;
-            };
+        // The first datapoint, of any metric with a promise, published
+        // sooner than its promise allows as of `at_ms`.
+        let sooner = |at_ms: i64| {
+            metrics.iter().find_map(|series| {
+                let delay_secs = *self.publication_delays.get(&series.query.id)?;
+                let period_ms = i64::from(series.query.period_secs) * 1000;
+                let end = |p: &crate::metrics::Datapoint| p.timestamp_ms.saturating_add(period_ms);
+                series
+                    .points
+                    .iter()
+                    .filter(|p| !p.value.is_nan())
+                    .find(|p| end(p).saturating_add(i64::from(delay_secs) * 1000) > at_ms)
+                    .map(|p| (series.query.id.clone(), p.timestamp_ms, end(p), delay_secs))
+            })
+        };
+        // A broken promise first: a datapoint only published during the
+        // fetch, in another metric or an older period, must not hide it.
+        if let Some((metric, start_ms, end_ms, delay_secs)) = sooner(seen_ms) {
             self.promise_broken = true;
-            let end_ms = point.timestamp_ms.saturating_add(period_ms);
-            if allowed(point) > seen_ms {
-                self.fail(
-                    Failure::PublicationDelay,
-                    format!(
-                        "metric {:?}: the datapoint of the period starting at {} ms was seen {:.1} s after the period ended, but min_publication_delay_secs promises {} s; polling without the promise from now on",
-                        series.query.id,
-                        point.timestamp_ms,
-                        (seen_ms - end_ms) as f64 / 1000.0,
-                        delay_secs
-                    ),
-                );
-            } else {
-                tracing::info!(
-                    message = "A datapoint was published while a fetch ran, in a period the skip rule counts as not visible yet at this evaluation phase; polling without the publication promise from now on.",
-                    application = %self.settings.name,
-                    metric = %series.query.id,
-                    evaluation_began_after_period_end_secs = (started_ms - end_ms) as f64 / 1000.0,
-                    min_publication_delay_secs = delay_secs,
-                );
-            }
-            return;
+            self.fail(
+                Failure::PublicationDelay,
+                format!(
+                    "metric {metric:?}: the datapoint of the period starting at {start_ms} ms was seen {:.1} s after the period ended, but min_publication_delay_secs promises {delay_secs} s; polling without the promise from now on",
+                    (seen_ms - end_ms) as f64 / 1000.0,
+                ),
+            );
+        } else if let Some((metric, _, end_ms, delay_secs)) = sooner(started_ms) {
+            self.promise_broken = true;
+            tracing::info!(
+                message = "A datapoint was published while a fetch ran, in a period the skip rule counts as not visible yet at this evaluation phase; polling without the publication promise from now on.",
+                application = %self.settings.name,
+                metric = %metric,
+                evaluation_began_after_period_end_secs = (started_ms - end_ms) as f64 / 1000.0,
+                min_publication_delay_secs = delay_secs,
+            );
         }
     }
 

@@ -1793,3 +1793,100 @@ fn step_evaluated(
         at_ms,
     )
 }
+
+/// Publishes `value` at the given period starts for every query, taking
+/// `fetch_ms` of tokio time to answer (the clock moves meanwhile).
+struct SlowPublisher {
+    starts: Vec<i64>,
+    fetch_ms: u64,
+}
+
+#[async_trait]
+impl MetricSource for SlowPublisher {
+    async fn fetch(
+        &self,
+        queries: &[MetricQuery],
+        _start_ms: i64,
+        _end_ms: i64,
+    ) -> Result<Vec<Series>, MetricsError> {
+        tokio::time::sleep(Duration::from_millis(self.fetch_ms)).await;
+        Ok(queries
+            .iter()
+            .map(|q| Series {
+                query: q.clone(),
+                points: self
+                    .starts
+                    .iter()
+                    .map(|&timestamp_ms| Datapoint {
+                        timestamp_ms,
+                        value: 50.0,
+                    })
+                    .collect(),
+            })
+            .collect())
+    }
+}
+
+/// The 60 s publication promise, checked on a fetch begun 59.9 s into a
+/// minute E that takes 0.3 s: the datapoint of the period ending at E,
+/// allowed from E + 60 s, was published while the fetch ran. That keeps
+/// the promise (no failure), but the skip rule, reckoning from the
+/// evaluation's start, counts that period as hidden where evaluations at
+/// this phase see it: it goes on without the promise. A datapoint of the
+/// period in progress, seen before its promise even at the fetch's end,
+/// breaks it (the failure), though the older one comes first.
+#[tokio::test(start_paused = true)]
+async fn a_datapoint_published_during_the_fetch_drops_the_promise_without_a_failure() {
+    let minute_ms = 60_000;
+    let e = (T0_MS.div_euclid(minute_ms) + 10) * minute_ms;
+    let mut app = test_app();
+    app.metrics[0].min_publication_delay_secs = Some(60);
+    let run = |starts: Vec<i64>| {
+        let app = app.clone();
+        async move {
+            let (tx, mut rx) = mpsc::unbounded_channel();
+            let mut controller = Controller::new(
+                &app,
+                true,
+                Arc::new(SlowPublisher {
+                    starts,
+                    fetch_ms: 300,
+                }),
+                FakeTarget::new(2, 50),
+                Box::new(Newest(Arc::new(Mutex::new(Vec::new())))),
+                Vec::new(),
+                Clock::starting_at(e + 59_900),
+                Events::with_channel(tx),
+            );
+            controller.evaluate().await.expect("evaluates");
+            let mut failures = Vec::new();
+            while let Ok(event) = rx.try_recv() {
+                if let Event::Failed { class, message, .. } = event
+                    && class == "publication_delay"
+                {
+                    failures.push(message);
+                }
+            }
+            (controller.promise_broken, failures)
+        }
+    };
+    // Periods ending at E - 60 s and E: the latter's allowed at E + 60 s.
+    let (dropped, failures) = run(vec![e - 2 * minute_ms, e - minute_ms]).await;
+    assert!(dropped, "the rule goes on without the promise");
+    assert_eq!(failures, Vec::<String>::new(), "kept, so no failure");
+    // And the period ending at E + 60 s, seen at E + 60.2 s: broken.
+    let (dropped, failures) = run(vec![e - 2 * minute_ms, e - minute_ms, e]).await;
+    assert!(dropped);
+    assert_eq!(failures.len(), 1, "{failures:?}");
+    assert!(
+        failures[0].contains(&format!(
+            "the datapoint of the period starting at {e} ms was seen 0.2 s after the period \
+             ended, but min_publication_delay_secs promises 60 s"
+        )),
+        "{failures:?}"
+    );
+    // A fetch that sees nothing early keeps the promise.
+    let (dropped, failures) = run(vec![e - 3 * minute_ms, e - 2 * minute_ms]).await;
+    assert!(!dropped);
+    assert!(failures.is_empty());
+}
