@@ -711,13 +711,14 @@ impl Agent {
         };
         let mut controllers = Vec::new();
         let mut paused = Vec::new();
+        let places = plugin_places(loaded, |_| true);
         for (app, paths) in loaded.applications() {
             if app.mode == Mode::Paused {
                 paused.push(app.name.clone());
                 continue;
             }
-            let places = plugin_places(loaded, &app.name);
-            controllers.push(parts.journaled(parts.controller(app, paths, &places)?, None)?);
+            let places = places.get(&app.name).map_or(&[][..], Vec::as_slice);
+            controllers.push(parts.journaled(parts.controller(app, paths, places)?, None)?);
         }
         Ok(Self {
             controllers,
@@ -1032,7 +1033,9 @@ async fn apply(
             let builder = parts.clone();
             let (app, paths, loaded) = ((*app).clone(), (*paths).clone(), loaded.clone());
             let loading = tokio::task::spawn_blocking(move || {
-                let places = plugin_places(&loaded, &app.name);
+                let places = plugin_places(&loaded, |name| name == app.name)
+                    .remove(&app.name)
+                    .unwrap_or_default();
                 crate::plugin::on_plugin_thread(|| builder.controller(&app, &paths, &places))
             });
             tokio::select! {
@@ -1206,41 +1209,46 @@ fn plugin_problem(loaded: &LoadedConfig, name: &str, error: &AgentError) -> Opti
     let k = loaded
         .applications()
         .position(|(app, _)| app.name == name)?;
-    let at = FieldPath::root()
-        .key("application")
-        .index(loaded.file_index(k));
-    let at = match interpreter {
-        None => at.key("policy"),
-        Some(j) => at.key("interpreter").index(*j),
-    };
     Some(Problem {
-        path: at.key(error.config_field()),
+        path: plugin_table(loaded, k, *interpreter).key(error.config_field()),
         message: error.to_string(),
         hint: None,
         assumes: None,
     })
 }
 
-/// Where application `name`'s plugins' fields are in `loaded`'s file:
-/// the policy's, then each interpreter's; none for an application the
-/// file does not have. It reads the file: call it off the async runtime.
-fn plugin_places(loaded: &LoadedConfig, name: &str) -> Vec<ConfigPlace> {
-    let Some((k, (app, _))) = loaded
-        .applications()
-        .enumerate()
-        .find(|(_, (app, _))| app.name == name)
-    else {
-        return Vec::new();
-    };
+/// The table in `loaded`'s file of application `k`'s policy (`None`) or
+/// of its interpreter `j`.
+fn plugin_table(loaded: &LoadedConfig, k: usize, interpreter: Option<usize>) -> FieldPath {
     let at = FieldPath::root()
         .key("application")
         .index(loaded.file_index(k));
-    let slots: Vec<FieldPath> = std::iter::once(at.key("policy"))
-        .chain((0..app.interpreters.len()).map(|j| at.key("interpreter").index(j)))
+    match interpreter {
+        None => at.key("policy"),
+        Some(j) => at.key("interpreter").index(j),
+    }
+}
+
+/// Where the plugins' fields of each application `wanted` names are in
+/// `loaded`'s file: the policy's, then each interpreter's, by application
+/// name. It reads the file once: call it off the async runtime.
+fn plugin_places(
+    loaded: &LoadedConfig,
+    wanted: impl Fn(&str) -> bool,
+) -> BTreeMap<String, Vec<ConfigPlace>> {
+    let slots: Vec<(&str, FieldPath)> = loaded
+        .applications()
+        .enumerate()
+        .filter(|(_, (app, _))| wanted(&app.name))
+        .flat_map(|(k, (app, _))| {
+            std::iter::once(None)
+                .chain((0..app.interpreters.len()).map(Some))
+                .map(move |slot| (app.name.as_str(), plugin_table(loaded, k, slot)))
+        })
         .collect();
     let problems: Vec<Problem> = slots
         .iter()
-        .flat_map(|slot| ["plugin", "params"].map(|field| slot.key(field)))
+        .flat_map(|(_, slot)| ["plugin", "params"].map(|field| slot.key(field)))
         .map(|path| Problem {
             path,
             message: String::new(),
@@ -1249,13 +1257,17 @@ fn plugin_places(loaded: &LoadedConfig, name: &str) -> Vec<ConfigPlace> {
         })
         .collect();
     let located = crate::config::load::locate(loaded, &problems);
-    located
-        .chunks(2)
-        .map(|pair| ConfigPlace {
-            plugin: pair[0].place(),
-            params: pair[1].place(),
-        })
-        .collect()
+    let mut places: BTreeMap<String, Vec<ConfigPlace>> = BTreeMap::new();
+    for ((name, _), pair) in slots.iter().zip(located.chunks(2)) {
+        places
+            .entry((*name).to_owned())
+            .or_default()
+            .push(ConfigPlace {
+                plugin: pair[0].place(),
+                params: pair[1].place(),
+            });
+    }
+    places
 }
 
 /// The ids the params of `plugin` (of `app`) name that `app` does not
