@@ -905,22 +905,24 @@ pub fn period_warnings<'a>(
     let mut warnings = Vec::new();
     for (index, app) in applications {
         for (i, metric) in app.metrics.iter().enumerate() {
-            let Some(namespace) = metric.namespace.as_deref() else {
+            // Only an AWS service's metric read from CloudWatch is published
+            // as AWS publishes.
+            let Some(namespace) = metric
+                .namespace
+                .as_deref()
+                .filter(|n| n.starts_with("AWS/") && metric.source == MetricSourceKind::Cloudwatch)
+            else {
                 continue;
             };
-            if metric.source == MetricSourceKind::Cloudwatch
-                && namespace.starts_with("AWS/")
-                && metric.period_secs < 60
-            {
-                let at = FieldPath::root()
-                    .key("application")
-                    .index(index)
-                    .key("metric")
-                    .index(i)
-                    .key("period_secs");
+            let at = FieldPath::root()
+                .key("application")
+                .index(index)
+                .key("metric")
+                .index(i);
+            if metric.period_secs < 60 {
                 warnings.push(
                     Problem::new(
-                        at,
+                        at.key("period_secs"),
                         format!(
                             "a {} s period on {namespace}, which AWS publishes once a minute: on \
                              AWS most periods would have no datapoint, and the alarms would see \
@@ -937,19 +939,11 @@ pub fn period_warnings<'a>(
             // Each minute's samples come about a minute after it, so a
             // longer period shows in part before it ends.
             if let Some(delay) = metric.min_publication_delay_secs
-                && metric.source == MetricSourceKind::Cloudwatch
-                && namespace.starts_with("AWS/")
                 && metric.period_secs > 60
             {
-                let at = FieldPath::root()
-                    .key("application")
-                    .index(index)
-                    .key("metric")
-                    .index(i)
-                    .key("min_publication_delay_secs");
                 warnings.push(
                     Problem::new(
-                        at,
+                        at.key("min_publication_delay_secs"),
                         format!(
                             "a promise of {delay} s on a {} s period of {namespace}, which AWS \
                              publishes every minute: a longer period's datapoint shows, in part, \
