@@ -319,45 +319,44 @@ mod tests {
     /// container without `/sys`) is not one.
     #[test]
     fn an_ec2_instance_is_known_by_its_firmware() {
-        let write = |root: &std::path::Path, path: &str, text: &str| {
-            let file = root.join(path);
-            std::fs::create_dir_all(file.parent().expect("a parent")).expect("made");
-            std::fs::write(file, text).expect("written");
-        };
-        let nitro = tempfile::tempdir().expect("a folder");
-        write(
-            nitro.path(),
-            "sys/devices/virtual/dmi/id/sys_vendor",
-            "Amazon EC2\n",
-        );
-        assert!(on_ec2(nitro.path()));
-        let xen = tempfile::tempdir().expect("a folder");
-        write(
-            xen.path(),
-            "sys/hypervisor/uuid",
-            "ec2e1916-9099-7caf-fd21-012345abcdef\n",
-        );
-        assert!(on_ec2(xen.path()));
-        let xen_hvm = tempfile::tempdir().expect("a folder");
-        write(
-            xen_hvm.path(),
-            "sys/devices/virtual/dmi/id/bios_version",
-            "4.11.amazon\n",
-        );
-        assert!(on_ec2(xen_hvm.path()));
-        let other = tempfile::tempdir().expect("a folder");
-        write(
-            other.path(),
-            "sys/devices/virtual/dmi/id/sys_vendor",
-            "QEMU\n",
-        );
-        write(
-            other.path(),
-            "sys/hypervisor/uuid",
-            "4c4c4544-0033-3010-8033-b4c04f4d4b32\n",
-        );
-        assert!(!on_ec2(other.path()));
-        assert!(!on_ec2(&other.path().join("nothing")));
+        // Each machine: the files its /sys holds, and whether it is one.
+        let machines: [(&[(&str, &str)], bool); 5] = [
+            (
+                &[("sys/devices/virtual/dmi/id/sys_vendor", "Amazon EC2\n")],
+                true,
+            ),
+            (
+                &[(
+                    "sys/hypervisor/uuid",
+                    "ec2e1916-9099-7caf-fd21-012345abcdef\n",
+                )],
+                true,
+            ),
+            (
+                &[("sys/devices/virtual/dmi/id/bios_version", "4.11.amazon\n")],
+                true,
+            ),
+            (
+                &[
+                    ("sys/devices/virtual/dmi/id/sys_vendor", "QEMU\n"),
+                    (
+                        "sys/hypervisor/uuid",
+                        "4c4c4544-0033-3010-8033-b4c04f4d4b32\n",
+                    ),
+                ],
+                false,
+            ),
+            (&[], false),
+        ];
+        for (files, ec2) in machines {
+            let root = tempfile::tempdir().expect("a folder");
+            for (path, text) in files {
+                let file = root.path().join(path);
+                std::fs::create_dir_all(file.parent().expect("a parent")).expect("made");
+                std::fs::write(file, text).expect("written");
+            }
+            assert_eq!(on_ec2(root.path()), ec2, "{files:?}");
+        }
     }
 
     /// `AWS_EC2_METADATA_DISABLED` turns the metadata client off as the

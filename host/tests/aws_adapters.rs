@@ -14,7 +14,7 @@ use aws_config::SdkConfig;
 use aws_config::retry::RetryConfig;
 use flinkscale::metrics::alarms::CloudWatchAlarms;
 use flinkscale::metrics::cloudwatch::CloudWatchSource;
-use flinkscale::metrics::{Datapoint, MetricQuery, MetricSource, MetricsError};
+use flinkscale::metrics::{Datapoint, MetricQuery, MetricSource, MetricsError, Series};
 use flinkscale::target::msf::MsfTarget;
 use flinkscale::target::{AppState, AppStatus, ScalingTarget, TargetError};
 use minicbor::data::{Tag, Type};
@@ -332,17 +332,7 @@ async fn a_sub_minute_query_gets_a_call_within_three_hours_and_its_place() {
         *long_start < oldest && *long_start % 1_080_000.0 == 0.0,
         "{calls:?}"
     );
-    assert_eq!(series.len(), 3);
-    for (i, s) in series.iter().enumerate() {
-        assert_eq!(s.query, queries[i]);
-        assert_eq!(
-            s.points,
-            [Datapoint {
-                timestamp_ms: T0,
-                value: i as f64
-            }]
-        );
-    }
+    assert_numbered(&series, &queries);
 }
 
 /// Answers each query of a GetMetricData call with one datapoint at T0
@@ -364,6 +354,22 @@ fn numbered_answers(request: &Recorded) -> Reply {
         })
         .collect();
     get_metric_data_reply(&results, None)
+}
+
+/// Each of `series` is the answer [`numbered_answers`] gives the query
+/// in its place: that query, and its number.
+fn assert_numbered(series: &[Series], queries: &[MetricQuery]) {
+    assert_eq!(series.len(), queries.len());
+    for (i, s) in series.iter().enumerate() {
+        assert_eq!(s.query, queries[i]);
+        assert_eq!(
+            s.points,
+            [Datapoint {
+                timestamp_ms: T0,
+                value: i as f64
+            }]
+        );
+    }
 }
 
 fn data_queries(request: &Recorded) -> Vec<Value> {
@@ -580,17 +586,7 @@ async fn six_hundred_queries_take_two_calls_and_map_back_by_position() {
     let requests = stub.requests();
     let sizes: Vec<_> = requests.iter().map(|r| data_queries(r).len()).collect();
     assert_eq!(sizes, [500, 100]);
-    assert_eq!(series.len(), 600);
-    for (i, s) in series.iter().enumerate() {
-        assert_eq!(s.query, queries[i]);
-        assert_eq!(
-            s.points,
-            [Datapoint {
-                timestamp_ms: T0,
-                value: i as f64
-            }]
-        );
-    }
+    assert_numbered(&series, &queries);
 }
 
 #[tokio::test]

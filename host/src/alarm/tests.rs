@@ -59,6 +59,20 @@ fn rule(comparison: Comparison, m: u32, n: u32, treat_missing: TreatMissingData)
     }
 }
 
+/// The reference design's scale-out alarm: above 80 for 5 of 5,
+/// `missing`.
+fn reference_scale_out() -> AlarmRule {
+    AlarmRule {
+        threshold: 80.0,
+        ..rule(
+            Comparison::GreaterThanThreshold,
+            5,
+            5,
+            TreatMissingData::Missing,
+        )
+    }
+}
+
 /// Parses `0 - X` notation into a range, with `breach` / `calm` standing
 /// for `X` / `0`.
 fn parse_range(notation: &str, breach: f64, calm: f64) -> Vec<Option<f64>> {
@@ -827,13 +841,7 @@ fn no_datapoints_to_come_change_a_state_before_the_skip_ends() {
 /// INSUFFICIENT_DATA alarm is never skipped.
 #[test]
 fn the_reference_designs_alarms_skip_by_hand() {
-    let rule = AlarmRule {
-        comparison: Comparison::GreaterThanThreshold,
-        threshold: 80.0,
-        evaluation_periods: 5,
-        datapoints_to_alarm: 5,
-        treat_missing: TreatMissingData::Missing,
-    };
+    let rule = reference_scale_out();
     let clean = Some(50.0);
     let hot = Some(95.0);
     let mut range = vec![clean; 7];
@@ -962,13 +970,7 @@ fn the_newest_visible_datapoint_is_not_final() {
 /// promise the two newest are open.
 #[test]
 fn a_partly_published_minute_is_not_skipped_over() {
-    let rule = AlarmRule {
-        comparison: Comparison::GreaterThanThreshold,
-        threshold: 80.0,
-        evaluation_periods: 5,
-        datapoints_to_alarm: 5,
-        treat_missing: TreatMissingData::Missing,
-    };
+    let rule = reference_scale_out();
     let range = [50.0, 50.0, 50.0, 90.0, 90.0, 90.0, 75.0].map(Some);
     assert_eq!(
         evaluate_range(&range, &rule, AlarmState::Ok),

@@ -980,17 +980,12 @@ mod tests {
                 && said.ends_with("refused"),
             "{said}"
         );
-        let mut unplaced = text_plugin(&path_with(&dir, "q.wasm", "one"));
-        std::fs::write(dir.path().join("q.wasm"), "picky two").unwrap();
+        let other = dir.path().join("q.wasm");
+        std::fs::write(&other, "one").unwrap();
+        let mut unplaced = text_plugin(&other);
+        std::fs::write(&other, "picky two").unwrap();
         let said = reason(&mut unplaced);
         assert!(said.starts_with("plugin "), "{said}");
-    }
-
-    /// `dir`'s file `name`, written with `text`.
-    fn path_with(dir: &tempfile::TempDir, name: &str, text: &str) -> PathBuf {
-        let path = dir.path().join(name);
-        std::fs::write(&path, text).unwrap();
-        path
     }
 
     /// A failed call of class `class`.
