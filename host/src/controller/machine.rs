@@ -337,6 +337,11 @@ pub struct Machine {
     pub record: AppRecord,
     doubt: Option<Doubt>,
     failures: u32,
+    /// The back-off's exponent: the failed steps that backed off since the
+    /// last success or busy answer. A busy application (polled at the
+    /// update poll) answered, so a failure after it backs off from the
+    /// start, not from the ceiling a long streak of polls counted up to.
+    backoff_streak: u32,
     jitter: Jitter,
     /// The permission failure last reported, so that a retry with the same
     /// answer is not reported again.
@@ -423,6 +428,7 @@ impl Machine {
             record: AppRecord::default(),
             doubt: None,
             failures: 0,
+            backoff_streak: 0,
             jitter,
             permission: None,
             timed_out: false,
@@ -2119,6 +2125,7 @@ impl Machine {
         match class {
             Failure::ResourceInUse | Failure::NotRunning => {
                 self.failures = self.failures.saturating_add(1);
+                self.backoff_streak = 0;
                 settings.update_poll
             }
             _ => self.backoff(),
@@ -2128,8 +2135,12 @@ impl Machine {
     /// The next back-off after one more consecutive failed step; see
     /// [`backoff_delay`].
     fn backoff(&mut self) -> Duration {
+        if self.failures == 0 {
+            self.backoff_streak = 0;
+        }
         self.failures = self.failures.saturating_add(1);
-        backoff_delay(self.failures, self.jitter.next_unit())
+        self.backoff_streak = self.backoff_streak.saturating_add(1);
+        backoff_delay(self.backoff_streak, self.jitter.next_unit())
     }
 }
 

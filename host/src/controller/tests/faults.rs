@@ -1456,6 +1456,43 @@ fn a_permission_failure_is_reported_once_per_change_of_message() {
     assert_eq!(reported(&again), 1, "reported again after another failure");
 }
 
+/// Fails before stop 57: the polls of a busy application counted towards
+/// the back-off, so the first transient failure after twenty of them
+/// waited two and a half to five minutes (the ceiling) where a first
+/// failure waits 2.5 to 5 s, delaying the decision by as much.
+#[test]
+fn a_failure_after_a_busy_streak_backs_off_from_the_start() {
+    let settings = Settings::from_config(&test_app(), false);
+    let mut machine = Machine::new(Jitter::new(1));
+    let mut now = T0_MS;
+    let mut step = |machine: &mut Machine, class: Failure| {
+        now += 1_000;
+        let observation = Observation::Evaluated(Err((class, format!("{class:?}"))));
+        match machine.step(observation, &settings, now).next {
+            Next::Wait(wait) => wait,
+            other => panic!("{class:?}: {other:?}"),
+        }
+    };
+    for _ in 0..20 {
+        let wait = step(&mut machine, Failure::NotRunning);
+        assert_eq!(wait, settings.update_poll, "a busy application is polled");
+    }
+    let first = step(&mut machine, Failure::Throttled);
+    assert!(first <= Duration::from_secs(5), "{first:?}");
+    // Then the back-off grows as usual, and the count of failed steps
+    // still covers the whole streak.
+    let second = step(&mut machine, Failure::Throttled);
+    assert!(
+        second >= Duration::from_secs(5) && second <= Duration::from_secs(10),
+        "{second:?}"
+    );
+    assert_eq!(machine.failures(), 22);
+    // A busy answer in a run of transient failures starts it again too.
+    step(&mut machine, Failure::ResourceInUse);
+    let again = step(&mut machine, Failure::Transient);
+    assert!(again <= Duration::from_secs(5), "{again:?}");
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_lost_answer_whose_check_failed_too_is_recorded_in_doubt_not_as_not_scaled() {
     // The lost answer's DescribeApplication failed too: the failure that
