@@ -2007,6 +2007,101 @@ fn an_alarm_a_policy_names_and_the_application_lacks_stops_run_as_validate() {
 /// play (exit 1 before), both with exit 78; and a metric the scenario
 /// does not publish (a misspelt name) is said after the run, with what is
 /// published, where the run held for want of data without a word.
+/// Fails before stop 57: a configuration of several applications with
+/// their own policies was reported under the first one's plugin and
+/// params alone, in the text, `--json` and the HTML page.
+#[test]
+fn simulate_names_each_applications_policy_in_a_run_of_several() {
+    let dir = scratch("simulate-several");
+    std::fs::copy(
+        common::workspace().join("tests/scenarios/step.csv"),
+        dir.join("step.csv"),
+    )
+    .expect("copied");
+    std::fs::write(
+        dir.join("two.toml"),
+        "name = \"two\"\ntrace = \"step.csv\"\nduration_secs = 600\n\
+         [[application]]\nname = \"orders\"\n[[application]]\nname = \"payments\"\n",
+    )
+    .expect("written");
+    let app = |name: &str, policy: &str| {
+        format!(
+            "[[application]]\nname = \"{name}\"\n[[application.metric]]\nid = \"cpu\"\n\
+             namespace = \"AWS/KinesisAnalytics\"\nmetric_name = \"containerCPUUtilization\"\n\
+             dimensions = {{ Application = \"{name}\" }}\nstatistic = \"Maximum\"\n\
+             [application.policy]\n{policy}\n"
+        )
+    };
+    std::fs::write(
+        dir.join("several.toml"),
+        app("orders", "plugin = \"hold\"")
+            + &app(
+                "payments",
+                "plugin = \"target-tracking\"\nparams = { cpu_metric = \"cpu\", target_utilisation = 0.6 }",
+            ),
+    )
+    .expect("written");
+    let args = [
+        "simulate",
+        "--scenario",
+        "two.toml",
+        "--config",
+        "several.toml",
+    ];
+    let (code, stdout, stderr) = flinkscale_in(&dir, &args);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(
+        stdout.contains("application orders: policy hold (hold.wasm, sha256 ")
+            && stdout.contains(
+                "application payments: policy target-tracking (target-tracking.wasm, sha256 "
+            )
+            && stdout.contains(r#"params {"cpu_metric":"cpu","target_utilisation":0.6}"#),
+        "{stdout}"
+    );
+    let (code, stdout, stderr) = flinkscale_in(&dir, &[&args[..], &["--json"]].concat());
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let report: serde_json::Value = serde_json::from_str(&stdout).expect("one JSON object");
+    let policies: Vec<(&str, &str, String)> = report["applications"]
+        .as_array()
+        .expect("an array of applications")
+        .iter()
+        .map(|a| {
+            (
+                a["application"].as_str().unwrap_or_default(),
+                a["policy"]["plugin"].as_str().unwrap_or_default(),
+                a["policy"]["params"].to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        policies,
+        [
+            ("orders", "hold.wasm", "{}".to_owned()),
+            (
+                "payments",
+                "target-tracking.wasm",
+                r#"{"cpu_metric":"cpu","target_utilisation":0.6}"#.to_owned()
+            ),
+        ],
+        "{stdout}"
+    );
+    // One application: the report's policy says it all, as before.
+    let (code, stdout, stderr) = flinkscale_in(
+        &dir,
+        &[
+            "simulate",
+            "--scenario",
+            "step",
+            "--policy",
+            "hold",
+            "--json",
+        ],
+    );
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let report: serde_json::Value = serde_json::from_str(&stdout).expect("one JSON object");
+    assert!(report.get("applications").is_none(), "{stdout}");
+}
+
 #[test]
 fn simulate_checks_its_configuration_as_validate_does_and_names_unpublished_metrics() {
     let dir = scratch("simulate-config");

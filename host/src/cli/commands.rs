@@ -1864,6 +1864,7 @@ fn simulate_blocking(args: SimulateArgs) -> anyhow::Result<ExitCode> {
     let report = report::SimReport {
         scenario: scenario.name.clone(),
         policy: report::PolicyInfo::new(&name, &loaded.plugins[0].policy, params),
+        applications: report::ApplicationPolicy::of_config(&loaded),
         sim_speed: outcome.scores.duration_secs as f64 / wall,
         api: report::ApiCost::of_run(&loaded, &outcome),
         scores: outcome.scores.clone(),

@@ -429,6 +429,7 @@ pub fn run_one_polling(
     let report = SimReport {
         scenario: scenario.name.clone(),
         policy: PolicyInfo::new(&choice.name, &plugin, params),
+        applications: Vec::new(),
         sim_speed: outcome.scores.duration_secs as f64 / wall,
         api: ApiCost::of_run(&loaded, &outcome),
         scores: outcome.scores.clone(),
@@ -1179,6 +1180,7 @@ mod tests {
                 wasm_sha256: "ab".into(),
                 params: serde_json::Value::Null,
             },
+            applications: Vec::new(),
             scores: world.scores(),
             sim_speed: 1.0,
             api: ApiCost::new(Default::default(), true, 10, 1),
@@ -1226,6 +1228,7 @@ mod tests {
                 wasm_sha256: "ab".into(),
                 params: serde_json::Value::Null,
             },
+            applications: Vec::new(),
             scores,
             sim_speed: 1.0,
             api: ApiCost {

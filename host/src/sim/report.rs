@@ -88,6 +88,42 @@ impl PolicyInfo {
     }
 }
 
+/// One application's policy, in a run of several: the report's `policy`
+/// is the first application's (or, with `--config`, the file's), so each
+/// one's plugin and params are listed too.
+#[derive(Debug, Clone, Serialize)]
+pub struct ApplicationPolicy {
+    /// The application's name.
+    pub application: String,
+    /// Its policy: `name` is the plugin the configuration names.
+    pub policy: PolicyInfo,
+}
+
+impl ApplicationPolicy {
+    /// Each application's policy when `loaded` has several applications;
+    /// none for one (the report's `policy` says it all).
+    pub fn of_config(loaded: &crate::config::load::LoadedConfig) -> Vec<Self> {
+        if loaded.config.applications.len() < 2 {
+            return Vec::new();
+        }
+        loaded
+            .config
+            .applications
+            .iter()
+            .zip(&loaded.plugins)
+            .map(|(app, plugins)| Self {
+                application: app.name.clone(),
+                policy: PolicyInfo::new(
+                    &app.policy.plugin,
+                    &plugins.policy,
+                    serde_json::from_str(&crate::config::load::params_json(&app.policy.params))
+                        .unwrap_or(serde_json::Value::Null),
+                ),
+            })
+            .collect()
+    }
+}
+
 /// How often the plugins of a run failed (a trap, a timeout, an answer the
 /// host refused: each a `plugin` failure, which holds the evaluation): a
 /// run whose policy failed is scored as one that held, so the scores alone
@@ -134,6 +170,10 @@ pub struct SimReport {
     pub scenario: String,
     /// The policy.
     pub policy: PolicyInfo,
+    /// Each application's policy, when the run had several (else empty,
+    /// and left out of the JSON).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub applications: Vec<ApplicationPolicy>,
     /// The scores.
     #[serde(flatten)]
     pub scores: Scores,
@@ -151,9 +191,24 @@ impl SimReport {
     /// A human-readable table of the run.
     pub fn text(&self) -> String {
         let s = &self.scores;
+        let applications: String = self
+            .applications
+            .iter()
+            .map(|a| {
+                format!(
+                    "application {}: policy {} ({}, sha256 {}), params {}\n",
+                    a.application,
+                    a.policy.name,
+                    a.policy.plugin,
+                    &a.policy.wasm_sha256[..a.policy.wasm_sha256.len().min(12)],
+                    a.policy.params
+                )
+            })
+            .collect();
         format!(
             "scenario {} (model version {}), policy {} ({}, sha256 {})\n\
              params {}\n\
+             {}\
              \n\
              kpu_hours              {:>10.3}\n\
              cost_usd               {:>10.3}\n\
@@ -182,6 +237,7 @@ impl SimReport {
             self.policy.plugin,
             &self.policy.wasm_sha256[..self.policy.wasm_sha256.len().min(12)],
             self.policy.params,
+            applications,
             s.kpu_hours,
             s.cost_usd,
             s.slo_violation_secs,

@@ -142,6 +142,19 @@ fn run_table(scenario: &Scenario, report: &SimReport) -> String {
             format!("<code>{}</code>", esc(&p.params.to_string())),
         ),
     ];
+    for a in &report.applications {
+        rows.push((
+            "application's policy",
+            format!(
+                "{}: {} (<code>{}</code>, sha256 <code>{}</code>), parameters <code>{}</code>",
+                esc(&a.application),
+                esc(&a.policy.name),
+                esc(&a.policy.plugin),
+                esc(&a.policy.wasm_sha256),
+                esc(&a.policy.params.to_string())
+            ),
+        ));
+    }
     for app in &scenario.applications {
         let a = &app.params;
         rows.push((
