@@ -62,8 +62,8 @@ use crate::metrics::cloudwatch::CloudWatchSource;
 use crate::metrics::flink::FlinkMetricSource;
 use crate::model::{Application, Decision, Evaluation, Signal};
 use crate::plugin::{
-    ConfigPlace, InterpreterInstance, PluginError, PluginHost, PluginIdentity, PluginMetadata,
-    PluginSource, PolicyInstance, Refresh, Reloading,
+    ConfigPlace, ConfigPlaces, InterpreterInstance, PluginError, PluginHost, PluginIdentity,
+    PluginMetadata, PluginSource, PolicyInstance, Refresh, Reloading,
 };
 use crate::state::{Journal, StateError, StateStore};
 use crate::target::flink::FlinkTarget;
@@ -146,6 +146,8 @@ pub struct Agent {
     controllers: Vec<Controller>,
     /// The applications whose `mode` is `"paused"`, in configuration order.
     paused: Vec<String>,
+    /// Where each controller's plugins are in the configuration file.
+    places: BTreeMap<String, ConfigPlaces>,
     parts: Parts,
 }
 
@@ -194,7 +196,7 @@ impl Parts {
         &self,
         app: &ApplicationConfig,
         paths: &PluginSources,
-        places: &[ConfigPlace],
+        places: &ConfigPlaces,
     ) -> Result<Controller, AgentError> {
         let plugin_error = |interpreter: Option<usize>| {
             move |error| AgentError::Plugin {
@@ -220,7 +222,7 @@ impl Parts {
         let policy = policy
             .prefer(self.named_files(&app.policy.plugin, &paths.policy))
             .overriding(overridden(&app.policy.plugin, &paths.policy))
-            .placed(places.first().cloned())
+            .placed(places.clone(), 0)
             .in_background();
         let mut interpreters: Vec<Box<dyn Interpret>> = Vec::new();
         for (k, (config, path)) in app.interpreters.iter().zip(&paths.interpreters).enumerate() {
@@ -239,7 +241,7 @@ impl Parts {
             let instance = instance
                 .prefer(self.named_files(&config.plugin, path))
                 .overriding(overridden(&config.plugin, path))
-                .placed(places.get(1 + k).cloned())
+                .placed(places.clone(), 1 + k)
                 .in_background();
             interpreters.push(Box::new(PluginInterpreter(instance)));
         }
@@ -486,16 +488,25 @@ struct RunningApp {
     /// The settings it runs with: after a reload that could not put an
     /// application's new ones in force, the registry reports these.
     config: ApplicationConfig,
+    /// Where its plugins are in the configuration file, moved by a reload
+    /// that leaves it unchanged (none while paused).
+    places: ConfigPlaces,
     stop: watch::Sender<bool>,
     task: tokio::task::JoinHandle<Stopped>,
 }
 
 impl RunningApp {
-    fn spawn(controller: Controller, fingerprint: String, config: ApplicationConfig) -> Self {
+    fn spawn(
+        controller: Controller,
+        fingerprint: String,
+        config: ApplicationConfig,
+        places: ConfigPlaces,
+    ) -> Self {
         let (stop, stopped) = watch::channel(false);
         Self {
             fingerprint,
             config,
+            places,
             stop,
             task: tokio::spawn(controller.run_until_stopped(stopped)),
         }
@@ -515,6 +526,7 @@ impl RunningApp {
         Self {
             fingerprint,
             config,
+            places: ConfigPlaces::default(),
             stop,
             task: tokio::spawn(async move {
                 while !*stopped.borrow() {
@@ -711,18 +723,21 @@ impl Agent {
         };
         let mut controllers = Vec::new();
         let mut paused = Vec::new();
-        let places = plugin_places(loaded, |_| true);
+        let mut located = plugin_places(loaded, |_| true);
+        let mut places = BTreeMap::new();
         for (app, paths) in loaded.applications() {
             if app.mode == Mode::Paused {
                 paused.push(app.name.clone());
                 continue;
             }
-            let places = places.get(&app.name).map_or(&[][..], Vec::as_slice);
-            controllers.push(parts.journaled(parts.controller(app, paths, places)?, None)?);
+            let cell = ConfigPlaces::new(located.remove(&app.name).unwrap_or_default());
+            controllers.push(parts.journaled(parts.controller(app, paths, &cell)?, None)?);
+            places.insert(app.name.clone(), cell);
         }
         Ok(Self {
             controllers,
             paused,
+            places,
             parts,
         })
     }
@@ -767,6 +782,7 @@ impl Agent {
         let Agent {
             controllers,
             paused,
+            mut places,
             mut parts,
         } = self;
         let mut running: BTreeMap<String, RunningApp> = BTreeMap::new();
@@ -782,7 +798,11 @@ impl Agent {
         for controller in controllers {
             let name = controller.settings().name.clone();
             if let Some((fingerprint, config)) = started.remove(&name) {
-                running.insert(name, RunningApp::spawn(controller, fingerprint, config));
+                let places = places.remove(&name).unwrap_or_default();
+                running.insert(
+                    name,
+                    RunningApp::spawn(controller, fingerprint, config, places),
+                );
             }
         }
         for name in paused {
@@ -964,6 +984,9 @@ async fn apply(
     // Changed or added, but its new settings are not in force (its plugins
     // did not load, its journal could not be opened, ...).
     let mut not_applied: Vec<String> = Vec::new();
+    // Unchanged: its controller runs on, but the file's lines may have
+    // moved (a table added above it), and with them its plugins' places.
+    let mut unchanged: Vec<String> = Vec::new();
     let names: Vec<String> = running.keys().cloned().collect();
     for name in names {
         match wanted.get(name.as_str()) {
@@ -986,7 +1009,23 @@ async fn apply(
                     // reload that could not apply them may have been
                     // undone by this one).
                     reload_applied(&parts, &name, app);
+                    unchanged.push(name);
                 }
+            }
+        }
+    }
+    if !unchanged.is_empty() {
+        // The file is read again: off the async runtime.
+        let (loaded, wanted) = (loaded.clone(), unchanged.clone());
+        let located = tokio::task::spawn_blocking(move || {
+            plugin_places(&loaded, |name| wanted.iter().any(|w| w == name))
+        })
+        .await
+        .unwrap_or_default();
+        for name in &unchanged {
+            if let Some(app) = running.get(name) {
+                app.places
+                    .set(located.get(name).cloned().unwrap_or_default());
             }
         }
     }
@@ -1029,13 +1068,17 @@ async fn apply(
         // Plugins are compiled and configured before the running controller
         // is touched: a changed application whose new plugin does not load
         // keeps running as it was.
+        let places = ConfigPlaces::default();
         let build = {
             let builder = parts.clone();
             let (app, paths, loaded) = ((*app).clone(), (*paths).clone(), loaded.clone());
+            let places = places.clone();
             let loading = tokio::task::spawn_blocking(move || {
-                let places = plugin_places(&loaded, |name| name == app.name)
-                    .remove(&app.name)
-                    .unwrap_or_default();
+                places.set(
+                    plugin_places(&loaded, |name| name == app.name)
+                        .remove(&app.name)
+                        .unwrap_or_default(),
+                );
                 crate::plugin::on_plugin_thread(|| builder.controller(&app, &paths, &places))
             });
             tokio::select! {
@@ -1129,7 +1172,7 @@ async fn apply(
             Ok(Ok(controller)) => {
                 running.insert(
                     (*name).to_owned(),
-                    RunningApp::spawn(controller, fingerprint, (*app).clone()),
+                    RunningApp::spawn(controller, fingerprint, (*app).clone(), places),
                 );
                 reload_applied(&parts, name, app);
                 if is_new {

@@ -176,6 +176,28 @@ fn a_replaced_plugin_decides_from_the_next_evaluation_and_a_broken_one_is_refuse
         diagnose()
     );
 
+    // A reload that moves the application's lines and changes nothing
+    // else leaves its controller running; the refusal below is said at
+    // the line the file has now (before stop 57: at the line it had at
+    // start).
+    write_config(
+        dir.path(),
+        &plugins,
+        &[
+            "# The orders team's application,\n# moved down by a comment.\n\n".to_owned(),
+            application("keep", "policy", 1),
+        ],
+    );
+    common::hangup(&agent);
+    wait_until(
+        PATIENCE,
+        "the reload",
+        || !log_events(&agent.log(), "Configuration reloaded.").is_empty(),
+        diagnose,
+    );
+    let reloaded = log_events(&agent.log(), "Configuration reloaded.");
+    assert_eq!(reloaded[0]["changed"], "", "{reloaded:?}");
+
     // Random bytes: refused, with the reason, and hold keeps deciding.
     let garbage: Vec<u8> = (0..4096u32)
         .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)

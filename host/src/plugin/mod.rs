@@ -43,7 +43,7 @@ pub use builtin::PluginSource;
 pub(crate) use engine::load_probe;
 pub use engine::{PluginHost, contract_versions, share_cache_dir};
 pub use instance::{InterpreterInstance, PolicyInstance, on_plugin_thread};
-pub use reload::{ConfigPlace, Refresh, Reloading};
+pub use reload::{ConfigPlace, ConfigPlaces, Refresh, Reloading};
 
 /// The resources one plugin instance may use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -30,7 +30,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, Receiver, TryRecvError};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::SystemTime;
 
 use sha2::{Digest, Sha256};
@@ -210,9 +210,9 @@ pub struct Reloading<T> {
     roll_back: Option<String>,
     /// The stamp of a file that could not be read, said once.
     unreadable: Option<Stamp>,
-    /// Where the plugin's fields are in the configuration file, for a
-    /// refused file's error.
-    place: Option<ConfigPlace>,
+    /// Where the plugin's fields are in the configuration file (its slot
+    /// among its application's), for a refused file's error.
+    place: Option<(ConfigPlaces, usize)>,
 }
 
 /// Where a plugin's two fields are in the configuration file, as
@@ -237,6 +237,35 @@ impl ConfigPlace {
         } else {
             &self.plugin
         }
+    }
+}
+
+/// Where the plugins of one application are in the configuration file
+/// (the policy's, then each interpreter's), shared between its plugins
+/// and the agent: a reload of the file that leaves the application
+/// unchanged but moves its lines (a table added above it) moves them too,
+/// so that a refused plugin file is said at the line the file has now.
+#[derive(Debug, Clone, Default)]
+pub struct ConfigPlaces(Arc<RwLock<Vec<ConfigPlace>>>);
+
+impl ConfigPlaces {
+    /// The places `places`, in slot order.
+    pub fn new(places: Vec<ConfigPlace>) -> Self {
+        Self(Arc::new(RwLock::new(places)))
+    }
+
+    /// Puts `places` in force for every plugin that shares these.
+    pub fn set(&self, places: Vec<ConfigPlace>) {
+        *self.0.write().unwrap_or_else(PoisonError::into_inner) = places;
+    }
+
+    /// The place of slot `slot` (0: the policy; 1 + k: interpreter k).
+    pub fn get(&self, slot: usize) -> Option<ConfigPlace> {
+        self.0
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(slot)
+            .cloned()
     }
 }
 
@@ -308,9 +337,10 @@ impl<T: Labelled + Send + 'static> Reloading<T> {
     }
 
     /// Says a new file refused for what the configuration gives it at
-    /// `place` in the configuration file (see [`ConfigPlace`]).
-    pub fn placed(mut self, place: Option<ConfigPlace>) -> Self {
-        self.place = place;
+    /// slot `slot` of `places` (see [`ConfigPlaces`]), where the
+    /// configuration file has it when the file is refused.
+    pub fn placed(mut self, places: ConfigPlaces, slot: usize) -> Self {
+        self.place = Some((places, slot));
         self
     }
 
@@ -622,7 +652,7 @@ impl<T: Labelled + Send + 'static> Reloading<T> {
             Err(error) if error.is_configuration() => Refresh::Refused {
                 running: self.label.clone(),
                 sha256: hex(digest),
-                reason: match &self.place {
+                reason: match self.place.as_ref().and_then(|(places, k)| places.get(*k)) {
                     Some(place) => format!("{}: {error}", place.of(error.config_field())),
                     None => error.to_string(),
                 },
@@ -958,10 +988,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("p.wasm");
         std::fs::write(&path, "one").unwrap();
-        let mut plugin = text_plugin(&path).placed(Some(ConfigPlace {
-            plugin: "agent.toml:7:10: application \"orders\".policy.plugin".to_owned(),
-            params: "agent.toml:8:10: application \"orders\".policy.params".to_owned(),
-        }));
+        let at = |line: u32| ConfigPlace {
+            plugin: format!("agent.toml:{line}:10: application \"orders\".policy.plugin"),
+            params: format!(
+                "agent.toml:{}:10: application \"orders\".policy.params",
+                line + 1
+            ),
+        };
+        let places = ConfigPlaces::new(vec![at(7)]);
+        let mut plugin = text_plugin(&path).placed(places.clone(), 0);
         let reason = |plugin: &mut Reloading<Text>| match plugin.refresh() {
             Refresh::Refused { reason, .. } => reason,
             other => panic!("refused, not {other:?}"),
@@ -980,6 +1015,21 @@ mod tests {
                 && said.ends_with("refused"),
             "{said}"
         );
+        // A reload that moved the application's lines moves the place.
+        places.set(vec![at(12)]);
+        std::fs::write(&path, "picky four").unwrap();
+        let said = reason(&mut plugin);
+        assert!(
+            said.starts_with("agent.toml:13:10: application \"orders\".policy.params: "),
+            "{said}"
+        );
+        // A slot the places lack: said without a place.
+        let third = dir.path().join("r.wasm");
+        std::fs::write(&third, "one").unwrap();
+        let mut beyond = text_plugin(&third).placed(places, 1);
+        std::fs::write(&third, "picky two").unwrap();
+        let said = reason(&mut beyond);
+        assert!(said.starts_with("plugin "), "{said}");
         let other = dir.path().join("q.wasm");
         std::fs::write(&other, "one").unwrap();
         let mut unplaced = text_plugin(&other);
