@@ -476,6 +476,18 @@ impl PluginThreads {
     }
 }
 
+/// History reads ([`Controller::read_history`]) that may fail in a row
+/// before the policy goes on without its history: at 5, 10, 20, 40 and 60
+/// minutes after the first, about two and a quarter hours in all.
+pub const HISTORY_READS: u32 = 6;
+
+/// The wait before history read `failed + 1`, after `failed` (1 or more)
+/// failed in a row: 5 minutes, doubling, at most an hour.
+pub fn history_retry_ms(failed: u32) -> i64 {
+    let doublings = failed.saturating_sub(1).min(4);
+    (300_000_i64 << doublings).min(3_600_000)
+}
+
 /// The control loop of one application: the [`Machine`] and the ports it
 /// drives.
 pub struct Controller {
@@ -493,6 +505,10 @@ pub struct Controller {
     /// same code gets none (it may be the history it cannot take), new
     /// code does.
     history_refused: bool,
+    /// History reads that failed in a row ([`HISTORY_READS`] at most).
+    history_failed_reads: u32,
+    /// When a failed history read may be tried again.
+    history_retry_at_ms: i64,
     /// The last failure a step of the state machine reported
     /// (`class: message`), for [`Controller::act`]'s answer.
     step_failure: Option<String>,
@@ -619,6 +635,8 @@ impl Controller {
             history_days: app.policy.history_days,
             history_due: true,
             history_refused: false,
+            history_failed_reads: 0,
+            history_retry_at_ms: i64::MIN,
             step_failure: None,
             alarms: AlarmTracker::new(&app.alarms, clock.now_ms())
                 .with_signal_period(signal_period_secs),
@@ -1290,6 +1308,7 @@ impl Controller {
             crate::metrics::history::read(self.source.as_ref(), &self.queries, start_ms, end_ms);
         Ok(match unless_stopped(self.stop.clone(), read).await? {
             Ok(history) => {
+                self.history_failed_reads = 0;
                 let points: usize = history.iter().map(|s| s.points.len()).sum();
                 tracing::info!(
                     application = %self.settings.name,
@@ -1303,13 +1322,31 @@ impl Controller {
                 Some(history)
             }
             Err(error) => {
+                // Tried again later (a throttled or timed-out read at
+                // start would otherwise cost the policy its past for good):
+                // the policy decides without it meanwhile, and gets it with
+                // a later call, its window included.
+                self.history_failed_reads += 1;
+                let retry_ms = (self.history_failed_reads < HISTORY_READS)
+                    .then(|| history_retry_ms(self.history_failed_reads));
+                if let Some(retry_ms) = retry_ms {
+                    self.history_due = true;
+                    self.history_retry_at_ms = now_ms.saturating_add(retry_ms);
+                }
+                let message = if retry_ms.is_some() {
+                    "could not read the policy's history; deciding without it, and reading it again later"
+                } else {
+                    "could not read the policy's history; deciding without it from now on"
+                };
                 tracing::warn!(
                     application = %self.settings.name,
                     days,
                     datapoints_asked = asked,
                     pages,
                     %error,
-                    "could not read the policy's history; deciding without it"
+                    failed_reads = self.history_failed_reads,
+                    retry_in_secs = retry_ms.map(|ms| ms / 1000),
+                    "{message}"
                 );
                 None
             }
@@ -1789,7 +1826,8 @@ impl Controller {
         let short = evaluation.clone();
         let follow = self.threads.follows_files();
         let reads_history = self.history_days > 0 && !self.queries.is_empty();
-        let (due, refused) = (self.history_due, self.history_refused);
+        let due = self.history_due && now_ms >= self.history_retry_at_ms;
+        let refused = self.history_refused;
         let ((policy, health), outcome) =
             Self::off_runtime(self.threads, (policy, health), move |(policy, health)| {
                 let refresh = if follow {

@@ -1389,6 +1389,100 @@ async fn history_is_handed_to_the_first_decision_only_and_a_failed_read_is_no_fa
     assert_eq!(run(failing).await, vec![window, window]);
 }
 
+/// [`ConstantSource`], but its first `failures` history reads (fetches of
+/// more than a day) fail, as a throttled or timed-out read does; counts
+/// them.
+struct FlakyHistory {
+    inner: ConstantSource,
+    failures: u32,
+    reads: Mutex<u32>,
+}
+
+#[async_trait]
+impl MetricSource for FlakyHistory {
+    async fn fetch(
+        &self,
+        queries: &[MetricQuery],
+        start_ms: i64,
+        end_ms: i64,
+    ) -> Result<Vec<Series>, MetricsError> {
+        if end_ms - start_ms > 86_400_000 {
+            let mut reads = self.reads.lock().unwrap();
+            *reads += 1;
+            if *reads <= self.failures {
+                return Err(MetricsError::Throttled("Rate exceeded".into()));
+            }
+        }
+        self.inner.fetch(queries, start_ms, end_ms).await
+    }
+}
+
+/// Fails before stop 57: a failed history read was never tried again, so
+/// one throttled read at start cost a learning policy its past for good
+/// (a day of `rate` for `predictive`, a week for its weekly season). It is
+/// tried again 5 minutes on, then 10, 20, 40 and 60, and handed with the
+/// first call after a read that succeeds; after [`HISTORY_READS`] failed
+/// reads it is not tried again.
+#[tokio::test(start_paused = true)]
+async fn a_failed_history_read_is_tried_again_later() {
+    let mut app = test_app();
+    app.policy.history_days = 2;
+    // Every 60 s for `minutes`: the points of each call's first series,
+    // and the history reads made.
+    let run = |failures: u32, minutes: u32| {
+        let app = app.clone();
+        async move {
+            let seen = Arc::new(Mutex::new(Vec::new()));
+            let source = Arc::new(FlakyHistory {
+                inner: ConstantSource {
+                    value: Mutex::new(50.0),
+                },
+                failures,
+                reads: Mutex::new(0),
+            });
+            let mut controller = Controller::new(
+                &app,
+                true,
+                source.clone(),
+                FakeTarget::new(2, 90),
+                Box::new(Counting(seen.clone())),
+                Vec::new(),
+                Clock::starting_at(T0_MS),
+                Events::default(),
+            );
+            for _ in 0..minutes {
+                controller.evaluate().await.expect("evaluates");
+                tokio::time::advance(Duration::from_secs(60)).await;
+            }
+            let reads = *source.reads.lock().unwrap();
+            (seen.lock().unwrap().clone(), reads)
+        }
+    };
+    let (seen, reads) = run(1, 8).await;
+    let window = seen[1];
+    let with_history: Vec<usize> = seen
+        .iter()
+        .enumerate()
+        .filter(|(_, points)| **points > window)
+        .map(|(minute, _)| minute)
+        .collect();
+    assert_eq!(with_history, [5], "{seen:?}");
+    assert_eq!(reads, 2);
+    assert!(seen[5] > 2 * 1440 - 61, "{seen:?}");
+
+    // A read that keeps failing: 0, 5, 15, 35, 75 and 135 minutes in,
+    // then never again.
+    let (seen, reads) = run(u32::MAX, 200).await;
+    assert!(seen.iter().all(|&points| points == window), "{seen:?}");
+    assert_eq!(reads, HISTORY_READS);
+    let waits: Vec<i64> = (1..HISTORY_READS).map(history_retry_ms).collect();
+    assert_eq!(
+        waits,
+        [300_000, 600_000, 1_200_000, 2_400_000, 3_600_000],
+        "5, 10, 20, 40, 60 minutes"
+    );
+}
+
 /// A policy that forgets: it starts afresh when `restart` is set (a trap
 /// or timeout restarted it) and, with `fails_on_history`, traps on any
 /// series longer than `window`. Records the first series' length of every
