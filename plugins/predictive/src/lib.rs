@@ -87,7 +87,9 @@
 #![warn(missing_docs)]
 
 use flinkscale_plugin::usl::kpu_for;
-use flinkscale_plugin::{Action, Decision, Evaluation, Parameter, Params, Policy, export_policy};
+use flinkscale_plugin::{
+    Action, AppStatus, Decision, Evaluation, Parameter, Params, Policy, export_policy,
+};
 use rate::RatePolicy;
 use rate::estimate;
 use serde::Deserialize;
@@ -238,6 +240,12 @@ impl Policy for PredictivePolicy {
         let rates = estimate::input_rates(&observed, i64::MIN);
         self.profile
             .learn(&learnable(&rates, &observed), evaluation.now_ms);
+        // Learnt, but not decided on: `rate` holds an application that is
+        // not running (the history handed with the first call, at an
+        // update, would otherwise be lost with it).
+        if app.status != AppStatus::Running {
+            return Ok(reactive);
+        }
         let usl = self.rate.rules().usl;
         let fresh_from = app.last_rescale_ms.unwrap_or(i64::MIN);
         if let Some(capacity) = estimate::capacity(&observed, fresh_from) {

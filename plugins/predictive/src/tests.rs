@@ -501,3 +501,52 @@ fn the_first_period_after_a_restart_is_not_learned() {
     assert_eq!(rates.len(), 5);
     assert_eq!(learnable(&rates, &sub_minute), rates[1..]);
 }
+
+/// Fails before stop 57: `rate` holds an application that is not
+/// RUNNING before joining its series, so the history handed with the
+/// first call (the agent started during an update) was dropped unlearnt,
+/// and the host hands it only once: the policy was `rate` for a day.
+#[test]
+fn history_handed_while_the_application_updates_is_learnt() {
+    let (mut predictive, _) = pair("{}");
+    // A day of periods, as the host prepends them to the first window.
+    let now = T0 + DAY_MS;
+    let c = capacity(16);
+    let periods: Vec<i64> = (2..=1440).rev().map(|i| now - i * P).collect();
+    let points = |value: &dyn Fn(i64) -> f64| -> Vec<(i64, f64)> {
+        periods.iter().map(|&t| (t, value(t))).collect()
+    };
+    let mut first = Evaluation {
+        now_ms: now,
+        app: Application {
+            max_kpu: 32,
+            ..flinkscale_plugin::testing::application(16, 1, 32)
+        },
+        metrics: vec![
+            series(
+                "AWS/KinesisAnalytics",
+                "Average",
+                "records_in",
+                &points(&|t| daily(t).min(c)),
+            ),
+            series(
+                "AWS/KinesisAnalytics",
+                "Average",
+                "busy",
+                &points(&|t| 1000.0 * daily(t).min(c) / c),
+            ),
+            series("AWS/Kafka", "Maximum", "backlog", &points(&|_| 0.0)),
+        ],
+        alarms: Vec::new(),
+        signals: Vec::new(),
+    };
+    first.app.status = AppStatus::Updating;
+    let decision = predictive.decide(&first).expect("decides");
+    assert_eq!(decision.action, Action::Hold, "{decision:?}");
+    assert!(decision.reason.contains("not RUNNING"), "{decision:?}");
+    assert!(
+        predictive.profile.len() > 1400,
+        "the day is learnt: {} periods",
+        predictive.profile.len()
+    );
+}

@@ -516,9 +516,11 @@ impl Policy for RatePolicy {
 }
 
 impl RatePolicy {
-    /// [`Policy::decide`], and the series it joined to decide (none when
-    /// the application is not running): a policy that builds on this one
-    /// reads the same periods without joining them again.
+    /// [`Policy::decide`], and the series it joined to decide: a policy
+    /// that builds on this one reads the same periods without joining them
+    /// again. When the application is not running the decision is a hold,
+    /// and the series are there as far as they join (none if they do not),
+    /// for a policy that learns from them.
     pub fn decide_observing(
         &mut self,
         evaluation: &Evaluation,
@@ -540,7 +542,9 @@ impl RatePolicy {
         self.seen_kpu = Some(app.kpu);
         if app.status != AppStatus::Running {
             let hold = Decision::hold(format!("application is {}, not RUNNING", app.status));
-            return Ok((hold, None));
+            // The series still go to a policy that learns from them: the
+            // history handed with the first call may come at an update.
+            return Ok((hold, Observed::from_evaluation(evaluation, &self.ids).ok()));
         }
         let observed = Observed::from_evaluation(evaluation, &self.ids)?;
         let mut decision = self.decide_on(evaluation, &observed)?;
