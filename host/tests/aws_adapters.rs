@@ -727,6 +727,62 @@ async fn an_internal_error_of_every_query_is_the_services_failure() {
     );
 }
 
+/// Fails before stop 57: a fetch made in several calls (periods with no
+/// common multiple within a day: 3600 s and 2820 s) whose one call had
+/// every query failed was the service's failure (`Source`) although the
+/// other call was answered, so a merged batch failed every application in
+/// it for one application's query. Now that is the query's failure, in
+/// either order of the calls, and only every call failing is the
+/// service's.
+#[tokio::test]
+async fn a_call_whose_queries_all_failed_beside_an_answered_one_is_a_querys_failure() {
+    let period = |mut q: MetricQuery, secs| {
+        q.period_secs = secs;
+        q
+    };
+    let hourly = period(metric("cpu", "hourly", "Maximum"), 3600);
+    let odd = period(metric("lag", "odd", "Maximum"), 2820);
+    for (failing, queries) in [
+        ("odd", vec![hourly.clone(), odd.clone()]),
+        ("hourly", vec![hourly.clone(), odd.clone()]),
+        ("both", vec![hourly.clone(), odd.clone()]),
+    ] {
+        let stub = Stub::start(move |request| {
+            let name = data_queries(request)[0]["MetricStat"]["Metric"]["MetricName"]
+                .as_str()
+                .unwrap_or("")
+                .to_owned();
+            let fails = failing == "both" || name == failing;
+            get_metric_data_reply(
+                &[PageResult {
+                    id: "q0".into(),
+                    points: if fails { vec![] } else { vec![(T0, 1.0)] },
+                    status: if fails { "InternalError" } else { "Complete" },
+                }],
+                None,
+            )
+        })
+        .await;
+        let source = CloudWatchSource::new(&sdk_config(&stub.url).await);
+        let error = source
+            .fetch(&queries, T0, T0 + 60 * MINUTE)
+            .await
+            .expect_err("a call failed");
+        assert_eq!(stub.requests().len(), 2, "{failing}: one call per period");
+        if failing == "both" {
+            assert!(
+                matches!(&error, MetricsError::Source(m) if m.contains("InternalError")),
+                "{failing}: {error:?}"
+            );
+        } else {
+            assert!(
+                matches!(&error, MetricsError::Query(m) if m.contains("InternalError")),
+                "{failing}: {error:?}"
+            );
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------
 // kinesisanalyticsv2.
 

@@ -59,12 +59,15 @@ impl CloudWatchSource {
 
     /// Runs one GetMetricData call (with its pages) for at most
     /// [`MAX_QUERIES_PER_CALL`] queries.
+    /// `answered` says whether a query of this fetch was answered so far,
+    /// in any call; this call sets it when it answers one.
     async fn fetch_call(
         &self,
         queries: &[MetricQuery],
         start_ms: i64,
         end_ms: i64,
-    ) -> Result<Vec<Series>, MetricsError> {
+        answered: &mut bool,
+    ) -> Result<Vec<Series>, CallFailure> {
         let data_queries: Vec<MetricDataQuery> = queries
             .iter()
             .enumerate()
@@ -79,8 +82,6 @@ impl CloudWatchSource {
         // last brings at least one), would page on for ever.
         let (most_points, _) = super::history::size(queries, start_ms, end_ms);
         let mut tokens = std::collections::HashSet::new();
-        // Whether any query was answered, on any page so far.
-        let mut answered = false;
         loop {
             let call = CountedCall::aws("GetMetricData");
             let result = self
@@ -119,21 +120,21 @@ impl CloudWatchSource {
             for result in output.metric_data_results() {
                 match collect_result(result, &mut points) {
                     Ok(Some(index)) => {
-                        answered = true;
+                        *answered = true;
                         partial[index] = result.status_code() == Some(&StatusCode::PartialData);
                     }
                     Ok(None) => {}
                     Err(MetricsError::Query(text)) => {
                         failed_query.get_or_insert(text);
                     }
-                    Err(error) => return Err(error),
+                    Err(error) => return Err(error.into()),
                 }
             }
             if let Some(text) = failed_query {
-                return Err(if answered {
-                    MetricsError::Query(text)
+                return Err(if *answered {
+                    MetricsError::Query(text).into()
                 } else {
-                    MetricsError::Source(text)
+                    CallFailure::Unanswered(text)
                 });
             }
             // An empty token would make the service start over, not go on.
@@ -143,7 +144,8 @@ impl CloudWatchSource {
                         return Err(MetricsError::Source(format!(
                             "GetMetricData answered the NextToken {token:?} a second time: \
                              its pages would never end"
-                        )));
+                        ))
+                        .into());
                     }
                     if tokens.len() > most_points {
                         return Err(MetricsError::Source(format!(
@@ -152,7 +154,8 @@ impl CloudWatchSource {
                              would never end",
                             tokens.len(),
                             queries.len()
-                        )));
+                        ))
+                        .into());
                     }
                     next_token = Some(token.to_owned());
                 }
@@ -179,6 +182,22 @@ impl CloudWatchSource {
     }
 }
 
+/// How one GetMetricData call (with its pages) failed.
+enum CallFailure {
+    /// Every query it asked failed (per-query `InternalError`) and no
+    /// query of the fetch had been answered yet: the service's failure or
+    /// these queries', as the fetch's other calls tell.
+    Unanswered(String),
+    /// Any other failure.
+    Failed(MetricsError),
+}
+
+impl From<MetricsError> for CallFailure {
+    fn from(error: MetricsError) -> Self {
+        Self::Failed(error)
+    }
+}
+
 #[async_trait]
 impl MetricSource for CloudWatchSource {
     async fn fetch(
@@ -188,6 +207,15 @@ impl MetricSource for CloudWatchSource {
         end_ms: i64,
     ) -> Result<Vec<Series>, MetricsError> {
         let mut series = Vec::with_capacity(queries.len());
+        // Whether a query of any call was answered, and the first call
+        // whose queries all failed (GetMetricData's per-query
+        // InternalError): alone, that is the service's failure; beside a
+        // call that was answered, its queries' (one caller's, in a merged
+        // fetch), said as a query's failure so that the batcher fetches the
+        // callers apart instead of failing them all. The calls after it are
+        // made all the same, to tell which.
+        let mut answered = false;
+        let mut unanswered: Option<String> = None;
         // Sequential on purpose: GetMetricData has a per-account call rate,
         // and one agent's tick is not worth spending it in a burst.
         for chunk in alignable_runs(queries).into_iter().flat_map(chunks) {
@@ -199,22 +227,32 @@ impl MetricSource for CloudWatchSource {
                 .map_or(end_ms, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
                 .max(end_ms);
             let calls = retained_calls(chunk, start_ms, end_ms, now_ms);
-            if let [(_, start_ms)] = calls.as_slice() {
-                series.extend(self.fetch_spans(chunk, *start_ms, end_ms).await?);
-                continue;
-            }
             // Split: each answer goes back to its query's place.
             let mut placed: Vec<Option<Series>> = chunk.iter().map(|_| None).collect();
             for (indices, start_ms) in calls {
                 let part: Vec<MetricQuery> = indices.iter().map(|&i| chunk[i].clone()).collect();
-                let answers = self.fetch_spans(&part, start_ms, end_ms).await?;
-                for (i, answer) in indices.into_iter().zip(answers) {
-                    placed[i] = Some(answer);
+                match self
+                    .fetch_spans(&part, start_ms, end_ms, &mut answered)
+                    .await
+                {
+                    Ok(answers) => {
+                        for (i, answer) in indices.into_iter().zip(answers) {
+                            placed[i] = Some(answer);
+                        }
+                    }
+                    Err(CallFailure::Unanswered(text)) => {
+                        unanswered.get_or_insert(text);
+                    }
+                    Err(CallFailure::Failed(error)) => return Err(error),
                 }
             }
             series.extend(placed.into_iter().flatten());
         }
-        Ok(series)
+        match unanswered {
+            Some(text) if answered => Err(MetricsError::Query(text)),
+            Some(text) => Err(MetricsError::Source(text)),
+            None => Ok(series),
+        }
     }
 }
 
@@ -226,10 +264,11 @@ impl CloudWatchSource {
         queries: &[MetricQuery],
         start_ms: i64,
         end_ms: i64,
-    ) -> Result<Vec<Series>, MetricsError> {
+        answered: &mut bool,
+    ) -> Result<Vec<Series>, CallFailure> {
         let mut joined: Vec<Series> = Vec::new();
         for (from_ms, to_ms) in unpaged_spans(queries, start_ms, end_ms) {
-            let part = self.fetch_call(queries, from_ms, to_ms).await?;
+            let part = self.fetch_call(queries, from_ms, to_ms, answered).await?;
             if joined.is_empty() {
                 joined = part;
                 continue;
