@@ -405,13 +405,20 @@ async fn serve_apart(
             };
             let inner = inner.clone();
             running.spawn(async move {
-                let answer = fetch_checked(
-                    inner.as_ref(),
-                    &request.queries,
-                    request.start_ms,
-                    request.end_ms,
-                )
-                .await;
+                let (start_ms, end_ms) = (request.start_ms, request.end_ms);
+                // Trimmed to the caller's window, as a merged answer is.
+                let answer = fetch_checked(inner.as_ref(), &request.queries, start_ms, end_ms)
+                    .await
+                    .map(|series| {
+                        series
+                            .into_iter()
+                            .map(|mut s| {
+                                s.points
+                                    .retain(|p| (start_ms..end_ms).contains(&p.timestamp_ms));
+                                s
+                            })
+                            .collect()
+                    });
                 let outcome = match &answer {
                     Ok(_) => Outcome::Fetched,
                     Err(error) if may_be_one_callers(error) => Outcome::Refused,
@@ -494,6 +501,9 @@ mod tests {
         /// per-query InternalError does: `Query` when other queries of the
         /// call are answered, `Source` when none is.
         internal: Option<&'static str>,
+        /// Answers from the start aligned down to 5 minutes, as CloudWatch
+        /// answers a call whose start it aligns: points before the start.
+        aligned: bool,
     }
 
     fn value_of(query: &MetricQuery) -> f64 {
@@ -542,11 +552,16 @@ mod tests {
                     MetricsError::Query(text)
                 });
             }
+            let first_ms = if self.aligned {
+                start_ms.div_euclid(300_000) * 300_000
+            } else {
+                start_ms
+            };
             Ok(queries
                 .iter()
                 .map(|q| Series {
                     query: q.clone(),
-                    points: (start_ms..end_ms)
+                    points: (first_ms..end_ms)
                         .step_by(60_000)
                         .map(|timestamp_ms| Datapoint {
                             timestamp_ms,
@@ -906,6 +921,45 @@ mod tests {
             assert_eq!(fake.calls.load(Ordering::SeqCst), tick);
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
+    }
+
+    /// Fails before stop 57: a caller fetched apart (its queries suspect)
+    /// got what the source answered before its start too, where a merged
+    /// fetch trims each caller's answer to its window, so the points a
+    /// policy saw changed with the batching.
+    #[tokio::test(start_paused = true)]
+    async fn a_caller_fetched_apart_gets_only_its_own_window_too() {
+        let (fake, source) = batching(Fake {
+            reject: Some(("m666", || MetricsError::Invalid("bad stat".into()))),
+            aligned: true,
+            ..Fake::default()
+        });
+        let times = |s: &[Series]| {
+            s[0].points
+                .iter()
+                .map(|p| p.timestamp_ms)
+                .collect::<Vec<_>>()
+        };
+        let a = [query("a", 1)];
+        let bad = [query("odd", 666)];
+        let fetch_both = || async {
+            tokio::join!(
+                source.fetch(&a, 420_000, 540_000),
+                source.fetch(&bad, 420_000, 540_000)
+            )
+        };
+        // Merged and refused; then each apart, and `odd` is suspect.
+        let (merged, refused) = fetch_both().await;
+        assert_eq!(times(&merged.expect("a")), [420_000, 480_000]);
+        assert!(refused.is_err());
+        fake.healed.store(true, Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let calls = fake.calls.load(Ordering::SeqCst);
+        let (together, apart) = fetch_both().await;
+        // `odd` fetched apart from `a` (suspect), each trimmed.
+        assert_eq!(fake.calls.load(Ordering::SeqCst), calls + 2);
+        assert_eq!(times(&together.expect("a")), [420_000, 480_000]);
+        assert_eq!(times(&apart.expect("odd, healed")), [420_000, 480_000]);
     }
 
     #[tokio::test(start_paused = true)]
