@@ -10,10 +10,14 @@
 //! A [`BatchingAlarms`] holds the first read of a batch for a short window
 //! (20 ms, as [`super::batch`] does for metrics), describes the union of
 //! the names read meanwhile (one call per 100), and hands each caller the
-//! alarms of its own names. A failed call fails every read of its batch:
-//! DescribeAlarms' failures (throttling, permissions, the network) are the
-//! account's, never one application's names (a name that does not exist
-//! is not an error: it is not in the answer).
+//! alarms of its own names. A call that failed as the account or the
+//! network fails (throttling, a 5xx, a reset) fails every read of its
+//! batch; one refused (permissions, an invalid request) may be refused for
+//! some reads' names only (a role whose `cloudwatch:DescribeAlarms` is
+//! scoped to alarm ARNs, as `flinkscale iam` writes it, and an application
+//! added before the role), so each read of the batch is then described
+//! on its own and gets its own answer (a name that does not exist is not
+//! an error: it is not in the answer).
 //!
 //! The batching runs in one tokio task, started on the first read and
 //! stopped when the reader is dropped; each batch's call runs in a task of
@@ -118,6 +122,22 @@ async fn describe_batch(inner: Arc<dyn AlarmStates>, batch: Vec<Read>) {
         .into_iter()
         .collect();
     let result = inner.describe_named(&names).await;
+    if batch.len() > 1
+        && matches!(
+            result,
+            Err(MetricsError::Permission(_) | MetricsError::Invalid(_))
+        )
+    {
+        let inner = &inner;
+        futures_util::future::join_all(batch.into_iter().map(|read| async move {
+            if !read.reply.is_closed() {
+                let answer = inner.describe_named(&read.names).await;
+                let _ = read.reply.send(answer);
+            }
+        }))
+        .await;
+        return;
+    }
     for read in batch {
         let answer = match &result {
             Ok(alarms) => Ok(alarms
@@ -144,6 +164,9 @@ mod tests {
     struct Fake {
         calls: Mutex<Vec<Vec<String>>>,
         fail: bool,
+        /// Refuses any call naming an alarm that starts with this, as a
+        /// role scoped to other alarms' ARNs does.
+        refuse: Option<&'static str>,
     }
 
     #[async_trait]
@@ -155,6 +178,13 @@ mod tests {
             self.calls.lock().unwrap().push(names.to_vec());
             if self.fail {
                 return Err(MetricsError::Throttled("Rate exceeded".to_owned()));
+            }
+            if let Some(prefix) = self.refuse
+                && names.iter().any(|name| name.starts_with(prefix))
+            {
+                return Err(MetricsError::Permission(format!(
+                    "AccessDenied: not authorized to perform cloudwatch:DescribeAlarms on {prefix}"
+                )));
             }
             Ok(names
                 .iter()
@@ -227,5 +257,39 @@ mod tests {
         assert!(matches!(a, Err(MetricsError::Throttled(_))), "{a:?}");
         assert!(matches!(b, Err(MetricsError::Throttled(_))), "{b:?}");
         assert_eq!(fake.calls.lock().unwrap().len(), 1);
+    }
+
+    /// Fails before stop 57: a refusal of one application's alarm names (a
+    /// role scoped to the ARNs of the others' alarms, an application added
+    /// before the role) failed every application whose read met it in a
+    /// batch, blamed on them as a permission failure. Each read is now
+    /// described on its own after such a refusal.
+    #[tokio::test(start_paused = true)]
+    async fn a_refusal_is_tried_again_read_by_read() {
+        let fake = Arc::new(Fake {
+            refuse: Some("new-"),
+            ..Fake::default()
+        });
+        let alarms = BatchingAlarms::new(fake.clone());
+        let (a_names, new_names, c_names) =
+            (names(&["a-out"]), names(&["new-out"]), names(&["c-out"]));
+        let (a, new, c) = tokio::join!(
+            alarms.describe_named(&a_names),
+            alarms.describe_named(&new_names),
+            alarms.describe_named(&c_names)
+        );
+        assert_eq!(a.expect("a is allowed")[0].name, "a-out");
+        assert_eq!(c.expect("c is allowed")[0].name, "c-out");
+        assert!(matches!(new, Err(MetricsError::Permission(_))), "{new:?}");
+        // The merged call, then one per read.
+        let calls = fake.calls.lock().unwrap().clone();
+        assert_eq!(calls.len(), 4, "{calls:?}");
+        assert_eq!(calls[0], names(&["a-out", "c-out", "new-out"]));
+        // A lone read's refusal is its own: no second call.
+        alarms
+            .describe_named(&new_names)
+            .await
+            .expect_err("refused");
+        assert_eq!(fake.calls.lock().unwrap().len(), 5);
     }
 }
