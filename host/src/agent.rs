@@ -187,6 +187,9 @@ struct Parts {
     /// its recorded KPU limit and ends a stand-down (see
     /// [`Controller::with_ceiling_lifts`]).
     ceiling_lifts: Arc<watch::Sender<u64>>,
+    /// The applications the reload being applied resumes (`flinkscale
+    /// reload --resume`): every controller's stand-down ends only then.
+    resumes: crate::controller::fight::Resumes,
 }
 
 impl Parts {
@@ -257,7 +260,8 @@ impl Parts {
             self.events.clone(),
         )
         .with_quarantine(self.quarantine)
-        .with_ceiling_lifts(self.ceiling_lifts.subscribe());
+        .with_ceiling_lifts(self.ceiling_lifts.subscribe())
+        .with_resumes(self.resumes.clone());
         if let Some(threads) = self.threads {
             controller = controller.with_plugin_threads(threads);
         }
@@ -720,6 +724,7 @@ impl Agent {
             started_agent: format!("{:#?}", loaded.config.agent),
             flink_from_config,
             ceiling_lifts: Arc::new(watch::channel(0).0),
+            resumes: crate::controller::fight::Resumes::default(),
         };
         let mut controllers = Vec::new();
         let mut paused = Vec::new();
@@ -827,6 +832,28 @@ impl Agent {
                 }
                 config = configs.recv(), if reloads_open => match config {
                     Some(loaded) => {
+                        // The stand-downs this reload ends: those its
+                        // resume requests name, read (and removed) off the
+                        // runtime.
+                        let resumed = match parts.state.clone() {
+                            Some(store) => {
+                                let names: Vec<String> =
+                                    loaded.config.applications.iter().map(|a| a.name.clone()).collect();
+                                tokio::task::spawn_blocking(move || {
+                                    store.take_resume_requests(names.iter().map(String::as_str))
+                                })
+                                .await
+                                .unwrap_or_default()
+                            }
+                            None => Default::default(),
+                        };
+                        if !resumed.is_empty() {
+                            info!(
+                                message = "Resume asked for: the stand-downs of these applications end with this reload.",
+                                applications = %resumed.iter().cloned().collect::<Vec<_>>().join(","),
+                            );
+                        }
+                        parts.resumes.ask(resumed);
                         // Before the restarts: the controllers running now
                         // lift at their next wait; one the reload starts
                         // subscribes after this and lifts what it read back

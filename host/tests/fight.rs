@@ -26,7 +26,7 @@ const SPEED: f64 = 20.0;
 const PATIENCE: Duration = Duration::from_secs(120);
 
 /// The ERROR an agent logs when it stands down.
-const STOOD_DOWN: &str = "Stood down: another writer keeps undoing this agent's rescales, so it sends no update for the application. It still evaluates and records what it would do. Stop the other writer (run one agent per application), then reload the configuration (SIGHUP, systemctl reload) to resume.";
+const STOOD_DOWN: &str = "Stood down: another writer keeps undoing this agent's rescales, so it sends no update for the application. It still evaluates and records what it would do. Stop the other writer (run one agent per application), then resume it: flinkscale reload --resume APPLICATION.";
 
 const APP: &str = "keep";
 
@@ -179,8 +179,40 @@ fn two_agents_that_disagree_end_with_one_standing_down_and_one_writer() {
         all.iter().map(|(tag, _)| tag.as_str()).collect::<Vec<_>>()
     );
 
-    // A reload lifts the stand-down.
+    // A reload that does not ask to resume leaves the stand-down (before
+    // stop 57 it ended it: a reload made for another application restarted
+    // the fight).
     common::hangup(&agents[down]);
+    wait_until(
+        PATIENCE,
+        "the reload",
+        || !log_events(&agents[down].log(), "Configuration reloaded.").is_empty(),
+        diagnose,
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(
+        log_events(
+            &agents[down].log(),
+            "Stand-down lifted; updates are sent again."
+        )
+        .is_empty(),
+        "a reload that did not ask lifted it\n{}",
+        diagnose()
+    );
+    // `flinkscale reload --resume` asks, and lifts it.
+    let home = dir.path().join(down_tag);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_flinkscale"))
+        .args(["reload", "--resume", APP, "--config"])
+        .arg(home.join("agent.toml"))
+        .current_dir(&home)
+        .output()
+        .expect("flinkscale reload runs");
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     wait_until(
         PATIENCE,
         "the stand-down to be lifted",
@@ -198,6 +230,10 @@ fn two_agents_that_disagree_end_with_one_standing_down_and_one_writer() {
         "Stand-down lifted; updates are sent again.",
     );
     assert_eq!(lifted[0]["application"], APP);
+    assert!(
+        !home.join("state").join(format!("{APP}.resume")).exists(),
+        "the request is taken"
+    );
     for agent in &agents {
         agent.stop();
     }

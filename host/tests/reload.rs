@@ -1070,6 +1070,23 @@ fn flinkscale_reload_signals_the_agent_holding_the_state_folder() {
             .output()
             .expect("flinkscale runs")
     };
+    // A --resume that names no application of the file: a usage error,
+    // nothing written, nothing sent.
+    let unknown = std::process::Command::new(common::BIN)
+        .args(["reload", "--resume", "kep", "--config"])
+        .arg(&config)
+        .current_dir(dir.path())
+        .output()
+        .expect("flinkscale runs");
+    assert_eq!(unknown.status.code(), Some(2), "{unknown:?}");
+    assert!(
+        String::from_utf8_lossy(&unknown.stderr)
+            .starts_with("error: --resume \"kep\": no application of that name in ")
+            && String::from_utf8_lossy(&unknown.stderr)
+                .ends_with("agent.toml (valid: \"keep\"): not sent\n"),
+        "{unknown:?}"
+    );
+    assert!(!dir.path().join("state/kep.resume").exists());
     let nobody = reload();
     assert_eq!(nobody.status.code(), Some(1), "{nobody:?}");
     assert!(

@@ -1,6 +1,7 @@
 //! `flinkscale reload`: sends the running agent a SIGHUP (a configuration
-//! reload, which also lifts KPU ceilings and refused sizes and ends a
-//! stand-down) from a shell that has no `kill`, the container image's
+//! reload, which also lifts KPU ceilings and refused sizes, and with
+//! `--resume NAME` ends that application's stand-down) from a shell that
+//! has no `kill`, the container image's
 //! (`FROM scratch`): `kubectl exec deploy/flinkscale -- flinkscale reload
 //! --config FILE`, or ECS Exec. The agent is the process that holds the
 //! journal locks of the configuration's applications in its `state_dir`, as
@@ -29,6 +30,11 @@ pub struct ReloadArgs {
     /// the agent.
     #[command(flatten)]
     pub config: super::conventions::ConfigFile,
+    /// Ends the stand-down of this application (repeat for several) with
+    /// the reload: the other writer that kept undoing the agent's rescales
+    /// was stopped. A reload without it leaves every stand-down in force.
+    #[arg(long, value_name = "APPLICATION")]
+    pub resume: Vec<String>,
 }
 
 /// Runs `flinkscale reload`: 0 once the signal is sent; 78 when the file
@@ -47,6 +53,24 @@ pub fn run(args: &ReloadArgs) -> ExitCode {
             return ExitCode::from(EX_CONFIG);
         }
     };
+    let names: Vec<&str> = loaded
+        .config
+        .applications
+        .iter()
+        .map(|a| a.name.as_str())
+        .collect();
+    if let Some(unknown) = args.resume.iter().find(|r| !names.contains(&r.as_str())) {
+        eprintln!(
+            "error: --resume {unknown:?}: no application of that name in {} (valid: {}): not sent",
+            path.display(),
+            names
+                .iter()
+                .map(|n| format!("{n:?}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        return ExitCode::from(2);
+    }
     let locks = LockTable::read();
     let mut holders = BTreeSet::new();
     let mut unseen = false;
@@ -102,8 +126,27 @@ pub fn run(args: &ReloadArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // Asked before the signal, which reads them.
+    for name in &args.resume {
+        let request = crate::state::resume_request_path(&loaded.state_dir, name);
+        if let Err(error) = std::fs::write(&request, b"") {
+            eprintln!(
+                "error: --resume {name:?}: cannot write {}: {error} (run it as the agent's user, \
+                 or as root): not sent",
+                request.display()
+            );
+            return ExitCode::FAILURE;
+        }
+    }
     match send_hangup(pid) {
         Ok(()) => {
+            if !args.resume.is_empty() {
+                println!(
+                    "Asked to resume {}: the log says `Stand-down lifted; updates are sent \
+                     again.` for each that had stood down.",
+                    args.resume.join(", ")
+                );
+            }
             println!(
                 "Sent SIGHUP to the agent (process {pid}, holding the locks in {}): it reloads \
                  its configuration file; its log says `Configuration reloaded.` or `Configuration \

@@ -24,15 +24,18 @@
 //! a TaskManager runs on fewer slots than it asks for, which nobody wrote. [`OVERRIDES_TO_STAND_DOWN`]
 //! overrides within the window are a fight: the agent **stands down** for
 //! the application. It goes on evaluating and recording what it would do,
-//! as a dry run does, but sends no update, until an operator reloads the
-//! configuration (SIGHUP), as for a KPU limit met ([`lift`]). The
-//! stand-down is journaled, so a restart keeps it.
+//! as a dry run does, but sends no update, until an operator resumes it
+//! with a configuration reload that names it (`flinkscale reload --resume
+//! NAME`, [`Resumes`], [`lift`]); a reload that does not name it leaves it
+//! in force. The stand-down is journaled, so a restart keeps it.
 //!
 //! The thresholds are constants: the count is the least that tells a
 //! pattern from a one-off, and the window follows the application's own
 //! timing; a user who wants two writers wants no autoscaler.
 
 use std::cmp::Ordering;
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::model::{Action, Decision};
 use crate::state::{AppRecord, Fight, Override, OwnRescale, Update};
@@ -245,16 +248,17 @@ pub fn hold_while_stood_down(
     decision.action = Action::Hold;
     decision.next_evaluation_secs = None;
     decision.reason.push_str(&format!(
-        "; stood down since {} (another writer undid this agent's rescales): would have asked for {}, not sent until a configuration reload (SIGHUP)",
+        "; stood down since {} (another writer undid this agent's rescales): would have asked for {}, not sent until resumed (`flinkscale reload --resume {}`)",
         iso(since_ms),
-        settings.words.capacity(kpu)
+        settings.words.capacity(kpu),
+        settings.name
     ));
     decision
 }
 
-/// Ends a stand-down at an operator's word (a configuration reload: the
-/// other writer was stopped), and forgets the overrides and the agent's
-/// last rescale, so that a fight must be seen afresh. Returns the
+/// Ends a stand-down at an operator's word (`flinkscale reload --resume`:
+/// the other writer was stopped), and forgets the overrides and the
+/// agent's last rescale, so that a fight must be seen afresh. Returns the
 /// [`Event::StandDownLifted`] to report, if the agent had stood down.
 pub fn lift(record: &mut AppRecord, settings: &Settings, now_ms: i64) -> Option<Event> {
     let since_ms = record.fight.stood_down_ms?;
@@ -263,8 +267,36 @@ pub fn lift(record: &mut AppRecord, settings: &Settings, now_ms: i64) -> Option<
         application: settings.name.clone(),
         at_ms: now_ms,
         since_ms,
-        reason: "lifted by a configuration reload (SIGHUP): updates are sent again".to_owned(),
+        reason: "resumed by a configuration reload that asked for it (`flinkscale reload \
+                 --resume`): updates are sent again"
+            .to_owned(),
     })
+}
+
+/// The applications a configuration reload resumes (`flinkscale reload
+/// --resume NAME`): shared between the agent, which fills it at each
+/// reload, and its controllers, each of which takes its own name when the
+/// reload reaches it and ends its stand-down ([`lift`]) only then. A
+/// reload that does not ask leaves every stand-down in force: a reload
+/// made for another application (one added, a threshold changed) must not
+/// restart a fight the operator has not ended.
+#[derive(Debug, Clone, Default)]
+pub struct Resumes(Arc<Mutex<BTreeSet<String>>>);
+
+impl Resumes {
+    /// Asks, for this reload, for exactly `names` (the ones asked before
+    /// and not yet taken are forgotten: each reload asks afresh).
+    pub fn ask(&self, names: BTreeSet<String>) {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = names;
+    }
+
+    /// Whether `name` was asked for, which it no longer is after this.
+    pub fn take(&self, name: &str) -> bool {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(name)
+    }
 }
 
 #[cfg(test)]
@@ -715,7 +747,7 @@ mod tests {
         assert_eq!(held.action, Action::Hold);
         assert_eq!(
             held.reason,
-            "high in ALARM; stood down since 2023-11-14T22:13:20Z (another writer undid this agent's rescales): would have asked for 4 KPU, not sent until a configuration reload (SIGHUP)"
+            "high in ALARM; stood down since 2023-11-14T22:13:20Z (another writer undid this agent's rescales): would have asked for 4 KPU, not sent until resumed (`flinkscale reload --resume app`)"
         );
         let Some(Event::StandDownLifted { since_ms, .. }) = lift(&mut record, &s, T + MIN) else {
             panic!("a stand-down is lifted");

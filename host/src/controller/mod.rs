@@ -556,9 +556,12 @@ pub struct Controller {
     /// then makes no use of any promise of this application.
     promise_broken: bool,
     /// Each change is an operator's word to lift the recorded KPU limit and
-    /// a held size, and to end a stand-down (see
-    /// [`Controller::with_ceiling_lifts`]).
+    /// a held size, and to end a stand-down if [`Controller::with_resumes`]
+    /// names the application (see [`Controller::with_ceiling_lifts`]).
     ceiling_lifts: Option<watch::Receiver<u64>>,
+    /// The applications a reload resumes ([`fight::Resumes`]); none: no
+    /// stand-down is ever lifted.
+    resumes: Option<fight::Resumes>,
     /// Lift before the first step what [`Controller::with_ceiling_lifts`]
     /// lifts ([`Controller::lifting_at_start`]).
     lift_at_start: bool,
@@ -664,6 +667,7 @@ impl Controller {
                 .collect(),
             promise_broken: false,
             ceiling_lifts: None,
+            resumes: None,
             lift_at_start: false,
             stop: None,
         }
@@ -810,8 +814,9 @@ impl Controller {
     /// ([`Machine::lift_refused`]: the operator fixed what refused it; not
     /// one rolled back, which only a reload changing the application
     /// lifts, see [`Controller::lifting_at_start`]) and ends a stand-down
-    /// ([`fight::lift`]: the operator stopped the other writer). A change
-    /// is taken while the controller
+    /// if the reload asked to resume the application ([`fight::lift`],
+    /// [`Controller::with_resumes`]: the operator stopped the other
+    /// writer). A change is taken while the controller
     /// waits between steps; one sent while a step runs is taken at the
     /// next wait, and a change already made when this is called is not one.
     pub fn with_ceiling_lifts(mut self, mut lifts: watch::Receiver<u64>) -> Self {
@@ -820,9 +825,17 @@ impl Controller {
         self
     }
 
+    /// Ends a stand-down at a reload's lift only when `resumes` names the
+    /// application then (`flinkscale reload --resume NAME`).
+    pub fn with_resumes(mut self, resumes: fight::Resumes) -> Self {
+        self.resumes = Some(resumes);
+        self
+    }
+
     /// Lifts, before its first step, what a change of
     /// [`Controller::with_ceiling_lifts`] lifts (the KPU limit, a size held
-    /// as invalid, a stand-down), and a size held after a rollback too, as
+    /// as invalid, a stand-down asked to resume), and a size held after a
+    /// rollback too, as
     /// read back from its journal: the controller a configuration reload
     /// starts (a changed or resumed application) is the reload's doing, and
     /// its first decision must not be held to, or sized under, what that
@@ -1054,16 +1067,23 @@ impl Controller {
 
     /// What a configuration reload lifts, now: the recorded KPU limit
     /// ([`Machine::lift_limit`]), a held size ([`Machine::lift_refused`]; a
-    /// rolled-back one with `rolled_back_too`) and a stand-down
-    /// ([`fight::lift`]). Each lift is reported, and the record without
-    /// them journaled once. Nothing in flight and no wait is cut short.
+    /// rolled-back one with `rolled_back_too`) and, if the reload asked to
+    /// resume the application, a stand-down ([`fight::lift`]). Each lift is
+    /// reported, and the record without them journaled once. Nothing in
+    /// flight and no wait is cut short.
     async fn lift_for_reload(&mut self, rolled_back_too: bool) {
         let now_ms = self.clock.now_ms();
+        let resumed = self
+            .resumes
+            .as_ref()
+            .is_some_and(|resumes| resumes.take(&self.settings.name));
         let lifted: Vec<Event> = [
             self.machine.lift_limit(&self.settings, now_ms),
             self.machine
                 .lift_refused(&self.settings, now_ms, rolled_back_too),
-            fight::lift(&mut self.machine.record, &self.settings, now_ms),
+            resumed
+                .then(|| fight::lift(&mut self.machine.record, &self.settings, now_ms))
+                .flatten(),
         ]
         .into_iter()
         .flatten()

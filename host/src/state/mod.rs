@@ -368,7 +368,8 @@ pub struct Fight {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub overrides: Vec<Override>,
     /// Since when the agent sends no update for the application (ms since
-    /// the epoch): it stood down, until a configuration reload.
+    /// the epoch): it stood down, until a reload resumes it (`flinkscale
+    /// reload --resume`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stood_down_ms: Option<i64>,
 }
@@ -581,6 +582,14 @@ pub enum StateError {
     BadName(String),
 }
 
+/// Where `flinkscale reload --resume NAME` asks the agent to end the
+/// stand-down of `application` (see [`crate::controller::fight`]) at the
+/// reload it signals: a file beside the journal, which the agent removes
+/// when the reload reads it.
+pub fn resume_request_path(state_dir: &Path, application: &str) -> PathBuf {
+    state_dir.join(format!("{application}.resume"))
+}
+
 /// The state folder: where every application's journal lives.
 #[derive(Debug, Clone)]
 pub struct StateStore {
@@ -630,6 +639,35 @@ impl StateStore {
     /// The folder.
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// The applications among `names` whose stand-down a resume request
+    /// ([`resume_request_path`]) asks to end, each request removed as it
+    /// is read. One that cannot be removed counts as asked (and is said):
+    /// the operator asked.
+    pub fn take_resume_requests<'a>(
+        &self,
+        names: impl IntoIterator<Item = &'a str>,
+    ) -> std::collections::BTreeSet<String> {
+        names
+            .into_iter()
+            .filter(|name| {
+                let path = resume_request_path(&self.dir, name);
+                match std::fs::remove_file(&path) {
+                    Ok(()) => true,
+                    Err(error) if error.kind() == std::io::ErrorKind::NotFound => false,
+                    Err(error) => {
+                        tracing::warn!(
+                            message = "Cannot remove a resume request; taken as asked, and again at every reload until it is removed.",
+                            path = %path.display(),
+                            %error,
+                        );
+                        path.exists()
+                    }
+                }
+            })
+            .map(str::to_owned)
+            .collect()
     }
 
     /// The journal of `application`, locked for this process until the

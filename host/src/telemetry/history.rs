@@ -2022,7 +2022,7 @@ pub fn status_text(status: &Status) -> String {
         if let Some(stand_down) = &app.stood_down {
             let _ = writeln!(
                 out,
-                "  stood down: since {} ({} s): another writer undid this agent's rescales: {}; no update is sent (decisions are recorded): stop the other writer, then reload the configuration (SIGHUP) to resume",
+                "  stood down: since {} ({} s): another writer undid this agent's rescales: {}; no update is sent (decisions are recorded): stop the other writer, then resume it (`flinkscale reload --resume APPLICATION`)",
                 iso(stand_down.since_ms),
                 (status.now_ms.saturating_sub(stand_down.since_ms) / 1000).max(0),
                 crate::controller::fight::describe_overrides(&stand_down.overrides, words)

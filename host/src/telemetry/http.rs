@@ -356,7 +356,7 @@ fn not_ready_line(app: &NotReady, now_ms: i64) -> String {
     }
     if let Some((since_ms, updates)) = &app.stood_down {
         why.push(format!(
-            "stood down {} s ago: another writer undid this agent's rescales ({}); no update is sent: stop the other writer, then reload the configuration (SIGHUP) to resume",
+            "stood down {} s ago: another writer undid this agent's rescales ({}); no update is sent: stop the other writer, then resume it (`flinkscale reload --resume APPLICATION`)",
             now_ms.saturating_sub(*since_ms).max(0) / 1000,
             one_line(updates)
         ));
@@ -737,7 +737,7 @@ mod tests {
         assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(
             body(ready).await,
-            "not ready: application \"app\": stood down 10 s ago: another writer undid this agent's rescales (version 2 -> 3: 4 KPU -> 2 KPU); no update is sent: stop the other writer, then reload the configuration (SIGHUP) to resume\n"
+            "not ready: application \"app\": stood down 10 s ago: another writer undid this agent's rescales (version 2 -> 3: 4 KPU -> 2 KPU); no update is sent: stop the other writer, then resume it (`flinkscale reload --resume APPLICATION`)\n"
         );
         registry.record(&Event::StandDownLifted {
             application: "app".to_owned(),

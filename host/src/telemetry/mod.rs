@@ -340,7 +340,8 @@ pub enum Event {
     /// Another writer undid the agent's rescales again and again (see
     /// [`crate::controller::fight`]): the agent stands down for the
     /// application. It evaluates and records what it would do, but sends no
-    /// update until a configuration reload (SIGHUP). Also said at the start
+    /// update until a configuration reload asks to resume it (`flinkscale
+    /// reload --resume`). Also said at the start
     /// of an agent that reads the stand-down from its journal.
     StoodDown {
         /// Application name.
@@ -367,7 +368,8 @@ pub enum Event {
         /// When (ms since the epoch).
         at_ms: i64,
     },
-    /// A configuration reload ended a stand-down: updates are sent again.
+    /// A configuration reload that asked to resume the application ended
+    /// its stand-down: updates are sent again.
     StandDownLifted {
         /// Application name.
         application: String,
@@ -909,7 +911,7 @@ fn log_event(event: &Event) {
                 restarted,
                 ..
             } => error!(
-                message = "Stood down: another writer keeps undoing this agent's rescales, so it sends no update for the application. It still evaluates and records what it would do. Stop the other writer (run one agent per application), then reload the configuration (SIGHUP, systemctl reload) to resume.",
+                message = "Stood down: another writer keeps undoing this agent's rescales, so it sends no update for the application. It still evaluates and records what it would do. Stop the other writer (run one agent per application), then resume it: flinkscale reload --resume APPLICATION.",
                 application = %application,
                 since = %text::iso(*since_ms),
                 updates = %updates,

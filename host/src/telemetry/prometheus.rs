@@ -1211,7 +1211,7 @@ impl Registry {
         family(
             "flinkscale_stood_down",
             "gauge",
-            "1 while the agent stands down for the application (another writer kept undoing its rescales: no update is sent until a configuration reload), else 0.",
+            "1 while the agent stands down for the application (another writer kept undoing its rescales: no update is sent until `flinkscale reload --resume` names it), else 0.",
             per_app(&|a| Some(u8::from(a.stood_down.is_some()).to_string())),
         );
         family(

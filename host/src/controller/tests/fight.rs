@@ -1,6 +1,7 @@
 //! Another writer fighting the agent over the application's size: the
 //! agent stands down after the second override of its rescales and sends
-//! nothing more, also after a restart, until a reload; one manual change
+//! nothing more, also after a restart, until a reload that asks to resume
+//! it; one manual change
 //! and restarts that keep the size never make it stand down.
 
 use std::path::Path;
@@ -9,8 +10,13 @@ use super::*;
 use crate::state::{AppRecord, Fight, JournalFile, Override, StateStore};
 
 /// Starts a controller on the journal in `dir`, deciding with [`Doubling`]
-/// at 95 % CPU; with `lifts`, a reload is a change sent on it.
-fn launch(target: &Arc<FakeTarget>, dir: &Path, lifts: Option<watch::Receiver<u64>>) -> Running {
+/// at 95 % CPU; with `lifts`, a reload is a change sent on it, which
+/// resumes the application if its [`crate::controller::fight::Resumes`] names it.
+fn launch(
+    target: &Arc<FakeTarget>,
+    dir: &Path,
+    lifts: Option<(watch::Receiver<u64>, crate::controller::fight::Resumes)>,
+) -> Running {
     let mut journal = StateStore::open(dir)
         .expect("state folder")
         .journal("app")
@@ -25,7 +31,7 @@ fn launch(target: &Arc<FakeTarget>, dir: &Path, lifts: Option<watch::Receiver<u6
         |c| {
             let c = c.with_journal(journal, loaded);
             match lifts {
-                Some(lifts) => c.with_ceiling_lifts(lifts),
+                Some((lifts, resumes)) => c.with_ceiling_lifts(lifts).with_resumes(resumes),
                 None => c,
             }
         },
@@ -127,7 +133,7 @@ async fn the_second_override_stands_the_agent_down_and_nothing_more_is_sent_even
         assert_eq!(decision.action, Action::Hold, "{t}: {decision:?}");
         assert!(
             decision.reason.contains(
-                "would have asked for 4 KPU, not sent until a configuration reload (SIGHUP)"
+                "would have asked for 4 KPU, not sent until resumed (`flinkscale reload --resume app`)"
             ),
             "{t}: {decision:?}"
         );
@@ -180,7 +186,7 @@ async fn restarts_that_keep_the_size_never_stand_the_agent_down() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_configuration_reload_resumes_a_stood_down_agent() {
+async fn a_configuration_reload_resumes_a_stood_down_agent_only_when_asked() {
     let dir = tempfile::tempdir().unwrap();
     // A journal that stood down an hour ago (the agent was stopped since).
     let overrides = vec![Override {
@@ -209,16 +215,25 @@ async fn a_configuration_reload_resumes_a_stood_down_agent() {
     drop(journal);
     let target = FakeTarget::new(2, 90);
     let (reload, reloads) = watch::channel(0u64);
-    let run = launch(&target, dir.path(), Some(reloads));
-    until(&target, 330).await;
+    let resumes = crate::controller::fight::Resumes::default();
+    let run = launch(&target, dir.path(), Some((reloads, resumes.clone())));
+    until(&target, 270).await;
     // Stood down: evaluated every minute, nothing sent.
     assert!(target.updates().is_empty());
     assert!(journaled(dir.path()).record.fight.stood_down_ms.is_some());
+    // Fails before stop 57: a reload that does not ask (made for another
+    // application, say) ended the stand-down, and the fight went on.
+    resumes.ask(["other".to_owned()].into());
+    reload.send_modify(|n| *n += 1);
+    until(&target, 330).await;
+    assert!(target.updates().is_empty());
+    assert!(journaled(dir.path()).record.fight.stood_down_ms.is_some());
+    resumes.ask(["app".to_owned()].into());
     reload.send_modify(|n| *n += 1);
     until(&target, 400).await;
     let events = run.stop().await;
-    // The reload (at 330 s) lifts it, the journal forgets the fight, and
-    // the next evaluation (360 s) acts.
+    // The reload that asks (at 330 s) lifts it, the journal forgets the
+    // fight, and the next evaluation (360 s) acts.
     assert_eq!(target.updates(), vec![(360, 4)]);
     let lifted: Vec<_> = events
         .iter()

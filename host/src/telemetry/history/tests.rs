@@ -1597,7 +1597,7 @@ fn status_says_the_agent_stood_down_and_why() {
     let text = status_text(&now);
     assert!(
         text.contains(
-            "  stood down: since 1970-01-01T00:00:01Z (60 s): another writer undid this agent's rescales: version 4 -> 5: 4 KPU -> 2 KPU (this agent's rescale to 4 KPU completed at 1970-01-01T00:00:00Z; the other update seen finished at 1970-01-01T00:00:01Z); no update is sent (decisions are recorded): stop the other writer, then reload the configuration (SIGHUP) to resume\n"
+            "  stood down: since 1970-01-01T00:00:01Z (60 s): another writer undid this agent's rescales: version 4 -> 5: 4 KPU -> 2 KPU (this agent's rescale to 4 KPU completed at 1970-01-01T00:00:00Z; the other update seen finished at 1970-01-01T00:00:01Z); no update is sent (decisions are recorded): stop the other writer, then resume it (`flinkscale reload --resume APPLICATION`)\n"
         ),
         "{text}"
     );
