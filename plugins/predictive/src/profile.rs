@@ -15,6 +15,10 @@
 use std::cell::RefCell;
 use std::collections::{BTreeMap, VecDeque};
 
+/// A bucket's rate above this many times the bucket's median is an
+/// outlier, left out of its level (see [`Profile::level`]).
+pub const OUTLIER_FACTOR: f64 = 4.0;
+
 /// One day, in milliseconds.
 pub const DAY_MS: i64 = 86_400_000;
 /// One week, in milliseconds.
@@ -295,14 +299,31 @@ impl Profile {
         }
     }
 
-    /// The level of `bucket`, from the rates.
+    /// The level of `bucket`, from the rates: their mean, without those
+    /// above [`OUTLIER_FACTOR`] times their median (with three rates or
+    /// more). A minute of one-off input, such as a jump of the backlog (an
+    /// offset reset, a restore from an old snapshot) read as a minute of
+    /// huge input, would otherwise raise the bucket's level, and with it
+    /// the forecast of that time of every later day and week; a load that
+    /// follows its cycle never moves that much within a bucket.
     fn computed_level(&self, bucket: i64) -> Option<f64> {
         let start = bucket.saturating_mul(self.bucket_ms);
-        let (sum, n) = self
+        let mut rates: Vec<f64> = self
             .rates
             .range(start..start.saturating_add(self.bucket_ms))
-            .fold((0.0, 0u32), |(s, n), (_, r)| (s + r, n + 1));
-        (n > 0).then(|| sum / f64::from(n))
+            .map(|(_, &r)| r)
+            .collect();
+        if rates.is_empty() {
+            return None;
+        }
+        if rates.len() >= 3 {
+            let mut sorted = rates.clone();
+            sorted.sort_by(f64::total_cmp);
+            let median = sorted[sorted.len() / 2];
+            rates.retain(|&r| r <= OUTLIER_FACTOR * median);
+        }
+        // The median itself always stays: never empty.
+        Some(rates.iter().sum::<f64>() / rates.len() as f64)
     }
 
     /// The unscaled forecast of `at_ms` by `season_ms`.

@@ -550,3 +550,29 @@ fn history_handed_while_the_application_updates_is_learnt() {
         predictive.profile.len()
     );
 }
+
+/// Fails before stop 57: a bucket's level was the plain mean of its
+/// minutes, so one minute of one-off input (a backlog jump of 60 million
+/// records, an offset reset, read as a minute of 1,002,000 records/s among
+/// minutes of 2,000) made the bucket 102,000 records/s, forecast again the
+/// next day (a scale-out ahead of it, scale-ins held through the dip
+/// rule). A rate over four times the bucket's median is left out.
+#[test]
+fn a_one_off_minute_of_huge_input_is_not_learnt_as_the_load() {
+    let mut profile = Profile::new(600, 15);
+    let mut rates: Vec<(i64, f64)> = (0..10).map(|i| (T0 + i * P, 2000.0)).collect();
+    rates[4].1 = 1_002_000.0;
+    profile.learn(&rates, T0 + 10 * P);
+    assert_eq!(profile.level(T0), Some(2000.0));
+    // A load that moves within the bucket keeps its mean.
+    let mut profile = Profile::new(600, 15);
+    let rising: Vec<(i64, f64)> = (0..10)
+        .map(|i| (T0 + i * P, 1000.0 + 300.0 * i as f64))
+        .collect();
+    profile.learn(&rising, T0 + 10 * P);
+    assert_eq!(profile.level(T0), Some(2350.0));
+    // With fewer than three rates there is no median to judge by.
+    let mut profile = Profile::new(600, 15);
+    profile.learn(&[(T0, 2000.0), (T0 + P, 1_002_000.0)], T0 + 2 * P);
+    assert_eq!(profile.level(T0), Some(502_000.0));
+}
