@@ -108,15 +108,30 @@ use profile::{Fit, Profile};
 /// the forecast at that time of every later day. (History comes at 60 s
 /// periods even for a sub-minute metric, and AWS publishes most metrics
 /// once a minute: a minute between periods is no gap.)
+///
+/// With `records_in` at a longer period than the other metrics (300 s
+/// beside 60 s), the periods between two of its datapoints are the
+/// others' alone, no sign of a restart: the previous period is then the
+/// previous one with records in, as far back as `records_in`'s own
+/// spacing.
 fn learnable(rates: &[(i64, f64)], observed: &rate::observe::Observed) -> Vec<(i64, f64)> {
     let longest_gap = observed.period_ms.max(LEARN_GAP_MS);
+    let with_records = || observed.periods.iter().filter(|p| p.records_in.is_some());
+    let spacing = with_records()
+        .zip(with_records().skip(1))
+        .map(|(a, b)| b.start_ms - a.start_ms)
+        .min()
+        .filter(|&spacing| spacing > longest_gap);
+    let longest_gap = spacing.unwrap_or(longest_gap);
     let mut periods = observed.periods.iter().peekable();
     let mut previous: Option<&rate::observe::Period> = None;
     rates
         .iter()
         .filter(|(start_ms, _)| {
             while let Some(period) = periods.next_if(|p| p.start_ms < *start_ms) {
-                previous = Some(period);
+                if spacing.is_none() || period.records_in.is_some() {
+                    previous = Some(period);
+                }
             }
             previous.is_some_and(|p| p.records_in.is_some() && start_ms - p.start_ms <= longest_gap)
         })

@@ -576,3 +576,52 @@ fn a_one_off_minute_of_huge_input_is_not_learnt_as_the_load() {
     profile.learn(&[(T0, 2000.0), (T0 + P, 1_002_000.0)], T0 + 2 * P);
     assert_eq!(profile.level(T0), Some(502_000.0));
 }
+
+/// Fails before stop 57: with `records_in` at 300 s and the other metrics
+/// at 60 s, each rate's previous period was a busy-and-backlog minute
+/// with no records in, taken for a restart, so no rate was ever learnt
+/// and the policy stayed `rate` for good.
+#[test]
+fn records_in_at_a_longer_period_than_the_others_is_learnt() {
+    let (mut predictive, _) = pair("{}");
+    let now = T0 + 3 * 3_600_000;
+    let c = capacity(16);
+    let minutes: Vec<i64> = (3..=120).rev().map(|i| now - i * P).collect();
+    let every = |step: i64, value: &dyn Fn(i64) -> f64| -> Vec<(i64, f64)> {
+        minutes
+            .iter()
+            .filter(|&&t| (t - T0).rem_euclid(step) == 0)
+            .map(|&t| (t, value(t)))
+            .collect()
+    };
+    let evaluation = Evaluation {
+        now_ms: now,
+        app: Application {
+            max_kpu: 32,
+            ..flinkscale_plugin::testing::application(16, 1, 32)
+        },
+        metrics: vec![
+            series(
+                "AWS/KinesisAnalytics",
+                "Average",
+                "records_in",
+                &every(5 * P, &|t| daily(t).min(c)),
+            ),
+            series(
+                "AWS/KinesisAnalytics",
+                "Average",
+                "busy",
+                &every(P, &|t| 1000.0 * daily(t).min(c) / c),
+            ),
+            series("AWS/Kafka", "Maximum", "backlog", &every(P, &|_| 0.0)),
+        ],
+        alarms: Vec::new(),
+        signals: Vec::new(),
+    };
+    predictive.decide(&evaluation).expect("decides");
+    assert!(
+        predictive.profile.len() >= 20,
+        "the 300 s rates are learnt: {} periods",
+        predictive.profile.len()
+    );
+}
