@@ -895,13 +895,20 @@ impl Agent {
     /// into shared GetMetricData calls, and N applications cost about the
     /// time of one, not N times it (one after another, 200 took 5 s on
     /// loopback and tens of seconds against a real service).
+    ///
+    /// Unordered while they run: one application stuck in a slow call (an
+    /// SDK timeout) does not hold back the start of the ones after the
+    /// first [`ONCE_CONCURRENCY`]; the reports are put back in order.
     pub async fn once(&mut self) -> Vec<OnceReport> {
         use futures_util::StreamExt;
-        futures_util::stream::iter(self.controllers.iter_mut())
-            .map(once_report)
-            .buffered(ONCE_CONCURRENCY)
-            .collect()
-            .await
+        let mut reports: Vec<(usize, OnceReport)> =
+            futures_util::stream::iter(self.controllers.iter_mut().enumerate())
+                .map(|(k, controller)| async move { (k, once_report(controller).await) })
+                .buffer_unordered(ONCE_CONCURRENCY)
+                .collect()
+                .await;
+        reports.sort_by_key(|(k, _)| *k);
+        reports.into_iter().map(|(_, report)| report).collect()
     }
 }
 
