@@ -29,9 +29,10 @@
 //! says so with `systemctl reload` rather than waiting out the hour; it
 //! lifts a size held after AWS refused it as invalid (the operator fixed
 //! the application), and one whose update was rolled back when the reload
-//! changed that application's settings; and it ends the stand-down of a
-//! controller that found another writer fighting it
-//! (`crate::controller::fight`): the operator stopped it.
+//! changed that application's settings; and, when the reload names it
+//! (`flinkscale reload --resume`), it ends the stand-down of a controller
+//! that found another writer fighting it (`crate::controller::fight`): the
+//! operator stopped it.
 //!
 //! An application whose `mode` is `"paused"` gets no controller at all
 //! (no plugin loaded, no AWS call), only a placeholder task that waits to
@@ -184,11 +185,12 @@ struct Parts {
     /// given (the simulator's and tests', which stand in for every target).
     flink_from_config: bool,
     /// Bumped by every configuration reload: each controller then lifts
-    /// its recorded KPU limit and ends a stand-down (see
-    /// [`Controller::with_ceiling_lifts`]).
+    /// its recorded KPU limit, and ends its stand-down if `resumes` names
+    /// it (see [`Controller::with_ceiling_lifts`]).
     ceiling_lifts: Arc<watch::Sender<u64>>,
-    /// The applications the reload being applied resumes (`flinkscale
-    /// reload --resume`): every controller's stand-down ends only then.
+    /// The applications reloads asked to resume (`flinkscale reload
+    /// --resume`) whose controllers have not taken the request yet: a
+    /// controller's stand-down ends only then.
     resumes: crate::controller::fight::Resumes,
 }
 
@@ -698,6 +700,21 @@ impl Agent {
     ) -> Result<Self, AgentError> {
         let agent = &loaded.config.agent;
         let limits = agent.sandbox_limits();
+        // A resume request is a reload's (`flinkscale reload --resume`):
+        // one found at start was left by a reload that never reached an
+        // agent, and taken by a later reload made for another reason it
+        // would end a stand-down nobody asked to end then. A restart keeps
+        // every stand-down.
+        if let Some(store) = state {
+            let stale = store
+                .take_resume_requests(loaded.config.applications.iter().map(|a| a.name.as_str()));
+            if !stale.is_empty() {
+                warn!(
+                    message = "Resume requests found at start, dropped: a restart keeps every stand-down; ask again with `flinkscale reload --resume`.",
+                    applications = %stale.into_iter().collect::<Vec<_>>().join(","),
+                );
+            }
+        }
         // An agent that keeps state also keeps its compiled plugins there
         // (inside the 0700 state folder, since a compiled component is
         // native code), so a restart does not pay the compile again.
@@ -849,7 +866,7 @@ impl Agent {
                         };
                         if !resumed.is_empty() {
                             info!(
-                                message = "Resume asked for: the stand-downs of these applications end with this reload.",
+                                message = "Resume asked for: the stand-downs of these applications end as the reload reaches their controllers (a paused one's when it runs again).",
                                 applications = %resumed.iter().cloned().collect::<Vec<_>>().join(","),
                             );
                         }

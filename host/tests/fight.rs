@@ -36,6 +36,13 @@ const APP: &str = "keep";
 fn config(home: &Path, kpu: u32, listen: SocketAddr) -> PathBuf {
     // No plugin file: `hold` is built in.
     std::fs::create_dir_all(home.join("plugins")).unwrap();
+    // A resume request left by a reload that never reached an agent: the
+    // agent drops it at start (a later reload made for another reason
+    // would otherwise end a stand-down nobody asked to end then).
+    let state = home.join("state");
+    std::fs::create_dir_all(&state).unwrap();
+    std::fs::set_permissions(&state, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    std::fs::write(state.join(format!("{APP}.resume")), b"").unwrap();
     AgentConfig::new()
         .agent("plugin_dir", "plugins")
         .agent("state_dir", "state")
@@ -121,6 +128,21 @@ fn two_agents_that_disagree_end_with_one_standing_down_and_one_writer() {
         diagnose,
     );
     let down = stood()[0];
+    for (agent, (tag, _)) in agents.iter().zip(&wants) {
+        let dropped = log_events(
+            &agent.log(),
+            "Resume requests found at start, dropped: a restart keeps every stand-down; ask again with `flinkscale reload --resume`.",
+        );
+        assert_eq!(dropped.len(), 1, "{tag}\n{}", diagnose());
+        assert_eq!(dropped[0]["applications"], APP);
+        assert!(
+            !dir.path()
+                .join(tag)
+                .join("state")
+                .join(format!("{APP}.resume"))
+                .exists()
+        );
+    }
     let up = 1 - down;
     let (down_tag, _) = wants[down];
     let (up_tag, up_kpu) = wants[up];

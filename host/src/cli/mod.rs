@@ -167,7 +167,8 @@ pub enum Command {
     /// last, from the decision history in `state_dir`.
     Explain(explain::ExplainArgs),
     /// Send the running agent a SIGHUP (reload its configuration, lift its
-    /// KPU ceilings, end a stand-down) from a shell without `kill`, such as
+    /// KPU ceilings; with `--resume APP`, end that application's
+    /// stand-down) from a shell without `kill`, such as
     /// the container image's: the agent is the process holding the journal
     /// locks in the configuration's `state_dir`; the file is checked first
     /// and nothing is sent if the agent would refuse it.

@@ -126,13 +126,25 @@ pub fn run(args: &ReloadArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    // Asked before the signal, which reads them.
-    for name in &args.resume {
-        let request = crate::state::resume_request_path(&loaded.state_dir, name);
-        if let Err(error) = std::fs::write(&request, b"") {
+    // Asked before the signal, which reads them; taken back if it is not
+    // sent, lest a later reload (one made for another reason) take them.
+    let requests: Vec<std::path::PathBuf> = args
+        .resume
+        .iter()
+        .map(|name| crate::state::resume_request_path(&loaded.state_dir, name))
+        .collect();
+    let take_back = |written: &[std::path::PathBuf]| {
+        for request in written {
+            let _ = std::fs::remove_file(request);
+        }
+    };
+    for (k, request) in requests.iter().enumerate() {
+        if let Err(error) = std::fs::write(request, b"") {
+            take_back(&requests[..k]);
             eprintln!(
-                "error: --resume {name:?}: cannot write {}: {error} (run it as the agent's user, \
+                "error: --resume {:?}: cannot write {}: {error} (run it as the agent's user, \
                  or as root): not sent",
+                args.resume[k],
                 request.display()
             );
             return ExitCode::FAILURE;
@@ -158,6 +170,7 @@ pub fn run(args: &ReloadArgs) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(error) => {
+            take_back(&requests);
             eprintln!("error: cannot send SIGHUP to process {pid}: {error}");
             ExitCode::FAILURE
         }

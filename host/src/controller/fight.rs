@@ -284,10 +284,16 @@ pub fn lift(record: &mut AppRecord, settings: &Settings, now_ms: i64) -> Option<
 pub struct Resumes(Arc<Mutex<BTreeSet<String>>>);
 
 impl Resumes {
-    /// Asks, for this reload, for exactly `names` (the ones asked before
-    /// and not yet taken are forgotten: each reload asks afresh).
+    /// Asks for `names` too. A name stays asked until its controller
+    /// takes it: one busy in a step when a reload asks takes it at its
+    /// next wait, even if another reload came meanwhile; a paused
+    /// application's controller takes it when a reload resumes its
+    /// evaluations.
     pub fn ask(&self, names: BTreeSet<String>) {
-        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = names;
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .extend(names);
     }
 
     /// Whether `name` was asked for, which it no longer is after this.
@@ -304,6 +310,21 @@ mod tests {
     use super::*;
     use crate::controller::QuarantinePolicy;
     use std::time::Duration;
+
+    /// Fails before stop 57's review: each reload replaced the names asked,
+    /// so a reload that came while the resumed controller was busy in a
+    /// step (a slow read) dropped its request, the file already removed.
+    #[test]
+    fn a_resume_stays_asked_until_its_controller_takes_it() {
+        let resumes = Resumes::default();
+        resumes.ask(["a".to_owned()].into());
+        resumes.ask(BTreeSet::new());
+        resumes.ask(["b".to_owned()].into());
+        assert!(resumes.take("a"));
+        assert!(!resumes.take("a"), "taken once");
+        assert!(resumes.take("b"));
+        assert!(!resumes.take("c"));
+    }
 
     const T: i64 = 1_700_000_000_000;
     const MIN: i64 = 60_000;

@@ -643,8 +643,8 @@ impl StateStore {
 
     /// The applications among `names` whose stand-down a resume request
     /// ([`resume_request_path`]) asks to end, each request removed as it
-    /// is read. One that cannot be removed counts as asked (and is said):
-    /// the operator asked.
+    /// is read. One that cannot be removed is not taken (and is said): it
+    /// would otherwise end the stand-downs of every later reload.
     pub fn take_resume_requests<'a>(
         &self,
         names: impl IntoIterator<Item = &'a str>,
@@ -658,11 +658,11 @@ impl StateStore {
                     Err(error) if error.kind() == std::io::ErrorKind::NotFound => false,
                     Err(error) => {
                         tracing::warn!(
-                            message = "Cannot remove a resume request; taken as asked, and again at every reload until it is removed.",
+                            message = "Cannot remove a resume request; not taken (remove it, then ask again).",
                             path = %path.display(),
                             %error,
                         );
-                        path.exists()
+                        false
                     }
                 }
             })

@@ -598,3 +598,20 @@ fn a_folder_that_cannot_be_fsynced_does_not_fail_the_save() {
         Err(Some(libc::ENOTDIR))
     );
 }
+
+/// A resume request is taken once: the file removed, the name returned;
+/// names without one are not.
+#[test]
+fn resume_requests_are_taken_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = StateStore::open(dir.path()).unwrap();
+    std::fs::write(resume_request_path(dir.path(), "orders"), b"").unwrap();
+    let taken = store.take_resume_requests(["orders", "payments"]);
+    assert_eq!(taken.into_iter().collect::<Vec<_>>(), ["orders"]);
+    assert!(!resume_request_path(dir.path(), "orders").exists());
+    assert!(
+        store
+            .take_resume_requests(["orders", "payments"])
+            .is_empty()
+    );
+}
