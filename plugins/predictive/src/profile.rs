@@ -15,7 +15,7 @@
 use std::cell::RefCell;
 use std::collections::{BTreeMap, VecDeque};
 
-/// A bucket's rate above this many times the bucket's median is an
+/// A bucket's only rate above this many times the bucket's median is an
 /// outlier, left out of its level (see [`Profile::level`]).
 pub const OUTLIER_FACTOR: f64 = 4.0;
 
@@ -299,13 +299,15 @@ impl Profile {
         }
     }
 
-    /// The level of `bucket`, from the rates: their mean, without those
-    /// above [`OUTLIER_FACTOR`] times their median (with three rates or
-    /// more). A minute of one-off input, such as a jump of the backlog (an
-    /// offset reset, a restore from an old snapshot) read as a minute of
-    /// huge input, would otherwise raise the bucket's level, and with it
-    /// the forecast of that time of every later day and week; a load that
-    /// follows its cycle never moves that much within a bucket.
+    /// The level of `bucket`, from the rates: their mean, without the one
+    /// above [`OUTLIER_FACTOR`] times their median when it is the only
+    /// one (with three rates or more). A minute of one-off input, such as
+    /// a jump of the backlog (an offset reset, a restore from an old
+    /// snapshot) read as a minute of huge input, would otherwise raise the
+    /// bucket's level, and with it the forecast of that time of every
+    /// later day and week; a load that steps up within the bucket (a
+    /// market's opening, a batch job's start) has several such minutes,
+    /// and keeps them.
     fn computed_level(&self, bucket: i64) -> Option<f64> {
         let start = bucket.saturating_mul(self.bucket_ms);
         let mut rates: Vec<f64> = self
@@ -320,7 +322,10 @@ impl Profile {
             let mut sorted = rates.clone();
             sorted.sort_by(f64::total_cmp);
             let median = sorted[sorted.len() / 2];
-            rates.retain(|&r| r <= OUTLIER_FACTOR * median);
+            let above = |r: f64| r > OUTLIER_FACTOR * median;
+            if rates.iter().filter(|&&r| above(r)).count() == 1 {
+                rates.retain(|&r| !above(r));
+            }
         }
         // The median itself always stays: never empty.
         Some(rates.iter().sum::<f64>() / rates.len() as f64)
