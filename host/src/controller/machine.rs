@@ -661,6 +661,12 @@ impl Machine {
         self.jitter = jitter;
     }
 
+    /// The next draw of the back-off's jitter, in `[0, 1)`, for another
+    /// wait that applications must not all end at once.
+    pub fn jitter_unit(&mut self) -> f64 {
+        self.jitter.next_unit()
+    }
+
     /// Consecutive failed steps so far.
     pub fn failures(&self) -> u32 {
         self.failures

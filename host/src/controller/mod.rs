@@ -477,12 +477,14 @@ impl PluginThreads {
 }
 
 /// History reads ([`Controller::read_history`]) that may fail in a row
-/// before the policy goes on without its history: at 5, 10, 20, 40 and 60
-/// minutes after the first, about two and a quarter hours in all.
+/// before the policy goes on without its history: 5, 10, 20, 40 and 60
+/// minutes apart (each drawn between half and all of that), within about
+/// two and a quarter hours of the first.
 pub const HISTORY_READS: u32 = 6;
 
-/// The wait before history read `failed + 1`, after `failed` (1 or more)
-/// failed in a row: 5 minutes, doubling, at most an hour.
+/// The longest wait before history read `failed + 1`, after `failed` (1
+/// or more) failed in a row: 5 minutes, doubling, at most an hour; the
+/// wait is drawn between half and all of it.
 pub fn history_retry_ms(failed: u32) -> i64 {
     let doublings = failed.saturating_sub(1).min(4);
     (300_000_i64 << doublings).min(3_600_000)
@@ -1347,8 +1349,13 @@ impl Controller {
                 // the policy decides without it meanwhile, and gets it with
                 // a later call, its window included.
                 self.history_failed_reads += 1;
-                let retry_ms = (self.history_failed_reads < HISTORY_READS)
-                    .then(|| history_retry_ms(self.history_failed_reads));
+                // Jittered as the back-off is (between half and all of the
+                // wait): applications whose reads failed together at start
+                // do not all read 15 days again in the same tick.
+                let retry_ms = (self.history_failed_reads < HISTORY_READS).then(|| {
+                    let wait = history_retry_ms(self.history_failed_reads);
+                    wait / 2 + (wait as f64 / 2.0 * self.machine.jitter_unit()) as i64
+                });
                 if let Some(retry_ms) = retry_ms {
                     self.history_due = true;
                     self.history_retry_at_ms = now_ms.saturating_add(retry_ms);
@@ -1873,6 +1880,8 @@ impl Controller {
         let (refresh, gate, wants_history, mut result, mut elapsed) = outcome?;
         if refresh.is_new_code() {
             self.history_refused = false;
+            // New code's reads fail and are retried afresh.
+            self.history_failed_reads = 0;
         }
         self.plugin_refreshed(refresh, now_ms);
         if wants_history {
@@ -1984,6 +1993,7 @@ impl Controller {
         self.plugin_refreshed(refresh, now_ms);
         if new_code {
             self.history_refused = false;
+            self.history_failed_reads = 0;
             if let Gate::Retry(reason) = self.policy_health.gate(now_ms, || true) {
                 let label = self.policy.as_ref().map(|p| p.label()).unwrap_or_default();
                 self.plugin_retried(&label, reason, now_ms);

@@ -39,6 +39,10 @@ pub const WINDOW: Duration = Duration::from_millis(20);
 /// Bound of the read queue; callers wait for room beyond it.
 const QUEUE_CAPACITY: usize = 1024;
 
+/// How many reads of a refused batch are described at a time, each on its
+/// own.
+const APART_CONCURRENCY: usize = 4;
+
 /// One caller's read and where its answer goes.
 struct Read {
     names: Vec<String>,
@@ -128,14 +132,17 @@ async fn describe_batch(inner: Arc<dyn AlarmStates>, batch: Vec<Read>) {
             Err(MetricsError::Permission(_) | MetricsError::Invalid(_))
         )
     {
+        use futures_util::StreamExt;
+        // A few at a time: DescribeAlarms' rate quota is low, and a burst
+        // of one call per application would be throttled.
         let inner = &inner;
-        futures_util::future::join_all(batch.into_iter().map(|read| async move {
-            if !read.reply.is_closed() {
+        futures_util::stream::iter(batch)
+            .filter(|read| std::future::ready(!read.reply.is_closed()))
+            .for_each_concurrent(APART_CONCURRENCY, |read| async move {
                 let answer = inner.describe_named(&read.names).await;
                 let _ = read.reply.send(answer);
-            }
-        }))
-        .await;
+            })
+            .await;
         return;
     }
     for read in batch {
