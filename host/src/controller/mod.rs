@@ -476,6 +476,11 @@ impl PluginThreads {
     }
 }
 
+/// How long a history read retried after a failure may take before it
+/// counts as failed too: the evaluation it is made in waits for it (a
+/// read of 15 days of three metrics takes one call, well under a second).
+pub const HISTORY_RETRY_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// History reads ([`Controller::read_history`]) that may fail in a row
 /// before the policy goes on without its history: 5, 10, 20, 40 and 60
 /// minutes apart (each drawn between half and all of that), within about
@@ -1328,6 +1333,23 @@ impl Controller {
         let started = std::time::Instant::now();
         let read =
             crate::metrics::history::read(self.source.as_ref(), &self.queries, start_ms, end_ms);
+        // A retry (the reads before it failed: throttled, timed out) is
+        // made inside a live evaluation, whose decision waits for it: it
+        // gets [`HISTORY_RETRY_TIMEOUT`], and failing that is one more
+        // failed read.
+        let read = async {
+            if self.history_failed_reads == 0 {
+                return read.await;
+            }
+            tokio::time::timeout(HISTORY_RETRY_TIMEOUT, read)
+                .await
+                .unwrap_or_else(|_| {
+                    Err(MetricsError::Source(format!(
+                        "the read was not over within {} s",
+                        HISTORY_RETRY_TIMEOUT.as_secs()
+                    )))
+                })
+        };
         Ok(match unless_stopped(self.stop.clone(), read).await? {
             Ok(history) => {
                 self.history_failed_reads = 0;

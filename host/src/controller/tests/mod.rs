@@ -1396,6 +1396,8 @@ struct FlakyHistory {
     inner: ConstantSource,
     failures: u32,
     reads: Mutex<u32>,
+    /// The history read (1-based) that answers only after a minute.
+    slow_read: Option<u32>,
 }
 
 #[async_trait]
@@ -1407,10 +1409,16 @@ impl MetricSource for FlakyHistory {
         end_ms: i64,
     ) -> Result<Vec<Series>, MetricsError> {
         if end_ms - start_ms > 86_400_000 {
-            let mut reads = self.reads.lock().unwrap();
-            *reads += 1;
-            if *reads <= self.failures {
+            let read = {
+                let mut reads = self.reads.lock().unwrap();
+                *reads += 1;
+                *reads
+            };
+            if read <= self.failures {
                 return Err(MetricsError::Throttled("Rate exceeded".into()));
+            }
+            if self.slow_read == Some(read) {
+                tokio::time::sleep(Duration::from_secs(60)).await;
             }
         }
         self.inner.fetch(queries, start_ms, end_ms).await
@@ -1429,7 +1437,7 @@ async fn a_failed_history_read_is_tried_again_later() {
     app.policy.history_days = 2;
     // Every 60 s for `minutes`: the points of each call's first series,
     // and the history reads made.
-    let run = |failures: u32, minutes: u32| {
+    let run = |failures: u32, minutes: u32, slow_read: Option<u32>| {
         let app = app.clone();
         async move {
             let seen = Arc::new(Mutex::new(Vec::new()));
@@ -1439,6 +1447,7 @@ async fn a_failed_history_read_is_tried_again_later() {
                 },
                 failures,
                 reads: Mutex::new(0),
+                slow_read,
             });
             let mut controller = Controller::new(
                 &app,
@@ -1450,15 +1459,18 @@ async fn a_failed_history_read_is_tried_again_later() {
                 Clock::starting_at(T0_MS),
                 Events::default(),
             );
+            let mut longest = Duration::ZERO;
             for _ in 0..minutes {
+                let started = tokio::time::Instant::now();
                 controller.evaluate().await.expect("evaluates");
+                longest = longest.max(started.elapsed());
                 tokio::time::advance(Duration::from_secs(60)).await;
             }
             let reads = *source.reads.lock().unwrap();
-            (seen.lock().unwrap().clone(), reads)
+            (seen.lock().unwrap().clone(), reads, longest)
         }
     };
-    let (seen, reads) = run(1, 8).await;
+    let (seen, reads, _) = run(1, 8, None).await;
     let window = seen[1];
     let with_history: Vec<usize> = seen
         .iter()
@@ -1476,7 +1488,7 @@ async fn a_failed_history_read_is_tried_again_later() {
 
     // A read that keeps failing: six reads within 135 minutes, then never
     // again.
-    let (seen, reads) = run(u32::MAX, 200).await;
+    let (seen, reads, _) = run(u32::MAX, 200, None).await;
     assert!(seen.iter().all(|&points| points == window), "{seen:?}");
     assert_eq!(reads, HISTORY_READS);
     let waits: Vec<i64> = (1..HISTORY_READS).map(history_retry_ms).collect();
@@ -1484,6 +1496,22 @@ async fn a_failed_history_read_is_tried_again_later() {
         waits,
         [300_000, 600_000, 1_200_000, 2_400_000, 3_600_000],
         "5, 10, 20, 40, 60 minutes"
+    );
+
+    // A retry that hangs holds its evaluation HISTORY_RETRY_TIMEOUT at
+    // most, and counts as failed: the next one (5 to 10 minutes on) is
+    // handed. The first read (which failed at once here) has no such
+    // bound: it is the start's.
+    let (seen, reads, longest) = run(1, 20, Some(2)).await;
+    assert!(
+        longest <= HISTORY_RETRY_TIMEOUT + Duration::from_secs(1),
+        "{longest:?}"
+    );
+    assert_eq!(reads, 3);
+    assert_eq!(
+        seen.iter().filter(|&&points| points > window).count(),
+        1,
+        "{seen:?}"
     );
 }
 
