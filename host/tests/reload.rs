@@ -58,6 +58,17 @@ fn write_text(path: &Path, text: &str) {
     common::replace(path, text.as_bytes());
 }
 
+/// Sends `agent` SIGHUP and waits for its `Configuration reloaded.` line.
+fn reload_and_wait(agent: &Running, diagnose: impl Fn() -> String) {
+    common::hangup(agent);
+    wait_until(
+        PATIENCE,
+        "the reload",
+        || !log_events(&agent.log(), "Configuration reloaded.").is_empty(),
+        diagnose,
+    );
+}
+
 fn diagnostics(emulator: &Emulator, agent: &Running) -> String {
     format!(
         "{}\n{}\n{}",
@@ -188,13 +199,7 @@ fn a_replaced_plugin_decides_from_the_next_evaluation_and_a_broken_one_is_refuse
             application("keep", "policy", 1),
         ],
     );
-    common::hangup(&agent);
-    wait_until(
-        PATIENCE,
-        "the reload",
-        || !log_events(&agent.log(), "Configuration reloaded.").is_empty(),
-        diagnose,
-    );
+    reload_and_wait(&agent, diagnose);
     let reloaded = log_events(&agent.log(), "Configuration reloaded.");
     assert_eq!(reloaded[0]["changed"], "", "{reloaded:?}");
 
@@ -290,13 +295,7 @@ fn a_reload_that_moves_plugin_dir_runs_the_new_folders_plugin() {
     );
 
     write_config(dir.path(), &v2, &[application("keep", "policy", 1)]);
-    common::hangup(&agent);
-    wait_until(
-        PATIENCE,
-        "the reload",
-        || !log_events(&agent.log(), "Configuration reloaded.").is_empty(),
-        diagnose,
-    );
+    reload_and_wait(&agent, diagnose);
     let after = || {
         let log = agent.log();
         let (_, rest) = log
@@ -370,13 +369,7 @@ fn sighup_starts_added_stops_removed_restarts_changed_and_leaves_the_others_alon
             application("added", "hold", 1),
         ],
     );
-    common::hangup(&agent);
-    wait_until(
-        PATIENCE,
-        "the reload",
-        || !log_events(&agent.log(), "Configuration reloaded.").is_empty(),
-        diagnose,
-    );
+    reload_and_wait(&agent, diagnose);
     // Everything the removed controller did is in the log by now.
     let reloaded_at = emulator
         .calls()

@@ -502,22 +502,16 @@ fn the_first_period_after_a_restart_is_not_learned() {
     assert_eq!(learnable(&rates, &sub_minute), rates[1..]);
 }
 
-/// Fails before stop 57: `rate` holds an application that is not
-/// RUNNING before joining its series, so the history handed with the
-/// first call (the agent started during an update) was dropped unlearnt,
-/// and the host hands it only once: the policy was `rate` for a day.
-#[test]
-fn history_handed_while_the_application_updates_is_learnt() {
-    let (mut predictive, _) = pair("{}");
-    // A day of periods, as the host prepends them to the first window.
-    let now = T0 + DAY_MS;
+/// The evaluation at `now_ms` of an application at 16 KPU keeping up with
+/// the daily cycle: `records_in` at the minutes of `records_in_at`, busy
+/// time and a zero backlog at those of `others_at`.
+fn daily_evaluation(now_ms: i64, records_in_at: &[i64], others_at: &[i64]) -> Evaluation {
     let c = capacity(16);
-    let periods: Vec<i64> = (2..=1440).rev().map(|i| now - i * P).collect();
-    let points = |value: &dyn Fn(i64) -> f64| -> Vec<(i64, f64)> {
-        periods.iter().map(|&t| (t, value(t))).collect()
+    let points = |at: &[i64], value: &dyn Fn(i64) -> f64| -> Vec<(i64, f64)> {
+        at.iter().map(|&t| (t, value(t))).collect()
     };
-    let mut first = Evaluation {
-        now_ms: now,
+    Evaluation {
+        now_ms,
         app: Application {
             max_kpu: 32,
             ..flinkscale_plugin::testing::application(16, 1, 32)
@@ -527,19 +521,37 @@ fn history_handed_while_the_application_updates_is_learnt() {
                 "AWS/KinesisAnalytics",
                 "Average",
                 "records_in",
-                &points(&|t| daily(t).min(c)),
+                &points(records_in_at, &|t| daily(t).min(c)),
             ),
             series(
                 "AWS/KinesisAnalytics",
                 "Average",
                 "busy",
-                &points(&|t| 1000.0 * daily(t).min(c) / c),
+                &points(others_at, &|t| 1000.0 * daily(t).min(c) / c),
             ),
-            series("AWS/Kafka", "Maximum", "backlog", &points(&|_| 0.0)),
+            series(
+                "AWS/Kafka",
+                "Maximum",
+                "backlog",
+                &points(others_at, &|_| 0.0),
+            ),
         ],
         alarms: Vec::new(),
         signals: Vec::new(),
-    };
+    }
+}
+
+/// Fails before stop 57: `rate` holds an application that is not
+/// RUNNING before joining its series, so the history handed with the
+/// first call (the agent started during an update) was dropped unlearnt,
+/// and the host hands it only once: the policy was `rate` for a day.
+#[test]
+fn history_handed_while_the_application_updates_is_learnt() {
+    let (mut predictive, _) = pair("{}");
+    // A day of periods, as the host prepends them to the first window.
+    let now = T0 + DAY_MS;
+    let periods: Vec<i64> = (2..=1440).rev().map(|i| now - i * P).collect();
+    let mut first = daily_evaluation(now, &periods, &periods);
     first.app.status = AppStatus::Updating;
     let decision = predictive.decide(&first).expect("decides");
     assert_eq!(decision.action, Action::Hold, "{decision:?}");
@@ -596,39 +608,13 @@ fn a_one_off_minute_of_huge_input_is_not_learnt_as_the_load() {
 fn records_in_at_a_longer_period_than_the_others_is_learnt() {
     let (mut predictive, _) = pair("{}");
     let now = T0 + 3 * 3_600_000;
-    let c = capacity(16);
     let minutes: Vec<i64> = (3..=120).rev().map(|i| now - i * P).collect();
-    let every = |step: i64, value: &dyn Fn(i64) -> f64| -> Vec<(i64, f64)> {
-        minutes
-            .iter()
-            .filter(|&&t| (t - T0).rem_euclid(step) == 0)
-            .map(|&t| (t, value(t)))
-            .collect()
-    };
-    let evaluation = Evaluation {
-        now_ms: now,
-        app: Application {
-            max_kpu: 32,
-            ..flinkscale_plugin::testing::application(16, 1, 32)
-        },
-        metrics: vec![
-            series(
-                "AWS/KinesisAnalytics",
-                "Average",
-                "records_in",
-                &every(5 * P, &|t| daily(t).min(c)),
-            ),
-            series(
-                "AWS/KinesisAnalytics",
-                "Average",
-                "busy",
-                &every(P, &|t| 1000.0 * daily(t).min(c) / c),
-            ),
-            series("AWS/Kafka", "Maximum", "backlog", &every(P, &|_| 0.0)),
-        ],
-        alarms: Vec::new(),
-        signals: Vec::new(),
-    };
+    let every_five: Vec<i64> = minutes
+        .iter()
+        .copied()
+        .filter(|t| (t - T0).rem_euclid(5 * P) == 0)
+        .collect();
+    let evaluation = daily_evaluation(now, &every_five, &minutes);
     predictive.decide(&evaluation).expect("decides");
     assert!(
         predictive.profile.len() >= 20,
