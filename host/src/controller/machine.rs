@@ -338,9 +338,11 @@ pub struct Machine {
     doubt: Option<Doubt>,
     failures: u32,
     /// The back-off's exponent: the failed steps that backed off since the
-    /// last success or busy answer. A busy application (polled at the
-    /// update poll) answered, so a failure after it backs off from the
-    /// start, not from the ceiling a long streak of polls counted up to.
+    /// last success. A busy application's answers (polled at the update
+    /// poll) neither count nor reset it: a failure after a long streak of
+    /// them backs off from where the back-off was, not from the ceiling
+    /// they counted up to, and failures that take turns with them still
+    /// double.
     backoff_streak: u32,
     jitter: Jitter,
     /// The permission failure last reported, so that a retry with the same
@@ -2131,7 +2133,6 @@ impl Machine {
         match class {
             Failure::ResourceInUse | Failure::NotRunning => {
                 self.failures = self.failures.saturating_add(1);
-                self.backoff_streak = 0;
                 settings.update_poll
             }
             _ => self.backoff(),
