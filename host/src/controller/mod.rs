@@ -481,7 +481,7 @@ impl PluginThreads {
 /// read of 15 days of three metrics takes one call, well under a second).
 pub const HISTORY_RETRY_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// History reads ([`Controller::read_history`]) that may fail in a row
+/// History reads (`history_days`, read by the controller) that may fail in a row
 /// before the policy goes on without its history: 5, 10, 20, 40 and 60
 /// minutes apart (each drawn between half and all of that), within about
 /// two and a quarter hours of the first.
