@@ -2132,6 +2132,11 @@ impl Machine {
         }
         match class {
             Failure::ResourceInUse | Failure::NotRunning => {
+                // The first failed step since a success: the back-off
+                // starts afresh, as `backoff` does after a success.
+                if self.failures == 0 {
+                    self.backoff_streak = 0;
+                }
                 self.failures = self.failures.saturating_add(1);
                 settings.update_poll
             }

@@ -1501,6 +1501,18 @@ fn a_failure_after_a_busy_streak_backs_off_from_the_start() {
         waits[0] >= Duration::from_secs(10) && waits[2] >= Duration::from_secs(40),
         "{waits:?}"
     );
+    // A success ends the streak, also when a busy answer comes before the
+    // next failure (found by a review: the busy answer kept the streak of
+    // before the success).
+    let success = Observation::Evaluated(Ok(Evaluated {
+        state: running(),
+        decision: Decision::hold("fine"),
+    }));
+    machine.step(success, &settings, T0_MS + 100_000);
+    assert_eq!(machine.failures(), 0);
+    step(&mut machine, Failure::NotRunning);
+    let fresh = step(&mut machine, Failure::Transient);
+    assert!(fresh <= Duration::from_secs(5), "{fresh:?}");
 }
 
 #[tokio::test(start_paused = true)]
