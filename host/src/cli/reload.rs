@@ -38,8 +38,10 @@ pub struct ReloadArgs {
 }
 
 /// Runs `flinkscale reload`: 0 once the signal is sent; 78 when the file
-/// is invalid (nothing sent); 1 when no agent (or more than one) holds the
-/// state folder's locks, or the signal cannot be sent.
+/// is invalid (nothing sent); 2 when `--resume` names no application of
+/// the file (nothing sent); 1 when no agent (or more than one) holds the
+/// state folder's locks, a resume request cannot be written, or the
+/// signal cannot be sent.
 pub fn run(args: &ReloadArgs) -> ExitCode {
     let path = match super::conventions::config_path(args.config.config.as_deref(), None, false) {
         Ok(path) => path,
