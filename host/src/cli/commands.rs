@@ -1859,8 +1859,7 @@ fn simulate_blocking(args: SimulateArgs) -> anyhow::Result<ExitCode> {
     }
     let wall = started.elapsed().as_secs_f64().max(1e-9);
     let first = &loaded.config.applications[0];
-    let params = serde_json::from_str(&load::params_json(&first.policy.params))
-        .unwrap_or(serde_json::Value::Null);
+    let params = load::params_value(&first.policy.params);
     let report = report::SimReport {
         scenario: scenario.name.clone(),
         policy: report::PolicyInfo::new(&name, &loaded.plugins[0].policy, params),

@@ -393,11 +393,17 @@ pub fn locate(loaded: &LoadedConfig, problems: &[Problem]) -> Vec<ConfigError> {
     problems.iter().map(|p| document.locate(p)).collect()
 }
 
-/// A plugin's parameters as the JSON object text its `configure` receives.
+/// A plugin's parameters as the JSON object text its `configure` receives
+/// ([`params_value`] written out).
+pub fn params_json(table: &toml::Table) -> String {
+    params_value(table).to_string()
+}
+
+/// A plugin's parameters as the JSON object its `configure` receives.
 ///
 /// Datetimes become their RFC 3339 strings; non-finite floats (refused by
 /// validation, since JSON has none) become `null`.
-pub fn params_json(table: &toml::Table) -> String {
+pub fn params_value(table: &toml::Table) -> serde_json::Value {
     fn convert(value: &toml::Value) -> serde_json::Value {
         match value {
             toml::Value::String(s) => serde_json::Value::String(s.clone()),
@@ -420,7 +426,7 @@ pub fn params_json(table: &toml::Table) -> String {
                 .collect(),
         )
     }
-    object(table).to_string()
+    object(table)
 }
 
 fn load_text(text: &str, origin: &Path, check_environment: bool) -> Result<LoadedConfig, Refused> {

@@ -337,7 +337,10 @@ pub fn reference_problems(
     };
     let (alarms, metrics) = app.alarm_and_metric_ids();
     let params: serde_json::Map<String, Value> =
-        serde_json::from_str(&crate::config::load::params_json(&plugin.params)).unwrap_or_default();
+        match crate::config::load::params_value(&plugin.params) {
+            Value::Object(params) => params,
+            _ => serde_json::Map::new(),
+        };
     let unknown = check_references(declared, &params, &alarms, &metrics);
     if unknown.is_empty() {
         return check_metric_reach(declared, &params, &metrics)

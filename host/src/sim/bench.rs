@@ -416,11 +416,7 @@ pub fn run_one_polling(
     })?;
     let wall = started.elapsed().as_secs_f64().max(1e-9);
     let (plugin, params) = match (loaded.config.applications.first(), loaded.plugins.first()) {
-        (Some(app), Some(paths)) => (
-            paths.policy.clone(),
-            serde_json::from_str(&load::params_json(&app.policy.params))
-                .unwrap_or(serde_json::Value::Null),
-        ),
+        (Some(app), Some(paths)) => (paths.policy.clone(), load::params_value(&app.policy.params)),
         _ => (
             crate::plugin::PluginSource::File(PathBuf::new()),
             serde_json::Value::Null,

@@ -116,8 +116,7 @@ impl ApplicationPolicy {
                 policy: PolicyInfo::new(
                     &app.policy.plugin,
                     &plugins.policy,
-                    serde_json::from_str(&crate::config::load::params_json(&app.policy.params))
-                        .unwrap_or(serde_json::Value::Null),
+                    crate::config::load::params_value(&app.policy.params),
                 ),
             })
             .collect()
