@@ -192,16 +192,20 @@ pub fn lazy_intervals(asked_secs: u32, interval: Duration) -> u32 {
 /// retries sooner than half its back-off.
 pub fn backoff_delay(failures: u32, unit: f64) -> Duration {
     let factor = 1u32 << failures.saturating_sub(1).min(6);
-    let ceiling = (BACKOFF_MIN * factor).min(BACKOFF_MAX);
+    equal_jitter((BACKOFF_MIN * factor).min(BACKOFF_MAX), unit)
+}
+
+/// A wait of at most `ceiling` with "equal jitter": half of it fixed, the
+/// other half scaled by `unit` (in `[0, 1)`), in whole milliseconds, so
+/// that runs on a paused clock are reproducible.
+pub fn equal_jitter(ceiling: Duration, unit: f64) -> Duration {
     let half = ceiling / 2;
     let unit = if unit.is_finite() {
         unit.clamp(0.0, 1.0)
     } else {
         0.0
     };
-    // Whole milliseconds, so that runs on a paused clock are reproducible.
-    let jitter = Duration::from_millis((half.as_millis() as f64 * unit) as u64);
-    half + jitter
+    half + Duration::from_millis((half.as_millis() as f64 * unit) as u64)
 }
 
 /// A deterministic jitter source (the project's splitmix64 stream):
@@ -2132,25 +2136,26 @@ impl Machine {
         }
         match class {
             Failure::ResourceInUse | Failure::NotRunning => {
-                // The first failed step since a success: the back-off
-                // starts afresh, as `backoff` does after a success.
-                if self.failures == 0 {
-                    self.backoff_streak = 0;
-                }
-                self.failures = self.failures.saturating_add(1);
+                self.count_failure();
                 settings.update_poll
             }
             _ => self.backoff(),
         }
     }
 
-    /// The next back-off after one more consecutive failed step; see
-    /// [`backoff_delay`].
-    fn backoff(&mut self) -> Duration {
+    /// Counts one more consecutive failed step; the first since a success
+    /// starts the back-off's exponent afresh.
+    fn count_failure(&mut self) {
         if self.failures == 0 {
             self.backoff_streak = 0;
         }
         self.failures = self.failures.saturating_add(1);
+    }
+
+    /// The next back-off after one more consecutive failed step; see
+    /// [`backoff_delay`].
+    fn backoff(&mut self) -> Duration {
+        self.count_failure();
         self.backoff_streak = self.backoff_streak.saturating_add(1);
         backoff_delay(self.backoff_streak, self.jitter.next_unit())
     }

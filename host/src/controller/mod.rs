@@ -1375,8 +1375,12 @@ impl Controller {
                 // wait): applications whose reads failed together at start
                 // do not all read 15 days again in the same tick.
                 let retry_ms = (self.history_failed_reads < HISTORY_READS).then(|| {
-                    let wait = history_retry_ms(self.history_failed_reads);
-                    wait / 2 + (wait as f64 / 2.0 * self.machine.jitter_unit()) as i64
+                    let longest = history_retry_ms(self.history_failed_reads);
+                    let wait = machine::equal_jitter(
+                        Duration::from_millis(u64::try_from(longest).unwrap_or(0)),
+                        self.machine.jitter_unit(),
+                    );
+                    i64::try_from(wait.as_millis()).unwrap_or(longest)
                 });
                 if let Some(retry_ms) = retry_ms {
                     self.history_due = true;
