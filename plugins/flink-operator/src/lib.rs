@@ -31,10 +31,14 @@
 //!   observed TPR when the busy-time one is more than
 //!   `observed-true-processing-rate.switch-threshold` (0.15) above it. The
 //!   observed TPR of a period (`ScalingMetrics.getObservedTpr`, stored by
-//!   `ScalingMetricCollector`) is its processed rate when its lag is at
-//!   least `observed-true-processing-rate.lag-threshold` (30 s) of input,
-//!   infinite with no input, and otherwise the average of those collected
-//!   before it since the job's (re)start, so a measurement carries forward;
+//!   `ScalingMetricCollector`) is, when its lag is at least
+//!   `observed-true-processing-rate.lag-threshold` (30 s) of input, its
+//!   processed rate over the fraction of the time the source was not
+//!   back-pressured (`computeObservedTprWithBackpressure`, the source's
+//!   mean `backPressuredTimeMsPerSecond`), infinite with no input, and
+//!   otherwise (or back-pressured throughout) the average of those
+//!   collected before it since the job's (re)start, so a measurement
+//!   carries forward;
 //!   the window averages them (`getAverage`: infinite values only count
 //!   when there is nothing else, and fewer than
 //!   `observed-true-processing-rate.min-observations`, 2, is none). The
@@ -108,13 +112,20 @@
 //! has more key groups than the parameter says, and its parallelism is
 //! taken as them). Busy time: upstream's default
 //! `metrics.busy-time.aggregator` is `MAX`, the busiest subtask of a
-//! vertex; MSF's application-level `busyTimeMsPerSecond` (and the
-//! simulator's job, whose subtasks share the load evenly) has one value
-//! for the job, the mean of its subtasks, read as its `Average` over each
-//! period. On a job whose subtasks are unevenly loaded that reads a higher
-//! TPR than upstream would, so the port scales out less. The lag is the source's backlog in records
-//! (`SumOffsetLag`); MSF publishes no back-pressure, so an observed TPR is
-//! the processed rate. The operator's reconcile loop (default 60 s) is the
+//! vertex; the port reads one series, `busy_metric`, as its `Average` over
+//! each period. MSF publishes `busyTimeMsPerSecond` per task and operator
+//! (metrics level `TASK` or finer), not per application; the emulator's
+//! and the simulator's one-vertex job publish one value for the job, the
+//! mean of its subtasks, which share the load evenly. Read as the mean of
+//! unevenly loaded subtasks it gives a higher TPR than upstream would, so
+//! the port scales out less. The lag is the source's backlog in records
+//! (`SumOffsetLag`). Back-pressure: MSF publishes
+//! `backPressuredTimeMsPerSecond` per task and operator too, and Flink's
+//! REST API per vertex (`source = "flink"`); `backpressure_metric` names
+//! the source's, read as its `Average`. The model's job is one vertex, which
+//! nothing downstream back-pressures, so the simulator and the emulator
+//! publish none, and without it an observed TPR is the processed rate.
+//! The operator's reconcile loop (default 60 s) is the
 //! evaluation interval; a rescale is a restart, after which the
 //! stabilisation interval runs from the host's `last-rescale-ms`.
 //!
@@ -171,6 +182,7 @@ struct Config {
     records_in_metric: String,
     busy_metric: String,
     backlog_metric: String,
+    backpressure_metric: String,
 }
 
 /// `job.autoscaler.scaling.parallelism-alignment.mode`'s built-in modes,
@@ -215,6 +227,8 @@ struct Sample {
     records_in: Option<f64>,
     busy_ms: Option<f64>,
     backlog: Option<f64>,
+    /// The source's back-pressured ms per second.
+    backpressure_ms: Option<f64>,
     /// The period's `OBSERVED_TPR` once derived (NaN: none), see
     /// [`FlinkOperatorPolicy::observe`].
     observed_tpr: Option<f64>,
@@ -285,6 +299,7 @@ pub struct FlinkOperatorPolicy {
     records_in: String,
     busy: String,
     backlog: String,
+    backpressure: String,
     /// Samples by period start (ms); a cache, see the crate docs.
     samples: BTreeMap<i64, Sample>,
     delayed: Option<Delayed>,
@@ -434,6 +449,14 @@ impl Policy for FlinkOperatorPolicy {
                 "Metric id of the source's lag in records (`AWS/Kafka` `SumOffsetLag`, Maximum); \
              when the application does not configure it, the lag is 0.",
             ),
+        Parameter::metric_id("backpressure_metric")
+            .default("\"backpressure\"")
+            .meaning(
+                "Metric id of the source's `backPressuredTimeMsPerSecond` (Average, the mean of \
+             its subtasks, as upstream reads it): an observed processing rate is the records in \
+             over the fraction of the time not back-pressured. When the application does not \
+             configure it, the source is taken as never back-pressured.",
+            ),
     ];
 
     fn configure(params: Params) -> Result<Self, String> {
@@ -550,6 +573,7 @@ impl Policy for FlinkOperatorPolicy {
             records_in: c.records_in_metric,
             busy: c.busy_metric,
             backlog: c.backlog_metric,
+            backpressure: c.backpressure_metric,
             samples: BTreeMap::new(),
             delayed: None,
             tracking: Tracking::default(),
@@ -741,6 +765,14 @@ impl FlinkOperatorPolicy {
                 self.samples.entry(p.timestamp_ms).or_default().backlog = Some(p.value.max(0.0));
             }
         }
+        if let Some(backpressure) = evaluation.metric(&self.backpressure) {
+            for p in &backpressure.points {
+                self.samples
+                    .entry(p.timestamp_ms)
+                    .or_default()
+                    .backpressure_ms = Some(p.value.clamp(0.0, 1000.0));
+            }
+        }
         self.observe(evaluation.app.last_rescale_ms);
         let keep_from = evaluation.now_ms - self.window_ms - 10 * period_ms;
         self.samples = self.samples.split_off(&keep_from);
@@ -749,25 +781,31 @@ impl FlinkOperatorPolicy {
 
     /// Derives `OBSERVED_TPR` for the periods that lack it, oldest first, as
     /// `ScalingMetrics.computeDataRateMetrics` does when the collector
-    /// stores a period: infinite with no input (`getObservedTpr`); the
-    /// processed rate (MSF publishes no back-pressure) when the lag is at
-    /// least `observed-true-processing-rate.lag-threshold` seconds of
-    /// input; otherwise the average of the values already collected
-    /// (`ScalingMetricCollector.observedTprAvg`, NaN with fewer than
-    /// `min-observations`), so that a measured rate carries forward. The
-    /// collected history starts at the job's last (re)start and, once
-    /// full, spans one metric window. A period without a lag waits while
-    /// the lag of an earlier period is the latest published; with no lag
-    /// published at all, or a later one, its lag is 0 (upstream's missing
-    /// `pendingRecords`).
+    /// stores a period: infinite with no input (`getObservedTpr`); when
+    /// the lag is at least `observed-true-processing-rate.lag-threshold`
+    /// seconds of input, the processed rate over the fraction of the time
+    /// the source was not back-pressured
+    /// ([`scale::observed_tpr_with_backpressure`]); otherwise, or when it
+    /// was back-pressured throughout, the average of the values already
+    /// collected (`ScalingMetricCollector.observedTprAvg`, NaN with fewer
+    /// than `min-observations`), so that a measured rate carries forward.
+    /// The collected history starts at the job's last (re)start and, once
+    /// full, spans one metric window. A period without a lag (or a
+    /// back-pressure) waits while that of an earlier period is the latest
+    /// published; with none published at all, or a later one, it is 0
+    /// (upstream's missing `pendingRecords`; a source never
+    /// back-pressured).
     fn observe(&mut self, running_since_ms: Option<i64>) {
         let running_since_ms = running_since_ms.unwrap_or(i64::MIN);
-        let latest_lag = self
-            .samples
-            .iter()
-            .rev()
-            .find(|(_, s)| s.backlog.is_some())
-            .map(|(t, _)| *t);
+        let latest = |has: fn(&Sample) -> bool| {
+            self.samples
+                .iter()
+                .rev()
+                .find(|(_, s)| has(s))
+                .map(|(t, _)| *t)
+        };
+        let latest_lag = latest(|s| s.backlog.is_some());
+        let latest_backpressure = latest(|s| s.backpressure_ms.is_some());
         let pending: Vec<i64> = self
             .samples
             .iter()
@@ -776,15 +814,25 @@ impl FlinkOperatorPolicy {
             .collect();
         for t in pending {
             let sample = self.samples[&t];
-            if sample.backlog.is_none() && latest_lag.is_some_and(|l| l < t) {
+            let waits = |value: Option<f64>, latest: Option<i64>| {
+                value.is_none() && latest.is_some_and(|l| l < t)
+            };
+            if waits(sample.backlog, latest_lag)
+                || waits(sample.backpressure_ms, latest_backpressure)
+            {
                 break;
             }
             let rate = sample.records_in.unwrap_or(0.0);
             let lag = sample.backlog.unwrap_or(0.0);
+            let measured = if lag >= self.observed_tpr_lag_threshold_secs * rate {
+                scale::observed_tpr_with_backpressure(rate, sample.backpressure_ms.unwrap_or(0.0))
+            } else {
+                None
+            };
             let value = if rate == 0.0 {
                 f64::INFINITY
-            } else if lag >= self.observed_tpr_lag_threshold_secs * rate {
-                rate
+            } else if let Some(measured) = measured {
+                measured
             } else {
                 // A period published before the (re)start belongs to the
                 // job before it: its history is empty.

@@ -142,6 +142,18 @@ pub fn tpr_from_busy_time(busy_ms_per_sec: f64, rate: f64) -> f64 {
     rate / (busy_ms_per_sec / 1000.0)
 }
 
+/// `ScalingMetrics.computeObservedTprWithBackpressure`: the records in
+/// per second over the fraction of each second the source was not
+/// back-pressured (`backPressuredTimeMsPerSecond`, the mean of its
+/// subtasks); none when it was back-pressured the whole second, as
+/// upstream's NaN, which `getObservedTpr` turns into no measurement.
+pub fn observed_tpr_with_backpressure(rate: f64, backpressure_ms_per_sec: f64) -> Option<f64> {
+    if backpressure_ms_per_sec >= 1000.0 {
+        return None;
+    }
+    Some(rate / (1.0 - backpressure_ms_per_sec / 1000.0))
+}
+
 /// `ScalingMetricEvaluator.computeTrueProcessingRate` and
 /// `selectTprMetric`: the busy-time TPR, unless an observed TPR exists and
 /// the busy-time one is more than `switch_threshold` above it (or not a

@@ -589,6 +589,89 @@ fn a_measured_processing_rate_carries_forward() {
     );
 }
 
+/// `ScalingMetrics.computeObservedTprWithBackpressure`: numRecordsIn /
+/// (1 - backPressure / 1000), NaN (no measurement) at 1000 ms or more.
+#[test]
+fn backpressure_raises_the_observed_processing_rate() {
+    use super::scale::observed_tpr_with_backpressure;
+    assert_eq!(observed_tpr_with_backpressure(800.0, 0.0), Some(800.0));
+    // 800 / (1 - 0.2) = 1000.
+    assert_eq!(observed_tpr_with_backpressure(800.0, 200.0), Some(1000.0));
+    // 600 / (1 - 0.75) = 2400.
+    assert_eq!(observed_tpr_with_backpressure(600.0, 750.0), Some(2400.0));
+    assert_eq!(observed_tpr_with_backpressure(800.0, 1000.0), None);
+}
+
+/// The periods of `a_measured_processing_rate_carries_forward` at 16
+/// subtasks, with the source back-pressured 200 ms per second while it
+/// caught up (`backpressure_metric`): OBSERVED_TPR 800 / 0.8 = 1000 in
+/// periods 0 and 1, carried forward. TPR = 1000 (2000 > 1000 x 1.15);
+/// target 797.6 -> 798, 16 x 798 / 1000 = 12.77 -> 13, which `BALANCED`
+/// aligns to 15 (scanning up, 128 / 13 and 128 / 14 round up to 10 key
+/// groups per subtask, 128 / 15 to 9): a scale-down, delayed by the
+/// interval. Without the back-pressure the TPR is 800, 16 x 798 / 800 =
+/// 15.96 -> 16, the current parallelism.
+/// Back-pressured throughout (1000 ms), a catching-up period measures
+/// nothing and takes the average before it, as one not catching up.
+#[test]
+fn a_back_pressured_source_measures_its_processing_rate_above_its_input() {
+    let mut rows = vec![(800.0, 1000.0, 30_000.0); 2];
+    rows.extend(std::iter::repeat_n((500.0, 250.0, 0.0), 15));
+    let backpressure = |values: &[f64]| {
+        let points: Vec<(i64, f64)> = (0..rows.len())
+            .map(|i| (T0 + i as i64 * P, values.get(i).copied().unwrap_or(0.0)))
+            .collect();
+        series("backpressure", &points)
+    };
+    let mut e = evaluation(16, &rows, visible(17));
+    e.metrics.push(backpressure(&[200.0, 200.0]));
+    let d = decide(&mut policy("{}"), &e);
+    assert!(
+        d.reason.contains("TPR 1000/s") && d.reason.contains("scale-down to 15 delayed 3600 s"),
+        "{}",
+        d.reason
+    );
+    let d = decide(&mut policy("{}"), &evaluation(16, &rows, visible(17)));
+    assert!(
+        d.reason.contains("TPR 800/s") && d.reason.contains("parallelism 16 is the target"),
+        "{}",
+        d.reason
+    );
+    // Renamed, and back-pressured throughout in period 1: only period 0
+    // measures (1000), one observation, fewer than min-observations (2),
+    // so no observed TPR and the busy-time one, 2000, stands.
+    let mut e = evaluation(16, &rows, visible(17));
+    let mut renamed = backpressure(&[200.0, 1000.0]);
+    renamed.id = "bp".into();
+    e.metrics.push(renamed);
+    let d = decide(&mut policy(r#"{"backpressure_metric": "bp"}"#), &e);
+    assert!(d.reason.contains("TPR 2000/s"), "{}", d.reason);
+}
+
+/// A period whose back-pressure is not published yet, while an earlier
+/// one's is, waits for it before its observed TPR is derived (and
+/// cached): published a minute later, it still counts.
+#[test]
+fn a_period_waits_for_its_back_pressure() {
+    let mut rows = vec![(800.0, 1000.0, 30_000.0); 2];
+    rows.extend(std::iter::repeat_n((500.0, 250.0, 0.0), 15));
+    let backpressure = |n: usize| {
+        let points: Vec<(i64, f64)> = (0..n)
+            .map(|i| (T0 + i as i64 * P, if i < 2 { 200.0 } else { 0.0 }))
+            .collect();
+        series("backpressure", &points)
+    };
+    let mut p = policy("{}");
+    // Period 1's back-pressure comes a minute late.
+    let mut early = evaluation(8, &rows[..2], visible(2));
+    early.metrics.push(backpressure(1));
+    decide(&mut p, &early);
+    let mut e = evaluation(8, &rows, visible(17));
+    e.metrics.push(backpressure(rows.len()));
+    let d = decide(&mut p, &e);
+    assert!(d.reason.contains("TPR 1000/s"), "{}", d.reason);
+}
+
 /// A restart clears what carries forward: `ScalingMetricCollector` clears
 /// the collected history when the job's RUNNING timestamp is after its
 /// first entry ("Job updated ... Clearing metrics"), so the supplier of the
