@@ -110,7 +110,11 @@
 //! ParallelismPerKPU (rounded up past the key groups, which Flink would
 //! refuse, they round down instead; a job running above `max_parallelism`
 //! has more key groups than the parameter says, and its parallelism is
-//! taken as them). Busy time: upstream's default
+//! taken as them). Upstream aligns a source vertex to its partitions
+//! instead, when it can count them (`NUM_SOURCE_PARTITIONS`, from a Kafka
+//! or Pulsar source's per-partition metrics, in
+//! `ScalingMetricCollector`), and keeps a target above them unaligned:
+//! with `source_partitions` set, the port does the same to the job. Busy time: upstream's default
 //! `metrics.busy-time.aggregator` is `MAX`, the busiest subtask of a
 //! vertex; the port reads one series, `busy_metric`, as its `Average` over
 //! each period. MSF publishes `busyTimeMsPerSecond` per task and operator
@@ -173,6 +177,7 @@ struct Config {
     vertex_min_parallelism: u32,
     vertex_max_parallelism: u32,
     max_parallelism: u32,
+    source_partitions: u32,
     alignment_mode: Option<AlignmentMode>,
     key_group_partitions_adjust_mode: Option<AdjustMode>,
     backlog_lag_threshold_secs: f64,
@@ -395,9 +400,18 @@ impl Policy for FlinkOperatorPolicy {
             .default("128")
             .meaning(
                 "The job's key groups (`pipeline.max-parallelism`, 128 by default for a job up to \
-             parallelism 85): the parallelism is aligned to it (`alignment_mode`) and never \
-             exceeds it, nor do the KPU rounded up; a job running above it is taken to have its \
+             parallelism 85): the parallelism is aligned to it (`alignment_mode`; to \
+             `source_partitions` instead when set) and never exceeds it, nor do the KPU rounded up; a job running above it is taken to have its \
              running parallelism as key groups; at least 1.",
+            ),
+        Parameter::integer("source_partitions")
+            .default("0")
+            .meaning(
+                "The source's partitions (a Kafka topic's, which upstream counts from the \
+             source's metrics as `NUM_SOURCE_PARTITIONS`): when more than 0, the parallelism is \
+             aligned to them as upstream aligns a source vertex, instead of to the key groups; a \
+             target above them is kept as it is (except by the legacy modes, which fall back to \
+             them). 0: not known, the job is aligned as a keyed vertex.",
             ),
         Parameter::text("alignment_mode").meaning(
             "`job.autoscaler.scaling.parallelism-alignment.mode`: how the parallelism is aligned to \
@@ -558,6 +572,7 @@ impl Policy for FlinkOperatorPolicy {
                 vertex_min_parallelism: c.vertex_min_parallelism,
                 vertex_max_parallelism: c.vertex_max_parallelism,
                 max_parallelism: c.max_parallelism,
+                source_partitions: c.source_partitions,
                 alignment: resolve_alignment(c.alignment_mode, c.key_group_partitions_adjust_mode),
             },
             window_ms: i64::from(c.metrics_window_secs) * 1000,

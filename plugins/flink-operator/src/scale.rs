@@ -30,6 +30,9 @@ pub struct Options {
     /// The job's key groups (`pipeline.max-parallelism`), which the new
     /// parallelism is aligned to.
     pub max_parallelism: u32,
+    /// The source's partitions (`NUM_SOURCE_PARTITIONS`), aligned to
+    /// instead of the key groups when known; 0: not known.
+    pub source_partitions: u32,
     /// How the new parallelism is aligned to the key groups.
     pub alignment: Alignment,
 }
@@ -276,6 +279,7 @@ pub fn target_parallelism(
     scale(
         current,
         key_groups(options, current),
+        options.source_partitions,
         factor,
         current.min(options.vertex_min_parallelism),
         current.max(options.vertex_max_parallelism),
@@ -283,13 +287,18 @@ pub fn target_parallelism(
     )
 }
 
-/// `JobVertexScaler.scale` for a keyed vertex (its key groups are the
-/// job's max parallelism): ceil(factor x current) within the limits and
-/// the key groups; unchanged, that is the answer, otherwise it is aligned
-/// to the key groups by `alignment` (`ParallelismAligner.align`).
+/// `JobVertexScaler.scale` for the job's vertex: ceil(factor x current)
+/// within the limits and the key groups (the job's max parallelism);
+/// unchanged, that is the answer, otherwise it is aligned by `alignment`
+/// (`ParallelismAligner.align`) to the source's `partitions` when known
+/// (more than 0), as upstream aligns a source vertex, else to the key
+/// groups, as it aligns a keyed one (`numKeyGroupsOrPartitions`). A target
+/// above the partitions is not aligned but kept (by `BALANCED` and
+/// `EVENLY_SPREAD`; the legacy modes fall back to the partitions).
 pub fn scale(
     current: u32,
     key_groups: u32,
+    partitions: u32,
     factor: f64,
     lower: u32,
     upper: u32,
@@ -309,11 +318,16 @@ pub fn scale(
     if target == current {
         return target;
     }
+    let n = if partitions > 0 {
+        partitions
+    } else {
+        key_groups
+    };
     let region = Region {
         current,
         target,
-        key_groups,
-        upper_bound,
+        n,
+        upper_bound: n.min(upper_bound),
     };
     match alignment {
         Alignment::Off => target,
@@ -329,8 +343,10 @@ struct Region {
     current: u32,
     /// The computed target, within the limits.
     target: u32,
-    key_groups: u32,
-    /// `upperBoundForAlignment`: the key groups capped by the upper limit.
+    /// `numKeyGroupsOrPartitions`: what the parallelism is aligned to.
+    n: u32,
+    /// `upperBoundForAlignment`: `n` capped by the key groups and the
+    /// upper limit.
     upper_bound: u32,
 }
 
@@ -341,7 +357,7 @@ impl Region {
     /// `accept_load_reducing`) the first parallelism with fewer key groups
     /// per subtask than the target has.
     fn first_aligned(&self, accept_load_reducing: bool) -> Option<u32> {
-        let n = self.key_groups;
+        let n = self.n;
         let end = if self.target > self.current {
             self.upper_bound
         } else {
@@ -371,7 +387,7 @@ impl Region {
     /// from the target to the least parallelism that keeps its key groups
     /// per subtask, snapped up to a divisor.
     fn relaxed_downward(&self) -> u32 {
-        let n = self.key_groups;
+        let n = self.n;
         let mut p = self.target;
         while p > 0 {
             if n / p > n / self.target {

@@ -395,11 +395,68 @@ fn parallelism_is_aligned_to_key_groups_in_every_mode() {
         ];
         for (mode, want) in modes.into_iter().zip(expected) {
             assert_eq!(
-                scale(current, key_groups, factor, lower, upper, mode),
+                scale(current, key_groups, 0, factor, lower, upper, mode),
                 want,
                 "scale({current}, {key_groups}, {factor}, {lower}, {upper}, {mode:?})"
             );
         }
+    }
+}
+
+/// `ParallelismAligner.numKeyGroupsOrPartitions` and
+/// `upperBoundForAlignment`: with the source's partitions known, they
+/// are what a target is aligned to, within min(partitions, key groups,
+/// upper limit); the clamp stays at the key groups.
+///
+/// From 4 to 7 (factor 1.75) with 12 partitions: 12 / 7 = 1 and no
+/// parallelism up to 12 has fewer partitions per subtask in integer
+/// division, so `BALANCED` and `EVENLY_SPREAD` take the first divisor, 12
+/// (with the 128 key groups, 8: 128 / 8 = 16 < 128 / 7 = 18). From 4 to
+/// 20 (factor 5): the region [20, 12] is empty, so the new modes keep 20,
+/// and the legacy ones fall back down to 12 (12 / 12 = 1 > 12 / 20 = 0, a
+/// divisor). Down from 12 to 8 (factor 0.66): in [8, 12] the first
+/// divisor of 12 is 12, the current one, and `BALANCED` finds nothing
+/// sooner (12 / 8 to 12 / 11 are all 1): no scale-down but with `OFF`, as
+/// upstream.
+#[test]
+fn a_known_source_partition_count_is_aligned_to() {
+    use super::scale::Alignment::*;
+    let modes = [
+        Balanced,
+        EvenlySpread,
+        Off,
+        LegacyEvenlySpread,
+        LegacyMaximizeUtilisation,
+    ];
+    // (current, partitions, factor) and the result of each mode.
+    type Case = ((u32, u32, f64), [u32; 5]);
+    let cases: &[Case] = &[
+        ((4, 12, 1.75), [12, 12, 7, 12, 12]),
+        ((4, 0, 1.75), [8, 8, 7, 8, 8]),
+        ((4, 12, 5.0), [20, 20, 20, 12, 12]),
+        ((12, 12, 0.66), [12, 12, 8, 12, 12]),
+    ];
+    for &((current, partitions, factor), expected) in cases {
+        for (mode, want) in modes.into_iter().zip(expected) {
+            assert_eq!(
+                scale(current, 128, partitions, factor, 1, 200, mode),
+                want,
+                "scale({current}, 128, {partitions}, {factor}, 1, 200, {mode:?})"
+            );
+        }
+    }
+    // Through the policy: input 1000/s at 1000 ms busy (TPR 1000) while
+    // the lag grows 100/s to 84000: target data rate 1100, scale-up
+    // threshold 84000 / 1800 + 1100 / 1.0 = 1146.7 > 1000; target
+    // 46.7 + 1100 x 300 / 1800 + 1100 / 0.7 = 1801.4, factor 1.8, 4 x 1.8
+    // = 7.2 -> 8: 12 with 12 partitions (12 / 8 to 12 / 11 are all 1), 8
+    // with the key groups (a divisor).
+    let rows: Vec<Row> = (0..15)
+        .map(|k| (1000.0, 1000.0, 6000.0 * k as f64))
+        .collect();
+    for (params, kpu) in [(r#"{"source_partitions": 12}"#, 12), ("{}", 8)] {
+        let d = decide(&mut policy(params), &evaluation(4, &rows, visible(15)));
+        assert_eq!(d.action.target(), Some(kpu), "{params}: {}", d.reason);
     }
 }
 
@@ -607,9 +664,9 @@ fn backpressure_raises_the_observed_processing_rate() {
 /// caught up (`backpressure_metric`): OBSERVED_TPR 800 / 0.8 = 1000 in
 /// periods 0 and 1, carried forward. TPR = 1000 (2000 > 1000 x 1.15);
 /// target 797.6 -> 798, 16 x 798 / 1000 = 12.77 -> 13, which `BALANCED`
-/// aligns to 15 (scanning up, 128 / 13 and 128 / 14 round up to 10 key
-/// groups per subtask, 128 / 15 to 9): a scale-down, delayed by the
-/// interval. Without the back-pressure the TPR is 800, 16 x 798 / 800 =
+/// aligns to 15 (scanning up, `firstAlignedInRegion`'s integer division
+/// gives 128 / 13 = 128 / 14 = 9, and 128 / 15 = 8 < 9): a scale-down,
+/// delayed by the interval. Without the back-pressure the TPR is 800, 16 x 798 / 800 =
 /// 15.96 -> 16, the current parallelism.
 /// Back-pressured throughout (1000 ms), a catching-up period measures
 /// nothing and takes the average before it, as one not catching up.
