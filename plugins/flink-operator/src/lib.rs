@@ -21,7 +21,11 @@
 //!   after a (re)start (`job.autoscaler.stabilization.interval`, 5 min),
 //!   and no decision until a whole metric window
 //!   (`job.autoscaler.metrics.window`, 15 min) has been collected since;
-//!   a restart clears the collected metrics.
+//!   a restart clears the collected metrics. Upstream's collector samples
+//!   Flink at every reconcile and asks only that its samples span the
+//!   window; the port reads CloudWatch's periods, which may lack one, and
+//!   counts the window as collected when it spans the window and at least
+//!   80 % of its periods (`WINDOW_COVERAGE`) have records in and busy time.
 //! - `ScalingMetricEvaluator.java`: over the window, the true processing
 //!   rate from busy time (TPR = numRecordsInPerSecond /
 //!   (busyTimeMsPerSecond / 1000), infinite with no input; 1.16's mean of
