@@ -17,7 +17,12 @@
 //! scoped to alarm ARNs, as `flinkscale iam` writes it, and an application
 //! added before the role), so each read of the batch is then described
 //! on its own and gets its own answer (a name that does not exist is not
-//! an error: it is not in the answer).
+//! an error: it is not in the answer). The names of a read refused on its
+//! own are remembered: such a read is left out of later merged calls and
+//! described on its own from the start, so that a role that stays too
+//! narrow costs one call per refused read and tick, not a refused merged
+//! call and then one call per read; an answer to it forgets it (the role
+//! was fixed).
 //!
 //! The batching runs in one tokio task, started on the first read and
 //! stopped when the reader is dropped; each batch's call runs in a task of
@@ -42,6 +47,11 @@ const QUEUE_CAPACITY: usize = 1024;
 /// How many reads of a refused batch are described at a time, each on its
 /// own.
 const APART_CONCURRENCY: usize = 4;
+
+/// How many refused reads are remembered; past it they are all forgotten
+/// (a bound for reloads that keep renaming alarms, never reached by one
+/// application per read).
+const MAX_REFUSED: usize = 4096;
 
 /// One caller's read and where its answer goes.
 struct Read {
@@ -98,8 +108,52 @@ impl AlarmStates for BatchingAlarms {
     }
 }
 
+/// The names of the reads refused on their own, each read's sorted.
+#[derive(Default)]
+struct Refused(std::sync::Mutex<BTreeSet<Vec<String>>>);
+
+impl Refused {
+    fn key(names: &[String]) -> Vec<String> {
+        names
+            .iter()
+            .cloned()
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeSet<Vec<String>>> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn contains(&self, names: &[String]) -> bool {
+        self.lock().contains(&Self::key(names))
+    }
+
+    /// Remembers a read refused on its own, forgets one answered; any
+    /// other failure (throttling, the network) says nothing of the role.
+    fn note(&self, names: &[String], answer: &Result<Vec<DescribedAlarm>, MetricsError>) {
+        let mut refused = self.lock();
+        match answer {
+            Ok(_) => {
+                refused.remove(&Self::key(names));
+            }
+            Err(MetricsError::Permission(_) | MetricsError::Invalid(_)) => {
+                if refused.len() >= MAX_REFUSED {
+                    refused.clear();
+                }
+                refused.insert(Self::key(names));
+            }
+            Err(_) => {}
+        }
+    }
+}
+
 /// Gathers reads into batches until every sender is gone.
 async fn run_batches(inner: Arc<dyn AlarmStates>, mut receiver: mpsc::Receiver<Read>) {
+    let refused = Arc::new(Refused::default());
     while let Some(first) = receiver.recv().await {
         let mut batch = vec![first];
         let deadline = tokio::time::Instant::now() + WINDOW;
@@ -112,51 +166,62 @@ async fn run_batches(inner: Arc<dyn AlarmStates>, mut receiver: mpsc::Receiver<R
                 () = tokio::time::sleep_until(deadline) => break,
             }
         }
-        tokio::spawn(describe_batch(inner.clone(), batch));
+        tokio::spawn(describe_batch(inner.clone(), batch, refused.clone()));
     }
 }
 
 /// Describes the union of the batch's names and answers each read with
-/// the alarms of its own names.
-async fn describe_batch(inner: Arc<dyn AlarmStates>, batch: Vec<Read>) {
-    let names: Vec<String> = batch
-        .iter()
-        .flat_map(|read| read.names.iter().cloned())
-        .collect::<BTreeSet<_>>()
+/// the alarms of its own names; the reads refused before, and every read
+/// of a merged call refused, are described each on its own.
+async fn describe_batch(inner: Arc<dyn AlarmStates>, batch: Vec<Read>, refused: Arc<Refused>) {
+    let (mut apart, merged): (Vec<Read>, Vec<Read>) = batch
         .into_iter()
-        .collect();
-    let result = inner.describe_named(&names).await;
-    if batch.len() > 1
-        && matches!(
+        .partition(|read| refused.contains(&read.names));
+    if !merged.is_empty() {
+        let names: Vec<String> = merged
+            .iter()
+            .flat_map(|read| read.names.iter().cloned())
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let result = inner.describe_named(&names).await;
+        let refusal = matches!(
             result,
             Err(MetricsError::Permission(_) | MetricsError::Invalid(_))
-        )
-    {
-        use futures_util::StreamExt;
-        // A few at a time: DescribeAlarms' rate quota is low, and a burst
-        // of one call per application would be throttled.
-        let inner = &inner;
-        futures_util::stream::iter(batch)
-            .filter(|read| std::future::ready(!read.reply.is_closed()))
-            .for_each_concurrent(APART_CONCURRENCY, |read| async move {
-                let answer = inner.describe_named(&read.names).await;
+        );
+        if refusal && merged.len() > 1 {
+            apart.extend(merged);
+        } else {
+            if let [read] = merged.as_slice() {
+                refused.note(&read.names, &result);
+            }
+            for read in merged {
+                let answer = match &result {
+                    Ok(alarms) => Ok(alarms
+                        .iter()
+                        .filter(|alarm| read.names.contains(&alarm.name))
+                        .cloned()
+                        .collect()),
+                    Err(error) => Err(error.clone()),
+                };
+                // A caller that stopped waiting (a stop, a reload) wants
+                // nothing.
                 let _ = read.reply.send(answer);
-            })
-            .await;
-        return;
+            }
+        }
     }
-    for read in batch {
-        let answer = match &result {
-            Ok(alarms) => Ok(alarms
-                .iter()
-                .filter(|alarm| read.names.contains(&alarm.name))
-                .cloned()
-                .collect()),
-            Err(error) => Err(error.clone()),
-        };
-        // A caller that stopped waiting (a stop, a reload) wants nothing.
-        let _ = read.reply.send(answer);
-    }
+    use futures_util::StreamExt;
+    // A few at a time: DescribeAlarms' rate quota is low, and a burst of
+    // one call per application would be throttled.
+    let (inner, refused) = (&inner, &refused);
+    futures_util::stream::iter(apart)
+        .filter(|read| std::future::ready(!read.reply.is_closed()))
+        .for_each_concurrent(APART_CONCURRENCY, |read| async move {
+            let answer = inner.describe_named(&read.names).await;
+            refused.note(&read.names, &answer);
+            let _ = read.reply.send(answer);
+        })
+        .await;
 }
 
 #[cfg(test)]
@@ -173,7 +238,7 @@ mod tests {
         fail: bool,
         /// Refuses any call naming an alarm that starts with this, as a
         /// role scoped to other alarms' ARNs does.
-        refuse: Option<&'static str>,
+        refuse: Mutex<Option<&'static str>>,
     }
 
     #[async_trait]
@@ -186,7 +251,7 @@ mod tests {
             if self.fail {
                 return Err(MetricsError::Throttled("Rate exceeded".to_owned()));
             }
-            if let Some(prefix) = self.refuse
+            if let Some(prefix) = *self.refuse.lock().unwrap()
                 && names.iter().any(|name| name.starts_with(prefix))
             {
                 return Err(MetricsError::Permission(format!(
@@ -274,7 +339,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_refusal_is_tried_again_read_by_read() {
         let fake = Arc::new(Fake {
-            refuse: Some("new-"),
+            refuse: Mutex::new(Some("new-")),
             ..Fake::default()
         });
         let alarms = BatchingAlarms::new(fake.clone());
@@ -298,5 +363,58 @@ mod tests {
             .await
             .expect_err("refused");
         assert_eq!(fake.calls.lock().unwrap().len(), 5);
+    }
+
+    /// Fails before stop 58: a role that stayed too narrow for one
+    /// application's alarms cost, at every tick, a refused merged call and
+    /// then one call per read of the batch. A read refused on its own is
+    /// now described on its own from the next batch on (the others merged),
+    /// until it is answered, when it merges again.
+    #[tokio::test(start_paused = true)]
+    async fn a_refused_read_is_remembered_until_it_is_answered() {
+        let fake = Arc::new(Fake {
+            refuse: Mutex::new(Some("new-")),
+            ..Fake::default()
+        });
+        let alarms = BatchingAlarms::new(fake.clone());
+        let reads = [names(&["a-out"]), names(&["new-out"]), names(&["c-out"])];
+        let tick =
+            || futures_util::future::join_all(reads.iter().map(|n| alarms.describe_named(n)));
+        let calls_since = |from: usize| fake.calls.lock().unwrap()[from..].to_vec();
+        // First tick: the merged call, refused, then one call per read.
+        let answers = tick().await;
+        assert!(matches!(answers[1], Err(MetricsError::Permission(_))));
+        assert_eq!(calls_since(0).len(), 4);
+        // Second tick: the others merged, the refused one on its own.
+        let answers = tick().await;
+        assert_eq!(answers[0].as_ref().expect("allowed")[0].name, "a-out");
+        assert_eq!(answers[2].as_ref().expect("allowed")[0].name, "c-out");
+        assert!(matches!(answers[1], Err(MetricsError::Permission(_))));
+        assert_eq!(
+            calls_since(4),
+            vec![names(&["a-out", "c-out"]), names(&["new-out"])]
+        );
+        // The role is fixed: the read is answered on its own once, then
+        // merged again.
+        *fake.refuse.lock().unwrap() = None;
+        let answers = tick().await;
+        assert_eq!(answers[1].as_ref().expect("allowed now")[0].name, "new-out");
+        assert_eq!(calls_since(6).len(), 2);
+        let answers = tick().await;
+        assert!(answers.iter().all(Result::is_ok), "{answers:?}");
+        assert_eq!(calls_since(8), vec![names(&["a-out", "c-out", "new-out"])]);
+        // Throttling says nothing of the role: nothing is remembered.
+        let throttled = Arc::new(Fake {
+            fail: true,
+            ..Fake::default()
+        });
+        let alarms = BatchingAlarms::new(throttled.clone());
+        alarms
+            .describe_named(&names(&["x"]))
+            .await
+            .expect_err("throttled");
+        let (x, y) = (names(&["x"]), names(&["y"]));
+        let _ = tokio::join!(alarms.describe_named(&x), alarms.describe_named(&y));
+        assert_eq!(throttled.calls.lock().unwrap().len(), 2);
     }
 }
