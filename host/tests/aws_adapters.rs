@@ -783,6 +783,83 @@ async fn a_call_whose_queries_all_failed_beside_an_answered_one_is_a_querys_fail
     }
 }
 
+/// Fails before stop 58: once a fetch knew that one call's queries all
+/// failed beside an answered call (a query's failure, which the batcher
+/// answers by fetching each caller apart), it still made its remaining
+/// calls, each paid for and then fetched again apart. Three calls (3600 s,
+/// 2820 s and 2940 s periods: no two with a common multiple within a day),
+/// made in that order: the fetch stops at the first call that settles it.
+#[tokio::test]
+async fn a_fetch_stops_once_a_querys_failure_is_known() {
+    let period = |mut q: MetricQuery, secs| {
+        q.period_secs = secs;
+        q
+    };
+    let queries = vec![
+        period(metric("cpu", "hourly", "Maximum"), 3600),
+        period(metric("lag", "odd", "Maximum"), 2820),
+        period(metric("rate", "other", "Maximum"), 2940),
+    ];
+    for (failing, made, query_failure) in [
+        // Unanswered, then answered: settled at the second call.
+        (&["hourly"][..], &["hourly", "odd"][..], true),
+        // Answered, then unanswered: settled at the second call.
+        (&["odd"][..], &["hourly", "odd"][..], true),
+        (&["other"][..], &["hourly", "odd", "other"][..], true),
+        // Every call unanswered: each is made, to tell.
+        (
+            &["hourly", "odd", "other"][..],
+            &["hourly", "odd", "other"][..],
+            false,
+        ),
+    ] {
+        let fails: Vec<String> = failing.iter().map(|s| (*s).to_owned()).collect();
+        let stub = Stub::start(move |request| {
+            let name = data_queries(request)[0]["MetricStat"]["Metric"]["MetricName"]
+                .as_str()
+                .unwrap_or("")
+                .to_owned();
+            let fails = fails.contains(&name);
+            get_metric_data_reply(
+                &[PageResult {
+                    id: "q0".into(),
+                    points: if fails { vec![] } else { vec![(T0, 1.0)] },
+                    status: if fails { "InternalError" } else { "Complete" },
+                }],
+                None,
+            )
+        })
+        .await;
+        let source = CloudWatchSource::new(&sdk_config(&stub.url).await);
+        let error = source
+            .fetch(&queries, T0, T0 + 60 * MINUTE)
+            .await
+            .expect_err("a call failed");
+        let names: Vec<String> = stub
+            .requests()
+            .iter()
+            .map(|request| {
+                data_queries(request)[0]["MetricStat"]["Metric"]["MetricName"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_owned()
+            })
+            .collect();
+        assert_eq!(names, made, "{failing:?}");
+        if query_failure {
+            assert!(
+                matches!(&error, MetricsError::Query(m) if m.contains("InternalError")),
+                "{failing:?}: {error:?}"
+            );
+        } else {
+            assert!(
+                matches!(&error, MetricsError::Source(m) if m.contains("InternalError")),
+                "{failing:?}: {error:?}"
+            );
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------
 // kinesisanalyticsv2.
 

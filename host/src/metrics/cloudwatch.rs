@@ -213,12 +213,14 @@ impl MetricSource for CloudWatchSource {
         // call that was answered, its queries' (one caller's, in a merged
         // fetch), said as a query's failure so that the batcher fetches the
         // callers apart instead of failing them all. The calls after it are
-        // made all the same, to tell which.
+        // made to tell which, until one is answered; once both are known
+        // the fetch stops: the batcher fetches again apart, and any call
+        // made meanwhile would be paid for nothing.
         let mut answered = false;
         let mut unanswered: Option<String> = None;
         // Sequential on purpose: GetMetricData has a per-account call rate,
         // and one agent's tick is not worth spending it in a burst.
-        for chunk in alignable_runs(queries).into_iter().flat_map(chunks) {
+        'calls: for chunk in alignable_runs(queries).into_iter().flat_map(chunks) {
             // CloudWatch measures what it keeps back from its own now, not
             // from the end asked for (a history read ends a window before
             // now); read for each chunk, as a long read's calls take time.
@@ -244,6 +246,9 @@ impl MetricSource for CloudWatchSource {
                         unanswered.get_or_insert(text);
                     }
                     Err(CallFailure::Failed(error)) => return Err(error),
+                }
+                if answered && unanswered.is_some() {
+                    break 'calls;
                 }
             }
             series.extend(placed.into_iter().flatten());
