@@ -76,7 +76,8 @@
 //!   `scale-up.max-factor` (100000); new parallelism = ceil(factor x
 //!   current) within `vertex.min-parallelism` (1) and
 //!   `vertex.max-parallelism` (200) and the key groups; when that changes
-//!   the parallelism, aligned to the key groups by
+//!   the parallelism, aligned to the key groups (or to
+//!   `source_partitions`, below) by
 //!   `scaling.parallelism-alignment.mode` (default `BALANCED`: scanning up
 //!   from it, to the key groups for a scale-up and to the current
 //!   parallelism for a scale-down, the first divisor of the key groups or
@@ -114,11 +115,17 @@
 //! ParallelismPerKPU (rounded up past the key groups, which Flink would
 //! refuse, they round down instead; a job running above `max_parallelism`
 //! has more key groups than the parameter says, and its parallelism is
-//! taken as them). Upstream aligns a source vertex to its partitions
-//! instead, when it can count them (`NUM_SOURCE_PARTITIONS`, from a Kafka
-//! or Pulsar source's per-partition metrics, in
-//! `ScalingMetricCollector`), and keeps a target above them unaligned:
-//! with `source_partitions` set, the port does the same to the job. Busy time: upstream's default
+//! taken as them). That is how upstream aligns a vertex with a keyBy
+//! input. A source vertex it aligns to its partitions instead, when it can
+//! count them (`NUM_SOURCE_PARTITIONS`: the distinct partitions of a Kafka
+//! or Pulsar source's topics, from its per-partition metrics, in
+//! `ScalingMetricCollector`), keeping a target above them unaligned, and
+//! one whose partitions it cannot count (Kinesis, say) not at all
+//! (`ParallelismAlignmentMode.isApplicable`). With `source_partitions`
+//! set, the port aligns the job as upstream aligns such a source (where
+//! upstream would still align the keyed vertices after it to the key
+//! groups: the job has one parallelism); `alignment_mode = "OFF"` models
+//! a source upstream cannot count. Busy time: upstream's default
 //! `metrics.busy-time.aggregator` is `MAX`, the busiest subtask of a
 //! vertex; the port reads one series, `busy_metric`, as its `Average` over
 //! each period. MSF publishes `busyTimeMsPerSecond` per task and operator
@@ -405,17 +412,20 @@ impl Policy for FlinkOperatorPolicy {
             .meaning(
                 "The job's key groups (`pipeline.max-parallelism`, 128 by default for a job up to \
              parallelism 85): the parallelism is aligned to it (`alignment_mode`; to \
-             `source_partitions` instead when set) and never exceeds it, nor do the KPU rounded up; a job running above it is taken to have its \
-             running parallelism as key groups; at least 1.",
+             `source_partitions` instead when set) and never exceeds it, nor do the KPU rounded \
+             up; a job running above it is taken to have its running parallelism as key groups; \
+             at least 1.",
             ),
         Parameter::integer("source_partitions")
             .default("0")
             .meaning(
-                "The source's partitions (a Kafka topic's, which upstream counts from the \
-             source's metrics as `NUM_SOURCE_PARTITIONS`): when more than 0, the parallelism is \
-             aligned to them as upstream aligns a source vertex, instead of to the key groups; a \
-             target above them is kept as it is (except by the legacy modes, which fall back to \
-             them). 0: not known, the job is aligned as a keyed vertex.",
+                "The source's partitions over all its topics (a Kafka or Pulsar source's, which \
+             upstream counts from its per-partition metrics as `NUM_SOURCE_PARTITIONS`): when \
+             more than 0, the parallelism is aligned to them as upstream aligns a source vertex, \
+             instead of to the key groups; a target above them is kept as it is (the legacy \
+             modes fall back to them). 0: aligned to the key groups, as upstream aligns a vertex \
+             with a keyBy input (a source whose partitions upstream cannot count, Kinesis say, \
+             it leaves unaligned: `alignment_mode = \"OFF\"`).",
             ),
         Parameter::text("alignment_mode").meaning(
             "`job.autoscaler.scaling.parallelism-alignment.mode`: how the parallelism is aligned to \
@@ -772,6 +782,22 @@ impl FlinkOperatorPolicy {
             )
         })?;
         let period_ms = i64::from(records_in.period_secs.max(1)) * 1000;
+        // Periods are matched by their start, one for one.
+        for (id, parameter) in [
+            (&self.backlog, "backlog_metric"),
+            (&self.backpressure, "backpressure_metric"),
+        ] {
+            if let Some(series) = evaluation.metric(id)
+                && series.period_secs != records_in.period_secs
+            {
+                return Err(format!(
+                    "metric `{id}` (parameter `{parameter}`) has a {} s period and `{}` \
+                     (`records_in_metric`) {} s: give them the same `period_secs`, as the \
+                     policy reads them period by period",
+                    series.period_secs, self.records_in, records_in.period_secs
+                ));
+            }
+        }
         for p in &records_in.points {
             self.samples.entry(p.timestamp_ms).or_default().records_in = Some(p.value.max(0.0));
         }
@@ -809,11 +835,13 @@ impl FlinkOperatorPolicy {
     /// collected (`ScalingMetricCollector.observedTprAvg`, NaN with fewer
     /// than `min-observations`), so that a measured rate carries forward.
     /// The collected history starts at the job's last (re)start and, once
-    /// full, spans one metric window. A period without a lag (or a
-    /// back-pressure) waits while that of an earlier period is the latest
-    /// published; with none published at all, or a later one, it is 0
-    /// (upstream's missing `pendingRecords`; a source never
-    /// back-pressured).
+    /// full, spans one metric window. A period without a lag waits while
+    /// that of an earlier period is the latest published; with none
+    /// published at all, or a later one, its lag is 0 (upstream's missing
+    /// `pendingRecords`). A catching-up period without a back-pressure
+    /// waits the same way; with none published at all the source is never
+    /// back-pressured, and with a later one published (a gap) it measures
+    /// nothing.
     fn observe(&mut self, running_since_ms: Option<i64>) {
         let running_since_ms = running_since_ms.unwrap_or(i64::MIN);
         let latest = |has: fn(&Sample) -> bool| {
@@ -833,20 +861,25 @@ impl FlinkOperatorPolicy {
             .collect();
         for t in pending {
             let sample = self.samples[&t];
-            let waits = |value: Option<f64>, latest: Option<i64>| {
-                value.is_none() && latest.is_some_and(|l| l < t)
-            };
-            if waits(sample.backlog, latest_lag)
-                || waits(sample.backpressure_ms, latest_backpressure)
-            {
+            if sample.backlog.is_none() && latest_lag.is_some_and(|l| l < t) {
                 break;
             }
             let rate = sample.records_in.unwrap_or(0.0);
             let lag = sample.backlog.unwrap_or(0.0);
-            let measured = if lag >= self.observed_tpr_lag_threshold_secs * rate {
-                scale::observed_tpr_with_backpressure(rate, sample.backpressure_ms.unwrap_or(0.0))
-            } else {
+            let catching_up = rate > 0.0 && lag >= self.observed_tpr_lag_threshold_secs * rate;
+            let measured = if !catching_up {
                 None
+            } else {
+                match sample.backpressure_ms {
+                    Some(ms) => scale::observed_tpr_with_backpressure(rate, ms),
+                    // Not published yet: wait for it.
+                    None if latest_backpressure.is_some_and(|l| l < t) => break,
+                    // A gap in a series that goes on: upstream, which
+                    // requires the metric of a source, measures nothing.
+                    None if latest_backpressure.is_some() => None,
+                    // None published: a source never back-pressured.
+                    None => Some(rate),
+                }
             };
             let value = if rate == 0.0 {
                 f64::INFINITY

@@ -33,12 +33,14 @@ pub struct Options {
     /// The source's partitions (`NUM_SOURCE_PARTITIONS`), aligned to
     /// instead of the key groups when known; 0: not known.
     pub source_partitions: u32,
-    /// How the new parallelism is aligned to the key groups.
+    /// How the new parallelism is aligned to the key groups (or to
+    /// `source_partitions`).
     pub alignment: Alignment,
 }
 
-/// How a computed parallelism is aligned to the key groups
-/// (`alignment/ParallelismAligner.java`): the mode
+/// How a computed parallelism is aligned to the key groups, or to the
+/// source's partitions when known (`alignment/ParallelismAligner.java`):
+/// the mode
 /// `job.autoscaler.scaling.parallelism-alignment.mode` selects
 /// (`alignment/BuiltInAlignmentMode.java`), or the one the deprecated
 /// `job.autoscaler.scaling.key-group.partitions.adjust.mode` selects when

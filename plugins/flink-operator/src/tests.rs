@@ -729,6 +729,56 @@ fn a_period_waits_for_its_back_pressure() {
     assert!(d.reason.contains("TPR 1000/s"), "{}", d.reason);
 }
 
+/// Back-pressure is read for catching-up periods only, and a gap in it
+/// is no measurement. The periods of
+/// `a_back_pressured_source_measures_its_processing_rate_above_its_input`
+/// (16 subtasks; 0 and 1 catch up at 800/s), with the back-pressure
+/// series (200 ms) published for periods 0 and 1 only: the later periods,
+/// not catching up, do not wait for it and carry 1000 forward (TPR 1000).
+/// Published for periods 0 and 2 on but not 1: period 1 measures nothing
+/// (upstream requires the metric), so only one observation, fewer than
+/// min-observations, and the busy-time TPR (2000) stands; read as 0 it
+/// would have measured 800 (TPR 900).
+#[test]
+fn back_pressure_counts_where_a_period_catches_up() {
+    let mut rows = vec![(800.0, 1000.0, 30_000.0); 2];
+    rows.extend(std::iter::repeat_n((500.0, 250.0, 0.0), 15));
+    let with = |points: Vec<(i64, f64)>| {
+        let mut e = evaluation(16, &rows, visible(17));
+        e.metrics.push(series("backpressure", &points));
+        decide(&mut policy("{}"), &e)
+    };
+    let d = with(vec![(T0, 200.0), (T0 + P, 200.0)]);
+    assert!(d.reason.contains("TPR 1000/s"), "{}", d.reason);
+    let gap: Vec<(i64, f64)> = (0..17)
+        .filter(|&i| i != 1)
+        .map(|i| (T0 + i * P, if i == 0 { 200.0 } else { 0.0 }))
+        .collect();
+    let d = with(gap);
+    assert!(d.reason.contains("TPR 2000/s"), "{}", d.reason);
+}
+
+/// Periods are matched one for one, so a back-pressure or backlog metric
+/// of another period than the records in is refused, naming both.
+#[test]
+fn a_back_pressure_of_another_period_is_refused() {
+    let rows = vec![(800.0, 1000.0, 30_000.0); 15];
+    for id in ["backpressure", "backlog"] {
+        let mut e = evaluation(16, &rows, visible(15));
+        e.metrics.retain(|m| m.id != id);
+        let mut other = series(id, &[(T0, 200.0)]);
+        other.period_secs = 300;
+        e.metrics.push(other);
+        let error = policy("{}").decide(&e).expect_err("refused");
+        assert!(
+            error.contains(&format!("metric `{id}`"))
+                && error.contains("300 s period")
+                && error.contains("`records_in` (`records_in_metric`) 60 s"),
+            "{error}"
+        );
+    }
+}
+
 /// A restart clears what carries forward: `ScalingMetricCollector` clears
 /// the collected history when the job's RUNNING timestamp is after its
 /// first entry ("Job updated ... Clearing metrics"), so the supplier of the
