@@ -97,8 +97,11 @@
 //!   never blocks a scale-up and is not ported.
 //! - `ScalingExecutor.java`: no rescale unless the parallelism changes for
 //!   a rate outside the two thresholds (for a delayed scale-down, the
-//!   verdict recorded with the recommendation taken); a rescale clears the
-//!   delayed scale-downs.
+//!   verdict recorded with the recommendation taken); a rescale it makes
+//!   clears the delayed scale-downs (`delayedScaleDown.clearAll()` after
+//!   scaling), and only that: a change of size by another writer (by hand,
+//!   another autoscaler) leaves them, so a scale-down first asked for
+//!   before it may be made less than `scale-down.interval` after it.
 //!
 //! # Mapping to MSF
 //!
@@ -321,9 +324,6 @@ pub struct FlinkOperatorPolicy {
     delayed: Option<Delayed>,
     /// The rescales decided and their measured restarts.
     tracking: Tracking,
-    /// The (last rescale, KPU) seen at the previous evaluation: a change
-    /// is a rescale, which clears the delayed scale-down.
-    seen: Option<(Option<i64>, u32)>,
 }
 
 impl Policy for FlinkOperatorPolicy {
@@ -606,18 +606,12 @@ impl Policy for FlinkOperatorPolicy {
             samples: BTreeMap::new(),
             delayed: None,
             tracking: Tracking::default(),
-            seen: None,
         })
     }
 
     fn decide(&mut self, evaluation: &Evaluation) -> Result<Decision, String> {
         let app = &evaluation.app;
         let now_ms = evaluation.now_ms;
-        let seen = (app.last_rescale_ms, app.kpu);
-        if self.seen.is_some_and(|before| before != seen) {
-            self.delayed = None;
-        }
-        self.seen = Some(seen);
         let period_ms = self.remember(evaluation)?;
         if app.status != AppStatus::Running {
             return Ok(Decision::hold(format!(

@@ -823,6 +823,26 @@ fn a_recovered_load_cancels_the_delayed_scale_down() {
     assert!(d.reason.contains("delayed 3600 s"), "{}", d.reason);
 }
 
+/// Only a rescale the autoscaler makes clears the delayed scale-down
+/// (`ScalingExecutor`: `delayedScaleDown.clearAll()` after scaling); one
+/// made by another writer leaves it. At 32 KPU, 100/s at 100 ms busy asks
+/// for a scale-down, first at T0 + 16 min (delayed 3600 s). Someone sets
+/// 24 KPU at T0 + 26 min; stable from T0 + 31 min, the window of periods
+/// 31 to 45 is seen at T0 + 48 min, asking for a scale-down again: the
+/// interval still counts from T0 + 16 min, 1680 s more (it started over,
+/// 3600 s, before stop 58).
+#[test]
+fn a_rescale_by_another_writer_keeps_the_delayed_scale_down() {
+    let mut p = policy("{}");
+    let rows = vec![(100.0, 100.0, 0.0); 47];
+    let d = decide(&mut p, &evaluation(32, &rows[..15], visible(15)));
+    assert!(d.reason.contains("delayed 3600 s"), "{}", d.reason);
+    let mut e = evaluation(24, &rows, T0 + 48 * P);
+    e.app.last_rescale_ms = Some(T0 + 26 * P);
+    let d = decide(&mut p, &e);
+    assert!(d.reason.contains("delayed 1680 s more"), "{}", d.reason);
+}
+
 /// No decision while stabilising (5 min after a rescale), nor before a
 /// whole 15 min window was published after that.
 #[test]
