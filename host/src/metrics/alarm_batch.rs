@@ -239,6 +239,10 @@ mod tests {
         /// Refuses any call naming an alarm that starts with this, as a
         /// role scoped to other alarms' ARNs does.
         refuse: Mutex<Option<&'static str>>,
+        /// How long each call takes, and the most calls seen at once.
+        delay: Option<Duration>,
+        in_flight: std::sync::atomic::AtomicUsize,
+        most_in_flight: std::sync::atomic::AtomicUsize,
     }
 
     #[async_trait]
@@ -248,6 +252,13 @@ mod tests {
             names: &[String],
         ) -> Result<Vec<DescribedAlarm>, MetricsError> {
             self.calls.lock().unwrap().push(names.to_vec());
+            if let Some(delay) = self.delay {
+                use std::sync::atomic::Ordering::SeqCst;
+                let now = self.in_flight.fetch_add(1, SeqCst) + 1;
+                self.most_in_flight.fetch_max(now, SeqCst);
+                tokio::time::sleep(delay).await;
+                self.in_flight.fetch_sub(1, SeqCst);
+            }
             if self.fail {
                 return Err(MetricsError::Throttled("Rate exceeded".to_owned()));
             }
@@ -416,5 +427,29 @@ mod tests {
         let (x, y) = (names(&["x"]), names(&["y"]));
         let _ = tokio::join!(alarms.describe_named(&x), alarms.describe_named(&y));
         assert_eq!(throttled.calls.lock().unwrap().len(), 2);
+    }
+
+    /// A refused batch is described read by read at most
+    /// [`APART_CONCURRENCY`] at a time (DescribeAlarms' rate quota is
+    /// low): ten reads, each refused, each call taking a second.
+    #[tokio::test(start_paused = true)]
+    async fn reads_apart_go_a_few_at_a_time() {
+        let fake = Arc::new(Fake {
+            refuse: Mutex::new(Some("x")),
+            delay: Some(Duration::from_secs(1)),
+            ..Fake::default()
+        });
+        let alarms = BatchingAlarms::new(fake.clone());
+        let reads: Vec<Vec<String>> = (0..10).map(|k| vec![format!("x{k}")]).collect();
+        let answers =
+            futures_util::future::join_all(reads.iter().map(|n| alarms.describe_named(n))).await;
+        assert!(answers.iter().all(Result::is_err));
+        // The merged call, then one per read.
+        assert_eq!(fake.calls.lock().unwrap().len(), 11);
+        assert_eq!(
+            fake.most_in_flight
+                .load(std::sync::atomic::Ordering::SeqCst),
+            APART_CONCURRENCY
+        );
     }
 }
