@@ -727,6 +727,32 @@ async fn an_internal_error_of_every_query_is_the_services_failure() {
     );
 }
 
+/// The metric name of a GetMetricData request's first query.
+fn first_metric_name(request: &Recorded) -> String {
+    data_queries(request)[0]["MetricStat"]["Metric"]["MetricName"]
+        .as_str()
+        .unwrap_or("")
+        .to_owned()
+}
+
+/// A CloudWatch whose answer to a call fails its one query
+/// (`InternalError`, no datapoint) where `fails` says so of the call's
+/// metric name, and gives it one datapoint otherwise.
+async fn failing_calls(fails: impl Fn(&str) -> bool + Send + Sync + 'static) -> Stub {
+    Stub::start(move |request| {
+        let fails = fails(&first_metric_name(request));
+        get_metric_data_reply(
+            &[PageResult {
+                id: "q0".into(),
+                points: if fails { vec![] } else { vec![(T0, 1.0)] },
+                status: if fails { "InternalError" } else { "Complete" },
+            }],
+            None,
+        )
+    })
+    .await
+}
+
 /// Fails before stop 57: a fetch made in several calls (periods with no
 /// common multiple within a day: 3600 s and 2820 s) whose one call had
 /// every query failed was the service's failure (`Source`) although the
@@ -747,22 +773,7 @@ async fn a_call_whose_queries_all_failed_beside_an_answered_one_is_a_querys_fail
         ("hourly", vec![hourly.clone(), odd.clone()]),
         ("both", vec![hourly.clone(), odd.clone()]),
     ] {
-        let stub = Stub::start(move |request| {
-            let name = data_queries(request)[0]["MetricStat"]["Metric"]["MetricName"]
-                .as_str()
-                .unwrap_or("")
-                .to_owned();
-            let fails = failing == "both" || name == failing;
-            get_metric_data_reply(
-                &[PageResult {
-                    id: "q0".into(),
-                    points: if fails { vec![] } else { vec![(T0, 1.0)] },
-                    status: if fails { "InternalError" } else { "Complete" },
-                }],
-                None,
-            )
-        })
-        .await;
+        let stub = failing_calls(move |name| failing == "both" || name == failing).await;
         let source = CloudWatchSource::new(&sdk_config(&stub.url).await);
         let error = source
             .fetch(&queries, T0, T0 + 60 * MINUTE)
@@ -813,38 +824,13 @@ async fn a_fetch_stops_once_a_querys_failure_is_known() {
             false,
         ),
     ] {
-        let fails: Vec<String> = failing.iter().map(|s| (*s).to_owned()).collect();
-        let stub = Stub::start(move |request| {
-            let name = data_queries(request)[0]["MetricStat"]["Metric"]["MetricName"]
-                .as_str()
-                .unwrap_or("")
-                .to_owned();
-            let fails = fails.contains(&name);
-            get_metric_data_reply(
-                &[PageResult {
-                    id: "q0".into(),
-                    points: if fails { vec![] } else { vec![(T0, 1.0)] },
-                    status: if fails { "InternalError" } else { "Complete" },
-                }],
-                None,
-            )
-        })
-        .await;
+        let stub = failing_calls(move |name| failing.contains(&name)).await;
         let source = CloudWatchSource::new(&sdk_config(&stub.url).await);
         let error = source
             .fetch(&queries, T0, T0 + 60 * MINUTE)
             .await
             .expect_err("a call failed");
-        let names: Vec<String> = stub
-            .requests()
-            .iter()
-            .map(|request| {
-                data_queries(request)[0]["MetricStat"]["Metric"]["MetricName"]
-                    .as_str()
-                    .unwrap_or("")
-                    .to_owned()
-            })
-            .collect();
+        let names: Vec<String> = stub.requests().iter().map(first_metric_name).collect();
         assert_eq!(names, made, "{failing:?}");
         if query_failure {
             assert!(

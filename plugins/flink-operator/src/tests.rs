@@ -345,13 +345,21 @@ fn scale_down_is_capped_by_the_max_factor() {
 /// (current, key groups, factor, lower limit, upper limit) of a `scale`.
 type Case = (u32, u32, f64, u32, u32);
 
+/// Every alignment mode, in the order the tables of expected results use.
+const MODES: [Alignment; 5] = [
+    Alignment::Balanced,
+    Alignment::EvenlySpread,
+    Alignment::Off,
+    Alignment::LegacyEvenlySpread,
+    Alignment::LegacyMaximizeUtilisation,
+];
+
 /// `JobVertexScaler.scale` and `ParallelismAligner`, by hand, in every
 /// mode: (current, key groups, factor, lower, upper) and what BALANCED,
 /// EVENLY_SPREAD, OFF and the deprecated key's EVENLY_SPREAD and
 /// MAXIMIZE_UTILISATION give.
 #[test]
 fn parallelism_is_aligned_to_key_groups_in_every_mode() {
-    use Alignment::*;
     let cases: &[(Case, [u32; 5])] = &[
         // Up: 4 x 2.626 -> 11 of 128. BALANCED: 128 / 11 = 11, 128 / 12 =
         // 10 < 11, so 12; EVENLY_SPREAD: the next divisor, 16.
@@ -386,14 +394,7 @@ fn parallelism_is_aligned_to_key_groups_in_every_mode() {
         ((20, 128, 1.0, 1, 200), [20; 5]),
     ];
     for &((current, key_groups, factor, lower, upper), expected) in cases {
-        let modes = [
-            Balanced,
-            EvenlySpread,
-            Off,
-            LegacyEvenlySpread,
-            LegacyMaximizeUtilisation,
-        ];
-        for (mode, want) in modes.into_iter().zip(expected) {
+        for (mode, want) in MODES.into_iter().zip(expected) {
             assert_eq!(
                 scale(current, key_groups, 0, factor, lower, upper, mode),
                 want,
@@ -420,14 +421,6 @@ fn parallelism_is_aligned_to_key_groups_in_every_mode() {
 /// upstream.
 #[test]
 fn a_known_source_partition_count_is_aligned_to() {
-    use super::scale::Alignment::*;
-    let modes = [
-        Balanced,
-        EvenlySpread,
-        Off,
-        LegacyEvenlySpread,
-        LegacyMaximizeUtilisation,
-    ];
     // (current, partitions, factor) and the result of each mode.
     type Case = ((u32, u32, f64), [u32; 5]);
     let cases: &[Case] = &[
@@ -437,7 +430,7 @@ fn a_known_source_partition_count_is_aligned_to() {
         ((12, 12, 0.66), [12, 12, 8, 12, 12]),
     ];
     for &((current, partitions, factor), expected) in cases {
-        for (mode, want) in modes.into_iter().zip(expected) {
+        for (mode, want) in MODES.into_iter().zip(expected) {
             assert_eq!(
                 scale(current, 128, partitions, factor, 1, 200, mode),
                 want,
