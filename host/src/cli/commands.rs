@@ -515,11 +515,11 @@ fn once_text(report: &OnceReport) -> String {
         ),
     };
     if s.autoscaling_enabled {
-        let warning = match words {
-            Words::Msf => crate::cli::conventions::AUTOSCALING_ON,
-            Words::Flink => crate::cli::conventions::OPERATOR_AUTOSCALER_ON,
-        };
-        let _ = writeln!(out, "  warning: {warning}");
+        let _ = writeln!(
+            out,
+            "  warning: {}",
+            crate::cli::conventions::AUTOSCALING_ON
+        );
     }
     let _ = writeln!(out, "  metrics:");
     for series in &assessment.evaluation.metrics {
@@ -2246,15 +2246,6 @@ mod tests {
             "{text}"
         );
         assert_eq!(text.lines().count(), quiet.lines().count() + 1, "{text}");
-        // A Flink job's second autoscaler is the operator's.
-        on.words = Words::Flink;
-        let text = once_text(&on);
-        let second = text.lines().nth(1).unwrap_or_default();
-        assert!(
-            second.starts_with("  warning: the Flink Kubernetes Operator's autoscaler is on")
-                && second.contains("job.autoscaler.enabled"),
-            "{text}"
-        );
     }
 
     #[test]

@@ -172,15 +172,6 @@ pub const AUTOSCALING_ON: &str = "MSF's own autoscaling is on (AutoScalingEnable
      ParallelismConfigurationUpdate.AutoScalingEnabledUpdate = false, or \"Automatic scaling\" \
      off in the console)";
 
-/// What `validate --environment` and `once` say about a Flink job whose
-/// cluster turns the Flink Kubernetes Operator's autoscaler on, which the
-/// agent cannot turn off.
-pub const OPERATOR_AUTOSCALER_ON: &str = "the Flink Kubernetes Operator's autoscaler is on for \
-     this cluster (`job.autoscaler.enabled`, or the older \
-     `kubernetes.operator.job.autoscaler.enabled`, is true in its configuration): it would \
-     rescale the job too, fighting the agent, which cannot turn it off; set it to false in the \
-     FlinkDeployment's flinkConfiguration, or leave the scaling to the operator";
-
 /// How far back `validate --environment` looks for each CloudWatch
 /// metric's datapoints (at least two periods of the longest).
 pub const METRIC_LOOKBACK_MS: i64 = 3 * 3600 * 1000;
@@ -420,10 +411,6 @@ pub async fn flink_findings(config: &Config) -> Vec<Finding> {
                     "Flink job ({job}) at {rest_url}: {}, parallelism {} (max_parallelism {max})",
                     state.status, state.parallelism
                 );
-                if state.autoscaling_enabled {
-                    problem = true;
-                    message.push_str(&format!("; {OPERATOR_AUTOSCALER_ON}"));
-                }
                 // The slots are the ceiling of every rescale: say them, and
                 // what they leave of max_parallelism.
                 // Of the job just read, by its id: not resolved again.
@@ -766,48 +753,6 @@ mod tests {
                 "jobs use 1, below min_parallelism 4: the job cannot be brought to it; lower \
                  min_parallelism or add task slots"
             ),
-            "{}",
-            findings[0].message
-        );
-    }
-
-    /// `validate --environment` fails a Flink job whose cluster turns the
-    /// Flink Kubernetes Operator's autoscaler on, saying how to turn it
-    /// off.
-    #[tokio::test]
-    async fn a_flink_job_with_the_operators_autoscaler_on_is_a_problem() {
-        let ours = "a".repeat(32);
-        let ours_in = ours.clone();
-        let stub = crate::flink::stub::Stub::start(move |line| {
-            let path = line.split(' ').nth(1).unwrap_or_default();
-            let answer = match path {
-                "/jobs/overview" => serde_json::json!({"jobs": [
-                    {"jid": ours_in, "name": "orders", "state": "RUNNING", "start-time": 1},
-                ]}),
-                "/overview" => serde_json::json!({"slots-total": 4}),
-                "/jobmanager/config" => serde_json::json!([
-                    {"key": "execution.target", "value": "remote"},
-                    {"key": "job.autoscaler.enabled", "value": "true"},
-                ]),
-                p if p == format!("/jobs/{ours_in}") => serde_json::json!({
-                    "state": "RUNNING",
-                    "timestamps": {"CREATED": 1000},
-                    "vertices": [{"id": "v1", "parallelism": 2, "status": "RUNNING"}],
-                }),
-                p if p == format!("/jobs/{ours_in}/resource-requirements") => {
-                    serde_json::json!({"v1": {"parallelism": {"lowerBound": 1, "upperBound": 2}}})
-                }
-                _ => return (404, serde_json::json!({"errors": ["Not found."]})),
-            };
-            (200, answer)
-        })
-        .await;
-        let findings = flink_findings(&flink_orders(&stub.url, 1, 4)).await;
-        assert!(findings[0].problem, "{}", findings[0].message);
-        assert!(
-            findings[0].message.contains(&format!(
-                "RUNNING, parallelism 2 (max_parallelism 4); {OPERATOR_AUTOSCALER_ON}"
-            )),
             "{}",
             findings[0].message
         );

@@ -1214,16 +1214,11 @@ impl Controller {
         })
     }
 
-    /// Warns, at the first read of a running controller, that a second
-    /// autoscaler is on (MSF's own, the Flink Kubernetes Operator's), when
-    /// it is.
+    /// Warns, at the first read of a running controller, that MSF's own
+    /// autoscaling is enabled, when it is.
     fn check_autoscaling(&mut self, state: &AppState) {
         if std::mem::take(&mut self.autoscaling_unchecked) && state.autoscaling_enabled {
-            crate::telemetry::warn_autoscaling_enabled(
-                &self.settings.name,
-                state.status,
-                self.settings.words,
-            );
+            crate::telemetry::warn_autoscaling_enabled(&self.settings.name, state.status);
         }
     }
 

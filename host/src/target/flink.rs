@@ -194,31 +194,10 @@ pub struct FlinkTarget {
     /// Job id -> its graphs as read and as reported
     /// ([`FlinkTarget::graph`]).
     newest_graph: Arc<Mutex<HashMap<String, Graph>>>,
-    /// Once read: what the agent needs of the cluster's configuration
-    /// ([`FlinkTarget::cluster_config`]).
-    cluster: Arc<Mutex<Option<ClusterConfig>>>,
+    /// Once read: the cluster's `execution.target` when it starts
+    /// TaskManagers on demand ([`FlinkTarget::on_demand`]).
+    on_demand: Arc<Mutex<Option<Option<String>>>>,
 }
-
-/// What the agent reads of a cluster's configuration (`GET
-/// /jobmanager/config`).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-struct ClusterConfig {
-    /// `execution.target` when the cluster starts TaskManagers on demand
-    /// ([`FlinkTarget::on_demand`]).
-    on_demand: Option<String>,
-    /// The key that turns the Flink Kubernetes Operator's autoscaler on,
-    /// when it is set to true: `job.autoscaler.enabled` (operator 1.8 and
-    /// later) or `kubernetes.operator.job.autoscaler.enabled` (before).
-    /// The operator passes a FlinkDeployment's `flinkConfiguration` on to
-    /// the cluster, so its JobManager says it.
-    autoscaler: Option<String>,
-}
-
-/// The keys that turn the Flink Kubernetes Operator's autoscaler on.
-const AUTOSCALER_KEYS: [&str; 2] = [
-    "job.autoscaler.enabled",
-    "kubernetes.operator.job.autoscaler.enabled",
-];
 
 /// The graph of one job last read, as [`FlinkTarget::graph`] keeps it.
 #[derive(Debug, Clone)]
@@ -290,7 +269,7 @@ impl FlinkTarget {
             job: None,
             followed: Arc::default(),
             newest_graph: Arc::default(),
-            cluster: Arc::default(),
+            on_demand: Arc::default(),
         })
     }
 
@@ -302,7 +281,7 @@ impl FlinkTarget {
             job: Some(job),
             followed: Arc::default(),
             newest_graph: Arc::default(),
-            cluster: Arc::default(),
+            on_demand: Arc::default(),
         })
     }
 
@@ -525,7 +504,7 @@ impl FlinkTarget {
     pub async fn describe_job(&self, application: &str) -> Result<DescribedJob, TargetError> {
         let view = self.view(application).await?;
         Ok(DescribedJob {
-            state: self.with_autoscaler(view.state).await,
+            state: view.state,
             job_id: view.id,
             max_parallelism: view.max_parallelism,
             shape: view.shape,
@@ -593,16 +572,8 @@ impl FlinkTarget {
     /// or refuse one), and is tried again next time; a 404, a JobManager
     /// without the route, is an answer: slots counted.
     async fn on_demand(&self) -> Result<Option<String>, TargetError> {
-        Ok(self.cluster_config().await?.on_demand)
-    }
-
-    /// The cluster's configuration as the agent needs it, read once
-    /// (`GET /jobmanager/config`); a failed read is tried again next
-    /// time, and a 404 (a JobManager without the route) reads as nothing
-    /// set.
-    async fn cluster_config(&self) -> Result<ClusterConfig, TargetError> {
         if let Some(known) = self
-            .cluster
+            .on_demand
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
@@ -615,38 +586,16 @@ impl FlinkTarget {
             Err(TargetError::NotFound(_)) => Value::Null,
             Err(error) => return Err(error),
         };
-        let value = |key: &str| {
-            config
-                .as_array()
-                .into_iter()
-                .flatten()
-                .find(|entry| entry["key"] == key)
-                .and_then(|entry| entry["value"].as_str())
-        };
-        let known = ClusterConfig {
-            on_demand: value("execution.target")
-                .filter(|target| target.starts_with("yarn-") || target.starts_with("kubernetes-"))
-                .map(str::to_owned),
-            autoscaler: AUTOSCALER_KEYS
-                .into_iter()
-                .find(|key| value(key).is_some_and(|v| v.trim().eq_ignore_ascii_case("true")))
-                .map(str::to_owned),
-        };
-        *self.cluster.lock().unwrap_or_else(|e| e.into_inner()) = Some(known.clone());
-        Ok(known)
-    }
-
-    /// `state` with `autoscaling_enabled` set when the cluster's
-    /// configuration turns the Flink Kubernetes Operator's autoscaler on
-    /// (a second autoscaler, which the agent cannot turn off). A failed
-    /// read of the configuration leaves it unset: it is tried again at the
-    /// next read of the job.
-    async fn with_autoscaler(&self, mut state: AppState) -> AppState {
-        state.autoscaling_enabled = self
-            .cluster_config()
-            .await
-            .is_ok_and(|config| config.autoscaler.is_some());
-        state
+        let target = config
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|entry| entry["key"] == "execution.target")
+            .and_then(|entry| entry["value"].as_str())
+            .filter(|target| target.starts_with("yarn-") || target.starts_with("kubernetes-"))
+            .map(str::to_owned);
+        *self.on_demand.lock().unwrap_or_else(|e| e.into_inner()) = Some(target.clone());
+        Ok(target)
     }
 }
 
@@ -729,8 +678,7 @@ fn asks_for(requirements: &Map<String, Value>, wanted: &Map<String, Value>) -> b
 #[async_trait]
 impl ScalingTarget for FlinkTarget {
     async fn describe(&self, application: &str) -> Result<AppState, TargetError> {
-        let state = self.view(application).await?.state;
-        Ok(self.with_autoscaler(state).await)
+        Ok(self.view(application).await?.state)
     }
 
     async fn rescale(
@@ -1176,53 +1124,6 @@ mod tests {
                 sent,
                 "{execution_target}: {words}"
             );
-        }
-    }
-
-    /// Fails before stop 58: a cluster whose configuration turns the Flink
-    /// Kubernetes Operator's autoscaler on (a second autoscaler, which the
-    /// agent cannot turn off) read as any other. Now the job reads as
-    /// `autoscaling_enabled`, by either key, set to true in any case; a
-    /// JobManager without the route, or the key false, reads as off. The
-    /// configuration is read once: a change later is not seen.
-    #[tokio::test]
-    async fn the_operators_autoscaler_is_read_from_the_clusters_configuration() {
-        for (config, on) in [
-            (
-                json!([{"key": "job.autoscaler.enabled", "value": "true"}]),
-                true,
-            ),
-            (
-                json!([{"key": "kubernetes.operator.job.autoscaler.enabled", "value": "TRUE"}]),
-                true,
-            ),
-            (
-                json!([{"key": "job.autoscaler.enabled", "value": "false"}]),
-                false,
-            ),
-            (
-                json!([{"key": "execution.target", "value": "remote"}]),
-                false,
-            ),
-            (Value::Null, false),
-        ] {
-            let mut answers = cluster(2, 1_000, 2, 2);
-            if !config.is_null() {
-                answers.insert("/jobmanager/config".to_owned(), config.clone());
-            }
-            let answers = Arc::new(Mutex::new(answers));
-            let url = fake_flink(answers.clone(), Arc::default()).await;
-            let target = FlinkTarget::new(&url).expect("a target");
-            let state = target.describe("orders").await.expect("described");
-            assert_eq!(state.autoscaling_enabled, on, "{config}");
-            let described = target.describe_job("orders").await.expect("described");
-            assert_eq!(described.state.autoscaling_enabled, on, "{config}");
-            answers.lock().expect("answers").insert(
-                "/jobmanager/config".to_owned(),
-                json!([{"key": "job.autoscaler.enabled", "value": String::from(if on { "false" } else { "true" })}]),
-            );
-            let again = target.describe("orders").await.expect("described");
-            assert_eq!(again.autoscaling_enabled, on, "read once: {config}");
         }
     }
 

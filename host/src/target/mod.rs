@@ -96,8 +96,7 @@ pub struct AppState {
     pub parallelism_per_kpu: u32,
     /// The version id that UpdateApplication must quote.
     pub version_id: u64,
-    /// Whether a second autoscaler is on: MSF's own autoscaling, or for
-    /// a Flink job the Flink Kubernetes Operator's autoscaler.
+    /// Whether MSF's own autoscaling is enabled.
     pub autoscaling_enabled: bool,
     /// When the application's last update was requested (ms since the
     /// epoch): MSF's `LastUpdateTimestamp`, a Flink job's graph creation

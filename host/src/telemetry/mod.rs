@@ -1040,23 +1040,14 @@ fn flink_action(action: crate::model::Action) -> String {
     }
 }
 
-/// Warns that an application has a second autoscaler on, which fights
-/// the agent: MSF's own (the reference design says to disable it; the
-/// agent's updates do), or, for a Flink job, the Flink Kubernetes
-/// Operator's (which the agent cannot turn off).
-pub fn warn_autoscaling_enabled(application: &str, status: AppStatus, words: Words) {
-    match words {
-        Words::Msf => warn!(
-            message = "MSF autoscaling is enabled; it will fight flinkscale. Disable it (the agent's updates set AutoScalingEnabled = false).",
-            application = %application,
-            status = %status,
-        ),
-        Words::Flink => warn!(
-            message = "The Flink Kubernetes Operator's autoscaler is enabled for this cluster (job.autoscaler.enabled); it will fight flinkscale, which cannot turn it off. Set it to false in the FlinkDeployment's flinkConfiguration.",
-            application = %application,
-            status = %status,
-        ),
-    }
+/// Warns that an application has MSF's own autoscaling enabled, which fights
+/// any external scaler (the reference design says to disable it).
+pub fn warn_autoscaling_enabled(application: &str, status: AppStatus) {
+    warn!(
+        message = "MSF autoscaling is enabled; it will fight flinkscale. Disable it (the agent's updates set AutoScalingEnabled = false).",
+        application = %application,
+        status = %status,
+    );
 }
 
 /// Output format of the agent's log.
