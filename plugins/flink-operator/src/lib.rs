@@ -102,6 +102,9 @@
 //!   scaling), and only that: a change of size by another writer (by hand,
 //!   another autoscaler) leaves them, so a scale-down first asked for
 //!   before it may be made less than `scale-down.interval` after it.
+//!   Upstream re-applies its own size at every reconcile, so it never
+//!   meets a recommendation at or above a size someone else set; the port
+//!   drops those (taken, they would turn the scale-down into a scale-up).
 //!
 //! # Mapping to MSF
 //!
@@ -688,6 +691,10 @@ impl Policy for FlinkOperatorPolicy {
                 first_trigger_ms: now_ms,
                 recommendations: VecDeque::new(),
             });
+            // Recommended at a larger size, before another writer set this
+            // one: no longer a scale-down, and upstream, which re-applies
+            // its own size at every reconcile, never keeps one.
+            delayed.recommendations.retain(|r| r.parallelism < current);
             delayed.record(Recommendation {
                 at_ms: now_ms,
                 parallelism: wanted,

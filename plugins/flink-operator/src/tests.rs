@@ -836,6 +836,25 @@ fn a_rescale_by_another_writer_keeps_the_delayed_scale_down() {
     assert!(d.reason.contains("delayed 1680 s more"), "{}", d.reason);
 }
 
+/// A scale-down recommended at a larger size is dropped once another
+/// writer sets a smaller one: at 32 KPU the first recommendation (capped
+/// at 0.4 x 32) is far above 4, which someone sets at T0 + 26 min; an
+/// hour after the first request (T0 + 76 min, the window after the
+/// rescale full), 4 asks for 2 (factor 0.16, capped at 0.4: 1.6 -> 2), and
+/// 2 is what is taken, not the old recommendation, which would have been
+/// a scale-up.
+#[test]
+fn a_recommendation_above_a_size_set_by_hand_is_dropped() {
+    let mut p = policy("{}");
+    let rows = vec![(100.0, 100.0, 0.0); 75];
+    let d = decide(&mut p, &evaluation(32, &rows[..15], visible(15)));
+    assert!(d.reason.contains("delayed 3600 s"), "{}", d.reason);
+    let mut e = evaluation(4, &rows, T0 + 76 * P);
+    e.app.last_rescale_ms = Some(T0 + 26 * P);
+    let d = decide(&mut p, &e);
+    assert_eq!(d.action.target(), Some(2), "{}", d.reason);
+}
+
 /// No decision while stabilising (5 min after a rescale), nor before a
 /// whole 15 min window was published after that.
 #[test]
