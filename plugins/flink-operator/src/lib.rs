@@ -122,7 +122,9 @@
 //! refuse, they round down instead; a job running above `max_parallelism`
 //! has more key groups than the parameter says, and its parallelism is
 //! taken as them). That is how upstream aligns a vertex with a keyBy
-//! input. A source vertex it aligns to its partitions instead, when it can
+//! input.
+//!
+//! Upstream aligns a source vertex to its partitions instead, when it can
 //! count them (`NUM_SOURCE_PARTITIONS`: the distinct partitions of a Kafka
 //! or Pulsar source's topics, from its per-partition metrics, in
 //! `ScalingMetricCollector`), keeping a target above them unaligned, and
@@ -131,7 +133,9 @@
 //! set, the port aligns the job as upstream aligns such a source (where
 //! upstream would still align the keyed vertices after it to the key
 //! groups: the job has one parallelism); `alignment_mode = "OFF"` models
-//! a source upstream cannot count. Busy time: upstream's default
+//! a source upstream cannot count.
+//!
+//! Busy time: upstream's default
 //! `metrics.busy-time.aggregator` is `MAX`, the busiest subtask of a
 //! vertex; the port reads one series, `busy_metric`, as its `Average` over
 //! each period. MSF publishes `busyTimeMsPerSecond` per task and operator
@@ -139,13 +143,16 @@
 //! and the simulator's one-vertex job publish one value for the job, the
 //! mean of its subtasks, which share the load evenly. Read as the mean of
 //! unevenly loaded subtasks it gives a higher TPR than upstream would, so
-//! the port scales out less. The lag is the source's backlog in records
-//! (`SumOffsetLag`). Back-pressure: MSF publishes
+//! the port scales out less.
+//!
+//! The lag is the source's backlog in records (`SumOffsetLag`).
+//! Back-pressure: MSF publishes
 //! `backPressuredTimeMsPerSecond` per task and operator too, and Flink's
 //! REST API per vertex (`source = "flink"`); `backpressure_metric` names
 //! the source's, read as its `Average`. The model's job is one vertex, which
 //! nothing downstream back-pressures, so the simulator and the emulator
 //! publish none, and without it an observed TPR is the processed rate.
+//!
 //! The operator's reconcile loop (default 60 s) is the
 //! evaluation interval; a rescale is a restart, after which the
 //! stabilisation interval runs from the host's `last-rescale-ms`.
