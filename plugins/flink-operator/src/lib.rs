@@ -172,7 +172,7 @@
 use std::collections::{BTreeMap, VecDeque};
 
 use flinkscale_plugin::{
-    AppStatus, Decision, Evaluation, Parameter, Params, Policy, export_policy,
+    AppStatus, Decision, Evaluation, Parameter, Params, Policy, Series, export_policy,
 };
 use serde::Deserialize;
 
@@ -790,14 +790,27 @@ impl FlinkOperatorPolicy {
             )
         })?;
         let period_ms = i64::from(records_in.period_secs.max(1)) * 1000;
-        // Periods are matched by their start, one for one.
-        for (id, parameter) in [
-            (&self.backlog, "backlog_metric"),
-            (&self.backpressure, "backpressure_metric"),
-        ] {
-            if let Some(series) = evaluation.metric(id)
-                && series.period_secs != records_in.period_secs
-            {
+        // Each metric's datapoints into the samples of their periods: the
+        // optional ones where configured, of the records' period, as
+        // periods are matched by their start, one for one.
+        type Set = fn(&mut Sample, f64);
+        let mut columns: Vec<(&Series, Set)> = vec![
+            (records_in, |s, v| s.records_in = Some(v.max(0.0))),
+            (busy, |s, v| s.busy_ms = Some(v.clamp(0.0, 1000.0))),
+        ];
+        let optional: [(&String, &str, Set); 2] = [
+            (&self.backlog, "backlog_metric", |s, v| {
+                s.backlog = Some(v.max(0.0));
+            }),
+            (&self.backpressure, "backpressure_metric", |s, v| {
+                s.backpressure_ms = Some(v.clamp(0.0, 1000.0));
+            }),
+        ];
+        for (id, parameter, set) in optional {
+            let Some(series) = evaluation.metric(id) else {
+                continue;
+            };
+            if series.period_secs != records_in.period_secs {
                 return Err(format!(
                     "metric `{id}` (parameter `{parameter}`) has a {} s period and `{}` \
                      (`records_in_metric`) {} s: give them the same `period_secs`, as the \
@@ -805,25 +818,11 @@ impl FlinkOperatorPolicy {
                     series.period_secs, self.records_in, records_in.period_secs
                 ));
             }
+            columns.push((series, set));
         }
-        for p in &records_in.points {
-            self.samples.entry(p.timestamp_ms).or_default().records_in = Some(p.value.max(0.0));
-        }
-        for p in &busy.points {
-            self.samples.entry(p.timestamp_ms).or_default().busy_ms =
-                Some(p.value.clamp(0.0, 1000.0));
-        }
-        if let Some(backlog) = evaluation.metric(&self.backlog) {
-            for p in &backlog.points {
-                self.samples.entry(p.timestamp_ms).or_default().backlog = Some(p.value.max(0.0));
-            }
-        }
-        if let Some(backpressure) = evaluation.metric(&self.backpressure) {
-            for p in &backpressure.points {
-                self.samples
-                    .entry(p.timestamp_ms)
-                    .or_default()
-                    .backpressure_ms = Some(p.value.clamp(0.0, 1000.0));
+        for (series, set) in columns {
+            for p in &series.points {
+                set(self.samples.entry(p.timestamp_ms).or_default(), p.value);
             }
         }
         self.observe(evaluation.app.last_rescale_ms);

@@ -55,6 +55,14 @@ fn evaluation(kpu: u32, rows: &[Row], now_ms: i64) -> Evaluation {
     }
 }
 
+/// Two periods catching up (800/s, saturated, a lag of 30000 >= 30 s x
+/// 800), then `steady` at 500/s and 250 ms busy with no lag.
+fn caught_up_rows(steady: usize) -> Vec<Row> {
+    let mut rows = vec![(800.0, 1000.0, 30_000.0); 2];
+    rows.extend(std::iter::repeat_n((500.0, 250.0, 0.0), steady));
+    rows
+}
+
 /// When the last of `n` periods from T0 is visible (a minute after it ends).
 fn visible(n: usize) -> i64 {
     T0 + n as i64 * P + P
@@ -628,8 +636,7 @@ fn observed_tpr_average_skips_nan_and_infinity() {
 #[test]
 fn a_measured_processing_rate_carries_forward() {
     let mut p = policy("{}");
-    let mut rows = vec![(800.0, 1000.0, 30_000.0); 2];
-    rows.extend(std::iter::repeat_n((500.0, 250.0, 0.0), 15));
+    let rows = caught_up_rows(15);
     let d = decide(&mut p, &evaluation(4, &rows, visible(17)));
     assert_eq!(d.action, Action::Hold, "{}", d.reason);
     assert!(
@@ -659,14 +666,13 @@ fn backpressure_raises_the_observed_processing_rate() {
 /// target 797.6 -> 798, 16 x 798 / 1000 = 12.77 -> 13, which `BALANCED`
 /// aligns to 15 (scanning up, `firstAlignedInRegion`'s integer division
 /// gives 128 / 13 = 128 / 14 = 9, and 128 / 15 = 8 < 9): a scale-down,
-/// delayed by the interval. Without the back-pressure the TPR is 800, 16 x 798 / 800 =
-/// 15.96 -> 16, the current parallelism.
+/// delayed by the interval. Without the back-pressure the TPR is 800,
+/// 16 x 798 / 800 = 15.96 -> 16, the current parallelism.
 /// Back-pressured throughout (1000 ms), a catching-up period measures
 /// nothing and takes the average before it, as one not catching up.
 #[test]
 fn a_back_pressured_source_measures_its_processing_rate_above_its_input() {
-    let mut rows = vec![(800.0, 1000.0, 30_000.0); 2];
-    rows.extend(std::iter::repeat_n((500.0, 250.0, 0.0), 15));
+    let rows = caught_up_rows(15);
     let backpressure = |values: &[f64]| {
         let points: Vec<(i64, f64)> = (0..rows.len())
             .map(|i| (T0 + i as i64 * P, values.get(i).copied().unwrap_or(0.0)))
@@ -703,8 +709,7 @@ fn a_back_pressured_source_measures_its_processing_rate_above_its_input() {
 /// cached): published a minute later, it still counts.
 #[test]
 fn a_period_waits_for_its_back_pressure() {
-    let mut rows = vec![(800.0, 1000.0, 30_000.0); 2];
-    rows.extend(std::iter::repeat_n((500.0, 250.0, 0.0), 15));
+    let rows = caught_up_rows(15);
     let backpressure = |n: usize| {
         let points: Vec<(i64, f64)> = (0..n)
             .map(|i| (T0 + i as i64 * P, if i < 2 { 200.0 } else { 0.0 }))
@@ -734,8 +739,7 @@ fn a_period_waits_for_its_back_pressure() {
 /// would have measured 800 (TPR 900).
 #[test]
 fn back_pressure_counts_where_a_period_catches_up() {
-    let mut rows = vec![(800.0, 1000.0, 30_000.0); 2];
-    rows.extend(std::iter::repeat_n((500.0, 250.0, 0.0), 15));
+    let rows = caught_up_rows(15);
     let with = |points: Vec<(i64, f64)>| {
         let mut e = evaluation(16, &rows, visible(17));
         e.metrics.push(series("backpressure", &points));
@@ -783,8 +787,7 @@ fn a_back_pressure_of_another_period_is_refused() {
 #[test]
 fn a_restart_clears_the_carried_processing_rate() {
     let mut p = policy("{}");
-    let mut rows = vec![(800.0, 1000.0, 30_000.0); 2];
-    rows.extend(std::iter::repeat_n((500.0, 250.0, 0.0), 21));
+    let rows = caught_up_rows(21);
     let mut e = evaluation(4, &rows, visible(23));
     e.app.last_rescale_ms = Some(T0 + 3 * P);
     let d = decide(&mut p, &e);
