@@ -112,16 +112,17 @@ impl AlarmStates for BatchingAlarms {
 #[derive(Default)]
 struct Refused(std::sync::Mutex<BTreeSet<Vec<String>>>);
 
-impl Refused {
-    fn key(names: &[String]) -> Vec<String> {
-        names
-            .iter()
-            .cloned()
-            .collect::<BTreeSet<_>>()
-            .into_iter()
-            .collect()
-    }
+/// The names, sorted, each once.
+fn sorted_unique<'a>(names: impl IntoIterator<Item = &'a String>) -> Vec<String> {
+    names
+        .into_iter()
+        .cloned()
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect()
+}
 
+impl Refused {
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeSet<Vec<String>>> {
         self.0
             .lock()
@@ -129,7 +130,7 @@ impl Refused {
     }
 
     fn contains(&self, names: &[String]) -> bool {
-        self.lock().contains(&Self::key(names))
+        self.lock().contains(&sorted_unique(names))
     }
 
     /// Remembers a read refused on its own, forgets one answered; any
@@ -138,13 +139,13 @@ impl Refused {
         let mut refused = self.lock();
         match answer {
             Ok(_) => {
-                refused.remove(&Self::key(names));
+                refused.remove(&sorted_unique(names));
             }
             Err(MetricsError::Permission(_) | MetricsError::Invalid(_)) => {
                 if refused.len() >= MAX_REFUSED {
                     refused.clear();
                 }
-                refused.insert(Self::key(names));
+                refused.insert(sorted_unique(names));
             }
             Err(_) => {}
         }
@@ -178,12 +179,7 @@ async fn describe_batch(inner: Arc<dyn AlarmStates>, batch: Vec<Read>, refused: 
         .into_iter()
         .partition(|read| refused.contains(&read.names));
     if !merged.is_empty() {
-        let names: Vec<String> = merged
-            .iter()
-            .flat_map(|read| read.names.iter().cloned())
-            .collect::<BTreeSet<_>>()
-            .into_iter()
-            .collect();
+        let names = sorted_unique(merged.iter().flat_map(|read| &read.names));
         let result = inner.describe_named(&names).await;
         let refusal = matches!(
             result,
