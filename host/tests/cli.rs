@@ -1559,7 +1559,12 @@ fn simulate_and_bench_say_wrong_flags_in_the_flags_words() {
             "trapped",
         ],
     );
-    assert_eq!(code, 0, "{stderr}");
+    // Scores of a run that held are no result: printed, and exit 1.
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("the plugins failed ") && stderr.contains("and the exit status is 1"),
+        "{stderr}"
+    );
     let page = std::fs::read_dir(dir.join("trapped"))
         .expect("the report folder")
         .filter_map(Result::ok)

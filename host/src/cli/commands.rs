@@ -1887,7 +1887,7 @@ fn simulate_blocking(args: SimulateArgs) -> anyhow::Result<ExitCode> {
     if let Some(dir) = &args.report {
         simulate_report(dir, &scenario, &report, &outcome.world)?;
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(report.failures.exit_code())
 }
 
 /// A one-line progress bar on stderr for `simulate`, redrawn at most five
@@ -2049,12 +2049,14 @@ fn bench_blocking(args: BenchArgs) -> anyhow::Result<ExitCode> {
     if let Some(dir) = &options.report_dir {
         eprintln!("HTML pages: {}/<scenario>/<policy>.html", dir.display());
     }
+    let mut code = ExitCode::SUCCESS;
     for row in &result.rows {
         if let Some(warning) = row.failures.warning(&row.scenario, &row.policy.name) {
             eprintln!("{warning}");
+            code = row.failures.exit_code();
         }
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(code)
 }
 
 #[cfg(test)]

@@ -156,9 +156,21 @@ impl PluginFailures {
     pub fn warning(&self, scenario: &str, policy: &str) -> Option<String> {
         let first = self.first_plugin_failure.as_deref()?;
         Some(format!(
-            "warning: {scenario} / {policy}: the plugins failed {} times (a failure holds the evaluation, and a plugin that keeps failing is quarantined, holding every evaluation meanwhile), so the scores are of a run that held; the first: {first}",
+            "warning: {scenario} / {policy}: the plugins failed {} times (a failure holds the evaluation, and a plugin that keeps failing is quarantined, holding every evaluation meanwhile), so the scores are of a run that held, and the exit status is 1; the first: {first}",
             self.plugin_failures
         ))
+    }
+
+    /// The exit status of a command whose run had these failures: 1 when
+    /// the plugins failed at all (the scores are printed, but are not the
+    /// policy's: a script comparing policies, or testing a plugin, must
+    /// not take them for a result), else 0.
+    pub fn exit_code(&self) -> std::process::ExitCode {
+        if self.plugin_failures == 0 {
+            std::process::ExitCode::SUCCESS
+        } else {
+            std::process::ExitCode::FAILURE
+        }
     }
 }
 
@@ -382,12 +394,15 @@ mod tests {
         let warning = failures.warning("spike", "rate").expect("a warning");
         assert!(
             warning.starts_with("warning: spike / rate: the plugins failed 2 times")
+                && warning.contains("and the exit status is 1")
                 && warning.ends_with("the first: policy rate failed: trap"),
             "{warning}"
         );
+        assert_eq!(failures.exit_code(), std::process::ExitCode::FAILURE);
         let clean = PluginFailures::of_events(&events[..2]);
         assert_eq!(clean, PluginFailures::default());
         assert_eq!(clean.warning("spike", "rate"), None);
+        assert_eq!(clean.exit_code(), std::process::ExitCode::SUCCESS);
         assert_eq!(
             serde_json::to_value(&clean).unwrap(),
             serde_json::json!({"plugin_failures": 0})
