@@ -62,6 +62,7 @@ use crate::metrics::batch::BatchingSource;
 use crate::metrics::cloudwatch::CloudWatchSource;
 use crate::metrics::flink::FlinkMetricSource;
 use crate::model::{Application, Decision, Evaluation, Signal};
+use crate::plugin::reload::Labelled;
 use crate::plugin::{
     ConfigPlace, ConfigPlaces, InterpreterInstance, PluginError, PluginHost, PluginIdentity,
     PluginMetadata, PluginSource, PolicyInstance, Refresh, Reloading,
@@ -218,12 +219,9 @@ impl Parts {
             crate::config::load::params_json(&app.policy.params),
             app.name.clone(),
             words,
+            references_checked(app.policy.clone(), app.clone(), PolicyInstance::metadata),
         )
         .map_err(plugin_error(None))?;
-        if let Some(loaded) = policy.loaded() {
-            unconfigured_ids(loaded.metadata(), loaded.identity(), &app.policy, app)
-                .map_err(plugin_error(None))?;
-        }
         let policy = policy
             .prefer(self.named_files(&app.policy.plugin, &paths.policy))
             .overriding(overridden(&app.policy.plugin, &paths.policy))
@@ -237,12 +235,9 @@ impl Parts {
                 crate::config::load::params_json(&config.params),
                 app.name.clone(),
                 words,
+                references_checked(config.clone(), app.clone(), InterpreterInstance::metadata),
             )
             .map_err(plugin_error(Some(k)))?;
-            if let Some(loaded) = instance.loaded() {
-                unconfigured_ids(loaded.metadata(), loaded.identity(), config, app)
-                    .map_err(plugin_error(Some(k)))?;
-            }
             let instance = instance
                 .prefer(self.named_files(&config.plugin, path))
                 .overriding(overridden(&config.plugin, path))
@@ -1362,6 +1357,18 @@ fn plugin_places(
             });
     }
     places
+}
+
+/// The check of every load of `plugin` (of `app`), at start and at each
+/// reload of its file: [`unconfigured_ids`] on the loaded instance's
+/// declarations (a new file may declare other kinds or defaults than the
+/// one the configuration was checked with).
+fn references_checked<T: Labelled + 'static>(
+    plugin: crate::config::PluginConfig,
+    app: ApplicationConfig,
+    metadata: fn(&T) -> PluginMetadata,
+) -> impl Fn(&T) -> Result<(), PluginError> + Send + 'static {
+    move |instance: &T| unconfigured_ids(metadata(instance), instance.identity(), &plugin, &app)
 }
 
 /// The ids the params of `plugin` (of `app`) name that `app` does not

@@ -267,6 +267,57 @@ fn a_replaced_plugin_decides_from_the_next_evaluation_and_a_broken_one_is_refuse
         log_events(&log, "Plugin reload refused; the running plugin stays.").len(),
         1
     );
+
+    // A file that loads and accepts the params, but whose declared metric
+    // parameters (`rate`'s, by their defaults) name no metric this
+    // application has: refused as `validate` and a start refuse it, at the
+    // params, and hold keeps deciding (before stop 59 it replaced hold and
+    // would have failed at every evaluation).
+    let rate = std::fs::read(shipped("rate")).unwrap();
+    common::replace(&policy, &rate);
+    let refusals = || {
+        log_events(
+            &agent.log(),
+            "Plugin reload refused; the running plugin stays.",
+        )
+    };
+    wait_until(
+        PATIENCE,
+        "the second refusal",
+        || refusals().len() >= 2,
+        diagnose,
+    );
+    let refused = refusals();
+    assert_eq!(refused[1]["sha256"], sha256_hex(&rate), "{refused:?}");
+    assert!(
+        refused[1]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("application \"keep\".policy.params")
+                && e.contains("\"records_in\"")),
+        "{refused:?}"
+    );
+    let before = reasons(&agent.log(), "keep").len();
+    wait_until(
+        PATIENCE,
+        "two more decisions",
+        || reasons(&agent.log(), "keep").len() >= before + 2,
+        diagnose,
+    );
+    let log = agent.log();
+    let since = reasons(
+        log.rsplit_once("Plugin reload refused").expect("logged").1,
+        "keep",
+    );
+    assert!(
+        since.len() >= 2 && since.iter().all(|r| r == "observe only"),
+        "{since:?}\n{}",
+        diagnose()
+    );
+    assert!(
+        log_events(&log, "Plugin reloaded.").len() == 1,
+        "rate never ran\n{}",
+        diagnose()
+    );
     agent.assert_running(diagnose);
 }
 

@@ -829,20 +829,28 @@ impl Reloading<PolicyInstance> {
         params_json: String,
         application: String,
     ) -> Result<Self, PluginError> {
-        Self::policy_in(host, source, params_json, application, Words::Msf)
+        Self::policy_in(host, source, params_json, application, Words::Msf, |_| {
+            Ok(())
+        })
     }
 
     /// [`Reloading::policy`] for an application that speaks `words`, each
-    /// load as [`PluginHost::load_policy_in`].
+    /// load as [`PluginHost::load_policy_in`], then judged by `check`
+    /// (the application's references to its alarms and metrics): a file
+    /// that fails it is refused at start and at every reload alike, so a
+    /// replaced file the configuration would not accept never replaces
+    /// the running plugin.
     pub fn policy_in(
         host: Arc<PluginHost>,
         source: impl Into<PluginSource>,
         params_json: String,
         application: String,
         words: Words,
+        check: impl Fn(&PolicyInstance) -> Result<(), PluginError> + Send + 'static,
     ) -> Result<Self, PluginError> {
         Self::new(source, move |source: &PluginSource| {
-            host.load_policy_in(source, &params_json, &application, words)
+            let instance = host.load_policy_in(source, &params_json, &application, words)?;
+            check(&instance).map(|()| instance)
         })
     }
 
@@ -868,20 +876,25 @@ impl Reloading<InterpreterInstance> {
         params_json: String,
         application: String,
     ) -> Result<Self, PluginError> {
-        Self::interpreter_in(host, source, params_json, application, Words::Msf)
+        Self::interpreter_in(host, source, params_json, application, Words::Msf, |_| {
+            Ok(())
+        })
     }
 
     /// [`Reloading::interpreter`] for an application that speaks `words`,
-    /// each load as [`PluginHost::load_interpreter_in`].
+    /// each load as [`PluginHost::load_interpreter_in`], then judged by
+    /// `check`, as [`Reloading::policy_in`] judges a policy.
     pub fn interpreter_in(
         host: Arc<PluginHost>,
         source: impl Into<PluginSource>,
         params_json: String,
         application: String,
         words: Words,
+        check: impl Fn(&InterpreterInstance) -> Result<(), PluginError> + Send + 'static,
     ) -> Result<Self, PluginError> {
         Self::new(source, move |source: &PluginSource| {
-            host.load_interpreter_in(source, &params_json, &application, words)
+            let instance = host.load_interpreter_in(source, &params_json, &application, words)?;
+            check(&instance).map(|()| instance)
         })
     }
 }
