@@ -367,10 +367,38 @@ impl FlinkRest {
             }
             Some(None) | None => body,
         };
+        // A success cut short must not be read as what it holds so far
+        // (an empty or partial answer reads as a job with no state, a
+        // cluster of no slots). A chunked answer was checked whole above.
+        let success = (200..=299).contains(&status);
+        if success && !chunked {
+            let promised = head.lines().skip(1).find_map(|line| {
+                let (name, value) = line.split_once(':')?;
+                name.trim()
+                    .eq_ignore_ascii_case("content-length")
+                    .then(|| value.trim().parse::<usize>().ok())?
+            });
+            if promised.is_some_and(|length| body.len() < length) {
+                return Err(TargetError::Transient(format!(
+                    "{what}: {status} with {} of the {} bytes its Content-Length promised \
+                     (the connection closed early)",
+                    body.len(),
+                    promised.unwrap_or_default()
+                )));
+            }
+        }
         let payload = String::from_utf8_lossy(body);
         let payload = payload.as_ref();
         let json: Value = match serde_json::from_str(payload) {
             Ok(json) => json,
+            // Every GET of Flink's REST API answers a JSON document: an
+            // empty success is an answer lost on the way (a proxy's), not
+            // one that says nothing. A PUT's may be empty.
+            Err(_) if payload.trim().is_empty() && success && what.starts_with("GET ") => {
+                return Err(TargetError::Transient(format!(
+                    "{what}: {status} with an empty body"
+                )));
+            }
             Err(_) if payload.trim().is_empty() => Value::Null,
             // A success that says nothing readable (a proxy's page, an
             // answer cut short) must not be taken for an empty one: a
@@ -764,8 +792,9 @@ mod tests {
 
     /// A success whose body is not JSON (a proxy's HTML page, an answer
     /// cut short) is a transient failure, not an empty object that would
-    /// read as a job without vertices; an empty body is nothing; an
-    /// error's body that is not JSON is shown as text.
+    /// read as a job without vertices; an empty body is nothing to a PUT
+    /// and a failure to a GET; an error's body that is not JSON is shown
+    /// as text.
     #[test]
     fn a_success_that_is_not_json_is_a_failure_not_an_empty_answer() {
         let what = "GET http://jm:8081/jobs/1";
@@ -783,10 +812,35 @@ mod tests {
             Err(TargetError::Transient(_)) => {}
             other => panic!("a cut answer: {other:?}"),
         }
+        // An empty answer to a PUT is nothing; to a GET (every GET of the
+        // API answers a document) an answer lost on the way, as is a
+        // success shorter than its Content-Length: read as they are, a
+        // job without a state, a cluster without slots.
+        let put = "PUT http://jm:8081/jobs/1/resource-requirements";
         assert_eq!(
-            answer("HTTP/1.1 202 Accepted\r\n\r\n").expect("an empty success"),
+            FlinkRest::answer(put, b"HTTP/1.1 202 Accepted\r\n\r\n").expect("an empty success"),
             (202, Value::Null)
         );
+        for cut in [
+            "HTTP/1.1 200 OK\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
+            "HTTP/1.1 200 OK\r\ncontent-length: 40\r\n\r\n{}",
+        ] {
+            match answer(cut) {
+                Err(TargetError::Transient(message)) => assert!(
+                    message.ends_with("200 with an empty body")
+                        || message.contains("200 with 2 of the 40 bytes its Content-Length"),
+                    "{message}"
+                ),
+                other => panic!("{cut:?}: {other:?}"),
+            }
+        }
+        match FlinkRest::answer(put, b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\n{}") {
+            Err(TargetError::Transient(message)) => {
+                assert!(message.contains("2 of the 9 bytes"), "{message}")
+            }
+            other => panic!("{other:?}"),
+        }
         match answer("HTTP/1.1 502 Bad Gateway\r\n\r\n<html>bad gateway</html>") {
             Err(TargetError::Transient(message)) => {
                 assert!(

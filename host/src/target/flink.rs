@@ -316,7 +316,16 @@ impl FlinkTarget {
             }
             other => other?,
         };
-        let requirements = requirements.as_object().cloned().unwrap_or_default();
+        // Flink answers both as objects; anything else is no job with no
+        // vertices or requirements, but an answer this agent cannot read.
+        let (Some(requirements), Some(state)) = (requirements.as_object(), job["state"].as_str())
+        else {
+            return Err(TargetError::Transient(format!(
+                "GET /jobs/{id} or its resource-requirements answered without the job's state \
+                 or its requirements: not read as a job"
+            )));
+        };
+        let requirements = requirements.clone();
         let vertices = job["vertices"].as_array().cloned().unwrap_or_default();
         let parallelism = vertices
             .iter()
@@ -349,7 +358,7 @@ impl FlinkTarget {
             .iter()
             .all(|v| v["status"] == "RUNNING" || v["status"] == "FINISHED");
         let shape = SlotShape::of(&vertices);
-        let mut status = status_of(job["state"].as_str().unwrap_or(""));
+        let mut status = status_of(state);
         if status == AppStatus::Running
             && let Some(problem) = unreadable_parallelism(&vertices)
         {
@@ -531,7 +540,14 @@ impl FlinkTarget {
             ));
         }
         let overview = self.rest.get("/overview").await?;
-        let total = overview["slots-total"].as_u64().unwrap_or(0);
+        // Read as 0 it would be a cluster with no room, and the ceiling
+        // of every rescale for an hour: an answer without it is unread.
+        let total = overview["slots-total"].as_u64().ok_or_else(|| {
+            TargetError::Transient(format!(
+                "GET /overview of {} answered no slots-total: the cluster's task slots are unknown",
+                self.rest.url()
+            ))
+        })?;
         let jobs = self.rest.get("/jobs/overview").await?;
         let mut others: u64 = 0;
         for other in jobs["jobs"].as_array().into_iter().flatten() {
@@ -968,6 +984,52 @@ mod tests {
         let shrinking = target.describe("orders").await.expect("described");
         assert_eq!(shrinking.status, AppStatus::Updating, "{shrinking:?}");
         assert_eq!(shrinking.version_id, version_id(2_000, true));
+    }
+
+    /// An answer missing what it always carries (a proxy's, another
+    /// version's) is unread, not read as zero: an `/overview` without
+    /// `slots-total` refuses no rescale for want of slots (it would have
+    /// held every scale-out at the running size for an hour), and a job
+    /// without its `state` or with requirements that are no object is no
+    /// job of unknown status (which dropped the agent's own update as
+    /// ended) nor one with no vertices.
+    #[tokio::test]
+    async fn an_answer_without_what_it_always_carries_is_a_transient_failure() {
+        let answers = Arc::new(Mutex::new(cluster(4, 1_000, 2, 2)));
+        let puts = Arc::new(Mutex::new(Vec::new()));
+        let url = fake_flink(answers.clone(), puts.clone()).await;
+        let target = FlinkTarget::new(&url).expect("a target");
+        let state = target.describe("orders").await.expect("described");
+
+        answers
+            .lock()
+            .expect("answers")
+            .insert("/overview".into(), json!({"taskmanagers": 4}));
+        match target.rescale("orders", 3, &state).await {
+            Err(TargetError::Transient(message)) => {
+                assert!(message.contains("answered no slots-total"), "{message}")
+            }
+            other => panic!("expected a transient failure, got {other:?}"),
+        }
+        assert!(puts.lock().expect("puts").is_empty(), "nothing sent");
+
+        for (path, unreadable) in [
+            (
+                "/jobs/j1",
+                json!({"jid": "j1", "name": "orders", "vertices": []}),
+            ),
+            ("/jobs/j1/resource-requirements", json!([])),
+        ] {
+            let mut broken = cluster(4, 1_000, 2, 2);
+            broken.insert(path.to_owned(), unreadable);
+            *answers.lock().expect("answers") = broken;
+            match target.describe("orders").await {
+                Err(TargetError::Transient(message)) => {
+                    assert!(message.contains("not read as a job"), "{path}: {message}")
+                }
+                other => panic!("{path}: expected a transient failure, got {other:?}"),
+            }
+        }
     }
 
     /// A job of two slot sharing groups takes two slots per unit of
