@@ -112,6 +112,23 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<DemoSummary> {
         ))
         .into());
     }
+    // The emulator plays MSF: an application of a Flink cluster would be
+    // scaled on the cluster its `rest_url` names, which is no demo.
+    if let Some(app) = loaded
+        .config
+        .applications
+        .iter()
+        .find(|app| app.target == crate::config::TargetKind::Flink)
+    {
+        return Err(crate::cli::WrongInput(format!(
+            "{}: application {:?} has target = \"flink\": the demo plays MSF applications only, \
+             against its emulator, and would scale the cluster its rest_url names (valid: \
+             target = \"msf\"; try a Flink application with `flinkscale once --dry-run`)",
+            loaded.file.display(),
+            app.name,
+        ))
+        .into());
+    }
     for paths in &loaded.plugins {
         let files = std::iter::once(&paths.policy)
             .chain(&paths.interpreters)

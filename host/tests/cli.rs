@@ -934,7 +934,7 @@ fn every_whole_configuration_in_the_readme_validates() {
 /// configuration: a scenario of one application, whatever its name (a
 /// trace CSV's is `app`), is the one the bundled configuration scales. A
 /// `--config` whose application the scenario does not play is refused
-/// before anything starts, naming both.
+/// before anything starts, naming both, and so is one of a Flink job.
 #[test]
 fn demo_plays_a_users_scenario_and_refuses_an_application_it_does_not_play() {
     let dir = scratch("demo");
@@ -978,6 +978,24 @@ fn demo_plays_a_users_scenario_and_refuses_an_application_it_does_not_play() {
         stderr.contains(
             "application \"other\" is not in scenario \"mine\" (valid: an application it plays: \"app\")"
         ),
+        "{stderr}"
+    );
+
+    // A Flink job of the scenario's name: the demo would have scaled the
+    // cluster its rest_url names (no cluster here; refused before any
+    // call all the same).
+    std::fs::write(
+        dir.join("flink.toml"),
+        "[[application]]\nname = \"app\"\ntarget = \"flink\"\nrest_url = \"http://127.0.0.1:9\"\n\
+         [application.policy]\nplugin = \"hold\"\n",
+    )
+    .expect("written");
+    let (code, stdout, stderr) = demo(&["--scenario", "mine.csv", "--config", "flink.toml"]);
+    assert_eq!(code, 78, "wrong input: {stdout}{stderr}");
+    assert!(
+        stderr
+            .contains("flink.toml: application \"app\" has target = \"flink\": the demo plays MSF")
+            && stderr.contains("valid: target = \"msf\""),
         "{stderr}"
     );
 }
