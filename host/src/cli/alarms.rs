@@ -52,11 +52,6 @@ pub async fn run(command: AlarmsCommand) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// The CloudWatch name of `application`'s alarm `id`.
-pub fn mirror_name(application: &str, id: &str) -> String {
-    format!("flinkscale-{application}-{id}")
-}
-
 /// A local alarm that gets no CloudWatch mirror, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NotMirrored {
@@ -132,7 +127,7 @@ fn mirror(app: &ApplicationConfig, alarm: &AlarmConfig) -> Result<AlarmSpec, &'s
     };
     let evaluation_periods = alarm.evaluation_periods.ok_or(incomplete)?;
     Ok(AlarmSpec {
-        name: mirror_name(&app.name, &alarm.id),
+        name: alarm.mirror_name(&app.name),
         description: format!(
             "Mirrors alarm {:?} of application {:?} in flinkscale's configuration; written by `flinkscale alarms sync`.",
             alarm.id, app.name

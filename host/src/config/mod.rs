@@ -522,6 +522,12 @@ pub struct AlarmConfig {
 }
 
 impl AlarmConfig {
+    /// The name of the CloudWatch alarm `flinkscale alarms sync` mirrors
+    /// this local alarm of `application` to.
+    pub fn mirror_name(&self, application: &str) -> String {
+        format!("flinkscale-{application}-{}", self.id)
+    }
+
     /// N; 0 for a CloudWatch alarm (whose N is CloudWatch's).
     pub fn evaluation_periods(&self) -> u32 {
         self.evaluation_periods.unwrap_or(0)

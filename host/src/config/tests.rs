@@ -1030,6 +1030,29 @@ fn a_sub_minute_metric_is_read_within_the_three_hours_cloudwatch_keeps_it() {
     );
 }
 
+/// An alarm id whose CloudWatch mirror (`alarms sync`'s
+/// `flinkscale-<application>-<id>`) CloudWatch would refuse is refused
+/// here, with the longest id that fits; one at that length is valid.
+#[test]
+fn an_alarm_id_must_fit_its_cloudwatch_mirror_name() {
+    let body = "metric = \"cpu\"\nthreshold = 80.0\nevaluation_periods = 5";
+    // flinkscale-a-<id>: 13 characters before the id.
+    let fits = "x".repeat(242);
+    let text = with_alarm(body).replace("\"scale-out\"", &format!("{fits:?}"));
+    valid(&text);
+    let long = "x".repeat(243);
+    let text = with_alarm(body).replace("\"scale-out\"", &format!("{long:?}"));
+    assert_eq!(
+        errors(&text),
+        [format!(
+            "config/x.toml:11:6: application \"a\".alarm {long:?}.id: alarm id {long:?} is too \
+             long: the CloudWatch alarm `flinkscale alarms sync` makes of it, \
+             flinkscale-<application>-<id>, would be 256 characters, and CloudWatch takes at \
+             most 255 (an id of at most 242 characters for application \"a\")"
+        )]
+    );
+}
+
 #[test]
 fn thresholds_must_be_finite() {
     for value in ["nan", "inf", "-inf"] {

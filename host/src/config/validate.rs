@@ -663,6 +663,29 @@ fn validate_application(index: usize, app: &ApplicationConfig) -> Vec<Problem> {
             !app.interpreters.is_empty(),
             signal_period,
         ));
+        // `alarms sync` names its CloudWatch mirror after both, and
+        // CloudWatch refuses an alarm name past 255 characters.
+        let mirror = alarm.mirror_name(&app.name);
+        if alarm.source != AlarmSource::Cloudwatch && mirror.chars().count() > MAX_ALARM_NAME {
+            problems.push(
+                Problem::new(
+                    at.key("id"),
+                    format!(
+                        "alarm id {:?} is too long: the CloudWatch alarm `flinkscale alarms sync` \
+                         makes of it, flinkscale-<application>-<id>, would be {} characters, and \
+                         CloudWatch takes at most {MAX_ALARM_NAME}",
+                        alarm.id,
+                        mirror.chars().count()
+                    ),
+                )
+                .hint(format!(
+                    "an id of at most {} characters for application {:?}",
+                    MAX_ALARM_NAME
+                        .saturating_sub(mirror.chars().count() - alarm.id.chars().count()),
+                    app.name
+                )),
+            );
+        }
         if alarm_ids.contains(&alarm.id.as_str()) {
             problems.push(
                 Problem::new(
@@ -1307,6 +1330,10 @@ fn validate_expression(
     }
     problems
 }
+
+/// The longest alarm name CloudWatch takes (`PutMetricAlarm`'s
+/// `AlarmName`: 1 to 255 characters).
+const MAX_ALARM_NAME: usize = 255;
 
 fn validate_alarm(
     at: &FieldPath,
