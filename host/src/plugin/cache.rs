@@ -83,6 +83,10 @@ pub(crate) enum CacheError {
 /// The outcome of one compile (or load), shared by every load waiting for it.
 type Outcome = Result<(Component, Origin), String>;
 
+/// Bytes whose compile panics, in the tests.
+#[cfg(test)]
+pub(crate) const PANICS_IN_THE_COMPILER: &[u8] = b"\0asm compiler panic";
+
 /// One wasm's compile: pending until its thread finishes.
 #[derive(Default)]
 struct Slot {
@@ -244,7 +248,19 @@ impl ComponentCache {
             .spawn(move || {
                 let _log = tracing::dispatcher::set_default(&dispatch);
                 let started = Instant::now();
-                let outcome = compile_or_load(&engine, &bytes, file.as_ref());
+                // A panic in the compiler (this thread's, or one of its
+                // workers' brought here) must still finish the slot, or
+                // every later load of these bytes would wait its whole
+                // compile timeout for a result that never comes.
+                let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    compile_or_load(&engine, &bytes, file.as_ref())
+                }))
+                .unwrap_or_else(|panic| {
+                    Err(format!(
+                        "the compiler panicked ({}); the next load compiles again",
+                        crate::controller::panic_message(panic.as_ref())
+                    ))
+                });
                 if let (Ok((_, Origin::Compiled)), Some(file)) = (&outcome, &file)
                     && let Some(dir) = file.file.parent()
                 {
@@ -343,6 +359,12 @@ impl Artifact {
 /// The verified artifact if there is one; otherwise compiles (and writes
 /// the artifact, when the directory is the agent's own).
 fn compile_or_load(engine: &Engine, bytes: &[u8], artifact: Option<&Artifact>) -> Outcome {
+    // Where a compiler bug would panic, for the test that the slot is
+    // finished all the same.
+    #[cfg(test)]
+    if bytes == PANICS_IN_THE_COMPILER {
+        panic!("an injected compiler panic");
+    }
     if let Some(artifact) = artifact {
         match load(engine, artifact) {
             Ok(Some(component)) => return Ok((component, Origin::Disk)),

@@ -374,6 +374,33 @@ fn slow_to_compile_component() -> Vec<u8> {
     component
 }
 
+/// A compile that panics (a compiler bug) fails its load at once with
+/// what it said, and is tried again by the next load: before stop 59 its
+/// slot was never finished, so every load of those bytes waited its
+/// whole compile timeout and was told the compile was still under way.
+#[test]
+fn a_compile_that_panics_fails_at_once_and_the_next_load_tries_again() {
+    use cache::{CacheError, ComponentCache, PANICS_IN_THE_COMPILER};
+    use std::time::{Duration, Instant};
+    let engine = wasmtime::Engine::default();
+    let cache = ComponentCache::new(&engine, None);
+    for attempt in 0..2 {
+        let started = Instant::now();
+        match cache.get_or_compile(&engine, PANICS_IN_THE_COMPILER, Duration::from_secs(60)) {
+            Err(CacheError::Compile(message)) => assert!(
+                message.contains("the compiler panicked (an injected compiler panic)"),
+                "{attempt}: {message}"
+            ),
+            other => panic!("{attempt}: {:?}", other.err()),
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "{attempt}: waited {:?}",
+            started.elapsed()
+        );
+    }
+}
+
 #[test]
 fn a_compile_past_its_deadline_is_a_typed_error_and_is_not_started_twice() {
     use cache::{CacheError, ComponentCache, Origin};
