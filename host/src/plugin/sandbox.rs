@@ -17,7 +17,7 @@ use std::time::Duration;
 use wasmtime::ResourceLimiter;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
-use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
+use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError, StreamResult};
 
 use wasmtime_wasi::{
     HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView,
@@ -562,8 +562,24 @@ impl Pollable for LogStream {
     async fn ready(&mut self) {}
 }
 
+/// The most a guest may write to its stdout or stderr in one call (what
+/// `check-write` permits): the host's work per call, which no epoch
+/// deadline can interrupt, stays small however the guest writes.
+const MAX_WRITE_BYTES: usize = 64 * 1024;
+
 impl OutputStream for LogStream {
     fn write(&mut self, bytes: bytes::Bytes) -> StreamResult<()> {
+        // WASI: a write past what `check-write` permitted traps. Taken
+        // whole, one call could hand the host megabytes to split into
+        // lines, past the call's deadline.
+        if bytes.len() > MAX_WRITE_BYTES {
+            return Err(StreamError::Trap(wasmtime::format_err!(
+                "the plugin wrote {} bytes to its {} in one call, past the {MAX_WRITE_BYTES} \
+                 that check-write permits",
+                bytes.len(),
+                self.stream.name()
+            )));
+        }
         self.log.write(self.stream, &bytes);
         Ok(())
     }
@@ -574,7 +590,7 @@ impl OutputStream for LogStream {
 
     fn check_write(&mut self) -> StreamResult<usize> {
         // Always ready: writing only appends to a bounded buffer.
-        Ok(64 * 1024)
+        Ok(MAX_WRITE_BYTES)
     }
 }
 
@@ -584,8 +600,11 @@ impl tokio::io::AsyncWrite for LogStream {
         _cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
-        self.log.write(self.stream, buf);
-        Poll::Ready(Ok(buf.len()))
+        // A partial write, as `AsyncWrite` allows: the rest comes in
+        // further calls, each as bounded as a WASI write.
+        let taken = &buf[..buf.len().min(MAX_WRITE_BYTES)];
+        self.log.write(self.stream, taken);
+        Poll::Ready(Ok(taken.len()))
     }
 
     fn poll_flush(
@@ -606,6 +625,41 @@ impl tokio::io::AsyncWrite for LogStream {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A guest's write to stdout or stderr past what `check-write`
+    /// permits traps, as WASI says, instead of handing the host megabytes
+    /// to split into lines in one call no deadline interrupts; one within
+    /// it is logged. The host's own async writes are taken in part.
+    #[test]
+    fn a_guest_write_past_check_write_traps_and_one_within_it_is_taken() {
+        let log = Arc::new(GuestLog::new("p", "app", Words::Msf));
+        let mut stream = LogStream {
+            log,
+            stream: Stream::Stderr,
+        };
+        assert_eq!(stream.check_write().ok(), Some(MAX_WRITE_BYTES));
+        let within = bytes::Bytes::from(vec![b'x'; MAX_WRITE_BYTES]);
+        assert!(OutputStream::write(&mut stream, within).is_ok());
+        let flood = bytes::Bytes::from(b"x\n".repeat(MAX_WRITE_BYTES));
+        match OutputStream::write(&mut stream, flood) {
+            Err(StreamError::Trap(error)) => assert!(
+                error.to_string().contains(&format!(
+                    "wrote {} bytes to its stderr in one call",
+                    2 * MAX_WRITE_BYTES
+                )),
+                "{error}"
+            ),
+            other => panic!("{other:?}"),
+        }
+        let mut async_stream = std::pin::pin!(stream);
+        let waker = std::task::Waker::noop();
+        let written = tokio::io::AsyncWrite::poll_write(
+            async_stream.as_mut(),
+            &mut Context::from_waker(waker),
+            &vec![b'y'; 3 * MAX_WRITE_BYTES],
+        );
+        assert!(matches!(written, Poll::Ready(Ok(n)) if n == MAX_WRITE_BYTES));
+    }
 
     /// The host resources one instance may hold are capped well below
     /// wasmtime's million: the push past the cap fails, and nothing more
