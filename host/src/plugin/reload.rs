@@ -90,6 +90,8 @@ struct Job<T> {
     digest: [u8; 32],
     /// Where that content came from.
     source: PluginSource,
+    /// The file's stamp when that content was read.
+    read_at: Option<Stamp>,
     /// The file changed again since it started: its result is dropped.
     stale: bool,
     /// Its result, once it has arrived.
@@ -465,7 +467,7 @@ impl<T: Labelled + Send + 'static> Reloading<T> {
             let job = self.job.take().expect("a job is under way");
             if !job.stale {
                 let result = job.done.expect("its result arrived");
-                return self.swap(result, &job.digest, &job.source);
+                return self.swap(result, &job.digest, &job.source, job.read_at);
             }
             // Stale: the newest content is loaded instead, unless it is
             // what runs.
@@ -484,7 +486,7 @@ impl<T: Labelled + Send + 'static> Reloading<T> {
         }
         let result = load(&self.loader, &self.source);
         let source = self.source.clone();
-        self.swap(result, &new_digest, &source)
+        self.swap(result, &new_digest, &source, self.stamp)
     }
 
     /// Says how the call just made on the instance went. An answer proves
@@ -603,6 +605,7 @@ impl<T: Labelled + Send + 'static> Reloading<T> {
         self.job = Some(Job {
             digest,
             source: self.source.clone(),
+            read_at: self.stamp,
             stale: false,
             done,
             receiver,
@@ -610,12 +613,14 @@ impl<T: Labelled + Send + 'static> Reloading<T> {
     }
 
     /// Runs the instance `result` loaded from `source` (of sha256
-    /// `digest`), or says why not.
+    /// `digest`, read when the file's stamp was `read_at`), or says why
+    /// not.
     fn swap(
         &mut self,
         result: Result<T, PluginError>,
         digest: &[u8; 32],
         source: &PluginSource,
+        read_at: Option<Stamp>,
     ) -> Refresh {
         match result {
             Ok(instance) => {
@@ -649,15 +654,19 @@ impl<T: Labelled + Send + 'static> Reloading<T> {
                     sha256,
                 }
             }
-            Err(error) if error.is_configuration() => Refresh::Refused {
-                running: self.label.clone(),
-                sha256: hex(digest),
-                reason: match self.place.as_ref().and_then(|(places, k)| places.get(*k)) {
-                    Some(place) => format!("{}: {error}", place.of(error.config_field())),
-                    None => error.to_string(),
-                },
-            },
+            Err(error) if error.is_configuration() => {
+                self.forget_if_changed_while_loading(source, read_at);
+                Refresh::Refused {
+                    running: self.label.clone(),
+                    sha256: hex(digest),
+                    reason: match self.place.as_ref().and_then(|(places, k)| places.get(*k)) {
+                        Some(place) => format!("{}: {error}", place.of(error.config_field())),
+                        None => error.to_string(),
+                    },
+                }
+            }
             Err(error) => {
+                self.forget_if_changed_while_loading(source, read_at);
                 // May pass: forgotten, so that the next refresh reads and
                 // loads the same content again, a few times.
                 let tries = match self.failing {
@@ -677,6 +686,23 @@ impl<T: Labelled + Send + 'static> Reloading<T> {
                     reason: format!("{error} (try {tries} of {RELOAD_TRIES}; {next})"),
                 }
             }
+        }
+    }
+
+    /// Forgets the content last read when the file `source` (the one
+    /// followed) changed since it was read (at `read_at`): the load that failed may have
+    /// read other bytes than those hashed (a copy over the file in place,
+    /// truncated first, the same bytes again once done), and its refusal
+    /// is no verdict on them. The next refresh reads the file again and,
+    /// if it is the same content, tries it again; a file refused that did
+    /// not change is not tried until it does (a `touch` of it is a
+    /// change too).
+    fn forget_if_changed_while_loading(&mut self, source: &PluginSource, read_at: Option<Stamp>) {
+        if source.file().is_some()
+            && source.file() == self.source.file()
+            && Stamp::of(source) != read_at
+        {
+            (self.digest, self.stamp) = (None, None);
         }
     }
 
@@ -1452,6 +1478,66 @@ mod background_tests {
         plugin.wait_for_load();
         assert!(matches!(plugin.refresh(), Refresh::Reloaded { to, .. } if to == "three"));
         assert_eq!(*loads.lock().unwrap(), ["one", "bad two", "three"]);
+    }
+
+    /// A file copied over in place while it loads (truncated, written,
+    /// the same bytes as those hashed once done): the load read it cut
+    /// short and refused it, but the refusal is not held against the whole
+    /// file, which the next refresh loads. Before stop 59 the refusal was
+    /// recorded against the hashed bytes, and the good file never loaded.
+    #[test]
+    fn a_file_refused_because_it_changed_while_loading_is_tried_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.wasm");
+        std::fs::write(&path, "one").unwrap();
+        // The loads after the first wait for the test before reading.
+        let (open, opened) = channel::<()>();
+        let (starts, started) = channel::<()>();
+        let loads = Arc::new(Mutex::new(Vec::new()));
+        let noted = loads.clone();
+        let mut plugin = Reloading::new(path.to_path_buf(), move |source: &PluginSource| {
+            if !noted.lock().unwrap().is_empty() {
+                starts.send(()).expect("the test follows");
+                opened.recv().expect("the test lets the load read");
+            }
+            let text = String::from_utf8_lossy(&source.bytes().expect("readable")).into_owned();
+            noted.lock().unwrap().push(text.clone());
+            text_or_refusal(text, source.display_path())
+        })
+        .expect("the first file loads")
+        .in_background();
+
+        std::fs::write(&path, "three").unwrap();
+        assert_eq!(plugin.refresh(), Refresh::Unchanged);
+        started.recv().unwrap();
+        // The copy in place has just truncated and begun the file.
+        std::fs::write(&path, "bad, cut sh").unwrap();
+        open.send(()).unwrap();
+        plugin.wait_for_load();
+        std::fs::write(&path, "three").unwrap();
+        assert!(
+            matches!(plugin.refresh(), Refresh::Refused { ref sha256, .. } if *sha256 == sha("three"))
+        );
+        assert_eq!(plugin.get().unwrap().0, "one");
+        // Read again, the same content as hashed: tried again, and runs.
+        assert_eq!(plugin.refresh(), Refresh::Unchanged);
+        started.recv().unwrap();
+        open.send(()).unwrap();
+        plugin.wait_for_load();
+        assert!(matches!(plugin.refresh(), Refresh::Reloaded { ref to, .. } if to == "three"));
+        assert_eq!(*loads.lock().unwrap(), ["one", "bad, cut sh", "three"]);
+        // A file refused that did not change meanwhile is not tried again.
+        std::fs::write(&path, "bad four").unwrap();
+        assert_eq!(plugin.refresh(), Refresh::Unchanged);
+        started.recv().unwrap();
+        open.send(()).unwrap();
+        plugin.wait_for_load();
+        assert!(matches!(plugin.refresh(), Refresh::Refused { .. }));
+        for _ in 0..3 {
+            assert_eq!(plugin.refresh(), Refresh::Unchanged);
+        }
+        assert!(!plugin.is_loading());
+        assert_eq!(loads.lock().unwrap().len(), 4);
     }
 
     #[test]
