@@ -21,7 +21,10 @@ use crate::telemetry::prometheus::{CountedCall, record_jobmanager_move};
 const MAX_ANSWER: u64 = 8 << 20;
 
 /// `host:port` of a `rest_url`, which must be `http://host:port` (TLS is
-/// not supported yet); the error says what is wrong.
+/// not supported yet), in one spelling per address: the host in lower
+/// case and the port as a number (`HOST:08081/` is `host:8081`), so
+/// that two spellings of one JobManager compare equal; the error says
+/// what is wrong.
 pub fn parse_rest_url(rest_url: &str) -> Result<String, String> {
     let wrong = |what: &str| format!("rest_url {rest_url:?}: expected http://host:port: {what}");
     let Some(rest) = rest_url.strip_prefix("http://") else {
@@ -40,12 +43,17 @@ pub fn parse_rest_url(rest_url: &str) -> Result<String, String> {
             "no port (Flink's REST API listens on 8081 by default)",
         )),
         Some(("", _)) => Err(wrong("no host")),
-        Some((_, port)) if !port.parse::<u16>().is_ok_and(|p| p > 0) => Err(wrong(&format!(
-            "the port {port:?} is not a number from 1 to 65535"
-        ))),
-        Some((host, _)) => match host_problem(host) {
-            Some(problem) => Err(wrong(&problem)),
-            None => Ok(hp.to_owned()),
+        Some((host, port)) => match port.parse::<u16>() {
+            // Digits only: `+8081` is no port a URL parser takes.
+            Ok(number) if number > 0 && port.bytes().all(|b| b.is_ascii_digit()) => {
+                match host_problem(host) {
+                    Some(problem) => Err(wrong(&problem)),
+                    None => Ok(format!("{}:{number}", host.to_ascii_lowercase())),
+                }
+            }
+            _ => Err(wrong(&format!(
+                "the port {port:?} is not a number from 1 to 65535"
+            ))),
         },
     }
 }
@@ -1184,6 +1192,16 @@ mod tests {
             "the port \"0\" is not a number from 1 to 65535"
         );
         assert_eq!(parse_rest_url("http://h:8081/").as_deref(), Ok("h:8081"));
+        // One spelling per address: two spellings of one JobManager are
+        // one (the same job configured twice is found).
+        assert_eq!(
+            parse_rest_url("http://JM-0.Flink:08081/").as_deref(),
+            Ok("jm-0.flink:8081")
+        );
+        assert_eq!(
+            why("http://h:+8081"),
+            "the port \"+8081\" is not a number from 1 to 65535"
+        );
         // Hosts that could never be reached: said at validation, not at
         // every evaluation.
         for bad in [

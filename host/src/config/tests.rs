@@ -1791,7 +1791,7 @@ fn two_applications_of_one_flink_job_are_refused() {
         app("orders", "rest_url = \"http://jm:8081\""),
         app(
             "orders-b",
-            "rest_url = [\"http://JM:8081/\", \"http://jm-b:8081\"]\njob_name = \"orders\"",
+            "rest_url = [\"http://JM:08081/\", \"http://jm-b:8081\"]\njob_name = \"orders\"",
         ),
         app(
             "ids-a",
@@ -1849,6 +1849,11 @@ fn flink_keys_are_checked_and_located() {
     assert_error(
         &format!("{FLINK_APP}rest_url = [\"http://a:1\", \"http://a:1\"]\n{policy}"),
         "config/x.toml:4:27: application \"orders\".rest_url[1]: rest_url \"http://a:1\" is listed twice (list each JobManager once)",
+    );
+    // Twice in another spelling of the same address too.
+    assert_error(
+        &format!("{FLINK_APP}rest_url = [\"http://a:1\", \"http://A:01/\"]\n{policy}"),
+        "config/x.toml:4:27: application \"orders\".rest_url[1]: rest_url \"http://A:01/\" is listed twice (list each JobManager once)",
     );
     assert_error(
         &format!("{FLINK_APP}rest_url = []\n{policy}"),

@@ -344,8 +344,9 @@ fn validate_application_names(names: &[(usize, &str)]) -> Vec<Problem> {
 
 /// Checks that no two `target = "flink"` applications scale the same job:
 /// the same `job_id`, or the same `job_name` (given or implied by `name`),
-/// on clusters that share a REST URL (`http://host:port`, compared without
-/// a trailing slash and case). Their controllers, each with its own
+/// on clusters that share a REST URL (`http://host:port`, compared as
+/// [`crate::flink::parse_rest_url`] spells it: without a trailing slash,
+/// case or leading zeros). Their controllers, each with its own
 /// journal, would rescale the job against each other. A `job_name` and a
 /// `job_id` that name the same job, or two URLs that reach one cluster,
 /// cannot be told apart here; the agent's fight detection stands down
@@ -365,7 +366,6 @@ fn validate_one_application_per_flink_job(
             .urls()
             .iter()
             .filter_map(|url| crate::flink::parse_rest_url(url).ok())
-            .map(|host_port| host_port.to_ascii_lowercase())
             .collect();
         let same = |other: &FlinkJob| match (&job, other) {
             (FlinkJob::Name(a), FlinkJob::Name(b)) => a == b,
@@ -1182,7 +1182,10 @@ fn validate_target(at: &FieldPath, app: &ApplicationConfig) -> Vec<Problem> {
                         Problem::new(path, error)
                             .hint("valid: http://host:port, e.g. \"http://localhost:8081\""),
                     );
-                } else if urls[..i].contains(url) {
+                } else if urls[..i]
+                    .iter()
+                    .any(|earlier| crate::flink::parse_rest_url(earlier) == crate::flink::parse_rest_url(url))
+                {
                     problems.push(
                         Problem::new(path, format!("rest_url {url:?} is listed twice"))
                             .hint("list each JobManager once"),
