@@ -703,6 +703,29 @@ fn trace_reads_a_cloudwatch_export() {
     let zoned = "2025-03-01 13:00:00+01:00,5\n2025-03-01T12:00:10Z,7\n";
     let t = Trace::parse(zoned, "z.csv", TraceValue::PerSecond).expect("valid");
     assert_eq!(t.points(), &[(0.0, 5.0), (10.0, 7.0)]);
+    let compact = "2025-03-01T06:30:00-0530,5\n2025-03-01T12:00:10Z,7\n";
+    let t = Trace::parse(compact, "z.csv", TraceValue::PerSecond).expect("valid");
+    assert_eq!(t.points(), &[(0.0, 5.0), (10.0, 7.0)]);
+    // An offset no clock has (it would move the row a day or more,
+    // silently) or a mangled one is no time.
+    for zone in [
+        "+25:00",
+        "+99:99",
+        "+05:60",
+        "+1:200",
+        "+:0500",
+        "+05:00:00",
+        "+0",
+    ] {
+        let text = format!("2025-03-01T12:00:00Z,1\n2025-03-01T13:00:00{zone},2\n");
+        let error = Trace::parse(&text, "z.csv", TraceValue::PerSecond)
+            .expect_err(zone)
+            .to_string();
+        assert!(
+            error.starts_with("z.csv:2: first column"),
+            "{zone}: {error}"
+        );
+    }
 }
 
 #[test]

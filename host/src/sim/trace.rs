@@ -451,12 +451,22 @@ pub(crate) fn parse_iso8601_ms(s: &str) -> Option<i64> {
                 b'-' => -1,
                 _ => return None,
             };
-            let digits: String = zone[1..].chars().filter(|c| *c != ':').collect();
-            if digits.len() != 4 || !digits.bytes().all(|c| c.is_ascii_digit()) {
+            // `hh:mm` or `hhmm`, an offset RFC 3339 allows: `+25:00`
+            // would move every row a day, silently.
+            let (h, m) = match zone.len() {
+                6 if zone.as_bytes()[3] == b':' => (&zone[1..3], &zone[4..6]),
+                5 => (&zone[1..3], &zone[3..5]),
+                _ => return None,
+            };
+            let digits = |part: &str| -> Option<i64> {
+                part.bytes()
+                    .all(|c| c.is_ascii_digit())
+                    .then(|| part.parse().ok())?
+            };
+            let (h, m) = (digits(h)?, digits(m)?);
+            if h > 23 || m > 59 {
                 return None;
             }
-            let h: i64 = digits[..2].parse().ok()?;
-            let m: i64 = digits[2..].parse().ok()?;
             sign * (h * 60 + m)
         }
     };
