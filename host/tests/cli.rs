@@ -1373,7 +1373,7 @@ fn an_empty_aws_endpoint_url_is_taken_as_unset() {
 fn a_mistyped_plugin_dir_or_scenario_is_refused_by_cause() {
     let dir = scratch("exit-status");
     std::fs::write(dir.join("afile"), "").expect("written");
-    let commands: [&[&str]; 8] = [
+    let commands: [&[&str]; 10] = [
         &[
             "simulate",
             "--scenario",
@@ -1395,6 +1395,18 @@ fn a_mistyped_plugin_dir_or_scenario_is_refused_by_cause() {
             "step",
             "--listen",
             "localhost:4566",
+        ],
+        // A health check's typo is a command line refused, not an agent
+        // found unhealthy (exit 1).
+        &["probe", "http://127.0.0.1:99999/livez"],
+        &[
+            "simulate",
+            "--scenario",
+            "step",
+            "--policy",
+            "hold",
+            "--plugin-cache",
+            "afile",
         ],
     ];
     for args in commands {
@@ -1418,6 +1430,16 @@ fn a_mistyped_plugin_dir_or_scenario_is_refused_by_cause() {
     let (_, _, stderr) = flinkscale_in(&dir, commands[7]);
     assert!(
         stderr.contains("not an IP address and port (valid: e.g. 127.0.0.1:4566"),
+        "{stderr}"
+    );
+    let (_, _, stderr) = flinkscale_in(&dir, commands[8]);
+    assert!(
+        stderr.contains("\"127.0.0.1:99999\" is not HOST:PORT with a port from 1 to 65535"),
+        "{stderr}"
+    );
+    let (_, _, stderr) = flinkscale_in(&dir, commands[9]);
+    assert!(
+        stderr.contains("afile is not a folder (valid: a folder for the compiled plugins"),
         "{stderr}"
     );
     for command in ["emulate", "simulate"] {

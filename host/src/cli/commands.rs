@@ -1584,6 +1584,12 @@ pub fn parse_plugin_cache(text: &str) -> Result<PluginCache, String> {
     match text {
         "" => Err("expected a folder or `off`".to_owned()),
         "off" => Ok(PluginCache::Off),
+        // A folder that is not there yet is made; something else in its
+        // place would only warn at every load and cache nothing.
+        dir if std::fs::metadata(dir).is_ok_and(|meta| !meta.is_dir()) => Err(format!(
+            "{dir} is not a folder (valid: a folder for the compiled plugins, made if missing, \
+             or `off`)"
+        )),
         dir => Ok(PluginCache::Dir(dir.into())),
     }
 }

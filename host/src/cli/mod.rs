@@ -152,6 +152,7 @@ pub enum Command {
     /// has no curl.
     Probe {
         /// The URL, e.g. `http://127.0.0.1:9464/livez`.
+        #[arg(value_parser = probe::parse_url)]
         url: String,
         /// Seconds to wait for the connection and for the answer.
         #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..))]

@@ -27,6 +27,31 @@ pub fn probe(url: &str, timeout: Duration) -> ExitCode {
     }
 }
 
+/// Reads `probe`'s URL: `http://HOST:PORT[/PATH]` with a port from 1 to
+/// 65535, so that a typo in a health check is a command line refused
+/// (exit 2), not an agent reported unhealthy (exit 1). Whether the host
+/// resolves is the world's answer, found when probing.
+pub fn parse_url(text: &str) -> Result<String, String> {
+    let valid = "valid: http://HOST:PORT/PATH, e.g. http://127.0.0.1:9464/livez";
+    let rest = text.strip_prefix("http://").ok_or_else(|| {
+        format!("only http:// URLs can be probed, the agent's listener being plain HTTP ({valid})")
+    })?;
+    let authority = rest.split('/').next().unwrap_or_default();
+    match authority.rsplit_once(':') {
+        Some((host, port))
+            if !host.is_empty()
+                && !port.is_empty()
+                && port.bytes().all(|b| b.is_ascii_digit())
+                && port.parse::<u16>().is_ok_and(|p| p > 0) =>
+        {
+            Ok(text.to_owned())
+        }
+        _ => Err(format!(
+            "{authority:?} is not HOST:PORT with a port from 1 to 65535 ({valid})"
+        )),
+    }
+}
+
 /// The status code `url` answers a GET with.
 fn get_status(url: &str, timeout: Duration) -> Result<u16, String> {
     let rest = url
@@ -81,5 +106,34 @@ mod tests {
         let error =
             get_status("http://no-port/livez", Duration::from_millis(100)).expect_err("no port");
         assert!(error.contains("HOST:PORT"), "{error}");
+    }
+
+    /// A URL that cannot be probed is refused on the command line (exit
+    /// 2), saying what is valid; a host that may not resolve is not.
+    #[test]
+    fn the_url_is_checked_as_the_command_line_is() {
+        for bad in [
+            "",
+            "ftp://x",
+            "https://127.0.0.1:9464/livez",
+            "http://127.0.0.1:99999/",
+            "http://127.0.0.1:0/",
+            "http://127.0.0.1:+80/",
+            "http://:9464/livez",
+            "http://host/livez",
+        ] {
+            let error = parse_url(bad).expect_err(bad);
+            assert!(
+                error.contains("valid: http://HOST:PORT/PATH"),
+                "{bad}: {error}"
+            );
+        }
+        for good in [
+            "http://127.0.0.1:9464/livez",
+            "http://agent.internal:9464",
+            "http://[::1]:9464/readyz",
+        ] {
+            assert_eq!(parse_url(good).as_deref(), Ok(good));
+        }
     }
 }
