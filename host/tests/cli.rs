@@ -1638,6 +1638,24 @@ fn simulate_and_bench_say_wrong_flags_in_the_flags_words() {
         stderr.contains("--params: catch_up_secs is null"),
         "{stderr}"
     );
+    // A key given twice is refused, as in a TOML table, not the last kept.
+    let (code, _, stderr) = flinkscale_in(
+        &dir,
+        &[
+            "simulate",
+            "--scenario",
+            "spike",
+            "--policy",
+            "rate",
+            "--params",
+            r#"{"catch_up_secs": 1, "catch_up_secs": 2}"#,
+        ],
+    );
+    assert_eq!(code, 78, "{stderr}");
+    assert!(
+        stderr.contains("the key \"catch_up_secs\" is given twice"),
+        "{stderr}"
+    );
     std::fs::create_dir_all(dir.join("twice")).expect("a folder");
     std::fs::write(
         dir.join("t.csv"),

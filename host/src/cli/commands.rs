@@ -1734,7 +1734,7 @@ fn simulate_blocking(args: SimulateArgs) -> anyhow::Result<ExitCode> {
         None => {
             let params = match &args.params {
                 None => serde_json::Map::new(),
-                Some(text) => match serde_json::from_str(text) {
+                Some(text) => match super::json::parse(text) {
                     // TOML has no null: it would reach the plugin as "".
                     Ok(serde_json::Value::Object(m))
                         if m.values().any(serde_json::Value::is_null) =>

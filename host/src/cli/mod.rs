@@ -24,6 +24,7 @@ mod example;
 mod explain;
 mod iam;
 mod import;
+mod json;
 mod kit;
 mod plugin;
 mod probe;

@@ -340,7 +340,7 @@ fn parse_params(text: Option<&str>) -> Result<Option<String>, Failure> {
     let Some(text) = text else {
         return Ok(None);
     };
-    let value: Value = serde_json::from_str(text).map_err(|error| {
+    let value: Value = super::json::parse(text).map_err(|error| {
         Failure::Usage(format!(
             "--params is not valid JSON: {error} (valid: a JSON object, e.g. \
              '{{\"scale_out_alarm\": \"high\", \"scale_in_alarm\": \"low\"}}')"
