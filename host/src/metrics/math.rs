@@ -246,7 +246,11 @@ impl Parser {
 
     fn factor_at_depth(&mut self) -> Result<Expr, MathError> {
         if self.eat('-') {
-            return Ok(Expr::Negate(Box::new(self.factor()?)));
+            // A negative number is a number (`FILL(m1, -1)` takes one).
+            return Ok(match self.factor()? {
+                Expr::Number(n) => Expr::Number(-n),
+                operand => Expr::Negate(Box::new(operand)),
+            });
         }
         self.space();
         let start = self.at;
@@ -565,6 +569,10 @@ mod tests {
             vec![(0, 2.0), (60_000, 7.0), (120_000, 0.0)]
         );
         assert_eq!(run("a + FILL(b, 0)")[1], (60_000, 20.0));
+        // A negative fill, as CloudWatch takes it (a sentinel for "no
+        // datapoint").
+        assert_eq!(run("FILL(b, -1)")[1], (60_000, -1.0));
+        assert_eq!(run("-a")[0], (0, -10.0));
     }
 
     #[test]
