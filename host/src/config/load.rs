@@ -699,8 +699,15 @@ pub(crate) fn locate_toml_error(file: &Path, text: &str, error: &toml::de::Error
     if syntax_errors.is_empty() {
         document.serde_error(error)
     } else {
-        // A syntax error has no field to name.
-        document.error_at(error.span(), String::new(), error.message(), None)
+        // A syntax error has no field to name; the first one, said as a
+        // configuration's is (a duplicate key named, a bracket left open
+        // found).
+        syntax_report(&document, &syntax_errors)
+            .into_iter()
+            .next()
+            .unwrap_or_else(|| {
+                document.error_at(error.span(), String::new(), error.message(), None)
+            })
     }
 }
 

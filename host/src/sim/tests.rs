@@ -1000,6 +1000,15 @@ fn scenario_reports_every_problem() {
             .expect_err(text)
             .to_string()
     };
+    // A key given twice is named, as a configuration's is.
+    let twice = refused(
+        "trace = \"x\"\n[[application]]\nmax_kpu = 3\nmax_kpu = 4\n",
+        "d.toml",
+    );
+    assert!(
+        twice.contains("d.toml:4:1: duplicate key `max_kpu` (a key is given once in a table"),
+        "{twice}"
+    );
     let unknown = refused("trace = \"x\"\nmax_kpus = 3\n", "u.toml");
     // Where, which key, and the one meant: as a configuration's errors say.
     assert!(
