@@ -13,7 +13,7 @@
 //! description = "Load rises from 800 to 3500 records/s, holds, falls back."
 //! trace = "demo.csv"                 # the load of every application without its own
 //! trace_value = "per_second"         # or "sum_per_period" (then trace_period_secs is required)
-//! trace_period_secs = 60             # the period of a "sum_per_period" trace
+//! trace_period_secs = 60             # the period of a "sum_per_period" trace, 1 s to 31 days
 //! duration_secs = 1800               # defaults to the last timestamp of the traces
 //! history_days = 15                  # days published before t = 0 (0 to 15, default 0)
 //! history_period_secs = 86400        # the period the trace repeats with before t = 0
@@ -35,7 +35,7 @@
 //! update_secs = 90
 //! metric_delay_secs = 60
 //! cpu_idle_percent = 5.0
-//! noise_percent = 2.0
+//! noise_percent = 2.0                # 0 to 100
 //! seed = 42
 //! max_lag_secs = 60.0
 //! stream_name = "app-stream"         # AWS/Kinesis StreamName
@@ -419,6 +419,17 @@ impl Scenario {
             &mut problems,
         );
         let past = past(raw.history_days, raw.history_period_secs, &mut problems);
+        // The name titles the reports and names bench's report folder.
+        if raw
+            .name
+            .as_deref()
+            .is_some_and(|name| name.trim().is_empty())
+        {
+            problems.push(Problem::new(
+                At::Scenario("name"),
+                "scenario: name must not be empty (it titles the reports; leave it out for the file's name)".to_owned(),
+            ));
+        }
         let mut names = BTreeSet::new();
         let mut validated = Vec::new();
         let mut traces_to_load = Vec::new();
@@ -743,13 +754,22 @@ fn trace_value(
             ));
             TraceValue::PerSecond
         }
-        (TraceValueName::SumPerPeriod, Some(p)) if p.is_finite() && p > 0.0 => {
+        // CloudWatch's periods: a second (high resolution) at least, and
+        // no period longer than a scenario may run. Outside them the
+        // rates it gives read as 0 or as past 1e12 records/s, which the
+        // trace's rows would be blamed for.
+        (TraceValueName::SumPerPeriod, Some(p))
+            if (1.0..=MAX_DURATION_SECS as f64).contains(&p) =>
+        {
             TraceValue::SumPerPeriod { period_secs: p }
         }
         (TraceValueName::SumPerPeriod, Some(p)) => {
             problems.push(Problem::new(
                 at("trace_period_secs"),
-                format!("{label}: trace_period_secs {p} must be positive"),
+                format!(
+                    "{label}: trace_period_secs {p} must be from 1 to {MAX_DURATION_SECS} (the \
+                     period of the trace's sums, e.g. 60)"
+                ),
             ));
             TraceValue::PerSecond
         }
@@ -850,8 +870,11 @@ fn app_params(
     if !(p.cpu_idle_percent.is_finite() && (0.0..=100.0).contains(&p.cpu_idle_percent)) {
         bad("cpu_idle_percent", "must be in 0..=100");
     }
-    if !(p.noise_percent.is_finite() && p.noise_percent >= 0.0) {
-        bad("noise_percent", "must be non-negative");
+    if !(0.0..=100.0).contains(&p.noise_percent) {
+        bad(
+            "noise_percent",
+            "must be in 0..=100 (a standard deviation in CPU percent)",
+        );
     }
     if !(p.max_lag_secs.is_finite() && p.max_lag_secs >= 0.0) {
         bad("max_lag_secs", "must be non-negative");

@@ -984,6 +984,14 @@ fn scenario_reports_every_problem() {
             "update_secs = 4294967295\n",
             "t.toml:3:1: application \"app\": update_secs must be at most 86400 (a day)",
         ),
+        (
+            "noise_percent = 1e308\n",
+            "t.toml:3:1: application \"app\": noise_percent must be in 0..=100",
+        ),
+        (
+            "trace_value = \"sum_per_period\"\ntrace_period_secs = 1e-300\ntrace = \"x.csv\"\n",
+            "t.toml:4:1: application \"app\": trace_period_secs 0.",
+        ),
     ] {
         let err = Scenario::from_toml(
             &format!("trace = \"x.csv\"\n[[application]]\n{apps}"),
@@ -1000,6 +1008,11 @@ fn scenario_reports_every_problem() {
             .expect_err(text)
             .to_string()
     };
+    let unnamed = refused("name = \" \"\ntrace = \"x\"\n", "n.toml");
+    assert!(
+        unnamed.contains("n.toml:1:1: scenario: name must not be empty"),
+        "{unnamed}"
+    );
     // A key given twice is named, as a configuration's is.
     let twice = refused(
         "trace = \"x\"\n[[application]]\nmax_kpu = 3\nmax_kpu = 4\n",
