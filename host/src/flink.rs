@@ -72,6 +72,15 @@ fn host_problem(host: &str) -> Option<String> {
             )),
         };
     }
+    // Digits and dots only is an IPv4 address or a mistake (no top-level
+    // domain is all digits): 300.1.1.1 would fail only at run time.
+    if host.bytes().all(|b| b.is_ascii_digit() || b == b'.')
+        && host.parse::<std::net::Ipv4Addr>().is_err()
+    {
+        return Some(format!(
+            "the host {host:?} is not an IPv4 address (four numbers from 0 to 255, e.g. 10.0.0.7)"
+        ));
+    }
     let name = host
         .chars()
         .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
@@ -1218,6 +1227,17 @@ mod tests {
         }
         assert!(why("http://[::1:8081").contains("not an IPv6 address in brackets"));
         assert!(why("http://[zz]:8081").contains("not an IPv6 address in brackets"));
+        for bad in [
+            "http://300.1.1.1:8081",
+            "http://10.0.0:8081",
+            "http://1.2.3.4.5:8081",
+        ] {
+            assert!(
+                why(bad).contains("is not an IPv4 address"),
+                "{bad}: {}",
+                why(bad)
+            );
+        }
         for good in [
             "http://jm-0.flink.svc.cluster.local:8081",
             "http://10.0.0.7:8081",
