@@ -689,6 +689,15 @@ fn wrong_input_names_the_file_the_parameter_and_what_is_valid() {
         stderr.contains("invalid value 'nothing' for '--parameter <KEY=VALUE>': not KEY=VALUE"),
         "{stderr}"
     );
+    // So is an --output that is a folder (it failed after the import,
+    // with exit 1).
+    let folder = std::env::temp_dir().to_string_lossy().into_owned();
+    let (code, stdout, stderr) = flinkscale(&["import", "cfn", &empty, "--output", &folder]);
+    assert_eq!(code, 2, "{stdout}{stderr}");
+    assert!(
+        stderr.contains(&format!("{folder} is a folder (valid: the file to write")),
+        "{stderr}"
+    );
 }
 
 /// The simulator's text output for the scenario, without the line naming

@@ -40,7 +40,7 @@ pub enum ImportCommand {
         #[arg(long = "parameter", value_name = "KEY=VALUE", value_parser = assignment)]
         parameter: Vec<String>,
         /// Write the configuration to FILE instead of standard output.
-        #[arg(long, short, value_name = "FILE")]
+        #[arg(long, short, value_name = "FILE", value_parser = output_file)]
         output: Option<PathBuf>,
     },
     /// Write `[[application.metric]]` and `[[application.alarm]]` for the
@@ -57,7 +57,7 @@ pub enum ImportCommand {
         #[arg(long, value_name = "FILE")]
         config: Option<PathBuf>,
         /// Write the configuration to FILE instead of standard output.
-        #[arg(long, short, value_name = "FILE")]
+        #[arg(long, short, value_name = "FILE", value_parser = output_file)]
         output: Option<PathBuf>,
     },
 }
@@ -136,6 +136,18 @@ fn assignment(text: &str) -> Result<String, String> {
         Some((key, _)) if !key.trim().is_empty() => Ok(text.to_owned()),
         _ => Err("not KEY=VALUE (e.g. --parameter MaxKPU=32)".to_owned()),
     }
+}
+
+/// Reads `--output`: a file to write, not a folder (which could only
+/// fail once the import is done).
+fn output_file(text: &str) -> Result<PathBuf, String> {
+    if std::path::Path::new(text).is_dir() {
+        return Err(format!(
+            "{text} is a folder (valid: the file to write the configuration to, e.g. \
+             flinkscale.toml)"
+        ));
+    }
+    Ok(PathBuf::from(text))
 }
 
 /// Reads `--application`: an MSF application name, 1 to 128 of letters,
