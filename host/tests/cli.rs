@@ -1780,6 +1780,24 @@ fn simulate_and_bench_say_wrong_flags_in_the_flags_words() {
         "{stderr}"
     );
     assert!(!dir.join("out").exists(), "nothing written");
+    let (code, stdout, stderr) = flinkscale_in(
+        &dir,
+        &[
+            "bench",
+            "--scenarios",
+            "step",
+            "--scenarios",
+            "step",
+            "--out",
+            "out",
+        ],
+    );
+    assert_eq!(code, 2, "{stdout}{stderr}");
+    assert!(
+        stderr.contains("scenario \"step\" is given twice in --scenarios"),
+        "{stderr}"
+    );
+    assert!(!dir.join("out").exists(), "nothing written");
     // A shipped scenario by its name, as `simulate --scenario` takes it,
     // from a folder that holds no file of that name.
     let (code, stdout, stderr) = flinkscale_in(

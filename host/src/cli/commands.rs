@@ -2012,7 +2012,9 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
 fn bench_blocking(args: BenchArgs) -> anyhow::Result<ExitCode> {
     use crate::sim::bench;
     // A refused command line (exit 2), before anything is read or run.
-    if let Some(twice) = bench::policy_given_twice(&args.policies) {
+    if let Some(twice) = bench::policy_given_twice(&args.policies)
+        .or_else(|| bench::scenario_given_twice(&args.scenarios))
+    {
         eprintln!("error: {twice}");
         return Ok(ExitCode::from(2));
     }

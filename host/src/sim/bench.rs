@@ -337,6 +337,20 @@ pub fn policy_given_twice(policies: &[String]) -> Option<String> {
     })
 }
 
+/// What is wrong with `scenarios` (`--scenarios`) if one of them is given
+/// twice, as written (two files of one scenario name are the files'
+/// mistake, found when they are read).
+pub fn scenario_given_twice(scenarios: &[PathBuf]) -> Option<String> {
+    scenarios.iter().enumerate().find_map(|(i, scenario)| {
+        scenarios[..i].contains(scenario).then(|| {
+            format!(
+                "scenario {:?} is given twice in --scenarios (valid: each scenario once)",
+                scenario.display().to_string()
+            )
+        })
+    })
+}
+
 /// Loads the scenario `--scenario` names: the file at that path when one
 /// exists (not a folder), else the embedded scenario of that name (`step`,
 /// `weekly`, ..., `demo`; in the binary, so it needs no checkout), else an
