@@ -159,9 +159,19 @@ pub(crate) fn check_params(declared: &[Parameter], params_json: &str) -> Vec<Str
             let suggestion = closest(key, declared)
                 .map(|name| format!(" (did you mean {name:?}?)"))
                 .unwrap_or_default();
+            // Quoted as given, spaces and all (escaped, and cut at the
+            // name limit): trimmed, `"factor "` read as unknown `"factor"`,
+            // did-you-mean `"factor"`.
+            let mut shown = String::new();
+            for c in key.chars() {
+                if shown.len() + c.len_utf8() > MAX_NAME_BYTES {
+                    break;
+                }
+                shown.push(c);
+            }
+            let cut = if shown.len() < key.len() { "…" } else { "" };
             problems.push(format!(
-                "unknown key {:?}{suggestion}; {}",
-                sanitize_text(key, MAX_NAME_BYTES),
+                "unknown key {shown:?}{cut}{suggestion}; {}",
                 valid()
             ));
             continue;
@@ -652,6 +662,19 @@ mod tests {
         assert_eq!(
             problems,
             ["unknown key \"x\"; the plugin accepts no params"]
+        );
+        // Quoted as given: a space at its end is the mistake to see, not
+        // trimmed into a suggestion of the very name shown.
+        let problems = check_params(&declared(), r#"{"steps ": 3}"#);
+        assert!(
+            problems[0].starts_with("unknown key \"steps \" (did you mean \"steps\"?)"),
+            "{problems:?}"
+        );
+        let long = format!(r#"{{"{}\n": 3}}"#, "k".repeat(300));
+        let problems = check_params(&declared(), &long);
+        assert!(
+            problems[0].starts_with(&format!("unknown key \"{}\"…", "k".repeat(MAX_NAME_BYTES))),
+            "{problems:?}"
         );
         let problems = check_params(&[], r#"{"x": 1, "y": 2}"#);
         assert_eq!(
