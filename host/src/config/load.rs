@@ -1675,6 +1675,13 @@ impl<'a> Document<'a> {
 /// Splits serde's "X, expected Y" into a message and a hint, and says Rust's
 /// integer types in words.
 fn explain_serde(message: &str) -> (String, Option<String>) {
+    // The parser's word for a number past an f64 (1e309): say the range.
+    if message == "floating-point number overflowed" {
+        return (
+            "the number is too large for a floating-point number".to_owned(),
+            Some("expected a finite number, up to about 1.8e308 in size".to_owned()),
+        );
+    }
     let Some((what, expected)) = message.split_once(", expected ") else {
         return (message.to_owned(), None);
     };
@@ -1682,6 +1689,13 @@ fn explain_serde(message: &str) -> (String, Option<String>) {
         "u32" => "an integer from 0 to 4294967295".to_owned(),
         "u64" => "an integer from 0 to 18446744073709551615".to_owned(),
         "f64" => "a number".to_owned(),
+        // A whole number past TOML's integers, in a table that takes
+        // any value (a plugin's params).
+        "any valid TOML value" if what.starts_with("invalid type: integer") => {
+            "an integer from -9223372036854775808 to 9223372036854775807 (TOML's), or a \
+             number with a decimal point or an exponent, e.g. 1e20"
+                .to_owned()
+        }
         other => other.to_owned(),
     };
     let suggestion = what

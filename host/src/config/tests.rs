@@ -1030,6 +1030,26 @@ fn a_sub_minute_metric_is_read_within_the_three_hours_cloudwatch_keeps_it() {
     );
 }
 
+/// Numbers past what TOML or an f64 holds are said with the range, not
+/// in the parser's words alone.
+#[test]
+fn numbers_too_large_for_toml_say_the_range() {
+    let text = with_alarm("metric = \"cpu\"\nthreshold = 1e309\nevaluation_periods = 5");
+    assert_eq!(
+        errors(&text),
+        [
+            "config/x.toml:14:13: application \"a\".alarm \"scale-out\".threshold: the number is too large for a floating-point number (expected a finite number, up to about 1.8e308 in size)"
+        ]
+    );
+    let text = format!("{APP}params = {{ big = 99999999999999999999 }}\n");
+    let errors = errors(&text);
+    assert!(
+        errors.len() == 1
+            && errors[0].contains(".policy.params.big: invalid type: integer `99999999999999999999` (expected an integer from -9223372036854775808 to 9223372036854775807 (TOML's), or a number with a decimal point"),
+        "{errors:?}"
+    );
+}
+
 /// An alarm id whose CloudWatch mirror (`alarms sync`'s
 /// `flinkscale-<application>-<id>`) CloudWatch would refuse is refused
 /// here, with the longest id that fits; one at that length is valid.
