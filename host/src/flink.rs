@@ -92,6 +92,15 @@ fn host_problem(host: &str) -> Option<String> {
     })
 }
 
+/// The values of the header `name` (any case) in an HTTP answer's `head`
+/// (its status line, then its header lines), in order.
+fn header_values<'a>(head: &'a str, name: &'a str) -> impl Iterator<Item = &'a str> {
+    head.lines().skip(1).filter_map(move |line| {
+        let (key, value) = line.split_once(':')?;
+        key.trim().eq_ignore_ascii_case(name).then_some(value)
+    })
+}
+
 /// What `rest_url` names: one JobManager's REST API (`"http://host:port"`)
 /// or, for a cluster with JobManager high availability and no load
 /// balancer in front, every JobManager's (`["http://jm-a:8081",
@@ -358,12 +367,8 @@ impl FlinkRest {
         // Flink's own server says Content-Length; a proxy or an ingress
         // in front of it may chunk the answer (HTTP/1.1 allows it, even to
         // a request that closes the connection).
-        let chunked = head.lines().skip(1).any(|line| {
-            line.split_once(':').is_some_and(|(name, value)| {
-                name.trim().eq_ignore_ascii_case("transfer-encoding")
-                    && value.to_ascii_lowercase().contains("chunked")
-            })
-        });
+        let chunked = header_values(&head, "transfer-encoding")
+            .any(|value| value.to_ascii_lowercase().contains("chunked"));
         let status: u16 = head
             .split_whitespace()
             .nth(1)
@@ -389,12 +394,8 @@ impl FlinkRest {
         // cluster of no slots). A chunked answer was checked whole above.
         let success = (200..=299).contains(&status);
         if success && !chunked {
-            let promised = head.lines().skip(1).find_map(|line| {
-                let (name, value) = line.split_once(':')?;
-                name.trim()
-                    .eq_ignore_ascii_case("content-length")
-                    .then(|| value.trim().parse::<usize>().ok())?
-            });
+            let promised = header_values(&head, "content-length")
+                .find_map(|value| value.trim().parse::<usize>().ok());
             if promised.is_some_and(|length| body.len() < length) {
                 return Err(TargetError::Transient(format!(
                     "{what}: {status} with {} of the {} bytes its Content-Length promised \

@@ -1761,43 +1761,38 @@ fn simulate_and_bench_say_wrong_flags_in_the_flags_words() {
             > 0.0
     );
     assert!(bounds[0]["clairvoyant_kpu_hours"].as_f64().is_some());
-    let (code, stdout, stderr) = flinkscale_in(
-        &dir,
-        &[
-            "bench",
-            "--scenarios",
-            "twice/a.toml",
-            "--policies",
-            "hold,hold",
-            "--out",
-            "out",
-        ],
-    );
     // A command line refused, as every other flag's wrong value is.
-    assert_eq!(code, 2, "{stdout}{stderr}");
-    assert!(
-        stderr.contains("policy \"hold\" is given twice"),
-        "{stderr}"
-    );
-    assert!(!dir.join("out").exists(), "nothing written");
-    let (code, stdout, stderr) = flinkscale_in(
-        &dir,
-        &[
-            "bench",
-            "--scenarios",
-            "step",
-            "--scenarios",
-            "step",
-            "--out",
-            "out",
-        ],
-    );
-    assert_eq!(code, 2, "{stdout}{stderr}");
-    assert!(
-        stderr.contains("scenario \"step\" is given twice in --scenarios"),
-        "{stderr}"
-    );
-    assert!(!dir.join("out").exists(), "nothing written");
+    for (args, said) in [
+        (
+            &[
+                "bench",
+                "--scenarios",
+                "twice/a.toml",
+                "--policies",
+                "hold,hold",
+                "--out",
+                "out",
+            ][..],
+            "policy \"hold\" is given twice",
+        ),
+        (
+            &[
+                "bench",
+                "--scenarios",
+                "step",
+                "--scenarios",
+                "step",
+                "--out",
+                "out",
+            ][..],
+            "scenario \"step\" is given twice in --scenarios",
+        ),
+    ] {
+        let (code, stdout, stderr) = flinkscale_in(&dir, args);
+        assert_eq!(code, 2, "{args:?}: {stdout}{stderr}");
+        assert!(stderr.contains(said), "{stderr}");
+        assert!(!dir.join("out").exists(), "nothing written");
+    }
     // A shipped scenario by its name, as `simulate --scenario` takes it,
     // from a folder that holds no file of that name.
     let (code, stdout, stderr) = flinkscale_in(

@@ -245,23 +245,29 @@ fn a_replaced_plugin_decides_from_the_next_evaluation_and_a_broken_one_is_refuse
             .is_some_and(|e| e.contains(&place) && e.len() > place.len() + 20),
         "{place}\n{refused:?}"
     );
-    let before = reasons(&agent.log(), "keep").len();
-    wait_until(
-        PATIENCE,
-        "two more decisions",
-        || reasons(&agent.log(), "keep").len() >= before + 2,
-        diagnose,
-    );
-    let log = agent.log();
-    let (_, after_refusal) = log
-        .split_once("Plugin reload refused")
-        .expect("the refusal is logged");
-    let since = reasons(after_refusal, "keep");
-    assert!(
-        since.len() >= 2 && since.iter().all(|r| r == "observe only"),
-        "{since:?}\n{}",
-        diagnose()
-    );
+    // Hold decides at two more evaluations after the newest refusal, and
+    // at no other; the log then.
+    let hold_keeps_deciding = || {
+        let before = reasons(&agent.log(), "keep").len();
+        wait_until(
+            PATIENCE,
+            "two more decisions",
+            || reasons(&agent.log(), "keep").len() >= before + 2,
+            diagnose,
+        );
+        let log = agent.log();
+        let (_, after_refusal) = log
+            .rsplit_once("Plugin reload refused")
+            .expect("the refusal is logged");
+        let since = reasons(after_refusal, "keep");
+        assert!(
+            since.len() >= 2 && since.iter().all(|r| r == "observe only"),
+            "{since:?}\n{}",
+            diagnose()
+        );
+        log
+    };
+    let log = hold_keeps_deciding();
     // Refused once: the same broken file is not tried at every evaluation.
     assert_eq!(
         log_events(&log, "Plugin reload refused; the running plugin stays.").len(),
@@ -296,23 +302,7 @@ fn a_replaced_plugin_decides_from_the_next_evaluation_and_a_broken_one_is_refuse
                 && e.contains("\"records_in\"")),
         "{refused:?}"
     );
-    let before = reasons(&agent.log(), "keep").len();
-    wait_until(
-        PATIENCE,
-        "two more decisions",
-        || reasons(&agent.log(), "keep").len() >= before + 2,
-        diagnose,
-    );
-    let log = agent.log();
-    let since = reasons(
-        log.rsplit_once("Plugin reload refused").expect("logged").1,
-        "keep",
-    );
-    assert!(
-        since.len() >= 2 && since.iter().all(|r| r == "observe only"),
-        "{since:?}\n{}",
-        diagnose()
-    );
+    let log = hold_keeps_deciding();
     assert!(
         log_events(&log, "Plugin reloaded.").len() == 1,
         "rate never ran\n{}",

@@ -330,22 +330,31 @@ pub fn embedded_scenario(name: &str) -> Option<Result<Scenario, ScenarioError>> 
 /// What is wrong with `policies` if one of them is given twice (its rows
 /// and report pages would mix up), said for `--policies`.
 pub fn policy_given_twice(policies: &[String]) -> Option<String> {
-    policies.iter().enumerate().find_map(|(i, policy)| {
-        policies[..i].contains(policy).then(|| {
-            format!("policy {policy:?} is given twice in --policies (valid: each policy once)")
-        })
-    })
+    given_twice(policies, "policy", "--policies", |policy| policy.clone())
 }
 
 /// What is wrong with `scenarios` (`--scenarios`) if one of them is given
 /// twice, as written (two files of one scenario name are the files'
 /// mistake, found when they are read).
 pub fn scenario_given_twice(scenarios: &[PathBuf]) -> Option<String> {
-    scenarios.iter().enumerate().find_map(|(i, scenario)| {
-        scenarios[..i].contains(scenario).then(|| {
+    given_twice(scenarios, "scenario", "--scenarios", |scenario| {
+        scenario.display().to_string()
+    })
+}
+
+/// The first of `items` (of the flag `flag`, each a `what`, shown by
+/// `show`) given a second time, said with what is valid.
+fn given_twice<T: PartialEq>(
+    items: &[T],
+    what: &str,
+    flag: &str,
+    show: impl Fn(&T) -> String,
+) -> Option<String> {
+    items.iter().enumerate().find_map(|(i, item)| {
+        items[..i].contains(item).then(|| {
             format!(
-                "scenario {:?} is given twice in --scenarios (valid: each scenario once)",
-                scenario.display().to_string()
+                "{what} {:?} is given twice in {flag} (valid: each {what} once)",
+                show(item)
             )
         })
     })
